@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs everything kiln needs to build, test and benchmark on Debian 12 (run as root).
+# Idempotent: packages already present are skipped by apt.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+BUILD_PKGS=(
+  build-essential meson ninja-build pkg-config clang clang-format
+  libgit2-dev libarchive-dev libssl-dev libcurl4-openssl-dev libjansson-dev
+  libseccomp-dev libmicrohttpd-dev libsqlite3-dev libzstd-dev libisal-dev
+  libcmocka-dev zlib1g-dev libclang-rt-14-dev libfuzzer-14-dev
+)
+RUN_PKGS=(
+  git ca-certificates openssl python3 iproute2 uidmap slirp4netns busybox-static
+  debootstrap zstd time
+)
+PEER_PKGS=(
+  docker-registry skopeo umoci runc buildah apache2-utils bubblewrap hyperfine
+  awscli
+)
+
+missing=()
+for p in "${BUILD_PKGS[@]}" "${RUN_PKGS[@]}" "${PEER_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The Debian docker-registry package starts a system service on :5000; tests run their own.
+if command -v systemctl >/dev/null 2>&1; then
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
+pkill -f '^/usr/bin/docker-registry serve /etc/docker/registry/config.yml' 2>/dev/null || true
+exit 0

@@ -1,0 +1,48 @@
+/* kiln version — the version of kiln and of the libraries it is linked with. */
+#include <archive.h>
+#include <curl/curl.h>
+#include <getopt.h>
+#include <git2.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <seccomp.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <zstd.h>
+
+#include "src/commands.h"
+
+int kiln_cmd_version(int argc, char **argv)
+{
+    const struct scmp_version *sv;
+    int major = 0, minor = 0, rev = 0;
+    int c;
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            printf("Usage: kiln version\n\nPrints kiln's version and its libraries' versions.\n");
+            return KILN_EXIT_OK;
+        }
+        return KILN_EXIT_USAGE;
+    }
+    if (optind < argc)
+        return kiln_cli_usage_error("version", "unexpected argument '%s'", argv[optind]);
+
+    printf("kiln %s\n", KILN_VERSION);
+    git_libgit2_version(&major, &minor, &rev);
+    printf("libgit2 %d.%d.%d\n", major, minor, rev);
+    printf("%s\n", archive_version_details());
+    printf("%s\n", OpenSSL_version(OPENSSL_VERSION));
+    printf("%s\n", curl_version());
+    printf("jansson %s\n", jansson_version_str());
+    sv = seccomp_version();
+    printf("libseccomp %u.%u.%u\n", sv->major, sv->minor, sv->micro);
+    printf("libmicrohttpd %s\n", MHD_get_version());
+    printf("sqlite %s\n", sqlite3_libversion());
+    printf("zstd %s\n", ZSTD_versionString());
+    printf("isa-l %s\n", KILN_ISAL_VERSION);
+    return KILN_EXIT_OK;
+}

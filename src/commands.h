@@ -1,0 +1,26 @@
+/* kiln — the subcommands of the `kiln` binary. Each returns the process exit
+ * status: 0 ok, 1 operation failed, 2 usage error. */
+#ifndef KILN_SRC_COMMANDS_H
+#define KILN_SRC_COMMANDS_H
+
+#include "utils/error.h"
+
+#define KILN_EXIT_OK 0
+#define KILN_EXIT_FAIL 1
+#define KILN_EXIT_USAGE 2
+
+typedef struct kiln_command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} kiln_command_t;
+
+int kiln_cmd_version(int argc, char **argv);
+
+/* Reports an error to stderr as "kiln: <message>" and returns KILN_EXIT_FAIL. */
+int kiln_cli_fail(const kiln_error_t *err);
+/* Reports a usage error for `cmd` and returns KILN_EXIT_USAGE. */
+int kiln_cli_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

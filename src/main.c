@@ -1,0 +1,57 @@
+/* kiln — command-line entry point: dispatches to one subcommand per file. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "src/commands.h"
+
+static const kiln_command_t commands[] = {
+    {"version", kiln_cmd_version, "print kiln's version and the versions of its libraries"},
+};
+
+int kiln_cli_fail(const kiln_error_t *err)
+{
+    fprintf(stderr, "kiln: %s\n", err && err->msg[0] ? err->msg : "operation failed");
+    return KILN_EXIT_FAIL;
+}
+
+int kiln_cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "kiln %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'kiln %s -h'.\n", cmd);
+    return KILN_EXIT_USAGE;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "Usage: kiln <command> [options]\n\nCommands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nRun 'kiln <command> -h' for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return KILN_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return KILN_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0)
+        return kiln_cmd_version(1, argv + 1);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "kiln: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return KILN_EXIT_USAGE;
+}

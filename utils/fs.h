@@ -1,0 +1,35 @@
+/* kiln — filesystem helpers. All fds are O_CLOEXEC. */
+#ifndef KILN_UTILS_FS_H
+#define KILN_UTILS_FS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "utils/error.h"
+
+/* Creates a directory and its parents (mode for each new one). */
+int kiln_fs_mkdir_p(const char *path, mode_t mode, kiln_error_t *err);
+
+/* Removes a tree without following symlinks. A missing path is not an error. */
+int kiln_fs_rm_rf(const char *path, kiln_error_t *err);
+/* Same, for `name` under the directory fd `dirfd`. */
+int kiln_fs_rm_rf_at(int dirfd, const char *name, kiln_error_t *err);
+
+/* Reads a whole file, failing (EFBIG) past `cap` bytes. *out is NUL-terminated. */
+int kiln_fs_read_file(const char *path, size_t cap, char **out, size_t *len, kiln_error_t *err);
+int kiln_fs_read_fd(int fd, size_t cap, char **out, size_t *len, kiln_error_t *err);
+
+/* Writes a file atomically: temp file in the same directory, fsync, rename. */
+int kiln_fs_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
+                              kiln_error_t *err);
+
+/* Writes all of buf to fd, retrying on EINTR and short writes. */
+int kiln_fs_write_all(int fd, const void *buf, size_t len, kiln_error_t *err);
+
+/* Creates a fresh private directory "<parent>/<prefix>XXXXXX"; *out is malloc'ed. */
+int kiln_fs_mkdtemp(const char *parent, const char *prefix, char **out, kiln_error_t *err);
+
+/* fsyncs the directory holding `path` (after a rename into it). */
+int kiln_fs_fsync_parent(const char *path, kiln_error_t *err);
+
+#endif
