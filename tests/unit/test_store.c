@@ -1,0 +1,339 @@
+/* Unit tests for oci/store: atomic writes, verification, refs, prune and the
+ * lock protocol. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "oci/image.h"
+#include "oci/store.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+
+static char *make_root(void)
+{
+    char *dir = NULL;
+    assert_int_equal(kiln_fs_mkdtemp("/tmp", "kiln-test-store.", &dir, NULL), 0);
+    return dir;
+}
+
+/* Number of entries (not . and ..) in root/sub. */
+static int count_entries(const char *root, const char *sub)
+{
+    _cleanup_free_ char *p = kiln_xasprintf("%s/%s", root, sub);
+    _cleanup_closedir_ DIR *d = opendir(p);
+    struct dirent *de;
+    int n = 0;
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            n++;
+    return n;
+}
+
+static void test_put_and_read(void **state)
+{
+    _cleanup_free_ char *root = make_root();
+    kiln_store_t *s = NULL;
+    kiln_error_t err = {0};
+    kiln_digest_t d, d2;
+    _cleanup_free_ char *data = NULL;
+    size_t len;
+    uint64_t size;
+    int fd;
+
+    assert_int_equal(kiln_store_open(root, &s, &err), 0);
+    assert_int_equal(kiln_store_put_bytes(s, "hello", 5, &d, &err), 0);
+    assert_int_equal(kiln_store_put_bytes(s, "hello", 5, &d2, &err), 0); /* idempotent */
+    assert_true(kiln_digest_equal(&d, &d2));
+    assert_int_equal(kiln_store_has(s, &d, &size), 1);
+    assert_int_equal(size, 5);
+    assert_int_equal(kiln_store_read_blob(s, &d, 0, &data, &len, &err), 0);
+    assert_int_equal(len, 5);
+    assert_memory_equal(data, "hello", 5);
+    assert_int_equal(kiln_store_read_blob(s, &d, 3, &data, &len, &err), -1); /* cap */
+    assert_int_equal(kiln_store_open_blob(s, &d, &fd, &size, &err), 0);
+    close(fd);
+    kiln_digest_bytes("nope", 4, &d2);
+    assert_int_equal(kiln_store_has(s, &d2, NULL), 0);
+    assert_int_equal(kiln_store_open_blob(s, &d2, &fd, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, d2.hex));
+    assert_int_equal(count_entries(root, "tmp"), 0);
+    kiln_store_close(s);
+    kiln_fs_rm_rf(root, NULL);
+}
+
+static void test_writer_verify(void **state)
+{
+    _cleanup_free_ char *root = make_root();
+    kiln_store_t *s = NULL;
+    kiln_store_writer_t *w = NULL;
+    kiln_error_t err = {0};
+    kiln_digest_t expect, got;
+    uint64_t size = 0;
+    kiln_sink_t sink;
+
+    assert_int_equal(kiln_store_open(root, &s, &err), 0);
+    /* mismatching content: commit fails, nothing left behind */
+    kiln_digest_bytes("expected", 8, &expect);
+    assert_int_equal(kiln_store_writer_new(s, &expect, -1, &w, &err), 0);
+    assert_int_equal(kiln_store_writer_write(w, "tampered", 8, &err), 0);
+    assert_int_equal(kiln_store_writer_commit(w, &got, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "does not match"));
+    assert_int_equal(kiln_store_has(s, &expect, NULL), 0);
+    assert_int_equal(count_entries(root, "blobs/sha256"), 0);
+    assert_int_equal(count_entries(root, "tmp"), 0);
+
+    /* size overflow is refused at write time */
+    assert_int_equal(kiln_store_writer_new(s, NULL, 3, &w, &err), 0);
+    assert_int_equal(kiln_store_writer_write(w, "toolong", 7, &err), -1);
+    kiln_store_writer_abort(w);
+    assert_int_equal(count_entries(root, "tmp"), 0);
+
+    /* short size is refused at commit */
+    assert_int_equal(kiln_store_writer_new(s, NULL, 10, &w, &err), 0);
+    assert_int_equal(kiln_store_writer_write(w, "short", 5, &err), 0);
+    assert_int_equal(kiln_store_writer_commit(w, NULL, NULL, &err), -1);
+    assert_int_equal(count_entries(root, "blobs/sha256"), 0);
+
+    /* streamed through the sink with a matching digest and size: stored */
+    assert_int_equal(kiln_store_writer_new(s, &expect, 8, &w, &err), 0);
+    sink = kiln_store_writer_sink(w);
+    assert_int_equal(kiln_sink_write(&sink, "expe", 4, &err), 0);
+    assert_int_equal(kiln_sink_write(&sink, "cted", 4, &err), 0);
+    assert_int_equal(kiln_store_writer_commit(w, &got, &size, &err), 0);
+    assert_true(kiln_digest_equal(&got, &expect));
+    assert_int_equal(size, 8);
+    assert_int_equal(kiln_store_has(s, &expect, NULL), 1);
+    assert_int_equal(count_entries(root, "tmp"), 0);
+
+    /* abort leaves nothing */
+    assert_int_equal(kiln_store_writer_new(s, NULL, -1, &w, &err), 0);
+    assert_int_equal(kiln_store_writer_write(w, "x", 1, &err), 0);
+    kiln_store_writer_abort(w);
+    assert_int_equal(count_entries(root, "tmp"), 0);
+    assert_int_equal(count_entries(root, "blobs/sha256"), 1);
+    kiln_store_close(s);
+    kiln_fs_rm_rf(root, NULL);
+}
+
+static void test_large_stream(void **state)
+{
+    _cleanup_free_ char *root = make_root();
+    kiln_store_t *s = NULL;
+    kiln_store_writer_t *w = NULL;
+    kiln_error_t err = {0};
+    kiln_sha256_t h;
+    kiln_digest_t want, got;
+    uint64_t size;
+    static char chunk[100000];
+
+    for (size_t i = 0; i < sizeof(chunk); i++)
+        chunk[i] = (char)(i * 7);
+    assert_int_equal(kiln_store_open(root, &s, &err), 0);
+    assert_int_equal(kiln_sha256_init(&h, &err), 0);
+    assert_int_equal(kiln_store_writer_new(s, NULL, -1, &w, &err), 0);
+    for (int i = 0; i < 50; i++) {
+        size_t n = (size_t)(i * 1999) % sizeof(chunk) + 1;
+        kiln_sha256_update(&h, chunk, n);
+        assert_int_equal(kiln_store_writer_write(w, chunk, n, &err), 0);
+    }
+    kiln_sha256_final(&h, &want);
+    assert_int_equal(kiln_store_writer_commit(w, &got, &size, &err), 0);
+    assert_true(kiln_digest_equal(&want, &got));
+    assert_int_equal(kiln_store_has(s, &got, &size), 1);
+    kiln_store_close(s);
+    kiln_fs_rm_rf(root, NULL);
+}
+
+/* Puts a minimal image (config + 2 layers + manifest) and returns the manifest digest. */
+static void put_image(kiln_store_t *s, const char *tag, kiln_digest_t *manifest,
+                      kiln_digest_t *layer0)
+{
+    kiln_error_t err = {0};
+    kiln_descriptor_t cfg = {0}, layers[2] = {{{0}}}, md = {0};
+    json_t *config = kiln_image_config_new("amd64", "linux");
+    json_t *m;
+    char l0[64], l1[64];
+
+    snprintf(l0, sizeof(l0), "layer0-%s", tag);
+    snprintf(l1, sizeof(l1), "layer1-%s", tag);
+    kiln_image_config_set_label(config, "tag", tag);
+    assert_int_equal(kiln_store_put_bytes(s, l0, strlen(l0), &layers[0].digest, &err), 0);
+    assert_int_equal(kiln_store_put_bytes(s, l1, strlen(l1), &layers[1].digest, &err), 0);
+    snprintf(layers[0].media_type, sizeof(layers[0].media_type), "%s", KILN_MT_OCI_LAYER);
+    snprintf(layers[1].media_type, sizeof(layers[1].media_type), "%s", KILN_MT_OCI_LAYER);
+    layers[0].size = strlen(l0);
+    layers[1].size = strlen(l1);
+    kiln_image_config_add_diff_id(config, &layers[0].digest);
+    kiln_image_config_add_diff_id(config, &layers[1].digest);
+    assert_int_equal(kiln_image_store_put(s, config, KILN_MT_OCI_CONFIG, &cfg, &err), 0);
+    m = kiln_image_manifest_new(&cfg, layers, 2, NULL);
+    assert_int_equal(kiln_image_store_put(s, m, KILN_MT_OCI_MANIFEST, &md, &err), 0);
+    json_decref(m);
+    json_decref(config);
+    *manifest = md.digest;
+    if (layer0)
+        *layer0 = layers[0].digest;
+}
+
+static void test_refs_and_prune(void **state)
+{
+    _cleanup_free_ char *root = make_root();
+    kiln_store_t *s = NULL;
+    kiln_error_t err = {0};
+    kiln_digest_t m1, m2, l1, l2, got, junk, ix_d;
+    kiln_store_prune_stats_t st;
+    kiln_descriptor_t d = {0};
+    json_t *ix;
+
+    assert_int_equal(kiln_store_open(root, &s, &err), 0);
+    put_image(s, "one", &m1, &l1);
+    put_image(s, "two", &m2, &l2);
+    assert_int_equal(kiln_store_put_bytes(s, "junk", 4, &junk, &err), 0);
+    assert_int_equal(kiln_store_ref_set(s, "image/example.com/one:latest", &m1, &err), 0);
+    assert_int_equal(kiln_store_ref_get(s, "image/example.com/one:latest", &got, &err), 1);
+    assert_true(kiln_digest_equal(&got, &m1));
+    assert_int_equal(kiln_store_ref_get(s, "image/none", &got, &err), 0);
+    assert_int_equal(kiln_store_ref_set(s, "bad name", &m1, &err), -1);
+    /* an index pinning image two */
+    ix = kiln_image_index_new();
+    d.digest = m2;
+    snprintf(d.media_type, sizeof(d.media_type), "%s", KILN_MT_OCI_MANIFEST);
+    kiln_store_has(s, &m2, &d.size);
+    kiln_image_index_add(ix, &d);
+    assert_int_equal(kiln_image_store_put(s, ix, KILN_MT_OCI_INDEX, &d, &err), 0);
+    ix_d = d.digest;
+    json_decref(ix);
+    assert_int_equal(kiln_store_ref_set(s, "image/two", &ix_d, &err), 0);
+    assert_int_equal(kiln_store_ref_set(s, "cache/dangling", &junk, &err), 0);
+    assert_int_equal(kiln_store_ref_delete(s, "cache/dangling", &err), 0);
+
+    /* while the store is open (a "build" runs) prune refuses */
+    assert_int_equal(kiln_store_prune(root, 0, 0, &st, &err), -1);
+    assert_int_equal(err.code, EBUSY);
+    kiln_store_close(s);
+
+    /* a stale temp file from an interrupted write */
+    {
+        _cleanup_free_ char *p = kiln_xasprintf("%s/tmp/blob-stale", root);
+        assert_int_equal(kiln_fs_write_file_atomic(p, "x", 1, 0644, &err), 0);
+    }
+    assert_int_equal(kiln_store_prune(root, 0, 1, &st, &err), 0); /* dry run */
+    assert_int_equal(st.blobs_removed, 1);
+    assert_int_equal(count_entries(root, "tmp"), 1);
+    assert_int_equal(kiln_store_prune(root, 0, 0, &st, &err), 0);
+    assert_int_equal(st.blobs_removed, 1); /* junk */
+    assert_int_equal(st.blobs_kept, 9);    /* 2 x (config, 2 layers, manifest) + index */
+    assert_int_equal(st.tmp_removed, 1);
+    assert_int_equal(count_entries(root, "tmp"), 0);
+
+    assert_int_equal(kiln_store_open(root, &s, &err), 0);
+    assert_int_equal(kiln_store_has(s, &junk, NULL), 0);
+    assert_int_equal(kiln_store_has(s, &l1, NULL), 1);
+    assert_int_equal(kiln_store_has(s, &l2, NULL), 1);
+    /* unpin image one: its blobs go */
+    assert_int_equal(kiln_store_ref_delete(s, "image/example.com/one:latest", &err), 0);
+    kiln_store_close(s);
+    assert_int_equal(kiln_store_prune(root, 1, 0, &st, &err), 0);
+    assert_int_equal(st.blobs_removed, 4);
+    assert_int_equal(kiln_store_open(root, &s, &err), 0);
+    assert_int_equal(kiln_store_has(s, &l1, NULL), 0);
+    assert_int_equal(kiln_store_has(s, &m1, NULL), 0);
+    assert_int_equal(kiln_store_has(s, &l2, NULL), 1);
+    kiln_store_close(s);
+    kiln_fs_rm_rf(root, NULL);
+}
+
+typedef struct {
+    const char *root;
+    int stage; /* 1 = writer has data in flight */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int go;
+    kiln_digest_t result;
+} race_t;
+
+/* A "build": opens the store, starts a write, waits, then commits and pins. */
+static void *writer_thread(void *arg)
+{
+    race_t *r = arg;
+    kiln_store_t *s = NULL;
+    kiln_store_writer_t *w = NULL;
+    kiln_error_t err = {0};
+
+    assert_int_equal(kiln_store_open(r->root, &s, &err), 0);
+    assert_int_equal(kiln_store_writer_new(s, NULL, -1, &w, &err), 0);
+    assert_int_equal(kiln_store_writer_write(w, "in flight", 9, &err), 0);
+    pthread_mutex_lock(&r->mu);
+    r->stage = 1;
+    pthread_cond_broadcast(&r->cv);
+    while (!r->go)
+        pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+    assert_int_equal(kiln_store_writer_commit(w, &r->result, NULL, &err), 0);
+    assert_int_equal(kiln_store_ref_set(s, "cache/race", &r->result, &err), 0);
+    kiln_store_close(s);
+    return NULL;
+}
+
+static void test_prune_vs_writer(void **state)
+{
+    _cleanup_free_ char *root = make_root();
+    race_t r = {.root = root, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    kiln_store_prune_stats_t st;
+    kiln_error_t err = {0};
+    kiln_store_t *s = NULL;
+    pthread_t t;
+
+    assert_int_equal(pthread_create(&t, NULL, writer_thread, &r), 0);
+    pthread_mutex_lock(&r.mu);
+    while (r.stage != 1)
+        pthread_cond_wait(&r.cv, &r.mu);
+    pthread_mutex_unlock(&r.mu);
+    /* the writer's temp file must survive: prune cannot run now */
+    assert_int_equal(kiln_store_prune(root, 0, 0, &st, &err), -1);
+    assert_int_equal(err.code, EBUSY);
+    assert_int_equal(count_entries(root, "tmp"), 1);
+    pthread_mutex_lock(&r.mu);
+    r.go = 1;
+    pthread_cond_broadcast(&r.cv);
+    pthread_mutex_unlock(&r.mu);
+    /* a waiting prune runs once the build is done, and keeps the pinned blob */
+    assert_int_equal(kiln_store_prune(root, 1, 0, &st, &err), 0);
+    pthread_join(t, NULL);
+    assert_int_equal(kiln_store_open(root, &s, &err), 0);
+    assert_int_equal(kiln_store_has(s, &r.result, NULL), 1);
+    kiln_store_close(s);
+    kiln_fs_rm_rf(root, NULL);
+}
+
+static void test_default_root(void **state)
+{
+    char *r = kiln_store_default_root();
+    if (geteuid() == 0)
+        assert_string_equal(r, "/var/lib/kiln");
+    else
+        assert_non_null(r);
+    free(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_put_and_read),    cmocka_unit_test(test_writer_verify),
+        cmocka_unit_test(test_large_stream),    cmocka_unit_test(test_refs_and_prune),
+        cmocka_unit_test(test_prune_vs_writer), cmocka_unit_test(test_default_root),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
