@@ -1,0 +1,77 @@
+/* kiln — streaming layer compression: gzip (ISA-L igzip), zstd (libzstd) or
+ * none, and the matching decompressing reader that detects the format by its
+ * magic bytes.
+ *
+ * A compressor consumes raw bytes and writes the compressed stream to a sink.
+ * In threaded mode the compression runs in a worker thread fed through a small
+ * fixed pool of chunk buffers, so that producing the input (tar + hashing) and
+ * compressing it use both cores; memory stays bounded (a few MiB). */
+#ifndef KILN_OCI_COMPRESS_H
+#define KILN_OCI_COMPRESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "oci/sink.h"
+#include "utils/error.h"
+
+typedef enum kiln_compression {
+    KILN_COMPRESSION_NONE = 0,
+    KILN_COMPRESSION_GZIP,
+    KILN_COMPRESSION_ZSTD,
+} kiln_compression_t;
+
+/* Default levels: ISA-L level 1 for gzip (fast, close to gzip -6 on binaries),
+ * zstd level 3 (zstd's own default). */
+#define KILN_GZIP_DEFAULT_LEVEL 1
+#define KILN_ZSTD_DEFAULT_LEVEL 3
+
+/* "gzip", "zstd" or "none". */
+const char *kiln_compression_name(kiln_compression_t c);
+/* Parses "gzip" | "zstd" | "none" (also "uncompressed"). */
+int kiln_compression_parse(const char *s, kiln_compression_t *out, kiln_error_t *err);
+/* Checks a level for a compression: gzip 0..3 (ISA-L levels), zstd 1..19,
+ * none ignores it; -1 means the default. */
+int kiln_compression_check_level(kiln_compression_t c, int level, kiln_error_t *err);
+/* Detects the format of a stream from its first bytes (at least 4 for a sure
+ * answer): gzip 1f 8b, zstd 28 b5 2f fd, anything else is "none". */
+kiln_compression_t kiln_compression_detect(const void *buf, size_t len);
+
+typedef struct kiln_compressor kiln_compressor_t;
+
+/* Creates a compressor writing to out (which must outlive it). level -1 =
+ * default. threaded = 1 runs the compression in a worker thread (gzip; zstd
+ * uses libzstd's own workers instead). Fails on a bad level or allocation. */
+int kiln_compressor_new(kiln_compression_t c, int level, int threaded, kiln_sink_t *out,
+                        kiln_compressor_t **res, kiln_error_t *err);
+/* Feeds raw bytes. Fails when the sink failed (the error names it). */
+int kiln_compressor_write(kiln_compressor_t *c, const void *buf, size_t len, kiln_error_t *err);
+/* Ends the stream (trailer, last frame) and waits until the sink has it all. */
+int kiln_compressor_finish(kiln_compressor_t *c, kiln_error_t *err);
+/* Frees (stopping the worker). NULL is fine. */
+void kiln_compressor_free(kiln_compressor_t *c);
+/* A sink writing into the compressor (for libarchive callbacks and copiers). */
+kiln_sink_t kiln_compressor_sink(kiln_compressor_t *c);
+
+/* A reader that yields decompressed bytes. */
+typedef struct kiln_decompressor kiln_decompressor_t;
+
+/* Reads the compressed stream from fd (not closed by the decompressor). The
+ * format is detected from the first bytes. raw_hash / out_hash, when not NULL,
+ * are called with every compressed / decompressed chunk (for digest checks). */
+typedef void (*kiln_hash_fn)(void *ctx, const void *buf, size_t len);
+int kiln_decompressor_new(int fd, kiln_hash_fn raw_hash, void *raw_ctx, kiln_hash_fn out_hash,
+                          void *out_ctx, kiln_decompressor_t **res, kiln_error_t *err);
+/* Reads up to len decompressed bytes; 0 at the clean end of the stream. A
+ * stream that ends early ("truncated"), corrupt data or trailing garbage fails
+ * with a message saying so. */
+ssize_t kiln_decompressor_read(kiln_decompressor_t *d, void *buf, size_t len, kiln_error_t *err);
+/* The detected format. */
+kiln_compression_t kiln_decompressor_format(const kiln_decompressor_t *d);
+/* Reads and discards the rest of the decompressed stream (so that digests
+ * cover it all, e.g. tar padding after the end-of-archive marker). */
+int kiln_decompressor_drain(kiln_decompressor_t *d, kiln_error_t *err);
+void kiln_decompressor_free(kiln_decompressor_t *d);
+
+#endif

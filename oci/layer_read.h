@@ -1,0 +1,57 @@
+/* kiln — the layer unpacker: applies one layer (a gzip, zstd or plain tar
+ * stream, detected by its magic) onto a rootfs directory.
+ *
+ * OCI layer semantics: ".wh.<name>" removes <name> from the lower layers,
+ * ".wh..wh..opq" empties its directory of what the lower layers put there;
+ * hardlinks, symlinks, ownership (when permitted), modes incl. setuid/setgid,
+ * xattrs and mtimes are restored.
+ *
+ * Safety: nothing is ever written outside rootfs. Entry names and hardlink
+ * targets that are absolute or contain ".." are rejected with an error naming
+ * the entry; every path is resolved with openat2(RESOLVE_IN_ROOT), so symlinks
+ * (from this or a lower layer) pointing out of the rootfs resolve inside it.
+ * Device nodes are rejected unless allowed. A failed unpack leaves the rootfs
+ * partially written: the caller discards it. */
+#ifndef KILN_OCI_LAYER_READ_H
+#define KILN_OCI_LAYER_READ_H
+
+#include <stdint.h>
+
+#include "oci/compress.h"
+#include "oci/digest.h"
+#include "utils/error.h"
+
+typedef struct kiln_unpack_opts {
+    /* Store whiteouts as 0:0 character devices and opaque directories as the
+     * overlay opaque xattr, so that the rootfs can be an overlayfs lower dir. */
+    int overlay_form;
+    /* With overlay_form: use user.overlay.opaque (userxattr mounts) instead of
+     * trusted.overlay.opaque. */
+    int overlay_user_xattr;
+    /* -1 (default): chown when running as root, ignoring EPERM; 0 never;
+     * 1 always, failing when not permitted. */
+    int chown;
+    uint32_t id_shift; /* added to every uid/gid (sandbox id range base) */
+    int allow_devices; /* create block/char device nodes instead of failing */
+    /* When not NULL: the stream must hash to these (checked at the end). */
+    const kiln_digest_t *expect_digest;  /* of the compressed blob as read */
+    const kiln_digest_t *expect_diff_id; /* of the uncompressed tar */
+} kiln_unpack_opts_t;
+
+typedef struct kiln_unpack_stats {
+    uint64_t entries;
+    uint64_t size;      /* compressed bytes read */
+    uint64_t diff_size; /* uncompressed bytes */
+    kiln_digest_t digest;
+    kiln_digest_t diff_id;
+    kiln_compression_t format;
+} kiln_unpack_stats_t;
+
+void kiln_unpack_opts_init(kiln_unpack_opts_t *opts);
+
+/* Applies the layer read from fd (to its end; fd is not closed) onto rootfs
+ * (an existing directory). stats (may be NULL) filled on success. */
+int kiln_layer_unpack(int fd, const char *rootfs, const kiln_unpack_opts_t *opts,
+                      kiln_unpack_stats_t *stats, kiln_error_t *err);
+
+#endif

@@ -1,0 +1,616 @@
+/* kiln — directory tree / change list → PAX tar → gzip|zstd|none, in one pass. */
+#include "oci/layer_write.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+
+#include "utils/cleanup.h"
+#include "utils/mem.h"
+
+#define READ_BUF_SIZE (1024 * 1024)
+#define XATTR_LIST_MAX_BYTES (64 * 1024)
+#define XATTR_VALUE_MAX_BYTES (64 * 1024)
+#define MAX_DEPTH 512
+
+/* A (dev, ino) → first layer path seen, for files with several links. */
+struct link_slot {
+    dev_t dev;
+    ino_t ino;
+    char *path;
+};
+
+/* Hashes and counts what goes through it, then forwards it. */
+struct hash_tee {
+    kiln_sha256_t h;
+    uint64_t bytes;
+    kiln_sink_t *next;
+    int hash; /* 0: only count and forward */
+};
+
+struct kiln_layer_writer {
+    kiln_layer_opts_t opts;
+    char *prefix; /* normalised: no leading/trailing '/', "" for none */
+    struct archive *a;
+    struct archive_entry *e;
+    kiln_compressor_t *comp;
+    struct hash_tee tee; /* compressed stream → caller's sink */
+    kiln_sink_t tee_sink;
+    kiln_sha256_t diff; /* uncompressed tar */
+    uint64_t diff_bytes;
+    kiln_error_t cb_err; /* error raised inside the libarchive callback */
+    int cb_failed;
+    unsigned char *rbuf;
+    struct link_slot *links;
+    size_t nlinks, links_alloc;
+    uint64_t entries;
+    int finished;
+};
+
+void kiln_layer_opts_init(kiln_layer_opts_t *opts)
+{
+    memset(opts, 0, sizeof(*opts));
+    opts->compression = KILN_COMPRESSION_GZIP;
+    opts->level = -1;
+    opts->source_date_epoch = -1;
+    opts->threaded = 1;
+}
+
+const char *kiln_layer_media_type(kiln_compression_t c)
+{
+    switch (c) {
+    case KILN_COMPRESSION_GZIP:
+        return KILN_MEDIA_LAYER_GZIP;
+    case KILN_COMPRESSION_ZSTD:
+        return KILN_MEDIA_LAYER_ZSTD;
+    default:
+        return KILN_MEDIA_LAYER_TAR;
+    }
+}
+
+static int tee_write(void *ctx, const void *buf, size_t len, kiln_error_t *err)
+{
+    struct hash_tee *t = ctx;
+    if (t->hash)
+        kiln_sha256_update(&t->h, buf, len);
+    t->bytes += len;
+    return kiln_sink_write(t->next, buf, len, err);
+}
+
+/* libarchive's write callback: the raw tar. Hashes it (diff_id) and feeds the
+ * compressor; errors are kept in the writer for the caller to report. */
+static la_ssize_t archive_cb_write(struct archive *a, void *ctx, const void *buf, size_t len)
+{
+    kiln_layer_writer_t *w = ctx;
+    kiln_sha256_update(&w->diff, buf, len);
+    w->diff_bytes += len;
+    if (kiln_compressor_write(w->comp, buf, len, &w->cb_err) < 0) {
+        w->cb_failed = 1;
+        archive_set_error(a, EIO, "layer output failed");
+        return -1;
+    }
+    return (la_ssize_t)len;
+}
+
+/* Turns a libarchive failure into an error naming the path. */
+static int archive_fail(kiln_layer_writer_t *w, const char *path, kiln_error_t *err)
+{
+    if (w->cb_failed) {
+        if (err)
+            *err = w->cb_err;
+        return kiln_error_prefix(err, "layer entry %s", path);
+    }
+    return kiln_error_set(err, archive_errno(w->a), "layer entry %s: %s", path,
+                          archive_error_string(w->a) ? archive_error_string(w->a) : "tar error");
+}
+
+/* Strips leading and trailing slashes and "./" from a prefix. */
+static char *normalise_prefix(const char *p)
+{
+    if (p == NULL)
+        return kiln_xstrdup("");
+    while (*p == '/' || (p[0] == '.' && p[1] == '/'))
+        p += p[0] == '.' ? 2 : 1;
+    if (strcmp(p, ".") == 0)
+        return kiln_xstrdup("");
+    size_t n = strlen(p);
+    while (n > 0 && p[n - 1] == '/')
+        n--;
+    return kiln_xstrndup(p, n);
+}
+
+static int64_t clamp_mtime(const kiln_layer_writer_t *w, int64_t t)
+{
+    if (w->opts.source_date_epoch >= 0 && t > w->opts.source_date_epoch)
+        return w->opts.source_date_epoch;
+    return t;
+}
+
+static uint32_t shift_id(const kiln_layer_writer_t *w, uint32_t id)
+{
+    if (w->opts.id_shift > 0 && id >= w->opts.id_shift)
+        return id - w->opts.id_shift;
+    return id;
+}
+
+/* "<prefix>/<path>" (or path alone); malloc'ed. */
+static char *full_path(const kiln_layer_writer_t *w, const char *path)
+{
+    while (*path == '/')
+        path++;
+    if (w->prefix[0] == '\0')
+        return kiln_xstrdup(path);
+    if (path[0] == '\0')
+        return kiln_xstrdup(w->prefix);
+    return kiln_xasprintf("%s/%s", w->prefix, path);
+}
+
+/* Writes a header-only entry (directory, empty marker file). */
+static int write_synthetic(kiln_layer_writer_t *w, const char *path, mode_t mode, int64_t mtime,
+                           kiln_error_t *err)
+{
+    archive_entry_clear(w->e);
+    archive_entry_copy_pathname(w->e, path);
+    archive_entry_set_mode(w->e, mode);
+    archive_entry_set_uid(w->e, 0);
+    archive_entry_set_gid(w->e, 0);
+    archive_entry_set_mtime(w->e, clamp_mtime(w, mtime), 0);
+    archive_entry_set_size(w->e, 0);
+    if (archive_write_header(w->a, w->e) < ARCHIVE_WARN)
+        return archive_fail(w, path, err);
+    w->entries++;
+    return 0;
+}
+
+int kiln_layer_writer_new(const kiln_layer_opts_t *opts, kiln_sink_t *out,
+                          kiln_layer_writer_t **res, kiln_error_t *err)
+{
+    kiln_layer_opts_t defaults;
+    if (opts == NULL) {
+        kiln_layer_opts_init(&defaults);
+        opts = &defaults;
+    }
+    kiln_layer_writer_t *w = kiln_xzalloc(sizeof(*w));
+    w->opts = *opts;
+    w->prefix = normalise_prefix(opts->prefix);
+    w->tee.next = out;
+    w->tee.hash = opts->compression != KILN_COMPRESSION_NONE;
+    w->tee_sink.write = tee_write;
+    w->tee_sink.ctx = &w->tee;
+    if (kiln_sha256_init(&w->diff, err) < 0 ||
+        (w->tee.hash && kiln_sha256_init(&w->tee.h, err) < 0) ||
+        kiln_compressor_new(opts->compression, opts->level, opts->threaded, &w->tee_sink, &w->comp,
+                            err) < 0) {
+        kiln_layer_writer_free(w);
+        return kiln_error_prefix(err, "layer writer");
+    }
+    w->rbuf = kiln_xmalloc(READ_BUF_SIZE);
+    w->e = archive_entry_new();
+    w->a = archive_write_new();
+    if (w->a == NULL || w->e == NULL) {
+        kiln_layer_writer_free(w);
+        return kiln_error_set(err, ENOMEM, "layer writer: cannot allocate libarchive objects");
+    }
+    /* Full PAX (not pax_restricted): xattrs, long and non-ASCII names, big
+     * files always get their extended records. Unblocked: no padding past the
+     * end-of-archive marker, data buffers go straight to the callback. */
+    if (archive_write_set_format_pax(w->a) != ARCHIVE_OK ||
+        archive_write_set_bytes_per_block(w->a, 0) != ARCHIVE_OK ||
+        archive_write_open2(w->a, w, NULL, archive_cb_write, NULL, NULL) != ARCHIVE_OK) {
+        kiln_error_set(err, 0, "layer writer: %s", archive_error_string(w->a));
+        kiln_layer_writer_free(w);
+        return -1;
+    }
+    /* The directories of the prefix. */
+    if (w->prefix[0] != '\0') {
+        char *p = w->prefix;
+        for (char *s = strchr(p, '/');; s = strchr(s + 1, '/')) {
+            _cleanup_free_ char *dir = kiln_xstrndup(p, s ? (size_t)(s - p) : strlen(p));
+            int64_t t = w->opts.source_date_epoch >= 0 ? w->opts.source_date_epoch : 0;
+            if (write_synthetic(w, dir, AE_IFDIR | 0755, t, err) < 0) {
+                kiln_layer_writer_free(w);
+                return -1;
+            }
+            if (s == NULL)
+                break;
+        }
+    }
+    *res = w;
+    return 0;
+}
+
+/* Adds the xattrs of fd to the entry (overlay ones dropped in overlay mode).
+ * *opaque is set when the directory is an overlay opaque dir. */
+static int add_xattrs(kiln_layer_writer_t *w, int fd, const char *path, int *opaque,
+                      kiln_error_t *err)
+{
+    char list[XATTR_LIST_MAX_BYTES];
+    ssize_t n = flistxattr(fd, list, sizeof(list));
+    if (n < 0) {
+        if (errno == ENOTSUP || errno == ENODATA)
+            return 0;
+        return kiln_error_set(err, errno, "listing xattrs of %s", path);
+    }
+    /* Records in name order, so that the tar does not depend on the fs. */
+    const char *names[512];
+    size_t count = 0;
+    for (ssize_t off = 0; off < n && count < 512; off += (ssize_t)strlen(list + off) + 1)
+        names[count++] = list + off;
+    for (size_t i = 1; i < count; i++)
+        for (size_t j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
+            const char *t = names[j];
+            names[j] = names[j - 1];
+            names[j - 1] = t;
+        }
+    _cleanup_free_ char *val = NULL;
+    for (size_t i = 0; i < count; i++) {
+        const char *name = names[i];
+        int overlay =
+            strncmp(name, "trusted.overlay.", 16) == 0 || strncmp(name, "user.overlay.", 13) == 0;
+        if (val == NULL)
+            val = kiln_xmalloc(XATTR_VALUE_MAX_BYTES);
+        ssize_t vn = fgetxattr(fd, name, val, XATTR_VALUE_MAX_BYTES);
+        if (vn < 0) {
+            if (errno == ENODATA)
+                continue;
+            return kiln_error_set(err, errno, "reading xattr %s of %s", name, path);
+        }
+        if (w->opts.overlay_upper && overlay) {
+            if ((strcmp(name, "trusted.overlay.opaque") == 0 ||
+                 strcmp(name, "user.overlay.opaque") == 0) &&
+                vn == 1 && val[0] == 'y')
+                *opaque = 1;
+            continue;
+        }
+        archive_entry_xattr_add_entry(w->e, name, val, (size_t)vn);
+    }
+    return 0;
+}
+
+/* Finds or records (dev, ino); returns the first path when seen before. */
+static const char *link_lookup(kiln_layer_writer_t *w, const struct stat *st, const char *path)
+{
+    if (w->links_alloc > 0) {
+        size_t i = (size_t)((st->st_ino * 0x9E3779B97F4A7C15ull) ^ st->st_dev) % w->links_alloc;
+        while (w->links[i].path != NULL) {
+            if (w->links[i].ino == st->st_ino && w->links[i].dev == st->st_dev)
+                return w->links[i].path;
+            i = (i + 1) % w->links_alloc;
+        }
+    }
+    if ((w->nlinks + 1) * 2 > w->links_alloc) {
+        size_t nalloc = w->links_alloc ? w->links_alloc * 2 : 256;
+        struct link_slot *nt = kiln_xzalloc(nalloc * sizeof(*nt));
+        for (size_t j = 0; j < w->links_alloc; j++) {
+            if (w->links[j].path == NULL)
+                continue;
+            size_t i =
+                (size_t)((w->links[j].ino * 0x9E3779B97F4A7C15ull) ^ w->links[j].dev) % nalloc;
+            while (nt[i].path != NULL)
+                i = (i + 1) % nalloc;
+            nt[i] = w->links[j];
+        }
+        free(w->links);
+        w->links = nt;
+        w->links_alloc = nalloc;
+    }
+    size_t i = (size_t)((st->st_ino * 0x9E3779B97F4A7C15ull) ^ st->st_dev) % w->links_alloc;
+    while (w->links[i].path != NULL)
+        i = (i + 1) % w->links_alloc;
+    w->links[i].dev = st->st_dev;
+    w->links[i].ino = st->st_ino;
+    w->links[i].path = kiln_xstrdup(path);
+    w->nlinks++;
+    return NULL;
+}
+
+/* Streams the content of a regular file (exactly size bytes). */
+static int write_data(kiln_layer_writer_t *w, int fd, const char *path, uint64_t size,
+                      kiln_error_t *err)
+{
+    uint64_t left = size;
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    while (left > 0) {
+        size_t want = left < READ_BUF_SIZE ? (size_t)left : READ_BUF_SIZE;
+        ssize_t n = read(fd, w->rbuf, want);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return kiln_error_set(err, errno, "reading %s", path);
+        if (n == 0)
+            return kiln_error_set(err, 0, "%s shrank while it was being read", path);
+        if (archive_write_data(w->a, w->rbuf, (size_t)n) < 0)
+            return archive_fail(w, path, err);
+        left -= (uint64_t)n;
+    }
+    return 0;
+}
+
+/* Writes one entry for dirfd/name as `lpath` (layer path, prefix applied).
+ * st is its lstat; fd an open fd for regular files and directories (else -1).
+ * *opaque is set for an overlay opaque directory. */
+static int write_entry(kiln_layer_writer_t *w, int dirfd, const char *name, const char *lpath,
+                       const struct stat *st, int fd, int *opaque, kiln_error_t *err)
+{
+    archive_entry_clear(w->e);
+    archive_entry_copy_pathname(w->e, lpath);
+    archive_entry_set_mode(w->e, st->st_mode);
+    archive_entry_set_uid(w->e, shift_id(w, st->st_uid));
+    archive_entry_set_gid(w->e, shift_id(w, st->st_gid));
+    archive_entry_set_mtime(w->e, clamp_mtime(w, st->st_mtim.tv_sec), 0);
+    archive_entry_set_size(w->e, 0);
+    int has_data = 0;
+
+    if (S_ISREG(st->st_mode)) {
+        const char *first = st->st_nlink > 1 ? link_lookup(w, st, lpath) : NULL;
+        if (first != NULL) {
+            archive_entry_copy_hardlink(w->e, first);
+        } else {
+            archive_entry_set_size(w->e, st->st_size);
+            has_data = st->st_size > 0;
+        }
+    } else if (S_ISLNK(st->st_mode)) {
+        char target[4096];
+        ssize_t n = readlinkat(dirfd, name, target, sizeof(target) - 1);
+        if (n < 0)
+            return kiln_error_set(err, errno, "reading symlink %s", lpath);
+        target[n] = '\0';
+        archive_entry_copy_symlink(w->e, target);
+    } else if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) {
+        archive_entry_set_rdevmajor(w->e, major(st->st_rdev));
+        archive_entry_set_rdevminor(w->e, minor(st->st_rdev));
+    } else if (S_ISSOCK(st->st_mode)) {
+        return 0; /* sockets do not go into layers (as docker/buildkit) */
+    }
+    if (fd >= 0 && add_xattrs(w, fd, lpath, opaque, err) < 0)
+        return -1;
+    if (archive_write_header(w->a, w->e) < ARCHIVE_WARN)
+        return archive_fail(w, lpath, err);
+    w->entries++;
+    if (has_data && write_data(w, fd, lpath, (uint64_t)st->st_size, err) < 0)
+        return -1;
+    if (archive_write_finish_entry(w->a) < ARCHIVE_WARN)
+        return archive_fail(w, lpath, err);
+    return 0;
+}
+
+/* Appends ".wh.<base>" next to path's base name. */
+static char *whiteout_path(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL)
+        return kiln_xasprintf(".wh.%s", path);
+    return kiln_xasprintf("%.*s/.wh.%s", (int)(slash - path), path, slash + 1);
+}
+
+/* Is this (overlay upper) file a whiteout: a 0:0 character device? */
+static int is_overlay_whiteout(const kiln_layer_writer_t *w, const struct stat *st)
+{
+    return w->opts.overlay_upper && S_ISCHR(st->st_mode) && st->st_rdev == makedev(0, 0);
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Reads the names in a directory (without . and ..), sorted bytewise. */
+static int list_dir(int fd, const char *lpath, char ***out, size_t *count, kiln_error_t *err)
+{
+    int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (dfd < 0)
+        return kiln_error_set(err, errno, "dup for directory %s", lpath);
+    DIR *d = fdopendir(dfd);
+    if (d == NULL) {
+        close(dfd);
+        return kiln_error_set(err, errno, "opening directory %s", lpath);
+    }
+    char **names = NULL;
+    size_t n = 0, alloc = 0;
+    struct dirent *de;
+    errno = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (n + 1 >= alloc) {
+            alloc = alloc ? alloc * 2 : 32;
+            names = kiln_xrealloc(names, alloc * sizeof(*names));
+        }
+        names[n++] = kiln_xstrdup(de->d_name);
+        errno = 0;
+    }
+    int saved = errno;
+    closedir(d);
+    if (saved != 0) {
+        for (size_t i = 0; i < n; i++)
+            free(names[i]);
+        free(names);
+        return kiln_error_set(err, saved, "reading directory %s", lpath);
+    }
+    if (n > 1)
+        qsort(names, n, sizeof(*names), cmp_names);
+    if (names == NULL)
+        names = kiln_xzalloc(sizeof(*names));
+    names[n] = NULL;
+    *out = names;
+    *count = n;
+    return 0;
+}
+
+/* The recursive walk: dirfd/name as relative path rel ("" for the root of a
+ * write_dir), written as layer path lpath. */
+static int add_tree(kiln_layer_writer_t *w, int dirfd, const char *name, const char *rel, int depth,
+                    int skip_self, kiln_error_t *err)
+{
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return kiln_error_set(err, errno, "stat %s", rel[0] ? rel : name);
+    if (depth > MAX_DEPTH)
+        return kiln_error_set(err, ELOOP, "%s: directories nested deeper than %d", rel, MAX_DEPTH);
+    if (!skip_self && w->opts.filter != NULL) {
+        int keep = w->opts.filter(w->opts.filter_ctx, rel, &st, err);
+        if (keep < 0)
+            return -1;
+        if (keep == 0)
+            return 0;
+    }
+    _cleanup_free_ char *lpath = full_path(w, rel);
+    if (is_overlay_whiteout(w, &st)) {
+        _cleanup_free_ char *wh = whiteout_path(lpath);
+        return write_synthetic(w, wh, AE_IFREG | 0644, st.st_mtim.tv_sec, err);
+    }
+    _cleanup_close_ int fd = -1;
+    if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
+        int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+        if (S_ISDIR(st.st_mode))
+            flags |= O_DIRECTORY;
+        fd = openat(dirfd, name, flags);
+        if (fd < 0)
+            return kiln_error_set(err, errno, "opening %s", lpath[0] ? lpath : name);
+        struct stat st2;
+        if (fstat(fd, &st2) < 0 || st2.st_ino != st.st_ino || st2.st_dev != st.st_dev)
+            return kiln_error_set(err, EAGAIN, "%s changed while the layer was written", lpath);
+    }
+    int opaque = 0;
+    if (!skip_self) {
+        if (write_entry(w, dirfd, name, lpath, &st, fd, &opaque, err) < 0)
+            return -1;
+    }
+    if (!S_ISDIR(st.st_mode))
+        return 0;
+    if (opaque) {
+        _cleanup_free_ char *opq =
+            lpath[0] ? kiln_xasprintf("%s/.wh..wh..opq", lpath) : kiln_xstrdup(".wh..wh..opq");
+        if (write_synthetic(w, opq, AE_IFREG | 0644, st.st_mtim.tv_sec, err) < 0)
+            return -1;
+    }
+    _cleanup_strv_ char **names = NULL;
+    size_t count = 0;
+    if (list_dir(fd, lpath[0] ? lpath : name, &names, &count, err) < 0)
+        return -1;
+    for (size_t i = 0; i < count; i++) {
+        _cleanup_free_ char *crel =
+            rel[0] ? kiln_xasprintf("%s/%s", rel, names[i]) : kiln_xstrdup(names[i]);
+        if (add_tree(w, fd, names[i], crel, depth + 1, 0, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int kiln_layer_writer_add(kiln_layer_writer_t *w, int dirfd, const char *name, const char *path,
+                          kiln_error_t *err)
+{
+    struct stat st;
+    _cleanup_free_ char *lpath = full_path(w, path);
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return kiln_error_set(err, errno, "stat %s", lpath);
+    if (is_overlay_whiteout(w, &st)) {
+        _cleanup_free_ char *wh = whiteout_path(lpath);
+        return write_synthetic(w, wh, AE_IFREG | 0644, st.st_mtim.tv_sec, err);
+    }
+    _cleanup_close_ int fd = -1;
+    if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
+        fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+            return kiln_error_set(err, errno, "opening %s", lpath);
+    }
+    int opaque = 0;
+    if (write_entry(w, dirfd, name, lpath, &st, fd, &opaque, err) < 0)
+        return -1;
+    if (opaque) {
+        _cleanup_free_ char *opq = kiln_xasprintf("%s/.wh..wh..opq", lpath);
+        return write_synthetic(w, opq, AE_IFREG | 0644, st.st_mtim.tv_sec, err);
+    }
+    return 0;
+}
+
+int kiln_layer_writer_add_tree(kiln_layer_writer_t *w, int dirfd, const char *name,
+                               const char *path, kiln_error_t *err)
+{
+    return add_tree(w, dirfd, name, path, 0, 0, err);
+}
+
+int kiln_layer_writer_add_whiteout(kiln_layer_writer_t *w, const char *path, kiln_error_t *err)
+{
+    _cleanup_free_ char *lpath = full_path(w, path);
+    _cleanup_free_ char *wh = whiteout_path(lpath);
+    int64_t t = w->opts.source_date_epoch >= 0 ? w->opts.source_date_epoch : 0;
+    return write_synthetic(w, wh, AE_IFREG | 0644, t, err);
+}
+
+int kiln_layer_writer_add_opaque(kiln_layer_writer_t *w, const char *dir, kiln_error_t *err)
+{
+    _cleanup_free_ char *lpath = full_path(w, dir);
+    _cleanup_free_ char *opq =
+        lpath[0] ? kiln_xasprintf("%s/.wh..wh..opq", lpath) : kiln_xstrdup(".wh..wh..opq");
+    int64_t t = w->opts.source_date_epoch >= 0 ? w->opts.source_date_epoch : 0;
+    return write_synthetic(w, opq, AE_IFREG | 0644, t, err);
+}
+
+int kiln_layer_writer_finish(kiln_layer_writer_t *w, kiln_layer_info_t *info, kiln_error_t *err)
+{
+    if (w->finished)
+        return kiln_error_set(err, EINVAL, "layer writer already finished");
+    w->finished = 1;
+    if (archive_write_close(w->a) != ARCHIVE_OK)
+        return archive_fail(w, "(end of archive)", err);
+    if (kiln_compressor_finish(w->comp, err) < 0)
+        return kiln_error_prefix(err, "finishing the layer");
+    kiln_layer_info_t res;
+    memset(&res, 0, sizeof(res));
+    kiln_sha256_final(&w->diff, &res.diff_id);
+    res.diff_size = w->diff_bytes;
+    if (w->tee.hash)
+        kiln_sha256_final(&w->tee.h, &res.digest);
+    else
+        res.digest = res.diff_id;
+    res.size = w->tee.bytes;
+    res.media_type = kiln_layer_media_type(w->opts.compression);
+    res.entries = w->entries;
+    *info = res;
+    return 0;
+}
+
+void kiln_layer_writer_free(kiln_layer_writer_t *w)
+{
+    if (w == NULL)
+        return;
+    if (w->a != NULL) {
+        if (!w->finished)
+            archive_write_fail(w->a);
+        archive_write_free(w->a);
+    }
+    archive_entry_free(w->e);
+    kiln_compressor_free(w->comp);
+    kiln_sha256_dispose(&w->diff);
+    kiln_sha256_dispose(&w->tee.h);
+    for (size_t i = 0; i < w->links_alloc; i++)
+        free(w->links[i].path);
+    free(w->links);
+    free(w->rbuf);
+    free(w->prefix);
+    free(w);
+}
+
+int kiln_layer_write_dir(const char *dir, const kiln_layer_opts_t *opts, kiln_sink_t *out,
+                         kiln_layer_info_t *info, kiln_error_t *err)
+{
+    kiln_layer_writer_t *w = NULL;
+    if (kiln_layer_writer_new(opts, out, &w, err) < 0)
+        return -1;
+    int r = add_tree(w, AT_FDCWD, dir, "", 0, 1, err);
+    if (r == 0)
+        r = kiln_layer_writer_finish(w, info, err);
+    kiln_layer_writer_free(w);
+    if (r < 0)
+        return kiln_error_prefix(err, "writing a layer from %s", dir);
+    return 0;
+}
