@@ -1,0 +1,389 @@
+/* kiln — the AWS credential chain (see credentials.h). */
+#include "utils/aws/credentials.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "utils/aws/client.h"
+#include "utils/buf.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/http.h"
+#include "utils/mem.h"
+
+#define AWS_FILE_CAP (1024u * 1024)
+#define ECS_HOST "http://169.254.170.2"
+#define IMDS_HOST "http://169.254.169.254"
+
+const char *kiln_aws_profile(void)
+{
+    const char *p = getenv("AWS_PROFILE");
+    if (p == NULL || p[0] == '\0')
+        p = getenv("AWS_DEFAULT_PROFILE");
+    return p && p[0] ? p : "default";
+}
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    return p;
+}
+
+char *kiln_aws_ini_get(const char *text, size_t len, const char *section, const char *key)
+{
+    const char *p = text, *end = text + len;
+    int in_section = 0;
+    size_t klen = strlen(key), slen = strlen(section);
+
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *le = eol ? eol : end;
+        const char *s = skip_ws(p, le);
+        int indented = s != p;
+        const char *te = le;
+        while (te > s && (te[-1] == '\r' || te[-1] == ' ' || te[-1] == '\t'))
+            te--;
+        if (s < te && *s == '[' && !indented) {
+            const char *close = memchr(s, ']', (size_t)(te - s));
+            in_section = 0;
+            if (close) {
+                const char *ns = skip_ws(s + 1, close);
+                const char *ne = close;
+                while (ne > ns && (ne[-1] == ' ' || ne[-1] == '\t'))
+                    ne--;
+                in_section = (size_t)(ne - ns) == slen && memcmp(ns, section, slen) == 0;
+            }
+        } else if (in_section && !indented && s < te && *s != '#' && *s != ';') {
+            const char *eq = memchr(s, '=', (size_t)(te - s));
+            if (eq) {
+                const char *ke = eq;
+                while (ke > s && (ke[-1] == ' ' || ke[-1] == '\t'))
+                    ke--;
+                if ((size_t)(ke - s) == klen && strncasecmp(s, key, klen) == 0) {
+                    const char *v = skip_ws(eq + 1, te);
+                    return kiln_xstrndup(v, (size_t)(te - v));
+                }
+            }
+        }
+        p = eol ? eol + 1 : end;
+    }
+    return NULL;
+}
+
+/* Path of a shared AWS file: env override, else ~/.aws/<name>. NULL without HOME. */
+static char *aws_file_path(const char *env, const char *name)
+{
+    const char *v = getenv(env);
+    const char *home = getenv("HOME");
+    if (v && v[0]) {
+        if (v[0] == '~' && v[1] == '/' && home)
+            return kiln_xasprintf("%s%s", home, v + 1);
+        return kiln_xstrdup(v);
+    }
+    if (home == NULL || home[0] == '\0')
+        return NULL;
+    return kiln_xasprintf("%s/.aws/%s", home, name);
+}
+
+/* Reads an INI value of the active profile from one shared file. */
+static char *file_get(const char *env, const char *name, int config_style, const char *key)
+{
+    _cleanup_free_ char *path = aws_file_path(env, name);
+    _cleanup_free_ char *text = NULL;
+    _cleanup_free_ char *section = NULL;
+    const char *profile = kiln_aws_profile();
+    size_t len = 0;
+    if (path == NULL || kiln_fs_read_file(path, AWS_FILE_CAP, &text, &len, NULL) < 0)
+        return NULL;
+    if (config_style && strcmp(profile, "default") != 0)
+        section = kiln_xasprintf("profile %s", profile);
+    else
+        section = kiln_xstrdup(profile);
+    return kiln_aws_ini_get(text, len, section, key);
+}
+
+char *kiln_aws_config_get(const char *key)
+{
+    return file_get("AWS_CONFIG_FILE", "config", 1, key);
+}
+
+static int from_env(kiln_aws_creds_t *out, kiln_buf_t *why)
+{
+    const char *id = getenv("AWS_ACCESS_KEY_ID");
+    const char *secret = getenv("AWS_SECRET_ACCESS_KEY");
+    const char *token = getenv("AWS_SESSION_TOKEN");
+    if (id == NULL || !id[0] || secret == NULL || !secret[0]) {
+        kiln_buf_appendf(why, NULL, "environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY %s)",
+                         (id && id[0]) || (secret && secret[0]) ? "only partly set" : "not set");
+        return 0;
+    }
+    out->access_key_id = kiln_xstrdup(id);
+    out->secret_access_key = kiln_xstrdup(secret);
+    out->session_token = token && token[0] ? kiln_xstrdup(token) : NULL;
+    out->source = "environment";
+    return 1;
+}
+
+static int from_files(kiln_aws_creds_t *out, kiln_buf_t *why)
+{
+    static const struct {
+        const char *env, *name;
+        int config_style;
+        const char *label;
+    } files[] = {
+        {"AWS_SHARED_CREDENTIALS_FILE", "credentials", 0, "shared credentials file"},
+        {"AWS_CONFIG_FILE", "config", 1, "shared config file"},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        _cleanup_free_ char *path = aws_file_path(files[i].env, files[i].name);
+        _cleanup_free_ char *id =
+            file_get(files[i].env, files[i].name, files[i].config_style, "aws_access_key_id");
+        _cleanup_free_ char *secret =
+            file_get(files[i].env, files[i].name, files[i].config_style, "aws_secret_access_key");
+        if (id && id[0] && secret && secret[0]) {
+            out->access_key_id = steal_pointer(&id);
+            out->secret_access_key = steal_pointer(&secret);
+            out->session_token =
+                file_get(files[i].env, files[i].name, files[i].config_style, "aws_session_token");
+            out->source = files[i].label;
+            return 1;
+        }
+        kiln_buf_appendf(why, NULL, "; %s %s (no keys for profile '%s')", files[i].label,
+                         path ? path : "(no HOME)", kiln_aws_profile());
+    }
+    return 0;
+}
+
+/* ISO 8601 "2026-11-25T10:00:00Z" (fractions allowed) to time_t; 0 if unparsable. */
+static time_t parse_iso8601(const char *s)
+{
+    struct tm tm = {0};
+    if (s == NULL || strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) == NULL)
+        return 0;
+    return timegm(&tm);
+}
+
+/* Parses the JSON both ECS and IMDS answer with. */
+static int parse_cred_json(const char *body, size_t len, const char *what, kiln_aws_creds_t *out,
+                           kiln_error_t *err)
+{
+    json_t *j = kiln_aws_json_parse(body, len, 64 * 1024, what, err);
+    const char *id, *secret, *token;
+    if (j == NULL)
+        return -1;
+    id = kiln_aws_json_str(j, "AccessKeyId");
+    secret = kiln_aws_json_str(j, "SecretAccessKey");
+    token = kiln_aws_json_str(j, "Token");
+    if (id == NULL || secret == NULL) {
+        json_decref(j);
+        return kiln_error_set(err, EINVAL, "%s: answer has no AccessKeyId/SecretAccessKey", what);
+    }
+    out->access_key_id = kiln_xstrdup(id);
+    out->secret_access_key = kiln_xstrdup(secret);
+    out->session_token = token ? kiln_xstrdup(token) : NULL;
+    out->expiration = parse_iso8601(kiln_aws_json_str(j, "Expiration"));
+    json_decref(j);
+    return 0;
+}
+
+/* Simple GET/PUT with optional single header; returns status or -1. */
+static int small_request(const char *method, const char *url, const char *header, char **body,
+                         size_t *len, kiln_error_t *err)
+{
+    kiln_http_t *h = kiln_http_new();
+    kiln_http_request_t req = {.method = method, .url = url, .body_fd = -1, .timeout_seconds = 5};
+    kiln_http_response_t resp = {0};
+    const char *hdrs[1] = {header};
+    int ret;
+    if (header) {
+        req.headers = hdrs;
+        req.n_headers = 1;
+    }
+    if (strcmp(method, "PUT") == 0) {
+        req.body = "";
+        req.body_len = 0;
+    }
+    ret = kiln_http_do(h, &req, &resp, err);
+    kiln_http_free(h);
+    if (ret < 0)
+        return -1;
+    *body = steal_pointer(&resp.body);
+    *len = resp.body_len;
+    ret = (int)resp.status;
+    kiln_http_response_free(&resp);
+    return ret;
+}
+
+static int from_ecs(kiln_aws_creds_t *out, kiln_buf_t *why, kiln_error_t *err)
+{
+    const char *rel = getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+    const char *full = getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    const char *tok = getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+    const char *tokfile = getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+    _cleanup_free_ char *url = NULL;
+    _cleanup_free_ char *filetok = NULL;
+    _cleanup_free_ char *hdr = NULL;
+    _cleanup_free_ char *body = NULL;
+    size_t len = 0;
+    int status;
+
+    if (rel && rel[0])
+        url = kiln_xasprintf("%s%s", ECS_HOST, rel);
+    else if (full && full[0])
+        url = kiln_xstrdup(full);
+    if (url == NULL) {
+        kiln_buf_appendf(why, NULL,
+                         "; ECS container credentials (AWS_CONTAINER_CREDENTIALS_"
+                         "RELATIVE_URI/FULL_URI not set)");
+        return 0;
+    }
+    if (tokfile && tokfile[0]) {
+        size_t tl = 0;
+        if (kiln_fs_read_file(tokfile, 16 * 1024, &filetok, &tl, err) < 0)
+            return kiln_error_prefix(err, "ECS container credentials token file");
+        while (tl > 0 && (filetok[tl - 1] == '\n' || filetok[tl - 1] == '\r'))
+            filetok[--tl] = '\0';
+        tok = filetok;
+    }
+    if (tok && tok[0])
+        hdr = kiln_xasprintf("Authorization: %s", tok);
+    status = small_request("GET", url, hdr, &body, &len, err);
+    if (status < 0)
+        return kiln_error_prefix(err, "ECS container credentials");
+    if (status != 200)
+        return kiln_error_set(err, EACCES, "ECS container credentials: %s answered HTTP %d", url,
+                              status);
+    if (parse_cred_json(body, len, "ECS container credentials", out, err) < 0)
+        return -1;
+    out->source = "ECS container credentials";
+    return 1;
+}
+
+static int from_imds(kiln_aws_creds_t *out, kiln_buf_t *why, kiln_error_t *err)
+{
+    const char *disabled = getenv("AWS_EC2_METADATA_DISABLED");
+    const char *base = getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+    _cleanup_free_ char *token = NULL;
+    _cleanup_free_ char *role = NULL;
+    _cleanup_free_ char *url = NULL;
+    _cleanup_free_ char *hdr = NULL;
+    _cleanup_free_ char *body = NULL;
+    size_t len = 0;
+    int status;
+    kiln_error_t local = {0};
+
+    if (disabled && strcasecmp(disabled, "true") == 0) {
+        kiln_buf_appendf(why, NULL,
+                         "; EC2 instance metadata (disabled by "
+                         "AWS_EC2_METADATA_DISABLED)");
+        return 0;
+    }
+    if (base == NULL || base[0] == '\0')
+        base = IMDS_HOST;
+    url = kiln_xasprintf("%s/latest/api/token", base);
+    status = small_request("PUT", url, "X-aws-ec2-metadata-token-ttl-seconds: 21600", &token, &len,
+                           &local);
+    if (status != 200) {
+        kiln_buf_appendf(why, NULL, "; EC2 instance metadata (%s unreachable)", base);
+        return 0;
+    }
+    hdr = kiln_xasprintf("X-aws-ec2-metadata-token: %s", token);
+    free(url);
+    url = kiln_xasprintf("%s/latest/meta-data/iam/security-credentials/", base);
+    status = small_request("GET", url, hdr, &role, &len, &local);
+    if (status != 200 || len == 0) {
+        kiln_buf_appendf(why, NULL, "; EC2 instance metadata (no instance role)");
+        return 0;
+    }
+    role[strcspn(role, "\r\n")] = '\0';
+    free(url);
+    url = kiln_xasprintf("%s/latest/meta-data/iam/security-credentials/%s", base, role);
+    status = small_request("GET", url, hdr, &body, &len, err);
+    if (status != 200)
+        return kiln_error_set(err, EACCES, "EC2 instance metadata: role '%s' answered HTTP %d",
+                              role, status);
+    if (parse_cred_json(body, len, "EC2 instance metadata", out, err) < 0)
+        return -1;
+    out->source = "EC2 instance metadata";
+    return 1;
+}
+
+int kiln_aws_credentials_resolve(kiln_aws_creds_t *out, kiln_error_t *err)
+{
+    kiln_aws_creds_t c = {0};
+    kiln_buf_t why;
+    int r;
+
+    kiln_buf_init(&why, 0);
+    r = from_env(&c, &why);
+    if (r == 0)
+        r = from_files(&c, &why);
+    if (r == 0)
+        r = from_ecs(&c, &why, err);
+    if (r == 0)
+        r = from_imds(&c, &why, err);
+    if (r < 0) {
+        kiln_buf_free(&why);
+        kiln_aws_creds_clear(&c);
+        return kiln_error_prefix(err, "AWS credentials");
+    }
+    if (r == 0) {
+        kiln_error_set(err, ENOENT, "no AWS credentials found; tried: %s", why.data);
+        kiln_buf_free(&why);
+        return -1;
+    }
+    kiln_buf_free(&why);
+    *out = c;
+    return 0;
+}
+
+struct kiln_aws_cred_provider {
+    pthread_mutex_t lock;
+    kiln_aws_creds_t cur;
+    int have;
+};
+
+kiln_aws_cred_provider_t *kiln_aws_cred_provider_new(void)
+{
+    kiln_aws_cred_provider_t *p = kiln_xzalloc(sizeof(*p));
+    pthread_mutex_init(&p->lock, NULL);
+    return p;
+}
+
+void kiln_aws_cred_provider_free(kiln_aws_cred_provider_t *p)
+{
+    if (p == NULL)
+        return;
+    kiln_aws_creds_clear(&p->cur);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+int kiln_aws_cred_provider_get(kiln_aws_cred_provider_t *p, kiln_aws_creds_t *out,
+                               kiln_error_t *err)
+{
+    int ret = 0;
+    pthread_mutex_lock(&p->lock);
+    if (!p->have || (p->cur.expiration != 0 &&
+                     p->cur.expiration - KILN_AWS_CREDS_REFRESH_MARGIN <= time(NULL))) {
+        kiln_aws_creds_t fresh = {0};
+        if (kiln_aws_credentials_resolve(&fresh, err) < 0) {
+            ret = -1;
+        } else {
+            kiln_aws_creds_clear(&p->cur);
+            p->cur = fresh;
+            p->have = 1;
+        }
+    }
+    if (ret == 0)
+        kiln_aws_creds_copy(out, &p->cur);
+    pthread_mutex_unlock(&p->lock);
+    return ret;
+}

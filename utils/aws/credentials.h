@@ -1,0 +1,51 @@
+/* kiln — AWS credentials, resolved the way the AWS SDKs do:
+ *
+ *   1. environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
+ *   2. shared files: AWS_SHARED_CREDENTIALS_FILE (~/.aws/credentials) section
+ *      [PROFILE], then AWS_CONFIG_FILE (~/.aws/config) section [profile PROFILE]
+ *      ([default] for the default profile); PROFILE is AWS_PROFILE or "default"
+ *   3. ECS container credentials: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI
+ *      (on 169.254.170.2) or AWS_CONTAINER_CREDENTIALS_FULL_URI, with
+ *      AWS_CONTAINER_AUTHORIZATION_TOKEN(_FILE) as Authorization header
+ *   4. EC2 instance metadata (IMDSv2), skipped when AWS_EC2_METADATA_DISABLED=true
+ *
+ * A provider caches what it found and fetches again 5 minutes before the
+ * expiry of temporary credentials. Secrets never appear in error messages. */
+#ifndef KILN_UTILS_AWS_CREDENTIALS_H
+#define KILN_UTILS_AWS_CREDENTIALS_H
+
+#include <stddef.h>
+
+#include "utils/aws/sigv4.h"
+#include "utils/error.h"
+
+/* Refresh this many seconds before temporary credentials expire. */
+#define KILN_AWS_CREDS_REFRESH_MARGIN 300
+
+typedef struct kiln_aws_cred_provider kiln_aws_cred_provider_t;
+
+/* Runs the chain once. Fills *out on success; on failure err names every
+ * source that was tried and why it gave nothing. */
+int kiln_aws_credentials_resolve(kiln_aws_creds_t *out, kiln_error_t *err);
+
+/* A thread-safe caching provider over the chain. */
+kiln_aws_cred_provider_t *kiln_aws_cred_provider_new(void);
+void kiln_aws_cred_provider_free(kiln_aws_cred_provider_t *p);
+/* Copies current credentials into *out (caller clears them), resolving or
+ * refreshing when needed. Returns -1 with err set when none can be found. */
+int kiln_aws_cred_provider_get(kiln_aws_cred_provider_t *p, kiln_aws_creds_t *out,
+                               kiln_error_t *err);
+
+/* The profile in use: AWS_PROFILE, else AWS_DEFAULT_PROFILE, else "default". */
+const char *kiln_aws_profile(void);
+
+/* Reads `key` of section `section` from INI text (the ~/.aws file format:
+ * "[section]", "key = value", '#'/';' comments, indented continuation lines
+ * ignored). Returns the malloc'ed value, or NULL when absent. */
+char *kiln_aws_ini_get(const char *text, size_t len, const char *section, const char *key);
+
+/* Reads `key` for the active profile from the shared config file
+ * (AWS_CONFIG_FILE or ~/.aws/config). Returns malloc'ed value or NULL. */
+char *kiln_aws_config_get(const char *key);
+
+#endif
