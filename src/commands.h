@@ -17,6 +17,7 @@ typedef struct kiln_command {
 
 int kiln_cmd_version(int argc, char **argv);
 int kiln_cmd_upload(int argc, char **argv);
+int kiln_cmd_dockerfile(int argc, char **argv);
 
 /* Reports an error to stderr as "kiln: <message>" and returns KILN_EXIT_FAIL. */
 int kiln_cli_fail(const kiln_error_t *err);

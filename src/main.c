@@ -8,6 +8,7 @@
 static const kiln_command_t commands[] = {
     {"version", kiln_cmd_version, "print kiln's version and the versions of its libraries"},
     {"upload", kiln_cmd_upload, "upload a directory or file to S3 (incremental static deploys)"},
+    {"dockerfile", kiln_cmd_dockerfile, "debug the Dockerfile parser and word expansion"},
 };
 
 int kiln_cli_fail(const kiln_error_t *err)

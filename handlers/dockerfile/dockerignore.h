@@ -1,0 +1,47 @@
+/* kiln — .dockerignore with Docker's semantics.
+ *
+ * Lines starting with '#' are comments; each other line is trimmed, a leading
+ * '!' re-includes, the pattern is cleaned like a path (leading '/' dropped).
+ * `*` matches within one path element, `?` one character, `[...]` a class,
+ * `**` any number of elements (also none), `\x` a literal x. Patterns apply in
+ * order, the last match wins, and a pattern matching a parent directory
+ * matches everything below it. */
+#ifndef KILN_HANDLERS_DOCKERFILE_DOCKERIGNORE_H
+#define KILN_HANDLERS_DOCKERFILE_DOCKERIGNORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "utils/error.h"
+
+/* A .dockerignore bigger than this is refused. */
+#define KILN_DOCKERIGNORE_MAX (1u << 20)
+
+typedef struct kiln_dockerignore kiln_dockerignore_t;
+
+/* Parses .dockerignore text. On success *out is freed with kiln_dockerignore_free(). */
+int kiln_dockerignore_parse(const char *text, size_t len, kiln_dockerignore_t **out,
+                            kiln_error_t *err);
+
+/* Loads the ignore file for a build: "<dockerfile>.dockerignore" next to the
+ * Dockerfile when it exists (dockerfile may be NULL), else
+ * "<context_dir>/.dockerignore"; no file gives an empty (match-nothing) set. */
+int kiln_dockerignore_load(const char *context_dir, const char *dockerfile,
+                           kiln_dockerignore_t **out, kiln_error_t *err);
+
+void kiln_dockerignore_free(kiln_dockerignore_t *di);
+
+/* True when the context-relative path (with '/' separators, no leading "./")
+ * is excluded from the build context. */
+bool kiln_dockerignore_excluded(const kiln_dockerignore_t *di, const char *path);
+
+/* True when an excluded directory must still be walked because a '!'
+ * pattern may re-include something below it. */
+bool kiln_dockerignore_may_reinclude(const kiln_dockerignore_t *di, const char *dir);
+
+/* Number of patterns, and pattern i as written after cleaning ("!x" for
+ * re-includes); for tests and debugging. */
+size_t kiln_dockerignore_count(const kiln_dockerignore_t *di);
+const char *kiln_dockerignore_pattern(const kiln_dockerignore_t *di, size_t i);
+
+#endif

@@ -1,0 +1,196 @@
+/* Unit tests for handlers/dockerfile: heredocs (no upstream corpus covers
+ * them; cases follow the Dockerfile reference), errors with line numbers,
+ * word expansion extras and .dockerignore matching. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "handlers/dockerfile/dockerignore.h"
+#include "handlers/dockerfile/parser.h"
+#include "handlers/dockerfile/shell.h"
+#include "utils/cleanup.h"
+
+static kiln_dockerfile_t *parse_ok(const char *text)
+{
+    kiln_dockerfile_t *df = NULL;
+    kiln_error_t err = {0};
+    int r = kiln_dockerfile_parse(text, strlen(text), NULL, &df, &err);
+    if (r < 0)
+        fail_msg("parse failed: %s", err.msg);
+    return df;
+}
+
+static void test_heredoc_basic(void **state)
+{
+    kiln_dockerfile_t *df = parse_ok("FROM busybox\n"
+                                     "RUN <<EOF\n"
+                                     "echo hello\n"
+                                     "echo $HOME\n"
+                                     "EOF\n"
+                                     "CMD x\n");
+    assert_int_equal(df->n_nodes, 3);
+    assert_int_equal(df->nodes[1].n_heredocs, 1);
+    assert_string_equal(df->nodes[1].heredocs[0].name, "EOF");
+    assert_true(df->nodes[1].heredocs[0].expand);
+    assert_false(df->nodes[1].heredocs[0].chomp);
+    assert_string_equal(df->nodes[1].heredocs[0].content, "echo hello\necho $HOME\n");
+    assert_string_equal(df->nodes[1].args[0], "<<EOF");
+    assert_int_equal(df->nodes[1].start_line, 2);
+    assert_int_equal(df->nodes[1].end_line, 5);
+    assert_int_equal(df->nodes[2].start_line, 6);
+    kiln_dockerfile_free(df);
+}
+
+static void test_heredoc_quoted_chomp_multi(void **state)
+{
+    kiln_dockerfile_t *df = parse_ok("FROM busybox\n"
+                                     "COPY <<-\"A\" 3<<'B' /dest/\n"
+                                     "\t\tfirst $X\n"
+                                     "\tA\n"
+                                     "second\n"
+                                     "B\n");
+    const kiln_df_node_t *n = &df->nodes[1];
+    _cleanup_free_ char *c = NULL;
+    assert_int_equal(n->n_heredocs, 2);
+    assert_string_equal(n->heredocs[0].name, "A");
+    assert_false(n->heredocs[0].expand);
+    assert_true(n->heredocs[0].chomp);
+    c = kiln_df_heredoc_content(&n->heredocs[0]);
+    assert_string_equal(c, "first $X\n");
+    assert_string_equal(n->heredocs[1].name, "B");
+    assert_int_equal(n->heredocs[1].fd, 3);
+    assert_false(n->heredocs[1].expand);
+    assert_string_equal(n->heredocs[1].content, "second\n");
+    kiln_dockerfile_free(df);
+}
+
+static void test_heredoc_not_in_json_or_other(void **state)
+{
+    kiln_dockerfile_t *df = parse_ok("FROM busybox\n"
+                                     "RUN [\"echo\", \"<<EOF\"]\n"
+                                     "ENV A=<<EOF\n");
+    assert_int_equal(df->nodes[1].n_heredocs, 0);
+    assert_int_equal(df->nodes[2].n_heredocs, 0);
+    kiln_dockerfile_free(df);
+}
+
+static void test_heredoc_unterminated(void **state)
+{
+    kiln_dockerfile_t *df = NULL;
+    kiln_error_t err = {0};
+    const char *t = "FROM busybox\nRUN <<EOF\necho\n";
+    assert_int_equal(kiln_dockerfile_parse(t, strlen(t), NULL, &df, &err), -1);
+    assert_non_null(strstr(err.msg, "Dockerfile:2: unterminated heredoc"));
+}
+
+static void test_errors_have_lines(void **state)
+{
+    kiln_dockerfile_t *df = NULL;
+    kiln_error_t err = {0};
+    const char *t = "FROM busybox\n\nLABEL a=b c\n";
+    assert_int_equal(kiln_dockerfile_parse(t, strlen(t), NULL, &df, &err), -1);
+    assert_string_equal(err.msg, "Dockerfile:3: Syntax error - can't find = in \"c\". Must be of "
+                                 "the form: name=value");
+    t = "# escape=x\nFROM a\n";
+    assert_int_equal(kiln_dockerfile_parse(t, strlen(t), NULL, &df, &err), -1);
+    assert_non_null(strstr(err.msg, "Dockerfile:1: invalid escape token"));
+}
+
+static void test_directives(void **state)
+{
+    kiln_dockerfile_t *df = parse_ok("# syntax=docker/dockerfile:1\n# escape=`\nFROM a\n");
+    assert_string_equal(df->syntax, "docker/dockerfile:1");
+    assert_int_equal(df->escape, '`');
+    kiln_dockerfile_free(df);
+}
+
+static char *expand(const char *w, char *const *vars, size_t n)
+{
+    kiln_shell_env_t env = {.vars = vars, .n_vars = n};
+    kiln_error_t err = {0};
+    char *out = NULL;
+    if (kiln_shell_process_word(w, NULL, &env, &out, &err) < 0)
+        return NULL;
+    return out;
+}
+
+static void test_shell_pattern_ops(void **state)
+{
+    char *vars[] = {"P=/usr/local/bin/tool.tar.gz", "E="};
+    struct {
+        const char *in, *want;
+    } cases[] = {
+        {"${P#*/}", "usr/local/bin/tool.tar.gz"},
+        {"${P##*/}", "tool.tar.gz"},
+        {"${P%.*}", "/usr/local/bin/tool.tar"},
+        {"${P%%.*}", "/usr/local/bin/tool"},
+        {"${P/local/opt}", "/usr/opt/bin/tool.tar.gz"},
+        {"${P//o/0}", "/usr/l0cal/bin/t00l.tar.gz"},
+        {"${E-x}", ""},
+        {"${E:-x}", "x"},
+        {"${U-x}", "x"},
+        {"${E+y}", "y"},
+        {"${E:+y}", ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        _cleanup_free_ char *got = expand(cases[i].in, vars, 2);
+        assert_non_null(got);
+        assert_string_equal(got, cases[i].want);
+    }
+    assert_null(expand("${U?must be set}", vars, 2));
+}
+
+static void test_dockerignore(void **state)
+{
+    kiln_dockerignore_t *di = NULL;
+    kiln_error_t err = {0};
+    const char *t = "# comment\n"
+                    "*.log\n"
+                    "/build\n"
+                    "**/node_modules\n"
+                    "docs/**/*.md\n"
+                    "!docs/keep/README.md\n"
+                    "secret?.txt\n"
+                    " tmp/ \n"
+                    "!tmp/keep\n";
+    assert_int_equal(kiln_dockerignore_parse(t, strlen(t), &di, &err), 0);
+    assert_int_equal(kiln_dockerignore_count(di), 8);
+    assert_string_equal(kiln_dockerignore_pattern(di, 1), "build");
+    assert_true(kiln_dockerignore_excluded(di, "a.log"));
+    assert_false(kiln_dockerignore_excluded(di, "dir/a.log")); /* '*' stays in one element */
+    assert_true(kiln_dockerignore_excluded(di, "build"));
+    assert_true(kiln_dockerignore_excluded(di, "build/x/y")); /* parent matches */
+    assert_true(kiln_dockerignore_excluded(di, "node_modules/x"));
+    assert_true(kiln_dockerignore_excluded(di, "a/b/node_modules"));
+    assert_true(kiln_dockerignore_excluded(di, "docs/a.md"));
+    assert_true(kiln_dockerignore_excluded(di, "docs/x/y/a.md"));
+    assert_false(kiln_dockerignore_excluded(di, "docs/keep/README.md"));
+    assert_false(kiln_dockerignore_excluded(di, "docs/a.txt"));
+    assert_true(kiln_dockerignore_excluded(di, "secret1.txt"));
+    assert_false(kiln_dockerignore_excluded(di, "secret12.txt"));
+    assert_true(kiln_dockerignore_excluded(di, "tmp/x"));
+    assert_false(kiln_dockerignore_excluded(di, "tmp/keep"));
+    assert_true(kiln_dockerignore_may_reinclude(di, "tmp"));
+    assert_false(kiln_dockerignore_may_reinclude(di, "build"));
+    kiln_dockerignore_free(di);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_heredoc_basic),
+        cmocka_unit_test(test_heredoc_quoted_chomp_multi),
+        cmocka_unit_test(test_heredoc_not_in_json_or_other),
+        cmocka_unit_test(test_heredoc_unterminated),
+        cmocka_unit_test(test_errors_have_lines),
+        cmocka_unit_test(test_directives),
+        cmocka_unit_test(test_shell_pattern_ops),
+        cmocka_unit_test(test_dockerignore),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
