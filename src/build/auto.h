@@ -1,0 +1,59 @@
+/* kiln — the auto-detected build path: resolve a source (local directory or
+ * git URL#REF, optional --subdir), and render a plan into the multi-stage
+ * Dockerfile that the Dockerfile engine runs.
+ *
+ * Stages of the rendered Dockerfile:
+ *   build    FROM the build image; dependency manifests first, the install
+ *            command with the plan's cache mounts, then the app and the build
+ *            command; relative deps paths are moved to /kiln-deps so the app
+ *            layer does not carry them;
+ *   run      (image output) FROM the run image: a deps layer, an app layer,
+ *            ENV PORT + EXPOSE, CMD from the start command;
+ *   site     (static output) FROM scratch holding only the built site dir;
+ *   function (function output) FROM scratch: the function dir + production deps.
+ * A toolchain (a Node major other than the image's) comes from the named
+ * build context "node" (`--build-context node=DIR`) and is copied to its prefix. */
+#ifndef KILN_SRC_BUILD_AUTO_H
+#define KILN_SRC_BUILD_AUTO_H
+
+#include <stddef.h>
+
+#include "handlers/plan.h"
+#include "utils/error.h"
+
+typedef struct kiln_auto_source_opts {
+    const char *root; /* kiln root (mirror cache, work dirs); NULL = $KILN_ROOT or /var/lib/kiln */
+    const char *subdir; /* path inside the source to build, or NULL */
+    char *const *env;   /* environment for KILN_GIT_TOKEN* / KILN_ROOT */
+} kiln_auto_source_opts_t;
+
+typedef struct kiln_auto_source {
+    char *dir;      /* the tree to build (subdir applied) */
+    char *checkout; /* temp checkout removed by release, or NULL for a local dir */
+    char *commit;   /* git: the exact commit checked out, else NULL */
+    char *display;  /* the source as it may be shown (URL userinfo redacted) */
+} kiln_auto_source_t;
+
+/* Resolves `spec` (a directory, or a git URL with optional #REF) into a tree
+ * on disk. Errors name the redacted URL. */
+int kiln_auto_source_prepare(const char *spec, const kiln_auto_source_opts_t *opts,
+                             kiln_auto_source_t *src, kiln_error_t *err);
+void kiln_auto_source_release(kiln_auto_source_t *src);
+
+/* The kiln root from opts / KILN_ROOT / the default, malloc'ed. */
+char *kiln_auto_root(const char *root, char *const *env);
+
+typedef struct kiln_auto_opts {
+    const char *const *secret_ids; /* build secrets to mount into the install step */
+    size_t n_secrets;
+} kiln_auto_opts_t;
+
+/* Renders the plan as a Dockerfile (malloc'ed). Fails when a command, path or
+ * image name cannot be written safely (control characters). */
+int kiln_auto_dockerfile(const kiln_plan_t *plan, const kiln_auto_opts_t *opts, char **out,
+                         kiln_error_t *err);
+
+/* The Dockerfile target building each output kind: "run", "site", "function". */
+const char *kiln_auto_target(kiln_plan_output_t kind);
+
+#endif

@@ -1,0 +1,90 @@
+/* kiln plan — detect how a directory or git repository would be built and
+ * print the plan as JSON (or the Dockerfile the auto-build renders from it). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "handlers/detect.h"
+#include "src/build/auto.h"
+#include "src/commands.h"
+#include "utils/cleanup.h"
+
+extern char **environ;
+
+static void plan_usage(FILE *out)
+{
+    fprintf(out, "Usage: kiln plan [options] DIR|GIT_URL[#REF]\n\n"
+                 "Prints how kiln would build the source, as JSON, without building.\n\n"
+                 "  --subdir PATH         build PATH inside the source (monorepos)\n"
+                 "  --dockerfile          print the Dockerfile rendered from the plan instead\n"
+                 "  --image-prefix PREFIX registry prefix of kiln's build/run images\n"
+                 "                        (default $KILN_IMAGE_PREFIX, else \"kiln\")\n"
+                 "  --root DIR            kiln root holding the git mirror cache\n"
+                 "                        (default $KILN_ROOT, else /var/lib/kiln)\n"
+                 "  -h, --help            this help\n");
+}
+
+int kiln_cmd_plan(int argc, char **argv)
+{
+    static const struct option opts[] = {{"subdir", required_argument, NULL, 's'},
+                                         {"dockerfile", no_argument, NULL, 'd'},
+                                         {"image-prefix", required_argument, NULL, 'p'},
+                                         {"root", required_argument, NULL, 'r'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    kiln_detect_opts_t dopts = {.env = environ};
+    kiln_auto_source_opts_t sopts = {0};
+    kiln_auto_source_t src = {0};
+    _cleanup_plan_ kiln_plan_t *plan = NULL;
+    _cleanup_free_ char *text = NULL;
+    kiln_error_t err = {0};
+    bool dockerfile = false;
+    int c, ret = KILN_EXIT_FAIL;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            sopts.subdir = optarg;
+            break;
+        case 'd':
+            dockerfile = true;
+            break;
+        case 'p':
+            dopts.image_prefix = optarg;
+            break;
+        case 'r':
+            sopts.root = optarg;
+            break;
+        case 'h':
+            plan_usage(stdout);
+            return KILN_EXIT_OK;
+        default:
+            return kiln_cli_usage_error("plan", "unknown option");
+        }
+    }
+    if (optind != argc - 1)
+        return kiln_cli_usage_error("plan", "expected one DIR or GIT_URL");
+    sopts.env = environ;
+    if (kiln_auto_source_prepare(argv[optind], &sopts, &src, &err) < 0)
+        return kiln_cli_fail(&err);
+    if (src.commit)
+        fprintf(stderr, "kiln: %s at commit %s\n", src.display, src.commit);
+    if (kiln_plan_detect(src.dir, &dopts, &plan, &err) < 0) {
+        ret = kiln_cli_fail(&err);
+        goto out;
+    }
+    if ((dockerfile ? kiln_auto_dockerfile(plan, NULL, &text, &err)
+                    : kiln_plan_to_json(plan, &text, &err)) < 0) {
+        ret = kiln_cli_fail(&err);
+        goto out;
+    }
+    fputs(text, stdout);
+    if (text[0] && text[strlen(text) - 1] != '\n')
+        fputc('\n', stdout);
+    ret = KILN_EXIT_OK;
+out:
+    kiln_auto_source_release(&src);
+    return ret;
+}

@@ -1,0 +1,13 @@
+#include "utils/env.h"
+
+#include <string.h>
+
+const char *kiln_env_get(char *const *env, const char *key)
+{
+    size_t kl = strlen(key);
+
+    for (char *const *e = env; e && *e; e++)
+        if (strncmp(*e, key, kl) == 0 && (*e)[kl] == '=' && (*e)[kl + 1])
+            return *e + kl + 1;
+    return NULL;
+}
