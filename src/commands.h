@@ -16,6 +16,7 @@ typedef struct kiln_command {
 } kiln_command_t;
 
 int kiln_cmd_version(int argc, char **argv);
+int kiln_cmd_serve(int argc, char **argv);
 int kiln_cmd_plan(int argc, char **argv);
 int kiln_cmd_upload(int argc, char **argv);
 int kiln_cmd_dockerfile(int argc, char **argv);

@@ -7,6 +7,7 @@
 
 static const kiln_command_t commands[] = {
     {"version", kiln_cmd_version, "print kiln's version and the versions of its libraries"},
+    {"serve", kiln_cmd_serve, "run the build server (HTTP API, queue, workers)"},
     {"plan", kiln_cmd_plan, "print how a directory or git repository would be built (JSON)"},
     {"upload", kiln_cmd_upload, "upload a directory or file to S3 (incremental static deploys)"},
     {"dockerfile", kiln_cmd_dockerfile, "debug the Dockerfile parser and word expansion"},

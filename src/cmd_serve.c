@@ -1,0 +1,248 @@
+/* kiln serve — the build server: HTTP API, durable queue in SQLite, a pool of workers
+ * running `kiln build` child processes, webhooks, metrics and a dashboard. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "src/commands.h"
+#include "src/server/http.h"
+#include "src/server/runner.h"
+#include "src/server/server.h"
+#include "src/server/worker.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+
+static void serve_usage(void)
+{
+    printf(
+        "Usage: kiln serve [options]\n\n"
+        "Runs the build server.\n\n"
+        "  --listen HOST:PORT      address to listen on (default 127.0.0.1:8080)\n"
+        "  --root DIR              state directory: database, logs (default /var/lib/kiln/server)\n"
+        "  --workers N             concurrent builds (default 2)\n"
+        "  --config FILE           JSON config: API tokens, webhook projects\n"
+        "  --no-auth               allow running without any API token (development only)\n"
+        "  --build-command PATH    program run as `PATH build …` (default: this kiln;\n"
+        "                          env KILN_BUILD_COMMAND)\n"
+        "  --build-timeout SECS    per-build time limit (default 3600, 0 = none)\n"
+        "  --log-cap BYTES         per-build log size limit (default 67108864)\n"
+        "  --max-body BYTES        JSON request body limit (default 1048576)\n"
+        "  --max-upload BYTES      uploaded context limit (default 268435456)\n"
+        "  --drain-timeout SECS    on SIGTERM, wait this long for running builds, then\n"
+        "                          re-queue them (default 110)\n"
+        "  --requeue-interrupted   after a crash, run interrupted builds once more instead\n"
+        "                          of failing them\n"
+        "  --dashboard FILE        serve FILE at / instead of the built-in page\n\n"
+        "API tokens also come from KILN_API_TOKENS (comma-separated).\n");
+}
+
+/* Parses a non-negative integer option; -1 when invalid. */
+static long long parse_num(const char *s)
+{
+    char *end = NULL;
+    long long v;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || *end || end == s || v < 0)
+        return -1;
+    return v;
+}
+
+static void kill_stale(pid_t pgid, uint64_t ticks, void *opaque)
+{
+    kiln_runner_kill_stale(pgid, ticks);
+}
+
+/* The program builds run with: an explicit command, or this very binary. */
+static char *resolve_build_cmd(const char *opt)
+{
+    char self[PATH_MAX];
+    ssize_t n;
+
+    if (opt == NULL)
+        opt = getenv("KILN_BUILD_COMMAND");
+    if (opt && *opt)
+        return kiln_xstrdup(opt);
+    n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0)
+        return kiln_xstrdup("/proc/self/exe");
+    self[n] = '\0';
+    return kiln_xstrdup(self);
+}
+
+int kiln_cmd_serve(int argc, char **argv)
+{
+    enum {
+        O_ROOT = 256,
+        O_WORKERS,
+        O_CONFIG,
+        O_NOAUTH,
+        O_BUILDCMD,
+        O_TIMEOUT,
+        O_LOGCAP,
+        O_MAXBODY,
+        O_MAXUP,
+        O_DRAIN,
+        O_REQUEUE,
+        O_DASH
+    };
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"listen", required_argument, NULL, 'l'},
+        {"root", required_argument, NULL, O_ROOT},
+        {"workers", required_argument, NULL, O_WORKERS},
+        {"config", required_argument, NULL, O_CONFIG},
+        {"no-auth", no_argument, NULL, O_NOAUTH},
+        {"build-command", required_argument, NULL, O_BUILDCMD},
+        {"build-timeout", required_argument, NULL, O_TIMEOUT},
+        {"log-cap", required_argument, NULL, O_LOGCAP},
+        {"max-body", required_argument, NULL, O_MAXBODY},
+        {"max-upload", required_argument, NULL, O_MAXUP},
+        {"drain-timeout", required_argument, NULL, O_DRAIN},
+        {"requeue-interrupted", no_argument, NULL, O_REQUEUE},
+        {"dashboard", required_argument, NULL, O_DASH},
+        {NULL, 0, NULL, 0},
+    };
+    const char *listen = "127.0.0.1:8080", *root = "/var/lib/kiln/server", *config = NULL;
+    const char *build_cmd_opt = NULL;
+    long long workers = 2, timeout = 3600, log_cap = 64LL << 20, max_body = 1 << 20,
+              max_upload = 256LL << 20, drain = 110;
+    int no_auth = 0, requeue = 0, c, sig = 0, recovered;
+    kiln_server_t srv = {0};
+    kiln_http_t *http = NULL;
+    kiln_error_t err = {0};
+    _cleanup_free_ char *db_path = NULL, *logs = NULL, *build_cmd = NULL;
+    sigset_t set;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "hl:", opts, NULL)) != -1) {
+        long long *num = NULL;
+        switch (c) {
+        case 'h':
+            serve_usage();
+            return KILN_EXIT_OK;
+        case 'l':
+            listen = optarg;
+            break;
+        case O_ROOT:
+            root = optarg;
+            break;
+        case O_CONFIG:
+            config = optarg;
+            break;
+        case O_NOAUTH:
+            no_auth = 1;
+            break;
+        case O_BUILDCMD:
+            build_cmd_opt = optarg;
+            break;
+        case O_REQUEUE:
+            requeue = 1;
+            break;
+        case O_DASH:
+            srv.dashboard_file = optarg;
+            break;
+        case O_WORKERS:
+            num = &workers;
+            break;
+        case O_TIMEOUT:
+            num = &timeout;
+            break;
+        case O_LOGCAP:
+            num = &log_cap;
+            break;
+        case O_MAXBODY:
+            num = &max_body;
+            break;
+        case O_MAXUP:
+            num = &max_upload;
+            break;
+        case O_DRAIN:
+            num = &drain;
+            break;
+        default:
+            return KILN_EXIT_USAGE;
+        }
+        if (num && (*num = parse_num(optarg)) < 0)
+            return kiln_cli_usage_error("serve", "option '%s' needs a non-negative number",
+                                        argv[optind - 1]);
+    }
+    if (optind < argc)
+        return kiln_cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
+    if (workers < 1 || workers > 256)
+        return kiln_cli_usage_error("serve", "--workers must be 1..256");
+    if (timeout > INT_MAX || drain > INT_MAX)
+        return kiln_cli_usage_error("serve", "time limit too large");
+
+    if (kiln_config_load(config, &srv.config, &err) < 0)
+        return kiln_cli_fail(&err);
+    if (json_array_size(srv.config->tokens) == 0 && !no_auth) {
+        kiln_config_free(srv.config);
+        return kiln_cli_usage_error("serve",
+                                    "no API token configured (--config or KILN_API_TOKENS); "
+                                    "pass --no-auth to run an open server");
+    }
+    srv.no_auth = no_auth && json_array_size(srv.config->tokens) == 0;
+
+    /* Signals are taken synchronously by this thread; every other thread inherits the mask. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    srv.root = kiln_xstrdup(root);
+    srv.max_body = (size_t)max_body;
+    srv.max_upload = (size_t)max_upload;
+    srv.log_cap = (size_t)log_cap;
+    srv.workers = (int)workers;
+    db_path = kiln_xasprintf("%s/kiln.db", root);
+    logs = kiln_xasprintf("%s/logs", root);
+    build_cmd = resolve_build_cmd(build_cmd_opt);
+    if (kiln_fs_mkdir_p(logs, 0750, &err) < 0 || kiln_db_open(db_path, &srv.db, &err) < 0)
+        goto fail;
+    recovered = kiln_db_recover(srv.db, requeue, kill_stale, NULL, &err);
+    if (recovered < 0)
+        goto fail;
+    if (recovered > 0)
+        fprintf(stderr, "kiln serve: %d build(s) were interrupted by the previous stop (%s)\n",
+                recovered, requeue ? "queued again" : "marked failed");
+    {
+        kiln_worker_opts_t wo = {
+            .workers = (int)workers, .build_cmd = build_cmd, .timeout_s = (int)timeout};
+        if (kiln_worker_pool_start(&srv, &wo, &srv.pool, &err) < 0)
+            goto fail;
+    }
+    if (kiln_http_start(&srv, listen, &http, &err) < 0)
+        goto fail;
+    fprintf(stderr, "kiln serve: listening on http://%s with %lld worker(s)%s\n", listen, workers,
+            srv.no_auth ? " (no authentication)" : "");
+
+    while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
+        ;
+    fprintf(stderr, "kiln serve: %s: draining (up to %lld s)\n", strsignal(sig), drain);
+    srv.stopping = 1;
+    kiln_worker_pool_stop(srv.pool, (int)drain);
+    srv.pool = NULL;
+    kiln_http_stop(http);
+    kiln_db_close(srv.db);
+    kiln_config_free(srv.config);
+    free(srv.root);
+    fprintf(stderr, "kiln serve: stopped\n");
+    return KILN_EXIT_OK;
+fail:
+    kiln_http_stop(http);
+    if (srv.pool)
+        kiln_worker_pool_stop(srv.pool, 0);
+    kiln_db_close(srv.db);
+    kiln_config_free(srv.config);
+    free(srv.root);
+    return kiln_cli_fail(&err);
+}

@@ -1,0 +1,130 @@
+#include "src/server/config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/hmac.h"
+#include "utils/mem.h"
+
+#define CONFIG_CAP (1024 * 1024)
+
+/* Checks the shape of one project entry; fails naming it. */
+static int check_project(json_t *p, size_t i, kiln_error_t *err)
+{
+    static const char *const str_keys[] = {"name", "github", "gitlab", "secret", "gitlab_token"};
+    if (!json_is_object(p))
+        return kiln_error_set(err, 0, "projects[%zu]: must be an object", i);
+    for (size_t k = 0; k < sizeof(str_keys) / sizeof(str_keys[0]); k++) {
+        json_t *v = json_object_get(p, str_keys[k]);
+        if (v && !json_is_string(v))
+            return kiln_error_set(err, 0, "projects[%zu].%s: must be a string", i, str_keys[k]);
+    }
+    if (json_object_get(p, "build") && !json_is_object(json_object_get(p, "build")))
+        return kiln_error_set(err, 0, "projects[%zu].build: must be an object", i);
+    return 0;
+}
+
+int kiln_config_load(const char *path, kiln_config_t **out, kiln_error_t *err)
+{
+    kiln_config_t *c = kiln_xzalloc(sizeof(*c));
+    const char *env = getenv("KILN_API_TOKENS");
+    size_t i;
+    json_t *v;
+
+    c->tokens = json_array();
+    c->projects = json_array();
+    if (path) {
+        _cleanup_free_ char *text = NULL;
+        json_error_t je;
+        json_t *root;
+        size_t len;
+        if (kiln_fs_read_file(path, CONFIG_CAP, &text, &len, err) < 0)
+            goto fail;
+        root = json_loadb(text, len, 0, &je);
+        if (!json_is_object(root)) {
+            json_decref(root);
+            kiln_error_set(err, 0, "%s:%d: %s", path, je.line,
+                           root ? "must be a JSON object" : je.text);
+            goto fail;
+        }
+        json_array_foreach(json_object_get(root, "tokens"), i, v)
+        {
+            if (!json_is_string(v) || json_string_length(v) < 8) {
+                json_decref(root);
+                kiln_error_set(err, 0, "%s: tokens[%zu]: must be a string of 8+ characters", path,
+                               i);
+                goto fail;
+            }
+            json_array_append(c->tokens, v);
+        }
+        json_array_foreach(json_object_get(root, "projects"), i, v)
+        {
+            if (check_project(v, i, err) < 0) {
+                json_decref(root);
+                kiln_error_prefix(err, "%s", path);
+                goto fail;
+            }
+            json_array_append(c->projects, v);
+        }
+        json_decref(root);
+    }
+    if (env && *env) {
+        _cleanup_free_ char *copy = kiln_xstrdup(env);
+        char *save = NULL;
+        for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+            if (*t)
+                json_array_append_new(c->tokens, json_string(t));
+    }
+    *out = c;
+    return 0;
+fail:
+    kiln_config_free(c);
+    return -1;
+}
+
+void kiln_config_free(kiln_config_t *c)
+{
+    if (c == NULL)
+        return;
+    json_decref(c->tokens);
+    json_decref(c->projects);
+    free(c);
+}
+
+int kiln_config_auth(const kiln_config_t *c, const char *authorization)
+{
+    const char *tok;
+    size_t i, n;
+    json_t *v;
+    int ok = 0;
+
+    if (authorization == NULL || strncasecmp(authorization, "Bearer ", 7) != 0)
+        return 0;
+    tok = authorization + 7;
+    while (*tok == ' ')
+        tok++;
+    n = strlen(tok);
+    /* Compare against every token so timing does not reveal which one matched. */
+    json_array_foreach(c->tokens, i, v) ok |=
+        kiln_hmac_equal(tok, n, json_string_value(v), json_string_length(v));
+    return ok;
+}
+
+json_t *kiln_config_project(const kiln_config_t *c, const char *key, const char *name)
+{
+    size_t i;
+    json_t *p;
+
+    if (name == NULL)
+        return NULL;
+    json_array_foreach(c->projects, i, p)
+    {
+        const char *v = json_string_value(json_object_get(p, key));
+        if (v && strcmp(v, name) == 0)
+            return p;
+    }
+    return NULL;
+}

@@ -1,0 +1,34 @@
+/* kiln server — configuration: API tokens and webhook projects.
+ *
+ * A JSON file (--config FILE):
+ *   {"tokens": ["…"],                         API bearer tokens
+ *    "projects": [{"name": "app",
+ *                  "github": "org/app",        repository full_name for GitHub pushes
+ *                  "gitlab": "group/app",      path_with_namespace for GitLab pushes
+ *                  "secret": "…",              GitHub webhook secret (HMAC-SHA256)
+ *                  "gitlab_token": "…",        GitLab X-Gitlab-Token
+ *                  "build": {…}}]}             request fields added to the build (outputs…)
+ * plus KILN_API_TOKENS (comma-separated) from the environment. */
+#ifndef KILN_SERVER_CONFIG_H
+#define KILN_SERVER_CONFIG_H
+
+#include <jansson.h>
+
+#include "utils/error.h"
+
+typedef struct kiln_config {
+    json_t *tokens;   /* array of strings */
+    json_t *projects; /* array of objects */
+} kiln_config_t;
+
+/* Loads path (may be NULL) and the environment's tokens. */
+int kiln_config_load(const char *path, kiln_config_t **out, kiln_error_t *err);
+void kiln_config_free(kiln_config_t *c);
+
+/* 1 when the "Bearer …" header value carries a configured token (constant-time compare). */
+int kiln_config_auth(const kiln_config_t *c, const char *authorization);
+
+/* The project whose `key` ("github" or "gitlab") equals name, or NULL. */
+json_t *kiln_config_project(const kiln_config_t *c, const char *key, const char *name);
+
+#endif

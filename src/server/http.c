@@ -1,0 +1,273 @@
+#include "src/server/http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "utils/buf.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+
+struct kiln_http {
+    struct MHD_Daemon *d;
+    kiln_server_t *srv;
+};
+
+/* Per-request state while the body arrives. */
+typedef struct conn_state {
+    kiln_buf_t body;
+    int upload_fd;
+    char *upload_path;
+    size_t received;
+    size_t cap;
+    int too_big;
+    int rejected; /* a response was already queued */
+} conn_state_t;
+
+const char *kiln_http_header(const kiln_http_req_t *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *kiln_http_query(const kiln_http_req_t *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+void kiln_http_json(kiln_http_resp_t *resp, unsigned int status, json_t *o)
+{
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    size_t n;
+
+    if (s == NULL)
+        s = kiln_xstrdup("{\"error\":\"internal error\"}");
+    n = strlen(s);
+    json_decref(o);
+    free(resp->body);
+    resp->body = kiln_xrealloc(s, n + 2);
+    resp->body[n] = '\n';
+    resp->body[n + 1] = '\0';
+    resp->len = n + 1;
+    resp->status = status;
+    resp->content_type = "application/json";
+}
+
+void kiln_http_error(kiln_http_resp_t *resp, unsigned int status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    kiln_http_json(resp, status, json_pack("{s:s}", "error", msg));
+}
+
+static enum MHD_Result send_resp(struct MHD_Connection *c, kiln_http_resp_t *resp)
+{
+    struct MHD_Response *r = resp->custom;
+    enum MHD_Result ret;
+
+    if (r == NULL) {
+        r = MHD_create_response_from_buffer(resp->len, resp->body ? resp->body : (char *)"",
+                                            resp->body ? MHD_RESPMEM_MUST_FREE
+                                                       : MHD_RESPMEM_PERSISTENT);
+        resp->body = NULL;
+        if (r == NULL)
+            return MHD_NO;
+        if (resp->content_type)
+            MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
+    }
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    ret = MHD_queue_response(c, resp->status ? resp->status : 500, r);
+    MHD_destroy_response(r);
+    free(resp->body);
+    return ret;
+}
+
+static enum MHD_Result reject(struct MHD_Connection *c, unsigned int status, const char *msg)
+{
+    kiln_http_resp_t resp = {0};
+    kiln_http_error(&resp, status, "%s", msg);
+    return send_resp(c, &resp);
+}
+
+/* Open routes: health, metrics, the dashboard page, and the webhooks (they carry their own
+ * signatures). Everything else needs a bearer token. */
+static int needs_token(const char *method, const char *path)
+{
+    if (strcmp(path, "/healthz") == 0 || strcmp(path, "/metrics") == 0 || strcmp(path, "/") == 0 ||
+        strncmp(path, "/v1/hooks/", 10) == 0)
+        return 0;
+    return 1;
+}
+
+static int is_upload(const char *method, const char *path)
+{
+    return strcmp(method, "POST") == 0 && strcmp(path, "/v1/contexts") == 0;
+}
+
+static void free_state(conn_state_t *st)
+{
+    if (st == NULL)
+        return;
+    kiln_buf_free(&st->body);
+    if (st->upload_fd >= 0)
+        close(st->upload_fd);
+    if (st->upload_path) {
+        unlink(st->upload_path);
+        free(st->upload_path);
+    }
+    free(st);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+    free_state(*con_cls);
+    *con_cls = NULL;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload,
+                              size_t *upload_size, void **con_cls)
+{
+    kiln_http_t *h = cls;
+    kiln_server_t *s = h->srv;
+    conn_state_t *st = *con_cls;
+    kiln_http_req_t req = {.conn = c, .srv = s, .method = method, .path = url};
+    kiln_http_resp_t resp = {0};
+
+    if (st == NULL) {
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        st = kiln_xzalloc(sizeof(*st));
+        st->upload_fd = -1;
+        st->cap = is_upload(method, url) ? s->max_upload : s->max_body;
+        kiln_buf_init(&st->body, st->cap);
+        *con_cls = st;
+        if (needs_token(method, url) && !s->no_auth &&
+            !kiln_config_auth(s->config,
+                              MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"))) {
+            st->rejected = 1;
+            return reject(c, MHD_HTTP_UNAUTHORIZED, "missing or invalid bearer token");
+        }
+        if (cl && strtoull(cl, NULL, 10) > st->cap) {
+            st->rejected = 1;
+            return reject(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
+        }
+        if (is_upload(method, url)) {
+            kiln_error_t err = {0};
+            _cleanup_free_ char *dir = kiln_xasprintf("%s/contexts", s->root);
+            st->upload_path = kiln_xasprintf("%s/.upload-XXXXXX", dir);
+            if (kiln_fs_mkdir_p(dir, 0700, &err) < 0 ||
+                (st->upload_fd = mkostemp(st->upload_path, O_CLOEXEC)) < 0) {
+                free(st->upload_path);
+                st->upload_path = NULL;
+                st->rejected = 1;
+                return reject(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot store the upload");
+            }
+        }
+        return MHD_YES;
+    }
+    if (st->rejected) {
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_size > 0) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (st->too_big)
+            return MHD_YES;
+        if (n > st->cap - st->received) {
+            st->too_big = 1;
+            return MHD_YES;
+        }
+        st->received += n;
+        if (st->upload_fd >= 0) {
+            if (kiln_fs_write_all(st->upload_fd, upload, n, NULL) < 0)
+                st->too_big = 1;
+        } else if (kiln_buf_append(&st->body, upload, n, NULL) < 0) {
+            st->too_big = 1;
+        }
+        return MHD_YES;
+    }
+    if (st->too_big)
+        return reject(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
+    req.body = st->upload_fd >= 0 ? NULL : (st->body.data ? st->body.data : "");
+    req.body_len = st->body.len;
+    req.upload_path = st->upload_path;
+    if (strncmp(url, "/v1/builds", 10) == 0 || strcmp(url, "/v1/contexts") == 0)
+        kiln_routes_builds(&req, &resp);
+    else if (strncmp(url, "/v1/hooks/", 10) == 0)
+        kiln_routes_hooks(&req, &resp);
+    else
+        kiln_routes_misc(&req, &resp);
+    if (resp.status == 0 && resp.custom == NULL)
+        kiln_http_error(&resp, MHD_HTTP_NOT_FOUND, "no route for %s %s", method, url);
+    return send_resp(c, &resp);
+}
+
+/* Parses "HOST:PORT" (IPv4) into sa. */
+static int parse_listen(const char *listen, struct sockaddr_in *sa, kiln_error_t *err)
+{
+    const char *colon = strrchr(listen, ':');
+    char host[64];
+    char *end = NULL;
+    long port;
+
+    memset(sa, 0, sizeof(*sa));
+    if (colon == NULL || (size_t)(colon - listen) >= sizeof(host))
+        return kiln_error_set(err, EINVAL, "--listen '%s': expected HOST:PORT", listen);
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = '\0';
+    port = strtol(colon + 1, &end, 10);
+    if (*end || port < 1 || port > 65535)
+        return kiln_error_set(err, EINVAL, "--listen '%s': invalid port", listen);
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((uint16_t)port);
+    if (host[0] == '\0' || strcmp(host, "*") == 0)
+        sa->sin_addr.s_addr = htonl(INADDR_ANY);
+    else if (inet_pton(AF_INET, strcmp(host, "localhost") == 0 ? "127.0.0.1" : host,
+                       &sa->sin_addr) != 1)
+        return kiln_error_set(err, EINVAL, "--listen '%s': invalid IPv4 address", listen);
+    return 0;
+}
+
+int kiln_http_start(kiln_server_t *srv, const char *listen, kiln_http_t **out, kiln_error_t *err)
+{
+    struct sockaddr_in sa;
+    kiln_http_t *h;
+
+    if (parse_listen(listen, &sa, err) < 0)
+        return -1;
+    h = kiln_xzalloc(sizeof(*h));
+    h->srv = srv;
+    h->d = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL,
+        NULL, handle, h, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_NOTIFY_COMPLETED, completed, h,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)1000, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(256 * 1024), MHD_OPTION_END);
+    if (h->d == NULL) {
+        free(h);
+        return kiln_error_set(err, errno, "listen on %s", listen);
+    }
+    *out = h;
+    return 0;
+}
+
+void kiln_http_stop(kiln_http_t *h)
+{
+    if (h == NULL)
+        return;
+    MHD_stop_daemon(h->d);
+    free(h);
+}

@@ -1,0 +1,62 @@
+/* kiln server — the HTTP layer over libmicrohttpd (a thread per connection, so a
+ * following log response may block waiting for new lines). It reads request bodies
+ * (capped: 413), checks bearer tokens (401) and dispatches to the routes. */
+#ifndef KILN_SERVER_HTTP_H
+#define KILN_SERVER_HTTP_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stddef.h>
+
+#include "src/server/server.h"
+#include "utils/error.h"
+
+typedef struct kiln_http kiln_http_t;
+
+typedef struct kiln_http_req {
+    struct MHD_Connection *conn;
+    kiln_server_t *srv;
+    const char *method;
+    const char *path;
+    const char *body; /* NUL-terminated; NULL for an upload spooled to a file */
+    size_t body_len;
+    const char *upload_path; /* POST /v1/contexts: the body in a temp file */
+} kiln_http_req_t;
+
+typedef struct kiln_http_resp {
+    unsigned int status;
+    const char *content_type;
+    char *body; /* malloc'ed */
+    size_t len;
+    struct MHD_Response *custom; /* a streaming response, sent as is */
+} kiln_http_resp_t;
+
+/* Starts listening on "HOST:PORT". */
+int kiln_http_start(kiln_server_t *srv, const char *listen, kiln_http_t **out, kiln_error_t *err);
+/* Stops accepting and closes the listener (open connections are finished first). */
+void kiln_http_stop(kiln_http_t *h);
+
+const char *kiln_http_header(const kiln_http_req_t *r, const char *name);
+const char *kiln_http_query(const kiln_http_req_t *r, const char *name);
+
+/* Sets a JSON response (takes the reference to o). */
+void kiln_http_json(kiln_http_resp_t *resp, unsigned int status, json_t *o);
+/* Sets {"error": message} with the status. */
+void kiln_http_error(kiln_http_resp_t *resp, unsigned int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The routes (routes_*.c). Each fills resp. */
+void kiln_routes_builds(const kiln_http_req_t *r, kiln_http_resp_t *resp);
+void kiln_routes_hooks(const kiln_http_req_t *r, kiln_http_resp_t *resp);
+void kiln_routes_misc(const kiln_http_req_t *r, kiln_http_resp_t *resp);
+
+/* Queues a validated request as a new build; *id_out is malloc'ed. Used by the API and the
+ * webhooks. */
+int kiln_routes_enqueue(kiln_server_t *s, json_t *body, char **id_out, unsigned int *status,
+                        kiln_error_t *err);
+/* The JSON answered for a queued build. */
+json_t *kiln_routes_queued_json(const char *id);
+/* Queues the request body (consumed) and answers 202 with the build, or the error. */
+void kiln_routes_submit(kiln_server_t *s, json_t *body, kiln_http_resp_t *resp);
+
+#endif

@@ -1,0 +1,40 @@
+/* kiln server — a build request: validation of the POST /v1/builds body (and the
+ * SQS job JSON), and its translation into `kiln build` arguments.
+ *
+ * Body: {"source": {"git": URL, "ref": R, "commit": SHA, "subdir": DIR} | {"context": ID},
+ *        "dockerfile": PATH, "target": NAME, "build_args": {K: V}, "env": {K: V},
+ *        "secrets": {NAME: VALUE}, "outputs": [{"type": T, KEY: VALUE…}], "tags": [REF],
+ *        "notify": ["sqs://…" | "sns://…"], "timeout_seconds": N}
+ * Unknown fields are rejected, so a typo never silently builds something else. */
+#ifndef KILN_SERVER_REQUEST_H
+#define KILN_SERVER_REQUEST_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "utils/error.h"
+
+typedef struct kiln_request {
+    json_t *stored;  /* the request as kept in the database: secret values removed */
+    json_t *secrets; /* {name: value}, or NULL; never stored, never logged */
+    char *repo;      /* the key builds are grouped (and scheduled fairly) by */
+} kiln_request_t;
+
+/* Parses and validates a JSON body of len bytes. On failure err names the field. */
+int kiln_request_parse(const char *body, size_t len, kiln_request_t *out, kiln_error_t *err);
+
+/* Validates an already parsed request object (borrowed). */
+int kiln_request_from_json(json_t *root, kiln_request_t *out, kiln_error_t *err);
+
+void kiln_request_free(kiln_request_t *r);
+
+/* Builds the arguments after the build command for a stored request: `build
+ * --progress=plain --metadata-file META [options] CONTEXT`. context_dir replaces an uploaded
+ * context id; secret_files maps secret names to files (may be NULL). *argv is NULL-terminated. */
+int kiln_request_argv(json_t *stored, const char *context_dir, json_t *secret_files,
+                      const char *metadata_file, char ***argv, kiln_error_t *err);
+
+/* The repository key for a git URL: lower-cased host, no trailing ".git" or "/". */
+char *kiln_request_repo_key(const char *url);
+
+#endif

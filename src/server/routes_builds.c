@@ -1,0 +1,572 @@
+/* kiln server — the build API: submit, list, show, logs (follow), cancel, artifacts,
+ * and uploaded contexts. */
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "src/server/cursor.h"
+#include "src/server/http.h"
+#include "src/server/request.h"
+#include "src/server/worker.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+
+#define MAX_CONTEXT_ENTRIES 100000
+
+char *kiln_server_log_path(const kiln_server_t *s, const char *id)
+{
+    return kiln_xasprintf("%s/logs/%s.log", s->root, id);
+}
+
+/* A fresh id: prefix + 16 random hex digits. */
+static char *new_id(const char *prefix)
+{
+    uint8_t r[8];
+    char hex[17];
+    if (getrandom(r, sizeof(r), 0) != sizeof(r)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        memcpy(r, &ts.tv_nsec, sizeof(r) < sizeof(ts.tv_nsec) ? sizeof(r) : sizeof(ts.tv_nsec));
+    }
+    for (size_t i = 0; i < sizeof(r); i++)
+        snprintf(hex + 2 * i, 3, "%02x", r[i]);
+    return kiln_xasprintf("%s%s", prefix, hex);
+}
+
+static int valid_id(const char *s, size_t n)
+{
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+json_t *kiln_routes_queued_json(const char *id)
+{
+    json_t *links = json_object();
+    static const char *const names[] = {"self", "logs", "artifacts", "cancel"};
+    static const char *const suffix[] = {"", "/logs", "/artifacts", "/cancel"};
+
+    for (size_t i = 0; i < 4; i++) {
+        _cleanup_free_ char *l = kiln_xasprintf("/v1/builds/%s%s", id, suffix[i]);
+        json_object_set_new(links, names[i], json_string(l));
+    }
+    return json_pack("{s:s,s:s,s:o}", "id", id, "status", "queued", "links", links);
+}
+
+int kiln_routes_enqueue(kiln_server_t *s, json_t *body, char **id_out, unsigned int *status,
+                        kiln_error_t *err)
+{
+    kiln_request_t req = {0};
+    _cleanup_free_ char *id = new_id("b-");
+    _cleanup_free_ char *text = NULL;
+
+    *status = 400;
+    if (kiln_request_from_json(body, &req, err) < 0)
+        return -1;
+    {
+        const char *ctx =
+            json_string_value(json_object_get(json_object_get(req.stored, "source"), "context"));
+        if (ctx) {
+            _cleanup_free_ char *dir = kiln_xasprintf("%s/contexts/%s", s->root, ctx);
+            struct stat sb;
+            if (stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+                kiln_request_free(&req);
+                return kiln_error_set(err, 0, "field 'source.context': no uploaded context '%s'",
+                                      ctx);
+            }
+        }
+    }
+    *status = 500;
+    if (req.secrets && json_object_size(req.secrets) > 0) {
+        _cleanup_free_ char *dir = kiln_xasprintf("%s/secrets/%s", s->root, id);
+        json_t *files = NULL;
+        if (kiln_worker_write_secrets(dir, req.secrets, &files, err) < 0) {
+            kiln_request_free(&req);
+            return -1;
+        }
+        json_decref(files);
+    }
+    text = json_dumps(req.stored, JSON_COMPACT);
+    if (kiln_db_build_insert(s->db, id, req.repo, text, err) < 0) {
+        _cleanup_free_ char *dir = kiln_xasprintf("%s/secrets/%s", s->root, id);
+        kiln_fs_rm_rf(dir, NULL);
+        kiln_request_free(&req);
+        return -1;
+    }
+    kiln_request_free(&req);
+    if (s->pool)
+        kiln_worker_pool_wake(s->pool);
+    *status = 202;
+    *id_out = steal_pointer(&id);
+    return 0;
+}
+
+static void post_build(const kiln_http_req_t *r, kiln_http_resp_t *resp)
+{
+    json_error_t je;
+    json_t *body = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
+
+    if (body == NULL) {
+        kiln_http_error(resp, 400, "malformed JSON at line %d column %d: %s", je.line, je.column,
+                        je.text);
+        return;
+    }
+    kiln_routes_submit(r->srv, body, resp);
+}
+
+void kiln_routes_submit(kiln_server_t *s, json_t *body, kiln_http_resp_t *resp)
+{
+    _cleanup_free_ char *id = NULL;
+    kiln_error_t err = {0};
+    unsigned int status;
+
+    if (kiln_routes_enqueue(s, body, &id, &status, &err) < 0) {
+        json_decref(body);
+        kiln_http_error(resp, status, "%s", err.msg);
+        return;
+    }
+    json_decref(body);
+    kiln_http_json(resp, 202, kiln_routes_queued_json(id));
+}
+
+static void list_builds(const kiln_http_req_t *r, kiln_http_resp_t *resp)
+{
+    const char *status = kiln_http_query(r, "status");
+    const char *repo = kiln_http_query(r, "repo");
+    const char *limit_s = kiln_http_query(r, "limit");
+    const char *cursor = kiln_http_query(r, "cursor");
+    int64_t before = 0, next = 0;
+    long limit = 50;
+    kiln_error_t err = {0};
+    json_t *items = NULL, *o;
+
+    if (status && !kiln_db_status_valid(status)) {
+        kiln_http_error(resp, 400, "query 'status': unknown status '%.64s'", status);
+        return;
+    }
+    if (limit_s) {
+        char *end = NULL;
+        limit = strtol(limit_s, &end, 10);
+        if (*end || limit < 1 || limit > 500) {
+            kiln_http_error(resp, 400, "query 'limit': must be 1..500");
+            return;
+        }
+    }
+    if (cursor && kiln_cursor_decode(cursor, &before, &err) < 0) {
+        kiln_http_error(resp, 400, "query 'cursor': %s", err.msg);
+        return;
+    }
+    if (kiln_db_build_list(r->srv->db, status, repo, before, (int)limit, &items, &next, &err) < 0) {
+        kiln_http_error(resp, 500, "%s", err.msg);
+        return;
+    }
+    o = json_pack("{s:o}", "builds", items);
+    if (next) {
+        char c[32];
+        kiln_cursor_encode(next, c, sizeof(c));
+        json_object_set_new(o, "next_cursor", json_string(c));
+    } else {
+        json_object_set_new(o, "next_cursor", json_null());
+    }
+    kiln_http_json(resp, 200, o);
+}
+
+/* Artifacts: image names and digests from the build's metadata, the outputs it was asked for,
+ * and static file / package locations when the build reported them. */
+static json_t *artifacts_json(json_t *build)
+{
+    json_t *res = json_object_get(build, "result"), *images = json_array();
+    const char *digest = json_string_value(json_object_get(res, "containerimage.digest"));
+    const char *names = json_string_value(json_object_get(res, "image.name"));
+    json_t *o;
+
+    if (digest) {
+        if (names && *names) {
+            _cleanup_free_ char *copy = kiln_xstrdup(names);
+            char *save = NULL;
+            for (char *n = strtok_r(copy, ",", &save); n; n = strtok_r(NULL, ",", &save))
+                json_array_append_new(images, json_pack("{s:s,s:s}", "name", n, "digest", digest));
+        } else {
+            json_array_append_new(images, json_pack("{s:n,s:s}", "name", "digest", digest));
+        }
+    }
+    o = json_pack("{s:O,s:O,s:o,s:O}", "id", json_object_get(build, "id"), "status",
+                  json_object_get(build, "status"), "images", images, "outputs",
+                  json_object_get(build, "outputs"));
+    json_object_set(o, "metadata", res ? res : json_null());
+    return o;
+}
+
+typedef struct log_stream {
+    kiln_server_t *srv;
+    char *id;
+    char *path;
+    int fd;
+    uint64_t off;
+    int sse;
+    int ended;
+} log_stream_t;
+
+static void log_stream_free(void *cls)
+{
+    log_stream_t *ls = cls;
+    if (ls->fd >= 0)
+        close(ls->fd);
+    free(ls->id);
+    free(ls->path);
+    free(ls);
+}
+
+/* Reads what is new in the log into buf; for SSE, whole lines as "data:" events. */
+static ssize_t log_read(log_stream_t *ls, char *buf, size_t max, int final)
+{
+    char tmp[8192];
+    size_t want, used = 0, out = 0;
+    ssize_t n;
+
+    if (ls->fd < 0) {
+        ls->fd = open(ls->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (ls->fd < 0)
+            return 0;
+    }
+    if (!ls->sse) {
+        n = pread(ls->fd, buf, max, (off_t)ls->off);
+        if (n > 0)
+            ls->off += (uint64_t)n;
+        return n > 0 ? n : 0;
+    }
+    /* Each line grows by at most "data: " + "\n" + "\n"; read what surely fits. */
+    want = max / 2 > sizeof(tmp) ? sizeof(tmp) : max / 2;
+    n = pread(ls->fd, tmp, want, (off_t)ls->off);
+    if (n <= 0)
+        return 0;
+    while (used < (size_t)n) {
+        char *nl = memchr(tmp + used, '\n', (size_t)n - used);
+        size_t len;
+        if (nl == NULL && !final && (size_t)n == want && used == 0)
+            nl = tmp + n - 1; /* one overlong line: send what we have */
+        if (nl == NULL && !final)
+            break;
+        len = nl ? (size_t)(nl - (tmp + used)) : (size_t)n - used;
+        if (out + len + 8 > max)
+            break;
+        memcpy(buf + out, "data: ", 6);
+        memcpy(buf + out + 6, tmp + used, len);
+        buf[out + 6 + len] = '\n';
+        buf[out + 7 + len] = '\n';
+        out += len + 8;
+        used += len + (nl ? 1 : 0);
+    }
+    ls->off += used;
+    return (ssize_t)out;
+}
+
+static ssize_t log_follow_cb(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    log_stream_t *ls = cls;
+    char status[32];
+
+    if (ls->ended)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    for (;;) {
+        ssize_t n = log_read(ls, buf, max, 0);
+        if (n > 0)
+            return n;
+        if (ls->srv->stopping)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (kiln_db_build_status(ls->srv->db, ls->id, status, sizeof(status), NULL) < 0 ||
+            kiln_db_status_final(status)) {
+            /* Everything was written before the status changed: one last read. */
+            n = log_read(ls, buf, max, 1);
+            if (n > 0)
+                return n;
+            ls->ended = 1;
+            if (ls->sse) {
+                int k = snprintf(buf, max, "event: end\ndata: %s\n\n", status);
+                return k > 0 && (size_t)k < max ? k : MHD_CONTENT_READER_END_OF_STREAM;
+            }
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        usleep(100 * 1000);
+    }
+}
+
+static void get_logs(const kiln_http_req_t *r, kiln_http_resp_t *resp, const char *id)
+{
+    const char *follow = kiln_http_query(r, "follow");
+    const char *since = kiln_http_query(r, "since");
+    const char *accept = kiln_http_header(r, "Accept");
+    log_stream_t *ls;
+    uint64_t off = 0;
+    char status[32];
+
+    if (kiln_db_build_status(r->srv->db, id, status, sizeof(status), NULL) < 0) {
+        kiln_http_error(resp, 404, "no build with id '%s'", id);
+        return;
+    }
+    if (since) {
+        char *end = NULL;
+        errno = 0;
+        off = strtoull(since, &end, 10);
+        if (errno || *end || since[0] == '-') {
+            kiln_http_error(resp, 400, "query 'since': must be a byte offset");
+            return;
+        }
+    }
+    ls = kiln_xzalloc(sizeof(*ls));
+    ls->srv = r->srv;
+    ls->id = kiln_xstrdup(id);
+    ls->path = kiln_server_log_path(r->srv, id);
+    ls->fd = -1;
+    ls->off = off;
+    ls->sse = accept && strstr(accept, "text/event-stream") != NULL;
+    if (follow && strcmp(follow, "0") != 0 && strcmp(follow, "false") != 0) {
+        resp->custom = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, log_follow_cb,
+                                                         ls, log_stream_free);
+        if (resp->custom == NULL) {
+            log_stream_free(ls);
+            kiln_http_error(resp, 500, "cannot create a response");
+            return;
+        }
+        MHD_add_response_header(resp->custom, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                ls->sse ? "text/event-stream" : "text/plain; charset=utf-8");
+        resp->status = 200;
+        return;
+    }
+    {
+        /* The log so far; X-Log-Offset tells where to resume with ?since=. */
+        _cleanup_free_ char *text = NULL;
+        struct stat sb;
+        size_t len = 0;
+        char hdr[32];
+        ls->fd = open(ls->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (ls->fd >= 0 && fstat(ls->fd, &sb) == 0 && (uint64_t)sb.st_size > off) {
+            len = (size_t)((uint64_t)sb.st_size - off);
+            text = kiln_xmalloc(len + 1);
+            ssize_t n = pread(ls->fd, text, len, (off_t)off);
+            len = n > 0 ? (size_t)n : 0;
+        }
+        resp->body = text ? steal_pointer(&text) : kiln_xstrdup("");
+        resp->len = len;
+        resp->status = 200;
+        resp->content_type = "text/plain; charset=utf-8";
+        resp->custom = MHD_create_response_from_buffer(len, resp->body, MHD_RESPMEM_MUST_FREE);
+        resp->body = NULL;
+        MHD_add_response_header(resp->custom, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
+        snprintf(hdr, sizeof(hdr), "%" PRIu64, off + len);
+        MHD_add_response_header(resp->custom, "X-Log-Offset", hdr);
+        log_stream_free(ls);
+    }
+}
+
+static void cancel_build(const kiln_http_req_t *r, kiln_http_resp_t *resp, const char *id)
+{
+    kiln_error_t err = {0};
+    int was_running = 0;
+    json_t *o = NULL;
+
+    if (kiln_db_cancel(r->srv->db, id, &was_running, &err) < 0) {
+        if (err.code == ENOENT)
+            kiln_http_error(resp, 404, "%s", err.msg);
+        else if (err.code == EALREADY)
+            kiln_http_error(resp, 409, "%s", err.msg);
+        else
+            kiln_http_error(resp, 500, "%s", err.msg);
+        return;
+    }
+    if (was_running && r->srv->pool)
+        kiln_worker_pool_cancel(r->srv->pool, id);
+    if (!was_running) {
+        _cleanup_free_ char *dir = kiln_xasprintf("%s/secrets/%s", r->srv->root, id);
+        kiln_fs_rm_rf(dir, NULL);
+    }
+    if (kiln_db_build_get(r->srv->db, id, &o, &err) < 0) {
+        kiln_http_error(resp, 500, "%s", err.msg);
+        return;
+    }
+    kiln_http_json(resp, 200, o);
+}
+
+/* A member path is acceptable when relative and free of ".." components. */
+static int safe_member(const char *p)
+{
+    if (p == NULL || p[0] == '/' || p[0] == '\0')
+        return 0;
+    for (const char *c = p; c; c = strchr(c, '/')) {
+        if (*c == '/')
+            c++;
+        if (c[0] == '.' && c[1] == '.' && (c[2] == '/' || c[2] == '\0'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Rewrites an entry's path (and hard link target) to lie under dir. */
+static int prefix_path(struct archive_entry *e, const char *dir, kiln_error_t *err)
+{
+    const char *p = archive_entry_pathname(e), *l = archive_entry_hardlink(e);
+    if (!safe_member(p) || (l && !safe_member(l)))
+        return kiln_error_set(err, 0, "uploaded context: unsafe path '%.200s'", p ? p : "");
+    {
+        _cleanup_free_ char *np = kiln_xasprintf("%s/%s", dir, p);
+        archive_entry_set_pathname(e, np);
+    }
+    if (l) {
+        _cleanup_free_ char *nl = kiln_xasprintf("%s/%s", dir, l);
+        archive_entry_set_hardlink(e, nl);
+    }
+    return 0;
+}
+
+/* Unpacks an uploaded tar(.gz) into dir, refusing absolute paths, "..", and links that leave
+ * the tree. */
+static int unpack_context(const char *tarball, const char *dir, kiln_error_t *err)
+{
+    struct archive *a = archive_read_new(), *w = archive_write_disk_new();
+    struct archive_entry *e;
+    int ret = 0, n = 0, r;
+
+    archive_read_support_filter_all(a);
+    archive_read_support_format_tar(a);
+    archive_write_disk_set_options(w, ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+                                          ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_TIME |
+                                          ARCHIVE_EXTRACT_PERM);
+    if (archive_read_open_filename(a, tarball, 65536) != ARCHIVE_OK) {
+        ret = kiln_error_set(err, 0, "uploaded context: %s", archive_error_string(a));
+        goto out;
+    }
+    while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+        if (++n > MAX_CONTEXT_ENTRIES) {
+            ret = kiln_error_set(err, 0, "uploaded context: more than %d entries",
+                                 MAX_CONTEXT_ENTRIES);
+            break;
+        }
+        archive_entry_set_uid(e, 0);
+        archive_entry_set_gid(e, 0);
+        /* Paths are placed under dir by hand (no chdir: the server is multi-threaded). */
+        if (prefix_path(e, dir, err) < 0) {
+            ret = -1;
+            break;
+        }
+        if (archive_write_header(w, e) != ARCHIVE_OK ||
+            archive_write_data_block(w, NULL, 0, 0) < ARCHIVE_WARN) {
+            ret = kiln_error_set(err, 0, "uploaded context: %s: %s", archive_entry_pathname(e),
+                                 archive_error_string(w));
+            break;
+        }
+        {
+            const void *blk;
+            size_t sz;
+            la_int64_t off;
+            int rr;
+            while ((rr = archive_read_data_block(a, &blk, &sz, &off)) == ARCHIVE_OK)
+                if (archive_write_data_block(w, blk, sz, off) < ARCHIVE_OK) {
+                    rr = ARCHIVE_FATAL;
+                    break;
+                }
+            if (rr != ARCHIVE_EOF) {
+                ret = kiln_error_set(err, 0, "uploaded context: %s: %s", archive_entry_pathname(e),
+                                     archive_error_string(a));
+                break;
+            }
+        }
+        archive_write_finish_entry(w);
+    }
+    if (ret == 0 && r != ARCHIVE_EOF)
+        ret = kiln_error_set(err, 0, "uploaded context: %s", archive_error_string(a));
+out:
+    archive_read_free(a);
+    archive_write_close(w);
+    archive_write_free(w);
+    return ret;
+}
+
+static void post_context(const kiln_http_req_t *r, kiln_http_resp_t *resp)
+{
+    _cleanup_free_ char *id = new_id("ctx-");
+    _cleanup_free_ char *dir = kiln_xasprintf("%s/contexts/%s", r->srv->root, id);
+    _cleanup_free_ char *tmp = kiln_xasprintf("%s/contexts/.%s.tmp", r->srv->root, id);
+    kiln_error_t err = {0};
+
+    if (kiln_fs_mkdir_p(tmp, 0700, &err) < 0 || unpack_context(r->upload_path, tmp, &err) < 0) {
+        kiln_fs_rm_rf(tmp, NULL);
+        kiln_http_error(resp, 400, "%s", err.msg);
+        return;
+    }
+    if (rename(tmp, dir) < 0) {
+        kiln_fs_rm_rf(tmp, NULL);
+        kiln_http_error(resp, 500, "cannot store the context");
+        return;
+    }
+    kiln_http_json(resp, 201, json_pack("{s:s}", "context", id));
+}
+
+void kiln_routes_builds(const kiln_http_req_t *r, kiln_http_resp_t *resp)
+{
+    const char *p = r->path;
+    const char *rest, *slash;
+    char id[65];
+    size_t n;
+
+    if (strcmp(p, "/v1/contexts") == 0) {
+        if (strcmp(r->method, "POST") == 0)
+            post_context(r, resp);
+        else
+            kiln_http_error(resp, 405, "use POST");
+        return;
+    }
+    if (strcmp(p, "/v1/builds") == 0 || strcmp(p, "/v1/builds/") == 0) {
+        if (strcmp(r->method, "POST") == 0)
+            post_build(r, resp);
+        else if (strcmp(r->method, "GET") == 0)
+            list_builds(r, resp);
+        else
+            kiln_http_error(resp, 405, "use GET or POST");
+        return;
+    }
+    if (strncmp(p, "/v1/builds/", 11) != 0)
+        return;
+    rest = p + 11;
+    slash = strchr(rest, '/');
+    n = slash ? (size_t)(slash - rest) : strlen(rest);
+    if (!valid_id(rest, n)) {
+        kiln_http_error(resp, 404, "no build with that id");
+        return;
+    }
+    memcpy(id, rest, n);
+    id[n] = '\0';
+    if (slash == NULL || strcmp(slash, "/artifacts") == 0) {
+        json_t *o = NULL;
+        kiln_error_t err = {0};
+        if (strcmp(r->method, "GET") != 0) {
+            kiln_http_error(resp, 405, "use GET");
+            return;
+        }
+        if (kiln_db_build_get(r->srv->db, id, &o, &err) < 0) {
+            kiln_http_error(resp, err.code == ENOENT ? 404 : 500, "%s", err.msg);
+            return;
+        }
+        if (slash) {
+            json_t *a = artifacts_json(o);
+            json_decref(o);
+            o = a;
+        }
+        kiln_http_json(resp, 200, o);
+    } else if (strcmp(slash, "/logs") == 0 && strcmp(r->method, "GET") == 0) {
+        get_logs(r, resp, id);
+    } else if (strcmp(slash, "/cancel") == 0 && strcmp(r->method, "POST") == 0) {
+        cancel_build(r, resp, id);
+    }
+}

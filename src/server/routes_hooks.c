@@ -1,0 +1,143 @@
+/* kiln server — webhooks: GitHub (X-Hub-Signature-256, HMAC-SHA256 over the raw body)
+ * and GitLab (X-Gitlab-Token) pushes become builds of the configured project. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/server/http.h"
+#include "utils/cleanup.h"
+#include "utils/hmac.h"
+#include "utils/mem.h"
+
+/* Queues a build of url at commit for project p; answers 202 with the build. */
+static void build_push(const kiln_http_req_t *r, kiln_http_resp_t *resp, json_t *p, const char *url,
+                       const char *ref, const char *commit)
+{
+    json_t *build = json_object_get(p, "build");
+    json_t *body = build ? json_deep_copy(build) : json_object();
+    json_t *src = json_pack("{s:s}", "git", url ? url : "");
+
+    if (ref) {
+        /* Builds check out the pushed branch or tag by its short name. */
+        if (strncmp(ref, "refs/heads/", 11) == 0)
+            ref += 11;
+        else if (strncmp(ref, "refs/tags/", 10) == 0)
+            ref += 10;
+        json_object_set_new(src, "ref", json_string(ref));
+    }
+    if (commit)
+        json_object_set_new(src, "commit", json_string(commit));
+    json_object_set_new(body, "source", src);
+    kiln_routes_submit(r->srv, body, resp);
+}
+
+static int zero_sha(const char *s)
+{
+    return s == NULL || strspn(s, "0") == strlen(s);
+}
+
+static json_t *parse_body(const kiln_http_req_t *r, kiln_http_resp_t *resp)
+{
+    json_error_t je;
+    json_t *o = json_loadb(r->body, r->body_len, 0, &je);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        kiln_http_error(resp, 400, "malformed JSON payload at line %d: %s", je.line, je.text);
+        return NULL;
+    }
+    return o;
+}
+
+static void github(const kiln_http_req_t *r, kiln_http_resp_t *resp)
+{
+    const char *event = kiln_http_header(r, "X-GitHub-Event");
+    const char *sig = kiln_http_header(r, "X-Hub-Signature-256");
+    const char *name, *secret;
+    json_t *o, *p, *repo;
+
+    if (event == NULL) {
+        kiln_http_error(resp, 400, "missing X-GitHub-Event header");
+        return;
+    }
+    if ((o = parse_body(r, resp)) == NULL)
+        return;
+    repo = json_object_get(o, "repository");
+    name = json_string_value(json_object_get(repo, "full_name"));
+    p = kiln_config_project(r->srv->config, "github", name);
+    if (p == NULL) {
+        kiln_http_error(resp, 404, "no project for repository '%.200s'", name ? name : "");
+        goto out;
+    }
+    secret = json_string_value(json_object_get(p, "secret"));
+    if (secret == NULL || !kiln_hmac_verify_sha256_hex(secret, r->body, r->body_len, sig)) {
+        kiln_http_error(resp, 401, "invalid X-Hub-Signature-256");
+        goto out;
+    }
+    if (strcmp(event, "ping") == 0) {
+        kiln_http_json(resp, 200, json_pack("{s:b}", "ok", 1));
+    } else if (strcmp(event, "push") != 0) {
+        kiln_http_json(resp, 200, json_pack("{s:s}", "ignored", "only push events build"));
+    } else if (json_is_true(json_object_get(o, "deleted")) ||
+               zero_sha(json_string_value(json_object_get(o, "after")))) {
+        kiln_http_json(resp, 200, json_pack("{s:s}", "ignored", "branch deleted"));
+    } else {
+        build_push(r, resp, p, json_string_value(json_object_get(repo, "clone_url")),
+                   json_string_value(json_object_get(o, "ref")),
+                   json_string_value(json_object_get(o, "after")));
+    }
+out:
+    json_decref(o);
+}
+
+static void gitlab(const kiln_http_req_t *r, kiln_http_resp_t *resp)
+{
+    const char *event = kiln_http_header(r, "X-Gitlab-Event");
+    const char *token = kiln_http_header(r, "X-Gitlab-Token");
+    const char *name, *want;
+    json_t *o, *p, *proj;
+
+    if (event == NULL) {
+        kiln_http_error(resp, 400, "missing X-Gitlab-Event header");
+        return;
+    }
+    if ((o = parse_body(r, resp)) == NULL)
+        return;
+    proj = json_object_get(o, "project");
+    name = json_string_value(json_object_get(proj, "path_with_namespace"));
+    p = kiln_config_project(r->srv->config, "gitlab", name);
+    if (p == NULL) {
+        kiln_http_error(resp, 404, "no project for repository '%.200s'", name ? name : "");
+        goto out;
+    }
+    want = json_string_value(json_object_get(p, "gitlab_token"));
+    if (want == NULL || token == NULL ||
+        !kiln_hmac_equal(want, strlen(want), token, strlen(token))) {
+        kiln_http_error(resp, 401, "invalid X-Gitlab-Token");
+        goto out;
+    }
+    if (strcmp(event, "Push Hook") != 0 && strcmp(event, "Tag Push Hook") != 0) {
+        kiln_http_json(resp, 200, json_pack("{s:s}", "ignored", "only push events build"));
+    } else {
+        const char *commit = json_string_value(json_object_get(o, "checkout_sha"));
+        if (commit == NULL)
+            commit = json_string_value(json_object_get(o, "after"));
+        if (zero_sha(commit))
+            kiln_http_json(resp, 200, json_pack("{s:s}", "ignored", "branch deleted"));
+        else
+            build_push(r, resp, p, json_string_value(json_object_get(proj, "git_http_url")),
+                       json_string_value(json_object_get(o, "ref")), commit);
+    }
+out:
+    json_decref(o);
+}
+
+void kiln_routes_hooks(const kiln_http_req_t *r, kiln_http_resp_t *resp)
+{
+    if (strcmp(r->method, "POST") != 0) {
+        kiln_http_error(resp, 405, "use POST");
+        return;
+    }
+    if (strcmp(r->path, "/v1/hooks/github") == 0)
+        github(r, resp);
+    else if (strcmp(r->path, "/v1/hooks/gitlab") == 0)
+        gitlab(r, resp);
+}

@@ -1,0 +1,48 @@
+/* kiln server — runs one build as a child process (`kiln build …`) in its own process
+ * group: stdout+stderr go to the build's append-only log (capped), phase changes are read
+ * from its progress lines, and the whole group is killed on cancel, timeout or when the
+ * server dies (PR_SET_PDEATHSIG). */
+#ifndef KILN_SERVER_RUNNER_H
+#define KILN_SERVER_RUNNER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "utils/error.h"
+
+typedef struct kiln_runner_ops {
+    /* The child started as the leader of process group pgid. */
+    void (*started)(void *opaque, pid_t pgid, uint64_t start_ticks);
+    /* A progress line moved the build to a status ("cloning", "building", "pushing",
+     * "uploading"). */
+    void (*phase)(void *opaque, const char *status);
+    /* Polled about every 200 ms: non-zero stops the build (its group is killed). */
+    int (*should_stop)(void *opaque);
+} kiln_runner_ops_t;
+
+typedef struct kiln_runner_result {
+    int exit_code; /* when it exited, else -1 */
+    int signal;    /* when killed by a signal, else 0 */
+    int timed_out; /* stopped by the timeout */
+    int stopped;   /* stopped by should_stop */
+} kiln_runner_result_t;
+
+/* Runs argv[0] with argv, appending output to log_path (at most log_cap bytes in total),
+ * for at most timeout_s seconds (0 = no limit). Returns 0 once the child is gone (look at
+ * *res), -1 when it could not be started. */
+int kiln_runner_run(char *const argv[], const char *log_path, size_t log_cap, int timeout_s,
+                    const kiln_runner_ops_t *ops, void *opaque, kiln_runner_result_t *res,
+                    kiln_error_t *err);
+
+/* The start time of pid in clock ticks since boot (field 22 of /proc/PID/stat), 0 if gone. */
+uint64_t kiln_runner_start_ticks(pid_t pid);
+
+/* Kills a process group recorded earlier (after a crash), unless its leader is a different
+ * process now (start time differs). */
+void kiln_runner_kill_stale(pid_t pgid, uint64_t start_ticks);
+
+/* Appends a line (a note from the server, e.g. "attempt 2") to a build log. */
+int kiln_runner_log_note(const char *log_path, const char *line, kiln_error_t *err);
+
+#endif

@@ -1,0 +1,21 @@
+/* kiln — HMAC-SHA256 and constant-time comparison (webhook signatures). */
+#ifndef KILN_UTILS_HMAC_H
+#define KILN_UTILS_HMAC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define KILN_HMAC_SHA256_LEN 32
+
+/* Computes HMAC-SHA256(key, data) into out[32]. Returns 0, or -1 when OpenSSL fails. */
+int kiln_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+                     uint8_t out[KILN_HMAC_SHA256_LEN]);
+
+/* Compares two byte strings in time independent of their content. Returns 1 when equal. */
+int kiln_hmac_equal(const void *a, size_t a_len, const void *b, size_t b_len);
+
+/* Verifies a GitHub-style signature header "sha256=<64 hex>" over data with key.
+ * Returns 1 when it matches, 0 when not (malformed headers do not match). */
+int kiln_hmac_verify_sha256_hex(const char *key, const void *data, size_t len, const char *header);
+
+#endif
