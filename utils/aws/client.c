@@ -123,9 +123,11 @@ int kiln_aws_error_from_response(const kiln_http_response_t *resp, kiln_error_t 
 {
     _cleanup_free_ char *msg = NULL;
     _cleanup_free_ char *code = error_code(resp, &msg);
-    return kiln_error_set(err, resp->status == 403 ? EACCES : EIO, "%s: HTTP %ld%s%s%s%s", what,
-                          resp->status, code ? " " : "", code ? code : "", msg ? ": " : "",
-                          msg ? msg : "");
+    kiln_error_set(err, 0, "%s: HTTP %ld%s%s%s%s", what, resp->status, code ? " " : "",
+                   code ? code : "", msg ? ": " : "", msg ? msg : "");
+    if (err) /* a code for callers, without strerror text in the message */
+        err->code = resp->status == 403 ? EACCES : EIO;
+    return -1;
 }
 
 static int retryable(const kiln_http_response_t *resp)
@@ -253,6 +255,13 @@ int kiln_aws_send(kiln_aws_t *aws, kiln_http_t *http, const kiln_aws_call_t *cal
         } else {
             payload_hash = KILN_SIGV4_UNSIGNED_PAYLOAD;
         }
+    }
+    if (http == NULL) {
+        /* one-off call: a connection of its own */
+        kiln_http_t *own = kiln_http_new();
+        int ret = kiln_aws_send(aws, own, call, resp, err);
+        kiln_http_free(own);
+        return ret;
     }
     for (unsigned a = 0;; a++) {
         kiln_http_response_t r = {0};

@@ -48,8 +48,8 @@ typedef struct kiln_aws_call {
 
 /* Sends the call. Returns 0 once any HTTP answer is final (2xx, 3xx, a 4xx
  * that is not throttling, or a 5xx after the last attempt): the caller reads
- * resp->status. Returns -1 when no credentials were found or the transport
- * failed on every attempt. */
+ * resp->status. http may be NULL for a one-off call. Returns -1 when no credentials were found or
+ * the transport failed on every attempt. */
 int kiln_aws_send(kiln_aws_t *aws, kiln_http_t *http, const kiln_aws_call_t *call,
                   kiln_http_response_t *resp, kiln_error_t *err);
 

@@ -335,7 +335,9 @@ int kiln_aws_credentials_resolve(kiln_aws_creds_t *out, kiln_error_t *err)
         return kiln_error_prefix(err, "AWS credentials");
     }
     if (r == 0) {
-        kiln_error_set(err, ENOENT, "no AWS credentials found; tried: %s", why.data);
+        kiln_error_set(err, 0, "no AWS credentials found; tried: %s", why.data);
+        if (err)
+            err->code = ENOENT;
         kiln_buf_free(&why);
         return -1;
     }
