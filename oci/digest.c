@@ -33,11 +33,11 @@ int kiln_digest_parse_hex(const char *hex, kiln_digest_t *out, kiln_error_t *err
     char q[96];
 
     if (hex == NULL)
-        return kiln_error_set(err, EINVAL, "missing digest");
+        return kiln_error_set(err, 0, "missing digest");
     if (!valid_hex64(hex)) {
         quote_prefix(hex, q, sizeof(q));
-        return kiln_error_set(err, EINVAL,
-                              "invalid sha256 hex '%s': expected 64 lowercase hex digits", q);
+        return kiln_error_set(err, 0, "invalid sha256 hex '%s': expected 64 lowercase hex digits",
+                              q);
     }
     memcpy(out->hex, hex, 65);
     return 0;
@@ -49,16 +49,16 @@ int kiln_digest_parse(const char *s, kiln_digest_t *out, kiln_error_t *err)
     const char *colon;
 
     if (s == NULL)
-        return kiln_error_set(err, EINVAL, "missing digest");
+        return kiln_error_set(err, 0, "missing digest");
     quote_prefix(s, q, sizeof(q));
     colon = strchr(s, ':');
     if (colon == NULL)
-        return kiln_error_set(err, EINVAL, "invalid digest '%s': expected sha256:<64 hex>", q);
+        return kiln_error_set(err, 0, "invalid digest '%s': expected sha256:<64 hex>", q);
     if ((size_t)(colon - s) != 6 || memcmp(s, "sha256", 6) != 0)
-        return kiln_error_set(err, EINVAL,
-                              "invalid digest '%s': unsupported algorithm (only sha256)", q);
+        return kiln_error_set(err, 0, "invalid digest '%s': unsupported algorithm (only sha256)",
+                              q);
     if (!valid_hex64(colon + 1))
-        return kiln_error_set(err, EINVAL,
+        return kiln_error_set(err, 0,
                               "invalid digest '%s': expected 64 lowercase hex digits after "
                               "'sha256:'",
                               q);

@@ -160,7 +160,7 @@ static int datetime_valid(const char *s)
 static int need_object(const json_t *j, const char *what, kiln_error_t *err)
 {
     if (!json_is_object(j))
-        return kiln_error_set(err, EINVAL, "%s: must be a JSON object", what);
+        return kiln_error_set(err, 0, "%s: must be a JSON object", what);
     return 0;
 }
 
@@ -169,7 +169,7 @@ static int opt_string(const json_t *obj, const char *key, const char *what, kiln
 {
     json_t *v = json_object_get(obj, key);
     if (v != NULL && !json_is_string(v))
-        return kiln_error_set(err, EINVAL, "%s: field \"%s\" must be a string", what, key);
+        return kiln_error_set(err, 0, "%s: field \"%s\" must be a string", what, key);
     return 0;
 }
 
@@ -177,7 +177,7 @@ static int opt_string(const json_t *obj, const char *key, const char *what, kiln
 static int req_string(const json_t *obj, const char *key, const char *what, kiln_error_t *err)
 {
     if (json_object_get(obj, key) == NULL)
-        return kiln_error_set(err, EINVAL, "%s: field \"%s\" is missing", what, key);
+        return kiln_error_set(err, 0, "%s: field \"%s\" is missing", what, key);
     return opt_string(obj, key, what, err);
 }
 
@@ -190,12 +190,11 @@ static int opt_strings(const json_t *obj, const char *key, int nullable, const c
     if (v == NULL || (nullable && json_is_null(v)))
         return 0;
     if (!json_is_array(v))
-        return kiln_error_set(err, EINVAL, "%s: field \"%s\" must be an array of strings", what,
-                              key);
+        return kiln_error_set(err, 0, "%s: field \"%s\" must be an array of strings", what, key);
     json_array_foreach(v, i, e)
     {
         if (!json_is_string(e))
-            return kiln_error_set(err, EINVAL, "%s: %s[%zu] must be a string", what, key, i);
+            return kiln_error_set(err, 0, "%s: %s[%zu] must be a string", what, key, i);
     }
     return 0;
 }
@@ -209,11 +208,11 @@ static int opt_map(const json_t *obj, const char *key, int objects, int nullable
     if (v == NULL || (nullable && json_is_null(v)))
         return 0;
     if (!json_is_object(v))
-        return kiln_error_set(err, EINVAL, "%s: field \"%s\" must be an object", what, key);
+        return kiln_error_set(err, 0, "%s: field \"%s\" must be an object", what, key);
     json_object_foreach(v, k, e)
     {
         if (objects ? !json_is_object(e) : !json_is_string(e))
-            return kiln_error_set(err, EINVAL, "%s: %s[\"%.100s\"] must be %s", what, key, k,
+            return kiln_error_set(err, 0, "%s: %s[\"%.100s\"] must be %s", what, key, k,
                                   objects ? "an object" : "a string");
     }
     return 0;
@@ -224,10 +223,9 @@ static int check_media_type(const json_t *obj, const char *key, int required, co
 {
     json_t *v = json_object_get(obj, key);
     if (v == NULL)
-        return required ? kiln_error_set(err, EINVAL, "%s: field \"%s\" is missing", what, key) : 0;
+        return required ? kiln_error_set(err, 0, "%s: field \"%s\" is missing", what, key) : 0;
     if (!json_is_string(v) || !mt_valid(json_string_value(v)))
-        return kiln_error_set(err, EINVAL, "%s: %s is not a valid media type (type/subtype)", what,
-                              key);
+        return kiln_error_set(err, 0, "%s: %s is not a valid media type (type/subtype)", what, key);
     return 0;
 }
 
@@ -257,26 +255,26 @@ static int check_descriptor(const json_t *j, const char *what, kiln_error_t *err
         check_media_type(j, "artifactType", 0, what, err) < 0)
         return -1;
     if (size == NULL)
-        return kiln_error_set(err, EINVAL, "%s: field \"size\" is missing", what);
+        return kiln_error_set(err, 0, "%s: field \"size\" is missing", what);
     if (!json_is_integer(size) || json_integer_value(size) < 0)
-        return kiln_error_set(err, EINVAL, "%s: size must be a non-negative integer", what);
+        return kiln_error_set(err, 0, "%s: size must be a non-negative integer", what);
     if (digest == NULL)
-        return kiln_error_set(err, EINVAL, "%s: field \"digest\" is missing", what);
+        return kiln_error_set(err, 0, "%s: field \"digest\" is missing", what);
     if (!json_is_string(digest) || !digest_syntax_valid(json_string_value(digest)))
-        return kiln_error_set(err, EINVAL, "%s: digest '%.100s' is not algorithm:encoded", what,
+        return kiln_error_set(err, 0, "%s: digest '%.100s' is not algorithm:encoded", what,
                               json_is_string(digest) ? json_string_value(digest)
                                                      : "(not a string)");
     if (urls != NULL) {
         if (!json_is_array(urls))
-            return kiln_error_set(err, EINVAL, "%s: urls must be an array", what);
+            return kiln_error_set(err, 0, "%s: urls must be an array", what);
         json_array_foreach(urls, i, e)
         {
             if (!json_is_string(e) || !uri_valid(json_string_value(e)))
-                return kiln_error_set(err, EINVAL, "%s: urls[%zu] is not an absolute URI", what, i);
+                return kiln_error_set(err, 0, "%s: urls[%zu] is not an absolute URI", what, i);
         }
     }
     if (data != NULL && (!json_is_string(data) || !base64_valid(json_string_value(data))))
-        return kiln_error_set(err, EINVAL, "%s: data is not padded base64", what);
+        return kiln_error_set(err, 0, "%s: data is not padded base64", what);
     snprintf(pw, sizeof(pw), "%s.platform", what);
     if (opt_map(j, "annotations", 0, 0, what, err) < 0 ||
         check_platform(json_object_get(j, "platform"), pw, err) < 0)
@@ -367,9 +365,9 @@ static int check_schema_version(const json_t *doc, const char *what, kiln_error_
 {
     json_t *v = json_object_get(doc, "schemaVersion");
     if (v == NULL)
-        return kiln_error_set(err, EINVAL, "%s: field \"schemaVersion\" is missing", what);
+        return kiln_error_set(err, 0, "%s: field \"schemaVersion\" is missing", what);
     if (!json_is_integer(v) || json_integer_value(v) != 2)
-        return kiln_error_set(err, EINVAL, "%s: schemaVersion must be 2", what);
+        return kiln_error_set(err, 0, "%s: schemaVersion must be 2", what);
     return 0;
 }
 
@@ -383,7 +381,7 @@ static int check_doc_media_type(const json_t *doc, const char *oci, const char *
         return 0;
     mt = json_string_value(v);
     if (mt == NULL || (strcmp(mt, oci) != 0 && strcmp(mt, docker) != 0))
-        return kiln_error_set(err, EINVAL, "%s: mediaType '%.100s' is not %s", what,
+        return kiln_error_set(err, 0, "%s: mediaType '%.100s' is not %s", what,
                               mt ? mt : "(not a string)", oci);
     return 0;
 }
@@ -401,13 +399,13 @@ static int check_manifest(const json_t *doc, int strict, kiln_error_t *err)
         check_media_type(doc, "artifactType", 0, what, err) < 0)
         return -1;
     if (json_object_get(doc, "config") == NULL)
-        return kiln_error_set(err, EINVAL, "manifest: field \"config\" is missing");
+        return kiln_error_set(err, 0, "manifest: field \"config\" is missing");
     if (check_descriptor(json_object_get(doc, "config"), "manifest config", err) < 0)
         return -1;
     if (!json_is_array(layers))
-        return kiln_error_set(err, EINVAL, "manifest: \"layers\" must be an array");
+        return kiln_error_set(err, 0, "manifest: \"layers\" must be an array");
     if (strict && json_array_size(layers) == 0)
-        return kiln_error_set(err, EINVAL, "manifest: \"layers\" must not be empty");
+        return kiln_error_set(err, 0, "manifest: \"layers\" must not be empty");
     json_array_foreach(layers, i, e)
     {
         snprintf(w, sizeof(w), "manifest layers[%zu]", i);
@@ -432,9 +430,9 @@ static int check_index(const json_t *doc, kiln_error_t *err)
         check_media_type(doc, "artifactType", 0, what, err) < 0)
         return -1;
     if (ms == NULL)
-        return kiln_error_set(err, EINVAL, "index: field \"manifests\" is missing");
+        return kiln_error_set(err, 0, "index: field \"manifests\" is missing");
     if (!json_is_array(ms))
-        return kiln_error_set(err, EINVAL, "index: \"manifests\" must be an array");
+        return kiln_error_set(err, 0, "index: \"manifests\" must be an array");
     json_array_foreach(ms, i, e)
     {
         snprintf(w, sizeof(w), "index manifests[%zu]", i);
@@ -456,7 +454,7 @@ static int check_history(const json_t *h, kiln_error_t *err)
     if (h == NULL)
         return 0;
     if (!json_is_array(h))
-        return kiln_error_set(err, EINVAL, "config: \"history\" must be an array");
+        return kiln_error_set(err, 0, "config: \"history\" must be an array");
     json_array_foreach(h, i, e)
     {
         snprintf(w, sizeof(w), "config history[%zu]", i);
@@ -466,10 +464,10 @@ static int check_history(const json_t *h, kiln_error_t *err)
             return -1;
         v = json_object_get(e, "created");
         if (v != NULL && !datetime_valid(json_string_value(v)))
-            return kiln_error_set(err, EINVAL, "%s: created is not an RFC 3339 date-time", w);
+            return kiln_error_set(err, 0, "%s: created is not an RFC 3339 date-time", w);
         v = json_object_get(e, "empty_layer");
         if (v != NULL && !json_is_boolean(v))
-            return kiln_error_set(err, EINVAL, "%s: empty_layer must be a boolean", w);
+            return kiln_error_set(err, 0, "%s: empty_layer must be a boolean", w);
     }
     return 0;
 }
@@ -495,15 +493,15 @@ static int check_exec_config(const json_t *c, kiln_error_t *err)
     {
         const char *s = json_string_value(e);
         if (s[0] == '=' || strchr(s, '=') == NULL)
-            return kiln_error_set(err, EINVAL, "config.config: Env[%zu] '%.100s' is not NAME=value",
-                                  i, s);
+            return kiln_error_set(err, 0, "config.config: Env[%zu] '%.100s' is not NAME=value", i,
+                                  s);
     }
     v = json_object_get(c, "ArgsEscaped");
     if (v != NULL && !json_is_boolean(v))
-        return kiln_error_set(err, EINVAL, "config.config: ArgsEscaped must be a boolean");
+        return kiln_error_set(err, 0, "config.config: ArgsEscaped must be a boolean");
     v = json_object_get(c, "Healthcheck");
     if (v != NULL && !json_is_null(v) && !json_is_object(v))
-        return kiln_error_set(err, EINVAL, "config.config: Healthcheck must be an object");
+        return kiln_error_set(err, 0, "config.config: Healthcheck must be an object");
     return 0;
 }
 
@@ -522,23 +520,23 @@ static int check_config(const json_t *doc, int sha256_only, kiln_error_t *err)
         return -1;
     v = json_object_get(doc, "created");
     if (v != NULL && !datetime_valid(json_string_value(v)))
-        return kiln_error_set(err, EINVAL, "config: created is not an RFC 3339 date-time");
+        return kiln_error_set(err, 0, "config: created is not an RFC 3339 date-time");
     if (rootfs == NULL)
-        return kiln_error_set(err, EINVAL, "config: field \"rootfs\" is missing");
+        return kiln_error_set(err, 0, "config: field \"rootfs\" is missing");
     if (need_object(rootfs, "config rootfs", err) < 0)
         return -1;
     type = kiln_json_get_string(rootfs, "type");
     if (type == NULL || strcmp(type, "layers") != 0)
-        return kiln_error_set(err, EINVAL, "config: rootfs.type must be \"layers\"");
+        return kiln_error_set(err, 0, "config: rootfs.type must be \"layers\"");
     ids = json_object_get(rootfs, "diff_ids");
     if (!json_is_array(ids))
-        return kiln_error_set(err, EINVAL, "config: rootfs.diff_ids must be an array");
+        return kiln_error_set(err, 0, "config: rootfs.diff_ids must be an array");
     json_array_foreach(ids, i, e)
     {
         kiln_digest_t d;
         const char *s = json_string_value(e);
         if (s == NULL || !digest_syntax_valid(s))
-            return kiln_error_set(err, EINVAL, "config: rootfs.diff_ids[%zu] is not a digest", i);
+            return kiln_error_set(err, 0, "config: rootfs.diff_ids[%zu] is not a digest", i);
         if (sha256_only && kiln_digest_parse(s, &d, err) < 0)
             return kiln_error_prefix(err, "config: rootfs.diff_ids[%zu]", i);
     }
@@ -553,9 +551,9 @@ static int check_layout_header(const json_t *doc, kiln_error_t *err)
     if (need_object(doc, "oci-layout", err) < 0)
         return -1;
     if (v == NULL)
-        return kiln_error_set(err, EINVAL, "oci-layout: imageLayoutVersion must be a string");
+        return kiln_error_set(err, 0, "oci-layout: imageLayoutVersion must be a string");
     if (strcmp(v, "1.0.0") != 0)
-        return kiln_error_set(err, EINVAL, "oci-layout: unsupported imageLayoutVersion '%.40s'", v);
+        return kiln_error_set(err, 0, "oci-layout: unsupported imageLayoutVersion '%.40s'", v);
     return 0;
 }
 
@@ -577,7 +575,7 @@ int kiln_image_validate(const char *media_type, const char *buf, size_t len, kil
         return check_descriptor(doc, "descriptor", err);
     if (strcmp(media_type, KILN_MT_OCI_LAYOUT_HEADER) == 0)
         return check_layout_header(doc, err);
-    return kiln_error_set(err, EINVAL, "no validator for media type '%.100s'", media_type);
+    return kiln_error_set(err, 0, "no validator for media type '%.100s'", media_type);
 }
 
 /* Parses an array of descriptors (sha256 digests) into a fresh array. */
@@ -705,9 +703,8 @@ int kiln_image_index_select(const kiln_index_t *ix, const char *os, const char *
                 (size_t)snprintf(avail + used, sizeof(avail) - used, "%s%s/%s%s%s",
                                  used ? ", " : "", pos, parch, pvar ? "/" : "", pvar ? pvar : "");
     }
-    return kiln_error_set(err, ENOENT, "no manifest for platform %s/%s%s%s in index (has: %s)", os,
-                          arch, variant ? "/" : "", variant ? variant : "",
-                          avail[0] ? avail : "none");
+    return kiln_error_set(err, 0, "no manifest for platform %s/%s%s%s in index (has: %s)", os, arch,
+                          variant ? "/" : "", variant ? variant : "", avail[0] ? avail : "none");
 }
 
 /* --- building ------------------------------------------------------------- */
@@ -753,7 +750,7 @@ static int format_time(time_t t, char buf[32], kiln_error_t *err)
 {
     struct tm tm;
     if (gmtime_r(&t, &tm) == NULL || strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        return kiln_error_set(err, EINVAL, "cannot format time %lld", (long long)t);
+        return kiln_error_set(err, 0, "cannot format time %lld", (long long)t);
     return 0;
 }
 
@@ -773,7 +770,7 @@ int kiln_image_config_set_env(json_t *cfg, const char *name_eq_value, kiln_error
     size_t i, n;
 
     if (eq == NULL || eq == name_eq_value)
-        return kiln_error_set(err, EINVAL, "environment entry '%.100s' is not NAME=value",
+        return kiln_error_set(err, 0, "environment entry '%.100s' is not NAME=value",
                               name_eq_value);
     n = (size_t)(eq - name_eq_value) + 1;
     env = ensure_member(kiln_image_config_obj(cfg), "Env", 1);
@@ -838,16 +835,16 @@ int kiln_image_config_add_port(json_t *cfg, const char *port, kiln_error_t *err)
     char key[32];
 
     if (digits == 0 || digits > 5)
-        return kiln_error_set(err, EINVAL, "invalid port '%.40s'", port);
+        return kiln_error_set(err, 0, "invalid port '%.40s'", port);
     for (size_t i = 0; i < digits; i++) {
         if (port[i] < '0' || port[i] > '9')
-            return kiln_error_set(err, EINVAL, "invalid port '%.40s'", port);
+            return kiln_error_set(err, 0, "invalid port '%.40s'", port);
         v = v * 10 + (unsigned long)(port[i] - '0');
     }
     if (v < 1 || v > 65535)
-        return kiln_error_set(err, EINVAL, "port '%.40s' out of range 1..65535", port);
+        return kiln_error_set(err, 0, "port '%.40s' out of range 1..65535", port);
     if (strcmp(proto, "tcp") != 0 && strcmp(proto, "udp") != 0 && strcmp(proto, "sctp") != 0)
-        return kiln_error_set(err, EINVAL, "port '%.40s': protocol must be tcp, udp or sctp", port);
+        return kiln_error_set(err, 0, "port '%.40s': protocol must be tcp, udp or sctp", port);
     snprintf(key, sizeof(key), "%lu/%s", v, proto);
     json_object_set_new(ensure_member(kiln_image_config_obj(cfg), "ExposedPorts", 0), key,
                         json_object());

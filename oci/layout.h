@@ -15,6 +15,7 @@
 #ifndef KILN_OCI_LAYOUT_H
 #define KILN_OCI_LAYOUT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "oci/digest.h"
@@ -36,6 +37,13 @@ char *kiln_layout_tag_of(const char *name);
  * store when possible, else copied (and verified). */
 int kiln_layout_write(kiln_store_t *s, const char *path, int tar, const kiln_descriptor_t *top,
                       const char *name, kiln_error_t *err);
+
+/* Writes an OCI archive of the image (as kiln_layout_write with tar) with
+ * one more top-level file extra_name holding extra (e.g. the docker-archive
+ * manifest.json). */
+int kiln_layout_write_archive_extra(kiln_store_t *s, const char *path, const kiln_descriptor_t *top,
+                                    const char *name, const char *extra_name, const char *extra,
+                                    size_t extra_len, kiln_error_t *err);
 
 /* Splits "oci:DIR[:TAG]" (the "oci:" prefix is optional) into a malloc'ed dir
  * and tag (NULL when absent). The tag is what follows the last ':' when that

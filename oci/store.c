@@ -96,7 +96,7 @@ int kiln_store_open(const char *root, kiln_store_t **out, kiln_error_t *err)
     kiln_store_t *s;
 
     if (root == NULL || root[0] == '\0')
-        return kiln_error_set(err, EINVAL, "blob store: no root directory given");
+        return kiln_error_set(err, 0, "blob store: no root directory given");
     if (kiln_fs_mkdir_p(root, 0700, err) < 0)
         return kiln_error_prefix(err, "blob store %s", root);
     s = kiln_xzalloc(sizeof(*s));
@@ -387,7 +387,7 @@ static int ref_file(const char *name, kiln_digest_t *file, kiln_error_t *err)
     size_t n = name ? strlen(name) : 0;
 
     if (n == 0 || n > REF_NAME_MAX)
-        return kiln_error_set(err, EINVAL, "invalid ref name: length must be 1..%d", REF_NAME_MAX);
+        return kiln_error_set(err, 0, "invalid ref name: length must be 1..%d", REF_NAME_MAX);
     for (size_t i = 0; i < n; i++) {
         if ((unsigned char)name[i] < 0x21 || (unsigned char)name[i] > 0x7e)
             return kiln_error_set(
@@ -426,7 +426,7 @@ static int ref_read(int refs_fd, const char *file, char **name, kiln_digest_t *d
         return kiln_error_prefix(err, "ref file %s", file);
     nl = strchr(data, '\n');
     if (nl == NULL)
-        return kiln_error_set(err, EINVAL, "ref file %s: malformed", file);
+        return kiln_error_set(err, 0, "ref file %s: malformed", file);
     *nl = '\0';
     if (kiln_digest_parse(data, d, err) < 0)
         return kiln_error_prefix(err, "ref file %s", file);
@@ -678,7 +678,9 @@ int kiln_store_prune(const char *root, int wait, int dry_run, kiln_store_prune_s
     int ret = -1;
 
     if (root == NULL || root[0] == '\0')
-        return kiln_error_set(err, EINVAL, "prune: no store root given");
+        return kiln_error_set(err, 0, "prune: no store root given");
+    if (kiln_fs_mkdir_p(root, 0700, err) < 0)
+        return kiln_error_prefix(err, "blob store %s", root);
     lfd = open_lock(root, err);
     if (lfd < 0)
         return -1;

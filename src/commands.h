@@ -16,10 +16,11 @@ typedef struct kiln_command {
 } kiln_command_t;
 
 int kiln_cmd_version(int argc, char **argv);
+int kiln_cmd_inspect(int argc, char **argv);
+int kiln_cmd_prune(int argc, char **argv);
 int kiln_cmd_serve(int argc, char **argv);
 int kiln_cmd_plan(int argc, char **argv);
 int kiln_cmd_upload(int argc, char **argv);
-int kiln_cmd_notify(int argc, char **argv);
 int kiln_cmd_dockerfile(int argc, char **argv);
 
 /* Reports an error to stderr as "kiln: <message>" and returns KILN_EXIT_FAIL. */

@@ -7,10 +7,12 @@
 
 static const kiln_command_t commands[] = {
     {"version", kiln_cmd_version, "print kiln's version and the versions of its libraries"},
+    {"inspect", kiln_cmd_inspect,
+     "print an image's manifest and config (OCI layout, docker-archive)"},
+    {"prune", kiln_cmd_prune, "remove unreferenced blobs from the blob store"},
     {"serve", kiln_cmd_serve, "run the build server (HTTP API, queue, workers)"},
     {"plan", kiln_cmd_plan, "print how a directory or git repository would be built (JSON)"},
     {"upload", kiln_cmd_upload, "upload a directory or file to S3 (incremental static deploys)"},
-    {"notify", kiln_cmd_notify, "send a build event to SQS queues and SNS topics"},
     {"dockerfile", kiln_cmd_dockerfile, "debug the Dockerfile parser and word expansion"},
 };
 

@@ -16,8 +16,8 @@ int kiln_json_loadb(const char *buf, size_t len, size_t cap, const char *what, j
                               cap);
     j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     if (j == NULL)
-        return kiln_error_set(err, EINVAL, "%s: invalid JSON at line %d column %d: %s", what,
-                              jerr.line, jerr.column, jerr.text);
+        return kiln_error_set(err, 0, "%s: invalid JSON at line %d column %d: %s", what, jerr.line,
+                              jerr.column, jerr.text);
     *out = j;
     return 0;
 }

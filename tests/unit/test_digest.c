@@ -50,7 +50,6 @@ static void test_parse_reject(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         kiln_error_t err = {0};
         assert_int_equal(kiln_digest_parse(bad[i], &d, &err), -1);
-        assert_int_equal(err.code, EINVAL);
         assert_non_null(strstr(err.msg, "digest"));
     }
     assert_int_equal(d.hex[0], 'x'); /* output untouched on failure */

@@ -1,0 +1,341 @@
+/* kiln — docker-archive (`docker save` / `docker load` tarball) writer and reader. */
+#include "oci/docker_archive.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "oci/layout.h"
+#include "utils/cleanup.h"
+#include "utils/json.h"
+#include "utils/mem.h"
+
+#define MAX_LAYERS 1000
+
+int kiln_docker_archive_write(kiln_store_t *s, const char *path, const kiln_descriptor_t *manifest,
+                              const char *const *repo_tags, kiln_error_t *err)
+{
+    _cleanup_free_ char *data = NULL;
+    _cleanup_free_ char *out = NULL;
+    _cleanup_json_ json_t *list = json_array();
+    json_t *entry, *tags, *layers;
+    kiln_manifest_t *m = NULL;
+    size_t len;
+
+    if (kiln_store_read_blob(s, &manifest->digest, KILN_IMAGE_MANIFEST_MAX, &data, &len, err) < 0 ||
+        kiln_image_parse_manifest(data, len, &m, err) < 0)
+        return kiln_error_prefix(err, "docker-archive %s", path);
+    entry = json_object();
+    json_object_set_new(entry, "Config", json_pack("s+", "blobs/sha256/", m->config.digest.hex));
+    tags = json_array();
+    for (size_t i = 0; repo_tags != NULL && repo_tags[i] != NULL; i++)
+        json_array_append_new(tags, json_string(repo_tags[i]));
+    json_object_set_new(entry, "RepoTags", tags);
+    layers = json_array();
+    for (size_t i = 0; i < m->n_layers; i++)
+        json_array_append_new(layers, json_pack("s+", "blobs/sha256/", m->layers[i].digest.hex));
+    json_object_set_new(entry, "Layers", layers);
+    json_array_append_new(list, entry);
+    kiln_manifest_free(m);
+    if (kiln_json_dump_canonical(list, &out, &len, err) < 0)
+        return -1;
+    return kiln_layout_write_archive_extra(s, path, manifest,
+                                           repo_tags && repo_tags[0] ? repo_tags[0] : NULL,
+                                           "manifest.json", out, len, err);
+}
+
+/* --- reading ------------------------------------------------------------------ */
+
+/* Entry name without a leading "./". */
+static const char *entry_name(struct archive_entry *e)
+{
+    const char *n = archive_entry_pathname(e);
+    if (n == NULL)
+        return "";
+    while (n[0] == '.' && n[1] == '/')
+        n += 2;
+    return n;
+}
+
+/* Opens the archive for streaming reads (tar, no decompression filters
+ * beyond what libarchive detects). */
+static int open_archive(const char *path, struct archive **out, kiln_error_t *err)
+{
+    struct archive *a = archive_read_new();
+
+    archive_read_support_format_tar(a);
+    archive_read_support_filter_all(a);
+    if (archive_read_open_filename(a, path, 65536) != ARCHIVE_OK) {
+        kiln_error_set(err, archive_errno(a) > 0 ? archive_errno(a) : 0, "open %s: %s", path,
+                       archive_error_string(a));
+        archive_read_free(a);
+        return -1;
+    }
+    *out = a;
+    return 0;
+}
+
+/* Reads the current entry's data into memory, capped. */
+static int read_entry(struct archive *a, const char *what, size_t cap, char **out, size_t *len,
+                      kiln_error_t *err)
+{
+    char *buf;
+    la_ssize_t n;
+    size_t used = 0;
+
+    buf = kiln_xmalloc(cap + 1);
+    for (;;) {
+        n = archive_read_data(a, buf + used, cap + 1 - used);
+        if (n < 0) {
+            free(buf);
+            return kiln_error_set(err, 0, "%s: %s", what, archive_error_string(a));
+        }
+        if (n == 0)
+            break;
+        used += (size_t)n;
+        if (used > cap) {
+            free(buf);
+            return kiln_error_set(err, EFBIG, "%s: larger than %zu bytes", what, cap);
+        }
+    }
+    buf[used] = '\0';
+    *out = buf;
+    *len = used;
+    return 0;
+}
+
+typedef struct layer_state {
+    char *path;
+    int seen;
+    kiln_descriptor_t desc;
+} layer_state_t;
+
+/* Streams the current entry (a layer) through a hasher and optionally into
+ * the store; fills desc (digest, size, media type from the content). */
+static int stream_layer(struct archive *a, kiln_store_t *store, const char *what,
+                        kiln_descriptor_t *desc, kiln_error_t *err)
+{
+    kiln_store_writer_t *w = NULL;
+    kiln_sha256_t h = {0};
+    char buf[65536];
+    unsigned char magic[4] = {0};
+    size_t got_magic = 0;
+    la_ssize_t n;
+    const char *mt;
+
+    if (store != NULL && kiln_store_writer_new(store, NULL, -1, &w, err) < 0)
+        return -1;
+    if (kiln_sha256_init(&h, err) < 0)
+        goto fail;
+    for (;;) {
+        n = archive_read_data(a, buf, sizeof(buf));
+        if (n < 0) {
+            kiln_error_set(err, 0, "%s: %s", what, archive_error_string(a));
+            goto fail;
+        }
+        if (n == 0)
+            break;
+        for (size_t i = 0; got_magic < 4 && i < (size_t)n; i++)
+            magic[got_magic++] = (unsigned char)buf[i];
+        kiln_sha256_update(&h, buf, (size_t)n);
+        if (w != NULL && kiln_store_writer_write(w, buf, (size_t)n, err) < 0)
+            goto fail;
+    }
+    desc->size = h.bytes;
+    kiln_sha256_final(&h, &desc->digest);
+    if (w != NULL && kiln_store_writer_commit(steal_pointer(&w), NULL, NULL, err) < 0)
+        return -1;
+    if (magic[0] == 0x1f && magic[1] == 0x8b)
+        mt = KILN_MT_OCI_LAYER_GZIP;
+    else if (magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd)
+        mt = KILN_MT_OCI_LAYER_ZSTD;
+    else
+        mt = KILN_MT_OCI_LAYER;
+    snprintf(desc->media_type, sizeof(desc->media_type), "%s", mt);
+    return 0;
+fail:
+    kiln_sha256_dispose(&h);
+    kiln_store_writer_abort(w);
+    return -1;
+}
+
+/* Pass 1: finds and parses manifest.json; returns entry number `index`. */
+static int read_manifest_json(const char *path, size_t index, json_t **entry, kiln_error_t *err)
+{
+    struct archive *a = NULL;
+    struct archive_entry *e;
+    _cleanup_free_ char *data = NULL;
+    _cleanup_json_ json_t *list = NULL;
+    size_t len = 0;
+    int r, found = 0;
+
+    if (open_archive(path, &a, err) < 0)
+        return -1;
+    while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+        if (strcmp(entry_name(e), "manifest.json") == 0) {
+            found = read_entry(a, "manifest.json", KILN_IMAGE_MANIFEST_MAX, &data, &len, err) < 0
+                        ? -1
+                        : 1;
+            break;
+        }
+    }
+    if (r != ARCHIVE_OK && r != ARCHIVE_EOF)
+        kiln_error_set(err, 0, "%s: %s", path, archive_error_string(a));
+    archive_read_free(a);
+    if (found < 0 || (r != ARCHIVE_OK && r != ARCHIVE_EOF))
+        return -1;
+    if (!found)
+        return kiln_error_set(err, 0, "%s is not a docker-archive (no manifest.json)", path);
+    if (kiln_json_loadb(data, len, KILN_IMAGE_MANIFEST_MAX, "manifest.json", &list, err) < 0)
+        return -1;
+    if (!json_is_array(list))
+        return kiln_error_set(err, 0, "manifest.json: must be an array");
+    if (index >= json_array_size(list))
+        return kiln_error_set(err, 0, "manifest.json lists %zu image(s); no image #%zu",
+                              json_array_size(list), index);
+    *entry = json_incref(json_array_get(list, index));
+    return 0;
+}
+
+int kiln_docker_archive_read(const char *path, size_t index, kiln_store_t *store,
+                             kiln_docker_archive_image_t **out, kiln_error_t *err)
+{
+    _cleanup_json_ json_t *entry = NULL;
+    _cleanup_free_ char *cfg_data = NULL;
+    json_t *layers_j, *tags_j, *e_j;
+    const char *cfg_path;
+    layer_state_t *layers = NULL;
+    size_t n_layers = 0, cfg_len = 0, i;
+    struct archive *a = NULL;
+    struct archive_entry *e;
+    kiln_docker_archive_image_t *img = NULL;
+    kiln_descriptor_t cfg_desc = {0};
+    kiln_descriptor_t *descs = NULL;
+    int r, ret = -1;
+
+    if (read_manifest_json(path, index, &entry, err) < 0)
+        return kiln_error_prefix(err, "docker-archive %s", path);
+    cfg_path = kiln_json_get_string(entry, "Config");
+    layers_j = json_object_get(entry, "Layers");
+    tags_j = json_object_get(entry, "RepoTags");
+    if (cfg_path == NULL || !json_is_array(layers_j) ||
+        (tags_j != NULL && !json_is_null(tags_j) && !json_is_array(tags_j)))
+        return kiln_error_set(err, 0,
+                              "docker-archive %s: manifest.json entry needs Config (string), "
+                              "Layers (array) and RepoTags (array)",
+                              path);
+    n_layers = json_array_size(layers_j);
+    if (n_layers > MAX_LAYERS)
+        return kiln_error_set(err, E2BIG, "docker-archive %s: more than %d layers", path,
+                              MAX_LAYERS);
+    layers = kiln_xzalloc((n_layers ? n_layers : 1) * sizeof(*layers));
+    json_array_foreach(layers_j, i, e_j)
+    {
+        if (!json_is_string(e_j)) {
+            kiln_error_set(err, 0, "docker-archive %s: Layers[%zu] is not a string", path, i);
+            goto out;
+        }
+        layers[i].path = kiln_xstrdup(json_string_value(e_j));
+        while (strncmp(layers[i].path, "./", 2) == 0)
+            memmove(layers[i].path, layers[i].path + 2, strlen(layers[i].path + 2) + 1);
+    }
+    while (strncmp(cfg_path, "./", 2) == 0)
+        cfg_path += 2;
+
+    if (open_archive(path, &a, err) < 0)
+        goto out;
+    while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+        const char *name = entry_name(e);
+        if (cfg_data == NULL && strcmp(name, cfg_path) == 0) {
+            if (read_entry(a, cfg_path, KILN_IMAGE_CONFIG_MAX, &cfg_data, &cfg_len, err) < 0)
+                goto out;
+            continue;
+        }
+        for (i = 0; i < n_layers; i++) {
+            if (layers[i].seen || strcmp(name, layers[i].path) != 0)
+                continue;
+            if (archive_entry_filetype(e) != AE_IFREG) {
+                kiln_error_set(err, ENOTSUP, "layer %s is not a regular file in the archive", name);
+                goto out;
+            }
+            if (stream_layer(a, store, name, &layers[i].desc, err) < 0)
+                goto out;
+            layers[i].seen = 1;
+            /* the same path listed twice (a repeated layer) shares the result */
+            for (size_t k = i + 1; k < n_layers; k++)
+                if (strcmp(layers[k].path, name) == 0) {
+                    layers[k].desc = layers[i].desc;
+                    layers[k].seen = 1;
+                }
+            break;
+        }
+    }
+    if (r != ARCHIVE_EOF) {
+        kiln_error_set(err, 0, "%s", archive_error_string(a));
+        goto out;
+    }
+    if (cfg_data == NULL) {
+        kiln_error_set(err, 0, "config %s is missing from the archive", cfg_path);
+        goto out;
+    }
+    img = kiln_xzalloc(sizeof(*img));
+    if (kiln_image_parse_config(cfg_data, cfg_len, &img->config, err) < 0)
+        goto out;
+    descs = kiln_xzalloc((n_layers ? n_layers : 1) * sizeof(*descs));
+    for (i = 0; i < n_layers; i++) {
+        if (!layers[i].seen) {
+            kiln_error_set(err, 0, "layer %s is missing from the archive", layers[i].path);
+            goto out;
+        }
+        descs[i] = layers[i].desc;
+    }
+    kiln_digest_bytes(cfg_data, cfg_len, &cfg_desc.digest);
+    cfg_desc.size = cfg_len;
+    snprintf(cfg_desc.media_type, sizeof(cfg_desc.media_type), "%s", KILN_MT_OCI_CONFIG);
+    if (store != NULL && kiln_store_put_bytes(store, cfg_data, cfg_len, NULL, err) < 0)
+        goto out;
+    img->manifest = kiln_image_manifest_new(&cfg_desc, descs, n_layers, NULL);
+    img->repo_tags = json_is_array(tags_j) ? json_deep_copy(tags_j) : json_array();
+    if (store != NULL) {
+        if (kiln_image_store_put(store, img->manifest, KILN_MT_OCI_MANIFEST, &img->manifest_desc,
+                                 err) < 0)
+            goto out;
+    } else {
+        _cleanup_free_ char *buf = NULL;
+        size_t blen;
+        if (kiln_image_serialize(img->manifest, &buf, &blen, &img->manifest_desc.digest, err) < 0)
+            goto out;
+        img->manifest_desc.size = blen;
+        snprintf(img->manifest_desc.media_type, sizeof(img->manifest_desc.media_type), "%s",
+                 KILN_MT_OCI_MANIFEST);
+    }
+    *out = steal_pointer(&img);
+    ret = 0;
+out:
+    if (a != NULL)
+        archive_read_free(a);
+    for (i = 0; i < n_layers; i++)
+        free(layers[i].path);
+    free(layers);
+    free(descs);
+    kiln_docker_archive_image_free(img);
+    if (ret < 0)
+        kiln_error_prefix(err, "docker-archive %s", path);
+    return ret;
+}
+
+void kiln_docker_archive_image_free(kiln_docker_archive_image_t *img)
+{
+    if (img == NULL)
+        return;
+    if (img->manifest)
+        json_decref(img->manifest);
+    if (img->config)
+        json_decref(img->config);
+    if (img->repo_tags)
+        json_decref(img->repo_tags);
+    free(img);
+}

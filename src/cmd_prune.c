@@ -1,0 +1,70 @@
+/* kiln prune — remove blobs no image or cache entry references. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "oci/store.h"
+#include "src/cli_output.h"
+#include "src/commands.h"
+#include "utils/cleanup.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "Usage: kiln prune [--root DIR] [--dry-run] [--no-wait]\n"
+                 "\n"
+                 "Removes every blob of the store that no ref (image or cache entry) reaches,\n"
+                 "and stale temp files. Waits until no build or pull uses the store.\n"
+                 "Prints what it freed to stderr.\n"
+                 "\n"
+                 "Options:\n"
+                 "  --root DIR   blob store root (default /var/lib/kiln as root,\n"
+                 "               $XDG_DATA_HOME/kiln or ~/.local/share/kiln otherwise)\n"
+                 "  --dry-run    only report what would be removed\n"
+                 "  --no-wait    fail at once when a build holds the store\n"
+                 "  -h, --help   this help\n");
+}
+
+int kiln_cmd_prune(int argc, char **argv)
+{
+    static const struct option opts[] = {{"root", required_argument, NULL, 'r'},
+                                         {"dry-run", no_argument, NULL, 'n'},
+                                         {"no-wait", no_argument, NULL, 'W'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    _cleanup_free_ char *root = NULL;
+    const char *opt_root = NULL;
+    kiln_store_prune_stats_t st = {0};
+    kiln_error_t err = {0};
+    int c, dry = 0, wait = 1;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r':
+            opt_root = optarg;
+            break;
+        case 'n':
+            dry = 1;
+            break;
+        case 'W':
+            wait = 0;
+            break;
+        case 'h':
+            usage(stdout);
+            return KILN_EXIT_OK;
+        default:
+            return kiln_cli_usage_error("prune", "unknown option");
+        }
+    }
+    if (optind < argc)
+        return kiln_cli_usage_error("prune", "unexpected argument '%s'", argv[optind]);
+    if (kiln_cli_store_root(opt_root, &root, &err) < 0 ||
+        kiln_store_prune(root, wait, dry, &st, &err) < 0)
+        return kiln_cli_fail(&err);
+    fprintf(stderr, "%s %llu blob(s), %llu bytes; kept %llu blob(s); %s %llu temp file(s)%s\n",
+            dry ? "would remove" : "removed", (unsigned long long)st.blobs_removed,
+            (unsigned long long)st.bytes_freed, (unsigned long long)st.blobs_kept,
+            dry ? "would remove" : "removed", (unsigned long long)st.tmp_removed,
+            st.refs_dangling ? "; some refs point at missing blobs" : "");
+    return KILN_EXIT_OK;
+}

@@ -1,0 +1,177 @@
+/* Unit tests for oci/layout and oci/docker_archive: writing several images
+ * into one layout, resolving tags, importing back, archives. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "oci/docker_archive.h"
+#include "oci/image.h"
+#include "oci/layout.h"
+#include "oci/store.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/json.h"
+#include "utils/mem.h"
+
+/* Puts a one-layer image labelled `label` and returns its manifest descriptor. */
+static void put_image(kiln_store_t *s, const char *label, kiln_descriptor_t *md)
+{
+    kiln_error_t err = {0};
+    kiln_descriptor_t cfg = {0}, layer = {0};
+    json_t *config = kiln_image_config_new("amd64", "linux");
+    json_t *m;
+    _cleanup_free_ char *content = kiln_xasprintf("layer of %s", label);
+
+    kiln_image_config_set_label(config, "name", label);
+    assert_int_equal(kiln_store_put_bytes(s, content, strlen(content), &layer.digest, &err), 0);
+    snprintf(layer.media_type, sizeof(layer.media_type), "%s", KILN_MT_OCI_LAYER);
+    layer.size = strlen(content);
+    kiln_image_config_add_diff_id(config, &layer.digest);
+    assert_int_equal(kiln_image_store_put(s, config, KILN_MT_OCI_CONFIG, &cfg, &err), 0);
+    m = kiln_image_manifest_new(&cfg, &layer, 1, NULL);
+    assert_int_equal(kiln_image_store_put(s, m, KILN_MT_OCI_MANIFEST, md, &err), 0);
+    json_decref(m);
+    json_decref(config);
+}
+
+static const char *label_of(const kiln_layout_image_t *img)
+{
+    return json_string_value(
+        json_object_get(json_object_get(json_object_get(img->config, "config"), "Labels"), "name"));
+}
+
+static void test_tag_of(void **state)
+{
+    char *t;
+    t = kiln_layout_tag_of("localhost:5000/a/b:v1");
+    assert_string_equal(t, "v1");
+    free(t);
+    t = kiln_layout_tag_of("localhost:5000/a/b");
+    assert_string_equal(t, "latest");
+    free(t);
+    assert_null(kiln_layout_tag_of("a/b@sha256:00"));
+}
+
+static void test_parse_ref(void **state)
+{
+    char *dir = NULL, *tag = NULL;
+    assert_int_equal(kiln_layout_parse_ref("oci:/tmp/x:v1", &dir, &tag, NULL), 0);
+    assert_string_equal(dir, "/tmp/x");
+    assert_string_equal(tag, "v1");
+    free(dir);
+    free(tag);
+    assert_int_equal(kiln_layout_parse_ref("oci:rel/dir", &dir, &tag, NULL), 0);
+    assert_string_equal(dir, "rel/dir");
+    assert_null(tag);
+    free(dir);
+    assert_int_equal(kiln_layout_parse_ref("oci:", &dir, &tag, NULL), -1);
+}
+
+static void test_layout_multi(void **state)
+{
+    _cleanup_free_ char *root = NULL;
+    _cleanup_free_ char *root2 = NULL;
+    _cleanup_free_ char *dir = NULL;
+    kiln_store_t *s = NULL, *s2 = NULL;
+    kiln_error_t err = {0};
+    kiln_descriptor_t a = {0}, b = {0}, c = {0};
+    kiln_layout_image_t *img = NULL;
+
+    assert_int_equal(kiln_fs_mkdtemp("/tmp", "kiln-test-layout.", &root, NULL), 0);
+    assert_int_equal(kiln_fs_mkdtemp("/tmp", "kiln-test-layout2.", &root2, NULL), 0);
+    dir = kiln_xasprintf("%s/out", root);
+    assert_int_equal(kiln_store_open(root, &s, &err), 0);
+    put_image(s, "a", &a);
+    put_image(s, "b", &b);
+    put_image(s, "c", &c);
+    assert_int_equal(kiln_layout_write(s, dir, 0, &a, "example.com/app:one", &err), 0);
+    assert_int_equal(kiln_layout_write(s, dir, 0, &b, "example.com/app:two", &err), 0);
+    /* same tag again: replaces image a */
+    assert_int_equal(kiln_layout_write(s, dir, 0, &c, "example.com/app:one", &err), 0);
+
+    assert_int_equal(kiln_layout_resolve(dir, NULL, &img, &err), -1); /* ambiguous */
+    assert_non_null(strstr(err.msg, "two"));
+    assert_int_equal(kiln_layout_resolve(dir, "one", &img, &err), 0);
+    assert_string_equal(label_of(img), "c");
+    assert_string_equal(img->name, "one");
+    kiln_layout_image_free(img);
+    assert_int_equal(kiln_layout_resolve(dir, "example.com/app:two", &img, &err), 0);
+    assert_string_equal(label_of(img), "b");
+    assert_true(kiln_digest_equal(&img->manifest_desc.digest, &b.digest));
+
+    /* import into a fresh store */
+    assert_int_equal(kiln_store_open(root2, &s2, &err), 0);
+    assert_int_equal(kiln_layout_import(s2, img, &err), 0);
+    assert_int_equal(kiln_store_has(s2, &b.digest, NULL), 1);
+    assert_int_equal(kiln_store_has(s2, &img->manifest->layers[0].digest, NULL), 1);
+    kiln_layout_image_free(img);
+    assert_int_equal(kiln_layout_resolve(dir, "three", &img, &err), -1);
+    assert_non_null(strstr(err.msg, "no image tagged 'three'"));
+
+    /* a corrupted blob is detected when resolving */
+    {
+        _cleanup_free_ char *p = kiln_xasprintf("%s/blobs/sha256/%s", dir, b.digest.hex);
+        unlink(p);
+        assert_int_equal(kiln_fs_write_file_atomic(p, "{}", 2, 0644, &err), 0);
+        assert_int_equal(kiln_layout_resolve(dir, "two", &img, &err), -1);
+        assert_non_null(strstr(err.msg, "does not match"));
+    }
+    kiln_store_close(s);
+    kiln_store_close(s2);
+    kiln_fs_rm_rf(root, NULL);
+    kiln_fs_rm_rf(root2, NULL);
+}
+
+static void test_archives(void **state)
+{
+    _cleanup_free_ char *root = NULL;
+    _cleanup_free_ char *tarp = NULL;
+    _cleanup_free_ char *dockp = NULL;
+    kiln_store_t *s = NULL;
+    kiln_error_t err = {0};
+    kiln_descriptor_t a = {0};
+    kiln_docker_archive_image_t *img = NULL;
+    const char *tags[] = {"example.com/app:one", NULL};
+    struct stat st;
+
+    assert_int_equal(kiln_fs_mkdtemp("/tmp", "kiln-test-arch.", &root, NULL), 0);
+    tarp = kiln_xasprintf("%s/image.tar", root);
+    dockp = kiln_xasprintf("%s/docker.tar", root);
+    assert_int_equal(kiln_store_open(root, &s, &err), 0);
+    put_image(s, "a", &a);
+    assert_int_equal(kiln_layout_write(s, tarp, 0, &a, "example.com/app:one", &err), 0);
+    assert_int_equal(stat(tarp, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(kiln_docker_archive_write(s, dockp, &a, tags, &err), 0);
+    assert_int_equal(kiln_docker_archive_read(dockp, 0, NULL, &img, &err), 0);
+    assert_string_equal(json_string_value(json_array_get(img->repo_tags, 0)), tags[0]);
+    /* the re-synthesised manifest is the original one (same canonical bytes) */
+    assert_true(kiln_digest_equal(&img->manifest_desc.digest, &a.digest));
+    kiln_docker_archive_image_free(img);
+    assert_int_equal(kiln_docker_archive_read(dockp, 1, NULL, &img, &err), -1);
+    assert_int_equal(kiln_docker_archive_read(tarp, 0, NULL, &img, &err),
+                     -1); /* no manifest.json */
+    assert_non_null(strstr(err.msg, "manifest.json"));
+    kiln_store_close(s);
+    kiln_fs_rm_rf(root, NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tag_of),
+        cmocka_unit_test(test_parse_ref),
+        cmocka_unit_test(test_layout_multi),
+        cmocka_unit_test(test_archives),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
