@@ -16,6 +16,7 @@ typedef struct kiln_command {
 } kiln_command_t;
 
 int kiln_cmd_version(int argc, char **argv);
+int kiln_cmd_run(int argc, char **argv);
 int kiln_cmd_inspect(int argc, char **argv);
 int kiln_cmd_prune(int argc, char **argv);
 int kiln_cmd_serve(int argc, char **argv);

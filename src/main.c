@@ -7,6 +7,7 @@
 
 static const kiln_command_t commands[] = {
     {"version", kiln_cmd_version, "print kiln's version and the versions of its libraries"},
+    {"run", kiln_cmd_run, "run a command in a step sandbox (debugging the sandbox)"},
     {"inspect", kiln_cmd_inspect,
      "print an image's manifest and config (OCI layout, docker-archive)"},
     {"prune", kiln_cmd_prune, "remove unreferenced blobs from the blob store"},

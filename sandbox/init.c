@@ -1,0 +1,287 @@
+/* kiln — the step's init (pid 1 of its pid namespace) and the command. */
+#include "sandbox/init.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sandbox/idmap.h"
+#include "sandbox/mounts.h"
+#include "sandbox/net.h"
+#include "sandbox/seccomp.h"
+#include "utils/error.h"
+
+extern char **environ;
+
+static void send_error(int fd, const kiln_error_t *err)
+{
+    char msg[KILN_ERROR_MSG_MAX + 1];
+    size_t n = strnlen(err->msg, KILN_ERROR_MSG_MAX);
+
+    msg[0] = 'E';
+    memcpy(msg + 1, err->msg, n);
+    if (send(fd, msg, n + 1, MSG_NOSIGNAL) < 0) {
+        /* kiln is gone: nothing to tell. */
+    }
+}
+
+/* Receives kiln's go-ahead and the trees of the root (fds[], up to max).
+ * Returns the number of fds received, -1 when kiln aborts or goes away. */
+static int recv_go(int fd, int *fds, int max)
+{
+    char c = 0;
+    char cbuf[CMSG_SPACE(sizeof(int) * (KILN_IDMAP_MAX_LOWERS + 1))];
+    struct iovec iov = {.iov_base = &c, .iov_len = 1};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+    struct cmsghdr *cm;
+    int n = 0;
+
+    if (recvmsg(fd, &mh, MSG_CMSG_CLOEXEC) != 1 || c != 'G')
+        return -1;
+    for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+            int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            if (k > max)
+                return -1;
+            memcpy(fds, CMSG_DATA(cm), sizeof(int) * (size_t)k);
+            n = k;
+        }
+    }
+    return n;
+}
+
+static int set_limit(int res, uint64_t v)
+{
+    struct rlimit rl = {.rlim_cur = v, .rlim_max = v};
+    return setrlimit(res, &rl);
+}
+
+/* mkdir -p of an absolute path inside the (already entered) root. */
+static void make_cwd(const char *cwd)
+{
+    char buf[4096];
+    size_t n = strlen(cwd);
+
+    if (n == 0 || n >= sizeof(buf))
+        return;
+    memcpy(buf, cwd, n + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(buf, 0755);
+            *p = '/';
+        }
+    }
+    mkdir(buf, 0755);
+}
+
+/* Becomes the step's command. Never returns. */
+__attribute__((noreturn)) static void exec_command(const kiln_sandbox_plan_t *plan)
+{
+    const kiln_step_t *step = plan->step;
+    const kiln_limits_t *lim = &step->limits;
+    uint64_t caps = step->caps ? step->caps : KILN_CAPS_DEFAULT;
+    int strict = plan->isolation != KILN_ISOLATION_SANDBOX;
+    const char *what = "setting up";
+    int r = 0;
+
+    setsid();
+    if (dup2(plan->in_fd, 0) < 0 || dup2(plan->out_fd, 1) < 0 || dup2(plan->err_fd, 2) < 0)
+        _exit(126);
+    close_range(3, ~0U, 0);
+    signal(SIGPIPE, SIG_DFL);
+
+    set_limit(RLIMIT_CORE, 0);
+    if (lim->cpu_secs && set_limit(RLIMIT_CPU, lim->cpu_secs) < 0)
+        what = "RLIMIT_CPU", r = -errno;
+    if (!r && lim->file_size && set_limit(RLIMIT_FSIZE, lim->file_size) < 0)
+        what = "RLIMIT_FSIZE", r = -errno;
+    if (!r && lim->nofile && set_limit(RLIMIT_NOFILE, lim->nofile) < 0)
+        what = "RLIMIT_NOFILE", r = -errno;
+    if (!r && lim->memory && plan->memory_by_rlimit && set_limit(RLIMIT_AS, lim->memory) < 0)
+        what = "RLIMIT_AS", r = -errno;
+    if (!r && lim->pids && plan->pids_by_rlimit && set_limit(RLIMIT_NPROC, lim->pids) < 0)
+        what = "RLIMIT_NPROC", r = -errno;
+    if (!r && plan->isolation != KILN_ISOLATION_NONE) {
+        if (strict)
+            caps &= ~((1ull << 27) | (1ull << 18)); /* no mknod, no chroot without a userns */
+        if ((r = kiln_caps_restrict(caps)) < 0)
+            what = "restricting capabilities";
+    }
+    if (!r && (setgroups(0, NULL) < 0 && errno != EPERM))
+        what = "setgroups", r = -errno;
+    if (!r && setresgid(step->gid, step->gid, step->gid) < 0)
+        what = "setresgid", r = -errno;
+    if (!r && setresuid(step->uid, step->uid, step->uid) < 0)
+        what = "setresuid", r = -errno;
+    if (!r && step->cwd && chdir(step->cwd) < 0)
+        what = "chdir to the working directory", r = -errno;
+    if (!r && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        what = "no_new_privs", r = -errno;
+    if (!r && plan->isolation != KILN_ISOLATION_NONE &&
+        (r = kiln_seccomp_install(step->seccomp, strict)) < 0)
+        what = "installing the seccomp filter";
+    if (r < 0) {
+        dprintf(2, "kiln: step: %s: %s\n", what, strerror(-r));
+        _exit(126);
+    }
+    environ = (char **)plan->envp;
+    execvp(step->argv[0], (char *const *)step->argv);
+    r = errno;
+    dprintf(2, "kiln: step: cannot run %s: %s\n", step->argv[0], strerror(r));
+    _exit(r == ENOENT ? 127 : 126);
+}
+
+/* Sets up the root and network from inside the namespaces. */
+static int setup(const kiln_sandbox_plan_t *plan, const int *fds, int n_fds, kiln_error_t *err)
+{
+    const kiln_step_t *step = plan->step;
+    const char *host = step->hostname ? step->hostname : "kiln";
+
+    if (plan->isolation == KILN_ISOLATION_NONE)
+        return 0;
+    if (plan->isolation == KILN_ISOLATION_SANDBOX) {
+        /* Become root of the new user namespace (host KILN_SANDBOX_ID_BASE):
+         * until now we were host root, unmapped here. */
+        if (setresgid(0, 0, 0) < 0 || setgroups(0, NULL) < 0 || setresuid(0, 0, 0) < 0)
+            return kiln_error_set(err, errno, "becoming root of the step's user namespace");
+    }
+    if (plan->have_mntns) {
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+            return kiln_error_set(err, errno, "making the step's mounts private");
+        if (n_fds != (int)step->n_lowers + 1)
+            return kiln_error_set(err, EPROTO, "got %d trees for %zu lowers", n_fds,
+                                  step->n_lowers);
+        if (kiln_mounts_overlay(step, plan->rundir, fds, plan->isolation == KILN_ISOLATION_SANDBOX,
+                                err) < 0)
+            return -1;
+        if (kiln_mounts_setup(step, plan->root, plan->etc_dir, err) < 0)
+            return -1;
+    }
+    if (plan->have_netns && step->network != KILN_NET_HOST) {
+        if (kiln_net_loopback_up(err) < 0)
+            return -1;
+        if (step->network == KILN_NET_NAT && kiln_net_block_routes(err) < 0)
+            return -1;
+    }
+    if (plan->isolation == KILN_ISOLATION_SANDBOX && sethostname(host, strlen(host)) < 0)
+        return kiln_error_set(err, errno, "sethostname %s", host);
+    if (kiln_mounts_enter(plan->root, !plan->have_mntns, err) < 0)
+        return -1;
+    if (step->cwd && step->cwd[0] == '/')
+        make_cwd(step->cwd);
+    return 0;
+}
+
+/* Without a pid namespace: kills every child of ours (orphans re-parented
+ * to us as subreaper, daemons included), found through /proc. */
+static void kill_children(void)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    pid_t self = getpid();
+
+    if (d == NULL)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        char path[64], buf[512];
+        int fd;
+        ssize_t n;
+        char *rp;
+        long ppid;
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        rp = strrchr(buf, ')');
+        if (rp == NULL || sscanf(rp + 2, "%*c %ld", &ppid) != 1)
+            continue;
+        if (ppid == self)
+            kill((pid_t)strtol(e->d_name, NULL, 10), SIGKILL);
+    }
+    closedir(d);
+}
+
+void kiln_sandbox_init_main(const kiln_sandbox_plan_t *plan)
+{
+    kiln_error_t err = {0};
+    int fds[KILN_IDMAP_MAX_LOWERS + 1], n_fds, status = 0;
+    pid_t cmd, w;
+
+    /* Dies with kiln (if kiln died before this line, recv_go fails). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    for (size_t i = 0; i < sizeof(plan->close_fds) / sizeof(plan->close_fds[0]); i++) {
+        if (plan->close_fds[i] >= 0)
+            close(plan->close_fds[i]);
+    }
+    if (getpid() != 1)
+        prctl(PR_SET_CHILD_SUBREAPER, 1);
+    n_fds = recv_go(plan->sync_fd, fds, KILN_IDMAP_MAX_LOWERS + 1);
+    if (n_fds < 0)
+        _exit(1);
+    if (setup(plan, fds, n_fds, &err) < 0) {
+        send_error(plan->sync_fd, &err);
+        _exit(1);
+    }
+    for (int i = 0; i < n_fds; i++)
+        close(fds[i]);
+
+    cmd = fork();
+    if (cmd < 0) {
+        kiln_error_set(&err, errno, "fork of the step command");
+        send_error(plan->sync_fd, &err);
+        _exit(1);
+    }
+    if (cmd == 0)
+        exec_command(plan);
+    if (send(plan->sync_fd, "K", 1, MSG_NOSIGNAL) < 0)
+        _exit(1);
+    close(plan->out_fd);
+    close(plan->err_fd);
+    close(plan->in_fd);
+
+    /* Reap everything; when the command ends, kill what it left behind. In
+     * chroot isolation without a pid namespace, its process group. */
+    for (int done = 0;;) {
+        int st;
+        if (done && getpid() != 1)
+            kill_children();
+        w = waitpid(-1, &st, __WALL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (w == cmd) {
+            status = st;
+            done = 1;
+            if (getpid() == 1)
+                kill(-1, SIGKILL);
+            else
+                kill(-cmd, SIGKILL);
+        }
+    }
+    if (write(plan->status_fd, &status, sizeof(status)) != sizeof(status))
+        _exit(1);
+    _exit(0);
+}

@@ -1,0 +1,393 @@
+/* kiln — a step's mounts, resolved inside its root, and pivot_root. */
+#include "sandbox/mounts.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "utils/cleanup.h"
+
+#define KILN_PATH_MAX 4096
+
+enum { TARGET_DIR, TARGET_FILE };
+
+static int openat2_in_root(int rootfd, const char *path, int flags)
+{
+    struct open_how how;
+
+    memset(&how, 0, sizeof(how));
+    how.flags = (unsigned long long)(flags | O_CLOEXEC);
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    return (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
+}
+
+/* Opens (O_PATH) the mount target `path` inside rootfd, creating it and any
+ * missing parent (directories; the last one a dir or an empty file).
+ * Returns the fd or -1 with err set. */
+static int open_target(int rootfd, const char *path, int kind, kiln_error_t *err)
+{
+    char buf[KILN_PATH_MAX];
+    size_t len = strlen(path);
+    int fd;
+
+    if (len == 0 || len >= sizeof(buf) || path[0] != '/')
+        return kiln_error_set(err, EINVAL, "mount target '%s' must be an absolute path", path);
+    fd = openat2_in_root(rootfd, path, O_PATH);
+    if (fd >= 0)
+        return fd;
+    if (errno != ENOENT)
+        return kiln_error_set(err, errno, "resolving mount target %s", path);
+    memcpy(buf, path, len + 1);
+    /* Create each missing component, resolving the parent inside the root. */
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        {
+            char saved = *p;
+            int last = saved == '\0';
+            _cleanup_close_ int parent = -1;
+            char *slash;
+            *p = '\0';
+            fd = openat2_in_root(rootfd, buf, O_PATH);
+            if (fd >= 0 && !last) {
+                close(fd);
+                *p = saved;
+                continue;
+            }
+            if (fd >= 0)
+                return fd;
+            slash = strrchr(buf, '/');
+            *slash = '\0';
+            parent = openat2_in_root(rootfd, buf[0] ? buf : "/", O_PATH | O_DIRECTORY);
+            *slash = '/';
+            if (parent < 0)
+                return kiln_error_set(err, errno, "resolving parent of mount target %s", path);
+            if (last && kind == TARGET_FILE) {
+                /* O_PATH cannot create: make the file through /proc/self/fd. */
+                char pp[64];
+                _cleanup_close_ int pfd = -1, f = -1;
+                snprintf(pp, sizeof(pp), "/proc/self/fd/%d", parent);
+                pfd = open(pp, O_DIRECTORY | O_CLOEXEC);
+                if (pfd < 0)
+                    return kiln_error_set(err, errno, "opening parent of %s", path);
+                f = openat(pfd, slash + 1, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+                if (f < 0 && errno != EEXIST)
+                    return kiln_error_set(err, errno, "creating mount target %s", path);
+            } else {
+                char pp[64];
+                _cleanup_close_ int pfd = -1;
+                snprintf(pp, sizeof(pp), "/proc/self/fd/%d", parent);
+                pfd = open(pp, O_DIRECTORY | O_CLOEXEC);
+                if (pfd < 0)
+                    return kiln_error_set(err, errno, "opening parent of %s", path);
+                if (mkdirat(pfd, slash + 1, 0755) < 0 && errno != EEXIST)
+                    return kiln_error_set(err, errno, "creating mount target %s", path);
+            }
+            *p = saved;
+            if (last) {
+                fd = openat2_in_root(rootfd, path, O_PATH);
+                if (fd < 0)
+                    return kiln_error_set(err, errno, "resolving mount target %s", path);
+                return fd;
+            }
+        }
+    }
+}
+
+/* A bind mount ignores MS_RDONLY until remounted; the remount must name the
+ * new mount, so the path is resolved again. */
+static int remount_ro(int rootfd, const char *dst, unsigned long flags, kiln_error_t *err)
+{
+    _cleanup_close_ int fd = openat2_in_root(rootfd, dst, O_PATH);
+    unsigned long keep = flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC);
+    char p[64];
+
+    if (fd < 0)
+        return kiln_error_set(err, errno, "resolving %s again", dst);
+    snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+    if (mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | keep, NULL) < 0)
+        return kiln_error_set(err, errno, "making %s read-only", dst);
+    return 0;
+}
+
+/* mount(2) onto a target resolved inside the root. */
+static int mount_in_root(int rootfd, const char *src, const char *dst, const char *fstype,
+                         unsigned long flags, const char *data, int kind, kiln_error_t *err)
+{
+    _cleanup_close_ int fd = open_target(rootfd, dst, kind, err);
+    char p[64];
+
+    if (fd < 0)
+        return -1;
+    snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+    if (mount(src, p, fstype, flags, data) < 0)
+        return kiln_error_set(err, errno, "mounting %s on %s", src ? src : fstype, dst);
+    if ((flags & MS_BIND) && (flags & MS_RDONLY))
+        return remount_ro(rootfd, dst, flags, err);
+    return 0;
+}
+
+static int setup_dev(int rootfd, kiln_error_t *err)
+{
+    static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+    static const char *const links[][2] = {
+        {"ptmx", "pts/ptmx"},          {"fd", "/proc/self/fd"},       {"stdin", "/proc/self/fd/0"},
+        {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"}, {"core", "/proc/kcore"},
+    };
+    _cleanup_close_ int dev = -1;
+    char p[64];
+
+    if (mount_in_root(rootfd, "tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC,
+                      "mode=0755,size=65536k", TARGET_DIR, err) < 0)
+        return -1;
+    dev = openat2_in_root(rootfd, "/dev", O_DIRECTORY);
+    if (dev < 0)
+        return kiln_error_set(err, errno, "opening the step's /dev");
+    for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
+        _cleanup_close_ int f = openat(dev, nodes[i], O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
+        char src[32];
+        if (f < 0)
+            return kiln_error_set(err, errno, "creating /dev/%s", nodes[i]);
+        snprintf(src, sizeof(src), "/dev/%s", nodes[i]);
+        snprintf(p, sizeof(p), "/proc/self/fd/%d", f);
+        if (mount(src, p, NULL, MS_BIND, NULL) < 0)
+            return kiln_error_set(err, errno, "binding %s", src);
+    }
+    for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+        if (i == 5)
+            continue; /* no /dev/core */
+        if (symlinkat(links[i][1], dev, links[i][0]) < 0)
+            return kiln_error_set(err, errno, "creating /dev/%s", links[i][0]);
+    }
+    if (mkdirat(dev, "pts", 0755) < 0 || mkdirat(dev, "shm", 01777) < 0)
+        return kiln_error_set(err, errno, "creating /dev/pts, /dev/shm");
+    if (mount_in_root(rootfd, "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+                      "newinstance,ptmxmode=0666,mode=0620", TARGET_DIR, err) < 0)
+        return -1;
+    if (mount_in_root(rootfd, "shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                      "mode=1777,size=65536k", TARGET_DIR, err) < 0)
+        return -1;
+    return 0;
+}
+
+/* Hides the parts of /proc a step has no business writing or reading. */
+static int mask_proc(int rootfd, kiln_error_t *err)
+{
+    static const char *const ro[] = {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus",
+                                     "/proc/fs"};
+    static const char *const masked[] = {"/proc/kcore", "/proc/keys", "/proc/timer_list",
+                                         "/proc/kallsyms"};
+
+    for (size_t i = 0; i < sizeof(ro) / sizeof(ro[0]); i++) {
+        _cleanup_close_ int fd = openat2_in_root(rootfd, ro[i], O_PATH);
+        char p[64];
+        if (fd < 0)
+            continue;
+        snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+        if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0)
+            return kiln_error_set(err, errno, "binding %s", ro[i]);
+        if (remount_ro(rootfd, ro[i], MS_NOSUID | MS_NODEV | MS_NOEXEC, err) < 0)
+            return -1;
+    }
+    for (size_t i = 0; i < sizeof(masked) / sizeof(masked[0]); i++) {
+        _cleanup_close_ int fd = openat2_in_root(rootfd, masked[i], O_PATH);
+        char p[64];
+        if (fd < 0)
+            continue;
+        snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+        if (mount("/dev/null", p, NULL, MS_BIND, NULL) < 0)
+            return kiln_error_set(err, errno, "masking %s", masked[i]);
+    }
+    return 0;
+}
+
+static int setup_user_mounts(int rootfd, const kiln_step_t *step, kiln_error_t *err)
+{
+    for (size_t i = 0; i < step->n_mounts; i++) {
+        const kiln_mount_t *m = &step->mounts[i];
+        unsigned long fl = MS_NOSUID | MS_NODEV;
+        struct stat st;
+        char data[64];
+
+        switch (m->type) {
+        case KILN_MOUNT_TMPFS:
+            if (m->size)
+                snprintf(data, sizeof(data), "mode=0755,size=%llu", (unsigned long long)m->size);
+            else
+                snprintf(data, sizeof(data), "mode=0755");
+            if (mount_in_root(rootfd, "tmpfs", m->dst, "tmpfs", fl, data, TARGET_DIR, err) < 0)
+                return -1;
+            break;
+        case KILN_MOUNT_BIND:
+        case KILN_MOUNT_CACHE:
+        case KILN_MOUNT_SECRET:
+            if (m->src == NULL || stat(m->src, &st) < 0)
+                return kiln_error_set(err, errno, "mount source %s", m->src ? m->src : "(none)");
+            fl |= MS_BIND | MS_REC;
+            if (m->type == KILN_MOUNT_SECRET || (m->type == KILN_MOUNT_BIND && m->readonly))
+                fl |= MS_RDONLY;
+            if (m->type == KILN_MOUNT_SECRET)
+                fl |= MS_NOEXEC;
+            if (mount_in_root(rootfd, m->src, m->dst, NULL, fl, NULL,
+                              S_ISDIR(st.st_mode) ? TARGET_DIR : TARGET_FILE, err) < 0)
+                return -1;
+            break;
+        }
+    }
+    return 0;
+}
+
+int kiln_mounts_setup(const kiln_step_t *step, const char *root, const char *etc_dir,
+                      kiln_error_t *err)
+{
+    _cleanup_close_ int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    static const char *const etc_files[] = {"resolv.conf", "hosts", "hostname"};
+    _cleanup_close_ int etcfd = -1;
+
+    if (rootfd < 0)
+        return kiln_error_set(err, errno, "opening the step root %s", root);
+    if (mount_in_root(rootfd, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL,
+                      TARGET_DIR, err) < 0)
+        return -1;
+    if (mask_proc(rootfd, err) < 0 || setup_dev(rootfd, err) < 0)
+        return -1;
+    /* /sys read-only where the kernel lets this namespace mount it, else
+     * absent (an empty directory). */
+    {
+        kiln_error_t ignored = {0};
+        mount_in_root(rootfd, "sysfs", "/sys", "sysfs",
+                      MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, TARGET_DIR, &ignored);
+    }
+    etcfd = openat2_in_root(rootfd, "/etc", O_PATH | O_DIRECTORY);
+    if (etcfd >= 0 && etc_dir != NULL) {
+        for (size_t i = 0; i < sizeof(etc_files) / sizeof(etc_files[0]); i++) {
+            char src[KILN_PATH_MAX], dst[64];
+            snprintf(src, sizeof(src), "%s/%s", etc_dir, etc_files[i]);
+            snprintf(dst, sizeof(dst), "/etc/%s", etc_files[i]);
+            if (access(src, F_OK) < 0)
+                continue;
+            if (mount_in_root(rootfd, src, dst, NULL, MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,
+                              NULL, TARGET_FILE, err) < 0)
+                return -1;
+        }
+    }
+    return setup_user_mounts(rootfd, step, err);
+}
+
+int kiln_mounts_overlay(const kiln_step_t *step, const char *rundir, const int *fds, int userxattr,
+                        kiln_error_t *err)
+{
+    char opts[4096], path[KILN_PATH_MAX];
+    size_t len = 0;
+    int n;
+
+    if (chdir(rundir) < 0)
+        return kiln_error_set(err, errno, "chdir %s", rundir);
+    for (size_t i = 0; i <= step->n_lowers; i++) {
+        if (i < step->n_lowers)
+            snprintf(path, sizeof(path), "l%zu", i);
+        else
+            snprintf(path, sizeof(path), "rw");
+        if (move_mount(fds[i], "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+            return kiln_error_set(err, errno, "attaching %s at %s/%s",
+                                  i < step->n_lowers ? step->lowers[i] : step->upper, rundir, path);
+    }
+    n = snprintf(opts, sizeof(opts), "lowerdir=");
+    len = (size_t)n;
+    for (size_t i = 0; i < step->n_lowers && len < sizeof(opts); i++) {
+        n = snprintf(opts + len, sizeof(opts) - len, "%sl%zu", i ? ":" : "", i);
+        len += (size_t)n;
+    }
+    if (len < sizeof(opts))
+        len += (size_t)snprintf(opts + len, sizeof(opts) - len, ",upperdir=rw/%s,workdir=rw/%s%s",
+                                strrchr(step->upper, '/') + 1, strrchr(step->work, '/') + 1,
+                                userxattr ? ",userxattr" : "");
+    if (len >= sizeof(opts) - 64)
+        return kiln_error_set(err, E2BIG, "overlay options too long (%zu lowers)", step->n_lowers);
+    /* Renamed lower directories must be copied (EXDEV), not redirected, and
+     * files copied up whole: a layer can express neither a redirect nor a
+     * metadata-only copy. */
+    if (!userxattr) /* userxattr implies all three */
+        snprintf(opts + len, sizeof(opts) - len, ",redirect_dir=off,metacopy=off,index=off");
+    if (mount("overlay", "root", "overlay", MS_NODEV, opts) < 0)
+        return kiln_error_set(err, errno, "mounting the overlay root (lower %s, upper %s)",
+                              step->lowers[0], step->upper);
+    return 0;
+}
+
+int kiln_mounts_enter(const char *root, int use_chroot, kiln_error_t *err)
+{
+    if (chdir(root) < 0)
+        return kiln_error_set(err, errno, "chdir %s", root);
+    if (use_chroot) {
+        if (chroot(".") < 0)
+            return kiln_error_set(err, errno, "chroot %s", root);
+    } else {
+        if (syscall(SYS_pivot_root, ".", ".") < 0)
+            return kiln_error_set(err, errno, "pivot_root %s", root);
+        if (umount2(".", MNT_DETACH) < 0)
+            return kiln_error_set(err, errno, "detaching the old root");
+    }
+    if (chdir("/") < 0)
+        return kiln_error_set(err, errno, "chdir /");
+    return 0;
+}
+
+/* True when `rel` exists in any lower. */
+static int in_lowers(const kiln_step_t *step, const char *rel)
+{
+    for (size_t i = 0; i < step->n_lowers; i++) {
+        char p[KILN_PATH_MAX];
+        struct stat st;
+        snprintf(p, sizeof(p), "%s%s", step->lowers[i], rel);
+        if (lstat(p, &st) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Removes upper/rel and its parents while they are empty mount points kiln made. */
+static void clean_one(const kiln_step_t *step, const char *path)
+{
+    char rel[KILN_PATH_MAX];
+
+    snprintf(rel, sizeof(rel), "%s", path);
+    while (rel[0] == '/' && rel[1] != '\0') {
+        char p[KILN_PATH_MAX];
+        struct stat st;
+        char *slash;
+        snprintf(p, sizeof(p), "%s%s", step->upper, rel);
+        if (lstat(p, &st) < 0 || in_lowers(step, rel))
+            return;
+        if (S_ISDIR(st.st_mode)) {
+            if (rmdir(p) < 0)
+                return;
+        } else if (S_ISREG(st.st_mode) && st.st_size == 0) {
+            if (unlink(p) < 0)
+                return;
+        } else {
+            return;
+        }
+        slash = strrchr(rel, '/');
+        *slash = '\0';
+        if (slash == rel)
+            return;
+    }
+}
+
+void kiln_mounts_clean_upper(const kiln_step_t *step)
+{
+    static const char *const fixed[] = {"/proc",      "/dev",         "/sys", "/etc/resolv.conf",
+                                        "/etc/hosts", "/etc/hostname"};
+
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        clean_one(step, fixed[i]);
+    for (size_t i = 0; i < step->n_mounts; i++)
+        clean_one(step, step->mounts[i].dst);
+}

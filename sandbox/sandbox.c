@@ -1,0 +1,549 @@
+/* kiln — kiln_sandbox_run: starts a step's init in its namespaces, hands it
+ * the root, streams its output, enforces the timeout and collects its status. */
+#include "sandbox/sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sandbox/cgroup.h"
+#include "sandbox/idmap.h"
+#include "sandbox/init.h"
+#include "sandbox/mounts.h"
+#include "sandbox/net.h"
+#include "sandbox/seccomp.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+
+#define LINE_MAX_BYTES (64 * 1024)
+#define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+void kiln_step_init(kiln_step_t *step)
+{
+    memset(step, 0, sizeof(*step));
+    step->network = KILN_NET_NAT;
+    step->seccomp = KILN_SECCOMP_DEFAULT;
+    step->caps = KILN_CAPS_DEFAULT;
+    step->isolation = KILN_ISOLATION_AUTO;
+    step->cwd = "/";
+    step->stdin_fd = -1;
+}
+
+static const char *const iso_names[] = {"auto", "sandbox", "chroot", "none"};
+static const char *const net_names[] = {"nat", "none", "host"};
+
+const char *kiln_isolation_name(kiln_isolation_t iso)
+{
+    return (unsigned)iso < 4 ? iso_names[iso] : "?";
+}
+
+int kiln_isolation_parse(const char *s, kiln_isolation_t *out)
+{
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(s, iso_names[i]) == 0) {
+            *out = (kiln_isolation_t)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *kiln_net_mode_name(kiln_net_mode_t m)
+{
+    return (unsigned)m < 3 ? net_names[m] : "?";
+}
+
+int kiln_net_mode_parse(const char *s, kiln_net_mode_t *out)
+{
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(s, net_names[i]) == 0) {
+            *out = (kiln_net_mode_t)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static pid_t raw_clone(unsigned long flags)
+{
+    return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
+}
+
+kiln_isolation_t kiln_sandbox_probe(void)
+{
+    static kiln_isolation_t cached = KILN_ISOLATION_AUTO;
+    pid_t pid;
+    int st;
+
+    if (cached != KILN_ISOLATION_AUTO)
+        return cached;
+    pid = raw_clone(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID);
+    if (pid == 0)
+        _exit(0);
+    if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0 &&
+        access("/proc/self/ns/user", F_OK) == 0)
+        cached = KILN_ISOLATION_SANDBOX;
+    else
+        cached = KILN_ISOLATION_CHROOT;
+    return cached;
+}
+
+int kiln_sandbox_sweep(kiln_error_t *err)
+{
+    return kiln_cgroup_sweep(err);
+}
+
+/* --- output ----------------------------------------------------------- */
+
+typedef struct stream {
+    int fd;
+    kiln_log_stream_t kind;
+    char *buf;
+    size_t len;
+} stream_t;
+
+static void emit(const kiln_step_t *step, kiln_log_stream_t kind, const char *p, size_t n)
+{
+    struct timespec ts;
+
+    if (step->log == NULL)
+        return;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    step->log(step->log_opaque, kind, &ts, p, n);
+}
+
+static void sys_log(const kiln_step_t *step, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void sys_log(const kiln_step_t *step, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    int n;
+
+    if (step->log == NULL)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    emit(step, KILN_LOG_SYSTEM, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+/* Reads what is available on s, emitting whole lines. Returns 0 at EOF. */
+static int pump(const kiln_step_t *step, stream_t *s)
+{
+    char tmp[16384];
+    ssize_t n = read(s->fd, tmp, sizeof(tmp));
+
+    if (n < 0)
+        return errno == EINTR || errno == EAGAIN ? 1 : 0;
+    if (n == 0) {
+        if (s->len)
+            emit(step, s->kind, s->buf, s->len);
+        s->len = 0;
+        return 0;
+    }
+    for (ssize_t i = 0; i < n; i++) {
+        if (tmp[i] == '\n') {
+            emit(step, s->kind, s->buf, s->len);
+            s->len = 0;
+            continue;
+        }
+        if (s->len == LINE_MAX_BYTES) {
+            emit(step, s->kind, s->buf, s->len);
+            s->len = 0;
+        }
+        s->buf[s->len++] = tmp[i];
+    }
+    return 1;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Streams both outputs until they close, killing init at the deadline. */
+static void pump_all(const kiln_step_t *step, stream_t *out, stream_t *errs, pid_t init,
+                     int *timed_out)
+{
+    uint64_t deadline = step->limits.timeout_ms ? now_ms() + step->limits.timeout_ms : 0;
+    int open_out = 1, open_err = 1;
+
+    while (open_out || open_err) {
+        struct pollfd p[2] = {{.fd = open_out ? out->fd : -1, .events = POLLIN},
+                              {.fd = open_err ? errs->fd : -1, .events = POLLIN}};
+        int wait = -1, r;
+        if (deadline && !*timed_out) {
+            uint64_t now = now_ms();
+            if (now >= deadline) {
+                kill(init, SIGKILL);
+                *timed_out = 1;
+                continue;
+            }
+            wait = (int)(deadline - now);
+        }
+        r = poll(p, 2, wait);
+        if (r < 0 && errno != EINTR)
+            break;
+        if (r <= 0)
+            continue;
+        if (p[0].revents && !pump(step, out))
+            open_out = 0;
+        if (p[1].revents && !pump(step, errs))
+            open_err = 0;
+    }
+}
+
+/* --- the run ---------------------------------------------------------- */
+
+static int send_go(int fd, const int *fds, size_t n)
+{
+    char c = 'G';
+    char cbuf[CMSG_SPACE(sizeof(int) * (KILN_IDMAP_MAX_LOWERS + 1))];
+    struct iovec iov = {.iov_base = &c, .iov_len = 1};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+
+    if (n > 0) {
+        struct cmsghdr *cm;
+        memset(cbuf, 0, sizeof(cbuf));
+        mh.msg_control = cbuf;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+        cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
+    }
+    return sendmsg(fd, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
+}
+
+/* Waits for init's "K" (ready) or its error message. */
+static int wait_ready(int fd, kiln_error_t *err)
+{
+    char msg[KILN_ERROR_MSG_MAX + 2];
+    ssize_t n = recv(fd, msg, sizeof(msg) - 1, 0);
+
+    if (n == 1 && msg[0] == 'K')
+        return 0;
+    if (n > 1 && msg[0] == 'E') {
+        msg[n] = '\0';
+        return kiln_error_set(err, 0, "setting up the step: %s", msg + 1);
+    }
+    return kiln_error_set(err, n < 0 ? errno : 0, "the step's init died during setup");
+}
+
+static int write_small(const char *dir, const char *name, const char *text, kiln_error_t *err)
+{
+    _cleanup_free_ char *p = kiln_xasprintf("%s/%s", dir, name);
+    _cleanup_close_ int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+    if (fd < 0)
+        return kiln_error_set(err, errno, "creating %s", p);
+    return kiln_fs_write_all(fd, text, strlen(text), err);
+}
+
+/* Writes the step's resolv.conf, hosts and hostname into etc_dir. */
+static int write_etc(const kiln_step_t *step, const char *etc_dir, kiln_error_t *err)
+{
+    const char *host = step->hostname ? step->hostname : "kiln";
+    _cleanup_free_ char *hosts = NULL, *hn = NULL;
+    _cleanup_free_ char *resolv = NULL;
+
+    hosts = kiln_xasprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                           "127.0.1.1\t%s\n",
+                           host);
+    hn = kiln_xasprintf("%s\n", host);
+    if (step->network == KILN_NET_NAT) {
+        resolv = kiln_xstrdup("nameserver " KILN_NET_NAT_DNS "\n");
+    } else if (step->network == KILN_NET_HOST) {
+        size_t len;
+        if (kiln_fs_read_file("/etc/resolv.conf", 1 << 16, &resolv, &len, NULL) < 0)
+            resolv = kiln_xstrdup("");
+    } else {
+        resolv = kiln_xstrdup("");
+    }
+    if (write_small(etc_dir, "hosts", hosts, err) < 0 ||
+        write_small(etc_dir, "hostname", hn, err) < 0 ||
+        write_small(etc_dir, "resolv.conf", resolv, err) < 0)
+        return -1;
+    return 0;
+}
+
+static void close_pair(int p[2])
+{
+    for (int i = 0; i < 2; i++) {
+        if (p[i] >= 0)
+            close(p[i]);
+        p[i] = -1;
+    }
+}
+
+/* Everything a run holds, released in one place. */
+typedef struct run {
+    char *rundir;
+    int out[2], errs[2], status[2], sync[2];
+    int in_fd, userns_fd;
+    int trees[KILN_IDMAP_MAX_LOWERS + 1];
+    size_t n_trees;
+    pid_t init;
+    kiln_cgroup_t cg;
+    kiln_slirp_t slirp;
+} run_t;
+
+static void run_release(run_t *r)
+{
+    if (r->init > 0) {
+        kill(r->init, SIGKILL);
+        waitpid(r->init, NULL, 0);
+        r->init = 0;
+    }
+    kiln_net_slirp_stop(&r->slirp);
+    kiln_cgroup_destroy(&r->cg);
+    close_pair(r->out);
+    close_pair(r->errs);
+    close_pair(r->status);
+    close_pair(r->sync);
+    if (r->in_fd >= 0)
+        close(r->in_fd);
+    if (r->userns_fd >= 0)
+        close(r->userns_fd);
+    for (size_t i = 0; i < r->n_trees; i++)
+        close(r->trees[i]);
+    r->n_trees = 0;
+    r->in_fd = r->userns_fd = -1;
+    if (r->rundir) {
+        kiln_fs_rm_rf(r->rundir, NULL);
+        free(r->rundir);
+        r->rundir = NULL;
+    }
+}
+
+static unsigned long ns_flags(kiln_isolation_t iso, kiln_net_mode_t net)
+{
+    unsigned long f = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+
+    if (iso == KILN_ISOLATION_NONE)
+        return 0;
+    if (net != KILN_NET_HOST)
+        f |= CLONE_NEWNET;
+    if (iso == KILN_ISOLATION_SANDBOX)
+        f |= CLONE_NEWUSER | CLONE_NEWCGROUP;
+    return f;
+}
+
+/* Parent side after clone: ids, cgroup, root, network, go. */
+static int start_init(const kiln_step_t *step, run_t *r, kiln_isolation_t iso, unsigned long flags,
+                      kiln_error_t *err)
+{
+    if (flags & CLONE_NEWUSER) {
+        char p[64];
+        if (kiln_idmap_write(r->init, KILN_SANDBOX_ID_BASE, KILN_SANDBOX_ID_COUNT, err) < 0)
+            return -1;
+        snprintf(p, sizeof(p), "/proc/%d/ns/user", (int)r->init);
+        r->userns_fd = open(p, O_RDONLY | O_CLOEXEC);
+        if (r->userns_fd < 0)
+            return kiln_error_set(err, errno, "opening %s", p);
+    }
+    if (kiln_cgroup_add(&r->cg, r->init, err) < 0)
+        return -1;
+    if (flags & CLONE_NEWNS) {
+        if (kiln_idmap_trees(step, r->userns_fd, r->trees, err) < 0)
+            return -1;
+        r->n_trees = step->n_lowers + 1;
+    }
+    if ((flags & CLONE_NEWNET) && step->network == KILN_NET_NAT &&
+        kiln_net_slirp_start(r->init, &r->slirp, err) < 0)
+        return -1;
+    if (send_go(r->sync[0], r->trees, r->n_trees) < 0)
+        return kiln_error_set(err, errno, "starting the step's init");
+    (void)iso;
+    return wait_ready(r->sync[0], err);
+}
+
+int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_error_t *err)
+{
+    run_t r = {.out = {-1, -1},
+               .errs = {-1, -1},
+               .status = {-1, -1},
+               .sync = {-1, -1},
+               .in_fd = -1,
+               .userns_fd = -1};
+    kiln_sandbox_plan_t plan;
+    kiln_isolation_t iso = step->isolation;
+    static const char *const default_env[] = {DEFAULT_PATH, "HOME=/root", NULL};
+    _cleanup_free_ char *root = NULL, *etc = NULL, *obuf = NULL, *ebuf = NULL;
+    stream_t so, se;
+    unsigned long flags;
+    int status = 0, got_status = 0, timed_out = 0, ret = -1;
+
+    if (step->argv == NULL || step->argv[0] == NULL)
+        return kiln_error_set(err, EINVAL, "a step needs a command");
+    if (iso == KILN_ISOLATION_AUTO) {
+        iso = kiln_sandbox_probe();
+        sys_log(step, "isolation: %s (probed)", kiln_isolation_name(iso));
+    }
+    if (iso != KILN_ISOLATION_NONE && (step->n_lowers == 0 || !step->upper || !step->work))
+        return kiln_error_set(err, EINVAL, "a step needs lower, upper and work dirs");
+    if (iso == KILN_ISOLATION_CHROOT)
+        sys_log(step,
+                "isolation chroot: no user namespace; the step runs as host uid %u "
+                "with reduced capabilities",
+                (unsigned)step->uid);
+    if (iso == KILN_ISOLATION_NONE)
+        sys_log(step, "isolation none: the step runs in kiln's own root, unconfined");
+    if (iso != KILN_ISOLATION_NONE && kiln_seccomp_prepare(step->seccomp, err) < 0)
+        return -1;
+
+    /* 0711: the step's init (host uid KILN_SANDBOX_ID_BASE) walks into its
+     * own dir, but cannot list the others. */
+    if (kiln_fs_mkdir_p("/run/kiln", 0711, err) < 0 ||
+        kiln_fs_mkdtemp("/run/kiln", "step-", &r.rundir, err) < 0)
+        return -1;
+    if (chmod(r.rundir, 0711) < 0) {
+        kiln_error_set(err, errno, "chmod %s", r.rundir);
+        goto out;
+    }
+    root = kiln_xasprintf("%s/root", r.rundir);
+    etc = kiln_xasprintf("%s/etc", r.rundir);
+    if (mkdir(root, 0755) < 0 || mkdir(etc, 0755) < 0) {
+        kiln_error_set(err, errno, "creating %s", root);
+        goto out;
+    }
+    for (size_t i = 0; i <= step->n_lowers && iso != KILN_ISOLATION_NONE; i++) {
+        _cleanup_free_ char *mp = i < step->n_lowers ? kiln_xasprintf("%s/l%zu", r.rundir, i)
+                                                     : kiln_xasprintf("%s/rw", r.rundir);
+        if (mkdir(mp, 0755) < 0) {
+            kiln_error_set(err, errno, "creating %s", mp);
+            goto out;
+        }
+    }
+    if (write_etc(step, etc, err) < 0)
+        goto out;
+    if (kiln_cgroup_create(&r.cg, step->limits.memory, step->limits.pids, err) < 0)
+        goto out;
+    if (step->limits.pids && !r.cg.has_pids)
+        sys_log(step, "no writable pids cgroup: pids limited by RLIMIT_NPROC (per host uid)");
+    if (pipe2(r.out, O_CLOEXEC) < 0 || pipe2(r.errs, O_CLOEXEC) < 0 ||
+        pipe2(r.status, O_CLOEXEC) < 0 ||
+        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, r.sync) < 0) {
+        kiln_error_set(err, errno, "creating the step's pipes");
+        goto out;
+    }
+    r.in_fd = step->stdin_fd >= 0 ? fcntl(step->stdin_fd, F_DUPFD_CLOEXEC, 3)
+                                  : open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (r.in_fd < 0) {
+        kiln_error_set(err, errno, "opening the step's stdin");
+        goto out;
+    }
+
+    memset(&plan, 0, sizeof(plan));
+    plan.step = step;
+    plan.isolation = iso;
+    plan.rundir = r.rundir;
+    plan.root = root;
+    plan.etc_dir = etc;
+    plan.envp = step->env ? step->env : default_env;
+    plan.parent = getpid();
+    plan.sync_fd = r.sync[1];
+    plan.status_fd = r.status[1];
+    plan.out_fd = r.out[1];
+    plan.err_fd = r.errs[1];
+    plan.in_fd = r.in_fd;
+    for (size_t i = 0; i < sizeof(plan.close_fds) / sizeof(plan.close_fds[0]); i++)
+        plan.close_fds[i] = -1;
+    plan.close_fds[0] = r.out[0];
+    plan.close_fds[1] = r.errs[0];
+    plan.close_fds[2] = r.status[0];
+    plan.close_fds[3] = r.sync[0];
+    plan.memory_by_rlimit = !r.cg.has_memory;
+    plan.pids_by_rlimit = !r.cg.has_pids;
+
+    flags = ns_flags(iso, step->network);
+    plan.have_mntns = (flags & CLONE_NEWNS) != 0;
+    plan.have_netns = (flags & CLONE_NEWNET) != 0;
+    r.init = raw_clone(flags);
+    if (r.init < 0 && iso == KILN_ISOLATION_CHROOT) {
+        kiln_error_set(err, errno, "chroot isolation needs mount and pid namespaces (clone)");
+        goto out;
+    }
+    if (r.init < 0) {
+        kiln_error_set(err, errno, "starting the step (clone with namespaces)");
+        goto out;
+    }
+    if (r.init == 0)
+        kiln_sandbox_init_main(&plan);
+
+    close(r.out[1]);
+    close(r.errs[1]);
+    close(r.status[1]);
+    close(r.sync[1]);
+    close(r.in_fd);
+    r.out[1] = r.errs[1] = r.status[1] = r.sync[1] = r.in_fd = -1;
+
+    if (start_init(step, &r, iso, flags, err) < 0) {
+        kiln_error_prefix(err, "step %s", step->argv[0]);
+        goto out;
+    }
+    close(r.sync[0]);
+    r.sync[0] = -1;
+
+    obuf = kiln_xmalloc(LINE_MAX_BYTES);
+    ebuf = kiln_xmalloc(LINE_MAX_BYTES);
+    so = (stream_t){.fd = r.out[0], .kind = KILN_LOG_STDOUT, .buf = obuf};
+    se = (stream_t){.fd = r.errs[0], .kind = KILN_LOG_STDERR, .buf = ebuf};
+    pump_all(step, &so, &se, r.init, &timed_out);
+
+    if (!timed_out) {
+        /* The outputs close when the command and all it started are gone;
+         * init then reports. Bounded by the timeout like the rest. */
+        struct pollfd p = {.fd = r.status[0], .events = POLLIN};
+        int wait = step->limits.timeout_ms ? (int)step->limits.timeout_ms : -1;
+        if (poll(&p, 1, wait) == 1 && read(r.status[0], &status, sizeof(status)) == sizeof(status))
+            got_status = 1;
+        else if (step->limits.timeout_ms)
+            timed_out = 1;
+    }
+    kill(r.init, SIGKILL);
+    waitpid(r.init, NULL, 0);
+    r.init = 0;
+
+    memset(res, 0, sizeof(*res));
+    res->isolation = iso;
+    res->timed_out = timed_out;
+    res->oom_killed = kiln_cgroup_oom_killed(&r.cg);
+    if (got_status && WIFEXITED(status)) {
+        res->exit_code = WEXITSTATUS(status);
+    } else {
+        res->signal = got_status && WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL;
+        res->exit_code = 128 + res->signal;
+    }
+    if (timed_out)
+        sys_log(step, "step killed: timeout of %llu ms reached",
+                (unsigned long long)step->limits.timeout_ms);
+    if (res->oom_killed)
+        sys_log(step, "step killed: out of memory (limit %llu bytes)",
+                (unsigned long long)step->limits.memory);
+    ret = 0;
+out:
+    run_release(&r);
+    if (iso != KILN_ISOLATION_NONE && step->upper)
+        kiln_mounts_clean_upper(step);
+    return ret;
+}

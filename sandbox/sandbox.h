@@ -1,0 +1,154 @@
+/* kiln — run one build step in isolation.
+ *
+ * A step is a command run on a root filesystem made of read-only lower dirs
+ * (already unpacked, shared between builds) plus a fresh upper dir that
+ * receives everything the step changes. After the run, the upper dir is in
+ * overlay form (whiteouts = char 0:0, opaque dirs = trusted/user.overlay.opaque)
+ * and its owners are as seen inside the step (not shifted), ready for the
+ * layer writer.
+ *
+ * Isolation `sandbox`: user (uid 0 inside = KILN_SANDBOX_ID_BASE on the host),
+ * mount, pid, ipc, uts, cgroup and net namespaces; overlayfs over id-mapped
+ * lowers; pivot_root; fresh /proc, minimal /dev, read-only /sys; seccomp
+ * modelled on Docker's default profile; no_new_privs; Docker's default
+ * capability set; rlimits; cgroup memory/pids limits where writable.
+ * Isolation `chroot` (hosts without user namespaces): chroot + seccomp +
+ * no_new_privs + dropped capabilities + rlimits + process-group kill.
+ * Isolation `none`: runs in the host root (only on explicit request). */
+#ifndef KILN_SANDBOX_SANDBOX_H
+#define KILN_SANDBOX_SANDBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "utils/error.h"
+
+/* Host ids that uid/gid 0..KILN_SANDBOX_ID_COUNT-1 inside a sandbox map to. */
+#define KILN_SANDBOX_ID_BASE 100000u
+#define KILN_SANDBOX_ID_COUNT 65536u
+
+typedef enum kiln_net_mode {
+    KILN_NET_NAT = 0, /* slirp4netns; host loopback and 169.254.0.0/16 unreachable */
+    KILN_NET_NONE,    /* loopback only */
+    KILN_NET_HOST,    /* the host's network (explicit request only) */
+} kiln_net_mode_t;
+
+typedef enum kiln_isolation {
+    KILN_ISOLATION_AUTO = 0,
+    KILN_ISOLATION_SANDBOX,
+    KILN_ISOLATION_CHROOT,
+    KILN_ISOLATION_NONE,
+} kiln_isolation_t;
+
+typedef enum kiln_mount_type {
+    KILN_MOUNT_BIND = 0, /* host path src on dst (read-only unless rw) */
+    KILN_MOUNT_TMPFS,    /* empty tmpfs on dst */
+    KILN_MOUNT_CACHE,    /* persistent host dir src, read-write, kept between builds */
+    KILN_MOUNT_SECRET,   /* host file src read-only on dst; never part of the layer */
+} kiln_mount_type_t;
+
+typedef struct kiln_mount {
+    kiln_mount_type_t type;
+    const char *src; /* host path (bind, cache, secret) */
+    const char *dst; /* absolute path inside the step */
+    int readonly;
+    uint64_t size; /* tmpfs size in bytes, 0 = kernel default */
+} kiln_mount_t;
+
+/* 0 means "no limit" for every field. */
+typedef struct kiln_limits {
+    uint64_t memory;     /* bytes (cgroup memory limit, RLIMIT_AS otherwise) */
+    uint64_t pids;       /* processes (pids cgroup; RLIMIT_NPROC otherwise) */
+    uint64_t cpu_secs;   /* RLIMIT_CPU */
+    uint64_t timeout_ms; /* wall clock; the whole step is killed */
+    uint64_t file_size;  /* RLIMIT_FSIZE, bytes */
+    uint64_t nofile;     /* RLIMIT_NOFILE */
+} kiln_limits_t;
+
+typedef enum kiln_seccomp_profile {
+    KILN_SECCOMP_DEFAULT = 0, /* modelled on Docker's default profile */
+    KILN_SECCOMP_UNCONFINED,
+} kiln_seccomp_profile_t;
+
+typedef enum kiln_log_stream {
+    KILN_LOG_STDOUT = 1,
+    KILN_LOG_STDERR = 2,
+    KILN_LOG_SYSTEM = 3, /* kiln's own notes about the step (isolation chosen, limits, …) */
+} kiln_log_stream_t;
+
+/* Receives the step's output one line at a time (without the newline; a
+ * line longer than 64 KiB is cut into pieces). `ts` is CLOCK_REALTIME. */
+typedef void (*kiln_log_sink_fn)(void *opaque, kiln_log_stream_t stream, const struct timespec *ts,
+                                 const char *line, size_t len);
+
+/* Docker's default capability set, as a bit mask of CAP_* numbers. */
+#define KILN_CAPS_DEFAULT                                                                          \
+    ((1ull << 0) | (1ull << 1) | (1ull << 3) | (1ull << 4) | (1ull << 5) | (1ull << 6) |           \
+     (1ull << 7) | (1ull << 8) | (1ull << 10) | (1ull << 13) | (1ull << 18) | (1ull << 27) |       \
+     (1ull << 29) | (1ull << 31))
+
+typedef struct kiln_step {
+    /* Root filesystem: lowers[0] is the top-most. Each is read-only and may be
+     * shared by concurrent steps. */
+    const char *const *lowers;
+    size_t n_lowers;
+    /* Non-zero when the lowers are stored owned in the shifted range
+     * (KILN_SANDBOX_ID_BASE + id); otherwise they are id-mapped on the fly. */
+    int lowers_shifted;
+    /* A fresh empty directory that receives the step's changes (overlay
+     * upper form) and a scratch dir next to it on the same filesystem. */
+    const char *upper;
+    const char *work;
+
+    const char *const *argv; /* argv[0] is looked up in PATH of env */
+    const char *const *env;  /* NULL-terminated "K=V"; NULL = a minimal PATH only */
+    const char *cwd;         /* inside the step; NULL = "/" */
+    uid_t uid;
+    gid_t gid;
+    const char *hostname; /* NULL = "kiln" */
+    const kiln_mount_t *mounts;
+    size_t n_mounts;
+    kiln_net_mode_t network;
+    kiln_limits_t limits;
+    kiln_seccomp_profile_t seccomp;
+    uint64_t caps; /* bounding/effective set inside; 0 = KILN_CAPS_DEFAULT */
+    kiln_isolation_t isolation;
+    int stdin_fd; /* -1 (or 0 when unset is not wanted) = /dev/null */
+
+    kiln_log_sink_fn log;
+    void *log_opaque;
+} kiln_step_t;
+
+typedef struct kiln_step_result {
+    int exit_code;              /* the step's exit status; 128+signal when killed */
+    int signal;                 /* signal that killed the step, 0 if it exited */
+    int timed_out;              /* killed by the wall-clock timeout */
+    int oom_killed;             /* memory cgroup reported an OOM kill */
+    kiln_isolation_t isolation; /* the isolation actually used */
+} kiln_step_result_t;
+
+/* Fills a step with defaults (network nat, seccomp default, Docker caps,
+ * isolation auto, uid 0, cwd "/", no stdin). */
+void kiln_step_init(kiln_step_t *step);
+
+/* Runs the step and waits for it (and every process it started) to end.
+ * Returns 0 when the step ran (whatever its exit status: see res), negative
+ * with err set when it could not be started. */
+int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_error_t *err);
+
+/* Picks the strongest isolation this host allows (sandbox, then chroot).
+ * Never picks none. The result is cached for the process. */
+kiln_isolation_t kiln_sandbox_probe(void);
+
+/* Removes what earlier kiln processes left behind (cgroups named kiln-*,
+ * killing any process still in them). Returns the number of cgroups removed. */
+int kiln_sandbox_sweep(kiln_error_t *err);
+
+const char *kiln_isolation_name(kiln_isolation_t iso);
+int kiln_isolation_parse(const char *s, kiln_isolation_t *out);
+const char *kiln_net_mode_name(kiln_net_mode_t m);
+int kiln_net_mode_parse(const char *s, kiln_net_mode_t *out);
+
+#endif

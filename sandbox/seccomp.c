@@ -1,0 +1,231 @@
+/* kiln — seccomp filter, capabilities and no_new_privs for a step. */
+#include "sandbox/seccomp.h"
+
+#include <errno.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+
+/* Denied with EPERM, as in Docker's default profile (these need capabilities a
+ * step never has, or reach outside the step). */
+static const char *const denied_syscalls[] = {
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "create_module",
+    "get_kernel_syms",
+    "query_module",
+    "bpf",
+    "perf_event_open",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "mount",
+    "umount",
+    "umount2",
+    "pivot_root",
+    "setns",
+    "userfaultfd",
+    "open_by_handle_at",
+    "iopl",
+    "ioperm",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "stime",
+    "acct",
+    "quotactl",
+    "quotactl_fd",
+    "syslog",
+    "lookup_dcookie",
+    "uselib",
+    "vm86",
+    "vm86old",
+    "nfsservctl",
+    "_sysctl",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+    "fanotify_init",
+    "name_to_handle_at",
+};
+
+#define NS_FLAGS                                                                                   \
+    (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET |     \
+     CLONE_NEWCGROUP | CLONE_NEWTIME)
+
+static const uint64_t ns_flag_list[] = {CLONE_NEWNS,  CLONE_NEWUTS, CLONE_NEWIPC,    CLONE_NEWUSER,
+                                        CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP, CLONE_NEWTIME};
+
+static struct sock_fprog prepared[2];
+static int prepared_ok[2];
+
+static void seccomp_ctx_freep(scmp_filter_ctx *ctx)
+{
+    if (*ctx != NULL)
+        seccomp_release(*ctx);
+}
+
+/* Adds one rule; a syscall this architecture lacks is skipped. Returns the
+ * libseccomp error (negative) for anything else. */
+static int add_rule(scmp_filter_ctx ctx, uint32_t action, const char *name, unsigned n_args,
+                    const struct scmp_arg_cmp *args)
+{
+    int nr = seccomp_syscall_resolve_name(name);
+    int r;
+
+    if (nr == __NR_SCMP_ERROR || nr < 0)
+        return 0;
+    r = seccomp_rule_add_array(ctx, action, nr, n_args, args);
+    return r == -EDOM || r == -EFAULT ? 0 : r;
+}
+
+/* Builds the rule set into ctx. `strict` adds what chroot isolation needs
+ * because there is no pid/user namespace around the step. */
+static int build_rules(scmp_filter_ctx ctx, int strict)
+{
+    uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
+    int r;
+
+    for (size_t i = 0; i < sizeof(denied_syscalls) / sizeof(denied_syscalls[0]); i++) {
+        if ((r = add_rule(ctx, eperm, denied_syscalls[i], 0, NULL)) < 0)
+            return r;
+    }
+    /* New namespaces: clone/unshare with any CLONE_NEW* flag. clone3 passes
+     * its flags in memory seccomp cannot read: ENOSYS makes libc fall back
+     * to clone, as Docker does. */
+    for (size_t i = 0; i < sizeof(ns_flag_list) / sizeof(ns_flag_list[0]); i++) {
+        struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_MASKED_EQ, ns_flag_list[i], ns_flag_list[i]);
+        if ((r = add_rule(ctx, eperm, "clone", 1, &a)) < 0 ||
+            (r = add_rule(ctx, eperm, "unshare", 1, &a)) < 0)
+            return r;
+    }
+    if ((r = add_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3", 0, NULL)) < 0)
+        return r;
+    /* Device nodes: no block or character devices (a step needs neither). */
+    {
+        struct scmp_arg_cmp blk1 = SCMP_A1(SCMP_CMP_MASKED_EQ, S_IFMT, S_IFBLK);
+        struct scmp_arg_cmp chr1 = SCMP_A1(SCMP_CMP_MASKED_EQ, S_IFMT, S_IFCHR);
+        struct scmp_arg_cmp blk2 = SCMP_A2(SCMP_CMP_MASKED_EQ, S_IFMT, S_IFBLK);
+        struct scmp_arg_cmp chr2 = SCMP_A2(SCMP_CMP_MASKED_EQ, S_IFMT, S_IFCHR);
+        if ((r = add_rule(ctx, eperm, "mknod", 1, &blk1)) < 0 ||
+            (r = add_rule(ctx, eperm, "mknod", 1, &chr1)) < 0 ||
+            (r = add_rule(ctx, eperm, "mknodat", 1, &blk2)) < 0 ||
+            (r = add_rule(ctx, eperm, "mknodat", 1, &chr2)) < 0)
+            return r;
+    }
+    if (strict) {
+        /* Without a pid namespace the host's processes are visible: no
+         * ptrace or memory access of other processes, no chroot escapes. */
+        static const char *const more[] = {"ptrace", "process_vm_readv", "process_vm_writev",
+                                           "kcmp",   "chroot",           "unshare"};
+        for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++) {
+            if ((r = add_rule(ctx, eperm, more[i], 0, NULL)) < 0)
+                return r;
+        }
+    }
+    return 0;
+}
+
+/* Exports ctx as a BPF program into *out (malloc'ed). */
+static int export_bpf(scmp_filter_ctx ctx, struct sock_fprog *out, kiln_error_t *err)
+{
+    _cleanup_close_ int fd = memfd_create("kiln-seccomp", MFD_CLOEXEC);
+    _cleanup_free_ char *data = NULL;
+    size_t len = 0;
+    int r;
+
+    if (fd < 0)
+        return kiln_error_set(err, errno, "memfd_create for the seccomp filter");
+    if ((r = seccomp_export_bpf(ctx, fd)) < 0)
+        return kiln_error_set(err, -r, "exporting the seccomp filter");
+    if (lseek(fd, 0, SEEK_SET) < 0)
+        return kiln_error_set(err, errno, "seeking the seccomp filter");
+    if (kiln_fs_read_fd(fd, 1 << 20, &data, &len, err) < 0)
+        return kiln_error_prefix(err, "reading the seccomp filter");
+    if (len == 0 || len % sizeof(struct sock_filter) != 0)
+        return kiln_error_set(err, 0, "seccomp filter has a bad size (%zu bytes)", len);
+    out->len = (unsigned short)(len / sizeof(struct sock_filter));
+    out->filter = (struct sock_filter *)steal_pointer(&data);
+    return 0;
+}
+
+int kiln_seccomp_prepare(kiln_seccomp_profile_t profile, kiln_error_t *err)
+{
+    for (int strict = 0; strict < 2; strict++) {
+        __attribute__((cleanup(seccomp_ctx_freep))) scmp_filter_ctx ctx = NULL;
+        int r;
+
+        if (profile == KILN_SECCOMP_UNCONFINED || prepared_ok[strict])
+            continue;
+        ctx = seccomp_init(SCMP_ACT_ALLOW);
+        if (ctx == NULL)
+            return kiln_error_set(err, ENOMEM, "seccomp_init");
+        /* We set no_new_privs ourselves, earlier. */
+        seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+        if ((r = build_rules(ctx, strict)) < 0)
+            return kiln_error_set(err, -r, "building the seccomp filter");
+        if (export_bpf(ctx, &prepared[strict], err) < 0)
+            return -1;
+        prepared_ok[strict] = 1;
+    }
+    return 0;
+}
+
+int kiln_seccomp_install(kiln_seccomp_profile_t profile, int strict)
+{
+    int v = strict ? 1 : 0;
+
+    if (profile == KILN_SECCOMP_UNCONFINED)
+        return 0;
+    if (!prepared_ok[v])
+        return -EINVAL;
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prepared[v], 0, 0) < 0)
+        return -errno;
+    return 0;
+}
+
+int kiln_caps_restrict(uint64_t caps)
+{
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    int last = CAP_LAST_CAP;
+
+    for (int c = 0; c <= last + 8 && c < 64; c++) {
+        if (caps & (1ull << c))
+            continue;
+        if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+            return -errno;
+    }
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        return -errno;
+    memset(data, 0, sizeof(data));
+    data[0].effective = data[0].permitted = data[0].inheritable = (uint32_t)caps;
+    data[1].effective = data[1].permitted = data[1].inheritable = (uint32_t)(caps >> 32);
+    if (syscall(SYS_capset, &hdr, data) < 0)
+        return -errno;
+    return 0;
+}

@@ -1,0 +1,27 @@
+/* kiln — the confinement a step's process applies to itself right before
+ * exec: capabilities, no_new_privs and a seccomp filter modelled on Docker's
+ * default profile. */
+#ifndef KILN_SANDBOX_SECCOMP_H
+#define KILN_SANDBOX_SECCOMP_H
+
+#include <stdint.h>
+
+#include "sandbox/sandbox.h"
+#include "utils/error.h"
+
+/* Builds the filter for `profile` once per process (as a BPF program kept in
+ * memory), so a step only pays for installing it. Returns negative on failure. */
+int kiln_seccomp_prepare(kiln_seccomp_profile_t profile, kiln_error_t *err);
+
+/* Installs the prepared filter in the calling process (after no_new_privs).
+ * `strict` selects the variant for chroot isolation (no ptrace, chroot,
+ * unshare: there is no pid/user namespace around the step). Async-signal-safe:
+ * meant for a freshly forked child. Returns -errno. */
+int kiln_seccomp_install(kiln_seccomp_profile_t profile, int strict);
+
+/* Bounds the capability sets to `caps` (bit mask of CAP_*): drops the rest
+ * from the bounding set, sets effective/permitted/inheritable, clears the
+ * ambient set. Returns -errno. Async-signal-safe. */
+int kiln_caps_restrict(uint64_t caps);
+
+#endif

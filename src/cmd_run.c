@@ -1,0 +1,443 @@
+/* kiln run — runs one command in kiln's step sandbox (a debugging aid for the
+ * sandbox a build uses), prints its output and exits with its exit code. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "oci/layer_write.h"
+#include "oci/sink.h"
+#include "sandbox/sandbox.h"
+#include "src/commands.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+
+#define MAX_MOUNTS 64
+#define MAX_ENV 256
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: kiln run --rootfs DIR [options] -- CMD ARGS...\n\n"
+            "Runs CMD in a step sandbox over the root filesystem DIR (read-only; the\n"
+            "step's changes go to a fresh upper dir) and exits with CMD's exit code\n"
+            "(128+signal when killed).\n\n"
+            "  --rootfs DIR              the root filesystem (repeat: top-most first)\n"
+            "  --isolation MODE          auto (default), sandbox, chroot, none\n"
+            "  --network MODE            nat (default), none, host\n"
+            "  --memory SIZE             memory limit, e.g. 512m\n"
+            "  --pids N                  process limit\n"
+            "  --cpu SECONDS             CPU time limit\n"
+            "  --timeout DURATION        wall-clock limit, e.g. 60s, 2m, 500ms\n"
+            "  --file-size SIZE          largest file the step may write\n"
+            "  --nofile N                open files limit\n"
+            "  --mount SPEC              type=bind,src=P,dst=P[,ro] | type=tmpfs,dst=P[,size=S]\n"
+            "                            | type=cache,src=P,dst=P | type=secret,src=P,dst=P\n"
+            "  --env K=V                 environment (repeat); default: PATH and HOME\n"
+            "  --workdir DIR             working directory inside (created if missing)\n"
+            "  --user UID[:GID]          numeric ids or a name from the rootfs /etc/passwd\n"
+            "  --hostname NAME           hostname inside (default kiln)\n"
+            "  --diff-output FILE.tar    write the step's changes as a layer (tar; .tar.gz\n"
+            "                            or .tar.zst compress)\n"
+            "  --keep-upper DIR          keep the upper dir (overlay form) at DIR\n"
+            "  --timestamps              prefix output lines with their time\n"
+            "  --seccomp unconfined      run without the seccomp filter\n");
+}
+
+/* Parses "512m", "1g", "4096": bytes. */
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    uint64_t mul = 1;
+
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return -1;
+    switch (*end) {
+    case 'k':
+    case 'K':
+        mul = 1ull << 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        mul = 1ull << 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        mul = 1ull << 30;
+        end++;
+        break;
+    default:
+        break;
+    }
+    if (*end == 'b' || *end == 'B')
+        end++;
+    if (*end != '\0' || (v && mul > UINT64_MAX / v))
+        return -1;
+    *out = v * mul;
+    return 0;
+}
+
+/* Parses "60s", "2m", "500ms", "1h", "30": milliseconds. */
+static int parse_duration(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    uint64_t mul = 1000;
+
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return -1;
+    if (strcmp(end, "ms") == 0)
+        mul = 1;
+    else if (strcmp(end, "s") == 0 || *end == '\0')
+        mul = 1000;
+    else if (strcmp(end, "m") == 0)
+        mul = 60000;
+    else if (strcmp(end, "h") == 0)
+        mul = 3600000;
+    else
+        return -1;
+    *out = v * mul;
+    return 0;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    *out = strtoull(s, &end, 10);
+    return errno || end == s || *end ? -1 : 0;
+}
+
+/* type=bind,src=…,dst=…,ro | type=tmpfs,dst=…,size=… ; strings point into spec. */
+static int parse_mount(char *spec, kiln_mount_t *m)
+{
+    char *save = NULL, *tok;
+    int have_type = 0;
+
+    memset(m, 0, sizeof(*m));
+    for (tok = strtok_r(spec, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        const char *v = eq ? eq + 1 : "";
+        if (eq)
+            *eq = '\0';
+        if (strcmp(tok, "type") == 0) {
+            have_type = 1;
+            if (strcmp(v, "bind") == 0)
+                m->type = KILN_MOUNT_BIND;
+            else if (strcmp(v, "tmpfs") == 0)
+                m->type = KILN_MOUNT_TMPFS;
+            else if (strcmp(v, "cache") == 0)
+                m->type = KILN_MOUNT_CACHE;
+            else if (strcmp(v, "secret") == 0)
+                m->type = KILN_MOUNT_SECRET;
+            else
+                return -1;
+        } else if (strcmp(tok, "src") == 0 || strcmp(tok, "source") == 0) {
+            m->src = v;
+        } else if (strcmp(tok, "dst") == 0 || strcmp(tok, "target") == 0 ||
+                   strcmp(tok, "destination") == 0) {
+            m->dst = v;
+        } else if (strcmp(tok, "ro") == 0 || strcmp(tok, "readonly") == 0) {
+            m->readonly = 1;
+        } else if (strcmp(tok, "rw") == 0) {
+            m->readonly = 0;
+        } else if (strcmp(tok, "size") == 0) {
+            if (parse_size(v, &m->size) < 0)
+                return -1;
+        } else {
+            return -1;
+        }
+    }
+    if (!have_type || m->dst == NULL || m->dst[0] != '/')
+        return -1;
+    if (m->type != KILN_MOUNT_TMPFS && (m->src == NULL || m->src[0] == '\0'))
+        return -1;
+    return 0;
+}
+
+/* Looks up a user name (and its primary gid) in the rootfs's /etc/passwd. */
+static int lookup_user(const char *rootfs, const char *name, uid_t *uid, gid_t *gid)
+{
+    _cleanup_free_ char *path = kiln_xasprintf("%s/etc/passwd", rootfs);
+    _cleanup_free_ char *data = NULL;
+    char *save = NULL, *line;
+    size_t len;
+
+    if (kiln_fs_read_file(path, 1 << 20, &data, &len, NULL) < 0)
+        return -1;
+    for (line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *f[4], *s2 = NULL;
+        int i = 0;
+        for (char *t = strtok_r(line, ":", &s2); t && i < 4; t = strtok_r(NULL, ":", &s2))
+            f[i++] = t;
+        if (i == 4 && strcmp(f[0], name) == 0) {
+            *uid = (uid_t)strtoul(f[2], NULL, 10);
+            *gid = (gid_t)strtoul(f[3], NULL, 10);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int parse_user(const char *rootfs, const char *spec, uid_t *uid, gid_t *gid)
+{
+    _cleanup_free_ char *u = kiln_xstrdup(spec);
+    char *colon = strchr(u, ':'), *end;
+    unsigned long v;
+
+    if (colon)
+        *colon = '\0';
+    errno = 0;
+    v = strtoul(u, &end, 10);
+    if (*u && *end == '\0' && !errno && v < 65536) {
+        *uid = (uid_t)v;
+        *gid = (gid_t)v;
+    } else if (lookup_user(rootfs, u, uid, gid) < 0) {
+        return -1;
+    }
+    if (colon) {
+        errno = 0;
+        v = strtoul(colon + 1, &end, 10);
+        if (colon[1] == '\0' || *end || errno || v >= 65536)
+            return -1;
+        *gid = (gid_t)v;
+    }
+    return 0;
+}
+
+static int show_timestamps;
+
+static void print_line(void *opaque, kiln_log_stream_t stream, const struct timespec *ts,
+                       const char *line, size_t len)
+{
+    FILE *out = stream == KILN_LOG_STDOUT ? stdout : stderr;
+    (void)opaque;
+    if (show_timestamps) {
+        struct tm tm;
+        char when[32];
+        gmtime_r(&ts->tv_sec, &tm);
+        strftime(when, sizeof(when), "%H:%M:%S", &tm);
+        fprintf(out, "%s.%03ld ", when, ts->tv_nsec / 1000000);
+    }
+    if (stream == KILN_LOG_SYSTEM)
+        fputs("kiln: ", out);
+    fwrite(line, 1, len, out);
+    fputc('\n', out);
+    if (stream != KILN_LOG_STDOUT)
+        fflush(out);
+}
+
+/* Writes the upper dir as a layer tar (compression from the file name) via a
+ * temp file renamed into place. */
+static int write_diff(const char *upper, const char *dest, kiln_error_t *err)
+{
+    _cleanup_free_ char *tmp = kiln_xasprintf("%s.tmp-%d", dest, (int)getpid());
+    _cleanup_close_ int fd = -1;
+    kiln_layer_opts_t opts;
+    kiln_layer_info_t info;
+    kiln_sink_t sink;
+    size_t n = strlen(dest);
+
+    kiln_layer_opts_init(&opts);
+    opts.overlay_upper = 1;
+    opts.compression = KILN_COMPRESSION_NONE;
+    if ((n > 3 && strcmp(dest + n - 3, ".gz") == 0) || (n > 4 && strcmp(dest + n - 4, ".tgz") == 0))
+        opts.compression = KILN_COMPRESSION_GZIP;
+    else if (n > 4 && strcmp(dest + n - 4, ".zst") == 0)
+        opts.compression = KILN_COMPRESSION_ZSTD;
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return kiln_error_set(err, errno, "creating %s", tmp);
+    sink = kiln_sink_fd(&fd);
+    if (kiln_layer_write_dir(upper, &opts, &sink, &info, err) < 0 || fsync(fd) < 0 ||
+        rename(tmp, dest) < 0) {
+        if (!kiln_error_is_set(err))
+            kiln_error_set(err, errno, "writing %s", dest);
+        unlink(tmp);
+        return kiln_error_prefix(err, "diff output %s", dest);
+    }
+    return 0;
+}
+
+int kiln_cmd_run(int argc, char **argv)
+{
+    static const struct option opts[] = {{"rootfs", required_argument, NULL, 'r'},
+                                         {"isolation", required_argument, NULL, 'i'},
+                                         {"network", required_argument, NULL, 'n'},
+                                         {"memory", required_argument, NULL, 'm'},
+                                         {"pids", required_argument, NULL, 'p'},
+                                         {"cpu", required_argument, NULL, 'c'},
+                                         {"timeout", required_argument, NULL, 't'},
+                                         {"file-size", required_argument, NULL, 'F'},
+                                         {"nofile", required_argument, NULL, 'N'},
+                                         {"mount", required_argument, NULL, 'M'},
+                                         {"env", required_argument, NULL, 'e'},
+                                         {"workdir", required_argument, NULL, 'w'},
+                                         {"user", required_argument, NULL, 'u'},
+                                         {"hostname", required_argument, NULL, 'H'},
+                                         {"diff-output", required_argument, NULL, 'd'},
+                                         {"keep-upper", required_argument, NULL, 'K'},
+                                         {"timestamps", no_argument, NULL, 'T'},
+                                         {"seccomp", required_argument, NULL, 'S'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *lowers[16];
+    size_t n_lowers = 0, n_mounts = 0, n_env = 0;
+    kiln_mount_t mounts[MAX_MOUNTS];
+    const char *env[MAX_ENV + 1];
+    const char *user = NULL, *diff_out = NULL, *keep_upper = NULL;
+    _cleanup_free_ char *scratch = NULL, *upper = NULL, *work = NULL;
+    kiln_step_t step;
+    kiln_step_result_t res;
+    kiln_error_t err = {0};
+    int c, ret;
+
+    kiln_step_init(&step);
+    show_timestamps = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r':
+            if (n_lowers == sizeof(lowers) / sizeof(lowers[0]))
+                return kiln_cli_usage_error("run", "too many --rootfs");
+            if (strncmp(optarg, "oci:", 4) == 0)
+                return kiln_cli_usage_error("run", "--rootfs oci:DIR is not supported yet: "
+                                                   "unpack the image and pass its directory");
+            lowers[n_lowers++] = optarg;
+            break;
+        case 'i':
+            if (kiln_isolation_parse(optarg, &step.isolation) < 0)
+                return kiln_cli_usage_error("run", "bad --isolation '%s'", optarg);
+            break;
+        case 'n':
+            if (kiln_net_mode_parse(optarg, &step.network) < 0)
+                return kiln_cli_usage_error("run", "bad --network '%s'", optarg);
+            break;
+        case 'm':
+            if (parse_size(optarg, &step.limits.memory) < 0)
+                return kiln_cli_usage_error("run", "bad --memory '%s'", optarg);
+            break;
+        case 'F':
+            if (parse_size(optarg, &step.limits.file_size) < 0)
+                return kiln_cli_usage_error("run", "bad --file-size '%s'", optarg);
+            break;
+        case 'p':
+            if (parse_u64(optarg, &step.limits.pids) < 0)
+                return kiln_cli_usage_error("run", "bad --pids '%s'", optarg);
+            break;
+        case 'c':
+            if (parse_u64(optarg, &step.limits.cpu_secs) < 0)
+                return kiln_cli_usage_error("run", "bad --cpu '%s'", optarg);
+            break;
+        case 'N':
+            if (parse_u64(optarg, &step.limits.nofile) < 0)
+                return kiln_cli_usage_error("run", "bad --nofile '%s'", optarg);
+            break;
+        case 't':
+            if (parse_duration(optarg, &step.limits.timeout_ms) < 0)
+                return kiln_cli_usage_error("run", "bad --timeout '%s'", optarg);
+            break;
+        case 'M':
+            if (n_mounts == MAX_MOUNTS || parse_mount(optarg, &mounts[n_mounts]) < 0)
+                return kiln_cli_usage_error("run", "bad --mount (see kiln run -h)");
+            n_mounts++;
+            break;
+        case 'e':
+            if (n_env == MAX_ENV || strchr(optarg, '=') == NULL || optarg[0] == '=')
+                return kiln_cli_usage_error("run", "bad --env '%s' (K=V)", optarg);
+            env[n_env++] = optarg;
+            break;
+        case 'w':
+            if (optarg[0] != '/')
+                return kiln_cli_usage_error("run", "--workdir must be absolute");
+            step.cwd = optarg;
+            break;
+        case 'u':
+            user = optarg;
+            break;
+        case 'H':
+            step.hostname = optarg;
+            break;
+        case 'd':
+            diff_out = optarg;
+            break;
+        case 'K':
+            keep_upper = optarg;
+            break;
+        case 'T':
+            show_timestamps = 1;
+            break;
+        case 'S':
+            if (strcmp(optarg, "unconfined") == 0)
+                step.seccomp = KILN_SECCOMP_UNCONFINED;
+            else if (strcmp(optarg, "default") != 0)
+                return kiln_cli_usage_error("run", "bad --seccomp '%s'", optarg);
+            break;
+        case 'h':
+            usage(stdout);
+            return KILN_EXIT_OK;
+        default:
+            return KILN_EXIT_USAGE;
+        }
+    }
+    if (optind >= argc)
+        return kiln_cli_usage_error("run", "missing the command to run (after --)");
+    if (n_lowers == 0 && step.isolation != KILN_ISOLATION_NONE)
+        return kiln_cli_usage_error("run", "--rootfs is required");
+    for (size_t i = 0; i < n_lowers; i++) {
+        struct stat st;
+        if (stat(lowers[i], &st) < 0 || !S_ISDIR(st.st_mode))
+            return kiln_cli_usage_error("run", "--rootfs %s is not a directory", lowers[i]);
+    }
+    if (user && parse_user(n_lowers ? lowers[0] : "/", user, &step.uid, &step.gid) < 0)
+        return kiln_cli_usage_error("run", "bad --user '%s'", user);
+    env[n_env] = NULL;
+    if (n_env)
+        step.env = env;
+    step.argv = (const char *const *)argv + optind;
+    step.lowers = lowers;
+    step.n_lowers = n_lowers;
+    step.mounts = mounts;
+    step.n_mounts = n_mounts;
+    step.stdin_fd = isatty(0) ? -1 : 0;
+    step.log = print_line;
+
+    kiln_sandbox_sweep(NULL);
+    if (kiln_fs_mkdir_p("/var/tmp/kiln", 0700, &err) < 0 ||
+        kiln_fs_mkdtemp("/var/tmp/kiln", "run-", &scratch, &err) < 0)
+        return kiln_cli_fail(&err);
+    upper = kiln_xasprintf("%s/upper", scratch);
+    work = kiln_xasprintf("%s/work", scratch);
+    if (mkdir(upper, 0755) < 0 || mkdir(work, 0700) < 0) {
+        kiln_error_set(&err, errno, "creating %s", upper);
+        kiln_fs_rm_rf(scratch, NULL);
+        return kiln_cli_fail(&err);
+    }
+    step.upper = upper;
+    step.work = work;
+
+    ret = kiln_sandbox_run(&step, &res, &err);
+    fflush(stdout);
+    if (ret == 0 && diff_out && write_diff(upper, diff_out, &err) < 0)
+        ret = -1;
+    if (ret == 0 && keep_upper && rename(upper, keep_upper) < 0) {
+        kiln_error_set(&err, errno, "moving the upper dir to %s", keep_upper);
+        ret = -1;
+    }
+    kiln_fs_rm_rf(scratch, NULL);
+    if (ret < 0)
+        return kiln_cli_fail(&err);
+    return res.exit_code;
+}
