@@ -169,7 +169,8 @@ static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
         kiln_plan_add(plan->manifests, &plan->n_manifests, err, ".npmrc") < 0)
         return -1;
     if (strcmp(pm, "pnpm") == 0) {
-        install = "corepack enable pnpm && pnpm install --frozen-lockfile";
+        install = lockfile ? "corepack enable pnpm && pnpm install --frozen-lockfile"
+                           : "corepack enable pnpm && pnpm install";
         cache = "/root/.local/share/pnpm/store";
     } else if (strcmp(pm, "yarn") == 0) {
         install = lockfile ? "yarn install --frozen-lockfile" : "yarn install";
@@ -182,7 +183,7 @@ static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
             kiln_plan_add(plan->manifests, &plan->n_manifests, err, ".yarnrc.yml") < 0)
             return -1;
     } else if (strcmp(pm, "bun") == 0) {
-        install = "bun install --frozen-lockfile";
+        install = lockfile ? "bun install --frozen-lockfile" : "bun install";
         cache = "/root/.bun/install/cache";
     } else {
         install = lockfile ? "npm ci" : "npm install";

@@ -13,6 +13,7 @@ static const kiln_command_t commands[] = {
     {"prune", kiln_cmd_prune, "remove unreferenced blobs from the blob store"},
     {"serve", kiln_cmd_serve, "run the build server (HTTP API, queue, workers)"},
     {"plan", kiln_cmd_plan, "print how a directory or git repository would be built (JSON)"},
+    {"checkout", kiln_cmd_checkout, "fetch a git source (mirror cache) into a directory"},
     {"upload", kiln_cmd_upload, "upload a directory or file to S3 (incremental static deploys)"},
     {"dockerfile", kiln_cmd_dockerfile, "debug the Dockerfile parser and word expansion"},
 };

@@ -610,5 +610,7 @@ int kiln_git_checkout(const char *url, const char *ref, const kiln_git_opts_t *o
     git_libgit2_init();
     ret = checkout_at(url, ref, opts, dest, 0, commit, err);
     git_libgit2_shutdown();
+    if (ret < 0)
+        kiln_fs_rm_rf(dest, NULL); /* nothing half-written is left */
     return ret;
 }
