@@ -16,14 +16,20 @@ typedef struct kiln_command {
 } kiln_command_t;
 
 int kiln_cmd_version(int argc, char **argv);
-int kiln_cmd_run(int argc, char **argv);
+int kiln_cmd_pull(int argc, char **argv);
+int kiln_cmd_push(int argc, char **argv);
+int kiln_cmd_copy(int argc, char **argv);
+int kiln_cmd_login(int argc, char **argv);
+int kiln_cmd_logout(int argc, char **argv);
 int kiln_cmd_inspect(int argc, char **argv);
 int kiln_cmd_prune(int argc, char **argv);
+int kiln_cmd_run(int argc, char **argv);
 int kiln_cmd_serve(int argc, char **argv);
+int kiln_cmd_upload(int argc, char **argv);
+int kiln_cmd_notify(int argc, char **argv);
+int kiln_cmd_dockerfile(int argc, char **argv);
 int kiln_cmd_plan(int argc, char **argv);
 int kiln_cmd_checkout(int argc, char **argv);
-int kiln_cmd_upload(int argc, char **argv);
-int kiln_cmd_dockerfile(int argc, char **argv);
 
 /* Reports an error to stderr as "kiln: <message>" and returns KILN_EXIT_FAIL. */
 int kiln_cli_fail(const kiln_error_t *err);

@@ -7,15 +7,22 @@
 
 static const kiln_command_t commands[] = {
     {"version", kiln_cmd_version, "print kiln's version and the versions of its libraries"},
-    {"run", kiln_cmd_run, "run a command in a step sandbox (debugging the sandbox)"},
+    {"pull", kiln_cmd_pull,
+     "pull an image from a registry (into the store, an OCI layout or a rootfs)"},
+    {"push", kiln_cmd_push, "push an image (OCI layout, docker-archive, store) to registry tags"},
+    {"copy", kiln_cmd_copy, "copy an image between registries, OCI layouts and docker archives"},
+    {"login", kiln_cmd_login, "save registry credentials (docker config.json)"},
+    {"logout", kiln_cmd_logout, "remove saved registry credentials"},
     {"inspect", kiln_cmd_inspect,
      "print an image's manifest and config (OCI layout, docker-archive)"},
     {"prune", kiln_cmd_prune, "remove unreferenced blobs from the blob store"},
+    {"run", kiln_cmd_run, "run a command in a step sandbox (debugging the sandbox)"},
     {"serve", kiln_cmd_serve, "run the build server (HTTP API, queue, workers)"},
+    {"upload", kiln_cmd_upload, "upload a directory or file to S3 (incremental static deploys)"},
+    {"notify", kiln_cmd_notify, "send a build event to SQS queues and SNS topics"},
+    {"dockerfile", kiln_cmd_dockerfile, "debug the Dockerfile parser and word expansion"},
     {"plan", kiln_cmd_plan, "print how a directory or git repository would be built (JSON)"},
     {"checkout", kiln_cmd_checkout, "fetch a git source (mirror cache) into a directory"},
-    {"upload", kiln_cmd_upload, "upload a directory or file to S3 (incremental static deploys)"},
-    {"dockerfile", kiln_cmd_dockerfile, "debug the Dockerfile parser and word expansion"},
 };
 
 int kiln_cli_fail(const kiln_error_t *err)

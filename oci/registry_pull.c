@@ -1,0 +1,383 @@
+/* kiln — pulling images from a registry into the shared store. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "oci/registry.h"
+#include "oci/registry_http.h"
+#include "utils/cleanup.h"
+#include "utils/json.h"
+#include "utils/mem.h"
+
+#define PROGRESS_STEP (8u << 20)
+
+void kiln_registry_image_clear(kiln_registry_image_t *img)
+{
+    if (img == NULL)
+        return;
+    kiln_descriptor_clear(&img->top);
+    kiln_descriptor_clear(&img->manifest);
+    kiln_manifest_free(img->parsed);
+    free(img->name);
+    free(img->host);
+    memset(img, 0, sizeof(*img));
+}
+
+/* One blob to fetch. */
+typedef struct {
+    kiln_digest_t digest;
+    uint64_t size;
+} want_blob_t;
+
+typedef struct {
+    kiln_registry_t *r;
+    kiln_store_t *s;
+    const kiln_reg_endpoint_t *ep;
+    const char *repository;
+    want_blob_t *blobs;
+} pull_ctx_t;
+
+typedef struct {
+    pull_ctx_t *pc;
+    const want_blob_t *b;
+    kiln_store_writer_t *w;
+    uint64_t got;
+    uint64_t next_event;
+    int attempt_started;
+    char ds[KILN_DIGEST_STR_MAX];
+} dl_t;
+
+/* Streams the body into the store writer; restarts when the server ignored Range. */
+static int dl_sink(void *ud, const void *buf, size_t len, long status, kiln_error_t *err)
+{
+    dl_t *d = ud;
+    if (!d->attempt_started) {
+        d->attempt_started = 1;
+        if (status == 200 && d->got > 0) {
+            kiln_store_writer_abort(d->w);
+            d->w = NULL;
+            d->got = 0;
+            if (kiln_store_writer_new(d->pc->s, &d->b->digest, (int64_t)d->b->size, &d->w, err) < 0)
+                return -1;
+        }
+    }
+    if (kiln_store_writer_write(d->w, buf, len, err) < 0)
+        return kiln_error_prefix(err, "blob %s", d->ds);
+    d->got += len;
+    if (d->got >= d->next_event) {
+        kiln_reg_event(d->pc->r, KILN_REGISTRY_EV_BLOB_PROGRESS, NULL, d->ds, d->pc->ep->host, NULL,
+                       d->b->size, d->got);
+        d->next_event = d->got + PROGRESS_STEP;
+    }
+    return 0;
+}
+
+/* Downloads one blob into the store, resuming with Range after a dropped connection. */
+static int pull_blob(size_t i, void *ud, CURL *h, kiln_error_t *err)
+{
+    pull_ctx_t *pc = ud;
+    dl_t d = {.pc = pc, .b = &pc->blobs[i], .next_event = PROGRESS_STEP};
+    kiln_reg_repo_t repo;
+    int attempt = 0, rc = -1;
+    _cleanup_free_ char *range = NULL;
+
+    kiln_digest_str(&d.b->digest, d.ds);
+    kiln_reg_event(pc->r, KILN_REGISTRY_EV_BLOB_START, NULL, d.ds, pc->ep->host, NULL, d.b->size,
+                   0);
+    if (kiln_store_writer_new(pc->s, &d.b->digest, (int64_t)d.b->size, &d.w, err) < 0)
+        return -1;
+    kiln_reg_repo_init(&repo, pc->r, pc->ep, pc->repository, "pull", NULL);
+    for (;;) {
+        kiln_reg_req_t q;
+        kiln_error_t e = {0};
+        int ok;
+        kiln_reg_req_init(&q, "GET", kiln_reg_url(&repo, h, "blobs/%s", d.ds));
+        q.sink = dl_sink;
+        q.sink_ud = &d;
+        q.no_retry = 1;
+        free(range);
+        range = d.got > 0 ? kiln_xasprintf("bytes=%llu-", (unsigned long long)d.got) : NULL;
+        q.range = range;
+        d.attempt_started = 0;
+        ok = kiln_reg_do(&repo, h, &q, &e);
+        if (ok == 0 && (q.status == 200 || q.status == 206)) {
+            kiln_reg_req_free(&q);
+            if (d.got != d.b->size) {
+                /* a short body without a transport error: retry the rest */
+                if (attempt < pc->r->o.retries) {
+                    kiln_reg_backoff(pc->r, attempt++, -1);
+                    continue;
+                }
+                kiln_error_set(err, EPROTO, "blob %s: got %llu of %llu bytes", d.ds,
+                               (unsigned long long)d.got, (unsigned long long)d.b->size);
+                break;
+            }
+            rc = kiln_store_writer_commit(d.w, NULL, NULL, err);
+            d.w = NULL;
+            if (rc < 0)
+                kiln_error_prefix(err, "blob %s from %s/%s", d.ds, pc->ep->host, repo.repository);
+            break;
+        }
+        if (ok == 0 && q.status == 416 && d.got > 0) {
+            /* range not satisfiable: start over */
+            kiln_reg_req_free(&q);
+            kiln_store_writer_abort(d.w);
+            d.w = NULL;
+            d.got = 0;
+            if (kiln_store_writer_new(pc->s, &d.b->digest, (int64_t)d.b->size, &d.w, err) < 0)
+                break;
+            continue;
+        }
+        if (attempt < pc->r->o.retries &&
+            ((ok < 0 && kiln_reg_retryable_curl(q.curl_code) && !q.sink_failed) ||
+             (ok == 0 && (q.status == 408 || q.status == 429 || q.status >= 500)))) {
+            long ra = q.retry_after;
+            _cleanup_free_ char *m =
+                kiln_xasprintf("blob %s: %s", d.ds, ok < 0 ? e.msg : "server error, retrying");
+            kiln_reg_req_free(&q);
+            kiln_reg_event(pc->r, KILN_REGISTRY_EV_RETRY, NULL, d.ds, pc->ep->host, m, d.b->size,
+                           d.got);
+            kiln_reg_backoff(pc->r, attempt++, ra);
+            continue;
+        }
+        if (ok < 0) {
+            if (err != NULL)
+                *err = e;
+        } else {
+            kiln_reg_fail(&q, err, "blob %s from %s/%s", d.ds, pc->ep->host, repo.repository);
+        }
+        kiln_reg_req_free(&q);
+        break;
+    }
+    kiln_store_writer_abort(d.w);
+    kiln_reg_repo_clear(&repo);
+    if (rc == 0)
+        kiln_reg_event(pc->r, KILN_REGISTRY_EV_BLOB_DONE, NULL, d.ds, pc->ep->host, NULL, d.b->size,
+                       d.b->size);
+    return rc;
+}
+
+static void add_want(want_blob_t **v, size_t *n, const kiln_descriptor_t *d)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (kiln_digest_equal(&(*v)[i].digest, &d->digest))
+            return;
+    *v = kiln_xrealloc(*v, (*n + 1) * sizeof(**v));
+    (*v)[*n].digest = d->digest;
+    (*v)[*n].size = d->size;
+    (*n)++;
+}
+
+/* A fetched manifest waiting to be stored. */
+typedef struct {
+    char *body;
+    size_t len;
+    kiln_descriptor_t desc;
+    kiln_manifest_t *m;
+} got_manifest_t;
+
+int kiln_registry_pull(kiln_registry_t *r, kiln_store_t *s, const char *refstr,
+                       const kiln_registry_pull_opts_t *po, kiln_registry_image_t *out,
+                       kiln_error_t *err)
+{
+    kiln_reference_t ref = {0};
+    kiln_reg_endpoint_t *eps = NULL;
+    size_t neps = 0, nman = 0, nwant = 0, nfetch = 0;
+    kiln_reg_repo_t repo = {0};
+    _cleanup_free_ char *top_body = NULL;
+    _cleanup_free_ char *name = NULL;
+    _cleanup_free_ char *full = NULL;
+    size_t top_len = 0;
+    char top_mt[256];
+    kiln_digest_t top_digest;
+    kiln_index_t *ix = NULL;
+    got_manifest_t *mans = NULL;
+    want_blob_t *want = NULL;
+    int selected = 0, rc = -1;
+    const char *os = po && po->os ? po->os : "linux";
+    const char *arch = po && po->arch ? po->arch : "amd64";
+    const char *variant = po ? po->variant : NULL;
+    char ds[KILN_DIGEST_STR_MAX];
+    CURL *h;
+
+    if (kiln_reference_parse(refstr, &ref, err) < 0)
+        return -1;
+    full = kiln_reference_format(&ref);
+    name = kiln_reference_name(&ref);
+    h = kiln_reg_handle();
+    if (kiln_reg_resolve(r, h, &ref, &eps, &neps, &repo, &top_body, &top_len, top_mt, &top_digest,
+                         err) < 0)
+        goto out;
+    kiln_reg_event(r, KILN_REGISTRY_EV_RESOLVED, full, kiln_digest_str(&top_digest, ds),
+                   repo.ep->host, repo.ep->is_mirror ? "mirror" : NULL, top_len, 0);
+
+    if (strcmp(top_mt, KILN_MT_OCI_INDEX) == 0 || strcmp(top_mt, KILN_MT_DOCKER_LIST) == 0) {
+        size_t first, last;
+        if (kiln_image_parse_index(top_body, top_len, &ix, err) < 0) {
+            kiln_error_prefix(err, "%s", full);
+            goto out;
+        }
+        if (po != NULL && po->all_platforms) {
+            int k = kiln_image_index_select(ix, os, arch, variant, NULL);
+            first = 0;
+            last = ix->n_manifests;
+            selected = k > 0 ? k : 0;
+            if (last == 0) {
+                kiln_error_set(err, EINVAL, "%s: the index lists no manifests", full);
+                goto out;
+            }
+        } else {
+            int k = kiln_image_index_select(ix, os, arch, variant, err);
+            if (k < 0) {
+                kiln_error_prefix(err, "%s", full);
+                goto out;
+            }
+            first = (size_t)k;
+            last = first + 1;
+            selected = 0;
+        }
+        mans = kiln_xzalloc((last - first) * sizeof(*mans));
+        for (size_t i = first; i < last; i++) {
+            const kiln_descriptor_t *cd = &ix->manifests[i];
+            char cmt[256];
+            kiln_digest_t cg;
+            got_manifest_t *g = &mans[nman];
+            kiln_digest_str(&cd->digest, ds);
+            if (kiln_reg_fetch_manifest(&repo, h, ds, &cd->digest, &g->body, &g->len, cmt, &cg,
+                                        err) < 0)
+                goto out;
+            nman++;
+            kiln_descriptor_copy(&g->desc, cd);
+            if (kiln_image_parse_manifest(g->body, g->len, &g->m, err) < 0) {
+                kiln_error_prefix(err, "%s@%s", name, ds);
+                goto out;
+            }
+        }
+    } else {
+        mans = kiln_xzalloc(sizeof(*mans));
+        mans[0].body = steal_pointer(&top_body);
+        mans[0].len = top_len;
+        snprintf(mans[0].desc.media_type, sizeof(mans[0].desc.media_type), "%s", top_mt);
+        mans[0].desc.digest = top_digest;
+        mans[0].desc.size = top_len;
+        nman = 1;
+        if (kiln_image_parse_manifest(mans[0].body, mans[0].len, &mans[0].m, err) < 0) {
+            kiln_error_prefix(err, "%s", full);
+            goto out;
+        }
+    }
+
+    for (size_t i = 0; i < nman; i++) {
+        add_want(&want, &nwant, &mans[i].m->config);
+        for (size_t l = 0; l < mans[i].m->n_layers; l++)
+            add_want(&want, &nwant, &mans[i].m->layers[l]);
+    }
+    /* skip what the store has */
+    for (size_t i = 0; i < nwant; i++) {
+        uint64_t have = 0;
+        if (kiln_store_has(s, &want[i].digest, &have) == 1 && have == want[i].size) {
+            kiln_reg_event(r, KILN_REGISTRY_EV_BLOB_SKIPPED, NULL,
+                           kiln_digest_str(&want[i].digest, ds), repo.ep->host, "in the store",
+                           want[i].size, want[i].size);
+            continue;
+        }
+        want[nfetch++] = want[i];
+    }
+    {
+        pull_ctx_t pc = {r, s, repo.ep, ref.repository, want};
+        if (kiln_reg_parallel(nfetch, r->o.parallel, pull_blob, &pc, err) < 0) {
+            kiln_error_prefix(err, "pulling %s", full);
+            goto out;
+        }
+    }
+    /* manifests after their blobs, the top-level document last */
+    for (size_t i = 0; i < nman; i++) {
+        kiln_digest_t d;
+        if (kiln_store_put_bytes(s, mans[i].body, mans[i].len, &d, err) < 0)
+            goto out;
+    }
+    if (ix != NULL) {
+        kiln_digest_t d;
+        if (kiln_store_put_bytes(s, top_body, top_len, &d, err) < 0)
+            goto out;
+    }
+    {
+        _cleanup_free_ char *pin = kiln_xasprintf("image/%s", full);
+        if (kiln_store_ref_set(s, pin, &top_digest, err) < 0)
+            goto out;
+    }
+
+    memset(out, 0, sizeof(*out));
+    snprintf(out->top.media_type, sizeof(out->top.media_type), "%s", top_mt);
+    out->top.digest = top_digest;
+    out->top.size = top_len;
+    kiln_descriptor_copy(&out->manifest, &mans[selected].desc);
+    out->parsed = steal_pointer(&mans[selected].m);
+    out->name = steal_pointer(&name);
+    out->host = kiln_xstrdup(repo.ep->host);
+    rc = 0;
+out:
+    for (size_t i = 0; i < nman; i++) {
+        free(mans[i].body);
+        kiln_descriptor_clear(&mans[i].desc);
+        kiln_manifest_free(mans[i].m);
+    }
+    free(mans);
+    free(want);
+    kiln_index_free(ix);
+    if (eps != NULL) {
+        kiln_reg_repo_clear(&repo);
+        kiln_reg_endpoints_free(eps, neps);
+    }
+    curl_easy_cleanup(h);
+    kiln_reference_free(&ref);
+    return rc;
+}
+
+int kiln_registry_get_blob(kiln_registry_t *r, const char *refstr, const kiln_digest_t *d,
+                           size_t cap, char **body, size_t *len, kiln_error_t *err)
+{
+    kiln_reference_t ref = {0};
+    kiln_reg_endpoint_t *eps = NULL;
+    size_t neps = 0;
+    char ds[KILN_DIGEST_STR_MAX];
+    CURL *h;
+    int rc = -1;
+
+    if (kiln_reference_parse(refstr, &ref, err) < 0)
+        return -1;
+    kiln_digest_str(d, ds);
+    h = kiln_reg_handle();
+    kiln_reg_endpoints(r, ref.registry, &eps, &neps, err);
+    for (size_t i = 0; i < neps && rc < 0; i++) {
+        kiln_reg_repo_t repo;
+        kiln_reg_req_t q;
+        kiln_digest_t got;
+        kiln_reg_repo_init(&repo, r, &eps[i], ref.repository, "pull", NULL);
+        kiln_reg_req_init(&q, "GET", kiln_reg_url(&repo, h, "blobs/%s", ds));
+        q.resp_cap = cap;
+        kiln_error_clear(err);
+        if (kiln_reg_do(&repo, h, &q, err) == 0) {
+            if (q.status != 200) {
+                kiln_reg_fail(&q, err, "blob %s from %s/%s", ds, eps[i].host, repo.repository);
+            } else {
+                kiln_digest_bytes(q.resp.data ? q.resp.data : "", q.resp.len, &got);
+                if (!kiln_digest_equal(&got, d)) {
+                    kiln_error_set(err, EBADMSG,
+                                   "blob %s from %s/%s: content does not match its digest", ds,
+                                   eps[i].host, repo.repository);
+                } else {
+                    *len = q.resp.len;
+                    *body = q.resp.data ? kiln_buf_steal(&q.resp, NULL) : kiln_xstrdup("");
+                    rc = 0;
+                }
+            }
+        }
+        kiln_reg_req_free(&q);
+        kiln_reg_repo_clear(&repo);
+    }
+    kiln_reg_endpoints_free(eps, neps);
+    curl_easy_cleanup(h);
+    kiln_reference_free(&ref);
+    return rc;
+}

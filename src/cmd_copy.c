@@ -1,0 +1,163 @@
+/* kiln copy — copy an image between registries, OCI layouts and docker archives. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "oci/docker_archive.h"
+#include "oci/layout.h"
+#include "oci/registry.h"
+#include "src/cli_registry.h"
+#include "src/commands.h"
+#include "utils/cleanup.h"
+#include "utils/mem.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "Usage: kiln copy [options] SOURCE DEST\n\n"
+                 "Copies an image. Each side is docker://REF (or a bare REF), oci:DIR[:TAG] or\n"
+                 "docker-archive:FILE. Registry to registry copies every platform of an index\n"
+                 "(the digest is kept); other destinations get the --platform image.\n"
+                 "Prints the digest of what was written.\n\n" KILN_CLI_REGISTRY_HELP);
+}
+
+/* The manifest for the chosen platform when top is an index (read from the store). */
+static int platform_manifest(kiln_store_t *s, const kiln_cli_registry_t *cr,
+                             const kiln_descriptor_t *top, kiln_descriptor_t *out,
+                             kiln_error_t *err)
+{
+    _cleanup_free_ char *body = NULL;
+    size_t len = 0;
+    kiln_index_t *ix = NULL;
+    int k;
+
+    if (strcmp(top->media_type, KILN_MT_OCI_INDEX) != 0 &&
+        strcmp(top->media_type, KILN_MT_DOCKER_LIST) != 0) {
+        kiln_descriptor_copy(out, top);
+        return 0;
+    }
+    if (kiln_store_read_blob(s, &top->digest, KILN_IMAGE_MANIFEST_MAX, &body, &len, err) < 0 ||
+        kiln_image_parse_index(body, len, &ix, err) < 0)
+        return -1;
+    k = kiln_image_index_select(ix, cr->os, cr->arch, cr->variant[0] ? cr->variant : NULL, err);
+    if (k >= 0)
+        kiln_descriptor_copy(out, &ix->manifests[k]);
+    kiln_index_free(ix);
+    return k < 0 ? -1 : 0;
+}
+
+int kiln_cmd_copy(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'}, KILN_CLI_REGISTRY_LONGOPTS, {NULL, 0, NULL, 0}};
+    kiln_cli_registry_t cr;
+    kiln_registry_t *r = NULL;
+    kiln_store_t *s = NULL;
+    kiln_error_t err = {0};
+    kiln_descriptor_t top = {0}, man = {0};
+    kiln_digest_t out;
+    _cleanup_free_ char *from = NULL;
+    char ds[KILN_DIGEST_STR_MAX];
+    const char *src, *dst, *srest, *drest;
+    kiln_loc_kind_t sk, dk;
+    int c, rc = KILN_EXIT_FAIL;
+
+    kiln_cli_registry_init(&cr);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int k = kiln_cli_registry_opt(&cr, "copy", c, optarg);
+        if (k < 0)
+            goto usage_fail;
+        if (k > 0)
+            continue;
+        if (c == 'h') {
+            usage(stdout);
+            kiln_cli_registry_free(&cr);
+            return KILN_EXIT_OK;
+        }
+        goto usage_fail;
+    }
+    if (argc - optind != 2) {
+        kiln_cli_usage_error("copy", "expected SOURCE and DEST");
+        goto usage_fail;
+    }
+    src = argv[optind];
+    dst = argv[optind + 1];
+    sk = kiln_cli_location(src, &srest);
+    dk = kiln_cli_location(dst, &drest);
+    if (kiln_cli_registry_client(&cr, &r, &err) < 0)
+        goto fail;
+    if (sk == KILN_LOC_OCI && dk == KILN_LOC_REGISTRY) {
+        _cleanup_free_ char *dir = NULL;
+        _cleanup_free_ char *tag = NULL;
+        kiln_blob_source_t bs;
+        if (kiln_layout_parse_ref(src, &dir, &tag, &err) < 0 ||
+            kiln_cli_layout_top(dir, tag, &top, &err) < 0)
+            goto fail;
+        bs = kiln_registry_source_layout(dir);
+        if (kiln_registry_push(r, &bs, &top, &drest, 1, NULL, &out, &err) < 0)
+            goto fail;
+        goto done;
+    }
+    if (kiln_cli_registry_store(&cr, &s, &err) < 0 ||
+        kiln_cli_source_to_store(&cr, r, s, src, 0, &top, &from, &err) < 0)
+        goto fail;
+    if (dk == KILN_LOC_REGISTRY) {
+        kiln_blob_source_t bs = kiln_registry_source_store(s);
+        if (kiln_registry_push(r, &bs, &top, &drest, 1, from, &out, &err) < 0)
+            goto fail;
+    } else if (dk == KILN_LOC_OCI) {
+        _cleanup_free_ char *dir = NULL;
+        _cleanup_free_ char *tag = NULL;
+        _cleanup_free_ char *name = NULL;
+        if (kiln_layout_parse_ref(dst, &dir, &tag, &err) < 0)
+            goto fail;
+        if (from != NULL) {
+            kiln_reference_t ref = {0};
+            kiln_reference_parse(srest, &ref, NULL);
+            name = kiln_xasprintf("%s:%s", from, tag ? tag : ref.tag ? ref.tag : "latest");
+            kiln_reference_free(&ref);
+        } else if (tag != NULL) {
+            name = kiln_xasprintf("localhost/image:%s", tag);
+        }
+        /* the whole index when every platform is here (registry sources), else one */
+        if (from != NULL) {
+            kiln_descriptor_copy(&man, &top);
+        } else if (platform_manifest(s, &cr, &top, &man, &err) < 0) {
+            goto fail;
+        }
+        if (kiln_layout_write(s, dir, 0, &man, name, &err) < 0)
+            goto fail;
+        out = man.digest;
+    } else {
+        const char *tags[2] = {NULL, NULL};
+        _cleanup_free_ char *tagname = NULL;
+        if (from != NULL) {
+            kiln_reference_t ref = {0};
+            kiln_reference_parse(srest, &ref, NULL);
+            tagname = kiln_xasprintf("%s:%s", from, ref.tag ? ref.tag : "latest");
+            kiln_reference_free(&ref);
+            tags[0] = tagname;
+        }
+        if (platform_manifest(s, &cr, &top, &man, &err) < 0 ||
+            kiln_docker_archive_write(s, drest, &man, tags, &err) < 0)
+            goto fail;
+        out = man.digest;
+    }
+done:
+    printf("%s\n", kiln_digest_str(&out, ds));
+    rc = KILN_EXIT_OK;
+    goto cleanup;
+usage_fail:
+    kiln_cli_registry_free(&cr);
+    return KILN_EXIT_USAGE;
+fail:
+    rc = kiln_cli_fail(&err);
+cleanup:
+    kiln_descriptor_clear(&top);
+    kiln_descriptor_clear(&man);
+    kiln_store_close(s);
+    kiln_registry_free(r);
+    kiln_cli_registry_free(&cr);
+    return rc;
+}

@@ -1,0 +1,102 @@
+/* kiln push — upload an image to one or more registry references. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "oci/layout.h"
+#include "oci/registry.h"
+#include "src/cli_registry.h"
+#include "src/commands.h"
+#include "utils/cleanup.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "Usage: kiln push [options] SOURCE REF [REF…]\n\n"
+                 "Pushes an image to every REF (several tags in one go) and prints its digest.\n"
+                 "SOURCE is oci:DIR[:TAG], docker-archive:FILE, or an image in kiln's "
+                 "store.\n\n" KILN_CLI_REGISTRY_HELP);
+}
+
+int kiln_cmd_push(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'}, KILN_CLI_REGISTRY_LONGOPTS, {NULL, 0, NULL, 0}};
+    kiln_cli_registry_t cr;
+    kiln_registry_t *r = NULL;
+    kiln_store_t *s = NULL;
+    kiln_error_t err = {0};
+    kiln_descriptor_t top = {0};
+    kiln_digest_t pushed;
+    _cleanup_free_ char *from = NULL;
+    _cleanup_free_ char *dir = NULL;
+    _cleanup_free_ char *tag = NULL;
+    char ds[KILN_DIGEST_STR_MAX];
+    const char *rest;
+    int c, rc = KILN_EXIT_FAIL;
+
+    kiln_cli_registry_init(&cr);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int k = kiln_cli_registry_opt(&cr, "push", c, optarg);
+        if (k < 0)
+            goto usage_fail;
+        if (k > 0)
+            continue;
+        if (c == 'h') {
+            usage(stdout);
+            kiln_cli_registry_free(&cr);
+            return KILN_EXIT_OK;
+        }
+        goto usage_fail;
+    }
+    if (argc - optind < 2) {
+        kiln_cli_usage_error("push", "expected a source and at least one destination reference");
+        goto usage_fail;
+    }
+    for (int i = optind + 1; i < argc; i++) {
+        kiln_reference_t ref = {0};
+        if (strncmp(argv[i], "docker://", 9) == 0)
+            argv[i] += 9;
+        if (kiln_reference_parse(argv[i], &ref, &err) < 0) {
+            kiln_cli_registry_free(&cr);
+            return kiln_cli_fail(&err);
+        }
+        kiln_reference_free(&ref);
+    }
+    if (kiln_cli_registry_client(&cr, &r, &err) < 0)
+        goto fail;
+    if (kiln_cli_location(argv[optind], &rest) == KILN_LOC_OCI) {
+        /* straight from the layout: nothing is copied into the store */
+        kiln_blob_source_t src;
+        if (kiln_layout_parse_ref(argv[optind], &dir, &tag, &err) < 0 ||
+            kiln_cli_layout_top(dir, tag, &top, &err) < 0)
+            goto fail;
+        src = kiln_registry_source_layout(dir);
+        if (kiln_registry_push(r, &src, &top, (const char *const *)argv + optind + 1,
+                               (size_t)(argc - optind - 1), NULL, &pushed, &err) < 0)
+            goto fail;
+    } else {
+        kiln_blob_source_t src;
+        if (kiln_cli_registry_store(&cr, &s, &err) < 0 ||
+            kiln_cli_source_to_store(&cr, r, s, argv[optind], 1, &top, &from, &err) < 0)
+            goto fail;
+        src = kiln_registry_source_store(s);
+        if (kiln_registry_push(r, &src, &top, (const char *const *)argv + optind + 1,
+                               (size_t)(argc - optind - 1), from, &pushed, &err) < 0)
+            goto fail;
+    }
+    printf("%s\n", kiln_digest_str(&pushed, ds));
+    rc = KILN_EXIT_OK;
+    goto out;
+usage_fail:
+    kiln_cli_registry_free(&cr);
+    return KILN_EXIT_USAGE;
+fail:
+    rc = kiln_cli_fail(&err);
+out:
+    kiln_descriptor_clear(&top);
+    kiln_store_close(s);
+    kiln_registry_free(r);
+    kiln_cli_registry_free(&cr);
+    return rc;
+}
