@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# kiln inspect on OCI layouts and docker-archives written by other tools
+# (a stdlib-Python layout, skopeo copies), compared with skopeo; bad inputs;
+# kiln prune on a store with refs.
+. "$(dirname "$0")/lib.sh"
+FIX=$(dirname "$0")/oci_fixture.py
+J() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
+
+L=$T/layout
+d1=$(python3 "$FIX" "$L" one) && d2=$(python3 "$FIX" "$L" two)
+check "fixture layout with two images is made" test -n "$d1" -a -n "$d2"
+
+"$KILN" inspect "oci:$L:one" >"$T/one.json" 2>"$T/err"; rc=$?
+check "kiln inspect oci:DIR:one exits 0" test $rc -eq 0
+check "inspect reports the manifest digest" test "$(J "$T/one.json" 'd["digest"]')" = "$d1"
+check "inspect prints the config of the right image" \
+  test "$(J "$T/one.json" 'd["config"]["config"]["Labels"]["fixture"]')" = one
+
+if command -v skopeo >/dev/null; then
+  skopeo inspect --raw "oci:$L:two" >"$T/sk_raw.json" 2>"$T/sk.err"
+  skopeo inspect --config "oci:$L:two" >"$T/sk_cfg.json" 2>>"$T/sk.err"
+  "$KILN" inspect "oci:$L:two" >"$T/two.json"
+  check "manifest equals skopeo inspect --raw" python3 -c "
+import json,sys; k=json.load(open('$T/two.json')); s=json.load(open('$T/sk_raw.json')); sys.exit(k['manifest']!=s)"
+  check "config equals skopeo inspect --config" python3 -c "
+import json,sys; k=json.load(open('$T/two.json')); s=json.load(open('$T/sk_cfg.json')); sys.exit(k['config']!=s)"
+
+  skopeo copy -q "oci:$L:two" "docker-archive:$T/two.tar:example.com/fix:two" 2>>"$T/sk.err"
+  "$KILN" inspect "docker-archive:$T/two.tar" >"$T/da.json" 2>"$T/err"; rc=$?
+  check "kiln inspect docker-archive: (written by skopeo) exits 0" test $rc -eq 0
+  check "docker-archive config equals skopeo's" python3 -c "
+import json,sys; k=json.load(open('$T/da.json')); s=json.load(open('$T/sk_cfg.json')); sys.exit(k['config']!=s)"
+  check "docker-archive repoTags" test "$(J "$T/da.json" 'd["repoTags"][0]')" = example.com/fix:two
+  check "docker-archive layer digests match the config's diff_ids (uncompressed)" python3 -c "
+import json,sys; k=json.load(open('$T/da.json'))
+ls=[l['digest'] for l in k['manifest']['layers']]
+sys.exit(ls!=k['config']['rootfs']['diff_ids'])"
+
+  mkdir -p "$T/sklayout"
+  skopeo copy -q "oci:$L:one" "oci:$T/sklayout:copied" 2>>"$T/sk.err"
+  check "kiln inspect reads a layout written by skopeo" "$KILN" inspect "oci:$T/sklayout:copied"
+  check "the tag may be omitted when the layout holds one image" "$KILN" inspect "oci:$T/sklayout"
+else
+  skip "skopeo comparisons" "skopeo not installed"
+fi
+
+# bad inputs: clear errors, exit 1
+"$KILN" inspect "oci:$L" >/dev/null 2>"$T/err"; rc=$?
+check "two images and no tag: exit 1" test $rc -eq 1
+check "  ...naming the tags" grep -q "one, two" "$T/err"
+"$KILN" inspect "oci:$L:three" >/dev/null 2>"$T/err"; rc=$?
+check "unknown tag: exit 1 and a message naming it" bash -c "test $rc -eq 1 && grep -q \"no image tagged 'three'\" '$T/err'"
+"$KILN" inspect "oci:$T/nonexistent" >/dev/null 2>"$T/err"; rc=$?
+check "not a layout: exit 1" bash -c "test $rc -eq 1 && grep -q 'not an OCI image layout' '$T/err'"
+cp -r "$L" "$T/bad"
+cfg=$(J "$T/one.json" 'd["manifest"]["config"]["digest"][7:]')
+chmod u+w "$T/bad/blobs/sha256/$cfg"; echo '{"tampered":1}' >"$T/bad/blobs/sha256/$cfg"
+"$KILN" inspect "oci:$T/bad:one" >/dev/null 2>"$T/err"; rc=$?
+check "tampered config blob: exit 1, digest mismatch named" bash -c "test $rc -eq 1 && grep -q 'does not match its digest' '$T/err'"
+man=${d1#sha256:}
+echo '{"schemaVersion":2,' >"$T/bad/blobs/sha256/$man"
+"$KILN" inspect "oci:$T/bad:one" >/dev/null 2>"$T/err"; rc=$?
+check "truncated manifest: exit 1" test $rc -eq 1
+echo '{"manifests":[' >"$T/bad/index.json"
+"$KILN" inspect "oci:$T/bad:one" >/dev/null 2>"$T/err"; rc=$?
+check "invalid index.json JSON: exit 1 with line/column" bash -c "test $rc -eq 1 && grep -q 'invalid JSON at line' '$T/err'"
+echo 'not a tarball' >"$T/junk.tar"
+"$KILN" inspect "docker-archive:$T/junk.tar" >/dev/null 2>"$T/err"; rc=$?
+check "docker-archive that is not a tar: exit 1" test $rc -eq 1
+"$KILN" inspect "nope:x" >/dev/null 2>&1; rc=$?
+check "unknown transport: exit 2" test $rc -eq 2
+check "kiln inspect -h exits 0" bash -c "'$KILN' inspect -h >/dev/null"
+check "kiln prune -h exits 0" bash -c "'$KILN' prune -h >/dev/null"
+
+# prune: a store whose refs pin one image (manifest -> config + layer); junk goes
+S=$T/store
+mkdir -p "$S/blobs/sha256" "$S/refs" "$S/tmp"
+cp "$L"/blobs/sha256/* "$S/blobs/sha256/"
+python3 - "$S" "$d1" <<'PY'
+import hashlib, sys, os
+root, d = sys.argv[1], sys.argv[2]
+name = "image/example.com/fix:one"
+open(os.path.join(root, "refs", hashlib.sha256(name.encode()).hexdigest()), "w").write(d + "\n" + name + "\n")
+open(os.path.join(root, "blobs", "sha256", hashlib.sha256(b"junk").hexdigest()), "wb").write(b"junk")
+open(os.path.join(root, "tmp", "blob-stale"), "wb").write(b"partial")
+PY
+before=$(ls "$S/blobs/sha256" | wc -l)
+"$KILN" prune --root "$S" --dry-run 2>"$T/err"; rc=$?
+check "prune --dry-run exits 0 and removes nothing" bash -c "test $rc -eq 0 && test $(ls "$S/blobs/sha256" | wc -l) -eq $before"
+"$KILN" prune --root "$S" 2>"$T/err"; rc=$?
+check "prune exits 0" test $rc -eq 0
+check "prune reports what it freed" grep -q 'removed 4 blob' "$T/err"
+check "prune keeps the pinned image (3 blobs)" test "$(ls "$S/blobs/sha256" | wc -l)" -eq 3
+check "prune removes stale temp files" test -z "$(ls "$S/tmp")"
+"$KILN" inspect --root "$S" "store:image/example.com/fix:one" >"$T/st.json"; rc=$?
+check "the pinned image is still complete (inspect store:)" bash -c "test $rc -eq 0 && grep -q fixture '$T/st.json'"
+# a build holds the store: --no-wait refuses, the blob of the running build survives
+exec 9>"$S/lock"; flock -s 9
+"$KILN" prune --root "$S" --no-wait 2>"$T/err"; rc=$?
+check "prune --no-wait while the store is in use: exit 1, 'in use'" bash -c "test $rc -eq 1 && grep -q 'in use' '$T/err'"
+exec 9>&-
