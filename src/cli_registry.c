@@ -536,3 +536,51 @@ int kiln_cli_source_to_store(kiln_cli_registry_t *cr, kiln_registry_t *r, kiln_s
         return 0;
     }
 }
+
+int kiln_cli_inspect_is_remote(const char *arg)
+{
+    if (arg[0] == '-' || strncmp(arg, "oci:", 4) == 0 || strncmp(arg, "docker-archive:", 15) == 0 ||
+        strncmp(arg, "store:", 6) == 0)
+        return 0;
+    return 1;
+}
+
+int kiln_cli_inspect_remote_main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"raw", no_argument, NULL, 'R'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         KILN_CLI_REGISTRY_LONGOPTS,
+                                         {NULL, 0, NULL, 0}};
+    kiln_cli_registry_t cr;
+    const char *rest;
+    int c, raw = 0, rc;
+
+    kiln_cli_registry_init(&cr);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int k = kiln_cli_registry_opt(&cr, "inspect", c, optarg);
+        if (k > 0)
+            continue;
+        if (k == 0 && c == 'R') {
+            raw = 1;
+            continue;
+        }
+        if (k == 0 && c == 'h') {
+            printf("Usage: kiln inspect [options] [docker://]REF\n\n"
+                   "Describes a registry image (config, layers) as JSON; --raw prints the\n"
+                   "manifest as served.\n\n" KILN_CLI_REGISTRY_HELP);
+            kiln_cli_registry_free(&cr);
+            return KILN_EXIT_OK;
+        }
+        kiln_cli_registry_free(&cr);
+        return KILN_EXIT_USAGE;
+    }
+    if (optind != argc - 1) {
+        kiln_cli_registry_free(&cr);
+        return kiln_cli_usage_error("inspect", "expected exactly one image reference");
+    }
+    kiln_cli_location(argv[optind], &rest);
+    rc = kiln_cli_inspect_remote(&cr, rest, raw);
+    kiln_cli_registry_free(&cr);
+    return rc;
+}

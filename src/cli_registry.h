@@ -91,6 +91,13 @@ void kiln_cli_registry_pull_opts(const kiln_cli_registry_t *cr, kiln_registry_pu
  * REF` for registry references. Returns the exit status. */
 int kiln_cli_inspect_remote(kiln_cli_registry_t *cr, const char *ref, int raw);
 
+/* True when the last argument of `kiln inspect` names a registry image
+ * (docker://REF or a bare REF, not oci:/docker-archive:/store:). */
+int kiln_cli_inspect_is_remote(const char *arg);
+
+/* `kiln inspect [registry flags] [--raw] REF` for registry references. */
+int kiln_cli_inspect_remote_main(int argc, char **argv);
+
 /* Kinds of image location on the command line. */
 typedef enum { KILN_LOC_REGISTRY, KILN_LOC_OCI, KILN_LOC_ARCHIVE } kiln_loc_kind_t;
 

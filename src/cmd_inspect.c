@@ -11,6 +11,7 @@
 #include "oci/layout.h"
 #include "oci/store.h"
 #include "src/cli_output.h"
+#include "src/cli_registry.h"
 #include "src/commands.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
@@ -153,6 +154,9 @@ int kiln_cmd_inspect(int argc, char **argv)
     kiln_error_t err = {0};
     int c;
 
+    /* registry references (docker://REF or a bare REF) are inspected remotely */
+    if (argc >= 2 && kiln_cli_inspect_is_remote(argv[argc - 1]))
+        return kiln_cli_inspect_remote_main(argc, argv);
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
