@@ -137,3 +137,129 @@ def htpasswd(d, user, password):
     p = os.path.join(d, "htpasswd")
     subprocess.run(["htpasswd", "-Bbc", p, user, password], check=True, capture_output=True)
     return p
+
+
+def start_registry_dir(extra_config="", tls=None):
+    """Like kilntest.start_registry, but also returns the registry's data dir."""
+    import kilntest
+    port = kilntest.start_registry(extra_config, tls)
+    return port
+
+
+# --- a fault-injecting HTTP proxy ---------------------------------------------------------
+
+import re
+import socket
+import threading
+import time
+import http.client
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FaultProxy:
+    """An HTTP proxy in front of a registry on 127.0.0.1:upstream.
+
+    rules: list of dicts {"method": "GET", "path": regex, "action": ..., "count": N}
+    actions: "reset" (close without answering), "status:CODE" (answer CODE, with
+    Retry-After: 1 for 429/503), "cut" (forward, send half the body, close),
+    "stall" (forward, send half the body, sleep `stall` seconds), "corrupt" (flip a
+    body byte), ("body", content_type, bytes) (answer 200 with that body),
+    ("header", name, value) (forward, replacing a response header).
+    count is how many matching requests the rule hits (-1: all). Matches are
+    logged in .hits."""
+
+    def __init__(self, upstream):
+        self.upstream = upstream
+        self.rules = []
+        self.hits = []
+        self.log = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _rule(self):
+                for r in proxy.rules:
+                    if r.get("method", self.command) == self.command and \
+                            re.search(r["path"], self.path) and r.get("count", -1) != 0:
+                        if r.get("count", -1) > 0:
+                            r["count"] -= 1
+                        proxy.hits.append((self.command, self.path, r["action"]))
+                        return r
+                return None
+
+            def _handle(self):
+                proxy.log.append((self.command, self.path))
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                r = self._rule()
+                act = r["action"] if r else None
+                if act == "reset":
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                               b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                if isinstance(act, str) and act.startswith("status:"):
+                    code = int(act[7:])
+                    msg = b'{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}'
+                    self.send_response(code)
+                    if code in (429, 503):
+                        self.send_header("Retry-After", "1")
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(msg)))
+                    self.end_headers()
+                    self.wfile.write(msg)
+                    return
+                if isinstance(act, tuple) and act[0] == "body":
+                    self.send_response(act[3] if len(act) > 3 else 200)
+                    self.send_header("Content-Type", act[1])
+                    self.send_header("Content-Length", str(len(act[2])))
+                    self.end_headers()
+                    self.wfile.write(act[2])
+                    return
+                c = http.client.HTTPConnection("127.0.0.1", proxy.upstream, timeout=60)
+                hdrs = {k: v for k, v in self.headers.items()}
+                c.request(self.command, self.path, body=body if body or n else None, headers=hdrs)
+                resp = c.getresponse()
+                data = resp.read() if self.command != "HEAD" else b""
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() in ("content-length", "transfer-encoding", "connection"):
+                        continue
+                    if isinstance(act, tuple) and act[0] == "header" and k.lower() == act[1].lower():
+                        v = act[2]
+                    self.send_header(k, v)
+                length = int(resp.getheader("Content-Length") or len(data))
+                self.send_header("Content-Length", str(length if self.command == "HEAD" else len(data)))
+                self.end_headers()
+                c.close()
+                if self.command == "HEAD":
+                    return
+                if act == "corrupt" and data:
+                    data = bytes([data[0] ^ 0xFF]) + data[1:]
+                if act in ("cut", "stall") and len(data) > 1:
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    if act == "stall":
+                        time.sleep(r.get("stall", 5))
+                    self.close_connection = True
+                    try:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    return
+                self.wfile.write(data)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
