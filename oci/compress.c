@@ -18,6 +18,7 @@
 #define OUT_SIZE (512 * 1024)    /* compressed output buffer */
 #define IN_SIZE (256 * 1024)     /* decompressor input buffer */
 #define ZSTD_WORKERS 2
+#define ZSTD_JOB_SIZE (2 * 1024 * 1024)
 
 const char *kiln_compression_name(kiln_compression_t c)
 {
@@ -198,8 +199,11 @@ int kiln_compressor_new(kiln_compression_t type, int level, int threaded, kiln_s
                                level < 0 ? KILN_ZSTD_DEFAULT_LEVEL : level);
         ZSTD_CCtx_setParameter(c->zc, ZSTD_c_checksumFlag, 1);
         /* libzstd's own workers (ignored when built without threads). */
-        if (threaded)
+        if (threaded) {
             ZSTD_CCtx_setParameter(c->zc, ZSTD_c_nbWorkers, ZSTD_WORKERS);
+            /* Smaller jobs keep the buffered input (and peak RSS) small. */
+            ZSTD_CCtx_setParameter(c->zc, ZSTD_c_jobSize, ZSTD_JOB_SIZE);
+        }
     }
     if (c->threaded) {
         pthread_mutex_init(&c->mu, NULL);

@@ -135,10 +135,7 @@ static int created_has(const struct unpack *u, const char *path)
     return 0;
 }
 
-/* Normalises an entry name in place: drops leading "./", "." components,
- * repeated and trailing slashes. Rejects absolute names and ".." components
- * (returning -1 with an error naming the entry). "" = the root itself. */
-static int normalise(char *p, const char *what, const char *orig, kiln_error_t *err)
+int kiln_layer_clean_path(char *p, const char *what, const char *orig, kiln_error_t *err)
 {
     if (p[0] == '/')
         return kiln_error_set(err, EINVAL, "layer entry '%.512s': %s is an absolute path", orig,
@@ -365,7 +362,7 @@ static int apply_whiteout(struct unpack *u, const char *parent, const char *name
 static int apply_hardlink(struct unpack *u, int pfd, const char *name, char *target,
                           const char *entry, kiln_error_t *err)
 {
-    if (normalise(target, "its hardlink target", entry, err) < 0)
+    if (kiln_layer_clean_path(target, "its hardlink target", entry, err) < 0)
         return -1;
     _cleanup_close_ int tfd = openat2_in_root(u->rootfd, target, O_PATH | O_NOFOLLOW);
     if (tfd < 0)
@@ -409,7 +406,7 @@ static int apply_entry(struct unpack *u, struct archive *a, struct archive_entry
     if (strlen(orig) >= PATH_MAX)
         return kiln_error_set(err, ENAMETOOLONG, "layer entry '%.128s...': name too long", orig);
     _cleanup_free_ char *path = kiln_xstrdup(orig);
-    if (normalise(path, "its name", orig, err) < 0)
+    if (kiln_layer_clean_path(path, "its name", orig, err) < 0)
         return -1;
     if (path[0] == '\0')
         return 0; /* "./": the root itself keeps its own metadata */

@@ -54,4 +54,10 @@ void kiln_unpack_opts_init(kiln_unpack_opts_t *opts);
 int kiln_layer_unpack(int fd, const char *rootfs, const kiln_unpack_opts_t *opts,
                       kiln_unpack_stats_t *stats, kiln_error_t *err);
 
+/* Normalises a path of a tar entry in place: drops leading "./", "."
+ * components, repeated and trailing slashes. Rejects absolute paths and ".."
+ * components with an error naming the entry (orig) and what is wrong with
+ * `what` (e.g. "its name", "its hardlink target"). "" is the root itself. */
+int kiln_layer_clean_path(char *path, const char *what, const char *orig, kiln_error_t *err);
+
 #endif

@@ -13,6 +13,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include "oci/layer_read.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
 
@@ -553,6 +554,149 @@ int kiln_layer_writer_add_opaque(kiln_layer_writer_t *w, const char *dir, kiln_e
         lpath[0] ? kiln_xasprintf("%s/.wh..wh..opq", lpath) : kiln_xstrdup(".wh..wh..opq");
     int64_t t = w->opts.source_date_epoch >= 0 ? w->opts.source_date_epoch : 0;
     return write_synthetic(w, opq, AE_IFREG | 0644, t, err);
+}
+
+struct tar_src {
+    kiln_decompressor_t *dec;
+    unsigned char *buf;
+    kiln_error_t err;
+    int failed;
+};
+
+static la_ssize_t tar_src_read(struct archive *a, void *ctx, const void **buf)
+{
+    struct tar_src *t = ctx;
+    ssize_t n = kiln_decompressor_read(t->dec, t->buf, READ_BUF_SIZE, &t->err);
+    if (n < 0) {
+        t->failed = 1;
+        archive_set_error(a, EIO, "%s", t->err.msg);
+        return -1;
+    }
+    *buf = t->buf;
+    return n;
+}
+
+/* Cleans an entry path (and a hardlink target) and puts the prefix in front. */
+static char *tar_entry_path(kiln_layer_writer_t *w, const char *name, const char *orig,
+                            const char *what, kiln_error_t *err)
+{
+    _cleanup_free_ char *p = kiln_xstrdup(name);
+    if (kiln_layer_clean_path(p, what, orig, err) < 0)
+        return NULL;
+    return full_path(w, p);
+}
+
+/* Copies one entry (header + data) of the source tar into the layer. */
+static int copy_tar_entry(kiln_layer_writer_t *w, struct archive *src, struct archive_entry *in,
+                          struct tar_src *t, kiln_error_t *err)
+{
+    const char *orig = archive_entry_pathname(in);
+    if (orig == NULL)
+        return kiln_error_set(err, EINVAL, "tar entry without a name");
+    _cleanup_free_ char *path = tar_entry_path(w, orig, orig, "its name", err);
+    if (path == NULL)
+        return -1;
+    if (path[0] == '\0')
+        return 0; /* the root itself */
+    if (w->opts.filter != NULL) {
+        int keep = w->opts.filter(w->opts.filter_ctx, path, archive_entry_stat(in), err);
+        if (keep <= 0)
+            return keep;
+    }
+    archive_entry_clear(w->e);
+    archive_entry_copy_pathname(w->e, path);
+    archive_entry_set_mode(w->e, archive_entry_mode(in));
+    archive_entry_set_uid(w->e, shift_id(w, (uint32_t)archive_entry_uid(in)));
+    archive_entry_set_gid(w->e, shift_id(w, (uint32_t)archive_entry_gid(in)));
+    archive_entry_set_mtime(w->e, clamp_mtime(w, archive_entry_mtime(in)), 0);
+    archive_entry_set_size(w->e, 0);
+    int has_data = 0;
+    const char *hl = archive_entry_hardlink(in);
+    if (hl != NULL) {
+        _cleanup_free_ char *target = tar_entry_path(w, hl, orig, "its hardlink target", err);
+        if (target == NULL)
+            return -1;
+        archive_entry_copy_hardlink(w->e, target);
+    } else if (archive_entry_filetype(in) == AE_IFREG) {
+        archive_entry_set_size(w->e, archive_entry_size(in));
+        has_data = archive_entry_size(in) > 0;
+    } else if (archive_entry_filetype(in) == AE_IFLNK) {
+        archive_entry_copy_symlink(w->e, archive_entry_symlink(in));
+    } else if (archive_entry_filetype(in) == AE_IFCHR || archive_entry_filetype(in) == AE_IFBLK) {
+        archive_entry_set_rdevmajor(w->e, archive_entry_rdevmajor(in));
+        archive_entry_set_rdevminor(w->e, archive_entry_rdevminor(in));
+    }
+    const char *xn;
+    const void *xv;
+    size_t xl;
+    archive_entry_xattr_reset(in);
+    while (archive_entry_xattr_next(in, &xn, &xv, &xl) == ARCHIVE_OK)
+        archive_entry_xattr_add_entry(w->e, xn, xv, xl);
+    if (archive_write_header(w->a, w->e) < ARCHIVE_WARN)
+        return archive_fail(w, path, err);
+    w->entries++;
+    while (has_data) {
+        la_ssize_t n = archive_read_data(src, w->rbuf, READ_BUF_SIZE);
+        if (n < 0) {
+            if (t->failed && err)
+                *err = t->err;
+            else
+                kiln_error_set(err, 0, "%s", archive_error_string(src));
+            return kiln_error_prefix(err, "tar entry '%.512s'", orig);
+        }
+        if (n == 0)
+            break;
+        if (archive_write_data(w->a, w->rbuf, (size_t)n) < 0)
+            return archive_fail(w, path, err);
+    }
+    if (archive_write_finish_entry(w->a) < ARCHIVE_WARN)
+        return archive_fail(w, path, err);
+    return 0;
+}
+
+int kiln_layer_writer_add_tar(kiln_layer_writer_t *w, int fd, kiln_error_t *err)
+{
+    struct tar_src t;
+    memset(&t, 0, sizeof(t));
+    if (kiln_decompressor_new(fd, NULL, NULL, NULL, NULL, &t.dec, err) < 0)
+        return -1;
+    t.buf = kiln_xmalloc(READ_BUF_SIZE);
+    struct archive *src = archive_read_new();
+    int ret = -1;
+    if (src == NULL) {
+        kiln_error_set(err, ENOMEM, "cannot allocate a tar reader");
+        goto out;
+    }
+    archive_read_support_format_tar(src);
+    if (archive_read_open(src, &t, NULL, tar_src_read, NULL) != ARCHIVE_OK) {
+        if (t.failed && err)
+            *err = t.err;
+        else
+            kiln_error_set(err, 0, "not a tar stream: %s", archive_error_string(src));
+        goto out;
+    }
+    for (;;) {
+        struct archive_entry *in;
+        int r = archive_read_next_header(src, &in);
+        if (r == ARCHIVE_EOF)
+            break;
+        if (r < ARCHIVE_WARN) {
+            if (t.failed && err)
+                *err = t.err;
+            else
+                kiln_error_set(err, 0, "reading the tar stream: %s", archive_error_string(src));
+            goto out;
+        }
+        if (copy_tar_entry(w, src, in, &t, err) < 0)
+            goto out;
+    }
+    ret = kiln_decompressor_drain(t.dec, err);
+out:
+    if (src != NULL)
+        archive_read_free(src);
+    kiln_decompressor_free(t.dec);
+    free(t.buf);
+    return ret;
 }
 
 int kiln_layer_writer_finish(kiln_layer_writer_t *w, kiln_layer_info_t *info, kiln_error_t *err)

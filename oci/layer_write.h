@@ -86,6 +86,11 @@ int kiln_layer_writer_add(kiln_layer_writer_t *w, int dirfd, const char *name, c
 /* Adds dirfd/name and, for a directory, everything below it (sorted). */
 int kiln_layer_writer_add_tree(kiln_layer_writer_t *w, int dirfd, const char *name,
                                const char *path, kiln_error_t *err);
+/* Copies every entry of a tar stream read from fd (gzip, zstd or plain,
+ * detected) in its order, normalising it as the tree writer does (numeric
+ * ids, clamped mtimes, no atime/ctime/user names). Entries named with ".." or
+ * an absolute path are rejected; "./" prefixes are dropped. */
+int kiln_layer_writer_add_tar(kiln_layer_writer_t *w, int fd, kiln_error_t *err);
 /* Adds a whiteout for `path` (".wh.<base>") / an opaque marker in directory `dir`. */
 int kiln_layer_writer_add_whiteout(kiln_layer_writer_t *w, const char *path, kiln_error_t *err);
 int kiln_layer_writer_add_opaque(kiln_layer_writer_t *w, const char *dir, kiln_error_t *err);

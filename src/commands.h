@@ -16,6 +16,7 @@ typedef struct kiln_command {
 } kiln_command_t;
 
 int kiln_cmd_version(int argc, char **argv);
+int kiln_cmd_import(int argc, char **argv);
 int kiln_cmd_pull(int argc, char **argv);
 int kiln_cmd_push(int argc, char **argv);
 int kiln_cmd_copy(int argc, char **argv);

@@ -7,6 +7,7 @@
 
 static const kiln_command_t commands[] = {
     {"version", kiln_cmd_version, "print kiln's version and the versions of its libraries"},
+    {"import", kiln_cmd_import, "make a single-layer image from a rootfs directory or tarball"},
     {"pull", kiln_cmd_pull,
      "pull an image from a registry (into the store, an OCI layout or a rootfs)"},
     {"push", kiln_cmd_push, "push an image (OCI layout, docker-archive, store) to registry tags"},
