@@ -1,0 +1,137 @@
+"""Registry auth and TLS against real docker-registry instances: htpasswd Basic
+(kiln login, wrong password, credential helpers), TLS with a CA made by openssl
+(--registry-ca, certs dir, --insecure-registry), and Bearer tokens from a token
+issuer whose JWTs the registry verifies (caching, expired token). Secrets never
+appear in kiln's output."""
+import base64
+import json
+import os
+import stat
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kilntest import T, kiln, start_registry  # noqa: E402
+from registry_fixtures import htpasswd, make_ca, make_layout  # noqa: E402
+from tokenissuer import TokenIssuer  # noqa: E402
+
+os.environ.update({"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9",
+                   "no_proxy": "127.0.0.1,localhost", "KILN_REGISTRY_RETRIES": "1",
+                   "KILN_REGISTRY_BACKOFF_MS": "50"})
+root = os.path.join(T.tmp, "store")
+L = os.path.join(T.tmp, "L")
+desc = make_layout(L, "v1", [{"etc/hello": b"hello\n"}, {"etc/two": b"two\n"}])
+SECRET = "s3cret-Pa55word-never-printed"
+outputs = []
+
+
+def k(*args, env=None, input=None):
+    p = kiln(args[0], "--root", root, *args[1:], env=env, input=input)
+    outputs.append(p.stdout + p.stderr)
+    return p
+
+
+def docker_env(name):
+    d = os.path.join(T.tmp, name)
+    os.makedirs(d, exist_ok=True)
+    return {"DOCKER_CONFIG": d}
+
+
+# --- Basic auth (htpasswd) ---
+hp = htpasswd(T.tmp, "alice", SECRET)
+A = start_registry("auth:\n  htpasswd:\n    realm: basic-realm\n    path: %s\n" % hp)
+a = "127.0.0.1:%d" % A
+env = docker_env("basic")
+p = k("push", "--insecure-registry", a, "oci:%s:v1" % L, "%s/t/app:v1" % a, env=env)
+T.check("push without credentials fails and says to log in",
+        p.returncode != 0 and "kiln login" in p.stderr, p.stderr)
+p = k("login", "--insecure-registry", a, a, "-u", "alice", "--password-stdin",
+      input="wrong-" + SECRET + "\n", env=env)
+T.check("login with a wrong password fails with 401",
+        p.returncode != 0 and "401" in p.stderr, p.stderr)
+T.check("a failed login saves nothing", not os.path.exists(os.path.join(env["DOCKER_CONFIG"], "config.json")))
+p = k("login", "--insecure-registry", a, a, "-u", "alice", "--password-stdin", input=SECRET + "\n",
+      env=env)
+cfgp = os.path.join(env["DOCKER_CONFIG"], "config.json")
+ok = p.returncode == 0 and os.path.exists(cfgp)
+if ok:
+    auth = json.load(open(cfgp))["auths"][a]["auth"]
+    ok = base64.b64decode(auth).decode() == "alice:" + SECRET and \
+        stat.S_IMODE(os.stat(cfgp).st_mode) == 0o600
+T.check("login writes config.json like docker login (mode 0600)", ok, p.stderr)
+p = k("push", "--insecure-registry", a, "oci:%s:v1" % L, "%s/t/app:v1" % a, env=env)
+T.check("push with saved Basic credentials", p.returncode == 0 and p.stdout.strip() == desc["digest"],
+        p.stderr)
+p = k("pull", "--insecure-registry", a, "%s/t/app:v1" % a, env=env)
+T.check("pull with saved Basic credentials", p.returncode == 0, p.stderr)
+
+# a credential helper (credHelpers → docker-credential-kilntest get)
+bindir = os.path.join(T.tmp, "bin")
+os.makedirs(bindir)
+helper = os.path.join(bindir, "docker-credential-kilntest")
+with open(helper, "w") as f:
+    f.write("#!/bin/sh\nread host\n[ \"$1\" = get ] && [ \"$host\" = \"%s\" ] && "
+            "printf '{\"Username\":\"alice\",\"Secret\":\"%s\"}' && exit 0\n"
+            "echo 'credentials not found' ; exit 1\n" % (a, SECRET))
+os.chmod(helper, 0o755)
+env2 = docker_env("helper")
+json.dump({"credHelpers": {a: "kilntest"}}, open(os.path.join(env2["DOCKER_CONFIG"], "config.json"), "w"))
+env2["PATH"] = bindir + ":" + os.environ["PATH"]
+p = k("pull", "--insecure-registry", a, "%s/t/app:v1" % a, env=env2)
+T.check("credentials from a credHelpers helper", p.returncode == 0, p.stderr)
+env3 = docker_env("badauth")
+json.dump({"auths": {a: {"auth": base64.b64encode(("alice:bad-" + SECRET).encode()).decode()}}},
+          open(os.path.join(env3["DOCKER_CONFIG"], "config.json"), "w"))
+p = k("pull", "--insecure-registry", a, "%s/t/app:v1" % a, env=env3)
+T.check("a rejected password gives a clear 401 error", p.returncode != 0 and "401" in p.stderr,
+        p.stderr)
+
+# --- TLS with a CA made here ---
+cad = os.path.join(T.tmp, "ca")
+os.makedirs(cad)
+ca, crt, key = make_ca(cad)
+B = start_registry(tls=(crt, key))
+b = "127.0.0.1:%d" % B
+p = k("push", "oci:%s:v1" % L, "%s/t/app:v1" % b)
+T.check("TLS without the CA fails verification",
+        p.returncode != 0 and ("certificate" in p.stderr.lower() or "SSL" in p.stderr), p.stderr)
+p = k("push", "--registry-ca", ca, "oci:%s:v1" % L, "%s/t/app:v1" % b)
+T.check("TLS with --registry-ca", p.returncode == 0, p.stderr)
+certs = os.path.join(T.tmp, "certs.d")
+os.makedirs(os.path.join(certs, b))
+with open(os.path.join(certs, b, "ca.crt"), "w") as f:
+    f.write(open(ca).read())
+p = k("pull", "%s/t/app:v1" % b, env={"KILN_CERTS_DIR": certs})
+T.check("TLS with the CA from certs.d/HOST:PORT/ca.crt", p.returncode == 0, p.stderr)
+p = k("pull", "--insecure-registry", b, "%s/t/app:v1" % b)
+T.check("--insecure-registry accepts an unverified certificate", p.returncode == 0, p.stderr)
+
+# --- Bearer tokens ---
+iss = TokenIssuer(T.tmp, users={"bob": SECRET})
+C = start_registry(iss.registry_config())
+c = "127.0.0.1:%d" % C
+env4 = docker_env("token")
+p = k("pull", "--insecure-registry", c, "%s/t/app:v1" % c, env=env4)
+T.check("anonymous token request refused: clear error",
+        p.returncode != 0 and "token server answered 401" in p.stderr, p.stderr)
+p = k("login", "--insecure-registry", c, c, "-u", "bob", "--password-stdin", input=SECRET, env=env4)
+T.check("login through the token server", p.returncode == 0, p.stderr)
+before = iss.requests
+p = k("push", "--insecure-registry", c, "oci:%s:v1" % L, "%s/t/app:v1" % c, "%s/t/app:v2" % c,
+      env=env4)
+T.check("push with Bearer tokens", p.returncode == 0 and p.stdout.strip() == desc["digest"], p.stderr)
+T.check("tokens are cached (not one per request)", 0 < iss.requests - before <= 4,
+        "token requests: %d" % (iss.requests - before))
+p = k("pull", "--insecure-registry", c, "-o", "type=local,dest=%s" % os.path.join(T.tmp, "r"),
+      "%s/t/app:v2" % c, env=env4)
+T.check("pull with Bearer tokens", p.returncode == 0 and
+        os.path.exists(os.path.join(T.tmp, "r", "etc", "two")), p.stderr)
+iss.expired = True
+p = k("pull", "--insecure-registry", c, "%s/t/app:v1" % c, env=env4)
+T.check("an expired token fails with a clear 401 after one refresh",
+        p.returncode != 0 and "401" in p.stderr, p.stderr)
+iss.expired = False
+
+T.check("no secret in any output", all(SECRET not in o for o in outputs),
+        [o for o in outputs if SECRET in o][:1])
+iss.close()
+T.done()
