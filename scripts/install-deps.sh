@@ -32,4 +32,9 @@ if command -v systemctl >/dev/null 2>&1; then
   systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
 pkill -f '^/usr/bin/docker-registry serve /etc/docker/registry/config.yml' 2>/dev/null || true
+# Node.js + npm run the AWS emulator of the tests (fauxqs); tests/aws/setup.sh
+# fetches Node 22 from the npm registry when this one is older than 20.
+if ! command -v npm >/dev/null 2>&1; then
+  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
 exit 0
