@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# kiln import interop: a busybox image made by kiln is read by skopeo, unpacked
+# by umoci and run by runc (gzip); zstd layers are re-read by skopeo into gzip
+# and unpacked by kiln's own unpacker (kiln pull from a local registry);
+# SOURCE_DATE_EPOCH makes imports reproducible.
+. "$(dirname "$0")/lib.sh"
+
+for tool in skopeo umoci runc python3; do
+  if ! command -v "$tool" >/dev/null; then skip "interop needs $tool" "missing $tool"; exit 0; fi
+done
+
+ROOTFS=$T/rootfs
+make_busybox_rootfs "$ROOTFS"
+STORE=$T/store
+export SOURCE_DATE_EPOCH=1700000000
+
+# runc_bundle BUNDLE: makes the bundle's config non-interactive, runs it, prints its output.
+RUNC_N=0
+runc_bundle() {
+  local bundle=$1 id
+  RUNC_N=$((RUNC_N + 1)); id="kiln-it-$$-$RUNC_N"
+  python3 - "$bundle/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p))
+c["process"]["terminal"] = False
+json.dump(c, open(p, "w"))
+PY
+  at_exit "runc delete -f $id"
+  timeout 120 runc run -b "$bundle" "$id" </dev/null 2>"$T/runc-$id.err"
+}
+
+# --- gzip: OCI layout + docker-archive --------------------------------------
+digest=$("$KILN" import "$ROOTFS" -t example.com/kiln/busybox:1.0 --root "$STORE" \
+  --output "type=oci,dest=$T/oci" --output "type=docker,dest=$T/bb.tar" \
+  --cmd '["/bin/echo","hello from kiln import"]' --env FOO=bar --label org.example=yes \
+  --workdir /tmp --user 0:0 2>"$T/import.err")
+rc=$?
+check "kiln import exits 0" test $rc -eq 0
+check "kiln import prints the manifest digest" grep -qE '^sha256:[0-9a-f]{64}$' <<<"$digest"
+check "progress goes to stderr" grep -q 'layer sha256:' "$T/import.err"
+
+inspect=$(skopeo inspect "oci:$T/oci:1.0" 2>&1)
+check "skopeo inspect oci:DIR:TAG accepts the layout" grep -q "\"Digest\": \"$digest\"" <<<"$inspect"
+check "the layout image has one layer" python3 -c '
+import json, sys; d = json.loads(sys.argv[1]); assert len(d["Layers"]) == 1' "$inspect"
+cfg=$(skopeo inspect --config "oci:$T/oci:1.0" 2>&1)
+check "config carries Cmd, Env, Labels, WorkingDir, User" python3 -c '
+import json, sys
+c = json.loads(sys.argv[1])["config"]
+assert c["Cmd"] == ["/bin/echo", "hello from kiln import"], c
+assert "FOO=bar" in c["Env"] and c["Labels"]["org.example"] == "yes"
+assert c["WorkingDir"] == "/tmp" and c["User"] == "0:0"' "$cfg"
+check "skopeo inspect docker-archive:FILE accepts the archive" \
+  bash -c "skopeo inspect 'docker-archive:$T/bb.tar' | grep -q '\"Architecture\"'"
+
+if umoci unpack --image "$T/oci:1.0" "$T/bundle" >"$T/umoci.log" 2>&1; then
+  ok "umoci unpacks the kiln image"
+  out=$(runc_bundle "$T/bundle")
+  check "runc runs the unpacked bundle and prints what CMD says" test "$out" = "hello from kiln import"
+  check "the busybox binary kept its mode" test -x "$T/bundle/rootfs/bin/busybox"
+else
+  not_ok "umoci unpacks the kiln image"; diag "$(tail -5 "$T/umoci.log")"
+fi
+
+# --- reproducibility ---------------------------------------------------------
+touch "$ROOTFS/etc/passwd" "$ROOTFS/bin"
+d2=$("$KILN" import "$ROOTFS" -t example.com/kiln/busybox:1.0 --root "$T/store2" \
+  --cmd '["/bin/echo","hello from kiln import"]' --env FOO=bar --label org.example=yes \
+  --workdir /tmp --user 0:0 2>/dev/null)
+check "same tree + SOURCE_DATE_EPOCH gives the same manifest digest (other store, new mtimes)" \
+  test "$digest" = "$d2"
+d3=$(SOURCE_DATE_EPOCH=1700000001 "$KILN" import "$ROOTFS" -t example.com/kiln/busybox:1.0 \
+  --root "$T/store2" 2>/dev/null)
+check "another SOURCE_DATE_EPOCH gives another digest" test -n "$d3" -a "$d3" != "$digest"
+
+# --- OCI archive (tar=true) and tarball input ----------------------------------
+tar -C "$ROOTFS" -czf "$T/rootfs.tgz" .
+"$KILN" import "$T/rootfs.tgz" -t tarball:v1 --root "$STORE" --cmd 'echo from a tarball' \
+  --output "type=oci,dest=$T/archive.tar" >/dev/null 2>"$T/tarball.err"
+check "kiln import TARBALL writes an OCI archive" \
+  bash -c "skopeo inspect 'oci-archive:$T/archive.tar' | grep -q '\"Layers\"'"
+if skopeo copy -q "oci-archive:$T/archive.tar" "oci:$T/from-tarball:v1" >/dev/null 2>&1 &&
+  umoci unpack --image "$T/from-tarball:v1" "$T/bundle-tgz" >/dev/null 2>&1; then
+  out=$(runc_bundle "$T/bundle-tgz")
+  check "an image imported from a tarball runs its shell-form CMD" test "$out" = "from a tarball"
+else
+  not_ok "an image imported from a tarball runs its shell-form CMD"
+fi
+
+# --- zstd -------------------------------------------------------------------
+"$KILN" import "$ROOTFS" -t zstd:t --root "$STORE" --compression zstd --compression-level 5 \
+  --cmd '["/bin/echo","hello zstd"]' --output "type=oci,dest=$T/zoci" >/dev/null 2>"$T/zstd.err"
+check "a zstd import writes a tar+zstd layer" \
+  bash -c "grep -rqs 'application/vnd.oci.image.layer.v1.tar+zstd' '$T/zoci/blobs/sha256'"
+if skopeo copy -q --dest-compress --dest-compress-format gzip "oci:$T/zoci:t" "oci:$T/zgz:t" \
+  >"$T/zcopy.log" 2>&1; then
+  ok "skopeo re-reads the zstd stream into a gzip image"
+  if umoci unpack --image "$T/zgz:t" "$T/bundle-z" >/dev/null 2>&1; then
+    out=$(runc_bundle "$T/bundle-z")
+    check "umoci + runc run the recompressed image" test "$out" = "hello zstd"
+  else
+    not_ok "umoci + runc run the recompressed image"
+  fi
+else
+  not_ok "skopeo re-reads the zstd stream into a gzip image"; diag "$(tail -3 "$T/zcopy.log")"
+fi
+
+# kiln's own unpacker on the zstd layer: through a local registry and kiln pull.
+if port=$(start_registry); then
+  if skopeo copy -q --dest-tls-verify=false "oci:$T/zoci:t" "docker://127.0.0.1:$port/kiln/zstd:t" \
+    >"$T/zpush.log" 2>&1 &&
+    "$KILN" pull --root "$T/pullstore" --insecure-registry "127.0.0.1:$port" \
+      --output "type=local,dest=$T/bundle-kz/rootfs" "127.0.0.1:$port/kiln/zstd:t" \
+      >"$T/zpull.log" 2>&1; then
+    ok "kiln pull unpacks the zstd image with kiln's unpacker"
+    # the bundle config: the gzip bundle's, with the zstd image's command
+    python3 - "$T/bundle/config.json" "$T/bundle-kz/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["process"]["args"] = ["/bin/echo", "hello zstd"]
+json.dump(c, open(sys.argv[2], "w"))
+PY
+    out=$(runc_bundle "$T/bundle-kz")
+    check "runc runs the rootfs kiln unpacked from zstd" test "$out" = "hello zstd"
+  else
+    not_ok "kiln pull unpacks the zstd image with kiln's unpacker"
+    diag "$(tail -3 "$T/zpush.log" "$T/zpull.log")"
+  fi
+else
+  not_ok "docker-registry starts"
+fi
+
+# --- usage errors ---------------------------------------------------------------
+"$KILN" import "$ROOTFS" --root "$STORE" >/dev/null 2>&1; rc=$?
+check "import without -t exits 2" test $rc -eq 2
+"$KILN" import "$ROOTFS" -t x:y --compression lz4 --root "$STORE" >/dev/null 2>&1; rc=$?
+check "an unknown compression exits 2" test $rc -eq 2
+"$KILN" import "$ROOTFS" -t x:y --compression gzip --compression-level 9 --root "$STORE" \
+  >/dev/null 2>&1; rc=$?
+check "a gzip level out of range exits 2" test $rc -eq 2
+err=$("$KILN" import "$T/nonexistent" -t x:y --root "$STORE" 2>&1 >/dev/null); rc=$?
+check "a missing source exits 1 naming it" bash -c "test $rc -eq 1 && grep -q nonexistent <<<'$err'"
+check "kiln import -h exits 0" bash -c "\"$KILN\" import -h >/dev/null"
