@@ -155,7 +155,7 @@ static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
     kiln_error_t err = {0};
     char note[256], commit[128] = "";
     size_t n = 0, i;
-    int timeout = p->opts.timeout_s;
+    int timeout = p->opts.timeout_s, canceled;
 
     snprintf(note, sizeof(note), "[kiln] build %s: attempt %d", job->id, job->attempts);
     kiln_runner_log_note(log, note, NULL);
@@ -191,12 +191,15 @@ static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
     result = read_result(meta, commit, sizeof(commit));
     if (commit[0])
         kiln_db_set_commit(s->db, job->id, commit, NULL);
-    if (rr.stopped && !p->slots[slot].cancel) {
+    pthread_mutex_lock(&p->lock);
+    canceled = p->slots[slot].cancel;
+    pthread_mutex_unlock(&p->lock);
+    if (rr.stopped && !canceled) {
         kiln_runner_log_note(log, "[kiln] stopped by shutdown; queued again", NULL);
         kiln_db_requeue(s->db, job->id, NULL);
         goto out_keep_secrets;
     }
-    if (rr.stopped) {
+    if (canceled) {
         kiln_runner_log_note(log, "[kiln] canceled", NULL);
         kiln_db_finish(s->db, job->id, "canceled", "canceled", NULL, result, 0, NULL);
     } else if (rr.timed_out) {

@@ -1,0 +1,30 @@
+/* libFuzzer target: the build server's request validation (POST /v1/builds bodies) and its
+ * translation to `kiln build` arguments. */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "src/server/request.h"
+#include "utils/cleanup.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    kiln_request_t r = {0};
+    kiln_error_t err = {0};
+
+    if (kiln_request_parse((const char *)data, size, &r, &err) == 0) {
+        char **argv = NULL;
+        json_t *files = json_object();
+        const char *k;
+        json_t *v;
+        json_object_foreach(r.secrets, k, v) json_object_set_new(files, k, json_string("/s"));
+        if (kiln_request_argv(r.stored, NULL, files, "/m", &argv, &err) == 0)
+            kiln_strv_free(argv);
+        kiln_request_argv(r.stored, "/ctx", files, "/m", &argv, &err) == 0 ? kiln_strv_free(argv)
+                                                                           : (void)0;
+        json_decref(files);
+        kiln_request_free(&r);
+    }
+    return 0;
+}

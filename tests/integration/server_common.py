@@ -1,0 +1,150 @@
+"""Helpers for the kiln serve integration tests: start a real `kiln serve`, call its API."""
+import http.client
+import json
+import os
+import signal
+import subprocess
+import time
+
+from kilntest import KILN, T, free_port, wait_port
+
+TOKEN = "test-token-0123456789"
+
+# A stand-in for `kiln build` used only by the tests of the server's plumbing (queue, logs,
+# cancel, crash): a real process that prints progress lines like a build, sleeps, starts a
+# grandchild in its process group, writes the metadata file and exits with $FAKE_EXIT.
+FAKE_BUILD = r"""#!/bin/sh
+meta=""
+ctx=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --metadata-file) meta=$2; shift ;;
+    --*|-f|-t) case "$1" in --progress=*) ;; *) shift ;; esac ;;
+    *) ctx=$1 ;;
+  esac
+  shift
+done
+[ -n "${FAKE_RUNLOG:-}" ] && echo "$meta" >> "$FAKE_RUNLOG"
+echo "{\"phase\":\"cloning\"}"
+echo "#1 resolving $ctx"
+i=0
+while [ $i -lt ${FAKE_STEPS:-3} ]; do
+  i=$((i + 1))
+  echo "#2 [1/1] RUN step $i"
+  sleep ${FAKE_SLEEP:-0.2}
+done
+if [ -n "${FAKE_GRANDCHILD:-}" ]; then
+  sleep 300 &
+  echo $! > "$FAKE_GRANDCHILD"
+  wait
+fi
+echo "#3 pushing layers"
+printf '{"containerimage.digest":"sha256:%064d","image.name":"example/app:1","commit":"%s"}' 1 "${FAKE_COMMIT:-}" > "$meta"
+exit ${FAKE_EXIT:-0}
+"""
+
+
+class Server:
+    def __init__(self, root, workers=2, config=None, build_command=None, extra=(), env=None):
+        self.root = root
+        self.port = free_port()
+        self.args = [KILN, "serve", "--listen", "127.0.0.1:%d" % self.port, "--root", root,
+                     "--workers", str(workers)]
+        if config is not None:
+            path = os.path.join(root + ".config.json")
+            with open(path, "w") as f:
+                json.dump(config, f)
+            self.args += ["--config", path]
+        if build_command:
+            self.args += ["--build-command", build_command]
+        self.args += list(extra)
+        self.env = dict(os.environ)
+        self.env.update(env or {})
+        self.proc = None
+        self.log = None
+
+    def start(self):
+        self.log = open(self.root + ".serve.log", "ab")
+        self.proc = T.spawn(self.args, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+        if not wait_port(self.port):
+            raise RuntimeError("kiln serve did not start: " + self.server_log())
+        return self
+
+    def server_log(self):
+        try:
+            return open(self.root + ".serve.log").read()
+        except OSError:
+            return ""
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def term(self, timeout=60):
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def request(self, method, path, body=None, token=TOKEN, headers=None, raw=False, timeout=30):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        h = dict(headers or {})
+        if token:
+            h["Authorization"] = "Bearer " + token
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+            h.setdefault("Content-Type", "application/json")
+        c.request(method, path, body=body, headers=h)
+        r = c.getresponse()
+        data = r.read()
+        hdrs = dict(r.getheaders())
+        c.close()
+        if raw:
+            return r.status, data, hdrs
+        try:
+            return r.status, json.loads(data) if data else None
+        except ValueError:
+            return r.status, data.decode(errors="replace")
+
+    def submit(self, body):
+        return self.request("POST", "/v1/builds", body)
+
+    def get(self, bid):
+        return self.request("GET", "/v1/builds/" + bid)[1]
+
+    def wait_status(self, bid, statuses, timeout=120):
+        end = time.time() + timeout
+        b = None
+        while time.time() < end:
+            b = self.get(bid)
+            if b and b.get("status") in statuses:
+                return b
+            time.sleep(0.1)
+        return b
+
+    def metrics(self):
+        st, text, _ = self.request("GET", "/metrics", token=None, raw=True)
+        out = {}
+        for line in text.decode().splitlines():
+            if line and not line.startswith("#"):
+                k, v = line.rsplit(" ", 1)
+                out[k] = float(v)
+        return out
+
+
+def write_fake_build(dirpath):
+    path = os.path.join(dirpath, "fake-build.sh")
+    with open(path, "w") as f:
+        f.write(FAKE_BUILD)
+    os.chmod(path, 0o755)
+    return path
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -1,0 +1,243 @@
+/* Unit tests for the build server's pure parts: HMAC signature verification, build request
+ * validation and its translation to `kiln build` arguments, and list cursors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "src/server/cursor.h"
+#include "src/server/request.h"
+#include "utils/cleanup.h"
+#include "utils/hmac.h"
+
+static void test_hmac_github_example(void **state)
+{
+    /* The example from GitHub's "Validating webhook deliveries". */
+    const char *body = "Hello, World!";
+    assert_true(kiln_hmac_verify_sha256_hex(
+        "It's a Secret to Everybody", body, strlen(body),
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"));
+    assert_true(kiln_hmac_verify_sha256_hex(
+        "It's a Secret to Everybody", body, strlen(body),
+        "sha256=757107EA0EB2509FC211221CCE984B8A37570B6D7586C22C46F4379C8B043E17"));
+    assert_false(kiln_hmac_verify_sha256_hex(
+        "It's a Secret to Everybody", body, strlen(body) - 1,
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"));
+    assert_false(kiln_hmac_verify_sha256_hex(
+        "another secret", body, strlen(body),
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"));
+}
+
+static void test_hmac_malformed_headers(void **state)
+{
+    const char *b = "x";
+    assert_false(kiln_hmac_verify_sha256_hex("k", b, 1, NULL));
+    assert_false(kiln_hmac_verify_sha256_hex("k", b, 1, ""));
+    assert_false(kiln_hmac_verify_sha256_hex("k", b, 1, "sha1=abcdef"));
+    assert_false(kiln_hmac_verify_sha256_hex("k", b, 1, "sha256="));
+    assert_false(kiln_hmac_verify_sha256_hex(
+        "k", b, 1, "sha256=zz7107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"));
+    assert_false(kiln_hmac_verify_sha256_hex(
+        "k", b, 1, "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e1"));
+    assert_false(kiln_hmac_verify_sha256_hex(NULL, b, 1, "sha256=00"));
+}
+
+static void test_hmac_rfc4231(void **state)
+{
+    /* RFC 4231 test case 2. */
+    static const uint8_t want[32] = {0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e,
+                                     0x6a, 0x04, 0x24, 0x26, 0x08, 0x95, 0x75, 0xc7,
+                                     0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83,
+                                     0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec, 0x38, 0x43};
+    uint8_t out[32];
+    const char *data = "what do ya want for nothing?";
+    assert_int_equal(kiln_hmac_sha256("Jefe", 4, data, strlen(data), out), 0);
+    assert_memory_equal(out, want, 32);
+    assert_true(kiln_hmac_equal("abc", 3, "abc", 3));
+    assert_false(kiln_hmac_equal("abc", 3, "abd", 3));
+    assert_false(kiln_hmac_equal("abc", 3, "abcd", 4));
+}
+
+/* Parses body; returns 0 or -1 and the message in msg. */
+static int parse(const char *body, char *msg, size_t len, kiln_request_t *out)
+{
+    kiln_error_t err = {0};
+    kiln_request_t r = {0};
+    int ret = kiln_request_parse(body, strlen(body), &r, &err);
+    snprintf(msg, len, "%s", err.msg);
+    if (out && ret == 0)
+        *out = r;
+    else if (ret == 0)
+        kiln_request_free(&r);
+    return ret;
+}
+
+static void test_request_errors_name_the_field(void **state)
+{
+    static const struct {
+        const char *body;
+        const char *field;
+    } cases[] = {
+        {"[]", "JSON object"},
+        {"{", "malformed JSON"},
+        {"{}", "'source'"},
+        {"{\"source\": 1}", "'source'"},
+        {"{\"source\": {}}", "'source'"},
+        {"{\"source\": {\"git\": 1}}", "'source.git'"},
+        {"{\"source\": {\"git\": \"\"}}", "'source.git'"},
+        {"{\"source\": {\"git\": \"ftp://x\"}}", "'source.git'"},
+        {"{\"source\": {\"git\": \"-oProxyCommand=x\"}}", "'source.git'"},
+        {"{\"source\": {\"git\": \"https://x/a#b\"}}", "'source.git'"},
+        {"{\"source\": {\"git\": \"https://x/a\", \"ref\": \"a:b\"}}", "'source.ref'"},
+        {"{\"source\": {\"git\": \"https://x/a\", \"commit\": \"xyz\"}}", "'source.commit'"},
+        {"{\"source\": {\"git\": \"https://x/a\", \"subdir\": \"a/../../b\"}}", "'source.subdir'"},
+        {"{\"source\": {\"git\": \"https://x/a\", \"subdir\": \"/abs\"}}", "'source.subdir'"},
+        {"{\"source\": {\"git\": \"https://x/a\", \"branch\": \"x\"}}", "'source.branch'"},
+        {"{\"source\": {\"git\": \"https://x/a\", \"context\": \"ctx-00\"}}", "'source'"},
+        {"{\"source\": {\"context\": \"../x\"}}", "'source.context'"},
+        {"{\"source\": {\"git\": \"https://x/a\"}, \"build_args\": []}", "'build_args'"},
+        {"{\"source\": {\"git\": \"https://x/a\"}, \"build_args\": {\"1A\": \"x\"}}",
+         "'build_args.1A'"},
+        {"{\"source\": {\"git\": \"https://x/a\"}, \"build_args\": {\"A\": 1}}", "'build_args.A'"},
+        {"{\"source\": {\"git\": \"https://x/a\"}, \"secrets\": {\"a b\": \"x\"}}",
+         "'secrets.a b'"},
+        {"{\"source\": {\"git\": \"https://x/a\"}, \"outputs\": {}}", "'outputs'"},
+        {"{\"source\": {\"git\": \"https://x/a\"}, \"outputs\": [{}]}", "'outputs[0].type'"},
+        {"{\"source\": {\"git\": \"https://x/a\"}, \"outputs\": [{\"type\": \"s3\", \"dest\": "
+         "\"a=b\"}]}",
+         "'outputs[0].dest'"},
+        {"{\"source\": {\"git\": \"https://x/a\"}, \"notify\": [\"http://x\"]}", "'notify[0]'"},
+        {"{\"source\": {\"git\": \"https://x/a\"}, \"tags\": [\"a\\nb\"]}", "'tags[0]'"},
+        {"{\"source\": {\"git\": \"https://x/a\"}, \"timeout_seconds\": -1}", "'timeout_seconds'"},
+        {"{\"source\": {\"git\": \"https://x/a\"}, \"dockerfile\": \"../Dockerfile\"}",
+         "'dockerfile'"},
+        {"{\"source\": {\"git\": \"https://x/a\"}, \"extra\": 1}", "'extra'"},
+        {"{\"source\": {\"git\": \"https://x/a\"}, \"source\": {\"git\": \"https://y\"}}",
+         "duplicate"},
+    };
+    char msg[KILN_ERROR_MSG_MAX];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int ret = parse(cases[i].body, msg, sizeof(msg), NULL);
+        if (ret == 0 || strstr(msg, cases[i].field) == NULL)
+            fail_msg("case %zu (%s): got %d '%s', want an error naming %s", i, cases[i].body, ret,
+                     msg, cases[i].field);
+    }
+}
+
+static void test_request_secrets_stripped_and_argv(void **state)
+{
+    const char *body =
+        "{\"source\": {\"git\": \"https://Git.Example.com/org/app.git/\", \"ref\": \"main\", "
+        "\"subdir\": \"web\"}, \"dockerfile\": \"docker/Dockerfile\", \"target\": \"prod\", "
+        "\"build_args\": {\"A\": \"1 2\"}, \"secrets\": {\"npm\": \"SECRET\"}, "
+        "\"outputs\": [{\"type\": \"registry\", \"name\": \"r/x:1\", \"push\": true}], "
+        "\"tags\": [\"r/x:2\"], \"notify\": [\"sqs://q\"]}";
+    kiln_request_t r = {0};
+    char msg[KILN_ERROR_MSG_MAX];
+    _cleanup_free_ char *stored = NULL;
+    _cleanup_strv_ char **argv = NULL;
+    json_t *files = json_pack("{s:s}", "npm", "/s/npm");
+    kiln_error_t err = {0};
+    static const char *const want[] = {"build",
+                                       "--progress=plain",
+                                       "--metadata-file",
+                                       "/m.json",
+                                       "-f",
+                                       "docker/Dockerfile",
+                                       "--target",
+                                       "prod",
+                                       "--build-arg",
+                                       "A=1 2",
+                                       "--secret",
+                                       "id=npm,src=/s/npm",
+                                       "-t",
+                                       "r/x:2",
+                                       "--output",
+                                       "type=registry,name=r/x:1,push=true",
+                                       "--notify",
+                                       "sqs://q",
+                                       "https://Git.Example.com/org/app.git/#main:web",
+                                       NULL};
+    size_t i;
+
+    assert_int_equal(parse(body, msg, sizeof(msg), &r), 0);
+    assert_string_equal(r.repo, "https://git.example.com/org/app");
+    stored = json_dumps(r.stored, JSON_COMPACT);
+    assert_null(strstr(stored, "SECRET"));
+    assert_non_null(strstr(stored, "\"secrets\":[\"npm\"]"));
+    assert_string_equal(json_string_value(json_object_get(r.secrets, "npm")), "SECRET");
+    assert_int_equal(kiln_request_argv(r.stored, NULL, files, "/m.json", &argv, &err), 0);
+    for (i = 0; want[i]; i++) {
+        assert_non_null(argv[i]);
+        assert_string_equal(argv[i], want[i]);
+    }
+    assert_null(argv[i]);
+    json_decref(files);
+    kiln_request_free(&r);
+}
+
+static void test_request_context_and_commit(void **state)
+{
+    kiln_request_t r = {0};
+    char msg[KILN_ERROR_MSG_MAX];
+    _cleanup_strv_ char **argv = NULL, **argv2 = NULL;
+    kiln_error_t err = {0};
+    size_t n = 0;
+
+    assert_int_equal(parse("{\"source\": {\"context\": \"ctx-0a1b\"}}", msg, sizeof(msg), &r), 0);
+    assert_string_equal(r.repo, "upload");
+    assert_int_equal(kiln_request_argv(r.stored, "/ctx/dir", NULL, "/m", &argv, &err), 0);
+    while (argv[n])
+        n++;
+    assert_string_equal(argv[n - 1], "/ctx/dir");
+    assert_int_equal(kiln_request_argv(r.stored, NULL, NULL, "/m", &argv2, &err), -1);
+    kiln_request_free(&r);
+
+    assert_int_equal(parse("{\"source\": {\"git\": \"git@h:o/r.git\", \"ref\": \"dev\", "
+                           "\"commit\": \"0123abcd\"}, \"secrets\": {\"x\": \"y\"}}",
+                           msg, sizeof(msg), &r),
+                     0);
+    /* A secret without its file is an error, never an argument without it. */
+    assert_int_equal(kiln_request_argv(r.stored, NULL, NULL, "/m", &argv2, &err), -1);
+    assert_non_null(strstr(err.msg, "secret 'x'"));
+    kiln_request_free(&r);
+}
+
+static void test_cursor_roundtrip(void **state)
+{
+    char buf[32];
+    int64_t pos = 0;
+    kiln_error_t err = {0};
+    static const char *const bad[] = {"",    "c", "x12", "c-1", "cZZ", "c0", "c1234567890abcdef0",
+                                      "c12 "};
+
+    for (int64_t v = 1; v < (int64_t)1 << 40; v = v * 7 + 3) {
+        kiln_cursor_encode(v, buf, sizeof(buf));
+        assert_int_equal(kiln_cursor_decode(buf, &pos, &err), 0);
+        assert_int_equal(pos, v);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        pos = 42;
+        assert_int_equal(kiln_cursor_decode(bad[i], &pos, &err), -1);
+        assert_int_equal(pos, 42);
+    }
+    assert_int_equal(kiln_cursor_decode(NULL, &pos, &err), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hmac_github_example),
+        cmocka_unit_test(test_hmac_malformed_headers),
+        cmocka_unit_test(test_hmac_rfc4231),
+        cmocka_unit_test(test_request_errors_name_the_field),
+        cmocka_unit_test(test_request_secrets_stripped_and_argv),
+        cmocka_unit_test(test_request_context_and_commit),
+        cmocka_unit_test(test_cursor_roundtrip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
