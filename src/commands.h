@@ -29,6 +29,7 @@ int kiln_cmd_serve(int argc, char **argv);
 int kiln_cmd_upload(int argc, char **argv);
 int kiln_cmd_notify(int argc, char **argv);
 int kiln_cmd_dockerfile(int argc, char **argv);
+int kiln_cmd_build(int argc, char **argv);
 int kiln_cmd_plan(int argc, char **argv);
 int kiln_cmd_checkout(int argc, char **argv);
 

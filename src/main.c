@@ -22,6 +22,7 @@ static const kiln_command_t commands[] = {
     {"upload", kiln_cmd_upload, "upload a directory or file to S3 (incremental static deploys)"},
     {"notify", kiln_cmd_notify, "send a build event to SQS queues and SNS topics"},
     {"dockerfile", kiln_cmd_dockerfile, "debug the Dockerfile parser and word expansion"},
+    {"build", kiln_cmd_build, "build a Dockerfile (daemonless docker build)"},
     {"plan", kiln_cmd_plan, "print how a directory or git repository would be built (JSON)"},
     {"checkout", kiln_cmd_checkout, "fetch a git source (mirror cache) into a directory"},
 };

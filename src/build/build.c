@@ -1,0 +1,2074 @@
+/* kiln — the Dockerfile build engine (stages, cache keys, executor). */
+#include "src/build/build.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <glob.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "handlers/dockerfile/dockerignore.h"
+#include "handlers/dockerfile/parser.h"
+#include "handlers/dockerfile/shell.h"
+#include "oci/layer_read.h"
+#include "oci/layer_write.h"
+#include "oci/layout.h"
+#include "oci/registry.h"
+#include "sandbox/sandbox.h"
+#include "utils/buf.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+
+#define MAX_STAGES 256
+#define LOG_TAIL 20
+
+typedef struct strv {
+    char **v;
+    size_t n;
+} strv_t;
+
+static void strv_add(strv_t *s, char *owned)
+{
+    s->v = kiln_xrealloc(s->v, (s->n + 2) * sizeof(char *));
+    s->v[s->n++] = owned;
+    s->v[s->n] = NULL;
+}
+
+static void strv_clear(strv_t *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+    s->v = NULL;
+    s->n = 0;
+}
+
+/* Sets "K=V" in s, replacing an existing K. */
+static void kv_set(strv_t *s, const char *k, const char *v)
+{
+    size_t kl = strlen(k);
+    for (size_t i = 0; i < s->n; i++) {
+        if (strncmp(s->v[i], k, kl) == 0 && (s->v[i][kl] == '=' || s->v[i][kl] == '\0')) {
+            free(s->v[i]);
+            s->v[i] = kiln_xasprintf("%s=%s", k, v);
+            return;
+        }
+    }
+    strv_add(s, kiln_xasprintf("%s=%s", k, v));
+}
+
+static const char *kv_get(const strv_t *s, const char *k)
+{
+    size_t kl = strlen(k);
+    for (size_t i = s->n; i > 0; i--)
+        if (strncmp(s->v[i - 1], k, kl) == 0 && s->v[i - 1][kl] == '=')
+            return s->v[i - 1] + kl + 1;
+    return NULL;
+}
+
+static char tolower_ascii(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
+}
+
+static bool kw_known(const char *kw)
+{
+    static const char *const known[] = {
+        "add",        "arg",         "cmd",    "copy",       "entrypoint", "env", "expose",
+        "from",       "healthcheck", "label",  "maintainer", "onbuild",    "run", "shell",
+        "stopsignal", "user",        "volume", "workdir",    NULL};
+    for (size_t i = 0; known[i]; i++)
+        if (strcmp(kw, known[i]) == 0)
+            return true;
+    return false;
+}
+
+typedef struct layer {
+    kiln_descriptor_t desc;
+    kiln_digest_t diff_id;
+} layer_t;
+
+typedef struct stage {
+    char *name;        /* lower-cased AS name, or NULL */
+    size_t first, end; /* node range: FROM at first, instructions first+1..end-1 */
+    int index;
+    int state; /* 0 not built, 1 building, 2 built */
+    json_t *config;
+    layer_t *layers;
+    size_t n_layers;
+    kiln_digest_t key;
+    strv_t args;  /* ARGs in scope with values */
+    char *rootfs; /* merged rootfs for COPY --from (lazily made) */
+} stage_t;
+
+typedef struct engine {
+    const kiln_build_request_t *req;
+    kiln_store_t *store;
+    kiln_dockerfile_t *df;
+    kiln_dockerignore_t *ignore;
+    stage_t stages[MAX_STAGES];
+    size_t n_stages;
+    strv_t meta_args; /* ARGs before the first FROM, resolved */
+    strv_t build_args;
+    char *work;       /* <root>/build/tmp/XXXX for this build */
+    char *lowers_dir; /* <root>/build/lowers */
+    int step_no;
+    time_t created;
+    kiln_registry_t *registry;
+    kiln_build_result_t *res;
+    /* RUN output tail for error reports */
+    char *tail[LOG_TAIL];
+    size_t tail_n;
+} engine_t;
+
+static void emit(engine_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void emit(engine_t *e, const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    if (e->req->progress == KILN_PROGRESS_QUIET)
+        return;
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    if (s == NULL)
+        return;
+    if (e->req->log)
+        e->req->log(e->req->log_ctx, s);
+    else
+        fprintf(stderr, "%s\n", s);
+    free(s);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int df_error(engine_t *e, const kiln_df_node_t *n, kiln_error_t *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int df_error(engine_t *e, const kiln_df_node_t *n, kiln_error_t *err, const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    kiln_error_set(err, 0, "Dockerfile:%d: %s: %s", n->start_line, s ? s : "error", n->original);
+    free(s);
+    return -1;
+}
+
+/* The variables visible to word expansion in a stage: ARGs then ENV (ENV wins). */
+static void stage_vars(const stage_t *st, strv_t *out)
+{
+    json_t *env = json_object_get(json_object_get(st->config, "config"), "Env");
+    size_t i;
+    json_t *v;
+    for (size_t k = 0; k < st->args.n; k++)
+        strv_add(out, kiln_xstrdup(st->args.v[k]));
+    json_array_foreach(env, i, v)
+    {
+        if (json_is_string(v))
+            strv_add(out, kiln_xstrdup(json_string_value(v)));
+    }
+}
+
+typedef struct used_args {
+    const strv_t *args;
+    strv_t used;
+} used_args_t;
+
+static void on_use(void *ctx, const char *name, bool found)
+{
+    used_args_t *u = ctx;
+    const char *v;
+    if (!found || u == NULL)
+        return;
+    v = kv_get(u->args, name);
+    if (v != NULL && kv_get(&u->used, name) == NULL)
+        kv_set(&u->used, name, v);
+}
+
+static int expand(engine_t *e, const stage_t *st, const char *word, used_args_t *u, char **out,
+                  kiln_error_t *err)
+{
+    strv_t vars = {0};
+    kiln_shell_opts_t o = {.escape = e->df->escape};
+    kiln_shell_env_t env = {0};
+    int r;
+    stage_vars(st, &vars);
+    env.vars = vars.v;
+    env.n_vars = vars.n;
+    env.on_use = on_use;
+    env.ctx = u;
+    r = kiln_shell_process_word(word, &o, &env, out, err);
+    strv_clear(&vars);
+    return r;
+}
+
+static const char *build_arg(engine_t *e, const char *name)
+{
+    const char *v = kv_get(&e->build_args, name);
+    return v;
+}
+
+/* ---------------------------------------------------------------- history */
+
+static void add_history(engine_t *e, stage_t *st, const char *created_by, int empty)
+{
+    kiln_image_config_add_history(st->config, e->created, created_by, "buildkit.dockerfile.v0",
+                                  empty, NULL);
+}
+
+static void config_set_created(engine_t *e, stage_t *st)
+{
+    kiln_image_config_set_created(st->config, e->created, NULL);
+}
+
+/* ---------------------------------------------------------------- cache */
+
+static void key_step(kiln_digest_t *key, const char *what, const char *extra)
+{
+    kiln_sha256_t h;
+    char ks[KILN_DIGEST_STR_MAX];
+    kiln_sha256_init(&h, NULL);
+    kiln_digest_str(key, ks);
+    kiln_sha256_update(&h, ks, strlen(ks));
+    kiln_sha256_update(&h, "\n", 1);
+    kiln_sha256_update(&h, what, strlen(what));
+    kiln_sha256_update(&h, "\n", 1);
+    if (extra)
+        kiln_sha256_update(&h, extra, strlen(extra));
+    kiln_sha256_final(&h, key);
+}
+
+static char *cache_ref(const kiln_digest_t *key)
+{
+    char ks[KILN_DIGEST_STR_MAX];
+    kiln_digest_str(key, ks);
+    return kiln_xasprintf("cache/%s", strchr(ks, ':') + 1);
+}
+
+/* Looks a step up: on a hit replaces the stage config and appends the layer. */
+static int cache_lookup(engine_t *e, stage_t *st, const kiln_digest_t *key, bool *hit,
+                        kiln_error_t *err)
+{
+    _cleanup_free_ char *ref = cache_ref(key);
+    _cleanup_free_ char *body = NULL;
+    kiln_digest_t d;
+    size_t len;
+    json_t *j, *cfg, *layer;
+    int r;
+
+    *hit = false;
+    if (e->req->no_cache)
+        return 0;
+    r = kiln_store_ref_get(e->store, ref, &d, err);
+    if (r <= 0)
+        return r;
+    if (kiln_store_read_blob(e->store, &d, 0, &body, &len, err) < 0)
+        return 0; /* a broken entry is a miss */
+    j = json_loadb(body, len, 0, NULL);
+    if (j == NULL)
+        return 0;
+    cfg = json_object_get(j, "config");
+    layer = json_object_get(j, "layer");
+    if (!json_is_object(cfg)) {
+        json_decref(j);
+        return 0;
+    }
+    if (json_is_object(layer)) {
+        layer_t l = {0};
+        const char *diff = json_string_value(json_object_get(j, "diff_id"));
+        if (kiln_descriptor_from_json(layer, "layer", &l.desc, NULL) < 0 || diff == NULL ||
+            kiln_digest_parse(diff, &l.diff_id, NULL) < 0 ||
+            !kiln_store_has(e->store, &l.desc.digest, NULL)) {
+            kiln_descriptor_clear(&l.desc);
+            json_decref(j);
+            return 0;
+        }
+        st->layers = kiln_xrealloc(st->layers, (st->n_layers + 1) * sizeof(layer_t));
+        st->layers[st->n_layers++] = l;
+    }
+    json_decref(st->config);
+    st->config = json_deep_copy(cfg);
+    json_decref(j);
+    *hit = true;
+    return 0;
+}
+
+static int cache_store(engine_t *e, stage_t *st, const kiln_digest_t *key, const layer_t *l,
+                       kiln_error_t *err)
+{
+    _cleanup_free_ char *ref = cache_ref(key);
+    json_t *j = json_object();
+    kiln_descriptor_t desc = {0};
+    int r;
+    json_object_set(j, "config", st->config);
+    if (l != NULL) {
+        char ds[KILN_DIGEST_STR_MAX];
+        json_object_set_new(j, "layer", kiln_descriptor_to_json(&l->desc));
+        json_object_set_new(j, "diff_id", json_string(kiln_digest_str(&l->diff_id, ds)));
+    }
+    r = kiln_image_store_put(e->store, j, "application/vnd.kiln.cache.v1+json", &desc, err);
+    json_decref(j);
+    if (r < 0)
+        return -1;
+    r = kiln_store_ref_set(e->store, ref, &desc.digest, err);
+    kiln_descriptor_clear(&desc);
+    return r;
+}
+
+/* ---------------------------------------------------------------- layers */
+
+/* The unpacked (overlay form) directory of a layer, made on first use. */
+static int lower_dir(engine_t *e, const layer_t *l, char **out, kiln_error_t *err)
+{
+    char ds[KILN_DIGEST_STR_MAX];
+    _cleanup_free_ char *dir = NULL;
+    _cleanup_free_ char *tmp = NULL;
+    _cleanup_close_ int fd = -1;
+    kiln_unpack_opts_t o;
+    struct stat st;
+
+    kiln_digest_str(&l->diff_id, ds);
+    dir = kiln_xasprintf("%s/%s", e->lowers_dir, strchr(ds, ':') + 1);
+    if (stat(dir, &st) == 0) {
+        *out = steal_pointer(&dir);
+        return 0;
+    }
+    if (kiln_fs_mkdtemp(e->lowers_dir, ".tmp-", &tmp, err) < 0)
+        return -1;
+    if (kiln_store_open_blob(e->store, &l->desc.digest, &fd, NULL, err) < 0)
+        goto fail;
+    kiln_unpack_opts_init(&o);
+    o.overlay_form = 1;
+    o.expect_diff_id = &l->diff_id;
+    if (kiln_layer_unpack(fd, tmp, &o, NULL, err) < 0)
+        goto fail;
+    if (rename(tmp, dir) < 0 && errno != EEXIST && errno != ENOTEMPTY) {
+        kiln_error_set(err, errno, "rename %s", dir);
+        goto fail;
+    }
+    kiln_fs_rm_rf(tmp, NULL);
+    *out = steal_pointer(&dir);
+    return 0;
+fail:
+    kiln_fs_rm_rf(tmp, NULL);
+    return kiln_error_prefix(err, "unpacking layer %s", ds);
+}
+
+/* Writes dir as a layer into the store and appends it to the stage. */
+static int commit_layer(engine_t *e, stage_t *st, const char *dir, int overlay, layer_t *out,
+                        kiln_error_t *err)
+{
+    kiln_layer_opts_t o;
+    kiln_store_writer_t *w = NULL;
+    kiln_sink_t sink;
+    kiln_layer_info_t info;
+    layer_t l = {0};
+
+    kiln_layer_opts_init(&o);
+    o.compression = e->req->compression;
+    o.level = e->req->compression_level;
+    o.source_date_epoch = e->req->source_date_epoch;
+    o.overlay_upper = overlay;
+    if (kiln_store_writer_new(e->store, NULL, -1, &w, err) < 0)
+        return -1;
+    sink = kiln_store_writer_sink(w);
+    if (kiln_layer_write_dir(dir, &o, &sink, &info, err) < 0) {
+        kiln_store_writer_abort(w);
+        return -1;
+    }
+    if (kiln_store_writer_commit(w, &l.desc.digest, &l.desc.size, err) < 0)
+        return -1;
+    snprintf(l.desc.media_type, sizeof(l.desc.media_type), "%s", info.media_type);
+    l.diff_id = info.diff_id;
+    st->layers = kiln_xrealloc(st->layers, (st->n_layers + 1) * sizeof(layer_t));
+    st->layers[st->n_layers++] = l;
+    kiln_image_config_add_diff_id(st->config, &l.diff_id);
+    *out = l;
+    return 0;
+}
+
+/* A merged rootfs of the stage (all layers applied), for COPY --from. */
+static int stage_rootfs(engine_t *e, stage_t *st, char **out, kiln_error_t *err)
+{
+    if (st->rootfs == NULL) {
+        _cleanup_free_ char *dir = NULL;
+        if (kiln_fs_mkdtemp(e->work, "rootfs-", &dir, err) < 0)
+            return -1;
+        for (size_t i = 0; i < st->n_layers; i++) {
+            _cleanup_close_ int fd = -1;
+            kiln_unpack_opts_t o;
+            kiln_unpack_opts_init(&o);
+            if (kiln_store_open_blob(e->store, &st->layers[i].desc.digest, &fd, NULL, err) < 0 ||
+                kiln_layer_unpack(fd, dir, &o, NULL, err) < 0)
+                return -1;
+        }
+        st->rootfs = steal_pointer(&dir);
+    }
+    *out = st->rootfs;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- users */
+
+/* Finds name in an /etc/passwd- or /etc/group-style file among the lowers
+ * (top-most first); returns the numeric id (and the primary gid for passwd). */
+static int lookup_id(engine_t *e, stage_t *st, const char *file, const char *name, long *id,
+                     long *gid, kiln_error_t *err)
+{
+    for (size_t i = st->n_layers; i > 0; i--) {
+        _cleanup_free_ char *dir = NULL;
+        _cleanup_free_ char *path = NULL;
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        char *save = NULL;
+        if (lower_dir(e, &st->layers[i - 1], &dir, err) < 0)
+            return -1;
+        path = kiln_xasprintf("%s/%s", dir, file);
+        if (kiln_fs_read_file(path, 4u << 20, &text, &len, NULL) < 0)
+            continue;
+        for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+            char *f[4] = {0};
+            char *p = line;
+            for (int k = 0; k < 4 && p; k++) {
+                f[k] = p;
+                p = strchr(p, ':');
+                if (p)
+                    *p++ = '\0';
+            }
+            if (f[0] && f[2] && strcmp(f[0], name) == 0) {
+                *id = strtol(f[2], NULL, 10);
+                if (gid)
+                    *gid = f[3] ? strtol(f[3], NULL, 10) : *id;
+                return 1;
+            }
+        }
+        return 0;
+    }
+    return 0;
+}
+
+static bool all_digits(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
+/* "user[:group]" → ids, names resolved through the image's files. */
+static int resolve_user(engine_t *e, stage_t *st, const char *spec, uid_t *uid, gid_t *gid,
+                        kiln_error_t *err)
+{
+    _cleanup_free_ char *u = kiln_xstrdup(spec && *spec ? spec : "0");
+    char *g = strchr(u, ':');
+    long id = 0, pg = 0;
+    if (g)
+        *g++ = '\0';
+    if (all_digits(u)) {
+        id = strtol(u, NULL, 10);
+        pg = id;
+        if (!g) { /* primary group from passwd when the uid is listed */
+            pg = id;
+        }
+    } else {
+        int r = lookup_id(e, st, "etc/passwd", u, &id, &pg, err);
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            return kiln_error_set(err, 0,
+                                  "unable to find user %s: no matching entries in passwd file", u);
+    }
+    if (g) {
+        if (all_digits(g)) {
+            pg = strtol(g, NULL, 10);
+        } else {
+            long gg;
+            int r = lookup_id(e, st, "etc/group", g, &gg, NULL, err);
+            if (r < 0)
+                return -1;
+            if (r == 0)
+                return kiln_error_set(
+                    err, 0, "unable to find group %s: no matching entries in group file", g);
+            pg = gg;
+        }
+    }
+    *uid = (uid_t)id;
+    *gid = (gid_t)pg;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- FROM */
+
+static stage_t *find_stage(engine_t *e, const char *name, size_t before)
+{
+    for (size_t i = 0; i < before && i < e->n_stages; i++)
+        if (e->stages[i].name && strcasecmp(e->stages[i].name, name) == 0)
+            return &e->stages[i];
+    if (all_digits(name)) {
+        size_t i = (size_t)strtoul(name, NULL, 10);
+        if (i < before && i < e->n_stages)
+            return &e->stages[i];
+    }
+    return NULL;
+}
+
+static int run_stage(engine_t *e, stage_t *st, kiln_error_t *err);
+
+static void stage_take_layers_of(stage_t *st, const kiln_descriptor_t *layers, size_t n,
+                                 json_t *config)
+{
+    json_t *diffs = json_object_get(json_object_get(config, "rootfs"), "diff_ids");
+    st->layers = kiln_xzalloc((n + 1) * sizeof(layer_t));
+    for (size_t i = 0; i < n; i++) {
+        kiln_descriptor_copy(&st->layers[i].desc, &layers[i]);
+        kiln_digest_parse(json_string_value(json_array_get(diffs, i)), &st->layers[i].diff_id,
+                          NULL);
+    }
+    st->n_layers = n;
+}
+
+static int from_image(engine_t *e, stage_t *st, const char *ref, kiln_error_t *err)
+{
+    _cleanup_free_ char *body = NULL;
+    size_t len;
+    kiln_digest_t top;
+    json_t *cfg = NULL;
+
+    if (strncmp(ref, "oci:", 4) == 0) {
+        _cleanup_free_ char *dir = NULL;
+        _cleanup_free_ char *tag = NULL;
+        kiln_layout_image_t *img = NULL;
+        if (kiln_layout_parse_ref(ref, &dir, &tag, err) < 0 ||
+            kiln_layout_resolve(dir, tag, &img, err) < 0)
+            return -1;
+        if (kiln_layout_import(e->store, img, err) < 0) {
+            kiln_layout_image_free(img);
+            return -1;
+        }
+        cfg = json_deep_copy(img->config);
+        top = img->manifest_desc.digest;
+        stage_take_layers_of(st, img->manifest->layers, img->manifest->n_layers, cfg);
+        kiln_layout_image_free(img);
+    } else {
+        kiln_registry_image_t ri = {0};
+        if (e->registry == NULL) {
+            kiln_registry_opts_t o;
+            kiln_registry_opts_init(&o);
+            o.insecure = e->req->insecure_registries;
+            if (kiln_registry_new(&o, &e->registry, err) < 0)
+                return -1;
+        }
+        emit(e, "#%d resolve image %s", e->step_no, ref);
+        if (kiln_registry_pull(e->registry, e->store, ref, NULL, &ri, err) < 0)
+            return -1;
+        if (kiln_store_read_blob(e->store, &ri.parsed->config.digest, KILN_IMAGE_CONFIG_MAX, &body,
+                                 &len, err) < 0 ||
+            kiln_image_parse_config(body, len, &cfg, err) < 0) {
+            kiln_registry_image_clear(&ri);
+            return -1;
+        }
+        top = ri.manifest.digest;
+        stage_take_layers_of(st, ri.parsed->layers, ri.parsed->n_layers, cfg);
+        kiln_registry_image_clear(&ri);
+    }
+    st->config = cfg;
+    st->key = top;
+    return 0;
+}
+
+static int do_from(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_t *err)
+{
+    _cleanup_free_ char *base = NULL;
+    stage_t meta = {0};
+    stage_t *dep;
+
+    if (n->n_args == 0)
+        return df_error(e, n, err, "FROM requires either one or three arguments");
+    if (n->n_args != 1 && !(n->n_args == 3 && strcasecmp(n->args[1], "as") == 0))
+        return df_error(e, n, err, "FROM requires either one or three arguments");
+    meta.args = e->meta_args;
+    meta.config = json_object();
+    if (expand(e, &meta, n->args[0], NULL, &base, err) < 0) {
+        json_decref(meta.config);
+        return df_error(e, n, err, "%s", err->msg);
+    }
+    json_decref(meta.config);
+    if (base[0] == '\0')
+        return df_error(e, n, err, "base name (%s) should not be blank", n->args[0]);
+    dep = find_stage(e, base, (size_t)st->index);
+    if (dep != NULL) {
+        if (run_stage(e, dep, err) < 0)
+            return -1;
+        st->config = json_deep_copy(dep->config);
+        st->layers = kiln_xzalloc((dep->n_layers + 1) * sizeof(layer_t));
+        for (size_t i = 0; i < dep->n_layers; i++) {
+            kiln_descriptor_copy(&st->layers[i].desc, &dep->layers[i].desc);
+            st->layers[i].diff_id = dep->layers[i].diff_id;
+        }
+        st->n_layers = dep->n_layers;
+        st->key = dep->key;
+    } else if (strcmp(base, "scratch") == 0) {
+        st->config = kiln_image_config_new("amd64", "linux");
+        kiln_digest_bytes("scratch", 7, &st->key);
+    } else {
+        const char *c = NULL;
+        for (size_t i = 0; i < e->req->n_contexts; i++) {
+            size_t l = strlen(base);
+            if (strncmp(e->req->contexts[i], base, l) == 0 && e->req->contexts[i][l] == '=')
+                c = e->req->contexts[i] + l + 1;
+        }
+        if (c != NULL && strncmp(c, "docker-image://", 15) == 0)
+            base = (free(base), kiln_xstrdup(c + 15));
+        if (from_image(e, st, base, err) < 0)
+            return kiln_error_prefix(err, "Dockerfile:%d: FROM %s", n->start_line, base);
+    }
+    /* The stage's history starts from the base; created is ours. */
+    if (json_object_get(st->config, "history") == NULL)
+        json_object_set_new(st->config, "history", json_array());
+    return 0;
+}
+
+/* ---------------------------------------------------------------- RUN */
+
+static void run_log(void *opaque, kiln_log_stream_t stream, const struct timespec *ts,
+                    const char *line, size_t len)
+{
+    engine_t *e = opaque;
+    if (stream == KILN_LOG_SYSTEM)
+        return;
+    emit(e, "#%d %.*s", e->step_no, (int)len, line);
+    if (e->tail_n == LOG_TAIL) {
+        free(e->tail[0]);
+        memmove(e->tail, e->tail + 1, (LOG_TAIL - 1) * sizeof(char *));
+        e->tail_n--;
+    }
+    e->tail[e->tail_n++] = kiln_xstrndup(line, len);
+}
+
+/* Parses "--mount=k=v,k=v" into a sandbox mount. */
+static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t *m, char **owned,
+                       kiln_error_t *err)
+{
+    _cleanup_free_ char *s = kiln_xstrdup(spec);
+    char *save = NULL, *type = "bind", *target = NULL, *id = NULL, *src = NULL, *from = NULL;
+    bool ro = false;
+    for (char *kv = strtok_r(s, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        char *v = strchr(kv, '=');
+        if (v)
+            *v++ = '\0';
+        if (strcmp(kv, "type") == 0)
+            type = v;
+        else if (strcmp(kv, "target") == 0 || strcmp(kv, "dst") == 0 ||
+                 strcmp(kv, "destination") == 0)
+            target = v;
+        else if (strcmp(kv, "id") == 0)
+            id = v;
+        else if (strcmp(kv, "source") == 0 || strcmp(kv, "src") == 0)
+            src = v;
+        else if (strcmp(kv, "from") == 0)
+            from = v;
+        else if (strcmp(kv, "ro") == 0 || strcmp(kv, "readonly") == 0)
+            ro = v == NULL || strcmp(v, "true") == 0;
+    }
+    if (type == NULL)
+        return kiln_error_set(err, 0, "mount type missing in %s", spec);
+    memset(m, 0, sizeof(*m));
+    if (strcmp(type, "cache") == 0) {
+        kiln_digest_t d;
+        char ds[KILN_DIGEST_STR_MAX];
+        const char *cid = id ? id : target;
+        if (target == NULL)
+            return kiln_error_set(err, 0, "cache mount needs a target: %s", spec);
+        kiln_digest_bytes(cid, strlen(cid), &d);
+        kiln_digest_str(&d, ds);
+        owned[0] = kiln_xasprintf("%s/build/cache-mounts/%.32s", kiln_store_root(e->store),
+                                  strchr(ds, ':') + 1);
+        if (kiln_fs_mkdir_p(owned[0], 0755, err) < 0)
+            return -1;
+        if (chown(owned[0], KILN_SANDBOX_ID_BASE, KILN_SANDBOX_ID_BASE) < 0 && errno != EPERM) {
+            /* best effort: the sandbox maps root to the id base */
+        }
+        m->type = KILN_MOUNT_CACHE;
+        m->src = owned[0];
+        m->dst = target;
+        owned[1] = kiln_xstrdup(target);
+        m->dst = owned[1];
+        return 0;
+    }
+    if (strcmp(type, "secret") == 0) {
+        const char *sid = id ? id : (target ? strrchr(target, '/') + 1 : NULL);
+        const char *file = NULL;
+        for (size_t i = 0; sid && i < e->req->n_secrets; i++) {
+            const char *sp = e->req->secrets[i];
+            _cleanup_free_ char *want = kiln_xasprintf("id=%s,", sid);
+            if (strncmp(sp, want, strlen(want)) == 0) {
+                const char *f = strstr(sp, "src=");
+                if (f == NULL)
+                    f = strstr(sp, "source=");
+                if (f)
+                    file = strchr(f, '=') + 1;
+            }
+        }
+        if (file == NULL)
+            return kiln_error_set(err, 0, "secret %s not provided (--secret id=%s,src=FILE)",
+                                  sid ? sid : "?", sid ? sid : "ID");
+        m->type = KILN_MOUNT_SECRET;
+        owned[0] = kiln_xstrdup(file);
+        owned[1] = target ? kiln_xstrdup(target) : kiln_xasprintf("/run/secrets/%s", sid);
+        m->src = owned[0];
+        m->dst = owned[1];
+        m->readonly = 1;
+        return 0;
+    }
+    if (strcmp(type, "tmpfs") == 0) {
+        if (target == NULL)
+            return kiln_error_set(err, 0, "tmpfs mount needs a target: %s", spec);
+        m->type = KILN_MOUNT_TMPFS;
+        owned[1] = kiln_xstrdup(target);
+        m->dst = owned[1];
+        return 0;
+    }
+    if (strcmp(type, "bind") == 0) {
+        char *root = NULL;
+        if (target == NULL)
+            return kiln_error_set(err, 0, "bind mount needs a target: %s", spec);
+        if (from != NULL) {
+            stage_t *dep = find_stage(e, from, (size_t)st->index);
+            if (dep == NULL)
+                return kiln_error_set(err, 0, "bind mount from unknown stage %s", from);
+            if (run_stage(e, dep, err) < 0 || stage_rootfs(e, dep, &root, err) < 0)
+                return -1;
+        } else {
+            root = (char *)e->req->context_dir;
+        }
+        owned[0] = kiln_xasprintf("%s/%s", root, src ? src : ".");
+        owned[1] = kiln_xstrdup(target);
+        m->type = KILN_MOUNT_BIND;
+        m->src = owned[0];
+        m->dst = owned[1];
+        m->readonly = ro || true;
+        return 0;
+    }
+    return kiln_error_set(err, 0, "unsupported mount type %s", type);
+}
+
+static char *join_argv(char *const *v, size_t n)
+{
+    kiln_buf_t b;
+    kiln_buf_init(&b, 0);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            kiln_buf_append(&b, " ", 1, NULL);
+        kiln_buf_append(&b, v[i], strlen(v[i]), NULL);
+    }
+    return kiln_buf_steal(&b, NULL);
+}
+
+static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_t *err)
+{
+    strv_t argv = {0}, env = {0};
+    used_args_t used = {.args = &st->args};
+    kiln_mount_t mounts[16];
+    char *owned[32] = {0};
+    size_t n_mounts = 0;
+    const char **lowers = NULL;
+    _cleanup_free_ char *upper = NULL;
+    _cleanup_free_ char *work = NULL;
+    _cleanup_free_ char *created_by = NULL;
+    _cleanup_free_ char *keytext = NULL;
+    json_t *cfg = json_object_get(st->config, "config");
+    kiln_step_t step;
+    kiln_step_result_t res = {0};
+    kiln_digest_t key = st->key;
+    bool hit = false;
+    layer_t l;
+    int ret = -1;
+    const char *net = e->req->network;
+
+    /* command line */
+    if (n->json) {
+        for (size_t i = 0; i < n->n_args; i++)
+            strv_add(&argv, kiln_xstrdup(n->args[i]));
+    } else {
+        json_t *sh = json_object_get(cfg, "Shell");
+        size_t i;
+        json_t *v;
+        if (json_array_size(sh) > 0) {
+            json_array_foreach(sh, i, v) strv_add(&argv, kiln_xstrdup(json_string_value(v)));
+        } else {
+            strv_add(&argv, kiln_xstrdup("/bin/sh"));
+            strv_add(&argv, kiln_xstrdup("-c"));
+        }
+        if (n->n_heredocs > 0 && n->n_args > 0 && strncmp(n->args[0], "<<", 2) == 0) {
+            /* RUN <<EOF: the heredoc is the script */
+            strv_add(&argv, kiln_df_heredoc_content(&n->heredocs[0]));
+        } else {
+            strv_add(&argv, kiln_xstrdup(n->n_args ? n->args[0] : ""));
+        }
+    }
+    /* every ARG in scope reaches the command's environment (BuildKit does the same) */
+    for (size_t i = 0; i < st->args.n; i++)
+        strv_add(&used.used, kiln_xstrdup(st->args.v[i]));
+    for (size_t i = 0; i < n->n_flags; i++) {
+        if (strncmp(n->flags[i], "--mount=", 8) == 0) {
+            if (n_mounts >= 16) {
+                df_error(e, n, err, "too many mounts");
+                goto out;
+            }
+            if (parse_mount(e, st, n->flags[i] + 8, &mounts[n_mounts], owned + 2 * n_mounts, err) <
+                0) {
+                df_error(e, n, err, "%s", err->msg);
+                goto out;
+            }
+            n_mounts++;
+        } else if (strncmp(n->flags[i], "--network=", 10) == 0) {
+            net = n->flags[i] + 10;
+        } else if (strncmp(n->flags[i], "--security=", 11) != 0) {
+            df_error(e, n, err, "unknown flag: %s", n->flags[i]);
+            goto out;
+        }
+    }
+    {
+        _cleanup_free_ char *cmd = join_argv(argv.v, argv.n);
+        kiln_buf_t kb;
+        kiln_buf_init(&kb, 0);
+        if (used.used.n > 0) {
+            kiln_buf_appendf(&kb, NULL, "|%zu", used.used.n);
+            for (size_t i = 0; i < used.used.n; i++)
+                kiln_buf_appendf(&kb, NULL, " %s", used.used.v[i]);
+            kiln_buf_append(&kb, " ", 1, NULL);
+        }
+        kiln_buf_appendf(&kb, NULL, "%s", cmd);
+        created_by = kiln_xasprintf("RUN %s # buildkit", kb.data);
+        kiln_buf_free(&kb);
+    }
+    keytext = kiln_xasprintf("%s\nflags:%zu", created_by, n->n_flags);
+    for (size_t i = 0; i < n->n_flags; i++) {
+        char *k2 = kiln_xasprintf("%s %s", keytext, n->flags[i]);
+        free(keytext);
+        keytext = k2;
+    }
+    {
+        json_t *envj = json_object_get(cfg, "Env");
+        char *envs = json_dumps(envj ? envj : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+        char *wd = (char *)json_string_value(json_object_get(cfg, "WorkingDir"));
+        char *usr = (char *)json_string_value(json_object_get(cfg, "User"));
+        char *k2 = kiln_xasprintf("%s\nenv:%s\nwd:%s\nuser:%s", keytext, envs, wd ? wd : "",
+                                  usr ? usr : "");
+        free(envs);
+        free(keytext);
+        keytext = k2;
+    }
+    key_step(&key, keytext, NULL);
+    if (cache_lookup(e, st, &key, &hit, err) < 0)
+        goto out;
+    if (hit) {
+        st->key = key;
+        ret = 1;
+        goto out;
+    }
+
+    /* environment: image Env, then the build args (Env wins) */
+    for (size_t i = 0; i < used.used.n; i++)
+        strv_add(&env, kiln_xstrdup(used.used.v[i]));
+    {
+        json_t *envj = json_object_get(cfg, "Env");
+        size_t i;
+        json_t *v;
+        json_array_foreach(envj, i, v)
+        {
+            const char *s = json_string_value(v);
+            const char *eq = s ? strchr(s, '=') : NULL;
+            if (eq) {
+                _cleanup_free_ char *k = kiln_xstrndup(s, (size_t)(eq - s));
+                kv_set(&env, k, eq + 1);
+            }
+        }
+        if (kv_get(&env, "PATH") == NULL)
+            kv_set(&env, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    }
+    lowers = kiln_xzalloc((st->n_layers + 1) * sizeof(char *));
+    for (size_t i = 0; i < st->n_layers; i++) {
+        char *d = NULL;
+        if (lower_dir(e, &st->layers[i], &d, err) < 0)
+            goto out;
+        lowers[st->n_layers - 1 - i] = d; /* top-most first */
+    }
+    if (kiln_fs_mkdtemp(e->work, "upper-", &upper, err) < 0 ||
+        kiln_fs_mkdtemp(e->work, "work-", &work, err) < 0)
+        goto out;
+    kiln_step_init(&step);
+    step.lowers = lowers;
+    step.n_lowers = st->n_layers;
+    step.upper = upper;
+    step.work = work;
+    step.argv = (const char *const *)argv.v;
+    step.env = (const char *const *)env.v;
+    step.cwd = json_string_value(json_object_get(cfg, "WorkingDir"));
+    if (step.cwd == NULL || step.cwd[0] == '\0')
+        step.cwd = "/";
+    if (resolve_user(e, st, json_string_value(json_object_get(cfg, "User")), &step.uid, &step.gid,
+                     err) < 0) {
+        df_error(e, n, err, "%s", err->msg);
+        goto out;
+    }
+    step.mounts = mounts;
+    step.n_mounts = n_mounts;
+    if (net && strcmp(net, "none") == 0)
+        step.network = KILN_NET_NONE;
+    else if (net && strcmp(net, "host") == 0)
+        step.network = KILN_NET_HOST;
+    if (e->req->isolation && kiln_isolation_parse(e->req->isolation, &step.isolation) < 0) {
+        kiln_error_set(err, 0, "unknown isolation %s", e->req->isolation);
+        goto out;
+    }
+    step.log = run_log;
+    step.log_opaque = e;
+    for (size_t i = 0; i < e->tail_n; i++)
+        free(e->tail[i]);
+    e->tail_n = 0;
+    if (kiln_sandbox_run(&step, &res, err) < 0) {
+        kiln_error_prefix(err, "Dockerfile:%d: RUN", n->start_line);
+        goto out;
+    }
+    if (res.exit_code != 0) {
+        kiln_buf_t b;
+        kiln_buf_init(&b, 0);
+        for (size_t i = 0; i < e->tail_n; i++)
+            kiln_buf_appendf(&b, NULL, "\n  %s", e->tail[i]);
+        kiln_error_set(err, 0,
+                       "Dockerfile:%d: process \"%s\" did not complete successfully: exit code: "
+                       "%d%s",
+                       n->start_line, created_by, res.exit_code, b.data ? b.data : "");
+        kiln_buf_free(&b);
+        goto out;
+    }
+    if (commit_layer(e, st, upper, 1, &l, err) < 0)
+        goto out;
+    add_history(e, st, created_by, 0);
+    st->key = key;
+    if (cache_store(e, st, &key, &l, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    if (lowers) {
+        for (size_t i = 0; i < st->n_layers; i++)
+            free((char *)lowers[i]);
+        free(lowers);
+    }
+    if (upper)
+        kiln_fs_rm_rf(upper, NULL);
+    if (work)
+        kiln_fs_rm_rf(work, NULL);
+    for (size_t i = 0; i < 32; i++)
+        free(owned[i]);
+    strv_clear(&argv);
+    strv_clear(&env);
+    strv_clear(&used.used);
+    return ret;
+}
+
+/* ---------------------------------------------------------------- COPY / ADD */
+
+typedef struct copy_ctx {
+    engine_t *e;
+    const kiln_dockerignore_t *ignore; /* only for the main context */
+    size_t root_len;                   /* length of the source root path + 1 */
+    long uid, gid;                     /* -1 keep */
+    long mode;                         /* -1 keep */
+    kiln_sha256_t *hash;               /* content hash for the cache key */
+} copy_ctx_t;
+
+static void hash_str(kiln_sha256_t *h, const char *s)
+{
+    kiln_sha256_update(h, s, strlen(s) + 1);
+}
+
+static int copy_file_data(const char *src, const char *dst, mode_t mode, kiln_sha256_t *h,
+                          kiln_error_t *err)
+{
+    _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC);
+    _cleanup_close_ int out = -1;
+    char buf[1 << 16];
+    ssize_t r;
+    if (in < 0)
+        return kiln_error_set(err, errno, "open %s", src);
+    out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode & 07777);
+    if (out < 0)
+        return kiln_error_set(err, errno, "create %s", dst);
+    while ((r = read(in, buf, sizeof(buf))) > 0) {
+        if (h)
+            kiln_sha256_update(h, buf, (size_t)r);
+        if (kiln_fs_write_all(out, buf, (size_t)r, err) < 0)
+            return -1;
+    }
+    if (r < 0)
+        return kiln_error_set(err, errno, "read %s", src);
+    return 0;
+}
+
+static int apply_meta(const copy_ctx_t *c, const char *dst, const struct stat *st, bool is_link)
+{
+    uid_t u = c->uid >= 0 ? (uid_t)c->uid : st->st_uid;
+    gid_t g = c->gid >= 0 ? (gid_t)c->gid : st->st_gid;
+    struct timespec ts[2] = {st->st_mtim, st->st_mtim};
+    if (c->uid < 0 && c->gid < 0 && c->e != NULL) {
+        /* files from the context belong to root in the image (as with BuildKit) */
+        u = 0;
+        g = 0;
+    }
+    if (lchown(dst, u, g) < 0 && errno != EPERM)
+        return -1;
+    if (!is_link)
+        chmod(dst, c->mode >= 0 ? (mode_t)c->mode : st->st_mode & 07777);
+    utimensat(AT_FDCWD, dst, ts, AT_SYMLINK_NOFOLLOW);
+    return 0;
+}
+
+/* Copies src (file, dir or symlink) to dst, recursively, honouring the
+ * ignore rules for context paths and hashing names, modes and contents. */
+static int copy_tree(copy_ctx_t *c, const char *src, const char *dst, kiln_error_t *err)
+{
+    struct stat st;
+    const char *rel = strlen(src) > c->root_len ? src + c->root_len : "";
+
+    if (lstat(src, &st) < 0)
+        return kiln_error_set(err, errno, "stat %s", src);
+    if (c->ignore && rel[0] && kiln_dockerignore_excluded(c->ignore, rel) &&
+        !(S_ISDIR(st.st_mode) && kiln_dockerignore_may_reinclude(c->ignore, rel)))
+        return 0;
+    if (c->hash) {
+        char meta[64];
+        hash_str(c->hash, rel);
+        snprintf(meta, sizeof(meta), "%o", (unsigned)st.st_mode);
+        hash_str(c->hash, meta);
+    }
+    if (S_ISDIR(st.st_mode)) {
+        _cleanup_closedir_ DIR *d = NULL;
+        struct dirent *de;
+        char **names = NULL;
+        size_t nn = 0;
+        int ret = 0;
+        if (mkdir(dst, 0755) < 0 && errno != EEXIST)
+            return kiln_error_set(err, errno, "mkdir %s", dst);
+        d = opendir(src);
+        if (d == NULL)
+            return kiln_error_set(err, errno, "open directory %s", src);
+        while ((de = readdir(d)) != NULL) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                continue;
+            names = kiln_xrealloc(names, (nn + 1) * sizeof(char *));
+            names[nn++] = kiln_xstrdup(de->d_name);
+        }
+        qsort(names, nn, sizeof(char *), (int (*)(const void *, const void *))strcmp);
+        for (size_t i = 0; i < nn; i++) {
+            if (ret == 0) {
+                _cleanup_free_ char *s2 = kiln_xasprintf("%s/%s", src, names[i]);
+                _cleanup_free_ char *d2 = kiln_xasprintf("%s/%s", dst, names[i]);
+                ret = copy_tree(c, s2, d2, err);
+            }
+            free(names[i]);
+        }
+        free(names);
+        if (ret < 0)
+            return -1;
+        apply_meta(c, dst, &st, false);
+        return 0;
+    }
+    if (c->ignore && rel[0] && kiln_dockerignore_excluded(c->ignore, rel))
+        return 0;
+    if (S_ISLNK(st.st_mode)) {
+        char target[4096];
+        ssize_t l = readlink(src, target, sizeof(target) - 1);
+        if (l < 0)
+            return kiln_error_set(err, errno, "readlink %s", src);
+        target[l] = '\0';
+        if (c->hash)
+            hash_str(c->hash, target);
+        unlink(dst);
+        if (symlink(target, dst) < 0)
+            return kiln_error_set(err, errno, "symlink %s", dst);
+        apply_meta(c, dst, &st, true);
+        return 0;
+    }
+    if (S_ISREG(st.st_mode)) {
+        unlink(dst);
+        if (copy_file_data(src, dst, st.st_mode, c->hash, err) < 0)
+            return -1;
+        apply_meta(c, dst, &st, false);
+        return 0;
+    }
+    return 0; /* sockets, fifos, devices are not copied */
+}
+
+static bool has_glob(const char *s)
+{
+    return strpbrk(s, "*?[") != NULL;
+}
+
+/* Resolves dst against WORKDIR; keeps a trailing '/'. */
+static char *resolve_dest(const stage_t *st, const char *dst)
+{
+    const char *wd =
+        json_string_value(json_object_get(json_object_get(st->config, "config"), "WorkingDir"));
+    if (dst[0] == '/')
+        return kiln_xstrdup(dst);
+    if (strcmp(dst, ".") == 0 || strcmp(dst, "./") == 0)
+        return kiln_xasprintf("%s/", wd && *wd ? wd : "");
+    return kiln_xasprintf("%s/%s", wd && *wd && strcmp(wd, "/") != 0 ? wd : "", dst);
+}
+
+static int mkdirs_in(const char *root, const char *path, kiln_error_t *err)
+{
+    _cleanup_free_ char *p = kiln_xasprintf("%s/%s", root, path);
+    return kiln_fs_mkdir_p(p, 0755, err);
+}
+
+static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_add,
+                   kiln_error_t *err)
+{
+    strv_t srcs = {0};
+    _cleanup_free_ char *dest = NULL;
+    _cleanup_free_ char *dest_raw = NULL;
+    _cleanup_free_ char *staging = NULL;
+    _cleanup_free_ char *created_by = NULL;
+    const char *from = NULL, *chown_s = NULL, *chmod_s = NULL;
+    const char *root = e->req->context_dir;
+    const kiln_dockerignore_t *ign = e->ignore;
+    char *stage_root = NULL;
+    copy_ctx_t c = {.e = e, .uid = -1, .gid = -1, .mode = -1};
+    kiln_sha256_t h;
+    kiln_digest_t content, key = st->key;
+    char cs[KILN_DIGEST_STR_MAX];
+    bool dir_dest, hit = false;
+    size_t nsrc;
+    layer_t l;
+    int ret = -1;
+
+    for (size_t i = 0; i < n->n_flags; i++) {
+        const char *f = n->flags[i];
+        if (strncmp(f, "--from=", 7) == 0)
+            from = f + 7;
+        else if (strncmp(f, "--chown=", 8) == 0)
+            chown_s = f + 8;
+        else if (strncmp(f, "--chmod=", 8) == 0)
+            chmod_s = f + 8;
+        else if (strcmp(f, "--link") == 0 || strncmp(f, "--link=", 7) == 0 ||
+                 strncmp(f, "--parents", 9) == 0 || strncmp(f, "--exclude=", 10) == 0 ||
+                 (is_add && strncmp(f, "--checksum=", 11) == 0) ||
+                 (is_add && strncmp(f, "--keep-git-dir", 14) == 0))
+            continue;
+        else
+            return df_error(e, n, err, "unknown flag: %s", f);
+    }
+    nsrc = n->n_args;
+    if (nsrc < 2 && n->n_heredocs == 0)
+        return df_error(e, n, err, "%s requires at least two arguments", is_add ? "ADD" : "COPY");
+    if (expand(e, st, n->args[nsrc - 1], NULL, &dest_raw, err) < 0)
+        return df_error(e, n, err, "%s", err->msg);
+    dest = resolve_dest(st, dest_raw);
+    if (from != NULL) {
+        stage_t *dep = find_stage(e, from, (size_t)st->index);
+        const char *ctxdir = NULL;
+        for (size_t i = 0; i < e->req->n_contexts; i++) {
+            size_t fl = strlen(from);
+            if (strncmp(e->req->contexts[i], from, fl) == 0 && e->req->contexts[i][fl] == '=')
+                ctxdir = e->req->contexts[i] + fl + 1;
+        }
+        if (dep != NULL) {
+            if (run_stage(e, dep, err) < 0 || stage_rootfs(e, dep, &stage_root, err) < 0)
+                return -1;
+            root = stage_root;
+        } else if (ctxdir != NULL) {
+            root = ctxdir;
+        } else {
+            /* an image reference: a throwaway stage */
+            stage_t *tmp = kiln_xzalloc(sizeof(*tmp));
+            tmp->index = st->index;
+            if (from_image(e, tmp, from, err) < 0 || stage_rootfs(e, tmp, &stage_root, err) < 0) {
+                free(tmp);
+                return kiln_error_prefix(err, "Dockerfile:%d: COPY --from=%s", n->start_line, from);
+            }
+            root = stage_root; /* tmp leaks its rootfs path into the work dir (removed) */
+        }
+        ign = NULL;
+    }
+    if (chown_s) {
+        uid_t u;
+        gid_t g;
+        _cleanup_free_ char *x = NULL;
+        if (expand(e, st, chown_s, NULL, &x, err) < 0 || resolve_user(e, st, x, &u, &g, err) < 0)
+            return df_error(e, n, err, "%s", err->msg);
+        c.uid = u;
+        c.gid = g;
+        if (strchr(x, ':') == NULL && all_digits(x))
+            c.gid = u;
+    }
+    if (chmod_s) {
+        char *endp;
+        c.mode = strtol(chmod_s, &endp, 8);
+        if (*endp || c.mode < 0 || c.mode > 07777)
+            return df_error(e, n, err, "invalid chmod %s", chmod_s);
+    }
+    if (kiln_fs_mkdtemp(e->work, "copy-", &staging, err) < 0)
+        return -1;
+    kiln_sha256_init(&h, NULL);
+    c.hash = &h;
+    c.ignore = ign;
+    c.root_len = strlen(root) + 1;
+
+    /* collect sources (globs expanded), relative to root */
+    for (size_t i = 0; i + 1 < nsrc; i++) {
+        _cleanup_free_ char *s = NULL;
+        if (expand(e, st, n->args[i], NULL, &s, err) < 0) {
+            df_error(e, n, err, "%s", err->msg);
+            goto out;
+        }
+        if (is_add && (strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0)) {
+            df_error(e, n, err, "ADD from a URL is not supported yet");
+            goto out;
+        }
+        while (s[0] == '/')
+            memmove(s, s + 1, strlen(s));
+        if (strstr(s, "..") != NULL && from == NULL) {
+            /* lexical check: stay inside the context */
+            bool bad =
+                strcmp(s, "..") == 0 || strncmp(s, "../", 3) == 0 || strstr(s, "/../") != NULL;
+            if (bad) {
+                df_error(e, n, err, "source %s is outside the build context", s);
+                goto out;
+            }
+        }
+        if (has_glob(s)) {
+            glob_t g;
+            _cleanup_free_ char *pat = kiln_xasprintf("%s/%s", root, s);
+            size_t before = srcs.n;
+            if (glob(pat, 0, NULL, &g) == 0) {
+                for (size_t k = 0; k < g.gl_pathc; k++) {
+                    const char *rel = g.gl_pathv[k] + strlen(root) + 1;
+                    if (ign && kiln_dockerignore_excluded(ign, rel))
+                        continue;
+                    strv_add(&srcs, kiln_xstrdup(rel));
+                }
+                globfree(&g);
+            }
+            if (srcs.n == before) {
+                df_error(e, n, err, "no source files were specified");
+                goto out;
+            }
+        } else {
+            _cleanup_free_ char *p = kiln_xasprintf("%s/%s", root, s);
+            struct stat sst;
+            if (lstat(p, &sst) < 0 ||
+                (ign && s[0] && strcmp(s, ".") != 0 && kiln_dockerignore_excluded(ign, s) &&
+                 !S_ISDIR(sst.st_mode))) {
+                kiln_error_set(err, 0,
+                               "Dockerfile:%d: failed to compute cache key: \"/%s\": not found: %s",
+                               n->start_line, s, n->original);
+                goto out;
+            }
+            strv_add(&srcs, kiln_xstrdup(s[0] ? s : "."));
+        }
+    }
+    dir_dest = dest[strlen(dest) - 1] == '/';
+    if (srcs.n + n->n_heredocs > 1 && !dir_dest) {
+        df_error(e, n, err,
+                 "When using %s with more than one source file, the destination must be a "
+                 "directory and end with a /",
+                 is_add ? "ADD" : "COPY");
+        goto out;
+    }
+    for (size_t i = 0; i < srcs.n; i++) {
+        _cleanup_free_ char *sp = kiln_xasprintf("%s/%s", root, srcs.v[i]);
+        _cleanup_free_ char *dp = NULL;
+        struct stat sst;
+        const char *base = strrchr(srcs.v[i], '/') ? strrchr(srcs.v[i], '/') + 1 : srcs.v[i];
+        if (stat(sp, &sst) < 0)
+            lstat(sp, &sst);
+        if (S_ISDIR(sst.st_mode)) {
+            /* directory: its contents go to dest */
+            if (mkdirs_in(staging, dest, err) < 0)
+                goto out;
+            dp = kiln_xasprintf("%s%s", staging, dest);
+            if (strcmp(srcs.v[i], ".") == 0) {
+                if (copy_tree(&c, root, dp, err) < 0)
+                    goto out;
+            } else if (copy_tree(&c, sp, dp, err) < 0) {
+                goto out;
+            }
+            continue;
+        }
+        if (is_add && S_ISREG(sst.st_mode)) {
+            /* a local tar archive is extracted into dest */
+            _cleanup_close_ int fd = open(sp, O_RDONLY | O_CLOEXEC);
+            _cleanup_free_ char *tmpd = NULL;
+            kiln_unpack_opts_t uo;
+            kiln_error_t ignored = {0};
+            if (fd >= 0 && kiln_fs_mkdtemp(e->work, "add-", &tmpd, err) == 0) {
+                kiln_unpack_opts_init(&uo);
+                if (kiln_layer_unpack(fd, tmpd, &uo, NULL, &ignored) == 0) {
+                    copy_ctx_t c2 = c;
+                    c2.ignore = NULL;
+                    c2.root_len = strlen(tmpd) + 1;
+                    c2.uid = c.uid;
+                    if (mkdirs_in(staging, dest, err) < 0)
+                        goto out;
+                    dp = kiln_xasprintf("%s%s", staging, dest);
+                    c2.e = NULL; /* keep the archive's owners */
+                    if (copy_tree(&c2, tmpd, dp, err) < 0)
+                        goto out;
+                    kiln_fs_rm_rf(tmpd, NULL);
+                    continue;
+                }
+                kiln_fs_rm_rf(tmpd, NULL);
+            }
+        }
+        if (dir_dest) {
+            if (mkdirs_in(staging, dest, err) < 0)
+                goto out;
+            dp = kiln_xasprintf("%s%s%s", staging, dest, base);
+        } else {
+            _cleanup_free_ char *parent = kiln_xstrdup(dest);
+            *strrchr(parent, '/') = '\0';
+            if (mkdirs_in(staging, parent, err) < 0)
+                goto out;
+            dp = kiln_xasprintf("%s%s", staging, dest);
+        }
+        if (copy_tree(&c, sp, dp, err) < 0)
+            goto out;
+    }
+    for (size_t i = 0; i < n->n_heredocs; i++) {
+        _cleanup_free_ char *body = kiln_df_heredoc_content(&n->heredocs[i]);
+        _cleanup_free_ char *dp = NULL;
+        if (mkdirs_in(staging, dest, err) < 0)
+            goto out;
+        dp = dir_dest ? kiln_xasprintf("%s%s%s", staging, dest, n->heredocs[i].name)
+                      : kiln_xasprintf("%s%s", staging, dest);
+        hash_str(&h, body);
+        if (kiln_fs_write_file_atomic(dp, body, strlen(body), c.mode >= 0 ? (mode_t)c.mode : 0644,
+                                      err) < 0)
+            goto out;
+    }
+    kiln_sha256_final(&h, &content);
+    kiln_digest_str(&content, cs);
+    {
+        kiln_buf_t b;
+        kiln_buf_init(&b, 0);
+        kiln_buf_appendf(&b, NULL, "%s", is_add ? "ADD" : "COPY");
+        for (size_t i = 0; i < n->n_flags; i++)
+            if (strncmp(n->flags[i], "--from=", 7) == 0 ||
+                strncmp(n->flags[i], "--chown", 7) == 0 || strncmp(n->flags[i], "--chmod", 7) == 0)
+                kiln_buf_appendf(&b, NULL, " %s", n->flags[i]);
+        for (size_t i = 0; i < n->n_args; i++)
+            kiln_buf_appendf(&b, NULL, " %s", n->args[i]);
+        kiln_buf_appendf(&b, NULL, " # buildkit");
+        created_by = kiln_buf_steal(&b, NULL);
+    }
+    {
+        _cleanup_free_ char *kt = kiln_xasprintf("%s\ndest:%s\ncontent:%s", created_by, dest, cs);
+        key_step(&key, kt, NULL);
+    }
+    if (cache_lookup(e, st, &key, &hit, err) < 0)
+        goto out;
+    if (hit) {
+        st->key = key;
+        ret = 1;
+        goto out;
+    }
+    if (commit_layer(e, st, staging, 0, &l, err) < 0)
+        goto out;
+    add_history(e, st, created_by, 0);
+    st->key = key;
+    if (cache_store(e, st, &key, &l, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    kiln_sha256_dispose(&h);
+    if (staging)
+        kiln_fs_rm_rf(staging, NULL);
+    strv_clear(&srcs);
+    return ret;
+}
+
+/* ---------------------------------------------------------------- metadata */
+
+static json_t *argv_json(const kiln_df_node_t *n, const stage_t *st, size_t from)
+{
+    json_t *a = json_array();
+    if (n->json) {
+        for (size_t i = from; i < n->n_args; i++)
+            json_array_append_new(a, json_string(n->args[i]));
+    } else {
+        json_t *sh = json_object_get(json_object_get(st->config, "config"), "Shell");
+        size_t i;
+        json_t *v;
+        if (json_array_size(sh) > 0) {
+            json_array_foreach(sh, i, v) json_array_append(a, v);
+        } else {
+            json_array_append_new(a, json_string("/bin/sh"));
+            json_array_append_new(a, json_string("-c"));
+        }
+        json_array_append_new(a, json_string(n->n_args > from ? n->args[from] : ""));
+    }
+    return a;
+}
+
+static void set_argv_key(stage_t *st, const char *key, json_t *arr)
+{
+    json_object_set_new(kiln_image_config_obj(st->config), key, arr);
+}
+
+static int parse_duration(const char *s, int64_t *ns)
+{
+    double total = 0;
+    const char *p = s;
+    if (*p == '\0')
+        return -1;
+    while (*p) {
+        char *end;
+        double v = strtod(p, &end);
+        double mul;
+        if (end == p)
+            return -1;
+        p = end;
+        if (strncmp(p, "ms", 2) == 0)
+            mul = 1e6, p += 2;
+        else if (strncmp(p, "us", 2) == 0)
+            mul = 1e3, p += 2;
+        else if (strncmp(p, "ns", 2) == 0)
+            mul = 1, p += 2;
+        else if (*p == 's')
+            mul = 1e9, p++;
+        else if (*p == 'm')
+            mul = 60e9, p++;
+        else if (*p == 'h')
+            mul = 3600e9, p++;
+        else if (*p == '\0' && v == 0)
+            mul = 0;
+        else
+            return -1;
+        total += v * mul;
+    }
+    *ns = (int64_t)total;
+    return 0;
+}
+
+/* Whether path exists in the stage's filesystem (top-most layer first; a
+ * whiteout hides what is below). */
+static int path_exists(engine_t *e, stage_t *st, const char *path, bool *exists, kiln_error_t *err)
+{
+    *exists = false;
+    for (size_t i = st->n_layers; i > 0; i--) {
+        _cleanup_free_ char *dir = NULL;
+        _cleanup_free_ char *p = NULL;
+        struct stat sb;
+        if (lower_dir(e, &st->layers[i - 1], &dir, err) < 0)
+            return -1;
+        p = kiln_xasprintf("%s%s", dir, path);
+        if (lstat(p, &sb) == 0) {
+            *exists = !(S_ISCHR(sb.st_mode) && sb.st_rdev == 0);
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* WORKDIR: sets WorkingDir and creates the directory (a layer) when missing. */
+static int do_workdir(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_t *err)
+{
+    _cleanup_free_ char *w = NULL;
+    _cleanup_free_ char *full = NULL;
+    _cleanup_free_ char *hist = NULL;
+    _cleanup_free_ char *staging = NULL;
+    json_t *cfg = kiln_image_config_obj(st->config);
+    const char *cur = json_string_value(json_object_get(cfg, "WorkingDir"));
+    kiln_digest_t key = st->key;
+    bool exists = false, hit = false;
+    layer_t l;
+    int ret = -1;
+
+    if (n->n_args != 1)
+        return df_error(e, n, err, "WORKDIR requires exactly one argument");
+    if (expand(e, st, n->args[0], NULL, &w, err) < 0)
+        return df_error(e, n, err, "%s", err->msg);
+    if (w[0] == '/')
+        full = kiln_xstrdup(w);
+    else
+        full = kiln_xasprintf("%s/%s", cur && strcmp(cur, "/") != 0 ? cur : "", w);
+    while (strlen(full) > 1 && full[strlen(full) - 1] == '/')
+        full[strlen(full) - 1] = '\0';
+    kiln_image_config_set_string(st->config, "WorkingDir", full);
+    hist = kiln_xasprintf("WORKDIR %s", full);
+    if (strcmp(full, "/") != 0 && path_exists(e, st, full, &exists, err) < 0)
+        return -1;
+    if (exists || strcmp(full, "/") == 0) {
+        add_history(e, st, hist, 1);
+        key_step(&st->key, hist, NULL);
+        return 0;
+    }
+    key_step(&key, hist, "mkdir");
+    if (cache_lookup(e, st, &key, &hit, err) < 0)
+        return -1;
+    if (hit) {
+        st->key = key;
+        return 1;
+    }
+    if (kiln_fs_mkdtemp(e->work, "wd-", &staging, err) < 0)
+        return -1;
+    if (mkdirs_in(staging, full, err) < 0 || commit_layer(e, st, staging, 0, &l, err) < 0)
+        goto out;
+    add_history(e, st, hist, 0);
+    st->key = key;
+    ret = cache_store(e, st, &key, &l, err);
+out:
+    kiln_fs_rm_rf(staging, NULL);
+    return ret;
+}
+
+/* Instructions that only change the config (one history entry, no layer). */
+static int do_meta(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_t *err)
+{
+    const char *kw = n->keyword;
+    kiln_buf_t hist;
+    int ret = 0;
+    json_t *cfg = kiln_image_config_obj(st->config);
+
+    kiln_buf_init(&hist, 0);
+    if (strcmp(kw, "env") == 0 || strcmp(kw, "label") == 0) {
+        bool env = kw[0] == 'e';
+        if (n->n_args == 0) {
+            ret = df_error(e, n, err, "%s requires at least one argument", env ? "ENV" : "LABEL");
+            goto out;
+        }
+        kiln_buf_appendf(&hist, NULL, "%s", env ? "ENV" : "LABEL");
+        for (size_t i = 0; i + 2 < n->n_args + 1 && i + 1 < n->n_args; i += 3) {
+            _cleanup_free_ char *k = NULL;
+            _cleanup_free_ char *v = NULL;
+            if (expand(e, st, n->args[i], NULL, &k, err) < 0 ||
+                expand(e, st, n->args[i + 1], NULL, &v, err) < 0) {
+                ret = df_error(e, n, err, "%s", err->msg);
+                goto out;
+            }
+            if (env) {
+                _cleanup_free_ char *kv = kiln_xasprintf("%s=%s", k, v);
+                kiln_image_config_set_env(st->config, kv, NULL);
+            } else {
+                kiln_image_config_set_label(st->config, k, v);
+            }
+            kiln_buf_appendf(&hist, NULL, " %s=%s", k, v);
+        }
+    } else if (strcmp(kw, "arg") == 0) {
+        kiln_buf_appendf(&hist, NULL, "ARG");
+        for (size_t i = 0; i < n->n_args; i++) {
+            _cleanup_free_ char *w = kiln_xstrdup(n->args[i]);
+            char *eq = strchr(w, '=');
+            const char *ov;
+            _cleanup_free_ char *val = NULL;
+            if (eq) {
+                *eq = '\0';
+                if (expand(e, st, eq + 1, NULL, &val, err) < 0) {
+                    ret = df_error(e, n, err, "%s", err->msg);
+                    goto out;
+                }
+            }
+            ov = build_arg(e, w);
+            if (ov == NULL && val == NULL) {
+                /* declared without a value: a meta ARG value carries over */
+                const char *m = kv_get(&e->meta_args, w);
+                if (m != NULL)
+                    val = kiln_xstrdup(m);
+            }
+            if (ov != NULL || val != NULL) {
+                kv_set(&st->args, w, ov ? ov : val);
+                kiln_buf_appendf(&hist, NULL, " %s=%s", w, ov ? ov : val);
+            } else {
+                kiln_buf_appendf(&hist, NULL, " %s", w);
+            }
+        }
+    } else if (strcmp(kw, "user") == 0 || strcmp(kw, "stopsignal") == 0) {
+        _cleanup_free_ char *v = NULL;
+        if (n->n_args != 1) {
+            ret = df_error(e, n, err, "%s requires exactly one argument",
+                           kw[0] == 'u' ? "USER" : "STOPSIGNAL");
+            goto out;
+        }
+        if (expand(e, st, n->args[0], NULL, &v, err) < 0) {
+            ret = df_error(e, n, err, "%s", err->msg);
+            goto out;
+        }
+        kiln_image_config_set_string(st->config, kw[0] == 'u' ? "User" : "StopSignal", v);
+        kiln_buf_appendf(&hist, NULL, "%s %s", kw[0] == 'u' ? "USER" : "STOPSIGNAL", v);
+    } else if (strcmp(kw, "expose") == 0) {
+        kiln_buf_appendf(&hist, NULL, "EXPOSE map[");
+        for (size_t i = 0; i < n->n_args; i++) {
+            _cleanup_free_ char *v = NULL;
+            if (expand(e, st, n->args[i], NULL, &v, err) < 0 ||
+                kiln_image_config_add_port(st->config, v, err) < 0) {
+                ret = df_error(e, n, err, "%s", err->msg);
+                goto out;
+            }
+            kiln_buf_appendf(&hist, NULL, "%s%s%s:{}", i ? " " : "", v,
+                             strchr(v, '/') ? "" : "/tcp");
+        }
+        kiln_buf_appendf(&hist, NULL, "]");
+    } else if (strcmp(kw, "volume") == 0) {
+        kiln_buf_appendf(&hist, NULL, "VOLUME [");
+        for (size_t i = 0; i < n->n_args; i++) {
+            _cleanup_free_ char *v = NULL;
+            if (expand(e, st, n->args[i], NULL, &v, err) < 0) {
+                ret = df_error(e, n, err, "%s", err->msg);
+                goto out;
+            }
+            kiln_image_config_add_volume(st->config, v);
+            kiln_buf_appendf(&hist, NULL, "%s%s", i ? " " : "", v);
+        }
+        kiln_buf_appendf(&hist, NULL, "]");
+    } else if (strcmp(kw, "cmd") == 0 || strcmp(kw, "entrypoint") == 0) {
+        json_t *a = argv_json(n, st, 0);
+        char *s = json_dumps(a, JSON_COMPACT);
+        bool cmd = kw[0] == 'c';
+        if (!cmd && n->n_args == 0) {
+            json_decref(a);
+            a = json_null();
+        }
+        set_argv_key(st, cmd ? "Cmd" : "Entrypoint", a);
+        if (!cmd) /* ENTRYPOINT resets CMD, as in Docker */
+            json_object_del(cfg, "Cmd");
+        kiln_buf_appendf(&hist, NULL, "%s %s", cmd ? "CMD" : "ENTRYPOINT", s);
+        free(s);
+    } else if (strcmp(kw, "shell") == 0) {
+        json_t *a = json_array();
+        if (!n->json || n->n_args == 0) {
+            json_decref(a);
+            ret = df_error(e, n, err, "SHELL requires the arguments to be in JSON form");
+            goto out;
+        }
+        for (size_t i = 0; i < n->n_args; i++)
+            json_array_append_new(a, json_string(n->args[i]));
+        {
+            char *s = json_dumps(a, JSON_COMPACT);
+            kiln_buf_appendf(&hist, NULL, "SHELL %s", s);
+            free(s);
+        }
+        set_argv_key(st, "Shell", a);
+    } else if (strcmp(kw, "maintainer") == 0) {
+        kiln_image_config_set_string(st->config, "Author", NULL);
+        json_object_set_new(st->config, "author", json_string(n->n_args ? n->args[0] : ""));
+        kiln_buf_appendf(&hist, NULL, "MAINTAINER %s", n->n_args ? n->args[0] : "");
+    } else if (strcmp(kw, "onbuild") == 0) {
+        const char *o = n->original;
+        while (*o == ' ' || *o == '\t')
+            o++;
+        o += 7;
+        while (*o == ' ' || *o == '\t')
+            o++;
+        kiln_image_config_add_onbuild(st->config, o);
+        kiln_buf_appendf(&hist, NULL, "ONBUILD %s", o);
+    } else if (strcmp(kw, "healthcheck") == 0) {
+        json_t *hc = json_object();
+        json_t *test = json_array();
+        if (n->n_args == 0) {
+            json_decref(hc);
+            json_decref(test);
+            ret = df_error(e, n, err, "HEALTHCHECK requires an argument");
+            goto out;
+        }
+        if (strcasecmp(n->args[0], "none") == 0) {
+            json_array_append_new(test, json_string("NONE"));
+        } else if (strcasecmp(n->args[0], "cmd") == 0) {
+            json_t *a = argv_json(n, st, 1);
+            if (n->json) {
+                json_array_append_new(test, json_string("CMD"));
+                json_array_extend(test, a);
+            } else {
+                json_array_append_new(test, json_string("CMD-SHELL"));
+                json_array_append_new(test, json_string(n->n_args > 1 ? n->args[1] : ""));
+            }
+            json_decref(a);
+        } else {
+            json_decref(hc);
+            json_decref(test);
+            ret = df_error(e, n, err, "Unknown type \"%s\" in HEALTHCHECK (try CMD)", n->args[0]);
+            goto out;
+        }
+        json_object_set_new(hc, "Test", test);
+        for (size_t i = 0; i < n->n_flags; i++) {
+            static const struct {
+                const char *flag, *key;
+            } map[] = {{"--interval=", "Interval"},
+                       {"--timeout=", "Timeout"},
+                       {"--start-period=", "StartPeriod"},
+                       {"--start-interval=", "StartInterval"}};
+            bool done = false;
+            for (size_t k = 0; k < 4; k++) {
+                size_t fl = strlen(map[k].flag);
+                if (strncmp(n->flags[i], map[k].flag, fl) == 0) {
+                    int64_t ns;
+                    if (parse_duration(n->flags[i] + fl, &ns) < 0) {
+                        json_decref(hc);
+                        ret = df_error(e, n, err, "invalid duration %s", n->flags[i]);
+                        goto out;
+                    }
+                    if (ns != 0)
+                        json_object_set_new(hc, map[k].key, json_integer(ns));
+                    done = true;
+                }
+            }
+            if (!done && strncmp(n->flags[i], "--retries=", 10) == 0) {
+                long r = strtol(n->flags[i] + 10, NULL, 10);
+                if (r != 0)
+                    json_object_set_new(hc, "Retries", json_integer(r));
+                done = true;
+            }
+            if (!done) {
+                json_decref(hc);
+                ret = df_error(e, n, err, "unknown flag: %s", n->flags[i]);
+                goto out;
+            }
+        }
+        {
+            char *s = json_dumps(json_object_get(hc, "Test"), JSON_COMPACT);
+            kiln_buf_appendf(&hist, NULL, "HEALTHCHECK &{%s}", s);
+            free(s);
+        }
+        kiln_image_config_set_healthcheck(st->config, hc);
+    } else {
+        ret = df_error(e, n, err, "unknown instruction: %s", n->keyword);
+        goto out;
+    }
+    add_history(e, st, hist.data ? hist.data : kw, 1);
+    {
+        /* the config changed: chain the key so later steps see it */
+        char *s = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
+        key_step(&st->key, hist.data ? hist.data : kw, s);
+        free(s);
+    }
+out:
+    kiln_buf_free(&hist);
+    return ret;
+}
+
+/* ---------------------------------------------------------------- stages */
+
+static char *upper_kw(const char *kw)
+{
+    char *u = kiln_xstrdup(kw);
+    for (char *p = u; *p; p++)
+        if (*p >= 'a' && *p <= 'z')
+            *p = (char)(*p - 32);
+    return u;
+}
+
+static void record_step(engine_t *e, const char *name, double secs, int cached)
+{
+    kiln_build_result_t *r = e->res;
+    r->steps = kiln_xrealloc(r->steps, (r->n_steps + 1) * sizeof(*r->steps));
+    r->steps[r->n_steps].name = kiln_xstrdup(name);
+    r->steps[r->n_steps].seconds = secs;
+    r->steps[r->n_steps].cached = cached;
+    r->n_steps++;
+}
+
+static int run_stage(engine_t *e, stage_t *st, kiln_error_t *err)
+{
+    size_t total;
+    if (st->state == 2)
+        return 0;
+    if (st->state == 1)
+        return kiln_error_set(err, 0, "Dockerfile:%d: circular dependency between stages",
+                              e->df->nodes[st->first].start_line);
+    st->state = 1;
+    total = st->end - st->first;
+    for (size_t i = st->first; i < st->end; i++) {
+        const kiln_df_node_t *n = &e->df->nodes[i];
+        _cleanup_free_ char *kwu = upper_kw(n->keyword);
+        _cleanup_free_ char *title = NULL;
+        const char *text = n->original;
+        double t0 = now_s();
+        int r;
+        while (*text == ' ' || *text == '\t')
+            text++;
+        text += strlen(n->keyword);
+        while (*text == ' ' || *text == '\t')
+            text++;
+        title = kiln_xasprintf("[%s %zu/%zu] %s %s", st->name ? st->name : "stage",
+                               i - st->first + 1, total, kwu, text);
+        e->step_no++;
+        emit(e, "#%d %s", e->step_no, title);
+        if (i == st->first)
+            r = do_from(e, st, n, err);
+        else if (strcmp(n->keyword, "run") == 0)
+            r = do_run(e, st, n, err);
+        else if (strcmp(n->keyword, "copy") == 0 || strcmp(n->keyword, "add") == 0)
+            r = do_copy(e, st, n, n->keyword[0] == 'a', err);
+        else if (strcmp(n->keyword, "workdir") == 0)
+            r = do_workdir(e, st, n, err);
+        else
+            r = do_meta(e, st, n, err);
+        if (r < 0) {
+            emit(e, "#%d ERROR: %s", e->step_no, err->msg);
+            return -1;
+        }
+        if (r == 1)
+            emit(e, "#%d CACHED", e->step_no);
+        else
+            emit(e, "#%d DONE %.1fs", e->step_no, now_s() - t0);
+        record_step(e, title, now_s() - t0, r == 1);
+    }
+    config_set_created(e, st);
+    st->state = 2;
+    return 0;
+}
+
+static int split_stages(engine_t *e, kiln_error_t *err)
+{
+    bool seen_from = false;
+    for (size_t i = 0; i < e->df->n_nodes; i++) {
+        const kiln_df_node_t *n = &e->df->nodes[i];
+        if (strcmp(n->keyword, "from") == 0) {
+            stage_t *st;
+            if (e->n_stages >= MAX_STAGES)
+                return kiln_error_set(err, 0, "Dockerfile:%d: too many stages", n->start_line);
+            if (e->n_stages > 0)
+                e->stages[e->n_stages - 1].end = i;
+            st = &e->stages[e->n_stages];
+            memset(st, 0, sizeof(*st));
+            st->first = i;
+            st->end = e->df->n_nodes;
+            st->index = (int)e->n_stages;
+            if (n->n_args == 3 && strcasecmp(n->args[1], "as") == 0) {
+                st->name = kiln_xstrdup(n->args[2]);
+                for (char *p = st->name; *p; p++)
+                    *p = (char)tolower_ascii(*p);
+            }
+            e->n_stages++;
+            seen_from = true;
+        } else if (!seen_from) {
+            if (strcmp(n->keyword, "arg") != 0)
+                return df_error(e, n, err, "no build stage in current context");
+            for (size_t k = 0; k < n->n_args; k++) {
+                _cleanup_free_ char *w = kiln_xstrdup(n->args[k]);
+                char *eq = strchr(w, '=');
+                const char *ov;
+                if (eq)
+                    *eq = '\0';
+                ov = build_arg(e, w);
+                if (ov)
+                    kv_set(&e->meta_args, w, ov);
+                else if (eq) {
+                    stage_t meta = {.args = e->meta_args, .config = json_object()};
+                    _cleanup_free_ char *v = NULL;
+                    int r = expand(e, &meta, eq + 1, NULL, &v, err);
+                    json_decref(meta.config);
+                    if (r < 0)
+                        return df_error(e, n, err, "%s", err->msg);
+                    kv_set(&e->meta_args, w, v);
+                }
+            }
+        } else if (!kw_known(n->keyword)) {
+            return df_error(e, n, err, "unknown instruction: %s", n->keyword);
+        }
+    }
+    if (e->n_stages == 0)
+        return kiln_error_set(err, 0, "Dockerfile: no FROM instruction");
+    return 0;
+}
+
+static void stage_clear(stage_t *st)
+{
+    free(st->name);
+    json_decref(st->config);
+    for (size_t i = 0; i < st->n_layers; i++)
+        kiln_descriptor_clear(&st->layers[i].desc);
+    free(st->layers);
+    strv_clear(&st->args);
+    free(st->rootfs);
+}
+
+static int finish_image(engine_t *e, stage_t *st, kiln_build_result_t *res, kiln_error_t *err)
+{
+    kiln_descriptor_t cfgd = {0};
+    kiln_descriptor_t *layers = kiln_xzalloc((st->n_layers + 1) * sizeof(kiln_descriptor_t));
+    json_t *man;
+    int r;
+
+    /* diff_ids must list exactly the layers (a cache hit restored them) */
+    {
+        json_t *diffs = json_array();
+        char ds[KILN_DIGEST_STR_MAX];
+        for (size_t i = 0; i < st->n_layers; i++)
+            json_array_append_new(diffs, json_string(kiln_digest_str(&st->layers[i].diff_id, ds)));
+        json_object_set_new(json_object_get(st->config, "rootfs"), "diff_ids", diffs);
+    }
+    if (kiln_image_store_put(e->store, st->config, KILN_MT_OCI_CONFIG, &cfgd, err) < 0) {
+        free(layers);
+        return -1;
+    }
+    for (size_t i = 0; i < st->n_layers; i++)
+        layers[i] = st->layers[i].desc;
+    man = kiln_image_manifest_new(&cfgd, layers, st->n_layers, NULL);
+    r = kiln_image_store_put(e->store, man, KILN_MT_OCI_MANIFEST, &res->manifest, err);
+    json_decref(man);
+    res->config_digest = cfgd.digest;
+    kiln_descriptor_clear(&cfgd);
+    if (r < 0) {
+        free(layers);
+        return -1;
+    }
+    res->layers = kiln_xzalloc((st->n_layers + 1) * sizeof(kiln_descriptor_t));
+    for (size_t i = 0; i < st->n_layers; i++)
+        kiln_descriptor_copy(&res->layers[i], &st->layers[i].desc);
+    res->n_layers = st->n_layers;
+    free(layers);
+    {
+        /* pin the result so a prune keeps it */
+        char ds[KILN_DIGEST_STR_MAX];
+        _cleanup_free_ char *ref =
+            kiln_xasprintf("build/%s", strchr(kiln_digest_str(&res->manifest.digest, ds), ':') + 1);
+        kiln_store_ref_set(e->store, ref, &res->manifest.digest, NULL);
+    }
+    return 0;
+}
+
+static int load_dockerfile(const kiln_build_request_t *req, kiln_dockerfile_t **df, char **path_out,
+                           kiln_error_t *err)
+{
+    _cleanup_free_ char *text = NULL;
+    _cleanup_free_ char *path = NULL;
+    size_t len = 0;
+    if (req->dockerfile_text != NULL)
+        return kiln_dockerfile_parse(req->dockerfile_text, req->dockerfile_len, "Dockerfile", df,
+                                     err);
+    path = req->dockerfile_path ? kiln_xstrdup(req->dockerfile_path)
+                                : kiln_xasprintf("%s/Dockerfile", req->context_dir);
+    if (kiln_fs_read_file(path, KILN_DOCKERFILE_MAX, &text, &len, err) < 0)
+        return kiln_error_prefix(err, "reading the Dockerfile");
+    if (kiln_dockerfile_parse(text, len, "Dockerfile", df, err) < 0)
+        return -1;
+    *path_out = steal_pointer(&path);
+    return 0;
+}
+
+int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_build_result_t *res,
+                   kiln_error_t *err)
+{
+    engine_t *e = kiln_xzalloc(sizeof(*e));
+    _cleanup_free_ char *dfpath = NULL;
+    _cleanup_free_ char *tmproot = NULL;
+    stage_t *target = NULL;
+    int ret = -1;
+    const char *sde = getenv("SOURCE_DATE_EPOCH");
+
+    memset(res, 0, sizeof(*res));
+    e->req = req;
+    e->store = store;
+    e->res = res;
+    if (load_dockerfile(req, &e->df, &dfpath, err) < 0)
+        goto out;
+    if (kiln_dockerignore_load(req->context_dir, dfpath, &e->ignore, err) < 0)
+        goto out;
+    for (size_t i = 0; i < req->n_build_args; i++) {
+        const char *a = req->build_args[i];
+        const char *eq = strchr(a, '=');
+        if (eq) {
+            _cleanup_free_ char *k = kiln_xstrndup(a, (size_t)(eq - a));
+            kv_set(&e->build_args, k, eq + 1);
+        } else if (getenv(a) != NULL) {
+            kv_set(&e->build_args, a, getenv(a));
+        }
+    }
+    if (req->source_date_epoch >= 0)
+        e->created = (time_t)req->source_date_epoch;
+    else if (sde && *sde)
+        e->created = (time_t)strtoll(sde, NULL, 10);
+    else
+        e->created = time(NULL);
+    tmproot = kiln_xasprintf("%s/build/tmp", kiln_store_root(store));
+    e->lowers_dir = kiln_xasprintf("%s/build/lowers", kiln_store_root(store));
+    if (kiln_fs_mkdir_p(tmproot, 0700, err) < 0 || kiln_fs_mkdir_p(e->lowers_dir, 0755, err) < 0 ||
+        kiln_fs_mkdtemp(tmproot, "b-", &e->work, err) < 0)
+        goto out;
+    if (split_stages(e, err) < 0)
+        goto out;
+    if (req->target && *req->target) {
+        target = find_stage(e, req->target, e->n_stages);
+        if (target == NULL) {
+            kiln_error_set(err, 0, "target stage \"%s\" could not be found", req->target);
+            goto out;
+        }
+    } else {
+        target = &e->stages[e->n_stages - 1];
+    }
+    if (run_stage(e, target, err) < 0)
+        goto out;
+    if (finish_image(e, target, res, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    if (e->work)
+        kiln_fs_rm_rf(e->work, NULL);
+    free(e->work);
+    free(e->lowers_dir);
+    for (size_t i = 0; i < e->n_stages; i++)
+        stage_clear(&e->stages[i]);
+    for (size_t i = 0; i < e->tail_n; i++)
+        free(e->tail[i]);
+    strv_clear(&e->meta_args);
+    strv_clear(&e->build_args);
+    kiln_dockerfile_free(e->df);
+    kiln_dockerignore_free(e->ignore);
+    if (e->registry)
+        kiln_registry_free(e->registry);
+    free(e);
+    if (ret < 0)
+        kiln_build_result_clear(res);
+    return ret;
+}
+
+void kiln_build_result_clear(kiln_build_result_t *res)
+{
+    kiln_descriptor_clear(&res->manifest);
+    for (size_t i = 0; i < res->n_layers; i++)
+        kiln_descriptor_clear(&res->layers[i]);
+    free(res->layers);
+    for (size_t i = 0; i < res->n_steps; i++)
+        free(res->steps[i].name);
+    free(res->steps);
+    memset(res, 0, sizeof(*res));
+}
+
+int kiln_build_export_local(kiln_store_t *store, const kiln_build_result_t *res, const char *dest,
+                            kiln_error_t *err)
+{
+    if (kiln_fs_mkdir_p(dest, 0755, err) < 0)
+        return -1;
+    for (size_t i = 0; i < res->n_layers; i++) {
+        _cleanup_close_ int fd = -1;
+        kiln_unpack_opts_t o;
+        kiln_unpack_opts_init(&o);
+        if (kiln_store_open_blob(store, &res->layers[i].digest, &fd, NULL, err) < 0 ||
+            kiln_layer_unpack(fd, dest, &o, NULL, err) < 0)
+            return kiln_error_prefix(err, "exporting to %s", dest);
+    }
+    return 0;
+}

@@ -1,0 +1,87 @@
+/* kiln — the Dockerfile build engine as a library call.
+ *
+ * kiln_build_run() parses the Dockerfile, works out the stages the target
+ * needs, and runs them: FROM resolves scratch, an earlier stage, an
+ * `oci:DIR[:TAG]` layout or a registry image; RUN runs in the sandbox over the
+ * unpacked lower layers (cached per diff_id under the kiln root) with a fresh
+ * upper dir; COPY/ADD build their layer straight from the context (or another
+ * stage / named context) without a sandbox; the other instructions change the
+ * image config and add BuildKit-style history.
+ *
+ * Cache: each step's key is sha256(parent step's key, the expanded
+ * instruction, the build args it uses, and for COPY/ADD the content of its
+ * sources). A hit restores the layer and config from the local cache index
+ * (store refs "cache/<key>"); a miss does not stop later steps being looked up.
+ * The result image (config + manifest) is in the store. */
+#ifndef KILN_SRC_BUILD_BUILD_H
+#define KILN_SRC_BUILD_BUILD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "oci/compress.h"
+#include "oci/image.h"
+#include "oci/store.h"
+#include "utils/error.h"
+
+typedef enum kiln_build_progress {
+    KILN_PROGRESS_PLAIN = 0,
+    KILN_PROGRESS_TTY,
+    KILN_PROGRESS_JSON,
+    KILN_PROGRESS_QUIET,
+} kiln_build_progress_t;
+
+typedef struct kiln_build_request {
+    const char *context_dir;     /* the build context directory */
+    const char *dockerfile_path; /* NULL: CONTEXT/Dockerfile (ignored when text is given) */
+    const char *dockerfile_text; /* Dockerfile content given directly (e.g. `-f -`) */
+    size_t dockerfile_len;
+    const char *target;            /* stage name/index to build, NULL = the last stage */
+    const char *const *build_args; /* "K=V" or "K" (take from environment) */
+    size_t n_build_args;
+    const char *const *contexts; /* named contexts "NAME=DIR" */
+    size_t n_contexts;
+    const char *const *secrets; /* "id=ID,src=FILE" or "id=ID,env=VAR" */
+    size_t n_secrets;
+    const char *const *insecure_registries; /* NULL-terminated or NULL */
+    int no_cache;
+    int64_t source_date_epoch; /* -1: none */
+    kiln_compression_t compression;
+    int compression_level; /* -1 default */
+    const char *network;   /* default network for RUN: "default", "none", "host" */
+    const char *isolation; /* "auto" (NULL), "sandbox", "chroot", "none" */
+    kiln_build_progress_t progress;
+    /* Log lines (without newline) go here; NULL = stderr. */
+    void (*log)(void *ctx, const char *line);
+    void *log_ctx;
+} kiln_build_request_t;
+
+typedef struct kiln_build_step_time {
+    char *name; /* "[stage 1/3] RUN make" */
+    double seconds;
+    int cached;
+} kiln_build_step_time_t;
+
+typedef struct kiln_build_result {
+    kiln_descriptor_t manifest; /* the image manifest, in the store */
+    kiln_digest_t config_digest;
+    /* Layers of the target image (top last), for local export. */
+    kiln_descriptor_t *layers;
+    size_t n_layers;
+    kiln_build_step_time_t *steps;
+    size_t n_steps;
+} kiln_build_result_t;
+
+/* Builds. On failure err reads "Dockerfile:LINE: …" for Dockerfile problems
+ * or names the step that failed (a failing RUN gives its exit code). */
+int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_build_result_t *res,
+                   kiln_error_t *err);
+
+void kiln_build_result_clear(kiln_build_result_t *res);
+
+/* Writes the final filesystem of a built image into dest (created when
+ * missing): its layers applied in order. */
+int kiln_build_export_local(kiln_store_t *store, const kiln_build_result_t *res, const char *dest,
+                            kiln_error_t *err);
+
+#endif

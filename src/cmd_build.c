@@ -1,0 +1,356 @@
+/* kiln build — a daemonless `docker build`: builds a Dockerfile with each RUN
+ * in kiln's sandbox and writes the image to a registry, an OCI layout, a
+ * docker archive or a directory. */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "oci/docker_archive.h"
+#include "oci/layout.h"
+#include "oci/registry.h"
+#include "src/build/build.h"
+#include "src/cli_output.h"
+#include "src/commands.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+
+#define MAX_LIST 256
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: kiln build [OPTIONS] CONTEXT\n\n"
+            "Builds the Dockerfile in CONTEXT (a directory).\n\n"
+            "  -f, --file FILE            the Dockerfile (default CONTEXT/Dockerfile; - = stdin)\n"
+            "  -t, --tag NAME             name the image (repeatable)\n"
+            "      --target STAGE         build this stage (and what it needs)\n"
+            "      --build-arg K[=V]      set a build argument (repeatable)\n"
+            "      --build-context N=DIR  a named context for FROM / COPY --from "
+            "(DIR or docker-image://REF)\n"
+            "      --secret id=ID,src=FILE  a secret for RUN --mount=type=secret\n"
+            "  -o, --output SPEC          type=oci,dest=DIR|type=docker,dest=FILE|"
+            "type=local,dest=DIR|type=registry\n"
+            "      --push                 push every -t name (same as --output type=registry)\n"
+            "      --root DIR             kiln root (blob store and build cache)\n"
+            "      --no-cache             do not use the build cache\n"
+            "      --source-date-epoch N  timestamps for reproducible images (or "
+            "$SOURCE_DATE_EPOCH)\n"
+            "      --compression C        gzip (default), zstd or none\n"
+            "      --digest-file FILE     write the image digest\n"
+            "      --metadata-file FILE   write JSON: digest, config digest, tags, step timings\n"
+            "      --progress MODE        plain (default), tty, json or quiet\n"
+            "      --network MODE         default network for RUN: default, none, host\n"
+            "      --isolation MODE       auto, sandbox, chroot\n"
+            "      --insecure-registry H  allow plain HTTP for registry H[:PORT] (repeatable)\n");
+}
+
+typedef struct opts {
+    const char *file, *target, *root, *digest_file, *metadata_file, *network, *isolation;
+    const char *tags[MAX_LIST], *args[MAX_LIST], *contexts[MAX_LIST], *secrets[MAX_LIST],
+        *outputs[MAX_LIST], *insecure[MAX_LIST + 1];
+    size_t n_tags, n_args, n_contexts, n_secrets, n_outputs, n_insecure;
+    int push, no_cache;
+    int64_t sde;
+    kiln_compression_t compression;
+    kiln_build_progress_t progress;
+} opts_t;
+
+static int add(const char **list, size_t *n, const char *v)
+{
+    if (*n >= MAX_LIST)
+        return kiln_cli_usage_error("build", "too many values");
+    list[(*n)++] = v;
+    return 0;
+}
+
+static int write_metadata(const opts_t *o, const kiln_build_result_t *res, kiln_error_t *err)
+{
+    char ds[KILN_DIGEST_STR_MAX], cs[KILN_DIGEST_STR_MAX];
+    json_t *j = json_object(), *tags = json_array(), *steps = json_array();
+    char *s;
+    int r;
+
+    kiln_digest_str(&res->manifest.digest, ds);
+    kiln_digest_str(&res->config_digest, cs);
+    for (size_t i = 0; i < o->n_tags; i++)
+        json_array_append_new(tags, json_string(o->tags[i]));
+    for (size_t i = 0; i < res->n_steps; i++)
+        json_array_append_new(steps,
+                              json_pack("{s:s,s:f,s:b}", "name", res->steps[i].name, "seconds",
+                                        res->steps[i].seconds, "cached", res->steps[i].cached));
+    json_object_set_new(j, "containerimage.digest", json_string(ds));
+    json_object_set_new(j, "containerimage.config.digest", json_string(cs));
+    json_object_set_new(j, "image.name", json_string(o->n_tags ? o->tags[0] : ""));
+    json_object_set_new(j, "tags", tags);
+    json_object_set_new(j, "steps", steps);
+    s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(j);
+    r = kiln_fs_write_file_atomic(o->metadata_file, s, strlen(s), 0644, err);
+    free(s);
+    return r;
+}
+
+static int do_outputs(const opts_t *o, kiln_store_t *store, const kiln_build_result_t *res,
+                      kiln_error_t *err)
+{
+    kiln_registry_t *reg = NULL;
+    int ret = 0;
+
+    for (size_t i = 0; i < o->n_outputs && ret == 0; i++) {
+        kiln_cli_output_t out = {0};
+        const char *dest;
+        if (kiln_cli_output_parse(o->outputs[i], &out, err) < 0)
+            return -1;
+        dest = kiln_cli_output_get(&out, "dest");
+        if (strcmp(out.type, "oci") == 0 && dest) {
+            int tar = 0;
+            kiln_cli_output_get_bool(&out, "tar", 0, &tar, NULL);
+            ret = kiln_layout_write(store, dest, tar, &res->manifest, o->n_tags ? o->tags[0] : NULL,
+                                    err);
+        } else if (strcmp(out.type, "docker") == 0 && dest) {
+            ret = kiln_docker_archive_write(store, dest, &res->manifest,
+                                            (const char *const *)o->tags, err);
+        } else if (strcmp(out.type, "local") == 0 && dest) {
+            ret = kiln_build_export_local(store, res, dest, err);
+        } else if (strcmp(out.type, "registry") == 0 || strcmp(out.type, "image") == 0) {
+            const char *name = kiln_cli_output_get(&out, "name");
+            const char *refs[MAX_LIST + 1];
+            size_t n = 0;
+            kiln_blob_source_t src = kiln_registry_source_store(store);
+            if (name)
+                refs[n++] = name;
+            for (size_t k = 0; k < o->n_tags && n < MAX_LIST; k++)
+                refs[n++] = o->tags[k];
+            if (n == 0) {
+                ret = kiln_error_set(err, 0, "--push / type=registry needs a name (-t NAME)");
+            } else {
+                if (reg == NULL) {
+                    kiln_registry_opts_t ro;
+                    kiln_registry_opts_init(&ro);
+                    ro.insecure = o->n_insecure ? o->insecure : NULL;
+                    if (kiln_registry_new(&ro, &reg, err) < 0) {
+                        kiln_cli_output_free(&out);
+                        return -1;
+                    }
+                }
+                ret = kiln_registry_push(reg, &src, &res->manifest, refs, n, NULL, NULL, err);
+            }
+        } else {
+            ret = kiln_error_set(err, 0, "unsupported output %s (need dest= for oci/docker/local)",
+                                 o->outputs[i]);
+        }
+        kiln_cli_output_free(&out);
+    }
+    if (reg)
+        kiln_registry_free(reg);
+    return ret;
+}
+
+int kiln_cmd_build(int argc, char **argv)
+{
+    enum {
+        O_TARGET = 256,
+        O_ARG,
+        O_CTX,
+        O_SECRET,
+        O_PUSH,
+        O_ROOT,
+        O_NOCACHE,
+        O_SDE,
+        O_COMP,
+        O_DIGEST,
+        O_META,
+        O_PROGRESS,
+        O_NET,
+        O_ISO,
+        O_INSECURE
+    };
+    static const struct option lopts[] = {
+        {"file", required_argument, NULL, 'f'},
+        {"tag", required_argument, NULL, 't'},
+        {"output", required_argument, NULL, 'o'},
+        {"target", required_argument, NULL, O_TARGET},
+        {"build-arg", required_argument, NULL, O_ARG},
+        {"build-context", required_argument, NULL, O_CTX},
+        {"secret", required_argument, NULL, O_SECRET},
+        {"push", no_argument, NULL, O_PUSH},
+        {"root", required_argument, NULL, O_ROOT},
+        {"no-cache", no_argument, NULL, O_NOCACHE},
+        {"source-date-epoch", required_argument, NULL, O_SDE},
+        {"compression", required_argument, NULL, O_COMP},
+        {"digest-file", required_argument, NULL, O_DIGEST},
+        {"metadata-file", required_argument, NULL, O_META},
+        {"progress", required_argument, NULL, O_PROGRESS},
+        {"network", required_argument, NULL, O_NET},
+        {"isolation", required_argument, NULL, O_ISO},
+        {"insecure-registry", required_argument, NULL, O_INSECURE},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    opts_t o = {.sde = -1};
+    kiln_build_request_t req = {0};
+    kiln_build_result_t res = {0};
+    kiln_error_t err = {0};
+    kiln_store_t *store = NULL;
+    _cleanup_free_ char *root = NULL;
+    _cleanup_free_ char *text = NULL;
+    size_t text_len = 0;
+    int c, rc = KILN_EXIT_FAIL;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "f:t:o:h", lopts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            o.file = optarg;
+            break;
+        case 't':
+            if (add(o.tags, &o.n_tags, optarg))
+                return KILN_EXIT_USAGE;
+            break;
+        case 'o':
+            if (add(o.outputs, &o.n_outputs, optarg))
+                return KILN_EXIT_USAGE;
+            break;
+        case O_TARGET:
+            o.target = optarg;
+            break;
+        case O_ARG:
+            if (add(o.args, &o.n_args, optarg))
+                return KILN_EXIT_USAGE;
+            break;
+        case O_CTX:
+            if (strchr(optarg, '=') == NULL)
+                return kiln_cli_usage_error("build", "--build-context wants NAME=DIR, got '%s'",
+                                            optarg);
+            if (add(o.contexts, &o.n_contexts, optarg))
+                return KILN_EXIT_USAGE;
+            break;
+        case O_SECRET:
+            if (strncmp(optarg, "id=", 3) != 0)
+                return kiln_cli_usage_error("build", "--secret wants id=ID,src=FILE");
+            if (add(o.secrets, &o.n_secrets, optarg))
+                return KILN_EXIT_USAGE;
+            break;
+        case O_PUSH:
+            o.push = 1;
+            break;
+        case O_ROOT:
+            o.root = optarg;
+            break;
+        case O_NOCACHE:
+            o.no_cache = 1;
+            break;
+        case O_SDE: {
+            char *end;
+            o.sde = strtoll(optarg, &end, 10);
+            if (*end || o.sde < 0)
+                return kiln_cli_usage_error("build", "bad --source-date-epoch '%s'", optarg);
+            break;
+        }
+        case O_COMP:
+            if (kiln_compression_parse(optarg, &o.compression, &err) < 0)
+                return kiln_cli_usage_error("build", "%s", err.msg);
+            break;
+        case O_DIGEST:
+            o.digest_file = optarg;
+            break;
+        case O_META:
+            o.metadata_file = optarg;
+            break;
+        case O_PROGRESS:
+            if (strcmp(optarg, "plain") == 0 || strcmp(optarg, "auto") == 0)
+                o.progress = KILN_PROGRESS_PLAIN;
+            else if (strcmp(optarg, "tty") == 0)
+                o.progress = KILN_PROGRESS_TTY;
+            else if (strcmp(optarg, "json") == 0 || strcmp(optarg, "rawjson") == 0)
+                o.progress = KILN_PROGRESS_JSON;
+            else if (strcmp(optarg, "quiet") == 0)
+                o.progress = KILN_PROGRESS_QUIET;
+            else
+                return kiln_cli_usage_error("build", "bad --progress '%s'", optarg);
+            break;
+        case O_NET:
+            o.network = optarg;
+            break;
+        case O_ISO:
+            o.isolation = optarg;
+            break;
+        case O_INSECURE:
+            if (add(o.insecure, &o.n_insecure, optarg))
+                return KILN_EXIT_USAGE;
+            break;
+        case 'h':
+            usage(stdout);
+            return KILN_EXIT_OK;
+        default:
+            return KILN_EXIT_USAGE;
+        }
+    }
+    if (optind + 1 != argc)
+        return kiln_cli_usage_error("build", "exactly one CONTEXT directory is needed");
+    if (strcmp(argv[optind], "-") == 0)
+        return kiln_cli_usage_error("build", "a context tarball on stdin is not supported yet");
+    if (o.push)
+        add(o.outputs, &o.n_outputs, "type=registry");
+
+    req.context_dir = argv[optind];
+    if (o.file && strcmp(o.file, "-") == 0) {
+        if (kiln_fs_read_fd(STDIN_FILENO, 4u << 20, &text, &text_len, &err) < 0)
+            return kiln_cli_fail(&err);
+        req.dockerfile_text = text;
+        req.dockerfile_len = text_len;
+    } else {
+        req.dockerfile_path = o.file;
+    }
+    req.target = o.target;
+    req.build_args = o.args;
+    req.n_build_args = o.n_args;
+    req.contexts = o.contexts;
+    req.n_contexts = o.n_contexts;
+    req.secrets = o.secrets;
+    req.n_secrets = o.n_secrets;
+    req.insecure_registries = o.n_insecure ? o.insecure : NULL;
+    req.no_cache = o.no_cache;
+    req.source_date_epoch = o.sde;
+    req.compression = o.compression;
+    req.compression_level = -1;
+    req.network = o.network;
+    req.isolation = o.isolation;
+    req.progress = o.progress;
+
+    if (kiln_cli_store_root(o.root, &root, &err) < 0 || kiln_store_open(root, &store, &err) < 0)
+        return kiln_cli_fail(&err);
+    if (kiln_build_run(&req, store, &res, &err) < 0) {
+        fprintf(stderr, "ERROR: %s\n", err.msg);
+        goto out;
+    }
+    if (do_outputs(&o, store, &res, &err) < 0) {
+        kiln_cli_fail(&err);
+        goto out;
+    }
+    {
+        char ds[KILN_DIGEST_STR_MAX];
+        kiln_digest_str(&res.manifest.digest, ds);
+        if (o.digest_file &&
+            kiln_fs_write_file_atomic(o.digest_file, ds, strlen(ds), 0644, &err) < 0) {
+            kiln_cli_fail(&err);
+            goto out;
+        }
+        if (o.metadata_file && write_metadata(&o, &res, &err) < 0) {
+            kiln_cli_fail(&err);
+            goto out;
+        }
+        if (o.progress != KILN_PROGRESS_QUIET)
+            fprintf(stderr, "writing image %s done\n", ds);
+        printf("%s\n", ds);
+    }
+    rc = KILN_EXIT_OK;
+out:
+    kiln_build_result_clear(&res);
+    kiln_store_close(store);
+    return rc;
+}
