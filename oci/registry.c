@@ -85,7 +85,7 @@ void kiln_registry_opts_init(kiln_registry_opts_t *o)
     o->connect_timeout_s = (unsigned)env_long("KILN_REGISTRY_CONNECT_TIMEOUT", 15, 1, 3600);
     o->parallel = (unsigned)env_long("KILN_REGISTRY_PARALLEL", 4, 1, 64);
     o->chunk_size = (uint64_t)env_long("KILN_REGISTRY_CHUNK_SIZE", 32L << 20, 5L << 20, 1L << 30);
-    o->monolithic_max = 5u << 20;
+    o->monolithic_max = (uint64_t)env_long("KILN_REGISTRY_MONOLITHIC_MAX", 5L << 20, 0, 1L << 30);
     o->certs_dir = getenv("KILN_CERTS_DIR");
 }
 
@@ -910,7 +910,7 @@ static int fetch_token(kiln_reg_repo_t *repo, CURL *h, const kiln_www_auth_t *ch
         return -1;
     }
     if (q.status == 401 || q.status == 403) {
-        kiln_error_set(err, EACCES, "authentication failed for %s%s%s: token server answered %ld",
+        kiln_error_set(err, 0, "authentication failed for %s%s%s: token server answered %ld",
                        repo->ep->host, cred && cred->username ? " as " : "",
                        cred && cred->username ? cred->username : "", q.status);
         kiln_reg_req_free(&q);
@@ -955,7 +955,7 @@ static int authenticate(kiln_reg_repo_t *repo, CURL *h, const char *www, int for
     int have;
 
     if (www == NULL)
-        return kiln_error_set(err, EACCES, "%s answered 401 without a WWW-Authenticate header",
+        return kiln_error_set(err, 0, "%s answered 401 without a WWW-Authenticate header",
                               repo->ep->host);
     if (kiln_www_auth_parse(www, &ch, err) < 0)
         return kiln_error_prefix(err, "%s", repo->ep->host);
@@ -1126,8 +1126,7 @@ int kiln_reg_fail(kiln_reg_req_t *q, kiln_error_t *err, const char *fmt, ...)
     va_end(ap);
     describe_body(q, body, sizeof(body));
     if (q->status == 401)
-        return kiln_error_set(err, EACCES, "%s: 401 Unauthorized%s (credentials rejected)", what,
-                              body);
+        return kiln_error_set(err, 0, "%s: 401 Unauthorized%s (credentials rejected)", what, body);
     return kiln_error_set(err, q->status == 404 ? ENOENT : EPROTO, "%s: HTTP %ld%s", what,
                           q->status, body);
 }

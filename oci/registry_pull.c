@@ -132,8 +132,8 @@ static int pull_blob(size_t i, void *ud, CURL *h, kiln_error_t *err)
             ((ok < 0 && kiln_reg_retryable_curl(q.curl_code) && !q.sink_failed) ||
              (ok == 0 && (q.status == 408 || q.status == 429 || q.status >= 500)))) {
             long ra = q.retry_after;
-            _cleanup_free_ char *m =
-                kiln_xasprintf("blob %s: %s", d.ds, ok < 0 ? e.msg : "server error, retrying");
+            _cleanup_free_ char *m = ok < 0 ? kiln_xasprintf("blob %s: %s", d.ds, e.msg)
+                                            : kiln_xasprintf("blob %s: HTTP %ld", d.ds, q.status);
             kiln_reg_req_free(&q);
             kiln_reg_event(pc->r, KILN_REGISTRY_EV_RETRY, NULL, d.ds, pc->ep->host, m, d.b->size,
                            d.got);

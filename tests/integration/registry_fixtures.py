@@ -192,7 +192,7 @@ class FaultProxy:
                 return None
 
             def _handle(self):
-                proxy.log.append((self.command, self.path))
+                proxy.log.append((self.command, self.path, self.headers.get("Range")))
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
                 r = self._rule()
@@ -216,6 +216,8 @@ class FaultProxy:
                     return
                 if isinstance(act, tuple) and act[0] == "body":
                     self.send_response(act[3] if len(act) > 3 else 200)
+                    for hk, hv in (act[4] if len(act) > 4 else {}).items():
+                        self.send_header(hk, hv)
                     self.send_header("Content-Type", act[1])
                     self.send_header("Content-Length", str(len(act[2])))
                     self.end_headers()
@@ -256,8 +258,13 @@ class FaultProxy:
 
             do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass  # clients hanging up on purpose are expected here
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
