@@ -21,6 +21,7 @@ static const kiln_command_t commands[] = {
     {"serve", kiln_cmd_serve, "run the build server (HTTP API, queue, workers)"},
     {"upload", kiln_cmd_upload, "upload a directory or file to S3 (incremental static deploys)"},
     {"notify", kiln_cmd_notify, "send a build event to SQS queues and SNS topics"},
+    {"aws-sign", kiln_cmd_aws_sign, "debug: sign one request with SigV4 and print the result"},
     {"dockerfile", kiln_cmd_dockerfile, "debug the Dockerfile parser and word expansion"},
     {"build", kiln_cmd_build, "build a Dockerfile (daemonless docker build)"},
     {"plan", kiln_cmd_plan, "print how a directory or git repository would be built (JSON)"},
