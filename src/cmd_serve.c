@@ -90,7 +90,8 @@ int kiln_cmd_serve(int argc, char **argv)
         O_MAXUP,
         O_DRAIN,
         O_REQUEUE,
-        O_DASH
+        O_DASH,
+        O_BUILDOPT
     };
     static const struct option opts[] = {
         {"help", no_argument, NULL, 'h'},
@@ -107,6 +108,7 @@ int kiln_cmd_serve(int argc, char **argv)
         {"drain-timeout", required_argument, NULL, O_DRAIN},
         {"requeue-interrupted", no_argument, NULL, O_REQUEUE},
         {"dashboard", required_argument, NULL, O_DASH},
+        {"build-option", required_argument, NULL, O_BUILDOPT},
         {NULL, 0, NULL, 0},
     };
     const char *listen = "127.0.0.1:8080", *root = "/var/lib/kiln/server", *config = NULL;
@@ -118,6 +120,8 @@ int kiln_cmd_serve(int argc, char **argv)
     kiln_http_t *http = NULL;
     kiln_error_t err = {0};
     _cleanup_free_ char *db_path = NULL, *logs = NULL, *build_cmd = NULL;
+    _cleanup_strv_ char **build_opts = NULL;
+    size_t n_build_opts = 0;
     sigset_t set;
 
     optind = 1;
@@ -147,6 +151,14 @@ int kiln_cmd_serve(int argc, char **argv)
             break;
         case O_DASH:
             srv.dashboard_file = optarg;
+            break;
+        case O_BUILDOPT:
+            if (optarg[0] != '-')
+                return kiln_cli_usage_error("serve", "--build-option '%s' is not an option",
+                                            optarg);
+            build_opts = kiln_xrealloc(build_opts, (n_build_opts + 2) * sizeof(char *));
+            build_opts[n_build_opts++] = kiln_xstrdup(optarg);
+            build_opts[n_build_opts] = NULL;
             break;
         case O_WORKERS:
             num = &workers;
@@ -215,8 +227,10 @@ int kiln_cmd_serve(int argc, char **argv)
         fprintf(stderr, "kiln serve: %d build(s) were interrupted by the previous stop (%s)\n",
                 recovered, requeue ? "queued again" : "marked failed");
     {
-        kiln_worker_opts_t wo = {
-            .workers = (int)workers, .build_cmd = build_cmd, .timeout_s = (int)timeout};
+        kiln_worker_opts_t wo = {.workers = (int)workers,
+                                 .build_cmd = build_cmd,
+                                 .timeout_s = (int)timeout,
+                                 .build_options = build_opts};
         if (kiln_worker_pool_start(&srv, &wo, &srv.pool, &err) < 0)
             goto fail;
     }

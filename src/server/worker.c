@@ -182,9 +182,18 @@ static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
         goto failed;
     while (args[n])
         n++;
-    argv = kiln_xzalloc((n + 2) * sizeof(char *));
-    argv[0] = p->build_cmd;
-    memcpy(argv + 1, args, n * sizeof(char *));
+    {
+        /* CMD build [server-wide options] [request options] CONTEXT */
+        size_t extra = 0;
+        while (p->opts.build_options && p->opts.build_options[extra])
+            extra++;
+        argv = kiln_xzalloc((n + extra + 2) * sizeof(char *));
+        argv[0] = p->build_cmd;
+        argv[1] = args[0];
+        if (extra)
+            memcpy(argv + 2, p->opts.build_options, extra * sizeof(char *));
+        memcpy(argv + 2 + extra, args + 1, (n - 1) * sizeof(char *));
+    }
     if (kiln_runner_run(argv, log, s->log_cap, timeout, &ops, &ctx, &rr, &err) < 0)
         goto failed;
 
