@@ -5,7 +5,6 @@
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 /* Copies a printable, bounded prefix of untrusted input for error messages. */
 static void quote_prefix(const char *s, char *buf, size_t n)
@@ -153,22 +152,13 @@ void kiln_digest_bytes(const void *buf, size_t len, kiln_digest_t *out)
 int kiln_digest_fd(int fd, kiln_digest_t *out, uint64_t *size, kiln_error_t *err)
 {
     kiln_sha256_t h;
-    char buf[65536];
-    ssize_t n;
+    kiln_sink_t sink = kiln_sha256_sink(&h);
 
     if (kiln_sha256_init(&h, err) < 0)
         return -1;
-    for (;;) {
-        n = read(fd, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            kiln_sha256_dispose(&h);
-            return kiln_error_set(err, errno, "read while hashing");
-        }
-        if (n == 0)
-            break;
-        kiln_sha256_update(&h, buf, (size_t)n);
+    if (kiln_sink_copy_fd(&sink, fd, err) < 0) {
+        kiln_sha256_dispose(&h);
+        return kiln_error_prefix(err, "hashing");
     }
     if (size != NULL)
         *size = h.bytes;

@@ -386,17 +386,53 @@ static int check_doc_media_type(const json_t *doc, const char *oci, const char *
     return 0;
 }
 
+/* Checks what manifests and indexes share: an object, schemaVersion 2, the
+ * declared mediaType (one of two), artifactType. */
+static int check_doc_header(const json_t *doc, const char *what, const char *oci,
+                            const char *docker, kiln_error_t *err)
+{
+    if (need_object(doc, what, err) < 0 || check_schema_version(doc, what, err) < 0 ||
+        check_doc_media_type(doc, oci, docker, what, err) < 0 ||
+        check_media_type(doc, "artifactType", 0, what, err) < 0)
+        return -1;
+    return 0;
+}
+
+/* Checks each element of an array of descriptors, named "<what>[i]". */
+static int check_descriptor_array(const json_t *arr, const char *what, kiln_error_t *err)
+{
+    json_t *e;
+    size_t i;
+    char w[64];
+
+    json_array_foreach(arr, i, e)
+    {
+        snprintf(w, sizeof(w), "%s[%zu]", what, i);
+        if (check_descriptor(e, w, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Checks the optional subject and annotations of a manifest or index. */
+static int check_doc_tail(const json_t *doc, const char *what, kiln_error_t *err)
+{
+    char w[64];
+
+    snprintf(w, sizeof(w), "%s subject", what);
+    if (json_object_get(doc, "subject") != NULL &&
+        check_descriptor(json_object_get(doc, "subject"), w, err) < 0)
+        return -1;
+    return opt_map(doc, "annotations", 0, 0, what, err);
+}
+
 /* Validates a manifest; strict = the spec's schema (layers non-empty). */
 static int check_manifest(const json_t *doc, int strict, kiln_error_t *err)
 {
     const char *what = "manifest";
-    json_t *layers = json_object_get(doc, "layers"), *e;
-    size_t i;
-    char w[64];
+    json_t *layers = json_object_get(doc, "layers");
 
-    if (need_object(doc, what, err) < 0 || check_schema_version(doc, what, err) < 0 ||
-        check_doc_media_type(doc, KILN_MT_OCI_MANIFEST, KILN_MT_DOCKER_MANIFEST, what, err) < 0 ||
-        check_media_type(doc, "artifactType", 0, what, err) < 0)
+    if (check_doc_header(doc, what, KILN_MT_OCI_MANIFEST, KILN_MT_DOCKER_MANIFEST, err) < 0)
         return -1;
     if (json_object_get(doc, "config") == NULL)
         return kiln_error_set(err, 0, "manifest: field \"config\" is missing");
@@ -406,43 +442,25 @@ static int check_manifest(const json_t *doc, int strict, kiln_error_t *err)
         return kiln_error_set(err, 0, "manifest: \"layers\" must be an array");
     if (strict && json_array_size(layers) == 0)
         return kiln_error_set(err, 0, "manifest: \"layers\" must not be empty");
-    json_array_foreach(layers, i, e)
-    {
-        snprintf(w, sizeof(w), "manifest layers[%zu]", i);
-        if (check_descriptor(e, w, err) < 0)
-            return -1;
-    }
-    if (json_object_get(doc, "subject") != NULL &&
-        check_descriptor(json_object_get(doc, "subject"), "manifest subject", err) < 0)
+    if (check_descriptor_array(layers, "manifest layers", err) < 0)
         return -1;
-    return opt_map(doc, "annotations", 0, 0, what, err);
+    return check_doc_tail(doc, what, err);
 }
 
 static int check_index(const json_t *doc, kiln_error_t *err)
 {
     const char *what = "index";
-    json_t *ms = json_object_get(doc, "manifests"), *e;
-    size_t i;
-    char w[64];
+    json_t *ms = json_object_get(doc, "manifests");
 
-    if (need_object(doc, what, err) < 0 || check_schema_version(doc, what, err) < 0 ||
-        check_doc_media_type(doc, KILN_MT_OCI_INDEX, KILN_MT_DOCKER_LIST, what, err) < 0 ||
-        check_media_type(doc, "artifactType", 0, what, err) < 0)
+    if (check_doc_header(doc, what, KILN_MT_OCI_INDEX, KILN_MT_DOCKER_LIST, err) < 0)
         return -1;
     if (ms == NULL)
         return kiln_error_set(err, 0, "index: field \"manifests\" is missing");
     if (!json_is_array(ms))
         return kiln_error_set(err, 0, "index: \"manifests\" must be an array");
-    json_array_foreach(ms, i, e)
-    {
-        snprintf(w, sizeof(w), "index manifests[%zu]", i);
-        if (check_descriptor(e, w, err) < 0)
-            return -1;
-    }
-    if (json_object_get(doc, "subject") != NULL &&
-        check_descriptor(json_object_get(doc, "subject"), "index subject", err) < 0)
+    if (check_descriptor_array(ms, "index manifests", err) < 0)
         return -1;
-    return opt_map(doc, "annotations", 0, 0, what, err);
+    return check_doc_tail(doc, what, err);
 }
 
 static int check_history(const json_t *h, kiln_error_t *err)

@@ -30,4 +30,7 @@ static inline kiln_sink_t kiln_sink_fd(int *fd)
     return s;
 }
 
+/* Reads fd to EOF (EINTR-safe) and writes everything into the sink. */
+int kiln_sink_copy_fd(const kiln_sink_t *s, int fd, kiln_error_t *err);
+
 #endif

@@ -355,26 +355,14 @@ int kiln_store_put_fd(kiln_store_t *s, int fd, const kiln_digest_t *expected, in
                       kiln_digest_t *out, uint64_t *size, kiln_error_t *err)
 {
     kiln_store_writer_t *w;
-    char buf[65536];
-    ssize_t n;
+    kiln_sink_t sink;
 
     if (kiln_store_writer_new(s, expected, expected_size, &w, err) < 0)
         return -1;
-    for (;;) {
-        n = read(fd, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            kiln_error_set(err, errno, "blob store: read source");
-            kiln_store_writer_abort(w);
-            return -1;
-        }
-        if (n == 0)
-            break;
-        if (kiln_store_writer_write(w, buf, (size_t)n, err) < 0) {
-            kiln_store_writer_abort(w);
-            return -1;
-        }
+    sink = kiln_store_writer_sink(w);
+    if (kiln_sink_copy_fd(&sink, fd, err) < 0) {
+        kiln_store_writer_abort(w);
+        return -1;
     }
     return kiln_store_writer_commit(w, out, size, err);
 }
@@ -462,21 +450,33 @@ int kiln_store_ref_delete(kiln_store_t *s, const char *name, kiln_error_t *err)
     return 0;
 }
 
+/* Opens a DIR stream over (a fresh fd of) the directory fd; NULL + err on failure. */
+static DIR *opendir_fd(int fd, const char *what, kiln_error_t *err)
+{
+    int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *dir;
+
+    if (dfd < 0) {
+        kiln_error_set(err, errno, "open %s", what);
+        return NULL;
+    }
+    dir = fdopendir(dfd);
+    if (dir == NULL) {
+        kiln_error_set(err, errno, "open %s", what);
+        close(dfd);
+    }
+    return dir;
+}
+
 /* Walks the refs directory fd (not closed). */
 static int refs_walk(int refs_fd, int (*fn)(const char *name, const kiln_digest_t *d, void *ud),
                      void *ud, kiln_error_t *err)
 {
-    int dfd = openat(refs_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    _cleanup_closedir_ DIR *dir = NULL;
+    _cleanup_closedir_ DIR *dir = opendir_fd(refs_fd, "refs directory", err);
     struct dirent *de;
 
-    if (dfd < 0)
-        return kiln_error_set(err, errno, "open refs directory");
-    dir = fdopendir(dfd);
-    if (dir == NULL) {
-        close(dfd);
-        return kiln_error_set(err, errno, "open refs directory");
-    }
+    if (dir == NULL)
+        return -1;
     while ((de = readdir(dir)) != NULL) {
         _cleanup_free_ char *name = NULL;
         kiln_digest_t d;
@@ -615,15 +615,11 @@ static void mark_children(mark_set_t *m, int blobs_fd, const kiln_digest_t *d)
 /* Removes every entry of the tmp directory (all stale under the exclusive lock). */
 static int prune_tmp(int tmp_fd, int dry_run, kiln_store_prune_stats_t *st, kiln_error_t *err)
 {
-    int dfd = openat(tmp_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    _cleanup_closedir_ DIR *dir = NULL;
+    _cleanup_closedir_ DIR *dir = opendir_fd(tmp_fd, "store tmp directory", err);
     struct dirent *de;
 
-    if (dfd < 0 || (dir = fdopendir(dfd)) == NULL) {
-        if (dfd >= 0)
-            close(dfd);
-        return kiln_error_set(err, errno, "open store tmp directory");
-    }
+    if (dir == NULL)
+        return -1;
     while ((de = readdir(dir)) != NULL) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
@@ -638,15 +634,11 @@ static int prune_tmp(int tmp_fd, int dry_run, kiln_store_prune_stats_t *st, kiln
 static int prune_blobs(int blobs_fd, const mark_set_t *m, int dry_run, kiln_store_prune_stats_t *st,
                        kiln_error_t *err)
 {
-    int dfd = openat(blobs_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    _cleanup_closedir_ DIR *dir = NULL;
+    _cleanup_closedir_ DIR *dir = opendir_fd(blobs_fd, "store blobs directory", err);
     struct dirent *de;
 
-    if (dfd < 0 || (dir = fdopendir(dfd)) == NULL) {
-        if (dfd >= 0)
-            close(dfd);
-        return kiln_error_set(err, errno, "open store blobs directory");
-    }
+    if (dir == NULL)
+        return -1;
     while ((de = readdir(dir)) != NULL) {
         kiln_digest_t d;
         struct stat sb;

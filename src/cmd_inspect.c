@@ -29,6 +29,8 @@ static void usage(FILE *out)
             "  docker-archive:FILE[:N]  a `docker save` tarball (image N, default 0);\n"
             "                           adds \"repoTags\"\n"
             "  store:NAME               a ref in kiln's blob store (see --root)\n"
+            "  [docker://]REF           a registry image (see the registry options of\n"
+            "                           `kiln pull -h`; --raw prints the manifest as served)\n"
             "\n"
             "Options:\n"
             "  --root DIR   blob store root (default /var/lib/kiln as root,\n"
@@ -154,8 +156,11 @@ int kiln_cmd_inspect(int argc, char **argv)
     kiln_error_t err = {0};
     int c;
 
-    /* registry references (docker://REF or a bare REF) are inspected remotely */
-    if (argc >= 2 && kiln_cli_inspect_is_remote(argv[argc - 1]))
+    /* registry references (docker://REF or a bare REF) are inspected remotely;
+     * --validate-json takes a file path, never a reference */
+    for (c = 1; c < argc && strncmp(argv[c], "--validate-json", 15) != 0; c++)
+        ;
+    if (argc >= 2 && c == argc && kiln_cli_inspect_is_remote(argv[argc - 1]))
         return kiln_cli_inspect_remote_main(argc, argv);
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {

@@ -67,8 +67,10 @@ check "invalid index.json JSON: exit 1 with line/column" bash -c "test $rc -eq 1
 echo 'not a tarball' >"$T/junk.tar"
 "$KILN" inspect "docker-archive:$T/junk.tar" >/dev/null 2>"$T/err"; rc=$?
 check "docker-archive that is not a tar: exit 1" test $rc -eq 1
-"$KILN" inspect "nope:x" >/dev/null 2>&1; rc=$?
-check "unknown transport: exit 2" test $rc -eq 2
+"$KILN" inspect >/dev/null 2>&1; rc=$?
+check "no IMAGE: exit 2" test $rc -eq 2
+"$KILN" inspect --validate-json application/vnd.oci.image.manifest.v1+json "$T/junk.tar" >/dev/null 2>"$T/err"; rc=$?
+check "--validate-json on a non-JSON file: exit 1 naming the JSON error" bash -c "test $rc -eq 1 && grep -q 'invalid JSON' '$T/err'"
 check "kiln inspect -h exits 0" bash -c "'$KILN' inspect -h >/dev/null"
 check "kiln prune -h exits 0" bash -c "'$KILN' prune -h >/dev/null"
 
