@@ -156,8 +156,15 @@ static int setup(const kiln_sandbox_plan_t *plan, const int *fds, int n_fds, kil
     if (plan->isolation == KILN_ISOLATION_SANDBOX) {
         /* Become root of the new user namespace (host KILN_SANDBOX_ID_BASE):
          * until now we were host root, unmapped here. */
+        char c;
         if (setresgid(0, 0, 0) < 0 || setgroups(0, NULL) < 0 || setresuid(0, 0, 0) < 0)
             return kiln_error_set(err, errno, "becoming root of the step's user namespace");
+        /* Changing ids cleared the parent-death signal and made us dumpable
+         * again: set both again, then make sure kiln did not die meanwhile. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        prctl(PR_SET_DUMPABLE, 0);
+        if (recv(plan->sync_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+            _exit(1);
     }
     if (plan->have_mntns) {
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
@@ -230,6 +237,8 @@ void kiln_sandbox_init_main(const kiln_sandbox_plan_t *plan)
 
     /* Dies with kiln (if kiln died before this line, recv_go fails). */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    /* Nothing in the step may open /proc/1/{exe,root,mem} of kiln's process. */
+    prctl(PR_SET_DUMPABLE, 0);
     for (size_t i = 0; i < sizeof(plan->close_fds) / sizeof(plan->close_fds[0]); i++) {
         if (plan->close_fds[i] >= 0)
             close(plan->close_fds[i]);
