@@ -101,3 +101,30 @@ exec 9>"$S/lock"; flock -s 9
 "$KILN" prune --root "$S" --no-wait 2>"$T/err"; rc=$?
 check "prune --no-wait while the store is in use: exit 1, 'in use'" bash -c "test $rc -eq 1 && grep -q 'in use' '$T/err'"
 exec 9>&-
+
+# layouts and archives written by kiln (through kiln import): several images
+# per layout, a tag written again replaces only its own image
+if "$KILN" import -h >/dev/null 2>&1 && command -v skopeo >/dev/null; then
+  R=$T/rootfs; mkdir -p "$R/etc"; echo hi >"$R/etc/hi"
+  imp() { "$KILN" import "$R" -t "$1" --label "which=$2" --root "$T/kstore" --output "$3" 2>>"$T/imp.err"; }
+  da=$(imp example.com/multi:v1 a "type=oci,dest=$T/multi")
+  db=$(imp example.com/multi:v2 b "type=oci,dest=$T/multi")
+  dc=$(imp example.com/multi:v1 c "type=oci,dest=$T/multi")
+  check "three kiln imports into one layout succeed" test -n "$da" -a -n "$db" -a -n "$dc" -a "$da" != "$dc"
+  check "index.json keeps two images (v1 replaced, v2 kept)" test "$(J "$T/multi/index.json" 'len(d["manifests"])')" = 2
+  check "skopeo finds v1 as the newest import" \
+    bash -c "skopeo inspect 'oci:$T/multi:v1' | grep -q '\"Digest\": \"$dc\"'"
+  check "skopeo still finds v2" bash -c "skopeo inspect 'oci:$T/multi:v2' | grep -q '\"Digest\": \"$db\"'"
+  check "io.containerd.image.name carries the full name" \
+    grep -q '"io.containerd.image.name":"example.com/multi:v2"' "$T/multi/index.json"
+  "$KILN" inspect "oci:$T/multi:v2" >"$T/m2.json"
+  check "kiln inspect of its own layout shows the label" test "$(J "$T/m2.json" 'd["config"]["config"]["Labels"]["which"]')" = b
+  dd=$(imp example.com/multi:v2 b "type=docker,dest=$T/multi-docker.tar")
+  "$KILN" inspect "docker-archive:$T/multi-docker.tar" >"$T/md.json" 2>"$T/err"; rc=$?
+  check "kiln reads back its own docker-archive with the same manifest digest" \
+    bash -c "test $rc -eq 0 && test \"\$(python3 -c 'import json;print(json.load(open(\"$T/md.json\"))[\"digest\"])')\" = '$dd'"
+  check "the docker-archive is also an OCI archive (skopeo oci-archive:)" \
+    bash -c "skopeo inspect 'oci-archive:$T/multi-docker.tar' | grep -q '\"Digest\": \"$dd\"'"
+else
+  skip "kiln-written multi-image layouts" "kiln import or skopeo missing"
+fi
