@@ -29,6 +29,7 @@ int kiln_cmd_serve(int argc, char **argv);
 int kiln_cmd_upload(int argc, char **argv);
 int kiln_cmd_notify(int argc, char **argv);
 int kiln_cmd_aws_sign(int argc, char **argv);
+int kiln_cmd_ecr(int argc, char **argv);
 int kiln_cmd_dockerfile(int argc, char **argv);
 int kiln_cmd_build(int argc, char **argv);
 int kiln_cmd_plan(int argc, char **argv);

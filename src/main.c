@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "src/commands.h"
+#include "src/ecr_login.h"
 
 static const kiln_command_t commands[] = {
     {"version", kiln_cmd_version, "print kiln's version and the versions of its libraries"},
@@ -22,6 +23,7 @@ static const kiln_command_t commands[] = {
     {"upload", kiln_cmd_upload, "upload a directory or file to S3 (incremental static deploys)"},
     {"notify", kiln_cmd_notify, "send a build event to SQS queues and SNS topics"},
     {"aws-sign", kiln_cmd_aws_sign, "debug: sign one request with SigV4 and print the result"},
+    {"ecr", kiln_cmd_ecr, "Amazon ECR: check a login token, create a repository"},
     {"dockerfile", kiln_cmd_dockerfile, "debug the Dockerfile parser and word expansion"},
     {"build", kiln_cmd_build, "build a Dockerfile (daemonless docker build)"},
     {"plan", kiln_cmd_plan, "print how a directory or git repository would be built (JSON)"},
@@ -66,6 +68,7 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "--version") == 0)
         return kiln_cmd_version(1, argv + 1);
+    kiln_cli_ecr_register(); /* credHelpers "ecr-login" → kiln's own ECR helper */
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strcmp(argv[1], commands[i].name) == 0)
             return commands[i].run(argc - 1, argv + 1);

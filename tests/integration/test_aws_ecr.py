@@ -1,0 +1,152 @@
+"""ECR authentication: a GetAuthorizationToken endpoint in the suite (it checks
+the JSON 1.1 protocol and the SigV4 scope) and the real docker-registry with
+htpasswd auth matching the token. `kiln push` gets its Basic credentials from
+kiln's built-in "ecr-login" helper selected by a config.json credHelpers entry;
+tokens are cached within a run; CreateRepository; errors name the ECR code and
+never print the token."""
+import base64
+import http.server
+import json
+import os
+import secrets
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kilntest import T, kiln, start_registry  # noqa: E402
+from registry_fixtures import htpasswd, make_layout  # noqa: E402
+
+os.environ.update({"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9",
+                   "no_proxy": "127.0.0.1,localhost", "KILN_REGISTRY_RETRIES": "1",
+                   "KILN_REGISTRY_BACKOFF_MS": "50"})
+PASSWORD = "ecr-" + secrets.token_hex(24)
+TARGET = "AmazonEC2ContainerRegistry_V20150921."
+
+
+class Ecr:
+    """GetAuthorizationToken / CreateRepository on 127.0.0.1."""
+
+    def __init__(self):
+        self.calls = []
+        self.repos = set()
+        self.deny = False
+        ecr = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def reply(self, status, obj):
+                body = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                req = json.loads(self.rfile.read(n) or b"{}")
+                target = self.headers.get("X-Amz-Target", "")
+                auth = self.headers.get("Authorization", "")
+                ecr.calls.append((target, req, auth, self.headers.get("Content-Type")))
+                if self.headers.get("Content-Type") != "application/x-amz-json-1.1" or \
+                        "/ecr/aws4_request" not in auth or "Credential=AKIDECRTEST/" not in auth:
+                    return self.reply(400, {"__type": "InvalidSignatureException",
+                                            "message": "bad protocol or signature scope"})
+                if ecr.deny:
+                    return self.reply(400, {"__type": "AccessDeniedException",
+                                            "message": "User is not authorized to perform "
+                                                       "ecr:GetAuthorizationToken"})
+                if target == TARGET + "GetAuthorizationToken":
+                    tok = base64.b64encode(("AWS:" + PASSWORD).encode()).decode()
+                    return self.reply(200, {"authorizationData": [{
+                        "authorizationToken": tok, "expiresAt": time.time() + 43200,
+                        "proxyEndpoint": "https://example.test"}]})
+                if target == TARGET + "CreateRepository":
+                    name = req.get("repositoryName")
+                    if name in ecr.repos:
+                        return self.reply(400, {"__type": "RepositoryAlreadyExistsException",
+                                                "message": "The repository already exists"})
+                    ecr.repos.add(name)
+                    return self.reply(200, {"repository": {"repositoryName": name}})
+                return self.reply(400, {"__type": "UnknownOperationException"})
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = "http://127.0.0.1:%d" % self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def token_calls(self):
+        return [c for c in self.calls if c[0] == TARGET + "GetAuthorizationToken"]
+
+
+def main():
+    ecr = Ecr()
+    hp = htpasswd(T.tmp, "AWS", PASSWORD)
+    port = start_registry("auth:\n  htpasswd:\n    realm: ecr-realm\n    path: %s\n" % hp)
+    reg = "127.0.0.1:%d" % port
+    layout = os.path.join(T.tmp, "L")
+    desc = make_layout(layout, "v1", [{"etc/hello": b"hello ecr\n"}])
+    root = os.path.join(T.tmp, "store")
+    cfgdir = os.path.join(T.tmp, "docker")
+    os.makedirs(cfgdir)
+    with open(os.path.join(cfgdir, "config.json"), "w") as f:
+        json.dump({"credHelpers": {reg: "ecr-login"}}, f)
+    env = {"AWS_ACCESS_KEY_ID": "AKIDECRTEST", "AWS_SECRET_ACCESS_KEY": "ecr-test-secret",
+           "AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL_ECR": ecr.url,
+           "AWS_EC2_METADATA_DISABLED": "true", "DOCKER_CONFIG": cfgdir, "HOME": T.tmp}
+    outputs = []
+
+    def k(*args, e=env):
+        p = kiln(*args, env=e)
+        outputs.append(p.stdout + p.stderr)
+        return p
+
+    p = k("ecr", "login", reg)
+    T.check("kiln ecr login gets a token (user AWS, expiry)",
+            p.returncode == 0 and "user AWS" in p.stdout and "valid until" in p.stdout, p.stderr)
+    c = ecr.token_calls()
+    T.check("GetAuthorizationToken over JSON 1.1, signed for ecr in the region",
+            len(c) == 1 and c[0][3] == "application/x-amz-json-1.1" and
+            "/eu-west-1/ecr/aws4_request" in c[0][2], c)
+
+    before = len(ecr.token_calls())
+    p = k("push", "--root", root, "--insecure-registry", reg, "oci:%s:v1" % layout,
+          "%s/acme/app:v1" % reg)
+    T.check("push through the ecr-login credential helper into htpasswd docker-registry",
+            p.returncode == 0 and p.stdout.strip() == desc["digest"], p.stderr)
+    T.check("one token request for the whole push (cached)",
+            len(ecr.token_calls()) - before == 1, len(ecr.token_calls()) - before)
+    p = k("pull", "--root", root, "--insecure-registry", reg, "%s/acme/app:v1" % reg)
+    T.check("pull back with the same helper", p.returncode == 0, p.stderr)
+
+    nocfg = dict(env, DOCKER_CONFIG=os.path.join(T.tmp, "empty"))
+    os.makedirs(nocfg["DOCKER_CONFIG"])
+    p = k("push", "--root", root, "--insecure-registry", reg, "oci:%s:v1" % layout,
+          "%s/acme/app:v2" % reg, e=nocfg)
+    T.check("without the credHelpers entry the registry refuses (401)", p.returncode != 0,
+            p.stdout)
+
+    ecr.deny = True
+    p = k("ecr", "login", reg)
+    T.check("an ECR error names the code and the host",
+            p.returncode == 1 and "AccessDeniedException" in p.stderr and reg in p.stderr,
+            p.stderr)
+    ecr.deny = False
+
+    p = k("ecr", "create-repository", "%s/acme/new" % reg)
+    p2 = k("ecr", "create-repository", "%s/acme/new" % reg)
+    T.check("create-repository creates, then reports it exists",
+            p.returncode == 0 and "created" in p.stdout and p2.returncode == 0 and
+            "already exists" in p2.stdout and ecr.repos == {"acme/new"}, (p.stderr, p2.stderr))
+
+    p = k("ecr", "login", reg, e=dict(env, AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY=""))
+    T.check("no AWS credentials: clear error", p.returncode == 1 and
+            "no AWS credentials" in p.stderr, p.stderr)
+    T.check("the token password never appears in kiln's output",
+            not any(PASSWORD in o or "ecr-test-secret" in o for o in outputs))
+    T.done()
+
+
+main()
