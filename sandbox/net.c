@@ -135,6 +135,7 @@ int kiln_net_slirp_start(pid_t pid, kiln_slirp_t *out, kiln_error_t *err)
         if (devnull >= 0) {
             dup2(devnull, 0);
             dup2(devnull, 1);
+            dup2(devnull, 2);
         }
         close_range(5, ~0U, 0);
         execlp("slirp4netns", "slirp4netns", "--configure", "--mtu=65520",

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -135,6 +136,13 @@ static int build_rules(scmp_filter_ctx ctx, int strict)
             (r = add_rule(ctx, eperm, "mknod", 1, &chr1)) < 0 ||
             (r = add_rule(ctx, eperm, "mknodat", 1, &blk2)) < 0 ||
             (r = add_rule(ctx, eperm, "mknodat", 1, &chr2)) < 0)
+            return r;
+    }
+    /* Packet sockets would let a step put frames on its tap device
+     * directly, around the routes that make 169.254.0.0/16 unreachable. */
+    {
+        struct scmp_arg_cmp pkt = SCMP_A0(SCMP_CMP_EQ, AF_PACKET);
+        if ((r = add_rule(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), "socket", 1, &pkt)) < 0)
             return r;
     }
     if (strict) {
