@@ -362,7 +362,8 @@ static int apply_whiteout(struct unpack *u, const char *parent, const char *name
 static int apply_hardlink(struct unpack *u, int pfd, const char *name, char *target,
                           const char *entry, kiln_error_t *err)
 {
-    if (kiln_layer_clean_path(target, "its hardlink target", entry, err) < 0)
+    _cleanup_free_ char *what = kiln_xasprintf("its hardlink target '%.512s'", target);
+    if (kiln_layer_clean_path(target, what, entry, err) < 0)
         return -1;
     _cleanup_close_ int tfd = openat2_in_root(u->rootfd, target, O_PATH | O_NOFOLLOW);
     if (tfd < 0)

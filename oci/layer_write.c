@@ -54,6 +54,7 @@ struct kiln_layer_writer {
     size_t nlinks, links_alloc;
     uint64_t entries;
     int finished;
+    int discard; /* abandoned: the callback drops what libarchive still writes */
 };
 
 void kiln_layer_opts_init(kiln_layer_opts_t *opts)
@@ -91,6 +92,8 @@ static int tee_write(void *ctx, const void *buf, size_t len, kiln_error_t *err)
 static la_ssize_t archive_cb_write(struct archive *a, void *ctx, const void *buf, size_t len)
 {
     kiln_layer_writer_t *w = ctx;
+    if (w->discard)
+        return (la_ssize_t)len;
     kiln_sha256_update(&w->diff, buf, len);
     w->diff_bytes += len;
     if (kiln_compressor_write(w->comp, buf, len, &w->cb_err) < 0) {
@@ -613,7 +616,8 @@ static int copy_tar_entry(kiln_layer_writer_t *w, struct archive *src, struct ar
     int has_data = 0;
     const char *hl = archive_entry_hardlink(in);
     if (hl != NULL) {
-        _cleanup_free_ char *target = tar_entry_path(w, hl, orig, "its hardlink target", err);
+        _cleanup_free_ char *what = kiln_xasprintf("its hardlink target '%.512s'", hl);
+        _cleanup_free_ char *target = tar_entry_path(w, hl, orig, what, err);
         if (target == NULL)
             return -1;
         archive_entry_copy_hardlink(w->e, target);
@@ -728,8 +732,11 @@ void kiln_layer_writer_free(kiln_layer_writer_t *w)
     if (w == NULL)
         return;
     if (w->a != NULL) {
+        /* Closing (not archive_write_fail, which leaks libarchive's format
+         * state) with the callback discarding: nothing more reaches the sink. */
+        w->discard = 1;
         if (!w->finished)
-            archive_write_fail(w->a);
+            archive_write_close(w->a);
         archive_write_free(w->a);
     }
     archive_entry_free(w->e);
