@@ -23,6 +23,7 @@ typedef struct shell_word {
     bool raw_quotes;
     bool raw_escapes;
     bool skip_unset;
+    bool skip_quotes;
     int depth;
     const kiln_shell_env_t *env;
 } shell_word_t;
@@ -520,7 +521,7 @@ static int process_stop_on(shell_word_t *sw, int stop, bool raw_escapes, char **
             sw->pos++;
             goto ok;
         }
-        if (c == '$' || c == '\'' || c == '"') {
+        if (c == '$' || (!sw->skip_quotes && (c == '\'' || c == '"'))) {
             _cleanup_free_ char *tmp = NULL;
             if (c == '$') {
                 if (process_dollar(sw, &tmp, err) < 0)
@@ -590,6 +591,7 @@ static void sw_init(shell_word_t *sw, const char *word, const kiln_shell_opts_t 
         sw->raw_quotes = opts->raw_quotes;
         sw->raw_escapes = opts->raw_escapes;
         sw->skip_unset = opts->skip_unset;
+        sw->skip_quotes = opts->skip_quotes;
     }
 }
 

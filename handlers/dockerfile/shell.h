@@ -32,6 +32,7 @@ typedef struct kiln_shell_opts {
     bool raw_quotes;  /* keep quote characters in the output */
     bool raw_escapes; /* keep escape characters in the output */
     bool skip_unset;  /* leave references to unset variables as written */
+    bool skip_quotes; /* quotes are ordinary characters (heredoc bodies) */
 } kiln_shell_opts_t;
 
 /* Expands `word`. On success *out is a malloc'ed string. Fails on unterminated

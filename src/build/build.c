@@ -220,6 +220,22 @@ static int expand(engine_t *e, const stage_t *st, const char *word, used_args_t 
     return r;
 }
 
+/* Expands variables only (quotes kept): heredoc bodies of COPY/ADD. */
+static int expand_raw(engine_t *e, const stage_t *st, const char *text, char **out,
+                      kiln_error_t *err)
+{
+    strv_t vars = {0};
+    kiln_shell_opts_t o = {.escape = e->df->escape, .skip_quotes = true, .raw_escapes = true};
+    kiln_shell_env_t env = {0};
+    int r;
+    stage_vars(st, &vars);
+    env.vars = vars.v;
+    env.n_vars = vars.n;
+    r = kiln_shell_process_word(text, &o, &env, out, err);
+    strv_clear(&vars);
+    return r;
+}
+
 static const char *build_arg(engine_t *e, const char *name)
 {
     const char *v = kv_get(&e->build_args, name);
@@ -917,6 +933,11 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     if (kiln_fs_mkdtemp(e->work, "upper-", &upper, err) < 0 ||
         kiln_fs_mkdtemp(e->work, "work-", &work, err) < 0)
         goto out;
+    /* the upper dir is the root inode of the step: any user must traverse it */
+    if (chmod(upper, 0755) < 0) {
+        kiln_error_set(err, errno, "chmod %s", upper);
+        goto out;
+    }
     kiln_step_init(&step);
     step.lowers = lowers;
     step.n_lowers = st->n_layers;
@@ -1240,6 +1261,8 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
     /* collect sources (globs expanded), relative to root */
     for (size_t i = 0; i + 1 < nsrc; i++) {
         _cleanup_free_ char *s = NULL;
+        if (n->n_heredocs > 0 && strstr(n->args[i], "<<") != NULL)
+            continue; /* a heredoc source, written below */
         if (expand(e, st, n->args[i], NULL, &s, err) < 0) {
             df_error(e, n, err, "%s", err->msg);
             goto out;
@@ -1360,10 +1383,23 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
     for (size_t i = 0; i < n->n_heredocs; i++) {
         _cleanup_free_ char *body = kiln_df_heredoc_content(&n->heredocs[i]);
         _cleanup_free_ char *dp = NULL;
-        if (mkdirs_in(staging, dest, err) < 0)
+        _cleanup_free_ char *parent = kiln_xstrdup(dest);
+        if (!dir_dest)
+            *strrchr(parent, '/') = '\0';
+        if (mkdirs_in(staging, parent, err) < 0)
             goto out;
         dp = dir_dest ? kiln_xasprintf("%s%s%s", staging, dest, n->heredocs[i].name)
                       : kiln_xasprintf("%s%s", staging, dest);
+        if (n->heredocs[i].expand) {
+            /* unquoted delimiter: variables expand, quotes stay as written */
+            char *x = NULL;
+            if (expand_raw(e, st, body, &x, err) < 0) {
+                df_error(e, n, err, "%s", err->msg);
+                goto out;
+            }
+            free(body);
+            body = x;
+        }
         hash_str(&h, body);
         if (kiln_fs_write_file_atomic(dp, body, strlen(body), c.mode >= 0 ? (mode_t)c.mode : 0644,
                                       err) < 0)
