@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "oci/layout.h"
+#include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/json.h"
 #include "utils/mem.h"
@@ -82,28 +83,25 @@ static int open_archive(const char *path, struct archive **out, kiln_error_t *er
 static int read_entry(struct archive *a, const char *what, size_t cap, char **out, size_t *len,
                       kiln_error_t *err)
 {
-    char *buf;
+    kiln_buf_t b;
+    char chunk[65536];
     la_ssize_t n;
-    size_t used = 0;
 
-    buf = kiln_xmalloc(cap + 1);
+    kiln_buf_init(&b, cap);
     for (;;) {
-        n = archive_read_data(a, buf + used, cap + 1 - used);
+        n = archive_read_data(a, chunk, sizeof(chunk));
         if (n < 0) {
-            free(buf);
+            kiln_buf_free(&b);
             return kiln_error_set(err, 0, "%s: %s", what, archive_error_string(a));
         }
         if (n == 0)
             break;
-        used += (size_t)n;
-        if (used > cap) {
-            free(buf);
-            return kiln_error_set(err, EFBIG, "%s: larger than %zu bytes", what, cap);
+        if (kiln_buf_append(&b, chunk, (size_t)n, err) < 0) {
+            kiln_buf_free(&b);
+            return kiln_error_prefix(err, "%s: larger than %zu bytes", what, cap);
         }
     }
-    buf[used] = '\0';
-    *out = buf;
-    *len = used;
+    *out = kiln_buf_steal(&b, len);
     return 0;
 }
 

@@ -251,9 +251,17 @@ static int write_dir_layout(kiln_store_t *s, const char *dir, const blob_list_t 
 
     if (kiln_fs_mkdir_p(blobs, 0755, err) < 0)
         return -1;
-    if (access(hdr, F_OK) != 0 &&
-        kiln_fs_write_file_atomic(hdr, LAYOUT_HEADER, strlen(LAYOUT_HEADER), 0644, err) < 0)
+    if (access(hdr, F_OK) == 0) {
+        /* adding to an existing layout: it must be one we can write to */
+        _cleanup_free_ char *old = NULL;
+        size_t olen;
+        if (kiln_fs_read_file(hdr, 4096, &old, &olen, err) < 0 ||
+            kiln_image_validate("application/vnd.oci.layout.header.v1+json", old, olen, err) < 0)
+            return kiln_error_prefix(err, "OCI layout %s", dir);
+    } else if (kiln_fs_write_file_atomic(hdr, LAYOUT_HEADER, strlen(LAYOUT_HEADER), 0644, err) <
+               0) {
         return -1;
+    }
     /* blobs first, index last: a reader never sees an entry without its blobs */
     for (size_t i = 0; i < l->n; i++)
         if (place_blob(s, &l->d[i], blobs, err) < 0)

@@ -578,12 +578,19 @@ static void mark_children(mark_set_t *m, int blobs_fd, const kiln_digest_t *d)
     _cleanup_close_ int fd = openat(blobs_fd, d->hex, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     _cleanup_free_ char *data = NULL;
     _cleanup_json_ json_t *doc = NULL;
-    char first = 0;
+    char head[64];
+    ssize_t got;
+    size_t k = 0;
     size_t len;
     json_t *arr;
     size_t i;
 
-    if (fd < 0 || pread(fd, &first, 1, 0) != 1 || first != '{')
+    /* only JSON objects can reference other blobs; skip leading whitespace */
+    if (fd < 0 || (got = pread(fd, head, sizeof(head), 0)) <= 0)
+        return;
+    while (k < (size_t)got && strchr(" \t\r\n", head[k]) != NULL)
+        k++;
+    if (k == (size_t)got || head[k] != '{')
         return;
     if (kiln_fs_read_fd(fd, KILN_IMAGE_MANIFEST_MAX, &data, &len, NULL) < 0)
         return;

@@ -318,6 +318,32 @@ static void test_prune_vs_writer(void **state)
     kiln_fs_rm_rf(root, NULL);
 }
 
+/* A manifest with leading whitespace (as some registries serve) still pins its blobs. */
+static void test_prune_whitespace_manifest(void **state)
+{
+    _cleanup_free_ char *root = make_root();
+    _cleanup_free_ char *doc = NULL;
+    kiln_store_t *s = NULL;
+    kiln_error_t err = {0};
+    kiln_digest_t layer, cfg, man;
+    kiln_store_prune_stats_t st;
+
+    assert_int_equal(kiln_store_open(root, &s, &err), 0);
+    assert_int_equal(kiln_store_put_bytes(s, "layer", 5, &layer, &err), 0);
+    assert_int_equal(kiln_store_put_bytes(s, "{}", 2, &cfg, &err), 0);
+    doc = kiln_xasprintf("\n  {\"schemaVersion\":2,\"config\":{\"mediaType\":\"a/b\",\"size\":2,"
+                         "\"digest\":\"sha256:%s\"},\"layers\":[{\"mediaType\":\"a/b\","
+                         "\"size\":5,\"digest\":\"sha256:%s\"}]}",
+                         cfg.hex, layer.hex);
+    assert_int_equal(kiln_store_put_bytes(s, doc, strlen(doc), &man, &err), 0);
+    assert_int_equal(kiln_store_ref_set(s, "image/ws", &man, &err), 0);
+    kiln_store_close(s);
+    assert_int_equal(kiln_store_prune(root, 0, 0, &st, &err), 0);
+    assert_int_equal(st.blobs_removed, 0);
+    assert_int_equal(st.blobs_kept, 3);
+    kiln_fs_rm_rf(root, NULL);
+}
+
 static void test_default_root(void **state)
 {
     char *r = kiln_store_default_root();
@@ -333,7 +359,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_put_and_read),    cmocka_unit_test(test_writer_verify),
         cmocka_unit_test(test_large_stream),    cmocka_unit_test(test_refs_and_prune),
-        cmocka_unit_test(test_prune_vs_writer), cmocka_unit_test(test_default_root),
+        cmocka_unit_test(test_prune_vs_writer), cmocka_unit_test(test_prune_whitespace_manifest),
+        cmocka_unit_test(test_default_root),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
