@@ -91,7 +91,8 @@ int kiln_cmd_serve(int argc, char **argv)
         O_DRAIN,
         O_REQUEUE,
         O_DASH,
-        O_BUILDOPT
+        O_BUILDOPT,
+        O_KILNROOT
     };
     static const struct option opts[] = {
         {"help", no_argument, NULL, 'h'},
@@ -109,10 +110,11 @@ int kiln_cmd_serve(int argc, char **argv)
         {"requeue-interrupted", no_argument, NULL, O_REQUEUE},
         {"dashboard", required_argument, NULL, O_DASH},
         {"build-option", required_argument, NULL, O_BUILDOPT},
+        {"kiln-root", required_argument, NULL, O_KILNROOT},
         {NULL, 0, NULL, 0},
     };
     const char *listen = "127.0.0.1:8080", *root = "/var/lib/kiln/server", *config = NULL;
-    const char *build_cmd_opt = NULL;
+    const char *build_cmd_opt = NULL, *kiln_root = NULL;
     long long workers = 2, timeout = 3600, log_cap = 64LL << 20, max_body = 1 << 20,
               max_upload = 256LL << 20, drain = 110;
     int no_auth = 0, requeue = 0, c, sig = 0, recovered;
@@ -151,6 +153,9 @@ int kiln_cmd_serve(int argc, char **argv)
             break;
         case O_DASH:
             srv.dashboard_file = optarg;
+            break;
+        case O_KILNROOT:
+            kiln_root = optarg;
             break;
         case O_BUILDOPT:
             if (optarg[0] != '-')
@@ -230,7 +235,8 @@ int kiln_cmd_serve(int argc, char **argv)
         kiln_worker_opts_t wo = {.workers = (int)workers,
                                  .build_cmd = build_cmd,
                                  .timeout_s = (int)timeout,
-                                 .build_options = build_opts};
+                                 .build_options = build_opts,
+                                 .kiln_root = kiln_root};
         if (kiln_worker_pool_start(&srv, &wo, &srv.pool, &err) < 0)
             goto fail;
     }

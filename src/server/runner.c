@@ -125,6 +125,8 @@ static void feed_line(run_state_t *st)
 {
     const char *p;
     st->line[st->line_len] = '\0';
+    if (st->ops && st->ops->line)
+        st->ops->line(st->opaque, st->line);
     p = line_phase(st->line);
     if (p && p != st->last_phase) {
         st->last_phase = p;

@@ -19,6 +19,8 @@ typedef struct kiln_runner_ops {
     void (*phase)(void *opaque, const char *status);
     /* Polled about every 200 ms: non-zero stops the build (its group is killed). */
     int (*should_stop)(void *opaque);
+    /* Every output line (without its newline, cut at 4 KiB); may be NULL. */
+    void (*line)(void *opaque, const char *line);
 } kiln_runner_ops_t;
 
 typedef struct kiln_runner_result {

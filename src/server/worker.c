@@ -11,13 +11,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "src/server/request.h"
+#include "src/server/job.h"
 #include "src/server/runner.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
-
-#define METADATA_CAP (1024 * 1024)
 
 /* One running build, visible to cancel and drain. */
 typedef struct slot {
@@ -91,6 +89,12 @@ static void on_phase(void *opaque, const char *status)
     kiln_db_phase(c->pool->srv->db, c->id, status, NULL);
 }
 
+static void on_commit(void *opaque, const char *sha)
+{
+    job_ctx_t *c = opaque;
+    kiln_db_set_commit(c->pool->srv->db, c->id, sha, NULL);
+}
+
 static int on_should_stop(void *opaque)
 {
     job_ctx_t *c = opaque;
@@ -101,140 +105,76 @@ static int on_should_stop(void *opaque)
     return stop;
 }
 
-static const kiln_runner_ops_t ops = {
-    .started = on_started,
-    .phase = on_phase,
-    .should_stop = on_should_stop,
-};
-
-/* Reads the result kiln build wrote (metadata file); NULL when absent or not JSON. */
-static char *read_result(const char *path, char *commit, size_t commit_len)
-{
-    _cleanup_free_ char *text = NULL;
-    size_t len;
-    json_t *o;
-    char *out;
-
-    if (kiln_fs_read_file(path, METADATA_CAP, &text, &len, NULL) < 0)
-        return NULL;
-    o = json_loadb(text, len, 0, NULL);
-    if (!json_is_object(o)) {
-        json_decref(o);
-        return NULL;
-    }
-    {
-        static const char *const keys[] = {"commit", "source.commit", "vcs:revision", "git.commit"};
-        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-            const char *c = json_string_value(json_object_get(o, keys[i]));
-            if (c) {
-                snprintf(commit, commit_len, "%s", c);
-                break;
-            }
-        }
-    }
-    out = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    return out;
-}
-
 /* Runs one claimed build to its end and records the outcome. */
 static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
 {
     kiln_server_t *s = p->srv;
     _cleanup_free_ char *log = kiln_server_log_path(s, job->id);
     _cleanup_free_ char *work = kiln_xasprintf("%s/builds/%s", s->root, job->id);
-    _cleanup_free_ char *meta = kiln_xasprintf("%s/metadata.json", work);
     _cleanup_free_ char *secrets_dir = kiln_xasprintf("%s/secrets/%s", s->root, job->id);
     _cleanup_free_ char *ctx_dir = NULL;
-    _cleanup_free_ char *result = NULL;
-    _cleanup_strv_ char **args = NULL;
-    _cleanup_free_ char **argv = NULL;
     json_t *req = json_loads(job->request, 0, NULL), *files = json_object(), *v;
-    kiln_runner_result_t rr = {0};
     job_ctx_t ctx = {.pool = p, .slot = slot, .id = job->id};
-    kiln_error_t err = {0};
-    char note[256], commit[128] = "";
-    size_t n = 0, i;
-    int timeout = p->opts.timeout_s, canceled;
+    kiln_job_hooks_t hooks = {.started = on_started,
+                              .phase = on_phase,
+                              .commit = on_commit,
+                              .should_stop = on_should_stop,
+                              .opaque = &ctx};
+    kiln_job_env_t env = {.build_cmd = p->build_cmd,
+                          .kiln_root = p->opts.kiln_root,
+                          .build_options = p->opts.build_options,
+                          .work_dir = work,
+                          .log_path = log,
+                          .log_cap = s->log_cap,
+                          .timeout_s = p->opts.timeout_s};
+    kiln_job_outcome_t out = {0};
+    char note[256];
+    const char *ctx_id;
+    size_t i;
+    int canceled;
 
     snprintf(note, sizeof(note), "[kiln] build %s: attempt %d", job->id, job->attempts);
     kiln_runner_log_note(log, note, NULL);
     if (req == NULL) {
-        kiln_error_set(&err, EINVAL, "stored request is not JSON");
-        goto failed;
+        kiln_runner_log_note(log, "[kiln] failed: the stored request is not JSON", NULL);
+        kiln_db_finish(s->db, job->id, "failed", "error", "stored request is not JSON", NULL, 0,
+                       NULL);
+        json_decref(files);
+        return;
     }
     json_array_foreach(json_object_get(req, "secrets"), i, v)
     {
         _cleanup_free_ char *f = kiln_xasprintf("%s/%s", secrets_dir, json_string_value(v));
         json_object_set_new(files, json_string_value(v), json_string(f));
     }
-    {
-        const char *ctx_id =
-            json_string_value(json_object_get(json_object_get(req, "source"), "context"));
-        if (ctx_id)
-            ctx_dir = kiln_xasprintf("%s/contexts/%s", s->root, ctx_id);
-    }
-    v = json_object_get(req, "timeout_seconds");
-    if (v && (timeout == 0 || json_integer_value(v) < timeout))
-        timeout = (int)json_integer_value(v);
-    if (kiln_fs_rm_rf(work, &err) < 0 || kiln_fs_mkdir_p(work, 0700, &err) < 0 ||
-        kiln_request_argv(req, ctx_dir, files, meta, &args, &err) < 0)
-        goto failed;
-    while (args[n])
-        n++;
-    {
-        /* CMD build [server-wide options] [request options] CONTEXT */
-        size_t extra = 0;
-        while (p->opts.build_options && p->opts.build_options[extra])
-            extra++;
-        argv = kiln_xzalloc((n + extra + 2) * sizeof(char *));
-        argv[0] = p->build_cmd;
-        argv[1] = args[0];
-        if (extra)
-            memcpy(argv + 2, p->opts.build_options, extra * sizeof(char *));
-        memcpy(argv + 2 + extra, args + 1, (n - 1) * sizeof(char *));
-    }
-    if (kiln_runner_run(argv, log, s->log_cap, timeout, &ops, &ctx, &rr, &err) < 0)
-        goto failed;
+    ctx_id = json_string_value(json_object_get(json_object_get(req, "source"), "context"));
+    if (ctx_id)
+        ctx_dir = kiln_xasprintf("%s/contexts/%s", s->root, ctx_id);
 
-    result = read_result(meta, commit, sizeof(commit));
-    if (commit[0])
-        kiln_db_set_commit(s->db, job->id, commit, NULL);
+    kiln_job_run(&env, req, files, ctx_dir, &hooks, &out);
+
     pthread_mutex_lock(&p->lock);
     canceled = p->slots[slot].cancel;
     pthread_mutex_unlock(&p->lock);
-    if (rr.stopped && !canceled) {
-        kiln_runner_log_note(log, "[kiln] stopped by shutdown; queued again", NULL);
-        kiln_db_requeue(s->db, job->id, NULL);
-        goto out_keep_secrets;
-    }
     if (canceled) {
         kiln_runner_log_note(log, "[kiln] canceled", NULL);
-        kiln_db_finish(s->db, job->id, "canceled", "canceled", NULL, result, 0, NULL);
-    } else if (rr.timed_out) {
-        snprintf(note, sizeof(note), "the build ran longer than %d seconds", timeout);
-        kiln_runner_log_note(log, "[kiln] timed out", NULL);
-        kiln_db_finish(s->db, job->id, "failed", "timeout", note, result, 0, NULL);
-    } else if (rr.exit_code == 0) {
+        kiln_db_finish(s->db, job->id, "canceled", "canceled", NULL, out.result, 0, NULL);
+    } else if (strcmp(out.status, "stopped") == 0) {
+        /* Drain ran out of time: the build goes back to the queue; its secrets stay. */
+        kiln_runner_log_note(log, "[kiln] stopped by shutdown; queued again", NULL);
+        kiln_db_requeue(s->db, job->id, NULL);
+        goto out;
+    } else if (strcmp(out.status, "succeeded") == 0) {
         kiln_runner_log_note(log, "[kiln] succeeded", NULL);
-        kiln_db_finish(s->db, job->id, "succeeded", NULL, NULL, result, 0, NULL);
+        kiln_db_finish(s->db, job->id, "succeeded", NULL, NULL, out.result, 0, NULL);
     } else {
-        if (rr.signal)
-            snprintf(note, sizeof(note), "the build was killed by signal %d", rr.signal);
-        else
-            snprintf(note, sizeof(note), "the build exited with status %d", rr.exit_code);
-        kiln_runner_log_note(log, "[kiln] failed", NULL);
-        kiln_db_finish(s->db, job->id, "failed", "build_failed", note, result, 0, NULL);
+        snprintf(note, sizeof(note), "[kiln] failed: %s", out.error);
+        kiln_runner_log_note(log, note, NULL);
+        kiln_db_finish(s->db, job->id, "failed", out.reason, out.error, out.result, 0, NULL);
     }
-    goto out;
-failed:
-    snprintf(note, sizeof(note), "[kiln] could not start the build: %s", err.msg);
-    kiln_runner_log_note(log, note, NULL);
-    kiln_db_finish(s->db, job->id, "failed", "error", err.msg, NULL, 0, NULL);
-out:
     kiln_fs_rm_rf(secrets_dir, NULL);
-out_keep_secrets:
-    kiln_fs_rm_rf(work, NULL);
+out:
+    kiln_job_outcome_free(&out);
     json_decref(files);
     json_decref(req);
 }

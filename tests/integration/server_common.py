@@ -10,10 +10,18 @@ from kilntest import KILN, T, free_port, wait_port
 
 TOKEN = "test-token-0123456789"
 
-# A stand-in for `kiln build` used only by the tests of the server's plumbing (queue, logs,
-# cancel, crash): a real process that prints progress lines like a build, sleeps, starts a
-# grandchild in its process group, writes the metadata file and exits with $FAKE_EXIT.
+# A stand-in for `kiln checkout` + `kiln build` used only by the tests of the server's
+# plumbing (queue, logs, cancel, crash): a real process that prints progress lines like a
+# build, sleeps, starts a grandchild in its process group, writes the metadata file and exits
+# with $FAKE_EXIT.
 FAKE_BUILD = r"""#!/bin/sh
+if [ "$1" = checkout ]; then
+  for a; do last=$a; done
+  echo "fetching $3"
+  mkdir -p "$last"
+  echo 0123456789abcdef0123456789abcdef01234567
+  exit ${FAKE_CHECKOUT_EXIT:-0}
+fi
 meta=""
 ctx=""
 while [ $# -gt 0 ]; do
@@ -25,7 +33,6 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ -n "${FAKE_RUNLOG:-}" ] && echo "$meta" >> "$FAKE_RUNLOG"
-echo "{\"phase\":\"cloning\"}"
 echo "#1 resolving $ctx"
 i=0
 while [ $i -lt ${FAKE_STEPS:-3} ]; do
@@ -39,6 +46,7 @@ if [ -n "${FAKE_GRANDCHILD:-}" ]; then
   wait
 fi
 echo "#3 pushing layers"
+echo "{\"phase\":\"uploading\"}"
 printf '{"containerimage.digest":"sha256:%064d","image.name":"example/app:1","commit":"%s"}' 1 "${FAKE_COMMIT:-}" > "$meta"
 exit ${FAKE_EXIT:-0}
 """

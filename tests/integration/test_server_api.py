@@ -73,7 +73,9 @@ T.check("followed log runs to the end", st == 200 and "RUN step 3" in log and
 b = srv.get(bid)
 T.check("status succeeded after the followed log ended", b["status"] == "succeeded", b)
 names = [p["name"] for p in b["phases"]]
-T.check("phases recorded in order", names[:3] == ["cloning", "building", "pushing"], names)
+T.check("phases recorded in order (checkout, #N lines, push lines, JSON progress)",
+        names == ["cloning", "building", "pushing", "uploading"], names)
+T.check("commit from the checkout recorded", b["commit"] == "0123456789abcdef0123456789abcdef01234567", b)
 T.check("phases have timings", all(p["seconds"] is not None for p in b["phases"]), b["phases"])
 T.check("secret value not in the record", "TOPSECRET" not in json.dumps(b), b)
 T.check("secret value not in the log", "TOPSECRET" not in log, log)
@@ -114,7 +116,12 @@ while time.time() < end and gpid and pid_alive(gpid):
     time.sleep(0.05)
 T.check("cancel killed the build's steps", gpid and not pid_alive(gpid), gpid)
 b = slow.wait_status(cid, ["canceled"], timeout=10)
-st, log, _ = slow.request("GET", "/v1/builds/%s/logs" % cid, raw=True)
+end = time.time() + 10
+while time.time() < end:
+    st, log, _ = slow.request("GET", "/v1/builds/%s/logs" % cid, raw=True)
+    if b"[kiln] canceled" in log:
+        break
+    time.sleep(0.1)
 T.check("canceled build stays canceled, log says so", b["status"] == "canceled" and
         b"[kiln] canceled" in log, (b, log))
 st, body = slow.request("POST", "/v1/builds/%s/cancel" % cid)

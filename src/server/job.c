@@ -1,0 +1,204 @@
+#include "src/server/job.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/server/request.h"
+#include "src/server/runner.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+
+#define METADATA_CAP (1024 * 1024)
+
+typedef struct run_ctx {
+    const kiln_job_hooks_t *hooks;
+    char commit[41];
+    int checkout; /* capture a commit line */
+} run_ctx_t;
+
+static void on_started(void *opaque, pid_t pgid, uint64_t ticks)
+{
+    run_ctx_t *c = opaque;
+    if (c->hooks->started)
+        c->hooks->started(c->hooks->opaque, pgid, ticks);
+}
+
+static void on_phase(void *opaque, const char *status)
+{
+    run_ctx_t *c = opaque;
+    if (!c->checkout && c->hooks->phase)
+        c->hooks->phase(c->hooks->opaque, status);
+}
+
+static int on_should_stop(void *opaque)
+{
+    run_ctx_t *c = opaque;
+    return c->hooks->should_stop ? c->hooks->should_stop(c->hooks->opaque) : 0;
+}
+
+/* `kiln checkout` prints the commit it checked out as a line of 40 hex digits. */
+static void on_line(void *opaque, const char *line)
+{
+    run_ctx_t *c = opaque;
+    if (c->checkout && strlen(line) == 40 && strspn(line, "0123456789abcdef") == 40)
+        memcpy(c->commit, line, 41);
+}
+
+static const kiln_runner_ops_t ops = {
+    .started = on_started,
+    .phase = on_phase,
+    .should_stop = on_should_stop,
+    .line = on_line,
+};
+
+/* Reads the build's metadata file; NULL when absent or not a JSON object. */
+static char *read_result(const char *path)
+{
+    _cleanup_free_ char *text = NULL;
+    size_t len;
+    json_t *o;
+    char *out;
+
+    if (kiln_fs_read_file(path, METADATA_CAP, &text, &len, NULL) < 0)
+        return NULL;
+    o = json_loadb(text, len, 0, NULL);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return NULL;
+    }
+    out = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return out;
+}
+
+/* Fills the outcome of a finished child; returns 1 when it succeeded. */
+static int judge(const kiln_runner_result_t *rr, int timeout, const char *what,
+                 const char *fail_reason, kiln_job_outcome_t *out)
+{
+    if (rr->stopped) {
+        snprintf(out->status, sizeof(out->status), "stopped");
+        return 0;
+    }
+    snprintf(out->status, sizeof(out->status), "failed");
+    if (rr->timed_out) {
+        snprintf(out->reason, sizeof(out->reason), "timeout");
+        snprintf(out->error, sizeof(out->error), "the build ran longer than %d seconds", timeout);
+    } else if (rr->exit_code != 0) {
+        snprintf(out->reason, sizeof(out->reason), "%s", fail_reason);
+        if (rr->signal)
+            snprintf(out->error, sizeof(out->error), "%s was killed by signal %d", what,
+                     rr->signal);
+        else
+            snprintf(out->error, sizeof(out->error), "%s exited with status %d", what,
+                     rr->exit_code);
+    } else {
+        snprintf(out->status, sizeof(out->status), "succeeded");
+        return 1;
+    }
+    return 0;
+}
+
+static void push_arg(char ***v, size_t *n, const char *s)
+{
+    *v = kiln_xrealloc(*v, (*n + 2) * sizeof(char *));
+    (*v)[(*n)++] = kiln_xstrdup(s);
+    (*v)[*n] = NULL;
+}
+
+void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_files,
+                  const char *ctx_dir, const kiln_job_hooks_t *hooks, kiln_job_outcome_t *out)
+{
+    _cleanup_free_ char *meta = kiln_xasprintf("%s/metadata.json", env->work_dir);
+    _cleanup_free_ char *src_dir = kiln_xasprintf("%s/src", env->work_dir);
+    _cleanup_free_ char *context = NULL;
+    _cleanup_strv_ char **args = NULL, **argv = NULL;
+    json_t *source = json_object_get(request, "source"), *v;
+    run_ctx_t ctx = {.hooks = hooks};
+    kiln_runner_result_t rr = {0};
+    kiln_error_t err = {0};
+    int timeout = env->timeout_s;
+    size_t n = 0;
+
+    memset(out, 0, sizeof(*out));
+    v = json_object_get(request, "timeout_seconds");
+    if (v && (timeout == 0 || json_integer_value(v) < timeout))
+        timeout = (int)json_integer_value(v);
+    if (kiln_fs_rm_rf(env->work_dir, &err) < 0 || kiln_fs_mkdir_p(env->work_dir, 0700, &err) < 0)
+        goto error;
+
+    if (ctx_dir == NULL) {
+        /* Check the source out: kiln checkout [--root R] URL#REF DIR */
+        const char *url = json_string_value(json_object_get(source, "git"));
+        const char *ref = json_string_value(json_object_get(source, "commit"));
+        const char *sub = json_string_value(json_object_get(source, "subdir"));
+        _cleanup_free_ char *spec = NULL;
+        if (url == NULL) {
+            kiln_error_set(&err, 0, "the request has no source");
+            goto error;
+        }
+        if (ref == NULL)
+            ref = json_string_value(json_object_get(source, "ref"));
+        spec = ref ? kiln_xasprintf("%s#%s", url, ref) : kiln_xstrdup(url);
+        push_arg(&argv, &n, env->build_cmd);
+        push_arg(&argv, &n, "checkout");
+        if (env->kiln_root) {
+            push_arg(&argv, &n, "--root");
+            push_arg(&argv, &n, env->kiln_root);
+        }
+        push_arg(&argv, &n, spec);
+        push_arg(&argv, &n, src_dir);
+        ctx.checkout = 1;
+        if (kiln_runner_run(argv, env->log_path, env->log_cap, timeout, &ops, &ctx, &rr, &err) < 0)
+            goto error;
+        kiln_strv_free(argv);
+        argv = NULL;
+        n = 0;
+        if (!judge(&rr, timeout, "kiln checkout", "clone_failed", out)) {
+            kiln_fs_rm_rf(env->work_dir, NULL);
+            return;
+        }
+        if (ctx.commit[0] && hooks->commit)
+            hooks->commit(hooks->opaque, ctx.commit);
+        ctx.checkout = 0;
+        context = sub ? kiln_xasprintf("%s/%s", src_dir, sub) : kiln_xstrdup(src_dir);
+        if (hooks->phase)
+            hooks->phase(hooks->opaque, "building");
+    } else {
+        context = kiln_xstrdup(ctx_dir);
+    }
+
+    /* kiln build [--root R] [server options] [request options] CONTEXT */
+    if (kiln_request_argv(request, context, secret_files, meta, &args, &err) < 0)
+        goto error;
+    push_arg(&argv, &n, env->build_cmd);
+    push_arg(&argv, &n, args[0]);
+    if (env->kiln_root) {
+        push_arg(&argv, &n, "--root");
+        push_arg(&argv, &n, env->kiln_root);
+    }
+    for (size_t i = 0; env->build_options && env->build_options[i]; i++)
+        push_arg(&argv, &n, env->build_options[i]);
+    for (size_t i = 1; args[i]; i++)
+        push_arg(&argv, &n, args[i]);
+    if (kiln_runner_run(argv, env->log_path, env->log_cap, timeout, &ops, &ctx, &rr, &err) < 0)
+        goto error;
+    out->result = read_result(meta);
+    judge(&rr, timeout, "kiln build", "build_failed", out);
+    kiln_fs_rm_rf(env->work_dir, NULL);
+    return;
+error:
+    snprintf(out->status, sizeof(out->status), "failed");
+    snprintf(out->reason, sizeof(out->reason), "error");
+    snprintf(out->error, sizeof(out->error), "%s", err.msg);
+    kiln_fs_rm_rf(env->work_dir, NULL);
+}
+
+void kiln_job_outcome_free(kiln_job_outcome_t *o)
+{
+    free(o->result);
+    o->result = NULL;
+}

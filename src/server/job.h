@@ -1,0 +1,46 @@
+/* kiln server — running one build job to its end, shared by the local worker pool and
+ * `kiln worker` (SQS): a git source is checked out first (`kiln checkout`, phase
+ * "cloning"), then `kiln build` runs on the checkout or the uploaded context (phase
+ * "building" and what its progress lines say), each as a child process (runner.h). */
+#ifndef KILN_SERVER_JOB_H
+#define KILN_SERVER_JOB_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "utils/error.h"
+
+typedef struct kiln_job_env {
+    const char *build_cmd;      /* kiln itself, run as `CMD checkout …` and `CMD build …` */
+    const char *kiln_root;      /* --root for checkout and build; NULL = their default */
+    char *const *build_options; /* added to every `kiln build`; may be NULL */
+    const char *work_dir;       /* private scratch directory of this job (created, removed) */
+    const char *log_path;       /* the job's append-only log */
+    size_t log_cap;
+    int timeout_s; /* server limit; the request may ask for less (0 = none) */
+} kiln_job_env_t;
+
+typedef struct kiln_job_hooks {
+    void (*started)(void *opaque, pid_t pgid, uint64_t start_ticks);
+    void (*phase)(void *opaque, const char *status);
+    void (*commit)(void *opaque, const char *sha);
+    int (*should_stop)(void *opaque); /* cancel, drain, … */
+    void *opaque;
+} kiln_job_hooks_t;
+
+typedef struct kiln_job_outcome {
+    char status[16]; /* succeeded | failed | stopped (by should_stop) */
+    char reason[32]; /* failed: build_failed | clone_failed | timeout | error */
+    char error[512];
+    char *result; /* the build's metadata JSON (malloc'ed) or NULL */
+} kiln_job_outcome_t;
+
+/* Runs the job for a validated request (secret_files: name → file, may be NULL; ctx_dir:
+ * the directory of an uploaded context, or NULL). Always fills *out. */
+void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_files,
+                  const char *ctx_dir, const kiln_job_hooks_t *hooks, kiln_job_outcome_t *out);
+
+void kiln_job_outcome_free(kiln_job_outcome_t *o);
+
+#endif
