@@ -75,6 +75,10 @@ int kiln_idmap_trees(const kiln_step_t *step, int userns_fd, int *fds, kiln_erro
     _cleanup_free_ char *parent = NULL;
     size_t n = 0;
 
+    if (step->rw_root != NULL) {
+        fds[0] = mapped_tree(step->rw_root, userns_fd, 0, err);
+        return fds[0] < 0 ? -1 : 0;
+    }
     if (step->n_lowers == 0 || step->n_lowers > KILN_IDMAP_MAX_LOWERS)
         return kiln_error_set(err, EINVAL, "a step needs 1 to %d lower dirs (got %zu)",
                               KILN_IDMAP_MAX_LOWERS, step->n_lowers);

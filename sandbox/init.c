@@ -169,7 +169,7 @@ static int setup(const kiln_sandbox_plan_t *plan, const int *fds, int n_fds, kil
     if (plan->have_mntns) {
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
             return kiln_error_set(err, errno, "making the step's mounts private");
-        if (n_fds != (int)step->n_lowers + 1)
+        if (n_fds != (step->rw_root ? 1 : (int)step->n_lowers + 1))
             return kiln_error_set(err, EPROTO, "got %d trees for %zu lowers", n_fds,
                                   step->n_lowers);
         if (kiln_mounts_overlay(step, plan->rundir, fds, plan->isolation == KILN_ISOLATION_SANDBOX,

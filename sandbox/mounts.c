@@ -289,6 +289,11 @@ int kiln_mounts_overlay(const kiln_step_t *step, const char *rundir, const int *
 
     if (chdir(rundir) < 0)
         return kiln_error_set(err, errno, "chdir %s", rundir);
+    if (step->rw_root != NULL) {
+        if (move_mount(fds[0], "", AT_FDCWD, "root", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+            return kiln_error_set(err, errno, "attaching %s at %s/root", step->rw_root, rundir);
+        return 0;
+    }
     for (size_t i = 0; i <= step->n_lowers; i++) {
         if (i < step->n_lowers)
             snprintf(path, sizeof(path), "l%zu", i);
@@ -383,6 +388,14 @@ static void clean_one(const kiln_step_t *step, const char *path)
 
 void kiln_mounts_clean_upper(const kiln_step_t *step)
 {
+    kiln_step_t rw;
+
+    if (step->rw_root != NULL) {
+        /* The tree itself plays the upper; lowers[0] is its original. */
+        rw = *step;
+        rw.upper = step->rw_root;
+        step = &rw;
+    }
     static const char *const fixed[] = {"/proc",      "/dev",         "/sys", "/etc/resolv.conf",
                                         "/etc/hosts", "/etc/hostname"};
 

@@ -366,7 +366,7 @@ static int start_init(const kiln_step_t *step, run_t *r, kiln_isolation_t iso, u
     if (flags & CLONE_NEWNS) {
         if (kiln_idmap_trees(step, r->userns_fd, r->trees, err) < 0)
             return -1;
-        r->n_trees = step->n_lowers + 1;
+        r->n_trees = step->rw_root ? 1 : step->n_lowers + 1;
     }
     if ((flags & CLONE_NEWNET) && step->network == KILN_NET_NAT &&
         kiln_net_slirp_start(r->init, &r->slirp, err) < 0)
@@ -399,7 +399,8 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
         iso = kiln_sandbox_probe();
         sys_log(step, "isolation: %s (probed)", kiln_isolation_name(iso));
     }
-    if (iso != KILN_ISOLATION_NONE && (step->n_lowers == 0 || !step->upper || !step->work))
+    if (iso != KILN_ISOLATION_NONE && !step->rw_root &&
+        (step->n_lowers == 0 || !step->upper || !step->work))
         return kiln_error_set(err, EINVAL, "a step needs lower, upper and work dirs");
     if (iso == KILN_ISOLATION_CHROOT)
         sys_log(step,
@@ -426,7 +427,7 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
         kiln_error_set(err, errno, "creating %s", root);
         goto out;
     }
-    for (size_t i = 0; i <= step->n_lowers && iso != KILN_ISOLATION_NONE; i++) {
+    for (size_t i = 0; i <= step->n_lowers && iso != KILN_ISOLATION_NONE && !step->rw_root; i++) {
         _cleanup_free_ char *mp = i < step->n_lowers ? kiln_xasprintf("%s/l%zu", r.rundir, i)
                                                      : kiln_xasprintf("%s/rw", r.rundir);
         if (mkdir(mp, 0755) < 0) {
@@ -543,7 +544,7 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     ret = 0;
 out:
     run_release(&r);
-    if (iso != KILN_ISOLATION_NONE && step->upper)
+    if (iso != KILN_ISOLATION_NONE && (step->upper || step->rw_root))
         kiln_mounts_clean_upper(step);
     return ret;
 }

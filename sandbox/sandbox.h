@@ -101,6 +101,11 @@ typedef struct kiln_step {
      * upper form) and a scratch dir next to it on the same filesystem. */
     const char *upper;
     const char *work;
+    /* Instead of an overlay (hosts where overlayfs cannot be mounted): a
+     * private writable copy of lowers[0] the step runs in directly; its
+     * changes are found with the walking differ (sandbox/diff.h). upper and
+     * work are then unused. */
+    const char *rw_root;
 
     const char *const *argv; /* argv[0] is looked up in PATH of env */
     const char *const *env;  /* NULL-terminated "K=V"; NULL = a minimal PATH only */

@@ -11,6 +11,7 @@
 
 #include "oci/layer_write.h"
 #include "oci/sink.h"
+#include "sandbox/diff.h"
 #include "sandbox/sandbox.h"
 #include "src/commands.h"
 #include "utils/cleanup.h"
@@ -45,6 +46,9 @@ static void usage(FILE *out)
             "  --diff-output FILE.tar    write the step's changes as a layer (tar; .tar.gz\n"
             "                            or .tar.zst compress)\n"
             "  --keep-upper DIR          keep the upper dir (overlay form) at DIR\n"
+            "  --differ walk|overlay     run on a copy of the rootfs and find the changes\n"
+            "                            with the walking differ (default overlay)\n"
+            "  --source-date-epoch N     clamp the diff's mtimes to N\n"
             "  --timestamps              prefix output lines with their time\n"
             "  --seccomp unconfined      run without the seccomp filter\n");
 }
@@ -239,9 +243,29 @@ static void print_line(void *opaque, kiln_log_stream_t stream, const struct time
         fflush(out);
 }
 
-/* Writes the upper dir as a layer tar (compression from the file name) via a
- * temp file renamed into place. */
-static int write_diff(const char *upper, const char *dest, kiln_error_t *err)
+static int64_t source_date_epoch = -1;
+
+static int write_layer(const char *base, const char *upper, const kiln_layer_opts_t *opts,
+                       kiln_sink_t *sink, kiln_layer_info_t *info, kiln_error_t *err)
+{
+    kiln_layer_writer_t *w = NULL;
+    int r;
+
+    if (base == NULL)
+        return kiln_layer_write_dir(upper, opts, sink, info, err);
+    if (kiln_layer_writer_new(opts, sink, &w, err) < 0)
+        return -1;
+    r = kiln_diff_write(base, upper, w, err);
+    if (r == 0)
+        r = kiln_layer_writer_finish(w, info, err);
+    kiln_layer_writer_free(w);
+    return r;
+}
+
+/* Writes the changes as a layer tar (compression from the file name) via a
+ * temp file renamed into place: the upper dir (overlay form), or, with base
+ * set, what the walking differ finds between base and upper. */
+static int write_diff(const char *base, const char *upper, const char *dest, kiln_error_t *err)
 {
     _cleanup_free_ char *tmp = kiln_xasprintf("%s.tmp-%d", dest, (int)getpid());
     _cleanup_close_ int fd = -1;
@@ -251,7 +275,8 @@ static int write_diff(const char *upper, const char *dest, kiln_error_t *err)
     size_t n = strlen(dest);
 
     kiln_layer_opts_init(&opts);
-    opts.overlay_upper = 1;
+    opts.overlay_upper = base == NULL;
+    opts.source_date_epoch = source_date_epoch;
     opts.compression = KILN_COMPRESSION_NONE;
     if ((n > 3 && strcmp(dest + n - 3, ".gz") == 0) || (n > 4 && strcmp(dest + n - 4, ".tgz") == 0))
         opts.compression = KILN_COMPRESSION_GZIP;
@@ -261,7 +286,7 @@ static int write_diff(const char *upper, const char *dest, kiln_error_t *err)
     if (fd < 0)
         return kiln_error_set(err, errno, "creating %s", tmp);
     sink = kiln_sink_fd(&fd);
-    if (kiln_layer_write_dir(upper, &opts, &sink, &info, err) < 0 || fsync(fd) < 0 ||
+    if (write_layer(base, upper, &opts, &sink, &info, err) < 0 || fsync(fd) < 0 ||
         rename(tmp, dest) < 0) {
         if (!kiln_error_is_set(err))
             kiln_error_set(err, errno, "writing %s", dest);
@@ -291,6 +316,8 @@ int kiln_cmd_run(int argc, char **argv)
                                          {"keep-upper", required_argument, NULL, 'K'},
                                          {"timestamps", no_argument, NULL, 'T'},
                                          {"seccomp", required_argument, NULL, 'S'},
+                                         {"differ", required_argument, NULL, 'D'},
+                                         {"source-date-epoch", required_argument, NULL, 'E'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *lowers[16];
@@ -302,10 +329,11 @@ int kiln_cmd_run(int argc, char **argv)
     kiln_step_t step;
     kiln_step_result_t res;
     kiln_error_t err = {0};
-    int c, ret;
+    int c, ret, walk = 0;
 
     kiln_step_init(&step);
     show_timestamps = 0;
+    source_date_epoch = -1;
     optind = 1;
     while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
         switch (c) {
@@ -379,6 +407,18 @@ int kiln_cmd_run(int argc, char **argv)
         case 'T':
             show_timestamps = 1;
             break;
+        case 'D':
+            if (strcmp(optarg, "walk") != 0 && strcmp(optarg, "overlay") != 0)
+                return kiln_cli_usage_error("run", "bad --differ '%s'", optarg);
+            walk = strcmp(optarg, "walk") == 0;
+            break;
+        case 'E': {
+            uint64_t v;
+            if (parse_u64(optarg, &v) < 0 || v > INT64_MAX)
+                return kiln_cli_usage_error("run", "bad --source-date-epoch '%s'", optarg);
+            source_date_epoch = (int64_t)v;
+            break;
+        }
         case 'S':
             if (strcmp(optarg, "unconfined") == 0)
                 step.seccomp = KILN_SECCOMP_UNCONFINED;
@@ -427,10 +467,22 @@ int kiln_cmd_run(int argc, char **argv)
     }
     step.upper = upper;
     step.work = work;
+    if (walk) {
+        if (n_lowers != 1) {
+            kiln_fs_rm_rf(scratch, NULL);
+            return kiln_cli_usage_error("run", "--differ walk takes one --rootfs");
+        }
+        kiln_fs_rm_rf(upper, NULL);
+        if (kiln_diff_copy_tree(lowers[0], upper, &err) < 0) {
+            kiln_fs_rm_rf(scratch, NULL);
+            return kiln_cli_fail(&err);
+        }
+        step.rw_root = upper;
+    }
 
     ret = kiln_sandbox_run(&step, &res, &err);
     fflush(stdout);
-    if (ret == 0 && diff_out && write_diff(upper, diff_out, &err) < 0)
+    if (ret == 0 && diff_out && write_diff(walk ? lowers[0] : NULL, upper, diff_out, &err) < 0)
         ret = -1;
     if (ret == 0 && keep_upper && rename(upper, keep_upper) < 0) {
         kiln_error_set(&err, errno, "moving the upper dir to %s", keep_upper);
