@@ -277,6 +277,7 @@ def main():
 
     # ---- ECS container credentials (full URI + authorization token)
     seen = []
+    expiry = ["2099-01-01T00:00:00Z"]
 
     class Ecs(http.server.BaseHTTPRequestHandler):
         def log_message(self, *a):
@@ -289,7 +290,7 @@ def main():
                 self.end_headers()
                 return
             body = json.dumps({"AccessKeyId": "ASIAECS", "SecretAccessKey": "ecssecret",
-                               "Token": "ecs-session-token", "Expiration": "2099-01-01T00:00:00Z"})
+                               "Token": "ecs-session-token", "Expiration": expiry[0]})
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -310,6 +311,16 @@ def main():
             all("Credential=ASIAECS/" in x["headers"].get("authorization", "") and
                 x["headers"].get("x-amz-security-token") == "ecs-session-token" for x in reqs),
             (r.stderr, seen))
+    # temporary credentials about to expire are fetched again before use
+    import datetime
+    expiry[0] = (datetime.datetime.now(datetime.timezone.utc) +
+                 datetime.timedelta(seconds=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    del seen[:]
+    proxy.clear()
+    r = kiln("upload", small, "--output", "type=s3,dest=s3://site/ecs2", env=e3)
+    n = len(proxy.requests())
+    T.check("credentials expiring within 5 minutes are refreshed before each request",
+            r.returncode == 0 and n >= 3 and len(seen) >= n, (r.stderr, len(seen), n))
     srv.shutdown()
     shutil.rmtree(site, ignore_errors=True)
     T.done()

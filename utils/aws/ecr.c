@@ -19,12 +19,11 @@
 
 int kiln_ecr_parse_host(const char *host, char **account, char **region)
 {
-    size_t hl = strcspn(host, ":/");
-    const char *p = host, *dot;
+    _cleanup_free_ char *h = kiln_xstrndup(host, strcspn(host, ":/"));
+    const char *p = h, *dot;
     size_t n = 0;
-    _cleanup_free_ char *h = kiln_xstrndup(host, hl);
 
-    /* <12 digits>.dkr.ecr.<region>.amazonaws.com[.cn] (also dkr-fips) */
+    /* <12 digits>.dkr.ecr.<region>.amazonaws.com[.cn] (also dkr.ecr-fips) */
     while (isdigit((unsigned char)p[n]))
         n++;
     if (n != 12 || p[n] != '.')
@@ -39,11 +38,10 @@ int kiln_ecr_parse_host(const char *host, char **account, char **region)
     dot = strchr(p, '.');
     if (dot == NULL || dot == p)
         return 0;
-    if (strcmp(h + (dot - host), ".amazonaws.com") != 0 &&
-        strcmp(h + (dot - host), ".amazonaws.com.cn") != 0)
+    if (strcmp(dot, ".amazonaws.com") != 0 && strcmp(dot, ".amazonaws.com.cn") != 0)
         return 0;
     if (account)
-        *account = kiln_xstrndup(host, 12);
+        *account = kiln_xstrndup(h, 12);
     if (region)
         *region = kiln_xstrndup(p, (size_t)(dot - p));
     return 1;

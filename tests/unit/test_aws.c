@@ -1,0 +1,283 @@
+/* Unit tests for utils/aws: shared-file parsing, credential chain (env and
+ * files), region and endpoint resolution, S3 naming policy, ECR hosts. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "utils/aws/client.h"
+#include "utils/aws/credentials.h"
+#include "utils/aws/ecr.h"
+#include "utils/aws/endpoint.h"
+#include "utils/aws/s3.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+
+static const char *const aws_vars[] = {"AWS_ACCESS_KEY_ID",
+                                       "AWS_SECRET_ACCESS_KEY",
+                                       "AWS_SESSION_TOKEN",
+                                       "AWS_PROFILE",
+                                       "AWS_DEFAULT_PROFILE",
+                                       "AWS_REGION",
+                                       "AWS_DEFAULT_REGION",
+                                       "AWS_CONFIG_FILE",
+                                       "AWS_SHARED_CREDENTIALS_FILE",
+                                       "AWS_ENDPOINT_URL",
+                                       "AWS_ENDPOINT_URL_S3",
+                                       "AWS_ENDPOINT_URL_SQS",
+                                       "AWS_ENDPOINT_URL_ECR",
+                                       "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                                       "AWS_CONTAINER_CREDENTIALS_FULL_URI"};
+
+static char tmpdir[256];
+
+static int setup(void **state)
+{
+    kiln_error_t err = {0};
+    char *d = NULL;
+    for (size_t i = 0; i < sizeof(aws_vars) / sizeof(aws_vars[0]); i++)
+        unsetenv(aws_vars[i]);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+    if (kiln_fs_mkdtemp("/tmp", "kiln-aws-test.", &d, &err) < 0)
+        return -1;
+    snprintf(tmpdir, sizeof(tmpdir), "%s", d);
+    free(d);
+    setenv("HOME", tmpdir, 1);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    kiln_fs_rm_rf(tmpdir, NULL);
+    return 0;
+}
+
+static void write_file(const char *name, const char *text)
+{
+    _cleanup_free_ char *p = kiln_xasprintf("%s/%s", tmpdir, name);
+    assert_int_equal(kiln_fs_write_file_atomic(p, text, strlen(text), 0600, NULL), 0);
+}
+
+static void test_ini(void **state)
+{
+    const char *t = "# comment\n[default]\naws_access_key_id = AKID1\n"
+                    "  nested = ignored\n; other\n[profile dev]\nregion=eu-west-3\r\n"
+                    "aws_secret_access_key =  s p a c e  \n[ empty ]\n";
+    _cleanup_free_ char *a = kiln_aws_ini_get(t, strlen(t), "default", "aws_access_key_id");
+    _cleanup_free_ char *b = kiln_aws_ini_get(t, strlen(t), "profile dev", "region");
+    _cleanup_free_ char *c = kiln_aws_ini_get(t, strlen(t), "profile dev", "AWS_SECRET_ACCESS_KEY");
+    _cleanup_free_ char *d = kiln_aws_ini_get(t, strlen(t), "default", "nested");
+    _cleanup_free_ char *e = kiln_aws_ini_get(t, strlen(t), "dev", "region");
+    assert_string_equal(a, "AKID1");
+    assert_string_equal(b, "eu-west-3");
+    assert_string_equal(c, "s p a c e");
+    assert_null(d);
+    assert_null(e);
+}
+
+static void test_credentials_env_and_files(void **state)
+{
+    kiln_aws_creds_t c = {0};
+    kiln_error_t err = {0};
+
+    assert_int_equal(kiln_aws_credentials_resolve(&c, &err), -1);
+    assert_int_equal(err.code, ENOENT);
+    assert_non_null(strstr(err.msg, "environment"));
+    assert_non_null(strstr(err.msg, "shared credentials file"));
+    assert_non_null(strstr(err.msg, "ECS container credentials"));
+    assert_non_null(strstr(err.msg, "AWS_EC2_METADATA_DISABLED"));
+
+    write_file("creds", "[default]\naws_access_key_id=FILEKEY\naws_secret_access_key=FILESECRET\n"
+                        "[ci]\naws_access_key_id=CIKEY\naws_secret_access_key=CISECRET\n"
+                        "aws_session_token=CITOKEN\n");
+    setenv("AWS_SHARED_CREDENTIALS_FILE", "~/creds", 1);
+    assert_int_equal(kiln_aws_credentials_resolve(&c, &err), 0);
+    assert_string_equal(c.access_key_id, "FILEKEY");
+    assert_null(c.session_token);
+    kiln_aws_creds_clear(&c);
+    setenv("AWS_PROFILE", "ci", 1);
+    assert_int_equal(kiln_aws_credentials_resolve(&c, &err), 0);
+    assert_string_equal(c.access_key_id, "CIKEY");
+    assert_string_equal(c.session_token, "CITOKEN");
+    assert_string_equal(c.source, "shared credentials file");
+    kiln_aws_creds_clear(&c);
+
+    /* config file, [profile NAME] */
+    unsetenv("AWS_SHARED_CREDENTIALS_FILE");
+    write_file("config", "[profile ci]\nregion = ap-south-1\naws_access_key_id = CFGKEY\n"
+                         "aws_secret_access_key = CFGSECRET\n");
+    setenv("AWS_CONFIG_FILE", "~/config", 1);
+    assert_int_equal(kiln_aws_credentials_resolve(&c, &err), 0);
+    assert_string_equal(c.access_key_id, "CFGKEY");
+    kiln_aws_creds_clear(&c);
+
+    /* env wins */
+    setenv("AWS_ACCESS_KEY_ID", "ENVKEY", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "ENVSECRET", 1);
+    assert_int_equal(kiln_aws_credentials_resolve(&c, &err), 0);
+    assert_string_equal(c.access_key_id, "ENVKEY");
+    assert_string_equal(c.source, "environment");
+    kiln_aws_creds_clear(&c);
+    assert_null(c.access_key_id);
+}
+
+static void test_provider_caches(void **state)
+{
+    kiln_aws_cred_provider_t *p = kiln_aws_cred_provider_new();
+    kiln_aws_creds_t c = {0};
+    setenv("AWS_ACCESS_KEY_ID", "ONE", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "S", 1);
+    assert_int_equal(kiln_aws_cred_provider_get(p, &c, NULL), 0);
+    assert_string_equal(c.access_key_id, "ONE");
+    kiln_aws_creds_clear(&c);
+    setenv("AWS_ACCESS_KEY_ID", "TWO", 1); /* long-term credentials are kept */
+    assert_int_equal(kiln_aws_cred_provider_get(p, &c, NULL), 0);
+    assert_string_equal(c.access_key_id, "ONE");
+    kiln_aws_creds_clear(&c);
+    kiln_aws_cred_provider_free(p);
+}
+
+static void test_region_and_endpoints(void **state)
+{
+    kiln_aws_endpoint_t e = {0};
+    kiln_error_t err = {0};
+    char *r = kiln_aws_region_resolve();
+    assert_string_equal(r, "us-east-1");
+    free(r);
+    write_file("config", "[default]\nregion = eu-north-1\n");
+    setenv("AWS_CONFIG_FILE", "~/config", 1);
+    r = kiln_aws_region_resolve();
+    assert_string_equal(r, "eu-north-1");
+    free(r);
+    setenv("AWS_DEFAULT_REGION", "us-west-1", 1);
+    r = kiln_aws_region_resolve();
+    assert_string_equal(r, "us-west-1");
+    free(r);
+    setenv("AWS_REGION", "sa-east-1", 1);
+    r = kiln_aws_region_resolve();
+    assert_string_equal(r, "sa-east-1");
+    free(r);
+
+    assert_int_equal(kiln_aws_endpoint_resolve("s3", "eu-west-1", &e, &err), 0);
+    assert_string_equal(e.host, "s3.eu-west-1.amazonaws.com");
+    assert_string_equal(e.scheme, "https");
+    assert_false(e.custom);
+    kiln_aws_endpoint_clear(&e);
+    assert_int_equal(kiln_aws_endpoint_resolve("ecr", "cn-north-1", &e, &err), 0);
+    assert_string_equal(e.host, "api.ecr.cn-north-1.amazonaws.com.cn");
+    kiln_aws_endpoint_clear(&e);
+    setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566/", 1);
+    setenv("AWS_ENDPOINT_URL_SQS", "http://localhost:9324/base/", 1);
+    assert_int_equal(kiln_aws_endpoint_resolve("s3", "eu-west-1", &e, &err), 0);
+    assert_string_equal(e.host, "127.0.0.1:4566");
+    assert_string_equal(e.base_path, "");
+    assert_true(e.custom);
+    kiln_aws_endpoint_clear(&e);
+    assert_int_equal(kiln_aws_endpoint_resolve("sqs", "eu-west-1", &e, &err), 0);
+    assert_string_equal(e.host, "localhost:9324");
+    assert_string_equal(e.base_path, "/base");
+    kiln_aws_endpoint_clear(&e);
+    setenv("AWS_ENDPOINT_URL_S3", "ftp://nope", 1);
+    assert_int_equal(kiln_aws_endpoint_resolve("s3", "eu-west-1", &e, &err), -1);
+    assert_non_null(strstr(err.msg, "AWS_ENDPOINT_URL_S3"));
+    assert_non_null(strstr(err.msg, "ftp://nope"));
+}
+
+static void test_s3_naming(void **state)
+{
+    char *b = NULL, *p = NULL;
+    kiln_error_t err = {0};
+    assert_int_equal(kiln_s3_parse_url("s3://my-site/a/b/", &b, &p, &err), 0);
+    assert_string_equal(b, "my-site");
+    assert_string_equal(p, "a/b");
+    free(b);
+    free(p);
+    assert_int_equal(kiln_s3_parse_url("s3://bucket", &b, &p, &err), 0);
+    assert_string_equal(p, "");
+    free(b);
+    free(p);
+    assert_int_equal(kiln_s3_parse_url("https://bucket/x", &b, &p, &err), -1);
+    assert_int_equal(kiln_s3_parse_url("s3://Bad_Bucket/x", &b, &p, &err), -1);
+    assert_non_null(strstr(err.msg, "Bad_Bucket"));
+    assert_int_equal(kiln_s3_parse_url("s3://ab/x", &b, &p, &err), -1);
+
+    assert_string_equal(kiln_s3_content_type("a/index.html"), "text/html; charset=utf-8");
+    assert_string_equal(kiln_s3_content_type("x.WOFF2"), "font/woff2");
+    assert_string_equal(kiln_s3_content_type("noext"), "application/octet-stream");
+    assert_string_equal(kiln_s3_content_type("dir.d/file"), "application/octet-stream");
+
+    assert_string_equal(kiln_s3_cache_control("index.html"), KILN_S3_CACHE_HTML);
+    assert_string_equal(kiln_s3_cache_control("assets/main.3f9a1c2b.js"), KILN_S3_CACHE_IMMUTABLE);
+    assert_string_equal(kiln_s3_cache_control("assets/index-DiwrgTda.js"), KILN_S3_CACHE_IMMUTABLE);
+    assert_string_equal(kiln_s3_cache_control("static/css/main.8c8b27cf.chunk.css"),
+                        KILN_S3_CACHE_IMMUTABLE);
+    assert_string_equal(kiln_s3_cache_control("robots.txt"), KILN_S3_CACHE_DEFAULT);
+    assert_string_equal(kiln_s3_cache_control("MyComponent.js"), KILN_S3_CACHE_DEFAULT);
+    assert_string_equal(kiln_s3_cache_control("jquery-3.7.1.min.js"), KILN_S3_CACHE_DEFAULT);
+    assert_string_equal(kiln_s3_cache_control("app.deadbeef.js"), KILN_S3_CACHE_DEFAULT);
+}
+
+static void test_ecr_hosts(void **state)
+{
+    char *acct = NULL, *region = NULL;
+    assert_int_equal(
+        kiln_ecr_parse_host("123456789012.dkr.ecr.eu-west-1.amazonaws.com", &acct, &region), 1);
+    assert_string_equal(acct, "123456789012");
+    assert_string_equal(region, "eu-west-1");
+    free(acct);
+    free(region);
+    assert_int_equal(
+        kiln_ecr_parse_host("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn:443", NULL, &region),
+        1);
+    assert_string_equal(region, "cn-north-1");
+    free(region);
+    assert_int_equal(kiln_ecr_parse_host("12345678901.dkr.ecr.eu-west-1.amazonaws.com", NULL, NULL),
+                     0);
+    assert_int_equal(
+        kiln_ecr_parse_host("123456789012.dkr.ecr.eu-west-1.amazonaws.com.evil.test", NULL, NULL),
+        0);
+    assert_int_equal(kiln_ecr_parse_host("registry.example.com", NULL, NULL), 0);
+    assert_int_equal(kiln_ecr_parse_host("123456789012.dkr.ecr..amazonaws.com", NULL, NULL), 0);
+}
+
+static void test_xml_and_errors(void **state)
+{
+    kiln_http_response_t resp = {0};
+    kiln_error_t err = {0};
+    _cleanup_free_ char *v = kiln_aws_xml_get("<a><UploadId>x-1</UploadId></a>", "UploadId");
+    assert_string_equal(v, "x-1");
+    assert_null(kiln_aws_xml_get("<a><UploadId>x-1</a>", "UploadId"));
+    resp.status = 403;
+    resp.body = (char *)"<Error><Code>AccessDenied</Code><Message>nope</Message></Error>";
+    resp.body_len = strlen(resp.body);
+    kiln_aws_error_from_response(&resp, &err, "PUT s3://b/k");
+    assert_string_equal(err.msg, "PUT s3://b/k: HTTP 403 AccessDenied: nope");
+    assert_int_equal(err.code, EACCES);
+    resp.status = 400;
+    resp.body = (char *)"{\"__type\":\"com.amazonaws.sqs#QueueDoesNotExist\",\"message\":\"gone\"}";
+    resp.body_len = strlen(resp.body);
+    kiln_aws_error_from_response(&resp, &err, "send");
+    assert_string_equal(err.msg, "send: HTTP 400 QueueDoesNotExist: gone");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_ini, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_credentials_env_and_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_provider_caches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_region_and_endpoints, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_naming, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ecr_hosts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_xml_and_errors, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
