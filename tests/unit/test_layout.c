@@ -165,6 +165,37 @@ static void test_archives(void **state)
     kiln_fs_rm_rf(root, NULL);
 }
 
+/* Store and layout on different filesystems: blobs are copied (and verified),
+ * not hardlinked. Runs only when /dev/shm is another filesystem than /tmp. */
+static void test_layout_cross_device(void **state)
+{
+    _cleanup_free_ char *root = NULL;
+    _cleanup_free_ char *dir = NULL;
+    _cleanup_free_ char *blob = NULL;
+    kiln_store_t *s = NULL;
+    kiln_error_t err = {0};
+    kiln_descriptor_t a = {0};
+    kiln_layout_image_t *img = NULL;
+    struct stat t1, t2, st;
+
+    if (stat("/tmp", &t1) < 0 || stat("/dev/shm", &t2) < 0 || t1.st_dev == t2.st_dev ||
+        access("/dev/shm", W_OK) < 0)
+        skip();
+    assert_int_equal(kiln_fs_mkdtemp("/tmp", "kiln-test-xdev.", &root, NULL), 0);
+    assert_int_equal(kiln_fs_mkdtemp("/dev/shm", "kiln-test-xdev.", &dir, NULL), 0);
+    assert_int_equal(kiln_store_open(root, &s, &err), 0);
+    put_image(s, "x", &a);
+    assert_int_equal(kiln_layout_write(s, dir, 0, &a, "x:1", &err), 0);
+    blob = kiln_xasprintf("%s/blobs/sha256/%s", dir, a.digest.hex);
+    assert_int_equal(stat(blob, &st), 0);
+    assert_int_equal(st.st_nlink, 1);
+    assert_int_equal(kiln_layout_resolve(dir, "1", &img, &err), 0);
+    kiln_layout_image_free(img);
+    kiln_store_close(s);
+    kiln_fs_rm_rf(root, NULL);
+    kiln_fs_rm_rf(dir, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -172,6 +203,7 @@ int main(void)
         cmocka_unit_test(test_parse_ref),
         cmocka_unit_test(test_layout_multi),
         cmocka_unit_test(test_archives),
+        cmocka_unit_test(test_layout_cross_device),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
