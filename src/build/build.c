@@ -122,7 +122,9 @@ typedef struct engine {
     char *work;       /* <root>/build/tmp/XXXX for this build */
     char *lowers_dir; /* <root>/build/lowers */
     int step_no;
-    time_t created;
+    time_t created; /* SOURCE_DATE_EPOCH, or the build's start */
+    int have_sde;
+    time_t stamp; /* newest time a layer of this image was built (cached or not) */
     kiln_registry_t *registry;
     kiln_build_result_t *res;
     /* RUN output tail for error reports */
@@ -246,13 +248,8 @@ static const char *build_arg(engine_t *e, const char *name)
 
 static void add_history(engine_t *e, stage_t *st, const char *created_by, int empty)
 {
-    kiln_image_config_add_history(st->config, e->created, created_by, "buildkit.dockerfile.v0",
-                                  empty, NULL);
-}
-
-static void config_set_created(engine_t *e, stage_t *st)
-{
-    kiln_image_config_set_created(st->config, e->created, NULL);
+    /* "created" is filled in at the end (see finish_image) */
+    kiln_image_config_add_history(st->config, 0, created_by, "buildkit.dockerfile.v0", empty, NULL);
 }
 
 /* ---------------------------------------------------------------- cache */
@@ -322,6 +319,11 @@ static int cache_lookup(engine_t *e, stage_t *st, const kiln_digest_t *key, bool
     }
     json_decref(st->config);
     st->config = json_deep_copy(cfg);
+    {
+        json_int_t built = json_integer_value(json_object_get(j, "built"));
+        if ((time_t)built > e->stamp)
+            e->stamp = (time_t)built;
+    }
     json_decref(j);
     *hit = true;
     return 0;
@@ -335,6 +337,9 @@ static int cache_store(engine_t *e, stage_t *st, const kiln_digest_t *key, const
     kiln_descriptor_t desc = {0};
     int r;
     json_object_set(j, "config", st->config);
+    if (e->created > e->stamp)
+        e->stamp = e->created;
+    json_object_set_new(j, "built", json_integer((json_int_t)e->created));
     if (l != NULL) {
         char ds[KILN_DIGEST_STR_MAX];
         json_object_set_new(j, "layer", kiln_descriptor_to_json(&l->desc));
@@ -401,7 +406,7 @@ static int commit_layer(engine_t *e, stage_t *st, const char *dir, int overlay, 
     kiln_layer_opts_init(&o);
     o.compression = e->req->compression;
     o.level = e->req->compression_level;
-    o.source_date_epoch = e->req->source_date_epoch;
+    o.source_date_epoch = e->have_sde ? (int64_t)e->created : -1;
     o.overlay_upper = overlay;
     if (kiln_store_writer_new(e->store, NULL, -1, &w, err) < 0)
         return -1;
@@ -721,9 +726,9 @@ static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t 
                                   strchr(ds, ':') + 1);
         if (kiln_fs_mkdir_p(owned[0], 0755, err) < 0)
             return -1;
-        if (chown(owned[0], KILN_SANDBOX_ID_BASE, KILN_SANDBOX_ID_BASE) < 0 && errno != EPERM) {
-            /* best effort: the sandbox maps root to the id base */
-        }
+        /* root inside the step is KILN_SANDBOX_ID_BASE on the host */
+        if (chown(owned[0], KILN_SANDBOX_ID_BASE, KILN_SANDBOX_ID_BASE) < 0 && errno != EPERM)
+            return kiln_error_set(err, errno, "chown %s", owned[0]);
         m->type = KILN_MOUNT_CACHE;
         m->src = owned[0];
         m->dst = target;
@@ -749,7 +754,19 @@ static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t 
             return kiln_error_set(err, 0, "secret %s not provided (--secret id=%s,src=FILE)",
                                   sid ? sid : "?", sid ? sid : "ID");
         m->type = KILN_MOUNT_SECRET;
-        owned[0] = kiln_xstrdup(file);
+        /* the step sets its mounts up as its own root (a mapped id): give it a
+         * private 0400 copy it can reach; the work dir is removed after the build */
+        {
+            _cleanup_free_ char *text = NULL;
+            size_t len = 0;
+            owned[0] = kiln_xasprintf("%s/secret-%s", e->work, sid);
+            if (kiln_fs_read_file(file, 1u << 20, &text, &len, err) < 0 ||
+                kiln_fs_write_file_atomic(owned[0], text, len, 0400, err) < 0)
+                return kiln_error_prefix(err, "secret %s", sid);
+            explicit_bzero(text, len);
+            if (chown(owned[0], KILN_SANDBOX_ID_BASE, KILN_SANDBOX_ID_BASE) < 0 && errno != EPERM)
+                return kiln_error_set(err, errno, "chown %s", owned[0]);
+        }
         owned[1] = target ? kiln_xstrdup(target) : kiln_xasprintf("/run/secrets/%s", sid);
         m->src = owned[0];
         m->dst = owned[1];
@@ -1871,7 +1888,6 @@ static int run_stage(engine_t *e, stage_t *st, kiln_error_t *err)
             emit(e, "#%d DONE %.1fs", e->step_no, now_s() - t0);
         record_step(e, title, now_s() - t0, r == 1);
     }
-    config_set_created(e, st);
     st->state = 2;
     return 0;
 }
@@ -1948,6 +1964,23 @@ static int finish_image(engine_t *e, stage_t *st, kiln_build_result_t *res, kiln
     json_t *man;
     int r;
 
+    /* One time for everything this build added: SOURCE_DATE_EPOCH, else the
+     * newest build time of its layers, so a fully cached rebuild is identical. */
+    {
+        time_t t = e->have_sde ? e->created : (e->stamp ? e->stamp : e->created);
+        char buf[64];
+        struct tm tm;
+        size_t i;
+        json_t *h;
+        gmtime_r(&t, &tm);
+        strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        json_array_foreach(json_object_get(st->config, "history"), i, h)
+        {
+            if (json_object_get(h, "created") == NULL)
+                json_object_set_new(h, "created", json_string(buf));
+        }
+        json_object_set_new(st->config, "created", json_string(buf));
+    }
     /* diff_ids must list exactly the layers (a cache hit restored them) */
     {
         json_t *diffs = json_array();
@@ -2033,17 +2066,33 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
             kv_set(&e->build_args, a, getenv(a));
         }
     }
+    e->have_sde = 1;
     if (req->source_date_epoch >= 0)
         e->created = (time_t)req->source_date_epoch;
     else if (sde && *sde)
         e->created = (time_t)strtoll(sde, NULL, 10);
     else
-        e->created = time(NULL);
+        e->created = time(NULL), e->have_sde = 0;
     tmproot = kiln_xasprintf("%s/build/tmp", kiln_store_root(store));
     e->lowers_dir = kiln_xasprintf("%s/build/lowers", kiln_store_root(store));
-    if (kiln_fs_mkdir_p(tmproot, 0700, err) < 0 || kiln_fs_mkdir_p(e->lowers_dir, 0755, err) < 0 ||
+    if (kiln_fs_mkdir_p(tmproot, 0711, err) < 0 || kiln_fs_mkdir_p(e->lowers_dir, 0755, err) < 0 ||
         kiln_fs_mkdtemp(tmproot, "b-", &e->work, err) < 0)
         goto out;
+    /* Mount sources (cache dirs, secrets) are opened by the step as its mapped
+     * root: the directories above them must be traversable (not listable). */
+    {
+        const char *dirs[] = {kiln_store_root(store), NULL, tmproot, e->work};
+        _cleanup_free_ char *b = kiln_xasprintf("%s/build", kiln_store_root(store));
+        dirs[1] = b;
+        for (size_t i = 0; i < 4; i++) {
+            struct stat sb;
+            if (stat(dirs[i], &sb) == 0 && (sb.st_mode & 0111) != 0111 &&
+                chmod(dirs[i], (sb.st_mode & 07777) | 0111) < 0) {
+                kiln_error_set(err, errno, "chmod %s", dirs[i]);
+                goto out;
+            }
+        }
+    }
     if (split_stages(e, err) < 0)
         goto out;
     if (req->target && *req->target) {

@@ -21,43 +21,11 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kilnbuild import make_base, read_image  # noqa: E402
 from kilntest import SRC, T, kiln  # noqa: E402
 
 CASES = os.path.join(SRC, "tests", "dockerfiles")
 ROOT = os.path.join(T.tmp, "root")
-PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def make_base():
-    """A busybox-static rootfs imported as an OCI layout (tag 1)."""
-    rootfs = os.path.join(T.tmp, "bb")
-    for d in ("bin", "etc", "tmp", "proc", "sys", "dev", "root", "home/app"):
-        os.makedirs(os.path.join(rootfs, d), exist_ok=True)
-    shutil.copy("/bin/busybox", os.path.join(rootfs, "bin", "busybox"))
-    for a in ("sh", "echo", "cat", "ls", "mkdir", "rm", "ln", "chmod", "chown", "touch", "true",
-              "false", "sleep", "id", "env", "test", "wc", "head", "sed", "grep"):
-        os.symlink("busybox", os.path.join(rootfs, "bin", a))
-    with open(os.path.join(rootfs, "etc", "passwd"), "w") as f:
-        f.write("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n")
-    with open(os.path.join(rootfs, "etc", "group"), "w") as f:
-        f.write("root:x:0:\napp:x:1000:\n")
-    os.chown(os.path.join(rootfs, "home", "app"), 1000, 1000)
-    layout = os.path.join(T.tmp, "base")
-    r = kiln("import", rootfs, "-t", "busybox:1", "--root", ROOT, "-o", f"type=oci,dest={layout}",
-             "--env", PATH_ENV, "--cmd", '["sh"]', "--source-date-epoch", "0")
-    if r.returncode != 0:
-        raise RuntimeError("kiln import failed: " + r.stderr)
-    return f"oci:{layout}:1"
-
-
-def read_image(layout):
-    with open(os.path.join(layout, "index.json")) as f:
-        idx = json.load(f)
-    man_d = idx["manifests"][0]["digest"].split(":")[1]
-    with open(os.path.join(layout, "blobs", "sha256", man_d)) as f:
-        man = json.load(f)
-    with open(os.path.join(layout, "blobs", "sha256", man["config"]["digest"].split(":")[1])) as f:
-        return man, json.load(f)
 
 
 def run_under_runc(layout, name):
@@ -146,7 +114,7 @@ def check_case(name, base):
             T.check(f"{name}: runs under runc", out == exp["run"], f"got {out!r}\n{detail}")
 
 
-base = make_base()
+base = make_base(ROOT)
 for case in sorted(os.listdir(CASES)):
     if os.path.isfile(os.path.join(CASES, case, "expected.json")):
         check_case(case, base)

@@ -1,0 +1,57 @@
+"""Helpers for the `kiln build` integration tests (standard library only)."""
+import json
+import os
+import shutil
+
+from kilntest import T, kiln
+
+PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+BUSYBOX_APPLETS = ("sh", "echo", "cat", "ls", "mkdir", "rm", "ln", "chmod", "chown", "touch", "true",
+                   "false", "sleep", "id", "env", "test", "wc", "head", "sed", "grep")
+
+
+def make_busybox_rootfs(rootfs):
+    """A minimal busybox-static tree with root and app (1000:1000) users."""
+    for d in ("bin", "etc", "tmp", "proc", "sys", "dev", "root", "home/app"):
+        os.makedirs(os.path.join(rootfs, d), exist_ok=True)
+    shutil.copy("/bin/busybox", os.path.join(rootfs, "bin", "busybox"))
+    for a in BUSYBOX_APPLETS:
+        os.symlink("busybox", os.path.join(rootfs, "bin", a))
+    with open(os.path.join(rootfs, "etc", "passwd"), "w") as f:
+        f.write("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n")
+    with open(os.path.join(rootfs, "etc", "group"), "w") as f:
+        f.write("root:x:0:\napp:x:1000:\n")
+    os.chown(os.path.join(rootfs, "home", "app"), 1000, 1000)
+    return rootfs
+
+
+def make_base(root, name="base"):
+    """Imports the busybox tree as an OCI layout; returns "oci:DIR:1"."""
+    rootfs = make_busybox_rootfs(os.path.join(T.tmp, name + "-rootfs"))
+    layout = os.path.join(T.tmp, name)
+    r = kiln("import", rootfs, "-t", "busybox:1", "--root", root, "-o", f"type=oci,dest={layout}",
+             "--env", PATH_ENV, "--cmd", '["sh"]', "--source-date-epoch", "0")
+    if r.returncode != 0:
+        raise RuntimeError("kiln import failed: " + r.stderr)
+    return f"oci:{layout}:1"
+
+
+def read_image(layout):
+    """(manifest, config) of the first image of an OCI layout."""
+    with open(os.path.join(layout, "index.json")) as f:
+        idx = json.load(f)
+    man_d = idx["manifests"][0]["digest"].split(":")[1]
+    with open(os.path.join(layout, "blobs", "sha256", man_d)) as f:
+        man = json.load(f)
+    with open(os.path.join(layout, "blobs", "sha256", man["config"]["digest"].split(":")[1])) as f:
+        return man, json.load(f)
+
+
+def write_tree(base, files):
+    """Writes {relative path: content} under base."""
+    for p, content in files.items():
+        fp = os.path.join(base, p)
+        os.makedirs(os.path.dirname(fp), exist_ok=True)
+        with open(fp, "w") as f:
+            f.write(content)
+    return base

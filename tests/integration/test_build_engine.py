@@ -1,0 +1,217 @@
+"""kiln build engine behaviour: cache hits and invalidation, reproducible
+digests, secrets, cache mounts, failing RUN, Dockerfile errors with line
+numbers, -f -, named contexts, outputs (docker archive, digest/metadata
+files) and a registry round trip (push, then FROM the pushed image)."""
+import gzip
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kilnbuild import make_base, read_image, write_tree  # noqa: E402
+from kilntest import T, kiln, start_registry  # noqa: E402
+
+ROOT = os.path.join(T.tmp, "root")
+# the step opens its mount sources as its own (mapped) root: let it walk in
+os.chmod(T.tmp, 0o711)
+BASE = make_base(ROOT)
+
+
+def build(ctx, *extra, input=None):
+    return kiln("build", "--root", ROOT, "--progress", "plain", "--build-arg", f"BASE={BASE}",
+                *extra, ctx, input=input)
+
+
+def ctx_dir(name, files):
+    return write_tree(os.path.join(T.tmp, name), files)
+
+
+def steps(stderr):
+    """{step number: 'CACHED' | 'DONE' | 'ERROR'} and titles from plain progress."""
+    titles, state = {}, {}
+    for line in stderr.splitlines():
+        m = re.match(r"#(\d+) (\[.*)", line)
+        if m:
+            titles[int(m.group(1))] = m.group(2)
+        m = re.match(r"#(\d+) (CACHED|DONE|ERROR)", line)
+        if m:
+            state[int(m.group(1))] = m.group(2)
+    return titles, state
+
+
+def layer_blobs(layout):
+    man, _ = read_image(layout)
+    for l in man["layers"]:
+        with open(os.path.join(layout, "blobs", "sha256", l["digest"].split(":")[1]), "rb") as f:
+            data = f.read()
+        yield gzip.decompress(data) if l["mediaType"].endswith("gzip") else data
+
+
+# --- cache -------------------------------------------------------------------
+cache_df = """ARG BASE
+FROM ${BASE}
+COPY a.txt /a.txt
+RUN cat /a.txt > /a-copy
+COPY b.txt /b.txt
+RUN cat /b.txt > /b-copy
+"""
+c = ctx_dir("cache", {"Dockerfile": cache_df, "a.txt": "A1\n", "b.txt": "B1\n"})
+r1 = build(c)
+T.check("cache: first build", r1.returncode == 0, r1.stderr)
+r2 = build(c)
+_, st2 = steps(r2.stderr)
+T.check("cache: rebuild hits every COPY and RUN", r2.returncode == 0 and
+        [st2.get(i) for i in (2, 3, 4, 5)] == ["CACHED"] * 4, r2.stderr)
+T.check("cache: same digest when nothing changed", r1.stdout == r2.stdout and r1.stdout.strip())
+with open(os.path.join(c, "b.txt"), "w") as f:
+    f.write("B2\n")
+r3 = build(c, "-o", f"type=local,dest={T.tmp}/cache-fs")
+_, st3 = steps(r3.stderr)
+T.check("cache: changing b.txt reruns only its COPY and what follows",
+        [st3.get(i) for i in (2, 3, 4, 5)] == ["CACHED", "CACHED", "DONE", "DONE"], r3.stderr)
+T.check("cache: rerun saw the new content",
+        open(f"{T.tmp}/cache-fs/b-copy").read() == "B2\n" if os.path.exists(f"{T.tmp}/cache-fs/b-copy")
+        else False)
+r4 = build(c, "--no-cache")
+_, st4 = steps(r4.stderr)
+T.check("cache: --no-cache runs every step", "CACHED" not in st4.values() and r4.returncode == 0,
+        r4.stderr)
+
+# --- reproducible digests ----------------------------------------------------
+d1 = build(c, "--no-cache", "--source-date-epoch", "1700000000")
+d2 = build(c, "--no-cache", "--source-date-epoch", "1700000000")
+T.check("SOURCE_DATE_EPOCH: identical digests run to run",
+        d1.returncode == 0 and d1.stdout == d2.stdout, d1.stdout + d2.stdout + d2.stderr)
+d3 = kiln("build", "--root", ROOT, "--no-cache", "--build-arg", f"BASE={BASE}", c,
+          env={"SOURCE_DATE_EPOCH": "1700000000"})
+T.check("SOURCE_DATE_EPOCH from the environment", d3.stdout == d1.stdout, d3.stdout + d3.stderr)
+
+# --- secrets -----------------------------------------------------------------
+SECRET = "s3cr3t-kiln-value-91"
+sf = os.path.join(T.tmp, "secret.txt")
+with open(sf, "w") as f:
+    f.write(SECRET)
+sec = ctx_dir("secret", {"Dockerfile": """ARG BASE
+FROM ${BASE}
+RUN --mount=type=secret,id=tok grep -q kiln-value /run/secrets/tok && echo ok > /secret-ok
+RUN --mount=type=secret,id=tok,target=/etc/tok.conf grep -q value-91 /etc/tok.conf && echo ok2 > /ok2
+"""})
+out = os.path.join(T.tmp, "secret-oci")
+r = build(sec, "--secret", f"id=tok,src={sf}", "-o", f"type=oci,dest={out}")
+T.check("secret: readable in RUN (default and custom target)", r.returncode == 0, r.stderr)
+if r.returncode == 0:
+    blobs = list(layer_blobs(out))
+    names = [m.name for b in blobs for m in tarfile.open(fileobj=__import__("io").BytesIO(b))]
+    T.check("secret: value absent from every layer", all(SECRET.encode() not in b for b in blobs))
+    T.check("secret: mount points not left in layers",
+            not any(n.endswith("run/secrets/tok") or n.endswith("etc/tok.conf") for n in names), names)
+    _, cfg = read_image(out)
+    T.check("secret: absent from config and logs",
+            SECRET not in json.dumps(cfg) and SECRET not in r.stderr + r.stdout)
+r = build(sec)
+T.check("secret: missing --secret fails clearly", r.returncode == 1 and "secret tok" in r.stderr,
+        r.stderr)
+
+# --- cache mounts persist ----------------------------------------------------
+cm = ctx_dir("cachemount", {"Dockerfile": """ARG BASE
+FROM ${BASE}
+RUN --mount=type=cache,id=kiln-it-cm,target=/cache echo x >> /cache/log && wc -l < /cache/log > /count
+"""})
+r1 = build(cm, "--no-cache", "-o", f"type=local,dest={T.tmp}/cm1")
+r2 = build(cm, "--no-cache", "-o", f"type=local,dest={T.tmp}/cm2")
+c1 = open(f"{T.tmp}/cm1/count").read().strip() if r1.returncode == 0 else None
+c2 = open(f"{T.tmp}/cm2/count").read().strip() if r2.returncode == 0 else None
+T.check("cache mount: content persists across builds", c1 is not None and c2 is not None and
+        int(c2) == int(c1) + 1, f"{c1} {c2} {r1.stderr[-500:]} {r2.stderr[-500:]}")
+T.check("cache mount: not part of the layer", not os.path.exists(f"{T.tmp}/cm2/cache/log"))
+
+# --- failing RUN -------------------------------------------------------------
+fail_out = os.path.join(T.tmp, "fail-oci")
+fr = ctx_dir("failrun", {"Dockerfile": """ARG BASE
+FROM ${BASE}
+RUN echo before
+RUN echo boom-line-1 && echo boom-line-2 >&2 && exit 3
+RUN echo never
+"""})
+r = build(fr, "-o", f"type=oci,dest={fail_out}")
+T.check("failing RUN: exit status 1", r.returncode == 1, r.stderr)
+T.check("failing RUN: reports the exit code and the line",
+        "exit code: 3" in r.stderr and "Dockerfile:4" in r.stderr, r.stderr)
+T.check("failing RUN: shows the last output lines", "boom-line-2" in r.stderr.split("ERROR")[-1],
+        r.stderr)
+T.check("failing RUN: later steps not run, nothing written",
+        "never" not in r.stderr and not os.path.exists(fail_out), r.stderr)
+
+# --- Dockerfile errors -------------------------------------------------------
+errors = [
+    ("unknown instruction", "ARG BASE\nFROM ${BASE}\nFROBNICATE x\n", "Dockerfile:3", "FROBNICATE"),
+    ("missing COPY source", "ARG BASE\nFROM ${BASE}\nRUN true\nCOPY nothere /x\n", "Dockerfile:4",
+     "not found"),
+    ("bad flag", "ARG BASE\nFROM ${BASE}\nCOPY --bogus=1 Dockerfile /x\n", "Dockerfile:3", "--bogus"),
+    ("missing FROM build arg", "ARG IMG\nFROM ${IMG}\n", "Dockerfile:2", "blank"),
+    ("parse error", "ARG BASE\nFROM ${BASE}\nENV\n", "Dockerfile:3", "ENV"),
+    ("JSON not strings", "ARG BASE\nFROM ${BASE}\nCMD [1]\n", "Dockerfile:3", "strings"),
+]
+for name, text, where, what in errors:
+    e = ctx_dir("err-" + name.replace(" ", "-"), {"Dockerfile": text})
+    r = build(e)
+    T.check(f"error: {name}", r.returncode == 1 and where in r.stderr and what in r.stderr, r.stderr)
+r = build(c, "--target", "nosuchstage")
+T.check("error: unknown --target", r.returncode == 1 and "nosuchstage" in r.stderr, r.stderr)
+
+# --- -f -, --target, named contexts, outputs --------------------------------
+extra = write_tree(os.path.join(T.tmp, "extra-ctx"), {"lib/data.txt": "from extra\n"})
+nc = ctx_dir("named", {"marker": "m\n"})
+df = """ARG BASE
+FROM ${BASE} AS one
+RUN echo one > /one
+FROM ${BASE} AS two
+COPY --from=extra lib/data.txt /data.txt
+COPY --from=one /one /one
+COPY marker /marker
+"""
+fs = os.path.join(T.tmp, "named-fs")
+dig = os.path.join(T.tmp, "digest.txt")
+meta = os.path.join(T.tmp, "meta.json")
+arch = os.path.join(T.tmp, "image.tar")
+r = build(nc, "-f", "-", "--build-context", f"extra={extra}", "--target", "two", "-t", "named:1",
+          "-o", f"type=local,dest={fs}", "-o", f"type=docker,dest={arch}",
+          "--digest-file", dig, "--metadata-file", meta, input=df)
+T.check("-f - with a named context and --target", r.returncode == 0, r.stderr)
+if r.returncode == 0:
+    T.check("named context: COPY --from=NAME", open(f"{fs}/data.txt").read() == "from extra\n")
+    T.check("stage copy and context copy", open(f"{fs}/one").read() == "one\n" and
+            open(f"{fs}/marker").read() == "m\n")
+    T.check("--digest-file holds the printed digest", open(dig).read().strip() == r.stdout.strip())
+    m = json.load(open(meta))
+    T.check("--metadata-file: digests, tags, step timings",
+            m.get("containerimage.digest") == r.stdout.strip() and m.get("tags") == ["named:1"] and
+            len(m.get("steps", [])) >= 4 and "containerimage.config.digest" in m, json.dumps(m))
+    with tarfile.open(arch) as t:
+        mf = json.load(t.extractfile("manifest.json"))
+    T.check("type=docker writes a docker archive", mf[0].get("RepoTags") == ["named:1"], mf)
+
+# --- registry round trip ------------------------------------------------------
+try:
+    port = start_registry()
+except Exception as ex:  # noqa: BLE001
+    port = None
+    T.check("registry starts", False, str(ex))
+if port:
+    reg = f"127.0.0.1:{port}"
+    r = build(c, "-t", f"{reg}/kiln/base:1", "--push", "--insecure-registry", reg)
+    T.check("--push to a local registry", r.returncode == 0, r.stderr)
+    sk = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{reg}/kiln/base:1"],
+                        capture_output=True, text=True)
+    T.check("skopeo sees the pushed image", sk.returncode == 0 and
+            json.loads(sk.stdout or "{}").get("Digest") == r.stdout.strip(), sk.stderr + sk.stdout)
+    fr2 = ctx_dir("fromreg", {"Dockerfile": f"FROM {reg}/kiln/base:1\nRUN cat /a-copy /b-copy > /both\n"})
+    r = kiln("build", "--root", os.path.join(T.tmp, "root2"), "--insecure-registry", reg,
+             "-o", f"type=local,dest={T.tmp}/fromreg-fs", fr2)
+    T.check("FROM a registry image (fresh root: pulled)", r.returncode == 0 and
+            open(f"{T.tmp}/fromreg-fs/both").read() == "A1\nB2\n", r.stderr)
+
+T.done()
