@@ -17,6 +17,7 @@ RUN_PKGS=(
 PEER_PKGS=(
   docker-registry skopeo umoci runc buildah apache2-utils bubblewrap hyperfine
   awscli
+  wrk chromium
 )
 
 missing=()
