@@ -42,16 +42,16 @@ static int mapped_tree(const char *path, int userns_fd, int readonly, kiln_error
     _cleanup_close_ int fd = -1;
     struct mount_attr attr;
 
-    fd = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    fd = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
     if (fd < 0)
         return kiln_error_set(err, errno, "open_tree %s", path);
     memset(&attr, 0, sizeof(attr));
-    attr.attr_set = (readonly ? MOUNT_ATTR_RDONLY : 0) | MOUNT_ATTR_NODEV;
+    attr.attr_set = (readonly ? MOUNT_ATTR_RDONLY : 0) | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID;
     if (userns_fd >= 0) {
         attr.attr_set |= MOUNT_ATTR_IDMAP;
         attr.userns_fd = (unsigned)userns_fd;
     }
-    if (mount_setattr(fd, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
+    if (mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) < 0)
         return kiln_error_set(err, errno, "id-mapping %s", path);
     return steal_fd(&fd);
 }
@@ -95,6 +95,36 @@ int kiln_idmap_trees(const kiln_step_t *step, int userns_fd, int *fds, kiln_erro
     if (fds[n] < 0)
         goto fail;
     return 0;
+fail:
+    while (n > 0)
+        close(fds[--n]);
+    return -1;
+}
+
+int kiln_idmap_mounts(const kiln_step_t *step, int userns_fd, int *fds, kiln_error_t *err)
+{
+    int n = 0;
+
+    if (step->n_mounts > KILN_SANDBOX_MAX_MOUNTS)
+        return kiln_error_set(err, E2BIG, "a step takes at most %d mounts (got %zu)",
+                              KILN_SANDBOX_MAX_MOUNTS, step->n_mounts);
+    for (size_t i = 0; i < step->n_mounts; i++) {
+        const kiln_mount_t *m = &step->mounts[i];
+        int ro = m->type == KILN_MOUNT_SECRET || (m->type == KILN_MOUNT_BIND && m->readonly);
+        if (m->type == KILN_MOUNT_TMPFS)
+            continue;
+        if (m->src == NULL) {
+            kiln_error_set(err, EINVAL, "mount on %s has no source", m->dst);
+            goto fail;
+        }
+        fds[n] = mapped_tree(m->src, userns_fd, ro, err);
+        if (fds[n] < 0) {
+            kiln_error_prefix(err, "mount source for %s", m->dst);
+            goto fail;
+        }
+        n++;
+    }
+    return n;
 fail:
     while (n > 0)
         close(fds[--n]);

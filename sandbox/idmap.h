@@ -29,4 +29,11 @@ int kiln_idmap_write(pid_t pid, unsigned base, unsigned count, kiln_error_t *err
  * with the step's ids (host BASE+id ↔ on disk id through the mapping). */
 int kiln_idmap_trees(const kiln_step_t *step, int userns_fd, int *fds, kiln_error_t *err);
 
+/* Opens the step's bind, cache and secret mount sources (in mount order,
+ * tmpfs mounts skipped) as detached trees: id-mapped like the upper (so that
+ * a cache dir keeps the ids the step saw), read-only for ro binds and
+ * secrets, nosuid+nodev always. Returns the number of fds written to fds
+ * (at most KILN_SANDBOX_MAX_MOUNTS) or negative on failure. */
+int kiln_idmap_mounts(const kiln_step_t *step, int userns_fd, int *fds, kiln_error_t *err);
+
 #endif

@@ -42,7 +42,7 @@ static void send_error(int fd, const kiln_error_t *err)
 static int recv_go(int fd, int *fds, int max)
 {
     char c = 0;
-    char cbuf[CMSG_SPACE(sizeof(int) * (KILN_IDMAP_MAX_LOWERS + 1))];
+    char cbuf[CMSG_SPACE(sizeof(int) * (KILN_IDMAP_MAX_LOWERS + 1 + KILN_SANDBOX_MAX_MOUNTS))];
     struct iovec iov = {.iov_base = &c, .iov_len = 1};
     struct msghdr mh = {
         .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
@@ -169,13 +169,15 @@ static int setup(const kiln_sandbox_plan_t *plan, const int *fds, int n_fds, kil
     if (plan->have_mntns) {
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
             return kiln_error_set(err, errno, "making the step's mounts private");
-        if (n_fds != (step->rw_root ? 1 : (int)step->n_lowers + 1))
+        int n_trees = step->rw_root ? 1 : (int)step->n_lowers + 1;
+        if (n_fds < n_trees)
             return kiln_error_set(err, EPROTO, "got %d trees for %zu lowers", n_fds,
                                   step->n_lowers);
         if (kiln_mounts_overlay(step, plan->rundir, fds, plan->isolation == KILN_ISOLATION_SANDBOX,
                                 err) < 0)
             return -1;
-        if (kiln_mounts_setup(step, plan->root, plan->etc_dir, err) < 0)
+        if (kiln_mounts_setup(step, plan->root, plan->etc_dir, fds + n_trees,
+                              (size_t)(n_fds - n_trees), err) < 0)
             return -1;
     }
     if (plan->have_netns && step->network != KILN_NET_HOST) {
@@ -232,7 +234,7 @@ static void kill_children(void)
 void kiln_sandbox_init_main(const kiln_sandbox_plan_t *plan)
 {
     kiln_error_t err = {0};
-    int fds[KILN_IDMAP_MAX_LOWERS + 1], n_fds, status = 0;
+    int fds[KILN_IDMAP_MAX_LOWERS + 1 + KILN_SANDBOX_MAX_MOUNTS], n_fds, status = 0;
     pid_t cmd, w;
 
     /* Dies with kiln (if kiln died before this line, recv_go fails). */
@@ -245,7 +247,7 @@ void kiln_sandbox_init_main(const kiln_sandbox_plan_t *plan)
     }
     if (getpid() != 1)
         prctl(PR_SET_CHILD_SUBREAPER, 1);
-    n_fds = recv_go(plan->sync_fd, fds, KILN_IDMAP_MAX_LOWERS + 1);
+    n_fds = recv_go(plan->sync_fd, fds, KILN_IDMAP_MAX_LOWERS + 1 + KILN_SANDBOX_MAX_MOUNTS);
     if (n_fds < 0)
         _exit(1);
     if (setup(plan, fds, n_fds, &err) < 0) {

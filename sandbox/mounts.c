@@ -207,44 +207,54 @@ static int mask_proc(int rootfd, kiln_error_t *err)
     return 0;
 }
 
-static int setup_user_mounts(int rootfd, const kiln_step_t *step, kiln_error_t *err)
+/* Attaches a detached tree from kiln (fd) on dst inside the root. */
+static int attach_in_root(int rootfd, int fd, const char *dst, int kind, kiln_error_t *err)
 {
+    _cleanup_close_ int t = open_target(rootfd, dst, kind, err);
+
+    if (t < 0)
+        return -1;
+    if (move_mount(fd, "", t, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        return kiln_error_set(err, errno, "attaching the mount on %s", dst);
+    return 0;
+}
+
+/* tmpfs mounts made here; bind, cache and secret mounts arrive as detached
+ * trees opened by kiln (fds, in mount order, see kiln_idmap_mounts). */
+static int setup_user_mounts(int rootfd, const kiln_step_t *step, const int *fds, size_t n_fds,
+                             kiln_error_t *err)
+{
+    size_t k = 0;
+
     for (size_t i = 0; i < step->n_mounts; i++) {
         const kiln_mount_t *m = &step->mounts[i];
-        unsigned long fl = MS_NOSUID | MS_NODEV;
         struct stat st;
         char data[64];
 
-        switch (m->type) {
-        case KILN_MOUNT_TMPFS:
+        if (m->type == KILN_MOUNT_TMPFS) {
             if (m->size)
                 snprintf(data, sizeof(data), "mode=0755,size=%llu", (unsigned long long)m->size);
             else
                 snprintf(data, sizeof(data), "mode=0755");
-            if (mount_in_root(rootfd, "tmpfs", m->dst, "tmpfs", fl, data, TARGET_DIR, err) < 0)
+            if (mount_in_root(rootfd, "tmpfs", m->dst, "tmpfs", MS_NOSUID | MS_NODEV, data,
+                              TARGET_DIR, err) < 0)
                 return -1;
-            break;
-        case KILN_MOUNT_BIND:
-        case KILN_MOUNT_CACHE:
-        case KILN_MOUNT_SECRET:
-            if (m->src == NULL || stat(m->src, &st) < 0)
-                return kiln_error_set(err, errno, "mount source %s", m->src ? m->src : "(none)");
-            fl |= MS_BIND | MS_REC;
-            if (m->type == KILN_MOUNT_SECRET || (m->type == KILN_MOUNT_BIND && m->readonly))
-                fl |= MS_RDONLY;
-            if (m->type == KILN_MOUNT_SECRET)
-                fl |= MS_NOEXEC;
-            if (mount_in_root(rootfd, m->src, m->dst, NULL, fl, NULL,
-                              S_ISDIR(st.st_mode) ? TARGET_DIR : TARGET_FILE, err) < 0)
-                return -1;
-            break;
+            continue;
         }
+        if (k >= n_fds)
+            return kiln_error_set(err, EPROTO, "no tree received for mount %s", m->dst);
+        if (fstat(fds[k], &st) < 0)
+            return kiln_error_set(err, errno, "mount source of %s", m->dst);
+        if (attach_in_root(rootfd, fds[k], m->dst, S_ISDIR(st.st_mode) ? TARGET_DIR : TARGET_FILE,
+                           err) < 0)
+            return -1;
+        k++;
     }
     return 0;
 }
 
 int kiln_mounts_setup(const kiln_step_t *step, const char *root, const char *etc_dir,
-                      kiln_error_t *err)
+                      const int *mount_fds, size_t n_mount_fds, kiln_error_t *err)
 {
     _cleanup_close_ int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     static const char *const etc_files[] = {"resolv.conf", "hosts", "hostname"};
@@ -277,7 +287,7 @@ int kiln_mounts_setup(const kiln_step_t *step, const char *root, const char *etc
                 return -1;
         }
     }
-    return setup_user_mounts(rootfd, step, err);
+    return setup_user_mounts(rootfd, step, mount_fds, n_mount_fds, err);
 }
 
 int kiln_mounts_overlay(const kiln_step_t *step, const char *rundir, const int *fds, int userxattr,

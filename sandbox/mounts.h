@@ -11,6 +11,8 @@
 #ifndef KILN_SANDBOX_MOUNTS_H
 #define KILN_SANDBOX_MOUNTS_H
 
+#include <stddef.h>
+
 #include "sandbox/sandbox.h"
 #include "utils/error.h"
 
@@ -23,9 +25,11 @@ int kiln_mounts_overlay(const kiln_step_t *step, const char *rundir, const int *
 
 /* Sets up the tree mounted at host path `root` for the step. etc_dir holds
  * resolv.conf, hosts and hostname for the step (bind-mounted read-only onto
- * /etc, never part of the layer). Returns negative on failure. */
+ * /etc, never part of the layer). mount_fds are the step's bind, cache and
+ * secret mounts as detached trees (kiln_idmap_mounts). Returns negative on
+ * failure. */
 int kiln_mounts_setup(const kiln_step_t *step, const char *root, const char *etc_dir,
-                      kiln_error_t *err);
+                      const int *mount_fds, size_t n_mount_fds, kiln_error_t *err);
 
 /* Makes `root` the process's root: pivot_root and detach the old root
  * (use_chroot = 0), or chroot. Returns negative on failure. */

@@ -2,6 +2,7 @@
  * the root, streams its output, enforces the timeout and collects its status. */
 #include "sandbox/sandbox.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -101,9 +102,37 @@ kiln_isolation_t kiln_sandbox_probe(void)
     return cached;
 }
 
+#define RUN_DIR "/run/kiln"
+
+/* Removes step dirs "step-<pid>-*" of kiln processes that are gone. */
+static int sweep_rundirs(void)
+{
+    _cleanup_closedir_ DIR *d = opendir(RUN_DIR);
+    struct dirent *e;
+    int n = 0;
+
+    if (d == NULL)
+        return 0;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long pid;
+        if (strncmp(e->d_name, "step-", 5) != 0)
+            continue;
+        pid = strtol(e->d_name + 5, &end, 10);
+        if (end == e->d_name + 5 || *end != '-' || pid <= 0)
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno == EPERM)
+            continue;
+        if (kiln_fs_rm_rf_at(dirfd(d), e->d_name, NULL) == 0)
+            n++;
+    }
+    return n;
+}
+
 int kiln_sandbox_sweep(kiln_error_t *err)
 {
-    return kiln_cgroup_sweep(err);
+    int n = kiln_cgroup_sweep(err);
+    return (n < 0 ? 0 : n) + sweep_rundirs();
 }
 
 /* --- output ----------------------------------------------------------- */
@@ -216,7 +245,7 @@ static void pump_all(const kiln_step_t *step, stream_t *out, stream_t *errs, pid
 static int send_go(int fd, const int *fds, size_t n)
 {
     char c = 'G';
-    char cbuf[CMSG_SPACE(sizeof(int) * (KILN_IDMAP_MAX_LOWERS + 1))];
+    char cbuf[CMSG_SPACE(sizeof(int) * (KILN_IDMAP_MAX_LOWERS + 1 + KILN_SANDBOX_MAX_MOUNTS))];
     struct iovec iov = {.iov_base = &c, .iov_len = 1};
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 
@@ -300,7 +329,7 @@ typedef struct run {
     char *rundir;
     int out[2], errs[2], status[2], sync[2];
     int in_fd, userns_fd;
-    int trees[KILN_IDMAP_MAX_LOWERS + 1];
+    int trees[KILN_IDMAP_MAX_LOWERS + 1 + KILN_SANDBOX_MAX_MOUNTS];
     size_t n_trees;
     pid_t init;
     kiln_cgroup_t cg;
@@ -352,6 +381,8 @@ static unsigned long ns_flags(kiln_isolation_t iso, kiln_net_mode_t net)
 static int start_init(const kiln_step_t *step, run_t *r, kiln_isolation_t iso, unsigned long flags,
                       kiln_error_t *err)
 {
+    int n;
+
     if (flags & CLONE_NEWUSER) {
         char p[64];
         if (kiln_idmap_write(r->init, KILN_SANDBOX_ID_BASE, KILN_SANDBOX_ID_COUNT, err) < 0)
@@ -367,6 +398,10 @@ static int start_init(const kiln_step_t *step, run_t *r, kiln_isolation_t iso, u
         if (kiln_idmap_trees(step, r->userns_fd, r->trees, err) < 0)
             return -1;
         r->n_trees = step->rw_root ? 1 : step->n_lowers + 1;
+        n = kiln_idmap_mounts(step, r->userns_fd, r->trees + r->n_trees, err);
+        if (n < 0)
+            return -1;
+        r->n_trees += (size_t)n;
     }
     if ((flags & CLONE_NEWNET) && step->network == KILN_NET_NAT &&
         kiln_net_slirp_start(r->init, &r->slirp, err) < 0)
@@ -392,6 +427,7 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     stream_t so, se;
     unsigned long flags;
     int status = 0, got_status = 0, timed_out = 0, ret = -1;
+    char prefix[32];
 
     if (step->argv == NULL || step->argv[0] == NULL)
         return kiln_error_set(err, EINVAL, "a step needs a command");
@@ -414,8 +450,9 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
 
     /* 0711: the step's init (host uid KILN_SANDBOX_ID_BASE) walks into its
      * own dir, but cannot list the others. */
-    if (kiln_fs_mkdir_p("/run/kiln", 0711, err) < 0 ||
-        kiln_fs_mkdtemp("/run/kiln", "step-", &r.rundir, err) < 0)
+    snprintf(prefix, sizeof(prefix), "step-%d-", (int)getpid());
+    if (kiln_fs_mkdir_p(RUN_DIR, 0711, err) < 0 ||
+        kiln_fs_mkdtemp(RUN_DIR, prefix, &r.rundir, err) < 0)
         return -1;
     if (chmod(r.rundir, 0711) < 0) {
         kiln_error_set(err, errno, "chmod %s", r.rundir);

@@ -28,6 +28,8 @@
 /* Host ids that uid/gid 0..KILN_SANDBOX_ID_COUNT-1 inside a sandbox map to. */
 #define KILN_SANDBOX_ID_BASE 100000u
 #define KILN_SANDBOX_ID_COUNT 65536u
+/* Most extra mounts one step may have. */
+#define KILN_SANDBOX_MAX_MOUNTS 64
 
 typedef enum kiln_net_mode {
     KILN_NET_NAT = 0, /* slirp4netns; host loopback and 169.254.0.0/16 unreachable */

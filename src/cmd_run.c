@@ -50,6 +50,7 @@ static void usage(FILE *out)
             "                            with the walking differ (default overlay)\n"
             "  --source-date-epoch N     clamp the diff's mtimes to N\n"
             "  --timestamps              prefix output lines with their time\n"
+            "  -v, --verbose             say which isolation was picked\n"
             "  --seccomp unconfined      run without the seccomp filter\n");
 }
 
@@ -221,13 +222,16 @@ static int parse_user(const char *rootfs, const char *spec, uid_t *uid, gid_t *g
     return 0;
 }
 
-static int show_timestamps;
+static int show_timestamps, verbose;
 
 static void print_line(void *opaque, kiln_log_stream_t stream, const struct timespec *ts,
                        const char *line, size_t len)
 {
     FILE *out = stream == KILN_LOG_STDOUT ? stdout : stderr;
     (void)opaque;
+    /* The probe's choice is noise for a person at a terminal. */
+    if (stream == KILN_LOG_SYSTEM && !verbose && memmem(line, len, "(probed)", 8) != NULL)
+        return;
     if (show_timestamps) {
         struct tm tm;
         char when[32];
@@ -317,6 +321,7 @@ int kiln_cmd_run(int argc, char **argv)
                                          {"timestamps", no_argument, NULL, 'T'},
                                          {"seccomp", required_argument, NULL, 'S'},
                                          {"differ", required_argument, NULL, 'D'},
+                                         {"verbose", no_argument, NULL, 'v'},
                                          {"source-date-epoch", required_argument, NULL, 'E'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -332,10 +337,10 @@ int kiln_cmd_run(int argc, char **argv)
     int c, ret, walk = 0;
 
     kiln_step_init(&step);
-    show_timestamps = 0;
+    show_timestamps = verbose = 0;
     source_date_epoch = -1;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+hv", opts, NULL)) != -1) {
         switch (c) {
         case 'r':
             if (n_lowers == sizeof(lowers) / sizeof(lowers[0]))
@@ -406,6 +411,9 @@ int kiln_cmd_run(int argc, char **argv)
             break;
         case 'T':
             show_timestamps = 1;
+            break;
+        case 'v':
+            verbose = 1;
             break;
         case 'D':
             if (strcmp(optarg, "walk") != 0 && strcmp(optarg, "overlay") != 0)

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# `kiln run`: normal work in a busybox rootfs — exit codes, output streams,
+# env/workdir/user, mounts, limits — and the step's changes as a layer
+# (whiteouts for deleted base files, owners as seen inside), the same from the
+# overlay path and from the walking differ.
+. "$(dirname "$0")/lib.sh"
+
+if [ "$(id -u)" != 0 ]; then
+  skip "kiln run" "needs root"
+  exit 0
+fi
+R=$T/rootfs
+make_busybox_rootfs "$R"
+for a in dd tar cut md5sum sort find stat hostname pwd; do ln -sf busybox "$R/bin/$a"; done
+echo 'builder:x:1000:1000::/home/builder:/bin/sh' >>"$R/etc/passwd"
+echo base >"$R/etc/base-file"
+mkdir -p "$R/opt/keep" "$R/opt/gone"
+echo keep >"$R/opt/keep/f"
+echo gone >"$R/opt/gone/f"
+rmdir "$R/proc" "$R/sys" "$R/dev" # mount points kiln must not leave in the layer
+lower_sum() { (cd "$R" && find . -printf '%p %m %U %G %s %T@\n' | sort | md5sum); }
+BEFORE=$(lower_sum)
+run() { "$KILN" run --rootfs "$R" --network none "$@"; }
+
+out=$(run -- sh -c 'echo to-out; echo to-err >&2' 2>"$T/err")
+check "stdout is the step's stdout" test "$out" = to-out
+check "stderr is the step's stderr" grep -qx to-err "$T/err"
+run -- false; check "exit code 1 passes through" test $? = 1
+run -- sh -c 'exit 42'; check "exit code 42 passes through" test $? = 42
+run -- sh -c 'kill -9 $$'; check "killed by SIGKILL exits 137" test $? = 137
+run -- /no/such/thing 2>/dev/null; check "a missing command exits 127" test $? = 127
+out=$(run --env FOO=bar --env PATH=/bin -- sh -c 'echo $FOO:$PATH')
+check "--env sets the environment" test "$out" = bar:/bin
+out=$(run --workdir /work/dir -- pwd)
+check "--workdir is created and used" test "$out" = /work/dir
+out=$(run --user builder -- id -u)
+check "--user NAME from the rootfs passwd" test "$out" = 1000
+out=$(run --user 1234:5678 -- sh -c 'echo $(id -u):$(id -g)')
+check "--user UID:GID" test "$out" = 1234:5678
+out=$(run --hostname buildbox -- hostname)
+check "--hostname" test "$out" = buildbox
+out=$(run -- id -u)
+check "uid 0 inside" test "$out" = 0
+out=$(run -- cat /proc/self/uid_map)
+check "uid 0 inside is not uid 0 on the host" bash -c "awk '{exit !(\$1 == 0 && \$2 != 0)}' <<<'$out'"
+out=$(run --timestamps -- echo hi)
+check "--timestamps prefixes lines" grep -qE '^[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3} hi$' <<<"$out"
+
+mkdir -p "$T/host-ro" "$T/host-rw" "$T/cache"
+echo ro >"$T/host-ro/f"
+echo s3cr3t >"$T/secret"
+run --mount "type=bind,src=$T/host-ro,dst=/mnt/ro,ro" -- sh -c 'echo x > /mnt/ro/f' 2>/dev/null
+check "a read-only bind mount refuses writes" test $? != 0
+check "the host file behind a ro bind is unchanged" test "$(cat "$T/host-ro/f")" = ro
+run --mount "type=bind,src=$T/host-rw,dst=/mnt/rw" -- sh -c 'echo rw > /mnt/rw/f'
+check "a read-write bind mount writes through" test "$(cat "$T/host-rw/f" 2>/dev/null)" = rw
+out=$(run --mount "type=tmpfs,dst=/scratch,size=1m" -- sh -c 'dd if=/dev/zero of=/scratch/big bs=1k count=2048 2>&1; echo rc=$?')
+check "a tmpfs mount has its size" grep -q 'rc=1' <<<"$out"
+run --mount "type=cache,src=$T/cache,dst=/root/.cache" -- sh -c 'echo 1 >> /root/.cache/n'
+run --mount "type=cache,src=$T/cache,dst=/root/.cache" -- sh -c 'echo 1 >> /root/.cache/n'
+check "a cache mount persists between steps" test "$(wc -l <"$T/cache/n")" = 2
+run --file-size 1m -- sh -c 'dd if=/dev/zero of=/big bs=1k count=4096 2>/dev/null'
+check "--file-size limits the files a step writes" test $? != 0
+run --timeout 1s -- sleep 30 2>/dev/null; check "--timeout kills a slow step (137)" test $? = 137
+
+# The step's changes as a layer.
+STEP='set -e
+echo hi > /root/new
+mkdir -p /app/sub && chown 1234:99 /app/sub && ln -s ../root/new /app/link
+echo more >> /etc/base-file
+rm /etc/group
+rm -rf /opt/gone
+chmod 700 /opt/keep
+dd if=/dev/zero of=/app/large bs=1M count=64 2>/dev/null
+cat /run/secrets/token > /dev/null'
+run --mount "type=secret,src=$T/secret,dst=/run/secrets/token" --diff-output "$T/overlay.tar" \
+  --source-date-epoch 0 -- sh -c "$STEP"
+check "the step ran (overlay)" test $? = 0
+tar tvf "$T/overlay.tar" >"$T/overlay.txt" 2>&1
+check "layer has the new file" grep -q ' root/new$' "$T/overlay.txt"
+check "layer has a whiteout for a deleted base file" grep -q ' etc/.wh.group$' "$T/overlay.txt"
+check "layer has a whiteout for a deleted base dir" grep -q ' opt/.wh.gone$' "$T/overlay.txt"
+check "layer keeps owners as seen inside (1234:99)" grep -qE '1234/99 .* app/sub/$' "$T/overlay.txt"
+check "layer has the symlink" grep -q 'app/link -> ../root/new' "$T/overlay.txt"
+check "layer has the 64 MiB file" grep -qE ' 67108864 .* app/large$' "$T/overlay.txt"
+check "layer has the changed base file" grep -q ' etc/base-file$' "$T/overlay.txt"
+check_fails "layer has no secret" grep -q 'secrets' "$T/overlay.txt"
+check_fails "layer has no mount points (proc, dev, sys, resolv.conf, hosts)" \
+  grep -qE ' (proc|dev|sys)/$| etc/(resolv.conf|hosts|hostname)$' "$T/overlay.txt"
+check_fails "layer has nothing from unchanged base dirs" grep -q ' opt/keep/f$' "$T/overlay.txt"
+check "the lower rootfs is unchanged" test "$(lower_sum)" = "$BEFORE"
+
+run --differ walk --mount "type=secret,src=$T/secret,dst=/run/secrets/token" \
+  --diff-output "$T/walk.tar" --source-date-epoch 0 -- sh -c "$STEP"
+check "the step ran (walking differ)" test $? = 0
+tar tvf "$T/walk.tar" >"$T/walk.txt" 2>&1
+if cmp -s "$T/overlay.tar" "$T/walk.tar"; then ok "overlay and walking differ give byte-identical layers"
+else not_ok "overlay and walking differ give byte-identical layers"; diff "$T/overlay.txt" "$T/walk.txt" | head -20 | sed 's/^/# /'; fi
+check "the lower rootfs is unchanged after the walking differ" test "$(lower_sum)" = "$BEFORE"
+
+# Usage errors.
+"$KILN" run -- true 2>/dev/null; check "--rootfs is required (exit 2)" test $? = 2
+"$KILN" run --rootfs "$R" 2>/dev/null; check "a command is required (exit 2)" test $? = 2
+"$KILN" run --rootfs "$R" --network bogus -- true 2>/dev/null; check "bad --network (exit 2)" test $? = 2
+"$KILN" run --rootfs "$R" --mount type=bind,dst=/x -- true 2>/dev/null; check "bad --mount (exit 2)" test $? = 2
+"$KILN" run --rootfs "$T/nope" -- true 2>/dev/null; check "missing rootfs (exit 2)" test $? = 2
+check "kiln run -h documents --diff-output" bash -c "'$KILN' run -h | grep -q diff-output"
+out=$("$KILN" run -v --rootfs "$R" --network none -- true 2>&1)
+check "-v says which isolation auto picked" grep -q 'isolation: sandbox' <<<"$out"
