@@ -7,6 +7,7 @@
 
 #include "handlers/detect.h"
 #include "src/build/auto.h"
+#include "src/build/toolchain.h"
 #include "src/commands.h"
 #include "utils/cleanup.h"
 
@@ -18,6 +19,8 @@ static void plan_usage(FILE *out)
                  "Prints how kiln would build the source, as JSON, without building.\n\n"
                  "  --subdir PATH         build PATH inside the source (monorepos)\n"
                  "  --dockerfile          print the Dockerfile rendered from the plan instead\n"
+                 "  --fetch-toolchain     also fetch the plan's toolchain (e.g. a Node major)\n"
+                 "                        into the kiln root and report its directory\n"
                  "  --image-prefix PREFIX registry prefix of kiln's build/run images\n"
                  "                        (default $KILN_IMAGE_PREFIX, else \"kiln\")\n"
                  "  --root DIR            kiln root holding the git mirror cache\n"
@@ -29,6 +32,7 @@ int kiln_cmd_plan(int argc, char **argv)
 {
     static const struct option opts[] = {{"subdir", required_argument, NULL, 's'},
                                          {"dockerfile", no_argument, NULL, 'd'},
+                                         {"fetch-toolchain", no_argument, NULL, 't'},
                                          {"image-prefix", required_argument, NULL, 'p'},
                                          {"root", required_argument, NULL, 'r'},
                                          {"help", no_argument, NULL, 'h'},
@@ -39,7 +43,7 @@ int kiln_cmd_plan(int argc, char **argv)
     _cleanup_plan_ kiln_plan_t *plan = NULL;
     _cleanup_free_ char *text = NULL;
     kiln_error_t err = {0};
-    bool dockerfile = false;
+    bool dockerfile = false, fetch_tc = false;
     int c, ret = KILN_EXIT_FAIL;
 
     optind = 1;
@@ -50,6 +54,9 @@ int kiln_cmd_plan(int argc, char **argv)
             break;
         case 'd':
             dockerfile = true;
+            break;
+        case 't':
+            fetch_tc = true;
             break;
         case 'p':
             dopts.image_prefix = optarg;
@@ -74,6 +81,15 @@ int kiln_cmd_plan(int argc, char **argv)
     if (kiln_plan_detect(src.dir, &dopts, &plan, &err) < 0) {
         ret = kiln_cli_fail(&err);
         goto out;
+    }
+    if (fetch_tc && plan->toolchain.name != NULL) {
+        _cleanup_free_ char *root = kiln_auto_root(sopts.root, environ);
+        _cleanup_free_ char *tdir = NULL, *tver = NULL;
+        if (kiln_toolchain_fetch(&plan->toolchain, root, environ, &tdir, &tver, &err) < 0) {
+            ret = kiln_cli_fail(&err);
+            goto out;
+        }
+        fprintf(stderr, "kiln: toolchain %s %s in %s\n", plan->toolchain.name, tver, tdir);
     }
     if ((dockerfile ? kiln_auto_dockerfile(plan, NULL, &text, &err)
                     : kiln_plan_to_json(plan, &text, &err)) < 0) {

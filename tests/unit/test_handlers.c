@@ -1,0 +1,165 @@
+/* Unit tests for handlers/ (plan JSON, Procfile, kiln.json, detection) and
+ * the pure helpers of utils/git (URL checks, ref split, redaction). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "handlers/detect.h"
+#include "handlers/kiln_json.h"
+#include "handlers/plan.h"
+#include "handlers/procfile.h"
+#include "utils/cleanup.h"
+#include "utils/git.h"
+
+static void test_plan_json_round_trip(void **state)
+{
+    _cleanup_plan_ kiln_plan_t *p = kiln_plan_new(), *q = NULL;
+    _cleanup_free_ char *a = NULL, *b = NULL;
+    kiln_error_t err = {0};
+
+    kiln_plan_set(&p->provider, "node");
+    kiln_plan_set(&p->language, "node");
+    kiln_plan_set(&p->version, "20");
+    kiln_plan_set(&p->install, "npm ci");
+    kiln_plan_set(&p->start, "npm start");
+    assert_int_equal(kiln_plan_add(p->manifests, &p->n_manifests, &err, "package.json"), 0);
+    assert_int_equal(kiln_plan_add_cache(p, "app-npm", "/root/.npm", &err), 0);
+    assert_int_equal(kiln_plan_setenv(p, "PORT", "8080", &err), 0);
+    assert_int_equal(kiln_plan_setenv(p, "PORT", "9090", &err), 0);
+    assert_string_equal(kiln_plan_getenv(p, "PORT"), "9090");
+    assert_int_equal(p->n_env, 1);
+    p->outputs = KILN_PLAN_OUT_IMAGE | KILN_PLAN_OUT_FUNCTION;
+    kiln_plan_set(&p->handler, "index.handler");
+    p->port = 9090;
+    assert_int_equal(kiln_plan_to_json(p, &a, &err), 0);
+    assert_int_equal(kiln_plan_from_json(a, strlen(a), &q, &err), 0);
+    assert_int_equal(kiln_plan_to_json(q, &b, &err), 0);
+    assert_string_equal(a, b);
+    assert_int_equal(q->outputs, KILN_PLAN_OUT_IMAGE | KILN_PLAN_OUT_FUNCTION);
+    assert_string_equal(q->caches[0].target, "/root/.npm");
+}
+
+static void test_plan_json_errors(void **state)
+{
+    kiln_plan_t *p = NULL;
+    kiln_error_t err = {0};
+    const char *bad[] = {
+        "[]",
+        "{}",
+        "{\"provider\": 3}",
+        "{\"provider\": \"node\", \"outputs\": [{\"type\": \"zip\"}]}",
+        "{\"provider\": \"node\", \"port\": 70000}",
+        "{\"provider\": \"node\", \"caches\": [{\"id\": 1}]}",
+        "{\"provider\": \"node\", \"manifests\": [1]}",
+        "{\"provider\": \"node\",",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        kiln_error_clear(&err);
+        assert_int_equal(kiln_plan_from_json(bad[i], strlen(bad[i]), &p, &err), -1);
+        assert_true(strncmp(err.msg, "plan:", 5) == 0);
+        assert_null(p);
+    }
+}
+
+static void test_procfile(void **state)
+{
+    const char *t = "# comment\n\nworker: ./work\nweb:   node server.js --port $PORT  \r\n";
+    _cleanup_free_ char *cmd = NULL;
+    char *none = NULL;
+    kiln_error_t err = {0};
+
+    assert_int_equal(kiln_procfile_get(t, strlen(t), "web", &cmd, &err), 1);
+    assert_string_equal(cmd, "node server.js --port $PORT");
+    assert_int_equal(kiln_procfile_get(t, strlen(t), "release", &none, &err), 0);
+    assert_null(none);
+    assert_int_equal(kiln_procfile_get("a b: c\n", 7, "web", &none, &err), -1);
+    assert_string_equal(err.msg, "Procfile line 1: process names use letters, digits, _ and -");
+    assert_int_equal(kiln_procfile_get("x: y\nweb\n", 9, "web", &none, &err), -1);
+    assert_string_equal(err.msg, "Procfile line 2: expected \"name: command\"");
+    assert_int_equal(kiln_procfile_get("web:   \n", 8, "web", &none, &err), -1);
+}
+
+static void test_kiln_json(void **state)
+{
+    const char *t =
+        "{\"install\": \"make deps\", \"outputs\": [\"static\", \"function\"],"
+        " \"env\": {\"A_1\": \"x\"}, \"port\": 3000, \"function\": {\"handler\": \"h.main\"}}";
+    kiln_overrides_t o;
+    kiln_error_t err = {0};
+
+    assert_int_equal(kiln_overrides_parse(t, strlen(t), &o, &err), 0);
+    assert_string_equal(o.install, "make deps");
+    assert_int_equal(o.outputs, KILN_PLAN_OUT_STATIC | KILN_PLAN_OUT_FUNCTION);
+    assert_int_equal(o.port, 3000);
+    assert_string_equal(o.env[0], "A_1=x");
+    assert_string_equal(o.handler, "h.main");
+    kiln_overrides_free(&o);
+
+    assert_int_equal(kiln_overrides_parse("{\"env\": {\"1BAD\": \"x\"}}", 22, &o, &err), -1);
+    assert_non_null(strstr(err.msg, "not a variable name"));
+    assert_int_equal(kiln_overrides_parse("{\"outputDir\": \"../x\"}", 21, &o, &err), -1);
+    assert_int_equal(kiln_overrides_parse("{\"provider\": \"rust\"}", 20, &o, &err), -1);
+    assert_int_equal(kiln_overrides_parse("{\"a\": 1, \"a\": 2}", 16, &o, &err), -1);
+}
+
+static void test_project_name(void **state)
+{
+    char *s = kiln_detect_project_name("My  Cool_App!!");
+    assert_string_equal(s, "my-cool-app");
+    free(s);
+    s = kiln_detect_project_name("///");
+    assert_string_equal(s, "app");
+    free(s);
+}
+
+static void test_git_url_helpers(void **state)
+{
+    char *u = NULL, *r = NULL;
+
+    assert_true(kiln_git_is_url("https://example.invalid/a.git"));
+    assert_true(kiln_git_is_url("git@example.invalid:org/repo.git"));
+    assert_true(kiln_git_is_url("file:///srv/repo"));
+    assert_false(kiln_git_is_url("./local/dir"));
+    assert_false(kiln_git_is_url("/abs/dir"));
+    assert_false(kiln_git_is_url("dir/with@at:colon/x"));
+
+    kiln_git_split_ref("https://h/r.git#v1.2", &u, &r);
+    assert_string_equal(u, "https://h/r.git");
+    assert_string_equal(r, "v1.2");
+    free(u);
+    free(r);
+    kiln_git_split_ref("https://h/r.git", &u, &r);
+    assert_string_equal(u, "https://h/r.git");
+    assert_null(r);
+    free(u);
+
+    u = kiln_git_redact("https://user:pa@ss@host:8443/r.git#main");
+    assert_string_equal(u, "https://***@host:8443/r.git#main");
+    free(u);
+    u = kiln_git_redact("see https://tok@h/a and http://x:y@k/b end");
+    assert_string_equal(u, "see https://***@h/a and http://***@k/b end");
+    free(u);
+    u = kiln_git_redact("git@host:org/r.git");
+    assert_string_equal(u, "git@host:org/r.git");
+    free(u);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plan_json_round_trip),
+        cmocka_unit_test(test_plan_json_errors),
+        cmocka_unit_test(test_procfile),
+        cmocka_unit_test(test_kiln_json),
+        cmocka_unit_test(test_project_name),
+        cmocka_unit_test(test_git_url_helpers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
