@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "oci/layout.h"
-#include "utils/buf.h"
+#include "oci/tarfile.h"
 #include "utils/cleanup.h"
 #include "utils/json.h"
 #include "utils/mem.h"
@@ -49,61 +49,6 @@ int kiln_docker_archive_write(kiln_store_t *s, const char *path, const kiln_desc
 }
 
 /* --- reading ------------------------------------------------------------------ */
-
-/* Entry name without a leading "./". */
-static const char *entry_name(struct archive_entry *e)
-{
-    const char *n = archive_entry_pathname(e);
-    if (n == NULL)
-        return "";
-    while (n[0] == '.' && n[1] == '/')
-        n += 2;
-    return n;
-}
-
-/* Opens the archive for streaming reads (tar, no decompression filters
- * beyond what libarchive detects). */
-static int open_archive(const char *path, struct archive **out, kiln_error_t *err)
-{
-    struct archive *a = archive_read_new();
-
-    archive_read_support_format_tar(a);
-    archive_read_support_filter_all(a);
-    if (archive_read_open_filename(a, path, 65536) != ARCHIVE_OK) {
-        kiln_error_set(err, archive_errno(a) > 0 ? archive_errno(a) : 0, "open %s: %s", path,
-                       archive_error_string(a));
-        archive_read_free(a);
-        return -1;
-    }
-    *out = a;
-    return 0;
-}
-
-/* Reads the current entry's data into memory, capped. */
-static int read_entry(struct archive *a, const char *what, size_t cap, char **out, size_t *len,
-                      kiln_error_t *err)
-{
-    kiln_buf_t b;
-    char chunk[65536];
-    la_ssize_t n;
-
-    kiln_buf_init(&b, cap);
-    for (;;) {
-        n = archive_read_data(a, chunk, sizeof(chunk));
-        if (n < 0) {
-            kiln_buf_free(&b);
-            return kiln_error_set(err, 0, "%s: %s", what, archive_error_string(a));
-        }
-        if (n == 0)
-            break;
-        if (kiln_buf_append(&b, chunk, (size_t)n, err) < 0) {
-            kiln_buf_free(&b);
-            return kiln_error_prefix(err, "%s: larger than %zu bytes", what, cap);
-        }
-    }
-    *out = kiln_buf_steal(&b, len);
-    return 0;
-}
 
 typedef struct layer_state {
     char *path;
@@ -170,11 +115,12 @@ static int read_manifest_json(const char *path, size_t index, json_t **entry, ki
     size_t len = 0;
     int r, found = 0;
 
-    if (open_archive(path, &a, err) < 0)
+    if (kiln_tarfile_open(path, &a, err) < 0)
         return -1;
     while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
-        if (strcmp(entry_name(e), "manifest.json") == 0) {
-            found = read_entry(a, "manifest.json", KILN_IMAGE_MANIFEST_MAX, &data, &len, err) < 0
+        if (strcmp(kiln_tarfile_name(e), "manifest.json") == 0) {
+            found = kiln_tarfile_read_entry(a, "manifest.json", KILN_IMAGE_MANIFEST_MAX, 0, &data,
+                                            &len, err) < 0
                         ? -1
                         : 1;
             break;
@@ -243,12 +189,13 @@ int kiln_docker_archive_read(const char *path, size_t index, kiln_store_t *store
     while (strncmp(cfg_path, "./", 2) == 0)
         cfg_path += 2;
 
-    if (open_archive(path, &a, err) < 0)
+    if (kiln_tarfile_open(path, &a, err) < 0)
         goto out;
     while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
-        const char *name = entry_name(e);
+        const char *name = kiln_tarfile_name(e);
         if (cfg_data == NULL && strcmp(name, cfg_path) == 0) {
-            if (read_entry(a, cfg_path, KILN_IMAGE_CONFIG_MAX, &cfg_data, &cfg_len, err) < 0)
+            if (kiln_tarfile_read_entry(a, cfg_path, KILN_IMAGE_CONFIG_MAX, 0, &cfg_data, &cfg_len,
+                                        err) < 0)
                 goto out;
             continue;
         }

@@ -596,6 +596,14 @@ int kiln_image_validate(const char *media_type, const char *buf, size_t len, kil
     return kiln_error_set(err, 0, "no validator for media type '%.100s'", media_type);
 }
 
+/* Clears and frees an array of n descriptors. */
+static void descriptors_free(kiln_descriptor_t *ds, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        kiln_descriptor_clear(&ds[i]);
+    free(ds);
+}
+
 /* Parses an array of descriptors (sha256 digests) into a fresh array. */
 static int parse_descriptors(const json_t *arr, const char *what, kiln_descriptor_t **out,
                              size_t *n, kiln_error_t *err)
@@ -607,9 +615,7 @@ static int parse_descriptors(const json_t *arr, const char *what, kiln_descripto
     for (i = 0; i < count; i++) {
         snprintf(w, sizeof(w), "%s[%zu]", what, i);
         if (kiln_descriptor_from_json(json_array_get(arr, i), w, &ds[i], err) < 0) {
-            while (i-- > 0)
-                kiln_descriptor_clear(&ds[i]);
-            free(ds);
+            descriptors_free(ds, i);
             return -1;
         }
     }
@@ -647,9 +653,7 @@ void kiln_manifest_free(kiln_manifest_t *m)
     if (m == NULL)
         return;
     kiln_descriptor_clear(&m->config);
-    for (size_t i = 0; i < m->n_layers; i++)
-        kiln_descriptor_clear(&m->layers[i]);
-    free(m->layers);
+    descriptors_free(m->layers, m->n_layers);
     if (m->json)
         json_decref(m->json);
     free(m);
@@ -681,9 +685,7 @@ void kiln_index_free(kiln_index_t *ix)
 {
     if (ix == NULL)
         return;
-    for (size_t i = 0; i < ix->n_manifests; i++)
-        kiln_descriptor_clear(&ix->manifests[i]);
-    free(ix->manifests);
+    descriptors_free(ix->manifests, ix->n_manifests);
     if (ix->json)
         json_decref(ix->json);
     free(ix);

@@ -45,7 +45,7 @@ int kiln_layout_write_archive_extra(kiln_store_t *s, const char *path, const kil
                                     const char *name, const char *extra_name, const char *extra,
                                     size_t extra_len, kiln_error_t *err);
 
-/* Splits "oci:DIR[:TAG]" (the "oci:" prefix is optional) into a malloc'ed dir
+/* Splits "oci:DIR[:TAG]" (the "oci:" or "oci-archive:" prefix is optional) into a malloc'ed dir
  * and tag (NULL when absent). The tag is what follows the last ':' when that
  * part has no '/'. */
 int kiln_layout_parse_ref(const char *ref, char **dir, char **tag, kiln_error_t *err);
@@ -57,11 +57,13 @@ typedef struct kiln_layout_image {
     kiln_descriptor_t manifest_desc; /* the selected manifest's descriptor */
     kiln_manifest_t *manifest;
     json_t *config;
+    int archive; /* dir is an OCI archive (tar file) */
 } kiln_layout_image_t;
 
 /* Resolves tag (ref.name, or the full io.containerd.image.name) in the layout
- * at dir; tag NULL picks the only image (error when there are several). An
- * index entry that is itself an index is resolved to its linux/amd64 (or
+ * at dir — a directory, or an OCI archive when dir is a regular file (its
+ * JSON entries are read in one pass, layers are skipped); tag NULL picks the only image (error when
+ * there are several). An index entry that is itself an index is resolved to its linux/amd64 (or
  * only) manifest. Blobs read are verified against their digests. */
 int kiln_layout_resolve(const char *dir, const char *tag, kiln_layout_image_t **out,
                         kiln_error_t *err);
@@ -72,7 +74,8 @@ int kiln_layout_open_blob(const char *dir, const kiln_digest_t *d, int *fd, uint
                           kiln_error_t *err);
 
 /* Copies a resolved image (manifest, config, layers) into the store,
- * verifying every blob's digest and size. */
+ * verifying every blob's digest and size (from an archive in one streaming
+ * pass). */
 int kiln_layout_import(kiln_store_t *s, const kiln_layout_image_t *img, kiln_error_t *err);
 
 #endif

@@ -26,6 +26,7 @@ static void usage(FILE *out)
             "(digest and mediaType are the manifest's). IMAGE is one of:\n"
             "  oci:DIR[:TAG]            an OCI image layout (TAG: its ref.name; may be\n"
             "                           omitted when the layout holds one image)\n"
+            "  oci-archive:FILE[:TAG]   an OCI archive (oci:FILE works too)\n"
             "  docker-archive:FILE[:N]  a `docker save` tarball (image N, default 0);\n"
             "                           adds \"repoTags\"\n"
             "  store:NAME               a ref in kiln's blob store (see --root)\n"
@@ -160,7 +161,8 @@ int kiln_cmd_inspect(int argc, char **argv)
      * --validate-json takes a file path, never a reference */
     for (c = 1; c < argc && strncmp(argv[c], "--validate-json", 15) != 0; c++)
         ;
-    if (argc >= 2 && c == argc && kiln_cli_inspect_is_remote(argv[argc - 1]))
+    if (argc >= 2 && c == argc && strncmp(argv[argc - 1], "oci-archive:", 12) != 0 &&
+        kiln_cli_inspect_is_remote(argv[argc - 1]))
         return kiln_cli_inspect_remote_main(argc, argv);
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -183,7 +185,7 @@ int kiln_cmd_inspect(int argc, char **argv)
     ref = argv[optind];
     if (validate != NULL)
         return validate_json(validate, ref, &err);
-    if (strncmp(ref, "oci:", 4) == 0)
+    if (strncmp(ref, "oci:", 4) == 0 || strncmp(ref, "oci-archive:", 12) == 0)
         return inspect_layout(ref, &err);
     if (strncmp(ref, "docker-archive:", 15) == 0)
         return inspect_docker_archive(ref, &err);

@@ -36,6 +36,10 @@ import json,sys; k=json.load(open('$T/da.json'))
 ls=[l['digest'] for l in k['manifest']['layers']]
 sys.exit(ls!=k['config']['rootfs']['diff_ids'])"
 
+  skopeo copy -q "oci:$L:two" "oci-archive:$T/two-oci.tar:two" 2>>"$T/sk.err"
+  "$KILN" inspect "oci-archive:$T/two-oci.tar:two" >"$T/oa.json" 2>"$T/err"; rc=$?
+  check "kiln inspect oci-archive: (written by skopeo) gives skopeo's config" bash -c "test $rc -eq 0 && python3 -c \"
+import json,sys; k=json.load(open('$T/oa.json')); s=json.load(open('$T/sk_cfg.json')); sys.exit(k['config']!=s)\""
   mkdir -p "$T/sklayout"
   skopeo copy -q "oci:$L:one" "oci:$T/sklayout:copied" 2>>"$T/sk.err"
   check "kiln inspect reads a layout written by skopeo" "$KILN" inspect "oci:$T/sklayout:copied"

@@ -151,6 +151,25 @@ static void test_archives(void **state)
     assert_int_equal(kiln_layout_write(s, tarp, 0, &a, "example.com/app:one", &err), 0);
     assert_int_equal(stat(tarp, &st), 0);
     assert_true(S_ISREG(st.st_mode));
+    /* the OCI archive resolves like a directory and imports in one pass */
+    {
+        kiln_layout_image_t *li = NULL;
+        kiln_store_t *s2 = NULL;
+        _cleanup_free_ char *root2 = NULL;
+        assert_int_equal(kiln_layout_resolve(tarp, "one", &li, &err), 0);
+        assert_true(li->archive);
+        assert_true(kiln_digest_equal(&li->manifest_desc.digest, &a.digest));
+        assert_int_equal(kiln_fs_mkdtemp("/tmp", "kiln-test-arch2.", &root2, NULL), 0);
+        assert_int_equal(kiln_store_open(root2, &s2, &err), 0);
+        assert_int_equal(kiln_layout_import(s2, li, &err), 0);
+        assert_int_equal(kiln_store_has(s2, &a.digest, NULL), 1);
+        assert_int_equal(kiln_store_has(s2, &li->manifest->layers[0].digest, NULL), 1);
+        assert_int_equal(kiln_store_has(s2, &li->manifest->config.digest, NULL), 1);
+        kiln_layout_image_free(li);
+        kiln_store_close(s2);
+        kiln_fs_rm_rf(root2, NULL);
+        assert_int_equal(kiln_layout_resolve(tarp, "two", &li, &err), -1);
+    }
     assert_int_equal(kiln_docker_archive_write(s, dockp, &a, tags, &err), 0);
     assert_int_equal(kiln_docker_archive_read(dockp, 0, NULL, &img, &err), 0);
     assert_string_equal(json_string_value(json_array_get(img->repo_tags, 0)), tags[0]);
