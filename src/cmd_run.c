@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "oci/layer_write.h"
@@ -277,6 +278,7 @@ static int write_diff(const char *base, const char *upper, const char *dest, kil
     kiln_layer_info_t info;
     kiln_sink_t sink;
     size_t n = strlen(dest);
+    struct timespec t0, t1;
 
     kiln_layer_opts_init(&opts);
     opts.overlay_upper = base == NULL;
@@ -290,6 +292,7 @@ static int write_diff(const char *base, const char *upper, const char *dest, kil
     if (fd < 0)
         return kiln_error_set(err, errno, "creating %s", tmp);
     sink = kiln_sink_fd(&fd);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (write_layer(base, upper, &opts, &sink, &info, err) < 0 || fsync(fd) < 0 ||
         rename(tmp, dest) < 0) {
         if (!kiln_error_is_set(err))
@@ -297,6 +300,12 @@ static int write_diff(const char *base, const char *upper, const char *dest, kil
         unlink(tmp);
         return kiln_error_prefix(err, "diff output %s", dest);
     }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (verbose)
+        fprintf(stderr, "kiln: layer written in %.1f ms (%llu entries, %llu bytes, %s differ)\n",
+                (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
+                (unsigned long long)info.entries, (unsigned long long)info.size,
+                base ? "walking" : "overlay");
     return 0;
 }
 

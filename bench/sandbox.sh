@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Benchmarks of kiln's step sandbox (run as root on an idle machine):
+#
+# 1. Sandbox cost of one step = t(kiln run --rootfs R --network none -- /bin/true)
+#    − t(kiln version), against bwrap --unshare-all (target ≤ 1.2×) and runc run
+#    (target ≤ 0.3×). Medians of N runs (default 30).
+# 2. A step writing 50,000 files / 1 GiB over a 1 GiB lower: time to write the
+#    layer (overlay path: the upper dir only) against `kiln import` packing the
+#    same upper dir alone (target ≤ 1.1×: the lower tree is not walked).
+#
+#   KILN_BIN=path/to/kiln bash bench/sandbox.sh [N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KILN=${KILN_BIN:-build/ci/src/kiln}
+N=${1:-30}
+W=$(mktemp -d /var/tmp/kiln-bench.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+
+now_ns() { date +%s%N; }
+# median_ms CMD... : median wall time of N runs, in ms (3 decimals)
+median_ms() {
+  local i t0 t1
+  "$@" >/dev/null 2>&1 || { echo "command failed: $*" >&2; return 1; }
+  for ((i = 0; i < N; i++)); do
+    t0=$(now_ns); "$@" >/dev/null 2>&1; t1=$(now_ns)
+    echo $((t1 - t0))
+  done | sort -n | awk '{a[NR] = $1} END {m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.3f\n", m / 1e6}'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+
+R=$W/rootfs
+mkdir -p "$R"/{bin,etc,tmp,proc,sys,dev,root}
+cp /bin/busybox "$R/bin/busybox"
+for a in sh true cat; do ln -s busybox "$R/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' >"$R/etc/passwd"
+
+echo "== 1. sandbox cost of one step (median of $N)"
+t_version=$(median_ms "$KILN" version)
+t_kiln=$(median_ms "$KILN" run --rootfs "$R" --network none -- /bin/true)
+t_bwrap=$(median_ms bwrap --unshare-all --ro-bind "$R" / --proc /proc --dev /dev /bin/true)
+cost=$(awk -v a="$t_kiln" -v b="$t_version" 'BEGIN {printf "%.3f", a - b}')
+echo "kiln version                         ${t_version} ms"
+echo "kiln run --network none /bin/true    ${t_kiln} ms  (sandbox cost ${cost} ms)"
+echo "bwrap --unshare-all /bin/true        ${t_bwrap} ms"
+echo "sandbox cost / bwrap                 $(ratio "$cost" "$t_bwrap")  (target <= 1.2)"
+if command -v runc >/dev/null; then
+  B=$W/bundle
+  mkdir -p "$B"
+  (cd "$B" && runc spec)
+  python3 - "$B/config.json" "$R" <<'PY'
+import json, sys
+p, root = sys.argv[1], sys.argv[2]
+c = json.load(open(p))
+c["root"] = {"path": root, "readonly": True}
+c["process"]["terminal"] = False
+c["process"]["args"] = ["/bin/true"]
+json.dump(c, open(p, "w"))
+PY
+  i=0
+  runc_once() { i=$((i + 1)); runc run -b "$B" "kiln-bench-$$-$i-$RANDOM" </dev/null; }
+  t_runc=$(median_ms runc_once || echo 0)
+  echo "runc run /bin/true                   ${t_runc} ms"
+  [ "$t_runc" != 0 ] && echo "sandbox cost / runc                  $(ratio "$cost" "$t_runc")  (target <= 0.3)"
+fi
+if command -v /usr/bin/time >/dev/null; then
+  rss=$(/usr/bin/time -f %M "$KILN" run --rootfs "$R" --network none -- /bin/true 2>&1 >/dev/null | tail -n 1)
+  echo "kiln run peak RSS                    ${rss} KiB"
+fi
+
+echo "== 2. layer of a step writing 50,000 files / 1 GiB over a 1 GiB lower"
+L=$W/lower
+mkdir -p "$L/data"
+cp -a "$R/." "$L/"
+for i in $(seq 0 1023); do head -c 1048576 /dev/urandom >"$L/data/f$i"; done
+cat >"$W/writer.c" <<'C'
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+int main(void)
+{
+    static char buf[21475];
+    char p[64];
+    int fd = open("/dev/urandom", O_RDONLY);
+    if (fd < 0 || read(fd, buf, sizeof(buf)) != (ssize_t)sizeof(buf))
+        return 1;
+    close(fd);
+    for (int d = 0; d < 100; d++) {
+        snprintf(p, sizeof(p), "/out/d%d", d);
+        if (mkdir(p, 0755) < 0 && d == 0)
+            mkdir("/out", 0755), mkdir(p, 0755);
+        for (int f = 0; f < 500; f++) {
+            snprintf(p, sizeof(p), "/out/d%d/f%d", d, f);
+            fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            buf[0] = (char)f, buf[1] = (char)d;
+            if (fd < 0 || write(fd, buf, sizeof(buf)) != (ssize_t)sizeof(buf))
+                return 1;
+            close(fd);
+        }
+    }
+    return 0;
+}
+C
+gcc -static -O2 -o "$L/bin/writer" "$W/writer.c"
+sync
+out=$("$KILN" run -v --rootfs "$L" --network none --keep-upper "$W/upper" --diff-output "$W/layer.tar.gz" -- /bin/writer 2>&1)
+t_layer=$(sed -n 's/.*layer written in \([0-9.]*\) ms.*/\1/p' <<<"$out")
+t0=$(now_ns)
+"$KILN" import "$W/upper" -t bench/upper:1 --root "$W/store" --compression gzip >/dev/null
+t1=$(now_ns)
+t_pack=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", (b - a) / 1e6}')
+echo "layer from the step (overlay upper)   ${t_layer} ms   [$(grep -o '([0-9]* entries[^)]*)' <<<"$out")]"
+echo "kiln import of the upper dir alone    ${t_pack} ms"
+echo "layer / pack alone                    $(ratio "$t_layer" "$t_pack")  (target <= 1.1)"
