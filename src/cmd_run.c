@@ -11,8 +11,10 @@
 #include <unistd.h>
 
 #include "oci/layer_write.h"
+#include "oci/layout.h"
 #include "oci/sink.h"
 #include "sandbox/diff.h"
+#include "sandbox/rootfs.h"
 #include "sandbox/sandbox.h"
 #include "src/commands.h"
 #include "utils/cleanup.h"
@@ -30,6 +32,8 @@ static void usage(FILE *out)
             "step's changes go to a fresh upper dir) and exits with CMD's exit code\n"
             "(128+signal when killed).\n\n"
             "  --rootfs DIR              the root filesystem (repeat: top-most first)\n"
+            "  --rootfs oci:DIR[:TAG]    an image in an OCI layout (layers unpacked once\n"
+            "                            into $KILN_LAYER_CACHE, default /var/cache/kiln/layers)\n"
             "  --isolation MODE          auto (default), sandbox, chroot, none\n"
             "  --network MODE            nat (default), none, host\n"
             "  --memory SIZE             memory limit, e.g. 512m\n"
@@ -174,14 +178,20 @@ static int parse_mount(char *spec, kiln_mount_t *m)
 }
 
 /* Looks up a user name (and its primary gid) in the rootfs's /etc/passwd. */
-static int lookup_user(const char *rootfs, const char *name, uid_t *uid, gid_t *gid)
+static int lookup_user(const char *const *lowers, size_t n, const char *name, uid_t *uid,
+                       gid_t *gid)
 {
-    _cleanup_free_ char *path = kiln_xasprintf("%s/etc/passwd", rootfs);
     _cleanup_free_ char *data = NULL;
     char *save = NULL, *line;
     size_t len;
 
-    if (kiln_fs_read_file(path, 1 << 20, &data, &len, NULL) < 0)
+    /* The top-most layer holding /etc/passwd has the current one. */
+    for (size_t i = 0; i < n && data == NULL; i++) {
+        _cleanup_free_ char *path = kiln_xasprintf("%s/etc/passwd", lowers[i]);
+        if (kiln_fs_read_file(path, 1 << 20, &data, &len, NULL) < 0)
+            data = NULL;
+    }
+    if (data == NULL)
         return -1;
     for (line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char *f[4], *s2 = NULL;
@@ -197,7 +207,7 @@ static int lookup_user(const char *rootfs, const char *name, uid_t *uid, gid_t *
     return -1;
 }
 
-static int parse_user(const char *rootfs, const char *spec, uid_t *uid, gid_t *gid)
+static int parse_user(const char *const *lowers, size_t n, const char *spec, uid_t *uid, gid_t *gid)
 {
     _cleanup_free_ char *u = kiln_xstrdup(spec);
     char *colon = strchr(u, ':'), *end;
@@ -210,7 +220,7 @@ static int parse_user(const char *rootfs, const char *spec, uid_t *uid, gid_t *g
     if (*u && *end == '\0' && !errno && v < 65536) {
         *uid = (uid_t)v;
         *gid = (gid_t)v;
-    } else if (lookup_user(rootfs, u, uid, gid) < 0) {
+    } else if (lookup_user(lowers, n, u, uid, gid) < 0) {
         return -1;
     }
     if (colon) {
@@ -334,7 +344,9 @@ int kiln_cmd_run(int argc, char **argv)
                                          {"source-date-epoch", required_argument, NULL, 'E'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *lowers[16];
+    const char *lowers[128];
+    const char *image_ref = NULL;
+    _cleanup_strv_ char **image_lowers = NULL;
     size_t n_lowers = 0, n_mounts = 0, n_env = 0;
     kiln_mount_t mounts[MAX_MOUNTS];
     const char *env[MAX_ENV + 1];
@@ -355,9 +367,9 @@ int kiln_cmd_run(int argc, char **argv)
             if (n_lowers == sizeof(lowers) / sizeof(lowers[0]))
                 return kiln_cli_usage_error("run", "too many --rootfs");
             if (strncmp(optarg, "oci:", 4) == 0)
-                return kiln_cli_usage_error("run", "--rootfs oci:DIR is not supported yet: "
-                                                   "unpack the image and pass its directory");
-            lowers[n_lowers++] = optarg;
+                image_ref = optarg;
+            else
+                lowers[n_lowers++] = optarg;
             break;
         case 'i':
             if (kiln_isolation_parse(optarg, &step.isolation) < 0)
@@ -451,6 +463,22 @@ int kiln_cmd_run(int argc, char **argv)
     }
     if (optind >= argc)
         return kiln_cli_usage_error("run", "missing the command to run (after --)");
+    if (image_ref != NULL) {
+        /* An image: its layers, unpacked once into the shared lower cache. */
+        _cleanup_free_ char *dir = NULL, *tag = NULL;
+        const char *cache = getenv("KILN_LAYER_CACHE");
+        size_t n = 0;
+        if (n_lowers != 0)
+            return kiln_cli_usage_error("run", "--rootfs oci:… cannot be combined with dirs");
+        if (kiln_layout_parse_ref(image_ref, &dir, &tag, &err) < 0 ||
+            kiln_rootfs_from_layout(dir, tag, cache ? cache : KILN_ROOTFS_CACHE_DEFAULT,
+                                    &image_lowers, &n, &err) < 0)
+            return kiln_cli_fail(&err);
+        if (n > sizeof(lowers) / sizeof(lowers[0]))
+            return kiln_cli_usage_error("run", "image %s has too many layers (%zu)", image_ref, n);
+        for (size_t i = 0; i < n; i++)
+            lowers[n_lowers++] = image_lowers[i];
+    }
     if (n_lowers == 0 && step.isolation != KILN_ISOLATION_NONE)
         return kiln_cli_usage_error("run", "--rootfs is required");
     for (size_t i = 0; i < n_lowers; i++) {
@@ -458,7 +486,7 @@ int kiln_cmd_run(int argc, char **argv)
         if (stat(lowers[i], &st) < 0 || !S_ISDIR(st.st_mode))
             return kiln_cli_usage_error("run", "--rootfs %s is not a directory", lowers[i]);
     }
-    if (user && parse_user(n_lowers ? lowers[0] : "/", user, &step.uid, &step.gid) < 0)
+    if (user && parse_user(lowers, n_lowers, user, &step.uid, &step.gid) < 0)
         return kiln_cli_usage_error("run", "bad --user '%s'", user);
     env[n_env] = NULL;
     if (n_env)

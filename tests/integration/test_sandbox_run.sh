@@ -107,3 +107,15 @@ check "the lower rootfs is unchanged after the walking differ" test "$(lower_sum
 check "kiln run -h documents --diff-output" bash -c "'$KILN' run -h | grep -q diff-output"
 out=$("$KILN" run -v --rootfs "$R" --network none -- true 2>&1)
 check "-v says which isolation auto picked" grep -q 'isolation: sandbox' <<<"$out"
+
+# --rootfs oci:DIR:TAG — an image's layers unpacked once into the lower cache.
+export KILN_LAYER_CACHE=$T/layers
+if "$KILN" import "$R" -t local/bb:1 --root "$T/store" --output "type=oci,dest=$T/img" >/dev/null 2>&1; then
+  out=$("$KILN" run --rootfs "oci:$T/img:1" --network none -- cat /etc/base-file 2>&1)
+  check "--rootfs oci:DIR:TAG runs on the image" test "$out" = base
+  check "the image's layer is cached once" test "$(ls "$T/layers" | wc -l)" = 1
+  out=$("$KILN" run --rootfs "oci:$T/img:1" --network none --user builder -- id -u 2>&1)
+  check "--user resolves in the image" test "$out" = 1000
+else
+  not_ok "kiln import for the oci: rootfs test"
+fi
