@@ -22,7 +22,7 @@ static void usage(FILE *out)
             "  --full                   upload every file, even unchanged ones\n"
             "  --part-size BYTES        multipart part size (default 8 MiB, min 5 MiB)\n"
             "  --multipart-threshold BYTES  files this big use multipart (default 8 MiB)\n"
-            "  --concurrency N          parallel requests (default 16)\n"
+            "  --concurrency N          parallel requests (default 16 files / 8 parts)\n"
             "  --region REGION          AWS region (default: AWS_REGION, config)\n");
 }
 

@@ -15,6 +15,7 @@
 
 #define DEFAULT_RESPONSE_CAP (1024u * 1024)
 #define HEADER_CAP (64u * 1024)
+#define UPLOAD_BUFFER (1024L * 1024) /* fewer, larger writes for big bodies */
 
 struct kiln_http {
     CURL *curl;
@@ -147,6 +148,8 @@ int kiln_http_do(kiln_http_t *h, const kiln_http_request_t *req, kiln_http_respo
         curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, seek_cb);
         curl_easy_setopt(c, CURLOPT_SEEKDATA, &src);
         curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)req->body_len);
+        if (req->body_len >= UPLOAD_BUFFER)
+            curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, (long)UPLOAD_BUFFER);
     }
     if (is_head)
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);

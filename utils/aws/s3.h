@@ -2,9 +2,11 @@
  *
  * Small files go up with PutObject, large ones with a multipart upload whose
  * parts are sent in parallel, each retried on its own; a multipart upload
- * that fails is aborted. Every object carries x-amz-checksum-sha256 and a
- * signed payload hash, a Content-Type from its extension and a Cache-Control
- * from the policy below unless overridden.
+ * that fails is aborted. Integrity: every PutObject carries
+ * x-amz-checksum-sha256 and a signed payload hash; every part carries its
+ * signed payload hash, which S3 checks against the body. Objects get a
+ * Content-Type from their extension and a Cache-Control from the policy
+ * below unless overridden.
  *
  * Deploys are incremental: a manifest object (<prefix>/.kiln/deploy-manifest.json)
  * lists every uploaded key with its SHA-256, size, Content-Type and
@@ -36,7 +38,7 @@ typedef struct kiln_s3_opts {
     const char *cache_control;  /* overrides the policy for every object, or NULL */
     size_t multipart_threshold; /* 0: 8 MiB */
     size_t part_size;           /* 0: 8 MiB (at least 5 MiB) */
-    unsigned concurrency;       /* 0: 16 */
+    unsigned concurrency;       /* 0: 16 files, 8 parts at a time (max 64) */
     int full;                   /* 1: upload everything, ignore the previous manifest */
 } kiln_s3_opts_t;
 

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# S3 upload benchmark against fauxqs on loopback, kiln vs awscli side by side:
+#   1. a static site of 1,000 files, 10 MB in all: `kiln upload` vs `aws s3 sync`
+#   2. one 1 GiB file in 8 MiB parts: `kiln upload` vs `aws s3 cp`
+# Each run goes to a fresh prefix (nothing is skipped as unchanged). Prints the
+# median wall times of BENCH_RUNS runs, the kiln/aws ratios and peak RSS.
+# Targets: site time ratio <= 0.5; big-file throughput ratio >= 1.5.
+#
+#   KILN_BIN        the kiln binary (default build/ci/src/kiln)
+#   BENCH_RUNS      runs per tool and case (default 3)
+#   BENCH_BIG_MIB   size of the big file (default 1024)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KILN=${KILN_BIN:-$PWD/build/ci/src/kiln}
+RUNS=${BENCH_RUNS:-3}
+BIG_MIB=${BENCH_BIG_MIB:-1024}
+CACHE=/var/cache/kiln/bench-s3
+W=$(mktemp -d /tmp/kiln-bench-s3.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"; }
+trap cleanup EXIT
+
+eval "$(bash tests/aws/setup.sh | sed 's/^/export /')"
+PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+EP=http://127.0.0.1:$PORT
+export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1 \
+  AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true AWS_ENDPOINT_URL=$EP HOME=$W
+
+start_fauxqs() {
+  [ ${#PIDS[@]} -gt 0 ] && { kill "${PIDS[@]}" 2>/dev/null || true; wait "${PIDS[@]}" 2>/dev/null || true; PIDS=(); }
+  "$NODE" --max-old-space-size=8192 tests/aws/serve.mjs "$FAUXQS_DIR" "$PORT" >"$W/fauxqs.log" 2>&1 &
+  PIDS=($!)
+  for _ in $(seq 1 300); do curl -sf "$EP/health" >/dev/null && break; sleep 0.1; done
+  curl -sf -X PUT "$EP/bench" >/dev/null
+}
+
+if [ ! -f "$CACHE/.done-$BIG_MIB" ]; then
+  echo "# making the 1,000-file site and the ${BIG_MIB} MiB file in $CACHE (once)"
+  rm -rf "$CACHE"; mkdir -p "$CACHE/site/assets" "$CACHE/big"
+  python3 - "$CACHE" "$BIG_MIB" <<'PY'
+import os, random, sys
+root, mib = sys.argv[1], int(sys.argv[2])
+r = random.Random(1)
+exts = ["html", "css", "js", "json", "png", "svg", "txt", "woff2"]
+for i in range(1000):
+    d = os.path.join(root, "site", "assets", "d%02d" % (i % 20))
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "f%04d.%s" % (i, exts[i % len(exts)])), "wb") as f:
+        f.write(r.randbytes(10000))
+with open(os.path.join(root, "big", "big.bin"), "wb") as f:
+    for _ in range(mib):
+        f.write(os.urandom(1 << 20))
+PY
+  touch "$CACHE/.done-$BIG_MIB"
+fi
+
+# Runs "$@" RUNS times; prints "median_seconds max_rss_kib".
+measure() {
+  local i t=() m=0 line
+  for i in $(seq 1 "$RUNS"); do
+    line=$( { /usr/bin/time -f '%e %M' "$@" >/dev/null 2>"$W/err"; } 2>&1; tail -n1 "$W/err")
+    t+=("${line% *}")
+    [ "${line#* }" -gt "$m" ] && m=${line#* }
+  done
+  printf '%s\n' "${t[@]}" | sort -n | awk -v m="$m" '{a[NR]=$1} END {print a[int((NR+1)/2)], m}'
+}
+
+echo "# fauxqs on $EP; $RUNS runs each, median wall time"
+start_fauxqs
+# each run: a fresh random prefix (\$RANDOM is expanded by the inner shell)
+read -r ks kr < <(measure bash -c "$KILN upload $CACHE/site --output type=s3,dest=s3://bench/k-site-\$RANDOM\$RANDOM")
+read -r as ar < <(measure bash -c "/usr/bin/aws s3 sync --only-show-errors $CACHE/site s3://bench/a-site-\$RANDOM\$RANDOM")
+echo "site 1,000 files / 10 MB: kiln ${ks}s (peak RSS ${kr} KiB), aws s3 sync ${as}s (peak RSS ${ar} KiB)"
+awk -v k="$ks" -v a="$as" 'BEGIN {r=k/a; printf "site time ratio kiln/aws = %.2f (target <= 0.5): %s\n", r, (r <= 0.5 ? "PASS" : "FAIL")}'
+
+# big file: a fresh fauxqs per tool so that memory from the first does not slow the second
+start_fauxqs
+read -r kb kbr < <(measure bash -c "$KILN upload $CACHE/big/big.bin --output type=s3,dest=s3://bench/k-big-\$RANDOM/ --part-size 8M")
+start_fauxqs
+read -r ab abr < <(measure bash -c "/usr/bin/aws s3 cp --only-show-errors $CACHE/big/big.bin s3://bench/a-big-\$RANDOM/big.bin")
+echo "${BIG_MIB} MiB file, 8 MiB parts: kiln ${kb}s (peak RSS ${kbr} KiB), aws s3 cp ${ab}s (peak RSS ${abr} KiB)"
+awk -v k="$kb" -v a="$ab" -v m="$BIG_MIB" 'BEGIN {r=a/k; printf "throughput kiln %.0f MiB/s, aws %.0f MiB/s, ratio %.2f (target >= 1.5): %s\n", m/k, m/a, r, (r >= 1.5 ? "PASS" : "FAIL")}'
