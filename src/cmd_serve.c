@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include "src/commands.h"
+#include "src/server/cli.h"
 #include "src/server/http.h"
+#include "src/server/remote.h"
 #include "src/server/runner.h"
 #include "src/server/server.h"
 #include "src/server/worker.h"
@@ -42,38 +44,9 @@ static void serve_usage(void)
         "API tokens also come from KILN_API_TOKENS (comma-separated).\n");
 }
 
-/* Parses a non-negative integer option; -1 when invalid. */
-static long long parse_num(const char *s)
-{
-    char *end = NULL;
-    long long v;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno || *end || end == s || v < 0)
-        return -1;
-    return v;
-}
-
 static void kill_stale(pid_t pgid, uint64_t ticks, void *opaque)
 {
     kiln_runner_kill_stale(pgid, ticks);
-}
-
-/* The program builds run with: an explicit command, or this very binary. */
-static char *resolve_build_cmd(const char *opt)
-{
-    char self[PATH_MAX];
-    ssize_t n;
-
-    if (opt == NULL)
-        opt = getenv("KILN_BUILD_COMMAND");
-    if (opt && *opt)
-        return kiln_xstrdup(opt);
-    n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n <= 0)
-        return kiln_xstrdup("/proc/self/exe");
-    self[n] = '\0';
-    return kiln_xstrdup(self);
 }
 
 int kiln_cmd_serve(int argc, char **argv)
@@ -92,7 +65,9 @@ int kiln_cmd_serve(int argc, char **argv)
         O_REQUEUE,
         O_DASH,
         O_BUILDOPT,
-        O_KILNROOT
+        O_KILNROOT,
+        O_QUEUE,
+        O_EVENTS
     };
     static const struct option opts[] = {
         {"help", no_argument, NULL, 'h'},
@@ -111,10 +86,12 @@ int kiln_cmd_serve(int argc, char **argv)
         {"dashboard", required_argument, NULL, O_DASH},
         {"build-option", required_argument, NULL, O_BUILDOPT},
         {"kiln-root", required_argument, NULL, O_KILNROOT},
+        {"queue", required_argument, NULL, O_QUEUE},
+        {"events-queue", required_argument, NULL, O_EVENTS},
         {NULL, 0, NULL, 0},
     };
     const char *listen = "127.0.0.1:8080", *root = "/var/lib/kiln/server", *config = NULL;
-    const char *build_cmd_opt = NULL, *kiln_root = NULL;
+    const char *build_cmd_opt = NULL, *kiln_root = NULL, *queue = NULL, *events = NULL;
     long long workers = 2, timeout = 3600, log_cap = 64LL << 20, max_body = 1 << 20,
               max_upload = 256LL << 20, drain = 110;
     int no_auth = 0, requeue = 0, c, sig = 0, recovered;
@@ -123,7 +100,7 @@ int kiln_cmd_serve(int argc, char **argv)
     kiln_error_t err = {0};
     _cleanup_free_ char *db_path = NULL, *logs = NULL, *build_cmd = NULL;
     _cleanup_strv_ char **build_opts = NULL;
-    size_t n_build_opts = 0;
+    unsigned n_build_opts = 0;
     sigset_t set;
 
     optind = 1;
@@ -154,6 +131,12 @@ int kiln_cmd_serve(int argc, char **argv)
         case O_DASH:
             srv.dashboard_file = optarg;
             break;
+        case O_QUEUE:
+            queue = optarg;
+            break;
+        case O_EVENTS:
+            events = optarg;
+            break;
         case O_KILNROOT:
             kiln_root = optarg;
             break;
@@ -161,9 +144,7 @@ int kiln_cmd_serve(int argc, char **argv)
             if (optarg[0] != '-')
                 return kiln_cli_usage_error("serve", "--build-option '%s' is not an option",
                                             optarg);
-            build_opts = kiln_xrealloc(build_opts, (n_build_opts + 2) * sizeof(char *));
-            build_opts[n_build_opts++] = kiln_xstrdup(optarg);
-            build_opts[n_build_opts] = NULL;
+            kiln_server_strv_add(&build_opts, &n_build_opts, optarg);
             break;
         case O_WORKERS:
             num = &workers;
@@ -186,7 +167,7 @@ int kiln_cmd_serve(int argc, char **argv)
         default:
             return KILN_EXIT_USAGE;
         }
-        if (num && (*num = parse_num(optarg)) < 0)
+        if (num && (*num = kiln_server_parse_num(optarg)) < 0)
             return kiln_cli_usage_error("serve", "option '%s' needs a non-negative number",
                                         argv[optind - 1]);
     }
@@ -222,28 +203,37 @@ int kiln_cmd_serve(int argc, char **argv)
     srv.workers = (int)workers;
     db_path = kiln_xasprintf("%s/kiln.db", root);
     logs = kiln_xasprintf("%s/logs", root);
-    build_cmd = resolve_build_cmd(build_cmd_opt);
+    build_cmd = kiln_server_build_cmd(build_cmd_opt);
     if (kiln_fs_mkdir_p(logs, 0750, &err) < 0 || kiln_db_open(db_path, &srv.db, &err) < 0)
         goto fail;
-    recovered = kiln_db_recover(srv.db, requeue, kill_stale, NULL, &err);
-    if (recovered < 0)
-        goto fail;
-    if (recovered > 0)
-        fprintf(stderr, "kiln serve: %d build(s) were interrupted by the previous stop (%s)\n",
-                recovered, requeue ? "queued again" : "marked failed");
-    {
+    if (queue) {
+        /* Builds run on `kiln worker`s; their state arrives as events. */
+        srv.workers = 0;
+        if (kiln_remote_start(&srv, queue, events, &srv.remote, &err) < 0)
+            goto fail;
+    } else {
         kiln_worker_opts_t wo = {.workers = (int)workers,
                                  .build_cmd = build_cmd,
                                  .timeout_s = (int)timeout,
                                  .build_options = build_opts,
                                  .kiln_root = kiln_root};
+        recovered = kiln_db_recover(srv.db, requeue, kill_stale, NULL, &err);
+        if (recovered < 0)
+            goto fail;
+        if (recovered > 0)
+            fprintf(stderr, "kiln serve: %d build(s) were interrupted by the previous stop (%s)\n",
+                    recovered, requeue ? "queued again" : "marked failed");
         if (kiln_worker_pool_start(&srv, &wo, &srv.pool, &err) < 0)
             goto fail;
     }
     if (kiln_http_start(&srv, listen, &http, &err) < 0)
         goto fail;
-    fprintf(stderr, "kiln serve: listening on http://%s with %lld worker(s)%s\n", listen, workers,
-            srv.no_auth ? " (no authentication)" : "");
+    if (queue)
+        fprintf(stderr, "kiln serve: listening on http://%s, builds go to %s%s\n", listen, queue,
+                srv.no_auth ? " (no authentication)" : "");
+    else
+        fprintf(stderr, "kiln serve: listening on http://%s with %lld worker(s)%s\n", listen,
+                workers, srv.no_auth ? " (no authentication)" : "");
 
     while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
         ;
@@ -251,6 +241,8 @@ int kiln_cmd_serve(int argc, char **argv)
     srv.stopping = 1;
     kiln_worker_pool_stop(srv.pool, (int)drain);
     srv.pool = NULL;
+    kiln_remote_stop(srv.remote);
+    srv.remote = NULL;
     kiln_http_stop(http);
     kiln_db_close(srv.db);
     kiln_config_free(srv.config);
@@ -261,6 +253,7 @@ fail:
     kiln_http_stop(http);
     if (srv.pool)
         kiln_worker_pool_stop(srv.pool, 0);
+    kiln_remote_stop(srv.remote);
     kiln_db_close(srv.db);
     kiln_config_free(srv.config);
     free(srv.root);

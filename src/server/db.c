@@ -480,6 +480,27 @@ static int close_phase(kiln_db_t *db, const char *id, double now, kiln_error_t *
                "dt", now, id);
 }
 
+int kiln_db_remote_start(kiln_db_t *db, const char *id, const char *status, kiln_error_t *err)
+{
+    double now = now_seconds();
+    int rc;
+
+    pthread_mutex_lock(&db->lock);
+    rc =
+        run(db, err,
+            "UPDATE builds SET status = ?1, started = ?2, finished = NULL, attempts = attempts + 1 "
+            "WHERE id = ?3 AND status NOT IN ('succeeded', 'failed', 'canceled')",
+            "tdt", status, now, id);
+    if (rc > 0 && (close_phase(db, id, now, err) < 0 ||
+                   run(db, err,
+                       "INSERT INTO phases(build_seq, name, started) SELECT seq, ?1, ?2 FROM "
+                       "builds WHERE id = ?3",
+                       "tdt", status, now, id) < 0))
+        rc = -1;
+    pthread_mutex_unlock(&db->lock);
+    return rc < 0 ? -1 : 0;
+}
+
 int kiln_db_phase(kiln_db_t *db, const char *id, const char *status, kiln_error_t *err)
 {
     double now = now_seconds();

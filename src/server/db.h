@@ -65,6 +65,10 @@ int kiln_db_build_list(kiln_db_t *db, const char *status, const char *repo, int6
 int kiln_db_claim(kiln_db_t *db, const char *first_status, kiln_db_job_t *job, kiln_error_t *err);
 void kiln_db_job_free(kiln_db_job_t *job);
 
+/* A remote worker started (or restarted) the build: status becomes `status`, a new phase
+ * opens and attempts counts up. Final builds are left alone. */
+int kiln_db_remote_start(kiln_db_t *db, const char *id, const char *status, kiln_error_t *err);
+
 /* Records the process group running a build (and its start time, to recognise it later). */
 int kiln_db_set_process(kiln_db_t *db, const char *id, pid_t pgid, uint64_t start_ticks,
                         kiln_error_t *err);

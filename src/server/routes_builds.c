@@ -14,6 +14,7 @@
 
 #include "src/server/cursor.h"
 #include "src/server/http.h"
+#include "src/server/remote.h"
 #include "src/server/request.h"
 #include "src/server/worker.h"
 #include "utils/cleanup.h"
@@ -88,6 +89,13 @@ int kiln_routes_enqueue(kiln_server_t *s, json_t *body, char **id_out, unsigned 
             }
         }
     }
+    if (s->remote && (json_object_get(req.stored, "secrets") ||
+                      json_object_get(json_object_get(req.stored, "source"), "context"))) {
+        kiln_request_free(&req);
+        return kiln_error_set(err, 0,
+                              "secrets and uploaded contexts are not supported when "
+                              "builds go to a queue (--queue)");
+    }
     *status = 500;
     if (req.secrets && json_object_size(req.secrets) > 0) {
         _cleanup_free_ char *dir = kiln_xasprintf("%s/secrets/%s", s->root, id);
@@ -103,6 +111,12 @@ int kiln_routes_enqueue(kiln_server_t *s, json_t *body, char **id_out, unsigned 
         _cleanup_free_ char *dir = kiln_xasprintf("%s/secrets/%s", s->root, id);
         kiln_fs_rm_rf(dir, NULL);
         kiln_request_free(&req);
+        return -1;
+    }
+    if (s->remote && kiln_remote_enqueue(s->remote, id, req.stored, err) < 0) {
+        kiln_db_finish(s->db, id, "failed", "enqueue_failed", err->msg, NULL, 0, NULL);
+        kiln_request_free(&req);
+        *status = 502;
         return -1;
     }
     kiln_request_free(&req);

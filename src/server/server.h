@@ -10,12 +10,14 @@
 #include "src/server/db.h"
 
 typedef struct kiln_worker_pool kiln_worker_pool_t;
+typedef struct kiln_remote kiln_remote_t;
 
 typedef struct kiln_server {
     char *root; /* the server's directory: kiln.db, logs/, builds/, contexts/ */
     kiln_db_t *db;
     kiln_config_t *config;
     kiln_worker_pool_t *pool;
+    kiln_remote_t *remote; /* --queue: builds go to SQS for `kiln worker`s */
     size_t max_body;       /* JSON bodies */
     size_t max_upload;     /* uploaded contexts */
     size_t log_cap;        /* per build */

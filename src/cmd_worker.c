@@ -1,0 +1,171 @@
+/* kiln worker — runs build jobs from an SQS queue (the ECS task mode of the build server). */
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/commands.h"
+#include "src/server/cli.h"
+#include "src/server/sqs_worker.h"
+#include "utils/cleanup.h"
+
+static void worker_usage(void)
+{
+    printf(
+        "Usage: kiln worker --queue SQS_URL [options]\n\n"
+        "Long-polls the job queue and builds each job (the JSON of POST /v1/builds plus an\n"
+        "id, as `kiln serve --queue` sends it), keeping the message hidden while it builds.\n"
+        "The message is deleted once the finished event is sent; a crash leaves it to come\n"
+        "back to another worker (and to the dead-letter queue through the redrive policy).\n\n"
+        "  --queue SQS_URL          the job queue (required)\n"
+        "  --events-queue SQS_URL   send started/phase/finished events (with the log tail)\n"
+        "  --concurrency N          builds at once (default 1)\n"
+        "  --root DIR               logs and scratch space (default /var/lib/kiln/worker)\n"
+        "  --kiln-root DIR          kiln root for checkouts and builds\n"
+        "  --build-command PATH     program run as `PATH checkout|build …` (default: this kiln)\n"
+        "  --build-option OPT       add OPT to every `kiln build` (repeatable)\n"
+        "  --build-timeout SECS     per-build limit (default 3600, 0 = none)\n"
+        "  --visibility-timeout S   hide a received job for S seconds, renewed every S/3\n"
+        "                           while it builds (default 120)\n"
+        "  --wait-seconds S         long-poll wait (default 20, at most 20)\n"
+        "  --drain-timeout SECS     on SIGTERM, let running builds finish this long, then\n"
+        "                           release their jobs to the queue (default 110)\n"
+        "  --log-cap BYTES          per-build log limit (default 67108864)\n\n"
+        "AWS: the usual credential chain, AWS_REGION, AWS_ENDPOINT_URL(_SQS).\n");
+}
+
+int kiln_cmd_worker(int argc, char **argv)
+{
+    enum {
+        O_QUEUE = 256,
+        O_EVENTS,
+        O_CONC,
+        O_ROOT,
+        O_KROOT,
+        O_CMD,
+        O_OPT,
+        O_TIMEOUT,
+        O_VIS,
+        O_WAIT,
+        O_DRAIN,
+        O_LOGCAP
+    };
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"queue", required_argument, NULL, O_QUEUE},
+        {"events-queue", required_argument, NULL, O_EVENTS},
+        {"concurrency", required_argument, NULL, O_CONC},
+        {"root", required_argument, NULL, O_ROOT},
+        {"kiln-root", required_argument, NULL, O_KROOT},
+        {"build-command", required_argument, NULL, O_CMD},
+        {"build-option", required_argument, NULL, O_OPT},
+        {"build-timeout", required_argument, NULL, O_TIMEOUT},
+        {"visibility-timeout", required_argument, NULL, O_VIS},
+        {"wait-seconds", required_argument, NULL, O_WAIT},
+        {"drain-timeout", required_argument, NULL, O_DRAIN},
+        {"log-cap", required_argument, NULL, O_LOGCAP},
+        {NULL, 0, NULL, 0},
+    };
+    kiln_sqs_worker_opts_t o = {.root = "/var/lib/kiln/worker"};
+    long long conc = 1, timeout = 3600, vis = 120, wait_s = 20, drain = 110, log_cap = 64LL << 20;
+    const char *cmd_opt = NULL;
+    _cleanup_free_ char *cmd = NULL;
+    _cleanup_strv_ char **build_opts = NULL;
+    unsigned n_build_opts = 0;
+    kiln_sqs_worker_t *w = NULL;
+    kiln_error_t err = {0};
+    sigset_t set;
+    int c, sig = 0;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        long long *num = NULL;
+        switch (c) {
+        case 'h':
+            worker_usage();
+            return KILN_EXIT_OK;
+        case O_QUEUE:
+            o.queue_url = optarg;
+            break;
+        case O_EVENTS:
+            o.events_url = optarg;
+            break;
+        case O_ROOT:
+            o.root = optarg;
+            break;
+        case O_KROOT:
+            o.kiln_root = optarg;
+            break;
+        case O_CMD:
+            cmd_opt = optarg;
+            break;
+        case O_OPT:
+            if (optarg[0] != '-')
+                return kiln_cli_usage_error("worker", "--build-option '%s' is not an option",
+                                            optarg);
+            kiln_server_strv_add(&build_opts, &n_build_opts, optarg);
+            break;
+        case O_CONC:
+            num = &conc;
+            break;
+        case O_TIMEOUT:
+            num = &timeout;
+            break;
+        case O_VIS:
+            num = &vis;
+            break;
+        case O_WAIT:
+            num = &wait_s;
+            break;
+        case O_DRAIN:
+            num = &drain;
+            break;
+        case O_LOGCAP:
+            num = &log_cap;
+            break;
+        default:
+            return KILN_EXIT_USAGE;
+        }
+        if (num && (*num = kiln_server_parse_num(optarg)) < 0)
+            return kiln_cli_usage_error("worker", "option '%s' needs a non-negative number",
+                                        argv[optind - 1]);
+    }
+    if (optind < argc)
+        return kiln_cli_usage_error("worker", "unexpected argument '%s'", argv[optind]);
+    if (o.queue_url == NULL)
+        return kiln_cli_usage_error("worker", "--queue SQS_URL is required");
+    if (conc < 1 || conc > 64)
+        return kiln_cli_usage_error("worker", "--concurrency must be 1..64");
+    if (vis < 3 || vis > 43200)
+        return kiln_cli_usage_error("worker", "--visibility-timeout must be 3..43200 seconds");
+    if (wait_s > 20)
+        return kiln_cli_usage_error("worker", "--wait-seconds must be 0..20");
+    if (timeout > INT_MAX || drain > INT_MAX)
+        return kiln_cli_usage_error("worker", "time limit too large");
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    cmd = kiln_server_build_cmd(cmd_opt);
+    o.build_cmd = cmd;
+    o.build_options = build_opts;
+    o.concurrency = (int)conc;
+    o.visibility_s = (int)vis;
+    o.wait_s = (int)wait_s;
+    o.timeout_s = (int)timeout;
+    o.drain_s = (int)drain;
+    o.log_cap = (size_t)log_cap;
+    if (kiln_sqs_worker_start(&o, &w, &err) < 0)
+        return kiln_cli_fail(&err);
+    fprintf(stderr, "kiln worker: taking jobs from %s (%lld at a time)\n", o.queue_url, conc);
+    sigwait(&set, &sig);
+    fprintf(stderr, "kiln worker: %s: draining (up to %lld s)\n", strsignal(sig), drain);
+    kiln_sqs_worker_stop(w);
+    fprintf(stderr, "kiln worker: stopped\n");
+    return KILN_EXIT_OK;
+}

@@ -1,0 +1,42 @@
+#include "src/server/cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "utils/mem.h"
+
+long long kiln_server_parse_num(const char *s)
+{
+    char *end = NULL;
+    long long v;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || *end || end == s || v < 0)
+        return -1;
+    return v;
+}
+
+char *kiln_server_build_cmd(const char *opt)
+{
+    char self[PATH_MAX];
+    ssize_t n;
+
+    if (opt == NULL)
+        opt = getenv("KILN_BUILD_COMMAND");
+    if (opt && *opt)
+        return kiln_xstrdup(opt);
+    n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0)
+        return kiln_xstrdup("/proc/self/exe");
+    self[n] = '\0';
+    return kiln_xstrdup(self);
+}
+
+void kiln_server_strv_add(char ***v, unsigned *n, const char *s)
+{
+    *v = kiln_xrealloc(*v, (*n + 2) * sizeof(char *));
+    (*v)[(*n)++] = kiln_xstrdup(s);
+    (*v)[*n] = NULL;
+}

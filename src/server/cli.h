@@ -1,0 +1,15 @@
+/* kiln server — option helpers shared by `kiln serve` and `kiln worker`. */
+#ifndef KILN_SERVER_CLI_H
+#define KILN_SERVER_CLI_H
+
+/* Parses a non-negative integer; -1 when it is not one. */
+long long kiln_server_parse_num(const char *s);
+
+/* The program builds run with: opt, else $KILN_BUILD_COMMAND, else this very binary
+ * (malloc'ed). */
+char *kiln_server_build_cmd(const char *opt);
+
+/* Appends a copy of s to the NULL-terminated list *v holding *n entries. */
+void kiln_server_strv_add(char ***v, unsigned *n, const char *s);
+
+#endif

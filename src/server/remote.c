@@ -1,0 +1,173 @@
+#include "src/server/remote.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "src/server/request.h"
+#include "src/server/sqs_jobs.h"
+#include "utils/aws/client.h"
+#include "utils/aws/sqs.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+
+struct kiln_remote {
+    kiln_server_t *srv;
+    char *jobs_url;
+    char *events_url;
+    kiln_aws_t *send_aws;
+    pthread_mutex_t send_lock;
+    pthread_t reader;
+    volatile int stop;
+};
+
+int kiln_remote_parse_job(const char *body, char **id, json_t **request, kiln_error_t *err)
+{
+    json_t *o = json_loads(body, 0, NULL), *req;
+    const char *i;
+
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return kiln_error_set(err, 0, "job message is not a JSON object");
+    }
+    i = json_string_value(json_object_get(o, "id"));
+    req = json_object_get(o, "request");
+    if (i == NULL || strlen(i) > 64 ||
+        strspn(i, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(i) || !json_is_object(req)) {
+        json_decref(o);
+        return kiln_error_set(err, 0, "job message needs an 'id' and a 'request' object");
+    }
+    *id = kiln_xstrdup(i);
+    *request = json_incref(req);
+    json_decref(o);
+    return 0;
+}
+
+int kiln_remote_enqueue(kiln_remote_t *r, const char *id, json_t *stored, kiln_error_t *err)
+{
+    json_t *job = json_pack("{s:s,s:O}", "id", id, "request", stored);
+    _cleanup_free_ char *text = json_dumps(job, JSON_COMPACT);
+    kiln_msg_attr_t attr = {"kiln-build-id", id};
+    kiln_sqs_message_t msg = {.body = text, .attrs = &attr, .n_attrs = 1};
+    size_t n = strlen(r->jobs_url);
+    int ret;
+
+    if (n > 5 && strcmp(r->jobs_url + n - 5, ".fifo") == 0) {
+        msg.group_id = "kiln";
+        msg.dedup_id = id;
+    }
+    json_decref(job);
+    pthread_mutex_lock(&r->send_lock);
+    ret = kiln_sqs_send(r->send_aws, r->jobs_url, &msg, NULL, err);
+    pthread_mutex_unlock(&r->send_lock);
+    return ret;
+}
+
+/* Replaces the build's log with what the worker sent (its tail), atomically. */
+static void write_log(kiln_server_t *s, const char *id, const char *text)
+{
+    _cleanup_free_ char *path = kiln_server_log_path(s, id);
+    kiln_fs_write_file_atomic(path, text, strlen(text), 0640, NULL);
+}
+
+int kiln_remote_apply_event(kiln_server_t *s, const char *body, kiln_error_t *err)
+{
+    json_t *ev = json_loads(body, 0, NULL);
+    const char *type, *id, *status;
+    int ret = 0;
+
+    if (!json_is_object(ev)) {
+        json_decref(ev);
+        return kiln_error_set(err, 0, "event is not a JSON object");
+    }
+    type = json_string_value(json_object_get(ev, "type"));
+    id = json_string_value(json_object_get(ev, "id"));
+    status = json_string_value(json_object_get(ev, "status"));
+    if (type == NULL || id == NULL) {
+        json_decref(ev);
+        return kiln_error_set(err, 0, "event without type or id");
+    }
+    if (strcmp(type, "started") == 0 && kiln_db_status_running(status)) {
+        ret = kiln_db_remote_start(s->db, id, status, err);
+    } else if (strcmp(type, "phase") == 0 && kiln_db_status_running(status)) {
+        ret = kiln_db_phase(s->db, id, status, err);
+    } else if (strcmp(type, "commit") == 0) {
+        const char *c = json_string_value(json_object_get(ev, "commit"));
+        if (c)
+            ret = kiln_db_set_commit(s->db, id, c, err);
+    } else if (strcmp(type, "requeued") == 0) {
+        ret = kiln_db_requeue(s->db, id, err);
+    } else if (strcmp(type, "finished") == 0 && kiln_db_status_final(status)) {
+        json_t *res = json_object_get(ev, "result");
+        _cleanup_free_ char *res_text = json_is_object(res) ? json_dumps(res, JSON_COMPACT) : NULL;
+        const char *log = json_string_value(json_object_get(ev, "log"));
+        if (log)
+            write_log(s, id, log);
+        ret = kiln_db_finish(s->db, id, status, json_string_value(json_object_get(ev, "reason")),
+                             json_string_value(json_object_get(ev, "error")), res_text, 0, err);
+    }
+    json_decref(ev);
+    return ret;
+}
+
+/* Reads the events queue until stopped; each event is deleted once applied. */
+static void *reader_main(void *arg)
+{
+    kiln_remote_t *r = arg;
+    kiln_aws_t *aws = kiln_aws_new(NULL);
+
+    while (!r->stop) {
+        kiln_sqs_received_t m = {0};
+        kiln_error_t err = {0};
+        int got = kiln_sqs_jobs_receive(aws, r->events_url, 1, 30, &m, &err);
+        if (got < 0) {
+            sleep(1);
+            continue;
+        }
+        if (got == 0)
+            continue;
+        /* An event that cannot apply now (e.g. a store error) comes back after 30 s. */
+        if (kiln_remote_apply_event(r->srv, m.body, &err) == 0 || err.code == 0)
+            kiln_sqs_jobs_delete(aws, r->events_url, m.receipt, NULL);
+        kiln_sqs_received_free(&m);
+    }
+    kiln_aws_free(aws);
+    return NULL;
+}
+
+int kiln_remote_start(kiln_server_t *s, const char *jobs_url, const char *events_url,
+                      kiln_remote_t **out, kiln_error_t *err)
+{
+    kiln_remote_t *r = kiln_xzalloc(sizeof(*r));
+    int rc;
+
+    r->srv = s;
+    r->jobs_url = kiln_xstrdup(jobs_url);
+    r->events_url = events_url ? kiln_xstrdup(events_url) : NULL;
+    r->send_aws = kiln_aws_new(NULL);
+    pthread_mutex_init(&r->send_lock, NULL);
+    if (r->events_url && (rc = pthread_create(&r->reader, NULL, reader_main, r)) != 0) {
+        r->events_url = (free(r->events_url), NULL);
+        kiln_remote_stop(r);
+        return kiln_error_set(err, rc, "starting the events reader");
+    }
+    *out = r;
+    return 0;
+}
+
+void kiln_remote_stop(kiln_remote_t *r)
+{
+    if (r == NULL)
+        return;
+    r->stop = 1;
+    if (r->events_url)
+        pthread_join(r->reader, NULL);
+    kiln_aws_free(r->send_aws);
+    pthread_mutex_destroy(&r->send_lock);
+    free(r->jobs_url);
+    free(r->events_url);
+    free(r);
+}

@@ -1,0 +1,151 @@
+#include "src/server/sqs_jobs.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "utils/cleanup.h"
+#include "utils/mem.h"
+
+#define SQS_ANSWER_CAP (1024u * 1024)
+
+/* The endpoint for queue_url: an AWS_ENDPOINT_URL(_SQS) override, else the queue URL's own
+ * scheme and host. */
+static int queue_endpoint(kiln_aws_t *aws, const char *queue_url, kiln_aws_endpoint_t *ep,
+                          kiln_error_t *err)
+{
+    kiln_aws_endpoint_t qep = {0};
+
+    if (kiln_aws_endpoint_parse(queue_url, &qep, err) < 0)
+        return kiln_error_prefix(err, "SQS queue URL");
+    if (qep.base_path[0] == '\0') {
+        kiln_aws_endpoint_clear(&qep);
+        return kiln_error_set(err, 0, "SQS queue URL '%s' has no queue path", queue_url);
+    }
+    if (kiln_aws_endpoint_resolve("sqs", aws->region, ep, err) < 0) {
+        kiln_aws_endpoint_clear(&qep);
+        return -1;
+    }
+    if (!ep->custom) {
+        kiln_aws_endpoint_clear(ep);
+        ep->scheme = kiln_xstrdup(qep.scheme);
+        ep->host = kiln_xstrdup(qep.host);
+        ep->base_path = kiln_xstrdup("");
+    }
+    kiln_aws_endpoint_clear(&qep);
+    return 0;
+}
+
+/* One JSON-protocol call: `AmazonSQS.<action>` with req (consumed); *ans is the answer
+ * object (may be NULL when the caller does not want it). */
+static int sqs_call(kiln_aws_t *aws, const char *queue_url, const char *action, json_t *req,
+                    json_t **ans, kiln_error_t *err)
+{
+    kiln_aws_endpoint_t ep = {0};
+    _cleanup_free_ char *body = NULL;
+    _cleanup_free_ char *target = kiln_xasprintf("X-Amz-Target: AmazonSQS.%s", action);
+    _cleanup_free_ char *what = kiln_xasprintf("SQS %s on %s", action, queue_url);
+    const char *hdrs[2] = {"Content-Type: application/x-amz-json-1.0", target};
+    kiln_aws_call_t call = {0};
+    kiln_http_response_t resp = {0};
+    int ret = -1;
+
+    json_object_set_new(req, "QueueUrl", json_string(queue_url));
+    body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    if (queue_endpoint(aws, queue_url, &ep, err) < 0)
+        return -1;
+    call.service = "sqs";
+    call.endpoint = &ep;
+    call.method = "POST";
+    call.path = "/";
+    call.headers = hdrs;
+    call.n_headers = 2;
+    call.body = body;
+    call.body_len = strlen(body);
+    call.body_fd = -1;
+    call.response_cap = SQS_ANSWER_CAP;
+    if (kiln_aws_send(aws, NULL, &call, &resp, err) < 0) {
+        kiln_error_prefix(err, "%s", what);
+        goto out;
+    }
+    if (resp.status != 200) {
+        kiln_aws_error_from_response(&resp, err, what);
+        goto out;
+    }
+    if (ans) {
+        *ans = resp.body_len
+                   ? kiln_aws_json_parse(resp.body, resp.body_len, SQS_ANSWER_CAP, what, err)
+                   : json_object();
+        if (*ans == NULL)
+            goto out;
+    }
+    ret = 0;
+out:
+    kiln_http_response_free(&resp);
+    kiln_aws_endpoint_clear(&ep);
+    return ret;
+}
+
+int kiln_sqs_jobs_receive(kiln_aws_t *aws, const char *queue_url, int wait_s, int visibility_s,
+                          kiln_sqs_received_t *out, kiln_error_t *err)
+{
+    json_t *req =
+        json_pack("{s:i,s:i,s:i,s:[s]}", "MaxNumberOfMessages", 1, "WaitTimeSeconds", wait_s,
+                  "VisibilityTimeout", visibility_s, "AttributeNames", "ApproximateReceiveCount");
+    json_t *ans = NULL, *m;
+    const char *body, *receipt, *count;
+    kiln_sqs_received_t r = {0};
+
+    if (sqs_call(aws, queue_url, "ReceiveMessage", req, &ans, err) < 0)
+        return -1;
+    m = json_array_get(json_object_get(ans, "Messages"), 0);
+    if (m == NULL) {
+        json_decref(ans);
+        return 0;
+    }
+    body = json_string_value(json_object_get(m, "Body"));
+    receipt = json_string_value(json_object_get(m, "ReceiptHandle"));
+    if (body == NULL || receipt == NULL) {
+        json_decref(ans);
+        return kiln_error_set(err, EPROTO, "SQS ReceiveMessage on %s: message without %s",
+                              queue_url, body ? "ReceiptHandle" : "Body");
+    }
+    r.body = kiln_xstrdup(body);
+    r.receipt = kiln_xstrdup(receipt);
+    r.message_id = kiln_xstrdup(json_string_value(json_object_get(m, "MessageId"))
+                                    ? json_string_value(json_object_get(m, "MessageId"))
+                                    : "");
+    count = json_string_value(
+        json_object_get(json_object_get(m, "Attributes"), "ApproximateReceiveCount"));
+    r.receive_count = count ? (int)strtol(count, NULL, 10) : 1;
+    json_decref(ans);
+    *out = r;
+    return 1;
+}
+
+int kiln_sqs_jobs_delete(kiln_aws_t *aws, const char *queue_url, const char *receipt,
+                         kiln_error_t *err)
+{
+    return sqs_call(aws, queue_url, "DeleteMessage", json_pack("{s:s}", "ReceiptHandle", receipt),
+                    NULL, err);
+}
+
+int kiln_sqs_jobs_extend(kiln_aws_t *aws, const char *queue_url, const char *receipt,
+                         int visibility_s, kiln_error_t *err)
+{
+    return sqs_call(
+        aws, queue_url, "ChangeMessageVisibility",
+        json_pack("{s:s,s:i}", "ReceiptHandle", receipt, "VisibilityTimeout", visibility_s), NULL,
+        err);
+}
+
+void kiln_sqs_received_free(kiln_sqs_received_t *m)
+{
+    free(m->body);
+    free(m->receipt);
+    free(m->message_id);
+    memset(m, 0, sizeof(*m));
+}

@@ -1,0 +1,370 @@
+#include "src/server/sqs_worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "src/server/job.h"
+#include "src/server/remote.h"
+#include "src/server/request.h"
+#include "src/server/runner.h"
+#include "src/server/sqs_jobs.h"
+#include "src/server/worker.h"
+#include "utils/aws/client.h"
+#include "utils/aws/sqs.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+
+#define LOG_TAIL (128 * 1024)
+
+struct kiln_sqs_worker {
+    kiln_sqs_worker_opts_t o;
+    pthread_t *threads;
+    pthread_mutex_t lock;
+    char **running; /* job ids being built here, one slot per thread */
+    volatile int draining;
+    volatile int stop_builds;
+    char host[128];
+};
+
+typedef struct job_state {
+    kiln_sqs_worker_t *w;
+    kiln_aws_t *aws;
+    const char *id;
+    const char *receipt;
+    double last_extend;
+    int attempt;
+} job_state_t;
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Sends an event (best effort unless `must`): returns -1 when it could not be sent. */
+static int send_event(job_state_t *j, json_t *ev)
+{
+    _cleanup_free_ char *text = NULL;
+    kiln_msg_attr_t attrs[2] = {{"kiln-build-id", j->id}, {"kiln-event", ""}};
+    kiln_sqs_message_t msg = {.attrs = attrs, .n_attrs = 2};
+    const char *url = j->w->o.events_url;
+    size_t n;
+    int ret;
+
+    if (url == NULL) {
+        json_decref(ev);
+        return 0;
+    }
+    json_object_set_new(ev, "id", json_string(j->id));
+    json_object_set_new(ev, "worker", json_string(j->w->host));
+    json_object_set_new(ev, "attempt", json_integer(j->attempt));
+    attrs[1].value = json_string_value(json_object_get(ev, "type"));
+    text = json_dumps(ev, JSON_COMPACT);
+    json_decref(ev);
+    msg.body = text;
+    n = strlen(url);
+    if (n > 5 && strcmp(url + n - 5, ".fifo") == 0)
+        msg.group_id = j->id;
+    ret = kiln_sqs_send(j->aws, url, &msg, NULL, NULL);
+    return ret;
+}
+
+static void on_phase(void *opaque, const char *status)
+{
+    job_state_t *j = opaque;
+    send_event(j, json_pack("{s:s,s:s}", "type", "phase", "status", status));
+}
+
+static void on_commit(void *opaque, const char *sha)
+{
+    job_state_t *j = opaque;
+    send_event(j, json_pack("{s:s,s:s}", "type", "commit", "commit", sha));
+}
+
+/* Heartbeat: keeps the message hidden while the job runs; stops builds on a late drain. */
+static int on_should_stop(void *opaque)
+{
+    job_state_t *j = opaque;
+    double now = mono_now();
+
+    if (now - j->last_extend >= j->w->o.visibility_s / 3.0) {
+        j->last_extend = now;
+        kiln_sqs_jobs_extend(j->aws, j->w->o.queue_url, j->receipt, j->w->o.visibility_s, NULL);
+    }
+    return j->w->stop_builds;
+}
+
+/* The last LOG_TAIL bytes of the log. */
+static char *log_tail(const char *path)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    char *buf;
+    off_t off;
+    ssize_t n;
+
+    if (fd < 0 || fstat(fd, &sb) < 0)
+        return kiln_xstrdup("");
+    off = sb.st_size > LOG_TAIL ? sb.st_size - LOG_TAIL : 0;
+    buf = kiln_xmalloc(LOG_TAIL + 1);
+    n = pread(fd, buf, LOG_TAIL, off);
+    if (n < 0)
+        n = 0;
+    buf[n] = '\0';
+    return buf;
+}
+
+/* A JSON string for text that may not be UTF-8 (a cut at the start, binary output): when
+ * it is not, bytes outside ASCII become '?'. */
+static json_t *json_text(char *text)
+{
+    json_t *s = json_string(text);
+    if (s)
+        return s;
+    for (char *p = text; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    return json_string(text);
+}
+
+/* Claims id for this process; 0 when it is already being built here. */
+static int claim_id(kiln_sqs_worker_t *w, int slot, const char *id)
+{
+    int ok = 1;
+    pthread_mutex_lock(&w->lock);
+    for (int i = 0; i < w->o.concurrency; i++)
+        if (w->running[i] && strcmp(w->running[i], id) == 0)
+            ok = 0;
+    if (ok)
+        w->running[slot] = kiln_xstrdup(id);
+    pthread_mutex_unlock(&w->lock);
+    return ok;
+}
+
+static void release_id(kiln_sqs_worker_t *w, int slot)
+{
+    pthread_mutex_lock(&w->lock);
+    free(w->running[slot]);
+    w->running[slot] = NULL;
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Handles one received job message. */
+static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_received_t *m)
+{
+    _cleanup_free_ char *id = NULL, *log = NULL, *work = NULL, *done = NULL, *secrets = NULL;
+    json_t *request = NULL, *files = NULL;
+    kiln_request_t valid = {0};
+    kiln_error_t err = {0};
+    kiln_job_outcome_t out = {0};
+    job_state_t j = {.w = w, .aws = aws, .receipt = m->receipt, .attempt = m->receive_count};
+    kiln_job_hooks_t hooks = {
+        .phase = on_phase, .commit = on_commit, .should_stop = on_should_stop, .opaque = &j};
+    struct stat sb;
+    char note[160];
+
+    if (kiln_remote_parse_job(m->body, &id, &request, &err) < 0) {
+        fprintf(stderr, "kiln worker: dropping message %s: %s\n", m->message_id, err.msg);
+        kiln_sqs_jobs_delete(aws, w->o.queue_url, m->receipt, NULL);
+        return;
+    }
+    j.id = id;
+    done = kiln_xasprintf("%s/done/%s", w->o.root, id);
+    if (stat(done, &sb) == 0) {
+        /* Built and reported here already (a crash came between the event and the delete). */
+        kiln_sqs_jobs_delete(aws, w->o.queue_url, m->receipt, NULL);
+        json_decref(request);
+        return;
+    }
+    if (!claim_id(w, slot, id)) {
+        /* The same job is being built by this process: leave the copy hidden for later. */
+        json_decref(request);
+        return;
+    }
+    log = kiln_xasprintf("%s/logs/%s.log", w->o.root, id);
+    work = kiln_xasprintf("%s/builds/%s", w->o.root, id);
+    secrets = kiln_xasprintf("%s/secrets/%s", w->o.root, id);
+    j.last_extend = mono_now();
+    snprintf(note, sizeof(note), "[kiln] build %s: attempt %d on %s", id, m->receive_count,
+             w->host);
+    kiln_runner_log_note(log, note, NULL);
+
+    if (kiln_request_from_json(request, &valid, &err) < 0 ||
+        json_object_get(valid.stored, "source") == NULL ||
+        json_object_get(json_object_get(valid.stored, "source"), "context")) {
+        snprintf(out.status, sizeof(out.status), "failed");
+        snprintf(out.reason, sizeof(out.reason), "invalid_job");
+        snprintf(out.error, sizeof(out.error), "%s",
+                 err.msg[0] ? err.msg : "uploaded contexts cannot be built from a queue");
+    } else {
+        const char *first = json_object_get(json_object_get(valid.stored, "source"), "git")
+                                ? "cloning"
+                                : "building";
+        if (valid.secrets && kiln_worker_write_secrets(secrets, valid.secrets, &files, &err) < 0) {
+            snprintf(out.status, sizeof(out.status), "failed");
+            snprintf(out.reason, sizeof(out.reason), "error");
+            snprintf(out.error, sizeof(out.error), "%s", err.msg);
+        } else {
+            kiln_job_env_t env = {.build_cmd = w->o.build_cmd,
+                                  .kiln_root = w->o.kiln_root,
+                                  .build_options = w->o.build_options,
+                                  .work_dir = work,
+                                  .log_path = log,
+                                  .log_cap = w->o.log_cap,
+                                  .timeout_s = w->o.timeout_s};
+            send_event(&j, json_pack("{s:s,s:s}", "type", "started", "status", first));
+            kiln_job_run(&env, valid.stored, files, NULL, &hooks, &out);
+        }
+        kiln_fs_rm_rf(secrets, NULL);
+    }
+
+    if (strcmp(out.status, "stopped") == 0) {
+        /* Drain ran out of time: release the message for another worker now. */
+        kiln_runner_log_note(log, "[kiln] stopped by shutdown; released to the queue", NULL);
+        send_event(&j, json_pack("{s:s}", "type", "requeued"));
+        kiln_sqs_jobs_extend(aws, w->o.queue_url, m->receipt, 0, NULL);
+    } else {
+        json_t *ev;
+        _cleanup_free_ char *tail = NULL;
+        snprintf(note, sizeof(note), "[kiln] %s%s%s", out.status, out.error[0] ? ": " : "",
+                 out.error);
+        kiln_runner_log_note(log, note, NULL);
+        tail = log_tail(log);
+        ev = json_pack("{s:s,s:s,s:o}", "type", "finished", "status", out.status, "log",
+                       json_text(tail));
+        if (out.reason[0])
+            json_object_set_new(ev, "reason", json_string(out.reason));
+        if (out.error[0])
+            json_object_set_new(ev, "error", json_string(out.error));
+        if (out.result)
+            json_object_set_new(ev, "result", json_loads(out.result, 0, NULL));
+        /* The message goes only once the result is out; else it comes back and is retried. */
+        if (send_event(&j, ev) == 0) {
+            kiln_fs_write_file_atomic(done, out.status, strlen(out.status), 0644, NULL);
+            kiln_sqs_jobs_delete(aws, w->o.queue_url, m->receipt, NULL);
+        }
+    }
+    kiln_job_outcome_free(&out);
+    kiln_request_free(&valid);
+    json_decref(files);
+    json_decref(request);
+    release_id(w, slot);
+}
+
+typedef struct thread_arg {
+    kiln_sqs_worker_t *w;
+    int slot;
+} thread_arg_t;
+
+static void *thread_main(void *arg)
+{
+    thread_arg_t *a = arg;
+    kiln_sqs_worker_t *w = a->w;
+    int slot = a->slot;
+    kiln_aws_t *aws = kiln_aws_new(NULL);
+
+    free(a);
+    while (!w->draining) {
+        kiln_sqs_received_t m = {0};
+        kiln_error_t err = {0};
+        int got =
+            kiln_sqs_jobs_receive(aws, w->o.queue_url, w->o.wait_s, w->o.visibility_s, &m, &err);
+        if (got < 0) {
+            fprintf(stderr, "kiln worker: %s\n", err.msg);
+            sleep(1);
+            continue;
+        }
+        if (got == 0)
+            continue;
+        if (w->draining) {
+            kiln_sqs_jobs_extend(aws, w->o.queue_url, m.receipt, 0, NULL);
+            kiln_sqs_received_free(&m);
+            break;
+        }
+        handle(w, slot, aws, &m);
+        kiln_sqs_received_free(&m);
+    }
+    kiln_aws_free(aws);
+    return NULL;
+}
+
+int kiln_sqs_worker_start(const kiln_sqs_worker_opts_t *opts, kiln_sqs_worker_t **out,
+                          kiln_error_t *err)
+{
+    kiln_sqs_worker_t *w = kiln_xzalloc(sizeof(*w));
+    static const char *const dirs[] = {"logs", "builds", "done", "secrets"};
+
+    w->o = *opts;
+    if (w->o.concurrency < 1)
+        w->o.concurrency = 1;
+    gethostname(w->host, sizeof(w->host) - 16);
+    snprintf(w->host + strlen(w->host), 16, ":%d", (int)getpid());
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        _cleanup_free_ char *d = kiln_xasprintf("%s/%s", opts->root, dirs[i]);
+        if (kiln_fs_mkdir_p(d, 0700, err) < 0) {
+            free(w);
+            return -1;
+        }
+    }
+    pthread_mutex_init(&w->lock, NULL);
+    w->running = kiln_xzalloc((size_t)w->o.concurrency * sizeof(char *));
+    w->threads = kiln_xzalloc((size_t)w->o.concurrency * sizeof(pthread_t));
+    for (int i = 0; i < w->o.concurrency; i++) {
+        thread_arg_t *a = kiln_xmalloc(sizeof(*a));
+        int rc;
+        a->w = w;
+        a->slot = i;
+        rc = pthread_create(&w->threads[i], NULL, thread_main, a);
+        if (rc != 0) {
+            free(a);
+            w->o.concurrency = i;
+            kiln_sqs_worker_stop(w);
+            return kiln_error_set(err, rc, "starting worker thread");
+        }
+    }
+    *out = w;
+    return 0;
+}
+
+/* True while some thread still builds a job. */
+static int busy(kiln_sqs_worker_t *w)
+{
+    int b = 0;
+    pthread_mutex_lock(&w->lock);
+    for (int i = 0; i < w->o.concurrency; i++)
+        b |= w->running[i] != NULL;
+    pthread_mutex_unlock(&w->lock);
+    return b;
+}
+
+void kiln_sqs_worker_stop(kiln_sqs_worker_t *w)
+{
+    double end;
+
+    if (w == NULL)
+        return;
+    w->draining = 1;
+    end = mono_now() + w->o.drain_s;
+    while (busy(w) && mono_now() < end)
+        usleep(100 * 1000);
+    w->stop_builds = 1;
+    for (int i = 0; i < w->o.concurrency; i++)
+        pthread_join(w->threads[i], NULL);
+    for (int i = 0; i < w->o.concurrency; i++)
+        free(w->running[i]);
+    free(w->running);
+    free(w->threads);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}

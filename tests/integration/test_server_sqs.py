@@ -1,0 +1,118 @@
+"""kiln worker on SQS (fauxqs): `kiln serve --queue JOBS --events-queue EVENTS` sends jobs,
+two `kiln worker` processes build them; 20 jobs are each built exactly once and their
+results and logs reach the server through the events; a worker killed mid-build leaves its
+job to come back, and the other worker completes it.
+The workers run the stand-in build command (git sources, checkout + build)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "aws"))
+from kilntest import KILN, T, free_port  # noqa: E402
+from server_common import TOKEN, Server, pid_alive, write_fake_build  # noqa: E402
+import awslib  # noqa: E402
+
+fake = write_fake_build(T.tmp)
+fport = free_port()
+try:
+    endpoint = awslib.start_fauxqs(T, fport)
+except Exception as e:  # noqa: BLE001
+    T.check("fauxqs starts", False, str(e))
+    T.done()
+jobs = awslib.sqs_create_queue(endpoint, "kiln-jobs", {"VisibilityTimeout": "30"})
+events = awslib.sqs_create_queue(endpoint, "kiln-events")
+aws_env = awslib.kiln_env(endpoint, HOME=T.tmp)
+runlog = os.path.join(T.tmp, "runs")
+
+
+def start_worker(name, **env):
+    e = dict(os.environ)
+    e.update(aws_env)
+    e.update({"FAKE_RUNLOG": runlog, "FAKE_SLEEP": "0.5", "FAKE_STEPS": "3"})
+    e.update(env)
+    log = open(os.path.join(T.tmp, name + ".log"), "w")
+    return T.spawn([KILN, "worker", "--queue", jobs, "--events-queue", events, "--root",
+                    os.path.join(T.tmp, name), "--build-command", fake, "--visibility-timeout", "3",
+                    "--wait-seconds", "1", "--drain-timeout", "30"],
+                   stdout=log, stderr=subprocess.STDOUT, env=e)
+
+
+def runs():
+    out = {}
+    try:
+        for line in open(runlog).read().split():
+            worker = line.split(T.tmp + "/")[1].split("/")[0]
+            bid = line.split("/builds/")[1].split("/")[0]
+            out.setdefault(bid, []).append(worker)
+    except OSError:
+        pass
+    return out
+
+
+srv = Server(os.path.join(T.tmp, "root"), config={"tokens": [TOKEN]},
+             extra=["--queue", jobs, "--events-queue", events], env=aws_env).start()
+st, body = srv.submit({"source": {"git": "https://x.test/a.git"}, "secrets": {"a": "b"}})
+T.check("queue mode refuses secrets (they would travel in the message)", st == 400, body)
+
+w1 = start_worker("w1")
+w2 = start_worker("w2")
+ids = []
+for i in range(20):
+    st, body = srv.submit({"source": {"git": "https://git.example.test/acme/app%d.git" % (i % 3),
+                                      "ref": "main"}})
+    ids.append(body["id"] if st == 202 else None)
+T.check("20 jobs queued", None not in ids and len(set(ids)) == 20, ids)
+end = time.time() + 180
+final = {}
+while time.time() < end and len(final) < 20:
+    for i in ids:
+        if i not in final:
+            b = srv.get(i)
+            if b["status"] in ("succeeded", "failed", "canceled"):
+                final[i] = b
+    time.sleep(0.5)
+T.check("all 20 jobs finished and succeeded", len(final) == 20 and
+        all(b["status"] == "succeeded" for b in final.values()),
+        {i: b["status"] for i, b in final.items()})
+r = runs()
+T.check("each job was built exactly once", all(len(r.get(i, [])) == 1 for i in ids),
+        {i: r.get(i) for i in ids})
+T.check("both workers took jobs", {w for i in ids for w in r.get(i, [])} == {"w1", "w2"}, r)
+b = final.get(ids[0], {})
+T.check("the server has the phases, commit and result from the events",
+        [p["name"] for p in b.get("phases", [])][:2] == ["cloning", "building"] and
+        b.get("commit") == "0123456789abcdef0123456789abcdef01234567" and
+        (b.get("result") or {}).get("image.name") == "example/app:1", b)
+st, log, _ = srv.request("GET", "/v1/builds/%s/logs" % ids[0], raw=True)
+T.check("the server has the build log from the finished event",
+        b"RUN step 3" in log and b"[kiln] succeeded" in log, log)
+
+# Kill a worker in the middle of a long build: its job comes back to the other worker.
+for p in (w1, w2):
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=60)
+w3 = start_worker("w3", FAKE_SLEEP="1", FAKE_STEPS="30")
+st, body = srv.submit({"source": {"git": "https://git.example.test/acme/slow.git"}})
+sid = body["id"]
+end = time.time() + 60
+while time.time() < end and not runs().get(sid):
+    time.sleep(0.2)
+time.sleep(4)  # longer than the visibility timeout: the heartbeat keeps the job hidden
+w4 = start_worker("w4", FAKE_SLEEP="0", FAKE_STEPS="1")
+time.sleep(4)
+T.check("a running job is not handed to a second worker while the first one is alive",
+        runs().get(sid) == ["w3"], runs().get(sid))
+w3.send_signal(signal.SIGKILL)
+w3.wait(timeout=10)
+b = srv.wait_status(sid, ["succeeded", "failed"], timeout=90)
+T.check("after kill -9 the job was redelivered and completed by the other worker",
+        b["status"] == "succeeded" and runs().get(sid) == ["w3", "w4"] and b["attempts"] == 2,
+        (b, runs().get(sid)))
+st, log, _ = srv.request("GET", "/v1/builds/%s/logs" % sid, raw=True)
+T.check("the log names the second attempt", b"attempt 2" in log, log)
+w4.send_signal(signal.SIGTERM)
+T.check("worker drains and exits 0 on SIGTERM", w4.wait(timeout=60) == 0)
+srv.term()
+T.done()
