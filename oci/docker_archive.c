@@ -144,6 +144,109 @@ static int read_manifest_json(const char *path, size_t index, json_t **entry, ki
     return 0;
 }
 
+/* Joins a symlink target to the directory of the link and normalises "." and
+ * ".." components; NULL when the result would leave the archive root. */
+static char *join_link(const char *link_name, const char *target)
+{
+    const char *slash = strrchr(link_name, '/');
+    _cleanup_free_ char *joined = NULL;
+    char *out, *save = NULL, *tok;
+    size_t used = 0;
+
+    if (target[0] == '/')
+        return NULL;
+    joined = slash ? kiln_xasprintf("%.*s/%s", (int)(slash - link_name), link_name, target)
+                   : kiln_xstrdup(target);
+    out = kiln_xzalloc(strlen(joined) + 1);
+    for (tok = strtok_r(joined, "/", &save); tok != NULL; tok = strtok_r(NULL, "/", &save)) {
+        if (strcmp(tok, ".") == 0)
+            continue;
+        if (strcmp(tok, "..") == 0) {
+            char *prev;
+            if (used == 0) {
+                free(out);
+                return NULL;
+            }
+            prev = strrchr(out, '/');
+            used = prev ? (size_t)(prev - out) : 0;
+            out[used] = '\0';
+            continue;
+        }
+        if (used > 0)
+            out[used++] = '/';
+        memcpy(out + used, tok, strlen(tok) + 1);
+        used += strlen(tok);
+    }
+    return out;
+}
+
+/* One pass over the archive: reads the config (once) and streams every
+ * layer not yet seen. A layer entry that is a symlink renames what is looked
+ * for and sets *aliased (another pass may be needed). */
+static int scan_pass(const char *path, const char *cfg_path, char **cfg_data, size_t *cfg_len,
+                     layer_state_t *layers, size_t n_layers, kiln_store_t *store, int *aliased,
+                     kiln_error_t *err)
+{
+    struct archive *a = NULL;
+    struct archive_entry *e;
+    size_t i;
+    int r, ret = -1;
+
+    if (kiln_tarfile_open(path, &a, err) < 0)
+        return -1;
+    while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+        const char *name = kiln_tarfile_name(e);
+        if (*cfg_data == NULL && strcmp(name, cfg_path) == 0) {
+            if (kiln_tarfile_read_entry(a, cfg_path, KILN_IMAGE_CONFIG_MAX, 0, cfg_data, cfg_len,
+                                        err) < 0)
+                goto out;
+            continue;
+        }
+        for (i = 0; i < n_layers; i++) {
+            if (layers[i].seen || strcmp(name, layers[i].path) != 0)
+                continue;
+            if (archive_entry_filetype(e) == AE_IFLNK && archive_entry_symlink(e) != NULL) {
+                char *to = join_link(name, archive_entry_symlink(e));
+                if (to == NULL) {
+                    kiln_error_set(err, 0, "layer %s links outside the archive", name);
+                    goto out;
+                }
+                for (size_t k = i + 1; k < n_layers; k++)
+                    if (!layers[k].seen && strcmp(layers[k].path, name) == 0) {
+                        free(layers[k].path);
+                        layers[k].path = kiln_xstrdup(to);
+                    }
+                free(layers[i].path);
+                layers[i].path = to;
+                *aliased = 1;
+                break;
+            }
+            if (archive_entry_filetype(e) != AE_IFREG) {
+                kiln_error_set(err, 0, "layer %s is not a regular file in the archive", name);
+                goto out;
+            }
+            if (stream_layer(a, store, name, &layers[i].desc, err) < 0)
+                goto out;
+            layers[i].seen = 1;
+            /* the same path listed twice (a repeated layer) shares the result */
+            for (size_t k = i + 1; k < n_layers; k++)
+                if (strcmp(layers[k].path, name) == 0) {
+                    layers[k].desc = layers[i].desc;
+                    layers[k].seen = 1;
+                }
+            break;
+        }
+    }
+    if (r != ARCHIVE_EOF) {
+        kiln_error_set(err, 0, "%s", archive_error_string(a));
+        goto out;
+    }
+    ret = 0;
+out:
+    archive_read_free(a);
+    return ret;
+}
+
 int kiln_docker_archive_read(const char *path, size_t index, kiln_store_t *store,
                              kiln_docker_archive_image_t **out, kiln_error_t *err)
 {
@@ -153,12 +256,10 @@ int kiln_docker_archive_read(const char *path, size_t index, kiln_store_t *store
     const char *cfg_path;
     layer_state_t *layers = NULL;
     size_t n_layers = 0, cfg_len = 0, i;
-    struct archive *a = NULL;
-    struct archive_entry *e;
     kiln_docker_archive_image_t *img = NULL;
     kiln_descriptor_t cfg_desc = {0};
     kiln_descriptor_t *descs = NULL;
-    int r, ret = -1;
+    int ret = -1;
 
     if (read_manifest_json(path, index, &entry, err) < 0)
         return kiln_error_prefix(err, "docker-archive %s", path);
@@ -189,38 +290,17 @@ int kiln_docker_archive_read(const char *path, size_t index, kiln_store_t *store
     while (strncmp(cfg_path, "./", 2) == 0)
         cfg_path += 2;
 
-    if (kiln_tarfile_open(path, &a, err) < 0)
-        goto out;
-    while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
-        const char *name = kiln_tarfile_name(e);
-        if (cfg_data == NULL && strcmp(name, cfg_path) == 0) {
-            if (kiln_tarfile_read_entry(a, cfg_path, KILN_IMAGE_CONFIG_MAX, 0, &cfg_data, &cfg_len,
-                                        err) < 0)
-                goto out;
-            continue;
-        }
-        for (i = 0; i < n_layers; i++) {
-            if (layers[i].seen || strcmp(name, layers[i].path) != 0)
-                continue;
-            if (archive_entry_filetype(e) != AE_IFREG) {
-                kiln_error_set(err, ENOTSUP, "layer %s is not a regular file in the archive", name);
-                goto out;
-            }
-            if (stream_layer(a, store, name, &layers[i].desc, err) < 0)
-                goto out;
-            layers[i].seen = 1;
-            /* the same path listed twice (a repeated layer) shares the result */
-            for (size_t k = i + 1; k < n_layers; k++)
-                if (strcmp(layers[k].path, name) == 0) {
-                    layers[k].desc = layers[i].desc;
-                    layers[k].seen = 1;
-                }
-            break;
-        }
-    }
-    if (r != ARCHIVE_EOF) {
-        kiln_error_set(err, 0, "%s", archive_error_string(a));
-        goto out;
+    /* older `docker save` links repeated layers to the first copy: follow
+     * such symlinks with another pass when their target came earlier */
+    for (int pass = 0, aliased = 1; aliased && pass < 4; pass++) {
+        aliased = 0;
+        if (scan_pass(path, cfg_path, &cfg_data, &cfg_len, layers, n_layers, store, &aliased, err) <
+            0)
+            goto out;
+        for (i = 0; aliased && i < n_layers && layers[i].seen; i++)
+            ;
+        if (i == n_layers)
+            break; /* every layer found */
     }
     if (cfg_data == NULL) {
         kiln_error_set(err, 0, "config %s is missing from the archive", cfg_path);
@@ -260,8 +340,6 @@ int kiln_docker_archive_read(const char *path, size_t index, kiln_store_t *store
     *out = steal_pointer(&img);
     ret = 0;
 out:
-    if (a != NULL)
-        archive_read_free(a);
     for (i = 0; i < n_layers; i++)
         free(layers[i].path);
     free(layers);

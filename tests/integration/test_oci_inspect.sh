@@ -48,6 +48,37 @@ else
   skip "skopeo comparisons" "skopeo not installed"
 fi
 
+# a docker-archive as older `docker save` wrote it: <id>/layer.tar, the repeated
+# layer a symlink to the first copy (which comes earlier in the tar)
+python3 - "$T/legacy.tar" <<'PY'
+import hashlib, io, json, sys, tarfile
+raw = io.BytesIO()
+with tarfile.open(fileobj=raw, mode="w") as t:
+    ti = tarfile.TarInfo("etc/hello"); ti.size = 3; t.addfile(ti, io.BytesIO(b"hi\n"))
+layer = raw.getvalue(); lid = hashlib.sha256(layer).hexdigest()
+cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+                  "rootfs": {"type": "layers", "diff_ids": ["sha256:" + lid] * 2}}).encode()
+cid = hashlib.sha256(cfg).hexdigest()
+man = json.dumps([{"Config": cid + ".json", "RepoTags": ["legacy:1"],
+                   "Layers": ["aaa/layer.tar", "bbb/layer.tar"]}]).encode()
+with tarfile.open(sys.argv[1], "w") as t:
+    def add(name, data):
+        ti = tarfile.TarInfo(name); ti.size = len(data); t.addfile(ti, io.BytesIO(data))
+    add("aaa/layer.tar", layer)
+    ln = tarfile.TarInfo("bbb/layer.tar"); ln.type = tarfile.SYMTYPE; ln.linkname = "../aaa/layer.tar"; t.addfile(ln)
+    add(cid + ".json", cfg)
+    add("manifest.json", man)
+PY
+"$KILN" inspect "docker-archive:$T/legacy.tar" >"$T/legacy.json" 2>"$T/err"; rc=$?
+check "legacy docker-archive with a symlinked repeated layer: exit 0" test $rc -eq 0
+check "  ...both layers resolve to the same uncompressed blob (= diff_ids)" python3 -c "
+import json,sys; k=json.load(open('$T/legacy.json'))
+ls=[l['digest'] for l in k['manifest']['layers']]
+sys.exit(not (len(ls)==2 and ls==k['config']['rootfs']['diff_ids'] and k['manifest']['layers'][0]['mediaType'].endswith('tar')))"
+if command -v skopeo >/dev/null; then
+  check "  ...and skopeo agrees it is a valid archive" bash -c "skopeo inspect 'docker-archive:$T/legacy.tar' >/dev/null"
+fi
+
 # bad inputs: clear errors, exit 1
 "$KILN" inspect "oci:$L" >/dev/null 2>"$T/err"; rc=$?
 check "two images and no tag: exit 1" test $rc -eq 1
