@@ -30,6 +30,7 @@
 
 #define MAX_STAGES 256
 #define LOG_TAIL 20
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 typedef struct strv {
     char **v;
@@ -663,6 +664,20 @@ static int do_from(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error
         if (from_image(e, st, base, err) < 0)
             return kiln_error_prefix(err, "Dockerfile:%d: FROM %s", n->start_line, base);
     }
+    /* Like BuildKit, every stage has a PATH (images from scratch get the default). */
+    {
+        json_t *env = json_object_get(kiln_image_config_obj(st->config), "Env");
+        bool has_path = false;
+        size_t i;
+        json_t *v;
+        json_array_foreach(env, i, v)
+        {
+            if (json_is_string(v) && strncmp(json_string_value(v), "PATH=", 5) == 0)
+                has_path = true;
+        }
+        if (!has_path)
+            kiln_image_config_set_env(st->config, "PATH=" DEFAULT_PATH, NULL);
+    }
     /* The stage's history starts from the base; created is ours. */
     if (json_object_get(st->config, "history") == NULL)
         json_object_set_new(st->config, "history", json_array());
@@ -726,9 +741,6 @@ static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t 
                                   strchr(ds, ':') + 1);
         if (kiln_fs_mkdir_p(owned[0], 0755, err) < 0)
             return -1;
-        /* root inside the step is KILN_SANDBOX_ID_BASE on the host */
-        if (chown(owned[0], KILN_SANDBOX_ID_BASE, KILN_SANDBOX_ID_BASE) < 0 && errno != EPERM)
-            return kiln_error_set(err, errno, "chown %s", owned[0]);
         m->type = KILN_MOUNT_CACHE;
         m->src = owned[0];
         m->dst = target;
@@ -754,8 +766,8 @@ static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t 
             return kiln_error_set(err, 0, "secret %s not provided (--secret id=%s,src=FILE)",
                                   sid ? sid : "?", sid ? sid : "ID");
         m->type = KILN_MOUNT_SECRET;
-        /* the step sets its mounts up as its own root (a mapped id): give it a
-         * private 0400 copy it can reach; the work dir is removed after the build */
+        /* a private 0400 copy in the work dir (removed after the build), so the
+         * caller's file is never exposed or changed */
         {
             _cleanup_free_ char *text = NULL;
             size_t len = 0;
@@ -764,8 +776,6 @@ static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t 
                 kiln_fs_write_file_atomic(owned[0], text, len, 0400, err) < 0)
                 return kiln_error_prefix(err, "secret %s", sid);
             explicit_bzero(text, len);
-            if (chown(owned[0], KILN_SANDBOX_ID_BASE, KILN_SANDBOX_ID_BASE) < 0 && errno != EPERM)
-                return kiln_error_set(err, errno, "chown %s", owned[0]);
         }
         owned[1] = target ? kiln_xstrdup(target) : kiln_xasprintf("/run/secrets/%s", sid);
         m->src = owned[0];
@@ -938,7 +948,7 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
             }
         }
         if (kv_get(&env, "PATH") == NULL)
-            kv_set(&env, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+            kv_set(&env, "PATH", DEFAULT_PATH);
     }
     lowers = kiln_xzalloc((st->n_layers + 1) * sizeof(char *));
     for (size_t i = 0; i < st->n_layers; i++) {
