@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -248,6 +249,7 @@ static int write_dir_layout(kiln_store_t *s, const char *dir, const blob_list_t 
     _cleanup_free_ char *ixp = kiln_xasprintf("%s/index.json", dir);
     _cleanup_free_ char *buf = NULL;
     _cleanup_json_ json_t *ix = NULL;
+    _cleanup_close_ int lock = -1; /* closing drops the flock */
     size_t len;
 
     if (kiln_fs_mkdir_p(blobs, 0755, err) < 0)
@@ -267,6 +269,11 @@ static int write_dir_layout(kiln_store_t *s, const char *dir, const blob_list_t 
     for (size_t i = 0; i < l->n; i++)
         if (place_blob(s, &l->d[i], blobs, err) < 0)
             return kiln_error_prefix(err, "OCI layout %s", dir);
+    /* two writers adding to one layout must not lose each other's entry:
+     * the read-modify-write of index.json holds a lock on the directory */
+    lock = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (lock < 0 || flock(lock, LOCK_EX) < 0)
+        return kiln_error_set(err, errno, "OCI layout %s: lock", dir);
     if (merged_index(dir, entry, name, tag, &ix, err) < 0 ||
         kiln_json_dump_canonical(ix, &buf, &len, err) < 0 ||
         kiln_fs_write_file_atomic(ixp, buf, len, 0644, err) < 0)

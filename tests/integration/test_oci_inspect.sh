@@ -154,6 +154,9 @@ if "$KILN" import -h >/dev/null 2>&1 && command -v skopeo >/dev/null; then
     grep -q '"io.containerd.image.name":"example.com/multi:v2"' "$T/multi/index.json"
   "$KILN" inspect "oci:$T/multi:v2" >"$T/m2.json"
   check "kiln inspect of its own layout shows the label" test "$(J "$T/m2.json" 'd["config"]["config"]["Labels"]["which"]')" = b
+  for i in 1 2 3 4 5 6 7 8; do imp "example.com/par:$i" "p$i" "type=oci,dest=$T/par" >/dev/null & done; wait
+  check "8 concurrent imports into one layout keep all 8 entries" \
+    test "$(J "$T/par/index.json" 'len(d["manifests"])')" = 8
   dd=$(imp example.com/multi:v2 b "type=docker,dest=$T/multi-docker.tar")
   "$KILN" inspect "docker-archive:$T/multi-docker.tar" >"$T/md.json" 2>"$T/err"; rc=$?
   check "kiln reads back its own docker-archive with the same manifest digest" \
