@@ -23,6 +23,7 @@ trap cleanup EXIT
 eval "$(bash tests/aws/setup.sh | sed 's/^/export /')"
 PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 EP=http://127.0.0.1:$PORT
+# awscli 2.9 ignores AWS_ENDPOINT_URL: every aws call below passes --endpoint-url
 export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1 \
   AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true AWS_ENDPOINT_URL=$EP HOME=$W
 
@@ -54,11 +55,15 @@ PY
   touch "$CACHE/.done-$BIG_MIB"
 fi
 
-# Runs "$@" RUNS times; prints "median_seconds max_rss_kib".
+# Runs "$@" RUNS times; prints "median_seconds max_rss_kib". A failing run
+# stops the benchmark (a fast failure must not pass for a fast upload).
 measure() {
   local i t=() m=0 line
   for i in $(seq 1 "$RUNS"); do
-    line=$( { /usr/bin/time -f '%e %M' "$@" >/dev/null 2>"$W/err"; } 2>&1; tail -n1 "$W/err")
+    if ! /usr/bin/time -o "$W/time" -f '%e %M' "$@" >/dev/null 2>"$W/err"; then
+      echo "benchmark command failed: $*" >&2; tail -n 5 "$W/err" >&2; exit 1
+    fi
+    line=$(tail -n1 "$W/time")
     t+=("${line% *}")
     [ "${line#* }" -gt "$m" ] && m=${line#* }
   done
@@ -69,7 +74,8 @@ echo "# fauxqs on $EP; $RUNS runs each, median wall time"
 start_fauxqs
 # each run: a fresh random prefix (\$RANDOM is expanded by the inner shell)
 read -r ks kr < <(measure bash -c "$KILN upload $CACHE/site --output type=s3,dest=s3://bench/k-site-\$RANDOM\$RANDOM")
-read -r as ar < <(measure bash -c "/usr/bin/aws s3 sync --only-show-errors $CACHE/site s3://bench/a-site-\$RANDOM\$RANDOM")
+read -r as ar < <(measure bash -c "/usr/bin/aws --endpoint-url $EP s3 sync --only-show-errors $CACHE/site s3://bench/a-site-\$RANDOM\$RANDOM")
+[ -n "${ks:-}" ] && [ -n "${as:-}" ] || exit 1
 echo "site 1,000 files / 10 MB: kiln ${ks}s (peak RSS ${kr} KiB), aws s3 sync ${as}s (peak RSS ${ar} KiB)"
 awk -v k="$ks" -v a="$as" 'BEGIN {r=k/a; printf "site time ratio kiln/aws = %.2f (target <= 0.5): %s\n", r, (r <= 0.5 ? "PASS" : "FAIL")}'
 
@@ -77,6 +83,7 @@ awk -v k="$ks" -v a="$as" 'BEGIN {r=k/a; printf "site time ratio kiln/aws = %.2f
 start_fauxqs
 read -r kb kbr < <(measure bash -c "$KILN upload $CACHE/big/big.bin --output type=s3,dest=s3://bench/k-big-\$RANDOM/ --part-size 8M")
 start_fauxqs
-read -r ab abr < <(measure bash -c "/usr/bin/aws s3 cp --only-show-errors $CACHE/big/big.bin s3://bench/a-big-\$RANDOM/big.bin")
+read -r ab abr < <(measure bash -c "/usr/bin/aws --endpoint-url $EP s3 cp --only-show-errors $CACHE/big/big.bin s3://bench/a-big-\$RANDOM/big.bin")
+[ -n "${kb:-}" ] && [ -n "${ab:-}" ] || exit 1
 echo "${BIG_MIB} MiB file, 8 MiB parts: kiln ${kb}s (peak RSS ${kbr} KiB), aws s3 cp ${ab}s (peak RSS ${abr} KiB)"
 awk -v k="$kb" -v a="$ab" -v m="$BIG_MIB" 'BEGIN {r=a/k; printf "throughput kiln %.0f MiB/s, aws %.0f MiB/s, ratio %.2f (target >= 1.5): %s\n", m/k, m/a, r, (r >= 1.5 ? "PASS" : "FAIL")}'
