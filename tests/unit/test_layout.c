@@ -117,6 +117,38 @@ static void test_layout_multi(void **state)
     assert_int_equal(kiln_layout_resolve(dir, "three", &img, &err), -1);
     assert_non_null(strstr(err.msg, "no image tagged 'three'"));
 
+    /* a layer whose content does not match its digest: import fails and
+     * leaves neither the blob nor a temp file in the store */
+    {
+        kiln_store_t *s3 = NULL;
+        _cleanup_free_ char *root3 = NULL;
+        _cleanup_free_ char *lp = NULL;
+        _cleanup_free_ char *tmpd = NULL;
+        kiln_digest_t ld;
+        assert_int_equal(kiln_layout_resolve(dir, "two", &img, &err), 0);
+        ld = img->manifest->layers[0].digest;
+        lp = kiln_xasprintf("%s/blobs/sha256/%s", dir, ld.hex);
+        unlink(lp);
+        assert_int_equal(kiln_fs_write_file_atomic(lp, "layer of X", 10, 0644, &err), 0);
+        assert_int_equal(kiln_fs_mkdtemp("/tmp", "kiln-test-layout3.", &root3, NULL), 0);
+        assert_int_equal(kiln_store_open(root3, &s3, &err), 0);
+        assert_int_equal(kiln_layout_import(s3, img, &err), -1);
+        assert_non_null(strstr(err.msg, "does not match"));
+        assert_int_equal(kiln_store_has(s3, &ld, NULL), 0);
+        tmpd = kiln_xasprintf("%s/tmp", root3);
+        {
+            _cleanup_closedir_ DIR *d = opendir(tmpd);
+            struct dirent *de;
+            int n = 0;
+            while ((de = readdir(d)) != NULL)
+                n += de->d_name[0] != '.';
+            assert_int_equal(n, 0);
+        }
+        kiln_layout_image_free(img);
+        kiln_store_close(s3);
+        kiln_fs_rm_rf(root3, NULL);
+    }
+
     /* a corrupted blob is detected when resolving */
     {
         _cleanup_free_ char *p = kiln_xasprintf("%s/blobs/sha256/%s", dir, b.digest.hex);
