@@ -297,8 +297,22 @@ int kiln_mounts_overlay(const kiln_step_t *step, const char *rundir, const int *
     size_t len = 0;
     int n;
 
+    /* A private tmpfs for the mount points (see kiln_sandbox_plan_t.rundir). */
+    if (mount("tmpfs", rundir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0711,size=64k") < 0)
+        return kiln_error_set(err, errno, "mounting a tmpfs on %s", rundir);
     if (chdir(rundir) < 0)
         return kiln_error_set(err, errno, "chdir %s", rundir);
+    for (size_t i = 0; i <= (step->rw_root ? 0 : step->n_lowers); i++) {
+        char mp[32];
+        if (step->rw_root || i == step->n_lowers)
+            snprintf(mp, sizeof(mp), "%s", step->rw_root ? "root" : "rw");
+        else
+            snprintf(mp, sizeof(mp), "l%zu", i);
+        if (mkdir(mp, 0755) < 0)
+            return kiln_error_set(err, errno, "creating %s/%s", rundir, mp);
+    }
+    if (!step->rw_root && mkdir("root", 0755) < 0)
+        return kiln_error_set(err, errno, "creating %s/root", rundir);
     if (step->rw_root != NULL) {
         if (move_mount(fds[0], "", AT_FDCWD, "root", MOVE_MOUNT_F_EMPTY_PATH) < 0)
             return kiln_error_set(err, errno, "attaching %s at %s/root", step->rw_root, rundir);
@@ -322,7 +336,7 @@ int kiln_mounts_overlay(const kiln_step_t *step, const char *rundir, const int *
     if (len < sizeof(opts))
         len += (size_t)snprintf(opts + len, sizeof(opts) - len, ",upperdir=rw/%s,workdir=rw/%s%s",
                                 strrchr(step->upper, '/') + 1, strrchr(step->work, '/') + 1,
-                                userxattr ? ",userxattr" : "");
+                                userxattr ? ",userxattr,volatile" : ",volatile");
     if (len >= sizeof(opts) - 64)
         return kiln_error_set(err, E2BIG, "overlay options too long (%zu lowers)", step->n_lowers);
     /* Renamed lower directories must be copied (EXDEV), not redirected, and

@@ -78,6 +78,9 @@ int kiln_net_mode_parse(const char *s, kiln_net_mode_t *out)
     return -1;
 }
 
+/* What `auto` resolved to in this process (AUTO until the first step). */
+static kiln_isolation_t auto_choice = KILN_ISOLATION_AUTO;
+
 static pid_t raw_clone(unsigned long flags)
 {
     return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
@@ -426,14 +429,16 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     _cleanup_free_ char *root = NULL, *etc = NULL, *obuf = NULL, *ebuf = NULL;
     stream_t so, se;
     unsigned long flags;
-    int status = 0, got_status = 0, timed_out = 0, ret = -1;
+    int status = 0, got_status = 0, timed_out = 0, ret = -1, auto_pending = 0;
     char prefix[32];
 
     if (step->argv == NULL || step->argv[0] == NULL)
         return kiln_error_set(err, EINVAL, "a step needs a command");
     if (iso == KILN_ISOLATION_AUTO) {
-        iso = kiln_sandbox_probe();
-        sys_log(step, "isolation: %s (probed)", kiln_isolation_name(iso));
+        /* No separate probe on the way: try the sandbox's clone and fall back
+         * to chroot where user namespaces are refused (remembered). */
+        iso = auto_choice != KILN_ISOLATION_AUTO ? auto_choice : KILN_ISOLATION_SANDBOX;
+        auto_pending = auto_choice == KILN_ISOLATION_AUTO;
     }
     if (iso != KILN_ISOLATION_NONE && !step->rw_root &&
         (step->n_lowers == 0 || !step->upper || !step->work))
@@ -458,19 +463,14 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
         kiln_error_set(err, errno, "chmod %s", r.rundir);
         goto out;
     }
-    root = kiln_xasprintf("%s/root", r.rundir);
+    /* The step's mount points live on a tmpfs its init mounts over
+     * RUN_DIR/mnt in its own namespace: no host directory is ever a mount
+     * point of a step (removing one would detach mounts, slowly). */
+    root = kiln_xstrdup(RUN_DIR "/mnt/root");
     etc = kiln_xasprintf("%s/etc", r.rundir);
-    if (mkdir(root, 0755) < 0 || mkdir(etc, 0755) < 0) {
-        kiln_error_set(err, errno, "creating %s", root);
+    if ((mkdir(RUN_DIR "/mnt", 0711) < 0 && errno != EEXIST) || mkdir(etc, 0755) < 0) {
+        kiln_error_set(err, errno, "creating %s", etc);
         goto out;
-    }
-    for (size_t i = 0; i <= step->n_lowers && iso != KILN_ISOLATION_NONE && !step->rw_root; i++) {
-        _cleanup_free_ char *mp = i < step->n_lowers ? kiln_xasprintf("%s/l%zu", r.rundir, i)
-                                                     : kiln_xasprintf("%s/rw", r.rundir);
-        if (mkdir(mp, 0755) < 0) {
-            kiln_error_set(err, errno, "creating %s", mp);
-            goto out;
-        }
     }
     if (write_etc(step, etc, err) < 0)
         goto out;
@@ -494,7 +494,7 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     memset(&plan, 0, sizeof(plan));
     plan.step = step;
     plan.isolation = iso;
-    plan.rundir = r.rundir;
+    plan.rundir = RUN_DIR "/mnt";
     plan.root = root;
     plan.etc_dir = etc;
     plan.envp = step->env ? step->env : default_env;
@@ -517,6 +517,21 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     plan.have_mntns = (flags & CLONE_NEWNS) != 0;
     plan.have_netns = (flags & CLONE_NEWNET) != 0;
     r.init = raw_clone(flags);
+    if (r.init < 0 && auto_pending && iso == KILN_ISOLATION_SANDBOX &&
+        (errno == EPERM || errno == EINVAL || errno == ENOSPC || errno == EUSERS)) {
+        iso = plan.isolation = KILN_ISOLATION_CHROOT;
+        flags = ns_flags(iso, step->network);
+        r.init = raw_clone(flags);
+    }
+    if (auto_pending && r.init > 0) {
+        auto_choice = iso;
+        sys_log(step, "isolation: %s (probed)", kiln_isolation_name(iso));
+        if (iso == KILN_ISOLATION_CHROOT)
+            sys_log(step,
+                    "isolation chroot: no user namespace; the step runs as host uid %u "
+                    "with reduced capabilities",
+                    (unsigned)step->uid);
+    }
     if (r.init < 0 && iso == KILN_ISOLATION_CHROOT) {
         kiln_error_set(err, errno, "chroot isolation needs mount and pid namespaces (clone)");
         goto out;
