@@ -11,6 +11,7 @@
 
 #include "src/commands.h"
 #include "src/server/cli.h"
+#include "src/server/gc.h"
 #include "src/server/http.h"
 #include "src/server/remote.h"
 #include "src/server/runner.h"
@@ -67,7 +68,10 @@ int kiln_cmd_serve(int argc, char **argv)
         O_BUILDOPT,
         O_KILNROOT,
         O_QUEUE,
-        O_EVENTS
+        O_EVENTS,
+        O_GCINT,
+        O_GCAGE,
+        O_GCMAX
     };
     static const struct option opts[] = {
         {"help", no_argument, NULL, 'h'},
@@ -88,15 +92,19 @@ int kiln_cmd_serve(int argc, char **argv)
         {"kiln-root", required_argument, NULL, O_KILNROOT},
         {"queue", required_argument, NULL, O_QUEUE},
         {"events-queue", required_argument, NULL, O_EVENTS},
+        {"gc-interval", required_argument, NULL, O_GCINT},
+        {"gc-max-age", required_argument, NULL, O_GCAGE},
+        {"gc-max-size", required_argument, NULL, O_GCMAX},
         {NULL, 0, NULL, 0},
     };
     const char *listen = "127.0.0.1:8080", *root = "/var/lib/kiln/server", *config = NULL;
     const char *build_cmd_opt = NULL, *kiln_root = NULL, *queue = NULL, *events = NULL;
     long long workers = 2, timeout = 3600, log_cap = 64LL << 20, max_body = 1 << 20,
-              max_upload = 256LL << 20, drain = 110;
+              max_upload = 256LL << 20, drain = 110, gc_interval = 3600, gc_age = 168, gc_max = 0;
     int no_auth = 0, requeue = 0, c, sig = 0, recovered;
     kiln_server_t srv = {0};
     kiln_http_t *http = NULL;
+    kiln_gc_timer_t *gc = NULL;
     kiln_error_t err = {0};
     _cleanup_free_ char *db_path = NULL, *logs = NULL, *build_cmd = NULL;
     _cleanup_strv_ char **build_opts = NULL;
@@ -164,6 +172,15 @@ int kiln_cmd_serve(int argc, char **argv)
         case O_DRAIN:
             num = &drain;
             break;
+        case O_GCINT:
+            num = &gc_interval;
+            break;
+        case O_GCAGE:
+            num = &gc_age;
+            break;
+        case O_GCMAX:
+            num = &gc_max;
+            break;
         default:
             return KILN_EXIT_USAGE;
         }
@@ -226,6 +243,19 @@ int kiln_cmd_serve(int argc, char **argv)
         if (kiln_worker_pool_start(&srv, &wo, &srv.pool, &err) < 0)
             goto fail;
     }
+    if (gc_interval > 0) {
+        kiln_gc_opts_t go = {.server_root = root,
+                             .db = srv.db,
+                             .kiln_root = kiln_root,
+                             .prune_cmd = build_cmd,
+                             .max_age_s = (double)gc_age * 3600,
+                             .logs_max = (uint64_t)gc_max << 20,
+                             .contexts_max = (uint64_t)gc_max << 20,
+                             .git_max = (uint64_t)gc_max << 20,
+                             .cache_max = (uint64_t)gc_max << 20};
+        if (kiln_gc_start(&go, (int)gc_interval, &gc, &err) < 0)
+            goto fail;
+    }
     if (kiln_http_start(&srv, listen, &http, &err) < 0)
         goto fail;
     if (queue)
@@ -239,6 +269,7 @@ int kiln_cmd_serve(int argc, char **argv)
         ;
     fprintf(stderr, "kiln serve: %s: draining (up to %lld s)\n", strsignal(sig), drain);
     srv.stopping = 1;
+    kiln_gc_stop(gc);
     kiln_worker_pool_stop(srv.pool, (int)drain);
     srv.pool = NULL;
     kiln_remote_stop(srv.remote);
@@ -250,6 +281,7 @@ int kiln_cmd_serve(int argc, char **argv)
     fprintf(stderr, "kiln serve: stopped\n");
     return KILN_EXIT_OK;
 fail:
+    kiln_gc_stop(gc);
     kiln_http_stop(http);
     if (srv.pool)
         kiln_worker_pool_stop(srv.pool, 0);

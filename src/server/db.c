@@ -747,3 +747,23 @@ int kiln_db_finished_before(kiln_db_t *db, double cutoff, int max, json_t **out,
     *out = arr;
     return 0;
 }
+
+int kiln_db_context_in_use(kiln_db_t *db, const char *ctx_id)
+{
+    sqlite3_stmt *st = NULL;
+    int used = 1; /* on a store error, keep the context */
+
+    pthread_mutex_lock(&db->lock);
+    if (sqlite3_prepare_v2(
+            db->h,
+            "SELECT count(*) FROM builds WHERE status NOT IN ('succeeded', "
+            "'failed', 'canceled') AND json_extract(request, '$.source.context') = ?1",
+            -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, ctx_id, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            used = sqlite3_column_int(st, 0) > 0;
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&db->lock);
+    return used;
+}

@@ -110,6 +110,9 @@ int kiln_db_stats(kiln_db_t *db, kiln_db_stats_t *st, kiln_error_t *err);
  * JSON array of strings (for the garbage collector). */
 int kiln_db_finished_before(kiln_db_t *db, double cutoff, int max, json_t **out, kiln_error_t *err);
 
+/* 1 when a queued or running build uses the uploaded context ctx_id, else 0. */
+int kiln_db_context_in_use(kiln_db_t *db, const char *ctx_id);
+
 /* Formats epoch seconds as RFC 3339 UTC with milliseconds. */
 void kiln_db_format_time(double t, char *buf, size_t len);
 

@@ -1,0 +1,236 @@
+#include "src/server/gc.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "src/server/runner.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+
+#define MAX_ENTRIES 100000
+
+typedef struct entry {
+    char *name;
+    double mtime; /* newest mtime in the entry's top level */
+    uint64_t size;
+} entry_t;
+
+/* Whether an entry of a directory may go; NULL = always. */
+typedef int (*keep_fn)(const kiln_gc_opts_t *o, const char *name);
+
+/* Disk usage of a tree (no symlinks followed), and its newest top-level mtime. */
+static uint64_t tree_size(int at, const char *name, double *newest, int depth)
+{
+    struct stat sb;
+    uint64_t total = 0;
+    int fd;
+    DIR *d;
+    struct dirent *e;
+
+    if (fstatat(at, name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+        return 0;
+    if (newest && (double)sb.st_mtime > *newest)
+        *newest = (double)sb.st_mtime;
+    total = (uint64_t)sb.st_blocks * 512;
+    if (!S_ISDIR(sb.st_mode) || depth > 64)
+        return total;
+    fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || (d = fdopendir(fd)) == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return total;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        total += tree_size(dirfd(d), e->d_name, depth == 0 ? newest : NULL, depth + 1);
+    }
+    closedir(d);
+    return total;
+}
+
+static int by_age(const void *a, const void *b)
+{
+    const entry_t *x = a, *y = b;
+    return x->mtime < y->mtime ? -1 : x->mtime > y->mtime;
+}
+
+/* Removes entries of dir older than the age limit, then the oldest ones until the total is
+ * within max_bytes, skipping those `keep` protects. */
+static int prune_dir(const kiln_gc_opts_t *o, const char *dir, double max_age, uint64_t max_bytes,
+                     keep_fn keep, kiln_gc_stats_t *st, kiln_error_t *err)
+{
+    _cleanup_closedir_ DIR *d = opendir(dir);
+    entry_t *list = NULL;
+    size_t n = 0;
+    uint64_t total = 0;
+    double now = (double)time(NULL);
+    struct dirent *e;
+
+    if (d == NULL)
+        return errno == ENOENT ? 0 : kiln_error_set(err, errno, "gc: open %s", dir);
+    while ((e = readdir(d)) != NULL && n < MAX_ENTRIES) {
+        entry_t en = {0};
+        if (e->d_name[0] == '.' && (e->d_name[1] == '\0' || strcmp(e->d_name, "..") == 0))
+            continue;
+        en.size = tree_size(dirfd(d), e->d_name, &en.mtime, 0);
+        en.name = kiln_xstrdup(e->d_name);
+        total += en.size;
+        list = kiln_xrealloc(list, (n + 1) * sizeof(*list));
+        list[n++] = en;
+    }
+    qsort(list, n, sizeof(*list), by_age);
+    for (size_t i = 0; i < n; i++) {
+        int old = max_age > 0 && now - list[i].mtime > max_age;
+        int big = max_bytes > 0 && total > max_bytes;
+        if ((old || big) && (keep == NULL || !keep(o, list[i].name))) {
+            if (o->dry_run || kiln_fs_rm_rf_at(dirfd(d), list[i].name, NULL) == 0) {
+                st->freed_bytes += list[i].size;
+                st->removed++;
+                total -= list[i].size;
+            }
+        }
+        free(list[i].name);
+    }
+    free(list);
+    return 0;
+}
+
+/* The build a file or directory belongs to ("b-….log" or "b-…"); keeps it unless final. */
+static int keep_unless_final(const kiln_gc_opts_t *o, const char *name)
+{
+    char id[80], status[32];
+    size_t n = strcspn(name, ".");
+    if (n == 0 || n >= sizeof(id))
+        return 1;
+    memcpy(id, name, n);
+    id[n] = '\0';
+    if (kiln_db_build_status(o->db, id, status, sizeof(status), NULL) < 0)
+        return strncmp(name, "b-", 2) != 0; /* unknown builds' leftovers go */
+    return !kiln_db_status_final(status);
+}
+
+/* Keeps an uploaded context a queued or running build still needs. */
+static int keep_context(const kiln_gc_opts_t *o, const char *name)
+{
+    return kiln_db_context_in_use(o->db, name) != 0;
+}
+
+/* Runs `kiln prune` on the blob store; returns its exit status. */
+static int prune_store(const kiln_gc_opts_t *o, kiln_error_t *err)
+{
+    _cleanup_free_ char *log = kiln_xasprintf("%s/gc.log", o->server_root);
+    char *argv[] = {(char *)o->prune_cmd,
+                    (char *)"prune",
+                    (char *)"--root",
+                    (char *)o->kiln_root,
+                    (char *)(o->dry_run ? "--dry-run" : "--no-wait"),
+                    NULL};
+    kiln_runner_result_t rr;
+
+    if (kiln_runner_run(argv, log, 1 << 20, 3600, NULL, NULL, &rr, err) < 0)
+        return -1;
+    return rr.exit_code;
+}
+
+int kiln_gc_run(const kiln_gc_opts_t *o, kiln_gc_stats_t *st, kiln_error_t *err)
+{
+    kiln_gc_stats_t s = {.prune_status = -1};
+    _cleanup_free_ char *logs = kiln_xasprintf("%s/logs", o->server_root);
+    _cleanup_free_ char *ctx = kiln_xasprintf("%s/contexts", o->server_root);
+    _cleanup_free_ char *builds = kiln_xasprintf("%s/builds", o->server_root);
+    _cleanup_free_ char *secrets = kiln_xasprintf("%s/secrets", o->server_root);
+
+    /* Scratch and secrets of finished builds go at once, whatever their age. */
+    if (prune_dir(o, builds, 1e-9, 0, keep_unless_final, &s, err) < 0 ||
+        prune_dir(o, secrets, 1e-9, 0, keep_unless_final, &s, err) < 0 ||
+        prune_dir(o, logs, o->max_age_s, o->logs_max, keep_unless_final, &s, err) < 0 ||
+        prune_dir(o, ctx, o->max_age_s, o->contexts_max, keep_context, &s, err) < 0)
+        return -1;
+    if (o->kiln_root) {
+        _cleanup_free_ char *git = kiln_xasprintf("%s/git", o->kiln_root);
+        _cleanup_free_ char *mounts = kiln_xasprintf("%s/build/cache-mounts", o->kiln_root);
+        if (prune_dir(o, git, o->max_age_s, o->git_max, NULL, &s, err) < 0 ||
+            prune_dir(o, mounts, o->max_age_s, o->cache_max, NULL, &s, err) < 0)
+            return -1;
+        if (o->prune_cmd)
+            s.prune_status = prune_store(o, err);
+    }
+    *st = s;
+    return 0;
+}
+
+struct kiln_gc_timer {
+    kiln_gc_opts_t o;
+    int interval_s;
+    int stop;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    pthread_t thread;
+};
+
+static void *timer_main(void *arg)
+{
+    kiln_gc_timer_t *t = arg;
+
+    pthread_mutex_lock(&t->lock);
+    while (!t->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += t->interval_s;
+        while (!t->stop && pthread_cond_timedwait(&t->cond, &t->lock, &ts) != ETIMEDOUT)
+            ;
+        if (t->stop)
+            break;
+        pthread_mutex_unlock(&t->lock);
+        {
+            kiln_gc_stats_t st;
+            kiln_gc_run(&t->o, &st, NULL);
+        }
+        pthread_mutex_lock(&t->lock);
+    }
+    pthread_mutex_unlock(&t->lock);
+    return NULL;
+}
+
+int kiln_gc_start(const kiln_gc_opts_t *o, int interval_s, kiln_gc_timer_t **out, kiln_error_t *err)
+{
+    kiln_gc_timer_t *t = kiln_xzalloc(sizeof(*t));
+    int rc;
+
+    t->o = *o;
+    t->interval_s = interval_s > 0 ? interval_s : 3600;
+    pthread_mutex_init(&t->lock, NULL);
+    pthread_cond_init(&t->cond, NULL);
+    rc = pthread_create(&t->thread, NULL, timer_main, t);
+    if (rc != 0) {
+        free(t);
+        return kiln_error_set(err, rc, "starting the garbage collector");
+    }
+    *out = t;
+    return 0;
+}
+
+void kiln_gc_stop(kiln_gc_timer_t *t)
+{
+    if (t == NULL)
+        return;
+    pthread_mutex_lock(&t->lock);
+    t->stop = 1;
+    pthread_cond_signal(&t->cond);
+    pthread_mutex_unlock(&t->lock);
+    pthread_join(t->thread, NULL);
+    pthread_mutex_destroy(&t->lock);
+    pthread_cond_destroy(&t->cond);
+    free(t);
+}

@@ -1,0 +1,41 @@
+/* kiln server — the garbage collector that keeps the disk bounded: build logs (of finished
+ * builds), uploaded contexts no queued build needs, leftover scratch and secret directories,
+ * and in the kiln root the git mirrors and RUN cache mounts — each by age and total size,
+ * oldest first — then the blob store (`kiln prune`). Runs periodically in `kiln serve` and as
+ * `kiln gc`. */
+#ifndef KILN_SERVER_GC_H
+#define KILN_SERVER_GC_H
+
+#include <stdint.h>
+
+#include "src/server/db.h"
+#include "utils/error.h"
+
+typedef struct kiln_gc_opts {
+    const char *server_root; /* logs/, contexts/, builds/, secrets/ */
+    kiln_db_t *db;
+    const char *kiln_root; /* git/, build/cache-mounts/, the blob store; NULL = skip */
+    const char *prune_cmd; /* kiln itself, run as `CMD prune --root KILN_ROOT --no-wait` */
+    double max_age_s;      /* older entries go (0 = no age limit) */
+    uint64_t logs_max;     /* total bytes kept for each kind (0 = no size limit) */
+    uint64_t contexts_max;
+    uint64_t git_max;
+    uint64_t cache_max;
+    int dry_run;
+} kiln_gc_opts_t;
+
+typedef struct kiln_gc_stats {
+    uint64_t freed_bytes;
+    unsigned removed; /* entries removed (or that would be, with dry_run) */
+    int prune_status; /* exit status of kiln prune, -1 when not run */
+} kiln_gc_stats_t;
+
+int kiln_gc_run(const kiln_gc_opts_t *o, kiln_gc_stats_t *st, kiln_error_t *err);
+
+/* Runs the collection every interval_s seconds in a thread (first run after one interval). */
+typedef struct kiln_gc_timer kiln_gc_timer_t;
+int kiln_gc_start(const kiln_gc_opts_t *o, int interval_s, kiln_gc_timer_t **out,
+                  kiln_error_t *err);
+void kiln_gc_stop(kiln_gc_timer_t *t);
+
+#endif
