@@ -112,6 +112,13 @@ typedef struct kiln_registry_pull_opts {
     const char *arch;    /* default "amd64" */
     const char *variant; /* or NULL */
     int all_platforms;   /* fetch every manifest of an index (for copy) */
+    /* Optional hooks, e.g. to unpack layers while later ones still download:
+     * on_manifest runs once the selected platform's manifest is known, before
+     * any blob is fetched; on_blob runs (on any download thread) each time a
+     * blob of it is complete in the store (fetched or already there). */
+    void (*on_manifest)(void *ud, const kiln_manifest_t *m);
+    void (*on_blob)(void *ud, const kiln_digest_t *d);
+    void *hook_ud;
 } kiln_registry_pull_opts_t;
 
 /* Pulls `ref` into the store: manifests and every blob of the selected

@@ -35,6 +35,7 @@ typedef struct {
     const kiln_reg_endpoint_t *ep;
     const char *repository;
     want_blob_t *blobs;
+    const kiln_registry_pull_opts_t *po;
 } pull_ctx_t;
 
 typedef struct {
@@ -151,9 +152,12 @@ static int pull_blob(size_t i, void *ud, CURL *h, kiln_error_t *err)
     }
     kiln_store_writer_abort(d.w);
     kiln_reg_repo_clear(&repo);
-    if (rc == 0)
+    if (rc == 0) {
         kiln_reg_event(pc->r, KILN_REGISTRY_EV_BLOB_DONE, NULL, d.ds, pc->ep->host, NULL, d.b->size,
                        d.b->size);
+        if (pc->po != NULL && pc->po->on_blob != NULL)
+            pc->po->on_blob(pc->po->hook_ud, &d.b->digest);
+    }
     return rc;
 }
 
@@ -272,6 +276,8 @@ int kiln_registry_pull(kiln_registry_t *r, kiln_store_t *s, const char *refstr,
         for (size_t l = 0; l < mans[i].m->n_layers; l++)
             add_want(&want, &nwant, &mans[i].m->layers[l]);
     }
+    if (po != NULL && po->on_manifest != NULL)
+        po->on_manifest(po->hook_ud, mans[selected].m);
     /* skip what the store has */
     for (size_t i = 0; i < nwant; i++) {
         uint64_t have = 0;
@@ -279,12 +285,14 @@ int kiln_registry_pull(kiln_registry_t *r, kiln_store_t *s, const char *refstr,
             kiln_reg_event(r, KILN_REGISTRY_EV_BLOB_SKIPPED, NULL,
                            kiln_digest_str(&want[i].digest, ds), repo.ep->host, "in the store",
                            want[i].size, want[i].size);
+            if (po != NULL && po->on_blob != NULL)
+                po->on_blob(po->hook_ud, &want[i].digest);
             continue;
         }
         want[nfetch++] = want[i];
     }
     {
-        pull_ctx_t pc = {r, s, repo.ep, ref.repository, want};
+        pull_ctx_t pc = {r, s, repo.ep, ref.repository, want, po};
         if (kiln_reg_parallel(nfetch, r->o.parallel, pull_blob, &pc, err) < 0) {
             kiln_error_prefix(err, "pulling %s", full);
             goto out;
