@@ -12,6 +12,7 @@
 #include "oci/docker_archive.h"
 #include "oci/layout.h"
 #include "oci/registry.h"
+#include "src/build/auto.h"
 #include "src/build/build.h"
 #include "src/cli_output.h"
 #include "src/commands.h"
@@ -21,11 +22,15 @@
 
 #define MAX_LIST 256
 
+extern char **environ;
+
 static void usage(FILE *out)
 {
     fprintf(out,
             "Usage: kiln build [OPTIONS] CONTEXT\n\n"
-            "Builds the Dockerfile in CONTEXT (a directory).\n\n"
+            "Builds the Dockerfile in CONTEXT (a directory). Without a Dockerfile, or when\n"
+            "CONTEXT is a git URL[#REF], kiln detects the stack (see `kiln plan`) and builds\n"
+            "the plan's natural output (default under ./kiln-out/).\n\n"
             "  -f, --file FILE            the Dockerfile (default CONTEXT/Dockerfile; - = stdin)\n"
             "  -t, --tag NAME             name the image (repeatable)\n"
             "      --target STAGE         build this stage (and what it needs)\n"
@@ -46,11 +51,15 @@ static void usage(FILE *out)
             "      --progress MODE        plain (default), tty, json or quiet\n"
             "      --network MODE         default network for RUN: default, none, host\n"
             "      --isolation MODE       auto, sandbox, chroot\n"
-            "      --insecure-registry H  allow plain HTTP for registry H[:PORT] (repeatable)\n");
+            "      --insecure-registry H  allow plain HTTP for registry H[:PORT] (repeatable)\n"
+            "      --subdir PATH          auto-build PATH inside the source (monorepos)\n"
+            "      --plan FILE            auto-build exactly this plan (from `kiln plan`)\n"
+            "  -o type=function,dest=F.zip  auto-build: a Lambda zip + function.json\n");
 }
 
 typedef struct opts {
     const char *file, *target, *root, *digest_file, *metadata_file, *network, *isolation;
+    const char *subdir, *plan_file;
     const char *tags[MAX_LIST], *args[MAX_LIST], *contexts[MAX_LIST], *secrets[MAX_LIST],
         *outputs[MAX_LIST], *insecure[MAX_LIST + 1];
     size_t n_tags, n_args, n_contexts, n_secrets, n_outputs, n_insecure;
@@ -168,7 +177,9 @@ int kiln_cmd_build(int argc, char **argv)
         O_PROGRESS,
         O_NET,
         O_ISO,
-        O_INSECURE
+        O_INSECURE,
+        O_SUBDIR,
+        O_PLAN,
     };
     static const struct option lopts[] = {
         {"file", required_argument, NULL, 'f'},
@@ -189,6 +200,8 @@ int kiln_cmd_build(int argc, char **argv)
         {"network", required_argument, NULL, O_NET},
         {"isolation", required_argument, NULL, O_ISO},
         {"insecure-registry", required_argument, NULL, O_INSECURE},
+        {"subdir", required_argument, NULL, O_SUBDIR},
+        {"plan", required_argument, NULL, O_PLAN},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     opts_t o = {.sde = -1};
@@ -196,6 +209,7 @@ int kiln_cmd_build(int argc, char **argv)
     kiln_build_result_t res = {0};
     kiln_error_t err = {0};
     kiln_store_t *store = NULL;
+    kiln_auto_build_t ab = {0};
     _cleanup_free_ char *root = NULL;
     _cleanup_free_ char *text = NULL;
     size_t text_len = 0;
@@ -283,6 +297,12 @@ int kiln_cmd_build(int argc, char **argv)
             if (add(o.insecure, &o.n_insecure, optarg))
                 return KILN_EXIT_USAGE;
             break;
+        case O_SUBDIR:
+            o.subdir = optarg;
+            break;
+        case O_PLAN:
+            o.plan_file = optarg;
+            break;
         case 'h':
             usage(stdout);
             return KILN_EXIT_OK;
@@ -298,6 +318,34 @@ int kiln_cmd_build(int argc, char **argv)
         add(o.outputs, &o.n_outputs, "type=registry");
 
     req.context_dir = argv[optind];
+    if (o.file == NULL && kiln_auto_wanted(argv[optind], o.subdir, o.plan_file)) {
+        kiln_auto_build_opts_t ao = {.root = o.root,
+                                     .subdir = o.subdir,
+                                     .plan_file = o.plan_file,
+                                     .env = environ,
+                                     .outputs = o.outputs,
+                                     .n_outputs = o.n_outputs,
+                                     .secrets = o.secrets,
+                                     .n_secrets = o.n_secrets};
+        if (kiln_auto_build_prepare(argv[optind], &ao, &ab, &err) < 0)
+            return kiln_cli_fail(&err);
+        if (ab.src.commit)
+            fprintf(stderr, "source %s at commit %s\n", ab.src.display, ab.src.commit);
+        req.context_dir = ab.src.dir;
+        if (ab.dockerfile) {
+            fprintf(stderr, "auto-build: provider %s, target %s\n", ab.plan->provider, ab.target);
+            req.dockerfile_text = ab.dockerfile;
+            req.dockerfile_len = strlen(ab.dockerfile);
+            if (o.target == NULL)
+                o.target = ab.target;
+            if (ab.context && add(o.contexts, &o.n_contexts, ab.context)) {
+                kiln_auto_build_release(&ab);
+                return KILN_EXIT_USAGE;
+            }
+            if (o.n_outputs == 0)
+                add(o.outputs, &o.n_outputs, ab.default_output);
+        }
+    }
     if (o.file && strcmp(o.file, "-") == 0) {
         if (kiln_fs_read_fd(STDIN_FILENO, 4u << 20, &text, &text_len, &err) < 0)
             return kiln_cli_fail(&err);
@@ -328,6 +376,11 @@ int kiln_cmd_build(int argc, char **argv)
         fprintf(stderr, "ERROR: %s\n", err.msg);
         goto out;
     }
+    if (ab.dockerfile &&
+        kiln_auto_function_outputs(store, &res, ab.plan, o.outputs, &o.n_outputs, root, &err) < 0) {
+        kiln_cli_fail(&err);
+        goto out;
+    }
     if (do_outputs(&o, store, &res, &err) < 0) {
         kiln_cli_fail(&err);
         goto out;
@@ -350,6 +403,7 @@ int kiln_cmd_build(int argc, char **argv)
     }
     rc = KILN_EXIT_OK;
 out:
+    kiln_auto_build_release(&ab);
     kiln_build_result_clear(&res);
     kiln_store_close(store);
     return rc;

@@ -16,6 +16,7 @@
 #ifndef KILN_SRC_BUILD_AUTO_H
 #define KILN_SRC_BUILD_AUTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "handlers/plan.h"
@@ -55,5 +56,54 @@ int kiln_auto_dockerfile(const kiln_plan_t *plan, const kiln_auto_opts_t *opts, 
 
 /* The Dockerfile target building each output kind: "run", "site", "function". */
 const char *kiln_auto_target(kiln_plan_output_t kind);
+
+/* True when `kiln build SPEC` takes the auto-detected path: a git URL, a plan
+ * file, or a directory (after subdir) without a Dockerfile. */
+bool kiln_auto_wanted(const char *spec, const char *subdir, const char *plan_file);
+
+typedef struct kiln_auto_build_opts {
+    const char *root;      /* kiln root (NULL = $KILN_ROOT or default) */
+    const char *subdir;    /* --subdir */
+    const char *plan_file; /* run exactly this plan (JSON from `kiln plan`) */
+    const char *image_prefix;
+    char *const *env;
+    const char *const *outputs; /* the --output specs ("type=local,dest=…") */
+    size_t n_outputs;
+    const char *const *secrets; /* the --secret specs ("id=ID,src=FILE") */
+    size_t n_secrets;
+} kiln_auto_build_opts_t;
+
+/* An auto-detected build, ready for the Dockerfile engine. */
+typedef struct kiln_auto_build {
+    kiln_auto_source_t src;
+    kiln_plan_t *plan;
+    char *dockerfile;        /* rendered text; NULL when the source has its own Dockerfile */
+    char *target;            /* stage to build */
+    char *context;           /* "node=DIR" (toolchain) or NULL */
+    kiln_plan_output_t kind; /* what the build produces */
+    char *default_output;    /* the natural --output when none was given */
+} kiln_auto_build_t;
+
+/* Resolves the source, detects (or loads) the plan, fetches its toolchain and
+ * renders the Dockerfile for the kind of output asked for. */
+int kiln_auto_build_prepare(const char *spec, const kiln_auto_build_opts_t *o,
+                            kiln_auto_build_t *ab, kiln_error_t *err);
+void kiln_auto_build_release(kiln_auto_build_t *ab);
+
+/* Writes a Lambda deployment package: the files of `dir` (a function stage
+ * exported with type=local) zipped into `zip` (sorted, fixed timestamps),
+ * and function.json (handler, runtime, zip name, sha256) beside it. */
+int kiln_auto_write_function(const char *dir, const kiln_plan_t *plan, const char *zip,
+                             kiln_error_t *err);
+
+struct kiln_store;
+struct kiln_build_result;
+
+/* Handles the type=function outputs of `specs` after a build of the function
+ * stage (export, zip, function.json) and removes them from the list, leaving
+ * the others for the image/local writers. Specs: "type=function,dest=FILE.zip". */
+int kiln_auto_function_outputs(struct kiln_store *store, const struct kiln_build_result *res,
+                               const kiln_plan_t *plan, const char **specs, size_t *n,
+                               const char *tmp_parent, kiln_error_t *err);
 
 #endif

@@ -1,0 +1,3 @@
+module example.com/kiln/go-http
+
+go 1.19

@@ -1,0 +1,1 @@
+exports.greeting = () => `hello from kiln node-express (node ${process.version})\n`;
