@@ -100,6 +100,38 @@ static int inspect_docker_archive(const char *ref, kiln_error_t *err)
     return print_json(j);
 }
 
+/* Reads the blob d; when it is an index (a multi-platform image), follows it
+ * to its linux/amd64 (or only) manifest, updating d. */
+static int read_store_manifest(kiln_store_t *s, kiln_digest_t *d, char **data, size_t *len,
+                               kiln_error_t *err)
+{
+    for (int depth = 0; depth < 3; depth++) {
+        _cleanup_free_ char *buf = NULL;
+        _cleanup_json_ json_t *doc = NULL;
+        kiln_index_t *ix = NULL;
+        size_t n;
+        int k;
+
+        if (kiln_store_read_blob(s, d, KILN_IMAGE_MANIFEST_MAX, &buf, &n, err) < 0 ||
+            kiln_json_loadb(buf, n, KILN_IMAGE_MANIFEST_MAX, "manifest", &doc, err) < 0)
+            return -1;
+        if (kiln_image_doc_kind(doc) != KILN_DOC_INDEX) {
+            *data = steal_pointer(&buf);
+            *len = n;
+            return 0;
+        }
+        if (kiln_image_parse_index(buf, n, &ix, err) < 0)
+            return -1;
+        k = ix->n_manifests == 1 ? 0 : kiln_image_index_select(ix, "linux", "amd64", NULL, err);
+        if (k >= 0)
+            *d = ix->manifests[k].digest;
+        kiln_index_free(ix);
+        if (k < 0)
+            return -1;
+    }
+    return kiln_error_set(err, 0, "indexes nested too deeply");
+}
+
 static int inspect_store(const char *ref, const char *opt_root, kiln_error_t *err)
 {
     _cleanup_free_ char *root = NULL;
@@ -110,7 +142,7 @@ static int inspect_store(const char *ref, const char *opt_root, kiln_error_t *er
     kiln_store_t *s = NULL;
     kiln_manifest_t *m = NULL;
     kiln_descriptor_t md = {0};
-    size_t len, clen;
+    size_t len = 0, clen = 0;
     int r;
 
     if (kiln_cli_store_root(opt_root, &root, err) < 0 || kiln_store_open(root, &s, err) < 0)
@@ -118,8 +150,7 @@ static int inspect_store(const char *ref, const char *opt_root, kiln_error_t *er
     r = kiln_store_ref_get(s, ref + strlen("store:"), &md.digest, err);
     if (r == 0)
         kiln_error_set(err, ENOENT, "no ref '%s' in store %s", ref + strlen("store:"), root);
-    if (r <= 0 ||
-        kiln_store_read_blob(s, &md.digest, KILN_IMAGE_MANIFEST_MAX, &data, &len, err) < 0 ||
+    if (r <= 0 || read_store_manifest(s, &md.digest, &data, &len, err) < 0 ||
         kiln_image_parse_manifest(data, len, &m, err) < 0 ||
         kiln_store_read_blob(s, &m->config.digest, KILN_IMAGE_CONFIG_MAX, &cdata, &clen, err) < 0 ||
         kiln_image_parse_config(cdata, clen, &config, err) < 0) {

@@ -121,16 +121,35 @@ open(os.path.join(root, "refs", hashlib.sha256(name.encode()).hexdigest()), "w")
 open(os.path.join(root, "blobs", "sha256", hashlib.sha256(b"junk").hexdigest()), "wb").write(b"junk")
 open(os.path.join(root, "tmp", "blob-stale"), "wb").write(b"partial")
 PY
+# a multi-platform index pinning image two (as kiln pull pins registry indexes)
+python3 - "$S" "$d2" <<'PY'
+import hashlib, json, os, sys
+root, d = sys.argv[1], sys.argv[2]
+size = os.path.getsize(os.path.join(root, "blobs", "sha256", d[7:]))
+ix = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                 "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d, "size": size,
+                                "platform": {"architecture": "amd64", "os": "linux"}}]}).encode()
+h = hashlib.sha256(ix).hexdigest()
+open(os.path.join(root, "blobs", "sha256", h), "wb").write(ix)
+name = "image/example.com/fix:multi"
+open(os.path.join(root, "refs", hashlib.sha256(name.encode()).hexdigest()), "w").write("sha256:" + h + "\n" + name + "\n")
+PY
 before=$(ls "$S/blobs/sha256" | wc -l)
 "$KILN" prune --root "$S" --dry-run 2>"$T/err"; rc=$?
 check "prune --dry-run exits 0 and removes nothing" bash -c "test $rc -eq 0 && test $(ls "$S/blobs/sha256" | wc -l) -eq $before"
 "$KILN" prune --root "$S" 2>"$T/err"; rc=$?
 check "prune exits 0" test $rc -eq 0
-check "prune reports what it freed" grep -q 'removed 4 blob' "$T/err"
-check "prune keeps the pinned image (3 blobs)" test "$(ls "$S/blobs/sha256" | wc -l)" -eq 3
+check "prune reports what it freed (the junk blob)" grep -q 'removed 1 blob' "$T/err"
+check "prune keeps both pinned images and the index (7 blobs)" test "$(ls "$S/blobs/sha256" | wc -l)" -eq 7
 check "prune removes stale temp files" test -z "$(ls "$S/tmp")"
 "$KILN" inspect --root "$S" "store:image/example.com/fix:one" >"$T/st.json"; rc=$?
 check "the pinned image is still complete (inspect store:)" bash -c "test $rc -eq 0 && grep -q fixture '$T/st.json'"
+"$KILN" inspect --root "$S" "store:image/example.com/fix:multi" >"$T/stm.json"; rc=$?
+check "inspect store: of a pinned index shows its linux/amd64 image" \
+  bash -c "test $rc -eq 0 && test \"\$(python3 -c 'import json;print(json.load(open(\"$T/stm.json\"))[\"config\"][\"config\"][\"Labels\"][\"fixture\"])')\" = two"
+rm "$S/refs/$(printf %s image/example.com/fix:multi | sha256sum | cut -c1-64)"
+"$KILN" prune --root "$S" 2>"$T/err"
+check "unpinning the index frees it and its image (4 blobs)" grep -q 'removed 4 blob' "$T/err"
 # a build holds the store: --no-wait refuses, the blob of the running build survives
 exec 9>"$S/lock"; flock -s 9
 "$KILN" prune --root "$S" --no-wait 2>"$T/err"; rc=$?
