@@ -134,8 +134,13 @@ int kiln_cmd_worker(int argc, char **argv)
     }
     if (optind < argc)
         return kiln_cli_usage_error("worker", "unexpected argument '%s'", argv[optind]);
+    /* ECS task definitions pass the queues in the environment. */
     if (o.queue_url == NULL)
-        return kiln_cli_usage_error("worker", "--queue SQS_URL is required");
+        o.queue_url = getenv("KILN_QUEUE_URL");
+    if (o.events_url == NULL)
+        o.events_url = getenv("KILN_EVENTS_QUEUE_URL");
+    if (o.queue_url == NULL || o.queue_url[0] == '\0')
+        return kiln_cli_usage_error("worker", "--queue SQS_URL (or KILN_QUEUE_URL) is required");
     if (conc < 1 || conc > 64)
         return kiln_cli_usage_error("worker", "--concurrency must be 1..64");
     if (vis < 3 || vis > 43200)
