@@ -56,8 +56,8 @@ c["process"]["terminal"] = False
 c["process"]["args"] = ["/bin/true"]
 json.dump(c, open(p, "w"))
 PY
-  i=0
-  runc_once() { i=$((i + 1)); runc run -b "$B" "kiln-bench-$$-$i-$RANDOM" </dev/null; }
+
+  runc_once() { runc run -b "$B" "kiln-bench-$$-$RANDOM$RANDOM" </dev/null; }
   t_runc=$(median_ms runc_once || echo 0)
   echo "runc run /bin/true                   ${t_runc} ms"
   [ "$t_runc" != 0 ] && echo "sandbox cost / runc                  $(ratio "$cost" "$t_runc")  (target <= 0.3)"
