@@ -196,6 +196,17 @@ def main():
             all(p["headers"].get("cache-control") == "max-age=60" for p in puts.values()),
             r.stderr)
 
+    # ---- virtual-hosted-style addressing (bucket in the Host header)
+    proxy.clear()
+    vh = dict(env, AWS_ENDPOINT_URL="http://localhost:%d" % proxy.port, KILN_S3_PATH_STYLE="0")
+    r = kiln("upload", small, "--output", "type=s3,dest=s3://site/vhost", env=vh)
+    hosts = {x["headers"].get("host") for x in proxy.requests()}
+    g = aws_cli(direct, "s3", "cp", "s3://site/vhost/index.html", os.path.join(T.tmp, "vh.html"))
+    T.check("virtual-hosted-style: Host is bucket.endpoint, paths have no bucket",
+            r.returncode == 0 and hosts == {"site.localhost:%d" % proxy.port} and
+            all(x["path"].startswith("/vhost/") for x in proxy.requests()) and g.returncode == 0 and
+            open(os.path.join(T.tmp, "vh.html")).read() == "hi\n", (r.stderr, hosts))
+
     # ---- function zip (single file)
     z = os.path.join(T.tmp, "function.zip")
     with open(z, "wb") as f:
