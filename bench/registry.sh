@@ -91,10 +91,14 @@ unpack_peer() {
   $SK copy --src-tls-verify=false "docker://127.0.0.1:$PK/bench/img:1" "oci:$W/peer-oci:bench" &&
     umoci unpack --rootless --image "$W/peer-oci:bench" "$W/peer-bundle"
 }
+[ -f "$W/kiln-oci/index.json" ] || { echo "kiln pull wrote no OCI layout"; exit 1; }
 export -f unpack_peer; export SK W PK
 timed peer_unpack bash -c unpack_peer
 timed kiln_unpack "$KILN" pull --progress=none --root "$W/store2" --insecure-registry "127.0.0.1:$PK" \
   -o "type=local,dest=$W/kiln-rootfs" "127.0.0.1:$PK/bench/img:1"
+want=$((4 * (MIB / 16)))
+got=$(find "$W/kiln-rootfs" -type f | wc -l)
+[ "$got" = "$want" ] || { echo "kiln unpacked $got files, expected $want"; exit 1; }
 echo
 echo "kiln push / skopeo copy oci->docker:          $(ratio "$T_kiln_push" "$T_skopeo_push")  (target <= 1.0)"
 echo "kiln pull / skopeo copy docker->oci:          $(ratio "$T_kiln_pull" "$T_skopeo_pull")  (target <= 1.0)"

@@ -142,6 +142,29 @@ int kiln_cli_registry_opt(kiln_cli_registry_t *cr, const char *cmd, int c, const
     }
 }
 
+int kiln_cli_registry_getopt(kiln_cli_registry_t *cr, const char *cmd, int argc, char **argv,
+                             const char *shortopts, const struct option *opts,
+                             void (*usage)(FILE *out),
+                             int (*other)(int c, const char *arg, void *ud), void *ud)
+{
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, shortopts, opts, NULL)) != -1) {
+        int k = kiln_cli_registry_opt(cr, cmd, c, optarg);
+        if (k < 0)
+            return -1;
+        if (k > 0)
+            continue;
+        if (c == 'h') {
+            usage(stdout);
+            return 1;
+        }
+        if (c == '?' || other == NULL || other(c, optarg, ud) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static const char *ev_name(kiln_registry_ev_kind_t k)
 {
     switch (k) {

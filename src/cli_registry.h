@@ -5,6 +5,7 @@
 #define KILN_SRC_CLI_REGISTRY_H
 
 #include <getopt.h>
+#include <stdio.h>
 
 #include "oci/registry.h"
 #include "oci/store.h"
@@ -76,6 +77,16 @@ void kiln_cli_registry_free(kiln_cli_registry_t *cr);
 /* Handles one registry option; returns 1 when it was one, 0 when not, -1 on a
  * bad value (message printed for command cmd). */
 int kiln_cli_registry_opt(kiln_cli_registry_t *cr, const char *cmd, int c, const char *arg);
+
+/* Parses argv with getopt_long: registry options are handled here, -h/--help
+ * prints usage to stdout, anything else goes to other(c, optarg, ud) (which
+ * returns 0 when it took the option, -1 when it is a usage error; may be
+ * NULL). Returns 0 to go on (operands from optind), 1 after printing help,
+ * -1 on a bad option. */
+int kiln_cli_registry_getopt(kiln_cli_registry_t *cr, const char *cmd, int argc, char **argv,
+                             const char *shortopts, const struct option *opts,
+                             void (*usage)(FILE *out),
+                             int (*other)(int c, const char *arg, void *ud), void *ud);
 
 /* A client configured from the flags (progress printer installed). */
 int kiln_cli_registry_client(kiln_cli_registry_t *cr, kiln_registry_t **out, kiln_error_t *err);

@@ -184,6 +184,20 @@ static int pull_unpacked(kiln_registry_t *r, kiln_store_t *s, const char *ref,
     return rc;
 }
 
+/* -o/--output for kiln_cli_registry_getopt; ud holds the type and dest slots. */
+static int output_opt(int c, const char *arg, void *ud)
+{
+    char ***out = ud;
+    if (c != 'o')
+        return -1;
+    if (parse_output(arg, out[0], out[1]) < 0 ||
+        (strcmp(*out[0], "oci") != 0 && strcmp(*out[0], "local") != 0)) {
+        kiln_cli_usage_error("pull", "--output wants type=oci|local,dest=PATH");
+        return -1;
+    }
+    return 0;
+}
+
 int kiln_cmd_pull(int argc, char **argv)
 {
     static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
@@ -202,27 +216,15 @@ int kiln_cmd_pull(int argc, char **argv)
     int c, rc = KILN_EXIT_FAIL;
 
     kiln_cli_registry_init(&cr);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
-        int k = kiln_cli_registry_opt(&cr, "pull", c, optarg);
-        if (k < 0)
-            goto usage_fail;
-        if (k > 0)
-            continue;
-        if (c == 'h') {
-            usage(stdout);
+    {
+        char **out[2] = {&otype, &odest};
+        c = kiln_cli_registry_getopt(&cr, "pull", argc, argv, "o:h", opts, usage, output_opt, out);
+        if (c == 1) {
             kiln_cli_registry_free(&cr);
             return KILN_EXIT_OK;
         }
-        if (c == 'o') {
-            if (parse_output(optarg, &otype, &odest) < 0 ||
-                (strcmp(otype, "oci") != 0 && strcmp(otype, "local") != 0)) {
-                kiln_cli_usage_error("pull", "--output wants type=oci|local,dest=PATH");
-                goto usage_fail;
-            }
-            continue;
-        }
-        goto usage_fail;
+        if (c != 0)
+            goto usage_fail;
     }
     if (optind != argc - 1) {
         kiln_cli_usage_error("pull", "expected exactly one image reference");

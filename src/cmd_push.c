@@ -35,20 +35,13 @@ int kiln_cmd_push(int argc, char **argv)
     int c, rc = KILN_EXIT_FAIL;
 
     kiln_cli_registry_init(&cr);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int k = kiln_cli_registry_opt(&cr, "push", c, optarg);
-        if (k < 0)
-            goto usage_fail;
-        if (k > 0)
-            continue;
-        if (c == 'h') {
-            usage(stdout);
-            kiln_cli_registry_free(&cr);
-            return KILN_EXIT_OK;
-        }
-        goto usage_fail;
+    c = kiln_cli_registry_getopt(&cr, "push", argc, argv, "h", opts, usage, NULL, NULL);
+    if (c == 1) {
+        kiln_cli_registry_free(&cr);
+        return KILN_EXIT_OK;
     }
+    if (c != 0)
+        goto usage_fail;
     if (argc - optind < 2) {
         kiln_cli_usage_error("push", "expected a source and at least one destination reference");
         goto usage_fail;
