@@ -172,10 +172,10 @@ int kiln_reference_parse(const char *s, kiln_reference_t *out, kiln_error_t *err
     size_t len;
 
     if (s == NULL || *s == '\0')
-        return kiln_error_set(err, EINVAL, "invalid image reference: empty");
+        return kiln_error_set(err, 0, "invalid image reference: empty");
     len = strlen(s);
     if (len > KILN_REFERENCE_MAX)
-        return kiln_error_set(err, EINVAL, "invalid image reference: longer than %d bytes",
+        return kiln_error_set(err, 0, "invalid image reference: longer than %d bytes",
                               KILN_REFERENCE_MAX);
     copy = kiln_xstrdup(s);
 
@@ -183,7 +183,7 @@ int kiln_reference_parse(const char *s, kiln_reference_t *out, kiln_error_t *err
     if (at != NULL) {
         *at = '\0';
         if (!kiln_reference_digest_valid(at + 1))
-            return kiln_error_set(err, EINVAL,
+            return kiln_error_set(err, 0,
                                   "invalid image reference '%s': bad digest '%s' (want "
                                   "sha256:<64 lowercase hex>)",
                                   s, at + 1);
@@ -195,12 +195,12 @@ int kiln_reference_parse(const char *s, kiln_reference_t *out, kiln_error_t *err
     if (colon != NULL) {
         *colon = '\0';
         if (!kiln_reference_tag_valid(colon + 1))
-            return kiln_error_set(err, EINVAL, "invalid image reference '%s': bad tag '%s'", s,
+            return kiln_error_set(err, 0, "invalid image reference '%s': bad tag '%s'", s,
                                   colon + 1);
         tag = kiln_xstrdup(colon + 1);
     }
     if (*name == '\0')
-        return kiln_error_set(err, EINVAL, "invalid image reference '%s': no repository name", s);
+        return kiln_error_set(err, 0, "invalid image reference '%s': no repository name", s);
 
     slash = strchr(name, '/');
     if (slash != NULL &&
@@ -208,8 +208,8 @@ int kiln_reference_parse(const char *s, kiln_reference_t *out, kiln_error_t *err
          memchr(name, ':', (size_t)(slash - name)) != NULL ||
          (slash - name == 9 && strncmp(name, "localhost", 9) == 0) || name[0] == '[')) {
         if (!domain_valid(name, (size_t)(slash - name)))
-            return kiln_error_set(err, EINVAL, "invalid image reference '%s': bad registry '%.*s'",
-                                  s, (int)(slash - name), name);
+            return kiln_error_set(err, 0, "invalid image reference '%s': bad registry '%.*s'", s,
+                                  (int)(slash - name), name);
         registry = kiln_xstrndup(name, (size_t)(slash - name));
         rest = slash + 1;
     } else {
@@ -227,7 +227,7 @@ int kiln_reference_parse(const char *s, kiln_reference_t *out, kiln_error_t *err
         size_t n = e ? (size_t)(e - p) : strlen(p);
         why = path_component_check(p, n);
         if (why != NULL)
-            return kiln_error_set(err, EINVAL, "invalid image reference '%s': %s", s, why);
+            return kiln_error_set(err, 0, "invalid image reference '%s': %s", s, why);
         if (e == NULL)
             break;
         p = e + 1;
@@ -238,7 +238,7 @@ int kiln_reference_parse(const char *s, kiln_reference_t *out, kiln_error_t *err
     else
         repository = kiln_xstrdup(rest);
     if (strlen(registry) + 1 + strlen(repository) > KILN_REFERENCE_NAME_MAX)
-        return kiln_error_set(err, EINVAL,
+        return kiln_error_set(err, 0,
                               "invalid image reference '%s': name longer than %d characters", s,
                               KILN_REFERENCE_NAME_MAX);
     if (tag == NULL && digest == NULL)

@@ -931,7 +931,7 @@ static int fetch_token(kiln_reg_repo_t *repo, CURL *h, const kiln_www_auth_t *ch
     if (tok == NULL || tok[0] == '\0')
         tok = kiln_json_get_string(j, "access_token");
     if (tok == NULL || tok[0] == '\0')
-        return kiln_error_set(err, EPROTO, "token server for %s returned no token", repo->ep->host);
+        return kiln_error_set(err, 0, "token server for %s returned no token", repo->ep->host);
     exp = json_object_get(j, "expires_in");
     if (json_is_integer(exp) && json_integer_value(exp) > 0)
         expires_in = (long)json_integer_value(exp);
@@ -1127,8 +1127,10 @@ int kiln_reg_fail(kiln_reg_req_t *q, kiln_error_t *err, const char *fmt, ...)
     describe_body(q, body, sizeof(body));
     if (q->status == 401)
         return kiln_error_set(err, 0, "%s: 401 Unauthorized%s (credentials rejected)", what, body);
-    return kiln_error_set(err, q->status == 404 ? ENOENT : EPROTO, "%s: HTTP %ld%s", what,
-                          q->status, body);
+    kiln_error_set(err, 0, "%s: HTTP %ld%s", what, q->status, body);
+    if (err != NULL) /* keep a code for callers, without strerror in the message */
+        err->code = q->status == 404 ? ENOENT : EPROTO;
+    return -1;
 }
 
 /* --- parallel work ---------------------------------------------------- */
@@ -1216,7 +1218,7 @@ int kiln_reg_fetch_manifest(kiln_reg_repo_t *repo, CURL *h, const char *tag_or_d
     q.resp_cap = KILN_IMAGE_MANIFEST_MAX;
     if (kiln_reg_do(repo, h, &q, err) < 0) {
         if (err && err->code == EFBIG)
-            kiln_error_set(err, EFBIG, "manifest %s/%s:%s is larger than the %u byte limit",
+            kiln_error_set(err, 0, "manifest %s/%s:%s is larger than the %u byte limit",
                            repo->ep->host, repo->repository, tag_or_digest,
                            KILN_IMAGE_MANIFEST_MAX);
         goto out;
@@ -1228,8 +1230,7 @@ int kiln_reg_fetch_manifest(kiln_reg_repo_t *repo, CURL *h, const char *tag_or_d
     }
     kiln_digest_bytes(q.resp.data ? q.resp.data : "", q.resp.len, &d);
     if (want != NULL && !kiln_digest_equal(want, &d)) {
-        kiln_error_set(err, EBADMSG,
-                       "manifest %s/%s@%s: content hashes to %s, not the digest asked for",
+        kiln_error_set(err, 0, "manifest %s/%s@%s: content hashes to %s, not the digest asked for",
                        repo->ep->host, repo->repository, tag_or_digest, kiln_digest_str(&d, ds));
         goto out;
     }
@@ -1237,8 +1238,7 @@ int kiln_reg_fetch_manifest(kiln_reg_repo_t *repo, CURL *h, const char *tag_or_d
         kiln_digest_t hd;
         if (kiln_digest_parse(q.docker_digest, &hd, NULL) == 0 && !kiln_digest_equal(&hd, &d)) {
             kiln_error_set(
-                err, EBADMSG,
-                "manifest %s/%s:%s: content hashes to %s but the registry announced %.80s",
+                err, 0, "manifest %s/%s:%s: content hashes to %s but the registry announced %.80s",
                 repo->ep->host, repo->repository, tag_or_digest, kiln_digest_str(&d, ds),
                 q.docker_digest);
             goto out;

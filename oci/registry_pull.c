@@ -109,7 +109,7 @@ static int pull_blob(size_t i, void *ud, CURL *h, kiln_error_t *err)
                     kiln_reg_backoff(pc->r, attempt++, -1);
                     continue;
                 }
-                kiln_error_set(err, EPROTO, "blob %s: got %llu of %llu bytes", d.ds,
+                kiln_error_set(err, 0, "blob %s: got %llu of %llu bytes", d.ds,
                                (unsigned long long)d.got, (unsigned long long)d.b->size);
                 break;
             }
@@ -371,9 +371,8 @@ int kiln_registry_get_blob(kiln_registry_t *r, const char *refstr, const kiln_di
             } else {
                 kiln_digest_bytes(q.resp.data ? q.resp.data : "", q.resp.len, &got);
                 if (!kiln_digest_equal(&got, d)) {
-                    kiln_error_set(err, EBADMSG,
-                                   "blob %s from %s/%s: content does not match its digest", ds,
-                                   eps[i].host, repo.repository);
+                    kiln_error_set(err, 0, "blob %s from %s/%s: content does not match its digest",
+                                   ds, eps[i].host, repo.repository);
                 } else {
                     *len = q.resp.len;
                     *body = q.resp.data ? kiln_buf_steal(&q.resp, NULL) : kiln_xstrdup("");

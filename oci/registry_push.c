@@ -52,7 +52,7 @@ static int read_doc(const kiln_blob_source_t *src, const kiln_digest_t *d, char 
         return kiln_error_prefix(err, "manifest %s", kiln_digest_str(d, ds));
     kiln_digest_bytes(buf, n, &got);
     if (!kiln_digest_equal(&got, d))
-        return kiln_error_set(err, EIO, "manifest %s: content does not match its digest",
+        return kiln_error_set(err, 0, "manifest %s: content does not match its digest",
                               kiln_digest_str(d, ds));
     *out = steal_pointer(&buf);
     *len = n;
@@ -228,7 +228,7 @@ static int push_blob(size_t i, void *ud, CURL *h, kiln_error_t *err)
     if (pc->src->open(pc->src->ctx, &b->digest, &fd, &size, err) < 0)
         goto out;
     if (size != b->size) {
-        kiln_error_set(err, EIO, "blob %s: %llu bytes, but the manifest says %llu", ds,
+        kiln_error_set(err, 0, "blob %s: %llu bytes, but the manifest says %llu", ds,
                        (unsigned long long)size, (unsigned long long)b->size);
         goto out;
     }
@@ -284,7 +284,7 @@ static int put_manifest(push_ctx_t *pc, CURL *h, const char *tag_or_digest, cons
         goto out;
     }
     if (q.docker_digest != NULL && strcmp(q.docker_digest, ds) != 0) {
-        kiln_error_set(err, EPROTO, "pushing manifest %s to %s/%s: the registry stored %.80s", ds,
+        kiln_error_set(err, 0, "pushing manifest %s to %s/%s: the registry stored %.80s", ds,
                        pc->ep->host, repo.repository, q.docker_digest);
         goto out;
     }

@@ -50,7 +50,7 @@ static int read_quoted(cursor_t *c, char **out, kiln_error_t *err)
         char ch = *c->p;
         if (ch == '\0') {
             kiln_buf_free(&b);
-            return kiln_error_set(err, EINVAL, "unterminated quoted string");
+            return kiln_error_set(err, 0, "unterminated quoted string");
         }
         if (ch == '"') {
             c->p++;
@@ -61,12 +61,12 @@ static int read_quoted(cursor_t *c, char **out, kiln_error_t *err)
             ch = *c->p;
             if (ch == '\0') {
                 kiln_buf_free(&b);
-                return kiln_error_set(err, EINVAL, "unterminated quoted string");
+                return kiln_error_set(err, 0, "unterminated quoted string");
             }
         }
         if ((unsigned char)ch < 0x20 && ch != '\t') {
             kiln_buf_free(&b);
-            return kiln_error_set(err, EINVAL, "control character in quoted string");
+            return kiln_error_set(err, 0, "control character in quoted string");
         }
         if (kiln_buf_append(&b, &ch, 1, err) < 0) {
             kiln_buf_free(&b);
@@ -123,9 +123,9 @@ int kiln_www_auth_parse(const char *value, kiln_www_auth_t *out, kiln_error_t *e
     int have_cur = 0;
 
     if (value == NULL)
-        return kiln_error_set(err, EINVAL, "malformed WWW-Authenticate header: missing");
+        return kiln_error_set(err, 0, "malformed WWW-Authenticate header: missing");
     if (strlen(value) > KILN_WWW_AUTH_MAX)
-        return kiln_error_set(err, EINVAL, "malformed WWW-Authenticate header: too long");
+        return kiln_error_set(err, 0, "malformed WWW-Authenticate header: too long");
 
         /* Commits the challenge being read: the first Bearer wins, else the first Basic. */
 #define COMMIT()                                                                                   \
@@ -184,7 +184,7 @@ int kiln_www_auth_parse(const char *value, kiln_www_auth_t *out, kiln_error_t *e
             continue;
         }
         if (*c.p == '=')
-            return kiln_error_set(err, EINVAL,
+            return kiln_error_set(err, 0,
                                   "malformed WWW-Authenticate header: parameter before scheme");
         /* a new challenge */
         COMMIT();
@@ -200,10 +200,10 @@ int kiln_www_auth_parse(const char *value, kiln_www_auth_t *out, kiln_error_t *e
 #undef COMMIT
 
     if (best.scheme == 0)
-        return kiln_error_set(err, EINVAL,
+        return kiln_error_set(err, 0,
                               "malformed WWW-Authenticate header: no Basic or Bearer challenge");
     if (best.scheme == KILN_WWW_AUTH_BEARER && (best.realm == NULL || best.realm[0] == '\0'))
-        return kiln_error_set(err, EINVAL,
+        return kiln_error_set(err, 0,
                               "malformed WWW-Authenticate header: Bearer challenge without realm");
     *out = best;
     memset(&best, 0, sizeof(best));
