@@ -861,7 +861,7 @@ static int fetch_token(kiln_reg_repo_t *repo, CURL *h, const kiln_www_auth_t *ch
     const char *tok;
     json_t *exp;
     long expires_in = 60;
-    char *esc, *scopes, *save = NULL;
+    char *esc, *scopes, *save = NULL, *form = NULL;
     CURLcode cc;
     int attempt = 0;
 
@@ -881,7 +881,25 @@ static int fetch_token(kiln_reg_repo_t *repo, CURL *h, const kiln_www_auth_t *ch
     }
     free(scopes);
     url.data[--url.len] = '\0';
-    kiln_reg_req_init(&q, "GET", kiln_buf_steal(&url, NULL));
+    if (cred != NULL && cred->identity_token != NULL) {
+        /* OAuth2 refresh-token grant (docker's "identitytoken"): the same
+         * parameters as a form body, POSTed to the realm itself */
+        char *q_mark = strchr(url.data, '?');
+        esc = curl_easy_escape(h, cred->identity_token, 0);
+        form = kiln_xasprintf("grant_type=refresh_token&client_id=kiln&refresh_token=%s&%s", esc,
+                              q_mark + 1);
+        explicit_bzero(esc, strlen(esc));
+        curl_free(esc);
+        *q_mark = '\0';
+        kiln_reg_req_init(&q, "POST", kiln_buf_steal(&url, NULL));
+        q.has_body = 1;
+        q.body = form;
+        q.body_len = strlen(form);
+        q.content_type = "application/x-www-form-urlencoded";
+        cred = NULL; /* no Basic credentials with a refresh token */
+    } else {
+        kiln_reg_req_init(&q, "GET", kiln_buf_steal(&url, NULL));
+    }
     q.resp_cap = TOKEN_BODY_CAP;
     /* the token server is its own host: TLS per its own settings */
     {
@@ -903,6 +921,10 @@ static int fetch_token(kiln_reg_repo_t *repo, CURL *h, const kiln_www_auth_t *ch
         break;
     }
     free(tep.host);
+    if (form != NULL) {
+        explicit_bzero(form, strlen(form));
+        free(form);
+    }
     if (cc != CURLE_OK) {
         kiln_error_set(err, 0, "token server for %s: %s", repo->ep->host,
                        errbuf[0] ? errbuf : curl_easy_strerror(cc));

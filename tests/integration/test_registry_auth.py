@@ -125,6 +125,13 @@ p = k("pull", "--insecure-registry", c, "-o", "type=local,dest=%s" % os.path.joi
       "%s/t/app:v2" % c, env=env4)
 T.check("pull with Bearer tokens", p.returncode == 0 and
         os.path.exists(os.path.join(T.tmp, "r", "etc", "two")), p.stderr)
+iss.refresh_tokens["refresh-" + SECRET] = "bob"
+env5 = docker_env("identitytoken")
+json.dump({"auths": {c: {"identitytoken": "refresh-" + SECRET}}},
+          open(os.path.join(env5["DOCKER_CONFIG"], "config.json"), "w"))
+p = k("pull", "--insecure-registry", c, "%s/t/app:v1" % c, env=env5)
+T.check("an identity token is exchanged with the refresh-token grant",
+        p.returncode == 0 and iss.posts == 1, p.stderr)
 iss.expired = True
 p = k("pull", "--insecure-registry", c, "%s/t/app:v1" % c, env=env4)
 T.check("an expired token fails with a clear 401 after one refresh",

@@ -43,6 +43,8 @@ class TokenIssuer:
         self.expires_in = expires_in
         self.expired = False
         self.requests = 0
+        self.posts = 0
+        self.refresh_tokens = {}  # refresh token -> user
         self.cert, self.key = make_signing_cert(workdir)
         der = subprocess.run(["openssl", "x509", "-in", self.cert, "-outform", "DER"],
                              check=True, capture_output=True).stdout
@@ -81,6 +83,28 @@ class TokenIssuer:
                 tok = issuer_self.sign(user, q.get("scope", []), q.get("service", [""])[0])
                 body = json.dumps({"token": tok, "access_token": tok,
                                    "expires_in": issuer_self.expires_in}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                # OAuth2 refresh-token grant (docker's identitytoken)
+                issuer_self.requests += 1
+                n = int(self.headers.get("Content-Length") or 0)
+                form = urllib.parse.parse_qs(self.rfile.read(n).decode())
+                ok = form.get("grant_type") == ["refresh_token"] and \
+                    form.get("refresh_token", [""])[0] in issuer_self.refresh_tokens
+                if not ok:
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                tok = issuer_self.sign(issuer_self.refresh_tokens[form["refresh_token"][0]],
+                                       form.get("scope", []), form.get("service", [""])[0])
+                body = json.dumps({"access_token": tok, "expires_in": issuer_self.expires_in}).encode()
+                issuer_self.posts += 1
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
