@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,6 +205,10 @@ int kiln_cmd_serve(int argc, char **argv)
                                     "pass --no-auth to run an open server");
     }
     srv.no_auth = no_auth && json_array_size(srv.config->tokens) == 0;
+
+    /* A thread per connection would otherwise get malloc arenas of its own: memory stays
+     * bounded with a few shared ones. */
+    mallopt(M_ARENA_MAX, 2);
 
     /* Signals are taken synchronously by this thread; every other thread inherits the mask. */
     sigemptyset(&set);

@@ -22,7 +22,18 @@ const double kiln_db_hist_bounds[KILN_DB_HIST_BUCKETS] = {1,   5,   10,  30,   6
 
 #define RUNNING_SQL "('cloning','building','pushing','uploading')"
 
+/* A read-only connection of one thread: WAL readers do not block each other or the writer,
+ * so the hot GET paths do not queue behind the shared connection's lock. */
+typedef struct db_reader {
+    sqlite3 *h;
+    sqlite3_stmt *get;
+    sqlite3_stmt *phases;
+    sqlite3_stmt *status;
+} db_reader_t;
+
 struct kiln_db {
+    char *path;
+    pthread_key_t readers;
     sqlite3 *h;
     pthread_mutex_t lock;
     sqlite3_stmt *get;
@@ -53,6 +64,10 @@ static const char schema[] =
 static const char get_sql[] =
     "SELECT seq, id, repo, status, reason, error, request, commit_sha, created, started, "
     "finished, attempts, result FROM builds WHERE id = ?1";
+
+static const char status_sql[] = "SELECT status FROM builds WHERE id = ?1";
+static const char phases_sql[] =
+    "SELECT name, started, finished FROM phases WHERE build_seq = ?1 ORDER BY rowid";
 
 static double now_seconds(void)
 {
@@ -117,11 +132,49 @@ static int prepare(kiln_db_t *db, const char *sql, sqlite3_stmt **st, kiln_error
     return 0;
 }
 
+static void reader_free(void *p)
+{
+    db_reader_t *r = p;
+    if (r == NULL)
+        return;
+    sqlite3_finalize(r->get);
+    sqlite3_finalize(r->phases);
+    sqlite3_finalize(r->status);
+    sqlite3_close(r->h);
+    free(r);
+}
+
+/* This thread's reader, opened on first use; NULL when it cannot be opened (the caller then
+ * uses the shared connection). */
+static db_reader_t *reader_get(kiln_db_t *db)
+{
+    db_reader_t *r = pthread_getspecific(db->readers);
+
+    if (r)
+        return r;
+    r = kiln_xzalloc(sizeof(*r));
+    if (sqlite3_open_v2(db->path, &r->h, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK ||
+        sqlite3_prepare_v2(r->h, get_sql, -1, &r->get, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(r->h, phases_sql, -1, &r->phases, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(r->h, status_sql, -1, &r->status, NULL) != SQLITE_OK) {
+        reader_free(r);
+        return NULL;
+    }
+    sqlite3_busy_timeout(r->h, 5000);
+    /* Many connection threads may each hold a reader: keep their page caches small. */
+    sqlite3_exec(r->h, "PRAGMA cache_size = -256", NULL, NULL, NULL);
+    pthread_setspecific(db->readers, r);
+    return r;
+}
+
 int kiln_db_open(const char *path, kiln_db_t **out, kiln_error_t *err)
 {
     kiln_db_t *db = kiln_xzalloc(sizeof(*db));
 
     pthread_mutex_init(&db->lock, NULL);
+    pthread_key_create(&db->readers, reader_free);
+    db->path = kiln_xstrdup(path);
     if (sqlite3_open_v2(path, &db->h,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
@@ -134,14 +187,12 @@ int kiln_db_open(const char *path, kiln_db_t **out, kiln_error_t *err)
     /* WAL + synchronous=NORMAL: a process crash loses nothing that was committed. */
     if (exec_sql(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err) < 0 ||
         exec_sql(db, schema, err) < 0 || prepare(db, get_sql, &db->get, err) < 0 ||
-        prepare(db,
-                "SELECT name, started, finished FROM phases WHERE build_seq = ?1 ORDER BY rowid",
-                &db->phases, err) < 0 ||
+        prepare(db, phases_sql, &db->phases, err) < 0 ||
         prepare(db,
                 "INSERT INTO builds(id, repo, status, request, created) "
                 "VALUES(?1, ?2, 'queued', ?3, ?4)",
                 &db->insert, err) < 0 ||
-        prepare(db, "SELECT status FROM builds WHERE id = ?1", &db->status, err) < 0) {
+        prepare(db, status_sql, &db->status, err) < 0) {
         kiln_error_prefix(err, "database %s", path);
         kiln_db_close(db);
         return -1;
@@ -160,6 +211,10 @@ void kiln_db_close(kiln_db_t *db)
     sqlite3_finalize(db->status);
     if (db->h)
         sqlite3_close(db->h);
+    reader_free(pthread_getspecific(db->readers));
+    pthread_setspecific(db->readers, NULL);
+    pthread_key_delete(db->readers);
+    free(db->path);
     pthread_mutex_destroy(&db->lock);
     free(db);
 }
@@ -182,7 +237,7 @@ static void set_text(json_t *o, const char *key, sqlite3_stmt *st, int col)
 }
 
 /* Builds the API object for the row `st` is on (columns as get_sql); caller holds the lock. */
-static json_t *row_to_json(kiln_db_t *db, sqlite3_stmt *st)
+static json_t *row_to_json(sqlite3_stmt *phases_st, sqlite3_stmt *st)
 {
     json_t *o = json_object(), *phases = json_array();
     const char *id = (const char *)sqlite3_column_text(st, 1);
@@ -215,20 +270,20 @@ static json_t *row_to_json(kiln_db_t *db, sqlite3_stmt *st)
     }
     json_object_set_new(o, "result", resj ? resj : json_null());
 
-    sqlite3_reset(db->phases);
-    sqlite3_bind_int64(db->phases, 1, sqlite3_column_int64(st, 0));
-    while (sqlite3_step(db->phases) == SQLITE_ROW) {
+    sqlite3_reset(phases_st);
+    sqlite3_bind_int64(phases_st, 1, sqlite3_column_int64(st, 0));
+    while (sqlite3_step(phases_st) == SQLITE_ROW) {
         json_t *p = json_object();
-        set_text(p, "name", db->phases, 0);
-        set_time(p, "started_at", db->phases, 1);
-        set_time(p, "finished_at", db->phases, 2);
-        if (sqlite3_column_type(db->phases, 2) != SQLITE_NULL)
+        set_text(p, "name", phases_st, 0);
+        set_time(p, "started_at", phases_st, 1);
+        set_time(p, "finished_at", phases_st, 2);
+        if (sqlite3_column_type(phases_st, 2) != SQLITE_NULL)
             json_object_set_new(p, "seconds",
-                                json_real(sqlite3_column_double(db->phases, 2) -
-                                          sqlite3_column_double(db->phases, 1)));
+                                json_real(sqlite3_column_double(phases_st, 2) -
+                                          sqlite3_column_double(phases_st, 1)));
         json_array_append_new(phases, p);
     }
-    sqlite3_reset(db->phases);
+    sqlite3_reset(phases_st);
     json_object_set_new(o, "phases", phases);
     json_decref(reqj);
     return o;
@@ -259,16 +314,19 @@ int kiln_db_build_insert(kiln_db_t *db, const char *id, const char *repo, const 
 
 int kiln_db_build_get(kiln_db_t *db, const char *id, json_t **out, kiln_error_t *err)
 {
+    db_reader_t *r = reader_get(db);
+    sqlite3_stmt *get = r ? r->get : db->get, *phases = r ? r->phases : db->phases;
     json_t *o = NULL;
 
-    pthread_mutex_lock(&db->lock);
-    sqlite3_reset(db->get);
-    sqlite3_bind_text(db->get, 1, id, -1, SQLITE_STATIC);
-    if (sqlite3_step(db->get) == SQLITE_ROW)
-        o = row_to_json(db, db->get);
-    sqlite3_reset(db->get);
-    sqlite3_clear_bindings(db->get);
-    pthread_mutex_unlock(&db->lock);
+    if (r == NULL)
+        pthread_mutex_lock(&db->lock);
+    sqlite3_bind_text(get, 1, id, -1, SQLITE_STATIC);
+    if (sqlite3_step(get) == SQLITE_ROW)
+        o = row_to_json(phases, get);
+    sqlite3_reset(get);
+    sqlite3_clear_bindings(get);
+    if (r == NULL)
+        pthread_mutex_unlock(&db->lock);
     if (o == NULL) {
         kiln_error_set(err, 0, "no build with id '%s'", id);
         if (err)
@@ -281,18 +339,21 @@ int kiln_db_build_get(kiln_db_t *db, const char *id, json_t **out, kiln_error_t 
 
 int kiln_db_build_status(kiln_db_t *db, const char *id, char *buf, size_t len, kiln_error_t *err)
 {
+    db_reader_t *r = reader_get(db);
+    sqlite3_stmt *st = r ? r->status : db->status;
     int found = 0;
 
-    pthread_mutex_lock(&db->lock);
-    sqlite3_reset(db->status);
-    sqlite3_bind_text(db->status, 1, id, -1, SQLITE_STATIC);
-    if (sqlite3_step(db->status) == SQLITE_ROW) {
-        snprintf(buf, len, "%s", (const char *)sqlite3_column_text(db->status, 0));
+    if (r == NULL)
+        pthread_mutex_lock(&db->lock);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
         found = 1;
     }
-    sqlite3_reset(db->status);
-    sqlite3_clear_bindings(db->status);
-    pthread_mutex_unlock(&db->lock);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (r == NULL)
+        pthread_mutex_unlock(&db->lock);
     if (!found) {
         kiln_error_set(err, 0, "no build with id '%s'", id);
         if (err)
@@ -332,7 +393,7 @@ int kiln_db_build_list(kiln_db_t *db, const char *status, const char *repo, int6
             more = 1;
             break;
         }
-        json_array_append_new(arr, row_to_json(db, st));
+        json_array_append_new(arr, row_to_json(db->phases, st));
         last = sqlite3_column_int64(st, 0);
         n++;
     }
