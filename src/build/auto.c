@@ -29,8 +29,6 @@
 #define DEFAULT_ROOT "/var/lib/kiln"
 /* Largest rendered Dockerfile. */
 #define DOCKERFILE_CAP (256 * 1024)
-/* Where relative deps paths wait in the build stage, outside the app dir. */
-#define DEPS_STASH "/kiln-deps"
 
 char *kiln_auto_root(const char *root, char *const *env)
 {
@@ -232,14 +230,29 @@ static int append_toolchain(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *e
                             p->toolchain.prefix);
 }
 
+/* Checks the deps paths: relative or absolute, without "..". */
+static int check_deps(const kiln_plan_t *p, kiln_error_t *err)
+{
+    for (size_t i = 0; i < p->n_deps; i++) {
+        if (check_word("deps path", p->deps[i], err) < 0)
+            return -1;
+        if (strstr(p->deps[i], "..") != NULL)
+            return kiln_error_set(err, 0, "plan: deps path %s holds ..", p->deps[i]);
+    }
+    return 0;
+}
+
+/* The "deps" stage (manifests + install: cached until a manifest changes) and
+ * the "build" stage on top of it (the app + the build command). */
 static int render_build(kiln_buf_t *b, const kiln_plan_t *p, const kiln_auto_opts_t *o,
                         kiln_error_t *err)
 {
     if (check_word("build image", p->build_image, err) < 0 ||
-        check_word("workdir", p->workdir, err) < 0)
+        check_word("workdir", p->workdir, err) < 0 || check_deps(p, err) < 0)
         return -1;
-    if (kiln_buf_appendf(b, err, "FROM %s AS build\nWORKDIR %s\n", p->build_image, p->workdir) <
-            0 ||
+    /* HOME as Docker sets it for root: the caches (npm, pip, go) live under it. */
+    if (kiln_buf_appendf(b, err, "FROM %s AS deps\nWORKDIR %s\nENV HOME=/root\n", p->build_image,
+                         p->workdir) < 0 ||
         append_toolchain(b, p, err) < 0 || append_env(b, p, err) < 0)
         return -1;
     if (p->n_manifests > 0) {
@@ -253,12 +266,25 @@ static int render_build(kiln_buf_t *b, const kiln_plan_t *p, const kiln_auto_opt
             return -1;
     }
     if (p->install) {
-        if (check_text("install command", p->install, err) < 0 ||
-            kiln_buf_appendf(b, err, "RUN ") < 0 || append_mounts(b, p, o, true, err) < 0 ||
-            append_shell(b, p->install, err) < 0)
+        kiln_buf_t cmd;
+        _cleanup_free_ char *text = NULL;
+        int r;
+        /* Relative deps dirs always exist after the install: the run stage copies them. */
+        kiln_buf_init(&cmd, 0);
+        kiln_buf_appendf(&cmd, NULL, "%s", p->install);
+        for (size_t i = 0; i < p->n_deps; i++)
+            if (p->deps[i][0] != '/')
+                kiln_buf_appendf(&cmd, NULL, " && mkdir -p %s", p->deps[i]);
+        text = kiln_buf_steal(&cmd, NULL);
+        r = check_text("install command", p->install, err) < 0 ||
+                    kiln_buf_appendf(b, err, "RUN ") < 0 || append_mounts(b, p, o, true, err) < 0 ||
+                    append_shell(b, text, err) < 0
+                ? -1
+                : 0;
+        if (r < 0)
             return -1;
     }
-    if (kiln_buf_appendf(b, err, "COPY . .\n") < 0)
+    if (kiln_buf_appendf(b, err, "\nFROM deps AS build\nCOPY . .\n") < 0)
         return -1;
     if (p->build) {
         if (check_text("build command", p->build, err) < 0 ||
@@ -266,30 +292,25 @@ static int render_build(kiln_buf_t *b, const kiln_plan_t *p, const kiln_auto_opt
             append_shell(b, p->build, err) < 0)
             return -1;
     }
-    /* Relative deps move out of the app dir: they become their own layer. */
+    /* Relative deps leave the app dir: the run stage takes them from "deps",
+     * so that an app change does not make a new deps layer. */
     for (size_t i = 0; (p->outputs & ~KILN_PLAN_OUT_STATIC) && i < p->n_deps; i++) {
-        const char *d = p->deps[i];
-        if (check_word("deps path", d, err) < 0 || strstr(d, ".."))
-            return kiln_error_is_set(err) ? -1 : kiln_error_set(err, 0, "plan: deps path %s", d);
-        if (d[0] != '/' && kiln_buf_appendf(b, err,
-                                            "RUN [\"/bin/sh\", \"-c\", \"mkdir -p " DEPS_STASH
-                                            " && if [ -e %s ]; then mv %s " DEPS_STASH
-                                            "/; else mkdir -p " DEPS_STASH "/%s; fi\"]\n",
-                                            d, d, d) < 0)
+        if (p->deps[i][0] != '/' &&
+            kiln_buf_appendf(b, err, "RUN [\"/bin/sh\", \"-c\", \"rm -rf %s\"]\n", p->deps[i]) < 0)
             return -1;
     }
     return 0;
 }
 
-/* The deps layer(s) into a stage: absolute paths as-is, relative under `dest`. */
+/* The deps layer(s) into a stage: absolute paths from "build" (a Go binary,
+ * a venv) as-is, relative ones from "deps" under `dest`. */
 static int append_deps(kiln_buf_t *b, const kiln_plan_t *p, const char *dest, kiln_error_t *err)
 {
     for (size_t i = 0; i < p->n_deps; i++) {
         const char *d = p->deps[i];
-        int r = d[0] == '/'
-                    ? kiln_buf_appendf(b, err, "COPY --from=build %s %s\n", d, d)
-                    : kiln_buf_appendf(b, err, "COPY --from=build " DEPS_STASH "/%s %s/%s\n", d,
-                                       dest, d);
+        int r = d[0] == '/' ? kiln_buf_appendf(b, err, "COPY --from=build %s %s\n", d, d)
+                            : kiln_buf_appendf(b, err, "COPY --from=deps %s/%s %s/%s\n", p->workdir,
+                                               d, dest, d);
         if (r < 0)
             return -1;
     }

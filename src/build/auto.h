@@ -3,10 +3,11 @@
  * Dockerfile that the Dockerfile engine runs.
  *
  * Stages of the rendered Dockerfile:
- *   build    FROM the build image; dependency manifests first, the install
- *            command with the plan's cache mounts, then the app and the build
- *            command; relative deps paths are moved to /kiln-deps so the app
- *            layer does not carry them;
+ *   deps     FROM the build image: the dependency manifests, then the install
+ *            command with the plan's cache mounts (cached until a manifest
+ *            changes);
+ *   build    FROM deps: the app and the build command; relative deps paths
+ *            (node_modules) are removed so the app layer does not carry them;
  *   run      (image output) FROM the run image: a deps layer, an app layer,
  *            ENV PORT + EXPOSE, CMD from the start command;
  *   site     (static output) FROM scratch holding only the built site dir;

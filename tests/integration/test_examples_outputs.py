@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""End to end for the non-image outputs: static sites (examples/static-html,
+examples/vite-static → type=local), a Lambda function (examples/lambda-node →
+type=function zip + function.json, then invoked with node), the default
+./kiln-out/ output, and a failing build (exit code, the step's last log lines,
+nothing written)."""
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from examples_lib import ENV, ROOT, build, ensure_images, example  # noqa: E402
+from kilntest import KILN, T  # noqa: E402
+
+ok, log = ensure_images("node-build", "node-run")
+if not T.check("kiln's node images are built (images/build.sh)", ok, log):
+    T.done()
+
+
+def read(p):
+    try:
+        return open(p).read()
+    except OSError as e:
+        return f"<{e}>"
+
+
+# static-html: no install, no build; the site is the repository.
+out = os.path.join(T.tmp, "site-html")
+r = build(example("static-html"), "--output", f"type=local,dest={out}")
+T.check("static-html: builds to a local directory", r.returncode == 0, r.stderr[-3000:])
+T.check("static-html: the site files are there", "hello from kiln static-html" in read(f"{out}/index.html")
+        and os.path.exists(f"{out}/css/site.css"), str(os.listdir(out) if os.path.isdir(out) else out))
+
+# vite-static: npm ci + vite build; only dist/ is the output.
+out = os.path.join(T.tmp, "site-vite")
+r = build(example("vite-static"), "--output", f"type=local,dest={out}")
+T.check("vite-static: builds (npm ci, vite build)", r.returncode == 0, r.stderr[-3000:])
+files = sorted(os.listdir(out)) if os.path.isdir(out) else []
+T.check("vite-static: the output is the built dist/ (index.html + hashed assets)",
+        "hello from kiln vite-static" in read(f"{out}/index.html") and "assets" in files
+        and any(f.endswith(".js") for f in os.listdir(f"{out}/assets")), str(files))
+T.check("vite-static: no sources or node_modules in the site", "node_modules" not in files and "src" not in files
+        and "package.json" not in files, str(files))
+
+# lambda-node: a zip with the code and production deps, function.json beside it.
+fdir = os.path.join(T.tmp, "fn")
+zpath = os.path.join(fdir, "function.zip")
+r = build(example("lambda-node"), "--output", f"type=function,dest={zpath}")
+T.check("lambda-node: builds a function zip", r.returncode == 0 and os.path.exists(zpath), r.stderr[-3000:])
+if os.path.exists(zpath):
+    names = zipfile.ZipFile(zpath).namelist()
+    T.check("the zip holds the handler and its production deps", "index.js" in names
+            and "node_modules/ms/package.json" in names and "package.json" in names, str(names[:20]))
+    meta = json.loads(read(os.path.join(fdir, "function.json")) or "{}")
+    T.check("function.json names the handler and runtime", meta.get("handler") == "index.handler"
+            and meta.get("runtime") == "nodejs18.x" and meta.get("zip") == "function.zip", str(meta))
+    x = os.path.join(T.tmp, "fn-x")
+    zipfile.ZipFile(zpath).extractall(x)
+    run = subprocess.run(["node", "-e", "require('./index.js').handler({timestamp: Date.now() - 120000})"
+                          ".then(r => console.log(r.body))"], cwd=x, capture_output=True, text=True)
+    T.check("the unzipped handler runs and uses its dependency", '"ago":"2m"' in run.stdout, run.stdout + run.stderr)
+
+# No --output: the plan's natural output under ./kiln-out/.
+cwd = os.path.join(T.tmp, "cwd")
+os.makedirs(cwd)
+e = dict(os.environ, **ENV)
+r = subprocess.run([KILN, "build", "--root", ROOT, example("static-html")], cwd=cwd, env=e, capture_output=True,
+                   text=True, timeout=900)
+T.check("without --output the site goes to ./kiln-out/site", r.returncode == 0
+        and os.path.exists(os.path.join(cwd, "kiln-out", "site", "index.html")), r.stderr[-2000:])
+
+# A failing build: exit code, the step's last log lines, nothing written.
+bad = os.path.join(T.tmp, "failing")
+os.makedirs(bad)
+with open(os.path.join(bad, "package.json"), "w") as f:
+    json.dump({"name": "failing", "scripts": {"build": "echo compiling-step-output-marker; exit 3"}}, f)
+with open(os.path.join(bad, "kiln.json"), "w") as f:
+    json.dump({"outputDir": "dist"}, f)
+out = os.path.join(T.tmp, "never")
+r = build(bad, "--output", f"type=local,dest={out}")
+T.check("a failing build step fails the build", r.returncode != 0, r.stderr[-2000:])
+T.check("the error shows the step's last log lines and its exit code",
+        "compiling-step-output-marker" in r.stderr and "exit code: 3" in r.stderr, r.stderr[-2000:])
+T.check("nothing is written for a failed build", not os.path.exists(out))
+T.done()
