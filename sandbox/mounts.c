@@ -280,8 +280,18 @@ int kiln_mounts_setup(const kiln_step_t *step, const char *root, const char *etc
             char src[KILN_PATH_MAX], dst[64];
             snprintf(src, sizeof(src), "%s/%s", etc_dir, etc_files[i]);
             snprintf(dst, sizeof(dst), "/etc/%s", etc_files[i]);
+            struct stat lst;
             if (access(src, F_OK) < 0)
                 continue;
+            /* A dangling symlink (e.g. to systemd-resolved's stub file) or a
+             * non-file there: leave the image's own file alone. */
+            if (fstatat(etcfd, etc_files[i], &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+                !S_ISREG(lst.st_mode)) {
+                _cleanup_close_ int t = openat2_in_root(rootfd, dst, O_PATH);
+                struct stat tst;
+                if (t < 0 || fstat(t, &tst) < 0 || !S_ISREG(tst.st_mode))
+                    continue;
+            }
             if (mount_in_root(rootfd, src, dst, NULL, MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,
                               NULL, TARGET_FILE, err) < 0)
                 return -1;

@@ -5,6 +5,7 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <pthread.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <stdlib.h>
@@ -181,7 +182,9 @@ static int export_bpf(scmp_filter_ctx ctx, struct sock_fprog *out, kiln_error_t 
     return 0;
 }
 
-int kiln_seccomp_prepare(kiln_seccomp_profile_t profile, kiln_error_t *err)
+static pthread_mutex_t prepare_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int prepare_locked(kiln_seccomp_profile_t profile, kiln_error_t *err)
 {
     for (int strict = 0; strict < 2; strict++) {
         __attribute__((cleanup(seccomp_ctx_freep))) scmp_filter_ctx ctx = NULL;
@@ -201,6 +204,17 @@ int kiln_seccomp_prepare(kiln_seccomp_profile_t profile, kiln_error_t *err)
         prepared_ok[strict] = 1;
     }
     return 0;
+}
+
+int kiln_seccomp_prepare(kiln_seccomp_profile_t profile, kiln_error_t *err)
+{
+    int r;
+
+    /* Concurrent steps (a server's workers) prepare it once between them. */
+    pthread_mutex_lock(&prepare_lock);
+    r = prepare_locked(profile, err);
+    pthread_mutex_unlock(&prepare_lock);
+    return r;
 }
 
 int kiln_seccomp_install(kiln_seccomp_profile_t profile, int strict)
