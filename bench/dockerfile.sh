@@ -11,7 +11,9 @@ cd "$(dirname "$0")/.."
 KILN=$(realpath "${1:-${KILN_BIN:-build/src/kiln}}")
 BIG_MB=${BIG_MB:-1100}
 command -v buildah >/dev/null || { echo "buildah is not installed"; exit 1; }
-T=$(mktemp -d /tmp/kiln-bench.XXXXXX)
+# buildah wants a lower-case path in oci: references
+T=/tmp/kiln-bench-$$
+mkdir -p "$T"
 chmod 711 "$T"
 cleanup() {
   buildah --root "$T/bah-root" --runroot "$T/bah-run" --storage-driver overlay rm -a >/dev/null 2>&1 || true
@@ -78,7 +80,7 @@ rm -f "$T/big/tree/.complete"
 # --- runners -----------------------------------------------------------------
 # Prints "seconds maxrss_kb" for a command.
 measure() {
-  /usr/bin/time -f "%e %M" -o "$T/time" "$@" >"$T/out.log" 2>&1 || { tail -20 "$T/out.log"; return 1; }
+  /usr/bin/time -f "%e %M" -o "$T/time" "$@" >"$T/out.log" 2>&1 || { tail -20 "$T/out.log" >&2; return 1; }
   cat "$T/time"
 }
 kiln_build() { # ctx dest [extra…]

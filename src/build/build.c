@@ -23,6 +23,7 @@
 #include "oci/layout.h"
 #include "oci/registry.h"
 #include "sandbox/sandbox.h"
+#include "src/build/statcache.h"
 #include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
@@ -424,6 +425,16 @@ static int commit_layer(engine_t *e, stage_t *st, const char *dir, int overlay, 
     st->layers[st->n_layers++] = l;
     kiln_image_config_add_diff_id(st->config, &l.diff_id);
     *out = l;
+    {
+        /* The tree just written is this layer's unpacked (overlay) form: keep
+         * it as the lower dir for later steps instead of unpacking the blob. */
+        char ds[KILN_DIGEST_STR_MAX];
+        _cleanup_free_ char *lower = NULL;
+        kiln_digest_str(&l.diff_id, ds);
+        lower = kiln_xasprintf("%s/%s", e->lowers_dir, strchr(ds, ':') + 1);
+        if (access(lower, F_OK) != 0)
+            (void)rename(dir, lower);
+    }
     return 0;
 }
 
@@ -485,6 +496,11 @@ static int lookup_id(engine_t *e, stage_t *st, const char *file, const char *nam
         return 0;
     }
     return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 static bool all_digits(const char *s)
@@ -1044,7 +1060,9 @@ typedef struct copy_ctx {
     size_t root_len;                   /* length of the source root path + 1 */
     long uid, gid;                     /* -1 keep */
     long mode;                         /* -1 keep */
-    kiln_sha256_t *hash;               /* content hash for the cache key */
+    bool root_owned;                   /* files without --chown belong to 0:0 */
+    kiln_sha256_t *hash;               /* hash mode: walk and hash, copy nothing */
+    kiln_statcache_t *statcache;       /* for context files in hash mode, or NULL */
 } copy_ctx_t;
 
 static void hash_str(kiln_sha256_t *h, const char *s)
@@ -1052,8 +1070,8 @@ static void hash_str(kiln_sha256_t *h, const char *s)
     kiln_sha256_update(h, s, strlen(s) + 1);
 }
 
-static int copy_file_data(const char *src, const char *dst, mode_t mode, kiln_sha256_t *h,
-                          kiln_error_t *err)
+/* Copies a regular file's data (in-kernel when possible). */
+static int copy_file_data(const char *src, const char *dst, mode_t mode, kiln_error_t *err)
 {
     _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC);
     _cleanup_close_ int out = -1;
@@ -1064,46 +1082,65 @@ static int copy_file_data(const char *src, const char *dst, mode_t mode, kiln_sh
     out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode & 07777);
     if (out < 0)
         return kiln_error_set(err, errno, "create %s", dst);
-    while ((r = read(in, buf, sizeof(buf))) > 0) {
-        if (h)
-            kiln_sha256_update(h, buf, (size_t)r);
+    for (;;) {
+        r = copy_file_range(in, NULL, out, NULL, 1u << 30, 0);
+        if (r > 0)
+            continue;
+        if (r == 0)
+            return 0;
+        if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP)
+            return kiln_error_set(err, errno, "copy %s", src);
+        break; /* fall back to read/write from where we are */
+    }
+    while ((r = read(in, buf, sizeof(buf))) > 0)
         if (kiln_fs_write_all(out, buf, (size_t)r, err) < 0)
             return -1;
-    }
     if (r < 0)
         return kiln_error_set(err, errno, "read %s", src);
     return 0;
 }
 
-static int apply_meta(const copy_ctx_t *c, const char *dst, const struct stat *st, bool is_link)
+static void apply_meta(const copy_ctx_t *c, const char *dst, const struct stat *st, bool is_link)
 {
-    uid_t u = c->uid >= 0 ? (uid_t)c->uid : st->st_uid;
-    gid_t g = c->gid >= 0 ? (gid_t)c->gid : st->st_gid;
+    uid_t u = c->uid >= 0 ? (uid_t)c->uid : (c->root_owned ? 0 : st->st_uid);
+    gid_t g = c->gid >= 0 ? (gid_t)c->gid : (c->root_owned ? 0 : st->st_gid);
     struct timespec ts[2] = {st->st_mtim, st->st_mtim};
-    if (c->uid < 0 && c->gid < 0 && c->e != NULL) {
-        /* files from the context belong to root in the image (as with BuildKit) */
-        u = 0;
-        g = 0;
-    }
-    if (lchown(dst, u, g) < 0 && errno != EPERM)
-        return -1;
+    (void)lchown(dst, u, g);
     if (!is_link)
         chmod(dst, c->mode >= 0 ? (mode_t)c->mode : st->st_mode & 07777);
     utimensat(AT_FDCWD, dst, ts, AT_SYMLINK_NOFOLLOW);
+}
+
+/* Sorted names of a directory (without . and ..). */
+static int list_dir(const char *path, strv_t *out, kiln_error_t *err)
+{
+    _cleanup_closedir_ DIR *d = opendir(path);
+    struct dirent *de;
+    if (d == NULL)
+        return kiln_error_set(err, errno, "open directory %s", path);
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        strv_add(out, kiln_xstrdup(de->d_name));
+    }
+    if (out->n > 1)
+        qsort(out->v, out->n, sizeof(char *), cmp_str);
     return 0;
 }
 
-/* Copies src (file, dir or symlink) to dst, recursively, honouring the
- * ignore rules for context paths and hashing names, modes and contents. */
+/* Walks src (file, dir or symlink) honouring the ignore rules for context
+ * paths. Hash mode (c->hash): hashes names, modes, link targets and file
+ * contents. Copy mode: copies to dst with the COPY ownership and mode rules. */
 static int copy_tree(copy_ctx_t *c, const char *src, const char *dst, kiln_error_t *err)
 {
     struct stat st;
     const char *rel = strlen(src) > c->root_len ? src + c->root_len : "";
+    bool excluded;
 
     if (lstat(src, &st) < 0)
         return kiln_error_set(err, errno, "stat %s", src);
-    if (c->ignore && rel[0] && kiln_dockerignore_excluded(c->ignore, rel) &&
-        !(S_ISDIR(st.st_mode) && kiln_dockerignore_may_reinclude(c->ignore, rel)))
+    excluded = c->ignore && rel[0] && kiln_dockerignore_excluded(c->ignore, rel);
+    if (excluded && !(S_ISDIR(st.st_mode) && kiln_dockerignore_may_reinclude(c->ignore, rel)))
         return 0;
     if (c->hash) {
         char meta[64];
@@ -1112,38 +1149,23 @@ static int copy_tree(copy_ctx_t *c, const char *src, const char *dst, kiln_error
         hash_str(c->hash, meta);
     }
     if (S_ISDIR(st.st_mode)) {
-        _cleanup_closedir_ DIR *d = NULL;
-        struct dirent *de;
-        char **names = NULL;
-        size_t nn = 0;
+        strv_t names = {0};
         int ret = 0;
-        if (mkdir(dst, 0755) < 0 && errno != EEXIST)
+        if (!c->hash && mkdir(dst, 0755) < 0 && errno != EEXIST)
             return kiln_error_set(err, errno, "mkdir %s", dst);
-        d = opendir(src);
-        if (d == NULL)
-            return kiln_error_set(err, errno, "open directory %s", src);
-        while ((de = readdir(d)) != NULL) {
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                continue;
-            names = kiln_xrealloc(names, (nn + 1) * sizeof(char *));
-            names[nn++] = kiln_xstrdup(de->d_name);
-        }
-        qsort(names, nn, sizeof(char *), (int (*)(const void *, const void *))strcmp);
-        for (size_t i = 0; i < nn; i++) {
-            if (ret == 0) {
-                _cleanup_free_ char *s2 = kiln_xasprintf("%s/%s", src, names[i]);
-                _cleanup_free_ char *d2 = kiln_xasprintf("%s/%s", dst, names[i]);
-                ret = copy_tree(c, s2, d2, err);
-            }
-            free(names[i]);
-        }
-        free(names);
-        if (ret < 0)
+        if (list_dir(src, &names, err) < 0)
             return -1;
-        apply_meta(c, dst, &st, false);
-        return 0;
+        for (size_t i = 0; i < names.n && ret == 0; i++) {
+            _cleanup_free_ char *s2 = kiln_xasprintf("%s/%s", src, names.v[i]);
+            _cleanup_free_ char *d2 = c->hash ? NULL : kiln_xasprintf("%s/%s", dst, names.v[i]);
+            ret = copy_tree(c, s2, d2, err);
+        }
+        strv_clear(&names);
+        if (ret == 0 && !c->hash)
+            apply_meta(c, dst, &st, false);
+        return ret;
     }
-    if (c->ignore && rel[0] && kiln_dockerignore_excluded(c->ignore, rel))
+    if (excluded)
         return 0;
     if (S_ISLNK(st.st_mode)) {
         char target[4096];
@@ -1151,8 +1173,10 @@ static int copy_tree(copy_ctx_t *c, const char *src, const char *dst, kiln_error
         if (l < 0)
             return kiln_error_set(err, errno, "readlink %s", src);
         target[l] = '\0';
-        if (c->hash)
+        if (c->hash) {
             hash_str(c->hash, target);
+            return 0;
+        }
         unlink(dst);
         if (symlink(target, dst) < 0)
             return kiln_error_set(err, errno, "symlink %s", dst);
@@ -1160,8 +1184,23 @@ static int copy_tree(copy_ctx_t *c, const char *src, const char *dst, kiln_error
         return 0;
     }
     if (S_ISREG(st.st_mode)) {
+        if (c->hash) {
+            kiln_digest_t d;
+            char ds[KILN_DIGEST_STR_MAX];
+            _cleanup_close_ int fd = -1;
+            if (c->statcache) {
+                if (kiln_statcache_hash(c->statcache, src, &st, &d, err) < 0)
+                    return -1;
+            } else {
+                fd = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                if (fd < 0 || kiln_digest_fd(fd, &d, NULL, err) < 0)
+                    return fd < 0 ? kiln_error_set(err, errno, "open %s", src) : -1;
+            }
+            hash_str(c->hash, kiln_digest_str(&d, ds));
+            return 0;
+        }
         unlink(dst);
-        if (copy_file_data(src, dst, st.st_mode, c->hash, err) < 0)
+        if (copy_file_data(src, dst, st.st_mode, err) < 0)
             return -1;
         apply_meta(c, dst, &st, false);
         return 0;
@@ -1192,24 +1231,144 @@ static int mkdirs_in(const char *root, const char *path, kiln_error_t *err)
     return kiln_fs_mkdir_p(p, 0755, err);
 }
 
+/* Where the sources of a COPY/ADD come from: the context, a stage, a named
+ * context or an image. Sets *root (borrowed) and *ign (NULL when not the
+ * main context). */
+static int copy_source_root(engine_t *e, stage_t *st, const kiln_df_node_t *n, const char *from,
+                            const char **root, const kiln_dockerignore_t **ign, kiln_error_t *err)
+{
+    stage_t *dep;
+    char *rootfs = NULL;
+
+    *root = e->req->context_dir;
+    *ign = e->ignore;
+    if (from == NULL)
+        return 0;
+    *ign = NULL;
+    dep = find_stage(e, from, (size_t)st->index);
+    if (dep != NULL) {
+        if (run_stage(e, dep, err) < 0 || stage_rootfs(e, dep, &rootfs, err) < 0)
+            return -1;
+        *root = rootfs;
+        return 0;
+    }
+    for (size_t i = 0; i < e->req->n_contexts; i++) {
+        size_t fl = strlen(from);
+        if (strncmp(e->req->contexts[i], from, fl) == 0 && e->req->contexts[i][fl] == '=' &&
+            strncmp(e->req->contexts[i] + fl + 1, "docker-image://", 15) != 0) {
+            *root = e->req->contexts[i] + fl + 1;
+            return 0;
+        }
+    }
+    /* an image reference: a throwaway stage kept until the build ends */
+    if (e->n_stages >= MAX_STAGES)
+        return df_error(e, n, err, "too many stages");
+    dep = &e->stages[e->n_stages];
+    memset(dep, 0, sizeof(*dep));
+    dep->index = (int)e->n_stages;
+    dep->state = 2;
+    e->n_stages++;
+    if (from_image(e, dep, from, err) < 0 || stage_rootfs(e, dep, &rootfs, err) < 0)
+        return kiln_error_prefix(err, "Dockerfile:%d: COPY --from=%s", n->start_line, from);
+    dep->name = kiln_xstrdup(from);
+    *root = rootfs;
+    return 0;
+}
+
+/* Expands and checks the sources of a COPY/ADD, globs resolved, relative to root. */
+static int copy_sources(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_add,
+                        const char *root, const kiln_dockerignore_t *ign, bool from_context,
+                        strv_t *srcs, kiln_error_t *err)
+{
+    for (size_t i = 0; i + 1 < n->n_args; i++) {
+        _cleanup_free_ char *s = NULL;
+        if (n->n_heredocs > 0 && strstr(n->args[i], "<<") != NULL)
+            continue; /* a heredoc source */
+        if (expand(e, st, n->args[i], NULL, &s, err) < 0)
+            return df_error(e, n, err, "%s", err->msg);
+        if (is_add && (strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0))
+            return df_error(e, n, err, "ADD from a URL is not supported yet");
+        while (s[0] == '/')
+            memmove(s, s + 1, strlen(s));
+        if (from_context &&
+            (strcmp(s, "..") == 0 || strncmp(s, "../", 3) == 0 || strstr(s, "/../") != NULL))
+            return df_error(e, n, err, "source %s is outside the build context", s);
+        if (has_glob(s)) {
+            glob_t g;
+            _cleanup_free_ char *pat = kiln_xasprintf("%s/%s", root, s);
+            size_t before = srcs->n;
+            if (glob(pat, 0, NULL, &g) == 0) {
+                for (size_t k = 0; k < g.gl_pathc; k++) {
+                    const char *rel = g.gl_pathv[k] + strlen(root) + 1;
+                    if (ign && kiln_dockerignore_excluded(ign, rel))
+                        continue;
+                    strv_add(srcs, kiln_xstrdup(rel));
+                }
+                globfree(&g);
+            }
+            if (srcs->n == before)
+                return df_error(e, n, err, "no source files were specified");
+        } else {
+            _cleanup_free_ char *p = kiln_xasprintf("%s/%s", root, s);
+            struct stat sst;
+            if (lstat(p, &sst) < 0 || (ign && s[0] && strcmp(s, ".") != 0 &&
+                                       kiln_dockerignore_excluded(ign, s) && !S_ISDIR(sst.st_mode)))
+                return kiln_error_set(
+                    err, 0, "Dockerfile:%d: failed to compute cache key: \"/%s\": not found: %s",
+                    n->start_line, s, n->original);
+            strv_add(srcs, kiln_xstrdup(s[0] ? s : "."));
+        }
+    }
+    return 0;
+}
+
+/* Tries a local archive for ADD: extracts it into dest. *done set when it was one. */
+static int add_archive(engine_t *e, copy_ctx_t *c, const char *sp, const char *staging,
+                       const char *dest, bool *done, kiln_error_t *err)
+{
+    _cleanup_close_ int fd = open(sp, O_RDONLY | O_CLOEXEC);
+    _cleanup_free_ char *tmpd = NULL;
+    _cleanup_free_ char *dp = NULL;
+    kiln_unpack_opts_t uo;
+    kiln_error_t ignored = {0};
+    copy_ctx_t c2 = *c;
+    int r;
+
+    *done = false;
+    if (fd < 0 || kiln_fs_mkdtemp(e->work, "add-", &tmpd, err) < 0)
+        return 0;
+    kiln_unpack_opts_init(&uo);
+    if (kiln_layer_unpack(fd, tmpd, &uo, NULL, &ignored) < 0) {
+        kiln_fs_rm_rf(tmpd, NULL);
+        return 0; /* not an archive: copied as a file */
+    }
+    c2.ignore = NULL;
+    c2.root_len = strlen(tmpd) + 1;
+    c2.root_owned = false; /* an archive keeps its owners */
+    dp = kiln_xasprintf("%s%s", staging, dest);
+    r = kiln_fs_mkdir_p(dp, 0755, err) < 0 ? -1 : copy_tree(&c2, tmpd, dp, err);
+    kiln_fs_rm_rf(tmpd, NULL);
+    *done = r == 0;
+    return r;
+}
+
 static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_add,
                    kiln_error_t *err)
 {
-    strv_t srcs = {0};
+    strv_t srcs = {0}, bodies = {0};
     _cleanup_free_ char *dest = NULL;
     _cleanup_free_ char *dest_raw = NULL;
     _cleanup_free_ char *staging = NULL;
     _cleanup_free_ char *created_by = NULL;
-    const char *from = NULL, *chown_s = NULL, *chmod_s = NULL;
-    const char *root = e->req->context_dir;
-    const kiln_dockerignore_t *ign = e->ignore;
-    char *stage_root = NULL;
-    copy_ctx_t c = {.e = e, .uid = -1, .gid = -1, .mode = -1};
+    _cleanup_free_ char *scpath = NULL;
+    const char *from = NULL, *chown_s = NULL, *chmod_s = NULL, *root;
+    const kiln_dockerignore_t *ign;
+    copy_ctx_t c = {.e = e, .uid = -1, .gid = -1, .mode = -1, .root_owned = true};
+    kiln_statcache_t *sc = NULL;
     kiln_sha256_t h;
     kiln_digest_t content, key = st->key;
     char cs[KILN_DIGEST_STR_MAX];
     bool dir_dest, hit = false;
-    size_t nsrc;
     layer_t l;
     int ret = -1;
 
@@ -1222,45 +1381,20 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
         else if (strncmp(f, "--chmod=", 8) == 0)
             chmod_s = f + 8;
         else if (strcmp(f, "--link") == 0 || strncmp(f, "--link=", 7) == 0 ||
-                 strncmp(f, "--parents", 9) == 0 || strncmp(f, "--exclude=", 10) == 0 ||
                  (is_add && strncmp(f, "--checksum=", 11) == 0) ||
                  (is_add && strncmp(f, "--keep-git-dir", 14) == 0))
             continue;
         else
             return df_error(e, n, err, "unknown flag: %s", f);
     }
-    nsrc = n->n_args;
-    if (nsrc < 2 && n->n_heredocs == 0)
+    if (n->n_args < 2 && n->n_heredocs == 0)
         return df_error(e, n, err, "%s requires at least two arguments", is_add ? "ADD" : "COPY");
-    if (expand(e, st, n->args[nsrc - 1], NULL, &dest_raw, err) < 0)
+    if (expand(e, st, n->args[n->n_args - 1], NULL, &dest_raw, err) < 0)
         return df_error(e, n, err, "%s", err->msg);
     dest = resolve_dest(st, dest_raw);
-    if (from != NULL) {
-        stage_t *dep = find_stage(e, from, (size_t)st->index);
-        const char *ctxdir = NULL;
-        for (size_t i = 0; i < e->req->n_contexts; i++) {
-            size_t fl = strlen(from);
-            if (strncmp(e->req->contexts[i], from, fl) == 0 && e->req->contexts[i][fl] == '=')
-                ctxdir = e->req->contexts[i] + fl + 1;
-        }
-        if (dep != NULL) {
-            if (run_stage(e, dep, err) < 0 || stage_rootfs(e, dep, &stage_root, err) < 0)
-                return -1;
-            root = stage_root;
-        } else if (ctxdir != NULL) {
-            root = ctxdir;
-        } else {
-            /* an image reference: a throwaway stage */
-            stage_t *tmp = kiln_xzalloc(sizeof(*tmp));
-            tmp->index = st->index;
-            if (from_image(e, tmp, from, err) < 0 || stage_rootfs(e, tmp, &stage_root, err) < 0) {
-                free(tmp);
-                return kiln_error_prefix(err, "Dockerfile:%d: COPY --from=%s", n->start_line, from);
-            }
-            root = stage_root; /* tmp leaks its rootfs path into the work dir (removed) */
-        }
-        ign = NULL;
-    }
+    dir_dest = dest[strlen(dest) - 1] == '/';
+    if (copy_source_root(e, st, n, from, &root, &ign, err) < 0)
+        return -1;
     if (chown_s) {
         uid_t u;
         gid_t g;
@@ -1269,8 +1403,6 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
             return df_error(e, n, err, "%s", err->msg);
         c.uid = u;
         c.gid = g;
-        if (strchr(x, ':') == NULL && all_digits(x))
-            c.gid = u;
     }
     if (chmod_s) {
         char *endp;
@@ -1278,69 +1410,9 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
         if (*endp || c.mode < 0 || c.mode > 07777)
             return df_error(e, n, err, "invalid chmod %s", chmod_s);
     }
-    if (kiln_fs_mkdtemp(e->work, "copy-", &staging, err) < 0)
-        return -1;
     kiln_sha256_init(&h, NULL);
-    c.hash = &h;
-    c.ignore = ign;
-    c.root_len = strlen(root) + 1;
-
-    /* collect sources (globs expanded), relative to root */
-    for (size_t i = 0; i + 1 < nsrc; i++) {
-        _cleanup_free_ char *s = NULL;
-        if (n->n_heredocs > 0 && strstr(n->args[i], "<<") != NULL)
-            continue; /* a heredoc source, written below */
-        if (expand(e, st, n->args[i], NULL, &s, err) < 0) {
-            df_error(e, n, err, "%s", err->msg);
-            goto out;
-        }
-        if (is_add && (strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0)) {
-            df_error(e, n, err, "ADD from a URL is not supported yet");
-            goto out;
-        }
-        while (s[0] == '/')
-            memmove(s, s + 1, strlen(s));
-        if (strstr(s, "..") != NULL && from == NULL) {
-            /* lexical check: stay inside the context */
-            bool bad =
-                strcmp(s, "..") == 0 || strncmp(s, "../", 3) == 0 || strstr(s, "/../") != NULL;
-            if (bad) {
-                df_error(e, n, err, "source %s is outside the build context", s);
-                goto out;
-            }
-        }
-        if (has_glob(s)) {
-            glob_t g;
-            _cleanup_free_ char *pat = kiln_xasprintf("%s/%s", root, s);
-            size_t before = srcs.n;
-            if (glob(pat, 0, NULL, &g) == 0) {
-                for (size_t k = 0; k < g.gl_pathc; k++) {
-                    const char *rel = g.gl_pathv[k] + strlen(root) + 1;
-                    if (ign && kiln_dockerignore_excluded(ign, rel))
-                        continue;
-                    strv_add(&srcs, kiln_xstrdup(rel));
-                }
-                globfree(&g);
-            }
-            if (srcs.n == before) {
-                df_error(e, n, err, "no source files were specified");
-                goto out;
-            }
-        } else {
-            _cleanup_free_ char *p = kiln_xasprintf("%s/%s", root, s);
-            struct stat sst;
-            if (lstat(p, &sst) < 0 ||
-                (ign && s[0] && strcmp(s, ".") != 0 && kiln_dockerignore_excluded(ign, s) &&
-                 !S_ISDIR(sst.st_mode))) {
-                kiln_error_set(err, 0,
-                               "Dockerfile:%d: failed to compute cache key: \"/%s\": not found: %s",
-                               n->start_line, s, n->original);
-                goto out;
-            }
-            strv_add(&srcs, kiln_xstrdup(s[0] ? s : "."));
-        }
-    }
-    dir_dest = dest[strlen(dest) - 1] == '/';
+    if (copy_sources(e, st, n, is_add, root, ign, from == NULL, &srcs, err) < 0)
+        goto out;
     if (srcs.n + n->n_heredocs > 1 && !dir_dest) {
         df_error(e, n, err,
                  "When using %s with more than one source file, the destination must be a "
@@ -1348,90 +1420,42 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
                  is_add ? "ADD" : "COPY");
         goto out;
     }
+
+    /* 1. the cache key: sources hashed (context files through the stat cache) */
+    if (from == NULL) {
+        scpath = kiln_xasprintf("%s/build/statcache", kiln_store_root(e->store));
+        kiln_statcache_open(scpath, &sc);
+    }
+    c.hash = &h;
+    c.statcache = sc;
+    c.ignore = ign;
+    c.root_len = strlen(root) + 1;
     for (size_t i = 0; i < srcs.n; i++) {
-        _cleanup_free_ char *sp = kiln_xasprintf("%s/%s", root, srcs.v[i]);
-        _cleanup_free_ char *dp = NULL;
-        struct stat sst;
-        const char *base = strrchr(srcs.v[i], '/') ? strrchr(srcs.v[i], '/') + 1 : srcs.v[i];
-        if (stat(sp, &sst) < 0)
-            lstat(sp, &sst);
-        if (S_ISDIR(sst.st_mode)) {
-            /* directory: its contents go to dest */
-            if (mkdirs_in(staging, dest, err) < 0)
-                goto out;
-            dp = kiln_xasprintf("%s%s", staging, dest);
-            if (strcmp(srcs.v[i], ".") == 0) {
-                if (copy_tree(&c, root, dp, err) < 0)
-                    goto out;
-            } else if (copy_tree(&c, sp, dp, err) < 0) {
-                goto out;
-            }
-            continue;
-        }
-        if (is_add && S_ISREG(sst.st_mode)) {
-            /* a local tar archive is extracted into dest */
-            _cleanup_close_ int fd = open(sp, O_RDONLY | O_CLOEXEC);
-            _cleanup_free_ char *tmpd = NULL;
-            kiln_unpack_opts_t uo;
-            kiln_error_t ignored = {0};
-            if (fd >= 0 && kiln_fs_mkdtemp(e->work, "add-", &tmpd, err) == 0) {
-                kiln_unpack_opts_init(&uo);
-                if (kiln_layer_unpack(fd, tmpd, &uo, NULL, &ignored) == 0) {
-                    copy_ctx_t c2 = c;
-                    c2.ignore = NULL;
-                    c2.root_len = strlen(tmpd) + 1;
-                    c2.uid = c.uid;
-                    if (mkdirs_in(staging, dest, err) < 0)
-                        goto out;
-                    dp = kiln_xasprintf("%s%s", staging, dest);
-                    c2.e = NULL; /* keep the archive's owners */
-                    if (copy_tree(&c2, tmpd, dp, err) < 0)
-                        goto out;
-                    kiln_fs_rm_rf(tmpd, NULL);
-                    continue;
-                }
-                kiln_fs_rm_rf(tmpd, NULL);
-            }
-        }
-        if (dir_dest) {
-            if (mkdirs_in(staging, dest, err) < 0)
-                goto out;
-            dp = kiln_xasprintf("%s%s%s", staging, dest, base);
-        } else {
-            _cleanup_free_ char *parent = kiln_xstrdup(dest);
-            *strrchr(parent, '/') = '\0';
-            if (mkdirs_in(staging, parent, err) < 0)
-                goto out;
-            dp = kiln_xasprintf("%s%s", staging, dest);
-        }
-        if (copy_tree(&c, sp, dp, err) < 0)
+        _cleanup_free_ char *sp = strcmp(srcs.v[i], ".") == 0
+                                      ? kiln_xstrdup(root)
+                                      : kiln_xasprintf("%s/%s", root, srcs.v[i]);
+        hash_str(&h, srcs.v[i]);
+        if (copy_tree(&c, sp, NULL, err) < 0)
             goto out;
     }
     for (size_t i = 0; i < n->n_heredocs; i++) {
-        _cleanup_free_ char *body = kiln_df_heredoc_content(&n->heredocs[i]);
-        _cleanup_free_ char *dp = NULL;
-        _cleanup_free_ char *parent = kiln_xstrdup(dest);
-        if (!dir_dest)
-            *strrchr(parent, '/') = '\0';
-        if (mkdirs_in(staging, parent, err) < 0)
-            goto out;
-        dp = dir_dest ? kiln_xasprintf("%s%s%s", staging, dest, n->heredocs[i].name)
-                      : kiln_xasprintf("%s%s", staging, dest);
+        char *body = kiln_df_heredoc_content(&n->heredocs[i]);
         if (n->heredocs[i].expand) {
             /* unquoted delimiter: variables expand, quotes stay as written */
             char *x = NULL;
-            if (expand_raw(e, st, body, &x, err) < 0) {
+            int r = expand_raw(e, st, body, &x, err);
+            free(body);
+            if (r < 0) {
                 df_error(e, n, err, "%s", err->msg);
                 goto out;
             }
-            free(body);
             body = x;
         }
         hash_str(&h, body);
-        if (kiln_fs_write_file_atomic(dp, body, strlen(body), c.mode >= 0 ? (mode_t)c.mode : 0644,
-                                      err) < 0)
-            goto out;
+        strv_add(&bodies, body);
     }
+    if (sc != NULL)
+        kiln_statcache_save(sc, NULL); /* a failure only costs re-hashing next time */
     kiln_sha256_final(&h, &content);
     kiln_digest_str(&content, cs);
     {
@@ -1448,7 +1472,8 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
         created_by = kiln_buf_steal(&b, NULL);
     }
     {
-        _cleanup_free_ char *kt = kiln_xasprintf("%s\ndest:%s\ncontent:%s", created_by, dest, cs);
+        _cleanup_free_ char *kt = kiln_xasprintf("%s\ndest:%s\nowner:%ld:%ld:%lo\ncontent:%s",
+                                                 created_by, dest, c.uid, c.gid, c.mode, cs);
         key_step(&key, kt, NULL);
     }
     if (cache_lookup(e, st, &key, &hit, err) < 0)
@@ -1457,6 +1482,67 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
         st->key = key;
         ret = 1;
         goto out;
+    }
+
+    /* 2. a miss: the layer's tree in a staging dir, then the layer */
+    c.hash = NULL;
+    c.statcache = NULL;
+    if (kiln_fs_mkdtemp(e->work, "copy-", &staging, err) < 0 || chmod(staging, 0755) < 0)
+        goto out;
+    for (size_t i = 0; i < srcs.n; i++) {
+        _cleanup_free_ char *sp = strcmp(srcs.v[i], ".") == 0
+                                      ? kiln_xstrdup(root)
+                                      : kiln_xasprintf("%s/%s", root, srcs.v[i]);
+        _cleanup_free_ char *dp = NULL;
+        const char *base = strrchr(srcs.v[i], '/') ? strrchr(srcs.v[i], '/') + 1 : srcs.v[i];
+        struct stat sst;
+        bool done = false;
+        if (stat(sp, &sst) < 0 && lstat(sp, &sst) < 0) {
+            kiln_error_set(err, errno, "stat %s", sp);
+            goto out;
+        }
+        if (S_ISDIR(sst.st_mode)) { /* a directory: its contents go to dest */
+            if (mkdirs_in(staging, dest, err) < 0)
+                goto out;
+            dp = kiln_xasprintf("%s%s", staging, dest);
+            if (copy_tree(&c, sp, dp, err) < 0)
+                goto out;
+            continue;
+        }
+        if (is_add && S_ISREG(sst.st_mode) &&
+            (add_archive(e, &c, sp, staging, dest, &done, err) < 0 || done)) {
+            if (!done)
+                goto out;
+            continue;
+        }
+        if (dir_dest) {
+            if (mkdirs_in(staging, dest, err) < 0)
+                goto out;
+            dp = kiln_xasprintf("%s%s%s", staging, dest, base);
+        } else {
+            _cleanup_free_ char *parent = kiln_xstrdup(dest);
+            *strrchr(parent, '/') = '\0';
+            if (mkdirs_in(staging, parent, err) < 0)
+                goto out;
+            dp = kiln_xasprintf("%s%s", staging, dest);
+        }
+        if (copy_tree(&c, sp, dp, err) < 0)
+            goto out;
+    }
+    for (size_t i = 0; i < n->n_heredocs; i++) {
+        _cleanup_free_ char *dp = NULL;
+        _cleanup_free_ char *parent = kiln_xstrdup(dest);
+        if (!dir_dest)
+            *strrchr(parent, '/') = '\0';
+        if (mkdirs_in(staging, parent, err) < 0)
+            goto out;
+        dp = dir_dest ? kiln_xasprintf("%s%s%s", staging, dest, n->heredocs[i].name)
+                      : kiln_xasprintf("%s%s", staging, dest);
+        if (kiln_fs_write_file_atomic(dp, bodies.v[i], strlen(bodies.v[i]),
+                                      c.mode >= 0 ? (mode_t)c.mode : 0644, err) < 0)
+            goto out;
+        if (c.uid >= 0)
+            (void)lchown(dp, (uid_t)c.uid, (gid_t)c.gid);
     }
     if (commit_layer(e, st, staging, 0, &l, err) < 0)
         goto out;
@@ -1467,9 +1553,11 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
     ret = 0;
 out:
     kiln_sha256_dispose(&h);
+    kiln_statcache_free(sc);
     if (staging)
         kiln_fs_rm_rf(staging, NULL);
     strv_clear(&srcs);
+    strv_clear(&bodies);
     return ret;
 }
 
