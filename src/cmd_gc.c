@@ -22,6 +22,7 @@ static void gc_usage(void)
            "  --max-age HOURS      remove entries older than this (default 168, 0 = no limit)\n"
            "  --logs-max MIB       keep at most this much of logs (default 0 = no limit)\n"
            "  --contexts-max MIB   … of uploaded contexts\n"
+           "  --artifacts-max MIB  … of files builds kept (static sites, function packages)\n"
            "  --git-max MIB        … of git mirrors\n"
            "  --cache-max MIB      … of RUN cache mounts\n"
            "  --dry-run            only report\n");
@@ -29,7 +30,7 @@ static void gc_usage(void)
 
 int kiln_cmd_gc(int argc, char **argv)
 {
-    enum { O_ROOT = 256, O_KROOT, O_AGE, O_LOGS, O_CTX, O_GIT, O_CACHE, O_DRY };
+    enum { O_ROOT = 256, O_KROOT, O_AGE, O_LOGS, O_CTX, O_ARTS, O_GIT, O_CACHE, O_DRY };
     static const struct option opts[] = {
         {"help", no_argument, NULL, 'h'},
         {"root", required_argument, NULL, O_ROOT},
@@ -37,13 +38,14 @@ int kiln_cmd_gc(int argc, char **argv)
         {"max-age", required_argument, NULL, O_AGE},
         {"logs-max", required_argument, NULL, O_LOGS},
         {"contexts-max", required_argument, NULL, O_CTX},
+        {"artifacts-max", required_argument, NULL, O_ARTS},
         {"git-max", required_argument, NULL, O_GIT},
         {"cache-max", required_argument, NULL, O_CACHE},
         {"dry-run", no_argument, NULL, O_DRY},
         {NULL, 0, NULL, 0},
     };
     const char *root = "/var/lib/kiln/server";
-    long long age = 168, logs = 0, ctx = 0, git = 0, cache = 0;
+    long long age = 168, logs = 0, ctx = 0, arts = 0, git = 0, cache = 0;
     kiln_gc_opts_t o = {0};
     kiln_gc_stats_t st;
     kiln_error_t err = {0};
@@ -76,6 +78,9 @@ int kiln_cmd_gc(int argc, char **argv)
         case O_CTX:
             num = &ctx;
             break;
+        case O_ARTS:
+            num = &arts;
+            break;
         case O_GIT:
             num = &git;
             break;
@@ -101,6 +106,7 @@ int kiln_cmd_gc(int argc, char **argv)
     o.max_age_s = (double)age * 3600;
     o.logs_max = (uint64_t)logs << 20;
     o.contexts_max = (uint64_t)ctx << 20;
+    o.artifacts_max = (uint64_t)arts << 20;
     o.git_max = (uint64_t)git << 20;
     o.cache_max = (uint64_t)cache << 20;
     ret = kiln_gc_run(&o, &st, &err);

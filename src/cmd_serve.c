@@ -256,6 +256,7 @@ int kiln_cmd_serve(int argc, char **argv)
                              .max_age_s = (double)gc_age * 3600,
                              .logs_max = (uint64_t)gc_max << 20,
                              .contexts_max = (uint64_t)gc_max << 20,
+                             .artifacts_max = (uint64_t)gc_max << 20,
                              .git_max = (uint64_t)gc_max << 20,
                              .cache_max = (uint64_t)gc_max << 20};
         if (kiln_gc_start(&go, (int)gc_interval, &gc, &err) < 0)

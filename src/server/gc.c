@@ -138,7 +138,7 @@ static int prune_store(const kiln_gc_opts_t *o, kiln_error_t *err)
                     NULL};
     kiln_runner_result_t rr;
 
-    if (kiln_runner_run(argv, log, 1 << 20, 3600, NULL, NULL, &rr, err) < 0)
+    if (kiln_runner_run(argv, NULL, log, 1 << 20, 3600, NULL, NULL, &rr, err) < 0)
         return -1;
     return rr.exit_code;
 }
@@ -150,11 +150,13 @@ int kiln_gc_run(const kiln_gc_opts_t *o, kiln_gc_stats_t *st, kiln_error_t *err)
     _cleanup_free_ char *ctx = kiln_xasprintf("%s/contexts", o->server_root);
     _cleanup_free_ char *builds = kiln_xasprintf("%s/builds", o->server_root);
     _cleanup_free_ char *secrets = kiln_xasprintf("%s/secrets", o->server_root);
+    _cleanup_free_ char *artifacts = kiln_xasprintf("%s/artifacts", o->server_root);
 
     /* Scratch and secrets of finished builds go at once, whatever their age. */
     if (prune_dir(o, builds, 1e-9, 0, keep_unless_final, &s, err) < 0 ||
         prune_dir(o, secrets, 1e-9, 0, keep_unless_final, &s, err) < 0 ||
         prune_dir(o, logs, o->max_age_s, o->logs_max, keep_unless_final, &s, err) < 0 ||
+        prune_dir(o, artifacts, o->max_age_s, o->artifacts_max, keep_unless_final, &s, err) < 0 ||
         prune_dir(o, ctx, o->max_age_s, o->contexts_max, keep_context, &s, err) < 0)
         return -1;
     if (o->kiln_root) {

@@ -19,6 +19,7 @@ typedef struct kiln_gc_opts {
     double max_age_s;      /* older entries go (0 = no age limit) */
     uint64_t logs_max;     /* total bytes kept for each kind (0 = no size limit) */
     uint64_t contexts_max;
+    uint64_t artifacts_max; /* files builds wrote (static sites, function packages) */
     uint64_t git_max;
     uint64_t cache_max;
     int dry_run;

@@ -1,10 +1,14 @@
 #include "src/server/job.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "src/server/request.h"
 #include "src/server/runner.h"
@@ -102,6 +106,76 @@ static int judge(const kiln_runner_result_t *rr, int timeout, const char *what,
     return 0;
 }
 
+#define MAX_FILES 1000
+
+/* Lists regular files under dir (relative paths, sizes) into arr, at most MAX_FILES. */
+static void list_files(int dfd, const char *prefix, json_t *arr, int depth)
+{
+    DIR *d;
+    struct dirent *e;
+
+    if (depth > 32 || (d = fdopendir(dfd)) == NULL) {
+        close(dfd);
+        return;
+    }
+    while ((e = readdir(d)) != NULL && json_array_size(arr) < MAX_FILES) {
+        struct stat sb;
+        _cleanup_free_ char *rel = NULL;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+            fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        rel = prefix[0] ? kiln_xasprintf("%s/%s", prefix, e->d_name) : kiln_xstrdup(e->d_name);
+        if (S_ISREG(sb.st_mode)) {
+            json_t *f = json_pack("{s:s,s:I}", "path", rel, "size", (json_int_t)sb.st_size);
+            if (f)
+                json_array_append_new(arr, f);
+        } else if (S_ISDIR(sb.st_mode)) {
+            int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0)
+                list_files(sub, rel, arr, depth + 1);
+        }
+    }
+    closedir(d);
+}
+
+/* Keeps what the build wrote to ./kiln-out (static files, function packages) in
+ * artifacts_dir and adds their list to the result. */
+static void keep_files(const kiln_job_env_t *env, kiln_job_outcome_t *out)
+{
+    _cleanup_free_ char *src = kiln_xasprintf("%s/kiln-out", env->work_dir);
+    json_t *res, *files = json_array();
+    struct stat sb;
+    int dfd;
+
+    if (env->artifacts_dir == NULL || lstat(src, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+        json_decref(files);
+        return;
+    }
+    {
+        _cleanup_free_ char *parent = kiln_xstrdup(env->artifacts_dir);
+        char *slash = strrchr(parent, '/');
+        if (slash)
+            *slash = '\0';
+        if (kiln_fs_mkdir_p(parent, 0750, NULL) < 0 ||
+            kiln_fs_rm_rf(env->artifacts_dir, NULL) < 0 || rename(src, env->artifacts_dir) < 0) {
+            json_decref(files);
+            return;
+        }
+    }
+    dfd = open(env->artifacts_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0)
+        list_files(dfd, "", files, 0);
+    res = out->result ? json_loads(out->result, 0, NULL) : NULL;
+    if (!json_is_object(res)) {
+        json_decref(res);
+        res = json_object();
+    }
+    json_object_set_new(res, "files", files);
+    free(out->result);
+    out->result = json_dumps(res, JSON_COMPACT);
+    json_decref(res);
+}
+
 static void push_arg(char ***v, size_t *n, const char *s)
 {
     *v = kiln_xrealloc(*v, (*n + 2) * sizeof(char *));
@@ -152,7 +226,8 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
         push_arg(&argv, &n, spec);
         push_arg(&argv, &n, src_dir);
         ctx.checkout = 1;
-        if (kiln_runner_run(argv, env->log_path, env->log_cap, timeout, &ops, &ctx, &rr, &err) < 0)
+        if (kiln_runner_run(argv, env->work_dir, env->log_path, env->log_cap, timeout, &ops, &ctx,
+                            &rr, &err) < 0)
             goto error;
         kiln_strv_free(argv);
         argv = NULL;
@@ -184,10 +259,12 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
         push_arg(&argv, &n, env->build_options[i]);
     for (size_t i = 1; args[i]; i++)
         push_arg(&argv, &n, args[i]);
-    if (kiln_runner_run(argv, env->log_path, env->log_cap, timeout, &ops, &ctx, &rr, &err) < 0)
+    if (kiln_runner_run(argv, env->work_dir, env->log_path, env->log_cap, timeout, &ops, &ctx, &rr,
+                        &err) < 0)
         goto error;
     out->result = read_result(meta);
-    judge(&rr, timeout, "kiln build", "build_failed", out);
+    if (judge(&rr, timeout, "kiln build", "build_failed", out))
+        keep_files(env, out);
     kiln_fs_rm_rf(env->work_dir, NULL);
     return;
 error:

@@ -17,6 +17,7 @@ typedef struct kiln_job_env {
     char *const *build_options; /* added to every `kiln build`; may be NULL */
     const char *work_dir;       /* private scratch directory of this job (created, removed) */
     const char *log_path;       /* the job's append-only log */
+    const char *artifacts_dir;  /* where the build's files (./kiln-out) are kept; NULL = drop */
     size_t log_cap;
     int timeout_s; /* server limit; the request may ask for less (0 = none) */
 } kiln_job_env_t;
@@ -33,7 +34,8 @@ typedef struct kiln_job_outcome {
     char status[16]; /* succeeded | failed | stopped (by should_stop) */
     char reason[32]; /* failed: build_failed | clone_failed | timeout | error */
     char error[512];
-    char *result; /* the build's metadata JSON (malloc'ed) or NULL */
+    char *result; /* the build's metadata JSON (malloc'ed) or NULL; "files": [{"path", "size"}]
+                     lists what it wrote to ./kiln-out (kept in artifacts_dir) */
 } kiln_job_outcome_t;
 
 /* Runs the job for a validated request (secret_files: name → file, may be NULL; ctx_dir:

@@ -5,11 +5,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "src/server/cursor.h"
@@ -216,9 +218,25 @@ static json_t *artifacts_json(json_t *build)
             json_array_append_new(images, json_pack("{s:n,s:s}", "name", "digest", digest));
         }
     }
-    o = json_pack("{s:O,s:O,s:o,s:O}", "id", json_object_get(build, "id"), "status",
-                  json_object_get(build, "status"), "images", images, "outputs",
-                  json_object_get(build, "outputs"));
+    {
+        /* Files the build wrote (static sites, function packages), each with its download. */
+        json_t *files = json_array(), *f;
+        const char *id = json_string_value(json_object_get(build, "id"));
+        size_t i;
+        json_array_foreach(json_object_get(res, "files"), i, f)
+        {
+            const char *path = json_string_value(json_object_get(f, "path"));
+            _cleanup_free_ char *url = NULL;
+            if (path == NULL)
+                continue;
+            url = kiln_xasprintf("/v1/builds/%s/artifacts/files/%s", id, path);
+            json_array_append_new(files, json_pack("{s:s,s:O,s:s}", "path", path, "size",
+                                                   json_object_get(f, "size"), "url", url));
+        }
+        o = json_pack("{s:O,s:O,s:o,s:o,s:O}", "id", json_object_get(build, "id"), "status",
+                      json_object_get(build, "status"), "images", images, "files", files, "outputs",
+                      json_object_get(build, "outputs"));
+    }
     json_object_set(o, "metadata", res ? res : json_null());
     return o;
 }
@@ -383,6 +401,40 @@ static void get_logs(const kiln_http_req_t *r, kiln_http_resp_t *resp, const cha
         MHD_add_response_header(resp->custom, "X-Log-Offset", hdr);
         log_stream_free(ls);
     }
+}
+
+/* Sends a file the build kept: resolved beneath the build's artifacts directory, no
+ * symlinks, no "..". */
+static void get_artifact_file(const kiln_http_req_t *r, kiln_http_resp_t *resp, const char *id,
+                              const char *path)
+{
+    _cleanup_free_ char *dir = kiln_xasprintf("%s/artifacts/%s", r->srv->root, id);
+    _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct open_how how = {.flags = O_RDONLY | O_CLOEXEC,
+                           .resolve =
+                               RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+    struct stat sb;
+    int fd;
+
+    if (dfd < 0 || path[0] == '\0' || strstr(path, "..")) {
+        kiln_http_error(resp, 404, "no such artifact");
+        return;
+    }
+    fd = (int)syscall(SYS_openat2, dfd, path, &how, sizeof(how));
+    if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        if (fd >= 0)
+            close(fd);
+        kiln_http_error(resp, 404, "no such artifact");
+        return;
+    }
+    resp->custom = MHD_create_response_from_fd((uint64_t)sb.st_size, fd);
+    if (resp->custom == NULL) {
+        close(fd);
+        kiln_http_error(resp, 500, "cannot send the file");
+        return;
+    }
+    MHD_add_response_header(resp->custom, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+    resp->status = 200;
 }
 
 static void cancel_build(const kiln_http_req_t *r, kiln_http_resp_t *resp, const char *id)
@@ -578,6 +630,8 @@ void kiln_routes_builds(const kiln_http_req_t *r, kiln_http_resp_t *resp)
             o = a;
         }
         kiln_http_json(resp, 200, o);
+    } else if (strncmp(slash, "/artifacts/files/", 17) == 0 && strcmp(r->method, "GET") == 0) {
+        get_artifact_file(r, resp, id, slash + 17);
     } else if (strcmp(slash, "/logs") == 0 && strcmp(r->method, "GET") == 0) {
         get_logs(r, resp, id);
     } else if (strcmp(slash, "/cancel") == 0 && strcmp(r->method, "POST") == 0) {

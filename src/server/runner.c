@@ -159,7 +159,8 @@ static void consume(run_state_t *st, const char *data, size_t n)
 }
 
 /* In the child: own process group, die with the parent thread, output to the pipe. */
-static void __attribute__((noreturn)) child_exec(char *const argv[], int out_fd, pid_t parent)
+static void __attribute__((noreturn))
+child_exec(char *const argv[], const char *cwd, int out_fd, pid_t parent)
 {
     sigset_t none;
     int devnull;
@@ -176,14 +177,18 @@ static void __attribute__((noreturn)) child_exec(char *const argv[], int out_fd,
         dup2(devnull, 0);
     dup2(out_fd, 1);
     dup2(out_fd, 2);
+    if (cwd && chdir(cwd) < 0) {
+        dprintf(2, "kiln: cannot enter %s: %s\n", cwd, strerror(errno));
+        _exit(127);
+    }
     execv(argv[0], argv);
     dprintf(2, "kiln: cannot run %s: %s\n", argv[0], strerror(errno));
     _exit(127);
 }
 
-int kiln_runner_run(char *const argv[], const char *log_path, size_t log_cap, int timeout_s,
-                    const kiln_runner_ops_t *ops, void *opaque, kiln_runner_result_t *res,
-                    kiln_error_t *err)
+int kiln_runner_run(char *const argv[], const char *cwd, const char *log_path, size_t log_cap,
+                    int timeout_s, const kiln_runner_ops_t *ops, void *opaque,
+                    kiln_runner_result_t *res, kiln_error_t *err)
 {
     run_state_t *st = calloc(1, sizeof(*st));
     kiln_runner_result_t r = {.exit_code = -1};
@@ -225,7 +230,7 @@ int kiln_runner_run(char *const argv[], const char *log_path, size_t log_cap, in
         return -1;
     }
     if (pid == 0)
-        child_exec(argv, pfd[1], parent);
+        child_exec(argv, cwd, pfd[1], parent);
     close(pfd[1]);
     setpgid(pid, pid); /* also here, so the group exists before we may kill it */
     if (ops && ops->started)

@@ -113,6 +113,7 @@ static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
     _cleanup_free_ char *work = kiln_xasprintf("%s/builds/%s", s->root, job->id);
     _cleanup_free_ char *secrets_dir = kiln_xasprintf("%s/secrets/%s", s->root, job->id);
     _cleanup_free_ char *ctx_dir = NULL;
+    _cleanup_free_ char *artifacts = kiln_xasprintf("%s/artifacts/%s", s->root, job->id);
     json_t *req = json_loads(job->request, 0, NULL), *files = json_object(), *v;
     job_ctx_t ctx = {.pool = p, .slot = slot, .id = job->id};
     kiln_job_hooks_t hooks = {.started = on_started,
@@ -125,6 +126,7 @@ static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
                           .build_options = p->opts.build_options,
                           .work_dir = work,
                           .log_path = log,
+                          .artifacts_dir = artifacts,
                           .log_cap = s->log_cap,
                           .timeout_s = p->opts.timeout_s};
     kiln_job_outcome_t out = {0};

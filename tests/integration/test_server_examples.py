@@ -1,0 +1,48 @@
+"""kiln serve building an example project end to end with the real kiln: a git repository
+(file://) of examples/static-html is checked out, auto-detected and built; the server records
+the commit, the phases and the files the build wrote, which download byte for byte.
+Needs kiln's base image (images/build.sh, cached under /var/cache/kiln/images)."""
+import os
+import subprocess
+
+from kilntest import SRC, T
+from server_common import TOKEN, Server
+
+IMAGES = os.environ.get("KILN_IMAGES_DIR", "/var/cache/kiln/images")
+if not os.path.exists(os.path.join(IMAGES, "base", "index.json")):
+    T.skip("example build through the server", "no kiln base image in " + IMAGES +
+           " (run images/build.sh)")
+    T.done()
+
+repo = os.path.join(T.tmp, "static-html")
+subprocess.run(["cp", "-r", os.path.join(SRC, "examples", "static-html"), repo], check=True)
+git = ["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@example.test"]
+subprocess.run(["git", "init", "-q", "-b", "main", repo], check=True)
+subprocess.run(git + ["add", "-A"], check=True)
+subprocess.run(git + ["commit", "-q", "-m", "site"], check=True)
+head = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+
+srv = Server(os.path.join(T.tmp, "root"), workers=1, config={"tokens": [TOKEN]},
+             extra=["--kiln-root", os.path.join(T.tmp, "kiln-root")],
+             env={"KILN_IMAGE_PREFIX": "oci:" + IMAGES}).start()
+st, body = srv.submit({"source": {"git": "file://" + repo, "ref": "main"}})
+T.check("submit the example => 202", st == 202, body)
+bid = body["id"]
+st, log, _ = srv.request("GET", "/v1/builds/%s/logs?follow=1" % bid, raw=True, timeout=600)
+b = srv.get(bid)
+T.check("the example built", b["status"] == "succeeded", (b, log.decode(errors="replace")[-3000:]))
+T.check("commit recorded from the checkout", b["commit"] == head, (b["commit"], head))
+T.check("cloning then building phases with timings",
+        [p["name"] for p in b["phases"]][:2] == ["cloning", "building"] and
+        all(p["seconds"] is not None for p in b["phases"]), b["phases"])
+st, a = srv.request("GET", "/v1/builds/%s/artifacts" % bid)
+files = {f["path"]: f for f in a.get("files", [])}
+T.check("artifacts list the site's files", "site/index.html" in files, a)
+if "site/index.html" in files:
+    st, data, _ = srv.request("GET", files["site/index.html"]["url"], raw=True)
+    want = open(os.path.join(repo, "index.html"), "rb").read()
+    T.check("a file downloads byte for byte", st == 200 and data == want, data[:200])
+st, body = srv.request("GET", "/v1/builds/%s/artifacts/files/../kiln.db" % bid)
+T.check("artifact paths cannot leave the build's directory", st == 404, body)
+srv.term()
+T.done()
