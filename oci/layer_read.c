@@ -14,14 +14,11 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include <archive.h>
-#include <archive_entry.h>
-
+#include "oci/tar_reader.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
 
-#define READ_CHUNK (256 * 1024)
 #define WRITE_CHUNK (1024 * 1024)
 #define WHITEOUT_PREFIX ".wh."
 #define OPAQUE_MARKER ".wh..wh..opq"
@@ -36,12 +33,9 @@ struct unpack {
     const kiln_unpack_opts_t *opts;
     int rootfd;
     int do_chown;
-    kiln_decompressor_t *dec;
+    kiln_tar_reader_t *tr;
     kiln_sha256_t raw, out;
     uint64_t raw_bytes, out_bytes;
-    kiln_error_t rerr; /* error raised in the libarchive read callback */
-    int rfailed;
-    unsigned char *rbuf;
     char *wbuf;
     /* paths created by this layer (for opaque directories) */
     char **created;
@@ -71,19 +65,6 @@ static void out_hash(void *ctx, const void *buf, size_t len)
     struct unpack *u = ctx;
     kiln_sha256_update(&u->out, buf, len);
     u->out_bytes += len;
-}
-
-static la_ssize_t archive_cb_read(struct archive *a, void *ctx, const void **buf)
-{
-    struct unpack *u = ctx;
-    ssize_t n = kiln_decompressor_read(u->dec, u->rbuf, READ_CHUNK, &u->rerr);
-    if (n < 0) {
-        u->rfailed = 1;
-        archive_set_error(a, EIO, "%s", u->rerr.msg);
-        return -1;
-    }
-    *buf = u->rbuf;
-    return n;
 }
 
 static uint64_t hash_str(const char *s)
@@ -274,19 +255,12 @@ static int apply_meta_fd(struct unpack *u, int fd, struct archive_entry *e, cons
 }
 
 /* Writes the data of the current entry into fd. */
-static int copy_data(struct unpack *u, struct archive *a, int fd, const char *entry,
-                     kiln_error_t *err)
+static int copy_data(struct unpack *u, int fd, const char *entry, kiln_error_t *err)
 {
     for (;;) {
-        la_ssize_t n = archive_read_data(a, u->wbuf, WRITE_CHUNK);
-        if (n < 0) {
-            if (u->rfailed) {
-                *err = u->rerr;
-                return kiln_error_prefix(err, "layer entry '%.512s'", entry);
-            }
-            return kiln_error_set(err, 0, "layer entry '%.512s': %s", entry,
-                                  archive_error_string(a));
-        }
+        ssize_t n = kiln_tar_reader_data(u->tr, u->wbuf, WRITE_CHUNK, err);
+        if (n < 0)
+            return kiln_error_prefix(err, "layer entry '%.512s'", entry);
         if (n == 0)
             return 0;
         if (kiln_fs_write_all(fd, u->wbuf, (size_t)n, err) < 0)
@@ -398,8 +372,7 @@ static void dir_time_add(struct unpack *u, const char *path, struct archive_entr
 }
 
 /* Applies one tar entry. */
-static int apply_entry(struct unpack *u, struct archive *a, struct archive_entry *e,
-                       kiln_error_t *err)
+static int apply_entry(struct unpack *u, struct archive_entry *e, kiln_error_t *err)
 {
     const char *orig = archive_entry_pathname(e);
     if (orig == NULL || orig[0] == '\0')
@@ -451,7 +424,7 @@ static int apply_entry(struct unpack *u, struct archive *a, struct archive_entry
             openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
             return kiln_error_set(err, errno, "layer entry '%.512s': creating the file", orig);
-        if (copy_data(u, a, fd, orig, err) < 0)
+        if (copy_data(u, fd, orig, err) < 0)
             return -1;
         return apply_meta_fd(u, fd, e, orig, 1, err);
     }
@@ -525,7 +498,7 @@ static int apply_dir_times(struct unpack *u, kiln_error_t *err)
 static void unpack_free(struct unpack *u)
 {
     invalidate_parent(u);
-    kiln_decompressor_free(u->dec);
+    kiln_tar_reader_free(u->tr);
     kiln_sha256_dispose(&u->raw);
     kiln_sha256_dispose(&u->out);
     for (size_t i = 0; i < u->created_alloc; i++)
@@ -534,7 +507,6 @@ static void unpack_free(struct unpack *u)
     for (size_t i = 0; i < u->ndirs; i++)
         free(u->dirs[i].path);
     free(u->dirs);
-    free(u->rbuf);
     free(u->wbuf);
     if (u->rootfd >= 0)
         close(u->rootfd);
@@ -556,43 +528,25 @@ static int unpack_run(struct unpack *u, int fd, kiln_unpack_stats_t *stats, kiln
 {
     if (kiln_sha256_init(&u->raw, err) < 0 || kiln_sha256_init(&u->out, err) < 0)
         return -1;
-    if (kiln_decompressor_new(fd, raw_hash, u, out_hash, u, &u->dec, err) < 0)
+    if (kiln_tar_reader_open(fd, raw_hash, out_hash, u, &u->tr, err) < 0)
         return -1;
-    struct archive *a = archive_read_new();
-    if (a == NULL)
-        return kiln_error_set(err, ENOMEM, "cannot allocate a tar reader");
-    int ret = -1;
-    archive_read_support_format_tar(a);
-    if (archive_read_open(a, u, NULL, archive_cb_read, NULL) != ARCHIVE_OK) {
-        if (u->rfailed)
-            *err = u->rerr;
-        else
-            kiln_error_set(err, 0, "not a tar stream: %s", archive_error_string(a));
-        goto out;
-    }
     uint64_t entries = 0;
     for (;;) {
         struct archive_entry *e;
-        int r = archive_read_next_header(a, &e);
-        if (r == ARCHIVE_EOF)
+        int r = kiln_tar_reader_next(u->tr, &e, err);
+        if (r < 0)
+            return kiln_error_prefix(err, "after %llu entries", (unsigned long long)entries);
+        if (r == 0)
             break;
-        if (r < ARCHIVE_WARN) {
-            if (u->rfailed)
-                *err = u->rerr;
-            else
-                kiln_error_set(err, 0, "reading the tar stream after %llu entries: %s",
-                               (unsigned long long)entries, archive_error_string(a));
-            goto out;
-        }
-        if (apply_entry(u, a, e, err) < 0)
-            goto out;
+        if (apply_entry(u, e, err) < 0)
+            return -1;
         entries++;
     }
-    if (kiln_decompressor_drain(u->dec, err) < 0 || apply_dir_times(u, err) < 0)
-        goto out;
+    if (kiln_tar_reader_finish(u->tr, err) < 0 || apply_dir_times(u, err) < 0)
+        return -1;
     kiln_unpack_stats_t res;
     memset(&res, 0, sizeof(res));
-    res.format = kiln_decompressor_format(u->dec);
+    res.format = kiln_tar_reader_format(u->tr);
     res.entries = entries;
     res.size = u->raw_bytes;
     res.diff_size = u->out_bytes;
@@ -600,13 +554,10 @@ static int unpack_run(struct unpack *u, int fd, kiln_unpack_stats_t *stats, kiln
     kiln_sha256_final(&u->out, &res.diff_id);
     if (check_digest(u->opts->expect_digest, &res.digest, "digest", err) < 0 ||
         check_digest(u->opts->expect_diff_id, &res.diff_id, "diff_id", err) < 0)
-        goto out;
+        return -1;
     if (stats)
         *stats = res;
-    ret = 0;
-out:
-    archive_read_free(a);
-    return ret;
+    return 0;
 }
 
 int kiln_layer_unpack(int fd, const char *rootfs, const kiln_unpack_opts_t *opts,
@@ -625,7 +576,6 @@ int kiln_layer_unpack(int fd, const char *rootfs, const kiln_unpack_opts_t *opts
     u.rootfd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (u.rootfd < 0)
         return kiln_error_set(err, errno, "opening the rootfs %s", rootfs);
-    u.rbuf = kiln_xmalloc(READ_CHUNK);
     u.wbuf = kiln_xmalloc(WRITE_CHUNK);
     int r = unpack_run(&u, fd, stats, err);
     unpack_free(&u);

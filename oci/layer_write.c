@@ -14,6 +14,7 @@
 #include <archive_entry.h>
 
 #include "oci/layer_read.h"
+#include "oci/tar_reader.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
 
@@ -559,26 +560,6 @@ int kiln_layer_writer_add_opaque(kiln_layer_writer_t *w, const char *dir, kiln_e
     return write_synthetic(w, opq, AE_IFREG | 0644, t, err);
 }
 
-struct tar_src {
-    kiln_decompressor_t *dec;
-    unsigned char *buf;
-    kiln_error_t err;
-    int failed;
-};
-
-static la_ssize_t tar_src_read(struct archive *a, void *ctx, const void **buf)
-{
-    struct tar_src *t = ctx;
-    ssize_t n = kiln_decompressor_read(t->dec, t->buf, READ_BUF_SIZE, &t->err);
-    if (n < 0) {
-        t->failed = 1;
-        archive_set_error(a, EIO, "%s", t->err.msg);
-        return -1;
-    }
-    *buf = t->buf;
-    return n;
-}
-
 /* Cleans an entry path (and a hardlink target) and puts the prefix in front. */
 static char *tar_entry_path(kiln_layer_writer_t *w, const char *name, const char *orig,
                             const char *what, kiln_error_t *err)
@@ -590,8 +571,8 @@ static char *tar_entry_path(kiln_layer_writer_t *w, const char *name, const char
 }
 
 /* Copies one entry (header + data) of the source tar into the layer. */
-static int copy_tar_entry(kiln_layer_writer_t *w, struct archive *src, struct archive_entry *in,
-                          struct tar_src *t, kiln_error_t *err)
+static int copy_tar_entry(kiln_layer_writer_t *w, kiln_tar_reader_t *tr, struct archive_entry *in,
+                          kiln_error_t *err)
 {
     const char *orig = archive_entry_pathname(in);
     if (orig == NULL)
@@ -640,14 +621,9 @@ static int copy_tar_entry(kiln_layer_writer_t *w, struct archive *src, struct ar
         return archive_fail(w, path, err);
     w->entries++;
     while (has_data) {
-        la_ssize_t n = archive_read_data(src, w->rbuf, READ_BUF_SIZE);
-        if (n < 0) {
-            if (t->failed && err)
-                *err = t->err;
-            else
-                kiln_error_set(err, 0, "%s", archive_error_string(src));
+        ssize_t n = kiln_tar_reader_data(tr, w->rbuf, READ_BUF_SIZE, err);
+        if (n < 0)
             return kiln_error_prefix(err, "tar entry '%.512s'", orig);
-        }
         if (n == 0)
             break;
         if (archive_write_data(w->a, w->rbuf, (size_t)n) < 0)
@@ -660,47 +636,20 @@ static int copy_tar_entry(kiln_layer_writer_t *w, struct archive *src, struct ar
 
 int kiln_layer_writer_add_tar(kiln_layer_writer_t *w, int fd, kiln_error_t *err)
 {
-    struct tar_src t;
-    memset(&t, 0, sizeof(t));
-    if (kiln_decompressor_new(fd, NULL, NULL, NULL, NULL, &t.dec, err) < 0)
+    kiln_tar_reader_t *tr = NULL;
+    if (kiln_tar_reader_open(fd, NULL, NULL, NULL, &tr, err) < 0)
         return -1;
-    t.buf = kiln_xmalloc(READ_BUF_SIZE);
-    struct archive *src = archive_read_new();
-    int ret = -1;
-    if (src == NULL) {
-        kiln_error_set(err, ENOMEM, "cannot allocate a tar reader");
-        goto out;
-    }
-    archive_read_support_format_tar(src);
-    if (archive_read_open(src, &t, NULL, tar_src_read, NULL) != ARCHIVE_OK) {
-        if (t.failed && err)
-            *err = t.err;
-        else
-            kiln_error_set(err, 0, "not a tar stream: %s", archive_error_string(src));
-        goto out;
-    }
-    for (;;) {
-        struct archive_entry *in;
-        int r = archive_read_next_header(src, &in);
-        if (r == ARCHIVE_EOF)
+    int r;
+    struct archive_entry *in;
+    while ((r = kiln_tar_reader_next(tr, &in, err)) > 0)
+        if (copy_tar_entry(w, tr, in, err) < 0) {
+            r = -1;
             break;
-        if (r < ARCHIVE_WARN) {
-            if (t.failed && err)
-                *err = t.err;
-            else
-                kiln_error_set(err, 0, "reading the tar stream: %s", archive_error_string(src));
-            goto out;
         }
-        if (copy_tar_entry(w, src, in, &t, err) < 0)
-            goto out;
-    }
-    ret = kiln_decompressor_drain(t.dec, err);
-out:
-    if (src != NULL)
-        archive_read_free(src);
-    kiln_decompressor_free(t.dec);
-    free(t.buf);
-    return ret;
+    if (r == 0)
+        r = kiln_tar_reader_finish(tr, err);
+    kiln_tar_reader_free(tr);
+    return r;
 }
 
 int kiln_layer_writer_finish(kiln_layer_writer_t *w, kiln_layer_info_t *info, kiln_error_t *err)
