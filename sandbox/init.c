@@ -138,6 +138,9 @@ __attribute__((noreturn)) static void exec_command(const kiln_sandbox_plan_t *pl
         dprintf(2, "kiln: step: %s: %s\n", what, strerror(-r));
         _exit(126);
     }
+    /* Without a pid namespace nothing else ends the command with kiln
+     * (set after the id change, which clears it). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     environ = (char **)plan->envp;
     execvp(step->argv[0], (char *const *)step->argv);
     r = errno;
@@ -265,8 +268,12 @@ void kiln_sandbox_init_main(const kiln_sandbox_plan_t *plan)
     }
     if (cmd == 0)
         exec_command(plan);
-    if (send(plan->sync_fd, "K", 1, MSG_NOSIGNAL) < 0)
-        _exit(1);
+    {
+        char msg[1 + sizeof(pid_t)] = {'K'};
+        memcpy(msg + 1, &cmd, sizeof(pid_t));
+        if (send(plan->sync_fd, msg, sizeof(msg), MSG_NOSIGNAL) < 0)
+            _exit(1);
+    }
     close(plan->out_fd);
     close(plan->err_fd);
     close(plan->in_fd);

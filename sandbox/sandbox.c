@@ -212,7 +212,10 @@ static uint64_t now_ms(void)
 }
 
 /* Streams both outputs until they close, killing init at the deadline. */
-static void pump_all(const kiln_step_t *step, stream_t *out, stream_t *errs, pid_t init,
+typedef struct run run_t;
+static void kill_step(run_t *r);
+
+static void pump_all(const kiln_step_t *step, stream_t *out, stream_t *errs, struct run *run,
                      int *timed_out)
 {
     uint64_t deadline = step->limits.timeout_ms ? now_ms() + step->limits.timeout_ms : 0;
@@ -225,7 +228,7 @@ static void pump_all(const kiln_step_t *step, stream_t *out, stream_t *errs, pid
         if (deadline && !*timed_out) {
             uint64_t now = now_ms();
             if (now >= deadline) {
-                kill(init, SIGKILL);
+                kill_step(run);
                 *timed_out = 1;
                 continue;
             }
@@ -266,14 +269,16 @@ static int send_go(int fd, const int *fds, size_t n)
     return sendmsg(fd, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
 }
 
-/* Waits for init's "K" (ready) or its error message. */
-static int wait_ready(int fd, kiln_error_t *err)
+/* Waits for init's "K" + the command's pid (ready) or its error message. */
+static int wait_ready(int fd, pid_t *cmd, kiln_error_t *err)
 {
     char msg[KILN_ERROR_MSG_MAX + 2];
     ssize_t n = recv(fd, msg, sizeof(msg) - 1, 0);
 
-    if (n == 1 && msg[0] == 'K')
+    if (n == 1 + (ssize_t)sizeof(pid_t) && msg[0] == 'K') {
+        memcpy(cmd, msg + 1, sizeof(pid_t));
         return 0;
+    }
     if (n > 1 && msg[0] == 'E') {
         msg[n] = '\0';
         return kiln_error_set(err, 0, "setting up the step: %s", msg + 1);
@@ -328,19 +333,33 @@ static void close_pair(int p[2])
 }
 
 /* Everything a run holds, released in one place. */
-typedef struct run {
+struct run {
     char *rundir;
     int out[2], errs[2], status[2], sync[2];
     int in_fd, userns_fd;
     int trees[KILN_IDMAP_MAX_LOWERS + 1 + KILN_SANDBOX_MAX_MOUNTS];
     size_t n_trees;
     pid_t init;
+    pid_t cmd;      /* the command (host pid), for process-group kills without a pid ns */
+    int have_pidns; /* killing init kills everything */
     kiln_cgroup_t cg;
     kiln_slirp_t slirp;
-} run_t;
+};
+
+/* Kills the step: init (and with it its pid namespace), else the
+ * command's process group too. */
+static void kill_step(run_t *r)
+{
+    if (!r->have_pidns && r->cmd > 0)
+        kill(-r->cmd, SIGKILL);
+    if (r->init > 0)
+        kill(r->init, SIGKILL);
+}
 
 static void run_release(run_t *r)
 {
+    if (!r->have_pidns && r->cmd > 0)
+        kill(-r->cmd, SIGKILL);
     if (r->init > 0) {
         kill(r->init, SIGKILL);
         waitpid(r->init, NULL, 0);
@@ -380,6 +399,28 @@ static unsigned long ns_flags(kiln_isolation_t iso, kiln_net_mode_t net)
     return f;
 }
 
+static int ns_refused(int e)
+{
+    return e == EPERM || e == EINVAL || e == ENOSPC || e == EUSERS || e == ENOSYS;
+}
+
+/* Clones the step's init with `flags` (the plan is copied into the child as
+ * it is now). KILN_SANDBOX_NO_NAMESPACES=1 makes every namespace refused, to
+ * test the paths of hosts without them. */
+static pid_t clone_init(kiln_sandbox_plan_t *plan, unsigned long flags)
+{
+    const char *no_ns = getenv("KILN_SANDBOX_NO_NAMESPACES");
+
+    plan->have_mntns = (flags & CLONE_NEWNS) != 0;
+    plan->have_netns = (flags & CLONE_NEWNET) != 0;
+    plan->have_pidns = (flags & CLONE_NEWPID) != 0;
+    if (flags != 0 && no_ns != NULL && strcmp(no_ns, "1") == 0) {
+        errno = EPERM;
+        return -1;
+    }
+    return raw_clone(flags);
+}
+
 /* Parent side after clone: ids, cgroup, root, network, go. */
 static int start_init(const kiln_step_t *step, run_t *r, kiln_isolation_t iso, unsigned long flags,
                       kiln_error_t *err)
@@ -412,7 +453,7 @@ static int start_init(const kiln_step_t *step, run_t *r, kiln_isolation_t iso, u
     if (send_go(r->sync[0], r->trees, r->n_trees) < 0)
         return kiln_error_set(err, errno, "starting the step's init");
     (void)iso;
-    return wait_ready(r->sync[0], err);
+    return wait_ready(r->sync[0], &r->cmd, err);
 }
 
 int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_error_t *err)
@@ -514,14 +555,21 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     plan.pids_by_rlimit = !r.cg.has_pids;
 
     flags = ns_flags(iso, step->network);
-    plan.have_mntns = (flags & CLONE_NEWNS) != 0;
-    plan.have_netns = (flags & CLONE_NEWNET) != 0;
-    r.init = raw_clone(flags);
-    if (r.init < 0 && auto_pending && iso == KILN_ISOLATION_SANDBOX &&
-        (errno == EPERM || errno == EINVAL || errno == ENOSPC || errno == EUSERS)) {
+    r.init = clone_init(&plan, flags);
+    if (r.init < 0 && auto_pending && iso == KILN_ISOLATION_SANDBOX && ns_refused(errno)) {
         iso = plan.isolation = KILN_ISOLATION_CHROOT;
         flags = ns_flags(iso, step->network);
-        r.init = raw_clone(flags);
+        r.init = clone_init(&plan, flags);
+    }
+    if (r.init < 0 && iso == KILN_ISOLATION_CHROOT && ns_refused(errno) && step->rw_root) {
+        /* No namespaces at all (e.g. a container without CAP_SYS_ADMIN):
+         * chroot into the step's own copy, process-group kill. */
+        sys_log(step, "isolation chroot without namespaces: the step shares the host's "
+                      "network, pid namespace and /proc-less view; processes are tracked "
+                      "by process group and subreaper only");
+        flags = 0;
+        plan.root = step->rw_root;
+        r.init = clone_init(&plan, flags);
     }
     if (auto_pending && r.init > 0) {
         auto_choice = iso;
@@ -533,7 +581,9 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
                     (unsigned)step->uid);
     }
     if (r.init < 0 && iso == KILN_ISOLATION_CHROOT) {
-        kiln_error_set(err, errno, "chroot isolation needs mount and pid namespaces (clone)");
+        kiln_error_set(err, errno,
+                       "chroot isolation without mount namespaces needs a writable copy of "
+                       "the rootfs (rw_root, --differ walk)");
         goto out;
     }
     if (r.init < 0) {
@@ -561,7 +611,8 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     ebuf = kiln_xmalloc(LINE_MAX_BYTES);
     so = (stream_t){.fd = r.out[0], .kind = KILN_LOG_STDOUT, .buf = obuf};
     se = (stream_t){.fd = r.errs[0], .kind = KILN_LOG_STDERR, .buf = ebuf};
-    pump_all(step, &so, &se, r.init, &timed_out);
+    r.have_pidns = plan.have_pidns;
+    pump_all(step, &so, &se, &r, &timed_out);
 
     if (!timed_out) {
         /* The outputs close when the command and all it started are gone;
@@ -573,7 +624,7 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
         else if (step->limits.timeout_ms)
             timed_out = 1;
     }
-    kill(r.init, SIGKILL);
+    kill_step(&r);
     waitpid(r.init, NULL, 0);
     r.init = 0;
 
