@@ -8,7 +8,6 @@
  *
  * Prints "Authorization: ..." and the x-amz-* headers, or the presigned URL.
  * Credentials come from the usual chain. */
-#define _XOPEN_SOURCE 700
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>

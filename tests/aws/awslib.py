@@ -44,6 +44,20 @@ def start_fauxqs(tap, port):
     return "http://127.0.0.1:%d" % port
 
 
+def start_services(tap):
+    """fauxqs + a recording proxy in front of it; returns (fauxqs URL, proxy,
+    kiln env pointing at the proxy). Reports and ends the test if fauxqs fails."""
+    from kilntest import free_port
+    port = free_port()
+    try:
+        direct = start_fauxqs(tap, port)
+    except Exception as e:  # noqa: BLE001
+        tap.check("fauxqs starts", False, str(e))
+        tap.done()
+    proxy = Proxy(port)
+    return direct, proxy, kiln_env(proxy.url, HOME=tap.tmp)
+
+
 def kiln_env(endpoint, **extra):
     env = {
         "AWS_ACCESS_KEY_ID": TEST_KEY_ID,

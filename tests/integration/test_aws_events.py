@@ -10,7 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "aws"))
-from kilntest import T, kiln, free_port  # noqa: E402
+from kilntest import T, kiln  # noqa: E402
 import awslib  # noqa: E402
 
 EVENT = {
@@ -35,14 +35,7 @@ def write_event(name, ev):
 
 
 def main():
-    fport = free_port()
-    try:
-        direct = awslib.start_fauxqs(T, fport)
-    except Exception as e:  # noqa: BLE001
-        T.check("fauxqs starts", False, str(e))
-        T.done()
-    proxy = awslib.Proxy(fport)
-    env = awslib.kiln_env(proxy.url, HOME=T.tmp)
+    direct, proxy, env = awslib.start_services(T)
     evp = write_event("event.json", EVENT)
 
     # ---- standard queue

@@ -286,3 +286,26 @@ int kiln_aws_send(kiln_aws_t *aws, kiln_http_t *http, const kiln_aws_call_t *cal
         backoff(a);
     }
 }
+
+int kiln_aws_post(kiln_aws_t *aws, const char *service, const char *region,
+                  const kiln_aws_endpoint_t *ep, const char *const *headers, size_t n_headers,
+                  const char *body, size_t response_cap, const char *what,
+                  kiln_http_response_t *resp, kiln_error_t *err)
+{
+    kiln_aws_call_t call = {.service = service,
+                            .region = region,
+                            .endpoint = ep,
+                            .method = "POST",
+                            .path = "/",
+                            .headers = headers,
+                            .n_headers = n_headers,
+                            .body = body,
+                            .body_len = strlen(body),
+                            .response_cap = response_cap};
+    memset(resp, 0, sizeof(*resp));
+    if (kiln_aws_send(aws, NULL, &call, resp, err) < 0)
+        return kiln_error_prefix(err, "%s", what);
+    if (resp->status != 200)
+        return kiln_aws_error_from_response(resp, err, what);
+    return 0;
+}

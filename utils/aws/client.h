@@ -53,6 +53,16 @@ typedef struct kiln_aws_call {
 int kiln_aws_send(kiln_aws_t *aws, kiln_http_t *http, const kiln_aws_call_t *call,
                   kiln_http_response_t *resp, kiln_error_t *err);
 
+/* POSTs body to "/" of ep (the JSON and query protocols of SQS, SNS, ECR),
+ * signed for service in region (NULL: aws->region). Returns 0 on a 200
+ * answer, -1 with err "<what>: ..." on a transport failure or any other
+ * status; *resp is filled whenever an answer arrived (also on -1: callers
+ * may look at the error code) and must be freed. */
+int kiln_aws_post(kiln_aws_t *aws, const char *service, const char *region,
+                  const kiln_aws_endpoint_t *ep, const char *const *headers, size_t n_headers,
+                  const char *body, size_t response_cap, const char *what,
+                  kiln_http_response_t *resp, kiln_error_t *err);
+
 /* Fills err with "<what>: HTTP <status> <Code>: <Message>" taken from an S3
  * XML or a JSON-protocol error body. Returns -1. */
 int kiln_aws_error_from_response(const kiln_http_response_t *resp, kiln_error_t *err,

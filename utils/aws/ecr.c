@@ -76,9 +76,9 @@ void kiln_ecr_cache_clear(void)
     pthread_mutex_unlock(&cache_lock);
 }
 
-/* One ECR JSON 1.1 call for the registry of host. */
+/* One ECR JSON 1.1 call for the registry of host; as kiln_aws_post. */
 static int ecr_call(kiln_aws_t *aws, const char *host, const char *action, json_t *payload,
-                    kiln_http_response_t *resp, kiln_error_t *err)
+                    const char *what, kiln_http_response_t *resp, kiln_error_t *err)
 {
     _cleanup_free_ char *account = NULL;
     _cleanup_free_ char *region = NULL;
@@ -86,7 +86,6 @@ static int ecr_call(kiln_aws_t *aws, const char *host, const char *action, json_
     _cleanup_free_ char *target = kiln_xasprintf("X-Amz-Target: " ECR_TARGET "%s", action);
     const char *hdrs[2] = {"Content-Type: application/x-amz-json-1.1", target};
     kiln_aws_endpoint_t ep = {0};
-    kiln_aws_call_t call = {0};
     int ret;
 
     kiln_ecr_parse_host(host, &account, &region);
@@ -96,19 +95,10 @@ static int ecr_call(kiln_aws_t *aws, const char *host, const char *action, json_
     if (account && strcmp(action, "GetAuthorizationToken") == 0)
         json_object_set_new(payload, "registryIds", json_pack("[s]", account));
     body = json_dumps(payload, JSON_COMPACT);
+    memset(resp, 0, sizeof(*resp));
     if (kiln_aws_endpoint_resolve("ecr", region ? region : aws->region, &ep, err) < 0)
         return -1;
-    call.service = "ecr";
-    call.region = region;
-    call.endpoint = &ep;
-    call.method = "POST";
-    call.path = "/";
-    call.headers = hdrs;
-    call.n_headers = 2;
-    call.body = body;
-    call.body_len = strlen(body);
-    call.response_cap = ECR_RESPONSE_CAP;
-    ret = kiln_aws_send(aws, NULL, &call, resp, err);
+    ret = kiln_aws_post(aws, "ecr", region, &ep, hdrs, 2, body, ECR_RESPONSE_CAP, what, resp, err);
     kiln_aws_endpoint_clear(&ep);
     return ret;
 }
@@ -169,15 +159,12 @@ int kiln_ecr_login(kiln_aws_t *aws, const char *host, char **username, char **pa
 
     {
         json_t *payload = json_object();
-        int r = ecr_call(aws, host, "GetAuthorizationToken", payload, &resp, err);
+        int r = ecr_call(aws, host, "GetAuthorizationToken", payload, what, &resp, err);
         json_decref(payload);
-        if (r < 0)
-            return kiln_error_prefix(err, "%s", what);
-    }
-    if (resp.status != 200) {
-        kiln_aws_error_from_response(&resp, err, what);
-        kiln_http_response_free(&resp);
-        return -1;
+        if (r < 0) {
+            kiln_http_response_free(&resp);
+            return -1;
+        }
     }
     ans = kiln_aws_json_parse(resp.body, resp.body_len, ECR_RESPONSE_CAP, what, err);
     kiln_http_response_free(&resp);
@@ -226,19 +213,15 @@ int kiln_ecr_create_repository(kiln_aws_t *aws, const char *host, const char *na
     if (name[0] == '\0' || strlen(name) > 256)
         return kiln_error_set(err, EINVAL, "bad ECR repository name '%s'", name);
     payload = json_pack("{s:s}", "repositoryName", name);
-    r = ecr_call(aws, host, "CreateRepository", payload, &resp, err);
+    r = ecr_call(aws, host, "CreateRepository", payload, what, &resp, err);
     json_decref(payload);
-    if (r < 0)
-        return kiln_error_prefix(err, "%s", what);
-    if (resp.status == 200) {
-        kiln_http_response_free(&resp);
-        return 1;
+    if (r < 0 && resp.status == 400 && resp.body &&
+        strstr(resp.body, "RepositoryAlreadyExistsException")) {
+        kiln_error_clear(err);
+        r = 0; /* already there: fine */
+    } else if (r == 0) {
+        r = 1;
     }
-    if (resp.status == 400 && resp.body && strstr(resp.body, "RepositoryAlreadyExistsException")) {
-        kiln_http_response_free(&resp);
-        return 0;
-    }
-    kiln_aws_error_from_response(&resp, err, what);
     kiln_http_response_free(&resp);
-    return -1;
+    return r;
 }

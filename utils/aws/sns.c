@@ -43,7 +43,6 @@ int kiln_sns_publish(kiln_aws_t *aws, const char *topic_arn, const kiln_sns_mess
     _cleanup_free_ char *what = kiln_xasprintf("SNS Publish to %s", topic_arn);
     const char *hdrs[1] = {"Content-Type: application/x-www-form-urlencoded; charset=utf-8"};
     kiln_aws_endpoint_t ep = {0};
-    kiln_aws_call_t call = {0};
     kiln_http_response_t resp = {0};
     kiln_buf_t b;
     int ret = -1;
@@ -79,24 +78,9 @@ int kiln_sns_publish(kiln_aws_t *aws, const char *topic_arn, const kiln_sns_mess
         form_add(&b, "MessageDeduplicationId", msg->dedup_id);
     body = kiln_buf_steal(&b, NULL);
 
-    call.service = "sns";
-    call.region = region;
-    call.endpoint = &ep;
-    call.method = "POST";
-    call.path = "/";
-    call.headers = hdrs;
-    call.n_headers = 1;
-    call.body = body;
-    call.body_len = strlen(body);
-    call.response_cap = SNS_RESPONSE_CAP;
-    if (kiln_aws_send(aws, NULL, &call, &resp, err) < 0) {
-        kiln_error_prefix(err, "%s", what);
+    if (kiln_aws_post(aws, "sns", region, &ep, hdrs, 1, body, SNS_RESPONSE_CAP, what, &resp, err) <
+        0)
         goto out;
-    }
-    if (resp.status != 200) {
-        kiln_aws_error_from_response(&resp, err, what);
-        goto out;
-    }
     mid = kiln_aws_xml_get(resp.body, "MessageId");
     if (mid == NULL) {
         kiln_error_set(err, EPROTO, "%s: answer has no MessageId", what);

@@ -39,7 +39,6 @@ int kiln_sqs_send(kiln_aws_t *aws, const char *queue_url, const kiln_sqs_message
     _cleanup_free_ char *what = kiln_xasprintf("SQS SendMessage to %s", queue_url);
     const char *hdrs[2] = {"Content-Type: application/x-amz-json-1.0",
                            "X-Amz-Target: AmazonSQS.SendMessage"};
-    kiln_aws_call_t call = {0};
     kiln_http_response_t resp = {0};
     json_t *req, *ans;
     const char *mid, *md5;
@@ -90,24 +89,9 @@ int kiln_sqs_send(kiln_aws_t *aws, const char *queue_url, const kiln_sqs_message
         goto out;
     }
 
-    call.service = "sqs";
-    call.region = region;
-    call.endpoint = &ep;
-    call.method = "POST";
-    call.path = "/";
-    call.headers = hdrs;
-    call.n_headers = 2;
-    call.body = body;
-    call.body_len = strlen(body);
-    call.response_cap = SQS_RESPONSE_CAP;
-    if (kiln_aws_send(aws, NULL, &call, &resp, err) < 0) {
-        kiln_error_prefix(err, "%s", what);
+    if (kiln_aws_post(aws, "sqs", region, &ep, hdrs, 2, body, SQS_RESPONSE_CAP, what, &resp, err) <
+        0)
         goto out;
-    }
-    if (resp.status != 200) {
-        kiln_aws_error_from_response(&resp, err, what);
-        goto out;
-    }
     ans = kiln_aws_json_parse(resp.body, resp.body_len, SQS_RESPONSE_CAP, what, err);
     if (ans == NULL)
         goto out;
