@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/openat2.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,6 +244,7 @@ static json_t *artifacts_json(json_t *build)
 
 typedef struct log_stream {
     kiln_server_t *srv;
+    int sock; /* the client's socket: a follower that hung up is noticed while waiting */
     char *id;
     char *path;
     int fd;
@@ -305,6 +307,15 @@ static ssize_t log_read(log_stream_t *ls, char *buf, size_t max, int final)
     return (ssize_t)out;
 }
 
+/* True when the peer closed its side of the connection. */
+static int client_gone(int sock)
+{
+    struct pollfd p = {.fd = sock, .events = POLLRDHUP};
+    if (sock < 0)
+        return 0;
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 static ssize_t log_follow_cb(void *cls, uint64_t pos, char *buf, size_t max)
 {
     log_stream_t *ls = cls;
@@ -316,7 +327,7 @@ static ssize_t log_follow_cb(void *cls, uint64_t pos, char *buf, size_t max)
         ssize_t n = log_read(ls, buf, max, 0);
         if (n > 0)
             return n;
-        if (ls->srv->stopping)
+        if (ls->srv->stopping || client_gone(ls->sock))
             return MHD_CONTENT_READER_END_WITH_ERROR;
         if (kiln_db_build_status(ls->srv->db, ls->id, status, sizeof(status), NULL) < 0 ||
             kiln_db_status_final(status)) {
@@ -362,6 +373,13 @@ static void get_logs(const kiln_http_req_t *r, kiln_http_resp_t *resp, const cha
     ls->id = kiln_xstrdup(id);
     ls->path = kiln_server_log_path(r->srv, id);
     ls->fd = -1;
+    ls->sock = -1;
+    {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci)
+            ls->sock = ci->connect_fd;
+    }
     ls->off = off;
     ls->sse = accept && strstr(accept, "text/event-stream") != NULL;
     if (follow && strcmp(follow, "0") != 0 && strcmp(follow, "false") != 0) {

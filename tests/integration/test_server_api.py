@@ -9,6 +9,7 @@ import http.client
 import io
 import json
 import os
+import socket
 import tarfile
 import time
 
@@ -268,6 +269,30 @@ T.check("metrics: workers", m["kiln_workers"] == 2, m)
 st, page, hdrs = srv.request("GET", "/", token=None, raw=True)
 T.check("dashboard served at /", st == 200 and b"<table" not in page[:0] and b"kiln" in page and
         hdrs.get("Content-Type", "").startswith("text/html"), hdrs)
+
+# --- followers that hang up do not keep a thread each ---
+hup = Server(os.path.join(T.tmp, "root-hup"), workers=1, config=config, build_command=fake,
+             env={"FAKE_SLEEP": "1", "FAKE_STEPS": "30"}).start()
+st, body = hup.submit({"source": GIT})
+hup.wait_status(body["id"], ["building"])
+
+
+def nthreads():
+    return len(os.listdir("/proc/%d/task" % hup.proc.pid))
+
+
+base = nthreads()
+for _ in range(20):
+    sk = socket.create_connection(("127.0.0.1", hup.port))
+    sk.sendall(("GET /v1/builds/%s/logs?follow=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                "%s\r\n\r\n" % (body["id"], TOKEN)).encode())
+    sk.recv(64)
+    sk.close()
+end = time.time() + 5
+while time.time() < end and nthreads() > base:
+    time.sleep(0.1)
+T.check("abandoned log followers release their threads", nthreads() <= base, (base, nthreads()))
+hup.request("POST", "/v1/builds/%s/cancel" % body["id"])
 
 # --- SIGTERM drains: the running build finishes, queued ones wait for the next start ---
 dr = Server(os.path.join(T.tmp, "root-drain"), workers=1, config=config, build_command=fake,
