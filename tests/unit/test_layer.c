@@ -15,6 +15,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <cmocka.h>
 
 #include "oci/compress.h"
@@ -419,6 +421,163 @@ static void test_large_file(void **state)
     unlink(p);
 }
 
+/* One entry of a hand-made tar: type AE_IF*, linkname for symlinks/hardlinks. */
+struct tentry {
+    const char *name;
+    unsigned type;
+    const char *link;
+    const char *data;
+    int hardlink;
+};
+
+/* Writes a plain tar with libarchive (names taken verbatim, even hostile ones). */
+static void make_tar(const char *path, const struct tentry *e, size_t n)
+{
+    struct archive *a = archive_write_new();
+    assert_non_null(a);
+    archive_write_set_format_pax(a);
+    assert_int_equal(archive_write_open_filename(a, path), ARCHIVE_OK);
+    for (size_t i = 0; i < n; i++) {
+        struct archive_entry *ae = archive_entry_new();
+        archive_entry_copy_pathname(ae, e[i].name);
+        archive_entry_set_mode(ae, e[i].type | 0644);
+        archive_entry_set_mtime(ae, 1700000000, 0);
+        if (e[i].hardlink)
+            archive_entry_copy_hardlink(ae, e[i].link);
+        else if (e[i].type == AE_IFLNK)
+            archive_entry_copy_symlink(ae, e[i].link);
+        if (e[i].type == AE_IFCHR || e[i].type == AE_IFBLK)
+            archive_entry_set_rdev(ae, makedev(8, 1));
+        size_t len = e[i].data ? strlen(e[i].data) : 0;
+        archive_entry_set_size(ae, (la_int64_t)len);
+        assert_true(archive_write_header(a, ae) >= ARCHIVE_WARN);
+        if (len > 0)
+            assert_int_equal(archive_write_data(a, e[i].data, len), (la_ssize_t)len);
+        archive_entry_free(ae);
+    }
+    archive_write_close(a);
+    archive_write_free(a);
+}
+
+/* Unpacks a hand-made tar into a fresh root; returns the unpack result. */
+static int unpack_entries(const char *name, const struct tentry *e, size_t n,
+                          const kiln_unpack_opts_t *uo, char **rootp, kiln_error_t *err)
+{
+    char buf[64];
+    snprintf(buf, sizeof(buf), "%s/root", name);
+    *rootp = sub(buf);
+    _cleanup_free_ char *tar = kiln_xasprintf("%s/%s/in.tar", tmpdir, name);
+    make_tar(tar, e, n);
+    kiln_error_clear(err);
+    return unpack_file(tar, *rootp, uo, NULL, err);
+}
+
+/* Hostile names are rejected naming the entry; symlinks resolve inside the
+ * root; nothing appears next to the root. */
+static void test_unpack_hostile(void **state)
+{
+    kiln_error_t err = {0};
+    _cleanup_free_ char *r1 = NULL, *r2 = NULL, *r3 = NULL, *r4 = NULL, *r5 = NULL, *r6 = NULL;
+    const struct tentry dotdot[] = {{"a/../../escape", AE_IFREG, NULL, "x", 0}};
+    assert_int_equal(unpack_entries("h1", dotdot, 1, NULL, &r1, &err), -1);
+    assert_non_null(strstr(err.msg, "a/../../escape"));
+    assert_non_null(strstr(err.msg, "'..'"));
+    const struct tentry abs[] = {{"/escape", AE_IFREG, NULL, "x", 0}};
+    assert_int_equal(unpack_entries("h2", abs, 1, NULL, &r2, &err), -1);
+    assert_non_null(strstr(err.msg, "absolute"));
+    const struct tentry sym[] = {{"etc", AE_IFLNK, "/", NULL, 0},
+                                 {"etc/inside", AE_IFREG, NULL, "in", 0},
+                                 {"up", AE_IFLNK, "../../..", NULL, 0},
+                                 {"up/also-inside", AE_IFREG, NULL, "in", 0}};
+    if (unpack_entries("h3", sym, 4, NULL, &r3, &err) < 0)
+        fail_msg("unpack: %s", err.msg);
+    _cleanup_free_ char *c = get(r3, "inside");
+    assert_string_equal(c, "in");
+    _cleanup_free_ char *c2 = get(r3, "also-inside");
+    assert_string_equal(c2, "in");
+    _cleanup_free_ char *outside = kiln_xasprintf("%s/h3/inside", tmpdir);
+    assert_int_equal(access(outside, F_OK), -1);
+    const struct tentry hl[] = {{"shadow", AE_IFREG, "/etc/shadow", NULL, 1}};
+    assert_int_equal(unpack_entries("h4", hl, 1, NULL, &r4, &err), -1);
+    assert_non_null(strstr(err.msg, "/etc/shadow"));
+    const struct tentry dev[] = {{"sda", AE_IFBLK, NULL, NULL, 0}};
+    assert_int_equal(unpack_entries("h5", dev, 1, NULL, &r5, &err), -1);
+    assert_non_null(strstr(err.msg, "device"));
+    /* ./ prefixes and the root entry are fine; a whiteout of a missing file too */
+    const struct tentry ok[] = {{"./", AE_IFDIR, NULL, NULL, 0},
+                                {"./d/./f", AE_IFREG, NULL, "f", 0},
+                                {"./d/.wh.none", AE_IFREG, NULL, NULL, 0},
+                                {"d/h", AE_IFREG, "./d/f", NULL, 1}};
+    if (unpack_entries("h6", ok, 4, NULL, &r6, &err) < 0)
+        fail_msg("unpack: %s", err.msg);
+    _cleanup_free_ char *h = get(r6, "d/h");
+    assert_string_equal(h, "f");
+}
+
+/* The tar copier of kiln import: normalises names, rejects hostile ones. */
+static void test_copy_tar(void **state)
+{
+    _cleanup_free_ char *d = sub("copy");
+    _cleanup_free_ char *tar = kiln_xasprintf("%s/in.tar", d);
+    const struct tentry in[] = {{"./bin", AE_IFDIR, NULL, NULL, 0},
+                                {"./bin/tool", AE_IFREG, NULL, "tool", 0},
+                                {"./bin/alias", AE_IFREG, "./bin/tool", NULL, 1},
+                                {"./bin/sh", AE_IFLNK, "tool", NULL, 0}};
+    make_tar(tar, in, 4);
+    kiln_error_t err = {0};
+    kiln_sha256_t h;
+    assert_int_equal(kiln_sha256_init(&h, &err), 0);
+    kiln_sink_t s = kiln_sha256_sink(&h);
+    kiln_layer_opts_t o;
+    kiln_layer_opts_init(&o);
+    o.compression = KILN_COMPRESSION_ZSTD;
+    o.prefix = "opt";
+    kiln_layer_writer_t *w = NULL;
+    assert_int_equal(kiln_layer_writer_new(&o, &s, &w, &err), 0);
+    _cleanup_close_ int fd = open(tar, O_RDONLY | O_CLOEXEC);
+    if (kiln_layer_writer_add_tar(w, fd, &err) < 0)
+        fail_msg("add_tar: %s", err.msg);
+    assert_int_equal(kiln_layer_writer_add_whiteout(w, "opt/old", &err), 0);
+    kiln_layer_info_t info;
+    assert_int_equal(kiln_layer_writer_finish(w, &info, &err), 0);
+    kiln_layer_writer_free(w);
+    kiln_sha256_dispose(&h);
+    assert_int_equal(info.entries, 6); /* opt/, 4 copied, 1 whiteout */
+
+    const struct tentry bad[] = {{"../x", AE_IFREG, NULL, "x", 0}};
+    make_tar(tar, bad, 1);
+    assert_int_equal(kiln_sha256_init(&h, &err), 0);
+    assert_int_equal(kiln_layer_writer_new(&o, &s, &w, &err), 0);
+    close(fd);
+    fd = open(tar, O_RDONLY | O_CLOEXEC);
+    assert_int_equal(kiln_layer_writer_add_tar(w, fd, &err), -1);
+    assert_non_null(strstr(err.msg, "'..'"));
+    kiln_layer_writer_free(w);
+    kiln_sha256_dispose(&h);
+}
+
+static int failing_write(void *ctx, const void *buf, size_t len, kiln_error_t *err)
+{
+    return kiln_error_set(err, ENOSPC, "test sink full");
+}
+
+/* A failing sink is reported (through the compression thread too). */
+static void test_sink_failure(void **state)
+{
+    _cleanup_free_ char *src = sub("sinkfail");
+    make_tree(src);
+    kiln_sink_t s = {failing_write, NULL};
+    for (int c = 0; c < 3; c++) {
+        kiln_layer_opts_t o;
+        kiln_layer_opts_init(&o);
+        o.compression = (kiln_compression_t)c;
+        kiln_layer_info_t info;
+        kiln_error_t err = {0};
+        assert_int_equal(kiln_layer_write_dir(src, &o, &s, &info, &err), -1);
+        assert_non_null(strstr(err.msg, "test sink full"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -426,7 +585,8 @@ int main(void)
         cmocka_unit_test(test_roundtrip_zstd), cmocka_unit_test(test_roundtrip_none),
         cmocka_unit_test(test_reproducible),   cmocka_unit_test(test_whiteouts),
         cmocka_unit_test(test_prefix),         cmocka_unit_test(test_bad_streams),
-        cmocka_unit_test(test_large_file),
+        cmocka_unit_test(test_unpack_hostile), cmocka_unit_test(test_copy_tar),
+        cmocka_unit_test(test_sink_failure),   cmocka_unit_test(test_large_file),
     };
     return cmocka_run_group_tests_name("layer", tests, setup, teardown);
 }
