@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,6 +26,23 @@
 #include "utils/error.h"
 
 extern char **environ;
+
+/* Raw id changes: this process was cloned without libc's fork handling, so
+ * libc's setxid (which signals every thread it knows of) must not run. */
+static int raw_setresuid(uid_t u)
+{
+    return (int)syscall(SYS_setresuid, u, u, u);
+}
+
+static int raw_setresgid(gid_t g)
+{
+    return (int)syscall(SYS_setresgid, g, g, g);
+}
+
+static int raw_setgroups0(void)
+{
+    return (int)syscall(SYS_setgroups, 0, NULL);
+}
 
 static void send_error(int fd, const kiln_error_t *err)
 {
@@ -121,11 +140,11 @@ __attribute__((noreturn)) static void exec_command(const kiln_sandbox_plan_t *pl
         if ((r = kiln_caps_restrict(caps)) < 0)
             what = "restricting capabilities";
     }
-    if (!r && (setgroups(0, NULL) < 0 && errno != EPERM))
+    if (!r && (raw_setgroups0() < 0 && errno != EPERM))
         what = "setgroups", r = -errno;
-    if (!r && setresgid(step->gid, step->gid, step->gid) < 0)
+    if (!r && raw_setresgid(step->gid) < 0)
         what = "setresgid", r = -errno;
-    if (!r && setresuid(step->uid, step->uid, step->uid) < 0)
+    if (!r && raw_setresuid(step->uid) < 0)
         what = "setresuid", r = -errno;
     if (!r && step->cwd && chdir(step->cwd) < 0)
         what = "chdir to the working directory", r = -errno;
@@ -160,7 +179,7 @@ static int setup(const kiln_sandbox_plan_t *plan, const int *fds, int n_fds, kil
         /* Become root of the new user namespace (host KILN_SANDBOX_ID_BASE):
          * until now we were host root, unmapped here. */
         char c;
-        if (setresgid(0, 0, 0) < 0 || setgroups(0, NULL) < 0 || setresuid(0, 0, 0) < 0)
+        if (raw_setresgid(0) < 0 || raw_setgroups0() < 0 || raw_setresuid(0) < 0)
             return kiln_error_set(err, errno, "becoming root of the step's user namespace");
         /* Changing ids cleared the parent-death signal and made us dumpable
          * again: set both again, then make sure kiln did not die meanwhile. */
@@ -199,45 +218,58 @@ static int setup(const kiln_sandbox_plan_t *plan, const int *fds, int n_fds, kil
 }
 
 /* Without a pid namespace: kills every child of ours (orphans re-parented
- * to us as subreaper, daemons included), found through /proc. */
-static void kill_children(void)
+ * to us as subreaper, daemons included), found through /proc. No libc
+ * directory streams: they allocate, and malloc's lock may be held by a
+ * thread of kiln that was running when this process was cloned. */
+static void kill_children(int proc_fd)
 {
-    DIR *d = opendir("/proc");
-    struct dirent *e;
+    char buf[8192];
+    int dfd = proc_fd >= 0 ? openat(proc_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
     pid_t self = getpid();
+    long n;
 
-    if (d == NULL)
+    if (dfd < 0)
         return;
-    while ((e = readdir(d)) != NULL) {
-        char path[64], buf[512];
-        int fd;
-        ssize_t n;
-        char *rp;
-        long ppid;
-        if (e->d_name[0] < '1' || e->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (n <= 0)
-            continue;
-        buf[n] = '\0';
-        rp = strrchr(buf, ')');
-        if (rp == NULL || sscanf(rp + 2, "%*c %ld", &ppid) != 1)
-            continue;
-        if (ppid == self)
-            kill((pid_t)strtol(e->d_name, NULL, 10), SIGKILL);
+    while ((n = syscall(SYS_getdents64, dfd, buf, sizeof(buf))) > 0) {
+        for (long off = 0; off < n;) {
+            struct linux_dirent64 {
+                uint64_t d_ino;
+                int64_t d_off;
+                unsigned short d_reclen;
+                unsigned char d_type;
+                char d_name[];
+            } *e = (void *)(buf + off);
+            char path[64], st[512];
+            long ppid;
+            ssize_t k;
+            int fd;
+            char *rp;
+            off += e->d_reclen;
+            if (e->d_name[0] < '1' || e->d_name[0] > '9')
+                continue;
+            snprintf(path, sizeof(path), "%s/stat", e->d_name);
+            fd = openat(proc_fd, path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+                continue;
+            k = read(fd, st, sizeof(st) - 1);
+            close(fd);
+            if (k <= 0)
+                continue;
+            st[k] = '\0';
+            rp = strrchr(st, ')');
+            if (rp == NULL || sscanf(rp + 2, "%*c %ld", &ppid) != 1)
+                continue;
+            if (ppid == self)
+                kill((pid_t)strtol(e->d_name, NULL, 10), SIGKILL);
+        }
     }
-    closedir(d);
+    close(dfd);
 }
 
 void kiln_sandbox_init_main(const kiln_sandbox_plan_t *plan)
 {
     kiln_error_t err = {0};
-    int fds[KILN_IDMAP_MAX_LOWERS + 1 + KILN_SANDBOX_MAX_MOUNTS], n_fds, status = 0;
+    int fds[KILN_IDMAP_MAX_LOWERS + 1 + KILN_SANDBOX_MAX_MOUNTS], n_fds, status = 0, proc_fd = -1;
     pid_t cmd, w;
 
     /* Dies with kiln (if kiln died before this line, recv_go fails). */
@@ -248,8 +280,12 @@ void kiln_sandbox_init_main(const kiln_sandbox_plan_t *plan)
         if (plan->close_fds[i] >= 0)
             close(plan->close_fds[i]);
     }
-    if (getpid() != 1)
+    if (getpid() != 1) {
+        /* No pid namespace: we track orphans as subreaper, through the
+         * host's /proc (opened before any chroot; the command never gets it). */
         prctl(PR_SET_CHILD_SUBREAPER, 1);
+        proc_fd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    }
     n_fds = recv_go(plan->sync_fd, fds, KILN_IDMAP_MAX_LOWERS + 1 + KILN_SANDBOX_MAX_MOUNTS);
     if (n_fds < 0)
         _exit(1);
@@ -260,7 +296,9 @@ void kiln_sandbox_init_main(const kiln_sandbox_plan_t *plan)
     for (int i = 0; i < n_fds; i++)
         close(fds[i]);
 
-    cmd = fork();
+    /* Not fork(): its atfork handlers take locks (malloc's) that another
+     * thread of kiln may have held when this process was cloned. */
+    cmd = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
     if (cmd < 0) {
         kiln_error_set(&err, errno, "fork of the step command");
         send_error(plan->sync_fd, &err);
@@ -283,7 +321,7 @@ void kiln_sandbox_init_main(const kiln_sandbox_plan_t *plan)
     for (int done = 0;;) {
         int st;
         if (done && getpid() != 1)
-            kill_children();
+            kill_children(proc_fd);
         w = waitpid(-1, &st, __WALL);
         if (w < 0) {
             if (errno == EINTR)
