@@ -125,6 +125,10 @@ F = os.path.join(T.tmp, "img.tar")
 p = k("copy", "%s/test/app:v1" % a, "docker-archive:%s" % F)
 s = skopeo("inspect", "docker-archive:%s" % F)
 T.check("copy registry to docker-archive", p.returncode == 0 and s.returncode == 0, p.stderr + s.stderr)
+p = k("push", "docker-archive:%s" % F, "%s/from/archive:1" % b)
+s = skopeo("inspect", "--tls-verify=false", "docker://%s/from/archive:1" % b)
+T.check("push from a docker-archive", p.returncode == 0 and s.returncode == 0 and
+        json.loads(s.stdout)["Digest"] == p.stdout.strip(), p.stderr + s.stderr)
 
 # 7. bad references
 p = k("pull", "Bad/Ref:")
