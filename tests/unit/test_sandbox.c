@@ -2,6 +2,7 @@
  * through the log sink, limits, the walking differ and the seccomp filter. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -141,7 +142,8 @@ static int run_step(const char *const *argv, kiln_limits_t *lim, captured_t *c,
                     kiln_step_result_t *res, kiln_error_t *err)
 {
     static int n;
-    _cleanup_free_ char *dir = kiln_xasprintf("%s/step%d", tmpdir, n++);
+    _cleanup_free_ char *dir =
+        kiln_xasprintf("%s/step%d", tmpdir, __atomic_fetch_add(&n, 1, __ATOMIC_RELAXED));
     _cleanup_free_ char *upper = kiln_xasprintf("%s/upper", dir);
     _cleanup_free_ char *work = kiln_xasprintf("%s/work", dir);
     const char *lowers[] = {rootfs};
@@ -229,6 +231,59 @@ static void test_timeout_and_signal(void **state)
     assert_int_equal(res.exit_code, 143);
     kiln_buf_free(&c.out);
     kiln_buf_free(&c.errs);
+}
+
+typedef struct worker {
+    int index;
+    int ok;
+} worker_t;
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    char script[64];
+    const char *argv[] = {"sh", "-c", script, NULL};
+    captured_t c = {0};
+    kiln_step_result_t res;
+    kiln_error_t err = {0};
+    char want[32];
+
+    snprintf(script, sizeof(script), "echo step-%d; exit %d", w->index, 10 + w->index);
+    kiln_buf_init(&c.out, 4096);
+    kiln_buf_init(&c.errs, 4096);
+    snprintf(want, sizeof(want), "step-%d|", w->index);
+    for (int i = 0; i < 3; i++) {
+        c.out.len = 0;
+        if (run_step(argv, NULL, &c, &res, &err) < 0 || res.exit_code != 10 + w->index ||
+            c.out.data == NULL || strcmp(c.out.data, want) != 0) {
+            w->ok = 0;
+            break;
+        }
+        c.out.data[0] = '\0';
+        w->ok = 1;
+    }
+    kiln_buf_free(&c.out);
+    kiln_buf_free(&c.errs);
+    return NULL;
+}
+
+/* Steps run from several threads at once (a server's workers). */
+static void test_concurrent_steps(void **state)
+{
+    pthread_t t[4];
+    worker_t w[4];
+    (void)state;
+    if (!can_run())
+        skip();
+    for (int i = 0; i < 4; i++) {
+        w[i].index = i;
+        w[i].ok = 0;
+        assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_true(w[i].ok);
+    }
 }
 
 static void test_seccomp_prepare(void **state)
@@ -350,6 +405,7 @@ int main(void)
         cmocka_unit_test(test_output_and_status),
         cmocka_unit_test(test_long_line_is_cut),
         cmocka_unit_test(test_timeout_and_signal),
+        cmocka_unit_test(test_concurrent_steps),
         cmocka_unit_test(test_seccomp_prepare),
         cmocka_unit_test(test_cgroup),
         cmocka_unit_test(test_walking_differ),
