@@ -190,6 +190,8 @@ static const char *ev_name(kiln_registry_ev_kind_t k)
     return "event";
 }
 
+static void print_event(const kiln_registry_event_t *ev, const char *sd);
+
 /* Prints one event on stderr (events arrive serialised by the client). */
 static void progress_cb(void *ud, const kiln_registry_event_t *ev)
 {
@@ -218,14 +220,45 @@ static void progress_cb(void *ud, const kiln_registry_event_t *ev)
         json_decref(j);
         return;
     }
-    if (ev->kind == KILN_REGISTRY_EV_BLOB_PROGRESS) {
-        if (cr->tty)
-            fprintf(stderr, "\r\033[K%s  %llu/%llu MiB", sd, (unsigned long long)(ev->done >> 20),
-                    (unsigned long long)(ev->size >> 20));
+    if (cr->tty) {
+        /* a terminal: one live line per blob in flight, redrawn under the log */
+        int row = -1;
+        for (int i = 0; i < cr->nlive; i++)
+            if (strcmp(cr->live[i].digest, sd) == 0)
+                row = i;
+        if (ev->digest != NULL && row < 0 &&
+            (ev->kind == KILN_REGISTRY_EV_BLOB_START ||
+             ev->kind == KILN_REGISTRY_EV_BLOB_PROGRESS) &&
+            cr->nlive < (int)(sizeof(cr->live) / sizeof(cr->live[0]))) {
+            row = cr->nlive++;
+            snprintf(cr->live[row].digest, sizeof(cr->live[row].digest), "%s", sd);
+        }
+        if (row >= 0) {
+            cr->live[row].size = ev->size;
+            cr->live[row].done = ev->done;
+        }
+        if (row >= 0 && ev->kind != KILN_REGISTRY_EV_BLOB_START &&
+            ev->kind != KILN_REGISTRY_EV_BLOB_PROGRESS && ev->kind != KILN_REGISTRY_EV_RETRY) {
+            cr->live[row] = cr->live[--cr->nlive];
+        }
+        if (cr->drawn > 0)
+            fprintf(stderr, "\033[%dA\033[J", cr->drawn);
+        cr->drawn = 0;
+        if (ev->kind != KILN_REGISTRY_EV_BLOB_START && ev->kind != KILN_REGISTRY_EV_BLOB_PROGRESS)
+            print_event(ev, sd);
+        for (int i = 0; i < cr->nlive; i++, cr->drawn++)
+            fprintf(stderr, "%s  %6.1f / %.1f MiB\n", cr->live[i].digest,
+                    (double)cr->live[i].done / 1048576.0, (double)cr->live[i].size / 1048576.0);
         return;
     }
-    if (cr->tty)
-        fprintf(stderr, "\r\033[K");
+    if (ev->kind != KILN_REGISTRY_EV_BLOB_PROGRESS)
+        print_event(ev, sd);
+}
+
+/* One plain progress line. */
+static void print_event(const kiln_registry_event_t *ev, const char *sd)
+{
+    const char *d = ev->digest ? ev->digest : "";
     switch (ev->kind) {
     case KILN_REGISTRY_EV_RESOLVED:
         fprintf(stderr, "%s: %s (from %s%s)\n", ev->ref, d, ev->host,

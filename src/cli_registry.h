@@ -5,6 +5,7 @@
 #define KILN_SRC_CLI_REGISTRY_H
 
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "oci/registry.h"
@@ -66,6 +67,11 @@ typedef struct kiln_cli_registry {
     char **insecure; /* NULL-terminated */
     kiln_progress_mode_t progress;
     int tty;
+    struct {
+        char digest[20];
+        uint64_t size, done;
+    } live[16]; /* blobs in flight, drawn as live lines on a terminal */
+    int nlive, drawn;
     char os[32], arch[32], variant[32];
     const char *root;
 } kiln_cli_registry_t;
