@@ -1,5 +1,5 @@
 /* libFuzzer target for the AWS text parsers: ~/.aws INI files, s3:// URLs,
- * endpoint URLs, ECR host names, the S3 naming policy, XML fields and the
+ * endpoint URLs, --output specs, ECR host names, the S3 naming policy, XML fields and the
  * SigV4 canonicalisation of an arbitrary path + query. */
 #include <stddef.h>
 #include <stdint.h>
@@ -43,6 +43,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (kiln_ecr_parse_host(s, &a, &b)) {
         free(a);
         free(b);
+    }
+    {
+        kiln_s3_output_t o = {0};
+        size_t n;
+        if (kiln_s3_output_parse(s, &o, NULL) == 0)
+            kiln_s3_output_clear(&o);
+        (void)kiln_s3_parse_size(s, &n);
     }
     (void)kiln_s3_content_type(s);
     (void)kiln_s3_cache_control(s);

@@ -188,6 +188,13 @@ def main():
     T.check("--cache-control overrides the policy", r.returncode == 0 and len(puts) == 2 and
             all(p["headers"].get("cache-control") == "max-age=60" for p in puts.values()),
             r.stderr)
+    proxy.clear()
+    r = kiln("upload", small, "--output",
+             "type=s3,dest=s3://site/cc2,cache-control=public, max-age=120", env=env)
+    puts = object_puts(proxy.requests(), "/site/cc2/")
+    T.check("cache-control inside the --output spec (with a comma)", r.returncode == 0 and
+            len(puts) == 2 and all(p["headers"].get("cache-control") == "public, max-age=120"
+                                   for p in puts.values()), r.stderr)
 
     # ---- virtual-hosted-style addressing (bucket in the Host header)
     proxy.clear()

@@ -225,6 +225,39 @@ static void test_s3_naming(void **state)
     assert_string_equal(kiln_s3_cache_control("app.deadbeef.js"), KILN_S3_CACHE_DEFAULT);
 }
 
+static void test_s3_output_spec(void **state)
+{
+    kiln_s3_output_t o = {0};
+    kiln_error_t err = {0};
+    size_t n = 0;
+    assert_int_equal(kiln_s3_output_parse("type=s3,dest=s3://b-1/p,cache-control=public, "
+                                          "max-age=60,part-size=16M,concurrency=4,full=true",
+                                          &o, &err),
+                     0);
+    assert_string_equal(o.dest, "s3://b-1/p");
+    assert_string_equal(o.opts.cache_control, "public, max-age=60");
+    assert_int_equal(o.opts.part_size, 16u << 20);
+    assert_int_equal(o.opts.concurrency, 4);
+    assert_true(o.opts.full);
+    kiln_s3_output_clear(&o);
+    assert_int_equal(kiln_s3_output_parse("dest=s3://b-1/p,type=s3", &o, &err), 0);
+    assert_null(o.opts.cache_control);
+    kiln_s3_output_clear(&o);
+    assert_int_equal(kiln_s3_output_parse("type=oci,dest=x", &o, &err), -1);
+    assert_int_equal(kiln_s3_output_parse("type=s3", &o, &err), -1);
+    assert_int_equal(kiln_s3_output_parse("type=s3,dest=/tmp/x", &o, &err), -1);
+    assert_int_equal(kiln_s3_output_parse("type=s3,dest=s3://b/p,concurrency=0", &o, &err), -1);
+    assert_int_equal(kiln_s3_output_parse("type=s3,dest=s3://b/p,part-size=12Q", &o, &err), -1);
+    assert_non_null(strstr(err.msg, "part-size"));
+    assert_int_equal(kiln_s3_output_parse("bogus=1,type=s3", &o, &err), -1);
+    assert_int_equal(kiln_s3_parse_size("8MiB", &n), 0);
+    assert_int_equal(n, 8u << 20);
+    assert_int_equal(kiln_s3_parse_size("5242880", &n), 0);
+    assert_int_equal(n, 5242880);
+    assert_int_equal(kiln_s3_parse_size("-1", &n), -1);
+    assert_int_equal(kiln_s3_parse_size("99999999999999999999G", &n), -1);
+}
+
 static void test_ecr_hosts(void **state)
 {
     char *acct = NULL, *region = NULL;
@@ -276,6 +309,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_provider_caches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_region_and_endpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_naming, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_s3_output_spec, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ecr_hosts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_xml_and_errors, setup, teardown),
     };

@@ -50,6 +50,24 @@ typedef struct kiln_s3_stats {
     unsigned long long bytes; /* bytes uploaded */
 } kiln_s3_stats_t;
 
+/* A parsed `--output type=s3,...` spec. */
+typedef struct kiln_s3_output {
+    char *dest;          /* s3://bucket/prefix */
+    char *cache_control; /* or NULL */
+    kiln_s3_opts_t opts; /* opts.cache_control points at cache_control */
+} kiln_s3_output_t;
+
+/* Parses "type=s3,dest=s3://B/P[,cache-control=V][,part-size=N][,multipart-threshold=N]
+ * [,concurrency=N][,full=true]". Sizes take K/M/G suffixes. A comma inside a
+ * value is kept when what follows is not one of these keys, so
+ * "cache-control=public, max-age=60" works unquoted. Returns -1 with err
+ * naming the bad field. */
+int kiln_s3_output_parse(const char *spec, kiln_s3_output_t *out, kiln_error_t *err);
+void kiln_s3_output_clear(kiln_s3_output_t *out);
+
+/* Reads a byte count with an optional K/M/G (KiB/MiB/GiB) suffix. */
+int kiln_s3_parse_size(const char *s, size_t *out);
+
 /* Splits "s3://bucket/prefix" into malloc'ed bucket and prefix ("" or without
  * leading/trailing '/'). Returns -1 naming the URL when it is malformed. */
 int kiln_s3_parse_url(const char *url, char **bucket, char **prefix, kiln_error_t *err);
