@@ -217,6 +217,20 @@ static int setup(const kiln_sandbox_plan_t *plan, const int *fds, int n_fds, kil
     return 0;
 }
 
+/* Starts the command. vfork: no copy of kiln's page tables for a process
+ * that only sets itself up and execs (exec_command touches nothing of ours
+ * but its own stack, errno and environ), and no atfork handlers (they take
+ * locks, malloc's, that a thread of kiln may have held when init was
+ * cloned). Returns the pid or -1. */
+static pid_t spawn_command(const kiln_sandbox_plan_t *plan)
+{
+    pid_t pid = vfork();
+
+    if (pid == 0)
+        exec_command(plan);
+    return pid;
+}
+
 /* Without a pid namespace: kills every child of ours (orphans re-parented
  * to us as subreaper, daemons included), found through /proc. No libc
  * directory streams: they allocate, and malloc's lock may be held by a
@@ -296,16 +310,12 @@ void kiln_sandbox_init_main(const kiln_sandbox_plan_t *plan)
     for (int i = 0; i < n_fds; i++)
         close(fds[i]);
 
-    /* Not fork(): its atfork handlers take locks (malloc's) that another
-     * thread of kiln may have held when this process was cloned. */
-    cmd = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+    cmd = spawn_command(plan);
     if (cmd < 0) {
         kiln_error_set(&err, errno, "fork of the step command");
         send_error(plan->sync_fd, &err);
         _exit(1);
     }
-    if (cmd == 0)
-        exec_command(plan);
     {
         char msg[1 + sizeof(pid_t)] = {'K'};
         memcpy(msg + 1, &cmd, sizeof(pid_t));
