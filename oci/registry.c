@@ -393,11 +393,6 @@ CURL *kiln_reg_handle(void)
 
 /* --- TLS ------------------------------------------------------------- */
 
-typedef struct {
-    kiln_registry_t *r;
-    const char *host;
-} tls_ctx_t;
-
 static void add_ca_file(X509_STORE *st, const char *path)
 {
     FILE *f = fopen(path, "re");
@@ -414,12 +409,12 @@ static void add_ca_file(X509_STORE *st, const char *path)
 /* Adds the extra CAs (--registry-ca, certs.d/HOST/ca.crt) to the verifier. */
 static CURLcode ssl_ctx_cb(CURL *h, void *sslctx, void *ud)
 {
-    tls_ctx_t *t = ud;
+    kiln_reg_req_t *q = ud;
     X509_STORE *st = SSL_CTX_get_cert_store((SSL_CTX *)sslctx);
     _cleanup_free_ char *p = NULL;
-    if (t->r->ca_file != NULL)
-        add_ca_file(st, t->r->ca_file);
-    p = kiln_xasprintf("%s/%s/ca.crt", t->r->certs_dir, t->host);
+    if (q->tls_r->ca_file != NULL)
+        add_ca_file(st, q->tls_r->ca_file);
+    p = kiln_xasprintf("%s/%s/ca.crt", q->tls_r->certs_dir, q->tls_host);
     add_ca_file(st, p);
     return CURLE_OK;
 }
@@ -453,6 +448,8 @@ static void resp_reset(kiln_reg_req_t *q)
 
 void kiln_reg_req_free(kiln_reg_req_t *q)
 {
+    curl_slist_free_all(q->hdrs);
+    q->hdrs = NULL;
     resp_reset(q);
     kiln_buf_free(&q->resp);
     free(q->url);
@@ -654,17 +651,19 @@ char *kiln_reg_url(kiln_reg_repo_t *repo, CURL *h, const char *fmt, ...)
 }
 
 /* Performs the exchange once. Returns the curl result. */
-static CURLcode perform(kiln_registry_t *r, const kiln_reg_endpoint_t *ep, CURL *h,
-                        kiln_reg_req_t *q, const char *auth, const char *basic_user,
-                        const char *basic_pass, char *errbuf)
+/* Prepares handle h for exchange q (the headers list is owned by q until
+ * finish_easy). */
+static void setup_easy(kiln_registry_t *r, const kiln_reg_endpoint_t *ep, CURL *h,
+                       kiln_reg_req_t *q, const char *auth, const char *basic_user,
+                       const char *basic_pass, char *errbuf)
 {
     struct curl_slist *hdrs = NULL;
     _cleanup_free_ char *accept = NULL;
     _cleanup_free_ char *ctype = NULL;
     _cleanup_free_ char *range = NULL;
-    tls_ctx_t tls = {r, ep->host};
-    CURLcode cc;
 
+    q->tls_r = r;
+    q->tls_host = ep->host;
     resp_reset(q);
     q->sink_failed = 0;
     kiln_error_clear(&q->sink_err);
@@ -691,7 +690,7 @@ static CURLcode perform(kiln_registry_t *r, const kiln_reg_endpoint_t *ep, CURL 
     } else {
         curl_easy_setopt(h, CURLOPT_CA_CACHE_TIMEOUT, 0L);
         curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
-        curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, &tls);
+        curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, q);
     }
     if (q->accept != NULL) {
         accept = kiln_xasprintf("Accept: %s", q->accept);
@@ -735,12 +734,43 @@ static CURLcode perform(kiln_registry_t *r, const kiln_reg_endpoint_t *ep, CURL 
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, q->method);
     }
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    q->hdrs = hdrs;
     errbuf[0] = '\0';
-    cc = curl_easy_perform(h);
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &q->status);
+}
+
+/* After a transfer on h: the status, and the headers list released. */
+static void finish_easy(CURL *h, kiln_reg_req_t *q, CURLcode cc)
+{
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    if (status != 0)
+        q->status = status;
+    q->curl_code = cc;
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-    curl_slist_free_all(hdrs);
+    curl_slist_free_all(q->hdrs);
+    q->hdrs = NULL;
+}
+
+/* Performs the exchange once. Returns the curl result. */
+static CURLcode perform(kiln_registry_t *r, const kiln_reg_endpoint_t *ep, CURL *h,
+                        kiln_reg_req_t *q, const char *auth, const char *basic_user,
+                        const char *basic_pass, char *errbuf)
+{
+    CURLcode cc;
+    setup_easy(r, ep, h, q, auth, basic_user, basic_pass, errbuf);
+    cc = curl_easy_perform(h);
+    finish_easy(h, q, cc);
     return cc;
+}
+
+void kiln_reg_setup(kiln_reg_repo_t *repo, CURL *h, kiln_reg_req_t *q, char *errbuf)
+{
+    setup_easy(repo->r, repo->ep, h, q, repo->auth, NULL, NULL, errbuf);
+}
+
+void kiln_reg_finish(CURL *h, kiln_reg_req_t *q, int cc)
+{
+    finish_easy(h, q, (CURLcode)cc);
 }
 
 /* --- credentials and tokens ------------------------------------------ */
@@ -1040,6 +1070,13 @@ int kiln_reg_retryable_curl(int cc)
 
 void kiln_reg_backoff(kiln_registry_t *r, int attempt, long retry_after)
 {
+    uint64_t ms = kiln_reg_backoff_ms(r, attempt, retry_after);
+    if (ms > 0)
+        usleep((useconds_t)(ms * 1000));
+}
+
+uint64_t kiln_reg_backoff_ms(kiln_registry_t *r, int attempt, long retry_after)
+{
     uint64_t ms = r->o.backoff_ms;
     uint32_t rnd = 0;
     for (int i = 0; i < attempt && ms < r->o.max_backoff_ms; i++)
@@ -1056,8 +1093,7 @@ void kiln_reg_backoff(kiln_registry_t *r, int attempt, long retry_after)
         if (ms > r->o.max_backoff_ms && r->o.max_backoff_ms > 0)
             ms = r->o.max_backoff_ms;
     }
-    if (ms > 0)
-        usleep((useconds_t)(ms * 1000));
+    return ms;
 }
 
 int kiln_reg_do(kiln_reg_repo_t *repo, CURL *h, kiln_reg_req_t *q, kiln_error_t *err)

@@ -61,6 +61,9 @@ typedef struct kiln_reg_req {
     uint64_t chunk_min;
     int curl_code; /* CURLcode of the last attempt */
     /* private */
+    struct curl_slist *hdrs;
+    kiln_registry_t *tls_r;
+    const char *tls_host;
     uint64_t sent;
     kiln_error_t sink_err;
     int sink_failed;
@@ -140,6 +143,15 @@ int kiln_reg_resolve(kiln_registry_t *r, CURL *h, const kiln_reference_t *ref,
 /* Sleeps the backoff for retry number `attempt` (exponential, jittered,
  * at least retry_after seconds when >= 0, capped by the options). */
 void kiln_reg_backoff(kiln_registry_t *r, int attempt, long retry_after);
+
+/* The same delay, in milliseconds, without sleeping. */
+uint64_t kiln_reg_backoff_ms(kiln_registry_t *r, int attempt, long retry_after);
+
+/* For transfers driven by a curl multi handle: kiln_reg_setup prepares h for
+ * q with repo's current Authorization (no retries, no auth handshake);
+ * kiln_reg_finish records the result once the transfer is done. */
+void kiln_reg_setup(kiln_reg_repo_t *repo, CURL *h, kiln_reg_req_t *q, char *errbuf);
+void kiln_reg_finish(CURL *h, kiln_reg_req_t *q, int cc);
 
 /* True for curl errors worth retrying (connection reset, timeout, stall…). */
 int kiln_reg_retryable_curl(int cc);
