@@ -491,7 +491,8 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
                 (unsigned)step->uid);
     if (iso == KILN_ISOLATION_NONE)
         sys_log(step, "isolation none: the step runs in kiln's own root, unconfined");
-    if (iso != KILN_ISOLATION_NONE && kiln_seccomp_prepare(step->seccomp, err) < 0)
+    if (iso != KILN_ISOLATION_NONE &&
+        kiln_seccomp_prepare(step->seccomp, iso != KILN_ISOLATION_SANDBOX, err) < 0)
         return -1;
 
     /* 0711: the step's init (host uid KILN_SANDBOX_ID_BASE) walks into its
@@ -557,6 +558,8 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     flags = ns_flags(iso, step->network);
     r.init = clone_init(&plan, flags);
     if (r.init < 0 && auto_pending && iso == KILN_ISOLATION_SANDBOX && ns_refused(errno)) {
+        if (kiln_seccomp_prepare(step->seccomp, 1, err) < 0)
+            goto out;
         iso = plan.isolation = KILN_ISOLATION_CHROOT;
         flags = ns_flags(iso, step->network);
         r.init = clone_init(&plan, flags);

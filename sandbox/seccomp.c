@@ -184,9 +184,9 @@ static int export_bpf(scmp_filter_ctx ctx, struct sock_fprog *out, kiln_error_t 
 
 static pthread_mutex_t prepare_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static int prepare_locked(kiln_seccomp_profile_t profile, kiln_error_t *err)
+static int prepare_locked(kiln_seccomp_profile_t profile, int want_strict, kiln_error_t *err)
 {
-    for (int strict = 0; strict < 2; strict++) {
+    for (int strict = want_strict ? 1 : 0; strict <= (want_strict ? 1 : 0); strict++) {
         __attribute__((cleanup(seccomp_ctx_freep))) scmp_filter_ctx ctx = NULL;
         int r;
 
@@ -206,13 +206,13 @@ static int prepare_locked(kiln_seccomp_profile_t profile, kiln_error_t *err)
     return 0;
 }
 
-int kiln_seccomp_prepare(kiln_seccomp_profile_t profile, kiln_error_t *err)
+int kiln_seccomp_prepare(kiln_seccomp_profile_t profile, int strict, kiln_error_t *err)
 {
     int r;
 
     /* Concurrent steps (a server's workers) prepare it once between them. */
     pthread_mutex_lock(&prepare_lock);
-    r = prepare_locked(profile, err);
+    r = prepare_locked(profile, strict, err);
     pthread_mutex_unlock(&prepare_lock);
     return r;
 }

@@ -9,9 +9,10 @@
 #include "sandbox/sandbox.h"
 #include "utils/error.h"
 
-/* Builds the filter for `profile` once per process (as a BPF program kept in
- * memory), so a step only pays for installing it. Returns negative on failure. */
-int kiln_seccomp_prepare(kiln_seccomp_profile_t profile, kiln_error_t *err);
+/* Builds the filter for `profile` (the chroot variant when strict) once per
+ * process (as a BPF program kept in memory), so a step only pays for
+ * installing it. Thread-safe. Returns negative on failure. */
+int kiln_seccomp_prepare(kiln_seccomp_profile_t profile, int strict, kiln_error_t *err);
 
 /* Installs the prepared filter in the calling process (after no_new_privs).
  * `strict` selects the variant for chroot isolation (no ptrace, chroot,

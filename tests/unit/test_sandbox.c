@@ -290,10 +290,11 @@ static void test_seccomp_prepare(void **state)
 {
     kiln_error_t err = {0};
     (void)state;
-    assert_int_equal(kiln_seccomp_prepare(KILN_SECCOMP_DEFAULT, &err), 0);
-    /* Twice is free (cached). */
-    assert_int_equal(kiln_seccomp_prepare(KILN_SECCOMP_DEFAULT, &err), 0);
-    assert_int_equal(kiln_seccomp_prepare(KILN_SECCOMP_UNCONFINED, &err), 0);
+    assert_int_equal(kiln_seccomp_prepare(KILN_SECCOMP_DEFAULT, 0, &err), 0);
+    /* Twice is free (cached); the chroot variant too. */
+    assert_int_equal(kiln_seccomp_prepare(KILN_SECCOMP_DEFAULT, 0, &err), 0);
+    assert_int_equal(kiln_seccomp_prepare(KILN_SECCOMP_DEFAULT, 1, &err), 0);
+    assert_int_equal(kiln_seccomp_prepare(KILN_SECCOMP_UNCONFINED, 0, &err), 0);
 }
 
 static void test_cgroup(void **state)
