@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <glob.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 #include "utils/mem.h"
 
 #define MAX_STAGES 256
+#define MAX_PARALLEL 4
 #define LOG_TAIL 20
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -103,13 +105,19 @@ typedef struct stage {
     char *name;        /* lower-cased AS name, or NULL */
     size_t first, end; /* node range: FROM at first, instructions first+1..end-1 */
     int index;
-    int state; /* 0 not built, 1 building, 2 built */
+    int state; /* 0 not built, 1 building, 2 built, 3 failed */
     json_t *config;
     layer_t *layers;
     size_t n_layers;
     kiln_digest_t key;
     strv_t args;  /* ARGs in scope with values */
     char *rootfs; /* merged rootfs for COPY --from (lazily made) */
+    struct engine *e;
+    int step;             /* the "#N" of the step running now */
+    char *tail[LOG_TAIL]; /* last lines of the running RUN, for its error */
+    size_t tail_n;
+    kiln_error_t err;  /* a failure while running in a worker thread */
+    pthread_t builder; /* the thread building it (state 1) */
 } stage_t;
 
 typedef struct engine {
@@ -129,9 +137,8 @@ typedef struct engine {
     time_t stamp; /* newest time a layer of this image was built (cached or not) */
     kiln_registry_t *registry;
     kiln_build_result_t *res;
-    /* RUN output tail for error reports */
-    char *tail[LOG_TAIL];
-    size_t tail_n;
+    pthread_mutex_t lock; /* guards the shared state above when stages run in parallel */
+    pthread_cond_t cond;  /* a stage finished */
 } engine_t;
 
 static void emit(engine_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -323,8 +330,10 @@ static int cache_lookup(engine_t *e, stage_t *st, const kiln_digest_t *key, bool
     st->config = json_deep_copy(cfg);
     {
         json_int_t built = json_integer_value(json_object_get(j, "built"));
+        pthread_mutex_lock(&e->lock);
         if ((time_t)built > e->stamp)
             e->stamp = (time_t)built;
+        pthread_mutex_unlock(&e->lock);
     }
     json_decref(j);
     *hit = true;
@@ -339,8 +348,10 @@ static int cache_store(engine_t *e, stage_t *st, const kiln_digest_t *key, const
     kiln_descriptor_t desc = {0};
     int r;
     json_object_set(j, "config", st->config);
+    pthread_mutex_lock(&e->lock);
     if (e->created > e->stamp)
         e->stamp = e->created;
+    pthread_mutex_unlock(&e->lock);
     json_object_set_new(j, "built", json_integer((json_int_t)e->created));
     if (l != NULL) {
         char ds[KILN_DIGEST_STR_MAX];
@@ -439,7 +450,7 @@ static int commit_layer(engine_t *e, stage_t *st, const char *dir, int overlay, 
 }
 
 /* A merged rootfs of the stage (all layers applied), for COPY --from. */
-static int stage_rootfs(engine_t *e, stage_t *st, char **out, kiln_error_t *err)
+static int stage_rootfs_locked(engine_t *e, stage_t *st, char **out, kiln_error_t *err)
 {
     if (st->rootfs == NULL) {
         _cleanup_free_ char *dir = NULL;
@@ -457,6 +468,16 @@ static int stage_rootfs(engine_t *e, stage_t *st, char **out, kiln_error_t *err)
     }
     *out = st->rootfs;
     return 0;
+}
+
+/* Serialized: two stages may COPY --from the same stage at once. */
+static int stage_rootfs(engine_t *e, stage_t *st, char **out, kiln_error_t *err)
+{
+    int r;
+    pthread_mutex_lock(&e->lock);
+    r = stage_rootfs_locked(e, st, out, err);
+    pthread_mutex_unlock(&e->lock);
+    return r;
 }
 
 /* ---------------------------------------------------------------- users */
@@ -609,14 +630,18 @@ static int from_image(engine_t *e, stage_t *st, const char *ref, kiln_error_t *e
         kiln_layout_image_free(img);
     } else {
         kiln_registry_image_t ri = {0};
+        pthread_mutex_lock(&e->lock);
         if (e->registry == NULL) {
             kiln_registry_opts_t o;
             kiln_registry_opts_init(&o);
             o.insecure = e->req->insecure_registries;
-            if (kiln_registry_new(&o, &e->registry, err) < 0)
+            if (kiln_registry_new(&o, &e->registry, err) < 0) {
+                pthread_mutex_unlock(&e->lock);
                 return -1;
+            }
         }
-        emit(e, "#%d resolve image %s", e->step_no, ref);
+        pthread_mutex_unlock(&e->lock);
+        emit(e, "#%d resolve image %s", st->step, ref);
         if (kiln_registry_pull(e->registry, e->store, ref, NULL, &ri, err) < 0)
             return -1;
         if (kiln_store_read_blob(e->store, &ri.parsed->config.digest, KILN_IMAGE_CONFIG_MAX, &body,
@@ -705,16 +730,16 @@ static int do_from(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error
 static void run_log(void *opaque, kiln_log_stream_t stream, const struct timespec *ts,
                     const char *line, size_t len)
 {
-    engine_t *e = opaque;
+    stage_t *st = opaque;
     if (stream == KILN_LOG_SYSTEM)
         return;
-    emit(e, "#%d %.*s", e->step_no, (int)len, line);
-    if (e->tail_n == LOG_TAIL) {
-        free(e->tail[0]);
-        memmove(e->tail, e->tail + 1, (LOG_TAIL - 1) * sizeof(char *));
-        e->tail_n--;
+    emit(st->e, "#%d %.*s", st->step, (int)len, line);
+    if (st->tail_n == LOG_TAIL) {
+        free(st->tail[0]);
+        memmove(st->tail, st->tail + 1, (LOG_TAIL - 1) * sizeof(char *));
+        st->tail_n--;
     }
-    e->tail[e->tail_n++] = kiln_xstrndup(line, len);
+    st->tail[st->tail_n++] = kiln_xstrndup(line, len);
 }
 
 /* Parses "--mount=k=v,k=v" into a sandbox mount. */
@@ -1007,10 +1032,10 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
         goto out;
     }
     step.log = run_log;
-    step.log_opaque = e;
-    for (size_t i = 0; i < e->tail_n; i++)
-        free(e->tail[i]);
-    e->tail_n = 0;
+    step.log_opaque = st;
+    for (size_t i = 0; i < st->tail_n; i++)
+        free(st->tail[i]);
+    st->tail_n = 0;
     if (kiln_sandbox_run(&step, &res, err) < 0) {
         kiln_error_prefix(err, "Dockerfile:%d: RUN", n->start_line);
         goto out;
@@ -1018,8 +1043,8 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     if (res.exit_code != 0) {
         kiln_buf_t b;
         kiln_buf_init(&b, 0);
-        for (size_t i = 0; i < e->tail_n; i++)
-            kiln_buf_appendf(&b, NULL, "\n  %s", e->tail[i]);
+        for (size_t i = 0; i < st->tail_n; i++)
+            kiln_buf_appendf(&b, NULL, "\n  %s", st->tail[i]);
         kiln_error_set(err, 0,
                        "Dockerfile:%d: process \"%s\" did not complete successfully: exit code: "
                        "%d%s",
@@ -1261,13 +1286,18 @@ static int copy_source_root(engine_t *e, stage_t *st, const kiln_df_node_t *n, c
         }
     }
     /* an image reference: a throwaway stage kept until the build ends */
-    if (e->n_stages >= MAX_STAGES)
+    pthread_mutex_lock(&e->lock);
+    if (e->n_stages >= MAX_STAGES) {
+        pthread_mutex_unlock(&e->lock);
         return df_error(e, n, err, "too many stages");
+    }
     dep = &e->stages[e->n_stages];
     memset(dep, 0, sizeof(*dep));
     dep->index = (int)e->n_stages;
     dep->state = 2;
+    dep->e = e;
     e->n_stages++;
+    pthread_mutex_unlock(&e->lock);
     if (from_image(e, dep, from, err) < 0 || stage_rootfs(e, dep, &rootfs, err) < 0)
         return kiln_error_prefix(err, "Dockerfile:%d: COPY --from=%s", n->start_line, from);
     dep->name = kiln_xstrdup(from);
@@ -1933,23 +1963,58 @@ static char *upper_kw(const char *kw)
 static void record_step(engine_t *e, const char *name, double secs, int cached)
 {
     kiln_build_result_t *r = e->res;
+    pthread_mutex_lock(&e->lock);
     r->steps = kiln_xrealloc(r->steps, (r->n_steps + 1) * sizeof(*r->steps));
     r->steps[r->n_steps].name = kiln_xstrdup(name);
     r->steps[r->n_steps].seconds = secs;
     r->steps[r->n_steps].cached = cached;
     r->n_steps++;
+    pthread_mutex_unlock(&e->lock);
+}
+
+/* Claims a stage for this thread. Returns 1 when it must be built by the
+ * caller, 0 when it is already built (waiting while another thread builds
+ * it), <0 on a failed stage or a dependency cycle. */
+static int claim_stage(engine_t *e, stage_t *st, kiln_error_t *err)
+{
+    int r;
+    pthread_mutex_lock(&e->lock);
+    while (st->state == 1 && !pthread_equal(st->builder, pthread_self()))
+        pthread_cond_wait(&e->cond, &e->lock);
+    if (st->state == 2) {
+        r = 0;
+    } else if (st->state == 3) {
+        r = kiln_error_set(err, 0, "stage %s failed", st->name ? st->name : "(unnamed)");
+    } else if (st->state == 1) {
+        r = kiln_error_set(err, 0, "Dockerfile:%d: circular dependency between stages",
+                           e->df->nodes[st->first].start_line);
+    } else {
+        st->state = 1;
+        st->builder = pthread_self();
+        r = 1;
+    }
+    pthread_mutex_unlock(&e->lock);
+    return r;
+}
+
+static void release_stage(engine_t *e, stage_t *st, bool ok)
+{
+    pthread_mutex_lock(&e->lock);
+    st->state = ok ? 2 : 3;
+    pthread_cond_broadcast(&e->cond);
+    pthread_mutex_unlock(&e->lock);
 }
 
 static int run_stage(engine_t *e, stage_t *st, kiln_error_t *err)
 {
     size_t total;
-    if (st->state == 2)
-        return 0;
-    if (st->state == 1)
-        return kiln_error_set(err, 0, "Dockerfile:%d: circular dependency between stages",
-                              e->df->nodes[st->first].start_line);
-    st->state = 1;
+    _cleanup_free_ char *sname = NULL;
+    int c = claim_stage(e, st, err);
+
+    if (c <= 0)
+        return c;
     total = st->end - st->first;
+    sname = st->name ? kiln_xstrdup(st->name) : kiln_xasprintf("stage-%d", st->index);
     for (size_t i = st->first; i < st->end; i++) {
         const kiln_df_node_t *n = &e->df->nodes[i];
         _cleanup_free_ char *kwu = upper_kw(n->keyword);
@@ -1962,10 +2027,11 @@ static int run_stage(engine_t *e, stage_t *st, kiln_error_t *err)
         text += strlen(n->keyword);
         while (*text == ' ' || *text == '\t')
             text++;
-        title = kiln_xasprintf("[%s %zu/%zu] %s %s", st->name ? st->name : "stage",
-                               i - st->first + 1, total, kwu, text);
-        e->step_no++;
-        emit(e, "#%d %s", e->step_no, title);
+        title = kiln_xasprintf("[%s %zu/%zu] %s %s", sname, i - st->first + 1, total, kwu, text);
+        pthread_mutex_lock(&e->lock);
+        st->step = ++e->step_no;
+        pthread_mutex_unlock(&e->lock);
+        emit(e, "#%d %s", st->step, title);
         if (i == st->first)
             r = do_from(e, st, n, err);
         else if (strcmp(n->keyword, "run") == 0)
@@ -1977,17 +2043,138 @@ static int run_stage(engine_t *e, stage_t *st, kiln_error_t *err)
         else
             r = do_meta(e, st, n, err);
         if (r < 0) {
-            emit(e, "#%d ERROR: %s", e->step_no, err->msg);
+            emit(e, "#%d ERROR: %s", st->step, err->msg);
+            release_stage(e, st, false);
             return -1;
         }
         if (r == 1)
-            emit(e, "#%d CACHED", e->step_no);
+            emit(e, "#%d CACHED", st->step);
         else
-            emit(e, "#%d DONE %.1fs", e->step_no, now_s() - t0);
+            emit(e, "#%d DONE %.1fs", st->step, now_s() - t0);
         record_step(e, title, now_s() - t0, r == 1);
     }
-    st->state = 2;
+    release_stage(e, st, true);
     return 0;
+}
+
+/* The stage a FROM / --from / from= names, when it is an earlier stage.
+ * Names with variables are expanded with the global ARGs. */
+static stage_t *stage_ref(engine_t *e, const stage_t *st, const char *ref)
+{
+    _cleanup_free_ char *x = NULL;
+    if (strchr(ref, '$') != NULL) {
+        stage_t meta = {.args = e->meta_args, .config = json_object()};
+        int r = expand(e, &meta, ref, NULL, &x, NULL);
+        json_decref(meta.config);
+        if (r < 0)
+            return NULL;
+        ref = x;
+    }
+    return find_stage(e, ref, (size_t)st->index);
+}
+
+/* Marks in deps[] the earlier stages st reads from (FROM, COPY/ADD --from,
+ * RUN --mount from=). */
+static void stage_deps(engine_t *e, const stage_t *st, bool *deps)
+{
+    for (size_t i = st->first; i < st->end; i++) {
+        const kiln_df_node_t *n = &e->df->nodes[i];
+        stage_t *d = NULL;
+        if (i == st->first && n->n_args > 0 && (d = stage_ref(e, st, n->args[0])) != NULL)
+            deps[d->index] = true;
+        for (size_t k = 0; k < n->n_flags; k++) {
+            const char *f = n->flags[k];
+            const char *from = NULL;
+            _cleanup_free_ char *tmp = NULL;
+            if (strncmp(f, "--from=", 7) == 0) {
+                from = f + 7;
+            } else if (strncmp(f, "--mount=", 8) == 0 && (from = strstr(f, "from=")) != NULL) {
+                tmp = kiln_xstrndup(from + 5, strcspn(from + 5, ","));
+                from = tmp;
+            }
+            if (from != NULL && (d = stage_ref(e, st, from)) != NULL)
+                deps[d->index] = true;
+        }
+    }
+}
+
+static void mark_needed(engine_t *e, const stage_t *st, bool *needed, bool **deps)
+{
+    if (needed[st->index])
+        return;
+    needed[st->index] = true;
+    for (size_t i = 0; i < e->n_stages; i++)
+        if (deps[st->index][i])
+            mark_needed(e, &e->stages[i], needed, deps);
+}
+
+typedef struct stage_job {
+    engine_t *e;
+    stage_t *st;
+    int rc;
+} stage_job_t;
+
+static void *stage_thread(void *arg)
+{
+    stage_job_t *j = arg;
+    j->rc = run_stage(j->e, j->st, &j->st->err);
+    return NULL;
+}
+
+/* Builds the stages the target needs, independent ones in parallel (one
+ * thread per ready stage, in waves), then the target. */
+static int run_graph(engine_t *e, stage_t *target, kiln_error_t *err)
+{
+    size_t n = e->n_stages;
+    bool **deps = kiln_xzalloc(n * sizeof(bool *));
+    bool *needed = kiln_xzalloc(n * sizeof(bool));
+    int ret = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        deps[i] = kiln_xzalloc(n * sizeof(bool));
+        stage_deps(e, &e->stages[i], deps[i]);
+    }
+    mark_needed(e, target, needed, deps);
+    for (;;) {
+        stage_job_t jobs[MAX_PARALLEL];
+        pthread_t th[MAX_PARALLEL];
+        size_t nj = 0;
+        for (size_t i = 0; i < n && nj < MAX_PARALLEL; i++) {
+            bool ready = needed[i] && e->stages[i].state == 0 && &e->stages[i] != target;
+            for (size_t k = 0; ready && k < n; k++)
+                if (deps[i][k] && e->stages[k].state != 2)
+                    ready = false;
+            if (ready)
+                jobs[nj++] = (stage_job_t){.e = e, .st = &e->stages[i]};
+        }
+        if (nj == 0)
+            break;
+        if (nj == 1) {
+            stage_thread(&jobs[0]);
+        } else {
+            for (size_t k = 0; k < nj; k++)
+                if (pthread_create(&th[k], NULL, stage_thread, &jobs[k]) != 0)
+                    stage_thread(&jobs[k]), th[k] = 0;
+            for (size_t k = 0; k < nj; k++)
+                if (th[k] != 0)
+                    pthread_join(th[k], NULL);
+        }
+        for (size_t k = 0; k < nj; k++) {
+            if (jobs[k].rc < 0 && ret == 0) {
+                *err = jobs[k].st->err;
+                ret = -1;
+            }
+        }
+        if (ret < 0)
+            break;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(deps[i]);
+    free(deps);
+    free(needed);
+    if (ret < 0)
+        return ret;
+    return run_stage(e, target, err);
 }
 
 static int split_stages(engine_t *e, kiln_error_t *err)
@@ -2006,6 +2193,7 @@ static int split_stages(engine_t *e, kiln_error_t *err)
             st->first = i;
             st->end = e->df->n_nodes;
             st->index = (int)e->n_stages;
+            st->e = e;
             if (n->n_args == 3 && strcasecmp(n->args[1], "as") == 0) {
                 st->name = kiln_xstrdup(n->args[2]);
                 for (char *p = st->name; *p; p++)
@@ -2053,6 +2241,8 @@ static void stage_clear(stage_t *st)
     free(st->layers);
     strv_clear(&st->args);
     free(st->rootfs);
+    for (size_t i = 0; i < st->tail_n; i++)
+        free(st->tail[i]);
 }
 
 static int finish_image(engine_t *e, stage_t *st, kiln_build_result_t *res, kiln_error_t *err)
@@ -2149,6 +2339,8 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
     memset(res, 0, sizeof(*res));
     e->req = req;
     e->store = store;
+    pthread_mutex_init(&e->lock, NULL);
+    pthread_cond_init(&e->cond, NULL);
     e->res = res;
     if (load_dockerfile(req, &e->df, &dfpath, err) < 0)
         goto out;
@@ -2202,7 +2394,7 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
     } else {
         target = &e->stages[e->n_stages - 1];
     }
-    if (run_stage(e, target, err) < 0)
+    if (run_graph(e, target, err) < 0)
         goto out;
     if (finish_image(e, target, res, err) < 0)
         goto out;
@@ -2214,14 +2406,14 @@ out:
     free(e->lowers_dir);
     for (size_t i = 0; i < e->n_stages; i++)
         stage_clear(&e->stages[i]);
-    for (size_t i = 0; i < e->tail_n; i++)
-        free(e->tail[i]);
     strv_clear(&e->meta_args);
     strv_clear(&e->build_args);
     kiln_dockerfile_free(e->df);
     kiln_dockerignore_free(e->ignore);
     if (e->registry)
         kiln_registry_free(e->registry);
+    pthread_mutex_destroy(&e->lock);
+    pthread_cond_destroy(&e->cond);
     free(e);
     if (ret < 0)
         kiln_build_result_clear(res);

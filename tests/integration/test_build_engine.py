@@ -128,6 +128,23 @@ T.check("cache mount: content persists across builds", c1 is not None and c2 is 
         int(c2) == int(c1) + 1, f"{c1} {c2} {r1.stderr[-500:]} {r2.stderr[-500:]}")
 T.check("cache mount: not part of the layer", not os.path.exists(f"{T.tmp}/cm2/cache/log"))
 
+# --- independent stages run in parallel ---------------------------------------
+# Each stage waits (up to 20 s) for the other's marker in a shared cache mount:
+# run one after the other, the first would give up and fail.
+wait_for = "i=0; while [ ! -e /c/{o} ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done; test -e /c/{o}"
+par = ctx_dir("parallel", {"Dockerfile": f"""ARG BASE
+FROM ${{BASE}} AS left
+RUN --mount=type=cache,id=par,target=/c touch /c/left && {wait_for.format(o="right")} && echo L > /l
+FROM ${{BASE}} AS right
+RUN --mount=type=cache,id=par,target=/c touch /c/right && {wait_for.format(o="left")} && echo R > /r
+FROM ${{BASE}}
+COPY --from=left /l /l
+COPY --from=right /r /r
+"""})
+r = build(par, "-o", f"type=local,dest={T.tmp}/par-fs")
+T.check("independent stages run in parallel", r.returncode == 0 and
+        open(f"{T.tmp}/par-fs/l").read() + open(f"{T.tmp}/par-fs/r").read() == "L\nR\n", r.stderr)
+
 # --- failing RUN -------------------------------------------------------------
 fail_out = os.path.join(T.tmp, "fail-oci")
 fr = ctx_dir("failrun", {"Dockerfile": """ARG BASE
