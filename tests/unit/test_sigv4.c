@@ -274,32 +274,17 @@ static size_t list_cases(const char *root, const char *sub, char ***out, size_t 
     return n;
 }
 
-static void test_aws_suite(void **state)
+/* One suite case; *state is its path relative to the corpus. */
+static void test_suite_case(void **state)
 {
     _cleanup_free_ char *root = corpus_dir();
-    char **cases = NULL;
-    size_t n = 0;
-    int bad = 0;
-    struct stat st;
+    assert_int_equal(run_case(root, *state), 0);
+}
 
-    if (stat(root, &st) != 0) {
-        print_message("corpus %s missing\n", root);
-        fail();
-    }
-    n = list_cases(root, NULL, &cases, n);
-    n = list_cases(root, "normalize-path", &cases, n);
-    n = list_cases(root, "post-sts-token", &cases, n);
-    for (size_t i = 0; i < n; i++) {
-        int b = run_case(root, cases[i]);
-        if (b)
-            print_message("FAILED: %s\n", cases[i]);
-        bad += b;
-        free(cases[i]);
-    }
-    free(cases);
-    print_message("%zu SigV4 suite cases run\n", n);
-    assert_int_equal(n, 34);
-    assert_int_equal(bad, 0);
+/* The suite has exactly 34 cases (also catches a missing corpus). */
+static void test_suite_count(void **state)
+{
+    assert_int_equal((size_t)(uintptr_t)*state, 34);
 }
 
 static const kiln_aws_creds_t test_creds = {
@@ -391,10 +376,41 @@ static void test_errors(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_aws_suite),     cmocka_unit_test(test_s3_get_object_example),
-        cmocka_unit_test(test_s3_path_rules), cmocka_unit_test(test_s3_presign_example),
-        cmocka_unit_test(test_uri_encode),    cmocka_unit_test(test_errors),
+    static const struct CMUnitTest fixed[] = {
+        cmocka_unit_test(test_s3_get_object_example),
+        cmocka_unit_test(test_s3_path_rules),
+        cmocka_unit_test(test_s3_presign_example),
+        cmocka_unit_test(test_uri_encode),
+        cmocka_unit_test(test_errors),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    size_t nfixed = sizeof(fixed) / sizeof(fixed[0]);
+    _cleanup_free_ char *root = corpus_dir();
+    _cleanup_free_ struct CMUnitTest *tests = NULL;
+    char **cases = NULL;
+    size_t n = 0, total;
+    struct stat st;
+    int ret;
+
+    if (stat(root, &st) == 0) {
+        n = list_cases(root, NULL, &cases, n);
+        n = list_cases(root, "normalize-path", &cases, n);
+        n = list_cases(root, "post-sts-token", &cases, n);
+    }
+    total = n + 1 + nfixed;
+    tests = kiln_xzalloc(total * sizeof(*tests));
+    /* one cmocka test per suite case, named after it */
+    for (size_t i = 0; i < n; i++) {
+        tests[i].name = cases[i];
+        tests[i].test_func = test_suite_case;
+        tests[i].initial_state = cases[i];
+    }
+    tests[n].name = "aws-sigv4 suite has 34 cases";
+    tests[n].test_func = test_suite_count;
+    tests[n].initial_state = (void *)(uintptr_t)n;
+    memcpy(tests + n + 1, fixed, sizeof(fixed));
+    ret = _cmocka_run_group_tests("sigv4", tests, total, NULL, NULL);
+    for (size_t i = 0; i < n; i++)
+        free(cases[i]);
+    free(cases);
+    return ret;
 }
