@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "oci/registry.h"
 #include "oci/registry_http.h"
@@ -161,6 +162,199 @@ static int pull_blob(size_t i, void *ud, CURL *h, kiln_error_t *err)
     return rc;
 }
 
+/* --- parallel downloads on one curl multi handle ------------------------ */
+
+typedef enum { X_PENDING, X_ACTIVE, X_DONE, X_SYNC } xfer_state_t;
+
+/* One blob download driven by the multi handle. */
+typedef struct {
+    dl_t d;
+    kiln_reg_req_t q;
+    CURL *h;
+    char *range;
+    char errbuf[CURL_ERROR_SIZE];
+    xfer_state_t state;
+    int attempt;
+    int started;
+    uint64_t not_before; /* monotonic ms before which a retry waits */
+} xfer_t;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Starts (or restarts, resuming with Range) transfer x on the multi handle. */
+static void xfer_start(pull_ctx_t *pc, kiln_reg_repo_t *repo, CURLM *m, xfer_t *x)
+{
+    if (!x->started) {
+        x->started = 1;
+        kiln_reg_event(pc->r, KILN_REGISTRY_EV_BLOB_START, NULL, x->d.ds, pc->ep->host, NULL,
+                       x->d.b->size, 0);
+    }
+    kiln_reg_req_init(&x->q, "GET", kiln_reg_url(repo, x->h, "blobs/%s", x->d.ds));
+    x->q.sink = dl_sink;
+    x->q.sink_ud = &x->d;
+    free(x->range);
+    x->range = x->d.got > 0 ? kiln_xasprintf("bytes=%llu-", (unsigned long long)x->d.got) : NULL;
+    x->q.range = x->range;
+    x->d.attempt_started = 0;
+    kiln_reg_setup(repo, x->h, &x->q, x->errbuf);
+    curl_easy_setopt(x->h, CURLOPT_PRIVATE, x);
+    curl_multi_add_handle(m, x->h);
+    x->state = X_ACTIVE;
+}
+
+/* Judges a finished transfer: done, retry later, hand to the synchronous
+ * path (a 401: the token needs renewing), or fail. */
+static int xfer_done(pull_ctx_t *pc, kiln_reg_repo_t *repo, xfer_t *x, CURLcode cc,
+                     kiln_error_t *err)
+{
+    kiln_reg_req_t *q = &x->q;
+    int rc = 0;
+
+    kiln_reg_finish(x->h, q, cc);
+    if (q->sink_failed) {
+        if (err != NULL)
+            *err = q->sink_err;
+        rc = -1;
+    } else if (cc == CURLE_OK && (q->status == 200 || q->status == 206) &&
+               x->d.got == x->d.b->size) {
+        rc = kiln_store_writer_commit(x->d.w, NULL, NULL, err);
+        x->d.w = NULL;
+        if (rc < 0) {
+            kiln_error_prefix(err, "blob %s from %s/%s", x->d.ds, pc->ep->host, repo->repository);
+        } else {
+            x->state = X_DONE;
+            kiln_reg_event(pc->r, KILN_REGISTRY_EV_BLOB_DONE, NULL, x->d.ds, pc->ep->host, NULL,
+                           x->d.b->size, x->d.b->size);
+            if (pc->po != NULL && pc->po->on_blob != NULL)
+                pc->po->on_blob(pc->po->hook_ud, &x->d.b->digest);
+        }
+    } else if (cc == CURLE_OK && q->status == 401) {
+        x->state = X_SYNC;
+    } else if (cc == CURLE_OK && q->status == 416 && x->d.got > 0) {
+        kiln_store_writer_abort(x->d.w);
+        x->d.w = NULL;
+        x->d.got = 0;
+        x->state = X_PENDING;
+        rc = kiln_store_writer_new(pc->s, &x->d.b->digest, (int64_t)x->d.b->size, &x->d.w, err);
+    } else if (x->attempt < pc->r->o.retries &&
+               ((cc != CURLE_OK && kiln_reg_retryable_curl(cc)) ||
+                (cc == CURLE_OK && (q->status == 408 || q->status == 429 || q->status >= 500 ||
+                                    q->status == 200 || q->status == 206)))) {
+        /* a transport error, a server error, or a short body: resume later */
+        _cleanup_free_ char *msg =
+            cc != CURLE_OK ? kiln_xasprintf("blob %s: %s", x->d.ds,
+                                            x->errbuf[0] ? x->errbuf : curl_easy_strerror(cc))
+                           : kiln_xasprintf("blob %s: HTTP %ld", x->d.ds, q->status);
+        kiln_reg_event(pc->r, KILN_REGISTRY_EV_RETRY, NULL, x->d.ds, pc->ep->host, msg,
+                       x->d.b->size, x->d.got);
+        x->not_before = now_ms() + kiln_reg_backoff_ms(pc->r, x->attempt++, q->retry_after);
+        x->state = X_PENDING;
+    } else if (cc != CURLE_OK) {
+        rc = kiln_error_set(err, 0, "GET %s: blob %s: %s%s", pc->ep->host, x->d.ds,
+                            x->errbuf[0] ? x->errbuf : curl_easy_strerror(cc),
+                            x->attempt ? " (after retries)" : "");
+    } else if (q->status == 200 || q->status == 206) {
+        rc = kiln_error_set(err, 0, "blob %s: got %llu of %llu bytes", x->d.ds,
+                            (unsigned long long)x->d.got, (unsigned long long)x->d.b->size);
+    } else {
+        rc = kiln_reg_fail(q, err, "blob %s from %s/%s", x->d.ds, pc->ep->host, repo->repository);
+    }
+    kiln_reg_req_free(q);
+    return rc;
+}
+
+/* Downloads blobs [0, n) of pc with at most `parallel` transfers in flight on
+ * one curl multi handle (shared connections). The Authorization is set up
+ * first with a HEAD; a blob whose transfer meets a 401 (token expired) goes
+ * through the synchronous path, which re-authenticates. */
+static int pull_blobs_multi(pull_ctx_t *pc, size_t n, kiln_error_t *err)
+{
+    kiln_reg_repo_t repo;
+    kiln_reg_req_t head;
+    xfer_t *xs;
+    CURLM *m;
+    CURL *h0;
+    size_t done = 0, active = 0, nsync = 0;
+    int rc = 0;
+    char ds[KILN_DIGEST_STR_MAX];
+
+    if (n == 0)
+        return 0;
+    kiln_reg_repo_init(&repo, pc->r, pc->ep, pc->repository, "pull", NULL);
+    h0 = kiln_reg_handle();
+    kiln_reg_req_init(
+        &head, "HEAD",
+        kiln_reg_url(&repo, h0, "blobs/%s", kiln_digest_str(&pc->blobs[0].digest, ds)));
+    rc = kiln_reg_do(&repo, h0, &head, err);
+    kiln_reg_req_free(&head);
+    curl_easy_cleanup(h0);
+    if (rc < 0) {
+        kiln_reg_repo_clear(&repo);
+        return -1;
+    }
+    xs = kiln_xzalloc(n * sizeof(*xs));
+    m = curl_multi_init();
+    if (m == NULL)
+        abort();
+    curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)pc->r->o.parallel);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        xs[i].d.pc = pc;
+        xs[i].d.b = &pc->blobs[i];
+        xs[i].d.next_event = PROGRESS_STEP;
+        kiln_digest_str(&xs[i].d.b->digest, xs[i].d.ds);
+        xs[i].h = kiln_reg_handle();
+        rc = kiln_store_writer_new(pc->s, &xs[i].d.b->digest, (int64_t)xs[i].d.b->size, &xs[i].d.w,
+                                   err);
+    }
+    while (rc == 0 && done < n) {
+        CURLMsg *msg;
+        int running = 0, left = 0;
+        uint64_t now = now_ms();
+        for (size_t i = 0; i < n && active < pc->r->o.parallel; i++) {
+            if (xs[i].state == X_PENDING && xs[i].not_before <= now) {
+                xfer_start(pc, &repo, m, &xs[i]);
+                active++;
+            }
+        }
+        curl_multi_perform(m, &running);
+        while (rc == 0 && (msg = curl_multi_info_read(m, &left)) != NULL) {
+            xfer_t *x = NULL;
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+            curl_multi_remove_handle(m, x->h);
+            active--;
+            rc = xfer_done(pc, &repo, x, msg->data.result, err);
+            if (x->state == X_DONE || x->state == X_SYNC)
+                done++;
+        }
+        if (rc == 0 && done < n)
+            curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (xs[i].state == X_ACTIVE) {
+            curl_multi_remove_handle(m, xs[i].h);
+            kiln_reg_req_free(&xs[i].q);
+        }
+        if (rc == 0 && xs[i].state == X_SYNC)
+            pc->blobs[nsync++] = pc->blobs[i];
+        kiln_store_writer_abort(xs[i].d.w);
+        curl_easy_cleanup(xs[i].h);
+        free(xs[i].range);
+    }
+    curl_multi_cleanup(m);
+    free(xs);
+    kiln_reg_repo_clear(&repo);
+    if (rc == 0 && nsync > 0)
+        rc = kiln_reg_parallel(nsync, pc->r->o.parallel, pull_blob, pc, err);
+    return rc;
+}
+
 static void add_want(want_blob_t **v, size_t *n, const kiln_descriptor_t *d)
 {
     for (size_t i = 0; i < *n; i++)
@@ -293,7 +487,7 @@ int kiln_registry_pull(kiln_registry_t *r, kiln_store_t *s, const char *refstr,
     }
     {
         pull_ctx_t pc = {r, s, repo.ep, ref.repository, want, po};
-        if (kiln_reg_parallel(nfetch, r->o.parallel, pull_blob, &pc, err) < 0) {
+        if (pull_blobs_multi(&pc, nfetch, err) < 0) {
             kiln_error_prefix(err, "pulling %s", full);
             goto out;
         }
