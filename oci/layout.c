@@ -600,7 +600,10 @@ static int src_read(const layout_src_t *src, const char *rel, size_t cap, char *
             continue;
         if (src->lens[i] > cap)
             return kiln_error_set(err, EFBIG, "%s: larger than %zu bytes", rel, cap);
-        *out = kiln_xstrndup(src->data[i], src->lens[i]);
+        /* a copy of the bytes (they may hold NULs: no string functions) */
+        *out = kiln_xmalloc(src->lens[i] + 1);
+        memcpy(*out, src->data[i], src->lens[i]);
+        (*out)[src->lens[i]] = '\0';
         *len = src->lens[i];
         return 0;
     }
