@@ -41,7 +41,6 @@ typedef struct job_state {
     kiln_aws_t *aws;
     const char *id;
     const char *receipt;
-    double last_extend;
     int attempt;
 } job_state_t;
 
@@ -92,17 +91,79 @@ static void on_commit(void *opaque, const char *sha)
     send_event(j, json_pack("{s:s,s:s}", "type", "commit", "commit", sha));
 }
 
-/* Heartbeat: keeps the message hidden while the job runs; stops builds on a late drain. */
+/* Stops builds when a drain ran out of time. */
 static int on_should_stop(void *opaque)
 {
     job_state_t *j = opaque;
-    double now = mono_now();
-
-    if (now - j->last_extend >= j->w->o.visibility_s / 3.0) {
-        j->last_extend = now;
-        kiln_sqs_jobs_extend(j->aws, j->w->o.queue_url, j->receipt, j->w->o.visibility_s, NULL);
-    }
     return j->w->stop_builds;
+}
+
+/* Keeps one received message hidden, from its receipt until it is deleted or released,
+ * renewing its visibility every third of the timeout (in its own thread, so slow builds,
+ * checkouts and event sends alike are covered). */
+typedef struct heartbeat {
+    const char *queue_url;
+    const char *receipt;
+    int visibility_s;
+    int stop;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    pthread_t thread;
+} heartbeat_t;
+
+static void *heartbeat_main(void *arg)
+{
+    heartbeat_t *h = arg;
+    kiln_aws_t *aws = kiln_aws_new(NULL);
+
+    pthread_mutex_lock(&h->lock);
+    while (!h->stop) {
+        struct timespec ts;
+        long ms = h->visibility_s * 1000L / 3;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += ms / 1000;
+        ts.tv_nsec += (ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        if (pthread_cond_timedwait(&h->cond, &h->lock, &ts) != ETIMEDOUT || h->stop)
+            continue;
+        pthread_mutex_unlock(&h->lock);
+        kiln_sqs_jobs_extend(aws, h->queue_url, h->receipt, h->visibility_s, NULL);
+        pthread_mutex_lock(&h->lock);
+    }
+    pthread_mutex_unlock(&h->lock);
+    kiln_aws_free(aws);
+    return NULL;
+}
+
+static int heartbeat_start(heartbeat_t *h, const char *queue_url, const char *receipt,
+                           int visibility_s)
+{
+    memset(h, 0, sizeof(*h));
+    h->queue_url = queue_url;
+    h->receipt = receipt;
+    h->visibility_s = visibility_s;
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->cond, NULL);
+    if (pthread_create(&h->thread, NULL, heartbeat_main, h) != 0) {
+        pthread_mutex_destroy(&h->lock);
+        pthread_cond_destroy(&h->cond);
+        return -1;
+    }
+    return 0;
+}
+
+static void heartbeat_stop(heartbeat_t *h)
+{
+    pthread_mutex_lock(&h->lock);
+    h->stop = 1;
+    pthread_cond_signal(&h->cond);
+    pthread_mutex_unlock(&h->lock);
+    pthread_join(h->thread, NULL);
+    pthread_mutex_destroy(&h->lock);
+    pthread_cond_destroy(&h->cond);
 }
 
 /* The last LOG_TAIL bytes of the log. */
@@ -172,7 +233,9 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
     kiln_job_hooks_t hooks = {
         .phase = on_phase, .commit = on_commit, .should_stop = on_should_stop, .opaque = &j};
     struct stat sb;
+    heartbeat_t hb;
     char note[160];
+    int sent;
 
     if (kiln_remote_parse_job(m->body, &id, &request, &err) < 0) {
         fprintf(stderr, "kiln worker: dropping message %s: %s\n", m->message_id, err.msg);
@@ -180,22 +243,36 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
         return;
     }
     j.id = id;
-    done = kiln_xasprintf("%s/done/%s", w->o.root, id);
-    if (stat(done, &sb) == 0) {
-        /* Built and reported here already (a crash came between the event and the delete). */
-        kiln_sqs_jobs_delete(aws, w->o.queue_url, m->receipt, NULL);
+    if (!claim_id(w, slot, id)) {
+        /* The same job is being built by this process: leave the copy hidden for later. */
         json_decref(request);
         return;
     }
-    if (!claim_id(w, slot, id)) {
-        /* The same job is being built by this process: leave the copy hidden for later. */
+    if (heartbeat_start(&hb, w->o.queue_url, m->receipt, w->o.visibility_s) < 0) {
+        release_id(w, slot);
+        json_decref(request);
+        return;
+    }
+    done = kiln_xasprintf("%s/done/%s", w->o.root, id);
+    if (stat(done, &sb) == 0) {
+        /* Built here already; its finished event (kept in the marker) may not have gone
+         * out: send it again, then the message goes. Never build twice. */
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        json_t *ev = NULL;
+        if (kiln_fs_read_file(done, 1 << 20, &text, &len, NULL) == 0)
+            ev = json_loadb(text, len, 0, NULL);
+        sent = ev ? send_event(&j, ev) == 0 : 1;
+        heartbeat_stop(&hb);
+        if (sent)
+            kiln_sqs_jobs_delete(aws, w->o.queue_url, m->receipt, NULL);
+        release_id(w, slot);
         json_decref(request);
         return;
     }
     log = kiln_xasprintf("%s/logs/%s.log", w->o.root, id);
     work = kiln_xasprintf("%s/builds/%s", w->o.root, id);
     secrets = kiln_xasprintf("%s/secrets/%s", w->o.root, id);
-    j.last_extend = mono_now();
     snprintf(note, sizeof(note), "[kiln] build %s: attempt %d on %s", id, m->receive_count,
              w->host);
     kiln_runner_log_note(log, note, NULL);
@@ -233,6 +310,7 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
         /* Drain ran out of time: release the message for another worker now. */
         kiln_runner_log_note(log, "[kiln] stopped by shutdown; released to the queue", NULL);
         send_event(&j, json_pack("{s:s}", "type", "requeued"));
+        heartbeat_stop(&hb);
         kiln_sqs_jobs_extend(aws, w->o.queue_url, m->receipt, 0, NULL);
     } else {
         json_t *ev;
@@ -249,11 +327,17 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
             json_object_set_new(ev, "error", json_string(out.error));
         if (out.result)
             json_object_set_new(ev, "result", json_loads(out.result, 0, NULL));
-        /* The message goes only once the result is out; else it comes back and is retried. */
-        if (send_event(&j, ev) == 0) {
-            kiln_fs_write_file_atomic(done, out.status, strlen(out.status), 0644, NULL);
-            kiln_sqs_jobs_delete(aws, w->o.queue_url, m->receipt, NULL);
+        /* The result is recorded first (the marker keeps the event); the message goes only
+         * once the event is out, else it comes back and the event is sent again. */
+        {
+            _cleanup_free_ char *text = json_dumps(ev, JSON_COMPACT);
+            if (text)
+                kiln_fs_write_file_atomic(done, text, strlen(text), 0600, NULL);
         }
+        sent = send_event(&j, ev) == 0;
+        heartbeat_stop(&hb);
+        if (sent)
+            kiln_sqs_jobs_delete(aws, w->o.queue_url, m->receipt, NULL);
     }
     kiln_job_outcome_free(&out);
     kiln_request_free(&valid);
