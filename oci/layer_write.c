@@ -456,8 +456,10 @@ static int add_tree(kiln_layer_writer_t *w, int dirfd, const char *name, const c
                     int skip_self, kiln_error_t *err)
 {
     struct stat st;
-    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+    if (fstatat(dirfd, name, &st, skip_self ? 0 : AT_SYMLINK_NOFOLLOW) < 0)
         return kiln_error_set(err, errno, "stat %s", rel[0] ? rel : name);
+    if (skip_self && !S_ISDIR(st.st_mode))
+        return kiln_error_set(err, ENOTDIR, "%s", name);
     if (depth > MAX_DEPTH)
         return kiln_error_set(err, ELOOP, "%s: directories nested deeper than %d", rel, MAX_DEPTH);
     if (!skip_self && w->opts.filter != NULL) {
@@ -474,7 +476,8 @@ static int add_tree(kiln_layer_writer_t *w, int dirfd, const char *name, const c
     }
     _cleanup_close_ int fd = -1;
     if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
-        int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+        /* The root given by the caller may be a symlink to a directory. */
+        int flags = O_RDONLY | (skip_self ? 0 : O_NOFOLLOW) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
         if (S_ISDIR(st.st_mode))
             flags |= O_DIRECTORY;
         fd = openat(dirfd, name, flags);
