@@ -2005,6 +2005,57 @@ static void release_stage(engine_t *e, stage_t *st, bool ok)
     pthread_mutex_unlock(&e->lock);
 }
 
+static int dispatch(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_t *err)
+{
+    if (strcmp(n->keyword, "run") == 0)
+        return do_run(e, st, n, err);
+    if (strcmp(n->keyword, "copy") == 0 || strcmp(n->keyword, "add") == 0)
+        return do_copy(e, st, n, n->keyword[0] == 'a', err);
+    if (strcmp(n->keyword, "workdir") == 0)
+        return do_workdir(e, st, n, err);
+    return do_meta(e, st, n, err);
+}
+
+/* Runs the base image's ONBUILD triggers right after FROM (as BuildKit does)
+ * and clears them from the new image. */
+static int run_onbuild(engine_t *e, stage_t *st, kiln_error_t *err)
+{
+    json_t *cfg = kiln_image_config_obj(st->config);
+    json_t *triggers = json_deep_copy(json_object_get(cfg, "OnBuild"));
+    size_t i;
+    json_t *t;
+    int ret = 0;
+
+    json_object_del(cfg, "OnBuild");
+    json_array_foreach(triggers, i, t)
+    {
+        const char *text = json_string_value(t);
+        kiln_dockerfile_t *df = NULL;
+        if (text == NULL)
+            continue;
+        emit(e, "#%d ONBUILD %s", st->step, text);
+        if (kiln_dockerfile_parse(text, strlen(text), "ONBUILD", &df, err) < 0) {
+            ret = -1;
+            break;
+        }
+        for (size_t k = 0; k < df->n_nodes && ret >= 0; k++) {
+            const char *kw = df->nodes[k].keyword;
+            if (strcmp(kw, "from") == 0 || strcmp(kw, "onbuild") == 0 ||
+                strcmp(kw, "maintainer") == 0)
+                ret = kiln_error_set(err, 0, "ONBUILD trigger %s is not allowed: %s", kw, text);
+            else
+                ret = dispatch(e, st, &df->nodes[k], err);
+        }
+        kiln_dockerfile_free(df);
+        if (ret < 0) {
+            kiln_error_prefix(err, "ONBUILD trigger of the base image");
+            break;
+        }
+    }
+    json_decref(triggers);
+    return ret < 0 ? -1 : 0;
+}
+
 static int run_stage(engine_t *e, stage_t *st, kiln_error_t *err)
 {
     size_t total;
@@ -2032,16 +2083,14 @@ static int run_stage(engine_t *e, stage_t *st, kiln_error_t *err)
         st->step = ++e->step_no;
         pthread_mutex_unlock(&e->lock);
         emit(e, "#%d %s", st->step, title);
-        if (i == st->first)
+        if (i == st->first) {
             r = do_from(e, st, n, err);
-        else if (strcmp(n->keyword, "run") == 0)
-            r = do_run(e, st, n, err);
-        else if (strcmp(n->keyword, "copy") == 0 || strcmp(n->keyword, "add") == 0)
-            r = do_copy(e, st, n, n->keyword[0] == 'a', err);
-        else if (strcmp(n->keyword, "workdir") == 0)
-            r = do_workdir(e, st, n, err);
-        else
-            r = do_meta(e, st, n, err);
+            if (r >= 0 &&
+                json_array_size(json_object_get(kiln_image_config_obj(st->config), "OnBuild")) > 0)
+                r = run_onbuild(e, st, err);
+        } else {
+            r = dispatch(e, st, n, err);
+        }
         if (r < 0) {
             emit(e, "#%d ERROR: %s", st->step, err->msg);
             release_stage(e, st, false);

@@ -145,6 +145,26 @@ r = build(par, "-o", f"type=local,dest={T.tmp}/par-fs")
 T.check("independent stages run in parallel", r.returncode == 0 and
         open(f"{T.tmp}/par-fs/l").read() + open(f"{T.tmp}/par-fs/r").read() == "L\nR\n", r.stderr)
 
+# --- ONBUILD triggers run in the child build ----------------------------------
+parent_oci = os.path.join(T.tmp, "onbuild-parent")
+pc = ctx_dir("onbuild-parent", {"Dockerfile": """ARG BASE
+FROM ${BASE}
+ONBUILD COPY app.txt /app/
+ONBUILD RUN cat /app/app.txt > /app/seen
+"""})
+r = build(pc, "-t", "parent:1", "-o", f"type=oci,dest={parent_oci}")
+T.check("ONBUILD: parent built with triggers", r.returncode == 0, r.stderr)
+cc = ctx_dir("onbuild-child", {"app.txt": "child app\n", "Dockerfile": "FROM oci:%s:1\n" % parent_oci})
+child_oci = os.path.join(T.tmp, "onbuild-child-oci")
+r = kiln("build", "--root", ROOT, "-o", f"type=local,dest={T.tmp}/onbuild-fs", "-o",
+         f"type=oci,dest={child_oci}", cc)
+ok = r.returncode == 0 and os.path.exists(f"{T.tmp}/onbuild-fs/app/seen") and \
+    open(f"{T.tmp}/onbuild-fs/app/seen").read() == "child app\n"
+T.check("ONBUILD: triggers run after FROM in the child", ok, r.stderr)
+if ok:
+    _, ccfg = read_image(child_oci)
+    T.check("ONBUILD: triggers cleared in the child image", not ccfg["config"].get("OnBuild"), ccfg)
+
 # --- failing RUN -------------------------------------------------------------
 fail_out = os.path.join(T.tmp, "fail-oci")
 fr = ctx_dir("failrun", {"Dockerfile": """ARG BASE
