@@ -463,7 +463,7 @@ static int check_index(const json_t *doc, kiln_error_t *err)
     return check_doc_tail(doc, what, err);
 }
 
-static int check_history(const json_t *h, kiln_error_t *err)
+static int check_history(const json_t *h, int lenient, kiln_error_t *err)
 {
     json_t *e, *v;
     size_t i;
@@ -481,7 +481,7 @@ static int check_history(const json_t *h, kiln_error_t *err)
             opt_string(e, "comment", w, err) < 0)
             return -1;
         v = json_object_get(e, "created");
-        if (v != NULL && !datetime_valid(json_string_value(v)))
+        if (v != NULL && !lenient && !datetime_valid(json_string_value(v)))
             return kiln_error_set(err, 0, "%s: created is not an RFC 3339 date-time", w);
         v = json_object_get(e, "empty_layer");
         if (v != NULL && !json_is_boolean(v))
@@ -491,7 +491,7 @@ static int check_history(const json_t *h, kiln_error_t *err)
 }
 
 /* Validates the "config" object of an image config. */
-static int check_exec_config(const json_t *c, kiln_error_t *err)
+static int check_exec_config(const json_t *c, int lenient, kiln_error_t *err)
 {
     const char *w = "config.config";
     json_t *env, *e, *v;
@@ -506,7 +506,7 @@ static int check_exec_config(const json_t *c, kiln_error_t *err)
         opt_strings(c, "OnBuild", 1, w, err) < 0 || opt_map(c, "ExposedPorts", 1, 1, w, err) < 0 ||
         opt_map(c, "Volumes", 1, 1, w, err) < 0 || opt_map(c, "Labels", 0, 1, w, err) < 0)
         return -1;
-    env = json_object_get(c, "Env");
+    env = lenient ? NULL : json_object_get(c, "Env");
     json_array_foreach(env, i, e)
     {
         const char *s = json_string_value(e);
@@ -523,8 +523,10 @@ static int check_exec_config(const json_t *c, kiln_error_t *err)
     return 0;
 }
 
-/* Validates an image config; strict_digest: diff_ids must be sha256 (kiln use). */
-static int check_config(const json_t *doc, int sha256_only, kiln_error_t *err)
+/* Validates an image config. parsing (kiln reading an image to use it):
+ * diff_ids must be sha256, and what Docker itself tolerates (Env entries
+ * without '=', odd date strings) is let through; otherwise the spec's rules. */
+static int check_config(const json_t *doc, int parsing, kiln_error_t *err)
 {
     const char *w = "config";
     json_t *rootfs = json_object_get(doc, "rootfs"), *ids, *e, *v;
@@ -537,7 +539,7 @@ static int check_config(const json_t *doc, int sha256_only, kiln_error_t *err)
         opt_string(doc, "created", w, err) < 0 || opt_strings(doc, "os.features", 0, w, err) < 0)
         return -1;
     v = json_object_get(doc, "created");
-    if (v != NULL && !datetime_valid(json_string_value(v)))
+    if (v != NULL && !parsing && !datetime_valid(json_string_value(v)))
         return kiln_error_set(err, 0, "config: created is not an RFC 3339 date-time");
     if (rootfs == NULL)
         return kiln_error_set(err, 0, "config: field \"rootfs\" is missing");
@@ -555,12 +557,12 @@ static int check_config(const json_t *doc, int sha256_only, kiln_error_t *err)
         const char *s = json_string_value(e);
         if (s == NULL || !digest_syntax_valid(s))
             return kiln_error_set(err, 0, "config: rootfs.diff_ids[%zu] is not a digest", i);
-        if (sha256_only && kiln_digest_parse(s, &d, err) < 0)
+        if (parsing && kiln_digest_parse(s, &d, err) < 0)
             return kiln_error_prefix(err, "config: rootfs.diff_ids[%zu]", i);
     }
-    if (check_exec_config(json_object_get(doc, "config"), err) < 0)
+    if (check_exec_config(json_object_get(doc, "config"), parsing, err) < 0)
         return -1;
-    return check_history(json_object_get(doc, "history"), err);
+    return check_history(json_object_get(doc, "history"), parsing, err);
 }
 
 static int check_layout_header(const json_t *doc, kiln_error_t *err)
