@@ -34,7 +34,7 @@ cp /bin/busybox "$R/bin/busybox"
 for a in sh true cat; do ln -s busybox "$R/bin/$a"; done
 echo 'root:x:0:0:root:/root:/bin/sh' >"$R/etc/passwd"
 
-echo "== 1. sandbox cost of one step (median of $N)"
+echo "== 1. sandbox cost of one step (median of $N; load average: $(cut -d' ' -f1 /proc/loadavg))"
 t_version=$(median_ms "$KILN" version)
 t_kiln=$(median_ms "$KILN" run --rootfs "$R" --network none -- /bin/true)
 t_bwrap=$(median_ms bwrap --unshare-all --ro-bind "$R" / --proc /proc --dev /dev /bin/true)
@@ -43,6 +43,17 @@ echo "kiln version                         ${t_version} ms"
 echo "kiln run --network none /bin/true    ${t_kiln} ms  (sandbox cost ${cost} ms)"
 echo "bwrap --unshare-all /bin/true        ${t_bwrap} ms"
 echo "sandbox cost / bwrap                 $(ratio "$cost" "$t_bwrap")  (target <= 1.2)"
+# CPU time (user+sys of the whole process tree) is steadier than wall time on
+# a loaded machine: shown alongside.
+if command -v perf >/dev/null; then
+  cpu_ms() { perf stat -x, -e task-clock -r "$N" "$@" 2>&1 >/dev/null | awk -F, '/task-clock/ {printf "%.3f", $1}'; }
+  c_version=$(cpu_ms "$KILN" version)
+  c_kiln=$(cpu_ms "$KILN" run --rootfs "$R" --network none -- /bin/true)
+  c_bwrap=$(cpu_ms bwrap --unshare-all --ro-bind "$R" / --proc /proc --dev /dev /bin/true)
+  c_cost=$(awk -v a="$c_kiln" -v b="$c_version" 'BEGIN {printf "%.3f", a - b}')
+  echo "CPU: kiln version ${c_version} ms, kiln run ${c_kiln} ms (sandbox ${c_cost} ms), bwrap ${c_bwrap} ms"
+  echo "CPU: sandbox cost / bwrap             $(ratio "$c_cost" "$c_bwrap")"
+fi
 if command -v runc >/dev/null; then
   B=$W/bundle
   mkdir -p "$B"
