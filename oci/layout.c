@@ -232,8 +232,11 @@ static int merged_index(const char *dir, json_t *entry, const char *name, const 
         ann = json_object_get(e, "annotations");
         rn = kiln_json_get_string(ann, KILN_ANNOT_REF_NAME);
         cn = kiln_json_get_string(ann, KILN_ANNOT_CONTAINERD_NAME);
+        /* same tag or name: replaced; an untagged copy of the same image: dropped */
         if ((tag != NULL && rn != NULL && strcmp(rn, tag) == 0) ||
-            (name != NULL && cn != NULL && strcmp(cn, name) == 0))
+            (name != NULL && cn != NULL && strcmp(cn, name) == 0) ||
+            (rn == NULL && cn == NULL && tag == NULL && name == NULL &&
+             json_equal(json_object_get(e, "digest"), json_object_get(entry, "digest"))))
             json_array_remove(ms, i);
     }
     json_array_append(ms, entry);

@@ -98,6 +98,15 @@ static void test_layout_multi(void **state)
     /* same tag again: replaces image a */
     assert_int_equal(kiln_layout_write(s, dir, 0, &c, "example.com/app:one", &err), 0);
 
+    /* an untagged image written twice is listed once */
+    {
+        _cleanup_free_ char *d2 = kiln_xasprintf("%s/untagged", root);
+        assert_int_equal(kiln_layout_write(s, d2, 0, &b, NULL, &err), 0);
+        assert_int_equal(kiln_layout_write(s, d2, 0, &b, NULL, &err), 0);
+        assert_int_equal(kiln_layout_resolve(d2, NULL, &img, &err), 0);
+        assert_null(img->name);
+        kiln_layout_image_free(img);
+    }
     assert_int_equal(kiln_layout_resolve(dir, NULL, &img, &err), -1); /* ambiguous */
     assert_non_null(strstr(err.msg, "two"));
     assert_int_equal(kiln_layout_resolve(dir, "one", &img, &err), 0);
