@@ -211,10 +211,29 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Streams both outputs until they close, killing init at the deadline. */
 typedef struct run run_t;
 static void kill_step(run_t *r);
+static void take_ready(run_t *r);
 
+/* Everything a run holds, released in one place. */
+struct run {
+    char *rundir;
+    int out[2], errs[2], status[2], sync[2];
+    int in_fd, userns_fd;
+    int trees[KILN_IDMAP_MAX_LOWERS + 1 + KILN_SANDBOX_MAX_MOUNTS];
+    size_t n_trees;
+    pid_t init;
+    pid_t cmd; /* the command (host pid), for process-group kills without a pid ns */
+    int ready; /* init: 0 not yet heard, 1 ready, -1 setup failed (setup_err) */
+    kiln_error_t setup_err;
+    int have_pidns; /* killing init kills everything */
+    kiln_cgroup_t cg;
+    kiln_slirp_t slirp;
+};
+
+/* Streams both outputs until they close, killing the step at the deadline.
+ * init's ready message (or setup error) is taken on the way, so that kiln
+ * does not wake up just for it. */
 static void pump_all(const kiln_step_t *step, stream_t *out, stream_t *errs, struct run *run,
                      int *timed_out)
 {
@@ -222,8 +241,9 @@ static void pump_all(const kiln_step_t *step, stream_t *out, stream_t *errs, str
     int open_out = 1, open_err = 1;
 
     while (open_out || open_err) {
-        struct pollfd p[2] = {{.fd = open_out ? out->fd : -1, .events = POLLIN},
-                              {.fd = open_err ? errs->fd : -1, .events = POLLIN}};
+        struct pollfd p[3] = {{.fd = open_out ? out->fd : -1, .events = POLLIN},
+                              {.fd = open_err ? errs->fd : -1, .events = POLLIN},
+                              {.fd = run->ready == 0 ? run->sync[0] : -1, .events = POLLIN}};
         int wait = -1, r;
         if (deadline && !*timed_out) {
             uint64_t now = now_ms();
@@ -234,16 +254,20 @@ static void pump_all(const kiln_step_t *step, stream_t *out, stream_t *errs, str
             }
             wait = (int)(deadline - now);
         }
-        r = poll(p, 2, wait);
+        r = poll(p, 3, wait);
         if (r < 0 && errno != EINTR)
             break;
         if (r <= 0)
             continue;
+        if (p[2].revents)
+            take_ready(run);
         if (p[0].revents && !pump(step, out))
             open_out = 0;
         if (p[1].revents && !pump(step, errs))
             open_err = 0;
     }
+    if (run->ready == 0)
+        take_ready(run);
 }
 
 /* --- the run ---------------------------------------------------------- */
@@ -269,21 +293,25 @@ static int send_go(int fd, const int *fds, size_t n)
     return sendmsg(fd, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
 }
 
-/* Waits for init's "K" + the command's pid (ready) or its error message. */
-static int wait_ready(int fd, pid_t *cmd, kiln_error_t *err)
+/* Reads init's "K" + the command's pid (ready: run->ready = 1) or its error
+ * message (run->ready = -1, run->setup_err filled). */
+static void take_ready(struct run *run)
 {
     char msg[KILN_ERROR_MSG_MAX + 2];
-    ssize_t n = recv(fd, msg, sizeof(msg) - 1, 0);
+    ssize_t n = recv(run->sync[0], msg, sizeof(msg) - 1, 0);
 
     if (n == 1 + (ssize_t)sizeof(pid_t) && msg[0] == 'K') {
-        memcpy(cmd, msg + 1, sizeof(pid_t));
-        return 0;
+        memcpy(&run->cmd, msg + 1, sizeof(pid_t));
+        run->ready = 1;
+        return;
     }
+    run->ready = -1;
     if (n > 1 && msg[0] == 'E') {
         msg[n] = '\0';
-        return kiln_error_set(err, 0, "setting up the step: %s", msg + 1);
+        kiln_error_set(&run->setup_err, 0, "setting up the step: %s", msg + 1);
+    } else {
+        kiln_error_set(&run->setup_err, n < 0 ? errno : 0, "the step's init died during setup");
     }
-    return kiln_error_set(err, n < 0 ? errno : 0, "the step's init died during setup");
 }
 
 static int write_small(const char *dir, const char *name, const char *text, kiln_error_t *err)
@@ -331,20 +359,6 @@ static void close_pair(int p[2])
         p[i] = -1;
     }
 }
-
-/* Everything a run holds, released in one place. */
-struct run {
-    char *rundir;
-    int out[2], errs[2], status[2], sync[2];
-    int in_fd, userns_fd;
-    int trees[KILN_IDMAP_MAX_LOWERS + 1 + KILN_SANDBOX_MAX_MOUNTS];
-    size_t n_trees;
-    pid_t init;
-    pid_t cmd;      /* the command (host pid), for process-group kills without a pid ns */
-    int have_pidns; /* killing init kills everything */
-    kiln_cgroup_t cg;
-    kiln_slirp_t slirp;
-};
 
 /* Kills the step: init (and with it its pid namespace), else the
  * command's process group too. */
@@ -453,7 +467,7 @@ static int start_init(const kiln_step_t *step, run_t *r, kiln_isolation_t iso, u
     if (send_go(r->sync[0], r->trees, r->n_trees) < 0)
         return kiln_error_set(err, errno, "starting the step's init");
     (void)iso;
-    return wait_ready(r->sync[0], &r->cmd, err);
+    return 0;
 }
 
 int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_error_t *err)
@@ -607,15 +621,18 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
         kiln_error_prefix(err, "step %s", step->argv[0]);
         goto out;
     }
-    close(r.sync[0]);
-    r.sync[0] = -1;
-
     obuf = kiln_xmalloc(LINE_MAX_BYTES);
     ebuf = kiln_xmalloc(LINE_MAX_BYTES);
     so = (stream_t){.fd = r.out[0], .kind = KILN_LOG_STDOUT, .buf = obuf};
     se = (stream_t){.fd = r.errs[0], .kind = KILN_LOG_STDERR, .buf = ebuf};
     r.have_pidns = plan.have_pidns;
     pump_all(step, &so, &se, &r, &timed_out);
+    if (r.ready < 0 && !timed_out) {
+        if (err)
+            *err = r.setup_err;
+        kiln_error_prefix(err, "step %s", step->argv[0]);
+        goto out;
+    }
 
     if (!timed_out) {
         /* The outputs close when the command and all it started are gone;
