@@ -38,6 +38,7 @@ static void usage(FILE *out)
             "      --build-context N=DIR  a named context for FROM / COPY --from "
             "(DIR or docker-image://REF)\n"
             "      --secret id=ID,src=FILE  a secret for RUN --mount=type=secret\n"
+            "      --ssh default[=SOCKET]  forward the SSH agent to RUN --mount=type=ssh\n"
             "  -o, --output SPEC          type=oci,dest=DIR|type=docker,dest=FILE|"
             "type=local,dest=DIR|type=registry\n"
             "      --push                 push every -t name (same as --output type=registry)\n"
@@ -59,7 +60,7 @@ static void usage(FILE *out)
 
 typedef struct opts {
     const char *file, *target, *root, *digest_file, *metadata_file, *network, *isolation;
-    const char *subdir, *plan_file;
+    const char *subdir, *plan_file, *ssh;
     const char *tags[MAX_LIST], *args[MAX_LIST], *contexts[MAX_LIST], *secrets[MAX_LIST],
         *outputs[MAX_LIST], *insecure[MAX_LIST + 1];
     size_t n_tags, n_args, n_contexts, n_secrets, n_outputs, n_insecure;
@@ -180,6 +181,7 @@ int kiln_cmd_build(int argc, char **argv)
         O_INSECURE,
         O_SUBDIR,
         O_PLAN,
+        O_SSH,
     };
     static const struct option lopts[] = {
         {"file", required_argument, NULL, 'f'},
@@ -202,6 +204,7 @@ int kiln_cmd_build(int argc, char **argv)
         {"insecure-registry", required_argument, NULL, O_INSECURE},
         {"subdir", required_argument, NULL, O_SUBDIR},
         {"plan", required_argument, NULL, O_PLAN},
+        {"ssh", required_argument, NULL, O_SSH},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     opts_t o = {.sde = -1};
@@ -303,6 +306,16 @@ int kiln_cmd_build(int argc, char **argv)
         case O_PLAN:
             o.plan_file = optarg;
             break;
+        case O_SSH:
+            if (strcmp(optarg, "default") == 0)
+                o.ssh = getenv("SSH_AUTH_SOCK");
+            else if (strncmp(optarg, "default=", 8) == 0)
+                o.ssh = optarg + 8;
+            else
+                return kiln_cli_usage_error("build", "--ssh wants default[=SOCKET]");
+            if (o.ssh == NULL || *o.ssh == '\0')
+                return kiln_cli_usage_error("build", "--ssh default: SSH_AUTH_SOCK is not set");
+            break;
         case 'h':
             usage(stdout);
             return KILN_EXIT_OK;
@@ -363,6 +376,7 @@ int kiln_cmd_build(int argc, char **argv)
     req.n_secrets = o.n_secrets;
     req.insecure_registries = o.n_insecure ? o.insecure : NULL;
     req.no_cache = o.no_cache;
+    req.ssh_socket = o.ssh;
     req.source_date_epoch = o.sde;
     req.compression = o.compression;
     req.compression_level = -1;

@@ -161,6 +161,37 @@ static void emit(engine_t *e, const char *fmt, ...)
     free(s);
 }
 
+/* One progress event of step N: plain "#N text" lines, or with
+ * --progress=json one JSON object per line:
+ * {"step":N,"event":"start|log|cached|done|error","text":…,"seconds":…}. */
+static void emit_event(engine_t *e, int step, const char *event, const char *text, double secs)
+{
+    if (e->req->progress == KILN_PROGRESS_QUIET)
+        return;
+    if (e->req->progress == KILN_PROGRESS_JSON) {
+        json_t *j = json_pack("{s:i,s:s}", "step", step, "event", event);
+        char *s;
+        if (text != NULL)
+            json_object_set_new(j, "text", json_string(text));
+        if (secs >= 0)
+            json_object_set_new(j, "seconds", json_real(secs));
+        s = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII);
+        json_decref(j);
+        if (s != NULL)
+            emit(e, "%s", s);
+        free(s);
+        return;
+    }
+    if (strcmp(event, "start") == 0 || strcmp(event, "log") == 0)
+        emit(e, "#%d %s", step, text ? text : "");
+    else if (strcmp(event, "cached") == 0)
+        emit(e, "#%d CACHED", step);
+    else if (strcmp(event, "done") == 0)
+        emit(e, "#%d DONE %.1fs", step, secs);
+    else
+        emit(e, "#%d ERROR: %s", step, text ? text : "");
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -641,7 +672,10 @@ static int from_image(engine_t *e, stage_t *st, const char *ref, kiln_error_t *e
             }
         }
         pthread_mutex_unlock(&e->lock);
-        emit(e, "#%d resolve image %s", st->step, ref);
+        {
+            _cleanup_free_ char *msg = kiln_xasprintf("resolve image %s", ref);
+            emit_event(e, st->step, "log", msg, -1);
+        }
         if (kiln_registry_pull(e->registry, e->store, ref, NULL, &ri, err) < 0)
             return -1;
         if (kiln_store_read_blob(e->store, &ri.parsed->config.digest, KILN_IMAGE_CONFIG_MAX, &body,
@@ -733,7 +767,10 @@ static void run_log(void *opaque, kiln_log_stream_t stream, const struct timespe
     stage_t *st = opaque;
     if (stream == KILN_LOG_SYSTEM)
         return;
-    emit(st->e, "#%d %.*s", st->step, (int)len, line);
+    {
+        _cleanup_free_ char *l = kiln_xstrndup(line, len);
+        emit_event(st->e, st->step, "log", l, -1);
+    }
     if (st->tail_n == LOG_TAIL) {
         free(st->tail[0]);
         memmove(st->tail, st->tail + 1, (LOG_TAIL - 1) * sizeof(char *));
@@ -822,6 +859,19 @@ static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t 
         m->src = owned[0];
         m->dst = owned[1];
         m->readonly = 1;
+        return 0;
+    }
+    if (strcmp(type, "ssh") == 0) {
+        /* the caller's SSH agent, as BuildKit's default ssh mount */
+        if (e->req->ssh_socket == NULL)
+            return kiln_error_set(err, 0,
+                                  "RUN --mount=type=ssh needs an SSH agent (--ssh default)");
+        m->type = KILN_MOUNT_BIND;
+        owned[0] = kiln_xstrdup(e->req->ssh_socket);
+        owned[1] = kiln_xstrdup(target ? target : "/run/buildkit/ssh_agent.0");
+        m->src = owned[0];
+        m->dst = owned[1];
+        m->readonly = 0;
         return 0;
     }
     if (strcmp(type, "tmpfs") == 0) {
@@ -991,6 +1041,12 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
         if (kv_get(&env, "PATH") == NULL)
             kv_set(&env, "PATH", DEFAULT_PATH);
     }
+    for (size_t i = 0; i < n->n_flags; i++)
+        if (strncmp(n->flags[i], "--mount=", 8) == 0 && strstr(n->flags[i], "type=ssh") != NULL)
+            for (size_t k = 0; k < n_mounts; k++)
+                if (mounts[k].src && e->req->ssh_socket &&
+                    strcmp(mounts[k].src, e->req->ssh_socket) == 0)
+                    kv_set(&env, "SSH_AUTH_SOCK", mounts[k].dst);
     lowers = kiln_xzalloc((st->n_layers + 1) * sizeof(char *));
     for (size_t i = 0; i < st->n_layers; i++) {
         char *d = NULL;
@@ -2033,7 +2089,10 @@ static int run_onbuild(engine_t *e, stage_t *st, kiln_error_t *err)
         kiln_dockerfile_t *df = NULL;
         if (text == NULL)
             continue;
-        emit(e, "#%d ONBUILD %s", st->step, text);
+        {
+            _cleanup_free_ char *msg = kiln_xasprintf("ONBUILD %s", text);
+            emit_event(e, st->step, "log", msg, -1);
+        }
         if (kiln_dockerfile_parse(text, strlen(text), "ONBUILD", &df, err) < 0) {
             ret = -1;
             break;
@@ -2082,7 +2141,7 @@ static int run_stage(engine_t *e, stage_t *st, kiln_error_t *err)
         pthread_mutex_lock(&e->lock);
         st->step = ++e->step_no;
         pthread_mutex_unlock(&e->lock);
-        emit(e, "#%d %s", st->step, title);
+        emit_event(e, st->step, "start", title, -1);
         if (i == st->first) {
             r = do_from(e, st, n, err);
             if (r >= 0 &&
@@ -2092,14 +2151,14 @@ static int run_stage(engine_t *e, stage_t *st, kiln_error_t *err)
             r = dispatch(e, st, n, err);
         }
         if (r < 0) {
-            emit(e, "#%d ERROR: %s", st->step, err->msg);
+            emit_event(e, st->step, "error", err->msg, now_s() - t0);
             release_stage(e, st, false);
             return -1;
         }
         if (r == 1)
-            emit(e, "#%d CACHED", st->step);
+            emit_event(e, st->step, "cached", NULL, now_s() - t0);
         else
-            emit(e, "#%d DONE %.1fs", st->step, now_s() - t0);
+            emit_event(e, st->step, "done", NULL, now_s() - t0);
         record_step(e, title, now_s() - t0, r == 1);
     }
     release_stage(e, st, true);

@@ -44,6 +44,7 @@ typedef struct kiln_build_request {
     const char *const *secrets; /* "id=ID,src=FILE" or "id=ID,env=VAR" */
     size_t n_secrets;
     const char *const *insecure_registries; /* NULL-terminated or NULL */
+    const char *ssh_socket;                 /* SSH agent socket for RUN --mount=type=ssh, or NULL */
     int no_cache;
     int64_t source_date_epoch; /* -1: none */
     kiln_compression_t compression;

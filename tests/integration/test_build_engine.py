@@ -80,6 +80,17 @@ _, st4 = steps(r4.stderr)
 T.check("cache: --no-cache runs every step", "CACHED" not in st4.values() and r4.returncode == 0,
         r4.stderr)
 
+r = kiln("build", "--root", ROOT, "--progress", "json", "--build-arg", f"BASE={BASE}", c)
+events = []
+for line in r.stderr.splitlines():
+    try:
+        events.append(json.loads(line))
+    except ValueError:
+        pass
+T.check("--progress json: one JSON event per line (start + cached/done per step)",
+        r.returncode == 0 and len([ev for ev in events if ev.get("event") == "start"]) == 5 and
+        len([ev for ev in events if ev.get("event") in ("cached", "done")]) == 5, r.stderr)
+
 # --- reproducible digests ----------------------------------------------------
 d1 = build(c, "--no-cache", "--source-date-epoch", "1700000000")
 d2 = build(c, "--no-cache", "--source-date-epoch", "1700000000")
@@ -164,6 +175,28 @@ T.check("ONBUILD: triggers run after FROM in the child", ok, r.stderr)
 if ok:
     _, ccfg = read_image(child_oci)
     T.check("ONBUILD: triggers cleared in the child image", not ccfg["config"].get("OnBuild"), ccfg)
+
+# --- ssh agent forwarding ------------------------------------------------------
+if __import__("shutil").which("ssh-agent"):
+    sock = os.path.join(T.tmp, "agent.sock")
+    agent = T.spawn(["ssh-agent", "-D", "-a", sock], stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if os.path.exists(sock):
+            break
+        __import__("time").sleep(0.05)
+    sc = ctx_dir("ssh", {"Dockerfile": """ARG BASE
+FROM ${BASE}
+RUN --mount=type=ssh test -S "$SSH_AUTH_SOCK" && echo "$SSH_AUTH_SOCK" > /sock-path
+"""})
+    r = build(sc, "--ssh", f"default={sock}", "-o", f"type=local,dest={T.tmp}/ssh-fs")
+    T.check("RUN --mount=type=ssh sees the caller's agent socket", r.returncode == 0 and
+            open(f"{T.tmp}/ssh-fs/sock-path").read() == "/run/buildkit/ssh_agent.0\n", r.stderr)
+    r = build(sc, "--no-cache")
+    T.check("RUN --mount=type=ssh without --ssh fails clearly",
+            r.returncode == 1 and "--ssh default" in r.stderr, r.stderr)
+else:
+    T.skip("RUN --mount=type=ssh", "ssh-agent not installed")
 
 # --- failing RUN -------------------------------------------------------------
 fail_out = os.path.join(T.tmp, "fail-oci")
