@@ -80,6 +80,9 @@ for iso in sandbox chroot; do
   if [ $rc = 137 ] || { [ $rc = 0 ] && grep -q '^BLOCKED' <<<"$out"; }; then ok "[$iso] memory hog stopped by the memory limit"
   else not_ok "[$iso] memory hog stopped by the memory limit (exit $rc)"; diag "$out"; fi
 
+  if [ $rc = 137 ] && [ -w /sys/fs/cgroup/memory ]; then
+    check "[$iso] kiln says the step ran out of memory" grep -q 'out of memory' <<<"$out"
+  fi
   out=$("$KILN" run --rootfs "$R" --isolation $iso --network none --timeout 2s -- /hostile/spin 2>&1)
   rc=$?
   if [ $rc = 137 ] && grep -q 'timeout' <<<"$out"; then ok "[$iso] endless loop killed by the timeout"

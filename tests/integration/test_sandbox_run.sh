@@ -104,6 +104,10 @@ check "the lower rootfs is unchanged after the walking differ" test "$(lower_sum
 "$KILN" run --rootfs "$R" --network bogus -- true 2>/dev/null; check "bad --network (exit 2)" test $? = 2
 "$KILN" run --rootfs "$R" --mount type=bind,dst=/x -- true 2>/dev/null; check "bad --mount (exit 2)" test $? = 2
 "$KILN" run --rootfs "$T/nope" -- true 2>/dev/null; check "missing rootfs (exit 2)" test $? = 2
+out=$("$KILN" run --rootfs "$R" --network none --mount type=tmpfs,dst=/etc/passwd/x -- true 2>&1)
+rc=$?
+if [ $rc = 1 ] && grep -q '/etc/passwd/x' <<<"$out"; then ok "a setup failure inside the step fails naming the mount (exit 1)"
+else not_ok "a setup failure inside the step fails naming the mount (exit $rc)"; diag "$out"; fi
 check "kiln run -h documents --diff-output" bash -c "'$KILN' run -h | grep -q diff-output"
 out=$("$KILN" run -v --rootfs "$R" --network none -- true 2>&1)
 check "-v says which isolation auto picked" grep -q 'isolation: sandbox' <<<"$out"
