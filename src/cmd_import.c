@@ -42,7 +42,7 @@ enum {
 typedef struct import_args {
     const char *source;
     const char *name;
-    const char *outputs[8];
+    const char *outputs[8]; /* --output, at most 8 */
     size_t n_outputs;
     const char *cmd, *entrypoint, *workdir, *user, *root, *arch;
     const char *env[MAX_REPEAT];
@@ -286,7 +286,19 @@ static int write_output(kiln_store_t *s, const char *spec, const char *name,
     return 0;
 }
 
-/* Parses the command line into a; returns 0, or an exit status (usage/help). */
+/* Appends a repeatable option's value; fails (usage error printed) past max. */
+static int add_repeat(const char **arr, size_t *n, size_t max, const char *what, const char *v)
+{
+    if (*n == max) {
+        kiln_cli_usage_error("import", "too many %s (at most %zu)", what, max);
+        return -1;
+    }
+    arr[(*n)++] = v;
+    return 0;
+}
+
+/* Parses the command line into a; returns -1 to go on, or an exit status
+ * (help, usage error). */
 static int parse_args(int argc, char **argv, import_args_t *a)
 {
     static const struct option opts[] = {
@@ -331,9 +343,8 @@ static int parse_args(int argc, char **argv, import_args_t *a)
             a->name = optarg;
             break;
         case 'o':
-            if (a->n_outputs == sizeof(a->outputs) / sizeof(a->outputs[0]))
-                return kiln_cli_usage_error("import", "too many --output");
-            a->outputs[a->n_outputs++] = optarg;
+            if (add_repeat(a->outputs, &a->n_outputs, 8, "--output", optarg) < 0)
+                return KILN_EXIT_USAGE;
             break;
         case OPT_CMD:
             a->cmd = optarg;
@@ -342,14 +353,12 @@ static int parse_args(int argc, char **argv, import_args_t *a)
             a->entrypoint = optarg;
             break;
         case OPT_ENV:
-            if (a->n_env == MAX_REPEAT)
-                return kiln_cli_usage_error("import", "too many --env");
-            a->env[a->n_env++] = optarg;
+            if (add_repeat(a->env, &a->n_env, MAX_REPEAT, "--env", optarg) < 0)
+                return KILN_EXIT_USAGE;
             break;
         case OPT_LABEL:
-            if (a->n_labels == MAX_REPEAT)
-                return kiln_cli_usage_error("import", "too many --label");
-            a->labels[a->n_labels++] = optarg;
+            if (add_repeat(a->labels, &a->n_labels, MAX_REPEAT, "--label", optarg) < 0)
+                return KILN_EXIT_USAGE;
             break;
         case OPT_WORKDIR:
             a->workdir = optarg;
