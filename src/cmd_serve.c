@@ -32,8 +32,11 @@ static void serve_usage(void)
         "  --workers N             concurrent builds (default 2)\n"
         "  --config FILE           JSON config: API tokens, webhook projects\n"
         "  --no-auth               allow running without any API token (development only)\n"
-        "  --build-command PATH    program run as `PATH build …` (default: this kiln;\n"
+        "  --kiln-root DIR         kiln root for checkouts and builds (blob store, caches)\n"
+        "  --build-command PATH    program run as `PATH checkout|build …` (default: this kiln;\n"
         "                          env KILN_BUILD_COMMAND)\n"
+        "  --build-option OPT      add OPT to every `kiln build` (repeatable), e.g.\n"
+        "                          --build-option=--isolation=chroot\n"
         "  --build-timeout SECS    per-build time limit (default 3600, 0 = none)\n"
         "  --log-cap BYTES         per-build log size limit (default 67108864)\n"
         "  --max-body BYTES        JSON request body limit (default 1048576)\n"
@@ -42,7 +45,16 @@ static void serve_usage(void)
         "                          re-queue them (default 110)\n"
         "  --requeue-interrupted   after a crash, run interrupted builds once more instead\n"
         "                          of failing them\n"
-        "  --dashboard FILE        serve FILE at / instead of the built-in page\n\n"
+        "  --gc-interval SECS      collect garbage this often (default 3600, 0 = never;\n"
+        "                          see kiln gc)\n"
+        "  --gc-max-age HOURS      remove logs, contexts, files, mirrors, caches older than\n"
+        "                          this (default 168)\n"
+        "  --gc-max-size MIB       keep at most this much of each of them (default: no limit)\n"
+        "  --dashboard FILE        serve FILE at / instead of the built-in page\n"
+        "  --queue SQS_URL         send builds to this SQS job queue for `kiln worker`s\n"
+        "                          instead of running them here\n"
+        "  --events-queue SQS_URL  read the workers' events (status, logs) from this queue\n"
+        "  --context-store S3_URL  with --queue: stage uploaded contexts under this prefix\n\n"
         "API tokens also come from KILN_API_TOKENS (comma-separated).\n");
 }
 
@@ -72,7 +84,8 @@ int kiln_cmd_serve(int argc, char **argv)
         O_EVENTS,
         O_GCINT,
         O_GCAGE,
-        O_GCMAX
+        O_GCMAX,
+        O_CTXSTORE
     };
     static const struct option opts[] = {
         {"help", no_argument, NULL, 'h'},
@@ -94,12 +107,14 @@ int kiln_cmd_serve(int argc, char **argv)
         {"queue", required_argument, NULL, O_QUEUE},
         {"events-queue", required_argument, NULL, O_EVENTS},
         {"gc-interval", required_argument, NULL, O_GCINT},
+        {"context-store", required_argument, NULL, O_CTXSTORE},
         {"gc-max-age", required_argument, NULL, O_GCAGE},
         {"gc-max-size", required_argument, NULL, O_GCMAX},
         {NULL, 0, NULL, 0},
     };
     const char *listen = "127.0.0.1:8080", *root = "/var/lib/kiln/server", *config = NULL;
-    const char *build_cmd_opt = NULL, *kiln_root = NULL, *queue = NULL, *events = NULL;
+    const char *build_cmd_opt = NULL, *kiln_root = NULL, *queue = NULL, *events = NULL,
+               *context_store = NULL;
     long long workers = 2, timeout = 3600, log_cap = 64LL << 20, max_body = 1 << 20,
               max_upload = 256LL << 20, drain = 110, gc_interval = 3600, gc_age = 168, gc_max = 0;
     int no_auth = 0, requeue = 0, c, sig = 0, recovered;
@@ -145,6 +160,9 @@ int kiln_cmd_serve(int argc, char **argv)
             break;
         case O_EVENTS:
             events = optarg;
+            break;
+        case O_CTXSTORE:
+            context_store = optarg;
             break;
         case O_KILNROOT:
             kiln_root = optarg;
@@ -231,7 +249,7 @@ int kiln_cmd_serve(int argc, char **argv)
     if (queue) {
         /* Builds run on `kiln worker`s; their state arrives as events. */
         srv.workers = 0;
-        if (kiln_remote_start(&srv, queue, events, &srv.remote, &err) < 0)
+        if (kiln_remote_start(&srv, queue, events, context_store, &srv.remote, &err) < 0)
             goto fail;
     } else {
         kiln_worker_opts_t wo = {.workers = (int)workers,

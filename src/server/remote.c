@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "src/server/request.h"
+#include "src/server/s3_context.h"
 #include "src/server/sqs_jobs.h"
 #include "utils/aws/client.h"
 #include "utils/aws/sqs.h"
@@ -18,13 +19,15 @@ struct kiln_remote {
     kiln_server_t *srv;
     char *jobs_url;
     char *events_url;
+    char *context_store;
     kiln_aws_t *send_aws;
     pthread_mutex_t send_lock;
     pthread_t reader;
     volatile int stop;
 };
 
-int kiln_remote_parse_job(const char *body, char **id, json_t **request, kiln_error_t *err)
+int kiln_remote_parse_job(const char *body, char **id, json_t **request, char **context_url,
+                          kiln_error_t *err)
 {
     json_t *o = json_loads(body, 0, NULL), *req;
     const char *i;
@@ -40,16 +43,62 @@ int kiln_remote_parse_job(const char *body, char **id, json_t **request, kiln_er
         json_decref(o);
         return kiln_error_set(err, 0, "job message needs an 'id' and a 'request' object");
     }
+    {
+        const char *cu = json_string_value(json_object_get(o, "context_url"));
+        if (cu && strncmp(cu, "s3://", 5) != 0) {
+            json_decref(o);
+            return kiln_error_set(err, 0, "job message: context_url must be an s3:// URL");
+        }
+        *context_url = cu ? kiln_xstrdup(cu) : NULL;
+    }
     *id = kiln_xstrdup(i);
     *request = json_incref(req);
     json_decref(o);
     return 0;
 }
 
+/* Where an uploaded context is staged (malloc'ed). */
+static char *context_url(const kiln_remote_t *r, const char *ctx_id)
+{
+    size_t n = strlen(r->context_store);
+    return kiln_xasprintf("%s%s%s.tar", r->context_store,
+                          n && r->context_store[n - 1] == '/' ? "" : "/", ctx_id);
+}
+
+int kiln_remote_has_context_store(const kiln_remote_t *r)
+{
+    return r->context_store != NULL;
+}
+
+int kiln_remote_stage_context(kiln_remote_t *r, const char *tarball, const char *ctx_id,
+                              kiln_error_t *err)
+{
+    _cleanup_free_ char *url = NULL;
+    int ret;
+
+    if (r->context_store == NULL)
+        return kiln_error_set(err, 0,
+                              "uploaded contexts need --context-store when builds go "
+                              "to a queue");
+    url = context_url(r, ctx_id);
+    pthread_mutex_lock(&r->send_lock);
+    ret = kiln_s3_context_put(r->send_aws, tarball, url, err);
+    pthread_mutex_unlock(&r->send_lock);
+    return ret;
+}
+
 int kiln_remote_enqueue(kiln_remote_t *r, const char *id, json_t *stored, kiln_error_t *err)
 {
     json_t *job = json_pack("{s:s,s:O}", "id", id, "request", stored);
-    _cleanup_free_ char *text = json_dumps(job, JSON_COMPACT);
+    const char *ctx =
+        json_string_value(json_object_get(json_object_get(stored, "source"), "context"));
+    _cleanup_free_ char *text = NULL;
+
+    if (ctx && r->context_store) {
+        _cleanup_free_ char *url = context_url(r, ctx);
+        json_object_set_new(job, "context_url", json_string(url));
+    }
+    text = json_dumps(job, JSON_COMPACT);
     kiln_msg_attr_t attr = {"kiln-build-id", id};
     kiln_sqs_message_t msg = {.body = text, .attrs = &attr, .n_attrs = 1};
     size_t n = strlen(r->jobs_url);
@@ -139,7 +188,7 @@ static void *reader_main(void *arg)
 }
 
 int kiln_remote_start(kiln_server_t *s, const char *jobs_url, const char *events_url,
-                      kiln_remote_t **out, kiln_error_t *err)
+                      const char *context_store, kiln_remote_t **out, kiln_error_t *err)
 {
     kiln_remote_t *r = kiln_xzalloc(sizeof(*r));
     int rc;
@@ -147,6 +196,7 @@ int kiln_remote_start(kiln_server_t *s, const char *jobs_url, const char *events
     r->srv = s;
     r->jobs_url = kiln_xstrdup(jobs_url);
     r->events_url = events_url ? kiln_xstrdup(events_url) : NULL;
+    r->context_store = context_store ? kiln_xstrdup(context_store) : NULL;
     r->send_aws = kiln_aws_new(NULL);
     pthread_mutex_init(&r->send_lock, NULL);
     if (r->events_url && (rc = pthread_create(&r->reader, NULL, reader_main, r)) != 0) {
@@ -169,5 +219,6 @@ void kiln_remote_stop(kiln_remote_t *r)
     pthread_mutex_destroy(&r->send_lock);
     free(r->jobs_url);
     free(r->events_url);
+    free(r->context_store);
     free(r);
 }

@@ -1,7 +1,5 @@
 /* kiln server — the build API: submit, list, show, logs (follow), cancel, artifacts,
  * and uploaded contexts. */
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -13,8 +11,10 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "src/server/context.h"
 #include "src/server/cursor.h"
 #include "src/server/http.h"
 #include "src/server/remote.h"
@@ -23,8 +23,6 @@
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
-
-#define MAX_CONTEXT_ENTRIES 100000
 
 char *kiln_server_log_path(const kiln_server_t *s, const char *id)
 {
@@ -92,12 +90,11 @@ int kiln_routes_enqueue(kiln_server_t *s, json_t *body, char **id_out, unsigned 
             }
         }
     }
-    if (s->remote && (json_object_get(req.stored, "secrets") ||
-                      json_object_get(json_object_get(req.stored, "source"), "context"))) {
+    if (s->remote && json_object_get(req.stored, "secrets")) {
         kiln_request_free(&req);
         return kiln_error_set(err, 0,
-                              "secrets and uploaded contexts are not supported when "
-                              "builds go to a queue (--queue)");
+                              "field 'secrets': not supported when builds go to a queue "
+                              "(they would travel in the message)");
     }
     *status = 500;
     if (req.secrets && json_object_size(req.secrets) > 0) {
@@ -483,100 +480,6 @@ static void cancel_build(const kiln_http_req_t *r, kiln_http_resp_t *resp, const
     kiln_http_json(resp, 200, o);
 }
 
-/* A member path is acceptable when relative and free of ".." components. */
-static int safe_member(const char *p)
-{
-    if (p == NULL || p[0] == '/' || p[0] == '\0')
-        return 0;
-    for (const char *c = p; c; c = strchr(c, '/')) {
-        if (*c == '/')
-            c++;
-        if (c[0] == '.' && c[1] == '.' && (c[2] == '/' || c[2] == '\0'))
-            return 0;
-    }
-    return 1;
-}
-
-/* Rewrites an entry's path (and hard link target) to lie under dir. */
-static int prefix_path(struct archive_entry *e, const char *dir, kiln_error_t *err)
-{
-    const char *p = archive_entry_pathname(e), *l = archive_entry_hardlink(e);
-    if (!safe_member(p) || (l && !safe_member(l)))
-        return kiln_error_set(err, 0, "uploaded context: unsafe path '%.200s'", p ? p : "");
-    {
-        _cleanup_free_ char *np = kiln_xasprintf("%s/%s", dir, p);
-        archive_entry_set_pathname(e, np);
-    }
-    if (l) {
-        _cleanup_free_ char *nl = kiln_xasprintf("%s/%s", dir, l);
-        archive_entry_set_hardlink(e, nl);
-    }
-    return 0;
-}
-
-/* Unpacks an uploaded tar(.gz) into dir, refusing absolute paths, "..", and links that leave
- * the tree. */
-static int unpack_context(const char *tarball, const char *dir, kiln_error_t *err)
-{
-    struct archive *a = archive_read_new(), *w = archive_write_disk_new();
-    struct archive_entry *e;
-    int ret = 0, n = 0, r;
-
-    archive_read_support_filter_all(a);
-    archive_read_support_format_tar(a);
-    archive_write_disk_set_options(w, ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-                                          ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_TIME |
-                                          ARCHIVE_EXTRACT_PERM);
-    if (archive_read_open_filename(a, tarball, 65536) != ARCHIVE_OK) {
-        ret = kiln_error_set(err, 0, "uploaded context: %s", archive_error_string(a));
-        goto out;
-    }
-    while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
-        if (++n > MAX_CONTEXT_ENTRIES) {
-            ret = kiln_error_set(err, 0, "uploaded context: more than %d entries",
-                                 MAX_CONTEXT_ENTRIES);
-            break;
-        }
-        archive_entry_set_uid(e, 0);
-        archive_entry_set_gid(e, 0);
-        /* Paths are placed under dir by hand (no chdir: the server is multi-threaded). */
-        if (prefix_path(e, dir, err) < 0) {
-            ret = -1;
-            break;
-        }
-        if (archive_write_header(w, e) != ARCHIVE_OK ||
-            archive_write_data_block(w, NULL, 0, 0) < ARCHIVE_WARN) {
-            ret = kiln_error_set(err, 0, "uploaded context: %s: %s", archive_entry_pathname(e),
-                                 archive_error_string(w));
-            break;
-        }
-        {
-            const void *blk;
-            size_t sz;
-            la_int64_t off;
-            int rr;
-            while ((rr = archive_read_data_block(a, &blk, &sz, &off)) == ARCHIVE_OK)
-                if (archive_write_data_block(w, blk, sz, off) < ARCHIVE_OK) {
-                    rr = ARCHIVE_FATAL;
-                    break;
-                }
-            if (rr != ARCHIVE_EOF) {
-                ret = kiln_error_set(err, 0, "uploaded context: %s: %s", archive_entry_pathname(e),
-                                     archive_error_string(a));
-                break;
-            }
-        }
-        archive_write_finish_entry(w);
-    }
-    if (ret == 0 && r != ARCHIVE_EOF)
-        ret = kiln_error_set(err, 0, "uploaded context: %s", archive_error_string(a));
-out:
-    archive_read_free(a);
-    archive_write_close(w);
-    archive_write_free(w);
-    return ret;
-}
-
 static void post_context(const kiln_http_req_t *r, kiln_http_resp_t *resp)
 {
     _cleanup_free_ char *id = new_id("ctx-");
@@ -584,9 +487,16 @@ static void post_context(const kiln_http_req_t *r, kiln_http_resp_t *resp)
     _cleanup_free_ char *tmp = kiln_xasprintf("%s/contexts/.%s.tmp", r->srv->root, id);
     kiln_error_t err = {0};
 
-    if (kiln_fs_mkdir_p(tmp, 0700, &err) < 0 || unpack_context(r->upload_path, tmp, &err) < 0) {
+    if (kiln_fs_mkdir_p(tmp, 0700, &err) < 0 ||
+        kiln_context_unpack(r->upload_path, tmp, &err) < 0) {
         kiln_fs_rm_rf(tmp, NULL);
         kiln_http_error(resp, 400, "%s", err.msg);
+        return;
+    }
+    if (r->srv->remote && kiln_remote_stage_context(r->srv->remote, r->upload_path, id, &err) < 0) {
+        kiln_fs_rm_rf(tmp, NULL);
+        kiln_http_error(resp, kiln_remote_has_context_store(r->srv->remote) ? 502 : 400, "%s",
+                        err.msg);
         return;
     }
     if (rename(tmp, dir) < 0) {

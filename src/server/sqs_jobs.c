@@ -38,6 +38,19 @@ static int queue_endpoint(kiln_aws_t *aws, const char *queue_url, kiln_aws_endpo
     return 0;
 }
 
+int kiln_server_aws_call(kiln_aws_t *aws, kiln_aws_call_t *call, kiln_http_response_t *resp,
+                         const char *what, kiln_error_t *err)
+{
+    if (kiln_aws_send(aws, NULL, call, resp, err) < 0)
+        return kiln_error_prefix(err, "%s", what);
+    if (resp->status != 200) {
+        kiln_aws_error_from_response(resp, err, what);
+        kiln_http_response_free(resp);
+        return -1;
+    }
+    return 0;
+}
+
 /* One JSON-protocol call: `AmazonSQS.<action>` with req (consumed); *ans is the answer
  * object (may be NULL when the caller does not want it). */
 static int sqs_call(kiln_aws_t *aws, const char *queue_url, const char *action, json_t *req,
@@ -67,14 +80,8 @@ static int sqs_call(kiln_aws_t *aws, const char *queue_url, const char *action, 
     call.body_len = strlen(body);
     call.body_fd = -1;
     call.response_cap = SQS_ANSWER_CAP;
-    if (kiln_aws_send(aws, NULL, &call, &resp, err) < 0) {
-        kiln_error_prefix(err, "%s", what);
+    if (kiln_server_aws_call(aws, &call, &resp, what, err) < 0)
         goto out;
-    }
-    if (resp.status != 200) {
-        kiln_aws_error_from_response(&resp, err, what);
-        goto out;
-    }
     if (ans) {
         *ans = resp.body_len
                    ? kiln_aws_json_parse(resp.body, resp.body_len, SQS_ANSWER_CAP, what, err)

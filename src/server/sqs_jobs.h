@@ -29,4 +29,9 @@ int kiln_sqs_jobs_extend(kiln_aws_t *aws, const char *queue_url, const char *rec
 
 void kiln_sqs_received_free(kiln_sqs_received_t *m);
 
+/* Sends a signed AWS call and requires a 200 answer; errors name `what`. On success the
+ * caller frees *resp. */
+int kiln_server_aws_call(kiln_aws_t *aws, kiln_aws_call_t *call, kiln_http_response_t *resp,
+                         const char *what, kiln_error_t *err);
+
 #endif

@@ -12,10 +12,12 @@
 
 #include <jansson.h>
 
+#include "src/server/context.h"
 #include "src/server/job.h"
 #include "src/server/remote.h"
 #include "src/server/request.h"
 #include "src/server/runner.h"
+#include "src/server/s3_context.h"
 #include "src/server/sqs_jobs.h"
 #include "src/server/worker.h"
 #include "utils/aws/client.h"
@@ -25,6 +27,7 @@
 #include "utils/mem.h"
 
 #define LOG_TAIL (128 * 1024)
+#define CONTEXT_CAP ((size_t)1 << 30)
 
 struct kiln_sqs_worker {
     kiln_sqs_worker_opts_t o;
@@ -199,6 +202,29 @@ static json_t *json_text(char *text)
     return json_string(text);
 }
 
+/* Fetches an uploaded context the server staged in S3 and unpacks it; *dir is malloc'ed. */
+static int fetch_context(kiln_sqs_worker_t *w, kiln_aws_t *aws, const char *id, const char *url,
+                         char **dir, kiln_error_t *err)
+{
+    _cleanup_free_ char *tar = kiln_xasprintf("%s/contexts/%s.tar", w->o.root, id);
+    _cleanup_free_ char *d = kiln_xasprintf("%s/contexts/%s", w->o.root, id);
+    int ret;
+
+    if (url == NULL)
+        return kiln_error_set(err, 0, "the job has an uploaded context but no context_url");
+    if (kiln_fs_rm_rf(d, err) < 0 || kiln_fs_mkdir_p(d, 0700, err) < 0 ||
+        kiln_s3_context_get(aws, url, tar, CONTEXT_CAP, err) < 0)
+        return -1;
+    ret = kiln_context_unpack(tar, d, err);
+    unlink(tar);
+    if (ret < 0) {
+        kiln_fs_rm_rf(d, NULL);
+        return -1;
+    }
+    *dir = steal_pointer(&d);
+    return 0;
+}
+
 /* Claims id for this process; 0 when it is already being built here. */
 static int claim_id(kiln_sqs_worker_t *w, int slot, const char *id)
 {
@@ -225,6 +251,7 @@ static void release_id(kiln_sqs_worker_t *w, int slot)
 static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_received_t *m)
 {
     _cleanup_free_ char *id = NULL, *log = NULL, *work = NULL, *done = NULL, *secrets = NULL;
+    _cleanup_free_ char *ctx_url = NULL, *ctx_dir = NULL;
     json_t *request = NULL, *files = NULL;
     kiln_request_t valid = {0};
     kiln_error_t err = {0};
@@ -237,7 +264,7 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
     char note[160];
     int sent;
 
-    if (kiln_remote_parse_job(m->body, &id, &request, &err) < 0) {
+    if (kiln_remote_parse_job(m->body, &id, &request, &ctx_url, &err) < 0) {
         fprintf(stderr, "kiln worker: dropping message %s: %s\n", m->message_id, err.msg);
         kiln_sqs_jobs_delete(aws, w->o.queue_url, m->receipt, NULL);
         return;
@@ -278,12 +305,11 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
     kiln_runner_log_note(log, note, NULL);
 
     if (kiln_request_from_json(request, &valid, &err) < 0 ||
-        json_object_get(valid.stored, "source") == NULL ||
-        json_object_get(json_object_get(valid.stored, "source"), "context")) {
+        (json_object_get(json_object_get(valid.stored, "source"), "context") &&
+         fetch_context(w, aws, id, ctx_url, &ctx_dir, &err) < 0)) {
         snprintf(out.status, sizeof(out.status), "failed");
         snprintf(out.reason, sizeof(out.reason), "invalid_job");
-        snprintf(out.error, sizeof(out.error), "%s",
-                 err.msg[0] ? err.msg : "uploaded contexts cannot be built from a queue");
+        snprintf(out.error, sizeof(out.error), "%s", err.msg);
     } else {
         const char *first = json_object_get(json_object_get(valid.stored, "source"), "git")
                                 ? "cloning"
@@ -301,10 +327,12 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
                                   .log_cap = w->o.log_cap,
                                   .timeout_s = w->o.timeout_s};
             send_event(&j, json_pack("{s:s,s:s}", "type", "started", "status", first));
-            kiln_job_run(&env, valid.stored, files, NULL, &hooks, &out);
+            kiln_job_run(&env, valid.stored, files, ctx_dir, &hooks, &out);
         }
         kiln_fs_rm_rf(secrets, NULL);
     }
+    if (ctx_dir)
+        kiln_fs_rm_rf(ctx_dir, NULL);
 
     if (strcmp(out.status, "stopped") == 0) {
         /* Drain ran out of time: release the message for another worker now. */
@@ -387,7 +415,7 @@ int kiln_sqs_worker_start(const kiln_sqs_worker_opts_t *opts, kiln_sqs_worker_t 
                           kiln_error_t *err)
 {
     kiln_sqs_worker_t *w = kiln_xzalloc(sizeof(*w));
-    static const char *const dirs[] = {"logs", "builds", "done", "secrets"};
+    static const char *const dirs[] = {"logs", "builds", "done", "secrets", "contexts"};
 
     w->o = *opts;
     if (w->o.concurrency < 1)

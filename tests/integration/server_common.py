@@ -1,9 +1,11 @@
 """Helpers for the kiln serve integration tests: start a real `kiln serve`, call its API."""
 import http.client
+import io
 import json
 import os
 import signal
 import subprocess
+import tarfile
 import time
 
 from kilntest import KILN, T, free_port, wait_port
@@ -136,6 +138,17 @@ class Server:
                 k, v = line.rsplit(" ", 1)
                 out[k] = float(v)
         return out
+
+
+def tar_gz(files):
+    """A tar.gz (bytes) holding files: {name: bytes}."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def write_fake_build(dirpath):

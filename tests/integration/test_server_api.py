@@ -6,15 +6,13 @@ sleeps): these tests are about the server's plumbing. test_server_build.py runs 
 import hashlib
 import hmac
 import http.client
-import io
 import json
 import os
 import socket
-import tarfile
 import time
 
 from kilntest import T
-from server_common import TOKEN, Server, pid_alive, write_fake_build
+from server_common import TOKEN, Server, pid_alive, tar_gz, write_fake_build
 
 fake = write_fake_build(T.tmp)
 config = {
@@ -182,13 +180,7 @@ st, f = srv.request("GET", "/v1/builds?status=bogus")
 T.check("unknown status filter => 400", st == 400, f)
 
 # --- uploaded context ---
-buf = io.BytesIO()
-with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-    data = b"FROM scratch\n"
-    ti = tarfile.TarInfo("Dockerfile")
-    ti.size = len(data)
-    tf.addfile(ti, io.BytesIO(data))
-st, body = srv.request("POST", "/v1/contexts", body=buf.getvalue(),
+st, body = srv.request("POST", "/v1/contexts", body=tar_gz({"Dockerfile": b"FROM scratch\n"}),
                        headers={"Content-Type": "application/gzip"})
 T.check("upload a tar.gz context => 201 id", st == 201 and body["context"].startswith("ctx-"), body)
 ctx = body["context"]
@@ -198,12 +190,7 @@ b = srv.wait_status(body["id"], ["succeeded", "failed"])
 st, log, _ = srv.request("GET", "/v1/builds/%s/logs" % body["id"], raw=True)
 T.check("build of an uploaded context gets its directory",
         b["status"] == "succeeded" and ("contexts/" + ctx).encode() in log, log)
-bad = io.BytesIO()
-with tarfile.open(fileobj=bad, mode="w:gz") as tf:
-    ti = tarfile.TarInfo("../escape")
-    ti.size = 1
-    tf.addfile(ti, io.BytesIO(b"x"))
-st, body = srv.request("POST", "/v1/contexts", body=bad.getvalue())
+st, body = srv.request("POST", "/v1/contexts", body=tar_gz({"../escape": b"x"}))
 T.check("context with ../ => 400", st == 400 and "unsafe path" in body["error"], body)
 T.check("nothing escaped", not os.path.exists(os.path.join(srv.root, "escape")))
 st, body = srv.submit({"source": {"context": "ctx-00000000"}})

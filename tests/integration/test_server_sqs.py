@@ -11,7 +11,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "aws"))
 from kilntest import KILN, T, free_port  # noqa: E402
-from server_common import TOKEN, Server, pid_alive, write_fake_build  # noqa: E402
+from server_common import TOKEN, Server, pid_alive, tar_gz, write_fake_build  # noqa: E402
 import awslib  # noqa: E402
 
 fake = write_fake_build(T.tmp)
@@ -51,8 +51,10 @@ def runs():
     return out
 
 
+awslib.s3_create_bucket(endpoint, "kiln-contexts")
 srv = Server(os.path.join(T.tmp, "root"), config={"tokens": [TOKEN]},
-             extra=["--queue", jobs, "--events-queue", events], env=aws_env).start()
+             extra=["--queue", jobs, "--events-queue", events,
+                    "--context-store", "s3://kiln-contexts/staged/"], env=aws_env).start()
 st, body = srv.submit({"source": {"git": "https://x.test/a.git"}, "secrets": {"a": "b"}})
 T.check("queue mode refuses secrets (they would travel in the message)", st == 400, body)
 
@@ -88,6 +90,16 @@ T.check("the server has the phases, commit and result from the events",
 st, log, _ = srv.request("GET", "/v1/builds/%s/logs" % ids[0], raw=True)
 T.check("the server has the build log from the finished event",
         b"RUN step 3" in log and b"[kiln] succeeded" in log, log)
+
+# An uploaded context travels through S3: staged by the server, fetched by a worker.
+st, body = srv.request("POST", "/v1/contexts", body=tar_gz({"Dockerfile": b"FROM scratch\n"}))
+T.check("queue mode: a context upload is staged in S3", st == 201, body)
+ctx = body.get("context", "") if isinstance(body, dict) else ""
+st, body = srv.submit({"source": {"context": ctx}})
+b = srv.wait_status(body["id"], ["succeeded", "failed"], timeout=90) if st == 202 else body
+st, log, _ = srv.request("GET", "/v1/builds/%s/logs" % b["id"], raw=True)
+T.check("a worker fetched the staged context and built it",
+        b["status"] == "succeeded" and b"/contexts/" in log and b"RUN step 3" in log, (b, log))
 
 # Kill a worker in the middle of a long build: its job comes back to the other worker.
 for p in (w1, w2):

@@ -1,0 +1,104 @@
+/* kiln server — uploaded build contexts (see context.h). */
+#include "src/server/context.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <string.h>
+
+#include "utils/cleanup.h"
+#include "utils/mem.h"
+
+#define MAX_CONTEXT_ENTRIES 100000
+
+/* A member path is acceptable when relative and free of ".." components. */
+static int safe_member(const char *p)
+{
+    if (p == NULL || p[0] == '/' || p[0] == '\0')
+        return 0;
+    for (const char *c = p; c; c = strchr(c, '/')) {
+        if (*c == '/')
+            c++;
+        if (c[0] == '.' && c[1] == '.' && (c[2] == '/' || c[2] == '\0'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Rewrites an entry's path (and hard link target) to lie under dir. */
+static int prefix_path(struct archive_entry *e, const char *dir, kiln_error_t *err)
+{
+    const char *p = archive_entry_pathname(e), *l = archive_entry_hardlink(e);
+    if (!safe_member(p) || (l && !safe_member(l)))
+        return kiln_error_set(err, 0, "uploaded context: unsafe path '%.200s'", p ? p : "");
+    {
+        _cleanup_free_ char *np = kiln_xasprintf("%s/%s", dir, p);
+        archive_entry_set_pathname(e, np);
+    }
+    if (l) {
+        _cleanup_free_ char *nl = kiln_xasprintf("%s/%s", dir, l);
+        archive_entry_set_hardlink(e, nl);
+    }
+    return 0;
+}
+
+int kiln_context_unpack(const char *tarball, const char *dir, kiln_error_t *err)
+{
+    struct archive *a = archive_read_new(), *w = archive_write_disk_new();
+    struct archive_entry *e;
+    int ret = 0, n = 0, r;
+
+    archive_read_support_filter_all(a);
+    archive_read_support_format_tar(a);
+    archive_write_disk_set_options(w, ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+                                          ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_TIME |
+                                          ARCHIVE_EXTRACT_PERM);
+    if (archive_read_open_filename(a, tarball, 65536) != ARCHIVE_OK) {
+        ret = kiln_error_set(err, 0, "uploaded context: %s", archive_error_string(a));
+        goto out;
+    }
+    while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+        if (++n > MAX_CONTEXT_ENTRIES) {
+            ret = kiln_error_set(err, 0, "uploaded context: more than %d entries",
+                                 MAX_CONTEXT_ENTRIES);
+            break;
+        }
+        archive_entry_set_uid(e, 0);
+        archive_entry_set_gid(e, 0);
+        /* Paths are placed under dir by hand (no chdir: the server is multi-threaded). */
+        if (prefix_path(e, dir, err) < 0) {
+            ret = -1;
+            break;
+        }
+        if (archive_write_header(w, e) != ARCHIVE_OK ||
+            archive_write_data_block(w, NULL, 0, 0) < ARCHIVE_WARN) {
+            ret = kiln_error_set(err, 0, "uploaded context: %s: %s", archive_entry_pathname(e),
+                                 archive_error_string(w));
+            break;
+        }
+        {
+            const void *blk;
+            size_t sz;
+            la_int64_t off;
+            int rr;
+            while ((rr = archive_read_data_block(a, &blk, &sz, &off)) == ARCHIVE_OK)
+                if (archive_write_data_block(w, blk, sz, off) < ARCHIVE_OK) {
+                    rr = ARCHIVE_FATAL;
+                    break;
+                }
+            if (rr != ARCHIVE_EOF) {
+                ret = kiln_error_set(err, 0, "uploaded context: %s: %s", archive_entry_pathname(e),
+                                     archive_error_string(a));
+                break;
+            }
+        }
+        archive_write_finish_entry(w);
+    }
+    if (ret == 0 && r != ARCHIVE_EOF)
+        ret = kiln_error_set(err, 0, "uploaded context: %s", archive_error_string(a));
+out:
+    archive_read_free(a);
+    archive_write_close(w);
+    archive_write_free(w);
+    return ret;
+}

@@ -1,0 +1,20 @@
+/* kiln server — uploaded contexts in queue mode: `kiln serve` stages the tarball in S3
+ * (too big for an SQS message) and `kiln worker` fetches it back. The upload uses
+ * utils/aws/s3.h; the GetObject here follows the same addressing (path style for an
+ * endpoint override, a bucket with dots, or KILN_S3_PATH_STYLE=1). */
+#ifndef KILN_SERVER_S3_CONTEXT_H
+#define KILN_SERVER_S3_CONTEXT_H
+
+#include <stddef.h>
+
+#include "utils/aws/client.h"
+#include "utils/error.h"
+
+/* Uploads the tarball to url ("s3://bucket/key"). */
+int kiln_s3_context_put(kiln_aws_t *aws, const char *tarball, const char *url, kiln_error_t *err);
+
+/* Downloads url ("s3://bucket/key", at most cap bytes) into the new file path (0600). */
+int kiln_s3_context_get(kiln_aws_t *aws, const char *url, const char *path, size_t cap,
+                        kiln_error_t *err);
+
+#endif
