@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "oci/docker_archive.h"
+#include "oci/layer_read.h"
 #include "oci/layout.h"
 #include "oci/registry.h"
 #include "src/build/auto.h"
@@ -75,6 +76,25 @@ static int add(const char **list, size_t *n, const char *v)
     if (*n >= MAX_LIST)
         return kiln_cli_usage_error("build", "too many values");
     list[(*n)++] = v;
+    return 0;
+}
+
+/* Unpacks the context tarball read from stdin into a fresh directory under
+ * the kiln root; *out is that directory (the caller removes it). */
+static int context_from_stdin(const char *root, char **out, kiln_error_t *err)
+{
+    _cleanup_free_ char *parent = kiln_xasprintf("%s/build/tmp", root);
+    _cleanup_free_ char *dir = NULL;
+    kiln_unpack_opts_t uo;
+
+    if (kiln_fs_mkdir_p(parent, 0711, err) < 0 || kiln_fs_mkdtemp(parent, "ctx-", &dir, err) < 0)
+        return -1;
+    kiln_unpack_opts_init(&uo);
+    if (kiln_layer_unpack(STDIN_FILENO, dir, &uo, NULL, err) < 0) {
+        kiln_fs_rm_rf(dir, NULL);
+        return kiln_error_prefix(err, "reading the context tarball from stdin");
+    }
+    *out = steal_pointer(&dir);
     return 0;
 }
 
@@ -214,6 +234,7 @@ int kiln_cmd_build(int argc, char **argv)
     kiln_store_t *store = NULL;
     kiln_auto_build_t ab = {0};
     _cleanup_free_ char *root = NULL;
+    _cleanup_free_ char *stdin_ctx = NULL;
     _cleanup_free_ char *text = NULL;
     size_t text_len = 0;
     int c, rc = KILN_EXIT_FAIL;
@@ -325,13 +346,21 @@ int kiln_cmd_build(int argc, char **argv)
     }
     if (optind + 1 != argc)
         return kiln_cli_usage_error("build", "exactly one CONTEXT directory is needed");
-    if (strcmp(argv[optind], "-") == 0)
-        return kiln_cli_usage_error("build", "a context tarball on stdin is not supported yet");
+    if (strcmp(argv[optind], "-") == 0 && o.file && strcmp(o.file, "-") == 0)
+        return kiln_cli_usage_error("build", "the context and the Dockerfile cannot both be stdin");
     if (o.push)
         add(o.outputs, &o.n_outputs, "type=registry");
 
     req.context_dir = argv[optind];
-    if (o.file == NULL && kiln_auto_wanted(argv[optind], o.subdir, o.plan_file)) {
+    if (strcmp(argv[optind], "-") == 0) {
+        /* a tarball (plain, gzip or zstd) on stdin is the context */
+        if (kiln_cli_store_root(o.root, &root, &err) < 0 ||
+            context_from_stdin(root, &stdin_ctx, &err) < 0)
+            return kiln_cli_fail(&err);
+        req.context_dir = stdin_ctx;
+    }
+    if (o.file == NULL && stdin_ctx == NULL &&
+        kiln_auto_wanted(argv[optind], o.subdir, o.plan_file)) {
         kiln_auto_build_opts_t ao = {.root = o.root,
                                      .subdir = o.subdir,
                                      .plan_file = o.plan_file,
@@ -384,7 +413,8 @@ int kiln_cmd_build(int argc, char **argv)
     req.isolation = o.isolation;
     req.progress = o.progress;
 
-    if (kiln_cli_store_root(o.root, &root, &err) < 0 || kiln_store_open(root, &store, &err) < 0)
+    if ((root == NULL && kiln_cli_store_root(o.root, &root, &err) < 0) ||
+        kiln_store_open(root, &store, &err) < 0)
         return kiln_cli_fail(&err);
     if (kiln_build_run(&req, store, &res, &err) < 0) {
         fprintf(stderr, "ERROR: %s\n", err.msg);
@@ -417,6 +447,8 @@ int kiln_cmd_build(int argc, char **argv)
     }
     rc = KILN_EXIT_OK;
 out:
+    if (stdin_ctx)
+        kiln_fs_rm_rf(stdin_ctx, NULL);
     kiln_auto_build_release(&ab);
     kiln_build_result_clear(&res);
     kiln_store_close(store);

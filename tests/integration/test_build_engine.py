@@ -264,6 +264,20 @@ if r.returncode == 0:
         mf = json.load(t.extractfile("manifest.json"))
     T.check("type=docker writes a docker archive", mf[0].get("RepoTags") == ["named:1"], mf)
 
+# --- context as a tarball on stdin -------------------------------------------
+import io  # noqa: E402
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w:gz") as t:
+    for name, data in (("Dockerfile", b"ARG BASE\nFROM ${BASE}\nCOPY hello /hello\n"),
+                       ("hello", b"from a tarball\n")):
+        ti = tarfile.TarInfo(name)
+        ti.size = len(data)
+        t.addfile(ti, io.BytesIO(data))
+r = kiln("build", "--root", ROOT, "--build-arg", f"BASE={BASE}", "-o",
+         f"type=local,dest={T.tmp}/stdin-fs", "-", input=buf.getvalue())
+T.check("context tarball on stdin (-)", r.returncode == 0 and
+        open(f"{T.tmp}/stdin-fs/hello").read() == "from a tarball\n", r.stderr)
+
 # --- registry round trip ------------------------------------------------------
 try:
     port = start_registry()
