@@ -1,6 +1,7 @@
 /* kiln — a step's mounts, resolved inside its root, and pivot_root. */
 #include "sandbox/mounts.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -9,6 +10,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "utils/cleanup.h"
@@ -378,20 +380,44 @@ int kiln_mounts_enter(const char *root, int use_chroot, kiln_error_t *err)
     return 0;
 }
 
-/* True when `rel` exists in any lower. */
-static int in_lowers(const kiln_step_t *step, const char *rel)
+/* The top-most lower's entry for `rel`: 1 and *st filled when found. */
+static int in_lowers(const kiln_step_t *step, const char *rel, struct stat *st)
 {
     for (size_t i = 0; i < step->n_lowers; i++) {
         char p[KILN_PATH_MAX];
-        struct stat st;
         snprintf(p, sizeof(p), "%s%s", step->lowers[i], rel);
-        if (lstat(p, &st) == 0)
+        if (lstat(p, st) == 0)
             return 1;
     }
     return 0;
 }
 
-/* Removes upper/rel and its parents while they are empty mount points kiln made. */
+/* An upper dir that only overlay's copy-up put there (for a mount point
+ * kiln made below it): empty, not opaque, same mode and owner as below. */
+static int plain_copy_up(const char *upper_path, const struct stat *up, const struct stat *low)
+{
+    char v[8];
+    DIR *d;
+    struct dirent *e;
+    int empty = 1;
+
+    if (!S_ISDIR(up->st_mode) || !S_ISDIR(low->st_mode) || up->st_mode != low->st_mode ||
+        up->st_uid != low->st_uid || up->st_gid != low->st_gid)
+        return 0;
+    if (lgetxattr(upper_path, "user.overlay.opaque", v, sizeof(v)) >= 0 ||
+        lgetxattr(upper_path, "trusted.overlay.opaque", v, sizeof(v)) >= 0)
+        return 0;
+    d = opendir(upper_path);
+    if (d == NULL)
+        return 0;
+    while (empty && (e = readdir(d)) != NULL)
+        empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+    closedir(d);
+    return empty;
+}
+
+/* Removes upper/rel and its parents while they are empty mount points kiln
+ * made, or directories copied up only to hold one. */
 static void clean_one(const kiln_step_t *step, const char *path)
 {
     char rel[KILN_PATH_MAX];
@@ -399,12 +425,15 @@ static void clean_one(const kiln_step_t *step, const char *path)
     snprintf(rel, sizeof(rel), "%s", path);
     while (rel[0] == '/' && rel[1] != '\0') {
         char p[KILN_PATH_MAX];
-        struct stat st;
+        struct stat st, low;
         char *slash;
         snprintf(p, sizeof(p), "%s%s", step->upper, rel);
-        if (lstat(p, &st) < 0 || in_lowers(step, rel))
+        if (lstat(p, &st) < 0)
             return;
-        if (S_ISDIR(st.st_mode)) {
+        if (in_lowers(step, rel, &low)) {
+            if (!plain_copy_up(p, &st, &low) || rmdir(p) < 0)
+                return;
+        } else if (S_ISDIR(st.st_mode)) {
             if (rmdir(p) < 0)
                 return;
         } else if (S_ISREG(st.st_mode) && st.st_size == 0) {

@@ -98,6 +98,10 @@ if cmp -s "$T/overlay.tar" "$T/walk.tar"; then ok "overlay and walking differ gi
 else not_ok "overlay and walking differ give byte-identical layers"; diff "$T/overlay.txt" "$T/walk.txt" | head -20 | sed 's/^/# /'; fi
 check "the lower rootfs is unchanged after the walking differ" test "$(lower_sum)" = "$BEFORE"
 
+run --diff-output "$T/nothing.tar" -- true
+check "a step that changes nothing gives an empty layer (no copied-up /etc for kiln's mounts)" \
+  test -z "$(tar tf "$T/nothing.tar" 2>&1)"
+
 # Usage errors.
 "$KILN" run -- true 2>/dev/null; check "--rootfs is required (exit 2)" test $? = 2
 "$KILN" run --rootfs "$R" 2>/dev/null; check "a command is required (exit 2)" test $? = 2
