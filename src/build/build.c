@@ -28,10 +28,13 @@
 #include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
+#include "utils/http.h"
 #include "utils/mem.h"
 
 #define MAX_STAGES 256
 #define MAX_PARALLEL 4
+/* ADD <url> downloads are held in memory: at most this much. */
+#define ADD_URL_MAX (512u << 20)
 #define LOG_TAIL 20
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -1312,6 +1315,84 @@ static int mkdirs_in(const char *root, const char *path, kiln_error_t *err)
     return kiln_fs_mkdir_p(p, 0755, err);
 }
 
+/* The URL without userinfo and query, for messages (tokens stay out of logs). */
+static char *url_for_display(const char *url)
+{
+    const char *p = strstr(url, "://");
+    const char *host = p ? p + 3 : url;
+    const char *at = strchr(host, '@');
+    const char *slash = strchr(host, '/');
+    size_t n;
+    if (at && (!slash || at < slash))
+        host = at + 1;
+    n = strcspn(host, "?#");
+    return kiln_xasprintf("%.*s%.*s", p ? (int)(p + 3 - url) : 0, url, (int)n, host);
+}
+
+/* The file name ADD gives a download: the last path element of the URL. */
+static char *url_basename(const char *url)
+{
+    _cleanup_free_ char *clean = url_for_display(url);
+    const char *p = strstr(clean, "://");
+    const char *path = strchr(p ? p + 3 : clean, '/');
+    const char *slash = path ? strrchr(path, '/') : NULL;
+    if (slash == NULL || slash[1] == '\0')
+        return kiln_xstrdup("index.html");
+    return kiln_xstrdup(slash + 1);
+}
+
+/* Downloads url into a file in the work dir; *digest is its sha256. When
+ * checksum ("sha256:hex") is given the content must match it. */
+static int fetch_url(engine_t *e, const char *url, const char *checksum, char **file,
+                     kiln_digest_t *digest, kiln_error_t *err)
+{
+    kiln_http_t *h = kiln_http_new();
+    kiln_http_request_t rq = {.method = "GET",
+                              .url = url,
+                              .body_fd = -1,
+                              .response_cap = ADD_URL_MAX,
+                              .timeout_seconds = 600};
+    kiln_http_response_t resp = {0};
+    _cleanup_free_ char *shown = url_for_display(url);
+    _cleanup_free_ char *path = NULL;
+    int r = kiln_http_do(h, &rq, &resp, err);
+
+    kiln_http_free(h);
+    if (r < 0)
+        return kiln_error_prefix(err, "ADD %s", shown);
+    if (resp.status != 200) {
+        kiln_http_response_free(&resp);
+        return kiln_error_set(err, 0, "ADD %s: HTTP status %ld", shown, resp.status);
+    }
+    kiln_digest_bytes(resp.body, resp.body_len, digest);
+    if (checksum != NULL) {
+        kiln_digest_t want;
+        char got[KILN_DIGEST_STR_MAX];
+        if (kiln_digest_parse(checksum, &want, NULL) < 0) {
+            kiln_http_response_free(&resp);
+            return kiln_error_set(err, 0, "invalid --checksum %s (want sha256:HEX)", checksum);
+        }
+        if (!kiln_digest_equal(&want, digest)) {
+            kiln_http_response_free(&resp);
+            return kiln_error_set(err, 0, "ADD %s: checksum mismatch: expected %s, got %s", shown,
+                                  checksum, kiln_digest_str(digest, got));
+        }
+    }
+    path = kiln_xasprintf("%s/url-XXXXXX", e->work);
+    {
+        _cleanup_close_ int fd = mkostemp(path, O_CLOEXEC);
+        if (fd < 0 || kiln_fs_write_all(fd, resp.body, resp.body_len, err) < 0) {
+            if (fd < 0)
+                kiln_error_set(err, errno, "creating %s", path);
+            kiln_http_response_free(&resp);
+            return -1;
+        }
+    }
+    kiln_http_response_free(&resp);
+    *file = steal_pointer(&path);
+    return 0;
+}
+
 /* Where the sources of a COPY/ADD come from: the context, a stage, a named
  * context or an image. Sets *root (borrowed) and *ign (NULL when not the
  * main context). */
@@ -1364,7 +1445,7 @@ static int copy_source_root(engine_t *e, stage_t *st, const kiln_df_node_t *n, c
 /* Expands and checks the sources of a COPY/ADD, globs resolved, relative to root. */
 static int copy_sources(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_add,
                         const char *root, const kiln_dockerignore_t *ign, bool from_context,
-                        strv_t *srcs, kiln_error_t *err)
+                        strv_t *srcs, strv_t *urls, kiln_error_t *err)
 {
     for (size_t i = 0; i + 1 < n->n_args; i++) {
         _cleanup_free_ char *s = NULL;
@@ -1372,8 +1453,10 @@ static int copy_sources(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool 
             continue; /* a heredoc source */
         if (expand(e, st, n->args[i], NULL, &s, err) < 0)
             return df_error(e, n, err, "%s", err->msg);
-        if (is_add && (strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0))
-            return df_error(e, n, err, "ADD from a URL is not supported yet");
+        if (is_add && (strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0)) {
+            strv_add(urls, steal_pointer(&s));
+            continue;
+        }
         while (s[0] == '/')
             memmove(s, s + 1, strlen(s));
         if (from_context &&
@@ -1441,7 +1524,8 @@ static int add_archive(engine_t *e, copy_ctx_t *c, const char *sp, const char *s
 static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_add,
                    kiln_error_t *err)
 {
-    strv_t srcs = {0}, bodies = {0};
+    strv_t srcs = {0}, bodies = {0}, urls = {0}, url_files = {0};
+    const char *checksum = NULL;
     _cleanup_free_ char *dest = NULL;
     _cleanup_free_ char *dest_raw = NULL;
     _cleanup_free_ char *staging = NULL;
@@ -1467,9 +1551,10 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
         else if (strncmp(f, "--chmod=", 8) == 0)
             chmod_s = f + 8;
         else if (strcmp(f, "--link") == 0 || strncmp(f, "--link=", 7) == 0 ||
-                 (is_add && strncmp(f, "--checksum=", 11) == 0) ||
                  (is_add && strncmp(f, "--keep-git-dir", 14) == 0))
             continue;
+        else if (is_add && strncmp(f, "--checksum=", 11) == 0)
+            checksum = f + 11;
         else
             return df_error(e, n, err, "unknown flag: %s", f);
     }
@@ -1497,9 +1582,13 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
             return df_error(e, n, err, "invalid chmod %s", chmod_s);
     }
     kiln_sha256_init(&h, NULL);
-    if (copy_sources(e, st, n, is_add, root, ign, from == NULL, &srcs, err) < 0)
+    if (copy_sources(e, st, n, is_add, root, ign, from == NULL, &srcs, &urls, err) < 0)
         goto out;
-    if (srcs.n + n->n_heredocs > 1 && !dir_dest) {
+    if (urls.n > 0 && checksum != NULL && urls.n != 1) {
+        df_error(e, n, err, "ADD --checksum needs exactly one URL source");
+        goto out;
+    }
+    if (srcs.n + urls.n + n->n_heredocs > 1 && !dir_dest) {
         df_error(e, n, err,
                  "When using %s with more than one source file, the destination must be a "
                  "directory and end with a /",
@@ -1523,6 +1612,25 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
         hash_str(&h, srcs.v[i]);
         if (copy_tree(&c, sp, NULL, err) < 0)
             goto out;
+    }
+    for (size_t i = 0; i < urls.n; i++) {
+        /* with --checksum the key needs no download; else the content decides */
+        hash_str(&h, urls.v[i]);
+        if (checksum != NULL) {
+            hash_str(&h, checksum); /* downloaded on a miss only */
+            continue;
+        }
+        {
+            kiln_digest_t d;
+            char ds[KILN_DIGEST_STR_MAX];
+            char *file = NULL;
+            if (fetch_url(e, urls.v[i], NULL, &file, &d, err) < 0) {
+                df_error(e, n, err, "%s", err->msg);
+                goto out;
+            }
+            strv_add(&url_files, file);
+            hash_str(&h, kiln_digest_str(&d, ds));
+        }
     }
     for (size_t i = 0; i < n->n_heredocs; i++) {
         char *body = kiln_df_heredoc_content(&n->heredocs[i]);
@@ -1615,6 +1723,35 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
         if (copy_tree(&c, sp, dp, err) < 0)
             goto out;
     }
+    for (size_t i = 0; i < urls.n; i++) {
+        _cleanup_free_ char *dp = NULL;
+        _cleanup_free_ char *parent = kiln_xstrdup(dest);
+        _cleanup_free_ char *base = url_basename(urls.v[i]);
+        const char *file = i < url_files.n ? url_files.v[i] : NULL;
+        char *fetched = NULL;
+        kiln_digest_t d;
+        if (file == NULL) {
+            if (fetch_url(e, urls.v[i], checksum, &fetched, &d, err) < 0) {
+                df_error(e, n, err, "%s", err->msg);
+                goto out;
+            }
+            strv_add(&url_files, fetched);
+            file = fetched;
+        }
+        if (!dir_dest)
+            *strrchr(parent, '/') = '\0';
+        if (mkdirs_in(staging, parent, err) < 0)
+            goto out;
+        dp = dir_dest ? kiln_xasprintf("%s%s%s", staging, dest, base)
+                      : kiln_xasprintf("%s%s", staging, dest);
+        if (rename(file, dp) < 0) {
+            kiln_error_set(err, errno, "rename %s", dp);
+            goto out;
+        }
+        /* BuildKit gives downloaded files mode 0600 unless --chmod */
+        chmod(dp, c.mode >= 0 ? (mode_t)c.mode : 0600);
+        (void)lchown(dp, c.uid >= 0 ? (uid_t)c.uid : 0, c.gid >= 0 ? (gid_t)c.gid : 0);
+    }
     for (size_t i = 0; i < n->n_heredocs; i++) {
         _cleanup_free_ char *dp = NULL;
         _cleanup_free_ char *parent = kiln_xstrdup(dest);
@@ -1644,6 +1781,11 @@ out:
         kiln_fs_rm_rf(staging, NULL);
     strv_clear(&srcs);
     strv_clear(&bodies);
+    strv_clear(&urls);
+    for (size_t i = 0; i < url_files.n; i++)
+        if (url_files.v[i])
+            unlink(url_files.v[i]);
+    strv_clear(&url_files);
     return ret;
 }
 

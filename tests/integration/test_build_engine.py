@@ -278,6 +278,36 @@ r = kiln("build", "--root", ROOT, "--build-arg", f"BASE={BASE}", "-o",
 T.check("context tarball on stdin (-)", r.returncode == 0 and
         open(f"{T.tmp}/stdin-fs/hello").read() == "from a tarball\n", r.stderr)
 
+# --- ADD <url> [--checksum] (a local HTTP server) -------------------------------
+import hashlib  # noqa: E402
+from kilntest import free_port, wait_port  # noqa: E402
+www = write_tree(os.path.join(T.tmp, "www"), {"files/tool.txt": "downloaded\n"})
+hport = free_port()
+T.spawn([sys.executable, "-m", "http.server", str(hport), "--bind", "127.0.0.1", "--directory", www],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+if wait_port(hport):
+    url = f"http://127.0.0.1:{hport}/files/tool.txt"
+    good = "sha256:" + hashlib.sha256(b"downloaded\n").hexdigest()
+    ac = ctx_dir("addurl", {"Dockerfile": f"""ARG BASE
+FROM ${{BASE}}
+ADD {url} /dl/
+ADD --checksum={good} {url} /dl/checked.txt
+"""})
+    r = build(ac, "-o", f"type=local,dest={T.tmp}/addurl-fs")
+    fs_ = f"{T.tmp}/addurl-fs"
+    ok = r.returncode == 0 and open(f"{fs_}/dl/tool.txt").read() == "downloaded\n" and \
+        open(f"{fs_}/dl/checked.txt").read() == "downloaded\n"
+    T.check("ADD <url> and ADD --checksum", ok, r.stderr)
+    if ok:
+        T.check("ADD <url> files are 0600", oct(os.stat(f"{fs_}/dl/tool.txt").st_mode & 0o777) == "0o600")
+    bad = ctx_dir("addurl-bad", {"Dockerfile": f"ARG BASE\nFROM ${{BASE}}\n"
+                                 f"ADD --checksum=sha256:{'0' * 64} {url} /x\n"})
+    r = build(bad)
+    T.check("ADD --checksum mismatch fails", r.returncode == 1 and "checksum mismatch" in r.stderr,
+            r.stderr)
+else:
+    T.check("local HTTP server starts", False)
+
 # --- registry round trip ------------------------------------------------------
 try:
     port = start_registry()
