@@ -444,6 +444,17 @@ static void clean_one(const kiln_step_t *step, const char *path)
         }
         slash = strrchr(rel, '/');
         *slash = '\0';
+        if (step->rw_root != NULL) {
+            /* A copy tree has no copy-up to undo, but the parent's mtime
+             * changed: put the original's back for the walking differ. */
+            const char *parent = slash == rel ? "/" : rel;
+            char pp[KILN_PATH_MAX];
+            if (in_lowers(step, parent, &low)) {
+                struct timespec ts[2] = {low.st_atim, low.st_mtim};
+                snprintf(pp, sizeof(pp), "%s%s", step->upper, slash == rel ? "" : rel);
+                utimensat(AT_FDCWD, pp, ts, AT_SYMLINK_NOFOLLOW);
+            }
+        }
         if (slash == rel)
             return;
     }

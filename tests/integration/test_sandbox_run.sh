@@ -101,6 +101,8 @@ check "the lower rootfs is unchanged after the walking differ" test "$(lower_sum
 run --diff-output "$T/nothing.tar" -- true
 check "a step that changes nothing gives an empty layer (no copied-up /etc for kiln's mounts)" \
   test -z "$(tar tf "$T/nothing.tar" 2>&1)"
+run --differ walk --diff-output "$T/nothing-walk.tar" -- true
+check "... also with the walking differ" test -z "$(tar tf "$T/nothing-walk.tar" 2>&1)"
 
 # Usage errors.
 "$KILN" run -- true 2>/dev/null; check "--rootfs is required (exit 2)" test $? = 2
