@@ -122,7 +122,7 @@ typedef struct kiln_step {
     kiln_seccomp_profile_t seccomp;
     uint64_t caps; /* bounding/effective set inside; 0 = KILN_CAPS_DEFAULT */
     kiln_isolation_t isolation;
-    int stdin_fd; /* -1 (or 0 when unset is not wanted) = /dev/null */
+    int stdin_fd; /* the step's stdin; -1 = /dev/null (kiln_step_init sets -1) */
 
     kiln_log_sink_fn log;
     void *log_opaque;
