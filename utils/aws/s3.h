@@ -73,7 +73,8 @@ int kiln_s3_parse_size(const char *s, size_t *out);
 int kiln_s3_parse_url(const char *url, char **bucket, char **prefix, kiln_error_t *err);
 
 /* Uploads every regular file under dir to dest ("s3://bucket/prefix"), then
- * the deploy manifest. Returns -1 with err naming the file and the S3 error
+ * the deploy manifest. Symbolic links and special files are skipped (never
+ * followed out of the tree). Returns -1 with err naming the file and the S3 error
  * code and message on failure. *stats is filled (also on failure). */
 int kiln_s3_upload_dir(kiln_aws_t *aws, const char *dir, const char *dest,
                        const kiln_s3_opts_t *opts, kiln_s3_stats_t *stats, kiln_error_t *err);
