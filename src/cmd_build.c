@@ -40,6 +40,9 @@ static void usage(FILE *out)
             "(DIR or docker-image://REF)\n"
             "      --secret id=ID,src=FILE  a secret for RUN --mount=type=secret\n"
             "      --ssh default[=SOCKET]  forward the SSH agent to RUN --mount=type=ssh\n"
+            "      --cache-from type=registry,ref=REF   import a registry cache (repeatable)\n"
+            "      --cache-to type=registry,ref=REF[,mode=max]  push this build's cache\n"
+            "      --cache-repo REPO      both, with REPO:kiln-cache (mode=max)\n"
             "  -o, --output SPEC          type=oci,dest=DIR|type=docker,dest=FILE|"
             "type=local,dest=DIR|type=registry\n"
             "      --push                 push every -t name (same as --output type=registry)\n"
@@ -62,6 +65,11 @@ static void usage(FILE *out)
 typedef struct opts {
     const char *file, *target, *root, *digest_file, *metadata_file, *network, *isolation;
     const char *subdir, *plan_file, *ssh;
+    const char *cache_from[MAX_LIST];
+    size_t n_cache_from;
+    char *cache_to;
+    int cache_to_max;
+    char *cache_repo_ref;
     const char *tags[MAX_LIST], *args[MAX_LIST], *contexts[MAX_LIST], *secrets[MAX_LIST],
         *outputs[MAX_LIST], *insecure[MAX_LIST + 1];
     size_t n_tags, n_args, n_contexts, n_secrets, n_outputs, n_insecure;
@@ -202,6 +210,9 @@ int kiln_cmd_build(int argc, char **argv)
         O_SUBDIR,
         O_PLAN,
         O_SSH,
+        O_CACHE_FROM,
+        O_CACHE_TO,
+        O_CACHE_REPO,
     };
     static const struct option lopts[] = {
         {"file", required_argument, NULL, 'f'},
@@ -225,6 +236,9 @@ int kiln_cmd_build(int argc, char **argv)
         {"subdir", required_argument, NULL, O_SUBDIR},
         {"plan", required_argument, NULL, O_PLAN},
         {"ssh", required_argument, NULL, O_SSH},
+        {"cache-from", required_argument, NULL, O_CACHE_FROM},
+        {"cache-to", required_argument, NULL, O_CACHE_TO},
+        {"cache-repo", required_argument, NULL, O_CACHE_REPO},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     opts_t o = {.sde = -1};
@@ -327,6 +341,46 @@ int kiln_cmd_build(int argc, char **argv)
         case O_PLAN:
             o.plan_file = optarg;
             break;
+        case O_CACHE_FROM:
+        case O_CACHE_TO: {
+            kiln_cli_output_t co = {0};
+            const char *ref, *mode;
+            if (kiln_cli_output_parse(optarg, &co, &err) < 0 || strcmp(co.type, "registry") != 0 ||
+                (ref = kiln_cli_output_get(&co, "ref")) == NULL) {
+                kiln_cli_output_free(&co);
+                return kiln_cli_usage_error("build",
+                                            "--cache-from/--cache-to want "
+                                            "type=registry,ref=REF, got '%s'",
+                                            optarg);
+            }
+            mode = kiln_cli_output_get(&co, "mode");
+            if (c == O_CACHE_FROM) {
+                /* ref points into optarg: keep the copy alive with the options */
+                const char *eq = strstr(optarg, "ref=");
+                size_t len = strcspn(eq + 4, ",");
+                char *copy = kiln_xstrndup(eq + 4, len);
+                if (add(o.cache_from, &o.n_cache_from, copy)) {
+                    free(copy);
+                    kiln_cli_output_free(&co);
+                    return KILN_EXIT_USAGE;
+                }
+            } else {
+                free(o.cache_to);
+                o.cache_to = kiln_xstrdup(ref);
+                o.cache_to_max = mode && strcmp(mode, "max") == 0;
+            }
+            kiln_cli_output_free(&co);
+            break;
+        }
+        case O_CACHE_REPO:
+            free(o.cache_repo_ref);
+            o.cache_repo_ref = kiln_xasprintf("%s:kiln-cache", optarg);
+            if (add(o.cache_from, &o.n_cache_from, o.cache_repo_ref))
+                return KILN_EXIT_USAGE;
+            free(o.cache_to);
+            o.cache_to = kiln_xstrdup(o.cache_repo_ref);
+            o.cache_to_max = 1;
+            break;
         case O_SSH:
             if (strcmp(optarg, "default") == 0)
                 o.ssh = getenv("SSH_AUTH_SOCK");
@@ -406,6 +460,10 @@ int kiln_cmd_build(int argc, char **argv)
     req.insecure_registries = o.n_insecure ? o.insecure : NULL;
     req.no_cache = o.no_cache;
     req.ssh_socket = o.ssh;
+    req.cache_from = o.cache_from;
+    req.n_cache_from = o.n_cache_from;
+    req.cache_to = o.cache_to;
+    req.cache_to_max = o.cache_to_max;
     req.source_date_epoch = o.sde;
     req.compression = o.compression;
     req.compression_level = -1;
@@ -447,6 +505,11 @@ int kiln_cmd_build(int argc, char **argv)
     }
     rc = KILN_EXIT_OK;
 out:
+    for (size_t i = 0; i < o.n_cache_from; i++)
+        if (o.cache_from[i] != o.cache_repo_ref)
+            free((char *)o.cache_from[i]);
+    free(o.cache_repo_ref);
+    free(o.cache_to);
     if (stdin_ctx)
         kiln_fs_rm_rf(stdin_ctx, NULL);
     kiln_auto_build_release(&ab);

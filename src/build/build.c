@@ -142,6 +142,8 @@ typedef struct engine {
     kiln_build_result_t *res;
     pthread_mutex_t lock; /* guards the shared state above when stages run in parallel */
     pthread_cond_t cond;  /* a stage finished */
+    /* cache entries this build used or made: "<stage index> <entry digest> <key hex>" */
+    strv_t cache_used;
 } engine_t;
 
 static void emit(engine_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -319,6 +321,17 @@ static char *cache_ref(const kiln_digest_t *key)
     return kiln_xasprintf("cache/%s", strchr(ks, ':') + 1);
 }
 
+static void note_cache_entry(engine_t *e, const stage_t *st, const kiln_digest_t *key,
+                             const kiln_digest_t *entry)
+{
+    char ks[KILN_DIGEST_STR_MAX], es[KILN_DIGEST_STR_MAX];
+    kiln_digest_str(key, ks);
+    kiln_digest_str(entry, es);
+    pthread_mutex_lock(&e->lock);
+    strv_add(&e->cache_used, kiln_xasprintf("%d %s %s", st->index, es, strchr(ks, ':') + 1));
+    pthread_mutex_unlock(&e->lock);
+}
+
 /* Looks a step up: on a hit replaces the stage config and appends the layer. */
 static int cache_lookup(engine_t *e, stage_t *st, const kiln_digest_t *key, bool *hit,
                         kiln_error_t *err)
@@ -336,6 +349,7 @@ static int cache_lookup(engine_t *e, stage_t *st, const kiln_digest_t *key, bool
     r = kiln_store_ref_get(e->store, ref, &d, err);
     if (r <= 0)
         return r;
+    note_cache_entry(e, st, key, &d);
     if (kiln_store_read_blob(e->store, &d, 0, &body, &len, err) < 0)
         return 0; /* a broken entry is a miss */
     j = json_loadb(body, len, 0, NULL);
@@ -397,6 +411,8 @@ static int cache_store(engine_t *e, stage_t *st, const kiln_digest_t *key, const
     if (r < 0)
         return -1;
     r = kiln_store_ref_set(e->store, ref, &desc.digest, err);
+    if (r == 0)
+        note_cache_entry(e, st, key, &desc.digest);
     kiln_descriptor_clear(&desc);
     return r;
 }
@@ -640,6 +656,8 @@ static void stage_take_layers_of(stage_t *st, const kiln_descriptor_t *layers, s
     st->n_layers = n;
 }
 
+static int registry_client(engine_t *e, kiln_error_t *err);
+
 static int from_image(engine_t *e, stage_t *st, const char *ref, kiln_error_t *err)
 {
     _cleanup_free_ char *body = NULL;
@@ -664,17 +682,8 @@ static int from_image(engine_t *e, stage_t *st, const char *ref, kiln_error_t *e
         kiln_layout_image_free(img);
     } else {
         kiln_registry_image_t ri = {0};
-        pthread_mutex_lock(&e->lock);
-        if (e->registry == NULL) {
-            kiln_registry_opts_t o;
-            kiln_registry_opts_init(&o);
-            o.insecure = e->req->insecure_registries;
-            if (kiln_registry_new(&o, &e->registry, err) < 0) {
-                pthread_mutex_unlock(&e->lock);
-                return -1;
-            }
-        }
-        pthread_mutex_unlock(&e->lock);
+        if (registry_client(e, err) < 0)
+            return -1;
         {
             _cleanup_free_ char *msg = kiln_xasprintf("resolve image %s", ref);
             emit_event(e, st->step, "log", msg, -1);
@@ -2495,6 +2504,148 @@ static void stage_clear(stage_t *st)
         free(st->tail[i]);
 }
 
+static int registry_client(engine_t *e, kiln_error_t *err)
+{
+    int r = 0;
+    pthread_mutex_lock(&e->lock);
+    if (e->registry == NULL) {
+        kiln_registry_opts_t o;
+        kiln_registry_opts_init(&o);
+        o.insecure = e->req->insecure_registries;
+        r = kiln_registry_new(&o, &e->registry, err);
+    }
+    pthread_mutex_unlock(&e->lock);
+    return r;
+}
+
+/* Imports the cache entries of a registry cache image (pulled into the store
+ * with all its layers) as local entries. A missing image is not an error. */
+static int cache_import(engine_t *e, const char *ref, kiln_error_t *err)
+{
+    kiln_registry_image_t ri = {0};
+    kiln_error_t perr = {0};
+    _cleanup_free_ char *body = NULL;
+    size_t len, i = 0;
+    json_t *cfg, *map, *entry;
+    const char *key;
+
+    if (registry_client(e, err) < 0)
+        return -1;
+    if (kiln_registry_pull(e->registry, e->store, ref, NULL, &ri, &perr) < 0) {
+        emit(e, "WARNING: cache from %s not imported: %s", ref, perr.msg);
+        return 0;
+    }
+    if (kiln_store_read_blob(e->store, &ri.parsed->config.digest, KILN_IMAGE_CONFIG_MAX, &body,
+                             &len, err) < 0) {
+        kiln_registry_image_clear(&ri);
+        return -1;
+    }
+    kiln_registry_image_clear(&ri);
+    cfg = json_loadb(body, len, 0, NULL);
+    map = json_object_get(cfg, "kiln.cache.v1");
+    json_object_foreach(map, key, entry)
+    {
+        kiln_digest_t kd, have;
+        kiln_descriptor_t desc = {0};
+        _cleanup_free_ char *name = NULL;
+        if (kiln_digest_parse_hex(key, &kd, NULL) < 0)
+            continue;
+        name = cache_ref(&kd);
+        if (kiln_store_ref_get(e->store, name, &have, NULL) == 1)
+            continue; /* a local entry wins */
+        if (kiln_image_store_put(e->store, entry, "application/vnd.kiln.cache.v1+json", &desc,
+                                 err) < 0 ||
+            kiln_store_ref_set(e->store, name, &desc.digest, err) < 0) {
+            kiln_descriptor_clear(&desc);
+            json_decref(cfg);
+            return -1;
+        }
+        kiln_descriptor_clear(&desc);
+        i++;
+    }
+    json_decref(cfg);
+    emit(e, "imported %zu cache entries from %s", i, ref);
+    return 0;
+}
+
+/* Pushes this build's cache entries (and their layers) as one image: an OCI
+ * manifest whose config is a valid image config carrying the entries under
+ * "kiln.cache.v1", so any registry (ECR included) stores it. */
+static int cache_export(engine_t *e, const stage_t *target, kiln_error_t *err)
+{
+    json_t *cfg = kiln_image_config_new("amd64", "linux");
+    json_t *map = json_object();
+    kiln_descriptor_t *layers = NULL, cdesc = {0}, mdesc = {0};
+    size_t nl = 0;
+    json_t *man = NULL;
+    int ret = -1;
+    const char *refs[1] = {e->req->cache_to};
+
+    for (size_t i = 0; i < e->cache_used.n; i++) {
+        int sidx = -1;
+        char es[KILN_DIGEST_STR_MAX], kh[80];
+        kiln_digest_t ed;
+        _cleanup_free_ char *body = NULL;
+        size_t len;
+        json_t *entry, *layer;
+        if (sscanf(e->cache_used.v[i], "%d %71s %79s", &sidx, es, kh) != 3 ||
+            (!e->req->cache_to_max && sidx != target->index) ||
+            kiln_digest_parse(es, &ed, NULL) < 0 ||
+            kiln_store_read_blob(e->store, &ed, 0, &body, &len, NULL) < 0)
+            continue;
+        entry = json_loadb(body, len, 0, NULL);
+        if (entry == NULL)
+            continue;
+        layer = json_object_get(entry, "layer");
+        if (json_is_object(layer)) {
+            kiln_descriptor_t d = {0};
+            bool dup = false;
+            if (kiln_descriptor_from_json(layer, "layer", &d, NULL) == 0) {
+                for (size_t k = 0; k < nl && !dup; k++)
+                    dup = kiln_digest_equal(&layers[k].digest, &d.digest);
+                if (!dup) {
+                    const char *diff = json_string_value(json_object_get(entry, "diff_id"));
+                    kiln_digest_t dd;
+                    layers = kiln_xrealloc(layers, (nl + 1) * sizeof(*layers));
+                    layers[nl++] = d;
+                    if (diff && kiln_digest_parse(diff, &dd, NULL) == 0)
+                        kiln_image_config_add_diff_id(cfg, &dd);
+                } else {
+                    kiln_descriptor_clear(&d);
+                }
+            }
+        }
+        json_object_set_new(map, kh, entry);
+    }
+    json_object_set_new(cfg, "kiln.cache.v1", map);
+    if (kiln_image_store_put(e->store, cfg, KILN_MT_OCI_CONFIG, &cdesc, err) < 0)
+        goto out;
+    man = kiln_image_manifest_new(&cdesc, layers, nl, NULL);
+    if (kiln_image_store_put(e->store, man, KILN_MT_OCI_MANIFEST, &mdesc, err) < 0)
+        goto out;
+    if (registry_client(e, err) < 0)
+        goto out;
+    {
+        kiln_blob_source_t src = kiln_registry_source_store(e->store);
+        if (kiln_registry_push(e->registry, &src, &mdesc, refs, 1, NULL, NULL, err) < 0)
+            goto out;
+    }
+    emit(e, "exported %zu cache entries (%zu layers) to %s", json_object_size(map), nl,
+         e->req->cache_to);
+    ret = 0;
+out:
+    for (size_t i = 0; i < nl; i++)
+        kiln_descriptor_clear(&layers[i]);
+    free(layers);
+    kiln_descriptor_clear(&cdesc);
+    kiln_descriptor_clear(&mdesc);
+    json_decref(man);
+    json_decref(cfg);
+    if (ret < 0)
+        kiln_error_prefix(err, "exporting the cache to %s", e->req->cache_to);
+    return ret;
+}
+
 static int finish_image(engine_t *e, stage_t *st, kiln_build_result_t *res, kiln_error_t *err)
 {
     kiln_descriptor_t cfgd = {0};
@@ -2644,9 +2795,14 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
     } else {
         target = &e->stages[e->n_stages - 1];
     }
+    for (size_t i = 0; i < req->n_cache_from && !req->no_cache; i++)
+        if (cache_import(e, req->cache_from[i], err) < 0)
+            goto out;
     if (run_graph(e, target, err) < 0)
         goto out;
     if (finish_image(e, target, res, err) < 0)
+        goto out;
+    if (req->cache_to != NULL && cache_export(e, target, err) < 0)
         goto out;
     ret = 0;
 out:
@@ -2658,6 +2814,7 @@ out:
         stage_clear(&e->stages[i]);
     strv_clear(&e->meta_args);
     strv_clear(&e->build_args);
+    strv_clear(&e->cache_used);
     kiln_dockerfile_free(e->df);
     kiln_dockerignore_free(e->ignore);
     if (e->registry)

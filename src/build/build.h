@@ -45,6 +45,13 @@ typedef struct kiln_build_request {
     size_t n_secrets;
     const char *const *insecure_registries; /* NULL-terminated or NULL */
     const char *ssh_socket;                 /* SSH agent socket for RUN --mount=type=ssh, or NULL */
+    /* Registry cache: images whose cache entries are imported before the
+     * build (missing ones are skipped with a warning), and where to push this
+     * build's entries (cache_to_max: every stage's steps, else the target's). */
+    const char *const *cache_from;
+    size_t n_cache_from;
+    const char *cache_to;
+    int cache_to_max;
     int no_cache;
     int64_t source_date_epoch; /* -1: none */
     kiln_compression_t compression;

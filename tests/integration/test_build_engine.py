@@ -322,6 +322,27 @@ if port:
                         capture_output=True, text=True)
     T.check("skopeo sees the pushed image", sk.returncode == 0 and
             json.loads(sk.stdout or "{}").get("Digest") == r.stdout.strip(), sk.stderr + sk.stdout)
+    # registry cache: push from one root, reuse from a fresh one
+    rA = kiln("build", "--root", os.path.join(T.tmp, "rootA"), "--build-arg", f"BASE={BASE}",
+              "--insecure-registry", reg, "--cache-to", f"type=registry,ref={reg}/kiln/cache:1,mode=max",
+              "--progress", "plain", c)
+    T.check("--cache-to type=registry pushes the cache", rA.returncode == 0 and
+            "exported" in rA.stderr, rA.stderr)
+    rB = kiln("build", "--root", os.path.join(T.tmp, "rootB"), "--build-arg", f"BASE={BASE}",
+              "--insecure-registry", reg, "--cache-from", f"type=registry,ref={reg}/kiln/cache:1",
+              "--progress", "plain", c)
+    _, stB = steps(rB.stderr)
+    T.check("--cache-from on a fresh root: every COPY and RUN cached, same digest",
+            rB.returncode == 0 and [stB.get(i) for i in (2, 3, 4, 5)] == ["CACHED"] * 4 and
+            rB.stdout == rA.stdout, rB.stderr + rA.stdout + rB.stdout)
+    rC = kiln("build", "--root", os.path.join(T.tmp, "rootC"), "--build-arg", f"BASE={BASE}",
+              "--insecure-registry", reg, "--cache-repo", f"{reg}/kiln/cr", "--progress", "plain", c)
+    rD = kiln("build", "--root", os.path.join(T.tmp, "rootD"), "--build-arg", f"BASE={BASE}",
+              "--insecure-registry", reg, "--cache-repo", f"{reg}/kiln/cr", "--progress", "plain", c)
+    _, stD = steps(rD.stderr)
+    T.check("--cache-repo (kaniko style) round trip",
+            rC.returncode == 0 and rD.returncode == 0 and
+            [stD.get(i) for i in (2, 3, 4, 5)] == ["CACHED"] * 4, rC.stderr + rD.stderr)
     fr2 = ctx_dir("fromreg", {"Dockerfile": f"FROM {reg}/kiln/base:1\nRUN cat /a-copy /b-copy > /both\n"})
     r = kiln("build", "--root", os.path.join(T.tmp, "root2"), "--insecure-registry", reg,
              "-o", f"type=local,dest={T.tmp}/fromreg-fs", fr2)
