@@ -60,7 +60,7 @@ if umoci unpack --image "$T/oci:1.0" "$T/bundle" >"$T/umoci.log" 2>&1; then
   check "runc runs the unpacked bundle and prints what CMD says" test "$out" = "hello from kiln import"
   check "the busybox binary kept its mode" test -x "$T/bundle/rootfs/bin/busybox"
 else
-  not_ok "umoci unpacks the kiln image"; diag "$(tail -5 "$T/umoci.log")"
+  not_ok "umoci unpacks the kiln image"; diag "$(tail -n 5 "$T/umoci.log")"
 fi
 
 # --- reproducibility ---------------------------------------------------------
@@ -103,7 +103,7 @@ if skopeo copy -q --dest-compress --dest-compress-format gzip "oci:$T/zoci:t" "o
     not_ok "umoci + runc run the recompressed image"
   fi
 else
-  not_ok "skopeo re-reads the zstd stream into a gzip image"; diag "$(tail -3 "$T/zcopy.log")"
+  not_ok "skopeo re-reads the zstd stream into a gzip image"; diag "$(tail -n 3 "$T/zcopy.log")"
 fi
 
 # kiln's own unpacker on the zstd layer: through a local registry and kiln pull.
@@ -125,7 +125,7 @@ PY
     check "runc runs the rootfs kiln unpacked from zstd" test "$out" = "hello zstd"
   else
     not_ok "kiln pull unpacks the zstd image with kiln's unpacker"
-    diag "$(tail -3 "$T/zpush.log" "$T/zpull.log")"
+    diag "$(tail -n 3 "$T/zpush.log" "$T/zpull.log")"
   fi
 else
   not_ok "docker-registry starts"
