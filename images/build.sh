@@ -6,7 +6,9 @@
 # rebuilt only when its Dockerfile (or the base) changed. With KILN_IMAGE_PUSH=PREFIX
 # (e.g. 127.0.0.1:5000/kiln or an ECR prefix) every image is also pushed as PREFIX/<name>.
 # The auto-build uses them through KILN_IMAGE_PREFIX=oci:$KILN_IMAGES_DIR (local) or the
-# registry prefix. Usage: images/build.sh [NAME...]   (default: all)
+# registry prefix. The host's extra CA certificates (KILN_EXTRA_CA_DIR, default
+# /usr/local/share/ca-certificates) are added to the images' TLS roots.
+# Usage: images/build.sh [NAME...]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KILN=${KILN_BIN:-build/src/kiln}
@@ -41,15 +43,23 @@ push base
 for name in "${want[@]}"; do
   df=images/$name/Dockerfile
   [ -f "$df" ] || { echo "images: no $df" >&2; exit 2; }
-  key=$( (cat "$df"; echo "$base_key") | sha256sum | cut -c1-16)
+  ctx=$(mktemp -d "$OUT/.ctx-$name.XXXXXX")
+  cp "images/$name/"* "$ctx/"
+  mkdir -p "$ctx/extra-ca"
+  for crt in "${KILN_EXTRA_CA_DIR:-/usr/local/share/ca-certificates}"/*.crt; do
+    [ -f "$crt" ] && cp "$crt" "$ctx/extra-ca/"
+  done
+  key=$( (cat "$df" "$ctx/extra-ca/"* 2>/dev/null; echo "$base_key") | sha256sum | cut -c1-16)
   if [ "$(cat "$OUT/$name.key" 2>/dev/null)" = "$key" ] && [ -f "$OUT/$name/index.json" ]; then
+    rm -rf "$ctx"
     push "$name"
     continue
   fi
   echo "images: $name" >&2
   rm -rf "$OUT/$name.tmp"
   "$KILN" build --progress quiet ${KILN_ISOLATION:+--isolation "$KILN_ISOLATION"} -f "$df" --build-arg "BASE=oci:$OUT/base" -t "kiln/$name" \
-    --source-date-epoch 0 --output "type=oci,dest=$OUT/$name.tmp" images/$name >/dev/null
+    --source-date-epoch 0 --output "type=oci,dest=$OUT/$name.tmp" "$ctx" >/dev/null
+  rm -rf "$ctx"
   rm -rf "$OUT/$name"
   mv "$OUT/$name.tmp" "$OUT/$name"
   echo "$key" >"$OUT/$name.key"
