@@ -33,6 +33,7 @@
 
 #define MAX_STAGES 256
 #define MAX_PARALLEL 4
+#define MAX_COPY_LINKS 100000
 /* ADD <url> downloads are held in memory: at most this much. */
 #define ADD_URL_MAX (512u << 20)
 #define LOG_TAIL 20
@@ -1156,7 +1157,22 @@ typedef struct copy_ctx {
     bool root_owned;                   /* files without --chown belong to 0:0 */
     kiln_sha256_t *hash;               /* hash mode: walk and hash, copy nothing */
     kiln_statcache_t *statcache;       /* for context files in hash mode, or NULL */
+    struct copy_link {
+        dev_t dev;
+        ino_t ino;
+        char *path;
+    } * links; /* first copy of each multiply-linked source file */
+    size_t n_links;
 } copy_ctx_t;
+
+static void copy_ctx_clear(copy_ctx_t *c)
+{
+    for (size_t i = 0; i < c->n_links; i++)
+        free(c->links[i].path);
+    free(c->links);
+    c->links = NULL;
+    c->n_links = 0;
+}
 
 static void hash_str(kiln_sha256_t *h, const char *s)
 {
@@ -1293,6 +1309,22 @@ static int copy_tree(copy_ctx_t *c, const char *src, const char *dst, kiln_error
             return 0;
         }
         unlink(dst);
+        if (st.st_nlink > 1) {
+            /* hardlinks within one COPY stay hardlinks */
+            for (size_t i = 0; i < c->n_links; i++) {
+                if (c->links[i].dev == st.st_dev && c->links[i].ino == st.st_ino) {
+                    if (link(c->links[i].path, dst) == 0)
+                        return 0;
+                    break;
+                }
+            }
+            if (c->n_links < MAX_COPY_LINKS) {
+                c->links = kiln_xrealloc(c->links, (c->n_links + 1) * sizeof(*c->links));
+                c->links[c->n_links].dev = st.st_dev;
+                c->links[c->n_links].ino = st.st_ino;
+                c->links[c->n_links++].path = kiln_xstrdup(dst);
+            }
+        }
         if (copy_file_data(src, dst, st.st_mode, err) < 0)
             return -1;
         apply_meta(c, dst, &st, false);
@@ -1431,6 +1463,11 @@ static int copy_source_root(engine_t *e, stage_t *st, const kiln_df_node_t *n, c
             return 0;
         }
     }
+    for (size_t i = 0; i < e->req->n_contexts; i++) {
+        size_t fl = strlen(from);
+        if (strncmp(e->req->contexts[i], from, fl) == 0 && e->req->contexts[i][fl] == '=')
+            from = e->req->contexts[i] + fl + 1 + 15; /* NAME=docker-image://REF */
+    }
     /* an image reference: a throwaway stage kept until the build ends */
     pthread_mutex_lock(&e->lock);
     if (e->n_stages >= MAX_STAGES) {
@@ -1521,10 +1558,13 @@ static int add_archive(engine_t *e, copy_ctx_t *c, const char *sp, const char *s
         return 0; /* not an archive: copied as a file */
     }
     c2.ignore = NULL;
+    c2.links = NULL;
+    c2.n_links = 0;
     c2.root_len = strlen(tmpd) + 1;
     c2.root_owned = false; /* an archive keeps its owners */
     dp = kiln_xasprintf("%s%s", staging, dest);
     r = kiln_fs_mkdir_p(dp, 0755, err) < 0 ? -1 : copy_tree(&c2, tmpd, dp, err);
+    copy_ctx_clear(&c2);
     kiln_fs_rm_rf(tmpd, NULL);
     *done = r == 0;
     return r;
@@ -1784,6 +1824,7 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
         goto out;
     ret = 0;
 out:
+    copy_ctx_clear(&c);
     kiln_sha256_dispose(&h);
     kiln_statcache_free(sc);
     if (staging)

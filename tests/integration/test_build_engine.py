@@ -264,6 +264,16 @@ if r.returncode == 0:
         mf = json.load(t.extractfile("manifest.json"))
     T.check("type=docker writes a docker archive", mf[0].get("RepoTags") == ["named:1"], mf)
 
+# --- hardlinks in a COPY stay hardlinks; docker-image:// named context -----------
+hl = ctx_dir("hardlinks", {"Dockerfile": "ARG BASE\nFROM ${BASE}\nCOPY . /h/\n"
+                           "COPY --from=img /etc/passwd /img-passwd\n", "a": "same\n"})
+os.link(os.path.join(hl, "a"), os.path.join(hl, "b"))
+r = build(hl, "--build-context", f"img=docker-image://{BASE}", "-o", f"type=local,dest={T.tmp}/hl-fs")
+T.check("COPY keeps hardlinks", r.returncode == 0 and
+        os.stat(f"{T.tmp}/hl-fs/h/a").st_ino == os.stat(f"{T.tmp}/hl-fs/h/b").st_ino, r.stderr)
+T.check("COPY --from a docker-image:// named context",
+        r.returncode == 0 and "app:x:1000" in open(f"{T.tmp}/hl-fs/img-passwd").read())
+
 # --- context as a tarball on stdin -------------------------------------------
 import io  # noqa: E402
 buf = io.BytesIO()
