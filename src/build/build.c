@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "handlers/dockerfile/dockerignore.h"
+#include "handlers/dockerfile/instructions.h"
 #include "handlers/dockerfile/parser.h"
 #include "handlers/dockerfile/shell.h"
 #include "oci/layer_read.h"
@@ -86,18 +87,6 @@ static const char *kv_get(const strv_t *s, const char *k)
 static char tolower_ascii(char c)
 {
     return c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
-}
-
-static bool kw_known(const char *kw)
-{
-    static const char *const known[] = {
-        "add",        "arg",         "cmd",    "copy",       "entrypoint", "env", "expose",
-        "from",       "healthcheck", "label",  "maintainer", "onbuild",    "run", "shell",
-        "stopsignal", "user",        "volume", "workdir",    NULL};
-    for (size_t i = 0; known[i]; i++)
-        if (strcmp(kw, known[i]) == 0)
-            return true;
-    return false;
 }
 
 typedef struct layer {
@@ -203,21 +192,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int df_error(engine_t *e, const kiln_df_node_t *n, kiln_error_t *err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int df_error(engine_t *e, const kiln_df_node_t *n, kiln_error_t *err, const char *fmt, ...)
-{
-    va_list ap;
-    char *s = NULL;
-    va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) < 0)
-        s = NULL;
-    va_end(ap);
-    kiln_error_set(err, 0, "Dockerfile:%d: %s: %s", n->start_line, s ? s : "error", n->original);
-    free(s);
-    return -1;
 }
 
 /* The variables visible to word expansion in a stage: ARGs then ENV (ENV wins). */
@@ -713,18 +687,18 @@ static int do_from(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error
     stage_t *dep;
 
     if (n->n_args == 0)
-        return df_error(e, n, err, "FROM requires either one or three arguments");
+        return kiln_df_error(n, err, "FROM requires either one or three arguments");
     if (n->n_args != 1 && !(n->n_args == 3 && strcasecmp(n->args[1], "as") == 0))
-        return df_error(e, n, err, "FROM requires either one or three arguments");
+        return kiln_df_error(n, err, "FROM requires either one or three arguments");
     meta.args = e->meta_args;
     meta.config = json_object();
     if (expand(e, &meta, n->args[0], NULL, &base, err) < 0) {
         json_decref(meta.config);
-        return df_error(e, n, err, "%s", err->msg);
+        return kiln_df_error(n, err, "%s", err->msg);
     }
     json_decref(meta.config);
     if (base[0] == '\0')
-        return df_error(e, n, err, "base name (%s) should not be blank", n->args[0]);
+        return kiln_df_error(n, err, "base name (%s) should not be blank", n->args[0]);
     dep = find_stage(e, base, (size_t)st->index);
     if (dep != NULL) {
         if (run_stage(e, dep, err) < 0)
@@ -979,19 +953,19 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     for (size_t i = 0; i < n->n_flags; i++) {
         if (strncmp(n->flags[i], "--mount=", 8) == 0) {
             if (n_mounts >= 16) {
-                df_error(e, n, err, "too many mounts");
+                kiln_df_error(n, err, "too many mounts");
                 goto out;
             }
             if (parse_mount(e, st, n->flags[i] + 8, &mounts[n_mounts], owned + 2 * n_mounts, err) <
                 0) {
-                df_error(e, n, err, "%s", err->msg);
+                kiln_df_error(n, err, "%s", err->msg);
                 goto out;
             }
             n_mounts++;
         } else if (strncmp(n->flags[i], "--network=", 10) == 0) {
             net = n->flags[i] + 10;
         } else if (strncmp(n->flags[i], "--security=", 11) != 0) {
-            df_error(e, n, err, "unknown flag: %s", n->flags[i]);
+            kiln_df_error(n, err, "unknown flag: %s", n->flags[i]);
             goto out;
         }
     }
@@ -1087,7 +1061,7 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
         step.cwd = "/";
     if (resolve_user(e, st, json_string_value(json_object_get(cfg, "User")), &step.uid, &step.gid,
                      err) < 0) {
-        df_error(e, n, err, "%s", err->msg);
+        kiln_df_error(n, err, "%s", err->msg);
         goto out;
     }
     step.mounts = mounts;
@@ -1472,7 +1446,7 @@ static int copy_source_root(engine_t *e, stage_t *st, const kiln_df_node_t *n, c
     pthread_mutex_lock(&e->lock);
     if (e->n_stages >= MAX_STAGES) {
         pthread_mutex_unlock(&e->lock);
-        return df_error(e, n, err, "too many stages");
+        return kiln_df_error(n, err, "too many stages");
     }
     dep = &e->stages[e->n_stages];
     memset(dep, 0, sizeof(*dep));
@@ -1498,7 +1472,7 @@ static int copy_sources(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool 
         if (n->n_heredocs > 0 && strstr(n->args[i], "<<") != NULL)
             continue; /* a heredoc source */
         if (expand(e, st, n->args[i], NULL, &s, err) < 0)
-            return df_error(e, n, err, "%s", err->msg);
+            return kiln_df_error(n, err, "%s", err->msg);
         if (is_add && (strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0)) {
             strv_add(urls, steal_pointer(&s));
             continue;
@@ -1507,7 +1481,7 @@ static int copy_sources(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool 
             memmove(s, s + 1, strlen(s));
         if (from_context &&
             (strcmp(s, "..") == 0 || strncmp(s, "../", 3) == 0 || strstr(s, "/../") != NULL))
-            return df_error(e, n, err, "source %s is outside the build context", s);
+            return kiln_df_error(n, err, "source %s is outside the build context", s);
         if (has_glob(s)) {
             glob_t g;
             _cleanup_free_ char *pat = kiln_xasprintf("%s/%s", root, s);
@@ -1522,7 +1496,7 @@ static int copy_sources(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool 
                 globfree(&g);
             }
             if (srcs->n == before)
-                return df_error(e, n, err, "no source files were specified");
+                return kiln_df_error(n, err, "no source files were specified");
         } else {
             _cleanup_free_ char *p = kiln_xasprintf("%s/%s", root, s);
             struct stat sst;
@@ -1605,12 +1579,12 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
         else if (is_add && strncmp(f, "--checksum=", 11) == 0)
             checksum = f + 11;
         else
-            return df_error(e, n, err, "unknown flag: %s", f);
+            return kiln_df_error(n, err, "unknown flag: %s", f);
     }
     if (n->n_args < 2 && n->n_heredocs == 0)
-        return df_error(e, n, err, "%s requires at least two arguments", is_add ? "ADD" : "COPY");
+        return kiln_df_error(n, err, "%s requires at least two arguments", is_add ? "ADD" : "COPY");
     if (expand(e, st, n->args[n->n_args - 1], NULL, &dest_raw, err) < 0)
-        return df_error(e, n, err, "%s", err->msg);
+        return kiln_df_error(n, err, "%s", err->msg);
     dest = resolve_dest(st, dest_raw);
     dir_dest = dest[strlen(dest) - 1] == '/';
     if (copy_source_root(e, st, n, from, &root, &ign, err) < 0)
@@ -1620,7 +1594,7 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
         gid_t g;
         _cleanup_free_ char *x = NULL;
         if (expand(e, st, chown_s, NULL, &x, err) < 0 || resolve_user(e, st, x, &u, &g, err) < 0)
-            return df_error(e, n, err, "%s", err->msg);
+            return kiln_df_error(n, err, "%s", err->msg);
         c.uid = u;
         c.gid = g;
     }
@@ -1628,20 +1602,20 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
         char *endp;
         c.mode = strtol(chmod_s, &endp, 8);
         if (*endp || c.mode < 0 || c.mode > 07777)
-            return df_error(e, n, err, "invalid chmod %s", chmod_s);
+            return kiln_df_error(n, err, "invalid chmod %s", chmod_s);
     }
     kiln_sha256_init(&h, NULL);
     if (copy_sources(e, st, n, is_add, root, ign, from == NULL, &srcs, &urls, err) < 0)
         goto out;
     if (urls.n > 0 && checksum != NULL && urls.n != 1) {
-        df_error(e, n, err, "ADD --checksum needs exactly one URL source");
+        kiln_df_error(n, err, "ADD --checksum needs exactly one URL source");
         goto out;
     }
     if (srcs.n + urls.n + n->n_heredocs > 1 && !dir_dest) {
-        df_error(e, n, err,
-                 "When using %s with more than one source file, the destination must be a "
-                 "directory and end with a /",
-                 is_add ? "ADD" : "COPY");
+        kiln_df_error(n, err,
+                      "When using %s with more than one source file, the destination must be a "
+                      "directory and end with a /",
+                      is_add ? "ADD" : "COPY");
         goto out;
     }
 
@@ -1674,7 +1648,7 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
             char ds[KILN_DIGEST_STR_MAX];
             char *file = NULL;
             if (fetch_url(e, urls.v[i], NULL, &file, &d, err) < 0) {
-                df_error(e, n, err, "%s", err->msg);
+                kiln_df_error(n, err, "%s", err->msg);
                 goto out;
             }
             strv_add(&url_files, file);
@@ -1689,7 +1663,7 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
             int r = expand_raw(e, st, body, &x, err);
             free(body);
             if (r < 0) {
-                df_error(e, n, err, "%s", err->msg);
+                kiln_df_error(n, err, "%s", err->msg);
                 goto out;
             }
             body = x;
@@ -1781,7 +1755,7 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
         kiln_digest_t d;
         if (file == NULL) {
             if (fetch_url(e, urls.v[i], checksum, &fetched, &d, err) < 0) {
-                df_error(e, n, err, "%s", err->msg);
+                kiln_df_error(n, err, "%s", err->msg);
                 goto out;
             }
             strv_add(&url_files, fetched);
@@ -1841,67 +1815,6 @@ out:
 
 /* ---------------------------------------------------------------- metadata */
 
-static json_t *argv_json(const kiln_df_node_t *n, const stage_t *st, size_t from)
-{
-    json_t *a = json_array();
-    if (n->json) {
-        for (size_t i = from; i < n->n_args; i++)
-            json_array_append_new(a, json_string(n->args[i]));
-    } else {
-        json_t *sh = json_object_get(json_object_get(st->config, "config"), "Shell");
-        size_t i;
-        json_t *v;
-        if (json_array_size(sh) > 0) {
-            json_array_foreach(sh, i, v) json_array_append(a, v);
-        } else {
-            json_array_append_new(a, json_string("/bin/sh"));
-            json_array_append_new(a, json_string("-c"));
-        }
-        json_array_append_new(a, json_string(n->n_args > from ? n->args[from] : ""));
-    }
-    return a;
-}
-
-static void set_argv_key(stage_t *st, const char *key, json_t *arr)
-{
-    json_object_set_new(kiln_image_config_obj(st->config), key, arr);
-}
-
-static int parse_duration(const char *s, int64_t *ns)
-{
-    double total = 0;
-    const char *p = s;
-    if (*p == '\0')
-        return -1;
-    while (*p) {
-        char *end;
-        double v = strtod(p, &end);
-        double mul;
-        if (end == p)
-            return -1;
-        p = end;
-        if (strncmp(p, "ms", 2) == 0)
-            mul = 1e6, p += 2;
-        else if (strncmp(p, "us", 2) == 0)
-            mul = 1e3, p += 2;
-        else if (strncmp(p, "ns", 2) == 0)
-            mul = 1, p += 2;
-        else if (*p == 's')
-            mul = 1e9, p++;
-        else if (*p == 'm')
-            mul = 60e9, p++;
-        else if (*p == 'h')
-            mul = 3600e9, p++;
-        else if (*p == '\0' && v == 0)
-            mul = 0;
-        else
-            return -1;
-        total += v * mul;
-    }
-    *ns = (int64_t)total;
-    return 0;
-}
-
 /* Whether path exists in the stage's filesystem (top-most layer first; a
  * whiteout hides what is below). */
 static int path_exists(engine_t *e, stage_t *st, const char *path, bool *exists, kiln_error_t *err)
@@ -1929,23 +1842,16 @@ static int do_workdir(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_er
     _cleanup_free_ char *full = NULL;
     _cleanup_free_ char *hist = NULL;
     _cleanup_free_ char *staging = NULL;
-    json_t *cfg = kiln_image_config_obj(st->config);
-    const char *cur = json_string_value(json_object_get(cfg, "WorkingDir"));
     kiln_digest_t key = st->key;
     bool exists = false, hit = false;
     layer_t l;
     int ret = -1;
 
     if (n->n_args != 1)
-        return df_error(e, n, err, "WORKDIR requires exactly one argument");
+        return kiln_df_error(n, err, "WORKDIR requires exactly one argument");
     if (expand(e, st, n->args[0], NULL, &w, err) < 0)
-        return df_error(e, n, err, "%s", err->msg);
-    if (w[0] == '/')
-        full = kiln_xstrdup(w);
-    else
-        full = kiln_xasprintf("%s/%s", cur && strcmp(cur, "/") != 0 ? cur : "", w);
-    while (strlen(full) > 1 && full[strlen(full) - 1] == '/')
-        full[strlen(full) - 1] = '\0';
+        return kiln_df_error(n, err, "%s", err->msg);
+    full = kiln_df_workdir(st->config, w);
     kiln_image_config_set_string(st->config, "WorkingDir", full);
     hist = kiln_xasprintf("WORKDIR %s", full);
     if (strcmp(full, "/") != 0 && path_exists(e, st, full, &exists, err) < 0)
@@ -1974,227 +1880,75 @@ out:
     return ret;
 }
 
+/* ARG: declares build arguments in the stage's scope (with --build-arg
+ * overrides and global ARG values carried over). */
+static int do_arg(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_buf_t *hist,
+                  kiln_error_t *err)
+{
+    kiln_buf_appendf(hist, NULL, "ARG");
+    for (size_t i = 0; i < n->n_args; i++) {
+        _cleanup_free_ char *w = kiln_xstrdup(n->args[i]);
+        char *eq = strchr(w, '=');
+        const char *ov;
+        _cleanup_free_ char *val = NULL;
+        if (eq) {
+            *eq = '\0';
+            if (expand(e, st, eq + 1, NULL, &val, err) < 0)
+                return kiln_df_error(n, err, "%s", err->msg);
+        }
+        ov = build_arg(e, w);
+        if (ov == NULL && val == NULL) {
+            /* declared without a value: a global ARG value carries over */
+            const char *m = kv_get(&e->meta_args, w);
+            if (m != NULL)
+                val = kiln_xstrdup(m);
+        }
+        if (ov != NULL || val != NULL) {
+            kv_set(&st->args, w, ov ? ov : val);
+            kiln_buf_appendf(hist, NULL, " %s=%s", w, ov ? ov : val);
+        } else {
+            kiln_buf_appendf(hist, NULL, " %s", w);
+        }
+    }
+    return 0;
+}
+
+typedef struct expand_ctx {
+    engine_t *e;
+    stage_t *st;
+} expand_ctx_t;
+
+static int expand_cb(void *ctx, const char *word, char **out, kiln_error_t *err)
+{
+    expand_ctx_t *x = ctx;
+    return expand(x->e, x->st, word, NULL, out, err);
+}
+
 /* Instructions that only change the config (one history entry, no layer). */
 static int do_meta(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_t *err)
 {
-    const char *kw = n->keyword;
     kiln_buf_t hist;
-    int ret = 0;
-    json_t *cfg = kiln_image_config_obj(st->config);
+    _cleanup_free_ char *text = NULL;
+    expand_ctx_t x = {e, st};
 
-    kiln_buf_init(&hist, 0);
-    if (strcmp(kw, "env") == 0 || strcmp(kw, "label") == 0) {
-        bool env = kw[0] == 'e';
-        if (n->n_args == 0) {
-            ret = df_error(e, n, err, "%s requires at least one argument", env ? "ENV" : "LABEL");
-            goto out;
+    if (strcmp(n->keyword, "arg") == 0) {
+        kiln_buf_init(&hist, 0);
+        if (do_arg(e, st, n, &hist, err) < 0) {
+            kiln_buf_free(&hist);
+            return -1;
         }
-        kiln_buf_appendf(&hist, NULL, "%s", env ? "ENV" : "LABEL");
-        for (size_t i = 0; i + 2 < n->n_args + 1 && i + 1 < n->n_args; i += 3) {
-            _cleanup_free_ char *k = NULL;
-            _cleanup_free_ char *v = NULL;
-            if (expand(e, st, n->args[i], NULL, &k, err) < 0 ||
-                expand(e, st, n->args[i + 1], NULL, &v, err) < 0) {
-                ret = df_error(e, n, err, "%s", err->msg);
-                goto out;
-            }
-            if (env) {
-                _cleanup_free_ char *kv = kiln_xasprintf("%s=%s", k, v);
-                kiln_image_config_set_env(st->config, kv, NULL);
-            } else {
-                kiln_image_config_set_label(st->config, k, v);
-            }
-            kiln_buf_appendf(&hist, NULL, " %s=%s", k, v);
-        }
-    } else if (strcmp(kw, "arg") == 0) {
-        kiln_buf_appendf(&hist, NULL, "ARG");
-        for (size_t i = 0; i < n->n_args; i++) {
-            _cleanup_free_ char *w = kiln_xstrdup(n->args[i]);
-            char *eq = strchr(w, '=');
-            const char *ov;
-            _cleanup_free_ char *val = NULL;
-            if (eq) {
-                *eq = '\0';
-                if (expand(e, st, eq + 1, NULL, &val, err) < 0) {
-                    ret = df_error(e, n, err, "%s", err->msg);
-                    goto out;
-                }
-            }
-            ov = build_arg(e, w);
-            if (ov == NULL && val == NULL) {
-                /* declared without a value: a meta ARG value carries over */
-                const char *m = kv_get(&e->meta_args, w);
-                if (m != NULL)
-                    val = kiln_xstrdup(m);
-            }
-            if (ov != NULL || val != NULL) {
-                kv_set(&st->args, w, ov ? ov : val);
-                kiln_buf_appendf(&hist, NULL, " %s=%s", w, ov ? ov : val);
-            } else {
-                kiln_buf_appendf(&hist, NULL, " %s", w);
-            }
-        }
-    } else if (strcmp(kw, "user") == 0 || strcmp(kw, "stopsignal") == 0) {
-        _cleanup_free_ char *v = NULL;
-        if (n->n_args != 1) {
-            ret = df_error(e, n, err, "%s requires exactly one argument",
-                           kw[0] == 'u' ? "USER" : "STOPSIGNAL");
-            goto out;
-        }
-        if (expand(e, st, n->args[0], NULL, &v, err) < 0) {
-            ret = df_error(e, n, err, "%s", err->msg);
-            goto out;
-        }
-        kiln_image_config_set_string(st->config, kw[0] == 'u' ? "User" : "StopSignal", v);
-        kiln_buf_appendf(&hist, NULL, "%s %s", kw[0] == 'u' ? "USER" : "STOPSIGNAL", v);
-    } else if (strcmp(kw, "expose") == 0) {
-        kiln_buf_appendf(&hist, NULL, "EXPOSE map[");
-        for (size_t i = 0; i < n->n_args; i++) {
-            _cleanup_free_ char *v = NULL;
-            if (expand(e, st, n->args[i], NULL, &v, err) < 0 ||
-                kiln_image_config_add_port(st->config, v, err) < 0) {
-                ret = df_error(e, n, err, "%s", err->msg);
-                goto out;
-            }
-            kiln_buf_appendf(&hist, NULL, "%s%s%s:{}", i ? " " : "", v,
-                             strchr(v, '/') ? "" : "/tcp");
-        }
-        kiln_buf_appendf(&hist, NULL, "]");
-    } else if (strcmp(kw, "volume") == 0) {
-        kiln_buf_appendf(&hist, NULL, "VOLUME [");
-        for (size_t i = 0; i < n->n_args; i++) {
-            _cleanup_free_ char *v = NULL;
-            if (expand(e, st, n->args[i], NULL, &v, err) < 0) {
-                ret = df_error(e, n, err, "%s", err->msg);
-                goto out;
-            }
-            kiln_image_config_add_volume(st->config, v);
-            kiln_buf_appendf(&hist, NULL, "%s%s", i ? " " : "", v);
-        }
-        kiln_buf_appendf(&hist, NULL, "]");
-    } else if (strcmp(kw, "cmd") == 0 || strcmp(kw, "entrypoint") == 0) {
-        json_t *a = argv_json(n, st, 0);
-        char *s = json_dumps(a, JSON_COMPACT);
-        bool cmd = kw[0] == 'c';
-        if (!cmd && n->n_args == 0) {
-            json_decref(a);
-            a = json_null();
-        }
-        set_argv_key(st, cmd ? "Cmd" : "Entrypoint", a);
-        if (!cmd) /* ENTRYPOINT resets CMD, as in Docker */
-            json_object_del(cfg, "Cmd");
-        kiln_buf_appendf(&hist, NULL, "%s %s", cmd ? "CMD" : "ENTRYPOINT", s);
-        free(s);
-    } else if (strcmp(kw, "shell") == 0) {
-        json_t *a = json_array();
-        if (!n->json || n->n_args == 0) {
-            json_decref(a);
-            ret = df_error(e, n, err, "SHELL requires the arguments to be in JSON form");
-            goto out;
-        }
-        for (size_t i = 0; i < n->n_args; i++)
-            json_array_append_new(a, json_string(n->args[i]));
-        {
-            char *s = json_dumps(a, JSON_COMPACT);
-            kiln_buf_appendf(&hist, NULL, "SHELL %s", s);
-            free(s);
-        }
-        set_argv_key(st, "Shell", a);
-    } else if (strcmp(kw, "maintainer") == 0) {
-        kiln_image_config_set_string(st->config, "Author", NULL);
-        json_object_set_new(st->config, "author", json_string(n->n_args ? n->args[0] : ""));
-        kiln_buf_appendf(&hist, NULL, "MAINTAINER %s", n->n_args ? n->args[0] : "");
-    } else if (strcmp(kw, "onbuild") == 0) {
-        const char *o = n->original;
-        while (*o == ' ' || *o == '\t')
-            o++;
-        o += 7;
-        while (*o == ' ' || *o == '\t')
-            o++;
-        kiln_image_config_add_onbuild(st->config, o);
-        kiln_buf_appendf(&hist, NULL, "ONBUILD %s", o);
-    } else if (strcmp(kw, "healthcheck") == 0) {
-        json_t *hc = json_object();
-        json_t *test = json_array();
-        if (n->n_args == 0) {
-            json_decref(hc);
-            json_decref(test);
-            ret = df_error(e, n, err, "HEALTHCHECK requires an argument");
-            goto out;
-        }
-        if (strcasecmp(n->args[0], "none") == 0) {
-            json_array_append_new(test, json_string("NONE"));
-        } else if (strcasecmp(n->args[0], "cmd") == 0) {
-            json_t *a = argv_json(n, st, 1);
-            if (n->json) {
-                json_array_append_new(test, json_string("CMD"));
-                json_array_extend(test, a);
-            } else {
-                json_array_append_new(test, json_string("CMD-SHELL"));
-                json_array_append_new(test, json_string(n->n_args > 1 ? n->args[1] : ""));
-            }
-            json_decref(a);
-        } else {
-            json_decref(hc);
-            json_decref(test);
-            ret = df_error(e, n, err, "Unknown type \"%s\" in HEALTHCHECK (try CMD)", n->args[0]);
-            goto out;
-        }
-        json_object_set_new(hc, "Test", test);
-        for (size_t i = 0; i < n->n_flags; i++) {
-            static const struct {
-                const char *flag, *key;
-            } map[] = {{"--interval=", "Interval"},
-                       {"--timeout=", "Timeout"},
-                       {"--start-period=", "StartPeriod"},
-                       {"--start-interval=", "StartInterval"}};
-            bool done = false;
-            for (size_t k = 0; k < 4; k++) {
-                size_t fl = strlen(map[k].flag);
-                if (strncmp(n->flags[i], map[k].flag, fl) == 0) {
-                    int64_t ns;
-                    if (parse_duration(n->flags[i] + fl, &ns) < 0) {
-                        json_decref(hc);
-                        ret = df_error(e, n, err, "invalid duration %s", n->flags[i]);
-                        goto out;
-                    }
-                    if (ns != 0)
-                        json_object_set_new(hc, map[k].key, json_integer(ns));
-                    done = true;
-                }
-            }
-            if (!done && strncmp(n->flags[i], "--retries=", 10) == 0) {
-                long r = strtol(n->flags[i] + 10, NULL, 10);
-                if (r != 0)
-                    json_object_set_new(hc, "Retries", json_integer(r));
-                done = true;
-            }
-            if (!done) {
-                json_decref(hc);
-                ret = df_error(e, n, err, "unknown flag: %s", n->flags[i]);
-                goto out;
-            }
-        }
-        {
-            char *s = json_dumps(json_object_get(hc, "Test"), JSON_COMPACT);
-            kiln_buf_appendf(&hist, NULL, "HEALTHCHECK &{%s}", s);
-            free(s);
-        }
-        kiln_image_config_set_healthcheck(st->config, hc);
-    } else {
-        ret = df_error(e, n, err, "unknown instruction: %s", n->keyword);
-        goto out;
+        text = kiln_buf_steal(&hist, NULL);
+    } else if (kiln_df_apply_config(st->config, n, expand_cb, &x, &text, err) < 0) {
+        return -1;
     }
-    add_history(e, st, hist.data ? hist.data : kw, 1);
+    add_history(e, st, text, 1);
     {
         /* the config changed: chain the key so later steps see it */
-        char *s = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
-        key_step(&st->key, hist.data ? hist.data : kw, s);
+        char *s = json_dumps(kiln_image_config_obj(st->config), JSON_COMPACT | JSON_SORT_KEYS);
+        key_step(&st->key, text, s);
         free(s);
     }
-out:
-    kiln_buf_free(&hist);
-    return ret;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- stages */
@@ -2503,7 +2257,7 @@ static int split_stages(engine_t *e, kiln_error_t *err)
             seen_from = true;
         } else if (!seen_from) {
             if (strcmp(n->keyword, "arg") != 0)
-                return df_error(e, n, err, "no build stage in current context");
+                return kiln_df_error(n, err, "no build stage in current context");
             for (size_t k = 0; k < n->n_args; k++) {
                 _cleanup_free_ char *w = kiln_xstrdup(n->args[k]);
                 char *eq = strchr(w, '=');
@@ -2519,12 +2273,12 @@ static int split_stages(engine_t *e, kiln_error_t *err)
                     int r = expand(e, &meta, eq + 1, NULL, &v, err);
                     json_decref(meta.config);
                     if (r < 0)
-                        return df_error(e, n, err, "%s", err->msg);
+                        return kiln_df_error(n, err, "%s", err->msg);
                     kv_set(&e->meta_args, w, v);
                 }
             }
-        } else if (!kw_known(n->keyword)) {
-            return df_error(e, n, err, "unknown instruction: %s", n->keyword);
+        } else if (!kiln_df_known_keyword(n->keyword)) {
+            return kiln_df_error(n, err, "unknown instruction: %s", n->keyword);
         }
     }
     if (e->n_stages == 0)
