@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +26,12 @@
 struct kiln_store {
     char *root;
     int lock_fd;
-    int blobs_fd; /* <root>/blobs/sha256 */
-    int tmp_fd;   /* <root>/tmp */
-    int refs_fd;  /* <root>/refs */
+    int blobs_fd;   /* <root>/blobs/sha256 */
+    int tmp_fd;     /* <root>/tmp */
+    int refs_fd;    /* <root>/refs */
+    dev_t lock_dev; /* identity of <root>/lock (see held_count) */
+    ino_t lock_ino;
+    int counted;
 };
 
 struct kiln_store_writer {
@@ -81,18 +85,60 @@ static int lock_fd(int fd, int op)
     return r;
 }
 
-/* Opens <root>/lock (creating it). */
-static int open_lock(const char *root, kiln_error_t *err)
+/* Opens <root>/<name> (creating it): "lock" or the "gate" that keeps a
+ * waiting prune from being starved by ever-overlapping builds. */
+static int open_lock(const char *root, const char *name, kiln_error_t *err)
 {
-    _cleanup_free_ char *p = kiln_xasprintf("%s/lock", root);
+    _cleanup_free_ char *p = kiln_xasprintf("%s/%s", root, name);
     int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return kiln_error_set(err, errno, "blob store: open lock file %s", p);
     return fd;
 }
 
+/* Stores this process holds open, by lock file identity: a second handle on
+ * a store the process already holds skips the gate (a prune waiting behind
+ * the first handle would otherwise deadlock a nested open). */
+static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    dev_t dev;
+    ino_t ino;
+    unsigned n;
+} open_roots[32];
+
+/* Counts a handle on (dev, ino) (delta +1/-1); returns how many there were before. */
+static unsigned held_count(dev_t dev, ino_t ino, int delta)
+{
+    unsigned before = 0;
+    size_t i, free_slot = sizeof(open_roots) / sizeof(open_roots[0]);
+
+    pthread_mutex_lock(&open_mu);
+    for (i = 0; i < sizeof(open_roots) / sizeof(open_roots[0]); i++) {
+        if (open_roots[i].n > 0 && open_roots[i].dev == dev && open_roots[i].ino == ino)
+            break;
+        if (open_roots[i].n == 0 && free_slot == sizeof(open_roots) / sizeof(open_roots[0]))
+            free_slot = i;
+    }
+    if (i == sizeof(open_roots) / sizeof(open_roots[0]) && delta > 0 &&
+        free_slot < sizeof(open_roots) / sizeof(open_roots[0])) {
+        i = free_slot;
+        open_roots[i].dev = dev;
+        open_roots[i].ino = ino;
+        open_roots[i].n = 0;
+    }
+    if (i < sizeof(open_roots) / sizeof(open_roots[0])) {
+        before = open_roots[i].n;
+        if (delta > 0 || open_roots[i].n > 0)
+            open_roots[i].n = (unsigned)((int)open_roots[i].n + delta);
+    }
+    pthread_mutex_unlock(&open_mu);
+    return before;
+}
+
 int kiln_store_open(const char *root, kiln_store_t **out, kiln_error_t *err)
 {
+    struct stat lst;
+    _cleanup_close_ int gate = -1;
     kiln_store_t *s;
 
     if (root == NULL || root[0] == '\0')
@@ -102,13 +148,27 @@ int kiln_store_open(const char *root, kiln_store_t **out, kiln_error_t *err)
     s = kiln_xzalloc(sizeof(*s));
     s->root = kiln_xstrdup(root);
     s->lock_fd = s->blobs_fd = s->tmp_fd = s->refs_fd = -1;
-    s->lock_fd = open_lock(root, err);
+    gate = open_lock(root, "gate", err);
+    if (gate < 0)
+        goto fail;
+    s->lock_fd = open_lock(root, "lock", err);
     if (s->lock_fd < 0)
         goto fail;
-    if (lock_fd(s->lock_fd, LOCK_SH) < 0) {
+    if (fstat(s->lock_fd, &lst) < 0) {
         kiln_error_set(err, errno, "blob store %s: lock", root);
         goto fail;
     }
+    s->lock_dev = lst.st_dev;
+    s->lock_ino = lst.st_ino;
+    s->counted = 1;
+    /* pass the gate (held exclusively by a waiting prune) unless this process
+     * already holds the store, then hold "lock" shared for the handle's life */
+    if ((held_count(lst.st_dev, lst.st_ino, +1) == 0 && lock_fd(gate, LOCK_SH) < 0) ||
+        lock_fd(s->lock_fd, LOCK_SH) < 0) {
+        kiln_error_set(err, errno, "blob store %s: lock", root);
+        goto fail;
+    }
+    close(steal_fd(&gate));
     if ((s->blobs_fd = open_subdir(root, "blobs/sha256", err)) < 0 ||
         (s->tmp_fd = open_subdir(root, "tmp", err)) < 0 ||
         (s->refs_fd = open_subdir(root, "refs", err)) < 0)
@@ -128,6 +188,8 @@ void kiln_store_close(kiln_store_t *s)
     kiln_closep(&s->tmp_fd);
     kiln_closep(&s->refs_fd);
     kiln_closep(&s->lock_fd); /* closing drops the flock */
+    if (s->counted)
+        held_count(s->lock_dev, s->lock_ino, -1);
     free(s->root);
     free(s);
 }
@@ -670,6 +732,7 @@ int kiln_store_prune(const char *root, int wait, int dry_run, kiln_store_prune_s
 {
     kiln_store_prune_stats_t st = {0};
     mark_set_t m = {0};
+    _cleanup_close_ int gate = -1;
     _cleanup_close_ int lfd = -1;
     _cleanup_close_ int blobs_fd = -1;
     _cleanup_close_ int tmp_fd = -1;
@@ -680,10 +743,15 @@ int kiln_store_prune(const char *root, int wait, int dry_run, kiln_store_prune_s
         return kiln_error_set(err, 0, "prune: no store root given");
     if (kiln_fs_mkdir_p(root, 0700, err) < 0)
         return kiln_error_prefix(err, "blob store %s", root);
-    lfd = open_lock(root, err);
+    gate = open_lock(root, "gate", err);
+    if (gate < 0)
+        return -1;
+    lfd = open_lock(root, "lock", err);
     if (lfd < 0)
         return -1;
-    if (lock_fd(lfd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0) {
+    /* close the gate first: new builds wait, running ones finish */
+    if (lock_fd(gate, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0 ||
+        lock_fd(lfd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0) {
         if (errno == EWOULDBLOCK)
             return kiln_error_set(err, EBUSY,
                                   "blob store %s is in use by a running build or pull; retry "

@@ -5,7 +5,7 @@
  *   <root>/blobs/sha256/<hex>   immutable blobs, named by the sha256 of their content
  *   <root>/tmp/                 blobs being written (temp files, renamed into blobs/)
  *   <root>/refs/<hex(name)>     named pins: "sha256:<hex>\n<name>\n" (see kiln_store_ref_set)
- *   <root>/lock                 the lock file of the protocol below
+ *   <root>/lock, <root>/gate    the lock files of the protocol below
  *
  * Writes: a blob is streamed into a temp file in <root>/tmp while being hashed;
  * on commit it is checked against the expected digest/size (when given),
@@ -27,8 +27,13 @@
  *     (a server opens one per build) or prune can never run.
  *   - kiln_store_prune takes flock(LOCK_EX) on the same file: it runs only when
  *     no build holds the store, and new builds wait in kiln_store_open until it
- *     is done. So no blob being written, checked with kiln_store_has or read is
- *     ever removed, and all of <root>/tmp is stale when prune runs. */
+ *     is done. So that overlapping builds cannot starve a waiting prune, it
+ *     first takes <root>/gate exclusively; kiln_store_open passes the gate
+ *     (LOCK_SH, released once "lock" is held) before taking "lock". A
+ *     second handle on a store this process already holds skips the gate, so
+ *     nested opens cannot deadlock against a waiting prune. So no blob being written,
+ * checked with kiln_store_has or read is ever removed, and all of <root>/tmp is stale when prune
+ * runs. */
 #ifndef KILN_OCI_STORE_H
 #define KILN_OCI_STORE_H
 

@@ -1,6 +1,7 @@
 /* Unit tests for oci/store: atomic writes, verification, refs, prune and the
  * lock protocol. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -287,6 +289,55 @@ static void *writer_thread(void *arg)
     return NULL;
 }
 
+typedef struct {
+    const char *root;
+    int ret;
+} prune_arg_t;
+
+static void *prune_thread(void *arg)
+{
+    prune_arg_t *p = arg;
+    kiln_store_prune_stats_t st;
+    p->ret = kiln_store_prune(p->root, 1, 0, &st, NULL);
+    return NULL;
+}
+
+/* Waits (bounded) until a prune holds <root>/gate exclusively; 1 when it does. */
+static int gate_closed(const char *root)
+{
+    _cleanup_free_ char *gp = kiln_xasprintf("%s/gate", root);
+    int closed = 0;
+
+    for (int i = 0; i < 10000 && !closed; i++) {
+        _cleanup_close_ int g = open(gp, O_RDWR | O_CLOEXEC);
+        if (g >= 0 && flock(g, LOCK_SH | LOCK_NB) < 0)
+            closed = 1;
+        else
+            usleep(1000);
+    }
+    return closed;
+}
+
+/* A process that holds the store can open it again while a prune waits. */
+static void test_nested_open_while_prune_waits(void **state)
+{
+    _cleanup_free_ char *root = make_root();
+    prune_arg_t pr = {.root = root, .ret = 1};
+    kiln_store_t *s1 = NULL, *s2 = NULL;
+    kiln_error_t err = {0};
+    pthread_t pt;
+
+    assert_int_equal(kiln_store_open(root, &s1, &err), 0);
+    assert_int_equal(pthread_create(&pt, NULL, prune_thread, &pr), 0);
+    assert_true(gate_closed(root));
+    assert_int_equal(kiln_store_open(root, &s2, &err), 0); /* no deadlock */
+    kiln_store_close(s2);
+    kiln_store_close(s1);
+    pthread_join(pt, NULL);
+    assert_int_equal(pr.ret, 0);
+    kiln_fs_rm_rf(root, NULL);
+}
+
 static void test_prune_vs_writer(void **state)
 {
     _cleanup_free_ char *root = make_root();
@@ -294,7 +345,8 @@ static void test_prune_vs_writer(void **state)
     kiln_store_prune_stats_t st;
     kiln_error_t err = {0};
     kiln_store_t *s = NULL;
-    pthread_t t;
+    prune_arg_t pr = {.root = root};
+    pthread_t t, pt;
 
     assert_int_equal(pthread_create(&t, NULL, writer_thread, &r), 0);
     pthread_mutex_lock(&r.mu);
@@ -305,13 +357,17 @@ static void test_prune_vs_writer(void **state)
     assert_int_equal(kiln_store_prune(root, 0, 0, &st, &err), -1);
     assert_int_equal(err.code, EBUSY);
     assert_int_equal(count_entries(root, "tmp"), 1);
+    /* a waiting prune closes the gate at once (new builds queue behind it,
+     * so overlapping builds cannot starve it), then runs once the build is done */
+    assert_int_equal(pthread_create(&pt, NULL, prune_thread, &pr), 0);
+    assert_true(gate_closed(root));
     pthread_mutex_lock(&r.mu);
     r.go = 1;
     pthread_cond_broadcast(&r.cv);
     pthread_mutex_unlock(&r.mu);
-    /* a waiting prune runs once the build is done, and keeps the pinned blob */
-    assert_int_equal(kiln_store_prune(root, 1, 0, &st, &err), 0);
     pthread_join(t, NULL);
+    pthread_join(pt, NULL);
+    assert_int_equal(pr.ret, 0);
     assert_int_equal(kiln_store_open(root, &s, &err), 0);
     assert_int_equal(kiln_store_has(s, &r.result, NULL), 1);
     kiln_store_close(s);
@@ -357,9 +413,13 @@ static void test_default_root(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_put_and_read),    cmocka_unit_test(test_writer_verify),
-        cmocka_unit_test(test_large_stream),    cmocka_unit_test(test_refs_and_prune),
-        cmocka_unit_test(test_prune_vs_writer), cmocka_unit_test(test_prune_whitespace_manifest),
+        cmocka_unit_test(test_put_and_read),
+        cmocka_unit_test(test_writer_verify),
+        cmocka_unit_test(test_large_stream),
+        cmocka_unit_test(test_refs_and_prune),
+        cmocka_unit_test(test_prune_vs_writer),
+        cmocka_unit_test(test_nested_open_while_prune_waits),
+        cmocka_unit_test(test_prune_whitespace_manifest),
         cmocka_unit_test(test_default_root),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
