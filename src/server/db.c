@@ -266,7 +266,7 @@ static json_t *row_to_json(sqlite3_stmt *phases_st, sqlite3_stmt *st)
         if (v)
             json_object_set(o, "source", v);
         v = json_object_get(reqj, "outputs");
-        json_object_set(o, "outputs", v ? v : json_array());
+        json_object_set_new(o, "outputs", v ? json_incref(v) : json_array());
     }
     json_object_set_new(o, "result", resj ? resj : json_null());
 

@@ -71,14 +71,17 @@ static int send_event(job_state_t *j, json_t *ev)
     json_object_set_new(ev, "id", json_string(j->id));
     json_object_set_new(ev, "worker", json_string(j->w->host));
     json_object_set_new(ev, "attempt", json_integer(j->attempt));
+    /* ev owns the attribute's value: it lives until the message is sent. */
     attrs[1].value = json_string_value(json_object_get(ev, "type"));
+    if (attrs[1].value == NULL)
+        attrs[1].value = "";
     text = json_dumps(ev, JSON_COMPACT);
-    json_decref(ev);
     msg.body = text;
     n = strlen(url);
     if (n > 5 && strcmp(url + n - 5, ".fifo") == 0)
         msg.group_id = j->id;
-    ret = kiln_sqs_send(j->aws, url, &msg, NULL, NULL);
+    ret = text ? kiln_sqs_send(j->aws, url, &msg, NULL, NULL) : -1;
+    json_decref(ev);
     return ret;
 }
 
