@@ -11,9 +11,12 @@
 #include <cmocka.h>
 
 #include "handlers/dockerfile/dockerignore.h"
+#include "handlers/dockerfile/instructions.h"
 #include "handlers/dockerfile/parser.h"
 #include "handlers/dockerfile/shell.h"
+#include "oci/image.h"
 #include "utils/cleanup.h"
+#include "utils/mem.h"
 
 static kiln_dockerfile_t *parse_ok(const char *text)
 {
@@ -180,6 +183,80 @@ static void test_dockerignore(void **state)
     kiln_dockerignore_free(di);
 }
 
+static int expand_plain(void *ctx, const char *word, char **out, kiln_error_t *err)
+{
+    char *vars[] = {"PORT=8080"};
+    kiln_shell_env_t env = {.vars = vars, .n_vars = 1};
+    return kiln_shell_process_word(word, NULL, &env, out, err);
+}
+
+/* Applies each line of text to cfg; returns the last history text. */
+static char *apply_all(json_t *cfg, const char *text)
+{
+    kiln_dockerfile_t *df = parse_ok(text);
+    char *hist = NULL;
+    for (size_t i = 0; i < df->n_nodes; i++) {
+        kiln_error_t err = {0};
+        free(hist);
+        hist = NULL;
+        if (kiln_df_apply_config(cfg, &df->nodes[i], expand_plain, NULL, &hist, &err) < 0)
+            fail_msg("apply %s: %s", df->nodes[i].original, err.msg);
+    }
+    kiln_dockerfile_free(df);
+    return hist;
+}
+
+static void test_instructions_config(void **state)
+{
+    json_t *cfg = kiln_image_config_new("amd64", "linux");
+    json_t *c;
+    char *h;
+    char *s;
+
+    h = apply_all(cfg, "ENV A=1 B=\"two words\"\nEXPOSE $PORT 53/udp\n"
+                       "CMD echo hi\nHEALTHCHECK --interval=1m30s --retries=3 CMD curl -f x\n");
+    assert_string_equal(h, "HEALTHCHECK &{[\"CMD-SHELL\",\"curl -f x\"]}");
+    free(h);
+    c = kiln_image_config_obj(cfg);
+    s = json_dumps(json_object_get(c, "Env"), JSON_COMPACT);
+    assert_string_equal(s, "[\"A=1\",\"B=two words\"]");
+    free(s);
+    assert_non_null(json_object_get(json_object_get(c, "ExposedPorts"), "8080/tcp"));
+    assert_non_null(json_object_get(json_object_get(c, "ExposedPorts"), "53/udp"));
+    s = json_dumps(json_object_get(c, "Cmd"), JSON_COMPACT);
+    assert_string_equal(s, "[\"/bin/sh\",\"-c\",\"echo hi\"]");
+    free(s);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(c, "Healthcheck"), "Interval")),
+        90000000000LL);
+    h = apply_all(cfg, "ENTRYPOINT [\"/init\"]\n");
+    assert_string_equal(h, "ENTRYPOINT [\"/init\"]");
+    assert_null(json_object_get(c, "Cmd")); /* ENTRYPOINT resets CMD */
+    free(h);
+    json_decref(cfg);
+}
+
+static void test_instructions_errors(void **state)
+{
+    json_t *cfg = kiln_image_config_new("amd64", "linux");
+    kiln_dockerfile_t *df = parse_ok("FROM x\nEXPOSE 99999\nSHELL /bin/bash\n");
+    kiln_error_t err = {0};
+    char *h = NULL;
+    assert_int_equal(kiln_df_apply_config(cfg, &df->nodes[1], expand_plain, NULL, &h, &err), -1);
+    assert_non_null(strstr(err.msg, "Dockerfile:2:"));
+    assert_int_equal(kiln_df_apply_config(cfg, &df->nodes[2], expand_plain, NULL, &h, &err), -1);
+    assert_non_null(strstr(err.msg, "Dockerfile:3: SHELL requires the arguments to be in JSON"));
+    assert_null(h);
+    kiln_dockerfile_free(df);
+    json_decref(cfg);
+    {
+        int64_t ns;
+        assert_int_equal(kiln_df_parse_duration("1h2m3s", &ns), 0);
+        assert_true(ns == 3723000000000LL);
+        assert_int_equal(kiln_df_parse_duration("5x", &ns), -1);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -191,6 +268,8 @@ int main(void)
         cmocka_unit_test(test_directives),
         cmocka_unit_test(test_shell_pattern_ops),
         cmocka_unit_test(test_dockerignore),
+        cmocka_unit_test(test_instructions_config),
+        cmocka_unit_test(test_instructions_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
