@@ -279,3 +279,11 @@ void kiln_job_outcome_free(kiln_job_outcome_t *o)
     free(o->result);
     o->result = NULL;
 }
+
+int64_t kiln_job_bytes_pushed(const char *result_json)
+{
+    json_t *o = result_json ? json_loads(result_json, 0, NULL) : NULL;
+    json_int_t n = json_integer_value(json_object_get(o, "kiln.bytes_pushed"));
+    json_decref(o);
+    return n > 0 ? (int64_t)n : 0;
+}

@@ -45,4 +45,7 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
 
 void kiln_job_outcome_free(kiln_job_outcome_t *o);
 
+/* Bytes the build reports it pushed ("kiln.bytes_pushed" in its metadata), else 0. */
+int64_t kiln_job_bytes_pushed(const char *result_json);
+
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "src/server/job.h"
 #include "src/server/request.h"
 #include "src/server/s3_context.h"
 #include "src/server/sqs_jobs.h"
@@ -156,7 +157,8 @@ int kiln_remote_apply_event(kiln_server_t *s, const char *body, kiln_error_t *er
         if (log)
             write_log(s, id, log);
         ret = kiln_db_finish(s->db, id, status, json_string_value(json_object_get(ev, "reason")),
-                             json_string_value(json_object_get(ev, "error")), res_text, 0, err);
+                             json_string_value(json_object_get(ev, "error")), res_text,
+                             kiln_job_bytes_pushed(res_text), err);
     }
     json_decref(ev);
     return ret;

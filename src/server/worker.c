@@ -168,7 +168,8 @@ static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
         goto out;
     } else if (strcmp(out.status, "succeeded") == 0) {
         kiln_runner_log_note(log, "[kiln] succeeded", NULL);
-        kiln_db_finish(s->db, job->id, "succeeded", NULL, NULL, out.result, 0, NULL);
+        kiln_db_finish(s->db, job->id, "succeeded", NULL, NULL, out.result,
+                       kiln_job_bytes_pushed(out.result), NULL);
     } else {
         snprintf(note, sizeof(note), "[kiln] failed: %s", out.error);
         kiln_runner_log_note(log, note, NULL);

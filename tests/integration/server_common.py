@@ -49,7 +49,7 @@ if [ -n "${FAKE_GRANDCHILD:-}" ]; then
 fi
 echo "#3 pushing layers"
 echo "{\"phase\":\"uploading\"}"
-printf '{"containerimage.digest":"sha256:%064d","image.name":"example/app:1","commit":"%s"}' 1 "${FAKE_COMMIT:-}" > "$meta"
+printf '{"containerimage.digest":"sha256:%064d","image.name":"example/app:1","kiln.bytes_pushed":1000}' 1 > "$meta"
 exit ${FAKE_EXIT:-0}
 """
 

@@ -251,6 +251,8 @@ T.check("metrics: duration histogram counts finished builds",
         m["kiln_build_duration_seconds_count"] == m['kiln_builds{status="succeeded"}'] +
         m['kiln_builds{status="failed"}'], m)
 T.check("metrics: workers", m["kiln_workers"] == 2, m)
+T.check("metrics: bytes pushed add up (1000 per succeeded build)",
+        m["kiln_bytes_pushed_total"] == 1000 * m['kiln_builds{status="succeeded"}'] > 0, m)
 
 # --- dashboard page ---
 st, page, hdrs = srv.request("GET", "/", token=None, raw=True)
