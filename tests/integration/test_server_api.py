@@ -259,6 +259,22 @@ st, page, hdrs = srv.request("GET", "/", token=None, raw=True)
 T.check("dashboard served at /", st == 200 and b"<table" not in page[:0] and b"kiln" in page and
         hdrs.get("Content-Type", "").startswith("text/html"), hdrs)
 
+# --- fair across repositories: a repository with builds running waits behind one without ---
+fair = Server(os.path.join(T.tmp, "root-fair"), workers=2, config=config, build_command=fake,
+              env={"FAKE_SLEEP": "0.3", "FAKE_STEPS": "3"}).start()
+busy = [fair.submit({"source": {"git": "https://git.example.test/c/c%d.git" % k}})[1]["id"]
+        for k in (1, 2)]
+for bid_ in busy:
+    fair.wait_status(bid_, ["building"])
+a_ids = [fair.submit({"source": {"git": "https://git.example.test/a/app.git"}})[1]["id"]
+         for _ in range(4)]
+b_id = fair.submit({"source": {"git": "https://git.example.test/b/app.git"}})[1]["id"]
+for bid_ in a_ids + [b_id]:
+    fair.wait_status(bid_, ["succeeded"], timeout=60)
+started = {bid_: fair.get(bid_)["started_at"] for bid_ in a_ids + [b_id]}
+T.check("fair scheduling: repo b's only build starts before repo a's second one",
+        started[b_id] < started[a_ids[1]], started)
+
 # --- followers that hang up do not keep a thread each ---
 hup = Server(os.path.join(T.tmp, "root-hup"), workers=1, config=config, build_command=fake,
              env={"FAKE_SLEEP": "1", "FAKE_STEPS": "30"}).start()
