@@ -108,9 +108,13 @@ int kiln_db_status_valid(const char *s)
     return 0;
 }
 
+/* Store errors carry code EIO (callers tell them from bad input) but no strerror text. */
 static int db_fail(kiln_db_t *db, kiln_error_t *err, const char *what)
 {
-    return kiln_error_set(err, EIO, "database: %s: %s", what, sqlite3_errmsg(db->h));
+    kiln_error_set(err, 0, "database: %s: %s", what, sqlite3_errmsg(db->h));
+    if (err)
+        err->code = EIO;
+    return -1;
 }
 
 /* Runs SQL without results; the caller holds the lock. */
@@ -118,7 +122,9 @@ static int exec_sql(kiln_db_t *db, const char *sql, kiln_error_t *err)
 {
     char *msg = NULL;
     if (sqlite3_exec(db->h, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        kiln_error_set(err, EIO, "database: %s", msg ? msg : sqlite3_errmsg(db->h));
+        kiln_error_set(err, 0, "database: %s", msg ? msg : sqlite3_errmsg(db->h));
+        if (err)
+            err->code = EIO;
         sqlite3_free(msg);
         return -1;
     }
@@ -178,7 +184,7 @@ int kiln_db_open(const char *path, kiln_db_t **out, kiln_error_t *err)
     if (sqlite3_open_v2(path, &db->h,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
-        kiln_error_set(err, EIO, "database %s: %s", path,
+        kiln_error_set(err, 0, "database %s: %s", path,
                        db->h ? sqlite3_errmsg(db->h) : "cannot open");
         kiln_db_close(db);
         return -1;
