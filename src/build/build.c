@@ -686,6 +686,9 @@ static int do_from(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error
     stage_t meta = {0};
     stage_t *dep;
 
+    for (size_t i = 0; i < n->n_flags; i++)
+        if (strncmp(n->flags[i], "--platform=", 11) != 0)
+            return kiln_df_error(n, err, "unknown flag: %s", n->flags[i]);
     if (n->n_args == 0)
         return kiln_df_error(n, err, "FROM requires either one or three arguments");
     if (n->n_args != 1 && !(n->n_args == 3 && strcasecmp(n->args[1], "as") == 0))
@@ -940,9 +943,20 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
             strv_add(&argv, kiln_xstrdup("/bin/sh"));
             strv_add(&argv, kiln_xstrdup("-c"));
         }
-        if (n->n_heredocs > 0 && n->n_args > 0 && strncmp(n->args[0], "<<", 2) == 0) {
+        if (n->n_heredocs == 1 && n->n_args > 0 && strncmp(n->args[0], "<<", 2) == 0 &&
+            strpbrk(n->args[0], " \t") == NULL) {
             /* RUN <<EOF: the heredoc is the script */
             strv_add(&argv, kiln_df_heredoc_content(&n->heredocs[0]));
+        } else if (n->n_heredocs > 0) {
+            /* `RUN cmd <<EOF …`: the shell reads the heredocs itself */
+            kiln_buf_t b;
+            kiln_buf_init(&b, 0);
+            kiln_buf_appendf(&b, NULL, "%s\n", n->n_args ? n->args[0] : "");
+            for (size_t k = 0; k < n->n_heredocs; k++) {
+                _cleanup_free_ char *body = kiln_df_heredoc_content(&n->heredocs[k]);
+                kiln_buf_appendf(&b, NULL, "%s%s\n", body, n->heredocs[k].name);
+            }
+            strv_add(&argv, kiln_buf_steal(&b, NULL));
         } else {
             strv_add(&argv, kiln_xstrdup(n->n_args ? n->args[0] : ""));
         }
@@ -2252,6 +2266,9 @@ static int split_stages(engine_t *e, kiln_error_t *err)
                 st->name = kiln_xstrdup(n->args[2]);
                 for (char *p = st->name; *p; p++)
                     *p = (char)tolower_ascii(*p);
+                for (size_t k = 0; k < e->n_stages; k++)
+                    if (e->stages[k].name && strcmp(e->stages[k].name, st->name) == 0)
+                        return kiln_df_error(n, err, "duplicate stage name %s", st->name);
             }
             e->n_stages++;
             seen_from = true;

@@ -224,6 +224,9 @@ errors = [
     ("missing FROM build arg", "ARG IMG\nFROM ${IMG}\n", "Dockerfile:2", "blank"),
     ("parse error", "ARG BASE\nFROM ${BASE}\nENV\n", "Dockerfile:3", "ENV"),
     ("JSON not strings", "ARG BASE\nFROM ${BASE}\nCMD [1]\n", "Dockerfile:3", "strings"),
+    ("duplicate stage", "ARG BASE\nFROM ${BASE} AS a\nFROM ${BASE} AS A\n", "Dockerfile:3",
+     "duplicate stage"),
+    ("bad FROM flag", "ARG BASE\nFROM --nope=1 ${BASE}\n", "Dockerfile:2", "--nope"),
 ]
 for name, text, where, what in errors:
     e = ctx_dir("err-" + name.replace(" ", "-"), {"Dockerfile": text})
