@@ -64,6 +64,11 @@ T.check("push with saved Basic credentials", p.returncode == 0 and p.stdout.stri
 p = k("pull", "--insecure-registry", a, "%s/t/app:v1" % a, env=env)
 T.check("pull with saved Basic credentials", p.returncode == 0, p.stderr)
 
+p = kiln("logout", a, env=env)
+T.check("logout removes the saved credentials", p.returncode == 0 and
+        a not in json.load(open(cfgp)).get("auths", {}), p.stderr)
+p = k("login", "--insecure-registry", a, a, "-u", "alice", "--password-stdin", input=SECRET, env=env)
+
 # a credential helper (credHelpers → docker-credential-kilntest get)
 bindir = os.path.join(T.tmp, "bin")
 os.makedirs(bindir)

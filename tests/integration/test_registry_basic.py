@@ -113,6 +113,13 @@ p = k("copy", "%s/multi/img:1" % a, "%s/multi/copy:1" % b)
 T.check("copy of an index keeps every platform and the digest",
         p.returncode == 0 and p.stdout.strip() == idesc["digest"], p.stderr)
 
+MO = os.path.join(T.tmp, "MO")
+p = k("copy", "%s/multi/img:1" % a, "oci:%s:multi" % MO)
+s = skopeo("inspect", "--raw", "oci:%s:multi" % MO)
+T.check("copy of an index into an OCI layout keeps the index",
+        p.returncode == 0 and s.returncode == 0 and sha(s.stdout.encode()) == idesc["digest"],
+        p.stderr + s.stderr)
+
 # 6. remote inspect and docker-archive
 p = k("inspect", "%s/test/app:v1" % a)
 try:
