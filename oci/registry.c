@@ -416,6 +416,17 @@ static CURLcode ssl_ctx_cb(CURL *h, void *sslctx, void *ud)
         add_ca_file(st, q->tls_r->ca_file);
     p = kiln_xasprintf("%s/%s/ca.crt", q->tls_r->certs_dir, q->tls_host);
     add_ca_file(st, p);
+    /* a client certificate for mutual TLS, as docker reads it from certs.d */
+    {
+        _cleanup_free_ char *cert =
+            kiln_xasprintf("%s/%s/client.cert", q->tls_r->certs_dir, q->tls_host);
+        _cleanup_free_ char *key =
+            kiln_xasprintf("%s/%s/client.key", q->tls_r->certs_dir, q->tls_host);
+        if (access(cert, R_OK) == 0 && access(key, R_OK) == 0 &&
+            (SSL_CTX_use_certificate_chain_file((SSL_CTX *)sslctx, cert) != 1 ||
+             SSL_CTX_use_PrivateKey_file((SSL_CTX *)sslctx, key, SSL_FILETYPE_PEM) != 1))
+            return CURLE_SSL_CERTPROBLEM;
+    }
     return CURLE_OK;
 }
 

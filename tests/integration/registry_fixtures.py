@@ -133,6 +133,19 @@ def make_ca(d, host="127.0.0.1"):
     return ca, crt, key
 
 
+def make_client_cert(d, ca):
+    """A client certificate signed by make_ca's CA in d. Returns (cert.pem, key.pem)."""
+    key, csr, crt = os.path.join(d, "client.key"), os.path.join(d, "client.csr"), os.path.join(d, "client.cert")
+    ext = os.path.join(d, "client-ext.cnf")
+    with open(ext, "w") as f:
+        f.write("extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n")
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True)
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=kiln client")
+    run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial",
+        "-out", crt, "-days", "2", "-extfile", ext)
+    return crt, key
+
+
 def htpasswd(d, user, password):
     p = os.path.join(d, "htpasswd")
     subprocess.run(["htpasswd", "-Bbc", p, user, password], check=True, capture_output=True)

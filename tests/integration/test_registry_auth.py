@@ -11,7 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kilntest import T, kiln, start_registry  # noqa: E402
-from registry_fixtures import htpasswd, make_ca, make_layout  # noqa: E402
+from registry_fixtures import htpasswd, make_ca, make_client_cert, make_layout  # noqa: E402
 from tokenissuer import TokenIssuer  # noqa: E402
 
 os.environ.update({"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9",
@@ -109,6 +109,20 @@ p = k("pull", "%s/t/app:v1" % b, env={"KILN_CERTS_DIR": certs})
 T.check("TLS with the CA from certs.d/HOST:PORT/ca.crt", p.returncode == 0, p.stderr)
 p = k("pull", "--insecure-registry", b, "%s/t/app:v1" % b)
 T.check("--insecure-registry accepts an unverified certificate", p.returncode == 0, p.stderr)
+
+# mutual TLS: the registry asks for a client certificate signed by the CA
+import shutil  # noqa: E402
+ccrt, ckey = make_client_cert(cad, ca)
+M = start_registry("    clientcas:\n      - %s\n" % ca, tls=(crt, key))
+mh = "127.0.0.1:%d" % M
+p = k("push", "--registry-ca", ca, "oci:%s:v1" % L, "%s/t/app:v1" % mh)
+T.check("mutual TLS without a client certificate is refused", p.returncode != 0, p.stderr)
+os.makedirs(os.path.join(certs, mh))
+shutil.copy(ca, os.path.join(certs, mh, "ca.crt"))
+shutil.copy(ccrt, os.path.join(certs, mh, "client.cert"))
+shutil.copy(ckey, os.path.join(certs, mh, "client.key"))
+p = k("push", "oci:%s:v1" % L, "%s/t/app:v1" % mh, env={"KILN_CERTS_DIR": certs})
+T.check("mutual TLS with client.cert/client.key from certs.d", p.returncode == 0, p.stderr)
 
 # --- Bearer tokens ---
 iss = TokenIssuer(T.tmp, users={"bob": SECRET})
