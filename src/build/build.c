@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
@@ -771,10 +772,11 @@ static void run_log(void *opaque, kiln_log_stream_t stream, const struct timespe
 
 /* Parses "--mount=k=v,k=v" into a sandbox mount. */
 static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t *m, char **owned,
-                       kiln_error_t *err)
+                       int *lock_fd, kiln_error_t *err)
 {
     _cleanup_free_ char *s = kiln_xstrdup(spec);
     char *save = NULL, *type = "bind", *target = NULL, *id = NULL, *src = NULL, *from = NULL;
+    char *sharing = NULL, *uid = NULL, *gid = NULL, *mode = NULL;
     bool ro = false;
     for (char *kv = strtok_r(s, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
         char *v = strchr(kv, '=');
@@ -793,6 +795,14 @@ static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t 
             from = v;
         else if (strcmp(kv, "ro") == 0 || strcmp(kv, "readonly") == 0)
             ro = v == NULL || strcmp(v, "true") == 0;
+        else if (strcmp(kv, "sharing") == 0)
+            sharing = v;
+        else if (strcmp(kv, "uid") == 0)
+            uid = v;
+        else if (strcmp(kv, "gid") == 0)
+            gid = v;
+        else if (strcmp(kv, "mode") == 0)
+            mode = v;
     }
     if (type == NULL)
         return kiln_error_set(err, 0, "mount type missing in %s", spec);
@@ -807,8 +817,22 @@ static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t 
         kiln_digest_str(&d, ds);
         owned[0] = kiln_xasprintf("%s/build/cache-mounts/%.32s", kiln_store_root(e->store),
                                   strchr(ds, ':') + 1);
-        if (kiln_fs_mkdir_p(owned[0], 0755, err) < 0)
-            return -1;
+        if (access(owned[0], F_OK) != 0) {
+            /* a new cache dir gets the uid/gid/mode asked for (BuildKit: 0:0 0755) */
+            if (kiln_fs_mkdir_p(owned[0], 0755, err) < 0)
+                return -1;
+            if ((uid || gid) && chown(owned[0], uid ? (uid_t)strtoul(uid, NULL, 10) : 0,
+                                      gid ? (gid_t)strtoul(gid, NULL, 10) : 0) < 0)
+                return kiln_error_set(err, errno, "chown cache mount %s", cid);
+            if (mode && chmod(owned[0], (mode_t)strtoul(mode, NULL, 8) & 07777) < 0)
+                return kiln_error_set(err, errno, "chmod cache mount %s", cid);
+        }
+        if (sharing && strcmp(sharing, "locked") == 0) {
+            /* one step at a time uses a locked cache (others wait) */
+            *lock_fd = open(owned[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (*lock_fd < 0 || flock(*lock_fd, LOCK_EX) < 0)
+                return kiln_error_set(err, errno, "locking cache mount %s", cid);
+        }
         m->type = KILN_MOUNT_CACHE;
         m->src = owned[0];
         m->dst = target;
@@ -914,6 +938,7 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     used_args_t used = {.args = &st->args};
     kiln_mount_t mounts[16];
     char *owned[32] = {0};
+    int locks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
     size_t n_mounts = 0;
     const char **lowers = NULL;
     _cleanup_free_ char *upper = NULL;
@@ -970,8 +995,8 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
                 kiln_df_error(n, err, "too many mounts");
                 goto out;
             }
-            if (parse_mount(e, st, n->flags[i] + 8, &mounts[n_mounts], owned + 2 * n_mounts, err) <
-                0) {
+            if (parse_mount(e, st, n->flags[i] + 8, &mounts[n_mounts], owned + 2 * n_mounts,
+                            &locks[n_mounts], err) < 0) {
                 kiln_df_error(n, err, "%s", err->msg);
                 goto out;
             }
@@ -1128,6 +1153,9 @@ out:
         kiln_fs_rm_rf(work, NULL);
     for (size_t i = 0; i < 32; i++)
         free(owned[i]);
+    for (size_t i = 0; i < 16; i++)
+        if (locks[i] >= 0)
+            close(locks[i]);
     strv_clear(&argv);
     strv_clear(&env);
     strv_clear(&used.used);

@@ -139,6 +139,15 @@ T.check("cache mount: content persists across builds", c1 is not None and c2 is 
         int(c2) == int(c1) + 1, f"{c1} {c2} {r1.stderr[-500:]} {r2.stderr[-500:]}")
 T.check("cache mount: not part of the layer", not os.path.exists(f"{T.tmp}/cm2/cache/log"))
 
+cmo = ctx_dir("cachemount-opts", {"Dockerfile": """ARG BASE
+FROM ${BASE}
+RUN --mount=type=cache,id=opts,target=/c,uid=1000,gid=1000,mode=0750,sharing=locked ls -ldn /c > /c-perm
+"""})
+r = build(cmo, "-o", f"type=local,dest={T.tmp}/cmo-fs")
+perm = open(f"{T.tmp}/cmo-fs/c-perm").read().split() if r.returncode == 0 else []
+T.check("cache mount uid/gid/mode/sharing=locked", perm[:1] == ["drwxr-x---"] and
+        perm[2:4] == ["1000", "1000"], r.stderr + " ".join(perm))
+
 # --- independent stages run in parallel ---------------------------------------
 # Each stage waits (up to 20 s) for the other's marker in a shared cache mount:
 # run one after the other, the first would give up and fail.
