@@ -387,6 +387,11 @@ static int cache_store(engine_t *e, stage_t *st, const kiln_digest_t *key, const
     if (r < 0)
         return -1;
     r = kiln_store_ref_set(e->store, ref, &desc.digest, err);
+    if (r == 0 && l != NULL) {
+        /* the entry is kiln's own JSON: pin its layer too, so a prune keeps it */
+        _cleanup_free_ char *lref = kiln_xasprintf("%s.layer", ref);
+        r = kiln_store_ref_set(e->store, lref, &l->desc.digest, err);
+    }
     if (r == 0)
         note_cache_entry(e, st, key, &desc.digest);
     kiln_descriptor_clear(&desc);
@@ -2393,6 +2398,16 @@ static int cache_import(engine_t *e, const char *ref, kiln_error_t *err)
         name = cache_ref(&kd);
         if (kiln_store_ref_get(e->store, name, &have, NULL) == 1)
             continue; /* a local entry wins */
+        {
+            kiln_descriptor_t ld = {0};
+            json_t *layer = json_object_get(entry, "layer");
+            if (json_is_object(layer) &&
+                kiln_descriptor_from_json(layer, "layer", &ld, NULL) == 0) {
+                _cleanup_free_ char *lref = kiln_xasprintf("%s.layer", name);
+                kiln_store_ref_set(e->store, lref, &ld.digest, NULL);
+            }
+            kiln_descriptor_clear(&ld);
+        }
         if (kiln_image_store_put(e->store, entry, "application/vnd.kiln.cache.v1+json", &desc,
                                  err) < 0 ||
             kiln_store_ref_set(e->store, name, &desc.digest, err) < 0) {
