@@ -16,6 +16,8 @@
 #include "utils/fs.h"
 #include "utils/mem.h"
 
+#define HOOK_BODY_CAP ((size_t)25 * 1000 * 1000)
+
 struct kiln_http {
     struct MHD_Daemon *d;
     kiln_server_t *srv;
@@ -150,7 +152,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         st = kiln_xzalloc(sizeof(*st));
         st->upload_fd = -1;
-        st->cap = is_upload(method, url) ? s->max_upload : s->max_body;
+        /* GitHub sends push payloads of up to 25 MB; API bodies are small. */
+        st->cap = is_upload(method, url)                ? s->max_upload
+                  : strncmp(url, "/v1/hooks/", 10) == 0 ? HOOK_BODY_CAP
+                                                        : s->max_body;
         kiln_buf_init(&st->body, st->cap);
         *con_cls = st;
         if (needs_token(method, url) && !s->no_auth &&
