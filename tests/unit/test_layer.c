@@ -292,6 +292,17 @@ static void test_whiteouts(void **state)
     p = kiln_xasprintf("%s/kept", lower);
     assert_int_equal(access(p, F_OK), 0);
 
+    /* the sandbox's id range again when unpacking: 5 becomes base+5 */
+    _cleanup_free_ char *shifted = sub("lower-shifted");
+    uo.id_shift = 200000;
+    if (unpack_file(blob, shifted, &uo, NULL, &err) < 0)
+        fail_msg("unpack shifted: %s", err.msg);
+    _cleanup_free_ char *sp = kiln_xasprintf("%s/opq/new", shifted);
+    assert_int_equal(stat(sp, &st), 0);
+    assert_int_equal(st.st_uid, 200005);
+    assert_int_equal(st.st_gid, 200005);
+    uo.id_shift = 0;
+
     /* overlay form: a 0:0 device and the opaque xattr instead */
     uo.overlay_form = 1;
     if (unpack_file(blob, ovl, &uo, NULL, &err) < 0)
