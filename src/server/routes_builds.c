@@ -90,6 +90,13 @@ int kiln_routes_enqueue(kiln_server_t *s, json_t *body, char **id_out, unsigned 
             }
         }
     }
+    if (s->remote && !kiln_remote_has_context_store(s->remote) &&
+        json_object_get(json_object_get(req.stored, "source"), "context")) {
+        kiln_request_free(&req);
+        return kiln_error_set(err, 0,
+                              "field 'source.context': uploaded contexts need "
+                              "--context-store when builds go to a queue");
+    }
     if (s->remote && json_object_get(req.stored, "secrets")) {
         kiln_request_free(&req);
         return kiln_error_set(err, 0,
