@@ -1643,7 +1643,8 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
         if (expand(e, st, chown_s, NULL, &x, err) < 0 || resolve_user(e, st, x, &u, &g, err) < 0)
             return kiln_df_error(n, err, "%s", err->msg);
         c.uid = u;
-        c.gid = g;
+        /* "a username without groupname … uses the same numeric UID as the GID" */
+        c.gid = strchr(x, ':') ? (long)g : (long)u;
     }
     if (chmod_s) {
         char *endp;
