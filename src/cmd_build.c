@@ -142,6 +142,7 @@ static int do_outputs(const opts_t *o, kiln_store_t *store, const kiln_build_res
     for (size_t i = 0; i < o->n_outputs && ret == 0; i++) {
         kiln_cli_output_t out = {0};
         const char *dest;
+        int push = 0;
         if (kiln_cli_output_parse(o->outputs[i], &out, err) < 0)
             return -1;
         dest = kiln_cli_output_get(&out, "dest");
@@ -155,6 +156,10 @@ static int do_outputs(const opts_t *o, kiln_store_t *store, const kiln_build_res
                                             (const char *const *)o->tags, err);
         } else if (strcmp(out.type, "local") == 0 && dest) {
             ret = kiln_build_export_local(store, res, dest, err);
+        } else if (strcmp(out.type, "image") == 0 &&
+                   (kiln_cli_output_get_bool(&out, "push", 0, &push, err) < 0 || !push)) {
+            /* buildx's type=image without push=true: the image stays in the store */
+            ret = kiln_error_is_set(err) ? -1 : 0;
         } else if (strcmp(out.type, "registry") == 0 || strcmp(out.type, "image") == 0) {
             const char *name = kiln_cli_output_get(&out, "name");
             const char *refs[MAX_LIST + 1];
