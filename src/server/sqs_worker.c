@@ -1,5 +1,6 @@
 #include "src/server/sqs_worker.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -83,6 +84,39 @@ static int send_event(job_state_t *j, json_t *ev)
     ret = text ? kiln_sqs_send(j->aws, url, &msg, NULL, NULL) : -1;
     json_decref(ev);
     return ret;
+}
+
+/* Records the build's process group, so that a restarted worker can sweep what a crash left
+ * running (kiln_sqs_worker_start). */
+static void on_started(void *opaque, pid_t pgid, uint64_t ticks)
+{
+    job_state_t *j = opaque;
+    _cleanup_free_ char *path = kiln_xasprintf("%s/running/%s", j->w->o.root, j->id);
+    char line[64];
+    int n = snprintf(line, sizeof(line), "%d %llu\n", (int)pgid, (unsigned long long)ticks);
+    kiln_fs_write_file_atomic(path, line, (size_t)n, 0600, NULL);
+}
+
+/* Kills the process groups of builds a previous run of this worker left behind. */
+static void sweep_running(const char *root)
+{
+    _cleanup_free_ char *dir = kiln_xasprintf("%s/running", root);
+    _cleanup_closedir_ DIR *d = opendir(dir);
+    struct dirent *e;
+
+    while (d && (e = readdir(d)) != NULL) {
+        _cleanup_free_ char *text = NULL, *path = NULL;
+        int pgid = 0;
+        unsigned long long ticks = 0;
+        size_t len;
+        if (e->d_name[0] == '.')
+            continue;
+        path = kiln_xasprintf("%s/%s", dir, e->d_name);
+        if (kiln_fs_read_file(path, 256, &text, &len, NULL) == 0 &&
+            sscanf(text, "%d %llu", &pgid, &ticks) == 2)
+            kiln_runner_kill_stale((pid_t)pgid, (uint64_t)ticks);
+        unlinkat(dirfd(d), e->d_name, 0);
+    }
 }
 
 static void on_phase(void *opaque, const char *status)
@@ -260,8 +294,11 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
     kiln_error_t err = {0};
     kiln_job_outcome_t out = {0};
     job_state_t j = {.w = w, .aws = aws, .receipt = m->receipt, .attempt = m->receive_count};
-    kiln_job_hooks_t hooks = {
-        .phase = on_phase, .commit = on_commit, .should_stop = on_should_stop, .opaque = &j};
+    kiln_job_hooks_t hooks = {.started = on_started,
+                              .phase = on_phase,
+                              .commit = on_commit,
+                              .should_stop = on_should_stop,
+                              .opaque = &j};
     struct stat sb;
     heartbeat_t hb;
     char note[160];
@@ -374,6 +411,10 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
     kiln_request_free(&valid);
     json_decref(files);
     json_decref(request);
+    {
+        _cleanup_free_ char *running = kiln_xasprintf("%s/running/%s", w->o.root, id);
+        unlink(running);
+    }
     release_id(w, slot);
 }
 
@@ -418,7 +459,7 @@ int kiln_sqs_worker_start(const kiln_sqs_worker_opts_t *opts, kiln_sqs_worker_t 
                           kiln_error_t *err)
 {
     kiln_sqs_worker_t *w = kiln_xzalloc(sizeof(*w));
-    static const char *const dirs[] = {"logs", "builds", "done", "secrets", "contexts"};
+    static const char *const dirs[] = {"logs", "builds", "done", "secrets", "contexts", "running"};
 
     w->o = *opts;
     if (w->o.concurrency < 1)
@@ -432,6 +473,7 @@ int kiln_sqs_worker_start(const kiln_sqs_worker_opts_t *opts, kiln_sqs_worker_t 
             return -1;
         }
     }
+    sweep_running(opts->root);
     pthread_mutex_init(&w->lock, NULL);
     w->running = kiln_xzalloc((size_t)w->o.concurrency * sizeof(char *));
     w->threads = kiln_xzalloc((size_t)w->o.concurrency * sizeof(pthread_t));

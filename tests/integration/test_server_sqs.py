@@ -105,7 +105,8 @@ T.check("a worker fetched the staged context and built it",
 for p in (w1, w2):
     p.send_signal(signal.SIGTERM)
     p.wait(timeout=60)
-w3 = start_worker("w3", FAKE_SLEEP="1", FAKE_STEPS="30")
+gcpid = os.path.join(T.tmp, "w3-grandchild")
+w3 = start_worker("w3", FAKE_SLEEP="0", FAKE_STEPS="1", FAKE_GRANDCHILD=gcpid)
 st, body = srv.submit({"source": {"git": "https://git.example.test/acme/slow.git"}})
 sid = body["id"]
 end = time.time() + 60
@@ -124,6 +125,17 @@ T.check("after kill -9 the job was redelivered and completed by the other worker
         (b, runs().get(sid)))
 st, log, _ = srv.request("GET", "/v1/builds/%s/logs" % sid, raw=True)
 T.check("the log names the second attempt", b"attempt 2" in log, log)
+# The killed worker's build step outlived it; the worker's next start sweeps it.
+gpid = int(open(gcpid).read().split()[0]) if os.path.exists(gcpid) else 0
+alive_before = gpid > 0 and pid_alive(gpid)
+w5 = start_worker("w3", FAKE_SLEEP="0", FAKE_STEPS="1")
+end = time.time() + 15
+while time.time() < end and gpid and pid_alive(gpid):
+    time.sleep(0.1)
+T.check("a restarted worker kills what its crashed run left running",
+        alive_before and not pid_alive(gpid), (gpid, alive_before))
+w5.send_signal(signal.SIGTERM)
+w5.wait(timeout=60)
 w4.send_signal(signal.SIGTERM)
 T.check("worker drains and exits 0 on SIGTERM", w4.wait(timeout=60) == 0)
 srv.term()
