@@ -287,8 +287,8 @@ int kiln_cmd_build(int argc, char **argv)
                 return KILN_EXIT_USAGE;
             break;
         case O_SECRET:
-            if (strncmp(optarg, "id=", 3) != 0)
-                return kiln_cli_usage_error("build", "--secret wants id=ID,src=FILE");
+            if (strstr(optarg, "id=") == NULL)
+                return kiln_cli_usage_error("build", "--secret wants id=ID,src=FILE|env=VAR");
             if (add(o.secrets, &o.n_secrets, optarg))
                 return KILN_EXIT_USAGE;
             break;

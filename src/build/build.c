@@ -775,6 +775,36 @@ static void run_log(void *opaque, kiln_log_stream_t stream, const struct timespe
     st->tail[st->tail_n++] = kiln_xstrndup(line, len);
 }
 
+/* Finds --secret id=ID's source: src=/source=FILE, or env=VAR (keys in any
+ * order; without either, the environment variable named ID). */
+static int secret_source(engine_t *e, const char *sid, char **file, char **envname)
+{
+    for (size_t i = 0; i < e->req->n_secrets; i++) {
+        _cleanup_free_ char *spec = kiln_xstrdup(e->req->secrets[i]);
+        char *save = NULL, *id = NULL, *src = NULL, *env = NULL;
+        for (char *kv = strtok_r(spec, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+            char *v = strchr(kv, '=');
+            if (v == NULL)
+                continue;
+            *v++ = '\0';
+            if (strcmp(kv, "id") == 0)
+                id = v;
+            else if (strcmp(kv, "src") == 0 || strcmp(kv, "source") == 0)
+                src = v;
+            else if (strcmp(kv, "env") == 0)
+                env = v;
+        }
+        if (id == NULL || strcmp(id, sid) != 0)
+            continue;
+        if (src != NULL)
+            *file = kiln_xstrdup(src);
+        else
+            *envname = kiln_xstrdup(env ? env : id);
+        return 0;
+    }
+    return -1;
+}
+
 /* Parses "--mount=k=v,k=v" into a sandbox mount. */
 static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t *m, char **owned,
                        int *lock_fd, kiln_error_t *err)
@@ -847,20 +877,11 @@ static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t 
     }
     if (strcmp(type, "secret") == 0) {
         const char *sid = id ? id : (target ? strrchr(target, '/') + 1 : NULL);
-        const char *file = NULL;
-        for (size_t i = 0; sid && i < e->req->n_secrets; i++) {
-            const char *sp = e->req->secrets[i];
-            _cleanup_free_ char *want = kiln_xasprintf("id=%s,", sid);
-            if (strncmp(sp, want, strlen(want)) == 0) {
-                const char *f = strstr(sp, "src=");
-                if (f == NULL)
-                    f = strstr(sp, "source=");
-                if (f)
-                    file = strchr(f, '=') + 1;
-            }
-        }
-        if (file == NULL)
-            return kiln_error_set(err, 0, "secret %s not provided (--secret id=%s,src=FILE)",
+        _cleanup_free_ char *file = NULL;
+        _cleanup_free_ char *envname = NULL;
+        if (sid == NULL || secret_source(e, sid, &file, &envname) < 0)
+            return kiln_error_set(err, 0,
+                                  "secret %s not provided (--secret id=%s,src=FILE or env=VAR)",
                                   sid ? sid : "?", sid ? sid : "ID");
         m->type = KILN_MOUNT_SECRET;
         /* a private 0400 copy in the work dir (removed after the build), so the
@@ -869,9 +890,21 @@ static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t 
             _cleanup_free_ char *text = NULL;
             size_t len = 0;
             owned[0] = kiln_xasprintf("%s/secret-%s", e->work, sid);
-            if (kiln_fs_read_file(file, 1u << 20, &text, &len, err) < 0 ||
-                kiln_fs_write_file_atomic(owned[0], text, len, 0400, err) < 0)
+            if (file != NULL) {
+                if (kiln_fs_read_file(file, 1u << 20, &text, &len, err) < 0)
+                    return kiln_error_prefix(err, "secret %s", sid);
+            } else {
+                const char *v = getenv(envname);
+                if (v == NULL)
+                    return kiln_error_set(err, 0, "secret %s: environment variable %s is not set",
+                                          sid, envname);
+                text = kiln_xstrdup(v);
+                len = strlen(v);
+            }
+            if (kiln_fs_write_file_atomic(owned[0], text, len, 0400, err) < 0) {
+                explicit_bzero(text, len);
                 return kiln_error_prefix(err, "secret %s", sid);
+            }
             explicit_bzero(text, len);
         }
         owned[1] = target ? kiln_xstrdup(target) : kiln_xasprintf("/run/secrets/%s", sid);

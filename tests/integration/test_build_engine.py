@@ -122,6 +122,10 @@ if r.returncode == 0:
     _, cfg = read_image(out)
     T.check("secret: absent from config and logs",
             SECRET not in json.dumps(cfg) and SECRET not in r.stderr + r.stdout)
+r = kiln("build", "--root", ROOT, "--build-arg", f"BASE={BASE}", "--no-cache", "--secret",
+         "env=KILN_IT_TOK,id=tok", sec, env={"KILN_IT_TOK": SECRET})
+T.check("secret from an environment variable (env=VAR)", r.returncode == 0 and
+        SECRET not in r.stderr + r.stdout, r.stderr)
 r = build(sec)
 T.check("secret: missing --secret fails clearly", r.returncode == 1 and "secret tok" in r.stderr,
         r.stderr)
