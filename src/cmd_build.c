@@ -43,6 +43,8 @@ static void usage(FILE *out)
             "      --cache-from type=registry,ref=REF   import a registry cache (repeatable)\n"
             "      --cache-to type=registry,ref=REF[,mode=max]  push this build's cache\n"
             "      --cache-repo REPO      both, with REPO:kiln-cache (mode=max)\n"
+            "      --label K=V            add a label to the image (repeatable)\n"
+            "      --platform linux/amd64 the (only) target platform\n"
             "  -o, --output SPEC          type=oci,dest=DIR|type=docker,dest=FILE|"
             "type=local,dest=DIR|type=registry\n"
             "      --push                 push every -t name (same as --output type=registry)\n"
@@ -65,7 +67,8 @@ static void usage(FILE *out)
 typedef struct opts {
     const char *file, *target, *root, *digest_file, *metadata_file, *network, *isolation;
     const char *subdir, *plan_file, *ssh;
-    const char *cache_from[MAX_LIST];
+    const char *cache_from[MAX_LIST], *labels[MAX_LIST];
+    size_t n_labels;
     size_t n_cache_from;
     char *cache_to;
     int cache_to_max;
@@ -218,6 +221,8 @@ int kiln_cmd_build(int argc, char **argv)
         O_CACHE_FROM,
         O_CACHE_TO,
         O_CACHE_REPO,
+        O_LABEL,
+        O_PLATFORM,
     };
     static const struct option lopts[] = {
         {"file", required_argument, NULL, 'f'},
@@ -244,6 +249,8 @@ int kiln_cmd_build(int argc, char **argv)
         {"cache-from", required_argument, NULL, O_CACHE_FROM},
         {"cache-to", required_argument, NULL, O_CACHE_TO},
         {"cache-repo", required_argument, NULL, O_CACHE_REPO},
+        {"label", required_argument, NULL, O_LABEL},
+        {"platform", required_argument, NULL, O_PLATFORM},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     opts_t o = {.sde = -1};
@@ -377,6 +384,17 @@ int kiln_cmd_build(int argc, char **argv)
             kiln_cli_output_free(&co);
             break;
         }
+        case O_LABEL:
+            if (add(o.labels, &o.n_labels, optarg))
+                return KILN_EXIT_USAGE;
+            break;
+        case O_PLATFORM:
+            if (strcmp(optarg, "linux/amd64") != 0)
+                return kiln_cli_usage_error("build",
+                                            "only --platform linux/amd64 is supported, not "
+                                            "'%s'",
+                                            optarg);
+            break;
         case O_CACHE_REPO:
             free(o.cache_repo_ref);
             o.cache_repo_ref = kiln_xasprintf("%s:kiln-cache", optarg);
@@ -469,6 +487,8 @@ int kiln_cmd_build(int argc, char **argv)
     req.n_cache_from = o.n_cache_from;
     req.cache_to = o.cache_to;
     req.cache_to_max = o.cache_to_max;
+    req.labels = o.labels;
+    req.n_labels = o.n_labels;
     req.source_date_epoch = o.sde;
     req.compression = o.compression;
     req.compression_level = -1;

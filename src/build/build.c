@@ -2559,6 +2559,12 @@ static int finish_image(engine_t *e, stage_t *st, kiln_build_result_t *res, kiln
         }
         json_object_set_new(st->config, "created", json_string(buf));
     }
+    for (size_t i = 0; i < e->req->n_labels; i++) {
+        const char *kv = e->req->labels[i];
+        const char *eq = strchr(kv, '=');
+        _cleanup_free_ char *k = kiln_xstrndup(kv, eq ? (size_t)(eq - kv) : strlen(kv));
+        kiln_image_config_set_label(st->config, k, eq ? eq + 1 : "");
+    }
     /* diff_ids must list exactly the layers (a cache hit restored them) */
     {
         json_t *diffs = json_array();

@@ -52,6 +52,8 @@ typedef struct kiln_build_request {
     size_t n_cache_from;
     const char *cache_to;
     int cache_to_max;
+    const char *const *labels; /* "K=V" labels added to the final image */
+    size_t n_labels;
     int no_cache;
     int64_t source_date_epoch; /* -1: none */
     kiln_compression_t compression;

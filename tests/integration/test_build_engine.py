@@ -264,6 +264,7 @@ dig = os.path.join(T.tmp, "digest.txt")
 meta = os.path.join(T.tmp, "meta.json")
 arch = os.path.join(T.tmp, "image.tar")
 r = build(nc, "-f", "-", "--build-context", f"extra={extra}", "--target", "two", "-t", "named:1",
+          "--label", "org.opencontainers.image.source=kiln-it", "--platform", "linux/amd64",
           "-o", f"type=local,dest={fs}", "-o", f"type=docker,dest={arch}",
           "--digest-file", dig, "--metadata-file", meta, input=df)
 T.check("-f - with a named context and --target", r.returncode == 0, r.stderr)
@@ -279,6 +280,11 @@ if r.returncode == 0:
     with tarfile.open(arch) as t:
         mf = json.load(t.extractfile("manifest.json"))
     T.check("type=docker writes a docker archive", mf[0].get("RepoTags") == ["named:1"], mf)
+    with tarfile.open(arch) as t:
+        dcfg = json.load(t.extractfile(mf[0]["Config"]))
+    T.check("--label lands in the image config",
+            dcfg["config"].get("Labels", {}).get("org.opencontainers.image.source") == "kiln-it",
+            dcfg)
 
 # --- hardlinks in a COPY stay hardlinks; docker-image:// named context -----------
 hl = ctx_dir("hardlinks", {"Dockerfile": "ARG BASE\nFROM ${BASE}\nCOPY . /h/\n"
