@@ -405,10 +405,15 @@ typedef struct sm_find {
     char *name; /* "submodule.NAME.path" key of the match */
 } sm_find_t;
 
+/* Matches "submodule.<name>.path" = f->path; plain string tests, not
+ * git_config_foreach_match (its regex path leaks pcre2 match data). */
 static int find_path_cb(const git_config_entry *e, void *payload)
 {
     sm_find_t *f = payload;
-    if (f->name == NULL && strcmp(e->value, f->path) == 0)
+    size_t n = strlen(e->name);
+
+    if (f->name == NULL && n > 15 && strncmp(e->name, "submodule.", 10) == 0 &&
+        strcmp(e->name + n - 5, ".path") == 0 && strcmp(e->value, f->path) == 0)
         f->name = kiln_xstrdup(e->name);
     return 0;
 }
@@ -462,7 +467,7 @@ static int checkout_submodules(git_repository *repo, git_tree *tree, const char 
         int r;
 
         git_oid_tostr(sha, sizeof(sha), &links.items[i].oid);
-        git_config_foreach_match(cfg, "^submodule\\..*\\.path$", find_path_cb, &f);
+        git_config_foreach(cfg, find_path_cb, &f);
         if (f.name == NULL) {
             ret = kiln_error_set(err, 0, "git: submodule %s is not in .gitmodules",
                                  links.items[i].path);
