@@ -1009,7 +1009,28 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
         if (n->n_heredocs == 1 && n->n_args > 0 && strncmp(n->args[0], "<<", 2) == 0 &&
             strpbrk(n->args[0], " \t") == NULL) {
             /* RUN <<EOF: the heredoc is the script */
-            strv_add(&argv, kiln_df_heredoc_content(&n->heredocs[0]));
+            char *body = kiln_df_heredoc_content(&n->heredocs[0]);
+            if (strncmp(body, "#!", 2) == 0 && n_mounts < 16) {
+                /* a script with its own interpreter runs as a file, as in BuildKit
+                 * (mounted read-only at /dev/pipes/NAME) */
+                owned[2 * n_mounts] = kiln_xasprintf("%s/heredoc-%d", e->work, st->step);
+                owned[2 * n_mounts + 1] = kiln_xasprintf("/dev/pipes/%s", n->heredocs[0].name);
+                if (kiln_fs_write_file_atomic(owned[2 * n_mounts], body, strlen(body), 0755, err) <
+                    0) {
+                    free(body);
+                    goto out;
+                }
+                mounts[n_mounts] = (kiln_mount_t){.type = KILN_MOUNT_BIND,
+                                                  .src = owned[2 * n_mounts],
+                                                  .dst = owned[2 * n_mounts + 1],
+                                                  .readonly = 1};
+                strv_clear(&argv);
+                strv_add(&argv, kiln_xstrdup(owned[2 * n_mounts + 1]));
+                n_mounts++;
+                free(body);
+            } else {
+                strv_add(&argv, body);
+            }
         } else if (n->n_heredocs > 0) {
             /* `RUN cmd <<EOF …`: the shell reads the heredocs itself */
             kiln_buf_t b;
@@ -1074,6 +1095,13 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
         char *k2 = kiln_xasprintf("%s\nenv:%s\nwd:%s\nuser:%s", keytext, envs, wd ? wd : "",
                                   usr ? usr : "");
         free(envs);
+        free(keytext);
+        keytext = k2;
+    }
+    for (size_t i = 0; i < n->n_heredocs; i++) {
+        /* a heredoc run as a file is not in the command line: key its content */
+        char *k2 = kiln_xasprintf("%s\nheredoc:%s", keytext,
+                                  n->heredocs[i].content ? n->heredocs[i].content : "");
         free(keytext);
         keytext = k2;
     }
