@@ -178,6 +178,8 @@ static void emit_event(engine_t *e, int step, const char *event, const char *tex
         free(s);
         return;
     }
+    if (strcmp(event, "log") == 0 && e->req->progress == KILN_PROGRESS_TTY)
+        return; /* condensed: steps and their status only (a failure shows its last lines) */
     if (strcmp(event, "start") == 0 || strcmp(event, "log") == 0)
         emit(e, "#%d %s", step, text ? text : "");
     else if (strcmp(event, "cached") == 0)
