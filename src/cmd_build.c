@@ -60,6 +60,8 @@ static void usage(FILE *out)
             "      --network MODE         default network for RUN: default, none, host\n"
             "      --isolation MODE       auto, sandbox, chroot\n"
             "      --insecure-registry H  allow plain HTTP for registry H[:PORT] (repeatable)\n"
+            "      --registry-mirror SRC=HOST[/PREFIX]  try HOST before registry SRC (repeatable)\n"
+            "      --registry-config FILE mirrors/insecure/ca file\n"
             "      --subdir PATH          auto-build PATH inside the source (monorepos)\n"
             "      --plan FILE            auto-build exactly this plan (from `kiln plan`)\n"
             "  -o type=function,dest=F.zip  auto-build: a Lambda zip + function.json\n");
@@ -68,7 +70,9 @@ static void usage(FILE *out)
 typedef struct opts {
     const char *file, *target, *root, *digest_file, *metadata_file, *network, *isolation;
     const char *subdir, *plan_file, *ssh;
-    const char *cache_from[MAX_LIST], *labels[MAX_LIST];
+    const char *cache_from[MAX_LIST], *labels[MAX_LIST], *mirrors[MAX_LIST + 1];
+    size_t n_mirrors;
+    const char *registry_config;
     size_t n_labels;
     size_t n_cache_from;
     char *cache_to;
@@ -180,6 +184,8 @@ static int do_outputs(const opts_t *o, kiln_store_t *store, const kiln_build_res
                     kiln_registry_opts_t ro;
                     kiln_registry_opts_init(&ro);
                     ro.insecure = o->n_insecure ? o->insecure : NULL;
+                    if (o->registry_config)
+                        ro.config_file = o->registry_config;
                     if (kiln_registry_new(&ro, &reg, err) < 0) {
                         kiln_cli_output_free(&out);
                         return -1;
@@ -224,6 +230,8 @@ int kiln_cmd_build(int argc, char **argv)
         O_CACHE_REPO,
         O_LABEL,
         O_PLATFORM,
+        O_MIRROR,
+        O_REGCONF,
     };
     static const struct option lopts[] = {
         {"file", required_argument, NULL, 'f'},
@@ -251,6 +259,8 @@ int kiln_cmd_build(int argc, char **argv)
         {"cache-to", required_argument, NULL, O_CACHE_TO},
         {"cache-repo", required_argument, NULL, O_CACHE_REPO},
         {"label", required_argument, NULL, O_LABEL},
+        {"registry-mirror", required_argument, NULL, O_MIRROR},
+        {"registry-config", required_argument, NULL, O_REGCONF},
         {"platform", required_argument, NULL, O_PLATFORM},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
@@ -385,6 +395,13 @@ int kiln_cmd_build(int argc, char **argv)
             kiln_cli_output_free(&co);
             break;
         }
+        case O_MIRROR:
+            if (add(o.mirrors, &o.n_mirrors, optarg))
+                return KILN_EXIT_USAGE;
+            break;
+        case O_REGCONF:
+            o.registry_config = optarg;
+            break;
         case O_LABEL:
             if (add(o.labels, &o.n_labels, optarg))
                 return KILN_EXIT_USAGE;
@@ -488,6 +505,8 @@ int kiln_cmd_build(int argc, char **argv)
     req.n_cache_from = o.n_cache_from;
     req.cache_to = o.cache_to;
     req.cache_to_max = o.cache_to_max;
+    req.mirrors = o.n_mirrors ? o.mirrors : NULL;
+    req.registry_config = o.registry_config;
     req.labels = o.labels;
     req.n_labels = o.n_labels;
     req.source_date_epoch = o.sde;

@@ -2421,6 +2421,9 @@ static int registry_client(engine_t *e, kiln_error_t *err)
         kiln_registry_opts_t o;
         kiln_registry_opts_init(&o);
         o.insecure = e->req->insecure_registries;
+        o.mirrors = e->req->mirrors;
+        if (e->req->registry_config)
+            o.config_file = e->req->registry_config;
         r = kiln_registry_new(&o, &e->registry, err);
     }
     pthread_mutex_unlock(&e->lock);

@@ -52,7 +52,9 @@ typedef struct kiln_build_request {
     size_t n_cache_from;
     const char *cache_to;
     int cache_to_max;
-    const char *const *labels; /* "K=V" labels added to the final image */
+    const char *const *mirrors;  /* NULL-terminated "SRC=HOST[/PREFIX]" registry mirrors, or NULL */
+    const char *registry_config; /* registries config file (mirrors/insecure/ca), or NULL */
+    const char *const *labels;   /* "K=V" labels added to the final image */
     size_t n_labels;
     int no_cache;
     int64_t source_date_epoch; /* -1: none */

@@ -375,6 +375,16 @@ if port:
     T.check("--cache-repo (kaniko style) round trip",
             rC.returncode == 0 and rD.returncode == 0 and
             [stD.get(i) for i in (2, 3, 4, 5)] == ["CACHED"] * 4, rC.stderr + rD.stderr)
+    # FROM through a mirror: the image is only in the mirror registry
+    mport = start_registry()
+    mreg = f"127.0.0.1:{mport}"
+    r = build(c, "-t", f"{mreg}/upstream/base:1", "--push", "--insecure-registry", mreg)
+    fm = ctx_dir("frommirror", {"Dockerfile": "FROM registry.invalid/upstream/base:1\nRUN cat /b-copy > /m\n"})
+    r = kiln("build", "--root", os.path.join(T.tmp, "root-mirror"), "--insecure-registry", mreg,
+             "--registry-mirror", f"registry.invalid={mreg}", "-o",
+             f"type=local,dest={T.tmp}/mirror-fs", fm)
+    T.check("FROM resolves through --registry-mirror", r.returncode == 0 and
+            open(f"{T.tmp}/mirror-fs/m").read() == "B2\n", r.stderr)
     fr2 = ctx_dir("fromreg", {"Dockerfile": f"FROM {reg}/kiln/base:1\nRUN cat /a-copy /b-copy > /both\n"})
     r = kiln("build", "--root", os.path.join(T.tmp, "root2"), "--insecure-registry", reg,
              "-o", f"type=local,dest={T.tmp}/fromreg-fs", fr2)
