@@ -2345,6 +2345,18 @@ static int run_graph(engine_t *e, stage_t *target, kiln_error_t *err)
 static int split_stages(engine_t *e, kiln_error_t *err)
 {
     bool seen_from = false;
+    /* BuildKit's automatic platform ARGs (global scope; a stage declares them
+     * with a bare ARG to use them) */
+    static const char *const platform_args[][2] = {{"TARGETPLATFORM", "linux/amd64"},
+                                                   {"TARGETOS", "linux"},
+                                                   {"TARGETARCH", "amd64"},
+                                                   {"TARGETVARIANT", ""},
+                                                   {"BUILDPLATFORM", "linux/amd64"},
+                                                   {"BUILDOS", "linux"},
+                                                   {"BUILDARCH", "amd64"},
+                                                   {"BUILDVARIANT", ""}};
+    for (size_t i = 0; i < sizeof(platform_args) / sizeof(platform_args[0]); i++)
+        kv_set(&e->meta_args, platform_args[i][0], platform_args[i][1]);
     for (size_t i = 0; i < e->df->n_nodes; i++) {
         const kiln_df_node_t *n = &e->df->nodes[i];
         if (strcmp(n->keyword, "from") == 0) {
