@@ -29,7 +29,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "Usage: kiln build [OPTIONS] CONTEXT\n\n"
-            "Builds the Dockerfile in CONTEXT (a directory). Without a Dockerfile, or when\n"
+            "Builds the Dockerfile in CONTEXT (a directory, or - for a tarball on stdin).\n"
+            "Without a Dockerfile, or when\n"
             "CONTEXT is a git URL[#REF], kiln detects the stack (see `kiln plan`) and builds\n"
             "the plan's natural output (default under ./kiln-out/).\n\n"
             "  -f, --file FILE            the Dockerfile (default CONTEXT/Dockerfile; - = stdin)\n"
@@ -38,7 +39,7 @@ static void usage(FILE *out)
             "      --build-arg K[=V]      set a build argument (repeatable)\n"
             "      --build-context N=DIR  a named context for FROM / COPY --from "
             "(DIR or docker-image://REF)\n"
-            "      --secret id=ID,src=FILE  a secret for RUN --mount=type=secret\n"
+            "      --secret id=ID,src=FILE|env=VAR  a secret for RUN --mount=type=secret\n"
             "      --ssh default[=SOCKET]  forward the SSH agent to RUN --mount=type=ssh\n"
             "      --cache-from type=registry,ref=REF   import a registry cache (repeatable)\n"
             "      --cache-to type=registry,ref=REF[,mode=max]  push this build's cache\n"
