@@ -30,9 +30,9 @@ static void usage(FILE *out)
     fprintf(out,
             "Usage: kiln build [OPTIONS] CONTEXT\n\n"
             "Builds the Dockerfile in CONTEXT (a directory, or - for a tarball on stdin).\n"
-            "Without a Dockerfile, or when\n"
-            "CONTEXT is a git URL[#REF], kiln detects the stack (see `kiln plan`) and builds\n"
-            "the plan's natural output (default under ./kiln-out/).\n\n"
+            "Without a Dockerfile, or when CONTEXT is a git URL[#REF], kiln detects the\n"
+            "stack (see `kiln plan`) and builds the plan's natural output (default under\n"
+            "./kiln-out/).\n\n"
             "  -f, --file FILE            the Dockerfile (default CONTEXT/Dockerfile; - = stdin)\n"
             "  -t, --tag NAME             name the image (repeatable)\n"
             "      --target STAGE         build this stage (and what it needs)\n"
