@@ -1539,6 +1539,11 @@ static int copy_source_root(engine_t *e, stage_t *st, const kiln_df_node_t *n, c
         *root = rootfs;
         return 0;
     }
+    if (all_digits(from))
+        return kiln_df_error(n, err, "unknown stage %s (stages are numbered from 0, earlier only)",
+                             from);
+    if (find_stage(e, from, e->n_stages) != NULL)
+        return kiln_df_error(n, err, "stage %s is defined after this instruction", from);
     for (size_t i = 0; i < e->req->n_contexts; i++) {
         size_t fl = strlen(from);
         if (strncmp(e->req->contexts[i], from, fl) == 0 && e->req->contexts[i][fl] == '=' &&

@@ -240,6 +240,10 @@ errors = [
     ("duplicate stage", "ARG BASE\nFROM ${BASE} AS a\nFROM ${BASE} AS A\n", "Dockerfile:3",
      "duplicate stage"),
     ("bad FROM flag", "ARG BASE\nFROM --nope=1 ${BASE}\n", "Dockerfile:2", "--nope"),
+    ("unknown stage index", "ARG BASE\nFROM ${BASE}\nCOPY --from=3 /x /y\n", "Dockerfile:3",
+     "unknown stage 3"),
+    ("later stage", "ARG BASE\nFROM ${BASE} AS first\nCOPY --from=late /x /y\n"
+     "FROM ${BASE} AS late\nFROM first\n", "Dockerfile:3", "defined after"),
 ]
 for name, text, where, what in errors:
     e = ctx_dir("err-" + name.replace(" ", "-"), {"Dockerfile": text})
