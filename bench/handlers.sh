@@ -3,7 +3,7 @@
 #   cold   kiln build with an empty kiln root (no build cache, empty npm cache)
 #   warm   the same root after a one-line change to an app source file
 #   peer   buildah bud of the equivalent hand-written Dockerfile on the same images,
-#          with empty storage (cold)
+#          with empty storage (cold), then buildah push to an OCI layout like kiln's output
 # Prints the times, kiln's peak RSS and the ratios; targets: warm ≤ 0.2 × cold,
 # kiln cold ≤ 0.5 × buildah cold.    Usage: bench/handlers.sh [RUNS]   (default 1)
 set -euo pipefail
@@ -57,6 +57,9 @@ for i in $(seq 1 "$RUNS"); do
   t4=$(now)
   buildah --root "$T/buildah-root-$i" --runroot "$T/buildah-run-$i" --storage-driver vfs bud -q \
     --isolation chroot -t bench-peer "$T/peer-$i" >/dev/null
+  # kiln writes an OCI layout; so does the peer.
+  buildah --root "$T/buildah-root-$i" --runroot "$T/buildah-run-$i" --storage-driver vfs push -q \
+    bench-peer "oci:$T/peer-out-$i:latest" >/dev/null
   t5=$(now)
   peer+=("$(secs "$t4" "$t5")")
   buildah --root "$T/buildah-root-$i" --runroot "$T/buildah-run-$i" --storage-driver vfs rmi -a -f \
