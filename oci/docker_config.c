@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "utils/aws/ecr.h"
 #include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
@@ -23,6 +24,8 @@ extern char **environ;
 
 #define MAX_PROVIDERS 8
 #define DOCKER_HUB_KEY "https://index.docker.io/v1/"
+
+static int docker_config_lookup(const char *registry, kiln_cred_t *out, kiln_error_t *err);
 
 static struct {
     char name[64];
@@ -317,7 +320,36 @@ static int helper_get(const char *helper, const char *registry, kiln_cred_t *out
     return 1;
 }
 
+/* ECR registries need no configuration, as with Amazon's credential helper:
+ * the built-in "ecr-login" provider serves *.dkr.ecr.* hosts that config.json
+ * says nothing about. Returns 1 with credentials, 0 when not ECR or no provider
+ * is registered, -1 with err set when ECR refuses. */
+static int ecr_default(const char *registry, kiln_cred_t *out, kiln_error_t *err)
+{
+    char *account = NULL, *region = NULL;
+    int is_ecr = kiln_ecr_parse_host(registry, &account, &region);
+
+    free(account);
+    free(region);
+    if (!is_ecr)
+        return 0;
+    for (int i = 0; i < MAX_PROVIDERS; i++)
+        if (providers[i].fn != NULL && strcmp(providers[i].name, "ecr-login") == 0)
+            return providers[i].fn(registry, out, providers[i].ud, err);
+    return 0;
+}
+
 int kiln_docker_config_get(const char *registry, kiln_cred_t *out, kiln_error_t *err)
+{
+    int rc = docker_config_lookup(registry, out, err);
+
+    if (rc != 0)
+        return rc;
+    return ecr_default(registry, out, err);
+}
+
+/* The lookup in config.json alone (helpers, credsStore, auths). */
+static int docker_config_lookup(const char *registry, kiln_cred_t *out, kiln_error_t *err)
 {
     _cleanup_free_ char *path = kiln_docker_config_path();
     _cleanup_json_ json_t *cfg = NULL;

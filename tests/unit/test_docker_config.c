@@ -78,7 +78,7 @@ static void test_bad_config(void **state)
 
 static int provider(const char *host, kiln_cred_t *out, void *ud, kiln_error_t *err)
 {
-    if (strcmp(host, "123.dkr.ecr.example") != 0)
+    if (strstr(host, ".dkr.ecr.") == NULL)
         return 0;
     out->username = kiln_xstrdup("AWS");
     out->password = kiln_xstrdup((const char *)ud);
@@ -116,12 +116,38 @@ static void test_provider_and_store(void **state)
     assert_int_equal(kiln_docker_config_get("r.example", &c, &err), 0);
 }
 
+/* ECR hosts use the built-in ecr-login provider without any config.json
+ * entry; other hosts without one get no credentials. */
+static void test_ecr_default(void **state)
+{
+    kiln_cred_t c = {0};
+    kiln_error_t err = {0};
+    _cleanup_free_ char *p = kiln_xasprintf("%s/config.json", dir);
+
+    unlink(p);
+    assert_int_equal(kiln_registry_set_cred_provider("ecr-login", provider, "tok2"), 0);
+    assert_int_equal(
+        kiln_docker_config_get("123456789012.dkr.ecr.eu-west-1.amazonaws.com", &c, &err), 1);
+    assert_string_equal(c.username, "AWS");
+    assert_string_equal(c.password, "tok2");
+    kiln_cred_clear(&c);
+    assert_int_equal(kiln_docker_config_get("registry.example.com", &c, &err), 0);
+    write_config("{\"auths\":{}}");
+    assert_int_equal(
+        kiln_docker_config_get("123456789012.dkr.ecr.eu-west-1.amazonaws.com", &c, &err), 1);
+    kiln_cred_clear(&c);
+    kiln_registry_set_cred_provider("ecr-login", NULL, NULL);
+    assert_int_equal(
+        kiln_docker_config_get("123456789012.dkr.ecr.eu-west-1.amazonaws.com", &c, &err), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_auths),
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_provider_and_store),
+        cmocka_unit_test(test_ecr_default),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
