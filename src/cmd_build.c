@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "oci/docker_archive.h"
@@ -15,8 +16,12 @@
 #include "oci/registry.h"
 #include "src/build/auto.h"
 #include "src/build/build.h"
+#include "src/build/event.h"
 #include "src/cli_output.h"
 #include "src/commands.h"
+#include "utils/aws/client.h"
+#include "utils/aws/notify.h"
+#include "utils/aws/s3.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
@@ -65,7 +70,13 @@ static void usage(FILE *out)
             "      --registry-config FILE mirrors/insecure/ca file\n"
             "      --subdir PATH          auto-build PATH inside the source (monorepos)\n"
             "      --plan FILE            auto-build exactly this plan (from `kiln plan`)\n"
-            "  -o type=function,dest=F.zip  auto-build: a Lambda zip + function.json\n");
+            "  -o type=function,dest=F.zip  auto-build: a Lambda zip + function.json\n"
+            "  -o type=s3,dest=s3://BUCKET/PREFIX[,cache-control=V][,full=true]  upload the final\n"
+            "                             filesystem (a static site) to S3\n"
+            "      --notify TARGET        sqs://QUEUE_URL or sns://TOPIC_ARN: send the completion\n"
+            "                             event there, success or failure (repeatable)\n"
+            "      --build-id ID          the id in the completion event (default $KILN_BUILD_ID\n"
+            "                             or a random one)\n");
 }
 
 typedef struct opts {
@@ -80,8 +91,9 @@ typedef struct opts {
     int cache_to_max;
     char *cache_repo_ref;
     const char *tags[MAX_LIST], *args[MAX_LIST], *contexts[MAX_LIST], *secrets[MAX_LIST],
-        *outputs[MAX_LIST], *insecure[MAX_LIST + 1];
-    size_t n_tags, n_args, n_contexts, n_secrets, n_outputs, n_insecure;
+        *outputs[MAX_LIST], *insecure[MAX_LIST + 1], *notify[MAX_LIST];
+    size_t n_tags, n_args, n_contexts, n_secrets, n_outputs, n_insecure, n_notify;
+    const char *build_id;
     int push, no_cache;
     int64_t sde;
     kiln_compression_t compression;
@@ -115,12 +127,24 @@ static int context_from_stdin(const char *root, char **out, kiln_error_t *err)
     return 0;
 }
 
-static int write_metadata(const opts_t *o, const kiln_build_result_t *res, kiln_error_t *err)
+/* Writes the --metadata-file: the image (when the build succeeded), step
+ * timings, the completion event and what each notification did. */
+static int write_metadata(const opts_t *o, const kiln_build_result_t *res, json_t *ev,
+                          json_t *notified, kiln_error_t *err)
 {
     char ds[KILN_DIGEST_STR_MAX], cs[KILN_DIGEST_STR_MAX];
     json_t *j = json_object(), *tags = json_array(), *steps = json_array();
     char *s;
     int r;
+
+    json_object_set(j, "kiln.event", ev);
+    if (notified != NULL)
+        json_object_set(j, "kiln.notify", notified);
+    if (res == NULL) {
+        json_decref(tags);
+        json_decref(steps);
+        goto write;
+    }
 
     kiln_digest_str(&res->manifest.digest, ds);
     kiln_digest_str(&res->config_digest, cs);
@@ -135,6 +159,7 @@ static int write_metadata(const opts_t *o, const kiln_build_result_t *res, kiln_
     json_object_set_new(j, "image.name", json_string(o->n_tags ? o->tags[0] : ""));
     json_object_set_new(j, "tags", tags);
     json_object_set_new(j, "steps", steps);
+write:
     s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(j);
     r = kiln_fs_write_file_atomic(o->metadata_file, s, strlen(s), 0644, err);
@@ -142,16 +167,60 @@ static int write_metadata(const opts_t *o, const kiln_build_result_t *res, kiln_
     return r;
 }
 
-static int do_outputs(const opts_t *o, kiln_store_t *store, const kiln_build_result_t *res,
-                      kiln_error_t *err)
+/* type=s3: exports the final filesystem to a private temp dir under the
+ * kiln root and uploads it (incremental, with a deploy manifest). */
+static int output_s3(const char *spec, const char *root, kiln_store_t *store,
+                     const kiln_build_result_t *res, json_t *ev, kiln_error_t *err)
+{
+    kiln_s3_output_t s3 = {0};
+    kiln_s3_stats_t stats = {0};
+    _cleanup_free_ char *parent = kiln_xasprintf("%s/build/tmp", root);
+    _cleanup_free_ char *dir = NULL;
+    kiln_aws_t *aws;
+    int ret;
+
+    if (kiln_s3_output_parse(spec, &s3, err) < 0)
+        return -1;
+    if (kiln_fs_mkdir_p(parent, 0711, err) < 0 || kiln_fs_mkdtemp(parent, "s3-", &dir, err) < 0) {
+        kiln_s3_output_clear(&s3);
+        return -1;
+    }
+    ret = kiln_build_export_local(store, res, dir, err);
+    if (ret == 0) {
+        aws = kiln_aws_new(NULL);
+        ret = kiln_s3_upload_dir(aws, dir, s3.dest, &s3.opts, &stats, err);
+        kiln_aws_free(aws);
+        fprintf(stderr, "s3 %s: %zu files, %zu uploaded, %zu unchanged, %llu bytes\n", s3.dest,
+                stats.files, stats.uploaded, stats.skipped, stats.bytes);
+    }
+    if (ret == 0)
+        kiln_event_add_output(ev, "s3",
+                              json_pack("{s:s, s:I, s:I, s:I}", "url", s3.dest, "files",
+                                        (json_int_t)stats.files, "uploaded",
+                                        (json_int_t)stats.uploaded, "unchanged",
+                                        (json_int_t)stats.skipped));
+    kiln_fs_rm_rf(dir, NULL);
+    kiln_s3_output_clear(&s3);
+    return ret;
+}
+
+static int do_outputs(const opts_t *o, const char *root, kiln_store_t *store,
+                      const kiln_build_result_t *res, json_t *ev, kiln_error_t *err)
 {
     kiln_registry_t *reg = NULL;
+    char ds[KILN_DIGEST_STR_MAX];
     int ret = 0;
 
+    kiln_digest_str(&res->manifest.digest, ds);
     for (size_t i = 0; i < o->n_outputs && ret == 0; i++) {
         kiln_cli_output_t out = {0};
         const char *dest;
         int push = 0;
+        /* an S3 spec may hold commas in cache-control: it has its own parser */
+        if (strncmp(o->outputs[i], "type=s3,", 8) == 0 || strcmp(o->outputs[i], "type=s3") == 0) {
+            ret = output_s3(o->outputs[i], root, store, res, ev, err);
+            continue;
+        }
         if (kiln_cli_output_parse(o->outputs[i], &out, err) < 0)
             return -1;
         dest = kiln_cli_output_get(&out, "dest");
@@ -160,11 +229,21 @@ static int do_outputs(const opts_t *o, kiln_store_t *store, const kiln_build_res
             kiln_cli_output_get_bool(&out, "tar", 0, &tar, NULL);
             ret = kiln_layout_write(store, dest, tar, &res->manifest, o->n_tags ? o->tags[0] : NULL,
                                     err);
+            if (ret == 0)
+                kiln_event_add_output(
+                    ev, "images",
+                    json_pack("{s:s, s:s, s:s}", "type", "oci", "dest", dest, "digest", ds));
         } else if (strcmp(out.type, "docker") == 0 && dest) {
             ret = kiln_docker_archive_write(store, dest, &res->manifest,
                                             (const char *const *)o->tags, err);
+            if (ret == 0)
+                kiln_event_add_output(
+                    ev, "images",
+                    json_pack("{s:s, s:s, s:s}", "type", "docker", "dest", dest, "digest", ds));
         } else if (strcmp(out.type, "local") == 0 && dest) {
             ret = kiln_build_export_local(store, res, dest, err);
+            if (ret == 0)
+                kiln_event_add_output(ev, "local", json_pack("{s:s}", "dest", dest));
         } else if (strcmp(out.type, "image") == 0 &&
                    (kiln_cli_output_get_bool(&out, "push", 0, &push, err) < 0 || !push)) {
             /* buildx's type=image without push=true: the image stays in the store */
@@ -193,6 +272,10 @@ static int do_outputs(const opts_t *o, kiln_store_t *store, const kiln_build_res
                     }
                 }
                 ret = kiln_registry_push(reg, &src, &res->manifest, refs, n, NULL, NULL, err);
+                for (size_t k = 0; ret == 0 && k < n; k++)
+                    kiln_event_add_output(ev, "images",
+                                          json_pack("{s:s, s:s, s:s}", "type", "registry", "ref",
+                                                    refs[k], "digest", ds));
             }
         } else {
             ret = kiln_error_set(err, 0, "unsupported output %s (need dest= for oci/docker/local)",
@@ -203,6 +286,11 @@ static int do_outputs(const opts_t *o, kiln_store_t *store, const kiln_build_res
     if (reg)
         kiln_registry_free(reg);
     return ret;
+}
+
+static double elapsed(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
 }
 
 int kiln_cmd_build(int argc, char **argv)
@@ -233,6 +321,8 @@ int kiln_cmd_build(int argc, char **argv)
         O_PLATFORM,
         O_MIRROR,
         O_REGCONF,
+        O_NOTIFY,
+        O_BUILD_ID,
     };
     static const struct option lopts[] = {
         {"file", required_argument, NULL, 'f'},
@@ -263,6 +353,8 @@ int kiln_cmd_build(int argc, char **argv)
         {"registry-mirror", required_argument, NULL, O_MIRROR},
         {"registry-config", required_argument, NULL, O_REGCONF},
         {"platform", required_argument, NULL, O_PLATFORM},
+        {"notify", required_argument, NULL, O_NOTIFY},
+        {"build-id", required_argument, NULL, O_BUILD_ID},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     opts_t o = {.sde = -1};
@@ -274,6 +366,10 @@ int kiln_cmd_build(int argc, char **argv)
     _cleanup_free_ char *root = NULL;
     _cleanup_free_ char *stdin_ctx = NULL;
     _cleanup_free_ char *text = NULL;
+    _cleanup_free_ char *build_id = NULL;
+    json_t *ev = NULL, *notified = NULL;
+    struct timespec t0, t1, t2;
+    int built = 0;
     size_t text_len = 0;
     int c, rc = KILN_EXIT_FAIL;
 
@@ -433,6 +529,15 @@ int kiln_cmd_build(int argc, char **argv)
             if (o.ssh == NULL || *o.ssh == '\0')
                 return kiln_cli_usage_error("build", "--ssh default: SSH_AUTH_SOCK is not set");
             break;
+        case O_NOTIFY:
+            if (kiln_notify_check_target(optarg, &err) < 0)
+                return kiln_cli_usage_error("build", "--notify: %s", err.msg);
+            if (add(o.notify, &o.n_notify, optarg))
+                return KILN_EXIT_USAGE;
+            break;
+        case O_BUILD_ID:
+            o.build_id = optarg;
+            break;
         case 'h':
             usage(stdout);
             return KILN_EXIT_OK;
@@ -442,6 +547,18 @@ int kiln_cmd_build(int argc, char **argv)
     }
     if (optind + 1 != argc)
         return kiln_cli_usage_error("build", "exactly one CONTEXT directory is needed");
+    for (size_t i = 0; i < o.n_outputs; i++) {
+        kiln_s3_output_t s3 = {0};
+        if (strncmp(o.outputs[i], "type=s3", 7) != 0 ||
+            (o.outputs[i][7] != ',' && o.outputs[i][7] != '\0'))
+            continue;
+        if (kiln_s3_output_parse(o.outputs[i], &s3, &err) < 0)
+            return kiln_cli_usage_error("build", "%s", err.msg);
+        kiln_s3_output_clear(&s3);
+    }
+    build_id = o.build_id ? kiln_xstrdup(o.build_id) : kiln_event_build_id();
+    ev = kiln_event_new(build_id);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (strcmp(argv[optind], "-") == 0 && o.file && strcmp(o.file, "-") == 0)
         return kiln_cli_usage_error("build", "the context and the Dockerfile cannot both be stdin");
     if (o.push)
@@ -452,7 +569,7 @@ int kiln_cmd_build(int argc, char **argv)
         /* a tarball (plain, gzip or zstd) on stdin is the context */
         if (kiln_cli_store_root(o.root, &root, &err) < 0 ||
             context_from_stdin(root, &stdin_ctx, &err) < 0)
-            return kiln_cli_fail(&err);
+            goto fail;
         req.context_dir = stdin_ctx;
     }
     if (o.file == NULL && stdin_ctx == NULL &&
@@ -466,9 +583,14 @@ int kiln_cmd_build(int argc, char **argv)
                                      .secrets = o.secrets,
                                      .n_secrets = o.n_secrets};
         if (kiln_auto_build_prepare(argv[optind], &ao, &ab, &err) < 0)
-            return kiln_cli_fail(&err);
+            goto fail;
         if (ab.src.commit)
             fprintf(stderr, "source %s at commit %s\n", ab.src.display, ab.src.commit);
+        if (ab.src.commit)
+            json_object_set_new(json_object_get(ev, "source"), "repo", json_string(ab.src.display));
+        if (ab.src.commit)
+            json_object_set_new(json_object_get(ev, "source"), "commit",
+                                json_string(ab.src.commit));
         req.context_dir = ab.src.dir;
         if (ab.dockerfile) {
             fprintf(stderr, "auto-build: provider %s, target %s\n", ab.plan->provider, ab.target);
@@ -486,7 +608,7 @@ int kiln_cmd_build(int argc, char **argv)
     }
     if (o.file && strcmp(o.file, "-") == 0) {
         if (kiln_fs_read_fd(STDIN_FILENO, 4u << 20, &text, &text_len, &err) < 0)
-            return kiln_cli_fail(&err);
+            goto fail;
         req.dockerfile_text = text;
         req.dockerfile_len = text_len;
     } else {
@@ -519,17 +641,22 @@ int kiln_cmd_build(int argc, char **argv)
 
     if ((root == NULL && kiln_cli_store_root(o.root, &root, &err) < 0) ||
         kiln_store_open(root, &store, &err) < 0)
-        return kiln_cli_fail(&err);
+        goto fail;
+    json_object_set_new(json_object_get(ev, "source"), "context",
+                        json_string(ab.src.display ? ab.src.display : argv[optind]));
     if (kiln_build_run(&req, store, &res, &err) < 0) {
         fprintf(stderr, "ERROR: %s\n", err.msg);
         goto out;
     }
+    built = 1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    kiln_event_set_timing(ev, "build_ms", elapsed(&t0, &t1));
     if (ab.dockerfile &&
         kiln_auto_function_outputs(store, &res, ab.plan, o.outputs, &o.n_outputs, root, &err) < 0) {
         kiln_cli_fail(&err);
         goto out;
     }
-    if (do_outputs(&o, store, &res, &err) < 0) {
+    if (do_outputs(&o, root, store, &res, ev, &err) < 0) {
         kiln_cli_fail(&err);
         goto out;
     }
@@ -541,16 +668,34 @@ int kiln_cmd_build(int argc, char **argv)
             kiln_cli_fail(&err);
             goto out;
         }
-        if (o.metadata_file && write_metadata(&o, &res, &err) < 0) {
-            kiln_cli_fail(&err);
-            goto out;
-        }
         if (o.progress != KILN_PROGRESS_QUIET)
             fprintf(stderr, "writing image %s done\n", ds);
         printf("%s\n", ds);
     }
     rc = KILN_EXIT_OK;
+    goto out;
+fail:
+    kiln_cli_fail(&err);
 out:
+    if (ev != NULL) {
+        kiln_error_t nerr = {0};
+        clock_gettime(CLOCK_MONOTONIC, &t2);
+        if (built)
+            kiln_event_set_timing(ev, "outputs_ms", elapsed(&t1, &t2));
+        kiln_event_set_timing(ev, "total_ms", elapsed(&t0, &t2));
+        kiln_event_finish(ev, rc == KILN_EXIT_OK ? "succeeded" : "failed",
+                          rc == KILN_EXIT_OK ? NULL : err.msg);
+        /* a notification that fails is reported, but a good build stays good */
+        if (kiln_event_notify(ev, o.notify, o.n_notify, &notified, &nerr) < 0)
+            fprintf(stderr, "kiln: warning: %s\n", nerr.msg);
+        if (o.metadata_file &&
+            write_metadata(&o, rc == KILN_EXIT_OK ? &res : NULL, ev, notified, &nerr) < 0) {
+            kiln_cli_fail(&nerr);
+            rc = KILN_EXIT_FAIL;
+        }
+        json_decref(notified);
+        json_decref(ev);
+    }
     for (size_t i = 0; i < o.n_cache_from; i++)
         if (o.cache_from[i] != o.cache_repo_ref)
             free((char *)o.cache_from[i]);

@@ -407,7 +407,8 @@ static kiln_plan_output_t spec_kind(const char *spec, unsigned natural)
     n = strcspn(t, ",");
     if (n == 8 && strncmp(t, "function", 8) == 0)
         return KILN_PLAN_OUT_FUNCTION;
-    if (n == 5 && strncmp(t, "local", 5) == 0)
+    /* a site goes to a directory or to S3: both take the static files */
+    if ((n == 5 && strncmp(t, "local", 5) == 0) || (n == 2 && strncmp(t, "s3", 2) == 0))
         return (natural & KILN_PLAN_OUT_STATIC) ? KILN_PLAN_OUT_STATIC : KILN_PLAN_OUT_IMAGE;
     return KILN_PLAN_OUT_IMAGE;
 }

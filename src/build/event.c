@@ -1,0 +1,100 @@
+/* kiln — build completion events (see event.h). */
+#include "src/build/event.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "utils/aws/client.h"
+#include "utils/aws/notify.h"
+#include "utils/mem.h"
+
+char *kiln_event_build_id(void)
+{
+    const char *env = getenv("KILN_BUILD_ID");
+    unsigned char r[8] = {0};
+    char hex[17];
+
+    if (env != NULL && env[0] != '\0')
+        return kiln_xstrdup(env);
+    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+        /* the id only has to be unique enough to tell builds apart */
+        unsigned long long t =
+            (unsigned long long)time(NULL) ^ ((unsigned long long)getpid() << 32);
+        memcpy(r, &t, sizeof(r));
+    }
+    for (size_t i = 0; i < sizeof(r); i++)
+        snprintf(hex + 2 * i, 3, "%02x", r[i]);
+    return kiln_xasprintf("b-%s", hex);
+}
+
+json_t *kiln_event_new(const char *build_id)
+{
+    return json_pack("{s:s, s:s, s:{}, s:{s:[], s:[], s:[], s:[]}, s:{}}", "build_id", build_id,
+                     "status", "running", "source", "outputs", "images", "s3", "local", "functions",
+                     "timings");
+}
+
+void kiln_event_add_output(json_t *ev, const char *kind, json_t *item)
+{
+    json_t *outs = json_object_get(ev, "outputs");
+    json_t *list = json_object_get(outs, kind);
+
+    if (list == NULL) {
+        list = json_array();
+        json_object_set_new(outs, kind, list);
+    }
+    json_array_append_new(list, item);
+}
+
+void kiln_event_finish(json_t *ev, const char *status, const char *error)
+{
+    json_object_set_new(ev, "status", json_string(status));
+    if (error != NULL && error[0] != '\0')
+        json_object_set_new(ev, "error", json_string(error));
+    else
+        json_object_del(ev, "error");
+}
+
+void kiln_event_set_timing(json_t *ev, const char *name, double seconds)
+{
+    json_object_set_new(json_object_get(ev, "timings"), name,
+                        json_integer((json_int_t)(seconds * 1000.0 + 0.5)));
+}
+
+int kiln_event_notify(json_t *ev, const char *const *targets, size_t n, json_t **results,
+                      kiln_error_t *err)
+{
+    json_t *res = json_array();
+    kiln_aws_t *aws = NULL;
+    char *text;
+    int ret = 0;
+
+    if (n == 0) {
+        *results = res;
+        return 0;
+    }
+    text = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
+    aws = kiln_aws_new(NULL);
+    for (size_t i = 0; i < n; i++) {
+        kiln_error_t e = {0};
+        char *mid = NULL;
+        if (kiln_notify_send(aws, targets[i], text, &mid, &e) < 0) {
+            json_array_append_new(
+                res, json_pack("{s:s, s:b, s:s}", "target", targets[i], "ok", 0, "error", e.msg));
+            if (ret == 0)
+                ret = kiln_error_set(err, 0, "notify %s: %s", targets[i], e.msg);
+        } else {
+            json_array_append_new(res, json_pack("{s:s, s:b, s:s}", "target", targets[i], "ok", 1,
+                                                 "message_id", mid ? mid : ""));
+        }
+        free(mid);
+    }
+    kiln_aws_free(aws);
+    free(text);
+    *results = res;
+    return ret;
+}

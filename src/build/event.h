@@ -1,0 +1,37 @@
+/* kiln — the build completion event: what a finished build (good or failed)
+ * announces on SQS/SNS and records in its metadata file.
+ *
+ *   {"build_id", "status": "succeeded"|"failed", "source": {"context", "repo",
+ *    "commit"}, "outputs": {"images": [...], "s3": [...], "local": [...],
+ *    "functions": [...]}, "timings": {"build_ms", "outputs_ms", "total_ms"},
+ *    "error"}
+ */
+#ifndef KILN_SRC_BUILD_EVENT_H
+#define KILN_SRC_BUILD_EVENT_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "utils/error.h"
+
+/* A build id: $KILN_BUILD_ID when set, else "b-" + 16 random hex digits. */
+char *kiln_event_build_id(void);
+
+/* A new event in status "running" with empty output lists. */
+json_t *kiln_event_new(const char *build_id);
+
+/* Appends item (reference stolen) to outputs.<kind>. */
+void kiln_event_add_output(json_t *ev, const char *kind, json_t *item);
+
+/* Sets status, error (NULL for none) and a timing in milliseconds. */
+void kiln_event_finish(json_t *ev, const char *status, const char *error);
+void kiln_event_set_timing(json_t *ev, const char *name, double seconds);
+
+/* Sends the event to every target (sqs://QUEUE_URL, sns://TOPIC_ARN). Each
+ * target is tried even when an earlier one failed; *results (new array of
+ * {"target", "ok", "error"|"message_id"}) records what happened. Returns -1
+ * with err naming the first failing target when any failed. */
+int kiln_event_notify(json_t *ev, const char *const *targets, size_t n, json_t **results,
+                      kiln_error_t *err);
+
+#endif
