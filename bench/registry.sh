@@ -12,8 +12,8 @@ KILN=${KILN_BIN:-$PWD/build/ci/src/kiln}
 MIB=${BENCH_LAYER_MIB:-256}
 CACHE=/var/cache/kiln/bench-registry-$MIB
 W=$(mktemp -d /tmp/kiln-bench-registry.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"; }
+# start_registry runs in $(…), a subshell: its pids are kept in files, not in an array.
+cleanup() { for p in "$W"/reg-*/pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done; rm -rf "$W"; }
 trap cleanup EXIT
 export https_proxy=http://127.0.0.1:9 http_proxy=http://127.0.0.1:9 no_proxy=127.0.0.1,localhost
 
@@ -61,7 +61,7 @@ start_registry() { # name -> echoes port
   printf 'version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: 127.0.0.1:%s}\n' \
     "$dir/data" "$port" >"$dir/config.yml"
   /usr/bin/docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
-  PIDS+=($!)
+  echo $! >"$dir/pid"
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
   echo "$port"
 }
