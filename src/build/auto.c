@@ -81,12 +81,30 @@ int kiln_auto_source_prepare(const char *spec, const kiln_auto_source_opts_t *op
         _cleanup_free_ char *cache = kiln_xasprintf("%s/git", root);
         _cleanup_free_ char *work = kiln_xasprintf("%s/work", root);
         _cleanup_free_ char *url = NULL, *ref = NULL, *creds = NULL, *tree = NULL;
+        _cleanup_free_ char *url_subdir = NULL;
         kiln_git_opts_t g = {.cache_dir = cache, .env = env};
         const char *cf = kiln_env_get(env, "KILN_GIT_CREDENTIALS");
 
         creds = cf ? kiln_xstrdup(cf) : kiln_xasprintf("%s/git-credentials", root);
         g.credentials_file = creds;
         kiln_git_split_ref(spec, &url, &ref);
+        /* BuildKit's git context form: URL#REF:SUBDIR (REF may be empty) */
+        if (ref != NULL && strchr(ref, ':') != NULL) {
+            char *colon = strchr(ref, ':');
+            url_subdir = kiln_xstrdup(colon + 1);
+            *colon = '\0';
+            if (ref[0] == '\0') {
+                free(ref);
+                ref = NULL;
+            }
+            if (url_subdir[0] != '\0' && subdir != NULL && subdir[0] != '\0') {
+                kiln_error_set(err, 0, "%s names a subdirectory and --subdir %s is given too", spec,
+                               subdir);
+                goto fail;
+            }
+            if (url_subdir[0] != '\0')
+                subdir = url_subdir;
+        }
         s.display = kiln_git_redact(spec);
         if (kiln_fs_mkdir_p(work, 0700, err) < 0 ||
             kiln_fs_mkdtemp(work, "src-", &s.checkout, err) < 0)

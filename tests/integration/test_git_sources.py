@@ -198,6 +198,16 @@ T.check("kiln plan removes its temporary checkout", os.listdir(work) == [], str(
 r = kiln("plan", "--subdir", "vendor/lib", f"{BASE}/app.git", env=e)
 T.check("kiln plan --subdir on a git source", r.returncode == 1 and "cannot detect how to build" in r.stderr
         and "lib.txt" in r.stderr, r.stderr)
+r = kiln("plan", f"{BASE}/app.git#main:vendor/lib", env=e)
+T.check("URL#REF:SUBDIR (BuildKit's git context form) builds the subdirectory",
+        r.returncode == 1 and "cannot detect how to build" in r.stderr and "lib.txt" in r.stderr,
+        r.stderr)
+r = kiln("plan", f"{BASE}/app.git#:vendor/lib", env=e)
+T.check("URL#:SUBDIR takes the default branch", r.returncode == 1 and "lib.txt" in r.stderr,
+        r.stderr)
+r = kiln("plan", "--subdir", "vendor", f"{BASE}/app.git#main:vendor/lib", env=e)
+T.check("URL#REF:SUBDIR together with --subdir is refused",
+        r.returncode == 1 and "--subdir vendor is given too" in r.stderr, r.stderr)
 
 # Private repository: token from env, from the per-host file, in the URL; failures are clear and redacted.
 r, d = checkout(f"{BASE}/private/secret.git")
