@@ -808,6 +808,40 @@ static int secret_source(engine_t *e, const char *sid, char **file, char **envna
 }
 
 /* Parses "--mount=k=v,k=v" into a sandbox mount. */
+
+/* sharing=private (BuildKit): a writer that finds the cache in use gets an
+ * instance of its own. The first instance not locked by another step
+ * (<dir>, <dir>.p1, <dir>.p2, …) is locked and used; *dir is replaced by it.
+ * Instances persist like the cache itself. Returns -1 with err set. */
+static int private_cache_instance(char **dir, const char *uid, const char *gid, const char *mode,
+                                  int *lock_fd, kiln_error_t *err)
+{
+    for (int i = 0; i < 64; i++) {
+        _cleanup_free_ char *p = i == 0 ? kiln_xstrdup(*dir) : kiln_xasprintf("%s.p%d", *dir, i);
+        int fd;
+        if (i > 0 && access(p, F_OK) != 0) {
+            if (kiln_fs_mkdir_p(p, 0755, err) < 0)
+                return -1;
+            if ((uid || gid) && chown(p, uid ? (uid_t)strtoul(uid, NULL, 10) : 0,
+                                      gid ? (gid_t)strtoul(gid, NULL, 10) : 0) < 0)
+                return kiln_error_set(err, errno, "chown %s", p);
+            if (mode && chmod(p, (mode_t)strtoul(mode, NULL, 8) & 07777) < 0)
+                return kiln_error_set(err, errno, "chmod %s", p);
+        }
+        fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+            return kiln_error_set(err, errno, "open %s", p);
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            *lock_fd = fd;
+            free(*dir);
+            *dir = steal_pointer(&p);
+            return 0;
+        }
+        close(fd);
+    }
+    return kiln_error_set(err, EBUSY, "64 private instances are all in use");
+}
+
 static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t *m, char **owned,
                        int *lock_fd, kiln_error_t *err)
 {
@@ -864,11 +898,18 @@ static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t 
             if (mode && chmod(owned[0], (mode_t)strtoul(mode, NULL, 8) & 07777) < 0)
                 return kiln_error_set(err, errno, "chmod cache mount %s", cid);
         }
+        if (sharing && strcmp(sharing, "shared") != 0 && strcmp(sharing, "locked") != 0 &&
+            strcmp(sharing, "private") != 0)
+            return kiln_error_set(err, 0, "cache mount sharing=%s: want shared, private or locked",
+                                  sharing);
         if (sharing && strcmp(sharing, "locked") == 0) {
             /* one step at a time uses a locked cache (others wait) */
             *lock_fd = open(owned[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
             if (*lock_fd < 0 || flock(*lock_fd, LOCK_EX) < 0)
                 return kiln_error_set(err, errno, "locking cache mount %s", cid);
+        } else if (sharing && strcmp(sharing, "private") == 0 &&
+                   private_cache_instance(&owned[0], uid, gid, mode, lock_fd, err) < 0) {
+            return kiln_error_prefix(err, "cache mount %s", cid);
         }
         m->type = KILN_MOUNT_CACHE;
         m->src = owned[0];

@@ -169,6 +169,33 @@ r = build(par, "-o", f"type=local,dest={T.tmp}/par-fs")
 T.check("independent stages run in parallel", r.returncode == 0 and
         open(f"{T.tmp}/par-fs/l").read() + open(f"{T.tmp}/par-fs/r").read() == "L\nR\n", r.stderr)
 
+# --- sharing=private: concurrent writers get instances of their own ------------
+# Both stages run at once (shown above); each looks for the other's marker for
+# 3 s. A shared cache would show it; private instances must not.
+look = "i=0; while [ ! -e /c/{o} ] && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done; ls /c > /{me}"
+prv = ctx_dir("private", {"Dockerfile": f"""ARG BASE
+FROM ${{BASE}} AS left
+RUN --mount=type=cache,id=prv,target=/c,sharing=private touch /c/left && {look.format(o="right", me="l")}
+FROM ${{BASE}} AS right
+RUN --mount=type=cache,id=prv,target=/c,sharing=private touch /c/right && {look.format(o="left", me="r")}
+FROM ${{BASE}}
+COPY --from=left /l /l
+COPY --from=right /r /r
+"""})
+r = build(prv, "-o", f"type=local,dest={T.tmp}/prv-fs")
+seen_l = open(f"{T.tmp}/prv-fs/l").read().split() if r.returncode == 0 else []
+seen_r = open(f"{T.tmp}/prv-fs/r").read().split() if r.returncode == 0 else []
+T.check("cache mount sharing=private: concurrent steps see only their own instance",
+        "left" in seen_l and "right" not in seen_l and "right" in seen_r and "left" not in seen_r,
+        f"{seen_l} {seen_r} {r.stderr[-500:]}")
+bad = ctx_dir("badsharing", {"Dockerfile": """ARG BASE
+FROM ${BASE}
+RUN --mount=type=cache,target=/c,sharing=sometimes true
+"""})
+r = build(bad)
+T.check("cache mount with an unknown sharing mode is an error naming it",
+        r.returncode == 1 and "sharing=sometimes" in r.stderr, r.stderr[-500:])
+
 # --- ONBUILD triggers run in the child build ----------------------------------
 parent_oci = os.path.join(T.tmp, "onbuild-parent")
 pc = ctx_dir("onbuild-parent", {"Dockerfile": """ARG BASE
