@@ -482,6 +482,20 @@ static int commit_layer(engine_t *e, stage_t *st, const char *dir, int overlay, 
     return 0;
 }
 
+/* A step that made a layer: commit `dir` as the layer, add its history entry,
+ * advance the stage's cache key and record the cache entry. */
+static int commit_step(engine_t *e, stage_t *st, const char *dir, int overlay,
+                       const char *created_by, const kiln_digest_t *key, kiln_error_t *err)
+{
+    layer_t l;
+
+    if (commit_layer(e, st, dir, overlay, &l, err) < 0)
+        return -1;
+    add_history(e, st, created_by, 0);
+    st->key = *key;
+    return cache_store(e, st, key, &l, err);
+}
+
 /* A merged rootfs of the stage (all layers applied), for COPY --from. */
 static int stage_rootfs_locked(engine_t *e, stage_t *st, char **out, kiln_error_t *err)
 {
@@ -1031,7 +1045,6 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     kiln_step_result_t res = {0};
     kiln_digest_t key = st->key;
     bool hit = false;
-    layer_t l;
     int ret = -1;
     const char *net = e->req->network;
 
@@ -1243,11 +1256,7 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
         kiln_buf_free(&b);
         goto out;
     }
-    if (commit_layer(e, st, upper, 1, &l, err) < 0)
-        goto out;
-    add_history(e, st, created_by, 0);
-    st->key = key;
-    if (cache_store(e, st, &key, &l, err) < 0)
+    if (commit_step(e, st, upper, 1, created_by, &key, err) < 0)
         goto out;
     ret = 0;
 out:
@@ -1718,7 +1727,6 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
     kiln_digest_t content, key = st->key;
     char cs[KILN_DIGEST_STR_MAX];
     bool dir_dest, hit = false;
-    layer_t l;
     int ret = -1;
 
     for (size_t i = 0; i < n->n_flags; i++) {
@@ -1947,11 +1955,7 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
         if (c.uid >= 0)
             (void)lchown(dp, (uid_t)c.uid, (gid_t)c.gid);
     }
-    if (commit_layer(e, st, staging, 0, &l, err) < 0)
-        goto out;
-    add_history(e, st, created_by, 0);
-    st->key = key;
-    if (cache_store(e, st, &key, &l, err) < 0)
+    if (commit_step(e, st, staging, 0, created_by, &key, err) < 0)
         goto out;
     ret = 0;
 out:
