@@ -165,6 +165,15 @@ int kiln_cli_registry_getopt(kiln_cli_registry_t *cr, const char *cmd, int argc,
     return 0;
 }
 
+int kiln_cli_ecr_create_opt(int c, const char *arg, void *ud)
+{
+    (void)arg;
+    if (c != KILN_OPT_ECR_CREATE)
+        return -1;
+    *(int *)ud = 1;
+    return 0;
+}
+
 static const char *ev_name(kiln_registry_ev_kind_t k)
 {
     switch (k) {

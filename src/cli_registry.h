@@ -25,6 +25,7 @@ enum {
     KILN_OPT_PROGRESS,
     KILN_OPT_PLATFORM,
     KILN_OPT_ROOT,
+    KILN_OPT_ECR_CREATE, /* push and copy only: --ecr-create-repository */
 };
 
 #define KILN_CLI_REGISTRY_LONGOPTS                                                                 \
@@ -53,6 +54,19 @@ enum {
     "  --progress auto|plain|json|none      progress on stderr (default auto)\n"                   \
     "  --platform OS/ARCH[/VARIANT]         default linux/amd64\n"                                 \
     "  --root DIR                           the blob store (default: kiln's store)\n"
+
+/* --ecr-create-repository, for the commands that push (not in the common set). */
+#define KILN_CLI_ECR_CREATE_LONGOPT                                                                \
+    {                                                                                              \
+        "ecr-create-repository", no_argument, NULL, KILN_OPT_ECR_CREATE                            \
+    }
+#define KILN_CLI_ECR_CREATE_HELP                                                                   \
+    "  --ecr-create-repository              create the destination repository first when\n"        \
+    "                                       its registry is ECR (or uses ecr-login)\n"
+
+/* An `other` callback for kiln_cli_registry_getopt() that takes
+ * --ecr-create-repository (ud: int *, set to 1) and refuses anything else. */
+int kiln_cli_ecr_create_opt(int c, const char *arg, void *ud);
 
 typedef enum {
     KILN_PROGRESS_AUTO,

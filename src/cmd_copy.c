@@ -9,6 +9,7 @@
 #include "oci/registry.h"
 #include "src/cli_registry.h"
 #include "src/commands.h"
+#include "src/ecr_login.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
 
@@ -18,7 +19,8 @@ static void usage(FILE *out)
                  "Copies an image. Each side is docker://REF (or a bare REF), oci:DIR[:TAG] or\n"
                  "docker-archive:FILE. Registry to registry copies every platform of an index\n"
                  "(the digest is kept); other destinations get the --platform image.\n"
-                 "Prints the digest of what was written.\n\n" KILN_CLI_REGISTRY_HELP);
+                 "Prints the digest of what was written.\n\n" KILN_CLI_ECR_CREATE_HELP
+                     KILN_CLI_REGISTRY_HELP);
 }
 
 /* The manifest for the chosen platform when top is an index (read from the store). */
@@ -48,8 +50,10 @@ static int platform_manifest(kiln_store_t *s, const kiln_cli_registry_t *cr,
 
 int kiln_cmd_copy(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"help", no_argument, NULL, 'h'}, KILN_CLI_REGISTRY_LONGOPTS, {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
+                                         KILN_CLI_ECR_CREATE_LONGOPT,
+                                         KILN_CLI_REGISTRY_LONGOPTS,
+                                         {NULL, 0, NULL, 0}};
     kiln_cli_registry_t cr;
     kiln_registry_t *r = NULL;
     kiln_store_t *s = NULL;
@@ -60,10 +64,11 @@ int kiln_cmd_copy(int argc, char **argv)
     char ds[KILN_DIGEST_STR_MAX];
     const char *src, *dst, *srest, *drest;
     kiln_loc_kind_t sk, dk;
-    int c, rc = KILN_EXIT_FAIL;
+    int c, rc = KILN_EXIT_FAIL, ecr_create = 0;
 
     kiln_cli_registry_init(&cr);
-    c = kiln_cli_registry_getopt(&cr, "copy", argc, argv, "h", opts, usage, NULL, NULL);
+    c = kiln_cli_registry_getopt(&cr, "copy", argc, argv, "h", opts, usage, kiln_cli_ecr_create_opt,
+                                 &ecr_create);
     if (c == 1) {
         kiln_cli_registry_free(&cr);
         return KILN_EXIT_OK;
@@ -78,6 +83,10 @@ int kiln_cmd_copy(int argc, char **argv)
     dst = argv[optind + 1];
     sk = kiln_cli_location(src, &srest);
     dk = kiln_cli_location(dst, &drest);
+    if (ecr_create && dk != KILN_LOC_REGISTRY) {
+        kiln_cli_usage_error("copy", "--ecr-create-repository needs a registry destination");
+        goto usage_fail;
+    }
     if (kiln_cli_registry_client(&cr, &r, &err) < 0)
         goto fail;
     if (sk == KILN_LOC_OCI && dk == KILN_LOC_REGISTRY) {
@@ -88,6 +97,8 @@ int kiln_cmd_copy(int argc, char **argv)
             kiln_cli_layout_top(dir, tag, &top, &err) < 0)
             goto fail;
         bs = kiln_registry_source_layout(dir);
+        if (ecr_create && kiln_cli_ecr_create_repositories(&drest, 1, &err) < 0)
+            goto fail;
         if (kiln_registry_push(r, &bs, &top, &drest, 1, NULL, &out, &err) < 0)
             goto fail;
         goto done;
@@ -97,6 +108,8 @@ int kiln_cmd_copy(int argc, char **argv)
         goto fail;
     if (dk == KILN_LOC_REGISTRY) {
         kiln_blob_source_t bs = kiln_registry_source_store(s);
+        if (ecr_create && kiln_cli_ecr_create_repositories(&drest, 1, &err) < 0)
+            goto fail;
         if (kiln_registry_push(r, &bs, &top, &drest, 1, from, &out, &err) < 0)
             goto fail;
     } else if (dk == KILN_LOC_OCI) {

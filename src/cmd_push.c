@@ -7,6 +7,7 @@
 #include "oci/registry.h"
 #include "src/cli_registry.h"
 #include "src/commands.h"
+#include "src/ecr_login.h"
 #include "utils/cleanup.h"
 
 static void usage(FILE *out)
@@ -14,13 +15,15 @@ static void usage(FILE *out)
     fprintf(out, "Usage: kiln push [options] SOURCE REF [REF…]\n\n"
                  "Pushes an image to every REF (several tags in one go) and prints its digest.\n"
                  "SOURCE is oci:DIR[:TAG], docker-archive:FILE, or an image in kiln's "
-                 "store.\n\n" KILN_CLI_REGISTRY_HELP);
+                 "store.\n\n" KILN_CLI_ECR_CREATE_HELP KILN_CLI_REGISTRY_HELP);
 }
 
 int kiln_cmd_push(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"help", no_argument, NULL, 'h'}, KILN_CLI_REGISTRY_LONGOPTS, {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
+                                         KILN_CLI_ECR_CREATE_LONGOPT,
+                                         KILN_CLI_REGISTRY_LONGOPTS,
+                                         {NULL, 0, NULL, 0}};
     kiln_cli_registry_t cr;
     kiln_registry_t *r = NULL;
     kiln_store_t *s = NULL;
@@ -32,10 +35,11 @@ int kiln_cmd_push(int argc, char **argv)
     _cleanup_free_ char *tag = NULL;
     char ds[KILN_DIGEST_STR_MAX];
     const char *rest;
-    int c, rc = KILN_EXIT_FAIL;
+    int c, rc = KILN_EXIT_FAIL, ecr_create = 0;
 
     kiln_cli_registry_init(&cr);
-    c = kiln_cli_registry_getopt(&cr, "push", argc, argv, "h", opts, usage, NULL, NULL);
+    c = kiln_cli_registry_getopt(&cr, "push", argc, argv, "h", opts, usage, kiln_cli_ecr_create_opt,
+                                 &ecr_create);
     if (c == 1) {
         kiln_cli_registry_free(&cr);
         return KILN_EXIT_OK;
@@ -57,6 +61,9 @@ int kiln_cmd_push(int argc, char **argv)
         kiln_reference_free(&ref);
     }
     if (kiln_cli_registry_client(&cr, &r, &err) < 0)
+        goto fail;
+    if (ecr_create && kiln_cli_ecr_create_repositories((const char *const *)argv + optind + 1,
+                                                       (size_t)(argc - optind - 1), &err) < 0)
         goto fail;
     if (kiln_cli_location(argv[optind], &rest) == KILN_LOC_OCI) {
         /* straight from the layout: nothing is copied into the store */

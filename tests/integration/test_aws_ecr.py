@@ -2,8 +2,9 @@
 the JSON 1.1 protocol and the SigV4 scope) and the real docker-registry with
 htpasswd auth matching the token. `kiln push` gets its Basic credentials from
 kiln's built-in "ecr-login" helper selected by a config.json credHelpers entry;
-tokens are cached within a run; CreateRepository; errors name the ECR code and
-never print the token."""
+tokens are cached within a run; CreateRepository (`kiln ecr create-repository`
+and --ecr-create-repository on push, copy and build); errors name the ECR code
+and never print the token."""
 import base64
 import http.server
 import json
@@ -31,6 +32,7 @@ class Ecr:
         self.calls = []
         self.repos = set()
         self.deny = False
+        self.deny_create = False
         ecr = self
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -65,6 +67,10 @@ class Ecr:
                         "authorizationToken": tok, "expiresAt": time.time() + 43200,
                         "proxyEndpoint": "https://example.test"}]})
                 if target == TARGET + "CreateRepository":
+                    if ecr.deny_create:
+                        return self.reply(400, {"__type": "AccessDeniedException",
+                                                "message": "not authorized to perform "
+                                                           "ecr:CreateRepository"})
                     name = req.get("repositoryName")
                     if name in ecr.repos:
                         return self.reply(400, {"__type": "RepositoryAlreadyExistsException",
@@ -79,6 +85,70 @@ class Ecr:
 
     def token_calls(self):
         return [c for c in self.calls if c[0] == TARGET + "GetAuthorizationToken"]
+
+    def actions(self):
+        return [c[0][len(TARGET):] for c in self.calls]
+
+    def create_calls(self):
+        return [c for c in self.calls if c[0] == TARGET + "CreateRepository"]
+
+
+def signed_for_ecr(auth):
+    """A SigV4 Authorization header with the test key, scoped to ecr in eu-west-1."""
+    return (auth.startswith("AWS4-HMAC-SHA256 Credential=AKIDECRTEST/") and
+            "/eu-west-1/ecr/aws4_request" in auth and "SignedHeaders=" in auth and
+            "x-amz-target" in auth and "Signature=" in auth)
+
+
+def check_create_on_push(k, ecr, reg, root, layout, desc, build_ctx):
+    """--ecr-create-repository: CreateRepository (signed) before the push, once
+    per repository; an existing one is fine; a refusal stops the push."""
+    src = "oci:%s:v1" % layout
+    ecr.calls.clear()
+    p = k("push", "--ecr-create-repository", "--root", root, "--insecure-registry", reg, src,
+          "%s/acme/fresh:v1" % reg, "%s/acme/fresh:v2" % reg)
+    cc = ecr.create_calls()
+    T.check("push --ecr-create-repository: pushed both tags",
+            p.returncode == 0 and p.stdout.strip() == desc["digest"], p.stderr)
+    T.check("one CreateRepository for the repository, with its name, before the push",
+            len(cc) == 1 and cc[0][1] == {"repositoryName": "acme/fresh"} and
+            ecr.actions()[0] == "CreateRepository" and "acme/fresh" in ecr.repos and
+            "created ECR repository acme/fresh" in p.stderr, (ecr.actions(), p.stderr))
+    T.check("CreateRepository is JSON 1.1 signed with SigV4 for ecr",
+            len(cc) == 1 and cc[0][3] == "application/x-amz-json-1.1" and signed_for_ecr(cc[0][2]),
+            cc)
+    p = k("pull", "--root", root, "--insecure-registry", reg, "%s/acme/fresh:v2" % reg)
+    T.check("the pushed image pulls back", p.returncode == 0, p.stderr)
+
+    ecr.calls.clear()
+    p = k("push", "--ecr-create-repository", "--root", root, "--insecure-registry", reg, src,
+          "%s/acme/fresh:v3" % reg)
+    T.check("an existing repository (RepositoryAlreadyExistsException) is fine",
+            p.returncode == 0 and len(ecr.create_calls()) == 1 and
+            p.stdout.strip() == desc["digest"], (ecr.actions(), p.stderr))
+
+    ecr.calls.clear()
+    p = k("copy", "--ecr-create-repository", "--root", root, "--insecure-registry", reg, src,
+          "docker://%s/acme/copied:v1" % reg)
+    cc = ecr.create_calls()
+    T.check("copy --ecr-create-repository creates the destination repository",
+            p.returncode == 0 and len(cc) == 1 and cc[0][1]["repositoryName"] == "acme/copied" and
+            signed_for_ecr(cc[0][2]), (ecr.actions(), p.stderr))
+    p = k("copy", "--ecr-create-repository", src, "oci:%s/out" % T.tmp)
+    T.check("copy --ecr-create-repository to a non-registry destination: usage error",
+            p.returncode == 2 and "registry destination" in p.stderr, p.stderr)
+
+    ecr.calls.clear()
+    ecr.deny_create = True
+    p = k("push", "--ecr-create-repository", "--root", root, "--insecure-registry", reg, src,
+          "%s/acme/denied:v1" % reg)
+    ecr.deny_create = False
+    T.check("a refused CreateRepository fails the push, naming the code and the repository",
+            p.returncode == 1 and "AccessDeniedException" in p.stderr and
+            "acme/denied" in p.stderr and "GetAuthorizationToken" not in ecr.actions(),
+            (ecr.actions(), p.stderr))
+    p = k("pull", "--root", root, "--insecure-registry", reg, "%s/acme/denied:v1" % reg)
+    T.check("... and nothing was pushed", p.returncode != 0, p.stdout)
 
 
 def main():
@@ -140,6 +210,14 @@ def main():
     T.check("create-repository creates, then reports it exists",
             p.returncode == 0 and "created" in p.stdout and p2.returncode == 0 and
             "already exists" in p2.stdout and ecr.repos == {"acme/new"}, (p.stderr, p2.stderr))
+
+    check_create_on_push(k, ecr, reg, root, layout, desc, None)
+
+    ecr.calls.clear()
+    p = k("push", "--ecr-create-repository", "--root", root, "--insecure-registry", reg,
+          "oci:%s:v1" % layout, "%s/acme/app:v3" % reg, e=nocfg)
+    T.check("a registry that is not ECR gets no CreateRepository (and a note)",
+            ecr.create_calls() == [] and "not an ECR registry" in p.stderr, p.stderr)
 
     p = k("ecr", "login", reg, e=dict(env, AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY=""))
     T.check("no AWS credentials: clear error", p.returncode == 1 and
