@@ -7,7 +7,9 @@
  *   3. ECS container credentials: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI
  *      (on 169.254.170.2) or AWS_CONTAINER_CREDENTIALS_FULL_URI, with
  *      AWS_CONTAINER_AUTHORIZATION_TOKEN(_FILE) as Authorization header
- *   4. EC2 instance metadata (IMDSv2), skipped when AWS_EC2_METADATA_DISABLED=true
+ *   4. EC2 instance metadata (IMDSv2: a session token from PUT /latest/api/token,
+ *      then the instance role's credentials), at AWS_EC2_METADATA_SERVICE_ENDPOINT
+ *      or http://169.254.169.254; skipped when AWS_EC2_METADATA_DISABLED=true
  *
  * A provider caches what it found and fetches again 5 minutes before the
  * expiry of temporary credentials. Secrets never appear in error messages. */
