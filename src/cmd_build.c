@@ -19,12 +19,14 @@
 #include "src/build/event.h"
 #include "src/cli_output.h"
 #include "src/commands.h"
+#include "src/server/limits.h"
 #include "utils/aws/client.h"
 #include "utils/aws/notify.h"
 #include "utils/aws/s3.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
+#include "utils/size.h"
 
 #define MAX_LIST 256
 
@@ -65,6 +67,9 @@ static void usage(FILE *out)
             "                             and status only), json (one event per line), quiet\n"
             "      --network MODE         default network for RUN: default, none, host\n"
             "      --isolation MODE       auto, sandbox, chroot\n"
+            "  -m, --memory SIZE          memory limit of each RUN step (e.g. 512m, 2g)\n"
+            "      --pids-limit N         process limit of each RUN step\n"
+            "      --cpu-time SECONDS     CPU time limit of each RUN step\n"
             "      --insecure-registry H  allow plain HTTP for registry H[:PORT] (repeatable)\n"
             "      --registry-mirror SRC=HOST[/PREFIX]  try HOST before registry SRC (repeatable)\n"
             "      --registry-config FILE mirrors/insecure/ca file\n"
@@ -95,6 +100,7 @@ typedef struct opts {
     size_t n_tags, n_args, n_contexts, n_secrets, n_outputs, n_insecure, n_notify;
     const char *build_id;
     int push, no_cache;
+    kiln_limit_values_t limits;
     int64_t sde;
     kiln_compression_t compression;
     kiln_build_progress_t progress;
@@ -130,7 +136,7 @@ static int context_from_stdin(const char *root, char **out, kiln_error_t *err)
 /* Writes the --metadata-file: the image (when the build succeeded), step
  * timings, the completion event and what each notification did. */
 static int write_metadata(const opts_t *o, const kiln_build_result_t *res, json_t *ev,
-                          json_t *notified, kiln_error_t *err)
+                          json_t *notified, uint64_t pushed, kiln_error_t *err)
 {
     char ds[KILN_DIGEST_STR_MAX], cs[KILN_DIGEST_STR_MAX];
     json_t *j = json_object(), *tags = json_array(), *steps = json_array();
@@ -138,6 +144,9 @@ static int write_metadata(const opts_t *o, const kiln_build_result_t *res, json_
     int r;
 
     json_object_set(j, "kiln.event", ev);
+    json_object_set_new(j, "kiln.bytes_pushed", json_integer((json_int_t)pushed));
+    if (o->limits.memory || o->limits.pids || o->limits.cpu_time)
+        json_object_set_new(j, "kiln.limits", kiln_limits_json(&o->limits));
     if (notified != NULL)
         json_object_set(j, "kiln.notify", notified);
     if (res == NULL) {
@@ -204,8 +213,18 @@ static int output_s3(const char *spec, const char *root, kiln_store_t *store,
     return ret;
 }
 
+/* Registry progress while pushing: adds up the blobs actually uploaded (not those
+ * the registry had or mounted). Events come one at a time (the client's lock). */
+static void count_pushed(void *ud, const kiln_registry_event_t *ev)
+{
+    if (ev->kind == KILN_REGISTRY_EV_BLOB_DONE)
+        *(uint64_t *)ud += ev->size;
+}
+
+/* Writes every --output; *pushed grows by the blob bytes uploaded to registries. */
 static int do_outputs(const opts_t *o, const char *root, kiln_store_t *store,
-                      const kiln_build_result_t *res, json_t *ev, kiln_error_t *err)
+                      const kiln_build_result_t *res, json_t *ev, uint64_t *pushed,
+                      kiln_error_t *err)
 {
     kiln_registry_t *reg = NULL;
     char ds[KILN_DIGEST_STR_MAX];
@@ -266,6 +285,8 @@ static int do_outputs(const opts_t *o, const char *root, kiln_store_t *store,
                     ro.insecure = o->n_insecure ? o->insecure : NULL;
                     if (o->registry_config)
                         ro.config_file = o->registry_config;
+                    ro.progress = count_pushed;
+                    ro.progress_ud = pushed;
                     if (kiln_registry_new(&ro, &reg, err) < 0) {
                         kiln_cli_output_free(&out);
                         return -1;
@@ -323,6 +344,8 @@ int kiln_cmd_build(int argc, char **argv)
         O_REGCONF,
         O_NOTIFY,
         O_BUILD_ID,
+        O_PIDS,
+        O_CPU_TIME,
     };
     static const struct option lopts[] = {
         {"file", required_argument, NULL, 'f'},
@@ -355,6 +378,9 @@ int kiln_cmd_build(int argc, char **argv)
         {"platform", required_argument, NULL, O_PLATFORM},
         {"notify", required_argument, NULL, O_NOTIFY},
         {"build-id", required_argument, NULL, O_BUILD_ID},
+        {"memory", required_argument, NULL, 'm'},
+        {"pids-limit", required_argument, NULL, O_PIDS},
+        {"cpu-time", required_argument, NULL, O_CPU_TIME},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     opts_t o = {.sde = -1};
@@ -370,11 +396,12 @@ int kiln_cmd_build(int argc, char **argv)
     json_t *ev = NULL, *notified = NULL;
     struct timespec t0, t1, t2;
     int built = 0;
+    uint64_t pushed = 0;
     size_t text_len = 0;
     int c, rc = KILN_EXIT_FAIL;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "f:t:o:h", lopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:t:o:m:h", lopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             o.file = optarg;
@@ -538,6 +565,22 @@ int kiln_cmd_build(int argc, char **argv)
         case O_BUILD_ID:
             o.build_id = optarg;
             break;
+        case 'm':
+            if (kiln_size_parse(optarg, &o.limits.memory, &err) < 0)
+                return kiln_cli_usage_error("build", "--memory: %s", err.msg);
+            break;
+        case O_PIDS:
+        case O_CPU_TIME: {
+            char *end;
+            unsigned long long v;
+            errno = 0;
+            v = strtoull(optarg, &end, 10);
+            if (errno || end == optarg || *end || optarg[0] == '-' || v == 0)
+                return kiln_cli_usage_error("build", "%s needs a positive number, got '%s'",
+                                            c == O_PIDS ? "--pids-limit" : "--cpu-time", optarg);
+            *(c == O_PIDS ? &o.limits.pids : &o.limits.cpu_time) = v;
+            break;
+        }
         case 'h':
             usage(stdout);
             return KILN_EXIT_OK;
@@ -638,6 +681,9 @@ int kiln_cmd_build(int argc, char **argv)
     req.network = o.network;
     req.isolation = o.isolation;
     req.progress = o.progress;
+    req.memory_limit = o.limits.memory;
+    req.pids_limit = o.limits.pids;
+    req.cpu_time_limit = o.limits.cpu_time;
 
     if ((root == NULL && kiln_cli_store_root(o.root, &root, &err) < 0) ||
         kiln_store_open(root, &store, &err) < 0)
@@ -656,7 +702,7 @@ int kiln_cmd_build(int argc, char **argv)
         kiln_cli_fail(&err);
         goto out;
     }
-    if (do_outputs(&o, root, store, &res, ev, &err) < 0) {
+    if (do_outputs(&o, root, store, &res, ev, &pushed, &err) < 0) {
         kiln_cli_fail(&err);
         goto out;
     }
@@ -689,7 +735,7 @@ out:
         if (kiln_event_notify(ev, o.notify, o.n_notify, &notified, &nerr) < 0)
             fprintf(stderr, "kiln: warning: %s\n", nerr.msg);
         if (o.metadata_file &&
-            write_metadata(&o, rc == KILN_EXIT_OK ? &res : NULL, ev, notified, &nerr) < 0) {
+            write_metadata(&o, rc == KILN_EXIT_OK ? &res : NULL, ev, notified, pushed, &nerr) < 0) {
             kiln_cli_fail(&nerr);
             rc = KILN_EXIT_FAIL;
         }

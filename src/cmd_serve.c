@@ -14,6 +14,7 @@
 #include "src/server/cli.h"
 #include "src/server/gc.h"
 #include "src/server/http.h"
+#include "src/server/limits.h"
 #include "src/server/remote.h"
 #include "src/server/runner.h"
 #include "src/server/server.h"
@@ -38,7 +39,7 @@ static void serve_usage(void)
         "  --build-option OPT      add OPT to every `kiln build` (repeatable), e.g.\n"
         "                          --build-option=--isolation=chroot\n"
         "  --build-timeout SECS    per-build time limit (default 3600, 0 = none)\n"
-        "  --log-cap BYTES         per-build log size limit (default 67108864)\n"
+        "  --log-cap BYTES         per-build log size limit (default 67108864)\n" KILN_LIMITS_HELP
         "  --max-body BYTES        JSON request body limit (default 1048576)\n"
         "  --max-upload BYTES      uploaded context limit (default 268435456)\n"
         "  --drain-timeout SECS    on SIGTERM, wait this long for running builds, then\n"
@@ -110,6 +111,7 @@ int kiln_cmd_serve(int argc, char **argv)
         {"context-store", required_argument, NULL, O_CTXSTORE},
         {"gc-max-age", required_argument, NULL, O_GCAGE},
         {"gc-max-size", required_argument, NULL, O_GCMAX},
+        KILN_LIMITS_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     const char *listen = "127.0.0.1:8080", *root = "/var/lib/kiln/server", *config = NULL;
@@ -119,6 +121,7 @@ int kiln_cmd_serve(int argc, char **argv)
               max_upload = 256LL << 20, drain = 110, gc_interval = 3600, gc_age = 168, gc_max = 0;
     int no_auth = 0, requeue = 0, c, sig = 0, recovered;
     kiln_server_t srv = {0};
+    kiln_limits_policy_t limits = {0};
     kiln_http_t *http = NULL;
     kiln_gc_timer_t *gc = NULL;
     kiln_error_t err = {0};
@@ -201,7 +204,8 @@ int kiln_cmd_serve(int argc, char **argv)
             num = &gc_max;
             break;
         default:
-            return KILN_EXIT_USAGE;
+            if (kiln_limits_opt(&limits, c, optarg, &err) <= 0)
+                return err.msg[0] ? kiln_cli_usage_error("serve", "%s", err.msg) : KILN_EXIT_USAGE;
         }
         if (num && (*num = kiln_server_parse_num(optarg)) < 0)
             return kiln_cli_usage_error("serve", "option '%s' needs a non-negative number",
@@ -213,6 +217,9 @@ int kiln_cmd_serve(int argc, char **argv)
         return kiln_cli_usage_error("serve", "--workers must be 1..256");
     if (timeout > INT_MAX || drain > INT_MAX)
         return kiln_cli_usage_error("serve", "time limit too large");
+    if (kiln_limits_policy_finish(&limits, &err) < 0)
+        return kiln_cli_usage_error("serve", "%s", err.msg);
+    srv.limits = limits;
 
     if (kiln_config_load(config, &srv.config, &err) < 0)
         return kiln_cli_fail(&err);

@@ -8,6 +8,7 @@
 
 #include "src/commands.h"
 #include "src/server/cli.h"
+#include "src/server/limits.h"
 #include "src/server/sqs_worker.h"
 #include "utils/cleanup.h"
 
@@ -32,7 +33,8 @@ static void worker_usage(void)
         "  --wait-seconds S         long-poll wait (default 20, at most 20)\n"
         "  --drain-timeout SECS     on SIGTERM, let running builds finish this long, then\n"
         "                           release their jobs to the queue (default 110)\n"
-        "  --log-cap BYTES          per-build log limit (default 67108864)\n\n"
+        "  --log-cap BYTES          per-build log limit (default 67108864)\n" KILN_LIMITS_HELP
+        "                          (a job's limits are checked against these too)\n\n"
         "AWS: the usual credential chain, AWS_REGION, AWS_ENDPOINT_URL(_SQS).\n");
 }
 
@@ -66,9 +68,11 @@ int kiln_cmd_worker(int argc, char **argv)
         {"wait-seconds", required_argument, NULL, O_WAIT},
         {"drain-timeout", required_argument, NULL, O_DRAIN},
         {"log-cap", required_argument, NULL, O_LOGCAP},
+        KILN_LIMITS_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     kiln_sqs_worker_opts_t o = {.root = "/var/lib/kiln/worker"};
+    kiln_limits_policy_t limits = {0};
     long long conc = 1, timeout = 3600, vis = 120, wait_s = 20, drain = 110, log_cap = 64LL << 20;
     const char *cmd_opt = NULL;
     _cleanup_free_ char *cmd = NULL;
@@ -126,7 +130,8 @@ int kiln_cmd_worker(int argc, char **argv)
             num = &log_cap;
             break;
         default:
-            return KILN_EXIT_USAGE;
+            if (kiln_limits_opt(&limits, c, optarg, &err) <= 0)
+                return err.msg[0] ? kiln_cli_usage_error("worker", "%s", err.msg) : KILN_EXIT_USAGE;
         }
         if (num && (*num = kiln_server_parse_num(optarg)) < 0)
             return kiln_cli_usage_error("worker", "option '%s' needs a non-negative number",
@@ -149,6 +154,9 @@ int kiln_cmd_worker(int argc, char **argv)
         return kiln_cli_usage_error("worker", "--wait-seconds must be 0..20");
     if (timeout > INT_MAX || drain > INT_MAX)
         return kiln_cli_usage_error("worker", "time limit too large");
+    if (kiln_limits_policy_finish(&limits, &err) < 0)
+        return kiln_cli_usage_error("worker", "%s", err.msg);
+    o.limits = limits;
 
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);

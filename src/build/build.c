@@ -32,6 +32,7 @@
 #include "utils/fs.h"
 #include "utils/http.h"
 #include "utils/mem.h"
+#include "utils/size.h"
 
 #define MAX_STAGES 256
 #define MAX_PARALLEL 4
@@ -1027,6 +1028,25 @@ static char *join_argv(char *const *v, size_t n)
     return kiln_buf_steal(&b, NULL);
 }
 
+/* Why a failed RUN may have failed when the build limits its steps (a fork or an
+ * allocation that hit the limit); "" when no limit is set. Static storage. */
+static const char *limits_note(const kiln_build_request_t *req, const kiln_step_result_t *res)
+{
+    static __thread char note[160];
+    char mem[32], pids[32], cpu[32];
+
+    if (!req->memory_limit && !req->pids_limit && !req->cpu_time_limit)
+        return "";
+    kiln_size_format(req->memory_limit, mem, sizeof(mem));
+    snprintf(pids, sizeof(pids), "%llu", (unsigned long long)req->pids_limit);
+    snprintf(cpu, sizeof(cpu), "%llus", (unsigned long long)req->cpu_time_limit);
+    snprintf(note, sizeof(note), "\n  %s (step limits: memory %s, pids %s, cpu time %s)",
+             res->oom_killed ? "killed: out of memory" : "the step may have hit a limit",
+             req->memory_limit ? mem : "none", req->pids_limit ? pids : "none",
+             req->cpu_time_limit ? cpu : "none");
+    return note;
+}
+
 static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_t *err)
 {
     strv_t argv = {0}, env = {0};
@@ -1235,6 +1255,9 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
         kiln_error_set(err, 0, "unknown isolation %s", e->req->isolation);
         goto out;
     }
+    step.limits.memory = e->req->memory_limit;
+    step.limits.pids = e->req->pids_limit;
+    step.limits.cpu_secs = e->req->cpu_time_limit;
     step.log = run_log;
     step.log_opaque = st;
     for (size_t i = 0; i < st->tail_n; i++)
@@ -1251,8 +1274,9 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
             kiln_buf_appendf(&b, NULL, "\n  %s", st->tail[i]);
         kiln_error_set(err, 0,
                        "Dockerfile:%d: process \"%s\" did not complete successfully: exit code: "
-                       "%d%s",
-                       n->start_line, created_by, res.exit_code, b.data ? b.data : "");
+                       "%d%s%s",
+                       n->start_line, created_by, res.exit_code, b.data ? b.data : "",
+                       limits_note(e->req, &res));
         kiln_buf_free(&b);
         goto out;
     }

@@ -62,6 +62,11 @@ typedef struct kiln_build_request {
     int compression_level; /* -1 default */
     const char *network;   /* default network for RUN: "default", "none", "host" */
     const char *isolation; /* "auto" (NULL), "sandbox", "chroot", "none" */
+    /* Limits of every RUN step (0 = none): memory in bytes (cgroup, else RLIMIT_AS),
+     * processes (pids cgroup, else RLIMIT_NPROC), CPU seconds (RLIMIT_CPU). */
+    uint64_t memory_limit;
+    uint64_t pids_limit;
+    uint64_t cpu_time_limit;
     kiln_build_progress_t progress;
     /* Log lines (without newline) go here; NULL = stderr. */
     void (*log)(void *ctx, const char *line);

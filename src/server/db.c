@@ -273,7 +273,12 @@ static json_t *row_to_json(sqlite3_stmt *phases_st, sqlite3_stmt *st)
             json_object_set(o, "source", v);
         v = json_object_get(reqj, "outputs");
         json_object_set_new(o, "outputs", v ? json_incref(v) : json_array());
+        v = json_object_get(reqj, "limits");
+        json_object_set_new(o, "limits", v ? json_incref(v) : json_object());
     }
+    json_object_set_new(
+        o, "bytes_pushed",
+        json_integer(json_integer_value(json_object_get(resj, "kiln.bytes_pushed"))));
     json_object_set_new(o, "result", resj ? resj : json_null());
 
     sqlite3_reset(phases_st);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "src/server/limits.h"
 #include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
@@ -275,6 +276,12 @@ int kiln_request_from_json(json_t *root, kiln_request_t *out, kiln_error_t *err)
             if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
                 json_integer_value(v) > 7 * 24 * 3600)
                 ret = field_err(err, key, "must be a positive number of seconds");
+        } else if (strcmp(key, "limits") == 0) {
+            json_t *norm = NULL;
+            if (kiln_limits_parse(v, &norm, err) < 0)
+                goto fail;
+            json_object_set_new(r.stored, "limits", norm);
+            continue;
         } else if (strcmp(key, "secrets") == 0) {
             json_t *names = json_array();
             const char *k;
@@ -410,6 +417,19 @@ int kiln_request_argv(json_t *stored, const char *context_dir, json_t *secret_fi
         }
         push(&a, kiln_xstrdup("--output"));
         push(&a, kiln_buf_steal(&b, NULL));
+    }
+    {
+        kiln_limit_values_t lim;
+        kiln_limits_values(json_object_get(stored, "limits"), &lim);
+        if (lim.memory) {
+            push(&a, kiln_xstrdup("--memory"));
+            push(&a, kiln_xstrdup(json_string_value(
+                         json_object_get(json_object_get(stored, "limits"), "memory"))));
+        }
+        if (lim.pids)
+            push(&a, kiln_xasprintf("--pids-limit=%llu", (unsigned long long)lim.pids));
+        if (lim.cpu_time)
+            push(&a, kiln_xasprintf("--cpu-time=%llu", (unsigned long long)lim.cpu_time));
     }
     json_array_foreach(json_object_get(stored, "notify"), i, v)
     {

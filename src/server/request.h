@@ -4,7 +4,8 @@
  * Body: {"source": {"git": URL, "ref": R, "commit": SHA, "subdir": DIR} | {"context": ID},
  *        "dockerfile": PATH, "target": NAME, "build_args": {K: V}, "env": {K: V},
  *        "secrets": {NAME: VALUE}, "outputs": [{"type": T, KEY: VALUE…}], "tags": [REF],
- *        "notify": ["sqs://…" | "sns://…"], "timeout_seconds": N}
+ *        "notify": ["sqs://…" | "sns://…"], "timeout_seconds": N,
+ *        "limits": {"memory": "512m", "pids": N, "cpu_time": SECONDS}}
  * Unknown fields are rejected, so a typo never silently builds something else. */
 #ifndef KILN_SERVER_REQUEST_H
 #define KILN_SERVER_REQUEST_H

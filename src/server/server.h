@@ -8,6 +8,7 @@
 
 #include "src/server/config.h"
 #include "src/server/db.h"
+#include "src/server/limits.h"
 
 typedef struct kiln_worker_pool kiln_worker_pool_t;
 typedef struct kiln_remote kiln_remote_t;
@@ -17,14 +18,15 @@ typedef struct kiln_server {
     kiln_db_t *db;
     kiln_config_t *config;
     kiln_worker_pool_t *pool;
-    kiln_remote_t *remote; /* --queue: builds go to SQS for `kiln worker`s */
-    size_t max_body;       /* JSON bodies */
-    size_t max_upload;     /* uploaded contexts */
-    size_t log_cap;        /* per build */
-    char *dashboard_file;  /* serve this file at / instead of the built-in page */
-    int no_auth;           /* no token configured and --no-auth given */
-    int workers;           /* size of the local pool (0: jobs go to a queue) */
-    volatile int stopping; /* shutting down: streaming responses end */
+    kiln_remote_t *remote;       /* --queue: builds go to SQS for `kiln worker`s */
+    size_t max_body;             /* JSON bodies */
+    size_t max_upload;           /* uploaded contexts */
+    size_t log_cap;              /* per build */
+    char *dashboard_file;        /* serve this file at / instead of the built-in page */
+    int no_auth;                 /* no token configured and --no-auth given */
+    int workers;                 /* size of the local pool (0: jobs go to a queue) */
+    kiln_limits_policy_t limits; /* per-build sandbox limits: defaults and maxima */
+    volatile int stopping;       /* shutting down: streaming responses end */
 } kiln_server_t;
 
 /* The log file of a build (malloc'ed). */

@@ -345,6 +345,7 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
     kiln_runner_log_note(log, note, NULL);
 
     if (kiln_request_from_json(request, &valid, &err) < 0 ||
+        kiln_limits_apply(valid.stored, &w->o.limits, &err) < 0 ||
         (json_object_get(json_object_get(valid.stored, "source"), "context") &&
          fetch_context(w, aws, id, ctx_url, &ctx_dir, &err) < 0)) {
         snprintf(out.status, sizeof(out.status), "failed");

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "src/server/limits.h"
 #include "utils/error.h"
 
 typedef struct kiln_sqs_worker_opts {
@@ -22,6 +23,7 @@ typedef struct kiln_sqs_worker_opts {
     const char *build_cmd;
     const char *kiln_root;
     char **build_options;
+    kiln_limits_policy_t limits; /* defaults and maxima applied to each job's limits */
 } kiln_sqs_worker_opts_t;
 
 typedef struct kiln_sqs_worker kiln_sqs_worker_t;

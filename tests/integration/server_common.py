@@ -3,12 +3,13 @@ import http.client
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tarfile
 import time
 
-from kilntest import KILN, T, free_port, wait_port
+from kilntest import KILN, T, free_port, kiln, wait_port
 
 TOKEN = "test-token-0123456789"
 
@@ -114,6 +115,13 @@ class Server:
         except ValueError:
             return r.status, data.decode(errors="replace")
 
+    def upload_dockerfile(self, dockerfile):
+        """Uploads a context holding only this Dockerfile; returns its id."""
+        st, body = self.request("POST", "/v1/contexts",
+                                body=tar_gz({"Dockerfile": dockerfile.encode()}))
+        assert st == 201, body
+        return body["context"]
+
     def submit(self, body):
         return self.request("POST", "/v1/builds", body)
 
@@ -149,6 +157,35 @@ def tar_gz(files):
             ti.size = len(data)
             tf.addfile(ti, io.BytesIO(data))
     return buf.getvalue()
+
+
+def busybox_layout(dirpath):
+    """A busybox base image imported as an OCI layout at dirpath/base; returns the layout
+    directory, or None when the import failed (a failed check is recorded)."""
+    rootfs = os.path.join(dirpath, "busybox")
+    for d in ("bin", "etc", "tmp", "root"):
+        os.makedirs(os.path.join(rootfs, d))
+    shutil.copy("/bin/busybox", os.path.join(rootfs, "bin", "busybox"))
+    for a in ("sh", "echo", "cat", "sleep", "true", "ls"):
+        os.symlink("busybox", os.path.join(rootfs, "bin", a))
+    layout = os.path.join(dirpath, "base")
+    r = kiln("import", rootfs, "-t", "busybox:1", "--output", "type=oci,dest=" + layout)
+    return layout if T.check("busybox base image", r.returncode == 0, r.stderr) else None
+
+
+def real_build_server(extra=()):
+    """For tests of real builds: a busybox base layout, a local docker-registry and a
+    `kiln serve` (2 workers) whose builds may push there. (layout, "127.0.0.1:PORT",
+    Server), or T.done() when the base image cannot be made."""
+    from kilntest import start_registry
+    layout = busybox_layout(T.tmp)
+    if layout is None:
+        T.done()
+    reg = "127.0.0.1:%d" % start_registry()
+    srv = Server(os.path.join(T.tmp, "root"), workers=2, config={"tokens": [TOKEN]},
+                 extra=["--kiln-root=" + os.path.join(T.tmp, "kiln-root"),
+                        "--build-option=--insecure-registry=" + reg, *extra]).start()
+    return layout, reg, srv
 
 
 def write_fake_build(dirpath):

@@ -2,49 +2,21 @@
 (submit, follow the log to the end, status, artifacts pushed to a local docker-registry and
 checked with skopeo), cancel mid-build (the sandboxed step dies at once), and load: 200
 builds submitted at once to 2 workers all finish once, and /metrics adds up."""
-import io
 import json
 import os
-import shutil
 import subprocess
-import tarfile
 import threading
 import time
 
-from kilntest import KILN, T, kiln, start_registry
-from server_common import TOKEN, Server
+from kilntest import T
+from server_common import real_build_server
 
 N_LOAD = int(os.environ.get("KILN_SERVER_LOAD", "200"))
 
-# A busybox base image as an OCI layout.
-rootfs = os.path.join(T.tmp, "busybox")
-for d in ("bin", "etc", "tmp", "root"):
-    os.makedirs(os.path.join(rootfs, d))
-shutil.copy("/bin/busybox", os.path.join(rootfs, "bin", "busybox"))
-for a in ("sh", "echo", "cat", "sleep", "true", "ls"):
-    os.symlink("busybox", os.path.join(rootfs, "bin", a))
-layout = os.path.join(T.tmp, "base")
-r = kiln("import", rootfs, "-t", "busybox:1", "--output", "type=oci,dest=" + layout)
-if not T.check("busybox base image", r.returncode == 0, r.stderr):
-    T.done()
-
-port = start_registry()
-reg = "127.0.0.1:%d" % port
-srv = Server(os.path.join(T.tmp, "root"), workers=2, config={"tokens": [TOKEN]},
-             extra=["--kiln-root=" + os.path.join(T.tmp, "kiln-root"),
-                    "--build-option=--insecure-registry=" + reg]).start()
+layout, reg, srv = real_build_server()
 
 
-def upload(dockerfile):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        data = dockerfile.encode()
-        ti = tarfile.TarInfo("Dockerfile")
-        ti.size = len(data)
-        tf.addfile(ti, io.BytesIO(data))
-    st, body = srv.request("POST", "/v1/contexts", body=buf.getvalue())
-    assert st == 201, body
-    return body["context"]
+upload = srv.upload_dockerfile
 
 
 ctx = upload("FROM oci:%s:1\nARG N=0\nRUN echo built-$N > /n && cat /n\nCMD [\"cat\", \"/n\"]\n" % layout)
