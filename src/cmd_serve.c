@@ -14,6 +14,7 @@
 #include "src/server/cli.h"
 #include "src/server/gc.h"
 #include "src/server/http.h"
+#include "src/server/jobkey.h"
 #include "src/server/limits.h"
 #include "src/server/remote.h"
 #include "src/server/runner.h"
@@ -55,7 +56,11 @@ static void serve_usage(void)
         "  --queue SQS_URL         send builds to this SQS job queue for `kiln worker`s\n"
         "                          instead of running them here\n"
         "  --events-queue SQS_URL  read the workers' events (status, logs) from this queue\n"
-        "  --context-store S3_URL  with --queue: stage uploaded contexts under this prefix\n\n"
+        "  --context-store S3_URL  with --queue: stage uploaded contexts (and cancel markers\n"
+        "                          the workers look for) under this prefix\n"
+        "  --job-key-file FILE     with --queue: seal build secrets in job messages with this\n"
+        "                          AES-256 key (64 hex digits; the workers have it too; env\n"
+        "                          KILN_JOB_KEY_FILE); without it secrets are refused\n\n"
         "API tokens also come from KILN_API_TOKENS (comma-separated).\n");
 }
 
@@ -86,7 +91,8 @@ int kiln_cmd_serve(int argc, char **argv)
         O_GCINT,
         O_GCAGE,
         O_GCMAX,
-        O_CTXSTORE
+        O_CTXSTORE,
+        O_JOBKEY
     };
     static const struct option opts[] = {
         {"help", no_argument, NULL, 'h'},
@@ -111,12 +117,13 @@ int kiln_cmd_serve(int argc, char **argv)
         {"context-store", required_argument, NULL, O_CTXSTORE},
         {"gc-max-age", required_argument, NULL, O_GCAGE},
         {"gc-max-size", required_argument, NULL, O_GCMAX},
+        {"job-key-file", required_argument, NULL, O_JOBKEY},
         KILN_LIMITS_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     const char *listen = "127.0.0.1:8080", *root = "/var/lib/kiln/server", *config = NULL;
     const char *build_cmd_opt = NULL, *kiln_root = NULL, *queue = NULL, *events = NULL,
-               *context_store = NULL;
+               *context_store = NULL, *job_key_file = getenv("KILN_JOB_KEY_FILE");
     long long workers = 2, timeout = 3600, log_cap = 64LL << 20, max_body = 1 << 20,
               max_upload = 256LL << 20, drain = 110, gc_interval = 3600, gc_age = 168, gc_max = 0;
     int no_auth = 0, requeue = 0, c, sig = 0, recovered;
@@ -166,6 +173,9 @@ int kiln_cmd_serve(int argc, char **argv)
             break;
         case O_CTXSTORE:
             context_store = optarg;
+            break;
+        case O_JOBKEY:
+            job_key_file = optarg;
             break;
         case O_KILNROOT:
             kiln_root = optarg;
@@ -256,6 +266,8 @@ int kiln_cmd_serve(int argc, char **argv)
     if (queue) {
         /* Builds run on `kiln worker`s; their state arrives as events. */
         srv.workers = 0;
+        if (job_key_file && *job_key_file && kiln_jobkey_load(job_key_file, &srv.job_key, &err) < 0)
+            goto fail;
         if (kiln_remote_start(&srv, queue, events, context_store, &srv.remote, &err) < 0)
             goto fail;
     } else {
@@ -308,6 +320,7 @@ int kiln_cmd_serve(int argc, char **argv)
     kiln_http_stop(http);
     kiln_db_close(srv.db);
     kiln_config_free(srv.config);
+    kiln_jobkey_free(srv.job_key);
     free(srv.root);
     fprintf(stderr, "kiln serve: stopped\n");
     return KILN_EXIT_OK;
@@ -319,6 +332,7 @@ fail:
     kiln_remote_stop(srv.remote);
     kiln_db_close(srv.db);
     kiln_config_free(srv.config);
+    kiln_jobkey_free(srv.job_key);
     free(srv.root);
     return kiln_cli_fail(&err);
 }

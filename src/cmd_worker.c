@@ -8,6 +8,7 @@
 
 #include "src/commands.h"
 #include "src/server/cli.h"
+#include "src/server/jobkey.h"
 #include "src/server/limits.h"
 #include "src/server/sqs_worker.h"
 #include "utils/cleanup.h"
@@ -33,7 +34,10 @@ static void worker_usage(void)
         "  --wait-seconds S         long-poll wait (default 20, at most 20)\n"
         "  --drain-timeout SECS     on SIGTERM, let running builds finish this long, then\n"
         "                           release their jobs to the queue (default 110)\n"
-        "  --log-cap BYTES          per-build log limit (default 67108864)\n" KILN_LIMITS_HELP
+        "  --log-cap BYTES          per-build log limit (default 67108864)\n"
+        "  --job-key-file FILE      the key `kiln serve --job-key-file` seals secrets with\n"
+        "                           (env KILN_JOB_KEY_FILE); jobs with secrets need "
+        "it\n" KILN_LIMITS_HELP
         "                          (a job's limits are checked against these too)\n\n"
         "AWS: the usual credential chain, AWS_REGION, AWS_ENDPOINT_URL(_SQS).\n");
 }
@@ -52,7 +56,8 @@ int kiln_cmd_worker(int argc, char **argv)
         O_VIS,
         O_WAIT,
         O_DRAIN,
-        O_LOGCAP
+        O_LOGCAP,
+        O_JOBKEY
     };
     static const struct option opts[] = {
         {"help", no_argument, NULL, 'h'},
@@ -68,13 +73,15 @@ int kiln_cmd_worker(int argc, char **argv)
         {"wait-seconds", required_argument, NULL, O_WAIT},
         {"drain-timeout", required_argument, NULL, O_DRAIN},
         {"log-cap", required_argument, NULL, O_LOGCAP},
+        {"job-key-file", required_argument, NULL, O_JOBKEY},
         KILN_LIMITS_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     kiln_sqs_worker_opts_t o = {.root = "/var/lib/kiln/worker"};
     kiln_limits_policy_t limits = {0};
     long long conc = 1, timeout = 3600, vis = 120, wait_s = 20, drain = 110, log_cap = 64LL << 20;
-    const char *cmd_opt = NULL;
+    const char *cmd_opt = NULL, *job_key_file = getenv("KILN_JOB_KEY_FILE");
+    kiln_jobkey_t *job_key = NULL;
     _cleanup_free_ char *cmd = NULL;
     _cleanup_strv_ char **build_opts = NULL;
     unsigned n_build_opts = 0;
@@ -101,6 +108,9 @@ int kiln_cmd_worker(int argc, char **argv)
             break;
         case O_KROOT:
             o.kiln_root = optarg;
+            break;
+        case O_JOBKEY:
+            job_key_file = optarg;
             break;
         case O_CMD:
             cmd_opt = optarg;
@@ -164,6 +174,9 @@ int kiln_cmd_worker(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    if (job_key_file && *job_key_file && kiln_jobkey_load(job_key_file, &job_key, &err) < 0)
+        return kiln_cli_fail(&err);
+    o.job_key = job_key;
     cmd = kiln_server_build_cmd(cmd_opt);
     o.build_cmd = cmd;
     o.build_options = build_opts;
@@ -173,12 +186,15 @@ int kiln_cmd_worker(int argc, char **argv)
     o.timeout_s = (int)timeout;
     o.drain_s = (int)drain;
     o.log_cap = (size_t)log_cap;
-    if (kiln_sqs_worker_start(&o, &w, &err) < 0)
+    if (kiln_sqs_worker_start(&o, &w, &err) < 0) {
+        kiln_jobkey_free(job_key);
         return kiln_cli_fail(&err);
+    }
     fprintf(stderr, "kiln worker: taking jobs from %s (%lld at a time)\n", o.queue_url, conc);
     sigwait(&set, &sig);
     fprintf(stderr, "kiln worker: %s: draining (up to %lld s)\n", strsignal(sig), drain);
     kiln_sqs_worker_stop(w);
+    kiln_jobkey_free(job_key);
     fprintf(stderr, "kiln worker: stopped\n");
     return KILN_EXIT_OK;
 }

@@ -6,7 +6,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "src/server/job.h"
+#include "src/server/jobkey.h"
 #include "src/server/request.h"
 #include "src/server/s3_context.h"
 #include "src/server/sqs_jobs.h"
@@ -27,10 +30,30 @@ struct kiln_remote {
     volatile int stop;
 };
 
-int kiln_remote_parse_job(const char *body, char **id, json_t **request, char **context_url,
-                          kiln_error_t *err)
+/* An optional s3:// URL field of a job message (malloc'ed, NULL when absent). */
+static int job_url(json_t *o, const char *field, char **out, kiln_error_t *err)
 {
-    json_t *o = json_loads(body, 0, NULL), *req;
+    const char *u = json_string_value(json_object_get(o, field));
+    if (u && strncmp(u, "s3://", 5) != 0)
+        return kiln_error_set(err, 0, "job message: %s must be an s3:// URL", field);
+    *out = u ? kiln_xstrdup(u) : NULL;
+    return 0;
+}
+
+void kiln_remote_job_clear(kiln_remote_job_t *job)
+{
+    free(job->id);
+    json_decref(job->request);
+    free(job->context_url);
+    free(job->cancel_url);
+    json_decref(job->sealed);
+    memset(job, 0, sizeof(*job));
+}
+
+int kiln_remote_parse_job(const char *body, kiln_remote_job_t *job, kiln_error_t *err)
+{
+    json_t *o = json_loads(body, 0, NULL), *req, *sealed;
+    kiln_remote_job_t j = {0};
     const char *i;
 
     if (!json_is_object(o)) {
@@ -44,17 +67,20 @@ int kiln_remote_parse_job(const char *body, char **id, json_t **request, char **
         json_decref(o);
         return kiln_error_set(err, 0, "job message needs an 'id' and a 'request' object");
     }
-    {
-        const char *cu = json_string_value(json_object_get(o, "context_url"));
-        if (cu && strncmp(cu, "s3://", 5) != 0) {
-            json_decref(o);
-            return kiln_error_set(err, 0, "job message: context_url must be an s3:// URL");
-        }
-        *context_url = cu ? kiln_xstrdup(cu) : NULL;
+    sealed = json_object_get(o, "secrets");
+    if (job_url(o, "context_url", &j.context_url, err) < 0 ||
+        job_url(o, "cancel_url", &j.cancel_url, err) < 0 ||
+        (sealed && !json_is_object(sealed) &&
+         kiln_error_set(err, 0, "job message: secrets must be a sealed object") < 0)) {
+        kiln_remote_job_clear(&j);
+        json_decref(o);
+        return -1;
     }
-    *id = kiln_xstrdup(i);
-    *request = json_incref(req);
+    j.id = kiln_xstrdup(i);
+    j.request = json_incref(req);
+    j.sealed = sealed ? json_incref(sealed) : NULL;
     json_decref(o);
+    *job = j;
     return 0;
 }
 
@@ -64,6 +90,29 @@ static char *context_url(const kiln_remote_t *r, const char *ctx_id)
     size_t n = strlen(r->context_store);
     return kiln_xasprintf("%s%s%s.tar", r->context_store,
                           n && r->context_store[n - 1] == '/' ? "" : "/", ctx_id);
+}
+
+/* Where the cancel marker of build id goes (malloc'ed). */
+static char *cancel_url(const kiln_remote_t *r, const char *id)
+{
+    size_t n = strlen(r->context_store);
+    return kiln_xasprintf("%s%scancel/%s", r->context_store,
+                          n && r->context_store[n - 1] == '/' ? "" : "/", id);
+}
+
+int kiln_remote_cancel(kiln_remote_t *r, const char *id, kiln_error_t *err)
+{
+    _cleanup_free_ char *url = NULL;
+    int ret;
+
+    if (r->context_store == NULL)
+        return kiln_error_set(err, 0, "no --context-store: the worker running %s cannot be told",
+                              id);
+    url = cancel_url(r, id);
+    pthread_mutex_lock(&r->send_lock);
+    ret = kiln_s3_context_mark(r->send_aws, url, "canceled\n", err);
+    pthread_mutex_unlock(&r->send_lock);
+    return ret;
 }
 
 int kiln_remote_has_context_store(const kiln_remote_t *r)
@@ -88,7 +137,8 @@ int kiln_remote_stage_context(kiln_remote_t *r, const char *tarball, const char 
     return ret;
 }
 
-int kiln_remote_enqueue(kiln_remote_t *r, const char *id, json_t *stored, kiln_error_t *err)
+int kiln_remote_enqueue(kiln_remote_t *r, const char *id, json_t *stored, json_t *secrets,
+                        kiln_error_t *err)
 {
     json_t *job = json_pack("{s:s,s:O}", "id", id, "request", stored);
     const char *ctx =
@@ -98,6 +148,24 @@ int kiln_remote_enqueue(kiln_remote_t *r, const char *id, json_t *stored, kiln_e
     if (ctx && r->context_store) {
         _cleanup_free_ char *url = context_url(r, ctx);
         json_object_set_new(job, "context_url", json_string(url));
+    }
+    if (r->context_store) {
+        _cleanup_free_ char *url = cancel_url(r, id);
+        json_object_set_new(job, "cancel_url", json_string(url));
+    }
+    if (json_object_size(secrets) > 0) {
+        json_t *sealed = NULL;
+        char *plain = json_dumps(secrets, JSON_COMPACT);
+        int ret = r->srv->job_key
+                      ? kiln_jobkey_seal(r->srv->job_key, id, plain, strlen(plain), &sealed, err)
+                      : kiln_error_set(err, 0, "secrets need a job key (--job-key-file)");
+        OPENSSL_cleanse(plain, strlen(plain));
+        free(plain);
+        if (ret < 0) {
+            json_decref(job);
+            return -1;
+        }
+        json_object_set_new(job, "secrets", sealed);
     }
     text = json_dumps(job, JSON_COMPACT);
     kiln_msg_attr_t attr = {"kiln-build-id", id};

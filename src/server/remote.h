@@ -2,8 +2,11 @@
  * each build as a job message instead of running it, and applies the events `kiln worker`s
  * send back (started, phase, commit, finished with the log tail, requeued).
  *
- * Job message:   {"id": ID, "request": {…the stored request…}, "context_url": "s3://…"}
- *                (context_url: an uploaded context staged with --context-store)
+ * Job message:   {"id": ID, "request": {…the stored request…}, "context_url": "s3://…",
+ *                 "cancel_url": "s3://…", "secrets": {sealed, see jobkey.h}}
+ *                (context_url: an uploaded context staged with --context-store; cancel_url:
+ *                where the server puts a marker when the build is canceled, looked for by
+ *                the worker on every heartbeat; secrets: the values sealed with the job key)
  * Event message: {"type": "started"|"phase"|"commit"|"finished"|"requeued", "id": ID,
  *                 "status": …, "commit": …, "reason": …, "error": …, "result": {…},
  *                 "log": "last bytes of the log", "worker": "host:pid", "attempt": N} */
@@ -28,15 +31,29 @@ int kiln_remote_stage_context(kiln_remote_t *r, const char *tarball, const char 
 int kiln_remote_has_context_store(const kiln_remote_t *r);
 void kiln_remote_stop(kiln_remote_t *r);
 
-/* Sends a queued build as a job message. */
-int kiln_remote_enqueue(kiln_remote_t *r, const char *id, json_t *stored, kiln_error_t *err);
+/* Sends a queued build as a job message; secrets ({name: value}, may be NULL) are sealed
+ * with the server's job key (an error when there is none). */
+int kiln_remote_enqueue(kiln_remote_t *r, const char *id, json_t *stored, json_t *secrets,
+                        kiln_error_t *err);
+
+/* Tells the workers a build is canceled: a marker at its cancel_url. Fails when there is
+ * no context store (workers then cannot hear it). */
+int kiln_remote_cancel(kiln_remote_t *r, const char *id, kiln_error_t *err);
 
 /* Applies one event message (a JSON text) to the store and the build's log. */
 int kiln_remote_apply_event(kiln_server_t *s, const char *body, kiln_error_t *err);
 
-/* Parses a job message: *id, *request (the stored request) and *context_url (NULL when
- * absent) on success. */
-int kiln_remote_parse_job(const char *body, char **id, json_t **request, char **context_url,
-                          kiln_error_t *err);
+/* A job message, parsed. */
+typedef struct kiln_remote_job {
+    char *id;
+    json_t *request;   /* the stored request */
+    char *context_url; /* or NULL */
+    char *cancel_url;  /* or NULL */
+    json_t *sealed;    /* the sealed secrets, or NULL */
+} kiln_remote_job_t;
+
+/* Parses a job message into *job (cleared with kiln_remote_job_clear). */
+int kiln_remote_parse_job(const char *body, kiln_remote_job_t *job, kiln_error_t *err);
+void kiln_remote_job_clear(kiln_remote_job_t *job);
 
 #endif

@@ -19,6 +19,7 @@
 #include "src/server/http.h"
 #include "src/server/remote.h"
 #include "src/server/request.h"
+#include "src/server/runner.h"
 #include "src/server/worker.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
@@ -101,14 +102,14 @@ int kiln_routes_enqueue(kiln_server_t *s, json_t *body, char **id_out, unsigned 
                               "field 'source.context': uploaded contexts need "
                               "--context-store when builds go to a queue");
     }
-    if (s->remote && json_object_get(req.stored, "secrets")) {
+    if (s->remote && s->job_key == NULL && json_object_size(req.secrets) > 0) {
         kiln_request_free(&req);
         return kiln_error_set(err, 0,
-                              "field 'secrets': not supported when builds go to a queue "
-                              "(they would travel in the message)");
+                              "field 'secrets': builds go to a queue, and secrets travel only "
+                              "sealed: start the server with --job-key-file");
     }
     *status = 500;
-    if (req.secrets && json_object_size(req.secrets) > 0) {
+    if (s->remote == NULL && req.secrets && json_object_size(req.secrets) > 0) {
         _cleanup_free_ char *dir = kiln_xasprintf("%s/secrets/%s", s->root, id);
         json_t *files = NULL;
         if (kiln_worker_write_secrets(dir, req.secrets, &files, err) < 0) {
@@ -124,7 +125,7 @@ int kiln_routes_enqueue(kiln_server_t *s, json_t *body, char **id_out, unsigned 
         kiln_request_free(&req);
         return -1;
     }
-    if (s->remote && kiln_remote_enqueue(s->remote, id, req.stored, err) < 0) {
+    if (s->remote && kiln_remote_enqueue(s->remote, id, req.stored, req.secrets, err) < 0) {
         kiln_db_finish(s->db, id, "failed", "enqueue_failed", err->msg, NULL, 0, NULL);
         kiln_request_free(&req);
         *status = 502;
@@ -480,6 +481,12 @@ static void cancel_build(const kiln_http_req_t *r, kiln_http_resp_t *resp, const
     }
     if (was_running && r->srv->pool)
         kiln_worker_pool_cancel(r->srv->pool, id);
+    if (r->srv->remote && kiln_remote_cancel(r->srv->remote, id, &err) < 0) {
+        /* The record says canceled; the worker may still finish its build (ignored). */
+        _cleanup_free_ char *log = kiln_server_log_path(r->srv, id);
+        _cleanup_free_ char *note = kiln_xasprintf("[kiln] cancel: %s", err.msg);
+        kiln_runner_log_note(log, note, NULL);
+    }
     if (!was_running) {
         _cleanup_free_ char *dir = kiln_xasprintf("%s/secrets/%s", r->srv->root, id);
         kiln_fs_rm_rf(dir, NULL);

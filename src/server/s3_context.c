@@ -20,16 +20,17 @@ int kiln_s3_context_put(kiln_aws_t *aws, const char *tarball, const char *url, k
     return kiln_s3_upload_file(aws, tarball, url, &o, &st, err);
 }
 
-int kiln_s3_context_get(kiln_aws_t *aws, const char *url, const char *path, size_t cap,
-                        kiln_error_t *err)
+/* Sends one object request (method on url, an optional memory body) and leaves the answer,
+ * whatever its status, in *resp. Errors (no answer at all) name `what`. */
+static int object_call(kiln_aws_t *aws, const char *method, const char *url, const void *body,
+                       size_t body_len, size_t cap, const char *what, kiln_http_response_t *resp,
+                       kiln_error_t *err)
 {
     _cleanup_free_ char *bucket = NULL, *key = NULL, *enc = NULL, *wire = NULL;
-    _cleanup_free_ char *what = kiln_xasprintf("S3 GetObject %s", url);
     const char *force = getenv("KILN_S3_PATH_STYLE");
     kiln_aws_endpoint_t ep = {0};
     kiln_aws_call_t call = {0};
-    kiln_http_response_t resp = {0};
-    int path_style, ret = -1;
+    int path_style, ret;
 
     if (kiln_s3_parse_url(url, &bucket, &key, err) < 0)
         return -1;
@@ -52,15 +53,66 @@ int kiln_s3_context_get(kiln_aws_t *aws, const char *url, const char *path, size
     call.service = "s3";
     call.s3 = 1;
     call.endpoint = &ep;
-    call.method = "GET";
+    call.method = method;
     call.path = wire;
+    call.body = body;
+    call.body_len = body_len;
     call.body_fd = -1;
     call.response_cap = cap;
-    if (kiln_server_aws_call(aws, &call, &resp, what, err) < 0)
-        goto out;
-    ret = kiln_fs_write_file_atomic(path, resp.body, resp.body_len, 0600, err);
-out:
-    kiln_http_response_free(&resp);
+    ret = kiln_aws_send(aws, NULL, &call, resp, err);
+    if (ret < 0)
+        kiln_error_prefix(err, "%s", what);
     kiln_aws_endpoint_clear(&ep);
+    return ret;
+}
+
+int kiln_s3_context_get(kiln_aws_t *aws, const char *url, const char *path, size_t cap,
+                        kiln_error_t *err)
+{
+    _cleanup_free_ char *what = kiln_xasprintf("S3 GetObject %s", url);
+    kiln_http_response_t resp = {0};
+    int ret = -1;
+
+    if (object_call(aws, "GET", url, NULL, 0, cap, what, &resp, err) < 0)
+        return -1;
+    if (resp.status != 200)
+        kiln_aws_error_from_response(&resp, err, what);
+    else
+        ret = kiln_fs_write_file_atomic(path, resp.body, resp.body_len, 0600, err);
+    kiln_http_response_free(&resp);
+    return ret;
+}
+
+int kiln_s3_context_mark(kiln_aws_t *aws, const char *url, const char *text, kiln_error_t *err)
+{
+    _cleanup_free_ char *what = kiln_xasprintf("S3 PutObject %s", url);
+    kiln_http_response_t resp = {0};
+    int ret = 0;
+
+    if (object_call(aws, "PUT", url, text, strlen(text), 1 << 16, what, &resp, err) < 0)
+        return -1;
+    if (resp.status != 200) {
+        kiln_aws_error_from_response(&resp, err, what);
+        ret = -1;
+    }
+    kiln_http_response_free(&resp);
+    return ret;
+}
+
+int kiln_s3_context_exists(kiln_aws_t *aws, const char *url, kiln_error_t *err)
+{
+    _cleanup_free_ char *what = kiln_xasprintf("S3 HeadObject %s", url);
+    kiln_http_response_t resp = {0};
+    int ret;
+
+    if (object_call(aws, "HEAD", url, NULL, 0, 1 << 16, what, &resp, err) < 0)
+        return -1;
+    if (resp.status == 200)
+        ret = 1;
+    else if (resp.status == 404 || resp.status == 403)
+        ret = 0; /* 403: S3 answers so for a missing key without s3:ListBucket */
+    else
+        ret = kiln_error_set(err, 0, "%s: HTTP %ld", what, (long)resp.status);
+    kiln_http_response_free(&resp);
     return ret;
 }

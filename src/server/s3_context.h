@@ -1,5 +1,6 @@
 /* kiln server — uploaded contexts in queue mode: `kiln serve` stages the tarball in S3
- * (too big for an SQS message) and `kiln worker` fetches it back. The upload uses
+ * (too big for an SQS message) and `kiln worker` fetches it back. The same store carries
+ * cancel markers: the server writes one, the worker looks for it while it builds. The upload uses
  * utils/aws/s3.h; the GetObject here follows the same addressing (path style for an
  * endpoint override, a bucket with dots, or KILN_S3_PATH_STYLE=1). */
 #ifndef KILN_SERVER_S3_CONTEXT_H
@@ -16,5 +17,12 @@ int kiln_s3_context_put(kiln_aws_t *aws, const char *tarball, const char *url, k
 /* Downloads url ("s3://bucket/key", at most cap bytes) into the new file path (0600). */
 int kiln_s3_context_get(kiln_aws_t *aws, const char *url, const char *path, size_t cap,
                         kiln_error_t *err);
+
+/* Writes a small object (a marker) with body text at url. */
+int kiln_s3_context_mark(kiln_aws_t *aws, const char *url, const char *text, kiln_error_t *err);
+
+/* 1 when the object at url exists, 0 when it does not (404, or 403 for a missing key
+ * without list permission), -1 when S3 could not be asked. */
+int kiln_s3_context_exists(kiln_aws_t *aws, const char *url, kiln_error_t *err);
 
 #endif

@@ -12,6 +12,7 @@
 
 typedef struct kiln_worker_pool kiln_worker_pool_t;
 typedef struct kiln_remote kiln_remote_t;
+typedef struct kiln_jobkey kiln_jobkey_t;
 
 typedef struct kiln_server {
     char *root; /* the server's directory: kiln.db, logs/, builds/, contexts/ */
@@ -19,6 +20,7 @@ typedef struct kiln_server {
     kiln_config_t *config;
     kiln_worker_pool_t *pool;
     kiln_remote_t *remote;       /* --queue: builds go to SQS for `kiln worker`s */
+    kiln_jobkey_t *job_key;      /* seals secrets in job messages (--job-key-file), or NULL */
     size_t max_body;             /* JSON bodies */
     size_t max_upload;           /* uploaded contexts */
     size_t log_cap;              /* per build */

@@ -13,8 +13,11 @@
 
 #include <jansson.h>
 
+#include <openssl/crypto.h>
+
 #include "src/server/context.h"
 #include "src/server/job.h"
+#include "src/server/jobkey.h"
 #include "src/server/remote.h"
 #include "src/server/request.h"
 #include "src/server/runner.h"
@@ -46,6 +49,7 @@ typedef struct job_state {
     const char *id;
     const char *receipt;
     int attempt;
+    volatile int *canceled; /* set by the heartbeat when the cancel marker appears */
 } job_state_t;
 
 static double mono_now(void)
@@ -131,46 +135,63 @@ static void on_commit(void *opaque, const char *sha)
     send_event(j, json_pack("{s:s,s:s}", "type", "commit", "commit", sha));
 }
 
-/* Stops builds when a drain ran out of time. */
+/* Stops builds when a drain ran out of time or the build was canceled. */
 static int on_should_stop(void *opaque)
 {
     job_state_t *j = opaque;
-    return j->w->stop_builds;
+    return j->w->stop_builds || *j->canceled;
 }
 
 /* Keeps one received message hidden, from its receipt until it is deleted or released,
  * renewing its visibility every third of the timeout (in its own thread, so slow builds,
- * checkouts and event sends alike are covered). */
+ * checkouts and event sends alike are covered), and looks for the build's cancel marker
+ * every CANCEL_POLL_S seconds meanwhile. */
 typedef struct heartbeat {
     const char *queue_url;
     const char *receipt;
+    const char *cancel_url; /* or NULL */
     int visibility_s;
     int stop;
+    volatile int canceled;
     pthread_mutex_t lock;
     pthread_cond_t cond;
     pthread_t thread;
 } heartbeat_t;
 
+#define CANCEL_POLL_S 2.0
+
+static double real_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void *heartbeat_main(void *arg)
 {
     heartbeat_t *h = arg;
     kiln_aws_t *aws = kiln_aws_new(NULL);
+    double period = h->visibility_s / 3.0, next_extend = real_now() + period;
+    double next_poll = real_now() + CANCEL_POLL_S;
 
     pthread_mutex_lock(&h->lock);
     while (!h->stop) {
-        struct timespec ts;
-        long ms = h->visibility_s * 1000L / 3;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += ms / 1000;
-        ts.tv_nsec += (ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        double until =
+            h->cancel_url && !h->canceled && next_poll < next_extend ? next_poll : next_extend;
+        struct timespec ts = {.tv_sec = (time_t)until,
+                              .tv_nsec = (long)((until - (double)(time_t)until) * 1e9)};
         if (pthread_cond_timedwait(&h->cond, &h->lock, &ts) != ETIMEDOUT || h->stop)
             continue;
         pthread_mutex_unlock(&h->lock);
-        kiln_sqs_jobs_extend(aws, h->queue_url, h->receipt, h->visibility_s, NULL);
+        if (h->cancel_url && !h->canceled && real_now() >= next_poll) {
+            if (kiln_s3_context_exists(aws, h->cancel_url, NULL) == 1)
+                h->canceled = 1;
+            next_poll = real_now() + CANCEL_POLL_S;
+        }
+        if (real_now() >= next_extend) {
+            kiln_sqs_jobs_extend(aws, h->queue_url, h->receipt, h->visibility_s, NULL);
+            next_extend = real_now() + period;
+        }
         pthread_mutex_lock(&h->lock);
     }
     pthread_mutex_unlock(&h->lock);
@@ -179,11 +200,12 @@ static void *heartbeat_main(void *arg)
 }
 
 static int heartbeat_start(heartbeat_t *h, const char *queue_url, const char *receipt,
-                           int visibility_s)
+                           const char *cancel_url, int visibility_s)
 {
     memset(h, 0, sizeof(*h));
     h->queue_url = queue_url;
     h->receipt = receipt;
+    h->cancel_url = cancel_url;
     h->visibility_s = visibility_s;
     pthread_mutex_init(&h->lock, NULL);
     pthread_cond_init(&h->cond, NULL);
@@ -284,12 +306,41 @@ static void release_id(kiln_sqs_worker_t *w, int slot)
     pthread_mutex_unlock(&w->lock);
 }
 
+/* Opens the job's sealed secrets into its request ("secrets": {name: value}), where request
+ * validation expects them. */
+static int unseal_secrets(kiln_sqs_worker_t *w, kiln_remote_job_t *job, kiln_error_t *err)
+{
+    char *plain = NULL;
+    size_t len = 0;
+    json_t *values;
+
+    if (job->sealed == NULL)
+        return 0;
+    if (w->o.job_key == NULL)
+        return kiln_error_set(err, 0,
+                              "the job carries sealed secrets but this worker has no job key "
+                              "(--job-key-file or KILN_JOB_KEY_FILE)");
+    if (kiln_jobkey_open(w->o.job_key, job->id, job->sealed, &plain, &len, err) < 0)
+        return -1;
+    values = json_loadb(plain, len, 0, NULL);
+    OPENSSL_cleanse(plain, len);
+    free(plain);
+    if (!json_is_object(values)) {
+        json_decref(values);
+        return kiln_error_set(err, 0, "the job's sealed secrets are not a JSON object");
+    }
+    json_object_set_new(job->request, "secrets", values);
+    return 0;
+}
+
 /* Handles one received job message. */
 static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_received_t *m)
 {
-    _cleanup_free_ char *id = NULL, *log = NULL, *work = NULL, *done = NULL, *secrets = NULL;
-    _cleanup_free_ char *ctx_url = NULL, *ctx_dir = NULL;
-    json_t *request = NULL, *files = NULL;
+    _cleanup_free_ char *log = NULL, *work = NULL, *done = NULL, *secrets = NULL;
+    _cleanup_free_ char *ctx_dir = NULL;
+    kiln_remote_job_t job = {0};
+    json_t *files = NULL;
+    const char *id;
     kiln_request_t valid = {0};
     kiln_error_t err = {0};
     kiln_job_outcome_t out = {0};
@@ -304,22 +355,23 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
     char note[160];
     int sent;
 
-    if (kiln_remote_parse_job(m->body, &id, &request, &ctx_url, &err) < 0) {
+    if (kiln_remote_parse_job(m->body, &job, &err) < 0) {
         fprintf(stderr, "kiln worker: dropping message %s: %s\n", m->message_id, err.msg);
         kiln_sqs_jobs_delete(aws, w->o.queue_url, m->receipt, NULL);
         return;
     }
-    j.id = id;
+    id = j.id = job.id;
     if (!claim_id(w, slot, id)) {
         /* The same job is being built by this process: leave the copy hidden for later. */
-        json_decref(request);
+        kiln_remote_job_clear(&job);
         return;
     }
-    if (heartbeat_start(&hb, w->o.queue_url, m->receipt, w->o.visibility_s) < 0) {
+    if (heartbeat_start(&hb, w->o.queue_url, m->receipt, job.cancel_url, w->o.visibility_s) < 0) {
         release_id(w, slot);
-        json_decref(request);
+        kiln_remote_job_clear(&job);
         return;
     }
+    j.canceled = &hb.canceled;
     done = kiln_xasprintf("%s/done/%s", w->o.root, id);
     if (stat(done, &sb) == 0) {
         /* Built here already; its finished event (kept in the marker) may not have gone
@@ -334,7 +386,7 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
         if (sent)
             kiln_sqs_jobs_delete(aws, w->o.queue_url, m->receipt, NULL);
         release_id(w, slot);
-        json_decref(request);
+        kiln_remote_job_clear(&job);
         return;
     }
     log = kiln_xasprintf("%s/logs/%s.log", w->o.root, id);
@@ -344,10 +396,15 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
              w->host);
     kiln_runner_log_note(log, note, NULL);
 
-    if (kiln_request_from_json(request, &valid, &err) < 0 ||
-        kiln_limits_apply(valid.stored, &w->o.limits, &err) < 0 ||
-        (json_object_get(json_object_get(valid.stored, "source"), "context") &&
-         fetch_context(w, aws, id, ctx_url, &ctx_dir, &err) < 0)) {
+    if (job.cancel_url && kiln_s3_context_exists(aws, job.cancel_url, NULL) == 1) {
+        /* Canceled while it waited in the queue: nothing to build. */
+        hb.canceled = 1;
+        snprintf(out.status, sizeof(out.status), "stopped");
+    } else if (unseal_secrets(w, &job, &err) < 0 ||
+               kiln_request_from_json(job.request, &valid, &err) < 0 ||
+               kiln_limits_apply(valid.stored, &w->o.limits, &err) < 0 ||
+               (json_object_get(json_object_get(valid.stored, "source"), "context") &&
+                fetch_context(w, aws, id, job.context_url, &ctx_dir, &err) < 0)) {
         snprintf(out.status, sizeof(out.status), "failed");
         snprintf(out.reason, sizeof(out.reason), "invalid_job");
         snprintf(out.error, sizeof(out.error), "%s", err.msg);
@@ -375,6 +432,11 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
     if (ctx_dir)
         kiln_fs_rm_rf(ctx_dir, NULL);
 
+    if (strcmp(out.status, "stopped") == 0 && hb.canceled) {
+        /* Canceled: the steps are gone; the build ends here, as canceled. */
+        snprintf(out.status, sizeof(out.status), "canceled");
+        snprintf(out.reason, sizeof(out.reason), "canceled");
+    }
     if (strcmp(out.status, "stopped") == 0) {
         /* Drain ran out of time: release the message for another worker now. */
         kiln_runner_log_note(log, "[kiln] stopped by shutdown; released to the queue", NULL);
@@ -411,7 +473,7 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
     kiln_job_outcome_free(&out);
     kiln_request_free(&valid);
     json_decref(files);
-    json_decref(request);
+    kiln_remote_job_clear(&job);
     {
         _cleanup_free_ char *running = kiln_xasprintf("%s/running/%s", w->o.root, id);
         unlink(running);

@@ -23,7 +23,8 @@ typedef struct kiln_sqs_worker_opts {
     const char *build_cmd;
     const char *kiln_root;
     char **build_options;
-    kiln_limits_policy_t limits; /* defaults and maxima applied to each job's limits */
+    kiln_limits_policy_t limits;       /* defaults and maxima applied to each job's limits */
+    const struct kiln_jobkey *job_key; /* opens jobs' sealed secrets, or NULL */
 } kiln_sqs_worker_opts_t;
 
 typedef struct kiln_sqs_worker kiln_sqs_worker_t;

@@ -196,6 +196,21 @@ def write_fake_build(dirpath):
     return path
 
 
+def processes(*argv):
+    """Pids of the processes whose command line starts with argv (strings)."""
+    want = [a.encode() for a in argv]
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    if f.read().split(b"\0")[:len(want)] == want:
+                        out.append(int(pid))
+            except OSError:
+                pass
+    return out
+
+
 def pid_alive(pid):
     try:
         os.kill(pid, 0)

@@ -9,7 +9,7 @@ import threading
 import time
 
 from kilntest import T
-from server_common import real_build_server
+from server_common import processes, real_build_server
 
 N_LOAD = int(os.environ.get("KILN_SERVER_LOAD", "200"))
 
@@ -46,15 +46,7 @@ slow_ctx = upload("FROM oci:%s:1\nRUN sleep 47\n" % layout)
 
 
 def sleepers():
-    out = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                if open("/proc/%s/cmdline" % pid, "rb").read().split(b"\0")[:2] == [b"sleep", b"47"]:
-                    out.append(int(pid))
-            except OSError:
-                pass
-    return out
+    return processes("sleep", "47")
 
 
 st, body = srv.submit({"source": {"context": slow_ctx}})

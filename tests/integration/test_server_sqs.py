@@ -56,7 +56,8 @@ srv = Server(os.path.join(T.tmp, "root"), config={"tokens": [TOKEN]},
              extra=["--queue", jobs, "--events-queue", events,
                     "--context-store", "s3://kiln-contexts/staged/"], env=aws_env).start()
 st, body = srv.submit({"source": {"git": "https://x.test/a.git"}, "secrets": {"a": "b"}})
-T.check("queue mode refuses secrets (they would travel in the message)", st == 400, body)
+T.check("queue mode without --job-key-file refuses secrets (400 naming the key option)",
+        st == 400 and "job-key-file" in str(body), body)
 
 w1 = start_worker("w1")
 w2 = start_worker("w2")

@@ -8,10 +8,18 @@
 
 #include <cmocka.h>
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
 #include "src/server/cursor.h"
+#include "src/server/jobkey.h"
+#include "src/server/limits.h"
 #include "src/server/request.h"
 #include "utils/cleanup.h"
+#include "utils/fs.h"
 #include "utils/hmac.h"
+#include "utils/size.h"
 
 static void test_hmac_github_example(void **state)
 {
@@ -228,6 +236,117 @@ static void test_cursor_roundtrip(void **state)
     assert_int_equal(kiln_cursor_decode(NULL, &pos, &err), -1);
 }
 
+/* Writes text to a fresh temporary file; returns its path (malloc'ed). */
+static char *temp_file(const char *text)
+{
+    char tmpl[] = "/tmp/kiln-test-key.XXXXXX";
+    int fd = mkstemp(tmpl);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return strdup(tmpl);
+}
+
+static void test_jobkey_seal_open(void **state)
+{
+    static const char *const good[] = {
+        "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF\n",
+        "ABEiM0RVZneImaq7zN3u/wARIjNEVWZ3iJmqu8zd7v8=\n"};
+    static const char *const bad[] = {"", "0011",
+                                      "zz112233445566778899aabbccddeeff"
+                                      "00112233445566778899aabbccddeeff",
+                                      "ABEiM0RVZneImaq7zN3u/wARIjNEVWZ3iJmqu8zd7g==\n"};
+    kiln_jobkey_t *k = NULL, *k2 = NULL;
+    kiln_error_t err = {0};
+    json_t *sealed = NULL;
+    char *plain = NULL, *path, *text;
+    size_t len = 0;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        path = temp_file(bad[i]);
+        assert_int_equal(kiln_jobkey_load(path, &k, &err), -1);
+        assert_non_null(strstr(err.msg, "job key file"));
+        assert_null(k);
+        unlink(path);
+        free(path);
+    }
+    path = temp_file(good[0]);
+    assert_int_equal(kiln_jobkey_load(path, &k, &err), 0);
+    unlink(path);
+    free(path);
+    path = temp_file(good[1]);
+    assert_int_equal(kiln_jobkey_load(path, &k2, &err), 0);
+    unlink(path);
+    free(path);
+
+    assert_int_equal(kiln_jobkey_seal(k, "b-1", "{\"a\":\"s3cret\"}", 14, &sealed, &err), 0);
+    text = json_dumps(sealed, JSON_COMPACT);
+    assert_null(strstr(text, "s3cret"));
+    free(text);
+    assert_int_equal(kiln_jobkey_open(k, "b-1", sealed, &plain, &len, &err), 0);
+    assert_int_equal(len, 14);
+    assert_string_equal(plain, "{\"a\":\"s3cret\"}");
+    free(plain);
+    /* another job's id, another key (the same bytes in base64 open it), a changed byte */
+    assert_int_equal(kiln_jobkey_open(k, "b-2", sealed, &plain, &len, &err), -1);
+    assert_int_equal(kiln_jobkey_open(k2, "b-1", sealed, &plain, &len, &err), 0);
+    free(plain);
+    {
+        char *ct = strdup(json_string_value(json_object_get(sealed, "ct")));
+        ct[0] = ct[0] == 'A' ? 'B' : 'A';
+        json_object_set_new(sealed, "ct", json_string(ct));
+        free(ct);
+    }
+    assert_int_equal(kiln_jobkey_open(k, "b-1", sealed, &plain, &len, &err), -1);
+    json_object_set_new(sealed, "ct", json_string("not base64!"));
+    assert_int_equal(kiln_jobkey_open(k, "b-1", sealed, &plain, &len, &err), -1);
+    json_decref(sealed);
+    kiln_jobkey_free(k);
+    kiln_jobkey_free(k2);
+}
+
+static void test_limits(void **state)
+{
+    kiln_limits_policy_t p = {0};
+    kiln_error_t err = {0};
+    json_t *norm = NULL, *stored;
+    uint64_t v = 0;
+    char buf[32];
+
+    assert_int_equal(kiln_size_parse("512m", &v, &err), 0);
+    assert_int_equal(v, 512ull << 20);
+    assert_int_equal(kiln_size_parse("2GiB", &v, &err), 0);
+    assert_int_equal(v, 2ull << 30);
+    assert_int_equal(kiln_size_parse("100", &v, &err), 0);
+    assert_int_equal(v, 100);
+    assert_int_equal(kiln_size_parse("1x", &v, &err), -1);
+    assert_int_equal(kiln_size_parse("-1m", &v, &err), -1);
+    assert_int_equal(kiln_size_parse("99999999999999999999t", &v, &err), -1);
+    kiln_size_format(512ull << 20, buf, sizeof(buf));
+    assert_string_equal(buf, "512m");
+    kiln_size_format(1000, buf, sizeof(buf));
+    assert_string_equal(buf, "1000");
+
+    assert_int_equal(kiln_limits_opt(&p, KILN_LIMITS_OPT_BASE, "1g", &err), 1);
+    assert_int_equal(kiln_limits_opt(&p, KILN_LIMITS_OPT_BASE + 1, "0", &err), -1);
+    assert_non_null(strstr(err.msg, "--build-pids"));
+    assert_int_equal(kiln_limits_opt(&p, 'x', "1", &err), 0);
+    assert_int_equal(kiln_limits_policy_finish(&p, &err), 0);
+    assert_int_equal(p.max.memory, 1ull << 30);
+
+    stored = json_object();
+    assert_int_equal(kiln_limits_apply(stored, &p, &err), 0);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(stored, "limits"), "memory")), "1g");
+    json_t *req = json_pack("{s:s,s:i}", "memory", "2g", "pids", 10);
+    assert_int_equal(kiln_limits_parse(req, &norm, &err), 0);
+    json_object_set_new(stored, "limits", norm);
+    assert_int_equal(kiln_limits_apply(stored, &p, &err), -1);
+    assert_non_null(strstr(err.msg, "'limits.memory'"));
+    json_decref(req);
+    json_decref(stored);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -238,6 +357,8 @@ int main(void)
         cmocka_unit_test(test_request_secrets_stripped_and_argv),
         cmocka_unit_test(test_request_context_and_commit),
         cmocka_unit_test(test_cursor_roundtrip),
+        cmocka_unit_test(test_jobkey_seal_open),
+        cmocka_unit_test(test_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
