@@ -153,8 +153,8 @@ int kiln_limits_apply(json_t *stored, const kiln_limits_policy_t *p, kiln_error_
         if (m && *x > m) {
             show(i, *x, a, sizeof(a));
             show(i, m, b, sizeof(b));
-            return kiln_error_set(err, 0, "field 'limits.%s': %s is above this server's maximum %s",
-                                  names[i], a, b);
+            return kiln_error_set(err, 0, "field 'limits.%s': %s is above the maximum %s (%s)",
+                                  names[i], a, b, opt_names[i + 3]);
         }
     }
     if (v.memory || v.pids || v.cpu_time)

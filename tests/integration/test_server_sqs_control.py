@@ -13,7 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "aws"))
-from kilntest import KILN, T, free_port  # noqa: E402
+from kilntest import KILN, T, free_port, start_registry  # noqa: E402
 from server_common import TOKEN, Server, busybox_layout, processes  # noqa: E402
 import awslib  # noqa: E402
 
@@ -34,6 +34,7 @@ with open(key_file, "w") as f:
     f.write(secrets.token_hex(32) + "\n")
 os.chmod(key_file, 0o600)
 SECRET = "s3cr3t-" + secrets.token_hex(12)
+reg = "127.0.0.1:%d" % start_registry()
 
 srv = Server(os.path.join(T.tmp, "root"), config={"tokens": [TOKEN]},
              extra=["--queue", jobs, "--events-queue", events, "--job-key-file", key_file,
@@ -47,7 +48,8 @@ def start_worker(name, key=True):
     log = open(os.path.join(T.tmp, name + ".log"), "w")
     args = [KILN, "worker", "--queue", jobs, "--events-queue", events, "--root",
             os.path.join(T.tmp, name), "--kiln-root", os.path.join(T.tmp, "kiln-root"),
-            "--visibility-timeout", "6", "--wait-seconds", "1", "--drain-timeout", "20"]
+            "--visibility-timeout", "6", "--wait-seconds", "1", "--drain-timeout", "20",
+            "--build-option=--insecure-registry=" + reg, "--build-pids", "256"]
     if key:
         args += ["--job-key-file", key_file]
     return T.spawn(args, stdout=log, stderr=subprocess.STDOUT, env=e)
@@ -82,7 +84,8 @@ def tree_has(root, needle):
 # --- secrets, sealed ---
 ctx = srv.upload_dockerfile("FROM oci:%s:1\nRUN --mount=type=secret,id=token "
                             "busybox sha256sum /run/secrets/token\n" % layout)
-st, body = srv.submit({"source": {"context": ctx}, "secrets": {"token": SECRET}})
+st, body = srv.submit({"source": {"context": ctx}, "secrets": {"token": SECRET},
+                       "outputs": [{"type": "registry", "name": reg + "/ctl/app:1"}]})
 T.check("queue mode with a job key accepts secrets", st == 202, body)
 sid = body.get("id", "") if isinstance(body, dict) else ""
 raw = peek_jobs()
@@ -99,6 +102,11 @@ T.check("the secret value is nowhere in the server's state or logs",
         tree_has(os.path.join(T.tmp, "root"), SECRET))
 T.check("nor in the worker's files", not tree_has(os.path.join(T.tmp, "w1"), SECRET),
         tree_has(os.path.join(T.tmp, "w1"), SECRET))
+T.check("the worker applied its default limits; the record has the bytes it pushed",
+        (b.get("result") or {}).get("kiln.limits") == {"pids": 256} and b.get("bytes_pushed", 0) > 0,
+        b)
+T.check("/metrics counts the worker's pushed bytes",
+        srv.metrics().get("kiln_bytes_pushed_total") == b.get("bytes_pushed"), srv.metrics())
 
 # --- cancel mid-build and while queued ---
 slow = srv.upload_dockerfile("FROM oci:%s:1\nRUN sleep 57\n" % layout)
