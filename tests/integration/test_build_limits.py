@@ -1,5 +1,5 @@
-"""kiln build --memory / --pids-limit / --cpu-time: every RUN step runs under the
-limits, a step that forks or allocates past them fails with an error naming the
+"""kiln build --memory / --pids-limit / --cpu-time: every RUN step (also those of an
+auto-build) runs under the limits, a step that forks or allocates past them fails with an error naming the
 limit, the limits are in --metadata-file; and kiln.bytes_pushed counts the blob
 bytes actually uploaded by a push (not the blobs the registry already has)."""
 import json
@@ -67,6 +67,21 @@ for flag, val in (("--memory", "lots"), ("--memory", "12q"), ("--pids-limit", "0
     r = build(small, flag, val)
     T.check(f"usage: {flag} {val} is refused naming the flag",
             r.returncode == 2 and flag.lstrip("-").split("-")[0] in r.stderr, r.stderr)
+
+# --- auto-builds: the generated install/build steps run under the limits too ---
+images = os.environ.get("KILN_IMAGES_DIR", "/var/cache/kiln/images")
+if os.path.isdir(os.path.join(images, "python-build")) and os.path.isdir(os.path.join(images, "base")):
+    import shutil
+    src = os.path.join(T.tmp, "python-http")
+    shutil.copytree(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples",
+                                 "python-http"), src)
+    r = kiln("build", "--root", ROOT, "--no-cache", "--pids-limit", "2", "-o",
+             "type=oci,dest=" + os.path.join(T.tmp, "auto-out"), src,
+             env={"KILN_IMAGE_PREFIX": "oci:" + images, "KILN_IMAGES_DIR": images})
+    T.check("auto-build: the generated RUN steps get the pids limit (pip cannot fork)",
+            r.returncode != 0 and "pids 2" in r.stderr and "fork" in r.stderr, r.stderr)
+else:
+    T.skip("auto-build: the generated RUN steps get the pids limit", "kiln's images not built")
 
 # --- bytes pushed ----------------------------------------------------------------
 port = start_registry()
