@@ -19,6 +19,7 @@
 #include "src/build/event.h"
 #include "src/cli_output.h"
 #include "src/commands.h"
+#include "src/ecr_login.h"
 #include "src/server/limits.h"
 #include "utils/aws/client.h"
 #include "utils/aws/notify.h"
@@ -56,6 +57,8 @@ static void usage(FILE *out)
             "  -o, --output SPEC          type=oci,dest=DIR|type=docker,dest=FILE|"
             "type=local,dest=DIR|type=registry\n"
             "      --push                 push every -t name (same as --output type=registry)\n"
+            "      --ecr-create-repository  create missing ECR repositories before pushing\n"
+            "                             (also the output key ecr-create-repository=true)\n"
             "      --root DIR             kiln root (blob store and build cache)\n"
             "      --no-cache             do not use the build cache\n"
             "      --source-date-epoch N  timestamps for reproducible images (or "
@@ -99,7 +102,7 @@ typedef struct opts {
         *outputs[MAX_LIST], *insecure[MAX_LIST + 1], *notify[MAX_LIST];
     size_t n_tags, n_args, n_contexts, n_secrets, n_outputs, n_insecure, n_notify;
     const char *build_id;
-    int push, no_cache;
+    int push, no_cache, ecr_create;
     kiln_limit_values_t limits;
     int64_t sde;
     kiln_compression_t compression;
@@ -271,7 +274,13 @@ static int do_outputs(const opts_t *o, const char *root, kiln_store_t *store,
             const char *name = kiln_cli_output_get(&out, "name");
             const char *refs[MAX_LIST + 1];
             size_t n = 0;
+            int ecr_create = 0;
             kiln_blob_source_t src = kiln_registry_source_store(store);
+            if (kiln_cli_output_get_bool(&out, "ecr-create-repository", o->ecr_create, &ecr_create,
+                                         err) < 0) {
+                kiln_cli_output_free(&out);
+                return -1;
+            }
             if (name)
                 refs[n++] = name;
             for (size_t k = 0; k < o->n_tags && n < MAX_LIST; k++)
@@ -292,7 +301,10 @@ static int do_outputs(const opts_t *o, const char *root, kiln_store_t *store,
                         return -1;
                     }
                 }
-                ret = kiln_registry_push(reg, &src, &res->manifest, refs, n, NULL, NULL, err);
+                if (ecr_create)
+                    ret = kiln_cli_ecr_create_repositories(refs, n, err);
+                if (ret == 0)
+                    ret = kiln_registry_push(reg, &src, &res->manifest, refs, n, NULL, NULL, err);
                 for (size_t k = 0; ret == 0 && k < n; k++)
                     kiln_event_add_output(ev, "images",
                                           json_pack("{s:s, s:s, s:s}", "type", "registry", "ref",
@@ -346,6 +358,7 @@ int kiln_cmd_build(int argc, char **argv)
         O_BUILD_ID,
         O_PIDS,
         O_CPU_TIME,
+        O_ECR_CREATE,
     };
     static const struct option lopts[] = {
         {"file", required_argument, NULL, 'f'},
@@ -381,6 +394,7 @@ int kiln_cmd_build(int argc, char **argv)
         {"memory", required_argument, NULL, 'm'},
         {"pids-limit", required_argument, NULL, O_PIDS},
         {"cpu-time", required_argument, NULL, O_CPU_TIME},
+        {"ecr-create-repository", no_argument, NULL, O_ECR_CREATE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     opts_t o = {.sde = -1};
@@ -564,6 +578,9 @@ int kiln_cmd_build(int argc, char **argv)
             break;
         case O_BUILD_ID:
             o.build_id = optarg;
+            break;
+        case O_ECR_CREATE:
+            o.ecr_create = 1;
             break;
         case 'm':
             if (kiln_size_parse(optarg, &o.limits.memory, &err) < 0)

@@ -100,7 +100,42 @@ def signed_for_ecr(auth):
             "x-amz-target" in auth and "Signature=" in auth)
 
 
-def check_create_on_push(k, ecr, reg, root, layout, desc, build_ctx):
+def check_create_on_build(k, ecr, reg, root):
+    """kiln build: --ecr-create-repository with --push, and the output key."""
+    ctx = os.path.join(T.tmp, "ctx")
+    os.makedirs(ctx)
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write("FROM scratch\nCOPY hello /hello\n")
+    with open(os.path.join(ctx, "hello"), "w") as f:
+        f.write("hello from a build\n")
+    common = ("build", "--root", root, "--progress", "plain", "--insecure-registry", reg)
+    ecr.calls.clear()
+    p = k(*common, "--ecr-create-repository", "--push", "-t", "%s/acme/built:v1" % reg, ctx)
+    cc = ecr.create_calls()
+    T.check("build --ecr-create-repository --push: repository created before the push",
+            p.returncode == 0 and len(cc) == 1 and cc[0][1] == {"repositoryName": "acme/built"} and
+            signed_for_ecr(cc[0][2]) and ecr.actions()[0] == "CreateRepository",
+            (ecr.actions(), p.stderr[-2000:]))
+    p = k("pull", "--root", root, "--insecure-registry", reg, "%s/acme/built:v1" % reg)
+    T.check("... and the built image pulls back", p.returncode == 0, p.stderr)
+
+    ecr.calls.clear()
+    p = k(*common, "-o", "type=registry,name=%s/acme/outkey:v1,ecr-create-repository=true" % reg,
+          ctx)
+    cc = ecr.create_calls()
+    T.check("build -o type=registry,...,ecr-create-repository=true creates the repository",
+            p.returncode == 0 and len(cc) == 1 and cc[0][1]["repositoryName"] == "acme/outkey",
+            (ecr.actions(), p.stderr[-2000:]))
+    ecr.calls.clear()
+    p = k(*common, "-o", "type=registry,name=%s/acme/other:v1" % reg, ctx)
+    T.check("without the flag or key, no CreateRepository", p.returncode == 0 and
+            ecr.create_calls() == [], (ecr.actions(), p.stderr[-2000:]))
+    p = k(*common, "-o", "type=registry,name=%s/acme/x:v1,ecr-create-repository=maybe" % reg, ctx)
+    T.check("a bad ecr-create-repository value is an error naming the key",
+            p.returncode != 0 and "ecr-create-repository" in p.stderr, p.stderr[-2000:])
+
+
+def check_create_on_push(k, ecr, reg, root, layout, desc):
     """--ecr-create-repository: CreateRepository (signed) before the push, once
     per repository; an existing one is fine; a refusal stops the push."""
     src = "oci:%s:v1" % layout
@@ -211,7 +246,8 @@ def main():
             p.returncode == 0 and "created" in p.stdout and p2.returncode == 0 and
             "already exists" in p2.stdout and ecr.repos == {"acme/new"}, (p.stderr, p2.stderr))
 
-    check_create_on_push(k, ecr, reg, root, layout, desc, None)
+    check_create_on_push(k, ecr, reg, root, layout, desc)
+    check_create_on_build(k, ecr, reg, root)
 
     ecr.calls.clear()
     p = k("push", "--ecr-create-repository", "--root", root, "--insecure-registry", reg,
