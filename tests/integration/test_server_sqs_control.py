@@ -134,6 +134,7 @@ while time.time() < t0 + 20 and sleepers():
     time.sleep(0.1)
 T.check("the worker's sandboxed step is gone soon after (heartbeat poll)", not sleepers(),
         sleepers())
+T.diag("cancel => step gone on the worker after %.1f s" % (time.time() - t0))
 end = time.time() + 60
 while time.time() < end and "[kiln] canceled" not in server_log(cid):
     time.sleep(0.5)
