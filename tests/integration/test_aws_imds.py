@@ -74,7 +74,8 @@ class Imds:
     credentials answer has a new key id; `lifetime` sets their Expiration."""
 
     def __init__(self):
-        self.tokens = {}
+        self.tokens = {}  # token -> [expiry time, reads left]
+        self.token_reads = None  # reads a token is good for (None: until its TTL)
         self.log = []  # (method, path, ttl header, token header, status)
         self.issued = []  # key ids handed out, in order
         self.lifetime = 6 * 3600
@@ -108,13 +109,16 @@ class Imds:
                     return self.answer(400, "missing or bad TTL")
                 tok = "imds-" + secrets.token_hex(16)
                 with imds.lock:
-                    imds.tokens[tok] = time.time() + ttl
+                    imds.tokens[tok] = [time.time() + ttl, imds.token_reads]
                 return self.answer(200, tok)
 
             def do_GET(self):
                 tok = self.headers.get("X-aws-ec2-metadata-token")
                 with imds.lock:
-                    ok = tok in imds.tokens and imds.tokens[tok] > time.time()
+                    t = imds.tokens.get(tok)
+                    ok = t is not None and t[0] > time.time() and t[1] != 0
+                    if ok and t[1] is not None:
+                        t[1] -= 1
                 if not ok:
                     return self.answer(401, "")
                 base = "/latest/meta-data/iam/security-credentials/"
@@ -136,11 +140,12 @@ class Imds:
         self.url = "http://127.0.0.1:%d" % self.srv.server_address[1]
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()
 
-    def reset(self, lifetime):
+    def reset(self, lifetime, token_reads=None):
         with self.lock:
             self.log = []
             self.issued = []
             self.lifetime = lifetime
+            self.token_reads = token_reads
 
 
 class S3Stub:
@@ -236,8 +241,8 @@ def main():
     log = list(imds.log)
     puts = [e for e in log if e[0] == "PUT"]
     gets = [e for e in log if e[0] == "GET"]
-    T.check("a session token was requested with a TTL (PUT /latest/api/token)",
-            len(puts) >= 1 and all(e[2] and int(e[2]) > 0 and e[4] == 200 for e in puts), log)
+    T.check("one session token was requested, with a TTL (PUT /latest/api/token)",
+            len(puts) == 1 and all(e[2] and int(e[2]) > 0 and e[4] == 200 for e in puts), log)
     T.check("every metadata read carried the session token (no 401)",
             len(gets) >= 2 and all(e[3] and e[3].startswith("imds-") and e[4] == 200
                                    for e in gets), log)
@@ -265,6 +270,20 @@ def main():
     T.check("... and the fresh ones sign the later requests",
             len(set(used)) >= 2 and used[-1] == imds.issued[-1] and
             all(r[3] == "session-" + key_of(r[2]) for r in reqs), (imds.issued, used))
+    T.check("... while the session token is reused (one PUT for every refresh)",
+            len([e for e in imds.log if e[0] == "PUT"]) == 1, imds.log)
+
+    # tokens revoked after 3 reads: a 401 makes kiln fetch a new token and retry
+    imds.reset(120, token_reads=3)
+    p = kiln("upload", site, "--output", "type=s3,dest=s3://bucket/revoked", "--concurrency", "1",
+             env=env)
+    reqs = s3.take()
+    log = list(imds.log)
+    refused = [i for i, e in enumerate(log) if e[4] == 401]
+    T.check("a refused session token (401) is replaced and the read retried",
+            p.returncode == 0 and len(reqs) >= 4 and refused and
+            all(i + 2 < len(log) and log[i + 1][0] == "PUT" and log[i + 2][1] == log[i][1] and
+                log[i + 2][4] == 200 for i in refused), (p.stderr, log))
 
     imds.reset(6 * 3600)
     p = kiln("upload", site, "--output", "type=s3,dest=s3://bucket/three",

@@ -266,15 +266,95 @@ static int from_ecs(kiln_aws_creds_t *out, kiln_buf_t *why, kiln_error_t *err)
     return 1;
 }
 
+/* IMDSv2 session tokens live IMDS_TOKEN_TTL seconds; one is reused (per
+ * endpoint) until IMDS_TOKEN_MARGIN seconds before that, as the SDKs do. */
+#define IMDS_TOKEN_TTL 21600
+#define IMDS_TOKEN_MARGIN 60
+
+static struct {
+    pthread_mutex_t lock;
+    char *base;
+    char *token;
+    time_t expires;
+} imds_token = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Forgets the cached token (it was refused, or belongs to another endpoint). */
+static void imds_token_drop_locked(void)
+{
+    if (imds_token.token)
+        explicit_bzero(imds_token.token, strlen(imds_token.token));
+    free(imds_token.token);
+    free(imds_token.base);
+    imds_token.token = imds_token.base = NULL;
+}
+
+/* A session token for the metadata service at base (cached, or fetched with
+ * PUT /latest/api/token); malloc'ed, or NULL when the service is unreachable
+ * or refuses. fresh=1 skips the cache. */
+static char *imds_get_token(const char *base, int fresh)
+{
+    _cleanup_free_ char *url = kiln_xasprintf("%s/latest/api/token", base);
+    _cleanup_free_ char *ttl_hdr =
+        kiln_xasprintf("X-aws-ec2-metadata-token-ttl-seconds: %d", IMDS_TOKEN_TTL);
+    char *token = NULL;
+    size_t len = 0;
+    time_t now = time(NULL);
+    int status;
+
+    pthread_mutex_lock(&imds_token.lock);
+    if (!fresh && imds_token.token && strcmp(imds_token.base, base) == 0 &&
+        imds_token.expires > now) {
+        token = kiln_xstrdup(imds_token.token);
+        pthread_mutex_unlock(&imds_token.lock);
+        return token;
+    }
+    status = small_request("PUT", url, ttl_hdr, &token, &len, NULL);
+    if (status != 200 || token == NULL || len == 0 || len > 4096) {
+        free(token);
+        pthread_mutex_unlock(&imds_token.lock);
+        return NULL;
+    }
+    token[strcspn(token, "\r\n")] = '\0';
+    imds_token_drop_locked();
+    imds_token.base = kiln_xstrdup(base);
+    imds_token.token = kiln_xstrdup(token);
+    imds_token.expires = now + IMDS_TOKEN_TTL - IMDS_TOKEN_MARGIN;
+    pthread_mutex_unlock(&imds_token.lock);
+    return token;
+}
+
+/* GET base/path with the session token; a 401 (token expired or revoked)
+ * gets one retry with a new token. Returns the status, or -1 when the
+ * service is unreachable. */
+static int imds_get(const char *base, const char *path, char **body, size_t *len, kiln_error_t *err)
+{
+    _cleanup_free_ char *url = kiln_xasprintf("%s%s", base, path);
+    int status = -1;
+
+    for (int fresh = 0; fresh < 2; fresh++) {
+        _cleanup_free_ char *token = imds_get_token(base, fresh);
+        _cleanup_free_ char *hdr = NULL;
+        if (token == NULL)
+            return -1;
+        hdr = kiln_xasprintf("X-aws-ec2-metadata-token: %s", token);
+        free(*body);
+        *body = NULL;
+        status = small_request("GET", url, hdr, body, len, err);
+        explicit_bzero(hdr, strlen(hdr));
+        if (status != 401)
+            break;
+    }
+    return status;
+}
+
 static int from_imds(kiln_aws_creds_t *out, kiln_buf_t *why, kiln_error_t *err)
 {
     const char *disabled = getenv("AWS_EC2_METADATA_DISABLED");
     const char *base = getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT");
-    _cleanup_free_ char *token = NULL;
     _cleanup_free_ char *role = NULL;
-    _cleanup_free_ char *url = NULL;
-    _cleanup_free_ char *hdr = NULL;
+    _cleanup_free_ char *path = NULL;
     _cleanup_free_ char *body = NULL;
+    _cleanup_free_ char *token = NULL;
     size_t len = 0;
     int status;
     kiln_error_t local = {0};
@@ -287,25 +367,21 @@ static int from_imds(kiln_aws_creds_t *out, kiln_buf_t *why, kiln_error_t *err)
     }
     if (base == NULL || base[0] == '\0')
         base = IMDS_HOST;
-    url = kiln_xasprintf("%s/latest/api/token", base);
-    status = small_request("PUT", url, "X-aws-ec2-metadata-token-ttl-seconds: 21600", &token, &len,
-                           &local);
-    if (status != 200) {
+    token = imds_get_token(base, 0);
+    if (token == NULL) {
         kiln_buf_appendf(why, NULL, "; EC2 instance metadata (%s unreachable)", base);
         return 0;
     }
-    hdr = kiln_xasprintf("X-aws-ec2-metadata-token: %s", token);
-    free(url);
-    url = kiln_xasprintf("%s/latest/meta-data/iam/security-credentials/", base);
-    status = small_request("GET", url, hdr, &role, &len, &local);
+    status = imds_get(base, "/latest/meta-data/iam/security-credentials/", &role, &len, &local);
     if (status != 200 || len == 0) {
         kiln_buf_appendf(why, NULL, "; EC2 instance metadata (no instance role)");
         return 0;
     }
     role[strcspn(role, "\r\n")] = '\0';
-    free(url);
-    url = kiln_xasprintf("%s/latest/meta-data/iam/security-credentials/%s", base, role);
-    status = small_request("GET", url, hdr, &body, &len, err);
+    path = kiln_xasprintf("/latest/meta-data/iam/security-credentials/%s", role);
+    status = imds_get(base, path, &body, &len, err);
+    if (status < 0)
+        return kiln_error_prefix(err, "EC2 instance metadata");
     if (status != 200)
         return kiln_error_set(err, EACCES, "EC2 instance metadata: role '%s' answered HTTP %d",
                               role, status);
