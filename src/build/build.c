@@ -26,6 +26,7 @@
 #include "oci/layout.h"
 #include "oci/registry.h"
 #include "sandbox/sandbox.h"
+#include "src/build/lowerview.h"
 #include "src/build/statcache.h"
 #include "utils/buf.h"
 #include "utils/cleanup.h"
@@ -1315,6 +1316,7 @@ typedef struct copy_ctx {
     bool root_owned;                   /* files without --chown belong to 0:0 */
     kiln_sha256_t *hash;               /* hash mode: walk and hash, copy nothing */
     kiln_statcache_t *statcache;       /* for context files in hash mode, or NULL */
+    nlink_t nlink_bias;                /* links the source tree itself adds (a lower view: 1) */
     struct copy_link {
         dev_t dev;
         ino_t ino;
@@ -1467,7 +1469,7 @@ static int copy_tree(copy_ctx_t *c, const char *src, const char *dst, kiln_error
             return 0;
         }
         unlink(dst);
-        if (st.st_nlink > 1) {
+        if (st.st_nlink > 1 + c->nlink_bias) {
             /* hardlinks within one COPY stay hardlinks */
             for (size_t i = 0; i < c->n_links; i++) {
                 if (c->links[i].dev == st.st_dev && c->links[i].ino == st.st_ino) {
@@ -1594,23 +1596,26 @@ static int fetch_url(engine_t *e, const char *url, const char *checksum, char **
 
 /* Where the sources of a COPY/ADD come from: the context, a stage, a named
  * context or an image. Sets *root (borrowed) and *ign (NULL when not the
- * main context). */
+ * main context), or for a stage or an image *dep (built; *root NULL: its
+ * files are only materialized when the step misses the cache). */
 static int copy_source_root(engine_t *e, stage_t *st, const kiln_df_node_t *n, const char *from,
-                            const char **root, const kiln_dockerignore_t **ign, kiln_error_t *err)
+                            const char **root, const kiln_dockerignore_t **ign, stage_t **dep_out,
+                            kiln_error_t *err)
 {
     stage_t *dep;
-    char *rootfs = NULL;
 
     *root = e->req->context_dir;
     *ign = e->ignore;
+    *dep_out = NULL;
     if (from == NULL)
         return 0;
     *ign = NULL;
     dep = find_stage(e, from, (size_t)st->index);
     if (dep != NULL) {
-        if (run_stage(e, dep, err) < 0 || stage_rootfs(e, dep, &rootfs, err) < 0)
+        if (run_stage(e, dep, err) < 0)
             return -1;
-        *root = rootfs;
+        *root = NULL;
+        *dep_out = dep;
         return 0;
     }
     if (all_digits(from))
@@ -1644,17 +1649,65 @@ static int copy_source_root(engine_t *e, stage_t *st, const kiln_df_node_t *n, c
     dep->e = e;
     e->n_stages++;
     pthread_mutex_unlock(&e->lock);
-    if (from_image(e, dep, from, err) < 0 || stage_rootfs(e, dep, &rootfs, err) < 0)
+    if (from_image(e, dep, from, err) < 0)
         return kiln_error_prefix(err, "Dockerfile:%d: COPY --from=%s", n->start_line, from);
     dep->name = kiln_xstrdup(from);
+    *root = NULL;
+    *dep_out = dep;
+    return 0;
+}
+
+/* Where to read the sources srcs (expanded, relative to the stage root) of a
+ * COPY --from=dep that missed the cache. Plain paths are merged from the
+ * stage's unpacked layers (kept under the kiln root across builds) into a
+ * fresh view with hardlinks: *view is set, *root is it, and the caller
+ * removes it. Globs, symlinks on the way and the like need the stage's full
+ * rootfs: *root is that, *view NULL. Returns -1 on failure. */
+static int stage_sources_root(engine_t *e, stage_t *dep, const strv_t *srcs, const char **root,
+                              char **view, kiln_error_t *err)
+{
+    _cleanup_free_ char *dir = NULL;
+    char **lowers = NULL;
+    char *rootfs = NULL;
+    int r = 1;
+
+    *view = NULL;
+    for (size_t i = 0; i < srcs->n; i++)
+        if (has_glob(srcs->v[i]))
+            r = 0;
+    if (r == 1) {
+        lowers = kiln_xzalloc((dep->n_layers + 1) * sizeof(char *));
+        for (size_t i = 0; i < dep->n_layers && r == 1; i++)
+            if (lower_dir(e, &dep->layers[i], &lowers[dep->n_layers - 1 - i], err) < 0)
+                r = -1;
+        if (r == 1 && kiln_fs_mkdtemp(e->work, "view-", &dir, err) < 0)
+            r = -1;
+        for (size_t i = 0; i < srcs->n && r == 1; i++)
+            r = kiln_lowerview_extract((const char *const *)lowers, dep->n_layers, srcs->v[i], dir,
+                                       err);
+        for (size_t i = 0; i < dep->n_layers; i++)
+            free(lowers[i]);
+        free(lowers);
+        if (r != 1 && dir != NULL)
+            kiln_fs_rm_rf(dir, NULL);
+        if (r < 0)
+            return -1;
+        if (r == 1) {
+            *root = dir;
+            *view = steal_pointer(&dir);
+            return 0;
+        }
+    }
+    if (stage_rootfs(e, dep, &rootfs, err) < 0)
+        return -1;
     *root = rootfs;
     return 0;
 }
 
-/* Expands and checks the sources of a COPY/ADD, globs resolved, relative to root. */
-static int copy_sources(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_add,
-                        const char *root, const kiln_dockerignore_t *ign, bool from_context,
-                        strv_t *srcs, strv_t *urls, kiln_error_t *err)
+/* Expands the sources of a COPY/ADD: URLs (ADD) to urls, paths (without
+ * leading '/') to paths; heredoc sources are left out. */
+static int expand_sources(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_add,
+                          bool from_context, strv_t *paths, strv_t *urls, kiln_error_t *err)
 {
     for (size_t i = 0; i + 1 < n->n_args; i++) {
         _cleanup_free_ char *s = NULL;
@@ -1671,6 +1724,18 @@ static int copy_sources(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool 
         if (from_context &&
             (strcmp(s, "..") == 0 || strncmp(s, "../", 3) == 0 || strstr(s, "/../") != NULL))
             return kiln_df_error(n, err, "source %s is outside the build context", s);
+        strv_add(paths, steal_pointer(&s));
+    }
+    return 0;
+}
+
+/* Resolves the expanded source paths against root: globs expanded, each
+ * checked to exist (and not be excluded by ign). */
+static int copy_sources(const kiln_df_node_t *n, const char *root, const kiln_dockerignore_t *ign,
+                        const strv_t *paths, strv_t *srcs, kiln_error_t *err)
+{
+    for (size_t i = 0; i < paths->n; i++) {
+        const char *s = paths->v[i];
         if (has_glob(s)) {
             glob_t g;
             _cleanup_free_ char *pat = kiln_xasprintf("%s/%s", root, s);
@@ -1733,11 +1798,25 @@ static int add_archive(engine_t *e, copy_ctx_t *c, const char *sp, const char *s
     return r;
 }
 
+/* Several sources (n_sources, heredocs added here) need a directory destination. */
+static int copy_check_dest(const kiln_df_node_t *n, bool is_add, bool dir_dest, size_t n_sources,
+                           kiln_error_t *err)
+{
+    if (n_sources + n->n_heredocs > 1 && !dir_dest)
+        return kiln_df_error(n, err,
+                             "When using %s with more than one source file, the destination must "
+                             "be a directory and end with a /",
+                             is_add ? "ADD" : "COPY");
+    return 0;
+}
+
 static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_add,
                    kiln_error_t *err)
 {
-    strv_t srcs = {0}, bodies = {0}, urls = {0}, url_files = {0};
+    strv_t srcs = {0}, bodies = {0}, urls = {0}, url_files = {0}, paths = {0};
     const char *checksum = NULL;
+    _cleanup_free_ char *view = NULL;
+    stage_t *dep = NULL;
     _cleanup_free_ char *dest = NULL;
     _cleanup_free_ char *dest_raw = NULL;
     _cleanup_free_ char *staging = NULL;
@@ -1775,7 +1854,7 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
         return kiln_df_error(n, err, "%s", err->msg);
     dest = resolve_dest(st, dest_raw);
     dir_dest = dest[strlen(dest) - 1] == '/';
-    if (copy_source_root(e, st, n, from, &root, &ign, err) < 0)
+    if (copy_source_root(e, st, n, from, &root, &ign, &dep, err) < 0)
         return -1;
     if (chown_s) {
         uid_t u;
@@ -1794,29 +1873,35 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
             return kiln_df_error(n, err, "invalid chmod %s", chmod_s);
     }
     kiln_sha256_init(&h, NULL);
-    if (copy_sources(e, st, n, is_add, root, ign, from == NULL, &srcs, &urls, err) < 0)
+    if (expand_sources(e, st, n, is_add, from == NULL, &paths, &urls, err) < 0 ||
+        (dep == NULL && copy_sources(n, root, ign, &paths, &srcs, err) < 0))
         goto out;
     if (urls.n > 0 && checksum != NULL && urls.n != 1) {
         kiln_df_error(n, err, "ADD --checksum needs exactly one URL source");
         goto out;
     }
-    if (srcs.n + urls.n + n->n_heredocs > 1 && !dir_dest) {
-        kiln_df_error(n, err,
-                      "When using %s with more than one source file, the destination must be a "
-                      "directory and end with a /",
-                      is_add ? "ADD" : "COPY");
+    if (copy_check_dest(n, is_add, dir_dest, (dep ? paths.n : srcs.n) + urls.n, err) < 0)
         goto out;
-    }
 
-    /* 1. the cache key: sources hashed (context files through the stat cache) */
+    /* 1. the cache key: a stage (or image) source is keyed by the stage's own
+     * cache key and the paths, as BuildKit does: nothing of it is read unless
+     * this step misses; other sources are hashed (context files through the
+     * stat cache) */
     if (from == NULL) {
         scpath = kiln_xasprintf("%s/build/statcache", kiln_store_root(e->store));
         kiln_statcache_open(scpath, &sc);
     }
+    if (dep != NULL) {
+        char ks[KILN_DIGEST_STR_MAX];
+        hash_str(&h, "stage");
+        hash_str(&h, kiln_digest_str(&dep->key, ks));
+        for (size_t i = 0; i < paths.n; i++)
+            hash_str(&h, paths.v[i][0] ? paths.v[i] : ".");
+    }
     c.hash = &h;
     c.statcache = sc;
     c.ignore = ign;
-    c.root_len = strlen(root) + 1;
+    c.root_len = root ? strlen(root) + 1 : 0;
     for (size_t i = 0; i < srcs.n; i++) {
         _cleanup_free_ char *sp = strcmp(srcs.v[i], ".") == 0
                                       ? kiln_xstrdup(root)
@@ -1893,6 +1978,14 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
     /* 2. a miss: the layer's tree in a staging dir, then the layer */
     c.hash = NULL;
     c.statcache = NULL;
+    if (dep != NULL) {
+        if (stage_sources_root(e, dep, &paths, &root, &view, err) < 0 ||
+            copy_sources(n, root, NULL, &paths, &srcs, err) < 0 ||
+            copy_check_dest(n, is_add, dir_dest, srcs.n + urls.n, err) < 0)
+            goto out;
+        c.root_len = strlen(root) + 1;
+        c.nlink_bias = view != NULL ? 1 : 0;
+    }
     if (kiln_fs_mkdtemp(e->work, "copy-", &staging, err) < 0 || chmod(staging, 0755) < 0)
         goto out;
     for (size_t i = 0; i < srcs.n; i++) {
@@ -1988,7 +2081,10 @@ out:
     kiln_statcache_free(sc);
     if (staging)
         kiln_fs_rm_rf(staging, NULL);
+    if (view)
+        kiln_fs_rm_rf(view, NULL);
     strv_clear(&srcs);
+    strv_clear(&paths);
     strv_clear(&bodies);
     strv_clear(&urls);
     for (size_t i = 0; i < url_files.n; i++)

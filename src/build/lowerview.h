@@ -1,0 +1,31 @@
+/* kiln — a partial merged view of a stage's layers, for COPY --from.
+ *
+ * A stage's layers are kept unpacked in overlay form under the kiln root
+ * (one directory per layer: whiteouts are 0:0 character devices, opaque
+ * directories carry trusted.overlay.opaque or user.overlay.opaque = "y").
+ * COPY --from usually reads one small subtree of the stage; merging only that
+ * subtree, with the files hardlinked from the layer directories, avoids
+ * unpacking the whole stage (base image included) into a fresh rootfs.
+ *
+ * The view is read-only by contract: its files share inodes with the layer
+ * directories, so nothing may write through it; it is removed with rm -rf. */
+#ifndef KILN_SRC_BUILD_LOWERVIEW_H
+#define KILN_SRC_BUILD_LOWERVIEW_H
+
+#include <stddef.h>
+
+#include "utils/error.h"
+
+/* Makes `path` (relative to the stage root, without glob characters) of the
+ * union of the overlay-form layer directories `lowers` (top-most first)
+ * appear under the existing directory `dest`, as it is in the merged stage:
+ * parent directories created (with their merged owner, mode and mtime), a
+ * directory merged recursively, other entries hardlinked (copied when the
+ * link fails). A path missing from the union creates nothing.
+ * Returns 1 when done, 0 when the path cannot be represented without the full
+ * rootfs (it has a ".." component or goes through a symlink, or its last
+ * component is a symlink) and nothing useful was created, -1 on failure. */
+int kiln_lowerview_extract(const char *const *lowers, size_t n, const char *path, const char *dest,
+                           kiln_error_t *err);
+
+#endif
