@@ -1,0 +1,226 @@
+/* Unit tests: the partial merged view of overlay-form layer directories
+ * (src/build/lowerview.c) follows overlayfs rules: the top-most entry wins,
+ * whiteouts hide, opaque directories stop the merge, a file hides a
+ * directory below it, hardlinks stay hardlinks, symlinks ask for a fallback. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "src/build/lowerview.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+
+typedef struct fixture {
+    char *tmp;
+    char *l[3];     /* top-most first */
+    bool whiteouts; /* mknod of a 0:0 character device worked */
+} fixture_t;
+
+static void put(const char *root, const char *rel, const char *content)
+{
+    _cleanup_free_ char *p = kiln_xasprintf("%s/%s", root, rel);
+    _cleanup_free_ char *dir = kiln_xstrdup(p);
+    *strrchr(dir, '/') = '\0';
+    assert_int_equal(kiln_fs_mkdir_p(dir, 0755, NULL), 0);
+    assert_int_equal(kiln_fs_write_file_atomic(p, content, strlen(content), 0644, NULL), 0);
+}
+
+static void mkdir_in(const char *root, const char *rel, mode_t mode)
+{
+    _cleanup_free_ char *p = kiln_xasprintf("%s/%s", root, rel);
+    assert_int_equal(kiln_fs_mkdir_p(p, 0755, NULL), 0);
+    assert_int_equal(chmod(p, mode), 0);
+}
+
+static char *slurp(const char *root, const char *rel)
+{
+    _cleanup_free_ char *p = kiln_xasprintf("%s/%s", root, rel);
+    char *data = NULL;
+    size_t len;
+    if (kiln_fs_read_file(p, 4096, &data, &len, NULL) < 0)
+        return NULL;
+    return data;
+}
+
+static bool exists(const char *root, const char *rel)
+{
+    _cleanup_free_ char *p = kiln_xasprintf("%s/%s", root, rel);
+    struct stat st;
+    return lstat(p, &st) == 0;
+}
+
+static int setup(void **state)
+{
+    fixture_t *f = kiln_xzalloc(sizeof(*f));
+    char tmpl[] = "/tmp/kiln-lowerview-XXXXXX";
+    assert_non_null(mkdtemp(tmpl));
+    f->tmp = kiln_xstrdup(tmpl);
+    for (int i = 0; i < 3; i++) {
+        f->l[i] = kiln_xasprintf("%s/l%d", f->tmp, i);
+        assert_int_equal(mkdir(f->l[i], 0755), 0);
+    }
+    /* bottom layer */
+    put(f->l[2], "a/f1", "one");
+    put(f->l[2], "a/d/x", "x");
+    put(f->l[2], "a/rm", "removed");
+    put(f->l[2], "a/opq/old", "old");
+    put(f->l[2], "a/f2dir", "a file");
+    put(f->l[2], "a/hl1", "linked");
+    {
+        _cleanup_free_ char *a = kiln_xasprintf("%s/a/hl1", f->l[2]);
+        _cleanup_free_ char *b = kiln_xasprintf("%s/a/hl2", f->l[2]);
+        _cleanup_free_ char *s = kiln_xasprintf("%s/a/sym", f->l[2]);
+        assert_int_equal(link(a, b), 0);
+        assert_int_equal(symlink("f1", s), 0);
+    }
+    put(f->l[2], "a/under/deep", "hidden by a file in the middle layer");
+    /* middle layer: a whiteout, an opaque dir, a dir over a file, a new f1 */
+    put(f->l[1], "a/f1", "one-b");
+    put(f->l[1], "a/opq/new", "new");
+    put(f->l[1], "a/f2dir/y", "y");
+    put(f->l[1], "a/under", "a file");
+    {
+        _cleanup_free_ char *o = kiln_xasprintf("%s/a/opq", f->l[1]);
+        _cleanup_free_ char *w = kiln_xasprintf("%s/a/rm", f->l[1]);
+        if (setxattr(o, "trusted.overlay.opaque", "y", 1, 0) < 0)
+            assert_int_equal(setxattr(o, "user.overlay.opaque", "y", 1, 0), 0);
+        f->whiteouts = mknod(w, S_IFCHR | 0600, makedev(0, 0)) == 0;
+    }
+    /* top layer: a new file in a merged dir (its mode wins), a dir over the middle file */
+    put(f->l[0], "a/d/z", "z");
+    mkdir_in(f->l[0], "a/d", 0750);
+    put(f->l[0], "a/under/top", "top");
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    kiln_fs_rm_rf(f->tmp, NULL);
+    free(f->tmp);
+    for (int i = 0; i < 3; i++)
+        free(f->l[i]);
+    free(f);
+    return 0;
+}
+
+static char *new_dest(fixture_t *f, const char *name)
+{
+    char *d = kiln_xasprintf("%s/%s", f->tmp, name);
+    assert_int_equal(mkdir(d, 0755), 0);
+    return d;
+}
+
+static int extract(fixture_t *f, const char *path, const char *dest)
+{
+    kiln_error_t err = {0};
+    int r = kiln_lowerview_extract((const char *const *)f->l, 3, path, dest, &err);
+    if (r < 0)
+        fail_msg("%s", err.msg);
+    return r;
+}
+
+static void test_merged_dir(void **state)
+{
+    fixture_t *f = *state;
+    _cleanup_free_ char *d = new_dest(f, "v1");
+    _cleanup_free_ char *f1 = NULL, *y = NULL, *top = NULL;
+    struct stat a, b;
+
+    if (!f->whiteouts)
+        skip();
+    assert_int_equal(extract(f, "a", d), 1);
+    f1 = slurp(d, "a/f1");
+    assert_string_equal(f1, "one-b");
+    assert_true(exists(d, "a/d/x") && exists(d, "a/d/z"));
+    assert_false(exists(d, "a/rm"));     /* whited out */
+    assert_true(exists(d, "a/opq/new")); /* opaque: only the middle layer's */
+    assert_false(exists(d, "a/opq/old"));
+    y = slurp(d, "a/f2dir/y"); /* a directory over a file */
+    assert_non_null(y);
+    top = slurp(d, "a/under/top"); /* dir over a file over a dir: no merge */
+    assert_non_null(top);
+    assert_false(exists(d, "a/under/deep"));
+    {
+        _cleanup_free_ char *p = kiln_xasprintf("%s/a/d", d);
+        assert_int_equal(stat(p, &a), 0);
+        assert_int_equal(a.st_mode & 07777, 0750); /* the top-most directory's mode */
+    }
+    {
+        _cleanup_free_ char *p1 = kiln_xasprintf("%s/a/hl1", d);
+        _cleanup_free_ char *p2 = kiln_xasprintf("%s/a/hl2", d);
+        _cleanup_free_ char *s = kiln_xasprintf("%s/a/sym", d);
+        char target[16] = {0};
+        assert_int_equal(lstat(p1, &a), 0);
+        assert_int_equal(lstat(p2, &b), 0);
+        assert_true(a.st_ino == b.st_ino); /* a hardlink pair stays one */
+        assert_int_equal(readlink(s, target, sizeof(target) - 1), 2);
+        assert_string_equal(target, "f1"); /* symlinks inside a tree are kept */
+    }
+}
+
+static void test_single_file_is_a_link(void **state)
+{
+    fixture_t *f = *state;
+    _cleanup_free_ char *d = new_dest(f, "v2");
+    _cleanup_free_ char *src = kiln_xasprintf("%s/a/f1", f->l[1]);
+    _cleanup_free_ char *got = kiln_xasprintf("%s/a/f1", d);
+    struct stat a, b;
+
+    assert_int_equal(extract(f, "/a/./f1", d), 1);
+    assert_int_equal(stat(src, &a), 0);
+    assert_int_equal(stat(got, &b), 0);
+    assert_true(a.st_ino == b.st_ino);
+    assert_false(exists(d, "a/d")); /* only what was asked for */
+}
+
+static void test_missing_and_fallbacks(void **state)
+{
+    fixture_t *f = *state;
+    _cleanup_free_ char *d = new_dest(f, "v3");
+
+    assert_int_equal(extract(f, "a/nope", d), 1);
+    assert_int_equal(extract(f, "a/f1/below-a-file", d), 1);
+    if (f->whiteouts)
+        assert_int_equal(extract(f, "a/rm", d), 1);
+    assert_false(exists(d, "a"));                 /* nothing created for a missing path */
+    assert_int_equal(extract(f, "a/sym", d), 0);  /* a symlink: the caller falls back */
+    assert_int_equal(extract(f, "a/../a", d), 0); /* ".." needs the real rootfs */
+}
+
+static void test_two_sources_share_parents(void **state)
+{
+    fixture_t *f = *state;
+    _cleanup_free_ char *d = new_dest(f, "v4");
+    _cleanup_free_ char *z = NULL;
+
+    assert_int_equal(extract(f, "a/d", d), 1);
+    assert_int_equal(extract(f, "a/d/z", d), 1); /* already there: fine */
+    z = slurp(d, "a/d/z");
+    assert_string_equal(z, "z");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_merged_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_single_file_is_a_link, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_and_fallbacks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_sources_share_parents, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
