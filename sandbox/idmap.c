@@ -82,7 +82,7 @@ int kiln_idmap_trees(const kiln_step_t *step, int userns_fd, int *fds, kiln_erro
     if (step->n_lowers == 0 || step->n_lowers > KILN_IDMAP_MAX_LOWERS)
         return kiln_error_set(err, EINVAL, "a step needs 1 to %d lower dirs (got %zu)",
                               KILN_IDMAP_MAX_LOWERS, step->n_lowers);
-    if (common_parent(step->upper, step->work, &parent, err) < 0)
+    if (step->upper != NULL && common_parent(step->upper, step->work, &parent, err) < 0)
         return -1;
     for (size_t i = 0; i < step->n_lowers; i++) {
         int map = step->lowers_shifted ? -1 : userns_fd;
@@ -91,6 +91,8 @@ int kiln_idmap_trees(const kiln_step_t *step, int userns_fd, int *fds, kiln_erro
             goto fail;
         n++;
     }
+    if (parent == NULL)
+        return 0; /* the step's changes stay in memory (kiln_mounts_overlay) */
     fds[n] = mapped_tree(parent, userns_fd, 0, err);
     if (fds[n] < 0)
         goto fail;

@@ -24,9 +24,10 @@ int kiln_idmap_write(pid_t pid, unsigned base, unsigned count, kiln_error_t *err
 /* Clones the step's trees as detached mounts, id-mapped through userns_fd:
  * fds[0..n_lowers-1] the lowers (read-only; not id-mapped when the lowers
  * are stored shifted), fds[n_lowers] the parent of upper and work
- * (read-write); with step->rw_root, fds[0] is that tree (read-write). The step's init attaches them
- * in its mount namespace and mounts the overlay itself, so that the overlay's own operations run
- * with the step's ids (host BASE+id ↔ on disk id through the mapping). */
+ * (read-write; absent without step->upper); with step->rw_root, fds[0] is that tree (read-write).
+ * The step's init attaches them in its mount namespace and mounts the overlay itself, so that the
+ * overlay's own operations run with the step's ids (host BASE+id ↔ on disk id through the mapping).
+ */
 int kiln_idmap_trees(const kiln_step_t *step, int userns_fd, int *fds, kiln_error_t *err);
 
 /* Opens the step's bind, cache and secret mount sources (in mount order,

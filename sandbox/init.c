@@ -191,15 +191,17 @@ static int setup(const kiln_sandbox_plan_t *plan, const int *fds, int n_fds, kil
     if (plan->have_mntns) {
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
             return kiln_error_set(err, errno, "making the step's mounts private");
-        int n_trees = step->rw_root ? 1 : (int)step->n_lowers + 1;
+        int n_trees = step->rw_root ? 1 : (int)step->n_lowers + (step->upper ? 1 : 0);
+        char etc_dir[256];
         if (n_fds < n_trees)
             return kiln_error_set(err, EPROTO, "got %d trees for %zu lowers", n_fds,
                                   step->n_lowers);
-        if (kiln_mounts_overlay(step, plan->rundir, fds, plan->isolation == KILN_ISOLATION_SANDBOX,
-                                err) < 0)
+        if (kiln_mounts_overlay(step, plan->rundir, (const char *const *)plan->etc_text, fds,
+                                plan->isolation == KILN_ISOLATION_SANDBOX, err) < 0)
             return -1;
-        if (kiln_mounts_setup(step, plan->root, plan->etc_dir, fds + n_trees,
-                              (size_t)(n_fds - n_trees), err) < 0)
+        snprintf(etc_dir, sizeof(etc_dir), "%s/etc", plan->rundir);
+        if (kiln_mounts_setup(step, plan->root, etc_dir, fds + n_trees, (size_t)(n_fds - n_trees),
+                              err) < 0)
             return -1;
     }
     if (plan->have_netns && step->network != KILN_NET_HOST) {

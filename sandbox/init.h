@@ -19,9 +19,9 @@ typedef struct kiln_sandbox_plan {
     int have_mntns;             /* the init runs in its own mount namespace */
     int have_netns;
     int have_pidns;
-    const char *rundir;  /* where init mounts a private tmpfs for l0.., rw, root */
-    const char *root;    /* host path the root is mounted on: rundir/root */
-    const char *etc_dir; /* resolv.conf, hosts, hostname for the step */
+    const char *rundir; /* where init mounts a private tmpfs for l0.., rw, root */
+    const char *root;   /* host path the root is mounted on: rundir/root */
+    char *etc_text[3];  /* resolv.conf, hosts, hostname (see kiln_mounts_overlay) */
     const char *const *envp;
     pid_t parent;
     int sync_fd;   /* SOCK_SEQPACKET to kiln: go + overlay fd in, "ok"/error out */

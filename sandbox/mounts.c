@@ -19,6 +19,11 @@
 
 enum { TARGET_DIR, TARGET_FILE };
 
+/* The /etc files kiln gives a step, in the order of kiln_mounts_overlay's
+ * etc_texts. */
+#define ETC_FILES 3
+static const char *const etc_files[ETC_FILES] = {"resolv.conf", "hosts", "hostname"};
+
 static int openat2_in_root(int rootfd, const char *path, int flags)
 {
     struct open_how how;
@@ -259,7 +264,6 @@ int kiln_mounts_setup(const kiln_step_t *step, const char *root, const char *etc
                       const int *mount_fds, size_t n_mount_fds, kiln_error_t *err)
 {
     _cleanup_close_ int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    static const char *const etc_files[] = {"resolv.conf", "hosts", "hostname"};
     _cleanup_close_ int etcfd = -1;
 
     if (rootfd < 0)
@@ -278,7 +282,7 @@ int kiln_mounts_setup(const kiln_step_t *step, const char *root, const char *etc
     }
     etcfd = openat2_in_root(rootfd, "/etc", O_PATH | O_DIRECTORY);
     if (etcfd >= 0 && etc_dir != NULL) {
-        for (size_t i = 0; i < sizeof(etc_files) / sizeof(etc_files[0]); i++) {
+        for (size_t i = 0; i < ETC_FILES; i++) {
             char src[KILN_PATH_MAX], dst[64];
             snprintf(src, sizeof(src), "%s/%s", etc_dir, etc_files[i]);
             snprintf(dst, sizeof(dst), "/etc/%s", etc_files[i]);
@@ -302,18 +306,50 @@ int kiln_mounts_setup(const kiln_step_t *step, const char *root, const char *etc
     return setup_user_mounts(rootfd, step, mount_fds, n_mount_fds, err);
 }
 
-int kiln_mounts_overlay(const kiln_step_t *step, const char *rundir, const int *fds, int userxattr,
-                        kiln_error_t *err)
+/* Writes the step's /etc files into etc/ of the current directory. No
+ * allocation: this runs in the step's init (see init.c). */
+static int write_etc(const char *const *texts, kiln_error_t *err)
+{
+    if (mkdir("etc", 0755) < 0)
+        return kiln_error_set(err, errno, "creating the step's etc dir");
+    for (size_t i = 0; i < ETC_FILES; i++) {
+        char p[64];
+        size_t len;
+        int fd;
+        if (texts[i] == NULL)
+            continue;
+        snprintf(p, sizeof(p), "etc/%s", etc_files[i]);
+        len = strlen(texts[i]);
+        fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return kiln_error_set(err, errno, "creating the step's /%s", p);
+        if (write(fd, texts[i], len) != (ssize_t)len) {
+            int e = errno;
+            close(fd);
+            return kiln_error_set(err, e, "writing the step's /%s", p);
+        }
+        close(fd);
+    }
+    return 0;
+}
+
+int kiln_mounts_overlay(const kiln_step_t *step, const char *rundir, const char *const *etc_texts,
+                        const int *fds, int userxattr, kiln_error_t *err)
 {
     char opts[4096], path[KILN_PATH_MAX];
+    const char *upper = "upper", *work = "work";
     size_t len = 0;
     int n;
 
-    /* A private tmpfs for the mount points (see kiln_sandbox_plan_t.rundir). */
-    if (mount("tmpfs", rundir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0711,size=64k") < 0)
+    /* A private tmpfs for the mount points (see kiln_sandbox_plan_t.rundir)
+     * and the /etc files. */
+    if (mount("tmpfs", rundir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0711,size=512k") <
+        0)
         return kiln_error_set(err, errno, "mounting a tmpfs on %s", rundir);
     if (chdir(rundir) < 0)
         return kiln_error_set(err, errno, "chdir %s", rundir);
+    if (etc_texts != NULL && write_etc(etc_texts, err) < 0)
+        return -1;
     for (size_t i = 0; i <= (step->rw_root ? 0 : step->n_lowers); i++) {
         char mp[32];
         if (step->rw_root || i == step->n_lowers)
@@ -330,7 +366,7 @@ int kiln_mounts_overlay(const kiln_step_t *step, const char *rundir, const int *
             return kiln_error_set(err, errno, "attaching %s at %s/root", step->rw_root, rundir);
         return 0;
     }
-    for (size_t i = 0; i <= step->n_lowers; i++) {
+    for (size_t i = 0; i < step->n_lowers + (step->upper ? 1 : 0); i++) {
         if (i < step->n_lowers)
             snprintf(path, sizeof(path), "l%zu", i);
         else
@@ -338,6 +374,17 @@ int kiln_mounts_overlay(const kiln_step_t *step, const char *rundir, const int *
         if (move_mount(fds[i], "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH) < 0)
             return kiln_error_set(err, errno, "attaching %s at %s/%s",
                                   i < step->n_lowers ? step->lowers[i] : step->upper, rundir, path);
+    }
+    if (step->upper != NULL) {
+        upper = strrchr(step->upper, '/') + 1;
+        work = strrchr(step->work, '/') + 1;
+    } else {
+        /* Changes nobody keeps: in memory (charged to the step's memory
+         * cgroup), gone with the mount namespace. */
+        if (mount("tmpfs", "rw", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
+            return kiln_error_set(err, errno, "mounting a tmpfs for the step's changes");
+        if (mkdir("rw/upper", 0755) < 0 || mkdir("rw/work", 0700) < 0)
+            return kiln_error_set(err, errno, "creating the step's upper dir");
     }
     n = snprintf(opts, sizeof(opts), "lowerdir=");
     len = (size_t)n;
@@ -347,8 +394,7 @@ int kiln_mounts_overlay(const kiln_step_t *step, const char *rundir, const int *
     }
     if (len < sizeof(opts))
         len += (size_t)snprintf(opts + len, sizeof(opts) - len, ",upperdir=rw/%s,workdir=rw/%s%s",
-                                strrchr(step->upper, '/') + 1, strrchr(step->work, '/') + 1,
-                                userxattr ? ",userxattr,volatile" : ",volatile");
+                                upper, work, userxattr ? ",userxattr,volatile" : ",volatile");
     if (len >= sizeof(opts) - 64)
         return kiln_error_set(err, E2BIG, "overlay options too long (%zu lowers)", step->n_lowers);
     /* Renamed lower directories must be copied (EXDEV), not redirected, and
@@ -358,7 +404,7 @@ int kiln_mounts_overlay(const kiln_step_t *step, const char *rundir, const int *
         snprintf(opts + len, sizeof(opts) - len, ",redirect_dir=off,metacopy=off,index=off");
     if (mount("overlay", "root", "overlay", MS_NODEV, opts) < 0)
         return kiln_error_set(err, errno, "mounting the overlay root (lower %s, upper %s)",
-                              step->lowers[0], step->upper);
+                              step->lowers[0], step->upper ? step->upper : "in memory");
     return 0;
 }
 

@@ -16,12 +16,19 @@
 #include "sandbox/sandbox.h"
 #include "utils/error.h"
 
-/* Attaches the detached trees from kiln (fds: lowers then the upper's
+/* Largest /etc file kiln gives a step (the host's resolv.conf in host mode). */
+#define KILN_MOUNTS_ETC_MAX (64 * 1024)
+
+/* Mounts a private tmpfs on rundir and writes etc_texts (resolv.conf, hosts,
+ * hostname, in that order; NULL entries skipped) into rundir/etc. Then
+ * attaches the detached trees from kiln (fds: lowers then the upper's
  * parent, see kiln_idmap_trees) under rundir and mounts the overlay on
- * rundir/root. userxattr: the overlay is mounted inside a user namespace.
+ * rundir/root. Without step->upper, the upper and work dirs are made on a
+ * tmpfs of their own (the step's changes are dropped with its mount
+ * namespace). userxattr: the overlay is mounted inside a user namespace.
  * Returns negative on failure. */
-int kiln_mounts_overlay(const kiln_step_t *step, const char *rundir, const int *fds, int userxattr,
-                        kiln_error_t *err);
+int kiln_mounts_overlay(const kiln_step_t *step, const char *rundir, const char *const *etc_texts,
+                        const int *fds, int userxattr, kiln_error_t *err);
 
 /* Sets up the tree mounted at host path `root` for the step. etc_dir holds
  * resolv.conf, hosts and hostname for the step (bind-mounted read-only onto

@@ -107,10 +107,10 @@ kiln_isolation_t kiln_sandbox_probe(void)
 
 #define RUN_DIR "/run/kiln"
 
-/* Removes step dirs "step-<pid>-*" of kiln processes that are gone. */
-static int sweep_rundirs(void)
+int kiln_sandbox_sweep_dir(const char *dir, const char *prefix)
 {
-    _cleanup_closedir_ DIR *d = opendir(RUN_DIR);
+    _cleanup_closedir_ DIR *d = opendir(dir);
+    size_t plen = strlen(prefix);
     struct dirent *e;
     int n = 0;
 
@@ -119,10 +119,10 @@ static int sweep_rundirs(void)
     while ((e = readdir(d)) != NULL) {
         char *end;
         long pid;
-        if (strncmp(e->d_name, "step-", 5) != 0)
+        if (strncmp(e->d_name, prefix, plen) != 0)
             continue;
-        pid = strtol(e->d_name + 5, &end, 10);
-        if (end == e->d_name + 5 || *end != '-' || pid <= 0)
+        pid = strtol(e->d_name + plen, &end, 10);
+        if (end == e->d_name + plen || *end != '-' || pid <= 0)
             continue;
         if (kill((pid_t)pid, 0) == 0 || errno == EPERM)
             continue;
@@ -135,7 +135,8 @@ static int sweep_rundirs(void)
 int kiln_sandbox_sweep(kiln_error_t *err)
 {
     int n = kiln_cgroup_sweep(err);
-    return (n < 0 ? 0 : n) + sweep_rundirs();
+    /* Step dirs of earlier versions, which kept a step's /etc files there. */
+    return (n < 0 ? 0 : n) + kiln_sandbox_sweep_dir(RUN_DIR, "step-");
 }
 
 /* --- output ----------------------------------------------------------- */
@@ -217,7 +218,6 @@ static void take_ready(run_t *r);
 
 /* Everything a run holds, released in one place. */
 struct run {
-    char *rundir;
     int out[2], errs[2], status[2], sync[2];
     int in_fd, userns_fd;
     int trees[KILN_IDMAP_MAX_LOWERS + 1 + KILN_SANDBOX_MAX_MOUNTS];
@@ -314,41 +314,26 @@ static void take_ready(struct run *run)
     }
 }
 
-static int write_small(const char *dir, const char *name, const char *text, kiln_error_t *err)
-{
-    _cleanup_free_ char *p = kiln_xasprintf("%s/%s", dir, name);
-    _cleanup_close_ int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-
-    if (fd < 0)
-        return kiln_error_set(err, errno, "creating %s", p);
-    return kiln_fs_write_all(fd, text, strlen(text), err);
-}
-
-/* Writes the step's resolv.conf, hosts and hostname into etc_dir. */
-static int write_etc(const kiln_step_t *step, const char *etc_dir, kiln_error_t *err)
+/* The step's /etc/hosts, /etc/hostname and /etc/resolv.conf for its
+ * network mode. Its init writes them into its own tmpfs: a step leaves no
+ * file on the host's disks (on a filesystem mounted with `discard`, each
+ * file or directory removed is a synchronous trip to the disk). */
+static void etc_texts(const kiln_step_t *step, kiln_sandbox_plan_t *plan)
 {
     const char *host = step->hostname ? step->hostname : "kiln";
-    _cleanup_free_ char *hosts = NULL, *hn = NULL;
-    _cleanup_free_ char *resolv = NULL;
+    size_t len;
 
-    hosts = kiln_xasprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                           "127.0.1.1\t%s\n",
-                           host);
-    hn = kiln_xasprintf("%s\n", host);
-    if (step->network == KILN_NET_NAT) {
-        resolv = kiln_xstrdup("nameserver " KILN_NET_NAT_DNS "\n");
-    } else if (step->network == KILN_NET_HOST) {
-        size_t len;
-        if (kiln_fs_read_file("/etc/resolv.conf", 1 << 16, &resolv, &len, NULL) < 0)
-            resolv = kiln_xstrdup("");
-    } else {
-        resolv = kiln_xstrdup("");
-    }
-    if (write_small(etc_dir, "hosts", hosts, err) < 0 ||
-        write_small(etc_dir, "hostname", hn, err) < 0 ||
-        write_small(etc_dir, "resolv.conf", resolv, err) < 0)
-        return -1;
-    return 0;
+    /* In the order of kiln_mounts_overlay: resolv.conf, hosts, hostname. */
+    if (step->network == KILN_NET_NAT)
+        plan->etc_text[0] = kiln_xstrdup("nameserver " KILN_NET_NAT_DNS "\n");
+    else if (step->network != KILN_NET_HOST ||
+             kiln_fs_read_file("/etc/resolv.conf", KILN_MOUNTS_ETC_MAX, &plan->etc_text[0], &len,
+                               NULL) < 0)
+        plan->etc_text[0] = kiln_xstrdup("");
+    plan->etc_text[1] = kiln_xasprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost "
+                                       "ip6-loopback\n127.0.1.1\t%s\n",
+                                       host);
+    plan->etc_text[2] = kiln_xasprintf("%s\n", host);
 }
 
 static void close_pair(int p[2])
@@ -393,11 +378,6 @@ static void run_release(run_t *r)
         close(r->trees[i]);
     r->n_trees = 0;
     r->in_fd = r->userns_fd = -1;
-    if (r->rundir) {
-        kiln_fs_rm_rf(r->rundir, NULL);
-        free(r->rundir);
-        r->rundir = NULL;
-    }
 }
 
 static unsigned long ns_flags(kiln_isolation_t iso, kiln_net_mode_t net)
@@ -455,7 +435,7 @@ static int start_init(const kiln_step_t *step, run_t *r, kiln_isolation_t iso, u
     if (flags & CLONE_NEWNS) {
         if (kiln_idmap_trees(step, r->userns_fd, r->trees, err) < 0)
             return -1;
-        r->n_trees = step->rw_root ? 1 : step->n_lowers + 1;
+        r->n_trees = step->rw_root ? 1 : step->n_lowers + (step->upper ? 1 : 0);
         n = kiln_idmap_mounts(step, r->userns_fd, r->trees + r->n_trees, err);
         if (n < 0)
             return -1;
@@ -481,11 +461,10 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     kiln_sandbox_plan_t plan;
     kiln_isolation_t iso = step->isolation;
     static const char *const default_env[] = {DEFAULT_PATH, "HOME=/root", NULL};
-    _cleanup_free_ char *root = NULL, *etc = NULL, *obuf = NULL, *ebuf = NULL;
+    _cleanup_free_ char *obuf = NULL, *ebuf = NULL;
     stream_t so, se;
     unsigned long flags;
     int status = 0, got_status = 0, timed_out = 0, ret = -1, auto_pending = 0;
-    char prefix[32];
 
     if (step->argv == NULL || step->argv[0] == NULL)
         return kiln_error_set(err, EINVAL, "a step needs a command");
@@ -496,8 +475,10 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
         auto_pending = auto_choice == KILN_ISOLATION_AUTO;
     }
     if (iso != KILN_ISOLATION_NONE && !step->rw_root &&
-        (step->n_lowers == 0 || !step->upper || !step->work))
-        return kiln_error_set(err, EINVAL, "a step needs lower, upper and work dirs");
+        (step->n_lowers == 0 || !step->upper != !step->work))
+        return kiln_error_set(err, EINVAL,
+                              "a step needs lower dirs, and upper and work dirs "
+                              "both or neither");
     if (iso == KILN_ISOLATION_CHROOT)
         sys_log(step,
                 "isolation chroot: no user namespace; the step runs as host uid %u "
@@ -509,27 +490,14 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
         kiln_seccomp_prepare(step->seccomp, iso != KILN_ISOLATION_SANDBOX, err) < 0)
         return -1;
 
-    /* 0711: the step's init (host uid KILN_SANDBOX_ID_BASE) walks into its
-     * own dir, but cannot list the others. */
-    snprintf(prefix, sizeof(prefix), "step-%d-", (int)getpid());
-    if (kiln_fs_mkdir_p(RUN_DIR, 0711, err) < 0 ||
-        kiln_fs_mkdtemp(RUN_DIR, prefix, &r.rundir, err) < 0)
+    /* The step's mount points and its /etc files live on a tmpfs its init
+     * mounts over RUN_DIR/mnt in its own namespace: no host directory is
+     * ever a mount point of a step (removing one would detach mounts,
+     * slowly), and a step creates nothing on the host's disk. */
+    if (kiln_fs_mkdir_p(RUN_DIR "/mnt", 0711, err) < 0)
         return -1;
-    if (chmod(r.rundir, 0711) < 0) {
-        kiln_error_set(err, errno, "chmod %s", r.rundir);
-        goto out;
-    }
-    /* The step's mount points live on a tmpfs its init mounts over
-     * RUN_DIR/mnt in its own namespace: no host directory is ever a mount
-     * point of a step (removing one would detach mounts, slowly). */
-    root = kiln_xstrdup(RUN_DIR "/mnt/root");
-    etc = kiln_xasprintf("%s/etc", r.rundir);
-    if ((mkdir(RUN_DIR "/mnt", 0711) < 0 && errno != EEXIST) || mkdir(etc, 0755) < 0) {
-        kiln_error_set(err, errno, "creating %s", etc);
-        goto out;
-    }
-    if (write_etc(step, etc, err) < 0)
-        goto out;
+    memset(&plan, 0, sizeof(plan));
+    etc_texts(step, &plan);
     if (kiln_cgroup_create(&r.cg, step->limits.memory, step->limits.pids, err) < 0)
         goto out;
     if (step->limits.pids && !r.cg.has_pids)
@@ -547,12 +515,10 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
         goto out;
     }
 
-    memset(&plan, 0, sizeof(plan));
     plan.step = step;
     plan.isolation = iso;
     plan.rundir = RUN_DIR "/mnt";
-    plan.root = root;
-    plan.etc_dir = etc;
+    plan.root = RUN_DIR "/mnt/root";
     plan.envp = step->env ? step->env : default_env;
     plan.parent = getpid();
     plan.sync_fd = r.sync[1];
@@ -667,6 +633,8 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     ret = 0;
 out:
     run_release(&r);
+    for (size_t i = 0; i < 3; i++)
+        free(plan.etc_text[i]);
     if (iso != KILN_ISOLATION_NONE && (step->upper || step->rw_root))
         kiln_mounts_clean_upper(step);
     return ret;

@@ -153,6 +153,11 @@ kiln_isolation_t kiln_sandbox_probe(void);
  * killing any process still in them). Returns the number of cgroups removed. */
 int kiln_sandbox_sweep(kiln_error_t *err);
 
+/* Removes the entries "<prefix><pid>-*" of dir (files or trees) whose
+ * process pid is gone: scratch dirs a killed kiln left. Returns how many
+ * were removed. */
+int kiln_sandbox_sweep_dir(const char *dir, const char *prefix);
+
 const char *kiln_isolation_name(kiln_isolation_t iso);
 int kiln_isolation_parse(const char *s, kiln_isolation_t *out);
 const char *kiln_net_mode_name(kiln_net_mode_t m);

@@ -233,6 +233,10 @@ static int parse_user(const char *const *lowers, size_t n, const char *spec, uid
     return 0;
 }
 
+/* Scratch dirs (upper and work) of runs whose changes are kept:
+ * SCRATCH_DIR/run-<pid>-XXXXXX. */
+#define SCRATCH_DIR "/var/tmp/kiln"
+
 static int show_timestamps, verbose;
 
 static void print_line(void *opaque, kiln_log_stream_t stream, const struct timespec *ts,
@@ -500,18 +504,27 @@ int kiln_cmd_run(int argc, char **argv)
     step.log = print_line;
 
     kiln_sandbox_sweep(NULL);
-    if (kiln_fs_mkdir_p("/var/tmp/kiln", 0700, &err) < 0 ||
-        kiln_fs_mkdtemp("/var/tmp/kiln", "run-", &scratch, &err) < 0)
-        return kiln_cli_fail(&err);
-    upper = kiln_xasprintf("%s/upper", scratch);
-    work = kiln_xasprintf("%s/work", scratch);
-    if (mkdir(upper, 0755) < 0 || mkdir(work, 0700) < 0) {
-        kiln_error_set(&err, errno, "creating %s", upper);
-        kiln_fs_rm_rf(scratch, NULL);
-        return kiln_cli_fail(&err);
+    kiln_sandbox_sweep_dir(SCRATCH_DIR, "run-");
+    if (diff_out == NULL && keep_upper == NULL && !walk) {
+        /* Nobody keeps the changes: the sandbox holds them in memory, and
+         * nothing is created (then removed) on the host's disk. */
+        step.upper = step.work = NULL;
+    } else {
+        char prefix[32];
+        snprintf(prefix, sizeof(prefix), "run-%d-", (int)getpid());
+        if (kiln_fs_mkdir_p(SCRATCH_DIR, 0700, &err) < 0 ||
+            kiln_fs_mkdtemp(SCRATCH_DIR, prefix, &scratch, &err) < 0)
+            return kiln_cli_fail(&err);
+        upper = kiln_xasprintf("%s/upper", scratch);
+        work = kiln_xasprintf("%s/work", scratch);
+        if (mkdir(upper, 0755) < 0 || mkdir(work, 0700) < 0) {
+            kiln_error_set(&err, errno, "creating %s", upper);
+            kiln_fs_rm_rf(scratch, NULL);
+            return kiln_cli_fail(&err);
+        }
+        step.upper = upper;
+        step.work = work;
     }
-    step.upper = upper;
-    step.work = work;
     if (walk) {
         if (n_lowers != 1) {
             kiln_fs_rm_rf(scratch, NULL);
@@ -533,7 +546,8 @@ int kiln_cmd_run(int argc, char **argv)
         kiln_error_set(&err, errno, "moving the upper dir to %s", keep_upper);
         ret = -1;
     }
-    kiln_fs_rm_rf(scratch, NULL);
+    if (scratch != NULL)
+        kiln_fs_rm_rf(scratch, NULL);
     if (ret < 0)
         return kiln_cli_fail(&err);
     return res.exit_code;
