@@ -8,23 +8,19 @@
 #    layer (overlay path: the upper dir only) against `kiln import` packing the
 #    same upper dir alone (target ≤ 1.1×: the lower tree is not walked).
 #
-#   KILN_BIN=path/to/kiln bash bench/sandbox.sh [N]
+#   KILN_BIN=path/to/kiln bash bench/sandbox.sh [N] [PARTS]   (PARTS: 12, 1 or 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KILN=${KILN_BIN:-build/ci/src/kiln}
 N=${1:-30}
+PARTS=${2:-12}
 W=$(mktemp -d /var/tmp/kiln-bench.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 
 now_ns() { date +%s%N; }
-# median_ms CMD... : median wall time of N runs, in ms (3 decimals)
+# median_ms FILE: median of the ns values in FILE, in ms (3 decimals)
 median_ms() {
-  local i t0 t1
-  "$@" >/dev/null 2>&1 || { echo "command failed: $*" >&2; return 1; }
-  for ((i = 0; i < N; i++)); do
-    t0=$(now_ns); "$@" >/dev/null 2>&1; t1=$(now_ns)
-    echo $((t1 - t0))
-  done | sort -n | awk '{a[NR] = $1} END {m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.3f\n", m / 1e6}'
+  sort -n "$1" | awk '{a[NR] = $1} END {m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.3f\n", m / 1e6}'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 
@@ -34,26 +30,15 @@ cp /bin/busybox "$R/bin/busybox"
 for a in sh true cat; do ln -s busybox "$R/bin/$a"; done
 echo 'root:x:0:0:root:/root:/bin/sh' >"$R/etc/passwd"
 
-echo "== 1. sandbox cost of one step (median of $N; load average: $(cut -d' ' -f1 /proc/loadavg))"
-t_version=$(median_ms "$KILN" version)
-t_kiln=$(median_ms "$KILN" run --rootfs "$R" --network none -- /bin/true)
-t_bwrap=$(median_ms bwrap --unshare-all --ro-bind "$R" / --proc /proc --dev /dev /bin/true)
-cost=$(awk -v a="$t_kiln" -v b="$t_version" 'BEGIN {printf "%.3f", a - b}')
-echo "kiln version                         ${t_version} ms"
-echo "kiln run --network none /bin/true    ${t_kiln} ms  (sandbox cost ${cost} ms)"
-echo "bwrap --unshare-all /bin/true        ${t_bwrap} ms"
-echo "sandbox cost / bwrap                 $(ratio "$cost" "$t_bwrap")  (target <= 1.2)"
-# CPU time (user+sys of the whole process tree) is steadier than wall time on
-# a loaded machine: shown alongside.
-if command -v perf >/dev/null; then
-  cpu_ms() { perf stat -x, -e task-clock -r "$N" "$@" 2>&1 >/dev/null | awk -F, '/task-clock/ {printf "%.3f", $1}'; }
-  c_version=$(cpu_ms "$KILN" version)
-  c_kiln=$(cpu_ms "$KILN" run --rootfs "$R" --network none -- /bin/true)
-  c_bwrap=$(cpu_ms bwrap --unshare-all --ro-bind "$R" / --proc /proc --dev /dev /bin/true)
-  c_cost=$(awk -v a="$c_kiln" -v b="$c_version" 'BEGIN {printf "%.3f", a - b}')
-  echo "CPU: kiln version ${c_version} ms, kiln run ${c_kiln} ms (sandbox ${c_cost} ms), bwrap ${c_bwrap} ms"
-  echo "CPU: sandbox cost / bwrap             $(ratio "$c_cost" "$c_bwrap")"
-fi
+# The commands compared, by name. They run interleaved (one of each per
+# round), so that a change of load on a shared machine hits all alike: the
+# sandbox cost is a difference of two medians, which sequential batches
+# would skew whenever the load moved between them.
+declare -A CMD
+CMD[version]="$KILN version"
+CMD[kiln]="$KILN run --rootfs $R --network none -- /bin/true"
+CMD[bwrap]="bwrap --unshare-all --ro-bind $R / --proc /proc --dev /dev /bin/true"
+NAMES=(version kiln bwrap)
 if command -v runc >/dev/null; then
   B=$W/bundle
   mkdir -p "$B"
@@ -67,17 +52,55 @@ c["process"]["terminal"] = False
 c["process"]["args"] = ["/bin/true"]
 json.dump(c, open(p, "w"))
 PY
-
   runc_once() { runc run -b "$B" "kiln-bench-$$-$RANDOM$RANDOM" </dev/null; }
-  t_runc=$(median_ms runc_once || echo 0)
-  echo "runc run /bin/true                   ${t_runc} ms"
-  [ "$t_runc" != 0 ] && echo "sandbox cost / runc                  $(ratio "$cost" "$t_runc")  (target <= 0.3)"
+  CMD[runc]=runc_once
+  NAMES+=(runc)
 fi
-if command -v /usr/bin/time >/dev/null; then
+for n in "${NAMES[@]}"; do
+  ${CMD[$n]} >/dev/null 2>&1 </dev/null || { echo "command failed: ${CMD[$n]}" >&2; exit 1; }
+  : >"$W/t-$n"
+done
+for ((i = 0; i < N; i++)); do
+  [[ $PARTS == *1* ]] || break
+  for n in "${NAMES[@]}"; do
+    t0=$(now_ns); ${CMD[$n]} >/dev/null 2>&1 </dev/null; t1=$(now_ns)
+    echo $((t1 - t0)) >>"$W/t-$n"
+  done
+done
+
+if [[ $PARTS == *1* ]]; then
+echo "== 1. sandbox cost of one step (median of $N, interleaved; load average: $(cut -d' ' -f1 /proc/loadavg))"
+t_version=$(median_ms "$W/t-version")
+t_kiln=$(median_ms "$W/t-kiln")
+t_bwrap=$(median_ms "$W/t-bwrap")
+cost=$(awk -v a="$t_kiln" -v b="$t_version" 'BEGIN {printf "%.3f", a - b}')
+echo "kiln version                         ${t_version} ms"
+echo "kiln run --network none /bin/true    ${t_kiln} ms  (sandbox cost ${cost} ms)"
+echo "bwrap --unshare-all /bin/true        ${t_bwrap} ms"
+echo "sandbox cost / bwrap                 $(ratio "$cost" "$t_bwrap")  (target <= 1.2)"
+if [ -n "${CMD[runc]:-}" ]; then
+  t_runc=$(median_ms "$W/t-runc")
+  echo "runc run /bin/true                   ${t_runc} ms"
+  echo "sandbox cost / runc                  $(ratio "$cost" "$t_runc")  (target <= 0.3)"
+fi
+# CPU time (user+sys of the whole process tree) is steadier than wall time on
+# a loaded machine: shown alongside.
+if command -v perf >/dev/null; then
+  cpu_ms() { perf stat -x, -e task-clock -r "$N" "$@" 2>&1 >/dev/null | awk -F, '/task-clock/ {printf "%.3f", $1}'; }
+  c_version=$(cpu_ms "$KILN" version)
+  c_kiln=$(cpu_ms "$KILN" run --rootfs "$R" --network none -- /bin/true)
+  c_bwrap=$(cpu_ms bwrap --unshare-all --ro-bind "$R" / --proc /proc --dev /dev /bin/true)
+  c_cost=$(awk -v a="$c_kiln" -v b="$c_version" 'BEGIN {printf "%.3f", a - b}')
+  echo "CPU: kiln version ${c_version} ms, kiln run ${c_kiln} ms (sandbox ${c_cost} ms), bwrap ${c_bwrap} ms"
+  echo "CPU: sandbox cost / bwrap             $(ratio "$c_cost" "$c_bwrap")"
+fi
+fi
+if [[ $PARTS == *1* ]] && command -v /usr/bin/time >/dev/null; then
   rss=$(/usr/bin/time -f %M "$KILN" run --rootfs "$R" --network none -- /bin/true 2>&1 >/dev/null | tail -n 1)
   echo "kiln run peak RSS                    ${rss} KiB"
 fi
 
+[[ $PARTS == *2* ]] || exit 0
 echo "== 2. layer of a step writing 50,000 files / 1 GiB over a 1 GiB lower"
 L=$W/lower
 mkdir -p "$L/data"

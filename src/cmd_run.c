@@ -29,8 +29,9 @@ static void usage(FILE *out)
     fprintf(out,
             "Usage: kiln run --rootfs DIR [options] -- CMD ARGS...\n\n"
             "Runs CMD in a step sandbox over the root filesystem DIR (read-only; the\n"
-            "step's changes go to a fresh upper dir) and exits with CMD's exit code\n"
-            "(128+signal when killed).\n\n"
+            "step's changes go to a fresh upper dir, in memory unless --diff-output or\n"
+            "--keep-upper asks for them) and exits with CMD's exit code (128+signal\n"
+            "when killed).\n\n"
             "  --rootfs DIR              the root filesystem (repeat: top-most first)\n"
             "  --rootfs oci:DIR[:TAG]    an image in an OCI layout (layers unpacked once\n"
             "                            into $KILN_LAYER_CACHE, default /var/cache/kiln/layers)\n"
