@@ -115,6 +115,62 @@ static const char *script(json_t *pkg, const char *name)
     return json_is_string(s) ? json_string_value(s) : NULL;
 }
 
+/* True when `p` starts `output: 'export'` (the key bare or quoted). */
+static bool export_option_at(const char *p)
+{
+    const char *q = p;
+
+    if (*q == '"' || *q == '\'')
+        q++;
+    if (strncmp(q, "output", 6) != 0)
+        return false;
+    q += 6;
+    if (p[0] == '"' || p[0] == '\'') {
+        if (*q != p[0])
+            return false;
+        q++;
+    }
+    while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+        q++;
+    if (*q++ != ':')
+        return false;
+    while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+        q++;
+    return (*q == '\'' || *q == '"' || *q == '`') && strncmp(q + 1, "export", 6) == 0 && q[7] == *q;
+}
+
+/* True when a JavaScript/TypeScript config sets output: 'export' outside
+ * comments and strings (a commented-out option is not taken for one). */
+static bool sets_export_option(const char *text)
+{
+    char quote = 0;
+
+    for (const char *p = text; *p; p++) {
+        if (quote) {
+            if (*p == '\\' && p[1] != '\0')
+                p++;
+            else if (*p == quote)
+                quote = 0;
+        } else if (p[0] == '/' && p[1] == '/') {
+            p += strcspn(p, "\n");
+            if (*p == '\0')
+                break;
+        } else if (p[0] == '/' && p[1] == '*') {
+            const char *end = strstr(p + 2, "*/");
+            if (end == NULL)
+                break;
+            p = end + 1;
+        } else if ((p == text || !(isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '$' ||
+                                   p[-1] == '.')) &&
+                   export_option_at(p)) {
+            return true;
+        } else if (*p == '"' || *p == '\'' || *p == '`') {
+            quote = *p;
+        }
+    }
+    return false;
+}
+
 /* True when a next.config.* sets output: 'export'. */
 static int next_static_export(const kiln_detect_ctx_t *ctx, kiln_error_t *err)
 {
@@ -125,20 +181,8 @@ static int next_static_export(const kiln_detect_ctx_t *ctx, kiln_error_t *err)
         int r = kiln_tree_read(ctx->tree, names[i], &text, err);
         if (r < 0)
             return -1;
-        if (r == 0)
-            continue;
-        for (char *p = strstr(text, "output"); p != NULL; p = strstr(p + 1, "output")) {
-            char *q = p + 6;
-            while (*q == ' ' || *q == '\t' || *q == '"' || *q == '\'')
-                q++;
-            if (*q != ':')
-                continue;
-            q++;
-            while (*q == ' ' || *q == '\t')
-                q++;
-            if ((*q == '\'' || *q == '"' || *q == '`') && strncmp(q + 1, "export", 6) == 0)
-                return 1;
-        }
+        if (r > 0 && sets_export_option(text))
+            return 1;
     }
     return 0;
 }
@@ -159,7 +203,7 @@ static char *run_script(const char *pm, const char *name)
 static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
                         const kiln_detect_ctx_t *ctx, kiln_error_t *err)
 {
-    const char *install, *cache;
+    const char *install, *cache, *prune;
 
     if (kiln_plan_add(plan->manifests, &plan->n_manifests, err, "package.json") < 0)
         return -1;
@@ -172,24 +216,31 @@ static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
         install = lockfile ? "corepack enable pnpm && pnpm install --frozen-lockfile"
                            : "corepack enable pnpm && pnpm install";
         cache = "/root/.local/share/pnpm/store";
+        prune = "corepack enable pnpm && pnpm prune --prod";
     } else if (strcmp(pm, "yarn") == 0) {
         install = lockfile ? "yarn install --frozen-lockfile" : "yarn install";
         cache = "/usr/local/share/.cache/yarn";
+        prune = lockfile ? "yarn install --production --frozen-lockfile --ignore-scripts"
+                         : "yarn install --production --ignore-scripts";
     } else if (strcmp(pm, "yarn-berry") == 0) {
         install = lockfile ? "corepack enable yarn && yarn install --immutable"
                            : "corepack enable yarn && yarn install";
         cache = "/root/.yarn/berry/cache";
+        prune = "corepack enable yarn && yarn workspaces focus --all --production";
         if (kiln_tree_is_file(ctx->tree, ".yarnrc.yml") &&
             kiln_plan_add(plan->manifests, &plan->n_manifests, err, ".yarnrc.yml") < 0)
             return -1;
     } else if (strcmp(pm, "bun") == 0) {
         install = lockfile ? "bun install --frozen-lockfile" : "bun install";
         cache = "/root/.bun/install/cache";
+        prune = "rm -rf node_modules && bun install --production --ignore-scripts";
     } else {
         install = lockfile ? "npm ci" : "npm install";
         cache = "/root/.npm";
+        prune = "npm prune --omit=dev";
     }
     kiln_plan_set(&plan->install, install);
+    kiln_plan_set(&plan->prune, prune);
     kiln_plan_set(&plan->package_manager, pm);
     return kiln_plan_add_cache(plan, strcmp(pm, "yarn-berry") == 0 ? "yarn" : pm, cache, err);
 }
@@ -264,6 +315,9 @@ static int plan_framework(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t
         fw = "next";
         if (r > 0)
             dir = "out";
+        /* next build would otherwise announce (and try to send) telemetry */
+        if (kiln_plan_setenv(plan, "NEXT_TELEMETRY_DISABLED", "1", err) < 0)
+            return -1;
     } else if (has_dep(pkg, "@sveltejs/kit")) {
         fw = "sveltekit";
         if (has_dep(pkg, "@sveltejs/adapter-static"))

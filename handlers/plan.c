@@ -42,6 +42,7 @@ void kiln_plan_free(kiln_plan_t *p)
     free(p->install);
     free(p->build);
     free(p->start);
+    free(p->prune);
     for (size_t i = 0; i < p->n_caches; i++) {
         free(p->caches[i].id);
         free(p->caches[i].target);
@@ -195,6 +196,7 @@ int kiln_plan_to_json(const kiln_plan_t *p, char **out, kiln_error_t *err)
     put_str(o, "install", p->install);
     put_str(o, "build", p->build);
     put_str(o, "start", p->start);
+    put_str(o, "prune", p->prune);
     json_object_set_new(root, "commands", o);
     a = json_array();
     for (size_t i = 0; i < p->n_caches; i++)
@@ -319,7 +321,8 @@ static int plan_from_object(json_t *root, kiln_plan_t *p, kiln_error_t *err)
     o = json_object_get(root, "commands");
     if (json_is_object(o)) {
         if (get_str(o, "install", &p->install, err) < 0 ||
-            get_str(o, "build", &p->build, err) < 0 || get_str(o, "start", &p->start, err) < 0)
+            get_str(o, "build", &p->build, err) < 0 || get_str(o, "start", &p->start, err) < 0 ||
+            get_str(o, "prune", &p->prune, err) < 0)
             return kiln_error_prefix(err, "commands");
     }
     o = json_object_get(root, "caches");

@@ -1,4 +1,5 @@
-/** A static export: `kiln build` writes out/ as the site. Remove `output` for a server image. */
+/** A server app: `kiln build` makes an image running `next start`.
+ * With output: 'export' it would be a static site instead (see ../next-static). */
 module.exports = {
-  output: 'export',
+  poweredByHeader: false,
 };

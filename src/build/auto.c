@@ -260,6 +260,20 @@ static int check_deps(const kiln_plan_t *p, kiln_error_t *err)
     return 0;
 }
 
+/* `cmd` followed by a mkdir of each relative deps dir, so that they always
+ * exist afterwards: later stages copy them. */
+static char *with_deps_dirs(const kiln_plan_t *p, const char *cmd)
+{
+    kiln_buf_t b;
+
+    kiln_buf_init(&b, 0);
+    kiln_buf_appendf(&b, NULL, "%s", cmd);
+    for (size_t i = 0; i < p->n_deps; i++)
+        if (p->deps[i][0] != '/')
+            kiln_buf_appendf(&b, NULL, " && mkdir -p %s", p->deps[i]);
+    return kiln_buf_steal(&b, NULL);
+}
+
 /* The "deps" stage (manifests + install: cached until a manifest changes) and
  * the "build" stage on top of it (the app + the build command). */
 static int render_build(kiln_buf_t *b, const kiln_plan_t *p, const kiln_auto_opts_t *o,
@@ -284,16 +298,8 @@ static int render_build(kiln_buf_t *b, const kiln_plan_t *p, const kiln_auto_opt
             return -1;
     }
     if (p->install) {
-        kiln_buf_t cmd;
-        _cleanup_free_ char *text = NULL;
+        _cleanup_free_ char *text = with_deps_dirs(p, p->install);
         int r;
-        /* Relative deps dirs always exist after the install: the run stage copies them. */
-        kiln_buf_init(&cmd, 0);
-        kiln_buf_appendf(&cmd, NULL, "%s", p->install);
-        for (size_t i = 0; i < p->n_deps; i++)
-            if (p->deps[i][0] != '/')
-                kiln_buf_appendf(&cmd, NULL, " && mkdir -p %s", p->deps[i]);
-        text = kiln_buf_steal(&cmd, NULL);
         r = check_text("install command", p->install, err) < 0 ||
                     kiln_buf_appendf(b, err, "RUN ") < 0 || append_mounts(b, p, o, true, err) < 0 ||
                     append_shell(b, text, err) < 0
@@ -321,14 +327,15 @@ static int render_build(kiln_buf_t *b, const kiln_plan_t *p, const kiln_auto_opt
 }
 
 /* The deps layer(s) into a stage: absolute paths from "build" (a Go binary,
- * a venv) as-is, relative ones from "deps" under `dest`. */
-static int append_deps(kiln_buf_t *b, const kiln_plan_t *p, const char *dest, kiln_error_t *err)
+ * a venv) as-is, relative ones from `stage` ("deps" or "prod-deps") under `dest`. */
+static int append_deps(kiln_buf_t *b, const kiln_plan_t *p, const char *stage, const char *dest,
+                       kiln_error_t *err)
 {
     for (size_t i = 0; i < p->n_deps; i++) {
         const char *d = p->deps[i];
         int r = d[0] == '/' ? kiln_buf_appendf(b, err, "COPY --from=build %s %s\n", d, d)
-                            : kiln_buf_appendf(b, err, "COPY --from=deps %s/%s %s/%s\n", p->workdir,
-                                               d, dest, d);
+                            : kiln_buf_appendf(b, err, "COPY --from=%s %s/%s %s/%s\n", stage,
+                                               p->workdir, d, dest, d);
         if (r < 0)
             return -1;
     }
@@ -342,7 +349,7 @@ static int render_run(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
     if (check_word("run image", p->run_image, err) < 0 ||
         kiln_buf_appendf(b, err, "\nFROM %s AS run\nWORKDIR %s\n", p->run_image, p->workdir) < 0 ||
         append_toolchain(b, p, err) < 0 || append_env(b, p, err) < 0 ||
-        append_deps(b, p, p->workdir, err) < 0)
+        append_deps(b, p, "deps", p->workdir, err) < 0)
         return -1;
     if (app_layer) {
         const char *src = ".";
@@ -357,6 +364,24 @@ static int render_run(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
         return -1;
     if (p->start && (check_text("start command", p->start, err) < 0 ||
                      kiln_buf_appendf(b, err, "CMD ") < 0 || append_shell(b, p->start, err) < 0))
+        return -1;
+    return 0;
+}
+
+/* A function package holds production deps only: "prod-deps" is the deps
+ * stage after the plan's prune command (the build stage keeps the dev deps
+ * it may need). Nothing is rendered when the plan has no prune command. */
+static int render_prod_deps(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
+{
+    _cleanup_free_ char *text = NULL;
+
+    if (p->prune == NULL)
+        return 0;
+    if (check_text("prune command", p->prune, err) < 0)
+        return -1;
+    text = with_deps_dirs(p, p->prune);
+    if (kiln_buf_appendf(b, err, "\nFROM deps AS prod-deps\nRUN ") < 0 ||
+        append_mounts(b, p, NULL, false, err) < 0 || append_shell(b, text, err) < 0)
         return -1;
     return 0;
 }
@@ -388,10 +413,10 @@ int kiln_auto_dockerfile(const kiln_plan_t *p, const kiln_auto_opts_t *o, char *
     }
     if (p->outputs & KILN_PLAN_OUT_FUNCTION) {
         const char *dir = p->function_dir ? p->function_dir : ".";
-        if (check_word("function dir", dir, err) < 0 ||
+        if (check_word("function dir", dir, err) < 0 || render_prod_deps(&b, p, err) < 0 ||
             kiln_buf_appendf(&b, err, "\nFROM scratch AS function\nCOPY --from=build %s/%s /\n",
                              p->workdir, dir) < 0 ||
-            append_deps(&b, p, "", err) < 0)
+            append_deps(&b, p, p->prune ? "prod-deps" : "deps", "", err) < 0)
             goto fail;
     }
     *out = kiln_buf_steal(&b, NULL);

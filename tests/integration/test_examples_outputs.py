@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """End to end for the non-image outputs: static sites (examples/static-html,
-examples/vite-static → type=local), a Lambda function (examples/lambda-node →
-type=function zip + function.json, then invoked with node), the default
+examples/vite-static, examples/next-static (a Next.js static export) →
+type=local), a Lambda function (examples/lambda-node → type=function zip with
+production deps only + function.json, then invoked with node), the default
 ./kiln-out/ output, and a failing build (exit code, the step's last log lines,
 nothing written)."""
 import json
@@ -44,6 +45,19 @@ T.check("vite-static: the output is the built dist/ (index.html + hashed assets)
 T.check("vite-static: no sources or node_modules in the site", "node_modules" not in files and "src" not in files
         and "package.json" not in files, str(files))
 
+# next-static: next.config.js sets output: 'export', so the site is next build's out/.
+out = os.path.join(T.tmp, "site-next")
+r = build(example("next-static"), "--output", f"type=local,dest={out}")
+T.check("next-static: builds (npm ci, next build with output: 'export')", r.returncode == 0, r.stderr[-3000:])
+files = sorted(os.listdir(out)) if os.path.isdir(out) else []
+T.check("next-static: the output is the export (index.html, about.html, _next/static)",
+        "hello from kiln next-static" in read(f"{out}/index.html") and "about kiln next-static" in
+        read(f"{out}/about.html") and os.path.isdir(f"{out}/_next/static"), str(files))
+T.check("next-static: no sources, .next or node_modules in the site", not {"node_modules", ".next", "app",
+        "package.json", "next.config.js"} & set(files), str(files))
+T.check("next-static: next telemetry is disabled in the build", "anonymous telemetry" not in r.stderr,
+        r.stderr[-3000:])
+
 # lambda-node: a zip with the code and production deps, function.json beside it.
 fdir = os.path.join(T.tmp, "fn")
 zpath = os.path.join(fdir, "function.zip")
@@ -53,6 +67,11 @@ if os.path.exists(zpath):
     names = zipfile.ZipFile(zpath).namelist()
     T.check("the zip holds the handler and its production deps", "index.js" in names
             and "node_modules/ms/package.json" in names and "package.json" in names, str(names[:20]))
+    T.check("the zip holds no devDependency (semver: used by the build step only)",
+            not any(n.startswith("node_modules/semver") or n == "node_modules/.bin/semver" for n in names),
+            str(names))
+    T.check("the build step ran with its dev deps (build-info.json is in the zip)", "build-info.json" in names,
+            str(names))
     meta = json.loads(read(os.path.join(fdir, "function.json")) or "{}")
     T.check("function.json names the handler and runtime", meta.get("handler") == "index.handler"
             and meta.get("runtime") == "nodejs18.x" and meta.get("zip") == "function.zip", str(meta))
@@ -61,6 +80,8 @@ if os.path.exists(zpath):
     run = subprocess.run(["node", "-e", "require('./index.js').handler({timestamp: Date.now() - 120000})"
                           ".then(r => console.log(r.body))"], cwd=x, capture_output=True, text=True)
     T.check("the unzipped handler runs and uses its dependency", '"ago":"2m"' in run.stdout, run.stdout + run.stderr)
+    T.check("the handler reports the Node of the build step", '"builtWith":"v18.' in run.stdout,
+            run.stdout + run.stderr)
 
 # No --output: the plan's natural output under ./kiln-out/.
 cwd = os.path.join(T.tmp, "cwd")

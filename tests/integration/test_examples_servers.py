@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""End to end: examples/go-http, python-http and node-express are auto-detected,
+"""End to end: examples/go-http, python-http, node-express and next-app (a
+Next.js server: `next start`) are auto-detected,
 built by `kiln build` on kiln's images into OCI layouts, run with runc, and
 answer over loopback. A one-file change rebuilds without rerunning the install
 step and keeps the dependencies layer."""
@@ -33,6 +34,12 @@ serve("python-http", "hello from kiln python-http, kiln", "/kiln")
 out1, r1 = serve("node-express", "hello from kiln node-express (node v18")
 T.check("node-express: the plan's provider and steps are in the log", "auto-build: provider node" in r1.stderr
         and "npm ci" in r1.stderr, r1.stderr[-2000:])
+
+# next-app: no output: 'export' in next.config.js, so an image running `next start`;
+# the page is rendered per request by the server.
+out_next, r_next = serve("next-app", "hello from kiln next-app (node v18")
+T.check("next-app: the plan is a server image (target run)", "auto-build: provider node, target run" in r_next.stderr,
+        r_next.stderr[-2000:])
 
 # Rebuild after changing one app source file.
 src = example("node-express")
