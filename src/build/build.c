@@ -858,8 +858,18 @@ static int private_cache_instance(char **dir, const char *uid, const char *gid, 
     return kiln_error_set(err, EBUSY, "64 private instances are all in use");
 }
 
+static int stage_sources_root(engine_t *e, stage_t *dep, const strv_t *srcs, const char **root,
+                              char **view, kiln_error_t *err);
+static int hash_context_path(engine_t *e, const char *path, kiln_digest_t *out, kiln_error_t *err);
+
+/* Where a bind mount's files come from, for the step's cache key. */
+typedef struct bind_src {
+    stage_t *dep; /* a stage: owned[0] is the path in it, resolved after a miss */
+    bool context; /* the build context: owned[0] is the path */
+} bind_src_t;
+
 static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t *m, char **owned,
-                       int *lock_fd, kiln_error_t *err)
+                       int *lock_fd, bind_src_t *bs, kiln_error_t *err)
 {
     _cleanup_free_ char *s = kiln_xstrdup(spec);
     char *save = NULL, *type = "bind", *target = NULL, *id = NULL, *src = NULL, *from = NULL;
@@ -1001,12 +1011,16 @@ static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t 
             stage_t *dep = find_stage(e, from, (size_t)st->index);
             if (dep == NULL)
                 return kiln_error_set(err, 0, "bind mount from unknown stage %s", from);
-            if (run_stage(e, dep, err) < 0 || stage_rootfs(e, dep, &root, err) < 0)
+            if (run_stage(e, dep, err) < 0)
                 return -1;
+            bs->dep = dep;
+            /* the stage's files are only materialized when the step runs */
+            owned[0] = kiln_xstrdup(src ? src : ".");
         } else {
             root = (char *)e->req->context_dir;
+            bs->context = true;
+            owned[0] = kiln_xasprintf("%s/%s", root, src ? src : ".");
         }
-        owned[0] = kiln_xasprintf("%s/%s", root, src ? src : ".");
         owned[1] = kiln_xstrdup(target);
         m->type = KILN_MOUNT_BIND;
         m->src = owned[0];
@@ -1055,6 +1069,8 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     kiln_mount_t mounts[16];
     char *owned[32] = {0};
     int locks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
+    bind_src_t binds[16] = {{0}};
+    char *views[16] = {0};
     size_t n_mounts = 0;
     const char **lowers = NULL;
     _cleanup_free_ char *upper = NULL;
@@ -1132,7 +1148,7 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
                 goto out;
             }
             if (parse_mount(e, st, n->flags[i] + 8, &mounts[n_mounts], owned + 2 * n_mounts,
-                            &locks[n_mounts], err) < 0) {
+                            &locks[n_mounts], &binds[n_mounts], err) < 0) {
                 kiln_df_error(n, err, "%s", err->msg);
                 goto out;
             }
@@ -1175,6 +1191,26 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
         free(keytext);
         keytext = k2;
     }
+    for (size_t i = 0; i < n_mounts; i++) {
+        /* bind mounts are inputs: a stage by its cache key, context files by content */
+        char ds[KILN_DIGEST_STR_MAX];
+        kiln_digest_t d;
+        char *k2 = NULL;
+        if (binds[i].dep != NULL) {
+            k2 = kiln_xasprintf("%s\nbind%zu:stage:%s", keytext, i,
+                                kiln_digest_str(&binds[i].dep->key, ds));
+        } else if (binds[i].context) {
+            if (hash_context_path(e, owned[2 * i], &d, err) < 0) {
+                kiln_df_error(n, err, "%s", err->msg);
+                goto out;
+            }
+            k2 = kiln_xasprintf("%s\nbind%zu:context:%s", keytext, i, kiln_digest_str(&d, ds));
+        } else {
+            continue;
+        }
+        free(keytext);
+        keytext = k2;
+    }
     for (size_t i = 0; i < n->n_heredocs; i++) {
         /* a heredoc run as a file is not in the command line: key its content */
         char *k2 = kiln_xasprintf("%s\nheredoc:%s", keytext,
@@ -1189,6 +1225,26 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
         st->key = key;
         ret = 1;
         goto out;
+    }
+    for (size_t i = 0; i < n_mounts; i++) {
+        /* a miss: the bind-mounted paths of stages, merged from their layers */
+        strv_t one = {0};
+        const char *root = NULL;
+        char *src;
+        int r;
+        if (binds[i].dep == NULL)
+            continue;
+        strv_add(&one, kiln_xstrdup(owned[2 * i]));
+        r = stage_sources_root(e, binds[i].dep, &one, &root, &views[i], err);
+        strv_clear(&one);
+        if (r < 0) {
+            kiln_error_prefix(err, "Dockerfile:%d: RUN bind mount", n->start_line);
+            goto out;
+        }
+        src = kiln_xasprintf("%s/%s", root, owned[2 * i]);
+        free(owned[2 * i]);
+        owned[2 * i] = src;
+        mounts[i].src = src;
     }
 
     /* environment: image Env, then the build args (Env wins) */
@@ -1294,6 +1350,11 @@ out:
         kiln_fs_rm_rf(upper, NULL);
     if (work)
         kiln_fs_rm_rf(work, NULL);
+    for (size_t i = 0; i < 16; i++) {
+        if (views[i])
+            kiln_fs_rm_rf(views[i], NULL);
+        free(views[i]);
+    }
     for (size_t i = 0; i < 32; i++)
         free(owned[i]);
     for (size_t i = 0; i < 16; i++)
@@ -1491,6 +1552,31 @@ static int copy_tree(copy_ctx_t *c, const char *src, const char *dst, kiln_error
         return 0;
     }
     return 0; /* sockets, fifos, devices are not copied */
+}
+
+/* The content digest of path (a file or tree in the build context, ignore
+ * rules applied), through the stat cache. */
+static int hash_context_path(engine_t *e, const char *path, kiln_digest_t *out, kiln_error_t *err)
+{
+    _cleanup_free_ char *scpath = kiln_xasprintf("%s/build/statcache", kiln_store_root(e->store));
+    copy_ctx_t c = {.e = e, .ignore = e->ignore, .root_len = strlen(e->req->context_dir) + 1};
+    kiln_statcache_t *sc = NULL;
+    kiln_sha256_t h;
+    int r;
+
+    kiln_statcache_open(scpath, &sc);
+    kiln_sha256_init(&h, NULL);
+    c.hash = &h;
+    c.statcache = sc;
+    r = copy_tree(&c, path, NULL, err);
+    if (r == 0) {
+        kiln_statcache_save(sc, NULL); /* a failure only costs re-hashing next time */
+        kiln_sha256_final(&h, out);
+    } else {
+        kiln_sha256_dispose(&h);
+    }
+    kiln_statcache_free(sc);
+    return r;
 }
 
 static bool has_glob(const char *s)

@@ -2,7 +2,8 @@
 (an unchanged stage is a cache hit without touching its files, a changed
 stage is a miss), and on a miss the copied paths are merged from the stage's
 layers with overlay semantics (whiteouts, opaque directories, hardlinks,
-symlinks, globs). Also: an OCI layout written on the store's filesystem
+symlinks, globs). RUN --mount=type=bind keys on what it mounts (a stage's
+cache key, context files' content). Also: an OCI layout written on the store's filesystem
 (blobs hardlinked) equals one written on another filesystem (blobs copied)."""
 import filecmp
 import os
@@ -116,6 +117,31 @@ bad = write_tree(os.path.join(T.tmp, "bad"), {"Dockerfile": "ARG BASE\nFROM ${BA
 r = build(bad)
 T.check("COPY --from a path missing in the stage fails naming it",
         r.returncode == 1 and "/d/missing" in r.stderr and "not found" in r.stderr, r.stderr)
+
+# --- RUN --mount=type=bind: the mounted files are inputs of the step ---------
+bind = write_tree(os.path.join(T.tmp, "bind"), {
+    "Dockerfile": "ARG BASE\nFROM ${BASE} AS a\nCOPY a.txt /a.txt\nFROM ${BASE}\n"
+                  "RUN --mount=type=bind,from=a,source=/a.txt,target=/m cat /m > /from-stage\n"
+                  "RUN --mount=type=bind,source=b.txt,target=/n cat /n > /from-context\n",
+    "a.txt": "A1\n", "b.txt": "B1\n"})
+RUN_STAGE = "RUN --mount=type=bind,from=a,source=/a.txt,target=/m cat /m > /from-stage"
+RUN_CTX = "RUN --mount=type=bind,source=b.txt,target=/n cat /n > /from-context"
+r = build(bind)
+r = build(bind)
+st = step_states(r.stderr)
+T.check("RUN bind mounts: unchanged sources are cache hits",
+        st.get(RUN_STAGE) == "CACHED" and st.get(RUN_CTX) == "CACHED", st)
+write_tree(bind, {"a.txt": "A2\n"})
+fsb = os.path.join(T.tmp, "bind-fs1")
+r = build(bind, "-o", f"type=local,dest={fsb}")
+st = step_states(r.stderr)
+T.check("RUN --mount=type=bind,from=STAGE reruns when the stage changed",
+        st.get(RUN_STAGE) == "DONE" and read(f"{fsb}/from-stage") == "A2\n", st)
+write_tree(bind, {"b.txt": "B2\n"})
+r = build(bind, "-o", f"type=local,dest={fsb}-2")
+T.check("RUN --mount=type=bind of a context file reruns when the file changed",
+        step_states(r.stderr).get(RUN_CTX) == "DONE" and read(f"{fsb}-2/from-context") == "B2\n",
+        r.stderr)
 
 # --- OCI layout: hardlinked blobs (same filesystem) vs copied blobs ----------
 same = os.path.join(T.tmp, "layout-same")
