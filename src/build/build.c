@@ -498,20 +498,36 @@ static int commit_step(engine_t *e, stage_t *st, const char *dir, int overlay,
     return cache_store(e, st, key, &l, err);
 }
 
-/* A merged rootfs of the stage (all layers applied), for COPY --from. */
+/* Merges path of the stage's layers (their unpacked dirs, made when missing)
+ * into dir with kiln_lowerview_extract: 1 done, 0 needs the full rootfs, -1. */
+static int stage_extract(engine_t *e, stage_t *st, const char *path, const char *dir,
+                         kiln_error_t *err)
+{
+    char **lowers = kiln_xzalloc((st->n_layers + 1) * sizeof(char *));
+    int r = 1;
+
+    for (size_t i = 0; i < st->n_layers && r == 1; i++)
+        if (lower_dir(e, &st->layers[i], &lowers[st->n_layers - 1 - i], err) < 0)
+            r = -1;
+    if (r == 1)
+        r = kiln_lowerview_extract((const char *const *)lowers, st->n_layers, path, dir, err);
+    for (size_t i = 0; i < st->n_layers; i++)
+        free(lowers[i]);
+    free(lowers);
+    return r;
+}
+
+/* A merged rootfs of the stage (all layers, files hardlinked from their
+ * unpacked dirs: read-only), for COPY --from sources that need it whole. */
 static int stage_rootfs_locked(engine_t *e, stage_t *st, char **out, kiln_error_t *err)
 {
     if (st->rootfs == NULL) {
         _cleanup_free_ char *dir = NULL;
         if (kiln_fs_mkdtemp(e->work, "rootfs-", &dir, err) < 0)
             return -1;
-        for (size_t i = 0; i < st->n_layers; i++) {
-            _cleanup_close_ int fd = -1;
-            kiln_unpack_opts_t o;
-            kiln_unpack_opts_init(&o);
-            if (kiln_store_open_blob(e->store, &st->layers[i].desc.digest, &fd, NULL, err) < 0 ||
-                kiln_layer_unpack(fd, dir, &o, NULL, err) < 0)
-                return -1;
+        if (stage_extract(e, st, ".", dir, err) < 0) {
+            kiln_fs_rm_rf(dir, NULL);
+            return -1;
         }
         st->rootfs = steal_pointer(&dir);
     }
@@ -1753,36 +1769,34 @@ static int stage_sources_root(engine_t *e, stage_t *dep, const strv_t *srcs, con
                               char **view, kiln_error_t *err)
 {
     _cleanup_free_ char *dir = NULL;
-    char **lowers = NULL;
     char *rootfs = NULL;
     int r = 1;
 
     *view = NULL;
-    for (size_t i = 0; i < srcs->n; i++)
-        if (has_glob(srcs->v[i]))
-            r = 0;
-    if (r == 1) {
-        lowers = kiln_xzalloc((dep->n_layers + 1) * sizeof(char *));
-        for (size_t i = 0; i < dep->n_layers && r == 1; i++)
-            if (lower_dir(e, &dep->layers[i], &lowers[dep->n_layers - 1 - i], err) < 0)
-                r = -1;
-        if (r == 1 && kiln_fs_mkdtemp(e->work, "view-", &dir, err) < 0)
-            r = -1;
-        for (size_t i = 0; i < srcs->n && r == 1; i++)
-            r = kiln_lowerview_extract((const char *const *)lowers, dep->n_layers, srcs->v[i], dir,
-                                       err);
-        for (size_t i = 0; i < dep->n_layers; i++)
-            free(lowers[i]);
-        free(lowers);
-        if (r != 1 && dir != NULL)
-            kiln_fs_rm_rf(dir, NULL);
-        if (r < 0)
-            return -1;
-        if (r == 1) {
-            *root = dir;
-            *view = steal_pointer(&dir);
-            return 0;
+    if (kiln_fs_mkdtemp(e->work, "view-", &dir, err) < 0)
+        return -1;
+    for (size_t i = 0; i < srcs->n && r == 1; i++) {
+        /* a glob needs the directory above its first wildcard */
+        _cleanup_free_ char *p = kiln_xstrdup(srcs->v[i]);
+        char *w = strpbrk(p, "*?[");
+        if (w != NULL) {
+            *w = '\0';
+            w = strrchr(p, '/');
+            if (w == NULL)
+                p[0] = '\0';
+            else
+                *w = '\0';
         }
+        r = stage_extract(e, dep, p[0] ? p : ".", dir, err);
+    }
+    if (r != 1)
+        kiln_fs_rm_rf(dir, NULL);
+    if (r < 0)
+        return -1;
+    if (r == 1) {
+        *root = dir;
+        *view = steal_pointer(&dir);
+        return 0;
     }
     if (stage_rootfs(e, dep, &rootfs, err) < 0)
         return -1;
@@ -2070,7 +2084,7 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
             copy_check_dest(n, is_add, dir_dest, srcs.n + urls.n, err) < 0)
             goto out;
         c.root_len = strlen(root) + 1;
-        c.nlink_bias = view != NULL ? 1 : 0;
+        c.nlink_bias = 1; /* a view or rootfs of hardlinks to the stage's layer dirs */
     }
     if (kiln_fs_mkdtemp(e->work, "copy-", &staging, err) < 0 || chmod(staging, 0755) < 0)
         goto out;
