@@ -9,10 +9,13 @@
  * image config and add BuildKit-style history.
  *
  * Cache: each step's key is sha256(parent step's key, the expanded
- * instruction, the build args it uses, and for COPY/ADD the content of its
- * sources). A hit restores the layer and config from the local cache index
- * (store refs "cache/<key>"); a miss does not stop later steps being looked up.
- * The result image (config + manifest) is in the store. */
+ * instruction, the build args it uses, for COPY/ADD the content of its
+ * context sources, and for COPY --from / RUN bind mounts of a stage that
+ * stage's key and the paths, as BuildKit does: a hit reads nothing of the
+ * stage, a miss merges only those paths from its layers). A hit restores
+ * the layer and config from the local cache index (store refs
+ * "cache/<key>"); a miss does not stop later steps being looked up. The
+ * result image (config + manifest) is in the store. */
 #ifndef KILN_SRC_BUILD_BUILD_H
 #define KILN_SRC_BUILD_BUILD_H
 
