@@ -81,7 +81,8 @@ void kiln_statcache_open(const char *path, kiln_statcache_t **out)
                 add_entry(c, &e);
         }
     }
-    qsort(c->e, c->n, sizeof(entry_t), cmp_entry);
+    if (c->n > 1) /* qsort and bsearch want a non-NULL array */
+        qsort(c->e, c->n, sizeof(entry_t), cmp_entry);
     c->n_sorted = c->n;
     *out = c;
 }
@@ -89,7 +90,8 @@ void kiln_statcache_open(const char *path, kiln_statcache_t **out)
 static entry_t *find(kiln_statcache_t *c, const char *path)
 {
     entry_t key = {.path = (char *)path};
-    entry_t *hit = bsearch(&key, c->e, c->n_sorted, sizeof(entry_t), cmp_entry);
+    entry_t *hit =
+        c->n_sorted ? bsearch(&key, c->e, c->n_sorted, sizeof(entry_t), cmp_entry) : NULL;
     if (hit)
         return hit;
     for (size_t i = c->n_sorted; i < c->n; i++)
