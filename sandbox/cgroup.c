@@ -1,4 +1,4 @@
-/* kiln — per-step cgroups (v1 or v2) for memory and pids limits. */
+/* kiln — per-step cgroups (v2 and/or v1) for memory and pids limits. */
 #include "sandbox/cgroup.h"
 
 #include <dirent.h>
@@ -15,13 +15,61 @@
 #include "utils/fs.h"
 #include "utils/mem.h"
 
-#define CG_ROOT "/sys/fs/cgroup"
+/* The leaf kiln moves itself into on pure v2 (see cgroup.h). */
+#define SELF_LEAF "kiln-self"
 
 static unsigned step_counter;
 
-/* Finds kiln's own cgroup path for a v1 controller (or "" for v2) from
- * /proc/self/cgroup. Returns a malloc'ed path or NULL. */
-static char *own_cgroup(const char *controller)
+/* True when `tok` is one of the items of `list` separated by `sep`. */
+static int has_token(const char *list, const char *tok, char sep)
+{
+    size_t n = strlen(tok);
+
+    for (const char *p = list; p && *p; p = strchr(p, sep) ? strchr(p, sep) + 1 : NULL) {
+        if (strncmp(p, tok, n) == 0 && (p[n] == sep || p[n] == '\0' || p[n] == '\n'))
+            return 1;
+    }
+    return 0;
+}
+
+/* Finds the mount of a cgroup hierarchy in /proc/self/mountinfo: cgroup2
+ * (controller NULL) or the v1 hierarchy holding `controller`. Fills *mnt
+ * (mount point) and *root (the cgroup mounted there). Returns 0, or -1 when
+ * there is none. */
+static int find_mount(const char *controller, char **mnt, char **root)
+{
+    _cleanup_free_ char *data = NULL;
+    char *save = NULL, *line;
+    size_t len;
+
+    if (kiln_fs_read_file("/proc/self/mountinfo", 1 << 20, &data, &len, NULL) < 0)
+        return -1;
+    for (line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *f[5], *s2 = NULL, *dash = strstr(line, " - "), *fstype, *opts;
+        int i = 0;
+        if (dash == NULL || strchr(line, '\\') != NULL)
+            continue; /* escaped names: not a cgroup mount kiln uses */
+        *dash = '\0';
+        for (char *t = strtok_r(line, " ", &s2); t && i < 5; t = strtok_r(NULL, " ", &s2))
+            f[i++] = t;
+        fstype = strtok_r(dash + 3, " ", &s2);
+        if (i < 5 || fstype == NULL || strtok_r(NULL, " ", &s2) == NULL)
+            continue;
+        opts = strtok_r(NULL, " ", &s2);
+        if (controller == NULL ? strcmp(fstype, "cgroup2") != 0
+                               : strcmp(fstype, "cgroup") != 0 || opts == NULL ||
+                                     !has_token(opts, controller, ','))
+            continue;
+        *mnt = kiln_xstrdup(f[4]);
+        *root = kiln_xstrdup(f[3]);
+        return 0;
+    }
+    return -1;
+}
+
+/* kiln's own cgroup path in the v2 hierarchy (controller NULL) or the v1
+ * hierarchy of `controller`, from /proc/self/cgroup. Malloc'ed, or NULL. */
+static char *own_path(const char *controller)
 {
     _cleanup_free_ char *data = NULL;
     char *save = NULL, *line;
@@ -34,26 +82,38 @@ static char *own_cgroup(const char *controller)
         if (c2 == NULL)
             continue;
         *c2 = '\0';
-        if (controller == NULL ? strcmp(c1 + 1, "") == 0 && strncmp(line, "0", 1) == 0
-                               : strcmp(c1 + 1, controller) == 0)
+        if (controller == NULL ? strcmp(line, "0:") == 0 && c1[1] == '\0'
+                               : has_token(c1 + 1, controller, ','))
             return kiln_xstrdup(c2 + 1);
     }
     return NULL;
 }
 
-/* The directory under which kiln makes step cgroups for a controller. */
-static char *parent_dir(const char *controller)
+/* The writable directory of kiln's own cgroup in a hierarchy (see
+ * own_path); on v2, the parent of SELF_LEAF when kiln moved itself there.
+ * Malloc'ed, or NULL. */
+static char *own_dir(const char *controller)
 {
-    _cleanup_free_ char *own = own_cgroup(controller);
+    _cleanup_free_ char *mnt = NULL, *root = NULL, *own = NULL;
+    const char *rel;
+    size_t rlen;
     struct stat st;
-    char *dir;
+    char *dir, *slash;
 
-    if (own == NULL)
+    if (find_mount(controller, &mnt, &root) < 0 || (own = own_path(controller)) == NULL)
         return NULL;
-    if (controller == NULL)
-        dir = kiln_xasprintf(CG_ROOT "%s", strcmp(own, "/") == 0 ? "" : own);
+    rlen = strlen(root);
+    if (strcmp(root, "/") == 0)
+        rel = own;
+    else if (strncmp(own, root, rlen) == 0 && (own[rlen] == '/' || own[rlen] == '\0'))
+        rel = own + rlen; /* the hierarchy is mounted from below its root */
     else
-        dir = kiln_xasprintf(CG_ROOT "/%s%s", controller, strcmp(own, "/") == 0 ? "" : own);
+        return NULL; /* kiln's cgroup is not visible through that mount */
+    dir = kiln_xasprintf("%s%s", mnt, strcmp(rel, "/") == 0 ? "" : rel);
+    slash = strrchr(dir, '/');
+    if (controller == NULL && slash && strcmp(slash + 1, SELF_LEAF) == 0 &&
+        (size_t)(slash - dir) >= strlen(mnt))
+        *slash = '\0';
     if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || access(dir, W_OK) < 0) {
         free(dir);
         return NULL;
@@ -61,6 +121,7 @@ static char *parent_dir(const char *controller)
     return dir;
 }
 
+/* Writes val to dir/file. Returns 0 or -errno. */
 static int write_str(const char *dir, const char *file, const char *val)
 {
     char path[4096];
@@ -76,93 +137,164 @@ static int write_str(const char *dir, const char *file, const char *val)
     return 0;
 }
 
-static int v2_has(const char *dir, const char *ctrl)
+/* True when dir/file (a space-separated list) names ctrl. */
+static int lists(const char *dir, const char *file, const char *ctrl)
 {
     char path[4096];
     _cleanup_free_ char *data = NULL;
     size_t len;
 
-    snprintf(path, sizeof(path), "%s/cgroup.subtree_control", dir);
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
     if (kiln_fs_read_file(path, 4096, &data, &len, NULL) < 0)
         return 0;
-    return strstr(data, ctrl) != NULL;
+    return has_token(data, ctrl, ' ');
 }
 
-/* Makes dir/name; returns the malloc'ed path or NULL. */
+/* Makes dir/name; returns the malloc'ed path or NULL (errno set). */
 static char *make_child(const char *parent, const char *name)
 {
     char *p = kiln_xasprintf("%s/%s", parent, name);
 
     if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+        int e = errno;
         free(p);
+        errno = e;
         return NULL;
     }
     return p;
 }
 
+/* Makes the v2 controller ctrl available to the children of parent:
+ * already in its cgroup.subtree_control, or enabled now. When parent holds
+ * processes (EBUSY: the "no internal processes" rule), kiln moves itself
+ * into parent/SELF_LEAF and tries again. Returns 0, or -1 with why filled. */
+static int v2_enable(const char *parent, const char *ctrl, char *why, size_t size)
+{
+    char val[32];
+    int r;
+
+    if (lists(parent, "cgroup.subtree_control", ctrl))
+        return 0;
+    if (!lists(parent, "cgroup.controllers", ctrl)) {
+        snprintf(why, size, "v2: %s is not available in %s", ctrl, parent);
+        return -1;
+    }
+    snprintf(val, sizeof(val), "+%s", ctrl);
+    r = write_str(parent, "cgroup.subtree_control", val);
+    if (r == -EBUSY) {
+        _cleanup_free_ char *leaf = make_child(parent, SELF_LEAF);
+        if (leaf != NULL && write_str(leaf, "cgroup.procs", "0") == 0)
+            r = write_str(parent, "cgroup.subtree_control", val);
+        if (r == -EBUSY) {
+            snprintf(why, size, "v2: cannot enable %s in %s: other processes live there", ctrl,
+                     parent);
+            return -1;
+        }
+    }
+    if (r < 0) {
+        snprintf(why, size, "v2: cannot enable %s in %s: %s", ctrl, parent, strerror(-r));
+        return -1;
+    }
+    return 0;
+}
+
+/* Sets one limit file; on failure fills err naming the file and dir. */
+static int set_limit(const char *dir, const char *file, uint64_t v, kiln_error_t *err)
+{
+    char val[32];
+    int r;
+
+    snprintf(val, sizeof(val), "%llu", (unsigned long long)v);
+    r = write_str(dir, file, val);
+    if (r < 0)
+        return kiln_error_set(err, -r, "setting %s in %s", file, dir);
+    return 0;
+}
+
+/* The step's cgroup in one v1 hierarchy: dir made and its limit set, or
+ * nothing (why filled) when that hierarchy is absent or not writable. */
+static int v1_child(const char *ctrl, const char *name, char **dir, char *why, size_t size)
+{
+    _cleanup_free_ char *parent = own_dir(ctrl);
+
+    if (parent == NULL) {
+        snprintf(why + strlen(why), size - strlen(why), "%sv1: no writable %s hierarchy",
+                 why[0] ? "; " : "", ctrl);
+        return -1;
+    }
+    *dir = make_child(parent, name);
+    if (*dir == NULL) {
+        snprintf(why + strlen(why), size - strlen(why), "%sv1: cannot create %s/%s: %s",
+                 why[0] ? "; " : "", parent, name, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 int kiln_cgroup_create(kiln_cgroup_t *cg, uint64_t memory, uint64_t pids, kiln_error_t *err)
 {
-    char name[64], val[32];
-    struct stat st;
+    char name[64], why_mem[256] = "", why_pids[256] = "";
+    _cleanup_free_ char *v2 = NULL;
+    int v2_mem = 0, v2_pids = 0;
 
     memset(cg, 0, sizeof(*cg));
     if (memory == 0 && pids == 0)
         return 0;
     snprintf(name, sizeof(name), "kiln-%d-%u", (int)getpid(),
              __atomic_fetch_add(&step_counter, 1, __ATOMIC_RELAXED));
-    if (stat(CG_ROOT "/cgroup.controllers", &st) == 0) {
-        /* Pure v2. */
-        _cleanup_free_ char *parent = parent_dir(NULL);
-        if (parent == NULL)
-            return 0;
-        cg->v2 = 1;
-        if ((memory && !v2_has(parent, "memory")) || (pids && !v2_has(parent, "pids")))
-            return 0;
-        if ((cg->dirs[0] = make_child(parent, name)) == NULL)
-            return kiln_error_set(err, errno, "creating cgroup %s/%s", parent, name);
-        if (memory) {
-            snprintf(val, sizeof(val), "%llu", (unsigned long long)memory);
-            int r = write_str(cg->dirs[0], "memory.max", val);
-            if (r < 0)
-                return kiln_error_set(err, -r, "setting memory.max in %s", cg->dirs[0]);
-            /* Absent without swap accounting: nothing to limit then. */
-            write_str(cg->dirs[0], "memory.swap.max", "0");
-            cg->has_memory = 1;
-        }
-        if (pids) {
-            snprintf(val, sizeof(val), "%llu", (unsigned long long)pids);
-            if (write_str(cg->dirs[0], "pids.max", val) < 0)
-                return kiln_error_set(err, errno, "setting pids.max in %s", cg->dirs[0]);
-            cg->has_pids = 1;
-        }
-        return 0;
+    v2 = own_dir(NULL);
+    if (v2 != NULL) {
+        v2_mem = memory && v2_enable(v2, "memory", why_mem, sizeof(why_mem)) == 0;
+        v2_pids = pids && v2_enable(v2, "pids", why_pids, sizeof(why_pids)) == 0;
+        /* Made even without controllers: the step's processes are then
+         * found and killed through it (cgroup.kill). */
+        cg->dirs[2] = make_child(v2, name);
+        if (cg->dirs[2] == NULL)
+            v2_mem = v2_pids = 0;
+        cg->v2 = cg->dirs[2] != NULL;
     }
-    if (memory) {
-        _cleanup_free_ char *parent = parent_dir("memory");
-        if (parent && (cg->dirs[0] = make_child(parent, name)) != NULL) {
-            int r;
-            snprintf(val, sizeof(val), "%llu", (unsigned long long)memory);
-            r = write_str(cg->dirs[0], "memory.limit_in_bytes", val);
-            if (r < 0)
-                return kiln_error_set(err, -r, "setting memory.limit_in_bytes in %s", cg->dirs[0]);
-            /* Without swap accounting this file is absent: nothing to do. */
-            write_str(cg->dirs[0], "memory.memsw.limit_in_bytes", val);
-            write_str(cg->dirs[0], "memory.swappiness", "0");
-            cg->has_memory = 1;
-        }
+    if (v2_mem) {
+        if (set_limit(cg->dirs[2], "memory.max", memory, err) < 0)
+            return -1;
+        /* Absent without swap accounting: nothing to limit then. */
+        write_str(cg->dirs[2], "memory.swap.max", "0");
+        cg->memory_by = KILN_CGROUP_BY_V2;
+    } else if (memory && v1_child("memory", name, &cg->dirs[0], why_mem, sizeof(why_mem)) == 0) {
+        if (set_limit(cg->dirs[0], "memory.limit_in_bytes", memory, err) < 0)
+            return -1;
+        /* Without swap accounting this file is absent: nothing to do. */
+        set_limit(cg->dirs[0], "memory.memsw.limit_in_bytes", memory, NULL);
+        write_str(cg->dirs[0], "memory.swappiness", "0");
+        cg->memory_by = KILN_CGROUP_BY_V1;
     }
-    if (pids) {
-        _cleanup_free_ char *parent = parent_dir("pids");
-        if (parent && (cg->dirs[1] = make_child(parent, name)) != NULL) {
-            int r;
-            snprintf(val, sizeof(val), "%llu", (unsigned long long)pids);
-            r = write_str(cg->dirs[1], "pids.max", val);
-            if (r < 0)
-                return kiln_error_set(err, -r, "setting pids.max in %s", cg->dirs[1]);
-            cg->has_pids = 1;
-        }
+    if (v2_pids) {
+        if (set_limit(cg->dirs[2], "pids.max", pids, err) < 0)
+            return -1;
+        cg->pids_by = KILN_CGROUP_BY_V2;
+    } else if (pids && v1_child("pids", name, &cg->dirs[1], why_pids, sizeof(why_pids)) == 0) {
+        if (set_limit(cg->dirs[1], "pids.max", pids, err) < 0)
+            return -1;
+        cg->pids_by = KILN_CGROUP_BY_V1;
     }
+    cg->has_memory = cg->memory_by != KILN_CGROUP_BY_NONE;
+    cg->has_pids = cg->pids_by != KILN_CGROUP_BY_NONE;
+    if (memory && !cg->has_memory)
+        snprintf(cg->why_not, sizeof(cg->why_not), "memory: %s", why_mem);
+    if (pids && !cg->has_pids)
+        snprintf(cg->why_not + strlen(cg->why_not), sizeof(cg->why_not) - strlen(cg->why_not),
+                 "%spids: %s", cg->why_not[0] ? "; " : "", why_pids);
     return 0;
+}
+
+const char *kiln_cgroup_mechanism(const kiln_cgroup_t *cg, int pids)
+{
+    kiln_cgroup_by_t by = pids ? cg->pids_by : cg->memory_by;
+
+    if (by == KILN_CGROUP_BY_V2)
+        return pids ? "cgroup v2 pids.max" : "cgroup v2 memory.max";
+    if (by == KILN_CGROUP_BY_V1)
+        return pids ? "cgroup v1 pids.max" : "cgroup v1 memory.limit_in_bytes";
+    return NULL;
 }
 
 int kiln_cgroup_add(kiln_cgroup_t *cg, pid_t pid, kiln_error_t *err)
@@ -200,11 +332,11 @@ static unsigned long long read_key(const char *dir, const char *file, const char
 
 int kiln_cgroup_oom_killed(const kiln_cgroup_t *cg)
 {
-    if (!cg->has_memory || cg->dirs[0] == NULL)
-        return 0;
-    if (cg->v2)
-        return read_key(cg->dirs[0], "memory.events", "oom_kill") > 0;
-    return read_key(cg->dirs[0], "memory.oom_control", "oom_kill") > 0;
+    if (cg->memory_by == KILN_CGROUP_BY_V2)
+        return read_key(cg->dirs[2], "memory.events", "oom_kill") > 0;
+    if (cg->memory_by == KILN_CGROUP_BY_V1)
+        return read_key(cg->dirs[0], "memory.oom_control", "oom_kill") > 0;
+    return 0;
 }
 
 /* Kills every process listed in dir/cgroup.procs; returns how many were left. */
@@ -232,7 +364,9 @@ static int kill_procs(const char *dir)
     return n;
 }
 
-/* Kills and removes one cgroup dir, retrying while its processes die. */
+/* Kills and removes one cgroup dir, retrying while its processes die
+ * (rmdir fails with EBUSY until the last one has exited). cgroup.kill (v2,
+ * Linux 5.14) kills them all at once, including ones forked meanwhile. */
 static void remove_dir(const char *dir)
 {
     if (write_str(dir, "cgroup.kill", "1") < 0)
@@ -284,17 +418,12 @@ static int sweep_parent(const char *parent)
 
 int kiln_cgroup_sweep(kiln_error_t *err)
 {
-    static const char *const ctrls[] = {"memory", "pids"};
+    static const char *const ctrls[] = {NULL, "memory", "pids"};
     int n = 0;
-    struct stat st;
 
     (void)err;
-    if (stat(CG_ROOT "/cgroup.controllers", &st) == 0) {
-        _cleanup_free_ char *p = parent_dir(NULL);
-        return p ? sweep_parent(p) : 0;
-    }
-    for (size_t i = 0; i < 2; i++) {
-        _cleanup_free_ char *p = parent_dir(ctrls[i]);
+    for (size_t i = 0; i < 3; i++) {
+        _cleanup_free_ char *p = own_dir(ctrls[i]);
         if (p)
             n += sweep_parent(p);
     }

@@ -336,6 +336,28 @@ static void etc_texts(const kiln_step_t *step, kiln_sandbox_plan_t *plan)
     plan->etc_text[2] = kiln_xasprintf("%s\n", host);
 }
 
+/* Says in the step log which mechanism enforces the memory and pids limits
+ * (a cgroup of which version, or the rlimit fallback and why). */
+static void log_limits(const kiln_step_t *step, const kiln_cgroup_t *cg)
+{
+    const char *mem = kiln_cgroup_mechanism(cg, 0), *pids = kiln_cgroup_mechanism(cg, 1);
+    char m[128] = "", p[128] = "", track[4200] = "";
+
+    if (step->limits.memory == 0 && step->limits.pids == 0)
+        return;
+    if (step->limits.memory)
+        snprintf(m, sizeof(m), "memory %llu bytes by %s", (unsigned long long)step->limits.memory,
+                 mem ? mem : "RLIMIT_AS (address space, not resident memory)");
+    if (step->limits.pids)
+        snprintf(p, sizeof(p), "%spids %llu by %s", m[0] ? ", " : "",
+                 (unsigned long long)step->limits.pids,
+                 pids ? pids : "RLIMIT_NPROC (counts every process of the host uid)");
+    if (cg->v2)
+        snprintf(track, sizeof(track), "; step processes tracked in cgroup v2 %s", cg->dirs[2]);
+    sys_log(step, "limits: %s%s%s%s%s%s", m, p, track, cg->why_not[0] ? " (no cgroup for " : "",
+            cg->why_not, cg->why_not[0] ? ")" : "");
+}
+
 static void close_pair(int p[2])
 {
     for (int i = 0; i < 2; i++) {
@@ -500,8 +522,7 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     etc_texts(step, &plan);
     if (kiln_cgroup_create(&r.cg, step->limits.memory, step->limits.pids, err) < 0)
         goto out;
-    if (step->limits.pids && !r.cg.has_pids)
-        sys_log(step, "no writable pids cgroup: pids limited by RLIMIT_NPROC (per host uid)");
+    log_limits(step, &r.cg);
     if (pipe2(r.out, O_CLOEXEC) < 0 || pipe2(r.errs, O_CLOEXEC) < 0 ||
         pipe2(r.status, O_CLOEXEC) < 0 ||
         socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, r.sync) < 0) {

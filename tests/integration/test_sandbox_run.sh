@@ -118,6 +118,42 @@ check "kiln run -h documents --diff-output" bash -c "'$KILN' run -h | grep -q di
 out=$("$KILN" run -v --rootfs "$R" --network none -- true 2>&1)
 check "-v says which isolation auto picked" grep -q 'isolation: sandbox' <<<"$out"
 
+# Changes nobody keeps stay off the host's disk (no scratch dir to create
+# and remove: on a filesystem mounted with discard, each removal waits for
+# the disk).
+TOKEN=m-$$-$RANDOM
+mkdir -p "$T/sig"
+touch "$T/sig/hold"
+run --mount "type=bind,src=$T/sig,dst=/sig" -- sh -c \
+  "echo x > /$TOKEN; touch /sig/ready; while [ -e /sig/hold ]; do sleep 0.1; done" &
+SPID=$!
+for _ in $(seq 1 200); do [ -e "$T/sig/ready" ] && break; sleep 0.1; done
+check "the step wrote its file" test -e "$T/sig/ready"
+check_fails "... which is nowhere on the host's disk" bash -c \
+  "find /var/tmp/kiln /run/kiln -xdev -name '$TOKEN' 2>/dev/null | grep -q ."
+rm -f "$T/sig/hold"
+wait $SPID
+check "... and the step ended normally" test $? = 0
+
+# The step log says what enforces each limit; a cgroup v2 hierarchy (on a
+# hybrid host the unified one, without controllers) holds the step's
+# processes, and its cgroup is gone after the step.
+out=$(run --pids 32 --memory 256m -- cat /proc/self/cgroup 2>&1)
+check "the log names what limits pids" grep -Eq 'limits: .*pids 32 by (cgroup v[12] pids.max|RLIMIT_NPROC)' <<<"$out"
+check "the log names what limits memory" grep -Eq 'limits: memory 268435456 bytes by (cgroup v[12] memory|RLIMIT_AS)' <<<"$out"
+cg=$(sed -n 's/.*tracked in cgroup v2 \([^ ;()]*\).*/\1/p' <<<"$out")
+if [ -n "$cg" ]; then
+  check "the step ran in its cgroup v2 (cgroup namespace of the step)" grep -q '^0::/kiln-' <<<"$out"
+  check "the step's cgroup v2 is removed after the step" test ! -e "$cg"
+  TOKEN=kiln-cgdaemon-$$-$RANDOM
+  run --pids 32 -- sh -c "(setsid sleep 300 $TOKEN &) ; true" >/dev/null 2>&1
+  check_fails "a daemon of a step with a cgroup does not survive it" pgrep -f "sleep 300 $TOKEN"
+else
+  skip "the step ran in its cgroup v2" "no writable cgroup2 hierarchy here"
+  skip "the step's cgroup v2 is removed after the step" "no writable cgroup2 hierarchy here"
+  skip "a daemon of a step with a cgroup does not survive it" "no writable cgroup2 hierarchy here"
+fi
+
 # --rootfs oci:DIR:TAG — an image's layers unpacked once into the lower cache.
 export KILN_LAYER_CACHE=$T/layers
 if "$KILN" import "$R" -t local/bb:1 --root "$T/store" --output "type=oci,dest=$T/img" >/dev/null 2>&1; then

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -305,18 +307,72 @@ static void test_cgroup(void **state)
     (void)state;
     assert_int_equal(kiln_cgroup_create(&cg, 0, 0, &err), 0);
     assert_null(cg.dirs[0]);
+    assert_null(cg.dirs[2]);
     assert_int_equal(kiln_cgroup_create(&cg, 64 << 20, 32, &err), 0);
+    /* Each limit says what enforces it, or why no cgroup does. */
+    assert_true(cg.has_memory == (kiln_cgroup_mechanism(&cg, 0) != NULL));
+    assert_true(cg.has_pids == (kiln_cgroup_mechanism(&cg, 1) != NULL));
+    assert_true((cg.has_memory && cg.has_pids) == (cg.why_not[0] == '\0'));
     if (!cg.has_memory && !cg.has_pids) {
         kiln_cgroup_destroy(&cg);
         skip();
     }
-    dir = kiln_xstrdup(cg.dirs[0] ? cg.dirs[0] : cg.dirs[1]);
+    dir = kiln_xstrdup(cg.dirs[0] ? cg.dirs[0] : cg.dirs[1] ? cg.dirs[1] : cg.dirs[2]);
     assert_non_null(strstr(dir, "/kiln-"));
     assert_int_equal(access(dir, F_OK), 0);
     assert_false(kiln_cgroup_oom_killed(&cg));
     kiln_cgroup_destroy(&cg);
     assert_int_equal(access(dir, F_OK), -1);
     free(dir);
+}
+
+/* The step's cgroup v2 (on a hybrid host the unified hierarchy, without
+ * controllers): a process added to it is listed there and killed with the
+ * cgroup, which is removed; a cgroup of a dead kiln is swept. */
+static void test_cgroup_v2(void **state)
+{
+    kiln_cgroup_t cg;
+    kiln_error_t err = {0};
+    _cleanup_free_ char *procs = NULL, *data = NULL, *dead = NULL;
+    char pidtext[32];
+    size_t len;
+    pid_t child, gone;
+    int st;
+    (void)state;
+    assert_int_equal(kiln_cgroup_create(&cg, 0, 16, &err), 0);
+    if (!cg.v2) {
+        kiln_cgroup_destroy(&cg);
+        skip(); /* no writable cgroup2 hierarchy */
+    }
+    assert_non_null(strstr(cg.dirs[2], "/kiln-"));
+    child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        for (;;)
+            pause();
+    }
+    assert_int_equal(kiln_cgroup_add(&cg, child, &err), 0);
+    procs = kiln_xasprintf("%s/cgroup.procs", cg.dirs[2]);
+    assert_int_equal(kiln_fs_read_file(procs, 4096, &data, &len, &err), 0);
+    snprintf(pidtext, sizeof(pidtext), "%d\n", (int)child);
+    assert_non_null(strstr(data, pidtext));
+    /* A dead kiln's cgroup next to it: pid of a process that is gone. */
+    gone = fork();
+    if (gone == 0)
+        _exit(0);
+    assert_int_equal(waitpid(gone, NULL, 0), gone);
+    dead = kiln_xasprintf("%.*s/kiln-%d-0", (int)(strrchr(cg.dirs[2], '/') - cg.dirs[2]),
+                          cg.dirs[2], (int)gone);
+    assert_int_equal(mkdir(dead, 0755), 0);
+    assert_true(kiln_cgroup_sweep(&err) >= 1);
+    assert_int_equal(access(dead, F_OK), -1);
+    assert_int_equal(access(cg.dirs[2], F_OK), 0); /* ours: kiln is alive */
+
+    kiln_cgroup_destroy(&cg);
+    assert_int_equal(waitpid(child, &st, 0), child);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    assert_null(cg.dirs[2]);
+    assert_int_equal(access(procs, F_OK), -1);
 }
 
 static int buf_sink(void *ctx, const void *p, size_t n, kiln_error_t *err)
@@ -409,6 +465,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_steps),
         cmocka_unit_test(test_seccomp_prepare),
         cmocka_unit_test(test_cgroup),
+        cmocka_unit_test(test_cgroup_v2),
         cmocka_unit_test(test_walking_differ),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
