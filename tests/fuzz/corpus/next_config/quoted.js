@@ -1,0 +1,1 @@
+module.exports = { 'output' : `export`, s: "a\"b" /* x */ }
