@@ -57,8 +57,8 @@ static void usage(FILE *out)
             "  -o, --output SPEC          type=oci,dest=DIR|type=docker,dest=FILE|"
             "type=local,dest=DIR|type=registry\n"
             "      --push                 push every -t name (same as --output type=registry)\n"
-            "      --ecr-create-repository  create missing ECR repositories before pushing\n"
-            "                             (also the output key ecr-create-repository=true)\n"
+            "      --ecr-create-repository  create missing ECR repositories (outputs,\n"
+            "                             --cache-to) first; or ecr-create-repository=true\n"
             "      --root DIR             kiln root (blob store and build cache)\n"
             "      --no-cache             do not use the build cache\n"
             "      --source-date-epoch N  timestamps for reproducible images (or "
@@ -707,6 +707,10 @@ int kiln_cmd_build(int argc, char **argv)
         goto fail;
     json_object_set_new(json_object_get(ev, "source"), "context",
                         json_string(ab.src.display ? ab.src.display : argv[optind]));
+    /* the registry cache is pushed during the build: create its repository first */
+    if (o.ecr_create && o.cache_to &&
+        kiln_cli_ecr_create_repositories((const char *const *)&o.cache_to, 1, &err) < 0)
+        goto fail;
     if (kiln_build_run(&req, store, &res, &err) < 0) {
         fprintf(stderr, "ERROR: %s\n", err.msg);
         goto out;

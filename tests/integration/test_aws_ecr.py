@@ -110,12 +110,18 @@ def check_create_on_build(k, ecr, reg, root):
         f.write("hello from a build\n")
     common = ("build", "--root", root, "--progress", "plain", "--insecure-registry", reg)
     ecr.calls.clear()
-    p = k(*common, "--ecr-create-repository", "--push", "-t", "%s/acme/built:v1" % reg, ctx)
+    p = k(*common, "--ecr-create-repository", "--push", "-t", "%s/acme/built:v1" % reg,
+          "--cache-to", "type=registry,ref=%s/acme/cache:c1" % reg, ctx)
     cc = ecr.create_calls()
     T.check("build --ecr-create-repository --push: repository created before the push",
-            p.returncode == 0 and len(cc) == 1 and cc[0][1] == {"repositoryName": "acme/built"} and
-            signed_for_ecr(cc[0][2]) and ecr.actions()[0] == "CreateRepository",
+            p.returncode == 0 and [c[1] for c in cc] == [{"repositoryName": "acme/cache"},
+                                                         {"repositoryName": "acme/built"}] and
+            all(signed_for_ecr(c[2]) for c in cc) and ecr.actions()[0] == "CreateRepository",
             (ecr.actions(), p.stderr[-2000:]))
+    T.check("... the --cache-to repository too, before the build exports its cache",
+            "acme/cache" in ecr.repos and
+            ecr.actions().index("CreateRepository") < ecr.actions().index("GetAuthorizationToken"),
+            ecr.actions())
     p = k("pull", "--root", root, "--insecure-registry", reg, "%s/acme/built:v1" % reg)
     T.check("... and the built image pulls back", p.returncode == 0, p.stderr)
 
