@@ -245,8 +245,11 @@ static void print_line(void *opaque, kiln_log_stream_t stream, const struct time
 {
     FILE *out = stream == KILN_LOG_STDOUT ? stdout : stderr;
     (void)opaque;
-    /* The probe's choice is noise for a person at a terminal. */
-    if (stream == KILN_LOG_SYSTEM && !verbose && memmem(line, len, "(probed)", 8) != NULL)
+    /* The probe's choice and the cgroups enforcing the limits are noise
+     * for a person at a terminal (a fallback to rlimits is not). */
+    if (stream == KILN_LOG_SYSTEM && !verbose &&
+        (memmem(line, len, "(probed)", 8) != NULL ||
+         (len > 8 && memcmp(line, "limits: ", 8) == 0 && memmem(line, len, "RLIMIT", 6) == NULL)))
         return;
     if (show_timestamps) {
         struct tm tm;

@@ -138,7 +138,7 @@ check "... and the step ended normally" test $? = 0
 # The step log says what enforces each limit; a cgroup v2 hierarchy (on a
 # hybrid host the unified one, without controllers) holds the step's
 # processes, and its cgroup is gone after the step.
-out=$(run --pids 32 --memory 256m -- cat /proc/self/cgroup 2>&1)
+out=$(run -v --pids 32 --memory 256m -- cat /proc/self/cgroup 2>&1)
 check "the log names what limits pids" grep -Eq 'limits: .*pids 32 by (cgroup v[12] pids.max|RLIMIT_NPROC)' <<<"$out"
 check "the log names what limits memory" grep -Eq 'limits: memory 268435456 bytes by (cgroup v[12] memory|RLIMIT_AS)' <<<"$out"
 cg=$(sed -n 's/.*tracked in cgroup v2 \([^ ;()]*\).*/\1/p' <<<"$out")
