@@ -111,6 +111,15 @@ T.check("Dockerfile lines are in layer order (manifests, install, build stage, r
 r = plan(os.path.join(FIX, "node-vite", "tree"), "--dockerfile")
 T.check("static plan renders a 'site' stage with the dist dir",
         "FROM scratch AS site\nCOPY --from=build /app/dist /" in r.stdout and "AS run" not in r.stdout, r.stdout)
+r = plan(os.path.join(FIX, "kiln-json-function", "tree"), "--dockerfile")
+fn = r.stdout[r.stdout.find("FROM deps AS prod-deps"):]
+T.check("function plan: production deps are pruned in a prod-deps stage and only they reach the zip",
+        r.returncode == 0 and fn.startswith("FROM deps AS prod-deps\nRUN --mount=type=cache,id=thumbnailer-npm")
+        and "npm prune --omit=dev" in fn and "FROM scratch AS function" in fn
+        and "COPY --from=prod-deps /app/node_modules /node_modules" in fn and "COPY --from=deps" not in fn,
+        r.stdout + r.stderr)
+T.check("function plan: the build stage still runs on the full deps stage", "FROM deps AS build" in r.stdout
+        and r.stdout.find("FROM deps AS build") < r.stdout.find("FROM deps AS prod-deps"), r.stdout)
 r = plan(os.path.join(FIX, "dockerfile-first", "tree"), "--dockerfile")
 T.check("a Dockerfile source is not rendered", r.returncode == 1 and "Dockerfile builder" in r.stderr, r.stderr)
 bad = os.path.join(T.tmp, "inject")
