@@ -84,12 +84,18 @@ if [ -n "${CMD[runc]:-}" ]; then
   echo "sandbox cost / runc                  $(ratio "$cost" "$t_runc")  (target <= 0.3)"
 fi
 # CPU time (user+sys of the whole process tree) is steadier than wall time on
-# a loaded machine: shown alongside.
+# a loaded machine: shown alongside, measured interleaved the same way.
 if command -v perf >/dev/null; then
-  cpu_ms() { perf stat -x, -e task-clock -r "$N" "$@" 2>&1 >/dev/null | awk -F, '/task-clock/ {printf "%.3f", $1}'; }
-  c_version=$(cpu_ms "$KILN" version)
-  c_kiln=$(cpu_ms "$KILN" run --rootfs "$R" --network none -- /bin/true)
-  c_bwrap=$(cpu_ms bwrap --unshare-all --ro-bind "$R" / --proc /proc --dev /dev /bin/true)
+  for n in version kiln bwrap; do : >"$W/c-$n"; done
+  for ((i = 0; i < N; i++)); do
+    for n in version kiln bwrap; do
+      perf stat -x, -e task-clock ${CMD[$n]} 2>&1 >/dev/null </dev/null |
+        awk -F, '/task-clock/ {printf "%d\n", $1 * 1e6}' >>"$W/c-$n"
+    done
+  done
+  c_version=$(median_ms "$W/c-version")
+  c_kiln=$(median_ms "$W/c-kiln")
+  c_bwrap=$(median_ms "$W/c-bwrap")
   c_cost=$(awk -v a="$c_kiln" -v b="$c_version" 'BEGIN {printf "%.3f", a - b}')
   echo "CPU: kiln version ${c_version} ms, kiln run ${c_kiln} ms (sandbox ${c_cost} ms), bwrap ${c_bwrap} ms"
   echo "CPU: sandbox cost / bwrap             $(ratio "$c_cost" "$c_bwrap")"
