@@ -4,11 +4,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include "utils/cleanup.h"
@@ -32,11 +34,11 @@ static int has_token(const char *list, const char *tok, char sep)
     return 0;
 }
 
-/* Finds the mount of a cgroup hierarchy in /proc/self/mountinfo: cgroup2
- * (controller NULL) or the v1 hierarchy holding `controller`. Fills *mnt
- * (mount point) and *root (the cgroup mounted there). Returns 0, or -1 when
- * there is none. */
-static int find_mount(const char *controller, char **mnt, char **root)
+/* Finds the index-th mount of a cgroup hierarchy in /proc/self/mountinfo:
+ * cgroup2 (controller NULL) or the v1 hierarchy holding `controller`. Fills
+ * *mnt (mount point) and *root (the cgroup mounted there). Returns 0, or -1
+ * when there is no such mount. */
+static int find_mount(const char *controller, int index, char **mnt, char **root)
 {
     _cleanup_free_ char *data = NULL;
     char *save = NULL, *line;
@@ -59,6 +61,8 @@ static int find_mount(const char *controller, char **mnt, char **root)
         if (controller == NULL ? strcmp(fstype, "cgroup2") != 0
                                : strcmp(fstype, "cgroup") != 0 || opts == NULL ||
                                      !has_token(opts, controller, ','))
+            continue;
+        if (index-- > 0)
             continue;
         *mnt = kiln_xstrdup(f[4]);
         *root = kiln_xstrdup(f[3]);
@@ -91,34 +95,41 @@ static char *own_path(const char *controller)
 
 /* The writable directory of kiln's own cgroup in a hierarchy (see
  * own_path); on v2, the parent of SELF_LEAF when kiln moved itself there.
- * Malloc'ed, or NULL. */
+ * A mount hidden under another one (listed, but not what the path shows)
+ * is skipped for the next. Malloc'ed, or NULL. */
 static char *own_dir(const char *controller)
 {
-    _cleanup_free_ char *mnt = NULL, *root = NULL, *own = NULL;
-    const char *rel;
-    size_t rlen;
-    struct stat st;
-    char *dir, *slash;
+    _cleanup_free_ char *own = own_path(controller);
 
-    if (find_mount(controller, &mnt, &root) < 0 || (own = own_path(controller)) == NULL)
-        return NULL;
-    rlen = strlen(root);
-    if (strcmp(root, "/") == 0)
-        rel = own;
-    else if (strncmp(own, root, rlen) == 0 && (own[rlen] == '/' || own[rlen] == '\0'))
-        rel = own + rlen; /* the hierarchy is mounted from below its root */
-    else
-        return NULL; /* kiln's cgroup is not visible through that mount */
-    dir = kiln_xasprintf("%s%s", mnt, strcmp(rel, "/") == 0 ? "" : rel);
-    slash = strrchr(dir, '/');
-    if (controller == NULL && slash && strcmp(slash + 1, SELF_LEAF) == 0 &&
-        (size_t)(slash - dir) >= strlen(mnt))
-        *slash = '\0';
-    if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || access(dir, W_OK) < 0) {
+    for (int i = 0; own != NULL && i < 16; i++) {
+        _cleanup_free_ char *mnt = NULL, *root = NULL;
+        const char *rel;
+        size_t rlen;
+        struct statfs sf;
+        char *dir, *slash;
+
+        if (find_mount(controller, i, &mnt, &root) < 0)
+            return NULL;
+        rlen = strlen(root);
+        if (strcmp(root, "/") == 0)
+            rel = own;
+        else if (strncmp(own, root, rlen) == 0 && (own[rlen] == '/' || own[rlen] == '\0'))
+            rel = own + rlen; /* the hierarchy is mounted from below its root */
+        else
+            continue; /* kiln's cgroup is not visible through that mount */
+        if (statfs(mnt, &sf) < 0 ||
+            sf.f_type != (controller ? CGROUP_SUPER_MAGIC : CGROUP2_SUPER_MAGIC))
+            continue;
+        dir = kiln_xasprintf("%s%s", mnt, strcmp(rel, "/") == 0 ? "" : rel);
+        slash = strrchr(dir, '/');
+        if (controller == NULL && slash && strcmp(slash + 1, SELF_LEAF) == 0 &&
+            (size_t)(slash - dir) >= strlen(mnt))
+            *slash = '\0';
+        if (access(dir, W_OK) == 0)
+            return dir;
         free(dir);
-        return NULL;
     }
-    return dir;
+    return NULL;
 }
 
 /* Writes val to dir/file. Returns 0 or -errno. */
@@ -252,6 +263,9 @@ int kiln_cgroup_create(kiln_cgroup_t *cg, uint64_t memory, uint64_t pids, kiln_e
         if (cg->dirs[2] == NULL)
             v2_mem = v2_pids = 0;
         cg->v2 = cg->dirs[2] != NULL;
+    } else {
+        snprintf(why_mem, sizeof(why_mem), "v2: no writable cgroup2 hierarchy");
+        snprintf(why_pids, sizeof(why_pids), "v2: no writable cgroup2 hierarchy");
     }
     if (v2_mem) {
         if (set_limit(cg->dirs[2], "memory.max", memory, err) < 0)

@@ -153,6 +153,22 @@ else
   skip "the step's cgroup v2 is removed after the step" "no writable cgroup2 hierarchy here"
   skip "a daemon of a step with a cgroup does not survive it" "no writable cgroup2 hierarchy here"
 fi
+# Detection follows /proc/self/mountinfo, in a mount namespace of the
+# test's own: with every cgroup hierarchy hidden, the limits fall back to
+# rlimits and the log says so and why; with cgroup2 mounted somewhere else,
+# kiln finds it there.
+if grep -q cgroup2 /proc/filesystems && command -v unshare >/dev/null; then
+  out=$(unshare -m sh -c "mount -t tmpfs none /sys/fs/cgroup && '$KILN' run --rootfs '$R' --network none --pids 16 -- true" 2>&1)
+  check "without cgroups, pids fall back to RLIMIT_NPROC, said without -v" grep -q 'limits: pids 16 by RLIMIT_NPROC.*no cgroup for pids: v2: no writable cgroup2 hierarchy; v1: no writable pids hierarchy' <<<"$out"
+  mkdir -p "$T/cg2"
+  out=$(unshare -m sh -c "mount -t tmpfs none /sys/fs/cgroup && mount -t cgroup2 none '$T/cg2' && '$KILN' run -v --rootfs '$R' --network none --pids 16 -- cat /proc/self/cgroup" 2>&1)
+  check "cgroup2 mounted elsewhere is found through mountinfo" grep -q "tracked in cgroup v2 $T/cg2/kiln-" <<<"$out"
+  check "... and the step runs in it" grep -q '^0::/kiln-' <<<"$out"
+else
+  skip "without cgroups, pids fall back to RLIMIT_NPROC" "no cgroup2 or unshare here"
+  skip "cgroup2 mounted elsewhere is found through mountinfo" "no cgroup2 or unshare here"
+  skip "... and the step runs in it" "no cgroup2 or unshare here"
+fi
 
 # --rootfs oci:DIR:TAG — an image's layers unpacked once into the lower cache.
 export KILN_LAYER_CACHE=$T/layers
