@@ -28,6 +28,7 @@ typedef struct kiln_sandbox_plan {
     int status_fd; /* the command's wait status goes out here */
     int out_fd, err_fd, in_fd;
     int close_fds[8]; /* kiln's ends, closed in the child; -1 = unused */
+    int cgroup_fd;    /* the step's cgroup v2 dir to start init in, or -1 */
     int memory_by_rlimit, pids_by_rlimit;
 } kiln_sandbox_plan_t;
 
