@@ -318,6 +318,11 @@ static int plan_framework(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t
         /* next build would otherwise announce (and try to send) telemetry */
         if (kiln_plan_setenv(plan, "NEXT_TELEMETRY_DISABLED", "1", err) < 0)
             return -1;
+        /* next build's own cache: a rebuild after an app change reuses it, and it
+         * stays out of the image and the site */
+        _cleanup_free_ char *next_cache = kiln_xasprintf("%s/.next/cache", plan->workdir);
+        if (kiln_plan_add_cache(plan, "next", next_cache, err) < 0)
+            return -1;
     } else if (has_dep(pkg, "@sveltejs/kit")) {
         fw = "sveltekit";
         if (has_dep(pkg, "@sveltejs/adapter-static"))
