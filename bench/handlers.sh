@@ -4,7 +4,7 @@
 #   warm   the same root after a one-line change to an app source file
 #   peer   buildah bud of the equivalent hand-written Dockerfile on the same images,
 #          with empty storage (cold), then buildah push to an OCI layout like kiln's output
-# Prints the times, kiln's peak RSS and the ratios; targets: warm ≤ 0.2 × cold,
+# Prints the times, kiln's peak RSS (the sandboxed npm included), the load and the ratios; targets: warm ≤ 0.2 × cold,
 # kiln cold ≤ 0.5 × buildah cold.    Usage: bench/handlers.sh [RUNS]   (default 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,4 +73,6 @@ echo "node-express cold build (kiln):          ${c}s   (runs: ${cold[*]})"
 echo "node-express warm rebuild, 1-line change: ${w}s   (runs: ${warm[*]})"
 echo "node-express cold build (buildah bud):   ${p}s   (runs: ${peer[*]})"
 echo "kiln peak RSS (cold build):              $((rss / 1024)) MiB"
+# the machine may be shared: the load says how much the times above can be trusted
+echo "load average at the end:                 $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs)"
 python3 -c "print(f'warm/cold  = {$w/$c:.3f}  (target <= 0.2)'); print(f'kiln/buildah cold = {$c/$p:.3f}  (target <= 0.5)')"
