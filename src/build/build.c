@@ -1804,8 +1804,36 @@ static int stage_sources_root(engine_t *e, stage_t *dep, const strv_t *srcs, con
     return 0;
 }
 
+/* Cleans a source path of a stage or image lexically, as BuildKit does:
+ * "." and empty components dropped, ".." removes the previous one and stops
+ * at the root (so no source leaves the stage's tree). In place. */
+static void clean_stage_path(char *s)
+{
+    size_t out = 0, i = 0, len = strlen(s);
+
+    while (i < len) {
+        size_t j = i;
+        while (j < len && s[j] != '/')
+            j++;
+        if (j - i == 2 && s[i] == '.' && s[i + 1] == '.') {
+            while (out > 0 && s[out - 1] != '/')
+                out--;
+            if (out > 0)
+                out--; /* the '/' before the dropped component */
+        } else if (!(j - i == 0 || (j - i == 1 && s[i] == '.'))) {
+            if (out > 0)
+                s[out++] = '/';
+            memmove(s + out, s + i, j - i);
+            out += j - i;
+        }
+        i = j + 1;
+    }
+    s[out] = '\0';
+}
+
 /* Expands the sources of a COPY/ADD: URLs (ADD) to urls, paths (without
- * leading '/') to paths; heredoc sources are left out. */
+ * leading '/', cleaned for a stage or image) to paths; heredoc sources are
+ * left out. */
 static int expand_sources(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_add,
                           bool from_context, strv_t *paths, strv_t *urls, kiln_error_t *err)
 {
@@ -1824,6 +1852,8 @@ static int expand_sources(engine_t *e, stage_t *st, const kiln_df_node_t *n, boo
         if (from_context &&
             (strcmp(s, "..") == 0 || strncmp(s, "../", 3) == 0 || strstr(s, "/../") != NULL))
             return kiln_df_error(n, err, "source %s is outside the build context", s);
+        if (!from_context)
+            clean_stage_path(s);
         strv_add(paths, steal_pointer(&s));
     }
     return 0;

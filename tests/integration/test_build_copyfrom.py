@@ -118,6 +118,16 @@ r = build(bad)
 T.check("COPY --from a path missing in the stage fails naming it",
         r.returncode == 1 and "/d/missing" in r.stderr and "not found" in r.stderr, r.stderr)
 
+dots = write_tree(os.path.join(T.tmp, "dots"), {
+    "Dockerfile": "ARG BASE\nFROM ${BASE} AS s\nRUN mkdir -p /d/e && echo in > /d/e/f\n"
+                  "FROM ${BASE}\nCOPY --from=s ../../d/./e/../e/f /clamped\n"
+                  "COPY --from=s /d/e/.. /whole-d\n"})
+fsd = os.path.join(T.tmp, "dots-fs")
+r = build(dots, "-o", f"type=local,dest={fsd}")
+T.check("COPY --from: '..' and '.' in a stage path are cleaned at the stage's root",
+        r.returncode == 0 and read(f"{fsd}/clamped") == "in\n" and
+        read(f"{fsd}/whole-d/e/f") == "in\n", r.stderr)
+
 # --- RUN --mount=type=bind: the mounted files are inputs of the step ---------
 bind = write_tree(os.path.join(T.tmp, "bind"), {
     "Dockerfile": "ARG BASE\nFROM ${BASE} AS a\nCOPY a.txt /a.txt\nFROM ${BASE}\n"
