@@ -20,11 +20,26 @@ SRC = os.environ.get("KILN_SRC", os.path.dirname(os.path.dirname(os.path.dirname
 CORPORA = os.environ.get("KILN_CORPORA") or os.path.join(os.path.dirname(SRC), "shared", "corpora")
 
 
+def _mkdtemp_refsafe():
+    """A private temp dir whose name is also a valid image reference path
+    component (tempfile's names may hold "._" or a trailing "_", which are
+    not), since tests put paths into image references."""
+    import secrets
+    base = tempfile.gettempdir()
+    while True:
+        d = os.path.join(base, "kiln-it." + secrets.token_hex(5))
+        try:
+            os.mkdir(d, 0o700)
+            return d
+        except FileExistsError:
+            continue
+
+
 class Tap:
     def __init__(self):
         self.n = 0
         self.fails = 0
-        self.tmp = tempfile.mkdtemp(prefix="kiln-it.")
+        self.tmp = _mkdtemp_refsafe()
         self.procs = []
         atexit.register(self._cleanup)
 
