@@ -634,8 +634,22 @@ static int mark_ref(const char *name, const kiln_digest_t *d, void *ud)
     return 0;
 }
 
-/* Marks what blob d (a manifest or index, or anything else) refers to. */
-static void mark_children(mark_set_t *m, int blobs_fd, const kiln_digest_t *d)
+/* Adds an image config's rootfs.diff_ids to the set of unpacked layer trees to keep. */
+static void mark_diff_ids(mark_set_t *lowers, json_t *cfg)
+{
+    json_t *ids = json_object_get(json_object_get(cfg, "rootfs"), "diff_ids");
+    for (size_t i = 0; lowers != NULL && i < json_array_size(ids); i++) {
+        kiln_digest_t c;
+        if (kiln_digest_parse(json_string_value(json_array_get(ids, i)), &c, NULL) == 0)
+            mark_add(lowers, &c);
+    }
+    if (lowers != NULL)
+        lowers->stack_n = 0; /* a set only: nothing to walk */
+}
+
+/* Marks what blob d (a manifest or index, or anything else) refers to; the diff_ids of a
+ * config go to lowers. */
+static void mark_children(mark_set_t *m, mark_set_t *lowers, int blobs_fd, const kiln_digest_t *d)
 {
     _cleanup_close_ int fd = openat(blobs_fd, d->hex, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     _cleanup_free_ char *data = NULL;
@@ -670,6 +684,9 @@ static void mark_children(mark_set_t *m, int blobs_fd, const kiln_digest_t *d)
     case KILN_DOC_INDEX:
         arr = json_object_get(doc, "manifests");
         break;
+    case KILN_DOC_CONFIG:
+        mark_diff_ids(lowers, doc);
+        return;
     default:
         return;
     }
@@ -695,6 +712,33 @@ static int prune_tmp(int tmp_fd, int dry_run, kiln_store_prune_stats_t *st, kiln
         if (!dry_run && kiln_fs_rm_rf_at(tmp_fd, de->d_name, err) < 0)
             return -1;
         st->tmp_removed++;
+    }
+    return 0;
+}
+
+/* Removes the unpacked layer trees of <root>/build/lowers (named by diff_id hex) that no
+ * kept image config lists, and stale temp trees there; a missing directory is fine. */
+static int prune_lowers(const char *root, const mark_set_t *lowers, int dry_run,
+                        kiln_store_prune_stats_t *st, kiln_error_t *err)
+{
+    _cleanup_free_ char *path = kiln_xasprintf("%s/build/lowers", root);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    _cleanup_closedir_ DIR *dir = NULL;
+    struct dirent *de;
+
+    if (fd < 0)
+        return errno == ENOENT ? 0 : kiln_error_set(err, errno, "open %s", path);
+    if ((dir = opendir_fd(fd, "unpacked layers directory", err)) == NULL)
+        return -1;
+    while ((de = readdir(dir)) != NULL) {
+        kiln_digest_t d;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (kiln_digest_parse_hex(de->d_name, &d, NULL) == 0 && mark_contains(lowers, &d))
+            continue;
+        if (!dry_run && kiln_fs_rm_rf_at(fd, de->d_name, err) < 0)
+            return kiln_error_prefix(err, "%s", path);
+        st->lowers_removed++;
     }
     return 0;
 }
@@ -732,6 +776,7 @@ int kiln_store_prune(const char *root, int wait, int dry_run, kiln_store_prune_s
 {
     kiln_store_prune_stats_t st = {0};
     mark_set_t m = {0};
+    mark_set_t lowers = {0};
     _cleanup_close_ int gate = -1;
     _cleanup_close_ int lfd = -1;
     _cleanup_close_ int blobs_fd = -1;
@@ -767,6 +812,9 @@ int kiln_store_prune(const char *root, int wait, int dry_run, kiln_store_prune_s
     m.cap = 1024;
     m.slots = kiln_xzalloc(m.cap * sizeof(*m.slots));
     m.used = kiln_xzalloc(m.cap);
+    lowers.cap = 256;
+    lowers.slots = kiln_xzalloc(lowers.cap * sizeof(*lowers.slots));
+    lowers.used = kiln_xzalloc(lowers.cap);
     if (refs_walk(refs_fd, mark_ref, &m, err) < 0)
         goto out;
     while (m.stack_n > 0) {
@@ -775,10 +823,11 @@ int kiln_store_prune(const char *root, int wait, int dry_run, kiln_store_prune_s
             st.refs_dangling++;
             continue;
         }
-        mark_children(&m, blobs_fd, &d);
+        mark_children(&m, &lowers, blobs_fd, &d);
     }
     if (prune_tmp(tmp_fd, dry_run, &st, err) < 0 ||
-        prune_blobs(blobs_fd, &m, dry_run, &st, err) < 0)
+        prune_blobs(blobs_fd, &m, dry_run, &st, err) < 0 ||
+        prune_lowers(root, &lowers, dry_run, &st, err) < 0)
         goto out;
     if (!dry_run)
         fsync(blobs_fd);
@@ -789,5 +838,8 @@ out:
     free(m.slots);
     free(m.used);
     free(m.stack);
+    free(lowers.slots);
+    free(lowers.used);
+    free(lowers.stack);
     return ret;
 }

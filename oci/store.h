@@ -6,6 +6,8 @@
  *   <root>/tmp/                 blobs being written (temp files, renamed into blobs/)
  *   <root>/refs/<hex(name)>     named pins: "sha256:<hex>\n<name>\n" (see kiln_store_ref_set)
  *   <root>/lock, <root>/gate    the lock files of the protocol below
+ *   <root>/build/lowers/<hex>   unpacked layer trees (by diff_id) the build engine keeps;
+ *                               prune removes those no kept image config lists
  *
  * Writes: a blob is streamed into a temp file in <root>/tmp while being hashed;
  * on commit it is checked against the expected digest/size (when given),
@@ -126,10 +128,12 @@ typedef struct kiln_store_prune_stats {
     uint64_t blobs_removed;
     uint64_t bytes_freed;
     uint64_t tmp_removed;
-    uint64_t refs_dangling; /* refs whose target blob is missing */
+    uint64_t refs_dangling;  /* refs whose target blob is missing */
+    uint64_t lowers_removed; /* unpacked layer trees under build/lowers no kept config lists */
 } kiln_store_prune_stats_t;
 
-/* Removes every blob no ref reaches, and all stale temp files, under the
+/* Removes every blob no ref reaches, all stale temp files, and the unpacked layer trees
+ * under build/lowers whose diff_id no kept config lists, under the
  * exclusive lock (see the protocol above). wait=0 fails with EBUSY at once
  * when a build holds the store; wait=1 blocks until it can run. The caller
  * must not hold an open kiln_store_t on the same root in this process

@@ -13,7 +13,8 @@ static void usage(FILE *out)
     fprintf(out, "Usage: kiln prune [--root DIR] [--dry-run] [--no-wait]\n"
                  "\n"
                  "Removes every blob of the store that no ref (image or cache entry) reaches,\n"
-                 "and stale temp files. Waits until no build or pull uses the store.\n"
+                 "stale temp files, and the unpacked layer trees builds keep for layers no\n"
+                 "kept image lists. Waits until no build or pull uses the store.\n"
                  "Prints what it freed to stderr.\n"
                  "\n"
                  "Options:\n"
@@ -61,10 +62,13 @@ int kiln_cmd_prune(int argc, char **argv)
     if (kiln_cli_store_root(opt_root, &root, &err) < 0 ||
         kiln_store_prune(root, wait, dry, &st, &err) < 0)
         return kiln_cli_fail(&err);
-    fprintf(stderr, "%s %llu blob(s), %llu bytes; kept %llu blob(s); %s %llu temp file(s)%s\n",
+    fprintf(stderr,
+            "%s %llu blob(s), %llu bytes; kept %llu blob(s); %s %llu temp file(s); %s %llu "
+            "unpacked layer tree(s)%s\n",
             dry ? "would remove" : "removed", (unsigned long long)st.blobs_removed,
             (unsigned long long)st.bytes_freed, (unsigned long long)st.blobs_kept,
             dry ? "would remove" : "removed", (unsigned long long)st.tmp_removed,
+            dry ? "would remove" : "removed", (unsigned long long)st.lowers_removed,
             st.refs_dangling ? "; some refs point at missing blobs" : "");
     return KILN_EXIT_OK;
 }

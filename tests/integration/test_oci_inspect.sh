@@ -134,6 +134,21 @@ open(os.path.join(root, "blobs", "sha256", h), "wb").write(ix)
 name = "image/example.com/fix:multi"
 open(os.path.join(root, "refs", hashlib.sha256(name.encode()).hexdigest()), "w").write("sha256:" + h + "\n" + name + "\n")
 PY
+# unpacked layer trees the build engine keeps: one per diff_id of the pinned images' configs
+# stays, a tree of no kept config and a stale temp tree go
+python3 - "$S" "$d1" <<'PY'
+import json, os, sys
+root, d = sys.argv[1], sys.argv[2]
+blob = lambda x: open(os.path.join(root, "blobs", "sha256", x[7:]), "rb").read()
+cfg = json.loads(blob(json.loads(blob(d))["config"]["digest"]))
+low = os.path.join(root, "build", "lowers")
+for i, x in enumerate(cfg["rootfs"]["diff_ids"]):
+    os.makedirs(os.path.join(low, x[7:], "etc"))
+    open(os.path.join(low, "kept-lowers"), "a").write(x[7:] + "\n")
+os.makedirs(os.path.join(low, "ab" * 32, "usr"))
+os.makedirs(os.path.join(low, ".tmp-stale", "x"))
+PY
+mv "$S/build/lowers/kept-lowers" "$T/kept-lowers"
 before=$(ls "$S/blobs/sha256" | wc -l)
 "$KILN" prune --root "$S" --dry-run 2>"$T/err"; rc=$?
 check "prune --dry-run exits 0 and removes nothing" bash -c "test $rc -eq 0 && test $(ls "$S/blobs/sha256" | wc -l) -eq $before"
@@ -142,6 +157,11 @@ check "prune exits 0" test $rc -eq 0
 check "prune reports what it freed (the junk blob)" grep -q 'removed 1 blob' "$T/err"
 check "prune keeps both pinned images and the index (7 blobs)" test "$(ls "$S/blobs/sha256" | wc -l)" -eq 7
 check "prune removes stale temp files" test -z "$(ls "$S/tmp")"
+check "prune keeps the unpacked trees of kept images' layers" \
+  bash -c "test -s '$T/kept-lowers' && while read -r h; do test -d '$S/build/lowers/'\$h || exit 1; done <'$T/kept-lowers'"
+check "prune removes unpacked trees no kept image lists, and stale temp trees" \
+  bash -c "test ! -e '$S/build/lowers/$(printf 'ab%.0s' $(seq 32))' && test ! -e '$S/build/lowers/.tmp-stale'"
+check "prune reports the unpacked trees it removed" grep -q 'removed 2 unpacked layer tree' "$T/err"
 "$KILN" inspect --root "$S" "store:image/example.com/fix:one" >"$T/st.json"; rc=$?
 check "the pinned image is still complete (inspect store:)" bash -c "test $rc -eq 0 && grep -q fixture '$T/st.json'"
 "$KILN" inspect --root "$S" "store:image/example.com/fix:multi" >"$T/stm.json"; rc=$?
