@@ -199,11 +199,51 @@ static char *run_script(const char *pm, const char *name)
     return kiln_xasprintf("npm run %s", name);
 }
 
-/* Install command, manifests and cache for the package manager. */
-static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
-                        const kiln_detect_ctx_t *ctx, kiln_error_t *err)
+/* Default releases of the package managers that neither the build image nor
+ * the Node toolchain carries (no corepack there): fetched from the npm
+ * registry by the install step into the step's npm cache. */
+#define PNPM_DEFAULT "9.15.9"
+#define YARN_CLASSIC_DEFAULT "1.22.22"
+#define YARN_BERRY_DEFAULT "4.5.3"
+
+/* The exact release the packageManager field pins for `pm` ("pnpm@9.1.0+sha512.…"
+ * ⇒ "9.1.0"), else the default; NULL when the field names a version that is
+ * not a plain semver (it is refused rather than passed to a shell). */
+static char *manager_version(json_t *pkg, const char *pm, const char *def)
 {
-    const char *install, *cache, *prune;
+    const char *f = json_string_value(json_object_get(pkg, "packageManager")), *v, *m;
+    size_t n;
+
+    if (f == NULL || (m = manager_from_field(f)) == NULL || strcmp(m, pm) != 0)
+        return kiln_xstrdup(def);
+    v = strchr(f, '@') + 1;
+    n = strcspn(v, "+");
+    if (n == 0 || n > 64)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)v[i]) && v[i] != '.' && v[i] != '-')
+            return NULL;
+    return kiln_xstrndup(v, n);
+}
+
+/* The shell words that put the package manager (npm package `npmpkg` at
+ * `version`) on PATH: npm installs it globally from its cache or the
+ * registry, which checks the tarball's integrity. */
+static char *manager_setup(const char *npmpkg, const char *version)
+{
+    return kiln_xasprintf("npm install -g --prefer-offline --no-audit --no-fund "
+                          "--loglevel=error %s@%s",
+                          npmpkg, version);
+}
+
+/* Install command, manifests and caches for the package manager. pnpm and
+ * yarn come from the npm registry at the version of packageManager (cached
+ * in the project's npm cache); their own stores are cache mounts too. */
+static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
+                        const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_error_t *err)
+{
+    const char *install, *cache, *prune, *npmpkg = NULL, *def = NULL;
+    _cleanup_free_ char *version = NULL, *setup = NULL, *full = NULL;
 
     if (kiln_plan_add(plan->manifests, &plan->n_manifests, err, "package.json") < 0)
         return -1;
@@ -213,22 +253,31 @@ static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
         kiln_plan_add(plan->manifests, &plan->n_manifests, err, ".npmrc") < 0)
         return -1;
     if (strcmp(pm, "pnpm") == 0) {
-        install = lockfile ? "corepack enable pnpm && pnpm install --frozen-lockfile"
-                           : "corepack enable pnpm && pnpm install";
+        install = lockfile ? "pnpm install --frozen-lockfile" : "pnpm install";
         cache = "/root/.local/share/pnpm/store";
-        prune = "corepack enable pnpm && pnpm prune --prod";
+        prune = "pnpm prune --prod";
+        npmpkg = "pnpm";
+        def = PNPM_DEFAULT;
     } else if (strcmp(pm, "yarn") == 0) {
         install = lockfile ? "yarn install --frozen-lockfile" : "yarn install";
         cache = "/usr/local/share/.cache/yarn";
         prune = lockfile ? "yarn install --production --frozen-lockfile --ignore-scripts"
                          : "yarn install --production --ignore-scripts";
+        npmpkg = "yarn";
+        def = YARN_CLASSIC_DEFAULT;
     } else if (strcmp(pm, "yarn-berry") == 0) {
-        install = lockfile ? "corepack enable yarn && yarn install --immutable"
-                           : "corepack enable yarn && yarn install";
+        install = lockfile ? "yarn install --immutable" : "yarn install";
         cache = "/root/.yarn/berry/cache";
-        prune = "corepack enable yarn && yarn workspaces focus --all --production";
+        prune = "yarn workspaces focus --all --production";
+        npmpkg = "@yarnpkg/cli-dist";
+        def = YARN_BERRY_DEFAULT;
         if (kiln_tree_is_file(ctx->tree, ".yarnrc.yml") &&
             kiln_plan_add(plan->manifests, &plan->n_manifests, err, ".yarnrc.yml") < 0)
+            return -1;
+        /* the shared cache is the mount (Yarn 3 defaults to a per-project
+         * one), and no telemetry leaves the sandbox */
+        if (kiln_plan_setenv(plan, "YARN_ENABLE_GLOBAL_CACHE", "true", err) < 0 ||
+            kiln_plan_setenv(plan, "YARN_ENABLE_TELEMETRY", "0", err) < 0)
             return -1;
     } else if (strcmp(pm, "bun") == 0) {
         install = lockfile ? "bun install --frozen-lockfile" : "bun install";
@@ -238,6 +287,20 @@ static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
         install = lockfile ? "npm ci" : "npm install";
         cache = "/root/.npm";
         prune = "npm prune --omit=dev";
+    }
+    if (npmpkg != NULL) {
+        version = manager_version(pkg, pm, def);
+        if (version == NULL)
+            return kiln_error_set(err, 0,
+                                  "package.json: packageManager \"%.80s\" names no plain version",
+                                  json_string_value(json_object_get(pkg, "packageManager")));
+        setup = manager_setup(npmpkg, version);
+        full = kiln_xasprintf("%s && %s", setup, install);
+        install = full;
+        if (kiln_plan_add(plan->notes, &plan->n_notes, err, "%s %s from the npm registry (%s)", pm,
+                          version, npmpkg) < 0 ||
+            kiln_plan_add_cache(plan, "npm", "/root/.npm", err) < 0)
+            return -1;
     }
     kiln_plan_set(&plan->install, install);
     kiln_plan_set(&plan->prune, prune);
@@ -373,13 +436,15 @@ int kiln_node_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
         plan->project = kiln_detect_project_name(slash ? slash + 1 : n);
     }
     pm = detect_manager(ctx, pkg, &lockfile);
-    if (plan_manager(plan, pm, lockfile, ctx, err) < 0 || plan_version(ctx, pkg, plan, err) < 0 ||
-        plan_framework(ctx, pkg, plan, err) < 0)
+    if (plan_manager(plan, pm, lockfile, ctx, pkg, err) < 0 ||
+        plan_version(ctx, pkg, plan, err) < 0 || plan_framework(ctx, pkg, plan, err) < 0)
         return -1;
     if (script(pkg, "build") != NULL)
         plan->build = run_script(pm, "build");
     if (script(pkg, "start") != NULL) {
-        plan->start = strcmp(pm, "npm") == 0 ? kiln_xstrdup("npm start") : run_script(pm, "start");
+        /* npm runs the script in the run image, which has no pnpm or yarn */
+        bool npm_runs = strcmp(pm, "bun") != 0;
+        plan->start = npm_runs ? kiln_xstrdup("npm start") : run_script(pm, "start");
     } else if ((s = json_string_value(json_object_get(pkg, "main"))) != NULL &&
                kiln_tree_is_file(ctx->tree, s)) {
         plan->start = kiln_xasprintf("node %s", s);
