@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "oci/image.h"
@@ -498,6 +499,8 @@ int kiln_store_ref_get(kiln_store_t *s, const char *name, kiln_digest_t *d, kiln
         return 0;
     if (ref_read(s->refs_fd, f.hex, &stored, d, err) < 0)
         return kiln_error_prefix(err, "ref %s", name);
+    /* the file's mtime is the ref's last use, which kiln_store_refs_expire ages by */
+    (void)utimensat(s->refs_fd, f.hex, NULL, AT_SYMLINK_NOFOLLOW);
     return 1;
 }
 
@@ -560,6 +563,36 @@ int kiln_store_ref_foreach(kiln_store_t *s,
                            kiln_error_t *err)
 {
     return refs_walk(s->refs_fd, fn, ud, err);
+}
+
+int kiln_store_refs_expire(kiln_store_t *s, const char *prefix, double max_age_s, int dry_run,
+                           unsigned *removed, kiln_error_t *err)
+{
+    _cleanup_closedir_ DIR *dir = opendir_fd(s->refs_fd, "refs directory", err);
+    size_t plen = strlen(prefix);
+    double now = (double)time(NULL);
+    unsigned n = 0;
+    struct dirent *de;
+
+    if (dir == NULL)
+        return -1;
+    while ((de = readdir(dir)) != NULL) {
+        _cleanup_free_ char *name = NULL;
+        kiln_digest_t d;
+        struct stat sb;
+
+        if (de->d_name[0] == '.' || strlen(de->d_name) != 64 ||
+            fstatat(s->refs_fd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+            now - (double)sb.st_mtime <= max_age_s)
+            continue;
+        if (ref_read(s->refs_fd, de->d_name, &name, &d, NULL) < 0 || strncmp(name, prefix, plen))
+            continue;
+        if (!dry_run && unlinkat(s->refs_fd, de->d_name, 0) < 0 && errno != ENOENT)
+            return kiln_error_set(err, errno, "delete ref %s", name);
+        n++;
+    }
+    *removed = n;
+    return 0;
 }
 
 /* --- prune -------------------------------------------------------------- */

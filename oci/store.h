@@ -117,6 +117,12 @@ int kiln_store_ref_set(kiln_store_t *s, const char *name, const kiln_digest_t *d
 int kiln_store_ref_get(kiln_store_t *s, const char *name, kiln_digest_t *d, kiln_error_t *err);
 /* Removes a pin; a missing name is not an error. */
 int kiln_store_ref_delete(kiln_store_t *s, const char *name, kiln_error_t *err);
+/* Removes the refs whose name starts with prefix and that were neither set nor read
+ * (kiln_store_ref_get refreshes a ref's mtime) for more than max_age_s seconds, e.g.
+ * "cache/" entries of builds; what they pinned goes at the next prune. *removed = how many
+ * (would be, with dry_run). <0 on error. */
+int kiln_store_refs_expire(kiln_store_t *s, const char *prefix, double max_age_s, int dry_run,
+                           unsigned *removed, kiln_error_t *err);
 /* Calls fn for every ref (unspecified order); a negative return from fn stops
  * the walk and is returned. */
 int kiln_store_ref_foreach(kiln_store_t *s,

@@ -1,4 +1,5 @@
 /* kiln prune — remove blobs no image or cache entry references. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +11,7 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "Usage: kiln prune [--root DIR] [--dry-run] [--no-wait]\n"
+    fprintf(out, "Usage: kiln prune [--root DIR] [--cache-max-age HOURS] [--dry-run] [--no-wait]\n"
                  "\n"
                  "Removes every blob of the store that no ref (image or cache entry) reaches,\n"
                  "stale temp files, and the unpacked layer trees builds keep for layers no\n"
@@ -20,6 +21,8 @@ static void usage(FILE *out)
                  "Options:\n"
                  "  --root DIR   blob store root (default /var/lib/kiln as root,\n"
                  "               $XDG_DATA_HOME/kiln or ~/.local/share/kiln otherwise)\n"
+                 "  --cache-max-age HOURS\n"
+                 "               first drop build cache entries not used for this long\n"
                  "  --dry-run    only report what would be removed\n"
                  "  --no-wait    fail at once when a build holds the store\n"
                  "  -h, --help   this help\n");
@@ -27,16 +30,18 @@ static void usage(FILE *out)
 
 int kiln_cmd_prune(int argc, char **argv)
 {
-    static const struct option opts[] = {{"root", required_argument, NULL, 'r'},
-                                         {"dry-run", no_argument, NULL, 'n'},
-                                         {"no-wait", no_argument, NULL, 'W'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"root", required_argument, NULL, 'r'}, {"dry-run", no_argument, NULL, 'n'},
+        {"no-wait", no_argument, NULL, 'W'},    {"cache-max-age", required_argument, NULL, 'A'},
+        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
     _cleanup_free_ char *root = NULL;
     const char *opt_root = NULL;
     kiln_store_prune_stats_t st = {0};
     kiln_error_t err = {0};
     int c, dry = 0, wait = 1;
+    double cache_age = -1;
+    unsigned expired = 0;
+    char *end;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -50,6 +55,13 @@ int kiln_cmd_prune(int argc, char **argv)
         case 'W':
             wait = 0;
             break;
+        case 'A':
+            errno = 0;
+            cache_age = strtod(optarg, &end);
+            if (errno || end == optarg || *end || cache_age < 0 || cache_age > 1e6)
+                return kiln_cli_usage_error(
+                    "prune", "--cache-max-age: '%s' is not a number of hours", optarg);
+            break;
         case 'h':
             usage(stdout);
             return KILN_EXIT_OK;
@@ -59,8 +71,20 @@ int kiln_cmd_prune(int argc, char **argv)
     }
     if (optind < argc)
         return kiln_cli_usage_error("prune", "unexpected argument '%s'", argv[optind]);
-    if (kiln_cli_store_root(opt_root, &root, &err) < 0 ||
-        kiln_store_prune(root, wait, dry, &st, &err) < 0)
+    if (kiln_cli_store_root(opt_root, &root, &err) < 0)
+        return kiln_cli_fail(&err);
+    if (cache_age >= 0) {
+        kiln_store_t *store = NULL;
+        int r = kiln_store_open(root, &store, &err);
+        if (r == 0)
+            r = kiln_store_refs_expire(store, "cache/", cache_age * 3600, dry, &expired, &err);
+        kiln_store_close(store);
+        if (r < 0)
+            return kiln_cli_fail(&err);
+        fprintf(stderr, "%s %u build cache entr%s unused for %g hour(s)\n",
+                dry ? "would drop" : "dropped", expired, expired == 1 ? "y" : "ies", cache_age);
+    }
+    if (kiln_store_prune(root, wait, dry, &st, &err) < 0)
         return kiln_cli_fail(&err);
     fprintf(stderr,
             "%s %llu blob(s), %llu bytes; kept %llu blob(s); %s %llu temp file(s); %s %llu "

@@ -130,14 +130,21 @@ static int keep_context(const kiln_gc_opts_t *o, const char *name)
 static int prune_store(const kiln_gc_opts_t *o, kiln_error_t *err)
 {
     _cleanup_free_ char *log = kiln_xasprintf("%s/gc.log", o->server_root);
+    char hours[32];
     char *argv[] = {(char *)o->prune_cmd,
                     (char *)"prune",
                     (char *)"--root",
                     (char *)o->kiln_root,
                     (char *)(o->dry_run ? "--dry-run" : "--no-wait"),
+                    (char *)"--cache-max-age",
+                    hours,
                     NULL};
     kiln_runner_result_t rr;
 
+    /* build cache entries age like everything else the collector keeps */
+    snprintf(hours, sizeof(hours), "%.6f", o->max_age_s / 3600.0);
+    if (o->max_age_s <= 0)
+        argv[5] = NULL;
     if (kiln_runner_run(argv, NULL, log, 1 << 20, 3600, NULL, NULL, &rr, err) < 0)
         return -1;
     return rr.exit_code;

@@ -1,7 +1,8 @@
 /* kiln server — the garbage collector that keeps the disk bounded: build logs (of finished
  * builds), uploaded contexts no queued build needs, leftover scratch and secret directories,
  * and in the kiln root the git mirrors and RUN cache mounts — each by age and total size,
- * oldest first — then the blob store (`kiln prune`). Runs periodically in `kiln serve` and as
+ * oldest first — then the blob store (`kiln prune`, which first drops build cache entries
+ * unused for max_age_s). Runs periodically in `kiln serve` and as
  * `kiln gc`. */
 #ifndef KILN_SERVER_GC_H
 #define KILN_SERVER_GC_H

@@ -170,6 +170,17 @@ check "inspect store: of a pinned index shows its linux/amd64 image" \
 rm "$S/refs/$(printf %s image/example.com/fix:multi | sha256sum | cut -c1-64)"
 "$KILN" prune --root "$S" 2>"$T/err"
 check "unpinning the index frees it and its image (4 blobs)" grep -q 'removed 4 blob' "$T/err"
+# build cache entries unused for longer than --cache-max-age go, then what only they pinned
+one=$(sed -n 1p "$S/refs/$(printf %s image/example.com/fix:one | sha256sum | cut -c1-64)")
+for n in cache/stale cache/fresh; do
+  printf '%s\n%s\n' "$one" "$n" >"$S/refs/$(printf %s "$n" | sha256sum | cut -c1-64)"
+done
+touch -d '3 hours ago' "$S/refs/$(printf %s cache/stale | sha256sum | cut -c1-64)"
+"$KILN" prune --root "$S" --cache-max-age 2 2>"$T/err"; rc=$?
+check "prune --cache-max-age drops the cache entry unused for 3 hours only" \
+  bash -c "test $rc -eq 0 && grep -q 'dropped 1 build cache entry' '$T/err' && test ! -e '$S/refs/$(printf %s cache/stale | sha256sum | cut -c1-64)' && test -e '$S/refs/$(printf %s cache/fresh | sha256sum | cut -c1-64)'"
+"$KILN" prune --root "$S" --cache-max-age soon 2>"$T/err"; rc=$?
+check "prune --cache-max-age with a bad value is a usage error naming it" bash -c "test $rc -eq 2 && grep -q soon '$T/err'"
 # a build holds the store: --no-wait refuses, the blob of the running build survives
 exec 9>"$S/lock"; flock -s 9
 "$KILN" prune --root "$S" --no-wait 2>"$T/err"; rc=$?

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -338,6 +339,52 @@ static void test_nested_open_while_prune_waits(void **state)
     kiln_fs_rm_rf(root, NULL);
 }
 
+/* Sets the mtime of ref `name`'s file to `age` seconds ago. */
+static void age_ref(const char *root, const char *name, long age)
+{
+    kiln_digest_t f;
+    _cleanup_free_ char *p = NULL;
+    struct timespec ts[2] = {{.tv_sec = time(NULL) - age}, {.tv_sec = time(NULL) - age}};
+    kiln_digest_bytes(name, strlen(name), &f);
+    p = kiln_xasprintf("%s/refs/%s", root, f.hex);
+    assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+}
+
+/* Build cache refs unused for longer than the limit expire; a read refreshes a ref; other
+ * prefixes are never touched. */
+static void test_refs_expire(void **state)
+{
+    _cleanup_free_ char *root = make_root();
+    kiln_store_t *s = NULL;
+    kiln_error_t err = {0};
+    kiln_digest_t m, l, got;
+    unsigned n = 99;
+
+    (void)state;
+    assert_int_equal(kiln_store_open(root, &s, &err), 0);
+    put_image(s, "one", &m, &l);
+    assert_int_equal(kiln_store_ref_set(s, "cache/old", &m, &err), 0);
+    assert_int_equal(kiln_store_ref_set(s, "cache/used", &m, &err), 0);
+    assert_int_equal(kiln_store_ref_set(s, "cache/new", &m, &err), 0);
+    assert_int_equal(kiln_store_ref_set(s, "image/old", &m, &err), 0);
+    age_ref(root, "cache/old", 7200);
+    age_ref(root, "cache/used", 7200);
+    age_ref(root, "image/old", 7200);
+    assert_int_equal(kiln_store_ref_get(s, "cache/used", &got, &err), 1); /* refreshes it */
+    assert_int_equal(kiln_store_refs_expire(s, "cache/", 3600, 1, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(kiln_store_ref_get(s, "cache/old", &got, &err), 1); /* dry run kept it */
+    age_ref(root, "cache/old", 7200);
+    assert_int_equal(kiln_store_refs_expire(s, "cache/", 3600, 0, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(kiln_store_ref_get(s, "cache/old", &got, &err), 0);
+    assert_int_equal(kiln_store_ref_get(s, "cache/used", &got, &err), 1);
+    assert_int_equal(kiln_store_ref_get(s, "cache/new", &got, &err), 1);
+    assert_int_equal(kiln_store_ref_get(s, "image/old", &got, &err), 1);
+    kiln_store_close(s);
+    kiln_fs_rm_rf(root, NULL);
+}
+
 static void test_prune_vs_writer(void **state)
 {
     _cleanup_free_ char *root = make_root();
@@ -417,6 +464,7 @@ int main(void)
         cmocka_unit_test(test_writer_verify),
         cmocka_unit_test(test_large_stream),
         cmocka_unit_test(test_refs_and_prune),
+        cmocka_unit_test(test_refs_expire),
         cmocka_unit_test(test_prune_vs_writer),
         cmocka_unit_test(test_nested_open_while_prune_waits),
         cmocka_unit_test(test_prune_whitespace_manifest),
