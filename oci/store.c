@@ -565,33 +565,40 @@ int kiln_store_ref_foreach(kiln_store_t *s,
     return refs_walk(s->refs_fd, fn, ud, err);
 }
 
+typedef struct expire_ctx {
+    int refs_fd;
+    const char *prefix;
+    double oldest; /* refs last used before this time go */
+    int dry_run;
+    unsigned removed;
+    kiln_error_t *err;
+} expire_ctx_t;
+
+static int expire_one(const char *name, const kiln_digest_t *d, void *ud)
+{
+    expire_ctx_t *x = ud;
+    kiln_digest_t f;
+    struct stat sb;
+
+    (void)d;
+    if (strncmp(name, x->prefix, strlen(x->prefix)) != 0 || ref_file(name, &f, NULL) < 0 ||
+        fstatat(x->refs_fd, f.hex, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+        (double)sb.st_mtime >= x->oldest)
+        return 0;
+    if (!x->dry_run && unlinkat(x->refs_fd, f.hex, 0) < 0 && errno != ENOENT)
+        return kiln_error_set(x->err, errno, "delete ref %s", name);
+    x->removed++;
+    return 0;
+}
+
 int kiln_store_refs_expire(kiln_store_t *s, const char *prefix, double max_age_s, int dry_run,
                            unsigned *removed, kiln_error_t *err)
 {
-    _cleanup_closedir_ DIR *dir = opendir_fd(s->refs_fd, "refs directory", err);
-    size_t plen = strlen(prefix);
-    double now = (double)time(NULL);
-    unsigned n = 0;
-    struct dirent *de;
+    expire_ctx_t x = {s->refs_fd, prefix, (double)time(NULL) - max_age_s, dry_run, 0, err};
 
-    if (dir == NULL)
+    if (refs_walk(s->refs_fd, expire_one, &x, err) < 0)
         return -1;
-    while ((de = readdir(dir)) != NULL) {
-        _cleanup_free_ char *name = NULL;
-        kiln_digest_t d;
-        struct stat sb;
-
-        if (de->d_name[0] == '.' || strlen(de->d_name) != 64 ||
-            fstatat(s->refs_fd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
-            now - (double)sb.st_mtime <= max_age_s)
-            continue;
-        if (ref_read(s->refs_fd, de->d_name, &name, &d, NULL) < 0 || strncmp(name, prefix, plen))
-            continue;
-        if (!dry_run && unlinkat(s->refs_fd, de->d_name, 0) < 0 && errno != ENOENT)
-            return kiln_error_set(err, errno, "delete ref %s", name);
-        n++;
-    }
-    *removed = n;
+    *removed = x.removed;
     return 0;
 }
 
