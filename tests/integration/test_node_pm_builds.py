@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""End to end: pnpm, yarn classic and yarn Berry projects (tests/fixtures/node-pm,
+real lockfiles, one dependency `ms` and one devDependency `is-number`) are
+auto-detected and built on kiln's images. The build image has no pnpm, yarn or
+corepack: the install step fetches the package manager's exact release
+(packageManager field, else kiln's pinned default) from the npm registry into
+the project's npm cache mount. Each project is built as an image (run with
+runc, it answers over loopback) and as a function zip (the plan's prune
+command ran for real: production deps only); a pnpm rebuild after an app
+change reuses the install step."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from examples_lib import ENV, build, ensure_images, run_http  # noqa: E402
+from kilntest import SRC, T, kiln  # noqa: E402
+
+FIX = os.path.join(SRC, "tests", "fixtures", "node-pm")
+
+ok, log = ensure_images("node-build", "node-run")
+if not T.check("kiln's node build and run images are built (images/build.sh)", ok, log):
+    T.done()
+
+
+def source(name, copy=""):
+    dst = os.path.join(T.tmp, "src-" + name + copy)
+    shutil.copytree(os.path.join(FIX, name), dst, symlinks=True)
+    return dst
+
+
+def plan_of(src):
+    r = kiln("plan", src, env=ENV)
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        return {"error": r.stderr}
+
+
+def zip_names(path):
+    try:
+        return zipfile.ZipFile(path).namelist()
+    except (OSError, zipfile.BadZipFile) as e:
+        return [f"<{e}>"]
+
+
+CASES = [
+    # fixture, plan's packageManager, the release installed, npm package, its cache target
+    ("pnpm", "pnpm", "pnpm@9.15.9", "pnpm install --frozen-lockfile", "/root/.local/share/pnpm/store"),
+    ("yarn", "yarn", "yarn@1.22.22", "yarn install --frozen-lockfile", "/usr/local/share/.cache/yarn"),
+    ("berry", "yarn-berry", "@yarnpkg/cli-dist@4.5.3", "yarn install --immutable", "/root/.yarn/berry/cache"),
+]
+
+for name, pm, release, install, cache in CASES:
+    src = source(name)
+    p = plan_of(src)
+    cmds = p.get("commands", {})
+    T.check(f"{name}: detected as {pm}", p.get("packageManager") == pm, json.dumps(p))
+    T.check(f"{name}: the install step fetches {release} from the npm registry, then runs {install}",
+            "npm install -g --prefer-offline" in cmds.get("install", "") and f" {release} && {install}" in
+            cmds.get("install", ""), json.dumps(cmds))
+    targets = [c.get("target") for c in p.get("caches", [])]
+    T.check(f"{name}: the npm cache and the {pm} store are cache mounts", "/root/.npm" in targets
+            and cache in targets, json.dumps(p.get("caches")))
+    T.check(f"{name}: the image starts with npm start (the run image has npm only)", cmds.get("start") == "npm start",
+            json.dumps(cmds))
+
+    out = os.path.join(T.tmp, "oci-" + name)
+    r = build(src, "-t", f"pm-{name}:latest", "--output", f"type=oci,dest={out}")
+    if not T.check(f"{name}: kiln build installs with {pm} and builds an image", r.returncode == 0,
+                   r.stderr[-3000:]):
+        continue
+    try:
+        body = run_http(out, "latest")
+    except Exception as e:  # noqa: BLE001
+        body = f"<{e}>"
+    T.check(f"{name}: the image answers over loopback, using the dependency {pm} installed",
+            f"{pm} ms=2m" in body, body)
+
+    if name == "pnpm":
+        # A rebuild after an app change reuses the install step (layer cache).
+        with open(os.path.join(src, "index.js"), "a") as f:
+            f.write("// changed\n")
+        r1 = build(src, "-t", f"pm-{name}:latest", "--output", f"type=oci,dest={out}-2")
+        lines = [ln for ln in r1.stderr.splitlines() if install in ln and "RUN" in ln]
+        idx = r1.stderr.find(lines[0]) if lines else -1
+        T.check(f"{name}: a rebuild after an app change does not rerun the install step",
+                r1.returncode == 0 and idx >= 0 and "CACHED" in r1.stderr[idx:idx + len(lines[0]) + 40],
+                r1.stderr[-3000:])
+
+    # The function output: the plan's prune command runs for real.
+    fdir = os.path.join(T.tmp, "fn-" + name)
+    zpath = os.path.join(fdir, "function.zip")
+    os.makedirs(fdir)
+    r2 = build(src, "--output", f"type=function,dest={zpath}", env={"KILN_OUTPUTS": "function"})
+    if not T.check(f"{name}: kiln build makes a function zip", r2.returncode == 0 and os.path.exists(zpath),
+                   r2.stderr[-3000:]):
+        continue
+    names = zip_names(zpath)
+    T.check(f"{name}: the build script ran through {pm} run build (built.txt in the zip)",
+            "built.txt" in names, str(names[:40]))
+    T.check(f"{name}: the function zip holds the production dependency ms",
+            any(n.startswith("node_modules/") and n.endswith("ms/index.js") for n in names), str(names[:40]))
+    T.check(f"{name}: the prune command removed the devDependency is-number from the zip",
+            not any("is-number" in n for n in names), str([n for n in names if "is-number" in n]))
+    T.check(f"{name}: no package manager store or cache is in the zip",
+            not any(n.startswith((".npm/", ".pnpm-store/", ".yarn/cache/", "root/")) for n in names),
+            str(names[:40]))
+    x = os.path.join(fdir, "x")
+    # unzip restores the symlinks of pnpm's node_modules (as Lambda does)
+    subprocess.run(["unzip", "-q", zpath, "-d", x], capture_output=True)
+    run = subprocess.run(["node", "-e", "process.stdout.write(require('ms')(60000))"], cwd=x,
+                         capture_output=True, text=True, timeout=60)
+    T.check(f"{name}: the unzipped function resolves ms", run.stdout == "1m", run.stdout + run.stderr)
+
+# A packageManager that is not a plain version is refused before any shell sees it.
+bad = source("pnpm", "-bad")
+pkg = json.load(open(os.path.join(bad, "package.json")))
+pkg["packageManager"] = "pnpm@9.1.0;curl evil"
+json.dump(pkg, open(os.path.join(bad, "package.json"), "w"))
+r = kiln("plan", bad, env=ENV)
+T.check("a packageManager with shell characters is refused with a clear error",
+        r.returncode != 0 and "packageManager" in r.stderr and "plain version" in r.stderr, r.stderr)
+T.done()
