@@ -116,6 +116,23 @@ for name, pm, release, install, cache in CASES:
                          capture_output=True, text=True, timeout=60)
     T.check(f"{name}: the unzipped function resolves ms", run.stdout == "1m", run.stdout + run.stderr)
 
+# yarn Berry on a Node toolchain (engines.node 20, fetched into the kiln root):
+# the manager installs with that Node's npm and the image runs on it.
+src = source("berry", "-node20")
+pkg = json.load(open(os.path.join(src, "package.json")))
+pkg["engines"] = {"node": "20"}
+json.dump(pkg, open(os.path.join(src, "package.json"), "w"))
+out = os.path.join(T.tmp, "oci-berry-node20")
+r = build(src, "-t", "pm-berry20:latest", "--output", f"type=oci,dest={out}")
+if T.check("berry on Node 20: builds (yarn 4.5.3 installed with the toolchain's Node)",
+           r.returncode == 0 and "COPY --from=node" in r.stderr
+           and "@yarnpkg/cli-dist@4.5.3 && yarn install --immutable" in r.stderr, r.stderr[-3000:]):
+    try:
+        body = run_http(out, "latest")
+    except Exception as e:  # noqa: BLE001
+        body = f"<{e}>"
+    T.check("berry on Node 20: the image answers over loopback", "yarn-berry ms=2m" in body, body)
+
 # A packageManager that is not a plain version is refused before any shell sees it.
 bad = source("pnpm", "-bad")
 pkg = json.load(open(os.path.join(bad, "package.json")))
