@@ -16,7 +16,7 @@ import sys
 import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from examples_lib import ENV, build, ensure_images, run_http  # noqa: E402
+from examples_lib import ENV, ROOT, build, ensure_images, run_http  # noqa: E402
 from kilntest import SRC, T, kiln  # noqa: E402
 
 FIX = os.path.join(SRC, "tests", "fixtures", "node-pm")
@@ -115,6 +115,31 @@ for name, pm, release, install, cache in CASES:
     run = subprocess.run(["node", "-e", "process.stdout.write(require('ms')(60000))"], cwd=x,
                          capture_output=True, text=True, timeout=60)
     T.check(f"{name}: the unzipped function resolves ms", run.stdout == "1m", run.stdout + run.stderr)
+
+
+
+def in_cache_mounts(match):
+    """True when a file or dir under the kiln root's cache mounts satisfies match(parent, name, path)."""
+    for d, dirs, files in os.walk(os.path.join(ROOT, "build", "cache-mounts")):
+        for f in files + dirs:
+            if match(d, f, os.path.join(d, f)):
+                return True
+    return False
+
+
+def pnpm_index_of_ms(d, f, path):
+    if not f.endswith("-index.json") or "/v3/files/" not in path:
+        return False
+    with open(path, errors="replace") as fh:
+        return '"name":"ms"' in fh.read(4096)
+
+
+# The managers' stores are cache mounts in the kiln root (never in outputs).
+T.check("pnpm's store (v3, ms indexed) is a cache mount under the kiln root", in_cache_mounts(pnpm_index_of_ms))
+T.check("yarn classic's cache (v6/npm-ms-2.1.3-*) is a cache mount under the kiln root",
+        in_cache_mounts(lambda d, f, p: os.path.basename(d) == "v6" and f.startswith("npm-ms-2.1.3-")))
+T.check("yarn Berry's cache (ms-npm-2.1.3-*.zip) is a cache mount under the kiln root",
+        in_cache_mounts(lambda d, f, p: f.startswith("ms-npm-2.1.3-") and f.endswith(".zip")))
 
 # yarn Berry on a Node toolchain (engines.node 20, fetched into the kiln root):
 # the manager installs with that Node's npm and the image runs on it.
