@@ -9,23 +9,9 @@
 #include <unistd.h>
 
 #include "handlers/detect.h"
+#include "tests/fuzz/fuzz_files.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* Writes `len` bytes to dir/name; returns -1 on failure. */
-static int put(const char *dir, const char *name, const void *buf, size_t len)
-{
-    char path[512];
-    int fd, ok;
-
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -1;
-    ok = len == 0 || write(fd, buf, len) == (ssize_t)len;
-    close(fd);
-    return ok ? 0 : -1;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -39,11 +25,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     kiln_plan_t *p = NULL;
 
     if (!ready) {
-        if (mkdtemp(dir) == NULL || put(dir, "package.json", pkg, strlen(pkg)) < 0)
+        if (mkdtemp(dir) == NULL || fuzz_put(dir, "package.json", pkg, strlen(pkg)) < 0)
             abort();
         ready = 1;
     }
-    if (put(dir, "next.config.js", data, size) < 0)
+    if (fuzz_put(dir, "next.config.js", data, size) < 0)
         return 0;
     if (kiln_plan_detect(dir, &opts, &p, &err) == 0)
         kiln_plan_free(p);
