@@ -456,6 +456,14 @@ static kiln_plan_output_t spec_kind(const char *spec, unsigned natural)
     return KILN_PLAN_OUT_IMAGE;
 }
 
+/* What an output kind is called in messages. */
+static const char *kind_name(kiln_plan_output_t kind)
+{
+    return kind == KILN_PLAN_OUT_STATIC     ? "static site"
+           : kind == KILN_PLAN_OUT_FUNCTION ? "function package"
+                                            : "image";
+}
+
 /* The plan's own output kind when nothing was asked: static, function, image. */
 static kiln_plan_output_t natural_kind(unsigned outputs)
 {
@@ -503,6 +511,18 @@ int kiln_auto_build_prepare(const char *spec, const kiln_auto_build_opts_t *o,
         return 0;
     }
     ab->kind = o->n_outputs ? spec_kind(o->outputs[0], p->outputs) : natural_kind(p->outputs);
+    /* One build makes one target: a function package of the run image's files (or a site
+     * from an image) would be wrong, so kinds are not mixed. */
+    for (size_t i = 1; i < o->n_outputs; i++) {
+        kiln_plan_output_t k = spec_kind(o->outputs[i], p->outputs);
+        if (k != ab->kind) {
+            kiln_error_set(err, 0,
+                           "--output %s and --output %s ask for different kinds (%s, %s): one "
+                           "build makes one kind; run one build per kind",
+                           o->outputs[0], o->outputs[i], kind_name(ab->kind), kind_name(k));
+            goto fail;
+        }
+    }
     if (ab->kind == KILN_PLAN_OUT_IMAGE && !(p->outputs & KILN_PLAN_OUT_IMAGE)) {
         /* An image of a static site: the static run image serves it. */
         if (p->start == NULL) {

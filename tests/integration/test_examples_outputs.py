@@ -58,6 +58,16 @@ T.check("next-static: no sources, .next or node_modules in the site", not {"node
 T.check("next-static: next telemetry is disabled in the build", "anonymous telemetry" not in r.stderr,
         r.stderr[-3000:])
 
+# An image and a function package are different targets: asking one build for both is refused
+# before anything runs (a zip of the run image's files would be wrong).
+mixed_img = os.path.join(T.tmp, "mixed-img")
+mixed_zip = os.path.join(T.tmp, "mixed", "function.zip")
+r = build(example("lambda-node"), "--output", f"type=oci,dest={mixed_img}", "--output",
+          f"type=function,dest={mixed_zip}")
+T.check("lambda-node: image + function outputs in one build are refused naming both kinds",
+        r.returncode != 0 and "different kinds (image, function package)" in r.stderr
+        and not os.path.exists(mixed_img) and not os.path.exists(mixed_zip), r.stderr[-2000:])
+
 # lambda-node: a zip with the code and production deps, function.json beside it.
 fdir = os.path.join(T.tmp, "fn")
 zpath = os.path.join(fdir, "function.zip")
