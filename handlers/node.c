@@ -243,7 +243,7 @@ static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
                         const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_error_t *err)
 {
     const char *install, *cache, *prune, *npmpkg = NULL, *def = NULL;
-    _cleanup_free_ char *version = NULL, *setup = NULL, *full = NULL;
+    _cleanup_free_ char *version = NULL, *setup = NULL;
 
     if (kiln_plan_add(plan->manifests, &plan->n_manifests, err, "package.json") < 0)
         return -1;
@@ -295,8 +295,7 @@ static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
                                   "package.json: packageManager \"%.80s\" names no plain version",
                                   json_string_value(json_object_get(pkg, "packageManager")));
         setup = manager_setup(npmpkg, version);
-        full = kiln_xasprintf("%s && %s", setup, install);
-        install = full;
+        kiln_plan_set(&plan->setup, setup);
         if (kiln_plan_add(plan->notes, &plan->n_notes, err, "%s %s from the npm registry (%s)", pm,
                           version, npmpkg) < 0 ||
             kiln_plan_add_cache(plan, "npm", "/root/.npm", err) < 0)

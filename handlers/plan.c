@@ -39,6 +39,7 @@ void kiln_plan_free(kiln_plan_t *p)
     free(p->version_source);
     free(p->dockerfile);
     free_list(p->manifests, p->n_manifests);
+    free(p->setup);
     free(p->install);
     free(p->build);
     free(p->start);
@@ -193,6 +194,7 @@ int kiln_plan_to_json(const kiln_plan_t *p, char **out, kiln_error_t *err)
     }
     json_object_set_new(root, "manifests", str_array(p->manifests, p->n_manifests));
     o = json_object();
+    put_str(o, "setup", p->setup);
     put_str(o, "install", p->install);
     put_str(o, "build", p->build);
     put_str(o, "start", p->start);
@@ -320,7 +322,8 @@ static int plan_from_object(json_t *root, kiln_plan_t *p, kiln_error_t *err)
         return -1;
     o = json_object_get(root, "commands");
     if (json_is_object(o)) {
-        if (get_str(o, "install", &p->install, err) < 0 ||
+        if (get_str(o, "setup", &p->setup, err) < 0 ||
+            get_str(o, "install", &p->install, err) < 0 ||
             get_str(o, "build", &p->build, err) < 0 || get_str(o, "start", &p->start, err) < 0 ||
             get_str(o, "prune", &p->prune, err) < 0)
             return kiln_error_prefix(err, "commands");

@@ -47,6 +47,8 @@ typedef struct kiln_plan {
 
     char *manifests[KILN_PLAN_MAX_ITEMS]; /* copied before the install step */
     size_t n_manifests;
+    char *setup;   /* run before install in the same step (the package manager itself, e.g.
+                    * pnpm from the npm registry); kept when install is overridden */
     char *install; /* shell commands or NULL */
     char *build;
     char *start;

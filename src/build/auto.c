@@ -297,10 +297,15 @@ static int render_build(kiln_buf_t *b, const kiln_plan_t *p, const kiln_auto_opt
         if (kiln_buf_appendf(b, err, " ./\n") < 0)
             return -1;
     }
-    if (p->install) {
-        _cleanup_free_ char *text = with_deps_dirs(p, p->install);
+    if (p->install || p->setup) {
+        /* the package manager's setup stays in the install step when install is overridden */
+        _cleanup_free_ char *cmd = p->setup && p->install
+                                       ? kiln_xasprintf("%s && %s", p->setup, p->install)
+                                       : kiln_xstrdup(p->install ? p->install : p->setup);
+        _cleanup_free_ char *text = with_deps_dirs(p, cmd);
         int r;
-        r = check_text("install command", p->install, err) < 0 ||
+        r = (p->setup && check_text("setup command", p->setup, err) < 0) ||
+                    (p->install && check_text("install command", p->install, err) < 0) ||
                     kiln_buf_appendf(b, err, "RUN ") < 0 || append_mounts(b, p, o, true, err) < 0 ||
                     append_shell(b, text, err) < 0
                 ? -1

@@ -60,8 +60,9 @@ for name, pm, release, install, cache in CASES:
     cmds = p.get("commands", {})
     T.check(f"{name}: detected as {pm}", p.get("packageManager") == pm, json.dumps(p))
     T.check(f"{name}: the install step fetches {release} from the npm registry, then runs {install}",
-            "npm install -g --prefer-offline" in cmds.get("install", "") and f" {release} && {install}" in
-            cmds.get("install", ""), json.dumps(cmds))
+            cmds.get("setup", "").startswith("npm install -g --prefer-offline")
+            and cmds.get("setup", "").endswith(f" {release}") and cmds.get("install") == install,
+            json.dumps(cmds))
     targets = [c.get("target") for c in p.get("caches", [])]
     T.check(f"{name}: the npm cache and the {pm} store are cache mounts", "/root/.npm" in targets
             and cache in targets, json.dumps(p.get("caches")))
