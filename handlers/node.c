@@ -205,6 +205,7 @@ static char *run_script(const char *pm, const char *name)
 #define PNPM_DEFAULT "9.15.9"
 #define YARN_CLASSIC_DEFAULT "1.22.22"
 #define YARN_BERRY_DEFAULT "4.5.3"
+#define BUN_DEFAULT "1.2.23"
 
 /* The exact release the packageManager field pins for `pm` ("pnpm@9.1.0+sha512.…"
  * ⇒ "9.1.0"), else the default; NULL when the field names a version that is
@@ -236,8 +237,8 @@ static char *manager_setup(const char *npmpkg, const char *version)
                           npmpkg, version);
 }
 
-/* Install command, manifests and caches for the package manager. pnpm and
- * yarn come from the npm registry at the version of packageManager (cached
+/* Install command, manifests and caches for the package manager. pnpm,
+ * yarn and bun come from the npm registry at the version of packageManager (cached
  * in the project's npm cache); their own stores are cache mounts too. */
 static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
                         const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_error_t *err)
@@ -283,6 +284,10 @@ static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
         install = lockfile ? "bun install --frozen-lockfile" : "bun install";
         cache = "/root/.bun/install/cache";
         prune = "rm -rf node_modules && bun install --production --ignore-scripts";
+        /* the npm package's postinstall links the @oven/bun-linux-x64*
+         * binary its optionalDependencies brought (npm runs it) */
+        npmpkg = "bun";
+        def = BUN_DEFAULT;
     } else {
         install = lockfile ? "npm ci" : "npm install";
         cache = "/root/.npm";
@@ -441,9 +446,8 @@ int kiln_node_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
     if (script(pkg, "build") != NULL)
         plan->build = run_script(pm, "build");
     if (script(pkg, "start") != NULL) {
-        /* npm runs the script in the run image, which has no pnpm or yarn */
-        bool npm_runs = strcmp(pm, "bun") != 0;
-        plan->start = npm_runs ? kiln_xstrdup("npm start") : run_script(pm, "start");
+        /* npm runs the script in the run image, which has no pnpm, yarn or bun */
+        plan->start = kiln_xstrdup("npm start");
     } else if ((s = json_string_value(json_object_get(pkg, "main"))) != NULL &&
                kiln_tree_is_file(ctx->tree, s)) {
         plan->start = kiln_xasprintf("node %s", s);

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""End to end: pnpm, yarn classic and yarn Berry projects (tests/fixtures/node-pm,
+"""End to end: pnpm, yarn classic, yarn Berry and bun projects (tests/fixtures/node-pm,
 real lockfiles, one dependency `ms` and one devDependency `is-number`) are
-auto-detected and built on kiln's images. The build image has no pnpm, yarn or
+auto-detected and built on kiln's images. The build image has no pnpm, yarn, bun or
 corepack: the install step fetches the package manager's exact release
 (packageManager field, else kiln's pinned default) from the npm registry into
 the project's npm cache mount. Each project is built as an image (run with
@@ -52,6 +52,7 @@ CASES = [
     ("pnpm", "pnpm", "pnpm@9.15.9", "pnpm install --frozen-lockfile", "/root/.local/share/pnpm/store"),
     ("yarn", "yarn", "yarn@1.22.22", "yarn install --frozen-lockfile", "/usr/local/share/.cache/yarn"),
     ("berry", "yarn-berry", "@yarnpkg/cli-dist@4.5.3", "yarn install --immutable", "/root/.yarn/berry/cache"),
+    ("bun", "bun", "bun@1.2.23", "bun install --frozen-lockfile", "/root/.bun/install/cache"),
 ]
 
 for name, pm, release, install, cache in CASES:
@@ -141,6 +142,8 @@ T.check("yarn classic's cache (v6/npm-ms-2.1.3-*) is a cache mount under the kil
         in_cache_mounts(lambda d, f, p: os.path.basename(d) == "v6" and f.startswith("npm-ms-2.1.3-")))
 T.check("yarn Berry's cache (ms-npm-2.1.3-*.zip) is a cache mount under the kiln root",
         in_cache_mounts(lambda d, f, p: f.startswith("ms-npm-2.1.3-") and f.endswith(".zip")))
+T.check("bun's install cache (ms@2.1.3@@@*) is a cache mount under the kiln root",
+        in_cache_mounts(lambda d, f, p: f.startswith("ms@2.1.3@@@")))
 
 # yarn Berry on a Node toolchain (engines.node 20, fetched into the kiln root):
 # the manager installs with that Node's npm and the image runs on it.
