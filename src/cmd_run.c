@@ -20,6 +20,7 @@
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
+#include "utils/size.h"
 
 #define MAX_MOUNTS 64
 #define MAX_ENV 256
@@ -58,44 +59,6 @@ static void usage(FILE *out)
             "  --timestamps              prefix output lines with their time\n"
             "  -v, --verbose             say which isolation was picked\n"
             "  --seccomp unconfined      run without the seccomp filter\n");
-}
-
-/* Parses "512m", "1g", "4096": bytes. */
-static int parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    unsigned long long v;
-    uint64_t mul = 1;
-
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno || end == s)
-        return -1;
-    switch (*end) {
-    case 'k':
-    case 'K':
-        mul = 1ull << 10;
-        end++;
-        break;
-    case 'm':
-    case 'M':
-        mul = 1ull << 20;
-        end++;
-        break;
-    case 'g':
-    case 'G':
-        mul = 1ull << 30;
-        end++;
-        break;
-    default:
-        break;
-    }
-    if (*end == 'b' || *end == 'B')
-        end++;
-    if (*end != '\0' || (v && mul > UINT64_MAX / v))
-        return -1;
-    *out = v * mul;
-    return 0;
 }
 
 /* Parses "60s", "2m", "500ms", "1h", "30": milliseconds. */
@@ -165,7 +128,7 @@ static int parse_mount(char *spec, kiln_mount_t *m)
         } else if (strcmp(tok, "rw") == 0) {
             m->readonly = 0;
         } else if (strcmp(tok, "size") == 0) {
-            if (parse_size(v, &m->size) < 0)
+            if (kiln_size_parse(v, &m->size, NULL) < 0)
                 return -1;
         } else {
             return -1;
@@ -388,11 +351,11 @@ int kiln_cmd_run(int argc, char **argv)
                 return kiln_cli_usage_error("run", "bad --network '%s'", optarg);
             break;
         case 'm':
-            if (parse_size(optarg, &step.limits.memory) < 0)
+            if (kiln_size_parse(optarg, &step.limits.memory, NULL) < 0)
                 return kiln_cli_usage_error("run", "bad --memory '%s'", optarg);
             break;
         case 'F':
-            if (parse_size(optarg, &step.limits.file_size) < 0)
+            if (kiln_size_parse(optarg, &step.limits.file_size, NULL) < 0)
                 return kiln_cli_usage_error("run", "bad --file-size '%s'", optarg);
             break;
         case 'p':

@@ -19,6 +19,7 @@
 #include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
+#include "utils/size.h"
 
 #define DEFAULT_CONCURRENCY 16
 #define DEFAULT_PART_CONCURRENCY 8 /* x part size of memory */
@@ -176,31 +177,11 @@ int kiln_s3_parse_url(const char *url, char **bucket, char **prefix, kiln_error_
 
 int kiln_s3_parse_size(const char *s, size_t *out)
 {
-    char *end = NULL;
-    unsigned long long v;
-    int shift = 0;
-    if (s == NULL || !isdigit((unsigned char)s[0]))
+    uint64_t v;
+
+    if (kiln_size_parse(s, &v, NULL) < 0 || v > SIZE_MAX)
         return -1;
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno)
-        return -1;
-    if (*end == 'K' || *end == 'k')
-        shift = 10;
-    else if (*end == 'M' || *end == 'm')
-        shift = 20;
-    else if (*end == 'G' || *end == 'g')
-        shift = 30;
-    if (shift) {
-        end++;
-        if (*end == 'i')
-            end++;
-        if (*end == 'B')
-            end++;
-    }
-    if (*end != '\0' || (shift && v > (~0ULL >> shift)) || v > (unsigned long long)SIZE_MAX)
-        return -1;
-    *out = (size_t)(v << shift);
+    *out = (size_t)v;
     return 0;
 }
 
