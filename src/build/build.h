@@ -70,6 +70,18 @@ typedef struct kiln_build_request {
     uint64_t memory_limit;
     uint64_t pids_limit;
     uint64_t cpu_time_limit;
+    /* Address policy (utils/netpolicy): "CIDR[:PORT]" entries that open
+     * non-public destinations to RUN steps on the nat network and to
+     * host-side fetches (ADD URLs, git, registries named by the Dockerfile). */
+    const char *const *allow_addresses;
+    size_t n_allow_addresses;
+    /* Set for builds a server runs for a tenant: sources and registries are
+     * untrusted input (no file:// or local git sources, registries under the
+     * public-only policy, FROM oci: only from oci_dirs). */
+    int server_mode;
+    int allow_http_git;             /* plain http:// git remotes allowed */
+    const char *const *oci_dirs;    /* where FROM oci: may read in server mode */
+    size_t n_oci_dirs;
     kiln_build_progress_t progress;
     /* Log lines (without newline) go here; NULL = stderr. */
     void (*log)(void *ctx, const char *line);
