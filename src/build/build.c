@@ -1305,7 +1305,8 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     }
     kiln_step_init(&step);
     step.lowers = lowers;
-    step.n_lowers = st->n_layers;
+    /* two identical layers (e.g. RUN true twice) share one directory */
+    step.n_lowers = kiln_lowerview_unique((char **)lowers, st->n_layers);
     step.upper = upper;
     step.work = work;
     step.argv = (const char *const *)argv.v;

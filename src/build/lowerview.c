@@ -311,3 +311,22 @@ int kiln_lowerview_extract(const char *const *lowers, size_t n, const char *path
     }
     return 1;
 }
+
+size_t kiln_lowerview_unique(char **lowers, size_t n)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < k && !seen; j++)
+            seen = strcmp(lowers[j], lowers[i]) == 0;
+        if (seen) {
+            free(lowers[i]);
+        } else {
+            lowers[k++] = lowers[i];
+        }
+    }
+    for (size_t i = k; i < n; i++)
+        lowers[i] = NULL;
+    return k;
+}

@@ -28,4 +28,12 @@
 int kiln_lowerview_extract(const char *const *lowers, size_t n, const char *path, const char *dest,
                            kiln_error_t *err);
 
+/* Drops repeated directories from lowers (n entries, top-most first), keeping
+ * the top-most copy of each: overlayfs refuses a lower given twice (ELOOP),
+ * and two identical layers are the same directory (named by diff_id). The
+ * lower copy adds nothing: everything it holds is in the copy above it, which
+ * covers it. The dropped strings are freed and the tail after the returned
+ * count is set to NULL. Returns the new count. */
+size_t kiln_lowerview_unique(char **lowers, size_t n);
+
 #endif

@@ -214,6 +214,26 @@ static void test_two_sources_share_parents(void **state)
     assert_string_equal(z, "z");
 }
 
+/* Repeated lower directories (identical layers) keep only their top-most
+ * copy, in order; overlayfs refuses a lower given twice. */
+static void test_unique_lowers(void **state)
+{
+    (void)state;
+    char *l[6];
+    const char *names[6] = {"/l/c", "/l/b", "/l/c", "/l/a", "/l/b", "/l/c"};
+    for (size_t i = 0; i < 6; i++)
+        l[i] = kiln_xstrdup(names[i]);
+    assert_int_equal(kiln_lowerview_unique(l, 6), 3);
+    assert_string_equal(l[0], "/l/c");
+    assert_string_equal(l[1], "/l/b");
+    assert_string_equal(l[2], "/l/a");
+    for (size_t i = 3; i < 6; i++)
+        assert_null(l[i]);
+    for (size_t i = 0; i < 6; i++)
+        free(l[i]);
+    assert_int_equal(kiln_lowerview_unique(l, 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -221,6 +241,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_single_file_is_a_link, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_and_fallbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_sources_share_parents, setup, teardown),
+        cmocka_unit_test(test_unique_lowers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
