@@ -167,6 +167,26 @@ __attribute__((noreturn)) static void exec_command(const kiln_sandbox_plan_t *pl
     _exit(r == ENOENT ? 127 : 126);
 }
 
+/* Lets every group of the step open ICMP datagram sockets in its own network
+ * namespace (the sysctl is per netns), so `ping` works without CAP_NET_RAW,
+ * as Docker and Podman do. The range is read in the writer's user namespace:
+ * only the ids mapped there are valid. Best effort: a host whose /proc/sys
+ * is read-only only loses ping. */
+static void open_ping_range(kiln_isolation_t iso)
+{
+    char range[32];
+    int fd = open("/proc/sys/net/ipv4/ping_group_range", O_WRONLY | O_CLOEXEC);
+    int n = snprintf(range, sizeof(range), "0 %u",
+                     iso == KILN_ISOLATION_SANDBOX ? KILN_SANDBOX_ID_COUNT - 1 : 2147483647u);
+
+    if (fd < 0)
+        return;
+    if (write(fd, range, (size_t)n) != n) {
+        /* no ping without CAP_NET_RAW: nothing else depends on it */
+    }
+    close(fd);
+}
+
 /* Sets up the root and network from inside the namespaces. */
 static int setup(const kiln_sandbox_plan_t *plan, const int *fds, int n_fds, kiln_error_t *err)
 {
@@ -209,6 +229,7 @@ static int setup(const kiln_sandbox_plan_t *plan, const int *fds, int n_fds, kil
             return -1;
         if (step->network == KILN_NET_NAT && kiln_net_block_routes(err) < 0)
             return -1;
+        open_ping_range(plan->isolation);
     }
     if (plan->isolation == KILN_ISOLATION_SANDBOX && sethostname(host, strlen(host)) < 0)
         return kiln_error_set(err, errno, "sethostname %s", host);

@@ -85,11 +85,17 @@ typedef enum kiln_log_stream {
 typedef void (*kiln_log_sink_fn)(void *opaque, kiln_log_stream_t stream, const struct timespec *ts,
                                  const char *line, size_t len);
 
-/* Docker's default capability set, as a bit mask of CAP_* numbers. */
+/* Docker's default capability set without CAP_NET_RAW (13), as Podman
+ * does, as a bit mask of CAP_* numbers: chown, dac_override, fowner, fsetid,
+ * kill, setgid, setuid, setpcap, net_bind_service, sys_chroot, mknod,
+ * audit_write, setfcap. `ping` works without it through ICMP datagram
+ * sockets (net.ipv4.ping_group_range is opened in the step's netns). */
 #define KILN_CAPS_DEFAULT                                                                          \
     ((1ull << 0) | (1ull << 1) | (1ull << 3) | (1ull << 4) | (1ull << 5) | (1ull << 6) |           \
-     (1ull << 7) | (1ull << 8) | (1ull << 10) | (1ull << 13) | (1ull << 18) | (1ull << 27) |       \
-     (1ull << 29) | (1ull << 31))
+     (1ull << 7) | (1ull << 8) | (1ull << 10) | (1ull << 18) | (1ull << 27) | (1ull << 29) |       \
+     (1ull << 31))
+/* Every capability (of the step's user namespace): RUN --security=insecure. */
+#define KILN_CAPS_ALL (~0ull)
 
 typedef struct kiln_step {
     /* Root filesystem: lowers[0] is the top-most. Each is read-only and may be

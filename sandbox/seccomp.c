@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/netlink.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
 #include <sched.h>
@@ -105,6 +106,64 @@ static int add_rule(scmp_filter_ctx ctx, uint32_t action, const char *name, unsi
     return r == -EDOM || r == -EFAULT ? 0 : r;
 }
 
+static const char *const io_uring_calls[] = {"io_uring_setup", "io_uring_enter",
+                                             "io_uring_register"};
+
+/* The kernel reads socket()'s int arguments from the low 32 bits of the
+ * registers: compare only those, or a value with high bits set would pass a
+ * plain 64-bit equality (and still make an AF_PACKET socket). */
+#define LOW32 0xffffffffull
+#define SOCK_TYPE_BITS 0xfull /* the type without SOCK_NONBLOCK / SOCK_CLOEXEC */
+
+/* Socket families and types a step must not create:
+ *  - AF_PACKET (any type), and SOCK_RAW / SOCK_PACKET of AF_INET/AF_INET6
+ *    (the kernel turns AF_INET SOCK_PACKET into AF_PACKET): frames and
+ *    packets written directly, around the step network's routes and filters;
+ *  - AF_VSOCK: the hypervisor's and the host's services;
+ *  - AF_NETLINK except NETLINK_ROUTE (ip, ifconfig, getaddrinfo's
+ *    AI_ADDRCONFIG) and NETLINK_SOCK_DIAG (ss): audit, uevents, netfilter,
+ *    xfrm, connector, generic netlink (wireguard, nl80211, …) and the rest
+ *    are kernel interfaces a build never needs. Protocols are 0..31; any
+ *    value above NETLINK_SOCK_DIAG (4), garbage high bits included, is denied. */
+static int add_socket_rules(scmp_filter_ctx ctx)
+{
+    uint32_t noaf = SCMP_ACT_ERRNO(EAFNOSUPPORT), eperm = SCMP_ACT_ERRNO(EPERM);
+    static const int families[] = {AF_PACKET, AF_VSOCK};
+    static const int inet[] = {AF_INET, AF_INET6};
+    static const int raw_types[] = {SOCK_RAW, SOCK_PACKET};
+    static const int netlink_denied[] = {1, 2, 3}; /* below NETLINK_SOCK_DIAG */
+    int r;
+
+    for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
+        struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_MASKED_EQ, LOW32, (uint64_t)families[i]);
+        if ((r = add_rule(ctx, noaf, "socket", 1, &a)) < 0)
+            return r;
+    }
+    for (size_t i = 0; i < sizeof(inet) / sizeof(inet[0]); i++) {
+        for (size_t k = 0; k < sizeof(raw_types) / sizeof(raw_types[0]); k++) {
+            struct scmp_arg_cmp a[2] = {
+                SCMP_A0(SCMP_CMP_MASKED_EQ, LOW32, (uint64_t)inet[i]),
+                SCMP_A1(SCMP_CMP_MASKED_EQ, SOCK_TYPE_BITS, (uint64_t)raw_types[k])};
+            if ((r = add_rule(ctx, eperm, "socket", 2, a)) < 0)
+                return r;
+        }
+    }
+    {
+        struct scmp_arg_cmp a[2] = {SCMP_A0(SCMP_CMP_MASKED_EQ, LOW32, AF_NETLINK),
+                                    SCMP_A2(SCMP_CMP_GT, NETLINK_SOCK_DIAG)};
+        if ((r = add_rule(ctx, noaf, "socket", 2, a)) < 0)
+            return r;
+    }
+    for (size_t i = 0; i < sizeof(netlink_denied) / sizeof(netlink_denied[0]); i++) {
+        struct scmp_arg_cmp a[2] = {
+            SCMP_A0(SCMP_CMP_MASKED_EQ, LOW32, AF_NETLINK),
+            SCMP_A2(SCMP_CMP_MASKED_EQ, LOW32, (uint64_t)netlink_denied[i])};
+        if ((r = add_rule(ctx, noaf, "socket", 2, a)) < 0)
+            return r;
+    }
+    return 0;
+}
+
 /* Builds the rule set into ctx. `strict` adds what chroot isolation needs
  * because there is no pid/user namespace around the step. */
 static int build_rules(scmp_filter_ctx ctx, int strict)
@@ -139,11 +198,13 @@ static int build_rules(scmp_filter_ctx ctx, int strict)
             (r = add_rule(ctx, eperm, "mknodat", 1, &chr2)) < 0)
             return r;
     }
-    /* Packet sockets would let a step put frames on its tap device
-     * directly, around the routes that make 169.254.0.0/16 unreachable. */
-    {
-        struct scmp_arg_cmp pkt = SCMP_A0(SCMP_CMP_EQ, AF_PACKET);
-        if ((r = add_rule(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), "socket", 1, &pkt)) < 0)
+    if ((r = add_socket_rules(ctx)) < 0)
+        return r;
+    /* io_uring runs socket, open and other operations in kernel workers,
+     * out of this filter's sight (IORING_OP_SOCKET made AF_PACKET sockets).
+     * ENOSYS, as on a kernel built without it: callers (libuv, …) fall back. */
+    for (size_t i = 0; i < sizeof(io_uring_calls) / sizeof(io_uring_calls[0]); i++) {
+        if ((r = add_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), io_uring_calls[i], 0, NULL)) < 0)
             return r;
     }
     if (strict) {

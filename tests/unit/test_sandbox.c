@@ -106,6 +106,8 @@ static void test_defaults(void **state)
     /* Docker's default set has no CAP_SYS_ADMIN (21) nor CAP_NET_ADMIN (12). */
     assert_false(s.caps & (1ull << 21));
     assert_false(s.caps & (1ull << 12));
+    /* nor CAP_NET_RAW (13): no raw sockets; ping uses ICMP datagram sockets */
+    assert_false(s.caps & (1ull << 13));
     assert_string_equal(s.cwd, "/");
     assert_int_equal(s.stdin_fd, -1);
 }
