@@ -32,7 +32,7 @@
 #define KILN_SANDBOX_MAX_MOUNTS 64
 
 typedef enum kiln_net_mode {
-    KILN_NET_NAT = 0, /* slirp4netns; host loopback and 169.254.0.0/16 unreachable */
+    KILN_NET_NAT = 0, /* slirp4netns; public addresses only (sandbox/egress.h) */
     KILN_NET_NONE,    /* loopback only */
     KILN_NET_HOST,    /* the host's network (explicit request only) */
 } kiln_net_mode_t;
@@ -124,6 +124,11 @@ typedef struct kiln_step {
     const kiln_mount_t *mounts;
     size_t n_mounts;
     kiln_net_mode_t network;
+    /* nat: "CIDR[:PORT]" entries (utils/netpolicy.h) that open non-public
+     * destinations to the step. Without them a nat step reaches public
+     * addresses and the host's resolvers (port 53) only. */
+    const char *const *allow_addresses;
+    size_t n_allow_addresses;
     kiln_limits_t limits;
     kiln_seccomp_profile_t seccomp;
     uint64_t caps; /* bounding/effective set inside; 0 = KILN_CAPS_DEFAULT */

@@ -27,6 +27,7 @@
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
+#include "utils/netpolicy.h"
 #include "utils/size.h"
 
 #define MAX_LIST 256
@@ -70,6 +71,9 @@ static void usage(FILE *out)
             "                             and status only), json (one event per line), quiet\n"
             "      --network MODE         default network for RUN: default, none, host\n"
             "      --isolation MODE       auto, sandbox, chroot\n"
+            "      --allow-address CIDR[:PORT]  let RUN steps (nat) and host-side fetches reach\n"
+            "                             this non-public range, e.g. a private mirror\n"
+            "                             (repeatable; IPv6 as [fd00::/8]:443)\n"
             "  -m, --memory SIZE          memory limit of each RUN step (e.g. 512m, 2g)\n"
             "      --pids-limit N         process limit of each RUN step\n"
             "      --cpu-time SECONDS     CPU time limit of each RUN step\n"
@@ -99,8 +103,9 @@ typedef struct opts {
     int cache_to_max;
     char *cache_repo_ref;
     const char *tags[MAX_LIST], *args[MAX_LIST], *contexts[MAX_LIST], *secrets[MAX_LIST],
-        *outputs[MAX_LIST], *insecure[MAX_LIST + 1], *notify[MAX_LIST];
-    size_t n_tags, n_args, n_contexts, n_secrets, n_outputs, n_insecure, n_notify;
+        *outputs[MAX_LIST], *insecure[MAX_LIST + 1], *notify[MAX_LIST], *allow_addrs[MAX_LIST];
+    size_t n_tags, n_args, n_contexts, n_secrets, n_outputs, n_insecure, n_notify, n_allow_addrs;
+    int server_mode;
     const char *build_id;
     int push, no_cache, ecr_create;
     kiln_limit_values_t limits;
@@ -359,6 +364,8 @@ int kiln_cmd_build(int argc, char **argv)
         O_PIDS,
         O_CPU_TIME,
         O_ECR_CREATE,
+        O_ALLOW_ADDR,
+        O_SERVER_MODE,
     };
     static const struct option lopts[] = {
         {"file", required_argument, NULL, 'f'},
@@ -395,6 +402,9 @@ int kiln_cmd_build(int argc, char **argv)
         {"pids-limit", required_argument, NULL, O_PIDS},
         {"cpu-time", required_argument, NULL, O_CPU_TIME},
         {"ecr-create-repository", no_argument, NULL, O_ECR_CREATE},
+        {"allow-address", required_argument, NULL, O_ALLOW_ADDR},
+        /* internal: set by `kiln serve` / `kiln worker` for the builds they run */
+        {"server-mode", no_argument, NULL, O_SERVER_MODE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     opts_t o = {.sde = -1};
@@ -582,6 +592,15 @@ int kiln_cmd_build(int argc, char **argv)
         case O_ECR_CREATE:
             o.ecr_create = 1;
             break;
+        case O_ALLOW_ADDR:
+            if (kiln_netpolicy_validate(optarg, &err) < 0)
+                return kiln_cli_usage_error("build", "--allow-address: %s", err.msg);
+            if (add(o.allow_addrs, &o.n_allow_addrs, optarg))
+                return KILN_EXIT_USAGE;
+            break;
+        case O_SERVER_MODE:
+            o.server_mode = 1;
+            break;
         case 'm':
             if (kiln_size_parse(optarg, &o.limits.memory, &err) < 0)
                 return kiln_cli_usage_error("build", "--memory: %s", err.msg);
@@ -701,6 +720,9 @@ int kiln_cmd_build(int argc, char **argv)
     req.memory_limit = o.limits.memory;
     req.pids_limit = o.limits.pids;
     req.cpu_time_limit = o.limits.cpu_time;
+    req.allow_addresses = o.allow_addrs;
+    req.n_allow_addresses = o.n_allow_addrs;
+    req.server_mode = o.server_mode;
 
     if ((root == NULL && kiln_cli_store_root(o.root, &root, &err) < 0) ||
         kiln_store_open(root, &store, &err) < 0)

@@ -20,10 +20,12 @@
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
+#include "utils/netpolicy.h"
 #include "utils/size.h"
 
 #define MAX_MOUNTS 64
 #define MAX_ENV 256
+#define MAX_ALLOW 256
 
 static void usage(FILE *out)
 {
@@ -38,6 +40,8 @@ static void usage(FILE *out)
             "                            into $KILN_LAYER_CACHE, default /var/cache/kiln/layers)\n"
             "  --isolation MODE          auto (default), sandbox, chroot, none\n"
             "  --network MODE            nat (default), none, host\n"
+            "  --allow-address CIDR[:PORT]  nat: let the step reach this non-public range\n"
+            "                            (repeatable; default: public addresses and DNS only)\n"
             "  --memory SIZE             memory limit, e.g. 512m\n"
             "  --pids N                  process limit\n"
             "  --cpu SECONDS             CPU time limit\n"
@@ -295,6 +299,7 @@ int kiln_cmd_run(int argc, char **argv)
     static const struct option opts[] = {{"rootfs", required_argument, NULL, 'r'},
                                          {"isolation", required_argument, NULL, 'i'},
                                          {"network", required_argument, NULL, 'n'},
+                                         {"allow-address", required_argument, NULL, 'A'},
                                          {"memory", required_argument, NULL, 'm'},
                                          {"pids", required_argument, NULL, 'p'},
                                          {"cpu", required_argument, NULL, 'c'},
@@ -321,6 +326,8 @@ int kiln_cmd_run(int argc, char **argv)
     size_t n_lowers = 0, n_mounts = 0, n_env = 0;
     kiln_mount_t mounts[MAX_MOUNTS];
     const char *env[MAX_ENV + 1];
+    const char *allow[MAX_ALLOW];
+    size_t n_allow = 0;
     const char *user = NULL, *diff_out = NULL, *keep_upper = NULL;
     _cleanup_free_ char *scratch = NULL, *upper = NULL, *work = NULL;
     kiln_step_t step;
@@ -349,6 +356,12 @@ int kiln_cmd_run(int argc, char **argv)
         case 'n':
             if (kiln_net_mode_parse(optarg, &step.network) < 0)
                 return kiln_cli_usage_error("run", "bad --network '%s'", optarg);
+            break;
+        case 'A':
+            if (n_allow == MAX_ALLOW || kiln_netpolicy_validate(optarg, &err) < 0)
+                return kiln_cli_usage_error("run", "--allow-address: %s",
+                                            err.msg[0] ? err.msg : "too many entries");
+            allow[n_allow++] = optarg;
             break;
         case 'm':
             if (kiln_size_parse(optarg, &step.limits.memory, NULL) < 0)
@@ -462,6 +475,8 @@ int kiln_cmd_run(int argc, char **argv)
     env[n_env] = NULL;
     if (n_env)
         step.env = env;
+    step.allow_addresses = allow;
+    step.n_allow_addresses = n_allow;
     step.argv = (const char *const *)argv + optind;
     step.lowers = lowers;
     step.n_lowers = n_lowers;

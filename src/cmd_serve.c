@@ -39,6 +39,9 @@ static void serve_usage(void)
         "                          env KILN_BUILD_COMMAND)\n"
         "  --build-option OPT      add OPT to every `kiln build` (repeatable), e.g.\n"
         "                          --build-option=--isolation=chroot\n"
+        "  --allow-address CIDR[:PORT]  let builds reach this non-public range (RUN on nat,\n"
+        "                          host-side fetches), e.g. a private mirror (repeatable;\n"
+        "                          also \"policy\": {\"allow_addresses\": [...]} in --config)\n"
         "  --build-timeout SECS    per-build time limit (default 3600, 0 = none)\n"
         "  --log-cap BYTES         per-build log size limit (default 67108864)\n" KILN_LIMITS_HELP
         "  --max-body BYTES        JSON request body limit (default 1048576)\n"
@@ -92,7 +95,8 @@ int kiln_cmd_serve(int argc, char **argv)
         O_GCAGE,
         O_GCMAX,
         O_CTXSTORE,
-        O_JOBKEY
+        O_JOBKEY,
+        O_ALLOW_ADDR
     };
     static const struct option opts[] = {
         {"help", no_argument, NULL, 'h'},
@@ -118,6 +122,7 @@ int kiln_cmd_serve(int argc, char **argv)
         {"gc-max-age", required_argument, NULL, O_GCAGE},
         {"gc-max-size", required_argument, NULL, O_GCMAX},
         {"job-key-file", required_argument, NULL, O_JOBKEY},
+        {"allow-address", required_argument, NULL, O_ALLOW_ADDR},
         KILN_LIMITS_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
@@ -186,6 +191,10 @@ int kiln_cmd_serve(int argc, char **argv)
                                             optarg);
             kiln_server_strv_add(&build_opts, &n_build_opts, optarg);
             break;
+        case O_ALLOW_ADDR:
+            if (kiln_server_allow_address(&build_opts, &n_build_opts, optarg, &err) < 0)
+                return kiln_cli_usage_error("serve", "--allow-address: %s", err.msg);
+            break;
         case O_WORKERS:
             num = &workers;
             break;
@@ -240,6 +249,15 @@ int kiln_cmd_serve(int argc, char **argv)
                                     "pass --no-auth to run an open server");
     }
     srv.no_auth = no_auth && json_array_size(srv.config->tokens) == 0;
+    {
+        /* every build the server runs is a tenant's: the policy of untrusted
+         * input (server mode) plus the operator's address allowlist */
+        size_t i;
+        json_t *v;
+        json_array_foreach(kiln_config_allow_addresses(srv.config), i, v)
+            kiln_server_allow_address(&build_opts, &n_build_opts, json_string_value(v), NULL);
+        kiln_server_strv_add(&build_opts, &n_build_opts, "--server-mode");
+    }
 
     /* A thread per connection would otherwise get malloc arenas of its own: memory stays
      * bounded with a few shared ones. */

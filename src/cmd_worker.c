@@ -28,6 +28,8 @@ static void worker_usage(void)
         "  --kiln-root DIR          kiln root for checkouts and builds\n"
         "  --build-command PATH     program run as `PATH checkout|build …` (default: this kiln)\n"
         "  --build-option OPT       add OPT to every `kiln build` (repeatable)\n"
+        "  --allow-address CIDR[:PORT]  let builds reach this non-public range (RUN on\n"
+        "                           nat, host-side fetches), e.g. a private mirror (repeatable)\n"
         "  --build-timeout SECS     per-build limit (default 3600, 0 = none)\n"
         "  --visibility-timeout S   hide a received job for S seconds, renewed every S/3\n"
         "                           while it builds (default 120)\n"
@@ -57,7 +59,8 @@ int kiln_cmd_worker(int argc, char **argv)
         O_WAIT,
         O_DRAIN,
         O_LOGCAP,
-        O_JOBKEY
+        O_JOBKEY,
+        O_ALLOW_ADDR
     };
     static const struct option opts[] = {
         {"help", no_argument, NULL, 'h'},
@@ -74,6 +77,7 @@ int kiln_cmd_worker(int argc, char **argv)
         {"drain-timeout", required_argument, NULL, O_DRAIN},
         {"log-cap", required_argument, NULL, O_LOGCAP},
         {"job-key-file", required_argument, NULL, O_JOBKEY},
+        {"allow-address", required_argument, NULL, O_ALLOW_ADDR},
         KILN_LIMITS_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
@@ -120,6 +124,10 @@ int kiln_cmd_worker(int argc, char **argv)
                 return kiln_cli_usage_error("worker", "--build-option '%s' is not an option",
                                             optarg);
             kiln_server_strv_add(&build_opts, &n_build_opts, optarg);
+            break;
+        case O_ALLOW_ADDR:
+            if (kiln_server_allow_address(&build_opts, &n_build_opts, optarg, &err) < 0)
+                return kiln_cli_usage_error("worker", "--allow-address: %s", err.msg);
             break;
         case O_CONC:
             num = &conc;
@@ -179,6 +187,8 @@ int kiln_cmd_worker(int argc, char **argv)
     o.job_key = job_key;
     cmd = kiln_server_build_cmd(cmd_opt);
     o.build_cmd = cmd;
+    /* every job is a tenant's build: the policy of untrusted input */
+    kiln_server_strv_add(&build_opts, &n_build_opts, "--server-mode");
     o.build_options = build_opts;
     o.concurrency = (int)conc;
     o.visibility_s = (int)vis;

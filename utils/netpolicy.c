@@ -380,6 +380,20 @@ static bool allowlisted(const kiln_netpolicy_t *p, int family, const uint8_t *ad
     return false;
 }
 
+bool kiln_netpolicy_opens(const kiln_netpolicy_t *p, const char *cidr)
+{
+    rule_t range;
+    if (!parse_cidr(cidr, &range))
+        return false;
+    for (size_t i = 0; i < p->n_rules; i++) {
+        const rule_t *r = &p->rules[i];
+        unsigned bits = r->prefix < range.prefix ? r->prefix : range.prefix;
+        if (r->family == range.family && prefix_match(r->addr, range.addr, bits))
+            return true;
+    }
+    return false;
+}
+
 /* Whether addr is one of this host's interface addresses. */
 static bool is_host_address(int family, const uint8_t *addr)
 {

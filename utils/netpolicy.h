@@ -75,6 +75,12 @@ int kiln_netpolicy_validate(const char *spec, kiln_error_t *err);
  * forwarder). A missing file adds nothing. Returns -1 on a read error. */
 int kiln_netpolicy_allow_resolvers(kiln_netpolicy_t *p, const char *resolv_conf, kiln_error_t *err);
 
+/* Whether an allowlist entry overlaps the range `cidr` ("10.0.0.0/8",
+ * "fc00::/7"), whatever its port: the step's nat network then keeps that
+ * range routed and leaves the decision to the exact check. False for a cidr
+ * that does not parse. */
+bool kiln_netpolicy_opens(const kiln_netpolicy_t *p, const char *cidr);
+
 /* The class of an AF_INET / AF_INET6 address (host addresses are not looked
  * up here: KILN_NETCLASS_HOST is only returned by kiln_netpolicy_check). */
 kiln_netclass_t kiln_netpolicy_classify(const struct sockaddr *sa, socklen_t len);

@@ -1329,6 +1329,8 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
         kiln_error_set(err, 0, "unknown isolation %s", e->req->isolation);
         goto out;
     }
+    step.allow_addresses = e->req->allow_addresses;
+    step.n_allow_addresses = e->req->n_allow_addresses;
     step.limits.memory = e->req->memory_limit;
     step.limits.pids = e->req->pids_limit;
     step.limits.cpu_secs = e->req->cpu_time_limit;

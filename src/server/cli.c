@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "utils/cleanup.h"
 #include "utils/mem.h"
+#include "utils/netpolicy.h"
 
 long long kiln_server_parse_num(const char *s)
 {
@@ -39,4 +41,14 @@ void kiln_server_strv_add(char ***v, unsigned *n, const char *s)
     *v = kiln_xrealloc(*v, (*n + 2) * sizeof(char *));
     (*v)[(*n)++] = kiln_xstrdup(s);
     (*v)[*n] = NULL;
+}
+
+int kiln_server_allow_address(char ***opts, unsigned *n, const char *spec, kiln_error_t *err)
+{
+    _cleanup_free_ char *opt = NULL;
+    if (kiln_netpolicy_validate(spec, err) < 0)
+        return -1;
+    opt = kiln_xasprintf("--allow-address=%s", spec);
+    kiln_server_strv_add(opts, n, opt);
+    return 0;
 }

@@ -8,6 +8,7 @@
 #include "utils/fs.h"
 #include "utils/hmac.h"
 #include "utils/mem.h"
+#include "utils/netpolicy.h"
 
 #define CONFIG_CAP (1024 * 1024)
 
@@ -27,6 +28,30 @@ static int check_project(json_t *p, size_t i, kiln_error_t *err)
     return 0;
 }
 
+/* Checks the "policy" object: allow_addresses is an array of valid
+ * CIDR[:PORT] entries; fails naming the bad one. */
+static int check_policy(json_t *policy, kiln_error_t *err)
+{
+    json_t *list, *v;
+    size_t i;
+
+    if (!json_is_object(policy))
+        return kiln_error_set(err, 0, "policy: must be an object");
+    list = json_object_get(policy, "allow_addresses");
+    if (list == NULL)
+        return 0;
+    if (!json_is_array(list))
+        return kiln_error_set(err, 0, "policy.allow_addresses: must be an array of strings");
+    json_array_foreach(list, i, v)
+    {
+        if (!json_is_string(v))
+            return kiln_error_set(err, 0, "policy.allow_addresses[%zu]: must be a string", i);
+        if (kiln_netpolicy_validate(json_string_value(v), err) < 0)
+            return kiln_error_prefix(err, "policy.allow_addresses[%zu]", i);
+    }
+    return 0;
+}
+
 int kiln_config_load(const char *path, kiln_config_t **out, kiln_error_t *err)
 {
     kiln_config_t *c = kiln_xzalloc(sizeof(*c));
@@ -36,6 +61,7 @@ int kiln_config_load(const char *path, kiln_config_t **out, kiln_error_t *err)
 
     c->tokens = json_array();
     c->projects = json_array();
+    c->policy = json_object();
     if (path) {
         _cleanup_free_ char *text = NULL;
         json_error_t je;
@@ -69,6 +95,14 @@ int kiln_config_load(const char *path, kiln_config_t **out, kiln_error_t *err)
             }
             json_array_append(c->projects, v);
         }
+        if ((v = json_object_get(root, "policy")) != NULL) {
+            if (check_policy(v, err) < 0) {
+                json_decref(root);
+                kiln_error_prefix(err, "%s", path);
+                goto fail;
+            }
+            json_object_update(c->policy, v);
+        }
         json_decref(root);
     }
     if (env && *env) {
@@ -91,7 +125,13 @@ void kiln_config_free(kiln_config_t *c)
         return;
     json_decref(c->tokens);
     json_decref(c->projects);
+    json_decref(c->policy);
     free(c);
+}
+
+json_t *kiln_config_allow_addresses(const kiln_config_t *c)
+{
+    return json_object_get(c->policy, "allow_addresses");
 }
 
 int kiln_config_auth(const kiln_config_t *c, const char *authorization)

@@ -7,7 +7,11 @@
  *                  "gitlab": "group/app",      path_with_namespace for GitLab pushes
  *                  "secret": "…",              GitHub webhook secret (HMAC-SHA256)
  *                  "gitlab_token": "…",        GitLab X-Gitlab-Token
- *                  "build": {…}}]}             request fields added to the build (outputs…)
+ *                  "build": {…}}],              request fields added to the build (outputs…)
+ *    "policy": {"allow_addresses": ["10.8.0.0/16:3128", …]}}
+ *                                              non-public destinations the builds may reach
+ *                                              (RUN on nat, host-side fetches); each entry
+ *                                              CIDR[:PORT] as `--allow-address`
  * plus KILN_API_TOKENS (comma-separated) from the environment. */
 #ifndef KILN_SERVER_CONFIG_H
 #define KILN_SERVER_CONFIG_H
@@ -19,11 +23,15 @@
 typedef struct kiln_config {
     json_t *tokens;   /* array of strings */
     json_t *projects; /* array of objects */
+    json_t *policy;   /* the "policy" object (never NULL; entries checked at load) */
 } kiln_config_t;
 
 /* Loads path (may be NULL) and the environment's tokens. */
 int kiln_config_load(const char *path, kiln_config_t **out, kiln_error_t *err);
 void kiln_config_free(kiln_config_t *c);
+
+/* The "policy.allow_addresses" entries (strings, validated at load). */
+json_t *kiln_config_allow_addresses(const kiln_config_t *c);
 
 /* 1 when the "Bearer …" header value carries a configured token (constant-time compare). */
 int kiln_config_auth(const kiln_config_t *c, const char *authorization);

@@ -25,12 +25,14 @@ if [ "$1" = checkout ]; then
   echo 0123456789abcdef0123456789abcdef01234567
   exit ${FAKE_CHECKOUT_EXIT:-0}
 fi
+[ -n "${FAKE_ARGSLOG:-}" ] && echo "$*" >> "$FAKE_ARGSLOG"
 meta=""
 ctx=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --metadata-file) meta=$2; shift ;;
-    --*|-f|-t) case "$1" in --progress=*) ;; *) shift ;; esac ;;
+    --*=*|--server-mode) ;;
+    --*|-f|-t) shift ;;
     *) ctx=$1 ;;
   esac
   shift

@@ -211,12 +211,33 @@ static void test_host_address(void **state)
     kiln_netpolicy_free(p);
 }
 
+static void test_opens(void **state)
+{
+    /* the ranges a nat step keeps routed because the allowlist opens part of them */
+    kiln_netpolicy_t *p = kiln_netpolicy_new(KILN_NETPOLICY_PUBLIC);
+    kiln_error_t err = {0};
+    (void)state;
+    assert_false(kiln_netpolicy_opens(p, "10.0.0.0/8"));
+    assert_int_equal(kiln_netpolicy_allow(p, "10.203.0.0/24", &err), 0);
+    assert_int_equal(kiln_netpolicy_allow(p, "127.0.0.1:8080", &err), 0);
+    assert_int_equal(kiln_netpolicy_allow(p, "[fd42::/16]:443", &err), 0);
+    assert_true(kiln_netpolicy_opens(p, "10.0.0.0/8")); /* a smaller entry inside */
+    assert_true(kiln_netpolicy_opens(p, "10.203.0.7")); /* an address inside an entry */
+    assert_false(kiln_netpolicy_opens(p, "172.16.0.0/12"));
+    assert_true(kiln_netpolicy_opens(p, "127.0.0.0/8")); /* a port does not matter */
+    assert_true(kiln_netpolicy_opens(p, "fc00::/7"));
+    assert_false(kiln_netpolicy_opens(p, "fe80::/10"));
+    assert_false(kiln_netpolicy_opens(p, "not-a-cidr"));
+    kiln_netpolicy_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_classes),     cmocka_unit_test(test_specs),
         cmocka_unit_test(test_public_mode), cmocka_unit_test(test_no_link_local_mode),
         cmocka_unit_test(test_resolvers),   cmocka_unit_test(test_host_address),
+        cmocka_unit_test(test_opens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

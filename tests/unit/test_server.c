@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "src/server/cli.h"
+#include "src/server/config.h"
 #include "src/server/cursor.h"
 #include "src/server/jobkey.h"
 #include "src/server/limits.h"
@@ -347,6 +349,67 @@ static void test_limits(void **state)
     json_decref(stored);
 }
 
+/* Writes text to a temp file and loads it as the server config. */
+static int load_config(const char *text, kiln_config_t **c, kiln_error_t *err)
+{
+    char path[] = "/tmp/kiln-config-XXXXXX";
+    int fd = mkstemp(path), r;
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    r = kiln_config_load(path, c, err);
+    unlink(path);
+    return r;
+}
+
+static void test_config_policy(void **state)
+{
+    kiln_config_t *c = NULL;
+    kiln_error_t err = {0};
+    char **opts = NULL;
+    unsigned n = 0;
+    json_t *list;
+    (void)state;
+
+    assert_int_equal(load_config("{\"policy\": {\"allow_addresses\": [\"10.8.0.0/16:3128\", "
+                                 "\"[fd00::1]:443\"]}}",
+                                 &c, &err),
+                     0);
+    list = kiln_config_allow_addresses(c);
+    assert_int_equal(json_array_size(list), 2);
+    assert_string_equal(json_string_value(json_array_get(list, 0)), "10.8.0.0/16:3128");
+    kiln_config_free(c);
+    c = NULL;
+
+    /* a bad entry fails at startup naming it and its place */
+    assert_int_equal(
+        load_config("{\"policy\": {\"allow_addresses\": [\"10.0.0.0/8\", \"10.0.0.0/33\"]}}", &c,
+                    &err),
+        -1);
+    assert_null(c);
+    assert_non_null(strstr(err.msg, "policy.allow_addresses[1]"));
+    assert_non_null(strstr(err.msg, "10.0.0.0/33"));
+    assert_int_equal(load_config("{\"policy\": {\"allow_addresses\": \"10.0.0.0/8\"}}", &c, &err),
+                     -1);
+    assert_non_null(strstr(err.msg, "must be an array"));
+    assert_int_equal(load_config("{\"policy\": [1]}", &c, &err), -1);
+    assert_non_null(strstr(err.msg, "policy: must be an object"));
+
+    /* no policy: an empty allowlist */
+    assert_int_equal(load_config("{}", &c, &err), 0);
+    assert_null(kiln_config_allow_addresses(c));
+    kiln_config_free(c);
+
+    /* the option a build child gets */
+    assert_int_equal(kiln_server_allow_address(&opts, &n, "127.0.0.1:8080", &err), 0);
+    assert_int_equal(kiln_server_allow_address(&opts, &n, "localhost", &err), -1);
+    assert_non_null(strstr(err.msg, "localhost"));
+    assert_int_equal(n, 1);
+    assert_string_equal(opts[0], "--allow-address=127.0.0.1:8080");
+    assert_null(opts[1]);
+    kiln_strv_free(opts);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -359,6 +422,7 @@ int main(void)
         cmocka_unit_test(test_cursor_roundtrip),
         cmocka_unit_test(test_jobkey_seal_open),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_config_policy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
