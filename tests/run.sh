@@ -6,6 +6,7 @@
 #   KILN_SKIP_DEPS=1   do not run scripts/install-deps.sh
 #   KILN_TESTS=REGEX   only run integration tests whose file name matches
 #   KILN_NO_ASAN=1     skip the sanitizer build
+#   KILN_NO_FUZZ=1     skip the fuzz build (clang) and the run of each fuzz target over its corpus
 set -uo pipefail
 cd "$(dirname "$0")/.."
 SRC=$(pwd)
@@ -107,6 +108,11 @@ if [ "${KILN_NO_ASAN:-0}" != 1 ]; then
     account "asan build" 1
     tail -n 40 "$LOGDIR/build-asan.log"
   fi
+fi
+
+if [ "${KILN_NO_FUZZ:-0}" != 1 ]; then
+  note "fuzz targets over their corpora"
+  KILN_FUZZ_OUT=$LOGDIR/fuzz run_tap "fuzz-replay" 1200 bash tests/fuzz/run.sh --replay
 fi
 
 note "integration tests"
