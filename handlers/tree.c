@@ -3,16 +3,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
+#include "utils/pathres.h"
 
 int kiln_tree_open(const char *path, kiln_tree_t *tree, kiln_error_t *err)
 {
@@ -38,11 +37,7 @@ void kiln_tree_close(kiln_tree_t *tree)
  * root. Returns the fd or -1 with errno set. */
 static int tree_openat(const kiln_tree_t *tree, const char *rel, int flags)
 {
-    struct open_how how = {
-        .flags = (unsigned long long)(flags | O_CLOEXEC),
-        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
-    return (int)syscall(SYS_openat2, tree->fd, rel, &how, sizeof(how));
+    return kiln_pathres_openat(tree->fd, rel, flags);
 }
 
 /* stat of `rel` inside the tree; -1 when missing or unreadable. */

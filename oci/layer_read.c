@@ -4,12 +4,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -18,6 +16,7 @@
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
+#include "utils/pathres.h"
 
 #define WRITE_CHUNK (1024 * 1024)
 #define WHITEOUT_PREFIX ".wh."
@@ -144,19 +143,6 @@ int kiln_layer_clean_path(char *p, const char *what, const char *orig, kiln_erro
     return 0;
 }
 
-static int openat2_in_root(int rootfd, const char *path, int flags)
-{
-    struct open_how how;
-    memset(&how, 0, sizeof(how));
-    how.flags = (uint64_t)(flags | O_CLOEXEC);
-    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-    int fd;
-    do
-        fd = (int)syscall(SYS_openat2, rootfd, path[0] ? path : ".", &how, sizeof(how));
-    while (fd < 0 && errno == EAGAIN);
-    return fd;
-}
-
 static void invalidate_parent(struct unpack *u)
 {
     free(u->cached_parent);
@@ -170,7 +156,7 @@ static void invalidate_parent(struct unpack *u)
  * components (0755). Returns a new fd or -1. */
 static int open_dir_create(struct unpack *u, const char *dir, const char *entry, kiln_error_t *err)
 {
-    int fd = openat2_in_root(u->rootfd, dir, O_PATH | O_DIRECTORY);
+    int fd = kiln_pathres_openat(u->rootfd, dir, O_PATH | O_DIRECTORY);
     if (fd >= 0)
         return fd;
     if (errno != ENOENT)
@@ -339,7 +325,7 @@ static int apply_hardlink(struct unpack *u, int pfd, const char *name, char *tar
     _cleanup_free_ char *what = kiln_xasprintf("its hardlink target '%.512s'", target);
     if (kiln_layer_clean_path(target, what, entry, err) < 0)
         return -1;
-    _cleanup_close_ int tfd = openat2_in_root(u->rootfd, target, O_PATH | O_NOFOLLOW);
+    _cleanup_close_ int tfd = kiln_pathres_openat(u->rootfd, target, O_PATH | O_NOFOLLOW);
     if (tfd < 0)
         return kiln_error_set(err, errno, "layer entry '%.512s': hardlink target '%.512s'", entry,
                               target);
@@ -485,7 +471,7 @@ static int apply_dir_times(struct unpack *u, kiln_error_t *err)
 {
     for (size_t i = u->ndirs; i-- > 0;) {
         _cleanup_close_ int fd =
-            openat2_in_root(u->rootfd, u->dirs[i].path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+            kiln_pathres_openat(u->rootfd, u->dirs[i].path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
         if (fd < 0)
             continue; /* removed again by a later entry */
         struct timespec ts[2] = {u->dirs[i].mtime, u->dirs[i].mtime};
