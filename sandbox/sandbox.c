@@ -79,9 +79,6 @@ int kiln_net_mode_parse(const char *s, kiln_net_mode_t *out)
     return -1;
 }
 
-/* What `auto` resolved to in this process (AUTO until the first step). */
-static kiln_isolation_t auto_choice = KILN_ISOLATION_AUTO;
-
 /* clone(2) without libc's fork handling. With cgroup_fd >= 0 (a cgroup v2
  * dir), the child starts in that cgroup (clone3 CLONE_INTO_CGROUP, Linux
  * 5.7): nothing of it runs or is charged outside, and its cgroup namespace
@@ -122,6 +119,9 @@ kiln_isolation_t kiln_sandbox_probe(void)
 }
 
 #define RUN_DIR "/run/kiln"
+
+/* `auto` says once per process what it stands for. */
+static int auto_logged;
 
 int kiln_sandbox_sweep_dir(const char *dir, const char *prefix)
 {
@@ -510,10 +510,10 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     if (step->argv == NULL || step->argv[0] == NULL)
         return kiln_error_set(err, EINVAL, "a step needs a command");
     if (iso == KILN_ISOLATION_AUTO) {
-        /* No separate probe on the way: try the sandbox's clone and fall back
-         * to chroot where user namespaces are refused (remembered). */
-        iso = auto_choice != KILN_ISOLATION_AUTO ? auto_choice : KILN_ISOLATION_SANDBOX;
-        auto_pending = auto_choice == KILN_ISOLATION_AUTO;
+        /* `auto` is the sandbox, or an error saying what is missing: chroot
+         * runs steps as real root, so only the operator may pick it. */
+        iso = KILN_ISOLATION_SANDBOX;
+        auto_pending = 1;
     }
     if (iso != KILN_ISOLATION_NONE && !step->rw_root &&
         (step->n_lowers == 0 || !step->upper != !step->work))
@@ -527,6 +527,10 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
                 (unsigned)step->uid);
     if (iso == KILN_ISOLATION_NONE)
         sys_log(step, "isolation none: the step runs in kiln's own root, unconfined");
+    else if (step->seccomp == KILN_SECCOMP_UNCONFINED || step->caps == KILN_CAPS_ALL)
+        sys_log(step, "security insecure:%s%s",
+                step->caps == KILN_CAPS_ALL ? " every capability" : "",
+                step->seccomp == KILN_SECCOMP_UNCONFINED ? " no seccomp filter" : "");
     if (iso != KILN_ISOLATION_NONE &&
         kiln_seccomp_prepare(step->seccomp, iso != KILN_ISOLATION_SANDBOX, err) < 0)
         return -1;
@@ -582,12 +586,14 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
 
     flags = ns_flags(iso, step->network);
     r.init = clone_init(&plan, flags);
-    if (r.init < 0 && auto_pending && iso == KILN_ISOLATION_SANDBOX && ns_refused(errno)) {
-        if (kiln_seccomp_prepare(step->seccomp, 1, err) < 0)
-            goto out;
-        iso = plan.isolation = KILN_ISOLATION_CHROOT;
-        flags = ns_flags(iso, step->network);
-        r.init = clone_init(&plan, flags);
+    if (r.init < 0 && iso == KILN_ISOLATION_SANDBOX && ns_refused(errno)) {
+        kiln_error_set(err, errno,
+                       "user namespaces are unavailable on this host (clone of the step's "
+                       "namespaces refused): isolation %s needs them; `--isolation chroot` "
+                       "runs steps without them, as real root (fewer capabilities, a stricter "
+                       "seccomp filter), for hosts where the builds are trusted",
+                       auto_pending ? "auto" : "sandbox");
+        goto out;
     }
     if (r.init < 0 && iso == KILN_ISOLATION_CHROOT && ns_refused(errno) && step->rw_root) {
         /* No namespaces at all (e.g. a container without CAP_SYS_ADMIN):
@@ -599,15 +605,8 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
         plan.root = step->rw_root;
         r.init = clone_init(&plan, flags);
     }
-    if (auto_pending && r.init > 0) {
-        auto_choice = iso;
-        sys_log(step, "isolation: %s (probed)", kiln_isolation_name(iso));
-        if (iso == KILN_ISOLATION_CHROOT)
-            sys_log(step,
-                    "isolation chroot: no user namespace; the step runs as host uid %u "
-                    "with reduced capabilities",
-                    (unsigned)step->uid);
-    }
+    if (auto_pending && r.init > 0 && !__atomic_exchange_n(&auto_logged, 1, __ATOMIC_RELAXED))
+        sys_log(step, "isolation: %s (auto)", kiln_isolation_name(iso));
     if (r.init < 0 && iso == KILN_ISOLATION_CHROOT) {
         kiln_error_set(err, errno,
                        "chroot isolation without mount namespaces needs a writable copy of "

@@ -14,8 +14,10 @@
 #include "oci/layer_read.h"
 #include "oci/layout.h"
 #include "oci/registry.h"
+#include "sandbox/sandbox.h"
 #include "src/build/auto.h"
 #include "src/build/build.h"
+#include "src/build/entitlement.h"
 #include "src/build/event.h"
 #include "src/cli_output.h"
 #include "src/commands.h"
@@ -36,59 +38,65 @@ extern char **environ;
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: kiln build [OPTIONS] CONTEXT\n\n"
-            "Builds the Dockerfile in CONTEXT (a directory, or - for a tarball on stdin).\n"
-            "Without a Dockerfile, or when CONTEXT is a git URL[#REF], kiln detects the\n"
-            "stack (see `kiln plan`) and builds the plan's natural output (default under\n"
-            "./kiln-out/).\n\n"
-            "  -f, --file FILE            the Dockerfile (default CONTEXT/Dockerfile; - = stdin)\n"
-            "  -t, --tag NAME             name the image (repeatable)\n"
-            "      --target STAGE         build this stage (and what it needs)\n"
-            "      --build-arg K[=V]      set a build argument (repeatable)\n"
-            "      --build-context N=DIR  a named context for FROM / COPY --from "
-            "(DIR or docker-image://REF)\n"
-            "      --secret id=ID,src=FILE|env=VAR  a secret for RUN --mount=type=secret\n"
-            "      --ssh default[=SOCKET]  forward the SSH agent to RUN --mount=type=ssh\n"
-            "      --cache-from type=registry,ref=REF   import a registry cache (repeatable)\n"
-            "      --cache-to type=registry,ref=REF[,mode=max]  push this build's cache\n"
-            "      --cache-repo REPO      both, with REPO:kiln-cache (mode=max)\n"
-            "      --label K=V            add a label to the image (repeatable)\n"
-            "      --platform linux/amd64 the (only) target platform\n"
-            "  -o, --output SPEC          type=oci,dest=DIR|type=docker,dest=FILE|"
-            "type=local,dest=DIR|type=registry\n"
-            "      --push                 push every -t name (same as --output type=registry)\n"
-            "      --ecr-create-repository  create missing ECR repositories (outputs,\n"
-            "                             --cache-to) first; or ecr-create-repository=true\n"
-            "      --root DIR             kiln root (blob store and build cache)\n"
-            "      --no-cache             do not use the build cache\n"
-            "      --source-date-epoch N  timestamps for reproducible images (or "
-            "$SOURCE_DATE_EPOCH)\n"
-            "      --compression C        gzip (default), zstd or none\n"
-            "      --digest-file FILE     write the image digest\n"
-            "      --metadata-file FILE   write JSON: digest, config digest, tags, step timings\n"
-            "      --progress MODE        plain (default; step output streamed), tty (steps\n"
-            "                             and status only), json (one event per line), quiet\n"
-            "      --network MODE         default network for RUN: default, none, host\n"
-            "      --isolation MODE       auto, sandbox, chroot\n"
-            "      --allow-address CIDR[:PORT]  let RUN steps (nat) and host-side fetches reach\n"
-            "                             this non-public range, e.g. a private mirror\n"
-            "                             (repeatable; IPv6 as [fd00::/8]:443)\n"
-            "  -m, --memory SIZE          memory limit of each RUN step (e.g. 512m, 2g)\n"
-            "      --pids-limit N         process limit of each RUN step\n"
-            "      --cpu-time SECONDS     CPU time limit of each RUN step\n"
-            "      --insecure-registry H  allow plain HTTP for registry H[:PORT] (repeatable)\n"
-            "      --registry-mirror SRC=HOST[/PREFIX]  try HOST before registry SRC (repeatable)\n"
-            "      --registry-config FILE mirrors/insecure/ca file\n"
-            "      --subdir PATH          auto-build PATH inside the source (monorepos)\n"
-            "      --plan FILE            auto-build exactly this plan (from `kiln plan`)\n"
-            "  -o type=function,dest=F.zip  auto-build: a Lambda zip + function.json\n"
-            "  -o type=s3,dest=s3://BUCKET/PREFIX[,cache-control=V][,full=true]  upload the final\n"
-            "                             filesystem (a static site) to S3\n"
-            "      --notify TARGET        sqs://QUEUE_URL or sns://TOPIC_ARN: send the completion\n"
-            "                             event there, success or failure (repeatable)\n"
-            "      --build-id ID          the id in the completion event (default $KILN_BUILD_ID\n"
-            "                             or a random one)\n");
+    fprintf(
+        out,
+        "Usage: kiln build [OPTIONS] CONTEXT\n\n"
+        "Builds the Dockerfile in CONTEXT (a directory, or - for a tarball on stdin).\n"
+        "Without a Dockerfile, or when CONTEXT is a git URL[#REF], kiln detects the\n"
+        "stack (see `kiln plan`) and builds the plan's natural output (default under\n"
+        "./kiln-out/).\n\n"
+        "  -f, --file FILE            the Dockerfile (default CONTEXT/Dockerfile; - = stdin)\n"
+        "  -t, --tag NAME             name the image (repeatable)\n"
+        "      --target STAGE         build this stage (and what it needs)\n"
+        "      --build-arg K[=V]      set a build argument (repeatable)\n"
+        "      --build-context N=DIR  a named context for FROM / COPY --from "
+        "(DIR or docker-image://REF)\n"
+        "      --secret id=ID,src=FILE|env=VAR  a secret for RUN --mount=type=secret\n"
+        "      --ssh default[=SOCKET]  forward the SSH agent to RUN --mount=type=ssh\n"
+        "      --cache-from type=registry,ref=REF   import a registry cache (repeatable)\n"
+        "      --cache-to type=registry,ref=REF[,mode=max]  push this build's cache\n"
+        "      --cache-repo REPO      both, with REPO:kiln-cache (mode=max)\n"
+        "      --label K=V            add a label to the image (repeatable)\n"
+        "      --platform linux/amd64 the (only) target platform\n"
+        "  -o, --output SPEC          type=oci,dest=DIR|type=docker,dest=FILE|"
+        "type=local,dest=DIR|type=registry\n"
+        "      --push                 push every -t name (same as --output type=registry)\n"
+        "      --ecr-create-repository  create missing ECR repositories (outputs,\n"
+        "                             --cache-to) first; or ecr-create-repository=true\n"
+        "      --root DIR             kiln root (blob store and build cache)\n"
+        "      --no-cache             do not use the build cache\n"
+        "      --source-date-epoch N  timestamps for reproducible images (or "
+        "$SOURCE_DATE_EPOCH)\n"
+        "      --compression C        gzip (default), zstd or none\n"
+        "      --digest-file FILE     write the image digest\n"
+        "      --metadata-file FILE   write JSON: digest, config digest, tags, step timings\n"
+        "      --progress MODE        plain (default; step output streamed), tty (steps\n"
+        "                             and status only), json (one event per line), quiet\n"
+        "      --network MODE         default network for RUN: default, none, host\n"
+        "      --isolation MODE       sandbox (default; auto = sandbox) or chroot: no user\n"
+        "                             namespace, RUN steps run as real root (trusted builds\n"
+        "                             on hosts without user namespaces)\n"
+        "      --allow ENTITLEMENT    let the Dockerfile use RUN --network=host (network.host)\n"
+        "                             or RUN --security=insecure (security.insecure);\n"
+        "                             repeatable or a comma list\n"
+        "      --allow-address CIDR[:PORT]  let RUN steps (nat) and host-side fetches reach\n"
+        "                             this non-public range, e.g. a private mirror\n"
+        "                             (repeatable; IPv6 as [fd00::/8]:443)\n"
+        "  -m, --memory SIZE          memory limit of each RUN step (e.g. 512m, 2g)\n"
+        "      --pids-limit N         process limit of each RUN step\n"
+        "      --cpu-time SECONDS     CPU time limit of each RUN step\n"
+        "      --insecure-registry H  allow plain HTTP for registry H[:PORT] (repeatable)\n"
+        "      --registry-mirror SRC=HOST[/PREFIX]  try HOST before registry SRC (repeatable)\n"
+        "      --registry-config FILE mirrors/insecure/ca file\n"
+        "      --subdir PATH          auto-build PATH inside the source (monorepos)\n"
+        "      --plan FILE            auto-build exactly this plan (from `kiln plan`)\n"
+        "  -o type=function,dest=F.zip  auto-build: a Lambda zip + function.json\n"
+        "  -o type=s3,dest=s3://BUCKET/PREFIX[,cache-control=V][,full=true]  upload the final\n"
+        "                             filesystem (a static site) to S3\n"
+        "      --notify TARGET        sqs://QUEUE_URL or sns://TOPIC_ARN: send the completion\n"
+        "                             event there, success or failure (repeatable)\n"
+        "      --build-id ID          the id in the completion event (default $KILN_BUILD_ID\n"
+        "                             or a random one)\n");
 }
 
 typedef struct opts {
@@ -107,6 +115,7 @@ typedef struct opts {
     size_t n_tags, n_args, n_contexts, n_secrets, n_outputs, n_insecure, n_notify, n_allow_addrs;
     int server_mode;
     const char *build_id;
+    unsigned entitlements; /* --allow */
     int push, no_cache, ecr_create;
     kiln_limit_values_t limits;
     int64_t sde;
@@ -366,6 +375,7 @@ int kiln_cmd_build(int argc, char **argv)
         O_ECR_CREATE,
         O_ALLOW_ADDR,
         O_SERVER_MODE,
+        O_ALLOW_ENT,
     };
     static const struct option lopts[] = {
         {"file", required_argument, NULL, 'f'},
@@ -403,6 +413,7 @@ int kiln_cmd_build(int argc, char **argv)
         {"cpu-time", required_argument, NULL, O_CPU_TIME},
         {"ecr-create-repository", no_argument, NULL, O_ECR_CREATE},
         {"allow-address", required_argument, NULL, O_ALLOW_ADDR},
+        {"allow", required_argument, NULL, O_ALLOW_ENT},
         /* internal: set by `kiln serve` / `kiln worker` for the builds they run */
         {"server-mode", no_argument, NULL, O_SERVER_MODE},
         {"help", no_argument, NULL, 'h'},
@@ -499,8 +510,17 @@ int kiln_cmd_build(int argc, char **argv)
         case O_NET:
             o.network = optarg;
             break;
-        case O_ISO:
+        case O_ISO: {
+            kiln_isolation_t iso;
+            if (kiln_isolation_parse(optarg, &iso) < 0)
+                return kiln_cli_usage_error("build", "bad --isolation '%s' (sandbox or chroot)",
+                                            optarg);
             o.isolation = optarg;
+            break;
+        }
+        case O_ALLOW_ENT:
+            if (kiln_entitlement_parse(optarg, &o.entitlements, &err) < 0)
+                return kiln_cli_usage_error("build", "--allow: %s", err.msg);
             break;
         case O_INSECURE:
             if (add(o.insecure, &o.n_insecure, optarg))
@@ -637,6 +657,10 @@ int kiln_cmd_build(int argc, char **argv)
     }
     build_id = o.build_id ? kiln_xstrdup(o.build_id) : kiln_event_build_id();
     ev = kiln_event_new(build_id);
+    kiln_event_set_security(ev, o.isolation, o.entitlements);
+    if (o.isolation && strcmp(o.isolation, "chroot") == 0)
+        fprintf(stderr, "kiln: isolation chroot (the operator's choice): RUN steps run as real "
+                        "root, without a user namespace\n");
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (strcmp(argv[optind], "-") == 0 && o.file && strcmp(o.file, "-") == 0)
         return kiln_cli_usage_error("build", "the context and the Dockerfile cannot both be stdin");
@@ -716,6 +740,7 @@ int kiln_cmd_build(int argc, char **argv)
     req.compression_level = -1;
     req.network = o.network;
     req.isolation = o.isolation;
+    req.entitlements = o.entitlements;
     req.progress = o.progress;
     req.memory_limit = o.limits.memory;
     req.pids_limit = o.limits.pids;

@@ -38,7 +38,9 @@ static void usage(FILE *out)
             "  --rootfs DIR              the root filesystem (repeat: top-most first)\n"
             "  --rootfs oci:DIR[:TAG]    an image in an OCI layout (layers unpacked once\n"
             "                            into $KILN_LAYER_CACHE, default /var/cache/kiln/layers)\n"
-            "  --isolation MODE          auto (default), sandbox, chroot, none\n"
+            "  --isolation MODE          auto (default) = sandbox (fails where user namespaces\n"
+            "                            are unavailable), chroot (no user namespace: the step\n"
+            "                            runs as real root), none\n"
             "  --network MODE            nat (default), none, host\n"
             "  --allow-address CIDR[:PORT]  nat: let the step reach this non-public range\n"
             "                            (repeatable; default: public addresses and DNS only)\n"
@@ -212,10 +214,10 @@ static void print_line(void *opaque, kiln_log_stream_t stream, const struct time
 {
     FILE *out = stream == KILN_LOG_STDOUT ? stdout : stderr;
     (void)opaque;
-    /* The probe's choice and the cgroups enforcing the limits are noise
+    /* What auto stands for and the cgroups enforcing the limits are noise
      * for a person at a terminal (a fallback to rlimits is not). */
     if (stream == KILN_LOG_SYSTEM && !verbose &&
-        (memmem(line, len, "(probed)", 8) != NULL ||
+        (memmem(line, len, "(auto)", 6) != NULL ||
          (len > 8 && memcmp(line, "limits: ", 8) == 0 && memmem(line, len, "RLIMIT", 6) == NULL)))
         return;
     if (show_timestamps) {

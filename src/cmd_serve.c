@@ -38,7 +38,9 @@ static void serve_usage(void)
         "  --build-command PATH    program run as `PATH checkout|build …` (default: this kiln;\n"
         "                          env KILN_BUILD_COMMAND)\n"
         "  --build-option OPT      add OPT to every `kiln build` (repeatable), e.g.\n"
-        "                          --build-option=--isolation=chroot\n"
+        "                          --build-option=--memory=2g (chroot isolation and\n"
+        "                          entitlements come from \"policy\" in --config:\n"
+        "                          {\"isolation\": \"chroot\", \"entitlements\": [...]})\n"
         "  --allow-address CIDR[:PORT]  let builds reach this non-public range (RUN on nat,\n"
         "                          host-side fetches), e.g. a private mirror (repeatable;\n"
         "                          also \"policy\": {\"allow_addresses\": [...]} in --config)\n"
@@ -258,6 +260,15 @@ int kiln_cmd_serve(int argc, char **argv)
             kiln_server_allow_address(&build_opts, &n_build_opts, json_string_value(v), NULL);
         kiln_server_strv_add(&build_opts, &n_build_opts, "--server-mode");
     }
+    if (kiln_server_isolation(&build_opts, &n_build_opts, kiln_config_isolation(srv.config),
+                              "\"policy\": {\"isolation\": \"chroot\"} in the server config",
+                              &err) < 0) {
+        kiln_config_free(srv.config);
+        return kiln_cli_usage_error("serve", "%s", err.msg);
+    }
+    if (strcmp(kiln_config_isolation(srv.config), "chroot") == 0)
+        fprintf(stderr, "kiln serve: policy isolation chroot: build steps run as real root, "
+                        "without a user namespace\n");
 
     /* A thread per connection would otherwise get malloc arenas of its own: memory stays
      * bounded with a few shared ones. */
@@ -293,7 +304,8 @@ int kiln_cmd_serve(int argc, char **argv)
                                  .build_cmd = build_cmd,
                                  .timeout_s = (int)timeout,
                                  .build_options = build_opts,
-                                 .kiln_root = kiln_root};
+                                 .kiln_root = kiln_root,
+                                 .entitlements = kiln_config_entitlements(srv.config)};
         recovered = kiln_db_recover(srv.db, requeue, kill_stale, NULL, &err);
         if (recovered < 0)
             goto fail;

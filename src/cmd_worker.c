@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "src/build/entitlement.h"
 #include "src/commands.h"
 #include "src/server/cli.h"
 #include "src/server/jobkey.h"
@@ -28,6 +29,10 @@ static void worker_usage(void)
         "  --kiln-root DIR          kiln root for checkouts and builds\n"
         "  --build-command PATH     program run as `PATH checkout|build …` (default: this kiln)\n"
         "  --build-option OPT       add OPT to every `kiln build` (repeatable)\n"
+        "  --isolation MODE         sandbox (default) or chroot: no user namespace, build\n"
+        "                           steps run as real root (hosts without user namespaces)\n"
+        "  --allow ENTITLEMENT      let jobs ask for it in \"allow\": network.host,\n"
+        "                           security.insecure (repeatable or a comma list)\n"
         "  --allow-address CIDR[:PORT]  let builds reach this non-public range (RUN on\n"
         "                           nat, host-side fetches), e.g. a private mirror (repeatable)\n"
         "  --build-timeout SECS     per-build limit (default 3600, 0 = none)\n"
@@ -60,7 +65,9 @@ int kiln_cmd_worker(int argc, char **argv)
         O_DRAIN,
         O_LOGCAP,
         O_JOBKEY,
-        O_ALLOW_ADDR
+        O_ALLOW_ADDR,
+        O_ISO,
+        O_ALLOW_ENT
     };
     static const struct option opts[] = {
         {"help", no_argument, NULL, 'h'},
@@ -77,6 +84,8 @@ int kiln_cmd_worker(int argc, char **argv)
         {"drain-timeout", required_argument, NULL, O_DRAIN},
         {"log-cap", required_argument, NULL, O_LOGCAP},
         {"job-key-file", required_argument, NULL, O_JOBKEY},
+        {"isolation", required_argument, NULL, O_ISO},
+        {"allow", required_argument, NULL, O_ALLOW_ENT},
         {"allow-address", required_argument, NULL, O_ALLOW_ADDR},
         KILN_LIMITS_LONGOPTS,
         {NULL, 0, NULL, 0},
@@ -84,6 +93,7 @@ int kiln_cmd_worker(int argc, char **argv)
     kiln_sqs_worker_opts_t o = {.root = "/var/lib/kiln/worker"};
     kiln_limits_policy_t limits = {0};
     long long conc = 1, timeout = 3600, vis = 120, wait_s = 20, drain = 110, log_cap = 64LL << 20;
+    const char *isolation = NULL;
     const char *cmd_opt = NULL, *job_key_file = getenv("KILN_JOB_KEY_FILE");
     kiln_jobkey_t *job_key = NULL;
     _cleanup_free_ char *cmd = NULL;
@@ -128,6 +138,16 @@ int kiln_cmd_worker(int argc, char **argv)
         case O_ALLOW_ADDR:
             if (kiln_server_allow_address(&build_opts, &n_build_opts, optarg, &err) < 0)
                 return kiln_cli_usage_error("worker", "--allow-address: %s", err.msg);
+            break;
+        case O_ISO:
+            if (strcmp(optarg, "sandbox") != 0 && strcmp(optarg, "chroot") != 0)
+                return kiln_cli_usage_error("worker", "bad --isolation '%s' (sandbox or chroot)",
+                                            optarg);
+            isolation = optarg;
+            break;
+        case O_ALLOW_ENT:
+            if (kiln_entitlement_parse(optarg, &o.entitlements, &err) < 0)
+                return kiln_cli_usage_error("worker", "--allow: %s", err.msg);
             break;
         case O_CONC:
             num = &conc;
@@ -189,6 +209,11 @@ int kiln_cmd_worker(int argc, char **argv)
     o.build_cmd = cmd;
     /* every job is a tenant's build: the policy of untrusted input */
     kiln_server_strv_add(&build_opts, &n_build_opts, "--server-mode");
+    if (kiln_server_isolation(&build_opts, &n_build_opts, isolation,
+                              "kiln worker --isolation chroot", &err) < 0) {
+        kiln_jobkey_free(job_key);
+        return kiln_cli_usage_error("worker", "%s", err.msg);
+    }
     o.build_options = build_opts;
     o.concurrency = (int)conc;
     o.visibility_s = (int)vis;

@@ -26,6 +26,7 @@
 #include "oci/layout.h"
 #include "oci/registry.h"
 #include "sandbox/sandbox.h"
+#include "src/build/entitlement.h"
 #include "src/build/lowerview.h"
 #include "src/build/statcache.h"
 #include "utils/buf.h"
@@ -403,6 +404,12 @@ static int cache_store(engine_t *e, stage_t *st, const kiln_digest_t *key, const
 }
 
 /* ---------------------------------------------------------------- layers */
+
+/* Whether steps run in chroot isolation (no user namespace). */
+static bool build_is_chroot(const kiln_build_request_t *req)
+{
+    return req->isolation != NULL && strcmp(req->isolation, "chroot") == 0;
+}
 
 /* The unpacked (overlay form) directory of a layer, made on first use. */
 static int lower_dir(engine_t *e, const layer_t *l, char **out, kiln_error_t *err)
@@ -1100,6 +1107,7 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     bool hit = false;
     int ret = -1;
     const char *net = e->req->network;
+    kiln_run_security_t sec = {0};
 
     /* command line */
     if (n->json) {
@@ -1169,13 +1177,16 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
                 goto out;
             }
             n_mounts++;
-        } else if (strncmp(n->flags[i], "--network=", 10) == 0) {
-            net = n->flags[i] + 10;
-        } else if (strncmp(n->flags[i], "--security=", 11) != 0) {
+        } else if (strncmp(n->flags[i], "--network=", 10) != 0 &&
+                   strncmp(n->flags[i], "--security=", 11) != 0) {
             kiln_df_error(n, err, "unknown flag: %s", n->flags[i]);
             goto out;
         }
     }
+    if (kiln_entitlement_check_run(n, e->req->entitlements, build_is_chroot(e->req), &sec, err) < 0)
+        goto out;
+    if (sec.network)
+        net = sec.network;
     {
         _cleanup_free_ char *cmd = join_argv(argv.v, argv.n);
         kiln_buf_t kb;
@@ -1331,6 +1342,11 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     }
     step.allow_addresses = e->req->allow_addresses;
     step.n_allow_addresses = e->req->n_allow_addresses;
+    if (sec.insecure) {
+        /* BuildKit's insecure mode: still in the step's user namespace */
+        step.caps = KILN_CAPS_ALL;
+        step.seccomp = KILN_SECCOMP_UNCONFINED;
+    }
     step.limits.memory = e->req->memory_limit;
     step.limits.pids = e->req->pids_limit;
     step.limits.cpu_secs = e->req->cpu_time_limit;
@@ -3028,6 +3044,9 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
         }
     }
     if (split_stages(e, err) < 0)
+        goto out;
+    /* refused entitlements fail the build before any step runs */
+    if (kiln_entitlement_check_dockerfile(e->df, req->entitlements, build_is_chroot(req), err) < 0)
         goto out;
     if (req->target && *req->target) {
         target = find_stage(e, req->target, e->n_stages);

@@ -65,6 +65,7 @@ typedef struct kiln_build_request {
     int compression_level; /* -1 default */
     const char *network;   /* default network for RUN: "default", "none", "host" */
     const char *isolation; /* "auto" (NULL), "sandbox", "chroot", "none" */
+    unsigned entitlements; /* KILN_ENTITLEMENT_* granted (src/build/entitlement.h) */
     /* Limits of every RUN step (0 = none): memory in bytes (cgroup, else RLIMIT_AS),
      * processes (pids cgroup, else RLIMIT_NPROC), CPU seconds (RLIMIT_CPU). */
     uint64_t memory_limit;
@@ -79,8 +80,8 @@ typedef struct kiln_build_request {
      * untrusted input (no file:// or local git sources, registries under the
      * public-only policy, FROM oci: only from oci_dirs). */
     int server_mode;
-    int allow_http_git;             /* plain http:// git remotes allowed */
-    const char *const *oci_dirs;    /* where FROM oci: may read in server mode */
+    int allow_http_git;          /* plain http:// git remotes allowed */
+    const char *const *oci_dirs; /* where FROM oci: may read in server mode */
     size_t n_oci_dirs;
     kiln_build_progress_t progress;
     /* Log lines (without newline) go here; NULL = stderr. */

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "src/build/entitlement.h"
 #include "utils/aws/client.h"
 #include "utils/aws/notify.h"
 #include "utils/mem.h"
@@ -63,6 +64,19 @@ void kiln_event_set_timing(json_t *ev, const char *name, double seconds)
 {
     json_object_set_new(json_object_get(ev, "timings"), name,
                         json_integer((json_int_t)(seconds * 1000.0 + 0.5)));
+}
+
+void kiln_event_set_security(json_t *ev, const char *isolation, unsigned entitlements)
+{
+    json_t *granted = json_array();
+
+    if (isolation == NULL || strcmp(isolation, "auto") == 0)
+        isolation = "sandbox";
+    json_object_set_new(ev, "isolation", json_string(isolation));
+    for (unsigned bit = 1; bit < 1u << KILN_ENTITLEMENT_COUNT; bit <<= 1)
+        if (entitlements & bit)
+            json_array_append_new(granted, json_string(kiln_entitlement_name(bit)));
+    json_object_set_new(ev, "entitlements", granted);
 }
 
 int kiln_event_notify(json_t *ev, const char *const *targets, size_t n, json_t **results,

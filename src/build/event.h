@@ -4,6 +4,7 @@
  *   {"build_id", "status": "succeeded"|"failed", "source": {"context", "repo",
  *    "commit"}, "outputs": {"images": [...], "s3": [...], "local": [...],
  *    "functions": [...]}, "timings": {"build_ms", "outputs_ms", "total_ms"},
+ *    "isolation": "sandbox"|"chroot"|"none", "entitlements": ["network.host", …],
  *    "error"}
  */
 #ifndef KILN_SRC_BUILD_EVENT_H
@@ -26,6 +27,10 @@ void kiln_event_add_output(json_t *ev, const char *kind, json_t *item);
 /* Sets status, error (NULL for none) and a timing in milliseconds. */
 void kiln_event_finish(json_t *ev, const char *status, const char *error);
 void kiln_event_set_timing(json_t *ev, const char *name, double seconds);
+
+/* Records how the build's steps are confined: the isolation (NULL or "auto"
+ * is the sandbox) and the entitlements granted (KILN_ENTITLEMENT_* bits). */
+void kiln_event_set_security(json_t *ev, const char *isolation, unsigned entitlements);
 
 /* Sends the event to every target (sqs://QUEUE_URL, sns://TOPIC_ARN). Each
  * target is tried even when an earlier one failed; *results (new array of

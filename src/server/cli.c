@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "utils/cleanup.h"
@@ -50,5 +51,24 @@ int kiln_server_allow_address(char ***opts, unsigned *n, const char *spec, kiln_
         return -1;
     opt = kiln_xasprintf("--allow-address=%s", spec);
     kiln_server_strv_add(opts, n, opt);
+    return 0;
+}
+
+int kiln_server_isolation(char ***opts, unsigned *n, const char *isolation, const char *where,
+                          kiln_error_t *err)
+{
+    for (unsigned i = 0; i < *n; i++) {
+        const char *o = (*opts)[i];
+        if (strncmp(o, "--isolation", 11) != 0)
+            continue;
+        if (strcmp(o, "--isolation=sandbox") == 0 || strcmp(o, "--isolation=auto") == 0)
+            continue;
+        return kiln_error_set(err, 0,
+                              "--build-option %s: chroot isolation runs build steps as real root; "
+                              "choose it with %s",
+                              o, where);
+    }
+    if (isolation && strcmp(isolation, "chroot") == 0)
+        kiln_server_strv_add(opts, n, "--isolation=chroot");
     return 0;
 }

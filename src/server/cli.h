@@ -19,4 +19,12 @@ void kiln_server_strv_add(char ***v, unsigned *n, const char *s);
  * naming spec when it is not CIDR[:PORT]. */
 int kiln_server_allow_address(char ***opts, unsigned *n, const char *spec, kiln_error_t *err);
 
+/* How the builds of a server or worker are confined: refuses an operator's
+ * --build-option choosing chroot isolation (that is `isolation`'s job: the
+ * server config's "policy": {"isolation"}, or kiln worker --isolation), and adds
+ * "--isolation=chroot" to the build options when isolation is "chroot".
+ * `where` names the setting in the error. */
+int kiln_server_isolation(char ***opts, unsigned *n, const char *isolation, const char *where,
+                          kiln_error_t *err);
+
 #endif

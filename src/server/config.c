@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "src/build/entitlement.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/hmac.h"
@@ -28,6 +29,49 @@ static int check_project(json_t *p, size_t i, kiln_error_t *err)
     return 0;
 }
 
+/* Checks policy.entitlements (known names) and policy.isolation (sandbox or
+ * chroot); fails naming the bad entry. */
+static int check_confinement(json_t *policy, kiln_error_t *err)
+{
+    json_t *ents = json_object_get(policy, "entitlements"), *iso, *v;
+    size_t i;
+
+    if (ents && !json_is_array(ents))
+        return kiln_error_set(err, 0, "policy.entitlements: must be an array of strings");
+    json_array_foreach(ents, i, v)
+    {
+        unsigned bit = 0;
+        if (!json_is_string(v) || strchr(json_string_value(v), ',') ||
+            kiln_entitlement_parse(json_string_value(v), &bit, err) < 0)
+            return kiln_error_set(err, 0,
+                                  "policy.entitlements[%zu]: must be network.host or "
+                                  "security.insecure",
+                                  i);
+    }
+    iso = json_object_get(policy, "isolation");
+    if (iso && (!json_is_string(iso) || (strcmp(json_string_value(iso), "sandbox") != 0 &&
+                                         strcmp(json_string_value(iso), "chroot") != 0)))
+        return kiln_error_set(err, 0, "policy.isolation: must be \"sandbox\" or \"chroot\"");
+    return 0;
+}
+
+unsigned kiln_config_entitlements(const kiln_config_t *c)
+{
+    unsigned set = 0;
+    size_t i;
+    json_t *v;
+
+    json_array_foreach(json_object_get(c->policy, "entitlements"), i, v)
+        kiln_entitlement_parse(json_string_value(v), &set, NULL);
+    return set;
+}
+
+const char *kiln_config_isolation(const kiln_config_t *c)
+{
+    const char *s = json_string_value(json_object_get(c->policy, "isolation"));
+    return s ? s : "sandbox";
+}
+
 /* Checks the "policy" object: allow_addresses is an array of valid
  * CIDR[:PORT] entries; fails naming the bad one. */
 static int check_policy(json_t *policy, kiln_error_t *err)
@@ -37,6 +81,8 @@ static int check_policy(json_t *policy, kiln_error_t *err)
 
     if (!json_is_object(policy))
         return kiln_error_set(err, 0, "policy: must be an object");
+    if (check_confinement(policy, err) < 0)
+        return -1;
     list = json_object_get(policy, "allow_addresses");
     if (list == NULL)
         return 0;

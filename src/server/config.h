@@ -8,10 +8,17 @@
  *                  "secret": "…",              GitHub webhook secret (HMAC-SHA256)
  *                  "gitlab_token": "…",        GitLab X-Gitlab-Token
  *                  "build": {…}}],              request fields added to the build (outputs…)
- *    "policy": {"allow_addresses": ["10.8.0.0/16:3128", …]}}
+ *    "policy": {"allow_addresses": ["10.8.0.0/16:3128", …],
  *                                              non-public destinations the builds may reach
  *                                              (RUN on nat, host-side fetches); each entry
  *                                              CIDR[:PORT] as `--allow-address`
+ *               "entitlements": ["network.host", "security.insecure"],
+ *                                              what a request's "allow" may ask for
+ *                                              (none by default)
+ *               "isolation": "sandbox" | "chroot"}}
+ *                                              how build steps are confined: chroot (no
+ *                                              user namespace, steps run as real root) only
+ *                                              when set here
  * plus KILN_API_TOKENS (comma-separated) from the environment. */
 #ifndef KILN_SERVER_CONFIG_H
 #define KILN_SERVER_CONFIG_H
@@ -32,6 +39,12 @@ void kiln_config_free(kiln_config_t *c);
 
 /* The "policy.allow_addresses" entries (strings, validated at load). */
 json_t *kiln_config_allow_addresses(const kiln_config_t *c);
+
+/* The "policy.entitlements" granted (KILN_ENTITLEMENT_* bits; 0 by default). */
+unsigned kiln_config_entitlements(const kiln_config_t *c);
+
+/* The "policy.isolation" ("sandbox" by default, or "chroot"). */
+const char *kiln_config_isolation(const kiln_config_t *c);
 
 /* 1 when the "Bearer …" header value carries a configured token (constant-time compare). */
 int kiln_config_auth(const kiln_config_t *c, const char *authorization);

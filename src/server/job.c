@@ -247,6 +247,8 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
     }
 
     /* kiln build [--root R] [server options] [request options] CONTEXT */
+    if (kiln_request_check_allow(request, env->entitlements, &err) < 0)
+        goto error;
     if (kiln_request_argv(request, context, secret_files, meta, &args, &err) < 0)
         goto error;
     push_arg(&argv, &n, env->build_cmd);

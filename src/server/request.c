@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "src/build/entitlement.h"
 #include "src/server/limits.h"
 #include "utils/buf.h"
 #include "utils/cleanup.h"
@@ -242,6 +243,50 @@ static int check_strings(json_t *v, const char *field, kiln_error_t *err)
     return 0;
 }
 
+/* "allow": a list of known entitlement names. */
+static int check_allow(json_t *v, kiln_error_t *err)
+{
+    size_t i;
+    json_t *x;
+    char f[64];
+
+    if (!json_is_array(v))
+        return field_err(err, "allow", "must be a list of entitlements");
+    if (json_array_size(v) > KILN_ENTITLEMENT_COUNT)
+        return field_err(err, "allow", "has too many entries");
+    json_array_foreach(v, i, x)
+    {
+        unsigned bit = 0;
+        kiln_error_t e = {0};
+        snprintf(f, sizeof(f), "allow[%zu]", i);
+        if (check_str(x, f, 64, err) < 0)
+            return -1;
+        if (strchr(json_string_value(x), ',') ||
+            kiln_entitlement_parse(json_string_value(x), &bit, &e) < 0)
+            return field_err(err, f, "is not an entitlement (network.host, security.insecure)");
+    }
+    return 0;
+}
+
+int kiln_request_check_allow(json_t *stored, unsigned granted, kiln_error_t *err)
+{
+    size_t i;
+    json_t *x;
+
+    json_array_foreach(json_object_get(stored, "allow"), i, x)
+    {
+        unsigned bit = 0;
+        if (kiln_entitlement_parse(json_string_value(x), &bit, NULL) < 0 || (bit & ~granted)) {
+            kiln_error_set(err, 0,
+                           "field 'allow[%zu]': the entitlement %s is not granted here (server "
+                           "config \"policy\": {\"entitlements\": [...]}, kiln worker --allow)",
+                           i, json_string_value(x));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int kiln_request_from_json(json_t *root, kiln_request_t *out, kiln_error_t *err)
 {
     kiln_request_t r = {0};
@@ -272,6 +317,8 @@ int kiln_request_from_json(json_t *root, kiln_request_t *out, kiln_error_t *err)
             ret = check_outputs(v, err);
         else if (strcmp(key, "tags") == 0 || strcmp(key, "notify") == 0)
             ret = check_strings(v, key, err);
+        else if (strcmp(key, "allow") == 0)
+            ret = check_allow(v, err);
         else if (strcmp(key, "timeout_seconds") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
                 json_integer_value(v) > 7 * 24 * 3600)
@@ -430,6 +477,11 @@ int kiln_request_argv(json_t *stored, const char *context_dir, json_t *secret_fi
             push(&a, kiln_xasprintf("--pids-limit=%llu", (unsigned long long)lim.pids));
         if (lim.cpu_time)
             push(&a, kiln_xasprintf("--cpu-time=%llu", (unsigned long long)lim.cpu_time));
+    }
+    json_array_foreach(json_object_get(stored, "allow"), i, v)
+    {
+        push(&a, kiln_xstrdup("--allow"));
+        push(&a, kiln_xstrdup(json_string_value(v)));
     }
     json_array_foreach(json_object_get(stored, "notify"), i, v)
     {

@@ -5,7 +5,9 @@
  *        "dockerfile": PATH, "target": NAME, "build_args": {K: V}, "env": {K: V},
  *        "secrets": {NAME: VALUE}, "outputs": [{"type": T, KEY: VALUE…}], "tags": [REF],
  *        "notify": ["sqs://…" | "sns://…"], "timeout_seconds": N,
- *        "limits": {"memory": "512m", "pids": N, "cpu_time": SECONDS}}
+ *        "limits": {"memory": "512m", "pids": N, "cpu_time": SECONDS},
+ *        "allow": ["network.host" | "security.insecure"]}   entitlements (see
+ *        src/build/entitlement.h), honoured only where the server grants them
  * Unknown fields are rejected, so a typo never silently builds something else. */
 #ifndef KILN_SERVER_REQUEST_H
 #define KILN_SERVER_REQUEST_H
@@ -28,6 +30,10 @@ int kiln_request_parse(const char *body, size_t len, kiln_request_t *out, kiln_e
 int kiln_request_from_json(json_t *root, kiln_request_t *out, kiln_error_t *err);
 
 void kiln_request_free(kiln_request_t *r);
+
+/* Checks that every entitlement the stored request asks for ("allow") is in
+ * `granted` (KILN_ENTITLEMENT_* bits); fails naming the first that is not. */
+int kiln_request_check_allow(json_t *stored, unsigned granted, kiln_error_t *err);
 
 /* Builds the arguments after the build command for a stored request: `build
  * --progress=plain --metadata-file META [options] CONTEXT`. context_dir replaces an uploaded

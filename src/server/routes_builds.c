@@ -78,7 +78,8 @@ int kiln_routes_enqueue(kiln_server_t *s, json_t *body, char **id_out, unsigned 
     *status = 400;
     if (kiln_request_from_json(body, &req, err) < 0)
         return -1;
-    if (kiln_limits_apply(req.stored, &s->limits, err) < 0) {
+    if (kiln_limits_apply(req.stored, &s->limits, err) < 0 ||
+        kiln_request_check_allow(req.stored, kiln_config_entitlements(s->config), err) < 0) {
         kiln_request_free(&req);
         return -1;
     }

@@ -23,6 +23,7 @@ typedef struct kiln_sqs_worker_opts {
     const char *build_cmd;
     const char *kiln_root;
     char **build_options;
+    unsigned entitlements; /* what jobs may "allow" (KILN_ENTITLEMENT_*; kiln worker --allow) */
     kiln_limits_policy_t limits;       /* defaults and maxima applied to each job's limits */
     const struct kiln_jobkey *job_key; /* opens jobs' sealed secrets, or NULL */
 } kiln_sqs_worker_opts_t;

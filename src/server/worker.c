@@ -128,7 +128,8 @@ static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
                           .log_path = log,
                           .artifacts_dir = artifacts,
                           .log_cap = s->log_cap,
-                          .timeout_s = p->opts.timeout_s};
+                          .timeout_s = p->opts.timeout_s,
+                          .entitlements = p->opts.entitlements};
     kiln_job_outcome_t out = {0};
     char note[256];
     const char *ctx_id;

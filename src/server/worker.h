@@ -14,6 +14,7 @@ typedef struct kiln_worker_opts {
     int timeout_s;         /* per-build limit (0 = none); a request may ask for less */
     const char *kiln_root; /* --root for kiln checkout / build (NULL: their default) */
     char **build_options;  /* NULL-terminated; added to every `kiln build` (may be NULL) */
+    unsigned entitlements; /* what requests may "allow" (KILN_ENTITLEMENT_*) */
 } kiln_worker_opts_t;
 
 /* Starts the pool. */

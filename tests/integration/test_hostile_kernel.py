@@ -2,6 +2,7 @@
 (issue 13, parts 2, 3 and 7), with the real `kiln run` / `kiln build` and
 the real sandbox; and the regression of identical layers (one lower
 directory given twice to overlayfs failed with ELOOP)."""
+import json
 import os
 import shutil
 import subprocess
@@ -21,14 +22,14 @@ os.chmod(T.tmp, 0o711)
 BASE = make_base(ROOT)
 
 
-def build(ctx, *extra, dockerfile=None):
+def build(ctx, *extra, dockerfile=None, env=None):
     args = ["build", "--root", ROOT, "--progress", "plain"]
     if dockerfile is not None:
         path = os.path.join(T.tmp, os.path.basename(ctx) + ".Dockerfile")
         with open(path, "w") as f:
             f.write(dockerfile)
         args += ["-f", path]
-    return kiln(*args, *extra, ctx)
+    return kiln(*args, *extra, ctx, env=env)
 
 
 def ctx_dir(name, files):
@@ -393,6 +394,143 @@ r = build(ctx, "-o", f"type=oci,dest={out}",
           dockerfile=f"FROM {BASE}\nWORKDIR /app\nCOPY package.json ./\nCOPY . .\nRUN cat package.json\n")
 T.check("COPY package.json then COPY . . of a one-file project, then RUN, builds", r.returncode == 0,
         r.stderr)
+
+# --- entitlements (kiln build --allow) ------------------------------------------------
+def marker_step(name):
+    """A RUN whose output (not its echoed title) shows that it ran."""
+    return "RUN touch /%s && echo STEP-RAN-\"%s\"\n" % (name, name)
+
+
+ctx = ctx_dir("ent", {"f": "x\n"})
+df = f"FROM {BASE}\n" + marker_step("first") + "RUN --network=host cat /proc/net/dev\n"
+r = build(ctx, dockerfile=df)
+T.check("RUN --network=host without --allow fails", r.returncode != 0, r.stderr)
+T.check("the error names the line, the instruction and the entitlement",
+        "Dockerfile:3: RUN --network=host needs the network.host entitlement: start the build with "
+        "--allow network.host" in r.stderr, r.stderr)
+T.check("no step ran before the refusal", "STEP-RAN-first" not in r.stderr and "#2" not in r.stderr,
+        r.stderr)
+r = build(ctx, "--allow", "network.host", dockerfile=df)
+T.check("with --allow network.host the step shares the host's network",
+        r.returncode == 0 and "STEP-RAN-first" in r.stderr, r.stderr)
+# the step sees the host's interfaces (more than lo), unlike a nat/none step
+host_ifs = [l.split(":")[0].strip() for l in open("/proc/net/dev").read().splitlines()[2:]]
+T.check("the host network step saw the host's interfaces",
+        all(("#3 " in r.stderr and i in r.stderr) for i in host_ifs), r.stderr)
+
+df = f"FROM {BASE}\nRUN --security=insecure grep -e CapEff -e Seccomp: /proc/self/status\n"
+r = build(ctx, dockerfile=df)
+T.check("RUN --security=insecure without --allow fails naming security.insecure",
+        r.returncode != 0 and "Dockerfile:2: RUN --security=insecure needs the security.insecure "
+        "entitlement: start the build with --allow security.insecure" in r.stderr, r.stderr)
+r = build(ctx, "--allow", "network.host,security.insecure", dockerfile=df)
+T.check("with --allow security.insecure the step has every capability and no seccomp filter",
+        r.returncode == 0 and "CapEff:\t000001ffffffffff" in r.stderr and "Seccomp:\t0" in r.stderr,
+        r.stderr)
+r = build(ctx, dockerfile=f"FROM {BASE}\nRUN grep -e CapEff -e Seccomp: /proc/self/status\n")
+T.check("a plain RUN has the reduced set (no CAP_NET_RAW, no CAP_SYS_ADMIN) and seccomp",
+        r.returncode == 0 and "CapEff:\t00000000a80405fb" in r.stderr and "Seccomp:\t2" in r.stderr,
+        r.stderr)
+r = build(ctx, "--allow", "security.insecure", "--isolation", "chroot", dockerfile=df)
+T.check("--security=insecure is refused with chroot isolation (it would be host root)",
+        r.returncode != 0 and "needs user namespaces" in r.stderr, r.stderr)
+r = build(ctx, "--allow", "network.all", dockerfile=df)
+T.check("an unknown entitlement is a usage error naming it",
+        r.returncode == 2 and "unknown entitlement 'network.all'" in r.stderr, r.stderr)
+r = build(ctx, dockerfile=f"FROM {BASE}\nRUN --network=hostx true\n")
+T.check("an unknown RUN --network mode is refused naming it",
+        r.returncode != 0 and "Dockerfile:2: RUN --network=hostx: unknown network mode" in r.stderr,
+        r.stderr)
+
+# --- isolation ----------------------------------------------------------------------
+meta = os.path.join(T.tmp, "meta.json")
+df = f"FROM {BASE}\n" + marker_step("iso")
+r = build(ctx, "--metadata-file", meta, dockerfile=df, env={"KILN_SANDBOX_NO_NAMESPACES": "1"})
+T.check("without user namespaces the default isolation fails instead of running as root",
+        r.returncode != 0 and "user namespaces are unavailable" in r.stderr
+        and "--isolation chroot" in r.stderr and "real root" in r.stderr, r.stderr)
+T.check("... and no step ran", "STEP-RAN-iso" not in r.stderr, r.stderr)
+r = kiln("run", "--rootfs", RFS if have_gcc else ROOT, "--network", "none", "--", "/bin/sh", "-c", "true",
+         env={"KILN_SANDBOX_NO_NAMESPACES": "1"})
+T.check("kiln run: auto does not fall back to chroot either",
+        r.returncode != 0 and "user namespaces are unavailable" in r.stderr, r.stderr)
+r = build(ctx, "--metadata-file", meta, dockerfile=df)
+ev = json.load(open(meta))["kiln.event"] if os.path.exists(meta) else {}
+T.check("the completion event records isolation sandbox and no entitlement",
+        r.returncode == 0 and ev.get("isolation") == "sandbox" and ev.get("entitlements") == [],
+        "%s\n%s" % (ev, r.stderr))
+r = build(ctx, "--isolation", "chroot", "--allow", "network.host", "--metadata-file", meta,
+          dockerfile=df + "RUN id -u\n")
+ev = json.load(open(meta))["kiln.event"] if os.path.exists(meta) else {}
+T.check("--isolation chroot is the operator's choice: it runs, and says so",
+        r.returncode == 0 and "isolation chroot" in r.stderr, r.stderr)
+T.check("the completion event records isolation chroot and the entitlements granted",
+        ev.get("isolation") == "chroot" and ev.get("entitlements") == ["network.host"], str(ev))
+r = build(ctx, "--isolation", "jail", dockerfile=df)
+T.check("a bad --isolation is a usage error", r.returncode == 2 and "--isolation" in r.stderr, r.stderr)
+
+# --- the server: "allow" only where the config grants it; chroot only by policy -------
+from server_common import TOKEN, Server, tar_gz  # noqa: E402
+
+layout = BASE.split(":")[1]
+policy_common = {"oci_dirs": [T.tmp]}
+
+
+def server(name, policy, extra=()):
+    return Server(os.path.join(T.tmp, name), workers=1,
+                  config={"tokens": [TOKEN], "policy": dict(policy_common, **policy)},
+                  extra=["--kiln-root=" + os.path.join(T.tmp, name + "-kiln"), *extra])
+
+
+def upload(srv, dockerfile):
+    st, body = srv.request("POST", "/v1/contexts", body=tar_gz({"Dockerfile": dockerfile.encode()}))
+    return body["context"] if st == 201 else None
+
+
+NETHOST_DF = f"FROM {BASE}\nRUN --network=host cat /proc/net/dev\n"
+srv = server("srv-default", {}).start()
+c1 = upload(srv, NETHOST_DF)
+st, body = srv.submit({"source": {"context": c1}, "allow": ["network.host"]})
+T.check("server: \"allow\" beyond the config's entitlements is refused (400 naming the field)",
+        st == 400 and "'allow[0]'" in json.dumps(body) and "not granted" in json.dumps(body),
+        "%s %s" % (st, body))
+st, body = srv.submit({"source": {"context": c1}, "allow": ["root"]})
+T.check("server: an unknown entitlement is refused (400 naming the field)",
+        st == 400 and "'allow[0]'" in json.dumps(body), "%s %s" % (st, body))
+st, body = srv.submit({"source": {"context": c1}})
+b = srv.wait_status(body["id"], ("succeeded", "failed")) if st == 202 else {}
+T.check("server: RUN --network=host without \"allow\" fails naming the entitlement",
+        b.get("status") == "failed" and "needs the network.host entitlement" in json.dumps(b), str(b))
+c2 = upload(srv, f"FROM {BASE}\nRUN true\n")
+st, body = srv.submit({"source": {"context": c2}})
+b = srv.wait_status(body["id"], ("succeeded", "failed")) if st == 202 else {}
+res = (b or {}).get("result") or {}
+T.check("server: the build record says the build ran in the sandbox",
+        b.get("status") == "succeeded" and res.get("kiln.event", {}).get("isolation") == "sandbox",
+        str(b))
+srv.term()
+
+# chroot only through the policy, never a --build-option
+bad = Server(os.path.join(T.tmp, "srv-bad"), workers=1, config={"tokens": [TOKEN]},
+             extra=["--build-option=--isolation=chroot"])
+p = subprocess.run(bad.args, capture_output=True, text=True, timeout=60)
+T.check("server: --build-option=--isolation=chroot without the policy is refused at startup",
+        p.returncode == 2 and "\"policy\": {\"isolation\": \"chroot\"}" in p.stderr
+        and "real root" in p.stderr, p.stderr)
+
+srv = server("srv-granted", {"entitlements": ["network.host"], "isolation": "chroot"}).start()
+c1 = upload(srv, NETHOST_DF)
+st, body = srv.submit({"source": {"context": c1}, "allow": ["network.host"]})
+b = srv.wait_status(body["id"], ("succeeded", "failed")) if st == 202 else {}
+res = (b or {}).get("result") or {}
+ev = res.get("kiln.event", {})
+T.check("server: \"allow\" granted by the config runs RUN --network=host",
+        st == 202 and b.get("status") == "succeeded", "%s %s" % (body, b))
+T.check("server: the build record says isolation chroot (policy) and the entitlement",
+        ev.get("isolation") == "chroot" and ev.get("entitlements") == ["network.host"], str(b))
+T.check("server: the operator is told at startup that steps run as real root",
+        "policy isolation chroot" in srv.server_log(), srv.server_log())
+srv.term()
 
 st = os.stat(MARKER)
 with open(MARKER) as f:

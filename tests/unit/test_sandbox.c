@@ -123,6 +123,36 @@ static void test_no_command(void **state)
     assert_non_null(strstr(err.msg, "command"));
 }
 
+/* Without user namespaces (simulated), `auto` fails saying so and naming the
+ * explicit alternative; it never falls back to chroot by itself. */
+static void test_auto_never_falls_back_to_chroot(void **state)
+{
+    static const char *const argv[] = {"true", NULL};
+    const char *lowers[] = {rootfs};
+    kiln_step_t s;
+    kiln_step_result_t res;
+    kiln_error_t err = {0};
+    (void)state;
+    if (!can_run())
+        skip();
+    kiln_step_init(&s);
+    s.lowers = lowers;
+    s.n_lowers = 1;
+    s.argv = argv;
+    s.network = KILN_NET_NONE;
+    setenv("KILN_SANDBOX_NO_NAMESPACES", "1", 1);
+    assert_int_equal(kiln_sandbox_run(&s, &res, &err), -1);
+    unsetenv("KILN_SANDBOX_NO_NAMESPACES");
+    assert_non_null(strstr(err.msg, "user namespaces are unavailable"));
+    assert_non_null(strstr(err.msg, "--isolation chroot"));
+    assert_non_null(strstr(err.msg, "real root"));
+    /* with them, auto is the sandbox */
+    memset(&res, 0, sizeof(res));
+    assert_int_equal(kiln_sandbox_run(&s, &res, &err), 0);
+    assert_int_equal(res.exit_code, 0);
+    assert_int_equal(res.isolation, KILN_ISOLATION_SANDBOX);
+}
+
 typedef struct captured {
     kiln_buf_t out, errs;
     int lines, bad_ts;
@@ -461,6 +491,7 @@ int main(void)
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_no_command),
+        cmocka_unit_test(test_auto_never_falls_back_to_chroot),
         cmocka_unit_test(test_output_and_status),
         cmocka_unit_test(test_long_line_is_cut),
         cmocka_unit_test(test_timeout_and_signal),

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "src/build/entitlement.h"
 #include "src/server/cli.h"
 #include "src/server/config.h"
 #include "src/server/cursor.h"
@@ -125,6 +126,13 @@ static void test_request_errors_name_the_field(void **state)
         {"{\"source\": {\"git\": \"https://x/a\"}, \"dockerfile\": \"../Dockerfile\"}",
          "'dockerfile'"},
         {"{\"source\": {\"git\": \"https://x/a\"}, \"extra\": 1}", "'extra'"},
+        {"{\"source\": {\"git\": \"https://x/a\"}, \"allow\": \"network.host\"}", "'allow'"},
+        {"{\"source\": {\"git\": \"https://x/a\"}, \"allow\": [\"network.none\"]}", "'allow[0]'"},
+        {"{\"source\": {\"git\": \"https://x/a\"}, \"allow\": "
+         "[\"network.host,security.insecure\"]}",
+         "'allow[0]'"},
+        {"{\"source\": {\"git\": \"https://x/a\"}, \"allow\": [\"network.host\", 1]}",
+         "'allow[1]'"},
         {"{\"source\": {\"git\": \"https://x/a\"}, \"source\": {\"git\": \"https://y\"}}",
          "duplicate"},
     };
@@ -410,6 +418,91 @@ static void test_config_policy(void **state)
     kiln_strv_free(opts);
 }
 
+/* "allow": validated names, refused beyond what the server grants (naming the
+ * entry and the setting), passed to the build as --allow. */
+static void test_request_allow(void **state)
+{
+    kiln_request_t r = {0};
+    char msg[KILN_ERROR_MSG_MAX];
+    _cleanup_strv_ char **argv = NULL;
+    kiln_error_t err = {0};
+    int found = 0;
+    (void)state;
+
+    assert_int_equal(parse("{\"source\": {\"git\": \"https://x/a\"}, \"allow\": "
+                           "[\"security.insecure\", \"network.host\"]}",
+                           msg, sizeof(msg), &r),
+                     0);
+    assert_int_equal(kiln_request_check_allow(r.stored, 0, &err), -1);
+    assert_non_null(strstr(err.msg, "'allow[0]'"));
+    assert_non_null(strstr(err.msg, "security.insecure is not granted"));
+    assert_non_null(strstr(err.msg, "\"entitlements\""));
+    assert_int_equal(kiln_request_check_allow(r.stored, KILN_ENTITLEMENT_SECURITY_INSECURE, &err),
+                     -1);
+    assert_non_null(strstr(err.msg, "'allow[1]'"));
+    assert_int_equal(
+        kiln_request_check_allow(
+            r.stored, KILN_ENTITLEMENT_SECURITY_INSECURE | KILN_ENTITLEMENT_NETWORK_HOST, &err),
+        0);
+    assert_int_equal(kiln_request_argv(r.stored, "/ctx", NULL, "/m.json", &argv, &err), 0);
+    for (size_t i = 0; argv[i] && argv[i + 1]; i++)
+        if (strcmp(argv[i], "--allow") == 0)
+            found += strcmp(argv[i + 1], "network.host") == 0 ||
+                     strcmp(argv[i + 1], "security.insecure") == 0;
+    assert_int_equal(found, 2);
+    kiln_request_free(&r);
+
+    /* a request without "allow" needs nothing */
+    assert_int_equal(parse("{\"source\": {\"git\": \"https://x/a\"}}", msg, sizeof(msg), &r), 0);
+    assert_int_equal(kiln_request_check_allow(r.stored, 0, &err), 0);
+    kiln_request_free(&r);
+}
+
+/* "policy": entitlements and isolation; chroot only through the policy. */
+static void test_config_confinement(void **state)
+{
+    kiln_config_t *c = NULL;
+    kiln_error_t err = {0};
+    char **opts = NULL;
+    unsigned n = 0;
+    (void)state;
+
+    assert_int_equal(load_config("{\"policy\": {\"entitlements\": [\"network.host\"], "
+                                 "\"isolation\": \"chroot\"}}",
+                                 &c, &err),
+                     0);
+    assert_int_equal(kiln_config_entitlements(c), KILN_ENTITLEMENT_NETWORK_HOST);
+    assert_string_equal(kiln_config_isolation(c), "chroot");
+    kiln_config_free(c);
+    assert_int_equal(load_config("{}", &c, &err), 0);
+    assert_int_equal(kiln_config_entitlements(c), 0);
+    assert_string_equal(kiln_config_isolation(c), "sandbox");
+    kiln_config_free(c);
+    c = NULL;
+    assert_int_equal(load_config("{\"policy\": {\"entitlements\": [\"all\"]}}", &c, &err), -1);
+    assert_non_null(strstr(err.msg, "policy.entitlements[0]"));
+    assert_int_equal(load_config("{\"policy\": {\"isolation\": \"none\"}}", &c, &err), -1);
+    assert_non_null(strstr(err.msg, "policy.isolation"));
+    assert_null(c);
+
+    /* an operator's --build-option cannot pick chroot; the policy can */
+    kiln_server_strv_add(&opts, &n, "--isolation=sandbox");
+    assert_int_equal(kiln_server_isolation(&opts, &n, "sandbox", "the policy", &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(kiln_server_isolation(&opts, &n, "chroot", "the policy", &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(opts[1], "--isolation=chroot");
+    kiln_strv_free(opts);
+    opts = NULL;
+    n = 0;
+    kiln_server_strv_add(&opts, &n, "--isolation=chroot");
+    assert_int_equal(kiln_server_isolation(&opts, &n, NULL, "the policy", &err), -1);
+    assert_non_null(strstr(err.msg, "--isolation=chroot"));
+    assert_non_null(strstr(err.msg, "real root"));
+    assert_non_null(strstr(err.msg, "the policy"));
+    kiln_strv_free(opts);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -423,6 +516,8 @@ int main(void)
         cmocka_unit_test(test_jobkey_seal_open),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_config_policy),
+        cmocka_unit_test(test_request_allow),
+        cmocka_unit_test(test_config_confinement),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
