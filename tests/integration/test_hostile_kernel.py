@@ -518,6 +518,15 @@ T.check("server: --build-option=--isolation=chroot without the policy is refused
         p.returncode == 2 and "\"policy\": {\"isolation\": \"chroot\"}" in p.stderr
         and "real root" in p.stderr, p.stderr)
 
+r = kiln("worker", "--queue", "http://127.0.0.1:9/000000000000/jobs", "--root",
+         os.path.join(T.tmp, "worker"), "--build-option=--isolation=chroot", timeout=60)
+T.check("worker: --build-option=--isolation=chroot is refused, naming kiln worker --isolation",
+        r.returncode == 2 and "kiln worker --isolation chroot" in r.stderr, r.stderr)
+r = kiln("worker", "--queue", "http://127.0.0.1:9/000000000000/jobs", "--allow", "network.any",
+         timeout=60)
+T.check("worker: an unknown --allow entitlement is a usage error",
+        r.returncode == 2 and "network.any" in r.stderr, r.stderr)
+
 srv = server("srv-granted", {"entitlements": ["network.host"], "isolation": "chroot"}).start()
 c1 = upload(srv, NETHOST_DF)
 st, body = srv.submit({"source": {"context": c1}, "allow": ["network.host"]})
