@@ -19,6 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const char *k;
         json_t *v;
         json_object_foreach(r.secrets, k, v) json_object_set_new(files, k, json_string("/s"));
+        kiln_request_check_allow(r.stored, 1, &err);
         if (kiln_request_argv(r.stored, NULL, files, "/m", &argv, &err) == 0)
             kiln_strv_free(argv);
         kiln_request_argv(r.stored, "/ctx", files, "/m", &argv, &err) == 0 ? kiln_strv_free(argv)
