@@ -202,6 +202,9 @@ int kiln_registry_new(const kiln_registry_opts_t *opts, kiln_registry_t **out, k
     r->o.ca_file = NULL;
     r->o.certs_dir = NULL;
     r->o.config_file = NULL;
+    r->o.policy = NULL;
+    r->policy = opts->policy ? kiln_netpolicy_dup(opts->policy)
+                             : kiln_netpolicy_new(KILN_NETPOLICY_NO_LINK_LOCAL);
     if (r->o.parallel == 0)
         r->o.parallel = 1;
     if (r->o.chunk_size < (5u << 20))
@@ -244,6 +247,7 @@ void kiln_registry_free(kiln_registry_t *r)
 {
     if (r == NULL)
         return;
+    kiln_netpolicy_free(r->policy);
     kiln_strv_free(r->insecure);
     for (size_t i = 0; i < r->n_mirrors; i++) {
         free(r->mirror_src[i]);
@@ -609,6 +613,7 @@ static int host_uses_http(kiln_registry_t *r, const kiln_reg_endpoint_t *ep, CUR
     int http = 0;
     CURLcode cc;
     _cleanup_free_ char *url = NULL;
+    kiln_curlguard_t guard = {.policy = r->policy};
 
     if (!ep->insecure)
         return 0;
@@ -629,7 +634,8 @@ static int host_uses_http(kiln_registry_t *r, const kiln_reg_endpoint_t *ep, CUR
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, (long)r->o.connect_timeout_s);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, (long)r->o.connect_timeout_s);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    cc = curl_easy_perform(h);
+    kiln_curlguard_apply(h, &guard);
+    cc = kiln_curlguard_result(&guard, curl_easy_perform(h));
     if (cc == CURLE_SSL_CONNECT_ERROR || cc == CURLE_RECV_ERROR || cc == CURLE_GOT_NOTHING ||
         cc == CURLE_SEND_ERROR || cc == CURLE_PEER_FAILED_VERIFICATION)
         http = 1;
@@ -692,6 +698,9 @@ static void setup_easy(kiln_registry_t *r, const kiln_reg_endpoint_t *ep, CURL *
     curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, q);
+    q->guard.policy = r->policy;
+    q->errbuf = errbuf;
+    kiln_curlguard_apply(h, &q->guard);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, q);
     curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 256L * 1024);
@@ -756,6 +765,9 @@ static void finish_easy(CURL *h, kiln_reg_req_t *q, CURLcode cc)
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     if (status != 0)
         q->status = status;
+    cc = kiln_curlguard_result(&q->guard, cc);
+    if (cc == CURLE_REMOTE_ACCESS_DENIED && q->errbuf != NULL) /* the policy's words, not curl's */
+        snprintf(q->errbuf, CURL_ERROR_SIZE, "%s", q->guard.msg);
     q->curl_code = cc;
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
     curl_slist_free_all(q->hdrs);
@@ -771,7 +783,7 @@ static CURLcode perform(kiln_registry_t *r, const kiln_reg_endpoint_t *ep, CURL 
     setup_easy(r, ep, h, q, auth, basic_user, basic_pass, errbuf);
     cc = curl_easy_perform(h);
     finish_easy(h, q, cc);
-    return cc;
+    return (CURLcode)q->curl_code;
 }
 
 void kiln_reg_setup(kiln_reg_repo_t *repo, CURL *h, kiln_reg_req_t *q, char *errbuf)
@@ -954,7 +966,9 @@ static int fetch_token(kiln_reg_repo_t *repo, CURL *h, const kiln_www_auth_t *ch
     for (;;) {
         cc = perform(r, &tep, h, &q, NULL, cred && cred->password ? cred->username : NULL,
                      cred ? cred->password : NULL, errbuf);
-        if ((cc != CURLE_OK || q.status >= 500 || q.status == 429) && attempt < r->o.retries) {
+        if (((cc != CURLE_OK && cc != CURLE_REMOTE_ACCESS_DENIED) || q.status >= 500 ||
+             q.status == 429) &&
+            attempt < r->o.retries) {
             attempt++;
             usleep(r->o.backoff_ms * 1000u);
             continue;

@@ -35,6 +35,7 @@
 #include "oci/reference.h"
 #include "oci/store.h"
 #include "utils/error.h"
+#include "utils/netpolicy.h"
 
 typedef struct kiln_registry kiln_registry_t;
 
@@ -78,6 +79,9 @@ typedef struct kiln_registry_opts {
     const char *certs_dir;       /* per-host CAs: DIR/HOST[:PORT]/ca.crt (KILN_CERTS_DIR,
                                     /etc/docker/certs.d) */
     const char *config_file;     /* registries config (see above), or NULL for the default */
+    /* Address policy for every connection (copied): NULL = all addresses but
+     * link-local and metadata ones, which are refused whatever the policy. */
+    const kiln_netpolicy_t *policy;
     kiln_registry_progress_fn progress;
     void *progress_ud;
 } kiln_registry_opts_t;

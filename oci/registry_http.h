@@ -9,6 +9,7 @@
 
 #include "oci/registry.h"
 #include "utils/buf.h"
+#include "utils/curlguard.h"
 
 /* Where one repository is reached: a mirror or the source registry. */
 typedef struct kiln_reg_endpoint {
@@ -67,6 +68,8 @@ typedef struct kiln_reg_req {
     uint64_t sent;
     kiln_error_t sink_err;
     int sink_failed;
+    kiln_curlguard_t guard; /* the registry's address policy on this exchange */
+    char *errbuf;           /* curl's error buffer for this exchange */
 } kiln_reg_req_t;
 
 struct kiln_registry {
@@ -81,6 +84,7 @@ struct kiln_registry {
     struct kiln_reg_token *tokens;
     struct kiln_reg_scheme *schemes;
     struct kiln_reg_cred *creds;
+    kiln_netpolicy_t *policy; /* every connection's addresses (never NULL) */
 };
 
 void kiln_reg_req_init(kiln_reg_req_t *q, const char *method, char *url);

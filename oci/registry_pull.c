@@ -216,6 +216,7 @@ static int xfer_done(pull_ctx_t *pc, kiln_reg_repo_t *repo, xfer_t *x, CURLcode 
     int rc = 0;
 
     kiln_reg_finish(x->h, q, cc);
+    cc = (CURLcode)q->curl_code; /* a refusal by the address policy is final */
     if (q->sink_failed) {
         if (err != NULL)
             *err = q->sink_err;

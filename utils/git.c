@@ -5,11 +5,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <git2.h>
+#include <git2/sys/stream.h>
+#include <netdb.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +20,7 @@
 #include "utils/env.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
+#include "utils/netpolicy.h"
 
 /* Deepest submodule nesting followed. */
 #define SUBMODULE_DEPTH_MAX 8
@@ -36,6 +40,33 @@ bool kiln_git_is_url(const char *s)
     colon = strchr(s, ':');
     slash = strchr(s, '/');
     return at && colon && at < colon && (slash == NULL || colon < slash) && at != s;
+}
+
+kiln_git_transport_t kiln_git_url_transport(const char *url)
+{
+    /* the prefixes libgit2 knows, matched as it does (case-sensitively) */
+    static const struct {
+        const char *prefix;
+        kiln_git_transport_t t;
+    } schemes[] = {{"https://", KILN_GIT_HTTPS}, {"http://", KILN_GIT_HTTP},
+                   {"ssh://", KILN_GIT_SSH},     {"git+ssh://", KILN_GIT_SSH},
+                   {"ssh+git://", KILN_GIT_SSH}, {"git://", KILN_GIT_PLAIN},
+                   {"file://", KILN_GIT_LOCAL}};
+    size_t word = strspn(url, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-");
+    const char *colon = strchr(url, ':'), *slash = strchr(url, '/');
+    struct stat st;
+
+    for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
+        if (strncmp(url, schemes[i].prefix, strlen(schemes[i].prefix)) == 0)
+            return schemes[i].t;
+    if (url[0] == '\0' ||
+        (word > 0 && (strncmp(url + word, "::", 2) == 0 || strncmp(url + word, "://", 3) == 0)))
+        return KILN_GIT_OTHER; /* git's remote helpers (ext::, fd::), unknown schemes */
+    /* scp-like [user@]host:path (a ':' before any '/'); libgit2 prefers a
+     * local path of that name when one exists */
+    if (colon != NULL && colon != url && (slash == NULL || colon < slash) && lstat(url, &st) < 0)
+        return KILN_GIT_SSH;
+    return KILN_GIT_LOCAL;
 }
 
 void kiln_git_split_ref(const char *spec, char **url, char **ref)
@@ -218,10 +249,225 @@ static char *mirror_path(const char *cache, const char *url)
     return kiln_xasprintf("%s/%s.git", cache, hex);
 }
 
+/* --- the address policy on libgit2's connections ---------------------- */
+
+/* The policy the connections of this thread's fetch must pass (set around
+ * each fetch; NULL outside one: link-local and metadata are still refused). */
+static __thread const kiln_netpolicy_t *fetch_policy;
+
+/* A TCP stream registered as libgit2's GIT_STREAM_STANDARD: its http
+ * transport, its OpenSSL TLS stream (which wraps the standard stream) and its
+ * ssh transport all open connections through it. The layout is that of
+ * libgit2's own git_socket_stream (parent, host, port, fd) because its ssh
+ * transport hands the fd in that place to libssh2. */
+typedef struct policed_stream {
+    git_stream parent;
+    char *host;
+    char *port;
+    int s;
+} policed_stream_t;
+
+/* Resolves the host, checks each candidate address with the policy and
+ * connects to the first that passes and answers: the address checked is the
+ * address connected to, whatever DNS says next. */
+static int ps_connect(git_stream *gs)
+{
+    policed_stream_t *st = (policed_stream_t *)gs;
+    const kiln_netpolicy_t *p = fetch_policy;
+    kiln_netpolicy_t *fallback = p ? NULL : kiln_netpolicy_new(KILN_NETPOLICY_NO_LINK_LOCAL);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC}, *ai = NULL;
+    kiln_error_t refusal = {0};
+    int gai, last_errno = 0;
+
+    gai = getaddrinfo(st->host, st->port, &hints, &ai);
+    if (gai != 0) {
+        kiln_netpolicy_free(fallback);
+        git_error_set(GIT_ERROR_NET, "failed to resolve address for %s: %s", st->host,
+                      gai_strerror(gai));
+        return -1;
+    }
+    for (struct addrinfo *a = ai; a != NULL && st->s < 0; a = a->ai_next) {
+        int fd;
+        if (kiln_netpolicy_check(p ? p : fallback, a->ai_addr, a->ai_addrlen,
+                                 refusal.msg[0] ? NULL : &refusal) < 0)
+            continue;
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0) {
+            last_errno = errno;
+            continue;
+        }
+        if (connect(fd, a->ai_addr, a->ai_addrlen) < 0) {
+            last_errno = errno;
+            close(fd);
+            continue;
+        }
+        st->s = fd;
+    }
+    freeaddrinfo(ai);
+    kiln_netpolicy_free(fallback);
+    if (st->s >= 0)
+        return 0;
+    if (refusal.msg[0] && last_errno == 0 &&
+        strncmp(refusal.msg, st->host, strlen(st->host)) == 0) /* an address: said once */
+        git_error_set_str(GIT_ERROR_NET, refusal.msg);
+    else if (refusal.msg[0] && last_errno == 0)
+        git_error_set(GIT_ERROR_NET, "%s: %s", st->host, refusal.msg);
+    else
+        git_error_set(GIT_ERROR_NET, "failed to connect to %s: %s", st->host,
+                      strerror(last_errno ? last_errno : ECONNREFUSED));
+    return -1;
+}
+
+static int ps_certificate(git_cert **out, git_stream *gs)
+{
+    (void)out;
+    (void)gs;
+    git_error_set_str(GIT_ERROR_NET, "a plain TCP stream has no certificate");
+    return -1;
+}
+
+static ssize_t ps_read(git_stream *gs, void *data, size_t len)
+{
+    policed_stream_t *st = (policed_stream_t *)gs;
+    ssize_t n;
+    do {
+        n = recv(st->s, data, len, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        git_error_set(GIT_ERROR_NET, "read from %s: %s", st->host, strerror(errno));
+    return n;
+}
+
+static ssize_t ps_write(git_stream *gs, const char *data, size_t len, int flags)
+{
+    policed_stream_t *st = (policed_stream_t *)gs;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = send(st->s, data + off, len - off, flags | MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            git_error_set(GIT_ERROR_NET, "write to %s: %s", st->host, strerror(errno));
+            return -1;
+        }
+        off += (size_t)n;
+    }
+    return (ssize_t)len;
+}
+
+static int ps_close(git_stream *gs)
+{
+    policed_stream_t *st = (policed_stream_t *)gs;
+    if (st->s >= 0)
+        close(st->s);
+    st->s = -1;
+    return 0;
+}
+
+static void ps_free(git_stream *gs)
+{
+    policed_stream_t *st = (policed_stream_t *)gs;
+    ps_close(gs);
+    free(st->host);
+    free(st->port);
+    free(st);
+}
+
+static int ps_new(git_stream **out, const char *host, const char *port)
+{
+    static const git_stream ops = {.version = GIT_STREAM_VERSION,
+                                   .connect = ps_connect,
+                                   .certificate = ps_certificate,
+                                   .read = ps_read,
+                                   .write = ps_write,
+                                   .close = ps_close,
+                                   .free = ps_free};
+    policed_stream_t *st = kiln_xzalloc(sizeof(*st));
+    st->parent = ops;
+    st->host = kiln_xstrdup(host);
+    st->port = kiln_xstrdup(port);
+    st->s = -1;
+    *out = &st->parent;
+    return 0;
+}
+
+/* Registers the policed stream (again after each git_libgit2_init: the
+ * registry is cleared when libgit2 shuts down). */
+static int register_stream(kiln_error_t *err)
+{
+    git_stream_registration reg = {.version = GIT_STREAM_VERSION, .init = ps_new};
+    if (git_stream_register(GIT_STREAM_STANDARD, &reg) < 0)
+        return kiln_error_set(err, 0, "git: cannot register the policed socket stream");
+    return 0;
+}
+
+/* --- which URLs a checkout may fetch ---------------------------------- */
+
+/* The address policy for a URL: the operator's own URL outside server mode
+ * refuses only link-local and metadata addresses; everything else is public
+ * plus the allowlist. */
+static int url_policy(const kiln_git_policy_t *gp, bool operator_url, kiln_netpolicy_t **out,
+                      kiln_error_t *err)
+{
+    kiln_netpolicy_t *p = kiln_netpolicy_new(
+        operator_url && !gp->server_mode ? KILN_NETPOLICY_NO_LINK_LOCAL : KILN_NETPOLICY_PUBLIC);
+    for (size_t i = 0; i < gp->n_allow_addresses; i++)
+        if (kiln_netpolicy_allow(p, gp->allow_addresses[i], err) < 0) {
+            kiln_netpolicy_free(p);
+            return -1;
+        }
+    *out = p;
+    return 0;
+}
+
+/* Whether url may be fetched under gp; -1 naming it and what would allow
+ * it. sm_name and sm_raw name the submodule and its .gitmodules URL (NULL for
+ * the repository itself); local_parent says the repository holding that
+ * .gitmodules is itself local. */
+static int check_url(const kiln_git_policy_t *gp, const char *url, const char *sm_name,
+                     const char *sm_raw, bool local_parent, kiln_error_t *err)
+{
+    kiln_git_transport_t t = kiln_git_url_transport(url);
+    _cleanup_free_ char *what = NULL, *red = kiln_git_redact(url);
+    const char *why = NULL;
+
+    if (t == KILN_GIT_HTTPS || t == KILN_GIT_SSH)
+        return 0;
+    if ((t == KILN_GIT_HTTP || t == KILN_GIT_PLAIN) && gp->allow_http)
+        return 0;
+    if (!gp->server_mode && t == KILN_GIT_LOCAL && (sm_name == NULL || local_parent))
+        return 0; /* the operator's own repository on this host */
+    if (!gp->server_mode && t == KILN_GIT_OTHER && sm_name == NULL)
+        return 0; /* libgit2 itself refuses what it cannot fetch */
+    if (sm_name != NULL) {
+        _cleanup_free_ char *raw = kiln_git_redact(sm_raw);
+        what =
+            strcmp(sm_raw, url) == 0
+                ? kiln_xasprintf("submodule \"%s\": URL %s in .gitmodules", sm_name, raw)
+                : kiln_xasprintf("submodule \"%s\": URL %s (%s) in .gitmodules", sm_name, raw, red);
+    } else {
+        what = kiln_xasprintf("git source %s", red);
+    }
+    if (t == KILN_GIT_HTTP || t == KILN_GIT_PLAIN)
+        why = gp->server_mode ? "plain-text git needs \"policy\": {\"allow_http_git\": true} in "
+                                "the server config"
+                              : "plain-text git needs --allow-http-git";
+    if (gp->server_mode)
+        return kiln_error_set(err, 0,
+                              "%s is not allowed for server builds (only https:// and ssh://%s%s)",
+                              what, why ? "; " : "", why ? why : "");
+    if (why != NULL)
+        return kiln_error_set(err, 0, "%s is not allowed (%s)", what, why);
+    return kiln_error_set(err, 0,
+                          "%s is not allowed: a submodule of a remote repository must be "
+                          "https:// or ssh://",
+                          what);
+}
+
 /* Fetches all branches and tags of `url` into the bare repo, and points its
  * HEAD at the remote's default branch. */
 static int mirror_fetch(git_repository *repo, const char *url, const kiln_git_opts_t *opts,
-                        kiln_error_t *err)
+                        const kiln_netpolicy_t *policy, kiln_error_t *err)
 {
     git_remote *remote = NULL;
     git_fetch_options fo = GIT_FETCH_OPTIONS_INIT;
@@ -233,6 +479,7 @@ static int mirror_fetch(git_repository *repo, const char *url, const kiln_git_op
 
     if (git_remote_create_anonymous(&remote, repo, url) < 0)
         return git_fail(err, "remote", url, NULL);
+    fetch_policy = policy;
     fo.callbacks.credentials = credentials_cb;
     fo.callbacks.payload = &cc;
     fo.prune = GIT_FETCH_PRUNE;
@@ -264,13 +511,14 @@ out:
         git_remote_disconnect(remote);
         git_remote_free(remote);
     }
+    fetch_policy = NULL;
     return ret;
 }
 
 /* Opens (or creates, temp + rename) the mirror of `url` and fetches into it.
  * `lockfd` receives the held lock on the mirror. */
-static int mirror_open(const char *url, const kiln_git_opts_t *opts, git_repository **out,
-                       int *lockfd, kiln_error_t *err)
+static int mirror_open(const char *url, const kiln_git_opts_t *opts, const kiln_netpolicy_t *policy,
+                       git_repository **out, int *lockfd, kiln_error_t *err)
 {
     _cleanup_free_ char *path = mirror_path(opts->cache_dir, url);
     _cleanup_free_ char *lock = kiln_xasprintf("%s.lock", path);
@@ -287,7 +535,7 @@ static int mirror_open(const char *url, const kiln_git_opts_t *opts, git_reposit
     if (stat(path, &st) == 0) {
         if (git_repository_open_bare(&repo, path) < 0)
             return git_fail(err, "open mirror of", url, NULL);
-        if (mirror_fetch(repo, url, opts, err) < 0) {
+        if (mirror_fetch(repo, url, opts, policy, err) < 0) {
             git_repository_free(repo);
             return -1;
         }
@@ -299,7 +547,7 @@ static int mirror_open(const char *url, const kiln_git_opts_t *opts, git_reposit
             kiln_fs_rm_rf(tmp, NULL);
             return -1;
         }
-        if (mirror_fetch(repo, url, opts, err) < 0) {
+        if (mirror_fetch(repo, url, opts, policy, err) < 0) {
             git_repository_free(repo);
             kiln_fs_rm_rf(tmp, NULL);
             return -1;
@@ -377,7 +625,8 @@ static char *resolve_relative(const char *parent, const char *rel)
 }
 
 static int checkout_at(const char *url, const char *ref, const kiln_git_opts_t *opts,
-                       const char *dest, int depth, char **commit, kiln_error_t *err);
+                       const kiln_netpolicy_t *policy, const char *dest, int depth, char **commit,
+                       kiln_error_t *err);
 
 typedef struct gitlink {
     char *path;
@@ -427,7 +676,9 @@ static int checkout_submodules(git_repository *repo, git_tree *tree, const char 
     git_tree_entry *gm = NULL;
     git_blob *blob = NULL;
     git_config *cfg = NULL;
+    kiln_netpolicy_t *policy = NULL;
     _cleanup_free_ char *tmp = NULL;
+    bool local_parent = kiln_git_url_transport(url) == KILN_GIT_LOCAL;
     int ret = -1;
 
     if (git_tree_walk(tree, GIT_TREEWALK_PRE, collect_gitlinks, &links) < 0)
@@ -460,6 +711,8 @@ static int checkout_submodules(git_repository *repo, git_tree *tree, const char 
         ret = git_fail(err, "parse .gitmodules of", url, NULL);
         goto out;
     }
+    if (url_policy(&opts->policy, false, &policy, err) < 0)
+        goto out;
     for (size_t i = 0; i < links.n; i++) {
         sm_find_t f = {.path = links.items[i].path};
         char sha[GIT_OID_HEXSZ + 1];
@@ -475,8 +728,8 @@ static int checkout_submodules(git_repository *repo, git_tree *tree, const char 
         }
         memcpy(f.name + strlen(f.name) - 4, "url", 4);
         r = git_config_get_string_buf(&sub_url, cfg, f.name);
-        free(f.name);
         if (r < 0 || strstr(links.items[i].path, "..") != NULL) {
+            free(f.name);
             git_buf_dispose(&sub_url);
             ret = kiln_error_set(err, 0, "git: submodule %s has no url", links.items[i].path);
             goto out;
@@ -485,8 +738,14 @@ static int checkout_submodules(git_repository *repo, git_tree *tree, const char 
             _cleanup_free_ char *abs = resolve_relative(url, sub_url.ptr);
             _cleanup_free_ char *sub_dest = kiln_xasprintf("%s/%s", dest, links.items[i].path);
             _cleanup_free_ char *sub_commit = NULL;
+            /* "submodule.NAME.url" → NAME, for the message */
+            f.name[strlen(f.name) - 4] = '\0';
+            r = check_url(&opts->policy, abs, f.name + 10, sub_url.ptr, local_parent, err);
+            free(f.name);
             git_buf_dispose(&sub_url);
-            if (checkout_at(abs, sha, opts, sub_dest, depth + 1, &sub_commit, err) < 0) {
+            if (r < 0)
+                goto out;
+            if (checkout_at(abs, sha, opts, policy, sub_dest, depth + 1, &sub_commit, err) < 0) {
                 kiln_error_prefix(err, "submodule %s", links.items[i].path);
                 goto out;
             }
@@ -494,6 +753,7 @@ static int checkout_submodules(git_repository *repo, git_tree *tree, const char 
     }
     ret = 0;
 out:
+    kiln_netpolicy_free(policy);
     if (tmp)
         unlink(tmp);
     for (size_t i = 0; i < links.n; i++)
@@ -562,7 +822,8 @@ static int write_tree(git_repository *repo, git_tree *tree, int dirfd, const cha
 }
 
 static int checkout_at(const char *url, const char *ref, const kiln_git_opts_t *opts,
-                       const char *dest, int depth, char **commit, kiln_error_t *err)
+                       const kiln_netpolicy_t *policy, const char *dest, int depth, char **commit,
+                       kiln_error_t *err)
 {
     git_repository *repo = NULL;
     git_commit *c = NULL;
@@ -573,7 +834,7 @@ static int checkout_at(const char *url, const char *ref, const kiln_git_opts_t *
 
     if (mkdir(dest, 0755) < 0 && errno != EEXIST)
         return kiln_error_set(err, errno, "mkdir %s", dest);
-    if (mirror_open(url, opts, &repo, &lockfd, err) < 0)
+    if (mirror_open(url, opts, policy, &repo, &lockfd, err) < 0)
         return -1;
     if (resolve_ref(repo, url, ref, &c, err) < 0)
         goto out;
@@ -607,14 +868,21 @@ out:
 int kiln_git_checkout(const char *url, const char *ref, const kiln_git_opts_t *opts,
                       const char *dest, char **commit, kiln_error_t *err)
 {
+    kiln_netpolicy_t *policy = NULL;
     struct stat st;
     int ret;
 
     if (stat(dest, &st) == 0)
         return kiln_error_set(err, EEXIST, "git checkout destination %s", dest);
+    if (check_url(&opts->policy, url, NULL, NULL, false, err) < 0 ||
+        url_policy(&opts->policy, true, &policy, err) < 0)
+        return -1;
     git_libgit2_init();
-    ret = checkout_at(url, ref, opts, dest, 0, commit, err);
+    ret = register_stream(err);
+    if (ret == 0)
+        ret = checkout_at(url, ref, opts, policy, dest, 0, commit, err);
     git_libgit2_shutdown();
+    kiln_netpolicy_free(policy);
     if (ret < 0)
         kiln_fs_rm_rf(dest, NULL); /* nothing half-written is left */
     return ret;

@@ -16,11 +16,47 @@
 
 #include "utils/error.h"
 
+/* Which sources a checkout may fetch, and from where.
+ *
+ * Transports: https:// and ssh:// (scp-like user@host:path too); plain
+ * http:// (and git://) only with allow_http. With server_mode every URL, the
+ * repository's and each submodule's, must be one of these: file://, local
+ * paths, `transport::address` helpers and anything else are refused. Without
+ * it (an operator's own build) the repository's URL may be any of them, and
+ * so may its submodules' when the repository itself is local; a submodule of
+ * a remote repository must be a network URL as above, so a repository cannot
+ * make kiln read the host's files (other mirrors in the cache, for one).
+ *
+ * Addresses (utils/netpolicy): every connection is checked on the address
+ * it goes to, after DNS, for each candidate address. Server mode: public +
+ * allow_addresses for the repository and submodules. Otherwise: the
+ * operator's URL anything but link-local/metadata, submodules public +
+ * allow_addresses. */
+typedef struct kiln_git_policy {
+    int server_mode;
+    int allow_http;
+    const char *const *allow_addresses; /* "CIDR[:PORT]" */
+    size_t n_allow_addresses;
+} kiln_git_policy_t;
+
 typedef struct kiln_git_opts {
     const char *cache_dir;        /* where the bare mirrors live (created if missing) */
     char *const *env;             /* "KEY=VALUE" list for KILN_GIT_TOKEN*; NULL = none */
     const char *credentials_file; /* per-host credentials; NULL = none */
+    kiln_git_policy_t policy;
 } kiln_git_opts_t;
+
+typedef enum kiln_git_transport {
+    KILN_GIT_HTTPS = 0,
+    KILN_GIT_SSH,   /* ssh://, git+ssh://, ssh+git://, [user@]host:path */
+    KILN_GIT_HTTP,  /* plain http:// */
+    KILN_GIT_PLAIN, /* git:// (unauthenticated, unencrypted) */
+    KILN_GIT_LOCAL, /* file://, an absolute or relative path */
+    KILN_GIT_OTHER, /* transport::address, unknown schemes */
+} kiln_git_transport_t;
+
+/* How libgit2 (or git) would reach url. */
+kiln_git_transport_t kiln_git_url_transport(const char *url);
 
 /* True when `s` looks like a git URL rather than a local path: scheme://…
  * (http, https, git, ssh, file) or scp-like user@host:path. */

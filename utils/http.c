@@ -4,6 +4,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -11,14 +12,21 @@
 
 #include "utils/buf.h"
 #include "utils/cleanup.h"
+#include "utils/curlguard.h"
 #include "utils/mem.h"
 
 #define DEFAULT_RESPONSE_CAP (1024u * 1024)
 #define HEADER_CAP (64u * 1024)
 #define UPLOAD_BUFFER (1024L * 1024) /* fewer, larger writes for big bodies */
 
+#define MAX_REDIRECTS 10L
+
 struct kiln_http {
     CURL *curl;
+    kiln_netpolicy_t *policy;
+    kiln_curlguard_t guard;
+    char refusal[2 * KILN_CURLGUARD_MSG_MAX]; /* "[redirected to URL: ]policy message" */
+    int fresh; /* the policy changed: do not reuse a connection made before */
 };
 
 typedef struct body_src {
@@ -52,7 +60,45 @@ void kiln_http_free(kiln_http_t *h)
     if (h == NULL)
         return;
     curl_easy_cleanup(h->curl);
+    kiln_netpolicy_free(h->policy);
     free(h);
+}
+
+void kiln_http_set_policy(kiln_http_t *h, const kiln_netpolicy_t *policy)
+{
+    kiln_netpolicy_free(h->policy);
+    h->policy = policy ? kiln_netpolicy_dup(policy) : NULL;
+    h->fresh = 1;
+}
+
+const char *kiln_http_refusal(const kiln_http_t *h)
+{
+    return h->refusal[0] ? h->refusal : NULL;
+}
+
+/* scheme://host[:port]/path of the URL curl last worked on (no userinfo,
+ * no query: tokens stay out of messages), malloc'ed, or NULL. */
+static char *effective_url(CURL *c)
+{
+    const char *eff = NULL;
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *out = NULL;
+
+    curl_easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &eff);
+    if (eff != NULL && curl_url_set(u, CURLUPART_URL, eff, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+        curl_url_get(u, CURLUPART_PORT, &port, 0);
+        curl_url_get(u, CURLUPART_PATH, &path, 0);
+        out = kiln_xasprintf("%s://%s%s%s%s", scheme, host, port ? ":" : "", port ? port : "",
+                             path ? path : "/");
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_free(path);
+    curl_url_cleanup(u);
+    return out;
 }
 
 void kiln_http_response_free(kiln_http_response_t *resp)
@@ -165,8 +211,36 @@ int kiln_http_do(kiln_http_t *h, const kiln_http_request_t *req, kiln_http_respo
     curl_easy_setopt(c, CURLOPT_TIMEOUT, req->timeout_seconds ? req->timeout_seconds : 300L);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-    rc = curl_easy_perform(c);
+    if (req->follow_redirects) {
+        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(c, CURLOPT_MAXREDIRS, MAX_REDIRECTS);
+        curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    }
+    h->guard.policy = h->policy;
+    h->refusal[0] = '\0';
+    kiln_curlguard_apply(c, &h->guard);
+    if (h->fresh)
+        curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
+    rc = kiln_curlguard_result(&h->guard, curl_easy_perform(c));
+    h->fresh = 0;
     curl_slist_free_all(hl);
+    if (rc == CURLE_REMOTE_ACCESS_DENIED) {
+        _cleanup_free_ char *to = effective_url(c);
+        _cleanup_free_ char *from = kiln_xstrdup(req->url);
+        long hops = 0;
+        kiln_buf_free(&body);
+        kiln_buf_free(&hdrs);
+        from[strcspn(from, "?#")] = '\0';
+        curl_easy_getinfo(c, CURLINFO_REDIRECT_COUNT, &hops);
+        if (to != NULL && hops > 0)
+            snprintf(h->refusal, sizeof(h->refusal), "redirected to %s: %s", to, h->guard.msg);
+        else
+            snprintf(h->refusal, sizeof(h->refusal), "%s", h->guard.msg);
+        kiln_error_set(err, 0, "%s %s: %s", req->method, from, h->refusal);
+        if (err)
+            err->code = EACCES;
+        return -1;
+    }
     if (rc != CURLE_OK) {
         int code = rc == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT
                    : rc == CURLE_WRITE_ERROR      ? ENOBUFS

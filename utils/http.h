@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "utils/error.h"
+#include "utils/netpolicy.h"
 
 typedef struct kiln_http kiln_http_t;
 
@@ -25,6 +26,7 @@ typedef struct kiln_http_request {
     off_t body_offset;
     size_t response_cap;  /* 0 = 1 MiB */
     long timeout_seconds; /* 0 = 300 */
+    int follow_redirects; /* follow up to 10 redirects (http/https only) */
 } kiln_http_request_t;
 
 typedef struct kiln_http_response {
@@ -38,9 +40,22 @@ typedef struct kiln_http_response {
 kiln_http_t *kiln_http_new(void);
 void kiln_http_free(kiln_http_t *h);
 
+/* Checks every connection h opens from now on against policy (copied; NULL
+ * removes it): the address actually connected to, after DNS and on every
+ * redirect hop; the environment's proxies are then ignored. A refused
+ * connection fails the request with err->code EACCES and a message naming
+ * the URL (and the redirect that led there) and the address. */
+void kiln_http_set_policy(kiln_http_t *h, const kiln_netpolicy_t *policy);
+
+/* The policy's message for the last request's refused connection ("127.0.0.1
+ * port 80: loopback address, refused by the address policy (…)"), or NULL
+ * when none was refused. Valid until the next request. */
+const char *kiln_http_refusal(const kiln_http_t *h);
+
 /* Sends one request. Returns 0 when an HTTP answer arrived (any status), -1
  * with err set on a transport failure (connect, TLS, timeout, body too big);
- * err->code is then EIO, ETIMEDOUT or ENOBUFS. *resp is written on success. */
+ * err->code is then EIO, ETIMEDOUT, ENOBUFS or EACCES (refused by the
+ * policy). *resp is written on success. */
 int kiln_http_do(kiln_http_t *h, const kiln_http_request_t *req, kiln_http_response_t *resp,
                  kiln_error_t *err);
 

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -433,6 +434,20 @@ void kiln_netpolicy_suggest(const struct sockaddr *sa, socklen_t len, char *out,
         snprintf(out, size, "[%s]/128", txt);
 }
 
+/* Fills err with a refusal (code EACCES, no strerror: the message says why). */
+static int refuse(kiln_error_t *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int refuse(kiln_error_t *err, const char *fmt, ...)
+{
+    va_list ap;
+    if (err == NULL)
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+    err->code = EACCES;
+    return -1;
+}
+
 int kiln_netpolicy_check(const kiln_netpolicy_t *p, const struct sockaddr *sa, socklen_t len,
                          kiln_error_t *err)
 {
@@ -443,15 +458,13 @@ int kiln_netpolicy_check(const kiln_netpolicy_t *p, const struct sockaddr *sa, s
     kiln_netclass_t c;
 
     if (!sa_parts(sa, len, &family, addr, &port))
-        return kiln_error_set(err, EACCES, "address family %d is not allowed", (int)sa->sa_family);
+        return refuse(err, "address family %d is not allowed", (int)sa->sa_family);
     c = kiln_netpolicy_classify(sa, len);
     inet_ntop(family, addr, txt, sizeof(txt));
     if (c == KILN_NETCLASS_METADATA)
-        return kiln_error_set(err, EACCES, "%s port %u: %s, never allowed", txt, port,
-                              kiln_netclass_name(c));
+        return refuse(err, "%s port %u: %s, never allowed", txt, port, kiln_netclass_name(c));
     if (c == KILN_NETCLASS_LINK_LOCAL && p->mode == KILN_NETPOLICY_NO_LINK_LOCAL)
-        return kiln_error_set(err, EACCES, "%s port %u: %s, never allowed", txt, port,
-                              kiln_netclass_name(c));
+        return refuse(err, "%s port %u: %s, never allowed", txt, port, kiln_netclass_name(c));
     if (p->mode == KILN_NETPOLICY_NO_LINK_LOCAL)
         return 0;
     if (allowlisted(p, family, addr, port))
@@ -461,8 +474,8 @@ int kiln_netpolicy_check(const kiln_netpolicy_t *p, const struct sockaddr *sa, s
     if (c == KILN_NETCLASS_PUBLIC)
         return 0;
     kiln_netpolicy_suggest(sa, len, hint, sizeof(hint));
-    return kiln_error_set(err, EACCES,
-                          "%s port %u: %s, refused by the address policy (an operator can "
-                          "allow it with --allow-address %s)",
-                          txt, port, kiln_netclass_name(c), hint);
+    return refuse(err,
+                  "%s port %u: %s, refused by the address policy (an operator can "
+                  "allow it with --allow-address %s)",
+                  txt, port, kiln_netclass_name(c), hint);
 }

@@ -133,6 +133,8 @@ typedef struct engine {
     int have_sde;
     time_t stamp; /* newest time a layer of this image was built (cached or not) */
     kiln_registry_t *registry;
+    kiln_netpolicy_t *fetch_policy;    /* ADD URLs: public + the allowlist */
+    kiln_netpolicy_t *registry_policy; /* registries (see kiln_build_netpolicy) */
     kiln_build_result_t *res;
     pthread_mutex_t lock; /* guards the shared state above when stages run in parallel */
     pthread_cond_t cond;  /* a stage finished */
@@ -1673,15 +1675,24 @@ static int fetch_url(engine_t *e, const char *url, const char *checksum, char **
                               .url = url,
                               .body_fd = -1,
                               .response_cap = ADD_URL_MAX,
-                              .timeout_seconds = 600};
+                              .timeout_seconds = 600,
+                              .follow_redirects = 1};
     kiln_http_response_t resp = {0};
     _cleanup_free_ char *shown = url_for_display(url);
     _cleanup_free_ char *path = NULL;
-    int r = kiln_http_do(h, &rq, &resp, err);
+    int r;
 
+    kiln_http_set_policy(h, e->fetch_policy);
+    r = kiln_http_do(h, &rq, &resp, err);
+    if (r < 0) {
+        if (kiln_http_refusal(h) != NULL) /* the policy's message names the address */
+            kiln_error_set(err, 0, "ADD %s: %s", shown, kiln_http_refusal(h));
+        else
+            kiln_error_prefix(err, "ADD %s", shown);
+        kiln_http_free(h);
+        return -1;
+    }
     kiln_http_free(h);
-    if (r < 0)
-        return kiln_error_prefix(err, "ADD %s", shown);
     if (resp.status != 200) {
         kiln_http_response_free(&resp);
         return kiln_error_set(err, 0, "ADD %s: HTTP status %ld", shown, resp.status);
@@ -2753,6 +2764,7 @@ static int registry_client(engine_t *e, kiln_error_t *err)
         kiln_registry_opts_init(&o);
         o.insecure = e->req->insecure_registries;
         o.mirrors = e->req->mirrors;
+        o.policy = e->registry_policy;
         if (e->req->registry_config)
             o.config_file = e->req->registry_config;
         r = kiln_registry_new(&o, &e->registry, err);
@@ -2986,6 +2998,25 @@ static int load_dockerfile(const kiln_build_request_t *req, kiln_dockerfile_t **
     return 0;
 }
 
+int kiln_build_netpolicy(const kiln_build_request_t *req, kiln_build_fetch_t what,
+                         kiln_netpolicy_t **out, kiln_error_t *err)
+{
+    /* the operator names registries on the command line and in the
+     * Dockerfiles they build themselves: only link-local and metadata
+     * addresses are off limits there; a tenant's everything else is public */
+    bool public = what != KILN_BUILD_FETCH_REGISTRY || req->server_mode;
+    kiln_netpolicy_t *p =
+        kiln_netpolicy_new(public ? KILN_NETPOLICY_PUBLIC : KILN_NETPOLICY_NO_LINK_LOCAL);
+
+    for (size_t i = 0; i < req->n_allow_addresses; i++)
+        if (kiln_netpolicy_allow(p, req->allow_addresses[i], err) < 0) {
+            kiln_netpolicy_free(p);
+            return -1;
+        }
+    *out = p;
+    return 0;
+}
+
 int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_build_result_t *res,
                    kiln_error_t *err)
 {
@@ -3002,6 +3033,9 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->cond, NULL);
     e->res = res;
+    if (kiln_build_netpolicy(req, KILN_BUILD_FETCH_URL, &e->fetch_policy, err) < 0 ||
+        kiln_build_netpolicy(req, KILN_BUILD_FETCH_REGISTRY, &e->registry_policy, err) < 0)
+        goto out;
     if (load_dockerfile(req, &e->df, &dfpath, err) < 0)
         goto out;
     if (kiln_dockerignore_load(req->context_dir, dfpath, &e->ignore, err) < 0)
@@ -3081,6 +3115,8 @@ out:
     kiln_dockerignore_free(e->ignore);
     if (e->registry)
         kiln_registry_free(e->registry);
+    kiln_netpolicy_free(e->fetch_policy);
+    kiln_netpolicy_free(e->registry_policy);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->cond);
     free(e);

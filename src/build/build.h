@@ -26,6 +26,7 @@
 #include "oci/image.h"
 #include "oci/store.h"
 #include "utils/error.h"
+#include "utils/netpolicy.h"
 
 typedef enum kiln_build_progress {
     KILN_PROGRESS_PLAIN = 0,
@@ -111,6 +112,18 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
                    kiln_error_t *err);
 
 void kiln_build_result_clear(kiln_build_result_t *res);
+
+typedef enum kiln_build_fetch {
+    KILN_BUILD_FETCH_URL = 0,  /* ADD URLs */
+    KILN_BUILD_FETCH_REGISTRY, /* FROM images, cache import/export, pushes of the result */
+} kiln_build_fetch_t;
+
+/* The address policy for a build's host-side fetches of kind what: ADD URLs
+ * public + the allowlist; registries all but link-local and metadata for an
+ * operator's build, public + the allowlist in server mode. Fails naming a
+ * bad allowlist entry. */
+int kiln_build_netpolicy(const kiln_build_request_t *req, kiln_build_fetch_t what,
+                         kiln_netpolicy_t **out, kiln_error_t *err);
 
 /* Writes the final filesystem of a built image into dest (created when
  * missing): its layers applied in order. */
