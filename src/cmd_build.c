@@ -82,6 +82,8 @@ static void usage(FILE *out)
         "      --allow-address CIDR[:PORT]  let RUN steps (nat) and host-side fetches reach\n"
         "                             this non-public range, e.g. a private mirror\n"
         "                             (repeatable; IPv6 as [fd00::/8]:443)\n"
+        "      --allow-http-git       allow a plain http:// or git:// git source (and\n"
+        "                             submodules)\n"
         "  -m, --memory SIZE          memory limit of each RUN step (e.g. 512m, 2g)\n"
         "      --pids-limit N         process limit of each RUN step\n"
         "      --cpu-time SECONDS     CPU time limit of each RUN step\n"
@@ -111,9 +113,11 @@ typedef struct opts {
     int cache_to_max;
     char *cache_repo_ref;
     const char *tags[MAX_LIST], *args[MAX_LIST], *contexts[MAX_LIST], *secrets[MAX_LIST],
-        *outputs[MAX_LIST], *insecure[MAX_LIST + 1], *notify[MAX_LIST], *allow_addrs[MAX_LIST];
-    size_t n_tags, n_args, n_contexts, n_secrets, n_outputs, n_insecure, n_notify, n_allow_addrs;
-    int server_mode;
+        *outputs[MAX_LIST], *insecure[MAX_LIST + 1], *notify[MAX_LIST], *allow_addrs[MAX_LIST],
+        *oci_dirs[MAX_LIST];
+    size_t n_tags, n_args, n_contexts, n_secrets, n_outputs, n_insecure, n_notify, n_allow_addrs,
+        n_oci_dirs;
+    int server_mode, allow_http_git;
     const char *build_id;
     unsigned entitlements; /* --allow */
     int push, no_cache, ecr_create;
@@ -239,11 +243,12 @@ static void count_pushed(void *ud, const kiln_registry_event_t *ev)
 }
 
 /* Writes every --output; *pushed grows by the blob bytes uploaded to registries. */
-static int do_outputs(const opts_t *o, const char *root, kiln_store_t *store,
-                      const kiln_build_result_t *res, json_t *ev, uint64_t *pushed,
-                      kiln_error_t *err)
+static int do_outputs(const opts_t *o, const kiln_build_request_t *req, const char *root,
+                      kiln_store_t *store, const kiln_build_result_t *res, json_t *ev,
+                      uint64_t *pushed, kiln_error_t *err)
 {
     kiln_registry_t *reg = NULL;
+    kiln_netpolicy_t *policy = NULL; /* a tenant's push names any registry: as for FROM */
     char ds[KILN_DIGEST_STR_MAX];
     int ret = 0;
 
@@ -310,8 +315,14 @@ static int do_outputs(const opts_t *o, const char *root, kiln_store_t *store,
                         ro.config_file = o->registry_config;
                     ro.progress = count_pushed;
                     ro.progress_ud = pushed;
+                    if (kiln_build_netpolicy(req, KILN_BUILD_FETCH_REGISTRY, &policy, err) < 0) {
+                        kiln_cli_output_free(&out);
+                        return -1;
+                    }
+                    ro.policy = policy;
                     if (kiln_registry_new(&ro, &reg, err) < 0) {
                         kiln_cli_output_free(&out);
+                        kiln_netpolicy_free(policy);
                         return -1;
                     }
                 }
@@ -332,6 +343,7 @@ static int do_outputs(const opts_t *o, const char *root, kiln_store_t *store,
     }
     if (reg)
         kiln_registry_free(reg);
+    kiln_netpolicy_free(policy);
     return ret;
 }
 
@@ -375,6 +387,8 @@ int kiln_cmd_build(int argc, char **argv)
         O_ECR_CREATE,
         O_ALLOW_ADDR,
         O_SERVER_MODE,
+        O_HTTP_GIT,
+        O_OCI_DIR,
         O_ALLOW_ENT,
     };
     static const struct option lopts[] = {
@@ -416,10 +430,14 @@ int kiln_cmd_build(int argc, char **argv)
         {"allow", required_argument, NULL, O_ALLOW_ENT},
         /* internal: set by `kiln serve` / `kiln worker` for the builds they run */
         {"server-mode", no_argument, NULL, O_SERVER_MODE},
+        {"allow-http-git", no_argument, NULL, O_HTTP_GIT},
+        /* internal: the server's policy.oci_dirs, where FROM oci: may read in server mode */
+        {"oci-dir", required_argument, NULL, O_OCI_DIR},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     opts_t o = {.sde = -1};
     kiln_build_request_t req = {0};
+    kiln_git_policy_t gitpol = {0};
     kiln_build_result_t res = {0};
     kiln_error_t err = {0};
     kiln_store_t *store = NULL;
@@ -618,6 +636,16 @@ int kiln_cmd_build(int argc, char **argv)
             if (add(o.allow_addrs, &o.n_allow_addrs, optarg))
                 return KILN_EXIT_USAGE;
             break;
+        case O_HTTP_GIT:
+            o.allow_http_git = 1;
+            break;
+        case O_OCI_DIR:
+            if (optarg[0] != '/')
+                return kiln_cli_usage_error("build", "--oci-dir %s: must be an absolute path",
+                                            optarg);
+            if (add(o.oci_dirs, &o.n_oci_dirs, optarg))
+                return KILN_EXIT_USAGE;
+            break;
         case O_SERVER_MODE:
             o.server_mode = 1;
             break;
@@ -675,6 +703,10 @@ int kiln_cmd_build(int argc, char **argv)
             goto fail;
         req.context_dir = stdin_ctx;
     }
+    gitpol.server_mode = o.server_mode;
+    gitpol.allow_http = o.allow_http_git;
+    gitpol.allow_addresses = o.allow_addrs;
+    gitpol.n_allow_addresses = o.n_allow_addrs;
     if (o.file == NULL && stdin_ctx == NULL &&
         kiln_auto_wanted(argv[optind], o.subdir, o.plan_file)) {
         kiln_auto_build_opts_t ao = {.root = o.root,
@@ -684,7 +716,8 @@ int kiln_cmd_build(int argc, char **argv)
                                      .outputs = o.outputs,
                                      .n_outputs = o.n_outputs,
                                      .secrets = o.secrets,
-                                     .n_secrets = o.n_secrets};
+                                     .n_secrets = o.n_secrets,
+                                     .git_policy = &gitpol};
         if (kiln_auto_build_prepare(argv[optind], &ao, &ab, &err) < 0)
             goto fail;
         if (ab.src.commit)
@@ -748,6 +781,9 @@ int kiln_cmd_build(int argc, char **argv)
     req.allow_addresses = o.allow_addrs;
     req.n_allow_addresses = o.n_allow_addrs;
     req.server_mode = o.server_mode;
+    req.allow_http_git = o.allow_http_git;
+    req.oci_dirs = o.oci_dirs;
+    req.n_oci_dirs = o.n_oci_dirs;
 
     if ((root == NULL && kiln_cli_store_root(o.root, &root, &err) < 0) ||
         kiln_store_open(root, &store, &err) < 0)
@@ -770,7 +806,7 @@ int kiln_cmd_build(int argc, char **argv)
         kiln_cli_fail(&err);
         goto out;
     }
-    if (do_outputs(&o, root, store, &res, ev, &pushed, &err) < 0) {
+    if (do_outputs(&o, &req, root, store, &res, ev, &pushed, &err) < 0) {
         kiln_cli_fail(&err);
         goto out;
     }

@@ -8,6 +8,7 @@
 #include "handlers/detect.h"
 #include "src/build/auto.h"
 #include "src/build/toolchain.h"
+#include "src/cli_gitpolicy.h"
 #include "src/commands.h"
 #include "utils/cleanup.h"
 
@@ -15,17 +16,19 @@ extern char **environ;
 
 static void plan_usage(FILE *out)
 {
-    fprintf(out, "Usage: kiln plan [options] DIR|GIT_URL[#REF]\n\n"
-                 "Prints how kiln would build the source, as JSON, without building.\n\n"
-                 "  --subdir PATH         build PATH inside the source (monorepos)\n"
-                 "  --dockerfile          print the Dockerfile rendered from the plan instead\n"
-                 "  --fetch-toolchain     also fetch the plan's toolchain (e.g. a Node major)\n"
-                 "                        into the kiln root and report its directory\n"
-                 "  --image-prefix PREFIX registry prefix of kiln's build/run images\n"
-                 "                        (default $KILN_IMAGE_PREFIX, else \"kiln\")\n"
-                 "  --root DIR            kiln root holding the git mirror cache\n"
-                 "                        (default $KILN_ROOT, else /var/lib/kiln)\n"
-                 "  -h, --help            this help\n");
+    fprintf(
+        out,
+        "Usage: kiln plan [options] DIR|GIT_URL[#REF]\n\n"
+        "Prints how kiln would build the source, as JSON, without building.\n\n"
+        "  --subdir PATH         build PATH inside the source (monorepos)\n"
+        "  --dockerfile          print the Dockerfile rendered from the plan instead\n"
+        "  --fetch-toolchain     also fetch the plan's toolchain (e.g. a Node major)\n"
+        "                        into the kiln root and report its directory\n"
+        "  --image-prefix PREFIX registry prefix of kiln's build/run images\n"
+        "                        (default $KILN_IMAGE_PREFIX, else \"kiln\")\n"
+        "  --root DIR            kiln root holding the git mirror cache\n"
+        "                        (default $KILN_ROOT, else /var/lib/kiln)\n" KILN_CLI_GITPOLICY_HELP
+        "  -h, --help            this help\n");
 }
 
 int kiln_cmd_plan(int argc, char **argv)
@@ -35,10 +38,12 @@ int kiln_cmd_plan(int argc, char **argv)
                                          {"fetch-toolchain", no_argument, NULL, 't'},
                                          {"image-prefix", required_argument, NULL, 'p'},
                                          {"root", required_argument, NULL, 'r'},
+                                         KILN_CLI_GITPOLICY_LONGOPTS,
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     kiln_detect_opts_t dopts = {.env = environ};
     kiln_auto_source_opts_t sopts = {0};
+    kiln_cli_gitpolicy_t gp = {0};
     kiln_auto_source_t src = {0};
     _cleanup_plan_ kiln_plan_t *plan = NULL;
     _cleanup_free_ char *text = NULL;
@@ -68,12 +73,20 @@ int kiln_cmd_plan(int argc, char **argv)
             plan_usage(stdout);
             return KILN_EXIT_OK;
         default:
-            return kiln_cli_usage_error("plan", "unknown option");
+            switch (kiln_cli_gitpolicy_opt(&gp, "plan", c, optarg)) {
+            case 1:
+                continue;
+            case 0:
+                return kiln_cli_usage_error("plan", "unknown option");
+            default:
+                return KILN_EXIT_USAGE;
+            }
         }
     }
     if (optind != argc - 1)
         return kiln_cli_usage_error("plan", "expected one DIR or GIT_URL");
     sopts.env = environ;
+    sopts.git_policy = &gp.policy;
     if (kiln_auto_source_prepare(argv[optind], &sopts, &src, &err) < 0)
         return kiln_cli_fail(&err);
     if (src.commit)

@@ -259,6 +259,7 @@ int kiln_cmd_serve(int argc, char **argv)
         json_array_foreach(kiln_config_allow_addresses(srv.config), i, v)
             kiln_server_allow_address(&build_opts, &n_build_opts, json_string_value(v), NULL);
         kiln_server_strv_add(&build_opts, &n_build_opts, "--server-mode");
+        kiln_server_policy_options(srv.config->policy, &build_opts, &n_build_opts);
     }
     if (kiln_server_isolation(&build_opts, &n_build_opts, kiln_config_isolation(srv.config),
                               "\"policy\": {\"isolation\": \"chroot\"} in the server config",

@@ -209,6 +209,7 @@ int kiln_cmd_worker(int argc, char **argv)
     o.build_cmd = cmd;
     /* every job is a tenant's build: the policy of untrusted input */
     kiln_server_strv_add(&build_opts, &n_build_opts, "--server-mode");
+    kiln_server_policy_options(NULL, &build_opts, &n_build_opts);
     if (kiln_server_isolation(&build_opts, &n_build_opts, isolation,
                               "kiln worker --isolation chroot", &err) < 0) {
         kiln_jobkey_free(job_key);

@@ -83,6 +83,8 @@ int kiln_auto_source_prepare(const char *spec, const kiln_auto_source_opts_t *op
         _cleanup_free_ char *url = NULL, *ref = NULL, *creds = NULL, *tree = NULL;
         _cleanup_free_ char *url_subdir = NULL;
         kiln_git_opts_t g = {.cache_dir = cache, .env = env};
+        if (opts && opts->git_policy)
+            g.policy = *opts->git_policy;
         const char *cf = kiln_env_get(env, "KILN_GIT_CREDENTIALS");
 
         creds = cf ? kiln_xstrdup(cf) : kiln_xasprintf("%s/git-credentials", root);
@@ -499,7 +501,8 @@ static int load_plan(const kiln_auto_build_opts_t *o, const char *dir, kiln_plan
 int kiln_auto_build_prepare(const char *spec, const kiln_auto_build_opts_t *o,
                             kiln_auto_build_t *ab, kiln_error_t *err)
 {
-    kiln_auto_source_opts_t so = {.root = o->root, .subdir = o->subdir, .env = o->env};
+    kiln_auto_source_opts_t so = {
+        .root = o->root, .subdir = o->subdir, .env = o->env, .git_policy = o->git_policy};
     const char *ids[KILN_PLAN_MAX_ITEMS];
     kiln_auto_opts_t ro = {.secret_ids = ids};
     _cleanup_free_ char *idbuf[KILN_PLAN_MAX_ITEMS] = {0};

@@ -22,11 +22,13 @@
 
 #include "handlers/plan.h"
 #include "utils/error.h"
+#include "utils/git.h"
 
 typedef struct kiln_auto_source_opts {
     const char *root; /* kiln root (mirror cache, work dirs); NULL = $KILN_ROOT or /var/lib/kiln */
-    const char *subdir; /* path inside the source to build, or NULL */
-    char *const *env;   /* environment for KILN_GIT_TOKEN* / KILN_ROOT */
+    const char *subdir;                  /* path inside the source to build, or NULL */
+    char *const *env;                    /* environment for KILN_GIT_TOKEN* / KILN_ROOT */
+    const kiln_git_policy_t *git_policy; /* what a git source may fetch; NULL = the default */
 } kiln_auto_source_opts_t;
 
 typedef struct kiln_auto_source {
@@ -72,6 +74,7 @@ typedef struct kiln_auto_build_opts {
     size_t n_outputs;
     const char *const *secrets; /* the --secret specs ("id=ID,src=FILE") */
     size_t n_secrets;
+    const kiln_git_policy_t *git_policy; /* what a git source may fetch; NULL = the default */
 } kiln_auto_build_opts_t;
 
 /* An auto-detected build, ready for the Dockerfile engine. */

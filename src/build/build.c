@@ -682,6 +682,48 @@ static void stage_take_layers_of(stage_t *st, const kiln_descriptor_t *layers, s
 
 static int registry_client(engine_t *e, kiln_error_t *err);
 
+/* Whether real (a canonical path) is dir or lies beneath it. */
+static bool path_beneath(const char *real, const char *dir)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    return strncmp(real, dir, n) == 0 && (real[n] == '\0' || real[n] == '/' || n == 1);
+}
+
+/* The layout directory a FROM oci:DIR reads. In server mode DIR is a
+ * tenant's: it must resolve, links followed, to a directory beneath one of
+ * the operator's oci_dirs (each resolved the same way), so neither `..` nor
+ * a link leads out of them; the resolved path is what is read. Sets *out
+ * (malloc'ed); -1 naming the path and the setting otherwise. */
+static int oci_source_dir(engine_t *e, const char *dir, char **out, kiln_error_t *err)
+{
+    _cleanup_free_ char *real = NULL;
+    kiln_buf_t allowed;
+
+    if (!e->req->server_mode) {
+        *out = kiln_xstrdup(dir);
+        return 0;
+    }
+    real = dir[0] == '/' ? realpath(dir, NULL) : NULL;
+    for (size_t i = 0; real != NULL && i < e->req->n_oci_dirs; i++) {
+        _cleanup_free_ char *root = realpath(e->req->oci_dirs[i], NULL);
+        if (root != NULL && path_beneath(real, root)) {
+            *out = steal_pointer(&real);
+            return 0;
+        }
+    }
+    kiln_buf_init(&allowed, 0);
+    for (size_t i = 0; i < e->req->n_oci_dirs; i++)
+        kiln_buf_appendf(&allowed, NULL, "%s%s", i ? ", " : "", e->req->oci_dirs[i]);
+    kiln_error_set(err, 0,
+                   "%s is not in a directory server builds may read OCI layouts from "
+                   "(\"policy\": {\"oci_dirs\": [...]} in the server config; now: %s)",
+                   dir, allowed.len ? allowed.data : "none");
+    kiln_buf_free(&allowed);
+    return -1;
+}
+
 static int from_image(engine_t *e, stage_t *st, const char *ref, kiln_error_t *err)
 {
     _cleanup_free_ char *body = NULL;
@@ -692,9 +734,10 @@ static int from_image(engine_t *e, stage_t *st, const char *ref, kiln_error_t *e
     if (strncmp(ref, "oci:", 4) == 0) {
         _cleanup_free_ char *dir = NULL;
         _cleanup_free_ char *tag = NULL;
+        _cleanup_free_ char *src = NULL;
         kiln_layout_image_t *img = NULL;
         if (kiln_layout_parse_ref(ref, &dir, &tag, err) < 0 ||
-            kiln_layout_resolve(dir, tag, &img, err) < 0)
+            oci_source_dir(e, dir, &src, err) < 0 || kiln_layout_resolve(src, tag, &img, err) < 0)
             return -1;
         if (kiln_layout_import(e->store, img, err) < 0) {
             kiln_layout_image_free(img);

@@ -72,3 +72,30 @@ int kiln_server_isolation(char ***opts, unsigned *n, const char *isolation, cons
         kiln_server_strv_add(opts, n, "--isolation=chroot");
     return 0;
 }
+
+void kiln_server_policy_options(const json_t *policy, char ***opts, unsigned *n)
+{
+    const json_t *dirs = json_object_get(policy, "oci_dirs"), *v;
+    size_t i;
+
+    if (json_is_true(json_object_get(policy, "allow_http_git")))
+        kiln_server_strv_add(opts, n, "--allow-http-git");
+    if (dirs == NULL) {
+        const char *env = getenv("KILN_IMAGES_DIR");
+        _cleanup_free_ char *opt =
+            kiln_xasprintf("--oci-dir=%s", env && *env ? env : KILN_SERVER_DEFAULT_OCI_DIR);
+        kiln_server_strv_add(opts, n, opt);
+        return;
+    }
+    json_array_foreach(dirs, i, v)
+    {
+        _cleanup_free_ char *opt = kiln_xasprintf("--oci-dir=%s", json_string_value(v));
+        kiln_server_strv_add(opts, n, opt);
+    }
+}
+
+int kiln_server_checkout_option(const char *opt)
+{
+    return strcmp(opt, "--server-mode") == 0 || strcmp(opt, "--allow-http-git") == 0 ||
+           strncmp(opt, "--allow-address=", 16) == 0;
+}

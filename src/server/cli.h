@@ -2,7 +2,13 @@
 #ifndef KILN_SERVER_CLI_H
 #define KILN_SERVER_CLI_H
 
+#include <jansson.h>
+
 #include "utils/error.h"
+
+/* Where server builds may read FROM oci: layouts when the config names no
+ * policy.oci_dirs: $KILN_IMAGES_DIR, else kiln's own image directory. */
+#define KILN_SERVER_DEFAULT_OCI_DIR "/var/cache/kiln/images"
 
 /* Parses a non-negative integer; -1 when it is not one. */
 long long kiln_server_parse_num(const char *s);
@@ -26,5 +32,15 @@ int kiln_server_allow_address(char ***opts, unsigned *n, const char *spec, kiln_
  * `where` names the setting in the error. */
 int kiln_server_isolation(char ***opts, unsigned *n, const char *isolation, const char *where,
                           kiln_error_t *err);
+
+/* The build options of the server config's source policy (policy may be
+ * NULL): "--allow-http-git" when policy.allow_http_git is true, and
+ * "--oci-dir=DIR" for each policy.oci_dirs entry (the default directory when
+ * there is no such key). */
+void kiln_server_policy_options(const json_t *policy, char ***opts, unsigned *n);
+
+/* Whether a build option also applies to `kiln checkout` (the git source
+ * policy: --server-mode, --allow-http-git, --allow-address=…). */
+int kiln_server_checkout_option(const char *opt);
 
 #endif

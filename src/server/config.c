@@ -83,6 +83,17 @@ static int check_policy(json_t *policy, kiln_error_t *err)
         return kiln_error_set(err, 0, "policy: must be an object");
     if (check_confinement(policy, err) < 0)
         return -1;
+    v = json_object_get(policy, "allow_http_git");
+    if (v != NULL && !json_is_boolean(v))
+        return kiln_error_set(err, 0, "policy.allow_http_git: must be true or false");
+    list = json_object_get(policy, "oci_dirs");
+    if (list != NULL && !json_is_array(list))
+        return kiln_error_set(err, 0, "policy.oci_dirs: must be an array of absolute paths");
+    json_array_foreach(list, i, v)
+    {
+        if (!json_is_string(v) || json_string_value(v)[0] != '/')
+            return kiln_error_set(err, 0, "policy.oci_dirs[%zu]: must be an absolute path", i);
+    }
     list = json_object_get(policy, "allow_addresses");
     if (list == NULL)
         return 0;

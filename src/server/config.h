@@ -15,6 +15,11 @@
  *               "entitlements": ["network.host", "security.insecure"],
  *                                              what a request's "allow" may ask for
  *                                              (none by default)
+ *               "allow_http_git": false,       plain http:// and git:// git sources and
+ *                                              submodules (https:// and ssh:// only otherwise)
+ *               "oci_dirs": ["/var/cache/kiln/images"],
+ *                                              where FROM oci: may read layouts (default:
+ *                                              $KILN_IMAGES_DIR, else kiln's image directory)
  *               "isolation": "sandbox" | "chroot"}}
  *                                              how build steps are confined: chroot (no
  *                                              user namespace, steps run as real root) only

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "src/server/cli.h"
 #include "src/server/request.h"
 #include "src/server/runner.h"
 #include "utils/cleanup.h"
@@ -223,6 +224,10 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
             push_arg(&argv, &n, "--root");
             push_arg(&argv, &n, env->kiln_root);
         }
+        /* the git source policy of the build (server mode, allowlist, http) */
+        for (size_t i = 0; env->build_options && env->build_options[i]; i++)
+            if (kiln_server_checkout_option(env->build_options[i]))
+                push_arg(&argv, &n, env->build_options[i]);
         push_arg(&argv, &n, spec);
         push_arg(&argv, &n, src_dir);
         ctx.checkout = 1;

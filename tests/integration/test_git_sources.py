@@ -3,14 +3,12 @@
 `git http-backend` on 127.0.0.1 — by branch, tag and SHA, with a (nested)
 submodule; a private repository needing a token; the mirror cache; bad URLs;
 credentials never shown."""
-import base64
-import http.server
 import os
 import subprocess
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gitserve import serve_git  # noqa: E402
 from kilntest import T, kiln  # noqa: E402
 
 TOKEN = "s3cr3t-t0ken-do-not-print"
@@ -83,55 +81,10 @@ push(app)
 priv, priv_bare = make_repo("secret", {"index.html": "<p>private</p>\n"}, private=True)
 
 
-class GitHandler(http.server.BaseHTTPRequestHandler):
-    """Runs git http-backend as a CGI; /private/ needs the token (HTTP basic)."""
-
-    def log_message(self, *a):
-        pass
-
-    def _serve(self):
-        path, _, query = self.path.partition("?")
-        if path.startswith("/private/"):
-            want = "Basic " + base64.b64encode(("x-access-token:" + TOKEN).encode()).decode()
-            if self.headers.get("Authorization") != want:
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", 'Basic realm="git"')
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-        n = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(n) if n else b""
-        env = dict(os.environ, GIT_PROJECT_ROOT=SERVE, GIT_HTTP_EXPORT_ALL="1", PATH_INFO=path,
-                   QUERY_STRING=query, REQUEST_METHOD=self.command, REMOTE_ADDR="127.0.0.1",
-                   CONTENT_TYPE=self.headers.get("Content-Type", ""), CONTENT_LENGTH=str(len(body)))
-        if self.headers.get("Content-Encoding"):
-            env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
-        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True).stdout
-        head, _, payload = out.partition(b"\r\n\r\n")
-        status = 200
-        headers = []
-        for line in head.decode().split("\r\n"):
-            k, _, v = line.partition(":")
-            if k.lower() == "status":
-                status = int(v.strip().split()[0])
-            elif k:
-                headers.append((k, v.strip()))
-        self.send_response(status)
-        for k, v in headers:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = _serve
-    do_POST = _serve
-
-
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), GitHandler)
-threading.Thread(target=srv.serve_forever, daemon=True).start()
-BASE = f"http://127.0.0.1:{srv.server_address[1]}"
+srv, BASE = serve_git(SERVE, private_token=TOKEN)
 ROOT = os.path.join(T.tmp, "kiln-root")
 ENV = {"KILN_ROOT": ROOT, "KILN_GIT_TOKEN": "", "KILN_GIT_CREDENTIALS": ""}
+POLICY = ["--allow-http-git", "--allow-address", "127.0.0.1/32"]
 n = [0]
 
 
@@ -140,7 +93,8 @@ def checkout(url, env=None):
     dest = os.path.join(T.tmp, f"co{n[0]}")
     e = dict(ENV)
     e.update(env or {})
-    return kiln("checkout", url, dest, env=e), dest
+    # the test's git server is plain http on loopback: the operator allows both
+    return kiln("checkout", *POLICY, url, dest, env=e), dest
 
 
 def read(p):
@@ -190,22 +144,22 @@ T.check("the next fetch updates the mirror and sees the new commit",
 
 # kiln plan on a git URL: detection runs on the checkout; the commit is reported.
 e = dict(ENV)
-r = kiln("plan", f"{BASE}/app.git#v1.0", env=e)
+r = kiln("plan", *POLICY, f"{BASE}/app.git#v1.0", env=e)
 T.check("kiln plan GIT_URL#TAG plans the checkout and names the commit",
         r.returncode == 0 and '"provider": "node"' in r.stdout and sha_v1 in r.stderr, r.stdout + r.stderr)
 work = os.path.join(ROOT, "work")
 T.check("kiln plan removes its temporary checkout", os.listdir(work) == [], str(os.listdir(work)))
-r = kiln("plan", "--subdir", "vendor/lib", f"{BASE}/app.git", env=e)
+r = kiln("plan", *POLICY, "--subdir", "vendor/lib", f"{BASE}/app.git", env=e)
 T.check("kiln plan --subdir on a git source", r.returncode == 1 and "cannot detect how to build" in r.stderr
         and "lib.txt" in r.stderr, r.stderr)
-r = kiln("plan", f"{BASE}/app.git#main:vendor/lib", env=e)
+r = kiln("plan", *POLICY, f"{BASE}/app.git#main:vendor/lib", env=e)
 T.check("URL#REF:SUBDIR (BuildKit's git context form) builds the subdirectory",
         r.returncode == 1 and "cannot detect how to build" in r.stderr and "lib.txt" in r.stderr,
         r.stderr)
-r = kiln("plan", f"{BASE}/app.git#:vendor/lib", env=e)
+r = kiln("plan", *POLICY, f"{BASE}/app.git#:vendor/lib", env=e)
 T.check("URL#:SUBDIR takes the default branch", r.returncode == 1 and "lib.txt" in r.stderr,
         r.stderr)
-r = kiln("plan", "--subdir", "vendor", f"{BASE}/app.git#main:vendor/lib", env=e)
+r = kiln("plan", *POLICY, "--subdir", "vendor", f"{BASE}/app.git#main:vendor/lib", env=e)
 T.check("URL#REF:SUBDIR together with --subdir is refused",
         r.returncode == 1 and "--subdir vendor is given too" in r.stderr, r.stderr)
 
@@ -228,7 +182,7 @@ url = BASE.replace("http://", f"http://x-access-token:{TOKEN}@") + "/private/sec
 r, d = checkout(url)
 T.check("credentials in the URL work", r.returncode == 0, r.stderr)
 bad = BASE.replace("http://", "http://x-access-token:hunter2-wrong@") + "/private/secret.git#nope"
-r = kiln("plan", bad, env=ENV)
+r = kiln("plan", *POLICY, bad, env=ENV)
 T.check("URL userinfo is redacted in errors", r.returncode == 1 and "hunter2" not in r.stderr and "***@" in r.stderr,
         r.stderr)
 mirror_names = " ".join(os.listdir(os.path.join(ROOT, "git")))
@@ -247,7 +201,7 @@ T.check("a missing file:// repository is a clear error", r.returncode == 1 and "
 r = kiln("checkout", "not-a-url", os.path.join(T.tmp, "x"), env=ENV)
 T.check("kiln checkout refuses a non-URL (usage)", r.returncode == 2, r.stderr)
 r, d = checkout(f"{BASE}/app.git")
-r2 = kiln("checkout", f"{BASE}/app.git", d, env=ENV)
+r2 = kiln("checkout", *POLICY, f"{BASE}/app.git", d, env=ENV)
 T.check("an existing destination is refused", r2.returncode == 1 and "exists" in r2.stderr, r2.stderr)
 srv.shutdown()
 T.done()
