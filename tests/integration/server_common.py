@@ -19,6 +19,7 @@ TOKEN = "test-token-0123456789"
 # with $FAKE_EXIT.
 FAKE_BUILD = r"""#!/bin/sh
 if [ "$1" = checkout ]; then
+  [ -n "${FAKE_CHECKOUT_ARGSLOG:-}" ] && echo "$*" >> "$FAKE_CHECKOUT_ARGSLOG"
   for a; do last=$a; done
   echo "fetching $3"
   mkdir -p "$last"
@@ -31,7 +32,7 @@ ctx=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --metadata-file) meta=$2; shift ;;
-    --*=*|--server-mode) ;;
+    --*=*|--server-mode|--allow-http-git) ;;
     --*|-f|-t) shift ;;
     *) ctx=$1 ;;
   esac
@@ -184,7 +185,10 @@ def real_build_server(extra=()):
     if layout is None:
         T.done()
     reg = "127.0.0.1:%d" % start_registry()
-    srv = Server(os.path.join(T.tmp, "root"), workers=2, config={"tokens": [TOKEN]},
+    # the registry and the base layout are the test's own, on loopback and under T.tmp:
+    # the server's policy opens them to its (server-mode) builds
+    policy = {"allow_addresses": ["127.0.0.0/8"], "oci_dirs": [layout]}
+    srv = Server(os.path.join(T.tmp, "root"), workers=2, config={"tokens": [TOKEN], "policy": policy},
                  extra=["--kiln-root=" + os.path.join(T.tmp, "kiln-root"),
                         "--build-option=--insecure-registry=" + reg, *extra]).start()
     return layout, reg, srv

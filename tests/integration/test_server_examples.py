@@ -1,10 +1,11 @@
 """kiln serve building an example project end to end with the real kiln: a git repository
-(file://) of examples/static-html is checked out, auto-detected and built; the server records
+(served over http by git http-backend on loopback) of examples/static-html is checked out, auto-detected and built; the server records
 the commit, the phases and the files the build wrote, which download byte for byte.
 Needs kiln's base image (images/build.sh, cached under /var/cache/kiln/images)."""
 import os
 import subprocess
 
+from gitserve import serve_git
 from kilntest import SRC, T
 from server_common import TOKEN, Server
 
@@ -21,11 +22,18 @@ subprocess.run(["git", "init", "-q", "-b", "main", repo], check=True)
 subprocess.run(git + ["add", "-A"], check=True)
 subprocess.run(git + ["commit", "-q", "-m", "site"], check=True)
 head = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+serve = os.path.join(T.tmp, "srv")
+os.makedirs(serve)
+subprocess.run(["git", "clone", "-q", "--bare", repo, os.path.join(serve, "static-html.git")], check=True)
+gitsrv, git_base = serve_git(serve)
 
-srv = Server(os.path.join(T.tmp, "root"), workers=1, config={"tokens": [TOKEN]},
+# server builds fetch https/ssh from public addresses only: this test's plain-http git server
+# on loopback is opened by the operator's policy, and kiln's images directory is readable
+policy = {"allow_http_git": True, "allow_addresses": ["127.0.0.0/8"], "oci_dirs": [IMAGES]}
+srv = Server(os.path.join(T.tmp, "root"), workers=1, config={"tokens": [TOKEN], "policy": policy},
              extra=["--kiln-root", os.path.join(T.tmp, "kiln-root")],
              env={"KILN_IMAGE_PREFIX": "oci:" + IMAGES}).start()
-st, body = srv.submit({"source": {"git": "file://" + repo, "ref": "main"}})
+st, body = srv.submit({"source": {"git": git_base + "/static-html.git", "ref": "main"}})
 T.check("submit the example => 202", st == 202, body)
 bid = body["id"]
 st, log, _ = srv.request("GET", "/v1/builds/%s/logs?follow=1" % bid, raw=True, timeout=600)
@@ -45,4 +53,5 @@ if "site/index.html" in files:
 st, body = srv.request("GET", "/v1/builds/%s/artifacts/files/../kiln.db" % bid)
 T.check("artifact paths cannot leave the build's directory", st == 404, body)
 srv.term()
+gitsrv.shutdown()
 T.done()

@@ -49,7 +49,9 @@ def start_worker(name, key=True):
     args = [KILN, "worker", "--queue", jobs, "--events-queue", events, "--root",
             os.path.join(T.tmp, name), "--kiln-root", os.path.join(T.tmp, "kiln-root"),
             "--visibility-timeout", "6", "--wait-seconds", "1", "--drain-timeout", "20",
-            "--build-option=--insecure-registry=" + reg, "--build-pids", "256"]
+            "--build-option=--insecure-registry=" + reg, "--build-pids", "256",
+            # the test's registry (loopback) and base layout are open to the tenant builds
+            "--allow-address", "127.0.0.0/8", "--build-option=--oci-dir=" + layout]
     if key:
         args += ["--job-key-file", key_file]
     return T.spawn(args, stdout=log, stderr=subprocess.STDOUT, env=e)
