@@ -275,6 +275,13 @@ static json_t *row_to_json(sqlite3_stmt *phases_st, sqlite3_stmt *st)
         json_object_set_new(o, "outputs", v ? json_incref(v) : json_array());
         v = json_object_get(reqj, "limits");
         json_object_set_new(o, "limits", v ? json_incref(v) : json_object());
+        v = json_object_get(reqj, "allow");
+        json_object_set_new(o, "allow", v ? json_incref(v) : json_array());
+    }
+    {
+        /* how the steps were confined, as the build itself reported it */
+        json_t *iso = json_object_get(json_object_get(resj, "kiln.event"), "isolation");
+        json_object_set_new(o, "isolation", iso ? json_incref(iso) : json_null());
     }
     json_object_set_new(
         o, "bytes_pushed",

@@ -513,8 +513,8 @@ st, body = srv.submit({"source": {"context": c2}})
 b = srv.wait_status(body["id"], ("succeeded", "failed")) if st == 202 else {}
 res = (b or {}).get("result") or {}
 T.check("server: the build record says the build ran in the sandbox",
-        b.get("status") == "succeeded" and res.get("kiln.event", {}).get("isolation") == "sandbox",
-        str(b))
+        b.get("status") == "succeeded" and res.get("kiln.event", {}).get("isolation") == "sandbox"
+        and b.get("isolation") == "sandbox" and b.get("allow") == [], str(b))
 srv.term()
 
 # chroot only through the policy, never a --build-option
@@ -543,7 +543,8 @@ ev = res.get("kiln.event", {})
 T.check("server: \"allow\" granted by the config runs RUN --network=host",
         st == 202 and b.get("status") == "succeeded", "%s %s" % (body, b))
 T.check("server: the build record says isolation chroot (policy) and the entitlement",
-        ev.get("isolation") == "chroot" and ev.get("entitlements") == ["network.host"], str(b))
+        ev.get("isolation") == "chroot" and ev.get("entitlements") == ["network.host"]
+        and b.get("isolation") == "chroot" and b.get("allow") == ["network.host"], str(b))
 T.check("server: the operator is told at startup that steps run as real root",
         "policy isolation chroot" in srv.server_log(), srv.server_log())
 srv.term()
