@@ -186,6 +186,80 @@ T.check("the layout outside the allowed directory was never read into the store"
 r, out = build("FROM oci:%s:1\n" % other, name="ocicli")
 T.check("an operator's own build reads any layout (no --server-mode)", r.returncode == 0, r.stderr)
 
+# --- DNS names and addresses beyond loopback, in a network namespace of the test's own ---------
+probe = subprocess.run(["unshare", "-n", "-m", "true"], capture_output=True, text=True)
+if probe.returncode != 0:
+    T.skip("private, ULA, link-local and host addresses", "unshare -n -m: " + probe.stderr.strip())
+else:
+    NSROOT = os.path.join(T.tmp, "ns-root")
+
+    def df(name, text):
+        write(os.path.join(T.tmp, name, "Dockerfile"), text)
+        return os.path.join(T.tmp, name)
+
+    def nsbuild(ctx, *extra):
+        return ["build", "--root", NSROOT, "--progress", "plain", *extra, ctx]
+
+    cases = {
+        "add_private": nsbuild(df("ns1", "FROM scratch\nADD http://internal.test:18080/secret-1 /s\n")),
+        "add_allowed": nsbuild(df("ns2", "FROM scratch\nADD http://internal.test:18080/secret-2 /s\n"),
+                               "--allow-address", "10.203.0.0/24",
+                               "-o", "type=local,dest=" + os.path.join(T.tmp, "ns2-out")),
+        "add_ula": nsbuild(df("ns3", "FROM scratch\nADD http://ula.test:18080/secret-3 /s\n")),
+        "add_host": nsbuild(df("ns4", "FROM scratch\nADD http://203.0.113.7:18080/secret-4 /s\n")),
+        "add_linklocal": nsbuild(df("ns5", "FROM scratch\nADD http://169.254.10.1:18080/secret-5 /s\n")),
+        "reg_linklocal": nsbuild(df("ns6", "FROM 169.254.10.1:18080/library/app:1\n"),
+                                 "--allow-address", "10.203.0.0/24"),
+        "reg_private_server": nsbuild(df("ns7", "FROM internal.test:18080/tenant/app:1\n"), "--server-mode"),
+        "git_private_server": ["checkout", "--root", NSROOT, "--server-mode",
+                               "https://internal.test:18080/repo.git", os.path.join(T.tmp, "ns-co")],
+    }
+    helper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hostile_fetch_netns.py")
+    p = subprocess.run(["unshare", "-n", "-m", "--propagation", "private", "--", "python3", helper,
+                        os.environ.get("KILN_BIN", "kiln"), T.tmp, MARKER],
+                       input=json.dumps(cases), capture_output=True, text=True, timeout=900)
+    try:
+        res = json.loads(p.stdout)
+    except ValueError:
+        res = {}
+    T.check("the namespace helper ran", bool(res), p.stderr[-2000:])
+    if res:
+        log = res["log"]
+
+        def err(name):
+            return res[name]["stderr"]
+
+        T.check("ADD of a name resolving to a private address is refused after DNS, naming the address",
+                res["add_private"]["rc"] == 1 and refusal("10.203.0.1", 18080, "private network address "
+                                                          "(RFC 1918 / ULA)", "10.203.0.1/32") in err("add_private")
+                and "/secret-1" not in log["10.203.0.1"], (err("add_private"), log))
+        T.check("ADD private with --allow-address 10.203.0.0/24 fetches it",
+                res["add_allowed"]["rc"] == 0 and "/secret-2" in log["10.203.0.1"] and
+                open(os.path.join(T.tmp, "ns2-out", "s")).read() == MARKER, err("add_allowed"))
+        T.check("ADD of a name resolving to a ULA (fd42::1) is refused",
+                res["add_ula"]["rc"] == 1 and refusal("fd42::1", 18080, "private network address (RFC 1918 / ULA)",
+                                                      "[fd42::1]/128") in err("add_ula") and log["fd42::1"] == [],
+                (err("add_ula"), log))
+        T.check("ADD of one of the host's own (public-looking) addresses is refused",
+                res["add_host"]["rc"] == 1 and refusal("203.0.113.7", 18080, "address of this host",
+                                                       "203.0.113.7/32") in err("add_host") and
+                log["203.0.113.7"] == [], (err("add_host"), log))
+        T.check("ADD of a link-local address is refused",
+                res["add_linklocal"]["rc"] == 1 and "169.254.10.1 port 18080: link-local address" in
+                err("add_linklocal") and "/secret-5" not in log["169.254.10.1"], (err("add_linklocal"), log))
+        T.check("FROM a link-local registry is refused even in an operator's build",
+                res["reg_linklocal"]["rc"] == 1 and "169.254.10.1 port 18080: link-local address, never allowed"
+                in err("reg_linklocal") and log["169.254.10.1"] == [], (err("reg_linklocal"), log))
+        T.check("server mode: FROM a registry whose name resolves to a private address is refused",
+                res["reg_private_server"]["rc"] == 1 and refusal("10.203.0.1", 18080, "private network address "
+                                                                 "(RFC 1918 / ULA)", "10.203.0.1/32")
+                in err("reg_private_server") and not any(x.startswith("/v2") for x in log["10.203.0.1"]),
+                (err("reg_private_server"), log))
+        T.check("server mode: a git remote whose name resolves to a private address is refused",
+                res["git_private_server"]["rc"] == 1 and "internal.test" in err("git_private_server") and
+                "private network address" in err("git_private_server") and
+                not any("repo.git" in x for x in log["10.203.0.1"]), (err("git_private_server"), log))
+
 # --- git: transports, submodules, addresses ----------------------------------------------------
 GITENV = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.invalid", GIT_COMMITTER_NAME="t",
               GIT_COMMITTER_EMAIL="t@example.invalid", GIT_CONFIG_NOSYSTEM="1", HOME=T.tmp)
