@@ -115,27 +115,35 @@ static const char *const io_uring_calls[] = {"io_uring_setup", "io_uring_enter",
 #define LOW32 0xffffffffull
 #define SOCK_TYPE_BITS 0xfull /* the type without SOCK_NONBLOCK / SOCK_CLOEXEC */
 
-/* Socket families and types a step must not create:
- *  - AF_PACKET (any type), and SOCK_RAW / SOCK_PACKET of AF_INET/AF_INET6
- *    (the kernel turns AF_INET SOCK_PACKET into AF_PACKET): frames and
- *    packets written directly, around the step network's routes and filters;
- *  - AF_VSOCK: the hypervisor's and the host's services;
- *  - AF_NETLINK except NETLINK_ROUTE (ip, ifconfig, getaddrinfo's
- *    AI_ADDRCONFIG) and NETLINK_SOCK_DIAG (ss): audit, uevents, netfilter,
- *    xfrm, connector, generic netlink (wireguard, nl80211, …) and the rest
- *    are kernel interfaces a build never needs. Protocols are 0..31; any
- *    value above NETLINK_SOCK_DIAG (4), garbage high bits included, is denied. */
+/* Sockets a step may create: AF_UNIX, AF_INET and AF_INET6 (but not their
+ * SOCK_RAW or SOCK_PACKET, which the kernel turns into AF_PACKET), and
+ * AF_NETLINK for NETLINK_ROUTE (ip, ifconfig, getaddrinfo's AI_ADDRCONFIG)
+ * and NETLINK_SOCK_DIAG (ss) only, as bubblewrap/Flatpak allow-list them.
+ * Every other family is refused with EAFNOSUPPORT: AF_PACKET (frames written
+ * around the step network's routes and filters), AF_VSOCK (the hypervisor's
+ * and the host's services), and the module-loaded families a build never
+ * needs and exploits keep finding bugs in (AF_ALG, AF_KEY, AF_XDP, AF_RDS,
+ * AF_TIPC, AF_CAN, AF_BLUETOOTH, …). Netlink protocols are 0..31: any above
+ * NETLINK_SOCK_DIAG (4) goes, audit, uevents, netfilter, xfrm and generic
+ * netlink included. A 64-bit "greater than" also refuses values with high
+ * bits set, which the kernel would read as a small int. */
 static int add_socket_rules(scmp_filter_ctx ctx)
 {
     uint32_t noaf = SCMP_ACT_ERRNO(EAFNOSUPPORT), eperm = SCMP_ACT_ERRNO(EPERM);
-    static const int families[] = {AF_PACKET, AF_VSOCK};
     static const int inet[] = {AF_INET, AF_INET6};
     static const int raw_types[] = {SOCK_RAW, SOCK_PACKET};
     static const int netlink_denied[] = {1, 2, 3}; /* below NETLINK_SOCK_DIAG */
     int r;
 
-    for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
-        struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_MASKED_EQ, LOW32, (uint64_t)families[i]);
+    {
+        struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_GT, AF_NETLINK);
+        if ((r = add_rule(ctx, noaf, "socket", 1, &a)) < 0)
+            return r;
+    }
+    for (int f = AF_UNSPEC; f < AF_NETLINK; f++) {
+        struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_MASKED_EQ, LOW32, (uint64_t)f);
+        if (f == AF_UNIX || f == AF_INET || f == AF_INET6)
+            continue;
         if ((r = add_rule(ctx, noaf, "socket", 1, &a)) < 0)
             return r;
     }

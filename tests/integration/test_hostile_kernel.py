@@ -258,6 +258,16 @@ int main(int argc, char **argv)
     TRY("ping_echo", do_ping());
     TRY("inet_tcp", socket(AF_INET, SOCK_STREAM, 0));
     TRY("vsock", socket(AF_VSOCK, SOCK_STREAM, 0));
+    TRY("unix_stream", socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    /* module-loaded families a build never needs */
+    TRY("family_alg", socket(38 /* AF_ALG */, SOCK_SEQPACKET, 0));
+    TRY("family_key", socket(15 /* AF_KEY */, SOCK_RAW, 2 /* PF_KEY_V2 */));
+    TRY("family_xdp", socket(44 /* AF_XDP */, SOCK_RAW, 0));
+    TRY("family_rds", socket(21 /* AF_RDS */, SOCK_SEQPACKET, 0));
+    TRY("family_tipc", socket(30 /* AF_TIPC */, SOCK_RDM, 0));
+    TRY("family_can", socket(29 /* AF_CAN */, SOCK_RAW, 1 /* CAN_RAW */));
+    TRY("family_bluetooth", socket(31 /* AF_BLUETOOTH */, SOCK_RAW, 0));
+    TRY("family_appletalk", socket(5 /* AF_APPLETALK */, SOCK_DGRAM, 0));
     TRY("netlink_route", socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
     TRY("netlink_sock_diag", socket(AF_NETLINK, SOCK_DGRAM, NETLINK_SOCK_DIAG));
     TRY("netlink_usersock", socket(AF_NETLINK, SOCK_RAW, NETLINK_USERSOCK));
@@ -292,7 +302,10 @@ EXPECT = {
     "packet_raw_highbits": "EAFNOSUPPORT",
     "inet_raw": "EPERM", "inet_raw_flags": "EPERM", "inet6_raw": "EPERM", "inet_packet": "EPERM",
     "inet_ping": "ok", "ping_echo": "ok", "inet_tcp": "ok",
-    "vsock": "EAFNOSUPPORT",
+    "vsock": "EAFNOSUPPORT", "unix_stream": "ok",
+    "family_alg": "EAFNOSUPPORT", "family_key": "EAFNOSUPPORT", "family_xdp": "EAFNOSUPPORT",
+    "family_rds": "EAFNOSUPPORT", "family_tipc": "EAFNOSUPPORT", "family_can": "EAFNOSUPPORT",
+    "family_bluetooth": "EAFNOSUPPORT", "family_appletalk": "EAFNOSUPPORT",
     "netlink_route": "ok", "netlink_sock_diag": "ok",
     "netlink_usersock": "EAFNOSUPPORT", "netlink_audit": "EAFNOSUPPORT",
     "netlink_netfilter": "EAFNOSUPPORT", "netlink_uevent": "EAFNOSUPPORT",
