@@ -12,8 +12,10 @@
  * lowers; pivot_root; fresh /proc, minimal /dev, read-only /sys; seccomp
  * modelled on Docker's default profile; no_new_privs; Docker's default
  * capability set; rlimits; cgroup memory/pids limits where writable.
- * Isolation `chroot` (hosts without user namespaces): chroot + seccomp +
- * no_new_privs + dropped capabilities + rlimits + process-group kill.
+ * Isolation `chroot` (hosts without user namespaces; only on explicit request:
+ * the step runs as real root): chroot + seccomp + no_new_privs + dropped
+ * capabilities + rlimits + process-group kill. `auto` is the sandbox, failing
+ * with an error naming `--isolation chroot` where user namespaces are refused.
  * Isolation `none`: runs in the host root (only on explicit request). */
 #ifndef KILN_SANDBOX_SANDBOX_H
 #define KILN_SANDBOX_SANDBOX_H
@@ -38,7 +40,7 @@ typedef enum kiln_net_mode {
 } kiln_net_mode_t;
 
 typedef enum kiln_isolation {
-    KILN_ISOLATION_AUTO = 0,
+    KILN_ISOLATION_AUTO = 0, /* the sandbox; never falls back to chroot */
     KILN_ISOLATION_SANDBOX,
     KILN_ISOLATION_CHROOT,
     KILN_ISOLATION_NONE,
@@ -156,8 +158,8 @@ void kiln_step_init(kiln_step_t *step);
  * with err set when it could not be started. */
 int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_error_t *err);
 
-/* Picks the strongest isolation this host allows (sandbox, then chroot).
- * Never picks none. The result is cached for the process. */
+/* The strongest isolation this host allows (sandbox, then chroot), for
+ * reports; `auto` does not use it. Never none. Cached for the process. */
 kiln_isolation_t kiln_sandbox_probe(void);
 
 /* Removes what earlier kiln processes left behind (cgroups named kiln-*,
