@@ -10,6 +10,7 @@
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
+#include "utils/pathres.h"
 
 #define DI_MAX_PATTERNS 10000
 /* Bounds the backtracking of `*` / `**` on hostile patterns. */
@@ -242,30 +243,30 @@ int kiln_dockerignore_parse(const char *text, size_t len, kiln_dockerignore_t **
     return 0;
 }
 
-int kiln_dockerignore_load(const char *context_dir, const char *dockerfile,
-                           kiln_dockerignore_t **out, kiln_error_t *err)
+int kiln_dockerignore_load(int ctxfd, const char *dockerfile, kiln_dockerignore_t **out,
+                           kiln_error_t *err)
 {
     _cleanup_free_ char *path = NULL;
     _cleanup_free_ char *text = NULL;
+    kiln_error_t le = {0};
     size_t len = 0;
-    struct stat st;
+    int r = -1;
 
     if (dockerfile != NULL) {
         path = kiln_xasprintf("%s.dockerignore", dockerfile);
-        if (stat(path, &st) != 0) {
-            free(path);
-            path = NULL;
-        }
+        r = kiln_pathres_read_file(ctxfd, path, KILN_DOCKERIGNORE_MAX, &text, &len, &le);
+        if (r < 0 && le.code != ENOENT)
+            return kiln_error_set(err, 0, "%s", le.msg);
     }
-    if (path == NULL)
-        path = kiln_xasprintf("%s/.dockerignore", context_dir);
-    if (stat(path, &st) != 0) {
-        if (errno != ENOENT)
-            return kiln_error_set(err, errno, "stat %s", path);
-        return kiln_dockerignore_parse("", 0, out, err);
+    if (r < 0) {
+        free(path);
+        path = kiln_xstrdup(".dockerignore");
+        r = kiln_pathres_read_file(ctxfd, path, KILN_DOCKERIGNORE_MAX, &text, &len, &le);
+        if (r < 0 && le.code == ENOENT)
+            return kiln_dockerignore_parse("", 0, out, err);
+        if (r < 0)
+            return kiln_error_set(err, 0, "%s", le.msg);
     }
-    if (kiln_fs_read_file(path, KILN_DOCKERIGNORE_MAX, &text, &len, err) < 0)
-        return -1;
     if (kiln_dockerignore_parse(text, len, out, err) < 0)
         return kiln_error_prefix(err, "%s", path);
     return 0;

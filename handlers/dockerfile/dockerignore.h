@@ -23,11 +23,14 @@ typedef struct kiln_dockerignore kiln_dockerignore_t;
 int kiln_dockerignore_parse(const char *text, size_t len, kiln_dockerignore_t **out,
                             kiln_error_t *err);
 
-/* Loads the ignore file for a build: "<dockerfile>.dockerignore" next to the
- * Dockerfile when it exists (dockerfile may be NULL), else
- * "<context_dir>/.dockerignore"; no file gives an empty (match-nothing) set. */
-int kiln_dockerignore_load(const char *context_dir, const char *dockerfile,
-                           kiln_dockerignore_t **out, kiln_error_t *err);
+/* Loads the ignore file for a build from the context (the directory fd
+ * ctxfd; read inside it, so a link never leads to a host file):
+ * "<dockerfile>.dockerignore" next to the Dockerfile when it exists
+ * (dockerfile: its path in the context, or NULL), else ".dockerignore"; no
+ * file gives an empty (match-nothing) set. A FIFO, socket or device there is
+ * refused, never read. */
+int kiln_dockerignore_load(int ctxfd, const char *dockerfile, kiln_dockerignore_t **out,
+                           kiln_error_t *err);
 
 void kiln_dockerignore_free(kiln_dockerignore_t *di);
 

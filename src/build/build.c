@@ -34,6 +34,7 @@
 #include "utils/fs.h"
 #include "utils/http.h"
 #include "utils/mem.h"
+#include "utils/pathres.h"
 #include "utils/size.h"
 
 #define MAX_STAGES 256
@@ -507,22 +508,63 @@ static int commit_step(engine_t *e, stage_t *st, const char *dir, int overlay,
     return cache_store(e, st, key, &l, err);
 }
 
+/* The stage's unpacked layer dirs (made when missing), top-most first:
+ * *out has st->n_layers entries (+ a NULL), freed with free_lowers. */
+static int stage_lowers(engine_t *e, stage_t *st, char ***out, kiln_error_t *err)
+{
+    char **lowers = kiln_xzalloc((st->n_layers + 1) * sizeof(char *));
+    for (size_t i = 0; i < st->n_layers; i++) {
+        if (lower_dir(e, &st->layers[i], &lowers[st->n_layers - 1 - i], err) < 0) {
+            for (size_t k = 0; k < st->n_layers; k++)
+                free(lowers[k]);
+            free(lowers);
+            return -1;
+        }
+    }
+    *out = lowers;
+    return 0;
+}
+
 /* Merges path of the stage's layers (their unpacked dirs, made when missing)
  * into dir with kiln_lowerview_extract: 1 done, 0 needs the full rootfs, -1. */
 static int stage_extract(engine_t *e, stage_t *st, const char *path, const char *dir,
                          kiln_error_t *err)
 {
-    char **lowers = kiln_xzalloc((st->n_layers + 1) * sizeof(char *));
-    int r = 1;
+    char **lowers = NULL;
+    int r;
 
-    for (size_t i = 0; i < st->n_layers && r == 1; i++)
-        if (lower_dir(e, &st->layers[i], &lowers[st->n_layers - 1 - i], err) < 0)
-            r = -1;
-    if (r == 1)
-        r = kiln_lowerview_extract((const char *const *)lowers, st->n_layers, path, dir, err);
-    for (size_t i = 0; i < st->n_layers; i++)
-        free(lowers[i]);
-    free(lowers);
+    if (stage_lowers(e, st, &lowers, err) < 0)
+        return -1;
+    r = kiln_lowerview_extract((const char *const *)lowers, st->n_layers, path, dir, err);
+    kiln_strv_free(lowers);
+    return r;
+}
+
+/* path as the stage's merged tree sees it (kiln_lowerview_resolve: links
+ * followed inside the tree; flags KILN_PATHRES_*): *out the canonical path,
+ * *dir (when not NULL) the unpacked layer dir holding it or NULL when it
+ * does not exist. A stage without layers: path as written. -1 with err. */
+static int stage_resolve(engine_t *e, stage_t *st, const char *path, unsigned flags, char **out,
+                         char **dir, kiln_error_t *err)
+{
+    char **lowers = NULL;
+    int layer = -1, r;
+
+    if (dir)
+        *dir = NULL;
+    if (st->n_layers == 0) {
+        if (!(flags & KILN_PATHRES_MISSING_OK))
+            return kiln_error_set(err, ENOENT, "resolving %s", path);
+        *out = kiln_xstrdup(path);
+        return 0;
+    }
+    if (stage_lowers(e, st, &lowers, err) < 0)
+        return -1;
+    r = kiln_lowerview_resolve((const char *const *)lowers, st->n_layers, path, flags, out, &layer,
+                               err);
+    if (r == 0 && dir && layer >= 0)
+        *dir = kiln_xstrdup(lowers[layer]);
+    kiln_strv_free(lowers);
     return r;
 }
 
@@ -556,39 +598,40 @@ static int stage_rootfs(engine_t *e, stage_t *st, char **out, kiln_error_t *err)
 
 /* ---------------------------------------------------------------- users */
 
-/* Finds name in an /etc/passwd- or /etc/group-style file among the lowers
- * (top-most first); returns the numeric id (and the primary gid for passwd). */
+/* Finds name in an /etc/passwd- or /etc/group-style file of the stage (read
+ * inside the stage's tree: a link there never leads to the host's file);
+ * returns 1 and the numeric id (and the primary gid for passwd), 0 when
+ * absent, -1 on failure. */
 static int lookup_id(engine_t *e, stage_t *st, const char *file, const char *name, long *id,
                      long *gid, kiln_error_t *err)
 {
-    for (size_t i = st->n_layers; i > 0; i--) {
-        _cleanup_free_ char *dir = NULL;
-        _cleanup_free_ char *path = NULL;
-        _cleanup_free_ char *text = NULL;
-        size_t len;
-        char *save = NULL;
-        if (lower_dir(e, &st->layers[i - 1], &dir, err) < 0)
-            return -1;
-        path = kiln_xasprintf("%s/%s", dir, file);
-        if (kiln_fs_read_file(path, 4u << 20, &text, &len, NULL) < 0)
-            continue;
-        for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-            char *f[4] = {0};
-            char *p = line;
-            for (int k = 0; k < 4 && p; k++) {
-                f[k] = p;
-                p = strchr(p, ':');
-                if (p)
-                    *p++ = '\0';
-            }
-            if (f[0] && f[2] && strcmp(f[0], name) == 0) {
-                *id = strtol(f[2], NULL, 10);
-                if (gid)
-                    *gid = f[3] ? strtol(f[3], NULL, 10) : *id;
-                return 1;
-            }
-        }
+    _cleanup_free_ char *canon = NULL;
+    _cleanup_free_ char *dir = NULL;
+    _cleanup_free_ char *text = NULL;
+    _cleanup_close_ int rootfd = -1;
+    size_t len;
+    char *save = NULL;
+
+    if (stage_resolve(e, st, file, KILN_PATHRES_MISSING_OK, &canon, &dir, err) < 0)
+        return -1;
+    if (dir == NULL || kiln_pathres_open_root(dir, &rootfd, NULL) < 0 ||
+        kiln_pathres_read_file(rootfd, canon, 4u << 20, &text, &len, NULL) < 0)
         return 0;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *f[4] = {0};
+        char *p = line;
+        for (int k = 0; k < 4 && p; k++) {
+            f[k] = p;
+            p = strchr(p, ':');
+            if (p)
+                *p++ = '\0';
+        }
+        if (f[0] && f[2] && strcmp(f[0], name) == 0) {
+            *id = strtol(f[2], NULL, 10);
+            if (gid)
+                *gid = f[3] ? strtol(f[3], NULL, 10) : *id;
+            return 1;
+        }
     }
     return 0;
 }
@@ -936,6 +979,46 @@ typedef struct bind_src {
     bool context; /* the build context: owned[0] is the path */
 } bind_src_t;
 
+/* What a FIFO, socket or device is called in messages. */
+static const char *special_kind(mode_t m)
+{
+    if (S_ISFIFO(m))
+        return "a FIFO";
+    if (S_ISSOCK(m))
+        return "a socket";
+    if (S_ISCHR(m) || S_ISBLK(m))
+        return "a device";
+    return "a special file";
+}
+
+/* A mount target as BuildKit takes it: relative to WORKDIR. */
+static char *mount_target(const stage_t *st, const char *target)
+{
+    const char *wd =
+        json_string_value(json_object_get(json_object_get(st->config, "config"), "WorkingDir"));
+    if (target[0] == '/')
+        return kiln_xstrdup(target);
+    return kiln_xasprintf("%s/%s", wd && *wd && strcmp(wd, "/") != 0 ? wd : "", target);
+}
+
+/* The canonical path of a bind mount's source src inside rootfd (links
+ * followed inside it, ".." stopping at it), which must be a directory or a
+ * regular file; what names the root in messages. -1 with err. */
+static int bind_source(int rootfd, const char *src, const char *what, char **out, kiln_error_t *err)
+{
+    _cleanup_free_ char *canon = NULL;
+    _cleanup_close_ int fd = -1;
+    struct stat sb;
+    if (kiln_pathres_resolve(rootfd, src, 0, &canon, err) < 0 ||
+        kiln_pathres_open(rootfd, canon, O_PATH, 0, 0, &fd, err) < 0 || fstat(fd, &sb) < 0)
+        return kiln_error_set(err, 0, "bind mount source %s: not found in %s", src, what);
+    if (!S_ISDIR(sb.st_mode) && !S_ISREG(sb.st_mode))
+        return kiln_error_set(err, 0, "bind mount source %s is %s, not a regular file or directory",
+                              src, special_kind(sb.st_mode));
+    *out = steal_pointer(&canon);
+    return 0;
+}
+
 static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t *m, char **owned,
                        int *lock_fd, bind_src_t *bs, kiln_error_t *err)
 {
@@ -1007,13 +1090,13 @@ static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t 
         }
         m->type = KILN_MOUNT_CACHE;
         m->src = owned[0];
-        m->dst = target;
-        owned[1] = kiln_xstrdup(target);
+        owned[1] = mount_target(st, target);
         m->dst = owned[1];
         return 0;
     }
     if (strcmp(type, "secret") == 0) {
-        const char *sid = id ? id : (target ? strrchr(target, '/') + 1 : NULL);
+        const char *slash = target ? strrchr(target, '/') : NULL;
+        const char *sid = id ? id : (slash ? slash + 1 : target);
         _cleanup_free_ char *file = NULL;
         _cleanup_free_ char *envname = NULL;
         if (sid == NULL || secret_source(e, sid, &file, &envname) < 0)
@@ -1044,7 +1127,7 @@ static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t 
             }
             explicit_bzero(text, len);
         }
-        owned[1] = target ? kiln_xstrdup(target) : kiln_xasprintf("/run/secrets/%s", sid);
+        owned[1] = target ? mount_target(st, target) : kiln_xasprintf("/run/secrets/%s", sid);
         m->src = owned[0];
         m->dst = owned[1];
         m->readonly = 1;
@@ -1057,7 +1140,7 @@ static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t 
                                   "RUN --mount=type=ssh needs an SSH agent (--ssh default)");
         m->type = KILN_MOUNT_BIND;
         owned[0] = kiln_xstrdup(e->req->ssh_socket);
-        owned[1] = kiln_xstrdup(target ? target : "/run/buildkit/ssh_agent.0");
+        owned[1] = mount_target(st, target ? target : "/run/buildkit/ssh_agent.0");
         m->src = owned[0];
         m->dst = owned[1];
         m->readonly = 0;
@@ -1067,7 +1150,7 @@ static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t 
         if (target == NULL)
             return kiln_error_set(err, 0, "tmpfs mount needs a target: %s", spec);
         m->type = KILN_MOUNT_TMPFS;
-        owned[1] = kiln_xstrdup(target);
+        owned[1] = mount_target(st, target);
         m->dst = owned[1];
         return 0;
     }
@@ -1085,11 +1168,17 @@ static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t 
             /* the stage's files are only materialized when the step runs */
             owned[0] = kiln_xstrdup(src ? src : ".");
         } else {
+            /* resolved inside the context: the host path of what is inside */
+            _cleanup_close_ int rootfd = -1;
+            _cleanup_free_ char *canon = NULL;
             root = (char *)e->req->context_dir;
             bs->context = true;
-            owned[0] = kiln_xasprintf("%s/%s", root, src ? src : ".");
+            if (kiln_pathres_open_root(root, &rootfd, err) < 0 ||
+                bind_source(rootfd, src ? src : ".", "the build context", &canon, err) < 0)
+                return -1;
+            owned[0] = kiln_xasprintf("%s%s", root, strcmp(canon, "/") == 0 ? "" : canon);
         }
-        owned[1] = kiln_xstrdup(target);
+        owned[1] = mount_target(st, target);
         m->type = KILN_MOUNT_BIND;
         m->src = owned[0];
         m->dst = owned[1];
@@ -1272,7 +1361,9 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
             k2 = kiln_xasprintf("%s\nbind%zu:stage:%s", keytext, i,
                                 kiln_digest_str(&binds[i].dep->key, ds));
         } else if (binds[i].context) {
-            if (hash_context_path(e, owned[2 * i], &d, err) < 0) {
+            /* owned[2i] is the context dir + the canonical path in it */
+            const char *rel = owned[2 * i] + strlen(e->req->context_dir);
+            if (hash_context_path(e, rel[0] ? rel : "/", &d, err) < 0) {
                 kiln_df_error(n, err, "%s", err->msg);
                 goto out;
             }
@@ -1306,14 +1397,20 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
         int r;
         if (binds[i].dep == NULL)
             continue;
+        _cleanup_close_ int rootfd = -1;
+        _cleanup_free_ char *canon = NULL;
         strv_add(&one, kiln_xstrdup(owned[2 * i]));
         r = stage_sources_root(e, binds[i].dep, &one, &root, &views[i], err);
         strv_clear(&one);
+        /* resolved inside the stage's tree: its links never reach the host */
+        if (r == 0 && (kiln_pathres_open_root(root, &rootfd, err) < 0 ||
+                       bind_source(rootfd, owned[2 * i], "the stage", &canon, err) < 0))
+            r = -1;
         if (r < 0) {
             kiln_error_prefix(err, "Dockerfile:%d: RUN bind mount", n->start_line);
             goto out;
         }
-        src = kiln_xasprintf("%s/%s", root, owned[2 * i]);
+        src = kiln_xasprintf("%s%s", root, strcmp(canon, "/") == 0 ? "" : canon);
         free(owned[2 * i]);
         owned[2 * i] = src;
         mounts[i].src = src;
@@ -1450,19 +1547,22 @@ out:
 
 typedef struct copy_ctx {
     engine_t *e;
+    int step;                          /* for messages about skipped entries */
     const kiln_dockerignore_t *ignore; /* only for the main context */
-    size_t root_len;                   /* length of the source root path + 1 */
+    const char *root_path;             /* the source root's host path: stat cache keys only */
     long uid, gid;                     /* -1 keep */
     long mode;                         /* -1 keep */
     bool root_owned;                   /* files without --chown belong to 0:0 */
+    bool quiet;                        /* skipped entries were reported by the hash pass */
     kiln_sha256_t *hash;               /* hash mode: walk and hash, copy nothing */
     kiln_statcache_t *statcache;       /* for context files in hash mode, or NULL */
     nlink_t nlink_bias;                /* links the source tree itself adds (a lower view: 1) */
+    int dest_root;                     /* copy mode: the staging directory */
     struct copy_link {
         dev_t dev;
         ino_t ino;
-        char *path;
-    } * links; /* first copy of each multiply-linked source file */
+        char *path; /* from dest_root */
+    } * links;      /* first copy of each multiply-linked source file */
     size_t n_links;
 } copy_ctx_t;
 
@@ -1480,18 +1580,11 @@ static void hash_str(kiln_sha256_t *h, const char *s)
     kiln_sha256_update(h, s, strlen(s) + 1);
 }
 
-/* Copies a regular file's data (in-kernel when possible). */
-static int copy_file_data(const char *src, const char *dst, mode_t mode, kiln_error_t *err)
+/* Copies a regular file's data between two fds (in-kernel when possible). */
+static int copy_file_data(int in, int out, const char *what, kiln_error_t *err)
 {
-    _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC);
-    _cleanup_close_ int out = -1;
     char buf[1 << 16];
     ssize_t r;
-    if (in < 0)
-        return kiln_error_set(err, errno, "open %s", src);
-    out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode & 07777);
-    if (out < 0)
-        return kiln_error_set(err, errno, "create %s", dst);
     for (;;) {
         r = copy_file_range(in, NULL, out, NULL, 1u << 30, 0);
         if (r > 0)
@@ -1499,35 +1592,48 @@ static int copy_file_data(const char *src, const char *dst, mode_t mode, kiln_er
         if (r == 0)
             return 0;
         if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP)
-            return kiln_error_set(err, errno, "copy %s", src);
+            return kiln_error_set(err, errno, "copy %s", what);
         break; /* fall back to read/write from where we are */
     }
     while ((r = read(in, buf, sizeof(buf))) > 0)
         if (kiln_fs_write_all(out, buf, (size_t)r, err) < 0)
             return -1;
     if (r < 0)
-        return kiln_error_set(err, errno, "read %s", src);
+        return kiln_error_set(err, errno, "read %s", what);
     return 0;
 }
 
-static void apply_meta(const copy_ctx_t *c, const char *dst, const struct stat *st, bool is_link)
+/* The owner COPY gives an entry whose source stat is st. */
+static void copy_owner(const copy_ctx_t *c, const struct stat *st, uid_t *u, gid_t *g)
 {
-    uid_t u = c->uid >= 0 ? (uid_t)c->uid : (c->root_owned ? 0 : st->st_uid);
-    gid_t g = c->gid >= 0 ? (gid_t)c->gid : (c->root_owned ? 0 : st->st_gid);
-    struct timespec ts[2] = {st->st_mtim, st->st_mtim};
-    (void)lchown(dst, u, g);
-    if (!is_link)
-        chmod(dst, c->mode >= 0 ? (mode_t)c->mode : st->st_mode & 07777);
-    utimensat(AT_FDCWD, dst, ts, AT_SYMLINK_NOFOLLOW);
+    *u = c->uid >= 0 ? (uid_t)c->uid : (c->root_owned ? 0 : st->st_uid);
+    *g = c->gid >= 0 ? (gid_t)c->gid : (c->root_owned ? 0 : st->st_gid);
 }
 
-/* Sorted names of a directory (without . and ..). */
-static int list_dir(const char *path, strv_t *out, kiln_error_t *err)
+/* Owner, mode and mtime onto a file or directory made by the copy. */
+static void apply_meta_fd(const copy_ctx_t *c, int fd, const struct stat *st)
 {
-    _cleanup_closedir_ DIR *d = opendir(path);
+    struct timespec ts[2] = {st->st_mtim, st->st_mtim};
+    uid_t u;
+    gid_t g;
+    copy_owner(c, st, &u, &g);
+    (void)fchown(fd, u, g);
+    (void)fchmod(fd, c->mode >= 0 ? (mode_t)c->mode : st->st_mode & 07777);
+    (void)futimens(fd, ts);
+}
+
+/* Sorted names of the directory fd (without . and ..). */
+static int list_dir(int fd, const char *what, strv_t *out, kiln_error_t *err)
+{
+    int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_closedir_ DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
     struct dirent *de;
-    if (d == NULL)
-        return kiln_error_set(err, errno, "open directory %s", path);
+    if (d == NULL) {
+        int e = errno;
+        if (dfd >= 0)
+            close(dfd);
+        return kiln_error_set(err, e, "open directory %s", what);
+    }
     while ((de = readdir(d)) != NULL) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
@@ -1538,17 +1644,114 @@ static int list_dir(const char *path, strv_t *out, kiln_error_t *err)
     return 0;
 }
 
-/* Walks src (file, dir or symlink) honouring the ignore rules for context
- * paths. Hash mode (c->hash): hashes names, modes, link targets and file
- * contents. Copy mode: copies to dst with the COPY ownership and mode rules. */
-static int copy_tree(copy_ctx_t *c, const char *src, const char *dst, kiln_error_t *err)
+/* The directory name under dfd in the staging tree, made when missing. A
+ * link or file an earlier source of the same COPY put there is replaced,
+ * never followed. Returns an O_RDONLY fd or -1. */
+static int dest_dir(int dfd, const char *name, const char *drel, kiln_error_t *err)
 {
-    struct stat st;
-    const char *rel = strlen(src) > c->root_len ? src + c->root_len : "";
+    int fd;
+    if (mkdirat(dfd, name, 0755) < 0 && errno != EEXIST)
+        return kiln_error_set(err, errno, "mkdir %s", drel);
+    fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && (errno == ELOOP || errno == ENOTDIR)) {
+        if (unlinkat(dfd, name, 0) < 0 || mkdirat(dfd, name, 0755) < 0)
+            return kiln_error_set(err, errno, "mkdir %s", drel);
+        fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    if (fd < 0)
+        return kiln_error_set(err, errno, "open %s", drel);
+    return fd;
+}
+
+static int copy_entry(copy_ctx_t *c, int sfd, const char *name, const char *rel, int dfd,
+                      const char *drel, kiln_error_t *err);
+
+/* A directory's entries (source dir fd sub, path rel) into the staging
+ * directory dsub (copy mode; path drel), then its metadata from st. */
+static int copy_dir(copy_ctx_t *c, int sub, const char *rel, int dsub, const char *drel,
+                    const struct stat *st, kiln_error_t *err)
+{
+    strv_t names = {0};
+    int ret = 0;
+    if (list_dir(sub, rel[0] ? rel : ".", &names, err) < 0)
+        return -1;
+    for (size_t i = 0; i < names.n && ret == 0; i++) {
+        _cleanup_free_ char *r2 =
+            rel[0] ? kiln_xasprintf("%s/%s", rel, names.v[i]) : kiln_xstrdup(names.v[i]);
+        _cleanup_free_ char *d2 = c->hash ? NULL : kiln_xasprintf("%s/%s", drel, names.v[i]);
+        ret = copy_entry(c, sub, names.v[i], r2, dsub, d2, err);
+    }
+    strv_clear(&names);
+    if (ret == 0 && !c->hash)
+        apply_meta_fd(c, dsub, st);
+    return ret;
+}
+
+/* A regular file (opened as in, stat st): hashed, or copied into dfd as the
+ * last component of drel (hardlinks within one COPY kept). */
+static int copy_reg(copy_ctx_t *c, int in, const char *rel, int dfd, const char *dname,
+                    const char *drel, const struct stat *st, kiln_error_t *err)
+{
+    _cleanup_close_ int out = -1;
+    if (c->hash) {
+        kiln_digest_t d;
+        char ds[KILN_DIGEST_STR_MAX];
+        if (c->statcache) {
+            _cleanup_free_ char *key = kiln_xasprintf("%s/%s", c->root_path, rel);
+            if (kiln_statcache_hash(c->statcache, key, in, st, &d, err) < 0)
+                return -1;
+        } else if (kiln_digest_fd(in, &d, NULL, err) < 0) {
+            return kiln_error_prefix(err, "hashing %s", rel);
+        }
+        hash_str(c->hash, kiln_digest_str(&d, ds));
+        return 0;
+    }
+    (void)unlinkat(dfd, dname, 0);
+    if (st->st_nlink > 1 + c->nlink_bias) {
+        /* hardlinks within one COPY stay hardlinks */
+        for (size_t i = 0; i < c->n_links; i++) {
+            if (c->links[i].dev == st->st_dev && c->links[i].ino == st->st_ino) {
+                _cleanup_close_ int first = -1;
+                if (kiln_pathres_open(c->dest_root, c->links[i].path, O_PATH, 0,
+                                      KILN_PATHRES_NOFOLLOW, &first, NULL) == 0 &&
+                    linkat(first, "", dfd, dname, AT_EMPTY_PATH) == 0)
+                    return 0;
+                break;
+            }
+        }
+        if (c->n_links < MAX_COPY_LINKS) {
+            c->links = kiln_xrealloc(c->links, (c->n_links + 1) * sizeof(*c->links));
+            c->links[c->n_links].dev = st->st_dev;
+            c->links[c->n_links].ino = st->st_ino;
+            c->links[c->n_links++].path = kiln_xstrdup(drel);
+        }
+    }
+    out = openat(dfd, dname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                 st->st_mode & 07777);
+    if (out < 0)
+        return kiln_error_set(err, errno, "create %s", drel);
+    if (copy_file_data(in, out, rel, err) < 0)
+        return -1;
+    apply_meta_fd(c, out, st);
+    return 0;
+}
+
+/* Walks the entry name of the source directory sfd (rel: its path from the
+ * source root) honouring the ignore rules for context paths, never following
+ * a link: symlinks are copied as symlinks; FIFOs, sockets and devices are
+ * skipped with a message and never opened. Hash mode (c->hash): hashes names,
+ * modes, link targets and file contents. Copy mode: copies it into the
+ * staging directory dfd (drel: its path there) with the COPY ownership and
+ * mode rules. */
+static int copy_entry(copy_ctx_t *c, int sfd, const char *name, const char *rel, int dfd,
+                      const char *drel, kiln_error_t *err)
+{
+    const char *dname = drel ? (strrchr(drel, '/') ? strrchr(drel, '/') + 1 : drel) : NULL;
+    struct stat st, st2;
     bool excluded;
 
-    if (lstat(src, &st) < 0)
-        return kiln_error_set(err, errno, "stat %s", src);
+    if (fstatat(sfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return kiln_error_set(err, errno, "stat %s", rel[0] ? rel : ".");
     excluded = c->ignore && rel[0] && kiln_dockerignore_excluded(c->ignore, rel);
     if (excluded && !(S_ISDIR(st.st_mode) && kiln_dockerignore_may_reinclude(c->ignore, rel)))
         return 0;
@@ -1559,96 +1762,103 @@ static int copy_tree(copy_ctx_t *c, const char *src, const char *dst, kiln_error
         hash_str(c->hash, meta);
     }
     if (S_ISDIR(st.st_mode)) {
-        strv_t names = {0};
-        int ret = 0;
-        if (!c->hash && mkdir(dst, 0755) < 0 && errno != EEXIST)
-            return kiln_error_set(err, errno, "mkdir %s", dst);
-        if (list_dir(src, &names, err) < 0)
+        _cleanup_close_ int sub =
+            openat(sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        _cleanup_close_ int dsub = -1;
+        if (sub < 0)
+            return kiln_error_set(err, errno, "open directory %s", rel[0] ? rel : ".");
+        if (!c->hash && (dsub = dest_dir(dfd, dname, drel, err)) < 0)
             return -1;
-        for (size_t i = 0; i < names.n && ret == 0; i++) {
-            _cleanup_free_ char *s2 = kiln_xasprintf("%s/%s", src, names.v[i]);
-            _cleanup_free_ char *d2 = c->hash ? NULL : kiln_xasprintf("%s/%s", dst, names.v[i]);
-            ret = copy_tree(c, s2, d2, err);
-        }
-        strv_clear(&names);
-        if (ret == 0 && !c->hash)
-            apply_meta(c, dst, &st, false);
-        return ret;
+        return copy_dir(c, sub, rel, dsub, drel, &st, err);
     }
     if (excluded)
         return 0;
     if (S_ISLNK(st.st_mode)) {
         char target[4096];
-        ssize_t l = readlink(src, target, sizeof(target) - 1);
+        struct timespec ts[2] = {st.st_mtim, st.st_mtim};
+        uid_t u;
+        gid_t g;
+        ssize_t l = readlinkat(sfd, name, target, sizeof(target) - 1);
         if (l < 0)
-            return kiln_error_set(err, errno, "readlink %s", src);
+            return kiln_error_set(err, errno, "readlink %s", rel);
         target[l] = '\0';
         if (c->hash) {
             hash_str(c->hash, target);
             return 0;
         }
-        unlink(dst);
-        if (symlink(target, dst) < 0)
-            return kiln_error_set(err, errno, "symlink %s", dst);
-        apply_meta(c, dst, &st, true);
+        (void)unlinkat(dfd, dname, 0);
+        if (symlinkat(target, dfd, dname) < 0)
+            return kiln_error_set(err, errno, "symlink %s", drel);
+        copy_owner(c, &st, &u, &g);
+        (void)fchownat(dfd, dname, u, g, AT_SYMLINK_NOFOLLOW);
+        (void)utimensat(dfd, dname, ts, AT_SYMLINK_NOFOLLOW);
         return 0;
     }
     if (S_ISREG(st.st_mode)) {
-        if (c->hash) {
-            kiln_digest_t d;
-            char ds[KILN_DIGEST_STR_MAX];
-            _cleanup_close_ int fd = -1;
-            if (c->statcache) {
-                if (kiln_statcache_hash(c->statcache, src, &st, &d, err) < 0)
-                    return -1;
-            } else {
-                fd = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-                if (fd < 0 || kiln_digest_fd(fd, &d, NULL, err) < 0)
-                    return fd < 0 ? kiln_error_set(err, errno, "open %s", src) : -1;
-            }
-            hash_str(c->hash, kiln_digest_str(&d, ds));
-            return 0;
-        }
-        unlink(dst);
-        if (st.st_nlink > 1 + c->nlink_bias) {
-            /* hardlinks within one COPY stay hardlinks */
-            for (size_t i = 0; i < c->n_links; i++) {
-                if (c->links[i].dev == st.st_dev && c->links[i].ino == st.st_ino) {
-                    if (link(c->links[i].path, dst) == 0)
-                        return 0;
-                    break;
-                }
-            }
-            if (c->n_links < MAX_COPY_LINKS) {
-                c->links = kiln_xrealloc(c->links, (c->n_links + 1) * sizeof(*c->links));
-                c->links[c->n_links].dev = st.st_dev;
-                c->links[c->n_links].ino = st.st_ino;
-                c->links[c->n_links++].path = kiln_xstrdup(dst);
-            }
-        }
-        if (copy_file_data(src, dst, st.st_mode, err) < 0)
-            return -1;
-        apply_meta(c, dst, &st, false);
-        return 0;
+        /* O_NONBLOCK: had it become a FIFO since the stat, the open does not wait */
+        _cleanup_close_ int in = openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (in < 0)
+            return kiln_error_set(err, errno, "open %s", rel);
+        if (fstat(in, &st2) < 0 || !S_ISREG(st2.st_mode) || st2.st_ino != st.st_ino)
+            return kiln_error_set(err, EAGAIN, "%s changed while being copied", rel);
+        return copy_reg(c, in, rel, dfd, dname, drel, &st, err);
     }
-    return 0; /* sockets, fifos, devices are not copied */
+    if (!c->quiet) {
+        _cleanup_free_ char *msg =
+            kiln_xasprintf("skipping %s: %s is not copied (only files, directories and symlinks)",
+                           rel, special_kind(st.st_mode));
+        emit_event(c->e, c->step, "log", msg, -1);
+    }
+    return 0;
 }
 
-/* The content digest of path (a file or tree in the build context, ignore
- * rules applied), through the stat cache. */
-static int hash_context_path(engine_t *e, const char *path, kiln_digest_t *out, kiln_error_t *err)
+/* Opens the directory holding the in-root canonical path canon ("/" the
+ * root itself) under rootfd: *dirfd and *name (borrowed from canon, "." for
+ * the root). -1 with err. */
+static int source_at(int rootfd, const char *canon, int *dirfd, const char **name,
+                     kiln_error_t *err)
+{
+    const char *slash = strrchr(canon, '/');
+    _cleanup_free_ char *parent = NULL;
+    if (canon[0] == '\0' || strcmp(canon, "/") == 0 || strcmp(canon, ".") == 0) {
+        *name = ".";
+        return kiln_pathres_open(rootfd, "/", O_RDONLY | O_DIRECTORY, 0, 0, dirfd, err);
+    }
+    parent = slash ? kiln_xstrndup(canon, (size_t)(slash - canon)) : kiln_xstrdup("");
+    *name = slash ? slash + 1 : canon;
+    return kiln_pathres_open(rootfd, parent, O_RDONLY | O_DIRECTORY, 0, 0, dirfd, err);
+}
+
+/* Hashes the source at canon (canonical, inside rootfd) into c->hash. */
+static int hash_source(copy_ctx_t *c, int rootfd, const char *canon, kiln_error_t *err)
+{
+    _cleanup_close_ int dfd = -1;
+    const char *name;
+    const char *rel = canon[0] == '/' ? canon + 1 : canon;
+    if (source_at(rootfd, canon, &dfd, &name, err) < 0)
+        return -1;
+    return copy_entry(c, dfd, name, rel, -1, NULL, err);
+}
+
+/* The content digest of the context path canon (canonical inside the
+ * context: a file or tree, ignore rules applied), through the stat cache. */
+static int hash_context_path(engine_t *e, const char *canon, kiln_digest_t *out, kiln_error_t *err)
 {
     _cleanup_free_ char *scpath = kiln_xasprintf("%s/build/statcache", kiln_store_root(e->store));
-    copy_ctx_t c = {.e = e, .ignore = e->ignore, .root_len = strlen(e->req->context_dir) + 1};
+    _cleanup_close_ int rootfd = -1;
+    copy_ctx_t c = {.e = e, .ignore = e->ignore, .root_path = e->req->context_dir};
     kiln_statcache_t *sc = NULL;
     kiln_sha256_t h;
     int r;
 
+    if (kiln_pathres_open_root(e->req->context_dir, &rootfd, err) < 0)
+        return -1;
     kiln_statcache_open(scpath, &sc);
     kiln_sha256_init(&h, NULL);
     c.hash = &h;
     c.statcache = sc;
-    r = copy_tree(&c, path, NULL, err);
+    c.quiet = true;
+    r = hash_source(&c, rootfd, canon, err);
     if (r == 0) {
         kiln_statcache_save(sc, NULL); /* a failure only costs re-hashing next time */
         kiln_sha256_final(&h, out);
@@ -1676,10 +1886,14 @@ static char *resolve_dest(const stage_t *st, const char *dst)
     return kiln_xasprintf("%s/%s", wd && *wd && strcmp(wd, "/") != 0 ? wd : "", dst);
 }
 
-static int mkdirs_in(const char *root, const char *path, kiln_error_t *err)
+/* mkdir -p of path inside the directory root (kiln's own staging dir; links
+ * in it followed inside it); *out (when not NULL) the directory's fd. */
+static int mkdirs_in(const char *root, const char *path, int *out, kiln_error_t *err)
 {
-    _cleanup_free_ char *p = kiln_xasprintf("%s/%s", root, path);
-    return kiln_fs_mkdir_p(p, 0755, err);
+    _cleanup_close_ int rfd = -1;
+    if (kiln_pathres_open_root(root, &rfd, err) < 0)
+        return -1;
+    return kiln_pathres_mkdir_p(rfd, path, 0755, out, err);
 }
 
 /* The URL without userinfo and query, for messages (tokens stay out of logs). */
@@ -1932,73 +2146,185 @@ static int expand_sources(engine_t *e, stage_t *st, const kiln_df_node_t *n, boo
     return 0;
 }
 
-/* Resolves the expanded source paths against root: globs expanded, each
- * checked to exist (and not be excluded by ign). */
-static int copy_sources(const kiln_df_node_t *n, const char *root, const kiln_dockerignore_t *ign,
-                        const strv_t *paths, strv_t *srcs, kiln_error_t *err)
+/* Expands the glob pattern pat (relative to the root) by reading the
+ * directories under rootfd: each directory on the way resolved inside the
+ * root, wildcards matched as glob(3) does (a leading '.' only by a '.').
+ * Adds the matches, as paths under the root (links in them not resolved), to
+ * out, sorted per directory. */
+static int glob_in_root(int rootfd, const char *dir, const char *pat, strv_t *out,
+                        kiln_error_t *err)
+{
+    const char *slash = strchr(pat, '/');
+    _cleanup_free_ char *comp =
+        slash ? kiln_xstrndup(pat, (size_t)(slash - pat)) : kiln_xstrdup(pat);
+    const char *rest = slash ? slash + 1 : NULL;
+    strv_t names = {0};
+    _cleanup_close_ int dfd = -1;
+    int ret = 0;
+
+    while (rest && *rest == '/')
+        rest++;
+    if (rest && *rest == '\0')
+        rest = NULL;
+    if (comp[0] == '\0' || !has_glob(comp)) {
+        _cleanup_free_ char *p = dir[0] ? kiln_xasprintf("%s/%s", dir, comp) : kiln_xstrdup(comp);
+        _cleanup_free_ char *canon = NULL;
+        if (kiln_pathres_resolve(rootfd, p, rest ? 0 : KILN_PATHRES_NOFOLLOW, &canon, NULL) < 0)
+            return 0; /* no match */
+        if (rest == NULL) {
+            strv_add(out, steal_pointer(&p));
+            return 0;
+        }
+        return glob_in_root(rootfd, p, rest, out, err);
+    }
+    if (kiln_pathres_open(rootfd, dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY, 0, 0, &dfd, NULL) < 0)
+        return 0; /* not a directory: no match */
+    if (list_dir(dfd, dir, &names, err) < 0)
+        return -1;
+    for (size_t i = 0; i < names.n && ret == 0; i++) {
+        _cleanup_free_ char *p = NULL;
+        if (fnmatch(comp, names.v[i], FNM_PERIOD) != 0)
+            continue;
+        p = dir[0] ? kiln_xasprintf("%s/%s", dir, names.v[i]) : kiln_xstrdup(names.v[i]);
+        if (rest == NULL)
+            strv_add(out, steal_pointer(&p));
+        else
+            ret = glob_in_root(rootfd, p, rest, out, err);
+    }
+    strv_clear(&names);
+    return ret;
+}
+
+/* Resolves the expanded source paths inside rootfd (the context, a named
+ * context or a stage's tree): globs expanded by reading directories there,
+ * each source's links followed inside the root (as BuildKit's
+ * FollowSymlinks), checked to exist and not be excluded by ign. srcs gets
+ * each source as written (or matched: the cache key and its name in the
+ * destination), canon its canonical path in the root. A FIFO, socket or
+ * device named as a source is refused. */
+static int copy_sources(const kiln_df_node_t *n, int rootfd, const kiln_dockerignore_t *ign,
+                        const strv_t *paths, strv_t *srcs, strv_t *canon, kiln_error_t *err)
 {
     for (size_t i = 0; i < paths->n; i++) {
         const char *s = paths->v[i];
+        strv_t cands = {0};
+        size_t before = srcs->n;
         if (has_glob(s)) {
-            glob_t g;
-            _cleanup_free_ char *pat = kiln_xasprintf("%s/%s", root, s);
-            size_t before = srcs->n;
-            if (glob(pat, 0, NULL, &g) == 0) {
-                for (size_t k = 0; k < g.gl_pathc; k++) {
-                    const char *rel = g.gl_pathv[k] + strlen(root) + 1;
-                    if (ign && kiln_dockerignore_excluded(ign, rel))
-                        continue;
-                    strv_add(srcs, kiln_xstrdup(rel));
-                }
-                globfree(&g);
-            }
-            if (srcs->n == before)
-                return kiln_df_error(n, err, "no source files were specified");
+            if (glob_in_root(rootfd, "", s, &cands, err) < 0)
+                return -1;
         } else {
-            _cleanup_free_ char *p = kiln_xasprintf("%s/%s", root, s);
+            strv_add(&cands, kiln_xstrdup(s[0] ? s : "."));
+        }
+        for (size_t k = 0; k < cands.n; k++) {
+            const char *m = cands.v[k];
+            _cleanup_free_ char *cp = NULL;
+            _cleanup_close_ int dfd = -1;
+            const char *name;
             struct stat sst;
-            if (lstat(p, &sst) < 0 || (ign && s[0] && strcmp(s, ".") != 0 &&
-                                       kiln_dockerignore_excluded(ign, s) && !S_ISDIR(sst.st_mode)))
+            bool ok = kiln_pathres_resolve(rootfd, m, 0, &cp, NULL) == 0;
+            size_t cl = ok ? strlen(cp) : 0;
+            while (cl > 1 && cp[cl - 1] == '/')
+                cp[--cl] = '\0'; /* "dir/": the directory */
+            ok = ok && source_at(rootfd, cp, &dfd, &name, NULL) == 0 &&
+                 fstatat(dfd, name, &sst, AT_SYMLINK_NOFOLLOW) == 0;
+            const char *rel = ok ? cp + 1 : "";
+            if (ok && ign && rel[0] && !S_ISDIR(sst.st_mode) &&
+                (kiln_dockerignore_excluded(ign, rel) ||
+                 (strcmp(m, ".") != 0 && kiln_dockerignore_excluded(ign, m))))
+                ok = false;
+            if (!ok && has_glob(s))
+                continue;
+            if (!ok) {
+                strv_clear(&cands);
                 return kiln_error_set(
                     err, 0, "Dockerfile:%d: failed to compute cache key: \"/%s\": not found: %s",
                     n->start_line, s, n->original);
-            strv_add(srcs, kiln_xstrdup(s[0] ? s : "."));
+            }
+            if (!S_ISDIR(sst.st_mode) && !S_ISREG(sst.st_mode)) {
+                int r = kiln_error_set(err, EINVAL,
+                                       "Dockerfile:%d: source %s is %s, not a regular file or "
+                                       "directory: %s",
+                                       n->start_line, m, special_kind(sst.st_mode), n->original);
+                strv_clear(&cands);
+                return r;
+            }
+            strv_add(srcs, kiln_xstrdup(m));
+            strv_add(canon, steal_pointer(&cp));
         }
+        strv_clear(&cands);
+        if (has_glob(s) && srcs->n == before)
+            return kiln_df_error(n, err, "no source files were specified");
     }
     return 0;
 }
 
-/* Tries a local archive for ADD: extracts it into dest. *done set when it was one. */
-static int add_archive(engine_t *e, copy_ctx_t *c, const char *sp, const char *staging,
-                       const char *dest, bool *done, kiln_error_t *err)
+/* Tries a local archive for ADD: the source file in (opened) is extracted
+ * into dest_in of the staging directory. *done set when it was one. */
+static int add_archive(engine_t *e, copy_ctx_t *c, int in, const char *staging, const char *dest_in,
+                       bool *done, kiln_error_t *err)
 {
-    _cleanup_close_ int fd = open(sp, O_RDONLY | O_CLOEXEC);
     _cleanup_free_ char *tmpd = NULL;
-    _cleanup_free_ char *dp = NULL;
+    _cleanup_free_ char *dd = kiln_xstrdup(dest_in);
+    _cleanup_close_ int tfd = -1;
+    _cleanup_close_ int ddir = -1;
     kiln_unpack_opts_t uo;
     kiln_error_t ignored = {0};
     copy_ctx_t c2 = *c;
+    struct stat st;
     int r;
 
     *done = false;
-    if (fd < 0 || kiln_fs_mkdtemp(e->work, "add-", &tmpd, err) < 0)
+    if (kiln_fs_mkdtemp(e->work, "add-", &tmpd, err) < 0)
         return 0;
     kiln_unpack_opts_init(&uo);
-    if (kiln_layer_unpack(fd, tmpd, &uo, NULL, &ignored) < 0) {
+    if (lseek(in, 0, SEEK_SET) < 0 || kiln_layer_unpack(in, tmpd, &uo, NULL, &ignored) < 0) {
         kiln_fs_rm_rf(tmpd, NULL);
         return 0; /* not an archive: copied as a file */
     }
     c2.ignore = NULL;
     c2.links = NULL;
     c2.n_links = 0;
-    c2.root_len = strlen(tmpd) + 1;
     c2.root_owned = false; /* an archive keeps its owners */
-    dp = kiln_xasprintf("%s%s", staging, dest);
-    r = kiln_fs_mkdir_p(dp, 0755, err) < 0 ? -1 : copy_tree(&c2, tmpd, dp, err);
+    tfd = open(tmpd, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    r = tfd < 0 ? kiln_error_set(err, errno, "open %s", tmpd) : 0;
+    if (r == 0 && fstat(tfd, &st) < 0)
+        r = kiln_error_set(err, errno, "stat %s", tmpd);
+    while (dd[0] && dd[strlen(dd) - 1] == '/')
+        dd[strlen(dd) - 1] = '\0';
+    if (r == 0)
+        r = mkdirs_in(staging, dest_in, &ddir, err);
+    if (r == 0)
+        r = copy_dir(&c2, tfd, "", ddir, dd, &st, err);
     copy_ctx_clear(&c2);
     kiln_fs_rm_rf(tmpd, NULL);
     *done = r == 0;
     return r;
+}
+
+/* The last component of a path made by staging_slot. */
+static const char *last_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+/* Where a non-directory source goes in the staging dir: for a directory
+ * destination (dest_in ends with '/') base inside it, else dest_in itself.
+ * *ddir is the (made) directory holding it, *drel its path. -1 with err. */
+static int staging_slot(const char *staging, const char *dest_in, bool dir_dest, const char *base,
+                        int *ddir, char **drel, kiln_error_t *err)
+{
+    _cleanup_free_ char *parent = NULL;
+    if (dir_dest) {
+        parent = kiln_xstrdup(dest_in);
+        *drel =
+            kiln_xasprintf("%s%s%s", dest_in, dest_in[strlen(dest_in) - 1] == '/' ? "" : "/", base);
+    } else {
+        const char *slash = strrchr(dest_in, '/');
+        parent = kiln_xstrndup(dest_in, slash ? (size_t)(slash - dest_in) : 0);
+        *drel = kiln_xstrdup(dest_in);
+    }
+    return mkdirs_in(staging, parent[0] ? parent : "/", ddir, err);
 }
 
 /* Several sources (n_sources, heredocs added here) need a directory destination. */
@@ -2016,7 +2342,7 @@ static int copy_check_dest(const kiln_df_node_t *n, bool is_add, bool dir_dest, 
 static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_add,
                    kiln_error_t *err)
 {
-    strv_t srcs = {0}, bodies = {0}, urls = {0}, url_files = {0}, paths = {0};
+    strv_t srcs = {0}, canon = {0}, bodies = {0}, urls = {0}, url_files = {0}, paths = {0};
     const char *checksum = NULL;
     _cleanup_free_ char *view = NULL;
     stage_t *dep = NULL;
@@ -2025,9 +2351,18 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
     _cleanup_free_ char *staging = NULL;
     _cleanup_free_ char *created_by = NULL;
     _cleanup_free_ char *scpath = NULL;
+    _cleanup_free_ char *dest_in = NULL;
+    _cleanup_close_ int rootfd = -1;
+    _cleanup_close_ int sroot = -1;
     const char *from = NULL, *chown_s = NULL, *chmod_s = NULL, *root;
     const kiln_dockerignore_t *ign;
-    copy_ctx_t c = {.e = e, .uid = -1, .gid = -1, .mode = -1, .root_owned = true};
+    copy_ctx_t c = {.e = e,
+                    .step = st->step,
+                    .uid = -1,
+                    .gid = -1,
+                    .mode = -1,
+                    .root_owned = true,
+                    .dest_root = -1};
     kiln_statcache_t *sc = NULL;
     kiln_sha256_t h;
     kiln_digest_t content, key = st->key;
@@ -2076,8 +2411,10 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
             return kiln_df_error(n, err, "invalid chmod %s", chmod_s);
     }
     kiln_sha256_init(&h, NULL);
+    if (dep == NULL && kiln_pathres_open_root(root, &rootfd, err) < 0)
+        return kiln_df_error(n, err, "%s", err->msg);
     if (expand_sources(e, st, n, is_add, from == NULL, &paths, &urls, err) < 0 ||
-        (dep == NULL && copy_sources(n, root, ign, &paths, &srcs, err) < 0))
+        (dep == NULL && copy_sources(n, rootfd, ign, &paths, &srcs, &canon, err) < 0))
         goto out;
     if (urls.n > 0 && checksum != NULL && urls.n != 1) {
         kiln_df_error(n, err, "ADD --checksum needs exactly one URL source");
@@ -2104,13 +2441,10 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
     c.hash = &h;
     c.statcache = sc;
     c.ignore = ign;
-    c.root_len = root ? strlen(root) + 1 : 0;
+    c.root_path = root;
     for (size_t i = 0; i < srcs.n; i++) {
-        _cleanup_free_ char *sp = strcmp(srcs.v[i], ".") == 0
-                                      ? kiln_xstrdup(root)
-                                      : kiln_xasprintf("%s/%s", root, srcs.v[i]);
         hash_str(&h, srcs.v[i]);
-        if (copy_tree(&c, sp, NULL, err) < 0)
+        if (hash_source(&c, rootfd, canon.v[i], err) < 0)
             goto out;
     }
     for (size_t i = 0; i < urls.n; i++) {
@@ -2181,60 +2515,72 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
     /* 2. a miss: the layer's tree in a staging dir, then the layer */
     c.hash = NULL;
     c.statcache = NULL;
+    c.quiet = dep == NULL; /* the hash pass reported what it skipped */
     if (dep != NULL) {
         if (stage_sources_root(e, dep, &paths, &root, &view, err) < 0 ||
-            copy_sources(n, root, NULL, &paths, &srcs, err) < 0 ||
+            kiln_pathres_open_root(root, &rootfd, err) < 0 ||
+            copy_sources(n, rootfd, NULL, &paths, &srcs, &canon, err) < 0 ||
             copy_check_dest(n, is_add, dir_dest, srcs.n + urls.n, err) < 0)
             goto out;
-        c.root_len = strlen(root) + 1;
         c.nlink_bias = 1; /* a view or rootfs of hardlinks to the stage's layer dirs */
     }
-    if (kiln_fs_mkdtemp(e->work, "copy-", &staging, err) < 0 || chmod(staging, 0755) < 0)
+    if (kiln_fs_mkdtemp(e->work, "copy-", &staging, err) < 0 || chmod(staging, 0755) < 0 ||
+        kiln_pathres_open_root(staging, &sroot, err) < 0)
         goto out;
+    c.dest_root = sroot;
+    /* the destination as the image sees it: links on the way followed inside
+     * the stage's tree (absolute ones from its root), never on the host */
+    if (stage_resolve(e, st, dest, KILN_PATHRES_MISSING_OK, &dest_in, NULL, err) < 0) {
+        kiln_df_error(n, err, "destination %s: %s", dest, err->msg);
+        goto out;
+    }
     for (size_t i = 0; i < srcs.n; i++) {
-        _cleanup_free_ char *sp = strcmp(srcs.v[i], ".") == 0
-                                      ? kiln_xstrdup(root)
-                                      : kiln_xasprintf("%s/%s", root, srcs.v[i]);
-        _cleanup_free_ char *dp = NULL;
         const char *base = strrchr(srcs.v[i], '/') ? strrchr(srcs.v[i], '/') + 1 : srcs.v[i];
+        const char *rel = canon.v[i] + 1;
+        _cleanup_close_ int sdir = -1;
+        _cleanup_close_ int ddir = -1;
+        _cleanup_free_ char *drel = NULL;
+        const char *name;
         struct stat sst;
         bool done = false;
-        if (stat(sp, &sst) < 0 && lstat(sp, &sst) < 0) {
-            kiln_error_set(err, errno, "stat %s", sp);
+        if (source_at(rootfd, canon.v[i], &sdir, &name, err) < 0)
+            goto out;
+        if (fstatat(sdir, name, &sst, AT_SYMLINK_NOFOLLOW) < 0) {
+            kiln_error_set(err, errno, "stat %s", srcs.v[i]);
             goto out;
         }
         if (S_ISDIR(sst.st_mode)) { /* a directory: its contents go to dest */
-            if (mkdirs_in(staging, dest, err) < 0)
+            _cleanup_close_ int sub =
+                openat(sdir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            _cleanup_free_ char *dd = kiln_xstrdup(dest_in);
+            while (dd[0] && dd[strlen(dd) - 1] == '/')
+                dd[strlen(dd) - 1] = '\0';
+            if (sub < 0) {
+                kiln_error_set(err, errno, "open directory %s", srcs.v[i]);
                 goto out;
-            dp = kiln_xasprintf("%s%s", staging, dest);
-            if (copy_tree(&c, sp, dp, err) < 0)
+            }
+            if (mkdirs_in(staging, dest_in, &ddir, err) < 0 ||
+                copy_dir(&c, sub, rel, ddir, dd, &sst, err) < 0)
                 goto out;
             continue;
         }
-        if (is_add && S_ISREG(sst.st_mode) &&
-            (add_archive(e, &c, sp, staging, dest, &done, err) < 0 || done)) {
-            if (!done)
-                goto out;
-            continue;
+        if (is_add && S_ISREG(sst.st_mode)) {
+            _cleanup_close_ int in =
+                openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+            if (in >= 0 && (add_archive(e, &c, in, staging, dest_in, &done, err) < 0 || done)) {
+                if (!done)
+                    goto out;
+                continue;
+            }
         }
-        if (dir_dest) {
-            if (mkdirs_in(staging, dest, err) < 0)
-                goto out;
-            dp = kiln_xasprintf("%s%s%s", staging, dest, base);
-        } else {
-            _cleanup_free_ char *parent = kiln_xstrdup(dest);
-            *strrchr(parent, '/') = '\0';
-            if (mkdirs_in(staging, parent, err) < 0)
-                goto out;
-            dp = kiln_xasprintf("%s%s", staging, dest);
-        }
-        if (copy_tree(&c, sp, dp, err) < 0)
+        if (staging_slot(staging, dest_in, dir_dest, base, &ddir, &drel, err) < 0 ||
+            copy_entry(&c, sdir, name, rel, ddir, drel, err) < 0)
             goto out;
     }
     for (size_t i = 0; i < urls.n; i++) {
-        _cleanup_free_ char *dp = NULL;
-        _cleanup_free_ char *parent = kiln_xstrdup(dest);
         _cleanup_free_ char *base = url_basename(urls.v[i]);
+        _cleanup_free_ char *drel = NULL;
+        _cleanup_close_ int ddir = -1;
         const char *file = i < url_files.n ? url_files.v[i] : NULL;
         char *fetched = NULL;
         kiln_digest_t d;
@@ -2246,34 +2592,36 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
             strv_add(&url_files, fetched);
             file = fetched;
         }
-        if (!dir_dest)
-            *strrchr(parent, '/') = '\0';
-        if (mkdirs_in(staging, parent, err) < 0)
+        if (staging_slot(staging, dest_in, dir_dest, base, &ddir, &drel, err) < 0)
             goto out;
-        dp = dir_dest ? kiln_xasprintf("%s%s%s", staging, dest, base)
-                      : kiln_xasprintf("%s%s", staging, dest);
-        if (rename(file, dp) < 0) {
-            kiln_error_set(err, errno, "rename %s", dp);
+        (void)unlinkat(ddir, last_name(drel), 0);
+        if (renameat(AT_FDCWD, file, ddir, last_name(drel)) < 0) {
+            kiln_error_set(err, errno, "rename %s", drel);
             goto out;
         }
         /* BuildKit gives downloaded files mode 0600 unless --chmod */
-        chmod(dp, c.mode >= 0 ? (mode_t)c.mode : 0600);
-        (void)lchown(dp, c.uid >= 0 ? (uid_t)c.uid : 0, c.gid >= 0 ? (gid_t)c.gid : 0);
+        (void)fchmodat(ddir, last_name(drel), c.mode >= 0 ? (mode_t)c.mode : 0600, 0);
+        (void)fchownat(ddir, last_name(drel), c.uid >= 0 ? (uid_t)c.uid : 0,
+                       c.gid >= 0 ? (gid_t)c.gid : 0, AT_SYMLINK_NOFOLLOW);
     }
     for (size_t i = 0; i < n->n_heredocs; i++) {
-        _cleanup_free_ char *dp = NULL;
-        _cleanup_free_ char *parent = kiln_xstrdup(dest);
-        if (!dir_dest)
-            *strrchr(parent, '/') = '\0';
-        if (mkdirs_in(staging, parent, err) < 0)
+        _cleanup_free_ char *drel = NULL;
+        _cleanup_close_ int ddir = -1;
+        _cleanup_close_ int fd = -1;
+        if (staging_slot(staging, dest_in, dir_dest, n->heredocs[i].name, &ddir, &drel, err) < 0)
             goto out;
-        dp = dir_dest ? kiln_xasprintf("%s%s%s", staging, dest, n->heredocs[i].name)
-                      : kiln_xasprintf("%s%s", staging, dest);
-        if (kiln_fs_write_file_atomic(dp, bodies.v[i], strlen(bodies.v[i]),
-                                      c.mode >= 0 ? (mode_t)c.mode : 0644, err) < 0)
+        (void)unlinkat(ddir, last_name(drel), 0);
+        fd = openat(ddir, last_name(drel), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    0600);
+        if (fd < 0) {
+            kiln_error_set(err, errno, "create %s", drel);
             goto out;
+        }
+        if (kiln_fs_write_all(fd, bodies.v[i], strlen(bodies.v[i]), err) < 0)
+            goto out;
+        (void)fchmod(fd, c.mode >= 0 ? (mode_t)c.mode : 0644);
         if (c.uid >= 0)
-            (void)lchown(dp, (uid_t)c.uid, (gid_t)c.gid);
+            (void)fchown(fd, (uid_t)c.uid, (gid_t)c.gid);
     }
     if (commit_step(e, st, staging, 0, created_by, &key, err) < 0)
         goto out;
@@ -2287,6 +2635,7 @@ out:
     if (view)
         kiln_fs_rm_rf(view, NULL);
     strv_clear(&srcs);
+    strv_clear(&canon);
     strv_clear(&paths);
     strv_clear(&bodies);
     strv_clear(&urls);
@@ -2299,26 +2648,6 @@ out:
 
 /* ---------------------------------------------------------------- metadata */
 
-/* Whether path exists in the stage's filesystem (top-most layer first; a
- * whiteout hides what is below). */
-static int path_exists(engine_t *e, stage_t *st, const char *path, bool *exists, kiln_error_t *err)
-{
-    *exists = false;
-    for (size_t i = st->n_layers; i > 0; i--) {
-        _cleanup_free_ char *dir = NULL;
-        _cleanup_free_ char *p = NULL;
-        struct stat sb;
-        if (lower_dir(e, &st->layers[i - 1], &dir, err) < 0)
-            return -1;
-        p = kiln_xasprintf("%s%s", dir, path);
-        if (lstat(p, &sb) == 0) {
-            *exists = !(S_ISCHR(sb.st_mode) && sb.st_rdev == 0);
-            return 0;
-        }
-    }
-    return 0;
-}
-
 /* WORKDIR: sets WorkingDir and creates the directory (a layer) when missing. */
 static int do_workdir(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_t *err)
 {
@@ -2326,6 +2655,8 @@ static int do_workdir(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_er
     _cleanup_free_ char *full = NULL;
     _cleanup_free_ char *hist = NULL;
     _cleanup_free_ char *staging = NULL;
+    _cleanup_free_ char *canon = NULL;
+    _cleanup_free_ char *dir = NULL;
     kiln_digest_t key = st->key;
     bool exists = false, hit = false;
     layer_t l;
@@ -2338,8 +2669,11 @@ static int do_workdir(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_er
     full = kiln_df_workdir(st->config, w);
     kiln_image_config_set_string(st->config, "WorkingDir", full);
     hist = kiln_xasprintf("WORKDIR %s", full);
-    if (strcmp(full, "/") != 0 && path_exists(e, st, full, &exists, err) < 0)
-        return -1;
+    /* the directory as the image sees it (links followed inside its tree) */
+    if (strcmp(full, "/") != 0 &&
+        stage_resolve(e, st, full, KILN_PATHRES_MISSING_OK, &canon, &dir, err) < 0)
+        return kiln_df_error(n, err, "WORKDIR %s: %s", full, err->msg);
+    exists = dir != NULL;
     if (exists || strcmp(full, "/") == 0) {
         add_history(e, st, hist, 1);
         key_step(&st->key, hist, NULL);
@@ -2354,7 +2688,7 @@ static int do_workdir(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_er
     }
     if (kiln_fs_mkdtemp(e->work, "wd-", &staging, err) < 0)
         return -1;
-    if (mkdirs_in(staging, full, err) < 0 || commit_layer(e, st, staging, 0, &l, err) < 0)
+    if (mkdirs_in(staging, canon, NULL, err) < 0 || commit_layer(e, st, staging, 0, &l, err) < 0)
         goto out;
     add_history(e, st, hist, 0);
     st->key = key;
@@ -3022,22 +3356,62 @@ static int finish_image(engine_t *e, stage_t *st, kiln_build_result_t *res, kiln
     return 0;
 }
 
-static int load_dockerfile(const kiln_build_request_t *req, kiln_dockerfile_t **df, char **path_out,
-                           kiln_error_t *err)
+/* path (absolute or relative to the working directory) as a path inside
+ * dir, compared lexically (no link on the way is followed); NULL when it is
+ * not under dir. */
+static char *path_under(const char *dir, const char *path)
+{
+    char cwd[PATH_MAX];
+    _cleanup_free_ char *d = NULL;
+    _cleanup_free_ char *p = NULL;
+    size_t n;
+    if (getcwd(cwd, sizeof(cwd)) == NULL)
+        return NULL;
+    d = dir[0] == '/' ? kiln_xstrdup(dir) : kiln_xasprintf("%s/%s", cwd, dir);
+    p = path[0] == '/' ? kiln_xstrdup(path) : kiln_xasprintf("%s/%s", cwd, path);
+    n = strlen(d);
+    while (n > 1 && d[n - 1] == '/')
+        d[--n] = '\0';
+    if (strncmp(p, d, n) != 0 || p[n] != '/')
+        return NULL;
+    return kiln_xstrdup(p + n + 1);
+}
+
+/* Reads and parses the Dockerfile: CONTEXT/Dockerfile or -f FILE. One inside
+ * the context is opened inside it (a link in it resolved there, never to a
+ * host file); one elsewhere inside its own directory. *rel_out is its path
+ * in the context, or NULL. */
+static int load_dockerfile(const kiln_build_request_t *req, int ctxfd, kiln_dockerfile_t **df,
+                           char **rel_out, kiln_error_t *err)
 {
     _cleanup_free_ char *text = NULL;
-    _cleanup_free_ char *path = NULL;
+    _cleanup_free_ char *rel = NULL;
+    _cleanup_close_ int dirfd = -1;
     size_t len = 0;
+    int r;
+    *rel_out = NULL;
     if (req->dockerfile_text != NULL)
         return kiln_dockerfile_parse(req->dockerfile_text, req->dockerfile_len, "Dockerfile", df,
                                      err);
-    path = req->dockerfile_path ? kiln_xstrdup(req->dockerfile_path)
-                                : kiln_xasprintf("%s/Dockerfile", req->context_dir);
-    if (kiln_fs_read_file(path, KILN_DOCKERFILE_MAX, &text, &len, err) < 0)
+    rel = req->dockerfile_path ? path_under(req->context_dir, req->dockerfile_path)
+                               : kiln_xstrdup("Dockerfile");
+    if (rel != NULL) {
+        r = kiln_pathres_read_file(ctxfd, rel, KILN_DOCKERFILE_MAX, &text, &len, err);
+    } else {
+        _cleanup_free_ char *dir = kiln_xstrdup(req->dockerfile_path);
+        char *slash = strrchr(dir, '/');
+        const char *base = slash ? req->dockerfile_path + (slash - dir) + 1 : req->dockerfile_path;
+        if (slash)
+            slash[slash == dir ? 1 : 0] = '\0';
+        r = kiln_pathres_open_root(slash ? dir : ".", &dirfd, err);
+        if (r == 0)
+            r = kiln_pathres_read_file(dirfd, base, KILN_DOCKERFILE_MAX, &text, &len, err);
+    }
+    if (r < 0)
         return kiln_error_prefix(err, "reading the Dockerfile");
     if (kiln_dockerfile_parse(text, len, "Dockerfile", df, err) < 0)
         return -1;
-    *path_out = steal_pointer(&path);
+    *rel_out = steal_pointer(&rel);
     return 0;
 }
 
@@ -3066,6 +3440,7 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
     engine_t *e = kiln_xzalloc(sizeof(*e));
     _cleanup_free_ char *dfpath = NULL;
     _cleanup_free_ char *tmproot = NULL;
+    _cleanup_close_ int ctxfd = -1;
     stage_t *target = NULL;
     int ret = -1;
     const char *sde = getenv("SOURCE_DATE_EPOCH");
@@ -3079,9 +3454,13 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
     if (kiln_build_netpolicy(req, KILN_BUILD_FETCH_URL, &e->fetch_policy, err) < 0 ||
         kiln_build_netpolicy(req, KILN_BUILD_FETCH_REGISTRY, &e->registry_policy, err) < 0)
         goto out;
-    if (load_dockerfile(req, &e->df, &dfpath, err) < 0)
+    if (kiln_pathres_open_root(req->context_dir, &ctxfd, err) < 0) {
+        kiln_error_prefix(err, "the build context");
         goto out;
-    if (kiln_dockerignore_load(req->context_dir, dfpath, &e->ignore, err) < 0)
+    }
+    if (load_dockerfile(req, ctxfd, &e->df, &dfpath, err) < 0)
+        goto out;
+    if (kiln_dockerignore_load(ctxfd, dfpath, &e->ignore, err) < 0)
         goto out;
     for (size_t i = 0; i < req->n_build_args; i++) {
         const char *a = req->build_args[i];

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -329,4 +330,170 @@ size_t kiln_lowerview_unique(char **lowers, size_t n)
     for (size_t i = k; i < n; i++)
         lowers[i] = NULL;
     return k;
+}
+
+/* A path being resolved in the union: the merged directory reached (canon,
+ * "" or "a/b") and the layers that make it up (idx[0..n_idx), top-most first). */
+typedef struct lwalk {
+    view_t v;
+    char *canon;
+    size_t *idx, n_idx;
+    size_t *next;
+    int links;
+} lwalk_t;
+
+static void lwalk_root(lwalk_t *w)
+{
+    w->canon[0] = '\0';
+    w->n_idx = w->v.n;
+    for (size_t i = 0; i < w->v.n; i++)
+        w->idx[i] = i;
+}
+
+/* Walks down the (link-free) canon again from the root: after "..". */
+static int lwalk_rewalk(lwalk_t *w, kiln_error_t *err)
+{
+    _cleanup_free_ char *keep = kiln_xstrdup(w->canon);
+    char *save = NULL;
+    struct stat st;
+
+    lwalk_root(w);
+    for (char *c = strtok_r(keep, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+        size_t n_next = 0;
+        char *rel = w->canon[0] ? kiln_xasprintf("%s/%s", w->canon, c) : kiln_xstrdup(c);
+        int r = resolve(&w->v, w->idx, w->n_idx, rel, w->next, &n_next, &st, err);
+        if (r != ENTRY_DIR) {
+            free(rel);
+            return r < 0 ? -1 : kiln_error_set(err, ENOENT, "%s changed", w->canon);
+        }
+        strcpy(w->canon, rel);
+        free(rel);
+        memcpy(w->idx, w->next, n_next * sizeof(size_t));
+        w->n_idx = n_next;
+    }
+    return 0;
+}
+
+int kiln_lowerview_resolve(const char *const *lowers, size_t n, const char *path, unsigned flags,
+                           char **out, int *layer, kiln_error_t *err)
+{
+    lwalk_t w = {.v = {.lowers = lowers, .n = n}};
+    _cleanup_free_ char *todo = kiln_xstrdup(path);
+    _cleanup_free_ size_t *idx = kiln_xmalloc((n ? n : 1) * sizeof(size_t));
+    _cleanup_free_ size_t *next = kiln_xmalloc((n ? n : 1) * sizeof(size_t));
+    _cleanup_free_ char *canon = kiln_xzalloc(PATH_MAX + 1);
+    bool trail = path[0] && path[strlen(path) - 1] == '/';
+    int found = -2; /* -2: the directory canon itself */
+    size_t off = 0;
+
+    w.canon = canon;
+    w.idx = idx;
+    w.next = next;
+    lwalk_root(&w);
+    if (strlen(path) >= PATH_MAX)
+        return kiln_error_set(err, ENAMETOOLONG, "resolving %s", path);
+    for (;;) {
+        _cleanup_free_ char *name = NULL;
+        _cleanup_free_ char *rel = NULL;
+        const char *p = todo + off, *q, *r;
+        size_t n_next = 0;
+        bool is_last;
+        struct stat st;
+        int k;
+
+        while (*p == '/')
+            p++;
+        if (*p == '\0')
+            break;
+        q = p + strcspn(p, "/");
+        for (r = q; *r == '/'; r++)
+            ;
+        name = kiln_xstrndup(p, (size_t)(q - p));
+        is_last = *r == '\0';
+        off = (size_t)(r - todo);
+        if (strcmp(name, ".") == 0)
+            continue;
+        if (strcmp(name, "..") == 0) {
+            char *slash = strrchr(w.canon, '/');
+            if (slash)
+                *slash = '\0';
+            else
+                w.canon[0] = '\0';
+            if (lwalk_rewalk(&w, err) < 0)
+                return kiln_error_prefix(err, "resolving %s", path);
+            continue;
+        }
+        rel = w.canon[0] ? kiln_xasprintf("%s/%s", w.canon, name) : kiln_xstrdup(name);
+        if (strlen(rel) >= PATH_MAX)
+            return kiln_error_set(err, ENAMETOOLONG, "resolving %s", path);
+        k = w.n_idx ? resolve(&w.v, w.idx, w.n_idx, rel, w.next, &n_next, &st, err) : ENTRY_NONE;
+        if (k < 0)
+            return kiln_error_prefix(err, "resolving %s", path);
+        if (k == ENTRY_OTHER && S_ISLNK(st.st_mode) &&
+            !(is_last && q == r && (flags & KILN_PATHRES_NOFOLLOW))) {
+            /* a symlink of the merged tree: its target, inside the tree */
+            _cleanup_free_ char *lp = kiln_xasprintf("%s/%s", lowers[w.next[0]], rel);
+            char target[PATH_MAX];
+            ssize_t tl = readlink(lp, target, sizeof(target) - 1);
+            char *nt;
+            if (tl < 0)
+                return kiln_error_set(err, errno, "resolving %s", path);
+            if (++w.links > KILN_PATHRES_MAX_LINKS)
+                return kiln_error_set(err, ELOOP, "resolving %s", path);
+            target[tl] = '\0';
+            if (target[0] == '/')
+                lwalk_root(&w);
+            nt = *r ? kiln_xasprintf("%s/%s", target, r) : kiln_xstrdup(target);
+            free(todo);
+            todo = nt;
+            off = 0;
+            continue;
+        }
+        if (k == ENTRY_DIR && !is_last) {
+            strcpy(w.canon, rel);
+            memcpy(w.idx, w.next, n_next * sizeof(size_t));
+            w.n_idx = n_next;
+            continue;
+        }
+        if (k == ENTRY_NONE && !is_last && !(flags & KILN_PATHRES_MISSING_OK))
+            return kiln_error_set(err, ENOENT, "resolving %s", path);
+        if (k == ENTRY_OTHER && !is_last)
+            return kiln_error_set(err, ENOTDIR, "resolving %s", path);
+        if (k == ENTRY_NONE && !is_last) {
+            /* the rest cannot exist: kept as written, ".." applied lexically */
+            _cleanup_free_ char *rest = kiln_xasprintf("%s/%s", rel, r);
+            char *save = NULL;
+            w.canon[0] = '\0';
+            for (char *c = strtok_r(rest, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+                char *slash = strrchr(w.canon, '/');
+                if (strcmp(c, ".") == 0)
+                    continue;
+                if (strcmp(c, "..") == 0) {
+                    if (slash)
+                        *slash = '\0';
+                    else
+                        w.canon[0] = '\0';
+                    continue;
+                }
+                if (strlen(w.canon) + strlen(c) + 2 > PATH_MAX)
+                    return kiln_error_set(err, ENAMETOOLONG, "resolving %s", path);
+                if (w.canon[0])
+                    strcat(w.canon, "/");
+                strcat(w.canon, c);
+            }
+            found = -1;
+            break;
+        }
+        /* the last component: a file, a directory, a link not followed, or missing */
+        strcpy(w.canon, rel);
+        found = k == ENTRY_NONE ? -1 : (int)w.next[0];
+        break;
+    }
+    if (found == -2)
+        found = w.n_idx ? (int)w.idx[0] : -1;
+    if (found < 0 && !(flags & KILN_PATHRES_MISSING_OK))
+        return kiln_error_set(err, ENOENT, "resolving %s", path);
+    *out = kiln_xasprintf("/%s%s", w.canon, trail && w.canon[0] ? "/" : "");
+    *layer = found;
+    return 0;
 }

@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 #include "utils/error.h"
+#include "utils/pathres.h"
 
 /* Makes `path` (relative to the stage root, without glob characters) of the
  * union of the overlay-form layer directories `lowers` (top-most first)
@@ -27,6 +28,16 @@
  * component is a symlink) and nothing useful was created, -1 on failure. */
 int kiln_lowerview_extract(const char *const *lowers, size_t n, const char *path, const char *dest,
                            kiln_error_t *err);
+
+/* Resolves path in the union of lowers (top-most first) as the merged tree
+ * sees it: symlinks of the tree followed inside it (absolute targets from
+ * its root), ".." stopping at the root, whiteouts and opaque directories
+ * honoured; the flags are kiln_pathres_resolve's (KILN_PATHRES_NOFOLLOW,
+ * KILN_PATHRES_MISSING_OK). *out is the canonical path ("/a/b", a trailing
+ * '/' kept), *layer the index of the lower holding its top-most entry, -1
+ * when it does not exist. -1 with err on failure (ENOENT, ELOOP, ENOTDIR). */
+int kiln_lowerview_resolve(const char *const *lowers, size_t n, const char *path, unsigned flags,
+                           char **out, int *layer, kiln_error_t *err);
 
 /* Drops repeated directories from lowers (n entries, top-most first), keeping
  * the top-most copy of each: overlayfs refuses a lower given twice (ELOOP),

@@ -105,11 +105,10 @@ static int64_t ns(const struct timespec *t)
     return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
 }
 
-int kiln_statcache_hash(kiln_statcache_t *c, const char *path, const struct stat *st,
+int kiln_statcache_hash(kiln_statcache_t *c, const char *path, int fd, const struct stat *st,
                         kiln_digest_t *out, kiln_error_t *err)
 {
     entry_t *e = find(c, path);
-    _cleanup_close_ int fd = -1;
     uint64_t size = 0;
 
     if (e && e->dev == (uint64_t)st->st_dev && e->ino == (uint64_t)st->st_ino &&
@@ -118,9 +117,6 @@ int kiln_statcache_hash(kiln_statcache_t *c, const char *path, const struct stat
         *out = e->digest;
         return 0;
     }
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return kiln_error_set(err, errno, "open %s", path);
     if (kiln_digest_fd(fd, out, &size, err) < 0)
         return kiln_error_prefix(err, "hashing %s", path);
     if (e == NULL) {

@@ -21,9 +21,10 @@ typedef struct kiln_statcache kiln_statcache_t;
  * unreadable file; *out is freed with kiln_statcache_free(). */
 void kiln_statcache_open(const char *path, kiln_statcache_t **out);
 
-/* The content digest of the regular file `path` whose lstat is st: from the
- * cache when every stat field matches, else by reading it (and remembering). */
-int kiln_statcache_hash(kiln_statcache_t *c, const char *path, const struct stat *st,
+/* The content digest of the regular file `path` (the key; fd is the file,
+ * opened by the caller inside its root) whose lstat is st: from the cache
+ * when every stat field matches, else by reading fd (and remembering). */
+int kiln_statcache_hash(kiln_statcache_t *c, const char *path, int fd, const struct stat *st,
                         kiln_digest_t *out, kiln_error_t *err);
 
 /* Writes the cache back when it changed (temp file + rename). */

@@ -55,3 +55,12 @@ def write_tree(base, files):
         with open(fp, "w") as f:
             f.write(content)
     return base
+
+
+def read_text(path):
+    """A file's text, or None when it cannot be read."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None

@@ -13,7 +13,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kilnbuild import make_base, write_tree  # noqa: E402
+from kilnbuild import make_base, read_text as read, write_tree  # noqa: E402
 from kilntest import T, kiln  # noqa: E402
 
 ROOT = os.path.join(T.tmp, "root")
@@ -58,14 +58,6 @@ def step_states(stderr):
         if m:
             state[int(m.group(1))] = m.group(2)
     return {titles[n]: s for n, s in state.items() if n in titles}
-
-
-def read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
 
 
 ctx = write_tree(os.path.join(T.tmp, "ctx"), {"Dockerfile": DF, "deps.txt": "deps-1\n",

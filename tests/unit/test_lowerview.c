@@ -234,6 +234,65 @@ static void test_unique_lowers(void **state)
     assert_int_equal(kiln_lowerview_unique(l, 0), 0);
 }
 
+/* Resolution in the merged tree: a link in a lower layer covered by a
+ * directory above is not followed; one on top is, inside the tree
+ * (absolute targets from its root, ".." stopping there); whiteouts hide. */
+static void test_resolve_in_union(void **state)
+{
+    char tmpl[] = "/tmp/kiln-lvres-XXXXXX";
+    const char *l[2];
+    _cleanup_free_ char *top = NULL, *bottom = NULL;
+    char *out = NULL;
+    int layer = -2;
+    assert_non_null(mkdtemp(tmpl));
+    top = kiln_xasprintf("%s/top", tmpl);
+    bottom = kiln_xasprintf("%s/bottom", tmpl);
+    l[0] = top;
+    l[1] = bottom;
+    put(bottom, "etc/passwd.real", "root");
+    put(bottom, "covered/f", "f");
+    mkdir_in(top, "covered", 0755);
+    mkdir_in(top, "etc", 0755);
+    {
+        _cleanup_free_ char *a = kiln_xasprintf("%s/evil", top);
+        _cleanup_free_ char *b = kiln_xasprintf("%s/etc/passwd", top);
+        _cleanup_free_ char *c = kiln_xasprintf("%s/up", bottom);
+        _cleanup_free_ char *d = kiln_xasprintf("%s/covered2", bottom);
+        assert_int_equal(symlink("/host/dir", a), 0);
+        assert_int_equal(symlink("../../../../etc/passwd.real", b), 0);
+        assert_int_equal(symlink("../../../../covered", c), 0);
+        assert_int_equal(symlink("/etc", d), 0);
+    }
+    assert_int_equal(
+        kiln_lowerview_resolve(l, 2, "/evil/f", KILN_PATHRES_MISSING_OK, &out, &layer, NULL), 0);
+    assert_string_equal(out, "/host/dir/f");
+    assert_int_equal(layer, -1);
+    free(out);
+    assert_int_equal(kiln_lowerview_resolve(l, 2, "/etc/passwd", 0, &out, &layer, NULL), 0);
+    assert_string_equal(out, "/etc/passwd.real");
+    assert_int_equal(layer, 1);
+    free(out);
+    assert_int_equal(kiln_lowerview_resolve(l, 2, "up/f", 0, &out, &layer, NULL), 0);
+    assert_string_equal(out, "/covered/f");
+    assert_int_equal(layer, 1);
+    free(out);
+    assert_int_equal(kiln_lowerview_resolve(l, 2, "covered/", 0, &out, &layer, NULL), 0);
+    assert_string_equal(out, "/covered/");
+    assert_int_equal(layer, 0);
+    free(out);
+    assert_int_equal(
+        kiln_lowerview_resolve(l, 2, "evil", KILN_PATHRES_NOFOLLOW, &out, &layer, NULL), 0);
+    assert_string_equal(out, "/evil");
+    assert_int_equal(layer, 0);
+    free(out);
+    assert_int_equal(kiln_lowerview_resolve(l, 2, "/evil/f", 0, &out, &layer, NULL), -1);
+    assert_int_equal(kiln_lowerview_resolve(l, 2, "covered2/passwd.real", 0, &out, &layer, NULL),
+                     0);
+    assert_string_equal(out, "/etc/passwd.real");
+    free(out);
+    kiln_fs_rm_rf(tmpl, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -242,6 +301,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_missing_and_fallbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_sources_share_parents, setup, teardown),
         cmocka_unit_test(test_unique_lowers),
+        cmocka_unit_test(test_resolve_in_union),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
