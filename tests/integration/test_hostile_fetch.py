@@ -366,6 +366,46 @@ T.check("server mode: an ssh remote on loopback is refused by the address policy
         r.returncode == 1 and refusal("127.0.0.1", port, "loopback address", "127.0.0.1/32") in r.stderr,
         r.stderr)
 
+# libgit2's ssh transport (libssh2) and its TLS stream (OpenSSL) both run over kiln's policed
+# socket stream: a fake server on loopback sees the client's first bytes when the policy lets the
+# connection through, and no connection at all otherwise
+def fake_server(greeting):
+    seen = []
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4)
+
+    def loop():
+        while True:
+            try:
+                c, _ = sock.accept()
+            except OSError:
+                return
+            if greeting:
+                c.sendall(greeting)
+            c.settimeout(10)
+            try:
+                seen.append(c.recv(64))
+            except OSError as e:
+                seen.append(repr(e).encode())
+            c.close()
+
+    threading.Thread(target=loop, daemon=True).start()
+    return sock, sock.getsockname()[1], seen
+
+
+for scheme, greeting, first in (("ssh", b"SSH-2.0-fake\r\n", b"SSH-2.0-libssh2"), ("https", b"", b"\x16\x03")):
+    sock, fport, seen = fake_server(greeting)
+    u = "%s://git@127.0.0.1:%d/x.git" % (scheme, fport)
+    r, dest = checkout(u, "--server-mode")
+    T.check("server mode: %s to loopback refused before any connection" % scheme,
+            r.returncode == 1 and refusal("127.0.0.1", fport, "loopback address", "127.0.0.1/32") in r.stderr
+            and seen == [], (r.stderr, seen))
+    r, dest = checkout(u)
+    T.check("operator's %s URL: the client speaks over the policed stream's socket" % scheme,
+            r.returncode == 1 and len(seen) == 1 and seen[0].startswith(first), (r.stderr, seen))
+    sock.close()
+
 # --- the same through the real kiln serve (its checkouts and builds get its policy) -------------
 cfg = {"tokens": [TOKEN], "policy": {"allow_addresses": ["127.0.0.1/32"], "allow_http_git": True,
                                       "oci_dirs": [allowed]}}
