@@ -146,6 +146,43 @@ T.check("server mode: FROM a loopback registry is refused naming the address and
         refusal("127.0.0.1", sport, "loopback address", "127.0.0.1/32") in r.stderr, r.stderr)
 T.check("server mode FROM: the registry got no request", slog == [], slog)
 
+# a registry on an allowed address sending kiln to loopback: a Bearer realm, a redirect
+reglog = []
+
+
+class FakeRegistry(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        reglog.append(self.path)
+        if self.path.startswith("/v2/realm/"):
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Bearer realm="http://127.0.0.1:%d/token",service="x"' % sport)
+        elif self.path.startswith("/v2/redirect/"):
+            self.send_response(307)
+            self.send_header("Location", "http://127.0.0.1:%d/secret" % sport)
+        else:
+            self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_HEAD = do_GET
+
+
+freg = http.server.ThreadingHTTPServer(("127.0.0.2", 0), FakeRegistry)
+threading.Thread(target=freg.serve_forever, daemon=True).start()
+fhost = "127.0.0.2:%d" % freg.server_address[1]
+for what, repo in (("a Bearer realm", "realm"), ("a redirect", "redirect")):
+    r, out = build("FROM %s/%s/app:1\n" % (fhost, repo), "--server-mode", "--allow-address", "127.0.0.2/32",
+                   "--insecure-registry", fhost, name="reg-" + repo)
+    T.check("server mode: %s from an allowed registry to loopback is refused, naming the address" % what,
+            r.returncode == 1 and refusal("127.0.0.1", sport, "loopback address", "127.0.0.1/32") in r.stderr
+            and any(x.startswith("/v2/%s/" % repo) for x in reglog), (r.stderr, reglog))
+T.check("registry: nothing reached the loopback server (no token request, no redirected GET)",
+        slog == [], slog)
+freg.shutdown()
+
 # --- FROM oci: on the server --------------------------------------------------------------------
 def layout(dirpath, files):
     rootfs = dirpath + "-rootfs"
