@@ -98,7 +98,7 @@ int kiln_cmd_plan(int argc, char **argv)
     if (fetch_tc && plan->toolchain.name != NULL) {
         _cleanup_free_ char *root = kiln_auto_root(sopts.root, environ);
         _cleanup_free_ char *tdir = NULL, *tver = NULL;
-        if (kiln_toolchain_fetch(&plan->toolchain, root, environ, &tdir, &tver, &err) < 0) {
+        if (kiln_toolchain_fetch(&plan->toolchain, root, environ, NULL, &tdir, &tver, &err) < 0) {
             ret = kiln_cli_fail(&err);
             goto out;
         }

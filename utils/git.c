@@ -409,15 +409,9 @@ static int register_stream(kiln_error_t *err)
 static int url_policy(const kiln_git_policy_t *gp, bool operator_url, kiln_netpolicy_t **out,
                       kiln_error_t *err)
 {
-    kiln_netpolicy_t *p = kiln_netpolicy_new(
-        operator_url && !gp->server_mode ? KILN_NETPOLICY_NO_LINK_LOCAL : KILN_NETPOLICY_PUBLIC);
-    for (size_t i = 0; i < gp->n_allow_addresses; i++)
-        if (kiln_netpolicy_allow(p, gp->allow_addresses[i], err) < 0) {
-            kiln_netpolicy_free(p);
-            return -1;
-        }
-    *out = p;
-    return 0;
+    return kiln_netpolicy_with(operator_url && !gp->server_mode ? KILN_NETPOLICY_NO_LINK_LOCAL
+                                                                : KILN_NETPOLICY_PUBLIC,
+                               gp->allow_addresses, gp->n_allow_addresses, out, err);
 }
 
 /* Whether url may be fetched under gp; -1 naming it and what would allow

@@ -35,6 +35,19 @@ kiln_netpolicy_t *kiln_netpolicy_new(kiln_netpolicy_mode_t mode)
     return p;
 }
 
+int kiln_netpolicy_with(kiln_netpolicy_mode_t mode, const char *const *allow, size_t n,
+                        kiln_netpolicy_t **out, kiln_error_t *err)
+{
+    kiln_netpolicy_t *p = kiln_netpolicy_new(mode);
+    for (size_t i = 0; i < n; i++)
+        if (kiln_netpolicy_allow(p, allow[i], err) < 0) {
+            kiln_netpolicy_free(p);
+            return -1;
+        }
+    *out = p;
+    return 0;
+}
+
 kiln_netpolicy_t *kiln_netpolicy_dup(const kiln_netpolicy_t *p)
 {
     kiln_netpolicy_t *q = kiln_xzalloc(sizeof(*q));

@@ -54,6 +54,11 @@ typedef struct kiln_netpolicy kiln_netpolicy_t;
 /* A new policy in the given mode with an empty allowlist (never NULL). */
 kiln_netpolicy_t *kiln_netpolicy_new(kiln_netpolicy_mode_t mode);
 
+/* A new policy in the given mode with the n allowlist entries of allow;
+ * -1 naming the first bad entry (nothing allocated then). */
+int kiln_netpolicy_with(kiln_netpolicy_mode_t mode, const char *const *allow, size_t n,
+                        kiln_netpolicy_t **out, kiln_error_t *err);
+
 /* A copy of p with its allowlist (never NULL). */
 kiln_netpolicy_t *kiln_netpolicy_dup(const kiln_netpolicy_t *p);
 

@@ -554,7 +554,18 @@ int kiln_auto_build_prepare(const char *spec, const kiln_auto_build_opts_t *o,
     if (p->toolchain.name != NULL) {
         _cleanup_free_ char *root = kiln_auto_root(o->root, o->env);
         _cleanup_free_ char *dir = NULL, *ver = NULL;
-        if (kiln_toolchain_fetch(&p->toolchain, root, o->env, &dir, &ver, err) < 0)
+        /* a server build's toolchain download (at the URL the registry's reply
+         * names) is held to the public policy too */
+        const kiln_git_policy_t *gp = o->git_policy;
+        kiln_netpolicy_t *np = NULL;
+        int r;
+        if (gp != NULL && gp->server_mode &&
+            kiln_netpolicy_with(KILN_NETPOLICY_PUBLIC, gp->allow_addresses, gp->n_allow_addresses,
+                                &np, err) < 0)
+            goto fail;
+        r = kiln_toolchain_fetch(&p->toolchain, root, o->env, np, &dir, &ver, err);
+        kiln_netpolicy_free(np);
+        if (r < 0)
             goto fail;
         ab->context = kiln_xasprintf("%s=%s", p->toolchain.name, dir);
     }

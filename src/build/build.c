@@ -3422,16 +3422,9 @@ int kiln_build_netpolicy(const kiln_build_request_t *req, kiln_build_fetch_t wha
      * Dockerfiles they build themselves: only link-local and metadata
      * addresses are off limits there; a tenant's everything else is public */
     bool public = what != KILN_BUILD_FETCH_REGISTRY || req->server_mode;
-    kiln_netpolicy_t *p =
-        kiln_netpolicy_new(public ? KILN_NETPOLICY_PUBLIC : KILN_NETPOLICY_NO_LINK_LOCAL);
 
-    for (size_t i = 0; i < req->n_allow_addresses; i++)
-        if (kiln_netpolicy_allow(p, req->allow_addresses[i], err) < 0) {
-            kiln_netpolicy_free(p);
-            return -1;
-        }
-    *out = p;
-    return 0;
+    return kiln_netpolicy_with(public ? KILN_NETPOLICY_PUBLIC : KILN_NETPOLICY_NO_LINK_LOCAL,
+                               req->allow_addresses, req->n_allow_addresses, out, err);
 }
 
 int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_build_result_t *res,

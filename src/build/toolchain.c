@@ -75,7 +75,7 @@ static int http_get(kiln_http_t *h, const char *url, const char *accept, size_t 
 
     headers[0] = hdr;
     if (kiln_http_do(h, &req, resp, err) < 0)
-        return kiln_error_prefix(err, "GET %s", url);
+        return -1; /* the message names the method and the URL */
     if (resp->status != 200) {
         long st = resp->status;
         kiln_http_response_free(resp);
@@ -173,9 +173,11 @@ out:
 /* Resolves, downloads, verifies and unpacks into a temp dir, then renames it
  * to `final`. */
 static int download(const kiln_plan_toolchain_t *tc, const char *registry, const char *cache,
-                    const char *final, char **version, kiln_error_t *err)
+                    const char *final, const kiln_netpolicy_t *policy, char **version,
+                    kiln_error_t *err)
 {
     _cleanup_(http_freep) kiln_http_t *h = kiln_http_new();
+    kiln_netpolicy_t *fallback = policy ? NULL : kiln_netpolicy_new(KILN_NETPOLICY_NO_LINK_LOCAL);
     _cleanup_free_ char *meta_url = kiln_xasprintf("%s/%s", registry, tc->package);
     _cleanup_free_ char *tmp = NULL, *what = NULL, *vfile = NULL;
     kiln_http_response_t meta = {0}, tar = {0};
@@ -183,6 +185,8 @@ static int download(const kiln_plan_toolchain_t *tc, const char *registry, const
     const char *ver, *url, *integrity;
     int ret = -1;
 
+    kiln_http_set_policy(h, policy ? policy : fallback); /* copied */
+    kiln_netpolicy_free(fallback);
     if (http_get(h, meta_url, "application/vnd.npm.install-v1+json", METADATA_CAP, &meta, err) < 0)
         return -1;
     doc = json_loadb(meta.body, meta.body_len, 0, NULL);
@@ -228,7 +232,8 @@ out:
 }
 
 int kiln_toolchain_fetch(const kiln_plan_toolchain_t *tc, const char *root, char *const *env,
-                         char **dir, char **version, kiln_error_t *err)
+                         const kiln_netpolicy_t *policy, char **dir, char **version,
+                         kiln_error_t *err)
 {
     const char *registry = kiln_env_get(env, "KILN_NPM_REGISTRY");
     const char *cache_env = kiln_env_get(env, "KILN_TOOLCHAIN_CACHE");
@@ -255,7 +260,7 @@ int kiln_toolchain_fetch(const kiln_plan_toolchain_t *tc, const char *root, char
     final = kiln_xasprintf("%s/%s-%s", cache, tc->package, tc->version);
     vfile = kiln_xasprintf("%s/" VERSION_FILE, final);
     if (kiln_fs_read_file(vfile, 64, &ver, NULL, NULL) < 0) {
-        if (download(tc, reg, cache, final, &ver, err) < 0)
+        if (download(tc, reg, cache, final, policy, &ver, err) < 0)
             return kiln_error_prefix(err, "toolchain %s %s", tc->name, tc->version);
     }
     *dir = steal_pointer(&final);

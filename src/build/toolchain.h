@@ -16,12 +16,16 @@
 
 #include "handlers/plan.h"
 #include "utils/error.h"
+#include "utils/netpolicy.h"
 
 #define KILN_DEFAULT_NPM_REGISTRY "https://registry.npmjs.org"
 
 /* Makes sure the plan's toolchain is unpacked; sets *dir (malloc'ed) and
- * *version (the exact release, malloc'ed). `root` is the kiln root. */
+ * *version (the exact release, malloc'ed). `root` is the kiln root. Every
+ * download (metadata, and the tarball at the URL the registry's reply
+ * names) passes policy (NULL: anything but link-local and metadata). */
 int kiln_toolchain_fetch(const kiln_plan_toolchain_t *tc, const char *root, char *const *env,
-                         char **dir, char **version, kiln_error_t *err);
+                         const kiln_netpolicy_t *policy, char **dir, char **version,
+                         kiln_error_t *err);
 
 #endif

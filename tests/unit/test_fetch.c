@@ -117,12 +117,29 @@ static void test_http_guard(void **state)
     kiln_netpolicy_free(p);
 }
 
+static void test_policy_with(void **state)
+{
+    const char *good[] = {"10.0.0.0/8", "[fd00::1]:443"}, *bad[] = {"10.0.0.0/8", "mirror.lan"};
+    kiln_netpolicy_t *p = NULL;
+    kiln_error_t err = {0};
+    (void)state;
+
+    assert_int_equal(kiln_netpolicy_with(KILN_NETPOLICY_PUBLIC, good, 2, &p, &err), 0);
+    assert_int_equal(kiln_netpolicy_mode(p), KILN_NETPOLICY_PUBLIC);
+    kiln_netpolicy_free(p);
+    p = NULL;
+    assert_int_equal(kiln_netpolicy_with(KILN_NETPOLICY_PUBLIC, bad, 2, &p, &err), -1);
+    assert_null(p);
+    assert_non_null(strstr(err.msg, "mirror.lan"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_transport),
         cmocka_unit_test(test_git_rules),
         cmocka_unit_test(test_http_guard),
+        cmocka_unit_test(test_policy_with),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
