@@ -34,75 +34,101 @@ static int openat2_in_root(int rootfd, const char *path, int flags)
     return (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
 }
 
+/* A directory fd (not O_PATH: it can create) of the O_PATH directory fd. */
+static int reopen_dir(int opath_fd)
+{
+    char pp[64];
+    snprintf(pp, sizeof(pp), "/proc/self/fd/%d", opath_fd);
+    return open(pp, O_DIRECTORY | O_CLOEXEC);
+}
+
 /* Opens (O_PATH) the mount target `path` inside rootfd, creating it and any
- * missing parent (directories; the last one a dir or an empty file).
- * Returns the fd or -1 with err set. */
+ * missing parent (directories; the last one a dir or an empty file). Links
+ * on the way are followed inside the root, as BuildKit does: a dangling one
+ * gets its target made there (at most 40 of them). No allocation: this runs
+ * in the step's init. Returns the fd or -1 with err set. */
 static int open_target(int rootfd, const char *path, int kind, kiln_error_t *err)
 {
-    char buf[KILN_PATH_MAX];
+    char buf[KILN_PATH_MAX], tmp[KILN_PATH_MAX], target[KILN_PATH_MAX];
     size_t len = strlen(path);
-    int fd;
+    int links = 0;
 
     if (len == 0 || len >= sizeof(buf) || path[0] != '/')
         return kiln_error_set(err, EINVAL, "mount target '%s' must be an absolute path", path);
-    fd = openat2_in_root(rootfd, path, O_PATH);
-    if (fd >= 0)
-        return fd;
-    if (errno != ENOENT)
-        return kiln_error_set(err, errno, "resolving mount target %s", path);
     memcpy(buf, path, len + 1);
-    /* Create each missing component, resolving the parent inside the root. */
-    for (char *p = buf + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        {
-            char saved = *p;
-            int last = saved == '\0';
-            _cleanup_close_ int parent = -1;
-            char *slash;
+    for (;;) {
+        /* each pass makes the first missing component (or follows a link) */
+        int fd = openat2_in_root(rootfd, buf, O_PATH);
+        char *p, *start;
+        int last;
+        _cleanup_close_ int parent = -1, pfd = -1;
+        if (fd >= 0)
+            return fd;
+        if (errno != ENOENT)
+            return kiln_error_set(err, errno, "resolving mount target %s", path);
+        for (p = buf + 1;; p++) {
+            char saved;
+            if (*p != '/' && *p != '\0')
+                continue;
+            saved = *p;
             *p = '\0';
             fd = openat2_in_root(rootfd, buf, O_PATH);
-            if (fd >= 0 && !last) {
-                close(fd);
+            *p = saved;
+            if (fd < 0)
+                break;
+            close(fd);
+            if (saved == '\0')
+                break;
+        }
+        last = *p == '\0';
+        for (start = p; start > buf && start[-1] != '/'; start--)
+            ;
+        start[-1] = '\0';
+        parent = openat2_in_root(rootfd, buf[0] ? buf : "/", O_PATH | O_DIRECTORY);
+        start[-1] = '/';
+        if (parent < 0)
+            return kiln_error_set(err, errno, "resolving parent of mount target %s", path);
+        pfd = reopen_dir(parent);
+        if (pfd < 0)
+            return kiln_error_set(err, errno, "opening parent of %s", path);
+        {
+            char saved = *p;
+            int made;
+            *p = '\0';
+            if (last && kind == TARGET_FILE) {
+                _cleanup_close_ int f =
+                    openat(pfd, start, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+                made = f >= 0 || errno == EEXIST ? 0 : -1;
+                if (f < 0 && errno == ELOOP)
+                    made = 1; /* a dangling link */
+            } else {
+                made = mkdirat(pfd, start, 0755) == 0 ? 0 : errno == EEXIST ? 1 : -1;
+            }
+            if (made < 0) {
                 *p = saved;
+                return kiln_error_set(err, errno, "creating mount target %s", path);
+            }
+            if (made == 1) {
+                /* it exists yet does not resolve: a dangling link, whose
+                 * target is made inside the root on the next pass */
+                ssize_t tl = readlinkat(pfd, start, target, sizeof(target) - 1);
+                int n;
+                if (tl < 0 || ++links > 40) {
+                    *p = saved;
+                    return kiln_error_set(err, tl < 0 ? errno : ELOOP, "resolving mount target %s",
+                                          path);
+                }
+                target[tl] = '\0';
+                start[-1] = '\0';
+                *p = saved;
+                n = target[0] == '/' ? snprintf(tmp, sizeof(tmp), "%s%s", target, p)
+                                     : snprintf(tmp, sizeof(tmp), "%s/%s%s", buf, target, p);
+                if (n < 0 || (size_t)n >= sizeof(tmp))
+                    return kiln_error_set(err, ENAMETOOLONG, "mount target %s", path);
+                memcpy(buf, tmp, (size_t)n + 1);
                 continue;
             }
-            if (fd >= 0)
-                return fd;
-            slash = strrchr(buf, '/');
-            *slash = '\0';
-            parent = openat2_in_root(rootfd, buf[0] ? buf : "/", O_PATH | O_DIRECTORY);
-            *slash = '/';
-            if (parent < 0)
-                return kiln_error_set(err, errno, "resolving parent of mount target %s", path);
-            if (last && kind == TARGET_FILE) {
-                /* O_PATH cannot create: make the file through /proc/self/fd. */
-                char pp[64];
-                _cleanup_close_ int pfd = -1, f = -1;
-                snprintf(pp, sizeof(pp), "/proc/self/fd/%d", parent);
-                pfd = open(pp, O_DIRECTORY | O_CLOEXEC);
-                if (pfd < 0)
-                    return kiln_error_set(err, errno, "opening parent of %s", path);
-                f = openat(pfd, slash + 1, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
-                if (f < 0 && errno != EEXIST)
-                    return kiln_error_set(err, errno, "creating mount target %s", path);
-            } else {
-                char pp[64];
-                _cleanup_close_ int pfd = -1;
-                snprintf(pp, sizeof(pp), "/proc/self/fd/%d", parent);
-                pfd = open(pp, O_DIRECTORY | O_CLOEXEC);
-                if (pfd < 0)
-                    return kiln_error_set(err, errno, "opening parent of %s", path);
-                if (mkdirat(pfd, slash + 1, 0755) < 0 && errno != EEXIST)
-                    return kiln_error_set(err, errno, "creating mount target %s", path);
-            }
             *p = saved;
-            if (last) {
-                fd = openat2_in_root(rootfd, path, O_PATH);
-                if (fd < 0)
-                    return kiln_error_set(err, errno, "resolving mount target %s", path);
-                return fd;
-            }
         }
     }
 }

@@ -224,8 +224,7 @@ r, out = build(STAGE + "RUN --mount=type=bind,from=base,source=/hd,target=/m cat
 check("RUN bind from=stage source through a host link", r, out, False, "not found")
 r, out = build(f"RUN ln -s {HOSTW} /c\n"
                "RUN --mount=type=cache,target=/c/x touch /c/x/y && ls /c/x\n")
-check("RUN cache mount target through a link (resolved in the rootfs)", r, out, False,
-      "mount target /c/x")
+check("RUN cache mount target through a link (made inside the rootfs)", r, out, True)
 sf = os.path.join(T.tmp, "tok")
 with open(sf, "w") as f:
     f.write("tok-value\n")
@@ -235,8 +234,8 @@ check("RUN secret mount with a relative target (no crash)", r, out, True)
 T.check("  ... mounted under WORKDIR", "tok-value" in r.stderr, r.stderr[-1000:])
 r, out = build(f"RUN ln -s {HOSTW} /s\nRUN --mount=type=secret,id=tok,target=/s/t cat /s/t\n",
                extra=("--secret", f"id=tok,src={sf}"))
-check("RUN secret mount target through a link (resolved in the rootfs)", r, out, False,
-      "mount target /s/t")
+check("RUN secret mount target through a link (made inside the rootfs)", r, out, True)
+T.check("  ... the secret is there", "tok-value" in r.stderr, r.stderr[-1000:])
 
 # --- the Dockerfile and .dockerignore -------------------------------------------
 r, out = build(None, links={"Dockerfile": SECRET})

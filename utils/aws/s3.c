@@ -19,6 +19,7 @@
 #include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
+#include "utils/pathres.h"
 #include "utils/size.h"
 
 #define DEFAULT_CONCURRENCY 16
@@ -775,7 +776,7 @@ static void set_failed(deploy_t *d, const kiln_error_t *e)
 /* Hashes one file and uploads it with PutObject when small and changed. */
 static int process_file(deploy_t *d, kiln_http_t *http, file_ent_t *f, kiln_error_t *err)
 {
-    _cleanup_close_ int fd = openat(d->dirfd, f->rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    _cleanup_close_ int fd = kiln_pathres_openat(d->dirfd, f->rel, O_RDONLY | O_NOFOLLOW);
     _cleanup_free_ char *key = NULL;
     _cleanup_free_ char *mem = NULL;
     size_t got = 0;
@@ -970,7 +971,7 @@ int kiln_s3_upload_dir(kiln_aws_t *aws, const char *dir, const char *dest,
         unsigned long long bytes = 0;
         if (f->skip || f->size < d.threshold)
             continue;
-        fd = openat(d.dirfd, f->rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        fd = kiln_pathres_openat(d.dirfd, f->rel, O_RDONLY | O_NOFOLLOW);
         if (fd < 0) {
             kiln_error_set(err, errno, "open %s/%s", dir, f->rel);
             goto out;
