@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "sandbox/sandbox.h"
+#include "utils/netpolicy.h"
 
 typedef struct kiln_sandbox_plan {
     const kiln_step_t *step;
@@ -30,6 +31,7 @@ typedef struct kiln_sandbox_plan {
     int close_fds[8]; /* kiln's ends, closed in the child; -1 = unused */
     int cgroup_fd;    /* the step's cgroup v2 dir to start init in, or -1 */
     int memory_by_rlimit, pids_by_rlimit;
+    const kiln_netpolicy_t *nat_policy; /* nat: what the prohibit routes leave open */
 } kiln_sandbox_plan_t;
 
 /* The body of the step's init process. Never returns. */

@@ -245,21 +245,24 @@ struct run {
     int have_pidns; /* killing init kills everything */
     kiln_cgroup_t cg;
     kiln_slirp_t slirp;
+    kiln_netpolicy_t *nat_policy;
+    int netlog[2]; /* the egress supervisor's refusals (nat) */
 };
 
 /* Streams both outputs until they close, killing the step at the deadline.
  * init's ready message (or setup error) is taken on the way, so that kiln
  * does not wake up just for it. */
-static void pump_all(const kiln_step_t *step, stream_t *out, stream_t *errs, struct run *run,
-                     int *timed_out)
+static void pump_all(const kiln_step_t *step, stream_t *out, stream_t *errs, stream_t *net,
+                     struct run *run, int *timed_out)
 {
     uint64_t deadline = step->limits.timeout_ms ? now_ms() + step->limits.timeout_ms : 0;
-    int open_out = 1, open_err = 1;
+    int open_out = 1, open_err = 1, open_net = net->fd >= 0;
 
     while (open_out || open_err) {
-        struct pollfd p[3] = {{.fd = open_out ? out->fd : -1, .events = POLLIN},
+        struct pollfd p[4] = {{.fd = open_out ? out->fd : -1, .events = POLLIN},
                               {.fd = open_err ? errs->fd : -1, .events = POLLIN},
-                              {.fd = run->ready == 0 ? run->sync[0] : -1, .events = POLLIN}};
+                              {.fd = run->ready == 0 ? run->sync[0] : -1, .events = POLLIN},
+                              {.fd = open_net ? net->fd : -1, .events = POLLIN}};
         int wait = -1, r;
         if (deadline && !*timed_out) {
             uint64_t now = now_ms();
@@ -270,7 +273,7 @@ static void pump_all(const kiln_step_t *step, stream_t *out, stream_t *errs, str
             }
             wait = (int)(deadline - now);
         }
-        r = poll(p, 3, wait);
+        r = poll(p, 4, wait);
         if (r < 0 && errno != EINTR)
             break;
         if (r <= 0)
@@ -281,6 +284,8 @@ static void pump_all(const kiln_step_t *step, stream_t *out, stream_t *errs, str
             open_out = 0;
         if (p[1].revents && !pump(step, errs))
             open_err = 0;
+        if (p[3].revents && !pump(step, net))
+            open_net = 0;
     }
     if (run->ready == 0)
         take_ready(run);
@@ -403,6 +408,9 @@ static void run_release(run_t *r)
         r->init = 0;
     }
     kiln_net_slirp_stop(&r->slirp);
+    kiln_netpolicy_free(r->nat_policy);
+    r->nat_policy = NULL;
+    close_pair(r->netlog);
     kiln_cgroup_destroy(&r->cg);
     close_pair(r->out);
     close_pair(r->errs);
@@ -481,9 +489,12 @@ static int start_init(const kiln_step_t *step, run_t *r, kiln_isolation_t iso, u
             return -1;
         r->n_trees += (size_t)n;
     }
-    if ((flags & CLONE_NEWNET) && step->network == KILN_NET_NAT &&
-        kiln_net_slirp_start(r->init, &r->slirp, err) < 0)
-        return -1;
+    if ((flags & CLONE_NEWNET) && step->network == KILN_NET_NAT) {
+        int log_fd = r->netlog[1];
+        r->netlog[1] = -1; /* taken over */
+        if (kiln_net_slirp_start(r->init, r->nat_policy, log_fd, &r->slirp, err) < 0)
+            return -1;
+    }
     if (send_go(r->sync[0], r->trees, r->n_trees) < 0)
         return kiln_error_set(err, errno, "starting the step's init");
     (void)iso;
@@ -498,12 +509,13 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
                .sync = {-1, -1},
                .in_fd = -1,
                .userns_fd = -1,
-               .cg_fd = -1};
+               .cg_fd = -1,
+               .netlog = {-1, -1}};
     kiln_sandbox_plan_t plan;
     kiln_isolation_t iso = step->isolation;
     static const char *const default_env[] = {DEFAULT_PATH, "HOME=/root", NULL};
-    _cleanup_free_ char *obuf = NULL, *ebuf = NULL;
-    stream_t so, se;
+    _cleanup_free_ char *obuf = NULL, *ebuf = NULL, *nbuf = NULL;
+    stream_t so, se, sn;
     unsigned long flags;
     int status = 0, got_status = 0, timed_out = 0, ret = -1, auto_pending = 0;
 
@@ -543,6 +555,14 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
         return -1;
     memset(&plan, 0, sizeof(plan));
     etc_texts(step, &plan);
+    if (step->network == KILN_NET_NAT) {
+        if (kiln_net_nat_policy(step->allow_addresses, step->n_allow_addresses, &r.nat_policy,
+                                err) < 0 ||
+            (pipe2(r.netlog, O_CLOEXEC) < 0 &&
+             kiln_error_set(err, errno, "pipe for the step's network log") < 0))
+            goto out;
+        plan.nat_policy = r.nat_policy;
+    }
     if (kiln_cgroup_create(&r.cg, step->limits.memory, step->limits.pids, err) < 0)
         goto out;
     log_limits(step, &r.cg);
@@ -576,6 +596,8 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     plan.close_fds[1] = r.errs[0];
     plan.close_fds[2] = r.status[0];
     plan.close_fds[3] = r.sync[0];
+    plan.close_fds[5] = r.netlog[0];
+    plan.close_fds[6] = r.netlog[1];
     plan.cgroup_fd = -1;
     if (r.cg.v2) {
         r.cg_fd = open(r.cg.dirs[2], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -633,10 +655,12 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     }
     obuf = kiln_xmalloc(LINE_MAX_BYTES);
     ebuf = kiln_xmalloc(LINE_MAX_BYTES);
+    nbuf = kiln_xmalloc(LINE_MAX_BYTES);
     so = (stream_t){.fd = r.out[0], .kind = KILN_LOG_STDOUT, .buf = obuf};
     se = (stream_t){.fd = r.errs[0], .kind = KILN_LOG_STDERR, .buf = ebuf};
+    sn = (stream_t){.fd = r.netlog[0], .kind = KILN_LOG_SYSTEM, .buf = nbuf};
     r.have_pidns = plan.have_pidns;
-    pump_all(step, &so, &se, &r, &timed_out);
+    pump_all(step, &so, &se, &sn, &r, &timed_out);
     if (r.ready < 0 && !timed_out) {
         if (err)
             *err = r.setup_err;
@@ -657,6 +681,10 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     kill_step(&r);
     waitpid(r.init, NULL, 0);
     r.init = 0;
+    /* the egress supervisor's last refusals: its pipe closes when it ends */
+    kiln_net_slirp_stop(&r.slirp);
+    while (sn.fd >= 0 && pump(step, &sn))
+        ;
 
     memset(res, 0, sizeof(*res));
     res->isolation = iso;

@@ -890,7 +890,9 @@ static void run_log(void *opaque, kiln_log_stream_t stream, const struct timespe
                     const char *line, size_t len)
 {
     stage_t *st = opaque;
-    if (stream == KILN_LOG_SYSTEM)
+    /* of kiln's own notes, the egress filter's refusals go in the step's log
+     * (they name the address and the --allow-address that opens it) */
+    if (stream == KILN_LOG_SYSTEM && (len < 9 || memcmp(line, "network: ", 9) != 0))
         return;
     {
         _cleanup_free_ char *l = kiln_xstrndup(line, len);
