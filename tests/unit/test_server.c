@@ -459,6 +459,54 @@ static void test_request_allow(void **state)
 }
 
 /* "policy": entitlements and isolation; chroot only through the policy. */
+/* policy.allow_http_git / policy.oci_dirs: checked at load, turned into build
+ * options (a default image directory when oci_dirs is absent); which options
+ * also go to `kiln checkout`. */
+static void test_config_source_policy(void **state)
+{
+    kiln_config_t *c = NULL;
+    kiln_error_t err = {0};
+    char **opts = NULL;
+    unsigned n = 0;
+    (void)state;
+
+    assert_int_equal(load_config("{\"policy\": {\"allow_http_git\": true, "
+                                 "\"oci_dirs\": [\"/srv/images\", \"/opt/layouts\"]}}",
+                                 &c, &err),
+                     0);
+    kiln_server_policy_options(c->policy, &opts, &n);
+    assert_int_equal(n, 3);
+    assert_string_equal(opts[0], "--allow-http-git");
+    assert_string_equal(opts[1], "--oci-dir=/srv/images");
+    assert_string_equal(opts[2], "--oci-dir=/opt/layouts");
+    kiln_strv_free(opts);
+    opts = NULL;
+    n = 0;
+    kiln_config_free(c);
+    c = NULL;
+
+    unsetenv("KILN_IMAGES_DIR");
+    kiln_server_policy_options(NULL, &opts, &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(opts[0], "--oci-dir=" KILN_SERVER_DEFAULT_OCI_DIR);
+    kiln_strv_free(opts);
+
+    assert_int_equal(load_config("{\"policy\": {\"allow_http_git\": \"yes\"}}", &c, &err), -1);
+    assert_non_null(strstr(err.msg, "policy.allow_http_git"));
+    assert_int_equal(load_config("{\"policy\": {\"oci_dirs\": [\"/ok\", \"rel/dir\"]}}", &c, &err),
+                     -1);
+    assert_non_null(strstr(err.msg, "policy.oci_dirs[1]"));
+    assert_int_equal(load_config("{\"policy\": {\"oci_dirs\": \"/x\"}}", &c, &err), -1);
+    assert_non_null(strstr(err.msg, "policy.oci_dirs"));
+    assert_null(c);
+
+    assert_true(kiln_server_checkout_option("--server-mode"));
+    assert_true(kiln_server_checkout_option("--allow-http-git"));
+    assert_true(kiln_server_checkout_option("--allow-address=10.0.0.0/8"));
+    assert_false(kiln_server_checkout_option("--oci-dir=/srv/images"));
+    assert_false(kiln_server_checkout_option("--isolation=chroot"));
+}
+
 static void test_config_confinement(void **state)
 {
     kiln_config_t *c = NULL;
@@ -518,6 +566,7 @@ int main(void)
         cmocka_unit_test(test_config_policy),
         cmocka_unit_test(test_request_allow),
         cmocka_unit_test(test_config_confinement),
+        cmocka_unit_test(test_config_source_policy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
