@@ -150,13 +150,21 @@ P_LOOP = listen("loop", socket.AF_INET, "127.0.0.1")
 P_OWN6 = listen("own6", socket.AF_INET6, "fd42::1")
 P_PRIV = listen("priv", socket.AF_INET, "10.203.0.2", netns=out_ns)
 
-# a DNS responder for the host's resolv.conf: registry.egress.test A 203.0.113.9
+# DNS responders (registry.egress.test A 203.0.113.9): the host's resolver on 127.0.0.1
+# (named by the resolv.conf below), and one on the private network beyond the host that a
+# step may only reach over UDP when the allowlist opens it
 dns_queries = []
+private_dns_queries = []
 
 
-def dns_server():
+def dns_server(addr, queries, netns=None, ready=None):
+    if netns:
+        with open(netns) as f:
+            libc.setns(f.fileno(), CLONE_NEWNET)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 53))
+    s.bind((addr, 53))
+    if ready:
+        ready.set()
     while True:
         q, peer = s.recvfrom(512)
         if len(q) < 12:
@@ -167,7 +175,7 @@ def dns_server():
             i += 1 + q[i]
         name = ".".join(labels)
         qtype = struct.unpack("!H", q[i + 1:i + 3])[0] if i + 3 <= len(q) else 0
-        dns_queries.append(name)
+        queries.append(name)
         question = q[12:i + 5]
         if name == "registry.egress.test" and qtype == 1:
             ans = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton("203.0.113.9")
@@ -178,7 +186,11 @@ def dns_server():
         s.sendto(hdr + question + ans, peer)
 
 
-threading.Thread(target=dns_server, daemon=True).start()
+threading.Thread(target=dns_server, args=("127.0.0.1", dns_queries), daemon=True).start()
+dns_ready = threading.Event()
+threading.Thread(target=dns_server, args=("10.203.0.2", private_dns_queries, out_ns, dns_ready),
+                 daemon=True).start()
+dns_ready.wait(10)
 resolv = os.path.join(T.tmp, "resolv.conf")
 with open(resolv, "w") as f:
     f.write("nameserver 127.0.0.1\n")
@@ -278,6 +290,16 @@ T.check("the step's prohibit routes leave out what the allowlist opens and keep 
 rc, out = run_step("nslookup", "registry.egress.test")
 T.check("nat: DNS resolves through slirp and the host's resolver",
         "203.0.113.9" in out and "registry.egress.test" in dns_queries, (out, dns_queries))
+
+# UDP to a private address: the same drop, for datagrams (nslookup asking 10.203.0.2)
+rc, out = run_step("nslookup", "registry.egress.test", "10.203.0.2", allow=["10.203.0.1/32"])
+T.check("nat: UDP to a private DNS server is dropped by the egress filter and logged",
+        "203.0.113.9" not in out and not private_dns_queries
+        and "10.203.0.2 port 53: private network" in out, (out, private_dns_queries))
+rc, out = run_step("nslookup", "registry.egress.test", "10.203.0.2", allow=["10.203.0.2:53"])
+T.check("--allow-address 10.203.0.2:53: the private DNS server answers",
+        "203.0.113.9" in out and "registry.egress.test" in private_dns_queries,
+        (out, private_dns_queries))
 
 # --- kiln build: the same drop for a Dockerfile's RUN, the refusal in the build log ---
 layout = busybox_layout(T.tmp)
