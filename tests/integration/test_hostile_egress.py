@@ -36,7 +36,7 @@ import time  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kilntest import SRC, T, kiln  # noqa: E402
-from server_common import TOKEN, Server, busybox_layout, write_fake_build  # noqa: E402
+from server_common import TOKEN, Server, busybox_layout, tar_gz, write_fake_build  # noqa: E402
 
 
 def sh(*argv):
@@ -327,5 +327,34 @@ if layout:
     out = r.stdout + r.stderr
     T.check("kiln build --allow-address 10.203.0.2: the RUN reaches it",
             r.returncode == 0 and connections["priv"] == before + 1 and "marker-priv" in out, out)
+
+    # --- the server: its builds get the config's allowlist, and only that ---
+    with open(fetch, "rb") as f:
+        ctx_tar = tar_gz({"Dockerfile": ("FROM oci:%s:1\nCOPY --chmod=755 fetch /bin/fetch\n"
+                                         "RUN fetch 10.203.0.2 %d /\n" % (layout, P_PRIV)).encode(),
+                          "fetch": f.read()})
+    for allow in ([], ["10.203.0.2"]):
+        tag = "open" if allow else "closed"
+        s = Server(os.path.join(T.tmp, "srv-" + tag), workers=1,
+                   config={"tokens": [TOKEN],
+                           "policy": {"allow_addresses": allow, "oci_dirs": [layout]}},
+                   extra=["--kiln-root=" + os.path.join(T.tmp, "srv-kiln-" + tag)]).start()
+        before = connections["priv"]
+        st, body = s.request("POST", "/v1/contexts", body=ctx_tar)
+        st, body = s.submit({"source": {"context": body.get("context", "")}})
+        b = s.wait_status(body.get("id", ""), ("succeeded", "failed"), timeout=300) \
+            if st == 202 else body
+        st, log, _ = s.request("GET", "/v1/builds/%s/logs" % body.get("id", ""), raw=True)
+        log = log.decode(errors="replace")
+        if allow:
+            T.check("server with policy.allow_addresses [10.203.0.2]: the RUN reaches it",
+                    b.get("status") == "succeeded" and connections["priv"] == before + 1
+                    and "marker-priv" in log, (b, log))
+        else:
+            T.check("server without an allowlist: the RUN's private destination is refused",
+                    b.get("status") == "failed" and connections["priv"] == before
+                    and "marker-priv" not in log
+                    and "connect 10.203.0.2:%d: Permission denied" % P_PRIV in log, (b, log))
+        s.term()
 
 T.done()
