@@ -268,12 +268,71 @@ static void test_supervisor(void **state)
     close(hand[0]);
 }
 
+/* errno of a UDP connect to addr (0 when it connects), in the calling netns. */
+static int udp_connect_errno(const char *addr)
+{
+    struct sockaddr_in sa;
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), r;
+    v4(&sa, addr, 53);
+    r = connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? errno : 0;
+    close(s);
+    return r;
+}
+
+/* The nat routes in a network namespace of a child's own: ranges the
+ * allowlist leaves closed are prohibited (EACCES), an opened range and
+ * slirp's link are not (no route here: ENETUNREACH, or connected). */
+static void test_block_routes(void **state)
+{
+    pid_t pid;
+    int st = 0;
+    (void)state;
+
+    if (geteuid() != 0) {
+        skip();
+        return;
+    }
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        kiln_netpolicy_t *p = NULL;
+        kiln_error_t err = {0};
+        const char *allow[] = {"10.203.0.0/24"};
+        if (unshare(CLONE_NEWNET) < 0 || kiln_net_loopback_up(&err) < 0)
+            _exit(100);
+        if (kiln_net_nat_policy(allow, 1, &p, &err) < 0 || kiln_net_block_routes(p, &err) < 0)
+            _exit(101);
+        if (udp_connect_errno("172.16.1.1") != EACCES)
+            _exit(1);
+        if (udp_connect_errno("192.168.1.1") != EACCES)
+            _exit(2);
+        if (udp_connect_errno("100.64.0.1") != EACCES)
+            _exit(3);
+        if (udp_connect_errno("169.254.169.254") != EACCES)
+            _exit(4);
+        if (udp_connect_errno("10.0.2.2") != EACCES)
+            _exit(5);
+        /* 10.0.0.0/8 is left routed: the allowlist opens part of it */
+        if (udp_connect_errno("10.203.0.1") != ENETUNREACH)
+            _exit(6);
+        /* public addresses are not touched */
+        if (udp_connect_errno("203.0.113.9") != ENETUNREACH)
+            _exit(7);
+        kiln_netpolicy_free(p);
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decide),
         cmocka_unit_test(test_filter_program),
         cmocka_unit_test(test_supervisor),
+        cmocka_unit_test(test_block_routes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
