@@ -298,26 +298,27 @@ static void test_block_routes(void **state)
         kiln_netpolicy_t *p = NULL;
         kiln_error_t err = {0};
         const char *allow[] = {"10.203.0.0/24"};
+        static const struct {
+            const char *addr;
+            int want;
+        } cases[] = {
+            {"172.16.1.1", EACCES},
+            {"192.168.1.1", EACCES},
+            {"100.64.0.1", EACCES},
+            {"169.254.169.254", EACCES},
+            {"10.0.2.2", EACCES},
+            /* 10.0.0.0/8 is left routed: the allowlist opens part of it */
+            {"10.203.0.1", ENETUNREACH},
+            /* public addresses are not touched */
+            {"203.0.113.9", ENETUNREACH},
+        };
         if (unshare(CLONE_NEWNET) < 0 || kiln_net_loopback_up(&err) < 0)
             _exit(100);
         if (kiln_net_nat_policy(allow, 1, &p, &err) < 0 || kiln_net_block_routes(p, &err) < 0)
             _exit(101);
-        if (udp_connect_errno("172.16.1.1") != EACCES)
-            _exit(1);
-        if (udp_connect_errno("192.168.1.1") != EACCES)
-            _exit(2);
-        if (udp_connect_errno("100.64.0.1") != EACCES)
-            _exit(3);
-        if (udp_connect_errno("169.254.169.254") != EACCES)
-            _exit(4);
-        if (udp_connect_errno("10.0.2.2") != EACCES)
-            _exit(5);
-        /* 10.0.0.0/8 is left routed: the allowlist opens part of it */
-        if (udp_connect_errno("10.203.0.1") != ENETUNREACH)
-            _exit(6);
-        /* public addresses are not touched */
-        if (udp_connect_errno("203.0.113.9") != ENETUNREACH)
-            _exit(7);
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+            if (udp_connect_errno(cases[i].addr) != cases[i].want)
+                _exit((int)i + 1);
         kiln_netpolicy_free(p);
         _exit(0);
     }
