@@ -239,8 +239,7 @@ static int mem_of(kiln_egress_t *e, const struct seccomp_notif *n)
  * step already sees the errno, the log line names the address and policy. */
 static void drop_strerror(kiln_error_t *why)
 {
-    char buf[128];
-    const char *s = why->code ? strerror_r(why->code, buf, sizeof(buf)) : NULL;
+    const char *s = why->code ? strerrordesc_np(why->code) : NULL;
     size_t n = strlen(why->msg), m = s ? strlen(s) : 0;
 
     if (s != NULL && n > m + 2 && strcmp(why->msg + n - m, s) == 0 &&

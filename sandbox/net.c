@@ -67,7 +67,7 @@ static int add_prohibit(int nl, const char *cidr, unsigned seq, kiln_error_t *er
     req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK;
     req.nh.nlmsg_seq = seq;
     req.rt.rtm_family = (unsigned char)family;
-    req.rt.rtm_dst_len = (unsigned char)(slash ? atoi(slash + 1) : (int)dlen * 8);
+    req.rt.rtm_dst_len = (unsigned char)(slash ? strtoul(slash + 1, NULL, 10) : dlen * 8);
     req.rt.rtm_table = RT_TABLE_MAIN;
     req.rt.rtm_protocol = RTPROT_STATIC;
     req.rt.rtm_scope = RT_SCOPE_UNIVERSE;

@@ -217,7 +217,7 @@ static bool parse_cidr(const char *s, rule_t *r)
 
     if (strlen(s) >= sizeof(buf) || s[0] == '\0')
         return false;
-    strcpy(buf, s);
+    memcpy(buf, s, strlen(s) + 1); /* fits: checked above */
     slash = strchr(buf, '/');
     if (slash != NULL)
         *slash = '\0';
