@@ -681,8 +681,13 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     kill_step(&r);
     waitpid(r.init, NULL, 0);
     r.init = 0;
-    /* the egress supervisor's last refusals: its pipe closes when it ends */
+    /* the egress supervisor's last refusals: its pipe closes when it ends
+     * (and kiln's own end when no slirp4netns took it: no net namespace) */
     kiln_net_slirp_stop(&r.slirp);
+    if (r.netlog[1] >= 0) {
+        close(r.netlog[1]);
+        r.netlog[1] = -1;
+    }
     while (sn.fd >= 0 && pump(step, &sn))
         ;
 

@@ -286,6 +286,21 @@ T.check("the step's prohibit routes leave out what the allowlist opens and keep 
         "prohibit 10.0.0.0/8" not in out and "prohibit 172.16.0.0/12" in out
         and "prohibit 10.0.2.2" in out and "prohibit 169.254.169.254" in out, out)
 
+# without a network namespace (isolation none, chroot where no namespace is allowed) there
+# is no slirp4netns and no egress filter: the step still ends (its log pipe is closed)
+for what, extra, env in (("isolation none", ["--isolation", "none"], None),
+                         ("chroot without namespaces",
+                          ["--rootfs", rootfs, "--isolation", "chroot", "--differ", "walk"],
+                          {"KILN_SANDBOX_NO_NAMESPACES": "1"})):
+    try:
+        r = kiln("run", *extra, "--network", "nat", "--", "/bin/sh", "-c", "echo ended", env=env,
+                 timeout=60)
+        ended = r.returncode == 0 and "ended" in r.stdout
+        out = r.stdout + r.stderr
+    except subprocess.TimeoutExpired as e:
+        ended, out = False, "hung: %s" % e
+    T.check("nat without a network namespace (%s): the step ends" % what, ended, out)
+
 # DNS through slirp's forwarder to the host's resolver (127.0.0.1:53 here) still works
 rc, out = run_step("nslookup", "registry.egress.test")
 T.check("nat: DNS resolves through slirp and the host's resolver",
