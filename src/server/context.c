@@ -63,6 +63,16 @@ int kiln_context_unpack(const char *tarball, const char *dir, kiln_error_t *err)
                                  MAX_CONTEXT_ENTRIES);
             break;
         }
+        if (archive_entry_filetype(e) != AE_IFREG && archive_entry_filetype(e) != AE_IFDIR &&
+            archive_entry_filetype(e) != AE_IFLNK) {
+            /* a FIFO, socket or device is never made on the host (a build
+             * would skip it anyway): the upload is refused naming it */
+            ret = kiln_error_set(err, 0,
+                                 "uploaded context: '%.200s' is a FIFO, socket or device (only "
+                                 "files, directories and symlinks)",
+                                 archive_entry_pathname(e) ? archive_entry_pathname(e) : "");
+            break;
+        }
         archive_entry_set_uid(e, 0);
         archive_entry_set_gid(e, 0);
         /* Paths are placed under dir by hand (no chdir: the server is multi-threaded). */

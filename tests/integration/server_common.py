@@ -152,13 +152,18 @@ class Server:
 
 
 def tar_gz(files):
-    """A tar.gz (bytes) holding files: {name: bytes}."""
+    """A tar.gz (bytes) holding files: {name: bytes, or (a tarfile type,) such
+    as (tarfile.FIFOTYPE,) for an empty special entry}."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tf:
         for name, data in files.items():
             ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
+            if isinstance(data, tuple):
+                ti.type = data[0]
+                tf.addfile(ti)
+            else:
+                ti.size = len(data)
+                tf.addfile(ti, io.BytesIO(data))
     return buf.getvalue()
 
 

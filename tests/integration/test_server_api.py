@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import socket
+import tarfile
 import time
 
 from kilntest import T
@@ -192,6 +193,13 @@ T.check("build of an uploaded context gets its directory",
         b["status"] == "succeeded" and ("contexts/" + ctx).encode() in log, log)
 st, body = srv.request("POST", "/v1/contexts", body=tar_gz({"../escape": b"x"}))
 T.check("context with ../ => 400", st == 400 and "unsafe path" in body["error"], body)
+for name, kind in (("fifo", tarfile.FIFOTYPE), ("sda", tarfile.BLKTYPE), ("null", tarfile.CHRTYPE)):
+    st, body = srv.request("POST", "/v1/contexts", body=tar_gz({"Dockerfile": b"FROM scratch\n",
+                                                               name: (kind,)}))
+    T.check(f"context with a {name} entry => 400 naming it, nothing made on the host",
+            st == 400 and f"'{name}' is a FIFO, socket or device" in body.get("error", "") and
+            not any(os.path.lexists(os.path.join(d, name))
+                    for d, _, _ in os.walk(os.path.join(srv.root, "contexts"))), body)
 T.check("nothing escaped", not os.path.exists(os.path.join(srv.root, "escape")))
 st, body = srv.submit({"source": {"context": "ctx-00000000"}})
 T.check("unknown context => 400", st == 400 and "source.context" in body["error"], body)
