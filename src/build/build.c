@@ -973,12 +973,14 @@ static int private_cache_instance(char **dir, const char *uid, const char *gid, 
 
 static int stage_sources_root(engine_t *e, stage_t *dep, const strv_t *srcs, const char **root,
                               char **view, kiln_error_t *err);
-static int hash_context_path(engine_t *e, const char *path, kiln_digest_t *out, kiln_error_t *err);
+static int hash_context_path(engine_t *e, const char *canon, const char *written,
+                             kiln_digest_t *out, kiln_error_t *err);
 
 /* Where a bind mount's files come from, for the step's cache key. */
 typedef struct bind_src {
     stage_t *dep; /* a stage: owned[0] is the path in it, resolved after a miss */
     bool context; /* the build context: owned[0] is the path */
+    char *as;     /* context: the source as written (hashed so, as before) */
 } bind_src_t;
 
 /* What a FIFO, socket or device is called in messages. */
@@ -1011,9 +1013,12 @@ static int bind_source(int rootfd, const char *src, const char *what, char **out
     _cleanup_free_ char *canon = NULL;
     _cleanup_close_ int fd = -1;
     struct stat sb;
+    size_t n;
     if (kiln_pathres_resolve(rootfd, src, 0, &canon, err) < 0 ||
         kiln_pathres_open(rootfd, canon, O_PATH, 0, 0, &fd, err) < 0 || fstat(fd, &sb) < 0)
         return kiln_error_set(err, 0, "bind mount source %s: not found in %s", src, what);
+    for (n = strlen(canon); n > 1 && canon[n - 1] == '/';)
+        canon[--n] = '\0'; /* "dir/": the directory */
     if (!S_ISDIR(sb.st_mode) && !S_ISREG(sb.st_mode))
         return kiln_error_set(err, 0, "bind mount source %s is %s, not a regular file or directory",
                               src, special_kind(sb.st_mode));
@@ -1179,6 +1184,7 @@ static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t 
                 bind_source(rootfd, src ? src : ".", "the build context", &canon, err) < 0)
                 return -1;
             owned[0] = kiln_xasprintf("%s%s", root, strcmp(canon, "/") == 0 ? "" : canon);
+            bs->as = kiln_xstrdup(src ? src : ".");
         }
         owned[1] = mount_target(st, target);
         m->type = KILN_MOUNT_BIND;
@@ -1365,7 +1371,7 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
         } else if (binds[i].context) {
             /* owned[2i] is the context dir + the canonical path in it */
             const char *rel = owned[2 * i] + strlen(e->req->context_dir);
-            if (hash_context_path(e, rel[0] ? rel : "/", &d, err) < 0) {
+            if (hash_context_path(e, rel[0] ? rel : "/", binds[i].as, &d, err) < 0) {
                 kiln_df_error(n, err, "%s", err->msg);
                 goto out;
             }
@@ -1533,6 +1539,7 @@ out:
         if (views[i])
             kiln_fs_rm_rf(views[i], NULL);
         free(views[i]);
+        free(binds[i].as);
     }
     for (size_t i = 0; i < 32; i++)
         free(owned[i]);
@@ -1560,6 +1567,8 @@ typedef struct copy_ctx {
     kiln_statcache_t *statcache;       /* for context files in hash mode, or NULL */
     nlink_t nlink_bias;                /* links the source tree itself adds (a lower view: 1) */
     int dest_root;                     /* copy mode: the staging directory */
+    const char *hash_from;             /* hash mode: the source's canonical path … */
+    const char *hash_as;               /* … hashed as written (cache keys as before) */
     struct copy_link {
         dev_t dev;
         ino_t ino;
@@ -1668,6 +1677,24 @@ static int dest_dir(int dfd, const char *name, const char *drel, kiln_error_t *e
 static int copy_entry(copy_ctx_t *c, int sfd, const char *name, const char *rel, int dfd,
                       const char *drel, kiln_error_t *err);
 
+/* Hashes an entry's path as the source was written ("./src/x" stays that,
+ * though it is read as "src/x"), so cache keys do not depend on how the
+ * source resolved. */
+static void hash_rel(copy_ctx_t *c, const char *rel)
+{
+    _cleanup_free_ char *as = NULL;
+    size_t n = c->hash_from ? strlen(c->hash_from) : 0;
+    if (c->hash_from == NULL || strncmp(rel, c->hash_from, n) != 0) {
+        hash_str(c->hash, rel);
+        return;
+    }
+    if (n == 0 && rel[0] != '\0' && c->hash_as[0] != '\0')
+        as = kiln_xasprintf("%s/%s", c->hash_as, rel);
+    else
+        as = kiln_xasprintf("%s%s", c->hash_as, rel + n);
+    hash_str(c->hash, as);
+}
+
 /* A directory's entries (source dir fd sub, path rel) into the staging
  * directory dsub (copy mode; path drel), then its metadata from st. */
 static int copy_dir(copy_ctx_t *c, int sub, const char *rel, int dsub, const char *drel,
@@ -1759,7 +1786,7 @@ static int copy_entry(copy_ctx_t *c, int sfd, const char *name, const char *rel,
         return 0;
     if (c->hash) {
         char meta[64];
-        hash_str(c->hash, rel);
+        hash_rel(c, rel);
         snprintf(meta, sizeof(meta), "%o", (unsigned)st.st_mode);
         hash_str(c->hash, meta);
     }
@@ -1831,20 +1858,28 @@ static int source_at(int rootfd, const char *canon, int *dirfd, const char **nam
     return kiln_pathres_open(rootfd, parent, O_RDONLY | O_DIRECTORY, 0, 0, dirfd, err);
 }
 
-/* Hashes the source at canon (canonical, inside rootfd) into c->hash. */
-static int hash_source(copy_ctx_t *c, int rootfd, const char *canon, kiln_error_t *err)
+/* Hashes the source at canon (canonical, inside rootfd; written: as the
+ * Dockerfile wrote it) into c->hash. */
+static int hash_source(copy_ctx_t *c, int rootfd, const char *canon, const char *written,
+                       kiln_error_t *err)
 {
     _cleanup_close_ int dfd = -1;
     const char *name;
     const char *rel = canon[0] == '/' ? canon + 1 : canon;
+    int r;
     if (source_at(rootfd, canon, &dfd, &name, err) < 0)
         return -1;
-    return copy_entry(c, dfd, name, rel, -1, NULL, err);
+    c->hash_from = rel;
+    c->hash_as = written;
+    r = copy_entry(c, dfd, name, rel, -1, NULL, err);
+    c->hash_from = c->hash_as = NULL;
+    return r;
 }
 
 /* The content digest of the context path canon (canonical inside the
  * context: a file or tree, ignore rules applied), through the stat cache. */
-static int hash_context_path(engine_t *e, const char *canon, kiln_digest_t *out, kiln_error_t *err)
+static int hash_context_path(engine_t *e, const char *canon, const char *written,
+                             kiln_digest_t *out, kiln_error_t *err)
 {
     _cleanup_free_ char *scpath = kiln_xasprintf("%s/build/statcache", kiln_store_root(e->store));
     _cleanup_close_ int rootfd = -1;
@@ -1860,7 +1895,7 @@ static int hash_context_path(engine_t *e, const char *canon, kiln_digest_t *out,
     c.hash = &h;
     c.statcache = sc;
     c.quiet = true;
-    r = hash_source(&c, rootfd, canon, err);
+    r = hash_source(&c, rootfd, canon, written, err);
     if (r == 0) {
         kiln_statcache_save(sc, NULL); /* a failure only costs re-hashing next time */
         kiln_sha256_final(&h, out);
@@ -2412,9 +2447,9 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
         if (*endp || c.mode < 0 || c.mode > 07777)
             return kiln_df_error(n, err, "invalid chmod %s", chmod_s);
     }
-    kiln_sha256_init(&h, NULL);
     if (dep == NULL && kiln_pathres_open_root(root, &rootfd, err) < 0)
         return kiln_df_error(n, err, "%s", err->msg);
+    kiln_sha256_init(&h, NULL);
     if (expand_sources(e, st, n, is_add, from == NULL, &paths, &urls, err) < 0 ||
         (dep == NULL && copy_sources(n, rootfd, ign, &paths, &srcs, &canon, err) < 0))
         goto out;
@@ -2446,7 +2481,9 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
     c.root_path = root;
     for (size_t i = 0; i < srcs.n; i++) {
         hash_str(&h, srcs.v[i]);
-        if (hash_source(&c, rootfd, canon.v[i], err) < 0)
+        /* "." was read as the root itself: hashed as "" */
+        if (hash_source(&c, rootfd, canon.v[i], strcmp(srcs.v[i], ".") == 0 ? "" : srcs.v[i], err) <
+            0)
             goto out;
     }
     for (size_t i = 0; i < urls.n; i++) {

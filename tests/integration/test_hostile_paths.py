@@ -216,6 +216,9 @@ r, out = build("RUN --mount=type=bind,source=..,target=/m ls /m && cat /m/../hos
                "cat /m/f\n", {"f": "ctx-file\n"})
 check("RUN bind source=.. (clamped to the context)", r, out, True)
 T.check("  ... the context is what is mounted", "ctx-file" in r.stderr)
+r, out = build("RUN --mount=type=bind,source=./sub/,target=/m cat /m/ok\n", {"sub/ok": "bound-ok\n"})
+check("RUN bind of a context directory written ./sub/", r, out, True)
+T.check("  ... its files are mounted", "bound-ok" in r.stderr, r.stderr[-1000:])
 for src, links in (("hd", {"hd": HOST}), ("../../../../.." + HOST, {}),
                    ("rel", {"rel": "../../../../../.." + HOST})):
     r, out = build(f"RUN --mount=type=bind,source={src},target=/m cat /m/secret\n", links=links)
