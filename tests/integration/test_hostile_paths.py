@@ -245,6 +245,15 @@ r, out = build(None, links={"Dockerfile": SECRET})
 check("a Dockerfile that is a link to a host file", r, out, False, "Dockerfile")
 r, out = build(None, links={"Dockerfile": "../../../../../.." + SECRET})
 check("a Dockerfile that is a relative link out of the context", r, out, False, "Dockerfile")
+N[0] += 1
+fctx = os.path.join(T.tmp, f"ctx{N[0]}")
+os.makedirs(os.path.join(fctx, "sub"))
+os.symlink(SECRET, os.path.join(fctx, "sub", "df"))
+r = kiln("build", "--root", ROOT, "-f", os.path.join(fctx, "sub", "df"), fctx)
+check("-f naming a context link to a host file", r, os.path.join(T.tmp, "none"), False,
+      "Dockerfile")
+r, out = build(None, prep=lambda ctx: os.mkfifo(os.path.join(ctx, "Dockerfile")), timeout=120)
+check("a Dockerfile that is a FIFO (not waited on)", r, out, False, "not a regular file")
 r, out = build("COPY . /c\n", {"f": "x\n"}, {".dockerignore": HOSTPASSWD})
 check("a .dockerignore that is a link to a host file", r, out, True)
 
