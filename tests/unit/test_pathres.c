@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -242,6 +243,8 @@ static void test_resolve_missing(void **state)
 static void test_read_file(void **state)
 {
     kiln_error_t err = {0};
+    _cleanup_free_ char *np = kiln_xasprintf("%s/root/null", base);
+    bool devnode = mknod(np, S_IFCHR | 0666, makedev(1, 3)) == 0; /* needs root */
     for (int w = 0; w < 2; w++) {
         _cleanup_free_ char *text = NULL;
         size_t len = 0;
@@ -252,6 +255,10 @@ static void test_read_file(void **state)
         assert_int_equal(kiln_pathres_read_file(rootfd, "fifo", 100, &t2, &len, &err), -1);
         assert_int_equal(err.code, EINVAL);
         assert_non_null(strstr(err.msg, "not a regular file"));
+        if (devnode) { /* a device is refused before it is opened */
+            assert_int_equal(kiln_pathres_read_file(rootfd, "null", 100, &t2, &len, &err), -1);
+            assert_int_equal(err.code, EINVAL);
+        }
         assert_int_equal(kiln_pathres_read_file(rootfd, "hostout", 100, &t2, &len, &err), -1);
         assert_null(strstr(err.msg, PATHRES_OUTSIDE_CONTENT));
         assert_int_equal(kiln_pathres_read_file(rootfd, "file", 3, &t2, &len, &err), -1);
