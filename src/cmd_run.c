@@ -16,11 +16,13 @@
 #include "sandbox/diff.h"
 #include "sandbox/rootfs.h"
 #include "sandbox/sandbox.h"
+#include "src/build/lowerview.h"
 #include "src/commands.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
 #include "utils/netpolicy.h"
+#include "utils/pathres.h"
 #include "utils/size.h"
 
 #define MAX_MOUNTS 64
@@ -155,14 +157,17 @@ static int lookup_user(const char *const *lowers, size_t n, const char *name, ui
     char *save = NULL, *line;
     size_t len;
 
-    /* The top-most layer holding /etc/passwd has the current one. */
-    for (size_t i = 0; i < n && data == NULL; i++) {
-        _cleanup_free_ char *path = kiln_xasprintf("%s/etc/passwd", lowers[i]);
-        if (kiln_fs_read_file(path, 1 << 20, &data, &len, NULL) < 0)
-            data = NULL;
+    /* /etc/passwd as the merged rootfs has it, read inside the layer that
+     * holds it: a link there is followed in the image, never to the host */
+    {
+        _cleanup_free_ char *canon = NULL;
+        _cleanup_close_ int rootfd = -1;
+        int layer = -1;
+        if (kiln_lowerview_resolve(lowers, n, "/etc/passwd", 0, &canon, &layer, NULL) < 0 ||
+            layer < 0 || kiln_pathres_open_root(lowers[layer], &rootfd, NULL) < 0 ||
+            kiln_pathres_read_file(rootfd, canon, 1 << 20, &data, &len, NULL) < 0)
+            return -1;
     }
-    if (data == NULL)
-        return -1;
     for (line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char *f[4], *s2 = NULL;
         int i = 0;

@@ -12,7 +12,8 @@ import sys
 import tarfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kilnbuild import make_base, read_text as read, write_tree  # noqa: E402
+from kilnbuild import (make_base, make_busybox_rootfs, read_text as read,  # noqa: E402
+                       write_tree)
 from kilntest import T, kiln  # noqa: E402
 
 ROOT = os.path.join(T.tmp, "root")
@@ -268,6 +269,15 @@ r, out = build("RUN cp /etc/passwd /etc/passwd.real && echo 'ok:x:777:777::/:/bi
                "COPY --chown=ok f /f\nUSER ok\nRUN id -u\n", {"f": "x\n"})
 check("USER / --chown through an in-image passwd link (docker's result)", r, out, True)
 T.check("  ... the user's uid", "777" in r.stderr, r.stderr[-1000:])
+
+# kiln run: --user NAME read from the rootfs's /etc/passwd inside the rootfs
+rfs = make_busybox_rootfs(os.path.join(T.tmp, "run-rootfs"))
+os.unlink(os.path.join(rfs, "etc", "passwd"))
+os.symlink(HOSTPASSWD, os.path.join(rfs, "etc", "passwd"))
+r = kiln("run", "--rootfs", rfs, "--user", "evil", "--", "id", "-u")
+check("kiln run --user with the rootfs's passwd a link to the host's", r, os.path.join(T.tmp, "x"),
+      False, "evil")
+T.check("  ... the host file's uid is not used", "4242" not in r.stdout, r.stdout)
 
 # --- FIFOs, sockets, devices in the context ------------------------------------
 
