@@ -117,7 +117,8 @@ r, out = build(f"RUN mkdir -p /a && ln -s ../../../../../../../..{HOSTW} /a/l\nC
 check("COPY through a relative escaping link in a parent", r, out, True)
 T.check("  ... lands inside the image", read(inside(out, HOSTW + "/sub/f")) == "hi\n")
 
-r, out = build(f"RUN ln -s {HOSTW} /wd\nWORKDIR /wd/x\nCOPY f .\nRUN test -f /wd/x/f\n", {"f": "hi\n"})
+r, out = build(f"RUN ln -s {HOSTW} /wd\nWORKDIR /wd/x\nCOPY f .\nRUN test -f /wd/x/f\n",
+               {"f": "hi\n"})
 check("WORKDIR through a link, then COPY .", r, out, True)
 T.check("  ... the work dir is made inside the image", read(inside(out, HOSTW + "/x/f")) == "hi\n")
 
@@ -217,7 +218,8 @@ r, out = build("RUN --mount=type=bind,source=..,target=/m ls /m && cat /m/../hos
                "cat /m/f\n", {"f": "ctx-file\n"})
 check("RUN bind source=.. (clamped to the context)", r, out, True)
 T.check("  ... the context is what is mounted", "ctx-file" in r.stderr)
-r, out = build("RUN --mount=type=bind,source=./sub/,target=/m cat /m/ok\n", {"sub/ok": "bound-ok\n"})
+r, out = build("RUN --mount=type=bind,source=./sub/,target=/m cat /m/ok\n",
+               {"sub/ok": "bound-ok\n"})
 check("RUN bind of a context directory written ./sub/", r, out, True)
 T.check("  ... its files are mounted", "bound-ok" in r.stderr, r.stderr[-1000:])
 for src, links in (("hd", {"hd": HOST}), ("../../../../.." + HOST, {}),
