@@ -308,7 +308,8 @@ static int copy_entry(int sdir, const char *sname, int ddir, const char *name, c
         return copy_meta(d, &st, path, err);
     }
     if (S_ISREG(st.st_mode)) {
-        _cleanup_close_ int s = openat(sdir, sname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        /* O_NONBLOCK: a FIFO swapped in since the stat is not waited on */
+        _cleanup_close_ int s = openat(sdir, sname, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
         _cleanup_close_ int d = -1;
         off_t left = st.st_size;
         if (s < 0)
