@@ -163,6 +163,14 @@ check("ADD: an archive with a hardlink to a host file (copied as a file, not unp
 T.check("  ... not unpacked", os.path.isfile(inside(out, "t/h.tar")) and
         not os.path.lexists(inside(out, "t/h")))
 
+# the local exporter applies the layers in order: a directory that replaces an
+# earlier layer's link to the host is made in the destination, never followed
+r, out = build(f"RUN ln -s {HOSTW} /evil\nRUN rm /evil && mkdir /evil && echo x > /evil/f\n")
+check("-o type=local: a layer's directory over an earlier layer's host link", r, out, True)
+T.check("  ... the directory and its file are in the destination",
+        os.path.isdir(inside(out, "evil")) and not os.path.islink(inside(out, "evil")) and
+        read(inside(out, "evil/f")) == "x\n", r.stderr[-1000:])
+
 # --- COPY/ADD sources ---------------------------------------------------------
 # a named source is followed as BuildKit does, but inside the context
 for name, target in (("absolute", SECRET), ("relative", "../../../../../../../.." + SECRET)):
