@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
-#include <glob.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -2197,11 +2196,13 @@ static int glob_in_root(int rootfd, const char *dir, const char *pat, strv_t *ou
     const char *rest = slash ? slash + 1 : NULL;
     strv_t names = {0};
     _cleanup_close_ int dfd = -1;
+    bool trail; /* a pattern ending in "/" matches only directories, as glob(3) */
     int ret = 0;
 
     while (rest && *rest == '/')
         rest++;
-    if (rest && *rest == '\0')
+    trail = rest && *rest == '\0';
+    if (trail)
         rest = NULL;
     if (comp[0] == '\0' || !has_glob(comp)) {
         _cleanup_free_ char *p = dir[0] ? kiln_xasprintf("%s/%s", dir, comp) : kiln_xstrdup(comp);
@@ -2222,10 +2223,12 @@ static int glob_in_root(int rootfd, const char *dir, const char *pat, strv_t *ou
         _cleanup_free_ char *p = NULL;
         if (fnmatch(comp, names.v[i], FNM_PERIOD) != 0)
             continue;
-        p = dir[0] ? kiln_xasprintf("%s/%s", dir, names.v[i]) : kiln_xstrdup(names.v[i]);
-        if (rest == NULL)
-            strv_add(out, steal_pointer(&p));
-        else
+        p = kiln_xasprintf("%s%s%s%s", dir, dir[0] ? "/" : "", names.v[i], trail ? "/" : "");
+        if (rest == NULL) {
+            _cleanup_free_ char *canon = NULL;
+            if (!trail || kiln_pathres_resolve(rootfd, p, 0, &canon, NULL) == 0)
+                strv_add(out, steal_pointer(&p));
+        } else
             ret = glob_in_root(rootfd, p, rest, out, err);
     }
     strv_clear(&names);

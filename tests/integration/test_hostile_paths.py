@@ -189,6 +189,13 @@ check("COPY through a context link to a host dir", r, out, False, "not found")
 r, out = build("COPY hd/* /z/\n", links={"hd": HOST})
 check("COPY glob through a context link to a host dir", r, out, False, "no source files")
 
+r, out = build("COPY src/*/ /g/\nCOPY src/* /h/\n", {"src/d1/a": "1", "src/d2/b": "2", "src/f": "f"},
+               {"src/l": HOST})
+check("globs read through dirfds (a link to the host among the matches)", r, out, True)
+T.check("  ... 'dir/*/' matches directories only, as glob(3)",
+        sorted(os.listdir(inside(out, "g"))) == ["a", "b"] and
+        sorted(os.listdir(inside(out, "h"))) == ["a", "b", "f"], r.stderr[-1000:])
+
 r, out = build("COPY hd/../hd/secret /y\n", links={"hd": "../../../../../../.." + HOST})
 check("COPY through a relative escaping link with ..", r, out, False,
       "outside the build context")
