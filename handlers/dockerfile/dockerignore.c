@@ -243,7 +243,7 @@ int kiln_dockerignore_parse(const char *text, size_t len, kiln_dockerignore_t **
     return 0;
 }
 
-int kiln_dockerignore_load(int ctxfd, const char *dockerfile, kiln_dockerignore_t **out,
+int kiln_dockerignore_load(int ctxfd, int dfdir, const char *dockerfile, kiln_dockerignore_t **out,
                            kiln_error_t *err)
 {
     _cleanup_free_ char *path = NULL;
@@ -254,7 +254,8 @@ int kiln_dockerignore_load(int ctxfd, const char *dockerfile, kiln_dockerignore_
 
     if (dockerfile != NULL) {
         path = kiln_xasprintf("%s.dockerignore", dockerfile);
-        r = kiln_pathres_read_file(ctxfd, path, KILN_DOCKERIGNORE_MAX, &text, &len, &le);
+        r = kiln_pathres_read_file(dfdir >= 0 ? dfdir : ctxfd, path, KILN_DOCKERIGNORE_MAX, &text,
+                                   &len, &le);
         if (r < 0 && le.code != ENOENT)
             return kiln_error_set(err, 0, "%s", le.msg);
     }

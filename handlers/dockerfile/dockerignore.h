@@ -23,13 +23,13 @@ typedef struct kiln_dockerignore kiln_dockerignore_t;
 int kiln_dockerignore_parse(const char *text, size_t len, kiln_dockerignore_t **out,
                             kiln_error_t *err);
 
-/* Loads the ignore file for a build from the context (the directory fd
- * ctxfd; read inside it, so a link never leads to a host file):
- * "<dockerfile>.dockerignore" next to the Dockerfile when it exists
- * (dockerfile: its path in the context, or NULL), else ".dockerignore"; no
- * file gives an empty (match-nothing) set. A FIFO, socket or device there is
- * refused, never read. */
-int kiln_dockerignore_load(int ctxfd, const char *dockerfile, kiln_dockerignore_t **out,
+/* Loads the ignore file for a build: "<dockerfile>.dockerignore" next to the
+ * Dockerfile when it exists (dockerfile: its path inside the directory fd
+ * dfdir, -1 meaning the context; or NULL), else ".dockerignore" of the
+ * context (the directory fd ctxfd). Both are read inside their directory,
+ * so a link never leads to a host file; no file gives an empty
+ * (match-nothing) set; a FIFO, socket or device is refused, never read. */
+int kiln_dockerignore_load(int ctxfd, int dfdir, const char *dockerfile, kiln_dockerignore_t **out,
                            kiln_error_t *err);
 
 void kiln_dockerignore_free(kiln_dockerignore_t *di);

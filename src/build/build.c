@@ -3422,9 +3422,10 @@ static char *path_under(const char *dir, const char *path)
 /* Reads and parses the Dockerfile: CONTEXT/Dockerfile or -f FILE. One inside
  * the context is opened inside it (a link in it resolved there, never to a
  * host file); one elsewhere inside its own directory. *rel_out is its path
- * in the context, or NULL. */
+ * inside *dir_out (-1: the context; else an fd the caller closes), or NULL
+ * when it came from stdin. */
 static int load_dockerfile(const kiln_build_request_t *req, int ctxfd, kiln_dockerfile_t **df,
-                           char **rel_out, kiln_error_t *err)
+                           int *dir_out, char **rel_out, kiln_error_t *err)
 {
     _cleanup_free_ char *text = NULL;
     _cleanup_free_ char *rel = NULL;
@@ -3432,6 +3433,7 @@ static int load_dockerfile(const kiln_build_request_t *req, int ctxfd, kiln_dock
     size_t len = 0;
     int r;
     *rel_out = NULL;
+    *dir_out = -1;
     if (req->dockerfile_text != NULL)
         return kiln_dockerfile_parse(req->dockerfile_text, req->dockerfile_len, "Dockerfile", df,
                                      err);
@@ -3448,12 +3450,14 @@ static int load_dockerfile(const kiln_build_request_t *req, int ctxfd, kiln_dock
         r = kiln_pathres_open_root(slash ? dir : ".", &dirfd, err);
         if (r == 0)
             r = kiln_pathres_read_file(dirfd, base, KILN_DOCKERFILE_MAX, &text, &len, err);
+        rel = kiln_xstrdup(base);
     }
     if (r < 0)
         return kiln_error_prefix(err, "reading the Dockerfile");
     if (kiln_dockerfile_parse(text, len, "Dockerfile", df, err) < 0)
         return -1;
     *rel_out = steal_pointer(&rel);
+    *dir_out = steal_fd(&dirfd);
     return 0;
 }
 
@@ -3476,6 +3480,7 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
     _cleanup_free_ char *dfpath = NULL;
     _cleanup_free_ char *tmproot = NULL;
     _cleanup_close_ int ctxfd = -1;
+    _cleanup_close_ int dfdir = -1;
     stage_t *target = NULL;
     int ret = -1;
     const char *sde = getenv("SOURCE_DATE_EPOCH");
@@ -3493,9 +3498,9 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
         kiln_error_prefix(err, "the build context");
         goto out;
     }
-    if (load_dockerfile(req, ctxfd, &e->df, &dfpath, err) < 0)
+    if (load_dockerfile(req, ctxfd, &e->df, &dfdir, &dfpath, err) < 0)
         goto out;
-    if (kiln_dockerignore_load(ctxfd, dfpath, &e->ignore, err) < 0)
+    if (kiln_dockerignore_load(ctxfd, dfdir, dfpath, &e->ignore, err) < 0)
         goto out;
     for (size_t i = 0; i < req->n_build_args; i++) {
         const char *a = req->build_args[i];

@@ -270,6 +270,22 @@ os.symlink(SECRET, os.path.join(fctx, "sub", "df"))
 r = kiln("build", "--root", ROOT, "-f", os.path.join(fctx, "sub", "df"), fctx)
 check("-f naming a context link to a host file", r, os.path.join(T.tmp, "none"), False,
       "Dockerfile")
+# -f outside the context: its own <Dockerfile>.dockerignore next to it, read in that directory
+N[0] += 1
+fdir = os.path.join(T.tmp, f"dfdir{N[0]}")
+fctx = write_tree(os.path.join(T.tmp, f"ctx{N[0]}"), {"keep": "k\n", "drop": "d\n"})
+write_tree(fdir, {"Dockerfile": f"FROM {BASE}\nCOPY . /c\n", "Dockerfile.dockerignore": "drop\n"})
+out = os.path.join(T.tmp, f"out{N[0]}")
+r = kiln("build", "--root", ROOT, "-f", os.path.join(fdir, "Dockerfile"), "-o",
+         f"type=local,dest={out}", fctx)
+check("-f outside the context with its own .dockerignore", r, out, True)
+T.check("  ... applied", read(inside(out, "c/keep")) == "k\n" and
+        not os.path.lexists(inside(out, "c/drop")), r.stderr[-1000:])
+os.unlink(os.path.join(fdir, "Dockerfile.dockerignore"))
+os.symlink(HOSTPASSWD, os.path.join(fdir, "Dockerfile.dockerignore"))
+r = kiln("build", "--root", ROOT, "-f", os.path.join(fdir, "Dockerfile"), "-o",
+         f"type=local,dest={out}-2", fctx)
+check("-f outside the context, its .dockerignore a link to a host file", r, out + "-2", True)
 r, out = build(None, prep=lambda ctx: os.mkfifo(os.path.join(ctx, "Dockerfile")), timeout=120)
 check("a Dockerfile that is a FIFO (not waited on)", r, out, False, "not a regular file")
 r, out = build("COPY . /c\n", {"f": "x\n"}, {".dockerignore": HOSTPASSWD})
