@@ -342,6 +342,16 @@ typedef struct lwalk {
     int links;
 } lwalk_t;
 
+/* Sets the walk's canonical path to s; -1 (ENAMETOOLONG) past PATH_MAX. */
+static int canon_set(lwalk_t *w, const char *s, kiln_error_t *err)
+{
+    size_t l = strlen(s);
+    if (l > PATH_MAX)
+        return kiln_error_set(err, ENAMETOOLONG, "resolving %.80s...", s);
+    memcpy(w->canon, s, l + 1);
+    return 0;
+}
+
 static void lwalk_root(lwalk_t *w)
 {
     w->canon[0] = '\0';
@@ -366,8 +376,10 @@ static int lwalk_rewalk(lwalk_t *w, kiln_error_t *err)
             free(rel);
             return r < 0 ? -1 : kiln_error_set(err, ENOENT, "%s changed", w->canon);
         }
-        strcpy(w->canon, rel);
+        r = canon_set(w, rel, err);
         free(rel);
+        if (r < 0)
+            return -1;
         memcpy(w->idx, w->next, n_next * sizeof(size_t));
         w->n_idx = n_next;
     }
@@ -450,7 +462,8 @@ int kiln_lowerview_resolve(const char *const *lowers, size_t n, const char *path
             continue;
         }
         if (k == ENTRY_DIR && !is_last) {
-            strcpy(w.canon, rel);
+            if (canon_set(&w, rel, err) < 0)
+                return -1;
             memcpy(w.idx, w.next, n_next * sizeof(size_t));
             w.n_idx = n_next;
             continue;
@@ -477,15 +490,19 @@ int kiln_lowerview_resolve(const char *const *lowers, size_t n, const char *path
                 }
                 if (strlen(w.canon) + strlen(c) + 2 > PATH_MAX)
                     return kiln_error_set(err, ENAMETOOLONG, "resolving %s", path);
-                if (w.canon[0])
-                    strcat(w.canon, "/");
-                strcat(w.canon, c);
+                {
+                    size_t at = strlen(w.canon);
+                    if (at > 0)
+                        w.canon[at++] = '/';
+                    memcpy(w.canon + at, c, strlen(c) + 1);
+                }
             }
             found = -1;
             break;
         }
         /* the last component: a file, a directory, a link not followed, or missing */
-        strcpy(w.canon, rel);
+        if (canon_set(&w, rel, err) < 0)
+            return -1;
         found = k == ENTRY_NONE ? -1 : (int)w.next[0];
         break;
     }
