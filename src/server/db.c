@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "utils/cleanup.h"
 #include "utils/mem.h"
@@ -40,6 +41,8 @@ struct kiln_db {
     sqlite3_stmt *phases;
     sqlite3_stmt *insert;
     sqlite3_stmt *status;
+    pthread_mutex_t mem_lock; /* guards unrecorded */
+    json_t *unrecorded;       /* id -> {status, reason, error}: finals the file refused */
 };
 
 static const char schema[] =
@@ -179,6 +182,8 @@ int kiln_db_open(const char *path, kiln_db_t **out, kiln_error_t *err)
     kiln_db_t *db = kiln_xzalloc(sizeof(*db));
 
     pthread_mutex_init(&db->lock, NULL);
+    pthread_mutex_init(&db->mem_lock, NULL);
+    db->unrecorded = json_object();
     pthread_key_create(&db->readers, reader_free);
     db->path = kiln_xstrdup(path);
     if (sqlite3_open_v2(path, &db->h,
@@ -221,6 +226,8 @@ void kiln_db_close(kiln_db_t *db)
     pthread_setspecific(db->readers, NULL);
     pthread_key_delete(db->readers);
     free(db->path);
+    json_decref(db->unrecorded);
+    pthread_mutex_destroy(&db->mem_lock);
     pthread_mutex_destroy(&db->lock);
     free(db);
 }
@@ -330,6 +337,19 @@ int kiln_db_build_insert(kiln_db_t *db, const char *id, const char *repo, const 
     return 0;
 }
 
+/* Overlays the in-memory final state of a build whose final write failed: the API shows the
+ * build ended (status, reason, error) even though kiln.db still says it is running. */
+static void overlay_unrecorded(kiln_db_t *db, json_t *o)
+{
+    json_t *m;
+
+    pthread_mutex_lock(&db->mem_lock);
+    m = json_object_get(db->unrecorded, json_string_value(json_object_get(o, "id")));
+    if (m)
+        json_object_update(o, m);
+    pthread_mutex_unlock(&db->mem_lock);
+}
+
 int kiln_db_build_get(kiln_db_t *db, const char *id, json_t **out, kiln_error_t *err)
 {
     db_reader_t *r = reader_get(db);
@@ -351,6 +371,7 @@ int kiln_db_build_get(kiln_db_t *db, const char *id, json_t **out, kiln_error_t 
             err->code = ENOENT;
         return -1;
     }
+    overlay_unrecorded(db, o);
     *out = o;
     return 0;
 }
@@ -378,6 +399,11 @@ int kiln_db_build_status(kiln_db_t *db, const char *id, char *buf, size_t len, k
             err->code = ENOENT;
         return -1;
     }
+    pthread_mutex_lock(&db->mem_lock);
+    if (json_object_get(db->unrecorded, id))
+        snprintf(buf, len, "%s",
+                 json_string_value(json_object_get(json_object_get(db->unrecorded, id), "status")));
+    pthread_mutex_unlock(&db->mem_lock);
     return 0;
 }
 
@@ -411,7 +437,9 @@ int kiln_db_build_list(kiln_db_t *db, const char *status, const char *repo, int6
             more = 1;
             break;
         }
-        json_array_append_new(arr, row_to_json(db->phases, st));
+        json_t *o = row_to_json(db->phases, st);
+        overlay_unrecorded(db, o);
+        json_array_append_new(arr, o);
         last = sqlite3_column_int64(st, 0);
         n++;
     }
@@ -634,6 +662,35 @@ int kiln_db_finish(kiln_db_t *db, const char *id, const char *status, const char
                  result_json, id);
     pthread_mutex_unlock(&db->lock);
     return rc < 0 ? -1 : 0;
+}
+
+int kiln_db_finish_or_fail(kiln_db_t *db, const char *id, const char *status, const char *reason,
+                           const char *error, const char *result_json, int64_t bytes_pushed,
+                           kiln_error_t *err)
+{
+    _cleanup_free_ char *why = NULL;
+    kiln_error_t e = {0};
+
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (attempt > 0)
+            sleep(1); /* a full disk or a locked file may clear: gc, another writer */
+        kiln_error_clear(&e);
+        if (kiln_db_finish(db, id, status, reason, error, result_json, bytes_pushed, &e) == 0)
+            return 0;
+    }
+    /* The smaller write (no result document) may still fit where the full one did not. */
+    why = kiln_xasprintf("the build's outcome (%s) could not be recorded: %s", status, e.msg);
+    kiln_error_clear(&e);
+    if (kiln_db_finish(db, id, "failed", "state_write_failed", why, NULL, 0, &e) == 0)
+        return 1;
+    pthread_mutex_lock(&db->mem_lock);
+    json_object_set_new(db->unrecorded, id,
+                        json_pack("{s:s,s:s,s:s}", "status", "failed", "reason",
+                                  "state_write_failed", "error", why));
+    pthread_mutex_unlock(&db->mem_lock);
+    kiln_error_set(err, 0, "build %s: %s", id, why);
+    kiln_error_clear(&e);
+    return -1;
 }
 
 int kiln_db_requeue(kiln_db_t *db, const char *id, kiln_error_t *err)

@@ -86,6 +86,15 @@ int kiln_db_finish(kiln_db_t *db, const char *id, const char *status, const char
                    const char *error, const char *result_json, int64_t bytes_pushed,
                    kiln_error_t *err);
 
+/* Finishes a build so that it never stays running: retries kiln_db_finish, then records
+ * status failed, reason "state_write_failed" naming the write error; when even that write
+ * fails, keeps that failure in memory (get, status and list show it) and returns -1 with err
+ * naming the build and the write error. Returns 0 when the outcome was recorded, 1 when the
+ * failure was recorded instead. */
+int kiln_db_finish_or_fail(kiln_db_t *db, const char *id, const char *status, const char *reason,
+                           const char *error, const char *result_json, int64_t bytes_pushed,
+                           kiln_error_t *err);
+
 /* Puts a running build back in the queue (drain, or a retry after a crash). */
 int kiln_db_requeue(kiln_db_t *db, const char *id, kiln_error_t *err);
 

@@ -105,6 +105,27 @@ static int on_should_stop(void *opaque)
     return stop;
 }
 
+/* Records a build's final state; a failed write ends the build failed (or, when kiln.db
+ * refuses every write, failed in memory) and says so in the build log and on stderr, so no
+ * build stays "building" because its outcome could not be written. */
+static void finish(kiln_server_t *s, const char *log, const char *id, const char *status,
+                   const char *reason, const char *error, const char *result, int64_t pushed)
+{
+    kiln_error_t err = {0};
+    int rc = kiln_db_finish_or_fail(s->db, id, status, reason, error, result, pushed, &err);
+    char note[512];
+
+    if (rc == 0)
+        return;
+    if (rc > 0)
+        snprintf(note, sizeof(note), "[kiln] failed: the outcome (%s) could not be recorded",
+                 status);
+    else
+        snprintf(note, sizeof(note), "[kiln] failed: %s", err.msg);
+    kiln_runner_log_note(log, note, NULL);
+    fprintf(stderr, "kiln serve: build %s: %s\n", id, note + 7);
+}
+
 /* Runs one claimed build to its end and records the outcome. */
 static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
 {
@@ -140,8 +161,7 @@ static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
     kiln_runner_log_note(log, note, NULL);
     if (req == NULL) {
         kiln_runner_log_note(log, "[kiln] failed: the stored request is not JSON", NULL);
-        kiln_db_finish(s->db, job->id, "failed", "error", "stored request is not JSON", NULL, 0,
-                       NULL);
+        finish(s, log, job->id, "failed", "error", "stored request is not JSON", NULL, 0);
         json_decref(files);
         return;
     }
@@ -161,7 +181,7 @@ static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
     pthread_mutex_unlock(&p->lock);
     if (canceled) {
         kiln_runner_log_note(log, "[kiln] canceled", NULL);
-        kiln_db_finish(s->db, job->id, "canceled", "canceled", NULL, out.result, 0, NULL);
+        finish(s, log, job->id, "canceled", "canceled", NULL, out.result, 0);
     } else if (strcmp(out.status, "stopped") == 0) {
         /* Drain ran out of time: the build goes back to the queue; its secrets stay. */
         kiln_runner_log_note(log, "[kiln] stopped by shutdown; queued again", NULL);
@@ -169,12 +189,12 @@ static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
         goto out;
     } else if (strcmp(out.status, "succeeded") == 0) {
         kiln_runner_log_note(log, "[kiln] succeeded", NULL);
-        kiln_db_finish(s->db, job->id, "succeeded", NULL, NULL, out.result,
-                       kiln_job_bytes_pushed(out.result), NULL);
+        finish(s, log, job->id, "succeeded", NULL, NULL, out.result,
+               kiln_job_bytes_pushed(out.result));
     } else {
         snprintf(note, sizeof(note), "[kiln] failed: %s", out.error);
         kiln_runner_log_note(log, note, NULL);
-        kiln_db_finish(s->db, job->id, "failed", out.reason, out.error, out.result, 0, NULL);
+        finish(s, log, job->id, "failed", out.reason, out.error, out.result, 0);
     }
     kiln_fs_rm_rf(secrets_dir, NULL);
 out:

@@ -8,6 +8,8 @@
 
 #include <cmocka.h>
 
+#include <sqlite3.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -16,12 +18,14 @@
 #include "src/server/cli.h"
 #include "src/server/config.h"
 #include "src/server/cursor.h"
+#include "src/server/db.h"
 #include "src/server/jobkey.h"
 #include "src/server/limits.h"
 #include "src/server/request.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/hmac.h"
+#include "utils/mem.h"
 #include "utils/size.h"
 
 static void test_hmac_github_example(void **state)
@@ -551,6 +555,73 @@ static void test_config_confinement(void **state)
     kiln_strv_free(opts);
 }
 
+/* Runs SQL on a second connection to the test database (installs write-failing triggers). */
+static void side_sql(const char *path, const char *sql)
+{
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+}
+
+/* A refused final write never leaves a build running: it is recorded failed with a reason,
+ * and when kiln.db refuses every write the failure is still what get/status/list show. */
+static void test_db_finish_write_fails(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kiln-dbfail-XXXXXX";
+    _cleanup_free_ char *path = NULL;
+    kiln_db_t *db = NULL;
+    kiln_db_job_t job = {0};
+    kiln_error_t err = {0};
+    json_t *o = NULL, *list = NULL;
+    int64_t next = 0;
+    char st[32];
+
+    assert_non_null(mkdtemp(dir));
+    path = kiln_xasprintf("%s/kiln.db", dir);
+    assert_int_equal(kiln_db_open(path, &db, &err), 0);
+    assert_int_equal(kiln_db_build_insert(db, "b1", "r", "{}", &err), 0);
+    assert_int_equal(kiln_db_build_insert(db, "b2", "r", "{}", &err), 0);
+    assert_int_equal(kiln_db_claim(db, NULL, &job, &err), 1);
+    kiln_db_job_free(&job);
+    assert_int_equal(kiln_db_claim(db, NULL, &job, &err), 1);
+    kiln_db_job_free(&job);
+
+    /* Only the full outcome is refused: the smaller failure record lands. */
+    side_sql(path, "CREATE TRIGGER no_success BEFORE UPDATE ON builds WHEN "
+                   "NEW.status = 'succeeded' BEGIN SELECT RAISE(FAIL, 'database or disk is full'); "
+                   "END;");
+    assert_int_equal(kiln_db_finish_or_fail(db, "b1", "succeeded", NULL, NULL, "{}", 0, &err), 1);
+    assert_int_equal(kiln_db_build_get(db, "b1", &o, &err), 0);
+    assert_string_equal(json_string_value(json_object_get(o, "status")), "failed");
+    assert_string_equal(json_string_value(json_object_get(o, "reason")), "state_write_failed");
+    assert_non_null(strstr(json_string_value(json_object_get(o, "error")),
+                           "outcome (succeeded) could not be recorded: "));
+    assert_non_null(strstr(json_string_value(json_object_get(o, "error")), "disk is full"));
+    json_decref(o);
+
+    /* Every write refused: the failure lives in memory and the API view shows it. */
+    side_sql(path, "CREATE TRIGGER no_write BEFORE UPDATE ON builds BEGIN "
+                   "SELECT RAISE(FAIL, 'database or disk is full'); END;");
+    assert_int_equal(kiln_db_finish_or_fail(db, "b2", "failed", "error", "x", NULL, 0, &err), -1);
+    assert_non_null(strstr(err.msg, "build b2: "));
+    assert_non_null(strstr(err.msg, "disk is full"));
+    assert_int_equal(kiln_db_build_status(db, "b2", st, sizeof(st), &err), 0);
+    assert_string_equal(st, "failed");
+    assert_int_equal(kiln_db_build_get(db, "b2", &o, &err), 0);
+    assert_string_equal(json_string_value(json_object_get(o, "reason")), "state_write_failed");
+    json_decref(o);
+    assert_int_equal(kiln_db_build_list(db, NULL, NULL, 0, 10, &list, &next, &err), 0);
+    assert_int_equal(json_array_size(list), 2);
+    for (size_t i = 0; i < 2; i++)
+        assert_string_equal(json_string_value(json_object_get(json_array_get(list, i), "status")),
+                            "failed");
+    json_decref(list);
+    kiln_db_close(db);
+    assert_int_equal(kiln_fs_rm_rf(dir, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -567,6 +638,7 @@ int main(void)
         cmocka_unit_test(test_request_allow),
         cmocka_unit_test(test_config_confinement),
         cmocka_unit_test(test_config_source_policy),
+        cmocka_unit_test(test_db_finish_write_fails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
