@@ -18,4 +18,16 @@ int kiln_hmac_equal(const void *a, size_t a_len, const void *b, size_t b_len);
  * Returns 1 when it matches, 0 when not (malformed headers do not match). */
 int kiln_hmac_verify_sha256_hex(const char *key, const void *data, size_t len, const char *header);
 
+/* An HMAC-SHA256 computed as data arrives (webhook bodies are checked while they stream in). */
+typedef struct kiln_hmac_stream kiln_hmac_stream_t;
+
+/* Starts one keyed with key (a NUL-terminated secret). Returns NULL when OpenSSL fails. */
+kiln_hmac_stream_t *kiln_hmac_stream_new(const char *key);
+/* Adds data; a failure makes the final verify fail. */
+void kiln_hmac_stream_update(kiln_hmac_stream_t *h, const void *data, size_t len);
+/* Finishes and compares with a "sha256=<64 hex>" header. Returns 1 when it matches, else 0.
+ * Call once. */
+int kiln_hmac_stream_verify_hex(kiln_hmac_stream_t *h, const char *header);
+void kiln_hmac_stream_free(kiln_hmac_stream_t *h);
+
 #endif

@@ -1,6 +1,7 @@
 #include "src/server/config.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,6 +110,36 @@ static int check_policy(json_t *policy, kiln_error_t *err)
     return 0;
 }
 
+/* One numeric bound: its key, where it goes, its default and its accepted range. */
+static const struct bound_key {
+    const char *key;
+    size_t off;
+    long long def, min, max;
+} bound_keys[] = {
+    {"max_webhook_bytes", offsetof(kiln_config_bounds_t, max_webhook_bytes), 5LL << 20, 1024,
+     1LL << 30},
+};
+
+/* Fills c->bounds from root's keys (defaults for absent ones); fails naming a key that is
+ * not an integer in range. */
+static int load_bounds(json_t *root, kiln_config_bounds_t *b, kiln_error_t *err)
+{
+    for (size_t i = 0; i < sizeof(bound_keys) / sizeof(bound_keys[0]); i++) {
+        const struct bound_key *k = &bound_keys[i];
+        json_t *v = root ? json_object_get(root, k->key) : NULL;
+        long long n = k->def;
+        if (v != NULL) {
+            if (!json_is_integer(v) || json_integer_value(v) < k->min ||
+                json_integer_value(v) > k->max)
+                return kiln_error_set(err, 0, "%s: must be an integer from %lld to %lld", k->key,
+                                      k->min, k->max);
+            n = json_integer_value(v);
+        }
+        *(long long *)((char *)b + k->off) = n;
+    }
+    return 0;
+}
+
 int kiln_config_load(const char *path, kiln_config_t **out, kiln_error_t *err)
 {
     kiln_config_t *c = kiln_xzalloc(sizeof(*c));
@@ -119,6 +150,8 @@ int kiln_config_load(const char *path, kiln_config_t **out, kiln_error_t *err)
     c->tokens = json_array();
     c->projects = json_array();
     c->policy = json_object();
+    if (load_bounds(NULL, &c->bounds, err) < 0)
+        goto fail;
     if (path) {
         _cleanup_free_ char *text = NULL;
         json_error_t je;
@@ -159,6 +192,11 @@ int kiln_config_load(const char *path, kiln_config_t **out, kiln_error_t *err)
                 goto fail;
             }
             json_object_update(c->policy, v);
+        }
+        if (load_bounds(root, &c->bounds, err) < 0) {
+            json_decref(root);
+            kiln_error_prefix(err, "%s", path);
+            goto fail;
         }
         json_decref(root);
     }

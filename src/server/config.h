@@ -20,10 +20,13 @@
  *               "oci_dirs": ["/var/cache/kiln/images"],
  *                                              where FROM oci: may read layouts (default:
  *                                              $KILN_IMAGES_DIR, else kiln's image directory)
- *               "isolation": "sandbox" | "chroot"}}
+ *               "isolation": "sandbox" | "chroot"},
  *                                              how build steps are confined: chroot (no
  *                                              user namespace, steps run as real root) only
  *                                              when set here
+ *    "max_webhook_bytes": 5242880}               largest webhook body (413 above it; bodies
+ *                                              are refused on Content-Length before any
+ *                                              is read, chunked ones cut off at the cap)
  * plus KILN_API_TOKENS (comma-separated) from the environment. */
 #ifndef KILN_SERVER_CONFIG_H
 #define KILN_SERVER_CONFIG_H
@@ -32,10 +35,16 @@
 
 #include "utils/error.h"
 
+/* Request and connection bounds (top-level numeric keys; defaults when absent). */
+typedef struct kiln_config_bounds {
+    long long max_webhook_bytes;
+} kiln_config_bounds_t;
+
 typedef struct kiln_config {
     json_t *tokens;   /* array of strings */
     json_t *projects; /* array of objects */
     json_t *policy;   /* the "policy" object (never NULL; entries checked at load) */
+    kiln_config_bounds_t bounds;
 } kiln_config_t;
 
 /* Loads path (may be NULL) and the environment's tokens. */

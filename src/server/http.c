@@ -16,11 +16,15 @@
 #include "utils/fs.h"
 #include "utils/mem.h"
 
-#define HOOK_BODY_CAP ((size_t)25 * 1000 * 1000)
+/* Webhook bodies held in memory at once, in units of max_webhook_bytes: past it a webhook
+ * with a Content-Length is answered 503 before its body is read, a chunked one is cut off,
+ * so memory stays flat however many arrive. */
+#define HOOK_BODIES_IN_MEMORY 8
 
 struct kiln_http {
     struct MHD_Daemon *d;
     kiln_server_t *srv;
+    size_t hook_bytes; /* webhook body bytes reserved (atomic) */
 };
 
 /* Per-request state while the body arrives. */
@@ -32,6 +36,10 @@ typedef struct conn_state {
     size_t cap;
     int too_big;
     int rejected; /* a response was already queued */
+    int is_hook;
+    size_t reserved;        /* of kiln_http.hook_bytes, given back when the request ends */
+    kiln_http_t *http;      /* for the reservation */
+    kiln_hook_body_t *hook; /* the webhook's streamed signature check */
 } conn_state_t;
 
 const char *kiln_http_header(const kiln_http_req_t *r, const char *name)
@@ -122,6 +130,9 @@ static void free_state(conn_state_t *st)
     if (st == NULL)
         return;
     kiln_buf_free(&st->body);
+    if (st->reserved)
+        __atomic_sub_fetch(&st->http->hook_bytes, st->reserved, __ATOMIC_SEQ_CST);
+    kiln_routes_hook_free(st->hook);
     if (st->upload_fd >= 0)
         close(st->upload_fd);
     if (st->upload_path) {
@@ -129,6 +140,39 @@ static void free_state(conn_state_t *st)
         free(st->upload_path);
     }
     free(st);
+}
+
+/* Reserves n more bytes of the webhook memory budget. Returns 0, or -1 when it is spent. */
+static int hook_reserve(conn_state_t *st, size_t n)
+{
+    size_t budget = HOOK_BODIES_IN_MEMORY * (size_t)st->http->srv->config->bounds.max_webhook_bytes;
+    if (__atomic_add_fetch(&st->http->hook_bytes, n, __ATOMIC_SEQ_CST) > budget) {
+        __atomic_sub_fetch(&st->http->hook_bytes, n, __ATOMIC_SEQ_CST);
+        return -1;
+    }
+    st->reserved += n;
+    return 0;
+}
+
+/* A webhook's headers are in: refuses it (queuing the answer, st->rejected) when its
+ * Content-Length is over the cap, the memory budget is spent or no project could accept it;
+ * otherwise starts its signature check. Returns the MHD result. */
+static enum MHD_Result hook_begin(conn_state_t *st, struct MHD_Connection *c, kiln_http_req_t *req,
+                                  const char *cl)
+{
+    kiln_http_resp_t resp = {0};
+    unsigned long long len = cl ? strtoull(cl, NULL, 10) : 0;
+
+    st->rejected = 1;
+    if (len > st->cap)
+        return reject(c, MHD_HTTP_CONTENT_TOO_LARGE, "webhook body over max_webhook_bytes");
+    if (len > 0 && hook_reserve(st, (size_t)len) < 0)
+        return reject(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                      "too many webhook bodies in flight; retry later");
+    if ((st->hook = kiln_routes_hook_start(req, &resp)) == NULL)
+        return send_resp(c, &resp);
+    st->rejected = 0;
+    return MHD_YES;
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -152,10 +196,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         st = kiln_xzalloc(sizeof(*st));
         st->upload_fd = -1;
-        /* GitHub sends push payloads of up to 25 MB; API bodies are small. */
-        st->cap = is_upload(method, url)                ? s->max_upload
-                  : strncmp(url, "/v1/hooks/", 10) == 0 ? HOOK_BODY_CAP
-                                                        : s->max_body;
+        st->http = h;
+        st->is_hook = strncmp(url, "/v1/hooks/", 10) == 0;
+        st->cap = is_upload(method, url) ? s->max_upload
+                  : st->is_hook          ? (size_t)s->config->bounds.max_webhook_bytes
+                                         : s->max_body;
         kiln_buf_init(&st->body, st->cap);
         *con_cls = st;
         if (needs_token(method, url) && !s->no_auth &&
@@ -164,6 +209,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             st->rejected = 1;
             return reject(c, MHD_HTTP_UNAUTHORIZED, "missing or invalid bearer token");
         }
+        if (st->is_hook && strcmp(method, "POST") == 0)
+            return hook_begin(st, c, &req, cl);
         if (cl && strtoull(cl, NULL, 10) > st->cap) {
             st->rejected = 1;
             return reject(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
@@ -193,9 +240,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             return MHD_YES;
         if (n > st->cap - st->received) {
             st->too_big = 1;
-            return MHD_YES;
+            /* A webhook past its cap is not read further: the connection is closed. */
+            return st->is_hook ? MHD_NO : MHD_YES;
         }
+        /* A chunked webhook reserves its memory as it arrives (a sized one did up front). */
+        if (st->is_hook && st->received + n > st->reserved && hook_reserve(st, n) < 0)
+            return MHD_NO;
         st->received += n;
+        kiln_routes_hook_feed(st->hook, upload, n);
         if (st->upload_fd >= 0) {
             if (kiln_fs_write_all(st->upload_fd, upload, n, NULL) < 0)
                 st->too_big = 1;
@@ -209,6 +261,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     req.body = st->upload_fd >= 0 ? NULL : (st->body.data ? st->body.data : "");
     req.body_len = st->body.len;
     req.upload_path = st->upload_path;
+    req.hook = st->hook;
     if (strncmp(url, "/v1/builds", 10) == 0 || strcmp(url, "/v1/contexts") == 0)
         kiln_routes_builds(&req, &resp);
     else if (strncmp(url, "/v1/hooks/", 10) == 0)

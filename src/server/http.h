@@ -13,6 +13,8 @@
 
 typedef struct kiln_http kiln_http_t;
 
+typedef struct kiln_hook_body kiln_hook_body_t;
+
 typedef struct kiln_http_req {
     struct MHD_Connection *conn;
     kiln_server_t *srv;
@@ -21,6 +23,7 @@ typedef struct kiln_http_req {
     const char *body; /* NUL-terminated; NULL for an upload spooled to a file */
     size_t body_len;
     const char *upload_path; /* POST /v1/contexts: the body in a temp file */
+    kiln_hook_body_t *hook;  /* webhooks: signatures computed as the body arrived */
 } kiln_http_req_t;
 
 typedef struct kiln_http_resp {
@@ -49,6 +52,14 @@ void kiln_http_error(kiln_http_resp_t *resp, unsigned int status, const char *fm
 void kiln_routes_builds(const kiln_http_req_t *r, kiln_http_resp_t *resp);
 void kiln_routes_hooks(const kiln_http_req_t *r, kiln_http_resp_t *resp);
 void kiln_routes_misc(const kiln_http_req_t *r, kiln_http_resp_t *resp);
+
+/* Webhooks, while the headers are in and before any body is read: the state that checks the
+ * body's signature as it arrives, or NULL with resp filled (401) when no configured project
+ * could accept the request (a GitLab token no project has, a GitHub request without a
+ * well-formed X-Hub-Signature-256 or with no project secret). */
+kiln_hook_body_t *kiln_routes_hook_start(const kiln_http_req_t *r, kiln_http_resp_t *resp);
+void kiln_routes_hook_feed(kiln_hook_body_t *h, const void *data, size_t len);
+void kiln_routes_hook_free(kiln_hook_body_t *h);
 
 /* Queues a validated request as a new build; *id_out is malloc'ed. Used by the API and the
  * webhooks. */

@@ -8,6 +8,94 @@
 #include "utils/hmac.h"
 #include "utils/mem.h"
 
+/* GitHub: one HMAC per project secret, fed as the body arrives, so a body no project signed
+ * is refused without being parsed. GitLab: the token is checked from the headers. */
+struct kiln_hook_body {
+    kiln_hmac_stream_t **macs;
+    size_t n;
+    int finished; /* the signatures were compared (a stream is finished once) */
+    int signed_ok;
+};
+
+void kiln_routes_hook_free(kiln_hook_body_t *h)
+{
+    if (h == NULL)
+        return;
+    for (size_t i = 0; i < h->n; i++)
+        kiln_hmac_stream_free(h->macs[i]);
+    free(h->macs);
+    free(h);
+}
+
+/* 1 when some project has gitlab_token equal to token (every one compared). */
+static int gitlab_token_known(const kiln_config_t *c, const char *token)
+{
+    size_t i;
+    json_t *p;
+    int ok = 0;
+
+    json_array_foreach(c->projects, i, p)
+    {
+        const char *want = json_string_value(json_object_get(p, "gitlab_token"));
+        if (want && token)
+            ok |= kiln_hmac_equal(want, strlen(want), token, strlen(token));
+    }
+    return ok;
+}
+
+kiln_hook_body_t *kiln_routes_hook_start(const kiln_http_req_t *r, kiln_http_resp_t *resp)
+{
+    kiln_hook_body_t *h = kiln_xzalloc(sizeof(*h));
+    size_t i;
+    json_t *p;
+
+    if (strcmp(r->path, "/v1/hooks/gitlab") == 0) {
+        if (!gitlab_token_known(r->srv->config, kiln_http_header(r, "X-Gitlab-Token"))) {
+            kiln_http_error(resp, 401, "invalid X-Gitlab-Token");
+            goto fail;
+        }
+        return h;
+    }
+    if (strcmp(r->path, "/v1/hooks/github") != 0)
+        return h;
+    h->macs = kiln_xzalloc((json_array_size(r->srv->config->projects) + 1) * sizeof(*h->macs));
+    json_array_foreach(r->srv->config->projects, i, p)
+    {
+        const char *secret = json_string_value(json_object_get(p, "secret"));
+        if (secret && json_object_get(p, "github") &&
+            (h->macs[h->n] = kiln_hmac_stream_new(secret)) != NULL)
+            h->n++;
+    }
+    if (h->n == 0 || strncmp(kiln_http_header(r, "X-Hub-Signature-256") ?: "", "sha256=", 7)) {
+        kiln_http_error(resp, 401, "invalid X-Hub-Signature-256");
+        goto fail;
+    }
+    return h;
+fail:
+    kiln_routes_hook_free(h);
+    return NULL;
+}
+
+void kiln_routes_hook_feed(kiln_hook_body_t *h, const void *data, size_t len)
+{
+    for (size_t i = 0; h && i < h->n; i++)
+        kiln_hmac_stream_update(h->macs[i], data, len);
+}
+
+/* 1 when some project's secret signed the body (the streamed HMACs match sig). */
+static int github_signed(const kiln_http_req_t *r, const char *sig)
+{
+    kiln_hook_body_t *h = r->hook;
+    if (h == NULL)
+        return 1; /* not streamed: the per-project check below decides */
+    if (!h->finished) {
+        h->finished = 1;
+        for (size_t i = 0; i < h->n; i++)
+            h->signed_ok |= kiln_hmac_stream_verify_hex(h->macs[i], sig);
+    }
+    return h->signed_ok;
+}
+
 /* Queues a build of url at commit for project p; answers 202 with the build. */
 static void build_push(const kiln_http_req_t *r, kiln_http_resp_t *resp, json_t *p, const char *url,
                        const char *ref, const char *commit)
@@ -56,6 +144,10 @@ static void github(const kiln_http_req_t *r, kiln_http_resp_t *resp)
 
     if (event == NULL) {
         kiln_http_error(resp, 400, "missing X-GitHub-Event header");
+        return;
+    }
+    if (!github_signed(r, sig)) {
+        kiln_http_error(resp, 401, "invalid X-Hub-Signature-256");
         return;
     }
     if ((o = parse_body(r, resp)) == NULL)

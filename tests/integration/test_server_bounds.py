@@ -1,0 +1,145 @@
+"""kiln serve: request and connection bounds against a real server process — webhook bodies
+capped before they are buffered (413 on Content-Length, chunked ones cut off at the cap,
+server memory stays flat under a flood), while a normal client is still answered."""
+import hashlib
+import hmac
+import json
+import os
+import socket
+import threading
+
+from kilntest import T
+from server_common import TOKEN, Server, write_fake_build
+
+HOOK_CAP = 1 << 20
+fake = write_fake_build(T.tmp)
+config = {
+    "tokens": [TOKEN],
+    "projects": [{"name": "app", "github": "acme/app", "secret": "gh-secret-1",
+                  "gitlab": "acme/app", "gitlab_token": "gl-token-1"}],
+    "max_webhook_bytes": HOOK_CAP,
+}
+srv = Server(os.path.join(T.tmp, "root"), workers=1, config=config, build_command=fake).start()
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+def connect():
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=60)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\0" * 8)
+    return s
+
+
+def read_reply(s):
+    """The status line's code, or None when the server closed without answering."""
+    data = b""
+    try:
+        while b"\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    parts = data.split(b" ", 2)
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+
+HEAD = ("POST /v1/hooks/github HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\n"
+        "X-Hub-Signature-256: sha256=" + "0" * 64 + "\r\n")
+
+
+def oversize_sized(results):
+    """A 25 MB Content-Length: answered 413 before the body is sent."""
+    s = connect()
+    try:
+        s.sendall((HEAD + "Content-Length: 25000000\r\n\r\n").encode())
+        results.append(read_reply(s))
+    finally:
+        s.close()
+
+
+def oversize_chunked(results):
+    """A chunked body of 8 MiB: the server stops reading past the cap and closes."""
+    s = connect()
+    sent = 0
+    chunk = b"%x\r\n" % 65536 + b"x" * 65536 + b"\r\n"
+    try:
+        s.sendall((HEAD + "Transfer-Encoding: chunked\r\n\r\n").encode())
+        while sent < 8 * HOOK_CAP:
+            s.sendall(chunk)
+            sent += 65536
+        s.sendall(b"0\r\n\r\n")
+        results.append(("sent-all", read_reply(s)))
+    except OSError:
+        results.append(("cut", sent))
+    finally:
+        s.close()
+
+
+def run_threads(target, n, results):
+    ths = [threading.Thread(target=target, args=(results,)) for _ in range(n)]
+    for t in ths:
+        t.start()
+    return ths
+
+
+base_rss = rss_kb(srv.proc.pid)
+peak = [base_rss]
+stop = threading.Event()
+
+
+def sample():
+    while not stop.is_set():
+        peak[0] = max(peak[0], rss_kb(srv.proc.pid))
+        stop.wait(0.05)
+
+
+sampler = threading.Thread(target=sample)
+sampler.start()
+sized, chunked = [], []
+threads = []
+for _ in range(3):  # bounded: 3 rounds of 40 sized and 20 chunked posts at once
+    threads = run_threads(oversize_sized, 40, sized) + run_threads(oversize_chunked, 20, chunked)
+    st, body = srv.request("GET", "/healthz", token=None)
+    T.check("webhook flood: /healthz still answered", st == 200 and body == {"status": "ok"},
+            (st, body))
+    for t in threads:
+        t.join()
+stop.set()
+sampler.join()
+T.check("120 webhooks with a 25 MB Content-Length => 413 each",
+        len(sized) == 120 and all(c == 413 for c in sized), sized)
+T.check("60 chunked webhooks of 8 MiB: cut off (never read whole, never accepted)",
+        len(chunked) == 60 and all(r[0] == "cut" or r[1] in (None, 413) for r in chunked),
+        chunked)
+T.diag("server RSS: %d kB before, %d kB peak" % (base_rss, peak[0]))
+T.check("webhook flood: server RSS stays under 100 MB", 0 < peak[0] < 100 * 1024, peak)
+
+# Under the cap and signed: still accepted; a body nobody signed is 401 before parsing.
+raw = json.dumps({"zen": "x", "repository": {"full_name": "acme/app"}}).encode()
+sig = "sha256=" + hmac.new(b"gh-secret-1", raw, hashlib.sha256).hexdigest()
+st, body = srv.request("POST", "/v1/hooks/github", body=raw, token=None,
+                       headers={"X-GitHub-Event": "ping", "X-Hub-Signature-256": sig})
+T.check("signed ping under the cap => 200", st == 200 and body.get("ok") is True, body)
+bad = b"[" + b"0," * 300000 + b"0]"
+st, body = srv.request("POST", "/v1/hooks/github", body=bad, token=None,
+                       headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": sig})
+T.check("unsigned body under the cap => 401 naming the signature",
+        st == 401 and "X-Hub-Signature-256" in body.get("error", ""), body)
+st, body = srv.request("POST", "/v1/hooks/gitlab", body=b"{}", token=None,
+                       headers={"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "nope"})
+T.check("gitlab unknown token => 401 from the headers",
+        st == 401 and "X-Gitlab-Token" in body.get("error", ""), body)
+st, body = srv.request("POST", "/v1/hooks/github", body=b"x" * (HOOK_CAP + 1), token=None,
+                       headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": sig})
+T.check("body one byte over max_webhook_bytes => 413 naming the key",
+        st == 413 and "max_webhook_bytes" in body.get("error", ""), body)
+
+T.done()
