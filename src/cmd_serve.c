@@ -16,6 +16,7 @@
 #include "src/server/http.h"
 #include "src/server/jobkey.h"
 #include "src/server/limits.h"
+#include "src/server/modes.h"
 #include "src/server/remote.h"
 #include "src/server/runner.h"
 #include "src/server/server.h"
@@ -291,7 +292,8 @@ int kiln_cmd_serve(int argc, char **argv)
     db_path = kiln_xasprintf("%s/kiln.db", root);
     logs = kiln_xasprintf("%s/logs", root);
     build_cmd = kiln_server_build_cmd(build_cmd_opt);
-    if (kiln_fs_mkdir_p(logs, 0750, &err) < 0 || kiln_db_open(db_path, &srv.db, &err) < 0)
+    if (kiln_server_secure_root(root, &err) < 0 || kiln_fs_mkdir_p(logs, 0750, &err) < 0 ||
+        kiln_db_open(db_path, &srv.db, &err) < 0)
         goto fail;
     if (queue) {
         /* Builds run on `kiln worker`s; their state arrives as events. */

@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 
+#include "src/server/modes.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 
@@ -172,6 +173,9 @@ child_exec(char *const argv[], const char *cwd, int out_fd, pid_t parent)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_DFL);
+    /* the server's umask keeps its own files private; a build creates files with the
+     * usual modes (image layers, outputs) */
+    umask(KILN_CHILD_UMASK);
     devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (devnull >= 0)
         dup2(devnull, 0);

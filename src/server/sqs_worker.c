@@ -18,6 +18,7 @@
 #include "src/server/context.h"
 #include "src/server/job.h"
 #include "src/server/jobkey.h"
+#include "src/server/modes.h"
 #include "src/server/remote.h"
 #include "src/server/request.h"
 #include "src/server/runner.h"
@@ -530,6 +531,10 @@ int kiln_sqs_worker_start(const kiln_sqs_worker_opts_t *opts, kiln_sqs_worker_t 
         w->o.concurrency = 1;
     gethostname(w->host, sizeof(w->host) - 16);
     snprintf(w->host + strlen(w->host), 16, ":%d", (int)getpid());
+    if (kiln_server_secure_root(opts->root, err) < 0) {
+        free(w);
+        return -1;
+    }
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         _cleanup_free_ char *d = kiln_xasprintf("%s/%s", opts->root, dirs[i]);
         if (kiln_fs_mkdir_p(d, 0700, err) < 0) {
