@@ -2,6 +2,7 @@
 #ifndef KILN_UTILS_FS_H
 #define KILN_UTILS_FS_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -22,6 +23,13 @@ int kiln_fs_read_fd(int fd, size_t cap, char **out, size_t *len, kiln_error_t *e
 /* Writes a file atomically: temp file in the same directory, fsync, rename. */
 int kiln_fs_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
                               kiln_error_t *err);
+
+/* Whether an errno value means the disk (or the quota) is full: such failures are the
+ * server's (HTTP 507, a build failed for lack of space), not the request's. */
+static inline int kiln_fs_errno_no_space(int e)
+{
+    return e == ENOSPC || e == EDQUOT;
+}
 
 /* Writes all of buf to fd, retrying on EINTR and short writes. */
 int kiln_fs_write_all(int fd, const void *buf, size_t len, kiln_error_t *err);

@@ -42,6 +42,19 @@ static int prefix_path(struct archive_entry *e, const char *dir, kiln_error_t *e
     return 0;
 }
 
+/* A write of the unpacked tree failed: the message names the member, and err->code keeps
+ * the OS error (ENOSPC tells the caller the disk is full, not the upload bad). Returns -1. */
+static int unpack_fail(struct archive *w, struct archive_entry *e, kiln_error_t *err)
+{
+    int code = archive_errno(w);
+
+    kiln_error_set(err, 0, "uploaded context: %s: %s", archive_entry_pathname(e),
+                   archive_error_string(w));
+    if (err)
+        err->code = code;
+    return -1;
+}
+
 int kiln_context_unpack(const char *tarball, const char *dir, kiln_error_t *err)
 {
     struct archive *a = archive_read_new(), *w = archive_write_disk_new();
@@ -82,20 +95,24 @@ int kiln_context_unpack(const char *tarball, const char *dir, kiln_error_t *err)
         }
         if (archive_write_header(w, e) != ARCHIVE_OK ||
             archive_write_data_block(w, NULL, 0, 0) < ARCHIVE_WARN) {
-            ret = kiln_error_set(err, 0, "uploaded context: %s: %s", archive_entry_pathname(e),
-                                 archive_error_string(w));
+            ret = unpack_fail(w, e, err);
             break;
         }
         {
             const void *blk;
             size_t sz;
             la_int64_t off;
-            int rr;
+            int rr, wfail = 0;
             while ((rr = archive_read_data_block(a, &blk, &sz, &off)) == ARCHIVE_OK)
                 if (archive_write_data_block(w, blk, sz, off) < ARCHIVE_OK) {
                     rr = ARCHIVE_FATAL;
+                    wfail = 1;
                     break;
                 }
+            if (wfail) {
+                ret = unpack_fail(w, e, err);
+                break;
+            }
             if (rr != ARCHIVE_EOF) {
                 ret = kiln_error_set(err, 0, "uploaded context: %s: %s", archive_entry_pathname(e),
                                      archive_error_string(a));

@@ -35,6 +35,7 @@ typedef struct conn_state {
     size_t received;
     size_t cap;
     int too_big;
+    int no_space; /* the upload could not be stored: the disk is full (507) */
     int rejected; /* a response was already queued */
     int is_hook;
     size_t reserved;        /* of kiln_http.hook_bytes, given back when the request ends */
@@ -221,10 +222,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             st->upload_path = kiln_xasprintf("%s/.upload-XXXXXX", dir);
             if (kiln_fs_mkdir_p(dir, 0700, &err) < 0 ||
                 (st->upload_fd = mkostemp(st->upload_path, O_CLOEXEC)) < 0) {
+                int full = kiln_fs_errno_no_space(err.code ? err.code : errno);
                 free(st->upload_path);
                 st->upload_path = NULL;
                 st->rejected = 1;
-                return reject(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot store the upload");
+                return reject(c,
+                              full ? MHD_HTTP_INSUFFICIENT_STORAGE : MHD_HTTP_INTERNAL_SERVER_ERROR,
+                              full ? "no space left on the server to store the upload"
+                                   : "cannot store the upload");
             }
         }
         return MHD_YES;
@@ -249,13 +254,23 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         st->received += n;
         kiln_routes_hook_feed(st->hook, upload, n);
         if (st->upload_fd >= 0) {
-            if (kiln_fs_write_all(st->upload_fd, upload, n, NULL) < 0)
-                st->too_big = 1;
+            kiln_error_t err = {0};
+            if (kiln_fs_write_all(st->upload_fd, upload, n, &err) < 0) {
+                /* A full disk is the server's fault, not the request's: 507, and the partial
+                 * file is emptied now so it frees its space before the request ends. */
+                st->no_space = kiln_fs_errno_no_space(err.code);
+                st->too_big = !st->no_space;
+                if (st->no_space && ftruncate(st->upload_fd, 0) == 0)
+                    st->upload_fd = (close(st->upload_fd), -1);
+            }
         } else if (kiln_buf_append(&st->body, upload, n, NULL) < 0) {
             st->too_big = 1;
         }
         return MHD_YES;
     }
+    if (st->no_space)
+        return reject(c, MHD_HTTP_INSUFFICIENT_STORAGE,
+                      "no space left on the server to store the upload");
     if (st->too_big)
         return reject(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
     req.body = st->upload_fd >= 0 ? NULL : (st->body.data ? st->body.data : "");

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "src/server/cli.h"
@@ -105,6 +106,49 @@ static int judge(const kiln_runner_result_t *rr, int timeout, const char *what,
         return 1;
     }
     return 0;
+}
+
+/* Whether the filesystem holding path has no block left for an unprivileged writer. */
+static int fs_full(const char *path)
+{
+    struct statvfs sv;
+    return path && statvfs(path, &sv) == 0 && sv.f_bavail == 0;
+}
+
+/* Whether the end of the build log reports ENOSPC (a child's own message). */
+static int log_says_no_space(const char *log_path)
+{
+    _cleanup_close_ int fd = open(log_path, O_RDONLY | O_CLOEXEC);
+    char buf[16384 + 1];
+    struct stat st;
+    ssize_t n;
+
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return 0;
+    n = pread(fd, buf, sizeof(buf) - 1, st.st_size > 16384 ? st.st_size - 16384 : 0);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    return memmem(buf, (size_t)n, "No space left on device", 23) != NULL ||
+           memmem(buf, (size_t)n, "Disk quota exceeded", 19) != NULL;
+}
+
+/* A failed job that ran out of disk space (its own error, the log's last lines, or a full
+ * scratch/root filesystem) is failed with reason "no_space", so the cause is not a mystery
+ * "exited with status 1". */
+static void judge_space(const kiln_job_env_t *env, int err_code, kiln_job_outcome_t *out)
+{
+    char prev[sizeof(out->error)];
+
+    if (strcmp(out->status, "failed") != 0 || strcmp(out->reason, "timeout") == 0)
+        return;
+    if (!kiln_fs_errno_no_space(err_code) && !fs_full(env->work_dir) && !fs_full(env->kiln_root) &&
+        !log_says_no_space(env->log_path))
+        return;
+    snprintf(prev, sizeof(prev), "%s", out->error);
+    snprintf(out->reason, sizeof(out->reason), "no_space");
+    snprintf(out->error, sizeof(out->error), "no space left on the build server's disk: %.400s",
+             prev);
 }
 
 #define MAX_FILES 1000
@@ -238,6 +282,7 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
         argv = NULL;
         n = 0;
         if (!judge(&rr, timeout, "kiln checkout", "clone_failed", out)) {
+            judge_space(env, 0, out);
             kiln_fs_rm_rf(env->work_dir, NULL);
             return;
         }
@@ -272,12 +317,14 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
     out->result = read_result(meta);
     if (judge(&rr, timeout, "kiln build", "build_failed", out))
         keep_files(env, out);
+    judge_space(env, 0, out);
     kiln_fs_rm_rf(env->work_dir, NULL);
     return;
 error:
     snprintf(out->status, sizeof(out->status), "failed");
     snprintf(out->reason, sizeof(out->reason), "error");
     snprintf(out->error, sizeof(out->error), "%s", err.msg);
+    judge_space(env, err.code, out);
     kiln_fs_rm_rf(env->work_dir, NULL);
 }
 

@@ -33,7 +33,7 @@ typedef struct kiln_job_hooks {
 
 typedef struct kiln_job_outcome {
     char status[16]; /* succeeded | failed | stopped (by should_stop) */
-    char reason[32]; /* failed: build_failed | clone_failed | timeout | error */
+    char reason[32]; /* failed: build_failed | clone_failed | timeout | no_space | error */
     char error[512];
     char *result; /* the build's metadata JSON (malloc'ed) or NULL; "files": [{"path", "size"}]
                      lists what it wrote to ./kiln-out (kept in artifacts_dir) */

@@ -509,7 +509,11 @@ static void post_context(const kiln_http_req_t *r, kiln_http_resp_t *resp)
     if (kiln_fs_mkdir_p(tmp, 0700, &err) < 0 ||
         kiln_context_unpack(r->upload_path, tmp, &err) < 0) {
         kiln_fs_rm_rf(tmp, NULL);
-        kiln_http_error(resp, 400, "%s", err.msg);
+        if (kiln_fs_errno_no_space(err.code))
+            kiln_http_error(resp, 507, "no space left on the server to store the context (%s)",
+                            err.msg);
+        else
+            kiln_http_error(resp, 400, "%s", err.msg);
         return;
     }
     if (r->srv->remote && kiln_remote_stage_context(r->srv->remote, r->upload_path, id, &err) < 0) {
