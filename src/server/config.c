@@ -118,6 +118,10 @@ static const struct bound_key {
 } bound_keys[] = {
     {"max_webhook_bytes", offsetof(kiln_config_bounds_t, max_webhook_bytes), 5LL << 20, 1024,
      1LL << 30},
+    {"connection_timeout", offsetof(kiln_config_bounds_t, connection_timeout), 30, 1, 3600},
+    {"max_connections", offsetof(kiln_config_bounds_t, max_connections), 4096, 16, 65536},
+    {"max_connections_per_address", offsetof(kiln_config_bounds_t, max_connections_per_address),
+     128, 1, 65536},
 };
 
 /* Fills c->bounds from root's keys (defaults for absent ones); fails naming a key that is

@@ -24,9 +24,14 @@
  *                                              how build steps are confined: chroot (no
  *                                              user namespace, steps run as real root) only
  *                                              when set here
- *    "max_webhook_bytes": 5242880}               largest webhook body (413 above it; bodies
+ *    "max_webhook_bytes": 5242880,               largest webhook body (413 above it; bodies
  *                                              are refused on Content-Length before any
  *                                              is read, chunked ones cut off at the cap)
+ *    "connection_timeout": 30,                 seconds a connection may stay silent (no
+ *                                              request, or a request stalled mid-way)
+ *    "max_connections": 4096,                  connections open at once, all clients
+ *    "max_connections_per_address": 128}       connections open at once from one address
+ *                                              (further ones are closed on accept)
  * plus KILN_API_TOKENS (comma-separated) from the environment. */
 #ifndef KILN_SERVER_CONFIG_H
 #define KILN_SERVER_CONFIG_H
@@ -38,6 +43,9 @@
 /* Request and connection bounds (top-level numeric keys; defaults when absent). */
 typedef struct kiln_config_bounds {
     long long max_webhook_bytes;
+    long long connection_timeout;          /* s without traffic before a connection is closed */
+    long long max_connections;             /* open at once (a thread each) */
+    long long max_connections_per_address; /* open at once from one client address */
 } kiln_config_bounds_t;
 
 typedef struct kiln_config {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -314,21 +315,39 @@ static int parse_listen(const char *listen, struct sockaddr_in *sa, kiln_error_t
     return 0;
 }
 
+/* Raises the soft open-file limit towards want (within the hard limit): every connection is
+ * an fd, and running out of them would refuse clients before max_connections. */
+static void raise_fd_limit(rlim_t want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+}
+
 int kiln_http_start(kiln_server_t *srv, const char *listen, kiln_http_t **out, kiln_error_t *err)
 {
+    const kiln_config_bounds_t *b = &srv->config->bounds;
     struct sockaddr_in sa;
     kiln_http_t *h;
 
     if (parse_listen(listen, &sa, err) < 0)
         return -1;
+    raise_fd_limit((rlim_t)b->max_connections + 1024);
     h = kiln_xzalloc(sizeof(*h));
     h->srv = srv;
+    /* A thread per connection (log following blocks in its response callback): idle or slow
+     * connections are bounded by the silence timeout, the per-address cap (one client cannot
+     * take every slot) and the total cap (each costs a thread with a small stack). */
     h->d = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL,
         NULL, handle, h, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_NOTIFY_COMPLETED, completed, h,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int)1000, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
-        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(256 * 1024), MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)b->connection_timeout,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)b->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)b->max_connections_per_address,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_THREAD_STACK_SIZE,
+        (size_t)(256 * 1024), MHD_OPTION_END);
     if (h->d == NULL) {
         free(h);
         return kiln_error_set(err, errno, "listen on %s", listen);

@@ -1,6 +1,8 @@
 """kiln serve: request and connection bounds against a real server process — webhook bodies
 capped before they are buffered (413 on Content-Length, chunked ones cut off at the cap,
-server memory stays flat under a flood), while a normal client is still answered."""
+server memory stays flat under a flood), while a normal client is still answered; idle
+connections (total and per-address caps, closed after the silence timeout) never lock out a
+normal client."""
 import hashlib
 import hmac
 import json
@@ -150,5 +152,56 @@ while True:
 s.close()
 T.check("body one byte over max_webhook_bytes => 413 naming the key",
         reply.startswith(b"HTTP/1.1 413") and b"max_webhook_bytes" in reply, reply)
+
+# --- idle connections: per-address and total caps, closed after connection_timeout ---
+srv.term()
+IDLE_TIMEOUT = 20
+srv2 = Server(os.path.join(T.tmp, "root2"), workers=1, build_command=fake,
+              config=dict(config, connection_timeout=IDLE_TIMEOUT, max_connections=200,
+                          max_connections_per_address=50)).start()
+
+
+def idle_from(addr):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    s.bind((addr, 0))
+    s.connect(("127.0.0.1", srv2.port))
+    return s
+
+
+def get_healthz(addr):
+    """The status code of GET /healthz from addr, or None when closed unanswered."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    s.settimeout(60)
+    try:
+        s.bind((addr, 0))
+        s.connect(("127.0.0.1", srv2.port))
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        return read_reply(s)
+    except OSError:
+        return None
+    finally:
+        s.close()
+
+
+idle = [idle_from("127.0.0.1") for _ in range(300)]
+for last in range(2, 5):  # 3 more addresses, 40 each: 50 + 120 held, under the total 200
+    idle += [idle_from("127.0.0.%d" % last) for _ in range(40)]
+T.check("420 idle connections (300 from one address): GET /healthz from another answers",
+        get_healthz("127.0.0.9") == 200)
+T.check("per-address cap: a 51st connection from 127.0.0.1 is closed unanswered",
+        get_healthz("127.0.0.1") is None)
+closed = 0
+for s in idle:  # the server closes each: past a cap at once, the others after the timeout
+    s.settimeout(IDLE_TIMEOUT * 4)
+    try:
+        closed += s.recv(1) == b""
+    except ConnectionResetError:
+        closed += 1
+    except OSError:
+        pass
+    s.close()
+T.check("every idle connection is closed by the server", closed == len(idle), closed)
+T.check("after the idle ones are gone, 127.0.0.1 is answered again",
+        get_healthz("127.0.0.1") == 200)
 
 T.done()
