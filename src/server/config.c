@@ -122,6 +122,10 @@ static const struct bound_key {
     {"max_connections", offsetof(kiln_config_bounds_t, max_connections), 4096, 16, 65536},
     {"max_connections_per_address", offsetof(kiln_config_bounds_t, max_connections_per_address),
      128, 1, 65536},
+    {"max_context_unpacked_bytes", offsetof(kiln_config_bounds_t, max_context_unpacked_bytes),
+     2LL << 30, 1, 1LL << 40},
+    {"max_context_entries", offsetof(kiln_config_bounds_t, max_context_entries), 100000, 1,
+     10000000},
 };
 
 /* Fills c->bounds from root's keys (defaults for absent ones); fails naming a key that is

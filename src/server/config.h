@@ -30,8 +30,13 @@
  *    "connection_timeout": 30,                 seconds a connection may stay silent (no
  *                                              request, or a request stalled mid-way)
  *    "max_connections": 4096,                  connections open at once, all clients
- *    "max_connections_per_address": 128}       connections open at once from one address
+ *    "max_connections_per_address": 128,       connections open at once from one address
  *                                              (further ones are closed on accept)
+ *    "max_context_unpacked_bytes": 2147483648, an uploaded context's file sizes added up
+ *                                              (sparse files at full size)
+ *    "max_context_entries": 100000}            an uploaded context's members; past either
+ *                                              cap the upload is 413 naming it, nothing kept
+ *                                              (the compressed size is --max-upload)
  * plus KILN_API_TOKENS (comma-separated) from the environment. */
 #ifndef KILN_SERVER_CONFIG_H
 #define KILN_SERVER_CONFIG_H
@@ -46,6 +51,8 @@ typedef struct kiln_config_bounds {
     long long connection_timeout;          /* s without traffic before a connection is closed */
     long long max_connections;             /* open at once (a thread each) */
     long long max_connections_per_address; /* open at once from one client address */
+    long long max_context_unpacked_bytes;  /* an uploaded context's files added up */
+    long long max_context_entries;         /* an uploaded context's members */
 } kiln_config_bounds_t;
 
 typedef struct kiln_config {

@@ -9,8 +9,6 @@
 #include "utils/cleanup.h"
 #include "utils/mem.h"
 
-#define MAX_CONTEXT_ENTRIES 100000
-
 /* A member path is acceptable when relative and free of ".." components. */
 static int safe_member(const char *p)
 {
@@ -55,11 +53,38 @@ static int unpack_fail(struct archive *w, struct archive_entry *e, kiln_error_t 
     return -1;
 }
 
-int kiln_context_unpack(const char *tarball, const char *dir, kiln_error_t *err)
+/* Adds e to the running totals; fails (EFBIG, naming the cap and its config key) when the
+ * entry count or the unpacked size would pass the caps, before e is written. */
+static int count_entry(struct archive_entry *e, const kiln_context_caps_t *caps, uint64_t *n,
+                       uint64_t *bytes, kiln_error_t *err)
 {
+    la_int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
+
+    if (++*n > caps->max_entries)
+        return kiln_error_set(err, EFBIG,
+                              "uploaded context: more than %llu entries (max_context_entries)",
+                              (unsigned long long)caps->max_entries);
+    if (size > 0 && (uint64_t)size > caps->max_bytes - *bytes)
+        return kiln_error_set(err, EFBIG,
+                              "uploaded context: unpacks to more than %llu bytes at '%.200s' "
+                              "(max_context_unpacked_bytes)",
+                              (unsigned long long)caps->max_bytes,
+                              archive_entry_pathname(e) ? archive_entry_pathname(e) : "");
+    *bytes += size > 0 ? (uint64_t)size : 0;
+    return 0;
+}
+
+int kiln_context_unpack(const char *tarball, const char *dir, const kiln_context_caps_t *caps,
+                        kiln_error_t *err)
+{
+    static const kiln_context_caps_t defaults = {KILN_CONTEXT_MAX_BYTES, KILN_CONTEXT_MAX_ENTRIES};
     struct archive *a = archive_read_new(), *w = archive_write_disk_new();
     struct archive_entry *e;
-    int ret = 0, n = 0, r;
+    uint64_t n = 0, bytes = 0;
+    int ret = 0, r;
+
+    if (caps == NULL)
+        caps = &defaults;
 
     archive_read_support_filter_all(a);
     archive_read_support_format_tar(a);
@@ -71,9 +96,8 @@ int kiln_context_unpack(const char *tarball, const char *dir, kiln_error_t *err)
         goto out;
     }
     while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
-        if (++n > MAX_CONTEXT_ENTRIES) {
-            ret = kiln_error_set(err, 0, "uploaded context: more than %d entries",
-                                 MAX_CONTEXT_ENTRIES);
+        if (count_entry(e, caps, &n, &bytes, err) < 0) {
+            ret = -1;
             break;
         }
         if (archive_entry_filetype(e) != AE_IFREG && archive_entry_filetype(e) != AE_IFDIR &&

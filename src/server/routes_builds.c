@@ -504,12 +504,17 @@ static void post_context(const kiln_http_req_t *r, kiln_http_resp_t *resp)
     _cleanup_free_ char *id = new_id("ctx-");
     _cleanup_free_ char *dir = kiln_xasprintf("%s/contexts/%s", r->srv->root, id);
     _cleanup_free_ char *tmp = kiln_xasprintf("%s/contexts/.%s.tmp", r->srv->root, id);
+    const kiln_config_bounds_t *b = &r->srv->config->bounds;
+    kiln_context_caps_t caps = {(uint64_t)b->max_context_unpacked_bytes,
+                                (uint64_t)b->max_context_entries};
     kiln_error_t err = {0};
 
     if (kiln_fs_mkdir_p(tmp, 0700, &err) < 0 ||
-        kiln_context_unpack(r->upload_path, tmp, &err) < 0) {
+        kiln_context_unpack(r->upload_path, tmp, &caps, &err) < 0) {
         kiln_fs_rm_rf(tmp, NULL);
-        if (kiln_fs_errno_no_space(err.code))
+        if (err.code == EFBIG)
+            kiln_http_error(resp, 413, "%s", err.msg);
+        else if (kiln_fs_errno_no_space(err.code))
             kiln_http_error(resp, 507, "no space left on the server to store the context (%s)",
                             err.msg);
         else

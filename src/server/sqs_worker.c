@@ -275,7 +275,8 @@ static int fetch_context(kiln_sqs_worker_t *w, kiln_aws_t *aws, const char *id, 
     if (kiln_fs_rm_rf(d, err) < 0 || kiln_fs_mkdir_p(d, 0700, err) < 0 ||
         kiln_s3_context_get(aws, url, tar, CONTEXT_CAP, err) < 0)
         return -1;
-    ret = kiln_context_unpack(tar, d, err);
+    /* serve checked the caps when the context was uploaded; the defaults hold here */
+    ret = kiln_context_unpack(tar, d, NULL, err);
     unlink(tar);
     if (ret < 0) {
         kiln_fs_rm_rf(d, NULL);

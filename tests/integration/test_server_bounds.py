@@ -2,16 +2,20 @@
 capped before they are buffered (413 on Content-Length, chunked ones cut off at the cap,
 server memory stays flat under a flood), while a normal client is still answered; idle
 connections (total and per-address caps, closed after the silence timeout) never lock out a
-normal client."""
+normal client; uploaded context bombs (huge unpacked, many entries) are 413 naming the cap
+with nothing left on disk."""
 import hashlib
 import hmac
+import io
 import json
 import os
 import socket
+import tarfile
 import threading
+import time
 
 from kilntest import T
-from server_common import TOKEN, Server, write_fake_build
+from server_common import TOKEN, Server, tar_gz, write_fake_build
 
 HOOK_CAP = 1 << 20
 fake = write_fake_build(T.tmp)
@@ -203,5 +207,69 @@ for s in idle:  # the server closes each: past a cap at once, the others after t
 T.check("every idle connection is closed by the server", closed == len(idle), closed)
 T.check("after the idle ones are gone, 127.0.0.1 is answered again",
         get_healthz("127.0.0.1") == 200)
+
+# --- uploaded context bombs: unpacked size and entry count caps ---
+srv2.term()
+ctx_cfg = dict(config, max_context_unpacked_bytes=1 << 20, max_context_entries=500)
+srv3 = Server(os.path.join(T.tmp, "root3"), workers=1, build_command=fake, config=ctx_cfg).start()
+
+
+class Zeros(io.RawIOBase):
+    def __init__(self, n):
+        self.left = n
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        k = min(len(b), self.left)
+        b[:k] = bytes(k)
+        self.left -= k
+        return k
+
+
+def zeros_bomb(size):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=9) as tf:
+        tf.addfile(tarfile.TarInfo("Dockerfile"), io.BytesIO(b""))
+        ti = tarfile.TarInfo("zeros")
+        ti.size = size
+        tf.addfile(ti, io.BufferedReader(Zeros(size)))
+    return buf.getvalue()
+
+
+def ctx_leftovers():
+    """What the refused uploads could have left: temp files, unpack dirs, contexts."""
+    d = os.path.join(srv3.root, "contexts")
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+def no_leftovers(before):
+    for _ in range(100):  # the upload's temp file goes once the request is finished
+        if ctx_leftovers() == before:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+st, body = srv3.request("POST", "/v1/contexts", body=tar_gz({"Dockerfile": b"FROM scratch\n"}))
+T.check("a small context under the caps => 201", st == 201 and "context" in body, body)
+before = [body.get("context")]  # the accepted one only
+bomb = zeros_bomb(64 << 20)
+T.diag("zeros bomb: %d bytes compressed, 64 MiB unpacked" % len(bomb))
+st, body = srv3.request("POST", "/v1/contexts", body=bomb)
+T.check("context unpacking past max_context_unpacked_bytes => 413 naming the cap and the member",
+        st == 413 and "max_context_unpacked_bytes" in body.get("error", "") and
+        "'zeros'" in body["error"] and str(1 << 20) in body["error"], body)
+T.check("unpacked-size bomb: nothing left on disk", no_leftovers(before), ctx_leftovers())
+many = tar_gz({"f%05d" % i: b"" for i in range(2000)})
+st, body = srv3.request("POST", "/v1/contexts", body=many)
+T.check("context with more than max_context_entries members => 413 naming the cap",
+        st == 413 and "max_context_entries" in body.get("error", "") and
+        "more than 500 entries" in body["error"], body)
+T.check("entry-count bomb: nothing left on disk", no_leftovers(before), ctx_leftovers())
+st, body = srv3.request("POST", "/v1/contexts",
+                        body=tar_gz({"f%03d" % i: b"x" * 1000 for i in range(400)}))
+T.check("400 files of 1000 bytes (under both caps) => 201", st == 201, body)
 
 T.done()
