@@ -46,6 +46,7 @@ void kiln_remote_job_clear(kiln_remote_job_t *job)
     json_decref(job->request);
     free(job->context_url);
     free(job->cancel_url);
+    free(job->done_url);
     json_decref(job->sealed);
     memset(job, 0, sizeof(*job));
 }
@@ -70,6 +71,7 @@ int kiln_remote_parse_job(const char *body, kiln_remote_job_t *job, kiln_error_t
     sealed = json_object_get(o, "secrets");
     if (job_url(o, "context_url", &j.context_url, err) < 0 ||
         job_url(o, "cancel_url", &j.cancel_url, err) < 0 ||
+        job_url(o, "done_url", &j.done_url, err) < 0 ||
         (sealed && !json_is_object(sealed) &&
          kiln_error_set(err, 0, "job message: secrets must be a sealed object") < 0)) {
         kiln_remote_job_clear(&j);
@@ -92,12 +94,18 @@ static char *context_url(const kiln_remote_t *r, const char *ctx_id)
                           n && r->context_store[n - 1] == '/' ? "" : "/", ctx_id);
 }
 
+/* Where a marker of build id goes under the context store: kind/id (malloc'ed). */
+static char *marker_url(const kiln_remote_t *r, const char *kind, const char *id)
+{
+    size_t n = strlen(r->context_store);
+    return kiln_xasprintf("%s%s%s/%s", r->context_store,
+                          n && r->context_store[n - 1] == '/' ? "" : "/", kind, id);
+}
+
 /* Where the cancel marker of build id goes (malloc'ed). */
 static char *cancel_url(const kiln_remote_t *r, const char *id)
 {
-    size_t n = strlen(r->context_store);
-    return kiln_xasprintf("%s%scancel/%s", r->context_store,
-                          n && r->context_store[n - 1] == '/' ? "" : "/", id);
+    return marker_url(r, "cancel", id);
 }
 
 int kiln_remote_cancel(kiln_remote_t *r, const char *id, kiln_error_t *err)
@@ -151,7 +159,9 @@ int kiln_remote_enqueue(kiln_remote_t *r, const char *id, json_t *stored, json_t
     }
     if (r->context_store) {
         _cleanup_free_ char *url = cancel_url(r, id);
+        _cleanup_free_ char *done = marker_url(r, "done", id);
         json_object_set_new(job, "cancel_url", json_string(url));
+        json_object_set_new(job, "done_url", json_string(done));
     }
     if (json_object_size(secrets) > 0) {
         json_t *sealed = NULL;

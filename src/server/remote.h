@@ -3,10 +3,13 @@
  * send back (started, phase, commit, finished with the log tail, requeued).
  *
  * Job message:   {"id": ID, "request": {…the stored request…}, "context_url": "s3://…",
- *                 "cancel_url": "s3://…", "secrets": {sealed, see jobkey.h}}
+ *                 "cancel_url": "s3://…", "done_url": "s3://…", "secrets": {sealed, see jobkey.h}}
  *                (context_url: an uploaded context staged with --context-store; cancel_url:
  *                where the server puts a marker when the build is canceled, looked for by
- *                the worker on every heartbeat; secrets: the values sealed with the job key)
+ *                the worker on every heartbeat; done_url: where the worker that built the job
+ *                keeps its finished event — the job id is the idempotency key: a redelivered
+ *                message whose done marker exists is answered from it, never built again;
+ *                secrets: the values sealed with the job key)
  * Event message: {"type": "started"|"phase"|"commit"|"finished"|"requeued", "id": ID,
  *                 "status": …, "commit": …, "reason": …, "error": …, "result": {…},
  *                 "log": "last bytes of the log", "worker": "host:pid", "attempt": N} */
@@ -49,6 +52,7 @@ typedef struct kiln_remote_job {
     json_t *request;   /* the stored request */
     char *context_url; /* or NULL */
     char *cancel_url;  /* or NULL */
+    char *done_url;    /* or NULL */
     json_t *sealed;    /* the sealed secrets, or NULL */
 } kiln_remote_job_t;
 

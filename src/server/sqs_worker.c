@@ -286,6 +286,34 @@ static int fetch_context(kiln_sqs_worker_t *w, kiln_aws_t *aws, const char *id, 
     return 0;
 }
 
+/* Looks for the job's shared done marker (written by whichever worker built it). Returns 1
+ * when it exists (copied to the local marker path done), 0 when it does not, -1 when the
+ * store could not be asked or read (the caller must not build). */
+static int fetch_done(kiln_sqs_worker_t *w, kiln_aws_t *aws, const kiln_remote_job_t *job,
+                      const char *done)
+{
+    _cleanup_free_ char *tmp = kiln_xasprintf("%s.s3", done);
+    kiln_error_t err = {0};
+    int have = kiln_s3_context_exists(aws, job->done_url, &err);
+
+    if (have == 1) {
+        unlink(tmp);
+        if (kiln_s3_context_get(aws, job->done_url, tmp, 1 << 20, &err) == 0 &&
+            rename(tmp, done) == 0) {
+            fprintf(stderr,
+                    "kiln worker: build %s was built already (done marker); not built again\n",
+                    job->id);
+            return 1;
+        }
+        unlink(tmp);
+        have = -1;
+    }
+    if (have < 0)
+        fprintf(stderr, "kiln worker: build %s: cannot read its done marker, left for later: %s\n",
+                job->id, err.msg);
+    return have;
+}
+
 /* Claims id for this process; 0 when it is already being built here. */
 static int claim_id(kiln_sqs_worker_t *w, int slot, const char *id)
 {
@@ -375,15 +403,17 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
     }
     j.canceled = &hb.canceled;
     done = kiln_xasprintf("%s/done/%s", w->o.root, id);
-    if (stat(done, &sb) == 0) {
-        /* Built here already; its finished event (kept in the marker) may not have gone
-         * out: send it again, then the message goes. Never build twice. */
+    if (stat(done, &sb) == 0 || (job.done_url && fetch_done(w, aws, &job, done) != 0)) {
+        /* Built already (here, or by a worker that died before the delete: the shared
+         * marker); its finished event (kept in the marker) may not have gone out: send it
+         * again, then the message goes. Never build twice. When the shared store cannot be
+         * asked, the message is left for later rather than risk a second build. */
         _cleanup_free_ char *text = NULL;
         size_t len;
         json_t *ev = NULL;
-        if (kiln_fs_read_file(done, 1 << 20, &text, &len, NULL) == 0)
+        if (stat(done, &sb) == 0 && kiln_fs_read_file(done, 1 << 20, &text, &len, NULL) == 0)
             ev = json_loadb(text, len, 0, NULL);
-        sent = ev ? send_event(&j, ev) == 0 : 1;
+        sent = stat(done, &sb) == 0 && (ev ? send_event(&j, ev) == 0 : 1);
         heartbeat_stop(&hb);
         if (sent)
             kiln_sqs_jobs_delete(aws, w->o.queue_url, m->receipt, NULL);
@@ -465,11 +495,22 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
          * once the event is out, else it comes back and the event is sent again. */
         {
             _cleanup_free_ char *text = json_dumps(ev, JSON_COMPACT);
+            kiln_error_t merr = {0};
             if (text)
                 kiln_fs_write_file_atomic(done, text, strlen(text), 0600, NULL);
+            /* The shared marker lets any worker that gets this message again answer it. */
+            if (text && job.done_url && kiln_s3_context_mark(aws, job.done_url, text, &merr) < 0)
+                fprintf(stderr, "kiln worker: build %s: done marker: %s\n", id, merr.msg);
         }
         sent = send_event(&j, ev) == 0;
         heartbeat_stop(&hb);
+        if (sent && getenv("KILN_WORKER_TEST_PAUSE_BEFORE_DELETE")) {
+            /* Test hook: the window between a finished build and its delete, held open so a
+             * test can kill the worker in it. */
+            fprintf(stderr, "kiln worker: build %s: pausing before delete\n", id);
+            for (;;)
+                pause();
+        }
         if (sent)
             kiln_sqs_jobs_delete(aws, w->o.queue_url, m->receipt, NULL);
     }
