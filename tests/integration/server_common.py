@@ -232,3 +232,31 @@ def pid_alive(pid):
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def fauxqs_queues(prefix):
+    """fauxqs with queues PREFIX-jobs and PREFIX-events and a bucket PREFIX; returns
+    (endpoint, jobs URL, events URL, kiln's AWS env). Reports and ends the test when fauxqs
+    does not start. The caller has tests/aws on sys.path."""
+    import awslib
+    try:
+        endpoint = awslib.start_fauxqs(T, free_port())
+    except Exception as e:  # noqa: BLE001
+        T.check("fauxqs starts", False, str(e))
+        T.done()
+    jobs = awslib.sqs_create_queue(endpoint, prefix + "-jobs", {"VisibilityTimeout": "30"})
+    events = awslib.sqs_create_queue(endpoint, prefix + "-events")
+    awslib.s3_create_bucket(endpoint, prefix)
+    return endpoint, jobs, events, awslib.kiln_env(endpoint, HOME=T.tmp)
+
+
+def start_fake_worker(name, jobs, events, aws_env, fake, env):
+    """A `kiln worker` on root T.tmp/NAME running the stand-in build, log in T.tmp/NAME.log."""
+    e = dict(os.environ)
+    e.update(aws_env)
+    e.update(env)
+    log = open(os.path.join(T.tmp, name + ".log"), "w")
+    return T.spawn([KILN, "worker", "--queue", jobs, "--events-queue", events, "--root",
+                    os.path.join(T.tmp, name), "--build-command", fake, "--visibility-timeout", "3",
+                    "--wait-seconds", "1", "--drain-timeout", "30"],
+                   stdout=log, stderr=subprocess.STDOUT, env=e)

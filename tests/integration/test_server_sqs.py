@@ -5,38 +5,24 @@ job to come back, and the other worker completes it.
 The workers run the stand-in build command (git sources, checkout + build)."""
 import os
 import signal
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "aws"))
-from kilntest import KILN, T, free_port  # noqa: E402
-from server_common import TOKEN, Server, pid_alive, tar_gz, write_fake_build  # noqa: E402
+from kilntest import T  # noqa: E402
+from server_common import (TOKEN, Server, fauxqs_queues, pid_alive, start_fake_worker,  # noqa: E402
+                           tar_gz, write_fake_build)
 import awslib  # noqa: E402
 
 fake = write_fake_build(T.tmp)
-fport = free_port()
-try:
-    endpoint = awslib.start_fauxqs(T, fport)
-except Exception as e:  # noqa: BLE001
-    T.check("fauxqs starts", False, str(e))
-    T.done()
-jobs = awslib.sqs_create_queue(endpoint, "kiln-jobs", {"VisibilityTimeout": "30"})
-events = awslib.sqs_create_queue(endpoint, "kiln-events")
-aws_env = awslib.kiln_env(endpoint, HOME=T.tmp)
+endpoint, jobs, events, aws_env = fauxqs_queues("kiln")
 runlog = os.path.join(T.tmp, "runs")
 
 
 def start_worker(name, **env):
-    e = dict(os.environ)
-    e.update(aws_env)
-    e.update({"FAKE_RUNLOG": runlog, "FAKE_SLEEP": "0.5", "FAKE_STEPS": "3"})
-    e.update(env)
-    log = open(os.path.join(T.tmp, name + ".log"), "w")
-    return T.spawn([KILN, "worker", "--queue", jobs, "--events-queue", events, "--root",
-                    os.path.join(T.tmp, name), "--build-command", fake, "--visibility-timeout", "3",
-                    "--wait-seconds", "1", "--drain-timeout", "30"],
-                   stdout=log, stderr=subprocess.STDOUT, env=e)
+    return start_fake_worker(name, jobs, events, aws_env, fake,
+                             dict({"FAKE_RUNLOG": runlog, "FAKE_SLEEP": "0.5", "FAKE_STEPS": "3"},
+                                  **env))
 
 
 def runs():

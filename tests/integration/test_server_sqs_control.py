@@ -13,22 +13,14 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "aws"))
-from kilntest import KILN, T, free_port, start_registry  # noqa: E402
-from server_common import TOKEN, Server, busybox_layout, processes  # noqa: E402
+from kilntest import KILN, T, start_registry  # noqa: E402
+from server_common import TOKEN, Server, busybox_layout, fauxqs_queues, processes  # noqa: E402
 import awslib  # noqa: E402
 
 layout = busybox_layout(T.tmp)
 if layout is None:
     T.done()
-try:
-    endpoint = awslib.start_fauxqs(T, free_port())
-except Exception as e:  # noqa: BLE001
-    T.check("fauxqs starts", False, str(e))
-    T.done()
-jobs = awslib.sqs_create_queue(endpoint, "kiln-ctl-jobs", {"VisibilityTimeout": "30"})
-events = awslib.sqs_create_queue(endpoint, "kiln-ctl-events")
-awslib.s3_create_bucket(endpoint, "kiln-ctl")
-aws_env = awslib.kiln_env(endpoint, HOME=T.tmp)
+endpoint, jobs, events, aws_env = fauxqs_queues("kiln-ctl")
 key_file = os.path.join(T.tmp, "job.key")
 with open(key_file, "w") as f:
     f.write(secrets.token_hex(32) + "\n")

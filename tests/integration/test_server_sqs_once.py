@@ -5,38 +5,24 @@ another worker (another root, so only the shared done marker in the context stor
 it); the job's result stands and the message goes. The workers run the stand-in build."""
 import os
 import signal
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "aws"))
-from kilntest import KILN, T, free_port  # noqa: E402
-from server_common import TOKEN, Server, write_fake_build  # noqa: E402
+from kilntest import T  # noqa: E402
+from server_common import (TOKEN, Server, fauxqs_queues, start_fake_worker,  # noqa: E402
+                           write_fake_build)
 import awslib  # noqa: E402
 
 fake = write_fake_build(T.tmp)
-try:
-    endpoint = awslib.start_fauxqs(T, free_port())
-except Exception as e:  # noqa: BLE001
-    T.check("fauxqs starts", False, str(e))
-    T.done()
-jobs = awslib.sqs_create_queue(endpoint, "kiln-once-jobs", {"VisibilityTimeout": "30"})
-events = awslib.sqs_create_queue(endpoint, "kiln-once-events")
-awslib.s3_create_bucket(endpoint, "kiln-once")
-aws_env = awslib.kiln_env(endpoint, HOME=T.tmp)
+endpoint, jobs, events, aws_env = fauxqs_queues("kiln-once")
 runlog = os.path.join(T.tmp, "runs")
 
 
 def start_worker(name, **env):
-    e = dict(os.environ)
-    e.update(aws_env)
-    e.update({"FAKE_RUNLOG": runlog, "FAKE_SLEEP": "0.1", "FAKE_STEPS": "2"})
-    e.update(env)
-    log = open(os.path.join(T.tmp, name + ".log"), "w")
-    return T.spawn([KILN, "worker", "--queue", jobs, "--events-queue", events, "--root",
-                    os.path.join(T.tmp, name), "--build-command", fake, "--visibility-timeout",
-                    "3", "--wait-seconds", "1", "--drain-timeout", "30"],
-                   stdout=log, stderr=subprocess.STDOUT, env=e)
+    return start_fake_worker(name, jobs, events, aws_env, fake,
+                             dict({"FAKE_RUNLOG": runlog, "FAKE_SLEEP": "0.1", "FAKE_STEPS": "2"},
+                                  **env))
 
 
 def worker_log(name):
