@@ -374,6 +374,36 @@ static int load_config(const char *text, kiln_config_t **c, kiln_error_t *err)
     return r;
 }
 
+/* The request and connection bounds: defaults when absent, the given values, and a bad one
+ * refused at load naming its key and range. */
+static void test_config_bounds(void **state)
+{
+    kiln_config_t *c = NULL;
+    kiln_error_t err = {0};
+    (void)state;
+
+    assert_int_equal(load_config("{}", &c, &err), 0);
+    assert_int_equal(c->bounds.max_webhook_bytes, 5LL << 20);
+    assert_int_equal(c->bounds.connection_timeout, 30);
+    assert_int_equal(c->bounds.max_connections, 4096);
+    assert_int_equal(c->bounds.max_connections_per_address, 128);
+    assert_int_equal(c->bounds.max_context_unpacked_bytes, 2LL << 30);
+    assert_int_equal(c->bounds.max_context_entries, 100000);
+    kiln_config_free(c);
+    c = NULL;
+    assert_int_equal(
+        load_config("{\"max_webhook_bytes\": 65536, \"max_context_entries\": 7}", &c, &err), 0);
+    assert_int_equal(c->bounds.max_webhook_bytes, 65536);
+    assert_int_equal(c->bounds.max_context_entries, 7);
+    kiln_config_free(c);
+    c = NULL;
+    assert_int_equal(load_config("{\"max_connections\": \"many\"}", &c, &err), -1);
+    assert_non_null(strstr(err.msg, "max_connections: must be an integer from 16 to 65536"));
+    assert_int_equal(load_config("{\"connection_timeout\": 0}", &c, &err), -1);
+    assert_non_null(strstr(err.msg, "connection_timeout"));
+    assert_null(c);
+}
+
 static void test_config_policy(void **state)
 {
     kiln_config_t *c = NULL;
@@ -635,6 +665,7 @@ int main(void)
         cmocka_unit_test(test_jobkey_seal_open),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_config_policy),
+        cmocka_unit_test(test_config_bounds),
         cmocka_unit_test(test_request_allow),
         cmocka_unit_test(test_config_confinement),
         cmocka_unit_test(test_config_source_policy),
