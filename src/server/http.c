@@ -127,6 +127,20 @@ static int is_upload(const char *method, const char *path)
     return strcmp(method, "POST") == 0 && strcmp(path, "/v1/contexts") == 0;
 }
 
+/* Removes the stored upload; done before the answer goes out, so a client that sees the
+ * answer never finds the upload's file (or its space) still taken. */
+static void drop_upload(conn_state_t *st)
+{
+    if (st->upload_fd >= 0)
+        close(st->upload_fd);
+    st->upload_fd = -1;
+    if (st->upload_path) {
+        unlink(st->upload_path);
+        free(st->upload_path);
+        st->upload_path = NULL;
+    }
+}
+
 static void free_state(conn_state_t *st)
 {
     if (st == NULL)
@@ -135,12 +149,7 @@ static void free_state(conn_state_t *st)
     if (st->reserved)
         __atomic_sub_fetch(&st->http->hook_bytes, st->reserved, __ATOMIC_SEQ_CST);
     kiln_routes_hook_free(st->hook);
-    if (st->upload_fd >= 0)
-        close(st->upload_fd);
-    if (st->upload_path) {
-        unlink(st->upload_path);
-        free(st->upload_path);
-    }
+    drop_upload(st);
     free(st);
 }
 
@@ -269,6 +278,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         }
         return MHD_YES;
     }
+    if (st->no_space || st->too_big)
+        drop_upload(st);
     if (st->no_space)
         return reject(c, MHD_HTTP_INSUFFICIENT_STORAGE,
                       "no space left on the server to store the upload");
@@ -284,6 +295,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         kiln_routes_hooks(&req, &resp);
     else
         kiln_routes_misc(&req, &resp);
+    drop_upload(st);
     if (resp.status == 0 && resp.custom == NULL)
         kiln_http_error(&resp, MHD_HTTP_NOT_FOUND, "no route for %s %s", method, url);
     return send_resp(c, &resp);
