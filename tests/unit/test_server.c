@@ -46,6 +46,39 @@ static void test_hmac_github_example(void **state)
         "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"));
 }
 
+/* The streamed HMAC fed in pieces matches GitHub's example like the one-shot one; another
+ * secret, a short body or a malformed header does not. */
+static void test_hmac_stream(void **state)
+{
+    static const char sig[] =
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    kiln_hmac_stream_t *h = kiln_hmac_stream_new("It's a Secret to Everybody");
+    (void)state;
+
+    assert_non_null(h);
+    kiln_hmac_stream_update(h, "Hello, ", 7);
+    kiln_hmac_stream_update(h, "", 0);
+    kiln_hmac_stream_update(h, "World!", 6);
+    assert_true(kiln_hmac_stream_verify_hex(h, sig));
+    kiln_hmac_stream_free(h);
+
+    h = kiln_hmac_stream_new("another secret");
+    kiln_hmac_stream_update(h, "Hello, World!", 13);
+    assert_false(kiln_hmac_stream_verify_hex(h, sig));
+    kiln_hmac_stream_free(h);
+
+    h = kiln_hmac_stream_new("It's a Secret to Everybody");
+    kiln_hmac_stream_update(h, "Hello, World", 12);
+    assert_false(kiln_hmac_stream_verify_hex(h, sig));
+    kiln_hmac_stream_free(h);
+
+    h = kiln_hmac_stream_new("It's a Secret to Everybody");
+    kiln_hmac_stream_update(h, "Hello, World!", 13);
+    assert_false(kiln_hmac_stream_verify_hex(h, "sha256=00"));
+    kiln_hmac_stream_free(h);
+    kiln_hmac_stream_free(NULL);
+}
+
 static void test_hmac_malformed_headers(void **state)
 {
     const char *b = "x";
@@ -657,6 +690,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hmac_github_example),
         cmocka_unit_test(test_hmac_malformed_headers),
+        cmocka_unit_test(test_hmac_stream),
         cmocka_unit_test(test_hmac_rfc4231),
         cmocka_unit_test(test_request_errors_name_the_field),
         cmocka_unit_test(test_request_secrets_stripped_and_argv),
