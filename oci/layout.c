@@ -244,6 +244,21 @@ static int merged_index(const char *dir, json_t *entry, const char *name, const 
     return 0;
 }
 
+/* Undoes a fresh layout that failed part way (a full disk, a write error): the blobs this
+ * call placed and the directories it made go, so no half-made layout is left behind. */
+static void undo_fresh_layout(const char *dir, const blob_list_t *l, size_t placed)
+{
+    _cleanup_free_ char *sha = kiln_xasprintf("%s/blobs/sha256", dir);
+    _cleanup_free_ char *blobs = kiln_xasprintf("%s/blobs", dir);
+
+    for (size_t i = 0; i < placed; i++) {
+        _cleanup_free_ char *b = kiln_xasprintf("%s/%s", sha, l->d[i].hex);
+        unlink(b);
+    }
+    rmdir(sha);
+    rmdir(blobs);
+}
+
 static int write_dir_layout(kiln_store_t *s, const char *dir, const blob_list_t *l, json_t *entry,
                             const char *name, const char *tag, kiln_error_t *err)
 {
@@ -253,35 +268,45 @@ static int write_dir_layout(kiln_store_t *s, const char *dir, const blob_list_t 
     _cleanup_free_ char *buf = NULL;
     _cleanup_json_ json_t *ix = NULL;
     _cleanup_close_ int lock = -1; /* closing drops the flock */
-    size_t len;
+    size_t len, placed = 0;
+    int fresh = access(hdr, F_OK) != 0;
 
     if (kiln_fs_mkdir_p(blobs, 0755, err) < 0)
         return -1;
-    if (access(hdr, F_OK) == 0) {
+    if (!fresh) {
         /* adding to an existing layout: it must be one we can write to */
         _cleanup_free_ char *old = NULL;
         size_t olen;
         if (kiln_fs_read_file(hdr, 4096, &old, &olen, err) < 0 ||
             kiln_image_validate("application/vnd.oci.layout.header.v1+json", old, olen, err) < 0)
             return kiln_error_prefix(err, "OCI layout %s", dir);
-    } else if (kiln_fs_write_file_atomic(hdr, LAYOUT_HEADER, strlen(LAYOUT_HEADER), 0644, err) <
-               0) {
-        return -1;
     }
-    /* blobs first, index last: a reader never sees an entry without its blobs */
-    for (size_t i = 0; i < l->n; i++)
-        if (place_blob(s, &l->d[i], blobs, err) < 0)
-            return kiln_error_prefix(err, "OCI layout %s", dir);
+    /* blobs first, index next, a new layout's header last: a reader never sees an entry
+     * without its blobs, and a failure leaves no directory that claims to be a layout */
+    for (; placed < l->n; placed++)
+        if (place_blob(s, &l->d[placed], blobs, err) < 0)
+            goto fail;
     /* two writers adding to one layout must not lose each other's entry:
      * the read-modify-write of index.json holds a lock on the directory */
     lock = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (lock < 0 || flock(lock, LOCK_EX) < 0)
-        return kiln_error_set(err, errno, "OCI layout %s: lock", dir);
+    if (lock < 0 || flock(lock, LOCK_EX) < 0) {
+        kiln_error_set(err, errno, "lock");
+        goto fail;
+    }
     if (merged_index(dir, entry, name, tag, &ix, err) < 0 ||
         kiln_json_dump_canonical(ix, &buf, &len, err) < 0 ||
         kiln_fs_write_file_atomic(ixp, buf, len, 0644, err) < 0)
-        return kiln_error_prefix(err, "OCI layout %s", dir);
+        goto fail;
+    if (fresh &&
+        kiln_fs_write_file_atomic(hdr, LAYOUT_HEADER, strlen(LAYOUT_HEADER), 0644, err) < 0) {
+        unlink(ixp);
+        goto fail;
+    }
     return 0;
+fail:
+    if (fresh)
+        undo_fresh_layout(dir, l, placed);
+    return kiln_error_prefix(err, "OCI layout %s", dir);
 }
 
 /* --- archives ------------------------------------------------------------------ */

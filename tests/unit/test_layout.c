@@ -1,13 +1,16 @@
 /* Unit tests for oci/layout and oci/docker_archive: writing several images
  * into one layout, resolving tags, importing back, archives. */
+#include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -227,6 +230,24 @@ static void test_archives(void **state)
 
 /* Store and layout on different filesystems: blobs are copied (and verified),
  * not hardlinked. Runs only when /dev/shm is another filesystem than /tmp. */
+/* A store under /tmp with image "x" (*a) and a layout directory on /dev/shm (another
+ * filesystem: blobs are copied, not linked). Returns 0 when /dev/shm is not another
+ * writable filesystem here (the caller returns: the test does not apply). */
+static int xdev_setup(char **root, char **dir, kiln_store_t **s, kiln_descriptor_t *a)
+{
+    kiln_error_t err = {0};
+    struct stat t1, t2;
+
+    if (stat("/tmp", &t1) < 0 || stat("/dev/shm", &t2) < 0 || t1.st_dev == t2.st_dev ||
+        access("/dev/shm", W_OK) < 0)
+        return 0;
+    assert_int_equal(kiln_fs_mkdtemp("/tmp", "kiln-test-xdev.", root, NULL), 0);
+    assert_int_equal(kiln_fs_mkdtemp("/dev/shm", "kiln-test-xdev.", dir, NULL), 0);
+    assert_int_equal(kiln_store_open(*root, s, &err), 0);
+    put_image(*s, "x", a);
+    return 1;
+}
+
 static void test_layout_cross_device(void **state)
 {
     _cleanup_free_ char *root = NULL;
@@ -236,22 +257,55 @@ static void test_layout_cross_device(void **state)
     kiln_error_t err = {0};
     kiln_descriptor_t a = {0};
     kiln_layout_image_t *img = NULL;
-    struct stat t1, t2, st;
+    struct stat st;
 
     /* (cmocka's skip() reads as "not ok" to the TAP runner: return instead) */
-    if (stat("/tmp", &t1) < 0 || stat("/dev/shm", &t2) < 0 || t1.st_dev == t2.st_dev ||
-        access("/dev/shm", W_OK) < 0)
+    if (!xdev_setup(&root, &dir, &s, &a))
         return;
-    assert_int_equal(kiln_fs_mkdtemp("/tmp", "kiln-test-xdev.", &root, NULL), 0);
-    assert_int_equal(kiln_fs_mkdtemp("/dev/shm", "kiln-test-xdev.", &dir, NULL), 0);
-    assert_int_equal(kiln_store_open(root, &s, &err), 0);
-    put_image(s, "x", &a);
     assert_int_equal(kiln_layout_write(s, dir, 0, &a, "x:1", &err), 0);
     blob = kiln_xasprintf("%s/blobs/sha256/%s", dir, a.digest.hex);
     assert_int_equal(stat(blob, &st), 0);
     assert_int_equal(st.st_nlink, 1);
     assert_int_equal(kiln_layout_resolve(dir, "1", &img, &err), 0);
     kiln_layout_image_free(img);
+    kiln_store_close(s);
+    kiln_fs_rm_rf(root, NULL);
+    kiln_fs_rm_rf(dir, NULL);
+}
+
+/* A fresh layout whose writes fail part way (RLIMIT_FSIZE stands in for a full disk: the
+ * blob copies to another filesystem fail) leaves nothing: no header, index or blobs. */
+static void test_layout_write_fails_clean(void **state)
+{
+    _cleanup_free_ char *root = NULL;
+    _cleanup_free_ char *dir = NULL;
+    kiln_store_t *s = NULL;
+    kiln_error_t err = {0};
+    kiln_descriptor_t a = {0};
+    struct rlimit old, small = {.rlim_cur = 12, .rlim_max = RLIM_INFINITY};
+    struct dirent *de;
+    DIR *d;
+    int entries = 0;
+
+    if (!xdev_setup(&root, &dir, &s, &a))
+        return;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    small.rlim_max = old.rlim_max;
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    assert_int_equal(kiln_layout_write(s, dir, 0, &a, "x:1", &err), -1);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_DFL);
+    assert_non_null(strstr(err.msg, dir));
+    d = opendir(dir);
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            entries++;
+    closedir(d);
+    assert_int_equal(entries, 0);
+    /* with room again the same write succeeds */
+    assert_int_equal(kiln_layout_write(s, dir, 0, &a, "x:1", &err), 0);
     kiln_store_close(s);
     kiln_fs_rm_rf(root, NULL);
     kiln_fs_rm_rf(dir, NULL);
@@ -265,6 +319,7 @@ int main(void)
         cmocka_unit_test(test_layout_multi),
         cmocka_unit_test(test_archives),
         cmocka_unit_test(test_layout_cross_device),
+        cmocka_unit_test(test_layout_write_fails_clean),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
