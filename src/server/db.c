@@ -693,6 +693,27 @@ int kiln_db_finish_or_fail(kiln_db_t *db, const char *id, const char *status, co
     return -1;
 }
 
+void kiln_db_flush_unrecorded(kiln_db_t *db)
+{
+    json_t *pending, *v;
+    const char *id;
+
+    pthread_mutex_lock(&db->mem_lock);
+    pending = json_object_size(db->unrecorded) ? json_deep_copy(db->unrecorded) : NULL;
+    pthread_mutex_unlock(&db->mem_lock);
+    json_object_foreach(pending, id, v)
+    {
+        if (kiln_db_finish(db, id, json_string_value(json_object_get(v, "status")),
+                           json_string_value(json_object_get(v, "reason")),
+                           json_string_value(json_object_get(v, "error")), NULL, 0, NULL) < 0)
+            continue;
+        pthread_mutex_lock(&db->mem_lock);
+        json_object_del(db->unrecorded, id);
+        pthread_mutex_unlock(&db->mem_lock);
+    }
+    json_decref(pending);
+}
+
 int kiln_db_requeue(kiln_db_t *db, const char *id, kiln_error_t *err)
 {
     int rc;

@@ -95,6 +95,10 @@ int kiln_db_finish_or_fail(kiln_db_t *db, const char *id, const char *status, co
                            const char *error, const char *result_json, int64_t bytes_pushed,
                            kiln_error_t *err);
 
+/* Writes the failures kept in memory by kiln_db_finish_or_fail to kiln.db once it takes
+ * writes again (each one written is dropped from memory); called from the worker loop. */
+void kiln_db_flush_unrecorded(kiln_db_t *db);
+
 /* Puts a running build back in the queue (drain, or a retry after a crash). */
 int kiln_db_requeue(kiln_db_t *db, const char *id, kiln_error_t *err);
 

@@ -220,6 +220,7 @@ static void *worker_main(void *arg)
             break;
         }
         pthread_mutex_unlock(&p->lock);
+        kiln_db_flush_unrecorded(p->srv->db);
         got = kiln_db_claim(p->srv->db, NULL, &job, &err);
         if (got <= 0) {
             struct timespec ts;

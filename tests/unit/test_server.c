@@ -681,6 +681,16 @@ static void test_db_finish_write_fails(void **state)
         assert_string_equal(json_string_value(json_object_get(json_array_get(list, i), "status")),
                             "failed");
     json_decref(list);
+
+    /* Once kiln.db takes writes again the kept failure is written to it. */
+    side_sql(path, "DROP TRIGGER no_write; DROP TRIGGER no_success;");
+    kiln_db_flush_unrecorded(db);
+    kiln_db_close(db);
+    assert_int_equal(kiln_db_open(path, &db, &err), 0);
+    assert_int_equal(kiln_db_build_get(db, "b2", &o, &err), 0);
+    assert_string_equal(json_string_value(json_object_get(o, "status")), "failed");
+    assert_string_equal(json_string_value(json_object_get(o, "reason")), "state_write_failed");
+    json_decref(o);
     kiln_db_close(db);
     assert_int_equal(kiln_fs_rm_rf(dir, NULL), 0);
 }
