@@ -182,7 +182,8 @@ fail:
     return -1;
 }
 
-/* Puts blob d into dst_dir (hardlink from the store, else a verified copy). */
+/* Puts blob d into dst_dir (hardlink from the store, else a verified copy). Returns 1 when
+ * it was already there, 0 when placed now. */
 static int place_blob(kiln_store_t *s, const kiln_digest_t *d, const char *dst_dir,
                       kiln_error_t *err)
 {
@@ -193,7 +194,7 @@ static int place_blob(kiln_store_t *s, const kiln_digest_t *d, const char *dst_d
     if (lstat(dst, &st) == 0 && S_ISREG(st.st_mode)) {
         uint64_t size;
         if (kiln_store_has(s, d, &size) && (uint64_t)st.st_size == size)
-            return 0; /* already there (content-addressed) */
+            return 1; /* already there (content-addressed) */
     }
     if (link(src, dst) == 0)
         return 0;
@@ -245,15 +246,18 @@ static int merged_index(const char *dir, json_t *entry, const char *name, const 
 }
 
 /* Undoes a fresh layout that failed part way (a full disk, a write error): the blobs this
- * call placed and the directories it made go, so no half-made layout is left behind. */
-static void undo_fresh_layout(const char *dir, const blob_list_t *l, size_t placed)
+ * call placed (made[i]; not those another writer had put there) and the directories, when
+ * empty, go, so no half-made layout is left behind. */
+static void undo_fresh_layout(const char *dir, const blob_list_t *l, const char *made,
+                              size_t placed)
 {
     _cleanup_free_ char *sha = kiln_xasprintf("%s/blobs/sha256", dir);
     _cleanup_free_ char *blobs = kiln_xasprintf("%s/blobs", dir);
 
     for (size_t i = 0; i < placed; i++) {
         _cleanup_free_ char *b = kiln_xasprintf("%s/%s", sha, l->d[i].hex);
-        unlink(b);
+        if (made[i])
+            unlink(b);
     }
     rmdir(sha);
     rmdir(blobs);
@@ -268,8 +272,9 @@ static int write_dir_layout(kiln_store_t *s, const char *dir, const blob_list_t 
     _cleanup_free_ char *buf = NULL;
     _cleanup_json_ json_t *ix = NULL;
     _cleanup_close_ int lock = -1; /* closing drops the flock */
+    _cleanup_free_ char *made = kiln_xzalloc(l->n + 1);
     size_t len, placed = 0;
-    int fresh = access(hdr, F_OK) != 0;
+    int fresh = access(hdr, F_OK) != 0, rc;
 
     if (kiln_fs_mkdir_p(blobs, 0755, err) < 0)
         return -1;
@@ -283,9 +288,11 @@ static int write_dir_layout(kiln_store_t *s, const char *dir, const blob_list_t 
     }
     /* blobs first, index next, a new layout's header last: a reader never sees an entry
      * without its blobs, and a failure leaves no directory that claims to be a layout */
-    for (; placed < l->n; placed++)
-        if (place_blob(s, &l->d[placed], blobs, err) < 0)
+    for (; placed < l->n; placed++) {
+        if ((rc = place_blob(s, &l->d[placed], blobs, err)) < 0)
             goto fail;
+        made[placed] = rc == 0;
+    }
     /* two writers adding to one layout must not lose each other's entry:
      * the read-modify-write of index.json holds a lock on the directory */
     lock = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -305,7 +312,7 @@ static int write_dir_layout(kiln_store_t *s, const char *dir, const blob_list_t 
     return 0;
 fail:
     if (fresh)
-        undo_fresh_layout(dir, l, placed);
+        undo_fresh_layout(dir, l, made, placed);
     return kiln_error_prefix(err, "OCI layout %s", dir);
 }
 
