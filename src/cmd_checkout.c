@@ -4,12 +4,14 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "src/build/auto.h"
 #include "src/cli_gitpolicy.h"
 #include "src/commands.h"
 #include "utils/cleanup.h"
 #include "utils/env.h"
+#include "utils/fs.h"
 #include "utils/git.h"
 #include "utils/mem.h"
 
@@ -18,13 +20,14 @@ extern char **environ;
 int kiln_cmd_checkout(int argc, char **argv)
 {
     static const struct option opts[] = {{"root", required_argument, NULL, 'r'},
+                                         {"credential-file", required_argument, NULL, 'c'},
                                          KILN_CLI_GITPOLICY_LONGOPTS,
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     kiln_cli_gitpolicy_t gp = {0};
-    const char *root_opt = NULL, *cf;
+    const char *root_opt = NULL, *cf, *cred_file = NULL;
     _cleanup_free_ char *root = NULL, *cache = NULL, *creds = NULL, *url = NULL, *ref = NULL;
-    _cleanup_free_ char *commit = NULL;
+    _cleanup_free_ char *commit = NULL, *cred = NULL, *cred_host = NULL;
     kiln_git_opts_t g = {.env = environ};
     kiln_error_t err = {0};
     int c;
@@ -35,6 +38,9 @@ int kiln_cmd_checkout(int argc, char **argv)
         case 'r':
             root_opt = optarg;
             break;
+        case 'c':
+            cred_file = optarg;
+            break;
         case 'h':
             printf(
                 "Usage: kiln checkout [options] GIT_URL[#REF] DEST\n\n"
@@ -44,7 +50,11 @@ int kiln_cmd_checkout(int argc, char **argv)
                 "Credentials: KILN_GIT_TOKEN, KILN_GIT_TOKEN_<HOST>, KILN_GIT_CREDENTIALS\n"
                 "(lines \"HOST TOKEN\" or \"HOST USER:PASSWORD\"), the ssh agent.\n\n"
                 "Options:\n"
-                "      --root DIR             kiln root (mirror cache)\n" KILN_CLI_GITPOLICY_HELP
+                "      --root DIR             kiln root (mirror cache)\n"
+                "      --credential-file FILE the credential for the URL's own host: TOKEN or\n"
+                "                             USER:PASSWORD (how kiln serve hands a URL's\n"
+                "                             userinfo over without putting it on a command "
+                "line)\n" KILN_CLI_GITPOLICY_HELP
                 "      --server-mode          the URL is a tenant's (set by kiln serve/worker):\n"
                 "                             https:// and ssh:// only (no file://, local\n"
                 "                             paths, helpers), public addresses plus\n"
@@ -73,6 +83,16 @@ int kiln_cmd_checkout(int argc, char **argv)
     g.credentials_file = creds;
     g.policy = gp.policy;
     kiln_git_split_ref(argv[optind], &url, &ref);
+    if (cred_file) {
+        if (kiln_fs_read_file(cred_file, 64 * 1024, &cred, NULL, &err) < 0) {
+            kiln_error_prefix(&err, "--credential-file");
+            return kiln_cli_fail(&err);
+        }
+        cred[strcspn(cred, "\r\n")] = '\0';
+        cred_host = kiln_git_url_host(url);
+        g.credential = cred;
+        g.credential_host = cred_host;
+    }
     if (kiln_git_checkout(url, ref, &g, argv[optind + 1], &commit, &err) < 0)
         return kiln_cli_fail(&err);
     printf("%s\n", commit);

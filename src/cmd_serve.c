@@ -245,6 +245,9 @@ int kiln_cmd_serve(int argc, char **argv)
 
     if (kiln_config_load(config, &srv.config, &err) < 0)
         return kiln_cli_fail(&err);
+    /* read once (before any thread starts): the children (kiln checkout/build and their
+     * steps) never inherit the API tokens */
+    unsetenv("KILN_API_TOKENS");
     if (json_array_size(srv.config->tokens) == 0 && !no_auth) {
         kiln_config_free(srv.config);
         return kiln_cli_usage_error("serve",
@@ -315,6 +318,11 @@ int kiln_cmd_serve(int argc, char **argv)
         if (recovered > 0)
             fprintf(stderr, "kiln serve: %d build(s) were interrupted by the previous stop (%s)\n",
                     recovered, requeue ? "queued again" : "marked failed");
+        {
+            kiln_gc_opts_t so = {.server_root = root, .db = srv.db};
+            if (kiln_gc_sweep_secrets(&so, &err) < 0)
+                goto fail;
+        }
         if (kiln_worker_pool_start(&srv, &wo, &srv.pool, &err) < 0)
             goto fail;
     }

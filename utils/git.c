@@ -123,8 +123,7 @@ char *kiln_git_redact(const char *url)
     return scrub_userinfo(url, "***");
 }
 
-/* The host[:port] of a URL (scheme:// or scp-like), malloc'ed; "" when none. */
-static char *url_host(const char *url)
+char *kiln_git_url_host(const char *url)
 {
     const char *s = strstr(url, "://"), *e, *at;
 
@@ -184,6 +183,8 @@ static char *host_secret(const kiln_git_opts_t *opts, const char *host)
 
     for (char *p = var + 15; *p; p++)
         *p = isalnum((unsigned char)*p) ? (char)toupper((unsigned char)*p) : '_';
+    if (opts->credential && opts->credential_host && strcmp(opts->credential_host, host) == 0)
+        return kiln_xstrdup(opts->credential);
     if ((v = kiln_env_get(opts->env, var)) != NULL)
         return kiln_xstrdup(v);
     if ((s = file_secret(opts->credentials_file, host)) != NULL)
@@ -201,7 +202,7 @@ static int credentials_cb(git_credential **out, const char *url, const char *use
                           unsigned int allowed, void *payload)
 {
     cred_ctx_t *c = payload;
-    _cleanup_free_ char *host = url_host(url), *secret = NULL;
+    _cleanup_free_ char *host = kiln_git_url_host(url), *secret = NULL;
     const char *colon;
 
     if (++c->attempts > 2)

@@ -43,6 +43,11 @@ typedef struct kiln_git_opts {
     const char *cache_dir;        /* where the bare mirrors live (created if missing) */
     char *const *env;             /* "KEY=VALUE" list for KILN_GIT_TOKEN*; NULL = none */
     const char *credentials_file; /* per-host credentials; NULL = none */
+    /* a credential ("TOKEN" or "USER:PASSWORD") for credential_host only (the source URL's
+     * own host[:port]), e.g. a build server's URL userinfo kept off the command line;
+     * it comes before every other source; NULL = none */
+    const char *credential;
+    const char *credential_host;
     kiln_git_policy_t policy;
 } kiln_git_opts_t;
 
@@ -54,6 +59,10 @@ typedef enum kiln_git_transport {
     KILN_GIT_LOCAL, /* file://, an absolute or relative path */
     KILN_GIT_OTHER, /* transport::address, unknown schemes */
 } kiln_git_transport_t;
+
+/* The host[:port] of a URL (scheme:// or scp-like), without userinfo; malloc'ed, "" when
+ * none. */
+char *kiln_git_url_host(const char *url);
 
 /* How libgit2 (or git) would reach url. */
 kiln_git_transport_t kiln_git_url_transport(const char *url);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "utils/cleanup.h"
+#include "utils/git.h"
 #include "utils/mem.h"
 
 const char *const kiln_db_statuses[8] = {"queued",    "cloning",   "building", "pushing",
@@ -249,6 +250,15 @@ static void set_text(json_t *o, const char *key, sqlite3_stmt *st, int col)
     json_object_set_new(o, key, s ? json_string(s) : json_null());
 }
 
+/* A text column with the userinfo of any URL in it replaced by "***": rows stored before
+ * credentials were taken out of source URLs never show them. */
+static void set_redacted(json_t *o, const char *key, sqlite3_stmt *st, int col)
+{
+    const char *s = (const char *)sqlite3_column_text(st, col);
+    _cleanup_free_ char *r = s ? kiln_git_redact(s) : NULL;
+    json_object_set_new(o, key, r ? json_string(r) : json_null());
+}
+
 /* Builds the API object for the row `st` is on (columns as get_sql); caller holds the lock. */
 static json_t *row_to_json(sqlite3_stmt *phases_st, sqlite3_stmt *st)
 {
@@ -262,10 +272,10 @@ static json_t *row_to_json(sqlite3_stmt *phases_st, sqlite3_stmt *st)
 
     json_object_set_new(o, "id", json_string(id));
     set_text(o, "status", st, 3);
-    set_text(o, "repo", st, 2);
+    set_redacted(o, "repo", st, 2);
     set_text(o, "commit", st, 7);
     set_text(o, "reason", st, 4);
-    set_text(o, "error", st, 5);
+    set_redacted(o, "error", st, 5);
     set_time(o, "created_at", st, 8);
     set_time(o, "started_at", st, 9);
     set_time(o, "finished_at", st, 10);
@@ -276,6 +286,11 @@ static json_t *row_to_json(sqlite3_stmt *phases_st, sqlite3_stmt *st)
     json_object_set_new(o, "attempts", json_integer(sqlite3_column_int(st, 11)));
     if (reqj) {
         json_t *v = json_object_get(reqj, "source");
+        const char *git = json_string_value(json_object_get(v, "git"));
+        if (git) {
+            _cleanup_free_ char *red = kiln_git_redact(git);
+            json_object_set_new(v, "git", json_string(red));
+        }
         if (v)
             json_object_set(o, "source", v);
         v = json_object_get(reqj, "outputs");

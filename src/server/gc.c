@@ -179,6 +179,22 @@ int kiln_gc_run(const kiln_gc_opts_t *o, kiln_gc_stats_t *st, kiln_error_t *err)
     return 0;
 }
 
+int kiln_gc_sweep_secrets(const kiln_gc_opts_t *o, kiln_error_t *err)
+{
+    _cleanup_free_ char *secrets = kiln_xasprintf("%s/secrets", o->server_root);
+    _cleanup_closedir_ DIR *d = opendir(secrets);
+    struct dirent *e;
+
+    /* by status only: a directory written this very second goes too */
+    if (d == NULL)
+        return errno == ENOENT ? 0 : kiln_error_set(err, errno, "open %s", secrets);
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+            !keep_unless_final(o, e->d_name) && kiln_fs_rm_rf_at(dirfd(d), e->d_name, err) < 0)
+            return kiln_error_prefix(err, "%s", secrets);
+    return 0;
+}
+
 struct kiln_gc_timer {
     kiln_gc_opts_t o;
     int interval_s;

@@ -272,6 +272,16 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
         for (size_t i = 0; env->build_options && env->build_options[i]; i++)
             if (kiln_server_checkout_option(env->build_options[i]))
                 push_arg(&argv, &n, env->build_options[i]);
+        {
+            /* the URL's credential: a 0600 file in the build's 0700 secrets directory,
+             * named on the command line, never its value */
+            const char *cred =
+                json_string_value(json_object_get(secret_files, KILN_REQUEST_GIT_SECRET));
+            if (cred) {
+                push_arg(&argv, &n, "--credential-file");
+                push_arg(&argv, &n, cred);
+            }
+        }
         push_arg(&argv, &n, spec);
         push_arg(&argv, &n, src_dir);
         ctx.checkout = 1;

@@ -89,7 +89,54 @@ char *kiln_request_repo_key(const char *url)
     return k;
 }
 
-static int check_source(json_t *src, json_t *out, char **repo, kiln_error_t *err)
+/* Decodes %XX escapes of n bytes of s (a URL's userinfo, as git would); malloc'ed. */
+static char *pct_decode(const char *s, size_t n)
+{
+    char *out = kiln_xmalloc(n + 1), *o = out;
+
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%' && i + 2 < n && isxdigit((unsigned char)s[i + 1]) &&
+            isxdigit((unsigned char)s[i + 2])) {
+            char hex[3] = {s[i + 1], s[i + 2], 0};
+            *o++ = (char)strtol(hex, NULL, 16);
+            i += 2;
+        } else {
+            *o++ = s[i];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Splits the credential out of a scheme:// URL: "user:password@" (any scheme) or "token@"
+ * (http/https) becomes *cred ("USER:PASSWORD" or "TOKEN", decoded) and *bare is the URL
+ * without it. An ssh user name alone ("ssh://git@host") is not a secret and stays. Both are
+ * NULL when there is nothing to take out. */
+static void split_userinfo(const char *url, char **bare, char **cred)
+{
+    const char *host = strstr(url, "://"), *end, *at = NULL;
+
+    *bare = *cred = NULL;
+    if (host == NULL)
+        return;
+    host += 3;
+    end = host + strcspn(host, "/?");
+    for (const char *p = host; p < end; p++)
+        if (*p == '@')
+            at = p;
+    if (at == NULL || (memchr(host, ':', (size_t)(at - host)) == NULL &&
+                       strncmp(url, "https://", 8) && strncmp(url, "http://", 7)))
+        return;
+    {
+        const char *colon = memchr(host, ':', (size_t)(at - host));
+        _cleanup_free_ char *user = pct_decode(host, (size_t)((colon ? colon : at) - host));
+        _cleanup_free_ char *pass = colon ? pct_decode(colon + 1, (size_t)(at - colon - 1)) : NULL;
+        *cred = pass ? kiln_xasprintf("%s:%s", user, pass) : kiln_xstrdup(user);
+    }
+    *bare = kiln_xasprintf("%.*s%s", (int)(host - url), url, at + 1);
+}
+
+static int check_source(json_t *src, json_t *out, char **repo, char **cred, kiln_error_t *err)
 {
     const char *key;
     json_t *v;
@@ -99,7 +146,7 @@ static int check_source(json_t *src, json_t *out, char **repo, kiln_error_t *err
     json_object_foreach(src, key, v)
     {
         if (strcmp(key, "git") && strcmp(key, "ref") && strcmp(key, "commit") &&
-            strcmp(key, "subdir") && strcmp(key, "context")) {
+            strcmp(key, "subdir") && strcmp(key, "context") && strcmp(key, "token")) {
             char f[160];
             snprintf(f, sizeof(f), "source.%.128s", key);
             return field_err(err, f, "unknown field");
@@ -130,7 +177,25 @@ static int check_source(json_t *src, json_t *out, char **repo, kiln_error_t *err
                          "must be an https://, http://, ssh://, git://, file:// or git@ URL");
     if (strchr(url, '#') || strchr(url, ' '))
         return field_err(err, "source.git", "must not contain '#' or spaces");
-    json_object_set(out, "git", git);
+    {
+        /* a credential in the URL is a secret: kept out of the stored request (the record,
+         * events, lists, logs) and of every command line */
+        _cleanup_free_ char *bare = NULL;
+        split_userinfo(url, &bare, cred);
+        if (*cred && **cred == '\0') {
+            free(*cred);
+            *cred = NULL;
+        }
+        json_object_set_new(out, "git", json_string(bare ? bare : url));
+        url = json_string_value(json_object_get(out, "git"));
+    }
+    v = json_object_get(src, "token");
+    if (v) {
+        if (check_str(v, "source.token", MAX_SECRET, err) < 0)
+            return -1;
+        free(*cred);
+        *cred = kiln_xstrdup(json_string_value(v));
+    }
     v = json_object_get(src, "ref");
     if (v) {
         if (check_str(v, "source.ref", 256, err) < 0)
@@ -175,7 +240,8 @@ static int check_map(json_t *v, const char *field, size_t max_value, kiln_error_
     json_object_foreach(v, k, x)
     {
         snprintf(f, sizeof(f), "%s.%.128s", field, k);
-        if (!check_name(k, strcmp(field, "secrets") == 0 ? "-." : ""))
+        if (!check_name(k, strcmp(field, "secrets") == 0 ? "-." : "") &&
+            !(strcmp(field, "secrets") == 0 && strcmp(k, KILN_REQUEST_GIT_SECRET) == 0))
             return field_err(err, f, "is not a valid name");
         if (!json_is_string(x))
             return field_err(err, f, "must be a string");
@@ -290,6 +356,7 @@ int kiln_request_check_allow(json_t *stored, unsigned granted, kiln_error_t *err
 int kiln_request_from_json(json_t *root, kiln_request_t *out, kiln_error_t *err)
 {
     kiln_request_t r = {0};
+    _cleanup_free_ char *cred = NULL;
     const char *key;
     json_t *v;
 
@@ -301,7 +368,7 @@ int kiln_request_from_json(json_t *root, kiln_request_t *out, kiln_error_t *err)
         int ret = 0;
         if (strcmp(key, "source") == 0) {
             json_t *src = json_object();
-            ret = check_source(v, src, &r.repo, err);
+            ret = check_source(v, src, &r.repo, &cred, err);
             json_object_set_new(r.stored, "source", src);
             if (ret < 0)
                 goto fail;
@@ -352,6 +419,17 @@ int kiln_request_from_json(json_t *root, kiln_request_t *out, kiln_error_t *err)
     if (r.repo == NULL) {
         field_err(err, "source", "is required");
         goto fail;
+    }
+    if (cred) {
+        /* the git credential travels and is stored like the other secrets, by name */
+        json_t *names = json_object_get(r.stored, "secrets");
+        if (r.secrets == NULL)
+            r.secrets = json_object();
+        if (names == NULL)
+            json_object_set_new(r.stored, "secrets", names = json_array());
+        if (json_object_get(r.secrets, KILN_REQUEST_GIT_SECRET) == NULL)
+            json_array_append_new(names, json_string(KILN_REQUEST_GIT_SECRET));
+        json_object_set_new(r.secrets, KILN_REQUEST_GIT_SECRET, json_string(cred));
     }
     *out = r;
     return 0;
@@ -431,6 +509,8 @@ int kiln_request_argv(json_t *stored, const char *context_dir, json_t *secret_fi
     json_array_foreach(json_object_get(stored, "secrets"), i, v)
     {
         const char *file = json_string_value(json_object_get(secret_files, json_string_value(v)));
+        if (strcmp(json_string_value(v), KILN_REQUEST_GIT_SECRET) == 0)
+            continue; /* for kiln checkout only (kiln_job_run), never a build step's */
         if (file == NULL) {
             kiln_strv_free(a.v);
             return kiln_error_set(err, ENOENT, "secret '%s' is not available",

@@ -1,7 +1,8 @@
 /* kiln server — a build request: validation of the POST /v1/builds body (and the
  * SQS job JSON), and its translation into `kiln build` arguments.
  *
- * Body: {"source": {"git": URL, "ref": R, "commit": SHA, "subdir": DIR} | {"context": ID},
+ * Body: {"source": {"git": URL, "ref": R, "commit": SHA, "subdir": DIR, "token": T} |
+ *                   {"context": ID},
  *        "dockerfile": PATH, "target": NAME, "build_args": {K: V}, "env": {K: V},
  *        "secrets": {NAME: VALUE}, "outputs": [{"type": T, KEY: VALUE…}], "tags": [REF],
  *        "notify": ["sqs://…" | "sns://…"], "timeout_seconds": N,
@@ -16,6 +17,11 @@
 #include <stddef.h>
 
 #include "utils/error.h"
+
+/* The secret holding the git source's credential: a URL's userinfo ("USER:PASSWORD" or an
+ * http(s) "TOKEN@") or source.token, taken out of the URL. Not a valid name for a build's
+ * own secrets; handed only to `kiln checkout --credential-file`. */
+#define KILN_REQUEST_GIT_SECRET ".git"
 
 typedef struct kiln_request {
     json_t *stored;  /* the request as kept in the database: secret values removed */

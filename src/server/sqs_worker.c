@@ -584,6 +584,14 @@ int kiln_sqs_worker_start(const kiln_sqs_worker_opts_t *opts, kiln_sqs_worker_t 
             return -1;
         }
     }
+    {
+        /* a killed worker's secrets: each job writes its own again from its sealed message */
+        _cleanup_free_ char *d = kiln_xasprintf("%s/secrets", opts->root);
+        if (kiln_fs_rm_rf(d, err) < 0 || kiln_fs_mkdir_p(d, 0700, err) < 0) {
+            free(w);
+            return -1;
+        }
+    }
     sweep_running(opts->root);
     pthread_mutex_init(&w->lock, NULL);
     w->running = kiln_xzalloc((size_t)w->o.concurrency * sizeof(char *));

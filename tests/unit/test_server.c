@@ -235,6 +235,53 @@ static void test_request_secrets_stripped_and_argv(void **state)
     kiln_request_free(&r);
 }
 
+/* A git URL's userinfo (or source.token) leaves the stored request and the argv, and becomes
+ * the ".git" secret; an ssh user name alone stays. */
+static void test_request_git_credential(void **state)
+{
+    static const struct {
+        const char *source, *stored_url, *cred, *repo;
+    } cases[] = {
+        {"{\"git\": \"https://u:p%40ss@Host:8443/o/r.git\"}", "https://Host:8443/o/r.git", "u:p@ss",
+         "https://host:8443/o/r"},
+        {"{\"git\": \"https://TOK@h/r\"}", "https://h/r", "TOK", "https://h/r"},
+        {"{\"git\": \"https://h/r\", \"token\": \"T2\"}", "https://h/r", "T2", "https://h/r"},
+        {"{\"git\": \"ssh://git@h/r\"}", "ssh://git@h/r", NULL, "ssh://git@h/r"},
+        {"{\"git\": \"ssh://git:pw@h/r\"}", "ssh://h/r", "git:pw", "ssh://h/r"},
+    };
+    char msg[KILN_ERROR_MSG_MAX];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        _cleanup_free_ char *body = kiln_xasprintf("{\"source\": %s}", cases[i].source);
+        _cleanup_free_ char *stored = NULL;
+        _cleanup_strv_ char **argv = NULL;
+        json_t *files = json_pack("{s:s}", ".git", "/s/.git");
+        kiln_request_t r = {0};
+        kiln_error_t err = {0};
+        assert_int_equal(parse(body, msg, sizeof(msg), &r), 0);
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(r.stored, "source"), "git")),
+            cases[i].stored_url);
+        assert_string_equal(r.repo, cases[i].repo);
+        stored = json_dumps(r.stored, JSON_COMPACT);
+        if (cases[i].cred) {
+            assert_null(strstr(stored, cases[i].cred));
+            assert_string_equal(json_string_value(json_object_get(r.secrets, ".git")),
+                                cases[i].cred);
+            assert_non_null(strstr(stored, "\"secrets\":[\".git\"]"));
+        } else {
+            assert_null(r.secrets);
+        }
+        /* never a build step's secret */
+        assert_int_equal(kiln_request_argv(r.stored, "/ctx", files, "/m.json", &argv, &err), 0);
+        for (size_t j = 0; argv[j]; j++)
+            assert_null(strstr(argv[j], ".git,"));
+        json_decref(files);
+        kiln_request_free(&r);
+    }
+}
+
 static void test_request_context_and_commit(void **state)
 {
     kiln_request_t r = {0};
@@ -704,6 +751,7 @@ int main(void)
         cmocka_unit_test(test_hmac_rfc4231),
         cmocka_unit_test(test_request_errors_name_the_field),
         cmocka_unit_test(test_request_secrets_stripped_and_argv),
+        cmocka_unit_test(test_request_git_credential),
         cmocka_unit_test(test_request_context_and_commit),
         cmocka_unit_test(test_cursor_roundtrip),
         cmocka_unit_test(test_jobkey_seal_open),
