@@ -27,8 +27,8 @@
  *    "max_webhook_bytes": 5242880,               largest webhook body (413 above it; bodies
  *                                              are refused on Content-Length before any
  *                                              is read, chunked ones cut off at the cap)
- *    "connection_timeout": 30,                 seconds a connection may stay silent (no
- *                                              request, or a request stalled mid-way)
+ *    "connection_timeout": 30,                 seconds a connection may stay silent, and
+ *                                              may take to send a request's headers
  *    "max_connections": 4096,                  connections open at once, all clients
  *    "max_connections_per_address": 128,       connections open at once from one address
  *                                              (further ones are closed on accept)

@@ -4,12 +4,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "utils/buf.h"
@@ -22,10 +24,27 @@
  * so memory stays flat however many arrive. */
 #define HOOK_BODIES_IN_MEMORY 8
 
+/* A connection waiting for a complete request (its headers), and since when. MHD's own
+ * timeout is one of silence only: a client trickling a byte at a time would keep its slot. */
+typedef struct waiter {
+    struct waiter *prev, *next;
+    int fd;
+    struct sockaddr_storage peer; /* to tell the connection's fd from a reused one */
+    socklen_t peer_len;
+    struct timespec since;
+    int waiting;
+} waiter_t;
+
 struct kiln_http {
     struct MHD_Daemon *d;
     kiln_server_t *srv;
-    size_t hook_bytes; /* webhook body bytes reserved (atomic) */
+    size_t hook_bytes;    /* webhook body bytes reserved (atomic) */
+    pthread_mutex_t lock; /* guards waiters, stop */
+    pthread_cond_t wake;
+    waiter_t *waiters;
+    int stop;
+    pthread_t reaper;
+    int reaper_started;
 };
 
 /* Per-request state while the body arrives. */
@@ -186,11 +205,95 @@ static enum MHD_Result hook_begin(conn_state_t *st, struct MHD_Connection *c, ki
     return MHD_YES;
 }
 
+/* Marks c's connection as waiting for a request (since now) or not. */
+static void set_waiting(kiln_http_t *h, struct MHD_Connection *c, int waiting)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    waiter_t *w = ci ? ci->socket_context : NULL;
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&h->lock);
+    w->waiting = waiting;
+    clock_gettime(CLOCK_MONOTONIC, &w->since);
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* Tracks each connection from accept to close for the reaper. */
+static void notify_conn(void *cls, struct MHD_Connection *c, void **socket_context,
+                        enum MHD_ConnectionNotificationCode toe)
+{
+    kiln_http_t *h = cls;
+    waiter_t *w = *socket_context;
+
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        w = kiln_xzalloc(sizeof(*w));
+        w->fd = ci ? ci->connect_fd : -1;
+        w->peer_len = sizeof(w->peer);
+        if (w->fd < 0 || getpeername(w->fd, (struct sockaddr *)&w->peer, &w->peer_len) < 0)
+            w->peer_len = 0;
+        w->waiting = 1;
+        clock_gettime(CLOCK_MONOTONIC, &w->since);
+        pthread_mutex_lock(&h->lock);
+        w->next = h->waiters;
+        if (h->waiters)
+            h->waiters->prev = w;
+        h->waiters = w;
+        pthread_mutex_unlock(&h->lock);
+        *socket_context = w;
+    } else if (w != NULL) {
+        pthread_mutex_lock(&h->lock);
+        if (w->prev)
+            w->prev->next = w->next;
+        else
+            h->waiters = w->next;
+        if (w->next)
+            w->next->prev = w->prev;
+        pthread_mutex_unlock(&h->lock);
+        free(w);
+        *socket_context = NULL;
+    }
+}
+
+/* Once a second: a connection that has not completed a request's headers within
+ * connection_timeout of its accept (or of its previous answer) is shut down; MHD then
+ * closes it. The fd is checked to still be that connection (same peer) first. */
+static void *reaper_main(void *arg)
+{
+    kiln_http_t *h = arg;
+    time_t limit = (time_t)h->srv->config->bounds.connection_timeout;
+
+    pthread_mutex_lock(&h->lock);
+    while (!h->stop) {
+        struct timespec now, until;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        for (waiter_t *w = h->waiters; w; w = w->next) {
+            struct sockaddr_storage peer;
+            socklen_t len = sizeof(peer);
+            if (!w->waiting || now.tv_sec - w->since.tv_sec < limit || w->peer_len == 0)
+                continue;
+            w->waiting = 0;
+            if (getpeername(w->fd, (struct sockaddr *)&peer, &len) == 0 && len == w->peer_len &&
+                memcmp(&peer, &w->peer, len) == 0)
+                shutdown(w->fd, SHUT_RDWR);
+        }
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&h->wake, &h->lock, &until);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
+}
+
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
                       enum MHD_RequestTerminationCode toe)
 {
     free_state(*con_cls);
     *con_cls = NULL;
+    /* a kept-alive connection has connection_timeout again for its next request */
+    set_waiting(cls, c, 1);
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
@@ -205,6 +308,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 
     if (st == NULL) {
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        set_waiting(h, c, 0);
         st = kiln_xzalloc(sizeof(*st));
         st->upload_fd = -1;
         st->http = h;
@@ -349,21 +453,25 @@ int kiln_http_start(kiln_server_t *srv, const char *listen, kiln_http_t **out, k
     raise_fd_limit((rlim_t)b->max_connections + 1024);
     h = kiln_xzalloc(sizeof(*h));
     h->srv = srv;
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->wake, NULL);
     /* A thread per connection (log following blocks in its response callback): idle or slow
      * connections are bounded by the silence timeout, the per-address cap (one client cannot
      * take every slot) and the total cap (each costs a thread with a small stack). */
     h->d = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL,
         NULL, handle, h, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_NOTIFY_COMPLETED, completed, h,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)b->connection_timeout,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)b->max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)b->max_connections_per_address,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_THREAD_STACK_SIZE,
-        (size_t)(256 * 1024), MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, notify_conn, h, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)b->connection_timeout, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)b->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned int)b->max_connections_per_address, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+        (unsigned int)1, MHD_OPTION_THREAD_STACK_SIZE, (size_t)(256 * 1024), MHD_OPTION_END);
     if (h->d == NULL) {
+        int e = errno;
         free(h);
-        return kiln_error_set(err, errno, "listen on %s", listen);
+        return kiln_error_set(err, e, "listen on %s", listen);
     }
+    h->reaper_started = pthread_create(&h->reaper, NULL, reaper_main, h) == 0;
     *out = h;
     return 0;
 }
@@ -372,6 +480,13 @@ void kiln_http_stop(kiln_http_t *h)
 {
     if (h == NULL)
         return;
+    if (h->reaper_started) {
+        pthread_mutex_lock(&h->lock);
+        h->stop = 1;
+        pthread_cond_signal(&h->wake);
+        pthread_mutex_unlock(&h->lock);
+        pthread_join(h->reaper, NULL);
+    }
     MHD_stop_daemon(h->d);
     free(h);
 }

@@ -187,6 +187,31 @@ def get_healthz(addr):
         s.close()
 
 
+def trickle(out):
+    """Headers one byte every half second, never complete: a slow client MHD's silence
+    timeout alone would keep forever."""
+    s = idle_from("127.0.0.7")
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    try:
+        for i in range(IDLE_TIMEOUT * 2 * 4):
+            s.sendall(b"a")
+            try:
+                if s.recv(1, socket.MSG_DONTWAIT) == b"":
+                    out.append(("closed", i))
+                    return
+            except BlockingIOError:
+                pass
+            time.sleep(0.5)
+        out.append(("still open", i))
+    except OSError as e:
+        out.append(("closed", str(e)))
+    finally:
+        s.close()
+
+
+slow = []
+slow_thread = threading.Thread(target=trickle, args=(slow,))
+slow_thread.start()
 idle = [idle_from("127.0.0.1") for _ in range(300)]
 for last in range(2, 5):  # 3 more addresses, 40 each: 50 + 120 held, under the total 200
     idle += [idle_from("127.0.0.%d" % last) for _ in range(40)]
@@ -207,6 +232,9 @@ for s in idle:  # the server closes each: past a cap at once, the others after t
 T.check("every idle connection is closed by the server", closed == len(idle), closed)
 T.check("after the idle ones are gone, 127.0.0.1 is answered again",
         get_healthz("127.0.0.1") == 200)
+slow_thread.join()
+T.check("a client trickling headers a byte at a time is closed (no complete request within "
+        "connection_timeout)", len(slow) == 1 and slow[0][0] == "closed", slow)
 
 # --- uploaded context bombs: unpacked size and entry count caps ---
 srv2.term()
