@@ -300,4 +300,18 @@ st, body = srv3.request("POST", "/v1/contexts",
                         body=tar_gz({"f%03d" % i: b"x" * 1000 for i in range(400)}))
 T.check("400 files of 1000 bytes (under both caps) => 201", st == 201, body)
 
+# --- the default connection caps: 1000 idle connections from 8 addresses lock nobody out ---
+many_idle = []
+for last in range(10, 18):
+    for _ in range(125):
+        c = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        c.bind(("127.0.0.%d" % last, 0))
+        c.connect(("127.0.0.1", srv3.port))
+        many_idle.append(c)
+st, body = srv3.request("GET", "/healthz", token=None)
+T.check("defaults: 1000 idle connections open, GET /healthz still answered",
+        st == 200 and body == {"status": "ok"}, (st, body))
+for c in many_idle:
+    c.close()
+
 T.done()
