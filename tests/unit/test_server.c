@@ -346,9 +346,10 @@ static void test_jobkey_seal_open(void **state)
     static const char *const good[] = {
         "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF\n",
         "ABEiM0RVZneImaq7zN3u/wARIjNEVWZ3iJmqu8zd7v8=\n"};
+    /* the third is one 64-digit key with a non-hex first digit, split to fit the line */
     static const char *const bad[] = {"", "0011",
-                                      "zz112233445566778899aabbccddeeff"
-                                      "00112233445566778899aabbccddeeff",
+                                      ("zz112233445566778899aabbccddeeff"
+                                       "00112233445566778899aabbccddeeff"),
                                       "ABEiM0RVZneImaq7zN3u/wARIjNEVWZ3iJmqu8zd7g==\n"};
     kiln_jobkey_t *k = NULL, *k2 = NULL;
     kiln_error_t err = {0};
