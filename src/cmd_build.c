@@ -26,6 +26,7 @@
 #include "utils/aws/client.h"
 #include "utils/aws/notify.h"
 #include "utils/aws/s3.h"
+#include "utils/cachens.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
@@ -118,6 +119,7 @@ typedef struct opts {
     size_t n_tags, n_args, n_contexts, n_secrets, n_outputs, n_insecure, n_notify, n_allow_addrs,
         n_oci_dirs;
     int server_mode, allow_http_git;
+    const char *cache_namespace; /* internal: the tenant's caches (utils/cachens) */
     const char *build_id;
     unsigned entitlements; /* --allow */
     int push, no_cache, ecr_create;
@@ -390,6 +392,7 @@ int kiln_cmd_build(int argc, char **argv)
         O_HTTP_GIT,
         O_OCI_DIR,
         O_ALLOW_ENT,
+        O_CACHE_NS,
     };
     static const struct option lopts[] = {
         {"file", required_argument, NULL, 'f'},
@@ -433,6 +436,8 @@ int kiln_cmd_build(int argc, char **argv)
         {"allow-http-git", no_argument, NULL, O_HTTP_GIT},
         /* internal: the server's policy.oci_dirs, where FROM oci: may read in server mode */
         {"oci-dir", required_argument, NULL, O_OCI_DIR},
+        /* internal: the build's tenant, whose caches alone it uses (utils/cachens) */
+        {"cache-namespace", required_argument, NULL, O_CACHE_NS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     opts_t o = {.sde = -1};
@@ -649,6 +654,11 @@ int kiln_cmd_build(int argc, char **argv)
         case O_SERVER_MODE:
             o.server_mode = 1;
             break;
+        case O_CACHE_NS:
+            if (kiln_cachens_check(optarg, &err) < 0)
+                return kiln_cli_usage_error("build", "--cache-namespace: %s", err.msg);
+            o.cache_namespace = optarg;
+            break;
         case 'm':
             if (kiln_size_parse(optarg, &o.limits.memory, &err) < 0)
                 return kiln_cli_usage_error("build", "--memory: %s", err.msg);
@@ -717,7 +727,8 @@ int kiln_cmd_build(int argc, char **argv)
                                      .n_outputs = o.n_outputs,
                                      .secrets = o.secrets,
                                      .n_secrets = o.n_secrets,
-                                     .git_policy = &gitpol};
+                                     .git_policy = &gitpol,
+                                     .cache_namespace = o.cache_namespace};
         if (kiln_auto_build_prepare(argv[optind], &ao, &ab, &err) < 0)
             goto fail;
         if (ab.src.commit)
@@ -784,6 +795,7 @@ int kiln_cmd_build(int argc, char **argv)
     req.allow_http_git = o.allow_http_git;
     req.oci_dirs = o.oci_dirs;
     req.n_oci_dirs = o.n_oci_dirs;
+    req.cache_namespace = o.cache_namespace;
 
     if ((root == NULL && kiln_cli_store_root(o.root, &root, &err) < 0) ||
         kiln_store_open(root, &store, &err) < 0)

@@ -9,6 +9,7 @@
 #include "src/build/auto.h"
 #include "src/cli_gitpolicy.h"
 #include "src/commands.h"
+#include "utils/cachens.h"
 #include "utils/cleanup.h"
 #include "utils/env.h"
 #include "utils/fs.h"
@@ -21,11 +22,13 @@ int kiln_cmd_checkout(int argc, char **argv)
 {
     static const struct option opts[] = {{"root", required_argument, NULL, 'r'},
                                          {"credential-file", required_argument, NULL, 'c'},
+                                         /* internal: the tenant's mirrors (utils/cachens) */
+                                         {"cache-namespace", required_argument, NULL, 'n'},
                                          KILN_CLI_GITPOLICY_LONGOPTS,
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     kiln_cli_gitpolicy_t gp = {0};
-    const char *root_opt = NULL, *cf, *cred_file = NULL;
+    const char *root_opt = NULL, *cf, *cred_file = NULL, *ns = NULL;
     _cleanup_free_ char *root = NULL, *cache = NULL, *creds = NULL, *url = NULL, *ref = NULL;
     _cleanup_free_ char *commit = NULL, *cred = NULL, *cred_host = NULL;
     kiln_git_opts_t g = {.env = environ};
@@ -40,6 +43,11 @@ int kiln_cmd_checkout(int argc, char **argv)
             break;
         case 'c':
             cred_file = optarg;
+            break;
+        case 'n':
+            if (kiln_cachens_check(optarg, &err) < 0)
+                return kiln_cli_usage_error("checkout", "--cache-namespace: %s", err.msg);
+            ns = optarg;
             break;
         case 'h':
             printf(
@@ -76,7 +84,8 @@ int kiln_cmd_checkout(int argc, char **argv)
     if (!kiln_git_is_url(argv[optind]))
         return kiln_cli_usage_error("checkout", "not a git URL: %s", argv[optind]);
     root = kiln_auto_root(root_opt, environ);
-    cache = kiln_xasprintf("%s/git", root);
+    if (kiln_cachens_path(root, ns, KILN_CACHENS_GIT, &cache, &err) < 0)
+        return kiln_cli_fail(&err);
     cf = kiln_env_get(environ, "KILN_GIT_CREDENTIALS");
     creds = cf ? kiln_xstrdup(cf) : kiln_xasprintf("%s/git-credentials", root);
     g.cache_dir = cache;

@@ -20,6 +20,7 @@
 #include "src/build/build.h"
 #include "src/build/toolchain.h"
 #include "utils/buf.h"
+#include "utils/cachens.h"
 #include "utils/cleanup.h"
 #include "utils/env.h"
 #include "utils/fs.h"
@@ -78,14 +79,19 @@ int kiln_auto_source_prepare(const char *spec, const kiln_auto_source_opts_t *op
         s.display = kiln_xstrdup(spec);
     } else {
         _cleanup_free_ char *root = kiln_auto_root(opts ? opts->root : NULL, env);
-        _cleanup_free_ char *cache = kiln_xasprintf("%s/git", root);
+        _cleanup_free_ char *cache = NULL;
         _cleanup_free_ char *work = kiln_xasprintf("%s/work", root);
         _cleanup_free_ char *url = NULL, *ref = NULL, *creds = NULL, *tree = NULL;
         _cleanup_free_ char *url_subdir = NULL;
-        kiln_git_opts_t g = {.cache_dir = cache, .env = env};
+        kiln_git_opts_t g = {.env = env};
         if (opts && opts->git_policy)
             g.policy = *opts->git_policy;
         const char *cf = kiln_env_get(env, "KILN_GIT_CREDENTIALS");
+
+        if (kiln_cachens_path(root, opts ? opts->cache_namespace : NULL, KILN_CACHENS_GIT, &cache,
+                              err) < 0)
+            return -1;
+        g.cache_dir = cache;
 
         creds = cf ? kiln_xstrdup(cf) : kiln_xasprintf("%s/git-credentials", root);
         g.credentials_file = creds;
@@ -501,8 +507,11 @@ static int load_plan(const kiln_auto_build_opts_t *o, const char *dir, kiln_plan
 int kiln_auto_build_prepare(const char *spec, const kiln_auto_build_opts_t *o,
                             kiln_auto_build_t *ab, kiln_error_t *err)
 {
-    kiln_auto_source_opts_t so = {
-        .root = o->root, .subdir = o->subdir, .env = o->env, .git_policy = o->git_policy};
+    kiln_auto_source_opts_t so = {.root = o->root,
+                                  .subdir = o->subdir,
+                                  .env = o->env,
+                                  .git_policy = o->git_policy,
+                                  .cache_namespace = o->cache_namespace};
     const char *ids[KILN_PLAN_MAX_ITEMS];
     kiln_auto_opts_t ro = {.secret_ids = ids};
     _cleanup_free_ char *idbuf[KILN_PLAN_MAX_ITEMS] = {0};

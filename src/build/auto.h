@@ -29,6 +29,7 @@ typedef struct kiln_auto_source_opts {
     const char *subdir;                  /* path inside the source to build, or NULL */
     char *const *env;                    /* environment for KILN_GIT_TOKEN* / KILN_ROOT */
     const kiln_git_policy_t *git_policy; /* what a git source may fetch; NULL = the default */
+    const char *cache_namespace;         /* git mirrors of this namespace (utils/cachens) */
 } kiln_auto_source_opts_t;
 
 typedef struct kiln_auto_source {
@@ -75,6 +76,7 @@ typedef struct kiln_auto_build_opts {
     const char *const *secrets; /* the --secret specs ("id=ID,src=FILE") */
     size_t n_secrets;
     const kiln_git_policy_t *git_policy; /* what a git source may fetch; NULL = the default */
+    const char *cache_namespace;         /* git mirrors of this namespace (utils/cachens) */
 } kiln_auto_build_opts_t;
 
 /* An auto-detected build, ready for the Dockerfile engine. */

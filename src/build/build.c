@@ -29,6 +29,7 @@
 #include "src/build/lowerview.h"
 #include "src/build/statcache.h"
 #include "utils/buf.h"
+#include "utils/cachens.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/http.h"
@@ -128,6 +129,11 @@ typedef struct engine {
     strv_t build_args;
     char *work;       /* <root>/build/tmp/XXXX for this build */
     char *lowers_dir; /* <root>/build/lowers */
+    /* the caches of the build's namespace (utils/cachens): RUN cache mounts,
+     * the stat cache file, and the ref prefix of step cache entries */
+    char *mounts_dir;
+    char *statcache_path;
+    char *cache_prefix;
     int step_no;
     time_t created; /* SOURCE_DATE_EPOCH, or the build's start */
     int have_sde;
@@ -297,11 +303,12 @@ static void key_step(kiln_digest_t *key, const char *what, const char *extra)
     kiln_sha256_final(&h, key);
 }
 
-static char *cache_ref(const kiln_digest_t *key)
+/* The store ref of a step cache entry, in the build's namespace. */
+static char *cache_ref(const engine_t *e, const kiln_digest_t *key)
 {
     char ks[KILN_DIGEST_STR_MAX];
     kiln_digest_str(key, ks);
-    return kiln_xasprintf("cache/%s", strchr(ks, ':') + 1);
+    return kiln_xasprintf("%s%s", e->cache_prefix, strchr(ks, ':') + 1);
 }
 
 static void note_cache_entry(engine_t *e, const stage_t *st, const kiln_digest_t *key,
@@ -319,7 +326,7 @@ static void note_cache_entry(engine_t *e, const stage_t *st, const kiln_digest_t
 static int cache_lookup(engine_t *e, stage_t *st, const kiln_digest_t *key, bool *hit,
                         kiln_error_t *err)
 {
-    _cleanup_free_ char *ref = cache_ref(key);
+    _cleanup_free_ char *ref = cache_ref(e, key);
     _cleanup_free_ char *body = NULL;
     kiln_digest_t d;
     size_t len;
@@ -374,7 +381,7 @@ static int cache_lookup(engine_t *e, stage_t *st, const kiln_digest_t *key, bool
 static int cache_store(engine_t *e, stage_t *st, const kiln_digest_t *key, const layer_t *l,
                        kiln_error_t *err)
 {
-    _cleanup_free_ char *ref = cache_ref(key);
+    _cleanup_free_ char *ref = cache_ref(e, key);
     json_t *j = json_object();
     kiln_descriptor_t desc = {0};
     int r;
@@ -1069,8 +1076,7 @@ static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t 
             return kiln_error_set(err, 0, "cache mount needs a target: %s", spec);
         kiln_digest_bytes(cid, strlen(cid), &d);
         kiln_digest_str(&d, ds);
-        owned[0] = kiln_xasprintf("%s/build/cache-mounts/%.32s", kiln_store_root(e->store),
-                                  strchr(ds, ':') + 1);
+        owned[0] = kiln_xasprintf("%s/%.32s", e->mounts_dir, strchr(ds, ':') + 1);
         if (access(owned[0], F_OK) != 0) {
             /* a new cache dir gets the uid/gid/mode asked for (BuildKit: 0:0 0755) */
             if (kiln_fs_mkdir_p(owned[0], 0755, err) < 0)
@@ -1880,7 +1886,6 @@ static int hash_source(copy_ctx_t *c, int rootfd, const char *canon, const char 
 static int hash_context_path(engine_t *e, const char *canon, const char *written,
                              kiln_digest_t *out, kiln_error_t *err)
 {
-    _cleanup_free_ char *scpath = kiln_xasprintf("%s/build/statcache", kiln_store_root(e->store));
     _cleanup_close_ int rootfd = -1;
     copy_ctx_t c = {.e = e, .ignore = e->ignore, .root_path = e->req->context_dir};
     kiln_statcache_t *sc = NULL;
@@ -1889,7 +1894,7 @@ static int hash_context_path(engine_t *e, const char *canon, const char *written
 
     if (kiln_pathres_open_root(e->req->context_dir, &rootfd, err) < 0)
         return -1;
-    kiln_statcache_open(scpath, &sc);
+    kiln_statcache_open(e->statcache_path, &sc);
     kiln_sha256_init(&h, NULL);
     c.hash = &h;
     c.statcache = sc;
@@ -2390,7 +2395,6 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
     _cleanup_free_ char *dest_raw = NULL;
     _cleanup_free_ char *staging = NULL;
     _cleanup_free_ char *created_by = NULL;
-    _cleanup_free_ char *scpath = NULL;
     _cleanup_free_ char *dest_in = NULL;
     _cleanup_close_ int rootfd = -1;
     _cleanup_close_ int sroot = -1;
@@ -2468,8 +2472,7 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
      * this step misses; other sources are hashed (context files through the
      * stat cache) */
     if (from == NULL) {
-        scpath = kiln_xasprintf("%s/build/statcache", kiln_store_root(e->store));
-        kiln_statcache_open(scpath, &sc);
+        kiln_statcache_open(e->statcache_path, &sc);
     }
     if (dep != NULL) {
         char ks[KILN_DIGEST_STR_MAX];
@@ -3224,7 +3227,7 @@ static int cache_import(engine_t *e, const char *ref, kiln_error_t *err)
         _cleanup_free_ char *name = NULL;
         if (kiln_digest_parse_hex(key, &kd, NULL) < 0)
             continue;
-        name = cache_ref(&kd);
+        name = cache_ref(e, &kd);
         if (kiln_store_ref_get(e->store, name, &have, NULL) == 1)
             continue; /* a local entry wins */
         {
@@ -3524,6 +3527,13 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
     if (kiln_fs_mkdir_p(tmproot, 0711, err) < 0 || kiln_fs_mkdir_p(e->lowers_dir, 0755, err) < 0 ||
         kiln_fs_mkdtemp(tmproot, "b-", &e->work, err) < 0)
         goto out;
+    /* what a build can write and a later one trusts is kept per namespace */
+    if (kiln_cachens_path(kiln_store_root(store), req->cache_namespace, KILN_CACHENS_MOUNTS,
+                          &e->mounts_dir, err) < 0 ||
+        kiln_cachens_path(kiln_store_root(store), req->cache_namespace, KILN_CACHENS_STATCACHE,
+                          &e->statcache_path, err) < 0)
+        goto out;
+    e->cache_prefix = kiln_cachens_ref_prefix(req->cache_namespace);
     /* Mount sources (cache dirs, secrets) are opened by the step as its mapped
      * root: the directories above them must be traversable (not listable). */
     {
@@ -3568,6 +3578,9 @@ out:
         kiln_fs_rm_rf(e->work, NULL);
     free(e->work);
     free(e->lowers_dir);
+    free(e->mounts_dir);
+    free(e->statcache_path);
+    free(e->cache_prefix);
     for (size_t i = 0; i < e->n_stages; i++)
         stage_clear(&e->stages[i]);
     strv_clear(&e->meta_args);

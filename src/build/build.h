@@ -84,6 +84,11 @@ typedef struct kiln_build_request {
     int allow_http_git;          /* plain http:// git remotes allowed */
     const char *const *oci_dirs; /* where FROM oci: may read in server mode */
     size_t n_oci_dirs;
+    /* The cache namespace (utils/cachens, checked valid): RUN cache mounts,
+     * the stat cache and step cache entries of this build are those of the
+     * namespace only; NULL = the shared historical ones (CLI builds). A server
+     * passes the build's tenant. Registry cache imports land in it too. */
+    const char *cache_namespace;
     kiln_build_progress_t progress;
     /* Log lines (without newline) go here; NULL = stderr. */
     void (*log)(void *ctx, const char *line);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 
 typedef struct entry {
     char *name;
+    int dir;      /* the directory fd it is in */
     double mtime; /* newest mtime in the entry's top level */
     uint64_t size;
 } entry_t;
@@ -65,36 +67,47 @@ static int by_age(const void *a, const void *b)
     return x->mtime < y->mtime ? -1 : x->mtime > y->mtime;
 }
 
-/* Removes entries of dir older than the age limit, then the oldest ones until the total is
- * within max_bytes, skipping those `keep` protects. */
-static int prune_dir(const kiln_gc_opts_t *o, const char *dir, double max_age, uint64_t max_bytes,
-                     keep_fn keep, kiln_gc_stats_t *st, kiln_error_t *err)
+/* Removes entries of the directories fds (n of them, not closed; shown as what)
+ * older than the age limit, then the oldest ones until their total is within
+ * max_bytes, skipping those `keep` protects. */
+static int prune_fds(const kiln_gc_opts_t *o, const int *fds, size_t nfds, const char *what,
+                     double max_age, uint64_t max_bytes, keep_fn keep, kiln_gc_stats_t *st,
+                     kiln_error_t *err)
 {
-    _cleanup_closedir_ DIR *d = opendir(dir);
     entry_t *list = NULL;
     size_t n = 0;
     uint64_t total = 0;
     double now = (double)time(NULL);
-    struct dirent *e;
 
-    if (d == NULL)
-        return errno == ENOENT ? 0 : kiln_error_set(err, errno, "gc: open %s", dir);
-    while ((e = readdir(d)) != NULL && n < MAX_ENTRIES) {
-        entry_t en = {0};
-        if (e->d_name[0] == '.' && (e->d_name[1] == '\0' || strcmp(e->d_name, "..") == 0))
-            continue;
-        en.size = tree_size(dirfd(d), e->d_name, &en.mtime, 0);
-        en.name = kiln_xstrdup(e->d_name);
-        total += en.size;
-        list = kiln_xrealloc(list, (n + 1) * sizeof(*list));
-        list[n++] = en;
+    for (size_t k = 0; k < nfds; k++) {
+        int dfd = openat(fds[k], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        _cleanup_closedir_ DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+        struct dirent *e;
+        if (d == NULL) {
+            if (dfd >= 0)
+                close(dfd);
+            for (size_t i = 0; i < n; i++)
+                free(list[i].name);
+            free(list);
+            return kiln_error_set(err, errno, "gc: open %s", what);
+        }
+        while ((e = readdir(d)) != NULL && n < MAX_ENTRIES) {
+            entry_t en = {.dir = fds[k]};
+            if (e->d_name[0] == '.' && (e->d_name[1] == '\0' || strcmp(e->d_name, "..") == 0))
+                continue;
+            en.size = tree_size(fds[k], e->d_name, &en.mtime, 0);
+            en.name = kiln_xstrdup(e->d_name);
+            total += en.size;
+            list = kiln_xrealloc(list, (n + 1) * sizeof(*list));
+            list[n++] = en;
+        }
     }
     qsort(list, n, sizeof(*list), by_age);
     for (size_t i = 0; i < n; i++) {
         int old = max_age > 0 && now - list[i].mtime > max_age;
         int big = max_bytes > 0 && total > max_bytes;
         if ((old || big) && (keep == NULL || !keep(o, list[i].name))) {
-            if (o->dry_run || kiln_fs_rm_rf_at(dirfd(d), list[i].name, NULL) == 0) {
+            if (o->dry_run || kiln_fs_rm_rf_at(list[i].dir, list[i].name, NULL) == 0) {
                 st->freed_bytes += list[i].size;
                 st->removed++;
                 total -= list[i].size;
@@ -104,6 +117,72 @@ static int prune_dir(const kiln_gc_opts_t *o, const char *dir, double max_age, u
     }
     free(list);
     return 0;
+}
+
+/* prune_fds over one directory; a missing one has nothing to remove. */
+static int prune_dir(const kiln_gc_opts_t *o, const char *dir, double max_age, uint64_t max_bytes,
+                     keep_fn keep, kiln_gc_stats_t *st, kiln_error_t *err)
+{
+    _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    if (fd < 0)
+        return errno == ENOENT ? 0 : kiln_error_set(err, errno, "gc: open %s", dir);
+    return prune_fds(o, &fd, 1, dir, max_age, max_bytes, keep, st, err);
+}
+
+#define MAX_NAMESPACES 10000
+
+/* The caches of one kind in the kiln root: the historical directory (legacy,
+ * e.g. "git") and every namespace's (ns/<NAME>/<sub>, utils/cachens), pruned
+ * together by age and total size (oldest first, whatever the namespace).
+ * Namespace directories are opened without following links. A namespace's
+ * stat cache file older than the age limit goes with the cache mounts (it
+ * only saves re-hashing). */
+static int prune_kind(const kiln_gc_opts_t *o, const char *legacy, const char *sub,
+                      uint64_t max_bytes, bool statcache, kiln_gc_stats_t *st, kiln_error_t *err)
+{
+    _cleanup_free_ char *ldir = kiln_xasprintf("%s/%s", o->kiln_root, legacy);
+    _cleanup_free_ char *nsdir = kiln_xasprintf("%s/ns", o->kiln_root);
+    _cleanup_closedir_ DIR *d = opendir(nsdir);
+    int *fds = kiln_xzalloc(sizeof(int));
+    size_t n = 0;
+    struct dirent *e;
+    int r;
+
+    fds[0] = open(ldir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fds[0] >= 0) {
+        n = 1;
+    } else if (errno != ENOENT) {
+        free(fds);
+        return kiln_error_set(err, errno, "gc: open %s", ldir);
+    }
+    while (d != NULL && (e = readdir(d)) != NULL && n < MAX_NAMESPACES) {
+        _cleanup_close_ int nfd = -1;
+        struct stat sb;
+        int fd;
+        if (e->d_name[0] == '.')
+            continue;
+        nfd = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (nfd < 0)
+            continue;
+        if (statcache && o->max_age_s > 0 &&
+            fstatat(nfd, "statcache", &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode) &&
+            (double)time(NULL) - (double)sb.st_mtime > o->max_age_s &&
+            (o->dry_run || unlinkat(nfd, "statcache", 0) == 0)) {
+            st->freed_bytes += (uint64_t)sb.st_blocks * 512;
+            st->removed++;
+        }
+        fd = openat(nfd, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        fds = kiln_xrealloc(fds, (n + 1) * sizeof(int));
+        fds[n++] = fd;
+    }
+    r = prune_fds(o, fds, n, ldir, o->max_age_s, max_bytes, NULL, st, err);
+    for (size_t i = 0; i < n; i++)
+        close(fds[i]);
+    free(fds);
+    return r;
 }
 
 /* The build a file or directory belongs to ("b-….log" or "b-…"); keeps it unless final. */
@@ -167,10 +246,8 @@ int kiln_gc_run(const kiln_gc_opts_t *o, kiln_gc_stats_t *st, kiln_error_t *err)
         prune_dir(o, ctx, o->max_age_s, o->contexts_max, keep_context, &s, err) < 0)
         return -1;
     if (o->kiln_root) {
-        _cleanup_free_ char *git = kiln_xasprintf("%s/git", o->kiln_root);
-        _cleanup_free_ char *mounts = kiln_xasprintf("%s/build/cache-mounts", o->kiln_root);
-        if (prune_dir(o, git, o->max_age_s, o->git_max, NULL, &s, err) < 0 ||
-            prune_dir(o, mounts, o->max_age_s, o->cache_max, NULL, &s, err) < 0)
+        if (prune_kind(o, "git", "git", o->git_max, false, &s, err) < 0 ||
+            prune_kind(o, "build/cache-mounts", "cache-mounts", o->cache_max, true, &s, err) < 0)
             return -1;
         if (o->prune_cmd)
             s.prune_status = prune_store(o, err);

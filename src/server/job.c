@@ -228,6 +228,17 @@ static void push_arg(char ***v, size_t *n, const char *s)
     (*v)[*n] = NULL;
 }
 
+/* The build's tenant as its cache namespace (utils/cachens): its cache mounts,
+ * step cache entries, stat cache and git mirrors are the tenant's alone. */
+static void push_namespace(char ***v, size_t *n, json_t *request)
+{
+    const char *tenant = json_string_value(json_object_get(request, "tenant"));
+    if (tenant != NULL) {
+        push_arg(v, n, "--cache-namespace");
+        push_arg(v, n, tenant);
+    }
+}
+
 void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_files,
                   const char *ctx_dir, const kiln_job_hooks_t *hooks, kiln_job_outcome_t *out)
 {
@@ -272,6 +283,7 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
         for (size_t i = 0; env->build_options && env->build_options[i]; i++)
             if (kiln_server_checkout_option(env->build_options[i]))
                 push_arg(&argv, &n, env->build_options[i]);
+        push_namespace(&argv, &n, request);
         {
             /* the URL's credential: a 0600 file in the build's 0700 secrets directory,
              * named on the command line, never its value */
@@ -319,6 +331,7 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
     }
     for (size_t i = 0; env->build_options && env->build_options[i]; i++)
         push_arg(&argv, &n, env->build_options[i]);
+    push_namespace(&argv, &n, request);
     for (size_t i = 1; args[i]; i++)
         push_arg(&argv, &n, args[i]);
     if (kiln_runner_run(argv, env->work_dir, env->log_path, env->log_cap, timeout, &ops, &ctx, &rr,

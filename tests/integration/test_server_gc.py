@@ -79,6 +79,25 @@ for name, age in (("old-mirror", old), ("new-mirror", time.time())):
 cm = os.path.join(kroot, "build", "cache-mounts", "npm")
 os.makedirs(cm)
 os.utime(cm, (old, old))
+# namespaced caches (a tenant's: kiln build/checkout --cache-namespace)
+ns = {}
+for tenant in ("acme", "globex"):
+    for kind in ("cache-mounts", "git"):
+        for name, age in (("old", old), ("new", time.time())):
+            d = os.path.join(kroot, "ns", tenant, kind, name)
+            os.makedirs(d)
+            os.utime(d, (age, age))
+            ns[(tenant, kind, name)] = d
+statcache = os.path.join(kroot, "ns", "acme", "statcache")
+open(statcache, "w").write("kiln-statcache-v1\n")
+os.utime(statcache, (old, old))
+fresh_statcache = os.path.join(kroot, "ns", "globex", "statcache")
+open(fresh_statcache, "w").write("kiln-statcache-v1\n")
+# a namespace that is a link elsewhere: gc never follows it
+elsewhere = os.path.join(T.tmp, "elsewhere")
+os.makedirs(os.path.join(elsewhere, "cache-mounts", "keepme"))
+os.utime(os.path.join(elsewhere, "cache-mounts", "keepme"), (old, old))
+os.symlink(elsewhere, os.path.join(kroot, "ns", "linked"))
 
 r = kiln("gc", "--root", root, "--kiln-root", kroot, "--max-age", "168", "--dry-run")
 T.check("dry run reports and removes nothing", r.returncode == 0 and "would remove" in r.stdout and
@@ -96,6 +115,13 @@ T.check("old git mirror removed, recent one kept",
         not os.path.exists(os.path.join(kroot, "git", "old-mirror")) and
         os.path.exists(os.path.join(kroot, "git", "new-mirror")))
 T.check("old cache mount removed", not os.path.exists(cm))
+T.check("namespaced git mirrors and cache mounts: old ones removed, recent ones kept",
+        all(os.path.exists(d) == (name == "new") for (_, _, name), d in ns.items()),
+        {k: os.path.exists(d) for k, d in ns.items()})
+T.check("a namespace's old stat cache removed, a recent one kept",
+        not os.path.exists(statcache) and os.path.exists(fresh_statcache))
+T.check("a namespace that is a link is not followed by gc",
+        os.path.exists(os.path.join(elsewhere, "cache-mounts", "keepme")))
 T.check("the blocker build's log (requeued, not final) is kept",
         os.path.exists(os.path.join(logs, blocker["id"] + ".log")))
 T.done()

@@ -1,0 +1,211 @@
+"""Cache namespaces (kiln build/checkout --cache-namespace, set by the server to
+the build's tenant): a cache mount, a step cache entry, the stat cache or a git
+mirror of one namespace is never seen or written by a build of another, while a
+namespace keeps reusing its own; a build without a namespace keeps the shared
+historical paths. Namespace directories are 0700 and never reached through a
+link a build (or anyone) planted; bad names are refused naming the option."""
+import os
+import re
+import stat
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kilnbuild import make_base, read_text as read, write_tree  # noqa: E402
+from kilntest import T, kiln  # noqa: E402
+
+ROOT = os.path.join(T.tmp, "root")
+os.chmod(T.tmp, 0o711)
+BASE = make_base(ROOT)
+
+MARK = "CACHENS-MARKER-" + os.urandom(6).hex()
+HOST = os.path.join(T.tmp, "host")  # nothing here may be read or written
+HOSTW = os.path.join(HOST, "w")
+os.makedirs(HOSTW)
+with open(os.path.join(HOST, "secret"), "w") as f:
+    f.write(MARK + "\n")
+N = [0]
+
+
+def host_untouched():
+    return read(os.path.join(HOST, "secret")) == MARK + "\n" and \
+        sorted(os.listdir(HOST)) == ["secret", "w"] and os.listdir(HOSTW) == []
+
+
+def build(df, ns=None, files=None, extra=()):
+    """Builds df (after FROM base) in a fresh context; returns (result, output dir)."""
+    N[0] += 1
+    ctx = os.path.join(T.tmp, f"ctx{N[0]}")
+    out = os.path.join(T.tmp, f"out{N[0]}")
+    os.makedirs(ctx)
+    write_tree(ctx, dict(files or {}))
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write(f"FROM {BASE}\n" + df)
+    args = ["--cache-namespace", ns] if ns is not None else []
+    r = kiln("build", "--root", ROOT, "--progress", "plain", *args, *extra, "-o",
+             f"type=local,dest={out}", ctx, timeout=300)
+    return r, out
+
+
+def steps(stderr):
+    """{step number: 'CACHED' | 'DONE' | 'ERROR'} from plain progress."""
+    st = {}
+    for line in stderr.splitlines():
+        m = re.match(r"#(\d+) (CACHED|DONE|ERROR)", line)
+        if m:
+            st[int(m.group(1))] = m.group(2)
+    return st
+
+
+def mode(p):
+    s = os.lstat(p)
+    return stat.S_IMODE(s.st_mode), s.st_uid
+
+
+# --- cache mounts: same id, different namespaces ----------------------------
+CM = """ARG WHO
+RUN --mount=type=cache,id=npm,target=/c ls /c > /seen && echo $WHO > /c/from-$WHO
+"""
+runs = {}
+for who, ns in (("acme1", "acme"), ("globex", "globex"), ("acme2", "acme"), ("cli", None)):
+    r, out = build(CM, ns, extra=("--no-cache", "--build-arg", f"WHO={who}"))
+    runs[who] = (r, (read(os.path.join(out, "seen")) or "").split())
+    T.check(f"cache mount build ({who}, namespace {ns}) succeeds", r.returncode == 0,
+            r.stderr[-2000:])
+T.check("a namespace starts with an empty cache mount", runs["acme1"][1] == [], runs["acme1"][1])
+T.check("another namespace's same cache id does not see the first's marker",
+        runs["globex"][1] == [], runs["globex"][1])
+T.check("the same namespace reuses its cache mount (sees its own marker, not the other's)",
+        runs["acme2"][1] == ["from-acme1"], runs["acme2"][1])
+T.check("a build without a namespace sees none of the namespaces' markers",
+        "from-acme1" not in runs["cli"][1] and "from-globex" not in runs["cli"][1], runs["cli"][1])
+r, out = build(CM, None, extra=("--no-cache", "--build-arg", "WHO=cli2"))
+T.check("a build without a namespace keeps the shared historical cache mount",
+        (read(os.path.join(out, "seen")) or "").split() == ["from-cli"], r.stderr[-1000:])
+T.check("namespaced cache mounts live under <root>/ns/<name>/cache-mounts",
+        len(os.listdir(os.path.join(ROOT, "ns", "acme", "cache-mounts"))) == 1 and
+        len(os.listdir(os.path.join(ROOT, "ns", "globex", "cache-mounts"))) == 1)
+T.check("namespace directories are 0700 and kiln's",
+        all(mode(os.path.join(ROOT, *p)) == (0o700, os.geteuid()) for p in
+            (("ns",), ("ns", "acme"), ("ns", "acme", "cache-mounts"), ("ns", "globex"))),
+        [mode(os.path.join(ROOT, *p)) for p in (("ns",), ("ns", "acme"))])
+
+# --- step cache entries (layers) --------------------------------------------
+LC = "COPY f /f\nRUN od -An -tx1 -N16 /dev/urandom > /id\n"
+files = {"f": "layer input\n"}
+ra1, oa1 = build(LC, "acme", files)
+ra2, oa2 = build(LC, "acme", files)
+rg, og = build(LC, "globex", files)
+rc, oc = build(LC, None, files)
+sa1, sa2, sg = steps(ra1.stderr), steps(ra2.stderr), steps(rg.stderr)
+T.check("layer cache: the first build of a namespace runs its steps",
+        ra1.returncode == 0 and [sa1.get(i) for i in (2, 3)] == ["DONE", "DONE"], ra1.stderr[-2000:])
+T.check("layer cache: a hit within the namespace (same layer)",
+        ra2.returncode == 0 and [sa2.get(i) for i in (2, 3)] == ["CACHED", "CACHED"] and
+        read(os.path.join(oa1, "id")) == read(os.path.join(oa2, "id")), ra2.stderr[-2000:])
+T.check("layer cache: a miss across namespaces (the step runs again, its own layer)",
+        rg.returncode == 0 and [sg.get(i) for i in (2, 3)] == ["DONE", "DONE"] and
+        read(os.path.join(og, "id")) != read(os.path.join(oa1, "id")), rg.stderr[-2000:])
+T.check("layer cache: a build without a namespace does not hit a namespace's entries",
+        rc.returncode == 0 and read(os.path.join(oc, "id")) not in
+        (read(os.path.join(oa1, "id")), read(os.path.join(og, "id"))), rc.stderr[-2000:])
+names = []
+for fn in os.listdir(os.path.join(ROOT, "refs")):
+    lines = (read(os.path.join(ROOT, "refs", fn)) or "").splitlines()
+    if len(lines) > 1:
+        names.append(lines[1])
+T.check("step cache entries are refs cache/ns/<name>/… in a namespace, cache/… without",
+        any(n.startswith("cache/ns/acme/") for n in names) and
+        any(n.startswith("cache/ns/globex/") for n in names) and
+        any(re.fullmatch(r"cache/[0-9a-f]{64}", n) for n in names), names)
+T.check("the stat cache of a namespace is its own file",
+        os.path.isfile(os.path.join(ROOT, "ns", "acme", "statcache")) and
+        os.path.isfile(os.path.join(ROOT, "ns", "globex", "statcache")))
+
+# --- bad names: refused naming the option, nothing created --------------------
+before = sorted(os.listdir(ROOT))
+for bad in ("../evil", "a/b", ".hidden", "", "-x", "x" * 65, "acme\n"):
+    r, out = build("RUN true\n", bad)
+    T.check(f"--cache-namespace {bad!r} is refused naming the option",
+            r.returncode == 2 and "--cache-namespace" in r.stderr and
+            ("one path component" in r.stderr or "1 to 64 characters" in r.stderr),
+            r.stderr[-500:])
+T.check("bad names create nothing in the root or on the host",
+        sorted(os.listdir(ROOT)) == before and not os.path.exists(os.path.join(T.tmp, "evil")) and
+        host_untouched(), sorted(os.listdir(ROOT)))
+
+# --- links planted where a namespace lives -----------------------------------
+os.symlink(HOSTW, os.path.join(ROOT, "ns", "evil"))
+r, out = build(CM, "evil", extra=("--no-cache", "--build-arg", "WHO=evil"))
+T.check("a namespace directory that is a link to the host is refused, naming it",
+        r.returncode != 0 and os.path.join(ROOT, "ns", "evil") + " is not a directory" in r.stderr,
+        r.stderr[-1000:])
+T.check("  ... nothing written through it, the host marker not read",
+        host_untouched() and MARK not in r.stdout + r.stderr)
+os.symlink(os.path.join(ROOT, "ns", "acme"), os.path.join(ROOT, "ns", "thief"))
+r, out = build(CM, "thief", extra=("--no-cache", "--build-arg", "WHO=thief"))
+T.check("a namespace that is a link to another namespace is refused (its cache not read)",
+        r.returncode != 0 and "ns/thief is not a directory" in r.stderr and
+        not os.path.exists(os.path.join(out, "seen")), r.stderr[-1000:])
+os.makedirs(os.path.join(ROOT, "ns", "planted"), mode=0o700)
+os.symlink(HOSTW, os.path.join(ROOT, "ns", "planted", "cache-mounts"))
+r, out = build(CM, "planted", extra=("--no-cache", "--build-arg", "WHO=planted"))
+T.check("a namespace's cache-mounts that is a link is refused, naming it",
+        r.returncode != 0 and "ns/planted/cache-mounts is not a directory" in r.stderr,
+        r.stderr[-1000:])
+T.check("  ... nothing written on the host", host_untouched(), os.listdir(HOSTW))
+os.makedirs(os.path.join(ROOT, "ns", "foreign"))
+os.chown(os.path.join(ROOT, "ns", "foreign"), 4242, 4242)
+r, out = build(CM, "foreign", extra=("--no-cache", "--build-arg", "WHO=foreign"))
+T.check("a namespace directory owned by another user is refused, naming the owner",
+        r.returncode != 0 and "ns/foreign is owned by uid 4242" in r.stderr, r.stderr[-1000:])
+os.chmod(os.path.join(ROOT, "ns", "acme"), 0o755)
+r, out = build(CM, "acme", extra=("--no-cache", "--build-arg", "WHO=acme3"))
+T.check("a namespace directory with a wider mode is put back to 0700",
+        r.returncode == 0 and mode(os.path.join(ROOT, "ns", "acme"))[0] == 0o700, r.stderr[-1000:])
+
+# --- git mirrors of kiln checkout --------------------------------------------
+work = os.path.join(T.tmp, "repo")
+os.makedirs(work)
+git = ["git", "-c", "user.email=t@example.test", "-c", "user.name=t", "-c", "init.defaultBranch=main"]
+subprocess.run(git + ["init", "-q", work], check=True)
+with open(os.path.join(work, "a.txt"), "w") as f:
+    f.write("repo\n")
+subprocess.run(git + ["-C", work, "add", "-A"], check=True)
+subprocess.run(git + ["-C", work, "commit", "-qm", "one"], check=True)
+bare = os.path.join(T.tmp, "repo.git")
+subprocess.run(["git", "clone", "-q", "--bare", work, bare], check=True)
+legacy_git = os.path.join(ROOT, "git")
+legacy_before = sorted(os.listdir(legacy_git)) if os.path.isdir(legacy_git) else []
+co = {}
+for ns in ("acme", "globex"):
+    dest = os.path.join(T.tmp, f"co-{ns}")
+    r = kiln("checkout", "--root", ROOT, "--cache-namespace", ns, "file://" + bare, dest)
+    mirrors = os.listdir(os.path.join(ROOT, "ns", ns, "git")) \
+        if os.path.isdir(os.path.join(ROOT, "ns", ns, "git")) else []
+    co[ns] = (r, mirrors, read(os.path.join(dest, "a.txt")))
+T.check("kiln checkout in a namespace: its mirror under <root>/ns/<name>/git",
+        all(co[ns][0].returncode == 0 and co[ns][2] == "repo\n" and
+            any(m.endswith(".git") for m in co[ns][1]) for ns in co),
+        "\n".join(co[ns][0].stderr for ns in co))
+T.check("  ... not in the shared <root>/git",
+        (sorted(os.listdir(legacy_git)) if os.path.isdir(legacy_git) else []) == legacy_before)
+T.check("  ... the git directory is 0700",
+        mode(os.path.join(ROOT, "ns", "acme", "git"))[0] == 0o700)
+r = kiln("checkout", "--root", ROOT, "--cache-namespace", "../x", "file://" + bare,
+         os.path.join(T.tmp, "co-x"))
+T.check("kiln checkout refuses a bad namespace naming the option",
+        r.returncode == 2 and "--cache-namespace" in r.stderr, r.stderr)
+
+# --- kiln prune finds namespaced step cache entries ---------------------------
+for fn in os.listdir(os.path.join(ROOT, "refs")):  # every entry last used a day ago
+    os.utime(os.path.join(ROOT, "refs", fn), (os.path.getmtime(ROOT) - 86400,) * 2)
+r = kiln("prune", "--root", ROOT, "--cache-max-age", "1")
+left = [n for n in (((read(os.path.join(ROOT, "refs", fn)) or "").splitlines() + ["", ""])[1]
+                    for fn in os.listdir(os.path.join(ROOT, "refs"))) if n.startswith("cache/")]
+ra3, _ = build(LC, "acme", files)
+T.check("kiln prune --cache-max-age drops namespaced cache entries too (next build misses)",
+        r.returncode == 0 and left == [] and steps(ra3.stderr).get(3) == "DONE",
+        r.stderr + str(left) + ra3.stderr[-1000:])
+T.check("the host is untouched at the end", host_untouched())
+T.done()
