@@ -134,7 +134,7 @@ int kiln_cmd_serve(int argc, char **argv)
                *context_store = NULL, *job_key_file = getenv("KILN_JOB_KEY_FILE");
     long long workers = 2, timeout = 3600, log_cap = 64LL << 20, max_body = 1 << 20,
               max_upload = 256LL << 20, drain = 110, gc_interval = 3600, gc_age = 168, gc_max = 0;
-    int no_auth = 0, requeue = 0, c, sig = 0, recovered;
+    int no_auth = 0, requeue = 0, c, sig = 0, recovered, timeout_set = 0;
     kiln_server_t srv = {0};
     kiln_limits_policy_t limits = {0};
     kiln_http_t *http = NULL;
@@ -203,6 +203,7 @@ int kiln_cmd_serve(int argc, char **argv)
             break;
         case O_TIMEOUT:
             num = &timeout;
+            timeout_set = 1;
             break;
         case O_LOGCAP:
             num = &log_cap;
@@ -239,12 +240,14 @@ int kiln_cmd_serve(int argc, char **argv)
         return kiln_cli_usage_error("serve", "--workers must be 1..256");
     if (timeout > INT_MAX || drain > INT_MAX)
         return kiln_cli_usage_error("serve", "time limit too large");
-    if (kiln_limits_policy_finish(&limits, &err) < 0)
-        return kiln_cli_usage_error("serve", "%s", err.msg);
-    srv.limits = limits;
-
     if (kiln_config_load(config, &srv.config, &err) < 0)
         return kiln_cli_fail(&err);
+    if (kiln_server_limits_policy(&limits, srv.config->limits, srv.config->max_limits, timeout_set,
+                                  (uint64_t)timeout, queue == NULL, &err) < 0) {
+        kiln_config_free(srv.config);
+        return kiln_cli_usage_error("serve", "%s", err.msg);
+    }
+    srv.limits = limits;
     /* read once (before any thread starts): the children (kiln checkout/build and their
      * steps) never inherit the API tokens */
     unsetenv("KILN_API_TOKENS");
@@ -308,7 +311,7 @@ int kiln_cmd_serve(int argc, char **argv)
     } else {
         kiln_worker_opts_t wo = {.workers = (int)workers,
                                  .build_cmd = build_cmd,
-                                 .timeout_s = (int)timeout,
+                                 .timeout_s = (int)srv.limits.max.wall_time,
                                  .build_options = build_opts,
                                  .kiln_root = kiln_root,
                                  .entitlements = kiln_config_entitlements(srv.config)};

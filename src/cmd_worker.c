@@ -102,7 +102,7 @@ int kiln_cmd_worker(int argc, char **argv)
     kiln_sqs_worker_t *w = NULL;
     kiln_error_t err = {0};
     sigset_t set;
-    int c, sig = 0;
+    int c, sig = 0, timeout_set = 0;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -154,6 +154,7 @@ int kiln_cmd_worker(int argc, char **argv)
             break;
         case O_TIMEOUT:
             num = &timeout;
+            timeout_set = 1;
             break;
         case O_VIS:
             num = &vis;
@@ -192,7 +193,7 @@ int kiln_cmd_worker(int argc, char **argv)
         return kiln_cli_usage_error("worker", "--wait-seconds must be 0..20");
     if (timeout > INT_MAX || drain > INT_MAX)
         return kiln_cli_usage_error("worker", "time limit too large");
-    if (kiln_limits_policy_finish(&limits, &err) < 0)
+    if (kiln_server_limits_policy(&limits, NULL, NULL, timeout_set, (uint64_t)timeout, 1, &err) < 0)
         return kiln_cli_usage_error("worker", "%s", err.msg);
     o.limits = limits;
 
@@ -219,7 +220,7 @@ int kiln_cmd_worker(int argc, char **argv)
     o.concurrency = (int)conc;
     o.visibility_s = (int)vis;
     o.wait_s = (int)wait_s;
-    o.timeout_s = (int)timeout;
+    o.timeout_s = (int)limits.max.wall_time;
     o.drain_s = (int)drain;
     o.log_cap = (size_t)log_cap;
     if (kiln_sqs_worker_start(&o, &w, &err) < 0) {

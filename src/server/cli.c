@@ -99,3 +99,15 @@ int kiln_server_checkout_option(const char *opt)
     return strcmp(opt, "--server-mode") == 0 || strcmp(opt, "--allow-http-git") == 0 ||
            strncmp(opt, "--allow-address=", 16) == 0;
 }
+
+int kiln_server_limits_policy(kiln_limits_policy_t *p, json_t *limits, json_t *max_limits,
+                              int timeout_set, uint64_t timeout, int runs_builds, kiln_error_t *err)
+{
+    if (timeout_set && timeout > 0)
+        p->def.wall_time = timeout;
+    if (kiln_limits_policy_config(p, limits, max_limits, err) < 0)
+        return -1;
+    if (runs_builds)
+        kiln_limits_policy_builtin(p, timeout);
+    return kiln_limits_policy_finish(p, err);
+}

@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 
+#include "src/server/limits.h"
 #include "utils/error.h"
 
 /* Where server builds may read FROM oci: layouts when the config names no
@@ -42,5 +43,14 @@ void kiln_server_policy_options(const json_t *policy, char ***opts, unsigned *n)
 /* Whether a build option also applies to `kiln checkout` (the git source
  * policy: --server-mode, --allow-http-git, --allow-address=…). */
 int kiln_server_checkout_option(const char *opt);
+
+/* Completes the build limits policy of a server or worker: p holds the command line's
+ * --build-* and --max-build-* values; limits and max_limits are the config's (may be NULL);
+ * timeout is --build-timeout (timeout_set: given on the command line, so it wins over the
+ * config's wall_time). runs_builds: this process runs builds, so the built-in defaults
+ * fill what nothing set. Fails naming the setting in conflict. */
+int kiln_server_limits_policy(kiln_limits_policy_t *p, json_t *limits, json_t *max_limits,
+                              int timeout_set, uint64_t timeout, int runs_builds,
+                              kiln_error_t *err);
 
 #endif

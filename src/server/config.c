@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "src/build/entitlement.h"
+#include "src/server/limits.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/hmac.h"
@@ -148,6 +149,16 @@ static int load_bounds(json_t *root, kiln_config_bounds_t *b, kiln_error_t *err)
     return 0;
 }
 
+/* Keeps the build limits ("limits", "max_limits"); fails naming a malformed one. */
+static int load_limits(json_t *root, kiln_config_t *c, kiln_error_t *err)
+{
+    kiln_limits_policy_t scratch = {0};
+
+    c->limits = json_incref(json_object_get(root, "limits"));
+    c->max_limits = json_incref(json_object_get(root, "max_limits"));
+    return kiln_limits_policy_config(&scratch, c->limits, c->max_limits, err);
+}
+
 int kiln_config_load(const char *path, kiln_config_t **out, kiln_error_t *err)
 {
     kiln_config_t *c = kiln_xzalloc(sizeof(*c));
@@ -201,7 +212,7 @@ int kiln_config_load(const char *path, kiln_config_t **out, kiln_error_t *err)
             }
             json_object_update(c->policy, v);
         }
-        if (load_bounds(root, &c->bounds, err) < 0) {
+        if (load_bounds(root, &c->bounds, err) < 0 || load_limits(root, c, err) < 0) {
             json_decref(root);
             kiln_error_prefix(err, "%s", path);
             goto fail;
@@ -229,6 +240,8 @@ void kiln_config_free(kiln_config_t *c)
     json_decref(c->tokens);
     json_decref(c->projects);
     json_decref(c->policy);
+    json_decref(c->limits);
+    json_decref(c->max_limits);
     free(c);
 }
 

@@ -34,9 +34,13 @@
  *                                              (further ones are closed on accept)
  *    "max_context_unpacked_bytes": 2147483648, an uploaded context's file sizes added up
  *                                              (sparse files at full size)
- *    "max_context_entries": 100000}            an uploaded context's members; past either
+ *    "max_context_entries": 100000,            an uploaded context's members; past either
  *                                              cap the upload is 413 naming it, nothing kept
  *                                              (the compressed size is --max-upload)
+ *    "limits": {"memory": "4g", "pids": 4096,  default limits of every build (limits.h);
+ *               "cpu_time": S, "wall_time": S}, --build-* options win over them
+ *    "max_limits": {…same keys…}}              the most a tenant's "limits" or a request
+ *                                              may ask for (a default without one is it)
  * plus KILN_API_TOKENS (comma-separated) from the environment. */
 #ifndef KILN_SERVER_CONFIG_H
 #define KILN_SERVER_CONFIG_H
@@ -60,6 +64,8 @@ typedef struct kiln_config {
     json_t *projects; /* array of objects */
     json_t *policy;   /* the "policy" object (never NULL; entries checked at load) */
     kiln_config_bounds_t bounds;
+    json_t *limits;     /* "limits": default build limits (validated), or NULL */
+    json_t *max_limits; /* "max_limits": the most a tenant or request may set, or NULL */
 } kiln_config_t;
 
 /* Loads path (may be NULL) and the environment's tokens. */

@@ -9,9 +9,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "src/server/cli.h"
+#include "src/server/limits.h"
 #include "src/server/request.h"
 #include "src/server/runner.h"
 #include "utils/cleanup.h"
@@ -221,6 +223,14 @@ static void keep_files(const kiln_job_env_t *env, kiln_job_outcome_t *out)
     json_decref(res);
 }
 
+/* What is left of the build's wall time (timeout seconds from t0; 0 = none) for its next
+ * child: the checkout and the build share it. At least 1 s, so a spent one still ends. */
+static int remaining(int timeout, time_t t0)
+{
+    time_t left = timeout - (time(NULL) - t0);
+    return timeout == 0 ? 0 : left < 1 ? 1 : (int)left;
+}
+
 static void push_arg(char ***v, size_t *n, const char *s)
 {
     *v = kiln_xrealloc(*v, (*n + 2) * sizeof(char *));
@@ -246,17 +256,15 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
     _cleanup_free_ char *src_dir = kiln_xasprintf("%s/src", env->work_dir);
     _cleanup_free_ char *context = NULL;
     _cleanup_strv_ char **args = NULL, **argv = NULL;
-    json_t *source = json_object_get(request, "source"), *v;
+    json_t *source = json_object_get(request, "source");
     run_ctx_t ctx = {.hooks = hooks};
     kiln_runner_result_t rr = {0};
     kiln_error_t err = {0};
-    int timeout = env->timeout_s;
+    int timeout = kiln_limits_wall_time(request, env->timeout_s);
+    time_t t0 = time(NULL);
     size_t n = 0;
 
     memset(out, 0, sizeof(*out));
-    v = json_object_get(request, "timeout_seconds");
-    if (v && (timeout == 0 || json_integer_value(v) < timeout))
-        timeout = (int)json_integer_value(v);
     if (kiln_fs_rm_rf(env->work_dir, &err) < 0 || kiln_fs_mkdir_p(env->work_dir, 0700, &err) < 0)
         goto error;
 
@@ -334,8 +342,8 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
     push_namespace(&argv, &n, request);
     for (size_t i = 1; args[i]; i++)
         push_arg(&argv, &n, args[i]);
-    if (kiln_runner_run(argv, env->work_dir, env->log_path, env->log_cap, timeout, &ops, &ctx, &rr,
-                        &err) < 0)
+    if (kiln_runner_run(argv, env->work_dir, env->log_path, env->log_cap, remaining(timeout, t0),
+                        &ops, &ctx, &rr, &err) < 0)
         goto error;
     out->result = read_result(meta);
     if (judge(&rr, timeout, "kiln build", "build_failed", out))

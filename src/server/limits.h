@@ -1,7 +1,9 @@
-/* kiln server — per-build sandbox limits: the "limits" field of a build request
- * ({"memory": "512m" | BYTES, "pids": N, "cpu_time": SECONDS}), the defaults and
- * maxima of `kiln serve` / `kiln worker` (--build-memory, --max-build-memory, …), and
- * the `kiln build` flags they become (--memory, --pids-limit, --cpu-time). */
+/* kiln server — per-build limits: the "limits" field of a build request
+ * ({"memory": "512m" | BYTES, "pids": N, "cpu_time": SECONDS, "wall_time": SECONDS}), the
+ * defaults and maxima of `kiln serve` / `kiln worker` (the config's "limits" and
+ * "max_limits", a tenant's "limits", --build-memory, --max-build-memory, …, built-in
+ * defaults), and the `kiln build` flags they become (--memory, --pids-limit, --cpu-time;
+ * wall_time is the runner's timeout of the whole build). */
 #ifndef KILN_SERVER_LIMITS_H
 #define KILN_SERVER_LIMITS_H
 
@@ -12,15 +14,21 @@
 #include "utils/error.h"
 
 typedef struct kiln_limit_values {
-    uint64_t memory;   /* bytes, 0 = none */
-    uint64_t pids;     /* processes, 0 = none */
-    uint64_t cpu_time; /* CPU seconds, 0 = none */
+    uint64_t memory;    /* bytes, 0 = none */
+    uint64_t pids;      /* processes, 0 = none */
+    uint64_t cpu_time;  /* CPU seconds of each process, 0 = none */
+    uint64_t wall_time; /* seconds of the whole build (checkout + build), 0 = none */
 } kiln_limit_values_t;
 
 typedef struct kiln_limits_policy {
     kiln_limit_values_t def; /* applied when a request does not say */
     kiln_limit_values_t max; /* a request may not ask for more (0 = no maximum) */
 } kiln_limits_policy_t;
+
+/* Built-in defaults of a server that runs builds, when neither its command line nor its
+ * config says: every build is bounded (see kiln_limits_policy_builtin). */
+#define KILN_LIMITS_BUILTIN_MEMORY (4ULL << 30)
+#define KILN_LIMITS_BUILTIN_PIDS 4096ULL
 
 /* Long options of the policy, for serve and worker (ids from KILN_LIMITS_OPT_BASE). */
 #define KILN_LIMITS_OPT_BASE 900
@@ -34,20 +42,40 @@ typedef struct kiln_limits_policy {
         "max-build-cpu-time", required_argument, NULL, KILN_LIMITS_OPT_BASE + 5                    \
     }
 #define KILN_LIMITS_HELP                                                                           \
-    "  --build-memory SIZE     memory limit of each build step (e.g. 2g; default none)\n"          \
-    "  --build-pids N          process limit of each build step (default none)\n"                  \
-    "  --build-cpu-time SECS   CPU time limit of each build step (default none)\n"                 \
+    "  --build-memory SIZE     memory limit of each build step (default: the config's\n"           \
+    "                          \"limits\", else 4g)\n"                                             \
+    "  --build-pids N          process limit of each build step (default: the config's,\n"         \
+    "                          else 4096)\n"                                                       \
+    "  --build-cpu-time SECS   CPU time limit of each process (default: the config's, else\n"      \
+    "                          none)\n"                                                            \
     "  --max-build-memory SIZE, --max-build-pids N, --max-build-cpu-time SECS\n"                   \
-    "                          the most a request's \"limits\" may ask for (default: the\n"        \
-    "                          --build-* value when one is set, else no maximum)\n"
+    "                          the most a request's or a tenant's \"limits\" may ask for\n"        \
+    "                          (default: the config's \"max_limits\", else the default)\n"
 
 /* Takes a policy option (c = its id); 1 when taken, 0 when c is not one, -1 on a bad value
  * (err names the option). */
 int kiln_limits_opt(kiln_limits_policy_t *p, int c, const char *arg, kiln_error_t *err);
 
-/* Completes a policy after the options: a default without a maximum is the maximum. Fails
- * when a default is above its maximum. */
+/* Validates the config's "limits" and "max_limits" objects (either may be NULL) and fills
+ * what the command line left unset (0) in p from them. err names the key ("limits.memory",
+ * "max_limits.pids"). */
+int kiln_limits_policy_config(kiln_limits_policy_t *p, json_t *limits, json_t *max_limits,
+                              kiln_error_t *err);
+
+/* Fills unset defaults with the built-in ones: memory 4g, pids 4096, wall_time (the
+ * --build-timeout of the command; 0 = none). Only the process that runs builds does this
+ * (kiln serve without --queue, kiln worker), so a queue's workers set their own. */
+void kiln_limits_policy_builtin(kiln_limits_policy_t *p, uint64_t wall_time);
+
+/* Completes a policy: a default without a maximum is the maximum. Fails when a default is
+ * above its maximum (err names both). */
 int kiln_limits_policy_finish(kiln_limits_policy_t *p, kiln_error_t *err);
+
+/* The policy of a tenant: the server's, with the tenant's "limits" object (NULL: none)
+ * replacing the defaults it names. Fails naming the limit when one is malformed or above
+ * the server's maximum. */
+int kiln_limits_policy_tenant(const kiln_limits_policy_t *server, json_t *tenant_limits,
+                              kiln_limits_policy_t *out, kiln_error_t *err);
 
 /* Validates a request's "limits" value; *out is its normalized form (memory as "512m"),
  * new reference. On failure err names the field ("limits.memory", …). */
@@ -59,8 +87,13 @@ json_t *kiln_limits_json(const kiln_limit_values_t *vals);
 /* Reads a normalized "limits" object (NULL: none set). */
 void kiln_limits_values(json_t *limits, kiln_limit_values_t *out);
 
-/* Sets stored["limits"] to the request's limits with the policy's defaults filled in;
- * fails (err names the field) when the request asks for more than a maximum. */
+/* Sets stored["limits"] to the request's limits (its "timeout_seconds" counting as
+ * wall_time) with the policy's defaults filled in; fails (err names the field) when the
+ * request asks for more than a maximum. */
 int kiln_limits_apply(json_t *stored, const kiln_limits_policy_t *p, kiln_error_t *err);
+
+/* The wall time of a build: the smallest of cap and the stored request's limits.wall_time
+ * and timeout_seconds that are set (0 = none). */
+int kiln_limits_wall_time(json_t *stored, int cap);
 
 #endif
