@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "src/commands.h"
+#include "src/server/accesslog.h"
 #include "src/server/cli.h"
 #include "src/server/gc.h"
 #include "src/server/http.h"
@@ -59,6 +60,10 @@ static void serve_usage(void)
         "                          this (default 168)\n"
         "  --gc-max-size MIB       keep at most this much of each of them (default: no limit)\n"
         "  --dashboard FILE        serve FILE at / instead of the built-in page\n"
+        "  --access-log FILE       append the access log (a JSON line per request) to FILE\n"
+        "                          (0640, reopened on SIGHUP); default: stderr, with the\n"
+        "                          server's other messages\n"
+        "  --no-access-log         write no access log\n"
         "  --queue SQS_URL         send builds to this SQS job queue for `kiln worker`s\n"
         "                          instead of running them here\n"
         "  --events-queue SQS_URL  read the workers' events (status, logs) from this queue\n"
@@ -99,7 +104,9 @@ int kiln_cmd_serve(int argc, char **argv)
         O_GCMAX,
         O_CTXSTORE,
         O_JOBKEY,
-        O_ALLOW_ADDR
+        O_ALLOW_ADDR,
+        O_ACCESSLOG,
+        O_NOACCESSLOG
     };
     static const struct option opts[] = {
         {"help", no_argument, NULL, 'h'},
@@ -126,12 +133,15 @@ int kiln_cmd_serve(int argc, char **argv)
         {"gc-max-size", required_argument, NULL, O_GCMAX},
         {"job-key-file", required_argument, NULL, O_JOBKEY},
         {"allow-address", required_argument, NULL, O_ALLOW_ADDR},
+        {"access-log", required_argument, NULL, O_ACCESSLOG},
+        {"no-access-log", no_argument, NULL, O_NOACCESSLOG},
         KILN_LIMITS_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     const char *listen = "127.0.0.1:8080", *root = "/var/lib/kiln/server", *config = NULL;
     const char *build_cmd_opt = NULL, *kiln_root = NULL, *queue = NULL, *events = NULL,
-               *context_store = NULL, *job_key_file = getenv("KILN_JOB_KEY_FILE");
+               *context_store = NULL, *job_key_file = getenv("KILN_JOB_KEY_FILE"),
+               *access_log = "-";
     long long workers = 2, timeout = 3600, log_cap = 64LL << 20, max_body = 1 << 20,
               max_upload = 256LL << 20, drain = 110, gc_interval = 3600, gc_age = 168, gc_max = 0;
     int no_auth = 0, requeue = 0, c, sig = 0, recovered, timeout_set = 0;
@@ -187,6 +197,12 @@ int kiln_cmd_serve(int argc, char **argv)
             break;
         case O_KILNROOT:
             kiln_root = optarg;
+            break;
+        case O_ACCESSLOG:
+            access_log = optarg;
+            break;
+        case O_NOACCESSLOG:
+            access_log = NULL;
             break;
         case O_BUILDOPT:
             if (optarg[0] != '-')
@@ -299,7 +315,8 @@ int kiln_cmd_serve(int argc, char **argv)
     logs = kiln_xasprintf("%s/logs", root);
     build_cmd = kiln_server_build_cmd(build_cmd_opt);
     if (kiln_server_secure_root(root, &err) < 0 || kiln_fs_mkdir_p(logs, 0750, &err) < 0 ||
-        kiln_db_open(db_path, &srv.db, &err) < 0)
+        kiln_db_open(db_path, &srv.db, &err) < 0 ||
+        (access_log && kiln_accesslog_open(access_log, &srv.access_log, &err) < 0))
         goto fail;
     if (queue) {
         /* Builds run on `kiln worker`s; their state arrives as events. */
@@ -352,8 +369,11 @@ int kiln_cmd_serve(int argc, char **argv)
         fprintf(stderr, "kiln serve: listening on http://%s with %lld worker(s)%s\n", listen,
                 workers, srv.no_auth ? " (no authentication)" : "");
 
-    while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
-        ;
+    /* SIGHUP: the access log file is reopened (after logrotate moved it) */
+    while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+        if (kiln_accesslog_reopen(srv.access_log, &err) < 0)
+            fprintf(stderr, "kiln serve: %s (still writing to the old file)\n", err.msg);
+    }
     fprintf(stderr, "kiln serve: %s: draining (up to %lld s)\n", strsignal(sig), drain);
     srv.stopping = 1;
     kiln_gc_stop(gc);
@@ -362,6 +382,7 @@ int kiln_cmd_serve(int argc, char **argv)
     kiln_remote_stop(srv.remote);
     srv.remote = NULL;
     kiln_http_stop(http);
+    kiln_accesslog_close(srv.access_log);
     kiln_db_close(srv.db);
     kiln_config_free(srv.config);
     kiln_jobkey_free(srv.job_key);
@@ -374,6 +395,7 @@ fail:
     if (srv.pool)
         kiln_worker_pool_stop(srv.pool, 0);
     kiln_remote_stop(srv.remote);
+    kiln_accesslog_close(srv.access_log);
     kiln_db_close(srv.db);
     kiln_config_free(srv.config);
     kiln_jobkey_free(srv.job_key);

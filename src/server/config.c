@@ -127,6 +127,8 @@ static const struct bound_key {
      2LL << 30, 1, 1LL << 40},
     {"max_context_entries", offsetof(kiln_config_bounds_t, max_context_entries), 100000, 1,
      10000000},
+    {"delivery_retention", offsetof(kiln_config_bounds_t, delivery_retention), 7 * 86400, 60,
+     365 * 86400},
 };
 
 /* Fills c->bounds from root's keys (defaults for absent ones); fails naming a key that is

@@ -37,6 +37,9 @@
  *    "max_context_entries": 100000,            an uploaded context's members; past either
  *                                              cap the upload is 413 naming it, nothing kept
  *                                              (the compressed size is --max-upload)
+ *    "delivery_retention": 604800,             seconds a webhook delivery id (or an
+ *                                              Idempotency-Key) is remembered: a replay
+ *                                              within it answers the build it started
  *    "limits": {"memory": "4g", "pids": 4096,  default limits of every build (limits.h);
  *               "cpu_time": S, "wall_time": S}, --build-* options win over them
  *    "max_limits": {…same keys…}}              the most a tenant's "limits" or a request
@@ -57,6 +60,7 @@ typedef struct kiln_config_bounds {
     long long max_connections_per_address; /* open at once from one client address */
     long long max_context_unpacked_bytes;  /* an uploaded context's files added up */
     long long max_context_entries;         /* an uploaded context's members */
+    long long delivery_retention;          /* s a webhook delivery id is remembered */
 } kiln_config_bounds_t;
 
 typedef struct kiln_config {

@@ -58,16 +58,20 @@ static const char schema[] =
     " created REAL NOT NULL, started REAL, finished REAL,"
     " attempts INTEGER NOT NULL DEFAULT 0,"
     " pgid INTEGER, pstart INTEGER,"
-    " result TEXT, bytes_pushed INTEGER NOT NULL DEFAULT 0);"
+    " result TEXT, bytes_pushed INTEGER NOT NULL DEFAULT 0, audit TEXT);"
     "CREATE INDEX IF NOT EXISTS builds_status ON builds(status, seq);"
     "CREATE INDEX IF NOT EXISTS builds_repo ON builds(repo, status);"
     "CREATE TABLE IF NOT EXISTS phases("
     " build_seq INTEGER NOT NULL, name TEXT NOT NULL, started REAL NOT NULL, finished REAL);"
-    "CREATE INDEX IF NOT EXISTS phases_build ON phases(build_seq);";
+    "CREATE INDEX IF NOT EXISTS phases_build ON phases(build_seq);"
+    /* webhook deliveries and idempotency keys already seen, and the build each started */
+    "CREATE TABLE IF NOT EXISTS deliveries("
+    " key TEXT PRIMARY KEY, build_id TEXT NOT NULL, created REAL NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS deliveries_created ON deliveries(created);";
 
 static const char get_sql[] =
     "SELECT seq, id, repo, status, reason, error, request, commit_sha, created, started, "
-    "finished, attempts, result FROM builds WHERE id = ?1";
+    "finished, attempts, result, audit FROM builds WHERE id = ?1";
 
 static const char status_sql[] = "SELECT status FROM builds WHERE id = ?1";
 static const char phases_sql[] =
@@ -142,6 +146,20 @@ static int prepare(kiln_db_t *db, const char *sql, sqlite3_stmt **st, kiln_error
     return 0;
 }
 
+/* Adds column `name` (of type `decl`) to builds in a database made before it existed. */
+static int add_column(kiln_db_t *db, const char *name, const char *decl, kiln_error_t *err)
+{
+    _cleanup_free_ char *probe = kiln_xasprintf("SELECT %s FROM builds LIMIT 0", name);
+    _cleanup_free_ char *alter = kiln_xasprintf("ALTER TABLE builds ADD COLUMN %s %s", name, decl);
+    sqlite3_stmt *st = NULL;
+
+    if (sqlite3_prepare_v2(db->h, probe, -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_finalize(st);
+        return 0;
+    }
+    return exec_sql(db, alter, err);
+}
+
 static void reader_free(void *p)
 {
     db_reader_t *r = p;
@@ -198,11 +216,11 @@ int kiln_db_open(const char *path, kiln_db_t **out, kiln_error_t *err)
     sqlite3_busy_timeout(db->h, 5000);
     /* WAL + synchronous=NORMAL: a process crash loses nothing that was committed. */
     if (exec_sql(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err) < 0 ||
-        exec_sql(db, schema, err) < 0 || prepare(db, get_sql, &db->get, err) < 0 ||
-        prepare(db, phases_sql, &db->phases, err) < 0 ||
+        exec_sql(db, schema, err) < 0 || add_column(db, "audit", "TEXT", err) < 0 ||
+        prepare(db, get_sql, &db->get, err) < 0 || prepare(db, phases_sql, &db->phases, err) < 0 ||
         prepare(db,
-                "INSERT INTO builds(id, repo, status, request, created) "
-                "VALUES(?1, ?2, 'queued', ?3, ?4)",
+                "INSERT INTO builds(id, repo, status, request, created, audit) "
+                "VALUES(?1, ?2, 'queued', ?3, ?4, ?5)",
                 &db->insert, err) < 0 ||
         prepare(db, status_sql, &db->status, err) < 0) {
         kiln_error_prefix(err, "database %s", path);
@@ -309,6 +327,12 @@ static json_t *row_to_json(sqlite3_stmt *phases_st, sqlite3_stmt *st)
         o, "bytes_pushed",
         json_integer(json_integer_value(json_object_get(resj, "kiln.bytes_pushed"))));
     json_object_set_new(o, "result", resj ? resj : json_null());
+    {
+        /* who triggered the build (the audit trail); null for builds recorded before it */
+        const char *audit = (const char *)sqlite3_column_text(st, 13);
+        json_t *a = audit ? json_loads(audit, 0, NULL) : NULL;
+        json_object_set_new(o, "triggered_by", a ? a : json_null());
+    }
 
     sqlite3_reset(phases_st);
     sqlite3_bind_int64(phases_st, 1, sqlite3_column_int64(st, 0));
@@ -329,22 +353,83 @@ static json_t *row_to_json(sqlite3_stmt *phases_st, sqlite3_stmt *st)
     return o;
 }
 
-int kiln_db_build_insert(kiln_db_t *db, const char *id, const char *repo, const char *request_json,
-                         kiln_error_t *err)
+/* With the lock held and a transaction open: forgets keys older than the retention (and the
+ * oldest past KILN_DB_MAX_DELIVERIES), then records key for build id. Returns 1 with
+ * *existing set when key is already recorded, 0 once recorded, -1 on a store error. */
+static int delivery_claim(kiln_db_t *db, const char *key, const char *id, double retention,
+                          double now, char **existing, kiln_error_t *err)
 {
+    sqlite3_stmt *st = NULL;
     int rc;
 
+    if (prepare(db, "DELETE FROM deliveries WHERE created < ?1", &st, err) < 0)
+        return -1;
+    sqlite3_bind_double(st, 1, now - retention);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE ||
+        prepare(db, "SELECT build_id FROM deliveries WHERE key = ?1", &st, err) < 0)
+        return db_fail(db, err, "forget old deliveries");
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        *existing = kiln_xstrdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc != SQLITE_DONE ||
+        prepare(db, "INSERT INTO deliveries(key, build_id, created) VALUES(?1, ?2, ?3)", &st, err) <
+            0)
+        return db_fail(db, err, "look up delivery");
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 3, now);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE ||
+        prepare(db,
+                "DELETE FROM deliveries WHERE key IN (SELECT key FROM deliveries ORDER BY "
+                "created DESC LIMIT -1 OFFSET ?1)",
+                &st, err) < 0)
+        return db_fail(db, err, "record delivery");
+    sqlite3_bind_int(st, 1, KILN_DB_MAX_DELIVERIES);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : db_fail(db, err, "forget old deliveries");
+}
+
+int kiln_db_build_insert(kiln_db_t *db, const char *id, const char *repo, const char *request_json,
+                         const kiln_db_origin_t *origin, char **existing, kiln_error_t *err)
+{
+    const char *key = origin ? origin->dedupe_key : NULL;
+    double now = now_seconds();
+    int rc, claimed = 0;
+
     pthread_mutex_lock(&db->lock);
+    /* the key and the build are recorded together: a replay arriving at the same time finds
+     * either both or neither */
+    if (key &&
+        (exec_sql(db, "BEGIN IMMEDIATE", err) < 0 ||
+         (claimed = delivery_claim(db, key, id, origin->key_retention, now, existing, err)) != 0)) {
+        if (claimed != 0)
+            exec_sql(db, claimed > 0 ? "COMMIT" : "ROLLBACK", NULL);
+        pthread_mutex_unlock(&db->lock);
+        return claimed > 0 ? 1 : -1;
+    }
     sqlite3_reset(db->insert);
     sqlite3_bind_text(db->insert, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_text(db->insert, 2, repo, -1, SQLITE_STATIC);
     sqlite3_bind_text(db->insert, 3, request_json, -1, SQLITE_STATIC);
-    sqlite3_bind_double(db->insert, 4, now_seconds());
+    sqlite3_bind_double(db->insert, 4, now);
+    if (origin && origin->audit_json)
+        sqlite3_bind_text(db->insert, 5, origin->audit_json, -1, SQLITE_STATIC);
     rc = sqlite3_step(db->insert);
     sqlite3_reset(db->insert);
     sqlite3_clear_bindings(db->insert);
-    if (rc != SQLITE_DONE) {
-        db_fail(db, err, "insert build");
+    if (rc != SQLITE_DONE || (key && exec_sql(db, "COMMIT", err) < 0)) {
+        if (rc != SQLITE_DONE)
+            db_fail(db, err, "insert build");
+        if (key)
+            exec_sql(db, "ROLLBACK", NULL);
         pthread_mutex_unlock(&db->lock);
         return -1;
     }
@@ -433,7 +518,8 @@ int kiln_db_build_list(kiln_db_t *db, const char *status, const char *repo, int6
     pthread_mutex_lock(&db->lock);
     if (prepare(db,
                 "SELECT seq, id, repo, status, reason, error, request, commit_sha, created, "
-                "started, finished, attempts, result FROM builds WHERE (?1 IS NULL OR status = "
+                "started, finished, attempts, result, audit FROM builds WHERE (?1 IS NULL OR "
+                "status = "
                 "?1) AND (?2 IS NULL OR repo = ?2) AND (?3 = 0 OR seq < ?3) ORDER BY seq DESC "
                 "LIMIT ?4",
                 &st, err) < 0) {

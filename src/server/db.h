@@ -44,9 +44,22 @@ int kiln_db_status_final(const char *status);
 /* True for any known status name. */
 int kiln_db_status_valid(const char *status);
 
-/* Records a new queued build. */
+/* Webhook deliveries and idempotency keys remembered at most (the oldest are forgotten). */
+#define KILN_DB_MAX_DELIVERIES 100000
+
+/* How a new build came to be, besides its request. */
+typedef struct kiln_db_origin {
+    const char *audit_json; /* who triggered it (the audit trail, shown as "triggered_by") */
+    const char *dedupe_key; /* a webhook delivery id or idempotency key, or NULL */
+    double key_retention;   /* seconds a dedupe key is remembered */
+} kiln_db_origin_t;
+
+/* Records a new queued build (origin may be NULL). With a dedupe key already recorded within
+ * its retention nothing is inserted: *existing gets the id of the build the key started
+ * (malloc'ed) and 1 is returned. Keys past their retention, and the oldest past
+ * KILN_DB_MAX_DELIVERIES, are forgotten as new ones arrive. Returns 0 once inserted. */
 int kiln_db_build_insert(kiln_db_t *db, const char *id, const char *repo, const char *request_json,
-                         kiln_error_t *err);
+                         const kiln_db_origin_t *origin, char **existing, kiln_error_t *err);
 
 /* Fetches a build as its API JSON object. Fails with code ENOENT for an unknown id. */
 int kiln_db_build_get(kiln_db_t *db, const char *id, json_t **out, kiln_error_t *err);

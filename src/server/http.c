@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "src/server/accesslog.h"
 #include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
@@ -61,6 +62,17 @@ typedef struct conn_state {
     size_t reserved;        /* of kiln_http.hook_bytes, given back when the request ends */
     kiln_http_t *http;      /* for the reservation */
     kiln_hook_body_t *hook; /* the webhook's streamed signature check */
+    /* the request as the access log records it */
+    char request_id[17];
+    char remote[INET6_ADDRSTRLEN];
+    char method[16];
+    char *path;
+    const char *tenant; /* config-owned: the authenticated tenant or a webhook project's */
+    double time;        /* epoch seconds, headers in */
+    struct timespec started;
+    unsigned status; /* of the answer queued, 0 when none was */
+    uint64_t bytes;  /* body size of the answer queued */
+    uint64_t sent;   /* body bytes a streamed answer (of unknown size) sent */
 } conn_state_t;
 
 const char *kiln_http_header(const kiln_http_req_t *r, const char *name)
@@ -101,10 +113,12 @@ void kiln_http_error(kiln_http_resp_t *resp, unsigned int status, const char *fm
     kiln_http_json(resp, status, json_pack("{s:s}", "error", msg));
 }
 
-static enum MHD_Result send_resp(struct MHD_Connection *c, kiln_http_resp_t *resp)
+/* Queues resp on c (consuming it), with the request's id; st records what went out. */
+static enum MHD_Result send_resp(conn_state_t *st, struct MHD_Connection *c, kiln_http_resp_t *resp)
 {
     struct MHD_Response *r = resp->custom;
     enum MHD_Result ret;
+    size_t len = resp->len;
 
     if (r == NULL) {
         r = MHD_create_response_from_buffer(resp->len, resp->body ? resp->body : (char *)"",
@@ -118,17 +132,23 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, kiln_http_resp_t *res
     }
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(r, "X-Request-Id", st->request_id);
     ret = MHD_queue_response(c, resp->status ? resp->status : 500, r);
+    if (ret == MHD_YES) {
+        st->status = resp->status ? resp->status : 500;
+        st->bytes = len;
+    }
     MHD_destroy_response(r);
     free(resp->body);
     return ret;
 }
 
-static enum MHD_Result reject(struct MHD_Connection *c, unsigned int status, const char *msg)
+static enum MHD_Result reject(conn_state_t *st, struct MHD_Connection *c, unsigned int status,
+                              const char *msg)
 {
     kiln_http_resp_t resp = {0};
     kiln_http_error(&resp, status, "%s", msg);
-    return send_resp(c, &resp);
+    return send_resp(st, c, &resp);
 }
 
 /* Open routes: health, metrics, the dashboard page, and the webhooks (they carry their own
@@ -169,6 +189,7 @@ static void free_state(conn_state_t *st)
         __atomic_sub_fetch(&st->http->hook_bytes, st->reserved, __ATOMIC_SEQ_CST);
     kiln_routes_hook_free(st->hook);
     drop_upload(st);
+    free(st->path);
     free(st);
 }
 
@@ -195,12 +216,12 @@ static enum MHD_Result hook_begin(conn_state_t *st, struct MHD_Connection *c, ki
 
     st->rejected = 1;
     if (len > st->cap)
-        return reject(c, MHD_HTTP_CONTENT_TOO_LARGE, "webhook body over max_webhook_bytes");
+        return reject(st, c, MHD_HTTP_CONTENT_TOO_LARGE, "webhook body over max_webhook_bytes");
     if (len > 0 && hook_reserve(st, (size_t)len) < 0)
-        return reject(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+        return reject(st, c, MHD_HTTP_SERVICE_UNAVAILABLE,
                       "too many webhook bodies in flight; retry later");
     if ((st->hook = kiln_routes_hook_start(req, &resp)) == NULL)
-        return send_resp(c, &resp);
+        return send_resp(st, c, &resp);
     st->rejected = 0;
     return MHD_YES;
 }
@@ -287,9 +308,54 @@ static void *reaper_main(void *arg)
     return NULL;
 }
 
+/* The request is over (answered, or its connection gone): its access log line. */
+static void log_request(kiln_http_t *h, conn_state_t *st, enum MHD_RequestTerminationCode toe)
+{
+    struct timespec now;
+    kiln_access_entry_t e = {.time = st->time,
+                             .request_id = st->request_id,
+                             .remote = st->remote,
+                             .tenant = st->tenant,
+                             .method = st->method,
+                             .path = st->path,
+                             .status = st->status,
+                             .bytes = st->bytes ? st->bytes : st->sent,
+                             .aborted = toe != MHD_REQUEST_TERMINATED_COMPLETED_OK};
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    e.duration = (double)(now.tv_sec - st->started.tv_sec) +
+                 (double)(now.tv_nsec - st->started.tv_nsec) / 1e9;
+    kiln_accesslog_write(h->srv->access_log, &e);
+}
+
+/* Fills the access log's record of a request whose headers just arrived. */
+static void begin_request(conn_state_t *st, struct MHD_Connection *c, const char *url,
+                          const char *method)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    struct timespec wall;
+
+    kiln_accesslog_request_id(st->request_id);
+    clock_gettime(CLOCK_MONOTONIC, &st->started);
+    clock_gettime(CLOCK_REALTIME, &wall);
+    st->time = (double)wall.tv_sec + (double)wall.tv_nsec / 1e9;
+    snprintf(st->method, sizeof(st->method), "%s", method);
+    st->path = kiln_xstrndup(url, KILN_ACCESSLOG_ROUTE_MAX + 1);
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, st->remote,
+                  sizeof(st->remote));
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, st->remote,
+                  sizeof(st->remote));
+}
+
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
                       enum MHD_RequestTerminationCode toe)
 {
+    if (*con_cls)
+        log_request(cls, *con_cls, toe);
     free_state(*con_cls);
     *con_cls = NULL;
     /* a kept-alive connection has connection_timeout again for its next request */
@@ -312,6 +378,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         st = kiln_xzalloc(sizeof(*st));
         st->upload_fd = -1;
         st->http = h;
+        begin_request(st, c, url, method);
         st->is_hook = strncmp(url, "/v1/hooks/", 10) == 0;
         st->cap = is_upload(method, url) ? s->max_upload
                   : st->is_hook          ? (size_t)s->config->bounds.max_webhook_bytes
@@ -322,13 +389,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             !kiln_config_auth(s->config,
                               MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"))) {
             st->rejected = 1;
-            return reject(c, MHD_HTTP_UNAUTHORIZED, "missing or invalid bearer token");
+            return reject(st, c, MHD_HTTP_UNAUTHORIZED, "missing or invalid bearer token");
         }
+        if (needs_token(method, url))
+            st->tenant = "default";
+        req.tenant = st->tenant;
         if (st->is_hook && strcmp(method, "POST") == 0)
             return hook_begin(st, c, &req, cl);
         if (cl && strtoull(cl, NULL, 10) > st->cap) {
             st->rejected = 1;
-            return reject(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
+            return reject(st, c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
         }
         if (is_upload(method, url)) {
             kiln_error_t err = {0};
@@ -340,7 +410,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                 free(st->upload_path);
                 st->upload_path = NULL;
                 st->rejected = 1;
-                return reject(c,
+                return reject(st, c,
                               full ? MHD_HTTP_INSUFFICIENT_STORAGE : MHD_HTTP_INTERNAL_SERVER_ERROR,
                               full ? "no space left on the server to store the upload"
                                    : "cannot store the upload");
@@ -385,10 +455,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (st->no_space || st->too_big)
         drop_upload(st);
     if (st->no_space)
-        return reject(c, MHD_HTTP_INSUFFICIENT_STORAGE,
+        return reject(st, c, MHD_HTTP_INSUFFICIENT_STORAGE,
                       "no space left on the server to store the upload");
     if (st->too_big)
-        return reject(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
+        return reject(st, c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
+    req.tenant = st->tenant;
+    req.sent = &st->sent;
     req.body = st->upload_fd >= 0 ? NULL : (st->body.data ? st->body.data : "");
     req.body_len = st->body.len;
     req.upload_path = st->upload_path;
@@ -400,9 +472,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     else
         kiln_routes_misc(&req, &resp);
     drop_upload(st);
+    if (resp.tenant && st->tenant == NULL)
+        st->tenant = resp.tenant;
     if (resp.status == 0 && resp.custom == NULL)
         kiln_http_error(&resp, MHD_HTTP_NOT_FOUND, "no route for %s %s", method, url);
-    return send_resp(c, &resp);
+    return send_resp(st, c, &resp);
 }
 
 /* Parses "HOST:PORT" (IPv4) into sa. */

@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "src/server/server.h"
 #include "utils/error.h"
@@ -24,6 +25,8 @@ typedef struct kiln_http_req {
     size_t body_len;
     const char *upload_path; /* POST /v1/contexts: the body in a temp file */
     kiln_hook_body_t *hook;  /* webhooks: signatures computed as the body arrived */
+    const char *tenant;      /* the authenticated tenant's name; NULL on open routes */
+    uint64_t *sent;          /* a streamed answer adds the body bytes it sends (access log) */
 } kiln_http_req_t;
 
 typedef struct kiln_http_resp {
@@ -31,7 +34,8 @@ typedef struct kiln_http_resp {
     const char *content_type;
     char *body; /* malloc'ed */
     size_t len;
-    struct MHD_Response *custom; /* a streaming response, sent as is */
+    struct MHD_Response *custom; /* a streaming response, sent as is (len: its size if known) */
+    const char *tenant; /* the tenant a route found for an open route (a webhook's project) */
 } kiln_http_resp_t;
 
 /* Starts listening on "HOST:PORT". */
@@ -61,13 +65,17 @@ kiln_hook_body_t *kiln_routes_hook_start(const kiln_http_req_t *r, kiln_http_res
 void kiln_routes_hook_feed(kiln_hook_body_t *h, const void *data, size_t len);
 void kiln_routes_hook_free(kiln_hook_body_t *h);
 
-/* Queues a validated request as a new build; *id_out is malloc'ed. Used by the API and the
- * webhooks. */
-int kiln_routes_enqueue(kiln_server_t *s, json_t *body, char **id_out, unsigned int *status,
-                        kiln_error_t *err);
+/* Queues a validated request as a new build (*status 202) recording who asked for it (audit,
+ * borrowed, may be NULL); *id_out is malloc'ed. When dedupe_key (a webhook delivery id or an
+ * idempotency key, see audit.h) already started a build, nothing is queued: *id_out is that
+ * build and *status 200. Used by the API and the webhooks. */
+int kiln_routes_enqueue(kiln_server_t *s, json_t *body, json_t *audit, const char *dedupe_key,
+                        char **id_out, unsigned int *status, kiln_error_t *err);
 /* The JSON answered for a queued build. */
 json_t *kiln_routes_queued_json(const char *id);
-/* Queues the request body (consumed) and answers 202 with the build, or the error. */
-void kiln_routes_submit(kiln_server_t *s, json_t *body, kiln_http_resp_t *resp);
+/* Queues the request body (consumed, with audit) and answers 202 with the build, 200 with
+ * the build a replayed dedupe_key started ("replayed": true), or the error. */
+void kiln_routes_submit(kiln_server_t *s, json_t *body, json_t *audit, const char *dedupe_key,
+                        kiln_http_resp_t *resp);
 
 #endif

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "src/server/audit.h"
 #include "src/server/context.h"
 #include "src/server/cursor.h"
 #include "src/server/http.h"
@@ -68,9 +69,15 @@ json_t *kiln_routes_queued_json(const char *id)
     return json_pack("{s:s,s:s,s:o}", "id", id, "status", "queued", "links", links);
 }
 
-int kiln_routes_enqueue(kiln_server_t *s, json_t *body, char **id_out, unsigned int *status,
-                        kiln_error_t *err)
+int kiln_routes_enqueue(kiln_server_t *s, json_t *body, json_t *audit, const char *dedupe_key,
+                        char **id_out, unsigned int *status, kiln_error_t *err)
 {
+    _cleanup_free_ char *audit_text = audit ? json_dumps(audit, JSON_COMPACT) : NULL;
+    kiln_db_origin_t origin = {.audit_json = audit_text,
+                               .dedupe_key = dedupe_key,
+                               .key_retention = (double)s->config->bounds.delivery_retention};
+    char *existing = NULL;
+    int inserted;
     kiln_request_t req = {0};
     _cleanup_free_ char *id = new_id("b-");
     _cleanup_free_ char *text = NULL;
@@ -120,11 +127,17 @@ int kiln_routes_enqueue(kiln_server_t *s, json_t *body, char **id_out, unsigned 
         json_decref(files);
     }
     text = json_dumps(req.stored, JSON_COMPACT);
-    if (kiln_db_build_insert(s->db, id, req.repo, text, err) < 0) {
+    inserted = kiln_db_build_insert(s->db, id, req.repo, text, &origin, &existing, err);
+    if (inserted != 0) {
+        /* a replay (the key started a build already) or a failure: this id never runs */
         _cleanup_free_ char *dir = kiln_xasprintf("%s/secrets/%s", s->root, id);
         kiln_fs_rm_rf(dir, NULL);
         kiln_request_free(&req);
-        return -1;
+        if (inserted < 0)
+            return -1;
+        *status = 200;
+        *id_out = existing;
+        return 0;
     }
     if (s->remote && kiln_remote_enqueue(s->remote, id, req.stored, req.secrets, err) < 0) {
         kiln_db_finish(s->db, id, "failed", "enqueue_failed", err->msg, NULL, 0, NULL);
@@ -142,30 +155,53 @@ int kiln_routes_enqueue(kiln_server_t *s, json_t *body, char **id_out, unsigned 
 
 static void post_build(const kiln_http_req_t *r, kiln_http_resp_t *resp)
 {
+    const char *idem = kiln_http_header(r, "Idempotency-Key");
+    _cleanup_free_ char *key = NULL;
+    kiln_error_t err = {0};
     json_error_t je;
-    json_t *body = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
+    json_t *body;
 
-    if (body == NULL) {
+    if (idem && kiln_audit_check_key("Idempotency-Key", idem, &err) < 0) {
+        kiln_http_error(resp, 400, "%s", err.msg);
+        return;
+    }
+    if ((body = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je)) == NULL) {
         kiln_http_error(resp, 400, "malformed JSON at line %d column %d: %s", je.line, je.column,
                         je.text);
         return;
     }
-    kiln_routes_submit(r->srv, body, resp);
+    /* a retried submission with the same key (per tenant) gets the build the first started */
+    key = kiln_audit_dedupe_key("api", r->tenant, idem);
+    kiln_routes_submit(r->srv, body,
+                       kiln_audit_api(r->tenant, kiln_http_header(r, "Authorization"), idem), key,
+                       resp);
 }
 
-void kiln_routes_submit(kiln_server_t *s, json_t *body, kiln_http_resp_t *resp)
+void kiln_routes_submit(kiln_server_t *s, json_t *body, json_t *audit, const char *dedupe_key,
+                        kiln_http_resp_t *resp)
 {
     _cleanup_free_ char *id = NULL;
     kiln_error_t err = {0};
     unsigned int status;
+    json_t *o;
+    char now[32];
 
-    if (kiln_routes_enqueue(s, body, &id, &status, &err) < 0) {
+    if (kiln_routes_enqueue(s, body, audit, dedupe_key, &id, &status, &err) < 0) {
         json_decref(body);
+        json_decref(audit);
         kiln_http_error(resp, status, "%s", err.msg);
         return;
     }
     json_decref(body);
-    kiln_http_json(resp, 202, kiln_routes_queued_json(id));
+    json_decref(audit);
+    o = kiln_routes_queued_json(id);
+    if (status == 200) {
+        /* a replay: the build the first delivery started, as it is now */
+        if (kiln_db_build_status(s->db, id, now, sizeof(now), NULL) == 0)
+            json_object_set_new(o, "status", json_string(now));
+        json_object_set_new(o, "replayed", json_true());
+    }
+    kiln_http_json(resp, status, o);
 }
 
 static void list_builds(const kiln_http_req_t *r, kiln_http_resp_t *resp)
@@ -261,6 +297,7 @@ typedef struct log_stream {
     uint64_t off;
     int sse;
     int ended;
+    uint64_t *sent; /* the request's count of body bytes sent (the access log) */
 } log_stream_t;
 
 static void log_stream_free(void *cls)
@@ -326,9 +363,9 @@ static int client_gone(int sock)
     return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
-static ssize_t log_follow_cb(void *cls, uint64_t pos, char *buf, size_t max)
+/* The next piece of a followed log: what is new, waiting for it while the build runs. */
+static ssize_t log_follow(log_stream_t *ls, char *buf, size_t max)
 {
-    log_stream_t *ls = cls;
     char status[32];
 
     if (ls->ended)
@@ -354,6 +391,17 @@ static ssize_t log_follow_cb(void *cls, uint64_t pos, char *buf, size_t max)
         }
         usleep(100 * 1000);
     }
+}
+
+static ssize_t log_follow_cb(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    log_stream_t *ls = cls;
+    ssize_t n = log_follow(ls, buf, max);
+
+    /* only called while the request is being answered, before its state is freed */
+    if (n > 0 && ls->sent)
+        *ls->sent = pos + (uint64_t)n;
+    return n;
 }
 
 static void get_logs(const kiln_http_req_t *r, kiln_http_resp_t *resp, const char *id)
@@ -392,6 +440,7 @@ static void get_logs(const kiln_http_req_t *r, kiln_http_resp_t *resp, const cha
     }
     ls->off = off;
     ls->sse = accept && strstr(accept, "text/event-stream") != NULL;
+    ls->sent = r->sent;
     if (follow && strcmp(follow, "0") != 0 && strcmp(follow, "false") != 0) {
         resp->custom = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, log_follow_cb,
                                                          ls, log_stream_free);
@@ -455,6 +504,7 @@ static void get_artifact_file(const kiln_http_req_t *r, kiln_http_resp_t *resp, 
         kiln_http_error(resp, 404, "no such artifact");
         return;
     }
+    resp->len = (size_t)sb.st_size;
     resp->custom = MHD_create_response_from_fd((uint64_t)sb.st_size, fd);
     if (resp->custom == NULL) {
         close(fd);

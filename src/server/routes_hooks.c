@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "src/server/audit.h"
 #include "src/server/http.h"
 #include "utils/cleanup.h"
 #include "utils/hmac.h"
@@ -96,10 +97,40 @@ static int github_signed(const kiln_http_req_t *r, const char *sig)
     return h->signed_ok;
 }
 
-/* Queues a build of url at commit for project p; answers 202 with the build. */
-static void build_push(const kiln_http_req_t *r, kiln_http_resp_t *resp, json_t *p, const char *url,
-                       const char *ref, const char *commit)
+/* The tenant project p's builds belong to (its "tenant", else "default"). */
+static const char *project_tenant(json_t *p)
 {
+    const char *t = json_string_value(json_object_get(p, "tenant"));
+    return t ? t : "default";
+}
+
+/* The delivery id of a push (a redelivery repeats it) from header `name`, in *out (NULL when
+ * absent); answers 400 and returns -1 when it is malformed. */
+static int delivery_id(const kiln_http_req_t *r, kiln_http_resp_t *resp, const char *name,
+                       const char **out)
+{
+    kiln_error_t err = {0};
+
+    *out = kiln_http_header(r, name);
+    if (*out && kiln_audit_check_key(name, *out, &err) < 0) {
+        kiln_http_error(resp, 400, "%s", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Queues a build of url at commit for project p, recording who pushed (the payload o) and
+ * the delivery (a delivery seen before answers the build it started); answers 202 with the
+ * build. */
+static void build_push(const kiln_http_req_t *r, kiln_http_resp_t *resp, json_t *p, const char *via,
+                       const char *delivery, json_t *o, const char *url, const char *ref,
+                       const char *commit)
+{
+    const char *project = json_string_value(json_object_get(p, "name"));
+    const char *event =
+        kiln_http_header(r, strcmp(via, "github") == 0 ? "X-GitHub-Event" : "X-Gitlab-Event");
+    _cleanup_free_ char *key = kiln_audit_dedupe_key(
+        via, project ? project : json_string_value(json_object_get(p, via)), delivery);
     json_t *build = json_object_get(p, "build");
     json_t *body = build ? json_deep_copy(build) : json_object();
     json_t *src = json_pack("{s:s}", "git", url ? url : "");
@@ -115,7 +146,9 @@ static void build_push(const kiln_http_req_t *r, kiln_http_resp_t *resp, json_t 
     if (commit)
         json_object_set_new(src, "commit", json_string(commit));
     json_object_set_new(body, "source", src);
-    kiln_routes_submit(r->srv, body, resp);
+    kiln_routes_submit(r->srv, body,
+                       kiln_audit_webhook(via, project_tenant(p), project, delivery, event, o), key,
+                       resp);
 }
 
 static int zero_sha(const char *s)
@@ -139,7 +172,7 @@ static void github(const kiln_http_req_t *r, kiln_http_resp_t *resp)
 {
     const char *event = kiln_http_header(r, "X-GitHub-Event");
     const char *sig = kiln_http_header(r, "X-Hub-Signature-256");
-    const char *name, *secret;
+    const char *name, *secret, *delivery;
     json_t *o, *p, *repo;
 
     if (event == NULL) {
@@ -164,6 +197,9 @@ static void github(const kiln_http_req_t *r, kiln_http_resp_t *resp)
         kiln_http_error(resp, 401, "invalid X-Hub-Signature-256");
         goto out;
     }
+    resp->tenant = project_tenant(p);
+    if (delivery_id(r, resp, "X-GitHub-Delivery", &delivery) < 0)
+        goto out;
     if (strcmp(event, "ping") == 0) {
         kiln_http_json(resp, 200, json_pack("{s:b}", "ok", 1));
     } else if (strcmp(event, "push") != 0) {
@@ -172,7 +208,8 @@ static void github(const kiln_http_req_t *r, kiln_http_resp_t *resp)
                zero_sha(json_string_value(json_object_get(o, "after")))) {
         kiln_http_json(resp, 200, json_pack("{s:s}", "ignored", "branch deleted"));
     } else {
-        build_push(r, resp, p, json_string_value(json_object_get(repo, "clone_url")),
+        build_push(r, resp, p, "github", delivery, o,
+                   json_string_value(json_object_get(repo, "clone_url")),
                    json_string_value(json_object_get(o, "ref")),
                    json_string_value(json_object_get(o, "after")));
     }
@@ -184,7 +221,7 @@ static void gitlab(const kiln_http_req_t *r, kiln_http_resp_t *resp)
 {
     const char *event = kiln_http_header(r, "X-Gitlab-Event");
     const char *token = kiln_http_header(r, "X-Gitlab-Token");
-    const char *name, *want;
+    const char *name, *want, *delivery;
     json_t *o, *p, *proj;
 
     if (event == NULL) {
@@ -206,6 +243,13 @@ static void gitlab(const kiln_http_req_t *r, kiln_http_resp_t *resp)
         kiln_http_error(resp, 401, "invalid X-Gitlab-Token");
         goto out;
     }
+    resp->tenant = project_tenant(p);
+    /* GitLab repeats Idempotency-Key on a retry; older versions only send the event's UUID */
+    if (delivery_id(r, resp,
+                    kiln_http_header(r, "Idempotency-Key") ? "Idempotency-Key"
+                                                           : "X-Gitlab-Event-UUID",
+                    &delivery) < 0)
+        goto out;
     if (strcmp(event, "Push Hook") != 0 && strcmp(event, "Tag Push Hook") != 0) {
         kiln_http_json(resp, 200, json_pack("{s:s}", "ignored", "only push events build"));
     } else {
@@ -215,7 +259,8 @@ static void gitlab(const kiln_http_req_t *r, kiln_http_resp_t *resp)
         if (zero_sha(commit))
             kiln_http_json(resp, 200, json_pack("{s:s}", "ignored", "branch deleted"));
         else
-            build_push(r, resp, p, json_string_value(json_object_get(proj, "git_http_url")),
+            build_push(r, resp, p, "gitlab", delivery, o,
+                       json_string_value(json_object_get(proj, "git_http_url")),
                        json_string_value(json_object_get(o, "ref")), commit);
     }
 out:

@@ -29,6 +29,9 @@ typedef struct kiln_server {
     int workers;                 /* size of the local pool (0: jobs go to a queue) */
     kiln_limits_policy_t limits; /* per-build sandbox limits: defaults and maxima */
     volatile int stopping;       /* shutting down: streaming responses end */
+
+    /* the access log (a line per request), or NULL when it is off */
+    struct kiln_accesslog *access_log;
 } kiln_server_t;
 
 /* The log file of a build (malloc'ed). */

@@ -692,8 +692,8 @@ static void test_db_finish_write_fails(void **state)
     assert_non_null(mkdtemp(dir));
     path = kiln_xasprintf("%s/kiln.db", dir);
     assert_int_equal(kiln_db_open(path, &db, &err), 0);
-    assert_int_equal(kiln_db_build_insert(db, "b1", "r", "{}", &err), 0);
-    assert_int_equal(kiln_db_build_insert(db, "b2", "r", "{}", &err), 0);
+    assert_int_equal(kiln_db_build_insert(db, "b1", "r", "{}", NULL, NULL, &err), 0);
+    assert_int_equal(kiln_db_build_insert(db, "b2", "r", "{}", NULL, NULL, &err), 0);
     assert_int_equal(kiln_db_claim(db, NULL, &job, &err), 1);
     kiln_db_job_free(&job);
     assert_int_equal(kiln_db_claim(db, NULL, &job, &err), 1);

@@ -1,0 +1,188 @@
+#include "src/server/accesslog.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "src/server/db.h"
+#include "utils/buf.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+
+struct kiln_accesslog {
+    char *path; /* NULL: stderr */
+    int fd;
+    pthread_mutex_t lock; /* guards fd across a reopen */
+    uint64_t dropped;     /* atomic */
+};
+
+/* Appends s as a JSON string (or null): quotes, backslashes and every byte outside printable
+ * ASCII escaped as \u00XX, so a hostile path can neither break the line nor smuggle a
+ * terminal escape; at most max bytes of s, "..." marking a cut. */
+static void put_string(kiln_buf_t *b, const char *s, size_t max)
+{
+    size_t n;
+
+    if (s == NULL) {
+        kiln_buf_append(b, "null", 4, NULL);
+        return;
+    }
+    n = strlen(s);
+    kiln_buf_append(b, "\"", 1, NULL);
+    for (size_t i = 0; i < n && i < max; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\')
+            kiln_buf_appendf(b, NULL, "\\%c", c);
+        else if (c < 0x20 || c >= 0x7f)
+            kiln_buf_appendf(b, NULL, "\\u%04x", c);
+        else
+            kiln_buf_append(b, &s[i], 1, NULL);
+    }
+    if (n > max)
+        kiln_buf_append(b, "...", 3, NULL);
+    kiln_buf_append(b, "\"", 1, NULL);
+}
+
+char *kiln_accesslog_format(const kiln_access_entry_t *e)
+{
+    kiln_buf_t b;
+    char when[40];
+    size_t route_len = 0;
+    _cleanup_free_ char *route = NULL;
+
+    /* the query (which may carry a token or a signature) never reaches the log */
+    if (e->path) {
+        route_len = strcspn(e->path, "?");
+        route = kiln_xstrndup(e->path, route_len);
+    }
+    kiln_db_format_time(e->time, when, sizeof(when));
+    kiln_buf_init(&b, 0);
+    kiln_buf_appendf(&b, NULL, "{\"time\":\"%s\",\"request_id\":", when);
+    put_string(&b, e->request_id, 64);
+    kiln_buf_append(&b, ",\"remote\":", 10, NULL);
+    put_string(&b, e->remote, 64);
+    kiln_buf_append(&b, ",\"tenant\":", 10, NULL);
+    put_string(&b, e->tenant, 128);
+    kiln_buf_append(&b, ",\"method\":", 10, NULL);
+    put_string(&b, e->method, 16);
+    kiln_buf_append(&b, ",\"route\":", 9, NULL);
+    put_string(&b, route, KILN_ACCESSLOG_ROUTE_MAX);
+    if (e->status)
+        kiln_buf_appendf(&b, NULL, ",\"status\":%u", e->status);
+    else
+        kiln_buf_append(&b, ",\"status\":null", 14, NULL);
+    kiln_buf_appendf(&b, NULL, ",\"bytes\":%llu,\"duration_ms\":%.3f", (unsigned long long)e->bytes,
+                     e->duration > 0 ? e->duration * 1000.0 : 0.0);
+    if (e->aborted)
+        kiln_buf_append(&b, ",\"aborted\":true", 15, NULL);
+    kiln_buf_append(&b, "}\n", 2, NULL);
+    return kiln_buf_steal(&b, NULL);
+}
+
+static uint32_t id_prefix;
+static uint32_t id_counter;
+static pthread_once_t id_once = PTHREAD_ONCE_INIT;
+
+/* The random half of request ids, drawn once: ids stay unique across restarts without a
+ * syscall per request. */
+static void id_init(void)
+{
+    if (getrandom(&id_prefix, sizeof(id_prefix), 0) != (ssize_t)sizeof(id_prefix))
+        id_prefix = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16);
+}
+
+void kiln_accesslog_request_id(char out[17])
+{
+    pthread_once(&id_once, id_init);
+    snprintf(out, 17, "%08x%08x", id_prefix, __atomic_add_fetch(&id_counter, 1, __ATOMIC_RELAXED));
+}
+
+/* Opens path for appending, 0640 (an existing file loses any bits for others). */
+static int open_log(const char *path, kiln_error_t *err)
+{
+    struct stat sb;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+
+    if (fd < 0)
+        return kiln_error_set(err, errno, "access log %s", path);
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return kiln_error_set(err, 0, "access log %s: not a regular file", path);
+    }
+    if ((sb.st_mode & 07) != 0 && fchmod(fd, sb.st_mode & 0770) < 0) {
+        int e = errno;
+        close(fd);
+        return kiln_error_set(err, e, "access log %s: chmod", path);
+    }
+    return fd;
+}
+
+int kiln_accesslog_open(const char *path, kiln_accesslog_t **out, kiln_error_t *err)
+{
+    kiln_accesslog_t *l;
+    int fd = STDERR_FILENO;
+
+    if (path && strcmp(path, "-") != 0 && (fd = open_log(path, err)) < 0)
+        return -1;
+    l = kiln_xzalloc(sizeof(*l));
+    l->fd = fd;
+    l->path = path && strcmp(path, "-") != 0 ? kiln_xstrdup(path) : NULL;
+    pthread_mutex_init(&l->lock, NULL);
+    *out = l;
+    return 0;
+}
+
+int kiln_accesslog_reopen(kiln_accesslog_t *l, kiln_error_t *err)
+{
+    int fd, old;
+
+    if (l == NULL || l->path == NULL)
+        return 0;
+    if ((fd = open_log(l->path, err)) < 0)
+        return -1;
+    pthread_mutex_lock(&l->lock);
+    old = l->fd;
+    l->fd = fd;
+    pthread_mutex_unlock(&l->lock);
+    close(old);
+    return 0;
+}
+
+void kiln_accesslog_write(kiln_accesslog_t *l, const kiln_access_entry_t *e)
+{
+    _cleanup_free_ char *line = NULL;
+    int failed;
+
+    if (l == NULL)
+        return;
+    line = kiln_accesslog_format(e);
+    pthread_mutex_lock(&l->lock);
+    failed = kiln_fs_write_all(l->fd, line, strlen(line), NULL) < 0;
+    pthread_mutex_unlock(&l->lock);
+    if (failed)
+        __atomic_add_fetch(&l->dropped, 1, __ATOMIC_RELAXED);
+}
+
+uint64_t kiln_accesslog_dropped(const kiln_accesslog_t *l)
+{
+    return l ? __atomic_load_n(&l->dropped, __ATOMIC_RELAXED) : 0;
+}
+
+void kiln_accesslog_close(kiln_accesslog_t *l)
+{
+    if (l == NULL)
+        return;
+    if (l->path)
+        close(l->fd);
+    pthread_mutex_destroy(&l->lock);
+    free(l->path);
+    free(l);
+}

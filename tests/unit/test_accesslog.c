@@ -1,0 +1,435 @@
+/* Unit tests for the server's access log (the line formatter: no secrets, escaping; the file:
+ * mode, append, reopen), the audit trail of a build (token identifiers, webhook pushers) and
+ * the durable dedupe of webhook deliveries in kiln.db. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "src/server/accesslog.h"
+#include "src/server/audit.h"
+#include "src/server/db.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+
+/* Formats e and parses the line back; checks it is one line ending in '\n'. */
+static json_t *format_parse(const kiln_access_entry_t *e, char **line_out)
+{
+    char *line = kiln_accesslog_format(e);
+    size_t n = strlen(line);
+    json_t *o;
+
+    assert_true(n > 2);
+    assert_int_equal(line[n - 1], '\n');
+    assert_null(memchr(line, '\n', n - 1));
+    o = json_loads(line, 0, NULL);
+    assert_non_null(o);
+    if (line_out)
+        *line_out = line;
+    else
+        free(line);
+    return o;
+}
+
+static void test_format_fields(void **state)
+{
+    (void)state;
+    kiln_access_entry_t e = {.time = 1764745200.5,
+                             .request_id = "0123456789abcdef",
+                             .remote = "127.0.0.1",
+                             .tenant = "acme",
+                             .method = "GET",
+                             .path = "/v1/builds/b-1",
+                             .status = 200,
+                             .bytes = 1234,
+                             .duration = 0.0015};
+    json_t *o = format_parse(&e, NULL);
+
+    assert_string_equal(json_string_value(json_object_get(o, "time")), "2025-12-03T07:00:00.500Z");
+    assert_string_equal(json_string_value(json_object_get(o, "request_id")), "0123456789abcdef");
+    assert_string_equal(json_string_value(json_object_get(o, "remote")), "127.0.0.1");
+    assert_string_equal(json_string_value(json_object_get(o, "tenant")), "acme");
+    assert_string_equal(json_string_value(json_object_get(o, "method")), "GET");
+    assert_string_equal(json_string_value(json_object_get(o, "route")), "/v1/builds/b-1");
+    assert_int_equal(json_integer_value(json_object_get(o, "status")), 200);
+    assert_int_equal(json_integer_value(json_object_get(o, "bytes")), 1234);
+    assert_true(json_real_value(json_object_get(o, "duration_ms")) > 1.49 &&
+                json_real_value(json_object_get(o, "duration_ms")) < 1.51);
+    assert_null(json_object_get(o, "aborted"));
+    /* exactly these keys: nothing else (no header, no query) can reach the line */
+    assert_int_equal(json_object_size(o), 9);
+    json_decref(o);
+
+    /* an open route: no tenant; no answer went out: no status; the request ended early */
+    e.tenant = NULL;
+    e.status = 0;
+    e.aborted = 1;
+    o = format_parse(&e, NULL);
+    assert_true(json_is_null(json_object_get(o, "tenant")));
+    assert_true(json_is_null(json_object_get(o, "status")));
+    assert_true(json_is_true(json_object_get(o, "aborted")));
+    json_decref(o);
+}
+
+/* A query string (which may carry a token or a signature) never reaches the line. */
+static void test_format_no_query(void **state)
+{
+    (void)state;
+    kiln_access_entry_t e = {.request_id = "r",
+                             .method = "POST",
+                             .path = "/v1/hooks/github?token=SECRET-TOKEN&sig=SIG-VALUE",
+                             .status = 401};
+    char *line = NULL;
+    json_t *o = format_parse(&e, &line);
+
+    assert_string_equal(json_string_value(json_object_get(o, "route")), "/v1/hooks/github");
+    assert_null(strstr(line, "SECRET-TOKEN"));
+    assert_null(strstr(line, "SIG-VALUE"));
+    assert_null(strstr(line, "?"));
+    free(line);
+    json_decref(o);
+}
+
+/* Quotes, backslashes, control characters and bytes past ASCII are escaped: the line stays
+ * one valid JSON line and holds no raw escape or newline. */
+static void test_format_escaping(void **state)
+{
+    (void)state;
+    kiln_access_entry_t e = {.request_id = "r",
+                             .method = "GET",
+                             .path = "/a\"b\\c\nd\re\x1b[31mf\xff\xc3\xa9",
+                             .tenant = "t\"\n",
+                             .status = 404};
+    char *line = NULL;
+    json_t *o = format_parse(&e, &line);
+
+    assert_null(strchr(line, '\x1b'));
+    assert_null(strchr(line, '\r'));
+    assert_null(strchr(line, '\xff'));
+    assert_non_null(strstr(line, "\\u001b"));
+    assert_non_null(strstr(line, "\\u00ff"));
+    /* ASCII comes back as it was; other bytes each as the code point of their value */
+    assert_string_equal(json_string_value(json_object_get(o, "route")),
+                        "/a\"b\\c\nd\re\x1b[31mf\xc3\xbf\xc3\x83\xc2\xa9");
+    assert_string_equal(json_string_value(json_object_get(o, "tenant")), "t\"\n");
+    free(line);
+    json_decref(o);
+}
+
+/* A path longer than KILN_ACCESSLOG_ROUTE_MAX is cut and marked. */
+static void test_format_long_path(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *path = kiln_xmalloc(5000);
+    kiln_access_entry_t e = {.request_id = "r", .method = "GET", .path = path, .status = 404};
+    json_t *o;
+    const char *route;
+
+    memset(path, 'a', 4999);
+    path[0] = '/';
+    path[4999] = '\0';
+    o = format_parse(&e, NULL);
+    route = json_string_value(json_object_get(o, "route"));
+    assert_int_equal(strlen(route), KILN_ACCESSLOG_ROUTE_MAX + 3);
+    assert_string_equal(route + KILN_ACCESSLOG_ROUTE_MAX, "...");
+    json_decref(o);
+}
+
+static void test_request_ids(void **state)
+{
+    (void)state;
+    char a[17], b[17];
+
+    kiln_accesslog_request_id(a);
+    kiln_accesslog_request_id(b);
+    assert_int_equal(strlen(a), 16);
+    assert_int_equal(strspn(a, "0123456789abcdef"), 16);
+    assert_string_not_equal(a, b);
+}
+
+static int count_lines(const char *path)
+{
+    _cleanup_free_ char *text = NULL;
+    size_t len = 0;
+    int n = 0;
+
+    if (kiln_fs_read_file(path, 1 << 20, &text, &len, NULL) < 0)
+        return -1;
+    for (size_t i = 0; i < len; i++)
+        n += text[i] == '\n';
+    return n;
+}
+
+/* The file: created 0640 (an existing one loses its bits for others), appended to, and
+ * reopened by name after a rotation; a directory is refused naming it. */
+static void test_log_file(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kiln-accesslog-XXXXXX";
+    _cleanup_free_ char *path = NULL, *rotated = NULL, *other = NULL;
+    kiln_accesslog_t *l = NULL;
+    kiln_error_t err = {0};
+    kiln_access_entry_t e = {.request_id = "r", .method = "GET", .path = "/healthz", .status = 200};
+    struct stat sb;
+    mode_t old = umask(022);
+
+    assert_non_null(mkdtemp(dir));
+    path = kiln_xasprintf("%s/access.log", dir);
+    rotated = kiln_xasprintf("%s/access.log.1", dir);
+    other = kiln_xasprintf("%s/wide.log", dir);
+    assert_int_equal(kiln_accesslog_open(path, &l, &err), 0);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0640);
+    kiln_accesslog_write(l, &e);
+    kiln_accesslog_write(l, &e);
+    assert_int_equal(count_lines(path), 2);
+    assert_int_equal(rename(path, rotated), 0);
+    kiln_accesslog_write(l, &e);
+    assert_int_equal(kiln_accesslog_reopen(l, &err), 0);
+    kiln_accesslog_write(l, &e);
+    assert_int_equal(count_lines(rotated), 3);
+    assert_int_equal(count_lines(path), 1);
+    assert_int_equal(kiln_accesslog_dropped(l), 0);
+    kiln_accesslog_close(l);
+
+    /* reopened for appending: earlier lines stay */
+    assert_int_equal(kiln_accesslog_open(path, &l, &err), 0);
+    kiln_accesslog_write(l, &e);
+    kiln_accesslog_close(l);
+    assert_int_equal(count_lines(path), 2);
+
+    close(open(other, O_CREAT | O_WRONLY | O_CLOEXEC, 0666));
+    chmod(other, 0666);
+    assert_int_equal(kiln_accesslog_open(other, &l, &err), 0);
+    kiln_accesslog_close(l);
+    assert_int_equal(stat(other, &sb), 0);
+    assert_int_equal(sb.st_mode & 07, 0);
+
+    assert_int_equal(kiln_accesslog_open(dir, &l, &err), -1);
+    assert_non_null(strstr(err.msg, dir));
+    kiln_accesslog_write(NULL, &e); /* logging off */
+    umask(old);
+    kiln_fs_rm_rf(dir, NULL);
+}
+
+/* The token id is "sha256:" and the first 12 hex digits of the token's SHA-256; the token
+ * itself never appears in the audit record. */
+static void test_audit_token(void **state)
+{
+    (void)state;
+    const char *tok = "acme-token-0123456789";
+    unsigned char md[32];
+    unsigned int n = 0;
+    char want[32];
+    _cleanup_free_ char *id = NULL, *text = NULL;
+    json_t *a;
+
+    EVP_Digest(tok, strlen(tok), md, &n, EVP_sha256(), NULL);
+    snprintf(want, sizeof(want), "sha256:%02x%02x%02x%02x%02x%02x", md[0], md[1], md[2], md[3],
+             md[4], md[5]);
+    id = kiln_audit_token_id("Bearer acme-token-0123456789");
+    assert_string_equal(id, want);
+    assert_null(kiln_audit_token_id(NULL));
+    assert_null(kiln_audit_token_id("Basic dXNlcjpwYXNz"));
+    assert_null(kiln_audit_token_id("Bearer "));
+
+    a = kiln_audit_api("acme", "Bearer acme-token-0123456789", "retry-1");
+    text = json_dumps(a, JSON_COMPACT);
+    assert_null(strstr(text, "acme-token"));
+    assert_string_equal(json_string_value(json_object_get(a, "via")), "api");
+    assert_string_equal(json_string_value(json_object_get(a, "tenant")), "acme");
+    assert_string_equal(json_string_value(json_object_get(a, "token")), want);
+    assert_string_equal(json_string_value(json_object_get(a, "idempotency_key")), "retry-1");
+    json_decref(a);
+    a = kiln_audit_api(NULL, NULL, NULL);
+    assert_int_equal(json_object_size(a), 1);
+    json_decref(a);
+}
+
+/* Who pushed and who wrote the pushed commit, from GitHub's and GitLab's payloads. */
+static void test_audit_webhook(void **state)
+{
+    (void)state;
+    json_t *gh =
+        json_loads("{\"pusher\":{\"name\":\"alice\"},\"sender\":{\"login\":\"alice-gh\"},"
+                   "\"head_commit\":{\"author\":{\"name\":\"Bob B\",\"username\":\"bob\"}}}",
+                   0, NULL);
+    json_t *gl = json_loads("{\"user_username\":\"carol\",\"checkout_sha\":\"c2\",\"commits\":["
+                            "{\"id\":\"c1\",\"author\":{\"name\":\"Dan\"}},"
+                            "{\"id\":\"c2\",\"author\":{\"name\":\"Eve\"}},"
+                            "{\"id\":\"c3\",\"author\":{\"name\":\"Fay\"}}]}",
+                            0, NULL);
+    json_t *a = kiln_audit_webhook("github", "acme", "app", "d-1", "push", gh);
+    _cleanup_free_ char *longname = kiln_xmalloc(1000);
+
+    assert_string_equal(json_string_value(json_object_get(a, "via")), "github");
+    assert_string_equal(json_string_value(json_object_get(a, "tenant")), "acme");
+    assert_string_equal(json_string_value(json_object_get(a, "project")), "app");
+    assert_string_equal(json_string_value(json_object_get(a, "delivery")), "d-1");
+    assert_string_equal(json_string_value(json_object_get(a, "event")), "push");
+    assert_string_equal(json_string_value(json_object_get(a, "pusher")), "alice");
+    assert_string_equal(json_string_value(json_object_get(a, "commit_author")), "bob");
+    json_decref(a);
+    a = kiln_audit_webhook("gitlab", "acme", "app", NULL, "Push Hook", gl);
+    assert_string_equal(json_string_value(json_object_get(a, "pusher")), "carol");
+    assert_string_equal(json_string_value(json_object_get(a, "commit_author")), "Eve");
+    assert_null(json_object_get(a, "delivery"));
+    json_decref(a);
+
+    /* a long (multibyte) name is cut at a character boundary, still valid text */
+    for (size_t i = 0; i + 2 < 1000; i += 2)
+        memcpy(longname + i, "\xc3\xa9", 2);
+    longname[998] = '\0';
+    json_object_set_new(json_object_get(gh, "pusher"), "name", json_string(longname));
+    a = kiln_audit_webhook("github", NULL, NULL, NULL, NULL, gh);
+    assert_int_equal(json_string_length(json_object_get(a, "pusher")), 200);
+    json_decref(a);
+    json_decref(gh);
+    json_decref(gl);
+}
+
+static void test_audit_keys(void **state)
+{
+    (void)state;
+    kiln_error_t err = {0};
+    char big[KILN_AUDIT_KEY_MAX + 2];
+    _cleanup_free_ char *k1 = kiln_audit_dedupe_key("github", "app", "d-1");
+    _cleanup_free_ char *k2 = kiln_audit_dedupe_key("github", "other", "d-1");
+
+    assert_int_equal(kiln_audit_check_key("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab", &err), 0);
+    assert_int_equal(kiln_audit_check_key("X-GitHub-Delivery", "", &err), -1);
+    assert_non_null(strstr(err.msg, "X-GitHub-Delivery"));
+    assert_int_equal(kiln_audit_check_key("Idempotency-Key", "a b", &err), -1);
+    assert_non_null(strstr(err.msg, "Idempotency-Key"));
+    assert_int_equal(kiln_audit_check_key("Idempotency-Key", "a\x01", &err), -1);
+    memset(big, 'k', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(kiln_audit_check_key("Idempotency-Key", big, &err), -1);
+    big[KILN_AUDIT_KEY_MAX] = '\0';
+    assert_int_equal(kiln_audit_check_key("Idempotency-Key", big, &err), 0);
+    /* scoped: the same delivery id of another project is another key */
+    assert_string_not_equal(k1, k2);
+    assert_null(kiln_audit_dedupe_key("github", "app", NULL));
+}
+
+/* A delivery key is recorded with its build: a replay finds that build (also after a
+ * reopen), nothing new is inserted; a key past its retention is forgotten; the audit record
+ * comes back as "triggered_by". */
+static void test_db_deliveries(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kiln-deliveries-XXXXXX";
+    _cleanup_free_ char *path = NULL;
+    kiln_db_t *db = NULL;
+    kiln_error_t err = {0};
+    kiln_db_origin_t o = {.audit_json = "{\"via\":\"github\",\"delivery\":\"d-1\"}",
+                          .dedupe_key = "github:app:d-1",
+                          .key_retention = 3600};
+    char *existing = NULL;
+    json_t *b = NULL, *list = NULL;
+    int64_t next = 0;
+
+    assert_non_null(mkdtemp(dir));
+    path = kiln_xasprintf("%s/kiln.db", dir);
+    assert_int_equal(kiln_db_open(path, &db, &err), 0);
+    assert_int_equal(kiln_db_build_insert(db, "b1", "r", "{}", &o, &existing, &err), 0);
+    assert_null(existing);
+    assert_int_equal(kiln_db_build_insert(db, "b2", "r", "{}", &o, &existing, &err), 1);
+    assert_string_equal(existing, "b1");
+    free(existing);
+    existing = NULL;
+    assert_int_equal(kiln_db_build_get(db, "b2", &b, &err), -1);
+    assert_int_equal(kiln_db_build_get(db, "b1", &b, &err), 0);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(b, "triggered_by"), "delivery")), "d-1");
+    json_decref(b);
+    kiln_db_close(db);
+
+    /* durable: a restarted server still knows the delivery */
+    assert_int_equal(kiln_db_open(path, &db, &err), 0);
+    assert_int_equal(kiln_db_build_insert(db, "b3", "r", "{}", &o, &existing, &err), 1);
+    assert_string_equal(existing, "b1");
+    free(existing);
+    existing = NULL;
+    /* another key starts a build; no key: no dedupe, no audit */
+    o.dedupe_key = "github:app:d-2";
+    assert_int_equal(kiln_db_build_insert(db, "b4", "r", "{}", &o, &existing, &err), 0);
+    assert_int_equal(kiln_db_build_insert(db, "b5", "r", "{}", NULL, &existing, &err), 0);
+    assert_int_equal(kiln_db_build_get(db, "b5", &b, &err), 0);
+    assert_true(json_is_null(json_object_get(b, "triggered_by")));
+    json_decref(b);
+    assert_int_equal(kiln_db_build_list(db, NULL, NULL, 0, 10, &list, &next, &err), 0);
+    assert_int_equal(json_array_size(list), 3);
+    assert_non_null(json_object_get(json_array_get(list, 1), "triggered_by"));
+    json_decref(list);
+    /* past its retention (0 s here) the key is forgotten: a new build starts */
+    o.dedupe_key = "github:app:d-1";
+    o.key_retention = 0;
+    assert_int_equal(kiln_db_build_insert(db, "b6", "r", "{}", &o, &existing, &err), 0);
+    assert_null(existing);
+    kiln_db_close(db);
+    kiln_fs_rm_rf(dir, NULL);
+}
+
+/* A kiln.db made before the audit column existed opens (the column is added) and keeps its
+ * builds. */
+static void test_db_old_schema(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kiln-oldschema-XXXXXX";
+    _cleanup_free_ char *path = NULL;
+    kiln_db_t *db = NULL;
+    kiln_error_t err = {0};
+    sqlite3 *h = NULL;
+    json_t *b = NULL;
+
+    assert_non_null(mkdtemp(dir));
+    path = kiln_xasprintf("%s/kiln.db", dir);
+    assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(h,
+                     "CREATE TABLE builds(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE "
+                     "NOT NULL, repo TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, error "
+                     "TEXT, request TEXT NOT NULL, commit_sha TEXT, created REAL NOT NULL, "
+                     "started REAL, finished REAL, attempts INTEGER NOT NULL DEFAULT 0, pgid "
+                     "INTEGER, pstart INTEGER, result TEXT, bytes_pushed INTEGER NOT NULL "
+                     "DEFAULT 0);"
+                     "INSERT INTO builds(id, repo, status, request, created) "
+                     "VALUES('old', 'r', 'succeeded', '{}', 1);",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(h);
+    assert_int_equal(kiln_db_open(path, &db, &err), 0);
+    assert_int_equal(kiln_db_build_get(db, "old", &b, &err), 0);
+    assert_true(json_is_null(json_object_get(b, "triggered_by")));
+    json_decref(b);
+    kiln_db_close(db);
+    kiln_fs_rm_rf(dir, NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_format_fields),   cmocka_unit_test(test_format_no_query),
+        cmocka_unit_test(test_format_escaping), cmocka_unit_test(test_format_long_path),
+        cmocka_unit_test(test_request_ids),     cmocka_unit_test(test_log_file),
+        cmocka_unit_test(test_audit_token),     cmocka_unit_test(test_audit_webhook),
+        cmocka_unit_test(test_audit_keys),      cmocka_unit_test(test_db_deliveries),
+        cmocka_unit_test(test_db_old_schema),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
