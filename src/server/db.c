@@ -23,6 +23,8 @@ const double kiln_db_hist_bounds[KILN_DB_HIST_BUCKETS] = {1,   5,   10,  30,   6
                                                           120, 300, 600, 1800, 3600};
 
 #define RUNNING_SQL "('cloning','building','pushing','uploading')"
+/* The tenant of a build (its validated request names it; "default" for older rows). */
+#define TENANT_SQL "coalesce(json_extract(request, '$.tenant'), 'default')"
 
 /* A read-only connection of one thread: WAL readers do not block each other or the writer,
  * so the hot GET paths do not queue behind the shared connection's lock. */
@@ -602,7 +604,44 @@ static void rollback(kiln_db_t *db)
     sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
 }
 
+int kiln_db_tenant_load(kiln_db_t *db, json_t **out, kiln_error_t *err)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *o = json_object();
+    int rc;
+
+    pthread_mutex_lock(&db->lock);
+    if (prepare(db,
+                "SELECT " TENANT_SQL ", sum(status = 'queued'), sum(status IN " RUNNING_SQL
+                ") FROM builds WHERE status = 'queued' OR status IN " RUNNING_SQL " GROUP BY 1",
+                &st, err) < 0) {
+        pthread_mutex_unlock(&db->lock);
+        json_decref(o);
+        return -1;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        json_object_set_new(o, (const char *)sqlite3_column_text(st, 0),
+                            json_pack("[I,I]", (json_int_t)sqlite3_column_int64(st, 1),
+                                      (json_int_t)sqlite3_column_int64(st, 2)));
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        db_fail(db, err, "tenant load");
+        pthread_mutex_unlock(&db->lock);
+        json_decref(o);
+        return -1;
+    }
+    pthread_mutex_unlock(&db->lock);
+    *out = o;
+    return 0;
+}
+
 int kiln_db_claim(kiln_db_t *db, const char *first_status, kiln_db_job_t *job, kiln_error_t *err)
+{
+    return kiln_db_claim_tenant(db, NULL, first_status, job, err);
+}
+
+int kiln_db_claim_tenant(kiln_db_t *db, const char *tenant, const char *first_status,
+                         kiln_db_job_t *job, kiln_error_t *err)
 {
     sqlite3_stmt *st = NULL;
     kiln_db_job_t j = {0};
@@ -614,10 +653,13 @@ int kiln_db_claim(kiln_db_t *db, const char *first_status, kiln_db_job_t *job, k
         goto fail_unlocked;
     if (prepare(db,
                 "SELECT b.id, b.repo, b.request, b.attempts, b.seq FROM builds b "
-                "WHERE b.status = 'queued' ORDER BY (SELECT count(*) FROM builds r WHERE "
+                "WHERE b.status = 'queued' AND (?1 IS NULL OR " TENANT_SQL " = ?1) ORDER BY "
+                "(SELECT count(*) FROM builds r WHERE "
                 "r.repo = b.repo AND r.status IN " RUNNING_SQL "), b.seq LIMIT 1",
                 &st, err) < 0)
         goto fail;
+    if (tenant)
+        sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) {
         sqlite3_finalize(st);

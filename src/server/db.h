@@ -76,7 +76,14 @@ int kiln_db_build_list(kiln_db_t *db, const char *status, const char *repo, int6
  * builds first, then oldest), and marks it `first_status` (NULL: "cloning" for a git source,
  * else "building"). Returns 1 and fills *job, 0 when the queue is empty. */
 int kiln_db_claim(kiln_db_t *db, const char *first_status, kiln_db_job_t *job, kiln_error_t *err);
+/* Like kiln_db_claim, among the queued builds of one tenant only (NULL: any). */
+int kiln_db_claim_tenant(kiln_db_t *db, const char *tenant, const char *first_status,
+                         kiln_db_job_t *job, kiln_error_t *err);
 void kiln_db_job_free(kiln_db_job_t *job);
+
+/* The load of each tenant with builds queued or running, for the fair scheduler:
+ * {"acme": [queued, running], …}. */
+int kiln_db_tenant_load(kiln_db_t *db, json_t **out, kiln_error_t *err);
 
 /* A remote worker started (or restarted) the build: status becomes `status`, a new phase
  * opens and attempts counts up. Final builds are left alone. */

@@ -13,6 +13,7 @@
 
 #include "src/server/job.h"
 #include "src/server/runner.h"
+#include "src/server/sched.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
@@ -33,8 +34,10 @@ struct kiln_worker_pool {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     pthread_cond_t idle;
-    int draining;    /* no new builds */
-    int stop_builds; /* drain timed out: stop running builds and requeue them */
+    pthread_mutex_t sched_lock; /* one claim at a time: load, pick and claim agree */
+    char last_tenant[256];      /* whose build started last (round robin) */
+    int draining;               /* no new builds */
+    int stop_builds;            /* drain timed out: stop running builds and requeue them */
     atomic_int busy;
 };
 
@@ -203,6 +206,51 @@ out:
     json_decref(req);
 }
 
+/* The most builds of tenant `name` that may run at once (0 = unbounded). */
+static long long tenant_max_concurrent(kiln_worker_pool_t *p, const char *name)
+{
+    (void)p;
+    (void)name;
+    return 0;
+}
+
+/* Claims the next build fairly across tenants (sched.h): round robin among those with
+ * queued builds and room under their max_concurrent. Returns 1 with *job, 0 when none may
+ * start, -1 on a store error. */
+static int claim_next(kiln_worker_pool_t *p, kiln_db_job_t *job, kiln_error_t *err)
+{
+    json_t *load = NULL, *v;
+    kiln_sched_tenant_t *t = NULL;
+    const char *name;
+    size_t n = 0;
+    int i, got = 0;
+
+    pthread_mutex_lock(&p->sched_lock);
+    if (kiln_db_tenant_load(p->srv->db, &load, err) < 0) {
+        pthread_mutex_unlock(&p->sched_lock);
+        return -1;
+    }
+    t = kiln_xzalloc((json_object_size(load) + 1) * sizeof(*t));
+    json_object_foreach(load, name, v)
+    {
+        t[n].name = name;
+        t[n].queued = json_integer_value(json_array_get(v, 0));
+        t[n].running = json_integer_value(json_array_get(v, 1));
+        t[n].max_concurrent = tenant_max_concurrent(p, name);
+        n++;
+    }
+    i = kiln_sched_pick(t, n, p->last_tenant);
+    if (i >= 0) {
+        got = kiln_db_claim_tenant(p->srv->db, t[i].name, NULL, job, err);
+        if (got > 0)
+            snprintf(p->last_tenant, sizeof(p->last_tenant), "%s", t[i].name);
+    }
+    pthread_mutex_unlock(&p->sched_lock);
+    free(t);
+    json_decref(load);
+    return got;
+}
+
 static void *worker_main(void *arg)
 {
     kiln_worker_pool_t *p = ((void **)arg)[0];
@@ -221,7 +269,7 @@ static void *worker_main(void *arg)
         }
         pthread_mutex_unlock(&p->lock);
         kiln_db_flush_unrecorded(p->srv->db);
-        got = kiln_db_claim(p->srv->db, NULL, &job, &err);
+        got = claim_next(p, &job, &err);
         if (got <= 0) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
@@ -245,6 +293,8 @@ static void *worker_main(void *arg)
         p->slots[slot].id = NULL;
         p->slots[slot].pgid = 0;
         pthread_cond_broadcast(&p->idle);
+        /* a tenant at its max_concurrent may start another build now */
+        pthread_cond_broadcast(&p->wake);
         pthread_mutex_unlock(&p->lock);
         kiln_db_job_free(&job);
     }
@@ -264,6 +314,7 @@ int kiln_worker_pool_start(kiln_server_t *s, const kiln_worker_opts_t *opts,
     p->threads = kiln_xzalloc((size_t)n * sizeof(pthread_t));
     p->slots = kiln_xzalloc((size_t)n * sizeof(slot_t));
     pthread_mutex_init(&p->lock, NULL);
+    pthread_mutex_init(&p->sched_lock, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->idle, NULL);
     for (int i = 0; i < n; i++) {
@@ -328,6 +379,7 @@ void kiln_worker_pool_stop(kiln_worker_pool_t *p, int timeout_s)
     for (int i = 0; i < p->opts.workers; i++)
         pthread_join(p->threads[i], NULL);
     pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->sched_lock);
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->idle);
     free(p->threads);

@@ -1,5 +1,6 @@
-/* kiln server — the worker pool: N threads take queued builds from the store (fair
- * across repositories) and run each as a `kiln build` child process (runner.h). */
+/* kiln server — the worker pool: N threads take queued builds from the store (round robin
+ * across tenants within their max_concurrent (sched.h), then fair across a tenant's
+ * repositories) and run each as a `kiln build` child process (runner.h). */
 #ifndef KILN_SERVER_WORKER_H
 #define KILN_SERVER_WORKER_H
 

@@ -5,12 +5,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "src/server/cli.h"
+#include "src/server/db.h"
 #include "src/server/limits.h"
 #include "src/server/sched.h"
+#include "utils/fs.h"
 
 #define GIB (1ULL << 30)
 #define MIB (1ULL << 20)
@@ -307,12 +310,55 @@ static void test_sched_max_concurrent(void **state)
     }
 }
 
+/* The store's side of the scheduler: the load of each tenant (queued, running; "default"
+ * for a build whose request names none) and a claim within one tenant. */
+static void test_db_tenant_claim(void **state)
+{
+    char dir[] = "/tmp/kiln-sched-XXXXXX", path[64];
+    kiln_db_t *db = NULL;
+    kiln_db_job_t job = {0};
+    kiln_error_t err = {0};
+    json_t *load = NULL;
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/kiln.db", dir);
+    assert_int_equal(kiln_db_open(path, &db, &err), 0);
+    assert_int_equal(kiln_db_build_insert(db, "a1", "r", "{\"tenant\":\"acme\"}", &err), 0);
+    assert_int_equal(kiln_db_build_insert(db, "a2", "r", "{\"tenant\":\"acme\"}", &err), 0);
+    assert_int_equal(kiln_db_build_insert(db, "b1", "r", "{\"tenant\":\"beta\"}", &err), 0);
+    assert_int_equal(kiln_db_build_insert(db, "d1", "r", "{}", &err), 0);
+
+    assert_int_equal(kiln_db_claim_tenant(db, "beta", NULL, &job, &err), 1);
+    assert_string_equal(job.id, "b1");
+    kiln_db_job_free(&job);
+    assert_int_equal(kiln_db_claim_tenant(db, "beta", NULL, &job, &err), 0);
+    assert_int_equal(kiln_db_claim_tenant(db, "acme", NULL, &job, &err), 1);
+    assert_string_equal(job.id, "a1");
+    kiln_db_job_free(&job);
+
+    assert_int_equal(kiln_db_tenant_load(db, &load, &err), 0);
+    assert_int_equal(json_object_size(load), 3);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(load, "acme"), 0)), 1);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(load, "acme"), 1)), 1);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(load, "beta"), 0)), 0);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(load, "beta"), 1)), 1);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(load, "default"), 0)), 1);
+    json_decref(load);
+
+    assert_int_equal(kiln_db_claim_tenant(db, "default", NULL, &job, &err), 1);
+    assert_string_equal(job.id, "d1");
+    kiln_db_job_free(&job);
+    kiln_db_close(db);
+    assert_int_equal(kiln_fs_rm_rf(dir, &err), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_limits_table),         cmocka_unit_test(test_limits_policy),
         cmocka_unit_test(test_limits_wall_time),     cmocka_unit_test(test_sched_order),
-        cmocka_unit_test(test_sched_max_concurrent),
+        cmocka_unit_test(test_sched_max_concurrent), cmocka_unit_test(test_db_tenant_claim),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
