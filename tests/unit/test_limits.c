@@ -324,10 +324,13 @@ static void test_db_tenant_claim(void **state)
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof(path), "%s/kiln.db", dir);
     assert_int_equal(kiln_db_open(path, &db, &err), 0);
-    assert_int_equal(kiln_db_build_insert(db, "a1", "r", "{\"tenant\":\"acme\"}", &err), 0);
-    assert_int_equal(kiln_db_build_insert(db, "a2", "r", "{\"tenant\":\"acme\"}", &err), 0);
-    assert_int_equal(kiln_db_build_insert(db, "b1", "r", "{\"tenant\":\"beta\"}", &err), 0);
-    assert_int_equal(kiln_db_build_insert(db, "d1", "r", "{}", &err), 0);
+    assert_int_equal(kiln_db_build_insert(db, "a1", "r", "{\"tenant\":\"acme\"}", NULL, NULL, &err),
+                     0);
+    assert_int_equal(kiln_db_build_insert(db, "a2", "r", "{\"tenant\":\"acme\"}", NULL, NULL, &err),
+                     0);
+    assert_int_equal(kiln_db_build_insert(db, "b1", "r", "{\"tenant\":\"beta\"}", NULL, NULL, &err),
+                     0);
+    assert_int_equal(kiln_db_build_insert(db, "d1", "r", "{}", NULL, NULL, &err), 0);
 
     assert_int_equal(kiln_db_claim_tenant(db, "beta", NULL, &job, &err), 1);
     assert_string_equal(job.id, "b1");
