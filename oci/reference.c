@@ -141,6 +141,24 @@ static int domain_valid(const char *s, size_t n)
     return n - host_end - 1 <= 5;
 }
 
+int kiln_reference_domain_valid(const char *s, size_t n)
+{
+    return domain_valid(s, n);
+}
+
+const char *kiln_reference_path_check(const char *s, size_t n)
+{
+    for (const char *p = s, *end = s + n;;) {
+        const char *e = memchr(p, '/', (size_t)(end - p));
+        const char *why = path_component_check(p, e ? (size_t)(e - p) : (size_t)(end - p));
+        if (why != NULL)
+            return why;
+        if (e == NULL)
+            return NULL;
+        p = e + 1;
+    }
+}
+
 void kiln_reference_free(kiln_reference_t *r)
 {
     if (r == NULL)
@@ -221,17 +239,9 @@ int kiln_reference_parse(const char *s, kiln_reference_t *out, kiln_error_t *err
         registry = kiln_xstrdup(DEFAULT_REGISTRY);
     }
 
-    /* validate path components */
-    for (char *p = rest;;) {
-        char *e = strchr(p, '/');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        why = path_component_check(p, n);
-        if (why != NULL)
-            return kiln_error_set(err, 0, "invalid image reference '%s': %s", s, why);
-        if (e == NULL)
-            break;
-        p = e + 1;
-    }
+    why = kiln_reference_path_check(rest, strlen(rest));
+    if (why != NULL)
+        return kiln_error_set(err, 0, "invalid image reference '%s': %s", s, why);
 
     if (strcmp(registry, DEFAULT_REGISTRY) == 0 && strchr(rest, '/') == NULL)
         repository = kiln_xasprintf("library/%s", rest);

@@ -45,6 +45,14 @@ const char *kiln_reference_endpoint(const char *registry);
  * "sha512:" + 128). */
 int kiln_reference_digest_valid(const char *s);
 
+/* True when the n bytes at s are a registry name as a reference's first component may be:
+ * DNS labels (or a bracketed IPv6 address) with an optional :port. */
+int kiln_reference_domain_valid(const char *s, size_t n);
+
+/* NULL when the n bytes at s are a repository path ("ns/app": '/'-separated components of
+ * lowercase letters and digits joined by '.', '_', '__' or dashes), else what is wrong. */
+const char *kiln_reference_path_check(const char *s, size_t n);
+
 /* True when `s` is a valid tag ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}). */
 int kiln_reference_tag_valid(const char *s);
 

@@ -7,6 +7,7 @@
 
 #include "src/build/entitlement.h"
 #include "src/server/limits.h"
+#include "src/server/outconf.h"
 #include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
@@ -420,6 +421,9 @@ int kiln_request_from_json(json_t *root, kiln_request_t *out, kiln_error_t *err)
         field_err(err, "source", "is required");
         goto fail;
     }
+    /* output types, their keys, file outputs inside the artifacts directory, pushed names */
+    if (kiln_outconf_check_shape(r.stored, err) < 0)
+        goto fail;
     if (cred) {
         /* the git credential travels and is stored like the other secrets, by name */
         json_t *names = json_object_get(r.stored, "secrets");
@@ -492,6 +496,9 @@ int kiln_request_argv(json_t *stored, const char *context_dir, json_t *secret_fi
 
     if (!json_is_object(src))
         return kiln_error_set(err, 0, "request has no source");
+    /* again when the job runs: a request stored by an older version is held to it too */
+    if (kiln_outconf_check_shape(stored, err) < 0)
+        return -1;
     push(&a, kiln_xstrdup("build"));
     push(&a, kiln_xstrdup("--progress=plain"));
     push(&a, kiln_xstrdup("--metadata-file"));
@@ -535,7 +542,11 @@ int kiln_request_argv(json_t *stored, const char *context_dir, json_t *secret_fi
         {
             if (strcmp(k, "type") == 0)
                 continue;
-            if (json_is_string(x))
+            if (strcmp(k, "dest") == 0 &&
+                kiln_outconf_type_is_local(json_string_value(json_object_get(v, "type"))))
+                /* a file output goes into what becomes the build's artifacts directory */
+                kiln_buf_appendf(&b, NULL, ",dest=%s/%s", KILN_OUTCONF_DIR, json_string_value(x));
+            else if (json_is_string(x))
                 kiln_buf_appendf(&b, NULL, ",%s=%s", k, json_string_value(x));
             else if (json_is_boolean(x))
                 kiln_buf_appendf(&b, NULL, ",%s=%s", k, json_is_true(x) ? "true" : "false");

@@ -309,6 +309,46 @@ static void test_request_context_and_commit(void **state)
     kiln_request_free(&r);
 }
 
+/* File outputs are written under kiln-out/ of the build's scratch directory (the artifacts
+ * directory); an absolute or escaping dest is refused naming the output, also when a stored
+ * request (an older version's) reaches the argv. */
+static void test_request_local_outputs(void **state)
+{
+    kiln_request_t r = {0};
+    char msg[KILN_ERROR_MSG_MAX];
+    _cleanup_strv_ char **argv = NULL, **argv2 = NULL;
+    kiln_error_t err = {0};
+    json_t *old;
+    size_t n = 0;
+
+    (void)state;
+    assert_int_equal(parse("{\"source\": {\"context\": \"ctx-0a1b\"}, \"outputs\": "
+                           "[{\"type\": \"local\", \"dest\": \"site\"}, {\"type\": \"oci\", "
+                           "\"dest\": \"img/layout\", \"tar\": true}]}",
+                           msg, sizeof(msg), &r),
+                     0);
+    assert_int_equal(kiln_request_argv(r.stored, "/ctx", NULL, "/m", &argv, &err), 0);
+    while (argv[n] && strcmp(argv[n], "--output") != 0)
+        n++;
+    assert_non_null(argv[n]);
+    assert_string_equal(argv[n + 1], "type=local,dest=kiln-out/site");
+    assert_string_equal(argv[n + 3], "type=oci,dest=kiln-out/img/layout,tar=true");
+    kiln_request_free(&r);
+
+    assert_int_equal(parse("{\"source\": {\"context\": \"ctx-0a1b\"}, \"outputs\": "
+                           "[{\"type\": \"local\", \"dest\": \"/etc/cron.d\"}]}",
+                           msg, sizeof(msg), NULL),
+                     -1);
+    assert_non_null(strstr(msg, "field 'outputs[0].dest': '/etc/cron.d' is absolute"));
+    old = json_loads("{\"source\": {\"context\": \"ctx-0a1b\"}, \"outputs\": "
+                     "[{\"type\": \"docker\", \"dest\": \"../../x.tar\"}]}",
+                     0, NULL);
+    assert_int_equal(kiln_request_argv(old, "/ctx", NULL, "/m", &argv2, &err), -1);
+    assert_non_null(strstr(err.msg, "outputs[0].dest"));
+    assert_null(argv2);
+    json_decref(old);
+}
+
 static void test_cursor_roundtrip(void **state)
 {
     char buf[32];
@@ -754,6 +794,7 @@ int main(void)
         cmocka_unit_test(test_request_secrets_stripped_and_argv),
         cmocka_unit_test(test_request_git_credential),
         cmocka_unit_test(test_request_context_and_commit),
+        cmocka_unit_test(test_request_local_outputs),
         cmocka_unit_test(test_cursor_roundtrip),
         cmocka_unit_test(test_jobkey_seal_open),
         cmocka_unit_test(test_limits),
