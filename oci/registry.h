@@ -122,11 +122,17 @@ typedef struct kiln_registry_pull_opts {
      * blob of it is complete in the store (fetched or already there). */
     void (*on_manifest)(void *ud, const kiln_manifest_t *m);
     void (*on_blob)(void *ud, const kiln_digest_t *d);
+    /* Whether a blob already in the store may be used without fetching it
+     * (NULL: always). When it says no, the blob is downloaded and verified
+     * again: the registry has to serve its bytes (how a build of one tenant
+     * shows it may use a blob another tenant's build stored). */
+    int (*may_reuse)(void *ud, const kiln_digest_t *d);
     void *hook_ud;
 } kiln_registry_pull_opts_t;
 
 /* Pulls `ref` into the store: manifests and every blob of the selected
- * platform (or of all of them). Blobs already in the store are skipped. On
+ * platform (or of all of them). Blobs already in the store are skipped
+ * (unless po->may_reuse says otherwise). On
  * failure nothing is pinned and no partial blob is left in the store. */
 int kiln_registry_pull(kiln_registry_t *r, kiln_store_t *s, const char *ref,
                        const kiln_registry_pull_opts_t *po, kiln_registry_image_t *out,

@@ -476,7 +476,8 @@ int kiln_registry_pull(kiln_registry_t *r, kiln_store_t *s, const char *refstr,
     /* skip what the store has */
     for (size_t i = 0; i < nwant; i++) {
         uint64_t have = 0;
-        if (kiln_store_has(s, &want[i].digest, &have) == 1 && have == want[i].size) {
+        if (kiln_store_has(s, &want[i].digest, &have) == 1 && have == want[i].size &&
+            (po == NULL || po->may_reuse == NULL || po->may_reuse(po->hook_ud, &want[i].digest))) {
             kiln_reg_event(r, KILN_REGISTRY_EV_BLOB_SKIPPED, NULL,
                            kiln_digest_str(&want[i].digest, ds), repo.ep->host, "in the store",
                            want[i].size, want[i].size);

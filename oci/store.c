@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -772,13 +773,20 @@ static int prune_lowers(const char *root, const mark_set_t *lowers, int dry_run,
         return -1;
     while ((de = readdir(dir)) != NULL) {
         kiln_digest_t d;
+        char hex[65];
+        /* "<diff_id hex>.blob-<blob hex>": the build engine's marker that a blob
+         * holds that tree; it goes with its tree */
+        bool marker = strlen(de->d_name) > 64 && strncmp(de->d_name + 64, ".blob-", 6) == 0;
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
-        if (kiln_digest_parse_hex(de->d_name, &d, NULL) == 0 && mark_contains(lowers, &d))
+        snprintf(hex, sizeof(hex), "%.64s", de->d_name);
+        if (kiln_digest_parse_hex(marker ? hex : de->d_name, &d, NULL) == 0 &&
+            mark_contains(lowers, &d))
             continue;
         if (!dry_run && kiln_fs_rm_rf_at(fd, de->d_name, err) < 0)
             return kiln_error_prefix(err, "%s", path);
-        st->lowers_removed++;
+        if (!marker)
+            st->lowers_removed++;
     }
     return 0;
 }

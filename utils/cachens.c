@@ -59,15 +59,15 @@ static int own_dir(int at, const char *name, const char *shown, kiln_error_t *er
 int kiln_cachens_path(const char *root, const char *ns, kiln_cachens_kind_t kind, char **out,
                       kiln_error_t *err)
 {
-    static const char *const legacy[] = {"build/cache-mounts", "git", "build/statcache"};
-    static const char *const names[] = {"cache-mounts", "git", "statcache"};
+    static const char *const legacy[] = {"build/cache-mounts", "git", "build/statcache", NULL};
+    static const char *const names[] = {"cache-mounts", "git", "statcache", "blobs"};
     _cleanup_close_ int rootfd = -1, nsfd = -1, fd = -1;
     _cleanup_free_ char *shown = NULL;
 
-    if ((unsigned)kind > KILN_CACHENS_STATCACHE)
+    if ((unsigned)kind > KILN_CACHENS_BLOBS)
         return kiln_error_set(err, EINVAL, "unknown cache kind %d", (int)kind);
     if (ns == NULL) {
-        *out = kiln_xasprintf("%s/%s", root, legacy[kind]);
+        *out = legacy[kind] ? kiln_xasprintf("%s/%s", root, legacy[kind]) : NULL;
         return 0;
     }
     if (kiln_cachens_check(ns, err) < 0)

@@ -134,6 +134,7 @@ typedef struct engine {
     char *mounts_dir;
     char *statcache_path;
     char *cache_prefix;
+    int known_fd; /* <root>/ns/NAME/blobs (blobs the namespace may use), -1 without one */
     int step_no;
     time_t created; /* SOURCE_DATE_EPOCH, or the build's start */
     int have_sde;
@@ -311,6 +312,48 @@ static char *cache_ref(const engine_t *e, const kiln_digest_t *key)
     return kiln_xasprintf("%s%s", e->cache_prefix, strchr(ks, ':') + 1);
 }
 
+/* Whether the build's namespace may use blob d of the shared store: always
+ * without a namespace, else only when it fetched or built d itself (a digest
+ * alone, learnt from another tenant's manifest, does not give its bytes). A
+ * use keeps the mark fresh for gc. */
+static bool ns_knows(engine_t *e, const kiln_digest_t *d)
+{
+    if (e->known_fd < 0)
+        return true;
+    return utimensat(e->known_fd, d->hex, NULL, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* Records that the build's namespace fetched (verified) or built blob d. */
+static void ns_note(engine_t *e, const kiln_digest_t *d)
+{
+    int fd;
+    if (e->known_fd < 0)
+        return;
+    fd = openat(e->known_fd, d->hex, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd);
+    (void)utimensat(e->known_fd, d->hex, NULL, AT_SYMLINK_NOFOLLOW);
+}
+
+/* kiln_registry_pull hooks: a blob another namespace stored is fetched again */
+static int pull_may_reuse(void *ud, const kiln_digest_t *d)
+{
+    return ns_knows(ud, d);
+}
+
+static void pull_on_blob(void *ud, const kiln_digest_t *d)
+{
+    ns_note(ud, d);
+}
+
+/* Pulls ref into the store for this build (see pull_may_reuse). */
+static int build_pull(engine_t *e, const char *ref, kiln_registry_image_t *ri, kiln_error_t *err)
+{
+    kiln_registry_pull_opts_t po = {
+        .may_reuse = pull_may_reuse, .on_blob = pull_on_blob, .hook_ud = e};
+    return kiln_registry_pull(e->registry, e->store, ref, &po, ri, err);
+}
+
 static void note_cache_entry(engine_t *e, const stage_t *st, const kiln_digest_t *key,
                              const kiln_digest_t *entry)
 {
@@ -356,7 +399,7 @@ static int cache_lookup(engine_t *e, stage_t *st, const kiln_digest_t *key, bool
         const char *diff = json_string_value(json_object_get(j, "diff_id"));
         if (kiln_descriptor_from_json(layer, "layer", &l.desc, NULL) < 0 || diff == NULL ||
             kiln_digest_parse(diff, &l.diff_id, NULL) < 0 ||
-            !kiln_store_has(e->store, &l.desc.digest, NULL)) {
+            !kiln_store_has(e->store, &l.desc.digest, NULL) || !ns_knows(e, &l.desc.digest)) {
             kiln_descriptor_clear(&l.desc);
             json_decref(j);
             return 0;
@@ -420,19 +463,41 @@ static bool build_is_chroot(const kiln_build_request_t *req)
     return req->isolation != NULL && strcmp(req->isolation, "chroot") == 0;
 }
 
-/* The unpacked (overlay form) directory of a layer, made on first use. */
+/* The marker saying blob l->desc holds the tree lowers/<diff_id>. */
+static char *lower_proof(const engine_t *e, const layer_t *l)
+{
+    return kiln_xasprintf("%s/%s.blob-%s", e->lowers_dir, l->diff_id.hex, l->desc.digest.hex);
+}
+
+/* Records that layer l's blob was seen to hold its diff_id's tree (unpacked
+ * with the diff_id checked, or written from that very tree). */
+static void lower_prove(const engine_t *e, const layer_t *l)
+{
+    _cleanup_free_ char *proof = lower_proof(e, l);
+    int fd = open(proof, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd >= 0)
+        close(fd);
+}
+
+/* The unpacked (overlay form) directory of a layer, made on first use. The
+ * tree lowers/<diff_id> is shared by every build whose layer has that diff_id,
+ * but it stands for a layer blob only once that blob was seen to hold it
+ * (lower_prove): an image whose config names someone else's diff_id next to a
+ * blob of its own gets its own blob unpacked (and refused for the mismatch),
+ * never the other tree. */
 static int lower_dir(engine_t *e, const layer_t *l, char **out, kiln_error_t *err)
 {
     char ds[KILN_DIGEST_STR_MAX];
     _cleanup_free_ char *dir = NULL;
     _cleanup_free_ char *tmp = NULL;
+    _cleanup_free_ char *proof = lower_proof(e, l);
     _cleanup_close_ int fd = -1;
     kiln_unpack_opts_t o;
     struct stat st;
 
     kiln_digest_str(&l->diff_id, ds);
     dir = kiln_xasprintf("%s/%s", e->lowers_dir, strchr(ds, ':') + 1);
-    if (stat(dir, &st) == 0) {
+    if (stat(dir, &st) == 0 && access(proof, F_OK) == 0) {
         *out = steal_pointer(&dir);
         return 0;
     }
@@ -445,11 +510,13 @@ static int lower_dir(engine_t *e, const layer_t *l, char **out, kiln_error_t *er
     o.expect_diff_id = &l->diff_id;
     if (kiln_layer_unpack(fd, tmp, &o, NULL, err) < 0)
         goto fail;
+    /* an existing tree of this diff_id is the same tree (the diff_id just checked) */
     if (rename(tmp, dir) < 0 && errno != EEXIST && errno != ENOTEMPTY) {
         kiln_error_set(err, errno, "rename %s", dir);
         goto fail;
     }
     kiln_fs_rm_rf(tmp, NULL);
+    lower_prove(e, l);
     *out = steal_pointer(&dir);
     return 0;
 fail:
@@ -481,6 +548,7 @@ static int commit_layer(engine_t *e, stage_t *st, const char *dir, int overlay, 
     }
     if (kiln_store_writer_commit(w, &l.desc.digest, &l.desc.size, err) < 0)
         return -1;
+    ns_note(e, &l.desc.digest);
     snprintf(l.desc.media_type, sizeof(l.desc.media_type), "%s", info.media_type);
     l.diff_id = info.diff_id;
     st->layers = kiln_xrealloc(st->layers, (st->n_layers + 1) * sizeof(layer_t));
@@ -496,6 +564,7 @@ static int commit_layer(engine_t *e, stage_t *st, const char *dir, int overlay, 
         lower = kiln_xasprintf("%s/%s", e->lowers_dir, strchr(ds, ':') + 1);
         if (access(lower, F_OK) != 0)
             (void)rename(dir, lower);
+        lower_prove(e, &l);
     }
     return 0;
 }
@@ -804,7 +873,7 @@ static int from_image(engine_t *e, stage_t *st, const char *ref, kiln_error_t *e
             _cleanup_free_ char *msg = kiln_xasprintf("resolve image %s", ref);
             emit_event(e, st->step, "log", msg, -1);
         }
-        if (kiln_registry_pull(e->registry, e->store, ref, NULL, &ri, err) < 0)
+        if (build_pull(e, ref, &ri, err) < 0)
             return -1;
         if (kiln_store_read_blob(e->store, &ri.parsed->config.digest, KILN_IMAGE_CONFIG_MAX, &body,
                                  &len, err) < 0 ||
@@ -3208,7 +3277,7 @@ static int cache_import(engine_t *e, const char *ref, kiln_error_t *err)
 
     if (registry_client(e, err) < 0)
         return -1;
-    if (kiln_registry_pull(e->registry, e->store, ref, NULL, &ri, &perr) < 0) {
+    if (build_pull(e, ref, &ri, &perr) < 0) {
         emit(e, "WARNING: cache from %s not imported: %s", ref, perr.msg);
         return 0;
     }
@@ -3233,12 +3302,19 @@ static int cache_import(engine_t *e, const char *ref, kiln_error_t *err)
         {
             kiln_descriptor_t ld = {0};
             json_t *layer = json_object_get(entry, "layer");
+            bool foreign = false;
             if (json_is_object(layer) &&
                 kiln_descriptor_from_json(layer, "layer", &ld, NULL) == 0) {
                 _cleanup_free_ char *lref = kiln_xasprintf("%s.layer", name);
-                kiln_store_ref_set(e->store, lref, &ld.digest, NULL);
+                /* an entry may only name a layer this namespace fetched (the cache
+                 * image's own) or built, not any blob of the shared store */
+                foreign = !ns_knows(e, &ld.digest);
+                if (!foreign)
+                    kiln_store_ref_set(e->store, lref, &ld.digest, NULL);
             }
             kiln_descriptor_clear(&ld);
+            if (foreign)
+                continue;
         }
         if (kiln_image_store_put(e->store, entry, "application/vnd.kiln.cache.v1+json", &desc,
                                  err) < 0 ||
@@ -3489,6 +3565,7 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
     const char *sde = getenv("SOURCE_DATE_EPOCH");
 
     memset(res, 0, sizeof(*res));
+    e->known_fd = -1;
     e->req = req;
     e->store = store;
     pthread_mutex_init(&e->lock, NULL);
@@ -3534,6 +3611,18 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
                           &e->statcache_path, err) < 0)
         goto out;
     e->cache_prefix = kiln_cachens_ref_prefix(req->cache_namespace);
+    if (req->cache_namespace != NULL) {
+        _cleanup_free_ char *known = NULL;
+        if (kiln_cachens_path(kiln_store_root(store), req->cache_namespace, KILN_CACHENS_BLOBS,
+                              &known, err) < 0)
+            goto out;
+        /* checked link-free just above; only kiln writes there */
+        e->known_fd = open(known, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (e->known_fd < 0) {
+            kiln_error_set(err, errno, "open %s", known);
+            goto out;
+        }
+    }
     /* Mount sources (cache dirs, secrets) are opened by the step as its mapped
      * root: the directories above them must be traversable (not listable). */
     {
@@ -3581,6 +3670,8 @@ out:
     free(e->mounts_dir);
     free(e->statcache_path);
     free(e->cache_prefix);
+    if (e->known_fd >= 0)
+        close(e->known_fd);
     for (size_t i = 0; i < e->n_stages; i++)
         stage_clear(&e->stages[i]);
     strv_clear(&e->meta_args);

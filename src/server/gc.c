@@ -137,11 +137,13 @@ static int prune_dir(const kiln_gc_opts_t *o, const char *dir, double max_age, u
  * together by age and total size (oldest first, whatever the namespace).
  * Namespace directories are opened without following links. A namespace's
  * stat cache file older than the age limit goes with the cache mounts (it
- * only saves re-hashing). */
+ * only saves re-hashing). legacy NULL: namespaces only (their "blobs", the
+ * marks of blobs a namespace may use: one that goes costs a download again). */
 static int prune_kind(const kiln_gc_opts_t *o, const char *legacy, const char *sub,
                       uint64_t max_bytes, bool statcache, kiln_gc_stats_t *st, kiln_error_t *err)
 {
-    _cleanup_free_ char *ldir = kiln_xasprintf("%s/%s", o->kiln_root, legacy);
+    _cleanup_free_ char *ldir = legacy ? kiln_xasprintf("%s/%s", o->kiln_root, legacy)
+                                       : kiln_xasprintf("%s/ns", o->kiln_root);
     _cleanup_free_ char *nsdir = kiln_xasprintf("%s/ns", o->kiln_root);
     _cleanup_closedir_ DIR *d = opendir(nsdir);
     int *fds = kiln_xzalloc(sizeof(int));
@@ -149,10 +151,10 @@ static int prune_kind(const kiln_gc_opts_t *o, const char *legacy, const char *s
     struct dirent *e;
     int r;
 
-    fds[0] = open(ldir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    fds[0] = legacy ? open(ldir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
     if (fds[0] >= 0) {
         n = 1;
-    } else if (errno != ENOENT) {
+    } else if (legacy && errno != ENOENT) {
         free(fds);
         return kiln_error_set(err, errno, "gc: open %s", ldir);
     }
@@ -247,7 +249,8 @@ int kiln_gc_run(const kiln_gc_opts_t *o, kiln_gc_stats_t *st, kiln_error_t *err)
         return -1;
     if (o->kiln_root) {
         if (prune_kind(o, "git", "git", o->git_max, false, &s, err) < 0 ||
-            prune_kind(o, "build/cache-mounts", "cache-mounts", o->cache_max, true, &s, err) < 0)
+            prune_kind(o, "build/cache-mounts", "cache-mounts", o->cache_max, true, &s, err) < 0 ||
+            prune_kind(o, NULL, "blobs", 0, false, &s, err) < 0)
             return -1;
         if (o->prune_cmd)
             s.prune_status = prune_store(o, err);

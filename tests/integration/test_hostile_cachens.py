@@ -4,15 +4,20 @@ mirror of one namespace is never seen or written by a build of another, while a
 namespace keeps reusing its own; a build without a namespace keeps the shared
 historical paths. Namespace directories are 0700 and never reached through a
 link a build (or anyone) planted; bad names are refused naming the option."""
+import hashlib
+import http.server
+import json
 import os
 import re
 import stat
 import subprocess
 import sys
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kilnbuild import make_base, read_text as read, write_tree  # noqa: E402
 from kilntest import T, kiln  # noqa: E402
+from registry_fixtures import MT_CONFIG, MT_LAYER_GZ, MT_MANIFEST, make_layer, sha  # noqa: E402
 
 ROOT = os.path.join(T.tmp, "root")
 os.chmod(T.tmp, 0o711)
@@ -32,15 +37,16 @@ def host_untouched():
         sorted(os.listdir(HOST)) == ["secret", "w"] and os.listdir(HOSTW) == []
 
 
-def build(df, ns=None, files=None, extra=()):
-    """Builds df (after FROM base) in a fresh context; returns (result, output dir)."""
+def build(df, ns=None, files=None, extra=(), base=True):
+    """Builds df (after FROM base, unless base is False) in a fresh context;
+    returns (result, output dir)."""
     N[0] += 1
     ctx = os.path.join(T.tmp, f"ctx{N[0]}")
     out = os.path.join(T.tmp, f"out{N[0]}")
     os.makedirs(ctx)
     write_tree(ctx, dict(files or {}))
     with open(os.path.join(ctx, "Dockerfile"), "w") as f:
-        f.write(f"FROM {BASE}\n" + df)
+        f.write((f"FROM {BASE}\n" if base else "") + df)
     args = ["--cache-namespace", ns] if ns is not None else []
     r = kiln("build", "--root", ROOT, "--progress", "plain", *args, *extra, "-o",
              f"type=local,dest={out}", ctx, timeout=300)
@@ -196,6 +202,119 @@ r = kiln("checkout", "--root", ROOT, "--cache-namespace", "../x", "file://" + ba
          os.path.join(T.tmp, "co-x"))
 T.check("kiln checkout refuses a bad namespace naming the option",
         r.returncode == 2 and "--cache-namespace" in r.stderr, r.stderr)
+
+# --- a digest is not a key: another namespace's stored blobs and layer trees ---
+# acme builds a layer holding a secret; globex knows its digest and diff_id (as
+# if leaked from acme's manifest) and names them from a registry of its own.
+SECRET_DF = f"RUN echo {MARK}-acme > /s\n"
+oci_a = os.path.join(T.tmp, "acme-oci")
+r, out = build(SECRET_DF, "acme", extra=("-o", f"type=oci,dest={oci_a}"))
+T.check("acme's secret layer built", r.returncode == 0, r.stderr[-1000:])
+
+
+def layout_blob(layout, digest):
+    with open(os.path.join(layout, "blobs", "sha256", digest.split(":")[1]), "rb") as f:
+        return f.read()
+
+
+idx = json.loads(read(os.path.join(oci_a, "index.json")))
+man_a = json.loads(layout_blob(oci_a, idx["manifests"][0]["digest"]))
+cfg_a = json.loads(layout_blob(oci_a, man_a["config"]["digest"]))
+base_desc, secret_desc = man_a["layers"][0], man_a["layers"][-1]
+base_diff, secret_diff = cfg_a["rootfs"]["diff_ids"][0], cfg_a["rootfs"]["diff_ids"][-1]
+BLOBS = {base_desc["digest"]: layout_blob(oci_a, base_desc["digest"])}
+MANIFESTS = {}
+
+
+def serve_image(name, layers, diff_ids):
+    """Serves name:1 from the hostile registry: layer descriptors + diff_ids as given."""
+    cfg = json.dumps({"architecture": "amd64", "os": "linux",
+                      "config": {"Env": ["PATH=/bin"]},
+                      "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    BLOBS[sha(cfg)] = cfg
+    MANIFESTS[name] = json.dumps({"schemaVersion": 2, "mediaType": MT_MANIFEST,
+                                  "config": {"mediaType": MT_CONFIG, "digest": sha(cfg),
+                                             "size": len(cfg)},
+                                  "layers": layers}).encode()
+
+
+class Registry(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def answer(self, body):
+        m = re.fullmatch(r"/v2/(.+)/(manifests|blobs)/([^/]+)", self.path)
+        data, ctype = None, "application/octet-stream"
+        if self.path == "/v2/":
+            data = b"{}"
+        elif m and m.group(2) == "manifests":
+            data = MANIFESTS.get(m.group(1))
+            if data is not None and m.group(3) not in ("1", sha(data)):
+                data = None
+            ctype = MT_MANIFEST
+        elif m:
+            data = BLOBS.get(m.group(3))
+        if data is None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Docker-Content-Digest", sha(data))
+        self.end_headers()
+        if body:
+            try:
+                self.wfile.write(data)
+            except OSError:
+                pass  # kiln hung up
+
+    def do_GET(self):
+        self.answer(True)
+
+    def do_HEAD(self):
+        self.answer(False)
+
+
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+REG = f"127.0.0.1:{srv.server_address[1]}"
+# 1. acme's blob named by digest, its bytes never served
+serve_image("globex/named", [base_desc, secret_desc], [base_diff, secret_diff])
+r, out = build(f"FROM {REG}/globex/named:1\n", "globex", extra=("--insecure-registry", REG),
+               base=False)
+T.check("a blob another namespace stored, named by digest, is fetched (the registry must "
+        "serve it): refused", r.returncode != 0 and secret_desc["digest"][7:19] in r.stderr and
+        MARK not in r.stdout + r.stderr and read(os.path.join(out, "s")) is None,
+        r.stderr[-1500:])
+# 2. acme's diff_id next to a blob of globex's own
+junk, junk_diff = make_layer({"junk": b"globex\n"})
+BLOBS[sha(junk)] = junk
+serve_image("globex/diffid", [base_desc, {"mediaType": MT_LAYER_GZ, "digest": sha(junk),
+                                          "size": len(junk)}], [base_diff, secret_diff])
+r, out = build(f"FROM {REG}/globex/diffid:1\nRUN cat /s > /out; true\n", "globex",
+               extra=("--insecure-registry", REG), base=False)
+T.check("another layer's diff_id next to a blob of one's own: the blob is unpacked and refused, "
+        "the stored tree never used", r.returncode != 0 and "diff_id" in r.stderr and
+        MARK not in r.stdout + r.stderr and MARK not in (read(os.path.join(out, "out")) or ""),
+        r.stderr[-1500:])
+# 3. a namespace still reuses blobs it fetched itself (and base layers others stored, once fetched)
+serve_image("globex/ok", [base_desc, {"mediaType": MT_LAYER_GZ, "digest": sha(junk),
+                                      "size": len(junk)}], [base_diff, junk_diff])
+ok = []
+for i in range(2):
+    r, out = build(f"FROM {REG}/globex/ok:1\nRUN cat /junk > /seen\n", "globex",
+                   extra=("--insecure-registry", REG, "--no-cache"), base=False)
+    ok.append(r.returncode == 0 and read(os.path.join(out, "seen")) == "globex\n")
+    if not ok[-1]:
+        T.diag(r.stderr[-1500:])
+T.check("a namespace's own image pulls and runs (twice: its blobs reused)", ok == [True, True])
+T.check("  ... the blobs it fetched are marked as its own",
+        all(os.path.exists(os.path.join(ROOT, "ns", "globex", "blobs", d[7:]))
+            for d in (base_desc["digest"], sha(junk))) and
+        not os.path.exists(os.path.join(ROOT, "ns", "globex", "blobs", secret_desc["digest"][7:])))
+srv.shutdown()
 
 # --- kiln prune finds namespaced step cache entries ---------------------------
 for fn in os.listdir(os.path.join(ROOT, "refs")):  # every entry last used a day ago
