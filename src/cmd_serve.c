@@ -267,13 +267,13 @@ int kiln_cmd_serve(int argc, char **argv)
     /* read once (before any thread starts): the children (kiln checkout/build and their
      * steps) never inherit the API tokens */
     unsetenv("KILN_API_TOKENS");
-    if (json_array_size(srv.config->tokens) == 0 && !no_auth) {
+    if (kiln_config_token_count(srv.config) == 0 && !no_auth) {
         kiln_config_free(srv.config);
         return kiln_cli_usage_error("serve",
                                     "no API token configured (--config or KILN_API_TOKENS); "
                                     "pass --no-auth to run an open server");
     }
-    srv.no_auth = no_auth && json_array_size(srv.config->tokens) == 0;
+    srv.no_auth = no_auth && kiln_config_token_count(srv.config) == 0;
     {
         /* every build the server runs is a tenant's: the policy of untrusted
          * input (server mode) plus the operator's address allowlist */

@@ -41,14 +41,8 @@ static int hexval(char c)
     return -1;
 }
 
-/* Decodes a "sha256=<64 hex>" header into got. Returns 0, or -1 when malformed. */
-static int parse_sig_hex(const char *header, uint8_t got[KILN_HMAC_SHA256_LEN])
+int kiln_hmac_parse_hex(const char *hex, uint8_t got[KILN_HMAC_SHA256_LEN])
 {
-    const char *hex;
-
-    if (header == NULL || strncmp(header, "sha256=", 7) != 0)
-        return -1;
-    hex = header + 7;
     if (strlen(hex) != 2 * KILN_HMAC_SHA256_LEN)
         return -1;
     for (size_t i = 0; i < KILN_HMAC_SHA256_LEN; i++) {
@@ -58,6 +52,14 @@ static int parse_sig_hex(const char *header, uint8_t got[KILN_HMAC_SHA256_LEN])
         got[i] = (uint8_t)(hi << 4 | lo);
     }
     return 0;
+}
+
+/* Decodes a "sha256=<64 hex>" header into got. Returns 0, or -1 when malformed. */
+static int parse_sig_hex(const char *header, uint8_t got[KILN_HMAC_SHA256_LEN])
+{
+    if (header == NULL || strncmp(header, "sha256=", 7) != 0)
+        return -1;
+    return kiln_hmac_parse_hex(header + 7, got);
 }
 
 int kiln_hmac_verify_sha256_hex(const char *key, const void *data, size_t len, const char *header)

@@ -14,6 +14,10 @@ int kiln_hmac_sha256(const void *key, size_t key_len, const void *data, size_t l
 /* Compares two byte strings in time independent of their content. Returns 1 when equal. */
 int kiln_hmac_equal(const void *a, size_t a_len, const void *b, size_t b_len);
 
+/* Decodes 64 hex digits (either case) into out[32]. Returns 0, or -1 when hex is anything
+ * else. */
+int kiln_hmac_parse_hex(const char *hex, uint8_t out[KILN_HMAC_SHA256_LEN]);
+
 /* Verifies a GitHub-style signature header "sha256=<64 hex>" over data with key.
  * Returns 1 when it matches, 0 when not (malformed headers do not match). */
 int kiln_hmac_verify_sha256_hex(const char *key, const void *data, size_t len, const char *header);

@@ -7,9 +7,9 @@
 
 #include "src/build/entitlement.h"
 #include "src/server/limits.h"
+#include "src/server/tenant.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
-#include "utils/hmac.h"
 #include "utils/mem.h"
 #include "utils/netpolicy.h"
 
@@ -18,7 +18,8 @@
 /* Checks the shape of one project entry; fails naming it. */
 static int check_project(json_t *p, size_t i, kiln_error_t *err)
 {
-    static const char *const str_keys[] = {"name", "github", "gitlab", "secret", "gitlab_token"};
+    static const char *const str_keys[] = {"name",   "github",       "gitlab",
+                                           "secret", "gitlab_token", "tenant"};
     if (!json_is_object(p))
         return kiln_error_set(err, 0, "projects[%zu]: must be an object", i);
     for (size_t k = 0; k < sizeof(str_keys) / sizeof(str_keys[0]); k++) {
@@ -161,14 +162,70 @@ static int load_limits(json_t *root, kiln_config_t *c, kiln_error_t *err)
     return kiln_limits_policy_config(&scratch, c->limits, c->max_limits, err);
 }
 
+/* The project tenant check, once the tenants are known: "tenant" names one of them
+ * ("default" when absent); fails naming the project. */
+static int check_project_tenants(kiln_config_t *c, kiln_error_t *err)
+{
+    size_t i;
+    json_t *p;
+
+    json_array_foreach(c->projects, i, p)
+    {
+        json_t *t = json_object_get(p, "tenant");
+        const char *name = t ? json_string_value(t) : KILN_TENANT_DEFAULT;
+        if (t && !json_is_string(t))
+            return kiln_error_set(err, 0, "projects[%zu].tenant: must be a string", i);
+        if (json_object_get(json_object_get(p, "build"), "tenant"))
+            return kiln_error_set(err, 0,
+                                  "projects[%zu].build.tenant: the tenant of a project is "
+                                  "projects[%zu].tenant",
+                                  i, i);
+        if (kiln_config_tenant_named(c, name) == NULL)
+            return kiln_error_set(err, 0, "projects[%zu].tenant: no tenant '%.64s'", i, name);
+        if (t == NULL)
+            json_object_set_new(p, "tenant", json_string(name));
+    }
+    return 0;
+}
+
+/* Reads the file's object into c (projects, policy, bounds) and its top-level "tokens" into
+ * legacy; fails naming the key. */
+static int load_root(kiln_config_t *c, json_t *root, json_t *legacy, kiln_error_t *err)
+{
+    json_t *v, *tokens = json_object_get(root, "tokens");
+    size_t i;
+
+    if (tokens && !json_is_array(tokens))
+        return kiln_error_set(err, 0, "tokens: must be an array of strings");
+    json_array_foreach(tokens, i, v)
+    {
+        if (!json_is_string(v))
+            return kiln_error_set(err, 0, "tokens[%zu]: must be a string of 8+ characters", i);
+        json_array_append(legacy, v);
+    }
+    json_array_foreach(json_object_get(root, "projects"), i, v)
+    {
+        if (check_project(v, i, err) < 0)
+            return -1;
+        /* a copy: the tenant default is filled in */
+        json_array_append_new(c->projects, json_deep_copy(v));
+    }
+    if ((v = json_object_get(root, "policy")) != NULL) {
+        if (check_policy(v, err) < 0)
+            return -1;
+        json_object_update(c->policy, v);
+    }
+    if (load_bounds(root, &c->bounds, err) < 0)
+        return -1;
+    return load_limits(root, c, err);
+}
+
 int kiln_config_load(const char *path, kiln_config_t **out, kiln_error_t *err)
 {
     kiln_config_t *c = kiln_xzalloc(sizeof(*c));
     const char *env = getenv("KILN_API_TOKENS");
-    size_t i;
-    json_t *v;
+    json_t *root = NULL, *legacy = json_array();
 
-    c->tokens = json_array();
     c->projects = json_array();
     c->policy = json_object();
     if (load_bounds(NULL, &c->bounds, err) < 0)
@@ -176,61 +233,37 @@ int kiln_config_load(const char *path, kiln_config_t **out, kiln_error_t *err)
     if (path) {
         _cleanup_free_ char *text = NULL;
         json_error_t je;
-        json_t *root;
         size_t len;
         if (kiln_fs_read_file(path, CONFIG_CAP, &text, &len, err) < 0)
             goto fail;
         root = json_loadb(text, len, 0, &je);
         if (!json_is_object(root)) {
-            json_decref(root);
             kiln_error_set(err, 0, "%s:%d: %s", path, je.line,
                            root ? "must be a JSON object" : je.text);
             goto fail;
         }
-        json_array_foreach(json_object_get(root, "tokens"), i, v)
-        {
-            if (!json_is_string(v) || json_string_length(v) < 8) {
-                json_decref(root);
-                kiln_error_set(err, 0, "%s: tokens[%zu]: must be a string of 8+ characters", path,
-                               i);
-                goto fail;
-            }
-            json_array_append(c->tokens, v);
-        }
-        json_array_foreach(json_object_get(root, "projects"), i, v)
-        {
-            if (check_project(v, i, err) < 0) {
-                json_decref(root);
-                kiln_error_prefix(err, "%s", path);
-                goto fail;
-            }
-            json_array_append(c->projects, v);
-        }
-        if ((v = json_object_get(root, "policy")) != NULL) {
-            if (check_policy(v, err) < 0) {
-                json_decref(root);
-                kiln_error_prefix(err, "%s", path);
-                goto fail;
-            }
-            json_object_update(c->policy, v);
-        }
-        if (load_bounds(root, &c->bounds, err) < 0 || load_limits(root, c, err) < 0) {
-            json_decref(root);
-            kiln_error_prefix(err, "%s", path);
-            goto fail;
-        }
-        json_decref(root);
+        if (load_root(c, root, legacy, err) < 0)
+            goto fail_named;
     }
     if (env && *env) {
         _cleanup_free_ char *copy = kiln_xstrdup(env);
         char *save = NULL;
         for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
             if (*t)
-                json_array_append_new(c->tokens, json_string(t));
+                json_array_append_new(legacy, json_string(t));
     }
+    if (kiln_tenants_load(c, root, legacy, err) < 0 || check_project_tenants(c, err) < 0)
+        goto fail_named;
+    json_decref(root);
+    json_decref(legacy);
     *out = c;
     return 0;
+fail_named:
+    if (path)
+        kiln_error_prefix(err, "%s", path);
 fail:
+    json_decref(root);
+    json_decref(legacy);
     kiln_config_free(c);
     return -1;
 }
@@ -239,7 +272,7 @@ void kiln_config_free(kiln_config_t *c)
 {
     if (c == NULL)
         return;
-    json_decref(c->tokens);
+    kiln_tenants_free(c);
     json_decref(c->projects);
     json_decref(c->policy);
     json_decref(c->limits);
@@ -252,23 +285,12 @@ json_t *kiln_config_allow_addresses(const kiln_config_t *c)
     return json_object_get(c->policy, "allow_addresses");
 }
 
-int kiln_config_auth(const kiln_config_t *c, const char *authorization)
+size_t kiln_config_token_count(const kiln_config_t *c)
 {
-    const char *tok;
-    size_t i, n;
-    json_t *v;
-    int ok = 0;
-
-    if (authorization == NULL || strncasecmp(authorization, "Bearer ", 7) != 0)
-        return 0;
-    tok = authorization + 7;
-    while (*tok == ' ')
-        tok++;
-    n = strlen(tok);
-    /* Compare against every token so timing does not reveal which one matched. */
-    json_array_foreach(c->tokens, i, v) ok |=
-        kiln_hmac_equal(tok, n, json_string_value(v), json_string_length(v));
-    return ok;
+    size_t n = 0;
+    for (size_t i = 0; i < c->n_tenants; i++)
+        n += c->tenants[i].n_tokens;
+    return n;
 }
 
 json_t *kiln_config_project(const kiln_config_t *c, const char *key, const char *name)

@@ -1,50 +1,7 @@
-/* kiln server — configuration: API tokens and webhook projects.
- *
- * A JSON file (--config FILE):
- *   {"tokens": ["…"],                         API bearer tokens
- *    "projects": [{"name": "app",
- *                  "github": "org/app",        repository full_name for GitHub pushes
- *                  "gitlab": "group/app",      path_with_namespace for GitLab pushes
- *                  "secret": "…",              GitHub webhook secret (HMAC-SHA256)
- *                  "gitlab_token": "…",        GitLab X-Gitlab-Token
- *                  "build": {…}}],              request fields added to the build (outputs…)
- *    "policy": {"allow_addresses": ["10.8.0.0/16:3128", …],
- *                                              non-public destinations the builds may reach
- *                                              (RUN on nat, host-side fetches); each entry
- *                                              CIDR[:PORT] as `--allow-address`
- *               "entitlements": ["network.host", "security.insecure"],
- *                                              what a request's "allow" may ask for
- *                                              (none by default)
- *               "allow_http_git": false,       plain http:// and git:// git sources and
- *                                              submodules (https:// and ssh:// only otherwise)
- *               "oci_dirs": ["/var/cache/kiln/images"],
- *                                              where FROM oci: may read layouts (default:
- *                                              $KILN_IMAGES_DIR, else kiln's image directory)
- *               "isolation": "sandbox" | "chroot"},
- *                                              how build steps are confined: chroot (no
- *                                              user namespace, steps run as real root) only
- *                                              when set here
- *    "max_webhook_bytes": 5242880,               largest webhook body (413 above it; bodies
- *                                              are refused on Content-Length before any
- *                                              is read, chunked ones cut off at the cap)
- *    "connection_timeout": 30,                 seconds a connection may stay silent, and
- *                                              may take to send a request's headers
- *    "max_connections": 4096,                  connections open at once, all clients
- *    "max_connections_per_address": 128,       connections open at once from one address
- *                                              (further ones are closed on accept)
- *    "max_context_unpacked_bytes": 2147483648, an uploaded context's file sizes added up
- *                                              (sparse files at full size)
- *    "max_context_entries": 100000,            an uploaded context's members; past either
- *                                              cap the upload is 413 naming it, nothing kept
- *                                              (the compressed size is --max-upload)
- *    "delivery_retention": 604800,             seconds a webhook delivery id (or an
- *                                              Idempotency-Key) is remembered: a replay
- *                                              within it answers the build it started
- *    "limits": {"memory": "4g", "pids": 4096,  default limits of every build (limits.h);
- *               "cpu_time": S, "wall_time": S}, --build-* options win over them
- *    "max_limits": {…same keys…}}              the most a tenant's "limits" or a request
- *                                              may ask for (a default without one is it)
- * plus KILN_API_TOKENS (comma-separated) from the environment. */
+/* kiln server — configuration: tenants and their API tokens, webhook projects, the build
+ * policy and the request/connection bounds, from a JSON file (--config FILE) plus
+ * KILN_API_TOKENS (comma-separated) from the environment. The format is documented in
+ * docs/server-config.md. */
 #ifndef KILN_SERVER_CONFIG_H
 #define KILN_SERVER_CONFIG_H
 
@@ -63,13 +20,16 @@ typedef struct kiln_config_bounds {
     long long delivery_retention;          /* s a webhook delivery id is remembered */
 } kiln_config_bounds_t;
 
+struct kiln_tenant;
+
 typedef struct kiln_config {
-    json_t *tokens;   /* array of strings */
-    json_t *projects; /* array of objects */
+    json_t *projects; /* array of objects, each with "tenant" (set to "default" when absent) */
     json_t *policy;   /* the "policy" object (never NULL; entries checked at load) */
     kiln_config_bounds_t bounds;
-    json_t *limits;     /* "limits": default build limits (validated), or NULL */
-    json_t *max_limits; /* "max_limits": the most a tenant or request may set, or NULL */
+    json_t *limits;              /* "limits": default build limits (validated), or NULL */
+    json_t *max_limits;          /* "max_limits": the most a tenant or request may set, or NULL */
+    struct kiln_tenant *tenants; /* src/server/tenant.h; at least one */
+    size_t n_tenants;
 } kiln_config_t;
 
 /* Loads path (may be NULL) and the environment's tokens. */
@@ -85,8 +45,8 @@ unsigned kiln_config_entitlements(const kiln_config_t *c);
 /* The "policy.isolation" ("sandbox" by default, or "chroot"). */
 const char *kiln_config_isolation(const kiln_config_t *c);
 
-/* 1 when the "Bearer …" header value carries a configured token (constant-time compare). */
-int kiln_config_auth(const kiln_config_t *c, const char *authorization);
+/* Number of API tokens configured, all tenants together. */
+size_t kiln_config_token_count(const kiln_config_t *c);
 
 /* The project whose `key` ("github" or "gitlab") equals name, or NULL. */
 json_t *kiln_config_project(const kiln_config_t *c, const char *key, const char *name);

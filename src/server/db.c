@@ -23,8 +23,8 @@ const double kiln_db_hist_bounds[KILN_DB_HIST_BUCKETS] = {1,   5,   10,  30,   6
                                                           120, 300, 600, 1800, 3600};
 
 #define RUNNING_SQL "('cloning','building','pushing','uploading')"
-/* The tenant of a build (its validated request names it; "default" for older rows). */
-#define TENANT_SQL "coalesce(json_extract(request, '$.tenant'), 'default')"
+/* The tenant of a build (its validated request names it, and the column keeps it). */
+#define TENANT_SQL "tenant"
 
 /* A read-only connection of one thread: WAL readers do not block each other or the writer,
  * so the hot GET paths do not queue behind the shared connection's lock. */
@@ -60,7 +60,8 @@ static const char schema[] =
     " created REAL NOT NULL, started REAL, finished REAL,"
     " attempts INTEGER NOT NULL DEFAULT 0,"
     " pgid INTEGER, pstart INTEGER,"
-    " result TEXT, bytes_pushed INTEGER NOT NULL DEFAULT 0, audit TEXT);"
+    " result TEXT, bytes_pushed INTEGER NOT NULL DEFAULT 0, audit TEXT,"
+    " tenant TEXT NOT NULL DEFAULT 'default');"
     "CREATE INDEX IF NOT EXISTS builds_status ON builds(status, seq);"
     "CREATE INDEX IF NOT EXISTS builds_repo ON builds(repo, status);"
     "CREATE TABLE IF NOT EXISTS phases("
@@ -69,11 +70,17 @@ static const char schema[] =
     /* webhook deliveries and idempotency keys already seen, and the build each started */
     "CREATE TABLE IF NOT EXISTS deliveries("
     " key TEXT PRIMARY KEY, build_id TEXT NOT NULL, created REAL NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS deliveries_created ON deliveries(created);";
+    "CREATE INDEX IF NOT EXISTS deliveries_created ON deliveries(created);"
+    /* uploaded contexts and the tenant that uploaded each */
+    "CREATE TABLE IF NOT EXISTS contexts("
+    " id TEXT PRIMARY KEY, tenant TEXT NOT NULL, created REAL NOT NULL);";
 
-static const char get_sql[] =
-    "SELECT seq, id, repo, status, reason, error, request, commit_sha, created, started, "
-    "finished, attempts, result, audit FROM builds WHERE id = ?1";
+/* The columns row_to_json reads, in its order. */
+#define ROW_COLUMNS                                                                                \
+    "seq, id, repo, status, reason, error, request, commit_sha, created, started, finished, "      \
+    "attempts, result, audit, tenant"
+
+static const char get_sql[] = "SELECT " ROW_COLUMNS " FROM builds WHERE id = ?1";
 
 static const char status_sql[] = "SELECT status FROM builds WHERE id = ?1";
 static const char phases_sql[] =
@@ -148,7 +155,8 @@ static int prepare(kiln_db_t *db, const char *sql, sqlite3_stmt **st, kiln_error
     return 0;
 }
 
-/* Adds column `name` (of type `decl`) to builds in a database made before it existed. */
+/* Adds column `name` (of type `decl`) to builds in a database made before it existed.
+ * Returns 1 when it was added, 0 when it was there, -1 on a store error. */
 static int add_column(kiln_db_t *db, const char *name, const char *decl, kiln_error_t *err)
 {
     _cleanup_free_ char *probe = kiln_xasprintf("SELECT %s FROM builds LIMIT 0", name);
@@ -159,7 +167,22 @@ static int add_column(kiln_db_t *db, const char *name, const char *decl, kiln_er
         sqlite3_finalize(st);
         return 0;
     }
-    return exec_sql(db, alter, err);
+    return exec_sql(db, alter, err) < 0 ? -1 : 1;
+}
+
+/* The tenant column in a database made before it: old builds are the tenant their request
+ * names, else the single-tenant server's ("default"); then its index. */
+static int migrate_tenant(kiln_db_t *db, kiln_error_t *err)
+{
+    int added = add_column(db, "tenant", "TEXT NOT NULL DEFAULT 'default'", err);
+    if (added < 0 ||
+        (added > 0 &&
+         exec_sql(db,
+                  "UPDATE builds SET tenant = coalesce(json_extract(request, '$.tenant'), "
+                  "'default')",
+                  err) < 0))
+        return -1;
+    return exec_sql(db, "CREATE INDEX IF NOT EXISTS builds_tenant ON builds(tenant, seq);", err);
 }
 
 static void reader_free(void *p)
@@ -219,10 +242,12 @@ int kiln_db_open(const char *path, kiln_db_t **out, kiln_error_t *err)
     /* WAL + synchronous=NORMAL: a process crash loses nothing that was committed. */
     if (exec_sql(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err) < 0 ||
         exec_sql(db, schema, err) < 0 || add_column(db, "audit", "TEXT", err) < 0 ||
-        prepare(db, get_sql, &db->get, err) < 0 || prepare(db, phases_sql, &db->phases, err) < 0 ||
+        migrate_tenant(db, err) < 0 || prepare(db, get_sql, &db->get, err) < 0 ||
+        prepare(db, phases_sql, &db->phases, err) < 0 ||
         prepare(db,
-                "INSERT INTO builds(id, repo, status, request, created, audit) "
-                "VALUES(?1, ?2, 'queued', ?3, ?4, ?5)",
+                "INSERT INTO builds(id, repo, status, request, created, audit, tenant) "
+                "VALUES(?1, ?2, 'queued', ?3, ?4, ?5, "
+                "coalesce(json_extract(?3, '$.tenant'), 'default'))",
                 &db->insert, err) < 0 ||
         prepare(db, status_sql, &db->status, err) < 0) {
         kiln_error_prefix(err, "database %s", path);
@@ -292,6 +317,7 @@ static json_t *row_to_json(sqlite3_stmt *phases_st, sqlite3_stmt *st)
 
     json_object_set_new(o, "id", json_string(id));
     set_text(o, "status", st, 3);
+    set_text(o, "tenant", st, 14);
     set_redacted(o, "repo", st, 2);
     set_text(o, "commit", st, 7);
     set_text(o, "reason", st, 4);
@@ -512,6 +538,13 @@ int kiln_db_build_status(kiln_db_t *db, const char *id, char *buf, size_t len, k
 int kiln_db_build_list(kiln_db_t *db, const char *status, const char *repo, int64_t before,
                        int limit, json_t **out, int64_t *next, kiln_error_t *err)
 {
+    return kiln_db_build_list_tenant(db, NULL, status, repo, before, limit, out, next, err);
+}
+
+int kiln_db_build_list_tenant(kiln_db_t *db, const char *tenant, const char *status,
+                              const char *repo, int64_t before, int limit, json_t **out,
+                              int64_t *next, kiln_error_t *err)
+{
     sqlite3_stmt *st = NULL;
     json_t *arr = json_array();
     int64_t last = 0;
@@ -519,11 +552,9 @@ int kiln_db_build_list(kiln_db_t *db, const char *status, const char *repo, int6
 
     pthread_mutex_lock(&db->lock);
     if (prepare(db,
-                "SELECT seq, id, repo, status, reason, error, request, commit_sha, created, "
-                "started, finished, attempts, result, audit FROM builds WHERE (?1 IS NULL OR "
-                "status = "
-                "?1) AND (?2 IS NULL OR repo = ?2) AND (?3 = 0 OR seq < ?3) ORDER BY seq DESC "
-                "LIMIT ?4",
+                "SELECT " ROW_COLUMNS " FROM builds WHERE (?1 IS NULL OR status = ?1) AND (?2 IS "
+                "NULL OR repo = ?2) AND (?3 = 0 OR seq < ?3) AND (?5 IS NULL OR tenant = ?5) "
+                "ORDER BY seq DESC LIMIT ?4",
                 &st, err) < 0) {
         pthread_mutex_unlock(&db->lock);
         json_decref(arr);
@@ -535,6 +566,8 @@ int kiln_db_build_list(kiln_db_t *db, const char *status, const char *repo, int6
         sqlite3_bind_text(st, 2, repo, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, before);
     sqlite3_bind_int(st, 4, limit + 1);
+    if (tenant)
+        sqlite3_bind_text(st, 5, tenant, -1, SQLITE_STATIC);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (n == limit) {
             more = 1;
@@ -982,15 +1015,24 @@ int64_t kiln_db_queue_depth(kiln_db_t *db)
 
 int kiln_db_stats(kiln_db_t *db, kiln_db_stats_t *out, kiln_error_t *err)
 {
+    return kiln_db_stats_tenant(db, NULL, out, err);
+}
+
+int kiln_db_stats_tenant(kiln_db_t *db, const char *tenant, kiln_db_stats_t *out, kiln_error_t *err)
+{
     sqlite3_stmt *st = NULL;
     kiln_db_stats_t s = {0};
     char sql[1024];
     size_t off;
 
     pthread_mutex_lock(&db->lock);
-    if (prepare(db, "SELECT status, count(*), sum(bytes_pushed) FROM builds GROUP BY status", &st,
-                err) < 0)
+    if (prepare(db,
+                "SELECT status, count(*), sum(bytes_pushed) FROM builds WHERE (?1 IS NULL OR "
+                "tenant = ?1) GROUP BY status",
+                &st, err) < 0)
         goto fail;
+    if (tenant)
+        sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
     while (sqlite3_step(st) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(st, 0);
         for (size_t i = 0; i < 8; i++)
@@ -1006,9 +1048,11 @@ int kiln_db_stats(kiln_db_t *db, kiln_db_stats_t *out, kiln_error_t *err)
                                 kiln_db_hist_bounds[i]);
     snprintf(sql + off, sizeof(sql) - off,
              " FROM builds WHERE status IN ('succeeded', 'failed') AND started IS NOT NULL AND "
-             "finished IS NOT NULL");
+             "finished IS NOT NULL AND (?1 IS NULL OR tenant = ?1)");
     if (prepare(db, sql, &st, err) < 0)
         goto fail;
+    if (tenant)
+        sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW) {
         s.duration_count = sqlite3_column_int64(st, 0);
         s.duration_sum = sqlite3_column_double(st, 1);
@@ -1066,4 +1110,70 @@ int kiln_db_context_in_use(kiln_db_t *db, const char *ctx_id)
     sqlite3_finalize(st);
     pthread_mutex_unlock(&db->lock);
     return used;
+}
+
+/* Reads one text column of the row `sql` (one ?1 parameter) finds into buf; returns 1 when a
+ * row was found, 0 when none, -1 on a store error. */
+static int query_text(kiln_db_t *db, const char *sql, const char *key, char *buf, size_t len,
+                      kiln_error_t *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    pthread_mutex_lock(&db->lock);
+    if (prepare(db, sql, &st, err) < 0) {
+        pthread_mutex_unlock(&db->lock);
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
+    else if (rc != SQLITE_DONE)
+        db_fail(db, err, "query");
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&db->lock);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+int kiln_db_build_owned(kiln_db_t *db, const char *id, const char *tenant, kiln_error_t *err)
+{
+    char owner[KILN_DB_TENANT_MAX + 1];
+    int rc =
+        query_text(db, "SELECT tenant FROM builds WHERE id = ?1", id, owner, sizeof(owner), err);
+    if (rc < 0)
+        return -1;
+    return rc == 1 && tenant && strcmp(owner, tenant) == 0;
+}
+
+int kiln_db_context_insert(kiln_db_t *db, const char *id, const char *tenant, kiln_error_t *err)
+{
+    int rc;
+    pthread_mutex_lock(&db->lock);
+    rc = run(db, err, "INSERT INTO contexts(id, tenant, created) VALUES(?1, ?2, ?3)", "ttd", id,
+             tenant, now_seconds());
+    pthread_mutex_unlock(&db->lock);
+    return rc < 0 ? -1 : 0;
+}
+
+int kiln_db_context_owned(kiln_db_t *db, const char *id, const char *tenant, kiln_error_t *err)
+{
+    char owner[KILN_DB_TENANT_MAX + 1];
+    int rc =
+        query_text(db, "SELECT tenant FROM contexts WHERE id = ?1", id, owner, sizeof(owner), err);
+    if (rc < 0)
+        return -1;
+    /* uploaded before contexts had owners: the single-tenant server's */
+    if (rc == 0)
+        snprintf(owner, sizeof(owner), "default");
+    return tenant && strcmp(owner, tenant) == 0;
+}
+
+int kiln_db_context_forget(kiln_db_t *db, const char *id, kiln_error_t *err)
+{
+    int rc;
+    pthread_mutex_lock(&db->lock);
+    rc = run(db, err, "DELETE FROM contexts WHERE id = ?1", "t", id);
+    pthread_mutex_unlock(&db->lock);
+    return rc < 0 ? -1 : 0;
 }

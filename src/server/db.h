@@ -61,6 +61,22 @@ typedef struct kiln_db_origin {
 int kiln_db_build_insert(kiln_db_t *db, const char *id, const char *repo, const char *request_json,
                          const kiln_db_origin_t *origin, char **existing, kiln_error_t *err);
 
+/* Longest tenant name stored (src/server/tenant.h). A build's tenant is its stored request's
+ * "tenant" ("default" when it names none), kept in a column of its own. */
+#define KILN_DB_TENANT_MAX 63
+
+/* 1 when build id exists and is tenant's, 0 when it is unknown or another tenant's (the
+ * caller answers both alike), -1 on a store error. */
+int kiln_db_build_owned(kiln_db_t *db, const char *id, const char *tenant, kiln_error_t *err);
+
+/* Records that tenant uploaded context id. */
+int kiln_db_context_insert(kiln_db_t *db, const char *id, const char *tenant, kiln_error_t *err);
+/* 1 when context id is tenant's (a context uploaded before owners were recorded is
+ * "default"'s), 0 when not, -1 on a store error. Whether it exists on disk is not checked. */
+int kiln_db_context_owned(kiln_db_t *db, const char *id, const char *tenant, kiln_error_t *err);
+/* Drops the owner record of a removed context. */
+int kiln_db_context_forget(kiln_db_t *db, const char *id, kiln_error_t *err);
+
 /* Fetches a build as its API JSON object. Fails with code ENOENT for an unknown id. */
 int kiln_db_build_get(kiln_db_t *db, const char *id, json_t **out, kiln_error_t *err);
 
@@ -71,6 +87,10 @@ int kiln_db_build_status(kiln_db_t *db, const char *id, char *buf, size_t len, k
  * *next is the cursor of the next page, 0 when this is the last one. */
 int kiln_db_build_list(kiln_db_t *db, const char *status, const char *repo, int64_t before,
                        int limit, json_t **out, int64_t *next, kiln_error_t *err);
+/* The same among tenant's builds only (NULL: every tenant's). */
+int kiln_db_build_list_tenant(kiln_db_t *db, const char *tenant, const char *status,
+                              const char *repo, int64_t before, int limit, json_t **out,
+                              int64_t *next, kiln_error_t *err);
 
 /* Takes the next queued build, fair across repositories (the repo with the fewest running
  * builds first, then oldest), and marks it `first_status` (NULL: "cloning" for a git source,
@@ -138,6 +158,8 @@ int64_t kiln_db_queue_depth(kiln_db_t *db);
 
 /* Fills the aggregates for /metrics. */
 int kiln_db_stats(kiln_db_t *db, kiln_db_stats_t *st, kiln_error_t *err);
+/* The same over tenant's builds only (NULL: all of them). */
+int kiln_db_stats_tenant(kiln_db_t *db, const char *tenant, kiln_db_stats_t *st, kiln_error_t *err);
 
 /* Ids of final builds that finished before `cutoff` (epoch seconds), at most `max`, as a
  * JSON array of strings (for the garbage collector). */

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "src/server/accesslog.h"
+#include "src/server/tenant.h"
 #include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
@@ -385,14 +386,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                                          : s->max_body;
         kiln_buf_init(&st->body, st->cap);
         *con_cls = st;
-        if (needs_token(method, url) && !s->no_auth &&
-            !kiln_config_auth(s->config,
-                              MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"))) {
+        {
+            const kiln_tenant_t *t = kiln_config_tenant_for_token(
+                s->config, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"));
+            if (t == NULL && s->no_auth && needs_token(method, url))
+                t = kiln_config_tenant_named(s->config, KILN_TENANT_DEFAULT);
+            st->tenant = t && !st->is_hook ? t->name : NULL; /* a hook's is its project's */
+        }
+        if (needs_token(method, url) && st->tenant == NULL) {
             st->rejected = 1;
             return reject(st, c, MHD_HTTP_UNAUTHORIZED, "missing or invalid bearer token");
         }
-        if (needs_token(method, url))
-            st->tenant = "default";
         req.tenant = st->tenant;
         if (st->is_hook && strcmp(method, "POST") == 0)
             return hook_begin(st, c, &req, cl);

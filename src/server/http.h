@@ -25,8 +25,11 @@ typedef struct kiln_http_req {
     size_t body_len;
     const char *upload_path; /* POST /v1/contexts: the body in a temp file */
     kiln_hook_body_t *hook;  /* webhooks: signatures computed as the body arrived */
-    const char *tenant;      /* the authenticated tenant's name; NULL on open routes */
-    uint64_t *sent;          /* a streamed answer adds the body bytes it sends (access log) */
+    /* the authenticated tenant's name (config-owned: kiln_config_tenant_named gives its
+     * settings): its bearer token's, "default" on a --no-auth server; on open routes the
+     * token's when one is given, else NULL */
+    const char *tenant;
+    uint64_t *sent; /* a streamed answer adds the body bytes it sends (access log) */
 } kiln_http_req_t;
 
 typedef struct kiln_http_resp {
@@ -65,17 +68,19 @@ kiln_hook_body_t *kiln_routes_hook_start(const kiln_http_req_t *r, kiln_http_res
 void kiln_routes_hook_feed(kiln_hook_body_t *h, const void *data, size_t len);
 void kiln_routes_hook_free(kiln_hook_body_t *h);
 
-/* Queues a validated request as a new build (*status 202) recording who asked for it (audit,
- * borrowed, may be NULL); *id_out is malloc'ed. When dedupe_key (a webhook delivery id or an
- * idempotency key, see audit.h) already started a build, nothing is queued: *id_out is that
- * build and *status 200. Used by the API and the webhooks. */
-int kiln_routes_enqueue(kiln_server_t *s, json_t *body, json_t *audit, const char *dedupe_key,
-                        char **id_out, unsigned int *status, kiln_error_t *err);
+/* Queues a validated request as a new build of tenant (a name; *status 202) recording who asked for
+ * it (audit, borrowed, may be NULL); *id_out is malloc'ed. When dedupe_key (a webhook delivery id
+ * or an idempotency key, see audit.h) already started a build, nothing is queued: *id_out is that
+ * build and *status 200. Used by the API and the webhooks. A body naming a "tenant" itself is
+ * refused (400): the tenant comes from the token or the webhook project only. */
+int kiln_routes_enqueue(kiln_server_t *s, const char *tenant, json_t *body, json_t *audit,
+                        const char *dedupe_key, char **id_out, unsigned int *status,
+                        kiln_error_t *err);
 /* The JSON answered for a queued build. */
 json_t *kiln_routes_queued_json(const char *id);
 /* Queues the request body (consumed, with audit) and answers 202 with the build, 200 with
  * the build a replayed dedupe_key started ("replayed": true), or the error. */
-void kiln_routes_submit(kiln_server_t *s, json_t *body, json_t *audit, const char *dedupe_key,
-                        kiln_http_resp_t *resp);
+void kiln_routes_submit(kiln_server_t *s, const char *tenant, json_t *body, json_t *audit,
+                        const char *dedupe_key, kiln_http_resp_t *resp);
 
 #endif

@@ -379,6 +379,10 @@ int kiln_request_from_json(json_t *root, kiln_request_t *out, kiln_error_t *err)
             ret = check_rel_path(v, key, err);
         else if (strcmp(key, "target") == 0)
             ret = check_str(v, key, 128, err);
+        else if (strcmp(key, "tenant") == 0)
+            /* set by the server in what it stores and queues (a client's is refused before
+             * this, kiln_routes_enqueue); the worker reads it back */
+            ret = check_str(v, key, 63, err);
         else if (strcmp(key, "build_args") == 0 || strcmp(key, "env") == 0)
             ret = check_map(v, key, MAX_STR, err);
         else if (strcmp(key, "outputs") == 0)

@@ -21,6 +21,7 @@
 #include "src/server/remote.h"
 #include "src/server/request.h"
 #include "src/server/runner.h"
+#include "src/server/tenant.h"
 #include "src/server/worker.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
@@ -69,9 +70,37 @@ json_t *kiln_routes_queued_json(const char *id)
     return json_pack("{s:s,s:s,s:o}", "id", id, "status", "queued", "links", links);
 }
 
-int kiln_routes_enqueue(kiln_server_t *s, json_t *body, json_t *audit, const char *dedupe_key,
-                        char **id_out, unsigned int *status, kiln_error_t *err)
+/* Checks that the request's uploaded context (if any) exists and is tenant's: another
+ * tenant's context is as unknown as a missing one (*status 404). */
+static int check_context(kiln_server_t *s, const char *tenant, json_t *stored, unsigned int *status,
+                         kiln_error_t *err)
 {
+    const char *ctx =
+        json_string_value(json_object_get(json_object_get(stored, "source"), "context"));
+    _cleanup_free_ char *dir = NULL;
+    struct stat sb;
+    int owned;
+
+    if (ctx == NULL)
+        return 0;
+    dir = kiln_xasprintf("%s/contexts/%s", s->root, ctx);
+    owned = kiln_db_context_owned(s->db, ctx, tenant, err);
+    if (owned < 0) {
+        *status = 500;
+        return -1;
+    }
+    if (!owned || stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+        *status = 404;
+        return kiln_error_set(err, 0, "field 'source.context': no uploaded context '%s'", ctx);
+    }
+    return 0;
+}
+
+int kiln_routes_enqueue(kiln_server_t *s, const char *tenant, json_t *body, json_t *audit,
+                        const char *dedupe_key, char **id_out, unsigned int *status,
+                        kiln_error_t *err)
+{
+    const kiln_tenant_t *t = kiln_config_tenant_named(s->config, tenant);
     _cleanup_free_ char *audit_text = audit ? json_dumps(audit, JSON_COMPACT) : NULL;
     kiln_db_origin_t origin = {.audit_json = audit_text,
                                .dedupe_key = dedupe_key,
@@ -83,25 +112,23 @@ int kiln_routes_enqueue(kiln_server_t *s, json_t *body, json_t *audit, const cha
     _cleanup_free_ char *text = NULL;
 
     *status = 400;
+    if (t == NULL) {
+        *status = 401;
+        return kiln_error_set(err, 0, "no tenant for this request");
+    }
+    if (json_object_get(body, "tenant"))
+        return kiln_error_set(err, 0,
+                              "field 'tenant': set by the server from the API token or the "
+                              "webhook project, never by the request");
     if (kiln_request_from_json(body, &req, err) < 0)
         return -1;
+    /* the build's tenant travels with its request: kiln.db, the queue message, the worker */
+    json_object_set_new(req.stored, "tenant", json_string(t->name));
     if (kiln_limits_apply(req.stored, &s->limits, err) < 0 ||
-        kiln_request_check_allow(req.stored, kiln_config_entitlements(s->config), err) < 0) {
+        kiln_request_check_allow(req.stored, t->entitlements, err) < 0 ||
+        check_context(s, t->name, req.stored, status, err) < 0) {
         kiln_request_free(&req);
         return -1;
-    }
-    {
-        const char *ctx =
-            json_string_value(json_object_get(json_object_get(req.stored, "source"), "context"));
-        if (ctx) {
-            _cleanup_free_ char *dir = kiln_xasprintf("%s/contexts/%s", s->root, ctx);
-            struct stat sb;
-            if (stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
-                kiln_request_free(&req);
-                return kiln_error_set(err, 0, "field 'source.context': no uploaded context '%s'",
-                                      ctx);
-            }
-        }
     }
     if (s->remote && !kiln_remote_has_context_store(s->remote) &&
         json_object_get(json_object_get(req.stored, "source"), "context")) {
@@ -172,13 +199,13 @@ static void post_build(const kiln_http_req_t *r, kiln_http_resp_t *resp)
     }
     /* a retried submission with the same key (per tenant) gets the build the first started */
     key = kiln_audit_dedupe_key("api", r->tenant, idem);
-    kiln_routes_submit(r->srv, body,
+    kiln_routes_submit(r->srv, r->tenant, body,
                        kiln_audit_api(r->tenant, kiln_http_header(r, "Authorization"), idem), key,
                        resp);
 }
 
-void kiln_routes_submit(kiln_server_t *s, json_t *body, json_t *audit, const char *dedupe_key,
-                        kiln_http_resp_t *resp)
+void kiln_routes_submit(kiln_server_t *s, const char *tenant, json_t *body, json_t *audit,
+                        const char *dedupe_key, kiln_http_resp_t *resp)
 {
     _cleanup_free_ char *id = NULL;
     kiln_error_t err = {0};
@@ -186,7 +213,7 @@ void kiln_routes_submit(kiln_server_t *s, json_t *body, json_t *audit, const cha
     json_t *o;
     char now[32];
 
-    if (kiln_routes_enqueue(s, body, audit, dedupe_key, &id, &status, &err) < 0) {
+    if (kiln_routes_enqueue(s, tenant, body, audit, dedupe_key, &id, &status, &err) < 0) {
         json_decref(body);
         json_decref(audit);
         kiln_http_error(resp, status, "%s", err.msg);
@@ -231,7 +258,8 @@ static void list_builds(const kiln_http_req_t *r, kiln_http_resp_t *resp)
         kiln_http_error(resp, 400, "query 'cursor': %s", err.msg);
         return;
     }
-    if (kiln_db_build_list(r->srv->db, status, repo, before, (int)limit, &items, &next, &err) < 0) {
+    if (kiln_db_build_list_tenant(r->srv->db, r->tenant, status, repo, before, (int)limit, &items,
+                                  &next, &err) < 0) {
         kiln_http_error(resp, 500, "%s", err.msg);
         return;
     }
@@ -577,8 +605,9 @@ static void post_context(const kiln_http_req_t *r, kiln_http_resp_t *resp)
                         err.msg);
         return;
     }
-    if (rename(tmp, dir) < 0) {
+    if (kiln_db_context_insert(r->srv->db, id, r->tenant, &err) < 0 || rename(tmp, dir) < 0) {
         kiln_fs_rm_rf(tmp, NULL);
+        kiln_db_context_forget(r->srv->db, id, NULL);
         kiln_http_error(resp, 500, "cannot store the context");
         return;
     }
@@ -619,6 +648,19 @@ void kiln_routes_builds(const kiln_http_req_t *r, kiln_http_resp_t *resp)
     }
     memcpy(id, rest, n);
     id[n] = '\0';
+    {
+        /* Another tenant's build is answered exactly like one that does not exist, on every
+         * route below (and any added later). */
+        kiln_error_t err = {0};
+        int owned = kiln_db_build_owned(r->srv->db, id, r->tenant, &err);
+        if (owned <= 0) {
+            if (owned < 0)
+                kiln_http_error(resp, 500, "%s", err.msg);
+            else
+                kiln_http_error(resp, 404, "no build with id '%s'", id);
+            return;
+        }
+    }
     if (slash == NULL || strcmp(slash, "/artifacts") == 0) {
         json_t *o = NULL;
         kiln_error_t err = {0};

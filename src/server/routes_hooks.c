@@ -97,7 +97,8 @@ static int github_signed(const kiln_http_req_t *r, const char *sig)
     return h->signed_ok;
 }
 
-/* The tenant project p's builds belong to (its "tenant", else "default"). */
+/* The tenant project p's builds belong to (its "tenant": the config fills in "default" and
+ * checks that the tenant exists). */
 static const char *project_tenant(json_t *p)
 {
     const char *t = json_string_value(json_object_get(p, "tenant"));
@@ -146,7 +147,7 @@ static void build_push(const kiln_http_req_t *r, kiln_http_resp_t *resp, json_t 
     if (commit)
         json_object_set_new(src, "commit", json_string(commit));
     json_object_set_new(body, "source", src);
-    kiln_routes_submit(r->srv, body,
+    kiln_routes_submit(r->srv, project_tenant(p), body,
                        kiln_audit_webhook(via, project_tenant(p), project, delivery, event, o), key,
                        resp);
 }

@@ -17,7 +17,9 @@ static void metrics(const kiln_http_req_t *r, kiln_http_resp_t *resp)
     kiln_error_t err = {0};
     kiln_buf_t b;
 
-    if (kiln_db_stats(s->db, &st, &err) < 0) {
+    /* with a token, the figures of its tenant's builds only; without one, the server's totals
+     * (no tenant is named either way) */
+    if (kiln_db_stats_tenant(s->db, r->tenant, &st, &err) < 0) {
         kiln_http_error(resp, 500, "%s", err.msg);
         return;
     }

@@ -14,6 +14,7 @@
 #include "src/server/job.h"
 #include "src/server/runner.h"
 #include "src/server/sched.h"
+#include "src/server/tenant.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
@@ -160,6 +161,13 @@ static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
     size_t i;
     int canceled;
 
+    {
+        /* the build's tenant may have entitlements of its own (tenants[].entitlements) */
+        const kiln_tenant_t *t =
+            kiln_config_tenant_named(s->config, json_string_value(json_object_get(req, "tenant")));
+        if (t)
+            env.entitlements = t->entitlements;
+    }
     snprintf(note, sizeof(note), "[kiln] build %s: attempt %d", job->id, job->attempts);
     kiln_runner_log_note(log, note, NULL);
     if (req == NULL) {

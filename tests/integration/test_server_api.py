@@ -202,7 +202,8 @@ for name, kind in (("fifo", tarfile.FIFOTYPE), ("sda", tarfile.BLKTYPE), ("null"
                     for d, _, _ in os.walk(os.path.join(srv.root, "contexts"))), body)
 T.check("nothing escaped", not os.path.exists(os.path.join(srv.root, "escape")))
 st, body = srv.submit({"source": {"context": "ctx-00000000"}})
-T.check("unknown context => 400", st == 400 and "source.context" in body["error"], body)
+# a missing context is answered like another tenant's: 404 naming the field
+T.check("unknown context => 404", st == 404 and "source.context" in body["error"], body)
 
 # --- webhooks ---
 def github(event, payload, secret="gh-secret-1", sig=None):
