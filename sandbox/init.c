@@ -112,6 +112,9 @@ __attribute__((noreturn)) static void exec_command(const kiln_sandbox_plan_t *pl
 {
     const kiln_step_t *step = plan->step;
     const kiln_limits_t *lim = &step->limits;
+    /* under a disk limit no file may be larger than it (the walk may miss a fast one) */
+    uint64_t fsize =
+        lim->disk && (!lim->file_size || lim->disk < lim->file_size) ? lim->disk : lim->file_size;
     uint64_t caps = step->caps ? step->caps : KILN_CAPS_DEFAULT;
     int strict = plan->isolation != KILN_ISOLATION_SANDBOX;
     const char *what = "setting up";
@@ -126,7 +129,7 @@ __attribute__((noreturn)) static void exec_command(const kiln_sandbox_plan_t *pl
     set_limit(RLIMIT_CORE, 0);
     if (lim->cpu_secs && set_limit(RLIMIT_CPU, lim->cpu_secs) < 0)
         what = "RLIMIT_CPU", r = -errno;
-    if (!r && lim->file_size && set_limit(RLIMIT_FSIZE, lim->file_size) < 0)
+    if (!r && fsize && set_limit(RLIMIT_FSIZE, fsize) < 0)
         what = "RLIMIT_FSIZE", r = -errno;
     if (!r && lim->nofile && set_limit(RLIMIT_NOFILE, lim->nofile) < 0)
         what = "RLIMIT_NOFILE", r = -errno;

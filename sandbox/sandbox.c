@@ -249,11 +249,37 @@ struct run {
     int netlog[2]; /* the egress supervisor's refusals (nat) */
 };
 
+/* The step's writes under a disk limit: the tree of its upper dir (or of its rw_root copy,
+ * less what it held before), measured every DISK_CHECK_MS, less often when a walk is slow. */
+typedef struct disk_watch {
+    const char *path; /* NULL: no disk limit */
+    uint64_t base;    /* the tree's size before the step */
+    uint64_t next_ms, interval_ms;
+    int exceeded;
+    kiln_error_t why; /* a walk that failed (the step is stopped: unmeasured is not under) */
+} disk_watch_t;
+
+#define DISK_CHECK_MS 500
+#define DISK_MAX_DEPTH 128
+
+/* Measures the step's writes; 1 when they are over the limit or cannot be measured. */
+static int disk_over(const kiln_step_t *step, disk_watch_t *dw)
+{
+    uint64_t used = 0, t0 = now_ms(), spent;
+
+    if (kiln_fs_usage_at(AT_FDCWD, dw->path, DISK_MAX_DEPTH, dw->base + step->limits.disk, &used,
+                         &dw->why) < 0)
+        return 1;
+    spent = now_ms() - t0;
+    dw->interval_ms = spent * 10 > DISK_CHECK_MS ? spent * 10 : DISK_CHECK_MS;
+    return used > dw->base + step->limits.disk;
+}
+
 /* Streams both outputs until they close, killing the step at the deadline.
  * init's ready message (or setup error) is taken on the way, so that kiln
  * does not wake up just for it. */
 static void pump_all(const kiln_step_t *step, stream_t *out, stream_t *errs, stream_t *net,
-                     struct run *run, int *timed_out)
+                     struct run *run, int *timed_out, disk_watch_t *dw)
 {
     uint64_t deadline = step->limits.timeout_ms ? now_ms() + step->limits.timeout_ms : 0;
     int open_out = 1, open_err = 1, open_net = net->fd >= 0;
@@ -272,6 +298,20 @@ static void pump_all(const kiln_step_t *step, stream_t *out, stream_t *errs, str
                 continue;
             }
             wait = (int)(deadline - now);
+        }
+        if (dw->path && !dw->exceeded && !*timed_out) {
+            uint64_t now = now_ms();
+            if (now >= dw->next_ms) {
+                if (disk_over(step, dw)) {
+                    kill_step(run);
+                    dw->exceeded = 1;
+                    continue;
+                }
+                now = now_ms();
+                dw->next_ms = now + dw->interval_ms;
+            }
+            if (wait < 0 || dw->next_ms - now < (uint64_t)wait)
+                wait = (int)(dw->next_ms - now);
         }
         r = poll(p, 4, wait);
         if (r < 0 && errno != EINTR)
@@ -516,6 +556,7 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     static const char *const default_env[] = {DEFAULT_PATH, "HOME=/root", NULL};
     _cleanup_free_ char *obuf = NULL, *ebuf = NULL, *nbuf = NULL;
     stream_t so, se, sn;
+    disk_watch_t dw = {0};
     unsigned long flags;
     int status = 0, got_status = 0, timed_out = 0, ret = -1, auto_pending = 0;
 
@@ -546,6 +587,14 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     if (iso != KILN_ISOLATION_NONE &&
         kiln_seccomp_prepare(step->seccomp, iso != KILN_ISOLATION_SANDBOX, err) < 0)
         return -1;
+    if (step->limits.disk && (step->upper || step->rw_root)) {
+        /* what the step's root holds before it runs is not its writes */
+        dw.path = step->upper ? step->upper : step->rw_root;
+        if (kiln_fs_usage_at(AT_FDCWD, dw.path, DISK_MAX_DEPTH, 0, &dw.base, err) < 0)
+            return kiln_error_prefix(err, "disk limit");
+        dw.next_ms = now_ms() + DISK_CHECK_MS;
+        dw.interval_ms = DISK_CHECK_MS;
+    }
 
     /* The step's mount points and its /etc files live on a tmpfs its init
      * mounts over RUN_DIR/mnt in its own namespace: no host directory is
@@ -660,7 +709,7 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     se = (stream_t){.fd = r.errs[0], .kind = KILN_LOG_STDERR, .buf = ebuf};
     sn = (stream_t){.fd = r.netlog[0], .kind = KILN_LOG_SYSTEM, .buf = nbuf};
     r.have_pidns = plan.have_pidns;
-    pump_all(step, &so, &se, &sn, &r, &timed_out);
+    pump_all(step, &so, &se, &sn, &r, &timed_out, &dw);
     if (r.ready < 0 && !timed_out) {
         if (err)
             *err = r.setup_err;
@@ -668,7 +717,7 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
         goto out;
     }
 
-    if (!timed_out) {
+    if (!timed_out && !dw.exceeded) {
         /* The outputs close when the command and all it started are gone;
          * init then reports. Bounded by the timeout like the rest. */
         struct pollfd p = {.fd = r.status[0], .events = POLLIN};
@@ -695,6 +744,11 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     res->isolation = iso;
     res->timed_out = timed_out;
     res->oom_killed = kiln_cgroup_oom_killed(&r.cg);
+    /* a burst of writes between two checks is caught here: the step's changes are never
+     * kept above the limit */
+    if (dw.path && !dw.exceeded && disk_over(step, &dw))
+        dw.exceeded = 1;
+    res->disk_exceeded = dw.exceeded;
     if (got_status && WIFEXITED(status)) {
         res->exit_code = WEXITSTATUS(status);
     } else {
@@ -707,6 +761,9 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     if (res->oom_killed)
         sys_log(step, "step killed: out of memory (limit %llu bytes)",
                 (unsigned long long)step->limits.memory);
+    if (dw.exceeded)
+        sys_log(step, "step stopped: it wrote more than its disk limit of %llu bytes%s%s",
+                (unsigned long long)step->limits.disk, dw.why.msg[0] ? ": " : "", dw.why.msg);
     ret = 0;
 out:
     run_release(&r);

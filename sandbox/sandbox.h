@@ -68,6 +68,11 @@ typedef struct kiln_limits {
     uint64_t cpu_secs;   /* RLIMIT_CPU */
     uint64_t timeout_ms; /* wall clock; the whole step is killed */
     uint64_t file_size;  /* RLIMIT_FSIZE, bytes */
+    uint64_t disk;       /* bytes the step may write to its root (upper dir, or growth of
+                            rw_root): measured every 0.5 s and at the end, the step killed
+                            above it (res.disk_exceeded); RLIMIT_FSIZE is at most it, so no
+                            single file passes it between checks. Mounts (cache, tmpfs)
+                            are not counted. */
     uint64_t nofile;     /* RLIMIT_NOFILE */
 } kiln_limits_t;
 
@@ -146,6 +151,8 @@ typedef struct kiln_step_result {
     int signal;                 /* signal that killed the step, 0 if it exited */
     int timed_out;              /* killed by the wall-clock timeout */
     int oom_killed;             /* memory cgroup reported an OOM kill */
+    int disk_exceeded;          /* wrote more than limits.disk (killed, or found at the end:
+                                   the step failed whatever its exit code) */
     kiln_isolation_t isolation; /* the isolation actually used */
 } kiln_step_result_t;
 

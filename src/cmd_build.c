@@ -88,6 +88,8 @@ static void usage(FILE *out)
         "  -m, --memory SIZE          memory limit of each RUN step (e.g. 512m, 2g)\n"
         "      --pids-limit N         process limit of each RUN step\n"
         "      --cpu-time SECONDS     CPU time limit of each RUN step\n"
+        "      --disk-limit SIZE      most each RUN step may write to the image's files\n"
+        "                             (e.g. 10g; also the largest file it may write)\n"
         "      --insecure-registry H  allow plain HTTP for registry H[:PORT] (repeatable)\n"
         "      --registry-mirror SRC=HOST[/PREFIX]  try HOST before registry SRC (repeatable)\n"
         "      --registry-config FILE mirrors/insecure/ca file\n"
@@ -168,7 +170,7 @@ static int write_metadata(const opts_t *o, const kiln_build_result_t *res, json_
 
     json_object_set(j, "kiln.event", ev);
     json_object_set_new(j, "kiln.bytes_pushed", json_integer((json_int_t)pushed));
-    if (o->limits.memory || o->limits.pids || o->limits.cpu_time)
+    if (o->limits.memory || o->limits.pids || o->limits.cpu_time || o->limits.disk)
         json_object_set_new(j, "kiln.limits", kiln_limits_json(&o->limits));
     if (notified != NULL)
         json_object_set(j, "kiln.notify", notified);
@@ -386,6 +388,7 @@ int kiln_cmd_build(int argc, char **argv)
         O_BUILD_ID,
         O_PIDS,
         O_CPU_TIME,
+        O_DISK,
         O_ECR_CREATE,
         O_ALLOW_ADDR,
         O_SERVER_MODE,
@@ -428,6 +431,7 @@ int kiln_cmd_build(int argc, char **argv)
         {"memory", required_argument, NULL, 'm'},
         {"pids-limit", required_argument, NULL, O_PIDS},
         {"cpu-time", required_argument, NULL, O_CPU_TIME},
+        {"disk-limit", required_argument, NULL, O_DISK},
         {"ecr-create-repository", no_argument, NULL, O_ECR_CREATE},
         {"allow-address", required_argument, NULL, O_ALLOW_ADDR},
         {"allow", required_argument, NULL, O_ALLOW_ENT},
@@ -663,6 +667,12 @@ int kiln_cmd_build(int argc, char **argv)
             if (kiln_size_parse(optarg, &o.limits.memory, &err) < 0)
                 return kiln_cli_usage_error("build", "--memory: %s", err.msg);
             break;
+        case O_DISK:
+            if (kiln_size_parse(optarg, &o.limits.disk, &err) < 0)
+                return kiln_cli_usage_error("build", "--disk-limit: %s", err.msg);
+            if (o.limits.disk == 0)
+                return kiln_cli_usage_error("build", "--disk-limit: must not be 0");
+            break;
         case O_PIDS:
         case O_CPU_TIME: {
             char *end;
@@ -789,6 +799,7 @@ int kiln_cmd_build(int argc, char **argv)
     req.memory_limit = o.limits.memory;
     req.pids_limit = o.limits.pids;
     req.cpu_time_limit = o.limits.cpu_time;
+    req.disk_limit = o.limits.disk;
     req.allow_addresses = o.allow_addrs;
     req.n_allow_addresses = o.n_allow_addrs;
     req.server_mode = o.server_mode;

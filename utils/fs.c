@@ -83,6 +83,50 @@ int kiln_fs_rm_rf_at(int dirfd, const char *name, kiln_error_t *err)
     return 0;
 }
 
+/* kiln_fs_usage_at below `depth` levels, adding to *total. */
+static int usage_walk(int at, const char *name, unsigned depth, unsigned max_depth, uint64_t stop,
+                      uint64_t *total, kiln_error_t *err)
+{
+    struct stat st;
+    struct dirent *e;
+    DIR *d;
+    int fd, r = 0;
+
+    if (fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : kiln_error_set(err, errno, "stat %s", name);
+    *total += (uint64_t)st.st_blocks * 512;
+    if (!S_ISDIR(st.st_mode) || (stop && *total > stop))
+        return 0;
+    if (depth >= max_depth)
+        return kiln_error_set(err, ELOOP, "%s: directories nested more than %u deep", name,
+                              max_depth);
+    fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : kiln_error_set(err, errno, "open %s", name);
+    if ((d = fdopendir(fd)) == NULL) {
+        close(fd);
+        return kiln_error_set(err, errno, "list %s", name);
+    }
+    while (r == 0 && (e = readdir(d)) != NULL && !(stop && *total > stop)) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        r = usage_walk(dirfd(d), e->d_name, depth + 1, max_depth, stop, total, err);
+    }
+    closedir(d);
+    return r;
+}
+
+int kiln_fs_usage_at(int dirfd, const char *name, unsigned max_depth, uint64_t stop, uint64_t *out,
+                     kiln_error_t *err)
+{
+    uint64_t total = 0;
+
+    if (usage_walk(dirfd, name, 0, max_depth, stop, &total, err) < 0)
+        return -1;
+    *out = total;
+    return 0;
+}
+
 int kiln_fs_rm_rf(const char *path, kiln_error_t *err)
 {
     return kiln_fs_rm_rf_at(AT_FDCWD, path, err);

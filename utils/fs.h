@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "utils/error.h"
@@ -15,6 +16,14 @@ int kiln_fs_mkdir_p(const char *path, mode_t mode, kiln_error_t *err);
 int kiln_fs_rm_rf(const char *path, kiln_error_t *err);
 /* Same, for `name` under the directory fd `dirfd`. */
 int kiln_fs_rm_rf_at(int dirfd, const char *name, kiln_error_t *err);
+
+/* Disk space the tree `name` under dirfd takes (allocated blocks of every entry, the
+ * directory itself included; no symlink followed; a hard link counted at each name, so
+ * never less than the truth). Stops as soon as the total passes `stop` (0: never). Entries
+ * that vanish while it looks are skipped. Fails (ELOOP) naming the depth when the tree is
+ * deeper than max_depth, so a limit is never checked on part of a tree. */
+int kiln_fs_usage_at(int dirfd, const char *name, unsigned max_depth, uint64_t stop, uint64_t *out,
+                     kiln_error_t *err);
 
 /* Reads a whole file, failing (EFBIG) past `cap` bytes. *out is NUL-terminated. */
 int kiln_fs_read_file(const char *path, size_t cap, char **out, size_t *len, kiln_error_t *err);

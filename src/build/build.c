@@ -1574,6 +1574,7 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     step.limits.memory = e->req->memory_limit;
     step.limits.pids = e->req->pids_limit;
     step.limits.cpu_secs = e->req->cpu_time_limit;
+    step.limits.disk = e->req->disk_limit;
     step.log = run_log;
     step.log_opaque = st;
     for (size_t i = 0; i < st->tail_n; i++)
@@ -1581,6 +1582,15 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     st->tail_n = 0;
     if (kiln_sandbox_run(&step, &res, err) < 0) {
         kiln_error_prefix(err, "Dockerfile:%d: RUN", n->start_line);
+        goto out;
+    }
+    if (res.disk_exceeded) {
+        char lim[32];
+        kiln_size_format(e->req->disk_limit, lim, sizeof(lim));
+        kiln_error_set(err, 0,
+                       "Dockerfile:%d: process \"%s\" wrote more than the disk limit %s of a "
+                       "step (its changes to the image's files)",
+                       n->start_line, created_by, lim);
         goto out;
     }
     if (res.exit_code != 0) {

@@ -72,6 +72,9 @@ typedef struct kiln_build_request {
     uint64_t memory_limit;
     uint64_t pids_limit;
     uint64_t cpu_time_limit;
+    /* Bytes each RUN step may write to its root (checked while it runs and at its end; no
+     * file larger: sandbox.h limits.disk), 0 = none. */
+    uint64_t disk_limit;
     /* Address policy (utils/netpolicy): "CIDR[:PORT]" entries that open
      * non-public destinations to RUN steps on the nat network and to
      * host-side fetches (ADD URLs, git, registries named by the Dockerfile). */

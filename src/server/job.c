@@ -19,14 +19,32 @@
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
+#include "utils/size.h"
 
 #define METADATA_CAP (1024 * 1024)
 
 typedef struct run_ctx {
     const kiln_job_hooks_t *hooks;
     char commit[41];
-    int checkout; /* capture a commit line */
+    int checkout;        /* capture a commit line */
+    const char *outputs; /* the build's file outputs (./kiln-out), watched against disk */
+    uint64_t disk;       /* limits.disk (0 = none) */
+    time_t next_check;
+    int disk_exceeded;
 } run_ctx_t;
+
+/* Whether the build's file outputs take more than its disk limit (a tree that cannot be
+ * measured counts as more). */
+static int outputs_over(run_ctx_t *c)
+{
+    uint64_t used = 0;
+
+    if (c->disk == 0)
+        return 0;
+    if (kiln_fs_usage_at(AT_FDCWD, c->outputs, 128, c->disk, &used, NULL) < 0)
+        return 1;
+    return used > c->disk;
+}
 
 static void on_started(void *opaque, pid_t pgid, uint64_t ticks)
 {
@@ -45,6 +63,15 @@ static void on_phase(void *opaque, const char *status)
 static int on_should_stop(void *opaque)
 {
     run_ctx_t *c = opaque;
+
+    /* the runner asks every 200 ms; the outputs are measured once a second */
+    if (c->disk && !c->checkout && time(NULL) >= c->next_check) {
+        c->next_check = time(NULL) + 1;
+        if (outputs_over(c)) {
+            c->disk_exceeded = 1;
+            return 1;
+        }
+    }
     return c->hooks->should_stop ? c->hooks->should_stop(c->hooks->opaque) : 0;
 }
 
@@ -117,8 +144,8 @@ static int fs_full(const char *path)
     return path && statvfs(path, &sv) == 0 && sv.f_bavail == 0;
 }
 
-/* Whether the end of the build log reports ENOSPC (a child's own message). */
-static int log_says_no_space(const char *log_path)
+/* Whether the last 16 KiB of the build log hold needle (a child's own message). */
+static int log_tail_has(const char *log_path, const char *needle)
 {
     _cleanup_close_ int fd = open(log_path, O_RDONLY | O_CLOEXEC);
     char buf[16384 + 1];
@@ -131,8 +158,19 @@ static int log_says_no_space(const char *log_path)
     if (n <= 0)
         return 0;
     buf[n] = '\0';
-    return memmem(buf, (size_t)n, "No space left on device", 23) != NULL ||
-           memmem(buf, (size_t)n, "Disk quota exceeded", 19) != NULL;
+    return memmem(buf, (size_t)n, needle, strlen(needle)) != NULL;
+}
+
+/* Fails the build for its disk limit (reason "disk_limit"); what: what went over. */
+static void fail_disk(uint64_t disk, const char *what, kiln_job_outcome_t *out)
+{
+    char lim[32];
+
+    kiln_size_format(disk, lim, sizeof(lim));
+    snprintf(out->status, sizeof(out->status), "failed");
+    snprintf(out->reason, sizeof(out->reason), "disk_limit");
+    snprintf(out->error, sizeof(out->error), "the build went over its disk limit: %s %s", what,
+             lim);
 }
 
 /* A failed job that ran out of disk space (its own error, the log's last lines, or a full
@@ -145,7 +183,8 @@ static void judge_space(const kiln_job_env_t *env, int err_code, kiln_job_outcom
     if (strcmp(out->status, "failed") != 0 || strcmp(out->reason, "timeout") == 0)
         return;
     if (!kiln_fs_errno_no_space(err_code) && !fs_full(env->work_dir) && !fs_full(env->kiln_root) &&
-        !log_says_no_space(env->log_path))
+        !log_tail_has(env->log_path, "No space left on device") &&
+        !log_tail_has(env->log_path, "Disk quota exceeded"))
         return;
     snprintf(prev, sizeof(prev), "%s", out->error);
     snprintf(out->reason, sizeof(out->reason), "no_space");
@@ -257,7 +296,9 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
     _cleanup_free_ char *context = NULL;
     _cleanup_strv_ char **args = NULL, **argv = NULL;
     json_t *source = json_object_get(request, "source");
-    run_ctx_t ctx = {.hooks = hooks};
+    _cleanup_free_ char *outputs = kiln_xasprintf("%s/kiln-out", env->work_dir);
+    run_ctx_t ctx = {.hooks = hooks, .outputs = outputs};
+    kiln_limit_values_t lim;
     kiln_runner_result_t rr = {0};
     kiln_error_t err = {0};
     int timeout = kiln_limits_wall_time(request, env->timeout_s);
@@ -265,6 +306,8 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
     size_t n = 0;
 
     memset(out, 0, sizeof(*out));
+    kiln_limits_values(json_object_get(request, "limits"), &lim);
+    ctx.disk = lim.disk;
     if (kiln_fs_rm_rf(env->work_dir, &err) < 0 || kiln_fs_mkdir_p(env->work_dir, 0700, &err) < 0)
         goto error;
 
@@ -346,8 +389,14 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
                         &ops, &ctx, &rr, &err) < 0)
         goto error;
     out->result = read_result(meta);
-    if (judge(&rr, timeout, "kiln build", "build_failed", out))
+    if (ctx.disk_exceeded || (rr.exit_code == 0 && !rr.stopped && outputs_over(&ctx))) {
+        fail_disk(ctx.disk, "its file outputs (./kiln-out) took more than", out);
+    } else if (judge(&rr, timeout, "kiln build", "build_failed", out)) {
         keep_files(env, out);
+    } else if (strcmp(out->reason, "build_failed") == 0 &&
+               log_tail_has(env->log_path, "than the disk limit")) {
+        fail_disk(ctx.disk, "a RUN step wrote more than", out);
+    }
     judge_space(env, 0, out);
     kiln_fs_rm_rf(env->work_dir, NULL);
     return;

@@ -26,6 +26,7 @@ static const struct limit_def {
      "--max-build-cpu-time"},
     {"wall_time", offsetof(kiln_limit_values_t, wall_time), 0, MAX_SECONDS, "--build-timeout",
      NULL},
+    {"disk", offsetof(kiln_limit_values_t, disk), 1, 0, NULL, NULL},
 };
 #define N_LIMITS (sizeof(defs) / sizeof(defs[0]))
 
@@ -99,7 +100,7 @@ static int parse_object(json_t *v, const char *where, int quoted, kiln_limit_val
                                      : "%s: must "
                                        "be an "
                                        "object (%s)",
-                              where, "memory, pids, cpu_time, wall_time");
+                              where, "memory, pids, cpu_time, wall_time, disk");
     json_object_foreach(v, key, x)
     {
         size_t i = 0;
@@ -147,7 +148,8 @@ void kiln_limits_policy_builtin(kiln_limits_policy_t *p, uint64_t wall_time)
 {
     const kiln_limit_values_t builtin = {.memory = KILN_LIMITS_BUILTIN_MEMORY,
                                          .pids = KILN_LIMITS_BUILTIN_PIDS,
-                                         .wall_time = wall_time};
+                                         .wall_time = wall_time,
+                                         .disk = KILN_LIMITS_BUILTIN_DISK};
 
     for (size_t i = 0; i < N_LIMITS; i++) {
         uint64_t *d = slot(&p->def, i), m = get(&p->max, i);
@@ -168,12 +170,12 @@ int kiln_limits_policy_finish(kiln_limits_policy_t *p, kiln_error_t *err)
         if (*d > *m) {
             show(i, *d, a, sizeof(a));
             show(i, *m, b, sizeof(b));
-            return kiln_error_set(err, 0,
-                                  "the default %s %s (%s or \"limits\" in the config) is above "
-                                  "its maximum %s (%s%s\"max_limits\" in the config)",
-                                  defs[i].name, a, defs[i].opt, b,
-                                  defs[i].max_opt ? defs[i].max_opt : "",
-                                  defs[i].max_opt ? " or " : "");
+            return kiln_error_set(
+                err, 0,
+                "the default %s %s (%s%s\"limits\" in the config) is above "
+                "its maximum %s (%s%s\"max_limits\" in the config)",
+                defs[i].name, a, defs[i].opt ? defs[i].opt : "", defs[i].opt ? " or " : "", b,
+                defs[i].max_opt ? defs[i].max_opt : "", defs[i].max_opt ? " or " : "");
         }
     }
     return 0;
@@ -274,7 +276,7 @@ int kiln_limits_apply(json_t *stored, const kiln_limits_policy_t *p, kiln_error_
                                   defs[i].name);
         }
     }
-    if (v.memory || v.pids || v.cpu_time || v.wall_time)
+    if (v.memory || v.pids || v.cpu_time || v.wall_time || v.disk)
         json_object_set_new(stored, "limits", kiln_limits_json(&v));
     else
         json_object_del(stored, "limits");

@@ -1,9 +1,11 @@
 /* kiln server — per-build limits: the "limits" field of a build request
- * ({"memory": "512m" | BYTES, "pids": N, "cpu_time": SECONDS, "wall_time": SECONDS}), the
+ * ({"memory": "512m" | BYTES, "pids": N, "cpu_time": SECONDS, "wall_time": SECONDS,
+ *   "disk": "10g" | BYTES}), the
  * defaults and maxima of `kiln serve` / `kiln worker` (the config's "limits" and
  * "max_limits", a tenant's "limits", --build-memory, --max-build-memory, …, built-in
- * defaults), and the `kiln build` flags they become (--memory, --pids-limit, --cpu-time;
- * wall_time is the runner's timeout of the whole build). */
+ * defaults), and the `kiln build` flags they become (--memory, --pids-limit, --cpu-time,
+ * --disk-limit; wall_time is the runner's timeout of the whole build, and the runner
+ * watches the file outputs against disk). */
 #ifndef KILN_SERVER_LIMITS_H
 #define KILN_SERVER_LIMITS_H
 
@@ -18,6 +20,8 @@ typedef struct kiln_limit_values {
     uint64_t pids;      /* processes, 0 = none */
     uint64_t cpu_time;  /* CPU seconds of each process, 0 = none */
     uint64_t wall_time; /* seconds of the whole build (checkout + build), 0 = none */
+    uint64_t disk;      /* bytes each RUN step may write (its upper dir; no file larger) and
+                           the build's file outputs (./kiln-out) may take, 0 = none */
 } kiln_limit_values_t;
 
 typedef struct kiln_limits_policy {
@@ -29,6 +33,7 @@ typedef struct kiln_limits_policy {
  * config says: every build is bounded (see kiln_limits_policy_builtin). */
 #define KILN_LIMITS_BUILTIN_MEMORY (4ULL << 30)
 #define KILN_LIMITS_BUILTIN_PIDS 4096ULL
+#define KILN_LIMITS_BUILTIN_DISK (20ULL << 30)
 
 /* Long options of the policy, for serve and worker (ids from KILN_LIMITS_OPT_BASE). */
 #define KILN_LIMITS_OPT_BASE 900
@@ -62,7 +67,7 @@ int kiln_limits_opt(kiln_limits_policy_t *p, int c, const char *arg, kiln_error_
 int kiln_limits_policy_config(kiln_limits_policy_t *p, json_t *limits, json_t *max_limits,
                               kiln_error_t *err);
 
-/* Fills unset defaults with the built-in ones: memory 4g, pids 4096, wall_time (the
+/* Fills unset defaults with the built-in ones: memory 4g, pids 4096, disk 20g, wall_time (the
  * --build-timeout of the command; 0 = none). Only the process that runs builds does this
  * (kiln serve without --queue, kiln worker), so a queue's workers set their own. */
 void kiln_limits_policy_builtin(kiln_limits_policy_t *p, uint64_t wall_time);

@@ -572,6 +572,8 @@ int kiln_request_argv(json_t *stored, const char *context_dir, json_t *secret_fi
             push(&a, kiln_xasprintf("--pids-limit=%llu", (unsigned long long)lim.pids));
         if (lim.cpu_time)
             push(&a, kiln_xasprintf("--cpu-time=%llu", (unsigned long long)lim.cpu_time));
+        if (lim.disk)
+            push(&a, kiln_xasprintf("--disk-limit=%llu", (unsigned long long)lim.disk));
     }
     json_array_foreach(json_object_get(stored, "allow"), i, v)
     {

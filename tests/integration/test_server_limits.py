@@ -29,7 +29,8 @@ app = upload(base + "RUN echo limits-app > /app\n")
 # --- bad limits: 400 naming the field ---
 for lim, field in (({"memory": "1g"}, "limits.memory"), ({"pids": 1000}, "limits.pids"),
                    ({"pids": "many"}, "limits.pids"), ({"memory": "12q"}, "limits.memory"),
-                   ({"cpu_time": 0}, "limits.cpu_time"), ({"disk": 1}, "limits.disk"),
+                   ({"cpu_time": 0}, "limits.cpu_time"), ({"disk": "1t"}, "limits.disk"),
+                   ({"wall_time": 7200}, "limits.wall_time"), ({"bogus": 1}, "limits.bogus"),
                    ("512m", "limits")):
     st, body = srv.submit({"source": {"context": app}, "limits": lim})
     T.check("limits %s => 400 naming %s" % (lim, field),
@@ -39,14 +40,14 @@ for lim, field in (({"memory": "1g"}, "limits.memory"), ({"pids": 1000}, "limits
 st, body = srv.submit({"source": {"context": forks}})
 b = srv.wait_status(body["id"], ("succeeded", "failed"), timeout=300)
 T.check("defaults: the record shows the server's limits",
-        b.get("limits") == {"memory": "256m", "pids": 64, "wall_time": 3600}, b)
+        b.get("limits") == {"memory": "256m", "pids": 64, "wall_time": 3600, "disk": "20g"}, b)
 T.check("defaults: 40 processes fit under --build-pids 64", b["status"] == "succeeded",
         log_of(b["id"]))
 st, body = srv.submit({"source": {"context": forks2}, "limits": {"pids": 16}})
 b = srv.wait_status(body["id"], ("succeeded", "failed"), timeout=300)
 log = log_of(b["id"])
 T.check("pids 16: the record shows the request's limit",
-        b.get("limits") == {"memory": "256m", "pids": 16, "wall_time": 3600}, b)
+        b.get("limits") == {"memory": "256m", "pids": 16, "wall_time": 3600, "disk": "20g"}, b)
 T.check("pids 16: the build fails, the log shows the failed fork and the limit",
         b["status"] == "failed" and "can't fork" in log and "pids 16" in log, (b, log))
 
@@ -57,7 +58,7 @@ log = log_of(b["id"])
 T.check("memory 32m: 160 MiB step fails, out of memory in the log",
         b["status"] == "failed" and "out of memory" in log and "memory 32m" in log, (b, log))
 T.check("memory 32m: the record shows it",
-        b.get("limits") == {"memory": "32m", "pids": 64, "cpu_time": 120, "wall_time": 3600}, b)
+        b.get("limits") == {"memory": "32m", "pids": 64, "cpu_time": 120, "wall_time": 3600, "disk": "20g"}, b)
 
 # --- bytes pushed ---
 name = "%s/limits/app:1" % reg

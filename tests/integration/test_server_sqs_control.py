@@ -97,7 +97,7 @@ T.check("the secret value is nowhere in the server's state or logs",
 T.check("nor in the worker's files", not tree_has(os.path.join(T.tmp, "w1"), SECRET),
         tree_has(os.path.join(T.tmp, "w1"), SECRET))
 T.check("the worker applied its default limits; the record has the bytes it pushed",
-        (b.get("result") or {}).get("kiln.limits") == {"memory": "4g", "pids": 256} and b.get("bytes_pushed", 0) > 0,
+        (b.get("result") or {}).get("kiln.limits") == {"memory": "4g", "pids": 256, "disk": "20g"} and b.get("bytes_pushed", 0) > 0,
         b)
 T.check("/metrics counts the worker's pushed bytes",
         srv.metrics().get("kiln_bytes_pushed_total") == b.get("bytes_pushed"), srv.metrics())

@@ -267,6 +267,50 @@ static void test_timeout_and_signal(void **state)
     kiln_buf_free(&c.errs);
 }
 
+/* Runs argv under a 1 MiB disk limit (and a 60 s timeout it should never reach). */
+static void run_disk_limited(const char *const *argv, kiln_step_result_t *res)
+{
+    kiln_limits_t lim = {.timeout_ms = 60000, .disk = 1 << 20};
+    captured_t c = {0};
+    kiln_error_t err = {0};
+
+    kiln_buf_init(&c.out, 1 << 16);
+    kiln_buf_init(&c.errs, 1 << 16);
+    assert_int_equal(run_step(argv, &lim, &c, res, &err), 0);
+    kiln_buf_free(&c.out);
+    kiln_buf_free(&c.errs);
+}
+
+/* A disk limit: a step that keeps writing is stopped (not by its timeout); one that writes
+ * past it faster than a check finishes is caught at its end; no single file grows past it
+ * (RLIMIT_FSIZE); a step within it is left alone. */
+static void test_disk_limit(void **state)
+{
+    static const char *const flood[] = {
+        "sh", "-c", "i=0; while :; do head -c 262144 /dev/zero > /f$i; i=$((i+1)); done", NULL};
+    static const char *const burst[] = {
+        "sh", "-c", "head -c 700000 /dev/urandom > /a && head -c 700000 /dev/urandom > /b", NULL};
+    static const char *const big[] = {"sh", "-c", "head -c 3000000 /dev/zero > /big; exit 0", NULL};
+    static const char *const small[] = {"sh", "-c", "head -c 100000 /dev/urandom > /a", NULL};
+    kiln_step_result_t res;
+    (void)state;
+    if (!can_run())
+        skip();
+    run_disk_limited(flood, &res);
+    assert_true(res.disk_exceeded);
+    assert_false(res.timed_out);
+    assert_int_equal(res.exit_code, 137);
+    run_disk_limited(burst, &res);
+    assert_true(res.disk_exceeded);
+    /* the file stops at 1 MiB (SIGXFSZ): the step's root then holds about the limit */
+    run_disk_limited(big, &res);
+    assert_int_equal(res.exit_code, 0);
+    assert_false(res.timed_out);
+    run_disk_limited(small, &res);
+    assert_false(res.disk_exceeded);
+    assert_int_equal(res.exit_code, 0);
+}
+
 typedef struct worker {
     int index;
     int ok;
@@ -495,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_output_and_status),
         cmocka_unit_test(test_long_line_is_cut),
         cmocka_unit_test(test_timeout_and_signal),
+        cmocka_unit_test(test_disk_limit),
         cmocka_unit_test(test_concurrent_steps),
         cmocka_unit_test(test_seccomp_prepare),
         cmocka_unit_test(test_cgroup),
