@@ -34,7 +34,8 @@ static void serve_usage(void)
         "  --listen HOST:PORT      address to listen on (default 127.0.0.1:8080)\n"
         "  --root DIR              state directory: database, logs (default /var/lib/kiln/server)\n"
         "  --workers N             concurrent builds (default 2)\n"
-        "  --config FILE           JSON config: API tokens, webhook projects\n"
+        "  --config FILE           JSON config: tenants and their API tokens, webhook\n"
+        "                          projects, policy, bounds (docs/server-config.md)\n"
         "  --no-auth               allow running without any API token (development only)\n"
         "  --kiln-root DIR         kiln root for checkouts and builds (blob store, caches)\n"
         "  --build-command PATH    program run as `PATH checkout|build …` (default: this kiln;\n"
@@ -72,7 +73,8 @@ static void serve_usage(void)
         "  --job-key-file FILE     with --queue: seal build secrets in job messages with this\n"
         "                          AES-256 key (64 hex digits; the workers have it too; env\n"
         "                          KILN_JOB_KEY_FILE); without it secrets are refused\n\n"
-        "API tokens also come from KILN_API_TOKENS (comma-separated).\n");
+        "API tokens also come from KILN_API_TOKENS (comma-separated): like the config's\n"
+        "top-level \"tokens\", they are tenant \"default\"'s (so are --no-auth requests).\n");
 }
 
 static void kill_stale(pid_t pgid, uint64_t ticks, void *opaque)
