@@ -39,7 +39,7 @@ def build(tenant, dockerfile, args=None):
 
 
 def seen(log):
-    m = re.search(r"SEEN:\[([^\]]*)\]", log)
+    m = re.search(r"(?m)^#\d+ SEEN:\[([^\]]*)\]", log)
     return m.group(1).split() if m else None
 
 
