@@ -125,9 +125,13 @@ static int load_restrictions(kiln_tenant_t *t, json_t *o, const char *where, kil
             return kiln_error_set(err, 0, "%s.outputs: must be an object", where);
         json_object_foreach(outputs, key, v)
         {
-            if (strcmp(key, "registry") != 0 && strcmp(key, "s3") != 0)
-                return kiln_error_set(
-                    err, 0, "%s.outputs.%s: unknown key (expected registry or s3)", where, key);
+            /* notify: exact targets, checked by the output rules (outconf.h) */
+            if (strcmp(key, "registry") != 0 && strcmp(key, "s3") != 0 &&
+                strcmp(key, "notify") != 0)
+                return kiln_error_set(err, 0,
+                                      "%s.outputs.%s: unknown key (expected registry, s3 or "
+                                      "notify)",
+                                      where, key);
         }
         if (load_prefixes(outputs, "registry", where, &t->registry_prefixes, err) < 0 ||
             load_prefixes(outputs, "s3", where, &t->s3_prefixes, err) < 0)
