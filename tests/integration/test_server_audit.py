@@ -1,6 +1,7 @@
-"""kiln serve: the access log (a JSON line per request, never a token, signature or query),
-the audit trail on each build ("triggered_by"), and replayed webhook deliveries / retried
-submissions that answer the build they already started, also after a restart.
+"""kiln serve with two tenants: the access log (a JSON line per request with its tenant,
+never a token, signature or query), the audit trail on each build ("triggered_by"), and
+replayed webhook deliveries / retried submissions that answer the build they already started
+(per tenant / project), also after a restart.
 
 The builds run a stand-in build command: this is about the server's records."""
 import hashlib
@@ -12,18 +13,22 @@ import stat
 import time
 
 from kilntest import T
-from server_common import TOKEN, Server, write_fake_build
+from server_common import Server, write_fake_build
 
 fake = write_fake_build(T.tmp)
 GH_SECRET = "gh-secret-audit-1"
 GL_TOKEN = "gl-token-audit-1"
 BAD_TOKEN = "wrong-token-audit-xyz"
 QUERY_SECRET = "query-secret-audit-q"
+TOKEN = "acme-audit-token-0123456789"
+GLOBEX = "globex-audit-token-9876543210"
+GLOBEX_HASH = "sha256:" + hashlib.sha256(GLOBEX.encode()).hexdigest()
 config = {
-    "tokens": [TOKEN],
+    "tenants": [{"name": "acme", "tokens": [TOKEN]},
+                {"name": "globex", "tokens": [GLOBEX_HASH]}],
     "projects": [
         {"name": "app", "github": "acme/app", "secret": GH_SECRET, "gitlab": "acme/app",
-         "gitlab_token": GL_TOKEN},
+         "gitlab_token": GL_TOKEN, "tenant": "globex"},
     ],
 }
 root = os.path.join(T.tmp, "root")
@@ -69,8 +74,8 @@ def body_of(raw):
     return json.loads(raw) if raw else None
 
 
-def builds():
-    return srv.request("GET", "/v1/builds?limit=500")[1]["builds"]
+def builds(token=GLOBEX):
+    return srv.request("GET", "/v1/builds?limit=500", token=token)[1]["builds"]
 
 
 # --- the access log: a few routes, their lines, the X-Request-Id they share ---
@@ -81,11 +86,16 @@ T.check("open route: no tenant, route, status, bytes, duration, remote, RFC 3339
         e and e["tenant"] is None and e["route"] == "/healthz" and e["method"] == "GET" and
         e["status"] == 200 and e["bytes"] > 0 and e["duration_ms"] >= 0 and
         e["remote"] == "127.0.0.1" and len(e["time"]) == 24 and e["time"].endswith("Z"), e)
-st, _, h = srv.request("GET", "/v1/builds?limit=5&token=" + QUERY_SECRET, raw=True)
+st, _, h = srv.request("GET", "/v1/builds?limit=5&token=" + QUERY_SECRET, token=TOKEN,
+                       raw=True)
 e = line_for(access, h.get("X-Request-Id"))
-T.check("authenticated GET: tenant default, route without the query",
-        st == 200 and e and e["tenant"] == "default" and e["route"] == "/v1/builds" and
+T.check("authenticated GET: the token's tenant, route without the query",
+        st == 200 and e and e["tenant"] == "acme" and e["route"] == "/v1/builds" and
         e["status"] == 200, e)
+st, _, h = srv.request("GET", "/v1/builds", token=GLOBEX, raw=True)
+e = line_for(access, h.get("X-Request-Id"))
+T.check("the other tenant's request logged with its tenant", st == 200 and e and
+        e["tenant"] == "globex", e)
 st, _, h = srv.request("GET", "/v1/builds", token=BAD_TOKEN, raw=True)
 e = line_for(access, h.get("X-Request-Id"))
 T.check("401 logged without a tenant", st == 401 and e and e["status"] == 401 and
@@ -97,26 +107,38 @@ for _ in range(3):
 T.check("request ids differ", len(ids) == 3, ids)
 
 # --- the audit trail of an API build; a retried submission with an Idempotency-Key ---
-st, raw, h = srv.request("POST", "/v1/builds", body={"source": GIT},
+st, raw, h = srv.request("POST", "/v1/builds", body={"source": GIT}, token=TOKEN,
                          headers={"Idempotency-Key": "deploy-42"}, raw=True)
 first = body_of(raw)
 T.check("submit with Idempotency-Key => 202", st == 202, raw)
 e = line_for(access, h.get("X-Request-Id"))
 T.check("POST logged with its status and tenant", e and e["status"] == 202 and
-        e["tenant"] == "default" and e["method"] == "POST", e)
-st, raw, _ = srv.request("POST", "/v1/builds", body={"source": GIT},
+        e["tenant"] == "acme" and e["method"] == "POST", e)
+st, raw, _ = srv.request("POST", "/v1/builds", body={"source": GIT}, token=TOKEN,
                          headers={"Idempotency-Key": "deploy-42"}, raw=True)
 again = body_of(raw)
 T.check("same Idempotency-Key => 200 with the first build, replayed",
         st == 200 and again["id"] == first["id"] and again.get("replayed") is True, raw)
-st, raw, _ = srv.request("POST", "/v1/builds", body={"source": GIT},
+st, raw, _ = srv.request("POST", "/v1/builds", body={"source": GIT}, token=TOKEN,
                          headers={"Idempotency-Key": "bad key"}, raw=True)
 T.check("malformed Idempotency-Key => 400 naming the header",
         st == 400 and "Idempotency-Key" in body_of(raw)["error"], raw)
-b = srv.get(first["id"])
+st, b = srv.request("GET", "/v1/builds/" + first["id"], token=TOKEN)
 T.check("API build: triggered_by names the tenant, the token id (not the token), the key",
-        b["triggered_by"] == {"via": "api", "tenant": "default", "token": TOKEN_ID,
+        b["triggered_by"] == {"via": "api", "tenant": "acme", "token": TOKEN_ID,
                               "idempotency_key": "deploy-42"}, b.get("triggered_by"))
+st, raw, _ = srv.request("POST", "/v1/builds", body={"source": GIT}, token=GLOBEX,
+                         headers={"Idempotency-Key": "deploy-42"}, raw=True)
+other = body_of(raw)
+T.check("the same Idempotency-Key from another tenant is that tenant's own build",
+        st == 202 and other["id"] != first["id"], raw)
+st, raw, _ = srv.request("POST", "/v1/builds", body={"source": GIT}, token=GLOBEX,
+                         headers={"Idempotency-Key": "deploy-42"}, raw=True)
+T.check("its retry answers its own build", st == 200 and body_of(raw)["id"] == other["id"], raw)
+st, b = srv.request("GET", "/v1/builds/" + other["id"], token=GLOBEX)
+T.check("a sha256: token is named by the start of its configured hash",
+        b["triggered_by"]["tenant"] == "globex" and
+        b["triggered_by"]["token"] == GLOBEX_HASH[:19], b.get("triggered_by"))
 
 # --- GitHub: a redelivered push starts one build ---
 push = {"ref": "refs/heads/main", "after": "a" * 40, "pusher": {"name": "alice"},
@@ -129,7 +151,7 @@ gh1 = body_of(raw)
 T.check("github push with a delivery id => 202", st == 202, raw)
 e = line_for(access, h.get("X-Request-Id"))
 T.check("webhook logged with its project's tenant", e and e["route"] == "/v1/hooks/github" and
-        e["status"] == 202 and e["tenant"] == "default", e)
+        e["status"] == 202 and e["tenant"] == "globex", e)
 st, raw, _ = github(push, delivery="72d3162e-cc78-11e3-81ab-4c9367dc0958")
 gh2 = body_of(raw)
 T.check("replayed GitHub delivery => 200 with the same build",
@@ -142,9 +164,9 @@ T.check("another delivery of the same push is another build",
 st, raw, _ = github(push, delivery="x" * 200)
 T.check("malformed X-GitHub-Delivery => 400 naming it",
         st == 400 and "X-GitHub-Delivery" in body_of(raw)["error"], raw)
-b = srv.get(gh1["id"])
+st, b = srv.request("GET", "/v1/builds/" + gh1["id"], token=GLOBEX)
 T.check("GitHub build: triggered_by names the project, delivery, pusher, commit author",
-        b["triggered_by"] == {"via": "github", "tenant": "default", "project": "app",
+        b["triggered_by"] == {"via": "github", "tenant": "globex", "project": "app",
                               "delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958",
                               "event": "push", "pusher": "alice", "commit_author": "bob"},
         b.get("triggered_by"))
@@ -166,9 +188,9 @@ T.check("GitLab retry with the same Idempotency-Key => the same build",
         st == 202 and st2 == 200 and body_of(raw2)["id"] == body_of(raw)["id"], (raw, raw2))
 T.check("replayed GitLab deliveries started one build each", len(builds()) == n0 + 2,
         [x["id"] for x in builds()])
-b = srv.get(gl1["id"])
+st, b = srv.request("GET", "/v1/builds/" + gl1["id"], token=GLOBEX)
 T.check("GitLab build: triggered_by names the delivery, pusher and commit author",
-        b["triggered_by"] == {"via": "gitlab", "tenant": "default", "project": "app",
+        b["triggered_by"] == {"via": "gitlab", "tenant": "globex", "project": "app",
                               "delivery": "13792a34-cac6-4fda-95a8-c58e00a3954e",
                               "event": "Push Hook", "pusher": "carol", "commit_author": "Eve"},
         b.get("triggered_by"))
@@ -176,7 +198,7 @@ st, raw, _ = gitlab(gl, {"X-Gitlab-Event-UUID": "u-9"}, token="not-the-token")
 T.check("GitLab bad token => 401", st == 401, raw)
 
 # --- log following: the bytes of a streamed answer are counted ---
-st, log, h = srv.request("GET", "/v1/builds/%s/logs?follow=1" % first["id"], raw=True,
+st, log, h = srv.request("GET", "/v1/builds/%s/logs?follow=1" % first["id"], token=TOKEN, raw=True,
                          timeout=120)
 e = line_for(access, h.get("X-Request-Id"))
 T.check("followed log: its streamed bytes logged", st == 200 and e and e["bytes"] == len(log),
@@ -184,7 +206,7 @@ T.check("followed log: its streamed bytes logged", st == 200 and e and e["bytes"
 
 # --- nothing secret in the file; its mode ---
 text = open(access).read()
-leaks = [s for s in (TOKEN, BAD_TOKEN, GH_SECRET, GL_TOKEN, QUERY_SECRET, "Bearer",
+leaks = [s for s in (TOKEN, GLOBEX, BAD_TOKEN, GH_SECRET, GL_TOKEN, QUERY_SECRET, "Bearer",
                      "sha256=", "not-the-token") if s in text]
 T.check("no token, secret, signature or query in the access log", not leaks, leaks)
 T.check("every line is JSON with the documented keys", all(
@@ -224,5 +246,6 @@ T.check("without --access-log the lines go to the server's log stream (stderr)",
         found is not None and found["route"] == "/v1/hooks/github" and found["status"] == 200,
         srv.server_log()[-2000:])
 T.check("no secret on the server's log stream either",
-        not [s for s in (TOKEN, GH_SECRET, GL_TOKEN, QUERY_SECRET) if s in srv.server_log()])
+        not [s for s in (TOKEN, GLOBEX, GH_SECRET, GL_TOKEN, QUERY_SECRET)
+             if s in srv.server_log()])
 T.done()
