@@ -100,6 +100,17 @@ st, _, h = srv.request("GET", "/v1/builds", token=BAD_TOKEN, raw=True)
 e = line_for(access, h.get("X-Request-Id"))
 T.check("401 logged without a tenant", st == 401 and e and e["status"] == 401 and
         e["tenant"] is None, e)
+# hostile paths: an encoded newline / quote / escape cannot forge a line; an encoded '?' is
+# a query (cut), so what follows it never lands in the log
+st, _, h = srv.request("GET", "/v1/x%0a%22forged%22:1%1b[2J", token=None, raw=True)
+e = line_for(access, h.get("X-Request-Id"))
+T.check("encoded control characters stay inside one escaped route",
+        e and e["route"].startswith("/v1/x") and "\n" in e["route"] and e["status"] == 401 and
+        all(set(x) >= {"route"} for x in log_lines(access)), e)
+st, _, h = srv.request("POST", "/v1/hooks/github%3Ftoken=" + QUERY_SECRET, token=None, raw=True)
+e = line_for(access, h.get("X-Request-Id"))
+T.check("an encoded '?' ends the route (the rest never logged)",
+        e and e["route"] == "/v1/hooks/github" and QUERY_SECRET not in open(access).read(), e)
 ids = set()
 for _ in range(3):
     _, _, h = srv.request("GET", "/healthz", token=None, raw=True)
