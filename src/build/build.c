@@ -24,6 +24,7 @@
 #include "oci/layer_write.h"
 #include "oci/layout.h"
 #include "oci/registry.h"
+#include "sandbox/diff.h"
 #include "sandbox/sandbox.h"
 #include "src/build/entitlement.h"
 #include "src/build/lowerview.h"
@@ -1101,6 +1102,36 @@ static int bind_source(int rootfd, const char *src, const char *what, char **out
     return 0;
 }
 
+/* A stage's files reach a bind mount hardlinked from the shared unpacked
+ * layer dirs, read-only. A RUN --security=insecure step holds CAP_SYS_ADMIN in
+ * its user namespace and could remount that rw and write through the links
+ * into trees other builds (other tenants) use, or into the build context (the
+ * caller's directory) for a context bind: it gets a private copy instead.
+ * *src is replaced by the copy, which lives in *view (the view the copy was
+ * made from, when there is one, goes at once; *view is removed after the step). */
+static int insecure_bind_copy(engine_t *e, char **src, char **view, kiln_error_t *err)
+{
+    _cleanup_free_ char *dir = NULL;
+    char *copy;
+
+    if (kiln_fs_mkdtemp(e->work, "bindcopy-", &dir, err) < 0)
+        return -1;
+    copy = kiln_xasprintf("%s/t", dir);
+    if (kiln_diff_copy_tree(*src, copy, err) < 0) {
+        free(copy);
+        kiln_fs_rm_rf(dir, NULL);
+        return -1;
+    }
+    free(*src);
+    *src = copy;
+    if (*view != NULL) {
+        kiln_fs_rm_rf(*view, NULL);
+        free(*view);
+    }
+    *view = steal_pointer(&dir);
+    return 0;
+}
+
 static int parse_mount(engine_t *e, stage_t *st, const char *spec, kiln_mount_t *m, char **owned,
                        int *lock_fd, bind_src_t *bs, kiln_error_t *err)
 {
@@ -1477,6 +1508,14 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
         const char *root = NULL;
         char *src;
         int r;
+        if (binds[i].context && sec.insecure) {
+            /* the context is the caller's own directory: not writable either */
+            if (insecure_bind_copy(e, &owned[2 * i], &views[i], err) < 0) {
+                kiln_error_prefix(err, "Dockerfile:%d: RUN bind mount", n->start_line);
+                goto out;
+            }
+            mounts[i].src = owned[2 * i];
+        }
         if (binds[i].dep == NULL)
             continue;
         _cleanup_close_ int rootfd = -1;
@@ -1493,6 +1532,11 @@ static int do_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
             goto out;
         }
         src = kiln_xasprintf("%s%s", root, strcmp(canon, "/") == 0 ? "" : canon);
+        if (sec.insecure && insecure_bind_copy(e, &src, &views[i], err) < 0) {
+            free(src);
+            kiln_error_prefix(err, "Dockerfile:%d: RUN bind mount", n->start_line);
+            goto out;
+        }
         free(owned[2 * i]);
         owned[2 * i] = src;
         mounts[i].src = src;

@@ -316,6 +316,35 @@ T.check("  ... the blobs it fetched are marked as its own",
         not os.path.exists(os.path.join(ROOT, "ns", "globex", "blobs", secret_desc["digest"][7:])))
 srv.shutdown()
 
+# --- RUN --security=insecure cannot write into shared layer trees or the context ---
+# (CAP_SYS_ADMIN in its user namespace: it can remount its bind mounts rw)
+POISON = ("FROM {base} AS s\nRUN echo layer > /f\nFROM {base}\n"
+          "RUN --security=insecure --mount=type=bind,from=s,target=/m "
+          "--mount=type=bind,target=/ctx sh -c 'busybox mount -o remount,rw,bind /m; "
+          "busybox mount -o remount,rw,bind /ctx; echo poisoned > /m/f; "
+          "echo poisoned >> /m/etc/group; echo poisoned > /ctx/c; cat /m/f /ctx/c'\n")
+r, out = build(POISON.format(base=BASE), "acme", files={"c": "context\n"},
+               extra=("--allow", "security.insecure"), base=False)
+T.check("an insecure step's writes through rw-remounted bind mounts stay in its copies",
+        r.returncode == 0 and "poisoned\npoisoned" in r.stderr.replace("#4 ", ""),
+        r.stderr[-2000:])
+poisoned = []
+for d, _, names in os.walk(os.path.join(ROOT, "build", "lowers")):
+    for nm in names:
+        p = os.path.join(d, nm)
+        if os.path.isfile(p) and not os.path.islink(p) and os.path.getsize(p) < 1 << 20:
+            with open(p, "rb") as f:
+                if b"poisoned" in f.read():
+                    poisoned.append(p)
+T.check("  ... no shared layer tree was written (stage files and base image files)", not poisoned,
+        poisoned)
+T.check("  ... the build context was not written",
+        read(os.path.join(T.tmp, f"ctx{N[0]}", "c")) == "context\n")
+r, out = build("RUN cat /etc/group > /g\n", "globex", extra=("--no-cache",))
+T.check("  ... another namespace's build of the same base sees the base unchanged",
+        r.returncode == 0 and "poisoned" not in (read(os.path.join(out, "g")) or "poisoned"),
+        r.stderr[-1000:])
+
 # --- kiln prune finds namespaced step cache entries ---------------------------
 for fn in os.listdir(os.path.join(ROOT, "refs")):  # every entry last used a day ago
     os.utime(os.path.join(ROOT, "refs", fn), (os.path.getmtime(ROOT) - 86400,) * 2)
