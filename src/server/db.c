@@ -33,6 +33,7 @@ typedef struct db_reader {
     sqlite3_stmt *get;
     sqlite3_stmt *phases;
     sqlite3_stmt *status;
+    sqlite3_stmt *owner;
 } db_reader_t;
 
 struct kiln_db {
@@ -83,6 +84,7 @@ static const char schema[] =
 static const char get_sql[] = "SELECT " ROW_COLUMNS " FROM builds WHERE id = ?1";
 
 static const char status_sql[] = "SELECT status FROM builds WHERE id = ?1";
+static const char owner_sql[] = "SELECT tenant FROM builds WHERE id = ?1";
 static const char phases_sql[] =
     "SELECT name, started, finished FROM phases WHERE build_seq = ?1 ORDER BY rowid";
 
@@ -193,6 +195,7 @@ static void reader_free(void *p)
     sqlite3_finalize(r->get);
     sqlite3_finalize(r->phases);
     sqlite3_finalize(r->status);
+    sqlite3_finalize(r->owner);
     sqlite3_close(r->h);
     free(r);
 }
@@ -210,7 +213,8 @@ static db_reader_t *reader_get(kiln_db_t *db)
             SQLITE_OK ||
         sqlite3_prepare_v2(r->h, get_sql, -1, &r->get, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(r->h, phases_sql, -1, &r->phases, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(r->h, status_sql, -1, &r->status, NULL) != SQLITE_OK) {
+        sqlite3_prepare_v2(r->h, status_sql, -1, &r->status, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(r->h, owner_sql, -1, &r->owner, NULL) != SQLITE_OK) {
         reader_free(r);
         return NULL;
     }
@@ -1138,9 +1142,24 @@ static int query_text(kiln_db_t *db, const char *sql, const char *key, char *buf
 
 int kiln_db_build_owned(kiln_db_t *db, const char *id, const char *tenant, kiln_error_t *err)
 {
+    /* asked before every per-build route: on this thread's reader, as the GETs themselves */
+    db_reader_t *r = reader_get(db);
     char owner[KILN_DB_TENANT_MAX + 1];
-    int rc =
-        query_text(db, "SELECT tenant FROM builds WHERE id = ?1", id, owner, sizeof(owner), err);
+    int rc;
+
+    if (r == NULL) {
+        rc = query_text(db, owner_sql, id, owner, sizeof(owner), err);
+    } else {
+        sqlite3_bind_text(r->owner, 1, id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(r->owner);
+        if (rc == SQLITE_ROW)
+            snprintf(owner, sizeof(owner), "%s", (const char *)sqlite3_column_text(r->owner, 0));
+        else if (rc != SQLITE_DONE)
+            kiln_error_set(err, 0, "database: owner of build %s: %s", id, sqlite3_errmsg(r->h));
+        sqlite3_reset(r->owner);
+        sqlite3_clear_bindings(r->owner);
+        rc = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+    }
     if (rc < 0)
         return -1;
     return rc == 1 && tenant && strcmp(owner, tenant) == 0;
