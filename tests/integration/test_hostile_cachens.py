@@ -316,6 +316,65 @@ T.check("  ... the blobs it fetched are marked as its own",
         not os.path.exists(os.path.join(ROOT, "ns", "globex", "blobs", secret_desc["digest"][7:])))
 srv.shutdown()
 
+# --- a registry cache image naming another namespace's layer ------------------
+# globex exports a real cache, rewrites its entries to name acme's secret layer (by
+# digest, as if leaked) and imports it into a fresh namespace: the entries are not imported.
+import http.client  # noqa: E402
+from kilntest import start_registry  # noqa: E402
+
+rport = start_registry()
+RREG = f"127.0.0.1:{rport}"
+
+
+def reg_call(method, path, body=None, headers=None):
+    c = http.client.HTTPConnection("127.0.0.1", rport, timeout=30)
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    data = r.read()
+    hdrs = dict(r.getheaders())
+    c.close()
+    return r.status, data, hdrs
+
+
+def reg_put_blob(repo, data):
+    st, _, h = reg_call("POST", f"/v2/{repo}/blobs/uploads/")
+    loc = h.get("Location", "")
+    loc = loc.split(f"127.0.0.1:{rport}", 1)[-1]
+    sep = "&" if "?" in loc else "?"
+    st, _, _ = reg_call("PUT", f"{loc}{sep}digest={sha(data)}", data,
+                        {"Content-Type": "application/octet-stream"})
+    return st
+
+
+CDF = "RUN echo globex > /x\n"
+r, out = build(CDF, "globex", extra=("--insecure-registry", RREG, "--cache-to",
+                                      f"type=registry,ref={RREG}/globex/cache:1,mode=max"))
+T.check("globex exports its cache to a registry", r.returncode == 0 and "exported" in r.stderr,
+        r.stderr[-1500:])
+st, mbody, _ = reg_call("GET", "/v2/globex/cache/manifests/1", headers={"Accept": MT_MANIFEST})
+cman = json.loads(mbody) if st == 200 else {"config": {"digest": ""}, "layers": []}
+st, cbody, _ = reg_call("GET", "/v2/globex/cache/blobs/" + cman["config"]["digest"])
+ccfg = json.loads(cbody) if st == 200 else {}
+entries = ccfg.get("kiln.cache.v1", {})
+for entry in entries.values():
+    if "layer" in entry:
+        entry["layer"] = secret_desc
+        entry["diff_id"] = secret_diff
+nb = json.dumps(ccfg).encode()
+ok = bool(entries) and reg_put_blob("globex/cache", nb) == 201
+cman["config"] = {"mediaType": cman["config"].get("mediaType", MT_CONFIG), "digest": sha(nb),
+                  "size": len(nb)}
+st, _, _ = reg_call("PUT", "/v2/globex/cache/manifests/2", json.dumps(cman).encode(),
+                    {"Content-Type": MT_MANIFEST})
+T.check("  ... a rewritten cache image naming acme's layer is pushed", ok and st == 201, st)
+r, out = build(CDF, "globex2", extra=("--insecure-registry", RREG, "--cache-from",
+                                       f"type=registry,ref={RREG}/globex/cache:2"))
+T.check("a cache image's entries naming a layer the namespace never fetched are not imported "
+        "(the step runs; acme's secret layer is not in the image)",
+        r.returncode == 0 and read(os.path.join(out, "x")) == "globex\n" and
+        read(os.path.join(out, "s")) is None and MARK not in r.stdout + r.stderr,
+        r.stderr[-1500:])
+
 # --- RUN --security=insecure cannot write into shared layer trees or the context ---
 # (CAP_SYS_ADMIN in its user namespace: it can remount its bind mounts rw)
 POISON = ("FROM {base} AS s\nRUN echo layer > /f\nFROM {base}\n"
