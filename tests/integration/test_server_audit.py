@@ -10,7 +10,9 @@ import json
 import os
 import signal
 import stat
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from kilntest import T
 from server_common import Server, write_fake_build
@@ -259,4 +261,33 @@ T.check("without --access-log the lines go to the server's log stream (stderr)",
 T.check("no secret on the server's log stream either",
         not [s for s in (TOKEN, GLOBEX, GH_SECRET, GL_TOKEN, QUERY_SECRET)
              if s in srv.server_log()])
+
+# --- the same delivery many times at once: one build, every answer names it ---
+n0 = len(builds())
+with ThreadPoolExecutor(max_workers=8) as pool:
+    answers = list(pool.map(lambda _: github(push, delivery="burst-delivery-1"), range(8)))
+got = {body_of(raw)["id"] for st, raw, _ in answers if st in (200, 202)}
+T.check("8 concurrent copies of a delivery: one 202, the others 200, one build",
+        sorted(st for st, _, _ in answers) == [200] * 7 + [202] and len(got) == 1 and
+        len(builds()) == n0 + 1, [(st, raw) for st, raw, _ in answers])
+srv.term()
+
+# --- queue mode: a replayed delivery sends no second job ---
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "aws"))
+import awslib  # noqa: E402
+from server_common import fauxqs_queues  # noqa: E402
+
+endpoint, jobs, events, aws_env = fauxqs_queues("kiln-audit")
+srv = Server(os.path.join(T.tmp, "qroot"), config=config,
+             extra=["--queue", jobs, "--events-queue", events], env=aws_env).start()
+st1, raw1, _ = github(push, delivery="queued-delivery-1")
+st2, raw2, _ = github(push, delivery="queued-delivery-1")
+msgs = awslib.sqs_receive(endpoint, jobs, wait=3)
+T.check("queue mode: the replay answers the first build",
+        st1 == 202 and st2 == 200 and body_of(raw1)["id"] == body_of(raw2)["id"], (raw1, raw2))
+T.check("queue mode: one job message for the two deliveries", len(msgs) == 1,
+        [m.get("Body", "")[:200] for m in msgs])
+T.check("queue mode: the job message carries no token or secret",
+        not [s for m in msgs for s in (TOKEN, GLOBEX, GH_SECRET) if s in m.get("Body", "")])
+srv.term()
 T.done()
