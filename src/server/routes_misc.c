@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "src/server/accesslog.h"
 #include "src/server/http.h"
 #include "src/server/worker.h"
 #include "utils/buf.h"
@@ -53,6 +54,12 @@ static void metrics(const kiln_http_req_t *r, kiln_http_resp_t *resp)
                      "# TYPE kiln_bytes_pushed_total counter\nkiln_bytes_pushed_total %lld\n",
                      (long long)st.duration_count, st.duration_sum, (long long)st.duration_count,
                      (long long)st.bytes_pushed);
+    kiln_buf_appendf(&b, NULL,
+                     "# HELP kiln_access_log_dropped_total Access log lines that could not be "
+                     "written (disk full, file gone).\n"
+                     "# TYPE kiln_access_log_dropped_total counter\n"
+                     "kiln_access_log_dropped_total %llu\n",
+                     (unsigned long long)kiln_accesslog_dropped(s->access_log));
     resp->body = kiln_buf_steal(&b, &resp->len);
     resp->status = 200;
     resp->content_type = "text/plain; version=0.0.4; charset=utf-8";

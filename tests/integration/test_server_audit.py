@@ -227,6 +227,8 @@ T.check("every line is JSON with the documented keys", all(
      "duration_ms"} <= set(x) for x in log_lines(access)), text[-2000:])
 T.check("access log is 0640", stat.S_IMODE(os.stat(access).st_mode) == 0o640,
         oct(os.stat(access).st_mode))
+T.check("/metrics: no access log line dropped",
+        srv.metrics().get("kiln_access_log_dropped_total") == 0.0)
 
 # --- SIGHUP reopens the file (after a rotation) ---
 os.rename(access, access + ".1")

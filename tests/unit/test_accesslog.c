@@ -11,9 +11,11 @@
 
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -218,6 +220,21 @@ static void test_log_file(void **state)
     kiln_accesslog_close(l);
     assert_int_equal(stat(other, &sb), 0);
     assert_int_equal(sb.st_mode & 07, 0);
+
+    /* a line the file cannot take (here: past RLIMIT_FSIZE) is dropped and counted */
+    {
+        struct rlimit saved, small = {.rlim_cur = 0, .rlim_max = RLIM_INFINITY};
+        assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+        small.rlim_max = saved.rlim_max;
+        signal(SIGXFSZ, SIG_IGN);
+        assert_int_equal(kiln_accesslog_open(path, &l, &err), 0);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+        kiln_accesslog_write(l, &e);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+        assert_int_equal(kiln_accesslog_dropped(l), 1);
+        kiln_accesslog_close(l);
+        assert_int_equal(count_lines(path), 2);
+    }
 
     assert_int_equal(kiln_accesslog_open(dir, &l, &err), -1);
     assert_non_null(strstr(err.msg, dir));
