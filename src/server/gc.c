@@ -23,6 +23,8 @@
 typedef struct entry {
     char *name;
     int dir;      /* the directory fd it is in */
+    size_t group; /* its index among the directories pruned together */
+    bool done;    /* removed, kept or failed: not looked at again */
     double mtime; /* newest mtime in the entry's top level */
     uint64_t size;
 } entry_t;
@@ -67,16 +69,33 @@ static int by_age(const void *a, const void *b)
     return x->mtime < y->mtime ? -1 : x->mtime > y->mtime;
 }
 
+/* Removes entry en (unless keep protects it), counting it out of *total and
+ * its directory's sum; either way it is not looked at again. */
+static void drop(const kiln_gc_opts_t *o, entry_t *en, keep_fn keep, uint64_t *total,
+                 uint64_t *sums, kiln_gc_stats_t *st)
+{
+    en->done = true;
+    if (keep != NULL && keep(o, en->name))
+        return;
+    if (o->dry_run || kiln_fs_rm_rf_at(en->dir, en->name, NULL) == 0) {
+        st->freed_bytes += en->size;
+        st->removed++;
+        *total -= en->size;
+        sums[en->group] -= en->size;
+    }
+}
+
 /* Removes entries of the directories fds (n of them, not closed; shown as what)
- * older than the age limit, then the oldest ones until their total is within
- * max_bytes, skipping those `keep` protects. */
+ * older than the age limit, then, until their total is within max_bytes, the
+ * oldest of the directory holding the most (one directory: oldest first),
+ * skipping those `keep` protects. */
 static int prune_fds(const kiln_gc_opts_t *o, const int *fds, size_t nfds, const char *what,
                      double max_age, uint64_t max_bytes, keep_fn keep, kiln_gc_stats_t *st,
                      kiln_error_t *err)
 {
     entry_t *list = NULL;
     size_t n = 0;
-    uint64_t total = 0;
+    uint64_t total = 0, *sums = kiln_xzalloc((nfds + 1) * sizeof(uint64_t));
     double now = (double)time(NULL);
 
     for (size_t k = 0; k < nfds; k++) {
@@ -89,33 +108,41 @@ static int prune_fds(const kiln_gc_opts_t *o, const int *fds, size_t nfds, const
             for (size_t i = 0; i < n; i++)
                 free(list[i].name);
             free(list);
+            free(sums);
             return kiln_error_set(err, errno, "gc: open %s", what);
         }
         while ((e = readdir(d)) != NULL && n < MAX_ENTRIES) {
-            entry_t en = {.dir = fds[k]};
+            entry_t en = {.dir = fds[k], .group = k};
             if (e->d_name[0] == '.' && (e->d_name[1] == '\0' || strcmp(e->d_name, "..") == 0))
                 continue;
             en.size = tree_size(fds[k], e->d_name, &en.mtime, 0);
             en.name = kiln_xstrdup(e->d_name);
             total += en.size;
+            sums[k] += en.size;
             list = kiln_xrealloc(list, (n + 1) * sizeof(*list));
             list[n++] = en;
         }
     }
     qsort(list, n, sizeof(*list), by_age);
-    for (size_t i = 0; i < n; i++) {
-        int old = max_age > 0 && now - list[i].mtime > max_age;
-        int big = max_bytes > 0 && total > max_bytes;
-        if ((old || big) && (keep == NULL || !keep(o, list[i].name))) {
-            if (o->dry_run || kiln_fs_rm_rf_at(list[i].dir, list[i].name, NULL) == 0) {
-                st->freed_bytes += list[i].size;
-                st->removed++;
-                total -= list[i].size;
-            }
-        }
-        free(list[i].name);
+    /* by age: every entry older than the limit */
+    for (size_t i = 0; i < n; i++)
+        if (max_age > 0 && now - list[i].mtime > max_age)
+            drop(o, &list[i], keep, &total, sums, st);
+    /* by size: the oldest entry of the directory (namespace) holding the most goes first,
+     * so a tenant filling its caches evicts its own before anyone else's */
+    while (max_bytes > 0 && total > max_bytes) {
+        entry_t *victim = NULL;
+        for (size_t i = 0; i < n; i++)
+            if (!list[i].done && (victim == NULL || sums[list[i].group] > sums[victim->group]))
+                victim = &list[i];
+        if (victim == NULL)
+            break;
+        drop(o, victim, keep, &total, sums, st);
     }
+    for (size_t i = 0; i < n; i++)
+        free(list[i].name);
     free(list);
+    free(sums);
     return 0;
 }
 

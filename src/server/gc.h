@@ -1,7 +1,9 @@
 /* kiln server — the garbage collector that keeps the disk bounded: build logs (of finished
  * builds), uploaded contexts no queued build needs, leftover scratch and secret directories,
- * and in the kiln root the git mirrors and RUN cache mounts — each by age and total size,
- * oldest first — then the blob store (`kiln prune`, which first drops build cache entries
+ * and in the kiln root the git mirrors and RUN cache mounts (the shared ones and every cache
+ * namespace's, utils/cachens) — each by age, then by total size (oldest first, from the
+ * namespace holding the most) — and namespaces' unused stat caches and blob marks by age,
+ * then the blob store (`kiln prune`, which first drops build cache entries
  * unused for max_age_s). Runs periodically in `kiln serve` and as
  * `kiln gc`. */
 #ifndef KILN_SERVER_GC_H
@@ -15,7 +17,7 @@
 typedef struct kiln_gc_opts {
     const char *server_root; /* logs/, contexts/, builds/, secrets/ */
     kiln_db_t *db;
-    const char *kiln_root; /* git/, build/cache-mounts/, the blob store; NULL = skip */
+    const char *kiln_root; /* git/, build/cache-mounts/, ns/, the blob store; NULL = skip */
     const char *prune_cmd; /* kiln itself, run as `CMD prune --root KILN_ROOT --no-wait` */
     double max_age_s;      /* older entries go (0 = no age limit) */
     uint64_t logs_max;     /* total bytes kept for each kind (0 = no size limit) */

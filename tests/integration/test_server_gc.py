@@ -124,4 +124,23 @@ T.check("a namespace that is a link is not followed by gc",
         os.path.exists(os.path.join(elsewhere, "cache-mounts", "keepme")))
 T.check("the blocker build's log (requeued, not final) is kept",
         os.path.exists(os.path.join(logs, blocker["id"] + ".log")))
+
+# Over --cache-max, the namespace holding the most gives up its oldest first: a tenant that
+# fills its cache mounts evicts its own, not another tenant's older ones.
+fair = {}
+for tenant, names in (("small", ["s-old"]), ("big", ["b1", "b2", "b3"])):
+    for i, name in enumerate(names):
+        d = os.path.join(kroot, "ns", tenant, "cache-mounts", name)
+        os.makedirs(d)
+        with open(os.path.join(d, "data"), "wb") as f:
+            f.write(os.urandom(1 << 20))
+        age = time.time() - (7200 if tenant == "small" else 3600 - i * 60)
+        os.utime(os.path.join(d, "data"), (age, age))
+        os.utime(d, (age, age))
+        fair[name] = d
+r = kiln("gc", "--root", root, "--kiln-root", kroot, "--max-age", "0", "--cache-max", "3")
+T.check("over --cache-max: the biggest namespace's oldest cache mounts go, another's older one stays",
+        r.returncode == 0 and os.path.exists(fair["s-old"]) and os.path.exists(fair["b3"]) and
+        not os.path.exists(fair["b1"]) and not os.path.exists(fair["b2"]),
+        {k: os.path.exists(d) for k, d in fair.items()})
 T.done()
