@@ -82,7 +82,7 @@ os.utime(cm, (old, old))
 # namespaced caches (a tenant's: kiln build/checkout --cache-namespace)
 ns = {}
 for tenant in ("acme", "globex"):
-    for kind in ("cache-mounts", "git"):
+    for kind in ("cache-mounts", "git", "blobs"):
         for name, age in (("old", old), ("new", time.time())):
             d = os.path.join(kroot, "ns", tenant, kind, name)
             os.makedirs(d)
@@ -115,7 +115,7 @@ T.check("old git mirror removed, recent one kept",
         not os.path.exists(os.path.join(kroot, "git", "old-mirror")) and
         os.path.exists(os.path.join(kroot, "git", "new-mirror")))
 T.check("old cache mount removed", not os.path.exists(cm))
-T.check("namespaced git mirrors and cache mounts: old ones removed, recent ones kept",
+T.check("namespaced git mirrors, cache mounts and blob marks: old ones removed, recent ones kept",
         all(os.path.exists(d) == (name == "new") for (_, _, name), d in ns.items()),
         {k: os.path.exists(d) for k, d in ns.items()})
 T.check("a namespace's old stat cache removed, a recent one kept",
