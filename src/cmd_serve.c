@@ -21,6 +21,7 @@
 #include "src/server/remote.h"
 #include "src/server/runner.h"
 #include "src/server/server.h"
+#include "src/server/tenant.h"
 #include "src/server/worker.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
@@ -75,6 +76,18 @@ static void serve_usage(void)
         "                          KILN_JOB_KEY_FILE); without it secrets are refused\n\n"
         "API tokens also come from KILN_API_TOKENS (comma-separated): like the config's\n"
         "top-level \"tokens\", they are tenant \"default\"'s (so are --no-auth requests).\n");
+}
+
+/* Refuses a tenant's "limits" above the server's maxima, naming the tenant and the limit. */
+static int check_tenant_limits(const kiln_config_t *c, const kiln_limits_policy_t *server,
+                               kiln_error_t *err)
+{
+    for (size_t i = 0; i < c->n_tenants; i++) {
+        kiln_limits_policy_t scratch;
+        if (kiln_limits_policy_tenant(server, c->tenants[i].limits, &scratch, err) < 0)
+            return kiln_error_prefix(err, "tenant '%s'", c->tenants[i].name);
+    }
+    return 0;
 }
 
 static void kill_stale(pid_t pgid, uint64_t ticks, void *opaque)
@@ -261,7 +274,8 @@ int kiln_cmd_serve(int argc, char **argv)
     if (kiln_config_load(config, &srv.config, &err) < 0)
         return kiln_cli_fail(&err);
     if (kiln_server_limits_policy(&limits, srv.config->limits, srv.config->max_limits, timeout_set,
-                                  (uint64_t)timeout, queue == NULL, &err) < 0) {
+                                  (uint64_t)timeout, queue == NULL, &err) < 0 ||
+        check_tenant_limits(srv.config, &limits, &err) < 0) {
         kiln_config_free(srv.config);
         return kiln_cli_usage_error("serve", "%s", err.msg);
     }

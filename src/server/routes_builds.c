@@ -108,6 +108,7 @@ int kiln_routes_enqueue(kiln_server_t *s, const char *tenant, json_t *body, json
     char *existing = NULL;
     int inserted;
     kiln_request_t req = {0};
+    kiln_limits_policy_t policy;
     _cleanup_free_ char *id = new_id("b-");
     _cleanup_free_ char *text = NULL;
 
@@ -124,7 +125,9 @@ int kiln_routes_enqueue(kiln_server_t *s, const char *tenant, json_t *body, json
         return -1;
     /* the build's tenant travels with its request: kiln.db, the queue message, the worker */
     json_object_set_new(req.stored, "tenant", json_string(t->name));
-    if (kiln_limits_apply(req.stored, &s->limits, err) < 0 ||
+    /* the server's default limits, the tenant's in their place, within the maxima */
+    if (kiln_limits_policy_tenant(&s->limits, t->limits, &policy, err) < 0 ||
+        kiln_limits_apply(req.stored, &policy, err) < 0 ||
         kiln_request_check_allow(req.stored, t->entitlements, err) < 0 ||
         check_context(s, t->name, req.stored, status, err) < 0) {
         kiln_request_free(&req);

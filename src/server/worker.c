@@ -217,9 +217,8 @@ out:
 /* The most builds of tenant `name` that may run at once (0 = unbounded). */
 static long long tenant_max_concurrent(kiln_worker_pool_t *p, const char *name)
 {
-    (void)p;
-    (void)name;
-    return 0;
+    const kiln_tenant_t *t = kiln_config_tenant_named(p->srv->config, name);
+    return t ? t->max_concurrent : 0;
 }
 
 /* Claims the next build fairly across tenants (sched.h): round robin among those with
