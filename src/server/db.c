@@ -469,6 +469,19 @@ int kiln_db_build_insert(kiln_db_t *db, const char *id, const char *repo, const 
     return 0;
 }
 
+void kiln_db_delivery_forget(kiln_db_t *db, const char *key)
+{
+    sqlite3_stmt *st = NULL;
+
+    pthread_mutex_lock(&db->lock);
+    if (prepare(db, "DELETE FROM deliveries WHERE key = ?1", &st, NULL) == 0) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        sqlite3_step(st);
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&db->lock);
+}
+
 /* Overlays the in-memory final state of a build whose final write failed: the API shows the
  * build ended (status, reason, error) even though kiln.db still says it is running. */
 static void overlay_unrecorded(kiln_db_t *db, json_t *o)

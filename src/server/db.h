@@ -61,6 +61,9 @@ typedef struct kiln_db_origin {
 int kiln_db_build_insert(kiln_db_t *db, const char *id, const char *repo, const char *request_json,
                          const kiln_db_origin_t *origin, char **existing, kiln_error_t *err);
 
+/* Forgets a dedupe key (its build could not be started: a replay may start another). */
+void kiln_db_delivery_forget(kiln_db_t *db, const char *key);
+
 /* Longest tenant name stored (src/server/tenant.h). A build's tenant is its stored request's
  * "tenant" ("default" when it names none), kept in a column of its own. */
 #define KILN_DB_TENANT_MAX 63

@@ -171,6 +171,9 @@ int kiln_routes_enqueue(kiln_server_t *s, const char *tenant, json_t *body, json
     }
     if (s->remote && kiln_remote_enqueue(s->remote, id, req.stored, req.secrets, err) < 0) {
         kiln_db_finish(s->db, id, "failed", "enqueue_failed", err->msg, NULL, 0, NULL);
+        /* the build never ran: a redelivery (the sender saw a 502) may start another */
+        if (dedupe_key)
+            kiln_db_delivery_forget(s->db, dedupe_key);
         kiln_request_free(&req);
         *status = 502;
         return -1;

@@ -292,4 +292,14 @@ T.check("queue mode: one job message for the two deliveries", len(msgs) == 1,
 T.check("queue mode: the job message carries no token or secret",
         not [s for m in msgs for s in (TOKEN, GLOBEX, GH_SECRET) if s in m.get("Body", "")])
 srv.term()
+
+# a delivery whose build could not be queued (502) is not remembered: its redelivery tries again
+srv = Server(os.path.join(T.tmp, "qroot-bad"), config=config,
+             extra=["--queue", jobs.rsplit("/", 1)[0] + "/kiln-audit-missing",
+                    "--events-queue", events], env=aws_env).start()
+st1, raw1, _ = github(push, delivery="unqueued-delivery-1")
+st2, raw2, _ = github(push, delivery="unqueued-delivery-1")
+T.check("a delivery answered 502 is tried again when redelivered (502 again, not a replay)",
+        st1 == 502 and st2 == 502, (st1, raw1, st2, raw2))
+srv.term()
 T.done()

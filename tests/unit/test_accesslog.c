@@ -393,6 +393,13 @@ static void test_db_deliveries(void **state)
     assert_int_equal(json_array_size(list), 3);
     assert_non_null(json_object_get(json_array_get(list, 1), "triggered_by"));
     json_decref(list);
+    /* a forgotten key (its build could not be queued) starts a new build */
+    assert_int_equal(kiln_db_build_insert(db, "b7", "r", "{}", &o, &existing, &err), 1);
+    free(existing);
+    existing = NULL;
+    kiln_db_delivery_forget(db, "github:app:d-2");
+    assert_int_equal(kiln_db_build_insert(db, "b7", "r", "{}", &o, &existing, &err), 0);
+    assert_null(existing);
     /* past its retention (0 s here) the key is forgotten: a new build starts */
     o.dedupe_key = "github:app:d-1";
     o.key_retention = 0;
