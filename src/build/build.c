@@ -1317,18 +1317,19 @@ static char *join_argv(char *const *v, size_t n)
  * allocation that hit the limit); "" when no limit is set. Static storage. */
 static const char *limits_note(const kiln_build_request_t *req, const kiln_step_result_t *res)
 {
-    static __thread char note[160];
-    char mem[32], pids[32], cpu[32];
+    static __thread char note[200];
+    char mem[32], pids[32], cpu[32], disk[32];
 
-    if (!req->memory_limit && !req->pids_limit && !req->cpu_time_limit)
+    if (!req->memory_limit && !req->pids_limit && !req->cpu_time_limit && !req->disk_limit)
         return "";
     kiln_size_format(req->memory_limit, mem, sizeof(mem));
+    kiln_size_format(req->disk_limit, disk, sizeof(disk));
     snprintf(pids, sizeof(pids), "%llu", (unsigned long long)req->pids_limit);
     snprintf(cpu, sizeof(cpu), "%llus", (unsigned long long)req->cpu_time_limit);
-    snprintf(note, sizeof(note), "\n  %s (step limits: memory %s, pids %s, cpu time %s)",
+    snprintf(note, sizeof(note), "\n  %s (step limits: memory %s, pids %s, cpu time %s, disk %s)",
              res->oom_killed ? "killed: out of memory" : "the step may have hit a limit",
              req->memory_limit ? mem : "none", req->pids_limit ? pids : "none",
-             req->cpu_time_limit ? cpu : "none");
+             req->cpu_time_limit ? cpu : "none", req->disk_limit ? disk : "none");
     return note;
 }
 
