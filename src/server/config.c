@@ -7,6 +7,7 @@
 
 #include "src/build/entitlement.h"
 #include "src/server/limits.h"
+#include "src/server/outconf.h"
 #include "src/server/tenant.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
@@ -173,6 +174,7 @@ static int check_project_tenants(kiln_config_t *c, kiln_error_t *err)
     {
         json_t *t = json_object_get(p, "tenant");
         const char *name = t ? json_string_value(t) : KILN_TENANT_DEFAULT;
+        const kiln_tenant_t *tn;
         if (t && !json_is_string(t))
             return kiln_error_set(err, 0, "projects[%zu].tenant: must be a string", i);
         if (json_object_get(json_object_get(p, "build"), "tenant"))
@@ -180,8 +182,18 @@ static int check_project_tenants(kiln_config_t *c, kiln_error_t *err)
                                   "projects[%zu].build.tenant: the tenant of a project is "
                                   "projects[%zu].tenant",
                                   i, i);
-        if (kiln_config_tenant_named(c, name) == NULL)
+        if ((tn = kiln_config_tenant_named(c, name)) == NULL)
             return kiln_error_set(err, 0, "projects[%zu].tenant: no tenant '%.64s'", i, name);
+        {
+            /* its pushes and uploads stay within its tenant's outputs, or no push would build */
+            kiln_outconf_rules_t rules = {.tenant = tn->name,
+                                          .registry = tn->registry_prefixes,
+                                          .s3 = tn->s3_prefixes,
+                                          .notify = tn->notify_targets};
+            unsigned status = 0;
+            if (kiln_outconf_check(json_object_get(p, "build"), &rules, &status, err) < 0)
+                return kiln_error_prefix(err, "projects[%zu].build", i);
+        }
         if (t == NULL)
             json_object_set_new(p, "tenant", json_string(name));
     }

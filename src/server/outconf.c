@@ -514,9 +514,10 @@ int kiln_outconf_check(json_t *request, const kiln_outconf_rules_t *rules, unsig
     json_t *v;
     char f[64];
 
-    *status = 400;
-    if (kiln_outconf_check_shape(request, err) < 0)
+    if (kiln_outconf_check_shape(request, err) < 0) {
+        *status = 400;
         return -1;
+    }
     json_array_foreach(json_object_get(request, "outputs"), i, v)
     {
         const char *type = json_string_value(json_object_get(v, "type"));
@@ -534,16 +535,20 @@ int kiln_outconf_check(json_t *request, const kiln_outconf_rules_t *rules, unsig
             if (r == 0)
                 return refuse(err, status, f, rules, "s3");
         }
-        if (r < 0)
+        if (r < 0) {
+            *status = 400;
             return field_fail(err, f);
+        }
     }
     /* tags are pushed by every pushing output: each is a registry destination */
     json_array_foreach(json_object_get(request, "tags"), i, v)
     {
         int r = kiln_outconf_registry_allowed(json_string_value(v), rules->registry, err);
         snprintf(f, sizeof(f), "tags[%zu]", i);
-        if (r < 0)
+        if (r < 0) {
+            *status = 400;
             return field_fail(err, f);
+        }
         if (r == 0)
             return refuse(err, status, f, rules, "registry");
     }
@@ -561,7 +566,6 @@ int kiln_outconf_check(json_t *request, const kiln_outconf_rules_t *rules, unsig
             return refuse(err, status, f, rules, "notify");
         }
     }
-    *status = 0;
     return 0;
 }
 

@@ -48,7 +48,8 @@ int kiln_outconf_check_shape(json_t *request, kiln_error_t *err);
 
 /* kiln_outconf_check_shape, then every push, upload and notification of the request against
  * the tenant's rules. On failure *status is 400 (malformed) or 403 (outside the rules) and
- * err names the field, the destination and the rule that would allow it. */
+ * err names the field, the destination and the rule that would allow it; *status is left
+ * alone on success. */
 int kiln_outconf_check(json_t *request, const kiln_outconf_rules_t *rules, unsigned *status,
                        kiln_error_t *err);
 

@@ -7,6 +7,7 @@
 
 #include "src/build/entitlement.h"
 #include "src/server/limits.h"
+#include "src/server/outconf.h"
 #include "utils/cleanup.h"
 #include "utils/hmac.h"
 #include "utils/mem.h"
@@ -134,13 +135,26 @@ static int load_restrictions(kiln_tenant_t *t, json_t *o, const char *where, kil
                                       where, key);
         }
         if (load_prefixes(outputs, "registry", where, &t->registry_prefixes, err) < 0 ||
-            load_prefixes(outputs, "s3", where, &t->s3_prefixes, err) < 0)
+            load_prefixes(outputs, "s3", where, &t->s3_prefixes, err) < 0 ||
+            load_prefixes(outputs, "notify", where, &t->notify_targets, err) < 0)
             return -1;
         /* outputs given: a kind of output it does not list is not allowed at all */
         if (t->registry_prefixes == NULL)
             t->registry_prefixes = json_array();
         if (t->s3_prefixes == NULL)
             t->s3_prefixes = json_array();
+        if (t->notify_targets == NULL)
+            t->notify_targets = json_array();
+        {
+            /* each prefix parses as outconf will read it (src/server/outconf.h) */
+            kiln_outconf_rules_t rules = {.tenant = t->name,
+                                          .registry = t->registry_prefixes,
+                                          .s3 = t->s3_prefixes,
+                                          .notify = t->notify_targets};
+            kiln_error_t e = {0};
+            if (kiln_outconf_rules_check(&rules, &e) < 0)
+                return kiln_error_set(err, 0, "%s.%s", where, e.msg);
+        }
     }
     if ((v = json_object_get(o, "entitlements")) != NULL) {
         if (!json_is_array(v))
@@ -255,6 +269,7 @@ void kiln_tenants_free(kiln_config_t *c)
         free(t->name);
         json_decref(t->registry_prefixes);
         json_decref(t->s3_prefixes);
+        json_decref(t->notify_targets);
         json_decref(t->limits);
         json_decref(t->raw);
         free(t->token_hashes);

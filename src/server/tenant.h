@@ -22,6 +22,7 @@ typedef struct kiln_tenant {
     char *name;                /* "default" for the old single-tenant forms */
     json_t *registry_prefixes; /* array of strings, NULL = no restriction */
     json_t *s3_prefixes;       /* array of strings, NULL = no restriction */
+    json_t *notify_targets;    /* exact sqs:// / sns:// targets, NULL = no restriction */
     unsigned entitlements;     /* KILN_ENTITLEMENT_* the tenant may ask for */
     json_t *limits;            /* the tenant's "limits" object or NULL */
     long long max_concurrent;  /* 0 = unbounded */

@@ -181,10 +181,11 @@ def busybox_layout(dirpath):
     return layout if T.check("busybox base image", r.returncode == 0, r.stderr) else None
 
 
-def real_build_server(extra=()):
+def real_build_server(extra=(), tenants=None):
     """For tests of real builds: a busybox base layout, a local docker-registry and a
     `kiln serve` (2 workers) whose builds may push there. (layout, "127.0.0.1:PORT",
-    Server), or T.done() when the base image cannot be made."""
+    Server), or T.done() when the base image cannot be made. tenants: a function of the
+    registry's "127.0.0.1:PORT" giving the config's "tenants" (TOKEN stays tenant default)."""
     from kilntest import start_registry
     layout = busybox_layout(T.tmp)
     if layout is None:
@@ -193,7 +194,10 @@ def real_build_server(extra=()):
     # the registry and the base layout are the test's own, on loopback and under T.tmp:
     # the server's policy opens them to its (server-mode) builds
     policy = {"allow_addresses": ["127.0.0.0/8"], "oci_dirs": [layout]}
-    srv = Server(os.path.join(T.tmp, "root"), workers=2, config={"tokens": [TOKEN], "policy": policy},
+    config = {"tokens": [TOKEN], "policy": policy}
+    if tenants:
+        config["tenants"] = tenants(reg)
+    srv = Server(os.path.join(T.tmp, "root"), workers=2, config=config,
                  extra=["--kiln-root=" + os.path.join(T.tmp, "kiln-root"),
                         "--build-option=--insecure-registry=" + reg, *extra]).start()
     return layout, reg, srv

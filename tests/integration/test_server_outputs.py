@@ -2,14 +2,34 @@
 are written only into the build's own artifacts directory: an absolute, escaping, encoded or
 nested dest, an unknown type or option, a malformed pushed name or tag is 400 naming the output
 before any build exists, and nothing is written on the host; a relative dest is built into the
-artifacts directory and served by the artifacts route (never through the image's symlinks)."""
+artifacts directory and served by the artifacts route (never through the image's symlinks).
+Two tenants with output prefixes: a push (name, tag, image push=true) outside the tenant's
+registry prefixes, another registry host, an s3 dest outside its s3 prefixes or a notify
+target not its own is 403 naming the output and the rule before any build exists, and nothing
+reaches the registry; a push inside them builds and lands; bad prefixes and a project whose
+outputs leave its tenant's stop the server at startup, named."""
 import json
 import os
+import subprocess
+import time
+import urllib.request
 
-from kilntest import T
-from server_common import real_build_server
+from kilntest import KILN, T, free_port
+from server_common import real_build_server, tar_gz
 
-layout, reg, srv = real_build_server()
+ACME = "acme-token-0123456789"
+BETA = "beta-token-9876543210"
+ACME_EVENTS = "sqs://http://127.0.0.1:9/000000000000/acme-events"
+
+
+def tenants(reg):
+    return [{"name": "acme", "tokens": [ACME],
+             "outputs": {"registry": [reg + "/acme/"], "s3": ["s3://sites/acme/"],
+                         "notify": [ACME_EVENTS]}},
+            {"name": "beta", "tokens": [BETA], "outputs": {"registry": [reg + "/beta/"]}}]
+
+
+layout, reg, srv = real_build_server(tenants=tenants)
 
 # host paths a hostile request aims at: none may be created or written
 marker_dir = os.path.join(T.tmp, "host-marker")
@@ -100,5 +120,139 @@ T.check("the stored outputs keep the request's dest",
                                                     {"type": "oci", "dest": "image.tar",
                                                      "tar": True}]), b.get("outputs"))
 T.check("still nothing written on the host", host_untouched(), os.listdir(T.tmp))
+
+# --- tenants: pushes, uploads and notifications only within the tenant's outputs ---
+
+
+def catalog():
+    with urllib.request.urlopen("http://%s/v2/_catalog" % reg, timeout=30) as r:
+        return json.load(r)["repositories"]
+
+
+def submit_as(token, body):
+    return srv.request("POST", "/v1/builds", body, token=token)
+
+
+def n_builds_of(token):
+    st, body = srv.request("GET", "/v1/builds?limit=500", token=token)
+    return len(body["builds"]) if st == 200 else -1
+
+
+port = reg.split(":")[1]
+TENANT_REFUSED = [
+    ("acme pushes to beta's namespace", ACME,
+     {"outputs": [{"type": "registry", "name": reg + "/beta/app:1"}]}, 403,
+     ["field 'outputs[0].name': '%s/beta/app:1' is %s/beta/app, outside the registry prefixes "
+      "(%s/acme/)" % (reg, reg, reg), "tenant 'acme'", "\"registry\": [...]"]),
+    ("a prefix matches whole segments (acmex)", ACME,
+     {"outputs": [{"type": "registry", "name": reg + "/acmex/app:1"}]}, 403,
+     ["outputs[0].name", "acmex/app"]),
+    ("type=image,push=true outside", ACME,
+     {"outputs": [{"type": "image", "name": reg + "/beta/img", "push": True}]}, 403,
+     ["outputs[0].name"]),
+    ("type=image,push=\"1\" outside", ACME,
+     {"outputs": [{"type": "image", "name": reg + "/beta/img", "push": "1"}]}, 403,
+     ["outputs[0].name"]),
+    ("a tag outside, pushed by the registry output", ACME,
+     {"outputs": [{"type": "registry", "name": reg + "/acme/app:3"}],
+      "tags": [reg + "/acme/app:4", reg + "/beta/app:4"]}, 403, ["field 'tags[1]'"]),
+    ("a tag outside, without a pushing output", ACME, {"tags": [reg + "/beta/app:5"]}, 403,
+     ["field 'tags[0]'"]),
+    ("another registry host (localhost for 127.0.0.1)", ACME,
+     {"outputs": [{"type": "registry", "name": "localhost:%s/acme/app:1" % port}]}, 403,
+     ["localhost:%s/acme/app" % port]),
+    ("another port", ACME,
+     {"outputs": [{"type": "registry", "name": "127.0.0.1:%d/acme/app:1" % (int(port) + 1)}]},
+     403, ["outputs[0].name"]),
+    ("docker.io by default", ACME, {"outputs": [{"type": "registry", "name": "acme/app"}]},
+     403, ["docker.io/acme/app"]),
+    ("an encoded '..' in a pushed name", ACME,
+     {"outputs": [{"type": "registry", "name": reg + "/acme/%2e%2e/beta/app"}]}, 400,
+     ["outputs[0].name"]),
+    ("a '..' in a pushed name", ACME,
+     {"outputs": [{"type": "registry", "name": reg + "/acme/../beta/app"}]}, 400,
+     ["outputs[0].name"]),
+    ("an s3 dest outside", ACME,
+     {"outputs": [{"type": "s3", "dest": "s3://sites/acmex/www"}]}, 403,
+     ["field 'outputs[0].dest': 's3://sites/acmex/www' is outside the s3 prefixes "
+      "(s3://sites/acme/)", "\"s3\": [...]"]),
+    ("an s3 dest in another bucket", ACME,
+     {"outputs": [{"type": "s3", "dest": "s3://other/acme/www"}]}, 403, ["outputs[0].dest"]),
+    ("an s3 dest escaping with '..'", ACME,
+     {"outputs": [{"type": "s3", "dest": "s3://sites/acme/../beta/www"}]}, 400,
+     ["outputs[0].dest"]),
+    ("a notify target not the tenant's", ACME,
+     {"notify": [ACME_EVENTS + "-x"]}, 403, ["field 'notify[0]'", "\"notify\": [...]"]),
+    ("beta lists no s3: no upload", BETA,
+     {"outputs": [{"type": "s3", "dest": "s3://sites/beta/www"}]}, 403,
+     ["none: no upload allowed", "tenant 'beta'"]),
+    ("beta lists no notify: none", BETA, {"notify": [ACME_EVENTS]}, 403,
+     ["none: no notify allowed"]),
+    ("beta pushes to acme's namespace", BETA,
+     {"outputs": [{"type": "registry", "name": reg + "/acme/app:9"}]}, 403,
+     ["tenant 'beta'", "(%s/beta/)" % reg]),
+]
+before = {ACME: n_builds_of(ACME), BETA: n_builds_of(BETA)}
+for name, token, body, status, wants in TENANT_REFUSED:
+    # refused before the source is looked at: a git URL no build could reach
+    body = dict(body, source={"git": "https://git.example.test/app.git"})
+    st, b = submit_as(token, body)
+    err = b.get("error", "") if isinstance(b, dict) else str(b)
+    T.check("%s => %d naming it" % (name, status),
+            st == status and all(w in err for w in wants), (st, b, wants))
+T.check("no build was created by a refused request",
+        n_builds_of(ACME) == before[ACME] and n_builds_of(BETA) == before[BETA],
+        (before, n_builds_of(ACME), n_builds_of(BETA)))
+T.check("nothing reached the registry", not any(
+    r.startswith("beta/") or r.startswith("acmex/") for r in catalog()), catalog())
+
+# a push within the prefixes builds and lands (an uploaded context is its uploader's)
+st, c = srv.request("POST", "/v1/contexts", token=ACME, body=tar_gz(
+    {"Dockerfile": ("FROM oci:%s:1\nRUN echo acme > /who\n" % layout).encode()}))
+T.check("acme uploads a context", st == 201, c)
+name = reg + "/acme/app:1"
+st, b = submit_as(ACME, {"source": {"context": c.get("context", "")},
+                         "outputs": [{"type": "registry", "name": name}],
+                         "tags": [reg + "/acme/app:2"]})
+T.check("acme pushes under its prefix => 202", st == 202, b)
+bid = b.get("id", "x") if st == 202 else "x"
+end = time.time() + 600
+while True:
+    st2, b2 = srv.request("GET", "/v1/builds/" + bid, token=ACME)
+    if st2 != 200 or b2.get("status") in ("succeeded", "failed", "canceled") or time.time() > end:
+        break
+    time.sleep(0.2)
+T.check("acme's push succeeded", st2 == 200 and b2.get("status") == "succeeded", (st2, b2))
+sk = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "docker://" + reg + "/acme/app:2"],
+                    capture_output=True, text=True)
+T.check("the tag under acme's prefix is in the registry", sk.returncode == 0, sk.stderr)
+
+# --- bad rules stop the server at startup, named ---
+
+
+def serve_fails(config, want, name):
+    path = os.path.join(T.tmp, "bad-%d.json" % free_port())
+    with open(path, "w") as f:
+        json.dump(config, f)
+    r = subprocess.run([KILN, "serve", "--listen", "127.0.0.1:%d" % free_port(), "--root",
+                        os.path.join(T.tmp, "bad-root"), "--config", path],
+                       capture_output=True, text=True, timeout=60)
+    T.check(name, r.returncode != 0 and want in r.stderr, (r.returncode, r.stderr))
+
+
+serve_fails({"tenants": [{"name": "acme", "tokens": [ACME],
+                          "outputs": {"registry": ["ghcr.io/acme/../beta/"]}}]},
+            "tenant 'acme'.outputs.registry[0]: 'ghcr.io/acme/../beta/'",
+            "a registry prefix with '..' stops the server")
+serve_fails({"tenants": [{"name": "acme", "tokens": [ACME],
+                          "outputs": {"s3": ["s3://sites/%2e%2e/"]}}]},
+            "tenant 'acme'.outputs.s3[0]", "an encoded s3 prefix stops the server")
+serve_fails({"tenants": [{"name": "acme", "tokens": [ACME],
+                          "outputs": {"registry": ["ghcr.io/acme/"]}}],
+             "projects": [{"name": "site", "github": "acme/site", "secret": "gh-secret-1",
+                           "tenant": "acme", "build": {"outputs": [
+                               {"type": "registry", "name": "ghcr.io/beta/site"}]}}]},
+            "projects[0].build: field 'outputs[0].name': 'ghcr.io/beta/site'",
+            "a project pushing outside its tenant's prefixes stops the server")
 
 T.done()

@@ -188,6 +188,13 @@ static void test_errors(void **state)
          "tenant 'acme'.outputs.s3[0]: must be a non-empty string"},
         {"{\"tenants\": [{\"name\": \"acme\", \"outputs\": {\"registry\": \"r/\"}}]}", NULL,
          "tenant 'acme'.outputs.registry: must be an array"},
+        /* each prefix parses as output confinement reads it (src/server/outconf) */
+        {"{\"tenants\": [{\"name\": \"acme\", \"outputs\": {\"registry\": [\"r.io/a/../b/\"]}}]}",
+         NULL, "tenant 'acme'.outputs.registry[0]: 'r.io/a/../b/'"},
+        {"{\"tenants\": [{\"name\": \"acme\", \"outputs\": {\"s3\": [\"s3://bkt/a//c\"]}}]}", NULL,
+         "tenant 'acme'.outputs.s3[0]: 's3://bkt/a//c' has an empty key segment"},
+        {"{\"tenants\": [{\"name\": \"acme\", \"outputs\": {\"notify\": [\"https://q\"]}}]}", NULL,
+         "tenant 'acme'.outputs.notify[0]: 'https://q' is not an sqs:// or sns:// target"},
         {"{\"tenants\": [{\"name\": \"acme\", \"tokens\": \"secret-token-1\"}]}", NULL,
          "tenant 'acme'.tokens: must be an array"},
         {"{\"tenants\": [{\"name\": \"acme\", \"tokens\": [\"short\"]}]}", NULL,
@@ -217,6 +224,15 @@ static void test_errors(void **state)
          NULL, "projects[0].tenant: no tenant 'default'"},
         {"{\"projects\": [{\"name\": \"p\", \"tenant\": \"nobody\"}]}", NULL,
          "projects[0].tenant: no tenant 'nobody'"},
+        /* a project's pushes stay within its tenant's outputs (checked at load) */
+        {"{\"tenants\": [{\"name\": \"acme\", \"outputs\": {\"registry\": [\"r.io/acme/\"]}}], "
+         "\"projects\": [{\"name\": \"p\", \"github\": \"o/r\", \"tenant\": \"acme\", \"build\": "
+         "{\"outputs\": [{\"type\": \"registry\", \"name\": \"r.io/beta/app\"}]}}]}",
+         NULL,
+         "projects[0].build: field 'outputs[0].name': 'r.io/beta/app' is r.io/beta/app, outside"},
+        {"{\"projects\": [{\"name\": \"p\", \"github\": \"o/r\", \"build\": {\"outputs\": "
+         "[{\"type\": \"local\", \"dest\": \"/etc\"}]}}]}",
+         NULL, "projects[0].build: field 'outputs[0].dest': '/etc' is absolute"},
         {"{\"projects\": [{\"name\": \"p\", \"tenant\": 3}]}", NULL,
          "projects[0].tenant: must be a string"},
         {"{\"projects\": [{\"name\": \"p\", \"build\": {\"tenant\": \"default\"}}]}", NULL,
