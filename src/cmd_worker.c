@@ -9,6 +9,7 @@
 #include "src/build/entitlement.h"
 #include "src/commands.h"
 #include "src/server/cli.h"
+#include "src/server/config.h"
 #include "src/server/jobkey.h"
 #include "src/server/limits.h"
 #include "src/server/sqs_worker.h"
@@ -44,7 +45,12 @@ static void worker_usage(void)
         "  --log-cap BYTES          per-build log limit (default 67108864)\n"
         "  --job-key-file FILE      the key `kiln serve --job-key-file` seals secrets with\n"
         "                           (env KILN_JOB_KEY_FILE); jobs with secrets need "
-        "it\n" KILN_LIMITS_HELP
+        "it\n"
+        "  --config FILE            the tenants' credentials (the \"tenants\" of kiln serve's\n"
+        "                           --config; other keys are checked, not used). Without it\n"
+        "                           only tenant default's jobs get the worker's own registry\n"
+        "                           and AWS credentials; other tenants' jobs get "
+        "none\n" KILN_LIMITS_HELP
         "                          (a job's limits are checked against these too)\n\n"
         "AWS: the usual credential chain, AWS_REGION, AWS_ENDPOINT_URL(_SQS).\n");
 }
@@ -67,7 +73,8 @@ int kiln_cmd_worker(int argc, char **argv)
         O_JOBKEY,
         O_ALLOW_ADDR,
         O_ISO,
-        O_ALLOW_ENT
+        O_ALLOW_ENT,
+        O_CONFIG
     };
     static const struct option opts[] = {
         {"help", no_argument, NULL, 'h'},
@@ -86,6 +93,7 @@ int kiln_cmd_worker(int argc, char **argv)
         {"job-key-file", required_argument, NULL, O_JOBKEY},
         {"isolation", required_argument, NULL, O_ISO},
         {"allow", required_argument, NULL, O_ALLOW_ENT},
+        {"config", required_argument, NULL, O_CONFIG},
         {"allow-address", required_argument, NULL, O_ALLOW_ADDR},
         KILN_LIMITS_LONGOPTS,
         {NULL, 0, NULL, 0},
@@ -93,7 +101,8 @@ int kiln_cmd_worker(int argc, char **argv)
     kiln_sqs_worker_opts_t o = {.root = "/var/lib/kiln/worker"};
     kiln_limits_policy_t limits = {0};
     long long conc = 1, timeout = 3600, vis = 120, wait_s = 20, drain = 110, log_cap = 64LL << 20;
-    const char *isolation = NULL;
+    const char *isolation = NULL, *config_path = NULL;
+    kiln_config_t *config = NULL;
     const char *cmd_opt = NULL, *job_key_file = getenv("KILN_JOB_KEY_FILE");
     kiln_jobkey_t *job_key = NULL;
     _cleanup_free_ char *cmd = NULL;
@@ -125,6 +134,9 @@ int kiln_cmd_worker(int argc, char **argv)
             break;
         case O_JOBKEY:
             job_key_file = optarg;
+            break;
+        case O_CONFIG:
+            config_path = optarg;
             break;
         case O_CMD:
             cmd_opt = optarg;
@@ -203,8 +215,13 @@ int kiln_cmd_worker(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (job_key_file && *job_key_file && kiln_jobkey_load(job_key_file, &job_key, &err) < 0)
+    if (config_path && kiln_config_load(config_path, &config, &err) < 0)
         return kiln_cli_fail(&err);
+    o.config = config;
+    if (job_key_file && *job_key_file && kiln_jobkey_load(job_key_file, &job_key, &err) < 0) {
+        kiln_config_free(config);
+        return kiln_cli_fail(&err);
+    }
     o.job_key = job_key;
     cmd = kiln_server_build_cmd(cmd_opt);
     o.build_cmd = cmd;
@@ -214,6 +231,7 @@ int kiln_cmd_worker(int argc, char **argv)
     if (kiln_server_isolation(&build_opts, &n_build_opts, isolation,
                               "kiln worker --isolation chroot", &err) < 0) {
         kiln_jobkey_free(job_key);
+        kiln_config_free(config);
         return kiln_cli_usage_error("worker", "%s", err.msg);
     }
     o.build_options = build_opts;
@@ -225,6 +243,7 @@ int kiln_cmd_worker(int argc, char **argv)
     o.log_cap = (size_t)log_cap;
     if (kiln_sqs_worker_start(&o, &w, &err) < 0) {
         kiln_jobkey_free(job_key);
+        kiln_config_free(config);
         return kiln_cli_fail(&err);
     }
     fprintf(stderr, "kiln worker: taking jobs from %s (%lld at a time)\n", o.queue_url, conc);
@@ -232,6 +251,7 @@ int kiln_cmd_worker(int argc, char **argv)
     fprintf(stderr, "kiln worker: %s: draining (up to %lld s)\n", strsignal(sig), drain);
     kiln_sqs_worker_stop(w);
     kiln_jobkey_free(job_key);
+    kiln_config_free(config);
     fprintf(stderr, "kiln worker: stopped\n");
     return KILN_EXIT_OK;
 }

@@ -253,7 +253,7 @@ static int prune_store(const kiln_gc_opts_t *o, kiln_error_t *err)
     snprintf(hours, sizeof(hours), "%.6f", o->max_age_s / 3600.0);
     if (o->max_age_s <= 0)
         argv[5] = NULL;
-    if (kiln_runner_run(argv, NULL, log, 1 << 20, 3600, NULL, NULL, &rr, err) < 0)
+    if (kiln_runner_run(argv, NULL, NULL, log, 1 << 20, 3600, NULL, NULL, &rr, err) < 0)
         return -1;
     return rr.exit_code;
 }

@@ -348,8 +348,8 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
         push_arg(&argv, &n, spec);
         push_arg(&argv, &n, src_dir);
         ctx.checkout = 1;
-        if (kiln_runner_run(argv, env->work_dir, env->log_path, env->log_cap, timeout, &ops, &ctx,
-                            &rr, &err) < 0)
+        if (kiln_runner_run(argv, env->child_env, env->work_dir, env->log_path, env->log_cap,
+                            timeout, &ops, &ctx, &rr, &err) < 0)
             goto error;
         kiln_strv_free(argv);
         argv = NULL;
@@ -385,8 +385,8 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
     push_namespace(&argv, &n, request);
     for (size_t i = 1; args[i]; i++)
         push_arg(&argv, &n, args[i]);
-    if (kiln_runner_run(argv, env->work_dir, env->log_path, env->log_cap, remaining(timeout, t0),
-                        &ops, &ctx, &rr, &err) < 0)
+    if (kiln_runner_run(argv, env->child_env, env->work_dir, env->log_path, env->log_cap,
+                        remaining(timeout, t0), &ops, &ctx, &rr, &err) < 0)
         goto error;
     out->result = read_result(meta);
     if (ctx.disk_exceeded || (rr.exit_code == 0 && !rr.stopped && outputs_over(&ctx))) {

@@ -19,8 +19,10 @@ typedef struct kiln_job_env {
     const char *log_path;       /* the job's append-only log */
     const char *artifacts_dir;  /* where the build's files (./kiln-out) are kept; NULL = drop */
     size_t log_cap;
-    int timeout_s;         /* server limit; the request may ask for less (0 = none) */
-    unsigned entitlements; /* granted: a request's "allow" beyond them fails the build */
+    int timeout_s;          /* server limit; the request may ask for less (0 = none) */
+    unsigned entitlements;  /* granted: a request's "allow" beyond them fails the build */
+    char *const *child_env; /* the children's environment (the tenant's credentials,
+                               tenantcreds.h); NULL = the server's own */
 } kiln_job_env_t;
 
 typedef struct kiln_job_hooks {

@@ -21,6 +21,8 @@
 
 #define LINE_MAX_LEN 4096
 
+extern char **environ;
+
 uint64_t kiln_runner_start_ticks(pid_t pid)
 {
     char path[64], buf[1024];
@@ -161,7 +163,7 @@ static void consume(run_state_t *st, const char *data, size_t n)
 
 /* In the child: own process group, die with the parent thread, output to the pipe. */
 static void __attribute__((noreturn))
-child_exec(char *const argv[], const char *cwd, int out_fd, pid_t parent)
+child_exec(char *const argv[], char *const envp[], const char *cwd, int out_fd, pid_t parent)
 {
     sigset_t none;
     int devnull;
@@ -185,13 +187,13 @@ child_exec(char *const argv[], const char *cwd, int out_fd, pid_t parent)
         dprintf(2, "kiln: cannot enter %s: %s\n", cwd, strerror(errno));
         _exit(127);
     }
-    execv(argv[0], argv);
+    execve(argv[0], argv, envp ? envp : environ);
     dprintf(2, "kiln: cannot run %s: %s\n", argv[0], strerror(errno));
     _exit(127);
 }
 
-int kiln_runner_run(char *const argv[], const char *cwd, const char *log_path, size_t log_cap,
-                    int timeout_s, const kiln_runner_ops_t *ops, void *opaque,
+int kiln_runner_run(char *const argv[], char *const envp[], const char *cwd, const char *log_path,
+                    size_t log_cap, int timeout_s, const kiln_runner_ops_t *ops, void *opaque,
                     kiln_runner_result_t *res, kiln_error_t *err)
 {
     run_state_t *st = calloc(1, sizeof(*st));
@@ -234,7 +236,7 @@ int kiln_runner_run(char *const argv[], const char *cwd, const char *log_path, s
         return -1;
     }
     if (pid == 0)
-        child_exec(argv, cwd, pfd[1], parent);
+        child_exec(argv, envp, cwd, pfd[1], parent);
     close(pfd[1]);
     setpgid(pid, pid); /* also here, so the group exists before we may kill it */
     if (ops && ops->started)

@@ -30,11 +30,12 @@ typedef struct kiln_runner_result {
     int stopped;   /* stopped by should_stop */
 } kiln_runner_result_t;
 
-/* Runs argv[0] with argv in directory cwd (NULL: the current one), appending output to
+/* Runs argv[0] with argv and environment envp (NULL: the server's own) in directory cwd
+ * (NULL: the current one), appending output to
  * log_path (at most log_cap bytes in total), for at most timeout_s seconds (0 = no limit).
  * Returns 0 once the child is gone (look at *res), -1 when it could not be started. */
-int kiln_runner_run(char *const argv[], const char *cwd, const char *log_path, size_t log_cap,
-                    int timeout_s, const kiln_runner_ops_t *ops, void *opaque,
+int kiln_runner_run(char *const argv[], char *const envp[], const char *cwd, const char *log_path,
+                    size_t log_cap, int timeout_s, const kiln_runner_ops_t *ops, void *opaque,
                     kiln_runner_result_t *res, kiln_error_t *err);
 
 /* The start time of pid in clock ticks since boot (field 22 of /proc/PID/stat), 0 if gone. */

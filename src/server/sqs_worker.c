@@ -24,12 +24,16 @@
 #include "src/server/runner.h"
 #include "src/server/s3_context.h"
 #include "src/server/sqs_jobs.h"
+#include "src/server/tenant.h"
+#include "src/server/tenantcreds.h"
 #include "src/server/worker.h"
 #include "utils/aws/client.h"
 #include "utils/aws/sqs.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
+
+extern char **environ;
 
 #define LOG_TAIL (128 * 1024)
 #define CONTEXT_CAP ((size_t)1 << 30)
@@ -444,7 +448,13 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
         const char *first = json_object_get(json_object_get(valid.stored, "source"), "git")
                                 ? "cloning"
                                 : "building";
-        if (valid.secrets && kiln_worker_write_secrets(secrets, valid.secrets, &files, &err) < 0) {
+        const char *tenant = json_string_value(json_object_get(valid.stored, "tenant"));
+        const kiln_tenant_t *t = kiln_config_tenant_named(w->o.config, tenant);
+        _cleanup_strv_ char **child_env = NULL;
+        if ((valid.secrets &&
+             kiln_worker_write_secrets(secrets, valid.secrets, &files, &err) < 0) ||
+            kiln_tenantcreds_prepare(t ? json_object_get(t->raw, "credentials") : NULL, tenant,
+                                     secrets, environ, &child_env, &err) < 0) {
             snprintf(out.status, sizeof(out.status), "failed");
             snprintf(out.reason, sizeof(out.reason), "error");
             snprintf(out.error, sizeof(out.error), "%s", err.msg);
@@ -456,7 +466,8 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
                                   .log_path = log,
                                   .log_cap = w->o.log_cap,
                                   .timeout_s = w->o.timeout_s,
-                                  .entitlements = w->o.entitlements};
+                                  .entitlements = w->o.entitlements,
+                                  .child_env = child_env};
             send_event(&j, json_pack("{s:s,s:s}", "type", "started", "status", first));
             kiln_job_run(&env, valid.stored, files, ctx_dir, &hooks, &out);
         }

@@ -26,6 +26,9 @@ typedef struct kiln_sqs_worker_opts {
     unsigned entitlements; /* what jobs may "allow" (KILN_ENTITLEMENT_*; kiln worker --allow) */
     kiln_limits_policy_t limits;       /* defaults and maxima applied to each job's limits */
     const struct kiln_jobkey *job_key; /* opens jobs' sealed secrets, or NULL */
+    /* the tenants whose credentials jobs get (kiln worker --config), or NULL: then only
+     * tenant "default" jobs get the worker's own credentials, others none */
+    const struct kiln_config *config;
 } kiln_sqs_worker_opts_t;
 
 typedef struct kiln_sqs_worker kiln_sqs_worker_t;

@@ -8,6 +8,7 @@
 #include "src/build/entitlement.h"
 #include "src/server/limits.h"
 #include "src/server/outconf.h"
+#include "src/server/tenantcreds.h"
 #include "utils/cleanup.h"
 #include "utils/hmac.h"
 #include "utils/mem.h"
@@ -221,6 +222,9 @@ static int load_tenant(kiln_config_t *c, json_t *o, size_t i, kiln_error_t *err)
         return kiln_error_set(err, 0, "%s.tokens: must be an array of strings", where);
     t = add_tenant(c, json_string_value(name), o);
     if (load_restrictions(t, o, where, err) < 0)
+        return -1;
+    if ((v = json_object_get(o, "credentials")) != NULL &&
+        kiln_tenantcreds_check(v, where, err) < 0)
         return -1;
     json_array_foreach(tokens, k, v)
     {

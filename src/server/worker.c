@@ -15,6 +15,7 @@
 #include "src/server/runner.h"
 #include "src/server/sched.h"
 #include "src/server/tenant.h"
+#include "src/server/tenantcreds.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
@@ -41,6 +42,8 @@ struct kiln_worker_pool {
     int stop_builds;            /* drain timed out: stop running builds and requeue them */
     atomic_int busy;
 };
+
+extern char **environ;
 
 typedef struct job_ctx {
     kiln_worker_pool_t *pool;
@@ -156,18 +159,19 @@ static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
                           .timeout_s = p->opts.timeout_s,
                           .entitlements = p->opts.entitlements};
     kiln_job_outcome_t out = {0};
+    _cleanup_strv_ char **child_env = NULL;
+    _cleanup_free_ char *creds_dir = kiln_xasprintf("%s/%s", secrets_dir, KILN_TENANTCREDS_DIR);
+    const char *tenant = json_string_value(json_object_get(req, "tenant"));
+    const kiln_tenant_t *t = kiln_config_tenant_named(s->config, tenant);
+    kiln_error_t err = {0};
     char note[256];
     const char *ctx_id;
     size_t i;
     int canceled;
 
-    {
-        /* the build's tenant may have entitlements of its own (tenants[].entitlements) */
-        const kiln_tenant_t *t =
-            kiln_config_tenant_named(s->config, json_string_value(json_object_get(req, "tenant")));
-        if (t)
-            env.entitlements = t->entitlements;
-    }
+    /* the build's tenant may have entitlements of its own (tenants[].entitlements) */
+    if (t)
+        env.entitlements = t->entitlements;
     snprintf(note, sizeof(note), "[kiln] build %s: attempt %d", job->id, job->attempts);
     kiln_runner_log_note(log, note, NULL);
     if (req == NULL) {
@@ -176,6 +180,19 @@ static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
         json_decref(files);
         return;
     }
+    /* the tenant's credentials (or none) for its children, never the server's unless the
+     * tenant inherits them */
+    if (kiln_tenantcreds_prepare(t ? json_object_get(t->raw, "credentials") : NULL, tenant,
+                                 secrets_dir, environ, &child_env, &err) < 0) {
+        snprintf(note, sizeof(note), "[kiln] failed: %.200s", err.msg);
+        kiln_runner_log_note(log, note, NULL);
+        finish(s, log, job->id, "failed", "credentials", err.msg, NULL, 0);
+        kiln_fs_rm_rf(secrets_dir, NULL);
+        json_decref(files);
+        json_decref(req);
+        return;
+    }
+    env.child_env = child_env;
     json_array_foreach(json_object_get(req, "secrets"), i, v)
     {
         _cleanup_free_ char *f = kiln_xasprintf("%s/%s", secrets_dir, json_string_value(v));
@@ -186,6 +203,7 @@ static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
         ctx_dir = kiln_xasprintf("%s/contexts/%s", s->root, ctx_id);
 
     kiln_job_run(&env, req, files, ctx_dir, &hooks, &out);
+    kiln_fs_rm_rf(creds_dir, NULL);
 
     pthread_mutex_lock(&p->lock);
     canceled = p->slots[slot].cancel;

@@ -162,7 +162,7 @@ static int from_files(kiln_aws_creds_t *out, kiln_buf_t *why)
 }
 
 /* ISO 8601 "2026-11-25T10:00:00Z" (fractions allowed) to time_t; 0 if unparsable. */
-static time_t parse_iso8601(const char *s)
+time_t kiln_aws_time_parse(const char *s)
 {
     struct tm tm = {0};
     if (s == NULL || strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) == NULL)
@@ -188,7 +188,7 @@ static int parse_cred_json(const char *body, size_t len, const char *what, kiln_
     out->access_key_id = kiln_xstrdup(id);
     out->secret_access_key = kiln_xstrdup(secret);
     out->session_token = token ? kiln_xstrdup(token) : NULL;
-    out->expiration = parse_iso8601(kiln_aws_json_str(j, "Expiration"));
+    out->expiration = kiln_aws_time_parse(kiln_aws_json_str(j, "Expiration"));
     json_decref(j);
     return 0;
 }
@@ -442,6 +442,17 @@ void kiln_aws_cred_provider_free(kiln_aws_cred_provider_t *p)
     kiln_aws_creds_clear(&p->cur);
     pthread_mutex_destroy(&p->lock);
     free(p);
+}
+
+void kiln_aws_cred_provider_set(kiln_aws_cred_provider_t *p, const kiln_aws_creds_t *creds)
+{
+    pthread_mutex_lock(&p->lock);
+    kiln_aws_creds_clear(&p->cur);
+    kiln_aws_creds_copy(&p->cur, creds);
+    /* given, not found: never looked up again (expiry included) */
+    p->cur.expiration = 0;
+    p->have = 1;
+    pthread_mutex_unlock(&p->lock);
 }
 
 int kiln_aws_cred_provider_get(kiln_aws_cred_provider_t *p, kiln_aws_creds_t *out,

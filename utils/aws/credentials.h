@@ -17,6 +17,7 @@
 #define KILN_UTILS_AWS_CREDENTIALS_H
 
 #include <stddef.h>
+#include <time.h>
 
 #include "utils/aws/sigv4.h"
 #include "utils/error.h"
@@ -37,6 +38,13 @@ void kiln_aws_cred_provider_free(kiln_aws_cred_provider_t *p);
  * refreshing when needed. Returns -1 with err set when none can be found. */
 int kiln_aws_cred_provider_get(kiln_aws_cred_provider_t *p, kiln_aws_creds_t *out,
                                kiln_error_t *err);
+
+/* Makes p hand out creds (copied) from now on instead of looking them up: credentials the
+ * caller read itself (a tenant's credentials file). */
+void kiln_aws_cred_provider_set(kiln_aws_cred_provider_t *p, const kiln_aws_creds_t *creds);
+
+/* ISO 8601 "2026-11-25T10:00:00Z" (fractions allowed) as a time_t; 0 if unparsable. */
+time_t kiln_aws_time_parse(const char *s);
 
 /* The profile in use: AWS_PROFILE, else AWS_DEFAULT_PROFILE, else "default". */
 const char *kiln_aws_profile(void);

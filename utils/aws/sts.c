@@ -1,0 +1,110 @@
+/* kiln — STS AssumeRole (see sts.h). */
+#include "utils/aws/sts.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "utils/aws/credentials.h"
+#include "utils/buf.h"
+#include "utils/cleanup.h"
+#include "utils/mem.h"
+
+/* Wipes and frees a string that may hold a secret. */
+static void wipe_free(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+/* Appends "&key=value" (value percent-encoded) to b; the first pair has no '&'. */
+static void form_add(kiln_buf_t *b, const char *key, const char *value)
+{
+    _cleanup_free_ char *ev = kiln_sigv4_uri_encode(value, strlen(value), 0);
+    kiln_buf_appendf(b, NULL, "%s%s=%s", b->len ? "&" : "", key, ev);
+}
+
+char *kiln_aws_sts_assume_body(const kiln_aws_sts_assume_t *a)
+{
+    kiln_buf_t b = {0};
+    char dur[16];
+
+    snprintf(dur, sizeof(dur), "%u", a->duration_s ? a->duration_s : 3600);
+    form_add(&b, "Action", "AssumeRole");
+    form_add(&b, "Version", "2011-06-15");
+    form_add(&b, "RoleArn", a->role_arn);
+    form_add(&b, "RoleSessionName", a->session_name ? a->session_name : "kiln");
+    form_add(&b, "DurationSeconds", dur);
+    if (a->external_id)
+        form_add(&b, "ExternalId", a->external_id);
+    return kiln_buf_steal(&b, NULL);
+}
+
+int kiln_aws_sts_parse(const char *xml, size_t len, kiln_aws_creds_t *out, kiln_error_t *err)
+{
+    static const char *const need[] = {"AccessKeyId", "SecretAccessKey", "SessionToken",
+                                       "Expiration"};
+    char *text = kiln_xstrndup(xml, len);
+    char *creds = kiln_aws_xml_get(text, "Credentials");
+    char *v[4] = {0};
+    time_t exp = 0;
+    int rc = -1;
+
+    if (creds == NULL) {
+        kiln_error_set(err, EINVAL, "sts AssumeRole: the answer has no <Credentials>");
+        goto out;
+    }
+    for (size_t i = 0; i < 4; i++) {
+        v[i] = kiln_aws_xml_get(creds, need[i]);
+        if (v[i] == NULL || v[i][0] == '\0') {
+            kiln_error_set(err, EINVAL, "sts AssumeRole: the answer's <Credentials> has no <%s>",
+                           need[i]);
+            goto out;
+        }
+    }
+    if ((exp = kiln_aws_time_parse(v[3])) == 0) {
+        kiln_error_set(err, EINVAL, "sts AssumeRole: <Expiration> is not a time");
+        goto out;
+    }
+    memset(out, 0, sizeof(*out));
+    out->access_key_id = steal_pointer(&v[0]);
+    out->secret_access_key = steal_pointer(&v[1]);
+    out->session_token = steal_pointer(&v[2]);
+    out->expiration = exp;
+    out->source = "sts AssumeRole";
+    rc = 0;
+out:
+    for (size_t k = 0; k < 4; k++)
+        wipe_free(v[k]);
+    wipe_free(creds);
+    wipe_free(text);
+    return rc;
+}
+
+int kiln_aws_sts_assume_role(kiln_aws_t *aws, const kiln_aws_sts_assume_t *a, kiln_aws_creds_t *out,
+                             kiln_error_t *err)
+{
+    static const char *const hdrs[1] = {
+        "Content-Type: application/x-www-form-urlencoded; charset=utf-8"};
+    const char *region = a->region ? a->region : aws->region;
+    _cleanup_free_ char *body = kiln_aws_sts_assume_body(a);
+    _cleanup_free_ char *what = kiln_xasprintf("sts AssumeRole %s", a->role_arn);
+    kiln_aws_endpoint_t ep = {0};
+    kiln_http_response_t resp = {0};
+    int rc;
+
+    if (a->endpoint ? kiln_aws_endpoint_parse(a->endpoint, &ep, err)
+                    : kiln_aws_endpoint_resolve("sts", region, &ep, err))
+        return kiln_error_prefix(err, "%s", what);
+    rc = kiln_aws_post(aws, "sts", region, &ep, hdrs, 1, body, KILN_STS_RESPONSE_CAP, what, &resp,
+                       err);
+    if (rc == 0)
+        rc = kiln_aws_sts_parse(resp.body, resp.body_len, out, err);
+    if (resp.body)
+        explicit_bzero(resp.body, resp.body_len);
+    kiln_http_response_free(&resp);
+    kiln_aws_endpoint_clear(&ep);
+    return rc;
+}
