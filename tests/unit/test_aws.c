@@ -10,6 +10,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
 #include <cmocka.h>
 
 #include "utils/aws/client.h"
@@ -17,6 +22,8 @@
 #include "utils/aws/ecr.h"
 #include "utils/aws/endpoint.h"
 #include "utils/aws/s3.h"
+#include "utils/aws/sigv4.h"
+#include "utils/aws/sts.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
@@ -301,6 +308,172 @@ static void test_xml_and_errors(void **state)
     assert_string_equal(err.msg, "send: HTTP 400 QueueDoesNotExist: gone");
 }
 
+static const char sts_ok[] =
+    "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\n"
+    "  <AssumeRoleResult>\n"
+    "    <AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/acme/kiln</Arn>"
+    "<AssumedRoleId>AROA:kiln</AssumedRoleId></AssumedRoleUser>\n"
+    "    <Credentials>\n"
+    "      <AccessKeyId>ASIAACMETEMP0001</AccessKeyId>\n"
+    "      <SecretAccessKey>tempSecret/0123+abc</SecretAccessKey>\n"
+    "      <SessionToken>FwoGZXIvYXdzEJr//////////wEaDA==</SessionToken>\n"
+    "      <Expiration>2026-12-03T08:00:00Z</Expiration>\n"
+    "    </Credentials>\n"
+    "  </AssumeRoleResult>\n"
+    "</AssumeRoleResponse>\n";
+
+static void test_sts_body_and_parse(void **state)
+{
+    kiln_aws_sts_assume_t a = {.role_arn = "arn:aws:iam::123456789012:role/acme-builds",
+                               .external_id = "acme ext/1=2",
+                               .duration_s = 900};
+    kiln_aws_creds_t c = {0};
+    kiln_error_t err = {0};
+    _cleanup_free_ char *body = kiln_aws_sts_assume_body(&a);
+
+    /* every value percent-encoded (':' '/' ' ' '='), defaults for the session name */
+    assert_string_equal(body, "Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%"
+                              "3A123456789012%3Arole%2Facme-builds&RoleSessionName=kiln&"
+                              "DurationSeconds=900&ExternalId=acme%20ext%2F1%3D2");
+    assert_int_equal(kiln_aws_sts_parse(sts_ok, strlen(sts_ok), &c, &err), 0);
+    assert_string_equal(c.access_key_id, "ASIAACMETEMP0001");
+    assert_string_equal(c.secret_access_key, "tempSecret/0123+abc");
+    assert_string_equal(c.session_token, "FwoGZXIvYXdzEJr//////////wEaDA==");
+    assert_int_equal((long long)c.expiration, 1796284800LL);
+    kiln_aws_creds_clear(&c);
+
+    /* an answer without one of the four: named, and no value of the others in the message */
+    {
+        const char *drop[] = {"<SessionToken>", "<Expiration>", "<Credentials>"};
+        const char *expect[] = {"<SessionToken>", "<Expiration>", "<Credentials>"};
+        for (size_t i = 0; i < 3; i++) {
+            _cleanup_free_ char *bad = kiln_xstrdup(sts_ok);
+            char *p = strstr(bad, drop[i]);
+            p[1] = 'X'; /* <XessionToken>… no longer the element */
+            memset(&c, 0, sizeof(c));
+            assert_int_equal(kiln_aws_sts_parse(bad, strlen(bad), &c, &err), -1);
+            assert_non_null(strstr(err.msg, expect[i] + 1));
+            assert_null(strstr(err.msg, "tempSecret"));
+            assert_null(strstr(err.msg, "ASIAACMETEMP0001"));
+            assert_null(c.secret_access_key);
+        }
+    }
+    {
+        _cleanup_free_ char *bad = kiln_xstrdup(sts_ok);
+        memcpy(strstr(bad, "2026-12-03T"), "yesterday!!", 11);
+        assert_int_equal(kiln_aws_sts_parse(bad, strlen(bad), &c, &err), -1);
+        assert_string_equal(err.msg, "sts AssumeRole: <Expiration> is not a time");
+    }
+}
+
+/* A one-shot HTTP peer on 127.0.0.1: reads one request into req (headers + body), answers
+ * status with body. Returns the child's pid; *port is where it listens. */
+static pid_t one_shot(int *port, int status, const char *body, int req_fd)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    pid_t pid;
+
+    assert_true(ls >= 0);
+    assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(ls, 1), 0);
+    assert_int_equal(getsockname(ls, (struct sockaddr *)&sa, &sl), 0);
+    *port = ntohs(sa.sin_port);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char buf[65536], out[8192];
+        size_t got = 0;
+        int c = accept(ls, NULL, NULL);
+        const char *hend = NULL;
+        long clen = -1;
+        while (c >= 0 && got < sizeof(buf) - 1) {
+            ssize_t n = read(c, buf + got, sizeof(buf) - 1 - got);
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+            buf[got] = '\0';
+            if (hend == NULL && (hend = strstr(buf, "\r\n\r\n")) != NULL) {
+                const char *cl = strcasestr(buf, "\r\nContent-Length:");
+                clen = cl ? strtol(cl + 17, NULL, 10) : 0;
+            }
+            if (hend && (long)(got - (size_t)(hend + 4 - buf)) >= clen)
+                break;
+        }
+        (void)!write(req_fd, buf, got);
+        snprintf(out, sizeof(out),
+                 "HTTP/1.1 %d X\r\nContent-Type: text/xml\r\nContent-Length: %zu\r\n"
+                 "Connection: close\r\n\r\n%s",
+                 status, strlen(body), body);
+        (void)!write(c, out, strlen(out));
+        close(c);
+        _exit(0);
+    }
+    close(ls);
+    return pid;
+}
+
+static void test_sts_assume_role_request(void **state)
+{
+    static const char denied[] =
+        "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not "
+        "authorized to perform sts:AssumeRole</Message></Error></ErrorResponse>";
+    kiln_aws_creds_t base = {.access_key_id = (char *)"AKIDSERVERBASE01",
+                             .secret_access_key = (char *)"serverSecret+000",
+                             .session_token = (char *)"serverSession=="};
+    kiln_aws_creds_t c = {0};
+    kiln_error_t err = {0};
+    char url[64], req[65536];
+    int port, p[2], wst;
+    ssize_t n;
+    pid_t pid;
+
+    for (int round = 0; round < 2; round++) {
+        kiln_aws_t *aws = kiln_aws_new("eu-west-1");
+        kiln_aws_sts_assume_t a = {.role_arn = "arn:aws:iam::123456789012:role/acme",
+                                   .session_name = "kiln-acme",
+                                   .endpoint = url};
+        aws->max_attempts = 1;
+        kiln_aws_cred_provider_set(aws->creds, &base);
+        assert_int_equal(pipe(p), 0);
+        pid = one_shot(&port, round == 0 ? 200 : 403, round == 0 ? sts_ok : denied, p[1]);
+        close(p[1]);
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+        memset(&c, 0, sizeof(c));
+        if (round == 0) {
+            assert_int_equal(kiln_aws_sts_assume_role(aws, &a, &c, &err), 0);
+            assert_string_equal(c.access_key_id, "ASIAACMETEMP0001");
+            assert_non_null(c.session_token);
+            kiln_aws_creds_clear(&c);
+        } else {
+            assert_int_equal(kiln_aws_sts_assume_role(aws, &a, &c, &err), -1);
+            assert_string_equal(err.msg, "sts AssumeRole arn:aws:iam::123456789012:role/acme: "
+                                         "HTTP 403 AccessDenied: not authorized to perform "
+                                         "sts:AssumeRole");
+            assert_null(strstr(err.msg, "serverSecret"));
+        }
+        n = read(p[0], req, sizeof(req) - 1);
+        close(p[0]);
+        waitpid(pid, &wst, 0);
+        assert_true(n > 0);
+        req[n] = '\0';
+        /* a SigV4 POST for sts in the region, signed with the base credentials */
+        assert_true(strncmp(req, "POST / HTTP/1.1\r\n", 17) == 0);
+        assert_non_null(strcasestr(req, "\r\nAuthorization: AWS4-HMAC-SHA256 "
+                                        "Credential=AKIDSERVERBASE01/"));
+        assert_non_null(strstr(req, "/eu-west-1/sts/aws4_request, SignedHeaders="));
+        assert_non_null(strcasestr(req, "\r\nX-Amz-Security-Token: serverSession=="));
+        assert_non_null(
+            strcasestr(req, "\r\nContent-Type: application/x-www-form-urlencoded; charset=utf-8"));
+        assert_non_null(strstr(req, "\r\n\r\nAction=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws"
+                                    "%3Aiam%3A%3A123456789012%3Arole%2Facme&RoleSessionName=kiln-"
+                                    "acme&DurationSeconds=3600"));
+        assert_null(strstr(req, "serverSecret"));
+        kiln_aws_free(aws);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -312,6 +485,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_s3_output_spec, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ecr_hosts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_xml_and_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sts_body_and_parse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sts_assume_role_request, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -75,7 +75,8 @@ static void test_two_tenants(void **state)
         "{\"name\": \"acme\", \"tokens\": [\"acme-token-1\"],"
         " \"outputs\": {\"registry\": [\"reg.example/acme/\"], \"s3\": [\"s3://sites/acme/\"]},"
         " \"entitlements\": [\"network.host\"], \"limits\": {\"memory\": \"1g\"},"
-        " \"max_concurrent\": 2, \"credentials\": {\"aws\": {\"role_arn\": \"x\"}}},"
+        " \"max_concurrent\": 2, \"credentials\": {\"aws\": {\"role_arn\": "
+        "\"arn:aws:iam::123456789012:role/x\"}}},"
         "{\"name\": \"globex\", \"tokens\": [\"%s\"]}],"
         " \"policy\": {\"entitlements\": [\"security.insecure\"]},"
         " \"projects\": [{\"name\": \"site\", \"github\": \"acme/site\", \"tenant\": \"acme\"}]}",

@@ -1,7 +1,6 @@
 /* kiln — STS AssumeRole (see sts.h). */
 #include "utils/aws/sts.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,19 +52,19 @@ int kiln_aws_sts_parse(const char *xml, size_t len, kiln_aws_creds_t *out, kiln_
     int rc = -1;
 
     if (creds == NULL) {
-        kiln_error_set(err, EINVAL, "sts AssumeRole: the answer has no <Credentials>");
+        kiln_error_set(err, 0, "sts AssumeRole: the answer has no <Credentials>");
         goto out;
     }
     for (size_t i = 0; i < 4; i++) {
         v[i] = kiln_aws_xml_get(creds, need[i]);
         if (v[i] == NULL || v[i][0] == '\0') {
-            kiln_error_set(err, EINVAL, "sts AssumeRole: the answer's <Credentials> has no <%s>",
+            kiln_error_set(err, 0, "sts AssumeRole: the answer's <Credentials> has no <%s>",
                            need[i]);
             goto out;
         }
     }
     if ((exp = kiln_aws_time_parse(v[3])) == 0) {
-        kiln_error_set(err, EINVAL, "sts AssumeRole: <Expiration> is not a time");
+        kiln_error_set(err, 0, "sts AssumeRole: <Expiration> is not a time");
         goto out;
     }
     memset(out, 0, sizeof(*out));
