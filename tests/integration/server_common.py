@@ -254,13 +254,14 @@ def fauxqs_queues(prefix):
     return endpoint, jobs, events, awslib.kiln_env(endpoint, HOME=T.tmp)
 
 
-def start_fake_worker(name, jobs, events, aws_env, fake, env):
-    """A `kiln worker` on root T.tmp/NAME running the stand-in build, log in T.tmp/NAME.log."""
+def start_fake_worker(name, jobs, events, aws_env, fake, env, extra=()):
+    """A `kiln worker` on root T.tmp/NAME running the stand-in build (more arguments in
+    extra), log in T.tmp/NAME.log."""
     e = dict(os.environ)
     e.update(aws_env)
     e.update(env)
     log = open(os.path.join(T.tmp, name + ".log"), "w")
     return T.spawn([KILN, "worker", "--queue", jobs, "--events-queue", events, "--root",
                     os.path.join(T.tmp, name), "--build-command", fake, "--visibility-timeout", "3",
-                    "--wait-seconds", "1", "--drain-timeout", "30"],
+                    "--wait-seconds", "1", "--drain-timeout", "30", *extra],
                    stdout=log, stderr=subprocess.STDOUT, env=e)
