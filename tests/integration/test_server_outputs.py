@@ -11,11 +11,13 @@ outputs leave its tenant's stop the server at startup, named."""
 import json
 import os
 import subprocess
+import sys
 import time
 import urllib.request
 
-from kilntest import KILN, T, free_port
-from server_common import real_build_server, tar_gz
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "aws"))
+from kilntest import KILN, T, free_port  # noqa: E402
+from server_common import Server, fauxqs_queues, real_build_server, tar_gz  # noqa: E402
 
 ACME = "acme-token-0123456789"
 BETA = "beta-token-9876543210"
@@ -226,6 +228,36 @@ T.check("acme's push succeeded", st2 == 200 and b2.get("status") == "succeeded",
 sk = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "docker://" + reg + "/acme/app:2"],
                     capture_output=True, text=True)
 T.check("the tag under acme's prefix is in the registry", sk.returncode == 0, sk.stderr)
+
+# --- queue mode: a refused request never reaches the job queue ---
+endpoint, jobs, events, aws_env = fauxqs_queues("kiln-outputs")
+import awslib  # noqa: E402  (tests/aws, on sys.path above)
+qsrv = Server(os.path.join(T.tmp, "qroot"), config={"tenants": tenants(reg)},
+              extra=["--queue", jobs, "--events-queue", events], env=aws_env).start()
+GIT = {"git": "https://git.example.test/acme/app.git"}
+for name, token, body, status, want in [
+        ("queue mode: a push outside the prefixes", ACME,
+         {"outputs": [{"type": "registry", "name": reg + "/beta/app"}]}, 403, "outputs[0].name"),
+        ("queue mode: a tag outside", BETA, {"tags": [reg + "/acme/app"]}, 403, "tags[0]"),
+        ("queue mode: an absolute file dest", ACME,
+         {"outputs": [{"type": "local", "dest": marker_dir}]}, 400, "outputs[0].dest"),
+        ("queue mode: an s3 dest outside", ACME,
+         {"outputs": [{"type": "s3", "dest": "s3://sites/beta/"}]}, 403, "outputs[0].dest")]:
+    st, b = qsrv.request("POST", "/v1/builds", dict(body, source=GIT), token=token)
+    T.check("%s => %d" % (name, status), st == status and want in b.get("error", ""), (st, b))
+T.check("queue mode: no job was sent for a refused request",
+        awslib.sqs_receive(endpoint, jobs, wait=1) == [], "a job message")
+st, b = qsrv.request("POST", "/v1/builds", {"source": GIT, "outputs": [
+    {"type": "registry", "name": reg + "/acme/app:q"}, {"type": "local", "dest": "site"}]},
+    token=ACME)
+T.check("queue mode: a request within the prefixes => 202", st == 202, b)
+msgs = awslib.sqs_receive(endpoint, jobs, wait=5, max_messages=1)
+job = json.loads(msgs[0]["Body"]) if msgs else {}
+T.check("queue mode: its job carries tenant acme and the request's outputs",
+        job.get("request", {}).get("tenant") == "acme" and
+        job.get("request", {}).get("outputs", [{}])[0].get("name") == reg + "/acme/app:q",
+        job)
+qsrv.term()
 
 # --- bad rules stop the server at startup, named ---
 
