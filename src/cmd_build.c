@@ -2,6 +2,7 @@
  * in kiln's sandbox and writes the image to a registry, an OCI layout, a
  * docker archive or a directory. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 
 #include "oci/docker_archive.h"
 #include "oci/layer_read.h"
+#include "oci/layer_write.h"
 #include "oci/layout.h"
 #include "oci/registry.h"
 #include "sandbox/sandbox.h"
@@ -60,7 +62,7 @@ static void usage(FILE *out)
         "      --label K=V            add a label to the image (repeatable)\n"
         "      --platform linux/amd64 the (only) target platform\n"
         "  -o, --output SPEC          type=oci,dest=DIR|type=docker,dest=FILE|"
-        "type=local,dest=DIR|type=registry\n"
+        "type=local,dest=DIR|type=tar,dest=FILE|type=registry\n"
         "      --push                 push every -t name (same as --output type=registry)\n"
         "      --ecr-create-repository  create missing ECR repositories (outputs,\n"
         "                             --cache-to) first; or ecr-create-repository=true\n"
@@ -201,6 +203,62 @@ write:
     return r;
 }
 
+/* Exports the final filesystem into a fresh private directory under the kiln root (*dir:
+ * the caller removes it); on failure nothing is left. */
+static int export_tmp(const char *root, const char *prefix, kiln_store_t *store,
+                      const kiln_build_result_t *res, char **dir, kiln_error_t *err)
+{
+    _cleanup_free_ char *parent = kiln_xasprintf("%s/build/tmp", root);
+
+    if (kiln_fs_mkdir_p(parent, 0711, err) < 0 || kiln_fs_mkdtemp(parent, prefix, dir, err) < 0)
+        return -1;
+    if (kiln_build_export_local(store, res, *dir, err) < 0) {
+        kiln_fs_rm_rf(*dir, NULL);
+        free(*dir);
+        *dir = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* type=tar: the final filesystem as one uncompressed tarball at dest (buildx's type=tar),
+ * written to a temp file beside it and renamed into place, so dest is whole or absent. */
+static int output_tar(const char *root, kiln_store_t *store, const kiln_build_result_t *res,
+                      const char *dest, kiln_error_t *err)
+{
+    _cleanup_free_ char *dir = NULL, *tmp = kiln_xasprintf("%s.tmp-XXXXXX", dest);
+    _cleanup_free_ char *parent = kiln_xstrdup(dest);
+    _cleanup_close_ int fd = -1;
+    char *slash = strrchr(parent, '/');
+    kiln_layer_opts_t lo;
+    kiln_layer_info_t info;
+    kiln_sink_t sink;
+    int ret;
+
+    if (slash && slash != parent) {
+        *slash = '\0';
+        if (kiln_fs_mkdir_p(parent, 0755, err) < 0)
+            return -1;
+    }
+    if (export_tmp(root, "tar-", store, res, &dir, err) < 0)
+        return -1;
+    fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        kiln_fs_rm_rf(dir, NULL);
+        return kiln_error_set(err, errno, "create temp file for %s", dest);
+    }
+    kiln_layer_opts_init(&lo);
+    lo.compression = KILN_COMPRESSION_NONE;
+    sink = kiln_sink_fd(&fd);
+    ret = kiln_layer_write_dir(dir, &lo, &sink, &info, err);
+    if (ret == 0 && (fchmod(fd, 0644) < 0 || fsync(fd) < 0 || rename(tmp, dest) < 0))
+        ret = kiln_error_set(err, errno, "write %s", dest);
+    if (ret < 0)
+        unlink(tmp);
+    kiln_fs_rm_rf(dir, NULL);
+    return ret < 0 ? kiln_error_prefix(err, "--output type=tar,dest=%s", dest) : 0;
+}
+
 /* type=s3: exports the final filesystem to a private temp dir under the
  * kiln root and uploads it (incremental, with a deploy manifest). */
 static int output_s3(const char *spec, const char *root, kiln_store_t *store,
@@ -208,18 +266,13 @@ static int output_s3(const char *spec, const char *root, kiln_store_t *store,
 {
     kiln_s3_output_t s3 = {0};
     kiln_s3_stats_t stats = {0};
-    _cleanup_free_ char *parent = kiln_xasprintf("%s/build/tmp", root);
     _cleanup_free_ char *dir = NULL;
     kiln_aws_t *aws;
     int ret;
 
     if (kiln_s3_output_parse(spec, &s3, err) < 0)
         return -1;
-    if (kiln_fs_mkdir_p(parent, 0711, err) < 0 || kiln_fs_mkdtemp(parent, "s3-", &dir, err) < 0) {
-        kiln_s3_output_clear(&s3);
-        return -1;
-    }
-    ret = kiln_build_export_local(store, res, dir, err);
+    ret = export_tmp(root, "s3-", store, res, &dir, err);
     if (ret == 0) {
         aws = kiln_aws_new(NULL);
         ret = kiln_s3_upload_dir(aws, dir, s3.dest, &s3.opts, &stats, err);
@@ -233,7 +286,8 @@ static int output_s3(const char *spec, const char *root, kiln_store_t *store,
                                         (json_int_t)stats.files, "uploaded",
                                         (json_int_t)stats.uploaded, "unchanged",
                                         (json_int_t)stats.skipped));
-    kiln_fs_rm_rf(dir, NULL);
+    if (dir)
+        kiln_fs_rm_rf(dir, NULL);
     kiln_s3_output_clear(&s3);
     return ret;
 }
@@ -285,6 +339,10 @@ static int do_outputs(const opts_t *o, const kiln_build_request_t *req, const ch
                 kiln_event_add_output(
                     ev, "images",
                     json_pack("{s:s, s:s, s:s}", "type", "docker", "dest", dest, "digest", ds));
+        } else if (strcmp(out.type, "tar") == 0 && dest) {
+            ret = output_tar(root, store, res, dest, err);
+            if (ret == 0)
+                kiln_event_add_output(ev, "local", json_pack("{s:s}", "dest", dest));
         } else if (strcmp(out.type, "local") == 0 && dest) {
             ret = kiln_build_export_local(store, res, dest, err);
             if (ret == 0)
@@ -340,7 +398,8 @@ static int do_outputs(const opts_t *o, const kiln_build_request_t *req, const ch
                                                     refs[k], "digest", ds));
             }
         } else {
-            ret = kiln_error_set(err, 0, "unsupported output %s (need dest= for oci/docker/local)",
+            ret = kiln_error_set(err, 0,
+                                 "unsupported output %s (need dest= for oci/docker/local/tar)",
                                  o->outputs[i]);
         }
         kiln_cli_output_free(&out);

@@ -8,10 +8,12 @@ registry prefixes, another registry host, an s3 dest outside its s3 prefixes or 
 target not its own is 403 naming the output and the rule before any build exists, and nothing
 reaches the registry; a push inside them builds and lands; bad prefixes and a project whose
 outputs leave its tenant's stop the server at startup, named."""
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.request
 
@@ -99,7 +101,8 @@ T.check("nothing written on the host", host_untouched(), os.listdir(T.tmp))
 
 # --- a relative dest: built into the artifacts directory, served by the artifacts route ---
 st, body = srv.submit({"source": {"context": ctx}, "outputs": [
-    {"type": "local", "dest": "site"}, {"type": "oci", "dest": "image.tar", "tar": True}]})
+    {"type": "local", "dest": "site"}, {"type": "oci", "dest": "image.tar", "tar": True},
+    {"type": "tar", "dest": "fs/rootfs.tar"}]})
 T.check("file outputs with relative dests => 202", st == 202, body)
 bid = body.get("id", "")
 b = srv.wait_status(bid, ("succeeded", "failed", "canceled"), timeout=600)
@@ -112,6 +115,16 @@ T.check("artifacts list the local output's files and the oci archive",
 st, data, _ = srv.request("GET", "/v1/builds/%s/artifacts/files/site/www/index.html" % bid,
                           raw=True)
 T.check("a file of the local output is served", st == 200 and data == b"built\n", (st, data))
+st, data, _ = srv.request("GET", "/v1/builds/%s/artifacts/files/fs/rootfs.tar" % bid, raw=True)
+try:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        members = {m.name: m for m in tf.getmembers()}
+        index = tf.extractfile(members["www/index.html"]).read()
+except Exception as e:  # noqa: BLE001
+    members, index = {"error": str(e)}, b""
+T.check("the tar output is the filesystem, its symlink a link", st == 200 and
+        index == b"built\n" and members["evil"].issym() and
+        members["evil"].linkname == marker_dir, (st, list(members)[:20]))
 art = os.path.join(srv.root, "artifacts", bid)
 T.check("the image's symlink is kept as a link inside the artifacts directory",
         os.readlink(os.path.join(art, "site", "evil")) == marker_dir, os.listdir(art))
@@ -120,7 +133,9 @@ T.check("the artifacts route does not follow the image's symlink", st == 404, (s
 T.check("the stored outputs keep the request's dest",
         json.dumps(b.get("outputs")) == json.dumps([{"type": "local", "dest": "site"},
                                                     {"type": "oci", "dest": "image.tar",
-                                                     "tar": True}]), b.get("outputs"))
+                                                     "tar": True},
+                                                    {"type": "tar", "dest": "fs/rootfs.tar"}]),
+        b.get("outputs"))
 T.check("still nothing written on the host", host_untouched(), os.listdir(T.tmp))
 
 # --- tenants: pushes, uploads and notifications only within the tenant's outputs ---
