@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <string.h>
 
+#include "job/spec.h"
 #include "oci/reference.h"
 #include "utils/buf.h"
 #include "utils/cleanup.h"
@@ -12,31 +13,8 @@
 #define PREFIX_MAX 1024
 #define LOCAL_DEPTH_MAX 32
 
-typedef struct out_type {
-    const char *name;
-    int local;               /* a file output: dest under the artifacts directory */
-    const char *const *keys; /* its options besides "type", NULL-terminated */
-} out_type_t;
-
-static const char *const k_dest[] = {"dest", NULL};
-static const char *const k_oci[] = {"dest", "tar", NULL};
-static const char *const k_push[] = {"name", "push", "ecr-create-repository", NULL};
-static const char *const k_s3[] = {
-    "dest", "cache-control", "part-size", "multipart-threshold", "concurrency", "full", NULL};
-static const char *const bool_keys[] = {"tar", "push", "ecr-create-repository", "full", NULL};
-
-static const out_type_t types[] = {
-    {"local", 1, k_dest},    {"oci", 1, k_oci},       {"docker", 1, k_dest}, {"tar", 1, k_dest},
-    {"function", 1, k_dest}, {"registry", 0, k_push}, {"image", 0, k_push},  {"s3", 0, k_s3},
-};
-
-static const out_type_t *find_type(const char *name)
-{
-    for (size_t i = 0; name && i < sizeof(types) / sizeof(types[0]); i++)
-        if (strcmp(types[i].name, name) == 0)
-            return &types[i];
-    return NULL;
-}
+/* the output types and their options are the job spec's (job/spec.h) */
+typedef kiln_job_output_type_t out_type_t;
 
 static int in_list(const char *const *list, const char *s)
 {
@@ -48,8 +26,8 @@ static int in_list(const char *const *list, const char *s)
 
 int kiln_outconf_type_is_local(const char *type)
 {
-    const out_type_t *t = find_type(type);
-    return t != NULL && t->local;
+    const out_type_t *t = kiln_job_output_type_find(type);
+    return t != NULL && t->file;
 }
 
 /* A boolean option as `kiln build --output` reads it: JSON true/false, "true"/"false", "1"/"0"
@@ -400,7 +378,7 @@ static int check_disjoint(json_t *outputs, kiln_error_t *err)
 static int check_output(json_t *o, size_t i, int *pushed_name, kiln_error_t *err)
 {
     const char *tname = json_string_value(json_object_get(o, "type")), *k;
-    const out_type_t *t = find_type(tname);
+    const out_type_t *t = kiln_job_output_type_find(tname);
     json_t *v;
     char f[200];
 
@@ -427,7 +405,7 @@ static int check_output(json_t *o, size_t i, int *pushed_name, kiln_error_t *err
             kiln_error_set(err, 0, "not an option of type=%s (%s)", t->name, keys);
             return field_fail(err, f);
         }
-        if (in_list(bool_keys, k) && bool_value(v) < 0) {
+        if (kiln_job_output_key_is_bool(k) && bool_value(v) < 0) {
             kiln_error_set(err, 0, "must be true or false");
             return field_fail(err, f);
         }
@@ -438,11 +416,11 @@ static int check_output(json_t *o, size_t i, int *pushed_name, kiln_error_t *err
     }
     v = json_object_get(o, "dest");
     snprintf(f, sizeof(f), "outputs[%zu].dest", i);
-    if ((t->local || strcmp(t->name, "s3") == 0) && v == NULL) {
+    if ((t->file || strcmp(t->name, "s3") == 0) && v == NULL) {
         kiln_error_set(err, 0, "type=%s needs a dest", t->name);
         return field_fail(err, f);
     }
-    if (t->local && kiln_outconf_local_dest_check(json_string_value(v), err) < 0)
+    if (t->file && kiln_outconf_local_dest_check(json_string_value(v), err) < 0)
         return field_fail(err, f);
     if (strcmp(t->name, "s3") == 0 && kiln_outconf_s3_allowed(json_string_value(v), NULL, err) < 0)
         return field_fail(err, f);

@@ -11,19 +11,23 @@
  *        src/build/entitlement.h), honoured only where the server grants them
  * The stored request (and the SQS job) also has "tenant": NAME, the build's tenant, which the
  * server sets; the API refuses a body that names one.
- * Unknown fields are rejected, so a typo never silently builds something else. */
+ * Unknown fields are rejected, so a typo never silently builds something else. The body is
+ * read as a job spec (job/codec.h, KILN_JOB_JSON_REQUEST), so it is checked completely
+ * (outputs, references, URLs, limits) before anything is queued; what is stored is the spec's
+ * JSON form, secrets by name. */
 #ifndef KILN_SERVER_REQUEST_H
 #define KILN_SERVER_REQUEST_H
 
 #include <jansson.h>
 #include <stddef.h>
 
+#include "job/spec.h"
 #include "utils/error.h"
 
 /* The secret holding the git source's credential: a URL's userinfo ("USER:PASSWORD" or an
  * http(s) "TOKEN@") or source.token, taken out of the URL. Not a valid name for a build's
  * own secrets; handed only to `kiln checkout --credential-file`. */
-#define KILN_REQUEST_GIT_SECRET ".git"
+#define KILN_REQUEST_GIT_SECRET KILN_JOB_GIT_SECRET
 
 typedef struct kiln_request {
     json_t *stored;  /* the request as kept in the database: secret values removed */
@@ -48,8 +52,5 @@ int kiln_request_check_allow(json_t *stored, unsigned granted, kiln_error_t *err
  * context id; secret_files maps secret names to files (may be NULL). *argv is NULL-terminated. */
 int kiln_request_argv(json_t *stored, const char *context_dir, json_t *secret_files,
                       const char *metadata_file, char ***argv, kiln_error_t *err);
-
-/* The repository key for a git URL: lower-cased host, no trailing ".git" or "/". */
-char *kiln_request_repo_key(const char *url);
 
 #endif
