@@ -425,6 +425,25 @@ static int check_reference(const char *ref, const char *field, kiln_error_t *err
     return 0;
 }
 
+/* The bucket of an s3://BUCKET[/PREFIX] dest follows S3's naming rules (3 to 63 lower-case
+ * letters, digits, '-' and '.', starting and ending with a letter or digit). */
+static int check_s3_bucket(const char *url, const char *field, kiln_error_t *err)
+{
+    const char *b = url + 5;
+    size_t n;
+
+    if (strncmp(url, "s3://", 5) != 0)
+        return field_err(err, field, "'%s' is not an s3://BUCKET[/PREFIX] URL", url);
+    n = strcspn(b, "/");
+    if (n < 3 || n > 63)
+        return field_err(err, field, "'%s': the bucket name must be 3 to 63 characters", url);
+    for (size_t i = 0; i < n; i++)
+        if (!(islower((unsigned char)b[i]) || isdigit((unsigned char)b[i]) ||
+              ((b[i] == '-' || b[i] == '.') && i > 0 && i + 1 < n)))
+            return field_err(err, field, "'%s': '%.*s' is not a valid bucket name", url, (int)n, b);
+    return 0;
+}
+
 /* An s3 output as `kiln build` will read it: the options handed to the S3 output parser. */
 static int check_s3_output(const kiln_job_output_t *o, const char *field, kiln_error_t *err)
 {
@@ -441,7 +460,9 @@ static int check_s3_output(const kiln_job_output_t *o, const char *field, kiln_e
     spec = kiln_buf_steal(&b, NULL);
     ret = kiln_s3_output_parse(spec, &s3, &e);
     kiln_s3_output_clear(&s3);
-    return ret < 0 ? field_err(err, field, "%s", e.msg) : 0;
+    if (ret < 0)
+        return field_err(err, field, "%s", e.msg);
+    return check_s3_bucket(kiln_job_output_get(o, "dest"), field, err);
 }
 
 static int check_output(const kiln_job_spec_t *s, size_t i, kiln_error_t *err)

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "job/spec.h"
 #include "oci/docker_archive.h"
 #include "oci/layer_read.h"
 #include "oci/layer_write.h"
@@ -410,6 +411,120 @@ static int do_outputs(const opts_t *o, const kiln_build_request_t *req, const ch
     return ret;
 }
 
+/* Splits a --secret value ("id=ID,src=FILE" | "id=ID,env=VAR", keys in any order; "source"
+ * is src) into a secret reference of s. */
+static void spec_add_secret(kiln_job_spec_t *s, const char *arg)
+{
+    _cleanup_free_ char *copy = kiln_xstrdup(arg);
+    char *save = NULL, *id = NULL, *src = NULL, *env = NULL;
+    kiln_job_secret_t *sec;
+
+    for (char *kv = strtok_r(copy, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        char *v = strchr(kv, '=');
+        if (v == NULL)
+            continue;
+        *v++ = '\0';
+        if (strcmp(kv, "id") == 0)
+            id = v;
+        else if (strcmp(kv, "src") == 0 || strcmp(kv, "source") == 0)
+            src = v;
+        else if (strcmp(kv, "env") == 0)
+            env = v;
+    }
+    sec = kiln_job_spec_add_secret(s, id ? id : "");
+    sec->src = src ? kiln_xstrdup(src) : NULL;
+    sec->env = env ? kiln_xstrdup(env) : NULL;
+}
+
+/* Adds one --output to s: its type and options (an s3 one through the S3 output parser,
+ * whose values may hold commas). */
+static int spec_add_output(kiln_job_spec_t *s, const char *arg, kiln_error_t *err)
+{
+    kiln_cli_output_t out = {0};
+    kiln_job_output_t *o;
+
+    if (strncmp(arg, "type=s3,", 8) == 0 || strcmp(arg, "type=s3") == 0) {
+        kiln_s3_output_t s3 = {0};
+        if (kiln_s3_output_parse(arg, &s3, err) < 0)
+            return -1;
+        o = kiln_job_spec_add_output(s, "s3");
+        kiln_job_output_add_opt(o, "dest", s3.dest, KILN_JOB_VALUE_STRING);
+        kiln_s3_output_clear(&s3);
+        return 0;
+    }
+    if (kiln_cli_output_parse(arg, &out, err) < 0)
+        return -1;
+    o = kiln_job_spec_add_output(s, out.type);
+    for (size_t i = 0; i < out.n; i++)
+        kiln_job_output_add_opt(o, out.kv[i].key, out.kv[i].value, KILN_JOB_VALUE_STRING);
+    kiln_cli_output_free(&out);
+    return 0;
+}
+
+/* The job spec of a `kiln build` command line (job/spec.h), so that every output, reference,
+ * URL and limit is checked before any work starts. Fails naming the flag's field. */
+static int spec_from_opts(const opts_t *o, const char *context, kiln_job_spec_t *s,
+                          kiln_error_t *err)
+{
+    s->local = 1;
+    s->trigger = kiln_xstrdup("cli");
+    s->build_id = o->build_id ? kiln_xstrdup(o->build_id) : NULL;
+    if (kiln_git_is_url(context)) {
+        /* URL[#REF[:SUBDIR]] */
+        const char *hash = strchr(context, '#');
+        s->source_kind = KILN_JOB_SOURCE_GIT;
+        s->source = hash ? kiln_xstrndup(context, (size_t)(hash - context)) : kiln_xstrdup(context);
+        if (hash && hash[1]) {
+            const char *colon = strchr(hash + 1, ':');
+            if (colon != hash + 1)
+                s->ref = colon ? kiln_xstrndup(hash + 1, (size_t)(colon - hash - 1))
+                               : kiln_xstrdup(hash + 1);
+            if (colon && colon[1])
+                s->subdir = kiln_xstrdup(colon + 1);
+        }
+    } else {
+        s->source_kind = KILN_JOB_SOURCE_DIR;
+        s->source = kiln_xstrdup(context);
+    }
+    if (o->subdir) {
+        free(s->subdir);
+        s->subdir = kiln_xstrdup(o->subdir);
+    }
+    s->dockerfile = o->file ? kiln_xstrdup(o->file) : NULL;
+    s->plan = o->plan_file ? kiln_xstrdup(o->plan_file) : NULL;
+    s->target = o->target ? kiln_xstrdup(o->target) : NULL;
+    for (size_t i = 0; i < o->n_args; i++) {
+        const char *eq = strchr(o->args[i], '=');
+        _cleanup_free_ char *k =
+            eq ? kiln_xstrndup(o->args[i], (size_t)(eq - o->args[i])) : kiln_xstrdup(o->args[i]);
+        kiln_job_spec_add_kv(&s->build_args, &s->n_build_args, k, eq ? eq + 1 : NULL);
+    }
+    for (size_t i = 0; i < o->n_secrets; i++)
+        spec_add_secret(s, o->secrets[i]);
+    for (unsigned bit = 1; bit < (1u << KILN_ENTITLEMENT_COUNT); bit <<= 1)
+        if (o->entitlements & bit)
+            kiln_job_spec_add_str(&s->allow, &s->n_allow, kiln_entitlement_name(bit));
+    s->limits = (kiln_job_limits_t){.memory = o->limits.memory,
+                                    .pids = o->limits.pids,
+                                    .cpu_time = o->limits.cpu_time,
+                                    .disk = o->limits.disk};
+    for (size_t i = 0; i < o->n_tags; i++)
+        kiln_job_spec_add_str(&s->tags, &s->n_tags, o->tags[i]);
+    for (size_t i = 0; i < o->n_notify; i++)
+        kiln_job_spec_add_str(&s->notify, &s->n_notify, o->notify[i]);
+    for (size_t i = 0; i < o->n_cache_from; i++)
+        kiln_job_spec_add_str(&s->cache_from, &s->n_cache_from, o->cache_from[i]);
+    s->cache_to = o->cache_to ? kiln_xstrdup(o->cache_to) : NULL;
+    s->cache_to_max = o->cache_to_max;
+    s->no_cache = o->no_cache;
+    for (size_t i = 0; i < o->n_outputs; i++)
+        if (spec_add_output(s, o->outputs[i], err) < 0)
+            return kiln_error_prefix(err, "field 'outputs[%zu]'", i);
+    if (o->push)
+        kiln_job_spec_add_output(s, "registry");
+    return kiln_job_spec_validate(s, err);
+}
+
 static double elapsed(const struct timespec *a, const struct timespec *b)
 {
     return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
@@ -753,14 +868,14 @@ int kiln_cmd_build(int argc, char **argv)
     }
     if (optind + 1 != argc)
         return kiln_cli_usage_error("build", "exactly one CONTEXT directory is needed");
-    for (size_t i = 0; i < o.n_outputs; i++) {
-        kiln_s3_output_t s3 = {0};
-        if (strncmp(o.outputs[i], "type=s3", 7) != 0 ||
-            (o.outputs[i][7] != ',' && o.outputs[i][7] != '\0'))
-            continue;
-        if (kiln_s3_output_parse(o.outputs[i], &s3, &err) < 0)
+    {
+        /* the whole job is checked before any work starts: a bad -o, tag, reference, URL
+         * or limit is refused here, not after the build */
+        kiln_job_spec_t spec = {0};
+        int bad = spec_from_opts(&o, argv[optind], &spec, &err) < 0;
+        kiln_job_spec_clear(&spec);
+        if (bad)
             return kiln_cli_usage_error("build", "%s", err.msg);
-        kiln_s3_output_clear(&s3);
     }
     build_id = o.build_id ? kiln_xstrdup(o.build_id) : kiln_event_build_id();
     ev = kiln_event_new(build_id);
