@@ -458,11 +458,11 @@ static int check_s3_output(const kiln_job_output_t *o, const char *field, kiln_e
     for (size_t k = 0; k < o->n_opts; k++)
         kiln_buf_appendf(&b, NULL, ",%s=%s", o->opts[k].key, o->opts[k].value);
     spec = kiln_buf_steal(&b, NULL);
+    if (check_s3_bucket(kiln_job_output_get(o, "dest"), field, err) < 0)
+        return -1;
     ret = kiln_s3_output_parse(spec, &s3, &e);
     kiln_s3_output_clear(&s3);
-    if (ret < 0)
-        return field_err(err, field, "%s", e.msg);
-    return check_s3_bucket(kiln_job_output_get(o, "dest"), field, err);
+    return ret < 0 ? field_err(err, field, "%s", e.msg) : 0;
 }
 
 static int check_output(const kiln_job_spec_t *s, size_t i, kiln_error_t *err)
