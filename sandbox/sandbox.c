@@ -249,11 +249,13 @@ struct run {
     int netlog[2]; /* the egress supervisor's refusals (nat) */
 };
 
-/* The step's writes under a disk limit: the tree of its upper dir (or of its rw_root copy,
- * less what it held before), measured every DISK_CHECK_MS, less often when a walk is slow. */
+/* The step's writes under a disk limit: the trees it may write (its upper dir or rw_root
+ * copy, and its cache and writable bind mounts' sources), less what they held before it,
+ * measured every DISK_CHECK_MS, less often when a walk is slow. */
 typedef struct disk_watch {
-    const char *path; /* NULL: no disk limit */
-    uint64_t base;    /* the tree's size before the step */
+    const char *paths[1 + KILN_SANDBOX_MAX_MOUNTS];
+    size_t n;      /* 0: no disk limit */
+    uint64_t base; /* the trees' size before the step */
     uint64_t next_ms, interval_ms;
     int exceeded;
     kiln_error_t why; /* a walk that failed (the step is stopped: unmeasured is not under) */
@@ -267,9 +269,13 @@ static int disk_over(const kiln_step_t *step, disk_watch_t *dw)
 {
     uint64_t used = 0, t0 = now_ms(), spent;
 
-    if (kiln_fs_usage_at(AT_FDCWD, dw->path, DISK_MAX_DEPTH, dw->base + step->limits.disk, &used,
-                         &dw->why) < 0)
-        return 1;
+    for (size_t i = 0; i < dw->n; i++) {
+        uint64_t one = 0;
+        if (kiln_fs_usage_at(AT_FDCWD, dw->paths[i], DISK_MAX_DEPTH, dw->base + step->limits.disk,
+                             &one, &dw->why) < 0)
+            return 1;
+        used += one;
+    }
     spent = now_ms() - t0;
     dw->interval_ms = spent * 10 > DISK_CHECK_MS ? spent * 10 : DISK_CHECK_MS;
     return used > dw->base + step->limits.disk;
@@ -299,7 +305,7 @@ static void pump_all(const kiln_step_t *step, stream_t *out, stream_t *errs, str
             }
             wait = (int)(deadline - now);
         }
-        if (dw->path && !dw->exceeded && !*timed_out) {
+        if (dw->n && !dw->exceeded && !*timed_out) {
             uint64_t now = now_ms();
             if (now >= dw->next_ms) {
                 if (disk_over(step, dw)) {
@@ -589,9 +595,17 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
         return -1;
     if (step->limits.disk && (step->upper || step->rw_root)) {
         /* what the step's root holds before it runs is not its writes */
-        dw.path = step->upper ? step->upper : step->rw_root;
-        if (kiln_fs_usage_at(AT_FDCWD, dw.path, DISK_MAX_DEPTH, 0, &dw.base, err) < 0)
-            return kiln_error_prefix(err, "disk limit");
+        dw.paths[dw.n++] = step->upper ? step->upper : step->rw_root;
+        for (size_t i = 0; i < step->n_mounts && i < KILN_SANDBOX_MAX_MOUNTS; i++)
+            if (step->mounts[i].type == KILN_MOUNT_CACHE ||
+                (step->mounts[i].type == KILN_MOUNT_BIND && !step->mounts[i].readonly))
+                dw.paths[dw.n++] = step->mounts[i].src;
+        for (size_t i = 0; i < dw.n; i++) {
+            uint64_t one = 0;
+            if (kiln_fs_usage_at(AT_FDCWD, dw.paths[i], DISK_MAX_DEPTH, 0, &one, err) < 0)
+                return kiln_error_prefix(err, "disk limit");
+            dw.base += one;
+        }
         dw.next_ms = now_ms() + DISK_CHECK_MS;
         dw.interval_ms = DISK_CHECK_MS;
     }
@@ -746,7 +760,7 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     res->oom_killed = kiln_cgroup_oom_killed(&r.cg);
     /* a burst of writes between two checks is caught here: the step's changes are never
      * kept above the limit */
-    if (dw.path && !dw.exceeded && disk_over(step, &dw))
+    if (dw.n && !dw.exceeded && disk_over(step, &dw))
         dw.exceeded = 1;
     res->disk_exceeded = dw.exceeded;
     if (got_status && WIFEXITED(status)) {

@@ -68,11 +68,11 @@ typedef struct kiln_limits {
     uint64_t cpu_secs;   /* RLIMIT_CPU */
     uint64_t timeout_ms; /* wall clock; the whole step is killed */
     uint64_t file_size;  /* RLIMIT_FSIZE, bytes */
-    uint64_t disk;       /* bytes the step may write to its root (upper dir, or growth of
-                            rw_root): measured every 0.5 s and at the end, the step killed
-                            above it (res.disk_exceeded); RLIMIT_FSIZE is at most it, so no
-                            single file passes it between checks. Mounts (cache, tmpfs)
-                            are not counted. */
+    uint64_t disk;       /* bytes the step may write: the growth of its root (upper dir or
+                            rw_root) and of its cache and writable bind mounts' sources,
+                            measured every 0.5 s and at the end, the step killed above it
+                            (res.disk_exceeded); RLIMIT_FSIZE is at most it, so no single
+                            file passes it between checks. tmpfs mounts are memory. */
     uint64_t nofile;     /* RLIMIT_NOFILE */
 } kiln_limits_t;
 

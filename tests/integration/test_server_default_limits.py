@@ -7,6 +7,8 @@ them for its builds, and "max_limits" caps what a tenant or a request may ask fo
 - a step that sleeps past the tenant's wall time is killed (reason timeout);
 - a step that writes past the default disk is stopped (reason disk_limit), and so is a build
   whose file outputs take more than its disk limit, while each of its steps stays within it;
+  hostile ways around the measure fail too: a tree deeper than the walk, a sparse file past
+  the limit, a flood into a cache mount;
 - a request above a maximum is 400 naming the limit; a tenant's limits above a maximum stop
   the server from starting, naming the tenant and the limit."""
 import json
@@ -87,6 +89,20 @@ b, log = build(TA, TWO, limits={"disk": "24m"}, outputs=[{"type": "local", "dest
 T.check("steps of 14 MiB each fit a disk limit of 24m, their 28 MiB of file outputs do not: "
         "reason disk_limit", b["status"] == "failed" and b.get("reason") == "disk_limit" and
         "file outputs" in (b.get("error") or ""), (b, log[-2000:]))
+# hostile: ways around the measure
+DEEP = base + ('RUN d=/x; i=0; while [ $i -lt 140 ]; do d=$d/d; i=$((i+1)); done; '
+               'mkdir -p $d && echo hidden > $d/f\n')
+b, log = build(TA, DEEP)
+T.check("a tree deeper than the walk goes (140 levels) counts as over: reason disk_limit",
+        b["status"] == "failed" and b.get("reason") == "disk_limit", (b, log[-2000:]))
+b, log = build(TA, base + "RUN truncate -s 1g /sparse && echo made-$((6*7))-sparse\n")
+T.check("a sparse 1g file past the disk limit is refused (no file larger than the limit)",
+        b["status"] == "failed" and "made-42-sparse" not in log, (b, log[-2000:]))
+CACHE = base + ("RUN --mount=type=cache,target=/c i=0; "
+                "while :; do head -c 1048576 /dev/zero > /c/f$i; i=$((i+1)); done\n")
+b, log = build(TA, CACHE)
+T.check("a step filling a cache mount is stopped too: reason disk_limit",
+        b["status"] == "failed" and b.get("reason") == "disk_limit", (b, log[-2000:]))
 b, log = build(TA, base + "RUN head -c 1048576 /dev/urandom > /a\n",
                outputs=[{"type": "local", "dest": "rootfs"}])
 T.check("a build within its limits succeeds and keeps its file outputs",

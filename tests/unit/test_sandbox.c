@@ -171,9 +171,10 @@ static void sink(void *opaque, kiln_log_stream_t stream, const struct timespec *
     kiln_buf_append(stream == KILN_LOG_STDOUT ? &c->out : &c->errs, "|", 1, NULL);
 }
 
-/* Runs argv in the busybox rootfs; fresh upper/work each time. */
-static int run_step(const char *const *argv, kiln_limits_t *lim, captured_t *c,
-                    kiln_step_result_t *res, kiln_error_t *err)
+/* Runs argv in the busybox rootfs with mounts (may be NULL); fresh upper/work each time. */
+static int run_step_mounts(const char *const *argv, kiln_limits_t *lim, const kiln_mount_t *mounts,
+                           size_t n_mounts, captured_t *c, kiln_step_result_t *res,
+                           kiln_error_t *err)
 {
     static int n;
     _cleanup_free_ char *dir =
@@ -192,11 +193,20 @@ static int run_step(const char *const *argv, kiln_limits_t *lim, captured_t *c,
     s.work = work;
     s.argv = argv;
     s.network = KILN_NET_NONE;
+    s.mounts = mounts;
+    s.n_mounts = n_mounts;
     if (lim)
         s.limits = *lim;
     s.log = sink;
     s.log_opaque = c;
     return kiln_sandbox_run(&s, res, err);
+}
+
+/* Runs argv in the busybox rootfs; fresh upper/work each time. */
+static int run_step(const char *const *argv, kiln_limits_t *lim, captured_t *c,
+                    kiln_step_result_t *res, kiln_error_t *err)
+{
+    return run_step_mounts(argv, lim, NULL, 0, c, res, err);
 }
 
 static void test_output_and_status(void **state)
@@ -267,16 +277,19 @@ static void test_timeout_and_signal(void **state)
     kiln_buf_free(&c.errs);
 }
 
-/* Runs argv under a 1 MiB disk limit (and a 60 s timeout it should never reach). */
-static void run_disk_limited(const char *const *argv, kiln_step_result_t *res)
+/* Runs argv under a 1 MiB disk limit (and a 60 s timeout it should never reach), with a
+ * cache mount of cache_dir on /cache when it is not NULL. */
+static void run_disk_limited(const char *const *argv, const char *cache_dir,
+                             kiln_step_result_t *res)
 {
     kiln_limits_t lim = {.timeout_ms = 60000, .disk = 1 << 20};
+    kiln_mount_t cache = {.type = KILN_MOUNT_CACHE, .src = cache_dir, .dst = "/cache"};
     captured_t c = {0};
     kiln_error_t err = {0};
 
     kiln_buf_init(&c.out, 1 << 16);
     kiln_buf_init(&c.errs, 1 << 16);
-    assert_int_equal(run_step(argv, &lim, &c, res, &err), 0);
+    assert_int_equal(run_step_mounts(argv, &lim, &cache, cache_dir ? 1 : 0, &c, res, &err), 0);
     kiln_buf_free(&c.out);
     kiln_buf_free(&c.errs);
 }
@@ -292,23 +305,35 @@ static void test_disk_limit(void **state)
         "sh", "-c", "head -c 700000 /dev/urandom > /a && head -c 700000 /dev/urandom > /b", NULL};
     static const char *const big[] = {"sh", "-c", "head -c 3000000 /dev/zero > /big; exit 0", NULL};
     static const char *const small[] = {"sh", "-c", "head -c 100000 /dev/urandom > /a", NULL};
+    static const char *const cached[] = {
+        "sh", "-c", "i=0; while :; do head -c 262144 /dev/zero > /cache/f$i; i=$((i+1)); done",
+        NULL};
+    _cleanup_free_ char *cache_dir = NULL;
     kiln_step_result_t res;
     (void)state;
     if (!can_run())
         skip();
-    run_disk_limited(flood, &res);
+    run_disk_limited(flood, NULL, &res);
     assert_true(res.disk_exceeded);
     assert_false(res.timed_out);
     assert_int_equal(res.exit_code, 137);
-    run_disk_limited(burst, &res);
+    run_disk_limited(burst, NULL, &res);
     assert_true(res.disk_exceeded);
     /* the file stops at 1 MiB (SIGXFSZ): the step's root then holds about the limit */
-    run_disk_limited(big, &res);
+    run_disk_limited(big, NULL, &res);
     assert_int_equal(res.exit_code, 0);
     assert_false(res.timed_out);
-    run_disk_limited(small, &res);
+    run_disk_limited(small, NULL, &res);
     assert_false(res.disk_exceeded);
     assert_int_equal(res.exit_code, 0);
+    /* a cache mount's growth counts (what it held before does not) */
+    cache_dir = kiln_xasprintf("%s/cache", tmpdir);
+    assert_int_equal(kiln_fs_mkdir_p(cache_dir, 0755, NULL), 0);
+    run_disk_limited(small, cache_dir, &res);
+    assert_false(res.disk_exceeded);
+    run_disk_limited(cached, cache_dir, &res);
+    assert_true(res.disk_exceeded);
+    assert_false(res.timed_out);
 }
 
 typedef struct worker {
