@@ -1,4 +1,5 @@
 #include "src/server/gc.h"
+#include "src/server/tenantcreds.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "src/server/runner.h"
+#include "src/server/tenantcreds.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
@@ -295,10 +297,20 @@ int kiln_gc_sweep_secrets(const kiln_gc_opts_t *o, kiln_error_t *err)
     /* by status only: a directory written this very second goes too */
     if (d == NULL)
         return errno == ENOENT ? 0 : kiln_error_set(err, errno, "open %s", secrets);
-    while ((e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
-            !keep_unless_final(o, e->d_name) && kiln_fs_rm_rf_at(dirfd(d), e->d_name, err) < 0)
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (keep_unless_final(o, e->d_name)) {
+            /* a queued build keeps its secrets, not its tenant's credential files: they are
+             * written again (a role assumed afresh) when it runs */
+            _cleanup_free_ char *creds =
+                kiln_xasprintf("%s/%s/%s", secrets, e->d_name, KILN_TENANTCREDS_DIR);
+            if (kiln_fs_rm_rf(creds, err) < 0)
+                return -1;
+        } else if (kiln_fs_rm_rf_at(dirfd(d), e->d_name, err) < 0) {
             return kiln_error_prefix(err, "%s", secrets);
+        }
+    }
     return 0;
 }
 

@@ -39,7 +39,8 @@ int kiln_gc_run(const kiln_gc_opts_t *o, kiln_gc_stats_t *st, kiln_error_t *err)
 /* Runs the collection every interval_s seconds in a thread (first run after one interval). */
 /* Removes at once the secret directories of builds that are finished or unknown (a crash's
  * leftovers; run at startup after recovery, whatever the gc interval): only queued and
- * running builds keep theirs. Fails naming the directory. */
+ * running builds keep theirs, without their tenant credential files. Fails naming the
+ * directory. */
 int kiln_gc_sweep_secrets(const kiln_gc_opts_t *o, kiln_error_t *err);
 
 typedef struct kiln_gc_timer kiln_gc_timer_t;

@@ -451,12 +451,14 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
         const char *tenant = json_string_value(json_object_get(valid.stored, "tenant"));
         const kiln_tenant_t *t = kiln_config_tenant_named(w->o.config, tenant);
         _cleanup_strv_ char **child_env = NULL;
+        int bad_creds = 0;
         if ((valid.secrets &&
              kiln_worker_write_secrets(secrets, valid.secrets, &files, &err) < 0) ||
-            kiln_tenantcreds_prepare(t ? json_object_get(t->raw, "credentials") : NULL, tenant,
-                                     secrets, environ, &child_env, &err) < 0) {
+            (bad_creds =
+                 kiln_tenantcreds_prepare(t ? json_object_get(t->raw, "credentials") : NULL, tenant,
+                                          secrets, environ, &child_env, &err) < 0)) {
             snprintf(out.status, sizeof(out.status), "failed");
-            snprintf(out.reason, sizeof(out.reason), "error");
+            snprintf(out.reason, sizeof(out.reason), "%s", bad_creds ? "credentials" : "error");
             snprintf(out.error, sizeof(out.error), "%s", err.msg);
         } else {
             kiln_job_env_t env = {.build_cmd = w->o.build_cmd,

@@ -518,8 +518,10 @@ int kiln_tenantcreds_prepare(json_t *creds, const char *tenant, const char *secr
     unsigned n = 0;
 
     *envp = NULL;
-    if (kiln_fs_mkdir_p(secrets_dir, 0700, err) < 0 || kiln_fs_rm_rf(dir, err) < 0 ||
-        kiln_fs_mkdir_p(dir, 0700, err) < 0)
+    /* a build that inherits everything gets no directory (its secrets dir holds only its
+     * request's secrets, as before tenants had credentials) */
+    if (kiln_fs_rm_rf(dir, err) < 0 || (scrub_git && (kiln_fs_mkdir_p(secrets_dir, 0700, err) < 0 ||
+                                                      kiln_fs_mkdir_p(dir, 0700, err) < 0)))
         return -1;
     if ((reg != KILN_CREDS_SERVER && prepare_registry(creds, reg, dir, where, err) < 0) ||
         (aws != KILN_CREDS_SERVER && prepare_aws(creds, aws, dir, where, &region, err) < 0))
