@@ -7,7 +7,6 @@
 
 #include "src/build/entitlement.h"
 #include "src/server/limits.h"
-#include "src/server/outconf.h"
 #include "src/server/tenant.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
@@ -184,16 +183,9 @@ static int check_project_tenants(kiln_config_t *c, kiln_error_t *err)
                                   i, i);
         if ((tn = kiln_config_tenant_named(c, name)) == NULL)
             return kiln_error_set(err, 0, "projects[%zu].tenant: no tenant '%.64s'", i, name);
-        {
-            /* its pushes and uploads stay within its tenant's outputs, or no push would build */
-            kiln_outconf_rules_t rules = {.tenant = tn->name,
-                                          .registry = tn->registry_prefixes,
-                                          .s3 = tn->s3_prefixes,
-                                          .notify = tn->notify_targets};
-            unsigned status = 0;
-            if (kiln_outconf_check(json_object_get(p, "build"), &rules, &status, err) < 0)
-                return kiln_error_prefix(err, "projects[%zu].build", i);
-        }
+        /* its pushes and uploads stay within its tenant's outputs, or no push would build */
+        if (kiln_tenant_check_outputs(tn, json_object_get(p, "build"), &(unsigned){0}, err) < 0)
+            return kiln_error_prefix(err, "projects[%zu].build", i);
         if (t == NULL)
             json_object_set_new(p, "tenant", json_string(name));
     }

@@ -18,7 +18,6 @@
 #include "src/server/context.h"
 #include "src/server/cursor.h"
 #include "src/server/http.h"
-#include "src/server/outconf.h"
 #include "src/server/remote.h"
 #include "src/server/request.h"
 #include "src/server/runner.h"
@@ -124,17 +123,11 @@ int kiln_routes_enqueue(kiln_server_t *s, const char *tenant, json_t *body, json
                               "webhook project, never by the request");
     if (kiln_request_from_json(body, &req, err) < 0)
         return -1;
-    {
-        /* pushes, uploads and notifications only where the tenant may write: 403 before the
-         * build exists */
-        kiln_outconf_rules_t rules = {.tenant = t->name,
-                                      .registry = t->registry_prefixes,
-                                      .s3 = t->s3_prefixes,
-                                      .notify = t->notify_targets};
-        if (kiln_outconf_check(req.stored, &rules, status, err) < 0) {
-            kiln_request_free(&req);
-            return -1;
-        }
+    /* pushes, uploads and notifications only where the tenant may write: 403 before the
+     * build exists */
+    if (kiln_tenant_check_outputs(t, req.stored, status, err) < 0) {
+        kiln_request_free(&req);
+        return -1;
     }
     /* the build's tenant travels with its request: kiln.db, the queue message, the worker */
     json_object_set_new(req.stored, "tenant", json_string(t->name));

@@ -342,6 +342,17 @@ static void release_id(kiln_sqs_worker_t *w, int slot)
 
 /* Opens the job's sealed secrets into its request ("secrets": {name: value}), where request
  * validation expects them. */
+/* A job of a tenant this worker's --config knows is held to that tenant's outputs again
+ * (serve checked them at submit; the queue is the only way in, so this is a second line). */
+static int check_tenant_outputs(const kiln_sqs_worker_t *w, json_t *stored, kiln_error_t *err)
+{
+    const kiln_tenant_t *t =
+        kiln_config_tenant_named(w->o.config, json_string_value(json_object_get(stored, "tenant")));
+    unsigned status = 0;
+
+    return t ? kiln_tenant_check_outputs(t, stored, &status, err) : 0;
+}
+
 static int unseal_secrets(kiln_sqs_worker_t *w, kiln_remote_job_t *job, kiln_error_t *err)
 {
     char *plain = NULL;
@@ -438,6 +449,7 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
         snprintf(out.status, sizeof(out.status), "stopped");
     } else if (unseal_secrets(w, &job, &err) < 0 ||
                kiln_request_from_json(job.request, &valid, &err) < 0 ||
+               check_tenant_outputs(w, valid.stored, &err) < 0 ||
                kiln_limits_apply(valid.stored, &w->o.limits, &err) < 0 ||
                (json_object_get(json_object_get(valid.stored, "source"), "context") &&
                 fetch_context(w, aws, id, job.context_url, &ctx_dir, &err) < 0)) {

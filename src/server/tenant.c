@@ -307,6 +307,17 @@ const kiln_tenant_t *kiln_config_tenant_for_token(const kiln_config_t *c, const 
     return found;
 }
 
+int kiln_tenant_check_outputs(const kiln_tenant_t *t, json_t *request, unsigned *status,
+                              kiln_error_t *err)
+{
+    kiln_outconf_rules_t rules = {.tenant = t->name,
+                                  .registry = t->registry_prefixes,
+                                  .s3 = t->s3_prefixes,
+                                  .notify = t->notify_targets};
+
+    return kiln_outconf_check(request, &rules, status, err);
+}
+
 const kiln_tenant_t *kiln_config_tenant_named(const kiln_config_t *c, const char *name)
 {
     if (c == NULL || name == NULL)

@@ -41,6 +41,11 @@ const kiln_tenant_t *kiln_config_tenant_for_token(const kiln_config_t *c,
 /* The tenant called name, or NULL. */
 const kiln_tenant_t *kiln_config_tenant_named(const kiln_config_t *c, const char *name);
 
+/* Checks request's outputs, tags and notify targets against tenant t's "outputs" (see
+ * src/server/outconf.h); on failure *status is 400 or 403 and err names the field and rule. */
+int kiln_tenant_check_outputs(const kiln_tenant_t *t, json_t *request, unsigned *status,
+                              kiln_error_t *err);
+
 /* 1 when name is a valid tenant name ([a-z0-9][a-z0-9_-]{0,62}). */
 int kiln_tenant_name_valid(const char *name);
 

@@ -19,7 +19,8 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "aws"))
 from kilntest import KILN, T, free_port  # noqa: E402
-from server_common import Server, fauxqs_queues, real_build_server, tar_gz  # noqa: E402
+from server_common import (Server, fauxqs_queues, real_build_server, tar_gz,  # noqa: E402
+                           write_fake_build)
 
 ACME = "acme-token-0123456789"
 BETA = "beta-token-9876543210"
@@ -248,7 +249,8 @@ T.check("the tag under acme's prefix is in the registry", sk.returncode == 0, sk
 endpoint, jobs, events, aws_env = fauxqs_queues("kiln-outputs")
 import awslib  # noqa: E402  (tests/aws, on sys.path above)
 qsrv = Server(os.path.join(T.tmp, "qroot"), config={"tenants": tenants(reg)},
-              extra=["--queue", jobs, "--events-queue", events], env=aws_env).start()
+              extra=["--queue", jobs, "--events-queue", events,
+                     "--context-store", "s3://kiln-outputs/staged/"], env=aws_env).start()
 GIT = {"git": "https://git.example.test/acme/app.git"}
 for name, token, body, status, want in [
         ("queue mode: a push outside the prefixes", ACME,
@@ -272,6 +274,36 @@ T.check("queue mode: its job carries tenant acme and the request's outputs",
         job.get("request", {}).get("tenant") == "acme" and
         job.get("request", {}).get("outputs", [{}])[0].get("name") == reg + "/acme/app:q",
         job)
+
+# a job that bypassed serve (written to the queue as acme's, pushing to beta's namespace): a
+# `kiln worker --config` with the tenants fails it before anything runs
+forged = json.loads(msgs[0]["Body"]) if msgs else {"id": "b-x", "request": {}}
+forged["request"]["outputs"][0]["name"] = reg + "/beta/app:forged"
+awslib._json_call(endpoint, "SendMessage", {
+    "QueueUrl": jobs, "MessageBody": json.dumps(forged),
+    "MessageAttributes": {"kiln-build-id": {"DataType": "String", "StringValue": forged["id"]}}})
+fake = write_fake_build(T.tmp)
+wargs = os.path.join(T.tmp, "worker-args.log")
+wenv = dict(os.environ, **aws_env, FAKE_ARGSLOG=wargs)
+wlog = open(os.path.join(T.tmp, "worker.log"), "w")
+worker = T.spawn([KILN, "worker", "--queue", jobs, "--events-queue", events, "--root",
+                  os.path.join(T.tmp, "qw"), "--build-command", fake, "--config",
+                  os.path.join(T.tmp, "qroot") + ".config.json", "--visibility-timeout", "3",
+                  "--wait-seconds", "1", "--drain-timeout", "30"],
+                 stdout=wlog, stderr=subprocess.STDOUT, env=wenv)
+end = time.time() + 120
+while True:
+    st, fb = qsrv.request("GET", "/v1/builds/" + forged["id"], token=ACME)
+    if st != 200 or fb.get("status") in ("succeeded", "failed", "canceled") or time.time() > end:
+        break
+    time.sleep(0.2)
+T.check("queue mode: the worker fails a forged job pushing outside acme's prefixes",
+        st == 200 and fb.get("status") == "failed" and fb.get("reason") == "invalid_job" and
+        "outputs[0].name" in (fb.get("error") or "") and "tenant 'acme'" in (fb.get("error") or ""),
+        (st, fb, open(wlog.name).read()[-2000:]))
+T.check("queue mode: nothing ran for it", not os.path.exists(wargs), wargs)
+worker.terminate()
+worker.wait(timeout=60)
 qsrv.term()
 
 # --- bad rules stop the server at startup, named ---
