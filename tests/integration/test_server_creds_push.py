@@ -140,9 +140,9 @@ DOCKERFILE = ("FROM oci:%s:1 AS b\nRUN mkdir /out && echo tenant-site > /out/ind
               "sleep 1\nFROM scratch\nCOPY --from=b /out /\n" % layout)
 
 
-def build(tenant, body):
-    """Submits body with a context of DOCKERFILE as tenant; returns (final build, log)."""
-    st, r = srv.request("POST", "/v1/contexts", body=tar_gz({"Dockerfile": DOCKERFILE.encode()}),
+def build(tenant, body, dockerfile=DOCKERFILE):
+    """Submits body with a context of dockerfile as tenant; returns (final build, log)."""
+    st, r = srv.request("POST", "/v1/contexts", body=tar_gz({"Dockerfile": dockerfile.encode()}),
                         token=TOKENS[tenant])
     if st != 201:
         return {"submit": (st, r)}, ""
@@ -214,6 +214,24 @@ T.check("globex (no AWS credentials) cannot upload to S3", b.get("status") == "f
 T.check("... and says it has no AWS credentials", "no AWS credentials" in log, log[-2000:])
 T.check("... and nothing was signed with the server's key", SERVER_KEY not in
         signers(proxy.requests()), signers(proxy.requests()))
+# --- hostile: a build's steps never reach its tenant's credential files ---
+HOSTILE = ("FROM oci:%s:1\nRUN env; cat /proc/self/environ /proc/1/environ; "
+           "cat %s/secrets/*/.creds/docker/config.json; ls -la %s/secrets; "
+           "cat /root/.docker/config.json %s/config.json; echo hostile-done\n"
+           % (layout, root, root, server_docker))
+b, log = build("globex", {"outputs": [{"type": "registry", "name": B + "/globex/h:1"}]}, HOSTILE)
+T.check("hostile: the step ran (and the push with globex's login still works)",
+        "hostile-done" in log and b.get("status") == "succeeded", (b, log[-2000:]))
+T.check("hostile: the step saw no login (globex's own or the server's) and no credential path",
+        B_PASS not in log and A_PASS not in log and "DOCKER_CONFIG" not in log and
+        ".creds/docker/config.json:" not in log.replace("No such file", ""), log[-3000:])
+T.check("hostile: the step's reads of the host's credential files found nothing",
+        log.count("No such file or directory") >= 3, log[-3000:])
+st, r = srv.request("POST", "/v1/builds", {"source": {"git": "https://example.com/r.git"},
+                                           "secrets": {".creds": "x"}}, token=TOKENS["globex"])
+T.check("hostile: a request secret cannot be called .creds (400 naming it)",
+        st == 400 and ".creds" in json.dumps(r), (st, r))
+
 T.check("the watcher saw the tenants' kiln build processes", builds_seen.get("tenants", 0) > 0,
         builds_seen)
 T.check("no registry password or AWS secret in the cmdline or environ of any process the "
