@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/entitlement.h"
+#include "job/event.h"
 #include "job/spec.h"
 #include "oci/docker_archive.h"
 #include "oci/layer_read.h"
@@ -20,8 +22,6 @@
 #include "sandbox/sandbox.h"
 #include "src/build/auto.h"
 #include "src/build/build.h"
-#include "src/build/entitlement.h"
-#include "src/build/event.h"
 #include "src/cli_output.h"
 #include "src/commands.h"
 #include "src/ecr_login.h"
@@ -877,7 +877,7 @@ int kiln_cmd_build(int argc, char **argv)
         if (bad)
             return kiln_cli_usage_error("build", "%s", err.msg);
     }
-    build_id = o.build_id ? kiln_xstrdup(o.build_id) : kiln_event_build_id();
+    build_id = o.build_id ? kiln_xstrdup(o.build_id) : kiln_event_build_id(getenv("KILN_BUILD_ID"));
     ev = kiln_event_new(build_id);
     kiln_event_set_security(ev, o.isolation, o.entitlements);
     if (o.isolation && strcmp(o.isolation, "chroot") == 0)

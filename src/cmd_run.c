@@ -10,13 +10,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/lowerview.h"
 #include "oci/layer_write.h"
 #include "oci/layout.h"
 #include "oci/sink.h"
 #include "sandbox/diff.h"
 #include "sandbox/rootfs.h"
 #include "sandbox/sandbox.h"
-#include "src/build/lowerview.h"
 #include "src/commands.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/build/entitlement.h"
+#include "engine/entitlement.h"
 #include "src/commands.h"
 #include "src/server/cli.h"
 #include "src/server/config.h"

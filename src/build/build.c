@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/entitlement.h"
+#include "engine/lowerview.h"
 #include "handlers/dockerfile/dockerignore.h"
 #include "handlers/dockerfile/instructions.h"
 #include "handlers/dockerfile/parser.h"
@@ -26,8 +28,6 @@
 #include "oci/registry.h"
 #include "sandbox/diff.h"
 #include "sandbox/sandbox.h"
-#include "src/build/entitlement.h"
-#include "src/build/lowerview.h"
 #include "src/build/statcache.h"
 #include "utils/buf.h"
 #include "utils/cachens.h"

@@ -66,7 +66,7 @@ typedef struct kiln_build_request {
     int compression_level; /* -1 default */
     const char *network;   /* default network for RUN: "default", "none", "host" */
     const char *isolation; /* "auto" (NULL), "sandbox", "chroot", "none" */
-    unsigned entitlements; /* KILN_ENTITLEMENT_* granted (src/build/entitlement.h) */
+    unsigned entitlements; /* KILN_ENTITLEMENT_* granted (engine/entitlement.h) */
     /* Limits of every RUN step (0 = none): memory in bytes (cgroup, else RLIMIT_AS),
      * processes (pids cgroup, else RLIMIT_NPROC), CPU seconds (RLIMIT_CPU). */
     uint64_t memory_limit;

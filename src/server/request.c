@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/entitlement.h"
 #include "job/codec.h"
-#include "src/build/entitlement.h"
 #include "src/server/limits.h"
 #include "src/server/outconf.h"
 #include "utils/buf.h"

@@ -8,7 +8,7 @@
  *        "notify": ["sqs://…" | "sns://…"], "timeout_seconds": N,
  *        "limits": {"memory": "512m", "pids": N, "cpu_time": SECONDS},
  *        "allow": ["network.host" | "security.insecure"]}   entitlements (see
- *        src/build/entitlement.h), honoured only where the server grants them
+ *        engine/entitlement.h), honoured only where the server grants them
  * The stored request (and the SQS job) also has "tenant": NAME, the build's tenant, which the
  * server sets; the API refuses a body that names one.
  * Unknown fields are rejected, so a typo never silently builds something else. The body is

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/build/entitlement.h"
+#include "engine/entitlement.h"
 #include "src/server/limits.h"
 #include "src/server/outconf.h"
 #include "src/server/tenantcreds.h"

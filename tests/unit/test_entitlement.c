@@ -8,8 +8,8 @@
 
 #include <cmocka.h>
 
+#include "engine/entitlement.h"
 #include "handlers/dockerfile/parser.h"
-#include "src/build/entitlement.h"
 
 static void test_parse(void **state)
 {

@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-#include "src/build/lowerview.h"
+#include "engine/lowerview.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"

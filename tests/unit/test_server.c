@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "src/build/entitlement.h"
+#include "engine/entitlement.h"
 #include "src/server/cli.h"
 #include "src/server/config.h"
 #include "src/server/cursor.h"

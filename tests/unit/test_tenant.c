@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "src/build/entitlement.h"
+#include "engine/entitlement.h"
 #include "src/server/config.h"
 #include "src/server/db.h"
 #include "src/server/tenant.h"

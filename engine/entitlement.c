@@ -1,5 +1,5 @@
 /* kiln — build entitlements (see entitlement.h). */
-#include "src/build/entitlement.h"
+#include "engine/entitlement.h"
 
 #include <string.h>
 

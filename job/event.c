@@ -1,5 +1,6 @@
-/* kiln — build completion events (see event.h). */
-#include "src/build/event.h"
+/* kiln — the job's completion event: build it up as the job runs, send it to its
+ * notify targets (see event.h). Reads no environment: the caller passes ids. */
+#include "job/event.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,19 +9,18 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "src/build/entitlement.h"
+#include "engine/entitlement.h"
 #include "utils/aws/client.h"
 #include "utils/aws/notify.h"
 #include "utils/mem.h"
 
-char *kiln_event_build_id(void)
+char *kiln_event_build_id(const char *given)
 {
-    const char *env = getenv("KILN_BUILD_ID");
     unsigned char r[8] = {0};
     char hex[17];
 
-    if (env != NULL && env[0] != '\0')
-        return kiln_xstrdup(env);
+    if (given != NULL && given[0] != '\0')
+        return kiln_xstrdup(given);
     if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
         /* the id only has to be unique enough to tell builds apart */
         unsigned long long t =

@@ -1,5 +1,5 @@
 /* kiln — a partial merged view of overlay-form layer directories (see lowerview.h). */
-#include "src/build/lowerview.h"
+#include "engine/lowerview.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -7,16 +7,17 @@
  *    "isolation": "sandbox"|"chroot"|"none", "entitlements": ["network.host", …],
  *    "error"}
  */
-#ifndef KILN_SRC_BUILD_EVENT_H
-#define KILN_SRC_BUILD_EVENT_H
+#ifndef KILN_JOB_EVENT_H
+#define KILN_JOB_EVENT_H
 
 #include <jansson.h>
 #include <stddef.h>
 
 #include "utils/error.h"
 
-/* A build id: $KILN_BUILD_ID when set, else "b-" + 16 random hex digits. */
-char *kiln_event_build_id(void);
+/* A build id: given when set and not empty (the CLI passes --build-id or
+ * $KILN_BUILD_ID), else "b-" + 16 random hex digits. */
+char *kiln_event_build_id(const char *given);
 
 /* A new event in status "running" with empty output lists. */
 json_t *kiln_event_new(const char *build_id);

@@ -9,8 +9,8 @@
  *
  * The view is read-only by contract: its files share inodes with the layer
  * directories, so nothing may write through it; it is removed with rm -rf. */
-#ifndef KILN_SRC_BUILD_LOWERVIEW_H
-#define KILN_SRC_BUILD_LOWERVIEW_H
+#ifndef KILN_ENGINE_LOWERVIEW_H
+#define KILN_ENGINE_LOWERVIEW_H
 
 #include <stddef.h>
 

@@ -8,8 +8,8 @@
  *
  * Every RUN of the Dockerfile is checked before any step runs, so a refused
  * build has run nothing. */
-#ifndef KILN_SRC_BUILD_ENTITLEMENT_H
-#define KILN_SRC_BUILD_ENTITLEMENT_H
+#ifndef KILN_ENGINE_ENTITLEMENT_H
+#define KILN_ENGINE_ENTITLEMENT_H
 
 #include <stdbool.h>
 
