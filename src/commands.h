@@ -34,6 +34,7 @@ int kiln_cmd_aws_sign(int argc, char **argv);
 int kiln_cmd_ecr(int argc, char **argv);
 int kiln_cmd_dockerfile(int argc, char **argv);
 int kiln_cmd_build(int argc, char **argv);
+int kiln_cmd_job(int argc, char **argv);
 int kiln_cmd_plan(int argc, char **argv);
 int kiln_cmd_checkout(int argc, char **argv);
 

@@ -28,6 +28,7 @@ static const kiln_command_t commands[] = {
     {"ecr", kiln_cmd_ecr, "Amazon ECR: check a login token, create a repository"},
     {"dockerfile", kiln_cmd_dockerfile, "debug the Dockerfile parser and word expansion"},
     {"build", kiln_cmd_build, "build a Dockerfile (daemonless docker build)"},
+    {"job", kiln_cmd_job, "run a job spec (JSON in, JSON-lines events out)"},
     {"plan", kiln_cmd_plan, "print how a directory or git repository would be built (JSON)"},
     {"checkout", kiln_cmd_checkout, "fetch a git source (mirror cache) into a directory"},
 };

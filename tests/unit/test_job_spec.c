@@ -10,7 +10,9 @@
 
 #include <cmocka.h>
 
+#include "job/argv.h"
 #include "job/codec.h"
+#include "job/stream.h"
 #include "utils/cleanup.h"
 
 /* Parses text with flags; returns the spec's JSON (or NULL, err filled). */
@@ -361,12 +363,147 @@ static void test_repo_key(void **state)
     free(k);
 }
 
+/* A spec as `kiln build` arguments: every field a flag, the context last. */
+static void test_build_argv(void **state)
+{
+    const char *text =
+        "{\"source\": {\"git\": \"https://h/r\", \"ref\": \"dev\", \"subdir\": \"app\"}, "
+        "\"build_id\": \"b1\", \"dockerfile\": \"d/Dockerfile\", \"target\": \"t\", "
+        "\"build_args\": {\"A\": \"1\"}, \"env\": {\"E\": \"2\"}, \"secrets\": [\"npm\"], "
+        "\"allow\": [\"network.host\"], \"limits\": {\"memory\": \"1g\", \"pids\": 9, "
+        "\"disk\": \"2g\"}, \"tags\": [\"h/r:1\"], \"outputs\": [{\"type\": \"local\", "
+        "\"dest\": \"a,b\"}, {\"type\": \"image\", \"push\": true, \"name\": \"h/r:2\"}], "
+        "\"notify\": [\"sqs://q/1\"], \"cache\": {\"disabled\": true, \"from\": [\"h/c:1\"], "
+        "\"to\": \"h/c:1\", \"mode\": \"max\"}}";
+    static const char *const want[] = {"build",
+                                       "--progress=json",
+                                       "--root",
+                                       "/r",
+                                       "--metadata-file",
+                                       "/m",
+                                       "--server-mode",
+                                       "--build-id",
+                                       "b1",
+                                       "-f",
+                                       "d/Dockerfile",
+                                       "--target",
+                                       "t",
+                                       "--build-arg",
+                                       "A=1",
+                                       "--build-arg",
+                                       "E=2",
+                                       "--secret",
+                                       "id=npm,src=/s/npm",
+                                       "--allow",
+                                       "network.host",
+                                       "--memory",
+                                       "1g",
+                                       "--pids-limit=9",
+                                       "--disk-limit=2g",
+                                       "-t",
+                                       "h/r:1",
+                                       "--output",
+                                       "type=local,dest=\"a,b\"",
+                                       "--output",
+                                       "type=image,push=true,name=h/r:2",
+                                       "--notify",
+                                       "sqs://q/1",
+                                       "--no-cache",
+                                       "--cache-from",
+                                       "type=registry,ref=h/c:1",
+                                       "--cache-to",
+                                       "type=registry,ref=h/c:1,mode=max",
+                                       "https://h/r#dev:app",
+                                       NULL};
+    static const char *const extra[] = {"--server-mode", NULL};
+    kiln_job_argv_opts_t o = {.root = "/r",
+                              .metadata_file = "/m",
+                              .secrets_dir = "/s",
+                              .progress = "json",
+                              .extra = extra};
+    kiln_job_spec_t s = {0};
+    kiln_error_t err = {0};
+    char **argv = NULL;
+    size_t i;
+
+    assert_int_equal(kiln_job_parse(text, strlen(text), KILN_JOB_JSON_LOCAL, &s, NULL, &err), 0);
+    assert_int_equal(kiln_job_build_argv(&s, &o, &argv, &err), 0);
+    for (i = 0; want[i]; i++) {
+        if (argv[i] == NULL || strcmp(argv[i], want[i]) != 0)
+            fail_msg("argument %zu: got '%s', want '%s'", i, argv[i] ? argv[i] : "(end)", want[i]);
+    }
+    assert_null(argv[i]);
+    kiln_strv_free(argv);
+
+    /* what the build cannot be given is refused naming the field */
+    o.secrets_dir = NULL;
+    assert_int_equal(kiln_job_build_argv(&s, &o, &argv, &err), -1);
+    assert_non_null(strstr(err.msg, "field 'secrets.npm': has no source"));
+    kiln_job_spec_clear(&s);
+    text = "{\"source\": {\"context\": \"ctx-12\"}}";
+    assert_int_equal(kiln_job_parse(text, strlen(text), 0, &s, NULL, &err), 0);
+    assert_int_equal(kiln_job_build_argv(&s, &o, &argv, &err), -1);
+    assert_non_null(strstr(err.msg, "field 'source.context'"));
+    kiln_job_spec_clear(&s);
+}
+
+/* Events: the ids on each, progress lines as step events, URLs redacted. */
+static void test_events(void **state)
+{
+    kiln_job_spec_t s = {.build_id = "b1",
+                         .tenant = "acme",
+                         .trigger = "api",
+                         .source_kind = KILN_JOB_SOURCE_GIT,
+                         .source = "https://t@h/r?q#f",
+                         .ref = "main",
+                         .source_commit = "abcdef1"};
+    json_t *ev = kiln_job_event_new(&s, "phase");
+    json_t *want = json_loads("{\"v\": 1, \"build_id\": \"b1\", \"tenant\": \"acme\", "
+                              "\"repo\": \"https://h/r\", \"commit\": \"abcdef1\", "
+                              "\"branch\": \"main\", \"trigger\": \"api\", \"event\": \"phase\"}",
+                              0, NULL);
+    char *r;
+
+    assert_json_equal(ev, want);
+    json_decref(ev);
+    json_decref(want);
+
+    ev = kiln_job_event_from_progress(&s, "{\"step\":3,\"event\":\"cached\"}");
+    assert_string_equal(json_string_value(json_object_get(ev, "event")), "step_end");
+    assert_true(json_is_true(json_object_get(ev, "cache_hit")));
+    assert_int_equal(json_integer_value(json_object_get(ev, "step")), 3);
+    json_decref(ev);
+    ev = kiln_job_event_from_progress(&s, "{\"step\":3,\"event\":\"done\",\"seconds\":1.5}");
+    assert_true(json_is_false(json_object_get(ev, "cache_hit")));
+    json_decref(ev);
+    ev = kiln_job_event_from_progress(&s, "{\"step\":2,\"event\":\"error\",\"text\":\"x\"}");
+    assert_string_equal(json_string_value(json_object_get(ev, "error")), "x");
+    json_decref(ev);
+    ev = kiln_job_event_from_progress(&s, "{\"step\":1,\"event\":\"start\",\"text\":\"RUN a\"}");
+    assert_string_equal(json_string_value(json_object_get(ev, "name")), "RUN a");
+    json_decref(ev);
+    assert_null(kiln_job_event_from_progress(&s, "#1 RUN a"));
+    assert_null(kiln_job_event_from_progress(&s, "{\"event\":\"start\"}"));
+    assert_null(kiln_job_event_from_progress(&s, "{\"step\":1,\"event\":\"other\"}"));
+    ev = kiln_job_event_new(NULL, "error");
+    assert_int_equal(json_object_size(ev), 2);
+    json_decref(ev);
+
+    r = kiln_job_redact_url("ssh://git:pw@h:22/r.git");
+    assert_string_equal(r, "ssh://h:22/r.git");
+    free(r);
+    r = kiln_job_redact_url("git@h:r.git");
+    assert_string_equal(r, "git@h:r.git");
+    free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip), cmocka_unit_test(test_request_form),
         cmocka_unit_test(test_errors),     cmocka_unit_test(test_limits),
         cmocka_unit_test(test_built_spec), cmocka_unit_test(test_repo_key),
+        cmocka_unit_test(test_build_argv), cmocka_unit_test(test_events),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

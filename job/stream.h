@@ -1,0 +1,43 @@
+/* kiln — a job's event stream: what `kiln job run` reports, one JSON object per line, so that
+ * whoever runs a job (the server, a worker, a person) reads typed events, never log text.
+ *
+ * Every event carries the job's ids: {"v": 1, "build_id", "tenant", "repo" (no credentials,
+ * no query), "commit", "branch", "trigger", "event": TYPE, …} (ids the spec does not set are
+ * absent). Types:
+ *   phase       {"phase": "validate" | "build" | "done"}
+ *   step_start  {"step": N, "name": "[stage-0 2/3] RUN make"}
+ *   step_end    {"step": N, "cache_hit": BOOL, "seconds": S} or {"step": N, "error": TEXT}
+ *   log         {"text": LINE} and, for a step's output, {"step": N}
+ *   output      {"type", "dest" | "ref" | "url", "digest", …} one per output written
+ *   pushed      {"ref", "digest"} one per reference pushed to a registry
+ *   error       {"code": CODE, "message": TEXT}: invalid_spec, build_failed, internal
+ *   result      {"status": "succeeded" | "failed", "digest", "code"}  always the last */
+#ifndef KILN_JOB_STREAM_H
+#define KILN_JOB_STREAM_H
+
+#include <jansson.h>
+
+#include "job/spec.h"
+#include "utils/error.h"
+
+#define KILN_JOB_EVENTS_VERSION 1
+
+/* Error codes of error and result events. */
+#define KILN_JOB_ERR_INVALID_SPEC "invalid_spec"
+#define KILN_JOB_ERR_BUILD_FAILED "build_failed"
+#define KILN_JOB_ERR_INTERNAL "internal"
+
+/* A new event of type with the spec's ids (s may be NULL: no ids). */
+json_t *kiln_job_event_new(const kiln_job_spec_t *s, const char *type);
+
+/* The event of one `kiln build --progress=json` line ({"step", "event", "text", "seconds"}):
+ * a step_start, step_end or log event; NULL when line is not one. */
+json_t *kiln_job_event_from_progress(const kiln_job_spec_t *s, const char *line);
+
+/* Writes ev as one line (compact JSON + '\n') to fd in one piece; fails naming fd. */
+int kiln_job_event_write(int fd, json_t *ev, kiln_error_t *err);
+
+/* A URL without its userinfo and query ("https://tok@h/r?x" → "https://h/r"), malloc'ed. */
+char *kiln_job_redact_url(const char *url);
+
+#endif

@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""kiln job run: a JSON job spec in (--spec FILE or --spec-fd), JSON-lines events out
+(--events-fd): phases, steps with their cache hits, outputs with digests, pushes, errors with a
+code, the result last; every event carries the spec's build id, tenant, repo (credentials and
+query cut), commit, branch and trigger. A bad spec runs nothing."""
+import json
+import os
+import subprocess
+
+from kilntest import KILN, T, start_registry
+
+ctx = os.path.join(T.tmp, "ctx")
+os.makedirs(ctx)
+with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+    f.write("FROM scratch\nCOPY a /a\n")
+with open(os.path.join(ctx, "a"), "w") as f:
+    f.write("hello\n")
+bad_ctx = os.path.join(T.tmp, "bad")
+os.makedirs(bad_ctx)
+with open(os.path.join(bad_ctx, "Dockerfile"), "w") as f:
+    f.write("FROM scratch\nCOPY missing /m\n")
+ROOT = os.path.join(T.tmp, "root")
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+IDS = {"build_id": "b-job1", "tenant": "acme", "repo": "https://tok3n@example.com/acme/app.git?x=1",
+       "commit": COMMIT, "branch": "main", "trigger": "webhook"}
+
+
+def run(spec, root=ROOT, extra=()):
+    """Runs a spec through --spec-fd/--events-fd; returns (rc, events, stderr)."""
+    sr, sw = os.pipe()
+    er, ew = os.pipe()
+    os.write(sw, json.dumps(spec).encode())
+    os.close(sw)
+    p = subprocess.Popen([KILN, "job", "run", "--spec-fd", str(sr), "--events-fd", str(ew),
+                          "--root", root, *extra], pass_fds=(sr, ew), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    os.close(sr)
+    os.close(ew)
+    with os.fdopen(er) as f:
+        lines = f.read().splitlines()
+    out, err = p.communicate(timeout=600)
+    events = []
+    for line in lines:
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            events.append({"unparsable": line})
+    return p.returncode, events, err + out
+
+
+def kinds(events, kind):
+    return [e for e in events if e.get("event") == kind]
+
+
+out1 = os.path.join(T.tmp, "out1")
+rc, ev, err = run(dict(IDS, source={"dir": ctx}, outputs=[{"type": "oci", "dest": out1}]))
+T.check("a good spec: exit 0", rc == 0, err)
+T.check("every line is a JSON event", ev and all("event" in e for e in ev), ev)
+T.check("every event carries the ids (repo without credentials or query)",
+        all(e.get("build_id") == "b-job1" and e.get("tenant") == "acme" and e.get("commit") == COMMIT
+            and e.get("branch") == "main" and e.get("trigger") == "webhook"
+            and e.get("repo") == "https://example.com/acme/app.git" for e in ev), ev[:2])
+T.check("no event holds the repo's credential", all("tok3n" not in json.dumps(e) for e in ev))
+T.check("phases validate, build, done in order",
+        [e["phase"] for e in kinds(ev, "phase")] == ["validate", "build", "done"], ev)
+starts = kinds(ev, "step_start")
+ends = kinds(ev, "step_end")
+T.check("step_start and step_end for each step",
+        [e["step"] for e in starts] == [1, 2] and [e["step"] for e in ends] == [1, 2]
+        and starts[1].get("name", "").endswith("COPY a /a"), ev)
+T.check("a cold build: the COPY step is no cache hit", ends and ends[-1].get("cache_hit") is False, ends)
+with open(os.path.join(out1, "index.json")) as f:
+    digest = json.load(f)["manifests"][0]["digest"]
+outs = kinds(ev, "output")
+T.check("an output event with the image digest",
+        len(outs) == 1 and outs[0].get("type") == "oci" and outs[0].get("dest") == out1
+        and outs[0].get("digest") == digest, outs)
+T.check("the result is last: succeeded with the digest",
+        ev[-1].get("event") == "result" and ev[-1].get("status") == "succeeded"
+        and ev[-1].get("digest") == digest, ev[-1])
+
+# again: the step cache is hit, and said so
+out2 = os.path.join(T.tmp, "out2")
+rc, ev, err = run(dict(IDS, source={"dir": ctx}, outputs=[{"type": "oci", "dest": out2}]))
+ends = kinds(ev, "step_end")
+T.check("a warm build: the COPY step is a cache hit", rc == 0 and ends and ends[-1].get("cache_hit") is True,
+        ends)
+
+# a push: a pushed event with the reference and the digest
+port = start_registry()
+ref = f"127.0.0.1:{port}/acme/app:1"
+rc, ev, err = run(dict(IDS, source={"dir": ctx}, outputs=[{"type": "registry", "name": ref}]),
+                  extra=(f"--build-option=--insecure-registry=127.0.0.1:{port}",))
+pushed = kinds(ev, "pushed")
+T.check("a push: a pushed event naming the reference and digest",
+        rc == 0 and len(pushed) == 1 and pushed[0].get("ref") == ref
+        and pushed[0].get("digest") == ev[-1].get("digest") and pushed[0]["digest"].startswith("sha256:"),
+        f"{err}\n{pushed}")
+
+# a bad spec: an error event with its code naming the field, and nothing runs
+bad_root = os.path.join(T.tmp, "bad-root")
+for name, spec, want in [
+    ("a bad output type", dict(IDS, source={"dir": ctx}, outputs=[{"type": "bogus"}]),
+     "field 'outputs[0].type': unknown output type 'bogus'"),
+    ("a push without a name", dict(IDS, source={"dir": ctx}, outputs=[{"type": "registry"}]),
+     "field 'outputs[0]': a push needs a name"),
+    ("a credential in the source URL", dict(IDS, source={"git": "https://u:p4ss@127.0.0.1:1/r"}),
+     "field 'secrets': secret values are not accepted here"),
+    ("an unknown field", dict(IDS, source={"dir": ctx}, colour="red"), "field 'colour': unknown field"),
+    ("a secret without a source", dict(IDS, source={"dir": ctx}, secrets=["tok"]),
+     "field 'secrets.tok': has no source"),
+]:
+    rc, ev, err = run(spec, root=bad_root)
+    errs = kinds(ev, "error")
+    T.check(f"{name}: exit 2, error code invalid_spec naming the field",
+            rc == 2 and len(errs) == 1 and errs[0].get("code") == "invalid_spec"
+            and want in errs[0].get("message", ""), f"{rc} {ev} {err}")
+    T.check(f"{name}: no step ran, the root was not made, the result failed last",
+            not kinds(ev, "step_start") and not os.path.exists(bad_root)
+            and ev[-1].get("event") == "result" and ev[-1].get("status") == "failed"
+            and ev[-1].get("code") == "invalid_spec", ev)
+    T.check(f"{name}: no secret value in any event", all("p4ss" not in json.dumps(e) for e in ev), ev)
+
+rc, ev, err = run(dict(IDS, source={"dir": ctx}, outputs=[{"type": "oci", "dest": "/tmp/x"}]),
+                  root=bad_root, extra=("--untrusted",))
+T.check("--untrusted: a directory source is refused, nothing runs",
+        rc == 2 and "field 'source.dir': unknown field" in json.dumps(kinds(ev, "error"))
+        and not kinds(ev, "step_start") and not os.path.exists(bad_root), ev)
+
+rc, ev, err = run({"source": {"dir": ctx}, "outputs": "nope"}, root=bad_root)
+T.check("a bad spec without ids: the error event has no ids",
+        rc == 2 and kinds(ev, "error") and "build_id" not in kinds(ev, "error")[0], ev)
+
+# a failing build: the step's error, then error code build_failed
+rc, ev, err = run(dict(IDS, source={"dir": bad_ctx}, outputs=[{"type": "oci", "dest": os.path.join(T.tmp, "o3")}]))
+errs = kinds(ev, "error")
+T.check("a failing build: exit 1, error code build_failed with the message",
+        rc == 1 and len(errs) == 1 and errs[0].get("code") == "build_failed" and "missing" in errs[0].get("message", ""),
+        f"{ev}\n{err}")
+T.check("a failing build: the result failed last",
+        ev[-1].get("event") == "result" and ev[-1].get("status") == "failed", ev[-1])
+T.done()
