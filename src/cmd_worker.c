@@ -47,7 +47,8 @@ static void worker_usage(void)
         "                           (env KILN_JOB_KEY_FILE); jobs with secrets need "
         "it\n"
         "  --config FILE            the tenants' credentials (the \"tenants\" of kiln serve's\n"
-        "                           --config; other keys are checked, not used). Without it\n"
+        "                           --config; its \"limits\" and \"max_limits\" too; other\n"
+        "                           keys are checked, not used). Without it\n"
         "                           only tenant default's jobs get the worker's own registry\n"
         "                           and AWS credentials; other tenants' jobs get "
         "none\n" KILN_LIMITS_HELP
@@ -205,10 +206,6 @@ int kiln_cmd_worker(int argc, char **argv)
         return kiln_cli_usage_error("worker", "--wait-seconds must be 0..20");
     if (timeout > INT_MAX || drain > INT_MAX)
         return kiln_cli_usage_error("worker", "time limit too large");
-    if (kiln_server_limits_policy(&limits, NULL, NULL, timeout_set, (uint64_t)timeout, 1, &err) < 0)
-        return kiln_cli_usage_error("worker", "%s", err.msg);
-    o.limits = limits;
-
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
@@ -218,6 +215,14 @@ int kiln_cmd_worker(int argc, char **argv)
     if (config_path && kiln_config_load(config_path, &config, &err) < 0)
         return kiln_cli_fail(&err);
     o.config = config;
+    /* the same config as kiln serve's gives the same limits: a job within them passes */
+    if (kiln_server_limits_policy(&limits, config ? config->limits : NULL,
+                                  config ? config->max_limits : NULL, timeout_set,
+                                  (uint64_t)timeout, 1, &err) < 0) {
+        kiln_config_free(config);
+        return kiln_cli_usage_error("worker", "%s", err.msg);
+    }
+    o.limits = limits;
     if (job_key_file && *job_key_file && kiln_jobkey_load(job_key_file, &job_key, &err) < 0) {
         kiln_config_free(config);
         return kiln_cli_fail(&err);

@@ -47,15 +47,14 @@ typedef struct kiln_limits_policy {
         "max-build-cpu-time", required_argument, NULL, KILN_LIMITS_OPT_BASE + 5                    \
     }
 #define KILN_LIMITS_HELP                                                                           \
-    "  --build-memory SIZE     memory limit of each build step (default: the config's\n"           \
-    "                          \"limits\", else 4g)\n"                                             \
-    "  --build-pids N          process limit of each build step (default: the config's,\n"         \
-    "                          else 4096)\n"                                                       \
-    "  --build-cpu-time SECS   CPU time limit of each process (default: the config's, else\n"      \
-    "                          none)\n"                                                            \
+    "  --build-memory SIZE     memory limit of each build step (default 4g)\n"                     \
+    "  --build-pids N          process limit of each build step (default 4096)\n"                  \
+    "  --build-cpu-time SECS   CPU time limit of each process (default none)\n"                    \
     "  --max-build-memory SIZE, --max-build-pids N, --max-build-cpu-time SECS\n"                   \
-    "                          the most a request's or a tenant's \"limits\" may ask for\n"        \
-    "                          (default: the config's \"max_limits\", else the default)\n"
+    "                          the most a request's (or a tenant's) \"limits\" may ask for\n"      \
+    "                          (default: the default). kiln serve: the config's \"limits\" and\n"  \
+    "                          \"max_limits\" (also wall_time, disk 20g) apply where these are\n"  \
+    "                          not given\n"
 
 /* Takes a policy option (c = its id); 1 when taken, 0 when c is not one, -1 on a bad value
  * (err names the option). */

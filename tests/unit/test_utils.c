@@ -1,5 +1,6 @@
 /* Unit tests for utils/: errors, buffers, filesystem helpers. */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -67,12 +68,52 @@ static void test_fs_roundtrip(void **state)
     assert_int_equal(access(dir, F_OK), -1);
 }
 
+/* Disk usage of a tree: allocated blocks counted, a sparse file's hole not; a missing tree is
+ * 0; too deep is an error naming the depth; `stop` ends the walk once passed. */
+static void test_fs_usage(void **state)
+{
+    kiln_error_t err = {0};
+    _cleanup_free_ char *dir = NULL, *deep = NULL, *file = NULL, *sparse = NULL;
+    char block[65536];
+    uint64_t used = 0;
+    int fd;
+    (void)state;
+
+    memset(block, 'x', sizeof(block));
+    assert_int_equal(kiln_fs_mkdtemp("/tmp", "kiln-test-", &dir, &err), 0);
+    deep = kiln_xasprintf("%s/a/b/c/d", dir);
+    assert_int_equal(kiln_fs_mkdir_p(deep, 0755, &err), 0);
+    file = kiln_xasprintf("%s/a/b/c/d/f", dir);
+    assert_int_equal(kiln_fs_write_file_atomic(file, block, sizeof(block), 0644, &err), 0);
+    sparse = kiln_xasprintf("%s/a/sparse", dir);
+    fd = open(sparse, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 1LL << 30), 0);
+    close(fd);
+
+    assert_int_equal(kiln_fs_usage_at(AT_FDCWD, dir, 16, 0, &used, &err), 0);
+    assert_true(used >= sizeof(block));
+    assert_true(used < (1ULL << 20));
+    assert_int_equal(kiln_fs_usage_at(AT_FDCWD, dir, 3, 0, &used, &err), -1);
+    assert_int_equal(err.code, ELOOP);
+    assert_non_null(strstr(err.msg, "nested more than 3 deep"));
+    assert_int_equal(kiln_fs_usage_at(AT_FDCWD, dir, 16, 1, &used, &err), 0);
+    assert_true(used > 1 && used < sizeof(block));
+    {
+        _cleanup_free_ char *gone = kiln_xasprintf("%s/none", dir);
+        assert_int_equal(kiln_fs_usage_at(AT_FDCWD, gone, 16, 0, &used, &err), 0);
+        assert_int_equal(used, 0);
+    }
+    assert_int_equal(kiln_fs_rm_rf(dir, &err), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_set_and_prefix),
         cmocka_unit_test(test_buf_cap),
         cmocka_unit_test(test_fs_roundtrip),
+        cmocka_unit_test(test_fs_usage),
     };
     return cmocka_run_group_tests_name("utils", tests, NULL, NULL);
 }
