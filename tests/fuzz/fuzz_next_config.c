@@ -15,8 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static char dir[] = "/tmp/fuzz-next-XXXXXX";
-    static int ready;
+    static const char *dir;
     static const char pkg[] = "{\"name\":\"f\",\"dependencies\":{\"next\":\"14.2.3\"},"
                               "\"scripts\":{\"build\":\"next build\",\"start\":\"next start\"}}";
     char *const env[] = {NULL};
@@ -24,10 +23,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     kiln_error_t err = {0};
     kiln_plan_t *p = NULL;
 
-    if (!ready) {
-        if (mkdtemp(dir) == NULL || fuzz_put(dir, "package.json", pkg, strlen(pkg)) < 0)
+    if (dir == NULL) {
+        dir = fuzz_scratch_dir("kiln-fuzz-next.");
+        if (fuzz_put(dir, "package.json", pkg, strlen(pkg)) < 0)
             abort();
-        ready = 1;
     }
     if (fuzz_put(dir, "next.config.js", data, size) < 0)
         return 0;

@@ -16,19 +16,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static char dir[] = "/tmp/fuzz-pkg-XXXXXX";
-    static int ready;
+    static const char *dir;
     static const char rc[] = "nodeLinker: node-modules\n";
     char *const env[] = {NULL};
     kiln_detect_opts_t opts = {.env = env};
     kiln_error_t err = {0};
     kiln_plan_t *p = NULL;
 
-    if (!ready) {
-        if (mkdtemp(dir) == NULL || fuzz_put(dir, "yarn.lock", "", 0) < 0 ||
+    if (dir == NULL) {
+        dir = fuzz_scratch_dir("kiln-fuzz-pkg.");
+        if (fuzz_put(dir, "yarn.lock", "", 0) < 0 ||
             fuzz_put(dir, ".yarnrc.yml", rc, strlen(rc)) < 0)
             abort();
-        ready = 1;
     }
     if (fuzz_put(dir, "package.json", data, size) < 0)
         return 0;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "src/server/context.h"
+#include "tests/fuzz/fuzz_files.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
@@ -17,12 +18,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static char *base;
+    const char *base = fuzz_scratch_dir("kiln-fuzz-ctx.");
     _cleanup_free_ char *tar = NULL, *dir = NULL, *outside = NULL;
     struct stat sb;
 
-    if (base == NULL && kiln_fs_mkdtemp("/tmp", "kiln-fuzz-ctx.", &base, NULL) < 0)
-        abort();
     tar = kiln_xasprintf("%s/in.tar", base);
     dir = kiln_xasprintf("%s/a/b/ctx", base);
     outside = kiln_xasprintf("%s/a", base);
