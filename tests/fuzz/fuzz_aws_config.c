@@ -1,6 +1,6 @@
 /* libFuzzer target for the AWS text parsers: ~/.aws INI files, s3:// URLs,
- * endpoint URLs, --output specs, ECR host names, the S3 naming policy, XML fields and the
- * SigV4 canonicalisation of an arbitrary path + query. */
+ * endpoint URLs, --output specs, ECR host names, the S3 naming policy, XML fields, an STS
+ * AssumeRole answer and the SigV4 canonicalisation of an arbitrary path + query. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,6 +12,7 @@
 #include "utils/aws/endpoint.h"
 #include "utils/aws/s3.h"
 #include "utils/aws/sigv4.h"
+#include "utils/aws/sts.h"
 #include "utils/mem.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -54,6 +55,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     (void)kiln_s3_content_type(s);
     (void)kiln_s3_cache_control(s);
     free(kiln_aws_xml_get(s, "Code"));
+    {
+        kiln_aws_creds_t sts = {0};
+        if (kiln_aws_sts_parse((const char *)data, size, &sts, NULL) == 0)
+            kiln_aws_creds_clear(&sts);
+    }
 
     /* "/path?query" through both path rules */
     q = strchr(s, '?');
