@@ -250,6 +250,9 @@ static int aws_settings(json_t *aws, const char *where, aws_settings_t *s, kiln_
                               "%s.profile: a profile name ([A-Za-z0-9_.+@-]) of the tenant's "
                               "credentials_file",
                               where);
+    if (s->profile && strlen(s->profile) > KILN_AWS_INI_SECTION_MAX) /* see credentials.h */
+        return kiln_error_set(err, 0, "%s.profile: at most %d characters", where,
+                              KILN_AWS_INI_SECTION_MAX);
     if (s->role_arn && (strncmp(s->role_arn, "arn:aws", 7) != 0 ||
                         strstr(s->role_arn, ":role/") == NULL || strlen(s->role_arn) > 2048))
         return kiln_error_set(err, 0, "%s.role_arn: must be arn:aws:iam::ACCOUNT:role/NAME", where);

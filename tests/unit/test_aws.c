@@ -90,6 +90,88 @@ static void test_ini(void **state)
     assert_null(e);
 }
 
+/* Looks key up in section of t; NULL-safe comparison against want. */
+static void ini_is(const char *t, const char *section, const char *key, const char *want)
+{
+    _cleanup_free_ char *v = kiln_aws_ini_get(t, strlen(t), section, key);
+    if (want == NULL)
+        assert_null(v);
+    else
+        assert_string_equal(v, want);
+}
+
+static void test_ini_semantics(void **state)
+{
+    /* nested settings (indented) continue "s3 =", they are not keys of the profile */
+    const char *nested = "[default]\ns3 =\n    region = bad\n    max_concurrent_requests = 20\n"
+                         "region = good\n";
+    /* no inline comments (as botocore): the value keeps " ; x" and "#" */
+    const char *inl = "[default]\nregion = eu-west-1 ; comment\naws_secret_access_key = a#b\n";
+    /* the first value wins; a section may come back; "key: value" works */
+    const char *dup = "[default]\nregion = one\n[other]\nregion = two\n[default]\nregion = three\n"
+                      "output: json\n";
+    /* a key before any section, a line without '=', a bad section line: skipped */
+    const char *junk = "region = top\n[default\nnot a pair\n[default]\nbogus line\nregion = ok\n";
+    /* a UTF-8 BOM, CRLF, tabs */
+    const char *bom = "\xef\xbb\xbf[default]\r\n\tregion\t=\tap-east-1\t\r\n";
+    /* a NUL ends the text: the key after it is not read */
+    const char nul[] = "[default]\nregion = a\0\nregion2 = b\n";
+    _cleanup_free_ char *token = kiln_xzalloc(4001);
+    _cleanup_free_ char *long_text = NULL;
+    _cleanup_free_ char *v = NULL;
+    _cleanup_free_ char *w = NULL;
+
+    ini_is(nested, "default", "region", "good");
+    ini_is(nested, "default", "s3", "");
+    ini_is(nested, "default", "max_concurrent_requests", NULL);
+    ini_is(inl, "default", "region", "eu-west-1 ; comment");
+    ini_is(inl, "default", "aws_secret_access_key", "a#b");
+    ini_is(dup, "default", "region", "one");
+    ini_is(dup, "other", "region", "two");
+    ini_is(dup, "default", "output", "json");
+    ini_is(junk, "default", "region", "ok");
+    ini_is(junk, "", "region", NULL);
+    ini_is(bom, "default", "region", "ap-east-1");
+    v = kiln_aws_ini_get(nul, sizeof(nul) - 1, "default", "region2");
+    assert_null(v);
+    w = kiln_aws_ini_get(nul, sizeof(nul) - 1, "default", "region");
+    assert_string_equal(w, "a");
+
+    /* a 4000-byte session token is one value, not cut into lines (inih's default is 200) */
+    memset(token, 'T', 4000);
+    long_text = kiln_xasprintf("[ci]\naws_session_token = %s\naws_access_key_id = K\n", token);
+    ini_is(long_text, "ci", "aws_session_token", token);
+    ini_is(long_text, "ci", "aws_access_key_id", "K");
+}
+
+static void test_ini_long_sections(void **state)
+{
+    /* inih keeps 49 bytes of a section name: two profiles that differ after them must never be
+     * taken for each other, so such names are not found at all */
+    const char *t = "[profile org-AWSAdministratorAccess-prod-eu-west-1-123456789012]\n"
+                    "aws_access_key_id = PROD\n"
+                    "[profile org-AWSAdministratorAccess-prod-eu-west-1-999999999999]\n"
+                    "aws_access_key_id = OTHER\n"
+                    "[profile forty-chars-profile-name-is-just-right]\naws_access_key_id = FIT\n";
+    kiln_aws_creds_t c = {0};
+    kiln_error_t err = {0};
+    ini_is(t, "profile org-AWSAdministratorAccess-prod-eu-west-1-123456789012", "aws_access_key_id",
+           NULL);
+    ini_is(t, "profile org-AWSAdministratorAccess-prod-eu-west-1-999999999999", "aws_access_key_id",
+           NULL);
+    ini_is(t, "profile org-AWSAdministratorAccess-prod-eu-west-1", "aws_access_key_id", NULL);
+    ini_is(t, "profile forty-chars-profile-name-is-just-right", "aws_access_key_id", "FIT");
+
+    /* the credential chain says why */
+    write_file("config", t);
+    setenv("AWS_CONFIG_FILE", "~/config", 1);
+    setenv("AWS_PROFILE", "org-AWSAdministratorAccess-prod-eu-west-1-123456789012", 1);
+    assert_int_equal(kiln_aws_credentials_resolve(&c, &err), -1);
+    assert_non_null(strstr(err.msg, "section [profile org-AWSAdministratorAccess-prod-eu-west-1-"
+                                    "123456789012] is over 48 bytes"));
+    assert_null(strstr(err.msg, "OTHER"));
+}
+
 static void test_credentials_env_and_files(void **state)
 {
     kiln_aws_creds_t c = {0};
@@ -288,19 +370,51 @@ static void test_ecr_hosts(void **state)
     assert_int_equal(kiln_ecr_parse_host("123456789012.dkr.ecr..amazonaws.com", NULL, NULL), 0);
 }
 
-static void test_xml_and_errors(void **state)
+/* Sets resp's body to a string. */
+static void set_body(kiln_http_response_t *resp, long status, const char *body)
+{
+    resp->status = status;
+    resp->body = (char *)body;
+    resp->body_len = strlen(body);
+}
+
+static void test_errors(void **state)
 {
     kiln_http_response_t resp = {0};
     kiln_error_t err = {0};
-    _cleanup_free_ char *v = kiln_aws_xml_get("<a><UploadId>x-1</UploadId></a>", "UploadId");
-    assert_string_equal(v, "x-1");
-    assert_null(kiln_aws_xml_get("<a><UploadId>x-1</a>", "UploadId"));
-    resp.status = 403;
-    resp.body = (char *)"<Error><Code>AccessDenied</Code><Message>nope</Message></Error>";
-    resp.body_len = strlen(resp.body);
+    set_body(&resp, 403, "<Error><Code>AccessDenied</Code><Message>nope</Message></Error>");
     kiln_aws_error_from_response(&resp, &err, "PUT s3://b/k");
     assert_string_equal(err.msg, "PUT s3://b/k: HTTP 403 AccessDenied: nope");
     assert_int_equal(err.code, EACCES);
+    /* S3 as sent: declaration, entities, a RequestId after the message */
+    set_body(&resp, 404,
+             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchKey</Code>"
+             "<Message>The key &quot;a&amp;b&quot; &lt;does not&gt; exist</Message>"
+             "<Key>a&amp;b</Key><RequestId>4442587FB7D0A2F9</RequestId></Error>");
+    kiln_aws_error_from_response(&resp, &err, "GET s3://b/a&b");
+    assert_string_equal(err.msg,
+                        "GET s3://b/a&b: HTTP 404 NoSuchKey: The key \"a&b\" <does not> exist");
+    assert_int_equal(err.code, EIO);
+    /* the query protocol's envelope (SNS, SQS, STS), namespaced */
+    set_body(&resp, 400,
+             "<ErrorResponse xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\">\n  <Error>\n"
+             "    <Type>Sender</Type>\n    <Code>NotFound</Code>\n"
+             "    <Message>Topic does not exist</Message>\n  </Error>\n"
+             "  <RequestId>9dd01905-5012-5f99-8663-4b3ecd0dfaef</RequestId>\n</ErrorResponse>");
+    kiln_aws_error_from_response(&resp, &err, "SNS Publish to t");
+    assert_string_equal(err.msg, "SNS Publish to t: HTTP 400 NotFound: Topic does not exist");
+    /* a Code outside the error element is not the error's code (strstr took the first one) */
+    set_body(&resp, 500, "<Other><Code>Decoy</Code></Other>");
+    kiln_aws_error_from_response(&resp, &err, "x");
+    assert_string_equal(err.msg, "x: HTTP 500");
+    /* not XML, or a DTD: the status alone */
+    set_body(&resp, 502, "<html><body>Bad Gateway</body>");
+    kiln_aws_error_from_response(&resp, &err, "x");
+    assert_string_equal(err.msg, "x: HTTP 502");
+    set_body(&resp, 400,
+             "<!DOCTYPE Error [<!ENTITY c \"Throttling\">]><Error><Code>&c;</Code></Error>");
+    kiln_aws_error_from_response(&resp, &err, "x");
+    assert_string_equal(err.msg, "x: HTTP 400");
     resp.status = 400;
     resp.body = (char *)"{\"__type\":\"com.amazonaws.sqs#QueueDoesNotExist\",\"message\":\"gone\"}";
     resp.body_len = strlen(resp.body);
@@ -344,12 +458,13 @@ static void test_sts_body_and_parse(void **state)
 
     /* an answer without one of the four: named, and no value of the others in the message */
     {
-        const char *drop[] = {"<SessionToken>", "<Expiration>", "<Credentials>"};
+        const char *drop[] = {"SessionToken>", "Expiration>", "Credentials>"};
         const char *expect[] = {"<SessionToken>", "<Expiration>", "<Credentials>"};
         for (size_t i = 0; i < 3; i++) {
             _cleanup_free_ char *bad = kiln_xstrdup(sts_ok);
-            char *p = strstr(bad, drop[i]);
-            p[1] = 'X'; /* <XessionToken>… no longer the element */
+            /* <XessionToken>…</XessionToken>: well-formed, no longer the element */
+            for (char *p = bad; (p = strstr(p, drop[i])) != NULL; p++)
+                p[0] = 'X';
             memset(&c, 0, sizeof(c));
             assert_int_equal(kiln_aws_sts_parse(bad, strlen(bad), &c, &err), -1);
             assert_non_null(strstr(err.msg, expect[i] + 1));
@@ -363,6 +478,21 @@ static void test_sts_body_and_parse(void **state)
         memcpy(strstr(bad, "2026-12-03T"), "yesterday!!", 11);
         assert_int_equal(kiln_aws_sts_parse(bad, strlen(bad), &c, &err), -1);
         assert_string_equal(err.msg, "sts AssumeRole: <Expiration> is not a time");
+    }
+    {
+        /* the credentials must sit at AssumeRoleResponse/AssumeRoleResult/Credentials, and a
+         * broken answer is refused, naming neither key nor secret */
+        _cleanup_free_ char *moved = kiln_xstrdup(sts_ok);
+        _cleanup_free_ char *cut =
+            kiln_xstrndup(sts_ok, strstr(sts_ok, "</SecretAccessKey>") - sts_ok);
+        memcpy(strstr(moved, "<AssumeRoleResult>"), "<AssumeRoleResulX>", 18);
+        memcpy(strstr(moved, "</AssumeRoleResult>"), "</AssumeRoleResulX>", 19);
+        assert_int_equal(kiln_aws_sts_parse(moved, strlen(moved), &c, &err), -1);
+        assert_string_equal(err.msg, "sts AssumeRole: the answer has no <Credentials>");
+        assert_int_equal(kiln_aws_sts_parse(cut, strlen(cut), &c, &err), -1);
+        assert_non_null(strstr(err.msg, "sts AssumeRole: answer is not valid XML (line 6"));
+        assert_null(strstr(err.msg, "tempSecret"));
+        assert_null(strstr(err.msg, "ASIAACMETEMP0001"));
     }
 }
 
@@ -478,13 +608,15 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ini, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ini_semantics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ini_long_sections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_credentials_env_and_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_provider_caches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_region_and_endpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_naming, setup, teardown),
         cmocka_unit_test_setup_teardown(test_s3_output_spec, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ecr_hosts, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_xml_and_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sts_body_and_parse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sts_assume_role_request, setup, teardown),
     };

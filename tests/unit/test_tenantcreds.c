@@ -110,6 +110,10 @@ static void test_config_errors(void **state)
         {"{\"aws\": {\"role_arn\": \"arn:aws:iam::1:role/x\", \"profile\": \"p\"}}",
          "tenant 'acme'.credentials.aws.profile: a profile name ([A-Za-z0-9_.+@-]) of the "
          "tenant's credentials_file"},
+        /* inih cuts longer section names: a longer one could name another tenant's profile */
+        {"{\"aws\": {\"credentials_file\": \"/x\", \"profile\": "
+         "\"acme-AWSAdministratorAccess-eu-west-1-123456789012\"}}",
+         "tenant 'acme'.credentials.aws.profile: at most 48 characters"},
         {"{\"aws\": {\"credentials_file\": \"/x\", \"external_id\": \"abc\"}}",
          "tenant 'acme'.credentials.aws: external_id, session_name, duration and sts_endpoint "
          "go with role_arn"},

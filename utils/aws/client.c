@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "utils/aws/sigv4.h"
+#include "utils/aws/xml.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
 
@@ -67,33 +68,40 @@ const char *kiln_aws_json_str(const struct json_t *j, const char *key)
     return json_string_value(json_object_get(j, key));
 }
 
-char *kiln_aws_xml_get(const char *xml, const char *tag)
-{
-    _cleanup_free_ char *open = kiln_xasprintf("<%s>", tag);
-    _cleanup_free_ char *close = kiln_xasprintf("</%s>", tag);
-    const char *a, *b;
-    if (xml == NULL)
-        return NULL;
-    a = strstr(xml, open);
-    if (a == NULL)
-        return NULL;
-    a += strlen(open);
-    b = strstr(a, close);
-    if (b == NULL)
-        return NULL;
-    return kiln_xstrndup(a, (size_t)(b - a));
-}
+/* Where the error code and message sit in the XML answers: S3's REST error, and the query
+ * protocol's (SNS, SQS, STS) ErrorResponse envelope. */
+enum { XML_S3_CODE, XML_S3_MESSAGE, XML_QUERY_CODE, XML_QUERY_MESSAGE, XML_N };
 
-/* Error code of a response body (S3 XML <Code> or JSON __type / code). */
+/* Error code of a response body (XML <Code> or JSON __type / code), or NULL when the body names
+ * none or does not parse. */
 static char *error_code(const kiln_http_response_t *resp, char **message)
 {
     char *code = NULL;
+    const char *p, *end;
     *message = NULL;
     if (resp->body == NULL || resp->body_len == 0)
         return NULL;
-    if (resp->body[0] == '<' || strstr(resp->body, "<Error>")) {
-        code = kiln_aws_xml_get(resp->body, "Code");
-        *message = kiln_aws_xml_get(resp->body, "Message");
+    p = resp->body;
+    end = p + resp->body_len;
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+        p++;
+    if (p < end && *p == '<') {
+        kiln_aws_xml_field_t f[XML_N] = {
+            [XML_S3_CODE] = {"Error/Code"},
+            [XML_S3_MESSAGE] = {"Error/Message"},
+            [XML_QUERY_CODE] = {"ErrorResponse/Error/Code"},
+            [XML_QUERY_MESSAGE] = {"ErrorResponse/Error/Message"},
+        };
+        if (kiln_aws_xml_parse(resp->body, resp->body_len, f, XML_N, NULL, "error", NULL) < 0)
+            return NULL;
+        if (f[XML_S3_CODE].value || f[XML_S3_MESSAGE].value) {
+            code = steal_pointer(&f[XML_S3_CODE].value);
+            *message = steal_pointer(&f[XML_S3_MESSAGE].value);
+        } else {
+            code = steal_pointer(&f[XML_QUERY_CODE].value);
+            *message = steal_pointer(&f[XML_QUERY_MESSAGE].value);
+        }
+        kiln_aws_xml_fields_clear(f, XML_N);
         return code;
     }
     if (resp->body[0] == '{') {

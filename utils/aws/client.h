@@ -63,8 +63,8 @@ int kiln_aws_post(kiln_aws_t *aws, const char *service, const char *region,
                   const char *body, size_t response_cap, const char *what,
                   kiln_http_response_t *resp, kiln_error_t *err);
 
-/* Fills err with "<what>: HTTP <status> <Code>: <Message>" taken from an S3
- * XML or a JSON-protocol error body. Returns -1. */
+/* Fills err with "<what>: HTTP <status> <Code>: <Message>" taken from an XML
+ * (S3 Error, query-protocol ErrorResponse) or a JSON-protocol error body. Returns -1. */
 int kiln_aws_error_from_response(const kiln_http_response_t *resp, kiln_error_t *err,
                                  const char *what);
 
@@ -75,8 +75,5 @@ struct json_t *kiln_aws_json_parse(const char *body, size_t len, size_t cap, con
                                    kiln_error_t *err);
 /* String member `key` of object j, or NULL. */
 const char *kiln_aws_json_str(const struct json_t *j, const char *key);
-
-/* Text between <tag> and </tag> in xml (first match), malloc'ed, or NULL. */
-char *kiln_aws_xml_get(const char *xml, const char *tag);
 
 #endif

@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <ini.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -17,7 +18,6 @@
 #include "utils/http.h"
 #include "utils/mem.h"
 
-#define AWS_FILE_CAP (1024u * 1024)
 #define ECS_HOST "http://169.254.170.2"
 #define IMDS_HOST "http://169.254.169.254"
 
@@ -29,52 +29,90 @@ const char *kiln_aws_profile(void)
     return p && p[0] ? p : "default";
 }
 
-static const char *skip_ws(const char *p, const char *end)
+/* inih's options are process-wide variables (Debian builds it with INI_RUNTIME_OPTIONS); they
+ * are set once, before the first parse, and never changed after, so parses may run in parallel.
+ * - lines up to the whole file: with a shorter limit inih would cut a long line (a session token
+ *   is often over 1000 bytes) and parse its tail as a line of its own;
+ * - no inline comments: botocore's configparser has none, so "key = a ;b" is "a ;b";
+ * - multi-line values on: an indented line continues the previous key (the "s3 =" nested
+ *   settings of ~/.aws/config) and is reported under that key's name, which ini_get ignores
+ *   after the key's first value. */
+static pthread_once_t ini_once = PTHREAD_ONCE_INIT;
+
+static void ini_setup(void)
 {
-    while (p < end && (*p == ' ' || *p == '\t'))
-        p++;
-    return p;
+    ini_use_stack = false;
+    ini_allow_realloc = true;
+    ini_initial_alloc = 256;
+    ini_max_line = (int)KILN_AWS_INI_MAX + 3; /* + '\r', '\n', NUL */
+    ini_allow_inline_comments = false;
+    ini_allow_multiline = true;
+    ini_allow_bom = true;
+    ini_allow_no_value = false;
+    ini_stop_on_first_error = false;
+}
+
+typedef struct ini_text {
+    const char *p, *end;
+} ini_text_t;
+
+/* fgets() over a memory buffer: the next line, at most num - 1 bytes, NUL-terminated. */
+static char *ini_read(char *str, int num, void *stream)
+{
+    ini_text_t *t = stream;
+    size_t n = 0;
+    if (t->p >= t->end || num < 2)
+        return NULL;
+    while (n + 1 < (size_t)num && t->p < t->end) {
+        char ch = *t->p++;
+        str[n++] = ch;
+        if (ch == '\n')
+            break;
+    }
+    str[n] = '\0';
+    return str;
+}
+
+typedef struct ini_lookup {
+    const char *section, *key;
+    char *value;
+} ini_lookup_t;
+
+/* Called by inih for each key = value (and each continuation line, under its key's name). */
+static int ini_pair(void *user, const char *section, const char *name, const char *value)
+{
+    ini_lookup_t *l = user;
+    size_t sl = strlen(section);
+    if (l->value != NULL || sl >= KILN_AWS_INI_SECTION_MAX + 1) /* possibly cut by inih */
+        return 1;
+    /* "[ default ]" names "default", as botocore reads it */
+    while (sl > 0 && (section[sl - 1] == ' ' || section[sl - 1] == '\t'))
+        sl--;
+    while (sl > 0 && (*section == ' ' || *section == '\t'))
+        section++, sl--;
+    if (sl == strlen(l->section) && memcmp(section, l->section, sl) == 0 &&
+        strcasecmp(name, l->key) == 0)
+        l->value = kiln_xstrdup(value);
+    return 1;
 }
 
 char *kiln_aws_ini_get(const char *text, size_t len, const char *section, const char *key)
 {
-    const char *p = text, *end = text + len;
-    int in_section = 0;
-    size_t klen = strlen(key), slen = strlen(section);
-
-    while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        const char *le = eol ? eol : end;
-        const char *s = skip_ws(p, le);
-        int indented = s != p;
-        const char *te = le;
-        while (te > s && (te[-1] == '\r' || te[-1] == ' ' || te[-1] == '\t'))
-            te--;
-        if (s < te && *s == '[' && !indented) {
-            const char *close = memchr(s, ']', (size_t)(te - s));
-            in_section = 0;
-            if (close) {
-                const char *ns = skip_ws(s + 1, close);
-                const char *ne = close;
-                while (ne > ns && (ne[-1] == ' ' || ne[-1] == '\t'))
-                    ne--;
-                in_section = (size_t)(ne - ns) == slen && memcmp(ns, section, slen) == 0;
-            }
-        } else if (in_section && !indented && s < te && *s != '#' && *s != ';') {
-            const char *eq = memchr(s, '=', (size_t)(te - s));
-            if (eq) {
-                const char *ke = eq;
-                while (ke > s && (ke[-1] == ' ' || ke[-1] == '\t'))
-                    ke--;
-                if ((size_t)(ke - s) == klen && strncasecmp(s, key, klen) == 0) {
-                    const char *v = skip_ws(eq + 1, te);
-                    return kiln_xstrndup(v, (size_t)(te - v));
-                }
-            }
-        }
-        p = eol ? eol + 1 : end;
+    /* a NUL ends the text: inih reads C strings and would otherwise cut the line there and
+     * parse the rest of it as a line of its own */
+    ini_text_t t = {text, text + strnlen(text, len)};
+    ini_lookup_t l = {section, key, NULL};
+    /* keys before the first section (section "") belong to no profile */
+    if (len > KILN_AWS_INI_MAX || section[0] == '\0' || strlen(section) > KILN_AWS_INI_SECTION_MAX)
+        return NULL;
+    pthread_once(&ini_once, ini_setup);
+    /* lines that are not "[section]", "key = value" or a comment are skipped (inih reports the
+     * first one's number; the SDKs refuse the file, kiln reads what it can, as it always has) */
+    if (ini_parse_stream(ini_read, &t, ini_pair, &l) < 0) {
+        free(l.value);
+        return NULL;
     }
-    return NULL;
+    return l.value;
 }
 
 /* Path of a shared AWS file: env override, else ~/.aws/<name>. NULL without HOME. */
@@ -92,20 +130,25 @@ static char *aws_file_path(const char *env, const char *name)
     return kiln_xasprintf("%s/.aws/%s", home, name);
 }
 
+/* Section of the active profile: "[profile NAME]" in the config file, "[NAME]" in the
+ * credentials file and for the default profile. */
+static char *profile_section(int config_style)
+{
+    const char *profile = kiln_aws_profile();
+    if (config_style && strcmp(profile, "default") != 0)
+        return kiln_xasprintf("profile %s", profile);
+    return kiln_xstrdup(profile);
+}
+
 /* Reads an INI value of the active profile from one shared file. */
 static char *file_get(const char *env, const char *name, int config_style, const char *key)
 {
     _cleanup_free_ char *path = aws_file_path(env, name);
     _cleanup_free_ char *text = NULL;
-    _cleanup_free_ char *section = NULL;
-    const char *profile = kiln_aws_profile();
+    _cleanup_free_ char *section = profile_section(config_style);
     size_t len = 0;
-    if (path == NULL || kiln_fs_read_file(path, AWS_FILE_CAP, &text, &len, NULL) < 0)
+    if (path == NULL || kiln_fs_read_file(path, KILN_AWS_INI_MAX, &text, &len, NULL) < 0)
         return NULL;
-    if (config_style && strcmp(profile, "default") != 0)
-        section = kiln_xasprintf("profile %s", profile);
-    else
-        section = kiln_xstrdup(profile);
     return kiln_aws_ini_get(text, len, section, key);
 }
 
@@ -143,6 +186,7 @@ static int from_files(kiln_aws_creds_t *out, kiln_buf_t *why)
     };
     for (size_t i = 0; i < 2; i++) {
         _cleanup_free_ char *path = aws_file_path(files[i].env, files[i].name);
+        _cleanup_free_ char *section = profile_section(files[i].config_style);
         _cleanup_free_ char *id =
             file_get(files[i].env, files[i].name, files[i].config_style, "aws_access_key_id");
         _cleanup_free_ char *secret =
@@ -155,8 +199,15 @@ static int from_files(kiln_aws_creds_t *out, kiln_buf_t *why)
             out->source = files[i].label;
             return 1;
         }
-        kiln_buf_appendf(why, NULL, "; %s %s (no keys for profile '%s')", files[i].label,
-                         path ? path : "(no HOME)", kiln_aws_profile());
+        if (strlen(section) > KILN_AWS_INI_SECTION_MAX)
+            kiln_buf_appendf(why, NULL,
+                             "; %s %s (section [%s] is over %d bytes, more than its parser "
+                             "reads: use a shorter profile name)",
+                             files[i].label, path ? path : "(no HOME)", section,
+                             KILN_AWS_INI_SECTION_MAX);
+        else
+            kiln_buf_appendf(why, NULL, "; %s %s (no keys for profile '%s')", files[i].label,
+                             path ? path : "(no HOME)", kiln_aws_profile());
     }
     return 0;
 }

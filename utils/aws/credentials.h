@@ -49,9 +49,19 @@ time_t kiln_aws_time_parse(const char *s);
 /* The profile in use: AWS_PROFILE, else AWS_DEFAULT_PROFILE, else "default". */
 const char *kiln_aws_profile(void);
 
-/* Reads `key` of section `section` from INI text (the ~/.aws file format:
- * "[section]", "key = value", '#'/';' comments, indented continuation lines
- * ignored). Returns the malloc'ed value, or NULL when absent. */
+/* Largest shared config/credentials file read (bytes). */
+#define KILN_AWS_INI_MAX (1024u * 1024)
+/* Longest section name ("profile NAME" in config, "NAME" in credentials) that can be found:
+ * inih keeps 49 bytes of a section name and cuts the rest, so a longer name could stand for
+ * another profile that shares its first 49 bytes; such sections never match. */
+#define KILN_AWS_INI_SECTION_MAX 48
+
+/* Reads `key` (case-insensitive) of section `section` from INI text of len bytes, parsed with
+ * inih in the ~/.aws file format: "[section]" (whitespace inside the brackets ignored),
+ * "key = value" or "key: value", '#'/';' comment lines (no inline comments), indented lines
+ * continue the previous key (ignored). The first value wins. Returns the malloc'ed value, or
+ * NULL when absent, when the text is over KILN_AWS_INI_MAX or section over
+ * KILN_AWS_INI_SECTION_MAX bytes. A NUL byte ends the text. */
 char *kiln_aws_ini_get(const char *text, size_t len, const char *section, const char *key);
 
 /* Reads `key` for the active profile from the shared config file

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "utils/aws/sigv4.h"
+#include "utils/aws/xml.h"
 #include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
@@ -559,6 +560,23 @@ static void abort_upload(const s3_target_t *t, kiln_http_t *http, const char *ke
         kiln_http_response_free(&resp);
 }
 
+/* True (err set) unless the answer to CompleteMultipartUpload is a
+ * CompleteMultipartUploadResult document. */
+static int complete_failed(const kiln_http_response_t *resp, const char *what, kiln_error_t *err)
+{
+    _cleanup_free_ char *root = NULL;
+    if (kiln_aws_xml_parse(resp->body, resp->body_len, NULL, 0, &root, what, err) < 0)
+        return 1;
+    if (strcmp(root, "CompleteMultipartUploadResult") == 0)
+        return 0;
+    if (strcmp(root, "Error") == 0)
+        kiln_aws_error_from_response(resp, err, what);
+    else
+        kiln_error_set(err, EPROTO, "%s: answer is a %s, not a CompleteMultipartUploadResult", what,
+                       root);
+    return 1;
+}
+
 static int multipart_upload(const s3_target_t *t, kiln_http_t *http, const char *key, int fd,
                             size_t size, const char *content_type, const char *cache_control,
                             size_t part_size, unsigned concurrency, unsigned long long *bytes,
@@ -591,10 +609,13 @@ static int multipart_upload(const s3_target_t *t, kiln_http_t *http, const char 
     call.body_fd = -1;
     if (s3_call(t, http, &call, &resp, what, err) < 0)
         return -1;
-    upload_id = kiln_aws_xml_get(resp.body, "UploadId");
+    upload_id = kiln_aws_xml_text(resp.body, resp.body_len,
+                                  "InitiateMultipartUploadResult/UploadId", what, err);
     kiln_http_response_free(&resp);
-    if (upload_id == NULL || upload_id[0] == '\0')
-        return kiln_error_set(err, EPROTO, "%s: answer has no UploadId", what);
+    if (upload_id == NULL)
+        return -1;
+    if (upload_id[0] == '\0')
+        return kiln_error_set(err, EPROTO, "%s: answer has an empty UploadId", what);
 
     j.t = t;
     j.key = key;
@@ -646,9 +667,9 @@ static int multipart_upload(const s3_target_t *t, kiln_http_t *http, const char 
         abort_upload(t, http, key, upload_id);
         goto out;
     }
-    /* S3 may answer 200 with an <Error> body on completion */
-    if (resp.body && strstr(resp.body, "<Error>")) {
-        kiln_aws_error_from_response(&resp, err, what);
+    /* S3 may answer 200 with an <Error> body on completion (the request failed after the
+     * status line was sent): only a CompleteMultipartUploadResult is a success */
+    if (complete_failed(&resp, what, err)) {
         kiln_http_response_free(&resp);
         abort_upload(t, http, key, upload_id);
         goto out;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "utils/aws/sigv4.h"
+#include "utils/aws/xml.h"
 #include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
@@ -81,11 +82,10 @@ int kiln_sns_publish(kiln_aws_t *aws, const char *topic_arn, const kiln_sns_mess
     if (kiln_aws_post(aws, "sns", region, &ep, hdrs, 1, body, SNS_RESPONSE_CAP, what, &resp, err) <
         0)
         goto out;
-    mid = kiln_aws_xml_get(resp.body, "MessageId");
-    if (mid == NULL) {
-        kiln_error_set(err, EPROTO, "%s: answer has no MessageId", what);
+    mid = kiln_aws_xml_text(resp.body, resp.body_len, "PublishResponse/PublishResult/MessageId",
+                            what, err);
+    if (mid == NULL)
         goto out;
-    }
     if (message_id)
         *message_id = steal_pointer(&mid);
     ret = 0;

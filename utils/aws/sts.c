@@ -5,18 +5,10 @@
 #include <string.h>
 
 #include "utils/aws/credentials.h"
+#include "utils/aws/xml.h"
 #include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
-
-/* Wipes and frees a string that may hold a secret. */
-static void wipe_free(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
 
 /* Appends "&key=value" (value percent-encoded) to b; the first pair has no '&'. */
 static void form_add(kiln_buf_t *b, const char *key, const char *value)
@@ -43,42 +35,45 @@ char *kiln_aws_sts_assume_body(const kiln_aws_sts_assume_t *a)
 
 int kiln_aws_sts_parse(const char *xml, size_t len, kiln_aws_creds_t *out, kiln_error_t *err)
 {
-    static const char *const need[] = {"AccessKeyId", "SecretAccessKey", "SessionToken",
-                                       "Expiration"};
-    char *text = kiln_xstrndup(xml, len);
-    char *creds = kiln_aws_xml_get(text, "Credentials");
-    char *v[4] = {0};
+#define CREDS "AssumeRoleResponse/AssumeRoleResult/Credentials/"
+    kiln_aws_xml_field_t f[] = {
+        {CREDS "AccessKeyId"},
+        {CREDS "SecretAccessKey"},
+        {CREDS "SessionToken"},
+        {CREDS "Expiration"},
+        {"AssumeRoleResponse/AssumeRoleResult/Credentials"},
+    };
+#undef CREDS
+    const size_t n = sizeof(f) / sizeof(f[0]);
     time_t exp = 0;
     int rc = -1;
 
-    if (creds == NULL) {
+    /* errors name elements, never values (the parser's own name a line and column) */
+    if (kiln_aws_xml_parse(xml, len, f, n, NULL, "sts AssumeRole", err) < 0)
+        return -1;
+    if (f[4].value == NULL) {
         kiln_error_set(err, 0, "sts AssumeRole: the answer has no <Credentials>");
         goto out;
     }
-    for (size_t i = 0; i < 4; i++) {
-        v[i] = kiln_aws_xml_get(creds, need[i]);
-        if (v[i] == NULL || v[i][0] == '\0') {
+    for (size_t i = 0; i < 4; i++)
+        if (f[i].value == NULL || f[i].value[0] == '\0') {
             kiln_error_set(err, 0, "sts AssumeRole: the answer's <Credentials> has no <%s>",
-                           need[i]);
+                           strrchr(f[i].path, '/') + 1);
             goto out;
         }
-    }
-    if ((exp = kiln_aws_time_parse(v[3])) == 0) {
+    if ((exp = kiln_aws_time_parse(f[3].value)) == 0) {
         kiln_error_set(err, 0, "sts AssumeRole: <Expiration> is not a time");
         goto out;
     }
     memset(out, 0, sizeof(*out));
-    out->access_key_id = steal_pointer(&v[0]);
-    out->secret_access_key = steal_pointer(&v[1]);
-    out->session_token = steal_pointer(&v[2]);
+    out->access_key_id = steal_pointer(&f[0].value);
+    out->secret_access_key = steal_pointer(&f[1].value);
+    out->session_token = steal_pointer(&f[2].value);
     out->expiration = exp;
     out->source = "sts AssumeRole";
     rc = 0;
 out:
-    for (size_t k = 0; k < 4; k++)
-        wipe_free(v[k]);
-    wipe_free(creds);
-    wipe_free(text);
+    kiln_aws_xml_fields_clear(f, n); /* wiped: they may hold the secret */
     return rc;
 }
 
