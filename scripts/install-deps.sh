@@ -8,7 +8,7 @@ BUILD_PKGS=(
   build-essential meson ninja-build pkg-config clang clang-format
   libgit2-dev libarchive-dev libssl-dev libcurl4-openssl-dev libjansson-dev
   libseccomp-dev libmicrohttpd-dev libsqlite3-dev libzstd-dev libisal-dev
-  libcmocka-dev zlib1g-dev libclang-rt-14-dev libfuzzer-14-dev
+  libcmocka-dev zlib1g-dev libexpat1-dev libinih-dev libclang-rt-14-dev libfuzzer-14-dev
 )
 RUN_PKGS=(
   git ca-certificates openssl python3 iproute2 uidmap slirp4netns busybox-static
@@ -32,7 +32,14 @@ fi
 if command -v systemctl >/dev/null 2>&1; then
   systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
-pkill -f '^/usr/bin/docker-registry serve /etc/docker/registry/config.yml' 2>/dev/null || true
+# Without systemd the package's init script started it, with a pid file: end that pid, and only
+# if it is still that program (start-stop-daemon checks /proc/PID/exe), never by name.
+REGISTRY_PIDFILE=/var/run/docker-registry.pid
+if [ -f "$REGISTRY_PIDFILE" ]; then
+  start-stop-daemon --stop --quiet --retry 10 --pidfile "$REGISTRY_PIDFILE" \
+    --exec /usr/bin/docker-registry >/dev/null 2>&1 || true
+  rm -f "$REGISTRY_PIDFILE"
+fi
 # Node.js + npm run the AWS emulator of the tests (fauxqs); tests/aws/setup.sh
 # fetches Node 22 from the npm registry when this one is older than 20.
 if ! command -v npm >/dev/null 2>&1; then
