@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "engine/entitlement.h"
+#include "engine/statcache.h"
 #include "job/event.h"
 #include "job/spec.h"
 #include "oci/docker_archive.h"
@@ -31,6 +32,7 @@
 #include "utils/aws/s3.h"
 #include "utils/cachens.h"
 #include "utils/cleanup.h"
+#include "utils/env.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
 #include "utils/netpolicy.h"
@@ -93,6 +95,9 @@ static void usage(FILE *out)
         "      --cpu-time SECONDS     CPU time limit of each RUN step\n"
         "      --disk-limit SIZE      most each RUN step may write to the image's files\n"
         "                             (e.g. 10g; also the largest file it may write)\n"
+        "      --stat-cache-max SIZE  total size of the stat cache (content hashes of\n"
+        "                             context files; least recently used contexts go\n"
+        "                             first; default $KILN_STAT_CACHE_MAX or 256m; 0 = none)\n"
         "      --insecure-registry H  allow plain HTTP for registry H[:PORT] (repeatable)\n"
         "      --registry-mirror SRC=HOST[/PREFIX]  try HOST before registry SRC (repeatable)\n"
         "      --registry-config FILE mirrors/insecure/ca file\n"
@@ -125,6 +130,8 @@ typedef struct opts {
         n_oci_dirs;
     int server_mode, allow_http_git;
     const char *cache_namespace; /* internal: the tenant's caches (utils/cachens) */
+    const char *context_id;      /* internal: the stat cache identity of the context */
+    int64_t stat_cache_max;      /* engine/statcache: 0 default, <0 none */
     const char *build_id;
     unsigned entitlements; /* --allow */
     int push, no_cache, ecr_create;
@@ -570,6 +577,8 @@ int kiln_cmd_build(int argc, char **argv)
         O_OCI_DIR,
         O_ALLOW_ENT,
         O_CACHE_NS,
+        O_CONTEXT_ID,
+        O_STAT_CACHE_MAX,
     };
     static const struct option lopts[] = {
         {"file", required_argument, NULL, 'f'},
@@ -616,6 +625,9 @@ int kiln_cmd_build(int argc, char **argv)
         {"oci-dir", required_argument, NULL, O_OCI_DIR},
         /* internal: the build's tenant, whose caches alone it uses (utils/cachens) */
         {"cache-namespace", required_argument, NULL, O_CACHE_NS},
+        /* internal: the stat cache identity of the context (kiln serve: "git REPO SUBDIR") */
+        {"context-id", required_argument, NULL, O_CONTEXT_ID},
+        {"stat-cache-max", required_argument, NULL, O_STAT_CACHE_MAX},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     opts_t o = {.sde = -1};
@@ -636,6 +648,10 @@ int kiln_cmd_build(int argc, char **argv)
     size_t text_len = 0;
     int c, rc = KILN_EXIT_FAIL;
 
+    if (kiln_env_get(environ, "KILN_STAT_CACHE_MAX") &&
+        kiln_statcache_parse_max(kiln_env_get(environ, "KILN_STAT_CACHE_MAX"), &o.stat_cache_max,
+                                 &err) < 0)
+        return kiln_cli_usage_error("build", "KILN_STAT_CACHE_MAX: %s", err.msg);
     optind = 1;
     while ((c = getopt_long(argc, argv, "f:t:o:m:h", lopts, NULL)) != -1) {
         switch (c) {
@@ -837,6 +853,16 @@ int kiln_cmd_build(int argc, char **argv)
                 return kiln_cli_usage_error("build", "--cache-namespace: %s", err.msg);
             o.cache_namespace = optarg;
             break;
+        case O_CONTEXT_ID:
+            if (optarg[0] == '\0' || strlen(optarg) > KILN_STATCACHE_ID_MAX)
+                return kiln_cli_usage_error("build", "--context-id: 1 to %d bytes",
+                                            KILN_STATCACHE_ID_MAX);
+            o.context_id = optarg;
+            break;
+        case O_STAT_CACHE_MAX:
+            if (kiln_statcache_parse_max(optarg, &o.stat_cache_max, &err) < 0)
+                return kiln_cli_usage_error("build", "--stat-cache-max: %s", err.msg);
+            break;
         case 'm':
             if (kiln_size_parse(optarg, &o.limits.memory, &err) < 0)
                 return kiln_cli_usage_error("build", "--memory: %s", err.msg);
@@ -981,6 +1007,8 @@ int kiln_cmd_build(int argc, char **argv)
     req.oci_dirs = o.oci_dirs;
     req.n_oci_dirs = o.n_oci_dirs;
     req.cache_namespace = o.cache_namespace;
+    req.context_id = o.context_id;
+    req.stat_cache_max = o.stat_cache_max;
 
     if ((root == NULL && kiln_cli_store_root(o.root, &root, &err) < 0) ||
         kiln_store_open(root, &store, &err) < 0)

@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "engine/statcache.h"
 #include "src/build/auto.h"
 #include "src/cli_gitpolicy.h"
 #include "src/commands.h"
@@ -18,17 +20,70 @@
 
 extern char **environ;
 
+/* The stat cache a checkout fills: files under prefix (DEST or DEST/SUBDIR),
+ * keyed by their path below it. */
+typedef struct note_ctx {
+    kiln_statcache_t *sc;
+    const char *prefix;
+    size_t plen;
+} note_ctx_t;
+
+/* Notes one written file (utils/git on_file) with its blob id. */
+static void note_file(void *ctx, const char *dir, const char *name, int fd,
+                      const unsigned char *oid)
+{
+    note_ctx_t *n = ctx;
+    _cleanup_free_ char *rel = NULL;
+    struct stat st;
+
+    if (strncmp(dir, n->prefix, n->plen) != 0 || (dir[n->plen] != '\0' && dir[n->plen] != '/'))
+        return; /* outside the context's subdirectory */
+    rel = dir[n->plen] ? kiln_xasprintf("%s/%s", dir + n->plen + 1, name) : kiln_xstrdup(name);
+    if (fstat(fd, &st) == 0)
+        kiln_statcache_note(n->sc, rel, &st, oid);
+}
+
+/* Opens the stat cache of context_id for a checkout into dest whose build
+ * context is dest/subdir; its notes go through g. NULL on failure (the build
+ * then hashes the files itself). */
+static kiln_statcache_t *checkout_statcache(const char *root, const char *ns,
+                                            const char *context_id, int64_t max, const char *dest,
+                                            const char *subdir, note_ctx_t *n, kiln_git_opts_t *g)
+{
+    _cleanup_free_ char *dir = NULL;
+    kiln_error_t err = {0};
+
+    if (kiln_cachens_path(root, ns, KILN_CACHENS_STATCACHE, &dir, &err) < 0 ||
+        kiln_statcache_open(dir, context_id, max, &n->sc, &err) < 0) {
+        fprintf(stderr, "kiln checkout: no stat cache: %s\n", err.msg);
+        return NULL;
+    }
+    n->prefix = subdir && subdir[0] ? kiln_xasprintf("%s/%s", dest, subdir) : kiln_xstrdup(dest);
+    n->plen = strlen(n->prefix);
+    g->on_file = note_file;
+    g->on_file_ctx = n;
+    return n->sc;
+}
+
 int kiln_cmd_checkout(int argc, char **argv)
 {
     static const struct option opts[] = {{"root", required_argument, NULL, 'r'},
                                          {"credential-file", required_argument, NULL, 'c'},
                                          /* internal: the tenant's mirrors (utils/cachens) */
                                          {"cache-namespace", required_argument, NULL, 'n'},
+                                         /* internal: note the files in the stat cache of
+                                          * this context identity (kiln serve) */
+                                         {"context-id", required_argument, NULL, 'i'},
+                                         {"context-subdir", required_argument, NULL, 's'},
+                                         {"stat-cache-max", required_argument, NULL, 'x'},
                                          KILN_CLI_GITPOLICY_LONGOPTS,
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     kiln_cli_gitpolicy_t gp = {0};
     const char *root_opt = NULL, *cf, *cred_file = NULL, *ns = NULL;
+    const char *context_id = NULL, *subdir = NULL;
+    int64_t sc_max = 0;
+    note_ctx_t note = {0};
     _cleanup_free_ char *root = NULL, *cache = NULL, *creds = NULL, *url = NULL, *ref = NULL;
     _cleanup_free_ char *commit = NULL, *cred = NULL, *cred_host = NULL;
     kiln_git_opts_t g = {.env = environ};
@@ -48,6 +103,19 @@ int kiln_cmd_checkout(int argc, char **argv)
             if (kiln_cachens_check(optarg, &err) < 0)
                 return kiln_cli_usage_error("checkout", "--cache-namespace: %s", err.msg);
             ns = optarg;
+            break;
+        case 'i':
+            if (optarg[0] == '\0' || strlen(optarg) > KILN_STATCACHE_ID_MAX)
+                return kiln_cli_usage_error("checkout", "--context-id: 1 to %d bytes",
+                                            KILN_STATCACHE_ID_MAX);
+            context_id = optarg;
+            break;
+        case 's':
+            subdir = optarg;
+            break;
+        case 'x':
+            if (kiln_statcache_parse_max(optarg, &sc_max, &err) < 0)
+                return kiln_cli_usage_error("checkout", "--stat-cache-max: %s", err.msg);
             break;
         case 'h':
             printf(
@@ -102,8 +170,28 @@ int kiln_cmd_checkout(int argc, char **argv)
         g.credential = cred;
         g.credential_host = cred_host;
     }
-    if (kiln_git_checkout(url, ref, &g, argv[optind + 1], &commit, &err) < 0)
+    if (context_id && sc_max == 0 && kiln_env_get(environ, "KILN_STAT_CACHE_MAX") &&
+        kiln_statcache_parse_max(kiln_env_get(environ, "KILN_STAT_CACHE_MAX"), &sc_max, &err) < 0)
+        return kiln_cli_usage_error("checkout", "KILN_STAT_CACHE_MAX: %s", err.msg);
+    if (context_id)
+        checkout_statcache(root, ns, context_id, sc_max, argv[optind + 1], subdir, &note, &g);
+    if (kiln_git_checkout(url, ref, &g, argv[optind + 1], &commit, &err) < 0) {
+        kiln_statcache_free(note.sc);
+        free((char *)note.prefix);
         return kiln_cli_fail(&err);
+    }
+    if (note.sc) {
+        kiln_statcache_stats_t s;
+        /* the whole context was written: entries of files it no longer has go */
+        kiln_statcache_scanned(note.sc, "");
+        if (kiln_statcache_save(note.sc, &err) < 0)
+            fprintf(stderr, "kiln checkout: %s\n", err.msg);
+        kiln_statcache_stats(note.sc, &s);
+        fprintf(stderr, "stat cache: %llu files noted, %llu kept their hash\n",
+                (unsigned long long)s.noted, (unsigned long long)s.kept);
+        kiln_statcache_free(note.sc);
+        free((char *)note.prefix);
+    }
     printf("%s\n", commit);
     return KILN_EXIT_OK;
 }

@@ -764,7 +764,7 @@ out:
  * directories (filled by the submodule checkout). Names come from git, which
  * forbids "/", "." and ".."; every create is O_EXCL/O_NOFOLLOW under dirfd. */
 static int write_tree(git_repository *repo, git_tree *tree, int dirfd, const char *where,
-                      kiln_error_t *err)
+                      const kiln_git_opts_t *opts, kiln_error_t *err)
 {
     size_t n = git_tree_entrycount(tree);
 
@@ -792,7 +792,7 @@ static int write_tree(git_repository *repo, git_tree *tree, int dirfd, const cha
                 (sub = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
                 r = kiln_error_set(err, errno, "mkdir %s", sub_where);
             else
-                r = write_tree(repo, (git_tree *)obj, sub, sub_where, err);
+                r = write_tree(repo, (git_tree *)obj, sub, sub_where, opts, err);
         } else if (mode == GIT_FILEMODE_LINK) {
             git_blob *b = (git_blob *)obj;
             _cleanup_free_ char *target =
@@ -808,6 +808,8 @@ static int write_tree(git_repository *repo, git_tree *tree, int dirfd, const cha
                 r = kiln_error_set(err, errno, "create %s/%s", where, name);
             else
                 r = kiln_fs_write_all(fd, git_blob_rawcontent(b), (size_t)git_blob_rawsize(b), err);
+            if (r == 0 && opts->on_file)
+                opts->on_file(opts->on_file_ctx, where, name, fd, git_blob_id(b)->id);
         }
         git_object_free(obj);
         if (r < 0)
@@ -843,7 +845,7 @@ static int checkout_at(const char *url, const char *ref, const kiln_git_opts_t *
             kiln_error_set(err, errno, "open %s", dest);
             goto out;
         }
-        if (write_tree(repo, tree, dfd, dest, err) < 0) {
+        if (write_tree(repo, tree, dfd, dest, opts, err) < 0) {
             kiln_error_prefix(err, "git checkout %s", ref ? ref : "HEAD");
             goto out;
         }

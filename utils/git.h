@@ -49,6 +49,10 @@ typedef struct kiln_git_opts {
     const char *credential;
     const char *credential_host;
     kiln_git_policy_t policy;
+    /* Called after each regular file a checkout writes (submodules' too): the directory
+     * path it is in, its name, the open file and its blob id (20 bytes); NULL = none. */
+    void (*on_file)(void *ctx, const char *dir, const char *name, int fd, const unsigned char *oid);
+    void *on_file_ctx;
 } kiln_git_opts_t;
 
 typedef enum kiln_git_transport {

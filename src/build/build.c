@@ -18,6 +18,7 @@
 
 #include "engine/entitlement.h"
 #include "engine/lowerview.h"
+#include "engine/statcache.h"
 #include "handlers/dockerfile/dockerignore.h"
 #include "handlers/dockerfile/instructions.h"
 #include "handlers/dockerfile/parser.h"
@@ -28,7 +29,6 @@
 #include "oci/registry.h"
 #include "sandbox/diff.h"
 #include "sandbox/sandbox.h"
-#include "src/build/statcache.h"
 #include "utils/buf.h"
 #include "utils/cachens.h"
 #include "utils/cleanup.h"
@@ -1687,7 +1687,6 @@ typedef struct copy_ctx {
     engine_t *e;
     int step;                          /* for messages about skipped entries */
     const kiln_dockerignore_t *ignore; /* only for the main context */
-    const char *root_path;             /* the source root's host path: stat cache keys only */
     long uid, gid;                     /* -1 keep */
     long mode;                         /* -1 keep */
     bool root_owned;                   /* files without --chown belong to 0:0 */
@@ -1855,8 +1854,7 @@ static int copy_reg(copy_ctx_t *c, int in, const char *rel, int dfd, const char 
         kiln_digest_t d;
         char ds[KILN_DIGEST_STR_MAX];
         if (c->statcache) {
-            _cleanup_free_ char *key = kiln_xasprintf("%s/%s", c->root_path, rel);
-            if (kiln_statcache_hash(c->statcache, key, in, st, &d, err) < 0)
+            if (kiln_statcache_hash(c->statcache, rel, in, st, &d, err) < 0)
                 return -1;
         } else if (kiln_digest_fd(in, &d, NULL, err) < 0) {
             return kiln_error_prefix(err, "hashing %s", rel);
@@ -1970,6 +1968,40 @@ static int copy_entry(copy_ctx_t *c, int sfd, const char *name, const char *rel,
     return 0;
 }
 
+/* The stat cache of the context at root: the build context under the
+ * request's context identity (else its canonical path), a named context
+ * under its canonical path. NULL when it cannot be used: files are then
+ * hashed every time. */
+static kiln_statcache_t *statcache_for(engine_t *e, const char *root)
+{
+    _cleanup_free_ char *canon = realpath(root, NULL);
+    const char *id = root == e->req->context_dir && e->req->context_id ? e->req->context_id
+                     : canon                                           ? canon
+                                                                       : root;
+    kiln_statcache_t *sc = NULL;
+
+    if (kiln_statcache_open(e->statcache_path, id, e->req->stat_cache_max, &sc, NULL) < 0)
+        return NULL;
+    return sc;
+}
+
+/* Saves a COPY's stat cache (a failure only costs hashing again next time)
+ * and says on step's log how much of the context it spared reading. */
+static void statcache_done(engine_t *e, int step, kiln_statcache_t *sc)
+{
+    kiln_statcache_stats_t s;
+    _cleanup_free_ char *msg = NULL;
+
+    kiln_statcache_save(sc, NULL);
+    kiln_statcache_stats(sc, &s);
+    if (s.hits + s.hashed == 0)
+        return;
+    msg = kiln_xasprintf("stat cache: %llu of %llu files unchanged, %llu hashed",
+                         (unsigned long long)s.hits, (unsigned long long)(s.hits + s.hashed),
+                         (unsigned long long)s.hashed);
+    emit_event(e, step, "log", msg, -1);
+}
+
 /* Opens the directory holding the in-root canonical path canon ("/" the
  * root itself) under rootfd: *dirfd and *name (borrowed from canon, "." for
  * the root). -1 with err. */
@@ -2002,6 +2034,8 @@ static int hash_source(copy_ctx_t *c, int rootfd, const char *canon, const char 
     c->hash_as = written;
     r = copy_entry(c, dfd, name, rel, -1, NULL, err);
     c->hash_from = c->hash_as = NULL;
+    if (r == 0 && c->statcache) /* walked whole: entries of vanished files under it go */
+        kiln_statcache_scanned(c->statcache, rel);
     return r;
 }
 
@@ -2011,21 +2045,22 @@ static int hash_context_path(engine_t *e, const char *canon, const char *written
                              kiln_digest_t *out, kiln_error_t *err)
 {
     _cleanup_close_ int rootfd = -1;
-    copy_ctx_t c = {.e = e, .ignore = e->ignore, .root_path = e->req->context_dir};
+    copy_ctx_t c = {.e = e, .ignore = e->ignore};
     kiln_statcache_t *sc = NULL;
     kiln_sha256_t h;
     int r;
 
     if (kiln_pathres_open_root(e->req->context_dir, &rootfd, err) < 0)
         return -1;
-    kiln_statcache_open(e->statcache_path, &sc);
+    sc = statcache_for(e, e->req->context_dir);
     kiln_sha256_init(&h, NULL);
     c.hash = &h;
     c.statcache = sc;
     c.quiet = true;
     r = hash_source(&c, rootfd, canon, written, err);
     if (r == 0) {
-        kiln_statcache_save(sc, NULL); /* a failure only costs re-hashing next time */
+        if (sc != NULL)
+            kiln_statcache_save(sc, NULL); /* a failure only costs re-hashing next time */
         kiln_sha256_final(&h, out);
     } else {
         kiln_sha256_dispose(&h);
@@ -2595,9 +2630,8 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
      * cache key and the paths, as BuildKit does: nothing of it is read unless
      * this step misses; other sources are hashed (context files through the
      * stat cache) */
-    if (from == NULL) {
-        kiln_statcache_open(e->statcache_path, &sc);
-    }
+    if (dep == NULL)
+        sc = statcache_for(e, root);
     if (dep != NULL) {
         char ks[KILN_DIGEST_STR_MAX];
         hash_str(&h, "stage");
@@ -2608,7 +2642,6 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
     c.hash = &h;
     c.statcache = sc;
     c.ignore = ign;
-    c.root_path = root;
     for (size_t i = 0; i < srcs.n; i++) {
         hash_str(&h, srcs.v[i]);
         /* "." was read as the root itself: hashed as "" */
@@ -2652,7 +2685,7 @@ static int do_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
         strv_add(&bodies, body);
     }
     if (sc != NULL)
-        kiln_statcache_save(sc, NULL); /* a failure only costs re-hashing next time */
+        statcache_done(e, st->step, sc);
     kiln_sha256_final(&h, &content);
     kiln_digest_str(&content, cs);
     {

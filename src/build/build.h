@@ -92,6 +92,13 @@ typedef struct kiln_build_request {
      * namespace only; NULL = the shared historical ones (CLI builds). A server
      * passes the build's tenant. Registry cache imports land in it too. */
     const char *cache_namespace;
+    /* The stat cache (engine/statcache) of the build context is that of this
+     * identity (a server passes "git <repo> <subdir>", so every checkout of the
+     * repository shares it); NULL = the context's canonical path. */
+    const char *context_id;
+    /* The total cap of the namespace's stat cache in bytes: 0 the default
+     * (KILN_STATCACHE_DEFAULT_MAX), negative no stat cache. */
+    int64_t stat_cache_max;
     kiln_build_progress_t progress;
     /* Log lines (without newline) go here; NULL = stderr. */
     void (*log)(void *ctx, const char *line);

@@ -18,6 +18,7 @@
 #include "src/server/runner.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
+#include "utils/git.h"
 #include "utils/mem.h"
 #include "utils/size.h"
 
@@ -288,12 +289,25 @@ static void push_namespace(char ***v, size_t *n, json_t *request)
     }
 }
 
+/* The stat cache identity of a git source's context (engine/statcache): the
+ * repository (credentials redacted) and the subdirectory, whatever the ref,
+ * so that every checkout of it shares one cache, which the checkout keeps
+ * current for the files it writes. The tenant's namespace separates tenants. */
+static char *git_context_id(const char *url, const char *sub)
+{
+    _cleanup_free_ char *red = kiln_git_redact(url);
+    size_t n = sub ? strlen(sub) : 0;
+    while (n > 0 && sub[n - 1] == '/')
+        n--;
+    return kiln_xasprintf("git %s %.*s", red, (int)n, sub ? sub : "");
+}
+
 void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_files,
                   const char *ctx_dir, const kiln_job_hooks_t *hooks, kiln_job_outcome_t *out)
 {
     _cleanup_free_ char *meta = kiln_xasprintf("%s/metadata.json", env->work_dir);
     _cleanup_free_ char *src_dir = kiln_xasprintf("%s/src", env->work_dir);
-    _cleanup_free_ char *context = NULL;
+    _cleanup_free_ char *context = NULL, *context_id = NULL;
     _cleanup_strv_ char **args = NULL, **argv = NULL;
     json_t *source = json_object_get(request, "source");
     _cleanup_free_ char *outputs = kiln_xasprintf("%s/kiln-out", env->work_dir);
@@ -335,6 +349,13 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
             if (kiln_server_checkout_option(env->build_options[i]))
                 push_arg(&argv, &n, env->build_options[i]);
         push_namespace(&argv, &n, request);
+        context_id = git_context_id(url, sub);
+        push_arg(&argv, &n, "--context-id");
+        push_arg(&argv, &n, context_id);
+        if (sub) {
+            push_arg(&argv, &n, "--context-subdir");
+            push_arg(&argv, &n, sub);
+        }
         {
             /* the URL's credential: a 0600 file in the build's 0700 secrets directory,
              * named on the command line, never its value */
@@ -383,6 +404,10 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
     for (size_t i = 0; env->build_options && env->build_options[i]; i++)
         push_arg(&argv, &n, env->build_options[i]);
     push_namespace(&argv, &n, request);
+    if (context_id) {
+        push_arg(&argv, &n, "--context-id");
+        push_arg(&argv, &n, context_id);
+    }
     for (size_t i = 1; args[i]; i++)
         push_arg(&argv, &n, args[i]);
     if (kiln_runner_run(argv, env->child_env, env->work_dir, env->log_path, env->log_cap,
