@@ -271,25 +271,23 @@ static int parse(kiln_statcache_t *c, char *data, size_t len, const char *id, ki
     uint32_t flen;
 
     if (len < HDR_LEN + SUM_LEN)
-        return kiln_error_set(err, EINVAL, "truncated (%zu bytes)", len);
+        return kiln_error_set(err, 0, "truncated (%zu bytes)", len);
     end = len - SUM_LEN;
     kiln_digest_bytes(d, end, &dg);
     digest_to_bin(&dg, sum);
     if (memcmp(sum, d + end, SUM_LEN) != 0)
-        return kiln_error_set(err, EINVAL, "checksum mismatch (damaged or truncated)");
+        return kiln_error_set(err, 0, "checksum mismatch (damaged or truncated)");
     if (memcmp(d, MAGIC, 8) != 0)
-        return kiln_error_set(err, EINVAL, "not a stat cache file");
+        return kiln_error_set(err, 0, "not a stat cache file");
     if (get_u32(d + 8) != VERSION)
-        return kiln_error_set(err, EINVAL, "version %u (this kiln reads %u)", get_u32(d + 8),
-                              VERSION);
+        return kiln_error_set(err, 0, "version %u (this kiln reads %u)", get_u32(d + 8), VERSION);
     flen = get_u32(d + 12);
     count = get_u64(d + 16);
     if (flen != idlen || flen > end - HDR_LEN || memcmp(d + HDR_LEN, id, idlen) != 0)
-        return kiln_error_set(err, EINVAL, "the file is of another context");
+        return kiln_error_set(err, 0, "the file is of another context");
     p = HDR_LEN + idlen;
     if (count > MAX_ENTRIES || count > (end - p) / (ENTRY_FIXED + 2))
-        return kiln_error_set(err, EINVAL, "entry count %llu out of bounds",
-                              (unsigned long long)count);
+        return kiln_error_set(err, 0, "entry count %llu out of bounds", (unsigned long long)count);
     for (uint64_t i = 0; i < count; i++) {
         const unsigned char *q = d + p;
         size_t plen;
@@ -297,19 +295,19 @@ static int parse(kiln_statcache_t *c, char *data, size_t len, const char *id, ki
         uint64_t h;
         entry_t *e;
         if (end - p < ENTRY_FIXED)
-            return kiln_error_set(err, EINVAL, "entry %llu truncated", (unsigned long long)i);
+            return kiln_error_set(err, 0, "entry %llu truncated", (unsigned long long)i);
         plen = (size_t)q[ENTRY_FIXED - 2] | (size_t)q[ENTRY_FIXED - 1] << 8;
         if ((q[ENTRY_FIXED - 4] & ~F_KNOWN) != 0 || q[ENTRY_FIXED - 3] != 0)
-            return kiln_error_set(err, EINVAL, "entry %llu: unknown flags", (unsigned long long)i);
+            return kiln_error_set(err, 0, "entry %llu: unknown flags", (unsigned long long)i);
         if (plen == 0 || plen > KILN_STATCACHE_PATH_MAX || end - p - ENTRY_FIXED < plen + 1)
-            return kiln_error_set(err, EINVAL, "entry %llu: bad path length %zu",
-                                  (unsigned long long)i, plen);
+            return kiln_error_set(err, 0, "entry %llu: bad path length %zu", (unsigned long long)i,
+                                  plen);
         path = data + p + ENTRY_FIXED;
         if (path[plen] != '\0' || memchr(path, '\0', plen) != NULL || !clean_rel(path))
-            return kiln_error_set(err, EINVAL, "entry %llu: bad path", (unsigned long long)i);
+            return kiln_error_set(err, 0, "entry %llu: bad path", (unsigned long long)i);
         h = siphash13(c->key, path, plen);
         if (find(c, path, h) != NULL)
-            return kiln_error_set(err, EINVAL, "entry %llu: path repeated", (unsigned long long)i);
+            return kiln_error_set(err, 0, "entry %llu: path repeated", (unsigned long long)i);
         e = add(c, path, h, false);
         e->dev = get_u64(q);
         e->ino = get_u64(q + 8);
@@ -323,7 +321,7 @@ static int parse(kiln_statcache_t *c, char *data, size_t len, const char *id, ki
         p += ENTRY_FIXED + plen + 1;
     }
     if (p != end)
-        return kiln_error_set(err, EINVAL, "%zu bytes after the last entry", end - p);
+        return kiln_error_set(err, 0, "%zu bytes after the last entry", end - p);
     return 0;
 }
 

@@ -165,9 +165,9 @@ static int prune_dir(const kiln_gc_opts_t *o, const char *dir, double max_age, u
  * e.g. "git") and every namespace's (ns/<NAME>/<sub>, utils/cachens), pruned
  * together by age and total size (oldest first, whatever the namespace).
  * Namespace directories are opened without following links. A namespace's
- * stat cache file older than the age limit goes with the cache mounts (it
- * only saves re-hashing). legacy NULL: namespaces only (their "blobs", the
- * marks of blobs a namespace may use: one that goes costs a download again). */
+ * stat cache file of the old single-file format older than the age limit
+ * goes with the cache mounts (it only saves re-hashing). legacy NULL: namespaces only (their
+ * "blobs", the marks of blobs a namespace may use: one that goes costs a download again). */
 static int prune_kind(const kiln_gc_opts_t *o, const char *legacy, const char *sub,
                       uint64_t max_bytes, bool statcache, kiln_gc_stats_t *st, kiln_error_t *err)
 {
@@ -183,7 +183,7 @@ static int prune_kind(const kiln_gc_opts_t *o, const char *legacy, const char *s
     fds[0] = legacy ? open(ldir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
     if (fds[0] >= 0) {
         n = 1;
-    } else if (legacy && errno != ENOENT) {
+    } else if (legacy && errno != ENOENT && errno != ENOTDIR) { /* ENOTDIR: an old file */
         free(fds);
         return kiln_error_set(err, errno, "gc: open %s", ldir);
     }
@@ -279,7 +279,10 @@ int kiln_gc_run(const kiln_gc_opts_t *o, kiln_gc_stats_t *st, kiln_error_t *err)
     if (o->kiln_root) {
         if (prune_kind(o, "git", "git", o->git_max, false, &s, err) < 0 ||
             prune_kind(o, "build/cache-mounts", "cache-mounts", o->cache_max, true, &s, err) < 0 ||
-            prune_kind(o, NULL, "blobs", 0, false, &s, err) < 0)
+            prune_kind(o, NULL, "blobs", 0, false, &s, err) < 0 ||
+            /* per-context stat cache files (engine/statcache) by age; each directory
+             * keeps itself under its own cap */
+            prune_kind(o, "build/statcache", "statcache", 0, false, &s, err) < 0)
             return -1;
         if (o->prune_cmd)
             s.prune_status = prune_store(o, err);

@@ -131,6 +131,18 @@ class Server:
     def get(self, bid):
         return self.request("GET", "/v1/builds/" + bid)[1]
 
+    def build_to_end(self, req, token=TOKEN, timeout=300):
+        """Submits a build request as token's tenant and follows its log to the end;
+        returns (final record, log text), or ({"status": "submit N", ...}, "")."""
+        st, body = self.request("POST", "/v1/builds", req, token=token)
+        if st != 202:
+            return {"status": "submit %d" % st, "body": body}, ""
+        bid = body["id"]
+        st, log, _ = self.request("GET", "/v1/builds/%s/logs?follow=1" % bid, raw=True,
+                                  timeout=timeout, token=token)
+        st, rec = self.request("GET", "/v1/builds/" + bid, token=token)
+        return rec, log.decode(errors="replace")
+
     def wait_status(self, bid, statuses, timeout=120):
         end = time.time() + timeout
         b = None

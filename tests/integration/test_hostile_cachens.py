@@ -124,9 +124,11 @@ T.check("step cache entries are refs cache/ns/<name>/â€¦ in a namespace, cache/â
         any(n.startswith("cache/ns/acme/") for n in names) and
         any(n.startswith("cache/ns/globex/") for n in names) and
         any(re.fullmatch(r"cache/[0-9a-f]{64}", n) for n in names), names)
-T.check("the stat cache of a namespace is its own file",
-        os.path.isfile(os.path.join(ROOT, "ns", "acme", "statcache")) and
-        os.path.isfile(os.path.join(ROOT, "ns", "globex", "statcache")))
+def sc_files(ns):
+    d = os.path.join(ROOT, "ns", ns, "statcache")
+    return [f for f in os.listdir(d) if f.endswith(".sc")] if os.path.isdir(d) else []
+T.check("the stat cache of a namespace is its own directory of per-context files",
+        sc_files("acme") and sc_files("globex"), (sc_files("acme"), sc_files("globex")))
 
 # --- bad names: refused naming the option, nothing created --------------------
 before = sorted(os.listdir(ROOT))

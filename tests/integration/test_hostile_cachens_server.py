@@ -28,14 +28,7 @@ def build(tenant, dockerfile, args=None):
     if st != 201:
         return {"status": "upload %d" % st, "body": body}, ""
     req = {"source": {"context": body["context"]}, "build_args": args or {}}
-    st, body = srv.request("POST", "/v1/builds", req, token=TOKENS[tenant])
-    if st != 202:
-        return {"status": "submit %d" % st, "body": body}, ""
-    bid = body["id"]
-    st, log, _ = srv.request("GET", "/v1/builds/%s/logs?follow=1" % bid, raw=True, timeout=300,
-                             token=TOKENS[tenant])
-    st, rec = srv.request("GET", "/v1/builds/" + bid, token=TOKENS[tenant])
-    return rec, log.decode(errors="replace")
+    return srv.build_to_end(req, token=TOKENS[tenant])
 
 
 def seen(log):

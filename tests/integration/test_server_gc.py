@@ -93,6 +93,15 @@ open(statcache, "w").write("kiln-statcache-v1\n")
 os.utime(statcache, (old, old))
 fresh_statcache = os.path.join(kroot, "ns", "globex", "statcache")
 open(fresh_statcache, "w").write("kiln-statcache-v1\n")
+# the per-context stat cache files (engine/statcache) of a namespace and the CLI's
+sc_files = {}
+for d in (os.path.join(kroot, "ns", "initech", "statcache"), os.path.join(kroot, "build", "statcache")):
+    os.makedirs(d)
+    for name, age in (("old", old), ("new", time.time())):
+        f = os.path.join(d, (name[0] * 64) + ".sc")
+        open(f, "wb").write(b"x")
+        os.utime(f, (age, age))
+        sc_files[f] = name
 # a namespace that is a link elsewhere: gc never follows it
 elsewhere = os.path.join(T.tmp, "elsewhere")
 os.makedirs(os.path.join(elsewhere, "cache-mounts", "keepme"))
@@ -120,6 +129,9 @@ T.check("namespaced git mirrors, cache mounts and blob marks: old ones removed, 
         {k: os.path.exists(d) for k, d in ns.items()})
 T.check("a namespace's old stat cache removed, a recent one kept",
         not os.path.exists(statcache) and os.path.exists(fresh_statcache))
+T.check("per-context stat cache files: old ones removed, recent ones kept",
+        all(os.path.exists(f) == (name == "new") for f, name in sc_files.items()),
+        {f: os.path.exists(f) for f in sc_files})
 T.check("a namespace that is a link is not followed by gc",
         os.path.exists(os.path.join(elsewhere, "cache-mounts", "keepme")))
 T.check("the blocker build's log (requeued, not final) is kept",

@@ -1,0 +1,106 @@
+"""kiln serve reuses the stat cache across builds of one repository although every build checks
+it out into a new directory: the context's identity is the repository + subdirectory, and kiln
+checkout notes each file it writes with its git blob id. Two builds of the same repo with one
+file changed: the second reads (hashes) only that file, as its build log says; a file deleted
+from the repo leaves the cache; another tenant's build of the same repo shares nothing (its
+namespace has its own stat cache)."""
+import os
+import re
+import subprocess
+
+from gitserve import serve_git
+from kilntest import T
+from server_common import Server
+
+N = 25
+repo = os.path.join(T.tmp, "mono")
+os.makedirs(os.path.join(repo, "app", "src"))
+os.makedirs(os.path.join(repo, "other"))
+for i in range(N):
+    with open(os.path.join(repo, "app", "src", "f%02d.txt" % i), "w") as f:
+        f.write("file %d\n" % i)
+with open(os.path.join(repo, "app", "Dockerfile"), "w") as f:
+    f.write("FROM scratch\nCOPY . /app/\n")
+with open(os.path.join(repo, "other", "x.txt"), "w") as f:
+    f.write("not in the context\n")
+git = ["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@example.test"]
+subprocess.run(["git", "init", "-q", "-b", "main", repo], check=True)
+subprocess.run(git + ["add", "-A"], check=True)
+subprocess.run(git + ["commit", "-q", "-m", "one"], check=True)
+serve = os.path.join(T.tmp, "srv")
+os.makedirs(serve)
+bare = os.path.join(serve, "mono.git")
+subprocess.run(["git", "clone", "-q", "--bare", repo, bare], check=True)
+gitsrv, git_base = serve_git(serve)
+
+
+def commit(msg):
+    subprocess.run(git + ["commit", "-q", "-am", msg], check=True)
+    subprocess.run(["git", "-C", repo, "push", "-q", bare, "main"], check=True)
+
+
+TOKENS = {"acme": "acme-token-0123456789", "globex": "globex-token-0123456789"}
+kroot = os.path.join(T.tmp, "kiln-root")
+policy = {"allow_http_git": True, "allow_addresses": ["127.0.0.0/8"]}
+config = {"tenants": [{"name": n, "tokens": [t]} for n, t in TOKENS.items()], "policy": policy}
+srv = Server(os.path.join(T.tmp, "root"), workers=1, config=config,
+             extra=["--kiln-root=" + kroot]).start()
+
+
+def build(tenant):
+    """One server build of mono.git's app/ as tenant: (record, log text)."""
+    req = {"source": {"git": git_base + "/mono.git", "ref": "main", "subdir": "app"}}
+    return srv.build_to_end(req, token=TOKENS[tenant])
+
+
+def stat_line(log):
+    """(unchanged, total, hashed) from the COPY step's stat cache line, or None."""
+    m = re.search(r"(?m)^#\d+ stat cache: (\d+) of (\d+) files unchanged, (\d+) hashed$", log)
+    return tuple(int(x) for x in m.groups()) if m else None
+
+
+def noted_line(log):
+    """(noted, kept) from kiln checkout's stat cache line, or None."""
+    m = re.search(r"(?m)^stat cache: (\d+) files noted, (\d+) kept their hash$", log)
+    return tuple(int(x) for x in m.groups()) if m else None
+
+
+files = N + 1  # the Dockerfile is in the context too
+r1, l1 = build("acme")
+T.check("first build of the repo succeeds", r1.get("status") == "succeeded", (r1, l1[-2000:]))
+T.check("first build: the checkout notes the context's files, none known yet",
+        noted_line(l1) == (files, 0), l1[-2000:])
+T.check("first build: every context file is hashed", stat_line(l1) == (0, files, files),
+        l1[-2000:])
+
+with open(os.path.join(repo, "app", "src", "f03.txt"), "w") as f:
+    f.write("file 3, changed\n")
+commit("two")
+r2, l2 = build("acme")
+T.check("second build (one file changed) succeeds", r2.get("status") == "succeeded",
+        (r2, l2[-2000:]))
+T.check("second build: the checkout keeps the hash of every unchanged file",
+        noted_line(l2) == (files, files - 1), l2[-2000:])
+T.check("second build: only the changed file is read, the rest are stat cache hits",
+        stat_line(l2) == (files - 1, files, 1), l2[-2000:])
+T.check("second build: the changed COPY is not a cache hit", "#2 CACHED" not in l2, l2[-1500:])
+
+subprocess.run(git + ["rm", "-q", "app/src/f07.txt"], check=True)
+commit("three")
+r3, l3 = build("acme")
+T.check("third build (one file deleted): nothing hashed, the deleted file gone from the cache",
+        r3.get("status") == "succeeded" and stat_line(l3) == (files - 1, files - 1, 0) and
+        noted_line(l3) == (files - 1, files - 1), l3[-2000:])
+
+g1, lg1 = build("globex")
+T.check("another tenant's build of the same repo shares nothing: every file hashed",
+        g1.get("status") == "succeeded" and stat_line(lg1) == (0, files - 1, files - 1),
+        lg1[-2000:])
+for t in ("acme", "globex"):
+    d = os.path.join(kroot, "ns", t, "statcache")
+    T.check(f"tenant {t}'s stat cache: one file for the repo's context in ns/{t}/statcache",
+            os.path.isdir(d) and len([f for f in os.listdir(d) if f.endswith(".sc")]) == 1,
+            os.listdir(d) if os.path.isdir(d) else None)
+srv.term()
+gitsrv.shutdown()
+T.done()
