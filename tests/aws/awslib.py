@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from xml.etree import ElementTree
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -205,9 +206,11 @@ def _sns_call(endpoint, params):
 
 
 def _xml_get(xml, tag):
-    a = xml.find("<%s>" % tag)
-    b = xml.find("</%s>" % tag)
-    return xml[a + len(tag) + 2:b] if a >= 0 and b > a else None
+    """Text of the first element named tag (in any namespace) of an XML answer, or None."""
+    for el in ElementTree.fromstring(xml).iter():
+        if el.tag.rsplit("}", 1)[-1] == tag:
+            return el.text or ""
+    return None
 
 
 def sns_create_topic(endpoint, name, attributes=None):
