@@ -3,7 +3,8 @@
 Covers: a 1,000-file site + a 50 MiB multipart file read back byte-identical
 with the expected Content-Type; Cache-Control policy and override; checksums
 and SigV4 headers as sent; incremental redeploy; 403 reporting without secrets;
-retries; a multipart upload failing midway is aborted; missing credentials;
+retries; a multipart upload failing midway is aborted; hostile XML answers (an
+XXE entity in the UploadId, a 200 completion carrying an <Error>); missing credentials;
 credentials from shared files (AWS_PROFILE) and ECS container credentials."""
 import base64
 import hashlib
@@ -261,6 +262,37 @@ def main():
     T.check("no manifest written by the failed deploy",
             aws_cli(direct, "s3api", "head-object", "--bucket", "site", "--key",
                     "mp/.kiln/deploy-manifest.json").returncode != 0)
+
+    # ---- hostile XML answers. An entity naming a host file in the UploadId (XXE): were it
+    # expanded, the file would travel back in every part's ?uploadId=.
+    marker = os.path.join(T.tmp, "xxe-marker")
+    secret_line = "HOST-MARKER-%d-%d" % (os.getpid(), random.randrange(1 << 30))
+    with open(marker, "w") as f:
+        f.write(secret_line)
+    xxe = ('<?xml version="1.0"?><!DOCTYPE r [<!ENTITY m SYSTEM "file://%s">]>'
+           '<InitiateMultipartUploadResult><UploadId>&m;</UploadId>'
+           '</InitiateMultipartUploadResult>' % marker)
+    proxy.clear()
+    proxy.add_rule(lambda m, p, h: m == "POST" and p.endswith("?uploads="), 200, xxe)
+    r = kiln("upload", mp, "--output", "type=s3,dest=s3://site/xxe", env=env)
+    sent = json.dumps(proxy.requests())
+    T.check("an UploadId answer with a DOCTYPE is refused, naming it",
+            r.returncode == 1 and "multipart upload of s3://site/xxe/large.bin: answer has a "
+            "DOCTYPE (refused)" in r.stderr, r.stderr)
+    T.check("the host file named by the entity is not sent anywhere nor written",
+            secret_line not in sent and secret_line not in r.stderr + r.stdout and
+            open(marker).read() == secret_line and
+            not any("partNumber=" in x["path"] for x in proxy.requests()), sent[:2000])
+    # a completion answered 200 with an <Error> document fails, and the upload is aborted
+    proxy.clear()
+    proxy.add_rule(lambda m, p, h: m == "POST" and "?uploadId=" in p, 200,
+                   awslib.s3_error("InternalError", "completion failed after the 200"))
+    r = kiln("upload", mp, "--output", "type=s3,dest=s3://site/mp200", env=env)
+    aborts = [x for x in proxy.requests() if x["method"] == "DELETE" and "uploadId=" in x["path"]]
+    T.check("a 200 completion with an <Error> body fails with its code and message",
+            r.returncode == 1 and "HTTP 200 InternalError: completion failed after the 200" in
+            r.stderr, r.stderr)
+    T.check("... and the multipart upload is aborted", len(aborts) == 1, aborts)
 
     # ---- missing credentials
     bare = {k: v for k, v in env.items()}
