@@ -27,12 +27,19 @@
 typedef struct run_ctx {
     const kiln_job_hooks_t *hooks;
     char commit[41];
-    int checkout;        /* capture a commit line */
-    const char *outputs; /* the build's file outputs (./kiln-out), watched against disk */
-    uint64_t disk;       /* limits.disk (0 = none) */
-    time_t next_check;
+    int checkout;           /* capture a commit line */
+    const char *outputs;    /* the build's file outputs (./kiln-out), watched against disk */
+    uint64_t disk;          /* limits.disk (0 = none) */
+    uint64_t next_check_ms; /* monotonic */
     int disk_exceeded;
 } run_ctx_t;
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 /* Whether the build's file outputs take more than its disk limit (a tree that cannot be
  * measured counts as more). */
@@ -65,13 +72,16 @@ static int on_should_stop(void *opaque)
 {
     run_ctx_t *c = opaque;
 
-    /* the runner asks every 200 ms; the outputs are measured once a second */
-    if (c->disk && !c->checkout && time(NULL) >= c->next_check) {
-        c->next_check = time(NULL) + 1;
+    /* the runner asks every 200 ms; the outputs are measured once a second, or less often
+     * when a walk takes long (at most a tenth of the time walking) */
+    if (c->disk && !c->checkout && mono_ms() >= c->next_check_ms) {
+        uint64_t t0 = mono_ms(), spent;
         if (outputs_over(c)) {
             c->disk_exceeded = 1;
             return 1;
         }
+        spent = mono_ms() - t0;
+        c->next_check_ms = mono_ms() + (spent * 10 > 1000 ? spent * 10 : 1000);
     }
     return c->hooks->should_stop ? c->hooks->should_stop(c->hooks->opaque) : 0;
 }
