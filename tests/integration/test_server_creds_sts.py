@@ -3,8 +3,8 @@ IAM and S3, with request authentication on: it checks every SigV4 signature and 
 issued). The server signs AssumeRole with the tenant's credentials file, hands only the
 temporary keys to the build, and the build's S3 upload is signed with them (session token
 included), never with the file's keys or the server's own. A wrong secret in the tenant's file
-fails the build with reason `credentials` and STS's SignatureDoesNotMatch, naming the role and
-never a secret; a tenant without AWS credentials uploads nothing."""
+fails the build with reason `credentials` and STS's 403, naming the role and never a
+secret; a tenant without AWS credentials uploads nothing."""
 import json
 import os
 import sys
@@ -142,9 +142,11 @@ proxy.clear()
 b, log = build("badsig", "s3://tenants/acme/bad")
 T.check("a wrong secret fails the build with reason credentials",
         b.get("status") == "failed" and b.get("reason") == "credentials", b)
-T.check("... with STS's answer, naming the tenant and role",
-        "tenant 'badsig'.credentials.aws.role_arn: sts AssumeRole " + role in str(b.get("error"))
-        and "SignatureDoesNotMatch" in str(b.get("error")), b)
+# (moto wraps its error in <ErrorResponse><Errors>, which is not AWS STS's envelope: its code
+# may not be read, the status is)
+T.check("... with STS's answer (403), naming the tenant and role",
+        "tenant 'badsig'.credentials.aws.role_arn: sts AssumeRole %s: HTTP 403" % role
+        in str(b.get("error")), b)
 T.check("... and no secret in the record, the log or the server's log",
         not any(s in json.dumps(b) + log + srv.server_log()
                 for s in (WRONG, key["SecretAccessKey"], SERVER_SECRET)), "")
