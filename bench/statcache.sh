@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The stat cache and COPY of big contexts (medians of 3 runs, hyperfine), printed as ratios:
+#   cold100k  cold build (fresh kiln root) of `FROM scratch / COPY . /src/` over a 100k-file
+#             context vs `tar -cf - | gzip -1 | sha256sum` of the same tree   target <= 1.5x
+#   scaling   cold 100k files / cold 10k files                                target <= 13x
+#   server    a server-style rebuild of a 30k-file git repo with one file changed (kiln checkout
+#             into a new directory + kiln build, both with the repo's context id, as kiln serve
+#             runs them) vs the CLI's warm rebuild of the same tree in place with one file
+#             changed                                                        target <= 2x
+#   nochange  the CLI rebuild of the 100k context with nothing changed (all stat cache hits)
+# Usage: bench/statcache.sh [KILN_BIN]   (env: RUNS=3; trees are cached under
+# /var/cache/kiln/bench-statcache-<N>)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KILN=$(realpath "${1:-${KILN_BIN:-build/src/kiln}}")
+RUNS=${RUNS:-3}
+command -v hyperfine >/dev/null || { echo "hyperfine is not installed"; exit 1; }
+T=/tmp/kiln-bench-statcache-$$
+mkdir -p "$T"
+trap 'rm -rf "$T"' EXIT
+
+# A tree of n source-like files (120 B to 9 KB of text, 50 per directory), made once.
+tree() { # n -> prints the context directory
+  local dir=/var/cache/kiln/bench-statcache-$1
+  if [ ! -f "$dir/.complete" ]; then
+    rm -rf "$dir"
+    python3 - "$dir/ctx" "$1" <<'PY'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(7)
+words = [("".join(rnd.choice("abcdefghijklmnopqrstuvwxyz_(){};") for _ in range(rnd.randint(2, 9)))).encode()
+         for _ in range(5000)]
+for i in range(n):
+    d = os.path.join(root, "m%03d" % (i // 1000), "p%02d" % ((i // 50) % 20))
+    if i % 50 == 0:
+        os.makedirs(d, exist_ok=True)
+    want = rnd.choice((120, 400, 900, 1500, 2500, 4000, 6000, 9000))
+    out = bytearray()
+    while len(out) < want:
+        out += rnd.choice(words) + (b"\n" if rnd.random() < 0.1 else b" ")
+    with open(os.path.join(d, "f%06d.c" % i), "wb") as f:
+        f.write(out[:want])
+PY
+    printf 'FROM scratch\nCOPY . /src/\n' >"$dir/ctx/Dockerfile"
+    touch "$dir/.complete"
+  fi
+  echo "$dir/ctx"
+}
+
+# Median seconds of a hyperfine run: name, then hyperfine arguments.
+median() {
+  local name=$1; shift
+  hyperfine --runs "$RUNS" --export-json "$T/$name.json" --style none "$@" >"$T/$name.out" 2>&1 ||
+    { tail -20 "$T/$name.out" >&2; return 1; }
+  python3 -c "import json,sys; print('%.3f' % json.load(open(sys.argv[1]))['results'][0]['median'])" \
+    "$T/$name.json"
+}
+ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / max(float(sys.argv[2]), 1e-9)))" "$1" "$2"; }
+
+C10=$(tree 10000)
+C100=$(tree 100000)
+C30=$(tree 30000)
+floor() { echo "tar -cf - -C $1 . | gzip -1 | sha256sum >/dev/null"; }
+
+f100=$(median floor100k "$(floor "$C100")")
+k100=$(median cold100k --prepare "rm -rf $T/root $T/out" \
+  "$KILN build --root $T/root --progress quiet -o type=oci,dest=$T/out $C100")
+nc100=$(median nochange100k "$KILN build --root $T/root --progress quiet -o type=oci,dest=$T/out2 $C100")
+f10=$(median floor10k "$(floor "$C10")")
+k10=$(median cold10k --prepare "rm -rf $T/root $T/out" \
+  "$KILN build --root $T/root --progress quiet -o type=oci,dest=$T/out $C10")
+
+# 30k: a git repo of the tree; the CLI rebuilds it in place, the "server" checks each commit out anew
+R=$T/repo
+cp -a "$C30" "$R"
+git -C "$R" init -q -b main
+git -C "$R" add -A
+git -C "$R" -c user.name=b -c user.email=b@example.test commit -qm base
+git clone -q --bare "$R" "$T/repo.git"
+ID="git file://$T/repo.git "
+change() { # one file changed and committed and pushed
+  echo "echo \$RANDOM >>$R/m000/p00/f000000.c && git -C $R -c user.name=b -c user.email=b@example.test commit -qam c && git -C $R push -q $T/repo.git main"
+}
+srv_build="rm -rf $T/w && $KILN checkout --root $T/sroot --context-id '$ID' file://$T/repo.git $T/w >/dev/null 2>&1 && $KILN build --root $T/sroot --context-id '$ID' --progress quiet -o type=oci,dest=$T/sout $T/w"
+# warm both (first builds fill the caches)
+bash -c "$srv_build" >/dev/null 2>&1
+"$KILN" build --root "$T/croot" --progress quiet -o "type=oci,dest=$T/cout" "$R" >/dev/null 2>&1
+cli=$(median cli30k --prepare "$(change)" \
+  "$KILN build --root $T/croot --progress quiet -o type=oci,dest=$T/cout $R")
+srv=$(median server30k --prepare "$(change)" "$srv_build")
+
+printf '%-9s %-58s %8ss  vs %8ss  ratio %s (target <= %s)\n' \
+  cold100k "kiln cold build, 100k files  vs  tar | gzip -1 | sha256sum" "$k100" "$f100" "$(ratio "$k100" "$f100")" 1.5 \
+  scaling "kiln cold 100k files  vs  cold 10k files" "$k100" "$k10" "$(ratio "$k100" "$k10")" 13 \
+  server "server rebuild 30k, 1 file changed  vs  CLI warm rebuild" "$srv" "$cli" "$(ratio "$srv" "$cli")" 2 \
+  nochange "kiln rebuild 100k, nothing changed  vs  tar | gzip floor" "$nc100" "$f100" "$(ratio "$nc100" "$f100")" "-"
+printf 'floor 10k: %ss (kiln cold 10k / floor 10k: %s)\n' "$f10" "$(ratio "$k10" "$f10")"
