@@ -45,4 +45,10 @@ fi
 if ! command -v npm >/dev/null 2>&1; then
   apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
+# moto's server answers STS AssumeRole (fauxqs does not) in the per-tenant credentials test,
+# which is skipped without it
+if ! python3 -c 'import moto.server, boto3' >/dev/null 2>&1; then
+  python3 -m pip install --quiet 'moto[server]==5.2.1' >/dev/null 2>&1 ||
+    echo "install-deps: moto not installed (test_server_creds_sts will be skipped)" >&2
+fi
 exit 0
