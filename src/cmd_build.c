@@ -132,6 +132,8 @@ typedef struct opts {
     const char *cache_namespace; /* internal: the tenant's caches (utils/cachens) */
     const char *context_id;      /* internal: the stat cache identity of the context */
     int64_t stat_cache_max;      /* engine/statcache: 0 default, <0 none */
+    /* internal: the repository and commit the server checked out into the context */
+    const char *source_repo, *source_commit;
     const char *build_id;
     unsigned entitlements; /* --allow */
     int push, no_cache, ecr_create;
@@ -579,6 +581,8 @@ int kiln_cmd_build(int argc, char **argv)
         O_CACHE_NS,
         O_CONTEXT_ID,
         O_STAT_CACHE_MAX,
+        O_SOURCE_REPO,
+        O_SOURCE_COMMIT,
     };
     static const struct option lopts[] = {
         {"file", required_argument, NULL, 'f'},
@@ -628,6 +632,9 @@ int kiln_cmd_build(int argc, char **argv)
         /* internal: the stat cache identity of the context (kiln serve: "git REPO SUBDIR") */
         {"context-id", required_argument, NULL, O_CONTEXT_ID},
         {"stat-cache-max", required_argument, NULL, O_STAT_CACHE_MAX},
+        /* internal: what the server checked out into CONTEXT, for the completion event */
+        {"source-repo", required_argument, NULL, O_SOURCE_REPO},
+        {"source-commit", required_argument, NULL, O_SOURCE_COMMIT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     opts_t o = {.sde = -1};
@@ -848,6 +855,15 @@ int kiln_cmd_build(int argc, char **argv)
         case O_SERVER_MODE:
             o.server_mode = 1;
             break;
+        case O_SOURCE_REPO:
+            o.source_repo = optarg;
+            break;
+        case O_SOURCE_COMMIT:
+            if (strlen(optarg) < 7 || strspn(optarg, "0123456789abcdef") != strlen(optarg))
+                return kiln_cli_usage_error("build", "--source-commit: '%s' is not a commit id",
+                                            optarg);
+            o.source_commit = optarg;
+            break;
         case O_CACHE_NS:
             if (kiln_cachens_check(optarg, &err) < 0)
                 return kiln_cli_usage_error("build", "--cache-namespace: %s", err.msg);
@@ -1015,6 +1031,10 @@ int kiln_cmd_build(int argc, char **argv)
         goto fail;
     json_object_set_new(json_object_get(ev, "source"), "context",
                         json_string(ab.src.display ? ab.src.display : argv[optind]));
+    if (o.source_repo)
+        json_object_set_new(json_object_get(ev, "source"), "repo", json_string(o.source_repo));
+    if (o.source_commit)
+        json_object_set_new(json_object_get(ev, "source"), "commit", json_string(o.source_commit));
     /* the registry cache is pushed during the build: create its repository first */
     if (o.ecr_create && o.cache_to &&
         kiln_cli_ecr_create_repositories((const char *const *)&o.cache_to, 1, &err) < 0)

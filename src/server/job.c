@@ -312,6 +312,29 @@ static char *git_context_id(const char *url, const char *sub)
     return kiln_xasprintf("git %s %.*s", red, (int)n, sub ? sub : "");
 }
 
+/* The ids the completion event carries: the API's build id, and for a git source its
+ * repository (the stored, credential-free URL) and the commit the checkout resolved, instead
+ * of the scratch directory the build reads. */
+static void push_job_ids(char ***v, size_t *n, const kiln_job_env_t *env, json_t *request,
+                         const char *commit)
+{
+    const char *repo =
+        json_string_value(json_object_get(json_object_get(request, "source"), "git"));
+
+    if (env->build_id) {
+        push_arg(v, n, "--build-id");
+        push_arg(v, n, env->build_id);
+    }
+    if (repo) {
+        push_arg(v, n, "--source-repo");
+        push_arg(v, n, repo);
+    }
+    if (commit && commit[0]) {
+        push_arg(v, n, "--source-commit");
+        push_arg(v, n, commit);
+    }
+}
+
 void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_files,
                   const char *ctx_dir, const kiln_job_hooks_t *hooks, kiln_job_outcome_t *out)
 {
@@ -418,6 +441,7 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
         push_arg(&argv, &n, "--context-id");
         push_arg(&argv, &n, context_id);
     }
+    push_job_ids(&argv, &n, env, request, ctx.commit);
     for (size_t i = 1; args[i]; i++)
         push_arg(&argv, &n, args[i]);
     if (kiln_runner_run(argv, env->child_env, env->work_dir, env->log_path, env->log_cap,

@@ -23,6 +23,8 @@ typedef struct kiln_job_env {
     unsigned entitlements;  /* granted: a request's "allow" beyond them fails the build */
     char *const *child_env; /* the children's environment (the tenant's credentials,
                                tenantcreds.h); NULL = the server's own */
+    const char *build_id;   /* the API's build id: the completion event's (kiln build
+                               --build-id); NULL = kiln build makes one */
 } kiln_job_env_t;
 
 typedef struct kiln_job_hooks {

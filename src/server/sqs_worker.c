@@ -481,7 +481,8 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
                                   .log_cap = w->o.log_cap,
                                   .timeout_s = w->o.timeout_s,
                                   .entitlements = w->o.entitlements,
-                                  .child_env = child_env};
+                                  .child_env = child_env,
+                                  .build_id = id};
             send_event(&j, json_pack("{s:s,s:s}", "type", "started", "status", first));
             kiln_job_run(&env, valid.stored, files, ctx_dir, &hooks, &out);
         }

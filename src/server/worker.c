@@ -157,7 +157,8 @@ static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
                           .artifacts_dir = artifacts,
                           .log_cap = s->log_cap,
                           .timeout_s = p->opts.timeout_s,
-                          .entitlements = p->opts.entitlements};
+                          .entitlements = p->opts.entitlements,
+                          .build_id = job->id};
     kiln_job_outcome_t out = {0};
     _cleanup_strv_ char **child_env = NULL;
     _cleanup_free_ char *creds_dir = kiln_xasprintf("%s/%s", secrets_dir, KILN_TENANTCREDS_DIR);

@@ -34,6 +34,8 @@ T.check("followed log shows the RUN step and ends", "RUN echo built-$N" in log a
 b = srv.get(bid)
 T.check("status succeeded with building phase timings", b["status"] == "succeeded" and
         any(p["name"] == "building" and p["seconds"] is not None for p in b["phases"]), b)
+T.check("the completion event carries the API's build id",
+        ((b.get("result") or {}).get("kiln.event") or {}).get("build_id") == bid, b.get("result"))
 st, a = srv.request("GET", "/v1/builds/%s/artifacts" % bid)
 digest = a["images"][0]["digest"] if a.get("images") else ""
 sk = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "docker://" + name],

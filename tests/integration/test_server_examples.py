@@ -40,6 +40,11 @@ st, log, _ = srv.request("GET", "/v1/builds/%s/logs?follow=1" % bid, raw=True, t
 b = srv.get(bid)
 T.check("the example built", b["status"] == "succeeded", (b, log.decode(errors="replace")[-3000:]))
 T.check("commit recorded from the checkout", b["commit"] == head, (b["commit"], head))
+ev = (b.get("result") or {}).get("kiln.event") or {}
+T.check("the completion event carries the API's build id, the repository and the full commit "
+        "(not the scratch directory)",
+        ev.get("build_id") == bid and ev.get("source", {}).get("repo") == git_base + "/static-html.git"
+        and ev.get("source", {}).get("commit") == head, ev)
 T.check("cloning then building phases with timings",
         [p["name"] for p in b["phases"]][:2] == ["cloning", "building"] and
         all(p["seconds"] is not None for p in b["phases"]), b["phases"])
