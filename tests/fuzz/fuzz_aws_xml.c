@@ -16,6 +16,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     kiln_aws_xml_field_t f[] = {
         {"Error/Code"},
         {"ErrorResponse/Error/Message"},
+        {"ErrorResponse/Errors/Error/Code"},
+        {"Response/Errors/Error/Message"},
         {"InitiateMultipartUploadResult/UploadId"},
         {"PublishResponse/PublishResult/MessageId"},
         {"R"},

@@ -403,6 +403,19 @@ static void test_errors(void **state)
              "  <RequestId>9dd01905-5012-5f99-8663-4b3ecd0dfaef</RequestId>\n</ErrorResponse>");
     kiln_aws_error_from_response(&resp, &err, "SNS Publish to t");
     assert_string_equal(err.msg, "SNS Publish to t: HTTP 400 NotFound: Topic does not exist");
+    /* the Errors list of EC2 (and of moto for every query-protocol service) */
+    set_body(&resp, 403,
+             "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<ErrorResponse><Errors><Error>"
+             "<Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated "
+             "does not match</Message><Type>Sender</Type></Error></Errors></ErrorResponse>");
+    kiln_aws_error_from_response(&resp, &err, "sts AssumeRole r");
+    assert_string_equal(err.msg, "sts AssumeRole r: HTTP 403 SignatureDoesNotMatch: The request "
+                                 "signature we calculated does not match");
+    set_body(&resp, 400,
+             "<Response><Errors><Error><Code>InvalidParameterValue</Code><Message>bad"
+             "</Message></Error></Errors><RequestID>r</RequestID></Response>");
+    kiln_aws_error_from_response(&resp, &err, "x");
+    assert_string_equal(err.msg, "x: HTTP 400 InvalidParameterValue: bad");
     /* a Code outside the error element is not the error's code (strstr took the first one) */
     set_body(&resp, 500, "<Other><Code>Decoy</Code></Other>");
     kiln_aws_error_from_response(&resp, &err, "x");

@@ -68,9 +68,37 @@ const char *kiln_aws_json_str(const struct json_t *j, const char *key)
     return json_string_value(json_object_get(j, key));
 }
 
-/* Where the error code and message sit in the XML answers: S3's REST error, and the query
- * protocol's (SNS, SQS, STS) ErrorResponse envelope. */
-enum { XML_S3_CODE, XML_S3_MESSAGE, XML_QUERY_CODE, XML_QUERY_MESSAGE, XML_N };
+/* Where the error code and message sit in the XML answers: S3's REST error, the query
+ * protocol's (SNS, SQS, STS, IAM) ErrorResponse envelope, and the Errors list EC2 answers with
+ * (which moto also uses for every query-protocol error). */
+static const char *const xml_error_paths[][2] = {
+    {"Error/Code", "Error/Message"},
+    {"ErrorResponse/Error/Code", "ErrorResponse/Error/Message"},
+    {"ErrorResponse/Errors/Error/Code", "ErrorResponse/Errors/Error/Message"},
+    {"Response/Errors/Error/Code", "Response/Errors/Error/Message"},
+};
+#define N_XML_ERROR (sizeof(xml_error_paths) / sizeof(xml_error_paths[0]))
+
+/* Code and message of an XML error body (the first envelope that has either); NULL when none
+ * has or the body is not well-formed. */
+static char *xml_error_code(const kiln_http_response_t *resp, char **message)
+{
+    kiln_aws_xml_field_t f[2 * N_XML_ERROR];
+    char *code = NULL;
+
+    for (size_t i = 0; i < 2 * N_XML_ERROR; i++)
+        f[i] = (kiln_aws_xml_field_t){xml_error_paths[i / 2][i % 2], NULL};
+    if (kiln_aws_xml_parse(resp->body, resp->body_len, f, 2 * N_XML_ERROR, NULL, "error", NULL) < 0)
+        return NULL;
+    for (size_t i = 0; i < N_XML_ERROR; i++)
+        if (f[2 * i].value || f[2 * i + 1].value) {
+            code = steal_pointer(&f[2 * i].value);
+            *message = steal_pointer(&f[2 * i + 1].value);
+            break;
+        }
+    kiln_aws_xml_fields_clear(f, 2 * N_XML_ERROR);
+    return code;
+}
 
 /* Error code of a response body (XML <Code> or JSON __type / code), or NULL when the body names
  * none or does not parse. */
@@ -85,25 +113,8 @@ static char *error_code(const kiln_http_response_t *resp, char **message)
     end = p + resp->body_len;
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
         p++;
-    if (p < end && *p == '<') {
-        kiln_aws_xml_field_t f[XML_N] = {
-            [XML_S3_CODE] = {"Error/Code"},
-            [XML_S3_MESSAGE] = {"Error/Message"},
-            [XML_QUERY_CODE] = {"ErrorResponse/Error/Code"},
-            [XML_QUERY_MESSAGE] = {"ErrorResponse/Error/Message"},
-        };
-        if (kiln_aws_xml_parse(resp->body, resp->body_len, f, XML_N, NULL, "error", NULL) < 0)
-            return NULL;
-        if (f[XML_S3_CODE].value || f[XML_S3_MESSAGE].value) {
-            code = steal_pointer(&f[XML_S3_CODE].value);
-            *message = steal_pointer(&f[XML_S3_MESSAGE].value);
-        } else {
-            code = steal_pointer(&f[XML_QUERY_CODE].value);
-            *message = steal_pointer(&f[XML_QUERY_MESSAGE].value);
-        }
-        kiln_aws_xml_fields_clear(f, XML_N);
-        return code;
-    }
+    if (p < end && *p == '<')
+        return xml_error_code(resp, message);
     if (resp->body[0] == '{') {
         json_t *j = kiln_aws_json_parse(resp->body, resp->body_len, resp->body_len, "error", NULL);
         const char *t, *m;
