@@ -2,7 +2,8 @@
 IAM and S3, with request authentication on: it checks every SigV4 signature and the keys it
 issued). The server signs AssumeRole with the tenant's credentials file, hands only the
 temporary keys to the build, and the build's S3 upload is signed with them (session token
-included), never with the file's keys or the server's own. A wrong secret in the tenant's file
+included), never with the file's keys or the server's own; so is the ECR token its push gets through
+kiln's ecr-login helper (a docker-registry whose htpasswd login is moto's token). A wrong secret in the tenant's file
 fails the build with reason `credentials` and STS's 403, naming the role and never a
 secret; a tenant without AWS credentials uploads nothing."""
 import json
@@ -13,7 +14,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "aws"))
 # moto authenticates every request after the first few (the test's own IAM set-up)
 os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "5"
-from kilntest import T, free_port  # noqa: E402
+from kilntest import T, free_port, start_registry  # noqa: E402
+from registry_fixtures import htpasswd  # noqa: E402
 from server_common import Server, tar_gz  # noqa: E402
 
 try:
@@ -47,6 +49,12 @@ s3 = boto3.client("s3", **user)
 s3.create_bucket(Bucket="tenants")
 
 proxy = awslib.Proxy(port)  # records which key signed each request
+# a registry whose login is the ECR token moto hands out (AWS:<account>-auth-token): reached
+# with kiln's ecr-login helper, which signs GetAuthorizationToken with the tenant's keys
+ECR_TOKEN = "123456789012-auth-token"
+os.makedirs(os.path.join(T.tmp, "h"))
+REG = "127.0.0.1:%d" % start_registry("auth:\n  htpasswd:\n    realm: ecr\n    path: %s\n"
+                                      % htpasswd(os.path.join(T.tmp, "h"), "AWS", ECR_TOKEN))
 SERVER_KEY, SERVER_SECRET = "AKIDSERVERNOTVALID", "serverSecretNotValid+0"
 WRONG = "wrongSecretValue/123+abc"
 
@@ -71,10 +79,12 @@ config = {
     "policy": {"allow_addresses": ["127.0.0.0/8"]},
     "tenants": [
         {"name": "acme", "tokens": [TOKENS["acme"]],
-         "credentials": {"aws": dict(role_cfg, credentials_file=good)}},
+         "credentials": {"aws": dict(role_cfg, credentials_file=good),
+                         "registry": {"hosts": {REG: {"helper": "ecr-login"}}}}},
         {"name": "badsig", "tokens": [TOKENS["badsig"]],
          "credentials": {"aws": dict(role_cfg, credentials_file=bad)}},
-        {"name": "noaws", "tokens": [TOKENS["noaws"]]},
+        {"name": "noaws", "tokens": [TOKENS["noaws"]],
+         "credentials": {"registry": {"hosts": {REG: {"helper": "ecr-login"}}}}},
     ],
 }
 env = {"AWS_ACCESS_KEY_ID": SERVER_KEY, "AWS_SECRET_ACCESS_KEY": SERVER_SECRET,
@@ -82,7 +92,8 @@ env = {"AWS_ACCESS_KEY_ID": SERVER_KEY, "AWS_SECRET_ACCESS_KEY": SERVER_SECRET,
        "AWS_EC2_METADATA_DISABLED": "true", "AWS_MAX_ATTEMPTS": "1", "HOME": T.tmp}
 root = os.path.join(T.tmp, "root")
 srv = Server(root, workers=1, config=config, env=env,
-             extra=["--kiln-root=" + os.path.join(T.tmp, "kiln-root")]).start()
+             extra=["--kiln-root=" + os.path.join(T.tmp, "kiln-root"),
+                    "--build-option=--insecure-registry=" + REG]).start()
 CONTEXT = tar_gz({"Dockerfile": b"FROM scratch\nCOPY index.html /index.html\n",
                   "index.html": b"acme-site-via-role\n"})
 
@@ -91,9 +102,10 @@ def build(tenant, dest):
     st, r = srv.request("POST", "/v1/contexts", body=CONTEXT, token=TOKENS[tenant])
     if st != 201:
         return {"submit": (st, r)}, ""
+    out = ({"type": "s3", "dest": dest} if dest.startswith("s3://") else
+           {"type": "registry", "name": dest})
     st, r = srv.request("POST", "/v1/builds", {"source": {"context": r["context"]},
-                                               "outputs": [{"type": "s3", "dest": dest}]},
-                        token=TOKENS[tenant])
+                                               "outputs": [out]}, token=TOKENS[tenant])
     if st != 202:
         return {"submit": (st, r)}, ""
     bid = r["id"]
@@ -160,6 +172,21 @@ T.check("a tenant without AWS credentials cannot upload",
         b.get("status") == "failed" and "no AWS credentials" in log, (b, log[-1500:]))
 T.check("... and the server's key signed nothing", SERVER_KEY not in
         {signed(r) for r in proxy.requests()}, proxy.requests())
+# --- ECR-style login through the ecr-login helper, with the tenant's role ---
+proxy.clear()
+b, log = build("acme", REG + "/acme/app:1")
+ecr = [r for r in proxy.requests() if "GetAuthorizationToken" in r["headers"].get("x-amz-target", "")]
+T.check("acme pushes to the ECR-login registry", b.get("status") == "succeeded", (b, log[-2000:]))
+T.check("... the token asked for with acme's role (temporary key, moto checked the signature)",
+        ecr and all((signed(r) or "").startswith("ASIA") and r["status"] == 200 for r in ecr),
+        [(r["path"], signed(r), r["status"]) for r in proxy.requests()])
+proxy.clear()
+b, log = build("noaws", REG + "/noaws/app:1")
+T.check("a tenant with ecr-login but no AWS credentials cannot push there",
+        b.get("status") == "failed" and "no AWS credentials" in log, (b, log[-1500:]))
+T.check("... and asked for no token with the server's key",
+        SERVER_KEY not in {signed(r) for r in proxy.requests()}, proxy.requests())
+
 leak = []
 for d, _, files in os.walk(root):
     for f in files:
