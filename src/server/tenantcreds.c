@@ -403,7 +403,10 @@ static int env_keep(const char *kv, int scrub_reg, int scrub_aws, int scrub_git)
         "DOCKER_CONFIG=", "REGISTRY_AUTH_FILE=", "DOCKER_AUTH_CONFIG=", NULL};
     /* never a build's: the API tokens, the key that seals queued jobs' secrets */
     static const char *const always_drop[] = {"KILN_API_TOKENS=", "KILN_JOB_KEY_FILE=", NULL};
-    static const char *const git_drop[] = {"KILN_GIT_TOKEN=", "KILN_GIT_CREDENTIALS=", NULL};
+    /* the server's git logins: its token (KILN_GIT_TOKEN and KILN_GIT_TOKEN_<HOST>), its
+     * credentials file, its ssh agent */
+    static const char *const git_drop[] = {"KILN_GIT_TOKEN=", "KILN_GIT_TOKEN_",
+                                           "KILN_GIT_CREDENTIALS=", "SSH_AUTH_SOCK=", NULL};
 
     for (size_t i = 0; always_drop[i]; i++)
         if (strncmp(kv, always_drop[i], strlen(always_drop[i])) == 0)

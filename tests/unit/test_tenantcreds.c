@@ -225,6 +225,8 @@ static char *const server_env[] = {"PATH=/usr/bin",
                                    "DOCKER_CONFIG=/root/.docker",
                                    "REGISTRY_AUTH_FILE=/run/containers/auth.json",
                                    "KILN_GIT_TOKEN=serverGITtoken",
+                                   "KILN_GIT_TOKEN_GITHUB_COM=serverGIThostTOKEN",
+                                   "SSH_AUTH_SOCK=/tmp/ssh-server/agent.1",
                                    "KILN_GIT_CREDENTIALS=/etc/kiln/git-credentials",
                                    "KILN_API_TOKENS=serverAPItoken",
                                    "KILN_JOB_KEY_FILE=/etc/kiln/job.key",
@@ -278,6 +280,8 @@ static void test_prepare_own(void **state)
     assert_null(strstr(text, "AKID"));
     assert_null(strstr(text, "serverSESSION"));
     assert_null(strstr(text, "serverGITtoken"));
+    assert_null(strstr(text, "serverGIThostTOKEN"));
+    assert_null(strstr(text, "SSH_AUTH_SOCK"));
     assert_null(strstr(text, "serverAPItoken"));
     assert_null(strstr(text, "/root/.docker"));
     assert_null(strstr(text, "REGISTRY_AUTH_FILE"));
@@ -322,6 +326,8 @@ static void test_prepare_none_and_default(void **state)
     assert_null(strstr(text, "serverSECRET"));
     assert_null(strstr(text, "/root/"));
     assert_null(strstr(text, "serverGITtoken"));
+    assert_null(strstr(text, "serverGIThostTOKEN"));
+    assert_null(kiln_env_get(env, "SSH_AUTH_SOCK"));
     assert_string_equal(kiln_env_get(env, "AWS_REGION"), "us-east-1");
     assert_int_equal(kiln_fs_read_file(cfg_path, 1 << 20, &cfg, NULL, NULL), 0);
     assert_string_equal(cfg, "{}");
@@ -338,6 +344,7 @@ static void test_prepare_none_and_default(void **state)
     assert_string_equal(kiln_env_get(denv, "AWS_SECRET_ACCESS_KEY"), "serverSECRET");
     assert_string_equal(kiln_env_get(denv, "DOCKER_CONFIG"), "/root/.docker");
     assert_string_equal(kiln_env_get(denv, "KILN_GIT_TOKEN"), "serverGITtoken");
+    assert_string_equal(kiln_env_get(denv, "SSH_AUTH_SOCK"), "/tmp/ssh-server/agent.1");
     assert_null(kiln_env_get(denv, "KILN_API_TOKENS"));
     assert_null(kiln_env_get(denv, "KILN_JOB_KEY_FILE"));
 }
