@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/build.h"
 #include "engine/entitlement.h"
 #include "engine/statcache.h"
 #include "job/event.h"
@@ -22,7 +23,6 @@
 #include "oci/registry.h"
 #include "sandbox/sandbox.h"
 #include "src/build/auto.h"
-#include "src/build/build.h"
 #include "src/cli_output.h"
 #include "src/commands.h"
 #include "src/ecr_login.h"
@@ -142,6 +142,12 @@ typedef struct opts {
     kiln_compression_t compression;
     kiln_build_progress_t progress;
 } opts_t;
+
+/* The engine's progress lines go to the terminal (the library prints nothing itself). */
+static void progress_line(void *ctx, const char *line)
+{
+    fprintf(stderr, "%s\n", line);
+}
 
 static int add(const char **list, size_t *n, const char *v)
 {
@@ -1012,6 +1018,7 @@ int kiln_cmd_build(int argc, char **argv)
     req.isolation = o.isolation;
     req.entitlements = o.entitlements;
     req.progress = o.progress;
+    req.log = progress_line;
     req.memory_limit = o.limits.memory;
     req.pids_limit = o.limits.pids;
     req.cpu_time_limit = o.limits.cpu_time;

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "handlers/detect.h"
-#include "src/build/build.h"
+#include "engine/build.h"
 #include "src/build/toolchain.h"
 #include "utils/buf.h"
 #include "utils/cachens.h"

@@ -16,8 +16,8 @@
  * the layer and config from the local cache index (store refs
  * "cache/<key>"); a miss does not stop later steps being looked up. The
  * result image (config + manifest) is in the store. */
-#ifndef KILN_SRC_BUILD_BUILD_H
-#define KILN_SRC_BUILD_BUILD_H
+#ifndef KILN_ENGINE_BUILD_H
+#define KILN_ENGINE_BUILD_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -100,7 +100,7 @@ typedef struct kiln_build_request {
      * (KILN_STATCACHE_DEFAULT_MAX), negative no stat cache. */
     int64_t stat_cache_max;
     kiln_build_progress_t progress;
-    /* Log lines (without newline) go here; NULL = stderr. */
+    /* Log lines (without newline) go here; NULL = dropped (the library never prints). */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
 } kiln_build_request_t;

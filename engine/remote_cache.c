@@ -1,0 +1,187 @@
+/* kiln — the registry cache: the registry client of a build, pulls that honour the
+ * cache namespace, cache import (--cache-from: entries of an image merged into the local
+ * cache) and export (--cache-to: this build's entries pushed as an image). */
+#include "engine/engine.h"
+
+/* kiln_registry_pull hooks: a blob another namespace stored is fetched again */
+static int pull_may_reuse(void *ud, const kiln_digest_t *d)
+{
+    return kiln_cache_ns_knows(ud, d);
+}
+
+static void pull_on_blob(void *ud, const kiln_digest_t *d)
+{
+    kiln_cache_ns_note(ud, d);
+}
+
+/* Pulls ref into the store for this build (see pull_may_reuse). */
+int kiln_remote_cache_pull(engine_t *e, const char *ref, kiln_registry_image_t *ri,
+                           kiln_error_t *err)
+{
+    kiln_registry_pull_opts_t po = {
+        .may_reuse = pull_may_reuse, .on_blob = pull_on_blob, .hook_ud = e};
+    return kiln_registry_pull(e->registry, e->store, ref, &po, ri, err);
+}
+
+int kiln_remote_cache_registry(engine_t *e, kiln_error_t *err)
+{
+    int r = 0;
+    pthread_mutex_lock(&e->lock);
+    if (e->registry == NULL) {
+        kiln_registry_opts_t o;
+        kiln_registry_opts_init(&o);
+        o.insecure = e->req->insecure_registries;
+        o.mirrors = e->req->mirrors;
+        o.policy = e->registry_policy;
+        if (e->req->registry_config)
+            o.config_file = e->req->registry_config;
+        r = kiln_registry_new(&o, &e->registry, err);
+    }
+    pthread_mutex_unlock(&e->lock);
+    return r;
+}
+
+/* Imports the cache entries of a registry cache image (pulled into the store
+ * with all its layers) as local entries. A missing image is not an error. */
+int kiln_remote_cache_import(engine_t *e, const char *ref, kiln_error_t *err)
+{
+    kiln_registry_image_t ri = {0};
+    kiln_error_t perr = {0};
+    _cleanup_free_ char *body = NULL;
+    size_t len, i = 0;
+    json_t *cfg, *map, *entry;
+    const char *key;
+
+    if (kiln_remote_cache_registry(e, err) < 0)
+        return -1;
+    if (kiln_remote_cache_pull(e, ref, &ri, &perr) < 0) {
+        kiln_engine_log(e, "WARNING: cache from %s not imported: %s", ref, perr.msg);
+        return 0;
+    }
+    if (kiln_store_read_blob(e->store, &ri.parsed->config.digest, KILN_IMAGE_CONFIG_MAX, &body,
+                             &len, err) < 0) {
+        kiln_registry_image_clear(&ri);
+        return -1;
+    }
+    kiln_registry_image_clear(&ri);
+    cfg = json_loadb(body, len, 0, NULL);
+    map = json_object_get(cfg, "kiln.cache.v1");
+    json_object_foreach(map, key, entry)
+    {
+        kiln_digest_t kd, have;
+        kiln_descriptor_t desc = {0};
+        _cleanup_free_ char *name = NULL;
+        if (kiln_digest_parse_hex(key, &kd, NULL) < 0)
+            continue;
+        name = kiln_cache_ref(e, &kd);
+        if (kiln_store_ref_get(e->store, name, &have, NULL) == 1)
+            continue; /* a local entry wins */
+        {
+            kiln_descriptor_t ld = {0};
+            json_t *layer = json_object_get(entry, "layer");
+            bool foreign = false;
+            if (json_is_object(layer) &&
+                kiln_descriptor_from_json(layer, "layer", &ld, NULL) == 0) {
+                _cleanup_free_ char *lref = kiln_xasprintf("%s.layer", name);
+                /* an entry may only name a layer this namespace fetched (the cache
+                 * image's own) or built, not any blob of the shared store */
+                foreign = !kiln_cache_ns_knows(e, &ld.digest);
+                if (!foreign)
+                    kiln_store_ref_set(e->store, lref, &ld.digest, NULL);
+            }
+            kiln_descriptor_clear(&ld);
+            if (foreign)
+                continue;
+        }
+        if (kiln_image_store_put(e->store, entry, "application/vnd.kiln.cache.v1+json", &desc,
+                                 err) < 0 ||
+            kiln_store_ref_set(e->store, name, &desc.digest, err) < 0) {
+            kiln_descriptor_clear(&desc);
+            json_decref(cfg);
+            return -1;
+        }
+        kiln_descriptor_clear(&desc);
+        i++;
+    }
+    json_decref(cfg);
+    kiln_engine_log(e, "imported %zu cache entries from %s", i, ref);
+    return 0;
+}
+
+/* Pushes this build's cache entries (and their layers) as one image: an OCI
+ * manifest whose config is a valid image config carrying the entries under
+ * "kiln.cache.v1", so any registry (ECR included) stores it. */
+int kiln_remote_cache_export(engine_t *e, const stage_t *target, kiln_error_t *err)
+{
+    json_t *cfg = kiln_image_config_new("amd64", "linux");
+    json_t *map = json_object();
+    kiln_descriptor_t *layers = NULL, cdesc = {0}, mdesc = {0};
+    size_t nl = 0;
+    json_t *man = NULL;
+    int ret = -1;
+    const char *refs[1] = {e->req->cache_to};
+
+    for (size_t i = 0; i < e->cache_used.n; i++) {
+        int sidx = -1;
+        char es[KILN_DIGEST_STR_MAX], kh[80];
+        kiln_digest_t ed;
+        _cleanup_free_ char *body = NULL;
+        size_t len;
+        json_t *entry, *layer;
+        if (sscanf(e->cache_used.v[i], "%d %71s %79s", &sidx, es, kh) != 3 ||
+            (!e->req->cache_to_max && sidx != target->index) ||
+            kiln_digest_parse(es, &ed, NULL) < 0 ||
+            kiln_store_read_blob(e->store, &ed, 0, &body, &len, NULL) < 0)
+            continue;
+        entry = json_loadb(body, len, 0, NULL);
+        if (entry == NULL)
+            continue;
+        layer = json_object_get(entry, "layer");
+        if (json_is_object(layer)) {
+            kiln_descriptor_t d = {0};
+            bool dup = false;
+            if (kiln_descriptor_from_json(layer, "layer", &d, NULL) == 0) {
+                for (size_t k = 0; k < nl && !dup; k++)
+                    dup = kiln_digest_equal(&layers[k].digest, &d.digest);
+                if (!dup) {
+                    const char *diff = json_string_value(json_object_get(entry, "diff_id"));
+                    kiln_digest_t dd;
+                    layers = kiln_xrealloc(layers, (nl + 1) * sizeof(*layers));
+                    layers[nl++] = d;
+                    if (diff && kiln_digest_parse(diff, &dd, NULL) == 0)
+                        kiln_image_config_add_diff_id(cfg, &dd);
+                } else {
+                    kiln_descriptor_clear(&d);
+                }
+            }
+        }
+        json_object_set_new(map, kh, entry);
+    }
+    json_object_set_new(cfg, "kiln.cache.v1", map);
+    if (kiln_image_store_put(e->store, cfg, KILN_MT_OCI_CONFIG, &cdesc, err) < 0)
+        goto out;
+    man = kiln_image_manifest_new(&cdesc, layers, nl, NULL);
+    if (kiln_image_store_put(e->store, man, KILN_MT_OCI_MANIFEST, &mdesc, err) < 0)
+        goto out;
+    if (kiln_remote_cache_registry(e, err) < 0)
+        goto out;
+    {
+        kiln_blob_source_t src = kiln_registry_source_store(e->store);
+        if (kiln_registry_push(e->registry, &src, &mdesc, refs, 1, NULL, NULL, err) < 0)
+            goto out;
+    }
+    kiln_engine_log(e, "exported %zu cache entries (%zu layers) to %s", json_object_size(map), nl,
+                    e->req->cache_to);
+    ret = 0;
+out:
+    for (size_t i = 0; i < nl; i++)
+        kiln_descriptor_clear(&layers[i]);
+    free(layers);
+    kiln_descriptor_clear(&cdesc);
+    kiln_descriptor_clear(&mdesc);
+    json_decref(man);
+    json_decref(cfg);
+    if (ret < 0)
+        kiln_error_prefix(err, "exporting the cache to %s", e->req->cache_to);
+    return ret;
+}

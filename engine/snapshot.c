@@ -1,0 +1,219 @@
+/* kiln — a step's filesystem as layers: lower dirs per diff_id under <root>/build/lowers
+ * (unpacked once, marked with the blob they came from), commit of a step's changes as a
+ * layer (the upper dir of a RUN, the staging tree of a COPY), a stage's merged rootfs and
+ * in-stage path resolution through the overlay rules. */
+#include "engine/engine.h"
+
+/* Whether steps run in chroot isolation (no user namespace). */
+bool kiln_snapshot_is_chroot(const kiln_build_request_t *req)
+{
+    return req->isolation != NULL && strcmp(req->isolation, "chroot") == 0;
+}
+
+/* The marker saying blob l->desc holds the tree lowers/<diff_id>. */
+static char *lower_proof(const engine_t *e, const layer_t *l)
+{
+    return kiln_xasprintf("%s/%s.blob-%s", e->lowers_dir, l->diff_id.hex, l->desc.digest.hex);
+}
+
+/* Records that layer l's blob was seen to hold its diff_id's tree (unpacked
+ * with the diff_id checked, or written from that very tree). */
+static void lower_prove(const engine_t *e, const layer_t *l)
+{
+    _cleanup_free_ char *proof = lower_proof(e, l);
+    int fd = open(proof, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd >= 0)
+        close(fd);
+}
+
+/* The unpacked (overlay form) directory of a layer, made on first use. The
+ * tree lowers/<diff_id> is shared by every build whose layer has that diff_id,
+ * but it stands for a layer blob only once that blob was seen to hold it
+ * (lower_prove): an image whose config names someone else's diff_id next to a
+ * blob of its own gets its own blob unpacked (and refused for the mismatch),
+ * never the other tree. */
+int kiln_snapshot_lower_dir(engine_t *e, const layer_t *l, char **out, kiln_error_t *err)
+{
+    char ds[KILN_DIGEST_STR_MAX];
+    _cleanup_free_ char *dir = NULL;
+    _cleanup_free_ char *tmp = NULL;
+    _cleanup_free_ char *proof = lower_proof(e, l);
+    _cleanup_close_ int fd = -1;
+    kiln_unpack_opts_t o;
+    struct stat st;
+
+    kiln_digest_str(&l->diff_id, ds);
+    dir = kiln_xasprintf("%s/%s", e->lowers_dir, strchr(ds, ':') + 1);
+    if (stat(dir, &st) == 0 && access(proof, F_OK) == 0) {
+        *out = steal_pointer(&dir);
+        return 0;
+    }
+    if (kiln_fs_mkdtemp(e->lowers_dir, ".tmp-", &tmp, err) < 0)
+        return -1;
+    if (kiln_store_open_blob(e->store, &l->desc.digest, &fd, NULL, err) < 0)
+        goto fail;
+    kiln_unpack_opts_init(&o);
+    o.overlay_form = 1;
+    o.expect_diff_id = &l->diff_id;
+    if (kiln_layer_unpack(fd, tmp, &o, NULL, err) < 0)
+        goto fail;
+    /* an existing tree of this diff_id is the same tree (the diff_id just checked) */
+    if (rename(tmp, dir) < 0 && errno != EEXIST && errno != ENOTEMPTY) {
+        kiln_error_set(err, errno, "rename %s", dir);
+        goto fail;
+    }
+    kiln_fs_rm_rf(tmp, NULL);
+    lower_prove(e, l);
+    *out = steal_pointer(&dir);
+    return 0;
+fail:
+    kiln_fs_rm_rf(tmp, NULL);
+    return kiln_error_prefix(err, "unpacking layer %s", ds);
+}
+
+/* Writes dir as a layer into the store and appends it to the stage. */
+int kiln_snapshot_commit_layer(engine_t *e, stage_t *st, const char *dir, int overlay, layer_t *out,
+                               kiln_error_t *err)
+{
+    kiln_layer_opts_t o;
+    kiln_store_writer_t *w = NULL;
+    kiln_sink_t sink;
+    kiln_layer_info_t info;
+    layer_t l = {0};
+
+    kiln_layer_opts_init(&o);
+    o.compression = e->req->compression;
+    o.level = e->req->compression_level;
+    o.source_date_epoch = e->have_sde ? (int64_t)e->created : -1;
+    o.overlay_upper = overlay;
+    if (kiln_store_writer_new(e->store, NULL, -1, &w, err) < 0)
+        return -1;
+    sink = kiln_store_writer_sink(w);
+    if (kiln_layer_write_dir(dir, &o, &sink, &info, err) < 0) {
+        kiln_store_writer_abort(w);
+        return -1;
+    }
+    if (kiln_store_writer_commit(w, &l.desc.digest, &l.desc.size, err) < 0)
+        return -1;
+    kiln_cache_ns_note(e, &l.desc.digest);
+    snprintf(l.desc.media_type, sizeof(l.desc.media_type), "%s", info.media_type);
+    l.diff_id = info.diff_id;
+    st->layers = kiln_xrealloc(st->layers, (st->n_layers + 1) * sizeof(layer_t));
+    st->layers[st->n_layers++] = l;
+    kiln_image_config_add_diff_id(st->config, &l.diff_id);
+    *out = l;
+    {
+        /* The tree just written is this layer's unpacked (overlay) form: keep
+         * it as the lower dir for later steps instead of unpacking the blob. */
+        char ds[KILN_DIGEST_STR_MAX];
+        _cleanup_free_ char *lower = NULL;
+        kiln_digest_str(&l.diff_id, ds);
+        lower = kiln_xasprintf("%s/%s", e->lowers_dir, strchr(ds, ':') + 1);
+        if (access(lower, F_OK) != 0)
+            (void)rename(dir, lower);
+        lower_prove(e, &l);
+    }
+    return 0;
+}
+
+/* A step that made a layer: commit `dir` as the layer, add its history entry,
+ * advance the stage's cache key and record the cache entry. */
+int kiln_snapshot_commit_step(engine_t *e, stage_t *st, const char *dir, int overlay,
+                              const char *created_by, const kiln_digest_t *key, kiln_error_t *err)
+{
+    layer_t l;
+
+    if (kiln_snapshot_commit_layer(e, st, dir, overlay, &l, err) < 0)
+        return -1;
+    kiln_step_history(e, st, created_by, 0);
+    st->key = *key;
+    return kiln_cache_store(e, st, key, &l, err);
+}
+
+/* The stage's unpacked layer dirs (made when missing), top-most first:
+ * *out has st->n_layers entries (+ a NULL), freed with free_lowers. */
+static int stage_lowers(engine_t *e, stage_t *st, char ***out, kiln_error_t *err)
+{
+    char **lowers = kiln_xzalloc((st->n_layers + 1) * sizeof(char *));
+    for (size_t i = 0; i < st->n_layers; i++) {
+        if (kiln_snapshot_lower_dir(e, &st->layers[i], &lowers[st->n_layers - 1 - i], err) < 0) {
+            for (size_t k = 0; k < st->n_layers; k++)
+                free(lowers[k]);
+            free(lowers);
+            return -1;
+        }
+    }
+    *out = lowers;
+    return 0;
+}
+
+/* Merges path of the stage's layers (their unpacked dirs, made when missing)
+ * into dir with kiln_lowerview_extract: 1 done, 0 needs the full rootfs, -1. */
+int kiln_snapshot_extract(engine_t *e, stage_t *st, const char *path, const char *dir,
+                          kiln_error_t *err)
+{
+    char **lowers = NULL;
+    int r;
+
+    if (stage_lowers(e, st, &lowers, err) < 0)
+        return -1;
+    r = kiln_lowerview_extract((const char *const *)lowers, st->n_layers, path, dir, err);
+    kiln_strv_free(lowers);
+    return r;
+}
+
+/* path as the stage's merged tree sees it (kiln_lowerview_resolve: links
+ * followed inside the tree; flags KILN_PATHRES_*): *out the canonical path,
+ * *dir (when not NULL) the unpacked layer dir holding it or NULL when it
+ * does not exist. A stage without layers: path as written. -1 with err. */
+int kiln_snapshot_resolve(engine_t *e, stage_t *st, const char *path, unsigned flags, char **out,
+                          char **dir, kiln_error_t *err)
+{
+    char **lowers = NULL;
+    int layer = -1, r;
+
+    if (dir)
+        *dir = NULL;
+    if (st->n_layers == 0) {
+        if (!(flags & KILN_PATHRES_MISSING_OK))
+            return kiln_error_set(err, ENOENT, "resolving %s", path);
+        *out = kiln_xstrdup(path);
+        return 0;
+    }
+    if (stage_lowers(e, st, &lowers, err) < 0)
+        return -1;
+    r = kiln_lowerview_resolve((const char *const *)lowers, st->n_layers, path, flags, out, &layer,
+                               err);
+    if (r == 0 && dir && layer >= 0)
+        *dir = kiln_xstrdup(lowers[layer]);
+    kiln_strv_free(lowers);
+    return r;
+}
+
+/* A merged rootfs of the stage (all layers, files hardlinked from their
+ * unpacked dirs: read-only), for COPY --from sources that need it whole. */
+static int stage_rootfs_locked(engine_t *e, stage_t *st, char **out, kiln_error_t *err)
+{
+    if (st->rootfs == NULL) {
+        _cleanup_free_ char *dir = NULL;
+        if (kiln_fs_mkdtemp(e->work, "rootfs-", &dir, err) < 0)
+            return -1;
+        if (kiln_snapshot_extract(e, st, ".", dir, err) < 0) {
+            kiln_fs_rm_rf(dir, NULL);
+            return -1;
+        }
+        st->rootfs = steal_pointer(&dir);
+    }
+    *out = st->rootfs;
+    return 0;
+}
+
+/* Serialized: two stages may COPY --from the same stage at once. */
+int kiln_snapshot_rootfs(engine_t *e, stage_t *st, char **out, kiln_error_t *err)
+{
+    int r;
+    pthread_mutex_lock(&e->lock);
+    r = stage_rootfs_locked(e, st, out, err);
+    pthread_mutex_unlock(&e->lock);
+    return r;
+}

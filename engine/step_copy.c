@@ -1,0 +1,762 @@
+/* kiln — COPY and ADD: sources from the context, a named context or a stage (globs,
+ * .dockerignore, heredocs, URLs, local archives unpacked by ADD) hashed into the step's
+ * cache key, then on a miss copied into a staging tree and committed as a layer. */
+#include "engine/engine.h"
+
+/* The stat cache of the context at root: the build context under the
+ * request's context identity (else its canonical path), a named context
+ * under its canonical path. NULL when it cannot be used: files are then
+ * hashed every time. */
+static kiln_statcache_t *statcache_for(engine_t *e, const char *root)
+{
+    _cleanup_free_ char *canon = realpath(root, NULL);
+    const char *id = root == e->req->context_dir && e->req->context_id ? e->req->context_id
+                     : canon                                           ? canon
+                                                                       : root;
+    kiln_statcache_t *sc = NULL;
+
+    if (kiln_statcache_open(e->statcache_path, id, e->req->stat_cache_max, &sc, NULL) < 0)
+        return NULL;
+    return sc;
+}
+
+/* Saves a COPY's stat cache (a failure only costs hashing again next time)
+ * and says on step's log how much of the context it spared reading. */
+static void statcache_done(engine_t *e, int step, kiln_statcache_t *sc)
+{
+    kiln_statcache_stats_t s;
+    _cleanup_free_ char *msg = NULL;
+
+    kiln_statcache_save(sc, NULL);
+    kiln_statcache_stats(sc, &s);
+    if (s.hits + s.hashed == 0)
+        return;
+    msg = kiln_xasprintf("stat cache: %llu of %llu files unchanged, %llu hashed",
+                         (unsigned long long)s.hits, (unsigned long long)(s.hits + s.hashed),
+                         (unsigned long long)s.hashed);
+    kiln_engine_event(e, step, "log", msg, -1);
+}
+
+/* The content digest of the context path canon (canonical inside the
+ * context: a file or tree, ignore rules applied), through the stat cache. */
+int kiln_step_copy_hash_context(engine_t *e, const char *canon, const char *written,
+                                kiln_digest_t *out, kiln_error_t *err)
+{
+    _cleanup_close_ int rootfd = -1;
+    kiln_copytree_t c = {.e = e, .ignore = e->ignore};
+    kiln_statcache_t *sc = NULL;
+    kiln_sha256_t h;
+    int r;
+
+    if (kiln_pathres_open_root(e->req->context_dir, &rootfd, err) < 0)
+        return -1;
+    sc = statcache_for(e, e->req->context_dir);
+    kiln_sha256_init(&h, NULL);
+    c.hash = &h;
+    c.statcache = sc;
+    c.quiet = true;
+    r = kiln_copytree_hash_source(&c, rootfd, canon, written, err);
+    if (r == 0) {
+        if (sc != NULL)
+            kiln_statcache_save(sc, NULL); /* a failure only costs re-hashing next time */
+        kiln_sha256_final(&h, out);
+    } else {
+        kiln_sha256_dispose(&h);
+    }
+    kiln_statcache_free(sc);
+    return r;
+}
+
+static bool has_glob(const char *s)
+{
+    return strpbrk(s, "*?[") != NULL;
+}
+
+/* Resolves dst against WORKDIR; keeps a trailing '/'. */
+static char *resolve_dest(const stage_t *st, const char *dst)
+{
+    const char *wd =
+        json_string_value(json_object_get(json_object_get(st->config, "config"), "WorkingDir"));
+    if (dst[0] == '/')
+        return kiln_xstrdup(dst);
+    if (strcmp(dst, ".") == 0 || strcmp(dst, "./") == 0)
+        return kiln_xasprintf("%s/", wd && *wd ? wd : "");
+    return kiln_xasprintf("%s/%s", wd && *wd && strcmp(wd, "/") != 0 ? wd : "", dst);
+}
+
+/* mkdir -p of path inside the directory root (kiln's own staging dir; links
+ * in it followed inside it); *out (when not NULL) the directory's fd. */
+int kiln_step_copy_mkdirs_in(const char *root, const char *path, int *out, kiln_error_t *err)
+{
+    _cleanup_close_ int rfd = -1;
+    if (kiln_pathres_open_root(root, &rfd, err) < 0)
+        return -1;
+    return kiln_pathres_mkdir_p(rfd, path, 0755, out, err);
+}
+
+/* Where the sources of a COPY/ADD come from: the context, a stage, a named
+ * context or an image. Sets *root (borrowed) and *ign (NULL when not the
+ * main context), or for a stage or an image *dep (built; *root NULL: its
+ * files are only materialized when the step misses the cache). */
+static int copy_source_root(engine_t *e, stage_t *st, const kiln_df_node_t *n, const char *from,
+                            const char **root, const kiln_dockerignore_t **ign, stage_t **dep_out,
+                            kiln_error_t *err)
+{
+    stage_t *dep;
+
+    *root = e->req->context_dir;
+    *ign = e->ignore;
+    *dep_out = NULL;
+    if (from == NULL)
+        return 0;
+    *ign = NULL;
+    dep = kiln_solve_find(e, from, (size_t)st->index);
+    if (dep != NULL) {
+        if (kiln_solve_run_stage(e, dep, err) < 0)
+            return -1;
+        *root = NULL;
+        *dep_out = dep;
+        return 0;
+    }
+    if (kiln_user_all_digits(from))
+        return kiln_df_error(n, err, "unknown stage %s (stages are numbered from 0, earlier only)",
+                             from);
+    if (kiln_solve_find(e, from, e->n_stages) != NULL)
+        return kiln_df_error(n, err, "stage %s is defined after this instruction", from);
+    for (size_t i = 0; i < e->req->n_contexts; i++) {
+        size_t fl = strlen(from);
+        if (strncmp(e->req->contexts[i], from, fl) == 0 && e->req->contexts[i][fl] == '=' &&
+            strncmp(e->req->contexts[i] + fl + 1, "docker-image://", 15) != 0) {
+            *root = e->req->contexts[i] + fl + 1;
+            return 0;
+        }
+    }
+    for (size_t i = 0; i < e->req->n_contexts; i++) {
+        size_t fl = strlen(from);
+        if (strncmp(e->req->contexts[i], from, fl) == 0 && e->req->contexts[i][fl] == '=')
+            from = e->req->contexts[i] + fl + 1 + 15; /* NAME=docker-image://REF */
+    }
+    /* an image reference: a throwaway stage kept until the build ends */
+    pthread_mutex_lock(&e->lock);
+    if (e->n_stages >= MAX_STAGES) {
+        pthread_mutex_unlock(&e->lock);
+        return kiln_df_error(n, err, "too many stages");
+    }
+    dep = &e->stages[e->n_stages];
+    memset(dep, 0, sizeof(*dep));
+    dep->index = (int)e->n_stages;
+    dep->state = 2;
+    dep->e = e;
+    e->n_stages++;
+    pthread_mutex_unlock(&e->lock);
+    if (kiln_step_from_image(e, dep, from, err) < 0)
+        return kiln_error_prefix(err, "Dockerfile:%d: COPY --from=%s", n->start_line, from);
+    dep->name = kiln_xstrdup(from);
+    *root = NULL;
+    *dep_out = dep;
+    return 0;
+}
+
+/* Where to read the sources srcs (expanded, relative to the stage root) of a
+ * COPY --from=dep that missed the cache. Plain paths are merged from the
+ * stage's unpacked layers (kept under the kiln root across builds) into a
+ * fresh view with hardlinks: *view is set, *root is it, and the caller
+ * removes it. Globs, symlinks on the way and the like need the stage's full
+ * rootfs: *root is that, *view NULL. Returns -1 on failure. */
+int kiln_step_copy_stage_root(engine_t *e, stage_t *dep, const strv_t *srcs, const char **root,
+                              char **view, kiln_error_t *err)
+{
+    _cleanup_free_ char *dir = NULL;
+    char *rootfs = NULL;
+    int r = 1;
+
+    *view = NULL;
+    if (kiln_fs_mkdtemp(e->work, "view-", &dir, err) < 0)
+        return -1;
+    for (size_t i = 0; i < srcs->n && r == 1; i++) {
+        /* a glob needs the directory above its first wildcard */
+        _cleanup_free_ char *p = kiln_xstrdup(srcs->v[i]);
+        char *w = strpbrk(p, "*?[");
+        if (w != NULL) {
+            *w = '\0';
+            w = strrchr(p, '/');
+            if (w == NULL)
+                p[0] = '\0';
+            else
+                *w = '\0';
+        }
+        r = kiln_snapshot_extract(e, dep, p[0] ? p : ".", dir, err);
+    }
+    if (r != 1)
+        kiln_fs_rm_rf(dir, NULL);
+    if (r < 0)
+        return -1;
+    if (r == 1) {
+        *root = dir;
+        *view = steal_pointer(&dir);
+        return 0;
+    }
+    if (kiln_snapshot_rootfs(e, dep, &rootfs, err) < 0)
+        return -1;
+    *root = rootfs;
+    return 0;
+}
+
+/* Cleans a source path of a stage or image lexically, as BuildKit does:
+ * "." and empty components dropped, ".." removes the previous one and stops
+ * at the root (so no source leaves the stage's tree). In place. */
+static void clean_stage_path(char *s)
+{
+    size_t out = 0, i = 0, len = strlen(s);
+
+    while (i < len) {
+        size_t j = i;
+        while (j < len && s[j] != '/')
+            j++;
+        if (j - i == 2 && s[i] == '.' && s[i + 1] == '.') {
+            while (out > 0 && s[out - 1] != '/')
+                out--;
+            if (out > 0)
+                out--; /* the '/' before the dropped component */
+        } else if (!(j - i == 0 || (j - i == 1 && s[i] == '.'))) {
+            if (out > 0)
+                s[out++] = '/';
+            memmove(s + out, s + i, j - i);
+            out += j - i;
+        }
+        i = j + 1;
+    }
+    s[out] = '\0';
+}
+
+/* Expands the sources of a COPY/ADD: URLs (ADD) to urls, paths (without
+ * leading '/', cleaned for a stage or image) to paths; heredoc sources are
+ * left out. */
+static int expand_sources(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_add,
+                          bool from_context, strv_t *paths, strv_t *urls, kiln_error_t *err)
+{
+    for (size_t i = 0; i + 1 < n->n_args; i++) {
+        _cleanup_free_ char *s = NULL;
+        if (n->n_heredocs > 0 && strstr(n->args[i], "<<") != NULL)
+            continue; /* a heredoc source */
+        if (kiln_expand_word(e, st, n->args[i], NULL, &s, err) < 0)
+            return kiln_df_error(n, err, "%s", err->msg);
+        if (is_add && (strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0)) {
+            strv_add(urls, steal_pointer(&s));
+            continue;
+        }
+        while (s[0] == '/')
+            memmove(s, s + 1, strlen(s));
+        if (from_context &&
+            (strcmp(s, "..") == 0 || strncmp(s, "../", 3) == 0 || strstr(s, "/../") != NULL))
+            return kiln_df_error(n, err, "source %s is outside the build context", s);
+        if (!from_context)
+            clean_stage_path(s);
+        strv_add(paths, steal_pointer(&s));
+    }
+    return 0;
+}
+
+/* Expands the glob pattern pat (relative to the root) by reading the
+ * directories under rootfd: each directory on the way resolved inside the
+ * root, wildcards matched as glob(3) does (a leading '.' only by a '.').
+ * Adds the matches, as paths under the root (links in them not resolved), to
+ * out, sorted per directory. */
+static int glob_in_root(int rootfd, const char *dir, const char *pat, strv_t *out,
+                        kiln_error_t *err)
+{
+    const char *slash = strchr(pat, '/');
+    _cleanup_free_ char *comp =
+        slash ? kiln_xstrndup(pat, (size_t)(slash - pat)) : kiln_xstrdup(pat);
+    const char *rest = slash ? slash + 1 : NULL;
+    strv_t names = {0};
+    _cleanup_close_ int dfd = -1;
+    bool trail; /* a pattern ending in "/" matches only directories, as glob(3) */
+    int ret = 0;
+
+    while (rest && *rest == '/')
+        rest++;
+    trail = rest && *rest == '\0';
+    if (trail)
+        rest = NULL;
+    if (comp[0] == '\0' || !has_glob(comp)) {
+        _cleanup_free_ char *p = dir[0] ? kiln_xasprintf("%s/%s", dir, comp) : kiln_xstrdup(comp);
+        _cleanup_free_ char *canon = NULL;
+        if (kiln_pathres_resolve(rootfd, p, rest ? 0 : KILN_PATHRES_NOFOLLOW, &canon, NULL) < 0)
+            return 0; /* no match */
+        if (rest == NULL) {
+            strv_add(out, steal_pointer(&p));
+            return 0;
+        }
+        return glob_in_root(rootfd, p, rest, out, err);
+    }
+    if (kiln_pathres_open(rootfd, dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY, 0, 0, &dfd, NULL) < 0)
+        return 0; /* not a directory: no match */
+    if (kiln_copytree_list_dir(dfd, dir, &names, err) < 0)
+        return -1;
+    for (size_t i = 0; i < names.n && ret == 0; i++) {
+        _cleanup_free_ char *p = NULL;
+        if (fnmatch(comp, names.v[i], FNM_PERIOD) != 0)
+            continue;
+        p = kiln_xasprintf("%s%s%s%s", dir, dir[0] ? "/" : "", names.v[i], trail ? "/" : "");
+        if (rest == NULL) {
+            _cleanup_free_ char *canon = NULL;
+            if (!trail || kiln_pathres_resolve(rootfd, p, 0, &canon, NULL) == 0)
+                strv_add(out, steal_pointer(&p));
+        } else
+            ret = glob_in_root(rootfd, p, rest, out, err);
+    }
+    strv_clear(&names);
+    return ret;
+}
+
+/* Resolves the expanded source paths inside rootfd (the context, a named
+ * context or a stage's tree): globs expanded by reading directories there,
+ * each source's links followed inside the root (as BuildKit's
+ * FollowSymlinks), checked to exist and not be excluded by ign. srcs gets
+ * each source as written (or matched: the cache key and its name in the
+ * destination), canon its canonical path in the root. A FIFO, socket or
+ * device named as a source is refused. */
+static int copy_sources(const kiln_df_node_t *n, int rootfd, const kiln_dockerignore_t *ign,
+                        const strv_t *paths, strv_t *srcs, strv_t *canon, kiln_error_t *err)
+{
+    for (size_t i = 0; i < paths->n; i++) {
+        const char *s = paths->v[i];
+        strv_t cands = {0};
+        size_t before = srcs->n;
+        if (has_glob(s)) {
+            if (glob_in_root(rootfd, "", s, &cands, err) < 0)
+                return -1;
+        } else {
+            strv_add(&cands, kiln_xstrdup(s[0] ? s : "."));
+        }
+        for (size_t k = 0; k < cands.n; k++) {
+            const char *m = cands.v[k];
+            _cleanup_free_ char *cp = NULL;
+            _cleanup_close_ int dfd = -1;
+            const char *name;
+            struct stat sst;
+            bool ok = kiln_pathres_resolve(rootfd, m, 0, &cp, NULL) == 0;
+            size_t cl = ok ? strlen(cp) : 0;
+            while (cl > 1 && cp[cl - 1] == '/')
+                cp[--cl] = '\0'; /* "dir/": the directory */
+            ok = ok && kiln_copytree_source_at(rootfd, cp, &dfd, &name, NULL) == 0 &&
+                 fstatat(dfd, name, &sst, AT_SYMLINK_NOFOLLOW) == 0;
+            const char *rel = ok ? cp + 1 : "";
+            if (ok && ign && rel[0] && !S_ISDIR(sst.st_mode) &&
+                (kiln_dockerignore_excluded(ign, rel) ||
+                 (strcmp(m, ".") != 0 && kiln_dockerignore_excluded(ign, m))))
+                ok = false;
+            if (!ok && has_glob(s))
+                continue;
+            if (!ok) {
+                strv_clear(&cands);
+                return kiln_error_set(
+                    err, 0, "Dockerfile:%d: failed to compute cache key: \"/%s\": not found: %s",
+                    n->start_line, s, n->original);
+            }
+            if (!S_ISDIR(sst.st_mode) && !S_ISREG(sst.st_mode)) {
+                int r = kiln_error_set(err, EINVAL,
+                                       "Dockerfile:%d: source %s is %s, not a regular file or "
+                                       "directory: %s",
+                                       n->start_line, m, kiln_copytree_special_kind(sst.st_mode),
+                                       n->original);
+                strv_clear(&cands);
+                return r;
+            }
+            strv_add(srcs, kiln_xstrdup(m));
+            strv_add(canon, steal_pointer(&cp));
+        }
+        strv_clear(&cands);
+        if (has_glob(s) && srcs->n == before)
+            return kiln_df_error(n, err, "no source files were specified");
+    }
+    return 0;
+}
+
+/* Tries a local archive for ADD: the source file in (opened) is extracted
+ * into dest_in of the staging directory. *done set when it was one. */
+static int add_archive(engine_t *e, kiln_copytree_t *c, int in, const char *staging,
+                       const char *dest_in, bool *done, kiln_error_t *err)
+{
+    _cleanup_free_ char *tmpd = NULL;
+    _cleanup_free_ char *dd = kiln_xstrdup(dest_in);
+    _cleanup_close_ int tfd = -1;
+    _cleanup_close_ int ddir = -1;
+    kiln_unpack_opts_t uo;
+    kiln_error_t ignored = {0};
+    kiln_copytree_t c2 = *c;
+    struct stat st;
+    int r;
+
+    *done = false;
+    if (kiln_fs_mkdtemp(e->work, "add-", &tmpd, err) < 0)
+        return 0;
+    kiln_unpack_opts_init(&uo);
+    if (lseek(in, 0, SEEK_SET) < 0 || kiln_layer_unpack(in, tmpd, &uo, NULL, &ignored) < 0) {
+        kiln_fs_rm_rf(tmpd, NULL);
+        return 0; /* not an archive: copied as a file */
+    }
+    c2.ignore = NULL;
+    c2.links = NULL;
+    c2.n_links = 0;
+    c2.root_owned = false; /* an archive keeps its owners */
+    tfd = open(tmpd, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    r = tfd < 0 ? kiln_error_set(err, errno, "open %s", tmpd) : 0;
+    if (r == 0 && fstat(tfd, &st) < 0)
+        r = kiln_error_set(err, errno, "stat %s", tmpd);
+    while (dd[0] && dd[strlen(dd) - 1] == '/')
+        dd[strlen(dd) - 1] = '\0';
+    if (r == 0)
+        r = kiln_step_copy_mkdirs_in(staging, dest_in, &ddir, err);
+    if (r == 0)
+        r = kiln_copytree_dir(&c2, tfd, "", ddir, dd, &st, err);
+    kiln_copytree_clear(&c2);
+    kiln_fs_rm_rf(tmpd, NULL);
+    *done = r == 0;
+    return r;
+}
+
+/* The last component of a path made by staging_slot. */
+static const char *last_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+/* Where a non-directory source goes in the staging dir: for a directory
+ * destination (dest_in ends with '/') base inside it, else dest_in itself.
+ * *ddir is the (made) directory holding it, *drel its path. -1 with err. */
+static int staging_slot(const char *staging, const char *dest_in, bool dir_dest, const char *base,
+                        int *ddir, char **drel, kiln_error_t *err)
+{
+    _cleanup_free_ char *parent = NULL;
+    if (dir_dest) {
+        parent = kiln_xstrdup(dest_in);
+        *drel =
+            kiln_xasprintf("%s%s%s", dest_in, dest_in[strlen(dest_in) - 1] == '/' ? "" : "/", base);
+    } else {
+        const char *slash = strrchr(dest_in, '/');
+        parent = kiln_xstrndup(dest_in, slash ? (size_t)(slash - dest_in) : 0);
+        *drel = kiln_xstrdup(dest_in);
+    }
+    return kiln_step_copy_mkdirs_in(staging, parent[0] ? parent : "/", ddir, err);
+}
+
+/* Several sources (n_sources, heredocs added here) need a directory destination. */
+static int copy_check_dest(const kiln_df_node_t *n, bool is_add, bool dir_dest, size_t n_sources,
+                           kiln_error_t *err)
+{
+    if (n_sources + n->n_heredocs > 1 && !dir_dest)
+        return kiln_df_error(n, err,
+                             "When using %s with more than one source file, the destination must "
+                             "be a directory and end with a /",
+                             is_add ? "ADD" : "COPY");
+    return 0;
+}
+
+int kiln_step_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_add,
+                   kiln_error_t *err)
+{
+    strv_t srcs = {0}, canon = {0}, bodies = {0}, urls = {0}, url_files = {0}, paths = {0};
+    const char *checksum = NULL;
+    _cleanup_free_ char *view = NULL;
+    stage_t *dep = NULL;
+    _cleanup_free_ char *dest = NULL;
+    _cleanup_free_ char *dest_raw = NULL;
+    _cleanup_free_ char *staging = NULL;
+    _cleanup_free_ char *created_by = NULL;
+    _cleanup_free_ char *dest_in = NULL;
+    _cleanup_close_ int rootfd = -1;
+    _cleanup_close_ int sroot = -1;
+    const char *from = NULL, *chown_s = NULL, *chmod_s = NULL, *root;
+    const kiln_dockerignore_t *ign;
+    kiln_copytree_t c = {.e = e,
+                         .step = st->step,
+                         .uid = -1,
+                         .gid = -1,
+                         .mode = -1,
+                         .root_owned = true,
+                         .dest_root = -1};
+    kiln_statcache_t *sc = NULL;
+    kiln_sha256_t h;
+    kiln_digest_t content, key = st->key;
+    char cs[KILN_DIGEST_STR_MAX];
+    bool dir_dest, hit = false;
+    int ret = -1;
+
+    for (size_t i = 0; i < n->n_flags; i++) {
+        const char *f = n->flags[i];
+        if (strncmp(f, "--from=", 7) == 0)
+            from = f + 7;
+        else if (strncmp(f, "--chown=", 8) == 0)
+            chown_s = f + 8;
+        else if (strncmp(f, "--chmod=", 8) == 0)
+            chmod_s = f + 8;
+        else if (strcmp(f, "--link") == 0 || strncmp(f, "--link=", 7) == 0 ||
+                 (is_add && strncmp(f, "--keep-git-dir", 14) == 0))
+            continue;
+        else if (is_add && strncmp(f, "--checksum=", 11) == 0)
+            checksum = f + 11;
+        else
+            return kiln_df_error(n, err, "unknown flag: %s", f);
+    }
+    if (n->n_args < 2 && n->n_heredocs == 0)
+        return kiln_df_error(n, err, "%s requires at least two arguments", is_add ? "ADD" : "COPY");
+    if (kiln_expand_word(e, st, n->args[n->n_args - 1], NULL, &dest_raw, err) < 0)
+        return kiln_df_error(n, err, "%s", err->msg);
+    dest = resolve_dest(st, dest_raw);
+    dir_dest = dest[strlen(dest) - 1] == '/';
+    if (copy_source_root(e, st, n, from, &root, &ign, &dep, err) < 0)
+        return -1;
+    if (chown_s) {
+        uid_t u;
+        gid_t g;
+        _cleanup_free_ char *x = NULL;
+        if (kiln_expand_word(e, st, chown_s, NULL, &x, err) < 0 ||
+            kiln_user_resolve(e, st, x, &u, &g, err) < 0)
+            return kiln_df_error(n, err, "%s", err->msg);
+        c.uid = u;
+        /* "a username without groupname … uses the same numeric UID as the GID" */
+        c.gid = strchr(x, ':') ? (long)g : (long)u;
+    }
+    if (chmod_s) {
+        char *endp;
+        c.mode = strtol(chmod_s, &endp, 8);
+        if (*endp || c.mode < 0 || c.mode > 07777)
+            return kiln_df_error(n, err, "invalid chmod %s", chmod_s);
+    }
+    if (dep == NULL && kiln_pathres_open_root(root, &rootfd, err) < 0)
+        return kiln_df_error(n, err, "%s", err->msg);
+    kiln_sha256_init(&h, NULL);
+    if (expand_sources(e, st, n, is_add, from == NULL, &paths, &urls, err) < 0 ||
+        (dep == NULL && copy_sources(n, rootfd, ign, &paths, &srcs, &canon, err) < 0))
+        goto out;
+    if (urls.n > 0 && checksum != NULL && urls.n != 1) {
+        kiln_df_error(n, err, "ADD --checksum needs exactly one URL source");
+        goto out;
+    }
+    if (copy_check_dest(n, is_add, dir_dest, (dep ? paths.n : srcs.n) + urls.n, err) < 0)
+        goto out;
+
+    /* 1. the cache key: a stage (or image) source is keyed by the stage's own
+     * cache key and the paths, as BuildKit does: nothing of it is read unless
+     * this step misses; other sources are hashed (context files through the
+     * stat cache) */
+    if (dep == NULL)
+        sc = statcache_for(e, root);
+    if (dep != NULL) {
+        char ks[KILN_DIGEST_STR_MAX];
+        kiln_cache_hash_str(&h, "stage");
+        kiln_cache_hash_str(&h, kiln_digest_str(&dep->key, ks));
+        for (size_t i = 0; i < paths.n; i++)
+            kiln_cache_hash_str(&h, paths.v[i][0] ? paths.v[i] : ".");
+    }
+    c.hash = &h;
+    c.statcache = sc;
+    c.ignore = ign;
+    for (size_t i = 0; i < srcs.n; i++) {
+        kiln_cache_hash_str(&h, srcs.v[i]);
+        /* "." was read as the root itself: hashed as "" */
+        if (kiln_copytree_hash_source(&c, rootfd, canon.v[i],
+                                      strcmp(srcs.v[i], ".") == 0 ? "" : srcs.v[i], err) < 0)
+            goto out;
+    }
+    for (size_t i = 0; i < urls.n; i++) {
+        /* with --checksum the key needs no download; else the content decides */
+        kiln_cache_hash_str(&h, urls.v[i]);
+        if (checksum != NULL) {
+            kiln_cache_hash_str(&h, checksum); /* downloaded on a miss only */
+            continue;
+        }
+        {
+            kiln_digest_t d;
+            char ds[KILN_DIGEST_STR_MAX];
+            char *file = NULL;
+            if (kiln_fetch_url(e, urls.v[i], NULL, &file, &d, err) < 0) {
+                kiln_df_error(n, err, "%s", err->msg);
+                goto out;
+            }
+            strv_add(&url_files, file);
+            kiln_cache_hash_str(&h, kiln_digest_str(&d, ds));
+        }
+    }
+    for (size_t i = 0; i < n->n_heredocs; i++) {
+        char *body = kiln_df_heredoc_content(&n->heredocs[i]);
+        if (n->heredocs[i].expand) {
+            /* unquoted delimiter: variables expand, quotes stay as written */
+            char *x = NULL;
+            int r = kiln_expand_raw(e, st, body, &x, err);
+            free(body);
+            if (r < 0) {
+                kiln_df_error(n, err, "%s", err->msg);
+                goto out;
+            }
+            body = x;
+        }
+        kiln_cache_hash_str(&h, body);
+        strv_add(&bodies, body);
+    }
+    if (sc != NULL)
+        statcache_done(e, st->step, sc);
+    kiln_sha256_final(&h, &content);
+    kiln_digest_str(&content, cs);
+    {
+        kiln_buf_t b;
+        kiln_buf_init(&b, 0);
+        kiln_buf_appendf(&b, NULL, "%s", is_add ? "ADD" : "COPY");
+        for (size_t i = 0; i < n->n_flags; i++)
+            if (strncmp(n->flags[i], "--from=", 7) == 0 ||
+                strncmp(n->flags[i], "--chown", 7) == 0 || strncmp(n->flags[i], "--chmod", 7) == 0)
+                kiln_buf_appendf(&b, NULL, " %s", n->flags[i]);
+        for (size_t i = 0; i < n->n_args; i++)
+            kiln_buf_appendf(&b, NULL, " %s", n->args[i]);
+        kiln_buf_appendf(&b, NULL, " # buildkit");
+        created_by = kiln_buf_steal(&b, NULL);
+    }
+    {
+        _cleanup_free_ char *kt = kiln_xasprintf("%s\ndest:%s\nowner:%ld:%ld:%lo\ncontent:%s",
+                                                 created_by, dest, c.uid, c.gid, c.mode, cs);
+        kiln_cache_key_step(&key, kt, NULL);
+    }
+    if (kiln_cache_lookup(e, st, &key, &hit, err) < 0)
+        goto out;
+    if (hit) {
+        st->key = key;
+        ret = 1;
+        goto out;
+    }
+
+    /* 2. a miss: the layer's tree in a staging dir, then the layer */
+    c.hash = NULL;
+    c.statcache = NULL;
+    c.quiet = dep == NULL; /* the hash pass reported what it skipped */
+    if (dep != NULL) {
+        if (kiln_step_copy_stage_root(e, dep, &paths, &root, &view, err) < 0 ||
+            kiln_pathres_open_root(root, &rootfd, err) < 0 ||
+            copy_sources(n, rootfd, NULL, &paths, &srcs, &canon, err) < 0 ||
+            copy_check_dest(n, is_add, dir_dest, srcs.n + urls.n, err) < 0)
+            goto out;
+        c.nlink_bias = 1; /* a view or rootfs of hardlinks to the stage's layer dirs */
+    }
+    if (kiln_fs_mkdtemp(e->work, "copy-", &staging, err) < 0 || chmod(staging, 0755) < 0 ||
+        kiln_pathres_open_root(staging, &sroot, err) < 0)
+        goto out;
+    c.dest_root = sroot;
+    /* the destination as the image sees it: links on the way followed inside
+     * the stage's tree (absolute ones from its root), never on the host */
+    if (kiln_snapshot_resolve(e, st, dest, KILN_PATHRES_MISSING_OK, &dest_in, NULL, err) < 0) {
+        kiln_df_error(n, err, "destination %s: %s", dest, err->msg);
+        goto out;
+    }
+    for (size_t i = 0; i < srcs.n; i++) {
+        const char *base = strrchr(srcs.v[i], '/') ? strrchr(srcs.v[i], '/') + 1 : srcs.v[i];
+        const char *rel = canon.v[i] + 1;
+        _cleanup_close_ int sdir = -1;
+        _cleanup_close_ int ddir = -1;
+        _cleanup_free_ char *drel = NULL;
+        const char *name;
+        struct stat sst;
+        bool done = false;
+        if (kiln_copytree_source_at(rootfd, canon.v[i], &sdir, &name, err) < 0)
+            goto out;
+        if (fstatat(sdir, name, &sst, AT_SYMLINK_NOFOLLOW) < 0) {
+            kiln_error_set(err, errno, "stat %s", srcs.v[i]);
+            goto out;
+        }
+        if (S_ISDIR(sst.st_mode)) { /* a directory: its contents go to dest */
+            _cleanup_close_ int sub =
+                openat(sdir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            _cleanup_free_ char *dd = kiln_xstrdup(dest_in);
+            while (dd[0] && dd[strlen(dd) - 1] == '/')
+                dd[strlen(dd) - 1] = '\0';
+            if (sub < 0) {
+                kiln_error_set(err, errno, "open directory %s", srcs.v[i]);
+                goto out;
+            }
+            if (kiln_step_copy_mkdirs_in(staging, dest_in, &ddir, err) < 0 ||
+                kiln_copytree_dir(&c, sub, rel, ddir, dd, &sst, err) < 0)
+                goto out;
+            continue;
+        }
+        if (is_add && S_ISREG(sst.st_mode)) {
+            _cleanup_close_ int in =
+                openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+            if (in >= 0 && (add_archive(e, &c, in, staging, dest_in, &done, err) < 0 || done)) {
+                if (!done)
+                    goto out;
+                continue;
+            }
+        }
+        if (staging_slot(staging, dest_in, dir_dest, base, &ddir, &drel, err) < 0 ||
+            kiln_copytree_entry(&c, sdir, name, rel, ddir, drel, err) < 0)
+            goto out;
+    }
+    for (size_t i = 0; i < urls.n; i++) {
+        _cleanup_free_ char *base = kiln_fetch_url_basename(urls.v[i]);
+        _cleanup_free_ char *drel = NULL;
+        _cleanup_close_ int ddir = -1;
+        const char *file = i < url_files.n ? url_files.v[i] : NULL;
+        char *fetched = NULL;
+        kiln_digest_t d;
+        if (file == NULL) {
+            if (kiln_fetch_url(e, urls.v[i], checksum, &fetched, &d, err) < 0) {
+                kiln_df_error(n, err, "%s", err->msg);
+                goto out;
+            }
+            strv_add(&url_files, fetched);
+            file = fetched;
+        }
+        if (staging_slot(staging, dest_in, dir_dest, base, &ddir, &drel, err) < 0)
+            goto out;
+        (void)unlinkat(ddir, last_name(drel), 0);
+        if (renameat(AT_FDCWD, file, ddir, last_name(drel)) < 0) {
+            kiln_error_set(err, errno, "rename %s", drel);
+            goto out;
+        }
+        /* BuildKit gives downloaded files mode 0600 unless --chmod */
+        (void)fchmodat(ddir, last_name(drel), c.mode >= 0 ? (mode_t)c.mode : 0600, 0);
+        (void)fchownat(ddir, last_name(drel), c.uid >= 0 ? (uid_t)c.uid : 0,
+                       c.gid >= 0 ? (gid_t)c.gid : 0, AT_SYMLINK_NOFOLLOW);
+    }
+    for (size_t i = 0; i < n->n_heredocs; i++) {
+        _cleanup_free_ char *drel = NULL;
+        _cleanup_close_ int ddir = -1;
+        _cleanup_close_ int fd = -1;
+        if (staging_slot(staging, dest_in, dir_dest, n->heredocs[i].name, &ddir, &drel, err) < 0)
+            goto out;
+        (void)unlinkat(ddir, last_name(drel), 0);
+        fd = openat(ddir, last_name(drel), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    0600);
+        if (fd < 0) {
+            kiln_error_set(err, errno, "create %s", drel);
+            goto out;
+        }
+        if (kiln_fs_write_all(fd, bodies.v[i], strlen(bodies.v[i]), err) < 0)
+            goto out;
+        (void)fchmod(fd, c.mode >= 0 ? (mode_t)c.mode : 0644);
+        if (c.uid >= 0)
+            (void)fchown(fd, (uid_t)c.uid, (gid_t)c.gid);
+    }
+    if (kiln_snapshot_commit_step(e, st, staging, 0, created_by, &key, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    kiln_copytree_clear(&c);
+    kiln_sha256_dispose(&h);
+    kiln_statcache_free(sc);
+    if (staging)
+        kiln_fs_rm_rf(staging, NULL);
+    if (view)
+        kiln_fs_rm_rf(view, NULL);
+    strv_clear(&srcs);
+    strv_clear(&canon);
+    strv_clear(&paths);
+    strv_clear(&bodies);
+    strv_clear(&urls);
+    for (size_t i = 0; i < url_files.n; i++)
+        if (url_files.v[i])
+            unlink(url_files.v[i]);
+    strv_clear(&url_files);
+    return ret;
+}

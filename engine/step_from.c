@@ -1,0 +1,188 @@
+/* kiln — FROM: scratch, an earlier stage, a named context, an oci:DIR[:TAG] layout
+ * (in server mode only beneath an allowed dir) or a registry image. */
+#include "engine/engine.h"
+
+stage_t *kiln_solve_find(engine_t *e, const char *name, size_t before)
+{
+    for (size_t i = 0; i < before && i < e->n_stages; i++)
+        if (e->stages[i].name && strcasecmp(e->stages[i].name, name) == 0)
+            return &e->stages[i];
+    if (kiln_user_all_digits(name)) {
+        size_t i = (size_t)strtoul(name, NULL, 10);
+        if (i < before && i < e->n_stages)
+            return &e->stages[i];
+    }
+    return NULL;
+}
+
+static void stage_take_layers_of(stage_t *st, const kiln_descriptor_t *layers, size_t n,
+                                 json_t *config)
+{
+    json_t *diffs = json_object_get(json_object_get(config, "rootfs"), "diff_ids");
+    st->layers = kiln_xzalloc((n + 1) * sizeof(layer_t));
+    for (size_t i = 0; i < n; i++) {
+        kiln_descriptor_copy(&st->layers[i].desc, &layers[i]);
+        kiln_digest_parse(json_string_value(json_array_get(diffs, i)), &st->layers[i].diff_id,
+                          NULL);
+    }
+    st->n_layers = n;
+}
+
+/* Whether real (a canonical path) is dir or lies beneath it. */
+static bool path_beneath(const char *real, const char *dir)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    return strncmp(real, dir, n) == 0 && (real[n] == '\0' || real[n] == '/' || n == 1);
+}
+
+/* The layout directory a FROM oci:DIR reads. In server mode DIR is a
+ * tenant's: it must resolve, links followed, to a directory beneath one of
+ * the operator's oci_dirs (each resolved the same way), so neither `..` nor
+ * a link leads out of them; the resolved path is what is read. Sets *out
+ * (malloc'ed); -1 naming the path and the setting otherwise. */
+static int oci_source_dir(engine_t *e, const char *dir, char **out, kiln_error_t *err)
+{
+    _cleanup_free_ char *real = NULL;
+    kiln_buf_t allowed;
+
+    if (!e->req->server_mode) {
+        *out = kiln_xstrdup(dir);
+        return 0;
+    }
+    real = dir[0] == '/' ? realpath(dir, NULL) : NULL;
+    for (size_t i = 0; real != NULL && i < e->req->n_oci_dirs; i++) {
+        _cleanup_free_ char *root = realpath(e->req->oci_dirs[i], NULL);
+        if (root != NULL && path_beneath(real, root)) {
+            *out = steal_pointer(&real);
+            return 0;
+        }
+    }
+    kiln_buf_init(&allowed, 0);
+    for (size_t i = 0; i < e->req->n_oci_dirs; i++)
+        kiln_buf_appendf(&allowed, NULL, "%s%s", i ? ", " : "", e->req->oci_dirs[i]);
+    kiln_error_set(err, 0,
+                   "%s is not in a directory server builds may read OCI layouts from "
+                   "(\"policy\": {\"oci_dirs\": [...]} in the server config; now: %s)",
+                   dir, allowed.len ? allowed.data : "none");
+    kiln_buf_free(&allowed);
+    return -1;
+}
+
+int kiln_step_from_image(engine_t *e, stage_t *st, const char *ref, kiln_error_t *err)
+{
+    _cleanup_free_ char *body = NULL;
+    size_t len;
+    kiln_digest_t top;
+    json_t *cfg = NULL;
+
+    if (strncmp(ref, "oci:", 4) == 0) {
+        _cleanup_free_ char *dir = NULL;
+        _cleanup_free_ char *tag = NULL;
+        _cleanup_free_ char *src = NULL;
+        kiln_layout_image_t *img = NULL;
+        if (kiln_layout_parse_ref(ref, &dir, &tag, err) < 0 ||
+            oci_source_dir(e, dir, &src, err) < 0 || kiln_layout_resolve(src, tag, &img, err) < 0)
+            return -1;
+        if (kiln_layout_import(e->store, img, err) < 0) {
+            kiln_layout_image_free(img);
+            return -1;
+        }
+        cfg = json_deep_copy(img->config);
+        top = img->manifest_desc.digest;
+        stage_take_layers_of(st, img->manifest->layers, img->manifest->n_layers, cfg);
+        kiln_layout_image_free(img);
+    } else {
+        kiln_registry_image_t ri = {0};
+        if (kiln_remote_cache_registry(e, err) < 0)
+            return -1;
+        {
+            _cleanup_free_ char *msg = kiln_xasprintf("resolve image %s", ref);
+            kiln_engine_event(e, st->step, "log", msg, -1);
+        }
+        if (kiln_remote_cache_pull(e, ref, &ri, err) < 0)
+            return -1;
+        if (kiln_store_read_blob(e->store, &ri.parsed->config.digest, KILN_IMAGE_CONFIG_MAX, &body,
+                                 &len, err) < 0 ||
+            kiln_image_parse_config(body, len, &cfg, err) < 0) {
+            kiln_registry_image_clear(&ri);
+            return -1;
+        }
+        top = ri.manifest.digest;
+        stage_take_layers_of(st, ri.parsed->layers, ri.parsed->n_layers, cfg);
+        kiln_registry_image_clear(&ri);
+    }
+    st->config = cfg;
+    st->key = top;
+    return 0;
+}
+
+int kiln_step_from(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_t *err)
+{
+    _cleanup_free_ char *base = NULL;
+    stage_t meta = {0};
+    stage_t *dep;
+
+    for (size_t i = 0; i < n->n_flags; i++)
+        if (strncmp(n->flags[i], "--platform=", 11) != 0)
+            return kiln_df_error(n, err, "unknown flag: %s", n->flags[i]);
+    if (n->n_args == 0)
+        return kiln_df_error(n, err, "FROM requires either one or three arguments");
+    if (n->n_args != 1 && !(n->n_args == 3 && strcasecmp(n->args[1], "as") == 0))
+        return kiln_df_error(n, err, "FROM requires either one or three arguments");
+    meta.args = e->meta_args;
+    meta.config = json_object();
+    if (kiln_expand_word(e, &meta, n->args[0], NULL, &base, err) < 0) {
+        json_decref(meta.config);
+        return kiln_df_error(n, err, "%s", err->msg);
+    }
+    json_decref(meta.config);
+    if (base[0] == '\0')
+        return kiln_df_error(n, err, "base name (%s) should not be blank", n->args[0]);
+    dep = kiln_solve_find(e, base, (size_t)st->index);
+    if (dep != NULL) {
+        if (kiln_solve_run_stage(e, dep, err) < 0)
+            return -1;
+        st->config = json_deep_copy(dep->config);
+        st->layers = kiln_xzalloc((dep->n_layers + 1) * sizeof(layer_t));
+        for (size_t i = 0; i < dep->n_layers; i++) {
+            kiln_descriptor_copy(&st->layers[i].desc, &dep->layers[i].desc);
+            st->layers[i].diff_id = dep->layers[i].diff_id;
+        }
+        st->n_layers = dep->n_layers;
+        st->key = dep->key;
+    } else if (strcmp(base, "scratch") == 0) {
+        st->config = kiln_image_config_new("amd64", "linux");
+        kiln_digest_bytes("scratch", 7, &st->key);
+    } else {
+        const char *c = NULL;
+        for (size_t i = 0; i < e->req->n_contexts; i++) {
+            size_t l = strlen(base);
+            if (strncmp(e->req->contexts[i], base, l) == 0 && e->req->contexts[i][l] == '=')
+                c = e->req->contexts[i] + l + 1;
+        }
+        if (c != NULL && strncmp(c, "docker-image://", 15) == 0)
+            base = (free(base), kiln_xstrdup(c + 15));
+        if (kiln_step_from_image(e, st, base, err) < 0)
+            return kiln_error_prefix(err, "Dockerfile:%d: FROM %s", n->start_line, base);
+    }
+    /* Like BuildKit, every stage has a PATH (images from scratch get the default). */
+    {
+        json_t *env = json_object_get(kiln_image_config_obj(st->config), "Env");
+        bool has_path = false;
+        size_t i;
+        json_t *v;
+        json_array_foreach(env, i, v)
+        {
+            if (json_is_string(v) && strncmp(json_string_value(v), "PATH=", 5) == 0)
+                has_path = true;
+        }
+        if (!has_path)
+            kiln_image_config_set_env(st->config, "PATH=" DEFAULT_PATH, NULL);
+    }
+    /* The stage's history starts from the base; created is ours. */
+    if (json_object_get(st->config, "history") == NULL)
+        json_object_set_new(st->config, "history", json_array());
+    return 0;
+}
