@@ -157,7 +157,7 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
     _cleanup_close_ int dfdir = -1;
     stage_t *target = NULL;
     int ret = -1;
-    const char *sde = getenv("SOURCE_DATE_EPOCH");
+    const char *sde = kiln_env_lookup(req->env, "SOURCE_DATE_EPOCH");
 
     memset(res, 0, sizeof(*res));
     e->known_fd = -1;
@@ -183,8 +183,8 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
         if (eq) {
             _cleanup_free_ char *k = kiln_xstrndup(a, (size_t)(eq - a));
             kv_set(&e->build_args, k, eq + 1);
-        } else if (getenv(a) != NULL) {
-            kv_set(&e->build_args, a, getenv(a));
+        } else if (kiln_env_lookup(req->env, a) != NULL) {
+            kv_set(&e->build_args, a, kiln_env_lookup(req->env, a));
         }
     }
     e->have_sde = 1;

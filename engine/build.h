@@ -99,6 +99,10 @@ typedef struct kiln_build_request {
     /* The total cap of the namespace's stat cache in bytes: 0 the default
      * (KILN_STATCACHE_DEFAULT_MAX), negative no stat cache. */
     int64_t stat_cache_max;
+    /* The caller's environment ("K=V", NULL-terminated; NULL = none): build args given
+     * without a value, RUN --mount=type=secret,env= sources and SOURCE_DATE_EPOCH are
+     * looked up here. The engine never reads the process environment itself. */
+    char *const *env;
     kiln_build_progress_t progress;
     /* Log lines (without newline) go here; NULL = dropped (the library never prints). */
     void (*log)(void *ctx, const char *line);

@@ -37,6 +37,7 @@
 #include "utils/buf.h"
 #include "utils/cachens.h"
 #include "utils/cleanup.h"
+#include "utils/env.h"
 #include "utils/fs.h"
 #include "utils/http.h"
 #include "utils/mem.h"

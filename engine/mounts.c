@@ -224,7 +224,7 @@ int kiln_mounts_parse(engine_t *e, stage_t *st, const char *spec, kiln_mount_t *
                 if (kiln_fs_read_file(file, 1u << 20, &text, &len, err) < 0)
                     return kiln_error_prefix(err, "secret %s", sid);
             } else {
-                const char *v = getenv(envname);
+                const char *v = kiln_env_lookup(e->req->env, envname);
                 if (v == NULL)
                     return kiln_error_set(err, 0, "secret %s: environment variable %s is not set",
                                           sid, envname);

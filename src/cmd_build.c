@@ -1019,6 +1019,7 @@ int kiln_cmd_build(int argc, char **argv)
     req.entitlements = o.entitlements;
     req.progress = o.progress;
     req.log = progress_line;
+    req.env = environ; /* build args without a value, env secrets, SOURCE_DATE_EPOCH */
     req.memory_limit = o.limits.memory;
     req.pids_limit = o.limits.pids;
     req.cpu_time_limit = o.limits.cpu_time;

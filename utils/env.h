@@ -6,4 +6,7 @@
 /* The value of `key` in `env`, or NULL when absent or empty (env may be NULL). */
 const char *kiln_env_get(char *const *env, const char *key);
 
+/* The value of `key` in `env` as getenv(3) gives it: "" when set empty, NULL when absent. */
+const char *kiln_env_lookup(char *const *env, const char *key);
+
 #endif
