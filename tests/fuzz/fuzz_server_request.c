@@ -1,8 +1,10 @@
-/* libFuzzer target: the build server's request validation (POST /v1/builds bodies) and its
+/* libFuzzer target: the build server's request validation (POST /v1/builds bodies), its
+ * limits against a policy (the request's limits also taken as a tenant's), and its
  * translation to `kiln build` arguments. */
 #include <stddef.h>
 #include <stdint.h>
 
+#include "src/server/limits.h"
 #include "src/server/request.h"
 #include "utils/cleanup.h"
 
@@ -20,6 +22,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_t *v;
         json_object_foreach(r.secrets, k, v) json_object_set_new(files, k, json_string("/s"));
         kiln_request_check_allow(r.stored, 1, &err);
+        {
+            kiln_limits_policy_t server = {0}, tenant;
+            kiln_limits_policy_builtin(&server, 3600);
+            kiln_limits_policy_finish(&server, &err);
+            if (kiln_limits_policy_tenant(&server, json_object_get(r.stored, "limits"), &tenant,
+                                          &err) == 0)
+                kiln_limits_apply(r.stored, &tenant, &err);
+            kiln_limits_wall_time(r.stored, 3600);
+        }
         if (kiln_request_argv(r.stored, NULL, files, "/m", &argv, &err) == 0)
             kiln_strv_free(argv);
         kiln_request_argv(r.stored, "/ctx", files, "/m", &argv, &err) == 0 ? kiln_strv_free(argv)
