@@ -3,6 +3,8 @@
  * within one copy kept, special files skipped and reported, never followed or opened);
  * hash mode hashes names, modes, link targets and contents (context files through the
  * stat cache) for cache keys. Everything opened under a dirfd, O_NOFOLLOW. */
+#include "engine/copytree.h"
+
 #include "engine/engine.h"
 
 /* What a FIFO, socket or device is called in messages. */
@@ -267,7 +269,8 @@ int kiln_copytree_entry(kiln_copytree_t *c, int sfd, const char *name, const cha
         _cleanup_free_ char *msg =
             kiln_xasprintf("skipping %s: %s is not copied (only files, directories and symlinks)",
                            rel, kiln_copytree_special_kind(st.st_mode));
-        kiln_engine_event(c->e, c->step, "log", msg, -1);
+        if (c->note != NULL)
+            c->note(c->note_ctx, c->step, msg);
     }
     return 0;
 }

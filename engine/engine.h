@@ -5,6 +5,7 @@
 #define KILN_ENGINE_ENGINE_H
 
 #include "engine/build.h"
+#include "engine/copytree.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -178,28 +179,6 @@ typedef struct bind_src {
     char *as;     /* context: the source as written (hashed so, as before) */
 } bind_src_t;
 
-typedef struct kiln_copytree {
-    engine_t *e;
-    int step;                          /* for messages about skipped entries */
-    const kiln_dockerignore_t *ignore; /* only for the main context */
-    long uid, gid;                     /* -1 keep */
-    long mode;                         /* -1 keep */
-    bool root_owned;                   /* files without --chown belong to 0:0 */
-    bool quiet;                        /* skipped entries were reported by the hash pass */
-    kiln_sha256_t *hash;               /* hash mode: walk and hash, copy nothing */
-    kiln_statcache_t *statcache;       /* for context files in hash mode, or NULL */
-    nlink_t nlink_bias;                /* links the source tree itself adds (a lower view: 1) */
-    int dest_root;                     /* copy mode: the staging directory */
-    const char *hash_from;             /* hash mode: the source's canonical path … */
-    const char *hash_as;               /* … hashed as written (cache keys as before) */
-    struct copy_link {
-        dev_t dev;
-        ino_t ino;
-        char *path; /* from dest_root */
-    } * links;      /* first copy of each multiply-linked source file */
-    size_t n_links;
-} kiln_copytree_t;
-
 /* engine/events.c */
 void kiln_engine_log(engine_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void kiln_engine_event(engine_t *e, int step, const char *event, const char *text, double secs);
@@ -255,7 +234,6 @@ int kiln_user_resolve(engine_t *e, stage_t *st, const char *spec, uid_t *uid, gi
                       kiln_error_t *err);
 
 /* engine/step_from.c */
-stage_t *kiln_solve_find(engine_t *e, const char *name, size_t before);
 int kiln_step_from_image(engine_t *e, stage_t *st, const char *ref, kiln_error_t *err);
 int kiln_step_from(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_t *err);
 
@@ -269,18 +247,8 @@ int kiln_mounts_parse(engine_t *e, stage_t *st, const char *spec, kiln_mount_t *
 /* engine/step_run.c */
 int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_t *err);
 
-/* engine/copytree.c */
-const char *kiln_copytree_special_kind(mode_t m);
-void kiln_copytree_clear(kiln_copytree_t *c);
+/* engine/copytree.c (the rest: engine/copytree.h) */
 int kiln_copytree_list_dir(int fd, const char *what, strv_t *out, kiln_error_t *err);
-int kiln_copytree_dir(kiln_copytree_t *c, int sub, const char *rel, int dsub, const char *drel,
-                      const struct stat *st, kiln_error_t *err);
-int kiln_copytree_entry(kiln_copytree_t *c, int sfd, const char *name, const char *rel, int dfd,
-                        const char *drel, kiln_error_t *err);
-int kiln_copytree_source_at(int rootfd, const char *canon, int *dirfd, const char **name,
-                            kiln_error_t *err);
-int kiln_copytree_hash_source(kiln_copytree_t *c, int rootfd, const char *canon,
-                              const char *written, kiln_error_t *err);
 
 /* engine/fetch.c */
 char *kiln_fetch_url_basename(const char *url);
@@ -297,6 +265,22 @@ int kiln_step_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
                    kiln_error_t *err);
 
 /* engine/solve.c */
+/* The dependency graph of a build: deps[i][k] when stage i reads stage k (FROM, COPY/ADD
+ * --from, RUN --mount from=), needed[i] when the target needs stage i (directly or not). */
+typedef struct kiln_solve_graph {
+    size_t n, target;
+    bool **deps;
+    bool *needed;
+} kiln_solve_graph_t;
+stage_t *kiln_solve_find(engine_t *e, const char *name, size_t before);
+void kiln_solve_graph(engine_t *e, const stage_t *target, kiln_solve_graph_t *g);
+void kiln_solve_graph_free(kiln_solve_graph_t *g);
+/* The next wave: needed stages other than the target, not started (state 0), whose
+ * dependencies are built (state 2), at most MAX_PARALLEL, into wave[]; their count. */
+size_t kiln_solve_wave(const kiln_solve_graph_t *g, const int *state, size_t *wave);
+/* The order the stages run in when every one succeeds: wave after wave, then the
+ * target; order[] has room for g->n; returns how many stages run. */
+size_t kiln_solve_order(const kiln_solve_graph_t *g, size_t *order);
 int kiln_solve_run_stage(engine_t *e, stage_t *st, kiln_error_t *err);
 int kiln_solve_run(engine_t *e, stage_t *target, kiln_error_t *err);
 int kiln_solve_split(engine_t *e, kiln_error_t *err);

@@ -213,6 +213,58 @@ static void mark_needed(engine_t *e, const stage_t *st, bool *needed, bool **dep
             mark_needed(e, &e->stages[i], needed, deps);
 }
 
+void kiln_solve_graph(engine_t *e, const stage_t *target, kiln_solve_graph_t *g)
+{
+    g->n = e->n_stages;
+    g->target = (size_t)target->index;
+    g->deps = kiln_xzalloc(g->n * sizeof(bool *));
+    g->needed = kiln_xzalloc(g->n * sizeof(bool));
+    for (size_t i = 0; i < g->n; i++) {
+        g->deps[i] = kiln_xzalloc(g->n * sizeof(bool));
+        stage_deps(e, &e->stages[i], g->deps[i]);
+    }
+    mark_needed(e, target, g->needed, g->deps);
+}
+
+void kiln_solve_graph_free(kiln_solve_graph_t *g)
+{
+    for (size_t i = 0; i < g->n; i++)
+        free(g->deps[i]);
+    free(g->deps);
+    free(g->needed);
+    memset(g, 0, sizeof(*g));
+}
+
+size_t kiln_solve_wave(const kiln_solve_graph_t *g, const int *state, size_t *wave)
+{
+    size_t nw = 0;
+    for (size_t i = 0; i < g->n && nw < MAX_PARALLEL; i++) {
+        bool ready = g->needed[i] && state[i] == 0 && i != g->target;
+        for (size_t k = 0; ready && k < g->n; k++)
+            if (g->deps[i][k] && state[k] != 2)
+                ready = false;
+        if (ready)
+            wave[nw++] = i;
+    }
+    return nw;
+}
+
+size_t kiln_solve_order(const kiln_solve_graph_t *g, size_t *order)
+{
+    int *state = kiln_xzalloc(g->n * sizeof(int));
+    size_t wave[MAX_PARALLEL], n = 0, nw;
+
+    while ((nw = kiln_solve_wave(g, state, wave)) > 0) {
+        for (size_t k = 0; k < nw; k++) {
+            state[wave[k]] = 2;
+            order[n++] = wave[k];
+        }
+    }
+    order[n++] = g->target;
+    free(state);
+    return n;
+}
+
 typedef struct stage_job {
     engine_t *e;
     stage_t *st;
@@ -230,28 +282,21 @@ static void *stage_thread(void *arg)
  * thread per ready stage, in waves), then the target. */
 int kiln_solve_run(engine_t *e, stage_t *target, kiln_error_t *err)
 {
-    size_t n = e->n_stages;
-    bool **deps = kiln_xzalloc(n * sizeof(bool *));
-    bool *needed = kiln_xzalloc(n * sizeof(bool));
+    kiln_solve_graph_t g;
+    int *state = kiln_xzalloc(e->n_stages * sizeof(int));
     int ret = 0;
 
-    for (size_t i = 0; i < n; i++) {
-        deps[i] = kiln_xzalloc(n * sizeof(bool));
-        stage_deps(e, &e->stages[i], deps[i]);
-    }
-    mark_needed(e, target, needed, deps);
+    kiln_solve_graph(e, target, &g);
     for (;;) {
         stage_job_t jobs[MAX_PARALLEL];
         pthread_t th[MAX_PARALLEL];
-        size_t nj = 0;
-        for (size_t i = 0; i < n && nj < MAX_PARALLEL; i++) {
-            bool ready = needed[i] && e->stages[i].state == 0 && &e->stages[i] != target;
-            for (size_t k = 0; ready && k < n; k++)
-                if (deps[i][k] && e->stages[k].state != 2)
-                    ready = false;
-            if (ready)
-                jobs[nj++] = (stage_job_t){.e = e, .st = &e->stages[i]};
-        }
+        size_t wave[MAX_PARALLEL];
+        size_t nj;
+        for (size_t i = 0; i < g.n; i++)
+            state[i] = e->stages[i].state; /* no stage runs between waves */
+        nj = kiln_solve_wave(&g, state, wave);
+        for (size_t k = 0; k < nj; k++)
+            jobs[k] = (stage_job_t){.e = e, .st = &e->stages[wave[k]]};
         if (nj == 0)
             break;
         if (nj == 1) {
@@ -273,13 +318,26 @@ int kiln_solve_run(engine_t *e, stage_t *target, kiln_error_t *err)
         if (ret < 0)
             break;
     }
-    for (size_t i = 0; i < n; i++)
-        free(deps[i]);
-    free(deps);
-    free(needed);
+    kiln_solve_graph_free(&g);
+    free(state);
     if (ret < 0)
         return ret;
     return kiln_solve_run_stage(e, target, err);
+}
+
+/* The stage named name (case-insensitive) or numbered name among the first before stages;
+ * NULL when there is none. */
+stage_t *kiln_solve_find(engine_t *e, const char *name, size_t before)
+{
+    for (size_t i = 0; i < before && i < e->n_stages; i++)
+        if (e->stages[i].name && strcasecmp(e->stages[i].name, name) == 0)
+            return &e->stages[i];
+    if (kiln_user_all_digits(name)) {
+        size_t i = (size_t)strtoul(name, NULL, 10);
+        if (i < before && i < e->n_stages)
+            return &e->stages[i];
+    }
+    return NULL;
 }
 
 int kiln_solve_split(engine_t *e, kiln_error_t *err)

@@ -3,6 +3,12 @@
  * cache key, then on a miss copied into a staging tree and committed as a layer. */
 #include "engine/engine.h"
 
+/* A skipped entry of a COPY, on the step's log. */
+static void copy_note(void *ctx, int step, const char *msg)
+{
+    kiln_engine_event(ctx, step, "log", msg, -1);
+}
+
 /* The stat cache of the context at root: the build context under the
  * request's context identity (else its canonical path), a named context
  * under its canonical path. NULL when it cannot be used: files are then
@@ -43,7 +49,7 @@ int kiln_step_copy_hash_context(engine_t *e, const char *canon, const char *writ
                                 kiln_digest_t *out, kiln_error_t *err)
 {
     _cleanup_close_ int rootfd = -1;
-    kiln_copytree_t c = {.e = e, .ignore = e->ignore};
+    kiln_copytree_t c = {.note = copy_note, .note_ctx = e, .ignore = e->ignore};
     kiln_statcache_t *sc = NULL;
     kiln_sha256_t h;
     int r;
@@ -471,7 +477,8 @@ int kiln_step_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
     _cleanup_close_ int sroot = -1;
     const char *from = NULL, *chown_s = NULL, *chmod_s = NULL, *root;
     const kiln_dockerignore_t *ign;
-    kiln_copytree_t c = {.e = e,
+    kiln_copytree_t c = {.note = copy_note,
+                         .note_ctx = e,
                          .step = st->step,
                          .uid = -1,
                          .gid = -1,

@@ -2,19 +2,6 @@
  * (in server mode only beneath an allowed dir) or a registry image. */
 #include "engine/engine.h"
 
-stage_t *kiln_solve_find(engine_t *e, const char *name, size_t before)
-{
-    for (size_t i = 0; i < before && i < e->n_stages; i++)
-        if (e->stages[i].name && strcasecmp(e->stages[i].name, name) == 0)
-            return &e->stages[i];
-    if (kiln_user_all_digits(name)) {
-        size_t i = (size_t)strtoul(name, NULL, 10);
-        if (i < before && i < e->n_stages)
-            return &e->stages[i];
-    }
-    return NULL;
-}
-
 static void stage_take_layers_of(stage_t *st, const kiln_descriptor_t *layers, size_t n,
                                  json_t *config)
 {

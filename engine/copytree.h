@@ -1,0 +1,70 @@
+/* kiln — the copytree walk of COPY/ADD: one walk that either copies a source tree into a
+ * staging directory (COPY's ownership and mode rules, symlinks copied as symlinks, hardlinks
+ * within one copy kept, FIFOs/sockets/devices skipped and reported, never opened) or hashes
+ * it for a cache key (names as written, modes, link targets, contents; context files through
+ * the stat cache). Everything is opened under a dirfd with O_NOFOLLOW: a link in the source
+ * or the staging tree is never followed. */
+#ifndef KILN_ENGINE_COPYTREE_H
+#define KILN_ENGINE_COPYTREE_H
+
+#include <stdbool.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "engine/statcache.h"
+#include "handlers/dockerfile/dockerignore.h"
+#include "oci/digest.h"
+#include "utils/error.h"
+
+typedef struct kiln_copytree {
+    /* Told about each skipped entry (a FIFO, socket or device) unless quiet; NULL: not told. */
+    void (*note)(void *ctx, int step, const char *msg);
+    void *note_ctx;
+    int step;                          /* passed to note */
+    const kiln_dockerignore_t *ignore; /* only for the main context */
+    long uid, gid;                     /* -1 keep */
+    long mode;                         /* -1 keep */
+    bool root_owned;                   /* files without --chown belong to 0:0 */
+    bool quiet;                        /* skipped entries were reported by the hash pass */
+    kiln_sha256_t *hash;               /* hash mode: walk and hash, copy nothing */
+    kiln_statcache_t *statcache;       /* for context files in hash mode, or NULL */
+    nlink_t nlink_bias;                /* links the source tree itself adds (a lower view: 1) */
+    int dest_root;                     /* copy mode: the staging directory */
+    const char *hash_from;             /* hash mode: the source's canonical path … */
+    const char *hash_as;               /* … hashed as written (cache keys as before) */
+    struct copy_link {
+        dev_t dev;
+        ino_t ino;
+        char *path; /* from dest_root */
+    } * links;      /* first copy of each multiply-linked source file */
+    size_t n_links;
+} kiln_copytree_t;
+
+/* What a FIFO, socket or device is called in messages. */
+const char *kiln_copytree_special_kind(mode_t m);
+
+/* Frees what a walk kept (the hardlinks seen). */
+void kiln_copytree_clear(kiln_copytree_t *c);
+
+/* A directory's entries (source dir fd sub, path rel) into the staging directory dsub
+ * (copy mode; path drel), then its metadata from st. */
+int kiln_copytree_dir(kiln_copytree_t *c, int sub, const char *rel, int dsub, const char *drel,
+                      const struct stat *st, kiln_error_t *err);
+
+/* Walks the entry name of the source directory sfd (rel: its path from the source root),
+ * honouring the ignore rules, never following a link: hash mode hashes it into c->hash, copy
+ * mode copies it into dfd (drel: its path in the staging tree). -1 with err. */
+int kiln_copytree_entry(kiln_copytree_t *c, int sfd, const char *name, const char *rel, int dfd,
+                        const char *drel, kiln_error_t *err);
+
+/* Opens the directory holding the in-root canonical path canon under rootfd: *dirfd and
+ * *name (borrowed from canon, "." for the root). -1 with err. */
+int kiln_copytree_source_at(int rootfd, const char *canon, int *dirfd, const char **name,
+                            kiln_error_t *err);
+
+/* Hashes the source at canon (canonical, inside rootfd; written: as the Dockerfile wrote
+ * it, which is what is hashed) into c->hash. -1 with err. */
+int kiln_copytree_hash_source(kiln_copytree_t *c, int rootfd, const char *canon,
+                              const char *written, kiln_error_t *err);
+
+#endif
