@@ -373,9 +373,14 @@ int kiln_solve_split(engine_t *e, kiln_error_t *err)
                 st->name = kiln_xstrdup(n->args[2]);
                 for (char *p = st->name; *p; p++)
                     *p = (char)tolower_ascii(*p);
-                for (size_t k = 0; k < e->n_stages; k++)
-                    if (e->stages[k].name && strcmp(e->stages[k].name, st->name) == 0)
-                        return kiln_df_error(n, err, "duplicate stage name %s", st->name);
+                for (size_t k = 0; k < e->n_stages; k++) {
+                    if (e->stages[k].name && strcmp(e->stages[k].name, st->name) == 0) {
+                        kiln_df_error(n, err, "duplicate stage name %s", st->name);
+                        free(st->name); /* not counted yet: the cleanup would miss it */
+                        st->name = NULL;
+                        return -1;
+                    }
+                }
             }
             e->n_stages++;
             seen_from = true;

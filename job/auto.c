@@ -1,0 +1,463 @@
+/* kiln — the auto-detected build: source resolution, plan, toolchain, the rendered
+ * Dockerfile ready for the engine, and the function zip of a function build (see auto.h). */
+#include "job/auto.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine/build.h"
+#include "handlers/detect.h"
+#include "handlers/render.h"
+#include "job/toolchain.h"
+#include "utils/buf.h"
+#include "utils/cachens.h"
+#include "utils/cleanup.h"
+#include "utils/env.h"
+#include "utils/fs.h"
+#include "utils/git.h"
+#include "utils/mem.h"
+
+#define DEFAULT_ROOT "/var/lib/kiln"
+
+char *kiln_auto_root(const char *root, char *const *env)
+{
+    const char *r = root ? root : kiln_env_get(env, "KILN_ROOT");
+    return kiln_xstrdup(r ? r : DEFAULT_ROOT);
+}
+
+/* Applies --subdir: a relative path without "..", naming a directory that
+ * (after symlinks) is still inside the tree. */
+static int apply_subdir(const char *top, const char *subdir, char **out, kiln_error_t *err)
+{
+    _cleanup_free_ char *joined = NULL, *real_top = NULL, *real = NULL;
+    size_t tl;
+
+    if (subdir == NULL || subdir[0] == '\0' || strcmp(subdir, ".") == 0) {
+        *out = kiln_xstrdup(top);
+        return 0;
+    }
+    if (subdir[0] == '/' || strstr(subdir, "..") != NULL)
+        return kiln_error_set(err, 0, "--subdir %s: must be a relative path without '..'", subdir);
+    joined = kiln_xasprintf("%s/%s", top, subdir);
+    real_top = realpath(top, NULL);
+    real = realpath(joined, NULL);
+    if (real_top == NULL || real == NULL)
+        return kiln_error_set(err, errno, "--subdir %s", subdir);
+    tl = strlen(real_top);
+    if (strncmp(real, real_top, tl) != 0 || (real[tl] != '/' && real[tl] != '\0'))
+        return kiln_error_set(err, 0, "--subdir %s: leaves the source tree", subdir);
+    *out = steal_pointer(&joined);
+    return 0;
+}
+
+int kiln_auto_source_prepare(const char *spec, const kiln_auto_source_opts_t *opts,
+                             kiln_auto_source_t *src, kiln_error_t *err)
+{
+    kiln_auto_source_t s = {0};
+    char *const *env = opts ? opts->env : NULL;
+    const char *subdir = opts ? opts->subdir : NULL;
+    struct stat st;
+
+    if (!kiln_git_is_url(spec) || stat(spec, &st) == 0) {
+        if (stat(spec, &st) < 0 || !S_ISDIR(st.st_mode))
+            return kiln_error_set(err, stat(spec, &st) < 0 ? errno : ENOTDIR,
+                                  "source %s (a directory or a git URL)", spec);
+        if (apply_subdir(spec, subdir, &s.dir, err) < 0)
+            return -1;
+        s.display = kiln_xstrdup(spec);
+    } else {
+        _cleanup_free_ char *root = kiln_auto_root(opts ? opts->root : NULL, env);
+        _cleanup_free_ char *cache = NULL;
+        _cleanup_free_ char *work = kiln_xasprintf("%s/work", root);
+        _cleanup_free_ char *url = NULL, *ref = NULL, *creds = NULL, *tree = NULL;
+        _cleanup_free_ char *url_subdir = NULL;
+        kiln_git_opts_t g = {.env = env};
+        if (opts && opts->git_policy)
+            g.policy = *opts->git_policy;
+        const char *cf = kiln_env_get(env, "KILN_GIT_CREDENTIALS");
+
+        if (kiln_cachens_path(root, opts ? opts->cache_namespace : NULL, KILN_CACHENS_GIT, &cache,
+                              err) < 0)
+            return -1;
+        g.cache_dir = cache;
+
+        creds = cf ? kiln_xstrdup(cf) : kiln_xasprintf("%s/git-credentials", root);
+        g.credentials_file = creds;
+        kiln_git_split_ref(spec, &url, &ref);
+        /* BuildKit's git context form: URL#REF:SUBDIR (REF may be empty) */
+        if (ref != NULL && strchr(ref, ':') != NULL) {
+            char *colon = strchr(ref, ':');
+            url_subdir = kiln_xstrdup(colon + 1);
+            *colon = '\0';
+            if (ref[0] == '\0') {
+                free(ref);
+                ref = NULL;
+            }
+            if (url_subdir[0] != '\0' && subdir != NULL && subdir[0] != '\0') {
+                kiln_error_set(err, 0, "%s names a subdirectory and --subdir %s is given too", spec,
+                               subdir);
+                goto fail;
+            }
+            if (url_subdir[0] != '\0')
+                subdir = url_subdir;
+        }
+        s.display = kiln_git_redact(spec);
+        if (kiln_fs_mkdir_p(work, 0700, err) < 0 ||
+            kiln_fs_mkdtemp(work, "src-", &s.checkout, err) < 0)
+            goto fail;
+        tree = kiln_xasprintf("%s/tree", s.checkout);
+        if (kiln_git_checkout(url, ref, &g, tree, &s.commit, err) < 0 ||
+            apply_subdir(tree, subdir, &s.dir, err) < 0)
+            goto fail;
+    }
+    *src = s;
+    return 0;
+fail:
+    kiln_auto_source_release(&s);
+    return -1;
+}
+
+void kiln_auto_source_release(kiln_auto_source_t *src)
+{
+    if (src->checkout)
+        kiln_fs_rm_rf(src->checkout, NULL);
+    free(src->checkout);
+    free(src->dir);
+    free(src->commit);
+    free(src->display);
+    memset(src, 0, sizeof(*src));
+}
+
+bool kiln_auto_wanted(const char *spec, const char *subdir, const char *plan_file)
+{
+    _cleanup_free_ char *df = NULL;
+    struct stat st;
+
+    if (plan_file != NULL || kiln_git_is_url(spec))
+        return stat(spec, &st) < 0 || plan_file != NULL;
+    df = subdir ? kiln_xasprintf("%s/%s/Dockerfile", spec, subdir)
+                : kiln_xasprintf("%s/Dockerfile", spec);
+    return stat(df, &st) < 0;
+}
+
+/* The output kind a --output spec asks for, given what the plan makes. */
+static kiln_plan_output_t spec_kind(const char *spec, unsigned natural)
+{
+    const char *t = strstr(spec, "type=");
+    size_t n;
+
+    if (t == NULL)
+        return KILN_PLAN_OUT_IMAGE;
+    t += 5;
+    n = strcspn(t, ",");
+    if (n == 8 && strncmp(t, "function", 8) == 0)
+        return KILN_PLAN_OUT_FUNCTION;
+    /* a site goes to a directory or to S3: both take the static files */
+    if ((n == 5 && strncmp(t, "local", 5) == 0) || (n == 2 && strncmp(t, "s3", 2) == 0))
+        return (natural & KILN_PLAN_OUT_STATIC) ? KILN_PLAN_OUT_STATIC : KILN_PLAN_OUT_IMAGE;
+    return KILN_PLAN_OUT_IMAGE;
+}
+
+/* What an output kind is called in messages. */
+static const char *kind_name(kiln_plan_output_t kind)
+{
+    return kind == KILN_PLAN_OUT_STATIC     ? "static site"
+           : kind == KILN_PLAN_OUT_FUNCTION ? "function package"
+                                            : "image";
+}
+
+/* The plan's own output kind when nothing was asked: static, function, image. */
+static kiln_plan_output_t natural_kind(unsigned outputs)
+{
+    if (outputs & KILN_PLAN_OUT_STATIC)
+        return KILN_PLAN_OUT_STATIC;
+    if (outputs & KILN_PLAN_OUT_FUNCTION)
+        return KILN_PLAN_OUT_FUNCTION;
+    return KILN_PLAN_OUT_IMAGE;
+}
+
+/* Loads the plan (file or detection). */
+static int load_plan(const kiln_auto_build_opts_t *o, const char *dir, kiln_plan_t **plan,
+                     kiln_error_t *err)
+{
+    kiln_detect_opts_t d = {.env = o->env, .image_prefix = o->image_prefix};
+    _cleanup_free_ char *text = NULL;
+    size_t len = 0;
+
+    if (o->plan_file == NULL)
+        return kiln_plan_detect(dir, &d, plan, err);
+    if (kiln_fs_read_file(o->plan_file, 1024 * 1024, &text, &len, err) < 0)
+        return kiln_error_prefix(err, "--plan %s", o->plan_file);
+    if (kiln_plan_from_json(text, len, plan, err) < 0)
+        return kiln_error_prefix(err, "--plan %s", o->plan_file);
+    return 0;
+}
+
+int kiln_auto_build_prepare(const char *spec, const kiln_auto_build_opts_t *o,
+                            kiln_auto_build_t *ab, kiln_error_t *err)
+{
+    kiln_auto_source_opts_t so = {.root = o->root,
+                                  .subdir = o->subdir,
+                                  .env = o->env,
+                                  .git_policy = o->git_policy,
+                                  .cache_namespace = o->cache_namespace};
+    const char *ids[KILN_PLAN_MAX_ITEMS];
+    kiln_render_opts_t ro = {.secret_ids = ids};
+    _cleanup_free_ char *idbuf[KILN_PLAN_MAX_ITEMS] = {0};
+    kiln_plan_t *p;
+
+    memset(ab, 0, sizeof(*ab));
+    if (kiln_auto_source_prepare(spec, &so, &ab->src, err) < 0)
+        return -1;
+    if (load_plan(o, ab->src.dir, &ab->plan, err) < 0)
+        goto fail;
+    p = ab->plan;
+    if (p->provider && strcmp(p->provider, "dockerfile") == 0) {
+        ab->kind = KILN_PLAN_OUT_IMAGE;
+        return 0;
+    }
+    ab->kind = o->n_outputs ? spec_kind(o->outputs[0], p->outputs) : natural_kind(p->outputs);
+    /* One build makes one target: a function package of the run image's files (or a site
+     * from an image) would be wrong, so kinds are not mixed. */
+    for (size_t i = 1; i < o->n_outputs; i++) {
+        kiln_plan_output_t k = spec_kind(o->outputs[i], p->outputs);
+        if (k != ab->kind) {
+            kiln_error_set(err, 0,
+                           "--output %s and --output %s ask for different kinds (%s, %s): one "
+                           "build makes one kind; run one build per kind",
+                           o->outputs[0], o->outputs[i], kind_name(ab->kind), kind_name(k));
+            goto fail;
+        }
+    }
+    if (ab->kind == KILN_PLAN_OUT_IMAGE && !(p->outputs & KILN_PLAN_OUT_IMAGE)) {
+        /* An image of a static site: the static run image serves it. */
+        if (p->start == NULL) {
+            kiln_error_set(err, 0,
+                           "an image was asked for but the %s plan has no start command (set "
+                           "\"start\" in kiln.json)",
+                           p->provider);
+            goto fail;
+        }
+        if (p->port == 0) {
+            p->port = 8080;
+            kiln_plan_setenv(p, "PORT", "8080", NULL);
+        }
+    }
+    p->outputs |= ab->kind;
+    for (size_t i = 0; i < o->n_secrets && i < KILN_PLAN_MAX_ITEMS; i++) {
+        const char *s = o->secrets[i] + (strncmp(o->secrets[i], "id=", 3) == 0 ? 3 : 0);
+        idbuf[i] = kiln_xstrndup(s, strcspn(s, ","));
+        ids[ro.n_secrets++] = idbuf[i];
+    }
+    if (p->toolchain.name != NULL) {
+        _cleanup_free_ char *root = kiln_auto_root(o->root, o->env);
+        _cleanup_free_ char *dir = NULL, *ver = NULL;
+        /* a server build's toolchain download (at the URL the registry's reply
+         * names) is held to the public policy too */
+        const kiln_git_policy_t *gp = o->git_policy;
+        kiln_netpolicy_t *np = NULL;
+        int r;
+        if (gp != NULL && gp->server_mode &&
+            kiln_netpolicy_with(KILN_NETPOLICY_PUBLIC, gp->allow_addresses, gp->n_allow_addresses,
+                                &np, err) < 0)
+            goto fail;
+        r = kiln_toolchain_fetch(&p->toolchain, root, o->env, np, &dir, &ver, err);
+        kiln_netpolicy_free(np);
+        if (r < 0)
+            goto fail;
+        ab->context = kiln_xasprintf("%s=%s", p->toolchain.name, dir);
+    }
+    if (kiln_render_dockerfile(p, &ro, &ab->dockerfile, err) < 0)
+        goto fail;
+    ab->target = kiln_xstrdup(kiln_render_target(ab->kind));
+    switch (ab->kind) {
+    case KILN_PLAN_OUT_STATIC:
+        ab->default_output = kiln_xstrdup("type=local,dest=kiln-out/site");
+        break;
+    case KILN_PLAN_OUT_FUNCTION:
+        ab->default_output = kiln_xstrdup("type=function,dest=kiln-out/function.zip");
+        break;
+    default:
+        ab->default_output = kiln_xstrdup("type=oci,dest=kiln-out/image");
+    }
+    return 0;
+fail:
+    kiln_auto_build_release(ab);
+    return -1;
+}
+
+void kiln_auto_build_release(kiln_auto_build_t *ab)
+{
+    kiln_auto_source_release(&ab->src);
+    kiln_plan_free(ab->plan);
+    free(ab->dockerfile);
+    free(ab->target);
+    free(ab->context);
+    free(ab->default_output);
+    memset(ab, 0, sizeof(*ab));
+}
+
+/* Adds `rel` (file, symlink or directory, recursively) under `base` to the zip. */
+static int zip_add(struct archive *a, const char *base, const char *rel, int depth,
+                   kiln_error_t *err)
+{
+    _cleanup_free_ char *path = rel[0] ? kiln_xasprintf("%s/%s", base, rel) : kiln_xstrdup(base);
+    struct dirent **names = NULL;
+    struct archive_entry *e;
+    struct stat st;
+    int n, ret = 0;
+
+    if (depth > 64)
+        return kiln_error_set(err, ELOOP, "function: %s is nested too deep", path);
+    if (lstat(path, &st) < 0)
+        return kiln_error_set(err, errno, "function: stat %s", path);
+    if (rel[0]) {
+        e = archive_entry_new();
+        archive_entry_set_pathname(e, rel);
+        archive_entry_set_mode(e, st.st_mode);
+        archive_entry_set_mtime(e, 315532800, 0); /* 1980-01-01: the zip epoch */
+        if (S_ISREG(st.st_mode))
+            archive_entry_set_size(e, st.st_size);
+        if (S_ISLNK(st.st_mode)) {
+            char target[PATH_MAX];
+            ssize_t tl = readlink(path, target, sizeof(target) - 1);
+            if (tl < 0) {
+                archive_entry_free(e);
+                return kiln_error_set(err, errno, "function: readlink %s", path);
+            }
+            target[tl] = '\0';
+            archive_entry_set_symlink(e, target);
+        }
+        if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode)) {
+            if (archive_write_header(a, e) != ARCHIVE_OK)
+                ret = kiln_error_set(err, 0, "function: zip %s: %s", rel, archive_error_string(a));
+        }
+        archive_entry_free(e);
+        if (ret < 0)
+            return -1;
+        if (S_ISREG(st.st_mode)) {
+            _cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+            char buf[65536];
+            ssize_t r;
+            if (fd < 0)
+                return kiln_error_set(err, errno, "function: open %s", path);
+            while ((r = read(fd, buf, sizeof(buf))) > 0)
+                if (archive_write_data(a, buf, (size_t)r) != r)
+                    return kiln_error_set(err, 0, "function: zip %s: %s", rel,
+                                          archive_error_string(a));
+            if (r < 0)
+                return kiln_error_set(err, errno, "function: read %s", path);
+        }
+    }
+    if (!S_ISDIR(st.st_mode))
+        return 0;
+    n = scandir(path, &names, NULL, alphasort);
+    if (n < 0)
+        return kiln_error_set(err, errno, "function: list %s", path);
+    for (int i = 0; i < n; i++) {
+        if (ret == 0 && strcmp(names[i]->d_name, ".") != 0 && strcmp(names[i]->d_name, "..") != 0) {
+            _cleanup_free_ char *sub = rel[0] ? kiln_xasprintf("%s/%s", rel, names[i]->d_name)
+                                              : kiln_xstrdup(names[i]->d_name);
+            ret = zip_add(a, base, sub, depth + 1, err);
+        }
+        free(names[i]);
+    }
+    free(names);
+    return ret;
+}
+
+int kiln_auto_write_function(const char *dir, const kiln_plan_t *plan, const char *zip,
+                             kiln_error_t *err)
+{
+    _cleanup_free_ char *tmp = kiln_xasprintf("%s.tmp", zip);
+    _cleanup_free_ char *copy = kiln_xstrdup(zip), *json_path = NULL, *data = NULL;
+    _cleanup_free_ char *text = NULL;
+    struct archive *a = archive_write_new();
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char hex[2 * EVP_MAX_MD_SIZE + 1];
+    size_t len = 0;
+    json_t *j;
+    int ret;
+
+    archive_write_set_format_zip(a);
+    if (archive_write_open_filename(a, tmp) != ARCHIVE_OK) {
+        kiln_error_set(err, 0, "function: create %s: %s", tmp, archive_error_string(a));
+        archive_write_free(a);
+        return -1;
+    }
+    ret = zip_add(a, dir, "", 0, err);
+    if (archive_write_close(a) != ARCHIVE_OK && ret == 0)
+        ret = kiln_error_set(err, 0, "function: write %s: %s", tmp, archive_error_string(a));
+    archive_write_free(a);
+    if (ret == 0 && rename(tmp, zip) < 0)
+        ret = kiln_error_set(err, errno, "function: rename %s", zip);
+    if (ret < 0) {
+        unlink(tmp);
+        return -1;
+    }
+    if (kiln_fs_read_file(zip, (size_t)1 << 32, &data, &len, err) < 0)
+        return -1;
+    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+    for (unsigned int i = 0; i < mdlen; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    j = json_pack("{s:s,s:s,s:s,s:s,s:I}", "handler",
+                  plan->handler ? plan->handler : "index.handler", "runtime",
+                  plan->runtime ? plan->runtime : "provided.al2023", "zip", basename(copy),
+                  "sha256", hex, "size", (json_int_t)len);
+    text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+    json_decref(j);
+    if (text == NULL)
+        return kiln_error_set(err, 0, "function: cannot write function.json");
+    {
+        _cleanup_free_ char *d = kiln_xstrdup(zip);
+        json_path = kiln_xasprintf("%s/function.json", dirname(d));
+    }
+    return kiln_fs_write_file_atomic(json_path, text, strlen(text), 0644, err);
+}
+
+int kiln_auto_function_outputs(struct kiln_store *store, const struct kiln_build_result *res,
+                               const kiln_plan_t *plan, const char **specs, size_t *n,
+                               const char *tmp_parent, kiln_error_t *err)
+{
+    size_t w = 0;
+
+    for (size_t i = 0; i < *n; i++) {
+        const char *s = specs[i], *dest;
+        _cleanup_free_ char *tmp = NULL, *zip = NULL, *zdir = NULL;
+        int r;
+
+        if (strncmp(s, "type=function", 13) != 0 || (s[13] != ',' && s[13] != '\0')) {
+            specs[w++] = s;
+            continue;
+        }
+        dest = strstr(s, "dest=");
+        if (dest == NULL)
+            return kiln_error_set(err, 0, "--output %s: needs dest=FILE.zip", s);
+        zip = kiln_xstrndup(dest + 5, strcspn(dest + 5, ","));
+        zdir = kiln_xstrdup(zip);
+        if (kiln_fs_mkdir_p(dirname(zdir), 0755, err) < 0 ||
+            kiln_fs_mkdtemp(tmp_parent, "function-", &tmp, err) < 0)
+            return -1;
+        r = kiln_build_export_local(store, res, tmp, err);
+        if (r == 0)
+            r = kiln_auto_write_function(tmp, plan, zip, err);
+        kiln_fs_rm_rf(tmp, NULL);
+        if (r < 0)
+            return -1;
+    }
+    *n = w;
+    return 0;
+}

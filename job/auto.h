@@ -1,0 +1,90 @@
+/* kiln — the auto-detected build path, the orchestration before the engine: resolve a
+ * source (local directory or git URL#REF, optional --subdir), detect or load its plan
+ * (handlers/), fetch its toolchain (job/toolchain), render it (handlers/render) into the
+ * Dockerfile the engine runs, and after the build write a function output's zip. */
+#ifndef KILN_JOB_AUTO_H
+#define KILN_JOB_AUTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "handlers/plan.h"
+#include "utils/error.h"
+#include "utils/git.h"
+
+typedef struct kiln_auto_source_opts {
+    const char *root; /* kiln root (mirror cache, work dirs); NULL = $KILN_ROOT or /var/lib/kiln */
+    const char *subdir;                  /* path inside the source to build, or NULL */
+    char *const *env;                    /* environment for KILN_GIT_TOKEN* / KILN_ROOT */
+    const kiln_git_policy_t *git_policy; /* what a git source may fetch; NULL = the default */
+    const char *cache_namespace;         /* git mirrors of this namespace (utils/cachens) */
+} kiln_auto_source_opts_t;
+
+typedef struct kiln_auto_source {
+    char *dir;      /* the tree to build (subdir applied) */
+    char *checkout; /* temp checkout removed by release, or NULL for a local dir */
+    char *commit;   /* git: the exact commit checked out, else NULL */
+    char *display;  /* the source as it may be shown (URL userinfo redacted) */
+} kiln_auto_source_t;
+
+/* Resolves `spec` (a directory, or a git URL with optional #REF) into a tree
+ * on disk. Errors name the redacted URL. */
+int kiln_auto_source_prepare(const char *spec, const kiln_auto_source_opts_t *opts,
+                             kiln_auto_source_t *src, kiln_error_t *err);
+void kiln_auto_source_release(kiln_auto_source_t *src);
+
+/* The kiln root from opts / KILN_ROOT / the default, malloc'ed. */
+char *kiln_auto_root(const char *root, char *const *env);
+
+/* True when `kiln build SPEC` takes the auto-detected path: a git URL, a plan
+ * file, or a directory (after subdir) without a Dockerfile. */
+bool kiln_auto_wanted(const char *spec, const char *subdir, const char *plan_file);
+
+typedef struct kiln_auto_build_opts {
+    const char *root;      /* kiln root (NULL = $KILN_ROOT or default) */
+    const char *subdir;    /* --subdir */
+    const char *plan_file; /* run exactly this plan (JSON from `kiln plan`) */
+    const char *image_prefix;
+    char *const *env;
+    const char *const *outputs; /* the --output specs ("type=local,dest=…") */
+    size_t n_outputs;
+    const char *const *secrets; /* the --secret specs ("id=ID,src=FILE") */
+    size_t n_secrets;
+    const kiln_git_policy_t *git_policy; /* what a git source may fetch; NULL = the default */
+    const char *cache_namespace;         /* git mirrors of this namespace (utils/cachens) */
+} kiln_auto_build_opts_t;
+
+/* An auto-detected build, ready for the Dockerfile engine. */
+typedef struct kiln_auto_build {
+    kiln_auto_source_t src;
+    kiln_plan_t *plan;
+    char *dockerfile;        /* rendered text; NULL when the source has its own Dockerfile */
+    char *target;            /* stage to build */
+    char *context;           /* "node=DIR" (toolchain) or NULL */
+    kiln_plan_output_t kind; /* what the build produces */
+    char *default_output;    /* the natural --output when none was given */
+} kiln_auto_build_t;
+
+/* Resolves the source, detects (or loads) the plan, fetches its toolchain and
+ * renders the Dockerfile for the kind of output asked for. */
+int kiln_auto_build_prepare(const char *spec, const kiln_auto_build_opts_t *o,
+                            kiln_auto_build_t *ab, kiln_error_t *err);
+void kiln_auto_build_release(kiln_auto_build_t *ab);
+
+/* Writes a Lambda deployment package: the files of `dir` (a function stage
+ * exported with type=local) zipped into `zip` (sorted, fixed timestamps),
+ * and function.json (handler, runtime, zip name, sha256) beside it. */
+int kiln_auto_write_function(const char *dir, const kiln_plan_t *plan, const char *zip,
+                             kiln_error_t *err);
+
+struct kiln_store;
+struct kiln_build_result;
+
+/* Handles the type=function outputs of `specs` after a build of the function
+ * stage (export, zip, function.json) and removes them from the list, leaving
+ * the others for the image/local writers. Specs: "type=function,dest=FILE.zip". */
+int kiln_auto_function_outputs(struct kiln_store *store, const struct kiln_build_result *res,
+                               const kiln_plan_t *plan, const char **specs, size_t *n,
+                               const char *tmp_parent, kiln_error_t *err);
+
+#endif

@@ -1,0 +1,269 @@
+/* kiln — toolchains from the npm registry (see toolchain.h). */
+#include "job/toolchain.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "utils/cleanup.h"
+#include "utils/env.h"
+#include "utils/fs.h"
+#include "utils/http.h"
+#include "utils/mem.h"
+
+/* Registry metadata of one package (abbreviated form) and one tarball. */
+#define METADATA_CAP (16u * 1024 * 1024)
+#define TARBALL_CAP (256u * 1024 * 1024)
+#define VERSION_FILE ".kiln-version"
+
+static void http_freep(kiln_http_t **h)
+{
+    if (*h)
+        kiln_http_free(*h);
+}
+
+/* Compares "a.b.c" numerically; prereleases are never picked (caller skips). */
+static int semver_cmp(const char *a, const char *b)
+{
+    for (int i = 0; i < 3; i++) {
+        char *ea, *eb;
+        unsigned long x = strtoul(a, &ea, 10), y = strtoul(b, &eb, 10);
+        if (x != y)
+            return x < y ? -1 : 1;
+        a = *ea == '.' ? ea + 1 : ea;
+        b = *eb == '.' ? eb + 1 : eb;
+    }
+    return 0;
+}
+
+/* The highest release of major `want` in the metadata's "versions". */
+static const char *pick_version(json_t *meta, const char *want)
+{
+    json_t *versions = json_object_get(meta, "versions"), *v;
+    const char *best = NULL, *k;
+    size_t wl = strlen(want);
+
+    json_object_foreach(versions, k, v)
+    {
+        if (strchr(k, '-') != NULL || strncmp(k, want, wl) != 0 || (k[wl] != '.' && k[wl]))
+            continue;
+        if (best == NULL || semver_cmp(k, best) > 0)
+            best = k;
+    }
+    return best;
+}
+
+/* GETs `url` into *resp; fails on transport errors and non-200 answers. */
+static int http_get(kiln_http_t *h, const char *url, const char *accept, size_t cap,
+                    kiln_http_response_t *resp, kiln_error_t *err)
+{
+    const char *headers[1];
+    _cleanup_free_ char *hdr = kiln_xasprintf("Accept: %s", accept);
+    kiln_http_request_t req = {.method = "GET",
+                               .url = url,
+                               .headers = headers,
+                               .n_headers = 1,
+                               .body_fd = -1,
+                               .response_cap = cap,
+                               .timeout_seconds = 600};
+
+    headers[0] = hdr;
+    if (kiln_http_do(h, &req, resp, err) < 0)
+        return -1; /* the message names the method and the URL */
+    if (resp->status != 200) {
+        long st = resp->status;
+        kiln_http_response_free(resp);
+        return kiln_error_set(err, 0, "GET %s: HTTP %ld", url, st);
+    }
+    return 0;
+}
+
+/* Checks "sha512-<base64>" against the data. */
+static int check_integrity(const char *integrity, const void *data, size_t len, const char *what,
+                           kiln_error_t *err)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    unsigned char b64[4 * EVP_MAX_MD_SIZE / 3 + 8];
+
+    if (integrity == NULL || strncmp(integrity, "sha512-", 7) != 0)
+        return kiln_error_set(err, 0, "%s: the registry gives no sha512 integrity", what);
+    EVP_Digest(data, len, md, &mdlen, EVP_sha512(), NULL);
+    EVP_EncodeBlock(b64, md, (int)mdlen);
+    if (strcmp((const char *)b64, integrity + 7) != 0)
+        return kiln_error_set(err, 0,
+                              "%s: sha512 integrity mismatch (corrupt or tampered "
+                              "download)",
+                              what);
+    return 0;
+}
+
+/* Unpacks an npm tarball (gzip tar, entries under "package/") into `dest`. */
+static int unpack(const void *data, size_t len, const char *dest, const char *what,
+                  kiln_error_t *err)
+{
+    struct archive *in = archive_read_new(), *out = archive_write_disk_new();
+    struct archive_entry *e;
+    int r, ret = -1;
+
+    archive_read_support_filter_gzip(in);
+    archive_read_support_format_tar(in);
+    archive_write_disk_set_options(out, ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
+                                            ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+                                            ARCHIVE_EXTRACT_SECURE_SYMLINKS);
+    /* Entry names are rewritten to absolute paths under dest: all start with
+     * "package/", and ".." is refused by SECURE_NODOTDOT. */
+    if (archive_read_open_memory(in, data, len) != ARCHIVE_OK) {
+        kiln_error_set(err, 0, "%s: %s", what, archive_error_string(in));
+        goto out;
+    }
+    while ((r = archive_read_next_header(in, &e)) == ARCHIVE_OK) {
+        const char *p = archive_entry_pathname(e), *hl = archive_entry_hardlink(e);
+        _cleanup_free_ char *np = NULL, *nh = NULL;
+        const void *buf;
+        size_t sz;
+        la_int64_t off;
+
+        if (p == NULL || strncmp(p, "package/", 8) != 0 || p[8] == '\0')
+            continue;
+        np = kiln_xasprintf("%s/%s", dest, p + 8);
+        archive_entry_set_pathname(e, np);
+        if (hl != NULL) {
+            if (strncmp(hl, "package/", 8) != 0)
+                continue;
+            nh = kiln_xasprintf("%s/%s", dest, hl + 8);
+            archive_entry_set_hardlink(e, nh);
+        }
+        if (archive_write_header(out, e) != ARCHIVE_OK) {
+            kiln_error_set(err, 0, "%s: %s", what, archive_error_string(out));
+            goto out;
+        }
+        while ((r = archive_read_data_block(in, &buf, &sz, &off)) == ARCHIVE_OK) {
+            if (archive_write_data_block(out, buf, sz, off) != ARCHIVE_OK) {
+                kiln_error_set(err, 0, "%s: %s", what, archive_error_string(out));
+                goto out;
+            }
+        }
+        if (r != ARCHIVE_EOF) {
+            kiln_error_set(err, 0, "%s: %s", what, archive_error_string(in));
+            goto out;
+        }
+        if (archive_write_finish_entry(out) != ARCHIVE_OK) {
+            kiln_error_set(err, 0, "%s: %s", what, archive_error_string(out));
+            goto out;
+        }
+    }
+    if (r != ARCHIVE_EOF) {
+        kiln_error_set(err, 0, "%s: %s", what, archive_error_string(in));
+        goto out;
+    }
+    ret = 0;
+out:
+    archive_read_free(in);
+    archive_write_free(out);
+    return ret;
+}
+
+/* Resolves, downloads, verifies and unpacks into a temp dir, then renames it
+ * to `final`. */
+static int download(const kiln_plan_toolchain_t *tc, const char *registry, const char *cache,
+                    const char *final, const kiln_netpolicy_t *policy, char **version,
+                    kiln_error_t *err)
+{
+    _cleanup_(http_freep) kiln_http_t *h = kiln_http_new();
+    kiln_netpolicy_t *fallback = policy ? NULL : kiln_netpolicy_new(KILN_NETPOLICY_NO_LINK_LOCAL);
+    _cleanup_free_ char *meta_url = kiln_xasprintf("%s/%s", registry, tc->package);
+    _cleanup_free_ char *tmp = NULL, *what = NULL, *vfile = NULL;
+    kiln_http_response_t meta = {0}, tar = {0};
+    json_t *doc = NULL, *dist;
+    const char *ver, *url, *integrity;
+    int ret = -1;
+
+    kiln_http_set_policy(h, policy ? policy : fallback); /* copied */
+    kiln_netpolicy_free(fallback);
+    if (http_get(h, meta_url, "application/vnd.npm.install-v1+json", METADATA_CAP, &meta, err) < 0)
+        return -1;
+    doc = json_loadb(meta.body, meta.body_len, 0, NULL);
+    if (doc == NULL) {
+        kiln_error_set(err, 0, "%s: the registry's metadata is not JSON", meta_url);
+        goto out;
+    }
+    ver = pick_version(doc, tc->version);
+    if (ver == NULL) {
+        kiln_error_set(err, 0, "%s %s: no release of that major in %s", tc->name, tc->version,
+                       meta_url);
+        goto out;
+    }
+    dist = json_object_get(json_object_get(json_object_get(doc, "versions"), ver), "dist");
+    url = json_string_value(json_object_get(dist, "tarball"));
+    integrity = json_string_value(json_object_get(dist, "integrity"));
+    what = kiln_xasprintf("%s@%s", tc->package, ver);
+    if (url == NULL) {
+        kiln_error_set(err, 0, "%s: no tarball in the registry's metadata", what);
+        goto out;
+    }
+    if (http_get(h, url, "application/octet-stream", TARBALL_CAP, &tar, err) < 0 ||
+        check_integrity(integrity, tar.body, tar.body_len, what, err) < 0 ||
+        kiln_fs_mkdtemp(cache, ".unpack-", &tmp, err) < 0 ||
+        unpack(tar.body, tar.body_len, tmp, what, err) < 0)
+        goto out;
+    vfile = kiln_xasprintf("%s/" VERSION_FILE, tmp);
+    if (kiln_fs_write_file_atomic(vfile, ver, strlen(ver), 0644, err) < 0)
+        goto out;
+    if (rename(tmp, final) < 0 && errno != ENOTEMPTY && errno != EEXIST) {
+        kiln_error_set(err, errno, "rename %s to %s", tmp, final);
+        goto out;
+    }
+    *version = kiln_xstrdup(ver);
+    ret = 0;
+out:
+    if (tmp)
+        kiln_fs_rm_rf(tmp, NULL); /* gone after a successful rename; a loser's copy otherwise */
+    json_decref(doc);
+    kiln_http_response_free(&meta);
+    kiln_http_response_free(&tar);
+    return ret;
+}
+
+int kiln_toolchain_fetch(const kiln_plan_toolchain_t *tc, const char *root, char *const *env,
+                         const kiln_netpolicy_t *policy, char **dir, char **version,
+                         kiln_error_t *err)
+{
+    const char *registry = kiln_env_get(env, "KILN_NPM_REGISTRY");
+    const char *cache_env = kiln_env_get(env, "KILN_TOOLCHAIN_CACHE");
+    _cleanup_free_ char *cache =
+        cache_env ? kiln_xstrdup(cache_env) : kiln_xasprintf("%s/toolchains", root);
+    _cleanup_free_ char *final = NULL, *vfile = NULL, *ver = NULL, *reg = NULL;
+    size_t n;
+
+    if (tc->name == NULL || tc->package == NULL || tc->version == NULL)
+        return kiln_error_set(err, 0, "toolchain: the plan names no package and version");
+    for (const char *p = tc->version; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || *p == '.'))
+            return kiln_error_set(err, 0, "toolchain %s: version \"%.32s\" is not numeric",
+                                  tc->name, tc->version);
+    for (const char *p = tc->package; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
+            return kiln_error_set(err, 0, "toolchain %s: bad package name", tc->name);
+    reg = kiln_xstrdup(registry ? registry : KILN_DEFAULT_NPM_REGISTRY);
+    n = strlen(reg);
+    while (n > 0 && reg[n - 1] == '/')
+        reg[--n] = '\0';
+    if (kiln_fs_mkdir_p(cache, 0755, err) < 0)
+        return -1;
+    final = kiln_xasprintf("%s/%s-%s", cache, tc->package, tc->version);
+    vfile = kiln_xasprintf("%s/" VERSION_FILE, final);
+    if (kiln_fs_read_file(vfile, 64, &ver, NULL, NULL) < 0) {
+        if (download(tc, reg, cache, final, policy, &ver, err) < 0)
+            return kiln_error_prefix(err, "toolchain %s %s", tc->name, tc->version);
+    }
+    *dir = steal_pointer(&final);
+    *version = steal_pointer(&ver);
+    return 0;
+}
