@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 
 #include "engine/statcache.h"
-#include "src/build/auto.h"
+#include "job/auto.h"
 #include "src/cli_gitpolicy.h"
 #include "src/commands.h"
 #include "utils/cachens.h"

@@ -6,8 +6,9 @@
 #include <string.h>
 
 #include "handlers/detect.h"
-#include "src/build/auto.h"
-#include "src/build/toolchain.h"
+#include "handlers/render.h"
+#include "job/auto.h"
+#include "job/toolchain.h"
 #include "src/cli_gitpolicy.h"
 #include "src/commands.h"
 #include "utils/cleanup.h"
@@ -104,7 +105,7 @@ int kiln_cmd_plan(int argc, char **argv)
         }
         fprintf(stderr, "kiln: toolchain %s %s in %s\n", plan->toolchain.name, tver, tdir);
     }
-    if ((dockerfile ? kiln_auto_dockerfile(plan, NULL, &text, &err)
+    if ((dockerfile ? kiln_render_dockerfile(plan, NULL, &text, &err)
                     : kiln_plan_to_json(plan, &text, &err)) < 0) {
         ret = kiln_cli_fail(&err);
         goto out;

@@ -1,0 +1,313 @@
+/* kiln — a plan rendered as the multi-stage Dockerfile the engine builds (see render.h). */
+#include "handlers/render.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "utils/buf.h"
+#include "utils/cleanup.h"
+#include "utils/mem.h"
+
+/* Largest rendered Dockerfile. */
+#define DOCKERFILE_CAP (256 * 1024)
+
+const char *kiln_render_target(kiln_plan_output_t kind)
+{
+    switch (kind) {
+    case KILN_PLAN_OUT_STATIC:
+        return "site";
+    case KILN_PLAN_OUT_FUNCTION:
+        return "function";
+    default:
+        return "run";
+    }
+}
+
+/* Rejects control characters (a newline would start a new instruction). */
+static int check_text(const char *what, const char *s, kiln_error_t *err)
+{
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20 && *p != '\t')
+            return kiln_error_set(err, 0, "plan: %s holds a control character", what);
+    return 0;
+}
+
+/* A path or image name: no whitespace or control characters. */
+static int check_word(const char *what, const char *s, kiln_error_t *err)
+{
+    if (s == NULL || s[0] == '\0')
+        return kiln_error_set(err, 0, "plan: %s is empty", what);
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p <= 0x20 || *p == '"' || *p == '\\')
+            return kiln_error_set(err, 0,
+                                  "plan: %s \"%.64s\" holds a space, quote or control "
+                                  "character",
+                                  what, s);
+    return 0;
+}
+
+/* Appends `cmd` as a JSON exec form running /bin/sh -c. */
+static int append_shell(kiln_buf_t *b, const char *cmd, kiln_error_t *err)
+{
+    json_t *a = json_pack("[s,s,s]", "/bin/sh", "-c", cmd);
+    char *s = a ? json_dumps(a, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    int r;
+
+    json_decref(a);
+    if (s == NULL)
+        return kiln_error_set(err, EINVAL, "plan: command is not valid UTF-8");
+    r = kiln_buf_appendf(b, err, "%s\n", s);
+    free(s);
+    return r;
+}
+
+/* The --mount flags for the caches and build secrets. */
+static int append_mounts(kiln_buf_t *b, const kiln_plan_t *p, const kiln_render_opts_t *o,
+                         bool secrets, kiln_error_t *err)
+{
+    for (size_t i = 0; i < p->n_caches; i++) {
+        if (check_word("cache id", p->caches[i].id, err) < 0 ||
+            check_word("cache target", p->caches[i].target, err) < 0 ||
+            strchr(p->caches[i].id, ',') || strchr(p->caches[i].target, ','))
+            return kiln_error_is_set(err) ? -1
+                                          : kiln_error_set(err, 0, "plan: a cache holds a comma");
+        if (kiln_buf_appendf(b, err, "--mount=type=cache,id=%s,target=%s ", p->caches[i].id,
+                             p->caches[i].target) < 0)
+            return -1;
+    }
+    for (size_t i = 0; secrets && o && i < o->n_secrets; i++) {
+        const char *id = o->secret_ids[i], *target;
+        _cleanup_free_ char *other = NULL;
+        if (check_word("secret id", id, err) < 0)
+            return -1;
+        if (strcmp(id, "npmrc") == 0)
+            target = "/root/.npmrc";
+        else if (strcmp(id, "pipconf") == 0 || strcmp(id, "pip.conf") == 0)
+            target = "/etc/pip.conf";
+        else if (strcmp(id, "netrc") == 0)
+            target = "/root/.netrc";
+        else
+            target = other = kiln_xasprintf("/run/secrets/%s", id);
+        if (kiln_buf_appendf(b, err, "--mount=type=secret,id=%s,target=%s ", id, target) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ENV lines (values double-quoted, with \ " $ escaped). */
+static int append_env(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
+{
+    for (size_t i = 0; i < p->n_env; i++) {
+        const char *eq = strchr(p->env[i], '=');
+        if (check_text("env", p->env[i], err) < 0)
+            return -1;
+        if (kiln_buf_appendf(b, err, "ENV %.*s=\"", (int)(eq - p->env[i]), p->env[i]) < 0)
+            return -1;
+        for (const char *v = eq + 1; *v; v++) {
+            if ((*v == '"' || *v == '\\' || *v == '$') && kiln_buf_append(b, "\\", 1, err) < 0)
+                return -1;
+            if (kiln_buf_append(b, v, 1, err) < 0)
+                return -1;
+        }
+        if (kiln_buf_append(b, "\"\n", 2, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The toolchain copy (from the named context "node"), when the plan has one. */
+static int append_toolchain(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
+{
+    if (p->toolchain.name == NULL)
+        return 0;
+    if (check_word("toolchain", p->toolchain.name, err) < 0 ||
+        check_word("toolchain prefix", p->toolchain.prefix, err) < 0)
+        return -1;
+    return kiln_buf_appendf(b, err, "COPY --from=%s / %s\n", p->toolchain.name,
+                            p->toolchain.prefix);
+}
+
+/* Checks the deps paths: relative or absolute, without "..". */
+static int check_deps(const kiln_plan_t *p, kiln_error_t *err)
+{
+    for (size_t i = 0; i < p->n_deps; i++) {
+        if (check_word("deps path", p->deps[i], err) < 0)
+            return -1;
+        if (strstr(p->deps[i], "..") != NULL)
+            return kiln_error_set(err, 0, "plan: deps path %s holds ..", p->deps[i]);
+    }
+    return 0;
+}
+
+/* `cmd` followed by a mkdir of each relative deps dir, so that they always
+ * exist afterwards: later stages copy them. */
+static char *with_deps_dirs(const kiln_plan_t *p, const char *cmd)
+{
+    kiln_buf_t b;
+
+    kiln_buf_init(&b, 0);
+    kiln_buf_appendf(&b, NULL, "%s", cmd);
+    for (size_t i = 0; i < p->n_deps; i++)
+        if (p->deps[i][0] != '/')
+            kiln_buf_appendf(&b, NULL, " && mkdir -p %s", p->deps[i]);
+    return kiln_buf_steal(&b, NULL);
+}
+
+/* The "deps" stage (manifests + install: cached until a manifest changes) and
+ * the "build" stage on top of it (the app + the build command). */
+static int render_build(kiln_buf_t *b, const kiln_plan_t *p, const kiln_render_opts_t *o,
+                        kiln_error_t *err)
+{
+    if (check_word("build image", p->build_image, err) < 0 ||
+        check_word("workdir", p->workdir, err) < 0 || check_deps(p, err) < 0)
+        return -1;
+    /* HOME as Docker sets it for root: the caches (npm, pip, go) live under it. */
+    if (kiln_buf_appendf(b, err, "FROM %s AS deps\nWORKDIR %s\nENV HOME=/root\n", p->build_image,
+                         p->workdir) < 0 ||
+        append_toolchain(b, p, err) < 0 || append_env(b, p, err) < 0)
+        return -1;
+    if (p->n_manifests > 0) {
+        if (kiln_buf_appendf(b, err, "COPY") < 0)
+            return -1;
+        for (size_t i = 0; i < p->n_manifests; i++)
+            if (check_word("manifest", p->manifests[i], err) < 0 ||
+                kiln_buf_appendf(b, err, " %s", p->manifests[i]) < 0)
+                return -1;
+        if (kiln_buf_appendf(b, err, " ./\n") < 0)
+            return -1;
+    }
+    if (p->install || p->setup) {
+        /* the package manager's setup stays in the install step when install is overridden */
+        _cleanup_free_ char *cmd = p->setup && p->install
+                                       ? kiln_xasprintf("%s && %s", p->setup, p->install)
+                                       : kiln_xstrdup(p->install ? p->install : p->setup);
+        _cleanup_free_ char *text = with_deps_dirs(p, cmd);
+        int r;
+        r = (p->setup && check_text("setup command", p->setup, err) < 0) ||
+                    (p->install && check_text("install command", p->install, err) < 0) ||
+                    kiln_buf_appendf(b, err, "RUN ") < 0 || append_mounts(b, p, o, true, err) < 0 ||
+                    append_shell(b, text, err) < 0
+                ? -1
+                : 0;
+        if (r < 0)
+            return -1;
+    }
+    if (kiln_buf_appendf(b, err, "\nFROM deps AS build\nCOPY . .\n") < 0)
+        return -1;
+    if (p->build) {
+        if (check_text("build command", p->build, err) < 0 ||
+            kiln_buf_appendf(b, err, "RUN ") < 0 || append_mounts(b, p, o, false, err) < 0 ||
+            append_shell(b, p->build, err) < 0)
+            return -1;
+    }
+    /* Relative deps leave the app dir: the run stage takes them from "deps",
+     * so that an app change does not make a new deps layer. */
+    for (size_t i = 0; (p->outputs & ~KILN_PLAN_OUT_STATIC) && i < p->n_deps; i++) {
+        if (p->deps[i][0] != '/' &&
+            kiln_buf_appendf(b, err, "RUN [\"/bin/sh\", \"-c\", \"rm -rf %s\"]\n", p->deps[i]) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The deps layer(s) into a stage: absolute paths from "build" (a Go binary,
+ * a venv) as-is, relative ones from `stage` ("deps" or "prod-deps") under `dest`. */
+static int append_deps(kiln_buf_t *b, const kiln_plan_t *p, const char *stage, const char *dest,
+                       kiln_error_t *err)
+{
+    for (size_t i = 0; i < p->n_deps; i++) {
+        const char *d = p->deps[i];
+        int r = d[0] == '/' ? kiln_buf_appendf(b, err, "COPY --from=build %s %s\n", d, d)
+                            : kiln_buf_appendf(b, err, "COPY --from=%s %s/%s %s/%s\n", stage,
+                                               p->workdir, d, dest, d);
+        if (r < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int render_run(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
+{
+    bool app_layer = p->provider == NULL || strcmp(p->provider, "go") != 0;
+
+    if (check_word("run image", p->run_image, err) < 0 ||
+        kiln_buf_appendf(b, err, "\nFROM %s AS run\nWORKDIR %s\n", p->run_image, p->workdir) < 0 ||
+        append_toolchain(b, p, err) < 0 || append_env(b, p, err) < 0 ||
+        append_deps(b, p, "deps", p->workdir, err) < 0)
+        return -1;
+    if (app_layer) {
+        const char *src = ".";
+        if (p->provider && strcmp(p->provider, "static") == 0 && p->output_dir)
+            src = p->output_dir;
+        if (check_word("output dir", src, err) < 0 ||
+            kiln_buf_appendf(b, err, "COPY --from=build %s/%s %s\n", p->workdir, src, p->workdir) <
+                0)
+            return -1;
+    }
+    if (p->port > 0 && kiln_buf_appendf(b, err, "EXPOSE %d\n", p->port) < 0)
+        return -1;
+    if (p->start && (check_text("start command", p->start, err) < 0 ||
+                     kiln_buf_appendf(b, err, "CMD ") < 0 || append_shell(b, p->start, err) < 0))
+        return -1;
+    return 0;
+}
+
+/* A function package holds production deps only: "prod-deps" is the deps
+ * stage after the plan's prune command (the build stage keeps the dev deps
+ * it may need). Nothing is rendered when the plan has no prune command. */
+static int render_prod_deps(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
+{
+    _cleanup_free_ char *text = NULL;
+
+    if (p->prune == NULL)
+        return 0;
+    if (check_text("prune command", p->prune, err) < 0)
+        return -1;
+    text = with_deps_dirs(p, p->prune);
+    if (kiln_buf_appendf(b, err, "\nFROM deps AS prod-deps\nRUN ") < 0 ||
+        append_mounts(b, p, NULL, false, err) < 0 || append_shell(b, text, err) < 0)
+        return -1;
+    return 0;
+}
+
+int kiln_render_dockerfile(const kiln_plan_t *p, const kiln_render_opts_t *o, char **out,
+                           kiln_error_t *err)
+{
+    kiln_buf_t b;
+
+    if (p->provider && strcmp(p->provider, "dockerfile") == 0)
+        return kiln_error_set(err, 0,
+                              "plan: the source has its own %s; build it with the "
+                              "Dockerfile builder",
+                              p->dockerfile ? p->dockerfile : "Dockerfile");
+    kiln_buf_init(&b, DOCKERFILE_CAP);
+    if (kiln_buf_appendf(&b, err, "# kiln auto-build: provider %s%s%s\n",
+                         p->provider ? p->provider : "?", p->framework ? ", framework " : "",
+                         p->framework ? p->framework : "") < 0 ||
+        render_build(&b, p, o, err) < 0)
+        goto fail;
+    if ((p->outputs & KILN_PLAN_OUT_IMAGE) && render_run(&b, p, err) < 0)
+        goto fail;
+    if (p->outputs & KILN_PLAN_OUT_STATIC) {
+        const char *dir = p->output_dir ? p->output_dir : ".";
+        if (check_word("output dir", dir, err) < 0 ||
+            kiln_buf_appendf(&b, err, "\nFROM scratch AS site\nCOPY --from=build %s/%s /\n",
+                             p->workdir, dir) < 0)
+            goto fail;
+    }
+    if (p->outputs & KILN_PLAN_OUT_FUNCTION) {
+        const char *dir = p->function_dir ? p->function_dir : ".";
+        if (check_word("function dir", dir, err) < 0 || render_prod_deps(&b, p, err) < 0 ||
+            kiln_buf_appendf(&b, err, "\nFROM scratch AS function\nCOPY --from=build %s/%s /\n",
+                             p->workdir, dir) < 0 ||
+            append_deps(&b, p, p->prune ? "prod-deps" : "deps", "", err) < 0)
+            goto fail;
+    }
+    *out = kiln_buf_steal(&b, NULL);
+    return 0;
+fail:
+    kiln_buf_free(&b);
+    return -1;
+}
