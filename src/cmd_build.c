@@ -1032,7 +1032,8 @@ int kiln_cmd_build(int argc, char **argv)
     req.n_oci_dirs = o.n_oci_dirs;
     req.cache_namespace = o.cache_namespace;
     req.context_id = o.context_id;
-    req.stat_cache_max = o.stat_cache_max;
+    /* a context unpacked from stdin is new every time: no stat of it is ever seen again */
+    req.stat_cache_max = stdin_ctx && o.context_id == NULL ? -1 : o.stat_cache_max;
 
     if ((root == NULL && kiln_cli_store_root(o.root, &root, &err) < 0) ||
         kiln_store_open(root, &store, &err) < 0)
