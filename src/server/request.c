@@ -5,10 +5,9 @@
 #include <string.h>
 
 #include "engine/entitlement.h"
+#include "job/argv.h"
 #include "job/codec.h"
-#include "src/server/limits.h"
 #include "src/server/outconf.h"
-#include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
 
@@ -76,142 +75,70 @@ void kiln_request_free(kiln_request_t *r)
     memset(r, 0, sizeof(*r));
 }
 
-typedef struct argv_b {
-    char **v;
-    size_t n;
-} argv_b_t;
-
-static void push(argv_b_t *a, char *s)
+/* Where a stored request's build reads its secrets and writes its files: every file output
+ * under KILN_OUTCONF_DIR, each secret from its file (the git credential only for the
+ * checkout), the context from context_dir when given. */
+static int place_spec(kiln_job_spec_t *s, const char *context_dir, json_t *secret_files,
+                      kiln_error_t *err)
 {
-    a->v = kiln_xrealloc(a->v, (a->n + 2) * sizeof(char *));
-    a->v[a->n++] = s;
-    a->v[a->n] = NULL;
-}
+    size_t k = 0;
 
-static void push_map(argv_b_t *a, json_t *m, const char *flag)
-{
-    const char *k;
-    json_t *x;
-    json_object_foreach(m, k, x)
-    {
-        push(a, kiln_xstrdup(flag));
-        push(a, kiln_xasprintf("%s=%s", k, json_string_value(x)));
+    for (size_t i = 0; i < s->n_outputs; i++) {
+        kiln_job_output_t *o = &s->outputs[i];
+        if (!kiln_outconf_type_is_local(o->type))
+            continue;
+        for (size_t j = 0; j < o->n_opts; j++) {
+            if (strcmp(o->opts[j].key, "dest") == 0) {
+                char *dest = kiln_xasprintf("%s/%s", KILN_OUTCONF_DIR, o->opts[j].value);
+                free(o->opts[j].value);
+                o->opts[j].value = dest;
+            }
+        }
     }
+    for (size_t i = 0; i < s->n_secrets; i++) {
+        const char *id = s->secrets[i].id;
+        if (strcmp(id, KILN_REQUEST_GIT_SECRET) != 0 &&
+            !json_is_string(json_object_get(secret_files, id)))
+            return kiln_error_set(err, ENOENT, "secret '%s' is not available", id);
+    }
+    for (size_t i = 0; i < s->n_secrets; i++) {
+        kiln_job_secret_t *x = &s->secrets[i];
+        if (strcmp(x->id, KILN_REQUEST_GIT_SECRET) == 0) {
+            free(x->id); /* for kiln checkout only (kiln_job_run), never a build step's */
+            continue;
+        }
+        x->src = kiln_xstrdup(json_string_value(json_object_get(secret_files, x->id)));
+        s->secrets[k++] = *x;
+    }
+    s->n_secrets = k;
+    if (context_dir) {
+        free(s->source);
+        free(s->subdir);
+        s->subdir = NULL;
+        s->source = kiln_xstrdup(context_dir);
+        s->source_kind = KILN_JOB_SOURCE_DIR;
+    } else if (s->source_kind != KILN_JOB_SOURCE_GIT) {
+        return kiln_error_set(err, 0, "request has an uploaded context but no directory");
+    }
+    return 0;
 }
 
 int kiln_request_argv(json_t *stored, const char *context_dir, json_t *secret_files,
                       const char *metadata_file, char ***argv, kiln_error_t *err)
 {
-    argv_b_t a = {0};
-    json_t *src = json_object_get(stored, "source"), *v;
-    size_t i;
+    kiln_job_spec_t spec = {0};
+    kiln_job_argv_opts_t ao = {.metadata_file = metadata_file, .progress = "plain"};
+    int ret;
 
-    if (!json_is_object(src))
+    if (!json_is_object(json_object_get(stored, "source")))
         return kiln_error_set(err, 0, "request has no source");
     /* again when the job runs: a request stored by an older version is held to it too */
-    if (kiln_outconf_check_shape(stored, err) < 0)
+    if (kiln_outconf_check_shape(stored, err) < 0 ||
+        kiln_job_from_json(stored, 0, &spec, NULL, err) < 0)
         return -1;
-    push(&a, kiln_xstrdup("build"));
-    push(&a, kiln_xstrdup("--progress=plain"));
-    push(&a, kiln_xstrdup("--metadata-file"));
-    push(&a, kiln_xstrdup(metadata_file));
-    if ((v = json_object_get(stored, "dockerfile")) != NULL) {
-        push(&a, kiln_xstrdup("-f"));
-        push(&a, kiln_xstrdup(json_string_value(v)));
-    }
-    if ((v = json_object_get(stored, "target")) != NULL) {
-        push(&a, kiln_xstrdup("--target"));
-        push(&a, kiln_xstrdup(json_string_value(v)));
-    }
-    push_map(&a, json_object_get(stored, "build_args"), "--build-arg");
-    push_map(&a, json_object_get(stored, "env"), "--build-arg");
-    json_array_foreach(json_object_get(stored, "secrets"), i, v)
-    {
-        const char *file = json_string_value(json_object_get(secret_files, json_string_value(v)));
-        if (strcmp(json_string_value(v), KILN_REQUEST_GIT_SECRET) == 0)
-            continue; /* for kiln checkout only (kiln_job_run), never a build step's */
-        if (file == NULL) {
-            kiln_strv_free(a.v);
-            return kiln_error_set(err, ENOENT, "secret '%s' is not available",
-                                  json_string_value(v));
-        }
-        push(&a, kiln_xstrdup("--secret"));
-        push(&a, kiln_xasprintf("id=%s,src=%s", json_string_value(v), file));
-    }
-    json_array_foreach(json_object_get(stored, "tags"), i, v)
-    {
-        push(&a, kiln_xstrdup("-t"));
-        push(&a, kiln_xstrdup(json_string_value(v)));
-    }
-    json_array_foreach(json_object_get(stored, "outputs"), i, v)
-    {
-        kiln_buf_t b;
-        const char *k;
-        json_t *x;
-        kiln_buf_init(&b, 0);
-        kiln_buf_appendf(&b, NULL, "type=%s", json_string_value(json_object_get(v, "type")));
-        json_object_foreach(v, k, x)
-        {
-            if (strcmp(k, "type") == 0)
-                continue;
-            if (strcmp(k, "dest") == 0 &&
-                kiln_outconf_type_is_local(json_string_value(json_object_get(v, "type"))))
-                /* a file output goes into what becomes the build's artifacts directory */
-                kiln_buf_appendf(&b, NULL, ",dest=%s/%s", KILN_OUTCONF_DIR, json_string_value(x));
-            else if (json_is_string(x))
-                kiln_buf_appendf(&b, NULL, ",%s=%s", k, json_string_value(x));
-            else if (json_is_boolean(x))
-                kiln_buf_appendf(&b, NULL, ",%s=%s", k, json_is_true(x) ? "true" : "false");
-            else
-                kiln_buf_appendf(&b, NULL, ",%s=%lld", k, (long long)json_integer_value(x));
-        }
-        push(&a, kiln_xstrdup("--output"));
-        push(&a, kiln_buf_steal(&b, NULL));
-    }
-    {
-        kiln_limit_values_t lim;
-        kiln_limits_values(json_object_get(stored, "limits"), &lim);
-        if (lim.memory) {
-            push(&a, kiln_xstrdup("--memory"));
-            push(&a, kiln_xstrdup(json_string_value(
-                         json_object_get(json_object_get(stored, "limits"), "memory"))));
-        }
-        if (lim.pids)
-            push(&a, kiln_xasprintf("--pids-limit=%llu", (unsigned long long)lim.pids));
-        if (lim.cpu_time)
-            push(&a, kiln_xasprintf("--cpu-time=%llu", (unsigned long long)lim.cpu_time));
-        if (lim.disk)
-            push(&a, kiln_xasprintf("--disk-limit=%llu", (unsigned long long)lim.disk));
-    }
-    json_array_foreach(json_object_get(stored, "allow"), i, v)
-    {
-        push(&a, kiln_xstrdup("--allow"));
-        push(&a, kiln_xstrdup(json_string_value(v)));
-    }
-    json_array_foreach(json_object_get(stored, "notify"), i, v)
-    {
-        push(&a, kiln_xstrdup("--notify"));
-        push(&a, kiln_xstrdup(json_string_value(v)));
-    }
-    if (context_dir) {
-        push(&a, kiln_xstrdup(context_dir));
-    } else {
-        /* docker's git context syntax: URL#REF:SUBDIR (a commit pins the ref). */
-        const char *url = json_string_value(json_object_get(src, "git"));
-        const char *ref = json_string_value(json_object_get(src, "commit"));
-        const char *sub = json_string_value(json_object_get(src, "subdir"));
-        if (url == NULL) {
-            kiln_strv_free(a.v);
-            return kiln_error_set(err, 0, "request has an uploaded context but no directory");
-        }
-        if (ref == NULL)
-            ref = json_string_value(json_object_get(src, "ref"));
-        if (ref || sub)
-            push(&a,
-                 kiln_xasprintf("%s#%s%s%s", url, ref ? ref : "", sub ? ":" : "", sub ? sub : ""));
-        else
-            push(&a, kiln_xstrdup(url));
-    }
-    *argv = a.v;
-    return 0;
+    ret = place_spec(&spec, context_dir, secret_files, err);
+    if (ret == 0)
+        ret = kiln_job_build_argv(&spec, &ao, argv, err);
+    kiln_job_spec_clear(&spec);
+    return ret;
 }

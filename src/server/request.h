@@ -48,7 +48,9 @@ void kiln_request_free(kiln_request_t *r);
 int kiln_request_check_allow(json_t *stored, unsigned granted, kiln_error_t *err);
 
 /* Builds the arguments after the build command for a stored request: `build
- * --progress=plain --metadata-file META [options] CONTEXT`. context_dir replaces an uploaded
+ * --progress=plain --metadata-file META [options] CONTEXT`, the stored request read back as a
+ * job spec and turned into arguments as `kiln job run` does (job/argv.h), its file outputs
+ * under KILN_OUTCONF_DIR and its secrets read from secret_files. context_dir replaces an uploaded
  * context id; secret_files maps secret names to files (may be NULL). *argv is NULL-terminated. */
 int kiln_request_argv(json_t *stored, const char *context_dir, json_t *secret_files,
                       const char *metadata_file, char ***argv, kiln_error_t *err);
