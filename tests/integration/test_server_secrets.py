@@ -67,8 +67,12 @@ T.check("the build's step is running", bool(processes("sleep", "31")), srv.get(b
 secret_dir = os.path.join(root, "secrets", bid)
 T.check("the build's secret directory is 0700", os.path.isdir(secret_dir) and
         mode(secret_dir) == 0o700, secret_dir)
-files = [os.path.join(secret_dir, n) for n in os.listdir(secret_dir)] if os.path.isdir(secret_dir) else []
-T.check("its secret files are 0600", files and all(mode(f) == 0o600 for f in files),
+# every file 0600 and every directory inside (a tenant's credentials) 0700, all the way down
+files = []
+for d, subdirs, names in os.walk(secret_dir):
+    files += [os.path.join(d, n) for n in subdirs + names]
+T.check("its secret files are 0600", files and all(mode(f) == (0o700 if os.path.isdir(f) else 0o600)
+                                                  for f in files),
         [(f, oct(mode(f))) for f in files])
 
 
