@@ -10,7 +10,8 @@
  *   log         {"text": LINE} and, for a step's output, {"step": N}
  *   output      {"type", "dest" | "ref" | "url", "digest", …} one per output written
  *   pushed      {"ref", "digest"} one per reference pushed to a registry
- *   error       {"code": CODE, "message": TEXT}: invalid_spec, build_failed, internal
+ *   error       {"code": CODE, "message": TEXT}: invalid_spec, build_failed, timeout,
+ *               internal
  *   result      {"status": "succeeded" | "failed", "digest", "code"}  always the last */
 #ifndef KILN_JOB_STREAM_H
 #define KILN_JOB_STREAM_H
@@ -25,6 +26,7 @@
 /* Error codes of error and result events. */
 #define KILN_JOB_ERR_INVALID_SPEC "invalid_spec"
 #define KILN_JOB_ERR_BUILD_FAILED "build_failed"
+#define KILN_JOB_ERR_TIMEOUT "timeout"
 #define KILN_JOB_ERR_INTERNAL "internal"
 
 /* A new event of type with the spec's ids (s may be NULL: no ids). */

@@ -7,11 +7,13 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "job/argv.h"
@@ -49,7 +51,9 @@ static void usage(FILE *out)
 typedef struct run {
     const kiln_job_spec_t *spec;
     int events_fd;
-    int failed_write; /* an event could not be written: reported once */
+    int failed_write;  /* an event could not be written: reported once */
+    long long timeout; /* seconds the build may take (0 = none) */
+    int timed_out;     /* the build's process group was killed at the timeout */
 } run_t;
 
 /* Writes ev (reference stolen). An events stream that stops taking events does not stop
@@ -99,16 +103,37 @@ static void relay_line(run_t *r, const char *line)
 }
 
 /* Reads the build's output until it closes, line by line (a line longer than
- * LINE_MAX_BYTES is cut there: the rest comes as further lines). */
-static void relay(run_t *r, int fd)
+ * LINE_MAX_BYTES is cut there: the rest comes as further lines). At the job's timeout the
+ * build's process group is killed; what it wrote until then is still read. */
+static void relay(run_t *r, int fd, pid_t pgid)
 {
     char *buf = kiln_xmalloc(LINE_MAX_BYTES + 1);
     size_t len = 0;
+    struct timespec t0;
 
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
-        ssize_t n = read(fd, buf + len, LINE_MAX_BYTES - len);
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int wait_ms = -1;
+        ssize_t n;
         char *nl, *start = buf;
-        if (n < 0 && errno == EINTR)
+        if (r->timeout > 0 && !r->timed_out) {
+            struct timespec now;
+            long long left;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            left = r->timeout * 1000 - ((long long)(now.tv_sec - t0.tv_sec) * 1000 +
+                                        (now.tv_nsec - t0.tv_nsec) / 1000000);
+            if (left <= 0) {
+                kill(-pgid, SIGKILL);
+                r->timed_out = 1;
+            } else {
+                wait_ms = left > 60000 ? 60000 : (int)left;
+            }
+        }
+        if (poll(&pfd, 1, wait_ms) == 0)
+            continue;
+        n = read(fd, buf + len, LINE_MAX_BYTES - len);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (n <= 0)
             break;
@@ -182,7 +207,10 @@ static int run_build(run_t *r, char **argv)
         return -1;
     }
     if (pid == 0) {
-        int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        int devnull;
+        /* its own process group: a timeout kills the build and everything it started */
+        setpgid(0, 0);
+        devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
         /* the build writes its progress and result here; only the parent writes events */
         if (devnull < 0 || dup2(devnull, STDIN_FILENO) < 0 || dup2(p[1], STDOUT_FILENO) < 0 ||
             dup2(p[1], STDERR_FILENO) < 0)
@@ -194,8 +222,9 @@ static int run_build(run_t *r, char **argv)
         fflush(NULL);
         _exit(status);
     }
+    setpgid(pid, pid); /* also here: the group exists before a kill, whoever runs first */
     close(p[1]);
-    relay(r, p[0]);
+    relay(r, p[0], pid);
     close(p[0]);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
@@ -324,6 +353,10 @@ static int job_run(int argc, char **argv)
         return KILN_EXIT_USAGE;
     }
     r.spec = &spec;
+    /* the smaller of the request's timeout and its wall time limit */
+    r.timeout = spec.timeout_seconds;
+    if (spec.limits.wall_time && (r.timeout == 0 || (long long)spec.limits.wall_time < r.timeout))
+        r.timeout = (long long)spec.limits.wall_time;
     send_phase(&r, "validate");
     {
         const char *tdir = getenv("TMPDIR");
@@ -361,7 +394,12 @@ static int job_run(int argc, char **argv)
     }
     send_outputs(&r, meta);
     send_phase(&r, "done");
-    if (rc == KILN_EXIT_OK) {
+    if (r.timed_out) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "the job ran longer than its %lld seconds (stopped)", r.timeout);
+        send_failure(&r, KILN_JOB_ERR_TIMEOUT, msg);
+        rc = KILN_EXIT_FAIL;
+    } else if (rc == KILN_EXIT_OK) {
         ev = kiln_job_event_new(&spec, "result");
         json_object_set_new(ev, "status", json_string("succeeded"));
         json_object_set(ev, "digest", json_object_get(meta, "containerimage.digest"));

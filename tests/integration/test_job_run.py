@@ -8,6 +8,7 @@ import os
 import subprocess
 
 from kilntest import KILN, T, start_registry
+from server_common import busybox_layout, processes
 
 ctx = os.path.join(T.tmp, "ctx")
 os.makedirs(ctx)
@@ -139,4 +140,19 @@ T.check("a failing build: exit 1, error code build_failed with the message",
         f"{ev}\n{err}")
 T.check("a failing build: the result failed last",
         ev[-1].get("event") == "result" and ev[-1].get("status") == "failed", ev[-1])
+
+# the spec's timeout: the build's process group (its sandboxed step too) is killed
+layout = busybox_layout(T.tmp)
+slow = os.path.join(T.tmp, "slow")
+os.makedirs(slow)
+with open(os.path.join(slow, "Dockerfile"), "w") as f:
+    f.write("FROM oci:%s:1\nRUN sleep 43\n" % layout)
+rc, ev, err = run(dict(IDS, source={"dir": slow}, timeout_seconds=3))
+errs = kinds(ev, "error")
+T.check("a build past its timeout_seconds: exit 1, error code timeout, result failed last",
+        rc == 1 and len(errs) == 1 and errs[0].get("code") == "timeout"
+        and ev[-1].get("event") == "result" and ev[-1].get("code") == "timeout", f"{ev}\n{err}")
+T.check("the RUN step had started, and no sleeping step is left",
+        any("RUN sleep 43" in e.get("name", "") for e in kinds(ev, "step_start"))
+        and not processes("sleep", "43"), ev)
 T.done()
