@@ -155,6 +155,45 @@ int kiln_job_output_key_is_bool(const char *key)
     return in_list(bool_keys, key);
 }
 
+#define FILE_DEST_DEPTH_MAX 32
+
+int kiln_job_file_dest_check(const char *dest, kiln_error_t *err)
+{
+    size_t depth = 0;
+
+    if (dest[0] == '\0')
+        return kiln_error_set(err, 0, "is empty");
+    if (dest[0] == '/')
+        return kiln_error_set(err, 0,
+                              "'%s' is absolute: a file output is written into the build's "
+                              "artifacts directory, give a relative path such as 'site'",
+                              dest);
+    for (const char *p = dest;; p++) {
+        size_t n = strcspn(p, "/");
+        if (n == 0)
+            return kiln_error_set(err, 0, "'%s' has an empty path segment ('//' or a trailing '/')",
+                                  dest);
+        if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+            return kiln_error_set(err, 0,
+                                  "'%s' has a '%.*s' segment: a file output stays inside the "
+                                  "build's artifacts directory",
+                                  dest, (int)n, p);
+        for (size_t i = 0; i < n; i++)
+            if (!isalnum((unsigned char)p[i]) && !strchr("._+@-", p[i]))
+                return kiln_error_set(err, 0,
+                                      "'%s' has the character '%c' (0x%02x): a path segment "
+                                      "holds only letters, digits and . _ + @ -",
+                                      dest, isprint((unsigned char)p[i]) ? p[i] : '?',
+                                      (unsigned char)p[i]);
+        if (++depth > FILE_DEST_DEPTH_MAX)
+            return kiln_error_set(err, 0, "'%s' is more than %d segments deep", dest,
+                                  FILE_DEST_DEPTH_MAX);
+        p += n;
+        if (*p == '\0')
+            return 0;
+    }
+}
+
 /* "true"/"1" → 1, "false"/"0" → 0, else -1 (as `kiln build --output` reads booleans). */
 static int bool_text(const char *s)
 {
@@ -507,6 +546,12 @@ static int check_output(const kiln_job_spec_t *s, size_t i, kiln_error_t *err)
     snprintf(f, sizeof(f), "outputs[%zu].dest", i);
     if ((t->file || strcmp(t->name, "s3") == 0) && kiln_job_output_get(o, "dest") == NULL)
         return field_err(err, f, "type=%s needs a dest", t->name);
+    if (t->file && !s->local) {
+        /* a tenant's file output stays inside the directory the job writes into */
+        kiln_error_t e = {0};
+        if (kiln_job_file_dest_check(kiln_job_output_get(o, "dest"), &e) < 0)
+            return field_err(err, f, "%s", e.msg);
+    }
     if (strcmp(o->type, "s3") == 0)
         return check_s3_output(o, f, err);
     if (kiln_job_output_pushes(o)) {

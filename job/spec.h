@@ -159,6 +159,11 @@ int kiln_job_output_key_is_bool(const char *key);
 /* 1 when type names an output written as files (local, oci, docker, tar, function). */
 int kiln_job_output_type_is_file(const char *type);
 
+/* 0 when dest is where a spec that is not local may write a file output: a relative path
+ * of plain segments ([A-Za-z0-9._+@-], no '.', '..' or empty segment, at most 32 deep),
+ * else -1 saying why. */
+int kiln_job_file_dest_check(const char *dest, kiln_error_t *err);
+
 /* 1 when the output pushes to a registry (registry; image with push=true). */
 int kiln_job_output_pushes(const kiln_job_output_t *o);
 

@@ -11,7 +11,6 @@
 #include "utils/mem.h"
 
 #define PREFIX_MAX 1024
-#define LOCAL_DEPTH_MAX 32
 
 /* the output types and their options are the job spec's (job/spec.h) */
 typedef kiln_job_output_type_t out_type_t;
@@ -56,43 +55,6 @@ static int pushes(json_t *o)
     if (type && strcmp(type, "registry") == 0)
         return 1;
     return type && strcmp(type, "image") == 0 && bool_value(json_object_get(o, "push")) == 1;
-}
-
-int kiln_outconf_local_dest_check(const char *dest, kiln_error_t *err)
-{
-    size_t depth = 0;
-
-    if (dest[0] == '\0')
-        return kiln_error_set(err, 0, "is empty");
-    if (dest[0] == '/')
-        return kiln_error_set(err, 0,
-                              "'%s' is absolute: a file output is written into the build's "
-                              "artifacts directory, give a relative path such as 'site'",
-                              dest);
-    for (const char *p = dest;; p++) {
-        size_t n = strcspn(p, "/");
-        if (n == 0)
-            return kiln_error_set(err, 0, "'%s' has an empty path segment ('//' or a trailing '/')",
-                                  dest);
-        if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-            return kiln_error_set(err, 0,
-                                  "'%s' has a '%.*s' segment: a file output stays inside the "
-                                  "build's artifacts directory",
-                                  dest, (int)n, p);
-        for (size_t i = 0; i < n; i++)
-            if (!isalnum((unsigned char)p[i]) && !strchr("._+@-", p[i]))
-                return kiln_error_set(err, 0,
-                                      "'%s' has the character '%c' (0x%02x): a path segment "
-                                      "holds only letters, digits and . _ + @ -",
-                                      dest, isprint((unsigned char)p[i]) ? p[i] : '?',
-                                      (unsigned char)p[i]);
-        if (++depth > LOCAL_DEPTH_MAX)
-            return kiln_error_set(err, 0, "'%s' is more than %d segments deep", dest,
-                                  LOCAL_DEPTH_MAX);
-        p += n;
-        if (*p == '\0')
-            return 0;
-    }
 }
 
 /* "s3://BUCKET[/KEY/PREFIX[/]]" split into the bucket and the key prefix without its trailing
@@ -420,7 +382,7 @@ static int check_output(json_t *o, size_t i, int *pushed_name, kiln_error_t *err
         kiln_error_set(err, 0, "type=%s needs a dest", t->name);
         return field_fail(err, f);
     }
-    if (t->file && kiln_outconf_local_dest_check(json_string_value(v), err) < 0)
+    if (t->file && kiln_job_file_dest_check(json_string_value(v), err) < 0)
         return field_fail(err, f);
     if (strcmp(t->name, "s3") == 0 && kiln_outconf_s3_allowed(json_string_value(v), NULL, err) < 0)
         return field_fail(err, f);

@@ -64,8 +64,7 @@ int kiln_outconf_registry_allowed(const char *ref, json_t *prefixes, kiln_error_
 /* The same for an s3:// output destination against s3 prefixes. */
 int kiln_outconf_s3_allowed(const char *url, json_t *prefixes, kiln_error_t *err);
 
-/* 0 when dest is a relative path of plain segments (see above), else -1 saying why. */
-int kiln_outconf_local_dest_check(const char *dest, kiln_error_t *err);
+/* (a file output's dest: kiln_job_file_dest_check, job/spec.h) */
 
 /* True for the output types written as files into the artifacts directory. */
 int kiln_outconf_type_is_local(const char *type);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "job/spec.h"
 #include "src/server/outconf.h"
 #include "utils/mem.h"
 
@@ -37,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s = kiln_xstrndup((const char *)data, size);
     kiln_outconf_registry_allowed(s, registry, &err);
     kiln_outconf_s3_allowed(s, s3, &err);
-    kiln_outconf_local_dest_check(s, &err);
+    kiln_job_file_dest_check(s, &err);
     {
         json_t *one = json_pack("[s?]", s);
         if (one && json_array_size(one) == 1) {

@@ -128,6 +128,42 @@ T.check("--untrusted: a directory source is refused, nothing runs",
         rc == 2 and "field 'source.dir': unknown field" in json.dumps(kinds(ev, "error"))
         and not kinds(ev, "step_start") and not os.path.exists(bad_root), ev)
 
+# hostile specs under --untrusted (a tenant's): nothing of the host is named, read or written
+marker_dir = os.path.join(T.tmp, "host-marker")
+os.makedirs(marker_dir)
+marker = os.path.join(marker_dir, "secret.txt")
+with open(marker, "w") as f:
+    f.write("HOST-MARKER\n")
+before = os.stat(marker)
+GIT = {"git": "https://127.0.0.1:1/acme/app.git"}
+for name, spec, want in [
+    ("a directory source", dict(source={"dir": marker_dir}), "field 'source.dir': unknown field"),
+    ("a secret read from a host file", dict(source=GIT, secrets=[{"id": "s", "src": marker}]),
+     "field 'secrets.s': a secret's file or variable is only for local builds"),
+    ("a secret read from the environment", dict(source=GIT, secrets=[{"id": "s", "env": "HOME"}]),
+     "field 'secrets.s': a secret's file or variable is only for local builds"),
+    ("an absolute output dest", dict(source=GIT, outputs=[{"type": "local", "dest": marker_dir}]),
+     "field 'outputs[0].dest': '%s' is absolute" % marker_dir),
+    ("an escaping output dest", dict(source=GIT, outputs=[{"type": "tar", "dest": "../../" + marker}]),
+     "has a '..' segment"),
+    ("a Dockerfile outside the source", dict(source=GIT, dockerfile=marker),
+     "field 'dockerfile': must be a path relative to the source"),
+    ("a Dockerfile up the tree", dict(source=GIT, dockerfile="../../etc/passwd"),
+     "field 'dockerfile': must not contain '..'"),
+    ("a plan file", dict(source=GIT, plan=marker), "field 'plan': a plan file is only for local builds"),
+]:
+    rc, ev, err = run(dict(IDS, **spec), root=bad_root, extra=("--untrusted",))
+    errs = kinds(ev, "error")
+    T.check(f"--untrusted, {name}: exit 2, invalid_spec naming the field",
+            rc == 2 and len(errs) == 1 and errs[0].get("code") == "invalid_spec"
+            and want in errs[0].get("message", ""), f"{rc} {ev} {err}")
+    after = os.stat(marker)
+    T.check(f"--untrusted, {name}: nothing ran, the marker is untouched and in no event",
+            not kinds(ev, "step_start") and not os.path.exists(bad_root)
+            and os.listdir(marker_dir) == ["secret.txt"] and open(marker).read() == "HOST-MARKER\n"
+            and after.st_mtime_ns == before.st_mtime_ns
+            and all("HOST-MARKER" not in json.dumps(e) for e in ev), ev)
+
 rc, ev, err = run({"source": {"dir": ctx}, "outputs": "nope"}, root=bad_root)
 T.check("a bad spec without ids: the error event has no ids",
         rc == 2 and kinds(ev, "error") and "build_id" not in kinds(ev, "error")[0], ev)

@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "job/spec.h"
 #include "src/server/outconf.h"
 #include "utils/cleanup.h"
 
@@ -207,7 +208,7 @@ static void test_local_dest_table(void **state)
 
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        int got = kiln_outconf_local_dest_check(cases[i].ref, &err) == 0;
+        int got = kiln_job_file_dest_check(cases[i].ref, &err) == 0;
         if (got != cases[i].want)
             fail_msg("case %zu '%s': got %d (%s), want %d", i, cases[i].ref, got, err.msg,
                      cases[i].want);
