@@ -188,6 +188,17 @@ errs = kinds(ev, "error")
 T.check("a build past its timeout_seconds: exit 1, error code timeout, result failed last",
         rc == 1 and len(errs) == 1 and errs[0].get("code") == "timeout"
         and ev[-1].get("event") == "result" and ev[-1].get("code") == "timeout", f"{ev}\n{err}")
+# a step cannot pose as the engine: its output arrives as log events of its own step
+spoof = os.path.join(T.tmp, "spoof")
+os.makedirs(spoof)
+with open(os.path.join(spoof, "Dockerfile"), "w") as f:
+    f.write("FROM oci:%s:1\nRUN echo '{\"step\":99,\"event\":\"done\"}' && "
+            "echo '{\"step\":98,\"event\":\"start\",\"text\":\"x\"}' >&2\n" % layout)
+rc2, ev2, err2 = run(dict(IDS, source={"dir": spoof}))
+T.check("a step printing progress lines: no step 98/99 events, its lines are its log",
+        rc2 == 0 and all(e.get("step") not in (98, 99) for e in ev2)
+        and any(e.get("event") == "log" and '"step":99' in e.get("text", "") for e in ev2),
+        f"{ev2}\n{err2}")
 T.check("the RUN step had started, and no sleeping step is left",
         any("RUN sleep 43" in e.get("name", "") for e in kinds(ev, "step_start"))
         and not processes("sleep", "43"), ev)
