@@ -384,7 +384,7 @@ static int check_kv(const kiln_job_spec_t *s, const kiln_job_kv_t *kv, size_t n,
         return field_err(err, field, "has too many entries");
     for (size_t i = 0; i < n; i++) {
         snprintf(f, sizeof(f), "%s.%.128s", field, kv[i].key);
-        if (!name_ok(kv[i].key, ""))
+        if (!name_ok(kv[i].key, s->local ? "-." : ""))
             return field_err(err, f, "is not a valid name");
         if (kv[i].value == NULL && !s->local)
             return field_err(err, f, "must be a string");

@@ -71,7 +71,8 @@ typedef struct kiln_job_output {
     size_t n_opts;
 } kiln_job_output_t;
 
-/* Limits of the build (0 = not set): see src/server/limits.h for their meaning. */
+/* Limits of the build (0 = not set): memory (bytes) and pids of each step, CPU seconds of
+ * each process, wall time of the whole job (seconds), disk (bytes each step may write). */
 typedef struct kiln_job_limits {
     uint64_t memory, pids, cpu_time, wall_time, disk;
 } kiln_job_limits_t;
