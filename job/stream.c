@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/events.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
 
@@ -57,37 +58,35 @@ json_t *kiln_job_event_new(const kiln_job_spec_t *s, const char *type)
 
 json_t *kiln_job_event_from_progress(const kiln_job_spec_t *s, const char *line)
 {
-    json_t *p = line[0] == '{' ? json_loads(line, JSON_REJECT_DUPLICATES, NULL) : NULL;
-    json_t *step = json_object_get(p, "step"), *text = json_object_get(p, "text");
-    const char *kind = json_string_value(json_object_get(p, "event"));
+    kiln_step_event_t p;
     json_t *ev = NULL;
 
-    if (!json_is_integer(step) || kind == NULL) {
-        json_decref(p);
+    if (kiln_step_event_parse(line, &p) < 0)
         return NULL;
-    }
-    if (strcmp(kind, "start") == 0) {
+    switch (p.kind) {
+    case KILN_STEP_EVENT_START:
         ev = kiln_job_event_new(s, "step_start");
-        if (json_is_string(text))
-            json_object_set(ev, "name", text);
-    } else if (strcmp(kind, "cached") == 0 || strcmp(kind, "done") == 0) {
-        json_t *secs = json_object_get(p, "seconds");
+        if (p.text != NULL)
+            json_object_set_new(ev, "name", json_string(p.text));
+        break;
+    case KILN_STEP_EVENT_CACHED:
+    case KILN_STEP_EVENT_DONE:
         ev = kiln_job_event_new(s, "step_end");
-        json_object_set_new(ev, "cache_hit", json_boolean(strcmp(kind, "cached") == 0));
-        if (json_is_number(secs))
-            json_object_set(ev, "seconds", secs);
-    } else if (strcmp(kind, "error") == 0) {
+        json_object_set_new(ev, "cache_hit", json_boolean(p.kind == KILN_STEP_EVENT_CACHED));
+        if (p.seconds >= 0)
+            json_object_set_new(ev, "seconds", json_real(p.seconds));
+        break;
+    case KILN_STEP_EVENT_ERROR:
         ev = kiln_job_event_new(s, "step_end");
-        json_object_set_new(ev, "error",
-                            json_string(json_is_string(text) ? json_string_value(text) : ""));
-    } else if (strcmp(kind, "log") == 0) {
+        json_object_set_new(ev, "error", json_string(p.text ? p.text : ""));
+        break;
+    case KILN_STEP_EVENT_LOG:
         ev = kiln_job_event_new(s, "log");
-        json_object_set_new(ev, "text",
-                            json_string(json_is_string(text) ? json_string_value(text) : ""));
+        json_object_set_new(ev, "text", json_string(p.text ? p.text : ""));
+        break;
     }
-    if (ev)
-        json_object_set(ev, "step", step);
-    json_decref(p);
+    json_object_set_new(ev, "step", json_integer(p.step));
+    kiln_step_event_clear(&p);
     return ev;
 }
 
