@@ -2,7 +2,12 @@
  * the Dockerfile, sets up the build's work dirs and cache namespace, solves and runs the
  * target, writes the image (config with history, manifest) into the store; the fetch
  * policies of a build; the local export of a built image. */
+#include "engine/build.h"
+
 #include "engine/engine.h"
+#include "engine/remote_cache.h"
+#include "engine/snapshot.h"
+#include "engine/solve.h"
 
 int kiln_build_finish_image(engine_t *e, stage_t *st, kiln_build_result_t *res, kiln_error_t *err)
 {

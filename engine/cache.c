@@ -2,7 +2,7 @@
  * what the step is (kiln_cache_key_step); an entry is a store ref cache/<key> (or
  * cache/ns/NAME/<key>) naming the layer and config the step made; lookup restores them,
  * store writes them. A namespaced build reuses only blobs its namespace fetched or built. */
-#include "engine/engine.h"
+#include "engine/cache.h"
 
 void kiln_cache_key_step(kiln_digest_t *key, const char *what, const char *extra)
 {

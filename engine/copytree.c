@@ -5,7 +5,9 @@
  * stat cache) for cache keys. Everything opened under a dirfd, O_NOFOLLOW. */
 #include "engine/copytree.h"
 
-#include "engine/engine.h"
+#include "engine/copytree.h"
+
+#include "engine/cache.h"
 
 /* What a FIFO, socket or device is called in messages. */
 const char *kiln_copytree_special_kind(mode_t m)

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "engine/statcache.h"
+#include "engine/strv.h"
 #include "handlers/dockerfile/dockerignore.h"
 #include "oci/digest.h"
 #include "utils/error.h"
@@ -66,5 +67,8 @@ int kiln_copytree_source_at(int rootfd, const char *canon, int *dirfd, const cha
  * it, which is what is hashed) into c->hash. -1 with err. */
 int kiln_copytree_hash_source(kiln_copytree_t *c, int rootfd, const char *canon,
                               const char *written, kiln_error_t *err);
+
+/* The sorted names of the directory fd (without . and ..) appended to out. */
+int kiln_copytree_list_dir(int fd, const char *what, strv_t *out, kiln_error_t *err);
 
 #endif

@@ -6,6 +6,7 @@
 
 #include "engine/build.h"
 #include "engine/copytree.h"
+#include "engine/strv.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -52,55 +53,6 @@
 #define ADD_URL_MAX (512u << 20)
 #define LOG_TAIL 20
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-typedef struct strv {
-    char **v;
-    size_t n;
-} strv_t;
-
-static inline void strv_add(strv_t *s, char *owned)
-{
-    s->v = kiln_xrealloc(s->v, (s->n + 2) * sizeof(char *));
-    s->v[s->n++] = owned;
-    s->v[s->n] = NULL;
-}
-
-static inline void strv_clear(strv_t *s)
-{
-    for (size_t i = 0; i < s->n; i++)
-        free(s->v[i]);
-    free(s->v);
-    s->v = NULL;
-    s->n = 0;
-}
-
-/* Sets "K=V" in s, replacing an existing K. */
-static inline void kv_set(strv_t *s, const char *k, const char *v)
-{
-    size_t kl = strlen(k);
-    for (size_t i = 0; i < s->n; i++) {
-        if (strncmp(s->v[i], k, kl) == 0 && (s->v[i][kl] == '=' || s->v[i][kl] == '\0')) {
-            free(s->v[i]);
-            s->v[i] = kiln_xasprintf("%s=%s", k, v);
-            return;
-        }
-    }
-    strv_add(s, kiln_xasprintf("%s=%s", k, v));
-}
-
-static inline const char *kv_get(const strv_t *s, const char *k)
-{
-    size_t kl = strlen(k);
-    for (size_t i = s->n; i > 0; i--)
-        if (strncmp(s->v[i - 1], k, kl) == 0 && s->v[i - 1][kl] == '=')
-            return s->v[i - 1] + kl + 1;
-    return NULL;
-}
-
-static inline char tolower_ascii(char c)
-{
-    return c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
-}
 
 typedef struct layer {
     kiln_descriptor_t desc;
@@ -162,11 +114,6 @@ typedef struct used_args {
     strv_t used;
 } used_args_t;
 
-static inline int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 typedef struct expand_ctx {
     engine_t *e;
     stage_t *st;
@@ -179,114 +126,13 @@ typedef struct bind_src {
     char *as;     /* context: the source as written (hashed so, as before) */
 } bind_src_t;
 
-/* engine/events.c */
+/* The engine's progress output (engine/events.c): a line to the request's log callback,
+ * a step's event in the request's progress form, a monotonic clock in seconds. */
 void kiln_engine_log(engine_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void kiln_engine_event(engine_t *e, int step, const char *event, const char *text, double secs);
 double kiln_engine_now(void);
 
-/* engine/expand.c */
-int kiln_expand_word(engine_t *e, const stage_t *st, const char *word, used_args_t *u, char **out,
-                     kiln_error_t *err);
-int kiln_expand_raw(engine_t *e, const stage_t *st, const char *text, char **out,
-                    kiln_error_t *err);
-const char *kiln_expand_build_arg(engine_t *e, const char *name);
-int kiln_expand_cb(void *ctx, const char *word, char **out, kiln_error_t *err);
-
-/* engine/step_meta.c */
-void kiln_step_history(engine_t *e, stage_t *st, const char *created_by, int empty);
-int kiln_step_workdir(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_t *err);
-int kiln_step_meta(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_t *err);
-
-/* engine/cache.c */
-void kiln_cache_key_step(kiln_digest_t *key, const char *what, const char *extra);
-char *kiln_cache_ref(const engine_t *e, const kiln_digest_t *key);
-bool kiln_cache_ns_knows(engine_t *e, const kiln_digest_t *d);
-void kiln_cache_ns_note(engine_t *e, const kiln_digest_t *d);
-int kiln_cache_lookup(engine_t *e, stage_t *st, const kiln_digest_t *key, bool *hit,
-                      kiln_error_t *err);
-int kiln_cache_store(engine_t *e, stage_t *st, const kiln_digest_t *key, const layer_t *l,
-                     kiln_error_t *err);
-void kiln_cache_hash_str(kiln_sha256_t *h, const char *s);
-
-/* engine/remote_cache.c */
-int kiln_remote_cache_pull(engine_t *e, const char *ref, kiln_registry_image_t *ri,
-                           kiln_error_t *err);
-int kiln_remote_cache_registry(engine_t *e, kiln_error_t *err);
-int kiln_remote_cache_import(engine_t *e, const char *ref, kiln_error_t *err);
-int kiln_remote_cache_export(engine_t *e, const stage_t *target, kiln_error_t *err);
-
-/* engine/snapshot.c */
-bool kiln_snapshot_is_chroot(const kiln_build_request_t *req);
-int kiln_snapshot_lower_dir(engine_t *e, const layer_t *l, char **out, kiln_error_t *err);
-int kiln_snapshot_commit_layer(engine_t *e, stage_t *st, const char *dir, int overlay, layer_t *out,
-                               kiln_error_t *err);
-int kiln_snapshot_commit_step(engine_t *e, stage_t *st, const char *dir, int overlay,
-                              const char *created_by, const kiln_digest_t *key, kiln_error_t *err);
-int kiln_snapshot_extract(engine_t *e, stage_t *st, const char *path, const char *dir,
-                          kiln_error_t *err);
-int kiln_snapshot_resolve(engine_t *e, stage_t *st, const char *path, unsigned flags, char **out,
-                          char **dir, kiln_error_t *err);
-int kiln_snapshot_rootfs(engine_t *e, stage_t *st, char **out, kiln_error_t *err);
-
-/* engine/user.c */
-bool kiln_user_all_digits(const char *s);
-int kiln_user_resolve(engine_t *e, stage_t *st, const char *spec, uid_t *uid, gid_t *gid,
-                      kiln_error_t *err);
-
-/* engine/step_from.c */
-int kiln_step_from_image(engine_t *e, stage_t *st, const char *ref, kiln_error_t *err);
-int kiln_step_from(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_t *err);
-
-/* engine/mounts.c */
-int kiln_mounts_bind_source(int rootfd, const char *src, const char *what, char **out,
-                            kiln_error_t *err);
-int kiln_mounts_insecure_copy(engine_t *e, char **src, char **view, kiln_error_t *err);
-int kiln_mounts_parse(engine_t *e, stage_t *st, const char *spec, kiln_mount_t *m, char **owned,
-                      int *lock_fd, bind_src_t *bs, kiln_error_t *err);
-
-/* engine/step_run.c */
-int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_t *err);
-
-/* engine/copytree.c (the rest: engine/copytree.h) */
-int kiln_copytree_list_dir(int fd, const char *what, strv_t *out, kiln_error_t *err);
-
-/* engine/fetch.c */
-char *kiln_fetch_url_basename(const char *url);
-int kiln_fetch_url(engine_t *e, const char *url, const char *checksum, char **file,
-                   kiln_digest_t *digest, kiln_error_t *err);
-
-/* engine/step_copy.c */
-int kiln_step_copy_hash_context(engine_t *e, const char *canon, const char *written,
-                                kiln_digest_t *out, kiln_error_t *err);
-int kiln_step_copy_mkdirs_in(const char *root, const char *path, int *out, kiln_error_t *err);
-int kiln_step_copy_stage_root(engine_t *e, stage_t *dep, const strv_t *srcs, const char **root,
-                              char **view, kiln_error_t *err);
-int kiln_step_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_add,
-                   kiln_error_t *err);
-
-/* engine/solve.c */
-/* The dependency graph of a build: deps[i][k] when stage i reads stage k (FROM, COPY/ADD
- * --from, RUN --mount from=), needed[i] when the target needs stage i (directly or not). */
-typedef struct kiln_solve_graph {
-    size_t n, target;
-    bool **deps;
-    bool *needed;
-} kiln_solve_graph_t;
-stage_t *kiln_solve_find(engine_t *e, const char *name, size_t before);
-void kiln_solve_graph(engine_t *e, const stage_t *target, kiln_solve_graph_t *g);
-void kiln_solve_graph_free(kiln_solve_graph_t *g);
-/* The next wave: needed stages other than the target, not started (state 0), whose
- * dependencies are built (state 2), at most MAX_PARALLEL, into wave[]; their count. */
-size_t kiln_solve_wave(const kiln_solve_graph_t *g, const int *state, size_t *wave);
-/* The order the stages run in when every one succeeds: wave after wave, then the
- * target; order[] has room for g->n; returns how many stages run. */
-size_t kiln_solve_order(const kiln_solve_graph_t *g, size_t *order);
-int kiln_solve_run_stage(engine_t *e, stage_t *st, kiln_error_t *err);
-int kiln_solve_run(engine_t *e, stage_t *target, kiln_error_t *err);
-int kiln_solve_split(engine_t *e, kiln_error_t *err);
-void kiln_solve_stage_clear(stage_t *st);
-
-/* engine/build.c */
+/* The image of the target stage written into the store (engine/build.c). */
 int kiln_build_finish_image(engine_t *e, stage_t *st, kiln_build_result_t *res, kiln_error_t *err);
 
 #endif

@@ -1,6 +1,6 @@
 /* kiln — word expansion inside a stage: the ARG and ENV variables a stage sees, the
  * build args a word used (for the step's cache key), heredoc bodies expanded raw. */
-#include "engine/engine.h"
+#include "engine/expand.h"
 
 /* The variables visible to word expansion in a stage: ARGs then ENV (ENV wins). */
 static void stage_vars(const stage_t *st, strv_t *out)

@@ -1,6 +1,6 @@
 /* kiln — ADD <url>: a download under the build's fetch policy, capped in size, checked
  * against --checksum, named as the URL's last path component. */
-#include "engine/engine.h"
+#include "engine/fetch.h"
 
 /* The URL without userinfo and query, for messages (tokens stay out of logs). */
 static char *url_for_display(const char *url)

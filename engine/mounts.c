@@ -1,7 +1,9 @@
 /* kiln — RUN --mount: cache (shared or private instances, per namespace), secret (a
  * private 0400 copy of the caller's file or value), ssh, tmpfs, and bind (from the
  * context or a stage, resolved in its root; private copies for an insecure step). */
-#include "engine/engine.h"
+#include "engine/mounts.h"
+
+#include "engine/solve.h"
 
 /* Finds --secret id=ID's source: src=/source=FILE, or env=VAR (keys in any
  * order; without either, the environment variable named ID). */

@@ -1,7 +1,9 @@
 /* kiln — the registry cache: the registry client of a build, pulls that honour the
  * cache namespace, cache import (--cache-from: entries of an image merged into the local
  * cache) and export (--cache-to: this build's entries pushed as an image). */
-#include "engine/engine.h"
+#include "engine/remote_cache.h"
+
+#include "engine/cache.h"
 
 /* kiln_registry_pull hooks: a blob another namespace stored is fetched again */
 static int pull_may_reuse(void *ud, const kiln_digest_t *d)

@@ -2,7 +2,10 @@
  * (unpacked once, marked with the blob they came from), commit of a step's changes as a
  * layer (the upper dir of a RUN, the staging tree of a COPY), a stage's merged rootfs and
  * in-stage path resolution through the overlay rules. */
-#include "engine/engine.h"
+#include "engine/snapshot.h"
+
+#include "engine/cache.h"
+#include "engine/step_meta.h"
 
 /* Whether steps run in chroot isolation (no user namespace). */
 bool kiln_snapshot_is_chroot(const kiln_build_request_t *req)

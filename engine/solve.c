@@ -2,7 +2,14 @@
  * stages a target needs (FROM, --from, --mount from=; unused stages are skipped), the
  * order they run in (independent stages in parallel threads, in waves), and a stage's
  * instructions dispatched to the steps (ONBUILD triggers first). */
-#include "engine/engine.h"
+#include "engine/solve.h"
+
+#include "engine/expand.h"
+#include "engine/step_copy.h"
+#include "engine/step_from.h"
+#include "engine/step_meta.h"
+#include "engine/step_run.h"
+#include "engine/user.h"
 
 static char *upper_kw(const char *kw)
 {

@@ -1,7 +1,16 @@
 /* kiln — COPY and ADD: sources from the context, a named context or a stage (globs,
  * .dockerignore, heredocs, URLs, local archives unpacked by ADD) hashed into the step's
  * cache key, then on a miss copied into a staging tree and committed as a layer. */
-#include "engine/engine.h"
+#include "engine/step_copy.h"
+
+#include "engine/cache.h"
+#include "engine/copytree.h"
+#include "engine/expand.h"
+#include "engine/fetch.h"
+#include "engine/snapshot.h"
+#include "engine/solve.h"
+#include "engine/step_from.h"
+#include "engine/user.h"
 
 /* A skipped entry of a COPY, on the step's log. */
 static void copy_note(void *ctx, int step, const char *msg)

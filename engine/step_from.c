@@ -1,6 +1,10 @@
 /* kiln — FROM: scratch, an earlier stage, a named context, an oci:DIR[:TAG] layout
  * (in server mode only beneath an allowed dir) or a registry image. */
-#include "engine/engine.h"
+#include "engine/step_from.h"
+
+#include "engine/expand.h"
+#include "engine/remote_cache.h"
+#include "engine/solve.h"
 
 static void stage_take_layers_of(stage_t *st, const kiln_descriptor_t *layers, size_t n,
                                  json_t *config)

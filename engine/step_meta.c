@@ -1,6 +1,11 @@
 /* kiln — the instructions that only change the image config (WORKDIR, ARG, ENV, LABEL,
  * USER, CMD, …): one history entry each, no layer (WORKDIR may make its directory). */
-#include "engine/engine.h"
+#include "engine/step_meta.h"
+
+#include "engine/cache.h"
+#include "engine/expand.h"
+#include "engine/snapshot.h"
+#include "engine/step_copy.h"
 
 void kiln_step_history(engine_t *e, stage_t *st, const char *created_by, int empty)
 {

@@ -1,7 +1,13 @@
 /* kiln — RUN: the step's command in the sandbox over the stage's lower dirs with a fresh
  * upper dir, its mounts, network, limits and entitlements; its key, cache hit, and the
  * commit of its changes; the last lines of a failing step in its error. */
-#include "engine/engine.h"
+#include "engine/step_run.h"
+
+#include "engine/cache.h"
+#include "engine/mounts.h"
+#include "engine/snapshot.h"
+#include "engine/step_copy.h"
+#include "engine/user.h"
 
 static void run_log(void *opaque, kiln_log_stream_t stream, const struct timespec *ts,
                     const char *line, size_t len)

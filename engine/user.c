@@ -1,6 +1,8 @@
 /* kiln — USER and --chown names: uid/gid from the stage's own /etc/passwd and /etc/group,
  * read inside their layer dir (a link to the host's file is not followed). */
-#include "engine/engine.h"
+#include "engine/user.h"
+
+#include "engine/snapshot.h"
 
 /* Finds name in an /etc/passwd- or /etc/group-style file of the stage (read
  * inside the stage's tree: a link there never leads to the host's file);

@@ -16,8 +16,8 @@
 
 #include <cmocka.h>
 
+#include "engine/cache.h"
 #include "engine/copytree.h"
-#include "engine/engine.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"

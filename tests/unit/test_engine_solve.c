@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "engine/engine.h"
+#include "engine/solve.h"
 #include "utils/mem.h"
 
 typedef struct solved {

@@ -1,0 +1,14 @@
+/* kiln — RUN --mount: cache, secret, ssh, tmpfs and bind mounts of a step (see mounts.c).
+ * Internal to the engine: what engine/mounts.c offers the other engine files. */
+#ifndef KILN_ENGINE_MOUNTS_H
+#define KILN_ENGINE_MOUNTS_H
+
+#include "engine/engine.h"
+
+int kiln_mounts_bind_source(int rootfd, const char *src, const char *what, char **out,
+                            kiln_error_t *err);
+int kiln_mounts_insecure_copy(engine_t *e, char **src, char **view, kiln_error_t *err);
+int kiln_mounts_parse(engine_t *e, stage_t *st, const char *spec, kiln_mount_t *m, char **owned,
+                      int *lock_fd, bind_src_t *bs, kiln_error_t *err);
+
+#endif

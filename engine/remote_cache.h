@@ -1,0 +1,15 @@
+/* kiln — the registry client of a build, its pulls, --cache-from and --cache-to (see
+ * remote_cache.c). Internal to the engine: what engine/remote_cache.c offers the other engine
+ * files. */
+#ifndef KILN_ENGINE_REMOTE_CACHE_H
+#define KILN_ENGINE_REMOTE_CACHE_H
+
+#include "engine/engine.h"
+
+int kiln_remote_cache_pull(engine_t *e, const char *ref, kiln_registry_image_t *ri,
+                           kiln_error_t *err);
+int kiln_remote_cache_registry(engine_t *e, kiln_error_t *err);
+int kiln_remote_cache_import(engine_t *e, const char *ref, kiln_error_t *err);
+int kiln_remote_cache_export(engine_t *e, const stage_t *target, kiln_error_t *err);
+
+#endif
