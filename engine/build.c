@@ -180,7 +180,9 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
     }
     if (load_dockerfile(req, ctxfd, &e->df, &dfdir, &dfpath, err) < 0)
         goto out;
-    if (kiln_dockerignore_load(ctxfd, dfdir, dfpath, &e->ignore, err) < 0)
+    if (kiln_dockerignore_load(ctxfd, dfdir, dfpath, &e->ignore, err) < 0 ||
+        (req->ignore_file != NULL &&
+         kiln_dockerignore_add_file(e->ignore, ctxfd, req->ignore_file, err) < 0))
         goto out;
     for (size_t i = 0; i < req->n_build_args; i++) {
         const char *a = req->build_args[i];

@@ -95,6 +95,9 @@ typedef struct kiln_build_request {
     /* The stat cache (engine/statcache) of the build context is that of this
      * identity (a server passes "git <repo> <subdir>", so every checkout of the
      * repository shares it); NULL = the context's canonical path. */
+    /* another ignore file of the context whose patterns follow .dockerignore's
+     * (".kilnignore" for an auto build), or NULL */
+    const char *ignore_file;
     const char *context_id;
     /* The total cap of the namespace's stat cache in bytes: 0 the default
      * (KILN_STATCACHE_DEFAULT_MAX), negative no stat cache. */

@@ -122,14 +122,20 @@ int kiln_mounts_insecure_copy(engine_t *e, char **src, char **view, kiln_error_t
         kiln_fs_rm_rf(dir, NULL);
         return -1;
     }
+    free(copy);
+    kiln_mounts_use_copy(src, view, steal_pointer(&dir));
+    return 0;
+}
+
+void kiln_mounts_use_copy(char **src, char **view, char *dir)
+{
     free(*src);
-    *src = copy;
+    *src = kiln_xasprintf("%s/t", dir);
     if (*view != NULL) {
         kiln_fs_rm_rf(*view, NULL);
         free(*view);
     }
-    *view = steal_pointer(&dir);
-    return 0;
+    *view = dir;
 }
 
 int kiln_mounts_parse(engine_t *e, stage_t *st, const char *spec, kiln_mount_t *m, char **owned,

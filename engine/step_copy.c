@@ -7,6 +7,7 @@
 #include "engine/copytree.h"
 #include "engine/expand.h"
 #include "engine/fetch.h"
+#include "engine/mounts.h"
 #include "engine/snapshot.h"
 #include "engine/solve.h"
 #include "engine/step_from.h"
@@ -80,6 +81,54 @@ int kiln_step_copy_hash_context(engine_t *e, const char *canon, const char *writ
     }
     kiln_statcache_free(sc);
     return r;
+}
+
+/* A RUN bind mount of the context sees what COPY would: the context path
+ * canon (canonical in the context) is copied, ignore rules applied and .git
+ * left out, into a private directory; *src becomes the copy (the caller's own
+ * files are then never under the step, even an insecure one) and *view the
+ * directory to remove after the step. -1 with err. */
+int kiln_step_copy_context_view(engine_t *e, const char *canon, char **src, char **view,
+                                kiln_error_t *err)
+{
+    kiln_copytree_t c = {.note = copy_note,
+                         .note_ctx = e,
+                         .ignore = e->ignore,
+                         .uid = -1,
+                         .gid = -1,
+                         .mode = -1,
+                         .quiet = true};
+    _cleanup_free_ char *dir = NULL;
+    _cleanup_close_ int rootfd = -1;
+    _cleanup_close_ int sdir = -1;
+    _cleanup_close_ int droot = -1;
+    const char *name;
+    int r;
+
+    if (kiln_fs_mkdtemp(e->work, "bindctx-", &dir, err) < 0)
+        return -1;
+    r = kiln_pathres_open_root(e->req->context_dir, &rootfd, err) < 0 ||
+                kiln_pathres_open_root(dir, &droot, err) < 0 ||
+                kiln_copytree_source_at(rootfd, canon, &sdir, &name, err) < 0
+            ? -1
+            : 0;
+    if (r == 0) {
+        c.dest_root = droot;
+        r = kiln_copytree_entry(&c, sdir, name, canon + 1, droot, "t", err);
+        kiln_copytree_clear(&c);
+        if (r == 0 && faccessat(droot, "t", F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+            r = kiln_error_set(err, ENOENT,
+                               "bind mount source %s: excluded from the build context (%s)",
+                               canon + 1,
+                               kiln_dockerignore_is_git(canon + 1) ? ".git is never part of it"
+                                                                   : "by .dockerignore");
+    }
+    if (r < 0) {
+        kiln_fs_rm_rf(dir, NULL);
+        return -1;
+    }
+    kiln_mounts_use_copy(src, view, steal_pointer(&dir));
+    return 0;
 }
 
 static bool has_glob(const char *s)
@@ -362,6 +411,16 @@ static int copy_sources(const kiln_df_node_t *n, int rootfd, const kiln_dockerig
                 (kiln_dockerignore_excluded(ign, rel) ||
                  (strcmp(m, ".") != 0 && kiln_dockerignore_excluded(ign, m))))
                 ok = false;
+            if (ok && ign && kiln_dockerignore_is_git(rel)) {
+                if (has_glob(s))
+                    continue;
+                strv_clear(&cands);
+                return kiln_error_set(err, 0,
+                                      "Dockerfile:%d: \"/%s\": .git is never part of the build "
+                                      "context (pass what the build needs from it as a build "
+                                      "argument): %s",
+                                      n->start_line, s, n->original);
+            }
             if (!ok && has_glob(s))
                 continue;
             if (!ok) {

@@ -5,6 +5,8 @@
 
 #include "engine/engine.h"
 
+int kiln_step_copy_context_view(engine_t *e, const char *canon, char **src, char **view,
+                                kiln_error_t *err);
 int kiln_step_copy_hash_context(engine_t *e, const char *canon, const char *written,
                                 kiln_digest_t *out, kiln_error_t *err);
 int kiln_step_copy_mkdirs_in(const char *root, const char *path, int *out, kiln_error_t *err);

@@ -238,10 +238,15 @@ int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
         const char *root = NULL;
         char *src;
         int r;
-        if (binds[i].context && sec.insecure) {
-            /* the context is the caller's own directory: not writable either */
-            if (kiln_mounts_insecure_copy(e, &owned[2 * i], &views[i], err) < 0) {
-                kiln_error_prefix(err, "Dockerfile:%d: RUN bind mount", n->start_line);
+        if (binds[i].context) {
+            /* the step sees the context as COPY does (no .git, nothing ignored), from a
+             * private copy: the caller's own directory is never under it, even writable
+             * by an insecure step */
+            const char *rel = owned[2 * i] + strlen(e->req->context_dir);
+            if (kiln_step_copy_context_view(e, rel[0] ? rel : "/", &owned[2 * i], &views[i], err) <
+                0) {
+                kiln_error_prefix(err, "Dockerfile:%d: RUN bind mount of the context",
+                                  n->start_line);
                 goto out;
             }
             mounts[i].src = owned[2 * i];

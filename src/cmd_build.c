@@ -975,6 +975,7 @@ int kiln_cmd_build(int argc, char **argv)
             fprintf(stderr, "auto-build: provider %s, target %s\n", ab.plan->provider, ab.target);
             req.dockerfile_text = ab.dockerfile;
             req.dockerfile_len = strlen(ab.dockerfile);
+            req.ignore_file = ".kilnignore";
             if (o.target == NULL)
                 o.target = ab.target;
             if (ab.context && add(o.contexts, &o.n_contexts, ab.context)) {

@@ -184,17 +184,15 @@ static bool pattern_match(const di_pattern_t *p, const char *path, size_t n)
     return glob(&m, p->pat, strlen(p->pat), path, n);
 }
 
-int kiln_dockerignore_parse(const char *text, size_t len, kiln_dockerignore_t **out,
-                            kiln_error_t *err)
+/* Appends the patterns of text to di. -1 with err (di keeps what it had). */
+static int parse_into(kiln_dockerignore_t *di, const char *text, size_t len, kiln_error_t *err)
 {
-    kiln_dockerignore_t *di;
     const char *p = text, *end = text + len;
     bool first = true;
 
     if (len > KILN_DOCKERIGNORE_MAX)
         return kiln_error_set(err, EFBIG, ".dockerignore: larger than %u bytes",
                               KILN_DOCKERIGNORE_MAX);
-    di = kiln_xzalloc(sizeof(*di));
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *le = nl ? nl : end, *s = p;
@@ -219,10 +217,8 @@ int kiln_dockerignore_parse(const char *text, size_t len, kiln_dockerignore_t **
             while (s < le && (*s == ' ' || (*s >= '\t' && *s <= '\r')))
                 s++;
         }
-        if (di->n >= DI_MAX_PATTERNS) {
-            kiln_dockerignore_free(di);
+        if (di->n >= DI_MAX_PATTERNS)
             return kiln_error_set(err, 0, ".dockerignore: more than %d patterns", DI_MAX_PATTERNS);
-        }
         raw = kiln_xstrndup(s, (size_t)(le - s));
         if (raw[0] != '\0') {
             clean = clean_path(raw);
@@ -239,7 +235,33 @@ int kiln_dockerignore_parse(const char *text, size_t len, kiln_dockerignore_t **
         di->shown[di->n] = kiln_xasprintf("%s%s", inv ? "!" : "", clean);
         di->shown[++di->n] = NULL;
     }
+    return 0;
+}
+
+int kiln_dockerignore_parse(const char *text, size_t len, kiln_dockerignore_t **out,
+                            kiln_error_t *err)
+{
+    kiln_dockerignore_t *di = kiln_xzalloc(sizeof(*di));
+
+    if (parse_into(di, text, len, err) < 0) {
+        kiln_dockerignore_free(di);
+        return -1;
+    }
     *out = di;
+    return 0;
+}
+
+int kiln_dockerignore_add_file(kiln_dockerignore_t *di, int ctxfd, const char *name,
+                               kiln_error_t *err)
+{
+    _cleanup_free_ char *text = NULL;
+    kiln_error_t le = {0};
+    size_t len = 0;
+
+    if (kiln_pathres_read_file(ctxfd, name, KILN_DOCKERIGNORE_MAX, &text, &len, &le) < 0)
+        return le.code == ENOENT ? 0 : kiln_error_set(err, 0, "%s", le.msg);
+    if (parse_into(di, text, len, err) < 0)
+        return kiln_error_prefix(err, "%s", name);
     return 0;
 }
 
@@ -284,11 +306,26 @@ void kiln_dockerignore_free(kiln_dockerignore_t *di)
     free(di);
 }
 
+bool kiln_dockerignore_is_git(const char *path)
+{
+    for (const char *p = path; p != NULL; p = strchr(p, '/')) {
+        p += *p == '/';
+        if (strncmp(p, ".git", 4) == 0 && (p[4] == '\0' || p[4] == '/'))
+            return true;
+    }
+    return false;
+}
+
 bool kiln_dockerignore_excluded(const kiln_dockerignore_t *di, const char *path)
 {
     bool matched = false;
     size_t n = strlen(path);
     const char *slash = memrchr(path, '/', n);
+
+    /* a repository's history and config (remotes with tokens) never enter a
+     * context, whatever the patterns say */
+    if (di != NULL && kiln_dockerignore_is_git(path))
+        return true;
 
     for (size_t i = 0; di && i < di->n; i++) {
         const di_pattern_t *p = &di->p[i];
@@ -309,6 +346,8 @@ bool kiln_dockerignore_excluded(const kiln_dockerignore_t *di, const char *path)
 bool kiln_dockerignore_may_reinclude(const kiln_dockerignore_t *di, const char *dir)
 {
     size_t dl = strlen(dir);
+    if (kiln_dockerignore_is_git(dir))
+        return false;
     for (size_t i = 0; di && i < di->n; i++) {
         const char *pat = di->p[i].pat;
         size_t lit = strcspn(pat, "*?[\\");

@@ -5,7 +5,12 @@
  * `*` matches within one path element, `?` one character, `[...]` a class,
  * `**` any number of elements (also none), `\x` a literal x. Patterns apply in
  * order, the last match wins, and a pattern matching a parent directory
- * matches everything below it. */
+ * matches everything below it.
+ *
+ * Unlike Docker's local contexts, kiln never lets a repository's `.git` (the
+ * directory, or the `.git` file of a worktree or submodule, at any depth) into
+ * a context, whatever the ignore file says: a `!.git` re-include is not
+ * honoured (BuildKit likewise drops `.git` from git contexts). */
 #ifndef KILN_HANDLERS_DOCKERFILE_DOCKERIGNORE_H
 #define KILN_HANDLERS_DOCKERFILE_DOCKERIGNORE_H
 
@@ -32,10 +37,19 @@ int kiln_dockerignore_parse(const char *text, size_t len, kiln_dockerignore_t **
 int kiln_dockerignore_load(int ctxfd, int dfdir, const char *dockerfile, kiln_dockerignore_t **out,
                            kiln_error_t *err);
 
+/* Adds the patterns of the ignore file name (read inside ctxfd like
+ * kiln_dockerignore_load, e.g. ".kilnignore") after those of di, so they win;
+ * no file adds nothing. -1 with err naming the file. */
+int kiln_dockerignore_add_file(kiln_dockerignore_t *di, int ctxfd, const char *name,
+                               kiln_error_t *err);
+
 void kiln_dockerignore_free(kiln_dockerignore_t *di);
 
+/* True when the context-relative path has an element named ".git": never in a context. */
+bool kiln_dockerignore_is_git(const char *path);
+
 /* True when the context-relative path (with '/' separators, no leading "./")
- * is excluded from the build context. */
+ * is excluded from the build context (always for a .git path). */
 bool kiln_dockerignore_excluded(const kiln_dockerignore_t *di, const char *path);
 
 /* True when an excluded directory must still be walked because a '!'

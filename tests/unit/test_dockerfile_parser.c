@@ -183,6 +183,34 @@ static void test_dockerignore(void **state)
     kiln_dockerignore_free(di);
 }
 
+/* .git never enters a context: at any depth (a submodule's or worktree's .git
+ * file too), whatever the patterns, a `!.git` re-include included; names that
+ * only start with .git are ordinary. */
+static void test_dockerignore_git(void **state)
+{
+    const char *t = "!.git\n!.git/config\n!**/.git\n";
+    kiln_dockerignore_t *di = NULL;
+    kiln_error_t err = {0};
+    (void)state;
+    assert_int_equal(kiln_dockerignore_parse("", 0, &di, &err), 0);
+    assert_true(kiln_dockerignore_excluded(di, ".git"));
+    assert_true(kiln_dockerignore_excluded(di, ".git/config"));
+    assert_true(kiln_dockerignore_excluded(di, "vendor/lib/.git"));
+    assert_false(kiln_dockerignore_excluded(di, ".gitignore"));
+    assert_false(kiln_dockerignore_excluded(di, ".github/workflows/x.yml"));
+    assert_false(kiln_dockerignore_excluded(di, "a.git/x"));
+    kiln_dockerignore_free(di);
+    assert_int_equal(kiln_dockerignore_parse(t, strlen(t), &di, &err), 0);
+    assert_true(kiln_dockerignore_excluded(di, ".git/config"));
+    assert_true(kiln_dockerignore_excluded(di, "sub/.git"));
+    assert_false(kiln_dockerignore_may_reinclude(di, ".git"));
+    assert_true(kiln_dockerignore_is_git("x/.git/HEAD"));
+    assert_false(kiln_dockerignore_is_git("x/.gitkeep"));
+    kiln_dockerignore_free(di);
+    /* NULL (not the main context: a stage, a named context) has no rules at all */
+    assert_false(kiln_dockerignore_excluded(NULL, ".git"));
+}
+
 static int expand_plain(void *ctx, const char *word, char **out, kiln_error_t *err)
 {
     char *vars[] = {"PORT=8080"};
@@ -268,6 +296,7 @@ int main(void)
         cmocka_unit_test(test_directives),
         cmocka_unit_test(test_shell_pattern_ops),
         cmocka_unit_test(test_dockerignore),
+        cmocka_unit_test(test_dockerignore_git),
         cmocka_unit_test(test_instructions_config),
         cmocka_unit_test(test_instructions_errors),
     };
