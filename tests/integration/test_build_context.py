@@ -4,8 +4,9 @@ tests/fixtures/context-git (a static site with a .dockerignore that also tries
 `!.git`, and a .kilnignore) gets a .git directory with a marker in its config
 and a submodule's .git file; then neither the image nor the static output of a
 `kiln build DIR` (with a Dockerfile: COPY . and a RUN bind mount of the
-context; and an auto build) holds .git or an ignored file. Hostile ignore
-files: a link to a host file, one over the size cap."""
+context; an auto build; a git source, by the CLI and by a server build) holds
+.git or an ignored file. Hostile ignore files: a link to a host file, one over
+the size cap."""
 import os
 import shutil
 import sys
@@ -134,7 +135,57 @@ if os.path.isdir(os.path.join(images, "base")):
     clean("auto build's static output", files)
     T.check("auto build: .kilnignore applies too (draft.html left out)", "draft.html" not in files
             and not any("IGNORED_MARKER_DRAFT" in c for c in files.values()), str(sorted(files)))
+
+    # --- a git source: the CLI's (file://) and a server build's (http on loopback) ---
+    import subprocess
+    from gitserve import serve_git
+    from server_common import TOKEN, Server
+    repo = os.path.join(T.tmp, "repo")
+    shutil.copytree(os.path.join(SRC, "tests", "fixtures", "context-git"), repo, symlinks=True)
+    g = ["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@example.test"]
+    subprocess.run(["git", "init", "-q", "-b", "main", repo], check=True)
+    subprocess.run(g + ["add", "-A"], check=True)
+    subprocess.run(g + ["commit", "-q", "-m", "site"], check=True)
+    subprocess.run(g + ["config", "remote.origin.url", f"https://u:{GIT_MARKER}@example.invalid/x.git"], check=True)
+    gout = os.path.join(T.tmp, "git-out")
+    r = kiln("build", "--root", ROOT, "--output", f"type=local,dest={gout}", "file://" + repo,
+             env={"KILN_IMAGE_PREFIX": "oci:" + images, "KILN_IMAGES_DIR": images}, timeout=1500)
+    T.check("auto build of a git source (file://) succeeds", r.returncode == 0, r.stderr[-3000:])
+    files = tree(gout) if os.path.isdir(gout) else {}
+    clean("git source's static output", files)
+
+    serve = os.path.join(T.tmp, "srv")
+    os.makedirs(serve)
+    subprocess.run(["git", "clone", "-q", "--bare", repo, os.path.join(serve, "site.git")], check=True)
+    gitsrv, git_base = serve_git(serve)
+    policy = {"allow_http_git": True, "allow_addresses": ["127.0.0.0/8"], "oci_dirs": [images]}
+    srv = Server(os.path.join(T.tmp, "srv-root"), workers=1, config={"tokens": [TOKEN], "policy": policy},
+                 extra=["--kiln-root", os.path.join(T.tmp, "kiln-root")],
+                 env={"KILN_IMAGE_PREFIX": "oci:" + images}).start()
+    st, body = srv.submit({"source": {"git": git_base + "/site.git", "ref": "main"}})
+    bid = body.get("id") if isinstance(body, dict) else None
+    T.check("server: the git source build is accepted", st == 202 and bid, body)
+    if bid:
+        srv.request("GET", "/v1/builds/%s/logs?follow=1" % bid, raw=True, timeout=600)
+        b = srv.get(bid)
+        T.check("server: the build succeeded", b.get("status") == "succeeded", b)
+        st, a = srv.request("GET", "/v1/builds/%s/artifacts" % bid)
+        paths = [f["path"] for f in a.get("files", [])] if isinstance(a, dict) else []
+        T.check("server: the site is in the artifacts", "site/index.html" in paths, a)
+        T.check("server: no .git and no ignored file in the artifacts (secret.env, logs/, draft.html)",
+                not [p for p in paths if ".git" in p.split("/") or p.split("/")[-1] in
+                     ("secret.env", "app.log", "draft.html")], paths)
+        for f in a.get("files", []) if isinstance(a, dict) else []:
+            st, data, _ = srv.request("GET", f["url"], raw=True)
+            if GIT_MARKER.encode() in data or any(m.encode() in data for m in IGNORED):
+                T.check("server: no marker in any artifact", False, f["path"])
+                break
+        else:
+            T.check("server: no marker in any artifact", True)
+    srv.term()
+    gitsrv.shutdown()
 else:
-    T.skip("auto build of the project", f"kiln's base image is not built ({images}/base: images/build.sh base)")
+    T.skip("auto and git-source builds of the project",
+           f"kiln's base image is not built ({images}/base: images/build.sh base)")
 
 T.done()
