@@ -305,19 +305,3 @@ void kiln_build_result_clear(kiln_build_result_t *res)
     free(res->steps);
     memset(res, 0, sizeof(*res));
 }
-
-int kiln_build_export_local(kiln_store_t *store, const kiln_build_result_t *res, const char *dest,
-                            kiln_error_t *err)
-{
-    if (kiln_fs_mkdir_p(dest, 0755, err) < 0)
-        return -1;
-    for (size_t i = 0; i < res->n_layers; i++) {
-        _cleanup_close_ int fd = -1;
-        kiln_unpack_opts_t o;
-        kiln_unpack_opts_init(&o);
-        if (kiln_store_open_blob(store, &res->layers[i].digest, &fd, NULL, err) < 0 ||
-            kiln_layer_unpack(fd, dest, &o, NULL, err) < 0)
-            return kiln_error_prefix(err, "exporting to %s", dest);
-    }
-    return 0;
-}

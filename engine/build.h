@@ -147,9 +147,4 @@ typedef enum kiln_build_fetch {
 int kiln_build_netpolicy(const kiln_build_request_t *req, kiln_build_fetch_t what,
                          kiln_netpolicy_t **out, kiln_error_t *err);
 
-/* Writes the final filesystem of a built image into dest (created when
- * missing): its layers applied in order. */
-int kiln_build_export_local(kiln_store_t *store, const kiln_build_result_t *res, const char *dest,
-                            kiln_error_t *err);
-
 #endif

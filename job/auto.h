@@ -71,20 +71,4 @@ int kiln_auto_build_prepare(const char *spec, const kiln_auto_build_opts_t *o,
                             kiln_auto_build_t *ab, kiln_error_t *err);
 void kiln_auto_build_release(kiln_auto_build_t *ab);
 
-/* Writes a Lambda deployment package: the files of `dir` (a function stage
- * exported with type=local) zipped into `zip` (sorted, fixed timestamps),
- * and function.json (handler, runtime, zip name, sha256) beside it. */
-int kiln_auto_write_function(const char *dir, const kiln_plan_t *plan, const char *zip,
-                             kiln_error_t *err);
-
-struct kiln_store;
-struct kiln_build_result;
-
-/* Handles the type=function outputs of `specs` after a build of the function
- * stage (export, zip, function.json) and removes them from the list, leaving
- * the others for the image/local writers. Specs: "type=function,dest=FILE.zip". */
-int kiln_auto_function_outputs(struct kiln_store *store, const struct kiln_build_result *res,
-                               const kiln_plan_t *plan, const char **specs, size_t *n,
-                               const char *tmp_parent, kiln_error_t *err);
-
 #endif

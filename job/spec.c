@@ -10,7 +10,6 @@
 
 #include "oci/reference.h"
 #include "utils/aws/notify.h"
-#include "utils/aws/s3.h"
 #include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
@@ -115,25 +114,12 @@ const char *kiln_job_output_get(const kiln_job_output_t *o, const char *key)
 
 /* ---- output types ---- */
 
-static const char *const k_dest[] = {"dest", NULL};
-static const char *const k_oci[] = {"dest", "tar", NULL};
-static const char *const k_push[] = {"name", "push", "ecr-create-repository", NULL};
-static const char *const k_s3[] = {
-    "dest", "cache-control", "part-size", "multipart-threshold", "concurrency", "full", NULL};
-static const char *const bool_keys[] = {"tar", "push", "ecr-create-repository", "full", NULL};
-
-static const kiln_job_output_type_t out_types[] = {
-    {"local", 1, k_dest},    {"oci", 1, k_oci},       {"docker", 1, k_dest}, {"tar", 1, k_dest},
-    {"function", 1, k_dest}, {"registry", 0, k_push}, {"image", 0, k_push},  {"s3", 0, k_s3},
-};
-#define OUT_TYPES_LIST "local, oci, docker, tar, function, registry, image, s3"
+/* The output types, their options and their own checks are the exporters' (export/). */
+#define OUT_TYPES_LIST kiln_exporter_names
 
 const kiln_job_output_type_t *kiln_job_output_type_find(const char *name)
 {
-    for (size_t i = 0; name && i < sizeof(out_types) / sizeof(out_types[0]); i++)
-        if (strcmp(out_types[i].name, name) == 0)
-            return &out_types[i];
-    return NULL;
+    return kiln_exporter_find(name);
 }
 
 static int in_list(const char *const *list, const char *s)
@@ -152,7 +138,7 @@ int kiln_job_output_type_is_file(const char *type)
 
 int kiln_job_output_key_is_bool(const char *key)
 {
-    return in_list(bool_keys, key);
+    return kiln_export_key_is_bool(key);
 }
 
 #define FILE_DEST_DEPTH_MAX 32
@@ -464,43 +450,22 @@ static int check_reference(const char *ref, const char *field, kiln_error_t *err
     return 0;
 }
 
-/* The bucket of an s3://BUCKET[/PREFIX] dest follows S3's naming rules (3 to 63 lower-case
- * letters, digits, '-' and '.', starting and ending with a letter or digit). */
-static int check_s3_bucket(const char *url, const char *field, kiln_error_t *err)
+/* The exporter's own checks of an output (an s3 dest's bucket and options), on a view of the
+ * job's options. */
+static int check_exporter(const kiln_job_output_type_t *t, const kiln_job_output_t *o,
+                          const char *field, kiln_error_t *err)
 {
-    const char *b = url + 5;
-    size_t n;
-
-    if (strncmp(url, "s3://", 5) != 0)
-        return field_err(err, field, "'%s' is not an s3://BUCKET[/PREFIX] URL", url);
-    n = strcspn(b, "/");
-    if (n < 3 || n > 63)
-        return field_err(err, field, "'%s': the bucket name must be 3 to 63 characters", url);
-    for (size_t i = 0; i < n; i++)
-        if (!(islower((unsigned char)b[i]) || isdigit((unsigned char)b[i]) ||
-              ((b[i] == '-' || b[i] == '.') && i > 0 && i + 1 < n)))
-            return field_err(err, field, "'%s': '%.*s' is not a valid bucket name", url, (int)n, b);
-    return 0;
-}
-
-/* An s3 output as `kiln build` will read it: the options handed to the S3 output parser. */
-static int check_s3_output(const kiln_job_output_t *o, const char *field, kiln_error_t *err)
-{
-    kiln_s3_output_t s3 = {0};
+    kiln_export_opts_t v = {.type = o->type, .n = o->n_opts};
     kiln_error_t e = {0};
-    kiln_buf_t b;
-    _cleanup_free_ char *spec = NULL;
     int ret;
 
-    kiln_buf_init(&b, 0);
-    kiln_buf_appendf(&b, NULL, "type=s3");
+    if (t->validate == NULL)
+        return 0;
+    v.kv = kiln_xmalloc((o->n_opts ? o->n_opts : 1) * sizeof(*v.kv));
     for (size_t k = 0; k < o->n_opts; k++)
-        kiln_buf_appendf(&b, NULL, ",%s=%s", o->opts[k].key, o->opts[k].value);
-    spec = kiln_buf_steal(&b, NULL);
-    if (check_s3_bucket(kiln_job_output_get(o, "dest"), field, err) < 0)
-        return -1;
-    ret = kiln_s3_output_parse(spec, &s3, &e);
-    kiln_s3_output_clear(&s3);
+        v.kv[k] = (kiln_export_kv_t){.key = o->opts[k].key, .value = o->opts[k].value};
+    ret = t->validate(&v, &e);
+    free(v.kv);
     return ret < 0 ? field_err(err, field, "%s", e.msg) : 0;
 }
 
@@ -552,8 +517,8 @@ static int check_output(const kiln_job_spec_t *s, size_t i, kiln_error_t *err)
         if (kiln_job_file_dest_check(kiln_job_output_get(o, "dest"), &e) < 0)
             return field_err(err, f, "%s", e.msg);
     }
-    if (strcmp(o->type, "s3") == 0)
-        return check_s3_output(o, f, err);
+    if (check_exporter(t, o, f, err) < 0)
+        return -1;
     if (kiln_job_output_pushes(o)) {
         const char *name = kiln_job_output_get(o, "name");
         snprintf(f, sizeof(f), "outputs[%zu].name", i);

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "export/export.h"
 #include "utils/error.h"
 
 /* The secret holding a git source's credential (a URL's userinfo or source.token): not a
@@ -142,13 +143,9 @@ kiln_job_secret_t *kiln_job_spec_add_secret(kiln_job_spec_t *s, const char *id);
 /* The value of an output option, or NULL. */
 const char *kiln_job_output_get(const kiln_job_output_t *o, const char *key);
 
-/* An output type: its name, whether it is written as files (and so needs a dest), and its
- * options besides "type" (NULL-terminated). */
-typedef struct kiln_job_output_type {
-    const char *name;
-    int file;
-    const char *const *keys;
-} kiln_job_output_type_t;
+/* An output type is its exporter (export/export.h): its name, whether it is written as files
+ * (and so needs a dest), its options besides "type" (NULL-terminated) and its own checks. */
+typedef kiln_exporter_t kiln_job_output_type_t;
 
 /* The output type called name (local, oci, docker, tar, function, registry, image, s3), or
  * NULL. */

@@ -14,6 +14,7 @@
 #include "engine/build.h"
 #include "engine/entitlement.h"
 #include "engine/statcache.h"
+#include "export/export.h"
 #include "job/auto.h"
 #include "job/event.h"
 #include "job/spec.h"
@@ -219,209 +220,76 @@ write:
     return r;
 }
 
-/* Exports the final filesystem into a fresh private directory under the kiln root (*dir:
- * the caller removes it); on failure nothing is left. */
-static int export_tmp(const char *root, const char *prefix, kiln_store_t *store,
-                      const kiln_build_result_t *res, char **dir, kiln_error_t *err)
+/* Turns what an exporter wrote into the completion event's outputs (and, for S3, a line on
+ * the terminal), as kiln build has always reported them. */
+static void output_done(void *ud, const kiln_export_result_t *r)
 {
-    _cleanup_free_ char *parent = kiln_xasprintf("%s/build/tmp", root);
+    json_t *ev = ud;
 
-    if (kiln_fs_mkdir_p(parent, 0711, err) < 0 || kiln_fs_mkdtemp(parent, prefix, dir, err) < 0)
-        return -1;
-    if (kiln_build_export_local(store, res, *dir, err) < 0) {
-        kiln_fs_rm_rf(*dir, NULL);
-        free(*dir);
-        *dir = NULL;
-        return -1;
+    if (strcmp(r->type, "s3") == 0) {
+        fprintf(stderr, "s3 %s: %zu files, %zu uploaded, %zu unchanged, %llu bytes\n", r->location,
+                r->files, r->uploaded, r->unchanged, (unsigned long long)r->bytes);
+        if (!r->failed)
+            kiln_event_add_output(ev, "s3",
+                                  json_pack("{s:s, s:I, s:I, s:I}", "url", r->location, "files",
+                                            (json_int_t)r->files, "uploaded",
+                                            (json_int_t)r->uploaded, "unchanged",
+                                            (json_int_t)r->unchanged));
+    } else if (strcmp(r->type, "oci") == 0 || strcmp(r->type, "docker") == 0) {
+        kiln_event_add_output(ev, "images",
+                              json_pack("{s:s, s:s, s:s}", "type", r->type, "dest", r->location,
+                                        "digest", r->digest));
+    } else if (strcmp(r->type, "registry") == 0) {
+        kiln_event_add_output(ev, "images",
+                              json_pack("{s:s, s:s, s:s}", "type", "registry", "ref", r->location,
+                                        "digest", r->digest));
+    } else if (strcmp(r->type, "local") == 0 || strcmp(r->type, "tar") == 0) {
+        kiln_event_add_output(ev, "local", json_pack("{s:s}", "dest", r->location));
     }
-    return 0;
+    /* a function zip is named by the function.json beside it, not in the event */
 }
 
-/* type=tar: the final filesystem as one uncompressed tarball at dest (buildx's type=tar),
- * written to a temp file beside it and renamed into place, so dest is whole or absent. */
-static int output_tar(const char *root, kiln_store_t *store, const kiln_build_result_t *res,
-                      const char *dest, kiln_error_t *err)
+/* 1 when spec is a type=function output. */
+static int is_function(const char *spec)
 {
-    _cleanup_free_ char *dir = NULL, *tmp = kiln_xasprintf("%s.tmp-XXXXXX", dest);
-    _cleanup_free_ char *parent = kiln_xstrdup(dest);
-    _cleanup_close_ int fd = -1;
-    char *slash = strrchr(parent, '/');
-    kiln_layer_opts_t lo;
-    kiln_layer_info_t info;
-    kiln_sink_t sink;
-    int ret;
-
-    if (slash && slash != parent) {
-        *slash = '\0';
-        if (kiln_fs_mkdir_p(parent, 0755, err) < 0)
-            return -1;
-    }
-    if (export_tmp(root, "tar-", store, res, &dir, err) < 0)
-        return -1;
-    fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0) {
-        kiln_fs_rm_rf(dir, NULL);
-        return kiln_error_set(err, errno, "create temp file for %s", dest);
-    }
-    kiln_layer_opts_init(&lo);
-    lo.compression = KILN_COMPRESSION_NONE;
-    sink = kiln_sink_fd(&fd);
-    ret = kiln_layer_write_dir(dir, &lo, &sink, &info, err);
-    if (ret == 0 && (fchmod(fd, 0644) < 0 || fsync(fd) < 0 || rename(tmp, dest) < 0))
-        ret = kiln_error_set(err, errno, "write %s", dest);
-    if (ret < 0)
-        unlink(tmp);
-    kiln_fs_rm_rf(dir, NULL);
-    return ret < 0 ? kiln_error_prefix(err, "--output type=tar,dest=%s", dest) : 0;
+    return strncmp(spec, "type=function", 13) == 0 && (spec[13] == ',' || spec[13] == '\0');
 }
 
-/* type=s3: exports the final filesystem to a private temp dir under the
- * kiln root and uploads it (incremental, with a deploy manifest). */
-static int output_s3(const char *spec, const char *root, kiln_store_t *store,
-                     const kiln_build_result_t *res, json_t *ev, kiln_error_t *err)
-{
-    kiln_s3_output_t s3 = {0};
-    kiln_s3_stats_t stats = {0};
-    _cleanup_free_ char *dir = NULL;
-    kiln_aws_t *aws;
-    int ret;
-
-    if (kiln_s3_output_parse(spec, &s3, err) < 0)
-        return -1;
-    ret = export_tmp(root, "s3-", store, res, &dir, err);
-    if (ret == 0) {
-        aws = kiln_aws_new(NULL);
-        ret = kiln_s3_upload_dir(aws, dir, s3.dest, &s3.opts, &stats, err);
-        kiln_aws_free(aws);
-        fprintf(stderr, "s3 %s: %zu files, %zu uploaded, %zu unchanged, %llu bytes\n", s3.dest,
-                stats.files, stats.uploaded, stats.skipped, stats.bytes);
-    }
-    if (ret == 0)
-        kiln_event_add_output(ev, "s3",
-                              json_pack("{s:s, s:I, s:I, s:I}", "url", s3.dest, "files",
-                                        (json_int_t)stats.files, "uploaded",
-                                        (json_int_t)stats.uploaded, "unchanged",
-                                        (json_int_t)stats.skipped));
-    if (dir)
-        kiln_fs_rm_rf(dir, NULL);
-    kiln_s3_output_clear(&s3);
-    return ret;
-}
-
-/* Registry progress while pushing: adds up the blobs actually uploaded (not those
- * the registry had or mounted). Events come one at a time (the client's lock). */
-static void count_pushed(void *ud, const kiln_registry_event_t *ev)
-{
-    if (ev->kind == KILN_REGISTRY_EV_BLOB_DONE)
-        *(uint64_t *)ud += ev->size;
-}
-
-/* Writes every --output; *pushed grows by the blob bytes uploaded to registries. */
+/* Writes every --output through its exporter (export/): the function zips of an auto-build
+ * first, then the others in order; *pushed grows by the blob bytes uploaded to registries. */
 static int do_outputs(const opts_t *o, const kiln_build_request_t *req, const char *root,
-                      kiln_store_t *store, const kiln_build_result_t *res, json_t *ev,
-                      uint64_t *pushed, kiln_error_t *err)
+                      kiln_store_t *store, const kiln_build_result_t *res,
+                      const kiln_auto_build_t *ab, json_t *ev, uint64_t *pushed, kiln_error_t *err)
 {
-    kiln_registry_t *reg = NULL;
+    _cleanup_free_ char *tmp = kiln_xasprintf("%s/build/tmp", root);
+    kiln_export_image_t img = {.store = store,
+                               .manifest = &res->manifest,
+                               .layers = res->layers,
+                               .n_layers = res->n_layers,
+                               .tags = o->n_tags ? (const char *const *)o->tags : NULL,
+                               .n_tags = o->n_tags};
+    kiln_export_ctx_t ctx = {.tmp_dir = tmp,
+                             .insecure = o->n_insecure ? o->insecure : NULL,
+                             .registry_config = o->registry_config,
+                             .ecr_create = o->ecr_create,
+                             .ecr_create_fn = kiln_cli_ecr_create_repositories,
+                             .function = ab->dockerfile != NULL,
+                             .function_handler = ab->plan ? ab->plan->handler : NULL,
+                             .function_runtime = ab->plan ? ab->plan->runtime : NULL,
+                             .result = output_done,
+                             .result_ud = ev};
     kiln_netpolicy_t *policy = NULL; /* a tenant's push names any registry: as for FROM */
-    char ds[KILN_DIGEST_STR_MAX];
     int ret = 0;
 
-    kiln_digest_str(&res->manifest.digest, ds);
-    for (size_t i = 0; i < o->n_outputs && ret == 0; i++) {
-        kiln_cli_output_t out = {0};
-        const char *dest;
-        int push = 0;
-        /* an S3 spec may hold commas in cache-control: it has its own parser */
-        if (strncmp(o->outputs[i], "type=s3,", 8) == 0 || strcmp(o->outputs[i], "type=s3") == 0) {
-            ret = output_s3(o->outputs[i], root, store, res, ev, err);
-            continue;
-        }
-        if (kiln_cli_output_parse(o->outputs[i], &out, err) < 0)
-            return -1;
-        dest = kiln_cli_output_get(&out, "dest");
-        if (strcmp(out.type, "oci") == 0 && dest) {
-            int tar = 0;
-            kiln_cli_output_get_bool(&out, "tar", 0, &tar, NULL);
-            ret = kiln_layout_write(store, dest, tar, &res->manifest, o->n_tags ? o->tags[0] : NULL,
-                                    err);
-            if (ret == 0)
-                kiln_event_add_output(
-                    ev, "images",
-                    json_pack("{s:s, s:s, s:s}", "type", "oci", "dest", dest, "digest", ds));
-        } else if (strcmp(out.type, "docker") == 0 && dest) {
-            ret = kiln_docker_archive_write(store, dest, &res->manifest,
-                                            (const char *const *)o->tags, err);
-            if (ret == 0)
-                kiln_event_add_output(
-                    ev, "images",
-                    json_pack("{s:s, s:s, s:s}", "type", "docker", "dest", dest, "digest", ds));
-        } else if (strcmp(out.type, "tar") == 0 && dest) {
-            ret = output_tar(root, store, res, dest, err);
-            if (ret == 0)
-                kiln_event_add_output(ev, "local", json_pack("{s:s}", "dest", dest));
-        } else if (strcmp(out.type, "local") == 0 && dest) {
-            ret = kiln_build_export_local(store, res, dest, err);
-            if (ret == 0)
-                kiln_event_add_output(ev, "local", json_pack("{s:s}", "dest", dest));
-        } else if (strcmp(out.type, "image") == 0 &&
-                   (kiln_cli_output_get_bool(&out, "push", 0, &push, err) < 0 || !push)) {
-            /* buildx's type=image without push=true: the image stays in the store */
-            ret = kiln_error_is_set(err) ? -1 : 0;
-        } else if (strcmp(out.type, "registry") == 0 || strcmp(out.type, "image") == 0) {
-            const char *name = kiln_cli_output_get(&out, "name");
-            const char *refs[MAX_LIST + 1];
-            size_t n = 0;
-            int ecr_create = 0;
-            kiln_blob_source_t src = kiln_registry_source_store(store);
-            if (kiln_cli_output_get_bool(&out, "ecr-create-repository", o->ecr_create, &ecr_create,
-                                         err) < 0) {
-                kiln_cli_output_free(&out);
-                return -1;
-            }
-            if (name)
-                refs[n++] = name;
-            for (size_t k = 0; k < o->n_tags && n < MAX_LIST; k++)
-                refs[n++] = o->tags[k];
-            if (n == 0) {
-                ret = kiln_error_set(err, 0, "--push / type=registry needs a name (-t NAME)");
-            } else {
-                if (reg == NULL) {
-                    kiln_registry_opts_t ro;
-                    kiln_registry_opts_init(&ro);
-                    ro.insecure = o->n_insecure ? o->insecure : NULL;
-                    if (o->registry_config)
-                        ro.config_file = o->registry_config;
-                    ro.progress = count_pushed;
-                    ro.progress_ud = pushed;
-                    if (kiln_build_netpolicy(req, KILN_BUILD_FETCH_REGISTRY, &policy, err) < 0) {
-                        kiln_cli_output_free(&out);
-                        return -1;
-                    }
-                    ro.policy = policy;
-                    if (kiln_registry_new(&ro, &reg, err) < 0) {
-                        kiln_cli_output_free(&out);
-                        kiln_netpolicy_free(policy);
-                        return -1;
-                    }
-                }
-                if (ecr_create)
-                    ret = kiln_cli_ecr_create_repositories(refs, n, err);
-                if (ret == 0)
-                    ret = kiln_registry_push(reg, &src, &res->manifest, refs, n, NULL, NULL, err);
-                for (size_t k = 0; ret == 0 && k < n; k++)
-                    kiln_event_add_output(ev, "images",
-                                          json_pack("{s:s, s:s, s:s}", "type", "registry", "ref",
-                                                    refs[k], "digest", ds));
-            }
-        } else {
-            ret = kiln_error_set(err, 0,
-                                 "unsupported output %s (need dest= for oci/docker/local/tar)",
-                                 o->outputs[i]);
-        }
-        kiln_cli_output_free(&out);
-    }
-    if (reg)
-        kiln_registry_free(reg);
+    if (kiln_build_netpolicy(req, KILN_BUILD_FETCH_REGISTRY, &policy, err) < 0)
+        return -1;
+    ctx.policy = policy;
+    for (int pass = ctx.function ? 0 : 1; pass < 2; pass++)
+        for (size_t i = 0; i < o->n_outputs && ret == 0; i++)
+            if (is_function(o->outputs[i]) == (pass == 0))
+                ret = kiln_export_run(&ctx, &img, o->outputs[i], err);
+    *pushed += ctx.pushed;
+    kiln_export_ctx_clear(&ctx);
     kiln_netpolicy_free(policy);
     return ret;
 }
@@ -451,28 +319,19 @@ static void spec_add_secret(kiln_job_spec_t *s, const char *arg)
     sec->env = env ? kiln_xstrdup(env) : NULL;
 }
 
-/* Adds one --output to s: its type and options (an s3 one through the S3 output parser,
+/* Adds one --output to s: its type and options (an s3 one as the S3 output parser reads it,
  * whose values may hold commas). */
 static int spec_add_output(kiln_job_spec_t *s, const char *arg, kiln_error_t *err)
 {
-    kiln_cli_output_t out = {0};
+    kiln_export_opts_t out = {0};
     kiln_job_output_t *o;
 
-    if (strncmp(arg, "type=s3,", 8) == 0 || strcmp(arg, "type=s3") == 0) {
-        kiln_s3_output_t s3 = {0};
-        if (kiln_s3_output_parse(arg, &s3, err) < 0)
-            return -1;
-        o = kiln_job_spec_add_output(s, "s3");
-        kiln_job_output_add_opt(o, "dest", s3.dest, KILN_JOB_VALUE_STRING);
-        kiln_s3_output_clear(&s3);
-        return 0;
-    }
-    if (kiln_cli_output_parse(arg, &out, err) < 0)
+    if (kiln_export_parse(arg, &out, err) < 0)
         return -1;
     o = kiln_job_spec_add_output(s, out.type);
     for (size_t i = 0; i < out.n; i++)
         kiln_job_output_add_opt(o, out.kv[i].key, out.kv[i].value, KILN_JOB_VALUE_STRING);
-    kiln_cli_output_free(&out);
+    kiln_export_opts_free(&out);
     return 0;
 }
 
@@ -764,17 +623,17 @@ int kiln_cmd_build(int argc, char **argv)
             break;
         case O_CACHE_FROM:
         case O_CACHE_TO: {
-            kiln_cli_output_t co = {0};
+            kiln_export_opts_t co = {0};
             const char *ref, *mode;
-            if (kiln_cli_output_parse(optarg, &co, &err) < 0 || strcmp(co.type, "registry") != 0 ||
-                (ref = kiln_cli_output_get(&co, "ref")) == NULL) {
-                kiln_cli_output_free(&co);
+            if (kiln_export_opts_parse(optarg, &co, &err) < 0 || strcmp(co.type, "registry") != 0 ||
+                (ref = kiln_export_opts_get(&co, "ref")) == NULL) {
+                kiln_export_opts_free(&co);
                 return kiln_cli_usage_error("build",
                                             "--cache-from/--cache-to want "
                                             "type=registry,ref=REF, got '%s'",
                                             optarg);
             }
-            mode = kiln_cli_output_get(&co, "mode");
+            mode = kiln_export_opts_get(&co, "mode");
             if (c == O_CACHE_FROM) {
                 /* ref points into optarg: keep the copy alive with the options */
                 const char *eq = strstr(optarg, "ref=");
@@ -782,7 +641,7 @@ int kiln_cmd_build(int argc, char **argv)
                 char *copy = kiln_xstrndup(eq + 4, len);
                 if (add(o.cache_from, &o.n_cache_from, copy)) {
                     free(copy);
-                    kiln_cli_output_free(&co);
+                    kiln_export_opts_free(&co);
                     return KILN_EXIT_USAGE;
                 }
             } else {
@@ -790,7 +649,7 @@ int kiln_cmd_build(int argc, char **argv)
                 o.cache_to = kiln_xstrdup(ref);
                 o.cache_to_max = mode && strcmp(mode, "max") == 0;
             }
-            kiln_cli_output_free(&co);
+            kiln_export_opts_free(&co);
             break;
         }
         case O_MIRROR:
@@ -1056,12 +915,7 @@ int kiln_cmd_build(int argc, char **argv)
     built = 1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     kiln_event_set_timing(ev, "build_ms", elapsed(&t0, &t1));
-    if (ab.dockerfile &&
-        kiln_auto_function_outputs(store, &res, ab.plan, o.outputs, &o.n_outputs, root, &err) < 0) {
-        kiln_cli_fail(&err);
-        goto out;
-    }
-    if (do_outputs(&o, &req, root, store, &res, ev, &pushed, &err) < 0) {
+    if (do_outputs(&o, &req, root, store, &res, &ab, ev, &pushed, &err) < 0) {
         kiln_cli_fail(&err);
         goto out;
     }

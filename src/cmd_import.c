@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "export/export.h"
 #include "oci/docker_archive.h"
 #include "oci/image.h"
 #include "oci/layer_write.h"
@@ -252,22 +253,22 @@ static int write_output(kiln_store_t *s, const char *spec, const char *name,
 {
     static const char *const oci_keys[] = {"dest", "tar", NULL};
     static const char *const docker_keys[] = {"dest", NULL};
-    kiln_cli_output_t o;
-    if (kiln_cli_output_parse(spec, &o, err) < 0)
+    kiln_export_opts_t o;
+    if (kiln_export_opts_parse(spec, &o, err) < 0)
         return -1;
-    const char *dest = kiln_cli_output_get(&o, "dest");
+    const char *dest = kiln_export_opts_get(&o, "dest");
     int r = 0;
     if (strcmp(o.type, "oci") == 0) {
         int tar = 0;
-        r = kiln_cli_output_check_keys(&o, oci_keys, err);
+        r = kiln_export_opts_check_keys(&o, oci_keys, err);
         if (r == 0)
-            r = kiln_cli_output_get_bool(&o, "tar", 0, &tar, err);
+            r = kiln_export_opts_get_bool(&o, "tar", 0, &tar, err);
         if (r == 0 && dest == NULL)
             r = kiln_error_set(err, EINVAL, "--output %s: dest= is required", spec);
         if (r == 0)
             r = kiln_layout_write(s, dest, tar, mdesc, name, err);
     } else if (strcmp(o.type, "docker") == 0 || strcmp(o.type, "docker-archive") == 0) {
-        r = kiln_cli_output_check_keys(&o, docker_keys, err);
+        r = kiln_export_opts_check_keys(&o, docker_keys, err);
         if (r == 0 && dest == NULL)
             r = kiln_error_set(err, EINVAL, "--output %s: dest= is required", spec);
         const char *tags[] = {name, NULL};
@@ -279,7 +280,7 @@ static int write_output(kiln_store_t *s, const char *spec, const char *name,
                            "type=docker",
                            o.type);
     }
-    kiln_cli_output_free(&o);
+    kiln_export_opts_free(&o);
     if (r < 0)
         return kiln_error_prefix(err, "output %s", spec);
     fprintf(stderr, "kiln import: wrote %s\n", spec);
