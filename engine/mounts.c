@@ -3,6 +3,8 @@
  * context or a stage, resolved in its root; private copies for an insecure step). */
 #include "engine/mounts.h"
 
+#include "engine/secrets.h"
+
 #include "engine/solve.h"
 
 /* Finds --secret id=ID's source: src=/source=FILE, or env=VAR (keys in any
@@ -10,26 +12,17 @@
 static int secret_source(engine_t *e, const char *sid, char **file, char **envname)
 {
     for (size_t i = 0; i < e->req->n_secrets; i++) {
-        _cleanup_free_ char *spec = kiln_xstrdup(e->req->secrets[i]);
-        char *save = NULL, *id = NULL, *src = NULL, *env = NULL;
-        for (char *kv = strtok_r(spec, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
-            char *v = strchr(kv, '=');
-            if (v == NULL)
-                continue;
-            *v++ = '\0';
-            if (strcmp(kv, "id") == 0)
-                id = v;
-            else if (strcmp(kv, "src") == 0 || strcmp(kv, "source") == 0)
-                src = v;
-            else if (strcmp(kv, "env") == 0)
-                env = v;
-        }
-        if (id == NULL || strcmp(id, sid) != 0)
+        kiln_secret_spec_t sp;
+        kiln_secret_spec_parse(e->req->secrets[i], &sp);
+        if (sp.id == NULL || strcmp(sp.id, sid) != 0) {
+            kiln_secret_spec_clear(&sp);
             continue;
-        if (src != NULL)
-            *file = kiln_xstrdup(src);
+        }
+        if (sp.src != NULL)
+            *file = steal_pointer(&sp.src);
         else
-            *envname = kiln_xstrdup(env ? env : id);
+            *envname = sp.env ? steal_pointer(&sp.env) : steal_pointer(&sp.id);
+        kiln_secret_spec_clear(&sp);
         return 0;
     }
     return -1;

@@ -13,6 +13,7 @@
 
 #include "engine/build.h"
 #include "engine/entitlement.h"
+#include "engine/secrets.h"
 #include "engine/statcache.h"
 #include "export/export.h"
 #include "job/auto.h"
@@ -298,25 +299,14 @@ static int do_outputs(const opts_t *o, const kiln_build_request_t *req, const ch
  * is src) into a secret reference of s. */
 static void spec_add_secret(kiln_job_spec_t *s, const char *arg)
 {
-    _cleanup_free_ char *copy = kiln_xstrdup(arg);
-    char *save = NULL, *id = NULL, *src = NULL, *env = NULL;
+    kiln_secret_spec_t sp;
     kiln_job_secret_t *sec;
 
-    for (char *kv = strtok_r(copy, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
-        char *v = strchr(kv, '=');
-        if (v == NULL)
-            continue;
-        *v++ = '\0';
-        if (strcmp(kv, "id") == 0)
-            id = v;
-        else if (strcmp(kv, "src") == 0 || strcmp(kv, "source") == 0)
-            src = v;
-        else if (strcmp(kv, "env") == 0)
-            env = v;
-    }
-    sec = kiln_job_spec_add_secret(s, id ? id : "");
-    sec->src = src ? kiln_xstrdup(src) : NULL;
-    sec->env = env ? kiln_xstrdup(env) : NULL;
+    kiln_secret_spec_parse(arg, &sp);
+    sec = kiln_job_spec_add_secret(s, sp.id ? sp.id : "");
+    sec->src = steal_pointer(&sp.src);
+    sec->env = steal_pointer(&sp.env);
+    kiln_secret_spec_clear(&sp);
 }
 
 /* Adds one --output to s: its type and options (an s3 one as the S3 output parser reads it,
