@@ -4,7 +4,8 @@ them for its builds, and "max_limits" caps what a tenant or a request may ask fo
 `kiln build`s of busybox Dockerfiles, each asking for no limits:
 - a flood of processes stops at the default pids (the build fails, the log says why, no
   process is left on the host);
-- a step that sleeps past the tenant's wall time is killed (reason timeout);
+- a step that sleeps past the tenant's wall time is killed (reason timeout); a fork bomb is
+  held at the tenant's pids and ended, nothing of it left;
 - a step that writes past the default disk is stopped (reason disk_limit), and so is a build
   whose file outputs take more than its disk limit, while each of its steps stays within it;
   hostile ways around the measure fail too: a tree deeper than the walk, a sparse file past
@@ -57,6 +58,20 @@ def build(token, dockerfile, **extra):
     raise AssertionError("build %s did not end" % b["id"])
 
 
+def with_cmdline(word):
+    """Pids of the host's processes whose command line holds word."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    if word in f.read():
+                        out.append(int(pid))
+            except OSError:
+                pass
+    return out
+
+
 # --- the defaults, in the record of a build that asked for none ---
 FLOOD = "RUN i=0; while [ $i -lt 60 ]; do sleep 321 & i=$((i+1)); done; wait; echo all-$((6*7))-forked\n"
 b, log = build(TA, base + FLOOD)
@@ -77,6 +92,14 @@ T.check("a step sleeping past beta's wall time 20 is killed: failed, reason time
         "20 seconds" in (b.get("error") or ""), b)
 T.check("no sleeping step is left on the host", processes("sleep", "600") == [],
         processes("sleep", "600"))
+
+# --- a real fork bomb: bounded by beta's pids 48, ended by its wall time at the latest ---
+b, log = build(TB, base + "RUN lbomb() { lbomb | lbomb & }; lbomb; sleep 600\n")
+T.check("a fork bomb fails (pids, then wall time) and the server still answers",
+        b["status"] == "failed" and b.get("reason") in ("timeout", "build_failed") and
+        srv.request("GET", "/healthz", token=None)[0] == 200, (b, log[-2000:]))
+T.check("nothing of the bomb is left on the host", with_cmdline(b"lbomb") == [],
+        with_cmdline(b"lbomb"))
 
 # --- disk: a step's writes, then file outputs ---
 b, log = build(TA, base + "RUN i=0; while :; do head -c 1048576 /dev/zero > /f$i; i=$((i+1)); done\n")
