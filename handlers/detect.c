@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <libgen.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,14 +63,19 @@ static int dockerfile_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, ki
     return 1;
 }
 
-/* The documented order. */
+/* The documented order, and what made each one match. */
 static const struct {
     const char *name;
     provider_fn fn;
+    const char *why;
 } providers[] = {
-    {"dockerfile", dockerfile_detect}, {"node", kiln_node_detect},
-    {"python", kiln_python_detect},    {"go", kiln_go_detect},
-    {"static", kiln_static_detect},    {"procfile", kiln_procfile_detect},
+    {"dockerfile", dockerfile_detect, "a Dockerfile is at the top of the source: it is used as is"},
+    {"node", kiln_node_detect, "package.json is there (no Dockerfile)"},
+    {"python", kiln_python_detect,
+     "a Python manifest is there (requirements.txt, pyproject.toml, setup.py or Pipfile)"},
+    {"go", kiln_go_detect, "go.mod is there"},
+    {"static", kiln_static_detect, "an index.html is there and no language manifest"},
+    {"procfile", kiln_procfile_detect, "a Procfile is there and nothing else matched"},
 };
 
 /* The "nothing matched" error: what was seen and how to configure a build. */
@@ -103,14 +109,84 @@ static int run_providers(const kiln_detect_ctx_t *ctx, const char *forced, kiln_
         r = providers[i].fn(ctx, plan, err);
         if (r < 0)
             return -1;
-        if (r > 0)
+        if (r > 0) {
+            if (forced)
+                kiln_plan_why(plan, KILN_WHY_PROVIDER, "%s asks for it",
+                              kiln_detect_getenv(ctx, "KILN_PROVIDER") ? "KILN_PROVIDER"
+                                                                       : "kiln.json \"provider\"");
+            else
+                kiln_plan_why(plan, KILN_WHY_PROVIDER, "%s", providers[i].why);
             return 0;
+        }
         if (forced)
             return kiln_error_set(err, 0,
                                   "provider \"%s\" was asked for but %s has none of its files",
                                   forced, ctx->tree->path);
     }
     return no_match(ctx, err);
+}
+
+/* The reasons of what kiln.json / KILN_* overrode (the variable wins over the file). */
+static void explain_overrides(const kiln_detect_ctx_t *ctx, const kiln_overrides_t *ov,
+                              kiln_plan_t *plan)
+{
+    static const struct {
+        kiln_plan_why_t what;
+        size_t off;
+        const char *var, *key;
+    } ovs[] = {
+        {KILN_WHY_INSTALL, offsetof(kiln_overrides_t, install), "KILN_INSTALL_CMD", "install"},
+        {KILN_WHY_BUILD, offsetof(kiln_overrides_t, build), "KILN_BUILD_CMD", "build"},
+        {KILN_WHY_START, offsetof(kiln_overrides_t, start), "KILN_START_CMD", "start"},
+    };
+    for (size_t i = 0; i < sizeof(ovs) / sizeof(ovs[0]); i++) {
+        if (*(char *const *)((const char *)ov + ovs[i].off) == NULL)
+            continue;
+        if (kiln_detect_getenv(ctx, ovs[i].var))
+            kiln_plan_why(plan, ovs[i].what, "%s is set", ovs[i].var);
+        else
+            kiln_plan_why(plan, ovs[i].what, "kiln.json \"%s\"", ovs[i].key);
+    }
+    if (ov->outputs || ov->output_dir)
+        kiln_plan_why(plan, KILN_WHY_OUTPUT, "%s",
+                      kiln_detect_getenv(ctx, "KILN_OUTPUTS") ? "KILN_OUTPUTS is set"
+                                                              : "kiln.json outputs / outputDir");
+    if (ov->port)
+        kiln_plan_why(plan, KILN_WHY_PORT, "%s",
+                      kiln_detect_getenv(ctx, "KILN_PORT") ? "KILN_PORT is set" : "kiln.json port");
+}
+
+/* A generic reason for each choice no handler explained. */
+static void explain_defaults(kiln_plan_t *plan)
+{
+    static const struct {
+        const char *source, *text;
+    } versions[] = {
+        {"engines.node", "package.json engines.node"},
+        {".nvmrc", ".nvmrc (or .node-version)"},
+        {"kiln.json", "kiln.json"},
+        {"default", "nothing in the source names a version: the default"},
+    };
+    if (plan->why[KILN_WHY_VERSION] == NULL && plan->version != NULL) {
+        const char *text = plan->version_source;
+        for (size_t i = 0; text && i < sizeof(versions) / sizeof(versions[0]); i++)
+            if (strcmp(text, versions[i].source) == 0)
+                text = versions[i].text;
+        kiln_plan_why(plan, KILN_WHY_VERSION, "%s", text ? text : "the build image's");
+    }
+    if (plan->why[KILN_WHY_INSTALL] == NULL && plan->install != NULL)
+        kiln_plan_why(plan, KILN_WHY_INSTALL, "the %s provider's install step", plan->provider);
+    if (plan->why[KILN_WHY_BUILD] == NULL && plan->build != NULL)
+        kiln_plan_why(plan, KILN_WHY_BUILD, "the %s provider's build step", plan->provider);
+    if (plan->why[KILN_WHY_START] == NULL && plan->start != NULL)
+        kiln_plan_why(plan, KILN_WHY_START, "the %s provider's way to start it", plan->provider);
+    if (plan->why[KILN_WHY_OUTPUT] == NULL && plan->outputs != 0)
+        kiln_plan_why(plan, KILN_WHY_OUTPUT, "what a %s project makes", plan->provider);
+    if (plan->why[KILN_WHY_BUILD] == NULL && plan->build == NULL &&
+        strcmp(plan->provider, "dockerfile") != 0)
+        kiln_plan_why(plan, KILN_WHY_BUILD, "no build step: nothing asks for one%s",
+                      strcmp(plan->provider, "node") == 0 ? " (package.json has no scripts.build)"
+                                                          : "");
 }
 
 /* Fills what every plan needs after its provider: start from the Procfile,
@@ -130,10 +206,14 @@ static int finish_plan(const kiln_detect_ctx_t *ctx, const kiln_overrides_t *ov,
         if (r > 0) {
             kiln_plan_set(&plan->start, web);
             kiln_plan_add(plan->notes, &plan->n_notes, err, "start command from Procfile web");
+            kiln_plan_why(plan, KILN_WHY_START, "the Procfile's web line (it wins over %s's)",
+                          plan->provider);
         }
     }
     if (kiln_overrides_apply(ov, plan, err) < 0)
         return -1;
+    explain_overrides(ctx, ov, plan);
+    explain_defaults(plan);
     if (plan->outputs & KILN_PLAN_OUT_FUNCTION) {
         if (plan->function_dir == NULL)
             plan->function_dir = kiln_xstrdup(".");
@@ -153,8 +233,13 @@ static int finish_plan(const kiln_detect_ctx_t *ctx, const kiln_overrides_t *ov,
                                   "(package.json scripts.start, a Procfile web line, or \"start\" "
                                   "in kiln.json)",
                                   plan->provider, ctx->tree->path);
-        if (plan->port == 0)
+        if (plan->port == 0) {
             plan->port = 8080;
+            kiln_plan_why(plan, KILN_WHY_PORT,
+                          "8080, the default of a server (set \"port\" in kiln.json or KILN_PORT)");
+        } else if (plan->why[KILN_WHY_PORT] == NULL) {
+            kiln_plan_why(plan, KILN_WHY_PORT, "the %s provider's", plan->provider);
+        }
         snprintf(port, sizeof(port), "%d", plan->port);
         if (kiln_plan_setenv(plan, "PORT", port, err) < 0)
             return -1;

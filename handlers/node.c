@@ -417,6 +417,49 @@ static int plan_framework(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t
     return 0;
 }
 
+/* The reasons of the package manager, install command, framework and output. */
+static void explain_node(kiln_plan_t *plan, json_t *pkg, const char *pm, const char *lockfile)
+{
+    static const struct {
+        const char *fw, *dep;
+    } deps[] = {{"next", "next"},
+                {"sveltekit", "@sveltejs/kit"},
+                {"astro", "astro"},
+                {"cra", "react-scripts"},
+                {"vite", "vite"}};
+    const char *field = json_string_value(json_object_get(pkg, "packageManager"));
+    const char *eng = json_string_value(json_object_get(json_object_get(pkg, "engines"), "node"));
+
+    if (lockfile != NULL)
+        kiln_plan_why(plan, KILN_WHY_PACKAGE_MANAGER, "%s is there%s%.80s%s", lockfile,
+                      field ? " (package.json packageManager \"" : "", field ? field : "",
+                      field ? "\")" : "");
+    else if (field != NULL)
+        kiln_plan_why(plan, KILN_WHY_PACKAGE_MANAGER, "package.json packageManager \"%.80s\"",
+                      field);
+    else
+        kiln_plan_why(plan, KILN_WHY_PACKAGE_MANAGER,
+                      "no lockfile and no packageManager field: npm, the default");
+    kiln_plan_why(plan, KILN_WHY_INSTALL, "%s: %s", pm,
+                  lockfile ? "installs exactly what the lockfile pins"
+                           : "no lockfile, so dependencies are resolved now");
+    if (eng != NULL && plan->version_source && strcmp(plan->version_source, "engines.node") == 0)
+        kiln_plan_why(plan, KILN_WHY_VERSION, "package.json engines.node \"%.80s\"", eng);
+    for (size_t i = 0; plan->framework && i < sizeof(deps) / sizeof(deps[0]); i++)
+        if (strcmp(plan->framework, deps[i].fw) == 0)
+            kiln_plan_why(plan, KILN_WHY_FRAMEWORK, "package.json depends on %s", deps[i].dep);
+    if (plan->outputs & KILN_PLAN_OUT_STATIC)
+        kiln_plan_why(plan, KILN_WHY_OUTPUT,
+                      "%s%s builds a static site into %s/ (no server to run)", plan->framework,
+                      plan->framework && strcmp(plan->framework, "next") == 0
+                          ? " with output: 'export' in next.config"
+                          : "",
+                      plan->output_dir);
+    else
+        kiln_plan_why(plan, KILN_WHY_OUTPUT, "%s: a server, run from an image",
+                      plan->framework ? plan->framework : "no static-site framework");
+}
+
 int kiln_node_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err)
 {
     _cleanup_free_ char *text = NULL;
@@ -443,18 +486,28 @@ int kiln_node_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
     if (plan_manager(plan, pm, lockfile, ctx, pkg, err) < 0 ||
         plan_version(ctx, pkg, plan, err) < 0 || plan_framework(ctx, pkg, plan, err) < 0)
         return -1;
-    if (script(pkg, "build") != NULL)
+    explain_node(plan, pkg, pm, lockfile);
+    if (script(pkg, "build") != NULL) {
         plan->build = run_script(pm, "build");
+        kiln_plan_why(plan, KILN_WHY_BUILD, "package.json scripts.build: %.200s",
+                      script(pkg, "build"));
+    }
     if (script(pkg, "start") != NULL) {
         /* npm runs the script in the run image, which has no pnpm, yarn or bun */
         plan->start = kiln_xstrdup("npm start");
+        kiln_plan_why(plan, KILN_WHY_START, "package.json scripts.start: %.200s",
+                      script(pkg, "start"));
     } else if ((s = json_string_value(json_object_get(pkg, "main"))) != NULL &&
                kiln_tree_is_file(ctx->tree, s)) {
         plan->start = kiln_xasprintf("node %s", s);
+        kiln_plan_why(plan, KILN_WHY_START, "no start script; package.json main is %.200s", s);
     } else if (kiln_tree_is_file(ctx->tree, "index.js")) {
         plan->start = kiln_xstrdup("node index.js");
+        kiln_plan_why(plan, KILN_WHY_START, "no start script and no main; index.js is there");
     } else if (kiln_tree_is_file(ctx->tree, "server.js")) {
         plan->start = kiln_xstrdup("node server.js");
+        kiln_plan_why(plan, KILN_WHY_START,
+                      "no start script, no main, no index.js; server.js is there");
     }
     if (kiln_plan_add(plan->deps, &plan->n_deps, err, "node_modules") < 0)
         return -1;

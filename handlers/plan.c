@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
 
@@ -62,7 +63,92 @@ void kiln_plan_free(kiln_plan_t *p)
     free(p->workdir);
     free_list(p->env, p->n_env);
     free_list(p->notes, p->n_notes);
+    free_list(p->why, KILN_WHY_N);
     free(p);
+}
+
+static const char *const why_keys[KILN_WHY_N] = {
+    "provider", "framework", "packageManager", "version", "install",
+    "build",    "start",     "output",         "port",
+};
+static const char *const why_names[KILN_WHY_N] = {
+    "provider",      "framework",     "package manager", "version", "install command",
+    "build command", "start command", "output",          "port",
+};
+
+const char *kiln_plan_why_key(kiln_plan_why_t what)
+{
+    return (unsigned)what < KILN_WHY_N ? why_keys[what] : "?";
+}
+
+const char *kiln_plan_why_name(kiln_plan_why_t what)
+{
+    return (unsigned)what < KILN_WHY_N ? why_names[what] : "?";
+}
+
+void kiln_plan_why(kiln_plan_t *plan, kiln_plan_why_t what, const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+
+    if ((unsigned)what >= KILN_WHY_N)
+        return;
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    free(plan->why[what]);
+    plan->why[what] = s;
+}
+
+/* The value a choice took, as text ("" when the plan has none). */
+static char *choice_value(const kiln_plan_t *p, kiln_plan_why_t w)
+{
+    switch (w) {
+    case KILN_WHY_PROVIDER:
+        return kiln_xstrdup(p->provider ? p->provider : "");
+    case KILN_WHY_FRAMEWORK:
+        return kiln_xstrdup(p->framework ? p->framework : "");
+    case KILN_WHY_PACKAGE_MANAGER:
+        return kiln_xstrdup(p->package_manager ? p->package_manager : "");
+    case KILN_WHY_VERSION:
+        return p->version ? kiln_xasprintf("%s %s", p->language ? p->language : "", p->version)
+                          : kiln_xstrdup("");
+    case KILN_WHY_INSTALL:
+        return kiln_xstrdup(p->install ? p->install : "");
+    case KILN_WHY_BUILD:
+        return kiln_xstrdup(p->build ? p->build : "");
+    case KILN_WHY_START:
+        return kiln_xstrdup(p->start ? p->start : "");
+    case KILN_WHY_OUTPUT:
+        return p->outputs & KILN_PLAN_OUT_STATIC
+                   ? kiln_xasprintf("static site (%s/)", p->output_dir ? p->output_dir : ".")
+               : p->outputs & KILN_PLAN_OUT_FUNCTION ? kiln_xstrdup("function package")
+               : p->outputs & KILN_PLAN_OUT_IMAGE    ? kiln_xstrdup("image")
+                                                     : kiln_xstrdup("");
+    case KILN_WHY_PORT:
+        return p->port > 0 ? kiln_xasprintf("%d", p->port) : kiln_xstrdup("");
+    default:
+        return kiln_xstrdup("");
+    }
+}
+
+char *kiln_plan_explain(const kiln_plan_t *p)
+{
+    kiln_buf_t b;
+
+    kiln_buf_init(&b, 1024);
+    for (int w = 0; w < KILN_WHY_N; w++) {
+        _cleanup_free_ char *v = choice_value(p, (kiln_plan_why_t)w);
+        if (v[0] == '\0' && p->why[w] == NULL)
+            continue;
+        kiln_buf_appendf(&b, NULL, "%-16s %s\n", why_names[w], v[0] ? v : "(none)");
+        if (p->why[w] != NULL)
+            kiln_buf_appendf(&b, NULL, "%-16s   why: %s\n", "", p->why[w]);
+    }
+    for (size_t i = 0; i < p->n_notes; i++)
+        kiln_buf_appendf(&b, NULL, "note             %s\n", p->notes[i]);
+    return kiln_buf_steal(&b, NULL);
 }
 
 void kiln_plan_set(char **field, const char *value)
@@ -237,6 +323,10 @@ int kiln_plan_to_json(const kiln_plan_t *p, char **out, kiln_error_t *err)
     }
     json_object_set_new(root, "env", o);
     json_object_set_new(root, "notes", str_array(p->notes, p->n_notes));
+    o = json_object();
+    for (int w = 0; w < KILN_WHY_N; w++)
+        put_str(o, why_keys[w], p->why[w]);
+    json_object_set_new(root, "why", o);
 
     s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(root);
@@ -320,6 +410,15 @@ static int plan_from_object(json_t *root, kiln_plan_t *p, kiln_error_t *err)
         get_str_array(root, "deps", p->deps, &p->n_deps, err) < 0 ||
         get_str_array(root, "notes", p->notes, &p->n_notes, err) < 0)
         return -1;
+    o = json_object_get(root, "why");
+    if (o != NULL && !json_is_object(o))
+        return kiln_error_set(err, 0, "plan: \"why\" must be an object");
+    for (int w = 0; o != NULL && w < KILN_WHY_N; w++) {
+        v = json_object_get(o, why_keys[w]);
+        if (v != NULL && !json_is_null(v) && !json_is_string(v))
+            return kiln_error_set(err, 0, "plan: why.%s must be a string", why_keys[w]);
+        kiln_plan_set(&p->why[w], json_string_value(v));
+    }
     o = json_object_get(root, "commands");
     if (json_is_object(o)) {
         if (get_str(o, "setup", &p->setup, err) < 0 ||

@@ -35,6 +35,22 @@ typedef struct kiln_plan_toolchain {
 
 #define KILN_PLAN_MAX_ITEMS 16
 
+/* The choices a plan explains (`kiln plan`'s "why" object, one sentence each:
+ * which file or setting decided it). Any handler may fill one; a choice left
+ * without one gets a generic reason when detection finishes. */
+typedef enum kiln_plan_why {
+    KILN_WHY_PROVIDER = 0,
+    KILN_WHY_FRAMEWORK,
+    KILN_WHY_PACKAGE_MANAGER,
+    KILN_WHY_VERSION, /* the language version (the toolchain's resolution may fill it) */
+    KILN_WHY_INSTALL,
+    KILN_WHY_BUILD,
+    KILN_WHY_START,
+    KILN_WHY_OUTPUT,
+    KILN_WHY_PORT,
+    KILN_WHY_N
+} kiln_plan_why_t;
+
 typedef struct kiln_plan {
     char *provider;        /* dockerfile, node, python, go, static, procfile */
     char *framework;       /* next, vite, cra, astro, sveltekit, gunicorn, uvicorn or NULL */
@@ -74,6 +90,7 @@ typedef struct kiln_plan {
     size_t n_env;
     char *notes[KILN_PLAN_MAX_ITEMS]; /* human notes: why a choice was made */
     size_t n_notes;
+    char *why[KILN_WHY_N]; /* the reason of each choice (kiln_plan_why_t), or NULL */
 } kiln_plan_t;
 
 kiln_plan_t *kiln_plan_new(void);
@@ -91,6 +108,15 @@ int kiln_plan_add(char **list, size_t *n, kiln_error_t *err, const char *fmt, ..
     __attribute__((format(printf, 4, 5)));
 /* Adds a cache named `name` at `target` (detection makes its id `<project>-<name>`). */
 int kiln_plan_add_cache(kiln_plan_t *plan, const char *name, const char *target, kiln_error_t *err);
+/* Sets (replaces) the reason of a choice. */
+void kiln_plan_why(kiln_plan_t *plan, kiln_plan_why_t what, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The JSON key of a choice ("packageManager") and what it is called in text
+ * ("package manager"). */
+const char *kiln_plan_why_key(kiln_plan_why_t what);
+const char *kiln_plan_why_name(kiln_plan_why_t what);
+/* The plan in words, one line per choice with its reason (malloc'ed): `kiln plan --explain`. */
+char *kiln_plan_explain(const kiln_plan_t *plan);
 /* Sets (or replaces) KEY in the env list. */
 int kiln_plan_setenv(kiln_plan_t *plan, const char *key, const char *value, kiln_error_t *err);
 /* The value of KEY in the env list, or NULL. */

@@ -20,9 +20,11 @@ static void plan_usage(FILE *out)
     fprintf(
         out,
         "Usage: kiln plan [options] DIR|GIT_URL[#REF]\n\n"
-        "Prints how kiln would build the source, as JSON, without building.\n\n"
+        "Prints how kiln would build the source, as JSON, without building; its\n"
+        "\"why\" object says which file or setting decided each choice.\n\n"
         "  --subdir PATH         build PATH inside the source (monorepos)\n"
         "  --dockerfile          print the Dockerfile rendered from the plan instead\n"
+        "  --explain             print the plan in words instead: each choice and why\n"
         "  --fetch-toolchain     also fetch the plan's toolchain (e.g. a Node major)\n"
         "                        into the kiln root and report its directory\n"
         "  --image-prefix PREFIX registry prefix of kiln's build/run images\n"
@@ -36,6 +38,7 @@ int kiln_cmd_plan(int argc, char **argv)
 {
     static const struct option opts[] = {{"subdir", required_argument, NULL, 's'},
                                          {"dockerfile", no_argument, NULL, 'd'},
+                                         {"explain", no_argument, NULL, 'e'},
                                          {"fetch-toolchain", no_argument, NULL, 't'},
                                          {"image-prefix", required_argument, NULL, 'p'},
                                          {"root", required_argument, NULL, 'r'},
@@ -49,7 +52,7 @@ int kiln_cmd_plan(int argc, char **argv)
     _cleanup_plan_ kiln_plan_t *plan = NULL;
     _cleanup_free_ char *text = NULL;
     kiln_error_t err = {0};
-    bool dockerfile = false, fetch_tc = false;
+    bool dockerfile = false, fetch_tc = false, explain = false;
     int c, ret = KILN_EXIT_FAIL;
 
     optind = 1;
@@ -60,6 +63,9 @@ int kiln_cmd_plan(int argc, char **argv)
             break;
         case 'd':
             dockerfile = true;
+            break;
+        case 'e':
+            explain = true;
             break;
         case 't':
             fetch_tc = true;
@@ -105,8 +111,10 @@ int kiln_cmd_plan(int argc, char **argv)
         }
         fprintf(stderr, "kiln: toolchain %s %s in %s\n", plan->toolchain.name, tver, tdir);
     }
-    if ((dockerfile ? kiln_render_dockerfile(plan, NULL, &text, &err)
-                    : kiln_plan_to_json(plan, &text, &err)) < 0) {
+    if (explain)
+        text = kiln_plan_explain(plan);
+    else if ((dockerfile ? kiln_render_dockerfile(plan, NULL, &text, &err)
+                         : kiln_plan_to_json(plan, &text, &err)) < 0) {
         ret = kiln_cli_fail(&err);
         goto out;
     }

@@ -38,12 +38,26 @@ static void test_plan_json_round_trip(void **state)
     p->outputs = KILN_PLAN_OUT_IMAGE | KILN_PLAN_OUT_FUNCTION;
     kiln_plan_set(&p->handler, "index.handler");
     p->port = 9090;
+    kiln_plan_why(p, KILN_WHY_VERSION, "package.json engines.node \"%s\"", ">=20");
+    kiln_plan_why(p, KILN_WHY_START, "first");
+    kiln_plan_why(p, KILN_WHY_START, "package.json scripts.start"); /* replaces */
     assert_int_equal(kiln_plan_to_json(p, &a, &err), 0);
     assert_int_equal(kiln_plan_from_json(a, strlen(a), &q, &err), 0);
     assert_int_equal(kiln_plan_to_json(q, &b, &err), 0);
     assert_string_equal(a, b);
     assert_int_equal(q->outputs, KILN_PLAN_OUT_IMAGE | KILN_PLAN_OUT_FUNCTION);
     assert_string_equal(q->caches[0].target, "/root/.npm");
+    assert_string_equal(q->why[KILN_WHY_VERSION], "package.json engines.node \">=20\"");
+    assert_string_equal(q->why[KILN_WHY_START], "package.json scripts.start");
+    assert_null(q->why[KILN_WHY_BUILD]);
+    assert_non_null(strstr(a, "\"why\": {"));
+    {
+        /* the words form: each choice with its reason under it */
+        _cleanup_free_ char *t = kiln_plan_explain(q);
+        assert_non_null(strstr(t, "version          node 20\n"));
+        assert_non_null(strstr(t, "why: package.json engines.node \">=20\"\n"));
+        assert_non_null(strstr(t, "start command    npm start\n"));
+    }
 }
 
 static void test_plan_json_errors(void **state)
@@ -59,6 +73,8 @@ static void test_plan_json_errors(void **state)
         "{\"provider\": \"node\", \"caches\": [{\"id\": 1}]}",
         "{\"provider\": \"node\", \"manifests\": [1]}",
         "{\"provider\": \"node\",",
+        "{\"provider\": \"node\", \"why\": []}",
+        "{\"provider\": \"node\", \"why\": {\"build\": 1}}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         kiln_error_clear(&err);
