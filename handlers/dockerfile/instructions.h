@@ -5,7 +5,7 @@
  * HEALTHCHECK) are applied here, with the history text BuildKit writes for
  * them. Words are expanded through a callback, so the caller decides which
  * variables (ENV, ARG) are visible and can record which ones were used. The
- * build engine (src/build) handles FROM, ARG, RUN, COPY, ADD and WORKDIR's
+ * build engine (engine/) handles FROM, ARG, RUN, COPY, ADD and WORKDIR's
  * directory, which need the filesystem or the build's argument scope. */
 #ifndef KILN_HANDLERS_DOCKERFILE_INSTRUCTIONS_H
 #define KILN_HANDLERS_DOCKERFILE_INSTRUCTIONS_H

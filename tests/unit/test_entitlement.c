@@ -1,4 +1,4 @@
-/* Unit tests: build entitlements (src/build/entitlement.c): names and lists,
+/* Unit tests: build entitlements (engine/entitlement.c): names and lists,
  * and the RUN flags that need them, refused naming the line and the entitlement. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,5 +1,5 @@
 /* Unit tests: the partial merged view of overlay-form layer directories
- * (src/build/lowerview.c) follows overlayfs rules: the top-most entry wins,
+ * (engine/lowerview.c) follows overlayfs rules: the top-most entry wins,
  * whiteouts hide, opaque directories stop the merge, a file hides a
  * directory below it, hardlinks stay hardlinks, symlinks ask for a fallback. */
 #include <errno.h>
