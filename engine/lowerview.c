@@ -28,6 +28,9 @@
 typedef struct view {
     const char *const *lowers;
     size_t n;
+    /* kiln_lowerview_flatten: a tree that stands alone (every failure to
+     * reproduce an entry is an error, directories get their xattrs) */
+    bool flat;
 } view_t;
 
 /* What the union holds at a path. */
@@ -93,6 +96,61 @@ static void set_meta(const char *path, const struct stat *st)
     (void)utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW);
 }
 
+/* Whether an xattr is overlayfs's own (opaque, origin, impure, ...): it
+ * means nothing outside the overlay it was made for. */
+static bool overlay_xattr(const char *name)
+{
+    return strncmp(name, "trusted.overlay.", 16) == 0 || strncmp(name, "user.overlay.", 13) == 0;
+}
+
+/* Copies the xattrs of src but overlayfs's own onto dst (not following
+ * links). -1 with err naming dst when one cannot be read or set. */
+static int copy_xattrs(const char *src, const char *dst, kiln_error_t *err)
+{
+    char list[XATTR_LIST_MAX];
+    _cleanup_free_ char *val = NULL;
+    ssize_t n = llistxattr(src, list, sizeof(list));
+
+    if (n < 0)
+        return errno == ENOTSUP ? 0 : kiln_error_set(err, errno, "listing xattrs of %s", src);
+    for (ssize_t off = 0; off < n; off += (ssize_t)strlen(list + off) + 1) {
+        ssize_t v;
+        if (overlay_xattr(list + off))
+            continue;
+        if (val == NULL)
+            val = kiln_xmalloc(XATTR_SIZE_MAX);
+        v = lgetxattr(src, list + off, val, XATTR_SIZE_MAX);
+        if (v < 0) {
+            if (errno == ENODATA)
+                continue;
+            return kiln_error_set(err, errno, "reading xattr %s of %s", list + off, src);
+        }
+        if (lsetxattr(dst, list + off, val, (size_t)v, 0) < 0)
+            return kiln_error_set(err, errno, "setting xattr %s on %s", list + off, dst);
+    }
+    return 0;
+}
+
+/* set_meta for a flattened tree: owner, then mode (a chown clears set-id
+ * bits), then the xattrs of src (a chown clears security.capability), then
+ * the times; each failure is an error naming dst. */
+static int set_meta_strict(const char *src, const char *dst, const struct stat *st,
+                           kiln_error_t *err)
+{
+    struct timespec ts[2] = {st->st_atim, st->st_mtim};
+
+    if (lchown(dst, st->st_uid, st->st_gid) < 0)
+        return kiln_error_set(err, errno, "chown %s to %u:%u", dst, (unsigned)st->st_uid,
+                              (unsigned)st->st_gid);
+    if (!S_ISLNK(st->st_mode) && chmod(dst, st->st_mode & 07777) < 0)
+        return kiln_error_set(err, errno, "chmod %s", dst);
+    if (copy_xattrs(src, dst, err) < 0)
+        return -1;
+    if (utimensat(AT_FDCWD, dst, ts, AT_SYMLINK_NOFOLLOW) < 0)
+        return kiln_error_set(err, errno, "setting the times of %s", dst);
+    return 0;
+}
+
 /* Copies a regular file's data to a new file dst. */
 static int copy_data(const char *src, const char *dst, kiln_error_t *err)
 {
@@ -119,8 +177,10 @@ static int copy_data(const char *src, const char *dst, kiln_error_t *err)
 }
 
 /* Puts the non-directory src at dst: a hardlink, or when linking is not
- * possible a copy (regular files and symlinks; COPY skips the other kinds). */
-static int place_other(const char *src, const char *dst, const struct stat *st, kiln_error_t *err)
+ * possible a copy (regular files and symlinks; COPY skips the other kinds, a
+ * flattened tree makes devices and FIFOs again). */
+static int place_other(const view_t *v, const char *src, const char *dst, const struct stat *st,
+                       kiln_error_t *err)
 {
     if (linkat(AT_FDCWD, src, AT_FDCWD, dst, 0) == 0 || errno == EEXIST)
         return 0; /* EEXIST: an earlier source of the same COPY put it there */
@@ -137,9 +197,14 @@ static int place_other(const char *src, const char *dst, const struct stat *st, 
     } else if (S_ISREG(st->st_mode)) {
         if (copy_data(src, dst, err) < 0)
             return -1;
+    } else if (v->flat && !S_ISSOCK(st->st_mode)) {
+        if (mknod(dst, st->st_mode & (S_IFMT | 07777), st->st_rdev) < 0)
+            return kiln_error_set(err, errno, "mknod %s", dst);
     } else {
         return 0;
     }
+    if (v->flat)
+        return set_meta_strict(src, dst, st, err);
     set_meta(dst, st);
     return 0;
 }
@@ -222,7 +287,7 @@ static int merge_dir(const view_t *v, const size_t *idx, size_t n, const char *r
             ret = -1;
         } else if (r == ENTRY_OTHER) {
             _cleanup_free_ char *src = kiln_xasprintf("%s/%s", v->lowers[cidx[0]], crel);
-            ret = place_other(src, cdst, &cst, err);
+            ret = place_other(v, src, cdst, &cst, err);
         } else if (r == ENTRY_DIR) {
             ret = merge_dir(v, cidx, cn, crel, cdst, &cst, depth + 1, err);
         }
@@ -230,6 +295,11 @@ static int merge_dir(const view_t *v, const size_t *idx, size_t n, const char *r
     for (size_t i = 0; i < n_names; i++)
         free(names[i]);
     free(names);
+    if (ret == 0 && v->flat) {
+        /* the top-most copy of the directory decides its metadata */
+        _cleanup_free_ char *src = kiln_xasprintf("%s/%s", v->lowers[idx[0]], rel);
+        return set_meta_strict(src, dst, top, err);
+    }
     if (ret == 0)
         set_meta(dst, top);
     return ret;
@@ -303,7 +373,7 @@ int kiln_lowerview_extract(const char *const *lowers, size_t n, const char *path
             return -1;
     } else {
         _cleanup_free_ char *src = kiln_xasprintf("%s/%s", lowers[next[0]], rel);
-        if (place_other(src, dst, &st, err) < 0)
+        if (place_other(&v, src, dst, &st, err) < 0)
             return -1;
     }
     for (size_t i = n_comps - 1; i-- > 0;) {
@@ -311,6 +381,28 @@ int kiln_lowerview_extract(const char *const *lowers, size_t n, const char *path
         set_meta(dst, &parents[i]);
     }
     return 1;
+}
+
+int kiln_lowerview_flatten(const char *const *lowers, size_t n, const char *dest, kiln_error_t *err)
+{
+    view_t v = {.lowers = lowers, .n = n, .flat = true};
+    _cleanup_free_ size_t *idx = kiln_xmalloc((n ? n : 1) * sizeof(size_t));
+    struct stat st;
+
+    if (n == 0)
+        return kiln_error_set(err, EINVAL, "flattening %s: no layers", dest);
+    if (lstat(lowers[0], &st) < 0)
+        return kiln_error_set(err, errno, "stat %s", lowers[0]);
+    for (size_t i = 0; i < n; i++)
+        idx[i] = i;
+    /* the root merges like any directory: down to an opaque one */
+    for (size_t i = 0; i < n; i++) {
+        if (is_opaque(lowers[i])) {
+            n = i + 1;
+            break;
+        }
+    }
+    return merge_dir(&v, idx, n, "", dest, &st, 0, err);
 }
 
 size_t kiln_lowerview_unique(char **lowers, size_t n)

@@ -39,6 +39,19 @@ int kiln_lowerview_extract(const char *const *lowers, size_t n, const char *path
 int kiln_lowerview_resolve(const char *const *lowers, size_t n, const char *path, unsigned flags,
                            char **out, int *layer, kiln_error_t *err);
 
+/* Merges the whole union of lowers (top-most first) into dest (created, or
+ * an existing empty directory) as one plain tree that can stand for the
+ * whole chain as the bottom-most lower of an overlay: whiteouts applied and
+ * dropped, opaque directories honoured (nothing of them below), overlayfs's
+ * own xattrs dropped; directories made with the owner, mode, times and
+ * xattrs of their top-most copy; everything else hardlinked from its layer
+ * (so it keeps owner, mode, xattrs and hardlinks between names), copied or
+ * made again (devices, FIFOs) when a link is refused; sockets are left out.
+ * Read-only like the layers it shares inodes with. -1 with err (dest then
+ * holds a part: the caller removes it). */
+int kiln_lowerview_flatten(const char *const *lowers, size_t n, const char *dest,
+                           kiln_error_t *err);
+
 /* Drops repeated directories from lowers (n entries, top-most first), keeping
  * the top-most copy of each: overlayfs refuses a lower given twice (ELOOP),
  * and two identical layers are the same directory (named by diff_id). The

@@ -4,6 +4,7 @@
 #include "engine/step_run.h"
 
 #include "engine/cache.h"
+#include "engine/flatten.h"
 #include "engine/mounts.h"
 #include "engine/snapshot.h"
 #include "engine/step_copy.h"
@@ -72,6 +73,7 @@ int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     char *views[16] = {0};
     size_t n_mounts = 0;
     const char **lowers = NULL;
+    size_t n_lowers = 0;
     _cleanup_free_ char *upper = NULL;
     _cleanup_free_ char *work = NULL;
     _cleanup_free_ char *created_by = NULL;
@@ -302,12 +304,10 @@ int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
                 if (mounts[k].src && e->req->ssh_socket &&
                     strcmp(mounts[k].src, e->req->ssh_socket) == 0)
                     kv_set(&env, "SSH_AUTH_SOCK", mounts[k].dst);
-    lowers = kiln_xzalloc((st->n_layers + 1) * sizeof(char *));
-    for (size_t i = 0; i < st->n_layers; i++) {
-        char *d = NULL;
-        if (kiln_snapshot_lower_dir(e, &st->layers[i], &d, err) < 0)
-            goto out;
-        lowers[st->n_layers - 1 - i] = d; /* top-most first */
+    /* top-most first; a long chain's bottom flattened into one */
+    if (kiln_flatten_lowers(e, st, (char ***)&lowers, &n_lowers, err) < 0) {
+        kiln_error_prefix(err, "Dockerfile:%d: RUN", n->start_line);
+        goto out;
     }
     if (kiln_fs_mkdtemp(e->work, "upper-", &upper, err) < 0 ||
         kiln_fs_mkdtemp(e->work, "work-", &work, err) < 0)
@@ -320,7 +320,7 @@ int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     kiln_step_init(&step);
     step.lowers = lowers;
     /* two identical layers (e.g. RUN true twice) share one directory */
-    step.n_lowers = kiln_lowerview_unique((char **)lowers, st->n_layers);
+    step.n_lowers = kiln_lowerview_unique((char **)lowers, n_lowers);
     step.upper = upper;
     step.work = work;
     step.argv = (const char *const *)argv.v;
@@ -390,7 +390,7 @@ int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     ret = 0;
 out:
     if (lowers) {
-        for (size_t i = 0; i < st->n_layers; i++)
+        for (size_t i = 0; i < n_lowers; i++)
             free((char *)lowers[i]);
         free(lowers);
     }
