@@ -1,7 +1,9 @@
 /* Unit tests: the partial merged view of overlay-form layer directories
  * (engine/lowerview.c) follows overlayfs rules: the top-most entry wins,
  * whiteouts hide, opaque directories stop the merge, a file hides a
- * directory below it, hardlinks stay hardlinks, symlinks ask for a fallback. */
+ * directory below it, hardlinks stay hardlinks, symlinks ask for a fallback;
+ * a flattened chain (kiln_lowerview_flatten) is that merge as one plain tree,
+ * and flattening in steps (a snapshot plus the layers above) gives the same. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -18,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "engine/flatten.h"
 #include "engine/lowerview.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
@@ -293,6 +296,181 @@ static void test_resolve_in_union(void **state)
     kiln_fs_rm_rf(tmpl, NULL);
 }
 
+static int flatten(const char *const *lowers, size_t n, const char *dest)
+{
+    kiln_error_t err = {0};
+    int r = kiln_lowerview_flatten(lowers, n, dest, &err);
+    if (r < 0)
+        fail_msg("%s", err.msg);
+    return r;
+}
+
+static bool has_xattr(const char *root, const char *rel, const char *name, const char *want)
+{
+    _cleanup_free_ char *p = kiln_xasprintf("%s/%s", root, rel);
+    char v[64] = {0};
+    ssize_t n = lgetxattr(p, name, v, sizeof(v) - 1);
+    return n >= 0 && (want == NULL || strcmp(v, want) == 0);
+}
+
+static struct stat stat_in(const char *root, const char *rel)
+{
+    _cleanup_free_ char *p = kiln_xasprintf("%s/%s", root, rel);
+    struct stat st;
+    assert_int_equal(lstat(p, &st), 0);
+    return st;
+}
+
+/* Whether two trees hold the same names with the same kind, mode, owner
+ * and (for non-directories) the same inode. */
+static bool same_tree(const char *a, const char *b)
+{
+    _cleanup_closedir_ DIR *d = opendir(a);
+    struct dirent *de;
+    size_t na = 0, nb = 0;
+
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL) {
+        _cleanup_free_ char *pa = NULL, *pb = NULL;
+        struct stat sa, sb;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        na++;
+        pa = kiln_xasprintf("%s/%s", a, de->d_name);
+        pb = kiln_xasprintf("%s/%s", b, de->d_name);
+        if (lstat(pa, &sa) < 0 || lstat(pb, &sb) < 0 || sa.st_mode != sb.st_mode ||
+            sa.st_uid != sb.st_uid || sa.st_gid != sb.st_gid)
+            return false;
+        if (S_ISDIR(sa.st_mode) ? !same_tree(pa, pb) : sa.st_ino != sb.st_ino)
+            return false;
+    }
+    {
+        _cleanup_closedir_ DIR *e = opendir(b);
+        assert_non_null(e);
+        while ((de = readdir(e)) != NULL)
+            nb += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+    }
+    return na == nb;
+}
+
+/* The whole chain as one tree: overlay rules applied, nothing of the
+ * overlay form left (no whiteout, no opaque mark), directories with the
+ * top-most copy's owner, mode and xattrs, files hardlinked (owner, mode,
+ * xattrs and hardlink pairs kept), FIFOs and symlinks kept. */
+static void test_flatten(void **state)
+{
+    fixture_t *f = *state;
+    _cleanup_free_ char *d = kiln_xasprintf("%s/flat", f->tmp);
+    _cleanup_free_ char *f1 = NULL, *top = NULL;
+    _cleanup_free_ char *opq = kiln_xasprintf("%s/a/opq", f->l[1]);
+    _cleanup_free_ char *fifo = kiln_xasprintf("%s/a/fifo", f->l[2]);
+    _cleanup_free_ char *setid = kiln_xasprintf("%s/a/d/z", f->l[0]);
+    _cleanup_free_ char *xd = kiln_xasprintf("%s/a/d", f->l[0]);
+    _cleanup_free_ char *xbelow = kiln_xasprintf("%s/a/d", f->l[2]);
+    bool xattrs = setxattr(xd, "user.kiln.test", "top", 3, 0) == 0 &&
+                  setxattr(xbelow, "user.kiln.test", "below", 5, 0) == 0;
+    struct stat a, b;
+
+    if (!f->whiteouts)
+        skip();
+    assert_int_equal(chown(opq, 5, 6), 0);
+    assert_int_equal(chmod(opq, 0711), 0);
+    assert_int_equal(mkfifo(fifo, 0640), 0);
+    assert_int_equal(chown(setid, 3, 4), 0);
+    assert_int_equal(chmod(setid, 04755), 0);
+    assert_int_equal(flatten((const char *const *)f->l, 3, d), 0);
+
+    f1 = slurp(d, "a/f1");
+    assert_string_equal(f1, "one-b");
+    assert_true(exists(d, "a/d/x") && exists(d, "a/d/z") && exists(d, "a/f2dir/y"));
+    assert_false(exists(d, "a/rm")); /* the whiteout applied, and gone */
+    assert_true(exists(d, "a/opq/new"));
+    assert_false(exists(d, "a/opq/old"));
+    top = slurp(d, "a/under/top");
+    assert_non_null(top);
+    assert_false(exists(d, "a/under/deep"));
+    /* an opaque directory is a plain one in the flat tree (nothing is below it) */
+    assert_false(has_xattr(d, "a/opq", "user.overlay.opaque", NULL));
+    assert_false(has_xattr(d, "a/opq", "trusted.overlay.opaque", NULL));
+    a = stat_in(d, "a/opq");
+    assert_true(a.st_uid == 5 && a.st_gid == 6 && (a.st_mode & 07777) == 0711);
+    a = stat_in(d, "a/d");
+    assert_int_equal(a.st_mode & 07777, 0750);
+    if (xattrs)
+        assert_true(has_xattr(d, "a/d", "user.kiln.test", "top")); /* the top copy's */
+    /* files are the layers' own inodes: owner, mode (set-id bits too) kept */
+    a = stat_in(d, "a/d/z");
+    b = stat_in(f->l[0], "a/d/z");
+    assert_true(a.st_ino == b.st_ino && a.st_uid == 3 && (a.st_mode & 07777) == 04755);
+    a = stat_in(d, "a/hl1");
+    b = stat_in(d, "a/hl2");
+    assert_true(a.st_ino == b.st_ino);
+    a = stat_in(d, "a/fifo");
+    assert_true(S_ISFIFO(a.st_mode) && (a.st_mode & 07777) == 0640);
+    a = stat_in(d, "a/sym");
+    assert_true(S_ISLNK(a.st_mode));
+}
+
+/* A snapshot of the bottom layers plus the layers above flattens to the
+ * same tree as all the layers at once (how a long chain grows). */
+static void test_flatten_in_steps(void **state)
+{
+    fixture_t *f = *state;
+    _cleanup_free_ char *all = kiln_xasprintf("%s/all", f->tmp);
+    _cleanup_free_ char *bottom = kiln_xasprintf("%s/bottom", f->tmp);
+    _cleanup_free_ char *stepped = kiln_xasprintf("%s/stepped", f->tmp);
+    const char *two[2];
+
+    if (!f->whiteouts)
+        skip();
+    assert_int_equal(flatten((const char *const *)f->l, 3, all), 0);
+    assert_int_equal(flatten((const char *const *)f->l + 2, 1, bottom), 0);
+    two[0] = f->l[1];
+    two[1] = bottom;
+    {
+        _cleanup_free_ char *mid = kiln_xasprintf("%s/mid", f->tmp);
+        assert_int_equal(flatten(two, 2, mid), 0);
+        two[0] = f->l[0];
+        two[1] = mid;
+        assert_int_equal(flatten(two, 2, stepped), 0);
+    }
+    assert_true(same_tree(all, stepped));
+    assert_true(same_tree(stepped, all));
+}
+
+/* A lower that is missing is an error naming it; nothing is claimed done. */
+static void test_flatten_errors(void **state)
+{
+    fixture_t *f = *state;
+    _cleanup_free_ char *d = kiln_xasprintf("%s/bad", f->tmp);
+    _cleanup_free_ char *gone = kiln_xasprintf("%s/no-such-layer", f->tmp);
+    const char *l[1] = {gone};
+    kiln_error_t err = {0};
+
+    assert_int_equal(kiln_lowerview_flatten(l, 1, d, &err), -1);
+    assert_non_null(strstr(err.msg, "no-such-layer"));
+    assert_int_equal(kiln_lowerview_flatten(l, 0, d, &err), -1);
+}
+
+/* Where a long chain is cut: nothing up to 128 layers, then a multiple of
+ * 64 layers below, so a step has at most 65 lowers and one snapshot serves
+ * 64 steps. */
+static void test_flatten_split(void **state)
+{
+    (void)state;
+    assert_int_equal(kiln_flatten_split(0), 0);
+    assert_int_equal(kiln_flatten_split(128), 0);
+    assert_int_equal(kiln_flatten_split(129), 128);
+    assert_int_equal(kiln_flatten_split(192), 128);
+    assert_int_equal(kiln_flatten_split(193), 192);
+    assert_int_equal(kiln_flatten_split(500), 448);
+    for (size_t n = 129; n < 5000; n++) {
+        size_t b = kiln_flatten_split(n);
+        assert_true(b % KILN_FLATTEN_CHUNK == 0 && b < n);
+        assert_true(n - b + 1 <= KILN_FLATTEN_CHUNK + 1);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -302,6 +480,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_sources_share_parents, setup, teardown),
         cmocka_unit_test(test_unique_lowers),
         cmocka_unit_test(test_resolve_in_union),
+        cmocka_unit_test_setup_teardown(test_flatten, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flatten_in_steps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flatten_errors, setup, teardown),
+        cmocka_unit_test(test_flatten_split),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
