@@ -7,7 +7,8 @@
  *   <root>/refs/<hex(name)>     named pins: "sha256:<hex>\n<name>\n" (see kiln_store_ref_set)
  *   <root>/lock, <root>/gate    the lock files of the protocol below
  *   <root>/build/lowers/<hex>   unpacked layer trees (by diff_id) the build engine keeps;
- *                               prune removes those no kept image config lists
+ *                               prune removes those no kept image config lists, and every
+ *                               other entry there (flat-<hex> snapshots, temp trees)
  *
  * Writes: a blob is streamed into a temp file in <root>/tmp while being hashed;
  * on commit it is checked against the expected digest/size (when given),
