@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The stat cache and COPY of big contexts (medians of 3 runs, hyperfine), printed as ratios:
+# The stat cache and COPY of big contexts (medians of RUNS runs; the cases compared run in
+# turn, round after round, so a busy shared machine weighs on both alike), printed as ratios:
 #   cold100k  cold build (fresh kiln root) of `FROM scratch / COPY . /src/` over a 100k-file
 #             context vs `tar -cf - | gzip -1 | sha256sum` of the same tree   target <= 1.5x
 #   scaling   cold 100k files / cold 10k files                                target <= 13x
@@ -14,7 +15,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 KILN=$(realpath "${1:-${KILN_BIN:-build/src/kiln}}")
 RUNS=${RUNS:-3}
-command -v hyperfine >/dev/null || { echo "hyperfine is not installed"; exit 1; }
 T=/tmp/kiln-bench-statcache-$$
 mkdir -p "$T"
 trap 'rm -rf "$T"' EXIT
@@ -47,13 +47,30 @@ PY
   echo "$dir/ctx"
 }
 
-# Median seconds of a hyperfine run: name, then hyperfine arguments.
-median() {
-  local name=$1; shift
-  hyperfine --runs "$RUNS" --export-json "$T/$name.json" --style none "$@" >"$T/$name.out" 2>&1 ||
-    { tail -20 "$T/$name.out" >&2; return 1; }
-  python3 -c "import json,sys; print('%.3f' % json.load(open(sys.argv[1]))['results'][0]['median'])" \
-    "$T/$name.json"
+# Wall seconds of one shell command (its output discarded; a failure stops the bench).
+secs() {
+  local t0 t1
+  t0=$(date +%s.%N)
+  bash -c "$1" >"$T/last.log" 2>&1 || { tail -20 "$T/last.log" >&2; exit 1; }
+  t1=$(date +%s.%N)
+  python3 -c "import sys; print('%.3f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$t0" "$t1"
+}
+# Runs the pairs (prepare, command) of several cases in turn, RUNS rounds, so that each case
+# sees the same share of whatever else the machine is doing; prints the median of each.
+# Arguments: name prepare command [name prepare command]...
+interleave() {
+  local -a names=() preps=() cmds=()
+  while [ $# -gt 0 ]; do names+=("$1"); preps+=("$2"); cmds+=("$3"); shift 3; done
+  for ((r = 0; r < RUNS; r++)); do
+    for i in "${!names[@]}"; do
+      [ -z "${preps[$i]}" ] || bash -c "${preps[$i]}" >/dev/null 2>&1
+      echo "${names[$i]} $(secs "${cmds[$i]}")" >>"$T/times"
+    done
+  done
+  for i in "${!names[@]}"; do
+    awk -v n="${names[$i]}" '$1 == n {print $2}' "$T/times" | sort -n |
+      awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+  done
 }
 ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / max(float(sys.argv[2]), 1e-9)))" "$1" "$2"; }
 
@@ -61,18 +78,19 @@ C10=$(tree 10000)
 C100=$(tree 100000)
 C30=$(tree 30000)
 floor() { echo "tar -cf - -C $1 . | gzip -1 | sha256sum >/dev/null"; }
+cold() { echo "$KILN build --root $T/root --progress quiet -o type=oci,dest=$T/out $1"; }
+fresh="rm -rf $T/root $T/out"
 
-f100=$(median floor100k "$(floor "$C100")")
-k100=$(median cold100k --prepare "rm -rf $T/root $T/out" \
-  "$KILN build --root $T/root --progress quiet -o type=oci,dest=$T/out $C100")
-nc100=$(median nochange100k "$KILN build --root $T/root --progress quiet -o type=oci,dest=$T/out2 $C100")
-f10=$(median floor10k "$(floor "$C10")")
-k10=$(median cold10k --prepare "rm -rf $T/root $T/out" \
-  "$KILN build --root $T/root --progress quiet -o type=oci,dest=$T/out $C10")
+{ read -r f100; read -r k100; } < <(interleave floor100k "" "$(floor "$C100")" \
+  cold100k "$fresh" "$(cold "$C100")")
+nc100=$(interleave nochange100k "" "$(cold "$C100")")
+{ read -r f10; read -r k10; } < <(interleave floor10k "" "$(floor "$C10")" cold10k "$fresh" \
+  "$(cold "$C10")")
 
 # 30k: a git repo of the tree; the CLI rebuilds it in place, the "server" checks each commit out anew
 R=$T/repo
 cp -a "$C30" "$R"
+echo .git >"$R/.dockerignore" # the CLI's context is the work tree, as the server's checkout
 git -C "$R" init -q -b main
 git -C "$R" add -A
 git -C "$R" -c user.name=b -c user.email=b@example.test commit -qm base
@@ -85,9 +103,9 @@ srv_build="rm -rf $T/w && $KILN checkout --root $T/sroot --context-id '$ID' file
 # warm both (first builds fill the caches)
 bash -c "$srv_build" >/dev/null 2>&1
 "$KILN" build --root "$T/croot" --progress quiet -o "type=oci,dest=$T/cout" "$R" >/dev/null 2>&1
-cli=$(median cli30k --prepare "$(change)" \
-  "$KILN build --root $T/croot --progress quiet -o type=oci,dest=$T/cout $R")
-srv=$(median server30k --prepare "$(change)" "$srv_build")
+{ read -r cli; read -r srv; } < <(interleave cli30k "$(change)" \
+  "$KILN build --root $T/croot --progress quiet -o type=oci,dest=$T/cout $R" \
+  server30k "$(change)" "$srv_build")
 
 printf '%-9s %-58s %8ss  vs %8ss  ratio %s (target <= %s)\n' \
   cold100k "kiln cold build, 100k files  vs  tar | gzip -1 | sha256sum" "$k100" "$f100" "$(ratio "$k100" "$f100")" 1.5 \

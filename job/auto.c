@@ -33,6 +33,81 @@ char *kiln_auto_root(const char *root, char *const *env)
     return kiln_xstrdup(r ? r : DEFAULT_ROOT);
 }
 
+char *kiln_auto_git_context_id(const char *url, const char *subdir)
+{
+    _cleanup_free_ char *red = kiln_git_redact(url);
+    const char *s = subdir ? subdir : "";
+    size_t n;
+
+    while (s[0] == '/' || (s[0] == '.' && s[1] == '/'))
+        s += s[0] == '/' ? 1 : 2;
+    n = strlen(s);
+    while (n > 0 && s[n - 1] == '/')
+        n--;
+    return kiln_xasprintf("git %s %.*s", red, (int)n, s);
+}
+
+/* utils/git on_file: notes one written file with its blob id, by its path below the
+ * context's directory (files outside it are not the build's). */
+static void note_file(void *ctx, const char *dir, const char *name, int fd,
+                      const unsigned char *oid)
+{
+    kiln_auto_notes_t *n = ctx;
+    _cleanup_free_ char *rel = NULL;
+    struct stat st;
+
+    if (strncmp(dir, n->prefix, n->plen) != 0 || (dir[n->plen] != '\0' && dir[n->plen] != '/'))
+        return;
+    rel = dir[n->plen] ? kiln_xasprintf("%s/%s", dir + n->plen + 1, name) : kiln_xstrdup(name);
+    if (fstat(fd, &st) == 0)
+        kiln_statcache_note(n->sc, rel, &st, oid);
+}
+
+int kiln_auto_notes_start(kiln_auto_notes_t *n, const char *root, const char *ns,
+                          const char *context_id, int64_t max, const char *dest, const char *subdir,
+                          kiln_git_opts_t *g, kiln_error_t *err)
+{
+    _cleanup_free_ char *dir = NULL;
+    const char *s = subdir ? subdir : "";
+    size_t sl;
+
+    memset(n, 0, sizeof(*n));
+    if (kiln_cachens_path(root, ns, KILN_CACHENS_STATCACHE, &dir, err) < 0 ||
+        kiln_statcache_open(dir, context_id, max, &n->sc, err) < 0)
+        return -1;
+    while (s[0] == '/' || (s[0] == '.' && s[1] == '/'))
+        s += s[0] == '/' ? 1 : 2;
+    sl = strlen(s);
+    while (sl > 0 && s[sl - 1] == '/')
+        sl--;
+    n->prefix = sl ? kiln_xasprintf("%s/%.*s", dest, (int)sl, s) : kiln_xstrdup(dest);
+    n->plen = strlen(n->prefix);
+    g->on_file = note_file;
+    g->on_file_ctx = n;
+    return 0;
+}
+
+int kiln_auto_notes_finish(kiln_auto_notes_t *n, kiln_statcache_stats_t *st, kiln_error_t *err)
+{
+    int r;
+
+    if (n->sc == NULL)
+        return 0;
+    kiln_statcache_scanned(n->sc, "");
+    r = kiln_statcache_save(n->sc, err);
+    if (st)
+        kiln_statcache_stats(n->sc, st);
+    kiln_auto_notes_free(n);
+    return r;
+}
+
+void kiln_auto_notes_free(kiln_auto_notes_t *n)
+{
+    kiln_statcache_free(n->sc);
+    free(n->prefix);
+    memset(n, 0, sizeof(*n));
+}
+
 /* Applies --subdir: a relative path without "..", naming a directory that
  * (after symlinks) is still inside the tree. */
 static int apply_subdir(const char *top, const char *subdir, char **out, kiln_error_t *err)
@@ -80,6 +155,7 @@ int kiln_auto_source_prepare(const char *spec, const kiln_auto_source_opts_t *op
         _cleanup_free_ char *url = NULL, *ref = NULL, *creds = NULL, *tree = NULL;
         _cleanup_free_ char *url_subdir = NULL;
         kiln_git_opts_t g = {.env = env};
+        kiln_auto_notes_t notes = {0};
         if (opts && opts->git_policy)
             g.policy = *opts->git_policy;
         const char *cf = kiln_env_get(env, "KILN_GIT_CREDENTIALS");
@@ -114,9 +190,17 @@ int kiln_auto_source_prepare(const char *spec, const kiln_auto_source_opts_t *op
             kiln_fs_mkdtemp(work, "src-", &s.checkout, err) < 0)
             goto fail;
         tree = kiln_xasprintf("%s/tree", s.checkout);
+        s.context_id = kiln_auto_git_context_id(url, subdir);
+        /* a cache that cannot be used only costs hashing every file */
+        if (kiln_auto_notes_start(&notes, root, opts ? opts->cache_namespace : NULL, s.context_id,
+                                  opts ? opts->stat_cache_max : 0, tree, subdir, &g, NULL) < 0)
+            kiln_auto_notes_free(&notes);
         if (kiln_git_checkout(url, ref, &g, tree, &s.commit, err) < 0 ||
-            apply_subdir(tree, subdir, &s.dir, err) < 0)
+            apply_subdir(tree, subdir, &s.dir, err) < 0) {
+            kiln_auto_notes_free(&notes);
             goto fail;
+        }
+        kiln_auto_notes_finish(&notes, NULL, NULL);
     }
     *src = s;
     return 0;
@@ -133,6 +217,7 @@ void kiln_auto_source_release(kiln_auto_source_t *src)
     free(src->dir);
     free(src->commit);
     free(src->display);
+    free(src->context_id);
     memset(src, 0, sizeof(*src));
 }
 
@@ -208,7 +293,8 @@ int kiln_auto_build_prepare(const char *spec, const kiln_auto_build_opts_t *o,
                                   .subdir = o->subdir,
                                   .env = o->env,
                                   .git_policy = o->git_policy,
-                                  .cache_namespace = o->cache_namespace};
+                                  .cache_namespace = o->cache_namespace,
+                                  .stat_cache_max = o->stat_cache_max};
     const char *ids[KILN_PLAN_MAX_ITEMS];
     kiln_render_opts_t ro = {.secret_ids = ids};
     _cleanup_free_ char *idbuf[KILN_PLAN_MAX_ITEMS] = {0};

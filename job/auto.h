@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "engine/statcache.h"
 #include "handlers/plan.h"
 #include "utils/error.h"
 #include "utils/git.h"
@@ -18,6 +19,7 @@ typedef struct kiln_auto_source_opts {
     char *const *env;                    /* environment for KILN_GIT_TOKEN* / KILN_ROOT */
     const kiln_git_policy_t *git_policy; /* what a git source may fetch; NULL = the default */
     const char *cache_namespace;         /* git mirrors of this namespace (utils/cachens) */
+    int64_t stat_cache_max;              /* engine/statcache cap: 0 default, <0 none */
 } kiln_auto_source_opts_t;
 
 typedef struct kiln_auto_source {
@@ -25,7 +27,39 @@ typedef struct kiln_auto_source {
     char *checkout; /* temp checkout removed by release, or NULL for a local dir */
     char *commit;   /* git: the exact commit checked out, else NULL */
     char *display;  /* the source as it may be shown (URL userinfo redacted) */
+    /* git: the stat cache identity of the tree ("git REPO SUBDIR"), whose entries the
+     * checkout brought up to date (kiln_auto_notes_start); else NULL */
+    char *context_id;
 } kiln_auto_source_t;
+
+/* The stat cache identity of a git source's build context: the repository (userinfo
+ * redacted) and the subdirectory, whatever the ref, so every checkout of it shares one
+ * stat cache. Malloc'ed. */
+char *kiln_auto_git_context_id(const char *url, const char *subdir);
+
+/* A git checkout noting the files it writes in the stat cache (engine/statcache), so the
+ * build after it reads only the files whose blob changed since the last checkout. */
+typedef struct kiln_auto_notes {
+    kiln_statcache_t *sc;
+    char *prefix; /* DEST[/SUBDIR]: files under it are noted by their path below it */
+    size_t plen;
+} kiln_auto_notes_t;
+
+/* Opens the stat cache of context_id in the namespace ns (NULL: the CLI's) under the kiln
+ * root, for a checkout into dest whose build context is dest/subdir (subdir NULL or ""
+ * for dest), and hooks it into g (on_file). -1 with err when the cache cannot be used:
+ * nothing is hooked (the build then hashes the files itself). */
+int kiln_auto_notes_start(kiln_auto_notes_t *n, const char *root, const char *ns,
+                          const char *context_id, int64_t max, const char *dest, const char *subdir,
+                          kiln_git_opts_t *g, kiln_error_t *err);
+
+/* After the checkout succeeded: every file of the context was written, so entries of files
+ * it no longer has are dropped; saves the cache and fills *st (may be NULL). Frees n's
+ * cache (kiln_auto_notes_free). -1 with err when it could not be saved. */
+int kiln_auto_notes_finish(kiln_auto_notes_t *n, kiln_statcache_stats_t *st, kiln_error_t *err);
+
+/* Releases n without saving (a failed checkout). */
+void kiln_auto_notes_free(kiln_auto_notes_t *n);
 
 /* Resolves `spec` (a directory, or a git URL with optional #REF) into a tree
  * on disk. Errors name the redacted URL. */
@@ -52,6 +86,7 @@ typedef struct kiln_auto_build_opts {
     size_t n_secrets;
     const kiln_git_policy_t *git_policy; /* what a git source may fetch; NULL = the default */
     const char *cache_namespace;         /* git mirrors of this namespace (utils/cachens) */
+    int64_t stat_cache_max;              /* engine/statcache cap: 0 default, <0 none */
 } kiln_auto_build_opts_t;
 
 /* An auto-detected build, ready for the Dockerfile engine. */

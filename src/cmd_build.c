@@ -809,7 +809,8 @@ int kiln_cmd_build(int argc, char **argv)
                                      .secrets = o.secrets,
                                      .n_secrets = o.n_secrets,
                                      .git_policy = &gitpol,
-                                     .cache_namespace = o.cache_namespace};
+                                     .cache_namespace = o.cache_namespace,
+                                     .stat_cache_max = o.stat_cache_max};
         if (kiln_auto_build_prepare(argv[optind], &ao, &ab, &err) < 0)
             goto fail;
         if (ab.src.commit)
@@ -881,7 +882,8 @@ int kiln_cmd_build(int argc, char **argv)
     req.oci_dirs = o.oci_dirs;
     req.n_oci_dirs = o.n_oci_dirs;
     req.cache_namespace = o.cache_namespace;
-    req.context_id = o.context_id;
+    /* a git source's tree: the repository's identity, whose entries its checkout noted */
+    req.context_id = o.context_id ? o.context_id : ab.src.context_id;
     /* a context unpacked from stdin is new every time: no stat of it is ever seen again */
     req.stat_cache_max = stdin_ctx && o.context_id == NULL ? -1 : o.stat_cache_max;
 

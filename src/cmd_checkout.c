@@ -20,51 +20,6 @@
 
 extern char **environ;
 
-/* The stat cache a checkout fills: files under prefix (DEST or DEST/SUBDIR),
- * keyed by their path below it. */
-typedef struct note_ctx {
-    kiln_statcache_t *sc;
-    const char *prefix;
-    size_t plen;
-} note_ctx_t;
-
-/* Notes one written file (utils/git on_file) with its blob id. */
-static void note_file(void *ctx, const char *dir, const char *name, int fd,
-                      const unsigned char *oid)
-{
-    note_ctx_t *n = ctx;
-    _cleanup_free_ char *rel = NULL;
-    struct stat st;
-
-    if (strncmp(dir, n->prefix, n->plen) != 0 || (dir[n->plen] != '\0' && dir[n->plen] != '/'))
-        return; /* outside the context's subdirectory */
-    rel = dir[n->plen] ? kiln_xasprintf("%s/%s", dir + n->plen + 1, name) : kiln_xstrdup(name);
-    if (fstat(fd, &st) == 0)
-        kiln_statcache_note(n->sc, rel, &st, oid);
-}
-
-/* Opens the stat cache of context_id for a checkout into dest whose build
- * context is dest/subdir; its notes go through g. NULL on failure (the build
- * then hashes the files itself). */
-static kiln_statcache_t *checkout_statcache(const char *root, const char *ns,
-                                            const char *context_id, int64_t max, const char *dest,
-                                            const char *subdir, note_ctx_t *n, kiln_git_opts_t *g)
-{
-    _cleanup_free_ char *dir = NULL;
-    kiln_error_t err = {0};
-
-    if (kiln_cachens_path(root, ns, KILN_CACHENS_STATCACHE, &dir, &err) < 0 ||
-        kiln_statcache_open(dir, context_id, max, &n->sc, &err) < 0) {
-        fprintf(stderr, "kiln checkout: no stat cache: %s\n", err.msg);
-        return NULL;
-    }
-    n->prefix = subdir && subdir[0] ? kiln_xasprintf("%s/%s", dest, subdir) : kiln_xstrdup(dest);
-    n->plen = strlen(n->prefix);
-    g->on_file = note_file;
-    g->on_file_ctx = n;
-    return n->sc;
-}
-
 int kiln_cmd_checkout(int argc, char **argv)
 {
     static const struct option opts[] = {{"root", required_argument, NULL, 'r'},
@@ -83,7 +38,7 @@ int kiln_cmd_checkout(int argc, char **argv)
     const char *root_opt = NULL, *cf, *cred_file = NULL, *ns = NULL;
     const char *context_id = NULL, *subdir = NULL;
     int64_t sc_max = 0;
-    note_ctx_t note = {0};
+    kiln_auto_notes_t note = {0};
     _cleanup_free_ char *root = NULL, *cache = NULL, *creds = NULL, *url = NULL, *ref = NULL;
     _cleanup_free_ char *commit = NULL, *cred = NULL, *cred_host = NULL;
     kiln_git_opts_t g = {.env = environ};
@@ -173,24 +128,20 @@ int kiln_cmd_checkout(int argc, char **argv)
     if (context_id && sc_max == 0 && kiln_env_get(environ, "KILN_STAT_CACHE_MAX") &&
         kiln_statcache_parse_max(kiln_env_get(environ, "KILN_STAT_CACHE_MAX"), &sc_max, &err) < 0)
         return kiln_cli_usage_error("checkout", "KILN_STAT_CACHE_MAX: %s", err.msg);
-    if (context_id)
-        checkout_statcache(root, ns, context_id, sc_max, argv[optind + 1], subdir, &note, &g);
+    if (context_id && kiln_auto_notes_start(&note, root, ns, context_id, sc_max, argv[optind + 1],
+                                            subdir, &g, &err) < 0)
+        fprintf(stderr, "kiln checkout: no stat cache: %s\n", err.msg);
     if (kiln_git_checkout(url, ref, &g, argv[optind + 1], &commit, &err) < 0) {
-        kiln_statcache_free(note.sc);
-        free((char *)note.prefix);
+        kiln_auto_notes_free(&note);
         return kiln_cli_fail(&err);
     }
     if (note.sc) {
         kiln_statcache_stats_t s;
-        /* the whole context was written: entries of files it no longer has go */
-        kiln_statcache_scanned(note.sc, "");
-        if (kiln_statcache_save(note.sc, &err) < 0)
-            fprintf(stderr, "kiln checkout: %s\n", err.msg);
-        kiln_statcache_stats(note.sc, &s);
+        kiln_error_t serr = {0};
+        if (kiln_auto_notes_finish(&note, &s, &serr) < 0)
+            fprintf(stderr, "kiln checkout: %s\n", serr.msg);
         fprintf(stderr, "stat cache: %llu files noted, %llu kept their hash\n",
                 (unsigned long long)s.noted, (unsigned long long)s.kept);
-        kiln_statcache_free(note.sc);
-        free((char *)note.prefix);
     }
     printf("%s\n", commit);
     return KILN_EXIT_OK;

@@ -12,13 +12,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "job/auto.h"
 #include "src/server/cli.h"
 #include "src/server/limits.h"
 #include "src/server/request.h"
 #include "src/server/runner.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
-#include "utils/git.h"
 #include "utils/mem.h"
 #include "utils/size.h"
 
@@ -299,19 +299,6 @@ static void push_namespace(char ***v, size_t *n, json_t *request)
     }
 }
 
-/* The stat cache identity of a git source's context (engine/statcache): the
- * repository (credentials redacted) and the subdirectory, whatever the ref,
- * so that every checkout of it shares one cache, which the checkout keeps
- * current for the files it writes. The tenant's namespace separates tenants. */
-static char *git_context_id(const char *url, const char *sub)
-{
-    _cleanup_free_ char *red = kiln_git_redact(url);
-    size_t n = sub ? strlen(sub) : 0;
-    while (n > 0 && sub[n - 1] == '/')
-        n--;
-    return kiln_xasprintf("git %s %.*s", red, (int)n, sub ? sub : "");
-}
-
 /* The ids the completion event carries: the API's build id, and for a git source its
  * repository (the stored, credential-free URL) and the commit the checkout resolved, instead
  * of the scratch directory the build reads. */
@@ -382,7 +369,7 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
             if (kiln_server_checkout_option(env->build_options[i]))
                 push_arg(&argv, &n, env->build_options[i]);
         push_namespace(&argv, &n, request);
-        context_id = git_context_id(url, sub);
+        context_id = kiln_auto_git_context_id(url, sub);
         push_arg(&argv, &n, "--context-id");
         push_arg(&argv, &n, context_id);
         if (sub) {

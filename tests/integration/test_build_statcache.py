@@ -98,4 +98,24 @@ r = subprocess.run([KILN, "build", "--root", root, "-"], input=tar, capture_outp
                    timeout=300)
 T.check("a context from stdin builds and leaves no stat cache file",
         r.returncode == 0 and sc_files() == [], (r.stderr[-1000:], sc_files()))
+
+# a git source (kiln build URL#REF): each build checks it out anew, the checkout keeps the
+# stat cache current for the repository, so a one-file commit reads one file
+repo = os.path.join(T.tmp, "repo")
+subprocess.run(["cp", "-a", ctx, repo], check=True)
+git = ["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@example.test"]
+subprocess.run(["git", "init", "-q", "-b", "main", repo], check=True)
+subprocess.run(git + ["add", "-A"], check=True)
+subprocess.run(git + ["commit", "-q", "-m", "one"], check=True)
+gfiles = len(subprocess.run(git + ["ls-files"], capture_output=True, text=True).stdout.split())
+url = "file://" + repo + "#main"
+r, log = build(context=url)
+T.check("git source, first build: every file hashed", r.returncode == 0 and
+        stat_line(log) == (0, gfiles, gfiles), log[-1500:])
+with open(os.path.join(repo, "src", "f02"), "w") as f:
+    f.write("changed in git\n")
+subprocess.run(git + ["commit", "-q", "-am", "two"], check=True)
+r, log = build(context=url)
+T.check("git source, one file committed: only it is read (the checkout kept the others' hashes)",
+        r.returncode == 0 and stat_line(log) == (gfiles - 1, gfiles, 1), log[-1500:])
 T.done()
