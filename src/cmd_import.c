@@ -14,7 +14,6 @@
 #include <jansson.h>
 
 #include "export/export.h"
-#include "oci/docker_archive.h"
 #include "oci/image.h"
 #include "oci/layer_write.h"
 #include "oci/layout.h"
@@ -247,39 +246,32 @@ static int make_image(kiln_store_t *s, const import_args_t *a, const kiln_layer_
     return r;
 }
 
-/* Writes one --output. */
+/* Writes one --output through its exporter (export/): kiln import writes oci and docker
+ * (also called docker-archive, as skopeo names it). */
 static int write_output(kiln_store_t *s, const char *spec, const char *name,
                         const kiln_descriptor_t *mdesc, kiln_error_t *err)
 {
-    static const char *const oci_keys[] = {"dest", "tar", NULL};
-    static const char *const docker_keys[] = {"dest", NULL};
-    kiln_export_opts_t o;
+    const char *tags[] = {name, NULL};
+    kiln_export_image_t img = {
+        .store = s, .manifest = mdesc, .tags = name ? tags : NULL, .n_tags = name != NULL};
+    kiln_export_ctx_t ctx = {0};
+    kiln_export_opts_t o = {0};
+    const kiln_exporter_t *t;
+    int r;
+
     if (kiln_export_opts_parse(spec, &o, err) < 0)
         return -1;
-    const char *dest = kiln_export_opts_get(&o, "dest");
-    int r = 0;
-    if (strcmp(o.type, "oci") == 0) {
-        int tar = 0;
-        r = kiln_export_opts_check_keys(&o, oci_keys, err);
-        if (r == 0)
-            r = kiln_export_opts_get_bool(&o, "tar", 0, &tar, err);
-        if (r == 0 && dest == NULL)
-            r = kiln_error_set(err, EINVAL, "--output %s: dest= is required", spec);
-        if (r == 0)
-            r = kiln_layout_write(s, dest, tar, mdesc, name, err);
-    } else if (strcmp(o.type, "docker") == 0 || strcmp(o.type, "docker-archive") == 0) {
-        r = kiln_export_opts_check_keys(&o, docker_keys, err);
-        if (r == 0 && dest == NULL)
-            r = kiln_error_set(err, EINVAL, "--output %s: dest= is required", spec);
-        const char *tags[] = {name, NULL};
-        if (r == 0)
-            r = kiln_docker_archive_write(s, dest, mdesc, tags, err);
-    } else {
+    t = kiln_exporter_find(strcmp(o.type, "docker-archive") == 0 ? "docker" : o.type);
+    if (t == NULL || (strcmp(t->name, "oci") != 0 && strcmp(t->name, "docker") != 0))
         r = kiln_error_set(err, EINVAL,
                            "--output type=%s: kiln import writes type=oci or "
                            "type=docker",
                            o.type);
-    }
+    else if ((r = kiln_export_opts_check_keys(&o, t->keys, err)) == 0 &&
+             kiln_export_opts_get(&o, "dest") == NULL)
+        r = kiln_error_set(err, EINVAL, "--output %s: dest= is required", spec);
+    if (r == 0)
+        r = t->run(&ctx, &img, &o, err);
     kiln_export_opts_free(&o);
     if (r < 0)
         return kiln_error_prefix(err, "output %s", spec);

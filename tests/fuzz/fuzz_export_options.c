@@ -1,0 +1,37 @@
+/* libFuzzer target: an output spec (`-o type=T,k=v,...`, an S3 one through the S3 output
+ * parser) must never crash the parser or an exporter's checks, and what the parser accepts
+ * has a non-empty type and non-empty, distinct keys whose values it hands back. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "export/export.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    kiln_export_opts_t o = {0};
+    kiln_error_t err = {0};
+    char *s = malloc(size + 1);
+
+    if (s == NULL)
+        return 0;
+    memcpy(s, data, size);
+    s[size] = '\0';
+    if (kiln_export_parse(s, &o, &err) == 0) {
+        if (o.type == NULL || o.type[0] == '\0')
+            abort();
+        for (size_t i = 0; i < o.n; i++) {
+            if (o.kv[i].key[0] == '\0' || kiln_export_opts_get(&o, o.kv[i].key) != o.kv[i].value)
+                abort();
+        }
+        kiln_export_opts_free(&o);
+    } else if (err.msg[0] == '\0') {
+        abort(); /* a refusal always says why */
+    }
+    (void)kiln_export_validate(s, &err);
+    free(s);
+    return 0;
+}
