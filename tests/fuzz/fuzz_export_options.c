@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "export/export.h"
+#include "utils/mem.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -14,12 +15,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     kiln_export_opts_t o = {0};
     kiln_error_t err = {0};
-    char *s = malloc(size + 1);
+    /* a spec is a C string (a command-line argument): it ends at the first NUL */
+    char *s = kiln_xstrndup((const char *)data, size);
 
-    if (s == NULL)
-        return 0;
-    memcpy(s, data, size);
-    s[size] = '\0';
     if (kiln_export_parse(s, &o, &err) == 0) {
         if (o.type == NULL || o.type[0] == '\0')
             abort();
