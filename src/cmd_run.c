@@ -15,6 +15,7 @@
 #include "oci/layout.h"
 #include "oci/sink.h"
 #include "sandbox/diff.h"
+#include "sandbox/idmap.h"
 #include "sandbox/rootfs.h"
 #include "sandbox/sandbox.h"
 #include "src/commands.h"
@@ -301,6 +302,14 @@ static int write_diff(const char *base, const char *upper, const char *dest, kil
     return 0;
 }
 
+/* Removes the flattened bottom of an image made for one run (cleanup handler). */
+static void remove_flat(char **dir)
+{
+    if (*dir != NULL)
+        kiln_fs_rm_rf(*dir, NULL);
+    free(*dir);
+}
+
 int kiln_cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {{"rootfs", required_argument, NULL, 'r'},
@@ -327,8 +336,9 @@ int kiln_cmd_run(int argc, char **argv)
                                          {"source-date-epoch", required_argument, NULL, 'E'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *lowers[128];
+    const char *lowers[KILN_IDMAP_MAX_LOWERS];
     const char *image_ref = NULL;
+    __attribute__((cleanup(remove_flat))) char *flat = NULL;
     _cleanup_strv_ char **image_lowers = NULL;
     size_t n_lowers = 0, n_mounts = 0, n_env = 0;
     kiln_mount_t mounts[MAX_MOUNTS];
@@ -465,10 +475,25 @@ int kiln_cmd_run(int argc, char **argv)
             kiln_rootfs_from_layout(dir, tag, cache ? cache : KILN_ROOTFS_CACHE_DEFAULT,
                                     &image_lowers, &n, &err) < 0)
             return kiln_cli_fail(&err);
-        if (n > sizeof(lowers) / sizeof(lowers[0]))
-            return kiln_cli_usage_error("run", "image %s has too many layers (%zu)", image_ref, n);
+        if (n > sizeof(lowers) / sizeof(lowers[0])) {
+            /* More layers than a step is mounted on (the build flattens its
+             * long stages the same way): the bottom ones merged into one tree
+             * for this run, hardlinked from the layer cache, removed after. */
+            size_t keep = sizeof(lowers) / sizeof(lowers[0]) - 1;
+            if (kiln_fs_mkdtemp(cache ? cache : KILN_ROOTFS_CACHE_DEFAULT, ".flat-", &flat, &err) <
+                    0 ||
+                kiln_lowerview_flatten((const char *const *)image_lowers + keep, n - keep, flat,
+                                       &err) < 0) {
+                kiln_error_prefix(&err, "image %s: flattening its bottom %zu layers", image_ref,
+                                  n - keep);
+                return kiln_cli_fail(&err);
+            }
+            n = keep;
+        }
         for (size_t i = 0; i < n; i++)
             lowers[n_lowers++] = image_lowers[i];
+        if (flat != NULL)
+            lowers[n_lowers++] = flat;
     }
     if (n_lowers == 0 && step.isolation != KILN_ISOLATION_NONE)
         return kiln_cli_usage_error("run", "--rootfs is required");

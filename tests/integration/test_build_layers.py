@@ -110,6 +110,15 @@ if shutil.which("umoci"):
 else:
     T.skip("image contents", "umoci missing")
 
+# --- kiln run on the 500-layer image: its bottom layers merged for the run --------
+cache = os.path.join(T.tmp, "layer-cache")
+r = kiln("run", "--rootfs", f"oci:{out1}:latest", "--network", "none", "--", "sh", "-c",
+         "ls /d | wc -l; cat /o/new; test -e /o/old || echo no-old", env={"KILN_LAYER_CACHE": cache})
+T.check("kiln run on an image of 500 layers sees every file", r.returncode == 0 and
+        r.stdout.split() == [str(len(exp)), "new", "no-old"], r.stdout + r.stderr)
+T.check("... and leaves no flattened tree behind",
+        not [n for n in os.listdir(cache) if n.startswith(".flat-")], os.listdir(cache))
+
 # --- COPY --from the many-layer stage --------------------------------------------
 out2 = os.path.join(T.tmp, "oci-final")
 r = build(ctx, "-o", f"type=oci,dest={out2}")
@@ -130,4 +139,7 @@ r = build(ctx, "--target", "many")
 T.check("a rebuild hits the cache for every step (500 RUN, the COPY, the check; no snapshot made)",
         r.returncode == 0 and len(re.findall(r"^#\d+ CACHED", r.stderr, re.M)) == STEPS + 2 and
         "flattening" not in r.stderr, r.stderr[-2000:])
+r = kiln("prune", "--root", ROOT)
+T.check("prune removes the flattened snapshots", r.returncode == 0 and not [
+    n for n in os.listdir(os.path.join(ROOT, "build", "lowers")) if n.startswith("flat-")], r.stderr)
 T.done()
