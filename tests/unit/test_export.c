@@ -278,18 +278,27 @@ static void test_validate(void **state)
     assert_false(kiln_export_key_is_bool("dest"));
 }
 
+/* Runs the output type=TYPE,dest=BASE/REL and returns dest (malloc'ed); fails the test on
+ * an error. */
+static char *export_to(fixture_t *f, kiln_export_ctx_t *ctx, const char *type, const char *rel)
+{
+    char *dest = kiln_xasprintf("%s/%s", f->base, rel);
+    _cleanup_free_ char *spec = kiln_xasprintf("type=%s,dest=%s", type, dest);
+    kiln_error_t err = {0};
+
+    if (kiln_export_run(ctx, &f->img, spec, &err) < 0)
+        fail_msg("%s: %s", spec, err.msg);
+    return dest;
+}
+
 /* type=local: the files with their modes, links as links with their targets as written, the
  * host's file behind them neither read through nor written; a "local" result naming dest. */
 static void test_local(void **state)
 {
     fixture_t *f = *state;
     kiln_export_ctx_t ctx = ctx_of(f);
-    kiln_error_t err = {0};
-    _cleanup_free_ char *dest = kiln_xasprintf("%s/out/site", f->base);
-    _cleanup_free_ char *spec = kiln_xasprintf("type=local,dest=%s", dest);
+    _cleanup_free_ char *dest = export_to(f, &ctx, "local", "out/site");
 
-    if (kiln_export_run(&ctx, &f->img, spec, &err) < 0)
-        fail_msg("local: %s", err.msg);
     assert_true(S_ISREG(mode_of(dest, "bin/run")));
     assert_int_equal(mode_of(dest, "bin/run") & 07777, 0755);
     assert_int_equal(mode_of(dest, "conf") & 07777, 0640);
@@ -310,18 +319,14 @@ static void test_tar(void **state)
 {
     fixture_t *f = *state;
     kiln_export_ctx_t ctx = ctx_of(f);
-    kiln_error_t err = {0};
     _cleanup_free_ char *dir = kiln_xasprintf("%s/t", f->base);
-    _cleanup_free_ char *dest = kiln_xasprintf("%s/t/fs.tar", f->base);
-    _cleanup_free_ char *spec = kiln_xasprintf("type=tar,dest=%s", dest);
+    _cleanup_free_ char *dest = export_to(f, &ctx, "tar", "t/fs.tar");
     _cleanup_free_ char *link = NULL, *none = NULL;
     mode_t type = 0, perm = 0;
     struct stat st;
     DIR *d;
     struct dirent *de;
 
-    if (kiln_export_run(&ctx, &f->img, spec, &err) < 0)
-        fail_msg("tar: %s", err.msg);
     assert_int_equal(stat(dest, &st), 0);
     assert_int_equal(st.st_mode & 07777, 0644);
     assert_int_equal(entry_of(dest, "bin/run", &type, &perm, &none), 0);
@@ -348,9 +353,7 @@ static void test_oci_layout(void **state)
 {
     fixture_t *f = *state;
     kiln_export_ctx_t ctx = ctx_of(f);
-    kiln_error_t err = {0};
-    _cleanup_free_ char *dest = kiln_xasprintf("%s/layout", f->base);
-    _cleanup_free_ char *spec = kiln_xasprintf("type=oci,dest=%s", dest);
+    _cleanup_free_ char *dest = export_to(f, &ctx, "oci", "layout");
     _cleanup_free_ char *index = kiln_xasprintf("%s/index.json", dest);
     _cleanup_free_ char *hdr = kiln_xasprintf("%s/oci-layout", dest);
     char ds[KILN_DIGEST_STR_MAX];
@@ -358,8 +361,6 @@ static void test_oci_layout(void **state)
     json_t *ix, *m, *ann;
     struct stat st;
 
-    if (kiln_export_run(&ctx, &f->img, spec, &err) < 0)
-        fail_msg("oci: %s", err.msg);
     kiln_digest_str(&f->manifest.digest, ds);
     ix = json_load_file(index, 0, &je);
     assert_non_null(ix);
@@ -382,6 +383,41 @@ static void test_oci_layout(void **state)
     }
     assert_one_result(f, "oci", dest);
     assert_string_equal(f->digests[0], ds);
+    kiln_export_ctx_clear(&ctx);
+}
+
+/* type=docker: a `docker load` archive whose manifest.json names the config, the layer and the
+ * tags; a "docker" result with the digest. */
+static void test_docker(void **state)
+{
+    fixture_t *f = *state;
+    kiln_export_ctx_t ctx = ctx_of(f);
+    _cleanup_free_ char *dest = export_to(f, &ctx, "docker", "img.tar");
+    struct archive *a = archive_read_new();
+    struct archive_entry *e;
+    json_t *m = NULL;
+    json_error_t je;
+
+    archive_read_support_format_tar(a);
+    assert_int_equal(archive_read_open_filename(a, dest, 65536), ARCHIVE_OK);
+    while (m == NULL && archive_read_next_header(a, &e) == ARCHIVE_OK)
+        if (strcmp(archive_entry_pathname(e), "manifest.json") == 0) {
+            char buf[8192];
+            la_ssize_t n = archive_read_data(a, buf, sizeof(buf) - 1);
+            assert_true(n > 0);
+            buf[n] = '\0';
+            m = json_loads(buf, 0, &je);
+        }
+    archive_read_free(a);
+    assert_non_null(m);
+    assert_int_equal(json_array_size(m), 1);
+    assert_string_equal(
+        json_string_value(json_array_get(json_object_get(json_array_get(m, 0), "RepoTags"), 0)),
+        "localhost:5000/app:v1");
+    assert_int_equal(json_array_size(json_object_get(json_array_get(m, 0), "Layers")), 1);
+    json_decref(m);
+    assert_one_result(f, "docker", dest);
+    assert_non_null(f->digests[0]);
     kiln_export_ctx_clear(&ctx);
 }
 
@@ -435,6 +471,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_local, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tar, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oci_layout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_docker, setup, teardown),
         cmocka_unit_test_setup_teardown(test_function_and_unsupported, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
