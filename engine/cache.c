@@ -61,9 +61,9 @@ static void note_cache_entry(engine_t *e, const stage_t *st, const kiln_digest_t
     pthread_mutex_unlock(&e->lock);
 }
 
-/* Looks a step up: on a hit replaces the stage config and appends the layer. */
-int kiln_cache_lookup(engine_t *e, stage_t *st, const kiln_digest_t *key, bool *hit,
-                      kiln_error_t *err)
+/* Looks a step up: on a hit replaces the stage config, appends the layer, makes key the
+ * stage's key and returns 1; 0 on a miss (a broken entry is one); -1 with err. */
+int kiln_cache_lookup(engine_t *e, stage_t *st, const kiln_digest_t *key, kiln_error_t *err)
 {
     _cleanup_free_ char *ref = kiln_cache_ref(e, key);
     _cleanup_free_ char *body = NULL;
@@ -72,7 +72,6 @@ int kiln_cache_lookup(engine_t *e, stage_t *st, const kiln_digest_t *key, bool *
     json_t *j, *cfg, *layer;
     int r;
 
-    *hit = false;
     if (e->req->no_cache)
         return 0;
     r = kiln_store_ref_get(e->store, ref, &d, err);
@@ -114,8 +113,8 @@ int kiln_cache_lookup(engine_t *e, stage_t *st, const kiln_digest_t *key, bool *
         pthread_mutex_unlock(&e->lock);
     }
     json_decref(j);
-    *hit = true;
-    return 0;
+    st->key = *key;
+    return 1;
 }
 
 int kiln_cache_store(engine_t *e, stage_t *st, const kiln_digest_t *key, const layer_t *l,

@@ -557,7 +557,7 @@ int kiln_step_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
     kiln_sha256_t h;
     kiln_digest_t content, key = st->key;
     char cs[KILN_DIGEST_STR_MAX];
-    bool dir_dest, hit = false;
+    bool dir_dest;
     int ret = -1;
 
     for (size_t i = 0; i < n->n_flags; i++) {
@@ -694,13 +694,9 @@ int kiln_step_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
                                                  created_by, dest, c.uid, c.gid, c.mode, cs);
         kiln_cache_key_step(&key, kt, NULL);
     }
-    if (kiln_cache_lookup(e, st, &key, &hit, err) < 0)
-        goto out;
-    if (hit) {
-        st->key = key;
-        ret = 1;
-        goto out;
-    }
+    if ((ret = kiln_cache_lookup(e, st, &key, err)) != 0)
+        goto out; /* a hit (1) or an error */
+    ret = -1;
 
     /* 2. a miss: the layer's tree in a staging dir, then the layer */
     c.hash = NULL;

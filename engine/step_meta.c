@@ -23,7 +23,8 @@ int kiln_step_workdir(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_er
     _cleanup_free_ char *canon = NULL;
     _cleanup_free_ char *dir = NULL;
     kiln_digest_t key = st->key;
-    bool exists = false, hit = false;
+    bool exists = false;
+    int r;
     layer_t l;
     int ret = -1;
 
@@ -45,12 +46,8 @@ int kiln_step_workdir(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_er
         return 0;
     }
     kiln_cache_key_step(&key, hist, "mkdir");
-    if (kiln_cache_lookup(e, st, &key, &hit, err) < 0)
-        return -1;
-    if (hit) {
-        st->key = key;
-        return 1;
-    }
+    if ((r = kiln_cache_lookup(e, st, &key, err)) != 0)
+        return r; /* a hit (1) or an error */
     if (kiln_fs_mkdtemp(e->work, "wd-", &staging, err) < 0)
         return -1;
     if (kiln_step_copy_mkdirs_in(staging, canon, NULL, err) < 0 ||

@@ -82,7 +82,6 @@ int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     kiln_step_t step;
     kiln_step_result_t res = {0};
     kiln_digest_t key = st->key;
-    bool hit = false;
     int ret = -1;
     const char *net = e->req->network;
     kiln_run_security_t sec = {0};
@@ -227,13 +226,9 @@ int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
         keytext = k2;
     }
     kiln_cache_key_step(&key, keytext, NULL);
-    if (kiln_cache_lookup(e, st, &key, &hit, err) < 0)
-        goto out;
-    if (hit) {
-        st->key = key;
-        ret = 1;
-        goto out;
-    }
+    if ((ret = kiln_cache_lookup(e, st, &key, err)) != 0)
+        goto out; /* a hit (1) or an error */
+    ret = -1;
     for (size_t i = 0; i < n_mounts; i++) {
         /* a miss: the bind-mounted paths of stages, merged from their layers */
         strv_t one = {0};
