@@ -18,6 +18,7 @@
 
 #include "engine/cache.h"
 #include "engine/copytree.h"
+#include "tests/unit/tmpdir.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
@@ -100,9 +101,8 @@ typedef struct fx {
 static int setup(void **state)
 {
     fx_t *f = kiln_xzalloc(sizeof(*f));
-    char tmpl[] = "/tmp/kiln-cachekey-XXXXXX";
-    assert_non_null(mkdtemp(tmpl));
-    f->dir = kiln_xstrdup(tmpl);
+    f->dir = tmpdir_make("cachekey");
+    assert_non_null(f->dir);
     *state = f;
     return 0;
 }
@@ -118,9 +118,7 @@ static int teardown(void **state)
 
 static void put(const char *dir, const char *rel, const char *content, mode_t mode)
 {
-    _cleanup_free_ char *p = kiln_xasprintf("%s/%s", dir, rel);
-    assert_int_equal(kiln_fs_write_file_atomic(p, content, strlen(content), mode, NULL), 0);
-    assert_int_equal(chmod(p, mode), 0);
+    assert_int_equal(tmpdir_put(dir, rel, content, mode), 0);
 }
 
 static kiln_digest_t tree_hash(const char *dir, const char *written)
