@@ -1,6 +1,7 @@
-/* kiln — the engine's shared state, internal to the engine folder: the build (engine_t) and its
- * stages (stage_t), small string-vector helpers, and what each engine file offers the
- * others. Only the engine files include it; the public surface is engine/build.h. */
+/* kiln — the engine's shared state, internal to the engine folder: one build (engine_t),
+ * its stages (stage_t), the small types several steps share, and the progress output. Each
+ * engine file declares what it offers the others in its own header (engine/solve.h,
+ * engine/cache.h, …), which includes this one; the public surface is engine/build.h. */
 #ifndef KILN_ENGINE_ENGINE_H
 #define KILN_ENGINE_ENGINE_H
 
