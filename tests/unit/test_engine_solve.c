@@ -85,6 +85,10 @@ static void test_stages_and_names(void **state)
     assert_null(kiln_solve_find(s.e, "app", 2)); /* only earlier stages */
     assert_null(kiln_solve_find(s.e, "9", s.e->n_stages));
     assert_null(kiln_solve_find(s.e, "alpine", s.e->n_stages));
+    /* BuildKit's automatic platform ARGs are in the global scope */
+    assert_string_equal(kv_get(&s.e->meta_args, "TARGETPLATFORM"), "linux/amd64");
+    assert_string_equal(kv_get(&s.e->meta_args, "BUILDARCH"), "amd64");
+    assert_string_equal(kv_get(&s.e->meta_args, "TARGETVARIANT"), "");
     solved_free(&s);
 }
 
