@@ -18,6 +18,9 @@ ROOT = os.path.join(T.tmp, "root")
 os.chmod(T.tmp, 0o711)
 BASE = make_base(ROOT)
 STEPS = 500
+MARKER = os.path.join(T.tmp, "host-marker")
+with open(MARKER, "w") as f:
+    f.write("host-secret-7731\n")
 
 
 def expected_files():
@@ -43,6 +46,11 @@ def dockerfile():
             cmd += " && ln /d/f150 /d/h150"
         if i == 160:
             cmd += " && chmod 0640 /d/f160 && chown 7:8 /d/f160"
+        if i == 10:  # links to the host's marker, in a layer that gets flattened
+            cmd += f" && ln -s {MARKER} /lnk-abs && ln -s ../../../../../../..{MARKER} /lnk-rel"
+        if i == 450:  # read and write through them once they are in the snapshot
+            cmd += (" && (cat /lnk-abs /lnk-rel || true) && (echo pwned > /lnk-abs || true) &&"
+                    " (echo pwned > /lnk-rel || true)")
         if i == 200:
             cmd += " && rm -rf /o && mkdir /o && echo new > /o/new"  # an opaque directory
         if i == 300:
@@ -89,8 +97,14 @@ T.check("the last step saw every file of the steps before it (whiteouts, opaque 
         "all-files-seen" in r.stderr, r.stderr[-3000:])
 T.check("past 128 layers the bottom of the chain is flattened (and said so)",
         "flattening the layers below" in r.stderr, r.stderr[-2000:])
+with open(MARKER) as f:
+    T.check("hostile: links in flattened layers reach no host file (marker neither read nor written)",
+            f.read() == "host-secret-7731\n" and "host-secret-7731" not in r.stderr, r.stderr[-1500:])
 flats = [n for n in os.listdir(os.path.join(ROOT, "build", "lowers")) if n.startswith("flat-")]
 T.check("one snapshot per 64 layers past 128 (128, 192, ..., 448 layers)", len(flats) == 6, flats)
+T.check("hostile: a snapshot keeps the links as links (never followed while flattening)",
+        flats and all(os.readlink(os.path.join(ROOT, "build", "lowers", n, "lnk-abs")) == MARKER
+                      for n in flats), flats)
 
 if shutil.which("umoci"):
     rootfs, u = unpack(out1, "many")
