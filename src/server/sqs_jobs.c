@@ -96,41 +96,55 @@ out:
     return ret;
 }
 
-int kiln_sqs_jobs_receive(kiln_aws_t *aws, const char *queue_url, int wait_s, int visibility_s,
-                          kiln_sqs_received_t *out, kiln_error_t *err)
+/* Copies one message of a ReceiveMessage answer into *out. */
+static int received_one(json_t *m, const char *queue_url, kiln_sqs_received_t *out,
+                        kiln_error_t *err)
 {
-    json_t *req =
-        json_pack("{s:i,s:i,s:i,s:[s]}", "MaxNumberOfMessages", 1, "WaitTimeSeconds", wait_s,
-                  "VisibilityTimeout", visibility_s, "AttributeNames", "ApproximateReceiveCount");
-    json_t *ans = NULL, *m;
-    const char *body, *receipt, *count;
-    kiln_sqs_received_t r = {0};
+    const char *body = json_string_value(json_object_get(m, "Body"));
+    const char *receipt = json_string_value(json_object_get(m, "ReceiptHandle"));
+    const char *id = json_string_value(json_object_get(m, "MessageId"));
+    const char *count = json_string_value(
+        json_object_get(json_object_get(m, "Attributes"), "ApproximateReceiveCount"));
+
+    if (body == NULL || receipt == NULL)
+        return kiln_error_set(err, EPROTO, "SQS ReceiveMessage on %s: message without %s",
+                              queue_url, body ? "ReceiptHandle" : "Body");
+    out->body = kiln_xstrdup(body);
+    out->receipt = kiln_xstrdup(receipt);
+    out->message_id = kiln_xstrdup(id ? id : "");
+    out->receive_count = count ? (int)strtol(count, NULL, 10) : 1;
+    return 0;
+}
+
+int kiln_sqs_jobs_receive_batch(kiln_aws_t *aws, const char *queue_url, int max, int wait_s,
+                                int visibility_s, kiln_sqs_received_t *out, kiln_error_t *err)
+{
+    json_t *req = json_pack("{s:i,s:i,s:i,s:[s]}", "MaxNumberOfMessages", max < 1 ? 1 : max,
+                            "WaitTimeSeconds", wait_s, "VisibilityTimeout", visibility_s,
+                            "AttributeNames", "ApproximateReceiveCount");
+    json_t *ans = NULL, *msgs;
+    int n = 0;
 
     if (sqs_call(aws, queue_url, "ReceiveMessage", req, &ans, err) < 0)
         return -1;
-    m = json_array_get(json_object_get(ans, "Messages"), 0);
-    if (m == NULL) {
-        json_decref(ans);
-        return 0;
+    msgs = json_object_get(ans, "Messages");
+    for (size_t i = 0; i < json_array_size(msgs) && n < max; i++) {
+        if (received_one(json_array_get(msgs, i), queue_url, &out[n], err) < 0) {
+            while (n > 0)
+                kiln_sqs_received_free(&out[--n]);
+            json_decref(ans);
+            return -1;
+        }
+        n++;
     }
-    body = json_string_value(json_object_get(m, "Body"));
-    receipt = json_string_value(json_object_get(m, "ReceiptHandle"));
-    if (body == NULL || receipt == NULL) {
-        json_decref(ans);
-        return kiln_error_set(err, EPROTO, "SQS ReceiveMessage on %s: message without %s",
-                              queue_url, body ? "ReceiptHandle" : "Body");
-    }
-    r.body = kiln_xstrdup(body);
-    r.receipt = kiln_xstrdup(receipt);
-    r.message_id = kiln_xstrdup(json_string_value(json_object_get(m, "MessageId"))
-                                    ? json_string_value(json_object_get(m, "MessageId"))
-                                    : "");
-    count = json_string_value(
-        json_object_get(json_object_get(m, "Attributes"), "ApproximateReceiveCount"));
-    r.receive_count = count ? (int)strtol(count, NULL, 10) : 1;
     json_decref(ans);
-    *out = r;
-    return 1;
+    return n;
+}
+
+int kiln_sqs_jobs_receive(kiln_aws_t *aws, const char *queue_url, int wait_s, int visibility_s,
+                          kiln_sqs_received_t *out, kiln_error_t *err)
+{
+    return kiln_sqs_jobs_receive_batch(aws, queue_url, 1, wait_s, visibility_s, out, err);
 }
 
 int kiln_sqs_jobs_delete(kiln_aws_t *aws, const char *queue_url, const char *receipt,

@@ -19,6 +19,11 @@ typedef struct kiln_sqs_received {
 int kiln_sqs_jobs_receive(kiln_aws_t *aws, const char *queue_url, int wait_s, int visibility_s,
                           kiln_sqs_received_t *out, kiln_error_t *err);
 
+/* Receives up to max (1..10) messages into out[0..max), like kiln_sqs_jobs_receive. Returns
+ * how many came (0 when none). */
+int kiln_sqs_jobs_receive_batch(kiln_aws_t *aws, const char *queue_url, int max, int wait_s,
+                                int visibility_s, kiln_sqs_received_t *out, kiln_error_t *err);
+
 /* Deletes a received message. */
 int kiln_sqs_jobs_delete(kiln_aws_t *aws, const char *queue_url, const char *receipt,
                          kiln_error_t *err);

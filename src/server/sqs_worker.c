@@ -19,6 +19,7 @@
 #include "src/server/job.h"
 #include "src/server/jobkey.h"
 #include "src/server/modes.h"
+#include "src/server/qfair.h"
 #include "src/server/remote.h"
 #include "src/server/request.h"
 #include "src/server/runner.h"
@@ -45,6 +46,7 @@ struct kiln_sqs_worker {
     char **running; /* job ids being built here, one slot per thread */
     volatile int draining;
     volatile int stop_builds;
+    char *last_tenant; /* the tenant whose job this worker started last (round robin) */
     char host[128];
 };
 
@@ -353,6 +355,29 @@ static int check_tenant_outputs(const kiln_sqs_worker_t *w, json_t *stored, kiln
     return t ? kiln_tenant_check_outputs(t, stored, &status, err) : 0;
 }
 
+/* What a job of tenant may "allow": with --config, only what both its tenant (tenants[].
+ * entitlements) and this worker (--allow: what the host offers) grant, nothing for a tenant
+ * the config does not know; without --config, the worker's --allow. */
+static unsigned job_entitlements(const kiln_sqs_worker_t *w, const char *tenant)
+{
+    const kiln_tenant_t *t;
+
+    if (w->o.config == NULL)
+        return w->o.entitlements;
+    t = kiln_config_tenant_named(w->o.config, tenant ? tenant : KILN_TENANT_DEFAULT);
+    return t ? t->entitlements & w->o.entitlements : 0;
+}
+
+/* Refuses a job asking for an entitlement its tenant or this worker does not grant. */
+static int check_job_allow(const kiln_sqs_worker_t *w, json_t *stored, kiln_error_t *err)
+{
+    const char *tenant = json_string_value(json_object_get(stored, "tenant"));
+
+    if (kiln_request_check_allow(stored, job_entitlements(w, tenant), err) < 0)
+        return kiln_error_prefix(err, "tenant '%s'", tenant ? tenant : KILN_TENANT_DEFAULT);
+    return 0;
+}
+
 static int unseal_secrets(kiln_sqs_worker_t *w, kiln_remote_job_t *job, kiln_error_t *err)
 {
     char *plain = NULL;
@@ -450,6 +475,7 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
     } else if (unseal_secrets(w, &job, &err) < 0 ||
                kiln_request_from_json(job.request, &valid, &err) < 0 ||
                check_tenant_outputs(w, valid.stored, &err) < 0 ||
+               check_job_allow(w, valid.stored, &err) < 0 ||
                kiln_limits_apply(valid.stored, &w->o.limits, &err) < 0 ||
                (json_object_get(json_object_get(valid.stored, "source"), "context") &&
                 fetch_context(w, aws, id, job.context_url, &ctx_dir, &err) < 0)) {
@@ -480,7 +506,7 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
                                   .log_path = log,
                                   .log_cap = w->o.log_cap,
                                   .timeout_s = w->o.timeout_s,
-                                  .entitlements = w->o.entitlements,
+                                  .entitlements = job_entitlements(w, tenant),
                                   .child_env = child_env,
                                   .build_id = id};
             send_event(&j, json_pack("{s:s,s:s}", "type", "started", "status", first));
@@ -556,6 +582,45 @@ typedef struct thread_arg {
     int slot;
 } thread_arg_t;
 
+/* The tenant a job message names (malloc'ed), or NULL (tenant default, or not a job: handle()
+ * drops it). */
+static char *message_tenant(const char *body)
+{
+    json_t *o = json_loads(body, 0, NULL);
+    const char *t = json_string_value(json_object_get(json_object_get(o, "request"), "tenant"));
+    char *name = t ? kiln_xstrdup(t) : NULL;
+
+    json_decref(o);
+    return name;
+}
+
+/* Of a received batch, the message to start now: the next tenant's in round robin after the
+ * tenant this worker started last. The others are made visible again at once for any worker
+ * (none is held while this one builds). Returns its index, -1 for none. */
+static int pick_fair(kiln_sqs_worker_t *w, kiln_aws_t *aws, kiln_sqs_received_t *m, int n)
+{
+    char *tenants[KILN_QFAIR_BATCH] = {0};
+    int pick;
+
+    for (int i = 0; i < n; i++)
+        tenants[i] = message_tenant(m[i].body);
+    pthread_mutex_lock(&w->lock);
+    pick = w->draining
+               ? -1
+               : kiln_qfair_pick((const char *const *)tenants, NULL, (size_t)n, w->last_tenant);
+    if (pick >= 0) {
+        free(w->last_tenant);
+        w->last_tenant = kiln_xstrdup(tenants[pick] ? tenants[pick] : KILN_TENANT_DEFAULT);
+    }
+    pthread_mutex_unlock(&w->lock);
+    for (int i = 0; i < n; i++) {
+        if (i != pick)
+            kiln_sqs_jobs_extend(aws, w->o.queue_url, m[i].receipt, 0, NULL);
+        free(tenants[i]);
+    }
+    return pick;
+}
+
 static void *thread_main(void *arg)
 {
     thread_arg_t *a = arg;
@@ -565,24 +630,21 @@ static void *thread_main(void *arg)
 
     free(a);
     while (!w->draining) {
-        kiln_sqs_received_t m = {0};
+        kiln_sqs_received_t m[KILN_QFAIR_BATCH] = {0};
         kiln_error_t err = {0};
-        int got =
-            kiln_sqs_jobs_receive(aws, w->o.queue_url, w->o.wait_s, w->o.visibility_s, &m, &err);
+        int got = kiln_sqs_jobs_receive_batch(aws, w->o.queue_url, KILN_QFAIR_BATCH, w->o.wait_s,
+                                              w->o.visibility_s, m, &err);
+        int pick;
         if (got < 0) {
             fprintf(stderr, "kiln worker: %s\n", err.msg);
             sleep(1);
             continue;
         }
-        if (got == 0)
-            continue;
-        if (w->draining) {
-            kiln_sqs_jobs_extend(aws, w->o.queue_url, m.receipt, 0, NULL);
-            kiln_sqs_received_free(&m);
-            break;
-        }
-        handle(w, slot, aws, &m);
-        kiln_sqs_received_free(&m);
+        pick = pick_fair(w, aws, m, got);
+        if (pick >= 0)
+            handle(w, slot, aws, &m[pick]);
+        for (int i = 0; i < got; i++)
+            kiln_sqs_received_free(&m[i]);
     }
     kiln_aws_free(aws);
     return NULL;
@@ -667,6 +729,7 @@ void kiln_sqs_worker_stop(kiln_sqs_worker_t *w)
         free(w->running[i]);
     free(w->running);
     free(w->threads);
+    free(w->last_tenant);
     pthread_mutex_destroy(&w->lock);
     free(w);
 }

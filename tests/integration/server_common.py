@@ -39,6 +39,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ -n "${FAKE_RUNLOG:-}" ] && echo "$meta" >> "$FAKE_RUNLOG"
+[ -n "${FAKE_SPANLOG:-}" ] && echo "start $meta" >> "$FAKE_SPANLOG"
 echo "#1 resolving $ctx"
 i=0
 while [ $i -lt ${FAKE_STEPS:-3} ]; do
@@ -54,6 +55,7 @@ fi
 echo "#3 pushing layers"
 echo "{\"phase\":\"uploading\"}"
 printf '{"containerimage.digest":"sha256:%064d","image.name":"example/app:1","kiln.bytes_pushed":1000}' 1 > "$meta"
+[ -n "${FAKE_SPANLOG:-}" ] && echo "end $meta" >> "$FAKE_SPANLOG"
 exit ${FAKE_EXIT:-0}
 """
 
