@@ -18,6 +18,7 @@
 #include "export/export.h"
 #include "job/auto.h"
 #include "job/event.h"
+#include "job/explain.h"
 #include "job/spec.h"
 #include "oci/docker_archive.h"
 #include "oci/layer_read.h"
@@ -146,8 +147,18 @@ typedef struct opts {
 } opts_t;
 
 /* The engine's progress lines go to the terminal (the library prints nothing itself). */
+/* Prints a plain progress line. A step's error is only marked where it happens
+ * ("#N ERROR"): its message, with the step's last output lines, is printed once,
+ * at the end (in the user's terms for an auto build). */
 static void progress_line(void *ctx, const char *line)
 {
+    int n = 0;
+
+    if (line[0] == '#' && sscanf(line, "#%*d%n", &n) >= 0 && n > 1 &&
+        strncmp(line + n, " ERROR: ", 8) == 0) {
+        fprintf(stderr, "%.*s ERROR\n", n, line);
+        return;
+    }
     fprintf(stderr, "%s\n", line);
 }
 
@@ -901,7 +912,10 @@ int kiln_cmd_build(int argc, char **argv)
         kiln_cli_ecr_create_repositories((const char *const *)&o.cache_to, 1, &err) < 0)
         goto fail;
     if (kiln_build_run(&req, store, &res, &err) < 0) {
-        fprintf(stderr, "ERROR: %s\n", err.msg);
+        /* an auto build's user never wrote the Dockerfile: say which of their steps failed */
+        _cleanup_free_ char *user =
+            ab.dockerfile ? kiln_explain_step_failure(ab.plan, ab.src.dir, err.msg) : NULL;
+        fprintf(stderr, "ERROR: %s\n", user ? user : err.msg);
         goto out;
     }
     built = 1;

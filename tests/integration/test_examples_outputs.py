@@ -112,7 +112,8 @@ with open(os.path.join(bad, "kiln.json"), "w") as f:
 out = os.path.join(T.tmp, "never")
 r = build(bad, "--output", f"type=local,dest={out}")
 T.check("a failing build step fails the build", r.returncode != 0, r.stderr[-2000:])
-T.check("the error shows the step's last log lines and its exit code",
-        "compiling-step-output-marker" in r.stderr and "exit code: 3" in r.stderr, r.stderr[-2000:])
+T.check("the error shows the step's last log lines and its exit status, in the project's terms",
+        "compiling-step-output-marker" in r.stderr.split("ERROR: ")[-1]
+        and "the build step failed: `npm run build` exited with status 3" in r.stderr, r.stderr[-2000:])
 T.check("nothing is written for a failed build", not os.path.exists(out))
 T.done()
