@@ -182,7 +182,8 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
         goto out;
     if (kiln_dockerignore_load(ctxfd, dfdir, dfpath, &e->ignore, err) < 0 ||
         (req->ignore_file != NULL &&
-         kiln_dockerignore_add_file(e->ignore, ctxfd, req->ignore_file, err) < 0))
+         kiln_dockerignore_add_file(e->ignore, ctxfd, req->ignore_file, err) < 0) ||
+        kiln_dockerignore_parse("", 0, &e->no_git, err) < 0)
         goto out;
     for (size_t i = 0; i < req->n_build_args; i++) {
         const char *a = req->build_args[i];
@@ -282,6 +283,7 @@ out:
     strv_clear(&e->cache_used);
     kiln_dockerfile_free(e->df);
     kiln_dockerignore_free(e->ignore);
+    kiln_dockerignore_free(e->no_git);
     if (e->registry)
         kiln_registry_free(e->registry);
     kiln_netpolicy_free(e->fetch_policy);

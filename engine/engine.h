@@ -84,6 +84,7 @@ typedef struct engine {
     kiln_store_t *store;
     kiln_dockerfile_t *df;
     kiln_dockerignore_t *ignore;
+    kiln_dockerignore_t *no_git; /* a named context's rules: no patterns, still no .git */
     stage_t stages[MAX_STAGES];
     size_t n_stages;
     strv_t meta_args; /* ARGs before the first FROM, resolved */

@@ -159,9 +159,9 @@ int kiln_step_copy_mkdirs_in(const char *root, const char *path, int *out, kiln_
 }
 
 /* Where the sources of a COPY/ADD come from: the context, a stage, a named
- * context or an image. Sets *root (borrowed) and *ign (NULL when not the
- * main context), or for a stage or an image *dep (built; *root NULL: its
- * files are only materialized when the step misses the cache). */
+ * context or an image. Sets *root (borrowed) and *ign (NULL for a stage or an
+ * image; a named context leaves out .git only), or for a stage or an image *dep (built; *root NULL:
+ * its files are only materialized when the step misses the cache). */
 static int copy_source_root(engine_t *e, stage_t *st, const kiln_df_node_t *n, const char *from,
                             const char **root, const kiln_dockerignore_t **ign, stage_t **dep_out,
                             kiln_error_t *err)
@@ -192,6 +192,7 @@ static int copy_source_root(engine_t *e, stage_t *st, const kiln_df_node_t *n, c
         if (strncmp(e->req->contexts[i], from, fl) == 0 && e->req->contexts[i][fl] == '=' &&
             strncmp(e->req->contexts[i] + fl + 1, "docker-image://", 15) != 0) {
             *root = e->req->contexts[i] + fl + 1;
+            *ign = e->no_git; /* .git is never part of a named context either */
             return 0;
         }
     }

@@ -84,6 +84,19 @@ T.check("RUN bind mount of the context: no .git and no ignored file listed",
 T.check("RUN bind mount of the context: no marker readable",
         GIT_MARKER not in allc and not any(m in allc for m in IGNORED) and "kiln context-git" in allc, allc[-2000:])
 
+# a named context (--build-context) leaves out .git too (it has no ignore file of its own)
+named = project("named")
+ctx5 = os.path.join(T.tmp, "df-named")
+os.makedirs(ctx5)
+with open(os.path.join(ctx5, "Dockerfile"), "w") as f:
+    f.write("FROM scratch\nCOPY --from=lib . /lib/\n")
+out5 = os.path.join(T.tmp, "df-named-out")
+r = kiln("build", "--root", ROOT, "--build-context", f"lib={named}", "--output", f"type=local,dest={out5}", ctx5)
+files = tree(os.path.join(out5, "lib")) if os.path.isdir(out5) else {}
+T.check("a named context: copied without .git (directory or a submodule's file)",
+        r.returncode == 0 and "index.html" in files and not any(".git" in p.split(os.sep) for p in files)
+        and not any(GIT_MARKER in c for c in files.values()), r.stderr[-2000:] + str(sorted(files)))
+
 # COPY .git is refused by name (not silently empty)
 ctx2 = project("df-git")
 with open(os.path.join(ctx2, "Dockerfile"), "w") as f:
