@@ -2,8 +2,11 @@
 
 #include <string.h>
 
+#include <jansson.h>
+
 #include "src/server/sched.h"
 #include "src/server/tenant.h"
+#include "utils/mem.h"
 
 static const char *name_of(const char *t)
 {
@@ -36,4 +39,36 @@ int kiln_qfair_pick(const char *const *tenants, const unsigned char *skip, size_
         if (!(skip && skip[i]) && strcmp(name_of(tenants[i]), t[pick].name) == 0)
             return (int)i;
     return -1;
+}
+
+char *kiln_qfair_lease_prefix(const char *done_url, const char *id, const char *tenant)
+{
+    size_t n, m = strlen("done/") + (id ? strlen(id) : 0);
+
+    if (done_url == NULL || id == NULL)
+        return NULL;
+    n = strlen(done_url);
+    if (n <= m || strncmp(done_url + n - m, "done/", 5) != 0 ||
+        strcmp(done_url + n - m + 5, id) != 0)
+        return NULL;
+    return kiln_xasprintf("%.*srunning/%s/", (int)(n - m), done_url, name_of(tenant));
+}
+
+char *kiln_qfair_lease_text(double expires, const char *worker)
+{
+    json_t *o = json_pack("{s:f,s:s}", "expires", expires, "worker", worker ? worker : "");
+    char *text = json_dumps(o, JSON_COMPACT);
+
+    json_decref(o);
+    return text ? text : kiln_xstrdup("{}");
+}
+
+int kiln_qfair_lease_live(const char *text, double now)
+{
+    json_t *o = json_loads(text ? text : "", 0, NULL);
+    json_t *e = json_object_get(o, "expires");
+    int live = json_is_number(e) && json_number_value(e) > now;
+
+    json_decref(o);
+    return live;
 }

@@ -18,4 +18,18 @@
 int kiln_qfair_pick(const char *const *tenants, const unsigned char *skip, size_t n,
                     const char *last);
 
+/* max_concurrent across all workers: one lease object per running job in the shared store,
+ * <store>/running/<tenant>/<job id>, holding {"expires": epoch seconds, "worker": "host:pid"};
+ * renewed by the job's heartbeat, deleted when it ends, lapsed when its worker dies. */
+
+/* The lease prefix of tenant's jobs ("s3://bucket/store/running/TENANT/", malloc'ed), from a
+ * job's done_url ("<store>/done/<id>"); NULL when done_url is NULL or not of that form. */
+char *kiln_qfair_lease_prefix(const char *done_url, const char *id, const char *tenant);
+
+/* A lease's body (malloc'ed JSON). */
+char *kiln_qfair_lease_text(double expires, const char *worker);
+
+/* 1 when the lease body text is live at now, 0 when it lapsed or is not a lease. */
+int kiln_qfair_lease_live(const char *text, double now);
+
 #endif

@@ -25,4 +25,17 @@ int kiln_s3_context_mark(kiln_aws_t *aws, const char *url, const char *text, kil
  * without list permission), -1 when S3 could not be asked. */
 int kiln_s3_context_exists(kiln_aws_t *aws, const char *url, kiln_error_t *err);
 
+/* Reads a small object (at most cap bytes) into *text (malloc'ed, NUL-terminated). 1 when
+ * read, 0 when it does not exist, -1 when S3 could not be asked. */
+int kiln_s3_context_read(kiln_aws_t *aws, const char *url, size_t cap, char **text,
+                         kiln_error_t *err);
+
+/* Deletes the object at url (a missing one is no error). */
+int kiln_s3_context_delete(kiln_aws_t *aws, const char *url, kiln_error_t *err);
+
+/* The first key under prefix_url ("s3://bucket/prefix") after `after` (a whole key, NULL:
+ * from the start), one ListObjectsV2 call: 1 with *key (malloc'ed), 0 when there is none. */
+int kiln_s3_context_next_key(kiln_aws_t *aws, const char *prefix_url, const char *after, char **key,
+                             kiln_error_t *err);
+
 #endif

@@ -20,6 +20,7 @@
 #include "src/server/jobkey.h"
 #include "src/server/modes.h"
 #include "src/server/qfair.h"
+#include "src/server/qlease.h"
 #include "src/server/remote.h"
 #include "src/server/request.h"
 #include "src/server/runner.h"
@@ -157,6 +158,8 @@ typedef struct heartbeat {
     const char *queue_url;
     const char *receipt;
     const char *cancel_url; /* or NULL */
+    const char *lease_url;  /* the job's max_concurrent lease, renewed with the message; or NULL */
+    const char *worker;
     int visibility_s;
     int stop;
     volatile int canceled;
@@ -197,6 +200,8 @@ static void *heartbeat_main(void *arg)
         }
         if (real_now() >= next_extend) {
             kiln_sqs_jobs_extend(aws, h->queue_url, h->receipt, h->visibility_s, NULL);
+            if (h->lease_url)
+                kiln_qlease_write(aws, h->lease_url, h->visibility_s, h->worker, NULL);
             next_extend = real_now() + period;
         }
         pthread_mutex_lock(&h->lock);
@@ -207,9 +212,12 @@ static void *heartbeat_main(void *arg)
 }
 
 static int heartbeat_start(heartbeat_t *h, const char *queue_url, const char *receipt,
-                           const char *cancel_url, int visibility_s)
+                           const char *cancel_url, int visibility_s, const char *lease_url,
+                           const char *worker)
 {
     memset(h, 0, sizeof(*h));
+    h->lease_url = lease_url;
+    h->worker = worker;
     h->queue_url = queue_url;
     h->receipt = receipt;
     h->cancel_url = cancel_url;
@@ -404,7 +412,8 @@ static int unseal_secrets(kiln_sqs_worker_t *w, kiln_remote_job_t *job, kiln_err
 }
 
 /* Handles one received job message. */
-static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_received_t *m)
+static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_received_t *m,
+                   const char *lease_url)
 {
     _cleanup_free_ char *log = NULL, *work = NULL, *done = NULL, *secrets = NULL;
     _cleanup_free_ char *ctx_dir = NULL;
@@ -436,7 +445,8 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
         kiln_remote_job_clear(&job);
         return;
     }
-    if (heartbeat_start(&hb, w->o.queue_url, m->receipt, job.cancel_url, w->o.visibility_s) < 0) {
+    if (heartbeat_start(&hb, w->o.queue_url, m->receipt, job.cancel_url, w->o.visibility_s,
+                        lease_url, w->host) < 0) {
         release_id(w, slot);
         kiln_remote_job_clear(&job);
         return;
@@ -594,28 +604,97 @@ static char *message_tenant(const char *body)
     return name;
 }
 
+/* Takes a lease for the job in m when its tenant has a max_concurrent (kiln worker --config):
+ * counts the tenant's live leases, writes the job's own, counts again. Returns 1 when the job
+ * may start (*lease_url set when a lease was taken), 0 when the tenant is at its limit, -1
+ * when the store could not be asked (the job waits too: never start over the limit). */
+static int lease_take(kiln_sqs_worker_t *w, kiln_aws_t *aws, const kiln_sqs_received_t *m,
+                      char **lease_url)
+{
+    kiln_remote_job_t job = {0};
+    const kiln_tenant_t *t;
+    const char *tenant;
+    _cleanup_free_ char *prefix = NULL, *url = NULL;
+    kiln_error_t err = {0};
+    int n, ret = 1;
+
+    if (w->o.config == NULL || kiln_remote_parse_job(m->body, &job, NULL) < 0)
+        return 1; /* no limits known here, or not a job (handle() drops it) */
+    tenant = json_string_value(json_object_get(job.request, "tenant"));
+    t = kiln_config_tenant_named(w->o.config, tenant ? tenant : KILN_TENANT_DEFAULT);
+    if (t == NULL || t->max_concurrent <= 0)
+        goto out;
+    prefix = kiln_qfair_lease_prefix(job.done_url, job.id, t->name);
+    if (prefix == NULL) {
+        fprintf(stderr,
+                "kiln worker: build %s: tenant '%s' has max_concurrent but the job has no "
+                "shared store (kiln serve --context-store): not enforced\n",
+                job.id, t->name);
+        goto out;
+    }
+    url = kiln_xasprintf("%s%s", prefix, job.id);
+    if ((n = kiln_qlease_count(aws, prefix, job.id, (int)t->max_concurrent, &err)) < 0 ||
+        (n < t->max_concurrent &&
+         (kiln_qlease_write(aws, url, w->o.visibility_s, w->host, &err) < 0 ||
+          (n = kiln_qlease_count(aws, prefix, job.id, (int)t->max_concurrent, &err)) < 0))) {
+        fprintf(stderr, "kiln worker: build %s: tenant '%s' leases: %s; left for later\n", job.id,
+                t->name, err.msg);
+        kiln_s3_context_delete(aws, url, NULL);
+        ret = -1;
+    } else if (n >= t->max_concurrent) {
+        fprintf(stderr,
+                "kiln worker: build %s: tenant '%s' runs %d of its max_concurrent %lld; "
+                "left for later\n",
+                job.id, t->name, n, t->max_concurrent);
+        kiln_s3_context_delete(aws, url, NULL);
+        ret = 0;
+    } else {
+        *lease_url = steal_pointer(&url);
+    }
+out:
+    kiln_remote_job_clear(&job);
+    return ret;
+}
+
 /* Of a received batch, the message to start now: the next tenant's in round robin after the
- * tenant this worker started last. The others are made visible again at once for any worker
- * (none is held while this one builds). Returns its index, -1 for none. */
-static int pick_fair(kiln_sqs_worker_t *w, kiln_aws_t *aws, kiln_sqs_received_t *m, int n)
+ * tenant this worker started last, passing over tenants at their max_concurrent (their
+ * messages come back after a short backoff). The others are made visible again at once for
+ * any worker (none is held while this one builds). Returns its index, -1 for none. */
+static int pick_fair(kiln_sqs_worker_t *w, kiln_aws_t *aws, kiln_sqs_received_t *m, int n,
+                     char **lease_url)
 {
     char *tenants[KILN_QFAIR_BATCH] = {0};
+    unsigned char skip[KILN_QFAIR_BATCH] = {0};
     int pick;
 
     for (int i = 0; i < n; i++)
         tenants[i] = message_tenant(m[i].body);
-    pthread_mutex_lock(&w->lock);
-    pick = w->draining
-               ? -1
-               : kiln_qfair_pick((const char *const *)tenants, NULL, (size_t)n, w->last_tenant);
+    for (;;) {
+        pthread_mutex_lock(&w->lock);
+        pick = w->draining
+                   ? -1
+                   : kiln_qfair_pick((const char *const *)tenants, skip, (size_t)n, w->last_tenant);
+        pthread_mutex_unlock(&w->lock);
+        if (pick < 0 || lease_take(w, aws, &m[pick], lease_url) > 0)
+            break;
+        for (int i = 0; i < n; i++) /* that tenant's other jobs wait as well */
+            if (!skip[i] && strcmp(tenants[i] ? tenants[i] : KILN_TENANT_DEFAULT,
+                                   tenants[pick] ? tenants[pick] : KILN_TENANT_DEFAULT) == 0)
+                skip[i] = 1;
+    }
     if (pick >= 0) {
+        pthread_mutex_lock(&w->lock);
         free(w->last_tenant);
         w->last_tenant = kiln_xstrdup(tenants[pick] ? tenants[pick] : KILN_TENANT_DEFAULT);
+        pthread_mutex_unlock(&w->lock);
     }
-    pthread_mutex_unlock(&w->lock);
     for (int i = 0; i < n; i++) {
+        /* a short backoff, varied so that racing workers do not retry in step */
+        int backoff = 2 + (int)((unsigned)(mono_now() * 1000) % 3);
         if (i != pick)
-            kiln_sqs_jobs_extend(aws, w->o.queue_url, m[i].receipt, 0, NULL);
+            kiln_sqs_jobs_extend(
+                aws, w->o.queue_url, m[i].receipt,
+                skip[i] ? (backoff < w->o.visibility_s ? backoff : w->o.visibility_s) : 0, NULL);
         free(tenants[i]);
     }
     return pick;
@@ -632,6 +711,7 @@ static void *thread_main(void *arg)
     while (!w->draining) {
         kiln_sqs_received_t m[KILN_QFAIR_BATCH] = {0};
         kiln_error_t err = {0};
+        _cleanup_free_ char *lease_url = NULL;
         int got = kiln_sqs_jobs_receive_batch(aws, w->o.queue_url, KILN_QFAIR_BATCH, w->o.wait_s,
                                               w->o.visibility_s, m, &err);
         int pick;
@@ -640,9 +720,12 @@ static void *thread_main(void *arg)
             sleep(1);
             continue;
         }
-        pick = pick_fair(w, aws, m, got);
+        pick = pick_fair(w, aws, m, got, &lease_url);
         if (pick >= 0)
-            handle(w, slot, aws, &m[pick]);
+            handle(w, slot, aws, &m[pick], lease_url);
+        /* the job ended (or went back to the queue): its slot is free for the tenant */
+        if (lease_url)
+            kiln_s3_context_delete(aws, lease_url, NULL);
         for (int i = 0; i < got; i++)
             kiln_sqs_received_free(&m[i]);
     }

@@ -7,8 +7,10 @@ granted there (invalid_job, nothing run). Start order is read from the builds' o
 end lines (the stand-in writes them), never from durations."""
 import json
 import os
+import signal
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "aws"))
 from kilntest import T  # noqa: E402
@@ -17,15 +19,20 @@ from server_common import Server, fauxqs_queues, start_fake_worker, write_fake_b
 fake = write_fake_build(T.tmp)
 endpoint, jobs, events, aws_env = fauxqs_queues("kiln-fair")
 spans = os.path.join(T.tmp, "spans")
-TA, TB = "acme-token-0123456789", "beta-token-0123456789"
+TA, TB, TC, TD = ("acme-token-0123456789", "beta-token-0123456789", "cyan-token-0123456789",
+                  "dune-token-0123456789")
 # serve grants both tenants network.host; the workers' config only acme (serve checks at
 # submit; the worker is the line a job sent straight to the queue meets)
 serve_config = {"tenants": [{"name": "acme", "tokens": [TA], "entitlements": ["network.host"]},
-                            {"name": "beta", "tokens": [TB], "entitlements": ["network.host"]}]}
+                            {"name": "beta", "tokens": [TB], "entitlements": ["network.host"]},
+                            {"name": "cyan", "tokens": [TC], "max_concurrent": 1},
+                            {"name": "dune", "tokens": [TD]}]}
 worker_config = os.path.join(T.tmp, "worker.json")
 with open(worker_config, "w") as f:
     json.dump({"tenants": [{"name": "acme", "tokens": [TA], "entitlements": ["network.host"]},
-                           {"name": "beta", "tokens": [TB]}]}, f)
+                           {"name": "beta", "tokens": [TB]},
+                           {"name": "cyan", "tokens": [TC], "max_concurrent": 1},
+                           {"name": "dune", "tokens": [TD]}]}, f)
 
 
 def start_worker(name, **env):
@@ -94,7 +101,76 @@ msg = r_bad.get("error", "")
 T.check("the error names the tenant, the entitlement and what would allow it",
         "tenant 'beta'" in msg and "network.host" in msg and "entitlements" in msg, msg)
 T.check("beta's job never ran", bad not in [i for _, i in span_lines()], span_lines())
-w1.terminate()
-w1.wait(timeout=60)
+
+
+def overlaps(ids, since=0):
+    """The spans of builds ids (from line `since` on) that overlap: [] when each ended before
+    the next started."""
+    seq = [(kind, i) for kind, i in span_lines()[since:] if i in ids]
+    bad, running = [], None
+    for kind, i in seq:
+        if kind == "start":
+            if running is not None:
+                bad.append((running, i))
+            running = i
+        elif running == i:
+            running = None
+    return bad
+
+
+def leases_left():
+    with urllib.request.urlopen(endpoint + "/kiln-fair?list-type=2&prefix=store/running/") as r:
+        return r.read().decode().count("<Key>")
+
+
+# --- cyan may run one job at a time across two workers; dune's run meanwhile ---
+w2 = start_worker("w2")
+cyan = [submit(srv, TC, "cyan/app%d" % k) for k in range(4)]
+dune = [submit(srv, TD, "dune/app%d" % k) for k in range(4)]
+rc = wait_end(srv, cyan, TC)
+rd = wait_end(srv, dune, TD)
+T.check("cyan's and dune's jobs all ran",
+        all(b.get("status") == "succeeded" for b in list(rc.values()) + list(rd.values())),
+        (rc, rd))
+T.check("max_concurrent 1 across two workers: no cyan job started before the previous ended",
+        overlaps(cyan) == [], [x for x in span_lines() if x[1] in cyan])
+T.check("no lease is left once they ended", leases_left() == 0, leases_left())
+print("# cyan jobs held back at max_concurrent: %d times" % sum(
+    open(os.path.join(T.tmp, n + ".log")).read().count("of its max_concurrent") for n in ("w1", "w2")))
+for w in (w1, w2):
+    w.terminate()
+    w.wait(timeout=60)
+
+# --- a worker killed mid-job: its lease lapses, the tenant's next job runs ---
+w3 = start_worker("w3", FAKE_SLEEP="60")
+k1 = submit(srv, TC, "cyan/killed")
+end = time.time() + 120
+while time.time() < end and ("start", k1) not in span_lines():
+    time.sleep(0.2)
+T.check("the slow job started on the worker to be killed", ("start", k1) in span_lines(),
+        span_lines())
+T.check("it holds cyan's lease", leases_left() == 1, leases_left())
+w3.send_signal(signal.SIGKILL)
+w3.wait(timeout=10)
+try:  # the orphaned stand-in build: a restarted worker would sweep it, none will here
+    pgid = int(open(os.path.join(T.tmp, "w3", "running", k1)).read().split()[0])
+    os.killpg(pgid, signal.SIGKILL)
+except (OSError, ValueError, IndexError):
+    pass
+mark = len(span_lines())
+k2 = submit(srv, TC, "cyan/next")
+w4 = start_worker("w4")
+r2 = wait_end(srv, [k2], TC)[k2]
+r1 = wait_end(srv, [k1], TC)[k1]
+T.check("the tenant's next job ran after the killed worker's lease lapsed",
+        r2.get("status") == "succeeded", r2)
+T.check("the killed job came back and ran too", r1.get("status") == "succeeded", r1)
+T.check("and the two never overlapped",
+        overlaps([k1, k2], mark) == [] and ("start", k2) in span_lines()[mark:], span_lines()[mark:])
+T.check("no lease is left", leases_left() == 0, leases_left())
+print("# held back by the killed worker's lease: %d times" %
+      open(os.path.join(T.tmp, "w4.log")).read().count("of its max_concurrent"))
+w4.terminate()
+w4.wait(timeout=60)
 srv.term()
 T.done()

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -81,13 +82,47 @@ static void test_flood_simulation(void **state)
     assert_true(lone_turn > 0 && lone_turn <= 3);
 }
 
+/* The lease prefix comes from the job's done_url (the shared store), per tenant. */
+static void test_lease_prefix(void **state)
+{
+    (void)state;
+    char *p = kiln_qfair_lease_prefix("s3://b/store/done/b-1", "b-1", "cyan");
+
+    assert_string_equal(p, "s3://b/store/running/cyan/");
+    free(p);
+    p = kiln_qfair_lease_prefix("s3://b/done/b-1", "b-1", NULL);
+    assert_string_equal(p, "s3://b/running/default/");
+    free(p);
+    assert_null(kiln_qfair_lease_prefix(NULL, "b-1", "cyan"));
+    assert_null(kiln_qfair_lease_prefix("s3://b/store/done/b-2", "b-1", "cyan"));
+    assert_null(kiln_qfair_lease_prefix("s3://b/store/cancel/b-1", "b-1", "cyan"));
+    assert_null(kiln_qfair_lease_prefix("done/b-1", "b-1", "cyan"));
+}
+
+/* A lease is live until its expiry; anything else (a lapsed one, not a lease) is not. */
+static void test_lease_live(void **state)
+{
+    (void)state;
+    char *t = kiln_qfair_lease_text(1000.5, "host:1");
+
+    assert_true(kiln_qfair_lease_live(t, 1000.0));
+    assert_false(kiln_qfair_lease_live(t, 1000.5));
+    assert_false(kiln_qfair_lease_live(t, 2000.0));
+    assert_non_null(strstr(t, "host:1"));
+    free(t);
+    assert_false(kiln_qfair_lease_live("", 0));
+    assert_false(kiln_qfair_lease_live(NULL, 0));
+    assert_false(kiln_qfair_lease_live("{\"expires\": \"9999999999\"}", 0));
+    assert_false(kiln_qfair_lease_live("[1]", 0));
+    assert_true(kiln_qfair_lease_live("{\"expires\": 9999999999}", 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pick_round_robin),
-        cmocka_unit_test(test_pick_one_tenant),
-        cmocka_unit_test(test_pick_default_and_skip),
-        cmocka_unit_test(test_flood_simulation),
+        cmocka_unit_test(test_pick_round_robin),      cmocka_unit_test(test_pick_one_tenant),
+        cmocka_unit_test(test_pick_default_and_skip), cmocka_unit_test(test_flood_simulation),
+        cmocka_unit_test(test_lease_prefix),          cmocka_unit_test(test_lease_live),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
