@@ -112,6 +112,17 @@ int kiln_job_build_argv(const kiln_job_spec_t *s, const kiln_job_argv_opts_t *o,
         push(&a, kiln_xstrdup(o->extra[i]));
     if (s->build_id)
         push2(&a, "--build-id", kiln_xstrdup(s->build_id));
+    /* the job's ids for the completion event (the repository already without credentials) */
+    if (s->repo)
+        push2(&a, "--source-repo", kiln_xstrdup(s->repo));
+    if (s->commit)
+        push2(&a, "--source-commit", kiln_xstrdup(s->commit));
+    if (s->branch)
+        push2(&a, "--source-branch", kiln_xstrdup(s->branch));
+    if (s->tenant)
+        push2(&a, "--tenant", kiln_xstrdup(s->tenant));
+    if (s->trigger)
+        push2(&a, "--trigger", kiln_xstrdup(s->trigger));
     if (s->dockerfile)
         push2(&a, "-f", kiln_xstrdup(s->dockerfile));
     if (s->plan)
@@ -157,6 +168,10 @@ int kiln_job_build_argv(const kiln_job_spec_t *s, const kiln_job_argv_opts_t *o,
         push2(&a, "--cache-to",
               kiln_xasprintf("type=registry,ref=%s%s", s->cache_to,
                              s->cache_to_max ? ",mode=max" : ""));
+    if (s->cache_namespace)
+        push2(&a, "--cache-namespace", kiln_xstrdup(s->cache_namespace));
+    if (s->context_id)
+        push2(&a, "--context-id", kiln_xstrdup(s->context_id));
     if (context_arg(s, &a, err) < 0)
         goto fail;
     *argv = a.v;

@@ -368,7 +368,8 @@ static int get_cache(json_t *v, kiln_job_spec_t *s, kiln_error_t *err)
     json_t *x;
 
     if (!json_is_object(v))
-        return field_err(err, "cache", "must be an object (disabled, from, to, mode)");
+        return field_err(err, "cache",
+                         "must be an object (disabled, from, to, mode, namespace, context_id)");
     json_object_foreach(v, key, x)
     {
         if (strcmp(key, "disabled") == 0) {
@@ -380,6 +381,12 @@ static int get_cache(json_t *v, kiln_job_spec_t *s, kiln_error_t *err)
                 return -1;
         } else if (strcmp(key, "to") == 0) {
             if (get_str(x, "cache.to", &s->cache_to, err) < 0)
+                return -1;
+        } else if (strcmp(key, "namespace") == 0) {
+            if (get_str(x, "cache.namespace", &s->cache_namespace, err) < 0)
+                return -1;
+        } else if (strcmp(key, "context_id") == 0) {
+            if (get_str(x, "cache.context_id", &s->context_id, err) < 0)
                 return -1;
         } else if (strcmp(key, "mode") == 0) {
             const char *m = json_string_value(x);
@@ -660,7 +667,7 @@ json_t *kiln_job_to_json(const kiln_job_spec_t *s)
     set_str(j, "trigger", s->trigger);
     set_str(j, "plan", s->plan);
     set_str(j, "platform", s->platform);
-    if (s->no_cache || s->n_cache_from || s->cache_to) {
+    if (s->no_cache || s->n_cache_from || s->cache_to || s->cache_namespace || s->context_id) {
         json_t *c = json_object();
         if (s->no_cache)
             json_object_set_new(c, "disabled", json_true());
@@ -668,6 +675,8 @@ json_t *kiln_job_to_json(const kiln_job_spec_t *s)
         set_str(c, "to", s->cache_to);
         if (s->cache_to)
             json_object_set_new(c, "mode", json_string(s->cache_to_max ? "max" : "min"));
+        set_str(c, "namespace", s->cache_namespace);
+        set_str(c, "context_id", s->context_id);
         json_object_set_new(j, "cache", c);
     }
     return j;

@@ -12,7 +12,8 @@
  *  and beyond a request (a spec handed to a builder, never a tenant's):
  *    "build_id": ID, "repo": URL, "commit": SHA, "branch": B, "trigger": T, "plan": FILE (local),
  *    "platform": "linux/amd64",
- *    "cache": {"disabled": BOOL, "from": [REF], "to": REF, "mode": "max" | "min"}}
+ *    "cache": {"disabled": BOOL, "from": [REF], "to": REF, "mode": "max" | "min",
+ *              "namespace": NAME, "context_id": ID}}
  * Unknown fields are refused (a typo never silently builds something else). Secret values
  * and a git URL's credential are taken out into a separate object: the spec, and so its JSON
  * output, names secrets only. */

@@ -34,9 +34,10 @@ static void free_kv(kiln_job_kv_t *kv, size_t n)
 
 void kiln_job_spec_clear(kiln_job_spec_t *s)
 {
-    char **strs[] = {&s->build_id,   &s->tenant, &s->repo,   &s->commit,   &s->branch,
-                     &s->trigger,    &s->source, &s->ref,    &s->subdir,   &s->source_commit,
-                     &s->dockerfile, &s->plan,   &s->target, &s->platform, &s->cache_to};
+    char **strs[] = {
+        &s->build_id, &s->tenant,   &s->repo,     &s->commit,          &s->branch,     &s->trigger,
+        &s->source,   &s->ref,      &s->subdir,   &s->source_commit,   &s->dockerfile, &s->plan,
+        &s->target,   &s->platform, &s->cache_to, &s->cache_namespace, &s->context_id};
 
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         free(*strs[i]);
@@ -572,6 +573,10 @@ static int check_ids(const kiln_job_spec_t *s, kiln_error_t *err)
     if (s->commit && check_hex(s->commit, "commit", err) < 0)
         return -1;
     if (s->branch && check_git_ref(s->branch, "branch", err) < 0)
+        return -1;
+    if (s->cache_namespace && check_id(s->cache_namespace, "cache.namespace", 63, "-_", err) < 0)
+        return -1;
+    if (s->context_id && check_text(s->context_id, "cache.context_id", KILN_JOB_STR_MAX, err) < 0)
         return -1;
     return 0;
 }

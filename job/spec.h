@@ -126,6 +126,11 @@ typedef struct kiln_job_spec {
     size_t n_cache_from;
     char *cache_to;
     int cache_to_max;
+    /* set by whoever runs the job (the server), never by a tenant: the cache namespace
+     * (the tenant's caches are its own) and the stat cache identity of the context (the
+     * repository + subdirectory, the same for every checkout of it) */
+    char *cache_namespace;
+    char *context_id;
 } kiln_job_spec_t;
 
 /* Releases everything a spec holds (the struct itself is the caller's) and zeroes it. */

@@ -137,6 +137,8 @@ typedef struct opts {
     int64_t stat_cache_max;      /* engine/statcache: 0 default, <0 none */
     /* internal: the repository and commit the server checked out into the context */
     const char *source_repo, *source_commit;
+    /* internal: who asked for the build, for the completion event (kiln job run) */
+    const char *source_branch, *tenant, *trigger;
     const char *build_id;
     unsigned entitlements; /* --allow */
     int push, no_cache, ecr_create;
@@ -449,6 +451,9 @@ int kiln_cmd_build(int argc, char **argv)
         O_STAT_CACHE_MAX,
         O_SOURCE_REPO,
         O_SOURCE_COMMIT,
+        O_SOURCE_BRANCH,
+        O_JOB_TENANT,
+        O_JOB_TRIGGER,
     };
     static const struct option lopts[] = {
         {"file", required_argument, NULL, 'f'},
@@ -501,6 +506,10 @@ int kiln_cmd_build(int argc, char **argv)
         /* internal: what the server checked out into CONTEXT, for the completion event */
         {"source-repo", required_argument, NULL, O_SOURCE_REPO},
         {"source-commit", required_argument, NULL, O_SOURCE_COMMIT},
+        /* internal: the job's branch, tenant and trigger, for the completion event */
+        {"source-branch", required_argument, NULL, O_SOURCE_BRANCH},
+        {"tenant", required_argument, NULL, O_JOB_TENANT},
+        {"trigger", required_argument, NULL, O_JOB_TRIGGER},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     opts_t o = {.sde = -1};
@@ -724,6 +733,15 @@ int kiln_cmd_build(int argc, char **argv)
         case O_SOURCE_REPO:
             o.source_repo = optarg;
             break;
+        case O_SOURCE_BRANCH:
+            o.source_branch = optarg;
+            break;
+        case O_JOB_TENANT:
+            o.tenant = optarg;
+            break;
+        case O_JOB_TRIGGER:
+            o.trigger = optarg;
+            break;
         case O_SOURCE_COMMIT:
             if (strlen(optarg) < 7 || strspn(optarg, "0123456789abcdef") != strlen(optarg))
                 return kiln_cli_usage_error("build", "--source-commit: '%s' is not a commit id",
@@ -907,6 +925,11 @@ int kiln_cmd_build(int argc, char **argv)
         json_object_set_new(json_object_get(ev, "source"), "repo", json_string(o.source_repo));
     if (o.source_commit)
         json_object_set_new(json_object_get(ev, "source"), "commit", json_string(o.source_commit));
+    if (o.source_branch)
+        json_object_set_new(json_object_get(ev, "source"), "branch", json_string(o.source_branch));
+    if (o.tenant)
+        json_object_set_new(ev, "tenant", json_string(o.tenant));
+    json_object_set_new(ev, "trigger", json_string(o.trigger ? o.trigger : "cli"));
     /* the registry cache is pushed during the build: create its repository first */
     if (o.ecr_create && o.cache_to &&
         kiln_cli_ecr_create_repositories((const char *const *)&o.cache_to, 1, &err) < 0)

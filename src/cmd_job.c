@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,6 +42,9 @@ static void usage(FILE *out)
             "  --events FILE       write the events to FILE (default: stdout)\n"
             "  --events-fd M       write the events to file descriptor M\n"
             "  --root DIR          kiln root (blob store and build cache)\n"
+            "  --metadata-file F   keep the build's metadata (its completion event) in F\n"
+            "  --caller-group      the build stays in this process group, which the caller\n"
+            "                      ends (cancel) and times out (a server's child)\n"
             "  --secrets-dir DIR   secrets the spec names without a source: DIR/NAME\n"
             "  --untrusted         the spec is a tenant's (an API request's): no host paths\n"
             "                      (directory source, plan file, secret files, paths outside)\n"
@@ -54,6 +58,10 @@ typedef struct run {
     int failed_write;  /* an event could not be written: reported once */
     long long timeout; /* seconds the build may take (0 = none) */
     int timed_out;     /* the build's process group was killed at the timeout */
+    /* --caller-group: the build stays in our process group, so that the caller's kill of
+     * the group (a server's cancel, its timeout, its crash recovery) ends all of it; the
+     * timeout is then the caller's */
+    int caller_group;
 } run_t;
 
 /* Writes ev (reference stolen). An events stream that stops taking events does not stop
@@ -209,7 +217,10 @@ static int run_build(run_t *r, char **argv)
     if (pid == 0) {
         int devnull;
         /* its own process group: a timeout kills the build and everything it started */
-        setpgid(0, 0);
+        if (!r->caller_group)
+            setpgid(0, 0);
+        else
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
         devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
         /* the build writes its progress and result here; only the parent writes events */
         if (devnull < 0 || dup2(devnull, STDIN_FILENO) < 0 || dup2(p[1], STDOUT_FILENO) < 0 ||
@@ -222,7 +233,8 @@ static int run_build(run_t *r, char **argv)
         fflush(NULL);
         _exit(status);
     }
-    setpgid(pid, pid); /* also here: the group exists before a kill, whoever runs first */
+    if (!r->caller_group)
+        setpgid(pid, pid); /* also here: the group exists before a kill, whoever runs first */
     close(p[1]);
     relay(r, p[0], pid);
     close(p[0]);
@@ -264,7 +276,9 @@ static int job_run(int argc, char **argv)
         O_ROOT,
         O_SECRETS,
         O_BUILD_OPT,
-        O_UNTRUSTED
+        O_UNTRUSTED,
+        O_METADATA,
+        O_CALLER_GROUP
     };
     static const struct option lopts[] = {{"spec", required_argument, NULL, O_SPEC},
                                           {"spec-fd", required_argument, NULL, O_SPEC_FD},
@@ -274,9 +288,12 @@ static int job_run(int argc, char **argv)
                                           {"secrets-dir", required_argument, NULL, O_SECRETS},
                                           {"build-option", required_argument, NULL, O_BUILD_OPT},
                                           {"untrusted", no_argument, NULL, O_UNTRUSTED},
+                                          {"metadata-file", required_argument, NULL, O_METADATA},
+                                          {"caller-group", no_argument, NULL, O_CALLER_GROUP},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
-    const char *spec_file = NULL, *events_file = NULL, *root = NULL, *secrets_dir = NULL;
+    const char *spec_file = NULL, *events_file = NULL, *root = NULL, *secrets_dir = NULL,
+               *metadata = NULL;
     int spec_fd = -1, c, rc = KILN_EXIT_FAIL;
     unsigned flags = KILN_JOB_JSON_LOCAL;
     run_t r = {.events_fd = STDOUT_FILENO};
@@ -318,6 +335,12 @@ static int job_run(int argc, char **argv)
         case O_UNTRUSTED:
             flags = 0;
             break;
+        case O_METADATA:
+            metadata = optarg;
+            break;
+        case O_CALLER_GROUP:
+            r.caller_group = 1;
+            break;
         case O_BUILD_OPT:
             if (optarg[0] != '-')
                 return kiln_cli_usage_error("job run", "--build-option %s: not an option", optarg);
@@ -357,13 +380,15 @@ static int job_run(int argc, char **argv)
     r.timeout = spec.timeout_seconds;
     if (spec.limits.wall_time && (r.timeout == 0 || (long long)spec.limits.wall_time < r.timeout))
         r.timeout = (long long)spec.limits.wall_time;
+    if (r.caller_group)
+        r.timeout = 0;
     send_phase(&r, "validate");
     {
         const char *tdir = getenv("TMPDIR");
         if (kiln_fs_mkdtemp(tdir && *tdir ? tdir : "/tmp", "kiln-job-", &tmp, &err) < 0)
             goto internal;
     }
-    meta_path = kiln_xasprintf("%s/metadata.json", tmp);
+    meta_path = metadata ? kiln_xstrdup(metadata) : kiln_xasprintf("%s/metadata.json", tmp);
     {
         kiln_job_argv_opts_t ao = {.root = root,
                                    .metadata_file = meta_path,

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "job/auto.h"
+#include "job/stream.h"
 #include "src/server/cli.h"
 #include "src/server/limits.h"
 #include "src/server/request.h"
@@ -32,6 +33,11 @@ typedef struct run_ctx {
     uint64_t disk;          /* limits.disk (0 = none) */
     uint64_t next_check_ms; /* monotonic */
     int disk_exceeded;
+    /* what the job's events said, kept on the build record ("events" of its result):
+     * {"phases": [NAME…], "pushed": [{"ref", "digest"}], "outputs": [...],
+     *  "error": {"code", "message"}, "result": {"status", "digest", "code"}} */
+    json_t *events;
+    const char *last_phase;
 } run_ctx_t;
 
 static uint64_t mono_ms(void)
@@ -61,11 +67,81 @@ static void on_started(void *opaque, pid_t pgid, uint64_t ticks)
         c->hooks->started(c->hooks->opaque, pgid, ticks);
 }
 
-static void on_phase(void *opaque, const char *status)
+/* A job's phase as the build's status: "build" is "building"; the server's own names pass;
+ * NULL for the others (validate, done). */
+static const char *job_status(const char *phase)
+{
+    static const char *const names[] = {"cloning", "building", "pushing", "uploading"};
+
+    if (phase == NULL)
+        return NULL;
+    if (strcmp(phase, "build") == 0)
+        return "building";
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(phase, names[i]) == 0)
+            return names[i];
+    return NULL;
+}
+
+#define EVENTS_KEPT 64 /* outputs and pushed references kept on the record */
+
+static void keep_event(json_t *events, const char *list, json_t *item)
+{
+    json_t *a = json_object_get(events, list);
+
+    if (a == NULL) {
+        a = json_array();
+        json_object_set_new(events, list, a);
+    }
+    if (json_array_size(a) < EVENTS_KEPT)
+        json_array_append_new(a, item);
+    else
+        json_decref(item);
+}
+
+/* One event of `kiln job run`: a phase moves the build's status; phases, pushed digests,
+ * outputs, the error code and the result are kept for the build record. */
+static void on_event(void *opaque, json_t *ev)
 {
     run_ctx_t *c = opaque;
-    if (!c->checkout && c->hooks->phase)
-        c->hooks->phase(c->hooks->opaque, status);
+    const char *type = json_string_value(json_object_get(ev, "event"));
+    json_t *x;
+
+    if (type == NULL)
+        return;
+    if (strcmp(type, "phase") == 0) {
+        const char *p = job_status(json_string_value(json_object_get(ev, "phase")));
+        if (p && p != c->last_phase) {
+            c->last_phase = p;
+            keep_event(c->events, "phases", json_string(p));
+            if (c->hooks->phase)
+                c->hooks->phase(c->hooks->opaque, p);
+        }
+    } else if (strcmp(type, "pushed") == 0) {
+        x = json_object();
+        json_object_set(x, "ref", json_object_get(ev, "ref"));
+        json_object_set(x, "digest", json_object_get(ev, "digest"));
+        keep_event(c->events, "pushed", x);
+    } else if (strcmp(type, "output") == 0) {
+        x = json_deep_copy(ev);
+        /* the ids are the record's own */
+        for (const char *const *k =
+                 (const char *const[]){"v", "event", "build_id", "tenant", "repo", "commit",
+                                       "branch", "trigger", NULL};
+             *k; k++)
+            json_object_del(x, *k);
+        keep_event(c->events, "outputs", x);
+    } else if (strcmp(type, "error") == 0 || strcmp(type, "result") == 0) {
+        x = json_object();
+        json_object_set(x, "code", json_object_get(ev, "code"));
+        if (strcmp(type, "error") == 0) {
+            json_object_set(x, "message", json_object_get(ev, "message"));
+        } else {
+            json_object_set(x, "status", json_object_get(ev, "status"));
+            json_object_set(x, "digest", json_object_get(ev, "digest"));
+        }
+        json_object_set_new(c->events, type, x);
+    }
 }
 
 static int on_should_stop(void *opaque)
@@ -96,26 +172,31 @@ static void on_line(void *opaque, const char *line)
 
 static const kiln_runner_ops_t ops = {
     .started = on_started,
-    .phase = on_phase,
+    .event = on_event,
     .should_stop = on_should_stop,
     .line = on_line,
 };
 
-/* Reads the build's metadata file; NULL when absent or not a JSON object. */
-static char *read_result(const char *path)
+/* Reads the build's metadata file with the job's events ("events", see run_ctx_t) added;
+ * NULL when there is neither. */
+static char *read_result(const char *path, json_t *events)
 {
     _cleanup_free_ char *text = NULL;
     size_t len;
     json_t *o;
     char *out;
 
-    if (kiln_fs_read_file(path, METADATA_CAP, &text, &len, NULL) < 0)
-        return NULL;
-    o = json_loadb(text, len, 0, NULL);
+    o = kiln_fs_read_file(path, METADATA_CAP, &text, &len, NULL) == 0
+            ? json_loadb(text, len, 0, NULL)
+            : NULL;
     if (!json_is_object(o)) {
         json_decref(o);
-        return NULL;
+        if (json_object_size(events) == 0)
+            return NULL;
+        o = json_object();
     }
+    if (json_object_size(events) > 0)
+        json_object_set(o, "events", events);
     out = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return out;
@@ -299,39 +380,16 @@ static void push_namespace(char ***v, size_t *n, json_t *request)
     }
 }
 
-/* The ids the completion event carries: the API's build id, and for a git source its
- * repository (the stored, credential-free URL) and the commit the checkout resolved, instead
- * of the scratch directory the build reads. */
-static void push_job_ids(char ***v, size_t *n, const kiln_job_env_t *env, json_t *request,
-                         const char *commit)
-{
-    const char *repo =
-        json_string_value(json_object_get(json_object_get(request, "source"), "git"));
-
-    if (env->build_id) {
-        push_arg(v, n, "--build-id");
-        push_arg(v, n, env->build_id);
-    }
-    if (repo) {
-        push_arg(v, n, "--source-repo");
-        push_arg(v, n, repo);
-    }
-    if (commit && commit[0]) {
-        push_arg(v, n, "--source-commit");
-        push_arg(v, n, commit);
-    }
-}
-
 void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_files,
                   const char *ctx_dir, const kiln_job_hooks_t *hooks, kiln_job_outcome_t *out)
 {
     _cleanup_free_ char *meta = kiln_xasprintf("%s/metadata.json", env->work_dir);
     _cleanup_free_ char *src_dir = kiln_xasprintf("%s/src", env->work_dir);
-    _cleanup_free_ char *context = NULL, *context_id = NULL;
-    _cleanup_strv_ char **args = NULL, **argv = NULL;
+    _cleanup_free_ char *context = NULL, *context_id = NULL, *spec_json = NULL;
+    _cleanup_strv_ char **argv = NULL;
     json_t *source = json_object_get(request, "source");
     _cleanup_free_ char *outputs = kiln_xasprintf("%s/kiln-out", env->work_dir);
-    run_ctx_t ctx = {.hooks = hooks, .outputs = outputs};
+    run_ctx_t ctx = {.hooks = hooks, .outputs = outputs, .events = json_object()};
     kiln_limit_values_t lim;
     kiln_runner_result_t rr = {0};
     kiln_error_t err = {0};
@@ -398,6 +456,7 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
         if (!judge(&rr, timeout, "kiln checkout", "clone_failed", out)) {
             judge_space(env, 0, out);
             kiln_fs_rm_rf(env->work_dir, NULL);
+            json_decref(ctx.events);
             return;
         }
         if (ctx.commit[0] && hooks->commit)
@@ -406,35 +465,53 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
         context = sub ? kiln_xasprintf("%s/%s", src_dir, sub) : kiln_xstrdup(src_dir);
         if (hooks->phase)
             hooks->phase(hooks->opaque, "building");
+        ctx.last_phase = "building";
     } else {
         context = kiln_xstrdup(ctx_dir);
     }
 
-    /* kiln build [--root R] [server options] [request options] CONTEXT */
+    /* CMD job run --spec-fd 3 --events-fd 4 [--root R] --metadata-file M [--build-option
+     * OPT]…: the job spec (the request placed in this build's directory, with its ids) in,
+     * its events out; the server's build options stay the operator's */
     if (kiln_request_check_allow(request, env->entitlements, &err) < 0)
         goto error;
-    if (kiln_request_argv(request, context, secret_files, meta, &args, &err) < 0)
-        goto error;
+    {
+        const char *ref = json_string_value(json_object_get(source, "ref"));
+        _cleanup_free_ char *repo = NULL;
+        const char *url = json_string_value(json_object_get(source, "git"));
+        kiln_request_ids_t ids = {.build_id = env->build_id,
+                                  .commit = ctx.commit[0] ? ctx.commit : NULL,
+                                  .branch = ref,
+                                  .trigger = env->trigger ? env->trigger : "api",
+                                  .context_id = context_id};
+        if (url)
+            ids.repo = repo = kiln_job_redact_url(url);
+        if (kiln_request_job_spec(request, context, secret_files, &ids, &spec_json, &err) < 0)
+            goto error;
+    }
     push_arg(&argv, &n, env->build_cmd);
-    push_arg(&argv, &n, args[0]);
+    push_arg(&argv, &n, "job");
+    push_arg(&argv, &n, "run");
+    push_arg(&argv, &n, "--spec-fd");
+    push_arg(&argv, &n, "3");
+    push_arg(&argv, &n, "--events-fd");
+    push_arg(&argv, &n, "4");
     if (env->kiln_root) {
         push_arg(&argv, &n, "--root");
         push_arg(&argv, &n, env->kiln_root);
     }
-    for (size_t i = 0; env->build_options && env->build_options[i]; i++)
+    push_arg(&argv, &n, "--metadata-file");
+    push_arg(&argv, &n, meta);
+    /* cancel and the timeout kill the runner's process group: the build must be in it */
+    push_arg(&argv, &n, "--caller-group");
+    for (size_t i = 0; env->build_options && env->build_options[i]; i++) {
+        push_arg(&argv, &n, "--build-option");
         push_arg(&argv, &n, env->build_options[i]);
-    push_namespace(&argv, &n, request);
-    if (context_id) {
-        push_arg(&argv, &n, "--context-id");
-        push_arg(&argv, &n, context_id);
     }
-    push_job_ids(&argv, &n, env, request, ctx.commit);
-    for (size_t i = 1; args[i]; i++)
-        push_arg(&argv, &n, args[i]);
-    if (kiln_runner_run(argv, env->child_env, env->work_dir, env->log_path, env->log_cap,
-                        remaining(timeout, t0), &ops, &ctx, &rr, &err) < 0)
+    if (kiln_runner_run_job(argv, env->child_env, env->work_dir, spec_json, env->log_path,
+                            env->log_cap, remaining(timeout, t0), &ops, &ctx, &rr, &err) < 0)
         goto error;
-    out->result = read_result(meta);
+    out->result = read_result(meta, ctx.events);
     if (ctx.disk_exceeded || (rr.exit_code == 0 && !rr.stopped && outputs_over(&ctx))) {
         fail_disk(ctx.disk, "its file outputs (./kiln-out) took more than", out);
     } else if (judge(&rr, timeout, "kiln build", "build_failed", out)) {
@@ -445,6 +522,7 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
     }
     judge_space(env, 0, out);
     kiln_fs_rm_rf(env->work_dir, NULL);
+    json_decref(ctx.events);
     return;
 error:
     snprintf(out->status, sizeof(out->status), "failed");
@@ -452,6 +530,7 @@ error:
     snprintf(out->error, sizeof(out->error), "%s", err.msg);
     judge_space(env, err.code, out);
     kiln_fs_rm_rf(env->work_dir, NULL);
+    json_decref(ctx.events);
 }
 
 void kiln_job_outcome_free(kiln_job_outcome_t *o)

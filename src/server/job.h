@@ -1,7 +1,9 @@
 /* kiln server — running one build job to its end, shared by the local worker pool and
  * `kiln worker` (SQS): a git source is checked out first (`kiln checkout`, phase
- * "cloning"), then `kiln build` runs on the checkout or the uploaded context (phase
- * "building" and what its progress lines say), each as a child process (runner.h). */
+ * "cloning", its credential from a file), then `kiln job run` runs the job spec (the
+ * request placed on the checkout or the uploaded context, with the build's ids) — the entry
+ * point `kiln build` goes through too — and its events (job/stream.h) move the build's
+ * status and are kept on its record; each as a child process (runner.h). */
 #ifndef KILN_SERVER_JOB_H
 #define KILN_SERVER_JOB_H
 
@@ -25,6 +27,7 @@ typedef struct kiln_job_env {
                                tenantcreds.h); NULL = the server's own */
     const char *build_id;   /* the API's build id: the completion event's (kiln build
                                --build-id); NULL = kiln build makes one */
+    const char *trigger;    /* what started it ("api", "webhook"); NULL = "api" */
 } kiln_job_env_t;
 
 typedef struct kiln_job_hooks {

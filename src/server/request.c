@@ -123,6 +123,43 @@ static int place_spec(kiln_job_spec_t *s, const char *context_dir, json_t *secre
     return 0;
 }
 
+int kiln_request_job_spec(json_t *stored, const char *context_dir, json_t *secret_files,
+                          const kiln_request_ids_t *ids, char **spec_json, kiln_error_t *err)
+{
+    kiln_job_spec_t spec = {0};
+    const char *dup[][2] = {{ids->build_id, NULL}, {ids->repo, NULL},    {ids->commit, NULL},
+                            {ids->branch, NULL},   {ids->trigger, NULL}, {ids->context_id, NULL}};
+    char **slots[] = {&spec.build_id, &spec.repo,    &spec.commit,
+                      &spec.branch,   &spec.trigger, &spec.context_id};
+    json_t *j;
+    int ret = -1;
+
+    if (!json_is_object(json_object_get(stored, "source")))
+        return kiln_error_set(err, 0, "request has no source");
+    if (kiln_outconf_check_shape(stored, err) < 0 ||
+        kiln_job_from_json(stored, 0, &spec, NULL, err) < 0)
+        return -1;
+    if (place_spec(&spec, context_dir, secret_files, err) < 0)
+        goto out;
+    for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++)
+        if (dup[i][0] && *slots[i] == NULL)
+            *slots[i] = kiln_xstrdup(dup[i][0]);
+    if (spec.tenant)
+        spec.cache_namespace = kiln_xstrdup(spec.tenant);
+    /* the paths are the server's own now (the context, secret files, outputs under the
+     * build's directory): a local spec for `kiln job run`, checked again as one */
+    spec.local = 1;
+    if (kiln_job_spec_validate(&spec, err) < 0)
+        goto out;
+    j = kiln_job_to_json(&spec);
+    *spec_json = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    ret = *spec_json ? 0 : kiln_error_set(err, ENOMEM, "job spec");
+out:
+    kiln_job_spec_clear(&spec);
+    return ret;
+}
+
 int kiln_request_argv(json_t *stored, const char *context_dir, json_t *secret_files,
                       const char *metadata_file, char ***argv, kiln_error_t *err)
 {

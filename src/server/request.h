@@ -55,4 +55,15 @@ int kiln_request_check_allow(json_t *stored, unsigned granted, kiln_error_t *err
 int kiln_request_argv(json_t *stored, const char *context_dir, json_t *secret_files,
                       const char *metadata_file, char ***argv, kiln_error_t *err);
 
+/* The ids a server build's job carries beyond its request (NULL: not set). */
+typedef struct kiln_request_ids {
+    const char *build_id, *repo, *commit, *branch, *trigger, *context_id;
+} kiln_request_ids_t;
+
+/* The JSON text of the job spec `kiln job run` runs for a stored request (malloc'ed): files,
+ * secrets and the context placed as kiln_request_argv does, the ids added, the tenant as
+ * the cache namespace; validated as a whole. */
+int kiln_request_job_spec(json_t *stored, const char *context_dir, json_t *secret_files,
+                          const kiln_request_ids_t *ids, char **spec_json, kiln_error_t *err);
+
 #endif

@@ -1,7 +1,8 @@
-/* kiln server — runs one build as a child process (`kiln build …`) in its own process
- * group: stdout+stderr go to the build's append-only log (capped), phase changes are read
- * from its progress lines, and the whole group is killed on cancel, timeout or when the
- * server dies (PR_SET_PDEATHSIG). */
+/* kiln server — runs one child process (`kiln checkout …`, `kiln job run …`) in its own
+ * process group: stdout+stderr go to the build's append-only log (capped); a job's spec is
+ * handed to it on descriptor 3 and its events (job/stream.h, one JSON object per line) read
+ * from descriptor 4 (no log text is ever interpreted); the whole group is killed on cancel,
+ * timeout or when the server dies (PR_SET_PDEATHSIG). */
 #ifndef KILN_SERVER_RUNNER_H
 #define KILN_SERVER_RUNNER_H
 
@@ -9,14 +10,21 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <jansson.h>
+
 #include "utils/error.h"
+
+/* Where `kiln job run` finds its spec and writes its events: --spec-fd 3 --events-fd 4
+ * (the same numbers spelled in job.c's arguments). */
+#define KILN_RUNNER_SPEC_FD 3
+#define KILN_RUNNER_EVENTS_FD 4
 
 typedef struct kiln_runner_ops {
     /* The child started as the leader of process group pgid. */
     void (*started)(void *opaque, pid_t pgid, uint64_t start_ticks);
-    /* A progress line moved the build to a status ("cloning", "building", "pushing",
-     * "uploading"). */
-    void (*phase)(void *opaque, const char *status);
+    /* One event of a job (kiln_runner_run_job), borrowed; its log and step events are
+     * already in the log. May be NULL. */
+    void (*event)(void *opaque, json_t *ev);
     /* Polled about every 200 ms: non-zero stops the build (its group is killed). */
     int (*should_stop)(void *opaque);
     /* Every output line (without its newline, cut at 4 KiB); may be NULL. */
@@ -37,6 +45,18 @@ typedef struct kiln_runner_result {
 int kiln_runner_run(char *const argv[], char *const envp[], const char *cwd, const char *log_path,
                     size_t log_cap, int timeout_s, const kiln_runner_ops_t *ops, void *opaque,
                     kiln_runner_result_t *res, kiln_error_t *err);
+
+/* kiln_runner_run for `kiln job run`: spec (JSON text) is its descriptor 3 (a memfd), its
+ * events pipe its descriptor 4; each event line goes to ops->event, and the text of log and
+ * step events to the log as `kiln build` prints them. */
+int kiln_runner_run_job(char *const argv[], char *const envp[], const char *cwd, const char *spec,
+                        const char *log_path, size_t log_cap, int timeout_s,
+                        const kiln_runner_ops_t *ops, void *opaque, kiln_runner_result_t *res,
+                        kiln_error_t *err);
+
+/* The log line of a log, step_start or step_end event ("#N text", "#N CACHED", "#N DONE
+ * 1.2s", "#N ERROR: …"), malloc'ed; NULL for other events. */
+char *kiln_runner_event_text(json_t *ev);
 
 /* The start time of pid in clock ticks since boot (field 22 of /proc/PID/stat), 0 if gone. */
 uint64_t kiln_runner_start_ticks(pid_t pid);

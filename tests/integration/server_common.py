@@ -26,25 +26,31 @@ if [ "$1" = checkout ]; then
   echo 0123456789abcdef0123456789abcdef01234567
   exit ${FAKE_CHECKOUT_EXIT:-0}
 fi
-[ -n "${FAKE_ARGSLOG:-}" ] && echo "$*" >> "$FAKE_ARGSLOG"
+# `kiln job run --spec-fd 3 --events-fd 4 …`: the spec on fd 3, JSON-lines events on fd 4
+[ "$1 $2" = "job run" ] || { echo "fake: not kiln job run: $*" >&2; exit 2; }
+spec=$(cat <&3)
+if [ -n "${FAKE_ARGSLOG:-}" ]; then
+  echo "$*" >> "$FAKE_ARGSLOG"
+  echo "$spec" >> "$FAKE_ARGSLOG"
+fi
+ctx=$(echo "$spec" | sed -n 's/.*"source":{"dir":"\([^"]*\)".*/\1/p')
 meta=""
-ctx=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --metadata-file) meta=$2; shift ;;
-    --*=*|--server-mode|--allow-http-git) ;;
-    --*|-f|-t) shift ;;
-    *) ctx=$1 ;;
   esac
   shift
 done
 [ -n "${FAKE_RUNLOG:-}" ] && echo "$meta" >> "$FAKE_RUNLOG"
 [ -n "${FAKE_SPANLOG:-}" ] && echo "start $meta" >> "$FAKE_SPANLOG"
-echo "#1 resolving $ctx"
+ev() { echo "{\"v\":1,\"event\":$1}" >&4; }
+ev '"phase","phase":"validate"'
+ev '"phase","phase":"build"'
+ev "\"log\",\"text\":\"#1 resolving $ctx\""
 i=0
 while [ $i -lt ${FAKE_STEPS:-3} ]; do
   i=$((i + 1))
-  echo "#2 [1/1] RUN step $i"
+  ev "\"step_start\",\"step\":2,\"name\":\"[1/1] RUN step $i\""
   sleep ${FAKE_SLEEP:-0.2}
 done
 if [ -n "${FAKE_GRANDCHILD:-}" ]; then
@@ -52,10 +58,19 @@ if [ -n "${FAKE_GRANDCHILD:-}" ]; then
   echo $! > "$FAKE_GRANDCHILD"
   wait
 fi
-echo "#3 pushing layers"
-echo "{\"phase\":\"uploading\"}"
+ev '"phase","phase":"pushing"'
+ev '"log","text":"#3 pushing layers"'
+ev '"phase","phase":"uploading"'
 printf '{"containerimage.digest":"sha256:%064d","image.name":"example/app:1","kiln.bytes_pushed":1000}' 1 > "$meta"
 [ -n "${FAKE_SPANLOG:-}" ] && echo "end $meta" >> "$FAKE_SPANLOG"
+ev "$(printf '"pushed","ref":"example/app:1","digest":"sha256:%064d"' 1)"
+ev '"phase","phase":"done"'
+if [ "${FAKE_EXIT:-0}" = 0 ]; then
+  ev '"result","status":"succeeded"'
+else
+  ev '"error","code":"build_failed","message":"the fake build failed"'
+  ev '"result","status":"failed","code":"build_failed"'
+fi
 exit ${FAKE_EXIT:-0}
 """
 

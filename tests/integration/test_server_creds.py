@@ -17,13 +17,14 @@ from server_common import Server, fauxqs_queues, start_fake_worker, tar_gz  # no
 
 DUMP = os.path.join(T.tmp, "dump")
 os.makedirs(DUMP)
-# a stand-in for kiln build: records, per tenant (its --cache-namespace), what it was given
+# a stand-in for kiln job run: records, per tenant (its spec's cache namespace), what it was
+# given
 FAKE = r"""#!/bin/sh
-ns=default
+ns=$(cat <&3 | sed -n 's/.*"namespace":"\([^"]*\)".*/\1/p')
+[ -n "$ns" ] || ns=default
 meta=""
 prev=""
 for a; do
-  [ "$prev" = --cache-namespace ] && ns=$a
   [ "$prev" = --metadata-file ] && meta=$a
   prev=$a
 done
@@ -40,7 +41,7 @@ if [ -n "$AWS_SHARED_CREDENTIALS_FILE" ]; then
   stat -c %a "$AWS_SHARED_CREDENTIALS_FILE" > "$d/aws.modes"
 fi
 [ -n "$meta" ] && echo '{}' > "$meta"
-echo "#1 done"
+echo '{"event":"result","status":"succeeded"}' >&4
 exit 0
 """
 fake = os.path.join(T.tmp, "fake-build.sh")

@@ -85,8 +85,8 @@ T.check("acme's build succeeded, tenant acme",
 T.check("globex's build succeeded, tenant globex",
         g and g.get("status") == "succeeded" and g.get("tenant") == "globex", g)
 args = open(argslog).read() if os.path.exists(argslog) else ""
-T.check("each build ran in its tenant's cache namespace",
-        "--cache-namespace acme" in args and "--cache-namespace globex" in args, args)
+T.check("each build ran in its tenant's cache namespace (its job spec's cache.namespace)",
+        '"namespace":"acme"' in args and '"namespace":"globex"' in args, args)
 
 # --- every per-build route: another tenant's build is answered as an unknown one ---
 UNKNOWN = "b-00000000000000ff"
@@ -266,7 +266,7 @@ T.check("queue mode: the worker built it (succeeded, tenant acme)",
         b and b.get("status") == "succeeded" and b.get("tenant") == "acme", b)
 qa = open(qargs).read() if os.path.exists(qargs) else ""
 T.check("queue mode: the worker ran it in acme's cache namespace",
-        "--cache-namespace acme" in qa, qa)
+        '"namespace":"acme"' in qa, qa)
 st, body = qsrv.request("GET", "/v1/builds/" + qid, token=GLOBEX)
 T.check("queue mode: globex gets 404", st == 404, body)
 st, body = qsrv.request("GET", "/v1/builds", token=GLOBEX)
