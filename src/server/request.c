@@ -112,9 +112,12 @@ static int place_spec(kiln_job_spec_t *s, const char *context_dir, json_t *secre
     }
     s->n_secrets = k;
     if (context_dir) {
+        /* the checkout (or the upload) is the source now: its ref and commit are the ids' */
         free(s->source);
         free(s->subdir);
-        s->subdir = NULL;
+        free(s->ref);
+        free(s->source_commit);
+        s->subdir = s->ref = s->source_commit = NULL;
         s->source = kiln_xstrdup(context_dir);
         s->source_kind = KILN_JOB_SOURCE_DIR;
     } else if (s->source_kind != KILN_JOB_SOURCE_GIT) {

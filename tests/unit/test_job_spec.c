@@ -58,7 +58,8 @@ static void test_round_trip(void **state)
         "\"repo\": \"https://example.com/acme/app\", \"commit\": "
         "\"0123456789abcdef0123456789abcdef01234567\", \"branch\": \"main\", \"trigger\": "
         "\"webhook\", \"platform\": \"linux/amd64\", \"cache\": {\"disabled\": true, \"from\": "
-        "[\"ghcr.io/acme/app:cache\"], \"to\": \"ghcr.io/acme/app:cache\", \"mode\": \"max\"}}",
+        "[\"ghcr.io/acme/app:cache\"], \"to\": \"ghcr.io/acme/app:cache\", \"mode\": \"max\", "
+        "\"namespace\": \"acme\", \"context_id\": \"git https://example.com/acme/app svc/api\"}}",
         "{\"source\": {\"context\": \"ctx-0123abcd\"}}",
         "{\"source\": {\"dir\": \"/src/app\"}, \"dockerfile\": \"-\", \"plan\": "
         "\"/tmp/plan.json\", "
@@ -273,6 +274,10 @@ static void test_errors(void **state)
         {0, GIT ", \"cache\": {\"from\": [\"UP/x\"]}}", "field 'cache.from[0]': invalid image"},
         {0, GIT ", \"cache\": {\"to\": \"a..b\"}}", "field 'cache.to': invalid image reference"},
         {0, GIT ", \"cache\": {\"ttl\": 1}}", "field 'cache.ttl': unknown field"},
+        {0, GIT ", \"cache\": {\"namespace\": \"a/b\"}}", "field 'cache.namespace': may hold only"},
+        {0, GIT ", \"cache\": {\"namespace\": 1}}", "field 'cache.namespace'"},
+        {0, GIT ", \"cache\": {\"context_id\": \"a\\nb\"}}", "field 'cache.context_id'"},
+        {REQ, GIT ", \"cache\": {\"namespace\": \"acme\"}}", "field 'cache': unknown field"},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -447,6 +452,54 @@ static void test_build_argv(void **state)
     kiln_job_spec_clear(&s);
 }
 
+/* The job's ids and its cache settings reach the build as its internal options (the
+ * completion event's repo, commit, branch, tenant and trigger; the cache namespace and the
+ * stat cache identity), before the context. */
+static void test_build_argv_ids(void **state)
+{
+    const char *text =
+        "{\"source\": {\"dir\": \"/w/src\"}, \"build_id\": \"b-1\", \"tenant\": \"acme\", "
+        "\"repo\": \"https://h/acme/app\", \"commit\": "
+        "\"0123456789abcdef0123456789abcdef01234567\", \"branch\": \"main\", "
+        "\"trigger\": \"api\", \"cache\": {\"namespace\": \"acme\", \"context_id\": "
+        "\"git https://h/acme/app \"}}";
+    static const char *const want[] = {"build",
+                                       "--build-id",
+                                       "b-1",
+                                       "--source-repo",
+                                       "https://h/acme/app",
+                                       "--source-commit",
+                                       "0123456789abcdef0123456789abcdef01234567",
+                                       "--source-branch",
+                                       "main",
+                                       "--tenant",
+                                       "acme",
+                                       "--trigger",
+                                       "api",
+                                       "--cache-namespace",
+                                       "acme",
+                                       "--context-id",
+                                       "git https://h/acme/app ",
+                                       "/w/src",
+                                       NULL};
+    kiln_job_argv_opts_t o = {0};
+    kiln_job_spec_t s = {0};
+    kiln_error_t err = {0};
+    char **argv = NULL;
+    size_t i;
+
+    (void)state;
+    assert_int_equal(kiln_job_parse(text, strlen(text), KILN_JOB_JSON_LOCAL, &s, NULL, &err), 0);
+    assert_int_equal(kiln_job_build_argv(&s, &o, &argv, &err), 0);
+    for (i = 0; want[i]; i++) {
+        if (argv[i] == NULL || strcmp(argv[i], want[i]) != 0)
+            fail_msg("argument %zu: got '%s', want '%s'", i, argv[i] ? argv[i] : "(end)", want[i]);
+    }
+    assert_null(argv[i]);
+    kiln_strv_free(argv);
+    kiln_job_spec_clear(&s);
+}
+
 /* Events: the ids on each, progress lines as step events, URLs redacted. */
 static void test_events(void **state)
 {
@@ -500,10 +553,11 @@ static void test_events(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip), cmocka_unit_test(test_request_form),
-        cmocka_unit_test(test_errors),     cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_built_spec), cmocka_unit_test(test_repo_key),
-        cmocka_unit_test(test_build_argv), cmocka_unit_test(test_events),
+        cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_request_form),
+        cmocka_unit_test(test_errors),         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_built_spec),     cmocka_unit_test(test_repo_key),
+        cmocka_unit_test(test_build_argv),     cmocka_unit_test(test_events),
+        cmocka_unit_test(test_build_argv_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,6 +22,7 @@
 #include "src/server/jobkey.h"
 #include "src/server/limits.h"
 #include "src/server/request.h"
+#include "src/server/runner.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/hmac.h"
@@ -233,6 +234,92 @@ static void test_request_secrets_stripped_and_argv(void **state)
     assert_null(argv[i]);
     json_decref(files);
     kiln_request_free(&r);
+}
+
+/* The job spec a server build runs: the request placed in the build's directory (context,
+ * secret files, file outputs under kiln-out), the ids the API gave it, the tenant as its cache
+ * namespace; never a secret value or the git credential. */
+static void test_request_job_spec(void **state)
+{
+    const char *body = "{\"source\": {\"git\": \"https://tok@git.example.com/org/app.git\", "
+                       "\"ref\": \"main\"}, \"tenant\": \"acme\", \"secrets\": {\"npm\": "
+                       "\"SECRET\"}, \"outputs\": [{\"type\": \"local\", \"dest\": \"site\"}]}";
+    json_t *files = json_pack("{s:s,s:s}", "npm", "/s/npm", ".git", "/s/.git");
+    kiln_request_ids_t ids = {.build_id = "b-0123456789abcdef",
+                              .repo = "https://git.example.com/org/app.git",
+                              .commit = "0123456789abcdef0123456789abcdef01234567",
+                              .branch = "main",
+                              .trigger = "api",
+                              .context_id = "git https://git.example.com/org/app.git "};
+    kiln_request_t r = {0};
+    kiln_error_t err = {0};
+    char msg[512], *spec = NULL;
+    json_t *j, *want;
+
+    (void)state;
+    assert_int_equal(parse(body, msg, sizeof(msg), &r), 0);
+    assert_int_equal(kiln_request_job_spec(r.stored, "/w/src", files, &ids, &spec, &err), 0);
+    assert_null(strstr(spec, "SECRET"));
+    assert_null(strstr(spec, "tok"));
+    assert_null(strstr(spec, "/s/.git"));
+    j = json_loads(spec, 0, NULL);
+    want = json_loads(
+        "{\"source\": {\"dir\": \"/w/src\"}, \"tenant\": \"acme\", \"secrets\": [{\"id\": "
+        "\"npm\", \"src\": \"/s/npm\"}], \"outputs\": [{\"type\": \"local\", \"dest\": "
+        "\"kiln-out/site\"}], \"build_id\": \"b-0123456789abcdef\", \"repo\": "
+        "\"https://git.example.com/org/app.git\", \"commit\": "
+        "\"0123456789abcdef0123456789abcdef01234567\", \"branch\": \"main\", \"trigger\": "
+        "\"api\", \"cache\": {\"namespace\": \"acme\", \"context_id\": "
+        "\"git https://git.example.com/org/app.git \"}}",
+        0, NULL);
+    assert_non_null(j);
+    assert_non_null(want);
+    if (!json_equal(j, want))
+        fail_msg("spec: %s", spec);
+    json_decref(j);
+    json_decref(want);
+    free(spec);
+    spec = NULL;
+
+    /* an id the spec would refuse fails the whole spec, naming it */
+    ids.branch = "-bad ref";
+    assert_int_equal(kiln_request_job_spec(r.stored, "/w/src", files, &ids, &spec, &err), -1);
+    assert_non_null(strstr(err.msg, "field 'branch'"));
+    assert_null(spec);
+    json_decref(files);
+    kiln_request_free(&r);
+}
+
+/* The log lines of a job's events: log text as it is, step events as `kiln build` prints
+ * them; other events none. */
+static void test_runner_event_text(void **state)
+{
+    static const struct {
+        const char *ev, *want;
+    } cases[] = {
+        {"{\"event\": \"log\", \"text\": \"hello\"}", "hello"},
+        {"{\"event\": \"log\", \"step\": 2, \"text\": \"out\"}", "#2 out"},
+        {"{\"event\": \"step_start\", \"step\": 3, \"name\": \"[1/2] RUN make\"}",
+         "#3 [1/2] RUN make"},
+        {"{\"event\": \"step_end\", \"step\": 3, \"cache_hit\": true}", "#3 CACHED"},
+        {"{\"event\": \"step_end\", \"step\": 3, \"cache_hit\": false, \"seconds\": 1.5}",
+         "#3 DONE 1.5s"},
+        {"{\"event\": \"step_end\", \"step\": 3, \"error\": \"exit 2\"}", "#3 ERROR: exit 2"},
+        {"{\"event\": \"phase\", \"phase\": \"build\"}", NULL},
+        {"{\"event\": \"log\"}", NULL},
+        {"{\"event\": \"step_start\", \"step\": \"x\"}", NULL},
+        {"{\"text\": \"no type\"}", NULL},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *ev = json_loads(cases[i].ev, 0, NULL);
+        _cleanup_free_ char *text = kiln_runner_event_text(ev);
+        if (cases[i].want == NULL ? text != NULL : text == NULL || strcmp(text, cases[i].want) != 0)
+            fail_msg("case %zu: got '%s', want '%s'", i, text ? text : "(none)",
+                     cases[i].want ? cases[i].want : "(none)");
+        json_decref(ev);
+    }
 }
 
 /* A git URL's userinfo (or source.token) leaves the stored request and the argv, and becomes
@@ -804,6 +891,8 @@ int main(void)
         cmocka_unit_test(test_config_confinement),
         cmocka_unit_test(test_config_source_policy),
         cmocka_unit_test(test_db_finish_write_fails),
+        cmocka_unit_test(test_request_job_spec),
+        cmocka_unit_test(test_runner_event_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
