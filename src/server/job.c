@@ -465,6 +465,9 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
         context = sub ? kiln_xasprintf("%s/%s", src_dir, sub) : kiln_xstrdup(src_dir);
         if (hooks->phase)
             hooks->phase(hooks->opaque, "building");
+        /* the server's own phases, kept with the job's */
+        keep_event(ctx.events, "phases", json_string("cloning"));
+        keep_event(ctx.events, "phases", json_string("building"));
         ctx.last_phase = "building";
     } else {
         context = kiln_xstrdup(ctx_dir);
