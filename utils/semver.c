@@ -184,7 +184,8 @@ static int add_simple(cset_t *s, const char *op, const partial_t *x)
         if (full)
             return add(s, OP_LT, floor_of(x));
         kiln_semver_t v = floor_of(x);
-        strcpy(v.pre, "0");
+        v.pre[0] = '0';
+        v.pre[1] = '\0';
         return add(s, OP_LT, v);
     }
     /* "<=" */
@@ -210,7 +211,7 @@ static const char *parse_set(const char *p, const char *end, cset_t *s)
         const char *q;
 
         if (p[0] == '~' && p[1] == '>')
-            p += 2, strcpy(op, "~");
+            p += 2, op[0] = '~';
         else if (p[0] == '<' || p[0] == '>') {
             op[0] = *p++;
             if (*p == '=')

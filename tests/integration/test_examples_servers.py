@@ -31,13 +31,13 @@ def serve(name, expect, path="/"):
 
 serve("go-http", "hello from kiln go-http (go1.19")
 serve("python-http", "hello from kiln python-http, kiln", "/kiln")
-out1, r1 = serve("node-express", "hello from kiln node-express (node v18")
+out1, r1 = serve("node-express", "hello from kiln node-express (node v26")
 T.check("node-express: the plan's provider and steps are in the log", "auto-build: provider node" in r1.stderr
         and "npm ci" in r1.stderr, r1.stderr[-2000:])
 
 # next-app: no output: 'export' in next.config.js, so an image running `next start`;
 # the page is rendered per request by the server.
-out_next, r_next = serve("next-app", "hello from kiln next-app (node v18")
+out_next, r_next = serve("next-app", "hello from kiln next-app (node v26")
 T.check("next-app: the plan is a server image (target run)", "auto-build: provider node, target run" in r_next.stderr,
         r_next.stderr[-2000:])
 
