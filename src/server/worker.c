@@ -203,7 +203,18 @@ static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
     if (ctx_id)
         ctx_dir = kiln_xasprintf("%s/contexts/%s", s->root, ctx_id);
 
-    kiln_job_run(&env, req, files, ctx_dir, &hooks, &out);
+    {
+        /* the trigger the job's events carry: how the build was asked for (the audit's
+         * "via": api, github, gitlab) */
+        json_t *rec = NULL;
+        const char *via = NULL;
+        if (kiln_db_build_get(s->db, job->id, &rec, NULL) == 0)
+            via = json_string_value(json_object_get(json_object_get(rec, "triggered_by"), "via"));
+        _cleanup_free_ char *trigger = via ? kiln_xstrdup(via) : NULL;
+        json_decref(rec);
+        env.trigger = trigger;
+        kiln_job_run(&env, req, files, ctx_dir, &hooks, &out);
+    }
     kiln_fs_rm_rf(creds_dir, NULL);
 
     pthread_mutex_lock(&p->lock);

@@ -24,8 +24,9 @@ config = {
          "build": {"outputs": [{"type": "registry", "name": "127.0.0.1:5000/acme/app:latest"}]}},
     ],
 }
+argslog = os.path.join(T.tmp, "args.log")
 srv = Server(os.path.join(T.tmp, "root"), workers=2, config=config, build_command=fake,
-             extra=["--max-body", "65536"], env={"FAKE_SLEEP": "0.2"}).start()
+             extra=["--max-body", "65536"], env={"FAKE_SLEEP": "0.2", "FAKE_ARGSLOG": argslog}).start()
 GIT = {"git": "https://git.example.test/acme/app.git", "ref": "main"}
 
 # --- auth, limits, validation ---
@@ -224,6 +225,14 @@ b = srv.get(body["id"])
 T.check("push build: clone_url at `after`, project outputs",
         b["source"] == {"git": push["repository"]["clone_url"], "ref": "main", "commit": "a" * 40} and
         b["outputs"][0]["name"].endswith("acme/app:latest"), b)
+srv.wait_status(b["id"], ("succeeded", "failed"))
+specs = [json.loads(line) for line in open(argslog).read().splitlines() if line.startswith("{")]
+spec = next((x for x in specs if x.get("build_id") == b["id"]), {})
+T.check("push build: its job spec carries the API's id, repo, checked-out commit, branch and "
+        "trigger github",
+        spec.get("repo") == push["repository"]["clone_url"] and spec.get("branch") == "main" and
+        spec.get("commit") == "0123456789abcdef0123456789abcdef01234567" and
+        spec.get("trigger") == "github", spec)
 st, body = github("push", push, secret="wrong-secret")
 T.check("github bad signature => 401", st == 401, body)
 st, body = github("push", push, sig="sha256=" + "0" * 64)
