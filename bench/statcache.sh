@@ -9,12 +9,14 @@
 #             runs them) vs the CLI's warm rebuild of the same tree in place with one file
 #             changed                                                        target <= 2x
 #   nochange  the CLI rebuild of the 100k context with nothing changed (all stat cache hits)
-# Usage: bench/statcache.sh [KILN_BIN]   (env: RUNS=3; trees are cached under
-# /var/cache/kiln/bench-statcache-<N>)
+# Usage: bench/statcache.sh [KILN_BIN]   (env: RUNS=3; PARTS="cold server" to run only some;
+# trees are cached under /var/cache/kiln/bench-statcache-<N>)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KILN=$(realpath "${1:-${KILN_BIN:-build/src/kiln}}")
 RUNS=${RUNS:-3}
+PARTS=${PARTS:-cold server}
+want() { [[ " $PARTS " == *" $1 "* ]]; }
 T=/tmp/kiln-bench-statcache-$$
 mkdir -p "$T"
 trap 'rm -rf "$T"' EXIT
@@ -81,12 +83,16 @@ floor() { echo "tar -cf - -C $1 . | gzip -1 | sha256sum >/dev/null"; }
 cold() { echo "$KILN build --root $T/root --progress quiet -o type=oci,dest=$T/out $1"; }
 fresh="rm -rf $T/root $T/out"
 
+f100=0 k100=0 nc100=0 f10=0 k10=0 cli=0 srv=0
+if want cold; then
 { read -r f100; read -r k100; } < <(interleave floor100k "" "$(floor "$C100")" \
   cold100k "$fresh" "$(cold "$C100")")
 nc100=$(interleave nochange100k "" "$(cold "$C100")")
 { read -r f10; read -r k10; } < <(interleave floor10k "" "$(floor "$C10")" cold10k "$fresh" \
   "$(cold "$C10")")
+fi
 
+if want server; then
 # 30k: a git repo of the tree; the CLI rebuilds it in place, the "server" checks each commit out anew
 R=$T/repo
 cp -a "$C30" "$R"
@@ -99,13 +105,17 @@ ID="git file://$T/repo.git "
 change() { # one file changed and committed and pushed
   echo "echo \$RANDOM >>$R/m000/p00/f000000.c && git -C $R -c user.name=b -c user.email=b@example.test commit -qam c && git -C $R push -q $T/repo.git main"
 }
-srv_build="rm -rf $T/w && $KILN checkout --root $T/sroot --context-id '$ID' file://$T/repo.git $T/w >/dev/null 2>&1 && $KILN build --root $T/sroot --context-id '$ID' --progress quiet -o type=oci,dest=$T/sout $T/w"
+# the previous checkout goes before the clock starts (kiln serve removes a build's directory
+# after the build)
+srv_build="$KILN checkout --root $T/sroot --context-id '$ID' file://$T/repo.git $T/w >/dev/null 2>&1 && $KILN build --root $T/sroot --context-id '$ID' --progress quiet -o type=oci,dest=$T/sout $T/w"
 # warm both (first builds fill the caches)
 bash -c "$srv_build" >/dev/null 2>&1
+rm -rf "$T/w"
 "$KILN" build --root "$T/croot" --progress quiet -o "type=oci,dest=$T/cout" "$R" >/dev/null 2>&1
 { read -r cli; read -r srv; } < <(interleave cli30k "$(change)" \
   "$KILN build --root $T/croot --progress quiet -o type=oci,dest=$T/cout $R" \
-  server30k "$(change)" "$srv_build")
+  server30k "$(change) && rm -rf $T/w" "$srv_build")
+fi
 
 printf '%-9s %-58s %8ss  vs %8ss  ratio %s (target <= %s)\n' \
   cold100k "kiln cold build, 100k files  vs  tar | gzip -1 | sha256sum" "$k100" "$f100" "$(ratio "$k100" "$f100")" 1.5 \
