@@ -47,6 +47,7 @@ void kiln_remote_job_clear(kiln_remote_job_t *job)
     free(job->context_url);
     free(job->cancel_url);
     free(job->done_url);
+    free(job->trigger);
     json_decref(job->sealed);
     memset(job, 0, sizeof(*job));
 }
@@ -79,6 +80,11 @@ int kiln_remote_parse_job(const char *body, kiln_remote_job_t *job, kiln_error_t
         return -1;
     }
     j.id = kiln_xstrdup(i);
+    {
+        /* a short name; the job spec checks its characters */
+        const char *tr = json_string_value(json_object_get(o, "trigger"));
+        j.trigger = tr && strlen(tr) <= 32 ? kiln_xstrdup(tr) : NULL;
+    }
     j.request = json_incref(req);
     j.sealed = sealed ? json_incref(sealed) : NULL;
     json_decref(o);
@@ -146,9 +152,12 @@ int kiln_remote_stage_context(kiln_remote_t *r, const char *tarball, const char 
 }
 
 int kiln_remote_enqueue(kiln_remote_t *r, const char *id, json_t *stored, json_t *secrets,
-                        kiln_error_t *err)
+                        const char *trigger, kiln_error_t *err)
 {
     json_t *job = json_pack("{s:s,s:O}", "id", id, "request", stored);
+
+    if (trigger)
+        json_object_set_new(job, "trigger", json_string(trigger));
     const char *ctx =
         json_string_value(json_object_get(json_object_get(stored, "source"), "context"));
     _cleanup_free_ char *text = NULL;

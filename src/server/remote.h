@@ -35,9 +35,10 @@ int kiln_remote_has_context_store(const kiln_remote_t *r);
 void kiln_remote_stop(kiln_remote_t *r);
 
 /* Sends a queued build as a job message; secrets ({name: value}, may be NULL) are sealed
- * with the server's job key (an error when there is none). */
+ * with the server's job key (an error when there is none); trigger (api, github, gitlab; may
+ * be NULL) is what the job's events name as its trigger. */
 int kiln_remote_enqueue(kiln_remote_t *r, const char *id, json_t *stored, json_t *secrets,
-                        kiln_error_t *err);
+                        const char *trigger, kiln_error_t *err);
 
 /* Tells the workers a build is canceled: a marker at its cancel_url. Fails when there is
  * no context store (workers then cannot hear it). */
@@ -53,6 +54,7 @@ typedef struct kiln_remote_job {
     char *context_url; /* or NULL */
     char *cancel_url;  /* or NULL */
     char *done_url;    /* or NULL */
+    char *trigger;     /* or NULL: checked with the job spec it goes into */
     json_t *sealed;    /* the sealed secrets, or NULL */
 } kiln_remote_job_t;
 

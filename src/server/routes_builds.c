@@ -175,7 +175,9 @@ int kiln_routes_enqueue(kiln_server_t *s, const char *tenant, json_t *body, json
         *id_out = existing;
         return 0;
     }
-    if (s->remote && kiln_remote_enqueue(s->remote, id, req.stored, req.secrets, err) < 0) {
+    if (s->remote &&
+        kiln_remote_enqueue(s->remote, id, req.stored, req.secrets,
+                            json_string_value(json_object_get(audit, "via")), err) < 0) {
         kiln_db_finish(s->db, id, "failed", "enqueue_failed", err->msg, NULL, 0, NULL);
         /* the build never ran: a redelivery (the sender saw a 502) may start another */
         if (dedupe_key)

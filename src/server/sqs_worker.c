@@ -518,7 +518,8 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
                                   .timeout_s = w->o.timeout_s,
                                   .entitlements = job_entitlements(w, tenant),
                                   .child_env = child_env,
-                                  .build_id = id};
+                                  .build_id = id,
+                                  .trigger = job.trigger};
             send_event(&j, json_pack("{s:s,s:s}", "type", "started", "status", first));
             kiln_job_run(&env, valid.stored, files, ctx_dir, &hooks, &out);
         }

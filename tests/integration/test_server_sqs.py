@@ -3,6 +3,7 @@ two `kiln worker` processes build them; 20 jobs are each built exactly once and 
 results and logs reach the server through the events; a worker killed mid-build leaves its
 job to come back, and the other worker completes it.
 The workers run the stand-in build command (git sources, checkout + build)."""
+import json
 import os
 import signal
 import sys
@@ -17,12 +18,13 @@ import awslib  # noqa: E402
 fake = write_fake_build(T.tmp)
 endpoint, jobs, events, aws_env = fauxqs_queues("kiln")
 runlog = os.path.join(T.tmp, "runs")
+argslog = os.path.join(T.tmp, "args.log")
 
 
 def start_worker(name, **env):
     return start_fake_worker(name, jobs, events, aws_env, fake,
-                             dict({"FAKE_RUNLOG": runlog, "FAKE_SLEEP": "0.5", "FAKE_STEPS": "3"},
-                                  **env))
+                             dict({"FAKE_RUNLOG": runlog, "FAKE_SLEEP": "0.5", "FAKE_STEPS": "3",
+                                   "FAKE_ARGSLOG": argslog}, **env))
 
 
 def runs():
@@ -74,6 +76,12 @@ T.check("the server has the phases, commit and result from the events",
         [p["name"] for p in b.get("phases", [])][:2] == ["cloning", "building"] and
         b.get("commit") == "0123456789abcdef0123456789abcdef01234567" and
         (b.get("result") or {}).get("image.name") == "example/app:1", b)
+specs = [json.loads(line) for line in open(argslog).read().splitlines() if line.startswith("{")]
+spec = next((x for x in specs if x.get("build_id") == ids[0]), {})
+T.check("the worker's job spec carries the API's build id, the repository, the checked-out "
+        "commit and the trigger",
+        spec.get("repo", "").endswith(".git") and spec.get("trigger") == "api" and
+        spec.get("commit") == "0123456789abcdef0123456789abcdef01234567", spec)
 st, log, _ = srv.request("GET", "/v1/builds/%s/logs" % ids[0], raw=True)
 T.check("the server has the build log from the finished event",
         b"RUN step 3" in log and b"[kiln] succeeded" in log, log)
