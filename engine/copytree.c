@@ -217,6 +217,11 @@ int kiln_copytree_entry(kiln_copytree_t *c, int sfd, const char *name, const cha
     if (fstatat(sfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
         return kiln_error_set(err, errno, "stat %s", rel[0] ? rel : ".");
     excluded = c->ignore && rel[0] && kiln_dockerignore_excluded(c->ignore, rel);
+    if (excluded && kiln_dockerignore_overrun(c->ignore))
+        return kiln_error_set(err, 0,
+                              ".dockerignore: its patterns take too long to match %s (simplify "
+                              "the runs of ** and *)",
+                              rel);
     if (excluded && !(S_ISDIR(st.st_mode) && kiln_dockerignore_may_reinclude(c->ignore, rel)))
         return 0;
     if (c->hash) {

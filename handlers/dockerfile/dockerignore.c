@@ -13,8 +13,9 @@
 #include "utils/pathres.h"
 
 #define DI_MAX_PATTERNS 10000
-/* Bounds the backtracking of `*` / `**` on hostile patterns. */
-#define DI_MAX_STEPS 2000000
+/* Bounds the backtracking of `*` / `**` on hostile patterns: the matching steps
+ * of one path against all the patterns (and its parent directories). */
+#define DI_MAX_STEPS 4000000
 
 typedef struct di_pattern {
     char *pat; /* cleaned, without the '!' */
@@ -25,6 +26,7 @@ struct kiln_dockerignore {
     di_pattern_t *p;
     size_t n;
     char **shown; /* "!x" / "x" as cleaned */
+    bool overrun; /* a path took more than DI_MAX_STEPS (set atomically) */
 };
 
 /* Go's path.Clean: one slash between elements, no "." elements, ".."
@@ -178,10 +180,9 @@ static bool glob(match_ctx_t *m, const char *pat, size_t pl, const char *s, size
     return j == n;
 }
 
-static bool pattern_match(const di_pattern_t *p, const char *path, size_t n)
+static bool pattern_match(match_ctx_t *m, const di_pattern_t *p, const char *path, size_t n)
 {
-    match_ctx_t m = {0};
-    return glob(&m, p->pat, strlen(p->pat), path, n);
+    return glob(m, p->pat, strlen(p->pat), path, n);
 }
 
 /* Appends the patterns of text to di. -1 with err (di keeps what it had). */
@@ -321,6 +322,7 @@ bool kiln_dockerignore_excluded(const kiln_dockerignore_t *di, const char *path)
     bool matched = false;
     size_t n = strlen(path);
     const char *slash = memrchr(path, '/', n);
+    match_ctx_t mc = {0};
 
     /* a repository's history and config (remotes with tokens) never enter a
      * context, whatever the patterns say */
@@ -332,13 +334,18 @@ bool kiln_dockerignore_excluded(const kiln_dockerignore_t *di, const char *path)
         bool m;
         if (p->exclusion != matched)
             continue;
-        m = pattern_match(p, path, n);
+        m = pattern_match(&mc, p, path, n);
         /* A pattern matching any parent directory matches the path too. */
         for (size_t k = 0; !m && slash != NULL && k < (size_t)(slash - path); k++)
             if (path[k + 1] == '/' || k + 1 == (size_t)(slash - path))
-                m = pattern_match(p, path, k + 1);
+                m = pattern_match(&mc, p, path, k + 1);
         if (m)
             matched = !p->exclusion;
+        if (mc.steps > DI_MAX_STEPS) {
+            /* undecided: left out, and the caller fails the build (kiln_dockerignore_overrun) */
+            __atomic_store_n(&((kiln_dockerignore_t *)di)->overrun, true, __ATOMIC_RELAXED);
+            return true;
+        }
     }
     return matched;
 }
@@ -362,6 +369,11 @@ bool kiln_dockerignore_may_reinclude(const kiln_dockerignore_t *di, const char *
         }
     }
     return false;
+}
+
+bool kiln_dockerignore_overrun(const kiln_dockerignore_t *di)
+{
+    return di != NULL && __atomic_load_n(&di->overrun, __ATOMIC_RELAXED);
 }
 
 size_t kiln_dockerignore_count(const kiln_dockerignore_t *di)

@@ -52,6 +52,11 @@ bool kiln_dockerignore_is_git(const char *path);
  * is excluded from the build context (always for a .git path). */
 bool kiln_dockerignore_excluded(const kiln_dockerignore_t *di, const char *path);
 
+/* True once matching a path took more than the step budget (hostile
+ * backtracking patterns): that path was reported excluded, and the caller
+ * must fail naming the ignore file rather than build from an undecided set. */
+bool kiln_dockerignore_overrun(const kiln_dockerignore_t *di);
+
 /* True when an excluded directory must still be walked because a '!'
  * pattern may re-include something below it. */
 bool kiln_dockerignore_may_reinclude(const kiln_dockerignore_t *di, const char *dir);

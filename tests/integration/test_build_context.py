@@ -136,6 +136,24 @@ T.check("a .dockerignore over 1 MiB is refused naming it", r.returncode != 0 and
         and ("larger than" in r.stderr or "too large" in r.stderr or "bytes" in r.stderr), r.stderr[-1500:])
 T.check("the huge .dockerignore: nothing written", not os.path.exists(out4), "")
 
+# pathological patterns (backtracking `**` and `*` runs) against a deep path: matching a path is
+# bounded; past the bound the build fails naming .dockerignore (never builds from an undecided set)
+ctx6 = project("df-patho")
+deep = os.path.join(ctx6, *(["a"] * 40))
+os.makedirs(deep)
+with open(os.path.join(deep, "a" * 64 + "c"), "w") as f:
+    f.write("deep\n")
+with open(os.path.join(ctx6, ".dockerignore"), "w") as f:
+    f.write("**/**/**/**/**/**/**/**/a*a*a*a*a*a*a*a*a*a*a*a*a*b\n" * 200 + "secret.env\nlogs\n")
+with open(os.path.join(ctx6, "Dockerfile"), "w") as f:
+    f.write("FROM scratch\nCOPY . /ctx/\n")
+out6 = os.path.join(T.tmp, "df-patho-out")
+r = kiln("build", "--root", ROOT, "--output", f"type=local,dest={out6}", ctx6, timeout=600)
+T.check("pathological .dockerignore patterns: the build fails naming .dockerignore and the path",
+        r.returncode != 0 and ".dockerignore: its patterns take too long to match a/a/" in r.stderr,
+        r.stderr[-1500:])
+T.check("pathological .dockerignore patterns: nothing written", not os.path.exists(out6), "")
+
 # --- auto build (no Dockerfile): the static site output ---
 images = os.environ.get("KILN_IMAGES_DIR", "/var/cache/kiln/images")
 if os.path.isdir(os.path.join(images, "base")):

@@ -15,6 +15,7 @@
 #include "handlers/dockerfile/parser.h"
 #include "handlers/dockerfile/shell.h"
 #include "oci/image.h"
+#include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
 
@@ -211,6 +212,35 @@ static void test_dockerignore_git(void **state)
     assert_false(kiln_dockerignore_excluded(NULL, ".git"));
 }
 
+/* Matching a path is bounded: backtracking patterns past the budget leave the
+ * path out and say so (the engine then fails naming .dockerignore). */
+static void test_dockerignore_budget(void **state)
+{
+    const char *pat = "**/**/**/**/**/**/**/**/a*a*a*a*a*a*a*a*a*a*a*a*a*b\n";
+    kiln_buf_t b;
+    _cleanup_free_ char *text = NULL;
+    _cleanup_free_ char *path = NULL;
+    kiln_dockerignore_t *di = NULL;
+    kiln_error_t err = {0};
+    (void)state;
+    kiln_buf_init(&b, 0);
+    for (int i = 0; i < 200; i++)
+        kiln_buf_appendf(&b, NULL, "%s", pat);
+    text = kiln_buf_steal(&b, NULL);
+    kiln_buf_init(&b, 0);
+    for (int i = 0; i < 40; i++)
+        kiln_buf_appendf(&b, NULL, "a/");
+    kiln_buf_appendf(&b, NULL, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaac");
+    path = kiln_buf_steal(&b, NULL);
+    assert_int_equal(kiln_dockerignore_parse(text, strlen(text), &di, &err), 0);
+    assert_false(kiln_dockerignore_overrun(di));
+    assert_false(kiln_dockerignore_excluded(di, "index.html"));
+    assert_false(kiln_dockerignore_overrun(di));
+    assert_true(kiln_dockerignore_excluded(di, path));
+    assert_true(kiln_dockerignore_overrun(di));
+    kiln_dockerignore_free(di);
+}
+
 static int expand_plain(void *ctx, const char *word, char **out, kiln_error_t *err)
 {
     char *vars[] = {"PORT=8080"};
@@ -297,6 +327,7 @@ int main(void)
         cmocka_unit_test(test_shell_pattern_ops),
         cmocka_unit_test(test_dockerignore),
         cmocka_unit_test(test_dockerignore_git),
+        cmocka_unit_test(test_dockerignore_budget),
         cmocka_unit_test(test_instructions_config),
         cmocka_unit_test(test_instructions_errors),
     };
