@@ -253,6 +253,14 @@ static int log_tail_has(const char *log_path, const char *needle)
     return memmem(buf, (size_t)n, needle, strlen(needle)) != NULL;
 }
 
+/* Whether the job's error event (its build's error, not the log) says needle. */
+static int error_event_has(const run_ctx_t *c, const char *needle)
+{
+    const char *msg =
+        json_string_value(json_object_get(json_object_get(c->events, "error"), "message"));
+    return msg && strstr(msg, needle) != NULL;
+}
+
 /* Fails the build for its disk limit (reason "disk_limit"); what: what went over. */
 static void fail_disk(uint64_t disk, const char *what, kiln_job_outcome_t *out)
 {
@@ -520,7 +528,7 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
     } else if (judge(&rr, timeout, "kiln build", "build_failed", out)) {
         keep_files(env, out);
     } else if (strcmp(out->reason, "build_failed") == 0 &&
-               log_tail_has(env->log_path, "than the disk limit")) {
+               error_event_has(&ctx, "than the disk limit")) {
         fail_disk(ctx.disk, "a RUN step wrote more than", out);
     }
     judge_space(env, 0, out);
