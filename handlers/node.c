@@ -188,14 +188,59 @@ static char *manager_version(json_t *pkg, const char *pm, const char *def)
     return kiln_xstrndup(v, n);
 }
 
+/* The hash a packageManager field pins ("pnpm@9.15.0+sha512.<hex>", corepack's
+ * form): sets *algo ("sha512", "sha256", "sha224", "sha1") and *hex (malloc'ed)
+ * when there is one. Returns -1 when the part after '+' is not such a hash
+ * (refused rather than passed to a shell or ignored). */
+static int manager_hash(json_t *pkg, const char *pm, const char **algo, char **hex,
+                        kiln_error_t *err)
+{
+    static const struct {
+        const char *name;
+        size_t hexlen;
+    } algos[] = {{"sha512", 128}, {"sha256", 64}, {"sha224", 56}, {"sha1", 40}};
+    const char *f = json_string_value(json_object_get(pkg, "packageManager")), *m, *h;
+
+    *algo = NULL;
+    *hex = NULL;
+    if (f == NULL || (m = manager_from_field(f)) == NULL || strcmp(m, pm) != 0 ||
+        (h = strchr(f, '+')) == NULL)
+        return 0;
+    h++;
+    for (size_t i = 0; i < sizeof(algos) / sizeof(algos[0]); i++) {
+        size_t n = strlen(algos[i].name);
+        if (strncmp(h, algos[i].name, n) == 0 && h[n] == '.' &&
+            strlen(h + n + 1) == algos[i].hexlen &&
+            strspn(h + n + 1, "0123456789abcdef") == algos[i].hexlen) {
+            *algo = algos[i].name;
+            *hex = kiln_xstrdup(h + n + 1);
+            return 0;
+        }
+    }
+    return kiln_error_set(err, 0,
+                          "package.json: packageManager \"%.80s\": the part after '+' is not a "
+                          "hash (sha512.<hex>, sha256.<hex>, sha224.<hex> or sha1.<hex>)",
+                          f);
+}
+
 /* The shell words that put the package manager (npm package `npmpkg` at
  * `version`) on PATH: npm installs it globally from its cache or the
- * registry, which checks the tarball's integrity. */
-static char *manager_setup(const char *npmpkg, const char *version)
+ * registry, which checks the tarball's integrity. With a packageManager hash
+ * (corepack semantics: the hash of the release's npm tarball), the tarball is
+ * fetched with `npm pack`, checked against it, and that very file installed.
+ * `algo` and `hex` were checked to be a known algorithm and lowercase hex. */
+static char *manager_setup(const char *npmpkg, const char *version, const char *algo,
+                           const char *hex)
 {
-    return kiln_xasprintf("npm install -g --prefer-offline --no-audit --no-fund "
-                          "--loglevel=error %s@%s",
-                          npmpkg, version);
+    if (algo == NULL)
+        return kiln_xasprintf("npm install -g --prefer-offline --no-audit --no-fund "
+                              "--loglevel=error %s@%s",
+                              npmpkg, version);
+    return kiln_xasprintf("t=$(cd /tmp && npm pack --silent --prefer-offline %s@%s) && "
+                          "echo \"%s  /tmp/$t\" | %ssum -c --quiet - && "
+                          "npm install -g --prefer-offline --no-audit --no-fund --loglevel=error "
+                          "\"/tmp/$t\" && rm -f \"/tmp/$t\"",
+                          npmpkg, version, hex, algo);
 }
 
 /* Install command, manifests and caches for the package manager. pnpm,
@@ -205,7 +250,8 @@ static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
                         const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_error_t *err)
 {
     const char *install, *cache, *prune, *npmpkg = NULL, *def = NULL;
-    _cleanup_free_ char *version = NULL, *setup = NULL;
+    _cleanup_free_ char *version = NULL, *setup = NULL, *hex = NULL;
+    const char *algo = NULL;
 
     if (kiln_plan_add(plan->manifests, &plan->n_manifests, err, "package.json") < 0)
         return -1;
@@ -260,7 +306,16 @@ static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
             return kiln_error_set(err, 0,
                                   "package.json: packageManager \"%.80s\" names no plain version",
                                   json_string_value(json_object_get(pkg, "packageManager")));
-        setup = manager_setup(npmpkg, version);
+        /* corepack's hash is of the npm tarball for pnpm and yarn 1; for
+         * Yarn 2+ it is of the release file corepack fetches from
+         * repo.yarnpkg.com, which is not what is installed here */
+        if (strcmp(pm, "yarn-berry") != 0 && manager_hash(pkg, pm, &algo, &hex, err) < 0)
+            return -1;
+        setup = manager_setup(npmpkg, version, algo, hex);
+        if (algo != NULL)
+            kiln_plan_add(plan->notes, &plan->n_notes, err,
+                          "%s %s: the tarball is checked against packageManager's %s", pm, version,
+                          algo);
         kiln_plan_set(&plan->setup, setup);
         if (kiln_plan_add(plan->notes, &plan->n_notes, err, "%s %s from the npm registry (%s)", pm,
                           version, npmpkg) < 0 ||
