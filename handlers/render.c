@@ -169,14 +169,27 @@ static int render_build(kiln_buf_t *b, const kiln_plan_t *p, const kiln_render_o
         append_toolchain(b, p, err) < 0 || append_env(b, p, err) < 0)
         return -1;
     if (p->n_manifests > 0) {
-        if (kiln_buf_appendf(b, err, "COPY") < 0)
+        bool top = false;
+        /* top-level files in one COPY; a path below (a workspace package's
+         * package.json, .yarn/releases) keeps its place in the tree */
+        for (size_t i = 0; i < p->n_manifests; i++) {
+            if (check_word("manifest", p->manifests[i], err) < 0)
+                return -1;
+            if (strchr(p->manifests[i], '/') == NULL &&
+                kiln_buf_appendf(b, err, "%s %s", top ? "" : "COPY", p->manifests[i]) < 0)
+                return -1;
+            top |= strchr(p->manifests[i], '/') == NULL;
+        }
+        if (top && kiln_buf_appendf(b, err, " ./\n") < 0)
             return -1;
         for (size_t i = 0; i < p->n_manifests; i++)
-            if (check_word("manifest", p->manifests[i], err) < 0 ||
-                kiln_buf_appendf(b, err, " %s", p->manifests[i]) < 0)
+            if (strchr(p->manifests[i], '/') != NULL &&
+                (strstr(p->manifests[i], "..") != NULL || p->manifests[i][0] == '/'))
+                return kiln_error_set(err, 0, "plan: manifest %s leaves the context",
+                                      p->manifests[i]);
+            else if (strchr(p->manifests[i], '/') != NULL &&
+                     kiln_buf_appendf(b, err, "COPY %s %s\n", p->manifests[i], p->manifests[i]) < 0)
                 return -1;
-        if (kiln_buf_appendf(b, err, " ./\n") < 0)
-            return -1;
     }
     if (p->install || p->setup) {
         /* the package manager's setup stays in the install step when install is overridden */

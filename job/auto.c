@@ -16,6 +16,7 @@
 #include "engine/build.h"
 #include "handlers/detect.h"
 #include "handlers/render.h"
+#include "handlers/workspace.h"
 #include "job/toolchain.h"
 #include "utils/buf.h"
 #include "utils/cachens.h"
@@ -147,6 +148,7 @@ int kiln_auto_source_prepare(const char *spec, const kiln_auto_source_opts_t *op
                                   "source %s (a directory or a git URL)", spec);
         if (apply_subdir(spec, subdir, &s.dir, err) < 0)
             return -1;
+        s.top = kiln_xstrdup(spec);
         s.display = kiln_xstrdup(spec);
     } else {
         _cleanup_free_ char *root = kiln_auto_root(opts ? opts->root : NULL, env);
@@ -201,7 +203,13 @@ int kiln_auto_source_prepare(const char *spec, const kiln_auto_source_opts_t *op
             goto fail;
         }
         kiln_auto_notes_finish(&notes, NULL, NULL);
+        s.top = steal_pointer(&tree);
+        /* url_subdir is freed with this block */
+        if (subdir != NULL && subdir[0] != '\0')
+            s.subdir = kiln_xstrdup(subdir);
     }
+    if (s.subdir == NULL && subdir != NULL && subdir[0] != '\0')
+        s.subdir = kiln_xstrdup(subdir);
     *src = s;
     return 0;
 fail:
@@ -215,6 +223,8 @@ void kiln_auto_source_release(kiln_auto_source_t *src)
         kiln_fs_rm_rf(src->checkout, NULL);
     free(src->checkout);
     free(src->dir);
+    free(src->top);
+    free(src->subdir);
     free(src->commit);
     free(src->display);
     free(src->context_id);
@@ -269,8 +279,29 @@ static kiln_plan_output_t natural_kind(unsigned outputs)
     return KILN_PLAN_OUT_IMAGE;
 }
 
+int kiln_auto_detect(kiln_auto_source_t *src, const kiln_detect_opts_t *d, kiln_plan_t **plan,
+                     kiln_error_t *err)
+{
+    kiln_plan_t *p = NULL;
+    int r;
+
+    if (kiln_plan_detect(src->dir, d, &p, err) < 0)
+        return -1;
+    r = src->subdir ? kiln_workspace_apply(src->top, src->subdir, d, p, err) : 0;
+    if (r < 0) {
+        kiln_plan_free(p);
+        return -1;
+    }
+    if (r > 0) {
+        free(src->dir);
+        src->dir = kiln_xstrdup(src->top);
+    }
+    *plan = p;
+    return 0;
+}
+
 /* Loads the plan (file or detection). */
-static int load_plan(const kiln_auto_build_opts_t *o, const char *dir, kiln_plan_t **plan,
+static int load_plan(const kiln_auto_build_opts_t *o, kiln_auto_source_t *src, kiln_plan_t **plan,
                      kiln_error_t *err)
 {
     kiln_detect_opts_t d = {.env = o->env, .image_prefix = o->image_prefix};
@@ -278,7 +309,7 @@ static int load_plan(const kiln_auto_build_opts_t *o, const char *dir, kiln_plan
     size_t len = 0;
 
     if (o->plan_file == NULL)
-        return kiln_plan_detect(dir, &d, plan, err);
+        return kiln_auto_detect(src, &d, plan, err);
     if (kiln_fs_read_file(o->plan_file, 1024 * 1024, &text, &len, err) < 0)
         return kiln_error_prefix(err, "--plan %s", o->plan_file);
     if (kiln_plan_from_json(text, len, plan, err) < 0)
@@ -303,7 +334,7 @@ int kiln_auto_build_prepare(const char *spec, const kiln_auto_build_opts_t *o,
     memset(ab, 0, sizeof(*ab));
     if (kiln_auto_source_prepare(spec, &so, &ab->src, err) < 0)
         return -1;
-    if (load_plan(o, ab->src.dir, &ab->plan, err) < 0)
+    if (load_plan(o, &ab->src, &ab->plan, err) < 0)
         goto fail;
     p = ab->plan;
     if (p->provider && strcmp(p->provider, "dockerfile") == 0) {

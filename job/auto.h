@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "engine/statcache.h"
+#include "handlers/detect.h"
 #include "handlers/plan.h"
 #include "utils/error.h"
 #include "utils/git.h"
@@ -24,6 +25,8 @@ typedef struct kiln_auto_source_opts {
 
 typedef struct kiln_auto_source {
     char *dir;      /* the tree to build (subdir applied) */
+    char *top;      /* the whole source tree (subdir not applied) */
+    char *subdir;   /* the subdir applied, or NULL */
     char *checkout; /* temp checkout removed by release, or NULL for a local dir */
     char *commit;   /* git: the exact commit checked out, else NULL */
     char *display;  /* the source as it may be shown (URL userinfo redacted) */
@@ -72,6 +75,12 @@ char *kiln_auto_root(const char *root, char *const *env);
 
 /* True when `kiln build SPEC` takes the auto-detected path: a git URL, a plan
  * file, or a directory (after subdir) without a Dockerfile. */
+/* Detects the plan of a prepared source. When its subdir is a package of a Node
+ * workspace at the top (handlers/workspace), the plan builds it from the top and
+ * src->dir becomes the top: the build context is the repository root. */
+int kiln_auto_detect(kiln_auto_source_t *src, const kiln_detect_opts_t *d, kiln_plan_t **plan,
+                     kiln_error_t *err);
+
 bool kiln_auto_wanted(const char *spec, const char *subdir, const char *plan_file);
 
 typedef struct kiln_auto_build_opts {

@@ -98,7 +98,7 @@ int kiln_cmd_plan(int argc, char **argv)
         return kiln_cli_fail(&err);
     if (src.commit)
         fprintf(stderr, "kiln: %s at commit %s\n", src.display, src.commit);
-    if (kiln_plan_detect(src.dir, &dopts, &plan, &err) < 0) {
+    if (kiln_auto_detect(&src, &dopts, &plan, &err) < 0) {
         ret = kiln_cli_fail(&err);
         goto out;
     }
