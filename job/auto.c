@@ -317,6 +317,47 @@ static int load_plan(const kiln_auto_build_opts_t *o, kiln_auto_source_t *src, k
     return 0;
 }
 
+/* Fails, naming the image and the command that makes it, when one of kiln's images (a name
+ * under the image prefix) cannot be there: an OCI layout ("oci:DIR/NAME") that does not exist,
+ * or kiln's default name "kiln/NAME" with no KILN_IMAGE_PREFIX (no registry serves it: the
+ * pull would end in a DNS or registry error that says nothing about the cause). Other names
+ * (a kiln.json's "images") are the engine's to resolve and to hold to the policy: no host path
+ * a source names is probed here. Returns 0 otherwise. */
+static int check_image(const kiln_auto_build_opts_t *o, const char *what, const char *ref,
+                       kiln_error_t *err)
+{
+    const char *set = o->image_prefix ? o->image_prefix : kiln_env_get(o->env, "KILN_IMAGE_PREFIX");
+    int unset = set == NULL || set[0] == '\0';
+    const char *prefix = unset ? KILN_DEFAULT_IMAGE_PREFIX : set;
+    size_t pl = strlen(prefix);
+    const char *name = ref + pl + 1;
+
+    if (strncmp(ref, prefix, pl) != 0 || ref[pl] != '/' || strchr(name, '/') != NULL)
+        return 0;
+    if (unset)
+        return kiln_error_set(
+            err, 0,
+            "the %s %s is kiln's own image and no KILN_IMAGE_PREFIX says where it is: "
+            "make kiln's images with scripts/setup.sh (or images/build.sh %s) and set "
+            "KILN_IMAGE_PREFIX=oci:/var/cache/kiln/images, or set KILN_IMAGE_PREFIX to "
+            "the registry prefix that holds them",
+            what, ref, name);
+    if (strncmp(prefix, "oci:", 4) == 0) {
+        /* "oci:DIR/NAME[:TAG]" */
+        size_t nl = strcspn(name, ":");
+        _cleanup_free_ char *dir = kiln_xasprintf("%s/%.*s", prefix + 4, (int)nl, name);
+        _cleanup_free_ char *layout = kiln_xasprintf("%s/oci-layout", dir);
+        if (access(layout, F_OK) == 0)
+            return 0;
+        return kiln_error_set(
+            err, 0,
+            "the %s %s is missing (no OCI layout at %s): make kiln's images with "
+            "scripts/setup.sh, or this one with KILN_IMAGES_DIR=%s images/build.sh %.*s",
+            what, ref, dir, prefix + 4, (int)nl, name);
+    }
+    return 0;
+}
+
 int kiln_auto_build_prepare(const char *spec, const kiln_auto_build_opts_t *o,
                             kiln_auto_build_t *ab, kiln_error_t *err)
 {
@@ -398,6 +439,9 @@ int kiln_auto_build_prepare(const char *spec, const kiln_auto_build_opts_t *o,
             strcmp(p->toolchain.name, "node") == 0)
             p->runtime = kiln_xasprintf("nodejs%ld.x", strtol(ver, NULL, 10));
     }
+    if (check_image(o, "build image", p->build_image, err) < 0 ||
+        (ab->kind == KILN_PLAN_OUT_IMAGE && check_image(o, "run image", p->run_image, err) < 0))
+        goto fail;
     if (kiln_render_dockerfile(p, &ro, &ab->dockerfile, err) < 0)
         goto fail;
     ab->target = kiln_xstrdup(kiln_render_target(ab->kind));

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The first command on a fresh Debian 12 machine (as root), from a clone of kiln:
-# installs what kiln needs, builds kiln, builds the base and Go build images
-# with kiln itself, auto-builds examples/go-http (no Dockerfile: kiln detects a
+# installs what kiln needs, builds kiln, builds every image the auto-build uses
+# (base, node/python/go build images, node/python/static run images) with kiln
+# itself, auto-builds examples/go-http (no Dockerfile: kiln detects a
 # Go module) into an OCI layout, runs the image with runc and prints its HTTP
 # answer fetched over loopback.
 set -euo pipefail
@@ -17,8 +18,10 @@ ninja -C build >/dev/null
 KILN=$PWD/build/src/kiln
 "$KILN" version | head -n 1
 
-step "building kiln's base and Go build images with kiln (cached under /var/cache/kiln/images)"
-images=$(KILN_BIN=$KILN bash images/build.sh go-build)
+step "building kiln's base, build and run images with kiln (cached under /var/cache/kiln/images)"
+# All of them, so that no auto-build meets a missing image; each is rebuilt only when its
+# Dockerfile changed, on the debootstrapped base that is made once.
+images=$(KILN_BIN=$KILN bash images/build.sh)
 export KILN_IMAGE_PREFIX=oci:$images
 
 step "kiln plan examples/go-http"
