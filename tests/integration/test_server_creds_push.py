@@ -122,7 +122,8 @@ def watch():
                 continue
             if cmdline == server_cmdline:
                 continue
-            if b"\0build\0" in cmdline:
+            # the server runs `kiln job run` (the build in its child), older ones `kiln build`
+            if b"\0build\0" in cmdline or b"\0job\0run\0" in cmdline:
                 builds_seen[phase[0]] = builds_seen.get(phase[0], 0) + 1
             for what, data in (("cmdline", cmdline), ("environ", environ)):
                 for s in SECRETS:
