@@ -1,0 +1,296 @@
+/* kiln server — build records as the API shows them: one build by id (on this thread's
+ * read-only connection), its status and owner, pages of builds, and the finished ones past a
+ * cutoff. Every URL in a record has its credentials redacted; a build whose final write
+ * failed shows the final state kept in memory. */
+#include "src/server/db.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/server/db_impl.h"
+#include "utils/cleanup.h"
+#include "utils/git.h"
+
+static void set_time(json_t *o, const char *key, sqlite3_stmt *st, int col)
+{
+    char buf[40];
+    if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+        json_object_set_new(o, key, json_null());
+        return;
+    }
+    kiln_db_format_time(sqlite3_column_double(st, col), buf, sizeof(buf));
+    json_object_set_new(o, key, json_string(buf));
+}
+
+static void set_text(json_t *o, const char *key, sqlite3_stmt *st, int col)
+{
+    const char *s = (const char *)sqlite3_column_text(st, col);
+    json_object_set_new(o, key, s ? json_string(s) : json_null());
+}
+
+/* A text column with the userinfo of any URL in it replaced by "***": rows stored before
+ * credentials were taken out of source URLs never show them. */
+static void set_redacted(json_t *o, const char *key, sqlite3_stmt *st, int col)
+{
+    const char *s = (const char *)sqlite3_column_text(st, col);
+    _cleanup_free_ char *r = s ? kiln_git_redact(s) : NULL;
+    json_object_set_new(o, key, r ? json_string(r) : json_null());
+}
+
+/* Builds the API object for the row `st` is on (columns as get_sql); caller holds the lock. */
+static json_t *row_to_json(sqlite3_stmt *phases_st, sqlite3_stmt *st)
+{
+    json_t *o = json_object(), *phases = json_array();
+    const char *id = (const char *)sqlite3_column_text(st, 1);
+    const char *req = (const char *)sqlite3_column_text(st, 6);
+    const char *res = (const char *)sqlite3_column_text(st, 12);
+    json_t *reqj = req ? json_loads(req, 0, NULL) : NULL;
+    json_t *resj = res ? json_loads(res, 0, NULL) : NULL;
+    double started = sqlite3_column_double(st, 9), finished = sqlite3_column_double(st, 10);
+
+    json_object_set_new(o, "id", json_string(id));
+    set_text(o, "status", st, 3);
+    set_text(o, "tenant", st, 14);
+    set_redacted(o, "repo", st, 2);
+    set_text(o, "commit", st, 7);
+    set_text(o, "reason", st, 4);
+    set_redacted(o, "error", st, 5);
+    set_time(o, "created_at", st, 8);
+    set_time(o, "started_at", st, 9);
+    set_time(o, "finished_at", st, 10);
+    if (sqlite3_column_type(st, 9) != SQLITE_NULL && sqlite3_column_type(st, 10) != SQLITE_NULL)
+        json_object_set_new(o, "duration_seconds", json_real(finished - started));
+    else
+        json_object_set_new(o, "duration_seconds", json_null());
+    json_object_set_new(o, "attempts", json_integer(sqlite3_column_int(st, 11)));
+    if (reqj) {
+        json_t *v = json_object_get(reqj, "source");
+        const char *git = json_string_value(json_object_get(v, "git"));
+        if (git) {
+            _cleanup_free_ char *red = kiln_git_redact(git);
+            json_object_set_new(v, "git", json_string(red));
+        }
+        if (v)
+            json_object_set(o, "source", v);
+        v = json_object_get(reqj, "outputs");
+        json_object_set_new(o, "outputs", v ? json_incref(v) : json_array());
+        v = json_object_get(reqj, "limits");
+        json_object_set_new(o, "limits", v ? json_incref(v) : json_object());
+        v = json_object_get(reqj, "allow");
+        json_object_set_new(o, "allow", v ? json_incref(v) : json_array());
+    }
+    {
+        /* how the steps were confined, as the build itself reported it */
+        json_t *iso = json_object_get(json_object_get(resj, "kiln.event"), "isolation");
+        json_object_set_new(o, "isolation", iso ? json_incref(iso) : json_null());
+    }
+    json_object_set_new(
+        o, "bytes_pushed",
+        json_integer(json_integer_value(json_object_get(resj, "kiln.bytes_pushed"))));
+    json_object_set_new(o, "result", resj ? resj : json_null());
+    {
+        /* who triggered the build (the audit trail); null for builds recorded before it */
+        const char *audit = (const char *)sqlite3_column_text(st, 13);
+        json_t *a = audit ? json_loads(audit, 0, NULL) : NULL;
+        json_object_set_new(o, "triggered_by", a ? a : json_null());
+    }
+
+    sqlite3_reset(phases_st);
+    sqlite3_bind_int64(phases_st, 1, sqlite3_column_int64(st, 0));
+    while (sqlite3_step(phases_st) == SQLITE_ROW) {
+        json_t *p = json_object();
+        set_text(p, "name", phases_st, 0);
+        set_time(p, "started_at", phases_st, 1);
+        set_time(p, "finished_at", phases_st, 2);
+        if (sqlite3_column_type(phases_st, 2) != SQLITE_NULL)
+            json_object_set_new(p, "seconds",
+                                json_real(sqlite3_column_double(phases_st, 2) -
+                                          sqlite3_column_double(phases_st, 1)));
+        json_array_append_new(phases, p);
+    }
+    sqlite3_reset(phases_st);
+    json_object_set_new(o, "phases", phases);
+    json_decref(reqj);
+    return o;
+}
+
+/* Overlays the in-memory final state of a build whose final write failed: the API shows the
+ * build ended (status, reason, error) even though kiln.db still says it is running. */
+static void overlay_unrecorded(kiln_db_t *db, json_t *o)
+{
+    json_t *m;
+
+    pthread_mutex_lock(&db->mem_lock);
+    m = json_object_get(db->unrecorded, json_string_value(json_object_get(o, "id")));
+    if (m)
+        json_object_update(o, m);
+    pthread_mutex_unlock(&db->mem_lock);
+}
+
+int kiln_db_build_get(kiln_db_t *db, const char *id, json_t **out, kiln_error_t *err)
+{
+    db_reader_t *r = kiln_db_reader(db);
+    sqlite3_stmt *get = r ? r->get : db->get, *phases = r ? r->phases : db->phases;
+    json_t *o = NULL;
+
+    if (r == NULL)
+        pthread_mutex_lock(&db->lock);
+    sqlite3_bind_text(get, 1, id, -1, SQLITE_STATIC);
+    if (sqlite3_step(get) == SQLITE_ROW)
+        o = row_to_json(phases, get);
+    sqlite3_reset(get);
+    sqlite3_clear_bindings(get);
+    if (r == NULL)
+        pthread_mutex_unlock(&db->lock);
+    if (o == NULL) {
+        kiln_error_set(err, 0, "no build with id '%s'", id);
+        if (err)
+            err->code = ENOENT;
+        return -1;
+    }
+    overlay_unrecorded(db, o);
+    *out = o;
+    return 0;
+}
+
+int kiln_db_build_status(kiln_db_t *db, const char *id, char *buf, size_t len, kiln_error_t *err)
+{
+    db_reader_t *r = kiln_db_reader(db);
+    sqlite3_stmt *st = r ? r->status : db->status;
+    int found = 0;
+
+    if (r == NULL)
+        pthread_mutex_lock(&db->lock);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
+        found = 1;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (r == NULL)
+        pthread_mutex_unlock(&db->lock);
+    if (!found) {
+        kiln_error_set(err, 0, "no build with id '%s'", id);
+        if (err)
+            err->code = ENOENT;
+        return -1;
+    }
+    pthread_mutex_lock(&db->mem_lock);
+    if (json_object_get(db->unrecorded, id))
+        snprintf(buf, len, "%s",
+                 json_string_value(json_object_get(json_object_get(db->unrecorded, id), "status")));
+    pthread_mutex_unlock(&db->mem_lock);
+    return 0;
+}
+
+int kiln_db_build_list(kiln_db_t *db, const char *status, const char *repo, int64_t before,
+                       int limit, json_t **out, int64_t *next, kiln_error_t *err)
+{
+    return kiln_db_build_list_tenant(db, NULL, status, repo, before, limit, out, next, err);
+}
+
+int kiln_db_build_list_tenant(kiln_db_t *db, const char *tenant, const char *status,
+                              const char *repo, int64_t before, int limit, json_t **out,
+                              int64_t *next, kiln_error_t *err)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *arr = json_array();
+    int64_t last = 0;
+    int n = 0, more = 0, rc;
+
+    pthread_mutex_lock(&db->lock);
+    if (kiln_db_prepare(
+            db,
+            "SELECT " ROW_COLUMNS " FROM builds WHERE (?1 IS NULL OR status = ?1) AND (?2 IS "
+            "NULL OR repo = ?2) AND (?3 = 0 OR seq < ?3) AND (?5 IS NULL OR tenant = ?5) "
+            "ORDER BY seq DESC LIMIT ?4",
+            &st, err) < 0) {
+        pthread_mutex_unlock(&db->lock);
+        json_decref(arr);
+        return -1;
+    }
+    if (status)
+        sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
+    if (repo)
+        sqlite3_bind_text(st, 2, repo, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, before);
+    sqlite3_bind_int(st, 4, limit + 1);
+    if (tenant)
+        sqlite3_bind_text(st, 5, tenant, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == limit) {
+            more = 1;
+            break;
+        }
+        json_t *o = row_to_json(db->phases, st);
+        overlay_unrecorded(db, o);
+        json_array_append_new(arr, o);
+        last = sqlite3_column_int64(st, 0);
+        n++;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        kiln_db_fail(db, err, "list builds");
+        sqlite3_finalize(st);
+        pthread_mutex_unlock(&db->lock);
+        json_decref(arr);
+        return -1;
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&db->lock);
+    *out = arr;
+    *next = more ? last : 0;
+    return 0;
+}
+
+int kiln_db_build_owned(kiln_db_t *db, const char *id, const char *tenant, kiln_error_t *err)
+{
+    /* asked before every per-build route: on this thread's reader, as the GETs themselves */
+    db_reader_t *r = kiln_db_reader(db);
+    char owner[KILN_DB_TENANT_MAX + 1];
+    int rc;
+
+    if (r == NULL) {
+        rc = kiln_db_query_text(db, KILN_DB_OWNER_SQL, id, owner, sizeof(owner), err);
+    } else {
+        sqlite3_bind_text(r->owner, 1, id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(r->owner);
+        if (rc == SQLITE_ROW)
+            snprintf(owner, sizeof(owner), "%s", (const char *)sqlite3_column_text(r->owner, 0));
+        else if (rc != SQLITE_DONE)
+            kiln_error_set(err, 0, "database: owner of build %s: %s", id, sqlite3_errmsg(r->h));
+        sqlite3_reset(r->owner);
+        sqlite3_clear_bindings(r->owner);
+        rc = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+    }
+    if (rc < 0)
+        return -1;
+    return rc == 1 && tenant && strcmp(owner, tenant) == 0;
+}
+
+int kiln_db_finished_before(kiln_db_t *db, double cutoff, int max, json_t **out, kiln_error_t *err)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *arr = json_array();
+
+    pthread_mutex_lock(&db->lock);
+    if (kiln_db_prepare(
+            db,
+            "SELECT id FROM builds WHERE status IN ('succeeded','failed','canceled') AND "
+            "finished < ?1 ORDER BY seq LIMIT ?2",
+            &st, err) < 0) {
+        pthread_mutex_unlock(&db->lock);
+        json_decref(arr);
+        return -1;
+    }
+    sqlite3_bind_double(st, 1, cutoff);
+    sqlite3_bind_int(st, 2, max);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        json_array_append_new(arr, json_string((const char *)sqlite3_column_text(st, 0)));
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&db->lock);
+    *out = arr;
+    return 0;
+}

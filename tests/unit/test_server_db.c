@@ -1,0 +1,229 @@
+/* Unit tests for the server's store (src/server/db*.c): a build's way through the local
+ * queue (claim order, phases, commit, cancel, requeue, recovery after a restart) and final
+ * writes that kiln.db refuses. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "src/server/db.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+
+/* Runs SQL on a second connection to the test database (installs write-failing triggers). */
+static void side_sql(const char *path, const char *sql)
+{
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+}
+
+/* A refused final write never leaves a build running: it is recorded failed with a reason,
+ * and when kiln.db refuses every write the failure is still what get/status/list show. */
+static void test_db_finish_write_fails(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kiln-dbfail-XXXXXX";
+    _cleanup_free_ char *path = NULL;
+    kiln_db_t *db = NULL;
+    kiln_db_job_t job = {0};
+    kiln_error_t err = {0};
+    json_t *o = NULL, *list = NULL;
+    int64_t next = 0;
+    char st[32];
+
+    assert_non_null(mkdtemp(dir));
+    path = kiln_xasprintf("%s/kiln.db", dir);
+    assert_int_equal(kiln_db_open(path, &db, &err), 0);
+    assert_int_equal(kiln_db_build_insert(db, "b1", "r", "{}", NULL, NULL, &err), 0);
+    assert_int_equal(kiln_db_build_insert(db, "b2", "r", "{}", NULL, NULL, &err), 0);
+    assert_int_equal(kiln_db_claim(db, NULL, &job, &err), 1);
+    kiln_db_job_free(&job);
+    assert_int_equal(kiln_db_claim(db, NULL, &job, &err), 1);
+    kiln_db_job_free(&job);
+
+    /* Only the full outcome is refused: the smaller failure record lands. */
+    side_sql(path, "CREATE TRIGGER no_success BEFORE UPDATE ON builds WHEN "
+                   "NEW.status = 'succeeded' BEGIN SELECT RAISE(FAIL, 'database or disk is full'); "
+                   "END;");
+    assert_int_equal(kiln_db_finish_or_fail(db, "b1", "succeeded", NULL, NULL, "{}", 0, &err), 1);
+    assert_int_equal(kiln_db_build_get(db, "b1", &o, &err), 0);
+    assert_string_equal(json_string_value(json_object_get(o, "status")), "failed");
+    assert_string_equal(json_string_value(json_object_get(o, "reason")), "state_write_failed");
+    assert_non_null(strstr(json_string_value(json_object_get(o, "error")),
+                           "outcome (succeeded) could not be recorded: "));
+    assert_non_null(strstr(json_string_value(json_object_get(o, "error")), "disk is full"));
+    json_decref(o);
+
+    /* Every write refused: the failure lives in memory and the API view shows it. */
+    side_sql(path, "CREATE TRIGGER no_write BEFORE UPDATE ON builds BEGIN "
+                   "SELECT RAISE(FAIL, 'database or disk is full'); END;");
+    assert_int_equal(kiln_db_finish_or_fail(db, "b2", "failed", "error", "x", NULL, 0, &err), -1);
+    assert_non_null(strstr(err.msg, "build b2: "));
+    assert_non_null(strstr(err.msg, "disk is full"));
+    assert_int_equal(kiln_db_build_status(db, "b2", st, sizeof(st), &err), 0);
+    assert_string_equal(st, "failed");
+    assert_int_equal(kiln_db_build_get(db, "b2", &o, &err), 0);
+    assert_string_equal(json_string_value(json_object_get(o, "reason")), "state_write_failed");
+    json_decref(o);
+    assert_int_equal(kiln_db_build_list(db, NULL, NULL, 0, 10, &list, &next, &err), 0);
+    assert_int_equal(json_array_size(list), 2);
+    for (size_t i = 0; i < 2; i++)
+        assert_string_equal(json_string_value(json_object_get(json_array_get(list, i), "status")),
+                            "failed");
+    json_decref(list);
+
+    /* Once kiln.db takes writes again the kept failure is written to it. */
+    side_sql(path, "DROP TRIGGER no_write; DROP TRIGGER no_success;");
+    kiln_db_flush_unrecorded(db);
+    kiln_db_close(db);
+    assert_int_equal(kiln_db_open(path, &db, &err), 0);
+    assert_int_equal(kiln_db_build_get(db, "b2", &o, &err), 0);
+    assert_string_equal(json_string_value(json_object_get(o, "status")), "failed");
+    assert_string_equal(json_string_value(json_object_get(o, "reason")), "state_write_failed");
+    json_decref(o);
+    kiln_db_close(db);
+    assert_int_equal(kiln_fs_rm_rf(dir, NULL), 0);
+}
+
+/* Counts the process groups recovery asks to end. */
+static void count_kill(pid_t pgid, uint64_t start_ticks, void *opaque)
+{
+    (void)start_ticks;
+    if (pgid == 4242)
+        (*(int *)opaque)++;
+}
+
+/* The names of build id's phases, comma-separated (malloc'ed). */
+static char *phase_names(kiln_db_t *db, const char *id)
+{
+    kiln_error_t err = {0};
+    json_t *o = NULL, *p;
+    size_t i;
+    char *out = kiln_xstrdup("");
+
+    assert_int_equal(kiln_db_build_get(db, id, &o, &err), 0);
+    json_array_foreach(json_object_get(o, "phases"), i, p)
+    {
+        char *n = kiln_xasprintf("%s%s%s", out, i ? "," : "",
+                                 json_string_value(json_object_get(p, "name")));
+        free(out);
+        out = n;
+    }
+    json_decref(o);
+    return out;
+}
+
+/* Claims the next build; asserts one was there and returns its id (malloc'ed). */
+static char *claim(kiln_db_t *db)
+{
+    kiln_db_job_t job = {0};
+    kiln_error_t err = {0};
+    char *id;
+
+    assert_int_equal(kiln_db_claim(db, NULL, &job, &err), 1);
+    id = kiln_xstrdup(job.id);
+    kiln_db_job_free(&job);
+    return id;
+}
+
+/* Claim order (a repository with nothing running first, then the oldest), a git source
+ * starting by cloning, phases, the commit, cancel of queued/finished/unknown builds, requeue,
+ * queue depth, and recovery: the running build's process group is ended, and it is requeued
+ * once, then failed as interrupted. */
+static void test_db_lifecycle(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kiln-dbq-XXXXXX";
+    _cleanup_free_ char *path = NULL, *first = NULL, *second = NULL, *phases = NULL;
+    const char *git = "{\"source\": {\"git\": \"https://x/a\"}}";
+    kiln_db_t *db = NULL;
+    kiln_db_job_t job = {0};
+    kiln_error_t err = {0};
+    json_t *o = NULL;
+    int was_running = -1, killed = 0;
+    char st[32];
+
+    assert_non_null(mkdtemp(dir));
+    path = kiln_xasprintf("%s/kiln.db", dir);
+    assert_int_equal(kiln_db_open(path, &db, &err), 0);
+    assert_int_equal(kiln_db_build_insert(db, "a1", "repo-a", git, NULL, NULL, &err), 0);
+    assert_int_equal(kiln_db_build_insert(db, "a2", "repo-a", "{}", NULL, NULL, &err), 0);
+    assert_int_equal(kiln_db_build_insert(db, "b1", "repo-b", "{}", NULL, NULL, &err), 0);
+    assert_int_equal(kiln_db_queue_depth(db), 3);
+
+    first = claim(db);
+    assert_string_equal(first, "a1");
+    assert_int_equal(kiln_db_build_status(db, "a1", st, sizeof(st), &err), 0);
+    assert_string_equal(st, "cloning");
+    /* repo-a has a build running: repo-b's goes first although a2 is older */
+    second = claim(db);
+    assert_string_equal(second, "b1");
+    assert_int_equal(kiln_db_build_status(db, "b1", st, sizeof(st), &err), 0);
+    assert_string_equal(st, "building");
+
+    assert_int_equal(kiln_db_phase(db, "a1", "building", &err), 0);
+    assert_int_equal(kiln_db_phase(db, "a1", "pushing", &err), 0);
+    assert_int_equal(kiln_db_set_commit(db, "a1", "0123abcd", &err), 0);
+    assert_int_equal(kiln_db_set_process(db, "a1", 4242, 7, &err), 0);
+    phases = phase_names(db, "a1");
+    assert_string_equal(phases, "cloning,building,pushing");
+    assert_int_equal(kiln_db_build_get(db, "a1", &o, &err), 0);
+    assert_string_equal(json_string_value(json_object_get(o, "commit")), "0123abcd");
+    assert_int_equal(json_integer_value(json_object_get(o, "attempts")), 1);
+    json_decref(o);
+
+    /* cancel: a queued build, then the same again, then one that does not exist */
+    assert_int_equal(kiln_db_cancel(db, "a2", &was_running, &err), 0);
+    assert_int_equal(was_running, 0);
+    assert_int_equal(kiln_db_cancel(db, "a2", &was_running, &err), -1);
+    assert_int_equal(err.code, EALREADY);
+    assert_non_null(strstr(err.msg, "already canceled"));
+    assert_int_equal(kiln_db_cancel(db, "nope", &was_running, &err), -1);
+    assert_int_equal(err.code, ENOENT);
+    assert_int_equal(kiln_db_queue_depth(db), 0);
+
+    assert_int_equal(kiln_db_requeue(db, "b1", &err), 0);
+    assert_int_equal(kiln_db_queue_depth(db), 1);
+    assert_int_equal(kiln_db_finish(db, "b1", "succeeded", NULL, NULL, "{}", 0, &err), 0);
+    assert_int_equal(kiln_db_build_status(db, "b1", st, sizeof(st), &err), 0);
+    assert_string_equal(st, "succeeded"); /* a requeued build that had finished stays final */
+
+    /* restart: a1 was running (pgid recorded) on its first attempt: requeued, its group ended */
+    assert_int_equal(kiln_db_recover(db, 1, count_kill, &killed, &err), 1);
+    assert_int_equal(killed, 1);
+    assert_int_equal(kiln_db_build_status(db, "a1", st, sizeof(st), &err), 0);
+    assert_string_equal(st, "queued");
+    assert_int_equal(kiln_db_claim(db, NULL, &job, &err), 1);
+    assert_int_equal(job.attempts, 2);
+    kiln_db_job_free(&job);
+    /* second restart: no more requeues, the build failed as interrupted */
+    assert_int_equal(kiln_db_recover(db, 1, NULL, NULL, &err), 1);
+    assert_int_equal(kiln_db_build_get(db, "a1", &o, &err), 0);
+    assert_string_equal(json_string_value(json_object_get(o, "status")), "failed");
+    assert_string_equal(json_string_value(json_object_get(o, "reason")), "interrupted");
+    json_decref(o);
+    assert_int_equal(kiln_db_claim(db, NULL, &job, &err), 0);
+    kiln_db_close(db);
+    assert_int_equal(kiln_fs_rm_rf(dir, NULL), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_db_lifecycle),
+        cmocka_unit_test(test_db_finish_write_fails),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
