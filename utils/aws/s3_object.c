@@ -13,7 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "utils/aws/sigv4.h"
 #include "utils/aws/xml.h"
 #include "utils/buf.h"
 #include "utils/cleanup.h"

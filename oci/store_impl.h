@@ -1,0 +1,36 @@
+/* kiln — what the parts of the blob store share (store.c opens it; store_writer, store_refs
+ * and store_prune each do one thing with it): the handle and the lock and directory helpers.
+ * Not for use outside oci/store*.c. */
+#ifndef KILN_OCI_STORE_IMPL_H
+#define KILN_OCI_STORE_IMPL_H
+
+#include <dirent.h>
+#include <sys/types.h>
+
+#include "oci/store.h"
+
+struct kiln_store {
+    char *root;
+    int lock_fd;
+    int blobs_fd;   /* <root>/blobs/sha256 */
+    int tmp_fd;     /* <root>/tmp */
+    int refs_fd;    /* <root>/refs */
+    dev_t lock_dev; /* identity of <root>/lock (see held_count) */
+    ino_t lock_ino;
+    int counted;
+};
+
+/* Opens (creating) directory `name` under root as a directory fd. */
+int kiln_store_open_subdir(const char *root, const char *name, kiln_error_t *err);
+/* Takes flock `op` on fd, retrying on EINTR. */
+int kiln_store_flock(int fd, int op);
+/* Opens <root>/<name> (creating it): "lock" or the "gate" that keeps a waiting prune from
+ * being starved by ever-overlapping builds. */
+int kiln_store_open_lock(const char *root, const char *name, kiln_error_t *err);
+/* Opens a DIR stream over (a fresh fd of) the directory fd; NULL + err on failure. */
+DIR *kiln_store_opendir(int fd, const char *what, kiln_error_t *err);
+/* Calls fn for every ref in the refs directory fd (not closed); stops at fn's negative return. */
+int kiln_store_refs_walk(int refs_fd, int (*fn)(const char *name, const kiln_digest_t *d, void *ud),
+                         void *ud, kiln_error_t *err);
+
+#endif

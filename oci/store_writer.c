@@ -1,0 +1,205 @@
+/* kiln — blobs written into the store (see store.h): streamed into a temp file while hashed,
+ * checked against the expected digest and size, fsynced and renamed into blobs/ on commit;
+ * an aborted or failed write leaves no blob. */
+#include "oci/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "oci/store_impl.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+
+#define WRITER_BUF (256u * 1024)
+
+struct kiln_store_writer {
+    kiln_store_t *store;
+    int fd;
+    char tmp_name[64];
+    kiln_sha256_t hash;
+    uint64_t written;
+    int has_expected;
+    kiln_digest_t expected;
+    int64_t expected_size;
+    size_t used;
+    unsigned char buf[WRITER_BUF];
+};
+
+int kiln_store_writer_new(kiln_store_t *s, const kiln_digest_t *expected, int64_t expected_size,
+                          kiln_store_writer_t **out, kiln_error_t *err)
+{
+    kiln_store_writer_t *w = kiln_xzalloc(sizeof(*w));
+    int tries;
+
+    w->store = s;
+    w->fd = -1;
+    w->expected_size = expected_size;
+    if (expected != NULL) {
+        w->has_expected = 1;
+        w->expected = *expected;
+    }
+    for (tries = 0; tries < 100 && w->fd < 0; tries++) {
+        unsigned long r = ((unsigned long)random() << 16) ^ (unsigned long)getpid() ^
+                          ((unsigned long)tries << 40);
+        snprintf(w->tmp_name, sizeof(w->tmp_name), "blob-%d-%lx", getpid(), r);
+        w->fd = openat(s->tmp_fd, w->tmp_name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (w->fd < 0 && errno != EEXIST) {
+            kiln_error_set(err, errno, "blob store %s: create temp file", s->root);
+            free(w);
+            return -1;
+        }
+    }
+    if (w->fd < 0) {
+        free(w);
+        return kiln_error_set(err, EEXIST, "blob store %s: cannot create a temp file", s->root);
+    }
+    if (kiln_sha256_init(&w->hash, err) < 0) {
+        kiln_store_writer_abort(w);
+        return -1;
+    }
+    *out = w;
+    return 0;
+}
+
+/* Writes the buffered bytes to the temp file. */
+static int writer_flush(kiln_store_writer_t *w, kiln_error_t *err)
+{
+    if (w->used == 0)
+        return 0;
+    if (kiln_fs_write_all(w->fd, w->buf, w->used, err) < 0)
+        return kiln_error_prefix(err, "blob store %s: write temp file", w->store->root);
+    w->used = 0;
+    return 0;
+}
+
+int kiln_store_writer_write(kiln_store_writer_t *w, const void *buf, size_t len, kiln_error_t *err)
+{
+    const unsigned char *p = buf;
+
+    if (w->expected_size >= 0 && w->written + len > (uint64_t)w->expected_size)
+        return kiln_error_set(err, EFBIG, "blob %s%s: more than the expected %lld bytes",
+                              w->has_expected ? "sha256:" : "",
+                              w->has_expected ? w->expected.hex : "", (long long)w->expected_size);
+    kiln_sha256_update(&w->hash, buf, len);
+    w->written += len;
+    if (len >= WRITER_BUF) {
+        if (writer_flush(w, err) < 0)
+            return -1;
+        if (kiln_fs_write_all(w->fd, p, len, err) < 0)
+            return kiln_error_prefix(err, "blob store %s: write temp file", w->store->root);
+        return 0;
+    }
+    if (w->used + len > WRITER_BUF && writer_flush(w, err) < 0)
+        return -1;
+    memcpy(w->buf + w->used, p, len);
+    w->used += len;
+    return 0;
+}
+
+static int writer_sink_write(void *ctx, const void *buf, size_t len, kiln_error_t *err)
+{
+    return kiln_store_writer_write(ctx, buf, len, err);
+}
+
+kiln_sink_t kiln_store_writer_sink(kiln_store_writer_t *w)
+{
+    kiln_sink_t s = {writer_sink_write, w};
+    return s;
+}
+
+void kiln_store_writer_abort(kiln_store_writer_t *w)
+{
+    if (w == NULL)
+        return;
+    kiln_sha256_dispose(&w->hash);
+    kiln_closep(&w->fd);
+    unlinkat(w->store->tmp_fd, w->tmp_name, 0);
+    free(w);
+}
+
+int kiln_store_writer_commit(kiln_store_writer_t *w, kiln_digest_t *digest, uint64_t *size,
+                             kiln_error_t *err)
+{
+    kiln_store_t *s = w->store;
+    kiln_digest_t got;
+    uint64_t n = w->written;
+
+    if (writer_flush(w, err) < 0)
+        goto fail;
+    kiln_sha256_final(&w->hash, &got);
+    if (w->has_expected && !kiln_digest_equal(&got, &w->expected)) {
+        kiln_error_set(err, EIO,
+                       "blob sha256:%s: content does not match its digest (got sha256:%s)",
+                       w->expected.hex, got.hex);
+        goto fail;
+    }
+    if (w->expected_size >= 0 && n != (uint64_t)w->expected_size) {
+        kiln_error_set(err, EIO, "blob sha256:%s: size %llu does not match the expected %lld",
+                       got.hex, (unsigned long long)n, (long long)w->expected_size);
+        goto fail;
+    }
+    if (!kiln_store_has(s, &got, NULL)) {
+        if (fchmod(w->fd, 0444) < 0 || fsync(w->fd) < 0) {
+            kiln_error_set(err, errno, "blob store %s: sync temp file", s->root);
+            goto fail;
+        }
+        if (renameat(s->tmp_fd, w->tmp_name, s->blobs_fd, got.hex) < 0) {
+            kiln_error_set(err, errno, "blob store %s: rename blob sha256:%s into place", s->root,
+                           got.hex);
+            goto fail;
+        }
+        fsync(s->blobs_fd);
+    }
+    kiln_store_writer_abort(w); /* closes, drops the temp name if still there */
+    if (digest != NULL)
+        *digest = got;
+    if (size != NULL)
+        *size = n;
+    return 0;
+fail:
+    kiln_store_writer_abort(w);
+    return -1;
+}
+
+int kiln_store_put_bytes(kiln_store_t *s, const void *buf, size_t len, kiln_digest_t *out,
+                         kiln_error_t *err)
+{
+    kiln_store_writer_t *w;
+    kiln_digest_t d;
+
+    kiln_digest_bytes(buf, len, &d);
+    if (kiln_store_has(s, &d, NULL)) {
+        if (out != NULL)
+            *out = d;
+        return 0;
+    }
+    if (kiln_store_writer_new(s, &d, (int64_t)len, &w, err) < 0)
+        return -1;
+    if (kiln_store_writer_write(w, buf, len, err) < 0) {
+        kiln_store_writer_abort(w);
+        return -1;
+    }
+    return kiln_store_writer_commit(w, out, NULL, err);
+}
+
+int kiln_store_put_fd(kiln_store_t *s, int fd, const kiln_digest_t *expected, int64_t expected_size,
+                      kiln_digest_t *out, uint64_t *size, kiln_error_t *err)
+{
+    kiln_store_writer_t *w;
+    kiln_sink_t sink;
+
+    if (kiln_store_writer_new(s, expected, expected_size, &w, err) < 0)
+        return -1;
+    sink = kiln_store_writer_sink(w);
+    if (kiln_sink_copy_fd(&sink, fd, err) < 0) {
+        kiln_store_writer_abort(w);
+        return -1;
+    }
+    return kiln_store_writer_commit(w, out, size, err);
+}
