@@ -1,0 +1,48 @@
+/* kiln — what the parts of the git source share (git.c checks out; git_url, git_mirror and
+ * git_stream each do one part of it). Not for use outside utils/git*.c. */
+#ifndef KILN_UTILS_GIT_IMPL_H
+#define KILN_UTILS_GIT_IMPL_H
+
+#include <git2.h>
+#include <stdbool.h>
+
+#include "utils/error.h"
+#include "utils/git.h"
+#include "utils/netpolicy.h"
+
+/* Largest credentials file and .gitmodules read. */
+#define KILN_GIT_SMALL_FILE_CAP (256 * 1024)
+
+/* Copies `text`, replacing the userinfo of every "scheme://user[:pw]@" in it with `repl`
+ * (NULL = drop it and its '@'). */
+char *kiln_git_scrub_userinfo(const char *text, const char *repl);
+/* Fills err from libgit2's last error, with URLs in it redacted; returns -1. */
+int kiln_git_fail(kiln_error_t *err, const char *what, const char *url, const char *ref);
+/* The address policy for a URL: the operator's own URL outside server mode refuses only
+ * link-local and metadata addresses; everything else is public plus the allowlist. */
+int kiln_git_url_policy(const kiln_git_policy_t *gp, bool operator_url, kiln_netpolicy_t **out,
+                        kiln_error_t *err);
+/* Whether url may be fetched under gp; -1 naming it and what would allow it. sm_name and
+ * sm_raw name the submodule and its .gitmodules URL (NULL for the repository itself);
+ * local_parent says the repository holding that .gitmodules is itself local. */
+int kiln_git_check_url(const kiln_git_policy_t *gp, const char *url, const char *sm_name,
+                       const char *sm_raw, bool local_parent, kiln_error_t *err);
+
+/* Registers the policed stream (again after each git_libgit2_init: the registry is cleared
+ * when libgit2 shuts down). */
+int kiln_git_stream_register(kiln_error_t *err);
+/* The policy this thread's connections must pass (NULL outside a fetch: link-local and
+ * metadata addresses are still refused). */
+void kiln_git_stream_set_policy(const kiln_netpolicy_t *policy);
+
+/* Opens (or creates, temp + rename) the mirror of url in opts->cache_dir and fetches into it
+ * under policy; *lockfd receives the held lock on the mirror. */
+int kiln_git_mirror_open(const char *url, const kiln_git_opts_t *opts,
+                         const kiln_netpolicy_t *policy, git_repository **out, int *lockfd,
+                         kiln_error_t *err);
+/* Resolves a ref in the mirror: NULL = HEAD, then refs/heads/REF, refs/tags/REF, then a
+ * commit SHA (full or abbreviated). -1 naming the ref and the URL (redacted). */
+int kiln_git_resolve_ref(git_repository *repo, const char *url, const char *ref, git_commit **out,
+                         kiln_error_t *err);
+
+#endif
