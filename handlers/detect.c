@@ -74,6 +74,8 @@ static const struct {
     {"python", kiln_python_detect,
      "a Python manifest is there (requirements.txt, pyproject.toml, setup.py or Pipfile)"},
     {"go", kiln_go_detect, "go.mod is there"},
+    {"java", kiln_jvm_detect, "a JVM build file is there (pom.xml, else build.gradle[.kts])"},
+    {"rust", kiln_rust_detect, "Cargo.toml is there"},
     {"static", kiln_static_detect, "an index.html is there and no language manifest"},
     {"procfile", kiln_procfile_detect, "a Procfile is there and nothing else matched"},
 };

@@ -64,6 +64,8 @@ char *kiln_detect_project_name(const char *name);
 int kiln_node_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err);
 int kiln_python_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err);
 int kiln_go_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err);
+int kiln_jvm_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err);
+int kiln_rust_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err);
 int kiln_static_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err);
 
 #endif

@@ -50,6 +50,7 @@ void kiln_plan_free(kiln_plan_t *p)
         free(p->caches[i].target);
     }
     free_list(p->deps, p->n_deps);
+    free_list(p->layers, p->n_layers);
     free(p->toolchain.name);
     free(p->toolchain.version);
     free(p->toolchain.package);
@@ -292,6 +293,8 @@ int kiln_plan_to_json(const kiln_plan_t *p, char **out, kiln_error_t *err)
             a, json_pack("{s:s,s:s}", "id", p->caches[i].id, "target", p->caches[i].target));
     json_object_set_new(root, "caches", a);
     json_object_set_new(root, "deps", str_array(p->deps, p->n_deps));
+    if (p->n_layers > 0)
+        json_object_set_new(root, "layers", str_array(p->layers, p->n_layers));
     a = json_array();
     for (size_t i = 0; i < sizeof(output_names) / sizeof(output_names[0]); i++) {
         if (!(p->outputs & output_names[i].bit))
@@ -408,6 +411,7 @@ static int plan_from_object(json_t *root, kiln_plan_t *p, kiln_error_t *err)
     }
     if (get_str_array(root, "manifests", p->manifests, &p->n_manifests, err) < 0 ||
         get_str_array(root, "deps", p->deps, &p->n_deps, err) < 0 ||
+        get_str_array(root, "layers", p->layers, &p->n_layers, err) < 0 ||
         get_str_array(root, "notes", p->notes, &p->n_notes, err) < 0)
         return -1;
     o = json_object_get(root, "why");

@@ -74,6 +74,12 @@ typedef struct kiln_plan {
     size_t n_caches;
     char *deps[KILN_PLAN_MAX_ITEMS]; /* paths (under the app dir) of the deps layer */
     size_t n_deps;
+    /* Directories of the build stage (absolute) whose contents make the run
+     * image's app dir, one layer each in this order (a Spring Boot jar's
+     * dependencies, loader, snapshot dependencies, application): the app dir
+     * itself is then not copied. */
+    char *layers[KILN_PLAN_MAX_ITEMS];
+    size_t n_layers;
     kiln_plan_toolchain_t toolchain; /* name NULL when none is needed */
 
     unsigned outputs;   /* kiln_plan_output_t bits */

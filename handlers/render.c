@@ -241,14 +241,32 @@ static int append_deps(kiln_buf_t *b, const kiln_plan_t *p, const char *stage, c
     return 0;
 }
 
+/* The plan's layers: each build-stage directory's contents into the app dir,
+ * one COPY (one layer) each, so that an unchanged one (a jar's dependencies)
+ * keeps its digest when only the application changed. */
+static int append_layers(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
+{
+    for (size_t i = 0; i < p->n_layers; i++) {
+        if (check_word("layer", p->layers[i], err) < 0)
+            return -1;
+        if (p->layers[i][0] != '/' || strstr(p->layers[i], "..") != NULL)
+            return kiln_error_set(err, 0, "plan: layer %s is not an absolute path without ..",
+                                  p->layers[i]);
+        if (kiln_buf_appendf(b, err, "COPY --from=build %s/ %s/\n", p->layers[i], p->workdir) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int render_run(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
 {
-    bool app_layer = p->provider == NULL || strcmp(p->provider, "go") != 0;
+    /* a Go binary, or layers, are the whole app: the source tree stays out */
+    bool app_layer = (p->provider == NULL || strcmp(p->provider, "go") != 0) && p->n_layers == 0;
 
     if (check_word("run image", p->run_image, err) < 0 ||
         kiln_buf_appendf(b, err, "\nFROM %s AS run\nWORKDIR %s\n", p->run_image, p->workdir) < 0 ||
         append_toolchain(b, p, err) < 0 || append_env(b, p, err) < 0 ||
-        append_deps(b, p, "deps", p->workdir, err) < 0)
+        append_deps(b, p, "deps", p->workdir, err) < 0 || append_layers(b, p, err) < 0)
         return -1;
     if (app_layer) {
         const char *src = ".";

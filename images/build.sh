@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds kiln's base, build and run images with kiln itself:
 #   base            Debian 12 minbase (scripts/debian-rootfs.sh, debootstrap) → kiln import
-#   node-build/run, python-build/run, go-build, static-run   images/<name>/Dockerfile on base
+#   node-build/run, python-build/run, go-build, static-run, jvm-build/run, rust-build
+#                   images/<name>/Dockerfile on base
 # Each image is an OCI layout under $KILN_IMAGES_DIR (default /var/cache/kiln/images/<name>),
 # rebuilt only when its Dockerfile (or the base) changed. With KILN_IMAGE_PUSH=PREFIX
 # (e.g. 127.0.0.1:5000/kiln or an ECR prefix) every image is also pushed as PREFIX/<name>.
@@ -13,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 KILN=${KILN_BIN:-build/src/kiln}
 OUT=${KILN_IMAGES_DIR:-/var/cache/kiln/images}
-ALL=(node-build node-run python-build python-run go-build static-run)
+ALL=(node-build node-run python-build python-run go-build static-run jvm-build jvm-run rust-build)
 want=("$@")
 [ ${#want[@]} -gt 0 ] || want=("${ALL[@]}")
 mkdir -p "$OUT"

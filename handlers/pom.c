@@ -1,0 +1,475 @@
+/* kiln — the planning parts of a Maven pom.xml, read with expat (see pom.h).
+ *
+ * The parser keeps the path of the current element ("project/build/finalName",
+ * local names) and the text directly inside it; at each end tag the path says
+ * where the text goes. A dependency or plugin element starts a new record that
+ * its child elements fill. */
+#include "handlers/pom.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <expat.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "utils/buf.h"
+#include "utils/cleanup.h"
+#include "utils/mem.h"
+
+#define NS_SEP '|'
+#define PATH_CAP 1024
+#define EXPAND_DEPTH 8
+#define EXPAND_CAP 4096
+
+typedef struct pom_ctx {
+    XML_Parser parser;
+    kiln_pom_t *pom;
+    char path[PATH_CAP];
+    size_t path_len[KILN_POM_MAX_DEPTH + 1];
+    unsigned depth, overflow_depth;
+    size_t elements;
+    char *text; /* text directly inside the current element */
+    size_t text_len, text_alloc;
+    char **plugin_release, **plugin_jdk; /* per plugin record */
+    size_t n_slots;                      /* entries of plugin_release / plugin_jdk */
+    size_t alloc_deps, alloc_managed, alloc_plugins, alloc_props, alloc_modules;
+    int failed;
+    char msg[256];
+} pom_ctx_t;
+
+static void stop(pom_ctx_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void stop(pom_ctx_t *c, const char *fmt, ...)
+{
+    va_list ap;
+    if (!c->failed) {
+        c->failed = 1;
+        va_start(ap, fmt);
+        vsnprintf(c->msg, sizeof(c->msg), fmt, ap);
+        va_end(ap);
+    }
+    XML_StopParser(c->parser, XML_FALSE);
+}
+
+static void artifact_clear(kiln_pom_artifact_t *a)
+{
+    free(a->group_id);
+    free(a->artifact_id);
+    free(a->version);
+    free(a->scope);
+}
+
+void kiln_pom_free(kiln_pom_t *pom)
+{
+    if (pom == NULL)
+        return;
+    free(pom->group_id);
+    free(pom->artifact_id);
+    free(pom->version);
+    free(pom->packaging);
+    free(pom->final_name);
+    artifact_clear(&pom->parent);
+    for (size_t i = 0; i < pom->n_modules; i++)
+        free(pom->modules[i]);
+    free(pom->modules);
+    for (size_t i = 0; i < pom->n_props; i++) {
+        free(pom->props[i].name);
+        free(pom->props[i].value);
+    }
+    free(pom->props);
+    for (size_t i = 0; i < pom->n_deps; i++)
+        artifact_clear(&pom->deps[i]);
+    free(pom->deps);
+    for (size_t i = 0; i < pom->n_managed; i++)
+        artifact_clear(&pom->managed[i]);
+    free(pom->managed);
+    for (size_t i = 0; i < pom->n_plugins; i++)
+        artifact_clear(&pom->plugins[i]);
+    free(pom->plugins);
+    free(pom->compiler_release);
+    free(pom->toolchain_jdk);
+    free(pom);
+}
+
+/* Grows an array of `size`-byte items to hold n+1; false past `cap`. */
+static bool grow(void **arr, size_t *alloc, size_t n, size_t size, size_t cap)
+{
+    if (n >= cap)
+        return false;
+    if (n + 1 > *alloc) {
+        size_t want = *alloc ? *alloc * 2 : 8;
+        *arr = kiln_xrealloc(*arr, want * size);
+        memset((char *)*arr + *alloc * size, 0, (want - *alloc) * size);
+        *alloc = want;
+    }
+    return true;
+}
+
+/* Starts a new record in one of the artifact lists. */
+static void new_record(pom_ctx_t *c, kiln_pom_artifact_t **list, size_t *n, size_t *alloc,
+                       size_t cap, const char *what)
+{
+    if (!grow((void **)list, alloc, *n, sizeof(**list), cap)) {
+        stop(c, "more than %zu %s", cap, what);
+        return;
+    }
+    if (*list == c->pom->plugins) {
+        c->plugin_release = kiln_xrealloc(c->plugin_release, *alloc * sizeof(char *));
+        c->plugin_jdk = kiln_xrealloc(c->plugin_jdk, *alloc * sizeof(char *));
+        c->plugin_release[*n] = c->plugin_jdk[*n] = NULL;
+        c->n_slots = *n + 1;
+    }
+    (*n)++;
+}
+
+static const char *local_name(const XML_Char *name)
+{
+    const char *sep = strrchr(name, NS_SEP);
+    return sep ? sep + 1 : name;
+}
+
+static void XMLCALL on_start(void *data, const XML_Char *name, const XML_Char **attrs)
+{
+    pom_ctx_t *c = data;
+    const char *local = local_name(name);
+    size_t base, ln = strlen(local);
+    kiln_pom_t *p = c->pom;
+
+    (void)attrs;
+    if (c->failed)
+        return;
+    if (++c->elements > KILN_POM_MAX_ELEMENTS) {
+        stop(c, "more than %d elements", KILN_POM_MAX_ELEMENTS);
+        return;
+    }
+    if (c->depth >= KILN_POM_MAX_DEPTH) {
+        stop(c, "elements nested deeper than %d", KILN_POM_MAX_DEPTH);
+        return;
+    }
+    if (c->depth == 0 && strcmp(local, "project") != 0) {
+        stop(c, "the root element is <%.64s>, not <project>", local);
+        return;
+    }
+    c->text_len = 0;
+    base = c->path_len[c->depth];
+    c->depth++;
+    if (c->overflow_depth == 0 && base + 1 + ln + 1 > sizeof(c->path))
+        c->overflow_depth = c->depth;
+    if (c->overflow_depth) {
+        c->path_len[c->depth] = base;
+        return;
+    }
+    if (base)
+        c->path[base++] = '/';
+    memcpy(c->path + base, local, ln + 1);
+    c->path_len[c->depth] = base + ln;
+    if (strcmp(c->path, "project/dependencies/dependency") == 0)
+        new_record(c, &p->deps, &p->n_deps, &c->alloc_deps, KILN_POM_MAX_DEPS, "dependencies");
+    else if (strcmp(c->path, "project/dependencyManagement/dependencies/dependency") == 0)
+        new_record(c, &p->managed, &p->n_managed, &c->alloc_managed, KILN_POM_MAX_DEPS,
+                   "managed dependencies");
+    else if (strcmp(c->path, "project/build/plugins/plugin") == 0)
+        new_record(c, &p->plugins, &p->n_plugins, &c->alloc_plugins, KILN_POM_MAX_PLUGINS,
+                   "plugins");
+}
+
+/* The element text without surrounding whitespace (malloc'ed). */
+static char *trimmed(const pom_ctx_t *c)
+{
+    const char *s = c->text ? c->text : "";
+    size_t n = c->text_len;
+    while (n > 0 && isspace((unsigned char)*s))
+        s++, n--;
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        n--;
+    return kiln_xstrndup(s, n);
+}
+
+/* Sets *field once (the first occurrence wins). */
+static void set_once(char **field, char *value)
+{
+    if (*field == NULL)
+        *field = value;
+    else
+        free(value);
+}
+
+/* Fills a field of the last record of an artifact list from "<prefix>/<field>". */
+static bool record_field(const char *path, const char *prefix, kiln_pom_artifact_t *list, size_t n,
+                         char **text)
+{
+    size_t pl = strlen(prefix);
+    kiln_pom_artifact_t *a;
+    const char *f;
+
+    if (n == 0 || strncmp(path, prefix, pl) != 0 || path[pl] != '/')
+        return false;
+    a = &list[n - 1];
+    f = path + pl + 1;
+    if (strcmp(f, "groupId") == 0)
+        set_once(&a->group_id, steal_pointer(text));
+    else if (strcmp(f, "artifactId") == 0)
+        set_once(&a->artifact_id, steal_pointer(text));
+    else if (strcmp(f, "version") == 0)
+        set_once(&a->version, steal_pointer(text));
+    else if (strcmp(f, "scope") == 0)
+        set_once(&a->scope, steal_pointer(text));
+    else
+        return false;
+    return true;
+}
+
+/* Where the text of the element that ends goes. */
+static void take(pom_ctx_t *c, char *text)
+{
+    static const struct {
+        const char *path;
+        size_t off;
+    } fields[] = {
+        {"project/groupId", offsetof(kiln_pom_t, group_id)},
+        {"project/artifactId", offsetof(kiln_pom_t, artifact_id)},
+        {"project/version", offsetof(kiln_pom_t, version)},
+        {"project/packaging", offsetof(kiln_pom_t, packaging)},
+        {"project/build/finalName", offsetof(kiln_pom_t, final_name)},
+        {"project/parent/groupId", offsetof(kiln_pom_t, parent.group_id)},
+        {"project/parent/artifactId", offsetof(kiln_pom_t, parent.artifact_id)},
+        {"project/parent/version", offsetof(kiln_pom_t, parent.version)},
+    };
+    kiln_pom_t *p = c->pom;
+    const char *path = c->path;
+
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        if (strcmp(path, fields[i].path) == 0) {
+            set_once((char **)((char *)p + fields[i].off), text);
+            return;
+        }
+    if (strcmp(path, "project/modules/module") == 0) {
+        if (!grow((void **)&p->modules, &c->alloc_modules, p->n_modules, sizeof(char *),
+                  KILN_POM_MAX_MODULES)) {
+            free(text);
+            stop(c, "more than %d modules", KILN_POM_MAX_MODULES);
+            return;
+        }
+        p->modules[p->n_modules++] = text;
+        return;
+    }
+    if (strncmp(path, "project/properties/", 19) == 0 && strchr(path + 19, '/') == NULL) {
+        if (!grow((void **)&p->props, &c->alloc_props, p->n_props, sizeof(*p->props),
+                  KILN_POM_MAX_PROPS)) {
+            free(text);
+            stop(c, "more than %d properties", KILN_POM_MAX_PROPS);
+            return;
+        }
+        p->props[p->n_props].name = kiln_xstrdup(path + 19);
+        p->props[p->n_props++].value = text;
+        return;
+    }
+    if (record_field(path, "project/dependencies/dependency", p->deps, p->n_deps, &text) ||
+        record_field(path, "project/dependencyManagement/dependencies/dependency", p->managed,
+                     p->n_managed, &text) ||
+        record_field(path, "project/build/plugins/plugin", p->plugins, p->n_plugins, &text))
+        return;
+    if (p->n_plugins > 0) {
+        size_t k = p->n_plugins - 1;
+        if (strcmp(path, "project/build/plugins/plugin/configuration/release") == 0) {
+            free(c->plugin_release[k]);
+            c->plugin_release[k] = steal_pointer(&text);
+        } else if (strcmp(path, "project/build/plugins/plugin/configuration/source") == 0) {
+            set_once(&c->plugin_release[k], steal_pointer(&text));
+        } else if (strcmp(path, "project/build/plugins/plugin/configuration/toolchains/jdk/"
+                                "version") == 0) {
+            set_once(&c->plugin_jdk[k], steal_pointer(&text));
+        }
+    }
+    free(text);
+}
+
+static void XMLCALL on_end(void *data, const XML_Char *name)
+{
+    pom_ctx_t *c = data;
+    (void)name;
+    if (c->failed || c->depth == 0)
+        return;
+    if (!c->overflow_depth)
+        take(c, trimmed(c));
+    c->text_len = 0;
+    if (c->overflow_depth == c->depth)
+        c->overflow_depth = 0;
+    c->depth--;
+    c->path[c->path_len[c->depth]] = '\0';
+}
+
+static void XMLCALL on_text(void *data, const XML_Char *s, int len)
+{
+    pom_ctx_t *c = data;
+    size_t n = (size_t)len;
+    if (c->failed)
+        return;
+    if (n > KILN_POM_MAX_TEXT - c->text_len) {
+        stop(c, "the text of <%s> is over %d bytes", c->path, KILN_POM_MAX_TEXT);
+        return;
+    }
+    if (c->text_len + n + 1 > c->text_alloc) {
+        size_t want = c->text_alloc ? c->text_alloc : 256;
+        while (want < c->text_len + n + 1)
+            want *= 2;
+        c->text = kiln_xrealloc(c->text, want);
+        c->text_alloc = want;
+    }
+    memcpy(c->text + c->text_len, s, n);
+    c->text_len += n;
+    c->text[c->text_len] = '\0';
+}
+
+/* A pom never needs a DTD: refusing it leaves no entity to expand (billion
+ * laughs) and nothing external to resolve. */
+static void XMLCALL on_doctype(void *data, const XML_Char *name, const XML_Char *sysid,
+                               const XML_Char *pubid, int has_internal_subset)
+{
+    (void)name, (void)sysid, (void)pubid, (void)has_internal_subset;
+    stop(data, "a DOCTYPE is not allowed in a pom");
+}
+
+static void XMLCALL on_entity_decl(void *data, const XML_Char *name, int is_param,
+                                   const XML_Char *value, int value_len, const XML_Char *base,
+                                   const XML_Char *sysid, const XML_Char *pubid,
+                                   const XML_Char *notation)
+{
+    (void)name, (void)is_param, (void)value, (void)value_len, (void)base, (void)sysid;
+    (void)pubid, (void)notation;
+    stop(data, "an entity declaration is not allowed in a pom");
+}
+
+const kiln_pom_artifact_t *kiln_pom_find(const kiln_pom_artifact_t *list, size_t n,
+                                         const char *group_id, const char *artifact_id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (list[i].artifact_id && strcmp(list[i].artifact_id, artifact_id) == 0 &&
+            (group_id == NULL || (list[i].group_id && strcmp(list[i].group_id, group_id) == 0)))
+            return &list[i];
+    return NULL;
+}
+
+int kiln_pom_parse(const char *xml, size_t len, const char *what, kiln_pom_t **out,
+                   kiln_error_t *err)
+{
+    pom_ctx_t c = {0};
+    int ret = -1;
+
+    if (len > (size_t)INT32_MAX)
+        return kiln_error_set(err, EFBIG, "%s: too big", what);
+    c.parser = XML_ParserCreateNS(NULL, NS_SEP);
+    if (c.parser == NULL)
+        return kiln_error_set(err, ENOMEM, "%s: XML parser", what);
+    c.pom = kiln_xzalloc(sizeof(*c.pom));
+    XML_SetUserData(c.parser, &c);
+    XML_SetElementHandler(c.parser, on_start, on_end);
+    XML_SetCharacterDataHandler(c.parser, on_text);
+    XML_SetStartDoctypeDeclHandler(c.parser, on_doctype);
+    XML_SetEntityDeclHandler(c.parser, on_entity_decl);
+    XML_SetParamEntityParsing(c.parser, XML_PARAM_ENTITY_PARSING_NEVER);
+    if (XML_Parse(c.parser, xml ? xml : "", (int)len, XML_TRUE) != XML_STATUS_OK) {
+        if (c.failed)
+            kiln_error_set(err, EINVAL, "%s: %s", what, c.msg);
+        else
+            kiln_error_set(err, EINVAL, "%s is not valid XML (line %lu, column %lu: %s)", what,
+                           (unsigned long)XML_GetCurrentLineNumber(c.parser),
+                           (unsigned long)XML_GetCurrentColumnNumber(c.parser),
+                           XML_ErrorString(XML_GetErrorCode(c.parser)));
+        goto out;
+    }
+    for (size_t i = 0; i < c.pom->n_plugins; i++) {
+        const char *a = c.pom->plugins[i].artifact_id;
+        if (a && strcmp(a, "maven-compiler-plugin") == 0 && c.plugin_release[i])
+            set_once(&c.pom->compiler_release, kiln_xstrdup(c.plugin_release[i]));
+        if (a && strcmp(a, "maven-toolchains-plugin") == 0 && c.plugin_jdk[i])
+            set_once(&c.pom->toolchain_jdk, kiln_xstrdup(c.plugin_jdk[i]));
+    }
+    *out = steal_pointer(&c.pom);
+    ret = 0;
+out:
+    for (size_t i = 0; i < c.n_slots; i++) {
+        free(c.plugin_release[i]);
+        free(c.plugin_jdk[i]);
+    }
+    free(c.plugin_release);
+    free(c.plugin_jdk);
+    free(c.text);
+    kiln_pom_free(c.pom);
+    XML_ParserFree(c.parser);
+    return ret;
+}
+
+const char *kiln_pom_property(const kiln_pom_t *pom, const char *name)
+{
+    for (size_t i = 0; i < pom->n_props; i++)
+        if (strcmp(pom->props[i].name, name) == 0)
+            return pom->props[i].value;
+    return NULL;
+}
+
+/* The value of one ${name} reference, or NULL. */
+static const char *lookup(const kiln_pom_t *pom, const char *name)
+{
+    const char *v = kiln_pom_property(pom, name);
+    if (v)
+        return v;
+    if (strcmp(name, "project.version") == 0 || strcmp(name, "pom.version") == 0)
+        return pom->version ? pom->version : pom->parent.version;
+    if (strcmp(name, "project.artifactId") == 0)
+        return pom->artifact_id;
+    if (strcmp(name, "project.groupId") == 0)
+        return pom->group_id ? pom->group_id : pom->parent.group_id;
+    if (strcmp(name, "project.parent.version") == 0)
+        return pom->parent.version;
+    return NULL;
+}
+
+/* One expansion pass: 1 when something was replaced, 0 when not, -1 past the cap. */
+static int expand_once(const kiln_pom_t *pom, const char *in, kiln_buf_t *b)
+{
+    int changed = 0;
+    const char *p = in;
+
+    while (*p) {
+        const char *open = strstr(p, "${"), *close;
+        if (open == NULL || (close = strchr(open + 2, '}')) == NULL)
+            return kiln_buf_append(b, p, strlen(p), NULL) < 0 ? -1 : changed;
+        if (kiln_buf_append(b, p, (size_t)(open - p), NULL) < 0)
+            return -1;
+        {
+            _cleanup_free_ char *name = kiln_xstrndup(open + 2, (size_t)(close - open - 2));
+            const char *v = lookup(pom, name);
+            if (v && kiln_buf_append(b, v, strlen(v), NULL) < 0)
+                return -1;
+            if (v == NULL && kiln_buf_append(b, open, (size_t)(close - open + 1), NULL) < 0)
+                return -1;
+            changed |= v != NULL;
+        }
+        p = close + 1;
+    }
+    return changed;
+}
+
+char *kiln_pom_expand(const kiln_pom_t *pom, const char *value)
+{
+    char *cur;
+
+    if (value == NULL)
+        return NULL;
+    cur = kiln_xstrdup(value);
+    for (int i = 0; i < EXPAND_DEPTH && strstr(cur, "${"); i++) {
+        kiln_buf_t b;
+        kiln_buf_init(&b, EXPAND_CAP);
+        if (expand_once(pom, cur, &b) <= 0) {
+            kiln_buf_free(&b);
+            break;
+        }
+        free(cur);
+        cur = kiln_buf_steal(&b, NULL);
+    }
+    return cur;
+}

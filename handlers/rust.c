@@ -1,0 +1,395 @@
+/* kiln — the Rust provider: Cargo.toml (+ Cargo.lock) → `cargo build --release`
+ * with the crates.io registry, git checkouts and target dir as cache mounts;
+ * the one binary (a [[bin]], src/main.rs, src/bin/NAME.rs, across workspace
+ * members; default-run or KILN_RUST_BIN when there are several) is the run
+ * image's only layer on kiln's minimal base.
+ *
+ * The toolchain is the build image's Debian rustc-web (RUST_MINOR below): the
+ * upstream toolchains cannot be downloaded by builds. rust-toolchain(.toml)
+ * and package.rust-version are checked against it: an older stable release is
+ * built with it (Rust keeps old code compiling), a newer one or a nightly/beta
+ * channel is an error saying what the image has. Every path the manifests name
+ * must stay inside the source. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "handlers/cargo.h"
+#include "handlers/detect.h"
+#include "handlers/words.h"
+#include "utils/buf.h"
+#include "utils/cleanup.h"
+#include "utils/mem.h"
+
+/* The build image's rustc-web (images/rust-build): keep in step with it. */
+#define RUST_MINOR 96
+#define LAYERS "/opt/kiln/layers"
+#define MAX_CANDIDATES 64
+#define MAX_MEMBERS 64
+
+/* One binary the workspace can build and the package it belongs to. */
+typedef struct cand {
+    char *bin, *pkg;
+} cand_t;
+
+typedef struct cands {
+    cand_t c[MAX_CANDIDATES];
+    size_t n;
+} cands_t;
+
+static void cands_clear(cands_t *cs)
+{
+    for (size_t i = 0; i < cs->n; i++) {
+        free(cs->c[i].bin);
+        free(cs->c[i].pkg);
+    }
+}
+
+/* Lexically joins `dir` and `rel`; NULL when the result leaves the root. */
+static char *join_inside(const char *dir, const char *rel)
+{
+    _cleanup_free_ char *all = NULL;
+    char *parts[256];
+    size_t n = 0;
+    kiln_buf_t b;
+
+    if (rel[0] == '/')
+        return NULL;
+    all = kiln_xasprintf("%s/%s", dir, rel);
+    for (char *save = NULL, *t = strtok_r(all, "/", &save); t; t = strtok_r(NULL, "/", &save)) {
+        if (strcmp(t, ".") == 0)
+            continue;
+        if (strcmp(t, "..") == 0) {
+            if (n == 0)
+                return NULL;
+            n--;
+            continue;
+        }
+        if (n >= sizeof(parts) / sizeof(parts[0]))
+            return NULL;
+        parts[n++] = t;
+    }
+    kiln_buf_init(&b, 0);
+    kiln_buf_appendf(&b, NULL, "%s", n ? "" : ".");
+    for (size_t i = 0; i < n; i++)
+        kiln_buf_appendf(&b, NULL, "%s%s", i ? "/" : "", parts[i]);
+    return kiln_buf_steal(&b, NULL);
+}
+
+/* Refuses a manifest path that leaves the source. */
+static int check_paths(const kiln_cargo_t *c, const char *dir, const char *file, kiln_error_t *err)
+{
+    for (size_t i = 0; i < c->n_paths; i++) {
+        const char *tab = strchr(c->paths[i], '\t');
+        _cleanup_free_ char *j = join_inside(dir, tab + 1);
+        if (j == NULL)
+            return kiln_error_set(err, 0,
+                                  "%s: %.*s = \"%.200s\" points outside the source: only the "
+                                  "source is in the build; vendor it inside, or use a crates.io "
+                                  "or git dependency",
+                                  file, (int)(tab - c->paths[i]), c->paths[i], tab + 1);
+    }
+    return 0;
+}
+
+static int add_cand(cands_t *cs, const char *bin, const char *pkg, const char *file,
+                    kiln_error_t *err)
+{
+    if (!kiln_words_plain(bin) || !kiln_words_plain(pkg))
+        return kiln_error_set(err, 0,
+                              "%s: binary \"%.64s\" of package \"%.64s\" is not a plain name "
+                              "([A-Za-z0-9._+-])",
+                              file, bin, pkg);
+    for (size_t i = 0; i < cs->n; i++)
+        if (strcmp(cs->c[i].bin, bin) == 0)
+            return 0;
+    if (cs->n >= MAX_CANDIDATES)
+        return kiln_error_set(err, 0, "%s: more than %d binaries", file, MAX_CANDIDATES);
+    cs->c[cs->n].bin = kiln_xstrdup(bin);
+    cs->c[cs->n++].pkg = kiln_xstrdup(pkg);
+    return 0;
+}
+
+/* The binaries of one package in `dir`: its [[bin]] targets, else src/main.rs
+ * (named after the package), plus src/bin/NAME.rs. */
+static int package_bins(const kiln_detect_ctx_t *ctx, const kiln_cargo_t *c, const char *dir,
+                        const char *file, cands_t *cs, kiln_error_t *err)
+{
+    _cleanup_free_ char *main_rs = kiln_xasprintf("%s/src/main.rs", dir);
+    _cleanup_free_ char *bin_dir = kiln_xasprintf("%s/src/bin", dir);
+
+    if (!c->has_package)
+        return 0;
+    if (c->name == NULL)
+        return kiln_error_set(err, 0, "%s: [package] has no name", file);
+    for (size_t i = 0; i < c->n_bins; i++)
+        if (add_cand(cs, c->bins[i], c->name, file, err) < 0)
+            return -1;
+    if (c->n_bins == 0 && kiln_tree_is_file(ctx->tree, main_rs) &&
+        add_cand(cs, c->name, c->name, file, err) < 0)
+        return -1;
+    if (kiln_tree_is_dir(ctx->tree, bin_dir)) {
+        kiln_error_t e = {0};
+        _cleanup_strv_ char **names = kiln_tree_list(ctx->tree, bin_dir, MAX_CANDIDATES, &e);
+        for (size_t i = 0; names && names[i]; i++) {
+            size_t n = strlen(names[i]);
+            _cleanup_free_ char *bin = NULL;
+            if (n < 4 || strcmp(names[i] + n - 3, ".rs") != 0)
+                continue;
+            bin = kiln_xstrndup(names[i], n - 3);
+            if (add_cand(cs, bin, c->name, file, err) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* The member directories of a workspace: plain paths, and "dir/STAR" globs
+ * expanded to the directories holding a Cargo.toml. */
+static int member_dirs(const kiln_detect_ctx_t *ctx, const kiln_cargo_t *root, char ***out,
+                       size_t *n_out, kiln_error_t *err)
+{
+    char **dirs = kiln_xzalloc((MAX_MEMBERS + 1) * sizeof(char *));
+    size_t n = 0;
+
+    for (size_t i = 0; i < root->n_members; i++) {
+        const char *m = root->members[i];
+        size_t len = strlen(m);
+        bool glob = len >= 2 && strcmp(m + len - 2, "/*") == 0;
+        _cleanup_free_ char *base = glob ? kiln_xstrndup(m, len - 2) : kiln_xstrdup(m);
+        _cleanup_free_ char *inside = join_inside(".", base);
+        if (inside == NULL || strchr(base, '*') || strchr(base, '?') || strchr(base, '[')) {
+            kiln_strv_free(dirs);
+            return kiln_error_set(err, 0, "Cargo.toml: workspace member \"%.128s\" is %s", m,
+                                  inside ? "a glob other than dir/*" : "outside the source");
+        }
+        if (!glob) {
+            if (n < MAX_MEMBERS)
+                dirs[n++] = steal_pointer(&inside);
+            continue;
+        }
+        kiln_error_t e = {0};
+        _cleanup_strv_ char **names = kiln_tree_list(ctx->tree, inside, MAX_MEMBERS, &e);
+        for (size_t k = 0; names && names[k] && n < MAX_MEMBERS; k++) {
+            _cleanup_free_ char *d = kiln_xasprintf("%s/%s", inside, names[k]);
+            _cleanup_free_ char *manifest = kiln_xasprintf("%s/Cargo.toml", d);
+            if (kiln_tree_is_file(ctx->tree, manifest))
+                dirs[n++] = steal_pointer(&d);
+        }
+    }
+    *out = dirs;
+    *n_out = n;
+    return 0;
+}
+
+/* A "1.75" / "1.75.0" version's minor when the major is 1; -1 otherwise. */
+static long rust_minor(const char *v)
+{
+    char *end;
+    if (strtol(v, &end, 10) != 1 || *end != '.')
+        return -1;
+    return strtol(end + 1, NULL, 10);
+}
+
+/* The toolchain: rust-toolchain.toml / rust-toolchain, then package.rust-version,
+ * each checked against the image's rustc. */
+static int plan_toolchain(const kiln_detect_ctx_t *ctx, const kiln_cargo_t *root, kiln_plan_t *plan,
+                          kiln_error_t *err)
+{
+    static const struct {
+        const char *file;
+        int toml;
+    } files[] = {{"rust-toolchain.toml", 1}, {"rust-toolchain", 0}};
+    _cleanup_free_ char *channel = NULL;
+    const char *from = NULL;
+    char ver[16];
+
+    snprintf(ver, sizeof(ver), "1.%d", RUST_MINOR);
+    kiln_plan_set(&plan->language, "rust");
+    kiln_plan_set(&plan->version, ver);
+    kiln_plan_set(&plan->version_source, "default");
+    for (size_t i = 0; channel == NULL && i < sizeof(files) / sizeof(files[0]); i++) {
+        _cleanup_free_ char *text = NULL;
+        int r = kiln_tree_read(ctx->tree, files[i].file, &text, err);
+        if (r < 0)
+            return -1;
+        if (r > 0 && kiln_cargo_toolchain(text, strlen(text), files[i].toml, files[i].file,
+                                          &channel, err) < 0)
+            return -1;
+        if (channel)
+            from = files[i].file;
+    }
+    if (channel) {
+        long minor = rust_minor(channel);
+        if (strncmp(channel, "stable", 6) == 0) {
+            kiln_plan_why(plan, KILN_WHY_VERSION,
+                          "%s asks for stable: rustc 1.%d, the newest Debian 12 has "
+                          "(rustc-web from bookworm-security)",
+                          from, RUST_MINOR);
+        } else if (minor < 0 || minor > RUST_MINOR) {
+            return kiln_error_set(err, 0,
+                                  "%s asks for the Rust toolchain \"%.64s\", which kiln cannot "
+                                  "get: builds cannot download toolchains (static.rust-lang.org "
+                                  "is not reachable) and the build image has rustc 1.%d "
+                                  "(Debian 12's rustc-web); ask for \"stable\" or 1.%d or older, "
+                                  "or build with a Dockerfile",
+                                  from, channel, RUST_MINOR, RUST_MINOR);
+        } else {
+            kiln_plan_why(plan, KILN_WHY_VERSION,
+                          "%s asks for %s; that exact release cannot be downloaded here, so "
+                          "rustc 1.%d (Debian 12's newest) builds it: a newer stable rustc "
+                          "compiles code written for an older one",
+                          from, channel, RUST_MINOR);
+            kiln_plan_add(plan->notes, &plan->n_notes, NULL,
+                          "%s pins %s: built with rustc 1.%d instead (the pinned toolchain "
+                          "cannot be downloaded by builds)",
+                          from, channel, RUST_MINOR);
+        }
+        kiln_plan_set(&plan->version_source, from);
+    }
+    if (root->rust_version) {
+        long minor = rust_minor(root->rust_version);
+        if (minor < 0 || minor > RUST_MINOR)
+            return kiln_error_set(err, 0,
+                                  "Cargo.toml package.rust-version \"%.32s\" needs a newer rustc "
+                                  "than the build image's 1.%d (Debian 12's newest); lower it or "
+                                  "build with a Dockerfile",
+                                  root->rust_version, RUST_MINOR);
+        if (channel == NULL) {
+            kiln_plan_set(&plan->version_source, "Cargo.toml package.rust-version");
+            kiln_plan_why(plan, KILN_WHY_VERSION,
+                          "Cargo.toml package.rust-version %s: rustc 1.%d (Debian 12's newest, "
+                          "rustc-web) satisfies it",
+                          root->rust_version, RUST_MINOR);
+        }
+    }
+    if (channel == NULL && root->rust_version == NULL)
+        kiln_plan_why(plan, KILN_WHY_VERSION,
+                      "nothing pins a toolchain (rust-toolchain.toml, package.rust-version): "
+                      "rustc 1.%d, the newest Debian 12 has (rustc-web)",
+                      RUST_MINOR);
+    return 0;
+}
+
+/* Picks the binary: KILN_RUST_BIN, default-run, else the only one. */
+static int pick_bin(const kiln_detect_ctx_t *ctx, const kiln_cargo_t *root, const cands_t *cs,
+                    const cand_t **out, const char **why, kiln_error_t *err)
+{
+    const char *want = kiln_detect_getenv(ctx, "KILN_RUST_BIN");
+    kiln_buf_t b;
+
+    *why = NULL;
+    if (want == NULL && root->default_run) {
+        want = root->default_run;
+        *why = "Cargo.toml package.default-run";
+    } else if (want) {
+        *why = "KILN_RUST_BIN";
+    }
+    if (want) {
+        for (size_t i = 0; i < cs->n; i++)
+            if (strcmp(cs->c[i].bin, want) == 0) {
+                *out = &cs->c[i];
+                return 0;
+            }
+        return kiln_error_set(err, 0, "%s names the binary \"%.64s\", which no package builds",
+                              *why, want);
+    }
+    if (cs->n == 1) {
+        *out = &cs->c[0];
+        return 0;
+    }
+    if (cs->n == 0)
+        return kiln_error_set(err, 0,
+                              "Cargo.toml: no binary to run (no [[bin]], src/main.rs or "
+                              "src/bin/*.rs in the package or its workspace members)");
+    kiln_buf_init(&b, 4096);
+    for (size_t i = 0; i < cs->n; i++)
+        kiln_buf_appendf(&b, NULL, "%s%s (package %s)", i ? ", " : "", cs->c[i].bin, cs->c[i].pkg);
+    {
+        _cleanup_free_ char *list = kiln_buf_steal(&b, NULL);
+        return kiln_error_set(err, 0,
+                              "Cargo.toml: %zu binaries could run: %s; choose one with "
+                              "package.default-run or KILN_RUST_BIN",
+                              cs->n, list ? list : "");
+    }
+}
+
+int kiln_rust_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err)
+{
+    _cleanup_free_ char *text = NULL;
+    kiln_cargo_t root = {0};
+    cands_t cs = {0};
+    char **members = NULL;
+    size_t n_members = 0;
+    const cand_t *bin = NULL;
+    const char *bin_why = NULL;
+    int r = kiln_tree_read(ctx->tree, "Cargo.toml", &text, err), ret = -1;
+
+    if (r <= 0)
+        return r;
+    if (kiln_cargo_parse(text, strlen(text), "Cargo.toml", &root, err) < 0)
+        return -1;
+    if (check_paths(&root, ".", "Cargo.toml", err) < 0 ||
+        package_bins(ctx, &root, ".", "Cargo.toml", &cs, err) < 0 ||
+        member_dirs(ctx, &root, &members, &n_members, err) < 0)
+        goto out;
+    for (size_t i = 0; i < n_members; i++) {
+        _cleanup_free_ char *path = kiln_xasprintf("%s/Cargo.toml", members[i]);
+        _cleanup_free_ char *mt = NULL;
+        kiln_cargo_t m = {0};
+        r = kiln_tree_read(ctx->tree, path, &mt, err);
+        if (r < 0)
+            goto out;
+        if (r == 0) {
+            kiln_error_set(err, 0, "Cargo.toml: workspace member %s has no Cargo.toml", members[i]);
+            goto out;
+        }
+        r = kiln_cargo_parse(mt, strlen(mt), path, &m, err) < 0 ||
+                    check_paths(&m, members[i], path, err) < 0 ||
+                    package_bins(ctx, &m, members[i], path, &cs, err) < 0
+                ? -1
+                : 0;
+        kiln_cargo_clear(&m);
+        if (r < 0)
+            goto out;
+    }
+    kiln_plan_set(&plan->provider, "rust");
+    kiln_plan_set(&plan->package_manager, "cargo");
+    if (plan_toolchain(ctx, &root, plan, err) < 0 ||
+        pick_bin(ctx, &root, &cs, &bin, &bin_why, err) < 0)
+        goto out;
+    if (plan->project == NULL)
+        plan->project = kiln_detect_project_name(root.name ? root.name : bin->pkg);
+    kiln_plan_why(plan, KILN_WHY_PACKAGE_MANAGER, "Cargo.toml: cargo with crates.io%s",
+                  kiln_tree_is_file(ctx->tree, "Cargo.lock") ? ", versions from Cargo.lock"
+                                                             : " (no Cargo.lock: cargo resolves "
+                                                               "the newest matching versions)");
+    plan->build = kiln_xasprintf(
+        "cargo build --release%s%s --bin %s && rm -rf " LAYERS
+        " && install -D -m 0755 target/release/%s " LAYERS "/application/%s",
+        n_members ? " -p " : "", n_members ? bin->pkg : "", bin->bin, bin->bin, bin->bin);
+    kiln_plan_why(plan, KILN_WHY_BUILD,
+                  "cargo build --release of the binary %s (package %s)%s%s; the registry, git "
+                  "checkouts and target dir are cache mounts",
+                  bin->bin, bin->pkg, bin_why ? ", chosen by " : "", bin_why ? bin_why : "");
+    plan->start = kiln_xasprintf("exec /app/%s", bin->bin);
+    kiln_plan_why(plan, KILN_WHY_START,
+                  "the release binary %s, alone on kiln's minimal run image (Debian's libc, no "
+                  "compiler)",
+                  bin->bin);
+    if (kiln_plan_add_cache(plan, "cargo-registry", "/root/.cargo/registry", err) < 0 ||
+        kiln_plan_add_cache(plan, "cargo-git", "/root/.cargo/git", err) < 0 ||
+        kiln_plan_add_cache(plan, "cargo-target", "/app/target", err) < 0 ||
+        kiln_plan_add(plan->layers, &plan->n_layers, err, LAYERS "/application") < 0)
+        goto out;
+    plan->outputs = KILN_PLAN_OUT_IMAGE;
+    plan->build_image = kiln_detect_image(ctx, "rust-build");
+    plan->run_image = kiln_detect_image(ctx, "base");
+    ret = 1;
+out:
+    kiln_strv_free(members);
+    cands_clear(&cs);
+    kiln_cargo_clear(&root);
+    return ret;
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""JVM and Rust auto builds with the real registries (Maven Central, crates.io): a Spring
+Boot app (tests/fixtures/jvm-spring) built by Maven with ~/.m2 as a cache mount, its jar's
+layers as separate image layers, answering over loopback on the JRE-only run image; an
+application change keeps the dependencies layer; a Rust binary with one crates.io crate
+(tests/fixtures/rust-http) built --release and run alone on the minimal base. One build
+per stack (plus the Boot rebuild); caches and images persist under /var/cache/kiln."""
+import json
+import os
+import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from examples_lib import build, ensure_images, manifest_layers, run_http  # noqa: E402
+from kilntest import SRC, T  # noqa: E402
+
+FIX = os.path.join(SRC, "tests", "fixtures")
+
+
+def layer_files(layout):
+    """The file names in each layer of the image in an OCI layout (one set per layer)."""
+    import gzip
+    import tarfile
+    blob = lambda dg: os.path.join(layout, "blobs", *dg.split(":"))  # noqa: E731
+    idx = json.load(open(os.path.join(layout, "index.json")))
+    man = json.load(open(blob(idx["manifests"][0]["digest"])))
+    out = []
+    for layer in man["layers"]:
+        with open(blob(layer["digest"]), "rb") as f:
+            src = gzip.GzipFile(fileobj=f) if "gzip" in layer["mediaType"] else f
+            with tarfile.open(fileobj=src, mode="r|*") as t:
+                out.append({m.name.lstrip("./") for m in t})
+    return out
+
+
+def answer(layout, timeout=60):
+    """The image's HTTP answer over loopback, or the error as text."""
+    try:
+        return run_http(layout, "latest", timeout=timeout)
+    except Exception as e:  # noqa: BLE001
+        return repr(e)
+
+
+def copy(name):
+    dst = os.path.join(T.tmp, name)
+    shutil.copytree(os.path.join(FIX, name), dst)
+    return dst
+
+
+# --- JVM: Spring Boot through Maven -------------------------------------------------------
+ok, log = ensure_images("jvm-build", "jvm-run")
+if T.check("jvm-build and jvm-run images are built (images/build.sh)", ok, log[-3000:]):
+    src = copy("jvm-spring")
+    out = os.path.join(T.tmp, "spring-image")
+    r = build(src, "-t", "spring:latest", "--output", f"type=oci,dest={out}")
+    if T.check("spring boot: the auto build succeeds (Maven Central, ~/.m2 cache mount)", r.returncode == 0,
+               r.stderr[-3000:]):
+        body = answer(out, 120)
+        T.check("spring boot: the image answers over loopback on $PORT", body == "spring boot ok\n", body)
+        layers = layer_files(out)
+        flat = set().union(*layers)
+        T.check("spring boot: no javac, mvn or compiler in the run image",
+                not any(p.endswith(("bin/javac", "bin/mvn", "bin/gcc", "bin/cc")) for p in flat),
+                sorted(p for p in flat if "bin/" in p)[:40])
+        dep = [i for i, files in enumerate(layers) if any(p.startswith("app/BOOT-INF/lib/spring-web") for p in files)]
+        app = [i for i, files in enumerate(layers) if "app/BOOT-INF/classes/dev/kiln/demo/App.class" in files]
+        T.check("spring boot: dependencies and application are separate layers (dependencies first)",
+                len(dep) == 1 and len(app) == 1 and dep[0] < app[0], f"dep={dep} app={app}")
+        T.check("spring boot: no source tree in the run image (only the jar's layers)",
+                not any(p.startswith("app/src/") or p == "app/pom.xml" for p in flat), "")
+        # An application change: rebuilt with the warm ~/.m2, the dependencies layer is the same blob.
+        path = os.path.join(src, "src/main/java/dev/kiln/demo/App.java")
+        text = open(path).read()
+        open(path, "w").write(text.replace("spring boot ok", "spring boot ok again"))
+        out2 = os.path.join(T.tmp, "spring-image2")
+        r = build(src, "-t", "spring:latest", "--output", f"type=oci,dest={out2}")
+        if T.check("spring boot: the rebuild after an application change succeeds", r.returncode == 0,
+                   r.stderr[-3000:]):
+            l1, l2 = manifest_layers(out), manifest_layers(out2)
+            T.check("spring boot: the rebuild keeps the dependencies layer and changes the application's",
+                    l1[dep[0]] == l2[dep[0]] and l1[app[0]] != l2[app[0]], f"{l1}\n{l2}")
+
+# --- Rust: one crates.io crate, release build, the binary alone on the minimal base ---------
+ok, log = ensure_images("rust-build")
+if T.check("rust-build image is built (Debian 12's newest rustc)", ok, log[-3000:]):
+    src = copy("rust-http")
+    out = os.path.join(T.tmp, "rust-image")
+    r = build(src, "-t", "rusthttp:latest", "--output", f"type=oci,dest={out}")
+    if T.check("rust: the auto build succeeds (crates.io, registry and target cache mounts)", r.returncode == 0,
+               r.stderr[-3000:]):
+        body = answer(out)
+        T.check("rust: the image answers over loopback with the crate's output", body == "rust ok 42\n", body)
+        layers = layer_files(out)
+        flat = set().union(*layers)
+        T.check("rust: the last layer holds only the binary", layers[-1] - {"app"} == {"app/rust-http"},
+                sorted(layers[-1]))
+        T.check("rust: no rustc, cargo or compiler in the run image, no source or target dir",
+                not any(p.endswith(("bin/rustc", "bin/cargo", "bin/gcc", "bin/cc")) or p.startswith("app/src")
+                        or p.startswith("app/target") for p in flat), "")
+T.done()
