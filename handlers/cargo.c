@@ -33,7 +33,7 @@ static int add(char **list, size_t *n, char *item, const char *what, unsigned li
 {
     if (*n >= KILN_CARGO_MAX_LIST) {
         free(item);
-        return kiln_error_set(err, E2BIG, "%s line %u: more than %d entries", what, line,
+        return kiln_error_set(err, 0, "%s line %u: more than %d entries", what, line,
                               KILN_CARGO_MAX_LIST);
     }
     list[(*n)++] = item;
@@ -143,7 +143,7 @@ int kiln_cargo_toolchain(const char *text, size_t len, int toml, const char *wha
         while (n < len && !isspace((unsigned char)text[n]))
             n++;
         if (n > 128)
-            return kiln_error_set(err, EINVAL, "%s: the channel is over 128 bytes", what);
+            return kiln_error_set(err, 0, "%s: the channel is over 128 bytes", what);
         /* a one-line file may also be TOML (rust-toolchain written as TOML) */
         if (n > 0 && text[0] == '[')
             return kiln_cargo_toolchain(text, len, 1, what, channel, err);

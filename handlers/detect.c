@@ -70,6 +70,12 @@ static const struct {
     const char *why;
 } providers[] = {
     {"dockerfile", dockerfile_detect, "a Dockerfile is at the top of the source: it is used as is"},
+    {"deno", kiln_deno_detect,
+     "deno.json or deno.jsonc is there (before package.json: a Deno "
+     "project may have one too)"},
+    {"ruby", kiln_ruby_detect, "a Gemfile is there (before package.json: Rails apps have one too)"},
+    {"php", kiln_php_detect,
+     "composer.json or index.php is there (before package.json: Laravel apps have one too)"},
     {"node", kiln_node_detect, "package.json is there (no Dockerfile)"},
     {"python", kiln_python_detect,
      "a Python manifest is there (requirements.txt, pyproject.toml, setup.py or Pipfile)"},

@@ -355,9 +355,14 @@ static void note_wrapper(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan)
         end = url + strcspn(url, "\r\n");
         snprintf(shown, sizeof(shown), " (its distributionUrl %.*s)",
                  (int)(end - url > 120 ? 120 : end - url), url);
-        for (char *p = shown; *p; p++)
-            if ((unsigned char)*p < 0x20)
-                *p = '?';
+        /* the properties file escapes ':' as '\:'; no control character is shown */
+        for (char *p = shown, *d = shown;; p++) {
+            if (*p == '\\')
+                continue;
+            *d++ = *p && (unsigned char)*p < 0x20 ? '?' : *p;
+            if (*p == '\0')
+                break;
+        }
     }
     kiln_plan_add(plan->notes, &plan->n_notes, NULL,
                   "mvnw is there%s: kiln builds with the build image's Maven 3.8 instead, since "
@@ -526,6 +531,10 @@ static int gradle_plan(const kiln_detect_ctx_t *ctx, const char *file, const cha
     plan->start = kiln_xstrdup(quarkus ? "exec java $JAVA_OPTS -Dquarkus.http.host=0.0.0.0 "
                                          "-Dquarkus.http.port=$PORT -jar app.jar"
                                        : "exec java $JAVA_OPTS -Dserver.port=$PORT -jar app.jar");
+    kiln_plan_why(plan, KILN_WHY_START, "%s: the jar of build/libs (%s), java -jar on $PORT", file,
+                  boot      ? "Spring Boot's bootJar"
+                  : quarkus ? "Quarkus"
+                            : "the build's");
     kiln_plan_why(plan, KILN_WHY_PACKAGE_MANAGER,
                   "%s: Gradle through its wrapper (the build image has no Gradle)", file);
     if (kiln_plan_add_cache(plan, "gradle", "/root/.gradle", err) < 0 ||

@@ -373,9 +373,9 @@ int kiln_pom_parse(const char *xml, size_t len, const char *what, kiln_pom_t **o
     XML_SetParamEntityParsing(c.parser, XML_PARAM_ENTITY_PARSING_NEVER);
     if (XML_Parse(c.parser, xml ? xml : "", (int)len, XML_TRUE) != XML_STATUS_OK) {
         if (c.failed)
-            kiln_error_set(err, EINVAL, "%s: %s", what, c.msg);
+            kiln_error_set(err, 0, "%s: %s", what, c.msg);
         else
-            kiln_error_set(err, EINVAL, "%s is not valid XML (line %lu, column %lu: %s)", what,
+            kiln_error_set(err, 0, "%s is not valid XML (line %lu, column %lu: %s)", what,
                            (unsigned long)XML_GetCurrentLineNumber(c.parser),
                            (unsigned long)XML_GetCurrentColumnNumber(c.parser),
                            XML_ErrorString(XML_GetErrorCode(c.parser)));

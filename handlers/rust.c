@@ -230,8 +230,8 @@ static int plan_toolchain(const kiln_detect_ctx_t *ctx, const kiln_cargo_t *root
         } else if (minor < 0 || minor > RUST_MINOR) {
             return kiln_error_set(err, 0,
                                   "%s asks for the Rust toolchain \"%.64s\", which kiln cannot "
-                                  "get: builds cannot download toolchains (static.rust-lang.org "
-                                  "is not reachable) and the build image has rustc 1.%d "
+                                  "get: builds cannot download upstream Rust toolchains, and the "
+                                  "build image has rustc 1.%d "
                                   "(Debian 12's rustc-web); ask for \"stable\" or 1.%d or older, "
                                   "or build with a Dockerfile",
                                   from, channel, RUST_MINOR, RUST_MINOR);

@@ -44,7 +44,7 @@ static int fail(rd_t *r, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return kiln_error_set(r->err, EINVAL, "%s line %u: %s", r->what, r->line, msg);
+    return kiln_error_set(r->err, 0, "%s line %u: %s", r->what, r->line, msg);
 }
 
 /* Skips spaces and tabs. */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds kiln's base, build and run images with kiln itself:
 #   base            Debian 12 minbase (scripts/debian-rootfs.sh, debootstrap) → kiln import
-#   node-build/run, python-build/run, go-build, static-run, jvm-build/run, rust-build
+#   node-build/run, python-build/run, go-build, static-run, jvm-build/run, rust-build,
+#   ruby-build/run, php-build/run
 #                   images/<name>/Dockerfile on base
 # Each image is an OCI layout under $KILN_IMAGES_DIR (default /var/cache/kiln/images/<name>),
 # rebuilt only when its Dockerfile (or the base) changed. With KILN_IMAGE_PUSH=PREFIX
@@ -14,7 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 KILN=${KILN_BIN:-build/src/kiln}
 OUT=${KILN_IMAGES_DIR:-/var/cache/kiln/images}
-ALL=(node-build node-run python-build python-run go-build static-run jvm-build jvm-run rust-build)
+ALL=(node-build node-run python-build python-run go-build static-run jvm-build jvm-run rust-build
+  ruby-build ruby-run php-build php-run)
 want=("$@")
 [ ${#want[@]} -gt 0 ] || want=("${ALL[@]}")
 mkdir -p "$OUT"
