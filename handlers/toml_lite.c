@@ -269,7 +269,7 @@ static int read_array(rd_t *r, const char *key, int depth)
             r->s++;
             break;
         }
-        fail(r, "expected ',' or ']' in an array");
+        fail(r, r->s >= r->end ? "an array is not closed" : "expected ',' or ']' in an array");
         goto out;
     }
     ret = key ? emit(r, key, KILN_TOML_ARRAY, NULL, items, n) : 0;
