@@ -10,7 +10,6 @@
 #include <jansson.h>
 #include <libgen.h>
 #include <limits.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 #include <unistd.h>
 
 #include "export/exporters.h"
+#include "oci/digest.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
@@ -94,41 +94,46 @@ static int zip_add(struct archive *a, const char *base, const char *rel, int dep
 int kiln_export_write_function(const char *dir, const char *handler, const char *runtime,
                                const char *zip, kiln_error_t *err)
 {
-    _cleanup_free_ char *tmp = kiln_xasprintf("%s.tmp", zip);
-    _cleanup_free_ char *copy = kiln_xstrdup(zip), *json_path = NULL, *data = NULL;
+    /* a fresh temp name (O_EXCL): a link already at a fixed "<zip>.tmp" (a repository's
+     * kiln-out/, say) would otherwise have the zip written through it */
+    _cleanup_free_ char *tmp = kiln_xasprintf("%s.tmp-XXXXXX", zip);
+    _cleanup_free_ char *copy = kiln_xstrdup(zip), *json_path = NULL;
     _cleanup_free_ char *text = NULL;
-    struct archive *a = archive_write_new();
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    char hex[2 * EVP_MAX_MD_SIZE + 1];
-    size_t len = 0;
+    _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
+    struct archive *a;
+    kiln_digest_t md;
+    uint64_t len = 0;
     json_t *j;
     int ret;
 
+    if (fd < 0)
+        return kiln_error_set(err, errno, "function: create a temp file for %s", zip);
+    a = archive_write_new();
     archive_write_set_format_zip(a);
-    if (archive_write_open_filename(a, tmp) != ARCHIVE_OK) {
+    if (archive_write_open_fd(a, fd) != ARCHIVE_OK) {
         kiln_error_set(err, 0, "function: create %s: %s", tmp, archive_error_string(a));
         archive_write_free(a);
+        unlink(tmp);
         return -1;
     }
     ret = zip_add(a, dir, "", 0, err);
     if (archive_write_close(a) != ARCHIVE_OK && ret == 0)
         ret = kiln_error_set(err, 0, "function: write %s: %s", tmp, archive_error_string(a));
     archive_write_free(a);
+    /* the digest of the bytes written, read back through the same descriptor */
+    if (ret == 0 && (fchmod(fd, 0644) < 0 || fsync(fd) < 0 || lseek(fd, 0, SEEK_SET) < 0))
+        ret = kiln_error_set(err, errno, "function: write %s", tmp);
+    if (ret == 0 && kiln_digest_fd(fd, &md, &len, err) < 0)
+        ret = kiln_error_prefix(err, "function: %s", tmp);
     if (ret == 0 && rename(tmp, zip) < 0)
         ret = kiln_error_set(err, errno, "function: rename %s", zip);
     if (ret < 0) {
         unlink(tmp);
         return -1;
     }
-    if (kiln_fs_read_file(zip, (size_t)1 << 32, &data, &len, err) < 0)
-        return -1;
-    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-    for (unsigned int i = 0; i < mdlen; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
     j = json_pack("{s:s,s:s,s:s,s:s,s:I}", "handler", handler ? handler : "index.handler",
                   "runtime", runtime ? runtime : "provided.al2023", "zip", basename(copy), "sha256",
-                  hex, "size", (json_int_t)len);
+                  md.hex, "size", (json_int_t)len);
     text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
     json_decref(j);
     if (text == NULL)
