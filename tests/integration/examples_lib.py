@@ -26,6 +26,30 @@ def ensure_images(*names):
     return r.returncode == 0, r.stdout + r.stderr
 
 
+def need_node_images():
+    """Builds (or reuses) kiln's node images; when that fails, one failed check ends the test."""
+    ok, log = ensure_images("node-build", "node-run")
+    if not T.check("kiln's node build and run images are built (images/build.sh)", ok, log):
+        T.done()
+
+
+def fixture(group, name, copy=""):
+    """A private copy of tests/fixtures/<group>/<name> (tests may edit it); copy names a
+    second, independent copy."""
+    dst = os.path.join(T.tmp, "src-" + name + copy)
+    shutil.copytree(os.path.join(SRC, "tests", "fixtures", group, name), dst, symlinks=True)
+    return dst
+
+
+def plan_of(src, *args):
+    """kiln plan's JSON for src (args go before it), or {"error": its stderr}."""
+    r = kiln("plan", *args, src, env=ENV)
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        return {"error": r.stderr}
+
+
 def example(name):
     """A private copy of examples/<name> (tests may edit it)."""
     dst = os.path.join(T.tmp, "src-" + name)

@@ -12,12 +12,10 @@ import sys
 import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from examples_lib import ENV, ROOT, build, ensure_images, example  # noqa: E402
+from examples_lib import ENV, ROOT, build, example, need_node_images  # noqa: E402
 from kilntest import KILN, T  # noqa: E402
 
-ok, log = ensure_images("node-build", "node-run")
-if not T.check("kiln's node images are built (images/build.sh)", ok, log):
-    T.done()
+need_node_images()
 
 
 def read(p):

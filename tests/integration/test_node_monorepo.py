@@ -7,25 +7,18 @@ over loopback using the built lib and its dependency ms; the image holds no apps
 The server API's source.subdir goes through the same path (job/auto)."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from examples_lib import ENV, build, ensure_images, run_http  # noqa: E402
-from kilntest import SRC, T, kiln  # noqa: E402
+from examples_lib import ENV, build, fixture, need_node_images, plan_of, run_http  # noqa: E402
+from kilntest import T, kiln  # noqa: E402
 
-FIX = os.path.join(SRC, "tests", "fixtures", "monorepo")
-
-ok, log = ensure_images("node-build", "node-run")
-if not T.check("kiln's node build and run images are built (images/build.sh)", ok, log):
-    T.done()
+need_node_images()
 
 
 def source(name, copy=""):
-    dst = os.path.join(T.tmp, "src-" + name + copy)
-    shutil.copytree(os.path.join(FIX, name), dst, symlinks=True)
-    return dst
+    return fixture("monorepo", name, copy)
 
 
 def image_files(layout, tag="latest"):
@@ -48,11 +41,7 @@ CASES = [
 
 for name, pm, lock, buildcmd in CASES:
     src = source(name)
-    r = kiln("plan", "--subdir", "apps/web", src, env=ENV)
-    try:
-        p = json.loads(r.stdout)
-    except ValueError:
-        p = {"error": r.stderr}
+    p = plan_of(src, "--subdir", "apps/web")
     cmds = p.get("commands", {})
     man = p.get("manifests", [])
     T.check(f"{name}: the plan installs at the root with {pm} and the root's {lock}",

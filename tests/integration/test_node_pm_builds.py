@@ -10,34 +10,20 @@ command ran for real: production deps only); a pnpm rebuild after an app
 change reuses the install step."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from examples_lib import ENV, ROOT, build, ensure_images, run_http  # noqa: E402
-from kilntest import SRC, T, kiln  # noqa: E402
+from examples_lib import (ENV, ROOT, build, fixture, need_node_images, plan_of,  # noqa: E402
+                          run_http)
+from kilntest import T, kiln  # noqa: E402
 
-FIX = os.path.join(SRC, "tests", "fixtures", "node-pm")
-
-ok, log = ensure_images("node-build", "node-run")
-if not T.check("kiln's node build and run images are built (images/build.sh)", ok, log):
-    T.done()
+need_node_images()
 
 
 def source(name, copy=""):
-    dst = os.path.join(T.tmp, "src-" + name + copy)
-    shutil.copytree(os.path.join(FIX, name), dst, symlinks=True)
-    return dst
-
-
-def plan_of(src):
-    r = kiln("plan", src, env=ENV)
-    try:
-        return json.loads(r.stdout)
-    except ValueError:
-        return {"error": r.stderr}
+    return fixture("node-pm", name, copy)
 
 
 def zip_names(path):

@@ -12,14 +12,12 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from examples_lib import ENV, ROOT, build, ensure_images, run_http  # noqa: E402
+from examples_lib import ENV, ROOT, build, need_node_images, run_http  # noqa: E402
 from kilntest import SRC, T, kiln  # noqa: E402
 
 FIX = os.path.join(SRC, "tests", "fixtures", "node-versions")
 
-ok, log = ensure_images("node-build", "node-run")
-if not T.check("kiln's node build and run images are built (images/build.sh)", ok, log):
-    T.done()
+need_node_images()
 
 
 def highest(pred):

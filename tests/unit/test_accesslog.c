@@ -1,6 +1,6 @@
 /* Unit tests for the server's access log (the line formatter: no secrets, escaping; the file:
- * mode, append, reopen), the audit trail of a build (token identifiers, webhook pushers) and
- * the durable dedupe of webhook deliveries in kiln.db. */
+ * mode, append, reopen) and the audit trail of a build (token identifiers, webhook pushers,
+ * dedupe keys); the dedupe of deliveries in kiln.db is test_server_db. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,7 +12,6 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -23,7 +22,6 @@
 
 #include "src/server/accesslog.h"
 #include "src/server/audit.h"
-#include "src/server/db.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
@@ -343,108 +341,6 @@ static void test_audit_keys(void **state)
     assert_null(kiln_audit_dedupe_key("github", "app", NULL));
 }
 
-/* A delivery key is recorded with its build: a replay finds that build (also after a
- * reopen), nothing new is inserted; a key past its retention is forgotten; the audit record
- * comes back as "triggered_by". */
-static void test_db_deliveries(void **state)
-{
-    (void)state;
-    char dir[] = "/tmp/kiln-deliveries-XXXXXX";
-    _cleanup_free_ char *path = NULL;
-    kiln_db_t *db = NULL;
-    kiln_error_t err = {0};
-    kiln_db_origin_t o = {.audit_json = "{\"via\":\"github\",\"delivery\":\"d-1\"}",
-                          .dedupe_key = "github:app:d-1",
-                          .key_retention = 3600};
-    char *existing = NULL;
-    json_t *b = NULL, *list = NULL;
-    int64_t next = 0;
-
-    assert_non_null(mkdtemp(dir));
-    path = kiln_xasprintf("%s/kiln.db", dir);
-    assert_int_equal(kiln_db_open(path, &db, &err), 0);
-    assert_int_equal(kiln_db_build_insert(db, "b1", "r", "{}", &o, &existing, &err), 0);
-    assert_null(existing);
-    assert_int_equal(kiln_db_build_insert(db, "b2", "r", "{}", &o, &existing, &err), 1);
-    assert_string_equal(existing, "b1");
-    free(existing);
-    existing = NULL;
-    assert_int_equal(kiln_db_build_get(db, "b2", &b, &err), -1);
-    assert_int_equal(kiln_db_build_get(db, "b1", &b, &err), 0);
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(b, "triggered_by"), "delivery")), "d-1");
-    json_decref(b);
-    kiln_db_close(db);
-
-    /* durable: a restarted server still knows the delivery */
-    assert_int_equal(kiln_db_open(path, &db, &err), 0);
-    assert_int_equal(kiln_db_build_insert(db, "b3", "r", "{}", &o, &existing, &err), 1);
-    assert_string_equal(existing, "b1");
-    free(existing);
-    existing = NULL;
-    /* another key starts a build; no key: no dedupe, no audit */
-    o.dedupe_key = "github:app:d-2";
-    assert_int_equal(kiln_db_build_insert(db, "b4", "r", "{}", &o, &existing, &err), 0);
-    assert_int_equal(kiln_db_build_insert(db, "b5", "r", "{}", NULL, &existing, &err), 0);
-    assert_int_equal(kiln_db_build_get(db, "b5", &b, &err), 0);
-    assert_true(json_is_null(json_object_get(b, "triggered_by")));
-    json_decref(b);
-    assert_int_equal(kiln_db_build_list(db, NULL, NULL, 0, 10, &list, &next, &err), 0);
-    assert_int_equal(json_array_size(list), 3);
-    assert_non_null(json_object_get(json_array_get(list, 1), "triggered_by"));
-    json_decref(list);
-    /* a forgotten key (its build could not be queued) starts a new build */
-    assert_int_equal(kiln_db_build_insert(db, "b7", "r", "{}", &o, &existing, &err), 1);
-    free(existing);
-    existing = NULL;
-    kiln_db_delivery_forget(db, "github:app:d-2");
-    assert_int_equal(kiln_db_build_insert(db, "b7", "r", "{}", &o, &existing, &err), 0);
-    assert_null(existing);
-    /* past its retention (0 s here) the key is forgotten: a new build starts */
-    o.dedupe_key = "github:app:d-1";
-    o.key_retention = 0;
-    assert_int_equal(kiln_db_build_insert(db, "b6", "r", "{}", &o, &existing, &err), 0);
-    assert_null(existing);
-    kiln_db_close(db);
-    kiln_fs_rm_rf(dir, NULL);
-}
-
-/* A kiln.db made before the audit column existed opens (the column is added) and keeps its
- * builds. */
-static void test_db_old_schema(void **state)
-{
-    (void)state;
-    char dir[] = "/tmp/kiln-oldschema-XXXXXX";
-    _cleanup_free_ char *path = NULL;
-    kiln_db_t *db = NULL;
-    kiln_error_t err = {0};
-    sqlite3 *h = NULL;
-    json_t *b = NULL;
-
-    assert_non_null(mkdtemp(dir));
-    path = kiln_xasprintf("%s/kiln.db", dir);
-    assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
-    assert_int_equal(
-        sqlite3_exec(h,
-                     "CREATE TABLE builds(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE "
-                     "NOT NULL, repo TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, error "
-                     "TEXT, request TEXT NOT NULL, commit_sha TEXT, created REAL NOT NULL, "
-                     "started REAL, finished REAL, attempts INTEGER NOT NULL DEFAULT 0, pgid "
-                     "INTEGER, pstart INTEGER, result TEXT, bytes_pushed INTEGER NOT NULL "
-                     "DEFAULT 0);"
-                     "INSERT INTO builds(id, repo, status, request, created) "
-                     "VALUES('old', 'r', 'succeeded', '{}', 1);",
-                     NULL, NULL, NULL),
-        SQLITE_OK);
-    sqlite3_close(h);
-    assert_int_equal(kiln_db_open(path, &db, &err), 0);
-    assert_int_equal(kiln_db_build_get(db, "old", &b, &err), 0);
-    assert_true(json_is_null(json_object_get(b, "triggered_by")));
-    json_decref(b);
-    kiln_db_close(db);
-    kiln_fs_rm_rf(dir, NULL);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -452,8 +348,7 @@ int main(void)
         cmocka_unit_test(test_format_escaping), cmocka_unit_test(test_format_long_path),
         cmocka_unit_test(test_request_ids),     cmocka_unit_test(test_log_file),
         cmocka_unit_test(test_audit_token),     cmocka_unit_test(test_audit_webhook),
-        cmocka_unit_test(test_audit_keys),      cmocka_unit_test(test_db_deliveries),
-        cmocka_unit_test(test_db_old_schema),
+        cmocka_unit_test(test_audit_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

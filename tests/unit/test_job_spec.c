@@ -37,6 +37,24 @@ static void assert_json_equal(json_t *a, json_t *b)
     }
 }
 
+/* The spec's `kiln build` arguments are exactly want (NULL-terminated). */
+static void assert_argv(const kiln_job_spec_t *s, const kiln_job_argv_opts_t *o,
+                        const char *const *want)
+{
+    kiln_error_t err = {0};
+    char **argv = NULL;
+    size_t i;
+
+    if (kiln_job_build_argv(s, o, &argv, &err) < 0)
+        fail_msg("%s", err.msg);
+    for (i = 0; want[i]; i++) {
+        if (argv[i] == NULL || strcmp(argv[i], want[i]) != 0)
+            fail_msg("argument %zu: got '%s', want '%s'", i, argv[i] ? argv[i] : "(end)", want[i]);
+    }
+    assert_null(argv[i]);
+    kiln_strv_free(argv);
+}
+
 /* A full spec (every field set) reads back to itself, and once more to the same JSON. */
 static void test_round_trip(void **state)
 {
@@ -429,16 +447,9 @@ static void test_build_argv(void **state)
     kiln_job_spec_t s = {0};
     kiln_error_t err = {0};
     char **argv = NULL;
-    size_t i;
 
     assert_int_equal(kiln_job_parse(text, strlen(text), KILN_JOB_JSON_LOCAL, &s, NULL, &err), 0);
-    assert_int_equal(kiln_job_build_argv(&s, &o, &argv, &err), 0);
-    for (i = 0; want[i]; i++) {
-        if (argv[i] == NULL || strcmp(argv[i], want[i]) != 0)
-            fail_msg("argument %zu: got '%s', want '%s'", i, argv[i] ? argv[i] : "(end)", want[i]);
-    }
-    assert_null(argv[i]);
-    kiln_strv_free(argv);
+    assert_argv(&s, &o, want);
 
     /* what the build cannot be given is refused naming the field */
     o.secrets_dir = NULL;
@@ -485,18 +496,10 @@ static void test_build_argv_ids(void **state)
     kiln_job_argv_opts_t o = {0};
     kiln_job_spec_t s = {0};
     kiln_error_t err = {0};
-    char **argv = NULL;
-    size_t i;
 
     (void)state;
     assert_int_equal(kiln_job_parse(text, strlen(text), KILN_JOB_JSON_LOCAL, &s, NULL, &err), 0);
-    assert_int_equal(kiln_job_build_argv(&s, &o, &argv, &err), 0);
-    for (i = 0; want[i]; i++) {
-        if (argv[i] == NULL || strcmp(argv[i], want[i]) != 0)
-            fail_msg("argument %zu: got '%s', want '%s'", i, argv[i] ? argv[i] : "(end)", want[i]);
-    }
-    assert_null(argv[i]);
-    kiln_strv_free(argv);
+    assert_argv(&s, &o, want);
     kiln_job_spec_clear(&s);
 }
 
@@ -510,6 +513,19 @@ static void test_events(void **state)
                          .source = "https://t@h/r?q#f",
                          .ref = "main",
                          .source_commit = "abcdef1"};
+    /* progress lines: the step event each becomes (key's JSON value), or none (want NULL) */
+    static const struct {
+        const char *line, *event, *key, *want;
+    } progress[] = {
+        {"{\"step\":3,\"event\":\"cached\"}", "step_end", "cache_hit", "true"},
+        {"{\"step\":3,\"event\":\"cached\"}", "step_end", "step", "3"},
+        {"{\"step\":3,\"event\":\"done\",\"seconds\":1.5}", "step_end", "cache_hit", "false"},
+        {"{\"step\":2,\"event\":\"error\",\"text\":\"x\"}", "step_end", "error", "\"x\""},
+        {"{\"step\":1,\"event\":\"start\",\"text\":\"RUN a\"}", "step_start", "name", "\"RUN a\""},
+        {"#1 RUN a", NULL, NULL, NULL},
+        {"{\"event\":\"start\"}", NULL, NULL, NULL},
+        {"{\"step\":1,\"event\":\"other\"}", NULL, NULL, NULL},
+    };
     json_t *ev = kiln_job_event_new(&s, "phase");
     json_t *want = json_loads("{\"v\": 1, \"build_id\": \"b1\", \"tenant\": \"acme\", "
                               "\"repo\": \"https://h/r\", \"commit\": \"abcdef1\", "
@@ -521,23 +537,24 @@ static void test_events(void **state)
     json_decref(ev);
     json_decref(want);
 
-    ev = kiln_job_event_from_progress(&s, "{\"step\":3,\"event\":\"cached\"}");
-    assert_string_equal(json_string_value(json_object_get(ev, "event")), "step_end");
-    assert_true(json_is_true(json_object_get(ev, "cache_hit")));
-    assert_int_equal(json_integer_value(json_object_get(ev, "step")), 3);
-    json_decref(ev);
-    ev = kiln_job_event_from_progress(&s, "{\"step\":3,\"event\":\"done\",\"seconds\":1.5}");
-    assert_true(json_is_false(json_object_get(ev, "cache_hit")));
-    json_decref(ev);
-    ev = kiln_job_event_from_progress(&s, "{\"step\":2,\"event\":\"error\",\"text\":\"x\"}");
-    assert_string_equal(json_string_value(json_object_get(ev, "error")), "x");
-    json_decref(ev);
-    ev = kiln_job_event_from_progress(&s, "{\"step\":1,\"event\":\"start\",\"text\":\"RUN a\"}");
-    assert_string_equal(json_string_value(json_object_get(ev, "name")), "RUN a");
-    json_decref(ev);
-    assert_null(kiln_job_event_from_progress(&s, "#1 RUN a"));
-    assert_null(kiln_job_event_from_progress(&s, "{\"event\":\"start\"}"));
-    assert_null(kiln_job_event_from_progress(&s, "{\"step\":1,\"event\":\"other\"}"));
+    for (size_t i = 0; i < sizeof(progress) / sizeof(progress[0]); i++) {
+        _cleanup_free_ char *got = NULL;
+        ev = kiln_job_event_from_progress(&s, progress[i].line);
+        if (progress[i].want == NULL) {
+            if (ev != NULL)
+                fail_msg("%s: an event, want none", progress[i].line);
+            continue;
+        }
+        if (ev == NULL)
+            fail_msg("%s: no event", progress[i].line);
+        got = json_dumps(json_object_get(ev, progress[i].key), JSON_ENCODE_ANY);
+        if (strcmp(json_string_value(json_object_get(ev, "event")), progress[i].event) != 0 ||
+            strcmp(got, progress[i].want) != 0)
+            fail_msg("%s: %s %s=%s, want %s %s", progress[i].line,
+                     json_string_value(json_object_get(ev, "event")), progress[i].key, got,
+                     progress[i].event, progress[i].want);
+        json_decref(ev);
+    }
     ev = kiln_job_event_new(NULL, "error");
     assert_int_equal(json_object_size(ev), 2);
     json_decref(ev);

@@ -1,6 +1,7 @@
 /* Unit tests for the server's store (src/server/db*.c): a build's way through the local
- * queue (claim order, phases, commit, cancel, requeue, recovery after a restart) and final
- * writes that kiln.db refuses. */
+ * queue (claim order, phases, commit, cancel, requeue, recovery after a restart), final
+ * writes that kiln.db refuses, webhook deliveries and idempotency keys recorded with their
+ * build, and a kiln.db of an older schema. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -97,6 +98,35 @@ static void test_db_finish_write_fails(void **state)
     assert_int_equal(kiln_fs_rm_rf(dir, NULL), 0);
 }
 
+/* Opens a new kiln.db in a fresh directory (dir: a mkdtemp template, filled in). */
+static kiln_db_t *scratch_db(char *dir)
+{
+    _cleanup_free_ char *path = NULL;
+    kiln_error_t err = {0};
+    kiln_db_t *db = NULL;
+
+    assert_non_null(mkdtemp(dir));
+    path = kiln_xasprintf("%s/kiln.db", dir);
+    assert_int_equal(kiln_db_open(path, &db, &err), 0);
+    return db;
+}
+
+/* Records build id with origin o: a new build when want is NULL, else the build want
+ * answered for the same key (nothing inserted). */
+static void insert_expect(kiln_db_t *db, const char *id, const kiln_db_origin_t *o,
+                          const char *want)
+{
+    kiln_error_t err = {0};
+    char *existing = NULL;
+
+    assert_int_equal(kiln_db_build_insert(db, id, "r", "{}", o, &existing, &err), want ? 1 : 0);
+    if (want)
+        assert_string_equal(existing, want);
+    else
+        assert_null(existing);
+    free(existing);
+}
+
 /* Counts the process groups recovery asks to end. */
 static void count_kill(pid_t pgid, uint64_t start_ticks, void *opaque)
 {
@@ -146,7 +176,7 @@ static void test_db_lifecycle(void **state)
 {
     (void)state;
     char dir[] = "/tmp/kiln-dbq-XXXXXX";
-    _cleanup_free_ char *path = NULL, *first = NULL, *second = NULL, *phases = NULL;
+    _cleanup_free_ char *first = NULL, *second = NULL, *phases = NULL;
     const char *git = "{\"source\": {\"git\": \"https://x/a\"}}";
     kiln_db_t *db = NULL;
     kiln_db_job_t job = {0};
@@ -155,9 +185,7 @@ static void test_db_lifecycle(void **state)
     int was_running = -1, killed = 0;
     char st[32];
 
-    assert_non_null(mkdtemp(dir));
-    path = kiln_xasprintf("%s/kiln.db", dir);
-    assert_int_equal(kiln_db_open(path, &db, &err), 0);
+    db = scratch_db(dir);
     assert_int_equal(kiln_db_build_insert(db, "a1", "repo-a", git, NULL, NULL, &err), 0);
     assert_int_equal(kiln_db_build_insert(db, "a2", "repo-a", "{}", NULL, NULL, &err), 0);
     assert_int_equal(kiln_db_build_insert(db, "b1", "repo-b", "{}", NULL, NULL, &err), 0);
@@ -219,11 +247,167 @@ static void test_db_lifecycle(void **state)
     assert_int_equal(kiln_fs_rm_rf(dir, NULL), 0);
 }
 
+/* A delivery key is recorded with its build: a replay finds that build (also after a
+ * reopen), nothing new is inserted; a key past its retention is forgotten; the audit record
+ * comes back as "triggered_by". */
+static void test_db_deliveries(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kiln-deliveries-XXXXXX";
+    kiln_db_t *db = scratch_db(dir);
+    _cleanup_free_ char *path = kiln_xasprintf("%s/kiln.db", dir);
+    kiln_error_t err = {0};
+    kiln_db_origin_t o = {.audit_json = "{\"via\":\"github\",\"delivery\":\"d-1\"}",
+                          .dedupe_key = "github:app:d-1",
+                          .key_retention = 3600};
+    json_t *b = NULL, *list = NULL;
+    int64_t next = 0;
+
+    insert_expect(db, "b1", &o, NULL);
+    insert_expect(db, "b2", &o, "b1");
+    assert_int_equal(kiln_db_build_get(db, "b2", &b, &err), -1);
+    assert_int_equal(kiln_db_build_get(db, "b1", &b, &err), 0);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(b, "triggered_by"), "delivery")), "d-1");
+    json_decref(b);
+    kiln_db_close(db);
+
+    /* durable: a restarted server still knows the delivery */
+    assert_int_equal(kiln_db_open(path, &db, &err), 0);
+    insert_expect(db, "b3", &o, "b1");
+    /* another key starts a build; no key: no dedupe, no audit */
+    o.dedupe_key = "github:app:d-2";
+    insert_expect(db, "b4", &o, NULL);
+    insert_expect(db, "b5", NULL, NULL);
+    assert_int_equal(kiln_db_build_get(db, "b5", &b, &err), 0);
+    assert_true(json_is_null(json_object_get(b, "triggered_by")));
+    json_decref(b);
+    assert_int_equal(kiln_db_build_list(db, NULL, NULL, 0, 10, &list, &next, &err), 0);
+    assert_int_equal(json_array_size(list), 3);
+    assert_non_null(json_object_get(json_array_get(list, 1), "triggered_by"));
+    json_decref(list);
+    /* a forgotten key (its build could not be queued) starts a new build */
+    insert_expect(db, "b7", &o, "b4");
+    kiln_db_delivery_forget(db, "github:app:d-2");
+    insert_expect(db, "b7", &o, NULL);
+    /* past its retention (0 s here) the key is forgotten: a new build starts */
+    o.dedupe_key = "github:app:d-1";
+    o.key_retention = 0;
+    insert_expect(db, "b6", &o, NULL);
+    kiln_db_close(db);
+    kiln_fs_rm_rf(dir, NULL);
+}
+
+/* Opens a kiln.db (in a fresh directory, dir a mkdtemp template) made with the schema before
+ * the audit and tenant columns, holding build id in status. */
+static kiln_db_t *old_schema_db(char *dir, const char *id, const char *status)
+{
+    _cleanup_free_ char *path = NULL, *sql = NULL;
+    kiln_error_t err = {0};
+    kiln_db_t *db = NULL;
+    sqlite3 *h = NULL;
+
+    assert_non_null(mkdtemp(dir));
+    path = kiln_xasprintf("%s/kiln.db", dir);
+    sql = kiln_xasprintf("CREATE TABLE builds(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT "
+                         "UNIQUE NOT NULL, repo TEXT NOT NULL, status TEXT NOT NULL, reason "
+                         "TEXT, error TEXT, request TEXT NOT NULL, commit_sha TEXT, created REAL "
+                         "NOT NULL, started REAL, finished REAL, attempts INTEGER NOT NULL "
+                         "DEFAULT 0, pgid INTEGER, pstart INTEGER, result TEXT, bytes_pushed "
+                         "INTEGER NOT NULL DEFAULT 0);"
+                         "INSERT INTO builds(id, repo, status, request, created) "
+                         "VALUES('%s', 'r', '%s', '{}', 1);",
+                         id, status);
+    assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    assert_int_equal(kiln_db_open(path, &db, &err), 0);
+    return db;
+}
+
+/* A kiln.db made before the audit column existed opens (the column is added) and keeps its
+ * builds. */
+static void test_db_old_schema(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kiln-oldschema-XXXXXX";
+    kiln_db_t *db = old_schema_db(dir, "old", "succeeded");
+    kiln_error_t err = {0};
+    json_t *b = NULL;
+
+    assert_int_equal(kiln_db_build_get(db, "old", &b, &err), 0);
+    assert_true(json_is_null(json_object_get(b, "triggered_by")));
+    json_decref(b);
+    kiln_db_close(db);
+    kiln_fs_rm_rf(dir, NULL);
+}
+
+/* A kiln.db made before tenants gets the column (old builds are "default"'s); a new build's
+ * tenant is its request's; lists, stats and ownership are per tenant. */
+static void test_db_tenants(void **state)
+{
+    char dir[] = "/tmp/kiln-tenant-db-XXXXXX";
+    kiln_db_t *db = old_schema_db(dir, "b-old", "queued");
+    _cleanup_free_ char *path = kiln_xasprintf("%s/kiln.db", dir);
+    kiln_error_t err = {0};
+    kiln_db_stats_t st;
+    json_t *list = NULL, *o = NULL;
+    int64_t next = 0;
+    (void)state;
+
+    assert_int_equal(kiln_db_build_get(db, "b-old", &o, &err), 0);
+    assert_string_equal(json_string_value(json_object_get(o, "tenant")), "default");
+    json_decref(o);
+    assert_int_equal(
+        kiln_db_build_insert(db, "b-a1", "r", "{\"tenant\": \"acme\"}", NULL, NULL, &err), 0);
+    assert_int_equal(
+        kiln_db_build_insert(db, "b-g1", "r", "{\"tenant\": \"globex\"}", NULL, NULL, &err), 0);
+    assert_int_equal(
+        kiln_db_build_insert(db, "b-a2", "r", "{\"tenant\": \"acme\"}", NULL, NULL, &err), 0);
+
+    assert_int_equal(kiln_db_build_owned(db, "b-a1", "acme", &err), 1);
+    assert_int_equal(kiln_db_build_owned(db, "b-a1", "globex", &err), 0);
+    assert_int_equal(kiln_db_build_owned(db, "b-none", "acme", &err), 0);
+    assert_int_equal(kiln_db_build_owned(db, "b-old", "default", &err), 1);
+
+    assert_int_equal(kiln_db_build_list_tenant(db, "acme", NULL, NULL, 0, 10, &list, &next, &err),
+                     0);
+    assert_int_equal(json_array_size(list), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "id")), "b-a2");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 1), "id")), "b-a1");
+    json_decref(list);
+    assert_int_equal(kiln_db_build_list_tenant(db, NULL, NULL, NULL, 0, 10, &list, &next, &err), 0);
+    assert_int_equal(json_array_size(list), 4);
+    json_decref(list);
+
+    assert_int_equal(kiln_db_stats_tenant(db, "globex", &st, &err), 0);
+    assert_int_equal(st.by_status[0], 1);
+    assert_int_equal(kiln_db_stats_tenant(db, NULL, &st, &err), 0);
+    assert_int_equal(st.by_status[0], 4);
+
+    /* contexts: the uploader's; one with no record is the old single tenant's */
+    assert_int_equal(kiln_db_context_insert(db, "ctx-1", "acme", &err), 0);
+    assert_int_equal(kiln_db_context_owned(db, "ctx-1", "acme", &err), 1);
+    assert_int_equal(kiln_db_context_owned(db, "ctx-1", "globex", &err), 0);
+    assert_int_equal(kiln_db_context_owned(db, "ctx-old", "default", &err), 1);
+    assert_int_equal(kiln_db_context_owned(db, "ctx-old", "acme", &err), 0);
+    assert_int_equal(kiln_db_context_forget(db, "ctx-1", &err), 0);
+    assert_int_equal(kiln_db_context_owned(db, "ctx-1", "acme", &err), 0);
+    kiln_db_close(db);
+
+    /* opening again does not migrate twice */
+    assert_int_equal(kiln_db_open(path, &db, &err), 0);
+    assert_int_equal(kiln_db_build_owned(db, "b-g1", "globex", &err), 1);
+    kiln_db_close(db);
+    kiln_fs_rm_rf(dir, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_db_lifecycle),
-        cmocka_unit_test(test_db_finish_write_fails),
+        cmocka_unit_test(test_db_lifecycle),  cmocka_unit_test(test_db_finish_write_fails),
+        cmocka_unit_test(test_db_deliveries), cmocka_unit_test(test_db_old_schema),
+        cmocka_unit_test(test_db_tenants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -130,6 +130,13 @@ static size_t count_files(const char *dir)
     return n;
 }
 
+/* Saves the cache (asserting success) and frees it. */
+static void save_close(kiln_statcache_t *c)
+{
+    assert_int_equal(kiln_statcache_save(c, NULL), 0);
+    kiln_statcache_free(c);
+}
+
 static void test_lookup(void **state)
 {
     _cleanup_free_ char *root = tmpdir();
@@ -145,8 +152,7 @@ static void test_lookup(void **state)
     hash_rel(c, g_ctx, "sub/c.txt");
     assert_int_equal(stats(c).hashed, 2);
     assert_int_equal(stats(c).hits, 0);
-    assert_int_equal(kiln_statcache_save(c, NULL), 0);
-    kiln_statcache_free(c);
+    save_close(c);
 
     c = open_cache(dir, "ctx one", 0);
     assert_int_equal(stats(c).loaded, 2);
@@ -155,8 +161,7 @@ static void test_lookup(void **state)
     hash_rel(c, g_ctx, "b.txt");
     assert_int_equal(stats(c).hits, 2);
     assert_int_equal(stats(c).hashed, 1);
-    assert_int_equal(kiln_statcache_save(c, NULL), 0);
-    kiln_statcache_free(c);
+    save_close(c);
 
     /* another identity: its own file, nothing shared */
     c = open_cache(dir, "ctx two", 0);
@@ -187,8 +192,7 @@ static void test_many(void **state)
         assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
         assert_int_equal(kiln_statcache_hash(c, rel, fd, &st, &d, NULL), 0);
     }
-    assert_int_equal(kiln_statcache_save(c, NULL), 0);
-    kiln_statcache_free(c);
+    save_close(c);
     c = open_cache(dir, "many", 0);
     assert_int_equal(stats(c).loaded, N);
     for (int i = 0; i < N; i++) {
@@ -215,8 +219,7 @@ static void test_changed_and_racy(void **state)
     write_file(ctx, "x", "one");
     c = open_cache(dir, "racy", 0);
     hash_rel(c, ctx, "x");
-    assert_int_equal(kiln_statcache_save(c, NULL), 0);
-    kiln_statcache_free(c);
+    save_close(c);
 
     c = open_cache(dir, "racy", 0);
     hash_rel(c, ctx, "x"); /* changed a moment ago: not trusted yet */
@@ -250,14 +253,12 @@ static void test_note(void **state)
         kiln_statcache_note(c, "f", &st, round < 2 ? oid1 : oid2);
         assert_int_equal(stats(c).kept, round == 1 ? 1 : 0);
         kiln_statcache_scanned(c, "");
-        assert_int_equal(kiln_statcache_save(c, NULL), 0);
-        kiln_statcache_free(c);
+        save_close(c);
 
         c = open_cache(dir, "git repo sub", 0);
         hash_rel(c, ctx, "f"); /* written by kiln: no racy wait */
         assert_int_equal(stats(c).hits, round == 1 ? 1 : 0);
-        assert_int_equal(kiln_statcache_save(c, NULL), 0);
-        kiln_statcache_free(c);
+        save_close(c);
         kiln_fs_rm_rf(ctx, NULL);
     }
     kiln_fs_rm_rf(root, NULL);
@@ -274,8 +275,7 @@ static void test_rescan_drop(void **state)
 
     for (size_t i = 0; i < 4; i++)
         hash_rel(c, g_ctx, all[i]);
-    assert_int_equal(kiln_statcache_save(c, NULL), 0);
-    kiln_statcache_free(c);
+    save_close(c);
 
     /* a COPY of sub/ that no longer has d.txt */
     c = open_cache(dir, "drop", 0);
@@ -394,8 +394,7 @@ static void test_damaged(void **state)
 
     hash_rel(c, g_ctx, "a.txt");
     hash_rel(c, g_ctx, "sub/c.txt");
-    assert_int_equal(kiln_statcache_save(c, NULL), 0);
-    kiln_statcache_free(c);
+    save_close(c);
     file = only_file(dir);
     assert_int_equal(kiln_fs_read_file(file, 1 << 20, &data, &len, NULL), 0);
     assert_int_equal(kiln_statcache_check(data, len, "dmg", &n, &err), 0);
@@ -419,8 +418,7 @@ static void test_damaged(void **state)
     assert_int_equal(stats(c).loaded, 0);
     hash_rel(c, g_ctx, "a.txt");
     assert_int_equal(stats(c).hashed, 1);
-    assert_int_equal(kiln_statcache_save(c, NULL), 0);
-    kiln_statcache_free(c);
+    save_close(c);
     c = open_cache(dir, "dmg", 0);
     assert_int_equal(stats(c).damaged, 0);
     assert_int_equal(stats(c).loaded, 1);
@@ -528,8 +526,7 @@ static void test_links(void **state)
     c = open_cache(dir, "l", 0);
     assert_int_equal(stats(c).damaged, 1);
     hash_rel(c, g_ctx, "a.txt");
-    assert_int_equal(kiln_statcache_save(c, NULL), 0);
-    kiln_statcache_free(c);
+    save_close(c);
     assert_int_equal(lstat(link, &sb), 0);
     assert_true(S_ISREG(sb.st_mode)); /* the link was replaced, not followed */
     {

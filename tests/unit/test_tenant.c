@@ -1,7 +1,7 @@
 /* Unit tests for the server's tenants: the "tenants" config (names, clear and sha256: tokens,
  * restrictions, errors naming the tenant and key but never a token), the old single-tenant
- * forms as tenant "default", webhook projects' tenants, and the kiln.db tenant column
- * (migration of a database made before it, per-tenant lists, ownership, stats). */
+ * forms as tenant "default", and webhook projects' tenants; the kiln.db tenant column is
+ * test_server_db. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,14 +11,12 @@
 #include <cmocka.h>
 
 #include <openssl/sha.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "engine/entitlement.h"
 #include "src/server/config.h"
-#include "src/server/db.h"
 #include "src/server/tenant.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
@@ -270,93 +268,13 @@ static void test_name_valid(void **state)
     assert_false(kiln_tenant_name_valid("ACME"));
 }
 
-/* A kiln.db made before tenants gets the column (old builds are "default"'s); a new build's
- * tenant is its request's; lists, stats and ownership are per tenant. */
-static void test_db_tenants(void **state)
-{
-    char dir[] = "/tmp/kiln-tenant-db-XXXXXX";
-    char *path;
-    sqlite3 *h;
-    kiln_db_t *db = NULL;
-    kiln_error_t err = {0};
-    kiln_db_stats_t st;
-    json_t *list = NULL, *o = NULL;
-    int64_t next = 0;
-    (void)state;
-
-    assert_non_null(mkdtemp(dir));
-    path = kiln_xasprintf("%s/kiln.db", dir);
-    /* the schema as it was before the tenant column */
-    assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
-    assert_int_equal(
-        sqlite3_exec(h,
-                     "CREATE TABLE builds(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE "
-                     "NOT NULL, repo TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, error "
-                     "TEXT, request TEXT NOT NULL, commit_sha TEXT, created REAL NOT NULL, "
-                     "started REAL, finished REAL, attempts INTEGER NOT NULL DEFAULT 0, pgid "
-                     "INTEGER, pstart INTEGER, result TEXT, bytes_pushed INTEGER NOT NULL "
-                     "DEFAULT 0);"
-                     "INSERT INTO builds(id, repo, status, request, created) VALUES('b-old', "
-                     "'r', 'queued', '{}', 1);",
-                     NULL, NULL, NULL),
-        SQLITE_OK);
-    sqlite3_close(h);
-
-    assert_int_equal(kiln_db_open(path, &db, &err), 0);
-    assert_int_equal(kiln_db_build_get(db, "b-old", &o, &err), 0);
-    assert_string_equal(json_string_value(json_object_get(o, "tenant")), "default");
-    json_decref(o);
-    assert_int_equal(
-        kiln_db_build_insert(db, "b-a1", "r", "{\"tenant\": \"acme\"}", NULL, NULL, &err), 0);
-    assert_int_equal(
-        kiln_db_build_insert(db, "b-g1", "r", "{\"tenant\": \"globex\"}", NULL, NULL, &err), 0);
-    assert_int_equal(
-        kiln_db_build_insert(db, "b-a2", "r", "{\"tenant\": \"acme\"}", NULL, NULL, &err), 0);
-
-    assert_int_equal(kiln_db_build_owned(db, "b-a1", "acme", &err), 1);
-    assert_int_equal(kiln_db_build_owned(db, "b-a1", "globex", &err), 0);
-    assert_int_equal(kiln_db_build_owned(db, "b-none", "acme", &err), 0);
-    assert_int_equal(kiln_db_build_owned(db, "b-old", "default", &err), 1);
-
-    assert_int_equal(kiln_db_build_list_tenant(db, "acme", NULL, NULL, 0, 10, &list, &next, &err),
-                     0);
-    assert_int_equal(json_array_size(list), 2);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "id")), "b-a2");
-    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 1), "id")), "b-a1");
-    json_decref(list);
-    assert_int_equal(kiln_db_build_list_tenant(db, NULL, NULL, NULL, 0, 10, &list, &next, &err), 0);
-    assert_int_equal(json_array_size(list), 4);
-    json_decref(list);
-
-    assert_int_equal(kiln_db_stats_tenant(db, "globex", &st, &err), 0);
-    assert_int_equal(st.by_status[0], 1);
-    assert_int_equal(kiln_db_stats_tenant(db, NULL, &st, &err), 0);
-    assert_int_equal(st.by_status[0], 4);
-
-    /* contexts: the uploader's; one with no record is the old single tenant's */
-    assert_int_equal(kiln_db_context_insert(db, "ctx-1", "acme", &err), 0);
-    assert_int_equal(kiln_db_context_owned(db, "ctx-1", "acme", &err), 1);
-    assert_int_equal(kiln_db_context_owned(db, "ctx-1", "globex", &err), 0);
-    assert_int_equal(kiln_db_context_owned(db, "ctx-old", "default", &err), 1);
-    assert_int_equal(kiln_db_context_owned(db, "ctx-old", "acme", &err), 0);
-    assert_int_equal(kiln_db_context_forget(db, "ctx-1", &err), 0);
-    assert_int_equal(kiln_db_context_owned(db, "ctx-1", "acme", &err), 0);
-    kiln_db_close(db);
-
-    /* opening again does not migrate twice */
-    assert_int_equal(kiln_db_open(path, &db, &err), 0);
-    assert_int_equal(kiln_db_build_owned(db, "b-g1", "globex", &err), 1);
-    kiln_db_close(db);
-    kiln_fs_rm_rf(dir, NULL);
-    free(path);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_two_tenants), cmocka_unit_test(test_default_tenant),
-        cmocka_unit_test(test_errors),      cmocka_unit_test(test_name_valid),
-        cmocka_unit_test(test_db_tenants),
+        cmocka_unit_test(test_two_tenants),
+        cmocka_unit_test(test_default_tenant),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_name_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
