@@ -1,5 +1,6 @@
-/* kiln — the registry client's internals shared by registry.c, registry_pull.c
- * and registry_push.c (not a public API: use oci/registry.h). */
+/* kiln — the registry client's internals shared by registry.c, registry_conn.c,
+ * registry_auth.c, registry_pull.c and registry_push.c (not a public API: use
+ * oci/registry.h). */
 #ifndef KILN_OCI_REGISTRY_HTTP_H
 #define KILN_OCI_REGISTRY_HTTP_H
 
@@ -10,6 +11,29 @@
 #include "oci/registry.h"
 #include "utils/buf.h"
 #include "utils/curlguard.h"
+
+/* A cached Authorization header (host|scope). */
+typedef struct kiln_reg_token {
+    struct kiln_reg_token *next;
+    char *key; /* host|scope */
+    char *header;
+    time_t expires;
+} kiln_reg_token_t;
+
+/* Whether a host answered over plain http (insecure registries). */
+typedef struct kiln_reg_scheme {
+    struct kiln_reg_scheme *next;
+    char *host;
+    int http; /* 1 = plain http */
+} kiln_reg_scheme_t;
+
+/* Credentials looked up for a registry (found or not), kept for the client's life. */
+typedef struct kiln_reg_cred {
+    struct kiln_reg_cred *next;
+    char *registry;
+    int found;
+    kiln_cred_t c;
+} kiln_reg_cred_t;
 
 /* Where one repository is reached: a mirror or the source registry. */
 typedef struct kiln_reg_endpoint {
@@ -159,5 +183,29 @@ void kiln_reg_finish(CURL *h, kiln_reg_req_t *q, int cc);
 
 /* True for curl errors worth retrying (connection reset, timeout, stall…). */
 int kiln_reg_retryable_curl(int cc);
+
+/* One exchange of q with the endpoint on h (no retries): with the Authorization header auth,
+ * or Basic credentials basic_user/basic_pass (a token request); errbuf gets curl's text. */
+CURLcode kiln_reg_perform(kiln_registry_t *r, const kiln_reg_endpoint_t *ep, CURL *h,
+                          kiln_reg_req_t *q, const char *auth, const char *basic_user,
+                          const char *basic_pass, char *errbuf);
+
+/* Reacts to a 401 answered with the WWW-Authenticate header www: sets repo->auth to the
+ * Authorization header for the challenge (Basic from the credentials, or a Bearer token
+ * fetched from the realm and cached; force drops a cached token first). -1 with err naming
+ * the host and what would allow it. */
+int kiln_reg_authenticate(kiln_reg_repo_t *repo, CURL *h, const char *www, int force,
+                          kiln_error_t *err);
+
+/* True when host is one of the client's insecure registries (plain http or unverified TLS
+ * allowed). */
+int kiln_reg_host_insecure(kiln_registry_t *r, const char *host);
+
+/* Whether to talk plain http to the endpoint: only an insecure host that does not speak TLS
+ * (probed once on h, remembered for the client's life). */
+int kiln_reg_host_uses_http(kiln_registry_t *r, const kiln_reg_endpoint_t *ep, CURL *h);
+
+/* The cached Authorization header for repo's host and scope (malloc'ed), or NULL. */
+char *kiln_reg_cached_auth(kiln_reg_repo_t *repo);
 
 #endif
