@@ -1,4 +1,7 @@
-/* kiln — Dockerfile parser (BuildKit's AST, line numbers, heredocs). */
+/* kiln — Dockerfile parser (BuildKit's AST): directives (escape, syntax, check), comments,
+ * line continuations, one node per instruction with its line numbers, ONBUILD sub-nodes,
+ * heredocs, warnings; each instruction's arguments read by its form (parser_args.c). The
+ * dump BuildKit's tests compare is parser_dump.c. */
 #include "handlers/dockerfile/parser.h"
 
 #include <ctype.h>
@@ -7,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "handlers/dockerfile/parser_args.h"
 #include "handlers/dockerfile/shell.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
@@ -22,66 +26,6 @@ typedef struct directives {
     bool seen_escape, seen_syntax, seen_check;
     char *syntax;
 } directives_t;
-
-/* A growable NULL-terminated string vector with optional lengths. */
-typedef struct strv {
-    char **v;
-    size_t *lens;
-    size_t n, alloc;
-} strv_t;
-
-static void strv_push_n(strv_t *s, const char *p, size_t n)
-{
-    if (s->n + 2 > s->alloc) {
-        s->alloc = s->alloc ? s->alloc * 2 : 8;
-        s->v = kiln_xrealloc(s->v, s->alloc * sizeof(char *));
-        s->lens = kiln_xrealloc(s->lens, s->alloc * sizeof(size_t));
-    }
-    s->v[s->n] = kiln_xstrndup(p, n);
-    if (memchr(p, '\0', n) != NULL) { /* JSON "\u0000": keep bytes past the NUL */
-        s->v[s->n] = kiln_xrealloc(s->v[s->n], n + 1);
-        memcpy(s->v[s->n], p, n);
-        s->v[s->n][n] = '\0';
-    }
-    s->lens[s->n] = n;
-    s->v[++s->n] = NULL;
-}
-
-static void strv_push(strv_t *s, const char *p)
-{
-    strv_push_n(s, p, strlen(p));
-}
-
-static void strv_clear(strv_t *s)
-{
-    for (size_t i = 0; i < s->n; i++)
-        free(s->v[i]);
-    free(s->v);
-    free(s->lens);
-    memset(s, 0, sizeof(*s));
-}
-
-static bool is_go_space(unsigned char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
-}
-
-/* BuildKit's reWhitespace: [\t\v\f\r ] (no newline). */
-static bool is_ws_token(unsigned char c)
-{
-    return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r';
-}
-
-static char *trim_space_dup(const char *s, size_t n)
-{
-    while (n > 0 && is_go_space((unsigned char)s[0])) {
-        s++;
-        n--;
-    }
-    while (n > 0 && is_go_space((unsigned char)s[n - 1]))
-        n--;
-    return kiln_xstrndup(s, n);
-}
 
 static void node_clear(kiln_df_node_t *n);
 
@@ -201,266 +145,6 @@ static bool trim_continuation(char *line, size_t *n, char esc)
     return false;
 }
 
-/* BuildKit's parseWords: splits on whitespace, keeps quotes and escapes. */
-static void parse_words(const char *rest, char esc, strv_t *out)
-{
-    size_t n = strlen(rest), pos = 0;
-    kiln_buf_t word;
-    enum { IN_SPACES, IN_WORD, IN_QUOTE } phase = IN_SPACES;
-    char quote = 0;
-    bool blank_ok = false;
-
-    kiln_buf_init(&word, 0);
-    for (pos = 0; pos <= n; pos++) {
-        char ch = pos < n ? rest[pos] : 0;
-        if (phase == IN_SPACES) {
-            if (pos == n)
-                break;
-            if (is_go_space((unsigned char)ch))
-                continue;
-            phase = IN_WORD;
-        }
-        if (pos == n) {
-            if (blank_ok || word.len > 0)
-                strv_push_n(out, word.data ? word.data : "", word.len);
-            break;
-        }
-        if (phase == IN_WORD) {
-            if (is_go_space((unsigned char)ch)) {
-                phase = IN_SPACES;
-                if (blank_ok || word.len > 0)
-                    strv_push_n(out, word.data ? word.data : "", word.len);
-                word.len = 0;
-                blank_ok = false;
-                continue;
-            }
-            if (ch == '\'' || ch == '"') {
-                quote = ch;
-                blank_ok = true;
-                phase = IN_QUOTE;
-            }
-            if (ch == esc) {
-                if (pos + 1 == n)
-                    continue;
-                kiln_buf_append(&word, &ch, 1, NULL);
-                pos++;
-                ch = rest[pos];
-            }
-            kiln_buf_append(&word, &ch, 1, NULL);
-            continue;
-        }
-        /* IN_QUOTE */
-        if (ch == quote)
-            phase = IN_WORD;
-        if (ch == esc && quote != '\'') {
-            if (pos + 1 == n) {
-                phase = IN_WORD;
-                continue;
-            }
-            pos++;
-            kiln_buf_append(&word, &ch, 1, NULL);
-            ch = rest[pos];
-        }
-        kiln_buf_append(&word, &ch, 1, NULL);
-    }
-    kiln_buf_free(&word);
-}
-
-/* Splits on runs of [\t\v\f\r ]: regexp.Split(s, max) (max < 0: no limit). */
-static void split_ws(const char *s, int max, strv_t *out)
-{
-    size_t n = strlen(s), start = 0, i = 0;
-    int parts = 0;
-    while (i < n) {
-        if (is_ws_token((unsigned char)s[i]) && (max < 0 || parts + 1 < max)) {
-            size_t j = i;
-            while (j < n && is_ws_token((unsigned char)s[j]))
-                j++;
-            strv_push_n(out, s + start, i - start);
-            parts++;
-            start = i = j;
-            continue;
-        }
-        i++;
-    }
-    strv_push_n(out, s + start, n - start);
-}
-
-enum { JSON_OK = 0, JSON_NOT_JSON = 1, JSON_NOT_STRINGS = 2 };
-
-/* A JSON array of strings → args. */
-static int parse_json(const char *rest, strv_t *out)
-{
-    json_t *arr;
-    json_error_t jerr;
-    size_t i;
-    json_t *v;
-
-    while (*rest && is_go_space((unsigned char)*rest))
-        rest++;
-    if (*rest != '[')
-        return JSON_NOT_JSON;
-    arr = json_loadb(rest, strlen(rest), JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
-    if (arr == NULL)
-        return JSON_NOT_JSON;
-    if (!json_is_array(arr)) {
-        json_decref(arr);
-        return JSON_NOT_JSON;
-    }
-    json_array_foreach(arr, i, v)
-    {
-        if (!json_is_string(v)) {
-            json_decref(arr);
-            strv_clear(out);
-            return JSON_NOT_STRINGS;
-        }
-        strv_push_n(out, json_string_value(v), json_string_length(v));
-    }
-    json_decref(arr);
-    return JSON_OK;
-}
-
-/* The `--flag[=value]` words before the arguments (BuildKit's extractBuilderFlags).
- * Returns the rest of the line (pointer into `line`). */
-static const char *extract_flags(const char *line, strv_t *flags)
-{
-    size_t n = strlen(line), pos;
-    kiln_buf_t word;
-    enum { IN_SPACES, IN_WORD, IN_QUOTE } phase = IN_SPACES;
-    char quote = 0;
-    bool blank_ok = false;
-    const char *ret = "";
-
-    kiln_buf_init(&word, 0);
-    for (pos = 0; pos <= n; pos++) {
-        char ch = pos < n ? line[pos] : 0;
-        if (phase == IN_SPACES) {
-            if (pos == n)
-                break;
-            if (is_go_space((unsigned char)ch))
-                continue;
-            if (ch != '-' || pos + 1 == n || line[pos + 1] != '-') {
-                ret = line + pos;
-                goto out;
-            }
-            phase = IN_WORD;
-        }
-        if (pos == n) {
-            bool dd = word.len == 2 && memcmp(word.data, "--", 2) == 0;
-            if (!dd && (blank_ok || word.len > 0))
-                strv_push_n(flags, word.data ? word.data : "", word.len);
-            break;
-        }
-        if (phase == IN_WORD) {
-            if (is_go_space((unsigned char)ch)) {
-                phase = IN_SPACES;
-                if (word.len == 2 && memcmp(word.data, "--", 2) == 0) {
-                    ret = line + pos;
-                    goto out;
-                }
-                if (blank_ok || word.len > 0)
-                    strv_push_n(flags, word.data ? word.data : "", word.len);
-                word.len = 0;
-                blank_ok = false;
-                continue;
-            }
-            if (ch == '\'' || ch == '"') {
-                quote = ch;
-                blank_ok = true;
-                phase = IN_QUOTE;
-                continue;
-            }
-            if (ch == '\\') {
-                if (pos + 1 == n)
-                    continue;
-                pos++;
-                ch = line[pos];
-            }
-            kiln_buf_append(&word, &ch, 1, NULL);
-            continue;
-        }
-        if (ch == quote) {
-            phase = IN_WORD;
-            continue;
-        }
-        if (ch == '\\') {
-            if (pos + 1 == n) {
-                phase = IN_WORD;
-                continue;
-            }
-            pos++;
-            ch = line[pos];
-        }
-        kiln_buf_append(&word, &ch, 1, NULL);
-    }
-out:
-    kiln_buf_free(&word);
-    return ret;
-}
-
-static int parse_name_val(const char *rest, const char *key, char esc, strv_t *args,
-                          kiln_error_t *err)
-{
-    strv_t words = {0};
-    int ret = 0;
-
-    parse_words(rest, esc, &words);
-    if (words.n == 0)
-        return 0;
-    if (strchr(words.v[0], '=') == NULL) {
-        strv_t parts = {0};
-        split_ws(rest, 2, &parts);
-        if (parts.n < 2) {
-            ret = kiln_error_set(err, 0, "%s must have two arguments", key);
-        } else {
-            strv_push(args, parts.v[0]);
-            strv_push(args, parts.v[1]);
-            strv_push(args, "");
-        }
-        strv_clear(&parts);
-        strv_clear(&words);
-        return ret;
-    }
-    for (size_t i = 0; i < words.n; i++) {
-        char *eq = strchr(words.v[i], '=');
-        if (eq == NULL) {
-            ret = kiln_error_set(err, 0,
-                                 "Syntax error - can't find = in \"%s\". Must be of the form: "
-                                 "name=value",
-                                 words.v[i]);
-            break;
-        }
-        strv_push_n(args, words.v[i], (size_t)(eq - words.v[i]));
-        strv_push(args, eq + 1);
-        strv_push(args, "=");
-    }
-    strv_clear(&words);
-    return ret;
-}
-
-static int maybe_json(const char *rest, bool to_list, strv_t *args, bool *json, kiln_error_t *err)
-{
-    int r;
-    if (!to_list && rest[0] == '\0')
-        return 0;
-    r = parse_json(rest, args);
-    if (r == JSON_OK) {
-        *json = true;
-        return 0;
-    }
-    if (r == JSON_NOT_STRINGS)
-        return kiln_error_set(err, 0,
-                              "when using JSON array syntax, arrays must be comprised of strings "
-                              "only");
-    if (to_list) {
-        if (rest[0] != '\0')
-            split_ws(rest, -1, args);
-        return 0;
-    }
-    strv_push(args, rest);
-    return 0;
-}
-
 static bool kw_is(const char *kw, const char *const *list)
 {
     for (; *list; list++)
@@ -474,9 +158,9 @@ static bool kw_is(const char *kw, const char *const *list)
 static int node_from_line(const char *line, directives_t *d, int depth, kiln_df_node_t *node,
                           kiln_error_t *err)
 {
-    _cleanup_free_ char *trimmed = trim_space_dup(line, strlen(line));
+    _cleanup_free_ char *trimmed = kiln_df_trim_space_dup(line, strlen(line));
     _cleanup_free_ char *rest = NULL;
-    strv_t flags = {0}, args = {0};
+    kiln_df_strv_t flags = {0}, args = {0};
     size_t k = 0;
     bool json = false;
     int ret = 0;
@@ -486,7 +170,7 @@ static int node_from_line(const char *line, directives_t *d, int depth, kiln_df_
     static const char *const str_kw[] = {"maintainer", "stopsignal", "user", "workdir", NULL};
 
     memset(node, 0, sizeof(*node));
-    while (trimmed[k] && !is_ws_token((unsigned char)trimmed[k]))
+    while (trimmed[k] && !kiln_df_is_ws_token((unsigned char)trimmed[k]))
         k++;
     node->keyword = kiln_xstrndup(trimmed, k);
     for (char *p = node->keyword; *p; p++)
@@ -494,39 +178,39 @@ static int node_from_line(const char *line, directives_t *d, int depth, kiln_df_
     node->original = kiln_xstrdup(line);
     if (trimmed[k]) {
         const char *r;
-        while (trimmed[k] && is_ws_token((unsigned char)trimmed[k]))
+        while (trimmed[k] && kiln_df_is_ws_token((unsigned char)trimmed[k]))
             k++;
-        r = extract_flags(trimmed + k, &flags);
-        rest = trim_space_dup(r, strlen(r));
+        r = kiln_df_args_flags(trimmed + k, &flags);
+        rest = kiln_df_trim_space_dup(r, strlen(r));
     } else {
         rest = kiln_xstrdup("");
     }
 
     if (kw_is(node->keyword, json_list)) {
-        ret = maybe_json(rest, true, &args, &json, err);
+        ret = kiln_df_args_json(rest, true, &args, &json, err);
     } else if (kw_is(node->keyword, maybe_json_kw)) {
-        ret = maybe_json(rest, false, &args, &json, err);
+        ret = kiln_df_args_json(rest, false, &args, &json, err);
     } else if (strcmp(node->keyword, "arg") == 0) {
-        parse_words(rest, d->escape, &args);
+        kiln_df_args_words(rest, d->escape, &args);
     } else if (strcmp(node->keyword, "env") == 0 || strcmp(node->keyword, "label") == 0) {
-        ret = parse_name_val(rest, strcmp(node->keyword, "env") == 0 ? "ENV" : "LABEL", d->escape,
-                             &args, err);
+        ret = kiln_df_args_name_val(rest, strcmp(node->keyword, "env") == 0 ? "ENV" : "LABEL",
+                                    d->escape, &args, err);
     } else if (kw_is(node->keyword, ws_list)) {
         if (rest[0])
-            split_ws(rest, -1, &args);
+            kiln_df_args_split_ws(rest, -1, &args);
     } else if (kw_is(node->keyword, str_kw)) {
         if (rest[0])
-            strv_push(&args, rest);
+            kiln_df_strv_push(&args, rest);
     } else if (strcmp(node->keyword, "healthcheck") == 0) {
         size_t sep = 0, nx;
-        while (rest[sep] && !is_go_space((unsigned char)rest[sep]))
+        while (rest[sep] && !kiln_df_is_go_space((unsigned char)rest[sep]))
             sep++;
         nx = sep;
-        while (rest[nx] && is_go_space((unsigned char)rest[nx]))
+        while (rest[nx] && kiln_df_is_go_space((unsigned char)rest[nx]))
             nx++;
         if (sep > 0) {
-            strv_push_n(&args, rest, sep);
-            ret = maybe_json(rest + nx, false, &args, &json, err);
+            kiln_df_strv_push_n(&args, rest, sep);
+            ret = kiln_df_args_json(rest + nx, false, &args, &json, err);
         }
     } else if (strcmp(node->keyword, "onbuild") == 0) {
         if (rest[0]) {
@@ -538,12 +222,12 @@ static int node_from_line(const char *line, directives_t *d, int depth, kiln_df_
             }
         }
     } else {
-        strv_push(&args, ""); /* unknown instruction: BuildKit keeps an empty argument */
+        kiln_df_strv_push(&args, ""); /* unknown instruction: BuildKit keeps an empty argument */
     }
 
     if (ret < 0) {
-        strv_clear(&flags);
-        strv_clear(&args);
+        kiln_df_strv_clear(&flags);
+        kiln_df_strv_clear(&args);
         node_clear(node);
         return ret;
     }
@@ -644,7 +328,7 @@ static size_t trim_newline_len(const char *l, size_t n)
 static size_t leading_ws(const char *l, size_t n)
 {
     size_t i = 0;
-    while (i < n && is_go_space((unsigned char)l[i]))
+    while (i < n && kiln_df_is_go_space((unsigned char)l[i]))
         i++;
     return i;
 }
@@ -833,120 +517,6 @@ fail:
     free(d.syntax);
     kiln_dockerfile_free(df);
     return -1;
-}
-
-int kiln_df_go_quote(const char *s, kiln_buf_t *out, kiln_error_t *err)
-{
-    return kiln_df_go_quote_n(s, strlen(s), out, err);
-}
-
-int kiln_df_go_quote_n(const char *s, size_t n, kiln_buf_t *out, kiln_error_t *err)
-{
-    static const char hex[] = "0123456789abcdef";
-    if (kiln_buf_append(out, "\"", 1, err) < 0)
-        return -1;
-    for (size_t i = 0; i < n;) {
-        unsigned char c = (unsigned char)s[i];
-        char esc[12];
-        size_t el = 0;
-        if (c >= 0x80) {
-            size_t l = 1;
-            unsigned cp = 0;
-            if ((c >> 5) == 6)
-                l = 2, cp = c & 0x1F;
-            else if ((c >> 4) == 14)
-                l = 3, cp = c & 0x0F;
-            else if ((c >> 3) == 30)
-                l = 4, cp = c & 0x07;
-            for (size_t k = 1; k < l; k++) {
-                if (i + k >= n || ((unsigned char)s[i + k] & 0xC0) != 0x80) {
-                    l = 1;
-                    break;
-                }
-                cp = (cp << 6) | ((unsigned char)s[i + k] & 0x3F);
-            }
-            if (l == 1 || (l == 2 && cp < 0x80) || (l == 3 && cp < 0x800) ||
-                (l == 4 && cp < 0x10000) || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
-                esc[0] = '\\', esc[1] = 'x', esc[2] = hex[c >> 4], esc[3] = hex[c & 15];
-                if (kiln_buf_append(out, esc, 4, err) < 0)
-                    return -1;
-                i++;
-                continue;
-            }
-            /* Go escapes non-printable runes; the common ones are C1 controls,
-             * NBSP, soft hyphen, line/paragraph separators and the BOM. */
-            if ((cp >= 0x80 && cp <= 0xA0) || cp == 0xAD || cp == 0x2028 || cp == 0x2029 ||
-                cp == 0xFEFF) {
-                int w = snprintf(esc, sizeof(esc), "\\u%04x", cp);
-                if (kiln_buf_append(out, esc, (size_t)w, err) < 0)
-                    return -1;
-            } else if (kiln_buf_append(out, s + i, l, err) < 0) {
-                return -1;
-            }
-            i += l;
-            continue;
-        }
-        {
-            /* Go's short escapes, in the order of `shorts`. */
-            static const char shorts[] = "\a\b\f\n\r\t\v\"\\";
-            static const char letters[] = "abfnrtv\"\\";
-            const char *hit = c ? strchr(shorts, (char)c) : NULL;
-            if (hit != NULL) {
-                esc[0] = '\\', esc[1] = letters[hit - shorts];
-                el = 2;
-            } else if (c < 0x20 || c == 0x7F) {
-                esc[0] = '\\', esc[1] = 'x', esc[2] = hex[c >> 4], esc[3] = hex[c & 15];
-                el = 4;
-            } else {
-                esc[0] = (char)c;
-                el = 1;
-            }
-        }
-        if (kiln_buf_append(out, esc, el, err) < 0)
-            return -1;
-        i++;
-    }
-    return kiln_buf_append(out, "\"", 1, err);
-}
-
-int kiln_df_node_dump(const kiln_df_node_t *node, kiln_buf_t *out, kiln_error_t *err)
-{
-    if (kiln_buf_append(out, node->keyword, strlen(node->keyword), err) < 0)
-        return -1;
-    if (node->n_flags > 0) {
-        if (kiln_buf_append(out, " [", 2, err) < 0)
-            return -1;
-        for (size_t i = 0; i < node->n_flags; i++) {
-            if ((i > 0 && kiln_buf_append(out, " ", 1, err) < 0) ||
-                kiln_df_go_quote(node->flags[i], out, err) < 0)
-                return -1;
-        }
-        if (kiln_buf_append(out, "]", 1, err) < 0)
-            return -1;
-    }
-    if (node->sub != NULL) {
-        if (kiln_buf_append(out, " (", 2, err) < 0 || kiln_df_node_dump(node->sub, out, err) < 0 ||
-            kiln_buf_append(out, ")", 1, err) < 0)
-            return -1;
-    }
-    for (size_t i = 0; i < node->n_args; i++) {
-        size_t l = node->arg_lens ? node->arg_lens[i] : strlen(node->args[i]);
-        if (kiln_buf_append(out, " ", 1, err) < 0 ||
-            kiln_df_go_quote_n(node->args[i], l, out, err) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-int kiln_dockerfile_dump(const kiln_dockerfile_t *df, kiln_buf_t *out, kiln_error_t *err)
-{
-    for (size_t i = 0; i < df->n_nodes; i++) {
-        if (kiln_buf_append(out, "(", 1, err) < 0 ||
-            kiln_df_node_dump(&df->nodes[i], out, err) < 0 ||
-            kiln_buf_append(out, ")\n", 2, err) < 0)
-            return -1;
-    }
-    return 0;
 }
 
 char *kiln_df_heredoc_content(const kiln_df_heredoc_t *h)
