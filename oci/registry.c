@@ -593,9 +593,10 @@ int kiln_registry_check_login(kiln_registry_t *r, const char *registry, const ch
     repo.ep = &ep;
     repo.repository = kiln_xstrdup("");
     repo.scope = kiln_xstrdup("registry:catalog:*");
-    kiln_reg_req_init(
-        &q, "GET",
-        kiln_xasprintf("%s://%s/v2/", kiln_reg_host_uses_http(r, &ep, h) ? "http" : "https", ep.host));
+    kiln_reg_req_init(&q, "GET",
+                      kiln_xasprintf("%s://%s/v2/",
+                                     kiln_reg_host_uses_http(r, &ep, h) ? "http" : "https",
+                                     ep.host));
     if (kiln_reg_do(&repo, h, &q, err) == 0) {
         if (q.status == 200)
             rc = 0;

@@ -291,8 +291,8 @@ char *kiln_reg_url(kiln_reg_repo_t *repo, CURL *h, const char *fmt, ...)
     if (n < 0)
         abort();
     return kiln_xasprintf("%s://%s/v2/%s%s%s",
-                          kiln_reg_host_uses_http(repo->r, repo->ep, h) ? "http" : "https", repo->ep->host,
-                          repo->repository, rest[0] ? "/" : "", rest);
+                          kiln_reg_host_uses_http(repo->r, repo->ep, h) ? "http" : "https",
+                          repo->ep->host, repo->repository, rest[0] ? "/" : "", rest);
 }
 
 /* Performs the exchange once. Returns the curl result. */
