@@ -35,6 +35,8 @@ typedef enum kiln_build_progress {
     KILN_PROGRESS_QUIET,
 } kiln_build_progress_t;
 
+struct kiln_step_event;
+
 typedef struct kiln_build_request {
     const char *context_dir;     /* the build context directory */
     const char *dockerfile_path; /* NULL: CONTEXT/Dockerfile (ignored when text is given) */
@@ -109,6 +111,9 @@ typedef struct kiln_build_request {
     kiln_build_progress_t progress;
     /* Log lines (without newline) go here; NULL = dropped (the library never prints). */
     void (*log)(void *ctx, const char *line);
+    /* Step events (engine/events.h: start, end, cache hit, a step's output) typed, instead
+     * of as log lines; NULL = as log lines (progress decides their form). */
+    void (*event)(void *ctx, const struct kiln_step_event *ev);
     void *log_ctx;
 } kiln_build_request_t;
 
@@ -126,7 +131,16 @@ typedef struct kiln_build_result {
     size_t n_layers;
     kiln_build_step_time_t *steps;
     size_t n_steps;
+    /* after a failure, what kind it was when the engine knows (else NULL):
+     * KILN_BUILD_FAIL_DISK_LIMIT, KILN_BUILD_FAIL_NO_SPACE */
+    const char *fail_code;
 } kiln_build_result_t;
+
+/* A step wrote more than the request's disk_limit. */
+#define KILN_BUILD_FAIL_DISK_LIMIT "disk_limit"
+/* The machine's disk ran full: a RUN step failed with the filesystem of its writes full, or
+ * kiln's own write failed with ENOSPC/EDQUOT. */
+#define KILN_BUILD_FAIL_NO_SPACE "no_space"
 
 /* Builds. On failure err reads "Dockerfile:LINE: …" for Dockerfile problems
  * or names the step that failed (a failing RUN gives its exit code). */

@@ -108,6 +108,10 @@ void kiln_engine_event(engine_t *e, int step, const char *event, const char *tex
         return;
     if (kiln_step_event_kind(event, &ev.kind) < 0)
         ev.kind = KILN_STEP_EVENT_ERROR;
+    if (e->req->event) {
+        e->req->event(e->req->log_ctx, &ev);
+        return;
+    }
     if (ev.kind == KILN_STEP_EVENT_LOG && e->req->progress == KILN_PROGRESS_TTY)
         return;
     line = e->req->progress == KILN_PROGRESS_JSON ? kiln_step_event_json(&ev)

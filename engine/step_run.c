@@ -3,12 +3,22 @@
  * commit of its changes; the last lines of a failing step in its error. */
 #include "engine/step_run.h"
 
+#include <sys/statvfs.h>
+
 #include "engine/cache.h"
 #include "engine/flatten.h"
 #include "engine/mounts.h"
 #include "engine/snapshot.h"
 #include "engine/step_copy.h"
 #include "engine/user.h"
+
+/* Whether the filesystem holding path has no block left for an unprivileged writer (a
+ * step's writes stopped by a full disk, not by its own limit). */
+static int fs_full(const char *path)
+{
+    struct statvfs sv;
+    return statvfs(path, &sv) == 0 && sv.f_bavail == 0;
+}
 
 static void run_log(void *opaque, kiln_log_stream_t stream, const struct timespec *ts,
                     const char *line, size_t len)
@@ -360,6 +370,7 @@ int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     }
     if (res.disk_exceeded) {
         char lim[32];
+        e->res->fail_code = KILN_BUILD_FAIL_DISK_LIMIT;
         kiln_size_format(e->req->disk_limit, lim, sizeof(lim));
         kiln_error_set(err, 0,
                        "Dockerfile:%d: process \"%s\" wrote more than the disk limit %s of a "
@@ -369,6 +380,10 @@ int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     }
     if (res.exit_code != 0) {
         kiln_buf_t b;
+        /* a step that failed with the disk of its writes full failed for the machine's
+         * lack of space, whatever its own message */
+        if (fs_full(upper))
+            e->res->fail_code = KILN_BUILD_FAIL_NO_SPACE;
         kiln_buf_init(&b, 0);
         for (size_t i = 0; i < st->tail_n; i++)
             kiln_buf_appendf(&b, NULL, "\n  %s", st->tail[i]);

@@ -98,6 +98,18 @@ int kiln_export_validate(const char *spec, kiln_error_t *err)
     return ret;
 }
 
+/* What writing output o does, as a job's phase (job/stream.h). */
+static const char *export_phase(const kiln_export_opts_t *o)
+{
+    int push = 0;
+
+    if (strcmp(o->type, "registry") == 0 ||
+        (strcmp(o->type, "image") == 0 &&
+         kiln_export_opts_get_bool(o, "push", 0, &push, NULL) == 0 && push))
+        return "pushing";
+    return strcmp(o->type, "s3") == 0 ? "uploading" : "exporting";
+}
+
 int kiln_export_run(kiln_export_ctx_t *ctx, const kiln_export_image_t *img, const char *spec,
                     kiln_error_t *err)
 {
@@ -108,6 +120,8 @@ int kiln_export_run(kiln_export_ctx_t *ctx, const kiln_export_image_t *img, cons
     if (kiln_export_parse(spec, &o, err) < 0)
         return -1;
     t = kiln_exporter_find(o.type);
+    if (t && ctx->phase)
+        ctx->phase(ctx->phase_ud, export_phase(&o));
     ret = t ? t->run(ctx, img, &o, err) : kiln_export_unsupported(&o, err);
     kiln_export_opts_free(&o);
     return ret;

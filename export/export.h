@@ -87,6 +87,10 @@ typedef struct kiln_export_ctx {
     const char *function_runtime; /* type is not available */
     int function;
     kiln_export_result_fn result;
+    /* called before each output is written with what it does: "pushing" (to a registry),
+     * "uploading" (to S3) or "exporting" (files, an image layout or archive); may be NULL */
+    void (*phase)(void *ud, const char *phase);
+    void *phase_ud;
     void *result_ud;
     uint64_t pushed;                /* blob bytes uploaded to registries so far */
     struct kiln_registry *registry; /* opened by the first push; freed by kiln_export_ctx_clear */

@@ -104,6 +104,8 @@ int kiln_job_build_argv(const kiln_job_spec_t *s, const kiln_job_argv_opts_t *o,
     push(&a, kiln_xstrdup("build"));
     if (o->progress)
         push(&a, kiln_xasprintf("--progress=%s", o->progress));
+    if (o->events_fd > 0)
+        push(&a, kiln_xasprintf("--events-fd=%d", o->events_fd));
     if (o->root)
         push2(&a, "--root", kiln_xstrdup(o->root));
     if (o->metadata_file)

@@ -11,6 +11,7 @@ typedef struct kiln_job_argv_opts {
     const char *metadata_file; /* --metadata-file, or NULL */
     const char *secrets_dir;   /* where secrets named without a source are read (DIR/NAME) */
     const char *progress;      /* --progress value, or NULL */
+    int events_fd;             /* > 0: --events-fd N (the build's typed events), else none */
     /* the operator's own `kiln build` options (--insecure-registry H, --server-mode, …),
      * NULL-terminated or NULL: never from a spec */
     const char *const *extra;

@@ -155,7 +155,7 @@ int kiln_auto_source_prepare(const char *spec, const kiln_auto_source_opts_t *op
         _cleanup_free_ char *cache = NULL;
         _cleanup_free_ char *work = kiln_xasprintf("%s/work", root);
         _cleanup_free_ char *url = NULL, *ref = NULL, *creds = NULL, *tree = NULL;
-        _cleanup_free_ char *url_subdir = NULL;
+        _cleanup_free_ char *url_subdir = NULL, *cred_host = NULL;
         kiln_git_opts_t g = {.env = env};
         kiln_auto_notes_t notes = {0};
         if (opts && opts->git_policy)
@@ -170,6 +170,11 @@ int kiln_auto_source_prepare(const char *spec, const kiln_auto_source_opts_t *op
         creds = cf ? kiln_xstrdup(cf) : kiln_xasprintf("%s/git-credentials", root);
         g.credentials_file = creds;
         kiln_git_split_ref(spec, &url, &ref);
+        if (opts && opts->credential) {
+            cred_host = kiln_git_url_host(url);
+            g.credential = opts->credential;
+            g.credential_host = cred_host;
+        }
         /* BuildKit's git context form: URL#REF:SUBDIR (REF may be empty) */
         if (ref != NULL && strchr(ref, ':') != NULL) {
             char *colon = strchr(ref, ':');
@@ -202,7 +207,7 @@ int kiln_auto_source_prepare(const char *spec, const kiln_auto_source_opts_t *op
             kiln_auto_notes_free(&notes);
             goto fail;
         }
-        kiln_auto_notes_finish(&notes, NULL, NULL);
+        kiln_auto_notes_finish(&notes, &s.notes, NULL);
         s.top = steal_pointer(&tree);
         /* url_subdir is freed with this block */
         if (subdir != NULL && subdir[0] != '\0')

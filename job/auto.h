@@ -21,6 +21,9 @@ typedef struct kiln_auto_source_opts {
     const kiln_git_policy_t *git_policy; /* what a git source may fetch; NULL = the default */
     const char *cache_namespace;         /* git mirrors of this namespace (utils/cachens) */
     int64_t stat_cache_max;              /* engine/statcache cap: 0 default, <0 none */
+    /* the credential ("TOKEN" or "USER:PASSWORD") for the URL's own host, or NULL: how a
+     * server hands a URL's userinfo over (read from a file, never on a command line) */
+    const char *credential;
 } kiln_auto_source_opts_t;
 
 typedef struct kiln_auto_source {
@@ -33,6 +36,9 @@ typedef struct kiln_auto_source {
     /* git: the stat cache identity of the tree ("git REPO SUBDIR"), whose entries the
      * checkout brought up to date (kiln_auto_notes_start); else NULL */
     char *context_id;
+    /* git: what the checkout did to that stat cache (noted files, hashes kept by blob id);
+     * noted is 0 when the cache could not be used */
+    kiln_statcache_stats_t notes;
 } kiln_auto_source_t;
 
 /* The stat cache identity of a git source's build context: the repository (userinfo

@@ -4,14 +4,18 @@
  * Every event carries the job's ids: {"v": 1, "build_id", "tenant", "repo" (no credentials,
  * no query), "commit", "branch", "trigger", "event": TYPE, …} (ids the spec does not set are
  * absent). Types:
- *   phase       {"phase": "validate" | "build" | "done"}
+ *   phase       {"phase": P} in this order, each when it happens: validate, checkout (a git
+ *               source or an uploaded context put on disk), planning (an auto build's
+ *               detection), building, exporting | pushing | uploading (each output: files,
+ *               a registry, S3), notifying, done
  *   step_start  {"step": N, "name": "[stage-0 2/3] RUN make"}
  *   step_end    {"step": N, "cache_hit": BOOL, "seconds": S} or {"step": N, "error": TEXT}
  *   log         {"text": LINE} and, for a step's output, {"step": N}
  *   output      {"type", "dest" | "ref" | "url", "digest", …} one per output written
  *   pushed      {"ref", "digest"} one per reference pushed to a registry
- *   error       {"code": CODE, "message": TEXT}: invalid_spec, build_failed, timeout,
- *               internal
+ *   error       {"code": CODE, "message": TEXT}: invalid_spec, source_failed (the checkout
+ *               or the uploaded context), build_failed, no_space (a disk of the machine ran
+ *               full), disk_limit (a step wrote more than limits.disk), timeout, internal
  *   result      {"status": "succeeded" | "failed", "digest", "code"}  always the last */
 #ifndef KILN_JOB_STREAM_H
 #define KILN_JOB_STREAM_H
@@ -28,6 +32,9 @@
 #define KILN_JOB_ERR_BUILD_FAILED "build_failed"
 #define KILN_JOB_ERR_TIMEOUT "timeout"
 #define KILN_JOB_ERR_INTERNAL "internal"
+#define KILN_JOB_ERR_SOURCE "source_failed"  /* the checkout or the uploaded context */
+#define KILN_JOB_ERR_NO_SPACE "no_space"     /* a disk of the machine ran full */
+#define KILN_JOB_ERR_DISK_LIMIT "disk_limit" /* a step wrote more than limits.disk */
 
 /* A new event of type with the spec's ids (s may be NULL: no ids). */
 json_t *kiln_job_event_new(const kiln_job_spec_t *s, const char *type);

@@ -1,6 +1,8 @@
 /* kiln — git source policy options (see cli_gitpolicy.h). */
 #include "src/cli_gitpolicy.h"
 
+#include <string.h>
+
 #include "src/commands.h"
 
 int kiln_cli_gitpolicy_opt(kiln_cli_gitpolicy_t *gp, const char *cmd, int c, const char *arg)
@@ -29,4 +31,15 @@ int kiln_cli_gitpolicy_opt(kiln_cli_gitpolicy_t *gp, const char *cmd, int c, con
     default:
         return 0;
     }
+}
+
+int kiln_cli_gitpolicy_arg(kiln_cli_gitpolicy_t *gp, const char *cmd, const char *opt)
+{
+    if (strcmp(opt, "--server-mode") == 0)
+        return kiln_cli_gitpolicy_opt(gp, cmd, KILN_CLI_O_SERVER_MODE, NULL);
+    if (strcmp(opt, "--allow-http-git") == 0)
+        return kiln_cli_gitpolicy_opt(gp, cmd, KILN_CLI_O_ALLOW_HTTP_GIT, NULL);
+    if (strncmp(opt, "--allow-address=", 16) == 0)
+        return kiln_cli_gitpolicy_opt(gp, cmd, KILN_CLI_O_ALLOW_ADDRESS, opt + 16);
+    return 0;
 }

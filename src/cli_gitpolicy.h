@@ -38,4 +38,9 @@ typedef struct kiln_cli_gitpolicy {
  * 0 when not, -1 after reporting a usage error. */
 int kiln_cli_gitpolicy_opt(kiln_cli_gitpolicy_t *gp, const char *cmd, int c, const char *arg);
 
+/* The same for one whole option as a server hands its build options over ("--server-mode",
+ * "--allow-http-git", "--allow-address=CIDR"): 1 when it was one of these, 0 when not (an
+ * option of the build alone), -1 after reporting a usage error. */
+int kiln_cli_gitpolicy_arg(kiln_cli_gitpolicy_t *gp, const char *cmd, const char *opt);
+
 #endif

@@ -20,12 +20,16 @@
 #include "job/event.h"
 #include "job/explain.h"
 #include "job/spec.h"
+#include "job/stream.h"
 #include "oci/docker_archive.h"
 #include "oci/layer_read.h"
 #include "oci/layer_write.h"
 #include "oci/layout.h"
 #include "oci/registry.h"
 #include "sandbox/sandbox.h"
+#include "src/build_opts.h"
+#include "src/build_report.h"
+#include "src/build_spec.h"
 #include "src/cli_output.h"
 #include "src/commands.h"
 #include "src/ecr_login.h"
@@ -40,8 +44,6 @@
 #include "utils/mem.h"
 #include "utils/netpolicy.h"
 #include "utils/size.h"
-
-#define MAX_LIST 256
 
 extern char **environ;
 
@@ -115,39 +117,6 @@ static void usage(FILE *out)
         "                             or a random one)\n");
 }
 
-typedef struct opts {
-    const char *file, *target, *root, *digest_file, *metadata_file, *network, *isolation;
-    const char *subdir, *plan_file, *ssh;
-    const char *cache_from[MAX_LIST], *labels[MAX_LIST], *mirrors[MAX_LIST + 1];
-    size_t n_mirrors;
-    const char *registry_config;
-    size_t n_labels;
-    size_t n_cache_from;
-    char *cache_to;
-    int cache_to_max;
-    char *cache_repo_ref;
-    const char *tags[MAX_LIST], *args[MAX_LIST], *contexts[MAX_LIST], *secrets[MAX_LIST],
-        *outputs[MAX_LIST], *insecure[MAX_LIST + 1], *notify[MAX_LIST], *allow_addrs[MAX_LIST],
-        *oci_dirs[MAX_LIST];
-    size_t n_tags, n_args, n_contexts, n_secrets, n_outputs, n_insecure, n_notify, n_allow_addrs,
-        n_oci_dirs;
-    int server_mode, allow_http_git;
-    const char *cache_namespace; /* internal: the tenant's caches (utils/cachens) */
-    const char *context_id;      /* internal: the stat cache identity of the context */
-    int64_t stat_cache_max;      /* engine/statcache: 0 default, <0 none */
-    /* internal: the repository and commit the server checked out into the context */
-    const char *source_repo, *source_commit;
-    /* internal: who asked for the build, for the completion event (kiln job run) */
-    const char *source_branch, *tenant, *trigger;
-    const char *build_id;
-    unsigned entitlements; /* --allow */
-    int push, no_cache, ecr_create;
-    kiln_limit_values_t limits;
-    int64_t sde;
-    kiln_compression_t compression;
-    kiln_build_progress_t progress;
-} opts_t;
-
 /* The engine's progress lines go to the terminal (the library prints nothing itself). */
 /* Prints a plain progress line. A step's error is only marked where it happens
  * ("#N ERROR"): its message, with the step's last output lines, is printed once,
@@ -162,6 +131,13 @@ static void progress_line(void *ctx, const char *line)
         return;
     }
     fprintf(stderr, "%s\n", line);
+}
+
+/* With --events-fd, the engine's step events go there typed, not to the terminal. */
+static void step_event(void *ctx, const kiln_step_event_t *ev)
+{
+    const kiln_build_opts_t *o = ctx;
+    kiln_build_report_step(o->events_fd, ev);
 }
 
 static int add(const char **list, size_t *n, const char *v)
@@ -191,215 +167,13 @@ static int context_from_stdin(const char *root, char **out, kiln_error_t *err)
     return 0;
 }
 
-/* Writes the --metadata-file: the image (when the build succeeded), step
- * timings, the completion event and what each notification did. */
-static int write_metadata(const opts_t *o, const kiln_build_result_t *res, json_t *ev,
-                          json_t *notified, uint64_t pushed, kiln_error_t *err)
+/* The code of a failed build (job/stream.h): the engine's own kind of failure, a write of
+ * kiln's that found no space, else build_failed. */
+static const char *fail_code(const kiln_build_result_t *res, const kiln_error_t *err)
 {
-    char ds[KILN_DIGEST_STR_MAX], cs[KILN_DIGEST_STR_MAX];
-    json_t *j = json_object(), *tags = json_array(), *steps = json_array();
-    char *s;
-    int r;
-
-    json_object_set(j, "kiln.event", ev);
-    json_object_set_new(j, "kiln.bytes_pushed", json_integer((json_int_t)pushed));
-    if (o->limits.memory || o->limits.pids || o->limits.cpu_time || o->limits.disk)
-        json_object_set_new(j, "kiln.limits", kiln_limits_json(&o->limits));
-    if (notified != NULL)
-        json_object_set(j, "kiln.notify", notified);
-    if (res == NULL) {
-        json_decref(tags);
-        json_decref(steps);
-        goto write;
-    }
-
-    kiln_digest_str(&res->manifest.digest, ds);
-    kiln_digest_str(&res->config_digest, cs);
-    for (size_t i = 0; i < o->n_tags; i++)
-        json_array_append_new(tags, json_string(o->tags[i]));
-    for (size_t i = 0; i < res->n_steps; i++)
-        json_array_append_new(steps,
-                              json_pack("{s:s,s:f,s:b}", "name", res->steps[i].name, "seconds",
-                                        res->steps[i].seconds, "cached", res->steps[i].cached));
-    json_object_set_new(j, "containerimage.digest", json_string(ds));
-    json_object_set_new(j, "containerimage.config.digest", json_string(cs));
-    json_object_set_new(j, "image.name", json_string(o->n_tags ? o->tags[0] : ""));
-    json_object_set_new(j, "tags", tags);
-    json_object_set_new(j, "steps", steps);
-write:
-    s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
-    json_decref(j);
-    r = kiln_fs_write_file_atomic(o->metadata_file, s, strlen(s), 0644, err);
-    free(s);
-    return r;
-}
-
-/* Turns what an exporter wrote into the completion event's outputs (and, for S3, a line on
- * the terminal), as kiln build has always reported them. */
-static void output_done(void *ud, const kiln_export_result_t *r)
-{
-    json_t *ev = ud;
-
-    if (strcmp(r->type, "s3") == 0) {
-        fprintf(stderr, "s3 %s: %zu files, %zu uploaded, %zu unchanged, %llu bytes\n", r->location,
-                r->files, r->uploaded, r->unchanged, (unsigned long long)r->bytes);
-        if (!r->failed)
-            kiln_event_add_output(ev, "s3",
-                                  json_pack("{s:s, s:I, s:I, s:I}", "url", r->location, "files",
-                                            (json_int_t)r->files, "uploaded",
-                                            (json_int_t)r->uploaded, "unchanged",
-                                            (json_int_t)r->unchanged));
-    } else if (strcmp(r->type, "oci") == 0 || strcmp(r->type, "docker") == 0) {
-        kiln_event_add_output(ev, "images",
-                              json_pack("{s:s, s:s, s:s}", "type", r->type, "dest", r->location,
-                                        "digest", r->digest));
-    } else if (strcmp(r->type, "registry") == 0) {
-        kiln_event_add_output(ev, "images",
-                              json_pack("{s:s, s:s, s:s}", "type", "registry", "ref", r->location,
-                                        "digest", r->digest));
-    } else if (strcmp(r->type, "local") == 0 || strcmp(r->type, "tar") == 0) {
-        kiln_event_add_output(ev, "local", json_pack("{s:s}", "dest", r->location));
-    }
-    /* a function zip is named by the function.json beside it, not in the event */
-}
-
-/* 1 when spec is a type=function output. */
-static int is_function(const char *spec)
-{
-    return strncmp(spec, "type=function", 13) == 0 && (spec[13] == ',' || spec[13] == '\0');
-}
-
-/* Writes every --output through its exporter (export/): the function zips of an auto-build
- * first, then the others in order; *pushed grows by the blob bytes uploaded to registries. */
-static int do_outputs(const opts_t *o, const kiln_build_request_t *req, const char *root,
-                      kiln_store_t *store, const kiln_build_result_t *res,
-                      const kiln_auto_build_t *ab, json_t *ev, uint64_t *pushed, kiln_error_t *err)
-{
-    _cleanup_free_ char *tmp = kiln_xasprintf("%s/build/tmp", root);
-    kiln_export_image_t img = {.store = store,
-                               .manifest = &res->manifest,
-                               .layers = res->layers,
-                               .n_layers = res->n_layers,
-                               .tags = o->n_tags ? (const char *const *)o->tags : NULL,
-                               .n_tags = o->n_tags};
-    kiln_export_ctx_t ctx = {.tmp_dir = tmp,
-                             .insecure = o->n_insecure ? o->insecure : NULL,
-                             .registry_config = o->registry_config,
-                             .ecr_create = o->ecr_create,
-                             .ecr_create_fn = kiln_cli_ecr_create_repositories,
-                             .function = ab->dockerfile != NULL,
-                             .function_handler = ab->plan ? ab->plan->handler : NULL,
-                             .function_runtime = ab->plan ? ab->plan->runtime : NULL,
-                             .result = output_done,
-                             .result_ud = ev};
-    kiln_netpolicy_t *policy = NULL; /* a tenant's push names any registry: as for FROM */
-    int ret = 0;
-
-    if (kiln_build_netpolicy(req, KILN_BUILD_FETCH_REGISTRY, &policy, err) < 0)
-        return -1;
-    ctx.policy = policy;
-    for (int pass = ctx.function ? 0 : 1; pass < 2; pass++)
-        for (size_t i = 0; i < o->n_outputs && ret == 0; i++)
-            if (is_function(o->outputs[i]) == (pass == 0))
-                ret = kiln_export_run(&ctx, &img, o->outputs[i], err);
-    *pushed += ctx.pushed;
-    kiln_export_ctx_clear(&ctx);
-    kiln_netpolicy_free(policy);
-    return ret;
-}
-
-/* Splits a --secret value ("id=ID,src=FILE" | "id=ID,env=VAR", keys in any order; "source"
- * is src) into a secret reference of s. */
-static void spec_add_secret(kiln_job_spec_t *s, const char *arg)
-{
-    kiln_secret_spec_t sp;
-    kiln_job_secret_t *sec;
-
-    kiln_secret_spec_parse(arg, &sp);
-    sec = kiln_job_spec_add_secret(s, sp.id ? sp.id : "");
-    sec->src = steal_pointer(&sp.src);
-    sec->env = steal_pointer(&sp.env);
-    kiln_secret_spec_clear(&sp);
-}
-
-/* Adds one --output to s: its type and options (an s3 one as the S3 output parser reads it,
- * whose values may hold commas). */
-static int spec_add_output(kiln_job_spec_t *s, const char *arg, kiln_error_t *err)
-{
-    kiln_export_opts_t out = {0};
-    kiln_job_output_t *o;
-
-    if (kiln_export_parse(arg, &out, err) < 0)
-        return -1;
-    o = kiln_job_spec_add_output(s, out.type);
-    for (size_t i = 0; i < out.n; i++)
-        kiln_job_output_add_opt(o, out.kv[i].key, out.kv[i].value, KILN_JOB_VALUE_STRING);
-    kiln_export_opts_free(&out);
-    return 0;
-}
-
-/* The job spec of a `kiln build` command line (job/spec.h), so that every output, reference,
- * URL and limit is checked before any work starts. Fails naming the flag's field. */
-static int spec_from_opts(const opts_t *o, const char *context, kiln_job_spec_t *s,
-                          kiln_error_t *err)
-{
-    s->local = 1;
-    s->trigger = kiln_xstrdup("cli");
-    s->build_id = o->build_id ? kiln_xstrdup(o->build_id) : NULL;
-    if (kiln_git_is_url(context)) {
-        /* URL[#REF[:SUBDIR]] */
-        const char *hash = strchr(context, '#');
-        s->source_kind = KILN_JOB_SOURCE_GIT;
-        s->source = hash ? kiln_xstrndup(context, (size_t)(hash - context)) : kiln_xstrdup(context);
-        if (hash && hash[1]) {
-            const char *colon = strchr(hash + 1, ':');
-            if (colon != hash + 1)
-                s->ref = colon ? kiln_xstrndup(hash + 1, (size_t)(colon - hash - 1))
-                               : kiln_xstrdup(hash + 1);
-            if (colon && colon[1])
-                s->subdir = kiln_xstrdup(colon + 1);
-        }
-    } else {
-        s->source_kind = KILN_JOB_SOURCE_DIR;
-        s->source = kiln_xstrdup(context);
-    }
-    if (o->subdir) {
-        free(s->subdir);
-        s->subdir = kiln_xstrdup(o->subdir);
-    }
-    s->dockerfile = o->file ? kiln_xstrdup(o->file) : NULL;
-    s->plan = o->plan_file ? kiln_xstrdup(o->plan_file) : NULL;
-    s->target = o->target ? kiln_xstrdup(o->target) : NULL;
-    for (size_t i = 0; i < o->n_args; i++) {
-        const char *eq = strchr(o->args[i], '=');
-        _cleanup_free_ char *k =
-            eq ? kiln_xstrndup(o->args[i], (size_t)(eq - o->args[i])) : kiln_xstrdup(o->args[i]);
-        kiln_job_spec_add_kv(&s->build_args, &s->n_build_args, k, eq ? eq + 1 : NULL);
-    }
-    for (size_t i = 0; i < o->n_secrets; i++)
-        spec_add_secret(s, o->secrets[i]);
-    for (unsigned bit = 1; bit < (1u << KILN_ENTITLEMENT_COUNT); bit <<= 1)
-        if (o->entitlements & bit)
-            kiln_job_spec_add_str(&s->allow, &s->n_allow, kiln_entitlement_name(bit));
-    s->limits = (kiln_job_limits_t){.memory = o->limits.memory,
-                                    .pids = o->limits.pids,
-                                    .cpu_time = o->limits.cpu_time,
-                                    .disk = o->limits.disk};
-    for (size_t i = 0; i < o->n_tags; i++)
-        kiln_job_spec_add_str(&s->tags, &s->n_tags, o->tags[i]);
-    for (size_t i = 0; i < o->n_notify; i++)
-        kiln_job_spec_add_str(&s->notify, &s->n_notify, o->notify[i]);
-    for (size_t i = 0; i < o->n_cache_from; i++)
-        kiln_job_spec_add_str(&s->cache_from, &s->n_cache_from, o->cache_from[i]);
-    s->cache_to = o->cache_to ? kiln_xstrdup(o->cache_to) : NULL;
-    s->cache_to_max = o->cache_to_max;
-    s->no_cache = o->no_cache;
-    for (size_t i = 0; i < o->n_outputs; i++)
-        if (spec_add_output(s, o->outputs[i], err) < 0)
-            return kiln_error_prefix(err, "field 'outputs[%zu]'", i);
-    if (o->push)
-        kiln_job_spec_add_output(s, "registry");
-    return kiln_job_spec_validate(s, err);
+    if (res->fail_code)
+        return res->fail_code;
+    return kiln_fs_errno_no_space(err->code) ? KILN_JOB_ERR_NO_SPACE : KILN_JOB_ERR_BUILD_FAILED;
 }
 
 static double elapsed(const struct timespec *a, const struct timespec *b)
@@ -454,6 +228,7 @@ int kiln_cmd_build(int argc, char **argv)
         O_SOURCE_BRANCH,
         O_JOB_TENANT,
         O_JOB_TRIGGER,
+        O_EVENTS_FD,
     };
     static const struct option lopts[] = {
         {"file", required_argument, NULL, 'f'},
@@ -510,9 +285,11 @@ int kiln_cmd_build(int argc, char **argv)
         {"source-branch", required_argument, NULL, O_SOURCE_BRANCH},
         {"tenant", required_argument, NULL, O_JOB_TENANT},
         {"trigger", required_argument, NULL, O_JOB_TRIGGER},
+        /* internal: kiln job run reads the build's typed events here */
+        {"events-fd", required_argument, NULL, O_EVENTS_FD},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
-    opts_t o = {.sde = -1};
+    kiln_build_opts_t o = {.sde = -1, .events_fd = -1};
     kiln_build_request_t req = {0};
     kiln_git_policy_t gitpol = {0};
     kiln_build_result_t res = {0};
@@ -742,6 +519,15 @@ int kiln_cmd_build(int argc, char **argv)
         case O_JOB_TRIGGER:
             o.trigger = optarg;
             break;
+        case O_EVENTS_FD: {
+            char *end;
+            long fd = strtol(optarg, &end, 10);
+            if (*end || end == optarg || fd < 3 || fd > 65535 || fcntl((int)fd, F_GETFD) < 0)
+                return kiln_cli_usage_error("build", "--events-fd %s: not an open descriptor",
+                                            optarg);
+            o.events_fd = (int)fd;
+            break;
+        }
         case O_SOURCE_COMMIT:
             if (strlen(optarg) < 7 || strspn(optarg, "0123456789abcdef") != strlen(optarg))
                 return kiln_cli_usage_error("build", "--source-commit: '%s' is not a commit id",
@@ -798,7 +584,7 @@ int kiln_cmd_build(int argc, char **argv)
         /* the whole job is checked before any work starts: a bad -o, tag, reference, URL
          * or limit is refused here, not after the build */
         kiln_job_spec_t spec = {0};
-        int bad = spec_from_opts(&o, argv[optind], &spec, &err) < 0;
+        int bad = kiln_build_spec_from_opts(&o, argv[optind], &spec, &err) < 0;
         kiln_job_spec_clear(&spec);
         if (bad)
             return kiln_cli_usage_error("build", "%s", err.msg);
@@ -829,6 +615,7 @@ int kiln_cmd_build(int argc, char **argv)
     gitpol.n_allow_addresses = o.n_allow_addrs;
     if (o.file == NULL && stdin_ctx == NULL &&
         kiln_auto_wanted(argv[optind], o.subdir, o.plan_file)) {
+        kiln_build_report_phase(o.events_fd, "planning");
         kiln_auto_build_opts_t ao = {.root = o.root,
                                      .subdir = o.subdir,
                                      .plan_file = o.plan_file,
@@ -899,6 +686,10 @@ int kiln_cmd_build(int argc, char **argv)
     req.entitlements = o.entitlements;
     req.progress = o.progress;
     req.log = progress_line;
+    if (o.events_fd >= 0) {
+        req.event = step_event;
+        req.log_ctx = &o;
+    }
     req.env = environ; /* build args without a value, env secrets, SOURCE_DATE_EPOCH */
     req.memory_limit = o.limits.memory;
     req.pids_limit = o.limits.pids;
@@ -934,6 +725,7 @@ int kiln_cmd_build(int argc, char **argv)
     if (o.ecr_create && o.cache_to &&
         kiln_cli_ecr_create_repositories((const char *const *)&o.cache_to, 1, &err) < 0)
         goto fail;
+    kiln_build_report_phase(o.events_fd, "building");
     if (kiln_build_run(&req, store, &res, &err) < 0) {
         /* an auto build's user never wrote the Dockerfile: say which of their steps failed */
         _cleanup_free_ char *user =
@@ -944,7 +736,7 @@ int kiln_cmd_build(int argc, char **argv)
     built = 1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     kiln_event_set_timing(ev, "build_ms", elapsed(&t0, &t1));
-    if (do_outputs(&o, &req, root, store, &res, &ab, ev, &pushed, &err) < 0) {
+    if (kiln_build_do_outputs(&o, &req, root, store, &res, &ab, ev, &pushed, &err) < 0) {
         kiln_cli_fail(&err);
         goto out;
     }
@@ -973,11 +765,15 @@ out:
         kiln_event_set_timing(ev, "total_ms", elapsed(&t0, &t2));
         kiln_event_finish(ev, rc == KILN_EXIT_OK ? "succeeded" : "failed",
                           rc == KILN_EXIT_OK ? NULL : err.msg);
+        if (rc != KILN_EXIT_OK)
+            kiln_build_report_error(o.events_fd, fail_code(&res, &err), err.msg);
+        if (o.n_notify > 0)
+            kiln_build_report_phase(o.events_fd, "notifying");
         /* a notification that fails is reported, but a good build stays good */
         if (kiln_event_notify(ev, o.notify, o.n_notify, &notified, &nerr) < 0)
             fprintf(stderr, "kiln: warning: %s\n", nerr.msg);
-        if (o.metadata_file &&
-            write_metadata(&o, rc == KILN_EXIT_OK ? &res : NULL, ev, notified, pushed, &nerr) < 0) {
+        if (o.metadata_file && kiln_build_write_metadata(&o, rc == KILN_EXIT_OK ? &res : NULL, ev,
+                                                         notified, pushed, &nerr) < 0) {
             kiln_cli_fail(&nerr);
             rc = KILN_EXIT_FAIL;
         }

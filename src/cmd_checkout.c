@@ -9,6 +9,7 @@
 
 #include "engine/statcache.h"
 #include "job/auto.h"
+#include "job/source.h"
 #include "src/cli_gitpolicy.h"
 #include "src/commands.h"
 #include "utils/cachens.h"
@@ -116,11 +117,10 @@ int kiln_cmd_checkout(int argc, char **argv)
     g.policy = gp.policy;
     kiln_git_split_ref(argv[optind], &url, &ref);
     if (cred_file) {
-        if (kiln_fs_read_file(cred_file, 64 * 1024, &cred, NULL, &err) < 0) {
+        if (kiln_job_source_read_credential(cred_file, &cred, &err) < 0) {
             kiln_error_prefix(&err, "--credential-file");
             return kiln_cli_fail(&err);
         }
-        cred[strcspn(cred, "\r\n")] = '\0';
         cred_host = kiln_git_url_host(url);
         g.credential = cred;
         g.credential_host = cred_host;

@@ -17,13 +17,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/statcache.h"
 #include "job/argv.h"
 #include "job/codec.h"
+#include "job/source.h"
 #include "job/stream.h"
+#include "src/cli_gitpolicy.h"
 #include "src/commands.h"
 #include "utils/cleanup.h"
+#include "utils/env.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
+
+extern char **environ;
 
 #define SPEC_MAX (1u << 20)
 #define LINE_MAX_BYTES (64u << 10)
@@ -36,7 +42,9 @@ static void usage(FILE *out)
             "Runs a job spec (JSON: the API's build request plus build_id, tenant, repo,\n"
             "commit, branch, trigger, plan, platform, cache) as `kiln build` would, and writes\n"
             "one JSON event per line: phase, step_start, step_end (cache_hit), log, output,\n"
-            "pushed, error (with a code), result (last). Exit status as kiln build's.\n\n"
+            "pushed, error (with a code), result (last). Exit status as kiln build's.\n"
+            "The job's source is put on disk first (a git checkout with the credential the\n"
+            "spec names as secret .git, read from its file; an uploaded context).\n\n"
             "  --spec FILE         read the spec from FILE (- = stdin)\n"
             "  --spec-fd N         read the spec from file descriptor N\n"
             "  --events FILE       write the events to FILE (default: stdout)\n"
@@ -45,7 +53,10 @@ static void usage(FILE *out)
             "  --metadata-file F   keep the build's metadata (its completion event) in F\n"
             "  --caller-group      the build stays in this process group, which the caller\n"
             "                      ends (cancel) and times out (a server's child)\n"
-            "  --secrets-dir DIR   secrets the spec names without a source: DIR/NAME\n"
+            "  --secrets-dir DIR   secrets the spec names without a source: DIR/NAME (the\n"
+            "                      git source's credential: DIR/.git)\n"
+            "  --contexts-dir DIR  uploaded contexts (source.context ID): DIR/ID, or the\n"
+            "                      tarball DIR/ID.tar\n"
             "  --untrusted         the spec is a tenant's (an API request's): no host paths\n"
             "                      (directory source, plan file, secret files, paths outside)\n"
             "  --build-option ARG  pass ARG to the build as a `kiln build` option (repeatable;\n"
@@ -62,11 +73,13 @@ typedef struct run {
      * the group (a server's cancel, its timeout, its crash recovery) ends all of it; the
      * timeout is then the caller's */
     int caller_group;
+    char build_code[32]; /* the build's error event: its code and message */
+    char *build_msg;
 } run_t;
 
 /* Writes ev (reference stolen). An events stream that stops taking events does not stop
  * the build; it is reported on stderr once. */
-static void send(run_t *r, json_t *ev)
+static void send_ev(run_t *r, json_t *ev)
 {
     kiln_error_t err = {0};
 
@@ -81,7 +94,7 @@ static void send_phase(run_t *r, const char *phase)
 {
     json_t *ev = kiln_job_event_new(r->spec, "phase");
     json_object_set_new(ev, "phase", json_string(phase));
-    send(r, ev);
+    send_ev(r, ev);
 }
 
 /* An error event, then the result: the end of a failed job. */
@@ -90,41 +103,101 @@ static void send_failure(run_t *r, const char *code, const char *message)
     json_t *ev = kiln_job_event_new(r->spec, "error");
     json_object_set_new(ev, "code", json_string(code));
     json_object_set_new(ev, "message", json_string(message));
-    send(r, ev);
+    send_ev(r, ev);
     ev = kiln_job_event_new(r->spec, "result");
     json_object_set_new(ev, "status", json_string("failed"));
     json_object_set_new(ev, "code", json_string(code));
-    send(r, ev);
+    send_ev(r, ev);
 }
 
-/* One line of the build's stderr/stdout: its progress events become step events, anything
- * else a log event. */
-static void relay_line(run_t *r, const char *line)
+/* One line of the build's stderr/stdout: a log event, whatever it says (nothing the build
+ * or its steps print is taken for an event). */
+static void relay_log(run_t *r, const char *line)
 {
-    json_t *ev = kiln_job_event_from_progress(r->spec, line);
+    json_t *ev = kiln_job_event_new(r->spec, "log");
+    json_object_set_new(ev, "text", json_string(line));
+    send_ev(r, ev);
+}
 
-    if (ev == NULL) {
-        ev = kiln_job_event_new(r->spec, "log");
-        json_object_set_new(ev, "text", json_string(line));
+/* One line of the build's typed events (--events-fd): a phase is the job's, a step event
+ * becomes a step_start/step_end/log event with the job's ids, the build's error is kept for
+ * the job's own (sent last, with the result). Anything else is dropped. */
+static void relay_event(run_t *r, const char *line)
+{
+    json_t *in = json_loads(line, JSON_REJECT_DUPLICATES, NULL), *ev;
+    const char *type = json_string_value(json_object_get(in, "event"));
+
+    if (type && strcmp(type, "phase") == 0 && json_is_string(json_object_get(in, "phase"))) {
+        send_phase(r, json_string_value(json_object_get(in, "phase")));
+    } else if (type && strcmp(type, "error") == 0) {
+        const char *code = json_string_value(json_object_get(in, "code"));
+        const char *msg = json_string_value(json_object_get(in, "message"));
+        snprintf(r->build_code, sizeof(r->build_code), "%s", code ? code : "");
+        free(r->build_msg);
+        r->build_msg = msg ? kiln_xstrdup(msg) : NULL;
+    } else if ((ev = kiln_job_event_from_progress(r->spec, line)) != NULL) {
+        send_ev(r, ev);
     }
-    send(r, ev);
+    json_decref(in);
 }
 
-/* Reads the build's output until it closes, line by line (a line longer than
- * LINE_MAX_BYTES is cut there: the rest comes as further lines). At the job's timeout the
- * build's process group is killed; what it wrote until then is still read. */
-static void relay(run_t *r, int fd, pid_t pgid)
+/* A stream of lines from the build (its log, or its events): split, each line handed to
+ * its relay; a line longer than LINE_MAX_BYTES is cut there (the rest comes as further
+ * lines). */
+typedef struct stream {
+    int fd;
+    char *buf;
+    size_t len;
+    void (*line)(run_t *r, const char *line);
+} stream_t;
+
+/* Reads what is there; 0 at the end of the stream. */
+static int stream_read(run_t *r, stream_t *st)
 {
-    char *buf = kiln_xmalloc(LINE_MAX_BYTES + 1);
-    size_t len = 0;
+    ssize_t n = read(st->fd, st->buf + st->len, LINE_MAX_BYTES - st->len);
+    char *nl, *start = st->buf;
+
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return 1;
+    if (n <= 0) {
+        if (st->len > 0) {
+            st->buf[st->len] = '\0';
+            st->line(r, st->buf);
+            st->len = 0;
+        }
+        return 0;
+    }
+    st->len += (size_t)n;
+    while ((nl = memchr(start, '\n', st->len - (size_t)(start - st->buf))) != NULL) {
+        *nl = '\0';
+        st->line(r, start);
+        start = nl + 1;
+    }
+    st->len -= (size_t)(start - st->buf);
+    memmove(st->buf, start, st->len);
+    if (st->len == LINE_MAX_BYTES) {
+        st->buf[st->len] = '\0';
+        st->line(r, st->buf);
+        st->len = 0;
+    }
+    return 1;
+}
+
+/* Reads the build's log and events until both close. At the job's timeout the build's
+ * process group is killed; what it wrote until then is still read. */
+static void relay(run_t *r, int log_fd, int ev_fd, pid_t pgid)
+{
+    stream_t st[2] = {{.fd = log_fd, .line = relay_log}, {.fd = ev_fd, .line = relay_event}};
+    int open_n = 2;
     struct timespec t0;
 
+    st[0].buf = kiln_xmalloc(LINE_MAX_BYTES + 1);
+    st[1].buf = kiln_xmalloc(LINE_MAX_BYTES + 1);
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    while (open_n > 0) {
+        struct pollfd pfd[2] = {{.fd = st[0].fd, .events = POLLIN},
+                                {.fd = st[1].fd, .events = POLLIN}};
         int wait_ms = -1;
-        ssize_t n;
-        char *nl, *start = buf;
         if (r->timeout > 0 && !r->timed_out) {
             struct timespec now;
             long long left;
@@ -138,32 +211,17 @@ static void relay(run_t *r, int fd, pid_t pgid)
                 wait_ms = left > 60000 ? 60000 : (int)left;
             }
         }
-        if (poll(&pfd, 1, wait_ms) == 0)
+        if (poll(pfd, 2, wait_ms) <= 0)
             continue;
-        n = read(fd, buf + len, LINE_MAX_BYTES - len);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        while ((nl = memchr(start, '\n', len - (size_t)(start - buf))) != NULL) {
-            *nl = '\0';
-            relay_line(r, start);
-            start = nl + 1;
-        }
-        len -= (size_t)(start - buf);
-        memmove(buf, start, len);
-        if (len == LINE_MAX_BYTES) {
-            buf[len] = '\0';
-            relay_line(r, buf);
-            len = 0;
+        for (int i = 0; i < 2; i++) {
+            if (st[i].fd >= 0 && pfd[i].revents && !stream_read(r, &st[i])) {
+                st[i].fd = -1;
+                open_n--;
+            }
         }
     }
-    if (len > 0) {
-        buf[len] = '\0';
-        relay_line(r, buf);
-    }
-    free(buf);
+    free(st[0].buf);
+    free(st[1].buf);
 }
 
 /* The outputs of the build's metadata (its completion event): one output event each, and a
@@ -185,20 +243,21 @@ static void send_outputs(run_t *r, json_t *meta)
             if (json_object_get(item, "type") == NULL)
                 json_object_set_new(ev, "type", json_string(kind));
             json_object_set_new(ev, "event", json_string("output"));
-            send(r, ev);
+            send_ev(r, ev);
             if (strcmp(json_string_value(json_object_get(item, "type")) ?: "", "registry") == 0) {
                 ev = kiln_job_event_new(r->spec, "pushed");
                 json_object_set(ev, "ref", json_object_get(item, "ref"));
                 json_object_set(ev, "digest", json_object_get(item, "digest"));
-                send(r, ev);
+                send_ev(r, ev);
             }
         }
     }
 }
 
 /* Runs `kiln build argv` in a child (the same code as the command), its stdout and stderr
- * relayed as events. Returns its exit status. */
-static int run_build(run_t *r, char **argv)
+ * relayed as log events and its typed events (argv names ev[1] as --events-fd) as the job's.
+ * Returns its exit status. */
+static int run_build(run_t *r, char **argv, int ev[2])
 {
     int p[2], status = 0, argc = 0;
     pid_t pid;
@@ -222,10 +281,12 @@ static int run_build(run_t *r, char **argv)
         else
             prctl(PR_SET_PDEATHSIG, SIGKILL);
         devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        /* the build writes its progress and result here; only the parent writes events */
+        /* the build writes its log here and its events to ev[1]; only the parent writes
+         * the job's events */
         if (devnull < 0 || dup2(devnull, STDIN_FILENO) < 0 || dup2(p[1], STDOUT_FILENO) < 0 ||
             dup2(p[1], STDERR_FILENO) < 0)
             _exit(KILN_EXIT_FAIL);
+        close(ev[0]);
         if (r->events_fd > STDERR_FILENO)
             close(r->events_fd);
         signal(SIGPIPE, SIG_DFL);
@@ -236,13 +297,70 @@ static int run_build(run_t *r, char **argv)
     if (!r->caller_group)
         setpgid(pid, pid); /* also here: the group exists before a kill, whoever runs first */
     close(p[1]);
-    relay(r, p[0], pid);
+    close(ev[1]);
+    ev[1] = -1;
+    relay(r, p[0], ev[0], pid);
     close(p[0]);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
     return KILN_EXIT_FAIL;
+}
+
+/* The checkout's git policy: the operator's build options that are checkout options too
+ * (kiln_cli_gitpolicy_arg). -1 after a usage error. */
+static int git_policy(const char *const *extra, kiln_cli_gitpolicy_t *gp)
+{
+    for (size_t i = 0; extra && extra[i]; i++)
+        if (kiln_cli_gitpolicy_arg(gp, "job run", extra[i]) < 0)
+            return -1;
+    return 0;
+}
+
+/* Puts a git or uploaded source on disk (job/source.h) and makes the spec build that tree:
+ * the commit the checkout resolved and the context's stat cache identity go with the job's
+ * events and the build from here on; the git credential is dropped. A directory source is
+ * left to the build (it reads "-" from stdin itself). */
+static int place_source(run_t *r, kiln_job_spec_t *spec, const kiln_job_source_opts_t *so,
+                        kiln_auto_source_t *src, kiln_error_t *err)
+{
+    int whole;
+
+    if (spec->source_kind != KILN_JOB_SOURCE_GIT && spec->source_kind != KILN_JOB_SOURCE_CONTEXT)
+        return 0;
+    send_phase(r, "checkout");
+    if (kiln_job_source_fetch(spec, so, src, err) < 0)
+        return -1;
+    if (spec->commit == NULL && src->commit)
+        spec->commit = kiln_xstrdup(src->commit);
+    if (spec->repo == NULL && spec->source_kind == KILN_JOB_SOURCE_GIT)
+        spec->repo = kiln_job_redact_url(spec->source);
+    if (spec->context_id == NULL && src->context_id)
+        spec->context_id = kiln_xstrdup(src->context_id);
+    if (src->context_id) {
+        json_t *ev = kiln_job_event_new(spec, "log");
+        _cleanup_free_ char *line = kiln_xasprintf(
+            "stat cache: %llu files noted, %llu kept their hash",
+            (unsigned long long)src->notes.noted, (unsigned long long)src->notes.kept);
+        json_object_set_new(ev, "text", json_string(line));
+        send_ev(r, ev);
+    }
+    kiln_job_source_drop_credential(spec);
+    /* an auto build of a subdirectory sees the whole tree (a workspace package is built
+     * from the repository's root); any other build's context is the subdirectory */
+    whole = spec->dockerfile == NULL && src->subdir && kiln_auto_wanted(src->dir, NULL, spec->plan);
+    free(spec->source);
+    free(spec->ref);
+    free(spec->source_commit);
+    spec->ref = spec->source_commit = NULL;
+    spec->source = kiln_xstrdup(whole ? src->top : src->dir);
+    if (!whole) {
+        free(spec->subdir);
+        spec->subdir = NULL;
+    }
+    spec->source_kind = KILN_JOB_SOURCE_DIR;
+    return 0;
 }
 
 /* Reads the spec text from --spec FILE, --spec-fd N or stdin. */
@@ -278,7 +396,8 @@ static int job_run(int argc, char **argv)
         O_BUILD_OPT,
         O_UNTRUSTED,
         O_METADATA,
-        O_CALLER_GROUP
+        O_CALLER_GROUP,
+        O_CONTEXTS
     };
     static const struct option lopts[] = {{"spec", required_argument, NULL, O_SPEC},
                                           {"spec-fd", required_argument, NULL, O_SPEC_FD},
@@ -290,16 +409,20 @@ static int job_run(int argc, char **argv)
                                           {"untrusted", no_argument, NULL, O_UNTRUSTED},
                                           {"metadata-file", required_argument, NULL, O_METADATA},
                                           {"caller-group", no_argument, NULL, O_CALLER_GROUP},
+                                          {"contexts-dir", required_argument, NULL, O_CONTEXTS},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
     const char *spec_file = NULL, *events_file = NULL, *root = NULL, *secrets_dir = NULL,
-               *metadata = NULL;
+               *metadata = NULL, *contexts_dir = NULL;
+    kiln_cli_gitpolicy_t gp = {0};
+    kiln_auto_source_t src = {0};
     int spec_fd = -1, c, rc = KILN_EXIT_FAIL;
     unsigned flags = KILN_JOB_JSON_LOCAL;
     run_t r = {.events_fd = STDOUT_FILENO};
     kiln_job_spec_t spec = {0};
     kiln_error_t err = {0};
     _cleanup_close_ int events_own = -1;
+    int bev[2] = {-1, -1};
     _cleanup_free_ char *text = NULL, *tmp = NULL, *meta_path = NULL, *meta_text = NULL;
     _cleanup_strv_ char **bargv = NULL;
     _cleanup_free_ const char **extra = NULL;
@@ -341,6 +464,9 @@ static int job_run(int argc, char **argv)
         case O_CALLER_GROUP:
             r.caller_group = 1;
             break;
+        case O_CONTEXTS:
+            contexts_dir = optarg;
+            break;
         case O_BUILD_OPT:
             if (optarg[0] != '-')
                 return kiln_cli_usage_error("job run", "--build-option %s: not an option", optarg);
@@ -359,6 +485,8 @@ static int job_run(int argc, char **argv)
         return kiln_cli_usage_error("job run", "unexpected argument '%s'", argv[optind]);
     if (spec_file && spec_fd >= 0)
         return kiln_cli_usage_error("job run", "--spec and --spec-fd exclude each other");
+    if (git_policy(extra, &gp) < 0)
+        return KILN_EXIT_USAGE;
     if (events_file) {
         events_own = open(events_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (events_own < 0) {
@@ -390,7 +518,34 @@ static int job_run(int argc, char **argv)
     }
     meta_path = metadata ? kiln_xstrdup(metadata) : kiln_xasprintf("%s/metadata.json", tmp);
     {
-        kiln_job_argv_opts_t ao = {.root = root,
+        kiln_job_source_opts_t so = {.root = root,
+                                     .env = environ,
+                                     .git_policy = &gp.policy,
+                                     .contexts_dir = contexts_dir,
+                                     .secrets_dir = secrets_dir};
+        const char *max = kiln_env_get(environ, "KILN_STAT_CACHE_MAX");
+        if (max && kiln_statcache_parse_max(max, &so.stat_cache_max, &err) < 0) {
+            kiln_error_prefix(&err, "KILN_STAT_CACHE_MAX");
+            goto internal;
+        }
+        if (place_source(&r, &spec, &so, &src, &err) < 0) {
+            send_failure(
+                &r, kiln_fs_errno_no_space(err.code) ? KILN_JOB_ERR_NO_SPACE : KILN_JOB_ERR_SOURCE,
+                err.msg);
+            fprintf(stderr, "kiln job run: %s\n", err.msg);
+            rc = KILN_EXIT_FAIL;
+            goto out;
+        }
+    }
+    /* close-on-exec: the build is this process forked, never an exec, so it keeps the
+     * descriptor while what its steps run does not */
+    if (pipe2(bev, O_CLOEXEC) < 0) {
+        kiln_error_set(&err, errno, "a pipe for the build's events");
+        goto internal;
+    }
+    {
+        kiln_job_argv_opts_t ao = {.events_fd = bev[1],
+                                   .root = root,
                                    .metadata_file = meta_path,
                                    .secrets_dir = secrets_dir,
                                    .progress = "json",
@@ -402,21 +557,14 @@ static int job_run(int argc, char **argv)
             goto out;
         }
     }
-    send_phase(&r, "build");
-    rc = run_build(&r, bargv);
+
+    rc = run_build(&r, bargv, bev);
     if (rc < 0) {
         kiln_error_set(&err, errno, "starting the build");
         goto internal;
     }
     if (kiln_fs_read_file(meta_path, META_MAX, &meta_text, &len, NULL) == 0)
         meta = json_loadb(meta_text, len, 0, NULL);
-    {
-        /* the commit the checkout resolved, for the events from here on */
-        const char *commit = json_string_value(json_object_get(
-            json_object_get(json_object_get(meta, "kiln.event"), "source"), "commit"));
-        if (spec.commit == NULL && commit && strspn(commit, "0123456789abcdef") == strlen(commit))
-            spec.commit = kiln_xstrdup(commit);
-    }
     send_outputs(&r, meta);
     send_phase(&r, "done");
     if (r.timed_out) {
@@ -428,12 +576,17 @@ static int job_run(int argc, char **argv)
         ev = kiln_job_event_new(&spec, "result");
         json_object_set_new(ev, "status", json_string("succeeded"));
         json_object_set(ev, "digest", json_object_get(meta, "containerimage.digest"));
-        send(&r, ev);
+        send_ev(&r, ev);
     } else {
+        /* the build's own typed error (its code: no_space, disk_limit, build_failed) */
         const char *msg =
-            json_string_value(json_object_get(json_object_get(meta, "kiln.event"), "error"));
+            r.build_msg
+                ? r.build_msg
+                : json_string_value(json_object_get(json_object_get(meta, "kiln.event"), "error"));
         send_failure(&r,
-                     rc == KILN_EXIT_USAGE ? KILN_JOB_ERR_INVALID_SPEC : KILN_JOB_ERR_BUILD_FAILED,
+                     rc == KILN_EXIT_USAGE ? KILN_JOB_ERR_INVALID_SPEC
+                     : r.build_code[0]     ? r.build_code
+                                           : KILN_JOB_ERR_BUILD_FAILED,
                      msg ? msg : "the build failed (see its log events)");
     }
     goto out;
@@ -442,7 +595,12 @@ internal:
     kiln_cli_fail(&err);
     rc = KILN_EXIT_FAIL;
 out:
+    for (int i = 0; i < 2; i++)
+        if (bev[i] >= 0)
+            close(bev[i]);
+    free(r.build_msg);
     json_decref(meta);
+    kiln_auto_source_release(&src);
     if (tmp)
         kiln_fs_rm_rf(tmp, NULL);
     kiln_job_spec_clear(&spec);

@@ -94,12 +94,6 @@ void kiln_server_policy_options(const json_t *policy, char ***opts, unsigned *n)
     }
 }
 
-int kiln_server_checkout_option(const char *opt)
-{
-    return strcmp(opt, "--server-mode") == 0 || strcmp(opt, "--allow-http-git") == 0 ||
-           strncmp(opt, "--allow-address=", 16) == 0;
-}
-
 int kiln_server_limits_policy(kiln_limits_policy_t *p, json_t *limits, json_t *max_limits,
                               int timeout_set, uint64_t timeout, int runs_builds, kiln_error_t *err)
 {

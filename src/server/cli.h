@@ -40,10 +40,6 @@ int kiln_server_isolation(char ***opts, unsigned *n, const char *isolation, cons
  * there is no such key). */
 void kiln_server_policy_options(const json_t *policy, char ***opts, unsigned *n);
 
-/* Whether a build option also applies to `kiln checkout` (the git source
- * policy: --server-mode, --allow-http-git, --allow-address=…). */
-int kiln_server_checkout_option(const char *opt);
-
 /* Completes the build limits policy of a server or worker: p holds the command line's
  * --build-* and --max-build-* values; limits and max_limits are the config's (may be NULL);
  * timeout is --build-timeout (timeout_set: given on the command line, so it wins over the

@@ -8,13 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "job/auto.h"
 #include "job/stream.h"
-#include "src/server/cli.h"
 #include "src/server/limits.h"
 #include "src/server/request.h"
 #include "src/server/runner.h"
@@ -27,8 +24,7 @@
 
 typedef struct run_ctx {
     const kiln_job_hooks_t *hooks;
-    char commit[41];
-    int checkout;           /* capture a commit line */
+    int commit_seen;        /* the commit the job's events carry was handed to hooks */
     const char *outputs;    /* the build's file outputs (./kiln-out), watched against disk */
     uint64_t disk;          /* limits.disk (0 = none) */
     uint64_t next_check_ms; /* monotonic */
@@ -37,7 +33,7 @@ typedef struct run_ctx {
      * {"phases": [NAME…], "pushed": [{"ref", "digest"}], "outputs": [...],
      *  "error": {"code", "message"}, "result": {"status", "digest", "code"}} */
     json_t *events;
-    const char *last_phase;
+    char last_phase[32]; /* the job's last phase, kept once per change */
 } run_ctx_t;
 
 static uint64_t mono_ms(void)
@@ -67,19 +63,19 @@ static void on_started(void *opaque, pid_t pgid, uint64_t ticks)
         c->hooks->started(c->hooks->opaque, pgid, ticks);
 }
 
-/* A job's phase as the build's status: "build" is "building"; the server's own names pass;
- * NULL for the others (validate, done). */
+/* A job's phase (job/stream.h) as the build's status: "checkout" is "cloning"; building,
+ * pushing and uploading pass; NULL for the others (validate, planning, exporting,
+ * notifying, done), which only the record's events keep. */
 static const char *job_status(const char *phase)
 {
-    static const char *const names[] = {"cloning", "building", "pushing", "uploading"};
+    static const char *const names[][2] = {{"checkout", "cloning"},
+                                           {"building", "building"},
+                                           {"pushing", "pushing"},
+                                           {"uploading", "uploading"}};
 
-    if (phase == NULL)
-        return NULL;
-    if (strcmp(phase, "build") == 0)
-        return "building";
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (strcmp(phase, names[i]) == 0)
-            return names[i];
+    for (size_t i = 0; phase && i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(phase, names[i][0]) == 0)
+            return names[i][1];
     return NULL;
 }
 
@@ -109,14 +105,23 @@ static void on_event(void *opaque, json_t *ev)
 
     if (type == NULL)
         return;
+    x = json_object_get(ev, "commit");
+    if (!c->commit_seen && json_string_length(x) == 40 &&
+        strspn(json_string_value(x), "0123456789abcdef") == 40) {
+        /* the commit the job's checkout resolved: every event after it carries it */
+        c->commit_seen = 1;
+        if (c->hooks->commit)
+            c->hooks->commit(c->hooks->opaque, json_string_value(x));
+    }
     if (strcmp(type, "phase") == 0) {
-        const char *p = job_status(json_string_value(json_object_get(ev, "phase")));
-        if (p && p != c->last_phase) {
-            c->last_phase = p;
-            keep_event(c->events, "phases", json_string(p));
-            if (c->hooks->phase)
-                c->hooks->phase(c->hooks->opaque, p);
+        const char *name = json_string_value(json_object_get(ev, "phase"));
+        const char *p = job_status(name);
+        if (name && strlen(name) < sizeof(c->last_phase) && strcmp(name, c->last_phase) != 0) {
+            snprintf(c->last_phase, sizeof(c->last_phase), "%s", name);
+            keep_event(c->events, "phases", json_string(name));
         }
+        if (p && c->hooks->phase)
+            c->hooks->phase(c->hooks->opaque, p);
     } else if (strcmp(type, "pushed") == 0) {
         x = json_object();
         json_object_set(x, "ref", json_object_get(ev, "ref"));
@@ -150,7 +155,7 @@ static int on_should_stop(void *opaque)
 
     /* the runner asks every 200 ms; the outputs are measured once a second, or less often
      * when a walk takes long (at most a tenth of the time walking) */
-    if (c->disk && !c->checkout && mono_ms() >= c->next_check_ms) {
+    if (c->disk && mono_ms() >= c->next_check_ms) {
         uint64_t t0 = mono_ms(), spent;
         if (outputs_over(c)) {
             c->disk_exceeded = 1;
@@ -162,19 +167,10 @@ static int on_should_stop(void *opaque)
     return c->hooks->should_stop ? c->hooks->should_stop(c->hooks->opaque) : 0;
 }
 
-/* `kiln checkout` prints the commit it checked out as a line of 40 hex digits. */
-static void on_line(void *opaque, const char *line)
-{
-    run_ctx_t *c = opaque;
-    if (c->checkout && strlen(line) == 40 && strspn(line, "0123456789abcdef") == 40)
-        memcpy(c->commit, line, 41);
-}
-
 static const kiln_runner_ops_t ops = {
     .started = on_started,
     .event = on_event,
     .should_stop = on_should_stop,
-    .line = on_line,
 };
 
 /* Reads the build's metadata file with the job's events ("events", see run_ctx_t) added;
@@ -202,63 +198,12 @@ static char *read_result(const char *path, json_t *events)
     return out;
 }
 
-/* Fills the outcome of a finished child; returns 1 when it succeeded. */
-static int judge(const kiln_runner_result_t *rr, int timeout, const char *what,
-                 const char *fail_reason, kiln_job_outcome_t *out)
+/* The error code of the job's error event (job/stream.h), or "". */
+static const char *error_code(const run_ctx_t *c)
 {
-    if (rr->stopped) {
-        snprintf(out->status, sizeof(out->status), "stopped");
-        return 0;
-    }
-    snprintf(out->status, sizeof(out->status), "failed");
-    if (rr->timed_out) {
-        snprintf(out->reason, sizeof(out->reason), "timeout");
-        snprintf(out->error, sizeof(out->error), "the build ran longer than %d seconds", timeout);
-    } else if (rr->exit_code != 0) {
-        snprintf(out->reason, sizeof(out->reason), "%s", fail_reason);
-        if (rr->signal)
-            snprintf(out->error, sizeof(out->error), "%s was killed by signal %d", what,
-                     rr->signal);
-        else
-            snprintf(out->error, sizeof(out->error), "%s exited with status %d", what,
-                     rr->exit_code);
-    } else {
-        snprintf(out->status, sizeof(out->status), "succeeded");
-        return 1;
-    }
-    return 0;
-}
-
-/* Whether the filesystem holding path has no block left for an unprivileged writer. */
-static int fs_full(const char *path)
-{
-    struct statvfs sv;
-    return path && statvfs(path, &sv) == 0 && sv.f_bavail == 0;
-}
-
-/* Whether the last 16 KiB of the build log hold needle (a child's own message). */
-static int log_tail_has(const char *log_path, const char *needle)
-{
-    _cleanup_close_ int fd = open(log_path, O_RDONLY | O_CLOEXEC);
-    char buf[16384 + 1];
-    struct stat st;
-    ssize_t n;
-
-    if (fd < 0 || fstat(fd, &st) < 0)
-        return 0;
-    n = pread(fd, buf, sizeof(buf) - 1, st.st_size > 16384 ? st.st_size - 16384 : 0);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    return memmem(buf, (size_t)n, needle, strlen(needle)) != NULL;
-}
-
-/* Whether the job's error event (its build's error, not the log) says needle. */
-static int error_event_has(const run_ctx_t *c, const char *needle)
-{
-    const char *msg =
-        json_string_value(json_object_get(json_object_get(c->events, "error"), "message"));
-    return msg && strstr(msg, needle) != NULL;
+    const char *code =
+        json_string_value(json_object_get(json_object_get(c->events, "error"), "code"));
+    return code ? code : "";
 }
 
 /* Fails the build for its disk limit (reason "disk_limit"); what: what went over. */
@@ -273,23 +218,58 @@ static void fail_disk(uint64_t disk, const char *what, kiln_job_outcome_t *out)
              lim);
 }
 
-/* A failed job that ran out of disk space (its own error, the log's last lines, or a full
- * scratch/root filesystem) is failed with reason "no_space", so the cause is not a mystery
- * "exited with status 1". */
-static void judge_space(const kiln_job_env_t *env, int err_code, kiln_job_outcome_t *out)
+/* A failed job that ran out of disk space (its error code, or the server's own errno) is
+ * failed with reason "no_space", so the cause is not a mystery "exited with status 1". */
+static void fail_no_space(kiln_job_outcome_t *out)
 {
     char prev[sizeof(out->error)];
 
-    if (strcmp(out->status, "failed") != 0 || strcmp(out->reason, "timeout") == 0)
-        return;
-    if (!kiln_fs_errno_no_space(err_code) && !fs_full(env->work_dir) && !fs_full(env->kiln_root) &&
-        !log_tail_has(env->log_path, "No space left on device") &&
-        !log_tail_has(env->log_path, "Disk quota exceeded"))
-        return;
     snprintf(prev, sizeof(prev), "%s", out->error);
+    snprintf(out->status, sizeof(out->status), "failed");
     snprintf(out->reason, sizeof(out->reason), "no_space");
     snprintf(out->error, sizeof(out->error), "no space left on the build server's disk: %.400s",
              prev);
+}
+
+/* Fills the outcome of the finished job from how it ended and its error event's code;
+ * returns 1 when it succeeded. */
+static int judge(const run_ctx_t *c, const kiln_runner_result_t *rr, int timeout,
+                 kiln_job_outcome_t *out)
+{
+    const char *code = error_code(c);
+    const char *msg =
+        json_string_value(json_object_get(json_object_get(c->events, "error"), "message"));
+
+    if (rr->stopped) {
+        snprintf(out->status, sizeof(out->status), "stopped");
+        return 0;
+    }
+    snprintf(out->status, sizeof(out->status), "failed");
+    if (rr->timed_out || strcmp(code, KILN_JOB_ERR_TIMEOUT) == 0) {
+        snprintf(out->reason, sizeof(out->reason), "timeout");
+        snprintf(out->error, sizeof(out->error), "the build ran longer than %d seconds", timeout);
+        return 0;
+    }
+    if (rr->exit_code == 0 && rr->signal == 0) {
+        snprintf(out->status, sizeof(out->status), "succeeded");
+        return 1;
+    }
+    if (rr->signal)
+        snprintf(out->error, sizeof(out->error), "kiln job run was killed by signal %d",
+                 rr->signal);
+    else if (msg)
+        snprintf(out->error, sizeof(out->error), "%s", msg);
+    else
+        snprintf(out->error, sizeof(out->error), "kiln job run exited with status %d",
+                 rr->exit_code);
+    /* the reason from the job's typed error, never from its log */
+    snprintf(out->reason, sizeof(out->reason), "%s",
+             strcmp(code, KILN_JOB_ERR_SOURCE) == 0 ? "clone_failed" : "build_failed");
+    if (strcmp(code, KILN_JOB_ERR_DISK_LIMIT) == 0)
+        fail_disk(c->disk, "a RUN step wrote more than", out);
+    else if (strcmp(code, KILN_JOB_ERR_NO_SPACE) == 0)
+        fail_no_space(out);
+    return 0;
 }
 
 #define MAX_FILES 1000
@@ -362,14 +342,6 @@ static void keep_files(const kiln_job_env_t *env, kiln_job_outcome_t *out)
     json_decref(res);
 }
 
-/* What is left of the build's wall time (timeout seconds from t0; 0 = none) for its next
- * child: the checkout and the build share it. At least 1 s, so a spent one still ends. */
-static int remaining(int timeout, time_t t0)
-{
-    time_t left = timeout - (time(NULL) - t0);
-    return timeout == 0 ? 0 : left < 1 ? 1 : (int)left;
-}
-
 static void push_arg(char ***v, size_t *n, const char *s)
 {
     *v = kiln_xrealloc(*v, (*n + 2) * sizeof(char *));
@@ -377,23 +349,11 @@ static void push_arg(char ***v, size_t *n, const char *s)
     (*v)[*n] = NULL;
 }
 
-/* The build's tenant as its cache namespace (utils/cachens): its cache mounts,
- * step cache entries, stat cache and git mirrors are the tenant's alone. */
-static void push_namespace(char ***v, size_t *n, json_t *request)
-{
-    const char *tenant = json_string_value(json_object_get(request, "tenant"));
-    if (tenant != NULL) {
-        push_arg(v, n, "--cache-namespace");
-        push_arg(v, n, tenant);
-    }
-}
-
 void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_files,
-                  const char *ctx_dir, const kiln_job_hooks_t *hooks, kiln_job_outcome_t *out)
+                  const char *contexts_dir, const kiln_job_hooks_t *hooks, kiln_job_outcome_t *out)
 {
     _cleanup_free_ char *meta = kiln_xasprintf("%s/metadata.json", env->work_dir);
-    _cleanup_free_ char *src_dir = kiln_xasprintf("%s/src", env->work_dir);
-    _cleanup_free_ char *context = NULL, *context_id = NULL, *spec_json = NULL;
+    _cleanup_free_ char *spec_json = NULL, *repo = NULL;
     _cleanup_strv_ char **argv = NULL;
     json_t *source = json_object_get(request, "source");
     _cleanup_free_ char *outputs = kiln_xasprintf("%s/kiln-out", env->work_dir);
@@ -402,7 +362,10 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
     kiln_runner_result_t rr = {0};
     kiln_error_t err = {0};
     int timeout = kiln_limits_wall_time(request, env->timeout_s);
-    time_t t0 = time(NULL);
+    const char *url = json_string_value(json_object_get(source, "git"));
+    kiln_request_ids_t ids = {.build_id = env->build_id,
+                              .branch = json_string_value(json_object_get(source, "ref")),
+                              .trigger = env->trigger ? env->trigger : "api"};
     size_t n = 0;
 
     memset(out, 0, sizeof(*out));
@@ -410,96 +373,16 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
     ctx.disk = lim.disk;
     if (kiln_fs_rm_rf(env->work_dir, &err) < 0 || kiln_fs_mkdir_p(env->work_dir, 0700, &err) < 0)
         goto error;
-
-    if (ctx_dir == NULL) {
-        /* Check the source out: kiln checkout [--root R] URL#REF DIR */
-        const char *url = json_string_value(json_object_get(source, "git"));
-        const char *ref = json_string_value(json_object_get(source, "commit"));
-        const char *sub = json_string_value(json_object_get(source, "subdir"));
-        _cleanup_free_ char *spec = NULL;
-        if (url == NULL) {
-            kiln_error_set(&err, 0, "the request has no source");
-            goto error;
-        }
-        if (ref == NULL)
-            ref = json_string_value(json_object_get(source, "ref"));
-        spec = ref ? kiln_xasprintf("%s#%s", url, ref) : kiln_xstrdup(url);
-        push_arg(&argv, &n, env->build_cmd);
-        push_arg(&argv, &n, "checkout");
-        if (env->kiln_root) {
-            push_arg(&argv, &n, "--root");
-            push_arg(&argv, &n, env->kiln_root);
-        }
-        /* the git source policy of the build (server mode, allowlist, http) */
-        for (size_t i = 0; env->build_options && env->build_options[i]; i++)
-            if (kiln_server_checkout_option(env->build_options[i]))
-                push_arg(&argv, &n, env->build_options[i]);
-        push_namespace(&argv, &n, request);
-        context_id = kiln_auto_git_context_id(url, sub);
-        push_arg(&argv, &n, "--context-id");
-        push_arg(&argv, &n, context_id);
-        if (sub) {
-            push_arg(&argv, &n, "--context-subdir");
-            push_arg(&argv, &n, sub);
-        }
-        {
-            /* the URL's credential: a 0600 file in the build's 0700 secrets directory,
-             * named on the command line, never its value */
-            const char *cred =
-                json_string_value(json_object_get(secret_files, KILN_REQUEST_GIT_SECRET));
-            if (cred) {
-                push_arg(&argv, &n, "--credential-file");
-                push_arg(&argv, &n, cred);
-            }
-        }
-        push_arg(&argv, &n, spec);
-        push_arg(&argv, &n, src_dir);
-        ctx.checkout = 1;
-        if (kiln_runner_run(argv, env->child_env, env->work_dir, env->log_path, env->log_cap,
-                            timeout, &ops, &ctx, &rr, &err) < 0)
-            goto error;
-        kiln_strv_free(argv);
-        argv = NULL;
-        n = 0;
-        if (!judge(&rr, timeout, "kiln checkout", "clone_failed", out)) {
-            judge_space(env, 0, out);
-            kiln_fs_rm_rf(env->work_dir, NULL);
-            json_decref(ctx.events);
-            return;
-        }
-        if (ctx.commit[0] && hooks->commit)
-            hooks->commit(hooks->opaque, ctx.commit);
-        ctx.checkout = 0;
-        context = sub ? kiln_xasprintf("%s/%s", src_dir, sub) : kiln_xstrdup(src_dir);
-        if (hooks->phase)
-            hooks->phase(hooks->opaque, "building");
-        /* the server's own phases, kept with the job's */
-        keep_event(ctx.events, "phases", json_string("cloning"));
-        keep_event(ctx.events, "phases", json_string("building"));
-        ctx.last_phase = "building";
-    } else {
-        context = kiln_xstrdup(ctx_dir);
-    }
-
-    /* CMD job run --spec-fd 3 --events-fd 4 [--root R] --metadata-file M [--build-option
-     * OPT]…: the job spec (the request placed in this build's directory, with its ids) in,
-     * its events out; the server's build options stay the operator's */
+    /* CMD job run --spec-fd 3 --events-fd 4 [--root R] --metadata-file M --caller-group
+     * [--contexts-dir D] [--build-option OPT]…: the job spec (the request placed in this
+     * build's directory, with its ids and the git credential's file) in, its events out; the
+     * job checks its source out itself; the server's build options stay the operator's */
     if (kiln_request_check_allow(request, env->entitlements, &err) < 0)
         goto error;
-    {
-        const char *ref = json_string_value(json_object_get(source, "ref"));
-        _cleanup_free_ char *repo = NULL;
-        const char *url = json_string_value(json_object_get(source, "git"));
-        kiln_request_ids_t ids = {.build_id = env->build_id,
-                                  .commit = ctx.commit[0] ? ctx.commit : NULL,
-                                  .branch = ref,
-                                  .trigger = env->trigger ? env->trigger : "api",
-                                  .context_id = context_id};
-        if (url)
-            ids.repo = repo = kiln_job_redact_url(url);
-        if (kiln_request_job_spec(request, context, secret_files, &ids, &spec_json, &err) < 0)
-            goto error;
-    }
+    if (url)
+        ids.repo = repo = kiln_job_redact_url(url);
+    if (kiln_request_job_spec(request, secret_files, &ids, &spec_json, &err) < 0)
+        goto error;
     push_arg(&argv, &n, env->build_cmd);
     push_arg(&argv, &n, "job");
     push_arg(&argv, &n, "run");
@@ -515,23 +398,22 @@ void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_fil
     push_arg(&argv, &n, meta);
     /* cancel and the timeout kill the runner's process group: the build must be in it */
     push_arg(&argv, &n, "--caller-group");
+    if (contexts_dir) {
+        push_arg(&argv, &n, "--contexts-dir");
+        push_arg(&argv, &n, contexts_dir);
+    }
     for (size_t i = 0; env->build_options && env->build_options[i]; i++) {
         push_arg(&argv, &n, "--build-option");
         push_arg(&argv, &n, env->build_options[i]);
     }
     if (kiln_runner_run_job(argv, env->child_env, env->work_dir, spec_json, env->log_path,
-                            env->log_cap, remaining(timeout, t0), &ops, &ctx, &rr, &err) < 0)
+                            env->log_cap, timeout, &ops, &ctx, &rr, &err) < 0)
         goto error;
     out->result = read_result(meta, ctx.events);
-    if (ctx.disk_exceeded || (rr.exit_code == 0 && !rr.stopped && outputs_over(&ctx))) {
+    if (ctx.disk_exceeded || (rr.exit_code == 0 && !rr.stopped && outputs_over(&ctx)))
         fail_disk(ctx.disk, "its file outputs (./kiln-out) took more than", out);
-    } else if (judge(&rr, timeout, "kiln build", "build_failed", out)) {
+    else if (judge(&ctx, &rr, timeout, out))
         keep_files(env, out);
-    } else if (strcmp(out->reason, "build_failed") == 0 &&
-               error_event_has(&ctx, "than the disk limit")) {
-        fail_disk(ctx.disk, "a RUN step wrote more than", out);
-    }
-    judge_space(env, 0, out);
     kiln_fs_rm_rf(env->work_dir, NULL);
     json_decref(ctx.events);
     return;
@@ -539,7 +421,8 @@ error:
     snprintf(out->status, sizeof(out->status), "failed");
     snprintf(out->reason, sizeof(out->reason), "error");
     snprintf(out->error, sizeof(out->error), "%s", err.msg);
-    judge_space(env, err.code, out);
+    if (kiln_fs_errno_no_space(err.code))
+        fail_no_space(out);
     kiln_fs_rm_rf(env->work_dir, NULL);
     json_decref(ctx.events);
 }

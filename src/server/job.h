@@ -1,9 +1,11 @@
 /* kiln server — running one build job to its end, shared by the local worker pool and
- * `kiln worker` (SQS): a git source is checked out first (`kiln checkout`, phase
- * "cloning", its credential from a file), then `kiln job run` runs the job spec (the
- * request placed on the checkout or the uploaded context, with the build's ids) — the entry
- * point `kiln build` goes through too — and its events (job/stream.h) move the build's
- * status and are kept on its record; each as a child process (runner.h). */
+ * `kiln worker` (SQS): `kiln job run` (a child process, runner.h) runs the whole job spec —
+ * the request with the build's ids, its secrets (the git credential too) as files — the
+ * entry point a person uses too: it checks the source out (or finds the uploaded context)
+ * itself, plans, builds, exports and notifies. Its typed events (job/stream.h) move the
+ * build's status (checkout is "cloning"), give its commit and, on failure, its reason
+ * (clone_failed, no_space, disk_limit, timeout, build_failed), and are kept on its record;
+ * no log line is read. */
 #ifndef KILN_SERVER_JOB_H
 #define KILN_SERVER_JOB_H
 
@@ -14,9 +16,10 @@
 #include "utils/error.h"
 
 typedef struct kiln_job_env {
-    const char *build_cmd;      /* kiln itself, run as `CMD checkout …` and `CMD build …` */
-    const char *kiln_root;      /* --root for checkout and build; NULL = their default */
-    char *const *build_options; /* added to every `kiln build`; may be NULL */
+    const char *build_cmd;      /* kiln itself, run as `CMD job run …` */
+    const char *kiln_root;      /* --root of the job; NULL = its default */
+    char *const *build_options; /* the operator's, for every build (and its checkout's
+                                   policy); may be NULL */
     const char *work_dir;       /* private scratch directory of this job (created, removed) */
     const char *log_path;       /* the job's append-only log */
     const char *artifacts_dir;  /* where the build's files (./kiln-out) are kept; NULL = drop */
@@ -40,16 +43,17 @@ typedef struct kiln_job_hooks {
 
 typedef struct kiln_job_outcome {
     char status[16]; /* succeeded | failed | stopped (by should_stop) */
-    char reason[32]; /* failed: build_failed | clone_failed | timeout | no_space | error */
+    char reason[32]; /* failed: build_failed | clone_failed | timeout | no_space |
+                        disk_limit | error */
     char error[512];
     char *result; /* the build's metadata JSON (malloc'ed) or NULL; "files": [{"path", "size"}]
                      lists what it wrote to ./kiln-out (kept in artifacts_dir) */
 } kiln_job_outcome_t;
 
-/* Runs the job for a validated request (secret_files: name → file, may be NULL; ctx_dir:
- * the directory of an uploaded context, or NULL). Always fills *out. */
+/* Runs the job for a validated request (secret_files: name → file, may be NULL;
+ * contexts_dir: where uploaded contexts are, as ID/ or ID.tar, or NULL). Always fills *out. */
 void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_files,
-                  const char *ctx_dir, const kiln_job_hooks_t *hooks, kiln_job_outcome_t *out);
+                  const char *contexts_dir, const kiln_job_hooks_t *hooks, kiln_job_outcome_t *out);
 
 void kiln_job_outcome_free(kiln_job_outcome_t *o);
 

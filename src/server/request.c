@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "engine/entitlement.h"
-#include "job/argv.h"
 #include "job/codec.h"
 #include "src/server/outconf.h"
 #include "utils/cleanup.h"
@@ -76,13 +75,11 @@ void kiln_request_free(kiln_request_t *r)
 }
 
 /* Where a stored request's build reads its secrets and writes its files: every file output
- * under KILN_OUTCONF_DIR, each secret from its file (the git credential only for the
- * checkout), the context from context_dir when given. */
-static int place_spec(kiln_job_spec_t *s, const char *context_dir, json_t *secret_files,
-                      kiln_error_t *err)
+ * under KILN_OUTCONF_DIR, each secret from its file (the git credential's for the job's
+ * checkout only, which drops it before the build). The source stays what the request named:
+ * the job checks a git source out, or finds the uploaded context, itself. */
+static int place_spec(kiln_job_spec_t *s, json_t *secret_files, kiln_error_t *err)
 {
-    size_t k = 0;
-
     for (size_t i = 0; i < s->n_outputs; i++) {
         kiln_job_output_t *o = &s->outputs[i];
         if (!kiln_outconf_type_is_local(o->type))
@@ -96,44 +93,21 @@ static int place_spec(kiln_job_spec_t *s, const char *context_dir, json_t *secre
         }
     }
     for (size_t i = 0; i < s->n_secrets; i++) {
-        const char *id = s->secrets[i].id;
-        if (strcmp(id, KILN_REQUEST_GIT_SECRET) != 0 &&
-            !json_is_string(json_object_get(secret_files, id)))
-            return kiln_error_set(err, ENOENT, "secret '%s' is not available", id);
-    }
-    for (size_t i = 0; i < s->n_secrets; i++) {
         kiln_job_secret_t *x = &s->secrets[i];
-        if (strcmp(x->id, KILN_REQUEST_GIT_SECRET) == 0) {
-            free(x->id); /* for kiln checkout only (kiln_job_run), never a build step's */
-            continue;
-        }
-        x->src = kiln_xstrdup(json_string_value(json_object_get(secret_files, x->id)));
-        s->secrets[k++] = *x;
-    }
-    s->n_secrets = k;
-    if (context_dir) {
-        /* the checkout (or the upload) is the source now: its ref and commit are the ids' */
-        free(s->source);
-        free(s->subdir);
-        free(s->ref);
-        free(s->source_commit);
-        s->subdir = s->ref = s->source_commit = NULL;
-        s->source = kiln_xstrdup(context_dir);
-        s->source_kind = KILN_JOB_SOURCE_DIR;
-    } else if (s->source_kind != KILN_JOB_SOURCE_GIT) {
-        return kiln_error_set(err, 0, "request has an uploaded context but no directory");
+        const char *file = json_string_value(json_object_get(secret_files, x->id));
+        if (file == NULL)
+            return kiln_error_set(err, ENOENT, "secret '%s' is not available", x->id);
+        x->src = kiln_xstrdup(file);
     }
     return 0;
 }
 
-int kiln_request_job_spec(json_t *stored, const char *context_dir, json_t *secret_files,
-                          const kiln_request_ids_t *ids, char **spec_json, kiln_error_t *err)
+int kiln_request_job_spec(json_t *stored, json_t *secret_files, const kiln_request_ids_t *ids,
+                          char **spec_json, kiln_error_t *err)
 {
     kiln_job_spec_t spec = {0};
-    const char *dup[][2] = {{ids->build_id, NULL}, {ids->repo, NULL},    {ids->commit, NULL},
-                            {ids->branch, NULL},   {ids->trigger, NULL}, {ids->context_id, NULL}};
-    char **slots[] = {&spec.build_id, &spec.repo,    &spec.commit,
-                      &spec.branch,   &spec.trigger, &spec.context_id};
+    const char *dup[] = {ids->build_id, ids->repo, ids->commit, ids->branch, ids->trigger};
+    char **slots[] = {&spec.build_id, &spec.repo, &spec.commit, &spec.branch, &spec.trigger};
     json_t *j;
     int ret = -1;
 
@@ -142,11 +116,11 @@ int kiln_request_job_spec(json_t *stored, const char *context_dir, json_t *secre
     if (kiln_outconf_check_shape(stored, err) < 0 ||
         kiln_job_from_json(stored, 0, &spec, NULL, err) < 0)
         return -1;
-    if (place_spec(&spec, context_dir, secret_files, err) < 0)
+    if (place_spec(&spec, secret_files, err) < 0)
         goto out;
     for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++)
-        if (dup[i][0] && *slots[i] == NULL)
-            *slots[i] = kiln_xstrdup(dup[i][0]);
+        if (dup[i] && *slots[i] == NULL)
+            *slots[i] = kiln_xstrdup(dup[i]);
     if (spec.tenant)
         spec.cache_namespace = kiln_xstrdup(spec.tenant);
     /* the paths are the server's own now (the context, secret files, outputs under the
@@ -159,26 +133,6 @@ int kiln_request_job_spec(json_t *stored, const char *context_dir, json_t *secre
     json_decref(j);
     ret = *spec_json ? 0 : kiln_error_set(err, ENOMEM, "job spec");
 out:
-    kiln_job_spec_clear(&spec);
-    return ret;
-}
-
-int kiln_request_argv(json_t *stored, const char *context_dir, json_t *secret_files,
-                      const char *metadata_file, char ***argv, kiln_error_t *err)
-{
-    kiln_job_spec_t spec = {0};
-    kiln_job_argv_opts_t ao = {.metadata_file = metadata_file, .progress = "plain"};
-    int ret;
-
-    if (!json_is_object(json_object_get(stored, "source")))
-        return kiln_error_set(err, 0, "request has no source");
-    /* again when the job runs: a request stored by an older version is held to it too */
-    if (kiln_outconf_check_shape(stored, err) < 0 ||
-        kiln_job_from_json(stored, 0, &spec, NULL, err) < 0)
-        return -1;
-    ret = place_spec(&spec, context_dir, secret_files, err);
-    if (ret == 0)
-        ret = kiln_job_build_argv(&spec, &ao, argv, err);
     kiln_job_spec_clear(&spec);
     return ret;
 }

@@ -1,5 +1,5 @@
 /* kiln server — a build request: validation of the POST /v1/builds body (and the
- * SQS job JSON), and its translation into `kiln build` arguments.
+ * SQS job JSON), and the job spec `kiln job run` runs for it.
  *
  * Body: {"source": {"git": URL, "ref": R, "commit": SHA, "subdir": DIR, "token": T} |
  *                   {"context": ID},
@@ -26,7 +26,7 @@
 
 /* The secret holding the git source's credential: a URL's userinfo ("USER:PASSWORD" or an
  * http(s) "TOKEN@") or source.token, taken out of the URL. Not a valid name for a build's
- * own secrets; handed only to `kiln checkout --credential-file`. */
+ * own secrets; handed only to the job's checkout (a file named by the spec). */
 #define KILN_REQUEST_GIT_SECRET KILN_JOB_GIT_SECRET
 
 typedef struct kiln_request {
@@ -47,23 +47,17 @@ void kiln_request_free(kiln_request_t *r);
  * `granted` (KILN_ENTITLEMENT_* bits); fails naming the first that is not. */
 int kiln_request_check_allow(json_t *stored, unsigned granted, kiln_error_t *err);
 
-/* Builds the arguments after the build command for a stored request: `build
- * --progress=plain --metadata-file META [options] CONTEXT`, the stored request read back as a
- * job spec and turned into arguments as `kiln job run` does (job/argv.h), its file outputs
- * under KILN_OUTCONF_DIR and its secrets read from secret_files. context_dir replaces an uploaded
- * context id; secret_files maps secret names to files (may be NULL). *argv is NULL-terminated. */
-int kiln_request_argv(json_t *stored, const char *context_dir, json_t *secret_files,
-                      const char *metadata_file, char ***argv, kiln_error_t *err);
-
 /* The ids a server build's job carries beyond its request (NULL: not set). */
 typedef struct kiln_request_ids {
-    const char *build_id, *repo, *commit, *branch, *trigger, *context_id;
+    const char *build_id, *repo, *commit, *branch, *trigger;
 } kiln_request_ids_t;
 
-/* The JSON text of the job spec `kiln job run` runs for a stored request (malloc'ed): files,
- * secrets and the context placed as kiln_request_argv does, the ids added, the tenant as
- * the cache namespace; validated as a whole. */
-int kiln_request_job_spec(json_t *stored, const char *context_dir, json_t *secret_files,
-                          const kiln_request_ids_t *ids, char **spec_json, kiln_error_t *err);
+/* The JSON text of the job spec `kiln job run` runs for a stored request (malloc'ed): file
+ * outputs under KILN_OUTCONF_DIR, each secret (the git credential too) read from its file in
+ * secret_files (name → file; a secret without one fails), the source as the request named it
+ * (the job fetches it), the ids added, the tenant as the cache namespace; validated as a
+ * whole (a local spec: the paths are the server's own). */
+int kiln_request_job_spec(json_t *stored, json_t *secret_files, const kiln_request_ids_t *ids,
+                          char **spec_json, kiln_error_t *err);
 
 #endif

@@ -14,8 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "job/context.h"
 #include "src/server/audit.h"
-#include "src/server/context.h"
 #include "src/server/cursor.h"
 #include "src/server/http.h"
 #include "src/server/remote.h"

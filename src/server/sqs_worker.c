@@ -15,7 +15,7 @@
 
 #include <openssl/crypto.h>
 
-#include "src/server/context.h"
+#include "job/context.h"
 #include "src/server/job.h"
 #include "src/server/jobkey.h"
 #include "src/server/modes.h"
@@ -276,27 +276,22 @@ static json_t *json_text(char *text)
     return json_string(text);
 }
 
-/* Fetches an uploaded context the server staged in S3 and unpacks it; *dir is malloc'ed. */
+/* Fetches the tarball of an uploaded context the server staged in S3 into
+ * ROOT/contexts/ID.tar (*tar, malloc'ed), where the job finds it (kiln job run
+ * --contexts-dir) and unpacks it with the default caps (serve checked its own when it was
+ * uploaded). */
 static int fetch_context(kiln_sqs_worker_t *w, kiln_aws_t *aws, const char *id, const char *url,
-                         char **dir, kiln_error_t *err)
+                         char **tar, kiln_error_t *err)
 {
-    _cleanup_free_ char *tar = kiln_xasprintf("%s/contexts/%s.tar", w->o.root, id);
-    _cleanup_free_ char *d = kiln_xasprintf("%s/contexts/%s", w->o.root, id);
-    int ret;
+    _cleanup_free_ char *t = kiln_xasprintf("%s/contexts/%s.tar", w->o.root, id);
 
     if (url == NULL)
         return kiln_error_set(err, 0, "the job has an uploaded context but no context_url");
-    if (kiln_fs_rm_rf(d, err) < 0 || kiln_fs_mkdir_p(d, 0700, err) < 0 ||
-        kiln_s3_context_get(aws, url, tar, CONTEXT_CAP, err) < 0)
-        return -1;
-    /* serve checked the caps when the context was uploaded; the defaults hold here */
-    ret = kiln_context_unpack(tar, d, NULL, err);
-    unlink(tar);
-    if (ret < 0) {
-        kiln_fs_rm_rf(d, NULL);
+    if (kiln_s3_context_get(aws, url, t, CONTEXT_CAP, err) < 0) {
+        unlink(t);
         return -1;
     }
-    *dir = steal_pointer(&d);
+    *tar = steal_pointer(&t);
     return 0;
 }
 
@@ -416,7 +411,7 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
                    const char *lease_url)
 {
     _cleanup_free_ char *log = NULL, *work = NULL, *done = NULL, *secrets = NULL;
-    _cleanup_free_ char *ctx_dir = NULL;
+    _cleanup_free_ char *ctx_tar = NULL, *contexts = NULL;
     kiln_remote_job_t job = {0};
     json_t *files = NULL;
     const char *id;
@@ -488,7 +483,7 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
                check_job_allow(w, valid.stored, &err) < 0 ||
                kiln_limits_apply(valid.stored, &w->o.limits, &err) < 0 ||
                (json_object_get(json_object_get(valid.stored, "source"), "context") &&
-                fetch_context(w, aws, id, job.context_url, &ctx_dir, &err) < 0)) {
+                fetch_context(w, aws, id, job.context_url, &ctx_tar, &err) < 0)) {
         snprintf(out.status, sizeof(out.status), "failed");
         snprintf(out.reason, sizeof(out.reason), "invalid_job");
         snprintf(out.error, sizeof(out.error), "%s", err.msg);
@@ -521,12 +516,13 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
                                   .build_id = id,
                                   .trigger = job.trigger};
             send_event(&j, json_pack("{s:s,s:s}", "type", "started", "status", first));
-            kiln_job_run(&env, valid.stored, files, ctx_dir, &hooks, &out);
+            contexts = kiln_xasprintf("%s/contexts", w->o.root);
+            kiln_job_run(&env, valid.stored, files, contexts, &hooks, &out);
         }
         kiln_fs_rm_rf(secrets, NULL);
     }
-    if (ctx_dir)
-        kiln_fs_rm_rf(ctx_dir, NULL);
+    if (ctx_tar)
+        unlink(ctx_tar);
 
     if (strcmp(out.status, "stopped") == 0 && hb.canceled) {
         /* Canceled: the steps are gone; the build ends here, as canceled. */

@@ -140,7 +140,7 @@ static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
     _cleanup_free_ char *log = kiln_server_log_path(s, job->id);
     _cleanup_free_ char *work = kiln_xasprintf("%s/builds/%s", s->root, job->id);
     _cleanup_free_ char *secrets_dir = kiln_xasprintf("%s/secrets/%s", s->root, job->id);
-    _cleanup_free_ char *ctx_dir = NULL;
+    _cleanup_free_ char *contexts = kiln_xasprintf("%s/contexts", s->root);
     _cleanup_free_ char *artifacts = kiln_xasprintf("%s/artifacts/%s", s->root, job->id);
     json_t *req = json_loads(job->request, 0, NULL), *files = json_object(), *v;
     job_ctx_t ctx = {.pool = p, .slot = slot, .id = job->id};
@@ -166,7 +166,6 @@ static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
     const kiln_tenant_t *t = kiln_config_tenant_named(s->config, tenant);
     kiln_error_t err = {0};
     char note[256];
-    const char *ctx_id;
     size_t i;
     int canceled;
 
@@ -199,9 +198,6 @@ static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
         _cleanup_free_ char *f = kiln_xasprintf("%s/%s", secrets_dir, json_string_value(v));
         json_object_set_new(files, json_string_value(v), json_string(f));
     }
-    ctx_id = json_string_value(json_object_get(json_object_get(req, "source"), "context"));
-    if (ctx_id)
-        ctx_dir = kiln_xasprintf("%s/contexts/%s", s->root, ctx_id);
 
     {
         /* the trigger the job's events carry: how the build was asked for (the audit's
@@ -213,7 +209,7 @@ static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
         _cleanup_free_ char *trigger = via ? kiln_xstrdup(via) : NULL;
         json_decref(rec);
         env.trigger = trigger;
-        kiln_job_run(&env, req, files, ctx_dir, &hooks, &out);
+        kiln_job_run(&env, req, files, contexts, &hooks, &out);
     }
     kiln_fs_rm_rf(creds_dir, NULL);
 

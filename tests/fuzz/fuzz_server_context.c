@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "src/server/context.h"
+#include "job/context.h"
 #include "tests/fuzz/fuzz_files.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"

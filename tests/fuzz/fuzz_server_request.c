@@ -1,12 +1,15 @@
 /* libFuzzer target: the build server's request validation (POST /v1/builds bodies), its
- * limits against a policy (the request's limits also taken as a tenant's), and its
- * translation to `kiln build` arguments. */
+ * limits against a policy (the request's limits also taken as a tenant's), and the job spec
+ * `kiln job run` gets for it (read back as the job reads it). */
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdlib.h>
+#include <string.h>
+
+#include "job/codec.h"
 #include "src/server/limits.h"
 #include "src/server/request.h"
-#include "utils/cleanup.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -16,7 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     kiln_error_t err = {0};
 
     if (kiln_request_parse((const char *)data, size, &r, &err) == 0) {
-        char **argv = NULL;
+        char *spec = NULL;
+        kiln_request_ids_t ids = {.build_id = "b-0123456789abcdef", .trigger = "api"};
         json_t *files = json_object();
         const char *k;
         json_t *v;
@@ -31,10 +35,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 kiln_limits_apply(r.stored, &tenant, &err);
             kiln_limits_wall_time(r.stored, 3600);
         }
-        if (kiln_request_argv(r.stored, NULL, files, "/m", &argv, &err) == 0)
-            kiln_strv_free(argv);
-        kiln_request_argv(r.stored, "/ctx", files, "/m", &argv, &err) == 0 ? kiln_strv_free(argv)
-                                                                           : (void)0;
+        if (kiln_request_job_spec(r.stored, files, &ids, &spec, &err) == 0) {
+            kiln_job_spec_t s = {0};
+            kiln_job_parse(spec, strlen(spec), KILN_JOB_JSON_LOCAL, &s, NULL, &err);
+            kiln_job_spec_clear(&s);
+            free(spec);
+        }
         json_decref(files);
         kiln_request_free(&r);
     }

@@ -13,19 +13,12 @@ from kilntest import KILN, T, free_port, kiln, wait_port
 
 TOKEN = "test-token-0123456789"
 
-# A stand-in for `kiln checkout` + `kiln build` used only by the tests of the server's
-# plumbing (queue, logs, cancel, crash): a real process that prints progress lines like a
-# build, sleeps, starts a grandchild in its process group, writes the metadata file and exits
-# with $FAKE_EXIT.
+# A stand-in for `kiln job run` used only by the tests of the server's plumbing (queue, logs,
+# cancel, crash): a real process that reads the job spec on fd 3 and writes JSON-lines events
+# on fd 4 as kiln job run does (a git source: the checkout phase, then the commit on every
+# event), sleeps, starts a grandchild in its process group, writes the metadata file and exits
+# with $FAKE_EXIT ($FAKE_CHECKOUT_EXIT fails the checkout: error code source_failed).
 FAKE_BUILD = r"""#!/bin/sh
-if [ "$1" = checkout ]; then
-  [ -n "${FAKE_CHECKOUT_ARGSLOG:-}" ] && echo "$*" >> "$FAKE_CHECKOUT_ARGSLOG"
-  for a; do last=$a; done
-  echo "fetching $3"
-  mkdir -p "$last"
-  echo 0123456789abcdef0123456789abcdef01234567
-  exit ${FAKE_CHECKOUT_EXIT:-0}
-fi
 # `kiln job run --spec-fd 3 --events-fd 4 …`: the spec on fd 3, JSON-lines events on fd 4
 [ "$1 $2" = "job run" ] || { echo "fake: not kiln job run: $*" >&2; exit 2; }
 spec=$(cat <&3)
@@ -33,19 +26,32 @@ if [ -n "${FAKE_ARGSLOG:-}" ]; then
   echo "$*" >> "$FAKE_ARGSLOG"
   echo "$spec" >> "$FAKE_ARGSLOG"
 fi
-ctx=$(echo "$spec" | sed -n 's/.*"source":{"dir":"\([^"]*\)".*/\1/p')
+ctx=$(echo "$spec" | sed -n 's/.*"source":{"[a-z]*":"\([^"]*\)".*/\1/p')
 meta=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --metadata-file) meta=$2; shift ;;
+    --contexts-dir) ctx="$2/$ctx"; shift ;;
   esac
   shift
 done
 [ -n "${FAKE_RUNLOG:-}" ] && echo "$meta" >> "$FAKE_RUNLOG"
 [ -n "${FAKE_SPANLOG:-}" ] && echo "start $meta" >> "$FAKE_SPANLOG"
-ev() { echo "{\"v\":1,\"event\":$1}" >&4; }
+commit=""
+ev() { echo "{\"v\":1$commit,\"event\":$1}" >&4; }
 ev '"phase","phase":"validate"'
-ev '"phase","phase":"build"'
+case "$spec" in
+  *'"source":{"git"'*)
+    ev '"phase","phase":"checkout"'
+    echo "fetching $ctx"
+    if [ "${FAKE_CHECKOUT_EXIT:-0}" != 0 ]; then
+      ev '"error","code":"source_failed","message":"the fake checkout failed"'
+      ev '"result","status":"failed","code":"source_failed"'
+      exit 1
+    fi
+    commit=',"commit":"0123456789abcdef0123456789abcdef01234567"' ;;
+esac
+ev '"phase","phase":"building"'
 ev "\"log\",\"text\":\"#1 resolving $ctx\""
 i=0
 while [ $i -lt ${FAKE_STEPS:-3} ]; do

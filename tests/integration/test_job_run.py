@@ -62,8 +62,8 @@ T.check("every event carries the ids (repo without credentials or query)",
             and e.get("branch") == "main" and e.get("trigger") == "webhook"
             and e.get("repo") == "https://example.com/acme/app.git" for e in ev), ev[:2])
 T.check("no event holds the repo's credential", all("tok3n" not in json.dumps(e) for e in ev))
-T.check("phases validate, build, done in order",
-        [e["phase"] for e in kinds(ev, "phase")] == ["validate", "build", "done"], ev)
+T.check("phases validate, building, exporting, done in order",
+        [e["phase"] for e in kinds(ev, "phase")] == ["validate", "building", "exporting", "done"], ev)
 starts = kinds(ev, "step_start")
 ends = kinds(ev, "step_end")
 T.check("step_start and step_end for each step",

@@ -74,9 +74,9 @@ T.check("followed log runs to the end", st == 200 and "RUN step 3" in log and
 b = srv.get(bid)
 T.check("status succeeded after the followed log ended", b["status"] == "succeeded", b)
 names = [p["name"] for p in b["phases"]]
-T.check("phases recorded in order (checkout, #N lines, push lines, JSON progress)",
+T.check("phases recorded in order, from the job's phase events (checkout is cloning)",
         names == ["cloning", "building", "pushing", "uploading"], names)
-T.check("commit from the checkout recorded", b["commit"] == "0123456789abcdef0123456789abcdef01234567", b)
+T.check("commit from the job's events after its checkout recorded", b["commit"] == "0123456789abcdef0123456789abcdef01234567", b)
 T.check("phases have timings", all(p["seconds"] is not None for p in b["phases"]), b["phases"])
 T.check("secret value not in the record", "TOPSECRET" not in json.dumps(b), b)
 T.check("secret value not in the log", "TOPSECRET" not in log, log)
@@ -143,8 +143,9 @@ failing = Server(os.path.join(T.tmp, "root-fail"), workers=1, config=config, bui
                  env={"FAKE_SLEEP": "0", "FAKE_EXIT": "3"}).start()
 st, body = failing.submit({"source": GIT})
 b = failing.wait_status(body["id"], ["failed", "succeeded"])
-T.check("failing build => failed with the exit status", b["status"] == "failed" and
-        "status 3" in (b["error"] or "") and b["reason"] == "build_failed", b)
+T.check("failing build => failed with the job's error message and code (reason build_failed)",
+        b["status"] == "failed" and "the fake build failed" in (b["error"] or "") and
+        b["reason"] == "build_failed", b)
 
 # --- timeout ---
 st, body = slow.submit({"source": GIT, "timeout_seconds": 1})
@@ -228,11 +229,13 @@ T.check("push build: clone_url at `after`, project outputs",
 srv.wait_status(b["id"], ("succeeded", "failed"))
 specs = [json.loads(line) for line in open(argslog).read().splitlines() if line.startswith("{")]
 spec = next((x for x in specs if x.get("build_id") == b["id"]), {})
-T.check("push build: its job spec carries the API's id, repo, checked-out commit, branch and "
-        "trigger github",
+T.check("push build: its job spec carries the API's id, repo, the commit to check out, branch "
+        "and trigger github (the job checks it out itself)",
         spec.get("repo") == push["repository"]["clone_url"] and spec.get("branch") == "main" and
-        spec.get("commit") == "0123456789abcdef0123456789abcdef01234567" and
+        (spec.get("source") or {}).get("commit") == "a" * 40 and "commit" not in spec and
         spec.get("trigger") == "github", spec)
+T.check("push build: the record's commit is the one the job's events carry after its checkout",
+        srv.get(b["id"])["commit"] == "0123456789abcdef0123456789abcdef01234567", srv.get(b["id"]))
 st, body = github("push", push, secret="wrong-secret")
 T.check("github bad signature => 401", st == 401, body)
 st, body = github("push", push, sig="sha256=" + "0" * 64)

@@ -14,6 +14,9 @@
 #include <unistd.h>
 
 #include "engine/entitlement.h"
+#include "job/argv.h"
+#include "job/codec.h"
+#include "job/source.h"
 #include "src/server/cursor.h"
 #include "src/server/jobkey.h"
 #include "src/server/request.h"
@@ -95,6 +98,36 @@ static void test_request_errors_name_the_field(void **state)
     }
 }
 
+/* The `kiln build` arguments `kiln job run` gives the build of a stored request: its job
+ * spec (kiln_request_job_spec), the source on disk at ctx_dir as the job's checkout leaves
+ * it (the git credential dropped), or with ctx_dir NULL the source as the request named it. */
+static int job_argv(json_t *stored, const char *ctx_dir, json_t *files, const char *meta,
+                    char ***argv, kiln_error_t *err)
+{
+    kiln_request_ids_t ids = {0};
+    kiln_job_spec_t spec = {0};
+    kiln_job_argv_opts_t ao = {.metadata_file = meta, .progress = "plain"};
+    _cleanup_free_ char *json = NULL;
+    int ret;
+
+    if (kiln_request_job_spec(stored, files, &ids, &json, err) < 0 ||
+        kiln_job_parse(json, strlen(json), KILN_JOB_JSON_LOCAL, &spec, NULL, err) < 0)
+        return -1;
+    kiln_job_source_drop_credential(&spec);
+    if (ctx_dir) {
+        free(spec.source);
+        free(spec.subdir);
+        free(spec.ref);
+        free(spec.source_commit);
+        spec.subdir = spec.ref = spec.source_commit = NULL;
+        spec.source = kiln_xstrdup(ctx_dir);
+        spec.source_kind = KILN_JOB_SOURCE_DIR;
+    }
+    ret = kiln_job_build_argv(&spec, &ao, argv, err);
+    kiln_job_spec_clear(&spec);
+    return ret;
+}
+
 static void test_request_secrets_stripped_and_argv(void **state)
 {
     const char *body =
@@ -137,7 +170,7 @@ static void test_request_secrets_stripped_and_argv(void **state)
     assert_null(strstr(stored, "SECRET"));
     assert_non_null(strstr(stored, "\"secrets\":[\"npm\"]"));
     assert_string_equal(json_string_value(json_object_get(r.secrets, "npm")), "SECRET");
-    assert_int_equal(kiln_request_argv(r.stored, NULL, files, "/m.json", &argv, &err), 0);
+    assert_int_equal(job_argv(r.stored, NULL, files, "/m.json", &argv, &err), 0);
     for (i = 0; want[i]; i++) {
         assert_non_null(argv[i]);
         assert_string_equal(argv[i], want[i]);
@@ -147,8 +180,9 @@ static void test_request_secrets_stripped_and_argv(void **state)
     kiln_request_free(&r);
 }
 
-/* The job spec a server build runs: the request placed in the build's directory (context,
- * secret files, file outputs under kiln-out), the ids the API gave it, the tenant as its cache
+/* The job spec a server build runs: the request placed in the build's directory (secret
+ * files, the git credential's too, file outputs under kiln-out), its source as the request
+ * named it (the job checks it out), the ids the API gave it, the tenant as its cache
  * namespace; never a secret value or the git credential. */
 static void test_request_job_spec(void **state)
 {
@@ -160,8 +194,7 @@ static void test_request_job_spec(void **state)
                               .repo = "https://git.example.com/org/app.git",
                               .commit = "0123456789abcdef0123456789abcdef01234567",
                               .branch = "main",
-                              .trigger = "api",
-                              .context_id = "git https://git.example.com/org/app.git "};
+                              .trigger = "api"};
     kiln_request_t r = {0};
     kiln_error_t err = {0};
     char msg[512], *spec = NULL;
@@ -169,19 +202,18 @@ static void test_request_job_spec(void **state)
 
     (void)state;
     assert_int_equal(parse(body, msg, sizeof(msg), &r), 0);
-    assert_int_equal(kiln_request_job_spec(r.stored, "/w/src", files, &ids, &spec, &err), 0);
+    assert_int_equal(kiln_request_job_spec(r.stored, files, &ids, &spec, &err), 0);
     assert_null(strstr(spec, "SECRET"));
     assert_null(strstr(spec, "tok"));
-    assert_null(strstr(spec, "/s/.git"));
     j = json_loads(spec, 0, NULL);
     want = json_loads(
-        "{\"source\": {\"dir\": \"/w/src\"}, \"tenant\": \"acme\", \"secrets\": [{\"id\": "
-        "\"npm\", \"src\": \"/s/npm\"}], \"outputs\": [{\"type\": \"local\", \"dest\": "
+        "{\"source\": {\"git\": \"https://git.example.com/org/app.git\", \"ref\": \"main\"}, "
+        "\"tenant\": \"acme\", \"secrets\": [{\"id\": \"npm\", \"src\": \"/s/npm\"}, {\"id\": "
+        "\".git\", \"src\": \"/s/.git\"}], \"outputs\": [{\"type\": \"local\", \"dest\": "
         "\"kiln-out/site\"}], \"build_id\": \"b-0123456789abcdef\", \"repo\": "
         "\"https://git.example.com/org/app.git\", \"commit\": "
         "\"0123456789abcdef0123456789abcdef01234567\", \"branch\": \"main\", \"trigger\": "
-        "\"api\", \"cache\": {\"namespace\": \"acme\", \"context_id\": "
-        "\"git https://git.example.com/org/app.git \"}}",
+        "\"api\", \"cache\": {\"namespace\": \"acme\"}}",
         0, NULL);
     assert_non_null(j);
     assert_non_null(want);
@@ -194,7 +226,7 @@ static void test_request_job_spec(void **state)
 
     /* an id the spec would refuse fails the whole spec, naming it */
     ids.branch = "-bad ref";
-    assert_int_equal(kiln_request_job_spec(r.stored, "/w/src", files, &ids, &spec, &err), -1);
+    assert_int_equal(kiln_request_job_spec(r.stored, files, &ids, &spec, &err), -1);
     assert_non_null(strstr(err.msg, "field 'branch'"));
     assert_null(spec);
     json_decref(files);
@@ -272,7 +304,7 @@ static void test_request_git_credential(void **state)
             assert_null(r.secrets);
         }
         /* never a build step's secret */
-        assert_int_equal(kiln_request_argv(r.stored, "/ctx", files, "/m.json", &argv, &err), 0);
+        assert_int_equal(job_argv(r.stored, "/ctx", files, "/m.json", &argv, &err), 0);
         for (size_t j = 0; argv[j]; j++)
             assert_null(strstr(argv[j], ".git,"));
         json_decref(files);
@@ -290,11 +322,11 @@ static void test_request_context_and_commit(void **state)
 
     assert_int_equal(parse("{\"source\": {\"context\": \"ctx-0a1b\"}}", msg, sizeof(msg), &r), 0);
     assert_string_equal(r.repo, "upload");
-    assert_int_equal(kiln_request_argv(r.stored, "/ctx/dir", NULL, "/m", &argv, &err), 0);
+    assert_int_equal(job_argv(r.stored, "/ctx/dir", NULL, "/m", &argv, &err), 0);
     while (argv[n])
         n++;
     assert_string_equal(argv[n - 1], "/ctx/dir");
-    assert_int_equal(kiln_request_argv(r.stored, NULL, NULL, "/m", &argv2, &err), -1);
+    assert_int_equal(job_argv(r.stored, NULL, NULL, "/m", &argv2, &err), -1);
     kiln_request_free(&r);
 
     assert_int_equal(parse("{\"source\": {\"git\": \"git@h:o/r.git\", \"ref\": \"dev\", "
@@ -302,7 +334,7 @@ static void test_request_context_and_commit(void **state)
                            msg, sizeof(msg), &r),
                      0);
     /* A secret without its file is an error, never an argument without it. */
-    assert_int_equal(kiln_request_argv(r.stored, NULL, NULL, "/m", &argv2, &err), -1);
+    assert_int_equal(job_argv(r.stored, NULL, NULL, "/m", &argv2, &err), -1);
     assert_non_null(strstr(err.msg, "secret 'x'"));
     kiln_request_free(&r);
 }
@@ -325,7 +357,7 @@ static void test_request_local_outputs(void **state)
                            "\"dest\": \"img/layout\", \"tar\": true}]}",
                            msg, sizeof(msg), &r),
                      0);
-    assert_int_equal(kiln_request_argv(r.stored, "/ctx", NULL, "/m", &argv, &err), 0);
+    assert_int_equal(job_argv(r.stored, "/ctx", NULL, "/m", &argv, &err), 0);
     while (argv[n] && strcmp(argv[n], "--output") != 0)
         n++;
     assert_non_null(argv[n]);
@@ -341,7 +373,7 @@ static void test_request_local_outputs(void **state)
     old = json_loads("{\"source\": {\"context\": \"ctx-0a1b\"}, \"outputs\": "
                      "[{\"type\": \"docker\", \"dest\": \"../../x.tar\"}]}",
                      0, NULL);
-    assert_int_equal(kiln_request_argv(old, "/ctx", NULL, "/m", &argv2, &err), -1);
+    assert_int_equal(job_argv(old, "/ctx", NULL, "/m", &argv2, &err), -1);
     assert_non_null(strstr(err.msg, "outputs[0].dest"));
     assert_null(argv2);
     json_decref(old);
@@ -464,7 +496,7 @@ static void test_request_allow(void **state)
         kiln_request_check_allow(
             r.stored, KILN_ENTITLEMENT_SECURITY_INSECURE | KILN_ENTITLEMENT_NETWORK_HOST, &err),
         0);
-    assert_int_equal(kiln_request_argv(r.stored, "/ctx", NULL, "/m.json", &argv, &err), 0);
+    assert_int_equal(job_argv(r.stored, "/ctx", NULL, "/m.json", &argv, &err), 0);
     for (size_t i = 0; argv[i] && argv[i + 1]; i++)
         if (strcmp(argv[i], "--allow") == 0)
             found += strcmp(argv[i + 1], "network.host") == 0 ||

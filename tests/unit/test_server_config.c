@@ -198,11 +198,6 @@ static void test_config_source_policy(void **state)
     assert_non_null(strstr(err.msg, "policy.oci_dirs"));
     assert_null(c);
 
-    assert_true(kiln_server_checkout_option("--server-mode"));
-    assert_true(kiln_server_checkout_option("--allow-http-git"));
-    assert_true(kiln_server_checkout_option("--allow-address=10.0.0.0/8"));
-    assert_false(kiln_server_checkout_option("--oci-dir=/srv/images"));
-    assert_false(kiln_server_checkout_option("--isolation=chroot"));
 }
 
 /* "policy": entitlements and isolation; chroot only through the policy. */

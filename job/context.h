@@ -1,6 +1,7 @@
-/* kiln server — uploaded build contexts: a tar (plain or compressed) unpacked safely. */
-#ifndef KILN_SERVER_CONTEXT_H
-#define KILN_SERVER_CONTEXT_H
+/* kiln — uploaded build contexts (the API's POST /v1/contexts, a queued job's staged
+ * tarball): a tar (plain or compressed) unpacked safely. */
+#ifndef KILN_JOB_CONTEXT_H
+#define KILN_JOB_CONTEXT_H
 
 #include <stdint.h>
 

@@ -1,5 +1,5 @@
-/* kiln server — uploaded build contexts (see context.h). */
-#include "src/server/context.h"
+/* kiln — uploaded build contexts (see context.h). */
+#include "job/context.h"
 
 #include <archive.h>
 #include <archive_entry.h>

@@ -1,0 +1,50 @@
+/* kiln build — its options as parsed from the command line, shared by the command
+ * (src/cmd_build.c), the job spec they make (src/build_spec.c) and what the build reports
+ * (src/build_report.c). */
+#ifndef KILN_SRC_BUILD_OPTS_H
+#define KILN_SRC_BUILD_OPTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/build.h"
+#include "oci/compress.h"
+#include "src/server/limits.h"
+
+#define MAX_LIST 256
+
+typedef struct kiln_build_opts {
+    const char *file, *target, *root, *digest_file, *metadata_file, *network, *isolation;
+    const char *subdir, *plan_file, *ssh;
+    const char *cache_from[MAX_LIST], *labels[MAX_LIST], *mirrors[MAX_LIST + 1];
+    size_t n_mirrors;
+    const char *registry_config;
+    size_t n_labels;
+    size_t n_cache_from;
+    char *cache_to;
+    int cache_to_max;
+    char *cache_repo_ref;
+    const char *tags[MAX_LIST], *args[MAX_LIST], *contexts[MAX_LIST], *secrets[MAX_LIST],
+        *outputs[MAX_LIST], *insecure[MAX_LIST + 1], *notify[MAX_LIST], *allow_addrs[MAX_LIST],
+        *oci_dirs[MAX_LIST];
+    size_t n_tags, n_args, n_contexts, n_secrets, n_outputs, n_insecure, n_notify, n_allow_addrs,
+        n_oci_dirs;
+    int server_mode, allow_http_git;
+    const char *cache_namespace; /* internal: the tenant's caches (utils/cachens) */
+    const char *context_id;      /* internal: the stat cache identity of the context */
+    int64_t stat_cache_max;      /* engine/statcache: 0 default, <0 none */
+    /* internal: the repository and commit the server checked out into the context */
+    const char *source_repo, *source_commit;
+    /* internal: who asked for the build, for the completion event (kiln job run) */
+    const char *source_branch, *tenant, *trigger;
+    const char *build_id;
+    int events_fd;         /* internal (kiln job run): typed events as JSON lines here; -1 none */
+    unsigned entitlements; /* --allow */
+    int push, no_cache, ecr_create;
+    kiln_limit_values_t limits;
+    int64_t sde;
+    kiln_compression_t compression;
+    kiln_build_progress_t progress;
+} kiln_build_opts_t;
+
+#endif

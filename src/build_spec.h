@@ -1,0 +1,15 @@
+/* kiln build — the job spec (job/spec.h) of a `kiln build` command line, so that every
+ * output, reference, URL and limit is checked before any work starts. */
+#ifndef KILN_SRC_BUILD_SPEC_H
+#define KILN_SRC_BUILD_SPEC_H
+
+#include "job/spec.h"
+#include "src/build_opts.h"
+#include "utils/error.h"
+
+/* Fills s (local, trigger "cli") from the options and the CONTEXT argument (a directory or
+ * URL[#REF[:SUBDIR]]) and validates it. Fails naming the flag's field. */
+int kiln_build_spec_from_opts(const kiln_build_opts_t *o, const char *context, kiln_job_spec_t *s,
+                              kiln_error_t *err);
+
+#endif
