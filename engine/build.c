@@ -291,8 +291,12 @@ out:
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->cond);
     free(e);
-    if (ret < 0)
+    if (ret < 0) {
+        /* what kind of failure it was outlives the rest of the result */
+        const char *code = res->fail_code;
         kiln_build_result_clear(res);
+        res->fail_code = code;
+    }
     return ret;
 }
 

@@ -12,12 +12,24 @@
 #include "engine/step_copy.h"
 #include "engine/user.h"
 
-/* Whether the filesystem holding path has no block left for an unprivileged writer (a
- * step's writes stopped by a full disk, not by its own limit). */
+/* Less free space than this on the filesystem of a failed step's writes: it failed for a
+ * full disk (a write that does not fit fails whole, leaving up to its size free). */
+#define FULL_MARGIN (4u << 20)
+
+/* Whether the filesystem holding path is full for an unprivileged writer (a step's writes
+ * stopped by the machine's disk, not by its own limit). */
 static int fs_full(const char *path)
 {
     struct statvfs sv;
-    return statvfs(path, &sv) == 0 && sv.f_bavail == 0;
+    return statvfs(path, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < FULL_MARGIN;
+}
+
+/* Records what kind of failure a step's was (stages run in parallel threads). */
+static void set_fail_code(engine_t *e, const char *code)
+{
+    pthread_mutex_lock(&e->lock);
+    e->res->fail_code = code;
+    pthread_mutex_unlock(&e->lock);
 }
 
 static void run_log(void *opaque, kiln_log_stream_t stream, const struct timespec *ts,
@@ -370,7 +382,7 @@ int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     }
     if (res.disk_exceeded) {
         char lim[32];
-        e->res->fail_code = KILN_BUILD_FAIL_DISK_LIMIT;
+        set_fail_code(e, KILN_BUILD_FAIL_DISK_LIMIT);
         kiln_size_format(e->req->disk_limit, lim, sizeof(lim));
         kiln_error_set(err, 0,
                        "Dockerfile:%d: process \"%s\" wrote more than the disk limit %s of a "
@@ -383,7 +395,7 @@ int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
         /* a step that failed with the disk of its writes full failed for the machine's
          * lack of space, whatever its own message */
         if (fs_full(upper))
-            e->res->fail_code = KILN_BUILD_FAIL_NO_SPACE;
+            set_fail_code(e, KILN_BUILD_FAIL_NO_SPACE);
         kiln_buf_init(&b, 0);
         for (size_t i = 0; i < st->tail_n; i++)
             kiln_buf_appendf(&b, NULL, "\n  %s", st->tail[i]);

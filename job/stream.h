@@ -5,7 +5,7 @@
  * no query), "commit", "branch", "trigger", "event": TYPE, …} (ids the spec does not set are
  * absent). Types:
  *   phase       {"phase": P} in this order, each when it happens: validate, checkout (a git
- *               source or an uploaded context put on disk), planning (an auto build's
+ *               source checked out), planning (an auto build's
  *               detection), building, exporting | pushing | uploading (each output: files,
  *               a registry, S3), notifying, done
  *   step_start  {"step": N, "name": "[stage-0 2/3] RUN make"}

@@ -329,7 +329,8 @@ static int place_source(run_t *r, kiln_job_spec_t *spec, const kiln_job_source_o
 
     if (spec->source_kind != KILN_JOB_SOURCE_GIT && spec->source_kind != KILN_JOB_SOURCE_CONTEXT)
         return 0;
-    send_phase(r, "checkout");
+    if (spec->source_kind == KILN_JOB_SOURCE_GIT)
+        send_phase(r, "checkout");
     if (kiln_job_source_fetch(spec, so, src, err) < 0)
         return -1;
     if (spec->commit == NULL && src->commit)

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 
+from gitserve import serve_git
 from kilntest import KILN, T, start_registry
 from server_common import busybox_layout, processes
 
@@ -202,4 +203,57 @@ T.check("a step printing progress lines: no step 98/99 events, its lines are its
 T.check("the RUN step had started, and no sleeping step is left",
         any("RUN sleep 43" in e.get("name", "") for e in kinds(ev, "step_start"))
         and not processes("sleep", "43"), ev)
+
+# a git source: kiln job run checks it out itself (the credential read from the file the spec
+# names as secret .git, never on a command line or in an event), then builds the checkout
+GIT_TOKEN = "git-TOKEN-jobrun-7a7a"
+repo = os.path.join(T.tmp, "app")
+os.makedirs(os.path.join(repo, "sub"))
+with open(os.path.join(repo, "sub", "Dockerfile"), "w") as f:
+    f.write("FROM oci:%s:1\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt\n" % layout)
+with open(os.path.join(repo, "sub", "hello.txt"), "w") as f:
+    f.write("hello from git\n")
+git = ["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@example.test"]
+subprocess.run(["git", "init", "-q", "-b", "main", repo], check=True)
+subprocess.run(git + ["add", "-A"], check=True)
+subprocess.run(git + ["commit", "-q", "-m", "app"], check=True)
+head = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+served = os.path.join(T.tmp, "served", "private")
+os.makedirs(served)
+subprocess.run(["git", "clone", "-q", "--bare", repo, os.path.join(served, "app.git")], check=True)
+_gitsrv, git_base = serve_git(os.path.join(T.tmp, "served"), private_token=GIT_TOKEN)
+cred = os.path.join(T.tmp, "git-cred")
+with open(cred, "w") as f:
+    f.write("x-access-token:%s\n" % GIT_TOKEN)
+git_out = os.path.join(T.tmp, "git-out")
+gspec = {"build_id": "b-jobgit", "source": {"git": git_base + "/private/app.git", "ref": "main",
+                                            "subdir": "sub"},
+         "secrets": [{"id": ".git", "src": cred}], "outputs": [{"type": "oci", "dest": git_out}]}
+rc, ev, err = run(gspec, extra=("--build-option=--allow-http-git",
+                                "--build-option=--oci-dir=" + layout))
+T.check("a git source: kiln job run checks it out and builds it (exit 0, result succeeded)",
+        rc == 0 and ev and ev[-1].get("status") == "succeeded"
+        and os.path.exists(os.path.join(git_out, "index.json")), f"{ev}\n{err}")
+T.check("... phases validate, checkout, building, exporting, done",
+        [e["phase"] for e in kinds(ev, "phase")] ==
+        ["validate", "checkout", "building", "exporting", "done"], kinds(ev, "phase"))
+after_checkout = ev[[i for i, e in enumerate(ev) if e.get("phase") == "checkout"][0] + 1:]
+T.check("... every event after the checkout carries the full commit and the repository",
+        after_checkout and all(e.get("commit") == head and
+                               e.get("repo") == git_base + "/private/app.git" for e in after_checkout),
+        after_checkout[:3])
+T.check("... the step read the file of the checked-out subdirectory",
+        any("hello from git" in e.get("text", "") for e in kinds(ev, "log")), kinds(ev, "log"))
+T.check("... the checkout noted its files in the stat cache (repository + subdirectory)",
+        any(e.get("text", "").startswith("stat cache: 2 files noted") for e in kinds(ev, "log")),
+        kinds(ev, "log"))
+T.check("... the token is in no event and not on stderr",
+        GIT_TOKEN not in json.dumps(ev) and GIT_TOKEN not in err, err)
+rc, ev, err = run(dict(gspec, secrets=[]), extra=("--build-option=--allow-http-git",))
+errs = kinds(ev, "error")
+T.check("a private git source without its credential: error code source_failed naming the "
+        "repository, no step ran",
+        rc == 1 and len(errs) == 1 and errs[0].get("code") == "source_failed"
+        and "private/app.git" in errs[0].get("message", "") and not kinds(ev, "step_start"),
+        f"{ev}\n{err}")
 T.done()

@@ -1,7 +1,8 @@
-"""kiln serve on a full disk: the server's root is a small tmpfs (mounted in a private mount
-namespace of this test). An upload that does not fit answers 507 (not 413) and leaves nothing
-in contexts/; a build that runs out of space ends failed with reason no_space; once space is
-back the server works as before."""
+"""kiln serve on a full disk: the server's root and its kiln root are a small tmpfs (mounted in
+a private mount namespace of this test). An upload that does not fit answers 507 (not 413) and
+leaves nothing in contexts/; a real build whose RUN step fills the disk ends failed with reason
+no_space, from the job's typed error (code no_space: the engine saw the step's filesystem full),
+never from its log; once space is back the server works as before."""
 import os
 import subprocess
 import sys
@@ -17,16 +18,11 @@ if os.environ.get("KILN_DISKFULL_NS") != "1":
         sys.exit(0)
 
 from kilntest import T  # noqa: E402
-from server_common import TOKEN, Server, tar_gz  # noqa: E402
+from server_common import TOKEN, Server, busybox_layout, tar_gz  # noqa: E402
 
-# The stand-in build: fills the disk from its scratch directory (on the server's root) and
-# fails the way a real build does, with the OS's message.
-HOG = r"""#!/bin/sh
-[ "$1" = checkout ] && exit 0
-dd if=/dev/zero of=./hog bs=65536 2>&1
-exit 1
-"""
-
+layout = busybox_layout(T.tmp)
+if layout is None:
+    T.done()
 root = os.path.join(T.tmp, "root")
 os.makedirs(root)
 r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m,mode=0700", "tmpfs", root],
@@ -34,11 +30,8 @@ r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m,mode=0700", "tmpfs",
 if r.returncode != 0:
     T.skip("disk-full tests", "cannot mount a tmpfs: " + r.stderr.strip())
     T.done()
-hog = os.path.join(T.tmp, "hog.sh")
-with open(hog, "w") as f:
-    f.write(HOG)
-os.chmod(hog, 0o755)
-srv = Server(root, workers=1, config={"tokens": [TOKEN]}, build_command=hog).start()
+srv = Server(root, workers=1, config={"tokens": [TOKEN], "policy": {"oci_dirs": [layout]}},
+             extra=["--kiln-root=" + os.path.join(root, "kiln")]).start()
 
 
 def leftovers():
@@ -76,8 +69,9 @@ def fill(leave):
     os.truncate(filler, max(0, size - leave))
 
 
-# A build that runs out of space fails, naming the lack of space.
-st, body = srv.request("POST", "/v1/contexts", body=tar_gz({"Dockerfile": b"FROM scratch\n"}))
+# A build whose step runs out of space fails, naming the lack of space.
+hog = "FROM oci:%s:1\nRUN /bin/busybox dd if=/dev/zero of=/hog bs=65536\n" % layout
+st, body = srv.request("POST", "/v1/contexts", body=tar_gz({"Dockerfile": hog.encode()}))
 T.check("an upload with space answers 201", st == 201, body)
 ctx = body["context"] if st == 201 else ""
 st, b = srv.submit({"source": {"context": ctx}})
@@ -86,6 +80,8 @@ b = srv.wait_status(b["id"], ["succeeded", "failed", "canceled"], timeout=300) i
 T.check("a build that fills the disk ends failed",
         b.get("status") == "failed", b)
 T.check("its reason is no_space", b.get("reason") == "no_space", b)
+T.check("... from the job's typed error: code no_space",
+        ((b.get("result") or {}).get("events") or {}).get("error", {}).get("code") == "no_space", b)
 T.check("its error names the lack of space", "no space left" in (b.get("error") or ""), b)
 T.check("its scratch directory is gone",
         os.listdir(os.path.join(root, "builds")) == [] if os.path.isdir(
