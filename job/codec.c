@@ -310,56 +310,9 @@ static int get_outputs(json_t *v, kiln_job_spec_t *s, kiln_error_t *err)
     return 0;
 }
 
-/* Each limit: its JSON name, its slot, whether it is a size ("512m") or a count. */
-static const struct limit_def {
-    const char *name;
-    size_t off;
-    int size;
-} limit_defs[] = {
-    {"memory", offsetof(kiln_job_limits_t, memory), 1},
-    {"pids", offsetof(kiln_job_limits_t, pids), 0},
-    {"cpu_time", offsetof(kiln_job_limits_t, cpu_time), 0},
-    {"wall_time", offsetof(kiln_job_limits_t, wall_time), 0},
-    {"disk", offsetof(kiln_job_limits_t, disk), 1},
-};
-#define N_LIMITS (sizeof(limit_defs) / sizeof(limit_defs[0]))
-
 static int get_limits(json_t *v, kiln_job_limits_t *l, kiln_error_t *err)
 {
-    const char *key;
-    json_t *x;
-
-    if (!json_is_object(v))
-        return field_err(err, "limits",
-                         "must be an object (memory, pids, cpu_time, wall_time, "
-                         "disk)");
-    json_object_foreach(v, key, x)
-    {
-        size_t i = 0;
-        char f[100];
-        uint64_t *slot;
-        while (i < N_LIMITS && strcmp(key, limit_defs[i].name) != 0)
-            i++;
-        snprintf(f, sizeof(f), "limits.%.64s", key);
-        if (i == N_LIMITS)
-            return field_err(err, f, "unknown field");
-        slot = (uint64_t *)((char *)l + limit_defs[i].off);
-        if (json_is_integer(x) && json_integer_value(x) > 0) {
-            *slot = (uint64_t)json_integer_value(x);
-        } else if (limit_defs[i].size && json_is_string(x)) {
-            kiln_error_t e = {0};
-            if (kiln_size_parse(json_string_value(x), slot, &e) < 0)
-                return kiln_error_set(err, 0, "field '%s': %s", f, e.msg);
-            if (*slot == 0)
-                return field_err(err, f, "must not be 0");
-        } else {
-            return field_err(err, f,
-                             limit_defs[i].size
-                                 ? "must be a size like \"512m\" or a number of bytes"
-                                 : "must be a positive integer");
-        }
-    }
-    return 0;
+    return kiln_job_limits_from_json(v, "limits", 1, l, err);
 }
 
 static int get_cache(json_t *v, kiln_job_spec_t *s, kiln_error_t *err)
@@ -596,25 +549,6 @@ static json_t *output_json(const kiln_job_output_t *o)
     return j;
 }
 
-static json_t *limits_json(const kiln_job_limits_t *l)
-{
-    json_t *o = json_object();
-
-    for (size_t i = 0; i < N_LIMITS; i++) {
-        uint64_t v = *(const uint64_t *)((const char *)l + limit_defs[i].off);
-        char mem[32];
-        if (v == 0)
-            continue;
-        if (limit_defs[i].size) {
-            kiln_size_format(v, mem, sizeof(mem));
-            json_object_set_new(o, limit_defs[i].name, json_string(mem));
-        } else {
-            json_object_set_new(o, limit_defs[i].name, json_integer((json_int_t)v));
-        }
-    }
-    return o;
-}
-
 static json_t *secrets_json(const kiln_job_spec_t *s)
 {
     json_t *a = json_array();
@@ -659,7 +593,7 @@ json_t *kiln_job_to_json(const kiln_job_spec_t *s)
     if (s->timeout_seconds)
         json_object_set_new(j, "timeout_seconds", json_integer(s->timeout_seconds));
     if (memcmp(&s->limits, &none, sizeof(none)) != 0)
-        json_object_set_new(j, "limits", limits_json(&s->limits));
+        json_object_set_new(j, "limits", kiln_job_limits_to_json(&s->limits));
     set_str(j, "build_id", s->build_id);
     set_str(j, "repo", s->repo);
     set_str(j, "commit", s->commit);

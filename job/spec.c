@@ -421,22 +421,6 @@ static int check_allow(const kiln_job_spec_t *s, kiln_error_t *err)
     return 0;
 }
 
-#define MAX_PIDS 4194304ULL
-#define MAX_SECONDS (7ULL * 24 * 3600)
-
-static int check_limits(const kiln_job_limits_t *l, kiln_error_t *err)
-{
-    if (l->pids > MAX_PIDS)
-        return field_err(err, "limits.pids", "%llu is too large", (unsigned long long)l->pids);
-    if (l->cpu_time > MAX_SECONDS)
-        return field_err(err, "limits.cpu_time", "%llu is too large",
-                         (unsigned long long)l->cpu_time);
-    if (l->wall_time > MAX_SECONDS)
-        return field_err(err, "limits.wall_time", "%llu is too large",
-                         (unsigned long long)l->wall_time);
-    return 0;
-}
-
 /* A reference that is pushed (a tag, an output's name, a cache image). */
 static int check_reference(const char *ref, const char *field, kiln_error_t *err)
 {
@@ -599,9 +583,9 @@ int kiln_job_spec_validate(const kiln_job_spec_t *s, kiln_error_t *err)
                          s->platform);
     if (check_kv(s, s->build_args, s->n_build_args, "build_args", err) < 0 ||
         check_kv(s, s->env, s->n_env, "env", err) < 0 || check_secrets(s, err) < 0 ||
-        check_allow(s, err) < 0 || check_limits(&s->limits, err) < 0)
+        check_allow(s, err) < 0 || kiln_job_limits_check(&s->limits, err) < 0)
         return -1;
-    if (s->timeout_seconds < 0 || (unsigned long long)s->timeout_seconds > MAX_SECONDS)
+    if (s->timeout_seconds < 0 || (unsigned long long)s->timeout_seconds > KILN_JOB_MAX_SECONDS)
         return field_err(err, "timeout_seconds", "must be a positive number of seconds");
     if (check_list(s->tags, s->n_tags, "tags", check_reference, err) < 0 ||
         check_list(s->notify, s->n_notify, "notify", check_notify, err) < 0 ||

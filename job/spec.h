@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "export/export.h"
+#include "job/limits.h"
 #include "utils/error.h"
 
 /* The secret holding a git source's credential (a URL's userinfo or source.token): not a
@@ -72,11 +73,6 @@ typedef struct kiln_job_output {
     size_t n_opts;
 } kiln_job_output_t;
 
-/* Limits of the build (0 = not set): memory (bytes) and pids of each step, CPU seconds of
- * each process, wall time of the whole job (seconds), disk (bytes each step may write). */
-typedef struct kiln_job_limits {
-    uint64_t memory, pids, cpu_time, wall_time, disk;
-} kiln_job_limits_t;
 
 typedef struct kiln_job_spec {
     int local; /* see above */

@@ -23,7 +23,7 @@ int kiln_build_write_metadata(const kiln_build_opts_t *o, const kiln_build_resul
     json_object_set(j, "kiln.event", ev);
     json_object_set_new(j, "kiln.bytes_pushed", json_integer((json_int_t)pushed));
     if (o->limits.memory || o->limits.pids || o->limits.cpu_time || o->limits.disk)
-        json_object_set_new(j, "kiln.limits", kiln_limits_json(&o->limits));
+        json_object_set_new(j, "kiln.limits", kiln_job_limits_to_json(&o->limits));
     if (notified != NULL)
         json_object_set(j, "kiln.notify", notified);
     if (res == NULL) {

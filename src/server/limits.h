@@ -13,16 +13,14 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "job/limits.h"
 #include "utils/error.h"
 
-typedef struct kiln_limit_values {
-    uint64_t memory;    /* bytes, 0 = none */
-    uint64_t pids;      /* processes, 0 = none */
-    uint64_t cpu_time;  /* CPU seconds of each process, 0 = none */
-    uint64_t wall_time; /* seconds of the whole build (checkout + build), 0 = none */
-    uint64_t disk;      /* bytes each RUN step may write (its upper dir; no file larger) and
-                           the build's file outputs (./kiln-out) may take, 0 = none */
-} kiln_limit_values_t;
+/* memory: bytes, 0 = none; pids: processes; cpu_time: CPU seconds of each process;
+ * wall_time: seconds of the whole build (checkout + build); disk: bytes each RUN step may
+ * write (its upper dir; no file larger) and the build's file outputs (./kiln-out) may take.
+ * Parsed by job/limits (the one parser of limits). */
+typedef kiln_job_limits_t kiln_limit_values_t;
 
 typedef struct kiln_limits_policy {
     kiln_limit_values_t def; /* applied when a request does not say */
@@ -80,13 +78,6 @@ int kiln_limits_policy_finish(kiln_limits_policy_t *p, kiln_error_t *err);
  * the server's maximum. */
 int kiln_limits_policy_tenant(const kiln_limits_policy_t *server, json_t *tenant_limits,
                               kiln_limits_policy_t *out, kiln_error_t *err);
-
-/* Validates a request's "limits" value; *out is its normalized form (memory as "512m"),
- * new reference. On failure err names the field ("limits.memory", …). */
-int kiln_limits_parse(json_t *v, json_t **out, kiln_error_t *err);
-
-/* The normalized object of vals: only the limits that are set, memory as "512m". */
-json_t *kiln_limits_json(const kiln_limit_values_t *vals);
 
 /* Reads a normalized "limits" object (NULL: none set). */
 void kiln_limits_values(json_t *limits, kiln_limit_values_t *out);

@@ -276,22 +276,25 @@ static json_t *json_text(char *text)
     return json_string(text);
 }
 
-/* Fetches the tarball of an uploaded context the server staged in S3 into
- * ROOT/contexts/ID.tar (*tar, malloc'ed), where the job finds it (kiln job run
- * --contexts-dir) and unpacks it with the default caps (serve checked its own when it was
- * uploaded). */
-static int fetch_context(kiln_sqs_worker_t *w, kiln_aws_t *aws, const char *id, const char *url,
-                         char **tar, kiln_error_t *err)
+/* Fetches the tarball of the uploaded context ctx (checked "ctx-<hex>" by the job codec)
+ * the server staged in S3 into ROOT/contexts/BUILD/CTX.tar, BUILD/ being the job's own
+ * contexts directory (*dir, malloc'ed; two builds of one upload never share a file), where
+ * the job finds it (kiln job run --contexts-dir) and unpacks it with the default caps (serve
+ * checked its own when it was uploaded). */
+static int fetch_context(kiln_sqs_worker_t *w, kiln_aws_t *aws, const char *build, const char *ctx,
+                         const char *url, char **dir, kiln_error_t *err)
 {
-    _cleanup_free_ char *t = kiln_xasprintf("%s/contexts/%s.tar", w->o.root, id);
+    _cleanup_free_ char *d = kiln_xasprintf("%s/contexts/%s", w->o.root, build);
+    _cleanup_free_ char *t = kiln_xasprintf("%s/%s.tar", d, ctx);
 
     if (url == NULL)
         return kiln_error_set(err, 0, "the job has an uploaded context but no context_url");
-    if (kiln_s3_context_get(aws, url, t, CONTEXT_CAP, err) < 0) {
-        unlink(t);
+    if (kiln_fs_rm_rf(d, err) < 0 || kiln_fs_mkdir_p(d, 0700, err) < 0 ||
+        kiln_s3_context_get(aws, url, t, CONTEXT_CAP, err) < 0) {
+        kiln_fs_rm_rf(d, NULL);
         return -1;
     }
-    *tar = steal_pointer(&t);
+    *dir = steal_pointer(&d);
     return 0;
 }
 
@@ -411,7 +414,7 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
                    const char *lease_url)
 {
     _cleanup_free_ char *log = NULL, *work = NULL, *done = NULL, *secrets = NULL;
-    _cleanup_free_ char *ctx_tar = NULL, *contexts = NULL;
+    _cleanup_free_ char *contexts = NULL; /* the job's uploaded context, when it has one */
     kiln_remote_job_t job = {0};
     json_t *files = NULL;
     const char *id;
@@ -483,7 +486,10 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
                check_job_allow(w, valid.stored, &err) < 0 ||
                kiln_limits_apply(valid.stored, &w->o.limits, &err) < 0 ||
                (json_object_get(json_object_get(valid.stored, "source"), "context") &&
-                fetch_context(w, aws, id, job.context_url, &ctx_tar, &err) < 0)) {
+                fetch_context(w, aws, id,
+                              json_string_value(json_object_get(
+                                  json_object_get(valid.stored, "source"), "context")),
+                              job.context_url, &contexts, &err) < 0)) {
         snprintf(out.status, sizeof(out.status), "failed");
         snprintf(out.reason, sizeof(out.reason), "invalid_job");
         snprintf(out.error, sizeof(out.error), "%s", err.msg);
@@ -516,13 +522,12 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
                                   .build_id = id,
                                   .trigger = job.trigger};
             send_event(&j, json_pack("{s:s,s:s}", "type", "started", "status", first));
-            contexts = kiln_xasprintf("%s/contexts", w->o.root);
             kiln_job_run(&env, valid.stored, files, contexts, &hooks, &out);
         }
         kiln_fs_rm_rf(secrets, NULL);
     }
-    if (ctx_tar)
-        unlink(ctx_tar);
+    if (contexts)
+        kiln_fs_rm_rf(contexts, NULL);
 
     if (strcmp(out.status, "stopped") == 0 && hb.canceled) {
         /* Canceled: the steps are gone; the build ends here, as canceled. */

@@ -1,5 +1,9 @@
 """One protocol between the server and the builder: a real `kiln serve` runs each build as
-`kiln job run --spec-fd 3 --events-fd 4` and reads its JSON-lines events (no log lines).
+`kiln job run --spec-fd 3 --events-fd 4` and reads its JSON-lines events (no log lines); the
+job checks its git source out itself (the token handed over as a file) and its phases
+(checkout, building, pushing) are the build's statuses, in local mode and through a real
+`kiln worker` on an emulated SQS queue (a git source, and an uploaded context the worker
+fetches as a tarball and the job unpacks).
 A tenant's build of a private git repository (its token in the URL) announces its completion
 on an emulated SQS queue (fauxqs) with the API's build id, the repository without the token,
 the full commit SHA, the branch, the tenant and the trigger; the build record keeps the
@@ -15,8 +19,9 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "aws"))
 import awslib  # noqa: E402
 from gitserve import serve_git  # noqa: E402
-from kilntest import KILN, T  # noqa: E402
-from server_common import Server, busybox_layout, fauxqs_queues, processes, tar_gz  # noqa: E402
+from kilntest import KILN, T, start_registry  # noqa: E402
+from server_common import (TOKEN, Server, busybox_layout, fauxqs_queues, processes,  # noqa: E402
+                           tar_gz)
 
 ACME = "acme-token-job-events-0001"
 GIT_TOKEN = "git-TOKEN-job-events-5e5e"
@@ -24,7 +29,8 @@ GIT_TOKEN = "git-TOKEN-job-events-5e5e"
 layout = busybox_layout(T.tmp)
 if layout is None:
     T.done()
-endpoint, _jobs, events, aws_env = fauxqs_queues("jev")
+endpoint, jobs, events, aws_env = fauxqs_queues("jev")
+reg = "127.0.0.1:%d" % start_registry()
 
 # a private repository (served over http on loopback, the token needed to fetch it)
 repo = os.path.join(T.tmp, "app")
@@ -45,12 +51,14 @@ url_with_token = url.replace("http://", "http://x-access-token:%s@" % GIT_TOKEN)
 
 config = {
     "policy": {"allow_http_git": True, "allow_addresses": ["127.0.0.0/8"], "oci_dirs": [layout]},
-    "tenants": [{"name": "acme", "tokens": [ACME], "outputs": {"notify": ["sqs://" + events]},
+    "tenants": [{"name": "acme", "tokens": [ACME],
+                 "outputs": {"notify": ["sqs://" + events], "registry": [reg + "/acme/"]},
                  # the server's AWS keys (fauxqs's) for the notify
                  "credentials": {"inherit": True}}],
 }
 srv = Server(os.path.join(T.tmp, "root"), workers=1, config=config, env=aws_env,
-             extra=["--kiln-root=" + os.path.join(T.tmp, "kiln-root")]).start()
+             extra=["--kiln-root=" + os.path.join(T.tmp, "kiln-root"),
+                    "--build-option=--insecure-registry=" + reg]).start()
 
 # every command line while the build runs: the token must be on none
 seen = set()
@@ -71,7 +79,10 @@ def watch():
 watcher = threading.Thread(target=watch)
 watcher.start()
 st, body = srv.request("POST", "/v1/builds", {"source": {"git": url_with_token, "ref": "main"},
-                                              "notify": ["sqs://" + events]}, token=ACME)
+                                              "notify": ["sqs://" + events],
+                                              "outputs": [{"type": "registry",
+                                                           "name": reg + "/acme/app:1"}]},
+                       token=ACME)
 T.check("acme's build of a private repository => 202", st == 202, body)
 bid = body.get("id", "b-x")
 b = {}
@@ -105,9 +116,14 @@ T.check("the record's completion event is the same",
         ((b or {}).get("result") or {}).get("kiln.event", {}).get("source", {}).get("commit") == head,
         (b or {}).get("result"))
 jev = ((b or {}).get("result") or {}).get("events") or {}
-T.check("the record keeps the job's events: phases and the result",
-        "building" in (jev.get("phases") or []) and
-        (jev.get("result") or {}).get("status") == "succeeded", jev)
+T.check("the record keeps the job's events: its phases in order and the result",
+        jev.get("phases") == ["validate", "checkout", "building", "pushing", "notifying", "done"]
+        and (jev.get("result") or {}).get("status") == "succeeded", jev)
+T.check("the build's statuses came from the job's phase events: cloning, building, pushing",
+        [p["name"] for p in (b or {}).get("phases", [])] == ["cloning", "building", "pushing"],
+        (b or {}).get("phases"))
+T.check("... and the pushed digest", [x.get("ref") for x in jev.get("pushed") or []] ==
+        [reg + "/acme/app:1"], jev)
 
 # --- cancel through the API ends the running job ---
 st, body = srv.request("POST", "/v1/contexts", body=tar_gz(
@@ -139,4 +155,50 @@ while time.time() < end and (sleepers() or job_runs()):
 T.check("kiln job run and its sandboxed step are gone after the cancel",
         not sleepers() and not job_runs(), (sleepers(), job_runs()))
 srv.term()
+
+# --- queue mode: kiln serve --queue and a real kiln worker run the same kiln job run ---
+public = os.path.join(T.tmp, "served", "app.git")
+subprocess.run(["git", "clone", "-q", "--bare", repo, public], check=True)
+awslib.s3_create_bucket(endpoint, "jev-contexts")
+qsrv = Server(os.path.join(T.tmp, "qroot"), config={"tokens": [TOKEN]}, env=aws_env,
+              extra=["--queue", jobs, "--events-queue", events,
+                     "--context-store", "s3://jev-contexts/staged/"]).start()
+wenv = dict(os.environ)
+wenv.update(aws_env)
+worker = T.spawn([KILN, "worker", "--queue", jobs, "--events-queue", events,
+                  "--root", os.path.join(T.tmp, "wroot"),
+                  "--kiln-root", os.path.join(T.tmp, "kiln-root-w"),
+                  "--allow-address", "127.0.0.0/8", "--build-option=--allow-http-git",
+                  "--build-option=--oci-dir=" + layout,
+                  "--build-option=--insecure-registry=" + reg,
+                  "--visibility-timeout", "30", "--wait-seconds", "1", "--drain-timeout", "10"],
+                 stdout=open(os.path.join(T.tmp, "worker.log"), "w"), stderr=subprocess.STDOUT,
+                 env=wenv)
+st, body = qsrv.submit({"source": {"git": git_base + "/app.git", "ref": "main"},
+                        "outputs": [{"type": "registry", "name": reg + "/q/app:1"}]})
+qb = qsrv.wait_status(body.get("id", "b-x"), ["succeeded", "failed"], timeout=300) \
+    if st == 202 else body
+qlog = qsrv.request("GET", "/v1/builds/%s/logs" % qb.get("id", "b-x"), raw=True)[1]
+T.check("queue mode: the worker's kiln job run checked the repository out and pushed it",
+        qb.get("status") == "succeeded", (qb, qlog[-2000:], open(os.path.join(T.tmp, "worker.log")).read()[-2000:]))
+T.check("queue mode: the statuses came from the job's phase events: cloning, building, pushing",
+        [p["name"] for p in qb.get("phases", [])] == ["cloning", "building", "pushing"],
+        qb.get("phases"))
+T.check("queue mode: the commit the job's checkout resolved", qb.get("commit") == head, qb)
+st, body = qsrv.request("POST", "/v1/contexts", body=tar_gz(
+    {"Dockerfile": ("FROM oci:%s:1\nCOPY f /f\nRUN cat /f\n" % layout).encode(),
+     "f": b"from the upload\n"}))
+st, body = qsrv.submit({"source": {"context": body.get("context", "")},
+                        "outputs": [{"type": "registry", "name": reg + "/q/up:1"}]})
+ub = qsrv.wait_status(body.get("id", "b-x"), ["succeeded", "failed"], timeout=300) \
+    if st == 202 else body
+ulog = qsrv.request("GET", "/v1/builds/%s/logs" % ub.get("id", "b-x"), raw=True)[1]
+T.check("queue mode: an uploaded context, fetched by the worker as a tarball, unpacked and built "
+        "by the job", ub.get("status") == "succeeded" and b"from the upload" in ulog,
+        (ub, ulog[-2000:]))
+T.check("queue mode: its statuses building, pushing (no checkout for an upload)",
+        [p["name"] for p in ub.get("phases", [])] == ["building", "pushing"], ub.get("phases"))
+worker.terminate()
+worker.wait(timeout=60)
+qsrv.term()
 T.done()

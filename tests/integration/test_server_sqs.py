@@ -72,16 +72,17 @@ T.check("each job was built exactly once", all(len(r.get(i, [])) == 1 for i in i
         {i: r.get(i) for i in ids})
 T.check("both workers took jobs", {w for i in ids for w in r.get(i, [])} == {"w1", "w2"}, r)
 b = final.get(ids[0], {})
-T.check("the server has the phases, commit and result from the events",
+T.check("the server has the phases, the commit the checkout resolved and the result from the "
+        "job's events",
         [p["name"] for p in b.get("phases", [])][:2] == ["cloning", "building"] and
         b.get("commit") == "0123456789abcdef0123456789abcdef01234567" and
         (b.get("result") or {}).get("image.name") == "example/app:1", b)
 specs = [json.loads(line) for line in open(argslog).read().splitlines() if line.startswith("{")]
 spec = next((x for x in specs if x.get("build_id") == ids[0]), {})
-T.check("the worker's job spec carries the API's build id, the repository, the checked-out "
-        "commit and the trigger",
+T.check("the worker's job spec carries the API's build id, the repository, the git source to "
+        "check out (the job checks it out itself) and the trigger",
         spec.get("repo", "").endswith(".git") and spec.get("trigger") == "api" and
-        spec.get("commit") == "0123456789abcdef0123456789abcdef01234567", spec)
+        (spec.get("source") or {}).get("git", "").endswith(".git") and "commit" not in spec, spec)
 st, log, _ = srv.request("GET", "/v1/builds/%s/logs" % ids[0], raw=True)
 T.check("the server has the build log from the finished event",
         b"RUN step 3" in log and b"[kiln] succeeded" in log, log)

@@ -18,6 +18,17 @@
 #define GIB (1ULL << 30)
 #define MIB (1ULL << 20)
 
+/* A request's "limits" as the job codec reads it (job/limits), normalized (memory "2g"). */
+static int limits_norm(json_t *v, json_t **out, kiln_error_t *err)
+{
+    kiln_job_limits_t l;
+
+    if (kiln_job_limits_from_json(v, "limits", 1, &l, err) < 0)
+        return -1;
+    *out = kiln_job_limits_to_json(&l);
+    return 0;
+}
+
 static json_t *js(const char *text)
 {
     json_t *v = json_loads(text, 0, NULL);
@@ -52,7 +63,7 @@ static int apply(const kiln_limits_policy_t *p, const char *req, json_t **out, k
         stored = js(req);
     } else if (req[0]) {
         json_t *v = js(req);
-        r = kiln_limits_parse(v, &norm, err);
+        r = limits_norm(v, &norm, err);
         json_decref(v);
         if (r < 0) {
             json_decref(stored);
