@@ -1,3 +1,5 @@
+/* kiln — a build plan (see plan.h): its fields, env and caches set and freed, the reason of
+ * each choice, and its JSON (`kiln plan`, `kiln build --plan`) written and read back. */
 #include "handlers/plan.h"
 
 #include <errno.h>

@@ -1,3 +1,5 @@
+/* kiln — read-only access to a source tree for the detection handlers (see tree.h): every
+ * lookup resolved inside the tree's root, files read with a cap. */
 #include "handlers/tree.h"
 
 #include <dirent.h>

@@ -1,3 +1,4 @@
+/* kiln — a growable byte buffer with a hard cap (see buf.h). */
 #include "utils/buf.h"
 
 #include <errno.h>

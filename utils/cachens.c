@@ -1,3 +1,5 @@
+/* kiln — cache namespaces (see cachens.h): a namespace name checked, the paths of its caches
+ * made 0700 one component at a time without following links. */
 #include "utils/cachens.h"
 
 #include <errno.h>

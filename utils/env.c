@@ -1,3 +1,4 @@
+/* kiln — lookups in an explicit environment list (see env.h). */
 #include "utils/env.h"
 
 #include <string.h>

@@ -1,3 +1,4 @@
+/* kiln — error reporting (see error.h): messages set, prefixed and cleared. */
 #include "utils/error.h"
 
 #include <stdarg.h>

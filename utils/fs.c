@@ -1,3 +1,5 @@
+/* kiln — filesystem helpers (see fs.h): reads with caps, atomic writes, mkdir -p, temp
+ * directories, rm -rf without following links. All fds are O_CLOEXEC. */
 #include "utils/fs.h"
 
 #include <dirent.h>

@@ -1,3 +1,5 @@
+/* kiln — HMAC-SHA256, also over a body fed in pieces, and constant-time comparison (see
+ * hmac.h). */
 #include "utils/hmac.h"
 
 #include <openssl/evp.h>

@@ -1,3 +1,4 @@
+/* kiln — allocation helpers (see mem.h): failure aborts. */
 #include "utils/mem.h"
 
 #include <stdarg.h>

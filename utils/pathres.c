@@ -1,3 +1,5 @@
+/* kiln — untrusted paths resolved inside a root directory (see pathres.h): openat2
+ * RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, or an equivalent walk one component at a time. */
 #include "utils/pathres.h"
 
 #include <errno.h>

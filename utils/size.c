@@ -1,3 +1,4 @@
+/* kiln — byte sizes as people write them (see size.h): "512m", "1g", "64MiB", "4096". */
 #include "utils/size.h"
 
 #include <ctype.h>

@@ -1,3 +1,5 @@
+/* kiln server — the access log (see accesslog.h): one JSON line per HTTP request, no query
+ * string or header in it, written whole under a mutex, the file reopened on SIGHUP. */
 #include "src/server/accesslog.h"
 
 #include <errno.h>

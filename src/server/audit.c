@@ -1,3 +1,5 @@
+/* kiln server — the audit trail of a build (see audit.h): who triggered it (token id, webhook
+ * project, delivery, pusher) and the dedupe keys of webhook deliveries and Idempotency-Keys. */
 #include "src/server/audit.h"
 
 #include <openssl/evp.h>

@@ -1,3 +1,6 @@
+/* kiln server — the configuration file read and checked (see config.h): tenants and tokens,
+ * webhook projects, the build policy, limits and request/connection bounds, each bad value
+ * named by its key. */
 #include "src/server/config.h"
 
 #include <errno.h>

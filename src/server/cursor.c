@@ -1,3 +1,4 @@
+/* kiln server — opaque cursors for paginated lists (see cursor.h). */
 #include "src/server/cursor.h"
 
 #include <errno.h>

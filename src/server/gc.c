@@ -1,3 +1,5 @@
+/* kiln server — the garbage collector (see gc.h): logs, contexts, scratch, secrets, git
+ * mirrors, cache mounts, stat caches and build cache entries, by age and size. */
 #include "src/server/gc.h"
 #include "src/server/tenantcreds.h"
 

@@ -1,3 +1,6 @@
+/* kiln server — the HTTP layer over libmicrohttpd (see http.h): bodies read with caps,
+ * bearer tokens resolved to tenants, connection bounds and the reaper, dispatch to the routes,
+ * the access log line of each request. */
 #include "src/server/http.h"
 
 #include <arpa/inet.h>

@@ -1,3 +1,5 @@
+/* kiln server — build secrets sealed for the job queue (see jobkey.h): AES-256-GCM under the
+ * shared key file, the build id as additional data. */
 #include "src/server/jobkey.h"
 
 #include <ctype.h>

@@ -1,3 +1,5 @@
+/* kiln server — per-build limits (see limits.h): a request's "limits" parsed, the policy's
+ * defaults and maxima, a tenant's limits applied within them. */
 #include "src/server/limits.h"
 
 #include <errno.h>

@@ -1,3 +1,5 @@
+/* kiln worker — fair scheduling of the SQS job queue across tenants (see qfair.h): the
+ * message of a received batch to start, and the pure parts of max_concurrent leases. */
 #include "src/server/qfair.h"
 
 #include <string.h>

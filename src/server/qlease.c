@@ -1,3 +1,5 @@
+/* kiln worker — max_concurrent across the workers of a queue (see qlease.h): a tenant's
+ * lease objects in the context store counted, written, renewed and deleted. */
 #include "src/server/qlease.h"
 
 #include <stdlib.h>

@@ -1,3 +1,6 @@
+/* kiln server — scale-out over SQS (see remote.h): each build sent as a job message, uploaded
+ * contexts staged, cancel markers written, and the events `kiln worker`s send back applied to
+ * kiln.db. */
 #include "src/server/remote.h"
 
 #include <errno.h>

@@ -1,3 +1,5 @@
+/* kiln server — one child process in its own process group (see runner.h): its output into
+ * the build's capped log, a job's spec on descriptor 3, its events read from descriptor 4. */
 #include "src/server/runner.h"
 
 #include <errno.h>

@@ -1,3 +1,5 @@
+/* kiln server — uploaded contexts and cancel markers in the S3 context store of queue mode
+ * (see s3_context.h). */
 #include "src/server/s3_context.h"
 
 #include <errno.h>

@@ -1,3 +1,5 @@
+/* kiln server — fair scheduling of the local queue across tenants (see sched.h): round robin
+ * over the tenants with queued builds and a free slot. */
 #include "src/server/sched.h"
 
 #include <string.h>

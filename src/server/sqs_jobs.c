@@ -1,3 +1,5 @@
+/* kiln server — the SQS calls of the job queue beyond SendMessage (see sqs_jobs.h):
+ * ReceiveMessage, DeleteMessage, ChangeMessageVisibility. */
 #include "src/server/sqs_jobs.h"
 
 #include <errno.h>

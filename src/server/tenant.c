@@ -1,3 +1,6 @@
+/* kiln server — tenants (see tenant.h): each from the config with its prefixes, entitlements
+ * and limits, tokens kept as hashes and compared in constant time, the `default` tenant of
+ * the older single-tenant forms. */
 #include "src/server/tenant.h"
 
 #include <openssl/crypto.h>
