@@ -4,10 +4,12 @@
 #include <ctype.h>
 #include <libgen.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "handlers/kiln_json.h"
+#include "handlers/node_framework.h"
 #include "handlers/procfile.h"
 #include "utils/buf.h"
 #include "utils/cleanup.h"
@@ -20,6 +22,12 @@
 const char *kiln_detect_getenv(const kiln_detect_ctx_t *ctx, const char *key)
 {
     return kiln_env_get(ctx->env, key);
+}
+
+char *kiln_detect_default_image_prefix(char *const *env)
+{
+    const char *dir = kiln_env_get(env, "KILN_IMAGES_DIR");
+    return kiln_xasprintf("oci:%s", dir ? dir : KILN_DEFAULT_IMAGES_DIR);
 }
 
 char *kiln_detect_image(const kiln_detect_ctx_t *ctx, const char *name)
@@ -162,6 +170,8 @@ static void explain_overrides(const kiln_detect_ctx_t *ctx, const kiln_overrides
     if (ov->port)
         kiln_plan_why(plan, KILN_WHY_PORT, "%s",
                       kiln_detect_getenv(ctx, "KILN_PORT") ? "KILN_PORT is set" : "kiln.json port");
+    if (ov->handler)
+        kiln_plan_why(plan, KILN_WHY_HANDLER, "kiln.json function.handler");
 }
 
 /* A generic reason for each choice no handler explained. */
@@ -197,13 +207,13 @@ static void explain_defaults(kiln_plan_t *plan)
                                                           : "");
 }
 
-/* Fills what every plan needs after its provider: start from the Procfile,
- * port, function defaults; checks a server has a start command. */
+/* Fills what every plan needs after its provider: start from the Procfile, the
+ * overrides and the reasons. What an output kind needs (a start command, a handler) is
+ * checked once the kind is known (kiln_plan_select_output). */
 static int finish_plan(const kiln_detect_ctx_t *ctx, const kiln_overrides_t *ov, kiln_plan_t *plan,
                        kiln_error_t *err)
 {
     _cleanup_free_ char *web = NULL;
-    char port[16];
 
     if (strcmp(plan->provider, "dockerfile") == 0)
         return kiln_overrides_apply(ov, plan, err);
@@ -222,33 +232,56 @@ static int finish_plan(const kiln_detect_ctx_t *ctx, const kiln_overrides_t *ov,
         return -1;
     explain_overrides(ctx, ov, plan);
     explain_defaults(plan);
-    if (plan->outputs & KILN_PLAN_OUT_FUNCTION) {
-        if (plan->function_dir == NULL)
-            plan->function_dir = kiln_xstrdup(".");
-        if (plan->handler == NULL)
-            plan->handler = kiln_xstrdup("index.handler");
-        /* a Node range ("^22.12") names its Lambda runtime once the toolchain
-         * resolved it (job/auto); a plain major does now */
-        if (plan->runtime == NULL && plan->language && strcmp(plan->language, "node") == 0 &&
-            plan->version && plan->version[0] &&
-            strspn(plan->version, "0123456789") == strlen(plan->version))
-            plan->runtime = kiln_xasprintf("nodejs%s.x", plan->version);
-        if (plan->runtime == NULL && plan->language && strcmp(plan->language, "python") == 0)
-            plan->runtime = kiln_xasprintf("python%s", plan->version);
+    return 0;
+}
+
+int kiln_plan_select_output(kiln_plan_t *plan, unsigned kinds, const char *where, kiln_error_t *err)
+{
+    char port[16];
+
+    if (plan->provider == NULL || strcmp(plan->provider, "dockerfile") == 0)
+        return 0;
+    /* what detection found for the other kinds is no choice of this build */
+    if (!(kinds & KILN_PLAN_OUT_FUNCTION)) {
+        kiln_plan_set(&plan->why[KILN_WHY_HANDLER], NULL);
+        kiln_plan_set(&plan->why[KILN_WHY_RUNTIME], NULL);
     }
-    if (plan->outputs & KILN_PLAN_OUT_STATIC && plan->output_dir == NULL)
+    if (!(kinds & KILN_PLAN_OUT_IMAGE)) {
+        kiln_plan_set(&plan->why[KILN_WHY_PORT], NULL);
+        if (plan->start == NULL)
+            kiln_plan_set(&plan->why[KILN_WHY_START], NULL);
+    }
+    if (kinds & KILN_PLAN_OUT_FUNCTION) {
+        if (plan->language && strcmp(plan->language, "node") == 0) {
+            if (kiln_node_function_plan(plan, err) < 0)
+                return -1;
+        } else {
+            if (plan->function_dir == NULL)
+                plan->function_dir = kiln_xstrdup(".");
+            if (plan->handler == NULL)
+                plan->handler = kiln_xstrdup("index.handler");
+            if (plan->runtime == NULL && plan->language && strcmp(plan->language, "python") == 0)
+                plan->runtime = kiln_xasprintf("python%s", plan->version);
+        }
+    }
+    if ((kinds & KILN_PLAN_OUT_STATIC) && plan->output_dir == NULL)
         plan->output_dir = kiln_xstrdup(".");
-    if (plan->outputs & KILN_PLAN_OUT_IMAGE) {
+    if (kinds & KILN_PLAN_OUT_IMAGE) {
+        const char *why = plan->why[KILN_WHY_START];
         if (plan->start == NULL)
             return kiln_error_set(err, 0,
-                                  "%s project in %s has no start command for its image: add one "
-                                  "(package.json scripts.start, a Procfile web line, or \"start\" "
-                                  "in kiln.json)",
-                                  plan->provider, ctx->tree->path);
+                                  "%s project in %s has no start command for its image%s%s%s: "
+                                  "add one (package.json scripts.start, a Procfile web line, or "
+                                  "\"start\" in kiln.json)",
+                                  plan->provider, where ? where : "the source", why ? " (" : "",
+                                  why ? why : "", why ? ")" : "");
         if (plan->port == 0) {
             plan->port = 8080;
-            kiln_plan_why(plan, KILN_WHY_PORT,
-                          "8080, the default of a server (set \"port\" in kiln.json or KILN_PORT)");
+            if (plan->why[KILN_WHY_PORT] == NULL ||
+                (plan->outputs & KILN_PLAN_OUT_STATIC && !(plan->outputs & KILN_PLAN_OUT_IMAGE)))
+                kiln_plan_why(plan, KILN_WHY_PORT,
+                              "8080, the default of a server (set \"port\" in kiln.json or "
+                              "KILN_PORT)");
         } else if (plan->why[KILN_WHY_PORT] == NULL) {
             kiln_plan_why(plan, KILN_WHY_PORT, "the %s provider's", plan->provider);
         }
@@ -256,6 +289,7 @@ static int finish_plan(const kiln_detect_ctx_t *ctx, const kiln_overrides_t *ov,
         if (kiln_plan_setenv(plan, "PORT", port, err) < 0)
             return -1;
     }
+    plan->outputs = kinds;
     return 0;
 }
 
@@ -266,6 +300,7 @@ int kiln_plan_detect(const char *dir, const kiln_detect_opts_t *opts, kiln_plan_
     kiln_overrides_t ov = {0};
     kiln_detect_ctx_t ctx = {.tree = &tree};
     _cleanup_plan_ kiln_plan_t *plan = kiln_plan_new();
+    _cleanup_free_ char *default_prefix = NULL;
     int ret = -1;
 
     if (kiln_tree_open(dir, &tree, err) < 0)
@@ -275,7 +310,7 @@ int kiln_plan_detect(const char *dir, const kiln_detect_opts_t *opts, kiln_plan_
     if (ctx.image_prefix == NULL)
         ctx.image_prefix = kiln_detect_getenv(&ctx, "KILN_IMAGE_PREFIX");
     if (ctx.image_prefix == NULL)
-        ctx.image_prefix = KILN_DEFAULT_IMAGE_PREFIX;
+        ctx.image_prefix = default_prefix = kiln_detect_default_image_prefix(ctx.env);
     if (opts && opts->project)
         plan->project = kiln_detect_project_name(opts->project);
     if (kiln_overrides_load(&ctx, &ov, err) < 0)

@@ -15,7 +15,8 @@
  * kiln.json overrides are applied, then KILN_* environment overrides
  * (KILN_INSTALL_CMD, KILN_BUILD_CMD, KILN_START_CMD, KILN_OUTPUT_DIR,
  * KILN_OUTPUTS, KILN_BUILD_IMAGE, KILN_RUN_IMAGE, KILN_PORT). Versions:
- * KILN_NODE_VERSION, KILN_PYTHON_VERSION. Images come from KILN_IMAGE_PREFIX.
+ * KILN_NODE_VERSION, KILN_PYTHON_VERSION. Images come from KILN_IMAGE_PREFIX, else
+ * from the OCI layouts in $KILN_IMAGES_DIR (default /var/cache/kiln/images).
  *
  * No match ⇒ an error listing the files seen and how to configure a build. */
 #ifndef KILN_HANDLERS_DETECT_H
@@ -25,8 +26,11 @@
 #include "handlers/tree.h"
 #include "utils/error.h"
 
-/* Image prefix used when neither the options nor KILN_IMAGE_PREFIX give one. */
-#define KILN_DEFAULT_IMAGE_PREFIX "kiln"
+/* Where kiln's own images are when neither the options nor KILN_IMAGE_PREFIX name a
+ * prefix: the OCI layouts images/build.sh (scripts/setup.sh) makes, in $KILN_IMAGES_DIR
+ * or this directory. Never a registry name: "kiln/base" on Docker Hub would be whatever
+ * someone else published under it. */
+#define KILN_DEFAULT_IMAGES_DIR "/var/cache/kiln/images"
 
 typedef struct kiln_detect_opts {
     char *const *env;         /* "KEY=VALUE" list for KILN_* overrides; NULL = none */
@@ -53,8 +57,21 @@ int kiln_plan_detect(const char *dir, const kiln_detect_opts_t *opts, kiln_plan_
 /* The value of `key` in the context's environment list, NULL when unset or empty. */
 const char *kiln_detect_getenv(const kiln_detect_ctx_t *ctx, const char *key);
 
+/* The image prefix when none is configured: "oci:" + $KILN_IMAGES_DIR, else
+ * "oci:" KILN_DEFAULT_IMAGES_DIR (malloc'ed). */
+char *kiln_detect_default_image_prefix(char *const *env);
+
 /* "<prefix>/<name>" for one of kiln's images. */
 char *kiln_detect_image(const kiln_detect_ctx_t *ctx, const char *name);
+
+/* Completes a detected plan for the output kinds a build makes (kiln_plan_output_t bits):
+ * an image needs a start command (the error names `where` and the start command's
+ * reason) and gets its port; a function gets its handler and runtime (a Node one the
+ * Lambda runtime of the Node major it builds with, handlers/node_framework); the kinds
+ * are added to the plan's outputs. A handler's and runtime's reasons are dropped when no
+ * function is made. Returns 0, or -1 with err when the kind cannot be made. */
+int kiln_plan_select_output(kiln_plan_t *plan, unsigned kinds, const char *where,
+                            kiln_error_t *err);
 
 /* Lower-cases `name` and keeps [a-z0-9-] (others become '-'); "app" when empty. */
 char *kiln_detect_project_name(const char *name);

@@ -1,6 +1,6 @@
 /* kiln — the Node provider: package.json → package manager, Node version,
- * install/build/start commands, framework (Next.js, Vite, CRA, Astro,
- * SvelteKit) and outputs. */
+ * install/build commands; the framework, outputs and start command come from
+ * handlers/node_framework. */
 #include <ctype.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -11,6 +11,7 @@
 
 #include "handlers/detect.h"
 #include "handlers/kiln_json.h"
+#include "handlers/node_framework.h"
 #include "handlers/node_release.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
@@ -61,91 +62,6 @@ static const char *detect_manager(const kiln_detect_ctx_t *ctx, json_t *pkg, con
     if (m != NULL)
         return m;
     return "npm";
-}
-
-/* True when the package lists `name` in dependencies or devDependencies. */
-static bool has_dep(json_t *pkg, const char *name)
-{
-    return json_object_get(json_object_get(pkg, "dependencies"), name) != NULL ||
-           json_object_get(json_object_get(pkg, "devDependencies"), name) != NULL;
-}
-
-static const char *script(json_t *pkg, const char *name)
-{
-    json_t *s = json_object_get(json_object_get(pkg, "scripts"), name);
-    return json_is_string(s) ? json_string_value(s) : NULL;
-}
-
-/* True when `p` starts `output: 'export'` (the key bare or quoted). */
-static bool export_option_at(const char *p)
-{
-    const char *q = p;
-
-    if (*q == '"' || *q == '\'')
-        q++;
-    if (strncmp(q, "output", 6) != 0)
-        return false;
-    q += 6;
-    if (p[0] == '"' || p[0] == '\'') {
-        if (*q != p[0])
-            return false;
-        q++;
-    }
-    while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
-        q++;
-    if (*q++ != ':')
-        return false;
-    while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
-        q++;
-    return (*q == '\'' || *q == '"' || *q == '`') && strncmp(q + 1, "export", 6) == 0 && q[7] == *q;
-}
-
-/* True when a JavaScript/TypeScript config sets output: 'export' outside
- * comments and strings (a commented-out option is not taken for one). */
-static bool sets_export_option(const char *text)
-{
-    char quote = 0;
-
-    for (const char *p = text; *p; p++) {
-        if (quote) {
-            if (*p == '\\' && p[1] != '\0')
-                p++;
-            else if (*p == quote)
-                quote = 0;
-        } else if (p[0] == '/' && p[1] == '/') {
-            p += strcspn(p, "\n");
-            if (*p == '\0')
-                break;
-        } else if (p[0] == '/' && p[1] == '*') {
-            const char *end = strstr(p + 2, "*/");
-            if (end == NULL)
-                break;
-            p = end + 1;
-        } else if ((p == text || !(isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '$' ||
-                                   p[-1] == '.')) &&
-                   export_option_at(p)) {
-            return true;
-        } else if (*p == '"' || *p == '\'' || *p == '`') {
-            quote = *p;
-        }
-    }
-    return false;
-}
-
-/* True when a next.config.* sets output: 'export'. */
-static int next_static_export(const kiln_detect_ctx_t *ctx, kiln_error_t *err)
-{
-    static const char *const names[] = {"next.config.js", "next.config.mjs", "next.config.ts",
-                                        "next.config.cjs"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        _cleanup_free_ char *text = NULL;
-        int r = kiln_tree_read(ctx->tree, names[i], &text, err);
-        if (r < 0)
-            return -1;
-        if (r > 0 && sets_export_option(text))
-            return 1;
-    }
-    return 0;
 }
 
 /* "npm run X" in the manager's own words. */
@@ -514,64 +430,9 @@ static int plan_version(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t *
     return kiln_plan_setenv(plan, "npm_config_nodedir", "/opt/node", err);
 }
 
-/* Framework and outputs. */
-static int plan_framework(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t *plan,
-                          kiln_error_t *err)
-{
-    const char *fw = NULL, *dir = NULL;
-
-    if (has_dep(pkg, "next")) {
-        int r = next_static_export(ctx, err);
-        if (r < 0)
-            return -1;
-        fw = "next";
-        if (r > 0)
-            dir = "out";
-        /* next build would otherwise announce (and try to send) telemetry */
-        if (kiln_plan_setenv(plan, "NEXT_TELEMETRY_DISABLED", "1", err) < 0)
-            return -1;
-        /* next build's own cache: a rebuild after an app change reuses it, and it
-         * stays out of the image and the site */
-        _cleanup_free_ char *next_cache = kiln_xasprintf("%s/.next/cache", plan->workdir);
-        if (kiln_plan_add_cache(plan, "next", next_cache, err) < 0)
-            return -1;
-    } else if (has_dep(pkg, "@sveltejs/kit")) {
-        fw = "sveltekit";
-        if (has_dep(pkg, "@sveltejs/adapter-static"))
-            dir = "build";
-    } else if (has_dep(pkg, "astro")) {
-        fw = "astro";
-        if (!has_dep(pkg, "@astrojs/node"))
-            dir = "dist";
-    } else if (has_dep(pkg, "react-scripts")) {
-        fw = "cra";
-        dir = "build";
-    } else if (has_dep(pkg, "vite")) {
-        fw = "vite";
-        dir = "dist";
-    }
-    kiln_plan_set(&plan->framework, fw);
-    if (dir != NULL) {
-        plan->outputs = KILN_PLAN_OUT_STATIC;
-        kiln_plan_set(&plan->output_dir, dir);
-        kiln_plan_add(plan->notes, &plan->n_notes, err,
-                      "%s static build: the site is the %s/ directory", fw, dir);
-    } else {
-        plan->outputs = KILN_PLAN_OUT_IMAGE;
-    }
-    return 0;
-}
-
-/* The reasons of the package manager, install command, framework and output. */
+/* The reasons of the package manager and the install command. */
 static void explain_node(kiln_plan_t *plan, json_t *pkg, const char *pm, const char *lockfile)
 {
-    static const struct {
-        const char *fw, *dep;
-    } deps[] = {{"next", "next"},
-                {"sveltekit", "@sveltejs/kit"},
-                {"astro", "astro"},
-                {"cra", "react-scripts"},
-                {"vite", "vite"}};
     const char *field = json_string_value(json_object_get(pkg, "packageManager"));
 
     if (lockfile != NULL)
@@ -587,19 +448,6 @@ static void explain_node(kiln_plan_t *plan, json_t *pkg, const char *pm, const c
     kiln_plan_why(plan, KILN_WHY_INSTALL, "%s: %s", pm,
                   lockfile ? "installs exactly what the lockfile pins"
                            : "no lockfile, so dependencies are resolved now");
-    for (size_t i = 0; plan->framework && i < sizeof(deps) / sizeof(deps[0]); i++)
-        if (strcmp(plan->framework, deps[i].fw) == 0)
-            kiln_plan_why(plan, KILN_WHY_FRAMEWORK, "package.json depends on %s", deps[i].dep);
-    if (plan->outputs & KILN_PLAN_OUT_STATIC)
-        kiln_plan_why(plan, KILN_WHY_OUTPUT,
-                      "%s%s builds a static site into %s/ (no server to run)", plan->framework,
-                      plan->framework && strcmp(plan->framework, "next") == 0
-                          ? " with output: 'export' in next.config"
-                          : "",
-                      plan->output_dir);
-    else
-        kiln_plan_why(plan, KILN_WHY_OUTPUT, "%s: a server, run from an image",
-                      plan->framework ? plan->framework : "no static-site framework");
 }
 
 int kiln_node_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err)
@@ -607,7 +455,7 @@ int kiln_node_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
     _cleanup_free_ char *text = NULL;
     json_auto_t *pkg = NULL;
     json_error_t jerr;
-    const char *pm, *lockfile, *s;
+    const char *pm, *lockfile;
     json_t *name;
     int r;
 
@@ -626,31 +474,18 @@ int kiln_node_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
     }
     pm = detect_manager(ctx, pkg, &lockfile);
     if (plan_manager(plan, pm, lockfile, ctx, pkg, err) < 0 ||
-        plan_version(ctx, pkg, plan, err) < 0 || plan_framework(ctx, pkg, plan, err) < 0)
+        plan_version(ctx, pkg, plan, err) < 0)
         return -1;
     explain_node(plan, pkg, pm, lockfile);
-    if (script(pkg, "build") != NULL) {
+    if (kiln_node_script(pkg, "build") != NULL) {
         plan->build = run_script(pm, "build");
         kiln_plan_why(plan, KILN_WHY_BUILD, "package.json scripts.build: %.200s",
-                      script(pkg, "build"));
+                      kiln_node_script(pkg, "build"));
     }
-    if (script(pkg, "start") != NULL) {
-        /* npm runs the script in the run image, which has no pnpm, yarn or bun */
-        plan->start = kiln_xstrdup("npm start");
-        kiln_plan_why(plan, KILN_WHY_START, "package.json scripts.start: %.200s",
-                      script(pkg, "start"));
-    } else if ((s = json_string_value(json_object_get(pkg, "main"))) != NULL &&
-               kiln_tree_is_file(ctx->tree, s)) {
-        plan->start = kiln_xasprintf("node %s", s);
-        kiln_plan_why(plan, KILN_WHY_START, "no start script; package.json main is %.200s", s);
-    } else if (kiln_tree_is_file(ctx->tree, "index.js")) {
-        plan->start = kiln_xstrdup("node index.js");
-        kiln_plan_why(plan, KILN_WHY_START, "no start script and no main; index.js is there");
-    } else if (kiln_tree_is_file(ctx->tree, "server.js")) {
-        plan->start = kiln_xstrdup("node server.js");
-        kiln_plan_why(plan, KILN_WHY_START,
-                      "no start script, no main, no index.js; server.js is there");
-    }
+    /* framework, outputs, start command, port (after the build command: a main the
+     * build makes counts) */
+    if (kiln_node_framework_plan(ctx, pkg, plan, err) < 0)
+        return -1;
     if (kiln_plan_add(plan->deps, &plan->n_deps, err, "node_modules") < 0)
         return -1;
     plan->build_image = kiln_detect_image(ctx, "node-build");

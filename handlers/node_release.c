@@ -6,19 +6,22 @@
 #include <strings.h>
 
 /* From the Node.js release schedule (nodejs/Release). Dates are when a line
- * entered LTS and when it reaches end of life. */
+ * entered LTS and when it reaches end of life; the last column is when AWS Lambda
+ * stops creating functions on its nodejs<major>.x runtime (AWS Lambda's runtime table:
+ * "block function create"), NULL where Lambda has no runtime for the line: 16 and 18
+ * are retired, odd lines never get one, and 26 had none when this table was updated. */
 const kiln_node_release_t kiln_node_releases[] = {
-    {16, "gallium", "2021-10-26", "2023-09-11"},
-    {18, "hydrogen", "2022-10-25", "2025-04-30"},
-    {19, NULL, NULL, "2023-06-01"},
-    {20, "iron", "2023-10-24", "2026-04-30"},
-    {21, NULL, NULL, "2024-06-01"},
-    {22, "jod", "2024-10-29", "2027-04-30"},
-    {23, NULL, NULL, "2025-06-01"},
-    {24, "krypton", "2025-10-28", "2028-04-30"},
-    {25, NULL, NULL, "2026-06-01"},
-    {26, NULL, "2026-10-28", "2029-04-30"}, /* its LTS codename is not in this table yet */
-    {0, NULL, NULL, NULL},
+    {16, "gallium", "2021-10-26", "2023-09-11", NULL},
+    {18, "hydrogen", "2022-10-25", "2025-04-30", NULL},
+    {19, NULL, NULL, "2023-06-01", NULL},
+    {20, "iron", "2023-10-24", "2026-04-30", "2026-08-31"},
+    {21, NULL, NULL, "2024-06-01", NULL},
+    {22, "jod", "2024-10-29", "2027-04-30", "2027-06-01"},
+    {23, NULL, NULL, "2025-06-01", NULL},
+    {24, "krypton", "2025-10-28", "2028-04-30", "2028-06-01"},
+    {25, NULL, NULL, "2026-06-01", NULL},
+    {26, NULL, "2026-10-28", "2029-04-30", NULL}, /* its LTS codename is not in this table yet */
+    {0, NULL, NULL, NULL, NULL},
 };
 
 /* "YYYY-MM-DD" of `now` in UTC: the table's dates compare as strings. */
@@ -72,4 +75,16 @@ int kiln_node_is_eol(int major, time_t now)
         return 0;
     day_of(now, today);
     return strcmp(r->eol, today) <= 0;
+}
+
+int kiln_node_lambda_majors(time_t now, int *out, int max)
+{
+    char today[16];
+    int n = 0;
+
+    day_of(now, today);
+    for (const kiln_node_release_t *r = kiln_node_releases; r->major && n < max; r++)
+        if (r->lambda_until && strcmp(today, r->lambda_until) < 0)
+            out[n++] = r->major;
+    return n;
 }

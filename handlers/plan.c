@@ -67,16 +67,18 @@ void kiln_plan_free(kiln_plan_t *p)
     free_list(p->env, p->n_env);
     free_list(p->notes, p->n_notes);
     free_list(p->why, KILN_WHY_N);
+    free_list(p->run_files, p->n_run_files);
     free(p);
 }
 
 static const char *const why_keys[KILN_WHY_N] = {
-    "provider", "framework", "packageManager", "version", "install",
-    "build",    "start",     "output",         "port",
+    "provider", "framework", "packageManager", "version", "install", "build",
+    "start",    "output",    "port",           "handler", "runtime",
 };
 static const char *const why_names[KILN_WHY_N] = {
     "provider",      "framework",     "package manager", "version", "install command",
-    "build command", "start command", "output",          "port",
+    "build command", "start command", "output",          "port",    "handler",
+    "runtime",
 };
 
 const char *kiln_plan_why_key(kiln_plan_why_t what)
@@ -131,6 +133,10 @@ static char *choice_value(const kiln_plan_t *p, kiln_plan_why_t w)
                                                      : kiln_xstrdup("");
     case KILN_WHY_PORT:
         return p->port > 0 ? kiln_xasprintf("%d", p->port) : kiln_xstrdup("");
+    case KILN_WHY_HANDLER:
+        return kiln_xstrdup(p->handler ? p->handler : "");
+    case KILN_WHY_RUNTIME:
+        return kiln_xstrdup(p->runtime ? p->runtime : "");
     default:
         return kiln_xstrdup("");
     }
@@ -140,7 +146,8 @@ char *kiln_plan_explain(const kiln_plan_t *p)
 {
     kiln_buf_t b;
 
-    kiln_buf_init(&b, 1024);
+    /* every choice with its reason: the reasons quote package.json scripts (<= 200 bytes) */
+    kiln_buf_init(&b, 64 * 1024);
     for (int w = 0; w < KILN_WHY_N; w++) {
         _cleanup_free_ char *v = choice_value(p, (kiln_plan_why_t)w);
         if (v[0] == '\0' && p->why[w] == NULL)
@@ -297,6 +304,8 @@ int kiln_plan_to_json(const kiln_plan_t *p, char **out, kiln_error_t *err)
     json_object_set_new(root, "deps", str_array(p->deps, p->n_deps));
     if (p->n_layers > 0)
         json_object_set_new(root, "layers", str_array(p->layers, p->n_layers));
+    if (p->n_run_files > 0)
+        json_object_set_new(root, "runFiles", str_array(p->run_files, p->n_run_files));
     a = json_array();
     for (size_t i = 0; i < sizeof(output_names) / sizeof(output_names[0]); i++) {
         if (!(p->outputs & output_names[i].bit))
@@ -309,6 +318,8 @@ int kiln_plan_to_json(const kiln_plan_t *p, char **out, kiln_error_t *err)
             put_str(o, "dir", p->function_dir);
             put_str(o, "handler", p->handler);
             put_str(o, "runtime", p->runtime);
+            if (p->function_bundled)
+                json_object_set_new(o, "bundled", json_true());
         }
         json_array_append_new(a, o);
     }
@@ -414,6 +425,7 @@ static int plan_from_object(json_t *root, kiln_plan_t *p, kiln_error_t *err)
     if (get_str_array(root, "manifests", p->manifests, &p->n_manifests, err) < 0 ||
         get_str_array(root, "deps", p->deps, &p->n_deps, err) < 0 ||
         get_str_array(root, "layers", p->layers, &p->n_layers, err) < 0 ||
+        get_str_array(root, "runFiles", p->run_files, &p->n_run_files, err) < 0 ||
         get_str_array(root, "notes", p->notes, &p->n_notes, err) < 0)
         return -1;
     o = json_object_get(root, "why");
@@ -462,6 +474,13 @@ static int plan_from_object(json_t *root, kiln_plan_t *p, kiln_error_t *err)
                                                   get_str(v, "handler", &p->handler, err) < 0 ||
                                                   get_str(v, "runtime", &p->runtime, err) < 0))
                 return -1;
+            if (bit == KILN_PLAN_OUT_FUNCTION) {
+                json_t *b = json_object_get(v, "bundled");
+                if (b != NULL && !json_is_boolean(b))
+                    return kiln_error_set(err, 0, "plan: outputs[%zu].bundled must be a boolean",
+                                          i);
+                p->function_bundled = json_is_true(b);
+            }
         }
     }
     o = json_object_get(root, "images");

@@ -35,9 +35,16 @@ typedef struct kiln_plan_toolchain {
 
 #define KILN_PLAN_MAX_ITEMS 16
 
-/* The choices a plan explains (`kiln plan`'s "why" object, one sentence each:
- * which file or setting decided it). Any handler may fill one; a choice left
- * without one gets a generic reason when detection finishes. */
+/* The choices a plan explains (`kiln plan`'s "why" object and `kiln plan --explain`,
+ * one sentence each). How a provider explains itself: in its detect function, for every
+ * choice it makes, call kiln_plan_why(plan, KILN_WHY_<choice>, fmt, ...) with the file or
+ * setting that decided it and what it said, e.g.
+ *     kiln_plan_why(plan, KILN_WHY_VERSION, "go.mod toolchain go1.23.4");
+ *     kiln_plan_why(plan, KILN_WHY_START, "pyproject.toml [project.scripts] serve = app:main");
+ * A later call replaces an earlier one (kiln.json and KILN_* overrides replace the
+ * provider's). A choice left without one gets a generic reason when detection finishes
+ * ("the python provider's install step"): tests/integration/test_plan_reasons.py fails on
+ * those for the fixtures it covers, so a provider should never rely on them. */
 typedef enum kiln_plan_why {
     KILN_WHY_PROVIDER = 0,
     KILN_WHY_FRAMEWORK,
@@ -48,6 +55,8 @@ typedef enum kiln_plan_why {
     KILN_WHY_START,
     KILN_WHY_OUTPUT,
     KILN_WHY_PORT,
+    KILN_WHY_HANDLER, /* function: the Lambda handler */
+    KILN_WHY_RUNTIME, /* function: the Lambda runtime */
     KILN_WHY_N
 } kiln_plan_why_t;
 
@@ -80,13 +89,19 @@ typedef struct kiln_plan {
      * itself is then not copied. */
     char *layers[KILN_PLAN_MAX_ITEMS];
     size_t n_layers;
+    /* image: when set, what the run image takes from the build instead of the whole app
+     * dir and the deps layer: "SRC" or "SRC:DEST", both relative to the app dir (a
+     * framework's self-contained server output, e.g. Next.js's .next/standalone:.) */
+    char *run_files[KILN_PLAN_MAX_ITEMS];
+    size_t n_run_files;
     kiln_plan_toolchain_t toolchain; /* name NULL when none is needed */
 
-    unsigned outputs;   /* kiln_plan_output_t bits */
-    char *output_dir;   /* static: the site dir after the build ("dist", ".") */
-    char *function_dir; /* function: the dir zipped (".") */
-    char *handler;      /* function: "index.handler" */
-    char *runtime;      /* function: "nodejs18.x" */
+    unsigned outputs;      /* kiln_plan_output_t bits */
+    char *output_dir;      /* static: the site dir after the build ("dist", ".") */
+    char *function_dir;    /* function: the dir zipped (".") */
+    char *handler;         /* function: "index.handler" */
+    char *runtime;         /* function: "nodejs24.x" */
+    bool function_bundled; /* function: the dir carries its own node_modules (no deps copied) */
 
     char *build_image;
     char *run_image;

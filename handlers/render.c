@@ -258,6 +258,27 @@ static int append_layers(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
     return 0;
 }
 
+/* The run files (a framework's self-contained server output): each "SRC[:DEST]" of the
+ * build's app dir copied to DEST (default SRC) of the run image's, nothing else of it. */
+static int append_run_files(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
+{
+    for (size_t i = 0; i < p->n_run_files; i++) {
+        const char *f = p->run_files[i], *colon = strchr(f, ':');
+        _cleanup_free_ char *src = kiln_xstrndup(f, colon ? (size_t)(colon - f) : strlen(f));
+        const char *dest = colon ? colon + 1 : src;
+        if (check_word("run file", f, err) < 0)
+            return -1;
+        if (src[0] == '\0' || dest[0] == '\0' || src[0] == '/' || dest[0] == '/' ||
+            strstr(f, "..") != NULL)
+            return kiln_error_set(err, 0, "plan: run file %s leaves the app dir", f);
+        if (kiln_buf_appendf(b, err, "COPY --from=build %s/%s %s%s%s\n", p->workdir, src,
+                             p->workdir, strcmp(dest, ".") == 0 ? "" : "/",
+                             strcmp(dest, ".") == 0 ? "" : dest) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int render_run(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
 {
     /* a Go binary, or layers, are the whole app: the source tree stays out */
@@ -265,9 +286,16 @@ static int render_run(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
 
     if (check_word("run image", p->run_image, err) < 0 ||
         kiln_buf_appendf(b, err, "\nFROM %s AS run\nWORKDIR %s\n", p->run_image, p->workdir) < 0 ||
-        append_toolchain(b, p, err) < 0 || append_env(b, p, err) < 0 ||
-        append_deps(b, p, "deps", p->workdir, err) < 0 || append_layers(b, p, err) < 0)
+        append_toolchain(b, p, err) < 0 || append_env(b, p, err) < 0)
         return -1;
+    if (p->n_run_files > 0) {
+        /* the framework's server output carries what it needs (its own node_modules) */
+        if (append_run_files(b, p, err) < 0)
+            return -1;
+        app_layer = false;
+    } else if (append_deps(b, p, "deps", p->workdir, err) < 0 || append_layers(b, p, err) < 0) {
+        return -1;
+    }
     if (app_layer) {
         const char *src = ".";
         if (p->provider && strcmp(p->provider, "static") == 0 && p->output_dir)
@@ -330,10 +358,13 @@ int kiln_render_dockerfile(const kiln_plan_t *p, const kiln_render_opts_t *o, ch
     }
     if (p->outputs & KILN_PLAN_OUT_FUNCTION) {
         const char *dir = p->function_dir ? p->function_dir : ".";
-        if (check_word("function dir", dir, err) < 0 || render_prod_deps(&b, p, err) < 0 ||
+        /* a bundled function dir (Nitro's .output/server) carries its own node_modules */
+        if (check_word("function dir", dir, err) < 0 ||
+            (!p->function_bundled && render_prod_deps(&b, p, err) < 0) ||
             kiln_buf_appendf(&b, err, "\nFROM scratch AS function\nCOPY --from=build %s/%s /\n",
                              p->workdir, dir) < 0 ||
-            append_deps(&b, p, p->prune ? "prod-deps" : "deps", "", err) < 0)
+            (!p->function_bundled &&
+             append_deps(&b, p, p->prune ? "prod-deps" : "deps", "", err) < 0))
             goto fail;
     }
     *out = kiln_buf_steal(&b, NULL);

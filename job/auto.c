@@ -249,7 +249,7 @@ bool kiln_auto_wanted(const char *spec, const char *subdir, const char *plan_fil
 }
 
 /* The output kind a --output spec asks for, given what the plan makes. */
-static kiln_plan_output_t spec_kind(const char *spec, unsigned natural)
+kiln_plan_output_t kiln_auto_output_kind(const char *spec, unsigned natural)
 {
     const char *t = strstr(spec, "type=");
     size_t n;
@@ -323,30 +323,23 @@ static int load_plan(const kiln_auto_build_opts_t *o, kiln_auto_source_t *src, k
 }
 
 /* Fails, naming the image and the command that makes it, when one of kiln's images (a name
- * under the image prefix) cannot be there: an OCI layout ("oci:DIR/NAME") that does not exist,
- * or kiln's default name "kiln/NAME" with no KILN_IMAGE_PREFIX (no registry serves it: the
- * pull would end in a DNS or registry error that says nothing about the cause). Other names
- * (a kiln.json's "images") are the engine's to resolve and to hold to the policy: no host path
- * a source names is probed here. Returns 0 otherwise. */
+ * under the image prefix) cannot be there: an OCI layout ("oci:DIR/NAME") that does not
+ * exist. With no prefix configured the prefix is kiln's image directory
+ * (oci:$KILN_IMAGES_DIR, default /var/cache/kiln/images), never a registry. Other names (a
+ * kiln.json's "images") are the engine's to resolve and to hold to the policy: no host
+ * path a source names is probed here. Returns 0 otherwise. */
 static int check_image(const kiln_auto_build_opts_t *o, const char *what, const char *ref,
                        kiln_error_t *err)
 {
     const char *set = o->image_prefix ? o->image_prefix : kiln_env_get(o->env, "KILN_IMAGE_PREFIX");
-    int unset = set == NULL || set[0] == '\0';
-    const char *prefix = unset ? KILN_DEFAULT_IMAGE_PREFIX : set;
+    bool unset = set == NULL || set[0] == '\0';
+    _cleanup_free_ char *def = unset ? kiln_detect_default_image_prefix(o->env) : NULL;
+    const char *prefix = unset ? def : set;
     size_t pl = strlen(prefix);
     const char *name = ref + pl + 1;
 
     if (strncmp(ref, prefix, pl) != 0 || ref[pl] != '/' || strchr(name, '/') != NULL)
         return 0;
-    if (unset)
-        return kiln_error_set(
-            err, 0,
-            "the %s %s is kiln's own image and no KILN_IMAGE_PREFIX says where it is: "
-            "make kiln's images with scripts/setup.sh (or images/build.sh %s) and set "
-            "KILN_IMAGE_PREFIX=oci:/var/cache/kiln/images, or set KILN_IMAGE_PREFIX to "
-            "the registry prefix that holds them",
-            what, ref, name);
     if (strncmp(prefix, "oci:", 4) == 0) {
         /* "oci:DIR/NAME[:TAG]" */
         size_t nl = strcspn(name, ":");
@@ -357,8 +350,9 @@ static int check_image(const kiln_auto_build_opts_t *o, const char *what, const 
         return kiln_error_set(
             err, 0,
             "the %s %s is missing (no OCI layout at %s): make kiln's images with "
-            "scripts/setup.sh, or this one with KILN_IMAGES_DIR=%s images/build.sh %.*s",
-            what, ref, dir, prefix + 4, (int)nl, name);
+            "scripts/setup.sh, or this one with KILN_IMAGES_DIR=%s images/build.sh %.*s%s",
+            what, ref, dir, prefix + 4, (int)nl, name,
+            unset ? "; or set KILN_IMAGE_PREFIX to the registry prefix that holds them" : "");
     }
     return 0;
 }
@@ -387,11 +381,12 @@ int kiln_auto_build_prepare(const char *spec, const kiln_auto_build_opts_t *o,
         ab->kind = KILN_PLAN_OUT_IMAGE;
         return 0;
     }
-    ab->kind = o->n_outputs ? spec_kind(o->outputs[0], p->outputs) : natural_kind(p->outputs);
+    ab->kind =
+        o->n_outputs ? kiln_auto_output_kind(o->outputs[0], p->outputs) : natural_kind(p->outputs);
     /* One build makes one target: a function package of the run image's files (or a site
      * from an image) would be wrong, so kinds are not mixed. */
     for (size_t i = 1; i < o->n_outputs; i++) {
-        kiln_plan_output_t k = spec_kind(o->outputs[i], p->outputs);
+        kiln_plan_output_t k = kiln_auto_output_kind(o->outputs[i], p->outputs);
         if (k != ab->kind) {
             kiln_error_set(err, 0,
                            "--output %s and --output %s ask for different kinds (%s, %s): one "
@@ -400,21 +395,9 @@ int kiln_auto_build_prepare(const char *spec, const kiln_auto_build_opts_t *o,
             goto fail;
         }
     }
-    if (ab->kind == KILN_PLAN_OUT_IMAGE && !(p->outputs & KILN_PLAN_OUT_IMAGE)) {
-        /* An image of a static site: the static run image serves it. */
-        if (p->start == NULL) {
-            kiln_error_set(err, 0,
-                           "an image was asked for but the %s plan has no start command (set "
-                           "\"start\" in kiln.json)",
-                           p->provider);
-            goto fail;
-        }
-        if (p->port == 0) {
-            p->port = 8080;
-            kiln_plan_setenv(p, "PORT", "8080", NULL);
-        }
-    }
-    p->outputs |= ab->kind;
+    /* what the kind needs: a start command and port, a function's handler and runtime */
+    if (kiln_plan_select_output(p, ab->kind, ab->src.display, err) < 0)
+        goto fail;
     for (size_t i = 0; i < o->n_secrets && i < KILN_PLAN_MAX_ITEMS; i++) {
         const char *s = o->secrets[i] + (strncmp(o->secrets[i], "id=", 3) == 0 ? 3 : 0);
         idbuf[i] = kiln_xstrndup(s, strcspn(s, ","));
@@ -440,9 +423,11 @@ int kiln_auto_build_prepare(const char *spec, const kiln_auto_build_opts_t *o,
         /* the plan now names the release the range resolved to, and a Node
          * function its Lambda runtime by that major */
         kiln_plan_set(&p->version, ver);
-        if ((p->outputs & KILN_PLAN_OUT_FUNCTION) && p->runtime == NULL &&
-            strcmp(p->toolchain.name, "node") == 0)
+        if (ab->kind == KILN_PLAN_OUT_FUNCTION && strcmp(p->toolchain.name, "node") == 0 &&
+            (p->runtime == NULL || strncmp(p->runtime, "nodejs", 6) == 0)) {
+            free(p->runtime);
             p->runtime = kiln_xasprintf("nodejs%ld.x", strtol(ver, NULL, 10));
+        }
     }
     if (check_image(o, "build image", p->build_image, err) < 0 ||
         (ab->kind == KILN_PLAN_OUT_IMAGE && check_image(o, "run image", p->run_image, err) < 0))

@@ -89,6 +89,11 @@ int kiln_auto_detect(kiln_auto_source_t *src, const kiln_detect_opts_t *d, kiln_
 
 bool kiln_auto_wanted(const char *spec, const char *subdir, const char *plan_file);
 
+/* The output kind an --output spec asks for ("type=function" → function; type=local or s3
+ * → the static site when the plan makes one; anything else → image), given the plan's
+ * own outputs `natural`. */
+kiln_plan_output_t kiln_auto_output_kind(const char *spec, unsigned natural);
+
 typedef struct kiln_auto_build_opts {
     const char *root;      /* kiln root (NULL = $KILN_ROOT or default) */
     const char *subdir;    /* --subdir */

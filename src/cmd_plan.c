@@ -25,6 +25,8 @@ static void plan_usage(FILE *out)
         "  --subdir PATH         build PATH inside the source (monorepos)\n"
         "  --dockerfile          print the Dockerfile rendered from the plan instead\n"
         "  --explain             print the plan in words instead: each choice and why\n"
+        "  -o, --output SPEC     plan for this output, as kiln build -o takes it\n"
+        "                        (type=function: the Lambda handler and runtime)\n"
         "  --fetch-toolchain     also fetch the plan's toolchain (e.g. a Node major)\n"
         "                        into the kiln root and report its directory\n"
         "  --image-prefix PREFIX registry prefix of kiln's build/run images\n"
@@ -39,6 +41,7 @@ int kiln_cmd_plan(int argc, char **argv)
     static const struct option opts[] = {{"subdir", required_argument, NULL, 's'},
                                          {"dockerfile", no_argument, NULL, 'd'},
                                          {"explain", no_argument, NULL, 'e'},
+                                         {"output", required_argument, NULL, 'o'},
                                          {"fetch-toolchain", no_argument, NULL, 't'},
                                          {"image-prefix", required_argument, NULL, 'p'},
                                          {"root", required_argument, NULL, 'r'},
@@ -53,10 +56,11 @@ int kiln_cmd_plan(int argc, char **argv)
     _cleanup_free_ char *text = NULL;
     kiln_error_t err = {0};
     bool dockerfile = false, fetch_tc = false, explain = false;
+    const char *output = NULL;
     int c, ret = KILN_EXIT_FAIL;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
         switch (c) {
         case 's':
             sopts.subdir = optarg;
@@ -66,6 +70,9 @@ int kiln_cmd_plan(int argc, char **argv)
             break;
         case 'e':
             explain = true;
+            break;
+        case 'o':
+            output = optarg;
             break;
         case 't':
             fetch_tc = true;
@@ -99,6 +106,13 @@ int kiln_cmd_plan(int argc, char **argv)
     if (src.commit)
         fprintf(stderr, "kiln: %s at commit %s\n", src.display, src.commit);
     if (kiln_auto_detect(&src, &dopts, &plan, &err) < 0) {
+        ret = kiln_cli_fail(&err);
+        goto out;
+    }
+    /* what the output needs, as kiln build checks it (the plan's own outputs by default) */
+    if (kiln_plan_select_output(
+            plan, output ? kiln_auto_output_kind(output, plan->outputs) : plan->outputs,
+            src.display, &err) < 0) {
         ret = kiln_cli_fail(&err);
         goto out;
     }

@@ -12,7 +12,7 @@ from kilntest import SRC, T, kiln  # noqa: E402
 
 FIX = os.path.join(SRC, "tests", "fixtures", "detect")
 CLEAN_ENV = {k: "" for k in ("KILN_NODE_VERSION", "KILN_PYTHON_VERSION", "KILN_IMAGE_PREFIX", "KILN_PROVIDER",
-                              "KILN_INSTALL_CMD", "KILN_BUILD_CMD", "KILN_START_CMD", "KILN_OUTPUTS",
+                              "KILN_IMAGES_DIR", "KILN_INSTALL_CMD", "KILN_BUILD_CMD", "KILN_START_CMD", "KILN_OUTPUTS",
                               "KILN_OUTPUT_DIR", "KILN_PORT", "KILN_BUILD_IMAGE", "KILN_RUN_IMAGE")}
 
 
@@ -99,9 +99,9 @@ df = r.stdout
 T.check("--dockerfile renders", r.returncode == 0 and df.startswith("# kiln auto-build"), r.stderr + df)
 lines = df.splitlines()
 idx = {k: next((i for i, l in enumerate(lines) if l.startswith(k)), -1)
-       for k in ("FROM kiln/node-build AS deps", "COPY package.json package-lock.json ./",
+       for k in ("FROM oci:/var/cache/kiln/images/node-build AS deps", "COPY package.json package-lock.json ./",
                  "RUN --mount=type=cache,id=demo-npm,target=/root/.npm", "FROM deps AS build", "COPY . .",
-                 "FROM kiln/node-run AS run", "COPY --from=deps /app/node_modules /app/node_modules",
+                 "FROM oci:/var/cache/kiln/images/node-run AS run", "COPY --from=deps /app/node_modules /app/node_modules",
                  "COPY --from=build /app/. /app",
                  "EXPOSE 8080", "CMD [\"/bin/sh\",\"-c\",\"npm start\"]")}
 T.check("Dockerfile has every expected line", all(v >= 0 for v in idx.values()), json.dumps(idx) + "\n" + df)
