@@ -277,8 +277,7 @@ int kiln_plan_select_output(kiln_plan_t *plan, unsigned kinds, const char *where
                                   why ? why : "", why ? ")" : "");
         if (plan->port == 0) {
             plan->port = 8080;
-            if (plan->why[KILN_WHY_PORT] == NULL ||
-                (plan->outputs & KILN_PLAN_OUT_STATIC && !(plan->outputs & KILN_PLAN_OUT_IMAGE)))
+            if (plan->why[KILN_WHY_PORT] == NULL)
                 kiln_plan_why(plan, KILN_WHY_PORT,
                               "8080, the default of a server (set \"port\" in kiln.json or "
                               "KILN_PORT)");

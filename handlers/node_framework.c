@@ -566,8 +566,6 @@ int kiln_node_framework_plan(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_pla
     }
     if (r < 0)
         return -1;
-    if (plan->outputs & KILN_PLAN_OUT_STATIC)
-        kiln_plan_why(plan, KILN_WHY_PORT, "a static site: kiln's static run image serves it");
     /* the handler a function output would take (only a function plan shows it) */
     if (generic_fw(fw))
         function_handler(ctx, pkg, plan);
@@ -586,6 +584,19 @@ static bool range_meets_major(const char *range, int major)
             if (kiln_semver_satisfies(range, v) == 1)
                 return true;
         }
+    return false;
+}
+
+/* True when `range` meets a Node major (1..60) other than the n majors `m`. */
+static bool meets_other_major(const char *range, const int *m, int n)
+{
+    for (int major = 1; major <= 60; major++) {
+        bool listed = false;
+        for (int i = 0; i < n; i++)
+            listed |= m[i] == major;
+        if (!listed && range_meets_major(range, major))
+            return true;
+    }
     return false;
 }
 
@@ -682,8 +693,12 @@ static int function_runtime(kiln_plan_t *plan, kiln_error_t *err)
             "\"function\": {\"runtime\": ...}",
             range, src ? src : "the plan", pinned ? "kiln.json function.runtime is" : "Lambda runs",
             list, pinned ? "a version of that line" : "one of those lines");
-    narrowed = src != NULL && strcmp(src, "default") == 0 ? kiln_xasprintf("%d", fit[0])
-                                                          : narrow_range(range, fit, nf);
+    if (src != NULL && strcmp(src, "default") == 0)
+        narrowed = kiln_xasprintf("%d", fit[0]);
+    else if (!meets_other_major(range, fit, nf))
+        narrowed = kiln_xstrdup(range); /* only Lambda's lines satisfy it already */
+    else
+        narrowed = narrow_range(range, fit, nf);
     if (narrowed == NULL)
         narrowed = kiln_xasprintf("%d", fit[nf - 1]);
     kiln_plan_set(&plan->toolchain.version, narrowed);
@@ -701,6 +716,9 @@ static int function_runtime(kiln_plan_t *plan, kiln_error_t *err)
                       fit[0], list,
                       strcmp(req, narrowed) != 0 ? "; the default LTS line has no Lambda runtime"
                                                  : "");
+    else if (strcmp(req, narrowed) == 0)
+        kiln_plan_why(plan, KILN_WHY_RUNTIME, "Node %.64s from %s: AWS Lambda runs it as %s", req,
+                      src ? src : "the plan", plan->runtime);
     else
         kiln_plan_why(plan, KILN_WHY_RUNTIME,
                       "Node %.64s from %s, narrowed to the lines AWS Lambda runs (%s): the "

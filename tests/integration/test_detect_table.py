@@ -49,7 +49,7 @@ cases = sorted(os.listdir(FIX))
 T.check("the detection table has at least 40 cases", len(cases) >= 40, str(len(cases)))
 for name in cases:
     meta = json.load(open(os.path.join(FIX, name, "case.json")))
-    r = plan(os.path.join(FIX, name, "tree"), env=meta.get("env"))
+    r = plan(os.path.join(FIX, name, "tree"), *meta.get("args", []), env=meta.get("env"))
     if "error" in meta:
         T.check(f"{name}: fails with \"{meta['error']}\"",
                 r.returncode == 1 and meta["error"] in r.stderr and r.stdout == "",

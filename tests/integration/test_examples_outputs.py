@@ -82,13 +82,14 @@ if os.path.exists(zpath):
             str(names))
     meta = json.loads(read(os.path.join(fdir, "function.json")) or "{}")
     T.check("function.json names the handler and runtime", meta.get("handler") == "index.handler"
-            and meta.get("runtime") == "nodejs26.x" and meta.get("zip") == "function.zip", str(meta))
+            and meta.get("runtime") == "nodejs24.x" and meta.get("zip") == "function.zip", str(meta))
     x = os.path.join(T.tmp, "fn-x")
     zipfile.ZipFile(zpath).extractall(x)
     run = subprocess.run(["node", "-e", "require('./index.js').handler({timestamp: Date.now() - 120000})"
                           ".then(r => console.log(r.body))"], cwd=x, capture_output=True, text=True)
     T.check("the unzipped handler runs and uses its dependency", '"ago":"2m"' in run.stdout, run.stdout + run.stderr)
-    T.check("the handler reports the Node of the build step", '"builtWith":"v26.' in run.stdout,
+    T.check("the handler reports the Node of the build step (24: engines >=18 narrowed to the lines "
+            "Lambda runs)", '"builtWith":"v24.' in run.stdout,
             run.stdout + run.stderr)
 
 # No --output: the plan's natural output under ./kiln-out/.

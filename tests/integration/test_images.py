@@ -44,17 +44,25 @@ T.check("missing image: the message names the image and both commands",
 T.check("missing image: no registry, DNS or layout error", not any(s in msg for s in NOT_A_REGISTRY), msg)
 T.check("missing image: said once", msg.count("is missing") == 1, msg)
 
-# No KILN_IMAGE_PREFIX at all: kiln's default names are not pulled from Docker Hub.
+# No KILN_IMAGE_PREFIX at all: kiln's own image directory ($KILN_IMAGES_DIR, default
+# /var/cache/kiln/images), never Docker Hub; missing there, the image and the command are named.
 r = kiln("build", "--root", os.path.join(T.tmp, "root"), "--output", f"type=oci,dest={T.tmp}/i2", site,
-         env={"KILN_IMAGE_PREFIX": "", "KILN_ROOT": os.path.join(T.tmp, "root")})
-T.check("no KILN_IMAGE_PREFIX: names kiln/base, scripts/setup.sh and KILN_IMAGE_PREFIX",
-        r.returncode != 0 and "kiln/base" in r.stderr and "scripts/setup.sh" in r.stderr
-        and "KILN_IMAGE_PREFIX=oci:/var/cache/kiln/images" in r.stderr, r.stderr)
+         env={"KILN_IMAGE_PREFIX": "", "KILN_IMAGES_DIR": empty, "KILN_ROOT": os.path.join(T.tmp, "root")})
+T.check("no KILN_IMAGE_PREFIX: the image in kiln's image directory is named with scripts/setup.sh",
+        r.returncode != 0 and f"oci:{empty}/base is missing" in r.stderr and "scripts/setup.sh" in r.stderr
+        and "KILN_IMAGE_PREFIX" in r.stderr, r.stderr)
 T.check("no KILN_IMAGE_PREFIX: no registry or DNS error", not any(s in r.stderr for s in NOT_A_REGISTRY), r.stderr)
 
 ok, log = ensure_images(*BUILD_IMAGES, *RUN_IMAGES[:-1])
 if not T.check("kiln's images are built (images/build.sh)", ok, log):
     T.done()
+
+# No KILN_IMAGE_PREFIX and kiln's images where images/build.sh put them: `kiln build DIR`
+# works with no setup beyond scripts/setup.sh.
+r = kiln("build", "--root", os.path.join(T.tmp, "root"), "--output", f"type=oci,dest={T.tmp}/i3", site,
+         env={"KILN_IMAGE_PREFIX": "", "KILN_IMAGES_DIR": IMAGES, "KILN_ROOT": os.path.join(T.tmp, "root")})
+T.check("no KILN_IMAGE_PREFIX: the site builds on kiln's images from its image directory",
+        r.returncode == 0 and os.path.exists(os.path.join(T.tmp, "i3", "index.json")), r.stderr[-2000:])
 
 # Only the base is there: a static site's image names the run image it misses.
 partial = os.path.join(T.tmp, "partial")
