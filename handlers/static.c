@@ -26,8 +26,9 @@ int kiln_static_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_err
     plan->start = kiln_xstrdup("busybox httpd -f -p $PORT -h /app");
     kiln_plan_why(plan, KILN_WHY_START,
                   "as an image, busybox httpd (in kiln's static-run image) serves the site");
-    kiln_plan_why(plan, KILN_WHY_PORT, "httpd listens on $PORT: kiln sets it to 8080, its server "
-                                       "port (kiln.json \"port\" or KILN_PORT change it)");
+    kiln_plan_why(plan, KILN_WHY_PORT,
+                  "httpd listens on $PORT: kiln sets it to 8080, its server "
+                  "port (kiln.json \"port\" or KILN_PORT change it)");
     plan->build_image = kiln_detect_image(ctx, "base");
     plan->run_image = kiln_detect_image(ctx, "static-run");
     (void)err;
