@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import subprocess
 
 from kilntest import T, kiln
 
@@ -64,3 +65,50 @@ def read_text(path):
             return f.read()
     except OSError:
         return None
+
+
+class HostMarker:
+    """A marker planted on the host for hostile cases, outside every context and root:
+    T.tmp/host holding `secret` (the marker line), an empty directory `w` and any extra files
+    ({name: content}, "{mark}" replaced by the marker). untouched() is true while all of it is
+    exactly as planted: no file changed, added, removed or replaced by a link."""
+
+    def __init__(self, prefix="HOSTILE-MARKER-", extra=None):
+        self.mark = prefix + os.urandom(6).hex()
+        self.dir = os.path.join(T.tmp, "host")
+        self.w = os.path.join(self.dir, "w")
+        self.secret = os.path.join(self.dir, "secret")
+        os.makedirs(self.w)
+        files = {"secret": self.mark + "\n"}
+        files.update({k: v.replace("{mark}", self.mark) for k, v in (extra or {}).items()})
+        for name, content in files.items():
+            with open(os.path.join(self.dir, name), "w") as f:
+                f.write(content)
+        self.planted = self.state()
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def state(self):
+        """{relative path: ("dir",) | ("link", target) | ("file", bytes)} of the host dir."""
+        out = {}
+        for d, dirs, names in os.walk(self.dir):
+            for n in dirs + names:
+                p = os.path.join(d, n)
+                rel = os.path.relpath(p, self.dir)
+                if os.path.islink(p):
+                    out[rel] = ("link", os.readlink(p))
+                elif os.path.isdir(p):
+                    out[rel] = ("dir",)
+                else:
+                    with open(p, "rb") as f:
+                        out[rel] = ("file", f.read())
+        return out
+
+    def untouched(self):
+        return self.state() == self.planted
+
+    def reset_w(self):
+        """Empties w (so that the next case starts clean)."""
+        for n in os.listdir(self.w):
+            subprocess.run(["rm", "-rf", os.path.join(self.w, n)], check=False)

@@ -15,7 +15,7 @@ import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kilnbuild import make_base, read_text as read, write_tree  # noqa: E402
+from kilnbuild import HostMarker, make_base, read_text as read, write_tree  # noqa: E402
 from kilntest import T, kiln  # noqa: E402
 from registry_fixtures import MT_CONFIG, MT_LAYER_GZ, MT_MANIFEST, make_layer, sha  # noqa: E402
 
@@ -23,18 +23,9 @@ ROOT = os.path.join(T.tmp, "root")
 os.chmod(T.tmp, 0o711)
 BASE = make_base(ROOT)
 
-MARK = "CACHENS-MARKER-" + os.urandom(6).hex()
-HOST = os.path.join(T.tmp, "host")  # nothing here may be read or written
-HOSTW = os.path.join(HOST, "w")
-os.makedirs(HOSTW)
-with open(os.path.join(HOST, "secret"), "w") as f:
-    f.write(MARK + "\n")
+HM = HostMarker(prefix="CACHENS-MARKER-")
+MARK, HOST, HOSTW = HM.mark, HM.dir, HM.w
 N = [0]
-
-
-def host_untouched():
-    return read(os.path.join(HOST, "secret")) == MARK + "\n" and \
-        sorted(os.listdir(HOST)) == ["secret", "w"] and os.listdir(HOSTW) == []
 
 
 def build(df, ns=None, files=None, extra=(), base=True):
@@ -140,7 +131,7 @@ for bad in ("../evil", "a/b", ".hidden", "", "-x", "x" * 65, "acme\n"):
             r.stderr[-500:])
 T.check("bad names create nothing in the root or on the host",
         sorted(os.listdir(ROOT)) == before and not os.path.exists(os.path.join(T.tmp, "evil")) and
-        host_untouched(), sorted(os.listdir(ROOT)))
+        HM.untouched(), sorted(os.listdir(ROOT)))
 
 # --- links planted where a namespace lives -----------------------------------
 os.symlink(HOSTW, os.path.join(ROOT, "ns", "evil"))
@@ -149,7 +140,7 @@ T.check("a namespace directory that is a link to the host is refused, naming it"
         r.returncode != 0 and os.path.join(ROOT, "ns", "evil") + " is not a directory" in r.stderr,
         r.stderr[-1000:])
 T.check("  ... nothing written through it, the host marker not read",
-        host_untouched() and MARK not in r.stdout + r.stderr)
+        HM.untouched() and MARK not in r.stdout + r.stderr)
 os.symlink(os.path.join(ROOT, "ns", "acme"), os.path.join(ROOT, "ns", "thief"))
 r, out = build(CM, "thief", extra=("--no-cache", "--build-arg", "WHO=thief"))
 T.check("a namespace that is a link to another namespace is refused (its cache not read)",
@@ -161,7 +152,7 @@ r, out = build(CM, "planted", extra=("--no-cache", "--build-arg", "WHO=planted")
 T.check("a namespace's cache-mounts that is a link is refused, naming it",
         r.returncode != 0 and "ns/planted/cache-mounts is not a directory" in r.stderr,
         r.stderr[-1000:])
-T.check("  ... nothing written on the host", host_untouched(), os.listdir(HOSTW))
+T.check("  ... nothing written on the host", HM.untouched(), os.listdir(HOSTW))
 os.makedirs(os.path.join(ROOT, "ns", "foreign"))
 os.chown(os.path.join(ROOT, "ns", "foreign"), 4242, 4242)
 r, out = build(CM, "foreign", extra=("--no-cache", "--build-arg", "WHO=foreign"))
@@ -416,5 +407,5 @@ ra3, _ = build(LC, "acme", files)
 T.check("kiln prune --cache-max-age drops namespaced cache entries too (next build misses)",
         r.returncode == 0 and left == [] and steps(ra3.stderr).get(3) == "DONE",
         r.stderr + str(left) + ra3.stderr[-1000:])
-T.check("the host is untouched at the end", host_untouched())
+T.check("the host is untouched at the end", HM.untouched())
 T.done()

@@ -14,7 +14,7 @@ import sys
 import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kilnbuild import make_base, write_tree  # noqa: E402
+from kilnbuild import HostMarker, make_base, write_tree  # noqa: E402
 from kilntest import KILN, T  # noqa: E402
 
 ROOT = os.path.join(T.tmp, "root")
@@ -22,25 +22,8 @@ os.chmod(T.tmp, 0o711)
 BASE = make_base(ROOT)
 IMAGE_PASSWD = os.path.join(T.tmp, "base-rootfs", "etc", "passwd")  # the build image's
 
-MARK = "HOSTILE-MARKER-" + os.urandom(6).hex()
-HOST = os.path.join(T.tmp, "host")  # the host: nothing here may be read or written
-HOSTW = os.path.join(HOST, "w")
-SECRET = os.path.join(HOST, "secret")
-VICTIM = os.path.join(HOSTW, "victim")
-os.makedirs(HOSTW)
-with open(SECRET, "w") as f:
-    f.write(MARK + "\n")
-with open(os.path.join(HOST, "hosttree.txt"), "w") as f:
-    f.write(MARK)
-with open(VICTIM, "w") as f:
-    f.write("untouched " + MARK + "\n")
-
-
-def host_untouched():
-    with open(SECRET, "rb") as f, open(VICTIM, "rb") as v:
-        same = f.read() == (MARK + "\n").encode() and v.read() == ("untouched " + MARK + "\n").encode()
-    return same and sorted(os.listdir(HOST)) == ["hosttree.txt", "secret", "w"] and \
-        os.listdir(HOSTW) == ["victim"] and not os.path.islink(VICTIM)
+HM = HostMarker(extra={"hosttree.txt": "{mark}", "w/victim": "untouched {mark}\n"})
+MARK, HOST, SECRET, VICTIM = HM.mark, HM.dir, HM.secret, HM.path("w/victim")
 
 
 def project(name, build, fdir="out", links=None):
@@ -82,7 +65,7 @@ def no_leak(name, r, paths):
                 if MARK.encode() in f.read():
                     where.append(p)
     T.check(f"{name}: the host marker is not read", not where, f"found in {where}")
-    T.check(f"{name}: nothing written on the host", host_untouched(), str(os.listdir(HOSTW)))
+    T.check(f"{name}: nothing written on the host", HM.untouched(), str(os.listdir(HM.w)))
 
 
 # --- links in the build output ------------------------------------------------------------

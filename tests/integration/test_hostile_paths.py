@@ -12,26 +12,17 @@ import sys
 import tarfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kilnbuild import (make_base, make_busybox_rootfs, read_text as read,  # noqa: E402
-                       write_tree)
+from kilnbuild import (HostMarker, make_base, make_busybox_rootfs,  # noqa: E402
+                       read_text as read, write_tree)
 from kilntest import T, kiln  # noqa: E402
 
 ROOT = os.path.join(T.tmp, "root")
 os.chmod(T.tmp, 0o711)
 BASE = make_base(ROOT)
 
-MARK = "HOSTILE-MARKER-" + os.urandom(6).hex()
-HOST = os.path.join(T.tmp, "host")  # the host: nothing here may be read or written
-HOSTW = os.path.join(HOST, "w")
-SECRET = os.path.join(HOST, "secret")
-HOSTPASSWD = os.path.join(HOST, "passwd")
-os.makedirs(HOSTW)
-with open(SECRET, "w") as f:
-    f.write(MARK + "\n")
-with open(HOSTPASSWD, "w") as f:
-    f.write(f"evil:x:4242:4242:{MARK}:/:/bin/sh\n")
-with open(os.path.join(HOST, "hosttree.txt"), "w") as f:
-    f.write(MARK)
+HM = HostMarker(extra={"passwd": "evil:x:4242:4242:{mark}:/:/bin/sh\n", "hosttree.txt": "{mark}"})
+MARK, HOST, HOSTW, SECRET = HM.mark, HM.dir, HM.w, HM.secret
+HOSTPASSWD = HM.path("passwd")
 N = [0]
 
 
@@ -75,13 +66,6 @@ def leaked(r, out):
     return where
 
 
-def host_untouched():
-    with open(SECRET) as f:
-        same = f.read() == MARK + "\n"
-    return same and sorted(os.listdir(HOST)) == ["hosttree.txt", "passwd", "secret", "w"] and \
-        os.listdir(HOSTW) == []
-
-
 def check(name, r, out, ok, expect=None, detail=""):
     """The case's result (ok: built or not), the error text, no leak, no write."""
     lk = leaked(r, out)
@@ -89,9 +73,8 @@ def check(name, r, out, ok, expect=None, detail=""):
     T.check(f"{name}: {'builds' if ok else 'refused'}" + (f" ({expect})" if expect else ""),
             good, (detail + "\n" if detail else "") + r.stderr[-3000:])
     T.check(f"{name}: the host marker is not read", not lk, f"found in {lk}")
-    T.check(f"{name}: nothing written on the host", host_untouched(), os.listdir(HOSTW))
-    for n in os.listdir(HOSTW):  # so that the next cases start clean
-        subprocess.run(["rm", "-rf", os.path.join(HOSTW, n)], check=False)
+    T.check(f"{name}: nothing written on the host", HM.untouched(), os.listdir(HOSTW))
+    HM.reset_w()  # so that the next cases start clean
 
 
 def rl(p):
