@@ -323,6 +323,8 @@ int kiln_plan_detect(const char *dir, const kiln_detect_opts_t *opts, kiln_plan_
         plan->project = kiln_detect_project_name(basename(copy));
     }
     for (size_t i = 0; i < plan->n_caches; i++) {
+        if (plan->caches[i].shared)
+            continue;
         char *id = kiln_xasprintf("%s-%s", plan->project, plan->caches[i].id);
         free(plan->caches[i].id);
         plan->caches[i].id = id;

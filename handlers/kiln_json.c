@@ -16,7 +16,8 @@ void kiln_overrides_free(kiln_overrides_t *o)
 {
     char **fields[] = {&o->provider,       &o->install,     &o->build,     &o->start,
                        &o->output_dir,     &o->build_image, &o->run_image, &o->node_version,
-                       &o->python_version, &o->handler,     &o->runtime,   &o->function_dir};
+                       &o->python_version, &o->handler,     &o->runtime,   &o->function_dir,
+                       &o->go_version,     &o->go_main};
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         free(*fields[i]);
         *fields[i] = NULL;
@@ -77,8 +78,8 @@ static bool env_name_ok(const char *k)
 }
 
 static const char *const known_members[] = {
-    "provider", "install",     "build",         "start", "outputs",  "outputDir", "env",
-    "images",   "nodeVersion", "pythonVersion", "port",  "function", "$schema",
+    "provider",    "install",       "build", "start",    "outputs", "outputDir", "env",    "images",
+    "nodeVersion", "pythonVersion", "port",  "function", "$schema", "goVersion", "goMain",
 };
 
 /* Fills *o from the parsed object. */
@@ -103,7 +104,9 @@ static int parse_object(json_t *root, kiln_overrides_t *o, kiln_error_t *err)
         member_str(root, "start", "", &o->start, err) < 0 ||
         member_str(root, "outputDir", "", &o->output_dir, err) < 0 ||
         member_str(root, "nodeVersion", "", &o->node_version, err) < 0 ||
-        member_str(root, "pythonVersion", "", &o->python_version, err) < 0)
+        member_str(root, "pythonVersion", "", &o->python_version, err) < 0 ||
+        member_str(root, "goVersion", "", &o->go_version, err) < 0 ||
+        member_str(root, "goMain", "", &o->go_main, err) < 0)
         return -1;
     if (o->provider != NULL && strcmp(o->provider, "node") != 0 &&
         strcmp(o->provider, "python") != 0 && strcmp(o->provider, "go") != 0 &&
@@ -188,6 +191,8 @@ int kiln_overrides_load(const kiln_detect_ctx_t *ctx, kiln_overrides_t *o, kiln_
         {"KILN_OUTPUT_DIR", offsetof(kiln_overrides_t, output_dir)},
         {"KILN_BUILD_IMAGE", offsetof(kiln_overrides_t, build_image)},
         {"KILN_RUN_IMAGE", offsetof(kiln_overrides_t, run_image)},
+        {"KILN_GO_VERSION", offsetof(kiln_overrides_t, go_version)},
+        {"KILN_GO_MAIN", offsetof(kiln_overrides_t, go_main)},
     };
     const char *v;
     int r = kiln_tree_read(ctx->tree, "kiln.json", &text, err);

@@ -5,6 +5,7 @@
  *     "outputs": ["image", "static", "function"], "outputDir": "dist",
  *     "env": {"KEY": "VALUE"}, "images": {"build": "…", "run": "…"},
  *     "nodeVersion": "20", "pythonVersion": "3.11", "port": 8080,
+ *     "goVersion": "1.27.3", "goMain": "./cmd/api",
  *     "function": {"handler": "index.handler", "runtime": "nodejs18.x", "dir": "."} } */
 #ifndef KILN_HANDLERS_KILN_JSON_H
 #define KILN_HANDLERS_KILN_JSON_H
@@ -19,8 +20,9 @@ typedef struct kiln_overrides {
     char *provider, *install, *build, *start, *output_dir;
     char *build_image, *run_image, *node_version, *python_version;
     char *handler, *runtime, *function_dir;
-    unsigned outputs; /* kiln_plan_output_t bits, 0 = not set */
-    int port;         /* 0 = not set */
+    char *go_version, *go_main; /* KILN_GO_VERSION, KILN_GO_MAIN */
+    unsigned outputs;           /* kiln_plan_output_t bits, 0 = not set */
+    int port;                   /* 0 = not set */
     char *env[KILN_PLAN_MAX_ITEMS];
     size_t n_env;
 } kiln_overrides_t;

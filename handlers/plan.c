@@ -65,6 +65,7 @@ void kiln_plan_free(kiln_plan_t *p)
     free(p->run_image);
     free(p->workdir);
     free_list(p->env, p->n_env);
+    free_list(p->build_env, p->n_build_env);
     free_list(p->notes, p->n_notes);
     free_list(p->why, KILN_WHY_N);
     free_list(p->run_files, p->n_run_files);
@@ -196,32 +197,52 @@ int kiln_plan_add_cache(kiln_plan_t *plan, const char *name, const char *target,
     return 0;
 }
 
+int kiln_plan_add_shared_cache(kiln_plan_t *plan, const char *name, const char *target,
+                               kiln_error_t *err)
+{
+    if (kiln_plan_add_cache(plan, name, target, err) < 0)
+        return -1;
+    plan->caches[plan->n_caches - 1].shared = true;
+    return 0;
+}
+
 /* Index of KEY in the env list, or -1. */
-static long env_index(const kiln_plan_t *plan, const char *key)
+static long env_index(char *const *env, size_t n, const char *key)
 {
     size_t kl = strlen(key);
-    for (size_t i = 0; i < plan->n_env; i++) {
-        if (strncmp(plan->env[i], key, kl) == 0 && plan->env[i][kl] == '=')
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(env[i], key, kl) == 0 && env[i][kl] == '=')
             return (long)i;
     }
     return -1;
 }
 
-int kiln_plan_setenv(kiln_plan_t *plan, const char *key, const char *value, kiln_error_t *err)
+/* Sets KEY=VALUE in one of the plan's env lists. */
+static int setenv_in(char **env, size_t *n, const char *key, const char *value, kiln_error_t *err)
 {
-    long i = env_index(plan, key);
+    long i = env_index(env, *n, key);
 
     if (i >= 0) {
-        free(plan->env[i]);
-        plan->env[i] = kiln_xasprintf("%s=%s", key, value);
+        free(env[i]);
+        env[i] = kiln_xasprintf("%s=%s", key, value);
         return 0;
     }
-    return kiln_plan_add(plan->env, &plan->n_env, err, "%s=%s", key, value);
+    return kiln_plan_add(env, n, err, "%s=%s", key, value);
+}
+
+int kiln_plan_setenv(kiln_plan_t *plan, const char *key, const char *value, kiln_error_t *err)
+{
+    return setenv_in(plan->env, &plan->n_env, key, value, err);
+}
+
+int kiln_plan_setenv_build(kiln_plan_t *plan, const char *key, const char *value, kiln_error_t *err)
+{
+    return setenv_in(plan->build_env, &plan->n_build_env, key, value, err);
 }
 
 const char *kiln_plan_getenv(const kiln_plan_t *plan, const char *key)
 {
-    long i = env_index(plan, key);
+    long i = env_index(plan->env, plan->n_env, key);
     return i >= 0 ? plan->env[i] + strlen(key) + 1 : NULL;
 }
 
@@ -265,6 +286,18 @@ static json_t *str_array(char *const *list, size_t n)
     return a;
 }
 
+/* {"KEY": "VALUE"} of an env list. */
+static json_t *env_object(char *const *env, size_t n)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; i < n; i++) {
+        const char *eq = strchr(env[i], '=');
+        _cleanup_free_ char *k = kiln_xstrndup(env[i], (size_t)(eq - env[i]));
+        json_object_set_new(o, k, json_string(eq + 1));
+    }
+    return o;
+}
+
 int kiln_plan_to_json(const kiln_plan_t *p, char **out, kiln_error_t *err)
 {
     json_t *root = json_object(), *o, *a;
@@ -286,6 +319,8 @@ int kiln_plan_to_json(const kiln_plan_t *p, char **out, kiln_error_t *err)
         put_str(o, "version", p->toolchain.version);
         put_str(o, "package", p->toolchain.package);
         put_str(o, "prefix", p->toolchain.prefix);
+        if (p->toolchain.build_only)
+            json_object_set_new(o, "buildOnly", json_true());
         json_object_set_new(root, "toolchain", o);
     }
     json_object_set_new(root, "manifests", str_array(p->manifests, p->n_manifests));
@@ -331,13 +366,9 @@ int kiln_plan_to_json(const kiln_plan_t *p, char **out, kiln_error_t *err)
     put_str(root, "workdir", p->workdir);
     if (p->port > 0)
         json_object_set_new(root, "port", json_integer(p->port));
-    o = json_object();
-    for (size_t i = 0; i < p->n_env; i++) {
-        const char *eq = strchr(p->env[i], '=');
-        _cleanup_free_ char *k = kiln_xstrndup(p->env[i], (size_t)(eq - p->env[i]));
-        json_object_set_new(o, k, json_string(eq + 1));
-    }
-    json_object_set_new(root, "env", o);
+    json_object_set_new(root, "env", env_object(p->env, p->n_env));
+    if (p->n_build_env > 0)
+        json_object_set_new(root, "buildEnv", env_object(p->build_env, p->n_build_env));
     json_object_set_new(root, "notes", str_array(p->notes, p->n_notes));
     o = json_object();
     for (int w = 0; w < KILN_WHY_N; w++)
@@ -384,6 +415,24 @@ static int get_str_array(json_t *o, const char *key, char **list, size_t *n, kil
     return 0;
 }
 
+/* An env object ({"KEY": "VALUE"}) into one of the plan's env lists. */
+static int get_env(json_t *root, const char *key, char **env, size_t *n, kiln_error_t *err)
+{
+    json_t *o = json_object_get(root, key), *v;
+    const char *k;
+
+    if (!json_is_object(o))
+        return 0;
+    json_object_foreach(o, k, v)
+    {
+        if (!json_is_string(v) || k[0] == '\0' || strchr(k, '=') != NULL)
+            return kiln_error_set(err, 0, "plan: %s.%s must be a string", key, k);
+        if (setenv_in(env, n, k, json_string_value(v), err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Fills the plan from a parsed JSON object. */
 static int plan_from_object(json_t *root, kiln_plan_t *p, kiln_error_t *err)
 {
@@ -421,6 +470,7 @@ static int plan_from_object(json_t *root, kiln_plan_t *p, kiln_error_t *err)
             get_str(o, "package", &p->toolchain.package, err) < 0 ||
             get_str(o, "prefix", &p->toolchain.prefix, err) < 0)
             return kiln_error_prefix(err, "toolchain");
+        p->toolchain.build_only = json_is_true(json_object_get(o, "buildOnly"));
     }
     if (get_str_array(root, "manifests", p->manifests, &p->n_manifests, err) < 0 ||
         get_str_array(root, "deps", p->deps, &p->n_deps, err) < 0 ||
@@ -495,16 +545,9 @@ static int plan_from_object(json_t *root, kiln_plan_t *p, kiln_error_t *err)
             return kiln_error_set(err, 0, "plan: \"port\" must be an integer 1..65535");
         p->port = (int)json_integer_value(v);
     }
-    o = json_object_get(root, "env");
-    if (json_is_object(o)) {
-        json_object_foreach(o, k, v)
-        {
-            if (!json_is_string(v) || k[0] == '\0' || strchr(k, '=') != NULL)
-                return kiln_error_set(err, 0, "plan: env.%s must be a string", k);
-            if (kiln_plan_setenv(p, k, json_string_value(v), err) < 0)
-                return -1;
-        }
-    }
+    if (get_env(root, "env", p->env, &p->n_env, err) < 0 ||
+        get_env(root, "buildEnv", p->build_env, &p->n_build_env, err) < 0)
+        return -1;
     return 0;
 }
 

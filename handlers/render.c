@@ -63,6 +63,37 @@ static int append_shell(kiln_buf_t *b, const char *cmd, kiln_error_t *err)
     return r;
 }
 
+/* True when cmd is a program's absolute path and plain words (no quoting,
+ * expansion or operator a shell would interpret): it runs without a shell, as
+ * it must on a run image that has none (a static Go binary's). */
+static bool plain_exec(const char *cmd)
+{
+    if (cmd[0] != '/')
+        return false;
+    for (const char *p = cmd; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr(" _./:=,@%+-", *p) != NULL))
+            return false;
+    return true;
+}
+
+/* Appends a plain command (plain_exec) as a JSON exec form of its words. */
+static int append_exec(kiln_buf_t *b, const char *cmd, kiln_error_t *err)
+{
+    json_t *a = json_array();
+    _cleanup_free_ char *copy = kiln_xstrdup(cmd);
+    char *save = NULL, *s;
+    int r;
+
+    for (char *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save))
+        json_array_append_new(a, json_string(w));
+    s = json_dumps(a, JSON_COMPACT | JSON_ENSURE_ASCII);
+    json_decref(a);
+    r = kiln_buf_appendf(b, err, "%s\n", s);
+    free(s);
+    return r;
+}
+
 /* The --mount flags for the caches and build secrets. */
 static int append_mounts(kiln_buf_t *b, const kiln_plan_t *p, const kiln_render_opts_t *o,
                          bool secrets, kiln_error_t *err)
@@ -96,14 +127,16 @@ static int append_mounts(kiln_buf_t *b, const kiln_plan_t *p, const kiln_render_
     return 0;
 }
 
-/* ENV lines (values double-quoted, with \ " $ escaped). */
-static int append_env(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
+/* ENV lines of one env list (values double-quoted, with \ " $ escaped). */
+static int append_env_list(kiln_buf_t *b, char *const *env, size_t n, kiln_error_t *err)
 {
-    for (size_t i = 0; i < p->n_env; i++) {
-        const char *eq = strchr(p->env[i], '=');
-        if (check_text("env", p->env[i], err) < 0)
+    for (size_t i = 0; i < n; i++) {
+        const char *eq = strchr(env[i], '=');
+        if (check_text("env", env[i], err) < 0)
             return -1;
-        if (kiln_buf_appendf(b, err, "ENV %.*s=\"", (int)(eq - p->env[i]), p->env[i]) < 0)
+        if (eq == NULL || eq == env[i] || memchr(env[i], ' ', (size_t)(eq - env[i])) != NULL)
+            return kiln_error_set(err, 0, "plan: env \"%.64s\" is not KEY=VALUE", env[i]);
+        if (kiln_buf_appendf(b, err, "ENV %.*s=\"", (int)(eq - env[i]), env[i]) < 0)
             return -1;
         for (const char *v = eq + 1; *v; v++) {
             if ((*v == '"' || *v == '\\' || *v == '$') && kiln_buf_append(b, "\\", 1, err) < 0)
@@ -117,10 +150,19 @@ static int append_env(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
     return 0;
 }
 
-/* The toolchain copy (from the named context "node"), when the plan has one. */
-static int append_toolchain(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
+/* The plan's ENV lines; the build stages also get its build-only ones. */
+static int append_env(kiln_buf_t *b, const kiln_plan_t *p, bool build, kiln_error_t *err)
 {
-    if (p->toolchain.name == NULL)
+    if (append_env_list(b, p->env, p->n_env, err) < 0)
+        return -1;
+    return build ? append_env_list(b, p->build_env, p->n_build_env, err) : 0;
+}
+
+/* The toolchain copy (from the named context "node"), when the plan has one; a
+ * build-only toolchain (a compiler) is copied into the build stages only. */
+static int append_toolchain(kiln_buf_t *b, const kiln_plan_t *p, bool build, kiln_error_t *err)
+{
+    if (p->toolchain.name == NULL || (!build && p->toolchain.build_only))
         return 0;
     if (check_word("toolchain", p->toolchain.name, err) < 0 ||
         check_word("toolchain prefix", p->toolchain.prefix, err) < 0)
@@ -166,7 +208,7 @@ static int render_build(kiln_buf_t *b, const kiln_plan_t *p, const kiln_render_o
     /* HOME as Docker sets it for root: the caches (npm, pip, go) live under it. */
     if (kiln_buf_appendf(b, err, "FROM %s AS deps\nWORKDIR %s\nENV HOME=/root\n", p->build_image,
                          p->workdir) < 0 ||
-        append_toolchain(b, p, err) < 0 || append_env(b, p, err) < 0)
+        append_toolchain(b, p, true, err) < 0 || append_env(b, p, true, err) < 0)
         return -1;
     if (p->n_manifests > 0) {
         bool top = false;
@@ -286,7 +328,7 @@ static int render_run(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
 
     if (check_word("run image", p->run_image, err) < 0 ||
         kiln_buf_appendf(b, err, "\nFROM %s AS run\nWORKDIR %s\n", p->run_image, p->workdir) < 0 ||
-        append_toolchain(b, p, err) < 0 || append_env(b, p, err) < 0)
+        append_toolchain(b, p, false, err) < 0 || append_env(b, p, false, err) < 0)
         return -1;
     if (p->n_run_files > 0) {
         /* the framework's server output carries what it needs (its own node_modules) */
@@ -307,8 +349,10 @@ static int render_run(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
     }
     if (p->port > 0 && kiln_buf_appendf(b, err, "EXPOSE %d\n", p->port) < 0)
         return -1;
-    if (p->start && (check_text("start command", p->start, err) < 0 ||
-                     kiln_buf_appendf(b, err, "CMD ") < 0 || append_shell(b, p->start, err) < 0))
+    if (p->start &&
+        (check_text("start command", p->start, err) < 0 || kiln_buf_appendf(b, err, "CMD ") < 0 ||
+         (plain_exec(p->start) ? append_exec(b, p->start, err) : append_shell(b, p->start, err)) <
+             0))
         return -1;
     return 0;
 }

@@ -2,7 +2,7 @@
 # Builds kiln's base, build and run images with kiln itself:
 #   base            Debian 12 minbase (scripts/debian-rootfs.sh, debootstrap) → kiln import
 #   node-build/run, python-build/run, go-build, static-run, jvm-build/run, rust-build,
-#   ruby-build/run, php-build/run
+#   ruby-build/run, php-build/run, minimal-run
 #                   images/<name>/Dockerfile on base
 # Each image is an OCI layout under $KILN_IMAGES_DIR (default /var/cache/kiln/images/<name>),
 # rebuilt only when its Dockerfile (or the base) changed. With KILN_IMAGE_PUSH=PREFIX
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 KILN=${KILN_BIN:-build/src/kiln}
 OUT=${KILN_IMAGES_DIR:-/var/cache/kiln/images}
 ALL=(node-build node-run python-build python-run go-build static-run jvm-build jvm-run rust-build
-  ruby-build ruby-run php-build php-run)
+  ruby-build ruby-run php-build php-run minimal-run)
 want=("$@")
 [ ${#want[@]} -gt 0 ] || want=("${ALL[@]}")
 mkdir -p "$OUT"

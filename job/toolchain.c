@@ -12,7 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "handlers/go_release.h"
 #include "utils/cleanup.h"
+#include "utils/dirhash.h"
 #include "utils/env.h"
 #include "utils/fs.h"
 #include "utils/http.h"
@@ -92,21 +94,25 @@ static int check_integrity(const char *integrity, const void *data, size_t len, 
     return 0;
 }
 
-/* Unpacks an npm tarball (gzip tar, entries under "package/") into `dest`. */
-static int unpack(const void *data, size_t len, const char *dest, const char *what,
-                  kiln_error_t *err)
+/* Unpacks an archive in memory (an npm tarball: gzip tar; a Go module: zip)
+ * into `dest`, keeping only the entries under `prefix` ("package/") and
+ * without it. */
+static int unpack(const void *data, size_t len, const char *prefix, const char *dest,
+                  const char *what, kiln_error_t *err)
 {
     struct archive *in = archive_read_new(), *out = archive_write_disk_new();
     struct archive_entry *e;
+    size_t pl = strlen(prefix);
     int r, ret = -1;
 
     archive_read_support_filter_gzip(in);
     archive_read_support_format_tar(in);
+    archive_read_support_format_zip_seekable(in);
     archive_write_disk_set_options(out, ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
                                             ARCHIVE_EXTRACT_SECURE_NODOTDOT |
                                             ARCHIVE_EXTRACT_SECURE_SYMLINKS);
     /* Entry names are rewritten to absolute paths under dest: all start with
-     * "package/", and ".." is refused by SECURE_NODOTDOT. */
+     * the prefix, and ".." is refused by SECURE_NODOTDOT. */
     if (archive_read_open_memory(in, data, len) != ARCHIVE_OK) {
         kiln_error_set(err, 0, "%s: %s", what, archive_error_string(in));
         goto out;
@@ -118,14 +124,14 @@ static int unpack(const void *data, size_t len, const char *dest, const char *wh
         size_t sz;
         la_int64_t off;
 
-        if (p == NULL || strncmp(p, "package/", 8) != 0 || p[8] == '\0')
+        if (p == NULL || strncmp(p, prefix, pl) != 0 || p[pl] == '\0')
             continue;
-        np = kiln_xasprintf("%s/%s", dest, p + 8);
+        np = kiln_xasprintf("%s/%s", dest, p + pl);
         archive_entry_set_pathname(e, np);
         if (hl != NULL) {
-            if (strncmp(hl, "package/", 8) != 0)
+            if (strncmp(hl, prefix, pl) != 0)
                 continue;
-            nh = kiln_xasprintf("%s/%s", dest, hl + 8);
+            nh = kiln_xasprintf("%s/%s", dest, hl + pl);
             archive_entry_set_hardlink(e, nh);
         }
         if (archive_write_header(out, e) != ARCHIVE_OK) {
@@ -156,6 +162,19 @@ out:
     archive_read_free(in);
     archive_write_free(out);
     return ret;
+}
+
+/* Renames the unpacked copy `tmp` (given its version file) to `final`; a
+ * concurrent build may have renamed its copy first: then this one is dropped. */
+static int publish(const char *tmp, const char *final, const char *ver, kiln_error_t *err)
+{
+    _cleanup_free_ char *vfile = kiln_xasprintf("%s/" VERSION_FILE, tmp);
+
+    if (kiln_fs_write_file_atomic(vfile, ver, strlen(ver), 0644, err) < 0)
+        return -1;
+    if (rename(tmp, final) < 0 && errno != ENOTEMPTY && errno != EEXIST)
+        return kiln_error_set(err, errno, "rename %s to %s", tmp, final);
+    return 0;
 }
 
 /* Resolves the plan's range against the registry's metadata (the highest
@@ -211,16 +230,9 @@ static int download(const kiln_plan_toolchain_t *tc, const char *registry, const
     if (http_get(h, url, "application/octet-stream", TARBALL_CAP, &tar, err) < 0 ||
         check_integrity(integrity, tar.body, tar.body_len, what, err) < 0 ||
         kiln_fs_mkdtemp(cache, ".unpack-", &tmp, err) < 0 ||
-        unpack(tar.body, tar.body_len, tmp, what, err) < 0)
+        unpack(tar.body, tar.body_len, "package/", tmp, what, err) < 0 ||
+        publish(tmp, final, ver, err) < 0)
         goto out;
-    vfile = kiln_xasprintf("%s/" VERSION_FILE, tmp);
-    if (kiln_fs_write_file_atomic(vfile, ver, strlen(ver), 0644, err) < 0)
-        goto out;
-    /* a concurrent build may have renamed its copy first: then this one is dropped */
-    if (rename(tmp, final) < 0 && errno != ENOTEMPTY && errno != EEXIST) {
-        kiln_error_set(err, errno, "rename %s to %s", tmp, final);
-        goto out;
-    }
     *version = kiln_xstrdup(ver);
     *dir = steal_pointer(&final);
     ret = 0;
@@ -230,6 +242,88 @@ out:
     json_decref(doc);
     kiln_http_response_free(&meta);
     kiln_http_response_free(&tar);
+    return ret;
+}
+
+/* The first proxy URL of a GOPROXY-style list ("https://a,direct"): the
+ * toolchain comes from a proxy, never "direct" or "off". */
+static char *go_proxy(char *const *env)
+{
+    const char *v = kiln_env_get(env, "KILN_GOPROXY");
+    size_t n;
+    char *p;
+
+    if (v == NULL || (strncmp(v, "https://", 8) != 0 && strncmp(v, "http://", 7) != 0))
+        v = KILN_DEFAULT_GOPROXY;
+    p = kiln_xstrndup(v, strcspn(v, ",|"));
+    n = strlen(p);
+    while (n > 0 && p[n - 1] == '/')
+        p[--n] = '\0';
+    return p;
+}
+
+/* A Go release from the module proxy: golang.org/toolchain
+ * v0.0.1-go<version>.linux-amd64, its zip's h1 dirhash checked against the
+ * release table's before anything is unpacked into <cache>/go-<version>. */
+static int fetch_go(const kiln_plan_toolchain_t *tc, const char *cache, char *const *env,
+                    const kiln_netpolicy_t *policy, char **dir, char **version, kiln_error_t *err)
+{
+    const kiln_go_release_t *rel;
+    _cleanup_(http_freep) kiln_http_t *h = NULL;
+    _cleanup_free_ char *final = NULL, *vfile = NULL, *proxy = NULL, *url = NULL;
+    _cleanup_free_ char *prefix = NULL, *what = NULL, *h1 = NULL, *tmp = NULL, *avail = NULL;
+    kiln_netpolicy_t *fallback = NULL;
+    kiln_http_response_t zip = {0};
+    int ret = -1;
+
+    /* the version goes into a URL and a path: a release name and nothing else */
+    if (strcmp(tc->package, "golang.org/toolchain") != 0 ||
+        !kiln_go_version_is_release(tc->version) ||
+        (rel = kiln_go_release_find(tc->version)) == NULL) {
+        avail = kiln_go_available();
+        return kiln_error_set(err, 0,
+                              "toolchain go \"%.40s\" (%.40s): not a Go release kiln can fetch "
+                              "and verify; available: %s",
+                              tc->version, tc->package, avail);
+    }
+    final = kiln_xasprintf("%s/go-%s", cache, tc->version);
+    vfile = kiln_xasprintf("%s/" VERSION_FILE, final);
+    if (access(vfile, F_OK) == 0) {
+        *dir = steal_pointer(&final);
+        *version = kiln_xstrdup(tc->version);
+        return 0;
+    }
+    proxy = go_proxy(env);
+    url = kiln_xasprintf("%s/golang.org/toolchain/@v/v0.0.1-go%s.linux-amd64.zip", proxy,
+                         tc->version);
+    prefix = kiln_xasprintf("golang.org/toolchain@v0.0.1-go%s.linux-amd64/", tc->version);
+    what = kiln_xasprintf("golang.org/toolchain@v0.0.1-go%s.linux-amd64", tc->version);
+    h = kiln_http_new();
+    if (policy == NULL)
+        fallback = kiln_netpolicy_new(KILN_NETPOLICY_NO_LINK_LOCAL);
+    kiln_http_set_policy(h, policy ? policy : fallback); /* copied */
+    kiln_netpolicy_free(fallback);
+    if (http_get(h, url, "application/zip", TARBALL_CAP, &zip, err) < 0 ||
+        kiln_dirhash_zip(zip.body, zip.body_len, prefix, what, &h1, err) < 0)
+        goto out;
+    if (strcmp(h1, rel->h1) != 0) {
+        kiln_error_set(err, 0,
+                       "%s: checksum mismatch: the download hashes to %s, the Go checksum "
+                       "database records %s (corrupt or tampered download)",
+                       what, h1, rel->h1);
+        goto out;
+    }
+    if (kiln_fs_mkdtemp(cache, ".unpack-", &tmp, err) < 0 ||
+        unpack(zip.body, zip.body_len, prefix, tmp, what, err) < 0 ||
+        publish(tmp, final, tc->version, err) < 0)
+        goto out;
+    *dir = steal_pointer(&final);
+    *version = kiln_xstrdup(tc->version);
+    ret = 0;
+out:
+    if (tmp)
+        kiln_fs_rm_rf(tmp, NULL);
+    kiln_http_response_free(&zip);
     return ret;
 }
 
@@ -247,6 +341,11 @@ int kiln_toolchain_fetch(const kiln_plan_toolchain_t *tc, const char *root, char
 
     if (tc->name == NULL || tc->package == NULL || tc->version == NULL)
         return kiln_error_set(err, 0, "toolchain: the plan names no package and version");
+    if (strcmp(tc->name, "go") == 0) {
+        if (kiln_fs_mkdir_p(cache, 0755, err) < 0)
+            return -1;
+        return fetch_go(tc, cache, env, policy, dir, version, err);
+    }
     if (kiln_semver_range_check(tc->version, err) < 0)
         return kiln_error_prefix(err, "toolchain %s", tc->name);
     for (const char *p = tc->package; *p; p++)

@@ -11,7 +11,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from examples_lib import build, ensure_images, example, manifest_layers, run_http  # noqa: E402
 from kilntest import T  # noqa: E402
 
-ok, log = ensure_images("go-build", "python-build", "python-run", "node-build", "node-run")
+ok, log = ensure_images("go-build", "minimal-run", "python-build", "python-run", "node-build", "node-run")
 if not T.check("kiln's build and run images are built (images/build.sh)", ok, log):
     T.done()
 
@@ -29,7 +29,7 @@ def serve(name, expect, path="/"):
     return out, r
 
 
-serve("go-http", "hello from kiln go-http (go1.19")
+serve("go-http", "hello from kiln go-http (go1.27.3")
 serve("python-http", "hello from kiln python-http, kiln", "/kiln")
 out1, r1 = serve("node-express", "hello from kiln node-express (node v26")
 T.check("node-express: the plan's provider and steps are in the log", "auto-build: provider node" in r1.stderr

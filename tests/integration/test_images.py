@@ -16,7 +16,7 @@ from examples_lib import IMAGES, ROOT, build, ensure_images, run_http  # noqa: E
 from kilntest import SRC, T, kiln  # noqa: E402
 
 BUILD_IMAGES = ("node-build", "python-build", "go-build")
-RUN_IMAGES = ("node-run", "python-run", "static-run", "base")
+RUN_IMAGES = ("node-run", "python-run", "static-run", "minimal-run", "base")
 BUILD_TOOLS = ("usr/bin/make", "usr/bin/gcc", "usr/bin/g++", "usr/bin/python3", "usr/bin/pkg-config",
                "usr/bin/git", "etc/ssl/certs/ca-certificates.crt")
 COMPILERS = ("usr/bin/gcc", "usr/bin/g++", "usr/bin/cc", "usr/bin/c++", "usr/bin/make", "usr/bin/ld")
