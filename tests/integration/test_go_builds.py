@@ -32,8 +32,8 @@ if not T.check("kiln's go-build and minimal-run images are built (images/build.s
     T.done()
 
 
-def fixture(name):
-    dst = os.path.join(T.tmp, name)
+def fixture(name, as_=None):
+    dst = os.path.join(T.tmp, as_ or name)
     shutil.copytree(os.path.join(FIX, name), dst)
     return dst
 
@@ -145,9 +145,7 @@ if T.check("multi-main: kiln build with kiln.json goMain ./cmd/worker", r.return
     T.check("multi-main: the worker's image answers over loopback", body == "hello from cmd/worker\n", body)
 
 # --- a Go release that is not available ---------------------------------------------------------
-src = fixture("chi-service")
-src2 = os.path.join(T.tmp, "too-new")
-shutil.copytree(src, src2)
+src2 = fixture("chi-service", "too-new")
 with open(os.path.join(src2, "go.mod"), "w") as f:
     f.write("module example.com/kiln/chi-service\n\ngo 1.30\n\nrequire github.com/go-chi/chi/v5 v5.2.3\n")
 want = ("go.mod line 3 (go 1.30) asks for Go 1.30 or newer, and no Go release kiln can fetch and verify "
