@@ -17,7 +17,10 @@
 
 /* The npm `deno` major kiln installs (its version is the Deno release). */
 #define DENO_MAJOR "2"
-#define DENO_BIN "/usr/local/bin/deno"
+/* its own dir (on PATH): npm links /usr/local/bin/deno to the package, which the run
+ * image does not have */
+#define DENO_HOME "/opt/kiln/deno"
+#define DENO_BIN DENO_HOME "/bin/deno"
 #define DENO_DIR "/opt/deno"
 
 /* deno.jsonc may hold comments and trailing commas: a copy without // and
@@ -104,9 +107,9 @@ int kiln_deno_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
     if (kiln_tree_is_file(ctx->tree, "package.json"))
         kiln_plan_add(plan->manifests, &plan->n_manifests, err, "package.json");
     kiln_plan_set(&plan->setup,
-                  "npm install -g --no-audit --no-fund deno@" DENO_MAJOR " && cp \"$(find "
-                  "\"$(npm root -g)/deno\" -path '*linux-x64-glibc*' -name deno -type f | head -n "
-                  "1)\" " DENO_BIN " && chmod 0755 " DENO_BIN " && " DENO_BIN " --version");
+                  "npm install -g --no-audit --no-fund deno@" DENO_MAJOR " && install -D -m 0755 "
+                  "\"$(find \"$(npm root -g)/deno\" -path '*linux-x64-glibc*' -name deno -type f | "
+                  "head -n 1)\" " DENO_BIN " && deno --version");
     kiln_plan_set(&plan->install, "deno install");
     kiln_plan_why(plan, KILN_WHY_INSTALL,
                   "%s: deno install (npm: dependencies from the npm registry) into DENO_DIR", file);
@@ -132,7 +135,11 @@ int kiln_deno_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
     if (kiln_plan_setenv(plan, "DENO_DIR", DENO_DIR, err) < 0 ||
         kiln_plan_setenv(plan, "DENO_NO_UPDATE_CHECK", "1", err) < 0 ||
         kiln_plan_add_cache(plan, "npm", "/root/.npm", err) < 0 ||
-        kiln_plan_add(plan->deps, &plan->n_deps, err, DENO_BIN) < 0 ||
+        kiln_plan_setenv(plan, "PATH",
+                         DENO_HOME
+                         "/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                         err) < 0 ||
+        kiln_plan_add(plan->deps, &plan->n_deps, err, DENO_HOME) < 0 ||
         kiln_plan_add(plan->deps, &plan->n_deps, err, DENO_DIR) < 0)
         return -1;
     plan->outputs = KILN_PLAN_OUT_IMAGE;

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""JVM and Rust auto builds with the real registries (Maven Central, crates.io): a Spring
+"""JVM, Rust and Deno auto builds with the real registries (Maven Central, crates.io, npm): a Spring
 Boot app (tests/fixtures/jvm-spring) built by Maven with ~/.m2 as a cache mount, its jar's
 layers as separate image layers, answering over loopback on the JRE-only run image; an
 application change keeps the dependencies layer; a Rust binary with one crates.io crate
-(tests/fixtures/rust-http) built --release and run alone on the minimal base. One build
+(tests/fixtures/rust-http) built --release and run alone on the minimal base; a Deno server
+(tests/fixtures/deno-http) with Deno from the npm registry, run by deno task start. One build
 per stack (plus the Boot rebuild); caches and images persist under /var/cache/kiln."""
 import json
 import os
@@ -97,4 +98,18 @@ if T.check("rust-build image is built (Debian 12's newest rustc)", ok, log[-3000
         T.check("rust: no rustc, cargo or compiler in the run image, no source or target dir",
                 not any(p.endswith(("bin/rustc", "bin/cargo", "bin/gcc", "bin/cc")) or p.startswith("app/src")
                         or p.startswith("app/target") for p in flat), "")
+
+# --- Deno: the binary from the npm registry's deno package, deno task start ------------------
+ok, log = ensure_images("node-build")
+if T.check("node-build image is built (Deno's build image: npm fetches deno)", ok, log[-3000:]):
+    src = copy("deno-http")
+    out = os.path.join(T.tmp, "deno-image")
+    r = build(src, "-t", "denohttp:latest", "--output", f"type=oci,dest={out}")
+    if T.check("deno: the auto build succeeds (deno from the npm registry)", r.returncode == 0, r.stderr[-3000:]):
+        body = answer(out)
+        T.check("deno: the image answers over loopback through deno task start", body == "deno ok 2\n", body)
+        flat = set().union(*layer_files(out))
+        T.check("deno: the binary is in the run image, npm and node are not",
+                "opt/kiln/deno/bin/deno" in flat and not any(p.endswith(("bin/npm", "bin/node", "bin/gcc"))
+                                                               for p in flat), "")
 T.done()
