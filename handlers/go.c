@@ -259,7 +259,7 @@ int kiln_go_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t
     int r = kiln_tree_read(ctx->tree, "go.mod", &text, err), ret = -1;
 
     if (r <= 0)
-        return r < 0 ? kiln_error_prefix(err, "go.mod") : 0;
+        return r; /* the message names go.mod and the tree */
     if (kiln_gomod_parse(text, strlen(text), &m, err) < 0)
         return -1;
     kiln_plan_set(&plan->provider, "go");

@@ -303,8 +303,11 @@ static int fetch_go(const kiln_plan_toolchain_t *tc, const char *cache, char *co
         fallback = kiln_netpolicy_new(KILN_NETPOLICY_NO_LINK_LOCAL);
     kiln_http_set_policy(h, policy ? policy : fallback); /* copied */
     kiln_netpolicy_free(fallback);
-    if (http_get(h, url, "application/zip", TARBALL_CAP, &zip, err) < 0 ||
-        kiln_dirhash_zip(zip.body, zip.body_len, prefix, what, &h1, err) < 0)
+    if (http_get(h, url, "application/zip", TARBALL_CAP, &zip, err) < 0) {
+        kiln_error_prefix(err, "toolchain go %s", tc->version);
+        goto out;
+    }
+    if (kiln_dirhash_zip(zip.body, zip.body_len, prefix, what, &h1, err) < 0)
         goto out;
     if (strcmp(h1, rel->h1) != 0) {
         kiln_error_set(err, 0,

@@ -4,6 +4,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <openssl/evp.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,22 @@
  * on a module zip is 500 MB). */
 #define FILES_MAX 100000
 #define NAME_MAX_LEN 4096
+
+/* True when every component of the path below the prefix is a plain name (no
+ * "", "." or "..", no backslash): Go refuses other module zip names too. */
+static bool plain_path(const char *p)
+{
+    if (*p == '\0' || strchr(p, '\\') != NULL)
+        return false;
+    for (;;) {
+        size_t n = strcspn(p, "/");
+        if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+            return false;
+        if (p[n] == '\0')
+            return true;
+        p += n + 1;
+    }
+}
 
 typedef struct file_sum {
     char *name;
@@ -55,7 +72,7 @@ static int read_sums(struct archive *in, const char *prefix, const char *what, f
         if (archive_entry_filetype(e) == AE_IFDIR)
             continue;
         if (p == NULL || strncmp(p, prefix, pl) != 0 || strlen(p) > NAME_MAX_LEN ||
-            strchr(p, '\n') != NULL)
+            strchr(p, '\n') != NULL || !plain_path(p + pl))
             return kiln_error_set(err, 0, "%s: the zip holds \"%.80s\", outside %s", what,
                                   p ? p : "", prefix);
         if (archive_entry_filetype(e) != AE_IFREG)

@@ -227,6 +227,7 @@ static void test_dirhash(void **state)
     const char *good[] = {"m@v1/b/c.txt", "x", "m@v1/a.txt", "hello\n"};
     const char *outside[] = {"m@v1/a.txt", "hello\n", "../evil", "x"};
     const char *twice[] = {"m@v1/a.txt", "1", "m@v1/a.txt", "2"};
+    const char *climb[] = {"m@v1/a.txt", "1", "m@v1/../../etc/x", "2"};
     kiln_error_t err = {0};
     char *h1 = NULL;
     size_t len;
@@ -242,6 +243,11 @@ static void test_dirhash(void **state)
     z = make_zip(outside, 4, &len);
     assert_int_equal(kiln_dirhash_zip(z, len, "m@v1/", "m@v1", &h1, &err), -1);
     assert_non_null(strstr(err.msg, "m@v1: the zip holds \"../evil\", outside m@v1/"));
+    free(z);
+    memset(&err, 0, sizeof(err));
+    z = make_zip(climb, 4, &len);
+    assert_int_equal(kiln_dirhash_zip(z, len, "m@v1/", "m@v1", &h1, &err), -1);
+    assert_non_null(strstr(err.msg, "m@v1: the zip holds \"m@v1/../../etc/x\", outside m@v1/"));
     free(z);
     memset(&err, 0, sizeof(err));
     z = make_zip(twice, 4, &len);
