@@ -5,8 +5,6 @@
  * stat cache) for cache keys. Everything opened under a dirfd, O_NOFOLLOW. */
 #include "engine/copytree.h"
 
-#include "engine/copytree.h"
-
 #include "engine/cache.h"
 
 /* What a FIFO, socket or device is called in messages. */
@@ -70,6 +68,29 @@ static void apply_meta_fd(const kiln_copytree_t *c, int fd, const struct stat *s
     (void)fchown(fd, u, g);
     (void)fchmod(fd, c->mode >= 0 ? (mode_t)c->mode : st->st_mode & 07777);
     (void)futimens(fd, ts);
+}
+
+int kiln_copytree_layer_entry(kiln_copytree_t *c, const char *drel, const struct stat *st, int fd,
+                              const char *target, kiln_error_t *err)
+{
+    struct stat out = *st;
+    uid_t u;
+    gid_t g;
+
+    copy_owner(c, st, &u, &g);
+    out.st_uid = u;
+    out.st_gid = g;
+    if (S_ISLNK(st->st_mode))
+        out.st_mode = S_IFLNK | 0777; /* as symlinkat makes it: --chmod does not apply */
+    else if (c->mode >= 0)
+        out.st_mode = (st->st_mode & S_IFMT) | (mode_t)c->mode;
+    if (!S_ISREG(st->st_mode))
+        out.st_size = 0;
+    /* copy mode keeps hardlinks only among files of the source seen linked
+     * more than the source tree itself links them */
+    if (!S_ISREG(st->st_mode) || st->st_nlink <= 1 + c->nlink_bias)
+        out.st_nlink = 1;
+    return kiln_layer_writer_add_stat(c->layer, drel, &out, fd, target, err);
 }
 
 /* Sorted names of the directory fd (without . and ..). */
@@ -147,7 +168,7 @@ int kiln_copytree_dir(kiln_copytree_t *c, int sub, const char *rel, int dsub, co
         ret = kiln_copytree_entry(c, sub, names.v[i], r2, dsub, d2, err);
     }
     strv_clear(&names);
-    if (ret == 0 && !c->hash)
+    if (ret == 0 && !c->hash && !c->layer)
         apply_meta_fd(c, dsub, st);
     return ret;
 }
@@ -170,6 +191,8 @@ static int copy_reg(kiln_copytree_t *c, int in, const char *rel, int dfd, const 
         kiln_cache_hash_str(c->hash, kiln_digest_str(&d, ds));
         return 0;
     }
+    if (c->layer)
+        return kiln_copytree_layer_entry(c, drel, st, in, NULL, err);
     (void)unlinkat(dfd, dname, 0);
     if (st->st_nlink > 1 + c->nlink_bias) {
         /* hardlinks within one COPY stay hardlinks */
@@ -236,8 +259,12 @@ int kiln_copytree_entry(kiln_copytree_t *c, int sfd, const char *name, const cha
         _cleanup_close_ int dsub = -1;
         if (sub < 0)
             return kiln_error_set(err, errno, "open directory %s", rel[0] ? rel : ".");
-        if (!c->hash && (dsub = dest_dir(dfd, dname, drel, err)) < 0)
+        if (c->layer) {
+            if (kiln_copytree_layer_entry(c, drel, &st, -1, NULL, err) < 0)
+                return -1;
+        } else if (!c->hash && (dsub = dest_dir(dfd, dname, drel, err)) < 0) {
             return -1;
+        }
         return kiln_copytree_dir(c, sub, rel, dsub, drel, &st, err);
     }
     if (excluded)
@@ -255,6 +282,8 @@ int kiln_copytree_entry(kiln_copytree_t *c, int sfd, const char *name, const cha
             kiln_cache_hash_str(c->hash, target);
             return 0;
         }
+        if (c->layer)
+            return kiln_copytree_layer_entry(c, drel, &st, -1, target, err);
         (void)unlinkat(dfd, dname, 0);
         if (symlinkat(target, dfd, dname) < 0)
             return kiln_error_set(err, errno, "symlink %s", drel);

@@ -15,6 +15,7 @@
 #include "engine/strv.h"
 #include "handlers/dockerfile/dockerignore.h"
 #include "oci/digest.h"
+#include "oci/layer_write.h"
 #include "utils/error.h"
 
 typedef struct kiln_copytree {
@@ -31,8 +32,12 @@ typedef struct kiln_copytree {
     kiln_statcache_t *statcache;       /* for context files in hash mode, or NULL */
     nlink_t nlink_bias;                /* links the source tree itself adds (a lower view: 1) */
     int dest_root;                     /* copy mode: the staging directory */
-    const char *hash_from;             /* hash mode: the source's canonical path … */
-    const char *hash_as;               /* … hashed as written (cache keys as before) */
+    /* Layer mode: entries written straight into this layer, each as copy mode would leave
+     * it in the staging tree (drel its layer path), in the walk's order, which is the
+     * tree writer's (names sorted bytewise, a directory before its entries). */
+    kiln_layer_writer_t *layer;
+    const char *hash_from; /* hash mode: the source's canonical path … */
+    const char *hash_as;   /* … hashed as written (cache keys as before) */
     struct copy_link {
         dev_t dev;
         ino_t ino;
@@ -51,6 +56,12 @@ void kiln_copytree_clear(kiln_copytree_t *c);
  * (copy mode; path drel), then its metadata from st. */
 int kiln_copytree_dir(kiln_copytree_t *c, int sub, const char *rel, int dsub, const char *drel,
                       const struct stat *st, kiln_error_t *err);
+
+/* Layer mode: the entry drel as copy mode would leave it in the staging tree: the source's
+ * type, size and mtime (st), hardlinks of one walk kept, the walk's owner and mode rules;
+ * fd: a regular file's data, target: a symlink's. -1 with err. */
+int kiln_copytree_layer_entry(kiln_copytree_t *c, const char *drel, const struct stat *st, int fd,
+                              const char *target, kiln_error_t *err);
 
 /* Walks the entry name of the source directory sfd (rel: its path from the source root),
  * honouring the ignore rules, never following a link: hash mode hashes it into c->hash, copy

@@ -74,6 +74,33 @@ fail:
     return kiln_error_prefix(err, "unpacking layer %s", ds);
 }
 
+/* The build's layer options (compression, level, SOURCE_DATE_EPOCH). */
+static void layer_opts(const engine_t *e, kiln_layer_opts_t *o)
+{
+    kiln_layer_opts_init(o);
+    o->compression = e->req->compression;
+    o->level = e->req->compression_level;
+    o->source_date_epoch = e->have_sde ? (int64_t)e->created : -1;
+}
+
+/* Appends the layer of blob w (finished: info) to the stage: *out. */
+static int add_layer(engine_t *e, stage_t *st, kiln_store_writer_t *w,
+                     const kiln_layer_info_t *info, layer_t *out, kiln_error_t *err)
+{
+    layer_t l = {0};
+
+    if (kiln_store_writer_commit(w, &l.desc.digest, &l.desc.size, err) < 0)
+        return -1;
+    kiln_cache_ns_note(e, &l.desc.digest);
+    snprintf(l.desc.media_type, sizeof(l.desc.media_type), "%s", info->media_type);
+    l.diff_id = info->diff_id;
+    st->layers = kiln_xrealloc(st->layers, (st->n_layers + 1) * sizeof(layer_t));
+    st->layers[st->n_layers++] = l;
+    kiln_image_config_add_diff_id(st->config, &l.diff_id);
+    *out = l;
+    return 0;
+}
+
 /* Writes dir as a layer into the store and appends it to the stage. */
 int kiln_snapshot_commit_layer(engine_t *e, stage_t *st, const char *dir, int overlay, layer_t *out,
                                kiln_error_t *err)
@@ -82,12 +109,8 @@ int kiln_snapshot_commit_layer(engine_t *e, stage_t *st, const char *dir, int ov
     kiln_store_writer_t *w = NULL;
     kiln_sink_t sink;
     kiln_layer_info_t info;
-    layer_t l = {0};
 
-    kiln_layer_opts_init(&o);
-    o.compression = e->req->compression;
-    o.level = e->req->compression_level;
-    o.source_date_epoch = e->have_sde ? (int64_t)e->created : -1;
+    layer_opts(e, &o);
     o.overlay_upper = overlay;
     if (kiln_store_writer_new(e->store, NULL, -1, &w, err) < 0)
         return -1;
@@ -96,27 +119,69 @@ int kiln_snapshot_commit_layer(engine_t *e, stage_t *st, const char *dir, int ov
         kiln_store_writer_abort(w);
         return -1;
     }
-    if (kiln_store_writer_commit(w, &l.desc.digest, &l.desc.size, err) < 0)
+    if (add_layer(e, st, w, &info, out, err) < 0)
         return -1;
-    kiln_cache_ns_note(e, &l.desc.digest);
-    snprintf(l.desc.media_type, sizeof(l.desc.media_type), "%s", info.media_type);
-    l.diff_id = info.diff_id;
-    st->layers = kiln_xrealloc(st->layers, (st->n_layers + 1) * sizeof(layer_t));
-    st->layers[st->n_layers++] = l;
-    kiln_image_config_add_diff_id(st->config, &l.diff_id);
-    *out = l;
     {
         /* The tree just written is this layer's unpacked (overlay) form: keep
          * it as the lower dir for later steps instead of unpacking the blob. */
         char ds[KILN_DIGEST_STR_MAX];
         _cleanup_free_ char *lower = NULL;
-        kiln_digest_str(&l.diff_id, ds);
+        kiln_digest_str(&out->diff_id, ds);
         lower = kiln_xasprintf("%s/%s", e->lowers_dir, strchr(ds, ':') + 1);
         if (access(lower, F_OK) != 0)
             (void)rename(dir, lower);
-        lower_prove(e, &l);
+        lower_prove(e, out);
     }
     return 0;
+}
+
+int kiln_snapshot_layer_begin(engine_t *e, kiln_snapshot_layer_t *sl, kiln_error_t *err)
+{
+    kiln_layer_opts_t o;
+
+    memset(sl, 0, sizeof(*sl));
+    layer_opts(e, &o);
+    if (kiln_store_writer_new(e->store, NULL, -1, &sl->blob, err) < 0)
+        return -1;
+    sl->sink = kiln_store_writer_sink(sl->blob);
+    if (kiln_layer_writer_new(&o, &sl->sink, &sl->w, err) < 0) {
+        kiln_store_writer_abort(sl->blob);
+        sl->blob = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void kiln_snapshot_layer_abort(kiln_snapshot_layer_t *sl)
+{
+    kiln_layer_writer_free(sl->w);
+    sl->w = NULL;
+    if (sl->blob != NULL)
+        kiln_store_writer_abort(sl->blob);
+    sl->blob = NULL;
+}
+
+int kiln_snapshot_layer_commit_step(engine_t *e, stage_t *st, kiln_snapshot_layer_t *sl,
+                                    const char *created_by, const kiln_digest_t *key,
+                                    kiln_error_t *err)
+{
+    kiln_layer_info_t info;
+    layer_t l;
+    int r = kiln_layer_writer_finish(sl->w, &info, err);
+
+    kiln_layer_writer_free(sl->w);
+    sl->w = NULL;
+    if (r < 0) {
+        kiln_snapshot_layer_abort(sl);
+        return -1;
+    }
+    r = add_layer(e, st, sl->blob, &info, &l, err);
+    sl->blob = NULL; /* committed or aborted by the commit */
+    if (r < 0)
+        return -1;
+    kiln_step_history(e, st, created_by, 0);
+    st->key = *key;
+    return kiln_cache_store(e, st, key, &l, err);
 }
 
 /* A step that made a layer: commit `dir` as the layer, add its history entry,

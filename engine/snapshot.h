@@ -11,6 +11,23 @@ int kiln_snapshot_commit_layer(engine_t *e, stage_t *st, const char *dir, int ov
                                kiln_error_t *err);
 int kiln_snapshot_commit_step(engine_t *e, stage_t *st, const char *dir, int overlay,
                               const char *created_by, const kiln_digest_t *key, kiln_error_t *err);
+/* A layer written entry by entry straight from a step's sources (COPY without a staging
+ * tree): a layer writer with the build's options into a new store blob. Its unpacked tree
+ * is only made (from the blob, kiln_snapshot_lower_dir) when a later step needs it. */
+typedef struct kiln_snapshot_layer {
+    kiln_layer_writer_t *w; /* add the entries here */
+    kiln_store_writer_t *blob;
+    kiln_sink_t sink;
+} kiln_snapshot_layer_t;
+/* Starts one. -1 with err (nothing to abort then). */
+int kiln_snapshot_layer_begin(engine_t *e, kiln_snapshot_layer_t *sl, kiln_error_t *err);
+/* Ends the layer, stores the blob, appends it to the stage as commit_step does. The layer
+ * is gone (committed or aborted) either way. -1 with err. */
+int kiln_snapshot_layer_commit_step(engine_t *e, stage_t *st, kiln_snapshot_layer_t *sl,
+                                    const char *created_by, const kiln_digest_t *key,
+                                    kiln_error_t *err);
+/* Abandons one that was begun (the blob removed). Fine after commit_step. */
+void kiln_snapshot_layer_abort(kiln_snapshot_layer_t *sl);
 int kiln_snapshot_extract(engine_t *e, stage_t *st, const char *path, const char *dir,
                           kiln_error_t *err);
 int kiln_snapshot_resolve(engine_t *e, stage_t *st, const char *path, unsigned flags, char **out,

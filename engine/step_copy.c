@@ -344,6 +344,82 @@ static int copy_check_dest(const kiln_df_node_t *n, bool is_add, bool dir_dest, 
     return 0;
 }
 
+/* Directories a staging copy makes on the way to the layer path p (without it): 0755,
+ * root's, dated SOURCE_DATE_EPOCH or else the epoch, so a layer does not depend on the
+ * time it was built. */
+static int layer_parents(engine_t *e, kiln_layer_writer_t *w, const char *p, kiln_error_t *err)
+{
+    struct stat d = {.st_mode = S_IFDIR | 0755, .st_nlink = 1};
+    d.st_mtim.tv_sec = e->have_sde ? e->created : 0;
+    for (const char *s = strchr(p, '/'); s != NULL; s = strchr(s + 1, '/')) {
+        _cleanup_free_ char *dir = kiln_xstrndup(p, (size_t)(s - p));
+        if (dir[0] != '\0' && kiln_layer_writer_add_stat(w, dir, &d, -1, NULL, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* A miss of a COPY (or ADD) of the one context source canon (written src) to dest_in:
+ * its layer written straight from the context in one walk, with no staging tree (each
+ * file read once, into the tar); the layer's tree is only unpacked from the blob when a
+ * later step mounts it. The entries are those the staging copy would give the tree writer,
+ * in its order: the walk goes through each directory in the writer's order (names sorted
+ * bytewise, a directory before its entries). Returns 1 when committed, 0 when the
+ * source needs the staging copy (an ADD of a file: it may be an archive), -1 with err. */
+static int copy_direct(engine_t *e, stage_t *st, kiln_copytree_t *c, int rootfd, const char *src,
+                       const char *canon, const char *dest_in, bool dir_dest, bool is_add,
+                       const char *created_by, const kiln_digest_t *key, kiln_error_t *err)
+{
+    _cleanup_close_ int sdir = -1;
+    _cleanup_free_ char *top = NULL;
+    const char *name, *rel = canon + 1;
+    const char *base = strrchr(src, '/') ? strrchr(src, '/') + 1 : src;
+    kiln_snapshot_layer_t sl;
+    struct stat sst;
+    int r;
+
+    if (kiln_copytree_source_at(rootfd, canon, &sdir, &name, err) < 0)
+        return -1;
+    if (fstatat(sdir, name, &sst, AT_SYMLINK_NOFOLLOW) < 0)
+        return kiln_error_set(err, errno, "stat %s", src);
+    if (is_add && S_ISREG(sst.st_mode))
+        return 0;
+    while (*dest_in == '/')
+        dest_in++;
+    if (S_ISDIR(sst.st_mode)) { /* its contents go to dest, the directory's stat to dest */
+        top = kiln_xstrdup(dest_in);
+        while (top[0] && top[strlen(top) - 1] == '/')
+            top[strlen(top) - 1] = '\0';
+    } else if (dir_dest) {
+        top =
+            kiln_xasprintf("%s%s%s", dest_in, dest_in[strlen(dest_in) - 1] == '/' ? "" : "/", base);
+    } else {
+        top = kiln_xstrdup(dest_in);
+    }
+    if (kiln_snapshot_layer_begin(e, &sl, err) < 0)
+        return -1;
+    c->layer = sl.w;
+    r = layer_parents(e, sl.w, top, err);
+    if (r == 0 && S_ISDIR(sst.st_mode)) {
+        _cleanup_close_ int sub =
+            openat(sdir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0)
+            r = kiln_error_set(err, errno, "open directory %s", src);
+        else if (top[0] != '\0')
+            r = kiln_copytree_layer_entry(c, top, &sst, -1, NULL, err);
+        if (r == 0)
+            r = kiln_copytree_dir(c, sub, rel, -1, top, &sst, err);
+    } else if (r == 0) {
+        r = kiln_copytree_entry(c, sdir, name, rel, -1, top, err);
+    }
+    c->layer = NULL;
+    if (r < 0) {
+        kiln_snapshot_layer_abort(&sl);
+        return -1;
+    }
+    return kiln_snapshot_layer_commit_step(e, st, &sl, created_by, key, err) < 0 ? -1 : 1;
+}
+
 int kiln_step_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_add,
                    kiln_error_t *err)
 {
@@ -525,16 +601,24 @@ int kiln_step_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
             goto out;
         c.nlink_bias = 1; /* a view or rootfs of hardlinks to the stage's layer dirs */
     }
-    if (kiln_fs_mkdtemp(e->work, "copy-", &staging, err) < 0 || chmod(staging, 0755) < 0 ||
-        kiln_pathres_open_root(staging, &sroot, err) < 0)
-        goto out;
-    c.dest_root = sroot;
     /* the destination as the image sees it: links on the way followed inside
      * the stage's tree (absolute ones from its root), never on the host */
     if (kiln_snapshot_resolve(e, st, dest, KILN_PATHRES_MISSING_OK, &dest_in, NULL, err) < 0) {
         kiln_df_error(n, err, "destination %s: %s", dest, err->msg);
         goto out;
     }
+    if (dep == NULL && srcs.n == 1 && urls.n == 0 && n->n_heredocs == 0) {
+        int r = copy_direct(e, st, &c, rootfd, srcs.v[0], canon.v[0], dest_in, dir_dest, is_add,
+                            created_by, &key, err);
+        if (r != 0) {
+            ret = r < 0 ? -1 : 0;
+            goto out;
+        }
+    }
+    if (kiln_fs_mkdtemp(e->work, "copy-", &staging, err) < 0 || chmod(staging, 0755) < 0 ||
+        kiln_pathres_open_root(staging, &sroot, err) < 0)
+        goto out;
+    c.dest_root = sroot;
     for (size_t i = 0; i < srcs.n; i++) {
         const char *base = strrchr(srcs.v[i], '/') ? strrchr(srcs.v[i], '/') + 1 : srcs.v[i];
         const char *rel = canon.v[i] + 1;

@@ -339,11 +339,12 @@ static int write_data(kiln_layer_writer_t *w, int fd, const char *path, uint64_t
     return 0;
 }
 
-/* Writes one entry for dirfd/name as `lpath` (layer path, prefix applied).
- * st is its lstat; fd an open fd for regular files and directories (else -1).
- * *opaque is set for an overlay opaque directory. */
-static int write_entry(kiln_layer_writer_t *w, int dirfd, const char *name, const char *lpath,
-                       const struct stat *st, int fd, int *opaque, kiln_error_t *err)
+/* Writes one entry as `lpath` (layer path, prefix applied) from st: its type,
+ * mode, owner, mtime and size. fd: the open regular file whose data goes in
+ * (exactly st_size bytes), else -1; target: a symlink's target; xfd: an fd
+ * whose xattrs go in, or -1. *opaque is set for an overlay opaque directory. */
+static int write_entry_stat(kiln_layer_writer_t *w, const char *lpath, const struct stat *st,
+                            int fd, const char *target, int xfd, int *opaque, kiln_error_t *err)
 {
     archive_entry_clear(w->e);
     archive_entry_copy_pathname(w->e, lpath);
@@ -363,11 +364,6 @@ static int write_entry(kiln_layer_writer_t *w, int dirfd, const char *name, cons
             has_data = st->st_size > 0;
         }
     } else if (S_ISLNK(st->st_mode)) {
-        char target[4096];
-        ssize_t n = readlinkat(dirfd, name, target, sizeof(target) - 1);
-        if (n < 0)
-            return kiln_error_set(err, errno, "reading symlink %s", lpath);
-        target[n] = '\0';
         archive_entry_copy_symlink(w->e, target);
     } else if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) {
         archive_entry_set_rdevmajor(w->e, major(st->st_rdev));
@@ -375,7 +371,7 @@ static int write_entry(kiln_layer_writer_t *w, int dirfd, const char *name, cons
     } else if (S_ISSOCK(st->st_mode)) {
         return 0; /* sockets do not go into layers (as docker/buildkit) */
     }
-    if (fd >= 0 && add_xattrs(w, fd, lpath, opaque, err) < 0)
+    if (xfd >= 0 && add_xattrs(w, xfd, lpath, opaque, err) < 0)
         return -1;
     if (archive_write_header(w->a, w->e) < ARCHIVE_WARN)
         return archive_fail(w, lpath, err);
@@ -385,6 +381,22 @@ static int write_entry(kiln_layer_writer_t *w, int dirfd, const char *name, cons
     if (archive_write_finish_entry(w->a) < ARCHIVE_WARN)
         return archive_fail(w, lpath, err);
     return 0;
+}
+
+/* Writes one entry for dirfd/name as `lpath` (layer path, prefix applied).
+ * st is its lstat; fd an open fd for regular files and directories (else -1).
+ * *opaque is set for an overlay opaque directory. */
+static int write_entry(kiln_layer_writer_t *w, int dirfd, const char *name, const char *lpath,
+                       const struct stat *st, int fd, int *opaque, kiln_error_t *err)
+{
+    char target[4096];
+    if (S_ISLNK(st->st_mode)) {
+        ssize_t n = readlinkat(dirfd, name, target, sizeof(target) - 1);
+        if (n < 0)
+            return kiln_error_set(err, errno, "reading symlink %s", lpath);
+        target[n] = '\0';
+    }
+    return write_entry_stat(w, lpath, st, fd, target, fd, opaque, err);
 }
 
 /* Appends ".wh.<base>" next to path's base name. */
@@ -538,6 +550,18 @@ int kiln_layer_writer_add(kiln_layer_writer_t *w, int dirfd, const char *name, c
         return write_synthetic(w, opq, AE_IFREG | 0644, st.st_mtim.tv_sec, err);
     }
     return 0;
+}
+
+int kiln_layer_writer_add_stat(kiln_layer_writer_t *w, const char *path, const struct stat *st,
+                               int fd, const char *target, kiln_error_t *err)
+{
+    _cleanup_free_ char *lpath = full_path(w, path);
+    int opaque = 0;
+    if (S_ISREG(st->st_mode) && st->st_size > 0 && fd < 0)
+        return kiln_error_set(err, EINVAL, "layer entry %s: no data", lpath);
+    if (S_ISLNK(st->st_mode) && target == NULL)
+        return kiln_error_set(err, EINVAL, "layer entry %s: no link target", lpath);
+    return write_entry_stat(w, lpath, st, fd, target, -1, &opaque, err);
 }
 
 int kiln_layer_writer_add_tree(kiln_layer_writer_t *w, int dirfd, const char *name,

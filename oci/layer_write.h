@@ -83,6 +83,13 @@ int kiln_layer_writer_new(const kiln_layer_opts_t *opts, kiln_sink_t *out,
 /* Adds the file dirfd/name (not recursing) as layer path `path`. */
 int kiln_layer_writer_add(kiln_layer_writer_t *w, int dirfd, const char *name, const char *path,
                           kiln_error_t *err);
+/* Adds one entry as layer path `path` as st describes it (type, mode, owner,
+ * mtime, size: the caller's, whatever the file's own are), without xattrs: a
+ * regular file's data read from fd (exactly st_size bytes; a file that shrank
+ * fails), a symlink's target given. A regular file of st_nlink > 1 whose
+ * (st_dev, st_ino) was added before becomes a hardlink to the first path. */
+int kiln_layer_writer_add_stat(kiln_layer_writer_t *w, const char *path, const struct stat *st,
+                               int fd, const char *target, kiln_error_t *err);
 /* Adds dirfd/name and, for a directory, everything below it (sorted). */
 int kiln_layer_writer_add_tree(kiln_layer_writer_t *w, int dirfd, const char *name,
                                const char *path, kiln_error_t *err);

@@ -289,7 +289,8 @@ int kiln_cmd_build(int argc, char **argv)
         {"events-fd", required_argument, NULL, O_EVENTS_FD},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
-    kiln_build_opts_t o = {.sde = -1, .events_fd = -1};
+    /* layers gzip by default, as --help says */
+    kiln_build_opts_t o = {.sde = -1, .events_fd = -1, .compression = KILN_COMPRESSION_GZIP};
     kiln_build_request_t req = {0};
     kiln_git_policy_t gitpol = {0};
     kiln_build_result_t res = {0};
