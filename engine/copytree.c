@@ -71,7 +71,7 @@ static void apply_meta_fd(const kiln_copytree_t *c, int fd, const struct stat *s
 }
 
 int kiln_copytree_layer_entry(kiln_copytree_t *c, const char *drel, const struct stat *st, int fd,
-                              const char *target, kiln_error_t *err)
+                              const char *target, kiln_sha256_t *tee, kiln_error_t *err)
 {
     struct stat out = *st;
     uid_t u;
@@ -90,7 +90,7 @@ int kiln_copytree_layer_entry(kiln_copytree_t *c, const char *drel, const struct
      * more than the source tree itself links them */
     if (!S_ISREG(st->st_mode) || st->st_nlink <= 1 + c->nlink_bias)
         out.st_nlink = 1;
-    return kiln_layer_writer_add_stat(c->layer, drel, &out, fd, target, err);
+    return kiln_layer_writer_add_stat(c->layer, drel, &out, fd, target, tee, err);
 }
 
 /* Sorted names of the directory fd (without . and ..). */
@@ -164,13 +164,55 @@ int kiln_copytree_dir(kiln_copytree_t *c, int sub, const char *rel, int dsub, co
     for (size_t i = 0; i < names.n && ret == 0; i++) {
         _cleanup_free_ char *r2 =
             rel[0] ? kiln_xasprintf("%s/%s", rel, names.v[i]) : kiln_xstrdup(names.v[i]);
-        _cleanup_free_ char *d2 = c->hash ? NULL : kiln_xasprintf("%s/%s", drel, names.v[i]);
+        _cleanup_free_ char *d2 = drel == NULL ? NULL : kiln_xasprintf("%s/%s", drel, names.v[i]);
         ret = kiln_copytree_entry(c, sub, names.v[i], r2, dsub, d2, err);
     }
     strv_clear(&names);
     if (ret == 0 && !c->hash && !c->layer)
         apply_meta_fd(c, dsub, st);
     return ret;
+}
+
+/* A file of a hash walk being hashed, in one pass with its layer entry when the
+ * walk also writes a layer. */
+struct one_pass {
+    kiln_copytree_t *c;
+    const char *drel;
+    const struct stat *st;
+    int in;
+    int written; /* the layer entry was written */
+};
+
+/* The digest of the file alone. */
+static int one_pass_digest_fd(void *ctx, kiln_digest_t *out, kiln_error_t *err)
+{
+    struct one_pass *op = ctx;
+    return kiln_digest_fd(op->in, out, NULL, err);
+}
+
+/* The digest of the file as its layer entry is written: the data read once, hashed as it
+ * streams into the tar. A hardlink to an earlier entry or an empty file carries no data:
+ * the file is then hashed on its own. */
+static int one_pass_digest(void *ctx, kiln_digest_t *out, kiln_error_t *err)
+{
+    struct one_pass *op = ctx;
+    kiln_sha256_t h;
+    int r;
+
+    if (kiln_sha256_init(&h, err) < 0)
+        return -1;
+    r = kiln_copytree_layer_entry(op->c, op->drel, op->st, op->in, NULL, &h, err);
+    if (r < 0) {
+        kiln_sha256_dispose(&h);
+        return -1;
+    }
+    op->written = 1;
+    if (r == 1) {
+        kiln_sha256_final(&h, out);
+        return 0;
+    }
+    kiln_sha256_dispose(&h);
+    return kiln_digest_fd(op->in, out, NULL, err);
 }
 
 /* A regular file (opened as in, stat st): hashed, or copied into dfd as the
@@ -180,19 +222,26 @@ static int copy_reg(kiln_copytree_t *c, int in, const char *rel, int dfd, const 
 {
     _cleanup_close_ int out = -1;
     if (c->hash) {
+        struct one_pass op = {c, drel, st, in, 0};
         kiln_digest_t d;
         char ds[KILN_DIGEST_STR_MAX];
+        int (*digest)(void *, kiln_digest_t *, kiln_error_t *) =
+            c->layer ? one_pass_digest : one_pass_digest_fd;
         if (c->statcache) {
-            if (kiln_statcache_hash(c->statcache, rel, in, st, &d, err) < 0)
+            if (kiln_statcache_hash_with(c->statcache, rel, st, digest, &op, &d, err) < 0)
                 return -1;
-        } else if (kiln_digest_fd(in, &d, NULL, err) < 0) {
+        } else if (digest(&op, &d, err) < 0) {
             return kiln_error_prefix(err, "hashing %s", rel);
         }
         kiln_cache_hash_str(c->hash, kiln_digest_str(&d, ds));
+        /* the stat cache knew it: its data still goes into the layer */
+        if (c->layer && !op.written &&
+            kiln_copytree_layer_entry(c, drel, st, in, NULL, NULL, err) < 0)
+            return -1;
         return 0;
     }
     if (c->layer)
-        return kiln_copytree_layer_entry(c, drel, st, in, NULL, err);
+        return kiln_copytree_layer_entry(c, drel, st, in, NULL, NULL, err) < 0 ? -1 : 0;
     (void)unlinkat(dfd, dname, 0);
     if (st->st_nlink > 1 + c->nlink_bias) {
         /* hardlinks within one COPY stay hardlinks */
@@ -260,7 +309,8 @@ int kiln_copytree_entry(kiln_copytree_t *c, int sfd, const char *name, const cha
         if (sub < 0)
             return kiln_error_set(err, errno, "open directory %s", rel[0] ? rel : ".");
         if (c->layer) {
-            if (kiln_copytree_layer_entry(c, drel, &st, -1, NULL, err) < 0)
+            /* "": the layer's root (COPY dir /), which has no entry */
+            if (drel[0] != '\0' && kiln_copytree_layer_entry(c, drel, &st, -1, NULL, NULL, err) < 0)
                 return -1;
         } else if (!c->hash && (dsub = dest_dir(dfd, dname, drel, err)) < 0) {
             return -1;
@@ -278,12 +328,12 @@ int kiln_copytree_entry(kiln_copytree_t *c, int sfd, const char *name, const cha
         if (l < 0)
             return kiln_error_set(err, errno, "readlink %s", rel);
         target[l] = '\0';
-        if (c->hash) {
+        if (c->hash)
             kiln_cache_hash_str(c->hash, target);
-            return 0;
-        }
         if (c->layer)
-            return kiln_copytree_layer_entry(c, drel, &st, -1, target, err);
+            return kiln_copytree_layer_entry(c, drel, &st, -1, target, NULL, err) < 0 ? -1 : 0;
+        if (c->hash)
+            return 0;
         (void)unlinkat(dfd, dname, 0);
         if (symlinkat(target, dfd, dname) < 0)
             return kiln_error_set(err, errno, "symlink %s", drel);
@@ -341,7 +391,7 @@ int kiln_copytree_hash_source(kiln_copytree_t *c, int rootfd, const char *canon,
         return -1;
     c->hash_from = rel;
     c->hash_as = written;
-    r = kiln_copytree_entry(c, dfd, name, rel, -1, NULL, err);
+    r = kiln_copytree_entry(c, dfd, name, rel, -1, c->layer ? c->layer_as : NULL, err);
     c->hash_from = c->hash_as = NULL;
     if (r == 0 && c->statcache) /* walked whole: entries of vanished files under it go */
         kiln_statcache_scanned(c->statcache, rel);

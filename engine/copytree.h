@@ -36,6 +36,10 @@ typedef struct kiln_copytree {
      * it in the staging tree (drel its layer path), in the walk's order, which is the
      * tree writer's (names sorted bytewise, a directory before its entries). */
     kiln_layer_writer_t *layer;
+    /* Hash and layer mode at once (both set; COPY's one pass when no stat cache entry
+     * spares reading): each file read once, hashed as it is streamed into the layer; the
+     * source of kiln_copytree_hash_source goes into the layer as layer_as. */
+    const char *layer_as;
     const char *hash_from; /* hash mode: the source's canonical path … */
     const char *hash_as;   /* … hashed as written (cache keys as before) */
     struct copy_link {
@@ -59,9 +63,10 @@ int kiln_copytree_dir(kiln_copytree_t *c, int sub, const char *rel, int dsub, co
 
 /* Layer mode: the entry drel as copy mode would leave it in the staging tree: the source's
  * type, size and mtime (st), hardlinks of one walk kept, the walk's owner and mode rules;
- * fd: a regular file's data, target: a symlink's. -1 with err. */
+ * fd: a regular file's data (hashed into tee when not NULL), target: a symlink's. 1 when
+ * the data was read from fd, 0 when not (a hardlink, empty, not a file), -1 with err. */
 int kiln_copytree_layer_entry(kiln_copytree_t *c, const char *drel, const struct stat *st, int fd,
-                              const char *target, kiln_error_t *err);
+                              const char *target, kiln_sha256_t *tee, kiln_error_t *err);
 
 /* Walks the entry name of the source directory sfd (rel: its path from the source root),
  * honouring the ignore rules, never following a link: hash mode hashes it into c->hash, copy

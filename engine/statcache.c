@@ -550,8 +550,21 @@ static entry_t *lookup(kiln_statcache_t *c, const char *rel, bool *fresh)
     return e;
 }
 
+/* kiln_statcache_hash's reader: the digest of the file fd. */
+static int digest_fd(void *ctx, kiln_digest_t *out, kiln_error_t *err)
+{
+    return kiln_digest_fd(*(int *)ctx, out, NULL, err);
+}
+
 int kiln_statcache_hash(kiln_statcache_t *c, const char *rel, int fd, const struct stat *st,
                         kiln_digest_t *out, kiln_error_t *err)
+{
+    return kiln_statcache_hash_with(c, rel, st, digest_fd, &fd, out, err);
+}
+
+int kiln_statcache_hash_with(kiln_statcache_t *c, const char *rel, const struct stat *st,
+                             int (*digest)(void *ctx, kiln_digest_t *out, kiln_error_t *err),
+                             void *ctx, kiln_digest_t *out, kiln_error_t *err)
 {
     bool fresh;
     entry_t *e = lookup(c, rel, &fresh);
@@ -565,7 +578,7 @@ int kiln_statcache_hash(kiln_statcache_t *c, const char *rel, int fd, const stru
         return 0;
     }
     t0 = now_ns(); /* before reading: a change from now on moves ctime past it */
-    if (kiln_digest_fd(fd, out, NULL, err) < 0)
+    if (digest(ctx, out, err) < 0)
         return kiln_error_prefix(err, "hashing %s", rel);
     c->st.hashed++;
     if (e == NULL)

@@ -85,6 +85,13 @@ int kiln_statcache_open(const char *dir, const char *context_id, int64_t max_byt
 int kiln_statcache_hash(kiln_statcache_t *c, const char *rel, int fd, const struct stat *st,
                         kiln_digest_t *out, kiln_error_t *err);
 
+/* As kiln_statcache_hash, the file read (when the entry does not match) by digest(ctx),
+ * which fills *out with the sha256 of its content (COPY's one pass: the file streamed into
+ * its layer as it is hashed) or fails with err. */
+int kiln_statcache_hash_with(kiln_statcache_t *c, const char *rel, const struct stat *st,
+                             int (*digest)(void *ctx, kiln_digest_t *out, kiln_error_t *err),
+                             void *ctx, kiln_digest_t *out, kiln_error_t *err);
+
 /* Notes that the regular file rel, whose stat is st, was just written with
  * the content of the git blob oid (for kiln checkout). */
 void kiln_statcache_note(kiln_statcache_t *c, const char *rel, const struct stat *st,

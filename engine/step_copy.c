@@ -332,6 +332,19 @@ static int staging_slot(const char *staging, const char *dest_in, bool dir_dest,
     return kiln_step_copy_mkdirs_in(staging, parent[0] ? parent : "/", ddir, err);
 }
 
+/* The destination dest as the image sees it (*out, or kept when already resolved): links
+ * on the way followed inside the stage's tree (absolute ones from its root), never on the
+ * host. -1 with err naming the instruction. */
+static int copy_dest(engine_t *e, stage_t *st, const kiln_df_node_t *n, const char *dest,
+                     char **out, kiln_error_t *err)
+{
+    if (*out != NULL)
+        return 0;
+    if (kiln_snapshot_resolve(e, st, dest, KILN_PATHRES_MISSING_OK, out, NULL, err) < 0)
+        return kiln_df_error(n, err, "destination %s: %s", dest, err->msg);
+    return 0;
+}
+
 /* Several sources (n_sources, heredocs added here) need a directory destination. */
 static int copy_check_dest(const kiln_df_node_t *n, bool is_add, bool dir_dest, size_t n_sources,
                            kiln_error_t *err)
@@ -353,30 +366,30 @@ static int layer_parents(engine_t *e, kiln_layer_writer_t *w, const char *p, kil
     d.st_mtim.tv_sec = e->have_sde ? e->created : 0;
     for (const char *s = strchr(p, '/'); s != NULL; s = strchr(s + 1, '/')) {
         _cleanup_free_ char *dir = kiln_xstrndup(p, (size_t)(s - p));
-        if (dir[0] != '\0' && kiln_layer_writer_add_stat(w, dir, &d, -1, NULL, err) < 0)
+        if (dir[0] != '\0' && kiln_layer_writer_add_stat(w, dir, &d, -1, NULL, NULL, err) < 0)
             return -1;
     }
     return 0;
 }
 
-/* A miss of a COPY (or ADD) of the one context source canon (written src) to dest_in:
- * its layer written straight from the context in one walk, with no staging tree (each
- * file read once, into the tar); the layer's tree is only unpacked from the blob when a
- * later step mounts it. The entries are those the staging copy would give the tree writer,
- * in its order: the walk goes through each directory in the writer's order (names sorted
- * bytewise, a directory before its entries). Returns 1 when committed, 0 when the
- * source needs the staging copy (an ADD of a file: it may be an archive), -1 with err. */
-static int copy_direct(engine_t *e, stage_t *st, kiln_copytree_t *c, int rootfd, const char *src,
-                       const char *canon, const char *dest_in, bool dir_dest, bool is_add,
-                       const char *created_by, const kiln_digest_t *key, kiln_error_t *err)
+/* A COPY (or ADD) of the one context source canon (written src) to dest_in, written
+ * straight from the context into its layer by the copytree walk, with no staging tree:
+ * each file read once, into the tar (and, in the walk that also hashes for the cache
+ * key, hashed as it goes); the layer's tree is only unpacked from the blob when a later
+ * step mounts it. The entries are those the staging copy would give the tree writer, in
+ * its order: the walk goes through each directory in the writer's order (names sorted
+ * bytewise, a directory before its entries). This begins it: *sl started with the
+ * directories on the way written, *top the source's path in the layer. Returns 1 when
+ * begun, 0 when the source needs the staging copy (an ADD of a file: it may be an
+ * archive), -1 with err. */
+static int direct_begin(engine_t *e, int rootfd, const char *src, const char *canon,
+                        const char *dest_in, bool dir_dest, bool is_add, kiln_snapshot_layer_t *sl,
+                        char **top, kiln_error_t *err)
 {
     _cleanup_close_ int sdir = -1;
-    _cleanup_free_ char *top = NULL;
-    const char *name, *rel = canon + 1;
+    const char *name;
     const char *base = strrchr(src, '/') ? strrchr(src, '/') + 1 : src;
-    kiln_snapshot_layer_t sl;
     struct stat sst;
-    int r;
 
     if (kiln_copytree_source_at(rootfd, canon, &sdir, &name, err) < 0)
         return -1;
@@ -387,37 +400,43 @@ static int copy_direct(engine_t *e, stage_t *st, kiln_copytree_t *c, int rootfd,
     while (*dest_in == '/')
         dest_in++;
     if (S_ISDIR(sst.st_mode)) { /* its contents go to dest, the directory's stat to dest */
-        top = kiln_xstrdup(dest_in);
-        while (top[0] && top[strlen(top) - 1] == '/')
-            top[strlen(top) - 1] = '\0';
+        *top = kiln_xstrdup(dest_in);
+        while ((*top)[0] && (*top)[strlen(*top) - 1] == '/')
+            (*top)[strlen(*top) - 1] = '\0';
     } else if (dir_dest) {
-        top =
-            kiln_xasprintf("%s%s%s", dest_in, dest_in[strlen(dest_in) - 1] == '/' ? "" : "/", base);
+        *top = kiln_xasprintf("%s%s%s", dest_in,
+                              dest_in[0] == '\0' || dest_in[strlen(dest_in) - 1] == '/' ? "" : "/",
+                              base);
     } else {
-        top = kiln_xstrdup(dest_in);
+        *top = kiln_xstrdup(dest_in);
     }
-    if (kiln_snapshot_layer_begin(e, &sl, err) < 0)
+    if (kiln_snapshot_layer_begin(e, sl, err) < 0) {
+        free(steal_pointer(top));
         return -1;
-    c->layer = sl.w;
-    r = layer_parents(e, sl.w, top, err);
-    if (r == 0 && S_ISDIR(sst.st_mode)) {
-        _cleanup_close_ int sub =
-            openat(sdir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (sub < 0)
-            r = kiln_error_set(err, errno, "open directory %s", src);
-        else if (top[0] != '\0')
-            r = kiln_copytree_layer_entry(c, top, &sst, -1, NULL, err);
-        if (r == 0)
-            r = kiln_copytree_dir(c, sub, rel, -1, top, &sst, err);
-    } else if (r == 0) {
-        r = kiln_copytree_entry(c, sdir, name, rel, -1, top, err);
     }
+    if (layer_parents(e, sl->w, *top, err) < 0) {
+        kiln_snapshot_layer_abort(sl);
+        free(steal_pointer(top));
+        return -1;
+    }
+    return 1;
+}
+
+/* The walk of a direct COPY after a miss (the hash walk read nothing, or more than the
+ * stat cache spared): the source canon into the layer begun as top. -1 with err. */
+static int direct_walk(kiln_copytree_t *c, kiln_layer_writer_t *w, int rootfd, const char *canon,
+                       const char *top, kiln_error_t *err)
+{
+    _cleanup_close_ int sdir = -1;
+    const char *name;
+    int r;
+
+    if (kiln_copytree_source_at(rootfd, canon, &sdir, &name, err) < 0)
+        return -1;
+    c->layer = w;
+    r = kiln_copytree_entry(c, sdir, name, canon + 1, -1, top, err);
     c->layer = NULL;
-    if (r < 0) {
-        kiln_snapshot_layer_abort(&sl);
-        return -1;
-    }
-    return kiln_snapshot_layer_commit_step(e, st, &sl, created_by, key, err) < 0 ? -1 : 1;
+    return r;
 }
 
 int kiln_step_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_add,
@@ -448,8 +467,10 @@ int kiln_step_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
     kiln_sha256_t h;
     kiln_digest_t content, key = st->key;
     char cs[KILN_DIGEST_STR_MAX];
-    bool dir_dest;
-    int ret = -1;
+    bool dir_dest, direct, one_pass = false;
+    kiln_snapshot_layer_t sl;
+    _cleanup_free_ char *top = NULL;
+    int ret = -1, r;
 
     for (size_t i = 0; i < n->n_flags; i++) {
         const char *f = n->flags[i];
@@ -504,6 +525,7 @@ int kiln_step_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
     }
     if (copy_check_dest(n, is_add, dir_dest, (dep ? paths.n : srcs.n) + urls.n, err) < 0)
         goto out;
+    direct = dep == NULL && srcs.n == 1 && urls.n == 0 && n->n_heredocs == 0;
 
     /* 1. the cache key: a stage (or image) source is keyed by the stage's own
      * cache key and the paths, as BuildKit does: nothing of it is read unless
@@ -511,6 +533,24 @@ int kiln_step_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
      * stat cache) */
     if (dep == NULL)
         sc = statcache_for(e, root);
+    if (direct && sc != NULL) {
+        /* a stat cache that knows none of the context (its first build): every file is
+         * read for the key anyway, so the layer is written in the same pass, before the
+         * cache lookup (a hit then only drops it) */
+        kiln_statcache_stats_t scs;
+        kiln_statcache_stats(sc, &scs);
+        if (scs.loaded == 0) {
+            if (copy_dest(e, st, n, dest, &dest_in, err) < 0)
+                goto out;
+            r = direct_begin(e, rootfd, srcs.v[0], canon.v[0], dest_in, dir_dest, is_add, &sl, &top,
+                             err);
+            if (r < 0)
+                goto out;
+            one_pass = r == 1;
+            c.layer = one_pass ? sl.w : NULL;
+            c.layer_as = top;
+        }
+    }
     if (dep != NULL) {
         char ks[KILN_DIGEST_STR_MAX];
         kiln_cache_hash_str(&h, "stage");
@@ -552,7 +592,7 @@ int kiln_step_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
         if (n->heredocs[i].expand) {
             /* unquoted delimiter: variables expand, quotes stay as written */
             char *x = NULL;
-            int r = kiln_expand_raw(e, st, body, &x, err);
+            r = kiln_expand_raw(e, st, body, &x, err);
             free(body);
             if (r < 0) {
                 kiln_df_error(n, err, "%s", err->msg);
@@ -563,6 +603,8 @@ int kiln_step_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
         kiln_cache_hash_str(&h, body);
         strv_add(&bodies, body);
     }
+    c.layer = NULL;
+    c.layer_as = NULL;
     if (sc != NULL)
         statcache_done(e, st->step, sc);
     kiln_sha256_final(&h, &content);
@@ -586,8 +628,15 @@ int kiln_step_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
         kiln_cache_key_step(&key, kt, NULL);
     }
     if ((ret = kiln_cache_lookup(e, st, &key, err)) != 0)
-        goto out; /* a hit (1) or an error */
+        goto out; /* a hit (1) or an error; a layer written in the hash pass is dropped */
     ret = -1;
+    if (one_pass) {
+        one_pass = false; /* committed or dropped by the commit */
+        if (kiln_snapshot_layer_commit_step(e, st, &sl, created_by, &key, err) < 0)
+            goto out;
+        ret = 0;
+        goto out;
+    }
 
     /* 2. a miss: the layer's tree in a staging dir, then the layer */
     c.hash = NULL;
@@ -601,17 +650,20 @@ int kiln_step_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
             goto out;
         c.nlink_bias = 1; /* a view or rootfs of hardlinks to the stage's layer dirs */
     }
-    /* the destination as the image sees it: links on the way followed inside
-     * the stage's tree (absolute ones from its root), never on the host */
-    if (kiln_snapshot_resolve(e, st, dest, KILN_PATHRES_MISSING_OK, &dest_in, NULL, err) < 0) {
-        kiln_df_error(n, err, "destination %s: %s", dest, err->msg);
+    if (copy_dest(e, st, n, dest, &dest_in, err) < 0)
         goto out;
-    }
-    if (dep == NULL && srcs.n == 1 && urls.n == 0 && n->n_heredocs == 0) {
-        int r = copy_direct(e, st, &c, rootfd, srcs.v[0], canon.v[0], dest_in, dir_dest, is_add,
-                            created_by, &key, err);
-        if (r != 0) {
-            ret = r < 0 ? -1 : 0;
+    if (direct) {
+        r = direct_begin(e, rootfd, srcs.v[0], canon.v[0], dest_in, dir_dest, is_add, &sl, &top,
+                         err);
+        if (r < 0)
+            goto out;
+        if (r == 1) {
+            if (direct_walk(&c, sl.w, rootfd, canon.v[0], top, err) < 0) {
+                kiln_snapshot_layer_abort(&sl);
+                goto out;
+            }
+            if (kiln_snapshot_layer_commit_step(e, st, &sl, created_by, &key, err) == 0)
+                ret = 0;
             goto out;
         }
     }
@@ -712,6 +764,8 @@ int kiln_step_copy(engine_t *e, stage_t *st, const kiln_df_node_t *n, bool is_ad
         goto out;
     ret = 0;
 out:
+    if (one_pass)
+        kiln_snapshot_layer_abort(&sl);
     kiln_copytree_clear(&c);
     kiln_sha256_dispose(&h);
     kiln_statcache_free(sc);

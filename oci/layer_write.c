@@ -319,7 +319,7 @@ static const char *link_lookup(kiln_layer_writer_t *w, const struct stat *st, co
 
 /* Streams the content of a regular file (exactly size bytes). */
 static int write_data(kiln_layer_writer_t *w, int fd, const char *path, uint64_t size,
-                      kiln_error_t *err)
+                      kiln_sha256_t *tee, kiln_error_t *err)
 {
     uint64_t left = size;
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -332,6 +332,8 @@ static int write_data(kiln_layer_writer_t *w, int fd, const char *path, uint64_t
             return kiln_error_set(err, errno, "reading %s", path);
         if (n == 0)
             return kiln_error_set(err, 0, "%s shrank while it was being read", path);
+        if (tee != NULL)
+            kiln_sha256_update(tee, w->rbuf, (size_t)n);
         if (archive_write_data(w->a, w->rbuf, (size_t)n) < 0)
             return archive_fail(w, path, err);
         left -= (uint64_t)n;
@@ -344,7 +346,8 @@ static int write_data(kiln_layer_writer_t *w, int fd, const char *path, uint64_t
  * (exactly st_size bytes), else -1; target: a symlink's target; xfd: an fd
  * whose xattrs go in, or -1. *opaque is set for an overlay opaque directory. */
 static int write_entry_stat(kiln_layer_writer_t *w, const char *lpath, const struct stat *st,
-                            int fd, const char *target, int xfd, int *opaque, kiln_error_t *err)
+                            int fd, const char *target, int xfd, int *opaque, kiln_sha256_t *tee,
+                            kiln_error_t *err)
 {
     archive_entry_clear(w->e);
     archive_entry_copy_pathname(w->e, lpath);
@@ -376,11 +379,11 @@ static int write_entry_stat(kiln_layer_writer_t *w, const char *lpath, const str
     if (archive_write_header(w->a, w->e) < ARCHIVE_WARN)
         return archive_fail(w, lpath, err);
     w->entries++;
-    if (has_data && write_data(w, fd, lpath, (uint64_t)st->st_size, err) < 0)
+    if (has_data && write_data(w, fd, lpath, (uint64_t)st->st_size, tee, err) < 0)
         return -1;
     if (archive_write_finish_entry(w->a) < ARCHIVE_WARN)
         return archive_fail(w, lpath, err);
-    return 0;
+    return has_data;
 }
 
 /* Writes one entry for dirfd/name as `lpath` (layer path, prefix applied).
@@ -396,7 +399,7 @@ static int write_entry(kiln_layer_writer_t *w, int dirfd, const char *name, cons
             return kiln_error_set(err, errno, "reading symlink %s", lpath);
         target[n] = '\0';
     }
-    return write_entry_stat(w, lpath, st, fd, target, fd, opaque, err);
+    return write_entry_stat(w, lpath, st, fd, target, fd, opaque, NULL, err) < 0 ? -1 : 0;
 }
 
 /* Appends ".wh.<base>" next to path's base name. */
@@ -553,7 +556,7 @@ int kiln_layer_writer_add(kiln_layer_writer_t *w, int dirfd, const char *name, c
 }
 
 int kiln_layer_writer_add_stat(kiln_layer_writer_t *w, const char *path, const struct stat *st,
-                               int fd, const char *target, kiln_error_t *err)
+                               int fd, const char *target, kiln_sha256_t *tee, kiln_error_t *err)
 {
     _cleanup_free_ char *lpath = full_path(w, path);
     int opaque = 0;
@@ -561,7 +564,7 @@ int kiln_layer_writer_add_stat(kiln_layer_writer_t *w, const char *path, const s
         return kiln_error_set(err, EINVAL, "layer entry %s: no data", lpath);
     if (S_ISLNK(st->st_mode) && target == NULL)
         return kiln_error_set(err, EINVAL, "layer entry %s: no link target", lpath);
-    return write_entry_stat(w, lpath, st, fd, target, -1, &opaque, err);
+    return write_entry_stat(w, lpath, st, fd, target, -1, &opaque, tee, err);
 }
 
 int kiln_layer_writer_add_tree(kiln_layer_writer_t *w, int dirfd, const char *name,

@@ -86,10 +86,12 @@ int kiln_layer_writer_add(kiln_layer_writer_t *w, int dirfd, const char *name, c
 /* Adds one entry as layer path `path` as st describes it (type, mode, owner,
  * mtime, size: the caller's, whatever the file's own are), without xattrs: a
  * regular file's data read from fd (exactly st_size bytes; a file that shrank
- * fails), a symlink's target given. A regular file of st_nlink > 1 whose
- * (st_dev, st_ino) was added before becomes a hardlink to the first path. */
+ * fails) and, when tee is not NULL, hashed into it, a symlink's target given. A
+ * regular file of st_nlink > 1 whose (st_dev, st_ino) was added before becomes a
+ * hardlink to the first path. Returns 1 when data was read from fd (and went
+ * through tee), 0 when none was (a link, an empty file, not a file), -1 with err. */
 int kiln_layer_writer_add_stat(kiln_layer_writer_t *w, const char *path, const struct stat *st,
-                               int fd, const char *target, kiln_error_t *err);
+                               int fd, const char *target, kiln_sha256_t *tee, kiln_error_t *err);
 /* Adds dirfd/name and, for a directory, everything below it (sorted). */
 int kiln_layer_writer_add_tree(kiln_layer_writer_t *w, int dirfd, const char *name,
                                const char *path, kiln_error_t *err);

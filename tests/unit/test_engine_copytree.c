@@ -281,12 +281,44 @@ static void both_layers(fx_t *f, const kiln_copytree_t *rules, kiln_digest_t *st
     assert_int_equal(fstat(sroot, &st), 0);
     assert_int_equal(kiln_layer_writer_new(&o, &sink, &w, &err), 0);
     c.layer = w;
-    assert_int_equal(kiln_copytree_layer_entry(&c, "/out", &st, -1, NULL, &err), 0);
+    assert_int_equal(kiln_copytree_layer_entry(&c, "/out", &st, -1, NULL, NULL, &err), 0);
     assert_int_equal(kiln_copytree_dir(&c, sroot, "", -1, "/out", &st, &err), 0);
     assert_int_equal(kiln_layer_writer_finish(w, &info, &err), 0);
     kiln_layer_writer_free(w);
     kiln_copytree_clear(&c);
     *direct = info.diff_id;
+}
+
+/* The one pass of a first build: hash mode and layer mode at once over f->src (as the
+ * source "src" of f->dir) into "out". *key the walk's hash, *layer the layer's diff_id. */
+static void one_pass(fx_t *f, const kiln_copytree_t *rules, bool layer, kiln_digest_t *key,
+                     kiln_digest_t *diff_id)
+{
+    kiln_copytree_t c = *rules;
+    kiln_layer_opts_t o = layer_opts();
+    kiln_sink_t sink = {sink_drop, NULL};
+    kiln_layer_info_t info;
+    kiln_layer_writer_t *w = NULL;
+    kiln_error_t err = {0};
+    kiln_sha256_t h;
+    _cleanup_close_ int root = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    assert_true(root >= 0);
+    assert_int_equal(kiln_sha256_init(&h, &err), 0);
+    c.hash = &h;
+    if (layer) {
+        assert_int_equal(kiln_layer_writer_new(&o, &sink, &w, &err), 0);
+        c.layer = w;
+        c.layer_as = "out";
+    }
+    assert_int_equal(kiln_copytree_hash_source(&c, root, "/src", "src", &err), 0);
+    kiln_sha256_final(&h, key);
+    if (layer) {
+        assert_int_equal(kiln_layer_writer_finish(w, &info, &err), 0);
+        kiln_layer_writer_free(w);
+        *diff_id = info.diff_id;
+    }
+    kiln_copytree_clear(&c);
 }
 
 static void test_layer_mode_same_layer(void **state)
@@ -321,6 +353,14 @@ static void test_layer_mode_same_layer(void **state)
         kiln_fs_rm_rf(out, NULL);
         both_layers(f, &rules[i], &a, &b);
         assert_string_equal(a.hex, b.hex);
+        {
+            /* hashing while writing: the same key as hashing alone, the same layer */
+            kiln_digest_t k1, k2, dl;
+            one_pass(f, &rules[i], false, &k1, NULL);
+            one_pass(f, &rules[i], true, &k2, &dl);
+            assert_string_equal(k1.hex, k2.hex);
+            assert_string_equal(dl.hex, a.hex);
+        }
     }
     assert_true(f->notes >= 2); /* the FIFO was skipped by both */
 }
