@@ -130,11 +130,11 @@ static int select_override(const kiln_go_request_t *rq, char **version, char **w
     const char *v = rq->override + (strncmp(rq->override, "go", 2) == 0 ? 2 : 0);
     _cleanup_free_ char *avail = NULL;
 
-    if (!kiln_go_version_is_release(v) || kiln_go_release_find(v) == NULL) {
+    if (!kiln_go_version_is_release(v)) {
         avail = kiln_go_available();
         return kiln_error_set(err, 0,
-                              "%s asks for Go \"%.32s\", which is not a Go release kiln can "
-                              "fetch and verify; available: %s",
+                              "%s asks for Go \"%.32s\", which is not a Go release (1.N.P); "
+                              "kiln's release table has %s",
                               rq->override_src, rq->override, avail);
     }
     if (rq->go && kiln_go_version_cmp(v, rq->go) < 0)
@@ -184,10 +184,13 @@ int kiln_go_select(const kiln_go_request_t *rq, char **version, char **why, char
         *source = kiln_xasprintf("go.mod line %d", line);
         return 0;
     }
-    /* newer than the default: that exact release, else the oldest one above it */
+    /* newer than the default: that exact release (one outside the table is fetched when
+     * the Go checksum database proves its checksum), else the oldest one above it */
+    if (kiln_go_version_is_release(want))
+        pick = want;
     for (const kiln_go_release_t *r = kiln_go_releases; r->version; r++)
-        if (kiln_go_version_cmp(r->version, want) >= 0 &&
-            (pick == NULL || kiln_go_version_cmp(r->version, pick) < 0))
+        if (pick == NULL && kiln_go_version_cmp(r->version, want) >= 0 &&
+            (r[1].version == NULL || kiln_go_version_cmp(r[1].version, want) < 0))
             pick = r->version;
     if (pick == NULL) {
         avail = kiln_go_available();

@@ -20,6 +20,7 @@
 #include "utils/http.h"
 #include "utils/mem.h"
 #include "utils/semver.h"
+#include "utils/sumdb.h"
 
 /* Registry metadata of one package (abbreviated form) and one tarball. */
 #define METADATA_CAP (16u * 1024 * 1024)
@@ -262,6 +263,22 @@ static char *go_proxy(char *const *env)
     return p;
 }
 
+/* The h1 of a release outside the table, proven by the Go checksum database. */
+static int sumdb_h1(kiln_http_t *h, const char *proxy, const char *version, char **h1,
+                    kiln_error_t *err)
+{
+    _cleanup_free_ char *v = kiln_xasprintf("v0.0.1-go%s.linux-amd64", version);
+    _cleanup_free_ char *avail = NULL;
+
+    if (kiln_sumdb_lookup(h, proxy, "golang.org/toolchain", v, h1, err) == 0)
+        return 0;
+    avail = kiln_go_available();
+    return kiln_error_prefix(err,
+                             "toolchain go %s: not in kiln's release table (%s), and the Go "
+                             "checksum database could not prove its checksum",
+                             version, avail);
+}
+
 /* A Go release from the module proxy: golang.org/toolchain
  * v0.0.1-go<version>.linux-amd64, its zip's h1 dirhash checked against the
  * release table's before anything is unpacked into <cache>/go-<version>. */
@@ -272,20 +289,21 @@ static int fetch_go(const kiln_plan_toolchain_t *tc, const char *cache, char *co
     _cleanup_(http_freep) kiln_http_t *h = NULL;
     _cleanup_free_ char *final = NULL, *vfile = NULL, *proxy = NULL, *url = NULL;
     _cleanup_free_ char *prefix = NULL, *what = NULL, *h1 = NULL, *tmp = NULL, *avail = NULL;
+    _cleanup_free_ char *want = NULL;
     kiln_netpolicy_t *fallback = NULL;
     kiln_http_response_t zip = {0};
     int ret = -1;
 
     /* the version goes into a URL and a path: a release name and nothing else */
     if (strcmp(tc->package, "golang.org/toolchain") != 0 ||
-        !kiln_go_version_is_release(tc->version) ||
-        (rel = kiln_go_release_find(tc->version)) == NULL) {
+        !kiln_go_version_is_release(tc->version)) {
         avail = kiln_go_available();
         return kiln_error_set(err, 0,
                               "toolchain go \"%.40s\" (%.40s): not a Go release kiln can fetch "
                               "and verify; available: %s",
                               tc->version, tc->package, avail);
     }
+    rel = kiln_go_release_find(tc->version);
     final = kiln_xasprintf("%s/go-%s", cache, tc->version);
     vfile = kiln_xasprintf("%s/" VERSION_FILE, final);
     if (access(vfile, F_OK) == 0) {
@@ -303,17 +321,21 @@ static int fetch_go(const kiln_plan_toolchain_t *tc, const char *cache, char *co
         fallback = kiln_netpolicy_new(KILN_NETPOLICY_NO_LINK_LOCAL);
     kiln_http_set_policy(h, policy ? policy : fallback); /* copied */
     kiln_netpolicy_free(fallback);
+    /* A release of the table has its pin; another one needs the checksum database's
+     * proven record (through the same proxy), fetched before the zip. */
+    if (rel == NULL && sumdb_h1(h, proxy, tc->version, &want, err) < 0)
+        goto out;
     if (http_get(h, url, "application/zip", TARBALL_CAP, &zip, err) < 0) {
         kiln_error_prefix(err, "toolchain go %s", tc->version);
         goto out;
     }
     if (kiln_dirhash_zip(zip.body, zip.body_len, prefix, what, &h1, err) < 0)
         goto out;
-    if (strcmp(h1, rel->h1) != 0) {
+    if (strcmp(h1, rel ? rel->h1 : want) != 0) {
         kiln_error_set(err, 0,
                        "%s: checksum mismatch: the download hashes to %s, the Go checksum "
                        "database records %s (corrupt or tampered download)",
-                       what, h1, rel->h1);
+                       what, h1, rel ? rel->h1 : want);
         goto out;
     }
     if (kiln_fs_mkdtemp(cache, ".unpack-", &tmp, err) < 0 ||

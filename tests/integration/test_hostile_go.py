@@ -50,16 +50,36 @@ ZIPS = {
     }),
 }
 LOG = []
+# Recorded answers of the Go checksum database (through the module proxy) for go1.26.8: the
+# lookup (record + signed tree head) and the tiles of its inclusion proof.
+SUMDB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "go", "sumdb")
+TAMPER = {}
 
 
 class Proxy(http.server.BaseHTTPRequestHandler):
+    """The Go module proxy: ZIPS, a fake zip of any other release, the recorded checksum
+    database (changed by TAMPER), the marker at /secret; every request logged."""
+
     def log_message(self, *a):
         pass
 
     def do_GET(self):
         LOG.append(self.path)
-        body = ZIPS.get(self.path, M.mark.encode())
-        self.send_response(200 if self.path in ZIPS or self.path == "/secret" else 404)
+        f = os.path.join(SUMDB, self.path[len("/sumdb/"):]) if self.path.startswith("/sumdb/") else None
+        body, code = b"not found", 404
+        if self.path in ZIPS:
+            body, code = ZIPS[self.path], 200
+        elif self.path.endswith(".zip"):
+            v = self.path.split("-go")[1].split(".linux")[0]
+            body, code = zip_of({PREFIX % v + "bin/go": "not go\n"}), 200
+        elif f and os.path.isfile(f) and not TAMPER.get("no-sumdb"):
+            body, code = open(f, "rb").read(), 200
+            for what, fn in TAMPER.items():
+                if what in self.path:
+                    body = fn(body)
+        elif self.path == "/secret":
+            body, code = M.mark.encode(), 200
+        self.send_response(code)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -121,7 +141,7 @@ T.check("go.mod go line with a path: refused naming line 2",
 src = app("plan-file", "module example.com/x\n\ngo 1.23\n")
 r = kiln("plan", src, env=ENV)
 plan = json.loads(r.stdout)
-for bad in ("../../" + M.w.lstrip("/"), "1.27.3/../../x", "1.27.3.linux-amd64.zip?", "1.25.0"):
+for bad in ("../../" + M.w.lstrip("/"), "1.27.3/../../x", "1.27.3.linux-amd64.zip?", "1.26"):
     plan["toolchain"]["version"] = bad
     pf = os.path.join(T.tmp, "plan.json")
     with open(pf, "w") as f:
@@ -173,5 +193,44 @@ T.diag("a %d-byte go.mod planned in %.2f s" % (os.path.getsize(os.path.join(larg
 T.check("a large go.mod within the cap plans (one pass, no request)",
         r.returncode == 0 and json.loads(r.stdout)["commands"]["install"] == "go mod download" and LOG == [],
         r.stderr)
+# --- a release outside the table: the checksum database's record, proven ------------------------
+H1_1268 = "h1:ZOmGe1OnfREDMIdb1Qi4G9JSuDPBLGExZMQ4nis1RXM="
+SENV = {"KILN_GO_VERSION": "1.26.8"}
+LOG.clear()
+ZIP = "/golang.org/toolchain/@v/v0.0.1-go1.26.8.linux-amd64.zip"
+src = app("sumdb", "module example.com/x\n\ngo 1.23\n")
+r = fetch(src, SENV)
+T.check("go1.26.8 (not in the table): the database's record is proven (signed head, inclusion from the "
+        "tiles) and the zip checked against it",
+        r.returncode == 1 and "golang.org/toolchain@v0.0.1-go1.26.8.linux-amd64: checksum mismatch: the download "
+        "hashes to h1:" in r.stderr and "the Go checksum database records %s" % H1_1268 in r.stderr
+        and LOG[-1] == ZIP and sum(p.startswith("/sumdb/sum.golang.org/tile/8/") for p in LOG) == 6
+        and cache_empty(), (r.stderr, LOG))
+
+
+def flip(i):
+    return lambda b: b[:i] + bytes([b[i] ^ 1]) + b[i + 1:]
+
+
+for name, tamper, msg in (
+    ("a tile hash changed", {"tile/8/0/x241/187": flip(100)},
+     "the record is not in the signed tree (inclusion proof failed)"),
+    ("the record's h1 changed", {"lookup/": lambda b: b.replace(b"h1:ZOmG", b"h1:ZOmH")},
+     "the record is not in the signed tree (inclusion proof failed)"),
+    ("the tree size changed", {"lookup/": lambda b: b.replace(b"\n66332798\n", b"\n66332799\n")},
+     "the tree head is not signed by sum.golang.org"),
+    ("the signature changed", {"lookup/": lambda b: b.replace(b"Az3grh19", b"Az3grh18")},
+     "the tree head is not signed by sum.golang.org"),
+    ("no checksum database behind the proxy", {"no-sumdb": True},
+     "the proxy http://127.0.0.1:%d does not serve the Go checksum database" % PORT),
+):
+    TAMPER.clear()
+    TAMPER.update(tamper)
+    LOG.clear()
+    r = fetch(src, SENV)
+    T.check("checksum database, %s: refused naming why, the zip never fetched" % name,
+            r.returncode == 1 and "toolchain go 1.26.8: not in kiln's release table" in r.stderr
+            and msg in r.stderr and ZIP not in LOG and cache_empty(), (r.stderr, LOG))
 srv.shutdown()
+T.check("the host marker is still untouched", M.untouched())
 T.done()

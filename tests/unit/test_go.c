@@ -178,8 +178,19 @@ static void test_select(void **state)
                               "go1.27.3,"));
     assert_non_null(strstr(e, "lower the go line or build with a Dockerfile"));
     kiln_go_request_t ftc = {
-        .go = "1.21", .go_line = 3, .toolchain = "1.28.0", .toolchain_line = 4};
+        .go = "1.21", .go_line = 3, .toolchain = "1.28rc1", .toolchain_line = 4};
     assert_non_null(strstr(pick(&ftc, &why, &src), "lower the toolchain line"));
+    /* an exact release newer than the table: itself (the checksum database proves it at fetch) */
+    kiln_go_request_t next = {
+        .go = "1.21", .go_line = 3, .toolchain = "1.28.0", .toolchain_line = 4};
+    assert_string_equal(pick(&next, &why, &src), "1.28.0");
+    free(why);
+    free(src);
+    /* a prerelease above the default: the oldest release of the table above it */
+    kiln_go_request_t mid = {.go = "1.27.4rc1", .go_line = 3};
+    assert_string_equal(pick(&mid, &why, &src), "1.27.4");
+    free(why);
+    free(src);
     /* an override: an exact release of the table, not below the go line */
     kiln_go_request_t ov = {
         .go = "1.21", .go_line = 3, .override = "go1.27.4", .override_src = "KILN_GO_VERSION"};
@@ -188,8 +199,13 @@ static void test_select(void **state)
     free(why);
     free(src);
     ov.override = "1.25";
-    assert_non_null(strstr(pick(&ov, &why, &src),
-                           "KILN_GO_VERSION asks for Go \"1.25\", which is not a Go release"));
+    assert_non_null(
+        strstr(pick(&ov, &why, &src),
+               "KILN_GO_VERSION asks for Go \"1.25\", which is not a Go release (1.N.P)"));
+    ov.override = "1.25.3"; /* outside the table: proven by the checksum database at fetch */
+    assert_string_equal(pick(&ov, &why, &src), "1.25.3");
+    free(why);
+    free(src);
     ov.override = "../../1.27.3";
     assert_non_null(strstr(pick(&ov, &why, &src), "is not a Go release"));
     ov.go = "1.27.4";
