@@ -67,37 +67,6 @@ int kiln_export_unsupported(const kiln_export_opts_t *o, kiln_error_t *err)
                           o->spec ? o->spec : o->type);
 }
 
-/* The checks every output gets: a known type, its own keys, booleans, dest= for files. */
-static int check_opts(const kiln_exporter_t *t, const kiln_export_opts_t *o, kiln_error_t *err)
-{
-    if (t == NULL)
-        return kiln_error_set(err, 0, "--output type=%s: unknown output type (%s)", o->type,
-                              kiln_exporter_names);
-    if (kiln_export_opts_check_keys(o, t->keys, err) < 0)
-        return -1;
-    for (size_t i = 0; i < o->n; i++) {
-        int b;
-        if (kiln_export_key_is_bool(o->kv[i].key) &&
-            kiln_export_opts_get_bool(o, o->kv[i].key, 0, &b, err) < 0)
-            return -1;
-    }
-    if (t->file && kiln_export_opts_get(o, "dest") == NULL)
-        return kiln_error_set(err, 0, "--output type=%s needs dest=", o->type);
-    return t->validate ? t->validate(o, err) : 0;
-}
-
-int kiln_export_validate(const char *spec, kiln_error_t *err)
-{
-    kiln_export_opts_t o = {0};
-    int ret;
-
-    if (kiln_export_parse(spec, &o, err) < 0)
-        return -1;
-    ret = check_opts(kiln_exporter_find(o.type), &o, err);
-    kiln_export_opts_free(&o);
-    return ret;
-}
-
 /* What writing output o does, as a job's phase (job/stream.h). */
 static const char *export_phase(const kiln_export_opts_t *o)
 {

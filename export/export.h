@@ -1,9 +1,9 @@
 /* kiln — exporters: one per output type (registry, OCI layout, docker archive, tar, local
  * directory, S3 static site, function zip) behind one interface. An output is the text of
  * `-o type=T,key=value,...` (buildx's syntax); each type checks its options up front
- * (kiln_export_validate, before any work) and writes a built image (kiln_export_run), reporting
- * what it wrote as typed results (kiln_export_result_t) through a callback: library code never
- * prints, the caller turns the results into events or terminal lines. */
+ * (through the job spec, job/spec.h, before any work) and writes a built image (kiln_export_run),
+ * reporting what it wrote as typed results (kiln_export_result_t) through a callback: library code
+ * never prints, the caller turns the results into events or terminal lines. */
 #ifndef KILN_EXPORT_EXPORT_H
 #define KILN_EXPORT_EXPORT_H
 
@@ -98,6 +98,13 @@ typedef struct kiln_export_ctx {
 
 void kiln_export_ctx_clear(kiln_export_ctx_t *ctx);
 
+/* "s3://BUCKET[/KEY/PREFIX[/]]" split into the bucket and the key prefix without its
+ * trailing '/' (both malloc'ed), or -1 naming what is malformed: the bucket follows S3's
+ * naming rules; a key segment is printable ASCII without % \ ? # and never '.' or '..' (an
+ * HTTP client or proxy may fold those, and '%' forms would decode into them). The check of
+ * every type=s3 dest (and of a server's s3 prefixes). */
+int kiln_export_s3_split(const char *url, char **bucket, char **key, kiln_error_t *err);
+
 /* ---- the registry of exporters ---- */
 
 typedef struct kiln_exporter {
@@ -123,10 +130,6 @@ int kiln_export_key_is_bool(const char *key);
 /* Parses one output spec (an s3 one through the S3 output parser, whose values may hold
  * commas), into o. */
 int kiln_export_parse(const char *spec, kiln_export_opts_t *o, kiln_error_t *err);
-
-/* Checks one output spec completely (syntax, known type, its options, its own checks)
- * without writing anything. Fails naming the output and what is wrong. */
-int kiln_export_validate(const char *spec, kiln_error_t *err);
 
 /* Writes img as the output spec; results go to ctx->result. Nothing half-written is left at
  * a file destination on failure. */

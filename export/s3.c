@@ -11,24 +11,55 @@
 #include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
+#include "utils/mem.h"
 
-/* The bucket of an s3://BUCKET[/PREFIX] dest follows S3's naming rules (3 to 63 lower-case
- * letters, digits, '-' and '.', starting and ending with a letter or digit). */
-static int check_s3_bucket(const char *url, kiln_error_t *err)
+/* "s3://BUCKET[/KEY/PREFIX[/]]" split into the bucket and the key prefix without its trailing
+ * '/' (both malloc'ed), or -1 naming what is malformed. The bucket follows S3's naming rules;
+ * a key segment is printable ASCII without % \ ? # and never '.' or '..' (an HTTP client or
+ * proxy may fold those, and '%' forms would decode into them). */
+int kiln_export_s3_split(const char *url, char **bucket, char **key, kiln_error_t *err)
 {
-    const char *b = url + 5;
-    size_t n;
+    const char *b, *slash, *k;
+    size_t bn;
 
     if (strncmp(url, "s3://", 5) != 0)
         return kiln_error_set(err, 0, "'%s' is not an s3://BUCKET[/PREFIX] URL", url);
-    n = strcspn(b, "/");
-    if (n < 3 || n > 63)
+    b = url + 5;
+    slash = strchr(b, '/');
+    bn = slash ? (size_t)(slash - b) : strlen(b);
+    if (bn < 3 || bn > 63)
         return kiln_error_set(err, 0, "'%s': the bucket name must be 3 to 63 characters", url);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < bn; i++)
         if (!(islower((unsigned char)b[i]) || isdigit((unsigned char)b[i]) ||
-              ((b[i] == '-' || b[i] == '.') && i > 0 && i + 1 < n)))
-            return kiln_error_set(err, 0, "'%s': '%.*s' is not a valid bucket name", url, (int)n,
+              ((b[i] == '-' || b[i] == '.') && i > 0 && i + 1 < bn && b[i - 1] != '.')))
+            return kiln_error_set(err, 0, "'%s': '%.*s' is not a valid bucket name", url, (int)bn,
                                   b);
+    k = slash ? slash + 1 : b + bn;
+    if (*k != '\0') {
+        for (const char *p = k;; p++) {
+            size_t n = strcspn(p, "/");
+            if (n == 0 && p[0] == '\0' && p > k)
+                break; /* one trailing '/' */
+            if (n == 0)
+                return kiln_error_set(err, 0, "'%s' has an empty key segment ('//')", url);
+            if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+                return kiln_error_set(err, 0, "'%s' has a '%.*s' key segment", url, (int)n, p);
+            for (size_t i = 0; i < n; i++)
+                if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] >= 0x7f ||
+                    strchr("%\\?#", p[i]))
+                    return kiln_error_set(err, 0,
+                                          "'%s': a key segment holds printable ASCII without "
+                                          "spaces, %%, \\, ? or #",
+                                          url);
+            p += n;
+            if (*p == '\0')
+                break;
+        }
+    }
+    *bucket = kiln_xstrndup(b, bn);
+    *key = kiln_xstrdup(k);
+    if (**key && (*key)[strlen(*key) - 1] == '/')
+        (*key)[strlen(*key) - 1] = '\0';
     return 0;
 }
 
@@ -57,8 +88,11 @@ static int s3_validate(const kiln_export_opts_t *o, kiln_error_t *err)
 
     if (dest == NULL)
         return kiln_error_set(err, 0, "type=s3 needs a dest");
-    if (check_s3_bucket(dest, err) < 0)
-        return -1;
+    {
+        _cleanup_free_ char *bucket = NULL, *key = NULL;
+        if (kiln_export_s3_split(dest, &bucket, &key, err) < 0)
+            return -1;
+    }
     ret = parse_s3(o, &s3, err);
     kiln_s3_output_clear(&s3);
     return ret;

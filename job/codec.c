@@ -292,6 +292,9 @@ static int get_outputs(json_t *v, kiln_job_spec_t *s, kiln_error_t *err)
             if (strcmp(k, "type") == 0)
                 continue;
             snprintf(f, sizeof(f), "outputs[%zu].%.128s", i, k);
+            /* where an output goes is a path, URL or reference: text only */
+            if ((strcmp(k, "dest") == 0 || strcmp(k, "name") == 0) && !json_is_string(x))
+                return field_err(err, f, "must be a string");
             if (json_is_boolean(x)) {
                 kiln_job_output_add_opt(out, k, json_is_true(x) ? "true" : "false",
                                         KILN_JOB_VALUE_BOOL);

@@ -105,6 +105,20 @@ kiln_job_secret_t *kiln_job_spec_add_secret(kiln_job_spec_t *s, const char *id)
     return &s->secrets[s->n_secrets++];
 }
 
+int kiln_job_spec_add_output_text(kiln_job_spec_t *s, const char *arg, kiln_error_t *err)
+{
+    kiln_export_opts_t out = {0};
+    kiln_job_output_t *o;
+
+    if (kiln_export_parse(arg, &out, err) < 0)
+        return -1;
+    o = kiln_job_spec_add_output(s, out.type);
+    for (size_t i = 0; i < out.n; i++)
+        kiln_job_output_add_opt(o, out.kv[i].key, out.kv[i].value, KILN_JOB_VALUE_STRING);
+    kiln_export_opts_free(&out);
+    return 0;
+}
+
 const char *kiln_job_output_get(const kiln_job_output_t *o, const char *key)
 {
     for (size_t i = 0; i < o->n_opts; i++)
@@ -517,6 +531,62 @@ static int check_output(const kiln_job_spec_t *s, size_t i, kiln_error_t *err)
     return 0;
 }
 
+/* Two file outputs' paths: equal, or one a directory the other lies in (whole segments). */
+static int nested(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b), n = na < nb ? na : nb;
+
+    return strncmp(a, b, n) == 0 && (na == nb || (na < nb ? b[n] : a[n]) == '/');
+}
+
+/* The paths a file output writes: dest, and for a function package also function.json
+ * beside it (*extra, malloc'ed). */
+static void claimed_paths(const kiln_job_output_t *o, const char *paths[2], char **extra)
+{
+    const char *dest = kiln_job_output_get(o, "dest"), *slash = strrchr(dest, '/');
+
+    paths[0] = dest;
+    paths[1] = NULL;
+    *extra = NULL;
+    if (strcmp(o->type, "function") == 0) {
+        *extra = slash ? kiln_xasprintf("%.*s/function.json", (int)(slash - dest), dest)
+                       : kiln_xstrdup("function.json");
+        paths[1] = *extra;
+    }
+}
+
+/* A tenant's file outputs share one directory: none writes inside (or over) another's path
+ * (a directory one writes may hold the image's symlinks; writing beneath it could follow
+ * one out). */
+static int check_disjoint(const kiln_job_spec_t *s, kiln_error_t *err)
+{
+    for (size_t i = 0; i < s->n_outputs; i++) {
+        const kiln_job_output_t *a = &s->outputs[i];
+        if (!kiln_job_output_type_is_file(a->type))
+            continue;
+        for (size_t j = i + 1; j < s->n_outputs; j++) {
+            const kiln_job_output_t *b = &s->outputs[j];
+            const char *pa[2], *pb[2];
+            _cleanup_free_ char *ea = NULL, *eb = NULL;
+            char f[64];
+            if (!kiln_job_output_type_is_file(b->type))
+                continue;
+            claimed_paths(a, pa, &ea);
+            claimed_paths(b, pb, &eb);
+            snprintf(f, sizeof(f), "outputs[%zu].dest", j);
+            for (int x = 0; x < 2 && pa[x]; x++)
+                for (int y = 0; y < 2 && pb[y]; y++)
+                    if (nested(pa[x], pb[y]))
+                        return field_err(err, f,
+                                         "'%s' and outputs[%zu].dest '%s' write the same path "
+                                         "or one inside the other (%s, %s): give each file "
+                                         "output its own path",
+                                         pb[0], i, pa[0], pa[x], pb[y]);
+        }
+    }
+    return 0;
+}
+
 /* A list of strings: bounded, each a string value (check, when given, checks more). */
 static int check_list(char *const *v, size_t n, const char *field,
                       int (*check)(const char *, const char *, kiln_error_t *), kiln_error_t *err)
@@ -598,7 +668,7 @@ int kiln_job_spec_validate(const kiln_job_spec_t *s, kiln_error_t *err)
     for (size_t i = 0; i < s->n_outputs; i++)
         if (check_output(s, i, err) < 0)
             return -1;
-    return 0;
+    return s->local ? 0 : check_disjoint(s, err);
 }
 
 char *kiln_job_repo_key(const char *url)

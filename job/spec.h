@@ -73,7 +73,6 @@ typedef struct kiln_job_output {
     size_t n_opts;
 } kiln_job_output_t;
 
-
 typedef struct kiln_job_spec {
     int local; /* see above */
 
@@ -140,6 +139,11 @@ void kiln_job_output_add_opt(kiln_job_output_t *o, const char *key, const char *
                              kiln_job_value_kind_t kind);
 void kiln_job_spec_add_kv(kiln_job_kv_t **list, size_t *n, const char *key, const char *value);
 kiln_job_secret_t *kiln_job_spec_add_secret(kiln_job_spec_t *s, const char *id);
+
+/* Adds one output given as `kiln build --output` text ("type=oci,dest=out"; an s3 one as
+ * the S3 output parser reads it, whose values may hold commas) to s. -1 with err when the
+ * text does not parse; its type and options are checked by kiln_job_spec_validate. */
+int kiln_job_spec_add_output_text(kiln_job_spec_t *s, const char *arg, kiln_error_t *err);
 
 /* The value of an output option, or NULL. */
 const char *kiln_job_output_get(const kiln_job_output_t *o, const char *key);

@@ -24,22 +24,6 @@ static void spec_add_secret(kiln_job_spec_t *s, const char *arg)
     kiln_secret_spec_clear(&sp);
 }
 
-/* Adds one --output to s: its type and options (an s3 one as the S3 output parser reads it,
- * whose values may hold commas). */
-static int spec_add_output(kiln_job_spec_t *s, const char *arg, kiln_error_t *err)
-{
-    kiln_export_opts_t out = {0};
-    kiln_job_output_t *o;
-
-    if (kiln_export_parse(arg, &out, err) < 0)
-        return -1;
-    o = kiln_job_spec_add_output(s, out.type);
-    for (size_t i = 0; i < out.n; i++)
-        kiln_job_output_add_opt(o, out.kv[i].key, out.kv[i].value, KILN_JOB_VALUE_STRING);
-    kiln_export_opts_free(&out);
-    return 0;
-}
-
 /* The job spec of a `kiln build` command line (job/spec.h), so that every output, reference,
  * URL and limit is checked before any work starts. Fails naming the flag's field. */
 int kiln_build_spec_from_opts(const kiln_build_opts_t *o, const char *context, kiln_job_spec_t *s,
@@ -97,7 +81,7 @@ int kiln_build_spec_from_opts(const kiln_build_opts_t *o, const char *context, k
     s->cache_to_max = o->cache_to_max;
     s->no_cache = o->no_cache;
     for (size_t i = 0; i < o->n_outputs; i++)
-        if (spec_add_output(s, o->outputs[i], err) < 0)
+        if (kiln_job_spec_add_output_text(s, o->outputs[i], err) < 0)
             return kiln_error_prefix(err, "field 'outputs[%zu]'", i);
     if (o->push)
         kiln_job_spec_add_output(s, "registry");

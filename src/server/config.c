@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "engine/entitlement.h"
+#include "job/codec.h"
 #include "src/server/limits.h"
 #include "src/server/tenant.h"
 #include "utils/cleanup.h"
@@ -165,6 +166,26 @@ static int load_limits(json_t *root, kiln_config_t *c, kiln_error_t *err)
     return kiln_limits_policy_config(&scratch, c->limits, c->max_limits, err);
 }
 
+/* A project's "build" (NULL: none) read as the request each push makes of it, with a
+ * stand-in source (the push's repository takes its place): every field checked by the job
+ * codec, naming it. */
+static int project_build_check(json_t *build, kiln_error_t *err)
+{
+    json_t *req, *secrets = NULL;
+    kiln_job_spec_t spec = {0};
+    int r;
+
+    if (build == NULL)
+        return 0;
+    req = json_deep_copy(build);
+    json_object_set_new(req, "source", json_pack("{s:s}", "git", "https://project.invalid/r"));
+    r = kiln_job_from_json(req, KILN_JOB_JSON_REQUEST, &spec, &secrets, err);
+    kiln_job_spec_clear(&spec);
+    json_decref(secrets);
+    json_decref(req);
+    return r;
+}
+
 /* The project tenant check, once the tenants are known: "tenant" names one of them
  * ("default" when absent); fails naming the project. */
 static int check_project_tenants(kiln_config_t *c, kiln_error_t *err)
@@ -186,8 +207,11 @@ static int check_project_tenants(kiln_config_t *c, kiln_error_t *err)
                                   i, i);
         if ((tn = kiln_config_tenant_named(c, name)) == NULL)
             return kiln_error_set(err, 0, "projects[%zu].tenant: no tenant '%.64s'", i, name);
-        /* its pushes and uploads stay within its tenant's outputs, or no push would build */
-        if (kiln_tenant_check_outputs(tn, json_object_get(p, "build"), &(unsigned){0}, err) < 0)
+        /* its fields are a request's (job/spec checks them; the source comes with each
+         * push), and its pushes and uploads stay within its tenant's outputs, or no push
+         * would build */
+        if (project_build_check(json_object_get(p, "build"), err) < 0 ||
+            kiln_tenant_check_outputs(tn, json_object_get(p, "build"), &(unsigned){0}, err) < 0)
             return kiln_error_prefix(err, "projects[%zu].build", i);
         if (t == NULL)
             json_object_set_new(p, "tenant", json_string(name));

@@ -12,23 +12,6 @@
 
 #define PREFIX_MAX 1024
 
-/* the output types and their options are the job spec's (job/spec.h) */
-typedef kiln_job_output_type_t out_type_t;
-
-static int in_list(const char *const *list, const char *s)
-{
-    for (size_t i = 0; list[i]; i++)
-        if (strcmp(list[i], s) == 0)
-            return 1;
-    return 0;
-}
-
-int kiln_outconf_type_is_local(const char *type)
-{
-    const out_type_t *t = kiln_job_output_type_find(type);
-    return t != NULL && t->file;
-}
-
 /* A boolean option as `kiln build --output` reads it: JSON true/false, "true"/"false", "1"/"0"
  * or 1/0. Returns 0/1, or -1 for anything else. */
 static int bool_value(json_t *v)
@@ -55,56 +38,6 @@ static int pushes(json_t *o)
     if (type && strcmp(type, "registry") == 0)
         return 1;
     return type && strcmp(type, "image") == 0 && bool_value(json_object_get(o, "push")) == 1;
-}
-
-/* "s3://BUCKET[/KEY/PREFIX[/]]" split into the bucket and the key prefix without its trailing
- * '/' (both malloc'ed), or -1 naming what is malformed. The bucket follows S3's naming rules;
- * a key segment is printable ASCII without % \ ? # and never '.' or '..' (an HTTP client or
- * proxy may fold those, and '%' forms would decode into them). */
-static int s3_split(const char *url, char **bucket, char **key, kiln_error_t *err)
-{
-    const char *b, *slash, *k;
-    size_t bn;
-
-    if (strncmp(url, "s3://", 5) != 0)
-        return kiln_error_set(err, 0, "'%s' is not an s3://BUCKET/PREFIX URL", url);
-    b = url + 5;
-    slash = strchr(b, '/');
-    bn = slash ? (size_t)(slash - b) : strlen(b);
-    if (bn < 3 || bn > 63)
-        return kiln_error_set(err, 0, "'%s': the bucket name must be 3 to 63 characters", url);
-    for (size_t i = 0; i < bn; i++)
-        if (!(islower((unsigned char)b[i]) || isdigit((unsigned char)b[i]) ||
-              ((b[i] == '-' || b[i] == '.') && i > 0 && i + 1 < bn && b[i - 1] != '.')))
-            return kiln_error_set(err, 0, "'%s': '%.*s' is not a valid bucket name", url, (int)bn,
-                                  b);
-    k = slash ? slash + 1 : b + bn;
-    if (*k != '\0') {
-        for (const char *p = k;; p++) {
-            size_t n = strcspn(p, "/");
-            if (n == 0 && p[0] == '\0' && p > k)
-                break; /* one trailing '/' */
-            if (n == 0)
-                return kiln_error_set(err, 0, "'%s' has an empty key segment ('//')", url);
-            if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-                return kiln_error_set(err, 0, "'%s' has a '%.*s' key segment", url, (int)n, p);
-            for (size_t i = 0; i < n; i++)
-                if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] >= 0x7f ||
-                    strchr("%\\?#", p[i]))
-                    return kiln_error_set(err, 0,
-                                          "'%s': a key segment holds printable ASCII without "
-                                          "spaces, %%, \\, ? or #",
-                                          url);
-            p += n;
-            if (*p == '\0')
-                break;
-        }
-    }
-    *bucket = kiln_xstrndup(b, bn);
-    *key = kiln_xstrdup(k);
-    if (**key && (*key)[strlen(*key) - 1] == '/')
-        (*key)[strlen(*key) - 1] = '\0';
-    return 0;
 }
 
 /* Lower-cased host[:port] with Docker Hub's other names folded into docker.io. */
@@ -246,7 +179,7 @@ int kiln_outconf_s3_allowed(const char *url, json_t *prefixes, kiln_error_t *err
     size_t i;
     json_t *v;
 
-    if (s3_split(url, &bucket, &key, err) < 0)
+    if (kiln_export_s3_split(url, &bucket, &key, err) < 0)
         return -1;
     if (prefixes == NULL)
         return 1;
@@ -254,7 +187,7 @@ int kiln_outconf_s3_allowed(const char *url, json_t *prefixes, kiln_error_t *err
     {
         _cleanup_free_ char *pb = NULL, *pk = NULL;
         size_t n;
-        if (!json_is_string(v) || s3_split(json_string_value(v), &pb, &pk, NULL) < 0)
+        if (!json_is_string(v) || kiln_export_s3_split(json_string_value(v), &pb, &pk, NULL) < 0)
             continue;
         n = strlen(pk);
         /* every object goes to KEY/FILE: inside when KEY is the prefix or below it */
@@ -272,165 +205,6 @@ int kiln_outconf_s3_allowed(const char *url, json_t *prefixes, kiln_error_t *err
 static int field_fail(kiln_error_t *err, const char *field)
 {
     return kiln_error_prefix(err, "field '%s'", field);
-}
-
-/* Two file outputs' paths: equal, or one a directory the other lies in (whole segments). */
-static int nested(const char *a, const char *b)
-{
-    size_t na = strlen(a), nb = strlen(b), n = na < nb ? na : nb;
-
-    return strncmp(a, b, n) == 0 && (na == nb || (na < nb ? b[n] : a[n]) == '/');
-}
-
-/* The paths a file output writes: dest, and for a function package also function.json
- * beside it. */
-static void claimed_paths(const char *type, const char *dest, const char *paths[2], char **extra)
-{
-    const char *slash = strrchr(dest, '/');
-
-    paths[0] = dest;
-    paths[1] = NULL;
-    *extra = NULL;
-    if (strcmp(type, "function") == 0) {
-        *extra = slash ? kiln_xasprintf("%.*s/function.json", (int)(slash - dest), dest)
-                       : kiln_xstrdup("function.json");
-        paths[1] = *extra;
-    }
-}
-
-/* No file output writes inside (or over) another's path. */
-static int check_disjoint(json_t *outputs, kiln_error_t *err)
-{
-    size_t i, j;
-    json_t *a, *b;
-
-    json_array_foreach(outputs, i, a)
-    {
-        const char *ta = json_string_value(json_object_get(a, "type"));
-        if (!kiln_outconf_type_is_local(ta))
-            continue;
-        json_array_foreach(outputs, j, b)
-        {
-            const char *tb = json_string_value(json_object_get(b, "type"));
-            const char *pa[2], *pb[2];
-            _cleanup_free_ char *ea = NULL, *eb = NULL;
-            if (j <= i || !kiln_outconf_type_is_local(tb))
-                continue;
-            claimed_paths(ta, json_string_value(json_object_get(a, "dest")), pa, &ea);
-            claimed_paths(tb, json_string_value(json_object_get(b, "dest")), pb, &eb);
-            for (int x = 0; x < 2 && pa[x]; x++)
-                for (int y = 0; y < 2 && pb[y]; y++)
-                    if (nested(pa[x], pb[y])) {
-                        char f[64];
-                        snprintf(f, sizeof(f), "outputs[%zu].dest", j);
-                        kiln_error_set(err, 0,
-                                       "'%s' and outputs[%zu].dest '%s' write the same path or "
-                                       "one inside the other (%s, %s): give each file output "
-                                       "its own path",
-                                       json_string_value(json_object_get(b, "dest")), i,
-                                       json_string_value(json_object_get(a, "dest")), pa[x], pb[y]);
-                        return field_fail(err, f);
-                    }
-        }
-    }
-    return 0;
-}
-
-/* One output object: its type, its keys, boolean options, dest and pushed name. */
-static int check_output(json_t *o, size_t i, int *pushed_name, kiln_error_t *err)
-{
-    const char *tname = json_string_value(json_object_get(o, "type")), *k;
-    const out_type_t *t = kiln_job_output_type_find(tname);
-    json_t *v;
-    char f[200];
-
-    snprintf(f, sizeof(f), "outputs[%zu].type", i);
-    if (t == NULL) {
-        kiln_error_set(err, 0,
-                       "unknown output type '%.64s' (local, oci, docker, tar, function, "
-                       "registry, image, s3)",
-                       tname ? tname : "");
-        return field_fail(err, f);
-    }
-    json_object_foreach(o, k, v)
-    {
-        snprintf(f, sizeof(f), "outputs[%zu].%.128s", i, k);
-        if (strcmp(k, "type") == 0)
-            continue;
-        if (!in_list(t->keys, k)) {
-            kiln_buf_t b;
-            _cleanup_free_ char *keys = NULL;
-            kiln_buf_init(&b, 0);
-            for (size_t x = 0; t->keys[x]; x++)
-                kiln_buf_appendf(&b, NULL, "%s%s", x ? ", " : "", t->keys[x]);
-            keys = kiln_buf_steal(&b, NULL);
-            kiln_error_set(err, 0, "not an option of type=%s (%s)", t->name, keys);
-            return field_fail(err, f);
-        }
-        if (kiln_job_output_key_is_bool(k) && bool_value(v) < 0) {
-            kiln_error_set(err, 0, "must be true or false");
-            return field_fail(err, f);
-        }
-        if ((strcmp(k, "dest") == 0 || strcmp(k, "name") == 0) && !json_is_string(v)) {
-            kiln_error_set(err, 0, "must be a string");
-            return field_fail(err, f);
-        }
-    }
-    v = json_object_get(o, "dest");
-    snprintf(f, sizeof(f), "outputs[%zu].dest", i);
-    if ((t->file || strcmp(t->name, "s3") == 0) && v == NULL) {
-        kiln_error_set(err, 0, "type=%s needs a dest", t->name);
-        return field_fail(err, f);
-    }
-    if (t->file && kiln_job_file_dest_check(json_string_value(v), err) < 0)
-        return field_fail(err, f);
-    if (strcmp(t->name, "s3") == 0 && kiln_outconf_s3_allowed(json_string_value(v), NULL, err) < 0)
-        return field_fail(err, f);
-    *pushed_name = 0;
-    if (pushes(o) && (v = json_object_get(o, "name")) != NULL) {
-        snprintf(f, sizeof(f), "outputs[%zu].name", i);
-        if (kiln_outconf_registry_allowed(json_string_value(v), NULL, err) < 0)
-            return field_fail(err, f);
-        *pushed_name = 1;
-    }
-    return 0;
-}
-
-int kiln_outconf_check_shape(json_t *request, kiln_error_t *err)
-{
-    json_t *outputs = json_object_get(request, "outputs"), *tags = json_object_get(request, "tags");
-    size_t i;
-    json_t *v;
-
-    json_array_foreach(outputs, i, v)
-    {
-        int named = 0;
-        char f[64];
-        if (!json_is_object(v)) {
-            snprintf(f, sizeof(f), "outputs[%zu]", i);
-            kiln_error_set(err, 0, "must be an object");
-            return field_fail(err, f);
-        }
-        if (check_output(v, i, &named, err) < 0)
-            return -1;
-        if (pushes(v) && !named && json_array_size(tags) == 0) {
-            snprintf(f, sizeof(f), "outputs[%zu]", i);
-            kiln_error_set(err, 0, "a push needs a name (or the request's tags)");
-            return field_fail(err, f);
-        }
-    }
-    json_array_foreach(tags, i, v)
-    {
-        char f[64];
-        snprintf(f, sizeof(f), "tags[%zu]", i);
-        if (!json_is_string(v)) {
-            kiln_error_set(err, 0, "must be a string");
-            return field_fail(err, f);
-        }
-        if (kiln_outconf_registry_allowed(json_string_value(v), NULL, err) < 0)
-            return field_fail(err, f);
-    }
-    return check_disjoint(outputs, err);
 }
 
 /* A 403 for field: err holds what lies outside; adds the tenant and the rule to change. */
@@ -454,21 +228,19 @@ int kiln_outconf_check(json_t *request, const kiln_outconf_rules_t *rules, unsig
     json_t *v;
     char f[64];
 
-    if (kiln_outconf_check_shape(request, err) < 0) {
-        *status = 400;
-        return -1;
-    }
     json_array_foreach(json_object_get(request, "outputs"), i, v)
     {
         const char *type = json_string_value(json_object_get(v, "type"));
         const char *name = json_string_value(json_object_get(v, "name"));
         int r = 1;
+        if (type == NULL)
+            continue; /* the job codec refused such a request before */
         if (pushes(v) && name) {
             snprintf(f, sizeof(f), "outputs[%zu].name", i);
             r = kiln_outconf_registry_allowed(name, rules->registry, err);
             if (r == 0)
                 return refuse(err, status, f, rules, "registry");
-        } else if (strcmp(type, "s3") == 0) {
+        } else if (strcmp(type, "s3") == 0 && json_is_string(json_object_get(v, "dest"))) {
             snprintf(f, sizeof(f), "outputs[%zu].dest", i);
             r = kiln_outconf_s3_allowed(json_string_value(json_object_get(v, "dest")), rules->s3,
                                         err);
@@ -483,7 +255,10 @@ int kiln_outconf_check(json_t *request, const kiln_outconf_rules_t *rules, unsig
     /* tags are pushed by every pushing output: each is a registry destination */
     json_array_foreach(json_object_get(request, "tags"), i, v)
     {
-        int r = kiln_outconf_registry_allowed(json_string_value(v), rules->registry, err);
+        int r;
+        if (!json_is_string(v))
+            continue; /* the job codec refused such a request before */
+        r = kiln_outconf_registry_allowed(json_string_value(v), rules->registry, err);
         snprintf(f, sizeof(f), "tags[%zu]", i);
         if (r < 0) {
             *status = 400;
@@ -502,7 +277,8 @@ int kiln_outconf_check(json_t *request, const kiln_outconf_rules_t *rules, unsig
             _cleanup_free_ char *allowed = list_text(rules->notify);
             snprintf(f, sizeof(f), "notify[%zu]", i);
             kiln_error_set(err, 0, "'%s' is not one of the notify targets (%s)",
-                           json_string_value(v), *allowed ? allowed : "none: no notify allowed");
+                           json_string_value(v) ? json_string_value(v) : "?",
+                           *allowed ? allowed : "none: no notify allowed");
             return refuse(err, status, f, rules, "notify");
         }
     }
@@ -531,7 +307,7 @@ int kiln_outconf_rules_check(const kiln_outconf_rules_t *rules, kiln_error_t *er
                 reg_prefix_clear(&p);
             } else if (!bad && l == 1) {
                 _cleanup_free_ char *b = NULL, *k = NULL;
-                bad = s3_split(s, &b, &k, err) < 0;
+                bad = kiln_export_s3_split(s, &b, &k, err) < 0;
             } else if (!bad && l == 2 && strncmp(s, "sqs://", 6) && strncmp(s, "sns://", 6)) {
                 bad = 1;
                 kiln_error_set(err, 0, "'%s' is not an sqs:// or sns:// target", s);

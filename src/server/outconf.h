@@ -1,6 +1,7 @@
 /* kiln server — output confinement: where a build request's outputs may write.
  *
- * For every request, whoever the tenant (kiln_outconf_check_shape; 400 naming the field):
+ * For every request, whoever the tenant (checked by the job spec, job/spec.h, when the request
+ * is parsed; 400 naming the field):
  *   - outputs[].type is one of local, oci, docker, tar, function (files: written into the
  *     build's artifacts directory), registry, image (pushes when push is true; registry always
  *     pushes) or s3, and takes only its own keys;
@@ -42,14 +43,10 @@ typedef struct kiln_outconf_rules {
     json_t *notify;     /* exact sqs:// / sns:// targets, NULL = any */
 } kiln_outconf_rules_t;
 
-/* Checks the request's outputs, tags and their destinations for every tenant (see above).
- * On failure err names the field (outputs[N].KEY, tags[N]) and what is wrong. */
-int kiln_outconf_check_shape(json_t *request, kiln_error_t *err);
-
-/* kiln_outconf_check_shape, then every push, upload and notification of the request against
- * the tenant's rules. On failure *status is 400 (malformed) or 403 (outside the rules) and
- * err names the field, the destination and the rule that would allow it; *status is left
- * alone on success. */
+/* Every push, upload and notification of a request the job codec validated (its shape is
+ * job/spec's: kiln_request_from_json) against the tenant's rules. On failure *status is 403
+ * (outside the rules; 400 for a reference that does not parse) and err names the field, the
+ * destination and the rule that would allow it; *status is left alone on success. */
 int kiln_outconf_check(json_t *request, const kiln_outconf_rules_t *rules, unsigned *status,
                        kiln_error_t *err);
 
@@ -64,9 +61,7 @@ int kiln_outconf_registry_allowed(const char *ref, json_t *prefixes, kiln_error_
 /* The same for an s3:// output destination against s3 prefixes. */
 int kiln_outconf_s3_allowed(const char *url, json_t *prefixes, kiln_error_t *err);
 
-/* (a file output's dest: kiln_job_file_dest_check, job/spec.h) */
-
-/* True for the output types written as files into the artifacts directory. */
-int kiln_outconf_type_is_local(const char *type);
+/* (a file output's dest: kiln_job_file_dest_check; the types written as files into the
+ * artifacts directory: kiln_job_output_type_is_file, job/spec.h) */
 
 #endif

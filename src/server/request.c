@@ -44,12 +44,6 @@ int kiln_request_from_json(json_t *root, kiln_request_t *out, kiln_error_t *err)
     r.repo = spec.source_kind == KILN_JOB_SOURCE_CONTEXT ? kiln_xstrdup("upload")
                                                          : kiln_job_repo_key(spec.source);
     kiln_job_spec_clear(&spec);
-    /* the server's confinement of file outputs (inside the artifacts directory), on top of
-     * the spec's checks */
-    if (kiln_outconf_check_shape(r.stored, err) < 0) {
-        kiln_request_free(&r);
-        return -1;
-    }
     *out = r;
     return 0;
 }
@@ -82,7 +76,7 @@ static int place_spec(kiln_job_spec_t *s, json_t *secret_files, kiln_error_t *er
 {
     for (size_t i = 0; i < s->n_outputs; i++) {
         kiln_job_output_t *o = &s->outputs[i];
-        if (!kiln_outconf_type_is_local(o->type))
+        if (!kiln_job_output_type_is_file(o->type))
             continue;
         for (size_t j = 0; j < o->n_opts; j++) {
             if (strcmp(o->opts[j].key, "dest") == 0) {
@@ -113,8 +107,8 @@ int kiln_request_job_spec(json_t *stored, json_t *secret_files, const kiln_reque
 
     if (!json_is_object(json_object_get(stored, "source")))
         return kiln_error_set(err, 0, "request has no source");
-    if (kiln_outconf_check_shape(stored, err) < 0 ||
-        kiln_job_from_json(stored, 0, &spec, NULL, err) < 0)
+    /* again when the job runs: a request stored by an older version is held to it too */
+    if (kiln_job_from_json(stored, 0, &spec, NULL, err) < 0)
         return -1;
     if (place_spec(&spec, secret_files, err) < 0)
         goto out;

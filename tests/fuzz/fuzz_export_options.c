@@ -1,12 +1,14 @@
 /* libFuzzer target: an output spec (`-o type=T,k=v,...`, an S3 one through the S3 output
- * parser) must never crash the parser or an exporter's checks, and what the parser accepts
- * has a non-empty type and non-empty, distinct keys whose values it hands back. */
+ * parser) must never crash the parser or the checks kiln build runs on it (the job spec's,
+ * with each exporter's own), and what the parser accepts has a non-empty type and
+ * non-empty, distinct keys whose values it hands back. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "export/export.h"
+#include "job/spec.h"
 #include "utils/mem.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -29,7 +31,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (err.msg[0] == '\0') {
         abort(); /* a refusal always says why */
     }
-    (void)kiln_export_validate(s, &err);
+    {
+        kiln_job_spec_t spec = {.local = 1, .source_kind = KILN_JOB_SOURCE_DIR};
+        spec.source = kiln_xstrdup(".");
+        if (kiln_job_spec_add_output_text(&spec, s, &err) == 0)
+            (void)kiln_job_spec_validate(&spec, &err);
+        kiln_job_spec_clear(&spec);
+    }
     free(s);
     return 0;
 }

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "export/export.h"
+#include "job/spec.h"
 #include "oci/image.h"
 #include "oci/layer_write.h"
 #include "oci/layout.h"
@@ -42,6 +43,21 @@ typedef struct fixture {
     uint64_t bytes[8];
     size_t n;
 } fixture_t;
+
+/* An output given as `kiln build -o` text, checked as kiln build checks it: added to a local
+ * job spec and the spec validated (job/spec.h). */
+static int validate_output(const char *text, kiln_error_t *err)
+{
+    kiln_job_spec_t spec = {.local = 1, .source_kind = KILN_JOB_SOURCE_DIR};
+    int r;
+
+    spec.source = kiln_xstrdup(".");
+    kiln_job_spec_add_str(&spec.tags, &spec.n_tags, "example.test/app:1");
+    r = kiln_job_spec_add_output_text(&spec, text, err) < 0 ? -1
+                                                            : kiln_job_spec_validate(&spec, err);
+    kiln_job_spec_clear(&spec);
+    return r;
+}
 
 static void write_text(const char *path, const char *text, mode_t mode)
 {
@@ -245,11 +261,11 @@ static void test_validate(void **state)
     static const struct {
         const char *spec, *msg;
     } bad[] = {
-        {"type=nope,dest=x", "unknown output type (local, oci, docker"},
-        {"type=oci", "type=oci needs dest="},
-        {"type=local,dest=x,bogus=1", "unknown key 'bogus'"},
-        {"type=oci,dest=x,tar=maybe", "tar=maybe is not true or false"},
-        {"type=registry,push=2", "push=2 is not true or false"},
+        {"type=nope,dest=x", "field 'outputs[0].type': unknown output type 'nope' (local, oci"},
+        {"type=oci", "field 'outputs[0].dest': type=oci needs a dest"},
+        {"type=local,dest=x,bogus=1", "field 'outputs[0].bogus': not an option of type=local"},
+        {"type=oci,dest=x,tar=maybe", "field 'outputs[0].tar': must be true or false"},
+        {"type=registry,push=2", "field 'outputs[0].push': must be true or false"},
         {"type=tar,dest=a,dest=b", "key 'dest' given twice"},
         {"dest=x", "missing type="},
         {"type=s3,dest=s3://Bad_Bucket/p", "is not a valid bucket name"},
@@ -261,11 +277,11 @@ static void test_validate(void **state)
 
     (void)state;
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
-        if (kiln_export_validate(good[i], &err) < 0)
+        if (validate_output(good[i], &err) < 0)
             fail_msg("refused '%s': %s", good[i], err.msg);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         kiln_error_t e = {0};
-        if (kiln_export_validate(bad[i].spec, &e) == 0)
+        if (validate_output(bad[i].spec, &e) == 0)
             fail_msg("accepted '%s'", bad[i].spec);
         if (strstr(e.msg, bad[i].msg) == NULL)
             fail_msg("'%s': message '%s' lacks '%s'", bad[i].spec, e.msg, bad[i].msg);

@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "job/codec.h"
 #include "job/spec.h"
 #include "src/server/outconf.h"
 #include "utils/cleanup.h"
@@ -22,6 +23,27 @@ typedef struct ref_case {
 } ref_case_t;
 
 /* Runs a table through a checker; a refusal must list the prefixes (listed is one). */
+/* A request as the server checks it: its shape by the job codec (job/spec, 400), then its
+ * destinations against the tenant's rules (403). */
+static int check_request(json_t *req, const kiln_outconf_rules_t *rules, unsigned *status,
+                         kiln_error_t *err)
+{
+    kiln_job_spec_t spec = {0};
+    json_t *secrets = NULL;
+    int r;
+
+    if (json_object_get(req, "source") == NULL)
+        json_object_set_new(req, "source", json_pack("{s:s}", "git", "https://h.test/r"));
+    r = kiln_job_from_json(req, KILN_JOB_JSON_REQUEST, &spec, &secrets, err);
+    kiln_job_spec_clear(&spec);
+    json_decref(secrets);
+    if (r < 0) {
+        *status = 400;
+        return -1;
+    }
+    return kiln_outconf_check(req, rules, status, err);
+}
+
 static void run_table(const ref_case_t *cases, size_t n,
                       int (*check)(const char *, json_t *, kiln_error_t *), json_t *prefixes,
                       const char *listed)
@@ -213,14 +235,14 @@ static void test_local_dest_table(void **state)
             fail_msg("case %zu '%s': got %d (%s), want %d", i, cases[i].ref, got, err.msg,
                      cases[i].want);
     }
-    assert_true(kiln_outconf_type_is_local("local"));
-    assert_true(kiln_outconf_type_is_local("oci"));
-    assert_true(kiln_outconf_type_is_local("docker"));
-    assert_true(kiln_outconf_type_is_local("tar"));
-    assert_true(kiln_outconf_type_is_local("function"));
-    assert_false(kiln_outconf_type_is_local("registry"));
-    assert_false(kiln_outconf_type_is_local("s3"));
-    assert_false(kiln_outconf_type_is_local(NULL));
+    assert_true(kiln_job_output_type_is_file("local"));
+    assert_true(kiln_job_output_type_is_file("oci"));
+    assert_true(kiln_job_output_type_is_file("docker"));
+    assert_true(kiln_job_output_type_is_file("tar"));
+    assert_true(kiln_job_output_type_is_file("function"));
+    assert_false(kiln_job_output_type_is_file("registry"));
+    assert_false(kiln_job_output_type_is_file("s3"));
+    assert_false(kiln_job_output_type_is_file(NULL));
 }
 
 typedef struct req_case {
@@ -328,7 +350,7 @@ static void test_requests(void **state)
         unsigned status = 1;
         int r;
         assert_non_null(req);
-        r = kiln_outconf_check(req, &rules, &status, &err);
+        r = check_request(req, &rules, &status, &err);
         if ((r == 0) != (cases[i].status == 0) || (r < 0 && status != cases[i].status) ||
             strstr(err.msg, cases[i].want) == NULL)
             fail_msg("case %zu %s: got %d status %u '%s', want %u '%s'", i, cases[i].body, r,
@@ -338,7 +360,7 @@ static void test_requests(void **state)
         /* without rules (the single-tenant forms) only the 400s remain */
         status = 1;
         memset(&err, 0, sizeof(err));
-        r = kiln_outconf_check(req, &open, &status, &err);
+        r = check_request(req, &open, &status, &err);
         if ((r < 0) != (cases[i].status == 400))
             fail_msg("case %zu without rules: got %d '%s'", i, r, err.msg);
         json_decref(req);
