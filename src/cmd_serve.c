@@ -39,7 +39,7 @@ static void serve_usage(void)
         "                          projects, policy, bounds (docs/server-config.md)\n"
         "  --no-auth               allow running without any API token (development only)\n"
         "  --kiln-root DIR         kiln root for checkouts and builds (blob store, caches)\n"
-        "  --build-command PATH    program run as `PATH checkout|build …` (default: this kiln;\n"
+        "  --build-command PATH    program run as `PATH job run …` (default: this kiln;\n"
         "                          env KILN_BUILD_COMMAND)\n"
         "  --build-option OPT      add OPT to every `kiln build` (repeatable), e.g.\n"
         "                          --build-option=--memory=2g (chroot isolation and\n"
@@ -280,7 +280,7 @@ int kiln_cmd_serve(int argc, char **argv)
         return kiln_cli_usage_error("serve", "%s", err.msg);
     }
     srv.limits = limits;
-    /* read once (before any thread starts): the children (kiln checkout/build and their
+    /* read once (before any thread starts): the children (kiln job run and their
      * steps) never inherit the API tokens */
     unsetenv("KILN_API_TOKENS");
     if (kiln_config_token_count(srv.config) == 0 && !no_auth) {

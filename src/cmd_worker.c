@@ -28,7 +28,7 @@ static void worker_usage(void)
         "  --concurrency N          builds at once (default 1)\n"
         "  --root DIR               logs and scratch space (default /var/lib/kiln/worker)\n"
         "  --kiln-root DIR          kiln root for checkouts and builds\n"
-        "  --build-command PATH     program run as `PATH checkout|build …` (default: this kiln)\n"
+        "  --build-command PATH     program run as `PATH job run …` (default: this kiln)\n"
         "  --build-option OPT       add OPT to every `kiln build` (repeatable)\n"
         "  --isolation MODE         sandbox (default) or chroot: no user namespace, build\n"
         "                           steps run as real root (hosts without user namespaces)\n"

@@ -24,7 +24,6 @@
 #include "utils/fs.h"
 #include "utils/mem.h"
 
-#define LINE_MAX_LEN 4096
 
 extern char **environ;
 
@@ -91,8 +90,6 @@ typedef struct run_state {
     size_t logged;
     size_t cap;
     int truncated;
-    char line[LINE_MAX_LEN + 1];
-    size_t line_len;
     const kiln_runner_ops_t *ops;
     void *opaque;
     /* the job's events (kiln job run --events-fd): one JSON object per line */
@@ -102,14 +99,6 @@ typedef struct run_state {
 } run_state_t;
 
 #define EVENT_MAX (256u << 10)
-
-static void feed_line(run_state_t *st)
-{
-    st->line[st->line_len] = '\0';
-    if (st->ops && st->ops->line)
-        st->ops->line(st->opaque, st->line);
-    st->line_len = 0;
-}
 
 static void consume(run_state_t *st, const char *data, size_t n);
 
@@ -159,7 +148,7 @@ static void consume_events(run_state_t *st, const char *data, size_t n)
     }
 }
 
-/* Logs a chunk of child output (up to the cap) and hands on its lines. */
+/* Logs a chunk of child output (up to the cap); what it says is never interpreted. */
 static void consume(run_state_t *st, const char *data, size_t n)
 {
     size_t room = st->cap > st->logged ? st->cap - st->logged : 0;
@@ -171,13 +160,6 @@ static void consume(run_state_t *st, const char *data, size_t n)
         static const char note[] = "\n[kiln: log truncated: size limit reached]\n";
         st->truncated = 1;
         (void)!write(st->log_fd, note, sizeof(note) - 1);
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (data[i] == '\n') {
-            feed_line(st);
-        } else if (st->line_len < LINE_MAX_LEN) {
-            st->line[st->line_len++] = data[i];
-        }
     }
 }
 
@@ -357,8 +339,6 @@ int kiln_runner_run_job(char *const argv[], char *const envp[], const char *cwd,
         if (reaped && (!eof || !ev_eof) && mono_now() - exited_at > 2.0)
             break;
     }
-    if (st->line_len > 0)
-        feed_line(st);
     if (st->ev_line && st->ev_len > 0 && !st->ev_overlong)
         feed_event(st);
     close(pfd[0]);

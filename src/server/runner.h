@@ -1,4 +1,4 @@
-/* kiln server — runs one child process (`kiln checkout …`, `kiln job run …`) in its own
+/* kiln server — runs one child process (`kiln job run …`) in its own
  * process group: stdout+stderr go to the build's append-only log (capped); a job's spec is
  * handed to it on descriptor 3 and its events (job/stream.h, one JSON object per line) read
  * from descriptor 4 (no log text is ever interpreted); the whole group is killed on cancel,
@@ -27,8 +27,6 @@ typedef struct kiln_runner_ops {
     void (*event)(void *opaque, json_t *ev);
     /* Polled about every 200 ms: non-zero stops the build (its group is killed). */
     int (*should_stop)(void *opaque);
-    /* Every output line (without its newline, cut at 4 KiB); may be NULL. */
-    void (*line)(void *opaque, const char *line);
 } kiln_runner_ops_t;
 
 typedef struct kiln_runner_result {

@@ -25,6 +25,7 @@
 #include "src/server/request.h"
 #include "src/server/runner.h"
 #include "src/server/s3_context.h"
+#include "src/server/sqs_heartbeat.h"
 #include "src/server/sqs_jobs.h"
 #include "src/server/tenant.h"
 #include "src/server/tenantcreds.h"
@@ -148,99 +149,6 @@ static int on_should_stop(void *opaque)
 {
     job_state_t *j = opaque;
     return j->w->stop_builds || *j->canceled;
-}
-
-/* Keeps one received message hidden, from its receipt until it is deleted or released,
- * renewing its visibility every third of the timeout (in its own thread, so slow builds,
- * checkouts and event sends alike are covered), and looks for the build's cancel marker
- * every CANCEL_POLL_S seconds meanwhile. */
-typedef struct heartbeat {
-    const char *queue_url;
-    const char *receipt;
-    const char *cancel_url; /* or NULL */
-    const char *lease_url;  /* the job's max_concurrent lease, renewed with the message; or NULL */
-    const char *worker;
-    int visibility_s;
-    int stop;
-    volatile int canceled;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    pthread_t thread;
-} heartbeat_t;
-
-#define CANCEL_POLL_S 2.0
-
-static double real_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void *heartbeat_main(void *arg)
-{
-    heartbeat_t *h = arg;
-    kiln_aws_t *aws = kiln_aws_new(NULL);
-    double period = h->visibility_s / 3.0, next_extend = real_now() + period;
-    double next_poll = real_now() + CANCEL_POLL_S;
-
-    pthread_mutex_lock(&h->lock);
-    while (!h->stop) {
-        double until =
-            h->cancel_url && !h->canceled && next_poll < next_extend ? next_poll : next_extend;
-        struct timespec ts = {.tv_sec = (time_t)until,
-                              .tv_nsec = (long)((until - (double)(time_t)until) * 1e9)};
-        if (pthread_cond_timedwait(&h->cond, &h->lock, &ts) != ETIMEDOUT || h->stop)
-            continue;
-        pthread_mutex_unlock(&h->lock);
-        if (h->cancel_url && !h->canceled && real_now() >= next_poll) {
-            if (kiln_s3_context_exists(aws, h->cancel_url, NULL) == 1)
-                h->canceled = 1;
-            next_poll = real_now() + CANCEL_POLL_S;
-        }
-        if (real_now() >= next_extend) {
-            kiln_sqs_jobs_extend(aws, h->queue_url, h->receipt, h->visibility_s, NULL);
-            if (h->lease_url)
-                kiln_qlease_write(aws, h->lease_url, h->visibility_s, h->worker, NULL);
-            next_extend = real_now() + period;
-        }
-        pthread_mutex_lock(&h->lock);
-    }
-    pthread_mutex_unlock(&h->lock);
-    kiln_aws_free(aws);
-    return NULL;
-}
-
-static int heartbeat_start(heartbeat_t *h, const char *queue_url, const char *receipt,
-                           const char *cancel_url, int visibility_s, const char *lease_url,
-                           const char *worker)
-{
-    memset(h, 0, sizeof(*h));
-    h->lease_url = lease_url;
-    h->worker = worker;
-    h->queue_url = queue_url;
-    h->receipt = receipt;
-    h->cancel_url = cancel_url;
-    h->visibility_s = visibility_s;
-    pthread_mutex_init(&h->lock, NULL);
-    pthread_cond_init(&h->cond, NULL);
-    if (pthread_create(&h->thread, NULL, heartbeat_main, h) != 0) {
-        pthread_mutex_destroy(&h->lock);
-        pthread_cond_destroy(&h->cond);
-        return -1;
-    }
-    return 0;
-}
-
-static void heartbeat_stop(heartbeat_t *h)
-{
-    pthread_mutex_lock(&h->lock);
-    h->stop = 1;
-    pthread_cond_signal(&h->cond);
-    pthread_mutex_unlock(&h->lock);
-    pthread_join(h->thread, NULL);
-    pthread_mutex_destroy(&h->lock);
-    pthread_cond_destroy(&h->cond);
 }
 
 /* The last LOG_TAIL bytes of the log. */
@@ -428,7 +336,7 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
                               .should_stop = on_should_stop,
                               .opaque = &j};
     struct stat sb;
-    heartbeat_t hb;
+    kiln_sqs_heartbeat_t hb;
     char note[160];
     int sent;
 
@@ -443,8 +351,8 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
         kiln_remote_job_clear(&job);
         return;
     }
-    if (heartbeat_start(&hb, w->o.queue_url, m->receipt, job.cancel_url, w->o.visibility_s,
-                        lease_url, w->host) < 0) {
+    if (kiln_sqs_heartbeat_start(&hb, w->o.queue_url, m->receipt, job.cancel_url, w->o.visibility_s,
+                                 lease_url, w->host) < 0) {
         release_id(w, slot);
         kiln_remote_job_clear(&job);
         return;
@@ -462,7 +370,7 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
         if (stat(done, &sb) == 0 && kiln_fs_read_file(done, 1 << 20, &text, &len, NULL) == 0)
             ev = json_loadb(text, len, 0, NULL);
         sent = stat(done, &sb) == 0 && (ev ? send_event(&j, ev) == 0 : 1);
-        heartbeat_stop(&hb);
+        kiln_sqs_heartbeat_stop(&hb);
         if (sent)
             kiln_sqs_jobs_delete(aws, w->o.queue_url, m->receipt, NULL);
         release_id(w, slot);
@@ -538,7 +446,7 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
         /* Drain ran out of time: release the message for another worker now. */
         kiln_runner_log_note(log, "[kiln] stopped by shutdown; released to the queue", NULL);
         send_event(&j, json_pack("{s:s}", "type", "requeued"));
-        heartbeat_stop(&hb);
+        kiln_sqs_heartbeat_stop(&hb);
         kiln_sqs_jobs_extend(aws, w->o.queue_url, m->receipt, 0, NULL);
     } else {
         json_t *ev;
@@ -567,7 +475,7 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
                 fprintf(stderr, "kiln worker: build %s: done marker: %s\n", id, merr.msg);
         }
         sent = send_event(&j, ev) == 0;
-        heartbeat_stop(&hb);
+        kiln_sqs_heartbeat_stop(&hb);
         if (sent && getenv("KILN_WORKER_TEST_PAUSE_BEFORE_DELETE")) {
             /* Test hook: the window between a finished build and its delete, held open so a
              * test can kill the worker in it. */

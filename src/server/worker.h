@@ -13,7 +13,7 @@ typedef struct kiln_worker_opts {
     int workers;           /* concurrent builds */
     const char *build_cmd; /* the program run as `CMD build …` (default: this kiln) */
     int timeout_s;         /* per-build limit (0 = none); a request may ask for less */
-    const char *kiln_root; /* --root for kiln checkout / build (NULL: their default) */
+    const char *kiln_root; /* --root of kiln job run (NULL: its default) */
     char **build_options;  /* NULL-terminated; added to every `kiln build` (may be NULL) */
     unsigned entitlements; /* what requests may "allow" (KILN_ENTITLEMENT_*) */
 } kiln_worker_opts_t;
