@@ -140,6 +140,10 @@ static int parse_object(json_t *root, kiln_overrides_t *o, kiln_error_t *err)
             member_str(sub, "runtime", "function.", &o->runtime, err) < 0 ||
             member_str(sub, "dir", "function.", &o->function_dir, err) < 0)
             return -1;
+        if (o->function_dir != NULL && (o->function_dir[0] == '/' || strstr(o->function_dir, "..")))
+            return kiln_error_set(err, 0,
+                                  "kiln.json: function.dir must be a relative path inside the "
+                                  "repository");
     }
     if ((sub = json_object_get(root, "env")) != NULL) {
         if (!json_is_object(sub))

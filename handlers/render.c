@@ -48,6 +48,24 @@ static int check_word(const char *what, const char *s, kiln_error_t *err)
     return 0;
 }
 
+/* A directory of the source the plan names (the output or function dir): a word (above) that
+ * is a relative path without a ".." component, so `COPY --from=build WORKDIR/DIR` takes only
+ * files of the source's build, never the build image's whole root. */
+static int check_subdir(const char *what, const char *s, kiln_error_t *err)
+{
+    if (check_word(what, s, err) < 0)
+        return -1;
+    for (const char *p = s; *p; p += strcspn(p, "/"), p += *p == '/') {
+        size_t n = strcspn(p, "/");
+        if (s[0] == '/' || (n == 2 && p[0] == '.' && p[1] == '.'))
+            return kiln_error_set(err, 0,
+                                  "plan: %s \"%.64s\" must be a relative path inside the source "
+                                  "(no leading / or ..)",
+                                  what, s);
+    }
+    return 0;
+}
+
 /* Appends `cmd` as a JSON exec form running /bin/sh -c. */
 static int append_shell(kiln_buf_t *b, const char *cmd, kiln_error_t *err)
 {
@@ -395,7 +413,7 @@ int kiln_render_dockerfile(const kiln_plan_t *p, const kiln_render_opts_t *o, ch
         goto fail;
     if (p->outputs & KILN_PLAN_OUT_STATIC) {
         const char *dir = p->output_dir ? p->output_dir : ".";
-        if (check_word("output dir", dir, err) < 0 ||
+        if (check_subdir("output dir", dir, err) < 0 ||
             kiln_buf_appendf(&b, err, "\nFROM scratch AS site\nCOPY --from=build %s/%s /\n",
                              p->workdir, dir) < 0)
             goto fail;
@@ -403,7 +421,7 @@ int kiln_render_dockerfile(const kiln_plan_t *p, const kiln_render_opts_t *o, ch
     if (p->outputs & KILN_PLAN_OUT_FUNCTION) {
         const char *dir = p->function_dir ? p->function_dir : ".";
         /* a bundled function dir (Nitro's .output/server) carries its own node_modules */
-        if (check_word("function dir", dir, err) < 0 ||
+        if (check_subdir("function dir", dir, err) < 0 ||
             (!p->function_bundled && render_prod_deps(&b, p, err) < 0) ||
             kiln_buf_appendf(&b, err, "\nFROM scratch AS function\nCOPY --from=build %s/%s /\n",
                              p->workdir, dir) < 0 ||

@@ -2,8 +2,8 @@
 the host (absolute, relative escaping, to /etc/passwd, to a host directory) and hardlinks, and
 the repository ships kiln-out/ entries that are links to host files. The zip must keep links as
 links (never the content of what they point to on the host), never walk into a linked
-directory, hold the image's files for hardlinks, and nothing may be written through a link in
-kiln-out/. Each case plants a marker on the host and checks that it is neither read (not in
+directory, hold the image's files for hardlinks, a function dir outside the source (../..,
+/etc) is refused before any step, and nothing may be written through a link in kiln-out/. Each case plants a marker on the host and checks that it is neither read (not in
 the zip, function.json or the build's output) nor written. One auto build (static provider,
 the busybox base as its build image) serves the link cases."""
 import json
@@ -118,6 +118,17 @@ T.check("function dir linked to a host directory: refused, the link resolved ins
         "root (where it names nothing), naming the path", r.returncode != 0 and not ents2 and
         '"/app/out": not found' in r.stderr, r.stderr[-2000:])
 no_leak("function dir linked to a host directory", r, [zpath2])
+
+# --- the function dir climbing out of the source: the build image's whole root ---------------
+for fdir in ("../../..", "/etc"):
+    ctx = project("updir" + str(len(fdir)), "mkdir -p out && echo ok > out/a", fdir=fdir)
+    zpath3 = os.path.join(T.tmp, "fn3", "function.zip")
+    r = build(ctx, "-o", f"type=function,dest={zpath3}")
+    T.check(f"function.dir {fdir}: refused before any step, naming kiln.json's function.dir",
+            r.returncode != 0 and "kiln.json: function.dir must be a relative path inside the "
+            "repository" in r.stderr and "RUN" not in r.stderr and not os.path.exists(zpath3),
+            r.stderr[-2000:])
+    no_leak(f"function.dir {fdir}", r, [zpath3])
 
 # --- kiln-out/ shipped by the repository, with links to a host file ------------------------
 # The default output is ./kiln-out/function.zip. A link at the temp name the zip used to be

@@ -15,6 +15,7 @@
 #include "handlers/kiln_json.h"
 #include "handlers/plan.h"
 #include "handlers/procfile.h"
+#include "handlers/render.h"
 #include "utils/cleanup.h"
 #include "utils/git.h"
 
@@ -121,8 +122,48 @@ static void test_kiln_json(void **state)
     assert_int_equal(kiln_overrides_parse("{\"env\": {\"1BAD\": \"x\"}}", 22, &o, &err), -1);
     assert_non_null(strstr(err.msg, "not a variable name"));
     assert_int_equal(kiln_overrides_parse("{\"outputDir\": \"../x\"}", 21, &o, &err), -1);
+    assert_int_equal(kiln_overrides_parse("{\"function\": {\"dir\": \"../..\"}}", 30, &o, &err),
+                     -1);
+    assert_string_equal(err.msg,
+                        "kiln.json: function.dir must be a relative path inside the repository");
     assert_int_equal(kiln_overrides_parse("{\"provider\": \"rust\"}", 20, &o, &err), -1);
     assert_int_equal(kiln_overrides_parse("{\"a\": 1, \"a\": 2}", 16, &o, &err), -1);
+}
+
+/* The output and function dirs of a plan (from kiln.json, a plan file or a handler) name a
+ * directory of the source: a leading / or a .. component is refused before COPY --from=build
+ * could take the build image's whole root into a site or a function zip. */
+static void test_render_dirs(void **state)
+{
+    static const struct {
+        const char *dir;
+        int ok;
+    } cases[] = {{".", 1},    {"out", 1}, {"apps/web/out", 1}, {".output/server", 1},
+                 {"a..b", 1}, {"..", 0},  {"../../..", 0},     {"out/../../x", 0},
+                 {"/etc", 0}, {"/", 0},   {"a/..", 0},         {"a b", 0}};
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (int fn = 0; fn < 2; fn++) {
+            _cleanup_plan_ kiln_plan_t *p = kiln_plan_new();
+            _cleanup_free_ char *df = NULL;
+            kiln_render_opts_t ro = {0};
+            kiln_error_t err = {0};
+            int r;
+
+            kiln_plan_set(&p->provider, "static");
+            kiln_plan_set(&p->build_image, "oci:/images/base");
+            kiln_plan_set(&p->workdir, "/app");
+            p->outputs = fn ? KILN_PLAN_OUT_FUNCTION : KILN_PLAN_OUT_STATIC;
+            kiln_plan_set(fn ? &p->function_dir : &p->output_dir, cases[i].dir);
+            r = kiln_render_dockerfile(p, &ro, &df, &err);
+            if ((r == 0) != cases[i].ok)
+                fail_msg("%s dir \"%s\": %s", fn ? "function" : "output", cases[i].dir,
+                         r == 0 ? "accepted" : err.msg);
+            if (!cases[i].ok && strstr(err.msg, fn ? "function dir" : "output dir") == NULL)
+                fail_msg("\"%s\": the error does not name the dir: %s", cases[i].dir, err.msg);
+        }
+    }
 }
 
 static void test_project_name(void **state)
@@ -174,6 +215,7 @@ int main(void)
         cmocka_unit_test(test_plan_json_errors),
         cmocka_unit_test(test_procfile),
         cmocka_unit_test(test_kiln_json),
+        cmocka_unit_test(test_render_dirs),
         cmocka_unit_test(test_project_name),
         cmocka_unit_test(test_git_url_helpers),
     };
