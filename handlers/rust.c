@@ -27,6 +27,7 @@
 #define LAYERS "/opt/kiln/layers"
 #define MAX_CANDIDATES 64
 #define MAX_MEMBERS 64
+#define TRIPLE "x86_64-unknown-linux-gnu"
 
 /* One binary the workspace can build and the package it belongs to. */
 typedef struct cand {
@@ -272,6 +273,39 @@ static int plan_toolchain(const kiln_detect_ctx_t *ctx, const kiln_cargo_t *root
     return 0;
 }
 
+/* -sys crates that link no system library (pure Rust or another OS's). */
+static const char *const pure_sys[] = {"linux-raw-sys", "windows-sys", "js-sys", "web-sys"};
+
+/* Whether the binary can be linked statically: 0 with *why NULL when
+ * Cargo.lock names no -sys crate that links a system library; else *why says
+ * what prevents it (no Cargo.lock, or the first such crate). */
+static int static_ok(const kiln_detect_ctx_t *ctx, char **why)
+{
+    kiln_error_t e = {0};
+    _cleanup_free_ char *lock = NULL;
+    int r = kiln_tree_read(ctx->tree, "Cargo.lock", &lock, &e);
+
+    *why = NULL;
+    if (r <= 0) {
+        *why = kiln_xstrdup("there is no Cargo.lock to show which crates link system libraries");
+        return 0;
+    }
+    for (const char *p = lock; (p = strstr(p, "name = \"")) != NULL; p++) {
+        const char *n = p + 8, *q = strchr(n, '"');
+        size_t len = q ? (size_t)(q - n) : 0;
+        bool pure = false;
+        if (len < 5 || len > 128 || strncmp(q - 4, "-sys", 4) != 0)
+            continue;
+        for (size_t i = 0; i < sizeof(pure_sys) / sizeof(pure_sys[0]); i++)
+            pure |= len == strlen(pure_sys[i]) && strncmp(n, pure_sys[i], len) == 0;
+        if (!pure) {
+            *why = kiln_xasprintf("Cargo.lock has %.*s (it links a system library)", (int)len, n);
+            return 0;
+        }
+    }
+    return 0;
+}
+
 /* Picks the binary: KILN_RUST_BIN, default-run, else the only one. */
 static int pick_bin(const kiln_detect_ctx_t *ctx, const kiln_cargo_t *root, const cands_t *cs,
                     const cand_t **out, const char **why, kiln_error_t *err)
@@ -324,6 +358,7 @@ int kiln_rust_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
     size_t n_members = 0;
     const cand_t *bin = NULL;
     const char *bin_why = NULL;
+    _cleanup_free_ char *sys_crate = NULL;
     int r = kiln_tree_read(ctx->tree, "Cargo.toml", &text, err), ret = -1;
 
     if (r <= 0)
@@ -365,19 +400,39 @@ int kiln_rust_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
                   kiln_tree_is_file(ctx->tree, "Cargo.lock") ? ", versions from Cargo.lock"
                                                              : " (no Cargo.lock: cargo resolves "
                                                                "the newest matching versions)");
-    plan->build = kiln_xasprintf(
-        "cargo build --release%s%s --bin %s && rm -rf " LAYERS
-        " && install -D -m 0755 target/release/%s " LAYERS "/application/%s",
-        n_members ? " -p " : "", n_members ? bin->pkg : "", bin->bin, bin->bin, bin->bin);
+    if (static_ok(ctx, &sys_crate) < 0)
+        goto out;
+    if (sys_crate == NULL) {
+        /* glibc linked in (its NSS files and DNS are part of libc since 2.34): the
+         * binary runs on the minimal image, which has no libc; --target keeps
+         * RUSTFLAGS off build scripts and proc macros */
+        plan->build = kiln_xasprintf(
+            "RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target " TRIPLE
+            "%s%s --bin %s && rm -rf " LAYERS " && install -D -m 0755 target/" TRIPLE
+            "/release/%s " LAYERS "/application/%s",
+            n_members ? " -p " : "", n_members ? bin->pkg : "", bin->bin, bin->bin, bin->bin);
+        plan->run_image = kiln_detect_image(ctx, "minimal-run");
+        kiln_plan_why(plan, KILN_WHY_START,
+                      "the release binary %s, statically linked (Cargo.lock has no -sys crate "
+                      "linking a system library), alone on kiln's minimal run image (no shell, "
+                      "no libc, nonroot)",
+                      bin->bin);
+    } else {
+        plan->build = kiln_xasprintf(
+            "cargo build --release%s%s --bin %s && rm -rf " LAYERS
+            " && install -D -m 0755 target/release/%s " LAYERS "/application/%s",
+            n_members ? " -p " : "", n_members ? bin->pkg : "", bin->bin, bin->bin, bin->bin);
+        plan->run_image = kiln_detect_image(ctx, "base");
+        kiln_plan_why(plan, KILN_WHY_START,
+                      "the release binary %s, dynamically linked since %s, on kiln's base image "
+                      "(Debian's libc, no compiler)",
+                      bin->bin, sys_crate);
+    }
+    plan->start = kiln_xasprintf("/app/%s", bin->bin);
     kiln_plan_why(plan, KILN_WHY_BUILD,
                   "cargo build --release of the binary %s (package %s)%s%s; the registry, git "
                   "checkouts and target dir are cache mounts",
                   bin->bin, bin->pkg, bin_why ? ", chosen by " : "", bin_why ? bin_why : "");
-    plan->start = kiln_xasprintf("exec /app/%s", bin->bin);
-    kiln_plan_why(plan, KILN_WHY_START,
-                  "the release binary %s, alone on kiln's minimal run image (Debian's libc, no "
-                  "compiler)",
-                  bin->bin);
     if (kiln_plan_add_cache(plan, "cargo-registry", "/root/.cargo/registry", err) < 0 ||
         kiln_plan_add_cache(plan, "cargo-git", "/root/.cargo/git", err) < 0 ||
         kiln_plan_add_cache(plan, "cargo-target", "/app/target", err) < 0 ||
@@ -385,7 +440,6 @@ int kiln_rust_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
         goto out;
     plan->outputs = KILN_PLAN_OUT_IMAGE;
     plan->build_image = kiln_detect_image(ctx, "rust-build");
-    plan->run_image = kiln_detect_image(ctx, "base");
     ret = 1;
 out:
     kiln_strv_free(members);

@@ -3,7 +3,7 @@
 Boot app (tests/fixtures/jvm-spring) built by Maven with ~/.m2 as a cache mount, its jar's
 layers as separate image layers, answering over loopback on the JRE-only run image; an
 application change keeps the dependencies layer; a Rust binary with one crates.io crate
-(tests/fixtures/rust-http) built --release and run alone on the minimal base; a Deno server
+(tests/fixtures/rust-http) built --release, statically linked and run alone on minimal-run; a Deno server
 (tests/fixtures/deno-http) with Deno from the npm registry, run by deno task start. One build
 per stack (plus the Boot rebuild); caches and images persist under /var/cache/kiln."""
 import json
@@ -81,9 +81,9 @@ if T.check("jvm-build and jvm-run images are built (images/build.sh)", ok, log[-
             T.check("spring boot: the rebuild keeps the dependencies layer and changes the application's",
                     l1[dep[0]] == l2[dep[0]] and l1[app[0]] != l2[app[0]], f"{l1}\n{l2}")
 
-# --- Rust: one crates.io crate, release build, the binary alone on the minimal base ---------
-ok, log = ensure_images("rust-build")
-if T.check("rust-build image is built (Debian 12's newest rustc)", ok, log[-3000:]):
+# --- Rust: one crates.io crate, release build, the static binary alone on minimal-run -------
+ok, log = ensure_images("rust-build", "minimal-run")
+if T.check("rust-build and minimal-run images are built (Debian 12's newest rustc)", ok, log[-3000:]):
     src = copy("rust-http")
     out = os.path.join(T.tmp, "rust-image")
     r = build(src, "-t", "rusthttp:latest", "--output", f"type=oci,dest={out}")
@@ -98,6 +98,8 @@ if T.check("rust-build image is built (Debian 12's newest rustc)", ok, log[-3000
         T.check("rust: no rustc, cargo or compiler in the run image, no source or target dir",
                 not any(p.endswith(("bin/rustc", "bin/cargo", "bin/gcc", "bin/cc")) or p.startswith("app/src")
                         or p.startswith("app/target") for p in flat), "")
+        T.check("rust: statically linked onto the minimal image (no shell, no libc)",
+                not any(p.endswith(("bin/sh", "libc.so.6")) for p in flat), sorted(flat)[:40])
 
 # --- Deno: the binary from the npm registry's deno package, deno task start ------------------
 ok, log = ensure_images("node-build")
