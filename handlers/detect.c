@@ -108,7 +108,8 @@ static int no_match(const kiln_detect_ctx_t *ctx, kiln_error_t *err)
     seen = kiln_buf_steal(&b, NULL);
     return kiln_error_set(err, 0,
                           "cannot detect how to build %s: saw %s; add a Dockerfile, a "
-                          "package.json, requirements.txt or pyproject.toml, go.mod, an "
+                          "package.json, requirements.txt or pyproject.toml, go.mod, pom.xml or "
+                          "build.gradle, Cargo.toml, a Gemfile, composer.json, deno.json, an "
                           "index.html, a Procfile, or a kiln.json naming the \"provider\" and "
                           "its \"install\"/\"build\"/\"start\" commands",
                           ctx->tree->path, seen[0] ? seen : "no files");

@@ -5,18 +5,22 @@
  *
  *   0. kiln.json "provider" or KILN_PROVIDER, when set, picks the provider;
  *   1. Dockerfile          → provider "dockerfile" (the Dockerfile builder);
- *   2. package.json        → node;
- *   3. requirements.txt, pyproject.toml, setup.py, Pipfile → python;
- *   4. go.mod              → go;
- *   5. index.html or public/index.html → static;
- *   6. Procfile            → procfile (the base image runs its "web" line).
+ *   2. deno.json[c]        → deno; Gemfile → ruby; composer.json or index.php → php
+ *      (before package.json, which such projects often carry too);
+ *   3. package.json        → node;
+ *   4. requirements.txt, pyproject.toml, setup.py, Pipfile → python;
+ *   5. go.mod              → go;
+ *   6. pom.xml, build.gradle[.kts] → java; Cargo.toml → rust;
+ *   7. index.html or public/index.html → static;
+ *   8. Procfile            → procfile (the base image runs its "web" line).
  *
  * Then a Procfile "web" line becomes the start command (node, python, go),
  * kiln.json overrides are applied, then KILN_* environment overrides
  * (KILN_INSTALL_CMD, KILN_BUILD_CMD, KILN_START_CMD, KILN_OUTPUT_DIR,
  * KILN_OUTPUTS, KILN_BUILD_IMAGE, KILN_RUN_IMAGE, KILN_PORT). Versions:
- * KILN_NODE_VERSION, KILN_PYTHON_VERSION. Images come from KILN_IMAGE_PREFIX, else
- * from the OCI layouts in $KILN_IMAGES_DIR (default /var/cache/kiln/images).
+ * KILN_NODE_VERSION, KILN_PYTHON_VERSION, KILN_JAVA_VERSION; KILN_RUST_BIN. Images come from
+ * KILN_IMAGE_PREFIX, else from the OCI layouts in $KILN_IMAGES_DIR (default
+ * /var/cache/kiln/images).
  *
  * No match ⇒ an error listing the files seen and how to configure a build. */
 #ifndef KILN_HANDLERS_DETECT_H

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The first command on a fresh Debian 12 machine (as root), from a clone of kiln:
 # installs what kiln needs, builds kiln, builds every image the auto-build uses
-# (base, node/python/go build images, node/python/static/minimal run images) with kiln
+# (base, node/python/go/jvm/rust/ruby/php build images, node/python/static/minimal/jvm/ruby/php
+# run images) with kiln
 # itself, auto-builds examples/go-http (no Dockerfile: kiln detects a
 # Go module) into an OCI layout, runs the image with runc and prints its HTTP
 # answer fetched over loopback.
