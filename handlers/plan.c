@@ -61,6 +61,7 @@ void kiln_plan_free(kiln_plan_t *p)
     free(p->function_dir);
     free(p->handler);
     free(p->runtime);
+    free(p->function_deps);
     free(p->build_image);
     free(p->run_image);
     free(p->workdir);
@@ -355,6 +356,7 @@ int kiln_plan_to_json(const kiln_plan_t *p, char **out, kiln_error_t *err)
             put_str(o, "runtime", p->runtime);
             if (p->function_bundled)
                 json_object_set_new(o, "bundled", json_true());
+            put_str(o, "deps", p->function_deps);
         }
         json_array_append_new(a, o);
     }
@@ -522,7 +524,8 @@ static int plan_from_object(json_t *root, kiln_plan_t *p, kiln_error_t *err)
                 return -1;
             if (bit == KILN_PLAN_OUT_FUNCTION && (get_str(v, "dir", &p->function_dir, err) < 0 ||
                                                   get_str(v, "handler", &p->handler, err) < 0 ||
-                                                  get_str(v, "runtime", &p->runtime, err) < 0))
+                                                  get_str(v, "runtime", &p->runtime, err) < 0 ||
+                                                  get_str(v, "deps", &p->function_deps, err) < 0))
                 return -1;
             if (bit == KILN_PLAN_OUT_FUNCTION) {
                 json_t *b = json_object_get(v, "bundled");

@@ -105,6 +105,8 @@ typedef struct kiln_plan {
     char *handler;         /* function: "index.handler" */
     char *runtime;         /* function: "nodejs24.x" */
     bool function_bundled; /* function: the dir carries its own node_modules (no deps copied) */
+    char *function_deps;   /* function: a directory of the build stage whose contents go to the
+                            * package's root (a venv's site-packages), instead of the deps */
 
     char *build_image;
     char *run_image;

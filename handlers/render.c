@@ -424,10 +424,18 @@ int kiln_render_dockerfile(const kiln_plan_t *p, const kiln_render_opts_t *o, ch
         if (check_subdir("function dir", dir, err) < 0 ||
             (!p->function_bundled && render_prod_deps(&b, p, err) < 0) ||
             kiln_buf_appendf(&b, err, "\nFROM scratch AS function\nCOPY --from=build %s/%s /\n",
-                             p->workdir, dir) < 0 ||
-            (!p->function_bundled &&
-             append_deps(&b, p, p->prune ? "prod-deps" : "deps", "", err) < 0))
+                             p->workdir, dir) < 0)
             goto fail;
+        /* the plan's package deps dir (a venv's site-packages) goes to the root as is */
+        if (p->function_deps != NULL) {
+            if (check_word("function deps", p->function_deps, err) < 0 ||
+                strstr(p->function_deps, "..") != NULL ||
+                kiln_buf_appendf(&b, err, "COPY --from=build %s/ /\n", p->function_deps) < 0)
+                goto fail;
+        } else if (!p->function_bundled &&
+                   append_deps(&b, p, p->prune ? "prod-deps" : "deps", "", err) < 0) {
+            goto fail;
+        }
     }
     *out = kiln_buf_steal(&b, NULL);
     return 0;

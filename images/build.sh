@@ -52,7 +52,10 @@ for name in "${want[@]}"; do
   for crt in "${KILN_EXTRA_CA_DIR:-/usr/local/share/ca-certificates}"/*.crt; do
     [ -f "$crt" ] && cp "$crt" "$ctx/extra-ca/"
   done
-  key=$( (cat "$df" "$ctx/extra-ca/"* 2>/dev/null; echo "$base_key") | sha256sum | cut -c1-16)
+  # the key covers every file of the image's directory (the Dockerfile first, so images
+  # with nothing else keep their key) and the CA certificates
+  key=$( (cat "$df" $(find "images/$name" -maxdepth 1 -type f ! -name Dockerfile | sort) \
+    "$ctx/extra-ca/"* 2>/dev/null; echo "$base_key") | sha256sum | cut -c1-16)
   if [ "$(cat "$OUT/$name.key" 2>/dev/null)" = "$key" ] && [ -f "$OUT/$name/index.json" ]; then
     rm -rf "$ctx"
     push "$name"
