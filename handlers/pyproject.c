@@ -71,8 +71,7 @@ char *kiln_pyproject_local_path(const char *file, const char *dep, const char *p
     const char *s = path;
     size_t depth = 0;
 
-    if (path[0] == '/' || path[0] == '~' || strchr(path, '\\') != NULL ||
-        strchr(path, ':') != NULL)
+    if (path[0] == '/' || path[0] == '~' || strchr(path, '\\') != NULL || strchr(path, ':') != NULL)
         goto outside;
     kiln_buf_init(&b, 4096);
     /* lexical: every ".." must stay below the root */
@@ -260,7 +259,7 @@ int kiln_pyproject_read(kiln_pyproject_t *p, const char *file, const char *text,
     size_t i;
     int r = -1;
 
-    if (kiln_toml_parse(file, text, len, &doc, err) < 0)
+    if (kiln_toml_load(file, text, len, &doc, err) < 0)
         return -1;
     project = json_object_get(doc, "project");
     tool = json_object_get(doc, "tool");
@@ -310,13 +309,13 @@ out:
     return r;
 }
 
-int kiln_pyproject_read_pipfile(kiln_pyproject_t *p, const char *file, const char *text,
-                                size_t len, kiln_error_t *err)
+int kiln_pyproject_read_pipfile(kiln_pyproject_t *p, const char *file, const char *text, size_t len,
+                                kiln_error_t *err)
 {
     json_t *doc = NULL, *req;
     int r;
 
-    if (kiln_toml_parse(file, text, len, &doc, err) < 0)
+    if (kiln_toml_load(file, text, len, &doc, err) < 0)
         return -1;
     req = json_object_get(doc, "requires");
     {

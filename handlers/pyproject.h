@@ -40,8 +40,8 @@ int kiln_pyproject_read(kiln_pyproject_t *p, const char *file, const char *text,
                         kiln_error_t *err);
 /* Reads a Pipfile (TOML): [packages] names, [requires] python_version / python_full_version,
  * path packages. */
-int kiln_pyproject_read_pipfile(kiln_pyproject_t *p, const char *file, const char *text,
-                                size_t len, kiln_error_t *err);
+int kiln_pyproject_read_pipfile(kiln_pyproject_t *p, const char *file, const char *text, size_t len,
+                                kiln_error_t *err);
 /* Reads a requirements file: names, "-e PATH" / "./PATH" / "file:PATH" lines as local paths,
  * "-r FILE" / "-c FILE" includes as local paths (their files are needed to install). */
 int kiln_pyproject_read_requirements(kiln_pyproject_t *p, const char *file, const char *text,

@@ -98,9 +98,9 @@ static int clause(const char **s, const ver_t *have)
     if (v.wildcard && strcmp(op, "==") != 0 && strcmp(op, "!=") != 0 && ol != 0)
         return -1;
     if (ol == 0 || strcmp(op, "==") == 0 || strcmp(op, "=") == 0 || strcmp(op, "===") == 0)
-        return v.wildcard ? prefix(have, &v, v.len - 1) : cmp(have, &v) == 0;
+        return v.wildcard ? prefix(have, &v, v.len) : cmp(have, &v) == 0;
     if (strcmp(op, "!=") == 0)
-        return v.wildcard ? !prefix(have, &v, v.len - 1) : cmp(have, &v) != 0;
+        return v.wildcard ? !prefix(have, &v, v.len) : cmp(have, &v) != 0;
     if (strcmp(op, ">=") == 0)
         return cmp(have, &v) >= 0;
     if (strcmp(op, "<=") == 0)

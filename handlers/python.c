@@ -31,8 +31,8 @@
 /* The requirements files tried, in order (runtime ones before a bare requirements.txt
  * only when the bare one is missing). */
 static const char *const req_files[] = {
-    "requirements.txt",           "requirements/production.txt", "requirements/prod.txt",
-    "requirements-prod.txt",      "requirements/base.txt",       "requirements/main.txt",
+    "requirements.txt",      "requirements/production.txt", "requirements/prod.txt",
+    "requirements-prod.txt", "requirements/base.txt",       "requirements/main.txt",
 };
 
 typedef enum pm { PM_NONE, PM_UV, PM_POETRY, PM_PDM, PM_PIPENV, PM_PIP_REQ, PM_PIP } pm_t;
@@ -102,6 +102,14 @@ static int choose_tool(pyctx_t *c, kiln_error_t *err)
         c->pm = PM_PIP;
         c->lock = c->pyproject ? "pyproject.toml" : "setup.py";
     }
+    if ((c->pm == PM_UV || c->pm == PM_POETRY || c->pm == PM_PDM) && !c->pyproject)
+        return kiln_error_set(err, 0,
+                              "%s is there but pyproject.toml is not a file inside the source "
+                              "(%s needs both; a link out of the source is not followed)",
+                              c->lock,
+                              c->pm == PM_UV    ? "uv"
+                              : c->pm == PM_PDM ? "pdm"
+                                                : "poetry");
     if (c->pm == PM_PIPENV && read_manifest(c, "Pipfile", 1, err) < 0)
         return -1;
     if (c->pm == PM_PIP_REQ && read_manifest(c, c->req_file, 2, err) < 0)
@@ -190,8 +198,8 @@ static int plan_version(pyctx_t *c, kiln_plan_t *plan, kiln_error_t *err)
                                   src, spec, DEBIAN_PYTHON_FULL);
         major = strtol(v, &end, 10);
         if (end == v)
-            return kiln_error_set(err, 0, "%s: cannot read a Python version from \"%.64s\"",
-                                  src, spec);
+            return kiln_error_set(err, 0, "%s: cannot read a Python version from \"%.64s\"", src,
+                                  spec);
         if (*end == '.')
             minor = strtol(end + 1, &end, 10);
         if (major != 3 || minor != 11)
@@ -223,9 +231,9 @@ static int plan_version(pyctx_t *c, kiln_plan_t *plan, kiln_error_t *err)
                 "(Debian 12's python3): %s%s%s%s; kiln does not download interpreters. Widen the "
                 "constraint to include %s, or set KILN_PYTHON_VERSION=%s to try anyway",
                 c->pp.python_source, c->pp.requires_python, DEBIAN_PYTHON_FULL,
-                other ? "CPython " : "no CPython from 3.8 to 3.14 satisfies it",
-                other ? other : "", other ? " would come from a python:" : "",
-                other ? other : "", DEBIAN_PYTHON, DEBIAN_PYTHON);
+                other ? "CPython " : "no CPython from 3.8 to 3.14 satisfies it", other ? other : "",
+                other ? " would come from a python:" : "", other ? other : "", DEBIAN_PYTHON,
+                DEBIAN_PYTHON);
         }
         if (src == NULL) {
             kiln_plan_set(&plan->version_source, c->pp.python_source);
@@ -333,9 +341,8 @@ static int plan_commands(pyctx_t *c, kiln_plan_t *plan, kiln_error_t *err)
         break;
     case PM_PIPENV:
         kiln_plan_set(&plan->package_manager, "pipenv");
-        install = strcmp(c->lock, "Pipfile.lock") == 0
-                      ? MKVENV " && pipenv install --deploy"
-                      : MKVENV " && pipenv install --skip-lock";
+        install = strcmp(c->lock, "Pipfile.lock") == 0 ? MKVENV " && pipenv install --deploy"
+                                                       : MKVENV " && pipenv install --skip-lock";
         cache = "pipenv", cache_dir = "/root/.cache/pipenv";
         why = strcmp(c->lock, "Pipfile.lock") == 0
                   ? "Pipfile.lock is there: pipenv installs the locked [packages] (not "
@@ -422,8 +429,7 @@ int kiln_python_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_err
     if (add != NULL) {
         /* the server the framework needs, pinned, into the venv (uv is in the build image;
          * a uv venv has no pip) */
-        char *both = kiln_xasprintf("%s && uv pip install --quiet --python " VENV
-                                    "/bin/python %s",
+        char *both = kiln_xasprintf("%s && uv pip install --quiet --python " VENV "/bin/python %s",
                                     plan->install, add);
         free(plan->install);
         plan->install = both;
@@ -439,10 +445,10 @@ int kiln_python_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_err
                          err) < 0)
         goto out;
     /* a Lambda handler and no web app (nor a Procfile): a function package by default */
-    plan->outputs = plan->start == NULL && plan->handler != NULL &&
-                            !kiln_tree_is_file(ctx->tree, "Procfile")
-                        ? KILN_PLAN_OUT_FUNCTION
-                        : KILN_PLAN_OUT_IMAGE;
+    plan->outputs =
+        plan->start == NULL && plan->handler != NULL && !kiln_tree_is_file(ctx->tree, "Procfile")
+            ? KILN_PLAN_OUT_FUNCTION
+            : KILN_PLAN_OUT_IMAGE;
     if (plan->outputs == KILN_PLAN_OUT_FUNCTION)
         kiln_plan_why(plan, KILN_WHY_OUTPUT,
                       "%s is a Lambda handler and no web app or Procfile is there: a function "

@@ -13,9 +13,8 @@
 
 /* The modules searched for an app object, in order (a path without ".py"). */
 static const char *const app_modules[] = {
-    "app",         "main",         "wsgi",     "asgi",     "server",      "application",
-    "api",         "app/main",     "app/app",  "app/__init__", "src/main", "src/app",
-    "src/__init__",
+    "app",      "main",    "wsgi",         "asgi",     "server",  "application",  "api",
+    "app/main", "app/app", "app/__init__", "src/main", "src/app", "src/__init__",
 };
 
 /* The dotted module of a path ("app/main" → "app.main", "app/__init__" → "app"). */
@@ -188,8 +187,8 @@ static int django(const kiln_detect_ctx_t *ctx, const kiln_pyproject_t *deps, co
                   "Django's WSGI application %s/wsgi.py served by gunicorn%s; migrations are "
                   "not run by the build or the start command (run `python manage.py migrate` "
                   "as a release step)",
-                  project, *add ? " (not among the dependencies: kiln adds " KILN_PY_GUNICORN ")"
-                                : "");
+                  project,
+                  *add ? " (not among the dependencies: kiln adds " KILN_PY_GUNICORN ")" : "");
     /* the settings module's file: "mysite/settings.py" or a package */
     spath = kiln_xasprintf("%s.py", settings);
     for (char *p = spath; *p && strcmp(p, ".py") != 0; p++)
@@ -200,8 +199,10 @@ static int django(const kiln_detect_ctx_t *ctx, const kiln_pyproject_t *deps, co
         return -1;
     if (r > 0 && strstr(stext, "STATIC_ROOT") != NULL) {
         kiln_plan_set(&plan->build, "python manage.py collectstatic --noinput");
-        kiln_plan_why(plan, KILN_WHY_BUILD, "%s sets STATIC_ROOT: collectstatic gathers the "
-                      "static files at build time", spath);
+        kiln_plan_why(plan, KILN_WHY_BUILD,
+                      "%s sets STATIC_ROOT: collectstatic gathers the "
+                      "static files at build time",
+                      spath);
     } else {
         kiln_plan_why(plan, KILN_WHY_BUILD, "no collectstatic: %s sets no STATIC_ROOT", spath);
     }
@@ -241,20 +242,18 @@ static int web_app(const kiln_detect_ctx_t *ctx, const kiln_pyproject_t *deps, c
                           file, fws[i].dep, f.path, f.object, fws[i].ctor);
         free(plan->start);
         if (!fws[i].asgi) {
-            plan->start = kiln_xasprintf(VENV_BIN "gunicorn --bind 0.0.0.0:$PORT '%s:%s'",
-                                         f.module, f.object);
+            plan->start = kiln_xasprintf(VENV_BIN "gunicorn --bind 0.0.0.0:$PORT '%s:%s'", f.module,
+                                         f.object);
             if (strchr(f.object, '(') == NULL) {
                 free(plan->start);
-                plan->start =
-                    kiln_xasprintf(VENV_BIN "gunicorn --bind 0.0.0.0:$PORT %s:%s", f.module,
-                                   f.object);
+                plan->start = kiln_xasprintf(VENV_BIN "gunicorn --bind 0.0.0.0:$PORT %s:%s",
+                                             f.module, f.object);
             }
             if (!kiln_pyproject_has(deps, "gunicorn"))
                 *add = KILN_PY_GUNICORN;
-            kiln_plan_why(plan, KILN_WHY_START, "a WSGI app (%s) served by gunicorn%s",
-                          fws[i].framework,
-                          *add ? " (not among the dependencies: kiln adds " KILN_PY_GUNICORN ")"
-                               : "");
+            kiln_plan_why(
+                plan, KILN_WHY_START, "a WSGI app (%s) served by gunicorn%s", fws[i].framework,
+                *add ? " (not among the dependencies: kiln adds " KILN_PY_GUNICORN ")" : "");
         } else if (!kiln_pyproject_has(deps, "uvicorn") && kiln_pyproject_has(deps, "gunicorn") &&
                    kiln_pyproject_has(deps, "uvicorn-worker")) {
             plan->start = kiln_xasprintf(VENV_BIN "gunicorn --bind 0.0.0.0:$PORT -k "
@@ -269,10 +268,9 @@ static int web_app(const kiln_detect_ctx_t *ctx, const kiln_pyproject_t *deps, c
                                          f.module, f.object);
             if (!kiln_pyproject_has(deps, "uvicorn"))
                 *add = KILN_PY_UVICORN;
-            kiln_plan_why(plan, KILN_WHY_START, "an ASGI app (%s) served by uvicorn%s",
-                          fws[i].framework,
-                          *add ? " (not among the dependencies: kiln adds " KILN_PY_UVICORN ")"
-                               : "");
+            kiln_plan_why(
+                plan, KILN_WHY_START, "an ASGI app (%s) served by uvicorn%s", fws[i].framework,
+                *add ? " (not among the dependencies: kiln adds " KILN_PY_UVICORN ")" : "");
         }
         found_free(&f);
         return 1;
@@ -289,8 +287,7 @@ static int web_app(const kiln_detect_ctx_t *ctx, const kiln_pyproject_t *deps, c
         free(plan->start);
         plan->start = i == 0 ? kiln_xasprintf(VENV_BIN "gunicorn --bind 0.0.0.0:$PORT %s:%s",
                                               f.module, f.object)
-                             : kiln_xasprintf(VENV_BIN
-                                              "uvicorn --host 0.0.0.0 --port $PORT %s:%s",
+                             : kiln_xasprintf(VENV_BIN "uvicorn --host 0.0.0.0 --port $PORT %s:%s",
                                               f.module, f.object);
         kiln_plan_why(plan, KILN_WHY_FRAMEWORK, "%s lists %s and %s.py makes `%s`", file, server,
                       f.path, f.object);
@@ -326,8 +323,7 @@ static int function_handler(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kil
 }
 
 int kiln_python_app(const kiln_detect_ctx_t *ctx, const kiln_pyproject_t *deps,
-                    const char *deps_file, kiln_plan_t *plan, const char **add,
-                    kiln_error_t *err)
+                    const char *deps_file, kiln_plan_t *plan, const char **add, kiln_error_t *err)
 {
     int r;
 

@@ -18,7 +18,6 @@
  * *add is set to the server package to add to the venv (KILN_PY_GUNICORN, …) or NULL.
  * Returns 0, or -1 when a file cannot be read. */
 int kiln_python_app(const kiln_detect_ctx_t *ctx, const kiln_pyproject_t *deps,
-                    const char *deps_file, kiln_plan_t *plan, const char **add,
-                    kiln_error_t *err);
+                    const char *deps_file, kiln_plan_t *plan, const char **add, kiln_error_t *err);
 
 #endif

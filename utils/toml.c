@@ -157,7 +157,7 @@ static int parse_string(parser_t *ps, char **out, size_t *len)
     bool multi = peek(ps, 1) == q && peek(ps, 2) == q;
     kiln_buf_t b;
 
-    kiln_buf_init(&b, KILN_TOML_MAX);
+    kiln_buf_init(&b, KILN_TOML_DOC_MAX);
     ps->p += multi ? 3 : 1;
     /* a newline right after the opening delimiter is trimmed */
     if (multi)
@@ -267,7 +267,7 @@ static int parse_simple_key(parser_t *ps, char **out)
 }
 
 typedef struct key {
-    char *part[KILN_TOML_MAX_DEPTH];
+    char *part[KILN_TOML_DOC_DEPTH];
     size_t n;
 } key_t_;
 
@@ -283,7 +283,7 @@ static int parse_key(parser_t *ps, key_t_ *k)
 {
     for (;;) {
         skip_ws(ps);
-        if (k->n == KILN_TOML_MAX_DEPTH)
+        if (k->n == KILN_TOML_DOC_DEPTH)
             return fail(ps, "a dotted key has too many parts");
         if (parse_simple_key(ps, &k->part[k->n]) < 0)
             return -1;
@@ -522,7 +522,7 @@ static int parse_value(parser_t *ps, int depth, json_t **out)
 {
     int c = peek(ps, 0);
 
-    if (depth > KILN_TOML_MAX_DEPTH)
+    if (depth > KILN_TOML_DOC_DEPTH)
         return fail(ps, "arrays or inline tables nested too deep");
     if (c == '"' || c == '\'') {
         _cleanup_free_ char *s = NULL;
@@ -600,14 +600,13 @@ out:
     return r;
 }
 
-int kiln_toml_parse(const char *name, const char *text, size_t len, json_t **out,
-                    kiln_error_t *err)
+int kiln_toml_load(const char *name, const char *text, size_t len, json_t **out, kiln_error_t *err)
 {
     parser_t ps = {.name = name, .p = text, .end = text + len, .line = 1, .err = err};
     json_t *root, *cur;
 
-    if (len > KILN_TOML_MAX)
-        return kiln_error_set(err, EFBIG, "%s: larger than %d bytes", name, KILN_TOML_MAX);
+    if (len > KILN_TOML_DOC_MAX)
+        return kiln_error_set(err, EFBIG, "%s: larger than %d bytes", name, KILN_TOML_DOC_MAX);
     if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
         ps.p += 3;
     root = cur = json_object();

@@ -16,14 +16,13 @@
 #include "utils/error.h"
 
 /* Largest document read (the caller's file cap should not exceed it). */
-#define KILN_TOML_MAX (8 * 1024 * 1024)
+#define KILN_TOML_DOC_MAX (8 * 1024 * 1024)
 /* Deepest nesting of arrays / inline tables and most parts of one dotted key. */
-#define KILN_TOML_MAX_DEPTH 64
+#define KILN_TOML_DOC_DEPTH 64
 
 /* Parses `len` bytes of `text` into *out (a new reference to an object).
  * `name` (the file's name) starts every error message, with the line: "pyproject.toml
  * line 3: ...". Returns 0, or -1 with err set and *out untouched. */
-int kiln_toml_parse(const char *name, const char *text, size_t len, json_t **out,
-                    kiln_error_t *err);
+int kiln_toml_load(const char *name, const char *text, size_t len, json_t **out, kiln_error_t *err);
 
 #endif

@@ -2,10 +2,12 @@
 kiln's base/build/run images (images/build.sh, cached under /var/cache/kiln),
 auto-builds of examples/, and running a built OCI image with umoci + runc to
 fetch its HTTP answer over loopback."""
+import gzip
 import json
 import os
 import shutil
 import subprocess
+import tarfile
 import time
 import urllib.request
 
@@ -109,3 +111,23 @@ def manifest_layers(layout):
     d = idx["manifests"][0]["digest"].split(":", 1)[1]
     m = json.load(open(os.path.join(layout, "blobs", "sha256", d)))
     return [layer["digest"] for layer in m["layers"]]
+
+
+def layout_files(layout):
+    """Paths in the single image of an OCI layout (no leading ./ or /), whiteouts applied."""
+    idx = json.load(open(os.path.join(layout, "index.json")))
+    blob = lambda dg: os.path.join(layout, "blobs", *dg.split(":"))  # noqa: E731
+    man = json.load(open(blob(idx["manifests"][0]["digest"])))
+    have = set()
+    for layer in man["layers"]:
+        with open(blob(layer["digest"]), "rb") as f:
+            src = gzip.GzipFile(fileobj=f) if "gzip" in layer["mediaType"] else f
+            with tarfile.open(fileobj=src, mode="r|*") as t:
+                for m in t:
+                    p = m.name.lstrip("./").rstrip("/")
+                    base = os.path.basename(p)
+                    if base.startswith(".wh."):
+                        have.discard(os.path.join(os.path.dirname(p), base[4:]))
+                    else:
+                        have.add(p)
+    return have

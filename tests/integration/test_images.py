@@ -4,15 +4,13 @@ or DNS error); every build image carries make, gcc, g++, python3, pkg-config, gi
 ca-certificates, no run image has a compiler; a native module (bcrypt, no prebuilt
 binary reachable: node-gyp compiles it against the Node toolchain's own headers) builds
 in an auto build and its image answers over loopback."""
-import gzip
 import json
 import os
 import shutil
 import sys
-import tarfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from examples_lib import IMAGES, ROOT, build, ensure_images, run_http  # noqa: E402
+from examples_lib import IMAGES, ROOT, build, ensure_images, layout_files, run_http  # noqa: E402
 from kilntest import SRC, T, kiln  # noqa: E402
 
 BUILD_IMAGES = ("node-build", "python-build", "go-build")
@@ -76,24 +74,8 @@ T.check("missing run image: names static-run and images/build.sh static-run",
 
 
 def files(name):
-    """Paths in an image layout's layers (no leading ./ or /), whiteouts applied."""
-    d = os.path.join(IMAGES, name)
-    idx = json.load(open(os.path.join(d, "index.json")))
-    blob = lambda dg: os.path.join(d, "blobs", *dg.split(":"))  # noqa: E731
-    man = json.load(open(blob(idx["manifests"][0]["digest"])))
-    have = set()
-    for layer in man["layers"]:
-        with open(blob(layer["digest"]), "rb") as f:
-            src = gzip.GzipFile(fileobj=f) if "gzip" in layer["mediaType"] else f
-            with tarfile.open(fileobj=src, mode="r|*") as t:
-                for m in t:
-                    p = m.name.lstrip("./").rstrip("/")
-                    base = os.path.basename(p)
-                    if base.startswith(".wh."):
-                        have.discard(os.path.join(os.path.dirname(p), base[4:]))
-                    else:
-                        have.add(p)
-    return have
+    """Paths in one of kiln's images (no leading ./ or /), whiteouts applied."""
+    return layout_files(os.path.join(IMAGES, name))
 
 
 for name in BUILD_IMAGES:

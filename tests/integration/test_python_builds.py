@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Python auto-builds with each project's own tool, against PyPI: a Flask app locked with
+uv whose image answers HTTP over loopback; poetry, pdm and pipenv projects; a PEP 621
+package built into a wheel and packaged as a Lambda zip (contents, function.json, the
+handler imported and called). Each run image holds a venv with the runtime dependencies
+only: no dev dependency, no compiler, no pip/uv/poetry cache. A version the machines
+cannot provide fails before any step with the message naming it; hostile manifests (path
+dependencies out of the source, symlinks, huge or deeply nested files) fail naming the
+file, and a marker outside the source is neither read nor written."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from examples_lib import build, ensure_images, layout_files as files, run_http  # noqa: E402
+from kilntest import SRC, T, kiln  # noqa: E402
+
+FIX = os.path.join(SRC, "tests", "fixtures", "python")
+SITE = "opt/venv/lib/python3.11/site-packages"
+COMPILERS = ("usr/bin/gcc", "usr/bin/g++", "usr/bin/cc", "usr/bin/c++", "usr/bin/make", "usr/bin/ld",
+             "usr/bin/x86_64-linux-gnu-gcc-12")
+
+
+def fixture(name, copy=None):
+    dst = os.path.join(T.tmp, copy or name)
+    shutil.copytree(os.path.join(FIX, name), dst)
+    return dst
+
+
+def top_packages(have):
+    return {p.split("/")[5] for p in have if p.startswith(SITE + "/") and p.count("/") >= 5}
+
+
+def check_run_image(name, have, want, dev):
+    pk = top_packages(have)
+    T.check(f"{name}: the venv holds {', '.join(want)}", all(w in pk for w in want), sorted(pk))
+    T.check(f"{name}: the venv holds no dev dependency ({dev})", dev not in pk, sorted(pk))
+    found = [p for p in COMPILERS if p in have]
+    T.check(f"{name}: the run image has no compiler or make", not found, found)
+    caches = sorted(p for p in have if "/.cache/" in p + "/" and p.split("/")[0] in ("root", "app", "opt", "tmp"))
+    T.check(f"{name}: no pip/uv/poetry/pdm/pipenv cache in the run image", not caches, caches[:10])
+    T.check(f"{name}: no kiln tool in the run image", not any(p.startswith("opt/kiln-tools") for p in have))
+
+
+ok, log = ensure_images("python-build", "python-run")
+if not T.check("kiln's python images are built (images/build.sh)", ok, log[-3000:]):
+    T.done()
+
+# uv + Flask: gunicorn serves the app; the dev group stays out of the image.
+src = fixture("uv-flask")
+r = kiln("plan", src)
+plan = json.loads(r.stdout) if r.returncode == 0 else {}
+T.check("uv-flask: the plan picks uv, flask and gunicorn, with a reason each",
+        plan.get("packageManager") == "uv" and plan.get("framework") == "flask"
+        and plan.get("commands", {}).get("start") == "/opt/venv/bin/gunicorn --bind 0.0.0.0:$PORT app:app"
+        and all(plan.get("why", {}).get(k) for k in ("packageManager", "framework", "start", "version", "port")),
+        r.stdout + r.stderr)
+out = os.path.join(T.tmp, "uv-flask.oci")
+r = build(src, "-t", "uvflask:latest", "--output", f"type=oci,dest={out}")
+if T.check("uv-flask: the auto build succeeds", r.returncode == 0, r.stderr[-3000:]):
+    try:
+        body = run_http(out, "latest")
+    except Exception as e:  # noqa: BLE001
+        body = repr(e)
+    T.check("uv-flask: the image answers over loopback (Flask under gunicorn, Python 3.11, no dev deps)",
+            body.startswith("hello from uv-flask") and "python 3.11" in body and "no dev deps" in body, body)
+    check_run_image("uv-flask", files(out), ("flask", "gunicorn", "werkzeug"), "iniconfig")
+    # the cache mount of uv was used: a second build with a changed app reuses the deps layer
+    with open(os.path.join(src, "app.py"), "a") as f:
+        f.write("\n# changed\n")
+    r = build(src, "--progress", "plain", "-t", "uvflask:latest", "--output", f"type=oci,dest={out}")
+    T.check("uv-flask: an app change leaves the uv install step cached",
+            r.returncode == 0 and "uv sync" in r.stderr and "CACHED" in r.stderr.split("uv sync --locked")[1][:400],
+            r.stderr[-2000:])
+
+# poetry, pdm, pipenv: each tool installs its lock's main group into the venv.
+for name, tool in (("poetry-app", "poetry"), ("pdm-app", "pdm"), ("pipenv-app", "pipenv")):
+    src = fixture(name)
+    out = os.path.join(T.tmp, name + ".oci")
+    r = build(src, "--output", f"type=oci,dest={out}")
+    if T.check(f"{name}: the auto build with {tool} succeeds", r.returncode == 0, r.stderr[-3000:]):
+        check_run_image(name, files(out), ("idna",), "iniconfig")
+
+# A PEP 621 package as a Lambda zip: its wheel built in the build stage, site-packages and the
+# handler at the zip's root, function.json naming handler, runtime and the zip's sha256.
+src = fixture("pip-function")
+dest = os.path.join(T.tmp, "fn")
+r = build(src, "--output", f"type=function,dest={dest}/function.zip")
+if T.check("pip-function: the function build succeeds", r.returncode == 0, r.stderr[-3000:]):
+    meta = json.load(open(os.path.join(dest, "function.json")))
+    data = open(os.path.join(dest, "function.zip"), "rb").read()
+    T.check("pip-function: function.json names the handler, python3.11 and the zip's sha256",
+            meta.get("handler") == "lambda_function.lambda_handler" and meta.get("runtime") == "python3.11"
+            and meta.get("sha256") == hashlib.sha256(data).hexdigest() and meta.get("size") == len(data), meta)
+    z = zipfile.ZipFile(os.path.join(dest, "function.zip"))
+    names = set(z.namelist())
+    T.check("pip-function: the handler, the package and its dependency are at the zip's root",
+            {"lambda_function.py", "greet/__init__.py", "idna/__init__.py"} <= names, sorted(names)[:40])
+    T.check("pip-function: no venv paths, dev extras or caches in the zip",
+            not any(n.startswith(("opt/", "bin/", "root/", "iniconfig")) or "/.cache/" in n for n in names),
+            sorted(n for n in names if n.startswith(("opt/", "bin/", "root/", "iniconfig"))))
+    ex = os.path.join(T.tmp, "fn-unzipped")
+    z.extractall(ex)
+    r2 = subprocess.run([sys.executable, "-I", "-c",
+                         "import sys; sys.path.insert(0, '.'); import lambda_function; "
+                         "print(lambda_function.lambda_handler({'name': 'kiln.example'}, None))"],
+                        cwd=ex, capture_output=True, text=True, timeout=60)
+    T.check("pip-function: the unzipped package imports and its handler answers",
+            r2.returncode == 0 and "'body': 'hello kiln.example'" in r2.stdout, r2.stdout + r2.stderr)
+
+# A version these machines cannot provide: named before any step runs.
+src = fixture("uv-flask", "uv-flask-312")
+with open(os.path.join(src, "pyproject.toml")) as f:
+    text = f.read().replace('requires-python = ">=3.10"', 'requires-python = ">=3.12"')
+open(os.path.join(src, "pyproject.toml"), "w").write(text)
+r = build(src, "--progress", "plain", "--output", f"type=oci,dest={T.tmp}/never.oci")
+T.check("requires-python >=3.12: the build fails naming the constraint, 3.11 and what would provide it",
+        r.returncode != 0 and 'pyproject.toml requires-python ">=3.12" excludes Python 3.11.2' in r.stderr
+        and "would come from a python:3.14" in r.stderr and "kiln does not download interpreters" in r.stderr,
+        r.stderr[-2000:])
+T.check("requires-python >=3.12: no step ran", "#1 " not in r.stderr and not os.path.exists(f"{T.tmp}/never.oci"),
+        r.stderr[-2000:])
+
+# Hostile manifests. A marker beside the source must be neither read nor written.
+outside = os.path.join(T.tmp, "outside")
+os.makedirs(outside)
+marker = os.path.join(outside, "setup.py")
+secret = "KILN-MARKER-" + os.urandom(6).hex()
+open(marker, "w").write(f"# {secret}\nopen('/tmp/kiln-py-marker-written', 'w').write('x')\n")
+before = os.stat(marker)
+
+
+def hostile(name, files, want, env=None):
+    t = os.path.join(T.tmp, "hostile-" + name)
+    os.makedirs(t)
+    for p, content in files.items():
+        full = os.path.join(t, p)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        if isinstance(content, tuple):
+            os.symlink(content[0], full)
+        else:
+            open(full, "w").write(content)
+    r = build(t, "--output", f"type=oci,dest={T.tmp}/h-{name}.oci", env=env)
+    after = os.stat(marker)
+    T.check(f"hostile {name}: fails with \"{want}\"", r.returncode != 0 and want in r.stderr, r.stderr[-1500:])
+    T.check(f"hostile {name}: the marker outside is neither read nor written",
+            secret not in r.stdout + r.stderr and after.st_mtime_ns == before.st_mtime_ns
+            and not os.path.exists("/tmp/kiln-py-marker-written"))
+
+
+rel = os.path.relpath(outside, os.path.join(T.tmp, "hostile-x"))
+hostile("poetry-path", {"pyproject.toml": f'[tool.poetry]\nname = "x"\n[tool.poetry.dependencies]\n'
+                                          f'python = "^3.10"\nlib = {{ path = "{rel}" }}\n',
+                        "poetry.lock": "", "main.py": "print(1)\n"},
+        f'pyproject.toml: dependency "lib" is the local path {rel}, outside the source')
+hostile("uv-source-abs", {"pyproject.toml": f'[project]\nname = "x"\nversion = "1"\n[tool.uv.sources]\n'
+                                            f'lib = {{ path = "{outside}" }}\n',
+                          "uv.lock": "version = 1\n", "main.py": "print(1)\n"},
+        f'dependency "lib" is the local path {outside}, outside the source')
+hostile("file-url", {"pyproject.toml": f'[project]\nname = "x"\nversion = "1"\n'
+                                       f'dependencies = ["lib @ file://{outside}"]\n', "main.py": "print(1)\n"},
+        f'dependency "lib" is the local path {outside}, outside the source')
+hostile("requirements-editable", {"requirements.txt": f"-e {rel}\n", "main.py": "print(1)\n"},
+        f"requirements.txt: dependency \"{rel}\" is the local path {rel}, outside the source")
+hostile("requirements-include", {"requirements.txt": f"-r {rel}/setup.py\n", "main.py": "print(1)\n"},
+        "outside the source")
+# a symlinked manifest is resolved inside the source: the marker is never read as pyproject.toml
+hostile("symlink-pyproject", {"pyproject.toml": (marker,), "uv.lock": "version = 1\n", "main.py": "print(1)\n"},
+        "uv.lock is there but pyproject.toml is not a file inside the source")
+hostile("huge-pyproject", {"pyproject.toml": "# " + "x" * (5 * 1024 * 1024) + "\n", "main.py": "print(1)\n"},
+        "file larger than 4194304 bytes")
+hostile("deep-pyproject", {"pyproject.toml": "a = " + "[" * 100000 + "\n", "main.py": "print(1)\n"},
+        "pyproject.toml line 1: arrays or inline tables nested too deep")
+T.done()
