@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""JVM, Rust and Deno auto builds with the real registries (Maven Central, crates.io, npm): a Spring
-Boot app (tests/fixtures/jvm-spring) built by Maven with ~/.m2 as a cache mount, its jar's
-layers as separate image layers, answering over loopback on the JRE-only run image; an
-application change keeps the dependencies layer; a Rust binary with one crates.io crate
-(tests/fixtures/rust-http) built --release, statically linked and run alone on minimal-run; a Deno server
-(tests/fixtures/deno-http) with Deno from the npm registry, run by deno task start. One build
-per stack (plus the Boot rebuild); caches and images persist under /var/cache/kiln."""
+"""JVM, Rust, Deno and Ruby auto builds with the real registries (Maven Central, crates.io,
+npm): a Spring Boot app (tests/fixtures/jvm-spring) built by Maven with ~/.m2 as a cache
+mount, its jar's layers as separate image layers, answering over loopback on the JRE-only run
+image, an application change keeping the dependencies layer; a Rust binary with one crates.io
+crate (tests/fixtures/rust-http) built --release, statically linked and run alone on
+minimal-run; a Deno server (tests/fixtures/deno-http) with Deno from the npm registry, run by
+deno task start; a Rack app whose bundle install stops with a message naming the gem source
+builds cannot reach. One build per stack (plus the Boot rebuild); caches and images persist
+under /var/cache/kiln."""
 import json
 import os
 import shutil
@@ -114,4 +116,17 @@ if T.check("node-build image is built (Deno's build image: npm fetches deno)", o
         T.check("deno: the binary is in the run image, npm and node are not",
                 "opt/kiln/deno/bin/deno" in flat and not any(p.endswith(("bin/npm", "bin/node", "bin/gcc"))
                                                                for p in flat), "")
+
+# --- Ruby: planned and built up to its dependency step, which says why it cannot go on -------
+ok, log = ensure_images("ruby-build", "ruby-run")
+if T.check("ruby-build and ruby-run images are built", ok, log[-3000:]):
+    src = os.path.join(T.tmp, "rack")
+    os.makedirs(src)
+    open(os.path.join(src, "Gemfile"), "w").write("source 'https://rubygems.org'\ngem 'rack'\ngem 'puma'\n")
+    open(os.path.join(src, "config.ru"), "w").write("run ->(env) { [200, {}, ['ok']] }\n")
+    r = build(src, "--output", f"type=oci,dest={os.path.join(T.tmp, 'rack-image')}")
+    T.check("ruby: the install step fails naming the unreachable gem source and how to vendor",
+            r.returncode != 0 and "the install step failed" in r.stderr
+            and "kiln: bundle install could not install the gems from https://rubygems.org" in r.stderr
+            and "bundle package (vendor/cache" in r.stderr, r.stderr[-3000:])
 T.done()
