@@ -73,6 +73,7 @@ typedef struct run {
      * the group (a server's cancel, its timeout, its crash recovery) ends all of it; the
      * timeout is then the caller's */
     int caller_group;
+    struct timespec t0;  /* when the job started: the timeout counts the checkout too */
     char build_code[32]; /* the build's error event: its code and message */
     char *build_msg;
 } run_t;
@@ -183,17 +184,15 @@ static int stream_read(run_t *r, stream_t *st)
     return 1;
 }
 
-/* Reads the build's log and events until both close. At the job's timeout the build's
- * process group is killed; what it wrote until then is still read. */
+/* Reads the build's log and events until both close. At the job's timeout (counted from the
+ * job's start, its checkout included) the build's process group is killed; what it wrote
+ * until then is still read. */
 static void relay(run_t *r, int log_fd, int ev_fd, pid_t pgid)
 {
     stream_t st[2] = {{.fd = log_fd, .line = relay_log}, {.fd = ev_fd, .line = relay_event}};
     int open_n = 2;
-    struct timespec t0;
-
     st[0].buf = kiln_xmalloc(LINE_MAX_BYTES + 1);
     st[1].buf = kiln_xmalloc(LINE_MAX_BYTES + 1);
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     while (open_n > 0) {
         struct pollfd pfd[2] = {{.fd = st[0].fd, .events = POLLIN},
                                 {.fd = st[1].fd, .events = POLLIN}};
@@ -202,8 +201,8 @@ static void relay(run_t *r, int log_fd, int ev_fd, pid_t pgid)
             struct timespec now;
             long long left;
             clock_gettime(CLOCK_MONOTONIC, &now);
-            left = r->timeout * 1000 - ((long long)(now.tv_sec - t0.tv_sec) * 1000 +
-                                        (now.tv_nsec - t0.tv_nsec) / 1000000);
+            left = r->timeout * 1000 - ((long long)(now.tv_sec - r->t0.tv_sec) * 1000 +
+                                        (now.tv_nsec - r->t0.tv_nsec) / 1000000);
             if (left <= 0) {
                 kill(-pgid, SIGKILL);
                 r->timed_out = 1;
@@ -506,6 +505,7 @@ static int job_run(int argc, char **argv)
     }
     r.spec = &spec;
     /* the smaller of the request's timeout and its wall time limit */
+    clock_gettime(CLOCK_MONOTONIC, &r.t0);
     r.timeout = spec.timeout_seconds;
     if (spec.limits.wall_time && (r.timeout == 0 || (long long)spec.limits.wall_time < r.timeout))
         r.timeout = (long long)spec.limits.wall_time;
