@@ -75,7 +75,8 @@ static void split(const char *s, size_t len, words_t *w)
 
 static bool word_is(const words_t *w, size_t i, const char *s)
 {
-    return i < w->count && w->n[i] == strlen(s) && memcmp(w->w[i], s, w->n[i]) == 0;
+    /* only the first 3 words are kept */
+    return i < w->count && i < 3 && w->n[i] == strlen(s) && memcmp(w->w[i], s, w->n[i]) == 0;
 }
 
 /* The module line's path: plain or quoted, of [A-Za-z0-9._~/+-]. */
@@ -156,7 +157,7 @@ int kiln_gomod_parse(const char *text, size_t len, kiln_gomod_t *out, kiln_error
             in_block = !word_is(&w, 0, ")");
             continue;
         }
-        if (word_is(&w, w.count - 1, "(") && w.count == 2) {
+        if (w.count == 2 && word_is(&w, 1, "(")) {
             /* a block of one verb: require ( … ), replace ( … ), … */
             in_block = true;
             m.has_require |= word_is(&w, 0, "require");

@@ -49,6 +49,9 @@ static void test_gomod_lines(void **state)
     assert_false(m.has_require);
     kiln_gomod_free(&m);
 
+    /* more than 3 words on a line (the fuzzer's first find: only 3 are kept) */
+    assert_int_equal(parse("module x\nreplace a b c d e (\n", &m, &err), 0);
+    kiln_gomod_free(&m);
     assert_int_equal(parse("module x\nrequire github.com/a/b v1.2.3\n", &m, &err), 0);
     assert_null(m.go);
     assert_true(m.has_require);
