@@ -617,6 +617,8 @@ static char *narrow_range(const char *range, const int *m, int n)
             *bar = '\0';
         while (*set == ' ')
             set++;
+        for (size_t l = strlen(set); l > 0 && set[l - 1] == ' '; l--)
+            set[l - 1] = '\0';
         for (int i = 0; i < n; i++) {
             if (kiln_buf_appendf(&b, NULL, "%s%s%s%d.x", first ? "" : " || ", set,
                                  set[0] ? " " : "", m[i]) < 0) {
