@@ -1,5 +1,6 @@
 /* libFuzzer target: Node detection of a Next.js app whose next.config.js is
- * the input (the output: 'export' scan, comments and strings). */
+ * the input (the output: 'export' / 'standalone' scan, comments and strings), and the
+ * literal option reader of every framework config over the same text. */
 #include <fcntl.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "handlers/detect.h"
+#include "handlers/node_framework.h"
 #include "tests/fuzz/fuzz_files.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -32,5 +34,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (kiln_plan_detect(dir, &opts, &p, &err) == 0)
         kiln_plan_free(p);
+    {
+        static const char *const keys[] = {"output", "ssr", "out", "pages", "outDir", "mode"};
+        char *text = malloc(size + 1);
+        if (text == NULL)
+            abort();
+        memcpy(text, data, size);
+        text[size] = '\0';
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+            free(kiln_node_config_option(text, keys[i]));
+        free(text);
+    }
     return 0;
 }

@@ -1,0 +1,5 @@
+export default {
+  // output: 'export',
+  output: "standalone",
+  images: { unoptimized: true },
+};
