@@ -11,6 +11,7 @@
 #include "handlers/kiln_json.h"
 #include "handlers/node_framework.h"
 #include "handlers/procfile.h"
+#include "handlers/render.h"
 #include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/env.h"
@@ -208,6 +209,24 @@ static void explain_defaults(kiln_plan_t *plan)
                                                           : "");
 }
 
+/* A start command that needs a shell (a Procfile line, kiln.json "start") cannot run on
+ * minimal-run, which has none: such a plan runs on the base image instead, and says so. */
+static int shell_start(const kiln_detect_ctx_t *ctx, const kiln_overrides_t *ov, kiln_plan_t *plan)
+{
+    static const char suffix[] = "/minimal-run";
+    size_t n = plan->run_image ? strlen(plan->run_image) : 0, m = sizeof(suffix) - 1;
+
+    if (ov->run_image != NULL || plan->start == NULL || kiln_render_is_exec(plan->start) || n < m ||
+        strcmp(plan->run_image + n - m, suffix) != 0)
+        return 0;
+    free(plan->run_image);
+    plan->run_image = kiln_detect_image(ctx, "base");
+    return kiln_plan_add(plan->notes, &plan->n_notes, NULL,
+                         "the start command needs a shell: the image runs on base, not "
+                         "minimal-run (start with the binary's absolute path to keep "
+                         "minimal-run)");
+}
+
 /* Fills what every plan needs after its provider: start from the Procfile, the
  * overrides and the reasons. What an output kind needs (a start command, a handler) is
  * checked once the kind is known (kiln_plan_select_output). */
@@ -233,7 +252,7 @@ static int finish_plan(const kiln_detect_ctx_t *ctx, const kiln_overrides_t *ov,
         return -1;
     explain_overrides(ctx, ov, plan);
     explain_defaults(plan);
-    return 0;
+    return shell_start(ctx, ov, plan);
 }
 
 int kiln_plan_select_output(kiln_plan_t *plan, unsigned kinds, const char *where, kiln_error_t *err)

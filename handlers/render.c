@@ -84,7 +84,7 @@ static int append_shell(kiln_buf_t *b, const char *cmd, kiln_error_t *err)
 /* True when cmd is a program's absolute path and plain words (no quoting,
  * expansion or operator a shell would interpret): it runs without a shell, as
  * it must on a run image that has none (a static Go binary's). */
-static bool plain_exec(const char *cmd)
+bool kiln_render_is_exec(const char *cmd)
 {
     if (cmd[0] != '/')
         return false;
@@ -95,7 +95,7 @@ static bool plain_exec(const char *cmd)
     return true;
 }
 
-/* Appends a plain command (plain_exec) as a JSON exec form of its words. */
+/* Appends a plain command (kiln_render_is_exec) as a JSON exec form of its words. */
 static int append_exec(kiln_buf_t *b, const char *cmd, kiln_error_t *err)
 {
     json_t *a = json_array();
@@ -369,8 +369,8 @@ static int render_run(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
         return -1;
     if (p->start &&
         (check_text("start command", p->start, err) < 0 || kiln_buf_appendf(b, err, "CMD ") < 0 ||
-         (plain_exec(p->start) ? append_exec(b, p->start, err) : append_shell(b, p->start, err)) <
-             0))
+         (kiln_render_is_exec(p->start) ? append_exec(b, p->start, err)
+                                        : append_shell(b, p->start, err)) < 0))
         return -1;
     return 0;
 }

@@ -34,4 +34,8 @@ int kiln_render_dockerfile(const kiln_plan_t *plan, const kiln_render_opts_t *op
 /* The Dockerfile target building each output kind: "run", "site", "function". */
 const char *kiln_render_target(kiln_plan_output_t kind);
 
+/* True when a start command is a program's absolute path and plain words: the image runs it
+ * without a shell (exec form), as a run image without one (minimal-run) needs. */
+bool kiln_render_is_exec(const char *cmd);
+
 #endif
