@@ -201,7 +201,13 @@ static void explain_defaults(kiln_plan_t *plan)
     if (plan->why[KILN_WHY_START] == NULL && plan->start != NULL)
         kiln_plan_why(plan, KILN_WHY_START, "the %s provider's way to start it", plan->provider);
     if (plan->why[KILN_WHY_OUTPUT] == NULL && plan->outputs != 0)
-        kiln_plan_why(plan, KILN_WHY_OUTPUT, "what a %s project makes", plan->provider);
+        kiln_plan_why(plan, KILN_WHY_OUTPUT, "%s",
+                      plan->outputs & KILN_PLAN_OUT_STATIC
+                          ? "the files are a static site, served as they are"
+                      : plan->outputs & KILN_PLAN_OUT_FUNCTION
+                          ? "kiln.json \"outputs\" asks for a function package"
+                          : "a server: an image runs it with its start command (kiln.json "
+                            "\"outputs\" or -o asks for another kind)");
     if (plan->why[KILN_WHY_BUILD] == NULL && plan->build == NULL &&
         strcmp(plan->provider, "dockerfile") != 0)
         kiln_plan_why(plan, KILN_WHY_BUILD, "no build step: nothing asks for one%s",

@@ -135,10 +135,10 @@ static char *choice_value(const kiln_plan_t *p, kiln_plan_why_t w)
                                                      : kiln_xstrdup("");
     case KILN_WHY_PORT:
         return p->port > 0 ? kiln_xasprintf("%d", p->port) : kiln_xstrdup("");
-    case KILN_WHY_HANDLER:
-        return kiln_xstrdup(p->handler ? p->handler : "");
+    case KILN_WHY_HANDLER: /* a handler or runtime is a choice of a function plan only */
+        return kiln_xstrdup(p->handler && (p->outputs & KILN_PLAN_OUT_FUNCTION) ? p->handler : "");
     case KILN_WHY_RUNTIME:
-        return kiln_xstrdup(p->runtime ? p->runtime : "");
+        return kiln_xstrdup(p->runtime && (p->outputs & KILN_PLAN_OUT_FUNCTION) ? p->runtime : "");
     default:
         return kiln_xstrdup("");
     }
