@@ -391,6 +391,19 @@ int kiln_workspace_apply(const char *root, const char *subdir, const kiln_detect
     under_app(&plan->output_dir, sub, NULL);
     if (plan->outputs & KILN_PLAN_OUT_FUNCTION)
         under_app(&plan->function_dir, sub, ".");
+    /* run files (a framework's server output) are the app's: under its directory, but a
+     * whole-tree one (Next.js's .next/standalone, traced from the workspace root) keeps
+     * the repository's layout at the app dir: <sub>/server.js, started from <sub> below */
+    for (size_t i = 0; i < plan->n_run_files; i++) {
+        char *f = plan->run_files[i], *colon = strchr(f, ':');
+        const char *dest = colon ? colon + 1 : NULL;
+        plan->run_files[i] =
+            dest && strcmp(dest, ".") == 0
+                ? kiln_xasprintf("%s/%.*s:.", sub, (int)(colon - f), f)
+                : kiln_xasprintf("%s/%.*s:%s/%s", sub, (int)(colon ? colon - f : (long)strlen(f)),
+                                 f, sub, dest ? dest : f);
+        free(f);
+    }
     if (plan->start) {
         char *s = kiln_xasprintf("cd %s && %s", sub, plan->start);
         free(plan->start);

@@ -71,6 +71,23 @@ plan = json.loads(r.stdout) if r.returncode == 0 else {}
 T.check("next-standalone: the plan's run files are the standalone server, .next/static and public/",
         plan.get("runFiles") == [".next/standalone:.", ".next/static:.next/static", "public:public"], r.stdout)
 
+# In a workspace (--subdir apps/web), Next.js traces the standalone server from the repository
+# root: the image takes the standalone tree at /app, the app's static files and public/ under
+# apps/web, and starts apps/web/server.js from there.
+ws = os.path.join(T.tmp, "ws")
+os.makedirs(os.path.join(ws, "apps", "web", "public"))
+json.dump({"name": "root", "private": True, "workspaces": ["apps/*"]}, open(os.path.join(ws, "package.json"), "w"))
+json.dump({"lockfileVersion": 3, "packages": {}}, open(os.path.join(ws, "package-lock.json"), "w"))
+json.dump({"name": "web", "scripts": {"build": "next build"}, "dependencies": {"next": "16.4.6"}},
+          open(os.path.join(ws, "apps", "web", "package.json"), "w"))
+open(os.path.join(ws, "apps", "web", "next.config.mjs"), "w").write("export default { output: 'standalone' };\n")
+r = kiln("plan", "--subdir", "apps/web", ws, env=ENV)
+wp = json.loads(r.stdout) if r.returncode == 0 else {}
+T.check("workspace: the standalone run files keep the repository layout and start from the app",
+        wp.get("runFiles") == ["apps/web/.next/standalone:.", "apps/web/.next/static:apps/web/.next/static",
+                               "apps/web/public:apps/web/public"]
+        and wp.get("commands", {}).get("start") == "cd apps/web && node server.js", r.stdout + r.stderr)
+
 # --- built for real: the image holds the standalone output and answers
 out = os.path.join(T.tmp, "oci-next")
 r = build(nxt, "-t", "next-standalone:latest", "--output", f"type=oci,dest={out}")
