@@ -45,6 +45,7 @@ for i in build run; do
   "$KILN" build --root "$T/baseroot" --progress quiet --build-context "node=$NODE_DIR" -t "node:$i" \
     -o "type=oci,dest=$T/node-$i" "$T/base-$i" >/dev/null
 done
+rm -rf "$T/baseroot" # the disk the builds need: only the two layouts stay
 
 # Next.js's examples/with-docker Dockerfile, on those bases (addgroup/adduser → Debian's
 # groupadd/useradd; the runner on the run image, as kiln's plan does).
