@@ -256,4 +256,23 @@ T.check("a private git source without its credential: error code source_failed n
         rc == 1 and len(errs) == 1 and errs[0].get("code") == "source_failed"
         and "private/app.git" in errs[0].get("message", "") and not kinds(ev, "step_start"),
         f"{ev}\n{err}")
+
+# hostile: the repository's Dockerfile asks for the credential as a build secret; it is the
+# checkout's alone (dropped from the spec before the build), so the step finds none
+subprocess.run(git + ["checkout", "-q", "-b", "steal"], check=True)
+with open(os.path.join(repo, "sub", "Dockerfile"), "w") as f:
+    f.write("FROM oci:%s:1\nRUN --mount=type=secret,id=.git,required=true "
+            "cat /run/secrets/.git\n" % layout)
+subprocess.run(git + ["commit", "-q", "-am", "steal"], check=True)
+subprocess.run(git + ["push", "-q", os.path.join(served, "app.git"), "steal"], check=True)
+rc, ev, err = run(dict(gspec, source=dict(gspec["source"], ref="steal")),
+                  extra=("--build-option=--allow-http-git", "--build-option=--oci-dir=" + layout))
+errs = kinds(ev, "error")
+T.check("a Dockerfile mounting the git credential as secret .git: the checkout worked, the step "
+        "finds no such secret (error build_failed naming it)",
+        rc == 1 and "checkout" in [e.get("phase") for e in kinds(ev, "phase")] and len(errs) == 1
+        and errs[0].get("code") == "build_failed"
+        and "secret .git not provided" in errs[0].get("message", ""), f"{ev}\n{err}")
+T.check("... and the token is in no event and not on stderr",
+        GIT_TOKEN not in json.dumps(ev) and GIT_TOKEN not in err, err)
 T.done()
