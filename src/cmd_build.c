@@ -29,6 +29,7 @@
 #include "sandbox/sandbox.h"
 #include "src/build_opts.h"
 #include "src/build_report.h"
+#include "src/build_source.h"
 #include "src/build_spec.h"
 #include "src/cli_output.h"
 #include "src/commands.h"
@@ -145,25 +146,6 @@ static int add(const char **list, size_t *n, const char *v)
     if (*n >= MAX_LIST)
         return kiln_cli_usage_error("build", "too many values");
     list[(*n)++] = v;
-    return 0;
-}
-
-/* Unpacks the context tarball read from stdin into a fresh directory under
- * the kiln root; *out is that directory (the caller removes it). */
-static int context_from_stdin(const char *root, char **out, kiln_error_t *err)
-{
-    _cleanup_free_ char *parent = kiln_xasprintf("%s/build/tmp", root);
-    _cleanup_free_ char *dir = NULL;
-    kiln_unpack_opts_t uo;
-
-    if (kiln_fs_mkdir_p(parent, 0711, err) < 0 || kiln_fs_mkdtemp(parent, "ctx-", &dir, err) < 0)
-        return -1;
-    kiln_unpack_opts_init(&uo);
-    if (kiln_layer_unpack(STDIN_FILENO, dir, &uo, NULL, err) < 0) {
-        kiln_fs_rm_rf(dir, NULL);
-        return kiln_error_prefix(err, "reading the context tarball from stdin");
-    }
-    *out = steal_pointer(&dir);
     return 0;
 }
 
@@ -301,6 +283,7 @@ int kiln_cmd_build(int argc, char **argv)
     _cleanup_free_ char *stdin_ctx = NULL;
     _cleanup_free_ char *text = NULL;
     _cleanup_free_ char *build_id = NULL;
+    _cleanup_free_ char *git_dockerfile = NULL;
     json_t *ev = NULL, *notified = NULL;
     struct timespec t0, t1, t2;
     int built = 0;
@@ -606,7 +589,7 @@ int kiln_cmd_build(int argc, char **argv)
     if (strcmp(argv[optind], "-") == 0) {
         /* a tarball (plain, gzip or zstd) on stdin is the context */
         if (kiln_cli_store_root(o.root, &root, &err) < 0 ||
-            context_from_stdin(root, &stdin_ctx, &err) < 0)
+            kiln_build_context_from_stdin(root, &stdin_ctx, &err) < 0)
             goto fail;
         req.context_dir = stdin_ctx;
     }
@@ -630,13 +613,7 @@ int kiln_cmd_build(int argc, char **argv)
                                      .stat_cache_max = o.stat_cache_max};
         if (kiln_auto_build_prepare(argv[optind], &ao, &ab, &err) < 0)
             goto fail;
-        if (ab.src.commit)
-            fprintf(stderr, "source %s at commit %s\n", ab.src.display, ab.src.commit);
-        if (ab.src.commit)
-            json_object_set_new(json_object_get(ev, "source"), "repo", json_string(ab.src.display));
-        if (ab.src.commit)
-            json_object_set_new(json_object_get(ev, "source"), "commit",
-                                json_string(ab.src.commit));
+        kiln_build_note_source(ev, &ab.src);
         req.context_dir = ab.src.dir;
         if (ab.dockerfile) {
             fprintf(stderr, "auto-build: provider %s, target %s\n", ab.plan->provider, ab.target);
@@ -652,6 +629,13 @@ int kiln_cmd_build(int argc, char **argv)
             if (o.n_outputs == 0)
                 add(o.outputs, &o.n_outputs, ab.default_output);
         }
+    } else if (stdin_ctx == NULL && kiln_git_is_url(argv[optind])) {
+        if (kiln_build_git_context(&o, argv[optind], &gitpol, ev, &ab.src, &git_dockerfile, &err) <
+            0)
+            goto fail;
+        req.context_dir = ab.src.dir;
+        if (git_dockerfile)
+            o.file = git_dockerfile;
     }
     if (o.file && strcmp(o.file, "-") == 0) {
         if (kiln_fs_read_fd(STDIN_FILENO, 4u << 20, &text, &text_len, &err) < 0)

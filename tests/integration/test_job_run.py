@@ -8,7 +8,7 @@ import os
 import subprocess
 
 from gitserve import serve_git
-from kilntest import KILN, T, start_registry
+from kilntest import KILN, T, kiln, start_registry
 from server_common import busybox_layout, processes
 
 ctx = os.path.join(T.tmp, "ctx")
@@ -275,4 +275,31 @@ T.check("a Dockerfile mounting the git credential as secret .git: the checkout w
         and "secret .git not provided" in errs[0].get("message", ""), f"{ev}\n{err}")
 T.check("... and the token is in no event and not on stderr",
         GIT_TOKEN not in json.dumps(ev) and GIT_TOKEN not in err, err)
+
+# kiln build -f of a git source: the same checkout (the -f file is the repository's, found
+# inside the checkout); a Dockerfile that is a link to a host file is not followed out
+public = os.path.join(T.tmp, "served", "pub.git")
+subprocess.run(git + ["checkout", "-q", "main"], check=True)
+subprocess.run(["git", "clone", "-q", "--bare", repo, public], check=True)
+cli_out = os.path.join(T.tmp, "cli-out")
+r = kiln("build", "--root", ROOT, "--allow-http-git", "-f", "Dockerfile", "-o",
+         "type=oci,dest=" + cli_out, git_base + "/pub.git#main:sub")
+T.check("kiln build -f Dockerfile URL#main:sub checks the repository out and builds it",
+        r.returncode == 0 and ("at commit " + head) in r.stderr
+        and os.path.exists(os.path.join(cli_out, "index.json")), r.stderr[-2000:])
+host_marker = os.path.join(T.tmp, "host-dockerfile")
+with open(host_marker, "w") as f:
+    f.write("FROM scratch\nLABEL HOST-MARKER=1\n")
+subprocess.run(git + ["checkout", "-q", "-b", "link"], check=True)
+os.unlink(os.path.join(repo, "sub", "Dockerfile"))
+os.symlink(host_marker, os.path.join(repo, "sub", "Dockerfile"))
+subprocess.run(git + ["add", "-A"], check=True)
+subprocess.run(git + ["commit", "-q", "-m", "link"], check=True)
+subprocess.run(git + ["push", "-q", public, "link"], check=True)
+r = kiln("build", "--root", ROOT, "--allow-http-git", "-f", "Dockerfile", "-o",
+         "type=oci,dest=" + os.path.join(T.tmp, "cli-out2"), git_base + "/pub.git#link:sub")
+T.check("hostile: a repository whose Dockerfile links to a host file: refused naming the "
+        "Dockerfile, the host file not read",
+        r.returncode != 0 and "reading the Dockerfile" in r.stderr and "HOST-MARKER" not in r.stderr
+        and not os.path.exists(os.path.join(T.tmp, "cli-out2", "index.json")), r.stderr[-2000:])
 T.done()
