@@ -454,13 +454,21 @@ int kiln_python_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_err
                       "%s is a Lambda handler and no web app or Procfile is there: a function "
                       "package (the app and the venv's site-packages at its root)",
                       plan->handler);
-    if (plan->handler == NULL)
+    if (plan->handler == NULL) {
         /* AWS's default name for a Python function's handler */
         plan->handler = kiln_xstrdup("lambda_function.lambda_handler");
+        kiln_plan_why(plan, KILN_WHY_HANDLER,
+                      "AWS's default for Python: no lambda_function.py, handler.py, main.py, "
+                      "app.py or function.py defines lambda_handler() or handler()");
+    }
     /* a function package: the venv's site-packages at the zip's root, with the app */
     kiln_plan_set(&plan->function_deps, SITE_PACKAGES);
-    if (plan->runtime == NULL)
+    if (plan->runtime == NULL) {
         plan->runtime = kiln_xstrdup("python" DEBIAN_PYTHON);
+        kiln_plan_why(plan, KILN_WHY_RUNTIME,
+                      "the venv is built with Debian 12's CPython " DEBIAN_PYTHON
+                      ": AWS Lambda runs it as python" DEBIAN_PYTHON);
+    }
     plan->build_image = kiln_detect_image(ctx, "python-build");
     plan->run_image = kiln_detect_image(ctx, "python-run");
     ret = 1;

@@ -124,29 +124,28 @@ static int find_app(const kiln_detect_ctx_t *ctx, const char *ctor, bool factory
     return 0;
 }
 
-/* Django: the settings module named in manage.py ("mysite.settings"). */
+/* Django: the settings module named in manage.py ("mysite.settings"): the first quoted
+ * dotted name after a DJANGO_SETTINGS_MODULE on the same line (a mention in a comment or
+ * docstring without one is skipped). */
 static char *django_settings(const char *manage)
 {
-    const char *p = strstr(manage, "DJANGO_SETTINGS_MODULE");
-    const char *q;
-    size_t n;
+    static const char key[] = "DJANGO_SETTINGS_MODULE";
 
-    if (p == NULL)
-        return NULL;
-    p += strlen("DJANGO_SETTINGS_MODULE");
-    q = p + strcspn(p, "\"'\n");
-    if (*q == '\n' || *q == '\0')
-        return NULL;
-    /* the value is the next quoted string on the line: skip the key's own closing quote */
-    if (q == p)
-        q = p + 1 + strcspn(p + 1, "\"'\n");
-    if (*q != '"' && *q != '\'')
-        return NULL;
-    q++;
-    n = strspn(q, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.");
-    if (n == 0 || (q[n] != '"' && q[n] != '\''))
-        return NULL;
-    return kiln_xstrndup(q, n);
+    for (const char *p = strstr(manage, key); p != NULL; p = strstr(p, key)) {
+        const char *q;
+        size_t n;
+        p += sizeof(key) - 1;
+        /* skip the key's own closing quote, then find the value's opening one */
+        q = p + (*p == '"' || *p == '\'');
+        q += strcspn(q, "\"'\n");
+        if (*q != '"' && *q != '\'')
+            continue;
+        q++;
+        n = strspn(q, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.");
+        if (n > 0 && (q[n] == '"' || q[n] == '\''))
+            return kiln_xstrndup(q, n);
+    }
+    return NULL;
 }
 
 /* Django: start with gunicorn on the project's WSGI module, collectstatic when the settings
@@ -316,6 +315,7 @@ static int function_handler(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kil
         for (size_t j = 0; r > 0 && j < sizeof(fns) / sizeof(fns[0]); j++)
             if (defines(text, fns[j])) {
                 plan->handler = kiln_xasprintf("%s.%s", mods[i], fns[j]);
+                kiln_plan_why(plan, KILN_WHY_HANDLER, "%s defines %s()", path, fns[j]);
                 return 0;
             }
     }

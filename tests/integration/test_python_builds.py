@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Python auto-builds with each project's own tool, against PyPI: a Flask app locked with
-uv whose image answers HTTP over loopback; poetry, pdm and pipenv projects; a PEP 621
+uv and a Django project installed by pip (collectstatic at build, gunicorn added), whose
+images answer HTTP over loopback; poetry, pdm and pipenv projects; a PEP 621
 package built into a wheel and packaged as a Lambda zip (contents, function.json, the
 handler imported and called). Each run image holds a venv with the runtime dependencies
 only: no dev dependency, no compiler, no pip/uv/poetry cache. A version the machines
@@ -76,6 +77,25 @@ if T.check("uv-flask: the auto build succeeds", r.returncode == 0, r.stderr[-300
     T.check("uv-flask: an app change leaves the uv install step cached",
             r.returncode == 0 and "uv sync" in r.stderr and "CACHED" in r.stderr.split("uv sync --locked")[1][:400],
             r.stderr[-2000:])
+
+# Django with pip: collectstatic at build (STATIC_ROOT), gunicorn added by kiln (not listed),
+# started on the project's wsgi module; migrate is never run.
+src = fixture("django-pip")
+out = os.path.join(T.tmp, "django.oci")
+r = build(src, "--progress", "plain", "-t", "django:latest", "--output", f"type=oci,dest={out}")
+if T.check("django-pip: the auto build succeeds", r.returncode == 0, r.stderr[-3000:]):
+    T.check("django-pip: collectstatic ran at build, migrate did not",
+            "collectstatic --noinput" in r.stderr and "migrate" not in r.stderr.replace("manage.py migrate` as", ""),
+            r.stderr[-2000:])
+    try:
+        body = run_http(out, "latest")
+    except Exception as e:  # noqa: BLE001
+        body = repr(e)
+    T.check("django-pip: gunicorn mysite.wsgi answers over loopback with the collected static file",
+            body == "hello from django 5.2.19, static collected: True\n", body)
+    have = files(out)
+    T.check("django-pip: the run image holds the collected static files and the added gunicorn",
+            "app/staticfiles/hello/hello.txt" in have and "gunicorn" in top_packages(have), sorted(top_packages(have)))
 
 # poetry, pdm, pipenv: each tool installs its lock's main group into the venv.
 for name, tool in (("poetry-app", "poetry"), ("pdm-app", "pdm"), ("pipenv-app", "pipenv")):
