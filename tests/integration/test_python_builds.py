@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Python auto-builds with each project's own tool, against PyPI: a Flask app locked with
-uv and a Django project installed by pip (collectstatic at build, gunicorn added), whose
-images answer HTTP over loopback; poetry, pdm and pipenv projects; a PEP 621
+uv, a Django project installed by pip (collectstatic at build, gunicorn added) and a FastAPI
+app locked with poetry (uvicorn), whose images answer HTTP over loopback; pdm and pipenv projects; a PEP 621
 package built into a wheel and packaged as a Lambda zip (contents, function.json, the
 handler imported and called). Each run image holds a venv with the runtime dependencies
 only: no dev dependency, no compiler, no pip/uv/poetry cache. A version the machines
@@ -97,12 +97,20 @@ if T.check("django-pip: the auto build succeeds", r.returncode == 0, r.stderr[-3
             "app/staticfiles/hello/hello.txt" in have and "gunicorn" in top_packages(have), sorted(top_packages(have)))
 
 # poetry, pdm, pipenv: each tool installs its lock's main group into the venv.
+# poetry-app is a FastAPI app: uvicorn serves it.
 for name, tool in (("poetry-app", "poetry"), ("pdm-app", "pdm"), ("pipenv-app", "pipenv")):
     src = fixture(name)
     out = os.path.join(T.tmp, name + ".oci")
-    r = build(src, "--output", f"type=oci,dest={out}")
+    r = build(src, "-t", f"{name}:latest", "--output", f"type=oci,dest={out}")
     if T.check(f"{name}: the auto build with {tool} succeeds", r.returncode == 0, r.stderr[-3000:]):
         check_run_image(name, files(out), ("idna",), "iniconfig")
+        if name == "poetry-app":
+            try:
+                body = run_http(out, "latest")
+            except Exception as e:  # noqa: BLE001
+                body = repr(e)
+            T.check("poetry-app: FastAPI under uvicorn answers over loopback, without the dev group",
+                    body == "fastapi idna kiln.example no-dev\n", body)
 
 # A PEP 621 package as a Lambda zip: its wheel built in the build stage, site-packages and the
 # handler at the zip's root, function.json naming handler, runtime and the zip's sha256.
