@@ -159,6 +159,25 @@ static char *manager_setup(const char *npmpkg, const char *version, const char *
                           npmpkg, version, hex, algo);
 }
 
+/* Yarn 2+ defaults to Plug'n'Play, whose packages live in the (global, mounted) cache
+ * rather than in node_modules: without a nodeLinker of the project's own, node_modules is
+ * asked for, so that the run image carries its production dependencies as a directory. */
+static int berry_linker(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err)
+{
+    _cleanup_free_ char *rc = NULL;
+    int r = kiln_tree_read(ctx->tree, ".yarnrc.yml", &rc, err);
+
+    if (r < 0)
+        return -1;
+    for (const char *l = rc; r > 0 && l && *l; l += strcspn(l, "\n"), l += *l == '\n')
+        if (strncmp(l, "nodeLinker:", 11) == 0)
+            return 0;
+    kiln_plan_add(plan->notes, &plan->n_notes, NULL,
+                  "yarn: nodeLinker node-modules (.yarnrc.yml names none; Plug'n'Play's packages "
+                  "would stay in the build's cache)");
+    return kiln_plan_setenv(plan, "YARN_NODE_LINKER", "node-modules", err);
+}
+
 /* Install command, manifests and caches for the package manager. pnpm,
  * yarn and bun come from the npm registry at the version of packageManager (cached
  * in the project's npm cache); their own stores are cache mounts too. */
@@ -201,7 +220,8 @@ static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
         /* the shared cache is the mount (Yarn 3 defaults to a per-project
          * one), and no telemetry leaves the sandbox */
         if (kiln_plan_setenv(plan, "YARN_ENABLE_GLOBAL_CACHE", "true", err) < 0 ||
-            kiln_plan_setenv(plan, "YARN_ENABLE_TELEMETRY", "0", err) < 0)
+            kiln_plan_setenv(plan, "YARN_ENABLE_TELEMETRY", "0", err) < 0 ||
+            berry_linker(ctx, plan, err) < 0)
             return -1;
     } else if (strcmp(pm, "bun") == 0) {
         install = lockfile ? "bun install --frozen-lockfile" : "bun install";

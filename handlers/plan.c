@@ -170,14 +170,14 @@ void kiln_plan_set(char **field, const char *value)
     *field = v;
 }
 
-int kiln_plan_add(char **list, size_t *n, kiln_error_t *err, const char *fmt, ...)
+int kiln_plan_add_capped(char **list, size_t *n, size_t cap, kiln_error_t *err, const char *fmt,
+                         ...)
 {
     va_list ap;
     char *s = NULL;
 
-    if (*n >= KILN_PLAN_MAX_ITEMS)
-        return kiln_error_set(err, ENOBUFS, "plan: more than %d items in a list",
-                              KILN_PLAN_MAX_ITEMS);
+    if (*n >= cap)
+        return kiln_error_set(err, ENOBUFS, "plan: more than %zu items in a list", cap);
     va_start(ap, fmt);
     if (vasprintf(&s, fmt, ap) < 0)
         abort();
@@ -398,7 +398,8 @@ static int get_str(json_t *o, const char *key, char **field, kiln_error_t *err)
     return 0;
 }
 
-static int get_str_array(json_t *o, const char *key, char **list, size_t *n, kiln_error_t *err)
+static int get_str_array(json_t *o, const char *key, char **list, size_t *n, size_t cap,
+                         kiln_error_t *err)
 {
     json_t *a = json_object_get(o, key), *v;
     size_t i;
@@ -411,7 +412,7 @@ static int get_str_array(json_t *o, const char *key, char **list, size_t *n, kil
     {
         if (!json_is_string(v))
             return kiln_error_set(err, 0, "plan: \"%s\"[%zu] must be a string", key, i);
-        if (kiln_plan_add(list, n, err, "%s", json_string_value(v)) < 0)
+        if (kiln_plan_add_capped(list, n, cap, err, "%s", json_string_value(v)) < 0)
             return kiln_error_prefix(err, "\"%s\"", key);
     }
     return 0;
@@ -474,11 +475,13 @@ static int plan_from_object(json_t *root, kiln_plan_t *p, kiln_error_t *err)
             return kiln_error_prefix(err, "toolchain");
         p->toolchain.build_only = json_is_true(json_object_get(o, "buildOnly"));
     }
-    if (get_str_array(root, "manifests", p->manifests, &p->n_manifests, err) < 0 ||
-        get_str_array(root, "deps", p->deps, &p->n_deps, err) < 0 ||
-        get_str_array(root, "layers", p->layers, &p->n_layers, err) < 0 ||
-        get_str_array(root, "runFiles", p->run_files, &p->n_run_files, err) < 0 ||
-        get_str_array(root, "notes", p->notes, &p->n_notes, err) < 0)
+    if (get_str_array(root, "manifests", p->manifests, &p->n_manifests, KILN_PLAN_MAX_PATHS, err) <
+            0 ||
+        get_str_array(root, "deps", p->deps, &p->n_deps, KILN_PLAN_MAX_PATHS, err) < 0 ||
+        get_str_array(root, "layers", p->layers, &p->n_layers, KILN_PLAN_MAX_ITEMS, err) < 0 ||
+        get_str_array(root, "runFiles", p->run_files, &p->n_run_files, KILN_PLAN_MAX_ITEMS, err) <
+            0 ||
+        get_str_array(root, "notes", p->notes, &p->n_notes, KILN_PLAN_MAX_ITEMS, err) < 0)
         return -1;
     o = json_object_get(root, "why");
     if (o != NULL && !json_is_object(o))

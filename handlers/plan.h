@@ -37,6 +37,9 @@ typedef struct kiln_plan_toolchain {
 } kiln_plan_toolchain_t;
 
 #define KILN_PLAN_MAX_ITEMS 16
+/* Paths a plan copies or keeps (manifests, deps): a monorepo has one package.json per
+ * workspace package (handlers/workspace caps those at 256) plus the root's files. */
+#define KILN_PLAN_MAX_PATHS 320
 
 /* The choices a plan explains (`kiln plan`'s "why" object and `kiln plan --explain`,
  * one sentence each). How a provider explains itself: in its detect function, for every
@@ -73,7 +76,7 @@ typedef struct kiln_plan {
     char *version_source;  /* where it came from: "engines.node", ".nvmrc", "default", … */
     char *dockerfile;      /* provider dockerfile: the Dockerfile's path in the tree */
 
-    char *manifests[KILN_PLAN_MAX_ITEMS]; /* copied before the install step */
+    char *manifests[KILN_PLAN_MAX_PATHS]; /* copied before the install step */
     size_t n_manifests;
     char *setup;   /* run before install in the same step (the package manager itself, e.g.
                     * pnpm from the npm registry); kept when install is overridden */
@@ -84,7 +87,7 @@ typedef struct kiln_plan {
 
     kiln_plan_cache_t caches[KILN_PLAN_MAX_ITEMS];
     size_t n_caches;
-    char *deps[KILN_PLAN_MAX_ITEMS]; /* paths (under the app dir) of the deps layer */
+    char *deps[KILN_PLAN_MAX_PATHS]; /* paths (under the app dir) of the deps layer */
     size_t n_deps;
     /* Directories of the build stage (absolute) whose contents make the run
      * image's app dir, one layer each in this order (a Spring Boot jar's
@@ -131,9 +134,15 @@ static inline void kiln_plan_freep(kiln_plan_t **p)
 
 /* Replaces a string field with a copy of `value` (NULL clears it). */
 void kiln_plan_set(char **field, const char *value);
-/* Appends a formatted item to a list field; fails (ENOBUFS) when it is full. */
-int kiln_plan_add(char **list, size_t *n, kiln_error_t *err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+/* Appends a formatted item to a list field of `cap` entries; fails (ENOBUFS) when it is
+ * full. kiln_plan_add: the lists of KILN_PLAN_MAX_ITEMS; kiln_plan_add_path: the path
+ * lists (manifests, deps) of KILN_PLAN_MAX_PATHS. */
+int kiln_plan_add_capped(char **list, size_t *n, size_t cap, kiln_error_t *err, const char *fmt,
+                         ...) __attribute__((format(printf, 5, 6)));
+#define kiln_plan_add(list, n, err, ...)                                                           \
+    kiln_plan_add_capped(list, n, KILN_PLAN_MAX_ITEMS, err, __VA_ARGS__)
+#define kiln_plan_add_path(list, n, err, ...)                                                      \
+    kiln_plan_add_capped(list, n, KILN_PLAN_MAX_PATHS, err, __VA_ARGS__)
 /* Adds a cache named `name` at `target` (detection makes its id `<project>-<name>`). */
 int kiln_plan_add_cache(kiln_plan_t *plan, const char *name, const char *target, kiln_error_t *err);
 /* Adds a cache shared by every project of the build's cache namespace, id `name` as is. */

@@ -275,11 +275,20 @@ static int render_build(kiln_buf_t *b, const kiln_plan_t *p, const kiln_render_o
             append_shell(b, p->build, err) < 0)
             return -1;
     }
-    /* Relative deps leave the app dir: the run stage takes them from "deps",
-     * so that an app change does not make a new deps layer. */
-    for (size_t i = 0; (p->outputs & ~KILN_PLAN_OUT_STATIC) && i < p->n_deps; i++) {
-        if (p->deps[i][0] != '/' &&
-            kiln_buf_appendf(b, err, "RUN [\"/bin/sh\", \"-c\", \"rm -rf %s\"]\n", p->deps[i]) < 0)
+    /* Relative deps leave the app dir (one step for them all: a monorepo has one per
+     * package): the run stage takes them from "deps" or "prod-deps", so that an app
+     * change does not make a new deps layer and the build's dev deps stay behind. */
+    if (p->outputs & ~KILN_PLAN_OUT_STATIC) {
+        bool any = false;
+        for (size_t i = 0; i < p->n_deps; i++) {
+            if (p->deps[i][0] == '/')
+                continue;
+            if (kiln_buf_appendf(b, err, "%s %s", any ? "" : "RUN [\"/bin/sh\", \"-c\", \"rm -rf",
+                                 p->deps[i]) < 0)
+                return -1;
+            any = true;
+        }
+        if (any && kiln_buf_appendf(b, err, "\"]\n") < 0)
             return -1;
     }
     return 0;
@@ -353,7 +362,8 @@ static int render_run(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
         if (append_run_files(b, p, err) < 0)
             return -1;
         app_layer = false;
-    } else if (append_deps(b, p, "deps", p->workdir, err) < 0 || append_layers(b, p, err) < 0) {
+    } else if (append_deps(b, p, p->prune ? "prod-deps" : "deps", p->workdir, err) < 0 ||
+               append_layers(b, p, err) < 0) {
         return -1;
     }
     if (app_layer) {
@@ -375,9 +385,9 @@ static int render_run(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
     return 0;
 }
 
-/* A function package holds production deps only: "prod-deps" is the deps
- * stage after the plan's prune command (the build stage keeps the dev deps
- * it may need). Nothing is rendered when the plan has no prune command. */
+/* A run image and a function package hold production deps only: "prod-deps" is
+ * the deps stage after the plan's prune command (the build stage keeps the dev
+ * deps it may need). Nothing is rendered when the plan has no prune command. */
 static int render_prod_deps(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
 {
     _cleanup_free_ char *text = NULL;
@@ -409,6 +419,13 @@ int kiln_render_dockerfile(const kiln_plan_t *p, const kiln_render_opts_t *o, ch
                          p->framework ? p->framework : "") < 0 ||
         render_build(&b, p, o, err) < 0)
         goto fail;
+    /* production deps only, for the run image and the function alike (not for a
+     * framework's self-contained server output or a bundled function dir) */
+    if ((((p->outputs & KILN_PLAN_OUT_IMAGE) && p->n_run_files == 0) ||
+         ((p->outputs & KILN_PLAN_OUT_FUNCTION) && !p->function_bundled &&
+          p->function_deps == NULL)) &&
+        render_prod_deps(&b, p, err) < 0)
+        goto fail;
     if ((p->outputs & KILN_PLAN_OUT_IMAGE) && render_run(&b, p, err) < 0)
         goto fail;
     if (p->outputs & KILN_PLAN_OUT_STATIC) {
@@ -422,7 +439,6 @@ int kiln_render_dockerfile(const kiln_plan_t *p, const kiln_render_opts_t *o, ch
         const char *dir = p->function_dir ? p->function_dir : ".";
         /* a bundled function dir (Nitro's .output/server) carries its own node_modules */
         if (check_subdir("function dir", dir, err) < 0 ||
-            (!p->function_bundled && render_prod_deps(&b, p, err) < 0) ||
             kiln_buf_appendf(&b, err, "\nFROM scratch AS function\nCOPY --from=build %s/%s /\n",
                              p->workdir, dir) < 0)
             goto fail;

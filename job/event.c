@@ -66,6 +66,36 @@ void kiln_event_set_timing(json_t *ev, const char *name, double seconds)
                         json_integer((json_int_t)(seconds * 1000.0 + 0.5)));
 }
 
+/* Bytes in decimal units, as registries and `docker images` show them. */
+static void human(uint64_t n, char *buf, size_t len)
+{
+    static const char *const units[] = {"B", "kB", "MB", "GB", "TB"};
+    double v = (double)n;
+    size_t u = 0;
+
+    while (v >= 1000.0 && u + 1 < sizeof(units) / sizeof(units[0])) {
+        v /= 1000.0;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, len, "%llu B", (unsigned long long)n);
+    else
+        snprintf(buf, len, "%.1f %s", v, units[u]);
+}
+
+void kiln_event_set_image_size(json_t *ev, uint64_t compressed, uint64_t uncompressed, char *text,
+                               size_t len)
+{
+    char c[32], u[32];
+
+    json_object_set_new(ev, "image_size",
+                        json_pack("{s:I, s:I}", "compressed", (json_int_t)compressed,
+                                  "uncompressed", (json_int_t)uncompressed));
+    human(compressed, c, sizeof(c));
+    human(uncompressed, u, sizeof(u));
+    snprintf(text, len, "%s compressed, %s uncompressed", c, u);
+}
+
 void kiln_event_set_security(json_t *ev, const char *isolation, unsigned entitlements)
 {
     json_t *granted = json_array();

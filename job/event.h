@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "utils/error.h"
 
@@ -28,6 +29,11 @@ void kiln_event_add_output(json_t *ev, const char *kind, json_t *item);
 /* Sets status, error (NULL for none) and a timing in milliseconds. */
 void kiln_event_finish(json_t *ev, const char *status, const char *error);
 void kiln_event_set_timing(json_t *ev, const char *name, double seconds);
+
+/* Sets "image_size": {"compressed", "uncompressed"} (bytes) on the event, and writes
+ * the same in words ("41.2 MB compressed, 112.3 MB uncompressed") into text. */
+void kiln_event_set_image_size(json_t *ev, uint64_t compressed, uint64_t uncompressed, char *text,
+                               size_t len);
 
 /* Records how the build's steps are confined: the isolation (NULL or "auto"
  * is the sandbox) and the entitlements granted (KILN_ENTITLEMENT_* bits). */

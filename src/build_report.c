@@ -1,12 +1,14 @@
 /* kiln build — what a build reports besides its terminal lines (see build_report.h). */
 #include "src/build_report.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "engine/events.h"
 #include "job/event.h"
 #include "job/stream.h"
 #include "oci/digest.h"
+#include "oci/imagesize.h"
 #include "src/ecr_login.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
@@ -168,4 +170,21 @@ void kiln_build_report_error(int fd, const char *code, const char *message)
     json_object_set_new(ev, "message", json_string(message));
     kiln_job_event_write(fd, ev, NULL);
     json_decref(ev);
+}
+
+void kiln_build_report_size(const kiln_build_opts_t *o, kiln_store_t *store,
+                            const kiln_build_result_t *res, json_t *ev)
+{
+    kiln_image_size_t sz;
+    kiln_error_t e = {0};
+    char text[96];
+
+    if (kiln_image_size(store, &res->manifest, &res->config_digest, res->layers, res->n_layers, &sz,
+                        &e) < 0) {
+        fprintf(stderr, "kiln: warning: image size: %s\n", e.msg);
+        return;
+    }
+    kiln_event_set_image_size(ev, sz.compressed, sz.uncompressed, text, sizeof(text));
+    if (o->progress != KILN_PROGRESS_QUIET)
+        fprintf(stderr, "image size: %s\n", text);
 }

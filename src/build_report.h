@@ -32,6 +32,10 @@ int kiln_build_do_outputs(const kiln_build_opts_t *o, const kiln_build_request_t
 
 /* Typed events on fd (nothing when fd < 0): a phase, a step event, the build's error. */
 void kiln_build_report_phase(int fd, const char *phase);
+/* The image's size (compressed, uncompressed) on the completion event (the build record)
+ * and on the terminal; a layer that cannot be measured only leaves the size out. */
+void kiln_build_report_size(const kiln_build_opts_t *o, kiln_store_t *store,
+                            const kiln_build_result_t *res, json_t *ev);
 void kiln_build_report_step(int fd, const kiln_step_event_t *ev);
 void kiln_build_report_error(int fd, const char *code, const char *message);
 

@@ -721,6 +721,7 @@ int kiln_cmd_build(int argc, char **argv)
     built = 1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     kiln_event_set_timing(ev, "build_ms", elapsed(&t0, &t1));
+    kiln_build_report_size(&o, store, &res, ev);
     if (kiln_build_do_outputs(&o, &req, root, store, &res, &ab, ev, &pushed, &err) < 0) {
         kiln_cli_fail(&err);
         goto out;

@@ -577,6 +577,9 @@ static int job_run(int argc, char **argv)
         ev = kiln_job_event_new(&spec, "result");
         json_object_set_new(ev, "status", json_string("succeeded"));
         json_object_set(ev, "digest", json_object_get(meta, "containerimage.digest"));
+        if (json_object_get(json_object_get(meta, "kiln.event"), "image_size"))
+            json_object_set(ev, "image_size",
+                            json_object_get(json_object_get(meta, "kiln.event"), "image_size"));
         send_ev(&r, ev);
     } else {
         /* the build's own typed error (its code: no_space, disk_limit, build_failed) */

@@ -31,7 +31,7 @@ typedef struct run_ctx {
     int disk_exceeded;
     /* what the job's events said, kept on the build record ("events" of its result):
      * {"phases": [NAME…], "pushed": [{"ref", "digest"}], "outputs": [...],
-     *  "error": {"code", "message"}, "result": {"status", "digest", "code"}} */
+     *  "error": {"code", "message"}, "result": {"status", "digest", "code", "image_size"}} */
     json_t *events;
     char last_phase[32]; /* the job's last phase, kept once per change */
 } run_ctx_t;
@@ -144,6 +144,8 @@ static void on_event(void *opaque, json_t *ev)
         } else {
             json_object_set(x, "status", json_object_get(ev, "status"));
             json_object_set(x, "digest", json_object_get(ev, "digest"));
+            if (json_is_object(json_object_get(ev, "image_size")))
+                json_object_set(x, "image_size", json_object_get(ev, "image_size"));
         }
         json_object_set_new(c->events, type, x);
     }

@@ -1,17 +1,25 @@
 #!/usr/bin/env python3
-"""End to end: monorepos (tests/fixtures/monorepo: npm and pnpm workspaces with apps/web
-depending on the workspace package packages/lib, and an apps/docs whose build fails).
-`kiln build --subdir apps/web ROOT` takes the repository root as the context, installs
-there with the root lockfile, builds lib then web (never docs), and the image answers
-over loopback using the built lib and its dependency ms; the image holds no apps/docs.
-The server API's source.subdir goes through the same path (job/auto)."""
+"""End to end: monorepos (tests/fixtures/monorepo: npm, pnpm and yarn Berry workspaces and a
+Turborepo over npm workspaces, each with apps/web depending on the workspace package
+packages/lib, and an apps/docs whose build fails). `kiln build --subdir apps/web ROOT`
+takes the repository root as the context, installs there with the root lockfile, builds
+lib then web (never docs; Turborepo through turbo run build --filter), and the image
+answers over loopback using the built lib and its dependency ms. The run image holds the
+production dependencies of web and lib only: no devDependency (is-number in berry/turbo),
+no dependency of docs (is-number in npm/pnpm, escape-html in berry/turbo), no apps/docs,
+no build cache (.turbo). Berry's root .nvmrc (20.20.2) picks the Node of an app without
+one. The build record (--metadata-file: the completion event) carries the image's
+compressed and uncompressed size. The server API's source.subdir goes through the same
+path (job/auto)."""
 import json
 import os
-import subprocess
+import shutil
 import sys
+import tarfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from examples_lib import ENV, build, fixture, need_node_images, plan_of, run_http  # noqa: E402
+from examples_lib import (ENV, build, fixture, manifest_layers, need_node_images,  # noqa: E402
+                          plan_of, run_http)
 from kilntest import T, kiln  # noqa: E402
 
 need_node_images()
@@ -21,25 +29,36 @@ def source(name, copy=""):
     return fixture("monorepo", name, copy)
 
 
-def image_files(layout, tag="latest"):
-    """The paths under /app of the image's root filesystem."""
-    bundle = os.path.join(T.tmp, "unpack-" + os.path.basename(layout))
-    subprocess.run(["umoci", "unpack", "--image", f"{layout}:{tag}", bundle], check=True, capture_output=True)
-    app = os.path.join(bundle, "rootfs", "app")
-    out = []
-    for d, dirs, files in os.walk(app):
-        for f in dirs + files:
-            out.append(os.path.relpath(os.path.join(d, f), app))
-    return out
+def image_files(layout):
+    """The paths under /app of the image, read from its layers (nothing unpacked: the
+    run image's /app is only ever added to)."""
+    out = set()
+    for digest in manifest_layers(layout):
+        with tarfile.open(os.path.join(layout, "blobs", "sha256", digest.split(":", 1)[1])) as tf:
+            for m in tf:
+                n = m.name.lstrip("./")
+                if n.startswith("app/") and len(n) > 4:
+                    out.add(n[4:].rstrip("/"))
+    return sorted(out)
 
 
+TURBO = ("npx --no-install turbo run build --filter=@mono/web... --cache-dir=/root/.cache/turbo "
+         "--dangerously-disable-package-manager-check && rm -rf .turbo && rm -rf packages/lib/.turbo "
+         "&& rm -rf apps/web/.turbo")
 CASES = [
-    # fixture, package manager, lockfile, build command
-    ("npm", "npm", "package-lock.json", "npm run build -w packages/lib && npm run build -w apps/web"),
-    ("pnpm", "pnpm", "pnpm-lock.yaml", "pnpm --filter @mono/web... run build"),
+    # fixture, package manager, lockfile, build command, production install (prune)
+    ("npm", "npm", "package-lock.json", "npm run build -w packages/lib && npm run build -w apps/web",
+     "npm ci --omit=dev --include-workspace-root --no-audit --no-fund --prefer-offline -w apps/web"),
+    ("pnpm", "pnpm", "pnpm-lock.yaml", "pnpm --filter @mono/web... run build",
+     "pnpm install --prod --frozen-lockfile --prefer-offline --filter @mono/web..."),
+    ("berry", "yarn-berry", "yarn.lock",
+     "yarn workspace @mono/lib run build && yarn workspace @mono/web run build",
+     "yarn workspaces focus --production @mono/web"),
+    ("turbo", "npm", "package-lock.json", TURBO,
+     "npm ci --omit=dev --include-workspace-root --no-audit --no-fund --prefer-offline -w apps/web"),
 ]
 
-for name, pm, lock, buildcmd in CASES:
+for name, pm, lock, buildcmd, prune in CASES:
     src = source(name)
     p = plan_of(src, "--subdir", "apps/web")
     cmds = p.get("commands", {})
@@ -50,9 +69,15 @@ for name, pm, lock, buildcmd in CASES:
     T.check(f"{name}: the plan builds lib and web only, then leaves apps/docs out",
             cmds.get("build") == buildcmd + " && rm -rf apps/docs"
             and cmds.get("start") == "cd apps/web && npm start", json.dumps(cmds))
+    T.check(f"{name}: the run image's dependencies are the production install of web and lib only",
+            cmds.get("prune", "").endswith(prune)
+            and p.get("deps") == ["node_modules", "packages/lib/node_modules", "apps/web/node_modules"],
+            json.dumps(p))
 
     out = os.path.join(T.tmp, "oci-" + name)
-    r = build(src, "--subdir", "apps/web", "-t", f"mono-{name}:latest", "--output", f"type=oci,dest={out}")
+    meta = os.path.join(T.tmp, "meta-" + name + ".json")
+    r = build(src, "--subdir", "apps/web", "-t", f"mono-{name}:latest", "--output", f"type=oci,dest={out}",
+              "--metadata-file", meta)
     if not T.check(f"{name}: kiln build --subdir apps/web builds from the repository root", r.returncode == 0,
                    r.stderr[-3000:]):
         continue
@@ -61,12 +86,29 @@ for name, pm, lock, buildcmd in CASES:
         body = run_http(out, "latest")
     except Exception as e:  # noqa: BLE001
         body = f"<{e}>"
+    want = "web lib 2m lib-built web-built"
     T.check(f"{name}: the image answers using the built workspace lib and the root-installed ms",
-            body.strip() == "web lib 2m lib-built web-built", body)
+            body.strip() == want or body.startswith(want + " v"), body)
+    if name == "berry":
+        T.check("berry: the app without a version of its own runs the root .nvmrc's Node 20.20.2",
+                body.strip().endswith(" v20.20.2") and p.get("versions", {}).get("node") == "20.20.2", body)
     files = image_files(out)
     T.check(f"{name}: the image holds apps/web and packages/lib but not apps/docs",
             "apps/web/index.js" in files and "packages/lib/index.js" in files
             and not any(f.startswith("apps/docs") for f in files), str(sorted(files)[:60]))
+    T.check(f"{name}: the image holds no devDependency, no dependency of docs and no build cache",
+            any(f.endswith("node_modules/ms/package.json") for f in files)
+            and not any(f.split("/")[-1] in ("is-number", "escape-html", ".turbo") for f in files), str(sorted(files)))
+    try:
+        size = json.load(open(meta))["kiln.event"]["image_size"]
+    except (OSError, ValueError, KeyError) as e:
+        size = {"error": str(e)}
+    blobs = os.path.join(out, "blobs", "sha256")
+    layout = sum(os.path.getsize(os.path.join(blobs, f)) for f in os.listdir(blobs)) if os.path.isdir(blobs) else 0
+    T.check(f"{name}: the build record has the image's compressed and uncompressed size",
+            0 < size.get("compressed", 0) <= layout < size.get("uncompressed", 0)
+            and "image size: " in r.stderr, f"{size} layout {layout}")
+    shutil.rmtree(out, ignore_errors=True)  # hundreds of MB each (the Node runtime)
 
 # A subdir that is not one of the workspace's packages keeps the old behaviour: it is the
 # whole context (here a directory with its own package.json).
@@ -78,4 +120,38 @@ r = kiln("plan", "--subdir", "tools/solo", src, env=ENV)
 T.check("a subdir outside the workspace is planned on its own",
         r.returncode == 0 and '"packageManager": "npm"' in r.stdout and "apps/web" not in r.stdout
         and "cd tools/solo" not in r.stdout, r.stdout + r.stderr)
+
+def variant(name, root_changes, files=None):
+    """The npm fixture turned into another workspace flavour (plan checks only)."""
+    src = source("npm", "-" + name)
+    os.remove(os.path.join(src, "package-lock.json"))
+    with open(os.path.join(src, "package.json")) as f:
+        pkg = json.load(f)
+    pkg.update(root_changes)
+    with open(os.path.join(src, "package.json"), "w") as f:
+        json.dump(pkg, f)
+    for path, text in (files or {}).items():
+        with open(os.path.join(src, path), "w") as f:
+            f.write(text)
+    return plan_of(src, "--subdir", "apps/web")
+
+
+p = variant("nx", {"devDependencies": {"nx": "21.0.0"}}, {"nx.json": "{}", "package-lock.json": "{}"})
+cmds, env = p.get("commands", {}), p.get("env", {})
+T.check("Nx: nx.json at the root builds the app with nx run, no daemon, no cloud, its cache mounted",
+        cmds.get("build") == "npx --no-install nx run @mono/web:build --outputStyle=static && rm -rf .nx "
+        "&& rm -rf apps/docs" and env.get("NX_DAEMON") == "false" and env.get("NX_NO_CLOUD") == "true"
+        and {"id": "web-nx", "target": "/root/.cache/nx"} in p.get("caches", [])
+        and "nx.json" in p.get("manifests", []), json.dumps(p))
+p = variant("bun", {"packageManager": "bun@1.2.23"}, {"bun.lock": "{}"})
+T.check("bun workspaces: bun installs at the root, each needed package's build, dependencies first",
+        p.get("packageManager") == "bun" and "bun.lock" in p.get("manifests", [])
+        and p.get("commands", {}).get("build") == "(cd packages/lib && bun run build) && (cd apps/web && bun run "
+        "build) && rm -rf apps/docs", json.dumps(p))
+p = variant("classic", {}, {"yarn.lock": "# yarn lockfile v1\n"})
+T.check("yarn 1 workspaces: yarn workspace NAME run build, production install for the image",
+        p.get("packageManager") == "yarn"
+        and p.get("commands", {}).get("build") == "yarn workspace @mono/lib run build && yarn workspace "
+        "@mono/web run build && rm -rf apps/docs"
+        and "--production" in p.get("commands", {}).get("prune", ""), json.dumps(p))
 T.done()
