@@ -137,6 +137,28 @@ static char *version_line(char *text)
     return NULL;
 }
 
+/* asdf / mise's .tool-versions: the first version of its "python" line (NUL-terminated in
+ * place), or NULL. */
+static char *tool_versions_python(char *text)
+{
+    for (char *l = text; l && *l;) {
+        char *nl = strchr(l, '\n');
+        if (nl)
+            *nl = '\0';
+        while (*l == ' ' || *l == '\t')
+            l++;
+        if (strncmp(l, "python", 6) == 0 && (l[6] == ' ' || l[6] == '\t')) {
+            char *v = l + 6;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            v[strcspn(v, " \t\r#")] = '\0';
+            return *v ? v : NULL;
+        }
+        l = nl ? nl + 1 : NULL;
+    }
+    return NULL;
+}
+
 /* The newest CPython minor (3.10-3.14) a constraint allows, for the message. */
 static const char *allowed_minor(const char *spec)
 {
@@ -149,8 +171,8 @@ static const char *allowed_minor(const char *spec)
 }
 
 /* Version: a pin (KILN_PYTHON_VERSION, kiln.json pythonVersion, .python-version,
- * runtime.txt) must name 3.11; a constraint (requires-python, Poetry's python, Pipfile
- * [requires]) must allow 3.11.2. Anything else is an error naming where it came from and
+ * runtime.txt, .tool-versions) must name 3.11; a constraint (requires-python, Poetry's python,
+ * Pipfile [requires]) must allow 3.11.2. Anything else is an error naming where it came from and
  * what would provide it: no other interpreter is used in its place. */
 static int plan_version(pyctx_t *c, kiln_plan_t *plan, kiln_error_t *err)
 {
@@ -165,15 +187,19 @@ static int plan_version(pyctx_t *c, kiln_plan_t *plan, kiln_error_t *err)
         spec = ctx->overrides->python_version;
         src = "kiln.json pythonVersion";
     } else {
-        static const char *const files[] = {".python-version", "runtime.txt"};
+        static const char *const files[] = {".python-version", "runtime.txt", ".tool-versions"};
         spec = NULL;
-        for (size_t i = 0; i < 2 && spec == NULL; i++) {
+        for (size_t i = 0; i < 3 && spec == NULL; i++) {
             free(text);
             text = NULL;
             r = kiln_tree_read(ctx->tree, files[i], &text, err);
             if (r < 0)
                 return -1;
-            if (r > 0 && (spec = version_line(text)) != NULL)
+            if (r > 0 && i == 2)
+                spec = tool_versions_python(text);
+            else if (r > 0)
+                spec = version_line(text);
+            if (spec != NULL)
                 src = files[i];
         }
     }
