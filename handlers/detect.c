@@ -87,7 +87,8 @@ static const struct {
      "composer.json or index.php is there (before package.json: Laravel apps have one too)"},
     {"node", kiln_node_detect, "package.json is there (no Dockerfile)"},
     {"python", kiln_python_detect,
-     "a Python manifest is there (requirements.txt, pyproject.toml, setup.py or Pipfile)"},
+     "a Python lockfile or manifest is there (uv.lock, poetry.lock, pdm.lock, Pipfile(.lock), "
+     "requirements*.txt, pyproject.toml or setup.py)"},
     {"go", kiln_go_detect, "go.mod is there"},
     {"java", kiln_jvm_detect, "a JVM build file is there (pom.xml, else build.gradle[.kts])"},
     {"rust", kiln_rust_detect, "Cargo.toml is there"},
