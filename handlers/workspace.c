@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "handlers/kiln_json.h"
 #include "handlers/workspace_int.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
@@ -474,6 +475,40 @@ static int check_names(kiln_ws_t *w, kiln_plan_t *plan, kiln_error_t *err)
     return 0;
 }
 
+/* The app's kiln.json install/build and KILN_INSTALL_CMD / KILN_BUILD_CMD stay the user's
+ * choice over the workspace's commands (detection applied them before the workspace was
+ * seen); they run at the repository root, where the workspace's own would. */
+static int keep_overrides(const char *root, const char *sub, const kiln_detect_opts_t *opts,
+                          kiln_plan_t *plan, kiln_error_t *err)
+{
+    _cleanup_free_ char *dir = kiln_xasprintf("%s/%s", root, sub);
+    kiln_tree_t at = {.fd = -1};
+    kiln_detect_ctx_t ctx = {.tree = &at, .env = opts ? opts->env : NULL};
+    kiln_overrides_t o;
+    int r;
+
+    if (kiln_tree_open(dir, &at, err) < 0)
+        return -1;
+    r = kiln_overrides_load(&ctx, &o, err);
+    kiln_tree_close(&at);
+    if (r < 0)
+        return -1;
+    if (o.install) {
+        kiln_plan_set(&plan->install, o.install);
+        kiln_plan_why(plan, KILN_WHY_INSTALL,
+                      "set by the user (kiln.json or KILN_INSTALL_CMD), "
+                      "run at the workspace root");
+    }
+    if (o.build) {
+        kiln_plan_set(&plan->build, o.build);
+        kiln_plan_why(plan, KILN_WHY_BUILD,
+                      "set by the user (kiln.json or KILN_BUILD_CMD), run "
+                      "at the workspace root");
+    }
+    kiln_overrides_free(&o);
+    return 0;
+}
+
 int kiln_workspace_apply(const char *root, const char *subdir, const kiln_detect_opts_t *opts,
                          kiln_plan_t *plan, kiln_error_t *err)
 {
@@ -577,6 +612,8 @@ int kiln_workspace_apply(const char *root, const char *subdir, const kiln_detect
                   "with the root's lockfile; the image keeps the production dependencies of %s "
                   "and its workspace dependencies only",
                   sub, plan->package_manager, sub);
+    if (keep_overrides(root, sub, opts, plan, err) < 0)
+        goto out;
     note(plan, "monorepo: the context is the repository root; %s is the app", sub);
     r = 1;
 out:

@@ -143,6 +143,12 @@ T.check("Nx: nx.json at the root builds the app with nx run, no daemon, no cloud
         "&& rm -rf apps/docs" and env.get("NX_DAEMON") == "false" and env.get("NX_NO_CLOUD") == "true"
         and {"id": "web-nx", "target": "/root/.cache/nx"} in p.get("caches", [])
         and "nx.json" in p.get("manifests", []), json.dumps(p))
+r = kiln("plan", "--subdir", "apps/web", source("npm", "-override"),
+         env=dict(ENV, KILN_INSTALL_CMD="npm ci --ignore-scripts", KILN_BUILD_CMD="npm run build -ws"))
+cmds = json.loads(r.stdout).get("commands", {}) if r.returncode == 0 else {"error": r.stderr}
+T.check("KILN_INSTALL_CMD and KILN_BUILD_CMD stay the user's in a monorepo (run at the root)",
+        cmds.get("install") == "npm ci --ignore-scripts" and cmds.get("build") == "npm run build -ws",
+        json.dumps(cmds))
 p = variant("bun", {"packageManager": "bun@1.2.23"}, {"bun.lock": "{}"})
 T.check("bun workspaces: bun installs at the root, each needed package's build, dependencies first",
         p.get("packageManager") == "bun" and "bun.lock" in p.get("manifests", [])
