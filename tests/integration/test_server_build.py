@@ -36,6 +36,11 @@ T.check("status succeeded with building phase timings", b["status"] == "succeede
         any(p["name"] == "building" and p["seconds"] is not None for p in b["phases"]), b)
 T.check("the completion event carries the API's build id",
         ((b.get("result") or {}).get("kiln.event") or {}).get("build_id") == bid, b.get("result"))
+sizes = [((b.get("result") or {}).get("kiln.event") or {}).get("image_size") or {},
+         (((b.get("result") or {}).get("events") or {}).get("result") or {}).get("image_size") or {}]
+T.check("the build record has the image's compressed and uncompressed size (completion and result events)",
+        sizes[0] == sizes[1] and 0 < sizes[0].get("compressed", 0) and 0 < sizes[0].get("uncompressed", 0),
+        b.get("result"))
 st, a = srv.request("GET", "/v1/builds/%s/artifacts" % bid)
 digest = a["images"][0]["digest"] if a.get("images") else ""
 sk = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "docker://" + name],
