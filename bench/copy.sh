@@ -97,7 +97,7 @@ floor() { echo "tar -cf - -C $1 . | gzip -1 | sha256sum >/dev/null"; }
 
 printf 'machine: %s, %s CPUs, %s GiB RAM; load average at start: %s\n' "$(uname -srm)" \
   "$(nproc)" "$(free -g | awk '/Mem:/ {print $2}')" "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf 'kiln %s; %s; RUNS=%s BUILDAH_RUNS=%s\n' "$("$KILN" version 2>/dev/null | head -1)" \
+printf '%s; %s; RUNS=%s BUILDAH_RUNS=%s\n' "$("$KILN" version 2>/dev/null | head -1)" \
   "$([ "$BUILDAH" = 1 ] && buildah --version || echo 'buildah left out')" "$RUNS" "$BUILDAH_RUNS"
 for n in $SIZES; do
   C=$(tree "$n")
