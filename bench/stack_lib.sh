@@ -46,7 +46,11 @@ stack_bench() { # NAME
     cold+=("$(secs "$t0" "$t1")") warm+=("$(secs "$t2" "$t3")")
     ksize=$(layers_size "$T/out-$i")
     bench_peer "$peer" "$i"
-    local B=(buildah --root "$T/buildah-root-$i" --runroot "$T/buildah-run-$i" --storage-driver overlay)
+    # buildah keeps RUN cache mounts under $TMPDIR/buildah-cache-UID whatever its --root:
+    # a private TMPDIR makes its cold build cold
+    mkdir -p "$T/buildah-tmp-$i"
+    local B=(env TMPDIR="$T/buildah-tmp-$i" buildah --root "$T/buildah-root-$i"
+      --runroot "$T/buildah-run-$i" --storage-driver overlay)
     t4=$(now)
     "${B[@]}" bud -q --isolation chroot --layers -t bench-peer "$peer" >/dev/null
     "${B[@]}" push -q bench-peer "oci:$T/peer-out-$i:latest" >/dev/null
@@ -59,7 +63,7 @@ stack_bench() { # NAME
     pcold+=("$(secs "$t4" "$t5")") pwarm+=("$(secs "$t6" "$t7")")
     psize=$(layers_size "$T/peer-out-$i")
     "${B[@]}" rmi -a -f >/dev/null 2>&1 || true
-    rm -rf "$root" "$T/buildah-root-$i" "$T/buildah-run-$i" "$T"/out*-"$i" "$T"/peer-out*-"$i" "$peer" "$src"
+    rm -rf "$root" "$T/buildah-root-$i" "$T/buildah-run-$i" "$T/buildah-tmp-$i" "$T"/out*-"$i" "$T"/peer-out*-"$i" "$peer" "$src"
   done
   c=$(printf '%s\n' "${cold[@]}" | median)
   w=$(printf '%s\n' "${warm[@]}" | median)
