@@ -5,6 +5,7 @@
 #include "engine/expand.h"
 #include "engine/remote_cache.h"
 #include "engine/solve.h"
+#include "utils/suggest.h"
 
 static void stage_take_layers_of(stage_t *st, const kiln_descriptor_t *layers, size_t n,
                                  json_t *config)
@@ -61,6 +62,53 @@ static int oci_source_dir(engine_t *e, const char *dir, char **out, kiln_error_t
     return -1;
 }
 
+/* A bare name (no registry, path, tag or digest) one or two edits away from a stage of the
+ * Dockerfile is most likely a typo of that stage, not an image on Docker Hub: -1 naming the
+ * stage it resembles (and how to ask for the image anyway) before any registry is asked. */
+static int stage_typo(engine_t *e, const char *ref, kiln_error_t *err)
+{
+    const char *names[MAX_STAGES];
+    long i;
+
+    if (ref[strcspn(ref, "/:@.")] != '\0')
+        return 0;
+    for (size_t k = 0; k < e->n_stages; k++)
+        /* the Dockerfile's own stages: not the throwaway ones of COPY --from=IMAGE */
+        names[k] = e->stages[k].end > e->stages[k].first ? e->stages[k].name : NULL;
+    i = kiln_suggest_closest(ref, names, e->n_stages);
+    if (i < 0)
+        return 0;
+    return kiln_error_set(err, 0,
+                          "no stage named %s; did you mean %s? (for the image, write "
+                          "docker.io/library/%s)",
+                          ref, names[i], ref);
+}
+
+/* A failed pull of a name without a registry (first path component with no '.' or ':' and
+ * not localhost): says that it was expanded to Docker Hub, whose host the error names, so a
+ * user who meant another registry sees why docker.io was asked. Returns -1. */
+static int expanded_note(const char *ref, kiln_error_t *err)
+{
+    const char *slash = strchr(ref, '/');
+    size_t n = slash ? (size_t)(slash - ref) : 0;
+    kiln_reference_t r = {0};
+    _cleanup_free_ char *full = NULL;
+    char msg[KILN_ERROR_MSG_MAX];
+
+    if (err == NULL || (slash && (memchr(ref, '.', n) || memchr(ref, ':', n) ||
+                                  (n == 9 && strncmp(ref, "localhost", 9) == 0))))
+        return -1;
+    if (kiln_reference_parse(ref, &r, NULL) < 0)
+        return -1;
+    full = kiln_reference_format(&r);
+    kiln_reference_free(&r);
+    snprintf(msg, sizeof(msg), "%s", err->msg);
+    return kiln_error_set(err, err->code,
+                          "%s (%s names no registry, so it was expanded to %s; write "
+                          "HOST[:PORT]/%s for another registry)",
+                          msg, ref, full, ref);
+}
+
 int kiln_step_from_image(engine_t *e, stage_t *st, const char *ref, kiln_error_t *err)
 {
     _cleanup_free_ char *body = NULL;
@@ -86,14 +134,14 @@ int kiln_step_from_image(engine_t *e, stage_t *st, const char *ref, kiln_error_t
         kiln_layout_image_free(img);
     } else {
         kiln_registry_image_t ri = {0};
-        if (kiln_remote_cache_registry(e, err) < 0)
+        if (stage_typo(e, ref, err) < 0 || kiln_remote_cache_registry(e, err) < 0)
             return -1;
         {
             _cleanup_free_ char *msg = kiln_xasprintf("resolve image %s", ref);
             kiln_engine_event(e, st->step, "log", msg, -1);
         }
         if (kiln_remote_cache_pull(e, ref, &ri, err) < 0)
-            return -1;
+            return expanded_note(ref, err);
         if (kiln_store_read_blob(e->store, &ri.parsed->config.digest, KILN_IMAGE_CONFIG_MAX, &body,
                                  &len, err) < 0 ||
             kiln_image_parse_config(body, len, &cfg, err) < 0) {

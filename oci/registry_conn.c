@@ -500,6 +500,14 @@ int kiln_reg_do(kiln_reg_repo_t *repo, CURL *h, kiln_reg_req_t *q, kiln_error_t 
                 kiln_reg_backoff(r, attempt++, -1);
                 continue;
             }
+            if (cc == CURLE_SSL_CONNECT_ERROR && !repo->ep->insecure)
+                /* most often a registry that speaks plain HTTP (a local one): say how */
+                return kiln_error_set(
+                    err, 0,
+                    "%s %s: TLS handshake failed (%s)%s; if %s serves plain "
+                    "HTTP, allow it with --insecure-registry %s",
+                    q->method, repo->ep->host, errbuf[0] ? errbuf : curl_easy_strerror(cc),
+                    attempt ? " (after retries)" : "", repo->ep->host, repo->ep->host);
             return kiln_error_set(err, 0, "%s %s: %s%s", q->method, repo->ep->host,
                                   errbuf[0] ? errbuf : curl_easy_strerror(cc),
                                   attempt ? " (after retries)" : "");

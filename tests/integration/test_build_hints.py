@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Errors that say what to do: a registry speaking plain HTTP (docker-registry on loopback,
+no --insecure-registry) is named with the flag that allows it; a FROM / COPY --from naming
+a stage with a typo suggests the stage before any registry is asked; a failed pull of a
+name without a registry says it was expanded to docker.io (run in a network namespace of
+its own, so nothing is contacted)."""
+import os
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kilnbuild import make_base  # noqa: E402
+from kilntest import KILN, T, kiln, start_registry  # noqa: E402
+
+ROOT = os.path.join(T.tmp, "root")
+base = make_base(ROOT)
+port = start_registry()
+ctx = os.path.join(T.tmp, "ctx")
+os.makedirs(ctx)
+
+
+def build(dockerfile, *args, timeout=120):
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write(dockerfile)
+    return kiln("build", "--root", ROOT, *args, ctx, timeout=timeout)
+
+
+def error_line(r):
+    return next((ln for ln in r.stderr.splitlines() if ln.startswith("ERROR: ")), r.stderr[-500:])
+
+
+host = f"127.0.0.1:{port}"
+r = build(f"FROM {host}/busybox:1\n")
+T.check("plain-HTTP registry without --insecure-registry: the host and the flag that allows it",
+        r.returncode == 1 and error_line(r).startswith(
+            f"ERROR: Dockerfile:1: FROM {host}/busybox:1: GET {host}: TLS handshake failed (")
+        and error_line(r).endswith(
+            f"; if {host} serves plain HTTP, allow it with --insecure-registry {host}"), r.stderr[-1500:])
+
+r = build(f"FROM {base} AS builder\nRUN true\nFROM {base}\nCOPY --from=buildr /x /x\n")
+T.check("COPY --from with a stage typo: the closest stage is suggested, no registry asked",
+        r.returncode == 1 and error_line(r) == "ERROR: Dockerfile:4: COPY --from=buildr: no stage named "
+        "buildr; did you mean builder? (for the image, write docker.io/library/buildr)"
+        and "docker.io:" not in r.stderr and "resolve image" not in r.stderr, r.stderr[-1500:])
+r = build(f"FROM {base} AS builder\nFROM buildr\n")
+T.check("FROM with a stage typo: the closest stage is suggested, no registry asked",
+        r.returncode == 1 and error_line(r) == "ERROR: Dockerfile:2: FROM buildr: no stage named "
+        "buildr; did you mean builder? (for the image, write docker.io/library/buildr)"
+        and "resolve image" not in r.stderr, r.stderr[-1500:])
+
+r = build("FROM 127.0.0.1:1/busybox:1\n")
+T.check("an unreachable registry named in full: no word of docker.io",
+        r.returncode == 1 and error_line(r).startswith(
+            "ERROR: Dockerfile:1: FROM 127.0.0.1:1/busybox:1: GET 127.0.0.1:1: ")
+        and "docker.io" not in r.stderr, r.stderr[-1500:])
+
+if shutil.which("unshare"):
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write("FROM busyboxx\n")
+    r = subprocess.run(["unshare", "-n", KILN, "build", "--root", ROOT, ctx], capture_output=True,
+                       text=True, timeout=120)
+    T.check("an unreachable Docker Hub: the error says the name was expanded to docker.io",
+            r.returncode == 1 and error_line(r).startswith(
+                "ERROR: Dockerfile:1: FROM busyboxx: GET registry-1.docker.io: ")
+            and error_line(r).endswith(
+                " (busyboxx names no registry, so it was expanded to docker.io/library/busyboxx:latest; "
+                "write HOST[:PORT]/busyboxx for another registry)"), r.stderr[-1500:])
+else:
+    T.skip("unreachable Docker Hub", "no unshare(1) to make a network namespace")
+T.done()
