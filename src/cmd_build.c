@@ -296,7 +296,8 @@ int kiln_cmd_build(int argc, char **argv)
                                  &err) < 0)
         return kiln_cli_usage_error("build", "KILN_STAT_CACHE_MAX: %s", err.msg);
     optind = 1;
-    while ((c = getopt_long(argc, argv, "f:t:o:m:h", lopts, NULL)) != -1) {
+    opterr = 0; /* unknown flags are reported with a suggestion (kiln_cli_bad_option) */
+    while ((c = getopt_long(argc, argv, ":f:t:o:m:h", lopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             o.file = optarg;
@@ -559,7 +560,7 @@ int kiln_cmd_build(int argc, char **argv)
             usage(stdout);
             return KILN_EXIT_OK;
         default:
-            return KILN_EXIT_USAGE;
+            return kiln_cli_bad_option("build", c, argv, lopts);
         }
     }
     if (optind + 1 != argc)

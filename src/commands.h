@@ -44,4 +44,10 @@ int kiln_cli_fail(const kiln_error_t *err);
 int kiln_cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+struct option;
+/* Reports what getopt_long (called with opterr = 0 and an optstring starting with ':')
+ * returned c ('?' or ':') for: an unknown flag, with the closest of lopts ("did you mean
+ * --tag?"), or a flag missing its value. Returns KILN_EXIT_USAGE. */
+int kiln_cli_bad_option(const char *cmd, int c, char **argv, const struct option *lopts);
+
 #endif

@@ -1,10 +1,12 @@
 /* kiln — command-line entry point: dispatches to one subcommand per file. */
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "src/commands.h"
 #include "src/ecr_login.h"
+#include "utils/suggest.h"
 
 static const kiln_command_t commands[] = {
     {"version", kiln_cmd_version, "print kiln's version and the versions of its libraries"},
@@ -48,6 +50,34 @@ int kiln_cli_usage_error(const char *cmd, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "\nTry 'kiln %s -h'.\n", cmd);
     return KILN_EXIT_USAGE;
+}
+
+int kiln_cli_bad_option(const char *cmd, int c, char **argv, const struct option *lopts)
+{
+    const char *arg = optind > 0 ? argv[optind - 1] : "";
+    const char *names[256];
+    size_t n = 0;
+    long i;
+
+    if (c == ':') {
+        /* a flag that takes a value came last */
+        if (optopt > 0 && optopt < 256 && strncmp(arg, "--", 2) != 0)
+            return kiln_cli_usage_error(cmd, "-%c needs a value", optopt);
+        return kiln_cli_usage_error(cmd, "%s needs a value", arg);
+    }
+    if (optopt != 0 || strncmp(arg, "--", 2) != 0)
+        return kiln_cli_usage_error(cmd, "unknown flag -%c", optopt ? optopt : '?');
+    {
+        /* "--name=value": the name alone is compared */
+        char name[KILN_SUGGEST_MAX_LEN + 1];
+        snprintf(name, sizeof(name), "%.*s", (int)strcspn(arg + 2, "="), arg + 2);
+        for (; lopts[n].name != NULL && n < sizeof(names) / sizeof(names[0]); n++)
+            names[n] = lopts[n].name;
+        i = kiln_suggest_closest(name, names, n);
+        if (i < 0)
+            return kiln_cli_usage_error(cmd, "unknown flag --%s", name);
+        return kiln_cli_usage_error(cmd, "unknown flag --%s; did you mean --%s?", name, names[i]);
+    }
 }
 
 static void usage(FILE *out)

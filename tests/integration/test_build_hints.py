@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Errors that say what to do: a registry speaking plain HTTP (docker-registry on loopback,
+"""Errors that say what to do: an unknown `kiln build` flag gets "did you mean"; a registry speaking plain HTTP (docker-registry on loopback,
 no --insecure-registry) is named with the flag that allows it; a FROM / COPY --from naming
 a stage with a typo suggests the stage before any registry is asked; a failed pull of a
 name without a registry says it was expanded to docker.io (run in a network namespace of
@@ -29,6 +29,18 @@ def build(dockerfile, *args, timeout=120):
 def error_line(r):
     return next((ln for ln in r.stderr.splitlines() if ln.startswith("ERROR: ")), r.stderr[-500:])
 
+
+# --- unknown flags: the closest flag suggested; a missing value named ---
+for argv, want in ((["--tagg", "x"], "kiln build: unknown flag --tagg; did you mean --tag?"),
+                   (["--buid-arg=A=1"], "kiln build: unknown flag --buid-arg; did you mean --build-arg?"),
+                   (["--zzz"], "kiln build: unknown flag --zzz"),
+                   (["-Z"], "kiln build: unknown flag -Z")):
+    r = kiln("build", *argv, ctx)
+    T.check(f"kiln build {argv[0]}: exit 2, '{want}'",
+            r.returncode == 2 and r.stderr == want + "\nTry 'kiln build -h'.\n", r.stderr)
+r = kiln("build", ctx, "--tag")
+T.check("kiln build CONTEXT --tag: the flag missing its value is named",
+        r.returncode == 2 and r.stderr.startswith("kiln build: --tag needs a value\n"), r.stderr)
 
 host = f"127.0.0.1:{port}"
 r = build(f"FROM {host}/busybox:1\n")
