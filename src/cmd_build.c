@@ -80,7 +80,11 @@ static void usage(FILE *out)
         "      --source-date-epoch N  timestamps for reproducible images (or "
         "$SOURCE_DATE_EPOCH)\n"
         "      --compression C        gzip (default), zstd or none\n"
-        "      --digest-file FILE     write the image digest\n"
+        "      --digest-file FILE     write the image digest (or docker's --iidfile FILE)\n"
+        "  -q, --quiet                print nothing but the image digest (errors still go\n"
+        "                             to stderr)\n"
+        "      --pull                 for docker build scripts: kiln resolves a registry base\n"
+        "                             image's tag against its registry on every build anyway\n"
         "      --metadata-file FILE   write JSON: digest, config digest, tags, step timings\n"
         "      --progress MODE        plain (default; step output streamed), tty (steps\n"
         "                             and status only), json (one event per line), quiet\n"
@@ -189,6 +193,8 @@ int kiln_cmd_build(int argc, char **argv)
         O_CACHE_REPO,
         O_LABEL,
         O_PLATFORM,
+        O_IIDFILE,
+        O_PULL,
         O_MIRROR,
         O_REGCONF,
         O_NOTIFY,
@@ -241,6 +247,9 @@ int kiln_cmd_build(int argc, char **argv)
         {"registry-mirror", required_argument, NULL, O_MIRROR},
         {"registry-config", required_argument, NULL, O_REGCONF},
         {"platform", required_argument, NULL, O_PLATFORM},
+        {"quiet", no_argument, NULL, 'q'},
+        {"iidfile", required_argument, NULL, O_IIDFILE},
+        {"pull", no_argument, NULL, O_PULL},
         {"notify", required_argument, NULL, O_NOTIFY},
         {"build-id", required_argument, NULL, O_BUILD_ID},
         {"memory", required_argument, NULL, 'm'},
@@ -297,7 +306,7 @@ int kiln_cmd_build(int argc, char **argv)
         return kiln_cli_usage_error("build", "KILN_STAT_CACHE_MAX: %s", err.msg);
     optind = 1;
     opterr = 0; /* unknown flags are reported with a suggestion (kiln_cli_bad_option) */
-    while ((c = getopt_long(argc, argv, ":f:t:o:m:h", lopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":f:t:o:m:qh", lopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             o.file = optarg;
@@ -351,7 +360,15 @@ int kiln_cmd_build(int argc, char **argv)
                 return kiln_cli_usage_error("build", "%s", err.msg);
             break;
         case O_DIGEST:
+        case O_IIDFILE: /* docker's name: the image's id here is its manifest digest */
             o.digest_file = optarg;
+            break;
+        case 'q': /* docker build -q: nothing but the digest (on stdout) unless it fails */
+            o.progress = KILN_PROGRESS_QUIET;
+            break;
+        case O_PULL:
+            /* a registry base image's tag is resolved against its registry on every build
+             * (never from a local tag), so docker's --pull is what kiln always does */
             break;
         case O_META:
             o.metadata_file = optarg;
