@@ -277,8 +277,10 @@ static int render_build(kiln_buf_t *b, const kiln_plan_t *p, const kiln_render_o
     }
     /* Relative deps leave the app dir (one step for them all: a monorepo has one per
      * package): the run stage takes them from "deps" or "prod-deps", so that an app
-     * change does not make a new deps layer and the build's dev deps stay behind. */
-    if (p->outputs & ~KILN_PLAN_OUT_STATIC) {
+     * change does not make a new deps layer and the build's dev deps stay behind. An
+     * image of run files copies none of the app dir: nothing to remove. */
+    if ((p->outputs & KILN_PLAN_OUT_FUNCTION) ||
+        ((p->outputs & KILN_PLAN_OUT_IMAGE) && p->n_run_files == 0)) {
         bool any = false;
         for (size_t i = 0; i < p->n_deps; i++) {
             if (p->deps[i][0] == '/')

@@ -169,6 +169,7 @@ static void test_run_files(void **state)
     /* the run files are the whole app: no deps layer, no app dir copy */
     assert_null(strstr(df, "COPY --from=deps"));
     assert_null(strstr(df, "COPY --from=build /app/. /app"));
+    assert_null(strstr(df, "rm -rf node_modules")); /* nothing of the app dir is copied */
     kiln_plan_set(&q->run_files[1], "../../etc:x");
     assert_int_equal(kiln_render_dockerfile(q, NULL, &bad, &err), -1);
     assert_non_null(strstr(err.msg, "run file ../../etc:x leaves the app dir"));
