@@ -5,6 +5,9 @@
 #include <archive_entry.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include "oci/digest.h"
 
 #include "utils/cleanup.h"
 #include "utils/mem.h"
@@ -74,9 +77,63 @@ static int count_entry(struct archive_entry *e, const kiln_context_caps_t *caps,
     return 0;
 }
 
-int kiln_context_unpack(const char *tarball, const char *dir, const kiln_context_caps_t *caps,
-                        kiln_error_t *err)
+/* A regular file being written, hashed for on_file as its blocks go by. */
+typedef struct file_hash {
+    kiln_sha256_t h;
+    char *member; /* its path in the tarball; NULL: not reported */
+    int whole;    /* its blocks came in order, without holes */
+} file_hash_t;
+
+/* Starts hashing e (before its path is rewritten) when on_file wants to hear of it. */
+static void hash_start(file_hash_t *fh, struct archive_entry *e, kiln_context_file_fn on_file)
 {
+    fh->member = NULL;
+    fh->whole = 1;
+    if (on_file == NULL || archive_entry_filetype(e) != AE_IFREG || archive_entry_hardlink(e) ||
+        kiln_sha256_init(&fh->h, NULL) < 0)
+        return;
+    fh->member = kiln_xstrdup(archive_entry_pathname(e));
+}
+
+static void hash_block(file_hash_t *fh, const void *blk, size_t sz, la_int64_t off)
+{
+    if (fh->member == NULL || !fh->whole)
+        return;
+    if (off < 0 || (uint64_t)off != fh->h.bytes)
+        fh->whole = 0; /* sparse: the file is read by the build instead */
+    else
+        kiln_sha256_update(&fh->h, blk, sz);
+}
+
+/* The file is written (times and modes set): reports it with its stat when it was hashed
+ * whole and is what was hashed. Ends the hash. */
+static void hash_end(file_hash_t *fh, struct archive_entry *e, kiln_context_file_fn on_file,
+                     void *ctx)
+{
+    kiln_digest_t d;
+    unsigned char oid[KILN_CONTEXT_OID_LEN];
+    struct stat st;
+
+    if (fh->member == NULL)
+        return;
+    kiln_sha256_final(&fh->h, &d);
+    if (fh->whole && lstat(archive_entry_pathname(e), &st) == 0 && S_ISREG(st.st_mode) &&
+        (uint64_t)st.st_size == fh->h.bytes) {
+        for (size_t i = 0; i < sizeof(oid); i++) {
+            unsigned v;
+            sscanf(d.hex + 2 * i, "%2x", &v);
+            oid[i] = (unsigned char)v;
+        }
+        on_file(ctx, fh->member, &st, oid);
+    }
+    free(fh->member);
+    fh->member = NULL;
+}
+
+int kiln_context_unpack(const char *tarball, const char *dir, const kiln_context_caps_t *caps,
+                        kiln_context_file_fn on_file, void *on_file_ctx, kiln_error_t *err)
+{
+    file_hash_t fh = {0};
     static const kiln_context_caps_t defaults = {KILN_CONTEXT_MAX_BYTES, KILN_CONTEXT_MAX_ENTRIES};
     struct archive *a = archive_read_new(), *w = archive_write_disk_new();
     struct archive_entry *e;
@@ -112,6 +169,7 @@ int kiln_context_unpack(const char *tarball, const char *dir, const kiln_context
         }
         archive_entry_set_uid(e, 0);
         archive_entry_set_gid(e, 0);
+        hash_start(&fh, e, on_file);
         /* Paths are placed under dir by hand (no chdir: the server is multi-threaded). */
         if (prefix_path(e, dir, err) < 0) {
             ret = -1;
@@ -127,12 +185,14 @@ int kiln_context_unpack(const char *tarball, const char *dir, const kiln_context
             size_t sz;
             la_int64_t off;
             int rr, wfail = 0;
-            while ((rr = archive_read_data_block(a, &blk, &sz, &off)) == ARCHIVE_OK)
+            while ((rr = archive_read_data_block(a, &blk, &sz, &off)) == ARCHIVE_OK) {
                 if (archive_write_data_block(w, blk, sz, off) < ARCHIVE_OK) {
                     rr = ARCHIVE_FATAL;
                     wfail = 1;
                     break;
                 }
+                hash_block(&fh, blk, sz, off);
+            }
             if (wfail) {
                 ret = unpack_fail(w, e, err);
                 break;
@@ -143,11 +203,16 @@ int kiln_context_unpack(const char *tarball, const char *dir, const kiln_context
                 break;
             }
         }
-        archive_write_finish_entry(w);
+        if (archive_write_finish_entry(w) >= ARCHIVE_WARN)
+            hash_end(&fh, e, on_file, on_file_ctx);
     }
     if (ret == 0 && r != ARCHIVE_EOF)
         ret = kiln_error_set(err, 0, "uploaded context: %s", archive_error_string(a));
 out:
+    if (fh.member) {
+        kiln_sha256_dispose(&fh.h);
+        free(fh.member);
+    }
     archive_read_free(a);
     archive_write_close(w);
     archive_write_free(w);

@@ -6,7 +6,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "engine/statcache.h"
 #include "job/context.h"
+#include "oci/digest.h"
+#include "utils/cachens.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
@@ -62,6 +65,100 @@ static int fetch_git(const kiln_job_spec_t *s, const kiln_job_source_opts_t *o,
     return ret;
 }
 
+/* The files an upload's unpack wrote, noted in the stat cache once the tree is known. */
+typedef struct upload_note {
+    char *member;
+    struct stat st;
+    unsigned char oid[KILN_CONTEXT_OID_LEN];
+} upload_note_t;
+
+typedef struct upload_notes {
+    upload_note_t *v;
+    size_t n, cap;
+} upload_notes_t;
+
+static void collect_note(void *ctx, const char *member, const struct stat *st,
+                         const unsigned char oid[KILN_CONTEXT_OID_LEN])
+{
+    upload_notes_t *u = ctx;
+
+    while (member[0] == '.' && member[1] == '/')
+        member += 2;
+    if (u->n == u->cap) {
+        u->cap = u->cap ? 2 * u->cap : 256;
+        u->v = kiln_xrealloc(u->v, u->cap * sizeof(*u->v));
+    }
+    u->v[u->n].member = kiln_xstrdup(member);
+    u->v[u->n].st = *st;
+    memcpy(u->v[u->n].oid, oid, KILN_CONTEXT_OID_LEN);
+    u->n++;
+}
+
+static void upload_notes_clear(upload_notes_t *u)
+{
+    for (size_t i = 0; i < u->n; i++)
+        free(u->v[i].member);
+    free(u->v);
+}
+
+/* The stat cache identity of an uploaded tree: "upload " + the sha256 of the paths of its
+ * files (in the tarball's order) + its subdirectory. Re-uploads of the same project share
+ * it while only contents change (one file edited), so each keeps the digests of the files
+ * whose content is the same; a project whose file list changed starts a new cache. The
+ * entries stay valid across uploads because each unpack notes every file it wrote with its
+ * new stat (new inodes, new ctimes) and the content id of what it wrote: a digest is kept
+ * only where that content id is unchanged. */
+static char *upload_context_id(const upload_notes_t *u, const char *subdir)
+{
+    kiln_sha256_t h;
+    kiln_digest_t d;
+
+    if (kiln_sha256_init(&h, NULL) < 0)
+        return NULL;
+    for (size_t i = 0; i < u->n; i++)
+        kiln_sha256_update(&h, u->v[i].member, strlen(u->v[i].member) + 1);
+    kiln_sha256_final(&h, &d);
+    return kiln_xasprintf("upload %s %s", d.hex, subdir ? subdir : "");
+}
+
+/* Notes the unpacked files under the context's directory (out->dir, inside out->top) in
+ * the stat cache of the upload's identity, which becomes out->context_id. A cache that
+ * cannot be used is skipped: the build then hashes every file. */
+static void note_upload(const kiln_job_spec_t *s, const kiln_job_source_opts_t *o, const char *root,
+                        const upload_notes_t *u, kiln_auto_source_t *out)
+{
+    _cleanup_free_ char *scdir = NULL, *id = NULL;
+    const char *pre = "";
+    size_t plen = 0;
+    kiln_statcache_t *sc = NULL;
+
+    if (u->n == 0 || (id = upload_context_id(u, out->subdir)) == NULL ||
+        kiln_cachens_path(root, s->cache_namespace, KILN_CACHENS_STATCACHE, &scdir, NULL) < 0 ||
+        kiln_statcache_open(scdir, id, o->stat_cache_max, &sc, NULL) < 0)
+        return;
+    if (strcmp(out->dir, out->top) != 0) {
+        plen = strlen(out->top);
+        if (strncmp(out->dir, out->top, plen) != 0 || out->dir[plen] != '/') {
+            kiln_statcache_free(sc);
+            return;
+        }
+        pre = out->dir + plen + 1;
+        plen = strlen(pre);
+    }
+    for (size_t i = 0; i < u->n; i++) {
+        const char *m = u->v[i].member;
+        if (plen && (strncmp(m, pre, plen) != 0 || m[plen] != '/'))
+            continue; /* outside the build's context */
+        kiln_statcache_note(sc, plen ? m + plen + 1 : m, &u->v[i].st, u->v[i].oid);
+    }
+    kiln_statcache_scanned(sc, "");
+    if (kiln_statcache_save(sc, NULL) == 0) {
+        kiln_statcache_stats(sc, &out->notes);
+        out->context_id = steal_pointer(&id);
+    }
+    kiln_statcache_free(sc);
+}
+
 /* An uploaded context: the directory the operator unpacked it to, else its staged tarball
  * unpacked under the kiln root (removed with the source). */
 static int fetch_context(const kiln_job_spec_t *s, const kiln_job_source_opts_t *o,
@@ -69,6 +166,7 @@ static int fetch_context(const kiln_job_spec_t *s, const kiln_job_source_opts_t 
 {
     _cleanup_free_ char *dir = NULL, *tar = NULL, *root = NULL, *work = NULL, *tmp = NULL;
     kiln_auto_source_opts_t so = {.root = o->root, .subdir = s->subdir, .env = o->env};
+    upload_notes_t notes = {0};
     struct stat st;
 
     if (o->contexts_dir == NULL)
@@ -87,16 +185,21 @@ static int fetch_context(const kiln_job_spec_t *s, const kiln_job_source_opts_t 
             return -1;
         free(dir);
         dir = kiln_xasprintf("%s/tree", tmp);
-        if (kiln_fs_mkdir_p(dir, 0755, err) < 0 || kiln_context_unpack(tar, dir, NULL, err) < 0) {
+        if (kiln_fs_mkdir_p(dir, 0755, err) < 0 ||
+            kiln_context_unpack(tar, dir, NULL, collect_note, &notes, err) < 0) {
             kiln_fs_rm_rf(tmp, NULL);
+            upload_notes_clear(&notes);
             return kiln_error_prefix(err, "uploaded context '%s'", s->source);
         }
     }
     if (kiln_auto_source_prepare(dir, &so, out, err) < 0) {
         if (tmp)
             kiln_fs_rm_rf(tmp, NULL);
+        upload_notes_clear(&notes);
         return -1;
     }
+    note_upload(s, o, root, &notes, out);
+    upload_notes_clear(&notes);
     free(out->display);
     out->display = kiln_xstrdup(s->source);
     out->checkout = steal_pointer(&tmp);

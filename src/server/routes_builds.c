@@ -602,7 +602,7 @@ static void post_context(const kiln_http_req_t *r, kiln_http_resp_t *resp)
     kiln_error_t err = {0};
 
     if (kiln_fs_mkdir_p(tmp, 0700, &err) < 0 ||
-        kiln_context_unpack(r->upload_path, tmp, &caps, &err) < 0) {
+        kiln_context_unpack(r->upload_path, tmp, &caps, NULL, NULL, &err) < 0) {
         kiln_fs_rm_rf(tmp, NULL);
         if (err.code == EFBIG)
             kiln_http_error(resp, 413, "%s", err.msg);

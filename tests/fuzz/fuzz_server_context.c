@@ -28,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (kiln_fs_write_file_atomic(tar, data, size, 0600, NULL) < 0 ||
         kiln_fs_mkdir_p(dir, 0700, NULL) < 0)
         abort();
-    kiln_context_unpack(tar, dir, NULL, NULL);
+    kiln_context_unpack(tar, dir, NULL, NULL, NULL, NULL);
     /* Only ctx/ may have been written: a/ holds b/ and a/b holds ctx/, nothing else. */
     {
         _cleanup_free_ char *b = kiln_xasprintf("%s/a/b", base);
