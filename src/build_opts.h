@@ -44,6 +44,7 @@ typedef struct kiln_build_opts {
     kiln_limit_values_t limits;
     int64_t sde;
     kiln_compression_t compression;
+    int compression_level; /* --compression-level; -1: the compression's default */
     kiln_build_progress_t progress;
 } kiln_build_opts_t;
 

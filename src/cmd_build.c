@@ -80,6 +80,7 @@ static void usage(FILE *out)
         "      --source-date-epoch N  timestamps for reproducible images (or "
         "$SOURCE_DATE_EPOCH)\n"
         "      --compression C        gzip (default), zstd or none\n"
+        "      --compression-level N  gzip 0..3 (ISA-L; default 3), zstd 1..19 (default 3)\n"
         "      --digest-file FILE     write the image digest (or docker's --iidfile FILE)\n"
         "  -q, --quiet                print nothing but the image digest (errors still go\n"
         "                             to stderr)\n"
@@ -179,6 +180,7 @@ int kiln_cmd_build(int argc, char **argv)
         O_NOCACHE,
         O_SDE,
         O_COMP,
+        O_LEVEL,
         O_DIGEST,
         O_META,
         O_PROGRESS,
@@ -231,6 +233,7 @@ int kiln_cmd_build(int argc, char **argv)
         {"no-cache", no_argument, NULL, O_NOCACHE},
         {"source-date-epoch", required_argument, NULL, O_SDE},
         {"compression", required_argument, NULL, O_COMP},
+        {"compression-level", required_argument, NULL, O_LEVEL},
         {"digest-file", required_argument, NULL, O_DIGEST},
         {"metadata-file", required_argument, NULL, O_META},
         {"progress", required_argument, NULL, O_PROGRESS},
@@ -281,7 +284,8 @@ int kiln_cmd_build(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     /* layers gzip by default, as --help says */
-    kiln_build_opts_t o = {.sde = -1, .events_fd = -1, .compression = KILN_COMPRESSION_GZIP};
+    kiln_build_opts_t o = {
+        .sde = -1, .events_fd = -1, .compression = KILN_COMPRESSION_GZIP, .compression_level = -1};
     kiln_build_request_t req = {0};
     kiln_git_policy_t gitpol = {0};
     kiln_build_result_t res = {0};
@@ -359,6 +363,14 @@ int kiln_cmd_build(int argc, char **argv)
             if (kiln_compression_parse(optarg, &o.compression, &err) < 0)
                 return kiln_cli_usage_error("build", "%s", err.msg);
             break;
+        case O_LEVEL: {
+            char *end;
+            long l = strtol(optarg, &end, 10);
+            if (end == optarg || *end || l < 0 || l > 19)
+                return kiln_cli_usage_error("build", "--compression-level %s: not a level", optarg);
+            o.compression_level = (int)l;
+            break;
+        }
         case O_DIGEST:
         case O_IIDFILE: /* docker's name: the image's id here is its manifest digest */
             o.digest_file = optarg;
@@ -582,6 +594,8 @@ int kiln_cmd_build(int argc, char **argv)
     }
     if (optind + 1 != argc)
         return kiln_cli_usage_error("build", "exactly one CONTEXT directory is needed");
+    if (kiln_compression_check_level(o.compression, o.compression_level, &err) < 0)
+        return kiln_cli_usage_error("build", "--compression-level: %s", err.msg);
     {
         /* the whole job is checked before any work starts: a bad -o, tag, reference, URL
          * or limit is refused here, not after the build */
@@ -683,7 +697,7 @@ int kiln_cmd_build(int argc, char **argv)
     req.n_labels = o.n_labels;
     req.source_date_epoch = o.sde;
     req.compression = o.compression;
-    req.compression_level = -1;
+    req.compression_level = o.compression_level;
     req.network = o.network;
     req.isolation = o.isolation;
     req.entitlements = o.entitlements;

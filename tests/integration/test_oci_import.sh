@@ -131,6 +131,27 @@ else
   not_ok "docker-registry starts"
 fi
 
+# --- default gzip level: ISA-L 3 (the closest to buildah's bytes) ------------------
+# layer_bytes LEVEL...: imports the rootfs (reproducible: SOURCE_DATE_EPOCH) and prints
+# "DIGEST BYTES" of its one layer.
+layer_bytes() {
+  "$KILN" import "$ROOTFS" -t lvl:t --root "$T/lvlstore" "$@" 2>&1 >/dev/null |
+    sed -n 's/.*layer \(sha256:[0-9a-f]*\), \([0-9]*\) bytes.*/\1 \2/p'
+}
+read -r d_def s_def < <(layer_bytes)
+read -r d_3 _ < <(layer_bytes --compression gzip --compression-level 3)
+read -r d_1 s_1 < <(layer_bytes --compression gzip --compression-level 1)
+check "import's default gzip layer is the level-3 layer" \
+  bash -c "test -n '$d_def' && test '$d_def' = '$d_3'"
+check "the default level writes no more bytes than level 1 ($s_def vs $s_1)" \
+  bash -c "test -n '$s_def' && test '$d_def' != '$d_1' && test '$s_def' -le '$s_1'"
+"$KILN" build --compression-level 9 "$T" >/dev/null 2>"$T/lvl9.err"; rc=$?
+check "kiln build refuses a gzip level out of range, naming it" \
+  bash -c "test $rc -eq 2 && grep -q 'gzip compression level 9 out of range 0..3' '$T/lvl9.err'"
+"$KILN" build --compression zstd --compression-level 19x "$T" >/dev/null 2>"$T/lvlx.err"; rc=$?
+check "kiln build refuses a level that is not a number" \
+  bash -c "test $rc -eq 2 && grep -qe '--compression-level 19x' '$T/lvlx.err'"
+
 # --- usage errors ---------------------------------------------------------------
 "$KILN" import "$ROOTFS" --root "$STORE" >/dev/null 2>&1; rc=$?
 check "import without -t exits 2" test $rc -eq 2
