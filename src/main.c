@@ -73,6 +73,17 @@ int kiln_cli_bad_option(const char *cmd, int c, char **argv, const struct option
         snprintf(name, sizeof(name), "%.*s", (int)strcspn(arg + 2, "="), arg + 2);
         for (; lopts[n].name != NULL && n < sizeof(names) / sizeof(names[0]); n++)
             names[n] = lopts[n].name;
+        {
+            /* getopt_long takes a unique prefix; a prefix of several flags lands here */
+            char list[512] = "";
+            size_t len = strlen(name), hits = 0;
+            for (size_t k = 0; k < n; k++)
+                if (strncmp(names[k], name, len) == 0 && ++hits)
+                    snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s--%s",
+                             hits > 1 ? ", " : "", names[k]);
+            if (hits > 1)
+                return kiln_cli_usage_error(cmd, "ambiguous flag --%s: %s", name, list);
+        }
         i = kiln_suggest_closest(name, names, n);
         if (i < 0)
             return kiln_cli_usage_error(cmd, "unknown flag --%s", name);

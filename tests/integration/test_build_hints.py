@@ -34,7 +34,9 @@ def error_line(r):
 for argv, want in ((["--tagg", "x"], "kiln build: unknown flag --tagg; did you mean --tag?"),
                    (["--buid-arg=A=1"], "kiln build: unknown flag --buid-arg; did you mean --build-arg?"),
                    (["--zzz"], "kiln build: unknown flag --zzz"),
-                   (["-Z"], "kiln build: unknown flag -Z")):
+                   (["-Z"], "kiln build: unknown flag -Z"),
+                   (["--buil"], "kiln build: ambiguous flag --buil: --build-arg, --build-context, "
+                    "--build-id")):
     r = kiln("build", *argv, ctx)
     T.check(f"kiln build {argv[0]}: exit 2, '{want}'",
             r.returncode == 2 and r.stderr == want + "\nTry 'kiln build -h'.\n", r.stderr)
