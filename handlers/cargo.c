@@ -1,4 +1,5 @@
-/* kiln — Cargo.toml and rust-toolchain(.toml) for the Rust provider (see cargo.h). */
+/* kiln — Cargo.toml and rust-toolchain(.toml) for the Rust provider (see cargo.h),
+ * read through the one TOML reader (utils/toml). */
 #include "handlers/cargo.h"
 
 #include <ctype.h>
@@ -6,9 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "handlers/toml_lite.h"
+#include <jansson.h>
+
 #include "utils/cleanup.h"
 #include "utils/mem.h"
+#include "utils/toml.h"
 
 static void free_list(char **list, size_t *n)
 {
@@ -28,110 +31,124 @@ void kiln_cargo_clear(kiln_cargo_t *c)
     memset(c, 0, sizeof(*c));
 }
 
-static int add(char **list, size_t *n, char *item, const char *what, unsigned line,
-               kiln_error_t *err)
+static int add(char **list, size_t *n, char *item, const char *what, kiln_error_t *err)
 {
     if (*n >= KILN_CARGO_MAX_LIST) {
         free(item);
-        return kiln_error_set(err, 0, "%s line %u: more than %d entries", what, line,
-                              KILN_CARGO_MAX_LIST);
+        return kiln_error_set(err, 0, "%s: more than %d entries", what, KILN_CARGO_MAX_LIST);
     }
     list[(*n)++] = item;
     return 0;
 }
 
-/* True when `s` ends with `suffix` (after a '.' or as the whole string). */
-static bool is_or_ends(const char *s, const char *suffix)
+/* The string `key` of object `o`, or NULL. */
+static const char *str_of(json_t *o, const char *key)
 {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0 && (n == m || s[n - m - 1] == '.');
+    return json_string_value(json_object_get(o, key));
 }
 
-typedef struct parse_ctx {
-    kiln_cargo_t *c;
-    const char *what;
-} parse_ctx_t;
-
-static int on_pair(const kiln_toml_pair_t *p, void *data, kiln_error_t *err)
+/* Records every `path` string below `v` (dependencies in any table, patches,
+ * [[bin]]/[lib] targets) as "<table>\t<path>", `label` being the dotted name of
+ * the table holding it; [package]'s own keys are read by read_cargo. The TOML
+ * reader caps the document's nesting, which bounds this recursion. */
+static int walk_paths(json_t *v, const char *label, kiln_cargo_t *c, const char *what,
+                      kiln_error_t *err)
 {
-    parse_ctx_t *pc = data;
-    kiln_cargo_t *c = pc->c;
-    bool str = p->kind == KILN_TOML_STRING;
+    const char *k;
+    json_t *item;
+    size_t i;
 
-    if (strcmp(p->table, "package") == 0) {
-        c->has_package = 1;
-        if (str && strcmp(p->key, "name") == 0 && c->name == NULL)
-            c->name = kiln_xstrdup(p->value);
-        else if (str && strcmp(p->key, "rust-version") == 0 && c->rust_version == NULL)
-            c->rust_version = kiln_xstrdup(p->value);
-        else if (str && strcmp(p->key, "default-run") == 0 && c->default_run == NULL)
-            c->default_run = kiln_xstrdup(p->value);
-        else if (str && strcmp(p->key, "workspace") == 0)
-            return add(c->paths, &c->n_paths, kiln_xasprintf("package.workspace\t%s", p->value),
-                       pc->what, p->line, err);
-        else if (str && strcmp(p->key, "build") == 0)
-            return add(c->paths, &c->n_paths, kiln_xasprintf("package.build\t%s", p->value),
-                       pc->what, p->line, err);
-        return 0;
-    }
-    if (strncmp(p->table, "workspace", 9) == 0 && (p->table[9] == '\0' || p->table[9] == '.'))
-        c->has_workspace = 1;
-    if (strcmp(p->table, "workspace") == 0 && strcmp(p->key, "members") == 0 &&
-        p->kind == KILN_TOML_ARRAY) {
-        for (size_t i = 0; i < p->n_items; i++)
-            if (add(c->members, &c->n_members, kiln_xstrdup(p->items[i]), pc->what, p->line, err) <
-                0)
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, item)
+        {
+            if (walk_paths(item, label, c, what, err) < 0)
                 return -1;
+        }
         return 0;
     }
-    if (strcmp(p->table, "bin") == 0 && p->array_table && str && strcmp(p->key, "name") == 0)
-        return add(c->bins, &c->n_bins, kiln_xstrdup(p->value), pc->what, p->line, err);
-    /* every path: dependencies (any table), patches, [[bin]]/[lib] paths */
-    if (str && is_or_ends(p->key, "path")) {
-        const char *k = p->key;
-        size_t kl = strlen(k);
-        _cleanup_free_ char *dep =
-            kl > 5 ? kiln_xstrndup(k, kl - 5) : kiln_xstrdup(p->table[0] ? p->table : "path");
-        return add(
-            c->paths, &c->n_paths,
-            kiln_xasprintf("%s%s%s\t%s", p->table, kl > 5 ? "." : "", kl > 5 ? dep : "", p->value),
-            pc->what, p->line, err);
+    if (!json_is_object(v))
+        return 0;
+    json_object_foreach(v, k, item)
+    {
+        if (json_is_string(item) && strcmp(k, "path") == 0 && strcmp(label, "package") != 0) {
+            if (add(c->paths, &c->n_paths,
+                    kiln_xasprintf("%s\t%s", label[0] ? label : "path", json_string_value(item)),
+                    what, err) < 0)
+                return -1;
+        } else if (json_is_object(item) || json_is_array(item)) {
+            _cleanup_free_ char *sub =
+                label[0] ? kiln_xasprintf("%s.%s", label, k) : kiln_xstrdup(k);
+            if (walk_paths(item, sub, c, what, err) < 0)
+                return -1;
+        }
     }
     return 0;
+}
+
+/* Reads the fields the Rust provider needs out of the parsed document. */
+static int read_cargo(json_t *doc, const char *what, kiln_cargo_t *c, kiln_error_t *err)
+{
+    json_t *pkg = json_object_get(doc, "package"), *ws = json_object_get(doc, "workspace");
+    json_t *item;
+    size_t i;
+
+    if (json_is_object(pkg)) {
+        const char *s;
+        c->has_package = 1;
+        if ((s = str_of(pkg, "name")) != NULL)
+            c->name = kiln_xstrdup(s);
+        if ((s = str_of(pkg, "rust-version")) != NULL)
+            c->rust_version = kiln_xstrdup(s);
+        if ((s = str_of(pkg, "default-run")) != NULL)
+            c->default_run = kiln_xstrdup(s);
+        if ((s = str_of(pkg, "workspace")) != NULL &&
+            add(c->paths, &c->n_paths, kiln_xasprintf("package.workspace\t%s", s), what, err) < 0)
+            return -1;
+        if ((s = str_of(pkg, "build")) != NULL &&
+            add(c->paths, &c->n_paths, kiln_xasprintf("package.build\t%s", s), what, err) < 0)
+            return -1;
+    }
+    if (json_is_object(ws)) {
+        c->has_workspace = 1;
+        json_array_foreach(json_object_get(ws, "members"), i, item)
+        {
+            if (json_is_string(item) && add(c->members, &c->n_members,
+                                            kiln_xstrdup(json_string_value(item)), what, err) < 0)
+                return -1;
+        }
+    }
+    json_array_foreach(json_object_get(doc, "bin"), i, item)
+    {
+        const char *name = str_of(item, "name");
+        if (name != NULL && add(c->bins, &c->n_bins, kiln_xstrdup(name), what, err) < 0)
+            return -1;
+    }
+    return walk_paths(doc, "", c, what, err);
 }
 
 int kiln_cargo_parse(const char *text, size_t len, const char *what, kiln_cargo_t *out,
                      kiln_error_t *err)
 {
     kiln_cargo_t c = {0};
-    parse_ctx_t pc = {&c, what};
+    json_t *doc = NULL;
 
-    if (kiln_toml_parse(text, len, what, on_pair, &pc, err) < 0) {
+    if (kiln_toml_load(what, text, len, &doc, err) < 0)
+        return -1;
+    if (read_cargo(doc, what, &c, err) < 0) {
+        json_decref(doc);
         kiln_cargo_clear(&c);
         return -1;
     }
+    json_decref(doc);
     *out = c;
-    return 0;
-}
-
-typedef struct tc_ctx {
-    char *channel;
-} tc_ctx_t;
-
-static int on_toolchain(const kiln_toml_pair_t *p, void *data, kiln_error_t *err)
-{
-    tc_ctx_t *t = data;
-    (void)err;
-    if (strcmp(p->table, "toolchain") == 0 && strcmp(p->key, "channel") == 0 &&
-        p->kind == KILN_TOML_STRING && t->channel == NULL)
-        t->channel = kiln_xstrdup(p->value);
     return 0;
 }
 
 int kiln_cargo_toolchain(const char *text, size_t len, int toml, const char *what, char **channel,
                          kiln_error_t *err)
 {
-    tc_ctx_t t = {0};
+    json_t *doc = NULL;
+    const char *ch;
 
     if (!toml) {
         /* the legacy file: the channel alone on its first line */
@@ -150,10 +167,10 @@ int kiln_cargo_toolchain(const char *text, size_t len, int toml, const char *wha
         *channel = n ? kiln_xstrndup(text, n) : NULL;
         return 0;
     }
-    if (kiln_toml_parse(text, len, what, on_toolchain, &t, err) < 0) {
-        free(t.channel);
+    if (kiln_toml_load(what, text, len, &doc, err) < 0)
         return -1;
-    }
-    *channel = t.channel;
+    ch = json_string_value(json_object_get(json_object_get(doc, "toolchain"), "channel"));
+    *channel = ch != NULL ? kiln_xstrdup(ch) : NULL;
+    json_decref(doc);
     return 0;
 }

@@ -1,5 +1,5 @@
 /* libFuzzer target: the TOML reader through Cargo.toml and rust-toolchain
- * (handlers/cargo, handlers/toml_lite): the manifest, and the input as a
+ * (handlers/cargo over utils/toml): the manifest, and the input as a
  * rust-toolchain.toml and as a legacy one-line rust-toolchain. */
 #include <stddef.h>
 #include <stdint.h>

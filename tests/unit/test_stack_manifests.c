@@ -1,6 +1,6 @@
 /* Unit tests for the manifests of the JVM, Rust, Ruby, PHP and Deno providers:
- * pom.xml (handlers/pom), the TOML reader and Cargo.toml / rust-toolchain
- * (handlers/toml_lite, handlers/cargo), plain words (handlers/words), and the
+ * pom.xml (handlers/pom), Cargo.toml / rust-toolchain over utils/toml
+ * (handlers/cargo), plain words (handlers/words), and the
  * Gemfile / composer.json / deno.jsonc readings through detection; plans'
  * layers through their JSON form. */
 #include <errno.h>
@@ -20,7 +20,6 @@
 #include "handlers/detect.h"
 #include "handlers/plan.h"
 #include "handlers/pom.h"
-#include "handlers/toml_lite.h"
 #include "handlers/words.h"
 #include "utils/buf.h"
 #include "utils/cleanup.h"
@@ -137,98 +136,6 @@ static void test_pom_hostile(void **state)
     kiln_buf_appendf(&b, NULL, "</modules></project>");
     big = kiln_buf_steal(&b, NULL);
     pom_fails(big, strlen(big), "more than 128 modules");
-}
-
-typedef struct seen {
-    char text[4096];
-} seen_t;
-
-/* Records every pair as "table[index]|key=value" lines. */
-static int record(const kiln_toml_pair_t *p, void *data, kiln_error_t *err)
-{
-    seen_t *s = data;
-    size_t n = strlen(s->text);
-    (void)err;
-    n += (size_t)snprintf(s->text + n, sizeof(s->text) - n, "%s%s%zu|%s=", p->table,
-                          p->array_table ? "#" : "", p->index, p->key);
-    if (p->kind == KILN_TOML_ARRAY)
-        for (size_t i = 0; i < p->n_items; i++)
-            n += (size_t)snprintf(s->text + n, sizeof(s->text) - n, "%s%s", i ? "," : "[",
-                                  p->items[i]);
-    else
-        n += (size_t)snprintf(s->text + n, sizeof(s->text) - n, "%s", p->value);
-    snprintf(s->text + n, sizeof(s->text) - n, "\n");
-    return 0;
-}
-
-static void test_toml_reader(void **state)
-{
-    static const char toml[] = "top = 1 # comment\n"
-                               "[package]\n"
-                               "name = \"a\\\"b\\n\"\n"
-                               "lit = 'C:\\path'\n"
-                               "multi = \"\"\"\nx\\\n   y\"\"\"\n"
-                               "\"quoted key\".part = true\n"
-                               "[dependencies]\n"
-                               "serde = { version = \"1\", features = [\"derive\"], "
-                               "nested = { path = \"../x\" } }\n"
-                               "[[bin]]\nname = \"one\"\n[[bin]]\nname = \"two\"\n"
-                               "[target.'cfg(unix)'.dependencies]\n"
-                               "libc = { path = \"vendor/libc\" }\n"
-                               "[workspace]\nmembers = [\n  \"a\", # first\n  'b',\n  1,\n]\n";
-    seen_t s = {0};
-    kiln_error_t err = {0};
-
-    (void)state;
-    assert_int_equal(kiln_toml_parse(toml, strlen(toml), "t.toml", record, &s, &err), 0);
-    assert_string_equal(s.text, "0|top=1\n"
-                                "package0|name=a\"b\n\n"
-                                "package0|lit=C:\\path\n"
-                                "package0|multi=xy\n"
-                                "package0|quoted key.part=true\n"
-                                "dependencies0|serde.version=1\n"
-                                "dependencies0|serde.features=[derive\n"
-                                "dependencies0|serde.nested.path=../x\n"
-                                "bin#0|name=one\n"
-                                "bin#1|name=two\n"
-                                "target.cfg(unix).dependencies0|libc.path=vendor/libc\n"
-                                "workspace0|members=[a,b\n");
-}
-
-static void toml_fails(const char *text, const char *want)
-{
-    seen_t s = {0};
-    kiln_error_t err = {0};
-    assert_int_equal(kiln_toml_parse(text, strlen(text), "Cargo.toml", record, &s, &err), -1);
-    if (strstr(err.msg, want) == NULL)
-        fail_msg("message \"%s\" lacks \"%s\"", err.msg, want);
-}
-
-static void test_toml_errors(void **state)
-{
-    kiln_buf_t b;
-    _cleanup_free_ char *deep = NULL, *many = NULL;
-
-    (void)state;
-    toml_fails("a = \"open\n", "Cargo.toml line 1: a newline inside a one-line string");
-    toml_fails("\n\nname \"x\"\n", "line 3: expected '=' after the key name");
-    toml_fails("[package\n", "a table header is not closed");
-    toml_fails("a = [1, 2\n", "an array is not closed");
-    toml_fails("a = 1 2\n", "unexpected '2' after a value");
-    toml_fails("a = { b = 1 c = 2 }\n", "expected ',' or '}'");
-    kiln_buf_init(&b, 0);
-    kiln_buf_appendf(&b, NULL, "a = ");
-    for (int i = 0; i < 40; i++)
-        kiln_buf_appendf(&b, NULL, "[");
-    deep = kiln_buf_steal(&b, NULL);
-    toml_fails(deep, "nested deeper than 16");
-    kiln_buf_init(&b, 0);
-    kiln_buf_appendf(&b, NULL, "a = [");
-    for (int i = 0; i < KILN_TOML_MAX_ITEMS + 1; i++)
-        kiln_buf_appendf(&b, NULL, "\"x\",");
-    kiln_buf_appendf(&b, NULL, "]\n");
-    many = kiln_buf_steal(&b, NULL);
-    toml_fails(many, "more than 4096 strings");
 }
 
 static void test_cargo(void **state)
@@ -404,8 +311,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pom_fields),
         cmocka_unit_test(test_pom_hostile),
-        cmocka_unit_test(test_toml_reader),
-        cmocka_unit_test(test_toml_errors),
         cmocka_unit_test(test_cargo),
         cmocka_unit_test(test_words),
         cmocka_unit_test(test_gemfile_composer_deno),
