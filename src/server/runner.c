@@ -24,7 +24,6 @@
 #include "utils/fs.h"
 #include "utils/mem.h"
 
-
 extern char **environ;
 
 uint64_t kiln_runner_start_ticks(pid_t pid)
