@@ -6,7 +6,8 @@
 # Usage: bench/api.sh [KILN_BIN]   (env: DURATION=10s CONNS=32 THREADS=2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KILN=${1:-${KILN_BIN:-build/src/kiln}}
+. bench/bench_lib.sh # the README's binary (build/src/kiln, built if absent), timing helpers
+bench_kiln "${1:-}"
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}

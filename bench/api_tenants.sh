@@ -8,7 +8,8 @@
 #   (env: DURATION=10s CONNS=16 THREADS=2 IDLE=200 ROUNDS=3; ACCESS_LOG=off: --no-access-log)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KILN=${1:-${KILN_BIN:-build/src/kiln}}
+. bench/bench_lib.sh # the README's binary (build/src/kiln, built if absent), timing helpers
+bench_kiln "${1:-}"
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-16}
 THREADS=${THREADS:-2}

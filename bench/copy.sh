@@ -3,8 +3,9 @@
 # (the trees of bench/statcache.sh, cached under /var/cache/kiln/bench-statcache-<N>), built
 # into an OCI layout, against
 #   floor    tar -cf - -C CTX . | gzip -1 | sha256sum   (read every file once, compress, hash)
-#   buildah  buildah 1.28, overlay storage driver, `build --layers` then `push` to an oci: layout
-#            with gzip level 1 (kiln's gzip level: ISA-L level 1)
+#   buildah  buildah 1.28, overlay storage driver, private TMPDIR, `build --layers` then `push`
+#            to an oci: layout with gzip level 3 (kiln's default: ISA-L level 3, also passed
+#            to kiln as --compression-level 3); the floor stays at gzip -1, the fastest level
 # Cases (each kiln and buildah with their own root, kept across the rounds of a case):
 #   cold     a fresh root (no cache, no stat cache)
 #   nochange the same build again, nothing changed
@@ -20,27 +21,22 @@
 #        only the first rounds, since one of its 100k-file builds takes minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KILN=$(realpath "${1:-${KILN_BIN:-build/src/kiln}}")
-RUNS=${RUNS:-5}
+. bench/bench_lib.sh
+bench_kiln "${1:-}"
 SIZES=${SIZES:-10000 100000}
 CASES=${CASES:-cold nochange onefile}
 BUILDAH=${BUILDAH:-1}
-BUILDAH_RUNS=${BUILDAH_RUNS:-$RUNS}
-[ -x "$KILN" ] || { echo "kiln binary not found at $KILN (set KILN_BIN)" >&2; exit 1; }
+PEER_RUNS=${BUILDAH_RUNS:-$RUNS}
 if [ "$BUILDAH" = 1 ] && ! command -v buildah >/dev/null; then
   echo "buildah not found (scripts/install-deps.sh installs it; BUILDAH=0 leaves it out)" >&2
   exit 1
 fi
-T=$(mktemp -d /var/tmp/kiln-bench-copy.XXXXXX)
-bah() { buildah --root "$T/broot" --runroot "$T/brun" --storage-driver overlay "$@"; }
+bench_scratch copy
 CHANGED=/var/cache/kiln/bench-statcache-100000/ctx/m000/p00/f000000.c # onefile's file
 [ ! -f "$CHANGED" ] || cp -p "$CHANGED" "$T/changed.orig"
 cleanup() {
   [ ! -f "$T/changed.orig" ] || cp -p "$T/changed.orig" "$CHANGED" # the cached tree as it was
-  [ "$BUILDAH" = 1 ] && bah rm -a >/dev/null 2>&1 || true
-  [ "$BUILDAH" = 1 ] && bah rmi -a -f >/dev/null 2>&1 || true
-  umount -R "$T/broot/overlay" 2>/dev/null || true
-  rm -rf "$T"
+  bench_cleanup
 }
 trap cleanup EXIT
 
@@ -54,51 +50,15 @@ tree() { # n -> prints the context directory
   echo "$dir/ctx"
 }
 
-# Runs `bash -c CMD` under /usr/bin/time -v; appends "name secs rss_kib" to $T/times.
-timed() { # name cmd
-  /usr/bin/time -v -o "$T/tv" bash -c "$2" >"$T/last.log" 2>&1 ||
-    { echo "$1 failed:" >&2; tail -20 "$T/last.log" >&2; exit 1; }
-  local wall rss
-  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, p, ":"); s = 0;
-    for (i = 1; i <= n; i++) s = s * 60 + p[i]; printf "%.3f", s}' "$T/tv")
-  rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$T/tv")
-  echo "$1 $wall $rss" >>"$T/times"
-}
-# Rounds of (name, prepare, command) triples run in turn.
-rounds() {
-  local -a names=() preps=() cmds=()
-  while [ $# -gt 0 ]; do names+=("$1"); preps+=("$2"); cmds+=("$3"); shift 3; done
-  for ((r = 0; r < RUNS; r++)); do
-    for i in "${!names[@]}"; do
-      # buildah takes minutes per 100k-file build: BUILDAH_RUNS bounds its rounds
-      [[ ${names[$i]} != buildah-* ]] || [ "$r" -lt "$BUILDAH_RUNS" ] || continue
-      [ -z "${preps[$i]}" ] || bash -c "${preps[$i]}" >/dev/null 2>&1
-      timed "${names[$i]}" "${cmds[$i]}"
-    done
-  done
-}
-# median min max (seconds) and peak RSS (MiB) of a name
-stats() {
-  awk -v n="$1" '$1 == n {print $2, $3}' "$T/times" | sort -g |
-    awk '{v[NR] = $1; if ($2 > m) m = $2} END {
-      med = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
-      printf "%.2f %.2f %.2f %.0f\n", med, v[1], v[NR], m / 1024}'
-}
-med() { stats "$1" | cut -d' ' -f1; }
-ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / max(float(sys.argv[2]), 1e-9)))" "$1" "$2"; }
-
-kbuild() { echo "$KILN build --root $T/kroot --progress quiet --compression gzip -o type=oci,dest=$T/kout $1"; }
-bbuild() {
-  echo "buildah --root $T/broot --runroot $T/brun --storage-driver overlay build --layers -q -t bench -f $1/Dockerfile $1 >/dev/null && rm -rf $T/bout && buildah --root $T/broot --runroot $T/brun --storage-driver overlay push -q --compression-format gzip --compression-level 1 bench oci:$T/bout:latest"
-}
+kbuild() { echo "$KILN build --root $T/kroot --progress quiet --compression gzip --compression-level $KILN_GZIP_LEVEL -o type=oci,dest=$T/kout $1"; }
+bbuild() { echo "$(BAH_CMD) build --layers -q -t bench -f $1/Dockerfile $1 >/dev/null && $(bah_push_cmd bench "$T/bout")"; }
 kfresh="rm -rf $T/kroot $T/kout"
-bfresh="buildah --root $T/broot --runroot $T/brun --storage-driver overlay rmi -a -f; buildah --root $T/broot --runroot $T/brun --storage-driver overlay rm -a; rm -rf $T/bout"
+bfresh=$(bah_fresh_cmd)
+# the floor: tar | gzip -1 (the fastest gzip: a lower bound for any gzip level) | sha256sum
 floor() { echo "tar -cf - -C $1 . | gzip -1 | sha256sum >/dev/null"; }
 
-printf 'machine: %s, %s CPUs, %s GiB RAM; load average at start: %s\n' "$(uname -srm)" \
-  "$(nproc)" "$(free -g | awk '/Mem:/ {print $2}')" "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%s; %s; RUNS=%s BUILDAH_RUNS=%s\n' "$("$KILN" version 2>/dev/null | head -1)" \
-  "$([ "$BUILDAH" = 1 ] && buildah --version || echo 'buildah left out')" "$RUNS" "$BUILDAH_RUNS"
+bench_header
+echo "BUILDAH=$BUILDAH BUILDAH_RUNS=$PEER_RUNS"
 for n in $SIZES; do
   C=$(tree "$n")
   k=$((n / 1000))k
@@ -127,10 +87,7 @@ for n in $SIZES; do
 done
 
 echo
-printf '%-20s %9s %9s %9s %9s\n' run median min max "RSS MiB"
-for name in $(awk '{print $1}' "$T/times" | awk '!seen[$0]++'); do
-  printf '%-20s %9s %9s %9s %9s\n' "$name" $(stats "$name")
-done
+stats_table
 echo
 f100=$(med floor100k)
 for n in $SIZES; do
@@ -153,4 +110,4 @@ if grep -q "^kiln-cold10k " "$T/times" && grep -q "^kiln-cold100k " "$T/times"; 
     printf '  buildah %s' "$(ratio "$(med buildah-cold100k)" "$(med buildah-cold10k)")"
   printf '  floor %s\n' "$(ratio "$f100" "$(med floor10k)")"
 fi
-echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_footer

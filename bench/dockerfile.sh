@@ -8,7 +8,8 @@
 # under /var/cache/kiln/bench-tree-<MB>)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KILN=$(realpath "${1:-${KILN_BIN:-build/src/kiln}}")
+. bench/bench_lib.sh # the README's binary (build/src/kiln, built if absent), timing helpers
+bench_kiln "${1:-}"
 BIG_MB=${BIG_MB:-1100}
 command -v buildah >/dev/null || { echo "buildah is not installed"; exit 1; }
 # buildah wants a lower-case path in oci: references
@@ -85,16 +86,18 @@ measure() {
 }
 kiln_build() { # ctx dest [extra…]
   local ctx=$1 dest=$2; shift 2
-  measure "$KILN" build --root "$T/kiln-root" --progress quiet --build-arg "BASE=$BASE" \
+  measure "$KILN" build --root "$T/kiln-root" --progress quiet --compression-level "$KILN_GZIP_LEVEL" --build-arg "BASE=$BASE" \
     -o "type=oci,dest=$dest" "$@" "$ctx"
 }
 buildah_build() { # ctx dest [extra…]
   local ctx=$1 dest=$2; shift 2
   cat >"$T/bah.sh" <<EOF
 set -e
+export TMPDIR=$T/bah-tmp # private: buildah's cache mounts live under TMPDIR, not --root
+mkdir -p "\$TMPDIR"
 buildah --root "$T/bah-root" --runroot "$T/bah-run" --storage-driver overlay bud --isolation chroot \
   --format docker --identity-label=false --build-arg "BASE=$BASE" $* -t localhost/bench:1 "$ctx" >/dev/null
-buildah --root "$T/bah-root" --runroot "$T/bah-run" --storage-driver overlay push localhost/bench:1 "oci:$dest:1" >/dev/null
+buildah --root "$T/bah-root" --runroot "$T/bah-run" --storage-driver overlay push --compression-format gzip --compression-level $KILN_GZIP_LEVEL localhost/bench:1 "oci:$dest:1" >/dev/null
 EOF
   measure bash "$T/bah.sh"
 }

@@ -11,22 +11,22 @@
 #          OCI layout like kiln's output
 #   size   the run image's layers (compressed and not) of kiln's image and of the peer's
 # Prints the medians and the ratios; goals: cold <= 1.0 x buildah cold, warm <= 0.2 x buildah
-# cold, image size <= 1.0 x the peer's.    Usage: bench/go.sh [RUNS]   (default 1)
+# cold, image size <= 1.0 x the peer's. Each case: median/min/max of RUNS rounds and peak RSS.
+# Usage: bench/go.sh [RUNS]   (default 5; env KILN_BIN, default build/src/kiln, built if absent)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KILN=${KILN_BIN:-$PWD/build/src/kiln}
-RUNS=${1:-1}
+RUNS=${1:-${RUNS:-5}}
+. bench/stack_lib.sh
+bench_kiln
 IMAGES=$(KILN_BIN=$KILN bash images/build.sh go-build minimal-run | tail -1)
 export KILN_IMAGE_PREFIX=oci:$IMAGES
-T=$(mktemp -d /tmp/kiln-bench-go.XXXXXX)
-trap 'rm -rf "$T"' EXIT
+bench_scratch go
 APP=tests/fixtures/go/chi-service
 # the toolchain, fetched (and verified) once: kiln's builds and the peer use the same files
 export KILN_TOOLCHAIN_CACHE=${KILN_TOOLCHAIN_CACHE:-/var/cache/kiln/toolchains}
 GOROOT_DIR=$("$KILN" plan --fetch-toolchain "$APP" 2>&1 >/dev/null | sed -n 's/^kiln: toolchain go [^ ]* in //p')
 [ -x "$GOROOT_DIR/bin/go" ] || { echo "no Go toolchain in '$GOROOT_DIR'" >&2; exit 1; }
 
-. bench/stack_lib.sh
 
 # the peer's context: the toolchain as go/, the app as app/
 cat >"$T/Dockerfile" <<DOCKERFILE

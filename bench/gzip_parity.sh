@@ -14,7 +14,8 @@
 # /usr/share/perl, /usr/share/python3 and a few binaries/libraries (~60 MB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KILN=${KILN_BIN:-$PWD/build/src/kiln}
+. bench/bench_lib.sh # the README's binary (build/src/kiln, built if absent), timing helpers
+bench_kiln
 RUNS=${RUNS:-5}
 LEVELS=${LEVELS:-1 2 3}
 [ -x "$KILN" ] || { echo "kiln binary not found at $KILN (set KILN_BIN)" >&2; exit 1; }

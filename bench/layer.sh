@@ -3,7 +3,7 @@
 # (~1.1 GB, ~6,000 files) into a single-layer image, side by side with
 #   gzip: tar -c | gzip -6 | sha256sum
 #   zstd: tar -c | tee >(sha256sum) | zstd -3 -T0 | sha256sum
-# Medians of RUNS runs (default 3) on a warm page cache; peak RSS of kiln via
+# Medians of RUNS runs (default 5) on a warm page cache; peak RSS of kiln via
 # /usr/bin/time -v. kiln does more than the baselines: it also hashes the
 # uncompressed stream (gzip), stores the blob (temp file, fsync, rename) and
 # writes the image config and manifest.
@@ -12,9 +12,10 @@
 # Targets: gzip >= 8x faster with output <= 1.2x; zstd >= 0.9x; RSS <= 64 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KILN=${KILN_BIN:-$PWD/build/src/kiln}
+. bench/bench_lib.sh # the README's binary (build/src/kiln, built if absent), timing helpers
+bench_kiln
 SRC=${1:-/usr/lib/x86_64-linux-gnu}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 [ -x "$KILN" ] || { echo "kiln binary not found at $KILN (set KILN_BIN)" >&2; exit 1; }
 
 W=$(mktemp -d "${TMPDIR:-/var/tmp}/kiln-bench-layer.XXXXXX")

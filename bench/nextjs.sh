@@ -12,12 +12,13 @@
 # node-build + Node for the deps and builder stages, node-run + Node for the runner
 # (made by kiln, exported as OCI layouts). The Node toolchain is fetched once before the
 # clock starts, for kiln as for buildah's base images.
-# Usage: bench/nextjs.sh [KILN_BIN]   (env: RUNS=3; kiln's images from images/build.sh in
+# Usage: bench/nextjs.sh [KILN_BIN]   (env: RUNS=5; kiln's images from images/build.sh in
 # $KILN_IMAGES_DIR, default /var/cache/kiln/images)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KILN=$(realpath "${1:-${KILN_BIN:-build/src/kiln}}")
-RUNS=${RUNS:-3}
+. bench/bench_lib.sh # the README's binary (build/src/kiln, built if absent), timing helpers
+bench_kiln "${1:-}"
+RUNS=${RUNS:-5}
 IMAGES=${KILN_IMAGES_DIR:-/var/cache/kiln/images}
 command -v buildah >/dev/null || { echo "bench/nextjs.sh: buildah is not installed" >&2; exit 2; }
 for i in node-build node-run; do
@@ -79,11 +80,12 @@ ENV HOSTNAME="0.0.0.0"
 CMD ["node", "server.js"]
 EOF
 
-BAH="buildah --root $T/bah --runroot $T/bahrun --storage-driver overlay"
-kiln_build="$KILN build --root $T/root --progress quiet -t next-bench:latest -o type=oci,dest=$T/kout $APP"
+mkdir -p "$T/btmp" # private TMPDIR: buildah's cache mounts live under it, not under --root
+BAH="env TMPDIR=$T/btmp buildah --root $T/bah --runroot $T/bahrun --storage-driver overlay"
+kiln_build="$KILN build --root $T/root --progress quiet --compression-level $KILN_GZIP_LEVEL -t next-bench:latest -o type=oci,dest=$T/kout $APP"
 bah_build="$BAH bud --isolation chroot --layers -f $T/Dockerfile -t next-bench:latest $APP"
 kiln_fresh="rm -rf $T/root $T/kout"
-bah_fresh="$BAH rm -a >/dev/null 2>&1; $BAH rmi -a -f >/dev/null 2>&1; rm -rf $T/bah $T/bahrun"
+bah_fresh="$BAH rm -a >/dev/null 2>&1; $BAH rmi -a -f >/dev/null 2>&1; rm -rf $T/bah $T/bahrun $T/btmp; mkdir -p $T/btmp"
 change="echo \"// \$RANDOM\$RANDOM\" >>$APP/app/page.js"
 
 # Wall seconds of one shell command (its output discarded; a failure stops the bench).
@@ -137,7 +139,7 @@ PY
 echo "Next.js $(python3 -c "import json; print(json.load(open('$APP/package.json'))['dependencies']['next'])"), Node $NODE_VERSION, $RUNS runs" >&2
 { read -r kc; read -r bc; } < <(interleave kiln-cold "$kiln_fresh" "$kiln_build" buildah-cold "$bah_fresh" "$bah_build")
 { read -r kw; read -r bw; } < <(interleave kiln-warm "$change" "$kiln_build" buildah-warm "$change" "$bah_build")
-$BAH push --quiet next-bench:latest "oci:$T/bout:latest" >/dev/null
+$BAH push --quiet --compression-format gzip --compression-level "$KILN_GZIP_LEVEL" next-bench:latest "oci:$T/bout:latest" >/dev/null
 ks=$(layout_size "$T/kout")
 bs=$(layout_size "$T/bout")
 

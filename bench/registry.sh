@@ -4,11 +4,12 @@
 # side. The registry's own ingest speed bounds both. Prints wall times, the
 # kiln/peer ratios and kiln's peak RSS.
 #
-#   KILN_BIN         the kiln binary (default build/ci/src/kiln)
+#   KILN_BIN         the kiln binary (default build/src/kiln, the README's; built if absent)
 #   BENCH_LAYER_MIB  size of each of the 4 layers (default 256)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KILN=${KILN_BIN:-$PWD/build/ci/src/kiln}
+. bench/bench_lib.sh # the README's binary (build/src/kiln, built if absent), timing helpers
+bench_kiln
 MIB=${BENCH_LAYER_MIB:-256}
 CACHE=/var/cache/kiln/bench-registry-$MIB
 W=$(mktemp -d /tmp/kiln-bench-registry.XXXXXX)

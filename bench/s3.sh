@@ -13,14 +13,15 @@
 # done that work, so "aws wall / fauxqs CPU" is the best ratio any client can
 # reach against it; the big-file lines print that ceiling next to the ratio.
 #
-#   KILN_BIN           the kiln binary (default build/ci/src/kiln)
-#   BENCH_RUNS         runs per tool and case (default 3)
+#   KILN_BIN           the kiln binary (default build/src/kiln, the README's; built if absent)
+#   BENCH_RUNS         runs per tool and case (default 5)
 #   BENCH_BIG_MIB      size of the big file (default 1024)
 #   BENCH_FAUXQS_PROF  a directory: run fauxqs under `node --cpu-prof` there
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KILN=${KILN_BIN:-$PWD/build/ci/src/kiln}
-RUNS=${BENCH_RUNS:-3}
+. bench/bench_lib.sh # the README's binary (build/src/kiln, built if absent), timing helpers
+bench_kiln
+RUNS=${BENCH_RUNS:-5}
 BIG_MIB=${BENCH_BIG_MIB:-1024}
 CACHE=/var/cache/kiln/bench-s3
 W=$(mktemp -d /tmp/kiln-bench-s3.XXXXXX)

@@ -11,7 +11,8 @@
 #   KILN_BIN=path/to/kiln bash bench/sandbox.sh [N] [PARTS]   (PARTS: 12, 1 or 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KILN=${KILN_BIN:-build/ci/src/kiln}
+. bench/bench_lib.sh # the README's binary (build/src/kiln, built if absent), timing helpers
+bench_kiln
 N=${1:-30}
 PARTS=${2:-12}
 W=$(mktemp -d /var/tmp/kiln-bench.XXXXXX)

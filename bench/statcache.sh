@@ -9,12 +9,13 @@
 #             runs them) vs the CLI's warm rebuild of the same tree in place with one file
 #             changed                                                        target <= 2x
 #   nochange  the CLI rebuild of the 100k context with nothing changed (all stat cache hits)
-# Usage: bench/statcache.sh [KILN_BIN]   (env: RUNS=3; PARTS="cold server" to run only some;
+# Usage: bench/statcache.sh [KILN_BIN]   (env: RUNS=5; PARTS="cold server" to run only some;
 # trees are cached under /var/cache/kiln/bench-statcache-<N>)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KILN=$(realpath "${1:-${KILN_BIN:-build/src/kiln}}")
-RUNS=${RUNS:-3}
+. bench/bench_lib.sh # the README's binary (build/src/kiln, built if absent), timing helpers
+bench_kiln "${1:-}"
+RUNS=${RUNS:-5}
 PARTS=${PARTS:-cold server}
 want() { [[ " $PARTS " == *" $1 "* ]]; }
 T=/tmp/kiln-bench-statcache-$$

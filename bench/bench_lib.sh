@@ -1,0 +1,143 @@
+# Shared by every bench/ script: the kiln binary, timing under /usr/bin/time -v, the statistics
+# printed (median, min, max of the rounds, peak RSS), one ratio line per case, and buildah on
+# its fastest sensible setting. Source it after `cd "$(dirname "$0")/.."`; it sets
+#   KILN   the README's binary, build/src/kiln (what scripts/setup.sh builds; built here if
+#          absent), or $KILN_BIN / the first argument given to bench_kiln
+#   RUNS   rounds per case (default 5: medians of fewer runs are not reported as figures)
+#   T      a scratch directory removed on exit (bench_scratch NAME)
+# kiln compresses layers with ISA-L gzip level 3 by default (`--compression-level`); the peers
+# are given the same level: buildah `push --compression-format gzip --compression-level 3`.
+KILN_GZIP_LEVEL=${KILN_GZIP_LEVEL:-3}
+RUNS=${RUNS:-5}
+
+# Sets KILN to the binary to measure, building build/src/kiln the way scripts/setup.sh does
+# when it is absent.
+bench_kiln() { # [path]
+  local want=${1:-${KILN_BIN:-}}
+  if [ -z "$want" ]; then
+    want=build/src/kiln
+    if [ ! -x "$want" ]; then
+      echo "building $want (meson + ninja, as scripts/setup.sh does)" >&2
+      [ -f build/build.ninja ] || meson setup build >/dev/null
+      ninja -C build >/dev/null
+    fi
+  fi
+  [ -x "$want" ] || { echo "kiln binary not found at $want (set KILN_BIN)" >&2; exit 1; }
+  KILN=$(realpath "$want")
+}
+
+# A scratch directory $T under /var/tmp (disk, like a build root), removed on exit unless the
+# script sets its own trap (it then calls bench_cleanup itself).
+bench_scratch() { # name
+  T=$(mktemp -d "/var/tmp/kiln-bench-$1.XXXXXX")
+  : >"$T/times"
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  if [ -d "$T/broot" ]; then # buildah ran (in this shell or under timed)
+    bah rm -a >/dev/null 2>&1 || true
+    bah rmi -a -f >/dev/null 2>&1 || true
+  fi
+  umount -R "$T/broot/overlay" 2>/dev/null || true
+  rm -rf "$T"
+}
+
+# buildah with the overlay driver (not vfs, which copies every layer) and a private TMPDIR:
+# buildah keeps RUN cache mounts under $TMPDIR/buildah-cache-UID whatever its --root, so a
+# shared TMPDIR would make a "cold" build warm.
+bah() {
+  mkdir -p "$T/btmp"
+  env TMPDIR="$T/btmp" buildah --root "$T/broot" --runroot "$T/brun" --storage-driver overlay "$@"
+}
+# the same as a command string (for timed/rounds, which run `bash -c`)
+BAH_CMD() {
+  echo "mkdir -p $T/btmp && env TMPDIR=$T/btmp buildah --root $T/broot --runroot $T/brun --storage-driver overlay"
+}
+# buildah push at kiln's gzip level
+bah_push_cmd() { # image dest-oci-dir
+  echo "rm -rf $2 && $(BAH_CMD) push -q --compression-format gzip --compression-level $KILN_GZIP_LEVEL $1 oci:$2:latest"
+}
+# forget everything buildah built (a cold start for the next round)
+bah_fresh_cmd() {
+  echo "$(BAH_CMD) rmi -a -f; $(BAH_CMD) rm -a; umount -R $T/broot/overlay 2>/dev/null; rm -rf $T/broot $T/brun $T/btmp"
+}
+
+# Runs `bash -c CMD` under /usr/bin/time -v; appends "name secs rss_kib" to $T/times.
+timed() { # name cmd
+  /usr/bin/time -v -o "$T/tv" bash -c "$2" >"$T/last.log" 2>&1 ||
+    { echo "$1 failed:" >&2; tail -20 "$T/last.log" >&2; exit 1; }
+  local wall rss
+  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, p, ":"); s = 0;
+    for (i = 1; i <= n; i++) s = s * 60 + p[i]; printf "%.3f", s}' "$T/tv")
+  rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$T/tv")
+  echo "$1 $wall $rss" >>"$T/times"
+}
+# Rounds of (name, prepare, command) triples run in turn, RUNS rounds, so a busy shared
+# machine weighs on all alike. PEER_RUNS (default RUNS) bounds the rounds of names starting
+# with "buildah-" (one of its big builds can take minutes).
+rounds() {
+  local -a names=() preps=() cmds=()
+  local r i
+  while [ $# -gt 0 ]; do names+=("$1"); preps+=("$2"); cmds+=("$3"); shift 3; done
+  for ((r = 0; r < RUNS; r++)); do
+    for i in "${!names[@]}"; do
+      [[ ${names[$i]} != buildah-* ]] || [ "$r" -lt "${PEER_RUNS:-$RUNS}" ] || continue
+      [ -z "${preps[$i]}" ] || bash -c "${preps[$i]}" >/dev/null 2>&1 || true
+      timed "${names[$i]}" "${cmds[$i]}"
+    done
+  done
+}
+# "median min max rss_mib" of a name (seconds; peak RSS over the rounds and the processes)
+stats() {
+  awk -v n="$1" '$1 == n {print $2, $3}' "$T/times" | sort -g |
+    awk '{v[NR] = $1; if ($2 > m) m = $2} END {
+      if (NR == 0) { print "0 0 0 0"; exit }
+      med = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
+      printf "%.2f %.2f %.2f %.0f\n", med, v[1], v[NR], m / 1024}'
+}
+med() { stats "$1" | cut -d' ' -f1; }
+ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / max(float(sys.argv[2]), 1e-9)))" "$1" "$2"; }
+# The table of every name timed: runs, median, min, max, peak RSS.
+stats_table() {
+  local name
+  printf '%-24s %4s %9s %9s %9s %9s\n' run n median min max "RSS MiB"
+  for name in $(awk '{print $1}' "$T/times" | awk '!seen[$0]++'); do
+    printf '%-24s %4s %9s %9s %9s %9s\n' "$name" "$(awk -v n="$name" '$1 == n' "$T/times" | wc -l)" \
+      $(stats "$name")
+  done
+}
+# One ratio line: "CASE  A med  B med  A/B ratio" (medians).
+ratio_line() { # case a b [goal text]
+  printf '%-22s %s %7ss  %s %7ss  %s/%s %5s  %s\n' "$1" "$2" "$(med "$2")" "$3" "$(med "$3")" \
+    "$2" "$3" "$(ratio "$(med "$2")" "$(med "$3")")" "${4:-}"
+}
+# What the figures came from: the machine, the binaries, the load (the machine may be shared).
+bench_header() {
+  printf 'machine: %s, %s CPUs, %s GiB RAM; load average at start: %s\n' "$(uname -srm)" \
+    "$(nproc)" "$(free -g | awk '/Mem:/ {print $2}')" "$(cut -d' ' -f1-3 /proc/loadavg)"
+  printf '%s (%s); gzip level %s for kiln and its peers; RUNS=%s\n' \
+    "$("$KILN" version 2>/dev/null | head -1)" "$KILN" "$KILN_GZIP_LEVEL" "$RUNS"
+  ! command -v buildah >/dev/null || buildah --version
+}
+bench_footer() { echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs)"; }
+
+# "COMPRESSED UNCOMPRESSED" bytes of the layers of the one image in an OCI layout
+layers_size() {
+  python3 - "$1" <<'PY'
+import gzip, json, os, sys
+d = sys.argv[1]
+idx = json.load(open(os.path.join(d, "index.json")))
+blob = lambda dg: os.path.join(d, "blobs", *dg.split(":"))
+m = json.load(open(blob(idx["manifests"][0]["digest"])))
+raw = 0
+for l in m["layers"]:
+    with open(blob(l["digest"]), "rb") as f:
+        src = gzip.GzipFile(fileobj=f) if "gzip" in l["mediaType"] else f
+        while True:
+            b = src.read(1 << 20)
+            if not b:
+                break
+            raw += len(b)
+print(sum(l["size"] for l in m["layers"]), raw)
+PY
+}
