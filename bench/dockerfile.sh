@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# kiln build vs buildah bud (--isolation chroot, overlay storage), to an OCI layout:
+# kiln build vs buildah bud (--isolation chroot, overlay storage, a private TMPDIR), to an OCI
+# layout, both compressing at gzip level 3 (kiln's default, buildah push --compression-level 3):
 #   tiny   busybox base, RUN + COPY                      target kiln <= 0.3x buildah
 #   big    COPY of a ~1.1 GB tree + RUN, gzip            target kiln <= 0.25x buildah
 #   again  the big build with nothing changed            target kiln <= 0.1x buildah --layers

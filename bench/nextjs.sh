@@ -3,7 +3,7 @@
 # Dockerfile of the same app on the same machine (medians of RUNS runs; the cases compared
 # run in turn, round after round, so a busy shared machine weighs on both alike):
 #   cold   kiln: fresh kiln root (no npm cache, no build cache, no .next cache)
-#          buildah: fresh storage (overlay driver, chroot isolation)
+#          buildah: fresh storage (overlay driver, chroot isolation, a fresh private TMPDIR)
 #   warm   one app file changed (app/page.js) after a build: both rebuild
 #   size   the image's layers, uncompressed (what the image takes once unpacked)
 # The app is tests/fixtures/frameworks/next-standalone (Next 16, output: 'standalone', its
