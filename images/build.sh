@@ -30,7 +30,9 @@ push() { # name
 }
 
 rootfs=$(bash scripts/debian-rootfs.sh)
-base_key=$( (stat -c %Y "$rootfs.complete"; echo v2) | sha256sum | cut -c1-16)
+# v3: layers gzip-compressed (images made before kiln build compressed by default
+# kept uncompressed layers, which every image built on them then carried)
+base_key=$( (stat -c %Y "$rootfs.complete"; echo v3) | sha256sum | cut -c1-16)
 if [ "$(cat "$OUT/base.key" 2>/dev/null)" != "$base_key" ] || [ ! -f "$OUT/base/index.json" ]; then
   echo "images: base from $rootfs" >&2
   rm -rf "$OUT/base"
