@@ -116,6 +116,13 @@ if [ "${KILN_NO_FUZZ:-0}" != 1 ]; then
 fi
 
 note "integration tests"
+# The examples' shared kiln root outlives runs (base images are slow to make);
+# drop what no run used in the last hours so it cannot fill the disk. Never
+# waits for, nor disturbs, a build holding the store.
+EXROOT=${KILN_EXAMPLES_ROOT:-/var/cache/kiln/examples-root}
+if [ -d "$EXROOT" ]; then
+  "$KILN_BIN" prune --root "$EXROOT" --cache-max-age 2 --no-wait >"$LOGDIR/prune-examples.log" 2>&1 || true
+fi
 for t in tests/integration/test_*.sh tests/integration/test_*.py; do
   [ -f "$t" ] || continue
   name=$(basename "$t"); name=${name%.*}
