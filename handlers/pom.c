@@ -19,19 +19,15 @@
 #include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
+#include "utils/xmlpath.h"
 
-#define NS_SEP '|'
-#define PATH_CAP 1024
 #define EXPAND_DEPTH 8
 #define EXPAND_CAP 4096
 
 typedef struct pom_ctx {
+    kiln_xml_path_t at; /* where the parser is; first: kiln_xml_refuse_dtd's handlers need it */
     XML_Parser parser;
     kiln_pom_t *pom;
-    char path[PATH_CAP];
-    size_t path_len[KILN_POM_MAX_DEPTH + 1];
-    unsigned depth, overflow_depth;
-    size_t elements;
     char *text; /* text directly inside the current element */
     size_t text_len, text_alloc;
     char **plugin_release, **plugin_jdk; /* per plugin record */
@@ -125,53 +121,36 @@ static void new_record(pom_ctx_t *c, kiln_pom_artifact_t **list, size_t *n, size
     (*n)++;
 }
 
-static const char *local_name(const XML_Char *name)
-{
-    const char *sep = strrchr(name, NS_SEP);
-    return sep ? sep + 1 : name;
-}
-
 static void XMLCALL on_start(void *data, const XML_Char *name, const XML_Char **attrs)
 {
     pom_ctx_t *c = data;
-    const char *local = local_name(name);
-    size_t base, ln = strlen(local);
     kiln_pom_t *p = c->pom;
+    const char *path = c->at.path;
+    int r;
 
     (void)attrs;
     if (c->failed)
         return;
-    if (++c->elements > KILN_POM_MAX_ELEMENTS) {
-        stop(c, "more than %d elements", KILN_POM_MAX_ELEMENTS);
+    if (c->at.depth == 0 && strcmp(kiln_xml_local_name(name), "project") != 0) {
+        stop(c, "the root element is <%.64s>, not <project>", kiln_xml_local_name(name));
         return;
     }
-    if (c->depth >= KILN_POM_MAX_DEPTH) {
-        stop(c, "elements nested deeper than %d", KILN_POM_MAX_DEPTH);
-        return;
-    }
-    if (c->depth == 0 && strcmp(local, "project") != 0) {
-        stop(c, "the root element is <%.64s>, not <project>", local);
+    if ((r = kiln_xml_path_push(&c->at, name)) < 0) {
+        if (r == KILN_XML_PATH_TOO_MANY)
+            stop(c, "more than %d elements", KILN_POM_MAX_ELEMENTS);
+        else
+            stop(c, "elements nested deeper than %d", KILN_POM_MAX_DEPTH);
         return;
     }
     c->text_len = 0;
-    base = c->path_len[c->depth];
-    c->depth++;
-    if (c->overflow_depth == 0 && base + 1 + ln + 1 > sizeof(c->path))
-        c->overflow_depth = c->depth;
-    if (c->overflow_depth) {
-        c->path_len[c->depth] = base;
+    if (!kiln_xml_path_valid(&c->at))
         return;
-    }
-    if (base)
-        c->path[base++] = '/';
-    memcpy(c->path + base, local, ln + 1);
-    c->path_len[c->depth] = base + ln;
-    if (strcmp(c->path, "project/dependencies/dependency") == 0)
+    if (strcmp(path, "project/dependencies/dependency") == 0)
         new_record(c, &p->deps, &p->n_deps, &c->alloc_deps, KILN_POM_MAX_DEPS, "dependencies");
-    else if (strcmp(c->path, "project/dependencyManagement/dependencies/dependency") == 0)
+    else if (strcmp(path, "project/dependencyManagement/dependencies/dependency") == 0)
         new_record(c, &p->managed, &p->n_managed, &c->alloc_managed, KILN_POM_MAX_DEPS,
                    "managed dependencies");
-    else if (strcmp(c->path, "project/build/plugins/plugin") == 0)
+    else if (strcmp(path, "project/build/plugins/plugin") == 0)
         new_record(c, &p->plugins, &p->n_plugins, &c->alloc_plugins, KILN_POM_MAX_PLUGINS,
                    "plugins");
 }
@@ -239,7 +218,7 @@ static void take(pom_ctx_t *c, char *text)
         {"project/parent/version", offsetof(kiln_pom_t, parent.version)},
     };
     kiln_pom_t *p = c->pom;
-    const char *path = c->path;
+    const char *path = c->at.path;
 
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
         if (strcmp(path, fields[i].path) == 0) {
@@ -291,15 +270,12 @@ static void XMLCALL on_end(void *data, const XML_Char *name)
 {
     pom_ctx_t *c = data;
     (void)name;
-    if (c->failed || c->depth == 0)
+    if (c->failed || c->at.depth == 0)
         return;
-    if (!c->overflow_depth)
+    if (kiln_xml_path_valid(&c->at))
         take(c, trimmed(c));
     c->text_len = 0;
-    if (c->overflow_depth == c->depth)
-        c->overflow_depth = 0;
-    c->depth--;
-    c->path[c->path_len[c->depth]] = '\0';
+    kiln_xml_path_pop(&c->at);
 }
 
 static void XMLCALL on_text(void *data, const XML_Char *s, int len)
@@ -309,7 +285,7 @@ static void XMLCALL on_text(void *data, const XML_Char *s, int len)
     if (c->failed)
         return;
     if (n > KILN_POM_MAX_TEXT - c->text_len) {
-        stop(c, "the text of <%s> is over %d bytes", c->path, KILN_POM_MAX_TEXT);
+        stop(c, "the text of <%s> is over %d bytes", c->at.path, KILN_POM_MAX_TEXT);
         return;
     }
     if (c->text_len + n + 1 > c->text_alloc) {
@@ -326,21 +302,12 @@ static void XMLCALL on_text(void *data, const XML_Char *s, int len)
 
 /* A pom never needs a DTD: refusing it leaves no entity to expand (billion
  * laughs) and nothing external to resolve. */
-static void XMLCALL on_doctype(void *data, const XML_Char *name, const XML_Char *sysid,
-                               const XML_Char *pubid, int has_internal_subset)
+static void refuse(void *data, bool doctype)
 {
-    (void)name, (void)sysid, (void)pubid, (void)has_internal_subset;
-    stop(data, "a DOCTYPE is not allowed in a pom");
-}
-
-static void XMLCALL on_entity_decl(void *data, const XML_Char *name, int is_param,
-                                   const XML_Char *value, int value_len, const XML_Char *base,
-                                   const XML_Char *sysid, const XML_Char *pubid,
-                                   const XML_Char *notation)
-{
-    (void)name, (void)is_param, (void)value, (void)value_len, (void)base, (void)sysid;
-    (void)pubid, (void)notation;
-    stop(data, "an entity declaration is not allowed in a pom");
+    if (doctype)
+        stop(data, "a DOCTYPE is not allowed in a pom");
+    else
+        stop(data, "an entity declaration is not allowed in a pom");
 }
 
 const kiln_pom_artifact_t *kiln_pom_find(const kiln_pom_artifact_t *list, size_t n,
@@ -361,16 +328,14 @@ int kiln_pom_parse(const char *xml, size_t len, const char *what, kiln_pom_t **o
 
     if (len > (size_t)INT32_MAX)
         return kiln_error_set(err, EFBIG, "%s: too big", what);
-    c.parser = XML_ParserCreateNS(NULL, NS_SEP);
+    c.parser = XML_ParserCreateNS(NULL, KILN_XML_NS_SEP);
     if (c.parser == NULL)
         return kiln_error_set(err, ENOMEM, "%s: XML parser", what);
     c.pom = kiln_xzalloc(sizeof(*c.pom));
     XML_SetUserData(c.parser, &c);
     XML_SetElementHandler(c.parser, on_start, on_end);
     XML_SetCharacterDataHandler(c.parser, on_text);
-    XML_SetStartDoctypeDeclHandler(c.parser, on_doctype);
-    XML_SetEntityDeclHandler(c.parser, on_entity_decl);
-    XML_SetParamEntityParsing(c.parser, XML_PARAM_ENTITY_PARSING_NEVER);
+    kiln_xml_refuse_dtd(c.parser, &c.at, refuse);
     if (XML_Parse(c.parser, xml ? xml : "", (int)len, XML_TRUE) != XML_STATUS_OK) {
         if (c.failed)
             kiln_error_set(err, 0, "%s: %s", what, c.msg);

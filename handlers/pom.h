@@ -13,9 +13,10 @@
 #include <stddef.h>
 
 #include "utils/error.h"
+#include "utils/xmlpath.h"
 
-#define KILN_POM_MAX_DEPTH 32
-#define KILN_POM_MAX_ELEMENTS 100000
+#define KILN_POM_MAX_DEPTH KILN_XML_PATH_MAX_DEPTH
+#define KILN_POM_MAX_ELEMENTS KILN_XML_PATH_MAX_ELEMENTS
 #define KILN_POM_MAX_TEXT (64 * 1024)
 #define KILN_POM_MAX_PROPS 512
 #define KILN_POM_MAX_DEPS 1024

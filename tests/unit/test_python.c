@@ -4,8 +4,10 @@
  * over pyproject.toml, Pipfile and requirements files. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,57 +76,85 @@ static void test_pyspec(void **state)
     }
 }
 
-static void read_toml(kiln_pyproject_t *p, const char *text)
+/* What a manifest read gives: the flags, the Python constraint and its source, names it has
+ * and lacks as dependencies (NULL-ended), and its local paths in order (NULL-ended). */
+typedef struct want {
+    bool poetry, uv, build_system, package, self_ref;
+    const char *requires_python, *python_source;
+    const char *has[5], *lacks[3], *paths[5];
+} want_t;
+
+static void check(const kiln_pyproject_t *p, const char *what, const want_t *w)
 {
-    kiln_error_t err = {0};
-    memset(p, 0, sizeof(*p));
-    if (kiln_pyproject_read(p, "pyproject.toml", text, strlen(text), &err) < 0)
-        fail_msg("%s", err.msg);
+    size_t n = 0;
+    if (p->poetry != w->poetry || p->uv != w->uv || p->build_system != w->build_system ||
+        p->package != w->package || p->self_ref != w->self_ref)
+        fail_msg("%s: poetry %d uv %d build_system %d package %d self_ref %d", what, p->poetry,
+                 p->uv, p->build_system, p->package, p->self_ref);
+    if (w->requires_python)
+        assert_string_equal(p->requires_python, w->requires_python);
+    if (w->python_source)
+        assert_string_equal(p->python_source, w->python_source);
+    for (size_t i = 0; w->has[i]; i++)
+        if (!kiln_pyproject_has(p, w->has[i]))
+            fail_msg("%s: has no dependency %s", what, w->has[i]);
+    for (size_t i = 0; w->lacks[i]; i++)
+        if (kiln_pyproject_has(p, w->lacks[i]))
+            fail_msg("%s: has the dependency %s", what, w->lacks[i]);
+    for (; w->paths[n]; n++)
+        if (n >= p->n_paths || strcmp(p->paths[n], w->paths[n]) != 0)
+            fail_msg("%s: path %zu is %s, not %s", what, n, n < p->n_paths ? p->paths[n] : "none",
+                     w->paths[n]);
+    assert_int_equal(p->n_paths, n);
 }
 
 static void test_pyproject(void **state)
 {
-    kiln_pyproject_t p;
+    static const struct {
+        const char *toml;
+        want_t want;
+    } cases[] = {
+        {"[project]\nname = \"svc\"\nrequires-python = \">=3.10\"\n"
+         "dependencies = [\"Django>=5\", \"gunicorn[gevent] ; sys_platform == 'linux'\","
+         " \"Flask_Login\", \"local @ file:libs/local\", \"hatch @ {root:uri}/pkgs/h\"]\n"
+         "[build-system]\nrequires = [\"hatchling\"]\n",
+         {.build_system = true,
+          .package = true,
+          .requires_python = ">=3.10",
+          .python_source = "pyproject.toml requires-python",
+          .has = {"django", "Gunicorn", "flask-login", "flask.login"},
+          .lacks = {"flask"},
+          .paths = {"libs/local/", "pkgs/h/"}}},
+        {"[tool.poetry]\nname = \"x\"\npackage-mode = false\n"
+         "[tool.poetry.dependencies]\npython = \"^3.9\"\nfastapi = \"*\"\n"
+         "lib = { path = \"./vendor/lib/../lib\", develop = true }\n"
+         "multi = [{ version = \"1\", python = \"<3.9\" }, { path = \"m\" }]\n"
+         "[tool.poetry.group.dev.dependencies]\npytest = \"*\"\n"
+         "[build-system]\nrequires = [\"poetry-core\"]\n",
+         {.poetry = true,
+          .build_system = true,
+          .requires_python = "^3.9",
+          .has = {"fastapi"},
+          .lacks = {"python", "pytest"},
+          .paths = {"vendor/lib/", "m/"}}},
+        {"[project]\nname = \"x\"\n[tool.uv]\npackage = false\n"
+         "[tool.uv.sources]\nshared = { path = \"packages/shared\" }\n"
+         "other = { git = \"https://example.invalid/x\" }\n"
+         "[build-system]\nrequires = [\"hatchling\"]\n",
+         {.uv = true, .build_system = true, .paths = {"packages/shared/"}}},
+    };
     (void)state;
-
-    read_toml(&p, "[project]\nname = \"svc\"\nrequires-python = \">=3.10\"\n"
-                  "dependencies = [\"Django>=5\", \"gunicorn[gevent] ; sys_platform == 'linux'\","
-                  " \"Flask_Login\", \"local @ file:libs/local\", \"hatch @ {root:uri}/pkgs/h\"]\n"
-                  "[build-system]\nrequires = [\"hatchling\"]\n");
-    assert_string_equal(p.requires_python, ">=3.10");
-    assert_string_equal(p.python_source, "pyproject.toml requires-python");
-    assert_true(p.build_system && p.package && !p.poetry);
-    assert_true(kiln_pyproject_has(&p, "django") && kiln_pyproject_has(&p, "Gunicorn"));
-    assert_true(kiln_pyproject_has(&p, "flask-login") && kiln_pyproject_has(&p, "flask.login"));
-    assert_false(kiln_pyproject_has(&p, "flask"));
-    assert_int_equal(p.n_paths, 2);
-    assert_string_equal(p.paths[0], "libs/local/");
-    assert_string_equal(p.paths[1], "pkgs/h/");
-    kiln_pyproject_free(&p);
-
-    read_toml(&p, "[tool.poetry]\nname = \"x\"\npackage-mode = false\n"
-                  "[tool.poetry.dependencies]\npython = \"^3.9\"\nfastapi = \"*\"\n"
-                  "lib = { path = \"./vendor/lib/../lib\", develop = true }\n"
-                  "multi = [{ version = \"1\", python = \"<3.9\" }, { path = \"m\" }]\n"
-                  "[tool.poetry.group.dev.dependencies]\npytest = \"*\"\n"
-                  "[build-system]\nrequires = [\"poetry-core\"]\n");
-    assert_true(p.poetry && p.build_system && !p.package);
-    assert_string_equal(p.requires_python, "^3.9");
-    assert_true(kiln_pyproject_has(&p, "fastapi") && !kiln_pyproject_has(&p, "python"));
-    assert_false(kiln_pyproject_has(&p, "pytest"));
-    assert_int_equal(p.n_paths, 2);
-    assert_string_equal(p.paths[0], "vendor/lib/");
-    assert_string_equal(p.paths[1], "m/");
-    kiln_pyproject_free(&p);
-
-    read_toml(&p, "[project]\nname = \"x\"\n[tool.uv]\npackage = false\n"
-                  "[tool.uv.sources]\nshared = { path = \"packages/shared\" }\n"
-                  "other = { git = \"https://example.invalid/x\" }\n"
-                  "[build-system]\nrequires = [\"hatchling\"]\n");
-    assert_true(p.uv && !p.package);
-    assert_int_equal(p.n_paths, 1);
-    assert_string_equal(p.paths[0], "packages/shared/");
-    kiln_pyproject_free(&p);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        kiln_pyproject_t p = {0};
+        kiln_error_t err = {0};
+        char what[32];
+        snprintf(what, sizeof(what), "pyproject case %zu", i);
+        if (kiln_pyproject_read(&p, "pyproject.toml", cases[i].toml, strlen(cases[i].toml), &err) <
+            0)
+            fail_msg("%s: %s", what, err.msg);
+        check(&p, what, &cases[i].want);
+        kiln_pyproject_free(&p);
+    }
 }
 
 /* Local paths out of the source fail naming the file, dependency and path. */
@@ -169,21 +199,20 @@ static void test_pipfile_requirements(void **state)
     (void)state;
 
     assert_int_equal(kiln_pyproject_read_pipfile(&p, "Pipfile", pipfile, strlen(pipfile), &err), 0);
-    assert_string_equal(p.requires_python, "==3.11.*");
-    assert_string_equal(p.python_source, "Pipfile [requires] python_version");
-    assert_true(kiln_pyproject_has(&p, "requests") && !kiln_pyproject_has(&p, "pytest"));
-    assert_int_equal(p.n_paths, 1);
-    assert_string_equal(p.paths[0], "pkg/");
+    check(&p, "Pipfile",
+          &(want_t){.requires_python = "==3.11.*",
+                    .python_source = "Pipfile [requires] python_version",
+                    .has = {"requests"},
+                    .lacks = {"pytest"},
+                    .paths = {"pkg/"}});
     kiln_pyproject_free(&p);
 
     assert_int_equal(kiln_pyproject_read_requirements(&p, "requirements.txt", reqs, &err), 0);
-    assert_true(kiln_pyproject_has(&p, "flask") && kiln_pyproject_has(&p, "uvicorn"));
-    assert_true(p.self_ref);
-    assert_int_equal(p.n_paths, 4);
-    assert_string_equal(p.paths[0], "requirements/base.txt");
-    assert_string_equal(p.paths[1], "constraints.txt");
-    assert_string_equal(p.paths[2], "libs/a/");
-    assert_string_equal(p.paths[3], "wheels/b-1.0-py3-none-any.whl");
+    check(&p, "requirements.txt",
+          &(want_t){.self_ref = true,
+                    .has = {"flask", "uvicorn"},
+                    .paths = {"requirements/base.txt", "constraints.txt", "libs/a/",
+                              "wheels/b-1.0-py3-none-any.whl"}});
     kiln_pyproject_free(&p);
 
     /* an include is relative to the file naming it */

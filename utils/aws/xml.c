@@ -19,12 +19,7 @@
 
 #include "utils/cleanup.h"
 #include "utils/mem.h"
-
-/* Namespace separator given to expat: names arrive as "uri|local". '|' cannot be part of an
- * XML name, so the text after the last one is the local name whatever the URI holds. */
-#define NS_SEP '|'
-/* Paths longer than this never match a field (no field the callers ask for comes close). */
-#define PATH_CAP 512
+#include "utils/xmlpath.h"
 
 enum { FIELD_WAITING, FIELD_READING, FIELD_DONE };
 
@@ -36,15 +31,13 @@ typedef struct field_state {
 } field_state_t;
 
 typedef struct xml_ctx {
+    /* where the parser is (a path too long never matches a field); first:
+     * kiln_xml_refuse_dtd's handlers need it */
+    kiln_xml_path_t at;
     XML_Parser parser;
     const kiln_aws_xml_field_t *fields;
     field_state_t *st;
     size_t n;
-    char path[PATH_CAP];
-    size_t path_len[KILN_AWS_XML_MAX_DEPTH + 1]; /* path length at each depth */
-    unsigned depth;
-    unsigned too_long_depth; /* depth whose path overflowed PATH_CAP, 0 if none */
-    size_t elements;
     char *root;
     int failed;
     kiln_error_t err;
@@ -115,47 +108,29 @@ static void stop(xml_ctx_t *c, int code, const char *fmt, ...)
     XML_StopParser(c->parser, XML_FALSE);
 }
 
-static const char *local_name(const XML_Char *name)
-{
-    const char *sep = strrchr(name, NS_SEP);
-    return sep ? sep + 1 : name;
-}
-
 static void XMLCALL on_start(void *data, const XML_Char *name, const XML_Char **attrs)
 {
     xml_ctx_t *c = data;
-    const char *local = local_name(name);
-    size_t base, ln = strlen(local);
+    int r;
 
     (void)attrs;
     if (c->failed)
         return;
-    if (++c->elements > KILN_AWS_XML_MAX_ELEMENTS) {
-        stop(c, E2BIG, "answer has more than %d elements", KILN_AWS_XML_MAX_ELEMENTS);
+    if (c->at.depth == 0 && c->root == NULL)
+        c->root = kiln_xstrdup(kiln_xml_local_name(name));
+    if ((r = kiln_xml_path_push(&c->at, name)) < 0) {
+        if (r == KILN_XML_PATH_TOO_MANY)
+            stop(c, E2BIG, "answer has more than %d elements", KILN_AWS_XML_MAX_ELEMENTS);
+        else
+            stop(c, E2BIG, "answer nests elements deeper than %d", KILN_AWS_XML_MAX_DEPTH);
         return;
     }
-    if (c->depth >= KILN_AWS_XML_MAX_DEPTH) {
-        stop(c, E2BIG, "answer nests elements deeper than %d", KILN_AWS_XML_MAX_DEPTH);
+    if (!kiln_xml_path_valid(&c->at))
         return;
-    }
-    if (c->depth == 0 && c->root == NULL)
-        c->root = kiln_xstrdup(local);
-    base = c->path_len[c->depth];
-    c->depth++;
-    if (c->too_long_depth == 0 && base + (base ? 1 : 0) + ln + 1 > sizeof(c->path))
-        c->too_long_depth = c->depth;
-    if (c->too_long_depth) {
-        c->path_len[c->depth] = base;
-        return;
-    }
-    if (base)
-        c->path[base++] = '/';
-    memcpy(c->path + base, local, ln + 1);
-    c->path_len[c->depth] = base + ln;
     for (size_t i = 0; i < c->n; i++)
-        if (c->st[i].state == FIELD_WAITING && strcmp(c->fields[i].path, c->path) == 0) {
+        if (c->st[i].state == FIELD_WAITING && strcmp(c->fields[i].path, c->at.path) == 0) {
             c->st[i].state = FIELD_READING;
-            c->st[i].depth = c->depth;
+            c->st[i].depth = c->at.depth;
         }
 }
 
@@ -163,15 +138,12 @@ static void XMLCALL on_end(void *data, const XML_Char *name)
 {
     xml_ctx_t *c = data;
     (void)name;
-    if (c->failed || c->depth == 0)
+    if (c->failed || c->at.depth == 0)
         return;
     for (size_t i = 0; i < c->n; i++)
-        if (c->st[i].state == FIELD_READING && c->st[i].depth == c->depth)
+        if (c->st[i].state == FIELD_READING && c->st[i].depth == c->at.depth)
             c->st[i].state = FIELD_DONE;
-    if (c->too_long_depth == c->depth)
-        c->too_long_depth = 0;
-    c->depth--;
-    c->path[c->path_len[c->depth]] = '\0';
+    kiln_xml_path_pop(&c->at);
 }
 
 static void XMLCALL on_text(void *data, const XML_Char *s, int len)
@@ -180,7 +152,7 @@ static void XMLCALL on_text(void *data, const XML_Char *s, int len)
     if (c->failed)
         return;
     for (size_t i = 0; i < c->n; i++)
-        if (c->st[i].state == FIELD_READING && c->st[i].depth == c->depth &&
+        if (c->st[i].state == FIELD_READING && c->st[i].depth == c->at.depth &&
             text_append(&c->st[i], s, (size_t)len) < 0) {
             stop(c, EFBIG, "answer field %s is over %u bytes", c->fields[i].path,
                  KILN_AWS_XML_MAX_TEXT);
@@ -190,21 +162,12 @@ static void XMLCALL on_text(void *data, const XML_Char *s, int len)
 
 /* AWS never sends a DTD; refusing it outright leaves no entity to expand (billion laughs) and
  * nothing external to resolve. */
-static void XMLCALL on_doctype(void *data, const XML_Char *name, const XML_Char *sysid,
-                               const XML_Char *pubid, int has_internal_subset)
+static void refuse(void *data, bool doctype)
 {
-    (void)name, (void)sysid, (void)pubid, (void)has_internal_subset;
-    stop(data, EINVAL, "answer has a DOCTYPE (refused)");
-}
-
-static void XMLCALL on_entity_decl(void *data, const XML_Char *name, int is_param,
-                                   const XML_Char *value, int value_len, const XML_Char *base,
-                                   const XML_Char *sysid, const XML_Char *pubid,
-                                   const XML_Char *notation)
-{
-    (void)name, (void)is_param, (void)value, (void)value_len, (void)base, (void)sysid;
-    (void)pubid, (void)notation;
-    stop(data, EINVAL, "answer declares an entity (refused)");
+    if (doctype)
+        stop(data, EINVAL, "answer has a DOCTYPE (refused)");
+    else
+        stop(data, EINVAL, "answer declares an entity (refused)");
 }
 
 void kiln_aws_xml_fields_clear(kiln_aws_xml_field_t *fields, size_t n)
@@ -227,16 +190,15 @@ int kiln_aws_xml_parse(const char *xml, size_t len, kiln_aws_xml_field_t *fields
         return kiln_error_set(err, EFBIG, "%s: answer over %zu bytes", what,
                               (size_t)KILN_AWS_XML_MAX_INPUT);
     /* UTF-8 forced: AWS answers are UTF-8, and no other decoder is exposed to the input */
-    c.parser = XML_ParserCreate_MM("UTF-8", &wiping_memory, (const XML_Char[]){NS_SEP, '\0'});
+    c.parser =
+        XML_ParserCreate_MM("UTF-8", &wiping_memory, (const XML_Char[]){KILN_XML_NS_SEP, '\0'});
     if (c.parser == NULL)
         return kiln_error_set(err, ENOMEM, "%s: XML parser", what);
     c.st = kiln_xzalloc((n ? n : 1) * sizeof(*c.st));
     XML_SetUserData(c.parser, &c);
     XML_SetElementHandler(c.parser, on_start, on_end);
     XML_SetCharacterDataHandler(c.parser, on_text);
-    XML_SetStartDoctypeDeclHandler(c.parser, on_doctype);
-    XML_SetEntityDeclHandler(c.parser, on_entity_decl);
-    XML_SetParamEntityParsing(c.parser, XML_PARAM_ENTITY_PARSING_NEVER);
+    kiln_xml_refuse_dtd(c.parser, &c.at, refuse);
 
     if (XML_Parse(c.parser, xml ? xml : "", (int)len, XML_TRUE) != XML_STATUS_OK) {
         if (c.failed) {

@@ -14,11 +14,12 @@
 #include <stddef.h>
 
 #include "utils/error.h"
+#include "utils/xmlpath.h"
 
-#define KILN_AWS_XML_MAX_INPUT (4u * 1024 * 1024) /* bytes of one document */
-#define KILN_AWS_XML_MAX_DEPTH 32                 /* nesting of elements */
-#define KILN_AWS_XML_MAX_ELEMENTS 100000          /* elements in one document */
-#define KILN_AWS_XML_MAX_TEXT (64u * 1024)        /* bytes of one wanted field's text */
+#define KILN_AWS_XML_MAX_INPUT (4u * 1024 * 1024)            /* bytes of one document */
+#define KILN_AWS_XML_MAX_DEPTH KILN_XML_PATH_MAX_DEPTH       /* nesting of elements */
+#define KILN_AWS_XML_MAX_ELEMENTS KILN_XML_PATH_MAX_ELEMENTS /* elements in one document */
+#define KILN_AWS_XML_MAX_TEXT (64u * 1024)                   /* bytes of one wanted field's text */
 
 typedef struct kiln_aws_xml_field {
     const char *path; /* in: "Root/Child/Leaf" */
