@@ -132,6 +132,8 @@ typedef struct bind_src {
  * a step's event in the request's progress form, a monotonic clock in seconds. */
 void kiln_engine_log(engine_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void kiln_engine_event(engine_t *e, int step, const char *event, const char *text, double secs);
+void kiln_engine_event_at(engine_t *e, int step, const char *event, const char *text, double secs,
+                          int line);
 double kiln_engine_now(void);
 
 /* The image of the target stage written into the store (engine/build.c). */

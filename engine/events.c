@@ -48,6 +48,8 @@ char *kiln_step_event_json(const kiln_step_event_t *ev)
         json_object_set_new(j, "text", json_string(ev->text));
     if (ev->seconds >= 0)
         json_object_set_new(j, "seconds", json_real(ev->seconds));
+    if (ev->line > 0)
+        json_object_set_new(j, "line", json_integer(ev->line));
     s = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII);
     json_decref(j);
     return s;
@@ -73,17 +75,20 @@ int kiln_step_event_parse(const char *line, kiln_step_event_t *out)
 {
     json_t *p = line[0] == '{' ? json_loads(line, JSON_REJECT_DUPLICATES, NULL) : NULL;
     json_t *step = json_object_get(p, "step"), *text = json_object_get(p, "text");
-    json_t *secs = json_object_get(p, "seconds");
+    json_t *secs = json_object_get(p, "seconds"), *ln = json_object_get(p, "line");
     kiln_step_event_t ev = {.seconds = -1};
     int ret = -1;
 
     if (json_is_integer(step) && json_integer_value(step) >= 0 &&
         json_integer_value(step) <= INT32_MAX &&
         kiln_step_event_kind(json_string_value(json_object_get(p, "event")), &ev.kind) == 0 &&
-        (text == NULL || json_is_string(text)) && (secs == NULL || json_is_number(secs))) {
+        (text == NULL || json_is_string(text)) && (secs == NULL || json_is_number(secs)) &&
+        (ln == NULL || (json_is_integer(ln) && json_integer_value(ln) > 0 &&
+                        json_integer_value(ln) <= INT32_MAX))) {
         ev.step = (int)json_integer_value(step);
         ev.text = text ? kiln_xstrdup(json_string_value(text)) : NULL;
         ev.seconds = secs ? json_number_value(secs) : -1;
+        ev.line = ln ? (int)json_integer_value(ln) : 0;
         *out = ev;
         ret = 0;
     }
@@ -101,7 +106,14 @@ void kiln_step_event_clear(kiln_step_event_t *ev)
  * condensed (tty) progress leaves out log lines: a failure shows its last lines. */
 void kiln_engine_event(engine_t *e, int step, const char *event, const char *text, double secs)
 {
-    kiln_step_event_t ev = {.step = step, .text = (char *)text, .seconds = secs};
+    kiln_engine_event_at(e, step, event, text, secs, 0);
+}
+
+/* kiln_engine_event with the Dockerfile line of the step's instruction (0: none). */
+void kiln_engine_event_at(engine_t *e, int step, const char *event, const char *text, double secs,
+                          int df_line)
+{
+    kiln_step_event_t ev = {.step = step, .text = (char *)text, .seconds = secs, .line = df_line};
     _cleanup_free_ char *line = NULL;
 
     if (e->req->progress == KILN_PROGRESS_QUIET)

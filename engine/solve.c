@@ -145,7 +145,7 @@ int kiln_solve_run_stage(engine_t *e, stage_t *st, kiln_error_t *err)
         pthread_mutex_lock(&e->lock);
         st->step = ++e->step_no;
         pthread_mutex_unlock(&e->lock);
-        kiln_engine_event(e, st->step, "start", title, -1);
+        kiln_engine_event_at(e, st->step, "start", title, -1, n->start_line);
         if (i == st->first) {
             r = kiln_step_from(e, st, n, err);
             if (r >= 0 &&

@@ -24,6 +24,12 @@ static void test_json_forms(void **state)
     assert_string_equal(a, "{\"step\":3,\"event\":\"start\",\"text\":\"RUN make\"}");
     assert_string_equal(b, "{\"step\":4,\"event\":\"cached\"}");
     assert_string_equal(c, "{\"step\":5,\"event\":\"done\",\"seconds\":1.5}");
+    start.line = 12;
+    {
+        _cleanup_free_ char *d = kiln_step_event_json(&start);
+        assert_string_equal(d,
+                            "{\"step\":3,\"event\":\"start\",\"text\":\"RUN make\",\"line\":12}");
+    }
 }
 
 static void test_json_is_ascii(void **state)
@@ -64,7 +70,8 @@ static void test_round_trip(void **state)
             kiln_step_event_t ev = {.step = 40 + k,
                                     .kind = (kiln_step_event_kind_t)k,
                                     .text = (char *)texts[t],
-                                    .seconds = t % 2 ? 2.5 : -1};
+                                    .seconds = t % 2 ? 2.5 : -1,
+                                    .line = (int)t * 3};
             kiln_step_event_t back = {0};
             kiln_step_event_kind_t kind;
             _cleanup_free_ char *s = kiln_step_event_json(&ev);
@@ -76,6 +83,7 @@ static void test_round_trip(void **state)
             else
                 assert_string_equal(back.text, ev.text);
             assert_true(back.seconds == ev.seconds);
+            assert_int_equal(back.line, ev.line);
             assert_int_equal(kiln_step_event_kind(kiln_step_event_name(ev.kind), &kind), 0);
             assert_int_equal(kind, ev.kind);
             kiln_step_event_clear(&back);
@@ -101,6 +109,9 @@ static void test_parse_refuses(void **state)
         "{\"step\":3,\"event\":\"log\",\"text\":5}",
         "{\"step\":3,\"event\":\"done\",\"seconds\":\"1\"}",
         "{\"step\":3,\"step\":4,\"event\":\"log\"}",
+        "{\"step\":3,\"event\":\"start\",\"line\":0}",
+        "{\"step\":3,\"event\":\"start\",\"line\":\"4\"}",
+        "{\"step\":3,\"event\":\"start\",\"line\":4294967296}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         kiln_step_event_t ev = {.step = -7};
