@@ -368,6 +368,10 @@ int kiln_cmd_serve(int argc, char **argv)
                              .kiln_root = kiln_root,
                              .prune_cmd = build_cmd,
                              .max_age_s = (double)gc_age * 3600,
+                             .logs_max_age_s = (double)srv.config->bounds.build_log_retention,
+                             .access_log = srv.access_log,
+                             .access_log_max_age_s =
+                                 (double)srv.config->bounds.access_log_retention,
                              .logs_max = (uint64_t)gc_max << 20,
                              .contexts_max = (uint64_t)gc_max << 20,
                              .artifacts_max = (uint64_t)gc_max << 20,

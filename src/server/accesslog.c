@@ -2,9 +2,11 @@
  * string or header in it, written whole under a mutex, the file reopened on SIGHUP. */
 #include "src/server/accesslog.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,6 +157,96 @@ int kiln_accesslog_reopen(kiln_accesslog_t *l, kiln_error_t *err)
     l->fd = fd;
     pthread_mutex_unlock(&l->lock);
     close(old);
+    return 0;
+}
+
+/* The time of the first line of the file at path (epoch seconds, to the second); -1 when it
+ * is empty, missing or does not start with a line of ours. */
+static double first_line_time(const char *path)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    char buf[64];
+    struct tm tm = {0};
+    ssize_t n;
+    char *end;
+
+    if (fd < 0 || (n = pread(fd, buf, sizeof(buf) - 1, 0)) < 9)
+        return -1;
+    buf[n] = '\0';
+    if (memcmp(buf, "{\"time\":\"", 9) != 0 ||
+        (end = strptime(buf + 9, "%Y-%m-%dT%H:%M:%S", &tm)) == NULL)
+        return -1;
+    return (double)timegm(&tm);
+}
+
+/* Whether name is base + "." + a rotation stamp (YYYYmmddTHHMMSSZ): the only files the
+ * sweep removes. */
+static bool rotated_name(const char *name, const char *base)
+{
+    size_t bl = strlen(base);
+    const char *st = name + bl + 1;
+    if (strncmp(name, base, bl) != 0 || name[bl] != '.' || strlen(st) != 16)
+        return false;
+    for (size_t i = 0; i < 16; i++)
+        if (i == 8 ? st[i] != 'T' : i == 15 ? st[i] != 'Z' : (st[i] < '0' || st[i] > '9'))
+            return false;
+    return true;
+}
+
+/* Renames the log to PATH.<stamp of now> and opens PATH afresh. */
+static int rotate(kiln_accesslog_t *l, double now, kiln_error_t *err)
+{
+    time_t t = (time_t)now;
+    struct tm tm;
+    char stamp[32];
+    _cleanup_free_ char *to = NULL;
+
+    gmtime_r(&t, &tm);
+    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+    to = kiln_xasprintf("%s.%s", l->path, stamp);
+    /* never over an earlier rotation's file */
+    if (renameat2(AT_FDCWD, l->path, AT_FDCWD, to, RENAME_NOREPLACE) < 0)
+        return kiln_error_set(err, errno, "access log %s: rotating to %s", l->path, to);
+    return kiln_accesslog_reopen(l, err);
+}
+
+int kiln_accesslog_sweep(kiln_accesslog_t *l, double now, double max_age_s, unsigned *removed,
+                         kiln_error_t *err)
+{
+    _cleanup_free_ char *copy = NULL;
+    _cleanup_closedir_ DIR *d = NULL;
+    const char *base, *dir;
+    double first, rotate_s;
+    struct dirent *e;
+
+    if (l == NULL || l->path == NULL || max_age_s <= 0)
+        return 0;
+    /* each file holds at most a day (or half the retention) of lines, so no line is kept much
+     * past the retention */
+    rotate_s = max_age_s / 2 < 86400 ? max_age_s / 2 : 86400;
+    first = first_line_time(l->path);
+    if (first >= 0 && now - first >= rotate_s && rotate(l, now, err) < 0)
+        return -1;
+    copy = kiln_xstrdup(l->path);
+    base = strrchr(copy, '/') ? strrchr(copy, '/') + 1 : copy;
+    dir = base == copy ? "." : copy;
+    if (base != copy)
+        copy[base - copy - 1] = '\0';
+    if (*dir == '\0')
+        dir = "/";
+    if ((d = opendir(dir)) == NULL)
+        return kiln_error_set(err, errno, "access log directory %s", dir);
+    while ((e = readdir(d)) != NULL) {
+        struct stat sb;
+        if (!rotated_name(e->d_name, base) ||
+            fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(sb.st_mode) ||
+            now - (double)sb.st_mtime <= max_age_s)
+            continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) < 0)
+            return kiln_error_set(err, errno, "access log %s/%s", dir, e->d_name);
+        if (removed)
+            (*removed)++;
+    }
     return 0;
 }
 

@@ -45,6 +45,14 @@ int kiln_accesslog_open(const char *path, kiln_accesslog_t **out, kiln_error_t *
  * cannot be opened (err names it). A no-op for stderr. */
 int kiln_accesslog_reopen(kiln_accesslog_t *l, kiln_error_t *err);
 
+/* The retention of a log file (a no-op for stderr or max_age_s <= 0): when the file's first
+ * line is older than half of max_age_s (at most a day), the file is renamed PATH.<UTC stamp
+ * YYYYmmddTHHMMSSZ> and PATH opened afresh; then the rotated files of that name whose last line
+ * is older than max_age_s are removed (*removed counts them; no other file is touched). Run
+ * by the server's periodic sweep (src/server/gc.c). Fails naming the file. */
+int kiln_accesslog_sweep(kiln_accesslog_t *l, double now, double max_age_s, unsigned *removed,
+                         kiln_error_t *err);
+
 /* Writes e's line in one write (lines from threads never interleave). l may be NULL
  * (logging off). A failed write is dropped (counted in kiln_accesslog_dropped). */
 void kiln_accesslog_write(kiln_accesslog_t *l, const kiln_access_entry_t *e);

@@ -134,6 +134,10 @@ static const struct bound_key {
      10000000},
     {"delivery_retention", offsetof(kiln_config_bounds_t, delivery_retention), 7 * 86400, 60,
      365 * 86400},
+    {"build_log_retention", offsetof(kiln_config_bounds_t, build_log_retention), 0, 0,
+     10 * 365 * 86400LL},
+    {"access_log_retention", offsetof(kiln_config_bounds_t, access_log_retention), 0, 0,
+     10 * 365 * 86400LL},
 };
 
 /* Fills c->bounds from root's keys (defaults for absent ones); fails naming a key that is

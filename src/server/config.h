@@ -18,6 +18,8 @@ typedef struct kiln_config_bounds {
     long long max_context_unpacked_bytes;  /* an uploaded context's files added up */
     long long max_context_entries;         /* an uploaded context's members */
     long long delivery_retention;          /* s a webhook delivery id is remembered */
+    long long build_log_retention;         /* s a finished build's log is kept (0: --gc-max-age) */
+    long long access_log_retention;        /* s an --access-log file's lines are kept (0: all) */
 } kiln_config_bounds_t;
 
 struct kiln_tenant;

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "src/server/accesslog.h"
 #include "src/server/runner.h"
 #include "src/server/tenantcreds.h"
 #include "utils/cleanup.h"
@@ -274,9 +275,13 @@ int kiln_gc_run(const kiln_gc_opts_t *o, kiln_gc_stats_t *st, kiln_error_t *err)
     /* Scratch and secrets of finished builds go at once, whatever their age. */
     if (prune_dir(o, builds, 1e-9, 0, keep_unless_final, &s, err) < 0 ||
         prune_dir(o, secrets, 1e-9, 0, keep_unless_final, &s, err) < 0 ||
-        prune_dir(o, logs, o->max_age_s, o->logs_max, keep_unless_final, &s, err) < 0 ||
+        prune_dir(o, logs, o->logs_max_age_s > 0 ? o->logs_max_age_s : o->max_age_s, o->logs_max,
+                  keep_unless_final, &s, err) < 0 ||
         prune_dir(o, artifacts, o->max_age_s, o->artifacts_max, keep_unless_final, &s, err) < 0 ||
         prune_dir(o, ctx, o->max_age_s, o->contexts_max, keep_context, &s, err) < 0)
+        return -1;
+    if (kiln_accesslog_sweep(o->access_log, (double)time(NULL), o->access_log_max_age_s, &s.removed,
+                             err) < 0)
         return -1;
     if (o->kiln_root) {
         if (prune_kind(o, "git", "git", o->git_max, false, &s, err) < 0 ||

@@ -20,7 +20,11 @@ typedef struct kiln_gc_opts {
     const char *kiln_root; /* git/, build/cache-mounts/, ns/, the blob store; NULL = skip */
     const char *prune_cmd; /* kiln itself, run as `CMD prune --root KILN_ROOT --no-wait` */
     double max_age_s;      /* older entries go (0 = no age limit) */
-    uint64_t logs_max;     /* total bytes kept for each kind (0 = no size limit) */
+    double logs_max_age_s; /* build logs: older go (0 = max_age_s; config build_log_retention) */
+    /* the access log's retention (config access_log_retention; 0 or no log: none) */
+    struct kiln_accesslog *access_log;
+    double access_log_max_age_s;
+    uint64_t logs_max; /* total bytes kept for each kind (0 = no size limit) */
     uint64_t contexts_max;
     uint64_t artifacts_max; /* files builds wrote (static sites, function packages) */
     uint64_t git_max;

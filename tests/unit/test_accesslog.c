@@ -241,6 +241,76 @@ static void test_log_file(void **state)
     kiln_fs_rm_rf(dir, NULL);
 }
 
+/* The retention sweep: a file whose first line is older than half the retention is rotated to
+ * PATH.<stamp> and PATH opened afresh (later lines go there); rotated files older than the
+ * retention go, and nothing else in the directory (other names, a link, a younger rotation). */
+static void test_retention_sweep(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kiln-accesslog-XXXXXX";
+    _cleanup_free_ char *path = NULL, *old_rot = NULL, *young_rot = NULL, *keep = NULL,
+                        *link = NULL, *rot = NULL;
+    kiln_accesslog_t *l = NULL;
+    kiln_error_t err = {0};
+    double t0 = 1767225600.0; /* 2026-01-01T00:00:00Z */
+    kiln_access_entry_t e = {.time = t0, .request_id = "r", .method = "GET", .path = "/x"};
+    struct timespec old[2] = {{.tv_sec = (time_t)t0 - 7200}, {.tv_sec = (time_t)t0 - 7200}};
+    unsigned removed = 0;
+
+    assert_non_null(mkdtemp(dir));
+    path = kiln_xasprintf("%s/access.log", dir);
+    old_rot = kiln_xasprintf("%s/access.log.20251231T220000Z", dir);
+    young_rot = kiln_xasprintf("%s/access.log.20251231T235900Z", dir);
+    keep = kiln_xasprintf("%s/access.log.20251231T220000Z.bak", dir);
+    link = kiln_xasprintf("%s/access.log.20251231T210000Z", dir);
+    rot = kiln_xasprintf("%s/access.log.20260101T003000Z", dir);
+    {
+        const char *fs[] = {old_rot, young_rot, keep};
+        for (size_t i = 0; i < 3; i++) {
+            close(open(fs[i], O_CREAT | O_WRONLY | O_CLOEXEC, 0640));
+            if (fs[i] != young_rot)
+                assert_int_equal(utimensat(AT_FDCWD, fs[i], old, 0), 0);
+        }
+    }
+    {
+        struct timespec young[2] = {{.tv_sec = (time_t)t0 - 60}, {.tv_sec = (time_t)t0 - 60}};
+        assert_int_equal(utimensat(AT_FDCWD, young_rot, young, 0), 0);
+    }
+    assert_int_equal(symlink("/etc/hostname", link), 0);
+
+    assert_int_equal(kiln_accesslog_open(path, &l, &err), 0);
+    kiln_accesslog_write(l, &e);
+    /* 10 minutes on, retention 1 h: too young to rotate; only the old rotation goes */
+    assert_int_equal(kiln_accesslog_sweep(l, t0 + 600, 3600, &removed, &err), 0);
+    assert_int_equal(removed, 1);
+    assert_int_equal(access(old_rot, F_OK), -1);
+    assert_int_equal(access(young_rot, F_OK), 0);
+    assert_int_equal(access(keep, F_OK), 0);
+    assert_int_equal(faccessat(AT_FDCWD, link, F_OK, AT_SYMLINK_NOFOLLOW), 0);
+    assert_int_equal(count_lines(path), 1);
+    /* 30 minutes on: half the retention, the file is rotated and a new one started */
+    assert_int_equal(kiln_accesslog_sweep(l, t0 + 1800, 3600, &removed, &err), 0);
+    assert_int_equal(count_lines(rot), 1);
+    kiln_accesslog_write(l, &e);
+    assert_int_equal(count_lines(path), 1);
+    assert_int_equal(count_lines(rot), 1);
+    /* a rotation of the same second is never overwritten */
+    kiln_accesslog_close(l);
+    assert_int_equal(kiln_accesslog_open(path, &l, &err), 0);
+    assert_int_equal(kiln_accesslog_sweep(l, t0 + 1800, 3600, &removed, &err), -1);
+    assert_non_null(strstr(err.msg, "rotating to"));
+    assert_int_equal(count_lines(rot), 1);
+    /* retention 0 and stderr: nothing happens */
+    assert_int_equal(kiln_accesslog_sweep(l, t0 + 99999, 0, &removed, &err), 0);
+    assert_int_equal(kiln_accesslog_sweep(NULL, t0 + 99999, 60, &removed, &err), 0);
+    kiln_accesslog_close(l);
+    assert_int_equal(kiln_accesslog_open(NULL, &l, &err), 0);
+    assert_int_equal(kiln_accesslog_sweep(l, t0 + 99999, 60, &removed, &err), 0);
+    kiln_accesslog_close(l);
+    assert_int_equal(access(young_rot, F_OK), 0);
+    kiln_fs_rm_rf(dir, NULL);
+}
+
 /* The token id is "sha256:" and the first 12 hex digits of the token's SHA-256; the token
  * itself never appears in the audit record. */
 static void test_audit_token(void **state)
@@ -348,7 +418,7 @@ int main(void)
         cmocka_unit_test(test_format_escaping), cmocka_unit_test(test_format_long_path),
         cmocka_unit_test(test_request_ids),     cmocka_unit_test(test_log_file),
         cmocka_unit_test(test_audit_token),     cmocka_unit_test(test_audit_webhook),
-        cmocka_unit_test(test_audit_keys),
+        cmocka_unit_test(test_audit_keys),      cmocka_unit_test(test_retention_sweep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -103,18 +103,27 @@ static void test_config_bounds(void **state)
     assert_int_equal(c->bounds.max_connections_per_address, 128);
     assert_int_equal(c->bounds.max_context_unpacked_bytes, 2LL << 30);
     assert_int_equal(c->bounds.max_context_entries, 100000);
+    assert_int_equal(c->bounds.build_log_retention, 0);
+    assert_int_equal(c->bounds.access_log_retention, 0);
     kiln_config_free(c);
     c = NULL;
-    assert_int_equal(
-        load_config("{\"max_webhook_bytes\": 65536, \"max_context_entries\": 7}", &c, &err), 0);
+    assert_int_equal(load_config("{\"max_webhook_bytes\": 65536, \"max_context_entries\": 7, "
+                                 "\"build_log_retention\": 86400, \"access_log_retention\": 60}",
+                                 &c, &err),
+                     0);
     assert_int_equal(c->bounds.max_webhook_bytes, 65536);
     assert_int_equal(c->bounds.max_context_entries, 7);
+    assert_int_equal(c->bounds.build_log_retention, 86400);
+    assert_int_equal(c->bounds.access_log_retention, 60);
     kiln_config_free(c);
     c = NULL;
     assert_int_equal(load_config("{\"max_connections\": \"many\"}", &c, &err), -1);
     assert_non_null(strstr(err.msg, "max_connections: must be an integer from 16 to 65536"));
     assert_int_equal(load_config("{\"connection_timeout\": 0}", &c, &err), -1);
     assert_non_null(strstr(err.msg, "connection_timeout"));
+    assert_int_equal(load_config("{\"access_log_retention\": -1}", &c, &err), -1);
+    assert_non_null(
+        strstr(err.msg, "access_log_retention: must be an integer from 0 to 315360000"));
     assert_null(c);
 }
 
