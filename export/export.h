@@ -82,6 +82,9 @@ typedef struct kiln_export_ctx {
     const char *registry_config;   /* docker config file for credentials, or NULL */
     struct kiln_netpolicy *policy; /* addresses a push may reach (borrowed) */
     int ecr_create;                /* default of ecr-create-repository= */
+    /* the server's API: the request's tags are pushed beside a registry output's name=
+     * (buildx's rule, and the CLI's: name= alone when given, the -t names otherwise) */
+    int tags_with_name;
     kiln_export_ecr_fn ecr_create_fn;
     const char *function_handler; /* type=function: set for a function plan, else the */
     const char *function_runtime; /* type is not available */

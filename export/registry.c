@@ -49,9 +49,12 @@ static int registry_run(kiln_export_ctx_t *ctx, const kiln_export_image_t *img,
     if (kiln_export_opts_get_bool(o, "ecr-create-repository", ctx->ecr_create, &ecr_create, err) <
         0)
         return -1;
+    /* as buildx: the output's name= is where it goes; the -t names only when it has none
+     * (a -t name is never pushed to a registry the output did not ask for) */
     if (name)
         refs[n++] = name;
-    for (size_t k = 0; k < img->n_tags && n < MAX_REFS; k++)
+    for (size_t k = 0; (name == NULL || ctx->tags_with_name) && k < img->n_tags && n < MAX_REFS;
+         k++)
         refs[n++] = img->tags[k];
     if (n == 0)
         return kiln_error_set(err, 0, "--push / type=registry needs a name (-t NAME)");

@@ -106,7 +106,8 @@ fail:
 }
 
 /* Pass 1: finds and parses manifest.json; returns entry number `index`. */
-static int read_manifest_json(const char *path, size_t index, json_t **entry, kiln_error_t *err)
+/* Reads the archive's manifest.json list (an array, capped). */
+static int read_manifest_list(const char *path, json_t **out, kiln_error_t *err)
 {
     struct archive *a = NULL;
     struct archive_entry *e;
@@ -137,10 +138,31 @@ static int read_manifest_json(const char *path, size_t index, json_t **entry, ki
         return -1;
     if (!json_is_array(list))
         return kiln_error_set(err, 0, "manifest.json: must be an array");
+    *out = steal_pointer(&list);
+    return 0;
+}
+
+/* Reads entry `index` of the archive's manifest.json. */
+static int read_manifest_json(const char *path, size_t index, json_t **entry, kiln_error_t *err)
+{
+    _cleanup_json_ json_t *list = NULL;
+
+    if (read_manifest_list(path, &list, err) < 0)
+        return -1;
     if (index >= json_array_size(list))
         return kiln_error_set(err, 0, "manifest.json lists %zu image(s); no image #%zu",
                               json_array_size(list), index);
     *entry = json_incref(json_array_get(list, index));
+    return 0;
+}
+
+int kiln_docker_archive_count(const char *path, size_t *n, kiln_error_t *err)
+{
+    _cleanup_json_ json_t *list = NULL;
+
+    if (read_manifest_list(path, &list, err) < 0)
+        return kiln_error_prefix(err, "docker-archive %s", path);
+    *n = json_array_size(list);
     return 0;
 }
 

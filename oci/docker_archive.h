@@ -37,6 +37,8 @@ typedef struct kiln_docker_archive_image {
  * their content (gzip, zstd, or plain tar). */
 int kiln_docker_archive_read(const char *path, size_t index, kiln_store_t *store,
                              kiln_docker_archive_image_t **out, kiln_error_t *err);
+/* How many images the archive's manifest.json lists. */
+int kiln_docker_archive_count(const char *path, size_t *n, kiln_error_t *err);
 void kiln_docker_archive_image_free(kiln_docker_archive_image_t *img);
 
 #endif

@@ -54,6 +54,7 @@ int kiln_layout_parse_ref(const char *ref, char **dir, char **tag, kiln_error_t 
 typedef struct kiln_layout_image {
     char *dir;                       /* the layout directory */
     char *name;                      /* ref.name annotation of the entry, or NULL */
+    char *full_name;                 /* io.containerd.image.name of the entry, or NULL */
     kiln_descriptor_t manifest_desc; /* the selected manifest's descriptor */
     kiln_manifest_t *manifest;
     json_t *config;

@@ -244,6 +244,9 @@ static int resolve_src(const layout_src_t *src, const char *tag, kiln_layout_ima
     img->archive = src->archive;
     if (kiln_json_get_string(desc.annotations, KILN_ANNOT_REF_NAME))
         img->name = kiln_xstrdup(kiln_json_get_string(desc.annotations, KILN_ANNOT_REF_NAME));
+    if (kiln_json_get_string(desc.annotations, KILN_ANNOT_CONTAINERD_NAME))
+        img->full_name =
+            kiln_xstrdup(kiln_json_get_string(desc.annotations, KILN_ANNOT_CONTAINERD_NAME));
     kiln_index_free(steal_pointer(&ix));
     /* an image index inside the layout: choose linux/amd64 or its only manifest */
     for (int depth = 0; strcmp(desc.media_type, KILN_MT_OCI_INDEX) == 0 ||
@@ -312,6 +315,7 @@ void kiln_layout_image_free(kiln_layout_image_t *img)
         return;
     free(img->dir);
     free(img->name);
+    free(img->full_name);
     kiln_descriptor_clear(&img->manifest_desc);
     kiln_manifest_free(img->manifest);
     if (img->config)

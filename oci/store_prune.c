@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "oci/image.h"
+#include "oci/imagestore.h"
 #include "oci/store_impl.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
@@ -279,7 +280,9 @@ int kiln_store_prune(const char *root, int wait, int dry_run, kiln_store_prune_s
     lowers.cap = 256;
     lowers.slots = kiln_xzalloc(lowers.cap * sizeof(*lowers.slots));
     lowers.used = kiln_xzalloc(lowers.cap);
-    if (kiln_store_refs_walk(refs_fd, mark_ref, &m, err) < 0)
+    /* the image store's names pin their images as refs do (an unreadable index fails) */
+    if (kiln_store_refs_walk(refs_fd, mark_ref, &m, err) < 0 ||
+        kiln_imagestore_foreach(root, mark_ref, &m, err) < 0)
         goto out;
     while (m.stack_n > 0) {
         kiln_digest_t d = m.stack[--m.stack_n];

@@ -14,9 +14,10 @@
 #include "utils/fs.h"
 #include "utils/mem.h"
 
-/* Unpacks one layer blob of the layout into cache_dir/<hex> unless there. */
-static int ensure_layer(const char *layout_dir, const kiln_descriptor_t *d, const char *cache_dir,
-                        char **out, kiln_error_t *err)
+/* Unpacks one layer blob of the layout (or, layout_dir NULL, of the store) into
+ * cache_dir/<hex> unless there. */
+static int ensure_layer(const char *layout_dir, kiln_store_t *store, const kiln_descriptor_t *d,
+                        const char *cache_dir, char **out, kiln_error_t *err)
 {
     _cleanup_free_ char *dest = kiln_xasprintf("%s/%s", cache_dir, d->digest.hex);
     _cleanup_free_ char *tmp = NULL;
@@ -35,7 +36,8 @@ static int ensure_layer(const char *layout_dir, const kiln_descriptor_t *d, cons
         kiln_error_set(err, errno, "chmod %s", tmp);
         goto fail;
     }
-    if (kiln_layout_open_blob(layout_dir, &d->digest, &fd, &size, err) < 0)
+    if ((layout_dir ? kiln_layout_open_blob(layout_dir, &d->digest, &fd, &size, err)
+                    : kiln_store_open_blob(store, &d->digest, &fd, &size, err)) < 0)
         goto fail;
     kiln_unpack_opts_init(&opts);
     opts.overlay_form = 1;
@@ -84,8 +86,8 @@ int kiln_rootfs_from_layout(const char *layout_dir, const char *tag, const char 
     v = kiln_xzalloc((count + 1) * sizeof(*v));
     for (size_t i = 0; i < count; i++) {
         /* Manifest order is bottom-most first; overlay wants top-most first. */
-        if (ensure_layer(layout_dir, &img->manifest->layers[i], cache_dir, &v[count - 1 - i], err) <
-            0)
+        if (ensure_layer(layout_dir, NULL, &img->manifest->layers[i], cache_dir, &v[count - 1 - i],
+                         err) < 0)
             goto out;
     }
     *lowers = steal_pointer(&v);
@@ -97,4 +99,29 @@ out:
     free(v);
     kiln_layout_image_free(img);
     return ret;
+}
+
+int kiln_rootfs_from_store(kiln_store_t *store, const kiln_manifest_t *m, const char *cache_dir,
+                           char ***lowers, size_t *n, kiln_error_t *err)
+{
+    size_t count = m->n_layers;
+    char **v;
+
+    if (kiln_fs_mkdir_p(cache_dir, 0755, err) < 0)
+        return -1;
+    if (count == 0)
+        return kiln_error_set(err, EINVAL, "the image has no layers");
+    v = kiln_xzalloc((count + 1) * sizeof(*v));
+    for (size_t i = 0; i < count; i++) {
+        /* manifest order is bottom-most first; overlay wants top-most first */
+        if (ensure_layer(NULL, store, &m->layers[i], cache_dir, &v[count - 1 - i], err) < 0) {
+            for (size_t k = 0; k < count; k++)
+                free(v[k]);
+            free(v);
+            return -1;
+        }
+    }
+    *lowers = v;
+    *n = count;
+    return 0;
 }

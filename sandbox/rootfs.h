@@ -13,6 +13,8 @@
 
 #include <stddef.h>
 
+#include "oci/image.h"
+#include "oci/store.h"
 #include "utils/error.h"
 
 #define KILN_ROOTFS_CACHE_DEFAULT "/var/cache/kiln/layers"
@@ -22,5 +24,9 @@
  * kiln_step_t, top-most first (*lowers: malloc'ed, NULL-terminated). */
 int kiln_rootfs_from_layout(const char *layout_dir, const char *tag, const char *cache_dir,
                             char ***lowers, size_t *n, kiln_error_t *err);
+
+/* The same for the image of manifest m whose layers are in the store. */
+int kiln_rootfs_from_store(kiln_store_t *store, const kiln_manifest_t *m, const char *cache_dir,
+                           char ***lowers, size_t *n, kiln_error_t *err);
 
 #endif

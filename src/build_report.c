@@ -9,6 +9,7 @@
 #include "job/stream.h"
 #include "oci/digest.h"
 #include "oci/imagesize.h"
+#include "oci/imagestore.h"
 #include "src/ecr_login.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
@@ -113,6 +114,7 @@ int kiln_build_do_outputs(const kiln_build_opts_t *o, const kiln_build_request_t
                              .insecure = o->n_insecure ? o->insecure : NULL,
                              .registry_config = o->registry_config,
                              .ecr_create = o->ecr_create,
+                             .tags_with_name = o->server_mode,
                              .ecr_create_fn = kiln_cli_ecr_create_repositories,
                              .function = ab->dockerfile != NULL,
                              .function_handler = ab->plan ? ab->plan->handler : NULL,
@@ -131,6 +133,10 @@ int kiln_build_do_outputs(const kiln_build_opts_t *o, const kiln_build_request_t
         for (size_t i = 0; i < o->n_outputs && ret == 0; i++)
             if (is_function(o->outputs[i]) == (pass == 0))
                 ret = kiln_export_run(&ctx, &img, o->outputs[i], err);
+    /* -t names the image in kiln's store, as docker build -t does (a tenant's server build
+     * names nothing on the machine: its names are its pushes') */
+    if (ret == 0 && o->n_tags && !o->server_mode)
+        ret = kiln_imagestore_tag(store, o->tags, o->n_tags, &res->manifest.digest, err);
     *pushed += ctx.pushed;
     kiln_export_ctx_clear(&ctx);
     kiln_netpolicy_free(policy);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "oci/docker_archive.h"
+#include "oci/imagestore.h"
 #include "oci/layout.h"
 #include "src/commands.h"
 #include "utils/cleanup.h"
@@ -570,9 +571,16 @@ int kiln_cli_source_to_store(kiln_cli_registry_t *cr, kiln_registry_t *r, kiln_s
             _cleanup_json_ json_t *j = NULL;
             kiln_digest_t d;
             size_t len = 0;
+            kiln_imagestore_entry_t named = {0};
             kiln_reference_free(&ref);
-            if (kiln_store_ref_get(s, pin, &d, NULL) == 1 &&
-                kiln_store_read_blob(s, &d, KILN_IMAGE_MANIFEST_MAX, &body, &len, err) == 0 &&
+            /* a name of the image store first (kiln build -t, tag, load), then a pulled image */
+            if (kiln_imagestore_lookup(s, rest, &named, NULL) == 1) {
+                d = named.digest;
+                kiln_imagestore_entry_clear(&named);
+            } else if (kiln_store_ref_get(s, pin, &d, NULL) != 1) {
+                goto remote;
+            }
+            if (kiln_store_read_blob(s, &d, KILN_IMAGE_MANIFEST_MAX, &body, &len, err) == 0 &&
                 kiln_image_load_json(body, len, KILN_IMAGE_MANIFEST_MAX, "manifest", &j, err) ==
                     0) {
                 const char *mt = kiln_json_get_string(j, "mediaType");
@@ -588,18 +596,18 @@ int kiln_cli_source_to_store(kiln_cli_registry_t *cr, kiln_registry_t *r, kiln_s
             kiln_error_clear(err);
         }
     }
-    {
-        kiln_registry_image_t img = {0};
-        kiln_registry_pull_opts_t po;
-        kiln_cli_registry_pull_opts(cr, &po);
-        po.all_platforms = 1;
-        if (kiln_registry_pull(r, s, rest, &po, &img, err) < 0)
-            return -1;
-        kiln_descriptor_copy(top, &img.top);
-        *from = steal_pointer(&img.name);
-        kiln_registry_image_clear(&img);
-        return 0;
-    }
+remote : {
+    kiln_registry_image_t img = {0};
+    kiln_registry_pull_opts_t po;
+    kiln_cli_registry_pull_opts(cr, &po);
+    po.all_platforms = 1;
+    if (kiln_registry_pull(r, s, rest, &po, &img, err) < 0)
+        return -1;
+    kiln_descriptor_copy(top, &img.top);
+    *from = steal_pointer(&img.name);
+    kiln_registry_image_clear(&img);
+    return 0;
+}
 }
 
 int kiln_cli_inspect_is_remote(const char *arg)

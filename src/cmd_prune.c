@@ -22,7 +22,9 @@ static void usage(FILE *out)
                  "  --root DIR   blob store root (default /var/lib/kiln as root,\n"
                  "               $XDG_DATA_HOME/kiln or ~/.local/share/kiln otherwise)\n"
                  "  --cache-max-age HOURS\n"
-                 "               first drop build cache entries not used for this long\n"
+                 "               first drop build cache entries not used for this long,\n"
+                 "               and the pins of build results as old (images named in\n"
+                 "               kiln's store, kiln images, stay until kiln rmi)\n"
                  "  --dry-run    only report what would be removed\n"
                  "  --no-wait    fail at once when a build holds the store\n"
                  "  -h, --help   this help\n");
@@ -76,13 +78,20 @@ int kiln_cmd_prune(int argc, char **argv)
     if (cache_age >= 0) {
         kiln_store_t *store = NULL;
         int r = kiln_store_open(root, &store, &err);
+        unsigned results = 0;
         if (r == 0)
             r = kiln_store_refs_expire(store, "cache/", cache_age * 3600, dry, &expired, &err);
+        /* every build pins its result ("build/<hex>") until a name (-t) keeps it instead:
+         * unnamed results age out with the cache */
+        if (r == 0)
+            r = kiln_store_refs_expire(store, "build/", cache_age * 3600, dry, &results, &err);
         kiln_store_close(store);
         if (r < 0)
             return kiln_cli_fail(&err);
         fprintf(stderr, "%s %u build cache entr%s unused for %g hour(s)\n",
                 dry ? "would drop" : "dropped", expired, expired == 1 ? "y" : "ies", cache_age);
+        fprintf(stderr, "%s %u build result pin(s) older than %g hour(s) (named images stay)\n",
+                dry ? "would drop" : "dropped", results, cache_age);
     }
     if (kiln_store_prune(root, wait, dry, &st, &err) < 0)
         return kiln_cli_fail(&err);

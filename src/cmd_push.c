@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "oci/imagestore.h"
 #include "oci/layout.h"
 #include "oci/registry.h"
 #include "src/cli_registry.h"
@@ -12,8 +13,10 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "Usage: kiln push [options] SOURCE REF [REF…]\n\n"
-                 "Pushes an image to every REF (several tags in one go) and prints its digest.\n"
+    fprintf(out, "Usage: kiln push [options] SOURCE REF [REF…]\n"
+                 "       kiln push [options] NAME[:TAG]\n\n"
+                 "Pushes an image to every REF (several tags in one go) and prints its digest;\n"
+                 "an image named in kiln's store (kiln images) alone goes to its own name.\n"
                  "SOURCE is oci:DIR[:TAG], docker-archive:FILE, or an image in kiln's "
                  "store.\n\n" KILN_CLI_ECR_CREATE_HELP KILN_CLI_REGISTRY_HELP);
 }
@@ -35,6 +38,7 @@ int kiln_cmd_push(int argc, char **argv)
     _cleanup_free_ char *tag = NULL;
     char ds[KILN_DIGEST_STR_MAX];
     const char *rest;
+    char *single[2];
     int c, rc = KILN_EXIT_FAIL, ecr_create = 0;
 
     kiln_cli_registry_init(&cr);
@@ -46,9 +50,30 @@ int kiln_cmd_push(int argc, char **argv)
     }
     if (c != 0)
         goto usage_fail;
-    if (argc - optind < 2) {
-        kiln_cli_usage_error("push", "expected a source and at least one destination reference");
+    if (argc - optind < 1) {
+        kiln_cli_usage_error("push", "expected an image (and destination references)");
         goto usage_fail;
+    }
+    if (argc - optind == 1) {
+        /* docker push NAME: an image named in kiln's store goes to the registry its name says */
+        kiln_imagestore_entry_t e = {0};
+        int found;
+        if (kiln_cli_registry_store(&cr, &s, &err) < 0 ||
+            (found = kiln_imagestore_lookup(s, argv[optind], &e, &err)) < 0)
+            goto fail;
+        kiln_imagestore_entry_clear(&e);
+        if (found == 0) {
+            kiln_error_set(&err, 0,
+                           "no image named %s in kiln's store (kiln images lists them; kiln push "
+                           "SOURCE REF pushes an OCI layout, archive or registry image)",
+                           argv[optind]);
+            goto fail;
+        }
+        single[0] = argv[optind];
+        single[1] = argv[optind];
+        argv = single;
+        argc = 2;
+        optind = 0;
     }
     for (int i = optind + 1; i < argc; i++) {
         kiln_reference_t ref = {0};
@@ -77,7 +102,7 @@ int kiln_cmd_push(int argc, char **argv)
             goto fail;
     } else {
         kiln_blob_source_t src;
-        if (kiln_cli_registry_store(&cr, &s, &err) < 0 ||
+        if ((s == NULL && kiln_cli_registry_store(&cr, &s, &err) < 0) ||
             kiln_cli_source_to_store(&cr, r, s, argv[optind], 1, &top, &from, &err) < 0)
             goto fail;
         src = kiln_registry_source_store(s);

@@ -18,9 +18,11 @@
 #include "sandbox/idmap.h"
 #include "sandbox/rootfs.h"
 #include "sandbox/sandbox.h"
+#include "src/cmd_image.h"
 #include "src/commands.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
+#include "utils/json.h"
 #include "utils/mem.h"
 #include "utils/netpolicy.h"
 #include "utils/pathres.h"
@@ -33,7 +35,8 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: kiln run --rootfs DIR [options] -- CMD ARGS...\n\n"
+            "Usage: kiln run --rootfs DIR [options] -- CMD ARGS...\n"
+            "       kiln run [options] NAME[:TAG] [CMD ARGS...]\n\n"
             "Runs CMD in a step sandbox over the root filesystem DIR (read-only; the\n"
             "step's changes go to a fresh upper dir, in memory unless --diff-output or\n"
             "--keep-upper asks for them) and exits with CMD's exit code (128+signal\n"
@@ -41,6 +44,10 @@ static void usage(FILE *out)
             "  --rootfs DIR              the root filesystem (repeat: top-most first)\n"
             "  --rootfs oci:DIR[:TAG]    an image in an OCI layout (layers unpacked once\n"
             "                            into $KILN_LAYER_CACHE, default /var/cache/kiln/layers)\n"
+            "  NAME[:TAG]                an image named in kiln's store (kiln images): its\n"
+            "                            Entrypoint/Cmd (CMD ARGS replace Cmd), Env, WorkingDir\n"
+            "                            and User unless given here\n"
+            "  --root DIR                kiln root of NAME (default: kiln's store)\n"
             "  --isolation MODE          auto (default) = sandbox (fails where user namespaces\n"
             "                            are unavailable), chroot (no user namespace: the step\n"
             "                            runs as real root), none\n"
@@ -310,6 +317,54 @@ static void remove_flat(char **dir)
     free(*dir);
 }
 
+/* An image of kiln's store: its layers unpacked into the layer cache (top-most first) and
+ * its config (malloc'ed/owned by the caller). */
+static int store_image(const char *root, const char *name, const char *cache, char ***lowers,
+                       size_t *n, json_t **config, kiln_error_t *err)
+{
+    kiln_store_t *s = NULL;
+    kiln_digest_t d;
+    kiln_manifest_t *m = NULL;
+    _cleanup_free_ char *body = NULL, *cfg = NULL;
+    size_t len = 0, clen = 0;
+    int r = -1;
+
+    if (kiln_cli_image_store_open(root, &s, err) < 0)
+        return -1;
+    if (kiln_cli_image_resolve(s, name, &d, err) < 0 ||
+        kiln_store_read_blob(s, &d, KILN_IMAGE_MANIFEST_MAX, &body, &len, err) < 0 ||
+        kiln_image_parse_manifest(body, len, &m, err) < 0 ||
+        kiln_store_read_blob(s, &m->config.digest, KILN_IMAGE_CONFIG_MAX, &cfg, &clen, err) < 0 ||
+        kiln_image_parse_config(cfg, clen, config, err) < 0)
+        goto out;
+    if (kiln_rootfs_from_store(s, m, cache, lowers, n, err) < 0) {
+        json_decref(steal_pointer(config));
+        kiln_error_prefix(err, "image %s", name);
+        goto out;
+    }
+    r = 0;
+out:
+    kiln_manifest_free(m);
+    kiln_store_close(s);
+    return r;
+}
+
+/* The strings of a config's array field (e.g. Cmd) appended to v (a NULL-terminated list of
+ * at most max - 1 entries); how many were added. */
+static size_t append_strings(json_t *arr, const char **v, size_t at, size_t max)
+{
+    size_t i, k = at;
+    json_t *e;
+
+    json_array_foreach(arr, i, e)
+    {
+        if (json_is_string(e) && k + 1 < max)
+            v[k++] = json_string_value(e);
+    }
+    v[k] = NULL;
+    return k - at;
+}
+
 int kiln_cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {{"rootfs", required_argument, NULL, 'r'},
@@ -334,10 +389,13 @@ int kiln_cmd_run(int argc, char **argv)
                                          {"differ", required_argument, NULL, 'D'},
                                          {"verbose", no_argument, NULL, 'v'},
                                          {"source-date-epoch", required_argument, NULL, 'E'},
+                                         {"root", required_argument, NULL, 'R'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *lowers[KILN_IDMAP_MAX_LOWERS];
-    const char *image_ref = NULL;
+    const char *image_ref = NULL, *root = NULL, *store_name = NULL;
+    _cleanup_json_ json_t *config = NULL;
+    const char *image_argv[MAX_ENV + 1];
     __attribute__((cleanup(remove_flat))) char *flat = NULL;
     _cleanup_strv_ char **image_lowers = NULL;
     size_t n_lowers = 0, n_mounts = 0, n_env = 0;
@@ -455,6 +513,9 @@ int kiln_cmd_run(int argc, char **argv)
             else if (strcmp(optarg, "default") != 0)
                 return kiln_cli_usage_error("run", "bad --seccomp '%s'", optarg);
             break;
+        case 'R':
+            root = optarg;
+            break;
         case 'h':
             usage(stdout);
             return KILN_EXIT_OK;
@@ -462,19 +523,28 @@ int kiln_cmd_run(int argc, char **argv)
             return KILN_EXIT_USAGE;
         }
     }
-    if (optind >= argc)
+    /* no --rootfs and no "--": the first word is an image of kiln's store, as docker run's */
+    if (n_lowers == 0 && image_ref == NULL && optind < argc && strcmp(argv[optind - 1], "--") != 0)
+        store_name = argv[optind++];
+    if (optind >= argc && store_name == NULL)
         return kiln_cli_usage_error("run", "missing the command to run (after --)");
-    if (image_ref != NULL) {
+    if (image_ref != NULL || store_name != NULL) {
         /* An image: its layers, unpacked once into the shared lower cache. */
         _cleanup_free_ char *dir = NULL, *tag = NULL;
         const char *cache = getenv("KILN_LAYER_CACHE");
         size_t n = 0;
         if (n_lowers != 0)
             return kiln_cli_usage_error("run", "--rootfs oci:… cannot be combined with dirs");
-        if (kiln_layout_parse_ref(image_ref, &dir, &tag, &err) < 0 ||
-            kiln_rootfs_from_layout(dir, tag, cache ? cache : KILN_ROOTFS_CACHE_DEFAULT,
-                                    &image_lowers, &n, &err) < 0)
+        if (store_name != NULL) {
+            if (store_image(root, store_name, cache ? cache : KILN_ROOTFS_CACHE_DEFAULT,
+                            &image_lowers, &n, &config, &err) < 0)
+                return kiln_cli_fail(&err);
+            image_ref = store_name;
+        } else if (kiln_layout_parse_ref(image_ref, &dir, &tag, &err) < 0 ||
+                   kiln_rootfs_from_layout(dir, tag, cache ? cache : KILN_ROOTFS_CACHE_DEFAULT,
+                                           &image_lowers, &n, &err) < 0) {
             return kiln_cli_fail(&err);
+        }
         if (n > sizeof(lowers) / sizeof(lowers[0])) {
             /* More layers than a step is mounted on (the build flattens its
              * long stages the same way): the bottom ones merged into one tree
@@ -502,6 +572,34 @@ int kiln_cmd_run(int argc, char **argv)
         if (stat(lowers[i], &st) < 0 || !S_ISDIR(st.st_mode))
             return kiln_cli_usage_error("run", "--rootfs %s is not a directory", lowers[i]);
     }
+    if (config != NULL) {
+        /* the image's settings, as docker run applies them, unless the flags gave them */
+        json_t *ic = json_object_get(config, "config");
+        const char *wd = kiln_json_get_string(ic, "WorkingDir");
+        const char *u = kiln_json_get_string(ic, "User");
+        size_t k = append_strings(json_object_get(ic, "Entrypoint"), image_argv, 0, MAX_ENV + 1);
+        if (optind < argc)
+            for (int i = optind; i < argc && k < MAX_ENV; i++)
+                image_argv[k++] = argv[i];
+        else
+            k += append_strings(json_object_get(ic, "Cmd"), image_argv, k, MAX_ENV + 1);
+        image_argv[k] = NULL;
+        if (k == 0)
+            return kiln_cli_usage_error("run", "image %s has no Entrypoint or Cmd: give CMD",
+                                        store_name);
+        /* flags' --env come last: they win over the image's */
+        {
+            const char *merged[MAX_ENV + 1];
+            size_t m = append_strings(json_object_get(ic, "Env"), merged, 0, MAX_ENV + 1 - n_env);
+            memcpy(merged + m, env, n_env * sizeof(*env));
+            n_env += m;
+            memcpy(env, merged, n_env * sizeof(*env));
+        }
+        if (step.cwd == NULL && wd != NULL && wd[0] == '/')
+            step.cwd = wd;
+        if (user == NULL && u != NULL && *u)
+            user = u;
+    }
     if (user && parse_user(lowers, n_lowers, user, &step.uid, &step.gid) < 0)
         return kiln_cli_usage_error("run", "bad --user '%s'", user);
     env[n_env] = NULL;
@@ -509,7 +607,7 @@ int kiln_cmd_run(int argc, char **argv)
         step.env = env;
     step.allow_addresses = allow;
     step.n_allow_addresses = n_allow;
-    step.argv = (const char *const *)argv + optind;
+    step.argv = config != NULL ? image_argv : (const char *const *)argv + optind;
     step.lowers = lowers;
     step.n_lowers = n_lowers;
     step.mounts = mounts;

@@ -37,6 +37,11 @@ int kiln_cmd_build(int argc, char **argv);
 int kiln_cmd_job(int argc, char **argv);
 int kiln_cmd_plan(int argc, char **argv);
 int kiln_cmd_checkout(int argc, char **argv);
+int kiln_cmd_images(int argc, char **argv);
+int kiln_cmd_tag(int argc, char **argv);
+int kiln_cmd_rmi(int argc, char **argv);
+int kiln_cmd_save(int argc, char **argv);
+int kiln_cmd_load(int argc, char **argv);
 
 /* Reports an error to stderr as "kiln: <message>" and returns KILN_EXIT_FAIL. */
 int kiln_cli_fail(const kiln_error_t *err);

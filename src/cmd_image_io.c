@@ -1,0 +1,284 @@
+/* kiln save / load — images of kiln's store to and from a docker-archive (docker save's
+ * tarball) or an OCI archive (oci/docker_archive, oci/layout), their names kept in the
+ * image store (oci/imagestore). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "oci/docker_archive.h"
+#include "oci/imagestore.h"
+#include "oci/layout.h"
+#include "oci/tarfile.h"
+#include "src/cmd_image.h"
+#include "src/commands.h"
+#include "utils/cleanup.h"
+#include "utils/json.h"
+#include "utils/mem.h"
+
+/* The descriptor of a manifest in the store (its media type read from the document). */
+static int manifest_desc(kiln_store_t *s, const kiln_digest_t *d, kiln_descriptor_t *out,
+                         kiln_error_t *err)
+{
+    _cleanup_free_ char *body = NULL;
+    _cleanup_json_ json_t *j = NULL;
+    size_t len = 0;
+    const char *mt;
+
+    if (kiln_store_read_blob(s, d, KILN_IMAGE_MANIFEST_MAX, &body, &len, err) < 0 ||
+        kiln_image_load_json(body, len, KILN_IMAGE_MANIFEST_MAX, "manifest", &j, err) < 0)
+        return -1;
+    if (kiln_image_doc_kind(j) != KILN_DOC_MANIFEST)
+        return kiln_error_set(err, EINVAL, "%s is not an image manifest", d->hex);
+    mt = kiln_json_get_string(j, "mediaType");
+    memset(out, 0, sizeof(*out));
+    snprintf(out->media_type, sizeof(out->media_type), "%s", mt ? mt : KILN_MT_OCI_MANIFEST);
+    out->digest = *d;
+    out->size = len;
+    return 0;
+}
+
+static void save_usage(FILE *out)
+{
+    fprintf(out, "Usage: kiln save [OPTIONS] -o FILE NAME[:TAG]...\n\n"
+                 "Writes an image of kiln's store, under each NAME given (all naming the same\n"
+                 "image), to FILE.\n\n"
+                 "  -o, --output FILE     the archive (written whole, then renamed into place)\n"
+                 "      --format FORMAT   docker (default: docker load's tarball, also an OCI\n"
+                 "                        archive) or oci (an OCI image layout archive)\n"
+                 "      --root DIR        kiln root (default: kiln's store)\n");
+}
+
+int kiln_cmd_save(int argc, char **argv)
+{
+    static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
+                                         {"format", required_argument, NULL, 'F'},
+                                         {"root", required_argument, NULL, 'R'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *root = NULL, *out = NULL, *format = "docker";
+    kiln_store_t *s = NULL;
+    kiln_error_t err = {0};
+    kiln_descriptor_t top = {0};
+    kiln_digest_t d = {0};
+    char **tags = NULL;
+    size_t n = 0;
+    int c, rc = KILN_EXIT_FAIL;
+
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o':
+            out = optarg;
+            break;
+        case 'F':
+            if (strcmp(optarg, "docker") != 0 && strcmp(optarg, "oci") != 0)
+                return kiln_cli_usage_error("save", "--format %s: docker or oci", optarg);
+            format = optarg;
+            break;
+        case 'R':
+            root = optarg;
+            break;
+        case 'h':
+            save_usage(stdout);
+            return KILN_EXIT_OK;
+        default:
+            return kiln_cli_bad_option("save", c, argv, opts);
+        }
+    }
+    if (out == NULL)
+        return kiln_cli_usage_error("save", "-o FILE is needed (the archive to write)");
+    if (optind >= argc)
+        return kiln_cli_usage_error("save", "expected at least one image NAME");
+    n = (size_t)(argc - optind);
+    tags = kiln_xzalloc((n + 1) * sizeof(*tags));
+    if (kiln_cli_image_store_open(root, &s, &err) < 0)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        kiln_digest_t di;
+        _cleanup_free_ char *full = NULL, *repo = NULL, *tag = NULL;
+        if (kiln_cli_image_resolve(s, argv[optind + i], &di, &err) < 0)
+            goto fail;
+        if (i > 0 && !kiln_digest_equal(&di, &d)) {
+            kiln_error_set(&err, EINVAL,
+                           "%s and %s are different images: kiln save writes one image per "
+                           "archive (save each to its own file)",
+                           argv[optind], argv[optind + i]);
+            goto fail;
+        }
+        d = di;
+        if (strncmp(argv[optind + i], "sha256:", 7) == 0)
+            continue; /* a digest names no tag */
+        if (kiln_imagestore_normalize(argv[optind + i], &full, &err) < 0)
+            goto fail;
+        if (strcmp(format, "oci") == 0) {
+            tags[i] = steal_pointer(&full);
+        } else {
+            kiln_imagestore_familiar(full, &repo, &tag);
+            tags[i] = kiln_xasprintf("%s:%s", repo, tag);
+        }
+    }
+    if (manifest_desc(s, &d, &top, &err) < 0)
+        goto fail;
+    {
+        /* the digest-only names leave holes: docker's RepoTags lists the others */
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (tags[i] != NULL)
+                tags[k++] = tags[i];
+        tags[k] = NULL;
+    }
+    if (strcmp(format, "oci") == 0
+            ? kiln_layout_write(s, out, 1, &top, tags[0], &err) < 0
+            : kiln_docker_archive_write(s, out, &top, (const char *const *)tags, &err) < 0)
+        goto fail;
+    rc = KILN_EXIT_OK;
+    goto done;
+fail:
+    rc = kiln_cli_fail(&err);
+done:
+    for (size_t i = 0; tags != NULL && i < n; i++)
+        free(tags[i]);
+    free(tags);
+    kiln_descriptor_clear(&top);
+    kiln_store_close(s);
+    return rc;
+}
+
+/* 1 when the tar at path has a top-level manifest.json (a docker-archive), 0 when not. */
+static int is_docker_archive(const char *path, kiln_error_t *err)
+{
+    struct archive *a = NULL;
+    struct archive_entry *e;
+    int r, found = 0;
+
+    if (kiln_tarfile_open(path, &a, err) < 0)
+        return -1;
+    while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK)
+        if (strcmp(kiln_tarfile_name(e), "manifest.json") == 0) {
+            found = 1;
+            break;
+        }
+    if (r != ARCHIVE_OK && r != ARCHIVE_EOF)
+        kiln_error_set(err, EINVAL, "%s: %s", path, archive_error_string(a));
+    archive_read_free(a);
+    return r != ARCHIVE_OK && r != ARCHIVE_EOF ? -1 : found;
+}
+
+/* Names a loaded image with each of names (NULL-free list of n), printing what docker load
+ * prints; an image without names is printed by its digest. */
+static int name_loaded(kiln_store_t *s, const kiln_digest_t *d, const char *const *names, size_t n,
+                       kiln_error_t *err)
+{
+    char ds[KILN_DIGEST_STR_MAX];
+
+    kiln_digest_str(d, ds);
+    if (n == 0) {
+        printf("Loaded image: %s\n", ds);
+        return 0;
+    }
+    if (kiln_imagestore_tag(s, names, n, d, err) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        printf("Loaded image: %s (%s)\n", names[i], ds);
+    return 0;
+}
+
+static int load_docker(kiln_store_t *s, const char *path, kiln_error_t *err)
+{
+    size_t count = 0;
+
+    if (kiln_docker_archive_count(path, &count, err) < 0)
+        return -1;
+    for (size_t i = 0; i < count; i++) {
+        kiln_docker_archive_image_t *img = NULL;
+        const char *names[256];
+        size_t n = 0;
+        int r;
+        if (kiln_docker_archive_read(path, i, s, &img, err) < 0)
+            return -1;
+        for (size_t k = 0; k < json_array_size(img->repo_tags) && n < 256; k++) {
+            const char *t = json_string_value(json_array_get(img->repo_tags, k));
+            if (t == NULL) {
+                kiln_docker_archive_image_free(img);
+                return kiln_error_set(err, EINVAL,
+                                      "docker-archive %s: RepoTags[%zu] is not a string", path, k);
+            }
+            names[n++] = t;
+        }
+        r = name_loaded(s, &img->manifest_desc.digest, names, n, err);
+        kiln_docker_archive_image_free(img);
+        if (r < 0)
+            return kiln_error_prefix(err, "docker-archive %s", path);
+    }
+    return 0;
+}
+
+static int load_oci(kiln_store_t *s, const char *path, kiln_error_t *err)
+{
+    kiln_layout_image_t *img = NULL;
+    const char *name;
+    int r;
+
+    if (kiln_layout_resolve(path, NULL, &img, err) < 0)
+        return -1;
+    /* the full name is containerd's annotation; a ref.name alone is only a tag */
+    name = img->full_name;
+    if (name == NULL && img->name != NULL && strchr(img->name, '/') != NULL)
+        name = img->name;
+    r = kiln_layout_import(s, img, err);
+    if (r == 0)
+        r = name_loaded(s, &img->manifest_desc.digest, name ? &name : NULL, name ? 1 : 0, err);
+    kiln_layout_image_free(img);
+    return r;
+}
+
+static void load_usage(FILE *out)
+{
+    fprintf(out, "Usage: kiln load [OPTIONS] -i FILE\n\n"
+                 "Reads the images of a docker-archive (docker save) or an OCI archive into\n"
+                 "kiln's store, named as the archive names them.\n\n"
+                 "  -i, --input FILE   the archive\n"
+                 "      --root DIR     kiln root (default: kiln's store)\n");
+}
+
+int kiln_cmd_load(int argc, char **argv)
+{
+    static const struct option opts[] = {{"input", required_argument, NULL, 'i'},
+                                         {"root", required_argument, NULL, 'R'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *root = NULL, *in = NULL;
+    kiln_store_t *s = NULL;
+    kiln_error_t err = {0};
+    int c, docker, rc;
+
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":i:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'i':
+            in = optarg;
+            break;
+        case 'R':
+            root = optarg;
+            break;
+        case 'h':
+            load_usage(stdout);
+            return KILN_EXIT_OK;
+        default:
+            return kiln_cli_bad_option("load", c, argv, opts);
+        }
+    }
+    if (in == NULL || optind != argc)
+        return kiln_cli_usage_error("load", "expected -i FILE (and nothing else)");
+    docker = is_docker_archive(in, &err);
+    if (docker < 0 || kiln_cli_image_store_open(root, &s, &err) < 0)
+        return kiln_cli_fail(&err);
+    rc = (docker ? load_docker(s, in, &err) : load_oci(s, in, &err)) < 0 ? kiln_cli_fail(&err)
+                                                                         : KILN_EXIT_OK;
+    kiln_store_close(s);
+    return rc;
+}
