@@ -120,6 +120,11 @@ static int read_manifest_list(const char *path, json_t **out, kiln_error_t *err)
         return -1;
     while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
         if (strcmp(kiln_tarfile_name(e), "manifest.json") == 0) {
+            if (archive_entry_filetype(e) != AE_IFREG) {
+                kiln_error_set(err, 0, "%s: manifest.json is not a regular file (a link?)", path);
+                found = -1;
+                break;
+            }
             found = kiln_tarfile_read_entry(a, "manifest.json", KILN_IMAGE_MANIFEST_MAX, 0, &data,
                                             &len, err) < 0
                         ? -1
@@ -202,6 +207,20 @@ static char *join_link(const char *link_name, const char *target)
     return out;
 }
 
+/* NULL when a manifest.json path names an entry inside the archive: relative, without '..'
+ * (the reader only ever matches entry names, but such a path is a hostile archive's). */
+static const char *bad_path(const char *p)
+{
+    if (p[0] == '\0')
+        return "an empty path";
+    if (p[0] == '/')
+        return "an absolute path";
+    for (const char *c = p; (c = strstr(c, "..")) != NULL; c += 2)
+        if ((c == p || c[-1] == '/') && (c[2] == '\0' || c[2] == '/'))
+            return "a '..' path";
+    return NULL;
+}
+
 /* One pass over the archive: reads the config (once) and streams every
  * layer not yet seen. A layer entry that is a symlink renames what is looked
  * for and sets *aliased (another pass may be needed). */
@@ -219,6 +238,11 @@ static int scan_pass(const char *path, const char *cfg_path, char **cfg_data, si
     while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
         const char *name = kiln_tarfile_name(e);
         if (*cfg_data == NULL && strcmp(name, cfg_path) == 0) {
+            if (archive_entry_filetype(e) != AE_IFREG) {
+                kiln_error_set(err, 0, "config %s is not a regular file in the archive (a link?)",
+                               name);
+                goto out;
+            }
             if (kiln_tarfile_read_entry(a, cfg_path, KILN_IMAGE_CONFIG_MAX, 0, cfg_data, cfg_len,
                                         err) < 0)
                 goto out;
@@ -281,6 +305,7 @@ int kiln_docker_archive_read(const char *path, size_t index, kiln_store_t *store
     kiln_docker_archive_image_t *img = NULL;
     kiln_descriptor_t cfg_desc = {0};
     kiln_descriptor_t *descs = NULL;
+    const char *why;
     int ret = -1;
 
     if (read_manifest_json(path, index, &entry, err) < 0)
@@ -305,12 +330,22 @@ int kiln_docker_archive_read(const char *path, size_t index, kiln_store_t *store
             kiln_error_set(err, 0, "docker-archive %s: Layers[%zu] is not a string", path, i);
             goto out;
         }
+        if ((why = bad_path(json_string_value(e_j))) != NULL) {
+            kiln_error_set(err, 0, "manifest.json Layers[%zu] '%.200s' is %s, outside the archive",
+                           i, json_string_value(e_j), why);
+            goto out;
+        }
         layers[i].path = kiln_xstrdup(json_string_value(e_j));
         while (strncmp(layers[i].path, "./", 2) == 0)
             memmove(layers[i].path, layers[i].path + 2, strlen(layers[i].path + 2) + 1);
     }
     while (strncmp(cfg_path, "./", 2) == 0)
         cfg_path += 2;
+    if ((why = bad_path(cfg_path)) != NULL) {
+        kiln_error_set(err, 0, "manifest.json Config '%.200s' is %s, outside the archive", cfg_path,
+                       why);
+        goto out;
+    }
 
     /* older `docker save` links repeated layers to the first copy: follow
      * such symlinks with another pass when their target came earlier */
