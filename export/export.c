@@ -16,7 +16,8 @@ static const kiln_exporter_t *const exporters[] = {
 };
 const char kiln_exporter_names[] = "local, oci, docker, tar, function, registry, image, s3";
 
-static const char *const bool_keys[] = {"tar", "push", "ecr-create-repository", "full", NULL};
+static const char *const bool_keys[] = {"tar",  "push", "ecr-create-repository",
+                                        "full", "soci", NULL};
 
 const kiln_exporter_t *kiln_exporter_find(const char *name)
 {

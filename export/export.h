@@ -66,7 +66,8 @@ typedef struct kiln_export_result {
     const char *digest;                /* the image's manifest digest (image outputs), else NULL */
     uint64_t bytes;                    /* bytes written or uploaded (0 when not counted) */
     size_t files, uploaded, unchanged; /* s3: files found, uploaded, unchanged */
-    int failed; /* s3: reported also when the upload failed part way (what was done) */
+    int failed;       /* s3: reported also when the upload failed part way (what was done) */
+    const char *note; /* registry: what --soci did (the SOCI index, or why there is none) */
 } kiln_export_result_t;
 
 typedef void (*kiln_export_result_fn)(void *ud, const kiln_export_result_t *r);
@@ -85,6 +86,8 @@ typedef struct kiln_export_ctx {
     /* the server's API: the request's tags are pushed beside a registry output's name=
      * (buildx's rule, and the CLI's: name= alone when given, the -t names otherwise) */
     int tags_with_name;
+    int soci;                      /* default of soci= (--soci) */
+    int64_t soci_min_layer;        /* default of soci-min-layer-size= (0: 10 MiB) */
     kiln_export_ecr_fn ecr_create_fn;
     const char *function_handler; /* type=function: set for a function plan, else the */
     const char *function_runtime; /* type is not available */

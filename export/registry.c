@@ -4,6 +4,11 @@
 #include <string.h>
 
 #include "export/exporters.h"
+#include "oci/soci.h"
+#include "oci/ztoc.h"
+#include "utils/cleanup.h"
+#include "utils/mem.h"
+#include "utils/size.h"
 
 #define MAX_REFS 256 /* as many as kiln build takes -t names */
 
@@ -32,9 +37,55 @@ static int open_registry(kiln_export_ctx_t *ctx, kiln_error_t *err)
     return kiln_registry_new(&ro, &ctx->registry, err);
 }
 
+/* soci-min-layer-size= / soci-span-size=: a byte size ("10MiB"), or def when absent. */
+static int soci_size(const kiln_export_opts_t *o, const char *key, int64_t def, int64_t *out,
+                     kiln_error_t *err)
+{
+    const char *v = kiln_export_opts_get(o, key);
+    uint64_t n;
+
+    *out = def;
+    if (v == NULL)
+        return 0;
+    if (kiln_size_parse(v, &n, err) < 0 || n > (uint64_t)1 << 40)
+        return kiln_error_set(err, EINVAL, "--output: %s=%s is not a byte size (e.g. 10MiB)", key,
+                              v);
+    *out = (int64_t)n;
+    return 0;
+}
+
+/* The SOCI options of an output (soci=, soci-min-layer-size=, soci-span-size=). */
+static int soci_opts(const kiln_export_ctx_t *ctx, const kiln_export_opts_t *o, int *on,
+                     kiln_soci_opts_t *so, kiln_error_t *err)
+{
+    if (kiln_export_opts_get_bool(o, "soci", ctx ? ctx->soci : 0, on, err) < 0 ||
+        soci_size(o, "soci-min-layer-size",
+                  ctx && ctx->soci_min_layer > 0 ? ctx->soci_min_layer : -1, &so->min_layer,
+                  err) < 0 ||
+        soci_size(o, "soci-span-size", 0, &so->span, err) < 0)
+        return -1;
+    if (so->span && so->span < KILN_ZTOC_MIN_SPAN)
+        return kiln_error_set(err, EINVAL, "--output: soci-span-size is below %d KiB",
+                              KILN_ZTOC_MIN_SPAN / 1024);
+    so->build_tool = "kiln " KILN_VERSION;
+    return 0;
+}
+
+static int registry_validate(const kiln_export_opts_t *o, kiln_error_t *err)
+{
+    kiln_soci_opts_t so = {0};
+    int on;
+    return soci_opts(NULL, o, &on, &so, err);
+}
+
 static int registry_run(kiln_export_ctx_t *ctx, const kiln_export_image_t *img,
                         const kiln_export_opts_t *o, kiln_error_t *err)
 {
+    const kiln_descriptor_t *top = img->manifest;
+    kiln_soci_opts_t so = {0};
+    kiln_soci_result_t sr = {0};
+    _cleanup_free_ char *note = NULL;
+    int soci = 0;
     const char *name = kiln_export_opts_get(o, "name");
     const char *refs[MAX_REFS + 1];
     kiln_blob_source_t src = kiln_registry_source_store(img->store);
@@ -58,22 +109,45 @@ static int registry_run(kiln_export_ctx_t *ctx, const kiln_export_image_t *img,
         refs[n++] = img->tags[k];
     if (n == 0)
         return kiln_error_set(err, 0, "--push / type=registry needs a name (-t NAME)");
+    if (soci_opts(ctx, o, &soci, &so, err) < 0)
+        return -1;
+    if (soci) { /* the SOCI-enabled image (an index) is what gets pushed */
+        if (kiln_soci_convert(img->store, img->manifest, &so, &sr, err) < 0)
+            return -1;
+        top = &sr.top;
+        note =
+            sr.ztocs
+                ? kiln_xasprintf(
+                      "SOCI index v2 with %zu zTOC%s (%zu layer%s below the "
+                      "%lld-byte threshold)",
+                      sr.ztocs, sr.ztocs == 1 ? "" : "s", sr.skipped, sr.skipped == 1 ? "" : "s",
+                      (long long)(so.min_layer >= 0 ? so.min_layer : KILN_SOCI_DEFAULT_MIN_LAYER))
+                : kiln_xasprintf(
+                      "no SOCI index: every layer is below the %lld-byte "
+                      "threshold (soci-min-layer-size)",
+                      (long long)(so.min_layer >= 0 ? so.min_layer : KILN_SOCI_DEFAULT_MIN_LAYER));
+    }
     if (open_registry(ctx, err) < 0)
         return -1;
     if (ecr_create && ctx->ecr_create_fn && ctx->ecr_create_fn(refs, n, err) < 0)
         return -1;
-    if (kiln_registry_push(ctx->registry, &src, img->manifest, refs, n, NULL, NULL, err) < 0)
+    if (kiln_registry_push(ctx->registry, &src, top, refs, n, NULL, NULL, err) < 0) {
+        kiln_descriptor_clear(&sr.top);
         return -1;
-    kiln_digest_str(&img->manifest->digest, ds);
+    }
+    kiln_digest_str(&top->digest, ds);
+    kiln_descriptor_clear(&sr.top);
     for (size_t k = 0; k < n; k++)
         kiln_export_report(
-            ctx, &(kiln_export_result_t){.type = "registry", .location = refs[k], .digest = ds});
+            ctx, &(kiln_export_result_t){
+                     .type = "registry", .location = refs[k], .digest = ds, .note = note});
     return 0;
 }
 
-static const char *const push_keys[] = {"name", "push", "ecr-create-repository", NULL};
+static const char *const push_keys[] = {
+    "name", "push", "ecr-create-repository", "soci", "soci-min-layer-size", "soci-span-size", NULL};
 
 const kiln_exporter_t kiln_exporter_registry = {
-    .name = "registry", .keys = push_keys, .run = registry_run};
+    .name = "registry", .keys = push_keys, .validate = registry_validate, .run = registry_run};
 const kiln_exporter_t kiln_exporter_image = {
-    .name = "image", .keys = push_keys, .run = registry_run};
+    .name = "image", .keys = push_keys, .validate = registry_validate, .run = registry_run};

@@ -19,6 +19,7 @@ int kiln_cmd_version(int argc, char **argv);
 int kiln_cmd_import(int argc, char **argv);
 int kiln_cmd_pull(int argc, char **argv);
 int kiln_cmd_push(int argc, char **argv);
+int kiln_cmd_soci(int argc, char **argv);
 int kiln_cmd_copy(int argc, char **argv);
 int kiln_cmd_login(int argc, char **argv);
 int kiln_cmd_logout(int argc, char **argv);

@@ -38,6 +38,7 @@ static const kiln_command_t commands[] = {
     {"job", kiln_cmd_job, "run a job spec (JSON in, JSON-lines events out)"},
     {"plan", kiln_cmd_plan, "print how a directory or git repository would be built (JSON)"},
     {"checkout", kiln_cmd_checkout, "fetch a git source (mirror cache) into a directory"},
+    {"soci", kiln_cmd_soci, "verify an image's SOCI index v2 (lazy loading on Fargate)"},
 };
 
 int kiln_cli_fail(const kiln_error_t *err)
