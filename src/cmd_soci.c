@@ -65,10 +65,11 @@ int kiln_cmd_soci(int argc, char **argv)
         kiln_error_prefix(&err, "%s", argv[optind]);
         goto fail;
     }
-    printf("%s %s: SOCI index v2 verified: %zu index%s, %zu zTOC%s, %zu spans, %zu entries; %zu "
-           "layer%s without a zTOC\n",
+    printf("%s %s: SOCI index v2 verified: %zu index%s, %zu zTOC%s, %zu span%s, %zu tar "
+           "entr%s; %zu layer%s without a zTOC\n",
            argv[optind], kiln_digest_str(&top.digest, ds), st.indexes, st.indexes == 1 ? "" : "es",
-           st.ztocs, st.ztocs == 1 ? "" : "s", st.spans, st.files, st.layers_without_ztoc,
+           st.ztocs, st.ztocs == 1 ? "" : "s", st.spans, st.spans == 1 ? "" : "s", st.files,
+           st.files == 1 ? "y" : "ies", st.layers_without_ztoc,
            st.layers_without_ztoc == 1 ? "" : "s");
     rc = KILN_EXIT_OK;
     goto out;
