@@ -25,6 +25,7 @@
 #include "oci/compress.h"
 #include "oci/image.h"
 #include "oci/store.h"
+#include "sandbox/stepopts.h"
 #include "utils/error.h"
 #include "utils/netpolicy.h"
 
@@ -77,6 +78,13 @@ typedef struct kiln_build_request {
     /* Bytes each RUN step may write to its root (checked while it runs and at its end; no
      * file larger: sandbox.h limits.disk), 0 = none. */
     uint64_t disk_limit;
+    /* docker build's --ulimit, --add-host ("IP\tHOST\n" lines) and --shm-size for every RUN
+     * step (sandbox/stepopts.h); each is part of a RUN step's cache key when set */
+    const kiln_ulimit_t *ulimits;
+    size_t n_ulimits;
+    const char *const *extra_hosts;
+    size_t n_extra_hosts;
+    uint64_t shm_size;
     /* Address policy (utils/netpolicy): "CIDR[:PORT]" entries that open
      * non-public destinations to RUN steps on the nat network and to
      * host-side fetches (ADD URLs, git, registries named by the Dockerfile). */

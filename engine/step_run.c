@@ -247,6 +247,27 @@ int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
         free(keytext);
         keytext = k2;
     }
+    {
+        /* the build's --add-host, --ulimit and --shm-size shape what the step sees: a step
+         * run with other ones is another step (none set: the key is as before) */
+        const kiln_build_request_t *q = e->req;
+        kiln_buf_t kb;
+        kiln_buf_init(&kb, 0);
+        for (size_t i = 0; i < q->n_extra_hosts; i++)
+            kiln_buf_appendf(&kb, NULL, "\nhost:%s", q->extra_hosts[i]);
+        for (size_t i = 0; i < q->n_ulimits; i++)
+            kiln_buf_appendf(&kb, NULL, "\nulimit:%d=%llu:%llu", q->ulimits[i].resource,
+                             (unsigned long long)q->ulimits[i].soft,
+                             (unsigned long long)q->ulimits[i].hard);
+        if (q->shm_size)
+            kiln_buf_appendf(&kb, NULL, "\nshm:%llu", (unsigned long long)q->shm_size);
+        if (kb.data != NULL) {
+            char *k2 = kiln_xasprintf("%s%s", keytext, kb.data);
+            free(keytext);
+            keytext = k2;
+        }
+        kiln_buf_free(&kb);
+    }
     kiln_cache_key_step(&key, keytext, NULL);
     if ((ret = kiln_cache_lookup(e, st, &key, err)) != 0)
         goto out; /* a hit (1) or an error */
@@ -371,6 +392,11 @@ int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     step.limits.pids = e->req->pids_limit;
     step.limits.cpu_secs = e->req->cpu_time_limit;
     step.limits.disk = e->req->disk_limit;
+    step.ulimits = e->req->ulimits;
+    step.n_ulimits = e->req->n_ulimits;
+    step.extra_hosts = e->req->extra_hosts;
+    step.n_extra_hosts = e->req->n_extra_hosts;
+    step.shm_size = e->req->shm_size;
     step.log = run_log;
     step.log_opaque = st;
     for (size_t i = 0; i < st->tail_n; i++)

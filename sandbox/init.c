@@ -137,6 +137,14 @@ __attribute__((noreturn)) static void exec_command(const kiln_sandbox_plan_t *pl
         what = "RLIMIT_AS", r = -errno;
     if (!r && lim->pids && plan->pids_by_rlimit && set_limit(RLIMIT_NPROC, lim->pids) < 0)
         what = "RLIMIT_NPROC", r = -errno;
+    for (size_t i = 0; !r && i < step->n_ulimits; i++) {
+        const kiln_ulimit_t *u = &step->ulimits[i];
+        struct rlimit rl = {
+            .rlim_cur = u->soft == KILN_ULIMIT_UNLIMITED ? RLIM_INFINITY : (rlim_t)u->soft,
+            .rlim_max = u->hard == KILN_ULIMIT_UNLIMITED ? RLIM_INFINITY : (rlim_t)u->hard};
+        if (setrlimit(u->resource, &rl) < 0)
+            what = "--ulimit", r = -errno;
+    }
     if (!r && plan->isolation != KILN_ISOLATION_NONE) {
         if (strict)
             caps &= ~((1ull << 27) | (1ull << 18)); /* no mknod, no chroot without a userns */

@@ -166,8 +166,9 @@ static int mount_in_root(int rootfd, const char *src, const char *dst, const cha
     return 0;
 }
 
-static int setup_dev(int rootfd, kiln_error_t *err)
+static int setup_dev(int rootfd, uint64_t shm_size, kiln_error_t *err)
 {
+    char shm_opts[64];
     static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
     static const char *const links[][2] = {
         {"ptmx", "pts/ptmx"},          {"fd", "/proc/self/fd"},       {"stdin", "/proc/self/fd/0"},
@@ -203,8 +204,11 @@ static int setup_dev(int rootfd, kiln_error_t *err)
     if (mount_in_root(rootfd, "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
                       "newinstance,ptmxmode=0666,mode=0620", TARGET_DIR, err) < 0)
         return -1;
+    /* docker's 64 MiB unless --shm-size says otherwise */
+    snprintf(shm_opts, sizeof(shm_opts), "mode=1777,size=%llu",
+             (unsigned long long)(shm_size ? shm_size : 64ull << 20));
     if (mount_in_root(rootfd, "shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                      "mode=1777,size=65536k", TARGET_DIR, err) < 0)
+                      shm_opts, TARGET_DIR, err) < 0)
         return -1;
     return 0;
 }
@@ -297,7 +301,7 @@ int kiln_mounts_setup(const kiln_step_t *step, const char *root, const char *etc
     if (mount_in_root(rootfd, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL,
                       TARGET_DIR, err) < 0)
         return -1;
-    if (mask_proc(rootfd, err) < 0 || setup_dev(rootfd, err) < 0)
+    if (mask_proc(rootfd, err) < 0 || setup_dev(rootfd, step->shm_size, err) < 0)
         return -1;
     /* /sys read-only where the kernel lets this namespace mount it, else
      * absent (an empty directory). */

@@ -400,6 +400,11 @@ static void etc_texts(const kiln_step_t *step, kiln_sandbox_plan_t *plan)
     plan->etc_text[1] = kiln_xasprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost "
                                        "ip6-loopback\n127.0.1.1\t%s\n",
                                        host);
+    for (size_t i = 0; i < step->n_extra_hosts; i++) {
+        char *more = kiln_xasprintf("%s%s", plan->etc_text[1], step->extra_hosts[i]);
+        free(plan->etc_text[1]);
+        plan->etc_text[1] = more;
+    }
     plan->etc_text[2] = kiln_xasprintf("%s\n", host);
 }
 

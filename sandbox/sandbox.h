@@ -25,6 +25,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "sandbox/stepopts.h"
 #include "utils/error.h"
 
 /* Host ids that uid/gid 0..KILN_SANDBOX_ID_COUNT-1 inside a sandbox map to. */
@@ -137,6 +138,14 @@ typedef struct kiln_step {
     const char *const *allow_addresses;
     size_t n_allow_addresses;
     kiln_limits_t limits;
+    /* --ulimit: set in the step after the limits above (sandbox/stepopts.h), so a nofile
+     * given here wins over limits.nofile */
+    const kiln_ulimit_t *ulimits;
+    size_t n_ulimits;
+    /* --add-host: "IP\tHOST\n" lines appended to the step's /etc/hosts */
+    const char *const *extra_hosts;
+    size_t n_extra_hosts;
+    uint64_t shm_size; /* bytes of the /dev/shm tmpfs; 0 = 64 MiB (docker's default) */
     kiln_seccomp_profile_t seccomp;
     uint64_t caps; /* bounding/effective set inside; 0 = KILN_CAPS_DEFAULT */
     kiln_isolation_t isolation;

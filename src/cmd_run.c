@@ -60,6 +60,9 @@ static void usage(FILE *out)
             "  --timeout DURATION        wall-clock limit, e.g. 60s, 2m, 500ms\n"
             "  --file-size SIZE          largest file the step may write\n"
             "  --nofile N                open files limit\n"
+            "  --ulimit NAME=SOFT[:HARD] a resource limit as docker's (repeatable)\n"
+            "  --shm-size SIZE           size of /dev/shm (default 64m)\n"
+            "  --add-host HOST:IP        a line of the step's /etc/hosts (repeatable)\n"
             "  --mount SPEC              type=bind,src=P,dst=P[,ro] | type=tmpfs,dst=P[,size=S]\n"
             "                            | type=cache,src=P,dst=P | type=secret,src=P,dst=P\n"
             "  --env K=V                 environment (repeat); default: PATH and HOME\n"
@@ -390,11 +393,17 @@ int kiln_cmd_run(int argc, char **argv)
                                          {"verbose", no_argument, NULL, 'v'},
                                          {"source-date-epoch", required_argument, NULL, 'E'},
                                          {"root", required_argument, NULL, 'R'},
+                                         {"ulimit", required_argument, NULL, 'U'},
+                                         {"shm-size", required_argument, NULL, 'Z'},
+                                         {"add-host", required_argument, NULL, 'X'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *lowers[KILN_IDMAP_MAX_LOWERS];
     const char *image_ref = NULL, *root = NULL, *store_name = NULL;
     _cleanup_json_ json_t *config = NULL;
+    kiln_ulimit_t ulimits[MAX_ALLOW];
+    _cleanup_strv_ char **hosts = NULL;
+    size_t n_ulimits = 0, n_hosts = 0;
     const char *image_argv[MAX_ENV + 1];
     __attribute__((cleanup(remove_flat))) char *flat = NULL;
     _cleanup_strv_ char **image_lowers = NULL;
@@ -516,6 +525,26 @@ int kiln_cmd_run(int argc, char **argv)
         case 'R':
             root = optarg;
             break;
+        case 'U':
+            if (n_ulimits == MAX_ALLOW || kiln_ulimit_parse(optarg, &ulimits[n_ulimits], &err) < 0)
+                return kiln_cli_usage_error("run", "%s",
+                                            err.msg[0] ? err.msg : "too many --ulimit");
+            n_ulimits++;
+            break;
+        case 'Z':
+            if (kiln_size_parse(optarg, &step.shm_size, NULL) < 0 || step.shm_size == 0)
+                return kiln_cli_usage_error("run", "bad --shm-size '%s'", optarg);
+            break;
+        case 'X': {
+            char *line = NULL;
+            if (n_hosts == MAX_ALLOW || kiln_add_host_parse(optarg, &line, &err) < 0)
+                return kiln_cli_usage_error("run", "%s",
+                                            err.msg[0] ? err.msg : "too many --add-host");
+            hosts = kiln_xrealloc(hosts, (n_hosts + 2) * sizeof(*hosts));
+            hosts[n_hosts++] = line;
+            hosts[n_hosts] = NULL;
+            break;
+        }
         case 'h':
             usage(stdout);
             return KILN_EXIT_OK;
@@ -607,6 +636,10 @@ int kiln_cmd_run(int argc, char **argv)
         step.env = env;
     step.allow_addresses = allow;
     step.n_allow_addresses = n_allow;
+    step.ulimits = ulimits;
+    step.n_ulimits = n_ulimits;
+    step.extra_hosts = (const char *const *)hosts;
+    step.n_extra_hosts = n_hosts;
     step.argv = config != NULL ? image_argv : (const char *const *)argv + optind;
     step.lowers = lowers;
     step.n_lowers = n_lowers;
