@@ -96,6 +96,23 @@ static const struct {
     {"procfile", kiln_procfile_detect, "a Procfile is there and nothing else matched"},
 };
 
+bool kiln_detect_provider_known(const char *name)
+{
+    for (size_t i = 0; i < sizeof(providers) / sizeof(providers[0]); i++)
+        if (strcmp(name, providers[i].name) == 0)
+            return true;
+    return false;
+}
+
+char *kiln_detect_provider_names(void)
+{
+    kiln_buf_t b;
+    kiln_buf_init(&b, 0);
+    for (size_t i = 0; i < sizeof(providers) / sizeof(providers[0]); i++)
+        kiln_buf_appendf(&b, NULL, "%s%s", i ? ", " : "", providers[i].name);
+    return kiln_buf_steal(&b, NULL);
+}
+
 /* The "nothing matched" error: what was seen and how to configure a build. */
 static int no_match(const kiln_detect_ctx_t *ctx, kiln_error_t *err)
 {

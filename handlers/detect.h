@@ -26,6 +26,8 @@
 #ifndef KILN_HANDLERS_DETECT_H
 #define KILN_HANDLERS_DETECT_H
 
+#include <stdbool.h>
+
 #include "handlers/plan.h"
 #include "handlers/tree.h"
 #include "utils/error.h"
@@ -76,6 +78,12 @@ char *kiln_detect_image(const kiln_detect_ctx_t *ctx, const char *name);
  * function is made. Returns 0, or -1 with err when the kind cannot be made. */
 int kiln_plan_select_output(kiln_plan_t *plan, unsigned kinds, const char *where,
                             kiln_error_t *err);
+
+/* Whether `name` is a provider of the detection order ("java", "rust", …). */
+bool kiln_detect_provider_known(const char *name);
+
+/* The providers' names in the detection order, ", "-separated (malloc'ed). */
+char *kiln_detect_provider_names(void);
 
 /* Lower-cases `name` and keeps [a-z0-9-] (others become '-'); "app" when empty. */
 char *kiln_detect_project_name(const char *name);

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "handlers/detect.h"
+#include "handlers/kiln_json.h"
 #include "handlers/pom.h"
 #include "handlers/words.h"
 #include "utils/buf.h"
@@ -33,6 +34,7 @@
 #define JDK_MAJOR 17
 #define LAYERS "/opt/kiln/layers"
 #define M2 "/root/.m2/repository"
+#define DEPS "/opt/kiln/deps"
 #define TOUCH_LAYERS "find " LAYERS " -exec touch -h -d @0 {} +"
 
 /* A JDK requirement and the file/setting it came from. */
@@ -89,23 +91,26 @@ static void pom_jdk(const kiln_pom_t *pom, const char *file, jdk_req_t *req)
     }
 }
 
-/* Sets the plan's Java version from `req` (KILN_JAVA_VERSION wins): newer
- * than the build image's JDK is an error naming where it was asked. */
+/* The JVM provider's kiln.json settings ("java": {…}) and their variables. */
+static const char *const settings[] = {"version", "module", NULL};
+
+/* Sets the plan's Java version from `req` (kiln.json java.version or KILN_JAVA_VERSION
+ * wins): newer than the build image's JDK is an error naming where it was asked. */
 static int plan_jdk(const kiln_detect_ctx_t *ctx, jdk_req_t *req, kiln_plan_t *plan,
                     kiln_error_t *err)
 {
-    const char *env = kiln_detect_getenv(ctx, "KILN_JAVA_VERSION");
+    char src[64];
+    const char *env =
+        kiln_overrides_stack(ctx, "java", "version", "KILN_JAVA_VERSION", src, sizeof(src));
     char ver[16];
 
     if (env != NULL) {
         jdk_req_clear(req);
         req->major = java_major(env);
         req->value = kiln_xstrdup(env);
-        req->source = kiln_xstrdup("KILN_JAVA_VERSION");
+        req->source = kiln_xstrdup(src);
         if (req->major == 0)
-            return kiln_error_set(err, 0,
-                                  "KILN_JAVA_VERSION: cannot read a Java version from "
-                                  "\"%.32s\"",
+            return kiln_error_set(err, 0, "%s: cannot read a Java version from \"%.32s\"", src,
                                   env);
     }
     kiln_plan_set(&plan->language, "java");
@@ -201,15 +206,30 @@ static void jar_lookup(const kiln_pom_t *pom, const char *dir, kiln_buf_t *b)
                      name ? name : "", dir, dir);
 }
 
-/* The module to build in a multi-module pom: the first with the Spring Boot or
- * Quarkus plugin, else the last jar module. Every module path must stay inside
- * the source. Returns 1 with *module and *mpom set, 0 when the pom has no modules. */
+/* The module to build in a multi-module pom: kiln.json java.module (KILN_JAVA_MODULE),
+ * else the first with the Spring Boot or Quarkus plugin, else the last jar module.
+ * Every module path must stay inside the source. Returns 1 with *module, *mpom and
+ * *why set, 0 when the pom has no modules. */
 static int pick_module(const kiln_detect_ctx_t *ctx, const kiln_pom_t *pom, char **module,
-                       kiln_pom_t **mpom, kiln_error_t *err)
+                       kiln_pom_t **mpom, char **why, kiln_error_t *err)
 {
     _cleanup_pom_ kiln_pom_t *last = NULL;
     _cleanup_free_ char *last_name = NULL;
+    char src[64];
+    const char *want =
+        kiln_overrides_stack(ctx, "java", "module", "KILN_JAVA_MODULE", src, sizeof(src));
 
+    if (want && pom->n_modules == 0)
+        return kiln_error_set(err, 0, "%s names the module \"%.64s\" but pom.xml has no modules",
+                              src, want);
+    for (size_t i = 0; want && i < pom->n_modules; i++)
+        if (strcmp(pom->modules[i], want) == 0)
+            break;
+        else if (i + 1 == pom->n_modules)
+            return kiln_error_set(err, 0,
+                                  "%s names the module \"%.64s\", which pom.xml's <modules> does "
+                                  "not list",
+                                  src, want);
     for (size_t i = 0; i < pom->n_modules; i++) {
         const char *m = pom->modules[i];
         _cleanup_free_ char *path = NULL, *text = NULL;
@@ -229,9 +249,12 @@ static int pick_module(const kiln_detect_ctx_t *ctx, const kiln_pom_t *pom, char
         if (kiln_pom_parse(text, strlen(text), path, &mp, err) < 0)
             return -1;
         _cleanup_free_ char *boot = boot_version(mp);
-        if (boot != NULL || is_quarkus(mp)) {
+        if (want ? strcmp(m, want) == 0 : boot != NULL || is_quarkus(mp)) {
             *module = kiln_xstrdup(m);
             *mpom = steal_pointer(&mp);
+            *why = want ? kiln_xasprintf("%s names it", src)
+                        : kiln_xasprintf("the first module with the %s plugin",
+                                         boot ? "Spring Boot" : "Quarkus");
             return 1;
         }
         if (mp->packaging == NULL || strcmp(mp->packaging, "jar") == 0) {
@@ -248,6 +271,8 @@ static int pick_module(const kiln_detect_ctx_t *ctx, const kiln_pom_t *pom, char
                               pom->n_modules);
     *module = steal_pointer(&last_name);
     *mpom = steal_pointer(&last);
+    *why = kiln_xstrdup("no module has the Spring Boot or Quarkus plugin: the last jar module "
+                        "of <modules> (kiln.json java.module chooses another)");
     return 1;
 }
 
@@ -312,33 +337,41 @@ static void plan_quarkus(const char *dir, kiln_buf_t *b, kiln_plan_t *plan)
                   dir);
 }
 
-/* A plain jar: itself, plus its runtime dependencies in lib/ when it has any
- * and no shade/assembly plugin bundles them (for a manifest Class-Path lib/). */
-static void plan_plain(const kiln_pom_t *pom, kiln_buf_t *b, kiln_plan_t *plan)
+/* Whether a plain jar needs its runtime dependencies beside it in lib/ (for a manifest
+ * Class-Path lib/): it has some and no shade/assembly plugin bundles them. */
+static bool plain_needs_deps(const kiln_pom_t *pom, bool *bundled)
 {
-    bool deps = false,
-         bundled = kiln_pom_find(pom->plugins, pom->n_plugins, NULL, "maven-shade-plugin") ||
-                   kiln_pom_find(pom->plugins, pom->n_plugins, NULL, "maven-assembly-plugin");
+    bool deps = false;
+    *bundled = kiln_pom_find(pom->plugins, pom->n_plugins, NULL, "maven-shade-plugin") ||
+               kiln_pom_find(pom->plugins, pom->n_plugins, NULL, "maven-assembly-plugin");
     for (size_t i = 0; i < pom->n_deps; i++)
         if (pom->deps[i].scope == NULL || (strcmp(pom->deps[i].scope, "test") != 0 &&
                                            strcmp(pom->deps[i].scope, "provided") != 0))
             deps = true;
+    return deps && !*bundled;
+}
+
+/* A plain jar: itself, plus its runtime dependencies in lib/ when plain_needs_deps (mvn
+ * copied them to DEPS in the same run as package, so that a module of the reactor is
+ * resolved to the jar just built). */
+static void plan_plain(const kiln_pom_t *pom, kiln_buf_t *b, kiln_plan_t *plan)
+{
+    bool bundled, deps = plain_needs_deps(pom, &bundled);
     kiln_buf_appendf(b, NULL,
-                     " && rm -rf " LAYERS " && mkdir -p " LAYERS "/dependencies/lib " LAYERS
-                     "/application && cp \"$JAR\" " LAYERS "/application/app.jar");
-    if (deps && !bundled)
-        kiln_buf_appendf(b, NULL,
-                         " && mvn -B -ntp dependency:copy-dependencies -DincludeScope=runtime "
-                         "-DoutputDirectory=" LAYERS "/dependencies/lib");
+                     " && rm -rf " LAYERS " && mkdir -p " LAYERS "/dependencies%s " LAYERS
+                     "/application && cp \"$JAR\" " LAYERS "/application/app.jar",
+                     deps ? "" : "/lib");
+    if (deps)
+        kiln_buf_appendf(b, NULL, " && mv " DEPS " " LAYERS "/dependencies/lib");
     kiln_plan_add(plan->layers, &plan->n_layers, NULL, LAYERS "/dependencies");
     kiln_plan_add(plan->layers, &plan->n_layers, NULL, LAYERS "/application");
     plan->start = kiln_xstrdup("exec java $JAVA_OPTS -jar app.jar");
     kiln_plan_why(plan, KILN_WHY_START,
                   "a plain jar (no Spring Boot or Quarkus in pom.xml): java -jar app.jar%s",
-                  deps && !bundled ? ", its runtime dependencies in lib/ (for a manifest "
-                                     "Class-Path lib/)"
-                  : bundled        ? ", its dependencies bundled by the shade/assembly plugin"
-                                   : "");
+                  deps      ? ", its runtime dependencies in lib/ (for a manifest "
+                              "Class-Path lib/)"
+                  : bundled ? ", its dependencies bundled by the shade/assembly plugin"
+                            : "");
 }
 
 /* Notes what the Maven wrapper asked for: the image's Maven is used instead. */
@@ -374,15 +407,16 @@ static int maven_plan(const kiln_detect_ctx_t *ctx, const char *text, kiln_plan_
                       kiln_error_t *err)
 {
     _cleanup_pom_ kiln_pom_t *root = NULL, *mpom = NULL;
-    _cleanup_free_ char *module = NULL, *boot = NULL, *dir = NULL, *cmd = NULL;
+    _cleanup_free_ char *module = NULL, *boot = NULL, *dir = NULL, *cmd = NULL, *mwhy = NULL;
     jdk_req_t req = {0};
     const kiln_pom_t *app;
     kiln_buf_t b;
     int r;
 
-    if (kiln_pom_parse(text, strlen(text), "pom.xml", &root, err) < 0)
+    if (kiln_overrides_stack_check(ctx, "java", settings, err) < 0 ||
+        kiln_pom_parse(text, strlen(text), "pom.xml", &root, err) < 0)
         return -1;
-    r = pick_module(ctx, root, &module, &mpom, err);
+    r = pick_module(ctx, root, &module, &mpom, &mwhy, err);
     if (r < 0)
         return -1;
     app = mpom ? mpom : root;
@@ -408,12 +442,17 @@ static int maven_plan(const kiln_detect_ctx_t *ctx, const char *text, kiln_plan_
         note_wrapper(ctx, plan);
     kiln_plan_set(&plan->workdir, "/app");
     dir = module ? kiln_xasprintf("%s/target", module) : kiln_xstrdup("target");
-    kiln_buf_init(&b, 0);
-    kiln_buf_appendf(&b, NULL, "mvn -B -ntp -DskipTests package%s%s%s && ", module ? " -pl " : "",
-                     module ? module : "", module ? " -am" : "");
-    jar_lookup(app, dir, &b);
     if ((boot = boot_version(app)) == NULL && app != root)
         boot = boot_version(root);
+    kiln_buf_init(&b, 0);
+    kiln_buf_appendf(&b, NULL, "mvn -B -ntp -DskipTests package");
+    if (boot == NULL && !is_quarkus(app) && plain_needs_deps(app, &(bool){false}))
+        kiln_buf_appendf(&b, NULL,
+                         " dependency:copy-dependencies -DincludeScope=runtime "
+                         "-DoutputDirectory=" DEPS);
+    kiln_buf_appendf(&b, NULL, "%s%s%s && ", module ? " -pl " : "", module ? module : "",
+                     module ? " -am" : "");
+    jar_lookup(app, dir, &b);
     if (boot != NULL)
         plan_boot(boot, &b, plan);
     else if (is_quarkus(app))
@@ -425,9 +464,10 @@ static int maven_plan(const kiln_detect_ctx_t *ctx, const char *text, kiln_plan_
     cmd = kiln_buf_steal(&b, NULL);
     kiln_plan_set(&plan->build, cmd);
     kiln_plan_why(plan, KILN_WHY_BUILD,
-                  "pom.xml%s%s: mvn package (tests skipped), the local repository %s a cache "
-                  "mount; the jar's parts become the run image's layers",
-                  module ? ", module " : "", module ? module : "", M2);
+                  "pom.xml%s%s%s%s%s: mvn package (tests skipped), the local repository %s a "
+                  "cache mount; the jar's parts become the run image's layers",
+                  module ? ", module " : "", module ? module : "", module ? " (" : "",
+                  module ? mwhy : "", module ? ")" : "", M2);
     if (kiln_plan_add_cache(plan, "m2", M2, err) < 0 ||
         kiln_plan_setenv(plan, "JAVA_OPTS", "-XX:MaxRAMPercentage=75", err) < 0)
         return -1;
@@ -467,6 +507,8 @@ static int gradle_plan(const kiln_detect_ctx_t *ctx, const char *file, const cha
     bool quarkus = strstr(text, "io.quarkus") != NULL;
     int r;
 
+    if (kiln_overrides_stack_check(ctx, "java", settings, err) < 0)
+        return -1;
     kiln_plan_set(&plan->provider, "java");
     kiln_plan_set(&plan->package_manager, "gradle");
     req.major = gradle_jdk(text);
@@ -501,15 +543,25 @@ static int gradle_plan(const kiln_detect_ctx_t *ctx, const char *file, const cha
         kiln_plan_set(&plan->framework, "quarkus");
     }
     kiln_plan_set(&plan->workdir, "/app");
-    if (!kiln_tree_is_file(ctx->tree, "gradlew") || dist == NULL) {
-        plan->build = kiln_xasprintf(
-            "echo \"kiln: %s needs Gradle, which kiln's build image does not carry (Debian 12's "
-            "gradle is 4.4, too old for it) and no Gradle wrapper (gradlew and "
-            "gradle/wrapper/gradle-wrapper.properties) is there to fetch one: add the wrapper "
-            "or build with a Dockerfile\" >&2; exit 1",
-            file);
+    if (!kiln_tree_is_file(ctx->tree, "gradlew") || dist == NULL ||
+        !kiln_tree_is_file(ctx->tree, "gradle/wrapper/gradle-wrapper.jar")) {
+        /* what is missing, said by the plan (a note) and by the build step alike */
+        _cleanup_free_ char *msg =
+            !kiln_tree_is_file(ctx->tree, "gradlew") || dist == NULL
+                ? kiln_xasprintf(
+                      "%s needs Gradle, which kiln's build image does not carry (Debian 12's "
+                      "gradle is 4.4, too old for it) and no Gradle wrapper (gradlew and "
+                      "gradle/wrapper/gradle-wrapper.properties) is there to fetch one: add the "
+                      "wrapper or build with a Dockerfile",
+                      file)
+                : kiln_xasprintf("gradlew needs gradle/wrapper/gradle-wrapper.jar, which is not "
+                                 "in the source: commit it (gradle wrapper writes it) or build "
+                                 "with a Dockerfile");
+        plan->build = kiln_xasprintf("echo \"kiln: %s\" >&2; exit 1", msg);
+        kiln_plan_add(plan->notes, &plan->n_notes, NULL, "the build step will stop: %s", msg);
         kiln_plan_why(plan, KILN_WHY_BUILD,
-                      "%s without a Gradle wrapper: the build step stops and says what is missing",
+                      "%s without a whole Gradle wrapper: the build step stops and says what is "
+                      "missing",
                       file);
     } else {
         plan->build = kiln_xasprintf(
@@ -522,6 +574,12 @@ static int gradle_plan(const kiln_detect_ctx_t *ctx, const char *file, const cha
             "'-plain\\.jar$' | head -n 1) && cp \"$JAR\" " LAYERS
             "/application/app.jar && " TOUCH_LAYERS,
             dist, task);
+        kiln_plan_add(plan->notes, &plan->n_notes, NULL,
+                      "the Gradle wrapper fetches its distribution %s in the build step: Gradle "
+                      "distributions are not on Maven Central, and kiln's builds reach only the "
+                      "package registries, so unless that URL is a mirror they reach the build "
+                      "step stops naming it",
+                      dist);
         kiln_plan_why(plan, KILN_WHY_BUILD,
                       "%s: ./gradlew %s, the wrapper's distribution %s fetched in the build step "
                       "(it fails naming it when that host cannot be reached)",

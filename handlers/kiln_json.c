@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,9 @@ void kiln_overrides_free(kiln_overrides_t *o)
     for (size_t i = 0; i < o->n_env; i++)
         free(o->env[i]);
     o->n_env = 0;
+    for (size_t i = 0; i < o->n_stack; i++)
+        free(o->stack[i]);
+    o->n_stack = 0;
 }
 
 /* A string member of `obj` into *field; `where` names it in messages. */
@@ -82,6 +86,85 @@ static const char *const known_members[] = {
     "nodeVersion", "pythonVersion", "port",  "function", "$schema", "goVersion", "goMain",
 };
 
+/* A provider's settings ("java": {"version": "17"}): an object of strings, kept as
+ * "java.version=17" for the provider to read. */
+static int parse_stack(const char *stack, json_t *obj, kiln_overrides_t *o, kiln_error_t *err)
+{
+    const char *k;
+    json_t *v;
+
+    if (!json_is_object(obj))
+        return kiln_error_set(
+            err, 0, "kiln.json: %s must be an object of the %s provider's settings", stack, stack);
+    json_object_foreach(obj, k, v)
+    {
+        if (!env_name_ok(k) || strlen(k) > 64)
+            return kiln_error_set(err, 0, "kiln.json: %s: \"%.64s\" is not a setting name", stack,
+                                  k);
+        if (!json_is_string(v) || json_string_length(v) > OVERRIDE_VALUE_MAX ||
+            strlen(json_string_value(v)) != json_string_length(v))
+            return kiln_error_set(err, 0, "kiln.json: %s.%s must be a string (no NUL)", stack, k);
+        if (o->n_stack >= KILN_PLAN_MAX_ITEMS)
+            return kiln_error_set(err, 0, "kiln.json: more than %d provider settings",
+                                  KILN_PLAN_MAX_ITEMS);
+        o->stack[o->n_stack++] = kiln_xasprintf("%s.%s=%s", stack, k, json_string_value(v));
+    }
+    return 0;
+}
+
+/* The value of kiln.json's "<stack>.<key>", or NULL. */
+static const char *stack_value(const kiln_overrides_t *o, const char *stack, const char *key)
+{
+    size_t sl = strlen(stack), kl = strlen(key);
+    for (size_t i = 0; o && i < o->n_stack; i++) {
+        const char *e = o->stack[i];
+        if (strncmp(e, stack, sl) == 0 && e[sl] == '.' && strncmp(e + sl + 1, key, kl) == 0 &&
+            e[sl + 1 + kl] == '=')
+            return e + sl + 1 + kl + 1;
+    }
+    return NULL;
+}
+
+const char *kiln_overrides_stack(const kiln_detect_ctx_t *ctx, const char *stack, const char *key,
+                                 const char *var, char *source, size_t n)
+{
+    const char *v = var ? kiln_detect_getenv(ctx, var) : NULL;
+    if (v != NULL) {
+        snprintf(source, n, "%s", var);
+        return v;
+    }
+    if ((v = stack_value(ctx->overrides, stack, key)) != NULL)
+        snprintf(source, n, "kiln.json %s.%s", stack, key);
+    return v;
+}
+
+int kiln_overrides_stack_check(const kiln_detect_ctx_t *ctx, const char *stack,
+                               const char *const *keys, kiln_error_t *err)
+{
+    const kiln_overrides_t *o = ctx->overrides;
+    size_t sl = strlen(stack);
+
+    for (size_t i = 0; o && i < o->n_stack; i++) {
+        const char *e = o->stack[i], *name = e + sl + 1;
+        bool known = false;
+        if (strncmp(e, stack, sl) != 0 || e[sl] != '.')
+            continue;
+        for (size_t j = 0; keys[j]; j++)
+            known |= strncmp(name, keys[j], strlen(keys[j])) == 0 && name[strlen(keys[j])] == '=';
+        if (!known) {
+            char list[256] = "";
+            for (size_t j = 0; keys[j]; j++)
+                snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", j ? ", " : "",
+                         keys[j]);
+            return kiln_error_set(err, 0,
+                                  "kiln.json: %s.%.*s is not a setting of the %s provider (it has "
+                                  "%s)",
+                                  stack, (int)strcspn(name, "="), name, stack, list);
+        }
+    }
+    return 0;
+}
+
 /* Fills *o from the parsed object. */
 static int parse_object(json_t *root, kiln_overrides_t *o, kiln_error_t *err)
 {
@@ -95,6 +178,11 @@ static int parse_object(json_t *root, kiln_overrides_t *o, kiln_error_t *err)
         bool known = false;
         for (size_t i = 0; i < sizeof(known_members) / sizeof(known_members[0]); i++)
             known |= strcmp(k, known_members[i]) == 0;
+        if (!known && kiln_detect_provider_known(k)) {
+            if (parse_stack(k, v, o, err) < 0)
+                return -1;
+            known = true;
+        }
         if (!known)
             return kiln_error_set(err, 0, "kiln.json: unknown member \"%.64s\"", k);
     }
@@ -108,13 +196,10 @@ static int parse_object(json_t *root, kiln_overrides_t *o, kiln_error_t *err)
         member_str(root, "goVersion", "", &o->go_version, err) < 0 ||
         member_str(root, "goMain", "", &o->go_main, err) < 0)
         return -1;
-    if (o->provider != NULL && strcmp(o->provider, "node") != 0 &&
-        strcmp(o->provider, "python") != 0 && strcmp(o->provider, "go") != 0 &&
-        strcmp(o->provider, "static") != 0 && strcmp(o->provider, "procfile") != 0 &&
-        strcmp(o->provider, "dockerfile") != 0)
-        return kiln_error_set(err, 0,
-                              "kiln.json: provider must be one of dockerfile, node, python, go, "
-                              "static, procfile");
+    if (o->provider != NULL && !kiln_detect_provider_known(o->provider)) {
+        _cleanup_free_ char *names = kiln_detect_provider_names();
+        return kiln_error_set(err, 0, "kiln.json: provider must be one of %s", names);
+    }
     if (o->output_dir != NULL && (o->output_dir[0] == '/' || strstr(o->output_dir, "..")))
         return kiln_error_set(err, 0,
                               "kiln.json: outputDir must be a relative path inside the "

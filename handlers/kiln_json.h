@@ -6,7 +6,12 @@
  *     "env": {"KEY": "VALUE"}, "images": {"build": "…", "run": "…"},
  *     "nodeVersion": "20", "pythonVersion": "3.11", "port": 8080,
  *     "goVersion": "1.27.3", "goMain": "./cmd/api",
- *     "function": {"handler": "index.handler", "runtime": "nodejs18.x", "dir": "."} } */
+ *     "function": {"handler": "index.handler", "runtime": "nodejs18.x", "dir": "."},
+ *     "<provider>": {"<setting>": "…"} }
+ *
+ * A member named after a provider ("java", "rust", …) holds that provider's own settings as
+ * strings: kiln.json knows no stack's settings, each provider reads and checks its own
+ * (kiln_overrides_stack, kiln_overrides_stack_check), so adding a stack touches no other. */
 #ifndef KILN_HANDLERS_KILN_JSON_H
 #define KILN_HANDLERS_KILN_JSON_H
 
@@ -25,6 +30,8 @@ typedef struct kiln_overrides {
     int port;                   /* 0 = not set */
     char *env[KILN_PLAN_MAX_ITEMS];
     size_t n_env;
+    char *stack[KILN_PLAN_MAX_ITEMS]; /* "<provider>.<setting>=<value>", from kiln.json */
+    size_t n_stack;
 } kiln_overrides_t;
 
 void kiln_overrides_free(kiln_overrides_t *o);
@@ -38,5 +45,16 @@ int kiln_overrides_load(const kiln_detect_ctx_t *ctx, kiln_overrides_t *o, kiln_
 
 /* Applies the overrides to a detected plan. */
 int kiln_overrides_apply(const kiln_overrides_t *o, kiln_plan_t *plan, kiln_error_t *err);
+
+/* A provider's own setting: the variable `var` when set (KILN_* win over kiln.json, as
+ * everywhere), else kiln.json's "<stack>": {"<key>": …}; NULL when neither. `source` (n bytes)
+ * gets where it came from ("KILN_JAVA_VERSION", "kiln.json java.version"). */
+const char *kiln_overrides_stack(const kiln_detect_ctx_t *ctx, const char *stack, const char *key,
+                                 const char *var, char *source, size_t n);
+
+/* Fails naming the setting when kiln.json's "<stack>" object has one not in `keys`
+ * (NULL-ended), listing those the provider knows. */
+int kiln_overrides_stack_check(const kiln_detect_ctx_t *ctx, const char *stack,
+                               const char *const *keys, kiln_error_t *err);
 
 #endif

@@ -17,6 +17,7 @@
 
 #include "handlers/cargo.h"
 #include "handlers/detect.h"
+#include "handlers/kiln_json.h"
 #include "handlers/words.h"
 #include "utils/buf.h"
 #include "utils/cleanup.h"
@@ -28,6 +29,9 @@
 #define MAX_CANDIDATES 64
 #define MAX_MEMBERS 64
 #define TRIPLE "x86_64-unknown-linux-gnu"
+
+/* The Rust provider's kiln.json settings ("rust": {…}). */
+static const char *const settings[] = {"bin", NULL};
 
 /* One binary the workspace can build and the package it belongs to. */
 typedef struct cand {
@@ -306,11 +310,12 @@ static int static_ok(const kiln_detect_ctx_t *ctx, char **why)
     return 0;
 }
 
-/* Picks the binary: KILN_RUST_BIN, default-run, else the only one. */
+/* Picks the binary: kiln.json rust.bin (KILN_RUST_BIN), default-run, else the only one.
+ * *why (src, n bytes) names what chose it. */
 static int pick_bin(const kiln_detect_ctx_t *ctx, const kiln_cargo_t *root, const cands_t *cs,
-                    const cand_t **out, const char **why, kiln_error_t *err)
+                    const cand_t **out, const char **why, char *src, size_t n, kiln_error_t *err)
 {
-    const char *want = kiln_detect_getenv(ctx, "KILN_RUST_BIN");
+    const char *want = kiln_overrides_stack(ctx, "rust", "bin", "KILN_RUST_BIN", src, n);
     kiln_buf_t b;
 
     *why = NULL;
@@ -318,7 +323,7 @@ static int pick_bin(const kiln_detect_ctx_t *ctx, const kiln_cargo_t *root, cons
         want = root->default_run;
         *why = "Cargo.toml package.default-run";
     } else if (want) {
-        *why = "KILN_RUST_BIN";
+        *why = src;
     }
     if (want) {
         for (size_t i = 0; i < cs->n; i++)
@@ -344,7 +349,7 @@ static int pick_bin(const kiln_detect_ctx_t *ctx, const kiln_cargo_t *root, cons
         _cleanup_free_ char *list = kiln_buf_steal(&b, NULL);
         return kiln_error_set(err, 0,
                               "Cargo.toml: %zu binaries could run: %s; choose one with "
-                              "package.default-run or KILN_RUST_BIN",
+                              "package.default-run or kiln.json rust.bin (KILN_RUST_BIN)",
                               cs->n, list ? list : "");
     }
 }
@@ -358,12 +363,14 @@ int kiln_rust_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
     size_t n_members = 0;
     const cand_t *bin = NULL;
     const char *bin_why = NULL;
+    char bin_src[64];
     _cleanup_free_ char *sys_crate = NULL;
     int r = kiln_tree_read(ctx->tree, "Cargo.toml", &text, err), ret = -1;
 
     if (r <= 0)
         return r;
-    if (kiln_cargo_parse(text, strlen(text), "Cargo.toml", &root, err) < 0)
+    if (kiln_overrides_stack_check(ctx, "rust", settings, err) < 0 ||
+        kiln_cargo_parse(text, strlen(text), "Cargo.toml", &root, err) < 0)
         return -1;
     if (check_paths(&root, ".", "Cargo.toml", err) < 0 ||
         package_bins(ctx, &root, ".", "Cargo.toml", &cs, err) < 0 ||
@@ -392,7 +399,7 @@ int kiln_rust_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
     kiln_plan_set(&plan->provider, "rust");
     kiln_plan_set(&plan->package_manager, "cargo");
     if (plan_toolchain(ctx, &root, plan, err) < 0 ||
-        pick_bin(ctx, &root, &cs, &bin, &bin_why, err) < 0)
+        pick_bin(ctx, &root, &cs, &bin, &bin_why, bin_src, sizeof(bin_src), err) < 0)
         goto out;
     if (plan->project == NULL)
         plan->project = kiln_detect_project_name(root.name ? root.name : bin->pkg);

@@ -131,3 +131,25 @@ def layout_files(layout):
                     else:
                         have.add(p)
     return have
+
+
+def layer_files(layout):
+    """The file names in each layer of the image in an OCI layout (one set per layer)."""
+    blob = lambda dg: os.path.join(layout, "blobs", *dg.split(":"))  # noqa: E731
+    idx = json.load(open(os.path.join(layout, "index.json")))
+    man = json.load(open(blob(idx["manifests"][0]["digest"])))
+    out = []
+    for layer in man["layers"]:
+        with open(blob(layer["digest"]), "rb") as f:
+            src = gzip.GzipFile(fileobj=f) if "gzip" in layer["mediaType"] else f
+            with tarfile.open(fileobj=src, mode="r|*") as t:
+                out.append({m.name.lstrip("./") for m in t})
+    return out
+
+
+def answer(layout, timeout=60):
+    """The image's HTTP answer over loopback, or the error as text."""
+    try:
+        return run_http(layout, "latest", timeout=timeout)
+    except Exception as e:  # noqa: BLE001
+        return repr(e)

@@ -126,7 +126,21 @@ static void test_kiln_json(void **state)
                      -1);
     assert_string_equal(err.msg,
                         "kiln.json: function.dir must be a relative path inside the repository");
-    assert_int_equal(kiln_overrides_parse("{\"provider\": \"rust\"}", 20, &o, &err), -1);
+    /* every provider of the detection order can be asked for, and has its own settings */
+    assert_int_equal(kiln_overrides_parse("{\"provider\": \"rust\"}", 20, &o, &err), 0);
+    kiln_overrides_free(&o);
+    assert_int_equal(kiln_overrides_parse("{\"provider\": \"rusty\"}", 21, &o, &err), -1);
+    assert_string_equal(err.msg, "kiln.json: provider must be one of dockerfile, deno, ruby, php, "
+                                 "node, python, go, java, rust, static, procfile");
+    t = "{\"java\": {\"version\": \"11\"}, \"rust\": {\"bin\": \"srv\"}}";
+    assert_int_equal(kiln_overrides_parse(t, strlen(t), &o, &err), 0);
+    assert_int_equal(o.n_stack, 2);
+    assert_string_equal(o.stack[0], "java.version=11");
+    assert_string_equal(o.stack[1], "rust.bin=srv");
+    kiln_overrides_free(&o);
+    t = "{\"rust\": {\"bin\": 1}}";
+    assert_int_equal(kiln_overrides_parse(t, strlen(t), &o, &err), -1);
+    assert_string_equal(err.msg, "kiln.json: rust.bin must be a string (no NUL)");
     assert_int_equal(kiln_overrides_parse("{\"a\": 1, \"a\": 2}", 16, &o, &err), -1);
 }
 
