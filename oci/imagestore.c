@@ -151,11 +151,14 @@ static int describe(kiln_store_t *s, const kiln_digest_t *d, kiln_imagestore_ent
         return kiln_error_prefix(err, "image %s", kiln_digest_str(d, ds));
     md.size = len;
     if (kiln_store_read_blob(s, &m->config.digest, KILN_IMAGE_CONFIG_MAX, &cfg, &clen, err) < 0 ||
-        kiln_image_parse_config(cfg, clen, &config, err) < 0 ||
-        kiln_image_size(s, &md, &m->config.digest, m->layers, m->n_layers, &sz, err) < 0) {
+        kiln_image_parse_config(cfg, clen, &config, err) < 0) {
         kiln_error_prefix(err, "image %s", kiln_digest_str(d, ds));
         goto out;
     }
+    /* a layer that cannot be measured (not a tar stream) still lets the image be named: its
+     * size is shown as 0 */
+    if (kiln_image_size(s, &md, &m->config.digest, m->layers, m->n_layers, &sz, NULL) < 0)
+        sz.uncompressed = 0;
     created = kiln_json_get_string(config, "created");
     e->digest = *d;
     e->size = sz.uncompressed;

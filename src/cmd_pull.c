@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "oci/imagestore.h"
 #include "oci/layer_read.h"
 #include "oci/layout.h"
 #include "oci/registry.h"
@@ -256,6 +257,10 @@ int kiln_cmd_pull(int argc, char **argv)
         if (kiln_layout_write(s, dir, 0, &img.manifest, name, &err) < 0)
             goto fail;
     }
+    if (strchr(argv[optind], '@') == NULL &&
+        kiln_imagestore_tag(s, (const char *const *)&argv[optind], 1, &img.manifest.digest, &err) <
+            0) /* docker pull NAME: the platform's image is named NAME in kiln's store */
+        goto fail;
     printf("%s\n", kiln_digest_str(&img.top.digest, ds));
     rc = KILN_EXIT_OK;
     goto out;

@@ -3,7 +3,7 @@
 images shows the digest -q printed), a bare -t and an -o type=registry,name= never reach a
 registry nobody asked for (a listener that records every connection sees none), tag / rmi
 (an unknown name refused, nothing removed), kiln push NAME and NAME DEST against
-docker-registry, save / load round trips in both formats read by skopeo, prune keeping named
+docker-registry, kiln pull naming what it pulled, save / load round trips in both formats read by skopeo, prune keeping named
 images, and kiln run NAME running the image's CMD. One real build serves every case."""
 import json
 import os
@@ -126,6 +126,13 @@ T.check("kiln push NAME: to its own name", r.returncode == 0 and registry_digest
 r = kiln("push", *R, *INS, f"{host}/missing:1")
 T.check("kiln push of a name not in the store: refused, nothing asked of the registry",
         r.returncode == 1 and f"no image named {host}/missing:1 in kiln's store" in r.stderr, r.stderr)
+
+# kiln pull NAME names the pulled image too (docker pull)
+proot = os.path.join(T.tmp, "root-pull")
+r = kiln("pull", "--root", proot, *INS, f"{host}/own:1")
+T.check("kiln pull NAME: named in the store with the registry's digest",
+        r.returncode == 0 and by_name(proot).get(f"{host}/own:1", {}).get("Digest") == digest,
+        r.stderr[-800:] + str(by_name(proot)))
 
 # save / load, both formats, read by skopeo
 for fmt, transport in (("docker", "docker-archive"), ("oci", "oci-archive")):
