@@ -10,6 +10,8 @@
 # The auto-build uses them through KILN_IMAGE_PREFIX=oci:$KILN_IMAGES_DIR (local) or the
 # registry prefix. The host's extra CA certificates (KILN_EXTRA_CA_DIR, default
 # /usr/local/share/ca-certificates) are added to the images' TLS roots.
+# images/kiln (kiln's own image, from this checkout's sources) is not one of them: it is made
+# and pushed by scripts/release.sh.
 # Usage: images/build.sh [NAME...]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
