@@ -358,6 +358,83 @@ static int get_cache(json_t *v, kiln_job_spec_t *s, kiln_error_t *err)
     return 0;
 }
 
+/* An integer field from lo to hi. */
+static int get_int(json_t *v, const char *field, long long lo, long long hi, long long *out,
+                   kiln_error_t *err)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        char what[96];
+        snprintf(what, sizeof(what), "must be a whole number from %lld to %lld", lo, hi);
+        return field_err(err, field, what);
+    }
+    *out = json_integer_value(v);
+    return 0;
+}
+
+/* "registry": {"mirrors": [...], "insecure": [...]}. */
+static int get_registry(json_t *v, kiln_job_spec_t *s, kiln_error_t *err)
+{
+    const char *key;
+    json_t *x;
+
+    if (!json_is_object(v))
+        return field_err(err, "registry", "must be an object (mirrors, insecure)");
+    json_object_foreach(v, key, x)
+    {
+        if (strcmp(key, "mirrors") == 0) {
+            if (get_strv(x, "registry.mirrors", &s->registry_mirrors, &s->n_registry_mirrors, err) <
+                0)
+                return -1;
+        } else if (strcmp(key, "insecure") == 0) {
+            if (get_strv(x, "registry.insecure", &s->insecure_registries, &s->n_insecure_registries,
+                         err) < 0)
+                return -1;
+        } else {
+            char f[100];
+            snprintf(f, sizeof(f), "registry.%.64s", key);
+            return field_err(err, f, "unknown field");
+        }
+    }
+    return 0;
+}
+
+/* One of the build options (job/options.h) into s: 1 when key is one, 0 when it is not (or
+ * not one a request may carry), -1 with err naming the field. */
+static int get_option(const char *key, json_t *v, unsigned flags, kiln_job_spec_t *s,
+                      kiln_error_t *err)
+{
+    long long n = 0;
+    int r = 0;
+
+    if (strcmp(key, "labels") == 0)
+        r = get_map(v, key, 0, &s->labels, &s->n_labels, err);
+    else if (strcmp(key, "compression") == 0)
+        r = get_str(v, key, &s->compression, err);
+    else if (strcmp(key, "network") == 0)
+        r = get_str(v, key, &s->network, err);
+    else if (strcmp(key, "compression_level") == 0) {
+        r = get_int(v, key, 0, 19, &n, err);
+        s->compression_level = (int)n;
+        s->has_compression_level = 1;
+    } else if (strcmp(key, "source_date_epoch") == 0) {
+        r = get_int(v, key, 0, 253402300799LL, &n, err);
+        s->source_date_epoch = n;
+        s->has_source_date_epoch = 1;
+    } else if (flags & KILN_JOB_JSON_REQUEST)
+        return 0;
+    else if (strcmp(key, "build_contexts") == 0)
+        r = get_map(v, key, 0, &s->contexts, &s->n_contexts, err);
+    else if (strcmp(key, "registry") == 0)
+        r = get_registry(v, s, err);
+    else if (strcmp(key, "isolation") == 0)
+        r = get_str(v, key, &s->isolation, err);
+    else if (strcmp(key, "ssh") == 0)
+        r = get_str(v, key, &s->ssh, err);
+    else
+        return 0;
+    return r < 0 ? -1 : 1;
+}
+
 /* The top-level string fields: their name, slot, and whether a request may carry them. */
 static char **str_field(kiln_job_spec_t *s, const char *key, unsigned flags)
 {
@@ -383,9 +460,12 @@ static int get_field(const char *key, json_t *v, unsigned flags, kiln_job_spec_t
                      char **cred, kiln_error_t *err)
 {
     char **slot;
+    int opt;
 
     if ((slot = str_field(s, key, flags)) != NULL)
         return get_str(v, key, slot, err);
+    if ((opt = get_option(key, v, flags, s, err)) != 0)
+        return opt < 0 ? -1 : 0;
     if (strcmp(key, "source") == 0)
         return get_source(v, flags, s, cred, err);
     if (strcmp(key, "build_args") == 0)
@@ -571,6 +651,27 @@ static json_t *secrets_json(const kiln_job_spec_t *s)
     return a;
 }
 
+/* The build options (job/options.h) that are set into j. */
+static void options_json(const kiln_job_spec_t *s, json_t *j)
+{
+    set_kv(j, "labels", s->labels, s->n_labels);
+    set_kv(j, "build_contexts", s->contexts, s->n_contexts);
+    set_str(j, "compression", s->compression);
+    if (s->has_compression_level)
+        json_object_set_new(j, "compression_level", json_integer(s->compression_level));
+    if (s->has_source_date_epoch)
+        json_object_set_new(j, "source_date_epoch", json_integer(s->source_date_epoch));
+    set_str(j, "network", s->network);
+    set_str(j, "isolation", s->isolation);
+    set_str(j, "ssh", s->ssh);
+    if (s->n_registry_mirrors || s->n_insecure_registries) {
+        json_t *r = json_object();
+        set_strv(r, "mirrors", s->registry_mirrors, s->n_registry_mirrors);
+        set_strv(r, "insecure", s->insecure_registries, s->n_insecure_registries);
+        json_object_set_new(j, "registry", r);
+    }
+}
+
 json_t *kiln_job_to_json(const kiln_job_spec_t *s)
 {
     json_t *j = json_object();
@@ -616,5 +717,6 @@ json_t *kiln_job_to_json(const kiln_job_spec_t *s)
         set_str(c, "context_id", s->context_id);
         json_object_set_new(j, "cache", c);
     }
+    options_json(s, j);
     return j;
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "job/options.h"
 #include "oci/reference.h"
 #include "utils/aws/notify.h"
 #include "utils/buf.h"
@@ -23,7 +24,7 @@ static void free_strv(char **v, size_t n)
     free(v);
 }
 
-static void free_kv(kiln_job_kv_t *kv, size_t n)
+void kiln_job_kv_free(kiln_job_kv_t *kv, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         free(kv[i].key);
@@ -41,8 +42,9 @@ void kiln_job_spec_clear(kiln_job_spec_t *s)
 
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         free(*strs[i]);
-    free_kv(s->build_args, s->n_build_args);
-    free_kv(s->env, s->n_env);
+    kiln_job_options_clear(s);
+    kiln_job_kv_free(s->build_args, s->n_build_args);
+    kiln_job_kv_free(s->env, s->n_env);
     for (size_t i = 0; i < s->n_secrets; i++) {
         free(s->secrets[i].id);
         free(s->secrets[i].src);
@@ -214,10 +216,7 @@ int kiln_job_output_pushes(const kiln_job_output_t *o)
 
 /* ---- checks ---- */
 
-static int field_err(kiln_error_t *err, const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int field_err(kiln_error_t *err, const char *field, const char *fmt, ...)
+int kiln_job_field_err(kiln_error_t *err, const char *field, const char *fmt, ...)
 {
     char what[1024];
     va_list ap;
@@ -227,6 +226,8 @@ static int field_err(kiln_error_t *err, const char *field, const char *fmt, ...)
     va_end(ap);
     return kiln_error_set(err, 0, "field '%s': %s", field, what);
 }
+
+#define field_err kiln_job_field_err
 
 /* A string value: not empty, bounded, no control characters and not starting with '-' (it
  * may end up as a command-line argument). */
@@ -275,17 +276,22 @@ static int check_rel_path(const char *s, const char *field, kiln_error_t *err)
     return 0;
 }
 
-/* A local path (CLI): any path, but a string the shell could have given. */
-static int check_local_path(const char *s, const char *field, kiln_error_t *err)
+int kiln_job_check_plain(const char *s, const char *field, size_t max, kiln_error_t *err)
 {
     if (s[0] == '\0')
         return field_err(err, field, "must not be empty");
-    if (strlen(s) > KILN_JOB_STR_MAX)
+    if (strlen(s) > max)
         return field_err(err, field, "is too long");
     for (const char *p = s; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             return field_err(err, field, "contains a control character");
     return 0;
+}
+
+/* A local path (CLI): any path, but a string the shell could have given. */
+static int check_local_path(const char *s, const char *field, kiln_error_t *err)
+{
+    return kiln_job_check_plain(s, field, KILN_JOB_STR_MAX, err);
 }
 
 /* A path: relative inside the source for remote specs, any for local ones. */
@@ -668,6 +674,8 @@ int kiln_job_spec_validate(const kiln_job_spec_t *s, kiln_error_t *err)
     for (size_t i = 0; i < s->n_outputs; i++)
         if (check_output(s, i, err) < 0)
             return -1;
+    if (kiln_job_options_validate(s, err) < 0)
+        return -1;
     return s->local ? 0 : check_disjoint(s, err);
 }
 

@@ -126,7 +126,28 @@ typedef struct kiln_job_spec {
      * repository + subdirectory, the same for every checkout of it) */
     char *cache_namespace;
     char *context_id;
+
+    /* how the image is made (job/options.h: validated and coded there) */
+    kiln_job_kv_t *labels; /* image labels */
+    size_t n_labels;
+    kiln_job_kv_t *contexts; /* named build contexts: DIR (local only) or docker-image://REF */
+    size_t n_contexts;
+    char *compression;     /* "gzip" (NULL: the default), "zstd", "none" */
+    int compression_level; /* when has_compression_level: gzip 0..3, zstd 1..19 */
+    int has_compression_level;
+    long long source_date_epoch; /* when has_source_date_epoch: timestamps of the image */
+    int has_source_date_epoch;
+    char *network;           /* the default network of RUN steps: default, none, host */
+    char *isolation;         /* local only: auto, sandbox, chroot */
+    char *ssh;               /* local only: the SSH agent socket for RUN --mount=type=ssh */
+    char **registry_mirrors; /* "SRC=HOST[/PREFIX]", NULL-terminated; not in a request */
+    size_t n_registry_mirrors;
+    char **insecure_registries; /* HOST[:PORT] reached over plain HTTP; not in a request */
+    size_t n_insecure_registries;
 } kiln_job_spec_t;
+
+/* Releases n key/value pairs and the array. */
+void kiln_job_kv_free(kiln_job_kv_t *kv, size_t n);
 
 /* Releases everything a spec holds (the struct itself is the caller's) and zeroes it. */
 void kiln_job_spec_clear(kiln_job_spec_t *s);
@@ -176,6 +197,14 @@ int kiln_job_output_pushes(const kiln_job_output_t *o);
  * pushed names and tags valid references), notify targets and cache references. Fails on
  * the first problem with "field 'NAME': what is wrong". */
 int kiln_job_spec_validate(const kiln_job_spec_t *s, kiln_error_t *err);
+
+/* Fills err with "field 'FIELD': WHAT" (WHAT formatted); returns -1. */
+int kiln_job_field_err(kiln_error_t *err, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Text a person or a tenant gave: not empty, at most max bytes, no control characters;
+ * fails naming the field. */
+int kiln_job_check_plain(const char *s, const char *field, size_t max, kiln_error_t *err);
 
 /* The repository key for a git URL: lower-cased host, no trailing ".git" or "/". */
 char *kiln_job_repo_key(const char *url);

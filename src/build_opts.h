@@ -45,7 +45,21 @@ typedef struct kiln_build_opts {
     int64_t sde;
     kiln_compression_t compression;
     int compression_level; /* --compression-level; -1: the compression's default */
+    int compression_given; /* --compression was given */
     kiln_build_progress_t progress;
+    int help; /* -h: the usage was printed */
 } kiln_build_opts_t;
+
+/* The defaults of kiln build's options. */
+void kiln_build_opts_init(kiln_build_opts_t *o);
+
+/* Parses kiln build's options of argv (from argv[1]; getopt's optind is then the first
+ * operand) into *o (kiln_build_opts_init'ed): KILN_EXIT_OK, or the status of a usage error
+ * (reported). -h prints the usage and sets o->help. Also how `kiln job run` reads the
+ * operator's --build-option values. */
+int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o);
+
+/* Releases what parsing allocated (cache references). */
+void kiln_build_opts_clear(kiln_build_opts_t *o);
 
 #endif

@@ -6,6 +6,7 @@
 #include "engine/entitlement.h"
 #include "engine/secrets.h"
 #include "export/export.h"
+#include "oci/compress.h"
 #include "utils/cleanup.h"
 #include "utils/git.h"
 #include "utils/mem.h"
@@ -24,14 +25,66 @@ static void spec_add_secret(kiln_job_spec_t *s, const char *arg)
     kiln_secret_spec_clear(&sp);
 }
 
+/* "K=V" (or "K") as a key/value pair of list. */
+static void add_kv(kiln_job_kv_t **list, size_t *n, const char *arg, const char *bare)
+{
+    const char *eq = strchr(arg, '=');
+    _cleanup_free_ char *k = eq ? kiln_xstrndup(arg, (size_t)(eq - arg)) : kiln_xstrdup(arg);
+
+    kiln_job_spec_add_kv(list, n, k, eq ? eq + 1 : bare);
+}
+
+/* The build options of o (job/options.h) added to s: lists appended, the others set where
+ * s has none. */
+static void add_options(const kiln_build_opts_t *o, kiln_job_spec_t *s)
+{
+    for (size_t i = 0; i < o->n_labels; i++)
+        add_kv(&s->labels, &s->n_labels, o->labels[i], "");
+    for (size_t i = 0; i < o->n_contexts; i++)
+        add_kv(&s->contexts, &s->n_contexts, o->contexts[i], NULL);
+    for (size_t i = 0; i < o->n_mirrors; i++)
+        kiln_job_spec_add_str(&s->registry_mirrors, &s->n_registry_mirrors, o->mirrors[i]);
+    for (size_t i = 0; i < o->n_insecure; i++)
+        kiln_job_spec_add_str(&s->insecure_registries, &s->n_insecure_registries, o->insecure[i]);
+    if (s->compression == NULL && o->compression_given)
+        s->compression = kiln_xstrdup(kiln_compression_name(o->compression));
+    if (!s->has_compression_level && o->compression_level >= 0) {
+        s->compression_level = o->compression_level;
+        s->has_compression_level = 1;
+    }
+    if (!s->has_source_date_epoch && o->sde >= 0) {
+        s->source_date_epoch = o->sde;
+        s->has_source_date_epoch = 1;
+    }
+    if (s->network == NULL && o->network)
+        s->network = kiln_xstrdup(o->network);
+    if (s->isolation == NULL && o->isolation)
+        s->isolation = kiln_xstrdup(o->isolation);
+    if (s->ssh == NULL && o->ssh)
+        s->ssh = kiln_xstrdup(o->ssh);
+}
+
+/* A copy of v, or NULL. */
+static char *dup_or_null(const char *v)
+{
+    return v ? kiln_xstrdup(v) : NULL;
+}
+
 /* The job spec of a `kiln build` command line (job/spec.h), so that every output, reference,
  * URL and limit is checked before any work starts. Fails naming the flag's field. */
 int kiln_build_spec_from_opts(const kiln_build_opts_t *o, const char *context, kiln_job_spec_t *s,
                               kiln_error_t *err)
 {
     s->local = 1;
-    s->trigger = kiln_xstrdup("cli");
-    s->build_id = o->build_id ? kiln_xstrdup(o->build_id) : NULL;
+    s->trigger = kiln_xstrdup(o->trigger ? o->trigger : "cli");
+    s->build_id = dup_or_null(o->build_id);
+    /* what a server checked out into CONTEXT and who asked (kiln build's internal flags) */
+    s->repo = dup_or_null(o->source_repo);
+    s->commit = dup_or_null(o->source_commit);
+    s->branch = dup_or_null(o->source_branch);
+    s->tenant = dup_or_null(o->tenant);
+    s->cache_namespace = dup_or_null(o->cache_namespace);
+    s->context_id = dup_or_null(o->context_id);
     if (kiln_git_is_url(context)) {
         /* URL[#REF[:SUBDIR]] */
         const char *hash = strchr(context, '#');
@@ -56,12 +109,8 @@ int kiln_build_spec_from_opts(const kiln_build_opts_t *o, const char *context, k
     s->dockerfile = o->file ? kiln_xstrdup(o->file) : NULL;
     s->plan = o->plan_file ? kiln_xstrdup(o->plan_file) : NULL;
     s->target = o->target ? kiln_xstrdup(o->target) : NULL;
-    for (size_t i = 0; i < o->n_args; i++) {
-        const char *eq = strchr(o->args[i], '=');
-        _cleanup_free_ char *k =
-            eq ? kiln_xstrndup(o->args[i], (size_t)(eq - o->args[i])) : kiln_xstrdup(o->args[i]);
-        kiln_job_spec_add_kv(&s->build_args, &s->n_build_args, k, eq ? eq + 1 : NULL);
-    }
+    for (size_t i = 0; i < o->n_args; i++)
+        add_kv(&s->build_args, &s->n_build_args, o->args[i], NULL);
     for (size_t i = 0; i < o->n_secrets; i++)
         spec_add_secret(s, o->secrets[i]);
     for (unsigned bit = 1; bit < (1u << KILN_ENTITLEMENT_COUNT); bit <<= 1)
@@ -85,5 +134,52 @@ int kiln_build_spec_from_opts(const kiln_build_opts_t *o, const char *context, k
             return kiln_error_prefix(err, "field 'outputs[%zu]'", i);
     if (o->push)
         kiln_job_spec_add_output(s, "registry");
+    add_options(o, s);
     return kiln_job_spec_validate(s, err);
+}
+
+int kiln_build_spec_operator(const kiln_build_opts_t *o, kiln_job_spec_t *s, kiln_error_t *err)
+{
+    const char *job_flag = o->file            ? "-f"
+                           : o->n_tags        ? "-t"
+                           : o->n_outputs     ? "--output"
+                           : o->push          ? "--push"
+                           : o->n_args        ? "--build-arg"
+                           : o->n_secrets     ? "--secret"
+                           : o->target        ? "--target"
+                           : o->subdir        ? "--subdir"
+                           : o->plan_file     ? "--plan"
+                           : o->n_notify      ? "--notify"
+                           : o->metadata_file ? "--metadata-file"
+                           : o->digest_file   ? "--digest-file"
+                           : o->build_id      ? "--build-id"
+                           : o->n_contexts    ? "--build-context"
+                                              : NULL;
+
+    if (job_flag)
+        return kiln_error_set(err, 0, "--build-option %s: the job's own, not an operator's",
+                              job_flag);
+    add_options(o, s);
+    /* the operator's limits are the defaults of those the job does not set */
+    for (size_t i = 0; i < KILN_JOB_LIMITS_N; i++)
+        if (kiln_job_limit_get(&s->limits, i) == 0)
+            *kiln_job_limit_slot(&s->limits, i) = kiln_job_limit_get(&o->limits, i);
+    for (unsigned bit = 1; bit < (1u << KILN_ENTITLEMENT_COUNT); bit <<= 1) {
+        const char *name = kiln_entitlement_name(bit);
+        int have = 0;
+        for (size_t i = 0; i < s->n_allow; i++)
+            have |= strcmp(s->allow[i], name) == 0;
+        if ((o->entitlements & bit) && !have)
+            kiln_job_spec_add_str(&s->allow, &s->n_allow, name);
+    }
+    s->no_cache |= o->no_cache;
+    for (size_t i = 0; i < o->n_cache_from; i++)
+        kiln_job_spec_add_str(&s->cache_from, &s->n_cache_from, o->cache_from[i]);
+    if (s->cache_to == NULL && o->cache_to) {
+        s->cache_to = kiln_xstrdup(o->cache_to);
+        s->cache_to_max = o->cache_to_max;
+    }
+    if (s->cache_namespace == NULL && o->cache_namespace)
+        s->cache_namespace = kiln_xstrdup(o->cache_namespace);
+    return 0;
 }

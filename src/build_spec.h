@@ -12,4 +12,9 @@
 int kiln_build_spec_from_opts(const kiln_build_opts_t *o, const char *context, kiln_job_spec_t *s,
                               kiln_error_t *err);
 
+/* Adds the operator's `kiln build` options (kiln job run --build-option: registries,
+ * isolation, network, limits as defaults, entitlements, cache, compression, labels) to the
+ * job spec s; the job's own flags (-t, -o, --build-arg, …) are refused, naming the flag. */
+int kiln_build_spec_operator(const kiln_build_opts_t *o, kiln_job_spec_t *s, kiln_error_t *err);
+
 #endif

@@ -11,21 +11,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/build.h"
 #include "engine/entitlement.h"
 #include "engine/secrets.h"
 #include "engine/statcache.h"
 #include "export/export.h"
-#include "job/auto.h"
-#include "job/event.h"
-#include "job/explain.h"
+#include "job/run.h"
 #include "job/spec.h"
-#include "job/stream.h"
-#include "oci/docker_archive.h"
-#include "oci/layer_read.h"
-#include "oci/layer_write.h"
-#include "oci/layout.h"
-#include "oci/registry.h"
 #include "sandbox/sandbox.h"
 #include "src/build_opts.h"
 #include "src/build_report.h"
@@ -33,11 +24,7 @@
 #include "src/build_spec.h"
 #include "src/cli_output.h"
 #include "src/commands.h"
-#include "src/ecr_login.h"
-#include "src/server/limits.h"
-#include "utils/aws/client.h"
 #include "utils/aws/notify.h"
-#include "utils/aws/s3.h"
 #include "utils/cachens.h"
 #include "utils/cleanup.h"
 #include "utils/env.h"
@@ -123,29 +110,6 @@ static void usage(FILE *out)
         "                             or a random one)\n");
 }
 
-/* The engine's progress lines go to the terminal (the library prints nothing itself). */
-/* Prints a plain progress line. A step's error is only marked where it happens
- * ("#N ERROR"): its message, with the step's last output lines, is printed once,
- * at the end (in the user's terms for an auto build). */
-static void progress_line(void *ctx, const char *line)
-{
-    int n = 0;
-
-    if (line[0] == '#' && sscanf(line, "#%*d%n", &n) >= 0 && n > 1 &&
-        strncmp(line + n, " ERROR: ", 8) == 0) {
-        fprintf(stderr, "%.*s ERROR\n", n, line);
-        return;
-    }
-    fprintf(stderr, "%s\n", line);
-}
-
-/* With --events-fd, the engine's step events go there typed, not to the terminal. */
-static void step_event(void *ctx, const kiln_step_event_t *ev)
-{
-    const kiln_build_opts_t *o = ctx;
-    kiln_build_report_step(o->events_fd, ev);
-}
-
 static int add(const char **list, size_t *n, const char *v)
 {
     if (*n >= MAX_LIST)
@@ -154,21 +118,7 @@ static int add(const char **list, size_t *n, const char *v)
     return 0;
 }
 
-/* The code of a failed build (job/stream.h): the engine's own kind of failure, a write of
- * kiln's that found no space, else build_failed. */
-static const char *fail_code(const kiln_build_result_t *res, const kiln_error_t *err)
-{
-    if (res->fail_code)
-        return res->fail_code;
-    return kiln_fs_errno_no_space(err->code) ? KILN_JOB_ERR_NO_SPACE : KILN_JOB_ERR_BUILD_FAILED;
-}
-
-static double elapsed(const struct timespec *a, const struct timespec *b)
-{
-    return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
-}
-
-int kiln_cmd_build(int argc, char **argv)
+int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
 {
     enum {
         O_TARGET = 256,
@@ -284,30 +234,10 @@ int kiln_cmd_build(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     /* layers gzip by default, as --help says */
-    kiln_build_opts_t o = {
-        .sde = -1, .events_fd = -1, .compression = KILN_COMPRESSION_GZIP, .compression_level = -1};
-    kiln_build_request_t req = {0};
-    kiln_git_policy_t gitpol = {0};
-    kiln_build_result_t res = {0};
+    kiln_build_opts_t o = *o_out;
     kiln_error_t err = {0};
-    kiln_store_t *store = NULL;
-    kiln_auto_build_t ab = {0};
-    _cleanup_free_ char *root = NULL;
-    _cleanup_free_ char *stdin_ctx = NULL;
-    _cleanup_free_ char *text = NULL;
-    _cleanup_free_ char *build_id = NULL;
-    _cleanup_free_ char *git_dockerfile = NULL;
-    json_t *ev = NULL, *notified = NULL;
-    struct timespec t0, t1, t2;
-    int built = 0;
-    uint64_t pushed = 0;
-    size_t text_len = 0;
-    int c, rc = KILN_EXIT_FAIL;
+    int c;
 
-    if (kiln_env_get(environ, "KILN_STAT_CACHE_MAX") &&
-        kiln_statcache_parse_max(kiln_env_get(environ, "KILN_STAT_CACHE_MAX"), &o.stat_cache_max,
-                                 &err) < 0)
-        return kiln_cli_usage_error("build", "KILN_STAT_CACHE_MAX: %s", err.msg);
     optind = 1;
     opterr = 0; /* unknown flags are reported with a suggestion (kiln_cli_bad_option) */
     while ((c = getopt_long(argc, argv, ":f:t:o:m:qh", lopts, NULL)) != -1) {
@@ -362,6 +292,7 @@ int kiln_cmd_build(int argc, char **argv)
         case O_COMP:
             if (kiln_compression_parse(optarg, &o.compression, &err) < 0)
                 return kiln_cli_usage_error("build", "%s", err.msg);
+            o.compression_given = 1;
             break;
         case O_LEVEL: {
             char *end;
@@ -587,226 +518,114 @@ int kiln_cmd_build(int argc, char **argv)
         }
         case 'h':
             usage(stdout);
+            o.help = 1;
+            *o_out = o;
             return KILN_EXIT_OK;
         default:
             return kiln_cli_bad_option("build", c, argv, lopts);
         }
     }
-    if (optind + 1 != argc)
-        return kiln_cli_usage_error("build", "exactly one CONTEXT directory is needed");
-    if (kiln_compression_check_level(o.compression, o.compression_level, &err) < 0)
-        return kiln_cli_usage_error("build", "--compression-level: %s", err.msg);
-    {
-        /* the whole job is checked before any work starts: a bad -o, tag, reference, URL
-         * or limit is refused here, not after the build */
-        kiln_job_spec_t spec = {0};
-        int bad = kiln_build_spec_from_opts(&o, argv[optind], &spec, &err) < 0;
-        kiln_job_spec_clear(&spec);
-        if (bad)
-            return kiln_cli_usage_error("build", "%s", err.msg);
-    }
-    build_id = o.build_id ? kiln_xstrdup(o.build_id) : kiln_event_build_id(getenv("KILN_BUILD_ID"));
-    ev = kiln_event_new(build_id);
-    kiln_event_set_security(ev, o.isolation, o.entitlements);
-    if (o.isolation && strcmp(o.isolation, "chroot") == 0)
-        fprintf(stderr, "kiln: isolation chroot (the operator's choice): RUN steps run as real "
-                        "root, without a user namespace\n");
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (strcmp(argv[optind], "-") == 0 && o.file && strcmp(o.file, "-") == 0)
-        return kiln_cli_usage_error("build", "the context and the Dockerfile cannot both be stdin");
-    if (o.push)
-        add(o.outputs, &o.n_outputs, "type=registry");
+    *o_out = o;
+    return KILN_EXIT_OK;
+}
 
-    req.context_dir = argv[optind];
-    if (strcmp(argv[optind], "-") == 0) {
+void kiln_build_opts_clear(kiln_build_opts_t *o)
+{
+    for (size_t i = 0; i < o->n_cache_from; i++)
+        if (o->cache_from[i] != o->cache_repo_ref)
+            free((char *)o->cache_from[i]);
+    free(o->cache_repo_ref);
+    free(o->cache_to);
+    o->n_cache_from = 0;
+    o->cache_repo_ref = o->cache_to = NULL;
+}
+
+void kiln_build_opts_init(kiln_build_opts_t *o)
+{
+    /* layers gzip by default, as --help says */
+    *o = (kiln_build_opts_t){
+        .sde = -1, .events_fd = -1, .compression = KILN_COMPRESSION_GZIP, .compression_level = -1};
+}
+
+/* kiln build: the flags made into a job spec (checked whole before any work starts), the
+ * context from stdin unpacked, then the one job entry point (job/run.h) rendering its
+ * events on the terminal; the image digest on stdout. */
+int kiln_cmd_build(int argc, char **argv)
+{
+    kiln_build_opts_t o;
+    kiln_job_spec_t spec = {0};
+    kiln_job_run_opts_t ro = {0};
+    kiln_job_run_result_t res = {0};
+    kiln_error_t err = {0};
+    _cleanup_free_ char *root = NULL, *stdin_ctx = NULL, *text = NULL;
+    size_t text_len = 0;
+    const char *context;
+    int rc;
+
+    kiln_build_opts_init(&o);
+    if (kiln_env_get(environ, "KILN_STAT_CACHE_MAX") &&
+        kiln_statcache_parse_max(kiln_env_get(environ, "KILN_STAT_CACHE_MAX"), &o.stat_cache_max,
+                                 &err) < 0)
+        return kiln_cli_usage_error("build", "KILN_STAT_CACHE_MAX: %s", err.msg);
+    if ((rc = kiln_build_opts_parse(argc, argv, &o)) != KILN_EXIT_OK || o.help)
+        return rc;
+    rc = KILN_EXIT_FAIL;
+    if (optind + 1 != argc) {
+        kiln_build_opts_clear(&o);
+        return kiln_cli_usage_error("build", "exactly one CONTEXT directory is needed");
+    }
+    context = argv[optind];
+    if (kiln_compression_check_level(o.compression, o.compression_level, &err) < 0) {
+        kiln_build_opts_clear(&o);
+        return kiln_cli_usage_error("build", "--compression-level: %s", err.msg);
+    }
+    /* the whole job is checked before any work starts: a bad -o, tag, reference, URL or
+     * limit is refused here, not after the build */
+    if (kiln_build_spec_from_opts(&o, context, &spec, &err) < 0) {
+        kiln_job_spec_clear(&spec);
+        kiln_build_opts_clear(&o);
+        return kiln_cli_usage_error("build", "%s", err.msg);
+    }
+    if (strcmp(context, "-") == 0 && o.file && strcmp(o.file, "-") == 0) {
+        rc = kiln_cli_usage_error("build", "the context and the Dockerfile cannot both be stdin");
+        goto out;
+    }
+    kiln_build_run_opts(&o, &ro);
+    ro.context_display = context;
+    if (strcmp(context, "-") == 0) {
         /* a tarball (plain, gzip or zstd) on stdin is the context */
         if (kiln_cli_store_root(o.root, &root, &err) < 0 ||
-            kiln_build_context_from_stdin(root, &stdin_ctx, &err) < 0)
-            goto fail;
-        req.context_dir = stdin_ctx;
-    }
-    gitpol.server_mode = o.server_mode;
-    gitpol.allow_http = o.allow_http_git;
-    gitpol.allow_addresses = o.allow_addrs;
-    gitpol.n_allow_addresses = o.n_allow_addrs;
-    if (o.file == NULL && stdin_ctx == NULL &&
-        kiln_auto_wanted(argv[optind], o.subdir, o.plan_file)) {
-        kiln_build_report_phase(o.events_fd, "planning");
-        kiln_auto_build_opts_t ao = {.root = o.root,
-                                     .subdir = o.subdir,
-                                     .plan_file = o.plan_file,
-                                     .env = environ,
-                                     .outputs = o.outputs,
-                                     .n_outputs = o.n_outputs,
-                                     .secrets = o.secrets,
-                                     .n_secrets = o.n_secrets,
-                                     .git_policy = &gitpol,
-                                     .cache_namespace = o.cache_namespace,
-                                     .stat_cache_max = o.stat_cache_max};
-        if (kiln_auto_build_prepare(argv[optind], &ao, &ab, &err) < 0)
-            goto fail;
-        kiln_build_note_source(ev, &ab.src);
-        req.context_dir = ab.src.dir;
-        if (ab.dockerfile) {
-            fprintf(stderr, "auto-build: provider %s, target %s\n", ab.plan->provider, ab.target);
-            req.dockerfile_text = ab.dockerfile;
-            req.dockerfile_len = strlen(ab.dockerfile);
-            req.ignore_file = ".kilnignore";
-            if (o.target == NULL)
-                o.target = ab.target;
-            if (ab.context && add(o.contexts, &o.n_contexts, ab.context)) {
-                kiln_auto_build_release(&ab);
-                return KILN_EXIT_USAGE;
-            }
-            if (o.n_outputs == 0)
-                add(o.outputs, &o.n_outputs, ab.default_output);
-        }
-    } else if (stdin_ctx == NULL && kiln_git_is_url(argv[optind])) {
-        if (kiln_build_git_context(&o, argv[optind], &gitpol, ev, &ab.src, &git_dockerfile, &err) <
-            0)
-            goto fail;
-        req.context_dir = ab.src.dir;
-        if (git_dockerfile)
-            o.file = git_dockerfile;
-    }
-    if (o.file && strcmp(o.file, "-") == 0) {
-        if (kiln_fs_read_fd(STDIN_FILENO, 4u << 20, &text, &text_len, &err) < 0)
-            goto fail;
-        req.dockerfile_text = text;
-        req.dockerfile_len = text_len;
-    } else {
-        req.dockerfile_path = o.file;
-    }
-    req.target = o.target;
-    req.build_args = o.args;
-    req.n_build_args = o.n_args;
-    req.contexts = o.contexts;
-    req.n_contexts = o.n_contexts;
-    req.secrets = o.secrets;
-    req.n_secrets = o.n_secrets;
-    req.insecure_registries = o.n_insecure ? o.insecure : NULL;
-    req.no_cache = o.no_cache;
-    req.ssh_socket = o.ssh;
-    req.cache_from = o.cache_from;
-    req.n_cache_from = o.n_cache_from;
-    req.cache_to = o.cache_to;
-    req.cache_to_max = o.cache_to_max;
-    req.mirrors = o.n_mirrors ? o.mirrors : NULL;
-    req.registry_config = o.registry_config;
-    req.labels = o.labels;
-    req.n_labels = o.n_labels;
-    req.source_date_epoch = o.sde;
-    req.compression = o.compression;
-    req.compression_level = o.compression_level;
-    req.network = o.network;
-    req.isolation = o.isolation;
-    req.entitlements = o.entitlements;
-    req.progress = o.progress;
-    req.log = progress_line;
-    if (o.events_fd >= 0) {
-        req.event = step_event;
-        req.log_ctx = &o;
-    }
-    req.env = environ; /* build args without a value, env secrets, SOURCE_DATE_EPOCH */
-    req.memory_limit = o.limits.memory;
-    req.pids_limit = o.limits.pids;
-    req.cpu_time_limit = o.limits.cpu_time;
-    req.disk_limit = o.limits.disk;
-    req.allow_addresses = o.allow_addrs;
-    req.n_allow_addresses = o.n_allow_addrs;
-    req.server_mode = o.server_mode;
-    req.allow_http_git = o.allow_http_git;
-    req.oci_dirs = o.oci_dirs;
-    req.n_oci_dirs = o.n_oci_dirs;
-    req.cache_namespace = o.cache_namespace;
-    /* a git source's tree: the repository's identity, whose entries its checkout noted */
-    req.context_id = o.context_id ? o.context_id : ab.src.context_id;
-    /* a context unpacked from stdin is new every time: no stat of it is ever seen again */
-    req.stat_cache_max = stdin_ctx && o.context_id == NULL ? -1 : o.stat_cache_max;
-
-    if ((root == NULL && kiln_cli_store_root(o.root, &root, &err) < 0) ||
-        kiln_store_open(root, &store, &err) < 0)
-        goto fail;
-    json_object_set_new(json_object_get(ev, "source"), "context",
-                        json_string(ab.src.display ? ab.src.display : argv[optind]));
-    if (o.source_repo)
-        json_object_set_new(json_object_get(ev, "source"), "repo", json_string(o.source_repo));
-    if (o.source_commit)
-        json_object_set_new(json_object_get(ev, "source"), "commit", json_string(o.source_commit));
-    if (o.source_branch)
-        json_object_set_new(json_object_get(ev, "source"), "branch", json_string(o.source_branch));
-    if (o.tenant)
-        json_object_set_new(ev, "tenant", json_string(o.tenant));
-    json_object_set_new(ev, "trigger", json_string(o.trigger ? o.trigger : "cli"));
-    /* the registry cache is pushed during the build: create its repository first */
-    if (o.ecr_create && o.cache_to &&
-        kiln_cli_ecr_create_repositories((const char *const *)&o.cache_to, 1, &err) < 0)
-        goto fail;
-    kiln_build_report_phase(o.events_fd, "building");
-    if (kiln_build_run(&req, store, &res, &err) < 0) {
-        /* an auto build's user never wrote the Dockerfile: say which of their steps failed */
-        _cleanup_free_ char *user =
-            ab.dockerfile ? kiln_explain_step_failure(ab.plan, ab.src.dir, err.msg) : NULL;
-        fprintf(stderr, "ERROR: %s\n", user ? user : err.msg);
-        goto out;
-    }
-    built = 1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    kiln_event_set_timing(ev, "build_ms", elapsed(&t0, &t1));
-    kiln_build_report_size(&o, store, &res, ev);
-    if (kiln_build_do_outputs(&o, &req, root, store, &res, &ab, ev, &pushed, &err) < 0) {
-        kiln_cli_fail(&err);
-        goto out;
-    }
-    {
-        char ds[KILN_DIGEST_STR_MAX];
-        kiln_digest_str(&res.manifest.digest, ds);
-        if (o.digest_file &&
-            kiln_fs_write_file_atomic(o.digest_file, ds, strlen(ds), 0644, &err) < 0) {
+            kiln_build_context_from_stdin(root, &stdin_ctx, &err) < 0) {
             kiln_cli_fail(&err);
             goto out;
         }
-        if (o.progress != KILN_PROGRESS_QUIET)
-            fprintf(stderr, "writing image %s done\n", ds);
-        printf("%s\n", ds);
+        free(spec.source);
+        spec.source = kiln_xstrdup(stdin_ctx);
+        ro.scratch_context = 1;
     }
-    rc = KILN_EXIT_OK;
-    goto out;
-fail:
-    kiln_cli_fail(&err);
-out:
-    if (ev != NULL) {
-        kiln_error_t nerr = {0};
-        clock_gettime(CLOCK_MONOTONIC, &t2);
-        if (built)
-            kiln_event_set_timing(ev, "outputs_ms", elapsed(&t1, &t2));
-        kiln_event_set_timing(ev, "total_ms", elapsed(&t0, &t2));
-        kiln_event_finish(ev, rc == KILN_EXIT_OK ? "succeeded" : "failed",
-                          rc == KILN_EXIT_OK ? NULL : err.msg);
-        if (rc != KILN_EXIT_OK)
-            kiln_build_report_error(o.events_fd, fail_code(&res, &err), err.msg);
-        if (o.n_notify > 0)
-            kiln_build_report_phase(o.events_fd, "notifying");
-        /* a notification that fails is reported, but a good build stays good */
-        if (kiln_event_notify(ev, o.notify, o.n_notify, &notified, &nerr) < 0)
-            fprintf(stderr, "kiln: warning: %s\n", nerr.msg);
-        if (o.metadata_file && kiln_build_write_metadata(&o, rc == KILN_EXIT_OK ? &res : NULL, ev,
-                                                         notified, pushed, &nerr) < 0) {
-            kiln_cli_fail(&nerr);
-            rc = KILN_EXIT_FAIL;
+    if (o.file && strcmp(o.file, "-") == 0) {
+        if (kiln_fs_read_fd(STDIN_FILENO, 4u << 20, &text, &text_len, &err) < 0) {
+            kiln_cli_fail(&err);
+            goto out;
         }
-        json_decref(notified);
-        json_decref(ev);
+        ro.dockerfile_text = text;
+        ro.dockerfile_len = text_len;
     }
-    for (size_t i = 0; i < o.n_cache_from; i++)
-        if (o.cache_from[i] != o.cache_repo_ref)
-            free((char *)o.cache_from[i]);
-    free(o.cache_repo_ref);
-    free(o.cache_to);
+    if (kiln_job_run(&spec, &ro, &res, &err) < 0)
+        goto out;
+    if (o.digest_file &&
+        kiln_fs_write_file_atomic(o.digest_file, res.digest, strlen(res.digest), 0644, &err) < 0) {
+        kiln_cli_fail(&err);
+        goto out;
+    }
+    if (o.progress != KILN_PROGRESS_QUIET)
+        fprintf(stderr, "writing image %s done\n", res.digest);
+    printf("%s\n", res.digest);
+    rc = KILN_EXIT_OK;
+out:
     if (stdin_ctx)
         kiln_fs_rm_rf(stdin_ctx, NULL);
-    kiln_auto_build_release(&ab);
-    kiln_build_result_clear(&res);
-    kiln_store_close(store);
+    kiln_job_spec_clear(&spec);
+    kiln_build_opts_clear(&o);
     return rc;
 }

@@ -18,10 +18,14 @@
 #include <unistd.h>
 
 #include "engine/statcache.h"
-#include "job/argv.h"
 #include "job/codec.h"
+#include "job/request.h"
+#include "job/run.h"
 #include "job/source.h"
 #include "job/stream.h"
+#include "src/build_opts.h"
+#include "src/build_report.h"
+#include "src/build_spec.h"
 #include "src/cli_gitpolicy.h"
 #include "src/commands.h"
 #include "utils/cleanup.h"
@@ -253,16 +257,15 @@ static void send_outputs(run_t *r, json_t *meta)
     }
 }
 
-/* Runs `kiln build argv` in a child (the same code as the command), its stdout and stderr
- * relayed as log events and its typed events (argv names ev[1] as --events-fd) as the job's.
- * Returns its exit status. */
-static int run_build(run_t *r, char **argv, int ev[2])
+/* Runs the job's build (job/run.h, the entry point kiln build calls too) in a child: its
+ * terminal lines (stdout, stderr) relayed as log events and its typed events (ro->ud's
+ * events_fd, ev[1]) as the job's. Returns its exit status. */
+static int run_build(run_t *r, const kiln_job_spec_t *spec, const kiln_job_run_opts_t *ro,
+                     int ev[2])
 {
-    int p[2], status = 0, argc = 0;
+    int p[2], status = 0;
     pid_t pid;
 
-    while (argv[argc])
-        argc++;
     if (pipe2(p, O_CLOEXEC) < 0)
         return -1;
     fflush(NULL);
@@ -273,6 +276,8 @@ static int run_build(run_t *r, char **argv, int ev[2])
         return -1;
     }
     if (pid == 0) {
+        kiln_job_run_result_t res;
+        kiln_error_t err = {0};
         int devnull;
         /* its own process group: a timeout kills the build and everything it started */
         if (!r->caller_group)
@@ -289,7 +294,7 @@ static int run_build(run_t *r, char **argv, int ev[2])
         if (r->events_fd > STDERR_FILENO)
             close(r->events_fd);
         signal(SIGPIPE, SIG_DFL);
-        status = kiln_cmd_build(argc, argv);
+        status = kiln_job_run(spec, ro, &res, &err) < 0 ? KILN_EXIT_FAIL : KILN_EXIT_OK;
         fflush(NULL);
         _exit(status);
     }
@@ -305,6 +310,31 @@ static int run_build(run_t *r, char **argv, int ev[2])
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
     return KILN_EXIT_FAIL;
+}
+
+/* The operator's `kiln build` options (--build-option, never a spec's) read by kiln build's
+ * own parser into *op and added to the spec (registries, isolation, limits as defaults, …).
+ * -1 after a usage error (reported). */
+static int operator_opts(const char *const *extra, size_t n, kiln_build_opts_t *op,
+                         kiln_job_spec_t *spec)
+{
+    _cleanup_free_ char **av = kiln_xzalloc((n + 2) * sizeof(char *));
+    kiln_error_t err = {0};
+
+    av[0] = (char *)"build";
+    for (size_t i = 0; i < n; i++)
+        av[i + 1] = (char *)extra[i];
+    if (n > 0 && (kiln_build_opts_parse((int)n + 1, av, op) != KILN_EXIT_OK || op->help))
+        return -1;
+    if (n > 0 && optind != (int)n + 1) {
+        kiln_cli_usage_error("job run", "--build-option %s: not an option", av[optind]);
+        return -1;
+    }
+    if (kiln_build_spec_operator(op, spec, &err) < 0) {
+        kiln_cli_usage_error("job run", "%s", err.msg);
+        return -1;
+    }
+    return 0;
 }
 
 /* The checkout's git policy: the operator's build options that are checkout options too
@@ -424,7 +454,8 @@ static int job_run(int argc, char **argv)
     _cleanup_close_ int events_own = -1;
     int bev[2] = {-1, -1};
     _cleanup_free_ char *text = NULL, *tmp = NULL, *meta_path = NULL, *meta_text = NULL;
-    _cleanup_strv_ char **bargv = NULL;
+    kiln_build_opts_t op;
+    kiln_job_run_opts_t ro;
     _cleanup_free_ const char **extra = NULL;
     size_t n_extra = 0;
     size_t len = 0;
@@ -504,6 +535,19 @@ static int job_run(int argc, char **argv)
         return KILN_EXIT_USAGE;
     }
     r.spec = &spec;
+    kiln_build_opts_init(&op);
+    {
+        const char *max = kiln_env_get(environ, "KILN_STAT_CACHE_MAX");
+        if (max && kiln_statcache_parse_max(max, &op.stat_cache_max, &err) < 0) {
+            kiln_error_prefix(&err, "KILN_STAT_CACHE_MAX");
+            goto internal;
+        }
+    }
+    if (operator_opts(extra, n_extra, &op, &spec) < 0) {
+        send_failure(&r, KILN_JOB_ERR_INVALID_SPEC, "the operator's --build-option is not valid");
+        rc = KILN_EXIT_USAGE;
+        goto out;
+    }
     /* the smaller of the request's timeout and its wall time limit */
     clock_gettime(CLOCK_MONOTONIC, &r.t0);
     r.timeout = spec.timeout_seconds;
@@ -524,11 +568,8 @@ static int job_run(int argc, char **argv)
                                      .git_policy = &gp.policy,
                                      .contexts_dir = contexts_dir,
                                      .secrets_dir = secrets_dir};
-        const char *max = kiln_env_get(environ, "KILN_STAT_CACHE_MAX");
-        if (max && kiln_statcache_parse_max(max, &so.stat_cache_max, &err) < 0) {
-            kiln_error_prefix(&err, "KILN_STAT_CACHE_MAX");
-            goto internal;
-        }
+
+        so.stat_cache_max = op.stat_cache_max;
         if (place_source(&r, &spec, &so, &src, &err) < 0) {
             send_failure(
                 &r, kiln_fs_errno_no_space(err.code) ? KILN_JOB_ERR_NO_SPACE : KILN_JOB_ERR_SOURCE,
@@ -545,21 +586,24 @@ static int job_run(int argc, char **argv)
         goto internal;
     }
     {
-        kiln_job_argv_opts_t ao = {.events_fd = bev[1],
-                                   .root = root,
-                                   .metadata_file = meta_path,
-                                   .secrets_dir = secrets_dir,
-                                   .progress = "json",
-                                   .extra = extra};
-        if (kiln_job_build_argv(&spec, &ao, &bargv, &err) < 0) {
+        /* what the build will be given is checked before it starts: a secret without a
+         * source, a git credential left in the spec */
+        kiln_job_request_t jr = {0};
+        if (kiln_job_request_make(&spec, secrets_dir, &jr, &err) < 0) {
             send_failure(&r, KILN_JOB_ERR_INVALID_SPEC, err.msg);
             fprintf(stderr, "kiln job run: %s\n", err.msg);
             rc = KILN_EXIT_USAGE;
             goto out;
         }
+        kiln_job_request_clear(&jr);
     }
-
-    rc = run_build(&r, bargv, bev);
+    op.events_fd = bev[1];
+    op.progress = KILN_PROGRESS_JSON;
+    op.root = root;
+    op.metadata_file = meta_path;
+    kiln_build_run_opts(&op, &ro);
+    ro.secrets_dir = secrets_dir;
+    rc = run_build(&r, &spec, &ro, bev);
     if (rc < 0) {
         kiln_error_set(&err, errno, "starting the build");
         goto internal;
@@ -603,6 +647,7 @@ out:
         if (bev[i] >= 0)
             close(bev[i]);
     free(r.build_msg);
+    kiln_build_opts_clear(&op);
     json_decref(meta);
     kiln_auto_source_release(&src);
     if (tmp)

@@ -351,8 +351,9 @@ static void push_arg(char ***v, size_t *n, const char *s)
     (*v)[*n] = NULL;
 }
 
-void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_files,
-                  const char *contexts_dir, const kiln_job_hooks_t *hooks, kiln_job_outcome_t *out)
+void kiln_server_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_files,
+                         const char *contexts_dir, const kiln_job_hooks_t *hooks,
+                         kiln_job_outcome_t *out)
 {
     _cleanup_free_ char *meta = kiln_xasprintf("%s/metadata.json", env->work_dir);
     _cleanup_free_ char *spec_json = NULL, *repo = NULL;

@@ -52,8 +52,9 @@ typedef struct kiln_job_outcome {
 
 /* Runs the job for a validated request (secret_files: name → file, may be NULL;
  * contexts_dir: where uploaded contexts are, as ID/ or ID.tar, or NULL). Always fills *out. */
-void kiln_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_files,
-                  const char *contexts_dir, const kiln_job_hooks_t *hooks, kiln_job_outcome_t *out);
+void kiln_server_job_run(const kiln_job_env_t *env, json_t *request, json_t *secret_files,
+                         const char *contexts_dir, const kiln_job_hooks_t *hooks,
+                         kiln_job_outcome_t *out);
 
 void kiln_job_outcome_free(kiln_job_outcome_t *o);
 

@@ -430,7 +430,7 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
                                   .build_id = id,
                                   .trigger = job.trigger};
             send_event(&j, json_pack("{s:s,s:s}", "type", "started", "status", first));
-            kiln_job_run(&env, valid.stored, files, contexts, &hooks, &out);
+            kiln_server_job_run(&env, valid.stored, files, contexts, &hooks, &out);
         }
         kiln_fs_rm_rf(secrets, NULL);
     }

@@ -209,7 +209,7 @@ static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
         _cleanup_free_ char *trigger = via ? kiln_xstrdup(via) : NULL;
         json_decref(rec);
         env.trigger = trigger;
-        kiln_job_run(&env, req, files, contexts, &hooks, &out);
+        kiln_server_job_run(&env, req, files, contexts, &hooks, &out);
     }
     kiln_fs_rm_rf(creds_dir, NULL);
 

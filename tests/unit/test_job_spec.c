@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
-#include "job/argv.h"
 #include "job/codec.h"
+#include "job/request.h"
 #include "job/stream.h"
 #include "utils/cleanup.h"
 
@@ -37,22 +37,16 @@ static void assert_json_equal(json_t *a, json_t *b)
     }
 }
 
-/* The spec's `kiln build` arguments are exactly want (NULL-terminated). */
-static void assert_argv(const kiln_job_spec_t *s, const kiln_job_argv_opts_t *o,
-                        const char *const *want)
+/* The strings of a NULL-terminated list are exactly want (NULL-terminated). */
+static void assert_strv(const char *const *v, const char *const *want)
 {
-    kiln_error_t err = {0};
-    char **argv = NULL;
     size_t i;
 
-    if (kiln_job_build_argv(s, o, &argv, &err) < 0)
-        fail_msg("%s", err.msg);
     for (i = 0; want[i]; i++) {
-        if (argv[i] == NULL || strcmp(argv[i], want[i]) != 0)
-            fail_msg("argument %zu: got '%s', want '%s'", i, argv[i] ? argv[i] : "(end)", want[i]);
+        if (v == NULL || v[i] == NULL || strcmp(v[i], want[i]) != 0)
+            fail_msg("entry %zu: got '%s', want '%s'", i, v && v[i] ? v[i] : "(end)", want[i]);
     }
-    assert_null(argv[i]);
-    kiln_strv_free(argv);
+    assert_true(v == NULL || v[i] == NULL);
 }
 
 /* A full spec (every field set) reads back to itself, and once more to the same JSON. */
@@ -386,8 +380,9 @@ static void test_repo_key(void **state)
     free(k);
 }
 
-/* A spec as `kiln build` arguments: every field a flag, the context last. */
-static void test_build_argv(void **state)
+/* A spec as the engine's request: every field where the engine reads it, outputs as the
+ * exporters' texts (a value holding ',' quoted), secrets from their directory. */
+static void test_build_request(void **state)
 {
     const char *text =
         "{\"source\": {\"git\": \"https://h/r\", \"ref\": \"dev\", \"subdir\": \"app\"}, "
@@ -397,109 +392,75 @@ static void test_build_argv(void **state)
         "\"disk\": \"2g\"}, \"tags\": [\"h/r:1\"], \"outputs\": [{\"type\": \"local\", "
         "\"dest\": \"a,b\"}, {\"type\": \"image\", \"push\": true, \"name\": \"h/r:2\"}], "
         "\"notify\": [\"sqs://q/1\"], \"cache\": {\"disabled\": true, \"from\": [\"h/c:1\"], "
-        "\"to\": \"h/c:1\", \"mode\": \"max\"}}";
-    static const char *const want[] = {"build",
-                                       "--progress=json",
-                                       "--root",
-                                       "/r",
-                                       "--metadata-file",
-                                       "/m",
-                                       "--server-mode",
-                                       "--build-id",
-                                       "b1",
-                                       "-f",
-                                       "d/Dockerfile",
-                                       "--target",
-                                       "t",
-                                       "--build-arg",
-                                       "A=1",
-                                       "--build-arg",
-                                       "E=2",
-                                       "--secret",
-                                       "id=npm,src=/s/npm",
-                                       "--allow",
-                                       "network.host",
-                                       "--memory",
-                                       "1g",
-                                       "--pids-limit=9",
-                                       "--disk-limit=2g",
-                                       "-t",
-                                       "h/r:1",
-                                       "--output",
-                                       "type=local,dest=\"a,b\"",
-                                       "--output",
-                                       "type=image,push=true,name=h/r:2",
-                                       "--notify",
-                                       "sqs://q/1",
-                                       "--no-cache",
-                                       "--cache-from",
-                                       "type=registry,ref=h/c:1",
-                                       "--cache-to",
-                                       "type=registry,ref=h/c:1,mode=max",
-                                       "https://h/r#dev:app",
-                                       NULL};
-    static const char *const extra[] = {"--server-mode", NULL};
-    kiln_job_argv_opts_t o = {.root = "/r",
-                              .metadata_file = "/m",
-                              .secrets_dir = "/s",
-                              .progress = "json",
-                              .extra = extra};
+        "\"to\": \"h/c:1\", \"mode\": \"max\", \"namespace\": \"acme\", \"context_id\": \"git "
+        "h/r app\"}, \"labels\": {\"org.k\": \"v 1\"}, \"build_contexts\": {\"lib\": \"/w/lib\"}, "
+        "\"compression\": \"zstd\", \"compression_level\": 5, \"source_date_epoch\": 0, "
+        "\"network\": \"none\", \"isolation\": \"chroot\", \"ssh\": \"/run/agent.sock\", "
+        "\"registry\": {\"mirrors\": [\"docker.io=127.0.0.1:5000\"], \"insecure\": "
+        "[\"127.0.0.1:5000\"]}}";
+    static const char *const args[] = {"A=1", "E=2", NULL};
+    static const char *const secrets[] = {"id=npm,src=/s/npm", NULL};
+    static const char *const outputs[] = {"type=local,dest=\"a,b\"",
+                                          "type=image,push=true,name=h/r:2", NULL};
+    static const char *const labels[] = {"org.k=v 1", NULL};
+    static const char *const contexts[] = {"lib=/w/lib", NULL};
     kiln_job_spec_t s = {0};
-    kiln_error_t err = {0};
-    char **argv = NULL;
-
-    assert_int_equal(kiln_job_parse(text, strlen(text), KILN_JOB_JSON_LOCAL, &s, NULL, &err), 0);
-    assert_argv(&s, &o, want);
-
-    /* what the build cannot be given is refused naming the field */
-    o.secrets_dir = NULL;
-    assert_int_equal(kiln_job_build_argv(&s, &o, &argv, &err), -1);
-    assert_non_null(strstr(err.msg, "field 'secrets.npm': has no source"));
-    kiln_job_spec_clear(&s);
-    text = "{\"source\": {\"context\": \"ctx-12\"}}";
-    assert_int_equal(kiln_job_parse(text, strlen(text), 0, &s, NULL, &err), 0);
-    assert_int_equal(kiln_job_build_argv(&s, &o, &argv, &err), -1);
-    assert_non_null(strstr(err.msg, "field 'source.context'"));
-    kiln_job_spec_clear(&s);
-}
-
-/* The job's ids and its cache settings reach the build as its internal options (the
- * completion event's repo, commit, branch, tenant and trigger; the cache namespace and the
- * stat cache identity), before the context. */
-static void test_build_argv_ids(void **state)
-{
-    const char *text =
-        "{\"source\": {\"dir\": \"/w/src\"}, \"build_id\": \"b-1\", \"tenant\": \"acme\", "
-        "\"repo\": \"https://h/acme/app\", \"commit\": "
-        "\"0123456789abcdef0123456789abcdef01234567\", \"branch\": \"main\", "
-        "\"trigger\": \"api\", \"cache\": {\"namespace\": \"acme\", \"context_id\": "
-        "\"git https://h/acme/app \"}}";
-    static const char *const want[] = {"build",
-                                       "--build-id",
-                                       "b-1",
-                                       "--source-repo",
-                                       "https://h/acme/app",
-                                       "--source-commit",
-                                       "0123456789abcdef0123456789abcdef01234567",
-                                       "--source-branch",
-                                       "main",
-                                       "--tenant",
-                                       "acme",
-                                       "--trigger",
-                                       "api",
-                                       "--cache-namespace",
-                                       "acme",
-                                       "--context-id",
-                                       "git https://h/acme/app ",
-                                       "/w/src",
-                                       NULL};
-    kiln_job_argv_opts_t o = {0};
-    kiln_job_spec_t s = {0};
+    kiln_job_request_t r = {0};
     kiln_error_t err = {0};
 
     (void)state;
     assert_int_equal(kiln_job_parse(text, strlen(text), KILN_JOB_JSON_LOCAL, &s, NULL, &err), 0);
-    assert_argv(&s, &o, want);
+    if (kiln_job_request_make(&s, "/s", &r, &err) < 0)
+        fail_msg("%s", err.msg);
+    assert_string_equal(r.req.target, "t");
+    assert_int_equal(r.req.n_build_args, 2);
+    assert_strv(r.req.build_args, args);
+    assert_int_equal(r.req.n_secrets, 1);
+    assert_strv(r.req.secrets, secrets);
+    assert_int_equal(r.n_outputs, 2);
+    assert_strv((const char *const *)r.outputs, outputs);
+    assert_strv(r.req.labels, labels);
+    assert_strv(r.req.contexts, contexts);
+    assert_int_equal(r.req.entitlements, 1u); /* network.host */
+    assert_int_equal(r.req.memory_limit, 1ULL << 30);
+    assert_int_equal(r.req.pids_limit, 9);
+    assert_int_equal(r.req.disk_limit, 2ULL << 30);
+    assert_true(r.req.no_cache);
+    assert_int_equal(r.req.n_cache_from, 1);
+    assert_string_equal(r.req.cache_from[0], "h/c:1");
+    assert_string_equal(r.req.cache_to, "h/c:1");
+    assert_true(r.req.cache_to_max);
+    assert_string_equal(r.req.cache_namespace, "acme");
+    assert_string_equal(r.req.context_id, "git h/r app");
+    assert_int_equal(r.req.compression, KILN_COMPRESSION_ZSTD);
+    assert_int_equal(r.req.compression_level, 5);
+    assert_int_equal(r.req.source_date_epoch, 0);
+    assert_string_equal(r.req.network, "none");
+    assert_string_equal(r.req.isolation, "chroot");
+    assert_string_equal(r.req.ssh_socket, "/run/agent.sock");
+    assert_string_equal(r.req.mirrors[0], "docker.io=127.0.0.1:5000");
+    assert_null(r.req.mirrors[1]);
+    assert_string_equal(r.req.insecure_registries[0], "127.0.0.1:5000");
+    assert_null(r.req.insecure_registries[1]);
+    kiln_job_request_clear(&r);
+
+    /* what the build cannot be given is refused naming the field */
+    assert_int_equal(kiln_job_request_make(&s, NULL, &r, &err), -1);
+    assert_non_null(strstr(err.msg, "field 'secrets.npm': has no source"));
+    kiln_job_spec_clear(&s);
+    text = "{\"source\": {\"context\": \"ctx-12\"}}";
+    assert_int_equal(kiln_job_parse(text, strlen(text), 0, &s, NULL, &err), 0);
+    assert_int_equal(kiln_job_request_make(&s, NULL, &r, &err), -1);
+    assert_non_null(strstr(err.msg, "field 'source.context'"));
+    kiln_job_spec_clear(&s);
+    /* no timestamp, compression or level given: the engine's defaults */
+    text = "{\"source\": {\"dir\": \"/w\"}}";
+    assert_int_equal(kiln_job_parse(text, strlen(text), KILN_JOB_JSON_LOCAL, &s, NULL, &err), 0);
+    assert_int_equal(kiln_job_request_make(&s, NULL, &r, &err), 0);
+    assert_int_equal(r.req.source_date_epoch, -1);
+    assert_int_equal(r.req.compression, KILN_COMPRESSION_GZIP);
+    assert_int_equal(r.req.compression_level, -1);
+    kiln_job_request_clear(&r);
     kiln_job_spec_clear(&s);
 }
 
@@ -570,11 +531,10 @@ static void test_events(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_request_form),
-        cmocka_unit_test(test_errors),         cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_built_spec),     cmocka_unit_test(test_repo_key),
-        cmocka_unit_test(test_build_argv),     cmocka_unit_test(test_events),
-        cmocka_unit_test(test_build_argv_ids),
+        cmocka_unit_test(test_round_trip),    cmocka_unit_test(test_request_form),
+        cmocka_unit_test(test_errors),        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_built_spec),    cmocka_unit_test(test_repo_key),
+        cmocka_unit_test(test_build_request), cmocka_unit_test(test_events),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include "engine/entitlement.h"
-#include "job/argv.h"
 #include "job/codec.h"
+#include "job/request.h"
 #include "job/source.h"
 #include "src/server/cursor.h"
 #include "src/server/jobkey.h"
@@ -98,37 +98,38 @@ static void test_request_errors_name_the_field(void **state)
     }
 }
 
-/* The `kiln build` arguments `kiln job run` gives the build of a stored request: its job
- * spec (kiln_request_job_spec), the source on disk at ctx_dir as the job's checkout leaves
- * it (the git credential dropped), or with ctx_dir NULL the source as the request named it. */
-static int job_argv(json_t *stored, const char *ctx_dir, json_t *files, const char *meta,
-                    char ***argv, kiln_error_t *err)
+/* The engine request `kiln job run` gives the build of a stored request (job/request.h):
+ * its job spec (kiln_request_job_spec, kept in *spec: the request points into it), the
+ * source on disk at ctx_dir as the job's checkout leaves it (the git credential dropped), or
+ * with ctx_dir NULL the source as the request named it. */
+static int job_request(json_t *stored, const char *ctx_dir, json_t *files, kiln_job_spec_t *spec,
+                       kiln_job_request_t *jr, kiln_error_t *err)
 {
     kiln_request_ids_t ids = {0};
-    kiln_job_spec_t spec = {0};
-    kiln_job_argv_opts_t ao = {.metadata_file = meta, .progress = "plain"};
     _cleanup_free_ char *json = NULL;
-    int ret;
 
+    memset(spec, 0, sizeof(*spec));
     if (kiln_request_job_spec(stored, files, &ids, &json, err) < 0 ||
-        kiln_job_parse(json, strlen(json), KILN_JOB_JSON_LOCAL, &spec, NULL, err) < 0)
+        kiln_job_parse(json, strlen(json), KILN_JOB_JSON_LOCAL, spec, NULL, err) < 0)
         return -1;
-    kiln_job_source_drop_credential(&spec);
+    kiln_job_source_drop_credential(spec);
     if (ctx_dir) {
-        free(spec.source);
-        free(spec.subdir);
-        free(spec.ref);
-        free(spec.source_commit);
-        spec.subdir = spec.ref = spec.source_commit = NULL;
-        spec.source = kiln_xstrdup(ctx_dir);
-        spec.source_kind = KILN_JOB_SOURCE_DIR;
+        free(spec->source);
+        free(spec->subdir);
+        free(spec->ref);
+        free(spec->source_commit);
+        spec->subdir = spec->ref = spec->source_commit = NULL;
+        spec->source = kiln_xstrdup(ctx_dir);
+        spec->source_kind = KILN_JOB_SOURCE_DIR;
     }
-    ret = kiln_job_build_argv(&spec, &ao, argv, err);
-    kiln_job_spec_clear(&spec);
-    return ret;
+    if (kiln_job_request_make(spec, NULL, jr, err) < 0) {
+        kiln_job_spec_clear(spec);
+        return -1;
+    }
+    return 0;
 }
 
-static void test_request_secrets_stripped_and_argv(void **state)
+static void test_request_secrets_stripped_and_request(void **state)
 {
     const char *body =
         "{\"source\": {\"git\": \"https://Git.Example.com/org/app.git/\", \"ref\": \"main\", "
@@ -139,30 +140,10 @@ static void test_request_secrets_stripped_and_argv(void **state)
     kiln_request_t r = {0};
     char msg[KILN_ERROR_MSG_MAX];
     _cleanup_free_ char *stored = NULL;
-    _cleanup_strv_ char **argv = NULL;
     json_t *files = json_pack("{s:s}", "npm", "/s/npm");
     kiln_error_t err = {0};
-    static const char *const want[] = {"build",
-                                       "--progress=plain",
-                                       "--metadata-file",
-                                       "/m.json",
-                                       "-f",
-                                       "docker/Dockerfile",
-                                       "--target",
-                                       "prod",
-                                       "--build-arg",
-                                       "A=1 2",
-                                       "--secret",
-                                       "id=npm,src=/s/npm",
-                                       "-t",
-                                       "r/x:2",
-                                       "--output",
-                                       "type=registry,name=r/x:1,push=true",
-                                       "--notify",
-                                       "sqs://q",
-                                       "https://Git.Example.com/org/app.git/#main:web",
-                                       NULL};
-    size_t i;
+    kiln_job_spec_t spec;
+    kiln_job_request_t jr = {0};
 
     assert_int_equal(parse(body, msg, sizeof(msg), &r), 0);
     assert_string_equal(r.repo, "https://git.example.com/org/app");
@@ -170,12 +151,22 @@ static void test_request_secrets_stripped_and_argv(void **state)
     assert_null(strstr(stored, "SECRET"));
     assert_non_null(strstr(stored, "\"secrets\":[\"npm\"]"));
     assert_string_equal(json_string_value(json_object_get(r.secrets, "npm")), "SECRET");
-    assert_int_equal(job_argv(r.stored, NULL, files, "/m.json", &argv, &err), 0);
-    for (i = 0; want[i]; i++) {
-        assert_non_null(argv[i]);
-        assert_string_equal(argv[i], want[i]);
-    }
-    assert_null(argv[i]);
+    assert_int_equal(job_request(r.stored, NULL, files, &spec, &jr, &err), 0);
+    assert_string_equal(spec.source, "https://Git.Example.com/org/app.git/");
+    assert_string_equal(spec.ref, "main");
+    assert_string_equal(spec.subdir, "web");
+    assert_string_equal(spec.dockerfile, "docker/Dockerfile");
+    assert_string_equal(jr.req.target, "prod");
+    assert_int_equal(jr.req.n_build_args, 1);
+    assert_string_equal(jr.req.build_args[0], "A=1 2");
+    assert_int_equal(jr.req.n_secrets, 1);
+    assert_string_equal(jr.req.secrets[0], "id=npm,src=/s/npm");
+    assert_string_equal(spec.tags[0], "r/x:2");
+    assert_int_equal(jr.n_outputs, 1);
+    assert_string_equal(jr.outputs[0], "type=registry,name=r/x:1,push=true");
+    assert_string_equal(spec.notify[0], "sqs://q");
+    kiln_job_request_clear(&jr);
+    kiln_job_spec_clear(&spec);
     json_decref(files);
     kiln_request_free(&r);
 }
@@ -265,8 +256,8 @@ static void test_runner_event_text(void **state)
     }
 }
 
-/* A git URL's userinfo (or source.token) leaves the stored request and the argv, and becomes
- * the ".git" secret; an ssh user name alone stays. */
+/* A git URL's userinfo (or source.token) leaves the stored request and the build's request, and
+ * becomes the ".git" secret; an ssh user name alone stays. */
 static void test_request_git_credential(void **state)
 {
     static const struct {
@@ -285,7 +276,8 @@ static void test_request_git_credential(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         _cleanup_free_ char *body = kiln_xasprintf("{\"source\": %s}", cases[i].source);
         _cleanup_free_ char *stored = NULL;
-        _cleanup_strv_ char **argv = NULL;
+        kiln_job_spec_t spec;
+        kiln_job_request_t jr = {0};
         json_t *files = json_pack("{s:s}", ".git", "/s/.git");
         kiln_request_t r = {0};
         kiln_error_t err = {0};
@@ -304,9 +296,10 @@ static void test_request_git_credential(void **state)
             assert_null(r.secrets);
         }
         /* never a build step's secret */
-        assert_int_equal(job_argv(r.stored, "/ctx", files, "/m.json", &argv, &err), 0);
-        for (size_t j = 0; argv[j]; j++)
-            assert_null(strstr(argv[j], ".git,"));
+        assert_int_equal(job_request(r.stored, "/ctx", files, &spec, &jr, &err), 0);
+        assert_int_equal(jr.req.n_secrets, 0);
+        kiln_job_request_clear(&jr);
+        kiln_job_spec_clear(&spec);
         json_decref(files);
         kiln_request_free(&r);
     }
@@ -316,40 +309,42 @@ static void test_request_context_and_commit(void **state)
 {
     kiln_request_t r = {0};
     char msg[KILN_ERROR_MSG_MAX];
-    _cleanup_strv_ char **argv = NULL, **argv2 = NULL;
     kiln_error_t err = {0};
-    size_t n = 0;
+    kiln_job_spec_t spec;
+    kiln_job_request_t jr = {0};
 
     assert_int_equal(parse("{\"source\": {\"context\": \"ctx-0a1b\"}}", msg, sizeof(msg), &r), 0);
     assert_string_equal(r.repo, "upload");
-    assert_int_equal(job_argv(r.stored, "/ctx/dir", NULL, "/m", &argv, &err), 0);
-    while (argv[n])
-        n++;
-    assert_string_equal(argv[n - 1], "/ctx/dir");
-    assert_int_equal(job_argv(r.stored, NULL, NULL, "/m", &argv2, &err), -1);
+    assert_int_equal(job_request(r.stored, "/ctx/dir", NULL, &spec, &jr, &err), 0);
+    assert_string_equal(spec.source, "/ctx/dir");
+    kiln_job_request_clear(&jr);
+    kiln_job_spec_clear(&spec);
+    /* an uploaded context is put on disk first (job/source): never built by its id */
+    assert_int_equal(job_request(r.stored, NULL, NULL, &spec, &jr, &err), -1);
+    assert_non_null(strstr(err.msg, "source.context"));
     kiln_request_free(&r);
 
     assert_int_equal(parse("{\"source\": {\"git\": \"git@h:o/r.git\", \"ref\": \"dev\", "
                            "\"commit\": \"0123abcd\"}, \"secrets\": {\"x\": \"y\"}}",
                            msg, sizeof(msg), &r),
                      0);
-    /* A secret without its file is an error, never an argument without it. */
-    assert_int_equal(job_argv(r.stored, NULL, NULL, "/m", &argv2, &err), -1);
+    /* A secret without its file is an error, never a build without it. */
+    assert_int_equal(job_request(r.stored, NULL, NULL, &spec, &jr, &err), -1);
     assert_non_null(strstr(err.msg, "secret 'x'"));
     kiln_request_free(&r);
 }
 
 /* File outputs are written under kiln-out/ of the build's scratch directory (the artifacts
  * directory); an absolute or escaping dest is refused naming the output, also when a stored
- * request (an older version's) reaches the argv. */
+ * request (an older version's) reaches the build. */
 static void test_request_local_outputs(void **state)
 {
     kiln_request_t r = {0};
     char msg[KILN_ERROR_MSG_MAX];
-    _cleanup_strv_ char **argv = NULL, **argv2 = NULL;
     kiln_error_t err = {0};
+    kiln_job_spec_t spec;
+    kiln_job_request_t jr = {0};
     json_t *old;
-    size_t n = 0;
 
     (void)state;
     assert_int_equal(parse("{\"source\": {\"context\": \"ctx-0a1b\"}, \"outputs\": "
@@ -357,12 +352,12 @@ static void test_request_local_outputs(void **state)
                            "\"dest\": \"img/layout\", \"tar\": true}]}",
                            msg, sizeof(msg), &r),
                      0);
-    assert_int_equal(job_argv(r.stored, "/ctx", NULL, "/m", &argv, &err), 0);
-    while (argv[n] && strcmp(argv[n], "--output") != 0)
-        n++;
-    assert_non_null(argv[n]);
-    assert_string_equal(argv[n + 1], "type=local,dest=kiln-out/site");
-    assert_string_equal(argv[n + 3], "type=oci,dest=kiln-out/img/layout,tar=true");
+    assert_int_equal(job_request(r.stored, "/ctx", NULL, &spec, &jr, &err), 0);
+    assert_int_equal(jr.n_outputs, 2);
+    assert_string_equal(jr.outputs[0], "type=local,dest=kiln-out/site");
+    assert_string_equal(jr.outputs[1], "type=oci,dest=kiln-out/img/layout,tar=true");
+    kiln_job_request_clear(&jr);
+    kiln_job_spec_clear(&spec);
     kiln_request_free(&r);
 
     assert_int_equal(parse("{\"source\": {\"context\": \"ctx-0a1b\"}, \"outputs\": "
@@ -373,9 +368,9 @@ static void test_request_local_outputs(void **state)
     old = json_loads("{\"source\": {\"context\": \"ctx-0a1b\"}, \"outputs\": "
                      "[{\"type\": \"docker\", \"dest\": \"../../x.tar\"}]}",
                      0, NULL);
-    assert_int_equal(job_argv(old, "/ctx", NULL, "/m", &argv2, &err), -1);
+    assert_int_equal(job_request(old, "/ctx", NULL, &spec, &jr, &err), -1);
     assert_non_null(strstr(err.msg, "outputs[0].dest"));
-    assert_null(argv2);
+    assert_null(jr.outputs);
     json_decref(old);
 }
 
@@ -471,14 +466,14 @@ static void test_jobkey_seal_open(void **state)
 }
 
 /* "allow": validated names, refused beyond what the server grants (naming the
- * entry and the setting), passed to the build as --allow. */
+ * entry and the setting), granted to the build (its entitlements). */
 static void test_request_allow(void **state)
 {
     kiln_request_t r = {0};
     char msg[KILN_ERROR_MSG_MAX];
-    _cleanup_strv_ char **argv = NULL;
+    kiln_job_spec_t spec;
+    kiln_job_request_t jr = {0};
     kiln_error_t err = {0};
-    int found = 0;
     (void)state;
 
     assert_int_equal(parse("{\"source\": {\"git\": \"https://x/a\"}, \"allow\": "
@@ -496,12 +491,11 @@ static void test_request_allow(void **state)
         kiln_request_check_allow(
             r.stored, KILN_ENTITLEMENT_SECURITY_INSECURE | KILN_ENTITLEMENT_NETWORK_HOST, &err),
         0);
-    assert_int_equal(job_argv(r.stored, "/ctx", NULL, "/m.json", &argv, &err), 0);
-    for (size_t i = 0; argv[i] && argv[i + 1]; i++)
-        if (strcmp(argv[i], "--allow") == 0)
-            found += strcmp(argv[i + 1], "network.host") == 0 ||
-                     strcmp(argv[i + 1], "security.insecure") == 0;
-    assert_int_equal(found, 2);
+    assert_int_equal(job_request(r.stored, "/ctx", NULL, &spec, &jr, &err), 0);
+    assert_int_equal(jr.req.entitlements,
+                     KILN_ENTITLEMENT_SECURITY_INSECURE | KILN_ENTITLEMENT_NETWORK_HOST);
+    kiln_job_request_clear(&jr);
+    kiln_job_spec_clear(&spec);
     kiln_request_free(&r);
 
     /* a request without "allow" needs nothing */
@@ -514,7 +508,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_errors_name_the_field),
-        cmocka_unit_test(test_request_secrets_stripped_and_argv),
+        cmocka_unit_test(test_request_secrets_stripped_and_request),
         cmocka_unit_test(test_request_git_credential),
         cmocka_unit_test(test_request_context_and_commit),
         cmocka_unit_test(test_request_local_outputs),

@@ -1,0 +1,200 @@
+/* Unit tests for the run of a whole job (job/run.h), the entry point kiln build and kiln job
+ * run share: a FROM scratch + COPY build of a spec to a local output under a scratch kiln
+ * root, its events in order (phases, typed steps, notes), the metadata file's completion
+ * event with the job's ids, and a failing step reported once with its code. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "job/codec.h"
+#include "job/run.h"
+#include "job/stream.h"
+#include "tmpdir.h"
+#include "utils/buf.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+
+/* What the callback saw, one line per event: "phase building", "step 2 start", "note …",
+ * "failed build_failed 1 …". */
+typedef struct seen {
+    kiln_buf_t log;
+    int steps, failed;
+} seen_t;
+
+static void on_event(void *ud, const kiln_job_run_event_t *ev)
+{
+    seen_t *s = ud;
+
+    switch (ev->kind) {
+    case KILN_JOB_RUN_PHASE:
+        kiln_buf_appendf(&s->log, NULL, "phase %s\n", ev->text);
+        break;
+    case KILN_JOB_RUN_STEP:
+        s->steps++;
+        kiln_buf_appendf(&s->log, NULL, "step %d %s\n", ev->step->step,
+                         kiln_step_event_name(ev->step->kind));
+        break;
+    case KILN_JOB_RUN_NOTE:
+        kiln_buf_appendf(&s->log, NULL, "note %s\n", ev->text);
+        break;
+    case KILN_JOB_RUN_FAILED:
+        s->failed++;
+        kiln_buf_appendf(&s->log, NULL, "failed %s %d %s\n", ev->code, ev->in_build, ev->text);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Runs the spec JSON text (a local one) with a scratch root; returns kiln_job_run's value. */
+static int run_spec(const char *dir, const char *text, seen_t *seen, kiln_job_run_result_t *res,
+                    kiln_error_t *err)
+{
+    kiln_job_spec_t spec = {0};
+    _cleanup_free_ char *root = kiln_xasprintf("%s/root", dir);
+    _cleanup_free_ char *meta = kiln_xasprintf("%s/meta.json", dir);
+    char *env[] = {NULL};
+    kiln_job_run_opts_t o = {.root = root,
+                             .env = env,
+                             .progress = KILN_PROGRESS_PLAIN,
+                             .typed_steps = 1,
+                             .metadata_file = meta,
+                             .event = on_event,
+                             .ud = seen};
+    int ret;
+
+    if (kiln_job_parse(text, strlen(text), KILN_JOB_JSON_LOCAL, &spec, NULL, err) < 0)
+        fail_msg("%s", err->msg);
+    kiln_buf_init(&seen->log, 0);
+    ret = kiln_job_run(&spec, &o, res, err);
+    kiln_job_spec_clear(&spec);
+    return ret;
+}
+
+static json_t *load_meta(const char *dir)
+{
+    _cleanup_free_ char *p = kiln_xasprintf("%s/meta.json", dir);
+    json_error_t je;
+    json_t *j = json_load_file(p, 0, &je);
+
+    if (j == NULL)
+        fail_msg("%s: %s", p, je.text);
+    return j;
+}
+
+static void test_run_good(void **state)
+{
+    _cleanup_free_ char *dir = tmpdir_make("jobrun");
+    _cleanup_free_ char *text = NULL, *ctx = NULL, *out = NULL, *copied = NULL, *log = NULL;
+    kiln_job_run_result_t res;
+    kiln_error_t err = {0};
+    seen_t seen = {0};
+    json_t *meta, *ev;
+    size_t len;
+
+    (void)state;
+    assert_non_null(dir);
+    ctx = kiln_xasprintf("%s/ctx", dir);
+    out = kiln_xasprintf("%s/out", dir);
+    assert_int_equal(kiln_fs_mkdir_p(ctx, 0755, NULL), 0);
+    assert_int_equal(tmpdir_put(ctx, "Dockerfile", "FROM scratch\nCOPY a /a\n", 0644), 0);
+    assert_int_equal(tmpdir_put(ctx, "a", "hello\n", 0644), 0);
+    text = kiln_xasprintf(
+        "{\"source\": {\"dir\": \"%s\"}, \"outputs\": [{\"type\": \"local\", \"dest\": \"%s\"}], "
+        "\"build_id\": \"b-unit\", \"tenant\": \"acme\", \"repo\": \"https://h/acme/app\", "
+        "\"commit\": \"0123456789abcdef0123456789abcdef01234567\", \"branch\": \"main\", "
+        "\"trigger\": \"api\", \"labels\": {\"k\": \"v\"}}",
+        ctx, out);
+    if (run_spec(dir, text, &seen, &res, &err) < 0)
+        fail_msg("%s\n%s", err.msg, seen.log.data);
+    log = kiln_buf_steal(&seen.log, NULL);
+    /* the phases in order, each step typed (start and end), no failure */
+    {
+        const char *b = strstr(log, "phase building\n"), *x = strstr(log, "phase exporting\n");
+        if (b == NULL || x == NULL || b > x || strstr(log, "step 2 start") == NULL ||
+            strstr(log, "step 2 done") == NULL || strstr(b, "step 1 start") == NULL)
+            fail_msg("events:\n%s", log);
+    }
+    assert_int_equal(seen.failed, 0);
+    assert_non_null(strstr(log, "note image size: "));
+    assert_true(res.built);
+    assert_null(res.code);
+    assert_int_equal(strncmp(res.digest, "sha256:", 7), 0);
+    copied = kiln_xasprintf("%s/a", out);
+    {
+        _cleanup_free_ char *data = NULL;
+        assert_int_equal(kiln_fs_read_file(copied, 100, &data, &len, NULL), 0);
+        assert_int_equal(len, 6);
+    }
+    /* the metadata file: the image and the completion event with the job's ids */
+    meta = load_meta(dir);
+    assert_string_equal(json_string_value(json_object_get(meta, "containerimage.digest")),
+                        res.digest);
+    ev = json_object_get(meta, "kiln.event");
+    assert_string_equal(json_string_value(json_object_get(ev, "build_id")), "b-unit");
+    assert_string_equal(json_string_value(json_object_get(ev, "status")), "succeeded");
+    assert_string_equal(json_string_value(json_object_get(ev, "tenant")), "acme");
+    assert_string_equal(json_string_value(json_object_get(ev, "trigger")), "api");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(ev, "source"), "commit")),
+                        "0123456789abcdef0123456789abcdef01234567");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(ev, "source"), "repo")),
+                        "https://h/acme/app");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(ev, "source"), "branch")),
+                        "main");
+    assert_int_equal(json_array_size(json_object_get(json_object_get(ev, "outputs"), "local")), 1);
+    json_decref(meta);
+    kiln_fs_rm_rf(dir, NULL);
+}
+
+/* A step that fails: one failure event, the engine's (in_build), with its code and the
+ * step's file:line; the metadata file says failed; nothing exported. */
+static void test_run_failed(void **state)
+{
+    _cleanup_free_ char *dir = tmpdir_make("jobrun");
+    _cleanup_free_ char *text = NULL, *ctx = NULL, *out = NULL, *log = NULL;
+    kiln_job_run_result_t res;
+    kiln_error_t err = {0};
+    seen_t seen = {0};
+    json_t *meta;
+
+    (void)state;
+    ctx = kiln_xasprintf("%s/ctx", dir);
+    out = kiln_xasprintf("%s/out", dir);
+    assert_int_equal(kiln_fs_mkdir_p(ctx, 0755, NULL), 0);
+    assert_int_equal(tmpdir_put(ctx, "Dockerfile", "FROM scratch\nCOPY missing /m\n", 0644), 0);
+    text = kiln_xasprintf("{\"source\": {\"dir\": \"%s\"}, \"outputs\": [{\"type\": \"local\", "
+                          "\"dest\": \"%s\"}]}",
+                          ctx, out);
+    assert_int_equal(run_spec(dir, text, &seen, &res, &err), -1);
+    log = kiln_buf_steal(&seen.log, NULL);
+    assert_int_equal(seen.failed, 1);
+    assert_false(res.built);
+    assert_string_equal(res.code, KILN_JOB_ERR_BUILD_FAILED);
+    if (strstr(log, "failed build_failed 1 ") == NULL || strstr(log, "phase exporting") != NULL)
+        fail_msg("events:\n%s", log);
+    assert_non_null(strstr(err.msg, "Dockerfile:2"));
+    assert_int_equal(access(out, F_OK), -1);
+    meta = load_meta(dir);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(meta, "kiln.event"), "status")),
+        "failed");
+    assert_null(json_object_get(meta, "containerimage.digest"));
+    json_decref(meta);
+    kiln_fs_rm_rf(dir, NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_run_good),
+        cmocka_unit_test(test_run_failed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
