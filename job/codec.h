@@ -8,12 +8,14 @@
  *    "outputs": [{"type": T, KEY: VALUE…}], "tags": [REF], "notify": ["sqs://…" | "sns://…"],
  *    "timeout_seconds": N, "limits": {"memory": "512m", "pids": N, "cpu_time": S,
  *    "wall_time": S, "disk": "10g"}, "allow": ["network.host" | "security.insecure"],
- *    "tenant": NAME,
+ *    "tenant": NAME, the build options a request may carry (job/options.h: "labels",
+ *    "compression", "compression_level", "source_date_epoch", "network"),
  *  and beyond a request (a spec handed to a builder, never a tenant's):
  *    "build_id": ID, "repo": URL, "commit": SHA, "branch": B, "trigger": T, "plan": FILE (local),
  *    "platform": "linux/amd64",
  *    "cache": {"disabled": BOOL, "from": [REF], "to": REF, "mode": "max" | "min",
- *              "namespace": NAME, "context_id": ID}}
+ *              "namespace": NAME, "context_id": ID},
+ *    "build_contexts", "registry", "isolation", "ssh" (job/options.h)}
  * Unknown fields are refused (a typo never silently builds something else). Secret values
  * and a git URL's credential are taken out into a separate object: the spec, and so its JSON
  * output, names secrets only. */

@@ -49,13 +49,15 @@ static int check_contexts(const kiln_job_spec_t *s, kiln_error_t *err)
             return field_err(err, f, "a context's name has no '='");
         if (v == NULL || check_plain(v, f, KILN_JOB_STR_MAX, err) < 0)
             return v == NULL ? field_err(err, f, "needs a directory or docker-image://REF") : -1;
+        if (s->local)
+            continue; /* a directory, docker-image://REF or docker-image://oci:DIR[:TAG] */
         if (strncmp(v, "docker-image://", 15) == 0) {
             kiln_reference_t ref = {0};
             kiln_error_t e = {0};
             if (kiln_reference_parse(v + 15, &ref, &e) < 0)
                 return field_err(err, f, "%s", e.msg);
             kiln_reference_free(&ref);
-        } else if (!s->local) {
+        } else {
             return field_err(err, f, "a directory is only for local builds (docker-image://REF)");
         }
     }

@@ -79,6 +79,13 @@ static void test_round_trip(void **state)
         "\"/run/tok\"}, {\"id\": \"key\", \"env\": \"KEY\"}], \"outputs\": [{\"type\": "
         "\"docker\", \"dest\": \"/tmp/img.tar\"}], \"cache\": {\"to\": \"localhost:5000/c:1\", "
         "\"mode\": \"min\"}}",
+        /* the build options (job/options.h) */
+        "{\"source\": {\"dir\": \"/src/app\"}, \"labels\": {\"org.k\": \"v 1\", \"e\": \"\"}, "
+        "\"build_contexts\": {\"lib\": \"/w/lib\", \"img\": \"docker-image://alpine:3\"}, "
+        "\"compression\": \"zstd\", \"compression_level\": 19, \"source_date_epoch\": 0, "
+        "\"network\": \"host\", \"isolation\": \"chroot\", \"ssh\": \"/run/agent.sock\", "
+        "\"registry\": {\"mirrors\": [\"docker.io=127.0.0.1:5000/hub\"], \"insecure\": "
+        "[\"127.0.0.1:5000\"]}}",
     };
 
     for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
@@ -290,6 +297,41 @@ static void test_errors(void **state)
         {0, GIT ", \"cache\": {\"namespace\": 1}}", "field 'cache.namespace'"},
         {0, GIT ", \"cache\": {\"context_id\": \"a\\nb\"}}", "field 'cache.context_id'"},
         {REQ, GIT ", \"cache\": {\"namespace\": \"acme\"}}", "field 'cache': unknown field"},
+        /* the build options */
+        {0, GIT ", \"labels\": [\"a=b\"]}", "field 'labels': must be an object of strings"},
+        {0, GIT ", \"labels\": {\"a\": 1}}", "field 'labels.a': must be a string"},
+        {0, GIT ", \"labels\": {\"\": \"v\"}}", "field 'labels.': must not be empty"},
+        {0, GIT ", \"compression\": \"lz4\"}", "field 'compression': "},
+        {0, GIT ", \"compression_level\": 20}",
+         "field 'compression_level': must be a whole number from 0 to 19"},
+        {0, GIT ", \"compression\": \"gzip\", \"compression_level\": 9}",
+         "field 'compression_level': "},
+        {0, GIT ", \"source_date_epoch\": -1}",
+         "field 'source_date_epoch': must be a whole number"},
+        {0, GIT ", \"network\": \"bridge\"}",
+         "field 'network': must be default, none or host, not 'bridge'"},
+        {0, GIT ", \"network\": \"host\"}",
+         "field 'network': host needs the network.host entitlement"},
+        {0, GIT ", \"isolation\": \"chroot\"}", "field 'isolation': is the operator's choice"},
+        {LOC, LOCAL ", \"isolation\": \"vm\"}",
+         "field 'isolation': must be auto, sandbox, chroot or none, not 'vm'"},
+        {0, GIT ", \"ssh\": \"/run/a.sock\"}",
+         "field 'ssh': an SSH agent is only for local builds"},
+        {0, GIT ", \"build_contexts\": {\"lib\": \"/etc\"}}",
+         "field 'build_contexts.lib': a directory is only for local builds"},
+        {0, GIT ", \"build_contexts\": {\"img\": \"docker-image://oci:/etc/x\"}}",
+         "field 'build_contexts.img': "},
+        {LOC, LOCAL ", \"build_contexts\": {\"a=b\": \"/x\"}}",
+         "field 'build_contexts.a=b': a context's name has no '='"},
+        {0, GIT ", \"registry\": {\"mirrors\": [\"nohost\"]}}",
+         "field 'registry.mirrors[0]': wants SRC=HOST[/PREFIX], not 'nohost'"},
+        {0, GIT ", \"registry\": {\"insecure\": [\"http://h/x\"]}}",
+         "field 'registry.insecure[0]': wants HOST[:PORT]"},
+        {0, GIT ", \"registry\": {\"ca\": \"x\"}}", "field 'registry.ca': unknown field"},
+        {0, GIT ", \"registry\": []}", "field 'registry': must be an object (mirrors, insecure)"},
+        {REQ, GIT ", \"registry\": {\"insecure\": [\"h\"]}}", "field 'registry': unknown field"},
+        {REQ, GIT ", \"build_contexts\": {\"a\": \"docker-image://alpine\"}}",
+         "field 'build_contexts': unknown field"},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
