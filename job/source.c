@@ -8,6 +8,7 @@
 
 #include "engine/statcache.h"
 #include "job/context.h"
+#include "job/context_notes.h"
 #include "oci/digest.h"
 #include "utils/cachens.h"
 #include "utils/cleanup.h"
@@ -65,42 +66,6 @@ static int fetch_git(const kiln_job_spec_t *s, const kiln_job_source_opts_t *o,
     return ret;
 }
 
-/* The files an upload's unpack wrote, noted in the stat cache once the tree is known. */
-typedef struct upload_note {
-    char *member;
-    struct stat st;
-    unsigned char oid[KILN_CONTEXT_OID_LEN];
-} upload_note_t;
-
-typedef struct upload_notes {
-    upload_note_t *v;
-    size_t n, cap;
-} upload_notes_t;
-
-static void collect_note(void *ctx, const char *member, const struct stat *st,
-                         const unsigned char oid[KILN_CONTEXT_OID_LEN])
-{
-    upload_notes_t *u = ctx;
-
-    while (member[0] == '.' && member[1] == '/')
-        member += 2;
-    if (u->n == u->cap) {
-        u->cap = u->cap ? 2 * u->cap : 256;
-        u->v = kiln_xrealloc(u->v, u->cap * sizeof(*u->v));
-    }
-    u->v[u->n].member = kiln_xstrdup(member);
-    u->v[u->n].st = *st;
-    memcpy(u->v[u->n].oid, oid, KILN_CONTEXT_OID_LEN);
-    u->n++;
-}
-
-static void upload_notes_clear(upload_notes_t *u)
-{
-    for (size_t i = 0; i < u->n; i++)
-        free(u->v[i].member);
-    free(u->v);
-}
-
 /* The stat cache identity of an uploaded tree: "upload " + the sha256 of the paths of its
  * files (in the tarball's order) + its subdirectory. Re-uploads of the same project share
  * it while only contents change (one file edited), so each keeps the digests of the files
@@ -108,7 +73,7 @@ static void upload_notes_clear(upload_notes_t *u)
  * entries stay valid across uploads because each unpack notes every file it wrote with its
  * new stat (new inodes, new ctimes) and the content id of what it wrote: a digest is kept
  * only where that content id is unchanged. */
-static char *upload_context_id(const upload_notes_t *u, const char *subdir)
+static char *upload_context_id(const kiln_context_notes_t *u, const char *subdir)
 {
     kiln_sha256_t h;
     kiln_digest_t d;
@@ -125,7 +90,7 @@ static char *upload_context_id(const upload_notes_t *u, const char *subdir)
  * the stat cache of the upload's identity, which becomes out->context_id. A cache that
  * cannot be used is skipped: the build then hashes every file. */
 static void note_upload(const kiln_job_spec_t *s, const kiln_job_source_opts_t *o, const char *root,
-                        const upload_notes_t *u, kiln_auto_source_t *out)
+                        const kiln_context_notes_t *u, kiln_auto_source_t *out)
 {
     _cleanup_free_ char *scdir = NULL, *id = NULL;
     const char *pre = "";
@@ -159,14 +124,15 @@ static void note_upload(const kiln_job_spec_t *s, const kiln_job_source_opts_t *
     kiln_statcache_free(sc);
 }
 
-/* An uploaded context: the directory the operator unpacked it to, else its staged tarball
- * unpacked under the kiln root (removed with the source). */
+/* An uploaded context: the directory the operator unpacked it to (with the notes of what
+ * its unpack wrote beside it, DIR/ID.notes, when the server kept them), else its staged
+ * tarball unpacked under the kiln root (removed with the source). */
 static int fetch_context(const kiln_job_spec_t *s, const kiln_job_source_opts_t *o,
                          kiln_auto_source_t *out, kiln_error_t *err)
 {
     _cleanup_free_ char *dir = NULL, *tar = NULL, *root = NULL, *work = NULL, *tmp = NULL;
     kiln_auto_source_opts_t so = {.root = o->root, .subdir = s->subdir, .env = o->env};
-    upload_notes_t notes = {0};
+    kiln_context_notes_t notes = {0};
     struct stat st;
 
     if (o->contexts_dir == NULL)
@@ -174,7 +140,13 @@ static int fetch_context(const kiln_job_spec_t *s, const kiln_job_source_opts_t 
                               "field 'source.context': uploaded contexts are run by a server "
                               "(kiln job run --contexts-dir)");
     dir = kiln_xasprintf("%s/%s", o->contexts_dir, s->source);
-    if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+    if (lstat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+        /* notes that cannot be read only cost hashing every file */
+        _cleanup_free_ char *kept = kiln_xasprintf("%s/%s.notes", o->contexts_dir, s->source);
+        root = kiln_auto_root(o->root, o->env);
+        if (kiln_context_notes_load(kept, 0, &notes, NULL) < 0)
+            kiln_context_notes_clear(&notes);
+    } else {
         tar = kiln_xasprintf("%s/%s.tar", o->contexts_dir, s->source);
         if (lstat(tar, &st) < 0 || !S_ISREG(st.st_mode))
             return kiln_error_set(err, ENOENT, "field 'source.context': no uploaded context '%s'",
@@ -186,20 +158,20 @@ static int fetch_context(const kiln_job_spec_t *s, const kiln_job_source_opts_t 
         free(dir);
         dir = kiln_xasprintf("%s/tree", tmp);
         if (kiln_fs_mkdir_p(dir, 0755, err) < 0 ||
-            kiln_context_unpack(tar, dir, NULL, collect_note, &notes, err) < 0) {
+            kiln_context_unpack(tar, dir, NULL, kiln_context_notes_add, &notes, err) < 0) {
             kiln_fs_rm_rf(tmp, NULL);
-            upload_notes_clear(&notes);
+            kiln_context_notes_clear(&notes);
             return kiln_error_prefix(err, "uploaded context '%s'", s->source);
         }
     }
     if (kiln_auto_source_prepare(dir, &so, out, err) < 0) {
         if (tmp)
             kiln_fs_rm_rf(tmp, NULL);
-        upload_notes_clear(&notes);
+        kiln_context_notes_clear(&notes);
         return -1;
     }
     note_upload(s, o, root, &notes, out);
-    upload_notes_clear(&notes);
+    kiln_context_notes_clear(&notes);
     free(out->display);
     out->display = kiln_xstrdup(s->source);
     out->checkout = steal_pointer(&tmp);

@@ -234,8 +234,17 @@ static int keep_unless_final(const kiln_gc_opts_t *o, const char *name)
 }
 
 /* Keeps an uploaded context a queued or running build still needs. */
+/* A context in use is kept, and the notes of its unpack (ID.notes) with it. */
 static int keep_context(const kiln_gc_opts_t *o, const char *name)
 {
+    size_t n = strlen(name);
+    char id[256];
+
+    if (n > 6 && n - 6 < sizeof(id) && strcmp(name + n - 6, ".notes") == 0) {
+        memcpy(id, name, n - 6);
+        id[n - 6] = '\0';
+        return kiln_db_context_in_use(o->db, id) != 0;
+    }
     return kiln_db_context_in_use(o->db, name) != 0;
 }
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "job/context.h"
+#include "job/context_notes.h"
 #include "src/server/audit.h"
 #include "src/server/cursor.h"
 #include "src/server/http.h"
@@ -596,13 +597,23 @@ static void post_context(const kiln_http_req_t *r, kiln_http_resp_t *resp)
     _cleanup_free_ char *id = new_id("ctx-");
     _cleanup_free_ char *dir = kiln_xasprintf("%s/contexts/%s", r->srv->root, id);
     _cleanup_free_ char *tmp = kiln_xasprintf("%s/contexts/.%s.tmp", r->srv->root, id);
+    /* what the unpack wrote (stat, content id), for the stat cache of its builds */
+    _cleanup_free_ char *notes_path = kiln_xasprintf("%s/contexts/%s.notes", r->srv->root, id);
     const kiln_config_bounds_t *b = &r->srv->config->bounds;
     kiln_context_caps_t caps = {(uint64_t)b->max_context_unpacked_bytes,
                                 (uint64_t)b->max_context_entries};
+    kiln_context_notes_t notes = {0};
     kiln_error_t err = {0};
+    int unpacked;
 
-    if (kiln_fs_mkdir_p(tmp, 0700, &err) < 0 ||
-        kiln_context_unpack(r->upload_path, tmp, &caps, NULL, NULL, &err) < 0) {
+    unpacked =
+        kiln_fs_mkdir_p(tmp, 0700, &err) == 0 &&
+        kiln_context_unpack(r->upload_path, tmp, &caps, kiln_context_notes_add, &notes, &err) == 0;
+    /* notes that cannot be written only cost its builds hashing every file */
+    if (unpacked && kiln_context_notes_save(&notes, notes_path, NULL) < 0)
+        unlink(notes_path);
+    kiln_context_notes_clear(&notes);
+    if (!unpacked) {
         kiln_fs_rm_rf(tmp, NULL);
         if (err.code == EFBIG)
             kiln_http_error(resp, 413, "%s", err.msg);
@@ -615,12 +626,14 @@ static void post_context(const kiln_http_req_t *r, kiln_http_resp_t *resp)
     }
     if (r->srv->remote && kiln_remote_stage_context(r->srv->remote, r->upload_path, id, &err) < 0) {
         kiln_fs_rm_rf(tmp, NULL);
+        unlink(notes_path);
         kiln_http_error(resp, kiln_remote_has_context_store(r->srv->remote) ? 502 : 400, "%s",
                         err.msg);
         return;
     }
     if (kiln_db_context_insert(r->srv->db, id, r->tenant, &err) < 0 || rename(tmp, dir) < 0) {
         kiln_fs_rm_rf(tmp, NULL);
+        unlink(notes_path);
         kiln_db_context_forget(r->srv->db, id, NULL);
         kiln_http_error(resp, 500, "cannot store the context");
         return;

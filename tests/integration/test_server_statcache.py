@@ -3,14 +3,16 @@ it out into a new directory: the context's identity is the repository + subdirec
 checkout notes each file it writes with its git blob id. Two builds of the same repo with one
 file changed: the second reads (hashes) only that file, as its build log says; a file deleted
 from the repo leaves the cache; another tenant's build of the same repo shares nothing (its
-namespace has its own stat cache)."""
+namespace has its own stat cache). Contexts uploaded to kiln serve (POST /v1/contexts, unpacked by
+the server itself) do the same: a re-upload with one file changed (same size and mtime in the
+tarball) hashes only that file, its new content in the image."""
 import os
 import re
 import subprocess
 
 from gitserve import serve_git
 from kilntest import T
-from server_common import Server
+from server_common import Server, tar_gz
 
 N = 25
 repo = os.path.join(T.tmp, "mono")
@@ -101,6 +103,33 @@ for t in ("acme", "globex"):
     T.check(f"tenant {t}'s stat cache: one file for the repo's context in ns/{t}/statcache",
             os.path.isdir(d) and len([f for f in os.listdir(d) if f.endswith(".sc")]) == 1,
             os.listdir(d) if os.path.isdir(d) else None)
+# uploads the server unpacks itself: their unpack's notes (ID.notes) reach the stat cache
+UP = {"Dockerfile": b"FROM scratch\nCOPY . /app/\n"}
+UP.update({"u%02d.txt" % i: b"upload %02d\n" % i for i in range(10)})
+
+
+def upload_build(files):
+    st, body = srv.request("POST", "/v1/contexts", body=tar_gz(files), token=TOKENS["acme"])
+    if st != 201:
+        return {"status": "upload %d" % st, "body": body}, ""
+    ctxs = os.path.join(T.tmp, "root", "contexts")
+    T.check("the upload's notes are kept beside its tree",
+            os.path.isfile(os.path.join(ctxs, body["context"] + ".notes")), os.listdir(ctxs))
+    req = {"source": {"context": body["context"]}, "outputs": [{"type": "local", "dest": "fs"}]}
+    return srv.build_to_end(req, token=TOKENS["acme"])
+
+
+u1, lu1 = upload_build(UP)
+T.check("upload, first build: its unpack noted every file, none known yet; all hashed",
+        u1.get("status") == "succeeded" and noted_line(lu1) == (11, 0) and
+        stat_line(lu1) == (0, 11, 11), (u1, lu1[-2000:]))
+u2, lu2 = upload_build(dict(UP, **{"u04.txt": b"UPLOAD 04\n"}))
+T.check("re-upload, one file changed: the unpack kept 10 hashes, the build hashed 1 file",
+        u2.get("status") == "succeeded" and noted_line(lu2) == (11, 10) and
+        stat_line(lu2) == (10, 11, 1), (u2, lu2[-2000:]))
+art = os.path.join(T.tmp, "root", "artifacts", u2.get("id", "-"), "fs", "app", "u04.txt")
+T.check("... the changed file's new content (same size, same mtime) is in the output",
+        os.path.isfile(art) and open(art, "rb").read() == b"UPLOAD 04\n", art)
 srv.term()
 gitsrv.shutdown()
 T.done()

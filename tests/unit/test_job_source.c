@@ -15,6 +15,7 @@
 #include <archive_entry.h>
 #include <cmocka.h>
 
+#include "job/context_notes.h"
 #include "job/source.h"
 #include "tmpdir.h"
 #include "utils/cleanup.h"
@@ -150,12 +151,61 @@ static void test_directory(void **state)
     kiln_fs_rm_rf(dir, NULL);
 }
 
+/* The notes of an unpack (job/context_notes) read back as written; a foreign, truncated or
+ * oversized file is refused naming it, nothing returned. */
+static void test_context_notes(void **state)
+{
+    _cleanup_free_ char *dir = tmpdir_make("notes");
+    _cleanup_free_ char *path = kiln_xasprintf("%s/ctx.notes", dir);
+    kiln_context_notes_t n = {0}, back = {0};
+    unsigned char oid[KILN_CONTEXT_OID_LEN];
+    struct stat st = {.st_dev = 7, .st_ino = 42, .st_size = 5, .st_mode = S_IFREG | 0644};
+    kiln_error_t err = {0};
+    char *text = NULL;
+    size_t len = 0;
+
+    (void)state;
+    memset(oid, 0xab, sizeof(oid));
+    st.st_mtim.tv_sec = 1700000000;
+    st.st_mtim.tv_nsec = 123;
+    st.st_ctim.tv_sec = 1700000001;
+    kiln_context_notes_add(&n, "./src/a.txt", &st, oid);
+    st.st_ino = 43;
+    kiln_context_notes_add(&n, "b", &st, oid);
+    assert_int_equal(kiln_context_notes_save(&n, path, &err), 0);
+    assert_int_equal(kiln_context_notes_load(path, 0, &back, &err), 0);
+    assert_int_equal(back.n, 2);
+    assert_string_equal(back.v[0].member, "src/a.txt");
+    assert_int_equal(back.v[0].st.st_ino, 42);
+    assert_int_equal(back.v[0].st.st_mtim.tv_nsec, 123);
+    assert_int_equal(back.v[0].st.st_ctim.tv_sec, 1700000001);
+    assert_int_equal(back.v[1].st.st_size, 5);
+    assert_memory_equal(back.v[1].oid, oid, sizeof(oid));
+    kiln_context_notes_clear(&back);
+    /* one entry more than the cap */
+    assert_int_equal(kiln_context_notes_load(path, 1, &back, &err), -1);
+    assert_non_null(strstr(err.msg, "past its caps"));
+    assert_int_equal(back.n, 0);
+    /* cut in the middle of a record */
+    assert_int_equal(kiln_fs_read_file(path, 1 << 20, &text, &len, NULL), 0);
+    assert_int_equal(kiln_fs_write_file_atomic(path, text, len - 3, 0600, NULL), 0);
+    assert_int_equal(kiln_context_notes_load(path, 0, &back, &err), -1);
+    assert_non_null(strstr(err.msg, "truncated"));
+    assert_int_equal(kiln_fs_write_file_atomic(path, "hello", 5, 0600, NULL), 0);
+    assert_int_equal(kiln_context_notes_load(path, 0, &back, &err), -1);
+    assert_non_null(strstr(err.msg, "not a context notes file"));
+    free(text);
+    kiln_context_notes_clear(&n);
+    kiln_fs_rm_rf(dir, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_credential),
         cmocka_unit_test(test_uploaded_context),
         cmocka_unit_test(test_directory),
+        cmocka_unit_test(test_context_notes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
