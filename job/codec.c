@@ -430,6 +430,12 @@ static int get_option(const char *key, json_t *v, unsigned flags, kiln_job_spec_
         r = get_str(v, key, &s->isolation, err);
     else if (strcmp(key, "ssh") == 0)
         r = get_str(v, key, &s->ssh, err);
+    else if (strcmp(key, "add_hosts") == 0)
+        r = get_strv(v, key, &s->add_hosts, &s->n_add_hosts, err);
+    else if (strcmp(key, "ulimits") == 0)
+        r = get_strv(v, key, &s->ulimits, &s->n_ulimits, err);
+    else if (strcmp(key, "shm_size") == 0)
+        r = get_int(v, key, 1, 1LL << 40, &s->shm_size, err);
     else
         return 0;
     return r < 0 ? -1 : 1;
@@ -664,6 +670,10 @@ static void options_json(const kiln_job_spec_t *s, json_t *j)
     set_str(j, "network", s->network);
     set_str(j, "isolation", s->isolation);
     set_str(j, "ssh", s->ssh);
+    set_strv(j, "add_hosts", s->add_hosts, s->n_add_hosts);
+    set_strv(j, "ulimits", s->ulimits, s->n_ulimits);
+    if (s->shm_size > 0)
+        json_object_set_new(j, "shm_size", json_integer(s->shm_size));
     if (s->n_registry_mirrors || s->n_insecure_registries) {
         json_t *r = json_object();
         set_strv(r, "mirrors", s->registry_mirrors, s->n_registry_mirrors);

@@ -7,6 +7,7 @@
 
 #include "oci/compress.h"
 #include "oci/reference.h"
+#include "sandbox/stepopts.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
 
@@ -104,6 +105,34 @@ static int check_registries(const kiln_job_spec_t *s, kiln_error_t *err)
                                "registry.insecure", host_ok, "HOST[:PORT]", err);
 }
 
+/* --add-host (a local build's only: it would point a tenant's steps at any address),
+ * --ulimit and --shm-size, each checked as the sandbox takes it. */
+static int check_step_flags(const kiln_job_spec_t *s, kiln_error_t *err)
+{
+    kiln_error_t e = {0};
+    char f[48];
+
+    if (s->n_add_hosts && !s->local)
+        return field_err(err, "add_hosts",
+                         "is refused for a build that is not local (a tenant's): it would point "
+                         "the steps' names at any address");
+    for (size_t i = 0; i < s->n_add_hosts; i++) {
+        _cleanup_free_ char *line = NULL;
+        snprintf(f, sizeof(f), "add_hosts[%zu]", i);
+        if (kiln_add_host_parse(s->add_hosts[i], &line, &e) < 0)
+            return field_err(err, f, "%s", e.msg);
+    }
+    for (size_t i = 0; i < s->n_ulimits; i++) {
+        kiln_ulimit_t u;
+        snprintf(f, sizeof(f), "ulimits[%zu]", i);
+        if (kiln_ulimit_parse(s->ulimits[i], &u, &e) < 0)
+            return field_err(err, f, "%s", e.msg);
+    }
+    if (s->shm_size < 0)
+        return field_err(err, "shm_size", "must be a size in bytes above 0");
+    return 0;
+}
+
 /* 1 when the spec grants entitlement name. */
 static int allows(const kiln_job_spec_t *s, const char *name)
 {
@@ -143,7 +172,7 @@ int kiln_job_options_validate(const kiln_job_spec_t *s, kiln_error_t *err)
         return field_err(err, "ssh", "an SSH agent is only for local builds");
     if (s->ssh && check_plain(s->ssh, "ssh", KILN_JOB_STR_MAX, err) < 0)
         return -1;
-    return 0;
+    return check_step_flags(s, err);
 }
 
 void kiln_job_options_clear(kiln_job_spec_t *s)
@@ -154,6 +183,8 @@ void kiln_job_options_clear(kiln_job_spec_t *s)
     free(s->network);
     free(s->isolation);
     free(s->ssh);
+    kiln_strv_free(s->add_hosts);
+    kiln_strv_free(s->ulimits);
     kiln_strv_free(s->registry_mirrors);
     kiln_strv_free(s->insecure_registries);
 }

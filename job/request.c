@@ -72,6 +72,27 @@ fail:
     return -1;
 }
 
+/* The spec's --add-host and --ulimit as the sandbox takes them, and --shm-size. */
+static int step_flags(const kiln_job_spec_t *s, kiln_job_request_t *r, kiln_error_t *err)
+{
+    kiln_build_request_t *q = &r->req;
+
+    r->hosts = kiln_xzalloc((s->n_add_hosts + 1) * sizeof(char *));
+    for (size_t i = 0; i < s->n_add_hosts; i++)
+        if (kiln_add_host_parse(s->add_hosts[i], &r->hosts[i], err) < 0)
+            return kiln_error_prefix(err, "field 'add_hosts[%zu]'", i);
+    r->ulimits = kiln_xzalloc((s->n_ulimits + 1) * sizeof(*r->ulimits));
+    for (size_t i = 0; i < s->n_ulimits; i++)
+        if (kiln_ulimit_parse(s->ulimits[i], &r->ulimits[i], err) < 0)
+            return kiln_error_prefix(err, "field 'ulimits[%zu]'", i);
+    q->extra_hosts = (const char *const *)r->hosts;
+    q->n_extra_hosts = s->n_add_hosts;
+    q->ulimits = r->ulimits;
+    q->n_ulimits = s->n_ulimits;
+    q->shm_size = s->shm_size > 0 ? (uint64_t)s->shm_size : 0;
+    return 0;
+}
+
 static size_t count(char *const *v)
 {
     size_t n = 0;
@@ -134,6 +155,10 @@ int kiln_job_request_make(const kiln_job_spec_t *s, const char *secrets_dir,
     q->insecure_registries = (const char *const *)s->insecure_registries;
     q->mirrors = (const char *const *)s->registry_mirrors;
     q->ssh_socket = s->ssh;
+    if (step_flags(s, &r, err) < 0) {
+        kiln_job_request_clear(&r);
+        return -1;
+    }
     q->no_cache = s->no_cache;
     q->cache_from = (const char *const *)s->cache_from;
     q->n_cache_from = s->n_cache_from;
@@ -158,6 +183,8 @@ void kiln_job_request_clear(kiln_job_request_t *r)
 {
     kiln_strv_free(r->build_args);
     kiln_strv_free(r->secrets);
+    kiln_strv_free(r->hosts);
+    free(r->ulimits);
     kiln_strv_free(r->labels);
     kiln_strv_free(r->contexts);
     kiln_strv_free(r->outputs);

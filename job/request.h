@@ -15,7 +15,9 @@ typedef struct kiln_job_request {
     char **build_args;        /* "K=V" | "K" (a local spec's value from the environment) */
     char **secrets;           /* "id=ID,src=FILE" | "id=ID,env=VAR" */
     char **labels, **contexts;
-    char **outputs; /* one exporter text per output, NULL-terminated */
+    char **hosts;           /* /etc/hosts lines of the spec's add_hosts */
+    kiln_ulimit_t *ulimits; /* the spec's ulimits, parsed */
+    char **outputs;         /* one exporter text per output, NULL-terminated */
     size_t n_outputs;
 } kiln_job_request_t;
 

@@ -137,9 +137,15 @@ typedef struct kiln_job_spec {
     int has_compression_level;
     long long source_date_epoch; /* when has_source_date_epoch: timestamps of the image */
     int has_source_date_epoch;
-    char *network;           /* the default network of RUN steps: default, none, host */
-    char *isolation;         /* local only: auto, sandbox, chroot */
-    char *ssh;               /* local only: the SSH agent socket for RUN --mount=type=ssh */
+    char *network;   /* the default network of RUN steps: default, none, host */
+    char *isolation; /* local only: auto, sandbox, chroot */
+    char *ssh;       /* local only: the SSH agent socket for RUN --mount=type=ssh */
+    /* docker build's step flags (sandbox/stepopts.h), each part of a RUN step's cache key */
+    char **add_hosts; /* local only: "HOST:IP" lines of the RUN steps' /etc/hosts */
+    size_t n_add_hosts;
+    char **ulimits; /* "NAME=SOFT[:HARD]" set in each RUN step */
+    size_t n_ulimits;
+    long long shm_size;      /* bytes of the RUN steps' /dev/shm; 0: 64 MiB */
     char **registry_mirrors; /* "SRC=HOST[/PREFIX]", NULL-terminated; not in a request */
     size_t n_registry_mirrors;
     char **insecure_registries; /* HOST[:PORT] reached over plain HTTP; not in a request */

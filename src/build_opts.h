@@ -16,6 +16,9 @@
 typedef struct kiln_build_opts {
     const char *file, *target, *root, *digest_file, *metadata_file, *network, *isolation;
     const char *subdir, *plan_file, *ssh;
+    const char *add_hosts[MAX_LIST], *ulimits[MAX_LIST]; /* --add-host, --ulimit */
+    size_t n_add_hosts, n_ulimits;
+    uint64_t shm_size; /* --shm-size; 0: the default */
     const char *cache_from[MAX_LIST], *labels[MAX_LIST], *mirrors[MAX_LIST + 1];
     size_t n_mirrors;
     const char *registry_config;

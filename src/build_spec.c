@@ -62,6 +62,12 @@ static void add_options(const kiln_build_opts_t *o, kiln_job_spec_t *s)
         s->isolation = kiln_xstrdup(o->isolation);
     if (s->ssh == NULL && o->ssh)
         s->ssh = kiln_xstrdup(o->ssh);
+    for (size_t i = 0; i < o->n_add_hosts; i++)
+        kiln_job_spec_add_str(&s->add_hosts, &s->n_add_hosts, o->add_hosts[i]);
+    for (size_t i = 0; i < o->n_ulimits; i++)
+        kiln_job_spec_add_str(&s->ulimits, &s->n_ulimits, o->ulimits[i]);
+    if (s->shm_size == 0 && o->shm_size)
+        s->shm_size = (long long)o->shm_size;
 }
 
 /* A copy of v, or NULL. */

@@ -18,6 +18,7 @@
 #include "job/run.h"
 #include "job/spec.h"
 #include "sandbox/sandbox.h"
+#include "sandbox/stepopts.h"
 #include "src/build_opts.h"
 #include "src/build_report.h"
 #include "src/build_source.h"
@@ -52,6 +53,11 @@ static void usage(FILE *out)
         "(DIR or docker-image://REF)\n"
         "      --secret id=ID,src=FILE|env=VAR  a secret for RUN --mount=type=secret\n"
         "      --ssh default[=SOCKET]  forward the SSH agent to RUN --mount=type=ssh\n"
+        "      --add-host HOST:IP     a line of the RUN steps' /etc/hosts (repeatable; not\n"
+        "                             for server builds)\n"
+        "      --ulimit NAME=SOFT[:HARD]  a resource limit of the RUN steps, as docker's\n"
+        "                             (nofile, nproc, core, stack, ...; repeatable)\n"
+        "      --shm-size SIZE        size of the RUN steps' /dev/shm (default 64m)\n"
         "      --cache-from type=registry,ref=REF   import a registry cache (repeatable)\n"
         "      --cache-to type=registry,ref=REF[,mode=max]  push this build's cache\n"
         "      --cache-repo REPO      both, with REPO:kiln-cache (mode=max)\n"
@@ -140,6 +146,9 @@ int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
         O_SUBDIR,
         O_PLAN,
         O_SSH,
+        O_ADD_HOST,
+        O_ULIMIT,
+        O_SHM_SIZE,
         O_CACHE_FROM,
         O_CACHE_TO,
         O_CACHE_REPO,
@@ -193,6 +202,9 @@ int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
         {"subdir", required_argument, NULL, O_SUBDIR},
         {"plan", required_argument, NULL, O_PLAN},
         {"ssh", required_argument, NULL, O_SSH},
+        {"add-host", required_argument, NULL, O_ADD_HOST},
+        {"ulimit", required_argument, NULL, O_ULIMIT},
+        {"shm-size", required_argument, NULL, O_SHM_SIZE},
         {"cache-from", required_argument, NULL, O_CACHE_FROM},
         {"cache-to", required_argument, NULL, O_CACHE_TO},
         {"cache-repo", required_argument, NULL, O_CACHE_REPO},
@@ -421,6 +433,24 @@ int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
             if (o.ssh == NULL || *o.ssh == '\0')
                 return kiln_cli_usage_error("build", "--ssh default: SSH_AUTH_SOCK is not set");
             break;
+        case O_ADD_HOST:
+        case O_ULIMIT: {
+            /* checked as the sandbox takes them (sandbox/stepopts.h) */
+            _cleanup_free_ char *line = NULL;
+            kiln_ulimit_t u;
+            if ((c == O_ADD_HOST ? kiln_add_host_parse(optarg, &line, &err)
+                                 : kiln_ulimit_parse(optarg, &u, &err)) < 0)
+                return kiln_cli_usage_error("build", "%s", err.msg);
+            if (c == O_ADD_HOST ? add(o.add_hosts, &o.n_add_hosts, optarg)
+                                : add(o.ulimits, &o.n_ulimits, optarg))
+                return KILN_EXIT_USAGE;
+            break;
+        }
+        case O_SHM_SIZE:
+            if (kiln_size_parse(optarg, &o.shm_size, NULL) < 0 || o.shm_size == 0)
+                return kiln_cli_usage_error("build", "--shm-size %s: a size above 0 (e.g. 64m, 1g)",
+                                            optarg);
+            break;
         case O_NOTIFY:
             if (kiln_notify_check_target(optarg, &err) < 0)
                 return kiln_cli_usage_error("build", "--notify: %s", err.msg);
@@ -525,6 +555,9 @@ int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
             return kiln_cli_bad_option("build", c, argv, lopts);
         }
     }
+    if (o.server_mode && o.n_add_hosts)
+        return kiln_cli_usage_error("build", "--add-host is refused for a server build: it would "
+                                             "point a tenant's steps at any address");
     *o_out = o;
     return KILN_EXIT_OK;
 }
