@@ -375,6 +375,53 @@ static void test_tar_walker_hostile(void **state)
     kiln_ztoc_tar_clear(&t);
 }
 
+/* gzip of buf in one member appended to out. */
+static void gzip_member(const uint8_t *buf, size_t len, uint8_t **out, size_t *olen)
+{
+    z_stream zs = {0};
+    *out = kiln_xrealloc(*out, *olen + len + 4096);
+    assert_int_equal(deflateInit2(&zs, 6, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    zs.next_in = (uint8_t *)buf;
+    zs.avail_in = (uInt)len;
+    zs.next_out = *out + *olen;
+    zs.avail_out = (uInt)(len + 4096);
+    assert_int_equal(deflate(&zs, Z_FINISH), Z_STREAM_END);
+    *olen += zs.total_out;
+    deflateEnd(&zs);
+}
+
+/* A layer of two concatenated gzip members (parallel compressors write such): the offsets
+ * run on across the members, and every span still inflates from its checkpoint. */
+static void test_multi_member(void **state)
+{
+    tarbuf_t t;
+    uint64_t size;
+    int fd = make_layer(&t, &size), fd2 = memfd_create("layer2", MFD_CLOEXEC);
+    uint8_t *gz = NULL;
+    size_t len = 0, cut = t.len / 2 + 1234;
+    kiln_ztoc_t *z;
+    kiln_error_t err = {0};
+
+    gzip_member(t.b, cut, &gz, &len);
+    gzip_member(t.b + cut, t.len - cut, &gz, &len);
+    assert_int_equal(write(fd2, gz, len), (ssize_t)len);
+    z = build(fd2, len);
+    assert_int_equal(z->n_files, 5);
+    assert_int_equal(z->uncompressed_size, (int64_t)t.len);
+    if (kiln_ztoc_verify(z, fd2, len, NULL, &err) < 0)
+        fail_msg("verify: %s", err.msg);
+    /* trailing garbage after the last member is refused */
+    assert_int_equal(write(fd2, "junkjunk", 8), 8);
+    kiln_ztoc_free(z);
+    z = NULL;
+    assert_int_equal(kiln_ztoc_build(fd2, len + 8, KILN_ZTOC_MIN_SPAN, "t", &z, &err), -1);
+    assert_non_null(strstr(err.msg, "gzip stream is corrupt"));
+    free(gz);
+    free(t.b);
+    close(fd);
+    close(fd2);
+}
+
 static void test_not_gzip(void **state)
 {
     int fd = memfd_create("plain", MFD_CLOEXEC);
@@ -430,7 +477,7 @@ int main(void)
         cmocka_unit_test(test_build_toc),        cmocka_unit_test(test_checkpoint_math),
         cmocka_unit_test(test_roundtrip_verify), cmocka_unit_test(test_verify_tampered),
         cmocka_unit_test(test_decode_hostile),   cmocka_unit_test(test_tar_walker_hostile),
-        cmocka_unit_test(test_not_gzip),
+        cmocka_unit_test(test_not_gzip),         cmocka_unit_test(test_multi_member),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
