@@ -218,6 +218,11 @@ info = json.loads(s.stdout) if s.returncode == 0 else {}
 T.check("skopeo inspect still works: the image's own layers, amd64/linux",
         info.get("Layers") == [x["digest"] for x in layers] and info.get("Architecture") == "amd64",
         s.stderr[-1000:])
+r = kiln("copy", "--root", os.path.join(T.tmp, "croot"), *INS, f"{host}/app:soci", f"{host}/copied:soci")
+r2 = kiln("soci", "verify", "--root", os.path.join(T.tmp, "vroot2"), *INS, f"{host}/copied:soci")
+T.check("kiln copy moves the SOCI index with the image (one artifact); the copy verifies",
+        r.returncode == 0 and r2.returncode == 0 and json.loads(get("copied/manifests/soci")) == top,
+        r.stderr[-800:] + r2.stderr[-800:])
 
 
 def push_tampered(tag, ztoc_bytes):
