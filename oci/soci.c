@@ -3,6 +3,7 @@
 #include "oci/soci.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -11,6 +12,8 @@
 #include "utils/cleanup.h"
 #include "utils/json.h"
 #include "utils/mem.h"
+
+#define KILN_SOCI_THREADS 2
 
 static int is_gzip_layer(const char *mt)
 {
@@ -81,6 +84,63 @@ static int ztoc_layer(kiln_store_t *s, const kiln_descriptor_t *layer, int64_t s
     return 0;
 }
 
+/* The zTOCs of several layers built at once (each is one inflate pass, CPU-bound). */
+typedef struct ztoc_pool {
+    pthread_mutex_t lock;
+    kiln_store_t *s;
+    const kiln_descriptor_t *const *layers; /* the layers to index */
+    json_t **descs;                         /* their zTOC descriptors, in layer order */
+    size_t n, next;
+    int64_t span;
+    const char *tool;
+    int failed;
+    kiln_error_t err; /* the first failure */
+} ztoc_pool_t;
+
+static void *ztoc_worker(void *ud)
+{
+    ztoc_pool_t *p = ud;
+    for (;;) {
+        kiln_error_t e = {0};
+        size_t i;
+        pthread_mutex_lock(&p->lock);
+        i = p->failed ? p->n : p->next++;
+        pthread_mutex_unlock(&p->lock);
+        if (i >= p->n)
+            return NULL;
+        if (ztoc_layer(p->s, p->layers[i], p->span, p->tool, &p->descs[i], &e) < 0) {
+            pthread_mutex_lock(&p->lock);
+            if (!p->failed) {
+                p->failed = 1;
+                p->err = e;
+            }
+            pthread_mutex_unlock(&p->lock);
+        }
+    }
+}
+
+/* Builds the zTOCs of p->layers with up to `threads` threads (the caller's included). */
+static int ztoc_all(ztoc_pool_t *p, unsigned threads, kiln_error_t *err)
+{
+    pthread_t th[8];
+    unsigned started = 0;
+
+    pthread_mutex_init(&p->lock, NULL);
+    for (unsigned i = 1; i < threads && i < p->n && started < 8; i++)
+        if (pthread_create(&th[started], NULL, ztoc_worker, p) == 0)
+            started++;
+    ztoc_worker(p);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&p->lock);
+    if (p->failed) {
+        if (err)
+            *err = p->err;
+        return -1;
+    }
+    return 0;
+}
+
 /* The descriptor JSON of a stored document plus platform / artifactType / annotations. */
 static json_t *index_entry(const kiln_descriptor_t *d, const json_t *platform,
                            const char *artifact_type, const char *ann_key, const char *ann_value)
@@ -103,6 +163,8 @@ int kiln_soci_convert(kiln_store_t *s, const kiln_descriptor_t *manifest, const 
     int64_t min_layer = o && o->min_layer >= 0 ? o->min_layer : KILN_SOCI_DEFAULT_MIN_LAYER;
     const char *tool = o && o->build_tool ? o->build_tool : "kiln";
     kiln_soci_result_t r = {0};
+    _cleanup_free_ const kiln_descriptor_t **todo = NULL;
+    ztoc_pool_t pool = {0};
     kiln_descriptor_t soci_d = {0}, img_d = {0}, top_d = {0};
     kiln_digest_t empty;
     char ds[KILN_DIGEST_STR_MAX], ls[KILN_DIGEST_STR_MAX];
@@ -113,9 +175,10 @@ int kiln_soci_convert(kiln_store_t *s, const kiln_descriptor_t *manifest, const 
                               KILN_ZTOC_MIN_SPAN);
     if (read_manifest(s, &manifest->digest, &m, err) < 0)
         return -1;
+    todo = kiln_xzalloc((m->n_layers + 1) * sizeof(*todo));
+    pool.descs = kiln_xzalloc((m->n_layers + 1) * sizeof(json_t *));
     for (size_t i = 0; i < m->n_layers; i++) {
         const kiln_descriptor_t *l = &m->layers[i];
-        json_t *d = NULL;
         if (l->size < (uint64_t)min_layer) {
             r.skipped++;
             continue;
@@ -130,17 +193,27 @@ int kiln_soci_convert(kiln_store_t *s, const kiln_descriptor_t *manifest, const 
                            zstd ? " (or keep zstd without --soci: smaller, fully pulled)" : "");
             goto out;
         }
-        if (ztoc_layer(s, l, span, tool, &d, err) < 0)
-            goto out;
-        json_array_append_new(ztocs, d);
-        r.ztocs++;
+        todo[r.ztocs++] = l;
+    }
+    pool.s = s;
+    pool.layers = todo;
+    pool.n = r.ztocs;
+    pool.span = span;
+    pool.tool = tool;
+    /* two at a time: the machines kiln runs builds on have few cores, and each build is
+     * one inflate pass */
+    if (ztoc_all(&pool, KILN_SOCI_THREADS, err) < 0)
+        goto out;
+    for (size_t i = 0; i < r.ztocs; i++) {
+        json_array_append_new(ztocs, pool.descs[i]);
+        pool.descs[i] = NULL;
     }
     if (r.ztocs == 0) { /* soci writes no index then either: the image goes as it is */
         kiln_descriptor_copy(&r.top, manifest);
         r.manifest = manifest->digest;
         *out = r;
-        kiln_manifest_free(m);
-        return 0;
+        rc = 0;
+        goto out;
     }
     if ((platform = config_platform(s, &m->config, err)) == NULL)
         goto out;
@@ -181,6 +254,9 @@ int kiln_soci_convert(kiln_store_t *s, const kiln_descriptor_t *manifest, const 
     *out = r;
     rc = 0;
 out:
+    for (size_t i = 0; pool.descs && i < pool.n; i++)
+        json_decref(pool.descs[i]);
+    free(pool.descs);
     kiln_manifest_free(m);
     return rc;
 }

@@ -122,14 +122,18 @@ def read_ztoc(b):
             "max_span": ci.scalar(1, "<i"), "digests": digests, "checkpoints": ci.bytes_(3)}
 
 
-# the context: a 7 MB file (random + text) above a 1 MiB threshold, and a small one
+# the context: a 7 MB file (random + text) and a 1.6 MB one above a 1 MiB threshold, and a
+# small one
 random.seed(18)
 big = random.randbytes(2_500_000) + "".join(f"line {i} of text\n" for i in range(250_000)).encode()
 ctx = write_tree(os.path.join(T.tmp, "ctx"), {
-    "Dockerfile": "FROM scratch\nCOPY big.bin /data/big.bin\nCOPY small.txt /small.txt\n",
+    "Dockerfile": "FROM scratch\nCOPY big.bin /data/big.bin\nCOPY big2.bin /big2.bin\n"
+                  "COPY small.txt /small.txt\n",
     "small.txt": "small\n"})
 with open(os.path.join(ctx, "big.bin"), "wb") as f:
     f.write(big)
+with open(os.path.join(ctx, "big2.bin"), "wb") as f:  # a second indexed layer (built in parallel)
+    f.write(random.randbytes(1_600_000))
 SOCI_OPTS = "soci=true,soci-min-layer-size=1MiB,soci-span-size=256KiB"
 r = kiln("build", "--root", ROOT, *INS, "-o", f"type=registry,name={host}/app:soci,{SOCI_OPTS}", ctx)
 T.check("kiln build -o type=registry,...,soci=true pushes", r.returncode == 0, r.stderr[-2000:])
@@ -157,11 +161,13 @@ T.check("the SOCI index: an OCI manifest, config {} of type soci.index.v2, build
 layers = image.get("layers", [])
 ztocs = sidx.get("layers", [])
 big_layer = max(layers, key=lambda x: x["size"]) if layers else {}
-T.check("one zTOC: for the layer above the threshold; the small layer has none",
-        len(layers) == 2 and len(ztocs) == 1 and ztocs[0]["mediaType"] == "application/octet-stream"
-        and ztocs[0]["annotations"] == {"com.amazon.soci.image-layer-digest": big_layer.get("digest"),
-                                        "com.amazon.soci.image-layer-mediaType": big_layer.get("mediaType")}
-        and min(x["size"] for x in layers) < 1 << 20 <= big_layer["size"], sidx)
+T.check("a zTOC per layer above the threshold, in layer order; the small layer has none",
+        len(layers) == 3 and len(ztocs) == 2 and layers[0] == big_layer
+        and all(zd["mediaType"] == "application/octet-stream" for zd in ztocs)
+        and [zd["annotations"] for zd in ztocs] == [
+            {"com.amazon.soci.image-layer-digest": x["digest"],
+             "com.amazon.soci.image-layer-mediaType": x["mediaType"]} for x in layers[:2]]
+        and layers[2]["size"] < 1 << 20 <= min(layers[0]["size"], layers[1]["size"]), sidx)
 
 # the zTOC read back independently, checked against the layer
 zb = get(f"app/blobs/{ztocs[0]['digest']}") if ztocs else b""
@@ -209,8 +215,8 @@ T.check("checkpoints without leftover bits inflate their span from the window al
 
 r = kiln("soci", "verify", "--root", os.path.join(T.tmp, "vroot"), *INS, f"{host}/app:soci")
 T.check("kiln soci verify: every zTOC checked span by span from the registry",
-        r.returncode == 0 and f"SOCI index v2 verified: 1 index, 1 zTOC, {n} spans, 2 tar entries; "
-        "1 layer without a zTOC" in r.stdout, r.stdout + r.stderr[-1500:])
+        r.returncode == 0 and "SOCI index v2 verified: 1 index, 2 zTOCs, " in r.stdout
+        and " spans, 3 tar entries; 1 layer without a zTOC" in r.stdout, r.stdout + r.stderr[-1500:])
 
 s = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{host}/app:soci"],
                    capture_output=True, text=True, timeout=120)
