@@ -92,6 +92,8 @@ static void output_done(void *ud, const kiln_export_result_t *x)
                               json_pack("{s:s, s:s, s:s}", "type", x->type, "dest", x->location,
                                         "digest", x->digest));
     } else if (strcmp(x->type, "registry") == 0) {
+        if (x->note) /* what --soci did */
+            emitf(r, KILN_JOB_RUN_NOTE, "%s: %s", x->location, x->note);
         kiln_event_add_output(r->ev, "images",
                               json_pack("{s:s, s:s, s:s}", "type", "registry", "ref", x->location,
                                         "digest", x->digest));

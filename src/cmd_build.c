@@ -66,6 +66,9 @@ static void usage(FILE *out)
         "  -o, --output SPEC          type=oci,dest=DIR|type=docker,dest=FILE|"
         "type=local,dest=DIR|type=tar,dest=FILE|type=registry\n"
         "      --push                 push every -t name (same as --output type=registry)\n"
+        "      --soci                 push a SOCI-enabled image (SOCI index v2: lazy loading\n"
+        "                             on Fargate; gzip layers); or soci=true on an output\n"
+        "      --soci-min-layer-size SIZE  layers smaller get no zTOC (default 10MiB)\n"
         "      --ecr-create-repository  create missing ECR repositories (outputs,\n"
         "                             --cache-to) first; or ecr-create-repository=true\n"
         "      --root DIR             kiln root (blob store and build cache)\n"
@@ -132,6 +135,8 @@ int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
         O_CTX,
         O_SECRET,
         O_PUSH,
+        O_SOCI,
+        O_SOCI_MIN,
         O_ROOT,
         O_NOCACHE,
         O_SDE,
@@ -188,6 +193,8 @@ int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
         {"build-context", required_argument, NULL, O_CTX},
         {"secret", required_argument, NULL, O_SECRET},
         {"push", no_argument, NULL, O_PUSH},
+        {"soci", no_argument, NULL, O_SOCI},
+        {"soci-min-layer-size", required_argument, NULL, O_SOCI_MIN},
         {"root", required_argument, NULL, O_ROOT},
         {"no-cache", no_argument, NULL, O_NOCACHE},
         {"source-date-epoch", required_argument, NULL, O_SDE},
@@ -287,6 +294,12 @@ int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
             break;
         case O_PUSH:
             o.push = 1;
+            break;
+        case O_SOCI:
+            o.soci = 1;
+            break;
+        case O_SOCI_MIN:
+            o.soci_min_layer = optarg;
             break;
         case O_ROOT:
             o.root = optarg;

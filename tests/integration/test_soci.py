@@ -135,8 +135,11 @@ with open(os.path.join(ctx, "big.bin"), "wb") as f:
 with open(os.path.join(ctx, "big2.bin"), "wb") as f:  # a second indexed layer (built in parallel)
     f.write(random.randbytes(1_600_000))
 SOCI_OPTS = "soci=true,soci-min-layer-size=1MiB,soci-span-size=256KiB"
-r = kiln("build", "--root", ROOT, *INS, "-o", f"type=registry,name={host}/app:soci,{SOCI_OPTS}", ctx)
-T.check("kiln build -o type=registry,...,soci=true pushes", r.returncode == 0, r.stderr[-2000:])
+r = kiln("build", "--root", ROOT, *INS, "--soci", "--soci-min-layer-size", "1MiB", "-o",
+         f"type=registry,name={host}/app:soci,soci-span-size=256KiB", ctx)
+T.check("kiln build --soci --soci-min-layer-size 1MiB pushes, saying what it indexed",
+        r.returncode == 0 and f"{host}/app:soci: SOCI index v2 with 2 zTOCs (1 layer below the "
+        "1048576-byte threshold)" in r.stderr, r.stderr[-2000:])
 
 top = json.loads(get("app/manifests/soci")) if r.returncode == 0 else {}
 mans = top.get("manifests", [])
@@ -269,6 +272,13 @@ T.check("--soci with zstd layers: refused, naming the layer and saying to build 
         r.returncode != 0 and "is zstd: SOCI indexes gzip layers only; build with --compression gzip"
         in r.stderr, r.stderr[-1500:])
 
+r = kiln("build", "--root", ROOT, *INS, "-o", f"type=registry,name={host}/app:x,soci-min-layer-size=lots", ctx)
+T.check("a bad soci-min-layer-size is refused before the build, naming the option",
+        r.returncode == 2 and "soci-min-layer-size=lots is not a byte size" in r.stderr, r.stderr[-800:])
+r = kiln("build", "--root", ROOT, *INS, "--soci", "-o", f"type=oci,dest={T.tmp}/o", ctx)
+T.check("--soci without a push is refused, saying what it needs",
+        r.returncode == 2 and "--soci indexes the image a push writes: add --push or -o "
+        "type=registry,name=REF" in r.stderr, r.stderr[-800:])
 r = kiln("build", "--root", ROOT, *INS, "-o", f"type=registry,name={host}/app:small,soci=true", ctx)
 plain = json.loads(get("app/manifests/small")) if r.returncode == 0 else {}
 T.check("every layer below the default 10 MiB threshold: pushed as a plain manifest, no index",
