@@ -200,9 +200,10 @@ static int write_metadata(const run_t *r, const kiln_build_result_t *res, json_t
     return ret;
 }
 
-/* The image's size (compressed, uncompressed) on the completion event and as a note; a layer
- * that cannot be measured only leaves the size out. */
-static void note_size(const run_t *r, kiln_store_t *store, const kiln_build_result_t *res)
+/* The image's size (compressed, uncompressed) on the completion event, in the result and as
+ * a note; a layer that cannot be measured only leaves the size out. */
+static void note_size(const run_t *r, kiln_store_t *store, const kiln_build_result_t *res,
+                      kiln_job_run_result_t *out)
 {
     kiln_image_size_t sz;
     kiln_error_t e = {0};
@@ -214,6 +215,8 @@ static void note_size(const run_t *r, kiln_store_t *store, const kiln_build_resu
         return;
     }
     kiln_event_set_image_size(r->ev, sz.compressed, sz.uncompressed, text, sizeof(text));
+    out->size_compressed = sz.compressed;
+    out->size_uncompressed = sz.uncompressed;
     if (r->o->progress != KILN_PROGRESS_QUIET)
         emitf(r, KILN_JOB_RUN_NOTE, "image size: %s", text);
 }
@@ -468,7 +471,7 @@ int kiln_job_run(const kiln_job_spec_t *s, const kiln_job_run_opts_t *o, kiln_jo
     kiln_digest_str(&res.manifest.digest, out->digest);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     kiln_event_set_timing(r.ev, "build_ms", elapsed(&t0, &t1));
-    note_size(&r, store, &res);
+    note_size(&r, store, &res, out);
     if (do_outputs(&r, &jr, root, store, &res, &ab, err) < 0) {
         out->code =
             kiln_fs_errno_no_space(err->code) ? KILN_JOB_ERR_NO_SPACE : KILN_JOB_ERR_BUILD_FAILED;

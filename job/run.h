@@ -75,9 +75,10 @@ typedef struct kiln_job_run_opts {
 } kiln_job_run_opts_t;
 
 typedef struct kiln_job_run_result {
-    int built;                        /* the engine made the image */
-    char digest[KILN_DIGEST_STR_MAX]; /* its manifest digest, when built */
-    const char *code;                 /* a failure's code (job/stream.h), else NULL */
+    int built;                                   /* the engine made the image */
+    char digest[KILN_DIGEST_STR_MAX];            /* its manifest digest, when built */
+    const char *code;                            /* a failure's code (job/stream.h), else NULL */
+    uint64_t size_compressed, size_uncompressed; /* the image's size, when measured */
 } kiln_job_run_result_t;
 
 /* Runs the job s (validated; source a directory or a git URL) to its end: notifications

@@ -52,7 +52,13 @@ typedef struct kiln_build_opts {
     int compression_level; /* --compression-level; -1: the compression's default */
     int compression_given; /* --compression was given */
     kiln_build_progress_t progress;
-    int help; /* -h: the usage was printed */
+    int progress_given; /* --progress or -q given (else auto: tty on a terminal, else plain) */
+    int help;           /* -h: the usage was printed */
+    /* kiln build: the progress view the job's events go to (src/progress), or NULL (kiln job
+     * run: the events as before); the failure the job reported, shown by the view at the end */
+    struct kiln_progress *renderer;
+    char *fail_text;
+    int fail_in_build, fail_user_terms;
 } kiln_build_opts_t;
 
 /* The defaults of kiln build's options. */

@@ -6,6 +6,7 @@
 
 #include "job/stream.h"
 #include "src/ecr_login.h"
+#include "src/progress.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
@@ -27,10 +28,50 @@ static void progress_line(const char *line)
     fprintf(stderr, "%s\n", line);
 }
 
+/* kiln build's view (src/progress): every event drawn there, the typed ones also on
+ * --events-fd; the failure kept for the view's end. */
+static void render_progress(kiln_build_opts_t *o, const kiln_job_run_event_t *ev)
+{
+    switch (ev->kind) {
+    case KILN_JOB_RUN_PHASE:
+        kiln_build_report_phase(o->events_fd, ev->text);
+        kiln_progress_phase(o->renderer, ev->text);
+        break;
+    case KILN_JOB_RUN_STEP:
+        kiln_build_report_step(o->events_fd, ev->step);
+        kiln_progress_step(o->renderer, ev->step);
+        break;
+    case KILN_JOB_RUN_LOG:
+        kiln_progress_note(o->renderer, ev->text);
+        break;
+    case KILN_JOB_RUN_NOTE:
+        /* the view's summary has the size (the job's result) */
+        if (strncmp(ev->text, "image size: ", 12) != 0)
+            kiln_progress_note(o->renderer, ev->text);
+        break;
+    case KILN_JOB_RUN_WARNING: {
+        _cleanup_free_ char *w = kiln_xasprintf("kiln: warning: %s", ev->text);
+        kiln_progress_note(o->renderer, w);
+        break;
+    }
+    case KILN_JOB_RUN_FAILED:
+        free(o->fail_text);
+        o->fail_text = kiln_xstrdup(ev->explained ? ev->explained : ev->text);
+        o->fail_in_build = ev->in_build;
+        o->fail_user_terms = ev->explained != NULL;
+        kiln_build_report_error(o->events_fd, ev->code, ev->text);
+        break;
+    }
+}
+
 void kiln_build_render(void *ud, const kiln_job_run_event_t *ev)
 {
-    const kiln_build_opts_t *o = ud;
+    kiln_build_opts_t *o = ud;
 
+    if (o->renderer) {
+        render_progress(o, ev);
+        return;
+    }
     switch (ev->kind) {
     case KILN_JOB_RUN_PHASE:
         kiln_build_report_phase(o->events_fd, ev->text);
@@ -62,7 +103,7 @@ void kiln_build_run_opts(const kiln_build_opts_t *o, kiln_job_run_opts_t *ro)
     *ro = (kiln_job_run_opts_t){.root = o->root,
                                 .env = environ,
                                 .progress = o->progress,
-                                .typed_steps = o->events_fd >= 0,
+                                .typed_steps = o->events_fd >= 0 || o->renderer != NULL,
                                 .registry_config = o->registry_config,
                                 .server_mode = o->server_mode,
                                 .allow_http_git = o->allow_http_git,

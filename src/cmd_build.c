@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 #include "src/build_spec.h"
 #include "src/cli_output.h"
 #include "src/commands.h"
+#include "src/progress.h"
 #include "utils/aws/notify.h"
 #include "utils/cachens.h"
 #include "utils/cleanup.h"
@@ -83,8 +85,9 @@ static void usage(FILE *out)
         "      --pull                 for docker build scripts: kiln resolves a registry base\n"
         "                             image's tag against its registry on every build anyway\n"
         "      --metadata-file FILE   write JSON: digest, config digest, tags, step timings\n"
-        "      --progress MODE        plain (default; step output streamed), tty (steps\n"
-        "                             and status only), json (one event per line), quiet\n"
+        "      --progress MODE        auto (default: tty on a terminal, else plain), tty (a\n"
+        "                             live view of the running steps and their last lines),\n"
+        "                             plain (the log), json (one event per line), quiet\n"
         "      --network MODE         default network for RUN: default, none, host\n"
         "      --isolation MODE       sandbox (default; auto = sandbox) or chroot: no user\n"
         "                             namespace, RUN steps run as real root (trusted builds\n"
@@ -126,6 +129,12 @@ static int add(const char **list, size_t *n, const char *v)
     list[(*n)++] = v;
     return 0;
 }
+
+/* Flags only kiln itself passes (kiln serve / kiln worker / kiln job run): never offered as
+ * what a mistyped flag may have meant. */
+static const char *const internal_flags[] = {
+    "server-mode",   "oci-dir", "cache-namespace", "context-id", "source-repo", "source-commit",
+    "source-branch", "tenant",  "trigger",         "events-fd",  NULL};
 
 int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
 {
@@ -333,6 +342,7 @@ int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
             break;
         case 'q': /* docker build -q: nothing but the digest (on stdout) unless it fails */
             o.progress = KILN_PROGRESS_QUIET;
+            o.progress_given = 1;
             break;
         case O_PULL:
             /* a registry base image's tag is resolved against its registry on every build
@@ -342,16 +352,11 @@ int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
             o.metadata_file = optarg;
             break;
         case O_PROGRESS:
-            if (strcmp(optarg, "plain") == 0 || strcmp(optarg, "auto") == 0)
-                o.progress = KILN_PROGRESS_PLAIN;
-            else if (strcmp(optarg, "tty") == 0)
-                o.progress = KILN_PROGRESS_TTY;
-            else if (strcmp(optarg, "json") == 0 || strcmp(optarg, "rawjson") == 0)
-                o.progress = KILN_PROGRESS_JSON;
-            else if (strcmp(optarg, "quiet") == 0)
-                o.progress = KILN_PROGRESS_QUIET;
-            else
-                return kiln_cli_usage_error("build", "bad --progress '%s'", optarg);
+            if (kiln_progress_mode_parse(optarg, kiln_progress_is_tty(STDERR_FILENO), &o.progress) <
+                0)
+                return kiln_cli_usage_error(
+                    "build", "bad --progress '%s' (auto, tty, plain, json or quiet)", optarg);
+            o.progress_given = 1;
             break;
         case O_NET:
             o.network = optarg;
@@ -565,7 +570,7 @@ int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
             *o_out = o;
             return KILN_EXIT_OK;
         default:
-            return kiln_cli_bad_option("build", c, argv, lopts);
+            return kiln_cli_bad_option_hidden("build", c, argv, lopts, internal_flags);
         }
     }
     if (o.server_mode && o.n_add_hosts)
@@ -593,6 +598,24 @@ void kiln_build_opts_init(kiln_build_opts_t *o)
         .sde = -1, .events_fd = -1, .compression = KILN_COMPRESSION_GZIP, .compression_level = -1};
 }
 
+/* How the user names the Dockerfile, for a failing step's FILE:LINE: -f FILE as given, else
+ * CONTEXT/Dockerfile for a directory ("Dockerfile" for a tarball or a git source). */
+static char *dockerfile_name(const kiln_build_opts_t *o, const char *context)
+{
+    struct stat sb;
+    size_t n = strlen(context);
+
+    if (o->file && strcmp(o->file, "-") == 0)
+        return kiln_xstrdup("<stdin>");
+    if (o->file)
+        return kiln_xstrdup(o->file);
+    if (strcmp(context, "-") == 0 || stat(context, &sb) < 0 || !S_ISDIR(sb.st_mode))
+        return kiln_xstrdup("Dockerfile");
+    while (n > 1 && context[n - 1] == '/')
+        n--;
+    return kiln_xasprintf("%.*s/Dockerfile", (int)n, context);
+}
+
 /* kiln build: the flags made into a job spec (checked whole before any work starts), the
  * context from stdin unpacked, then the one job entry point (job/run.h) rendering its
  * events on the terminal; the image digest on stdout. */
@@ -603,10 +626,10 @@ int kiln_cmd_build(int argc, char **argv)
     kiln_job_run_opts_t ro = {0};
     kiln_job_run_result_t res = {0};
     kiln_error_t err = {0};
-    _cleanup_free_ char *root = NULL, *stdin_ctx = NULL, *text = NULL;
+    _cleanup_free_ char *root = NULL, *stdin_ctx = NULL, *text = NULL, *df_name = NULL;
     size_t text_len = 0;
     const char *context;
-    int rc;
+    int rc, ok, scratch = 0;
 
     kiln_build_opts_init(&o);
     if (kiln_env_get(environ, "KILN_STAT_CACHE_MAX") &&
@@ -615,6 +638,8 @@ int kiln_cmd_build(int argc, char **argv)
         return kiln_cli_usage_error("build", "KILN_STAT_CACHE_MAX: %s", err.msg);
     if ((rc = kiln_build_opts_parse(argc, argv, &o)) != KILN_EXIT_OK || o.help)
         return rc;
+    if (!o.progress_given) /* auto */
+        o.progress = kiln_progress_is_tty(STDERR_FILENO) ? KILN_PROGRESS_TTY : KILN_PROGRESS_PLAIN;
     rc = KILN_EXIT_FAIL;
     if (optind + 1 != argc) {
         kiln_build_opts_clear(&o);
@@ -636,8 +661,6 @@ int kiln_cmd_build(int argc, char **argv)
         rc = kiln_cli_usage_error("build", "the context and the Dockerfile cannot both be stdin");
         goto out;
     }
-    kiln_build_run_opts(&o, &ro);
-    ro.context_display = context;
     if (strcmp(context, "-") == 0) {
         /* a tarball (plain, gzip or zstd) on stdin is the context */
         if (kiln_cli_store_root(o.root, &root, &err) < 0 ||
@@ -647,28 +670,55 @@ int kiln_cmd_build(int argc, char **argv)
         }
         free(spec.source);
         spec.source = kiln_xstrdup(stdin_ctx);
-        ro.scratch_context = 1;
+        scratch = 1;
     }
     if (o.file && strcmp(o.file, "-") == 0) {
         if (kiln_fs_read_fd(STDIN_FILENO, 4u << 20, &text, &text_len, &err) < 0) {
             kiln_cli_fail(&err);
             goto out;
         }
-        ro.dockerfile_text = text;
-        ro.dockerfile_len = text_len;
     }
-    if (kiln_job_run(&spec, &ro, &res, &err) < 0)
-        goto out;
-    if (o.digest_file &&
+    /* the job's events go to the progress view (src/progress) until its summary */
+    df_name = dockerfile_name(&o, context);
+    {
+        kiln_progress_opts_t po = {
+            .mode = o.progress, .fd = STDERR_FILENO, .dockerfile = df_name, .ticker = 1};
+        o.renderer = kiln_progress_new(&po);
+    }
+    kiln_build_run_opts(&o, &ro);
+    ro.context_display = context;
+    ro.scratch_context = scratch;
+    ro.dockerfile_text = text;
+    ro.dockerfile_len = text_len;
+    ok = kiln_job_run(&spec, &ro, &res, &err) == 0;
+    if (ok && o.digest_file &&
         kiln_fs_write_file_atomic(o.digest_file, res.digest, strlen(res.digest), 0644, &err) < 0) {
-        kiln_cli_fail(&err);
-        goto out;
+        ok = 0;
+        free(o.fail_text);
+        o.fail_text = kiln_xstrdup(err.msg);
+        o.fail_in_build = 0;
     }
-    if (o.progress != KILN_PROGRESS_QUIET)
-        fprintf(stderr, "writing image %s done\n", res.digest);
+    {
+        kiln_progress_result_t pr = {.ok = ok,
+                                     .digest = ok ? res.digest : NULL,
+                                     .size_compressed = res.size_compressed,
+                                     .size_uncompressed = res.size_uncompressed,
+                                     .error = o.fail_in_build ? o.fail_text : NULL,
+                                     .user_terms = o.fail_user_terms};
+        kiln_progress_finish(o.renderer, &pr);
+    }
+    /* a failure outside the build's steps is kiln's own message */
+    if (!ok && !o.fail_in_build)
+        fprintf(stderr, "kiln: %s\n", o.fail_text ? o.fail_text : err.msg);
+    if (!ok)
+        goto out;
     printf("%s\n", res.digest);
     rc = KILN_EXIT_OK;
 out:
+    kiln_progress_free(o.renderer);
+    o.renderer = NULL;
+    free(o.fail_text);
+    o.fail_text = NULL;
     if (stdin_ctx)
         kiln_fs_rm_rf(stdin_ctx, NULL);
     kiln_job_spec_clear(&spec);

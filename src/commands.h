@@ -55,5 +55,9 @@ struct option;
  * returned c ('?' or ':') for: an unknown flag, with the closest of lopts ("did you mean
  * --tag?"), or a flag missing its value. Returns KILN_EXIT_USAGE. */
 int kiln_cli_bad_option(const char *cmd, int c, char **argv, const struct option *lopts);
+/* The same, never suggesting (nor listing as ambiguous) the flags named in hidden
+ * (NULL-terminated): those only kiln itself passes. */
+int kiln_cli_bad_option_hidden(const char *cmd, int c, char **argv, const struct option *lopts,
+                               const char *const *hidden);
 
 #endif

@@ -60,6 +60,21 @@ int kiln_cli_usage_error(const char *cmd, const char *fmt, ...)
 
 int kiln_cli_bad_option(const char *cmd, int c, char **argv, const struct option *lopts)
 {
+    return kiln_cli_bad_option_hidden(cmd, c, argv, lopts, NULL);
+}
+
+/* Whether name is one of hidden (NULL-terminated, or NULL). */
+static int is_hidden(const char *name, const char *const *hidden)
+{
+    for (; hidden && *hidden; hidden++)
+        if (strcmp(name, *hidden) == 0)
+            return 1;
+    return 0;
+}
+
+int kiln_cli_bad_option_hidden(const char *cmd, int c, char **argv, const struct option *lopts,
+                               const char *const *hidden)
+{
     const char *arg = optind > 0 ? argv[optind - 1] : "";
     const char *names[256];
     size_t n = 0;
@@ -77,8 +92,10 @@ int kiln_cli_bad_option(const char *cmd, int c, char **argv, const struct option
         /* "--name=value": the name alone is compared */
         char name[KILN_SUGGEST_MAX_LEN + 1];
         snprintf(name, sizeof(name), "%.*s", (int)strcspn(arg + 2, "="), arg + 2);
-        for (; lopts[n].name != NULL && n < sizeof(names) / sizeof(names[0]); n++)
-            names[n] = lopts[n].name;
+        /* internal flags are no suggestion: a person never types them */
+        for (size_t k = 0; lopts[k].name != NULL && n < sizeof(names) / sizeof(names[0]); k++)
+            if (!is_hidden(lopts[k].name, hidden))
+                names[n++] = lopts[k].name;
         {
             /* getopt_long takes a unique prefix; a prefix of several flags lands here */
             char list[512] = "";

@@ -16,6 +16,12 @@
 #include "utils/fs.h"
 #include "utils/mem.h"
 
+int kiln_progress_is_tty(int fd)
+{
+    const char *term = getenv("TERM");
+    return isatty(fd) && term != NULL && *term != '\0' && strcmp(term, "dumb") != 0;
+}
+
 int kiln_progress_mode_parse(const char *name, int is_tty, kiln_build_progress_t *out)
 {
     if (strcmp(name, "auto") == 0)

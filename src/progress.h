@@ -63,7 +63,11 @@ typedef struct kiln_progress_result {
     const char *error;  /* failed: the whole message (its step's last lines included) */
     const char *digest; /* ok: the image's manifest digest, or NULL */
     uint64_t size_compressed, size_uncompressed; /* 0, 0: unknown */
+    int user_terms; /* the error is told in the user's terms (an auto build): no FILE:LINE */
 } kiln_progress_result_t;
+
+/* Whether fd is a terminal a live view can draw on (not TERM=dumb). */
+int kiln_progress_is_tty(int fd);
 
 /* The mode --progress MODE names ("auto" is tty when is_tty, else plain; "rawjson" is json);
  * -1 for anything else. */

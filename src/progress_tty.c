@@ -356,18 +356,17 @@ void kiln_progress_tty_finish(kiln_progress_t *p, const kiln_progress_result_t *
     p->pending.len = 0;
     header(p, &b, res->ok ? " FINISHED" : " FAILED");
     if (res->ok) {
-        kiln_buf_appendf(&b, NULL, " => %zu steps: %zu run, %zu cached\n", p->n_finished,
-                         p->n_finished - p->n_cached, p->n_cached);
+        kiln_buf_appendf(&b, NULL, " => %zu steps, %zu cached\n", p->n_finished, p->n_cached);
         slowest(p, &b, w);
-        if (res->digest || res->size_compressed || res->size_uncompressed) {
-            char size[96] = "";
-            if (res->size_compressed || res->size_uncompressed)
-                kiln_progress_size_text(res, size, sizeof(size));
-            kiln_buf_appendf(&b, NULL, " => image %s%s%s\n", res->digest ? res->digest : "",
-                             res->digest && *size ? "  " : "", size);
+        if (res->digest)
+            kiln_buf_appendf(&b, NULL, " => image %s\n", res->digest);
+        if (res->size_compressed || res->size_uncompressed) {
+            char size[96];
+            kiln_progress_size_text(res, size, sizeof(size));
+            kiln_buf_appendf(&b, NULL, " => size %s\n", size);
         }
     } else {
-        if (p->failed_step > 0 && !p->o.generated)
+        if (p->failed_step > 0 && !p->o.generated && !res->user_terms)
             s = &p->steps[p->failed_step];
         if (s) {
             /* the failing step: its instruction, FILE:LINE and its output, once */

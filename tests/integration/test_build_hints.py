@@ -34,6 +34,9 @@ def error_line(r):
 for argv, want in ((["--tagg", "x"], "kiln build: unknown flag --tagg; did you mean --tag?"),
                    (["--buid-arg=A=1"], "kiln build: unknown flag --buid-arg; did you mean --build-arg?"),
                    (["--zzz"], "kiln build: unknown flag --zzz"),
+                   # flags only kiln itself passes (--tenant, --events-fd) are never suggested
+                   (["--tenent", "x"], "kiln build: unknown flag --tenent"),
+                   (["--event-fd", "3"], "kiln build: unknown flag --event-fd"),
                    (["-Z"], "kiln build: unknown flag -Z"),
                    (["--buil"], "kiln build: ambiguous flag --buil: --build-arg, --build-context, "
                     "--build-id")):
