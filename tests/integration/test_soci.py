@@ -227,6 +227,13 @@ info = json.loads(s.stdout) if s.returncode == 0 else {}
 T.check("skopeo inspect still works: the image's own layers, amd64/linux",
         info.get("Layers") == [x["digest"] for x in layers] and info.get("Architecture") == "amd64",
         s.stderr[-1000:])
+pulled = os.path.join(T.tmp, "pulled")
+r = kiln("pull", "--root", os.path.join(T.tmp, "proot"), *INS, f"{host}/app:soci", "-o", f"type=oci,dest={pulled}")
+with open(os.path.join(pulled, "index.json")) if r.returncode == 0 else io.StringIO("{}") as f:
+    pidx = json.load(f)
+T.check("kiln pull of the SOCI-enabled image takes the image manifest for linux/amd64, not the index",
+        r.returncode == 0 and [m["digest"] for m in pidx.get("manifests", [])] == [img_d.get("digest")],
+        r.stderr[-800:] + json.dumps(pidx))
 r = kiln("copy", "--root", os.path.join(T.tmp, "croot"), *INS, f"{host}/app:soci", f"{host}/copied:soci")
 r2 = kiln("soci", "verify", "--root", os.path.join(T.tmp, "vroot2"), *INS, f"{host}/copied:soci")
 T.check("kiln copy moves the SOCI index with the image (one artifact); the copy verifies",
