@@ -153,19 +153,23 @@ static json_t *index_entry(const kiln_descriptor_t *d, const json_t *platform,
     return j;
 }
 
-int kiln_soci_convert(kiln_store_t *s, const kiln_descriptor_t *manifest, const kiln_soci_opts_t *o,
-                      kiln_soci_result_t *out, kiln_error_t *err)
+static const char *artifact_type(const kiln_index_t *ix, size_t i);
+
+/* Converts one image manifest: its zTOCs, the SOCI index, the annotated manifest; appends
+ * to entries the manifest's index entry (and the SOCI index's), or, without any zTOC, the
+ * manifest's own entry unchanged. platform: the entry's (NULL: from the config). */
+static int convert_manifest(kiln_store_t *s, const kiln_descriptor_t *manifest,
+                            const json_t *platform_in, const kiln_soci_opts_t *o, json_t *entries,
+                            kiln_soci_result_t *r, kiln_error_t *err)
 {
     kiln_manifest_t *m = NULL;
-    _cleanup_json_ json_t *ztocs = json_array(), *platform = NULL, *soci = NULL, *img = NULL,
-                          *ix = NULL;
+    _cleanup_json_ json_t *ztocs = json_array(), *platform = NULL, *soci = NULL, *img = NULL;
     int64_t span = o && o->span ? o->span : KILN_ZTOC_DEFAULT_SPAN;
     int64_t min_layer = o && o->min_layer >= 0 ? o->min_layer : KILN_SOCI_DEFAULT_MIN_LAYER;
     const char *tool = o && o->build_tool ? o->build_tool : "kiln";
-    kiln_soci_result_t r = {0};
     _cleanup_free_ const kiln_descriptor_t **todo = NULL;
     ztoc_pool_t pool = {0};
-    kiln_descriptor_t soci_d = {0}, img_d = {0}, top_d = {0};
+    kiln_descriptor_t soci_d = {0}, img_d = {0};
     kiln_digest_t empty;
     char ds[KILN_DIGEST_STR_MAX], ls[KILN_DIGEST_STR_MAX];
     int rc = -1;
@@ -180,7 +184,7 @@ int kiln_soci_convert(kiln_store_t *s, const kiln_descriptor_t *manifest, const 
     for (size_t i = 0; i < m->n_layers; i++) {
         const kiln_descriptor_t *l = &m->layers[i];
         if (l->size < (uint64_t)min_layer) {
-            r.skipped++;
+            r->skipped++;
             continue;
         }
         kiln_digest_str(&l->digest, ls);
@@ -193,29 +197,28 @@ int kiln_soci_convert(kiln_store_t *s, const kiln_descriptor_t *manifest, const 
                            zstd ? " (or keep zstd without --soci: smaller, fully pulled)" : "");
             goto out;
         }
-        todo[r.ztocs++] = l;
+        todo[pool.n++] = l;
     }
     pool.s = s;
     pool.layers = todo;
-    pool.n = r.ztocs;
     pool.span = span;
     pool.tool = tool;
     /* two at a time: the machines kiln runs builds on have few cores, and each build is
      * one inflate pass */
     if (ztoc_all(&pool, KILN_SOCI_THREADS, err) < 0)
         goto out;
-    for (size_t i = 0; i < r.ztocs; i++) {
+    for (size_t i = 0; i < pool.n; i++) {
         json_array_append_new(ztocs, pool.descs[i]);
         pool.descs[i] = NULL;
     }
-    if (r.ztocs == 0) { /* soci writes no index then either: the image goes as it is */
-        kiln_descriptor_copy(&r.top, manifest);
-        r.manifest = manifest->digest;
-        *out = r;
+    if (pool.n == 0) { /* soci writes no index then either: the image stays as it is */
+        json_array_append_new(entries, kiln_descriptor_to_json(manifest));
         rc = 0;
         goto out;
     }
-    if ((platform = config_platform(s, &m->config, err)) == NULL)
+    r->ztocs += pool.n;
+    platform = platform_in ? json_deep_copy(platform_in) : config_platform(s, &m->config, err);
+    if (platform == NULL)
         goto out;
     if (kiln_store_put_bytes(s, "{}", 2, &empty, err) < 0)
         goto out;
@@ -238,20 +241,13 @@ int kiln_soci_convert(kiln_store_t *s, const kiln_descriptor_t *manifest, const 
                         json_string(kiln_digest_str(&soci_d.digest, ds)));
     if (kiln_image_store_put(s, img, KILN_MT_OCI_MANIFEST, &img_d, err) < 0)
         goto out;
-    ix = kiln_image_index_new();
-    json_array_append_new(json_object_get(ix, "manifests"),
-                          index_entry(&img_d, platform, NULL, KILN_SOCI_ANN_INDEX_DIGEST,
-                                      kiln_digest_str(&soci_d.digest, ds)));
-    json_array_append_new(json_object_get(ix, "manifests"),
-                          index_entry(&soci_d, platform, KILN_SOCI_INDEX_V2,
-                                      KILN_SOCI_ANN_MANIFEST_DIGEST,
-                                      kiln_digest_str(&img_d.digest, ds)));
-    if (kiln_image_store_put(s, ix, KILN_MT_OCI_INDEX, &top_d, err) < 0)
-        goto out;
-    r.top = top_d;
-    r.manifest = img_d.digest;
-    r.index = soci_d.digest;
-    *out = r;
+    json_array_append_new(entries, index_entry(&img_d, platform, NULL, KILN_SOCI_ANN_INDEX_DIGEST,
+                                               kiln_digest_str(&soci_d.digest, ds)));
+    json_array_append_new(entries, index_entry(&soci_d, platform, KILN_SOCI_INDEX_V2,
+                                               KILN_SOCI_ANN_MANIFEST_DIGEST,
+                                               kiln_digest_str(&img_d.digest, ds)));
+    r->manifest = img_d.digest;
+    r->index = soci_d.digest;
     rc = 0;
 out:
     for (size_t i = 0; pool.descs && i < pool.n; i++)
@@ -259,6 +255,58 @@ out:
     free(pool.descs);
     kiln_manifest_free(m);
     return rc;
+}
+
+/* 1 when an index entry is an attestation or other non-image manifest (BuildKit's
+ * unknown/unknown platform): kept as it is. */
+static int not_an_image(const kiln_descriptor_t *d)
+{
+    const char *os = d->platform ? kiln_json_get_string(d->platform, "os") : NULL;
+    return os != NULL && strcmp(os, "unknown") == 0;
+}
+
+int kiln_soci_convert(kiln_store_t *s, const kiln_descriptor_t *top, const kiln_soci_opts_t *o,
+                      kiln_soci_result_t *out, kiln_error_t *err)
+{
+    _cleanup_json_ json_t *ix = kiln_image_index_new();
+    json_t *entries = json_object_get(ix, "manifests");
+    kiln_soci_result_t r = {0};
+    kiln_index_t *in = NULL;
+    int rc = 0;
+
+    if (strcmp(top->media_type, KILN_MT_OCI_INDEX) != 0 &&
+        strcmp(top->media_type, KILN_MT_DOCKER_LIST) != 0) {
+        if (convert_manifest(s, top, NULL, o, entries, &r, err) < 0)
+            return -1;
+    } else {
+        _cleanup_free_ char *body = NULL;
+        size_t len;
+        char ds[KILN_DIGEST_STR_MAX];
+        if (kiln_store_read_blob(s, &top->digest, KILN_IMAGE_MANIFEST_MAX, &body, &len, err) < 0 ||
+            kiln_image_parse_index(body, len, &in, err) < 0)
+            return kiln_error_prefix(err, "index %s", kiln_digest_str(&top->digest, ds));
+        if (json_is_object(json_object_get(in->json, "annotations")))
+            json_object_set(ix, "annotations", json_object_get(in->json, "annotations"));
+        for (size_t i = 0; i < in->n_manifests && rc == 0; i++) {
+            const kiln_descriptor_t *d = &in->manifests[i];
+            const char *at = artifact_type(in, i);
+            if (at && strcmp(at, KILN_SOCI_INDEX_V2) == 0)
+                continue; /* an older SOCI index of it: rebuilt below */
+            if (not_an_image(d))
+                json_array_append_new(entries, kiln_descriptor_to_json(d));
+            else
+                rc = convert_manifest(s, d, d->platform, o, entries, &r, err);
+        }
+        kiln_index_free(in);
+        if (rc < 0)
+            return -1;
+    }
+    if (r.ztocs == 0) /* no layer reached the threshold: the image goes as it is */
+        kiln_descriptor_copy(&r.top, top);
+    else if (kiln_image_store_put(s, ix, KILN_MT_OCI_INDEX, &r.top, err) < 0)
+        return -1;
+    *out = r;
+    return 0;
 }
 
 /* ---- reading back ---- */

@@ -7,20 +7,56 @@
 #include "oci/docker_archive.h"
 #include "oci/layout.h"
 #include "oci/registry.h"
+#include "oci/soci.h"
 #include "src/cli_registry.h"
 #include "src/commands.h"
 #include "src/ecr_login.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
+#include "utils/size.h"
 
 static void usage(FILE *out)
 {
-    fprintf(out, "Usage: kiln copy [options] SOURCE DEST\n\n"
-                 "Copies an image. Each side is docker://REF (or a bare REF), oci:DIR[:TAG] or\n"
-                 "docker-archive:FILE. Registry to registry copies every platform of an index\n"
-                 "(the digest is kept); other destinations get the --platform image.\n"
-                 "Prints the digest of what was written.\n\n" KILN_CLI_ECR_CREATE_HELP
-                     KILN_CLI_REGISTRY_HELP);
+    fprintf(out,
+            "Usage: kiln copy [options] SOURCE DEST\n\n"
+            "Copies an image. Each side is docker://REF (or a bare REF), oci:DIR[:TAG] or\n"
+            "docker-archive:FILE. Registry to registry copies every platform of an index\n"
+            "(the digest is kept); other destinations get the --platform image.\n"
+            "Prints the digest of what was written.\n\n" KILN_CLI_ECR_CREATE_HELP
+            "  --soci                               to a registry: the image made SOCI-enabled\n"
+            "                                       (SOCI index v2, every platform; lazy\n"
+            "                                       loading on Fargate; the digest changes)\n"
+            "  --soci-min-layer-size SIZE           layers smaller get no zTOC "
+            "(10MiB)\n" KILN_CLI_REGISTRY_HELP);
+}
+
+enum { O_SOCI = 2000, O_SOCI_MIN };
+
+typedef struct copy_flags {
+    int ecr_create, soci;
+    kiln_soci_opts_t so;
+} copy_flags_t;
+
+/* --soci, --soci-min-layer-size, and --ecr-create-repository. */
+static int copy_opt(int c, const char *arg, void *ud)
+{
+    copy_flags_t *f = ud;
+    kiln_error_t err = {0};
+    uint64_t n;
+
+    if (c == O_SOCI) {
+        f->soci = 1;
+        return 0;
+    }
+    if (c == O_SOCI_MIN) {
+        if (kiln_size_parse(arg, &n, &err) < 0 || n > (uint64_t)1 << 40) {
+            kiln_cli_usage_error("copy", "--soci-min-layer-size %s: not a byte size", arg);
+            return -1;
+        }
+        f->so.min_layer = (int64_t)n;
+        return 0;
+    }
+    return kiln_cli_ecr_create_opt(c, arg, &f->ecr_create);
 }
 
 /* The manifest for the chosen platform when top is an index (read from the store). */
@@ -50,10 +86,13 @@ static int platform_manifest(kiln_store_t *s, const kiln_cli_registry_t *cr,
 
 int kiln_cmd_copy(int argc, char **argv)
 {
-    static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
-                                         KILN_CLI_ECR_CREATE_LONGOPT,
-                                         KILN_CLI_REGISTRY_LONGOPTS,
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'},
+        KILN_CLI_ECR_CREATE_LONGOPT,
+        {"soci", no_argument, NULL, O_SOCI},
+        {"soci-min-layer-size", required_argument, NULL, O_SOCI_MIN},
+        KILN_CLI_REGISTRY_LONGOPTS,
+        {NULL, 0, NULL, 0}};
     kiln_cli_registry_t cr;
     kiln_registry_t *r = NULL;
     kiln_store_t *s = NULL;
@@ -64,11 +103,13 @@ int kiln_cmd_copy(int argc, char **argv)
     char ds[KILN_DIGEST_STR_MAX];
     const char *src, *dst, *srest, *drest;
     kiln_loc_kind_t sk, dk;
-    int c, rc = KILN_EXIT_FAIL, ecr_create = 0;
+    copy_flags_t f = {.so = {.min_layer = -1, .build_tool = "kiln " KILN_VERSION}};
+    kiln_soci_result_t sr = {0};
+    int c, rc = KILN_EXIT_FAIL, ecr_create;
 
     kiln_cli_registry_init(&cr);
-    c = kiln_cli_registry_getopt(&cr, "copy", argc, argv, "h", opts, usage, kiln_cli_ecr_create_opt,
-                                 &ecr_create);
+    c = kiln_cli_registry_getopt(&cr, "copy", argc, argv, "h", opts, usage, copy_opt, &f);
+    ecr_create = f.ecr_create;
     if (c == 1) {
         kiln_cli_registry_free(&cr);
         return KILN_EXIT_OK;
@@ -87,9 +128,13 @@ int kiln_cmd_copy(int argc, char **argv)
         kiln_cli_usage_error("copy", "--ecr-create-repository needs a registry destination");
         goto usage_fail;
     }
+    if (f.soci && dk != KILN_LOC_REGISTRY) {
+        kiln_cli_usage_error("copy", "--soci needs a registry destination");
+        goto usage_fail;
+    }
     if (kiln_cli_registry_client(&cr, &r, &err) < 0)
         goto fail;
-    if (sk == KILN_LOC_OCI && dk == KILN_LOC_REGISTRY) {
+    if (sk == KILN_LOC_OCI && dk == KILN_LOC_REGISTRY && !f.soci) {
         _cleanup_free_ char *dir = NULL;
         _cleanup_free_ char *tag = NULL;
         kiln_blob_source_t bs;
@@ -110,6 +155,20 @@ int kiln_cmd_copy(int argc, char **argv)
         kiln_blob_source_t bs = kiln_registry_source_store(s);
         if (ecr_create && kiln_cli_ecr_create_repositories(&drest, 1, &err) < 0)
             goto fail;
+        if (f.soci) { /* the SOCI-enabled image is what goes (a new digest) */
+            if (kiln_soci_convert(s, &top, &f.so, &sr, &err) < 0)
+                goto fail;
+            if (sr.ztocs)
+                fprintf(stderr,
+                        "%s: SOCI index v2 with %zu zTOC%s (%zu layer%s below the "
+                        "threshold)\n",
+                        drest, sr.ztocs, sr.ztocs == 1 ? "" : "s", sr.skipped,
+                        sr.skipped == 1 ? "" : "s");
+            else
+                fprintf(stderr, "%s: no SOCI index: every layer is below the threshold\n", drest);
+            kiln_descriptor_clear(&top);
+            top = sr.top;
+        }
         if (kiln_registry_push(r, &bs, &top, &drest, 1, from, &out, &err) < 0)
             goto fail;
     } else if (dk == KILN_LOC_OCI) {

@@ -26,6 +26,7 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kilnbuild import write_tree  # noqa: E402
+from registry_fixtures import make_multiarch_layout  # noqa: E402
 from kilntest import T, kiln, start_registry  # noqa: E402
 
 ROOT = os.path.join(T.tmp, "root")
@@ -239,6 +240,21 @@ r2 = kiln("soci", "verify", "--root", os.path.join(T.tmp, "vroot2"), *INS, f"{ho
 T.check("kiln copy moves the SOCI index with the image (one artifact); the copy verifies",
         r.returncode == 0 and r2.returncode == 0 and json.loads(get("copied/manifests/soci")) == top,
         r.stderr[-800:] + r2.stderr[-800:])
+
+# an image made elsewhere (Python's gzip), two platforms: kiln copy --soci converts each
+multi = os.path.join(T.tmp, "multi")
+make_multiarch_layout(multi, "1")
+r = kiln("copy", "--root", os.path.join(T.tmp, "mroot"), *INS, "--soci", "--soci-min-layer-size", "0",
+         f"oci:{multi}:1", f"{host}/multi:soci")
+mix = json.loads(get("multi/manifests/soci")) if r.returncode == 0 else {}
+T.check("kiln copy --soci of a two-platform image: each platform's manifest and its SOCI index",
+        r.returncode == 0 and [(m["platform"]["architecture"], m.get("artifactType")) for m in mix.get("manifests", [])]
+        == [("amd64", None), ("amd64", V2), ("arm64", None), ("arm64", V2)]
+        and "SOCI index v2 with 2 zTOCs (0 layers below the threshold)" in r.stderr, r.stderr[-800:] + json.dumps(mix))
+r = kiln("soci", "verify", "--root", os.path.join(T.tmp, "vroot3"), *INS, f"{host}/multi:soci")
+T.check("kiln soci verify checks both platforms' indexes",
+        r.returncode == 0 and "verified: 2 indexes, 2 zTOCs, 2 spans, 4 tar entries; 0 layers" in r.stdout,
+        r.stdout + r.stderr[-800:])
 
 
 def push_tampered(tag, ztoc_bytes):
