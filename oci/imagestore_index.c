@@ -183,6 +183,12 @@ static int parse_entry(const char *name, json_t *v, kiln_imagestore_entry_t *e, 
     return 0;
 }
 
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const kiln_imagestore_entry_t *)a)->name,
+                  ((const kiln_imagestore_entry_t *)b)->name);
+}
+
 int kiln_imagestore_index_parse(const char *buf, size_t len, kiln_imagestore_index_t *out,
                                 kiln_error_t *err)
 {
@@ -202,14 +208,20 @@ int kiln_imagestore_index_parse(const char *buf, size_t len, kiln_imagestore_ind
     if (json_object_size(images) > KILN_IMAGESTORE_MAX_NAMES)
         return kiln_error_set(err, E2BIG, "image index: more than %d names",
                               KILN_IMAGESTORE_MAX_NAMES);
+    /* appended, then sorted once (JSON object keys are unique): no insertion per entry */
+    ix.entries = kiln_xzalloc((json_object_size(images) + 1) * sizeof(*ix.entries));
     json_object_foreach(images, name, v)
     {
         kiln_imagestore_entry_t e = {0};
-        if (parse_entry(name, v, &e, err) < 0 || kiln_imagestore_index_set(&ix, &e, err) < 0) {
+        if (parse_entry(name, v, &e, err) < 0) {
             kiln_imagestore_index_clear(&ix);
             return kiln_error_prefix(err, "image index");
         }
+        e.name = kiln_xstrdup(e.name);
+        e.created = e.created ? kiln_xstrdup(e.created) : NULL;
+        ix.entries[ix.n++] = e;
     }
+    qsort(ix.entries, ix.n, sizeof(*ix.entries), by_name);
     *out = ix;
     return 0;
 }
