@@ -15,6 +15,7 @@
 
 #include "export/export.h"
 #include "oci/image.h"
+#include "oci/imagestore.h"
 #include "oci/layer_write.h"
 #include "oci/layout.h"
 #include "oci/store.h"
@@ -433,6 +434,14 @@ int kiln_cmd_import(int argc, char **argv)
     refname = kiln_xasprintf("image/%s", name);
     if (kiln_store_ref_set(s, refname, &mdesc.digest, &err) < 0)
         goto fail;
+    {
+        /* docker import NAME: named in kiln's store too, when NAME is an image name */
+        _cleanup_free_ char *full = NULL;
+        const char *one = a.name;
+        if (kiln_imagestore_normalize(a.name, &full, NULL) == 0 &&
+            kiln_imagestore_tag(s, &one, 1, &mdesc.digest, &err) < 0)
+            goto fail;
+    }
     for (size_t i = 0; i < a.n_outputs; i++)
         if (write_output(s, a.outputs[i], name, &mdesc, &err) < 0)
             goto fail;

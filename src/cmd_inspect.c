@@ -8,6 +8,7 @@
 
 #include "oci/docker_archive.h"
 #include "oci/image.h"
+#include "oci/imagestore.h"
 #include "oci/layout.h"
 #include "oci/store.h"
 #include "src/cli_output.h"
@@ -148,6 +149,15 @@ static int inspect_store(const char *ref, const char *opt_root, kiln_error_t *er
     if (kiln_cli_store_root(opt_root, &root, err) < 0 || kiln_store_open(root, &s, err) < 0)
         return kiln_cli_fail(err);
     r = kiln_store_ref_get(s, ref + strlen("store:"), &md.digest, err);
+    if (r == 0) {
+        /* a name of the image store (kiln images) */
+        kiln_imagestore_entry_t e = {0};
+        if (kiln_imagestore_lookup(s, ref + strlen("store:"), &e, NULL) == 1) {
+            md.digest = e.digest;
+            r = 1;
+        }
+        kiln_imagestore_entry_clear(&e);
+    }
     if (r == 0)
         kiln_error_set(err, ENOENT, "no ref '%s' in store %s", ref + strlen("store:"), root);
     if (r <= 0 || read_store_manifest(s, &md.digest, &data, &len, err) < 0 ||

@@ -134,6 +134,11 @@ T.check("kiln pull NAME: named in the store with the registry's digest",
         r.returncode == 0 and by_name(proot).get(f"{host}/own:1", {}).get("Digest") == digest,
         r.stderr[-800:] + str(by_name(proot)))
 
+r = kiln("inspect", *R, "store:app:1")
+T.check("kiln inspect store:NAME: the image store's name", r.returncode == 0
+        and json.loads(r.stdout or "{}").get("digest") == digest, r.stdout[:300] + r.stderr)
+T.check("kiln import -t NAME: named in the store", "busybox:1" in by_name(), list(by_name()))
+
 # save / load, both formats, read by skopeo
 for fmt, transport in (("docker", "docker-archive"), ("oci", "oci-archive")):
     out = os.path.join(T.tmp, f"save-{fmt}.tar")
