@@ -160,6 +160,8 @@ int kiln_auto_source_prepare(const char *spec, const kiln_auto_source_opts_t *op
         kiln_auto_notes_t notes = {0};
         if (opts && opts->git_policy)
             g.policy = *opts->git_policy;
+        if (opts)
+            g.timeout_s = opts->checkout_timeout;
         const char *cf = kiln_env_get(env, "KILN_GIT_CREDENTIALS");
 
         if (kiln_cachens_path(root, opts ? opts->cache_namespace : NULL, KILN_CACHENS_GIT, &cache,

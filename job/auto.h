@@ -24,6 +24,7 @@ typedef struct kiln_auto_source_opts {
     /* the credential ("TOKEN" or "USER:PASSWORD") for the URL's own host, or NULL: how a
      * server hands a URL's userinfo over (read from a file, never on a command line) */
     const char *credential;
+    unsigned checkout_timeout; /* a git checkout's bound in seconds (utils/git), 0 none */
 } kiln_auto_source_opts_t;
 
 typedef struct kiln_auto_source {

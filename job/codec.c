@@ -131,13 +131,17 @@ static void split_userinfo(const char *url, char **bare, char **cred)
     *bare = kiln_xasprintf("%.*s%s", (int)(host - url), url, at + 1);
 }
 
+static int get_int(json_t *v, const char *field, long long lo, long long hi, long long *out,
+                   kiln_error_t *err);
+
 /* "source": one of git (with ref, commit, subdir, token), context, dir (local). A credential
  * in the URL or token goes to *cred: it is a secret, kept out of the spec (the record, events,
  * lists, logs) and of every command line. */
 static int get_source(json_t *src, unsigned flags, kiln_job_spec_t *s, char **cred,
                       kiln_error_t *err)
 {
-    static const char *const keys[] = {"git", "ref", "commit", "subdir", "context", "token", "dir"};
+    static const char *const keys[] = {"git",     "ref",   "commit", "subdir",
+                                       "context", "token", "dir",    "timeout_seconds"};
     const char *key;
     json_t *v, *git, *ctx, *dir;
     int kinds;
@@ -199,6 +203,10 @@ static int get_source(json_t *src, unsigned flags, kiln_job_spec_t *s, char **cr
         get_str(v, "source.commit", &s->source_commit, err) < 0)
         return -1;
     if ((v = json_object_get(src, "subdir")) && get_str(v, "source.subdir", &s->subdir, err) < 0)
+        return -1;
+    if ((v = json_object_get(src, "timeout_seconds")) &&
+        get_int(v, "source.timeout_seconds", 1, KILN_JOB_CHECKOUT_TIMEOUT_MAX, &s->source_timeout,
+                err) < 0)
         return -1;
     return 0;
 }
@@ -617,6 +625,8 @@ static json_t *source_json(const kiln_job_spec_t *s)
     set_str(src, "ref", s->ref);
     set_str(src, "commit", s->source_commit);
     set_str(src, "subdir", s->subdir);
+    if (s->source_timeout)
+        json_object_set_new(src, "timeout_seconds", json_integer(s->source_timeout));
     return src;
 }
 

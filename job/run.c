@@ -328,7 +328,8 @@ static int prepare_source(run_t *r, kiln_job_request_t *jr, const kiln_git_polic
                                       .env = o->env,
                                       .git_policy = gitpol,
                                       .cache_namespace = s->cache_namespace,
-                                      .stat_cache_max = o->stat_cache_max};
+                                      .stat_cache_max = o->stat_cache_max,
+                                      .checkout_timeout = (unsigned)s->source_timeout};
         emit(r, KILN_JOB_RUN_PHASE, "checkout");
         if (kiln_auto_source_prepare(text, &so, &ab->src, err) < 0)
             return -1;

@@ -2,6 +2,7 @@
 #include "job/source.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -48,12 +49,15 @@ static int fetch_git(const kiln_job_spec_t *s, const kiln_job_source_opts_t *o,
 {
     _cleanup_free_ char *cred_file = credential_file(s, o), *cred = NULL, *url = NULL;
     const char *ref = s->source_commit ? s->source_commit : s->ref;
-    kiln_auto_source_opts_t so = {.root = o->root,
-                                  .subdir = s->subdir,
-                                  .env = o->env,
-                                  .git_policy = o->git_policy,
-                                  .cache_namespace = s->cache_namespace,
-                                  .stat_cache_max = o->stat_cache_max};
+    kiln_auto_source_opts_t so = {
+        .root = o->root,
+        .subdir = s->subdir,
+        .env = o->env,
+        .git_policy = o->git_policy,
+        .cache_namespace = s->cache_namespace,
+        .stat_cache_max = o->stat_cache_max,
+        .checkout_timeout =
+            (unsigned)(s->source_timeout ? s->source_timeout : KILN_JOB_CHECKOUT_TIMEOUT)};
     int ret;
 
     if (cred_file && kiln_job_source_read_credential(cred_file, &cred, err) < 0)
@@ -63,6 +67,13 @@ static int fetch_git(const kiln_job_spec_t *s, const kiln_job_source_opts_t *o,
     ret = kiln_auto_source_prepare(url, &so, out, err);
     if (cred)
         explicit_bzero(cred, strlen(cred));
+    if (ret < 0 && strstr(err->msg, "the checkout's timeout") != NULL) {
+        /* say which setting bounds it */
+        char msg[KILN_ERROR_MSG_MAX];
+        snprintf(msg, sizeof(msg), "%s; the job's source.timeout_seconds is %u", err->msg,
+                 so.checkout_timeout);
+        kiln_error_set(err, ETIMEDOUT, "%s", msg);
+    }
     return ret;
 }
 

@@ -355,7 +355,7 @@ static int check_source(const kiln_job_spec_t *s, kiln_error_t *err)
         if (strncmp(s->source, "ctx-", 4) != 0 ||
             strspn(s->source + 4, "0123456789abcdef") != strlen(s->source + 4))
             return field_err(err, "source.context", "is not an uploaded context id");
-        if (s->ref || s->source_commit || s->subdir)
+        if (s->ref || s->source_commit || s->subdir || s->source_timeout)
             return field_err(err, "source", "'context' takes no other field");
         return 0;
     case KILN_JOB_SOURCE_DIR:
@@ -371,6 +371,9 @@ static int check_source(const kiln_job_spec_t *s, kiln_error_t *err)
     }
     if (s->ref && check_git_ref(s->ref, "source.ref", err) < 0)
         return -1;
+    if (s->source_timeout < 0 || s->source_timeout > KILN_JOB_CHECKOUT_TIMEOUT_MAX)
+        return field_err(err, "source.timeout_seconds", "must be from 1 to %d seconds",
+                         KILN_JOB_CHECKOUT_TIMEOUT_MAX);
     if (s->source_commit && check_hex(s->source_commit, "source.commit", err) < 0)
         return -1;
     if (s->subdir) {

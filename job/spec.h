@@ -31,6 +31,9 @@
 #define KILN_JOB_MAP_MAX 256
 #define KILN_JOB_LIST_MAX 64
 #define KILN_JOB_OUTPUTS_MAX 16
+/* A job's git checkout: its default timeout and the longest one a spec may ask for. */
+#define KILN_JOB_CHECKOUT_TIMEOUT 600
+#define KILN_JOB_CHECKOUT_TIMEOUT_MAX 7200
 
 typedef enum kiln_job_source_kind {
     KILN_JOB_SOURCE_NONE = 0,
@@ -90,6 +93,9 @@ typedef struct kiln_job_spec {
     char *ref;    /* git branch/tag */
     char *source_commit;
     char *subdir;
+    /* seconds a git checkout may wait on the network and its mirror's lock (0: the
+     * default of whoever runs the job, KILN_JOB_CHECKOUT_TIMEOUT for kiln job run) */
+    long long source_timeout;
 
     /* what to build */
     char *dockerfile; /* a path (relative to the source unless local), "-" = stdin (local) */

@@ -303,8 +303,10 @@ int kiln_git_checkout(const char *url, const char *ref, const kiln_git_opts_t *o
         return -1;
     git_libgit2_init();
     ret = kiln_git_stream_register(err);
+    kiln_git_deadline_set(opts->timeout_s);
     if (ret == 0)
         ret = checkout_at(url, ref, opts, policy, dest, 0, commit, err);
+    kiln_git_deadline_set(0);
     git_libgit2_shutdown();
     kiln_netpolicy_free(policy);
     if (ret < 0)

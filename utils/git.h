@@ -53,6 +53,10 @@ typedef struct kiln_git_opts {
      * path it is in, its name, the open file and its blob id (20 bytes); NULL = none. */
     void (*on_file)(void *ctx, const char *dir, const char *name, int fd, const unsigned char *oid);
     void *on_file_ctx;
+    /* Seconds the whole checkout may wait on the network and on the mirror's lock (every
+     * connection, read and write, submodules' too, against one deadline); 0 = no bound. A
+     * checkout past it fails saying so ("... no answer within the checkout's timeout"). */
+    unsigned timeout_s;
 } kiln_git_opts_t;
 
 typedef enum kiln_git_transport {

@@ -35,6 +35,15 @@ int kiln_git_stream_register(kiln_error_t *err);
  * metadata addresses are still refused). */
 void kiln_git_stream_set_policy(const kiln_netpolicy_t *policy);
 
+/* The deadline of this thread's checkout: timeout_s seconds from now (0: none). While it is
+ * set, connections, reads and writes of the policed stream and the wait for a mirror's lock
+ * end at it. */
+void kiln_git_deadline_set(unsigned timeout_s);
+/* Milliseconds left before the deadline (0 when it has passed), or -1 when none is set. */
+int kiln_git_deadline_left_ms(void);
+/* The libgit2 error of an operation (what: "read from HOST") that hit the deadline; -1. */
+int kiln_git_deadline_error(const char *what);
+
 /* Opens (or creates, temp + rename) the mirror of url in opts->cache_dir and fetches into it
  * under policy; *lockfd receives the held lock on the mirror. */
 int kiln_git_mirror_open(const char *url, const kiln_git_opts_t *opts,

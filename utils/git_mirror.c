@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "utils/cleanup.h"
 #include "utils/env.h"
@@ -185,8 +186,23 @@ int kiln_git_mirror_open(const char *url, const kiln_git_opts_t *opts,
     if (kiln_fs_mkdir_p(opts->cache_dir, 0700, err) < 0)
         return -1;
     fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0 || flock(fd, LOCK_EX) < 0)
+    if (fd < 0)
         return kiln_error_set(err, errno, "lock %s", lock);
+    /* another checkout of the repository holds it: wait, within the checkout's deadline */
+    while (flock(fd, kiln_git_deadline_left_ms() < 0 ? LOCK_EX : LOCK_EX | LOCK_NB) < 0) {
+        if (errno == EINTR)
+            continue;
+        if (errno != EWOULDBLOCK)
+            return kiln_error_set(err, errno, "lock %s", lock);
+        if (kiln_git_deadline_left_ms() == 0) {
+            _cleanup_free_ char *red = kiln_git_redact(url);
+            return kiln_error_set(err, ETIMEDOUT,
+                                  "git fetch %s: another checkout of it held its mirror past the "
+                                  "checkout's timeout",
+                                  red);
+        }
+        usleep(50000);
+    }
     if (stat(path, &st) == 0) {
         if (git_repository_open_bare(&repo, path) < 0)
             return kiln_git_fail(err, "open mirror of", url, NULL);

@@ -5,14 +5,18 @@
 #include "utils/git.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <git2.h>
 #include <git2/sys/stream.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "utils/cleanup.h"
 #include "utils/git_impl.h"
 #include "utils/mem.h"
 
@@ -23,6 +27,88 @@ static __thread const kiln_netpolicy_t *fetch_policy;
 void kiln_git_stream_set_policy(const kiln_netpolicy_t *policy)
 {
     fetch_policy = policy;
+}
+
+/* This thread's checkout deadline (CLOCK_MONOTONIC, ms; 0 none) and its length. */
+static __thread long long fetch_deadline_ms;
+static __thread unsigned fetch_timeout_s;
+
+static long long now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+void kiln_git_deadline_set(unsigned timeout_s)
+{
+    fetch_timeout_s = timeout_s;
+    fetch_deadline_ms = timeout_s ? now_ms() + (long long)timeout_s * 1000 : 0;
+}
+
+int kiln_git_deadline_left_ms(void)
+{
+    long long left;
+
+    if (fetch_deadline_ms == 0)
+        return -1;
+    left = fetch_deadline_ms - now_ms();
+    return left <= 0 ? 0 : left > 3600000 ? 3600000 : (int)left;
+}
+
+int kiln_git_deadline_error(const char *what)
+{
+    git_error_set(GIT_ERROR_NET, "%s: no answer within the checkout's timeout (%u s)", what,
+                  fetch_timeout_s);
+    return -1;
+}
+
+/* Waits until fd is ready for events or the deadline passes (no deadline: at once). 1 when
+ * ready, 0 at the deadline. */
+static int wait_fd(int fd, short events)
+{
+    for (;;) {
+        int left = kiln_git_deadline_left_ms(), r;
+        struct pollfd p = {.fd = fd, .events = events};
+        if (left < 0)
+            return 1;
+        if (left == 0)
+            return 0;
+        r = poll(&p, 1, left);
+        if (r > 0)
+            return 1;
+        if (r < 0 && errno != EINTR)
+            return 1; /* the call that follows reports it */
+    }
+}
+
+/* connect() bounded by the deadline: non-blocking, then waited for. -1 with errno set
+ * (ETIMEDOUT at the deadline). */
+static int connect_bounded(int fd, const struct sockaddr *a, socklen_t len)
+{
+    int flags, soerr = 0;
+    socklen_t sl = sizeof(soerr);
+
+    if (kiln_git_deadline_left_ms() < 0)
+        return connect(fd, a, len);
+    flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return -1;
+    if (connect(fd, a, len) < 0) {
+        if (errno != EINPROGRESS)
+            return -1;
+        if (!wait_fd(fd, POLLOUT)) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+            return -1;
+        if (soerr != 0) {
+            errno = soerr;
+            return -1;
+        }
+    }
+    return fcntl(fd, F_SETFL, flags);
 }
 
 /* A TCP stream registered as libgit2's GIT_STREAM_STANDARD: its http
@@ -66,9 +152,11 @@ static int ps_connect(git_stream *gs)
             last_errno = errno;
             continue;
         }
-        if (connect(fd, a->ai_addr, a->ai_addrlen) < 0) {
+        if (connect_bounded(fd, a->ai_addr, a->ai_addrlen) < 0) {
             last_errno = errno;
             close(fd);
+            if (last_errno == ETIMEDOUT && kiln_git_deadline_left_ms() == 0)
+                break;
             continue;
         }
         st->s = fd;
@@ -82,7 +170,10 @@ static int ps_connect(git_stream *gs)
         git_error_set_str(GIT_ERROR_NET, refusal.msg);
     else if (refusal.msg[0] && last_errno == 0)
         git_error_set(GIT_ERROR_NET, "%s: %s", st->host, refusal.msg);
-    else
+    else if (last_errno == ETIMEDOUT && kiln_git_deadline_left_ms() == 0) {
+        _cleanup_free_ char *what = kiln_xasprintf("connecting to %s", st->host);
+        return kiln_git_deadline_error(what);
+    } else
         git_error_set(GIT_ERROR_NET, "failed to connect to %s: %s", st->host,
                       strerror(last_errno ? last_errno : ECONNREFUSED));
     return -1;
@@ -100,6 +191,10 @@ static ssize_t ps_read(git_stream *gs, void *data, size_t len)
 {
     policed_stream_t *st = (policed_stream_t *)gs;
     ssize_t n;
+    if (!wait_fd(st->s, POLLIN)) {
+        _cleanup_free_ char *what = kiln_xasprintf("read from %s", st->host);
+        return kiln_git_deadline_error(what);
+    }
     do {
         n = recv(st->s, data, len, 0);
     } while (n < 0 && errno == EINTR);
@@ -113,7 +208,12 @@ static ssize_t ps_write(git_stream *gs, const char *data, size_t len, int flags)
     policed_stream_t *st = (policed_stream_t *)gs;
     size_t off = 0;
     while (off < len) {
-        ssize_t n = send(st->s, data + off, len - off, flags | MSG_NOSIGNAL);
+        ssize_t n;
+        if (!wait_fd(st->s, POLLOUT)) {
+            _cleanup_free_ char *what = kiln_xasprintf("write to %s", st->host);
+            return kiln_git_deadline_error(what);
+        }
+        n = send(st->s, data + off, len - off, flags | MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {

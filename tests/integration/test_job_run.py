@@ -5,7 +5,9 @@ code, the result last; every event carries the spec's build id, tenant, repo (cr
 query cut), commit, branch and trigger. A bad spec runs nothing."""
 import json
 import os
+import socket
 import subprocess
+import threading
 
 from gitserve import serve_git
 from kilntest import KILN, T, kiln, start_registry
@@ -302,4 +304,39 @@ T.check("hostile: a repository whose Dockerfile links to a host file: refused na
         "Dockerfile, the host file not read",
         r.returncode != 0 and "reading the Dockerfile" in r.stderr and "HOST-MARKER" not in r.stderr
         and not os.path.exists(os.path.join(T.tmp, "cli-out2", "index.json")), r.stderr[-2000:])
+# a git server that accepts and then never answers (loopback): the checkout's own timeout
+# (source.timeout_seconds) ends it, not the job's wall time; error source_failed naming it
+hang = socket.socket()
+hang.bind(("127.0.0.1", 0))
+hang.listen(8)
+held = []
+
+
+def hold():
+    while True:
+        try:
+            c, _ = hang.accept()
+        except OSError:
+            return
+        held.append(c)  # read nothing, answer nothing
+
+
+threading.Thread(target=hold, daemon=True).start()
+hurl = "http://127.0.0.1:%d/hangs/app.git" % hang.getsockname()[1]
+rc, ev, err = run({"build_id": "b-hang", "source": {"git": hurl, "timeout_seconds": 2},
+                   "limits": {"wall_time": 600}, "outputs": [{"type": "oci", "dest": git_out}]},
+                  extra=("--build-option=--allow-http-git",))
+errs = kinds(ev, "error")
+T.check("a git server that never answers: the checkout stops at source.timeout_seconds, error "
+        "source_failed naming the timeout and the repository, no step ran",
+        rc == 1 and len(errs) == 1 and errs[0].get("code") == "source_failed"
+        and "no answer within the checkout's timeout (2 s)" in errs[0].get("message", "")
+        and "source.timeout_seconds is 2" in errs[0].get("message", "")
+        and "hangs/app.git" in errs[0].get("message", "") and not kinds(ev, "step_start")
+        and ev[-1].get("status") == "failed", f"{ev}\n{err}")
+T.check("... the server saw the checkout connect (the timeout is the read's, not a refusal)",
+        len(held) >= 1, held)
+hang.close()
+for c in held:
+    c.close()
 T.done()

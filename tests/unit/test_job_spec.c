@@ -54,7 +54,8 @@ static void test_round_trip(void **state)
 {
     static const char *const specs[] = {
         "{\"source\": {\"git\": \"https://example.com/acme/app.git\", \"ref\": \"main\", "
-        "\"commit\": \"0123456789abcdef0123456789abcdef01234567\", \"subdir\": \"svc/api\"}, "
+        "\"commit\": \"0123456789abcdef0123456789abcdef01234567\", \"subdir\": \"svc/api\", "
+        "\"timeout_seconds\": 120}, "
         "\"dockerfile\": \"docker/Dockerfile\", \"target\": \"prod\", \"tenant\": \"acme\", "
         "\"build_args\": {\"A\": \"1\", \"B_2\": \"x y\"}, \"env\": {\"NODE_ENV\": "
         "\"production\"}, "
@@ -297,6 +298,14 @@ static void test_errors(void **state)
         {0, GIT ", \"cache\": {\"namespace\": 1}}", "field 'cache.namespace'"},
         {0, GIT ", \"cache\": {\"context_id\": \"a\\nb\"}}", "field 'cache.context_id'"},
         {REQ, GIT ", \"cache\": {\"namespace\": \"acme\"}}", "field 'cache': unknown field"},
+        {0, "{\"source\": {\"git\": \"https://h/r\", \"timeout_seconds\": 0}}",
+         "field 'source.timeout_seconds': must be a whole number from 1 to 7200"},
+        {0, "{\"source\": {\"git\": \"https://h/r\", \"timeout_seconds\": \"5\"}}",
+         "field 'source.timeout_seconds': must be a whole number"},
+        {0, "{\"source\": {\"git\": \"https://h/r\", \"timeout_seconds\": 7201}}",
+         "field 'source.timeout_seconds'"},
+        {0, "{\"source\": {\"context\": \"ctx-1\", \"timeout_seconds\": 5}}",
+         "field 'source': 'context' takes no other field"},
         /* the build options */
         {0, GIT ", \"labels\": [\"a=b\"]}", "field 'labels': must be an object of strings"},
         {0, GIT ", \"labels\": {\"a\": 1}}", "field 'labels.a': must be a string"},
