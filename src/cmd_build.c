@@ -699,17 +699,20 @@ int kiln_cmd_build(int argc, char **argv)
         o.fail_in_build = 0;
     }
     {
+        /* json: every failure is the result's error, one JSON line like the rest */
+        int json = o.progress == KILN_PROGRESS_JSON;
+        const char *why = o.fail_text ? o.fail_text : err.msg;
         kiln_progress_result_t pr = {.ok = ok,
                                      .digest = ok ? res.digest : NULL,
                                      .size_compressed = res.size_compressed,
                                      .size_uncompressed = res.size_uncompressed,
-                                     .error = o.fail_in_build ? o.fail_text : NULL,
+                                     .error = o.fail_in_build || json ? why : NULL,
                                      .user_terms = o.fail_user_terms};
         kiln_progress_finish(o.renderer, &pr);
+        /* a failure outside the build's steps is kiln's own message */
+        if (!ok && !o.fail_in_build && !json)
+            fprintf(stderr, "kiln: %s\n", why);
     }
-    /* a failure outside the build's steps is kiln's own message */
-    if (!ok && !o.fail_in_build)
-        fprintf(stderr, "kiln: %s\n", o.fail_text ? o.fail_text : err.msg);
     if (!ok)
         goto out;
     printf("%s\n", res.digest);

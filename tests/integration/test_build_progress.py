@@ -172,9 +172,19 @@ T.check("--progress=json: step starts carry the instruction's Dockerfile line",
 T.check("--progress=json: the last line is the result with the digest",
         parsed and parsed[-1].get("event") == "result" and parsed[-1].get("status") == "succeeded"
         and parsed[-1].get("digest") == r.stdout.strip(), parsed[-1:])
+json_digest = r.stdout.strip()
+r = kiln("build", "--root", ROOT, "--progress=json", bad)
+last = r.stderr.strip().splitlines()[-1:] or [""]
+try:
+    res = json.loads(last[0])
+except ValueError:
+    res = {}
+T.check("--progress=json failure: every line parses, the last is the failed result with the error",
+        r.returncode == 1 and all(json.loads(ln) is not None for ln in r.stderr.splitlines() if ln)
+        and res.get("status") == "failed" and "exit code: 7" in res.get("error", ""), r.stderr[-2000:])
 q = kiln("build", "--root", ROOT, "--progress=quiet", "--build-arg", f"BASE={BASE}", ctx)
 T.check("--progress=quiet: nothing on stderr, the digest on stdout",
-        q.returncode == 0 and q.stderr == "" and q.stdout.strip() == r.stdout.strip(), q.stderr)
+        q.returncode == 0 and q.stderr == "" and q.stdout.strip() == json_digest, q.stderr)
 rc, _, rawp = on_tty("build", "--root", ROOT, "--progress=plain", "--build-arg", f"BASE={BASE}",
                      ctx)
 T.check("--progress=plain on a terminal: the log lines, no cursor movement",
