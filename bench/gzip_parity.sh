@@ -1,37 +1,31 @@
 #!/usr/bin/env bash
-# gzip output-size parity: one mixed tree (node_modules-like JS/text plus ELF
-# binaries and shared libraries) packed into a single gzip layer by
-#   kiln import --compression gzip --compression-level L   (L = 1, 2, 3; ISA-L)
-#   buildah commit (its default gzip, the size peer)
-#   tar -c | gzip -6                                        (the speed peer)
-# Prints medians of RUNS runs (default 5) with min/max, the kiln / buildah size
-# ratio (goal <= 1.02x) and the `tar | gzip -6` / kiln time ratio (goal >= 6x).
-# buildah runs on the overlay driver when it works here, vfs otherwise; the
-# driver does not change the blob's bytes.
+# gzip output-size parity: one mixed tree (node_modules JS, Perl and Python sources, Python
+# extension modules, ELF binaries and shared libraries; ~216 MiB, ~17k files) packed into a
+# single gzip layer by
+#   kiln import --compression gzip --compression-level L   (L in LEVELS; libdeflate levels)
+#   kiln import                                             (kiln's default)
+#   buildah commit (overlay driver; its default gzip: pgzip at level 6) - the size peer
+#   tar -c | gzip -6                                        - the speed peer
+# RUNS rounds (default 5), the commands interleaved round by round; medians with min/max
+# and peak RSS; then one line per kiln level: size / buildah's (goal <= 1.02x) and
+# `tar | gzip -6` time / kiln's (goal >= 6x).
 #
-#   KILN_BIN=build/src/kiln bash bench/gzip_parity.sh [TREE_DIR]
-# Without TREE_DIR the tree is assembled from /usr/lib/node_modules,
-# /usr/share/perl, /usr/share/python3 and a few binaries/libraries (~60 MB).
+#   bash bench/gzip_parity.sh [TREE_DIR]        (KILN_BIN=... to measure another binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/bench_lib.sh # the README's binary (build/src/kiln, built if absent), timing helpers
 bench_kiln
-RUNS=${RUNS:-5}
-LEVELS=${LEVELS:-1 2 3}
-[ -x "$KILN" ] || { echo "kiln binary not found at $KILN (set KILN_BIN)" >&2; exit 1; }
+LEVELS=${LEVELS:-1 3 4 6}
 command -v buildah >/dev/null || { echo "buildah not installed" >&2; exit 1; }
-
-W=$(mktemp -d "${TMPDIR:-/var/tmp}/kiln-bench-gzip.XXXXXX")
-B="buildah --root $W/broot --runroot $W/brun"
-cleanup() { $B rm -a >/dev/null 2>&1 || true; rm -rf "$W"; }
-trap cleanup EXIT
+bench_scratch gzip
 if [ $# -ge 1 ]; then
   TREE=$1
 else
-  TREE=$W/tree
-  mkdir -p "$TREE/app" "$TREE/bin"
+  TREE=$T/tree
+  mkdir -p "$TREE/app" "$TREE/bin" "$TREE/py"
   cp -a /usr/lib/node_modules "$TREE/app/node_modules"
-  cp -a /usr/share/perl /usr/share/python3 "$TREE/app/" 2>/dev/null || true
+  cp -a /usr/share/perl "$TREE/app/"
+  cp -a /usr/lib/python3/dist-packages "$TREE/py/"
   for f in /usr/bin/buildah /usr/bin/gzip /usr/lib/x86_64-linux-gnu/libcrypto.so.3 \
     /usr/lib/x86_64-linux-gnu/libgit2.so*; do
     [ -e "$f" ] && cp -a "$f" "$TREE/bin/"
@@ -41,51 +35,36 @@ files=$(find "$TREE" | wc -l)
 bytes=$(du -sb "$TREE" | cut -f1)
 tar -C "$TREE" -cf - . >/dev/null # warm the page cache
 
-# stats: "median min max" of the numbers on stdin.
-stats() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)], a[1], a[NR]}'; }
-# timed NAME CMD: runs CMD RUNS times; wall times to $W/t.NAME, peak RSS to $W/m.NAME.
-timed() {
-  local name=$1 i
-  shift
-  for ((i = 0; i < RUNS; i++)); do
-    /usr/bin/time -f '%e %M' -o "$W/tm" bash -c "$*"
-    read -r e m <"$W/tm"
-    echo "$e" >>"$W/t.$name"
-    echo "$m" >>"$W/m.$name"
-  done
+bench_header
+echo "tree: $files files, $bytes bytes"
+c=$(bah from scratch)
+bah copy "$c" "$TREE" / >/dev/null
+# the size of the one layer blob kiln's import reports on stderr
+kiln_cmd() { # size-file [flags]
+  echo "rm -rf $T/st; \"$KILN\" import \"$TREE\" -t b/l:1 --root $T/st ${2:-} 2>&1 >/dev/null |
+    sed -n 's/.*layer sha256:[0-9a-f]*, \([0-9]*\) bytes.*/\1/p' >$T/s.$1"
 }
-
-DRIVER=overlay
-c=$($B --storage-driver overlay from scratch 2>/dev/null) || { DRIVER=vfs; c=$($B --storage-driver vfs from scratch); }
-B="$B --storage-driver $DRIVER"
-$B copy "$c" "$TREE" / >/dev/null
-export W TREE KILN B c
-timed gzip6 'tar -C "$TREE" -cf - . | gzip -6 | wc -c >"$W/s.gzip6"'
-timed buildah 'rm -rf "$W/boci"; $B commit -q --disable-compression=false --format oci "$c" "oci:$W/boci:x" >/dev/null &&
-  find "$W/boci/blobs" -type f -printf "%s\n" | sort -n | tail -1 >"$W/s.buildah"'
+args=(
+  gzip6 "" "tar -C \"$TREE\" -cf - . | gzip -6 | wc -c >$T/s.gzip6"
+  buildah-commit "" "rm -rf $T/boci; $(BAH_CMD) commit -q --disable-compression=false --format oci $c \
+    oci:$T/boci:x >/dev/null && find $T/boci/blobs -type f -printf '%s\n' | sort -n | tail -1 >$T/s.buildah-commit"
+  kiln-default "" "$(kiln_cmd kiln-default)"
+)
 for l in $LEVELS; do
-  timed "kiln$l" 'rm -rf "$W/st"; "$KILN" import "$TREE" -t b/l:1 --root "$W/st" --compression gzip \
-    --compression-level '"$l"' 2>&1 >/dev/null | sed -n "s/.*layer sha256:[0-9a-f]*, \([0-9]*\) bytes.*/\1/p" >"$W/s.kiln'"$l"'"'
+  args+=("kiln-$l" "" "$(kiln_cmd "kiln-$l" "--compression gzip --compression-level $l")")
 done
-timed kilndef 'rm -rf "$W/st"; "$KILN" import "$TREE" -t b/l:1 --root "$W/st" \
-  2>&1 >/dev/null | sed -n "s/.*layer sha256:[0-9a-f]*, \([0-9]*\) bytes.*/\1/p" >"$W/s.kilndef"'
+rounds "${args[@]}"
 
-echo "tree: $files files, $bytes bytes; $RUNS runs each; buildah on $DRIVER; $(nproc) cores"
-printf '%-40s %8s %8s %8s %12s %10s\n' "" "median s" "min" "max" "bytes" "peak KiB"
-row() {
-  read -r med mn mx < <(stats <"$W/t.$2")
-  printf '%-40s %8.2f %8.2f %8.2f %12d %10d\n' "$1" "$med" "$mn" "$mx" "$(cat "$W/s.$2")" \
-    "$(sort -n "$W/m.$2" | tail -1)"
-}
-row "tar | gzip -6" gzip6
-row "buildah commit (gzip default)" buildah
-for l in $LEVELS; do row "kiln import --compression-level $l" "kiln$l"; done
-row "kiln import (defaults)" kilndef
+stats_table
 echo
-t_g=$(stats <"$W/t.gzip6" | cut -d' ' -f1)
-s_b=$(cat "$W/s.buildah")
-for n in $LEVELS def; do
-  read -r t _ < <(stats <"$W/t.kiln$n")
-  printf 'kiln level %-4s size %.3fx buildah (goal <= 1.02x), speed %.1fx tar|gzip -6 (goal >= 6x)\n' \
-    "$n" "$(echo "$(cat "$W/s.kiln$n") / $s_b" | bc -l)" "$(echo "$t_g / $t" | bc -l)"
+printf '%-22s %12s\n' output bytes
+for n in gzip6 buildah-commit kiln-default $(for l in $LEVELS; do echo "kiln-$l"; done); do
+  printf '%-22s %12s\n' "$n" "$(cat "$T/s.$n")"
 done
+echo
+s_b=$(cat "$T/s.buildah-commit")
+for n in kiln-default $(for l in $LEVELS; do echo "kiln-$l"; done); do
+  printf '%-14s size %s / buildah %.3fx (goal <= 1.02x)  speed tar|gzip -6 / kiln %s (goal >= 6x)\n' \
+    "$n" "$(cat "$T/s.$n")" "$(echo "$(cat "$T/s.$n") / $s_b" | bc -l)" "$(ratio "$(med gzip6)" "$(med "$n")")"
+done
+bench_footer

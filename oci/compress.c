@@ -1,8 +1,8 @@
-/* kiln — streaming gzip (ISA-L) / zstd / none compression and decompression. */
+/* kiln — streaming gzip (libdeflate members, oci/pgzip; ISA-L to read) / zstd / none
+ * compression and decompression. */
 #include "oci/compress.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -10,13 +10,12 @@
 #include <isa-l/igzip_lib.h>
 #include <zstd.h>
 
+#include "oci/pgzip.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
 
-#define CHUNK_SIZE (1024 * 1024) /* one unit of work for the compression thread */
-#define CHUNK_COUNT 4            /* chunks in flight: bounds the memory to ~4 MiB */
-#define OUT_SIZE (512 * 1024)    /* compressed output buffer */
-#define IN_SIZE (256 * 1024)     /* decompressor input buffer */
+#define OUT_SIZE (512 * 1024) /* zstd output buffer */
+#define IN_SIZE (256 * 1024)  /* decompressor input buffer */
 #define ZSTD_WORKERS 2
 #define ZSTD_JOB_SIZE (2 * 1024 * 1024)
 
@@ -49,9 +48,9 @@ int kiln_compression_check_level(kiln_compression_t c, int level, kiln_error_t *
 {
     if (level == -1 || c == KILN_COMPRESSION_NONE)
         return 0;
-    if (c == KILN_COMPRESSION_GZIP && (level < 0 || level > ISAL_DEF_MAX_LEVEL))
+    if (c == KILN_COMPRESSION_GZIP && (level < 0 || level > KILN_PGZIP_MAX_LEVEL))
         return kiln_error_set(err, EINVAL, "gzip compression level %d out of range 0..%d", level,
-                              ISAL_DEF_MAX_LEVEL);
+                              KILN_PGZIP_MAX_LEVEL);
     if (c == KILN_COMPRESSION_ZSTD && (level < 1 || level > 19))
         return kiln_error_set(err, EINVAL, "zstd compression level %d out of range 1..19", level);
     return 0;
@@ -69,60 +68,17 @@ kiln_compression_t kiln_compression_detect(const void *buf, size_t len)
 
 /* ---------------------------------------------------------------- compressor */
 
-struct chunk {
-    unsigned char *buf;
-    size_t len;
-};
-
 struct kiln_compressor {
     kiln_compression_t type;
     kiln_sink_t *out;
-    unsigned char *obuf;
-    struct isal_zstream zs;
-    unsigned char *level_buf;
+    kiln_pgzip_t *gz; /* gzip: parallel libdeflate members */
     ZSTD_CCtx *zc;
-
-    /* threaded mode: a ring of chunks between the producer and the worker */
-    int threaded;
-    pthread_t worker;
-    int worker_started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv_filled; /* worker waits for a filled chunk */
-    pthread_cond_t cv_free;   /* producer waits for a free chunk */
-    struct chunk chunks[CHUNK_COUNT];
-    unsigned head;   /* next chunk the producer fills */
-    unsigned tail;   /* next chunk the worker compresses */
-    unsigned filled; /* chunks handed to the worker, not yet done */
-    int closing;     /* producer is done: worker ends the stream after the last chunk */
-    int worker_done;
-    int failed;
-    kiln_error_t werr; /* the worker's error */
-    struct chunk *cur; /* chunk being filled by the producer (NULL: none taken) */
+    unsigned char *obuf; /* zstd output */
 };
 
-/* Compresses len bytes (end = last call) and writes the output to the sink. */
-static int compress_block(kiln_compressor_t *c, const void *buf, size_t len, int end,
-                          kiln_error_t *err)
+/* Compresses len bytes with zstd (end = last call) and writes the output to the sink. */
+static int zstd_block(kiln_compressor_t *c, const void *buf, size_t len, int end, kiln_error_t *err)
 {
-    if (c->type == KILN_COMPRESSION_NONE)
-        return len ? kiln_sink_write(c->out, buf, len, err) : 0;
-    if (c->type == KILN_COMPRESSION_GZIP) {
-        c->zs.next_in = (uint8_t *)buf;
-        c->zs.avail_in = (uint32_t)len;
-        c->zs.end_of_stream = end ? 1 : 0;
-        for (;;) {
-            c->zs.next_out = c->obuf;
-            c->zs.avail_out = OUT_SIZE;
-            int r = isal_deflate(&c->zs);
-            if (r != COMP_OK)
-                return kiln_error_set(err, 0, "gzip compression failed (isal_deflate %d)", r);
-            size_t n = OUT_SIZE - c->zs.avail_out;
-            if (n > 0 && kiln_sink_write(c->out, c->obuf, n, err) < 0)
-                return -1;
-            if (end ? c->zs.internal_state.state == ZSTATE_END : c->zs.avail_in == 0)
-                return 0;
-        }
-    }
     ZSTD_inBuffer in = {buf, len, 0};
     for (;;) {
         ZSTD_outBuffer o = {c->obuf, OUT_SIZE, 0};
@@ -136,38 +92,6 @@ static int compress_block(kiln_compressor_t *c, const void *buf, size_t len, int
     }
 }
 
-/* The worker: compresses filled chunks in order until the producer closes. */
-static void *worker_main(void *arg)
-{
-    kiln_compressor_t *c = arg;
-    pthread_mutex_lock(&c->mu);
-    for (;;) {
-        while (c->filled == 0 && !c->closing)
-            pthread_cond_wait(&c->cv_filled, &c->mu);
-        if (c->filled == 0 && c->closing)
-            break;
-        struct chunk *ch = &c->chunks[c->tail % CHUNK_COUNT];
-        int failed = c->failed;
-        pthread_mutex_unlock(&c->mu);
-        int r = failed ? 0 : compress_block(c, ch->buf, ch->len, 0, &c->werr);
-        pthread_mutex_lock(&c->mu);
-        if (r < 0)
-            c->failed = 1;
-        c->tail++;
-        c->filled--;
-        pthread_cond_signal(&c->cv_free);
-    }
-    int failed = c->failed;
-    pthread_mutex_unlock(&c->mu);
-    int r = failed ? 0 : compress_block(c, NULL, 0, 1, &c->werr);
-    pthread_mutex_lock(&c->mu);
-    if (r < 0)
-        c->failed = 1;
-    c->worker_done = 1;
-    pthread_mutex_unlock(&c->mu);
-    return NULL;
-}
-
 int kiln_compressor_new(kiln_compression_t type, int level, int threaded, kiln_sink_t *out,
                         kiln_compressor_t **res, kiln_error_t *err)
 {
@@ -177,17 +101,11 @@ int kiln_compressor_new(kiln_compression_t type, int level, int threaded, kiln_s
     c->type = type;
     c->out = out;
     if (type == KILN_COMPRESSION_GZIP) {
-        static const uint32_t level_sizes[] = {ISAL_DEF_LVL0_DEFAULT, ISAL_DEF_LVL1_DEFAULT,
-                                               ISAL_DEF_LVL2_DEFAULT, ISAL_DEF_LVL3_DEFAULT};
-        int lvl = level < 0 ? KILN_GZIP_DEFAULT_LEVEL : level;
-        c->obuf = kiln_xmalloc(OUT_SIZE);
-        isal_deflate_init(&c->zs);
-        c->zs.level = (uint32_t)lvl;
-        c->zs.level_buf_size = level_sizes[lvl];
-        c->level_buf = c->zs.level_buf_size ? kiln_xmalloc(c->zs.level_buf_size) : NULL;
-        c->zs.level_buf = c->level_buf;
-        c->zs.gzip_flag = IGZIP_GZIP;
-        c->threaded = threaded;
+        if (kiln_pgzip_new(level < 0 ? KILN_GZIP_DEFAULT_LEVEL : level,
+                           threaded ? KILN_PGZIP_AUTO : 0, out, &c->gz, err) < 0) {
+            free(c);
+            return -1;
+        }
     } else if (type == KILN_COMPRESSION_ZSTD) {
         c->obuf = kiln_xmalloc(OUT_SIZE);
         c->zc = ZSTD_createCCtx();
@@ -205,123 +123,40 @@ int kiln_compressor_new(kiln_compression_t type, int level, int threaded, kiln_s
             ZSTD_CCtx_setParameter(c->zc, ZSTD_c_jobSize, ZSTD_JOB_SIZE);
         }
     }
-    if (c->threaded) {
-        pthread_mutex_init(&c->mu, NULL);
-        pthread_cond_init(&c->cv_filled, NULL);
-        pthread_cond_init(&c->cv_free, NULL);
-        for (int i = 0; i < CHUNK_COUNT; i++)
-            c->chunks[i].buf = kiln_xmalloc(CHUNK_SIZE);
-        int r = pthread_create(&c->worker, NULL, worker_main, c);
-        if (r != 0) {
-            kiln_compressor_free(c);
-            return kiln_error_set(err, r, "cannot start the compression thread");
-        }
-        c->worker_started = 1;
-    }
     *res = c;
-    return 0;
-}
-
-/* Hands the current chunk to the worker. Fails when the worker failed. */
-static int submit_chunk(kiln_compressor_t *c, kiln_error_t *err)
-{
-    pthread_mutex_lock(&c->mu);
-    c->head++;
-    c->filled++;
-    c->cur = NULL;
-    pthread_cond_signal(&c->cv_filled);
-    int failed = c->failed;
-    pthread_mutex_unlock(&c->mu);
-    if (failed) {
-        if (err)
-            *err = c->werr;
-        return -1;
-    }
-    return 0;
-}
-
-/* Takes a free chunk for the producer, waiting while all are in flight. */
-static int take_chunk(kiln_compressor_t *c, kiln_error_t *err)
-{
-    pthread_mutex_lock(&c->mu);
-    while (c->filled == CHUNK_COUNT && !c->failed)
-        pthread_cond_wait(&c->cv_free, &c->mu);
-    int failed = c->failed;
-    if (!failed) {
-        c->cur = &c->chunks[c->head % CHUNK_COUNT];
-        c->cur->len = 0;
-    }
-    pthread_mutex_unlock(&c->mu);
-    if (failed) {
-        if (err)
-            *err = c->werr;
-        return -1;
-    }
     return 0;
 }
 
 int kiln_compressor_write(kiln_compressor_t *c, const void *buf, size_t len, kiln_error_t *err)
 {
-    if (!c->threaded)
-        return compress_block(c, buf, len, 0, err);
-    const unsigned char *p = buf;
-    while (len > 0) {
-        if (c->cur == NULL && take_chunk(c, err) < 0)
-            return -1;
-        size_t n = CHUNK_SIZE - c->cur->len;
-        if (n > len)
-            n = len;
-        memcpy(c->cur->buf + c->cur->len, p, n);
-        c->cur->len += n;
-        p += n;
-        len -= n;
-        if (c->cur->len == CHUNK_SIZE && submit_chunk(c, err) < 0)
-            return -1;
+    switch (c->type) {
+    case KILN_COMPRESSION_GZIP:
+        return kiln_pgzip_write(c->gz, buf, len, err);
+    case KILN_COMPRESSION_ZSTD:
+        return zstd_block(c, buf, len, 0, err);
+    default:
+        return len ? kiln_sink_write(c->out, buf, len, err) : 0;
     }
-    return 0;
 }
 
 int kiln_compressor_finish(kiln_compressor_t *c, kiln_error_t *err)
 {
-    if (!c->threaded)
-        return compress_block(c, NULL, 0, 1, err);
-    if (c->cur != NULL && c->cur->len > 0 && submit_chunk(c, err) < 0)
-        return -1;
-    pthread_mutex_lock(&c->mu);
-    c->closing = 1;
-    pthread_cond_signal(&c->cv_filled);
-    pthread_mutex_unlock(&c->mu);
-    pthread_join(c->worker, NULL);
-    c->worker_started = 0;
-    if (c->failed) {
-        if (err)
-            *err = c->werr;
-        return -1;
+    switch (c->type) {
+    case KILN_COMPRESSION_GZIP:
+        return kiln_pgzip_finish(c->gz, err);
+    case KILN_COMPRESSION_ZSTD:
+        return zstd_block(c, NULL, 0, 1, err);
+    default:
+        return 0;
     }
-    return 0;
 }
 
 void kiln_compressor_free(kiln_compressor_t *c)
 {
     if (c == NULL)
         return;
-    if (c->worker_started) {
-        pthread_mutex_lock(&c->mu);
-        c->failed = 1; /* drop whatever is queued */
-        c->closing = 1;
-        pthread_cond_signal(&c->cv_filled);
-        pthread_mutex_unlock(&c->mu);
-        pthread_join(c->worker, NULL);
-    }
-    if (c->threaded) {
-        for (int i = 0; i < CHUNK_COUNT; i++)
-            free(c->chunks[i].buf);
-        pthread_mutex_destroy(&c->mu);
-        pthread_cond_destroy(&c->cv_filled);
-        pthread_cond_destroy(&c->cv_free);
-    }
+    kiln_pgzip_free(c->gz);
     ZSTD_freeCCtx(c->zc);
-    free(c->level_buf);
     free(c->obuf);
     free(c);
 }

@@ -1,11 +1,12 @@
-/* kiln — streaming layer compression: gzip (ISA-L igzip), zstd (libzstd) or
- * none, and the matching decompressing reader that detects the format by its
- * magic bytes.
+/* kiln — streaming layer compression: gzip (libdeflate, one member per 1 MiB
+ * block, oci/pgzip), zstd (libzstd) or none, and the matching decompressing
+ * reader (ISA-L igzip for gzip) that detects the format by its magic bytes.
  *
  * A compressor consumes raw bytes and writes the compressed stream to a sink.
- * In threaded mode the compression runs in a worker thread fed through a small
- * fixed pool of chunk buffers, so that producing the input (tar + hashing) and
- * compressing it use both cores; memory stays bounded (a few MiB). */
+ * In threaded mode gzip blocks are compressed by one thread per CPU and zstd
+ * by libzstd's workers, so that producing the input (tar + hashing) and
+ * compressing it use every core; memory stays bounded (a few MiB per thread).
+ * The bytes never depend on the number of threads. */
 #ifndef KILN_OCI_COMPRESS_H
 #define KILN_OCI_COMPRESS_H
 
@@ -22,10 +23,9 @@ typedef enum kiln_compression {
     KILN_COMPRESSION_ZSTD,
 } kiln_compression_t;
 
-/* Default levels: ISA-L level 3 for gzip, zstd level 3 (zstd's own default).
- * ISA-L 3 is the level closest to buildah's gzip output (1.05x its bytes on a
- * node_modules + binaries tree, against 1.09x at level 1) while still about 8x
- * faster than `tar | gzip -6` (bench/gzip_parity.sh). */
+/* Default levels: libdeflate level 3 for gzip, zstd level 3 (zstd's own
+ * default). See KILN_GZIP_DEFAULT_LEVEL's measurements in docs/cli.md
+ * (bench/gzip_parity.sh). */
 #define KILN_GZIP_DEFAULT_LEVEL 3
 #define KILN_ZSTD_DEFAULT_LEVEL 3
 
@@ -33,7 +33,7 @@ typedef enum kiln_compression {
 const char *kiln_compression_name(kiln_compression_t c);
 /* Parses "gzip" | "zstd" | "none" (also "uncompressed"). */
 int kiln_compression_parse(const char *s, kiln_compression_t *out, kiln_error_t *err);
-/* Checks a level for a compression: gzip 0..3 (ISA-L levels), zstd 1..19,
+/* Checks a level for a compression: gzip 0..12 (libdeflate's), zstd 1..19,
  * none ignores it; -1 means the default. */
 int kiln_compression_check_level(kiln_compression_t c, int level, kiln_error_t *err);
 /* Detects the format of a stream from its first bytes (at least 4 for a sure
@@ -43,8 +43,9 @@ kiln_compression_t kiln_compression_detect(const void *buf, size_t len);
 typedef struct kiln_compressor kiln_compressor_t;
 
 /* Creates a compressor writing to out (which must outlive it). level -1 =
- * default. threaded = 1 runs the compression in a worker thread (gzip; zstd
- * uses libzstd's own workers instead). Fails on a bad level or allocation. */
+ * default. threaded = 1 compresses in worker threads (gzip: one per CPU; zstd:
+ * libzstd's own workers); the gzip bytes are the same either way. Fails on a
+ * bad level, an allocation or a thread that cannot start. */
 int kiln_compressor_new(kiln_compression_t c, int level, int threaded, kiln_sink_t *out,
                         kiln_compressor_t **res, kiln_error_t *err);
 /* Feeds raw bytes. Fails when the sink failed (the error names it). */

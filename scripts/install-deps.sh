@@ -8,7 +8,7 @@ BUILD_PKGS=(
   build-essential meson ninja-build pkg-config clang clang-format
   libgit2-dev libarchive-dev libssl-dev libcurl4-openssl-dev libjansson-dev
   libseccomp-dev libmicrohttpd-dev libsqlite3-dev libzstd-dev libisal-dev
-  libcmocka-dev zlib1g-dev libexpat1-dev libinih-dev libclang-rt-14-dev libfuzzer-14-dev
+  libdeflate-dev libcmocka-dev zlib1g-dev libexpat1-dev libinih-dev libclang-rt-14-dev libfuzzer-14-dev
 )
 RUN_PKGS=(
   git ca-certificates openssl python3 iproute2 uidmap slirp4netns busybox-static

@@ -78,7 +78,7 @@ static void usage(FILE *out)
         "      --source-date-epoch N  timestamps for reproducible images (or "
         "$SOURCE_DATE_EPOCH)\n"
         "      --compression C        gzip (default), zstd or none\n"
-        "      --compression-level N  gzip 0..3 (ISA-L; default 3), zstd 1..19 (default 3)\n"
+        "      --compression-level N  gzip 0..12 (libdeflate; default 3), zstd 1..19 (default 3)\n"
         "      --digest-file FILE     write the image digest (or docker's --iidfile FILE)\n"
         "  -q, --quiet                print nothing but the image digest (errors still go\n"
         "                             to stderr)\n"

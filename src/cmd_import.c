@@ -72,7 +72,7 @@ static void usage(FILE *out)
                  "  --label K=V                   label (repeatable)\n"
                  "  --arch ARCH                   architecture (default: this machine's)\n"
                  "  --compression gzip|zstd|none  layer compression (default gzip)\n"
-                 "  --compression-level N         gzip 0..3 (default 3), zstd 1..19\n"
+                 "  --compression-level N         gzip 0..12 (default 3), zstd 1..19\n"
                  "  --source-date-epoch N         clamp mtimes and set created (default:\n"
                  "                                $SOURCE_DATE_EPOCH)\n"
                  "  --root DIR                    the blob store (default: kiln's store)\n");
