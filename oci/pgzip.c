@@ -1,4 +1,4 @@
-/* kiln — parallel multi-member gzip with libdeflate (see pgzip.h). */
+/* kiln — parallel gzip with libdeflate, one gzip member (see pgzip.h). */
 #include "oci/pgzip.h"
 
 #include <errno.h>
@@ -9,23 +9,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zlib.h>
+
+#include "oci/deflate_join.h"
 #include "utils/mem.h"
 
-/* One block in flight: its input, then its member. A slot holds block number
- * b where b % nslots is its index; it is free again once the member of b went
+#define GZIP_HEADER_SIZE 10
+
+/* One block in flight: its input, then its piece. A slot holds block number
+ * b where b % nslots is its index; it is free again once the piece of b went
  * to the sink (b < next_write). */
 struct slot {
     unsigned char *in;
     size_t in_len;
-    unsigned char *out;
-    size_t out_len;
-    int done; /* the member is in out */
+    unsigned char *out; /* GZIP_HEADER_SIZE bytes of room, then the DEFLATE piece */
+    size_t out_len;     /* of the piece */
+    uint32_t crc;       /* CRC-32 of the block */
+    int bad;            /* libdeflate's output could not be joined */
+    int done;           /* the piece is in out */
 };
 
 struct kiln_pgzip {
     int level;
     kiln_sink_t *out;
-    size_t out_cap; /* libdeflate's bound for one block */
+    size_t out_cap; /* libdeflate's bound for one block, plus the joining bytes */
     struct libdeflate_compressor *inline_comp;
     struct slot *slots;
     unsigned nslots;
@@ -41,11 +48,13 @@ struct kiln_pgzip {
     pthread_cond_t cv_free; /* the producer waits for a written block */
     uint64_t head;          /* blocks handed to the workers */
     uint64_t next_job;      /* the next block a worker takes */
-    uint64_t next_write;    /* the next block whose member goes to the sink */
-    int writing;            /* a thread is writing members to the sink */
+    uint64_t next_write;    /* the next block whose piece goes to the sink */
+    int writing;            /* a thread is writing pieces to the sink */
     int closing;            /* no more blocks will come */
     int failed;             /* the sink failed (werr) or the stream is dropped */
     kiln_error_t werr;
+    uint32_t crc;   /* of the blocks written so far */
+    uint64_t isize; /* their length */
 };
 
 int kiln_pgzip_auto_workers(void)
@@ -59,14 +68,44 @@ int kiln_pgzip_auto_workers(void)
     return n > KILN_PGZIP_MAX_WORKERS ? KILN_PGZIP_MAX_WORKERS : n;
 }
 
-/* Compresses a slot's block into its member. Cannot fail: out_cap is the
- * bound libdeflate guarantees for a block. */
+/* Compresses a slot's block into a non-final, byte-aligned DEFLATE piece
+ * (oci/deflate_join) and its CRC. Cannot fail but for a libdeflate output
+ * that does not parse (bad = 1): out_cap is libdeflate's bound for a block. */
 static void compress_slot(struct libdeflate_compressor *c, size_t cap, struct slot *s)
 {
-    s->out_len = libdeflate_gzip_compress(c, s->in, s->in_len, s->out, cap);
+    unsigned char *out = s->out + GZIP_HEADER_SIZE;
+    size_t n = libdeflate_deflate_compress(c, s->in, s->in_len, out,
+                                           cap - GZIP_HEADER_SIZE - KILN_DEFLATE_JOIN_EXTRA);
+    s->bad = n == 0 || kiln_deflate_make_nonfinal(out, &n) < 0;
+    s->out_len = n;
+    s->crc = (uint32_t)libdeflate_crc32(0, s->in, s->in_len);
 }
 
-/* Writes the members that are ready, in block order, to the sink. Called with
+/* The gzip header (RFC 1952): deflate, no name, no time, OS unknown. */
+static const unsigned char gzip_header[GZIP_HEADER_SIZE] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff};
+
+/* Writes block number b's piece (with the gzip header before the first one)
+ * and adds its CRC and length to the stream's. */
+static int write_piece(kiln_pgzip_t *p, uint64_t b, struct slot *s, kiln_error_t *err)
+{
+    if (s->bad)
+        return kiln_error_set(err, EIO, "gzip: block %llu of the layer could not be joined",
+                              (unsigned long long)b);
+    unsigned char *start = s->out + GZIP_HEADER_SIZE;
+    size_t len = s->out_len;
+    if (b == 0) {
+        start = s->out;
+        memcpy(start, gzip_header, GZIP_HEADER_SIZE);
+        len += GZIP_HEADER_SIZE;
+    }
+    if (kiln_sink_write(p->out, start, len, err) < 0)
+        return -1;
+    p->crc = (uint32_t)crc32_combine(p->crc, s->crc, (z_off_t)s->in_len);
+    p->isize += s->in_len;
+    return 0;
+}
+
+/* Writes the pieces that are ready, in block order, to the sink. Called with
  * mu held; one thread writes at a time (the others only mark their block
  * done, and the writer picks it up before it stops). */
 static void flush_in_order(kiln_pgzip_t *p)
@@ -77,7 +116,7 @@ static void flush_in_order(kiln_pgzip_t *p)
         kiln_error_t e = {0};
         p->writing = 1;
         pthread_mutex_unlock(&p->mu);
-        int r = kiln_sink_write(p->out, s->out, s->out_len, &e);
+        int r = write_piece(p, p->next_write, s, &e);
         pthread_mutex_lock(&p->mu);
         p->writing = 0;
         if (r < 0) {
@@ -142,7 +181,9 @@ int kiln_pgzip_new(int level, int workers, kiln_sink_t *out, kiln_pgzip_t **res,
         free(p);
         return kiln_error_set(err, ENOMEM, "gzip: cannot allocate a level-%d compressor", level);
     }
-    p->out_cap = libdeflate_gzip_compress_bound(p->inline_comp, KILN_PGZIP_BLOCK);
+    p->out_cap = GZIP_HEADER_SIZE +
+                 libdeflate_deflate_compress_bound(p->inline_comp, KILN_PGZIP_BLOCK) +
+                 KILN_DEFLATE_JOIN_EXTRA;
     /* One slot filling, one per worker compressing, one written meanwhile. */
     p->nslots = workers == 0 ? 1 : (unsigned)workers + 2;
     p->slots = kiln_xzalloc(p->nslots * sizeof(*p->slots));
@@ -175,12 +216,14 @@ int kiln_pgzip_new(int level, int workers, kiln_sink_t *out, kiln_pgzip_t **res,
     return 0;
 }
 
-/* Compresses the current block in the caller and writes its member (no threads). */
+/* Compresses the current block in the caller and writes its piece (no threads). */
 static int inline_block(kiln_pgzip_t *p, kiln_error_t *err)
 {
     compress_slot(p->inline_comp, p->out_cap, p->cur);
+    int r = write_piece(p, p->head - 1, p->cur, err);
     p->cur->in_len = 0;
-    return kiln_sink_write(p->out, p->cur->out, p->cur->out_len, err);
+    p->next_write = p->head;
+    return r;
 }
 
 /* The producer's error once the stream failed (the sink's, as the worker saw it). */
@@ -246,25 +289,41 @@ int kiln_pgzip_write(kiln_pgzip_t *p, const void *buf, size_t len, kiln_error_t 
     return 0;
 }
 
+/* The end of the stream: an empty final block, the CRC and the length mod 2^32
+ * (and the header first when no block was written: an empty input). */
+static int write_trailer(kiln_pgzip_t *p, kiln_error_t *err)
+{
+    unsigned char t[GZIP_HEADER_SIZE + 2 + 8];
+    size_t n = 0;
+    if (p->head == 0) {
+        memcpy(t, gzip_header, GZIP_HEADER_SIZE);
+        n = GZIP_HEADER_SIZE;
+    }
+    memcpy(t + n, KILN_DEFLATE_EMPTY_FINAL, 2);
+    n += 2;
+    for (int i = 0; i < 4; i++)
+        t[n++] = (unsigned char)(p->crc >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        t[n++] = (unsigned char)(p->isize >> (8 * i));
+    return kiln_sink_write(p->out, t, n, err);
+}
+
 int kiln_pgzip_finish(kiln_pgzip_t *p, kiln_error_t *err)
 {
-    /* The last partial block; an empty input gets its one empty member. */
-    if ((p->cur != NULL && p->cur->in_len > 0) || p->head == 0) {
-        if (p->cur == NULL && take_slot(p, err) < 0)
-            return -1;
-        if (submit_slot(p, err) < 0)
-            return -1;
+    if (p->cur != NULL && p->cur->in_len > 0 && submit_slot(p, err) < 0)
+        return -1;
+    if (p->nworkers > 0) {
+        pthread_mutex_lock(&p->mu);
+        p->closing = 1;
+        pthread_cond_broadcast(&p->cv_job);
+        while (!p->failed && p->next_write < p->head)
+            pthread_cond_wait(&p->cv_free, &p->mu);
+        int failed = p->failed;
+        pthread_mutex_unlock(&p->mu);
+        if (failed)
+            return failed_err(p, err);
     }
-    if (p->nworkers == 0)
-        return 0;
-    pthread_mutex_lock(&p->mu);
-    p->closing = 1;
-    pthread_cond_broadcast(&p->cv_job);
-    while (!p->failed && p->next_write < p->head)
-        pthread_cond_wait(&p->cv_free, &p->mu);
-    int failed = p->failed;
-    pthread_mutex_unlock(&p->mu);
-    return failed ? failed_err(p, err) : 0;
+    return write_trailer(p, err);
 }
 
 void kiln_pgzip_free(kiln_pgzip_t *p)

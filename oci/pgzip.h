@@ -1,18 +1,22 @@
 /* kiln — parallel gzip: the input is cut into fixed blocks of KILN_PGZIP_BLOCK
- * bytes, each block is compressed by libdeflate into a gzip member of its own,
- * and the members are written to the sink in input order.
+ * bytes, each block is compressed by libdeflate on one of N threads into a
+ * DEFLATE piece made non-final and byte-aligned (oci/deflate_join), and the
+ * pieces are written in input order between one gzip header and one trailer
+ * (CRC-32 combined from the blocks'): one gzip member, as pigz writes.
  *
- * RFC 1952 makes a gzip file a series of members; gzip -t, Go's
- * compress/gzip (containerd, skopeo, umoci, buildah), zlib's gzread, Python
- * and ISA-L read the series as one stream. Cutting at fixed input offsets
- * (never at "whatever a thread had") makes the bytes depend only on the input
- * and the level: the same input gives the same blob, and so the same digest,
- * with 0, 1 or 8 threads and whatever their timing.
+ * One member, not a series: every gzip reader reads a series, but the SOCI
+ * snapshotter's span extraction (zran-style raw inflate from a checkpoint)
+ * stops at the end of a member, so a span across two members would come back
+ * short. Cutting at fixed input offsets (never at "whatever a thread had")
+ * makes the bytes depend only on the input and the level: the same input
+ * gives the same blob, and so the same digest, with 0, 1 or 8 threads and
+ * whatever their timing.
  *
- * A block loses the 32 KiB of history before it: about 0.3% of output on a
- * mixed tree at 1 MiB blocks, against libdeflate's far better matching than
- * ISA-L's at the same speed. Memory: (workers + 2) slots of a block plus its
- * compression bound, and one libdeflate compressor per thread. */
+ * A block loses the 32 KiB of history before it (libdeflate takes no
+ * dictionary): about 0.3% of output on a mixed tree at 1 MiB blocks, against
+ * libdeflate's far better matching than ISA-L's at the same speed. Memory:
+ * (workers + 2) slots of a block plus its compression bound, and one
+ * libdeflate compressor per thread. */
 #ifndef KILN_OCI_PGZIP_H
 #define KILN_OCI_PGZIP_H
 
@@ -39,8 +43,8 @@ int kiln_pgzip_auto_workers(void);
 int kiln_pgzip_new(int level, int workers, kiln_sink_t *out, kiln_pgzip_t **res, kiln_error_t *err);
 /* Feeds raw bytes. Fails when the sink failed (its error). */
 int kiln_pgzip_write(kiln_pgzip_t *p, const void *buf, size_t len, kiln_error_t *err);
-/* Compresses what is left and waits until the sink has every member. An empty
- * input still gives one (empty) member: a valid gzip stream. */
+/* Compresses what is left, waits until the sink has every piece and writes the
+ * trailer. An empty input gives a valid empty gzip stream. */
 int kiln_pgzip_finish(kiln_pgzip_t *p, kiln_error_t *err);
 /* Stops the threads (dropping queued blocks) and frees. NULL is fine. */
 void kiln_pgzip_free(kiln_pgzip_t *p);

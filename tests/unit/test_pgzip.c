@@ -1,7 +1,9 @@
-/* Unit tests for oci/pgzip: the same bytes whatever the thread count and the
- * write sizes, members at fixed block boundaries, a valid gzip stream for
+/* Unit tests for oci/pgzip and oci/deflate_join: the same bytes whatever the
+ * thread count and the write sizes, one gzip member (zlib reads it whole in
+ * one go, as the SOCI snapshotter's raw inflate needs), a valid stream for
  * gzip(1) and kiln's own reader (empty input, exact multiples of a block),
- * levels out of range, and a failing sink reported without a hang. */
+ * joined libdeflate pieces at every level, levels out of range, and a failing
+ * sink reported without a hang. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -14,8 +16,11 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libdeflate.h>
+#include <zlib.h>
 
 #include "oci/compress.h"
+#include "oci/deflate_join.h"
 #include "oci/pgzip.h"
 #include "utils/cleanup.h"
 #include "utils/error.h"
@@ -171,39 +176,102 @@ static void test_same_bytes_any_threads(void **state)
     free(ref.buf);
 }
 
-/* Each block is one member: the stream is the members of the blocks, each
- * compressed alone, back to back; the last one holds the remainder. */
-static void test_members_at_block_boundaries(void **state)
+/* zlib's inflate in gzip mode reads the whole stream as ONE member: it ends
+ * exactly at the end of the buffer with nothing left over, giving the input. */
+static void assert_one_member(const struct membuf *m, const unsigned char *want, size_t len)
 {
-    const size_t len = 2 * KILN_PGZIP_BLOCK + 100;
-    _cleanup_free_ unsigned char *in = make_input(len);
-    struct membuf all = compress_with(in, len, 6, 2, 65536);
-    size_t off = 0;
-    for (size_t b = 0; b * KILN_PGZIP_BLOCK < len; b++) {
-        size_t n = len - b * KILN_PGZIP_BLOCK;
-        struct membuf one = compress_with(in + b * KILN_PGZIP_BLOCK,
-                                          n < KILN_PGZIP_BLOCK ? n : KILN_PGZIP_BLOCK, 6, 0, n);
-        assert_true(off + one.len <= all.len);
-        assert_memory_equal(all.buf + off, one.buf, one.len);
-        /* RFC 1952 trailer: ISIZE is the member's input size. */
-        const unsigned char *t = one.buf + one.len - 4;
-        uint32_t isize =
-            (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 | (uint32_t)t[3] << 24;
-        assert_int_equal(isize, n < KILN_PGZIP_BLOCK ? n : KILN_PGZIP_BLOCK);
-        off += one.len;
-        free(one.buf);
-    }
-    assert_int_equal(off, all.len);
-    free(all.buf);
+    z_stream zs = {0};
+    assert_int_equal(inflateInit2(&zs, 31), Z_OK);
+    _cleanup_free_ unsigned char *got = kiln_xmalloc(len + 16);
+    zs.next_in = m->buf;
+    zs.avail_in = (uInt)m->len;
+    zs.next_out = got;
+    zs.avail_out = (uInt)(len + 16);
+    assert_int_equal(inflate(&zs, Z_FINISH), Z_STREAM_END);
+    assert_int_equal(zs.avail_in, 0);
+    assert_int_equal(zs.total_out, len);
+    assert_memory_equal(got, want, len);
+    inflateEnd(&zs);
 }
 
-/* An empty input is one empty member; an exact multiple of the block size
- * gets no empty member at its end. */
+static void test_one_member(void **state)
+{
+    const size_t len = 3 * KILN_PGZIP_BLOCK + 100;
+    _cleanup_free_ unsigned char *in = make_input(len);
+    for (int level = 1; level <= 9; level += 4) {
+        struct membuf m = compress_with(in, len, level, 2, 65536);
+        assert_one_member(&m, in, len);
+        /* RFC 1952 trailer: CRC-32 and ISIZE of the whole input. */
+        const unsigned char *t = m.buf + m.len - 8;
+        uint32_t crc =
+            (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 | (uint32_t)t[3] << 24;
+        uint32_t isize =
+            (uint32_t)t[4] | (uint32_t)t[5] << 8 | (uint32_t)t[6] << 16 | (uint32_t)t[7] << 24;
+        assert_int_equal(crc, (uint32_t)crc32(0, in, (uInt)len));
+        assert_int_equal(isize, (uint32_t)len);
+        free(m.buf);
+    }
+}
+
+/* libdeflate's output of several inputs, each made non-final and joined, then
+ * an empty final block: zlib's raw inflate reads the concatenated inputs, at
+ * every level (stored, fixed and dynamic blocks) and for tiny inputs; garbage
+ * is refused and left as it was. */
+static void test_deflate_join(void **state)
+{
+    const size_t sizes[] = {0, 1, 100, 70000, 400000};
+    const size_t total = 0 + 1 + 100 + 70000 + 400000;
+    _cleanup_free_ unsigned char *in = make_input(total);
+    for (int level = 0; level <= 12; level++) {
+        struct libdeflate_compressor *c = libdeflate_alloc_compressor(level);
+        assert_non_null(c);
+        size_t cap = 0, off = 0, used = 0;
+        for (size_t i = 0; i < 5; i++)
+            cap += libdeflate_deflate_compress_bound(c, sizes[i]) + KILN_DEFLATE_JOIN_EXTRA;
+        _cleanup_free_ unsigned char *out = kiln_xmalloc(cap + 2);
+        for (size_t i = 0; i < 5; i++) {
+            size_t n = libdeflate_deflate_compress(c, in + off, sizes[i], out + used,
+                                                   cap - used - KILN_DEFLATE_JOIN_EXTRA);
+            assert_true(n > 0);
+            assert_int_equal(kiln_deflate_make_nonfinal(out + used, &n), 0);
+            used += n;
+            off += sizes[i];
+        }
+        memcpy(out + used, KILN_DEFLATE_EMPTY_FINAL, 2);
+        used += 2;
+        libdeflate_free_compressor(c);
+
+        z_stream zs = {0};
+        assert_int_equal(inflateInit2(&zs, -15), Z_OK);
+        _cleanup_free_ unsigned char *got = kiln_xmalloc(total + 16);
+        zs.next_in = out;
+        zs.avail_in = (uInt)used;
+        zs.next_out = got;
+        zs.avail_out = (uInt)(total + 16);
+        assert_int_equal(inflate(&zs, Z_FINISH), Z_STREAM_END);
+        assert_int_equal(zs.avail_in, 0);
+        assert_int_equal(zs.total_out, total);
+        assert_memory_equal(got, in, total);
+        inflateEnd(&zs);
+    }
+    unsigned char junk[16] = "\x07garbage here";
+    unsigned char copy[16];
+    memcpy(copy, junk, sizeof(junk));
+    size_t n = 15;
+    assert_int_equal(kiln_deflate_make_nonfinal(junk, &n), -1);
+    assert_int_equal(n, 15);
+    assert_memory_equal(junk, copy, sizeof(junk));
+    n = 0;
+    assert_int_equal(kiln_deflate_make_nonfinal(junk, &n), -1);
+}
+
+/* An empty input is a valid empty stream; an exact multiple of the block
+ * size reads back whole. */
 static void test_empty_and_exact_blocks(void **state)
 {
     for (int workers = 0; workers <= 2; workers += 2) {
         struct membuf e = compress_with(NULL, 0, 6, workers, 1);
-        assert_true(e.len > 18 && e.len <= 24); /* header, one empty block, trailer */
+        assert_int_equal(e.len, 20); /* header, the empty final block, trailer */
         _cleanup_free_ char *path = write_tmp("empty.gz", e.buf, e.len);
         assert_decompresses_to(path, (const unsigned char *)"", 0);
         assert_gzip_tool_ok(path, (const unsigned char *)"", 0);
@@ -212,15 +280,11 @@ static void test_empty_and_exact_blocks(void **state)
         const size_t len = 2 * KILN_PGZIP_BLOCK;
         _cleanup_free_ unsigned char *in = make_input(len);
         struct membuf m = compress_with(in, len, 1, workers, len);
-        struct membuf a = compress_with(in, KILN_PGZIP_BLOCK, 1, 0, len);
-        struct membuf b = compress_with(in + KILN_PGZIP_BLOCK, KILN_PGZIP_BLOCK, 1, 0, len);
-        assert_int_equal(m.len, a.len + b.len);
+        assert_one_member(&m, in, len);
         free(path);
         path = write_tmp("exact.gz", m.buf, m.len);
         assert_decompresses_to(path, in, len);
         free(m.buf);
-        free(a.buf);
-        free(b.buf);
     }
 }
 
@@ -292,7 +356,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_bytes_any_threads),
-        cmocka_unit_test(test_members_at_block_boundaries),
+        cmocka_unit_test(test_one_member),
+        cmocka_unit_test(test_deflate_join),
         cmocka_unit_test(test_empty_and_exact_blocks),
         cmocka_unit_test(test_levels),
         cmocka_unit_test(test_failing_sink),
