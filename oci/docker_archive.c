@@ -19,16 +19,21 @@
 int kiln_docker_archive_write(kiln_store_t *s, const char *path, const kiln_descriptor_t *manifest,
                               const char *const *repo_tags, kiln_error_t *err)
 {
+    return kiln_docker_archive_write_multi(s, path, manifest, &repo_tags, 1, err);
+}
+
+/* manifest.json's entry of one image (its config, layers and names). */
+static int archive_entry_of(kiln_store_t *s, const kiln_descriptor_t *manifest,
+                            const char *const *repo_tags, json_t **out, kiln_error_t *err)
+{
     _cleanup_free_ char *data = NULL;
-    _cleanup_free_ char *out = NULL;
-    _cleanup_json_ json_t *list = json_array();
     json_t *entry, *tags, *layers;
     kiln_manifest_t *m = NULL;
     size_t len;
 
     if (kiln_store_read_blob(s, &manifest->digest, KILN_IMAGE_MANIFEST_MAX, &data, &len, err) < 0 ||
         kiln_image_parse_manifest(data, len, &m, err) < 0)
-        return kiln_error_prefix(err, "docker-archive %s", path);
+        return -1;
     entry = json_object();
     json_object_set_new(entry, "Config", json_pack("s+", "blobs/sha256/", m->config.digest.hex));
     tags = json_array();
@@ -39,13 +44,32 @@ int kiln_docker_archive_write(kiln_store_t *s, const char *path, const kiln_desc
     for (size_t i = 0; i < m->n_layers; i++)
         json_array_append_new(layers, json_pack("s+", "blobs/sha256/", m->layers[i].digest.hex));
     json_object_set_new(entry, "Layers", layers);
-    json_array_append_new(list, entry);
     kiln_manifest_free(m);
+    *out = entry;
+    return 0;
+}
+
+int kiln_docker_archive_write_multi(kiln_store_t *s, const char *path,
+                                    const kiln_descriptor_t *manifests,
+                                    const char *const *const *repo_tags, size_t n,
+                                    kiln_error_t *err)
+{
+    _cleanup_free_ char *out = NULL;
+    _cleanup_free_ const char **names = kiln_xzalloc((n ? n : 1) * sizeof(char *));
+    _cleanup_json_ json_t *list = json_array();
+    size_t len;
+
+    for (size_t i = 0; i < n; i++) {
+        json_t *entry = NULL;
+        if (archive_entry_of(s, &manifests[i], repo_tags[i], &entry, err) < 0)
+            return kiln_error_prefix(err, "docker-archive %s", path);
+        json_array_append_new(list, entry);
+        names[i] = repo_tags[i] && repo_tags[i][0] ? repo_tags[i][0] : NULL;
+    }
     if (kiln_json_dump_canonical(list, &out, &len, err) < 0)
         return -1;
-    return kiln_layout_write_archive_extra(s, path, manifest,
-                                           repo_tags && repo_tags[0] ? repo_tags[0] : NULL,
-                                           "manifest.json", out, len, err);
+    return kiln_layout_write_archive_multi(s, path, manifests, names, n, "manifest.json", out, len,
+                                           err);
 }
 
 /* --- reading ------------------------------------------------------------------ */

@@ -23,6 +23,13 @@
 int kiln_docker_archive_write(kiln_store_t *s, const char *path, const kiln_descriptor_t *manifest,
                               const char *const *repo_tags, kiln_error_t *err);
 
+/* The same for n images in one archive: manifests[i] named repo_tags[i] (NULL-terminated,
+ * may be NULL), each blob written once. */
+int kiln_docker_archive_write_multi(kiln_store_t *s, const char *path,
+                                    const kiln_descriptor_t *manifests,
+                                    const char *const *const *repo_tags, size_t n,
+                                    kiln_error_t *err);
+
 /* One image read from an archive. */
 typedef struct kiln_docker_archive_image {
     json_t *manifest;                /* an OCI manifest describing config + layers */

@@ -490,17 +490,29 @@ int kiln_layout_write_archive_extra(kiln_store_t *s, const char *path, const kil
                                     const char *name, const char *extra_name, const char *extra,
                                     size_t extra_len, kiln_error_t *err)
 {
+    return kiln_layout_write_archive_multi(s, path, top, &name, 1, extra_name, extra, extra_len,
+                                           err);
+}
+
+int kiln_layout_write_archive_multi(kiln_store_t *s, const char *path,
+                                    const kiln_descriptor_t *tops, const char *const *names,
+                                    size_t n, const char *extra_name, const char *extra,
+                                    size_t extra_len, kiln_error_t *err)
+{
     blob_list_t l = {0};
-    _cleanup_json_ json_t *entry = NULL;
     _cleanup_json_ json_t *ix = kiln_image_index_new();
-    _cleanup_free_ char *tag = NULL;
     int ret;
 
-    if (prepare(s, top, name, &l, &entry, &tag, err) < 0) {
-        blobs_free(&l);
-        return kiln_error_prefix(err, "archive %s", path);
+    /* one index.json entry per image, the blobs they share written once */
+    for (size_t i = 0; i < n; i++) {
+        _cleanup_json_ json_t *entry = NULL;
+        _cleanup_free_ char *tag = NULL;
+        if (prepare(s, &tops[i], names[i], &l, &entry, &tag, err) < 0) {
+            blobs_free(&l);
+            return kiln_error_prefix(err, "archive %s", path);
+        }
+        json_array_append(json_object_get(ix, "manifests"), entry);
     }
-    json_array_append(json_object_get(ix, "manifests"), entry);
     ret = write_archive(s, path, &l, ix, extra_name, extra, extra_len, err);
     blobs_free(&l);
     return ret;

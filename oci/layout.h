@@ -45,6 +45,18 @@ int kiln_layout_write_archive_extra(kiln_store_t *s, const char *path, const kil
                                     const char *name, const char *extra_name, const char *extra,
                                     size_t extra_len, kiln_error_t *err);
 
+/* The same for n images in one archive: index.json lists tops[i] named names[i] (NULL: no
+ * name), each blob written once. */
+int kiln_layout_write_archive_multi(kiln_store_t *s, const char *path,
+                                    const kiln_descriptor_t *tops, const char *const *names,
+                                    size_t n, const char *extra_name, const char *extra,
+                                    size_t extra_len, kiln_error_t *err);
+
+/* The names of the images a layout (directory or archive) lists in index.json: each entry's
+ * io.containerd.image.name, else its ref.name, else NULL (names[i] NULL), as kiln_layout_resolve
+ * takes them. *names malloc'ed (kiln_strv-like, n entries, free each). */
+int kiln_layout_list(const char *path, char ***names, size_t *n, kiln_error_t *err);
+
 /* Splits "oci:DIR[:TAG]" (the "oci:" or "oci-archive:" prefix is optional) into a malloc'ed dir
  * and tag (NULL when absent). The tag is what follows the last ':' when that
  * part has no '/'. */

@@ -309,6 +309,41 @@ int kiln_layout_resolve(const char *path, const char *tag, kiln_layout_image_t *
     return r;
 }
 
+int kiln_layout_list(const char *path, char ***names, size_t *n, kiln_error_t *err)
+{
+    layout_src_t src = {.path = path};
+    _cleanup_free_ char *data = NULL;
+    kiln_index_t *ix = NULL;
+    struct stat st;
+    size_t len;
+    char **v;
+
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+        src.archive = 1;
+        if (src_load_archive(&src, err) < 0) {
+            src_free(&src);
+            return kiln_error_prefix(err, "resolve %s", path);
+        }
+    }
+    if (src_read(&src, "index.json", KILN_IMAGE_MANIFEST_MAX, &data, &len, err) < 0 ||
+        kiln_image_parse_index(data, len, &ix, err) < 0) {
+        src_free(&src);
+        return kiln_error_prefix(err, "OCI layout %s: index.json", path);
+    }
+    src_free(&src);
+    v = kiln_xzalloc((ix->n_manifests + 1) * sizeof(char *));
+    for (size_t i = 0; i < ix->n_manifests; i++) {
+        const json_t *ann = ix->manifests[i].annotations;
+        const char *cn = kiln_json_get_string(ann, KILN_ANNOT_CONTAINERD_NAME);
+        const char *rn = kiln_json_get_string(ann, KILN_ANNOT_REF_NAME);
+        v[i] = cn ? kiln_xstrdup(cn) : rn ? kiln_xstrdup(rn) : NULL;
+    }
+    *n = ix->n_manifests;
+    *names = v;
+    kiln_index_free(ix);
+    return 0;
+}
+
 void kiln_layout_image_free(kiln_layout_image_t *img)
 {
     if (img == NULL)

@@ -55,9 +55,7 @@ static void human_since(const char *created, char *buf, size_t len)
     }
     t = timegm(&tm);
     d = (long long)(now - t);
-    if (t <= 0)
-        snprintf(buf, len, "%s", created);
-    else if (d < 60)
+    if (d < 60)
         snprintf(buf, len, "%s", d < 1 ? "Less than a second ago" : "Less than a minute ago");
     else if (d < 3600)
         snprintf(buf, len, "%lld minute%s ago", d / 60, d / 60 == 1 ? "" : "s");

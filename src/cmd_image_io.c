@@ -39,11 +39,66 @@ static int manifest_desc(kiln_store_t *s, const kiln_digest_t *d, kiln_descripto
     return 0;
 }
 
+/* Writes the images names[] name to out: an OCI archive with an index.json entry per name, or
+ * a docker-archive with a manifest.json entry per image listing its names (RepoTags). */
+static int save_images(kiln_store_t *s, const char *const *names, size_t n, int oci,
+                       const char *out, kiln_error_t *err)
+{
+    kiln_descriptor_t *tops = kiln_xzalloc(n * sizeof(*tops));
+    char **full = kiln_xzalloc(n * sizeof(char *));   /* each name's full form, or NULL */
+    char ***tags = kiln_xzalloc(n * sizeof(char **)); /* per image: its RepoTags */
+    kiln_descriptor_t *imgs = kiln_xzalloc(n * sizeof(*imgs));
+    size_t n_imgs = 0;
+    int r = -1;
+
+    for (size_t i = 0; i < n; i++) {
+        kiln_digest_t d;
+        size_t k;
+        if (kiln_cli_image_resolve(s, names[i], &d, err) < 0 ||
+            manifest_desc(s, &d, &tops[i], err) < 0)
+            goto out;
+        /* a digest names no tag */
+        if (strncmp(names[i], "sha256:", 7) != 0 &&
+            kiln_imagestore_normalize(names[i], &full[i], err) < 0)
+            goto out;
+        for (k = 0; k < n_imgs && !kiln_digest_equal(&imgs[k].digest, &d); k++)
+            ;
+        if (k == n_imgs) {
+            kiln_descriptor_copy(&imgs[n_imgs], &tops[i]);
+            tags[n_imgs] = kiln_xzalloc((n + 1) * sizeof(char *));
+            n_imgs++;
+        }
+        if (full[i] != NULL) {
+            _cleanup_free_ char *repo = NULL, *tag = NULL;
+            size_t t = 0;
+            while (tags[k][t] != NULL)
+                t++;
+            kiln_imagestore_familiar(full[i], &repo, &tag);
+            tags[k][t] = kiln_xasprintf("%s:%s", repo, tag);
+        }
+    }
+    r = oci ? kiln_layout_write_archive_multi(s, out, tops, (const char *const *)full, n, NULL,
+                                              NULL, 0, err)
+            : kiln_docker_archive_write_multi(s, out, imgs, (const char *const *const *)tags,
+                                              n_imgs, err);
+out:
+    for (size_t i = 0; i < n; i++) {
+        kiln_descriptor_clear(&tops[i]);
+        kiln_descriptor_clear(&imgs[i]);
+        free(full[i]);
+        for (size_t t = 0; tags[i] != NULL && tags[i][t] != NULL; t++)
+            free(tags[i][t]);
+        free(tags[i]);
+    }
+    free(tops), free(full), free(tags), free(imgs);
+    return r;
+}
+
 static void save_usage(FILE *out)
 {
     fprintf(out, "Usage: kiln save [OPTIONS] -o FILE NAME[:TAG]...\n\n"
-                 "Writes an image of kiln's store, under each NAME given (all naming the same\n"
-                 "image), to FILE.\n\n"
+                 "Writes the images of kiln's store NAME names to FILE (several images share\n"
+                 "their common layers), named as given.\n\n"
                  "  -o, --output FILE     the archive (written whole, then renamed into place)\n"
                  "      --format FORMAT   docker (default: docker load's tarball, also an OCI\n"
                  "                        archive) or oci (an OCI image layout archive)\n"
@@ -60,11 +115,7 @@ int kiln_cmd_save(int argc, char **argv)
     const char *root = NULL, *out = NULL, *format = "docker";
     kiln_store_t *s = NULL;
     kiln_error_t err = {0};
-    kiln_descriptor_t top = {0};
-    kiln_digest_t d = {0};
-    char **tags = NULL;
-    size_t n = 0;
-    int c, rc = KILN_EXIT_FAIL;
+    int c, rc;
 
     optind = 1;
     opterr = 0;
@@ -92,57 +143,12 @@ int kiln_cmd_save(int argc, char **argv)
         return kiln_cli_usage_error("save", "-o FILE is needed (the archive to write)");
     if (optind >= argc)
         return kiln_cli_usage_error("save", "expected at least one image NAME");
-    n = (size_t)(argc - optind);
-    tags = kiln_xzalloc((n + 1) * sizeof(*tags));
     if (kiln_cli_image_store_open(root, &s, &err) < 0)
-        goto fail;
-    for (size_t i = 0; i < n; i++) {
-        kiln_digest_t di;
-        _cleanup_free_ char *full = NULL, *repo = NULL, *tag = NULL;
-        if (kiln_cli_image_resolve(s, argv[optind + i], &di, &err) < 0)
-            goto fail;
-        if (i > 0 && !kiln_digest_equal(&di, &d)) {
-            kiln_error_set(&err, EINVAL,
-                           "%s and %s are different images: kiln save writes one image per "
-                           "archive (save each to its own file)",
-                           argv[optind], argv[optind + i]);
-            goto fail;
-        }
-        d = di;
-        if (strncmp(argv[optind + i], "sha256:", 7) == 0)
-            continue; /* a digest names no tag */
-        if (kiln_imagestore_normalize(argv[optind + i], &full, &err) < 0)
-            goto fail;
-        if (strcmp(format, "oci") == 0) {
-            tags[i] = steal_pointer(&full);
-        } else {
-            kiln_imagestore_familiar(full, &repo, &tag);
-            tags[i] = kiln_xasprintf("%s:%s", repo, tag);
-        }
-    }
-    if (manifest_desc(s, &d, &top, &err) < 0)
-        goto fail;
-    {
-        /* the digest-only names leave holes: docker's RepoTags lists the others */
-        size_t k = 0;
-        for (size_t i = 0; i < n; i++)
-            if (tags[i] != NULL)
-                tags[k++] = tags[i];
-        tags[k] = NULL;
-    }
-    if (strcmp(format, "oci") == 0
-            ? kiln_layout_write(s, out, 1, &top, tags[0], &err) < 0
-            : kiln_docker_archive_write(s, out, &top, (const char *const *)tags, &err) < 0)
-        goto fail;
-    rc = KILN_EXIT_OK;
-    goto done;
-fail:
-    rc = kiln_cli_fail(&err);
-done:
-    for (size_t i = 0; tags != NULL && i < n; i++)
-        free(tags[i]);
-    free(tags);
-    kiln_descriptor_clear(&top);
+        return kiln_cli_fail(&err);
+    rc = save_images(s, (const char *const *)argv + optind, (size_t)(argc - optind),
+                     strcmp(format, "oci") == 0, out, &err) < 0
+             ? kiln_cli_fail(&err)
+             : KILN_EXIT_OK;
     kiln_store_close(s);
     return rc;
 }
@@ -216,13 +222,15 @@ static int load_docker(kiln_store_t *s, const char *path, kiln_error_t *err)
     return 0;
 }
 
-static int load_oci(kiln_store_t *s, const char *path, kiln_error_t *err)
+/* One image of an OCI archive (tag: its entry's name, NULL for the only one) into the store,
+ * named by its full name when the entry has one. */
+static int load_oci_one(kiln_store_t *s, const char *path, const char *tag, kiln_error_t *err)
 {
     kiln_layout_image_t *img = NULL;
     const char *name;
     int r;
 
-    if (kiln_layout_resolve(path, NULL, &img, err) < 0)
+    if (kiln_layout_resolve(path, tag, &img, err) < 0)
         return -1;
     /* the full name is containerd's annotation; a ref.name alone is only a tag */
     name = img->full_name;
@@ -232,6 +240,29 @@ static int load_oci(kiln_store_t *s, const char *path, kiln_error_t *err)
     if (r == 0)
         r = name_loaded(s, &img->manifest_desc.digest, name ? &name : NULL, name ? 1 : 0, err);
     kiln_layout_image_free(img);
+    return r;
+}
+
+static int load_oci(kiln_store_t *s, const char *path, kiln_error_t *err)
+{
+    char **names = NULL;
+    size_t n = 0;
+    int r = 0;
+
+    if (kiln_layout_list(path, &names, &n, err) < 0)
+        return -1;
+    if (n <= 1)
+        r = load_oci_one(s, path, NULL, err);
+    for (size_t i = 0; n > 1 && i < n && r == 0; i++) {
+        if (names[i] == NULL)
+            r = kiln_error_set(err, 0, "OCI archive %s: entry %zu of index.json has no name", path,
+                               i);
+        else
+            r = load_oci_one(s, path, names[i], err);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
     return r;
 }
 

@@ -160,6 +160,26 @@ r = kiln("load", "--root", os.path.join(T.tmp, "root-sk"), "-i", sk_out + ".tar"
 T.check("kiln load of skopeo's docker-archive: named as skopeo wrote it",
         sk.returncode == 0 and r.returncode == 0 and "skopeo/made:7" in by_name(os.path.join(T.tmp, "root-sk")),
         sk.stderr + r.stderr)
+bb = by_name().get("busybox:1", {}).get("Digest")
+for fmt, transport in (("docker", "docker-archive"), ("oci", "oci-archive")):
+    two = os.path.join(T.tmp, f"two-{fmt}.tar")
+    r = kiln("save", *R, "--format", fmt, "-o", two, "app:1", "busybox:1")
+    # an OCI archive's ref.name is a tag alone ("1" twice here): skopeo finds one image by it
+    # only in a docker-archive; the OCI index names both by io.containerd.image.name
+    sk = subprocess.run(["skopeo", "inspect", f"{transport}:{two}:busybox:1"] if fmt == "docker"
+                        else ["tar", "-xOf", two, "index.json"], capture_output=True, text=True)
+    if fmt == "oci" and sk.returncode == 0:
+        names = [m.get("annotations", {}).get("io.containerd.image.name")
+                 for m in json.loads(sk.stdout)["manifests"]]
+        sk.returncode = 0 if names == ["docker.io/library/app:1", "docker.io/library/busybox:1"] else 1
+        sk.stderr = str(names)
+    fresh = os.path.join(T.tmp, f"root-two-{fmt}")
+    r2 = kiln("load", "--root", fresh, "-i", two)
+    loaded = by_name(fresh)
+    T.check(f"kiln save --format {fmt} of two images: skopeo finds each, load names both",
+            r.returncode == 0 and sk.returncode == 0 and r2.returncode == 0
+            and loaded.get("app:1", {}).get("Digest") == digest and loaded.get("busybox:1", {}).get("Digest") == bb
+            and bb != digest, r.stderr + sk.stderr + r2.stderr + str(loaded))
 r = kiln("save", *R, "-o", os.path.join(T.tmp, "two.tar"), "app:1", "nope:3")
 T.check("kiln save of a name not in the store: refused by name", r.returncode == 1 and "no image named" in r.stderr,
         r.stderr)
