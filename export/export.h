@@ -87,7 +87,8 @@ typedef struct kiln_export_ctx {
      * (buildx's rule, and the CLI's: name= alone when given, the -t names otherwise) */
     int tags_with_name;
     int soci;               /* default of soci= (--soci) */
-    int64_t soci_min_layer; /* default of soci-min-layer-size= (0: 10 MiB) */
+    int64_t soci_min_layer; /* default of soci-min-layer-size= when has_soci_min_layer */
+    int has_soci_min_layer;
     kiln_export_ecr_fn ecr_create_fn;
     const char *function_handler; /* type=function: set for a function plan, else the */
     const char *function_runtime; /* type is not available */

@@ -60,7 +60,7 @@ static int soci_opts(const kiln_export_ctx_t *ctx, const kiln_export_opts_t *o, 
 {
     if (kiln_export_opts_get_bool(o, "soci", ctx ? ctx->soci : 0, on, err) < 0 ||
         soci_size(o, "soci-min-layer-size",
-                  ctx && ctx->soci_min_layer > 0 ? ctx->soci_min_layer : -1, &so->min_layer,
+                  ctx && ctx->has_soci_min_layer ? ctx->soci_min_layer : -1, &so->min_layer,
                   err) < 0 ||
         soci_size(o, "soci-span-size", 0, &so->span, err) < 0)
         return -1;

@@ -428,6 +428,13 @@ static int get_option(const char *key, json_t *v, unsigned flags, kiln_job_spec_
         r = get_int(v, key, 0, 253402300799LL, &n, err);
         s->source_date_epoch = n;
         s->has_source_date_epoch = 1;
+    } else if (strcmp(key, "soci") == 0) {
+        if (!json_is_boolean(v))
+            return field_err(err, key, "must be true or false");
+        s->soci = json_is_true(v);
+    } else if (strcmp(key, "soci_min_layer_size") == 0) {
+        r = get_int(v, key, 0, 1LL << 40, &s->soci_min_layer_size, err);
+        s->has_soci_min_layer_size = 1;
     } else if (flags & KILN_JOB_JSON_REQUEST)
         return 0;
     else if (strcmp(key, "build_contexts") == 0)
@@ -684,6 +691,10 @@ static void options_json(const kiln_job_spec_t *s, json_t *j)
     set_strv(j, "ulimits", s->ulimits, s->n_ulimits);
     if (s->shm_size > 0)
         json_object_set_new(j, "shm_size", json_integer(s->shm_size));
+    if (s->soci)
+        json_object_set_new(j, "soci", json_true());
+    if (s->has_soci_min_layer_size)
+        json_object_set_new(j, "soci_min_layer_size", json_integer(s->soci_min_layer_size));
     if (s->n_registry_mirrors || s->n_insecure_registries) {
         json_t *r = json_object();
         set_strv(r, "mirrors", s->registry_mirrors, s->n_registry_mirrors);

@@ -153,6 +153,12 @@ int kiln_job_options_validate(const kiln_job_spec_t *s, kiln_error_t *err)
         return field_err(err, "compression", "%s", e.msg);
     if (s->has_compression_level && kiln_compression_check_level(c, s->compression_level, &e) < 0)
         return field_err(err, "compression_level", "%s", e.msg);
+    if ((s->soci || s->has_soci_min_layer_size) && !kiln_job_spec_pushes(s))
+        return field_err(err, s->soci ? "soci" : "soci_min_layer_size",
+                         "indexes the image a push writes: needs an output of type registry");
+    if (s->has_soci_min_layer_size &&
+        (s->soci_min_layer_size < 0 || s->soci_min_layer_size > 1LL << 40))
+        return field_err(err, "soci_min_layer_size", "must be a size in bytes (0 to 1 TiB)");
     if (s->has_source_date_epoch &&
         (s->source_date_epoch < 0 || s->source_date_epoch > 253402300799LL))
         return field_err(err, "source_date_epoch",

@@ -214,6 +214,14 @@ int kiln_job_output_pushes(const kiln_job_output_t *o)
     return strcmp(o->type, "image") == 0 && bool_text(kiln_job_output_get(o, "push")) == 1;
 }
 
+int kiln_job_spec_pushes(const kiln_job_spec_t *s)
+{
+    for (size_t i = 0; i < s->n_outputs; i++)
+        if (kiln_job_output_pushes(&s->outputs[i]))
+            return 1;
+    return 0;
+}
+
 /* ---- checks ---- */
 
 int kiln_job_field_err(kiln_error_t *err, const char *field, const char *fmt, ...)

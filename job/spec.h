@@ -151,7 +151,10 @@ typedef struct kiln_job_spec {
     size_t n_add_hosts;
     char **ulimits; /* "NAME=SOFT[:HARD]" set in each RUN step */
     size_t n_ulimits;
-    long long shm_size;      /* bytes of the RUN steps' /dev/shm; 0: 64 MiB */
+    long long shm_size; /* bytes of the RUN steps' /dev/shm; 0: 64 MiB */
+    int soci;           /* every output that pushes pushes a SOCI-enabled image (oci/soci.h) */
+    long long soci_min_layer_size; /* when has_soci_min_layer_size: layers smaller get no zTOC */
+    int has_soci_min_layer_size;
     char **registry_mirrors; /* "SRC=HOST[/PREFIX]", NULL-terminated; not in a request */
     size_t n_registry_mirrors;
     char **insecure_registries; /* HOST[:PORT] reached over plain HTTP; not in a request */
@@ -202,6 +205,8 @@ int kiln_job_file_dest_check(const char *dest, kiln_error_t *err);
 
 /* 1 when the output pushes to a registry (registry; image with push=true). */
 int kiln_job_output_pushes(const kiln_job_output_t *o);
+/* 1 when one of the spec's outputs pushes. */
+int kiln_job_spec_pushes(const kiln_job_spec_t *s);
 
 /* Checks the whole spec: ids, source (URL scheme, ref, commit, subdir), paths, names of
  * build arguments and secrets, entitlements, limits, every output (known type, its own

@@ -36,28 +36,14 @@ static void add_kv(kiln_job_kv_t **list, size_t *n, const char *arg, const char 
 
 /* The build options of o (job/options.h) added to s: lists appended, the others set where
  * s has none. */
-/* --soci / --soci-min-layer-size: the options of every output that pushes (unless it says
- * otherwise itself). Returns how many outputs push. */
-static size_t add_soci(const kiln_build_opts_t *o, kiln_job_spec_t *s)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < s->n_outputs; i++) {
-        kiln_job_output_t *out = &s->outputs[i];
-        if (!kiln_job_output_pushes(out))
-            continue;
-        n++;
-        if (o->soci && kiln_job_output_get(out, "soci") == NULL)
-            kiln_job_output_add_opt(out, "soci", "true", KILN_JOB_VALUE_BOOL);
-        if (o->soci_min_layer && kiln_job_output_get(out, "soci-min-layer-size") == NULL)
-            kiln_job_output_add_opt(out, "soci-min-layer-size", o->soci_min_layer,
-                                    KILN_JOB_VALUE_STRING);
-    }
-    return n;
-}
-
 static void add_options(const kiln_build_opts_t *o, kiln_job_spec_t *s)
 {
-    add_soci(o, s);
+    /* an operator's --soci: for the builds that push */
+    s->soci |= o->soci && kiln_job_spec_pushes(s);
+    if (!s->has_soci_min_layer_size && o->soci_min_layer >= 0 && kiln_job_spec_pushes(s)) {
+        s->soci_min_layer_size = o->soci_min_layer;
+        s->has_soci_min_layer_size = 1;
+    }
     for (size_t i = 0; i < o->n_labels; i++)
         add_kv(&s->labels, &s->n_labels, o->labels[i], "");
     for (size_t i = 0; i < o->n_contexts; i++)
@@ -160,10 +146,11 @@ int kiln_build_spec_from_opts(const kiln_build_opts_t *o, const char *context, k
             return kiln_error_prefix(err, "field 'outputs[%zu]'", i);
     if (o->push)
         kiln_job_spec_add_output(s, "registry");
-    if ((o->soci || o->soci_min_layer) && add_soci(o, s) == 0)
-        return kiln_error_set(err, 0,
-                              "--soci indexes the image a push writes: add --push or "
-                              "-o type=registry,name=REF");
+    s->soci = o->soci; /* without a push: refused by the validation, naming the field */
+    if (o->soci_min_layer >= 0) {
+        s->soci_min_layer_size = o->soci_min_layer;
+        s->has_soci_min_layer_size = 1;
+    }
     add_options(o, s);
     return kiln_job_spec_validate(s, err);
 }

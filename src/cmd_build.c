@@ -307,9 +307,14 @@ int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
         case O_SOCI:
             o.soci = 1;
             break;
-        case O_SOCI_MIN:
-            o.soci_min_layer = optarg;
+        case O_SOCI_MIN: {
+            uint64_t n;
+            if (kiln_size_parse(optarg, &n, NULL) < 0 || n > (uint64_t)1 << 40)
+                return kiln_cli_usage_error("build", "--soci-min-layer-size %s: not a size",
+                                            optarg);
+            o.soci_min_layer = (long long)n;
             break;
+        }
         case O_ROOT:
             o.root = optarg;
             break;
@@ -594,8 +599,11 @@ void kiln_build_opts_clear(kiln_build_opts_t *o)
 void kiln_build_opts_init(kiln_build_opts_t *o)
 {
     /* layers gzip by default, as --help says */
-    *o = (kiln_build_opts_t){
-        .sde = -1, .events_fd = -1, .compression = KILN_COMPRESSION_GZIP, .compression_level = -1};
+    *o = (kiln_build_opts_t){.sde = -1,
+                             .events_fd = -1,
+                             .compression = KILN_COMPRESSION_GZIP,
+                             .compression_level = -1,
+                             .soci_min_layer = -1};
 }
 
 /* How the user names the Dockerfile, for a failing step's FILE:LINE: -f FILE as given, else

@@ -300,8 +300,16 @@ T.check("a bad soci-min-layer-size is refused before the build, naming the optio
         r.returncode == 2 and "soci-min-layer-size=lots is not a byte size" in r.stderr, r.stderr[-800:])
 r = kiln("build", "--root", ROOT, *INS, "--soci", "-o", f"type=oci,dest={T.tmp}/o", ctx)
 T.check("--soci without a push is refused, saying what it needs",
-        r.returncode == 2 and "--soci indexes the image a push writes: add --push or -o "
-        "type=registry,name=REF" in r.stderr, r.stderr[-800:])
+        r.returncode == 2 and "field 'soci': indexes the image a push writes: needs an output of "
+        "type registry" in r.stderr, r.stderr[-800:])
+spec = {"source": {"dir": ctx}, "outputs": [{"type": "registry", "name": f"{host}/app:job"}],
+        "soci": True, "soci_min_layer_size": 1 << 20, "registry": {"insecure": [host]}}
+r = kiln("job", "run", "--root", ROOT, "--spec", "-", input=json.dumps(spec))
+jtop = json.loads(get("app/manifests/job")) if r.returncode == 0 else {}
+T.check("a job spec's \"soci\": true (kiln job run) pushes the SOCI-enabled image",
+        r.returncode == 0 and [m.get("artifactType") for m in jtop.get("manifests", [])] == [None, V2]
+        and len(json.loads(get(f"app/manifests/{jtop['manifests'][1]['digest']}"))["layers"]) == 2,
+        r.stderr[-1500:] + json.dumps(jtop))
 r = kiln("build", "--root", ROOT, *INS, "-o", f"type=registry,name={host}/app:small,soci=true", ctx)
 plain = json.loads(get("app/manifests/small")) if r.returncode == 0 else {}
 T.check("every layer below the default 10 MiB threshold: pushed as a plain manifest, no index",

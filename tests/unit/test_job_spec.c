@@ -72,7 +72,8 @@ static void test_round_trip(void **state)
         "\"0123456789abcdef0123456789abcdef01234567\", \"branch\": \"main\", \"trigger\": "
         "\"webhook\", \"platform\": \"linux/amd64\", \"cache\": {\"disabled\": true, \"from\": "
         "[\"ghcr.io/acme/app:cache\"], \"to\": \"ghcr.io/acme/app:cache\", \"mode\": \"max\", "
-        "\"namespace\": \"acme\", \"context_id\": \"git https://example.com/acme/app svc/api\"}}",
+        "\"namespace\": \"acme\", \"context_id\": \"git https://example.com/acme/app svc/api\"}, "
+        "\"soci\": true, \"soci_min_layer_size\": 1048576}",
         "{\"source\": {\"context\": \"ctx-0123abcd\"}}",
         "{\"source\": {\"dir\": \"/src/app\"}, \"dockerfile\": \"-\", \"plan\": "
         "\"/tmp/plan.json\", "
@@ -177,6 +178,14 @@ static void test_errors(void **state)
         {0, "{\"source\": {\"git\": \"https://h/r\"}, \"sauce\": 1}",
          "field 'sauce': unknown field"},
         {0, "{}", "field 'source': is required"},
+        {0, "{\"source\": {\"git\": \"https://h/r\"}, \"soci\": true}",
+         "field 'soci': indexes the image a push writes: needs an output of type registry"},
+        {0, "{\"source\": {\"git\": \"https://h/r\"}, \"soci\": \"yes\"}",
+         "field 'soci': must be true or false"},
+        {0,
+         "{\"source\": {\"git\": \"https://h/r\"}, \"outputs\": [{\"type\": \"registry\", "
+         "\"name\": \"h/r:1\"}], \"soci_min_layer_size\": -1}",
+         "field 'soci_min_layer_size'"},
         {0, "{\"source\": 1}", "field 'source': must be an object with 'git' or 'context'"},
         {0, "{\"source\": {}}", "field 'source': needs exactly one of 'git' or 'context'"},
         {0, "{\"source\": {\"git\": \"https://h/r\", \"context\": \"ctx-1\"}}",
