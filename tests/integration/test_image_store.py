@@ -160,6 +160,14 @@ r = kiln("load", "--root", os.path.join(T.tmp, "root-sk"), "-i", sk_out + ".tar"
 T.check("kiln load of skopeo's docker-archive: named as skopeo wrote it",
         sk.returncode == 0 and r.returncode == 0 and "skopeo/made:7" in by_name(os.path.join(T.tmp, "root-sk")),
         sk.stderr + r.stderr)
+# the OCI archive unpacked is an OCI layout directory skopeo reads as oci:DIR:TAG
+lay = os.path.join(T.tmp, "oci-dir")
+os.makedirs(lay)
+subprocess.run(["tar", "-xf", os.path.join(T.tmp, "save-oci.tar"), "-C", lay], check=True)
+sk = subprocess.run(["skopeo", "inspect", f"oci:{lay}:1"], capture_output=True, text=True)
+T.check("kiln save --format oci unpacked: skopeo reads oci:DIR:1",
+        sk.returncode == 0 and json.loads(sk.stdout).get("Architecture") == "amd64", sk.stderr)
+
 bb = by_name().get("busybox:1", {}).get("Digest")
 for fmt, transport in (("docker", "docker-archive"), ("oci", "oci-archive")):
     two = os.path.join(T.tmp, f"two-{fmt}.tar")
@@ -183,6 +191,15 @@ for fmt, transport in (("docker", "docker-archive"), ("oci", "oci-archive")):
 r = kiln("save", *R, "-o", os.path.join(T.tmp, "two.tar"), "app:1", "nope:3")
 T.check("kiln save of a name not in the store: refused by name", r.returncode == 1 and "no image named" in r.stderr,
         r.stderr)
+
+# two builds naming at once: neither name is lost, the index stays whole
+procs = [subprocess.Popen([os.environ["KILN_BIN"], "build", *R, "-q", "-t", f"race{i}:1", ctx],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+outs = [p.communicate(timeout=600) for p in procs]
+names = by_name()
+T.check("two builds tagging at once: both names in the index",
+        all(p.returncode == 0 for p in procs) and names.get("race0:1", {}).get("Digest") == digest
+        and names.get("race1:1", {}).get("Digest") == digest, str(outs)[-1500:])
 
 # kiln run NAME: the image's CMD, and a command given
 r = kiln("run", *R, "app:1")
