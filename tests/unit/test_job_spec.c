@@ -322,7 +322,7 @@ static void test_errors(void **state)
         {0, GIT ", \"compression\": \"lz4\"}", "field 'compression': "},
         {0, GIT ", \"compression_level\": 20}",
          "field 'compression_level': must be a whole number from 0 to 19"},
-        {0, GIT ", \"compression\": \"gzip\", \"compression_level\": 9}",
+        {0, GIT ", \"compression\": \"gzip\", \"compression_level\": 13}",
          "field 'compression_level': "},
         {0, GIT ", \"source_date_epoch\": -1}",
          "field 'source_date_epoch': must be a whole number"},
