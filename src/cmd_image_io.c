@@ -2,10 +2,12 @@
  * tarball) or an OCI archive (oci/docker_archive, oci/layout), their names kept in the
  * image store (oci/imagestore). */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "oci/docker_archive.h"
 #include "oci/imagestore.h"
@@ -14,6 +16,7 @@
 #include "src/cmd_image.h"
 #include "src/commands.h"
 #include "utils/cleanup.h"
+#include "utils/fs.h"
 #include "utils/json.h"
 #include "utils/mem.h"
 
@@ -30,7 +33,7 @@ static int manifest_desc(kiln_store_t *s, const kiln_digest_t *d, kiln_descripto
         kiln_image_load_json(body, len, KILN_IMAGE_MANIFEST_MAX, "manifest", &j, err) < 0)
         return -1;
     if (kiln_image_doc_kind(j) != KILN_DOC_MANIFEST)
-        return kiln_error_set(err, EINVAL, "%s is not an image manifest", d->hex);
+        return kiln_error_set(err, 0, "%s is not an image manifest", d->hex);
     mt = kiln_json_get_string(j, "mediaType");
     memset(out, 0, sizeof(*out));
     snprintf(out->media_type, sizeof(out->media_type), "%s", mt ? mt : KILN_MT_OCI_MANIFEST);
@@ -168,7 +171,7 @@ static int is_docker_archive(const char *path, kiln_error_t *err)
             break;
         }
     if (r != ARCHIVE_OK && r != ARCHIVE_EOF)
-        kiln_error_set(err, EINVAL, "%s: %s", path, archive_error_string(a));
+        kiln_error_set(err, 0, "%s: %s", path, archive_error_string(a));
     archive_read_free(a);
     return r != ARCHIVE_OK && r != ARCHIVE_EOF ? -1 : found;
 }
@@ -207,10 +210,19 @@ static int load_docker(kiln_store_t *s, const char *path, kiln_error_t *err)
             return -1;
         for (size_t k = 0; k < json_array_size(img->repo_tags) && n < 256; k++) {
             const char *t = json_string_value(json_array_get(img->repo_tags, k));
+            size_t tl = t ? strlen(t) : 0;
+            /* a name with control or non-ASCII bytes is never echoed back (it could forge
+             * lines of a log): refused by its position */
+            for (size_t c = 0; c < tl && t != NULL; c++)
+                if ((unsigned char)t[c] < 0x21 || (unsigned char)t[c] > 0x7e)
+                    t = NULL;
             if (t == NULL) {
                 kiln_docker_archive_image_free(img);
-                return kiln_error_set(err, EINVAL,
-                                      "docker-archive %s: RepoTags[%zu] is not a string", path, k);
+                return kiln_error_set(
+                    err, 0,
+                    "docker-archive %s: RepoTags[%zu] is not an image name (a string of "
+                    "printable ASCII)",
+                    path, k);
             }
             names[n++] = t;
         }
@@ -266,12 +278,37 @@ static int load_oci(kiln_store_t *s, const char *path, kiln_error_t *err)
     return r;
 }
 
+/* Copies stdin into a new file under the store's tmp/ (which prune clears only while no
+ * one holds the store); its path in *path. */
+static int stdin_to_file(kiln_store_t *s, char **path, kiln_error_t *err)
+{
+    _cleanup_free_ char *p = kiln_xasprintf("%s/tmp/load-XXXXXX", kiln_store_root(s));
+    _cleanup_close_ int fd = mkostemp(p, O_CLOEXEC);
+    char buf[65536];
+    ssize_t n;
+
+    if (fd < 0)
+        return kiln_error_set(err, errno, "creating %s", p);
+    while ((n = read(STDIN_FILENO, buf, sizeof(buf))) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 || kiln_fs_write_all(fd, buf, (size_t)n, err) < 0) {
+            if (n < 0)
+                kiln_error_set(err, errno, "reading the archive from stdin");
+            unlink(p);
+            return -1;
+        }
+    }
+    *path = steal_pointer(&p);
+    return 0;
+}
+
 static void load_usage(FILE *out)
 {
-    fprintf(out, "Usage: kiln load [OPTIONS] -i FILE\n\n"
+    fprintf(out, "Usage: kiln load [OPTIONS] [-i FILE]\n\n"
                  "Reads the images of a docker-archive (docker save) or an OCI archive into\n"
                  "kiln's store, named as the archive names them.\n\n"
-                 "  -i, --input FILE   the archive\n"
+                 "  -i, --input FILE   the archive (default: stdin)\n"
                  "      --root DIR     kiln root (default: kiln's store)\n");
 }
 
@@ -282,6 +319,7 @@ int kiln_cmd_load(int argc, char **argv)
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *root = NULL, *in = NULL;
+    _cleanup_free_ char *tmp = NULL;
     kiln_store_t *s = NULL;
     kiln_error_t err = {0};
     int c, docker, rc;
@@ -303,13 +341,23 @@ int kiln_cmd_load(int argc, char **argv)
             return kiln_cli_bad_option("load", c, argv, opts);
         }
     }
-    if (in == NULL || optind != argc)
-        return kiln_cli_usage_error("load", "expected -i FILE (and nothing else)");
-    docker = is_docker_archive(in, &err);
-    if (docker < 0 || kiln_cli_image_store_open(root, &s, &err) < 0)
+    if (optind != argc)
+        return kiln_cli_usage_error("load", "expected -i FILE (or the archive on stdin) only");
+    if (kiln_cli_image_store_open(root, &s, &err) < 0)
         return kiln_cli_fail(&err);
-    rc = (docker ? load_docker(s, in, &err) : load_oci(s, in, &err)) < 0 ? kiln_cli_fail(&err)
-                                                                         : KILN_EXIT_OK;
+    /* docker load < FILE: stdin is kept in a temp file of the store (read in several passes) */
+    if ((in == NULL || strcmp(in, "-") == 0) && stdin_to_file(s, &tmp, &err) < 0) {
+        kiln_store_close(s);
+        return kiln_cli_fail(&err);
+    }
+    if (tmp != NULL)
+        in = tmp;
+    docker = is_docker_archive(in, &err);
+    rc = docker < 0 || (docker ? load_docker(s, in, &err) : load_oci(s, in, &err)) < 0
+             ? kiln_cli_fail(&err)
+             : KILN_EXIT_OK;
+    if (tmp != NULL)
+        unlink(tmp);
     kiln_store_close(s);
     return rc;
 }

@@ -115,6 +115,10 @@ refused("manifest.json over 4 MiB", p,
         f"docker-archive {p}: archive entry manifest.json: data exceeds the limit of 4194304 bytes: "
         "No buffer space available")
 
+p = variant("repotags-control", {"RepoTags": ["evil\nkiln: forged line:1"]})
+refused("RepoTags with a newline (a forged log line)", p,
+        f"docker-archive {p}: RepoTags[0] is not an image name (a string of printable ASCII)")
+
 # OCI archives: an oversized index.json, blobs that are links to the host
 oci_m = members(GOOD_OCI)
 ents = [(m.name, d) for m, d in oci_m if m.isfile() and m.name != "index.json"]

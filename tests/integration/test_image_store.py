@@ -153,6 +153,12 @@ for fmt, transport in (("docker", "docker-archive"), ("oci", "oci-archive")):
     loaded = by_name(fresh)
     T.check(f"kiln load of the {fmt} archive: the name and the digest come back",
             r.returncode == 0 and loaded.get("app:1", {}).get("Digest") == digest, r.stdout + r.stderr)
+with open(os.path.join(T.tmp, "save-docker.tar"), "rb") as f:
+    r = subprocess.run([os.environ["KILN_BIN"], "load", "--root", os.path.join(T.tmp, "root-stdin")], stdin=f,
+                       capture_output=True, text=True)
+T.check("kiln load < FILE: the archive read from stdin",
+        r.returncode == 0 and by_name(os.path.join(T.tmp, "root-stdin")).get("app:1", {}).get("Digest") == digest
+        and os.listdir(os.path.join(T.tmp, "root-stdin", "tmp")) == [], r.stderr)
 sk_out = os.path.join(T.tmp, "skopeo-oci")
 sk = subprocess.run(["skopeo", "copy", f"docker-archive:{os.path.join(T.tmp, 'save-docker.tar')}",
                      f"docker-archive:{sk_out}.tar:skopeo/made:7"], capture_output=True, text=True)
