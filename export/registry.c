@@ -48,8 +48,7 @@ static int soci_size(const kiln_export_opts_t *o, const char *key, int64_t def, 
     if (v == NULL)
         return 0;
     if (kiln_size_parse(v, &n, err) < 0 || n > (uint64_t)1 << 40)
-        return kiln_error_set(err, EINVAL, "--output: %s=%s is not a byte size (e.g. 10MiB)", key,
-                              v);
+        return kiln_error_set(err, 0, "--output: %s=%s is not a byte size (e.g. 10MiB)", key, v);
     *out = (int64_t)n;
     return 0;
 }
@@ -65,7 +64,7 @@ static int soci_opts(const kiln_export_ctx_t *ctx, const kiln_export_opts_t *o, 
         soci_size(o, "soci-span-size", 0, &so->span, err) < 0)
         return -1;
     if (so->span && so->span < KILN_ZTOC_MIN_SPAN)
-        return kiln_error_set(err, EINVAL, "--output: soci-span-size is below %d KiB",
+        return kiln_error_set(err, 0, "--output: soci-span-size is below %d KiB",
                               KILN_ZTOC_MIN_SPAN / 1024);
     so->build_tool = "kiln " KILN_VERSION;
     return 0;

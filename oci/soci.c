@@ -175,7 +175,7 @@ static int convert_manifest(kiln_store_t *s, const kiln_descriptor_t *manifest,
     int rc = -1;
 
     if (span < KILN_ZTOC_MIN_SPAN)
-        return kiln_error_set(err, EINVAL, "SOCI span size %lld is below %d bytes", (long long)span,
+        return kiln_error_set(err, 0, "SOCI span size %lld is below %d bytes", (long long)span,
                               KILN_ZTOC_MIN_SPAN);
     if (read_manifest(s, &manifest->digest, &m, err) < 0)
         return -1;
@@ -190,7 +190,7 @@ static int convert_manifest(kiln_store_t *s, const kiln_descriptor_t *manifest,
         kiln_digest_str(&l->digest, ls);
         if (!is_gzip_layer(l->media_type)) {
             int zstd = strstr(l->media_type, "zstd") != NULL;
-            kiln_error_set(err, EINVAL,
+            kiln_error_set(err, 0,
                            "--soci: layer %zu (%s, %llu bytes) is %s: SOCI indexes gzip layers "
                            "only; build with --compression gzip for lazy loading on Fargate%s",
                            i, ls, (unsigned long long)l->size, zstd ? "zstd" : l->media_type,
@@ -352,10 +352,10 @@ static int verify_ztoc(kiln_store_t *s, const kiln_descriptor_t *zd, const kiln_
 
     kiln_digest_str(&zd->digest, zs);
     if (strcmp(zd->media_type, KILN_SOCI_ZTOC_MEDIA_TYPE) != 0)
-        return kiln_error_set(err, EINVAL, "zTOC %zu (%s): media type '%s' is not %s", idx, zs,
+        return kiln_error_set(err, 0, "zTOC %zu (%s): media type '%s' is not %s", idx, zs,
                               zd->media_type, KILN_SOCI_ZTOC_MEDIA_TYPE);
     if (ld == NULL || kiln_digest_parse(ld, &d, NULL) < 0)
-        return kiln_error_set(err, EINVAL,
+        return kiln_error_set(err, 0,
                               "zTOC %zu (%s): annotation %s is missing or not a "
                               "digest",
                               idx, zs, KILN_SOCI_ANN_LAYER_DIGEST);
@@ -363,18 +363,18 @@ static int verify_ztoc(kiln_store_t *s, const kiln_descriptor_t *zd, const kiln_
         if (kiln_digest_equal(&im->layers[i].digest, &d))
             layer = &im->layers[i];
     if (layer == NULL)
-        return kiln_error_set(err, EINVAL,
+        return kiln_error_set(err, 0,
                               "zTOC %zu (%s) indexes layer %s, which the image "
                               "does not have",
                               idx, zs, ld);
     if (lmt == NULL || strcmp(lmt, layer->media_type) != 0)
-        return kiln_error_set(err, EINVAL,
+        return kiln_error_set(err, 0,
                               "zTOC %zu (%s): annotation %s is '%s', the layer's "
                               "media type is %s",
                               idx, zs, KILN_SOCI_ANN_LAYER_MEDIA_TYPE, lmt ? lmt : "",
                               layer->media_type);
     if (zd->size > KILN_ZTOC_MAX_BYTES)
-        return kiln_error_set(err, EFBIG, "zTOC %zu (%s): %llu bytes (at most %u)", idx, zs,
+        return kiln_error_set(err, 0, "zTOC %zu (%s): %llu bytes (at most %u)", idx, zs,
                               (unsigned long long)zd->size, KILN_ZTOC_MAX_BYTES);
     if (kiln_store_read_blob(s, &zd->digest, KILN_ZTOC_MAX_BYTES, &body, &len, err) < 0)
         return -1;
@@ -410,25 +410,25 @@ static int verify_index(kiln_store_t *s, const kiln_index_t *ix, size_t si,
             id = &ix->manifests[i];
     }
     if (id == NULL)
-        return kiln_error_set(err, EINVAL,
+        return kiln_error_set(err, 0,
                               "SOCI index %s: no image manifest of the index is "
                               "annotated %s=%s",
                               ss, KILN_SOCI_ANN_INDEX_DIGEST, ss);
     kiln_digest_str(&id->digest, is);
     if (want == NULL || strcmp(want, is) != 0)
-        return kiln_error_set(err, EINVAL,
+        return kiln_error_set(err, 0,
                               "SOCI index %s: annotation %s is '%s', the image "
                               "manifest that names it is %s",
                               ss, KILN_SOCI_ANN_MANIFEST_DIGEST, want ? want : "", is);
     if (!same_platform(sd->platform, id->platform))
-        return kiln_error_set(err, EINVAL,
+        return kiln_error_set(err, 0,
                               "SOCI index %s and image manifest %s are for "
                               "different platforms",
                               ss, is);
     if (read_manifest(s, &sd->digest, &sm, err) < 0 || read_manifest(s, &id->digest, &im, err) < 0)
         goto out;
     if (strcmp(sm->config.media_type, KILN_SOCI_INDEX_V2) != 0) {
-        kiln_error_set(err, EINVAL, "SOCI index %s: config media type '%s' is not %s", ss,
+        kiln_error_set(err, 0, "SOCI index %s: config media type '%s' is not %s", ss,
                        sm->config.media_type, KILN_SOCI_INDEX_V2);
         goto out;
     }
@@ -436,7 +436,7 @@ static int verify_index(kiln_store_t *s, const kiln_index_t *ix, size_t si,
         const char *inm = kiln_json_get_string(json_object_get(im->json, "annotations"),
                                                KILN_SOCI_ANN_INDEX_DIGEST);
         if (inm == NULL || strcmp(inm, ss) != 0) {
-            kiln_error_set(err, EINVAL,
+            kiln_error_set(err, 0,
                            "image manifest %s does not carry the annotation "
                            "%s=%s in its own body",
                            is, KILN_SOCI_ANN_INDEX_DIGEST, ss);
@@ -444,7 +444,7 @@ static int verify_index(kiln_store_t *s, const kiln_index_t *ix, size_t si,
         }
     }
     if (sm->n_layers == 0) {
-        kiln_error_set(err, EINVAL, "SOCI index %s lists no zTOC", ss);
+        kiln_error_set(err, 0, "SOCI index %s lists no zTOC", ss);
         goto out;
     }
     for (size_t i = 0; i < sm->n_layers; i++) {
@@ -479,7 +479,7 @@ int kiln_soci_verify(kiln_store_t *s, const kiln_digest_t *top, kiln_soci_verify
         kiln_image_load_json(body, len, KILN_IMAGE_MANIFEST_MAX, ts, &doc, err) < 0)
         return -1;
     if (kiln_image_doc_kind(doc) != KILN_DOC_INDEX)
-        return kiln_error_set(err, EINVAL,
+        return kiln_error_set(err, 0,
                               "%s is a single image manifest, not an image index: "
                               "it has no SOCI index v2 (build with --soci)",
                               ts);
@@ -494,7 +494,7 @@ int kiln_soci_verify(kiln_store_t *s, const kiln_digest_t *top, kiln_soci_verify
     if (rc < 0)
         return -1;
     if (st.indexes == 0)
-        return kiln_error_set(err, EINVAL,
+        return kiln_error_set(err, 0,
                               "image index %s lists no SOCI index (no manifest with "
                               "artifactType %s)",
                               ts, KILN_SOCI_INDEX_V2);

@@ -234,7 +234,7 @@ int kiln_ztoc_encode(const kiln_ztoc_t *z, uint8_t **out, size_t *len, kiln_erro
     size_t zp[ZT_N], cp[CI_N], tp[1], root, t, vec, pos;
 
     if (z->n_files > KILN_ZTOC_MAX_FILES)
-        return kiln_error_set(err, EFBIG, "zTOC: %zu files (at most %u)", z->n_files,
+        return kiln_error_set(err, 0, "zTOC: %zu files (at most %u)", z->n_files,
                               KILN_ZTOC_MAX_FILES);
     root = fb_reserve(&w, 8, 8); /* the root uoffset, padded so tables stay aligned */
     t = fb_table(&w, ZT_N, zs, zp);
@@ -288,11 +288,11 @@ static int fb_table_at(const fbr_t *r, size_t pos, const char *what, fbt_t *t, k
     int64_t vt;
 
     if (pos > r->len || r->len - pos < 4)
-        return kiln_error_set(err, EINVAL, "zTOC: %s: table at %zu is past the end (%zu bytes)",
-                              what, pos, r->len);
+        return kiln_error_set(err, 0, "zTOC: %s: table at %zu is past the end (%zu bytes)", what,
+                              pos, r->len);
     vt = (int64_t)pos - (int32_t)rd32(r->b + pos);
     if (vt < 0 || (uint64_t)vt + 4 > r->len)
-        return kiln_error_set(err, EINVAL,
+        return kiln_error_set(err, 0,
                               "zTOC: %s: vtable of the table at %zu is outside the "
                               "buffer",
                               what, pos);
@@ -301,10 +301,9 @@ static int fb_table_at(const fbr_t *r, size_t pos, const char *what, fbt_t *t, k
     t->vsize = rd16(r->b + t->vt);
     t->tsize = rd16(r->b + t->vt + 2);
     if (t->vsize < 4 || (t->vsize & 1) || t->vt + t->vsize > r->len)
-        return kiln_error_set(err, EINVAL, "zTOC: %s: bad vtable size %u", what, t->vsize);
+        return kiln_error_set(err, 0, "zTOC: %s: bad vtable size %u", what, t->vsize);
     if (t->tsize < 4 || pos + t->tsize > r->len)
-        return kiln_error_set(err, EINVAL, "zTOC: %s: table size %u runs past the end", what,
-                              t->tsize);
+        return kiln_error_set(err, 0, "zTOC: %s: table size %u runs past the end", what, t->tsize);
     return 0;
 }
 
@@ -320,8 +319,7 @@ static int fb_field(const fbr_t *r, const fbt_t *t, unsigned id, unsigned size, 
     if (voff == 0)
         return 0;
     if (voff < 4 || (size_t)voff + size > t->tsize)
-        return kiln_error_set(err, EINVAL, "zTOC: %s: field offset %u outside its table", what,
-                              voff);
+        return kiln_error_set(err, 0, "zTOC: %s: field offset %u outside its table", what, voff);
     *fpos = t->pos + voff;
     return 1;
 }
@@ -332,7 +330,7 @@ static int fb_deref(const fbr_t *r, size_t fpos, const char *what, size_t *targe
 {
     uint64_t tg = (uint64_t)fpos + rd32(r->b + fpos);
     if (tg + 4 > r->len)
-        return kiln_error_set(err, EINVAL, "zTOC: %s: offset points past the end", what);
+        return kiln_error_set(err, 0, "zTOC: %s: offset points past the end", what);
     *target = (size_t)tg;
     return 0;
 }
@@ -342,10 +340,9 @@ static int fb_string_at(const fbr_t *r, size_t pos, const char *what, char **out
 {
     uint32_t n = rd32(r->b + pos);
     if ((uint64_t)pos + 4 + n > r->len)
-        return kiln_error_set(err, EINVAL, "zTOC: %s: string of %u bytes runs past the end", what,
-                              n);
+        return kiln_error_set(err, 0, "zTOC: %s: string of %u bytes runs past the end", what, n);
     if (memchr(r->b + pos + 4, 0, n) != NULL)
-        return kiln_error_set(err, EINVAL, "zTOC: %s: string holds a NUL byte", what);
+        return kiln_error_set(err, 0, "zTOC: %s: string holds a NUL byte", what);
     *out = kiln_xstrndup((const char *)r->b + pos + 4, n);
     return 0;
 }
@@ -405,8 +402,8 @@ static int fb_get_vector(const fbr_t *r, const fbt_t *t, unsigned id, size_t ele
         return -1;
     cnt = rd32(r->b + vp);
     if ((uint64_t)vp + 4 + (uint64_t)cnt * elem > r->len)
-        return kiln_error_set(err, EINVAL, "zTOC: %s: vector of %u elements runs past the end",
-                              what, cnt);
+        return kiln_error_set(err, 0, "zTOC: %s: vector of %u elements runs past the end", what,
+                              cnt);
     *pos = vp + 4;
     *n = cnt;
     return 0;
@@ -444,7 +441,7 @@ static int decode_file(const fbr_t *r, const fbt_t *t, size_t idx, kiln_ztoc_fil
         return -1;
     f->gid = u;
     if (f->offset < 0 || f->size < 0 || f->offset > INT64_MAX - f->size)
-        return kiln_error_set(err, EINVAL,
+        return kiln_error_set(err, 0,
                               "zTOC: %s (%.200s): offset %lld / size %lld out of "
                               "range",
                               w, f->name, (long long)f->offset, (long long)f->size);
@@ -474,7 +471,7 @@ static int decode_cinfo(const fbr_t *r, const fbt_t *t, kiln_ztoc_t *z, kiln_err
         return -1;
     z->algorithm = has ? (int8_t)r->b[fp] : 1;
     if (z->algorithm != 1)
-        return kiln_error_set(err, EINVAL,
+        return kiln_error_set(err, 0,
                               "zTOC: compression_info.compression_algorithm %d is "
                               "not gzip (1)",
                               z->algorithm);
@@ -486,7 +483,7 @@ static int decode_cinfo(const fbr_t *r, const fbt_t *t, kiln_ztoc_t *z, kiln_err
             0)
         return -1;
     if (z->max_span_id < 0 || (uint64_t)z->max_span_id + 1 != nd)
-        return kiln_error_set(err, EINVAL,
+        return kiln_error_set(err, 0,
                               "zTOC: compression_info: max_span_id %d but %zu span "
                               "digests",
                               z->max_span_id, nd);
@@ -511,7 +508,7 @@ static int decode_cinfo(const fbr_t *r, const fbt_t *t, kiln_ztoc_t *z, kiln_err
         if (kiln_zinfo_parse(z->checkpoints, ncp, &pts, &n, &span, err) < 0)
             return kiln_error_prefix(err, "zTOC: compression_info.checkpoints");
         if (n != nd)
-            return kiln_error_set(err, EINVAL,
+            return kiln_error_set(err, 0,
                                   "zTOC: compression_info: %zu checkpoints but %zu "
                                   "span digests",
                                   n, nd);
@@ -528,9 +525,9 @@ int kiln_ztoc_decode(const void *buf, size_t len, kiln_ztoc_t **out, kiln_error_
     int has;
 
     if (len < 8)
-        return kiln_error_set(err, EINVAL, "zTOC: %zu bytes is too short", len);
+        return kiln_error_set(err, 0, "zTOC: %zu bytes is too short", len);
     if (len > KILN_ZTOC_MAX_BYTES)
-        return kiln_error_set(err, EFBIG, "zTOC: %zu bytes (at most %u)", len, KILN_ZTOC_MAX_BYTES);
+        return kiln_error_set(err, 0, "zTOC: %zu bytes (at most %u)", len, KILN_ZTOC_MAX_BYTES);
     if (fb_deref(&r, 0, "root", &tp, err) < 0 || fb_table_at(&r, tp, "root", &root, err) < 0)
         return -1;
     z = kiln_xzalloc(sizeof(*z));
@@ -541,25 +538,24 @@ int kiln_ztoc_decode(const void *buf, size_t len, kiln_ztoc_t **out, kiln_error_
             0)
         goto fail;
     if (strcmp(z->version, KILN_ZTOC_VERSION) != 0) {
-        kiln_error_set(err, EINVAL, "zTOC: version '%.32s' is not %s", z->version,
-                       KILN_ZTOC_VERSION);
+        kiln_error_set(err, 0, "zTOC: version '%.32s' is not %s", z->version, KILN_ZTOC_VERSION);
         goto fail;
     }
     if (z->compressed_size < 0 || z->uncompressed_size < 0) {
-        kiln_error_set(err, EINVAL, "zTOC: negative archive size");
+        kiln_error_set(err, 0, "zTOC: negative archive size");
         goto fail;
     }
     if ((has = fb_field(&r, &root, ZT_TOC, 4, "toc", &fp, err)) < 0)
         goto fail;
     if (!has) {
-        kiln_error_set(err, EINVAL, "zTOC: field toc is missing");
+        kiln_error_set(err, 0, "zTOC: field toc is missing");
         goto fail;
     }
     if (fb_elem_table(&r, fp, "toc", &toc, err) < 0 ||
         fb_get_vector(&r, &toc, 0, 4, "toc.metadata", &mpos, &nm, err) < 0)
         goto fail;
     if (nm > KILN_ZTOC_MAX_FILES) {
-        kiln_error_set(err, EFBIG, "zTOC: toc.metadata has %zu entries (at most %u)", nm,
+        kiln_error_set(err, 0, "zTOC: toc.metadata has %zu entries (at most %u)", nm,
                        KILN_ZTOC_MAX_FILES);
         goto fail;
     }
@@ -574,7 +570,7 @@ int kiln_ztoc_decode(const void *buf, size_t len, kiln_ztoc_t **out, kiln_error_
     if ((has = fb_field(&r, &root, ZT_CINFO, 4, "compression_info", &fp, err)) < 0)
         goto fail;
     if (!has) {
-        kiln_error_set(err, EINVAL, "zTOC: field compression_info is missing");
+        kiln_error_set(err, 0, "zTOC: field compression_info is missing");
         goto fail;
     }
     if (fb_elem_table(&r, fp, "compression_info", &ci, err) < 0 ||
@@ -596,10 +592,10 @@ int kiln_zinfo_parse(const uint8_t *blob, size_t len, kiln_zinfo_point_t **point
     kiln_zinfo_point_t *p;
 
     if (len < KILN_ZTOC_ZINFO_HEADER)
-        return kiln_error_set(err, EINVAL, "zinfo of %zu bytes is too short", len);
+        return kiln_error_set(err, 0, "zinfo of %zu bytes is too short", len);
     cnt = rd32(blob);
     if (cnt == 0 || (uint64_t)cnt * KILN_ZTOC_CHECKPOINT_BYTES != len - KILN_ZTOC_ZINFO_HEADER)
-        return kiln_error_set(err, EINVAL,
+        return kiln_error_set(err, 0,
                               "zinfo says %u checkpoints but holds %zu bytes (%u each after a "
                               "%d-byte header)",
                               cnt, len, KILN_ZTOC_CHECKPOINT_BYTES, KILN_ZTOC_ZINFO_HEADER);
@@ -615,7 +611,7 @@ int kiln_zinfo_parse(const uint8_t *blob, size_t len, kiln_zinfo_point_t **point
             (p[i].bits && in == 0) || (i == 0 && o != 0) ||
             (i > 0 && (p[i].in <= p[i - 1].in || p[i].out <= p[i - 1].out))) {
             free(p);
-            return kiln_error_set(err, EINVAL,
+            return kiln_error_set(err, 0,
                                   "zinfo checkpoint %u is malformed (in %llu, out %llu, bits %u)",
                                   i, (unsigned long long)in, (unsigned long long)o, c[16]);
         }

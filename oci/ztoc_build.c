@@ -28,7 +28,7 @@ static int add_checkpoint(zbuild_t *b, int64_t in, int64_t out, int bits, const 
     uint8_t *c;
 
     if (b->blob_len + KILN_ZTOC_CHECKPOINT_BYTES > KILN_ZTOC_MAX_BYTES)
-        return kiln_error_set(err, EFBIG,
+        return kiln_error_set(err, 0,
                               "the zTOC would pass %u MiB of checkpoints: use a "
                               "larger span size",
                               KILN_ZTOC_MAX_BYTES >> 20);
@@ -85,13 +85,13 @@ static int scan(int fd, uint64_t size, int64_t span, zbuild_t *b, kiln_ztoc_tar_
     for (;;) {
         ssize_t got = pread_full(fd, input, IN_CHUNK, (off_t)off);
         if (got < 0) {
-            kiln_error_set(err, errno, "reading the layer: %s", strerror(errno));
+            kiln_error_set(err, errno, "reading the layer");
             goto out;
         }
         if (got == 0) {
             if (ret == Z_STREAM_END)
                 break;
-            kiln_error_set(err, EINVAL, "gzip stream is truncated (ends at byte %llu)",
+            kiln_error_set(err, 0, "gzip stream is truncated (ends at byte %llu)",
                            (unsigned long long)off);
             goto out;
         }
@@ -116,8 +116,8 @@ static int scan(int fd, uint64_t size, int64_t span, zbuild_t *b, kiln_ztoc_tar_
             totout -= zs.avail_out;
             if (ret == Z_NEED_DICT || ret == Z_DATA_ERROR || ret == Z_MEM_ERROR ||
                 ret == Z_STREAM_ERROR) {
-                kiln_error_set(err, EINVAL, "gzip stream is corrupt at byte %lld (%s)",
-                               (long long)totin, zs.msg ? zs.msg : "invalid data");
+                kiln_error_set(err, 0, "gzip stream is corrupt at byte %lld (%s)", (long long)totin,
+                               zs.msg ? zs.msg : "invalid data");
                 goto out;
             }
             if (zs.next_out > before &&
@@ -134,7 +134,7 @@ static int scan(int fd, uint64_t size, int64_t span, zbuild_t *b, kiln_ztoc_tar_
             }
         } while (zs.avail_in != 0);
         if (off >= size && ret != Z_STREAM_END) {
-            kiln_error_set(err, EINVAL, "gzip stream is truncated (ends at byte %llu)",
+            kiln_error_set(err, 0, "gzip stream is truncated (ends at byte %llu)",
                            (unsigned long long)off);
             goto out;
         }
@@ -193,7 +193,7 @@ int kiln_ztoc_build(int fd, uint64_t size, int64_t span, const char *build_tool,
     kiln_ztoc_t *z;
 
     if (span < KILN_ZTOC_MIN_SPAN)
-        return kiln_error_set(err, EINVAL, "SOCI span size %lld is below %d bytes", (long long)span,
+        return kiln_error_set(err, 0, "SOCI span size %lld is below %d bytes", (long long)span,
                               KILN_ZTOC_MIN_SPAN);
     b.blob = kiln_xzalloc(KILN_ZTOC_ZINFO_HEADER + 16 * KILN_ZTOC_CHECKPOINT_BYTES);
     b.blob_cap = KILN_ZTOC_ZINFO_HEADER + 16 * KILN_ZTOC_CHECKPOINT_BYTES;

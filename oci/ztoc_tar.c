@@ -52,11 +52,11 @@ static int field_num(const uint8_t *p, size_t n, const char *what, int64_t *out,
 
     if (p[0] & 0x80) {
         if (p[0] & 0x40)
-            return kiln_error_set(err, EINVAL, "tar header: negative %s", what);
+            return kiln_error_set(err, 0, "tar header: negative %s", what);
         v = p[0] & 0x3f;
         for (size_t i = 1; i < n; i++) {
             if (v >> 55)
-                return kiln_error_set(err, EINVAL, "tar header: %s overflows", what);
+                return kiln_error_set(err, 0, "tar header: %s overflows", what);
             v = (v << 8) | p[i];
         }
         *out = (int64_t)v;
@@ -68,7 +68,7 @@ static int field_num(const uint8_t *p, size_t n, const char *what, int64_t *out,
         b--;
     for (size_t i = a; i < b; i++) {
         if (p[i] < '0' || p[i] > '7' || (v >> 60))
-            return kiln_error_set(err, EINVAL, "tar header: %s field is not an octal number", what);
+            return kiln_error_set(err, 0, "tar header: %s field is not an octal number", what);
         v = v * 8 + (uint64_t)(p[i] - '0');
     }
     *out = (int64_t)v;
@@ -84,7 +84,7 @@ static int pax_int(const char *s, const char *key, int64_t *out, kiln_error_t *e
     errno = 0;
     v = strtoll(s, &end, 10);
     if (*s == 0 || *end != 0 || errno != 0 || v < 0 || *s == '+' || *s == ' ')
-        return kiln_error_set(err, EINVAL, "tar PAX record %s: '%.40s' is not a number", key, s);
+        return kiln_error_set(err, 0, "tar PAX record %s: '%.40s' is not a number", key, s);
     *out = v;
     return 0;
 }
@@ -102,25 +102,25 @@ static int pax_time(const char *s, int64_t *sec, long *nsec, kiln_error_t *err)
     long ns = 0;
 
     if (ilen == 0 || ilen >= sizeof(ibuf))
-        return kiln_error_set(err, EINVAL, "tar PAX mtime '%.40s' is malformed", s);
+        return kiln_error_set(err, 0, "tar PAX mtime '%.40s' is malformed", s);
     memcpy(ibuf, s, ilen);
     ibuf[ilen] = 0;
     errno = 0;
     v = strtoll(ibuf, &end, 10);
     if (*end != 0 || errno != 0 || ibuf[neg] < '0' || ibuf[neg] > '9')
-        return kiln_error_set(err, EINVAL, "tar PAX mtime '%.40s' is malformed", s);
+        return kiln_error_set(err, 0, "tar PAX mtime '%.40s' is malformed", s);
     if (dot) {
         int digits = 0;
         for (const char *p = dot + 1; *p; p++) {
             if (*p < '0' || *p > '9')
-                return kiln_error_set(err, EINVAL, "tar PAX mtime '%.40s' is malformed", s);
+                return kiln_error_set(err, 0, "tar PAX mtime '%.40s' is malformed", s);
             if (digits < 9) {
                 ns = ns * 10 + (*p - '0');
                 digits++;
             }
         }
         if (dot[1] == 0)
-            return kiln_error_set(err, EINVAL, "tar PAX mtime '%.40s' is malformed", s);
+            return kiln_error_set(err, 0, "tar PAX mtime '%.40s' is malformed", s);
         for (; digits < 9; digits++)
             ns *= 10;
         if (neg && ns) { /* Go: -1.5 is 1.5 s before the epoch */
@@ -177,11 +177,11 @@ static int parse_pax(kiln_ztoc_tar_t *t, kiln_error_t *err)
             len = len * 10 + (size_t)(t->ext[q++] - '0');
         if (q == p || q >= t->ext_len || t->ext[q] != ' ' || len < (q - p) + 3 ||
             len > t->ext_len - p || t->ext[p + len - 1] != '\n')
-            return kiln_error_set(err, EINVAL, "tar PAX header: malformed record at byte %zu", p);
+            return kiln_error_set(err, 0, "tar PAX header: malformed record at byte %zu", p);
         rec = t->ext + q + 1;
         eq = memchr(rec, '=', (size_t)(t->ext + p + len - 1 - rec));
         if (eq == NULL || eq == rec || memchr(rec, 0, (size_t)(t->ext + p + len - 1 - rec)))
-            return kiln_error_set(err, EINVAL, "tar PAX header: malformed record at byte %zu", p);
+            return kiln_error_set(err, 0, "tar PAX header: malformed record at byte %zu", p);
         key = kiln_xstrndup((const char *)rec, (size_t)(eq - rec));
         for (i = 0; i < t->n_pax; i++)
             if (strcmp(t->pax[i].key, key) == 0)
@@ -332,7 +332,7 @@ static int entry_header(kiln_ztoc_tar_t *t, const uint8_t *b, kiln_error_t *err)
     if (b[156] == 0 && f.name[0] && f.name[strlen(f.name) - 1] == '/')
         flag = '5';
     if (type_name(flag) == NULL) {
-        kiln_error_set(err, EINVAL,
+        kiln_error_set(err, 0,
                        "tar entry '%.200s': type '%c' cannot be indexed by SOCI (regular files, "
                        "links, directories, devices and fifos only)",
                        f.name, flag > 32 && flag < 127 ? flag : '?');
@@ -349,7 +349,7 @@ static int entry_header(kiln_ztoc_tar_t *t, const uint8_t *b, kiln_error_t *err)
         t->n_pax = 0;
     }
     if (t->n_files == KILN_ZTOC_MAX_FILES) {
-        kiln_error_set(err, EFBIG, "tar: more than %u entries", KILN_ZTOC_MAX_FILES);
+        kiln_error_set(err, 0, "tar: more than %u entries", KILN_ZTOC_MAX_FILES);
         goto fail;
     }
     if (t->n_files == t->cap_files) {
@@ -384,10 +384,10 @@ static int header_block(kiln_ztoc_tar_t *t, kiln_error_t *err)
         return 0;
     }
     if (t->zeros)
-        return kiln_error_set(err, EINVAL, "tar: a zero block followed by a header at byte %lld",
+        return kiln_error_set(err, 0, "tar: a zero block followed by a header at byte %lld",
                               (long long)t->pos - 512);
     if (!header_checksum_ok(b))
-        return kiln_error_set(err, EINVAL, "tar: bad header checksum at byte %lld",
+        return kiln_error_set(err, 0, "tar: bad header checksum at byte %lld",
                               (long long)t->pos - 512);
     switch (b[156]) {
     case 'x':
@@ -396,7 +396,7 @@ static int header_block(kiln_ztoc_tar_t *t, kiln_error_t *err)
         if (field_num(b + 124, 12, "size", &size, err) < 0)
             return -1;
         if (size > KILN_ZTOC_TAR_EXT_MAX)
-            return kiln_error_set(err, EFBIG,
+            return kiln_error_set(err, 0,
                                   "tar: extended header of %lld bytes at byte %lld "
                                   "(at most %d)",
                                   (long long)size, (long long)t->pos - 512, KILN_ZTOC_TAR_EXT_MAX);
@@ -409,7 +409,7 @@ static int header_block(kiln_ztoc_tar_t *t, kiln_error_t *err)
         t->state = ST_EXT;
         return t->ext_need ? 0 : ext_done(t, err);
     case 'g':
-        return kiln_error_set(err, EINVAL,
+        return kiln_error_set(err, 0,
                               "tar: a global PAX header (at byte %lld) cannot be "
                               "indexed by SOCI",
                               (long long)t->pos - 512);
@@ -478,7 +478,7 @@ int kiln_ztoc_tar_finish(kiln_ztoc_tar_t *t, kiln_error_t *err)
     if (t->state == ST_END)
         return 0;
     if (t->state != ST_HEADER || t->have != 0 || t->n_pax || t->long_name || t->long_link)
-        return kiln_error_set(err, EINVAL, "tar stream ends inside an entry (at byte %lld)",
+        return kiln_error_set(err, 0, "tar stream ends inside an entry (at byte %lld)",
                               (long long)t->pos);
     t->done = 1;
     t->end = t->pos;
@@ -489,15 +489,15 @@ static int cmp_str(const char *field, const char *a, const char *b, kiln_error_t
 {
     if (strcmp(a ? a : "", b ? b : "") == 0)
         return 0;
-    return kiln_error_set(err, EINVAL, "%s is '%.200s' in the zTOC but '%.200s' in the layer",
-                          field, a ? a : "", b ? b : "");
+    return kiln_error_set(err, 0, "%s is '%.200s' in the zTOC but '%.200s' in the layer", field,
+                          a ? a : "", b ? b : "");
 }
 
 static int cmp_num(const char *field, int64_t a, int64_t b, kiln_error_t *err)
 {
     if (a == b)
         return 0;
-    return kiln_error_set(err, EINVAL, "%s is %lld in the zTOC but %lld in the layer", field,
+    return kiln_error_set(err, 0, "%s is %lld in the zTOC but %lld in the layer", field,
                           (long long)a, (long long)b);
 }
 

@@ -40,7 +40,7 @@ static int ref_read(refstream_t *r, uint8_t *buf, size_t n, kiln_error_t *err)
             if (got < 0 && errno == EINTR)
                 continue;
             if (got <= 0)
-                return kiln_error_set(err, EINVAL,
+                return kiln_error_set(err, 0,
                                       "the layer inflates to fewer bytes than the "
                                       "zTOC says (%lu)",
                                       r->zs.total_out + 0UL);
@@ -56,7 +56,7 @@ static int ref_read(refstream_t *r, uint8_t *buf, size_t n, kiln_error_t *err)
         if (ret == Z_STREAM_END)
             r->ended = 1;
         else if (ret != Z_OK && ret != Z_BUF_ERROR)
-            return kiln_error_set(err, EINVAL, "the layer's gzip stream is corrupt (%s)",
+            return kiln_error_set(err, 0, "the layer's gzip stream is corrupt (%s)",
                                   r->zs.msg ? r->zs.msg : "invalid data");
     }
     return 0;
@@ -134,7 +134,7 @@ static int check_span(int fd, const kiln_zinfo_point_t *p, size_t i, int64_t sta
             if (ret == Z_STREAM_END)
                 member_end = 1;
             else if (ret != Z_OK && ret != Z_BUF_ERROR) {
-                kiln_error_set(err, EINVAL,
+                kiln_error_set(err, 0,
                                "span %zu does not inflate from its checkpoint "
                                "(%s)",
                                i, zs.msg ? zs.msg : "invalid data");
@@ -146,7 +146,7 @@ static int check_span(int fd, const kiln_zinfo_point_t *p, size_t i, int64_t sta
             if (ref_read(ref, cmp, n, err) < 0)
                 goto out;
             if (memcmp(out, cmp, n) != 0) {
-                kiln_error_set(err, EINVAL,
+                kiln_error_set(err, 0,
                                "span %zu inflated from its checkpoint differs from "
                                "the layer near uncompressed byte %lld",
                                i, (long long)(p[i].out + produced));
@@ -160,7 +160,7 @@ static int check_span(int fd, const kiln_zinfo_point_t *p, size_t i, int64_t sta
         }
     }
     if (produced < want) {
-        kiln_error_set(err, EINVAL,
+        kiln_error_set(err, 0,
                        "span %zu: its compressed bytes %lld..%lld give %lld of its "
                        "%lld uncompressed bytes",
                        i, (long long)start, (long long)end, (long long)produced, (long long)want);
@@ -169,7 +169,7 @@ static int check_span(int fd, const kiln_zinfo_point_t *p, size_t i, int64_t sta
     kiln_sha256_final(&h, &d);
     if (strcmp(kiln_digest_str(&d, ds), digest) != 0) {
         inflateEnd(&zs);
-        return kiln_error_set(err, EINVAL,
+        return kiln_error_set(err, 0,
                               "span %zu: digest of bytes %lld..%lld is %s, the "
                               "zTOC says %s",
                               i, (long long)start, (long long)end, ds, digest);
@@ -193,15 +193,14 @@ int kiln_ztoc_verify(const kiln_ztoc_t *z, int fd, uint64_t size, kiln_ztoc_veri
     int rc = -1;
 
     if (z->compressed_size != (int64_t)size)
-        return kiln_error_set(err, EINVAL,
+        return kiln_error_set(err, 0,
                               "the zTOC is for a %lld-byte layer, this one has %llu "
                               "bytes",
                               (long long)z->compressed_size, (unsigned long long)size);
     if (kiln_zinfo_parse(z->checkpoints, z->checkpoints_len, &pts, &n, &span, err) < 0)
         return -1;
     if (n != z->n_span_digests)
-        return kiln_error_set(err, EINVAL, "%zu checkpoints but %zu span digests", n,
-                              z->n_span_digests);
+        return kiln_error_set(err, 0, "%zu checkpoints but %zu span digests", n, z->n_span_digests);
     if (inflateInit2(&ref.zs, 31) != Z_OK)
         return kiln_error_set(err, ENOMEM, "inflateInit2 failed");
     ref.in = kiln_xmalloc(CHUNK);
@@ -209,7 +208,7 @@ int kiln_ztoc_verify(const kiln_ztoc_t *z, int fd, uint64_t size, kiln_ztoc_veri
         int64_t start, end, upto, want;
         kiln_zinfo_span_range(pts, n, i, (int64_t)size, &start, &end);
         if (start < 0 || end <= start || end > (int64_t)size) {
-            kiln_error_set(err, EINVAL,
+            kiln_error_set(err, 0,
                            "span %zu: compressed range %lld..%lld is outside the "
                            "%llu-byte layer",
                            i, (long long)start, (long long)end, (unsigned long long)size);
@@ -227,12 +226,12 @@ int kiln_ztoc_verify(const kiln_ztoc_t *z, int fd, uint64_t size, kiln_ztoc_veri
     if (!tar.done && kiln_ztoc_tar_finish(&tar, err) < 0)
         goto out;
     if (tar.end != z->uncompressed_size) {
-        kiln_error_set(err, EINVAL, "the tar in the layer ends at byte %lld, the zTOC says %lld",
+        kiln_error_set(err, 0, "the tar in the layer ends at byte %lld, the zTOC says %lld",
                        (long long)tar.end, (long long)z->uncompressed_size);
         goto out;
     }
     if (tar.n_files != z->n_files) {
-        kiln_error_set(err, EINVAL, "the zTOC lists %zu entries, the layer has %zu", z->n_files,
+        kiln_error_set(err, 0, "the zTOC lists %zu entries, the layer has %zu", z->n_files,
                        tar.n_files);
         goto out;
     }
