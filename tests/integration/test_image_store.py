@@ -217,12 +217,19 @@ T.check("kiln run NAME CMD...: the command given", r.returncode == 0 and r.stdou
 
 # prune keeps named images; after the last name goes, so do its blobs
 man = os.path.join(ROOT, "blobs", "sha256", digest.split(":")[1])
-r = kiln("prune", *R, "--cache-max-age", "0")
-T.check("kiln prune --cache-max-age 0 keeps a named image (build pins and cache dropped)", r.returncode == 0 and os.path.exists(man), r.stderr)
+old = __import__("time").time() - 7200
+for ref in os.listdir(os.path.join(ROOT, "refs")):
+    os.utime(os.path.join(ROOT, "refs", ref), (old, old))
+r = kiln("prune", *R, "--cache-max-age", "1")
+T.check("kiln prune --cache-max-age 1 keeps a named image (build pins and cache, 2 h old, dropped)", r.returncode == 0 and os.path.exists(man), r.stderr)
 names = [n for n, i in by_name().items() if i["Digest"] == digest]
 r = kiln("rmi", *R, *names)
-r2 = kiln("prune", *R, "--cache-max-age", "0")
-T.check("rmi of every name, then prune --cache-max-age 0: the image's manifest is gone",
+# the build pins and cache entries were last used 2 hours ago (no timing in the test)
+old = __import__("time").time() - 7200
+for ref in os.listdir(os.path.join(ROOT, "refs")):
+    os.utime(os.path.join(ROOT, "refs", ref), (old, old))
+r2 = kiln("prune", *R, "--cache-max-age", "1")
+T.check("rmi of every name, then prune --cache-max-age 1 (pins 2 h old): the manifest is gone",
         r.returncode == 0 and r2.returncode == 0 and not os.path.exists(man), r.stderr + r2.stderr)
 T.check("nothing ever reached the unasked registry", unasked.connections == 0, unasked.connections)
 T.done()
