@@ -6,6 +6,7 @@
 
 #include "engine/engine.h"
 #include "engine/remote_cache.h"
+#include "engine/remote_mounts.h"
 #include "engine/snapshot.h"
 #include "engine/solve.h"
 
@@ -256,6 +257,8 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
     } else {
         target = &e->stages[e->n_stages - 1];
     }
+    if (kiln_remote_mounts_init(e, err) < 0)
+        goto out;
     for (size_t i = 0; i < req->n_cache_from && !req->no_cache; i++)
         if (kiln_remote_cache_import(e, req->cache_from[i], err) < 0)
             goto out;
@@ -264,6 +267,8 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
     if (kiln_build_finish_image(e, target, res, err) < 0)
         goto out;
     if (req->cache_to != NULL && kiln_remote_cache_export(e, target, err) < 0)
+        goto out;
+    if (kiln_remote_mounts_save(e, err) < 0)
         goto out;
     ret = 0;
 out:
@@ -274,6 +279,7 @@ out:
     free(e->mounts_dir);
     free(e->statcache_path);
     free(e->cache_prefix);
+    kiln_remote_mounts_free(e);
     if (e->known_fd >= 0)
         close(e->known_fd);
     for (size_t i = 0; i < e->n_stages; i++)

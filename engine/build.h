@@ -59,6 +59,13 @@ typedef struct kiln_build_request {
     size_t n_cache_from;
     const char *cache_to;
     int cache_to_max;
+    /* Remote caches in S3 ("type=s3,bucket=B[,prefix=P][,region=R][,endpoint=URL]
+     * [,max-size=N][,mode=max]", engine/remote_store.h): the layer cache and every RUN
+     * --mount=type=cache id are restored from the first of remote_cache_from holding them
+     * and saved to remote_cache_to after a successful build, per namespace. */
+    const char *const *remote_cache_from;
+    size_t n_remote_cache_from;
+    const char *remote_cache_to;
     const char *const *mirrors;  /* NULL-terminated "SRC=HOST[/PREFIX]" registry mirrors, or NULL */
     const char *registry_config; /* registries config file (mirrors/insecure/ca), or NULL */
     const char *const *labels;   /* "K=V" labels added to the final image */

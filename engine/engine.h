@@ -109,6 +109,7 @@ typedef struct engine {
     pthread_cond_t cond;  /* a stage finished */
     /* cache entries this build used or made: "<stage index> <entry digest> <key hex>" */
     strv_t cache_used;
+    struct kiln_rcache *rcache; /* type=s3 remote caches (engine/remote_mounts), or NULL */
 } engine_t;
 
 typedef struct used_args {

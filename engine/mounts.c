@@ -3,6 +3,7 @@
  * context or a stage, resolved in its root; private copies for an insecure step). */
 #include "engine/mounts.h"
 
+#include "engine/remote_mounts.h"
 #include "engine/secrets.h"
 
 #include "engine/solve.h"
@@ -171,11 +172,13 @@ int kiln_mounts_parse(engine_t *e, stage_t *st, const char *spec, kiln_mount_t *
         kiln_digest_t d;
         char ds[KILN_DIGEST_STR_MAX];
         const char *cid = id ? id : target;
+        _cleanup_free_ char *base = NULL; /* the id's directory (not a private instance) */
         if (target == NULL)
             return kiln_error_set(err, 0, "cache mount needs a target: %s", spec);
         kiln_digest_bytes(cid, strlen(cid), &d);
         kiln_digest_str(&d, ds);
         owned[0] = kiln_xasprintf("%s/%.32s", e->mounts_dir, strchr(ds, ':') + 1);
+        base = kiln_xstrdup(owned[0]);
         if (access(owned[0], F_OK) != 0) {
             /* a new cache dir gets the uid/gid/mode asked for (BuildKit: 0:0 0755) */
             if (kiln_fs_mkdir_p(owned[0], 0755, err) < 0)
@@ -201,6 +204,7 @@ int kiln_mounts_parse(engine_t *e, stage_t *st, const char *spec, kiln_mount_t *
         }
         m->type = KILN_MOUNT_CACHE;
         m->src = owned[0];
+        kiln_remote_mounts_note(e, cid, base);
         owned[1] = mount_target(st, target);
         m->dst = owned[1];
         return 0;

@@ -8,6 +8,7 @@
 #include "engine/cache.h"
 #include "engine/flatten.h"
 #include "engine/mounts.h"
+#include "engine/remote_mounts.h"
 #include "engine/snapshot.h"
 #include "engine/step_copy.h"
 #include "engine/user.h"
@@ -272,6 +273,9 @@ int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     if ((ret = kiln_cache_lookup(e, st, &key, err)) != 0)
         goto out; /* a hit (1) or an error */
     ret = -1;
+    for (size_t i = 0; i < n_mounts; i++) /* a miss: a remote cache mount is fetched now */
+        if (mounts[i].type == KILN_MOUNT_CACHE)
+            kiln_remote_mounts_restore(e, mounts[i].src);
     for (size_t i = 0; i < n_mounts; i++) {
         /* a miss: the bind-mounted paths of stages, merged from their layers */
         strv_t one = {0};

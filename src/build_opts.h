@@ -27,6 +27,10 @@ typedef struct kiln_build_opts {
     char *cache_to;
     int cache_to_max;
     char *cache_repo_ref;
+    /* type=s3 --cache-from / --cache-to (engine/remote_store.h), as given */
+    const char *remote_cache_from[MAX_LIST];
+    size_t n_remote_cache_from;
+    const char *remote_cache_to;
     const char *tags[MAX_LIST], *args[MAX_LIST], *contexts[MAX_LIST], *secrets[MAX_LIST],
         *outputs[MAX_LIST], *insecure[MAX_LIST + 1], *notify[MAX_LIST], *allow_addrs[MAX_LIST],
         *oci_dirs[MAX_LIST];

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "engine/entitlement.h"
+#include "engine/remote_store.h"
 #include "engine/secrets.h"
 #include "engine/statcache.h"
 #include "export/export.h"
@@ -392,6 +393,17 @@ int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
         case O_CACHE_TO: {
             kiln_export_opts_t co = {0};
             const char *ref, *mode;
+            if (strncmp(optarg, "type=s3,", 8) == 0) {
+                kiln_rcache_spec_t rs = {0};
+                if (kiln_rcache_spec_parse(optarg, 0, &rs, &err) < 0)
+                    return kiln_cli_usage_error("build", "%s", err.msg);
+                kiln_rcache_spec_clear(&rs);
+                if (c == O_CACHE_TO)
+                    o.remote_cache_to = optarg;
+                else if (add(o.remote_cache_from, &o.n_remote_cache_from, optarg))
+                    return KILN_EXIT_USAGE;
+                break;
+            }
             if (kiln_export_opts_parse(optarg, &co, &err) < 0 || strcmp(co.type, "registry") != 0 ||
                 (ref = kiln_export_opts_get(&co, "ref")) == NULL) {
                 kiln_export_opts_free(&co);

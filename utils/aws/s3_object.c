@@ -159,6 +159,48 @@ int kiln_s3_put_object(const kiln_s3_target_t *t, kiln_http_t *http, const char 
     return 0;
 }
 
+/* GetObject (a range of it when len > 0) into memory, at most cap bytes. */
+int kiln_s3_get_object(const kiln_s3_target_t *t, kiln_http_t *http, const char *key, uint64_t off,
+                       uint64_t len, size_t cap, char **out, size_t *out_len, kiln_error_t *err)
+{
+    _cleanup_free_ char *path = kiln_s3_key_path(t, key);
+    _cleanup_free_ char *range = NULL;
+    _cleanup_free_ char *what = kiln_xasprintf("GET s3://%s/%s", t->bucket, key);
+    const char *hdrs[1];
+    kiln_aws_call_t call = {0};
+    kiln_http_response_t resp = {0};
+
+    call.service = "s3";
+    call.endpoint = &t->ep;
+    call.s3 = 1;
+    call.method = "GET";
+    call.path = path;
+    call.body_fd = -1;
+    call.response_cap = cap;
+    if (len > 0) {
+        range = kiln_xasprintf("Range: bytes=%llu-%llu", (unsigned long long)off,
+                               (unsigned long long)(off + len - 1));
+        hdrs[0] = range;
+        call.headers = hdrs;
+        call.n_headers = 1;
+    }
+    if (kiln_aws_send(t->aws, http, &call, &resp, err) < 0)
+        return kiln_error_prefix(err, "%s", what);
+    if (resp.status == 404) {
+        kiln_http_response_free(&resp);
+        return 0;
+    }
+    if (resp.status != 200 && resp.status != 206) {
+        kiln_aws_error_from_response(&resp, err, what);
+        kiln_http_response_free(&resp);
+        return -1;
+    }
+    *out = steal_pointer(&resp.body);
+    *out_len = resp.body_len;
+    kiln_http_response_free(&resp);
+    return 1;
+}
+
 typedef struct mp_part {
     char *etag;
 } mp_part_t;

@@ -7,6 +7,7 @@
 #define KILN_UTILS_AWS_S3_OBJECT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "utils/aws/client.h"
@@ -42,6 +43,11 @@ int kiln_s3_sha256(int fd, off_t off, size_t len, const void *mem, unsigned char
 int kiln_s3_put_object(const kiln_s3_target_t *t, kiln_http_t *http, const char *key, int fd,
                        size_t size, const void *mem, const unsigned char md[32],
                        const char *content_type, const char *cache_control, kiln_error_t *err);
+/* GetObject of key, or of bytes off..off+len-1 of it when len > 0, into *out (malloc'ed,
+ * NUL-terminated, *out_len bytes; more than cap bytes fail with ENOBUFS). Returns 1, 0 when
+ * there is no such object (404), -1 with err "GET s3://bucket/key: ..." otherwise. */
+int kiln_s3_get_object(const kiln_s3_target_t *t, kiln_http_t *http, const char *key, uint64_t off,
+                       uint64_t len, size_t cap, char **out, size_t *out_len, kiln_error_t *err);
 /* Multipart upload of fd's size bytes in parts of part_size (doubled until at most
  * KILN_S3_MAX_PARTS), concurrency parts at once; adds the bytes sent to *bytes. A failed upload
  * is aborted. */

@@ -1,0 +1,524 @@
+/* kiln — RUN --mount=type=cache directories kept in S3 across ephemeral workers.
+ *
+ * Restore (lazy): the first step that runs with a cache id mounted finds its directory
+ * empty (a fresh kiln root) and fills it from the first --cache-from holding the id's
+ * manifest (engine/cachemanifest): directories, files from their packs (fetched in
+ * parallel, each blob's digest checked), links, modes and times, all created under the
+ * directory only. A step that is a cache hit mounts nothing and restores nothing.
+ *
+ * Save (after a successful build): every cache id the build mounted is listed (hashes of
+ * every file), bounded to max-size (least recently used files left out), and compared
+ * with the manifest in --cache-to: files whose content it already holds keep their ranges,
+ * the others are packed into new 16 MiB blobs and uploaded, then the manifest is written
+ * (one PutObject) unless it is byte for byte the one there: an unchanged cache costs one
+ * GET. */
+#include "engine/remote_mounts.h"
+
+#include "engine/cachemanifest.h"
+#include "utils/workers.h"
+
+#define FETCH_THREADS 8
+#define UPLOAD_THREADS 8
+
+static void *http_new(void)
+{
+    return kiln_http_new();
+}
+
+static void http_free(void *h)
+{
+    kiln_http_free(h);
+}
+
+/* The manifest object of cache id: mounts/<sha256 of id>.json (no tenant text in keys). */
+static char *manifest_rel(const char *id)
+{
+    kiln_digest_t d;
+    kiln_digest_bytes(id, strlen(id), &d);
+    return kiln_xasprintf("mounts/%s.json", d.hex);
+}
+
+static int open_spec(engine_t *e, const char *spec, kiln_rstore_t **rs, uint64_t *max,
+                     int *mode_max, kiln_error_t *err)
+{
+    kiln_rcache_spec_t s = {0};
+    int r;
+    if (kiln_rcache_spec_parse(spec, e->req->server_mode, &s, err) < 0)
+        return -1;
+    if (strcmp(s.type, "s3") != 0) {
+        kiln_rcache_spec_clear(&s);
+        return kiln_error_set(err, EINVAL, "cache %s: not type=s3", spec);
+    }
+    *max = s.max_size ? s.max_size : KILN_CM_DEFAULT_MAX_SIZE;
+    if (mode_max)
+        *mode_max = s.mode_max;
+    r = kiln_rstore_open(&s, e->req->cache_namespace, rs, err);
+    kiln_rcache_spec_clear(&s);
+    return r;
+}
+
+int kiln_remote_mounts_init(engine_t *e, kiln_error_t *err)
+{
+    const kiln_build_request_t *req = e->req;
+    kiln_rcache_t *rc;
+    if (req->n_remote_cache_from == 0 && req->remote_cache_to == NULL)
+        return 0;
+    rc = e->rcache = kiln_xzalloc(sizeof(*rc));
+    pthread_mutex_init(&rc->lock, NULL);
+    if (!req->no_cache) {
+        rc->from = kiln_xzalloc((req->n_remote_cache_from + 1) * sizeof(*rc->from));
+        rc->from_max = kiln_xzalloc((req->n_remote_cache_from + 1) * sizeof(*rc->from_max));
+        for (size_t i = 0; i < req->n_remote_cache_from; i++, rc->n_from++)
+            if (open_spec(e, req->remote_cache_from[i], &rc->from[i], &rc->from_max[i], NULL, err) <
+                0)
+                return -1;
+    }
+    if (req->remote_cache_to &&
+        open_spec(e, req->remote_cache_to, &rc->to, &rc->to_max, &rc->to_mode_max, err) < 0)
+        return -1;
+    return 0;
+}
+
+void kiln_remote_mounts_free(engine_t *e)
+{
+    kiln_rcache_t *rc = e->rcache;
+    if (rc == NULL)
+        return;
+    for (size_t i = 0; i < rc->n_from; i++)
+        kiln_rstore_free(rc->from[i]);
+    free(rc->from);
+    free(rc->from_max);
+    kiln_rstore_free(rc->to);
+    for (size_t i = 0; i < rc->n_mounts; i++) {
+        free(rc->mounts[i].id);
+        free(rc->mounts[i].dir);
+    }
+    free(rc->mounts);
+    strv_clear(&rc->looked);
+    pthread_mutex_destroy(&rc->lock);
+    free(rc);
+    e->rcache = NULL;
+}
+
+void kiln_remote_mounts_note(engine_t *e, const char *id, const char *dir)
+{
+    kiln_rcache_t *rc = e->rcache;
+    if (rc == NULL)
+        return;
+    pthread_mutex_lock(&rc->lock);
+    for (size_t i = 0; i < rc->n_mounts; i++)
+        if (strcmp(rc->mounts[i].dir, dir) == 0) {
+            pthread_mutex_unlock(&rc->lock);
+            return;
+        }
+    rc->mounts = kiln_xrealloc(rc->mounts, (rc->n_mounts + 1) * sizeof(*rc->mounts));
+    rc->mounts[rc->n_mounts].id = kiln_xstrdup(id);
+    rc->mounts[rc->n_mounts++].dir = kiln_xstrdup(dir);
+    pthread_mutex_unlock(&rc->lock);
+}
+
+/* The noted mount whose directory dir is (or is a private instance "<dir>.pN" of). */
+static const rc_mount_t *find_mount(const kiln_rcache_t *rc, const char *dir)
+{
+    for (size_t i = 0; i < rc->n_mounts; i++) {
+        size_t n = strlen(rc->mounts[i].dir);
+        if (strncmp(dir, rc->mounts[i].dir, n) == 0 &&
+            (dir[n] == '\0' || strncmp(dir + n, ".p", 2) == 0))
+            return &rc->mounts[i];
+    }
+    return NULL;
+}
+
+/* A listing of directory fd (its own duplicate, so fd stays open), or NULL. */
+static DIR *list_dir(int fd)
+{
+    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    DIR *d = dup >= 0 ? fdopendir(dup) : NULL;
+    if (d == NULL && dup >= 0)
+        close(dup);
+    return d;
+}
+
+/* The next name of d other than "." and "..", or NULL. */
+static const char *next_name(DIR *d)
+{
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            return de->d_name;
+    return NULL;
+}
+
+/* 1 when directory fd holds nothing, 0 when it holds something, -1 on an error. */
+static int dir_empty(int fd)
+{
+    _cleanup_closedir_ DIR *d = list_dir(fd);
+    return d == NULL ? -1 : next_name(d) == NULL;
+}
+
+/* Removes everything inside directory fd (a restore that failed half way). */
+static void empty_dir(int fd)
+{
+    _cleanup_closedir_ DIR *d = list_dir(fd);
+    const char *name;
+    while (d && (name = next_name(d)) != NULL)
+        kiln_fs_rm_rf_at(fd, name, NULL);
+}
+
+static int fetch_blob(void *ud, void *http, const kiln_cm_blob_t *b, char **buf, kiln_error_t *err)
+{
+    return kiln_rstore_get_blob(ud, http, &b->digest, b->size, buf, err);
+}
+
+/* Restores the manifest of id from rs into the empty directory fd: 1 done, 0 none there,
+ * -1 with err (the directory is emptied again). */
+static int restore_from(engine_t *e, kiln_rstore_t *rs, uint64_t max, const char *id, int fd,
+                        kiln_error_t *err)
+{
+    _cleanup_free_ char *rel = manifest_rel(id);
+    _cleanup_free_ char *body = NULL;
+    _cleanup_free_ char *what = kiln_xasprintf("cache mount %s from %s", id, kiln_rstore_name(rs));
+    _cleanup_close_ int rootfd = -1;
+    kiln_http_t *http = kiln_http_new();
+    kiln_cm_t m = {0};
+    size_t len = 0;
+    double t0 = kiln_engine_now();
+    int r = kiln_rstore_get(rs, http, rel, KILN_CM_MANIFEST_MAX, &body, &len, err);
+    kiln_http_free(http);
+    if (r <= 0)
+        return r;
+    if (kiln_cm_decode(body, len, max, what, &m, err) < 0)
+        return -1;
+    rootfd = openat(fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0 ||
+        kiln_cm_restore(rootfd, &m, FETCH_THREADS, fetch_blob, http_new, http_free, rs, err) < 0) {
+        if (rootfd < 0)
+            kiln_error_set(err, errno, "open the cache directory");
+        kiln_error_prefix(err, "%s", what);
+        kiln_cm_clear(&m);
+        empty_dir(fd);
+        return -1;
+    }
+    kiln_engine_log(e, "cache mount %s: restored %zu entries (%.1f MB) from %s in %.2fs", id, m.n,
+                    (double)kiln_cm_total(&m) / 1e6, kiln_rstore_name(rs), kiln_engine_now() - t0);
+    kiln_cm_clear(&m);
+    return 1;
+}
+
+void kiln_remote_mounts_restore(engine_t *e, const char *dir)
+{
+    kiln_rcache_t *rc = e->rcache;
+    const rc_mount_t *mt;
+    _cleanup_close_ int fd = -1;
+    _cleanup_close_ int lock = -1;
+    _cleanup_free_ char *lockpath = NULL;
+    if (rc == NULL || rc->n_from == 0)
+        return;
+    pthread_mutex_lock(&rc->lock);
+    mt = find_mount(rc, dir);
+    for (size_t i = 0; mt && i < rc->looked.n; i++)
+        if (strcmp(rc->looked.v[i], dir) == 0)
+            mt = NULL;
+    if (mt == NULL) {
+        pthread_mutex_unlock(&rc->lock);
+        return;
+    }
+    strv_add(&rc->looked, kiln_xstrdup(dir));
+    /* another kiln process of this root may restore the same directory: one at a time (a
+     * lock file beside it: the directory's own flock is sharing=locked's) */
+    lockpath = kiln_xasprintf("%s.restore-lock", dir);
+    lock = open(lockpath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (lock >= 0)
+        (void)flock(lock, LOCK_EX);
+    if (fd >= 0 && dir_empty(fd) == 1) {
+        for (size_t i = 0; i < rc->n_from; i++) {
+            kiln_error_t err = {0};
+            int r = restore_from(e, rc->from[i], rc->from_max[i], mt->id, fd, &err);
+            if (r > 0)
+                break;
+            if (r < 0)
+                kiln_engine_log(e, "WARNING: %s (the step runs with the cache empty)", err.msg);
+        }
+    }
+    pthread_mutex_unlock(&rc->lock);
+}
+
+/* ---- save */
+
+typedef struct pack {
+    char *path;
+    int fd;
+    uint64_t size;
+    kiln_sha256_t h;
+    uint32_t blob; /* index in the new manifest's table (its digest set when closed) */
+} pack_t;
+
+typedef struct saver {
+    engine_t *e;
+    kiln_rstore_t *rs;
+    kiln_cm_t *now;
+    int rootfd;
+    pack_t *packs;
+    size_t n_packs;
+    uint64_t new_bytes;
+} saver_t;
+
+static int pack_close(saver_t *s, kiln_error_t *err)
+{
+    pack_t *p = s->n_packs ? &s->packs[s->n_packs - 1] : NULL;
+    if (p == NULL || p->fd < 0)
+        return 0;
+    kiln_sha256_final(&p->h, &s->now->blobs[p->blob].digest);
+    s->now->blobs[p->blob].size = p->size;
+    if (close(p->fd) < 0) {
+        p->fd = -1;
+        return kiln_error_set(err, errno, "write %s", p->path);
+    }
+    p->fd = -1;
+    return 0;
+}
+
+/* The pack being filled, a new one when there is none or it is full. */
+static pack_t *pack_current(saver_t *s, kiln_error_t *err)
+{
+    pack_t *p = s->n_packs ? &s->packs[s->n_packs - 1] : NULL;
+    kiln_digest_t pending = {{0}};
+    if (p && p->fd >= 0 && p->size < KILN_CM_PACK_MAX)
+        return p;
+    if (pack_close(s, err) < 0)
+        return NULL;
+    s->packs = kiln_xrealloc(s->packs, (s->n_packs + 1) * sizeof(*s->packs));
+    p = &s->packs[s->n_packs++];
+    memset(p, 0, sizeof(*p));
+    p->path = kiln_xasprintf("%s/pack-%zu", s->e->work, s->n_packs);
+    p->fd = open(p->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (p->fd < 0) {
+        kiln_error_set(err, errno, "create %s", p->path);
+        return NULL;
+    }
+    if (kiln_sha256_init(&p->h, err) < 0)
+        return NULL;
+    /* a placeholder digest no blob has, unique per pack, replaced when the pack is closed */
+    snprintf(pending.hex, sizeof(pending.hex), "%064zx", s->n_packs);
+    pending.hex[0] = 'z';
+    p->blob = kiln_cm_add_blob(s->now, &pending, 0);
+    return p;
+}
+
+/* Appends file i's content to the packs: 1 done, 0 when it changed since the scan (it is
+ * left out), -1 with err. */
+static int pack_file(saver_t *s, size_t i, kiln_error_t *err)
+{
+    kiln_cm_entry_t *x = &s->now->e[i];
+    _cleanup_close_ int fd = kiln_pathres_openat(s->rootfd, x->path, O_RDONLY | O_NOFOLLOW);
+    _cleanup_free_ char *buf = kiln_xmalloc(1u << 20);
+    kiln_sha256_t h;
+    kiln_digest_t got;
+    uint64_t done = 0;
+    if (fd < 0)
+        return 0;
+    if (kiln_sha256_init(&h, err) < 0)
+        return -1;
+    while (done < x->size) {
+        pack_t *p = pack_current(s, err);
+        uint64_t room, want;
+        ssize_t n;
+        if (p == NULL) {
+            kiln_sha256_dispose(&h);
+            return -1;
+        }
+        room = KILN_CM_PACK_MAX - p->size;
+        want = x->size - done < room ? x->size - done : room;
+        if (want > (1u << 20))
+            want = 1u << 20;
+        n = read(fd, buf, (size_t)want);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            kiln_sha256_dispose(&h);
+            return 0; /* shorter than at the scan */
+        }
+        if (write(p->fd, buf, (size_t)n) != n) {
+            kiln_sha256_dispose(&h);
+            return kiln_error_set(err, errno ? errno : EIO, "write %s", p->path);
+        }
+        kiln_sha256_update(&h, buf, (size_t)n);
+        kiln_sha256_update(&p->h, buf, (size_t)n);
+        if (x->n_segs && x->segs[x->n_segs - 1].blob == p->blob)
+            x->segs[x->n_segs - 1].len += (uint64_t)n;
+        else
+            kiln_cm_add_seg(s->now, i, p->blob, p->size, (uint64_t)n);
+        p->size += (uint64_t)n;
+        done += (uint64_t)n;
+    }
+    kiln_sha256_final(&h, &got);
+    return kiln_digest_equal(&got, &x->hash) ? 1 : 0;
+}
+
+static int cmp_missing(const void *a, const void *b, void *ud)
+{
+    const kiln_cm_t *m = ud;
+    return memcmp(m->e[*(const size_t *)a].hash.hex, m->e[*(const size_t *)b].hash.hex, 64);
+}
+
+/* Packs the files the remote cache lacks (each content once). */
+static int pack_missing(saver_t *s, size_t *missing, size_t n, kiln_error_t *err)
+{
+    kiln_cm_t *m = s->now;
+    qsort_r(missing, n, sizeof(*missing), cmp_missing, m);
+    for (size_t k = 0; k < n; k++) {
+        kiln_cm_entry_t *x = &m->e[missing[k]];
+        int r;
+        if (k > 0 && m->e[missing[k - 1]].type == 'f' &&
+            memcmp(m->e[missing[k - 1]].hash.hex, x->hash.hex, 64) == 0) {
+            const kiln_cm_entry_t *same = &m->e[missing[k - 1]];
+            for (size_t j = 0; j < same->n_segs; j++)
+                kiln_cm_add_seg(m, missing[k], same->segs[j].blob, same->segs[j].off,
+                                same->segs[j].len);
+            continue;
+        }
+        r = pack_file(s, missing[k], err);
+        if (r < 0)
+            return kiln_error_prefix(err, "%s", x->path);
+        if (r == 0)
+            x->type = 0; /* changed under us: left out */
+    }
+    return pack_close(s, err);
+}
+
+static int upload_pack(void *ud, void *http, size_t i, kiln_error_t *err)
+{
+    saver_t *s = ud;
+    pack_t *p = &s->packs[i];
+    _cleanup_close_ int fd = open(p->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return kiln_error_set(err, errno, "open %s", p->path);
+    return kiln_rstore_put_blob(s->rs, http, &s->now->blobs[p->blob].digest, NULL, fd, p->size,
+                                err);
+}
+
+/* Leaves out the entries marked dropped (type 0) and the blobs no entry uses any more. */
+static void compact(kiln_cm_t *m)
+{
+    size_t w = 0;
+    uint32_t *remap = kiln_xmalloc((m->nb + 1) * sizeof(*remap));
+    kiln_cm_t nb = {0};
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->e[i].type == 0) {
+            free(m->e[i].path);
+            free(m->e[i].link);
+            free(m->e[i].segs);
+            continue;
+        }
+        m->e[w++] = m->e[i];
+    }
+    m->n = w;
+    for (size_t b = 0; b < m->nb; b++)
+        remap[b] = UINT32_MAX;
+    for (size_t i = 0; i < m->n; i++)
+        for (size_t k = 0; k < m->e[i].n_segs; k++) {
+            uint32_t *b = &m->e[i].segs[k].blob;
+            if (remap[*b] == UINT32_MAX)
+                remap[*b] = kiln_cm_add_blob(&nb, &m->blobs[*b].digest, m->blobs[*b].size);
+            *b = remap[*b];
+        }
+    free(m->blobs);
+    m->blobs = nb.blobs;
+    m->nb = nb.nb;
+    m->capb = nb.capb;
+    free(remap);
+}
+
+/* Saves cache id (directory dir) to --cache-to. */
+static int save_one(engine_t *e, const rc_mount_t *mt, kiln_error_t *err)
+{
+    kiln_rcache_t *rc = e->rcache;
+    _cleanup_free_ char *rel = manifest_rel(mt->id);
+    _cleanup_free_ char *old_body = NULL;
+    _cleanup_free_ char *new_body = NULL;
+    _cleanup_free_ size_t *missing = NULL;
+    _cleanup_close_ int dirfd = open(mt->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    kiln_http_t *http = kiln_http_new();
+    kiln_cm_t old = {0}, now = {0};
+    saver_t s = {.e = e, .rs = rc->to, .now = &now, .rootfd = -1};
+    size_t old_len = 0, new_len, n_missing = 0, dropped;
+    double t0 = kiln_engine_now();
+    int ret = -1, r;
+
+    if (dirfd < 0) {
+        kiln_error_set(err, errno, "open %s", mt->dir);
+        goto out;
+    }
+    s.rootfd = openat(dirfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (s.rootfd < 0 || kiln_cm_scan(dirfd, &now, err) < 0)
+        goto out;
+    dropped = kiln_cm_evict(&now, rc->to_max);
+    if (dropped)
+        kiln_engine_log(e,
+                        "cache mount %s: %zu least recently used files left out (max-size "
+                        "%llu bytes)",
+                        mt->id, dropped, (unsigned long long)rc->to_max);
+    r = kiln_rstore_get(rc->to, http, rel, KILN_CM_MANIFEST_MAX, &old_body, &old_len, err);
+    if (r < 0)
+        goto out;
+    if (r > 0 &&
+        kiln_cm_decode(old_body, old_len, UINT64_MAX, "the saved manifest", &old, NULL) < 0)
+        memset(&old, 0, sizeof(old)); /* unreadable: replaced whole */
+    kiln_cm_diff(&old, &now, &missing, &n_missing);
+    if (pack_missing(&s, missing, n_missing, err) < 0)
+        goto out;
+    compact(&now);
+    for (size_t i = 0; i < s.n_packs; i++)
+        s.new_bytes += s.packs[i].size;
+    if (kiln_workers_run(s.n_packs, UPLOAD_THREADS, upload_pack, http_new, http_free, &s, err) < 0)
+        goto out;
+    new_body = kiln_cm_encode(&now, &new_len);
+    if (r > 0 && new_len == old_len && memcmp(new_body, old_body, new_len) == 0) {
+        kiln_engine_log(e, "cache mount %s: unchanged in %s (%zu entries)", mt->id,
+                        kiln_rstore_name(rc->to), now.n);
+    } else {
+        /* written last: every blob it names is there already */
+        if (kiln_rstore_put(rc->to, http, rel, new_body, new_len, err) < 0)
+            goto out;
+        kiln_engine_log(e,
+                        "cache mount %s: saved %zu entries (%.1f MB) to %s, %zu new blobs "
+                        "(%.1f MB) in %.2fs",
+                        mt->id, now.n, (double)kiln_cm_total(&now) / 1e6, kiln_rstore_name(rc->to),
+                        s.n_packs, (double)s.new_bytes / 1e6, kiln_engine_now() - t0);
+    }
+    ret = 0;
+out:
+    for (size_t i = 0; i < s.n_packs; i++) {
+        if (s.packs[i].fd >= 0) {
+            close(s.packs[i].fd);
+            kiln_sha256_dispose(&s.packs[i].h);
+        }
+        unlink(s.packs[i].path);
+        free(s.packs[i].path);
+    }
+    free(s.packs);
+    if (s.rootfd >= 0)
+        close(s.rootfd);
+    kiln_http_free(http);
+    kiln_cm_clear(&old);
+    kiln_cm_clear(&now);
+    if (ret < 0)
+        kiln_error_prefix(err, "saving cache mount %s to %s", mt->id, kiln_rstore_name(rc->to));
+    return ret;
+}
+
+int kiln_remote_mounts_save(engine_t *e, kiln_error_t *err)
+{
+    kiln_rcache_t *rc = e->rcache;
+    if (rc == NULL || rc->to == NULL)
+        return 0;
+    for (size_t i = 0; i < rc->n_mounts; i++) {
+        bool dup = false;
+        for (size_t k = 0; k < i && !dup; k++)
+            dup = strcmp(rc->mounts[k].id, rc->mounts[i].id) == 0;
+        if (!dup && save_one(e, &rc->mounts[i], err) < 0)
+            return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,46 @@
+/* kiln — remote caches of a build (see remote_mounts.c): the `type=s3` --cache-from /
+ * --cache-to of the request opened, RUN --mount=type=cache directories restored from them
+ * lazily (before the first step that runs with the cache id mounted) and saved to
+ * --cache-to after a successful build, incrementally. Internal to the engine. */
+#ifndef KILN_ENGINE_REMOTE_MOUNTS_H
+#define KILN_ENGINE_REMOTE_MOUNTS_H
+
+#include "engine/engine.h"
+#include "engine/remote_store.h"
+
+typedef struct rc_mount {
+    char *id;  /* the cache id as written */
+    char *dir; /* its directory in the namespace's cache mounts */
+} rc_mount_t;
+
+typedef struct kiln_rcache {
+    kiln_rstore_t **from; /* type=s3 --cache-from, in order */
+    uint64_t *from_max;
+    size_t n_from;
+    kiln_rstore_t *to; /* type=s3 --cache-to, or NULL */
+    uint64_t to_max;
+    int to_mode_max;
+    rc_mount_t *mounts; /* cache ids this build mounted */
+    size_t n_mounts;
+    strv_t looked;        /* directories restored (or found in use) already */
+    pthread_mutex_t lock; /* one restore at a time; guards the lists above */
+} kiln_rcache_t;
+
+/* Opens the request's remote caches (e->rcache stays NULL without any). -1 with err
+ * naming a bad spec. */
+int kiln_remote_mounts_init(engine_t *e, kiln_error_t *err);
+void kiln_remote_mounts_free(engine_t *e);
+
+/* RUN --mount=type=cache,id=ID mounts dir (engine/mounts.c): remembered for the save. */
+void kiln_remote_mounts_note(engine_t *e, const char *id, const char *dir);
+
+/* A step is about to run with cache directory dir (or a private instance of it) mounted:
+ * the first time, when dir is empty, it is filled from the first --cache-from holding its
+ * id. A remote cache that cannot be read or is refused is a warning (the step runs with
+ * an empty cache), never a failure. */
+void kiln_remote_mounts_restore(engine_t *e, const char *dir);
+
+/* Saves every cache id the build mounted to --cache-to (see remote_mounts.c). */
+int kiln_remote_mounts_save(engine_t *e, kiln_error_t *err);
+
+#endif
