@@ -6,6 +6,7 @@
 
 #include "engine/engine.h"
 #include "engine/remote_cache.h"
+#include "engine/remote_layers.h"
 #include "engine/remote_mounts.h"
 #include "engine/snapshot.h"
 #include "engine/solve.h"
@@ -257,7 +258,8 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
     } else {
         target = &e->stages[e->n_stages - 1];
     }
-    if (kiln_remote_mounts_init(e, err) < 0)
+    if (kiln_remote_mounts_init(e, err) < 0 ||
+        (!req->no_cache && kiln_remote_layers_import(e, err) < 0))
         goto out;
     for (size_t i = 0; i < req->n_cache_from && !req->no_cache; i++)
         if (kiln_remote_cache_import(e, req->cache_from[i], err) < 0)
@@ -268,7 +270,7 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
         goto out;
     if (req->cache_to != NULL && kiln_remote_cache_export(e, target, err) < 0)
         goto out;
-    if (kiln_remote_mounts_save(e, err) < 0)
+    if (kiln_remote_layers_export(e, target, err) < 0 || kiln_remote_mounts_save(e, err) < 0)
         goto out;
     ret = 0;
 out:

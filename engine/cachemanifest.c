@@ -122,19 +122,19 @@ int kiln_cm_check_path(const char *path, kiln_error_t *err)
     size_t n = strlen(path);
     const char *p = path;
     if (n == 0 || n > KILN_CM_PATH_MAX)
-        return kiln_error_set(err, EINVAL, "path of %zu bytes", n);
+        return kiln_error_set(err, 0, "path of %zu bytes", n);
     if (path[0] == '/')
-        return kiln_error_set(err, EINVAL, "path %.200s is absolute", path);
+        return kiln_error_set(err, 0, "path %.200s is absolute", path);
     while (*p) {
         size_t c = strcspn(p, "/");
         if (c == 0 || (c == 1 && p[0] == '.') || (c == 2 && p[0] == '.' && p[1] == '.'))
-            return kiln_error_set(err, EINVAL, "path %.200s has a%s component", path,
+            return kiln_error_set(err, 0, "path %.200s has a%s component", path,
                                   c == 0   ? "n empty"
                                   : c == 1 ? " \".\""
                                            : " \"..\"");
         p += c;
         if (*p == '/' && *++p == '\0')
-            return kiln_error_set(err, EINVAL, "path %.200s ends in /", path);
+            return kiln_error_set(err, 0, "path %.200s ends in /", path);
     }
     return 0;
 }
@@ -160,15 +160,15 @@ static int decode_entry(json_t *j, kiln_cm_t *m, uint64_t *total, uint64_t max_s
     json_t *mt = json_object_get(j, "mt");
     kiln_cm_entry_t *x;
     if (p == NULL)
-        return kiln_error_set(err, EINVAL, "an entry has no path");
+        return kiln_error_set(err, 0, "an entry has no path");
     if (kiln_cm_check_path(p, err) < 0)
         return -1;
     if (t == NULL || strlen(t) != 1 || strchr("fdl", t[0]) == NULL)
-        return kiln_error_set(err, EINVAL, "entry %.200s: type must be f, d or l", p);
+        return kiln_error_set(err, 0, "entry %.200s: type must be f, d or l", p);
     if (mode < 0 || uid < 0 || gid < 0 || !json_is_integer(mt))
-        return kiln_error_set(err, EINVAL, "entry %.200s: bad mode, owner or time", p);
+        return kiln_error_set(err, 0, "entry %.200s: bad mode, owner or time", p);
     if (m->n >= KILN_CM_ENTRIES_MAX)
-        return kiln_error_set(err, E2BIG, "more than %d entries", KILN_CM_ENTRIES_MAX);
+        return kiln_error_set(err, 0, "more than %d entries", KILN_CM_ENTRIES_MAX);
     x = add_entry(m);
     x->path = kiln_xstrdup(p);
     x->type = t[0];
@@ -179,7 +179,7 @@ static int decode_entry(json_t *j, kiln_cm_t *m, uint64_t *total, uint64_t max_s
     if (x->type == 'l') {
         const char *l = json_string_value(json_object_get(j, "l"));
         if (l == NULL || l[0] == '\0' || strlen(l) > KILN_CM_PATH_MAX)
-            return kiln_error_set(err, EINVAL, "link %.200s: bad target", p);
+            return kiln_error_set(err, 0, "link %.200s: bad target", p);
         x->link = kiln_xstrdup(l);
     } else if (x->type == 'f') {
         int64_t size = get_uint(j, "s", max_size);
@@ -195,9 +195,9 @@ static int decode_entry(json_t *j, kiln_cm_t *m, uint64_t *total, uint64_t max_s
         *total += (uint64_t)size;
         x->size = (uint64_t)size;
         if (h == NULL || kiln_digest_parse(h, &x->hash, NULL) < 0)
-            return kiln_error_set(err, EINVAL, "file %.200s: bad hash", p);
+            return kiln_error_set(err, 0, "file %.200s: bad hash", p);
         if (!json_is_array(c) || json_array_size(c) > SEGS_MAX)
-            return kiln_error_set(err, EINVAL, "file %.200s: bad ranges", p);
+            return kiln_error_set(err, 0, "file %.200s: bad ranges", p);
         json_array_foreach(c, k, seg)
         {
             json_int_t b = json_integer_value(json_array_get(seg, 0)),
@@ -205,14 +205,13 @@ static int decode_entry(json_t *j, kiln_cm_t *m, uint64_t *total, uint64_t max_s
                        n = json_integer_value(json_array_get(seg, 2));
             if (json_array_size(seg) != 3 || b < 0 || (size_t)b >= m->nb || o < 0 || n <= 0 ||
                 (uint64_t)o > m->blobs[b].size || (uint64_t)n > m->blobs[b].size - (uint64_t)o)
-                return kiln_error_set(err, EINVAL, "file %.200s: range %zu is outside its blob", p,
-                                      k);
+                return kiln_error_set(err, 0, "file %.200s: range %zu is outside its blob", p, k);
             sum += (uint64_t)n;
             kiln_cm_add_seg(m, m->n - 1, (uint32_t)b, (uint64_t)o, (uint64_t)n);
         }
         if (sum != x->size)
-            return kiln_error_set(err, EINVAL, "file %.200s: its ranges make %llu bytes, not %llu",
-                                  p, (unsigned long long)sum, (unsigned long long)x->size);
+            return kiln_error_set(err, 0, "file %.200s: its ranges make %llu bytes, not %llu", p,
+                                  (unsigned long long)sum, (unsigned long long)x->size);
     }
     return 0;
 }
@@ -227,16 +226,16 @@ int kiln_cm_decode(const char *buf, size_t len, uint64_t max_size, const char *w
     size_t i;
     int ret = -1;
     if (len > KILN_CM_MANIFEST_MAX)
-        return kiln_error_set(err, EFBIG, "%s: manifest of %zu bytes is larger than %u", what, len,
+        return kiln_error_set(err, 0, "%s: manifest of %zu bytes is larger than %u", what, len,
                               KILN_CM_MANIFEST_MAX);
     root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
     if (root == NULL)
-        return kiln_error_set(err, EINVAL, "%s: manifest is not JSON: %s", what, je.text);
+        return kiln_error_set(err, 0, "%s: manifest is not JSON: %s", what, je.text);
     blobs = json_object_get(root, "blobs");
     entries = json_object_get(root, "entries");
     if (json_integer_value(json_object_get(root, "kiln.cachemount.v1")) != 1 ||
         !json_is_array(blobs) || !json_is_array(entries)) {
-        kiln_error_set(err, EINVAL, "%s: not a kiln cache mount manifest (v1)", what);
+        kiln_error_set(err, 0, "%s: not a kiln cache mount manifest (v1)", what);
         goto out;
     }
     json_array_foreach(blobs, i, v)
@@ -246,12 +245,12 @@ int kiln_cm_decode(const char *buf, size_t len, uint64_t max_size, const char *w
         json_int_t sz = json_integer_value(json_array_get(v, 1));
         if (ds == NULL || kiln_digest_parse(ds, &d, NULL) < 0 || sz <= 0 ||
             (uint64_t)sz > KILN_CM_PACK_MAX || i >= KILN_CM_ENTRIES_MAX) {
-            kiln_error_set(err, EINVAL, "%s: blob %zu is not [digest, size <= %u]", what, i,
+            kiln_error_set(err, 0, "%s: blob %zu is not [digest, size <= %u]", what, i,
                            KILN_CM_PACK_MAX);
             goto out;
         }
         if (kiln_cm_add_blob(&m, &d, (uint64_t)sz) != m.nb - 1) {
-            kiln_error_set(err, EINVAL, "%s: blob %zu is listed twice", what, i);
+            kiln_error_set(err, 0, "%s: blob %zu is listed twice", what, i);
             goto out;
         }
     }
@@ -306,9 +305,9 @@ static int scan_dir(int dfd, const char *rel, int depth, kiln_cm_t *m, kiln_erro
     struct dirent *de;
     char **names = NULL;
     size_t nn = 0;
-    int ret = -1, dup = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
+    int ret = -1, dup = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (depth > KILN_CM_DEPTH_MAX)
-        return kiln_error_set(err, ELOOP, "%s: more than %d levels deep", rel, KILN_CM_DEPTH_MAX);
+        return kiln_error_set(err, 0, "%s: more than %d levels deep", rel, KILN_CM_DEPTH_MAX);
     if (dup < 0 || (d = fdopendir(dup)) == NULL) {
         if (dup >= 0)
             close(dup);
@@ -338,7 +337,7 @@ static int scan_dir(int dfd, const char *rel, int depth, kiln_cm_t *m, kiln_erro
         if (!S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode) && !S_ISLNK(sb.st_mode))
             continue; /* sockets, fifos, devices are not cache content */
         if (m->n >= KILN_CM_ENTRIES_MAX || strlen(path) > KILN_CM_PATH_MAX) {
-            kiln_error_set(err, E2BIG, "%s: more than %d entries or a path too long", path,
+            kiln_error_set(err, 0, "%s: more than %d entries or a path too long", path,
                            KILN_CM_ENTRIES_MAX);
             goto out;
         }
@@ -562,7 +561,11 @@ static int make_entries(int rootfd, const kiln_cm_t *m, char type, kiln_error_t 
             if (fd < 0 || ftruncate(fd, (off_t)x->size) < 0)
                 return kiln_error_set(err, errno, "create %s", x->path);
         } else if (symlinkat(x->link, dfd, base) < 0) {
-            return kiln_error_set(err, errno, "symlink %s", x->path);
+            /* a link over a directory the manifest's files made: a path through a link */
+            return kiln_error_set(err, 0, "link %s: %s", x->path,
+                                  errno == EEXIST ? "other entries are under it (a path through "
+                                                    "a link is refused)"
+                                                  : strerror(errno));
         }
     }
     return 0;
@@ -623,7 +626,7 @@ int kiln_cm_restore(int rootfd, const kiln_cm_t *m, unsigned threads, kiln_cm_fe
 
     for (size_t i = 0; i < m->n; i++) {
         if (m->e[i].n_segs >= (1u << 20))
-            return kiln_error_set(err, E2BIG, "%s: too many ranges", m->e[i].path);
+            return kiln_error_set(err, 0, "%s: too many ranges", m->e[i].path);
         nseg += m->e[i].n_segs;
     }
     if (make_entries(rootfd, m, 'd', err) < 0 || make_entries(rootfd, m, 'f', err) < 0)

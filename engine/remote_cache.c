@@ -43,31 +43,13 @@ int kiln_remote_cache_registry(engine_t *e, kiln_error_t *err)
     return r;
 }
 
-/* Imports the cache entries of a registry cache image (pulled into the store
- * with all its layers) as local entries. A missing image is not an error. */
-int kiln_remote_cache_import(engine_t *e, const char *ref, kiln_error_t *err)
+/* Merges the cache entries of map (key hex -> entry, from a remote cache) into the local
+ * cache: an entry whose layer this namespace has not fetched or built is left out, a local
+ * entry wins. *n counts those merged. */
+int kiln_remote_cache_merge(engine_t *e, json_t *map, size_t *n, kiln_error_t *err)
 {
-    kiln_registry_image_t ri = {0};
-    kiln_error_t perr = {0};
-    _cleanup_free_ char *body = NULL;
-    size_t len, i = 0;
-    json_t *cfg, *map, *entry;
+    json_t *entry;
     const char *key;
-
-    if (kiln_remote_cache_registry(e, err) < 0)
-        return -1;
-    if (kiln_remote_cache_pull(e, ref, &ri, &perr) < 0) {
-        kiln_engine_log(e, "WARNING: cache from %s not imported: %s", ref, perr.msg);
-        return 0;
-    }
-    if (kiln_store_read_blob(e->store, &ri.parsed->config.digest, KILN_IMAGE_CONFIG_MAX, &body,
-                             &len, err) < 0) {
-        kiln_registry_image_clear(&ri);
-        return -1;
-    }
-    kiln_registry_image_clear(&ri);
-    cfg = json_loadb(body, len, 0, NULL);
-    map = json_object_get(cfg, "kiln.cache.v1");
     json_object_foreach(map, key, entry)
     {
         kiln_digest_t kd, have;
@@ -99,30 +81,56 @@ int kiln_remote_cache_import(engine_t *e, const char *ref, kiln_error_t *err)
                                  err) < 0 ||
             kiln_store_ref_set(e->store, name, &desc.digest, err) < 0) {
             kiln_descriptor_clear(&desc);
-            json_decref(cfg);
             return -1;
         }
         kiln_descriptor_clear(&desc);
-        i++;
+        (*n)++;
+    }
+    return 0;
+}
+
+/* Imports the cache entries of a registry cache image (pulled into the store
+ * with all its layers) as local entries. A missing image is not an error. */
+int kiln_remote_cache_import(engine_t *e, const char *ref, kiln_error_t *err)
+{
+    kiln_registry_image_t ri = {0};
+    kiln_error_t perr = {0};
+    _cleanup_free_ char *body = NULL;
+    size_t len, i = 0;
+    json_t *cfg;
+
+    if (kiln_remote_cache_registry(e, err) < 0)
+        return -1;
+    if (kiln_remote_cache_pull(e, ref, &ri, &perr) < 0) {
+        kiln_engine_log(e, "WARNING: cache from %s not imported: %s", ref, perr.msg);
+        return 0;
+    }
+    if (kiln_store_read_blob(e->store, &ri.parsed->config.digest, KILN_IMAGE_CONFIG_MAX, &body,
+                             &len, err) < 0) {
+        kiln_registry_image_clear(&ri);
+        return -1;
+    }
+    kiln_registry_image_clear(&ri);
+    cfg = json_loadb(body, len, 0, NULL);
+    if (kiln_remote_cache_merge(e, json_object_get(cfg, "kiln.cache.v1"), &i, err) < 0) {
+        json_decref(cfg);
+        return -1;
     }
     json_decref(cfg);
     kiln_engine_log(e, "imported %zu cache entries from %s", i, ref);
     return 0;
 }
 
-/* Pushes this build's cache entries (and their layers) as one image: an OCI
- * manifest whose config is a valid image config carrying the entries under
- * "kiln.cache.v1", so any registry (ECR included) stores it. */
-int kiln_remote_cache_export(engine_t *e, const stage_t *target, kiln_error_t *err)
+/* The cache entries this build used or made (every stage's when all, else the target's),
+ * keyed by their key hex, and the layers they name, each once, with their diff_ids. */
+json_t *kiln_remote_cache_entries(engine_t *e, const stage_t *target, int all,
+                                  kiln_descriptor_t **layers_out, kiln_digest_t **diff_ids,
+                                  size_t *n_out)
 {
-    json_t *cfg = kiln_image_config_new("amd64", "linux");
     json_t *map = json_object();
-    kiln_descriptor_t *layers = NULL, cdesc = {0}, mdesc = {0};
+    kiln_descriptor_t *layers = NULL;
     size_t nl = 0;
-    json_t *man = NULL;
-    int ret = -1;
-    const char *refs[1] = {e->req->cache_to};
-
+    *diff_ids = NULL;
     for (size_t i = 0; i < e->cache_used.n; i++) {
         int sidx = -1;
         char es[KILN_DIGEST_STR_MAX], kh[80];
@@ -131,8 +139,7 @@ int kiln_remote_cache_export(engine_t *e, const stage_t *target, kiln_error_t *e
         size_t len;
         json_t *entry, *layer;
         if (sscanf(e->cache_used.v[i], "%d %71s %79s", &sidx, es, kh) != 3 ||
-            (!e->req->cache_to_max && sidx != target->index) ||
-            kiln_digest_parse(es, &ed, NULL) < 0 ||
+            (!all && sidx != target->index) || kiln_digest_parse(es, &ed, NULL) < 0 ||
             kiln_store_read_blob(e->store, &ed, 0, &body, &len, NULL) < 0)
             continue;
         entry = json_loadb(body, len, 0, NULL);
@@ -141,24 +148,47 @@ int kiln_remote_cache_export(engine_t *e, const stage_t *target, kiln_error_t *e
         layer = json_object_get(entry, "layer");
         if (json_is_object(layer)) {
             kiln_descriptor_t d = {0};
+            const char *diff = json_string_value(json_object_get(entry, "diff_id"));
+            kiln_digest_t dd;
             bool dup = false;
-            if (kiln_descriptor_from_json(layer, "layer", &d, NULL) == 0) {
+            if (kiln_descriptor_from_json(layer, "layer", &d, NULL) == 0 && diff &&
+                kiln_digest_parse(diff, &dd, NULL) == 0) {
                 for (size_t k = 0; k < nl && !dup; k++)
                     dup = kiln_digest_equal(&layers[k].digest, &d.digest);
                 if (!dup) {
-                    const char *diff = json_string_value(json_object_get(entry, "diff_id"));
-                    kiln_digest_t dd;
                     layers = kiln_xrealloc(layers, (nl + 1) * sizeof(*layers));
+                    *diff_ids = kiln_xrealloc(*diff_ids, (nl + 1) * sizeof(**diff_ids));
+                    (*diff_ids)[nl] = dd;
                     layers[nl++] = d;
-                    if (diff && kiln_digest_parse(diff, &dd, NULL) == 0)
-                        kiln_image_config_add_diff_id(cfg, &dd);
-                } else {
-                    kiln_descriptor_clear(&d);
+                    d = (kiln_descriptor_t){0};
                 }
             }
+            kiln_descriptor_clear(&d);
         }
         json_object_set_new(map, kh, entry);
     }
+    *layers_out = layers;
+    *n_out = nl;
+    return map;
+}
+
+/* Pushes this build's cache entries (and their layers) as one image: an OCI
+ * manifest whose config is a valid image config carrying the entries under
+ * "kiln.cache.v1", so any registry (ECR included) stores it. */
+int kiln_remote_cache_export(engine_t *e, const stage_t *target, kiln_error_t *err)
+{
+    json_t *cfg = kiln_image_config_new("amd64", "linux");
+    json_t *map;
+    kiln_descriptor_t *layers = NULL, cdesc = {0}, mdesc = {0};
+    kiln_digest_t *diff_ids = NULL;
+    size_t nl = 0;
+    json_t *man = NULL;
+    int ret = -1;
+    const char *refs[1] = {e->req->cache_to};
+
+    map = kiln_remote_cache_entries(e, target, e->req->cache_to_max, &layers, &diff_ids, &nl);
+    for (size_t i = 0; i < nl; i++)
+        kiln_image_config_add_diff_id(cfg, &diff_ids[i]);
     json_object_set_new(cfg, "kiln.cache.v1", map);
     if (kiln_image_store_put(e->store, cfg, KILN_MT_OCI_CONFIG, &cdesc, err) < 0)
         goto out;
@@ -179,6 +209,7 @@ out:
     for (size_t i = 0; i < nl; i++)
         kiln_descriptor_clear(&layers[i]);
     free(layers);
+    free(diff_ids);
     kiln_descriptor_clear(&cdesc);
     kiln_descriptor_clear(&mdesc);
     json_decref(man);

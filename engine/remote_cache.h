@@ -12,4 +12,8 @@ int kiln_remote_cache_registry(engine_t *e, kiln_error_t *err);
 int kiln_remote_cache_import(engine_t *e, const char *ref, kiln_error_t *err);
 int kiln_remote_cache_export(engine_t *e, const stage_t *target, kiln_error_t *err);
 
+json_t *kiln_remote_cache_entries(engine_t *e, const stage_t *target, int all,
+                                  kiln_descriptor_t **layers, kiln_digest_t **diff_ids, size_t *n);
+int kiln_remote_cache_merge(engine_t *e, json_t *map, size_t *n, kiln_error_t *err);
+
 #endif

@@ -129,10 +129,11 @@ static const rc_mount_t *find_mount(const kiln_rcache_t *rc, const char *dir)
     return NULL;
 }
 
-/* A listing of directory fd (its own duplicate, so fd stays open), or NULL. */
+/* A listing of directory fd (fd stays open), or NULL. */
 static DIR *list_dir(int fd)
 {
-    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    /* opened again, not dup'ed: a listing of its own, from the start */
+    int dup = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = dup >= 0 ? fdopendir(dup) : NULL;
     if (d == NULL && dup >= 0)
         close(dup);

@@ -47,7 +47,7 @@ static int check_bucket(const char *b, kiln_error_t *err)
     for (size_t i = 0; ok && i < n; i++)
         ok = islower((unsigned char)b[i]) || isdigit((unsigned char)b[i]) || b[i] == '.' ||
              b[i] == '-';
-    return ok ? 0 : kiln_error_set(err, EINVAL, "bucket=%.80s is not an S3 bucket name", b);
+    return ok ? 0 : kiln_error_set(err, 0, "bucket=%.80s is not an S3 bucket name", b);
 }
 
 /* A key prefix: at most 256 of [A-Za-z0-9._/-] in components that are not empty, "." or
@@ -65,7 +65,7 @@ static int check_prefix(char *p, kiln_error_t *err)
             return kiln_error_set(err, EINVAL,
                                   "prefix=%.80s: only letters, digits and . _ / - are allowed", p);
     if (n > 256 || kiln_cm_check_path(p, &perr) < 0)
-        return kiln_error_set(err, EINVAL, "prefix=%.80s: %s", p, n > 256 ? "too long" : perr.msg);
+        return kiln_error_set(err, 0, "prefix=%.80s: %s", p, n > 256 ? "too long" : perr.msg);
     return 0;
 }
 
@@ -85,7 +85,7 @@ int kiln_rcache_spec_parse(const char *spec, int server_mode, kiln_rcache_spec_t
         char *v = strchr(kv, '=');
         char **slot = NULL;
         if (v == NULL) {
-            kiln_error_set(err, EINVAL, "'%.80s' is not KEY=VALUE", kv);
+            kiln_error_set(err, 0, "'%.80s' is not KEY=VALUE", kv);
             goto bad;
         }
         *v++ = '\0';
@@ -103,7 +103,7 @@ int kiln_rcache_spec_parse(const char *spec, int server_mode, kiln_rcache_spec_t
             slot = &s.ref;
         else if (strcmp(kv, "mode") == 0) {
             if (strcmp(v, "max") != 0 && strcmp(v, "min") != 0) {
-                kiln_error_set(err, EINVAL, "mode=%.40s: want min or max", v);
+                kiln_error_set(err, 0, "mode=%.40s: want min or max", v);
                 goto bad;
             }
             s.mode_max = strcmp(v, "max") == 0;
@@ -111,7 +111,7 @@ int kiln_rcache_spec_parse(const char *spec, int server_mode, kiln_rcache_spec_t
         } else if (strcmp(kv, "max-size") == 0) {
             size_t sz;
             if (kiln_s3_parse_size(v, &sz) < 0 || sz == 0) {
-                kiln_error_set(err, EINVAL, "max-size=%.40s: want a size (K/M/G suffixes)", v);
+                kiln_error_set(err, 0, "max-size=%.40s: want a size (K/M/G suffixes)", v);
                 goto bad;
             }
             s.max_size = sz;
@@ -130,18 +130,18 @@ int kiln_rcache_spec_parse(const char *spec, int server_mode, kiln_rcache_spec_t
         *slot = kiln_xstrdup(v);
     }
     if (s.type == NULL || (strcmp(s.type, "s3") != 0 && strcmp(s.type, "registry") != 0)) {
-        kiln_error_set(err, EINVAL, "type=%.40s: want type=s3 or type=registry",
+        kiln_error_set(err, 0, "type=%.40s: want type=s3 or type=registry",
                        s.type ? s.type : "(missing)");
         goto bad;
     }
     if (strcmp(s.type, "registry") == 0) {
         if (s.ref == NULL || s.ref[0] == '\0') {
-            kiln_error_set(err, EINVAL, "type=registry needs ref=REFERENCE");
+            kiln_error_set(err, 0, "type=registry needs ref=REFERENCE");
             goto bad;
         }
     } else {
         if (s.bucket == NULL) {
-            kiln_error_set(err, EINVAL, "type=s3 needs bucket=NAME");
+            kiln_error_set(err, 0, "type=s3 needs bucket=NAME");
             goto bad;
         }
         if (s.prefix == NULL)
@@ -150,7 +150,7 @@ int kiln_rcache_spec_parse(const char *spec, int server_mode, kiln_rcache_spec_t
             goto bad;
         if (s.region &&
             strspn(s.region, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(s.region)) {
-            kiln_error_set(err, EINVAL, "region=%.40s is not an AWS region", s.region);
+            kiln_error_set(err, 0, "region=%.40s is not an AWS region", s.region);
             goto bad;
         }
         if (s.endpoint && server_mode) {
@@ -243,15 +243,16 @@ int kiln_rstore_get_blob(kiln_rstore_t *rs, kiln_http_t *http, const kiln_digest
     kiln_digest_t got;
     int r;
     if (size > KILN_CM_PACK_MAX)
-        return kiln_error_set(err, EFBIG, "blob %s: %llu bytes", d->hex, (unsigned long long)size);
-    r = kiln_rstore_get(rs, http, rel, (size_t)size, &body, &len, err);
+        return kiln_error_set(err, 0, "blob %s: %llu bytes", d->hex, (unsigned long long)size);
+    /* room for an error answer too: the length is checked below */
+    r = kiln_rstore_get(rs, http, rel, (size_t)size + 65536, &body, &len, err);
     if (r < 0)
         return -1;
     if (r == 0)
-        return kiln_error_set(err, ENOENT, "%s/%s: missing", rs->name, rel);
+        return kiln_error_set(err, 0, "%s/%s: missing", rs->name, rel);
     kiln_digest_bytes(body, len, &got);
     if (len != size || !kiln_digest_equal(&got, d))
-        return kiln_error_set(err, EINVAL, "%s/%s: its content does not match its digest", rs->name,
+        return kiln_error_set(err, 0, "%s/%s: its content does not match its digest", rs->name,
                               rel);
     *buf = steal_pointer(&body);
     return 0;
@@ -315,9 +316,10 @@ int kiln_rstore_blob_to_store(kiln_rstore_t *rs, kiln_http_t *http, const kiln_d
         uint64_t want = size - off < RANGE_SIZE ? size - off : RANGE_SIZE;
         _cleanup_free_ char *buf = NULL;
         size_t len = 0;
-        int r = kiln_s3_get_object(&rs->t, http, key, off, want, (size_t)want, &buf, &len, err);
+        int r =
+            kiln_s3_get_object(&rs->t, http, key, off, want, (size_t)want + 65536, &buf, &len, err);
         if (r == 0)
-            kiln_error_set(err, ENOENT, "%s/%s: missing", rs->name, rel);
+            kiln_error_set(err, 0, "%s/%s: missing", rs->name, rel);
         if (r <= 0 || len != want || kiln_store_writer_write(w, buf, len, err) < 0) {
             if (r > 0 && len != want)
                 kiln_error_set(err, EIO, "%s/%s: short range", rs->name, rel);

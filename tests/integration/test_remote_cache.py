@@ -101,6 +101,17 @@ T.check("worker B: npm install --offline made no registry fetch (npm's log)",
 T.check("worker B: nothing was written to S3 without --cache-to",
         not [q for q in proxy.requests() if q["method"] == "PUT"])
 
+# the layer cache: a fresh root with the same build takes every step from S3, mounts nothing
+proxy.clear()
+r = build("rootB2", npm_a, "--cache-from", s3("npm"))
+T.check("layer cache: a fresh root imports the step cache from S3 and the install step is cached",
+        r.returncode == 0 and "imported" in out(r) and "#5 CACHED" in out(r)
+        and "cache mount npm: restored" not in out(r), out(r)[-2500:])
+T.check("layer cache: its layers came from blobs/ under the prefix, the index from layers.json",
+        any(q["path"].startswith("/%s/npm/layers.json" % BUCKET) for q in proxy.requests())
+        and any(q["method"] == "GET" and "/npm/blobs/sha256/" in q["path"] for q in proxy.requests()),
+        str([(q["method"], q["path"]) for q in proxy.requests()][:20]))
+
 # ---- unchanged and changed saves (busybox)
 DATA_DF = """FROM %s
 ARG N
@@ -117,7 +128,7 @@ r = build("rootC", data, "--build-arg", "N=2", "--cache-to", s3("data"))
 T.check("unchanged cache: the step ran again and the save says unchanged",
         r.returncode == 0 and "cache mount data: unchanged" in out(r), out(r)[-2000:])
 T.check("unchanged cache: no blob and no manifest uploaded (the manifest only read)",
-        not puts("data", "") and any(q["method"] == "GET" for q in proxy.requests()),
+        not puts("data", "blobs/") and not puts("data", "mounts/") and any(q["method"] == "GET" for q in proxy.requests()),
         str([(q["method"], q["path"]) for q in proxy.requests()]))
 proxy.clear()
 r = build("rootC", data, "--build-arg", "N=3", "--build-arg", "ADD=more", "--cache-to", s3("data"))

@@ -324,7 +324,7 @@ static void test_restore_link_escape(void **state)
     the_blob_len = 5;
     assert_int_equal(kiln_pathres_open_root(out, &rootfd, &err), 0);
     assert_int_equal(kiln_cm_restore(rootfd, &m, 1, fetch_mem, NULL, NULL, NULL, &err), -1);
-    assert_non_null(strstr(err.msg, "symlink esc"));
+    assert_non_null(strstr(err.msg, "link esc: other entries are under it"));
     marker = kiln_xasprintf("%s/planted", outside);
     assert_int_equal(access(marker, F_OK), -1);
     kiln_cm_clear(&m);

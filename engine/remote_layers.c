@@ -1,0 +1,216 @@
+/* kiln — the layer cache in S3 (`--cache-to/--cache-from type=s3`): the step cache entries
+ * a build used or made (the target's, every stage's with mode=max) and their layers.
+ *
+ *   <base>/layers.json  {"kiln.cache.v1": {<key hex>: entry, ...}, "layers": [descriptor, ...]}
+ *   <base>/blobs/sha256/<hex>  each layer, uploaded once (the previous index's layers and a
+ *                              HEAD tell what is there already)
+ *
+ * Import fetches the layers the namespace does not have yet into the store (in ranges, the
+ * digest checked by the store), notes them as the namespace's own, then merges the entries
+ * as a registry cache import does (engine/remote_cache). A source that cannot be read is a
+ * warning. The index is written after the layers, in one PutObject, and not at all when
+ * unchanged. */
+#include "engine/remote_layers.h"
+
+#include "engine/cache.h"
+#include "engine/remote_cache.h"
+#include "engine/remote_mounts.h"
+#include "utils/workers.h"
+
+#define INDEX_REL "layers.json"
+#define INDEX_MAX (64u << 20)
+#define LAYER_MAX (64ull << 30)
+#define THREADS 4
+
+static void *http_new(void)
+{
+    return kiln_http_new();
+}
+
+static void http_free(void *h)
+{
+    kiln_http_free(h);
+}
+
+typedef struct layers_job {
+    engine_t *e;
+    kiln_rstore_t *rs;
+    kiln_descriptor_t *d;
+    size_t n;
+    uint64_t bytes;
+} layers_job_t;
+
+static int fetch_layer(void *ud, void *http, size_t i, kiln_error_t *err)
+{
+    layers_job_t *j = ud;
+    if (kiln_rstore_blob_to_store(j->rs, http, &j->d[i].digest, (uint64_t)j->d[i].size, j->e->store,
+                                  err) < 0)
+        return -1;
+    kiln_cache_ns_note(j->e, &j->d[i].digest);
+    return 0;
+}
+
+/* The layers of index that the namespace lacks, parsed (each checked a digest and a size). */
+static int missing_layers(engine_t *e, json_t *list, layers_job_t *j, kiln_error_t *err)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v)
+    {
+        kiln_descriptor_t d = {0};
+        if (kiln_descriptor_from_json(v, "layer", &d, err) < 0)
+            return -1;
+        if (d.size <= 0 || (uint64_t)d.size > LAYER_MAX) {
+            kiln_descriptor_clear(&d);
+            return kiln_error_set(err, 0, "layer %zu: size %lld", i, (long long)d.size);
+        }
+        if (kiln_store_has(e->store, &d.digest, NULL) && kiln_cache_ns_knows(e, &d.digest)) {
+            kiln_descriptor_clear(&d);
+            continue;
+        }
+        j->d = kiln_xrealloc(j->d, (j->n + 1) * sizeof(*j->d));
+        j->bytes += (uint64_t)d.size;
+        j->d[j->n++] = d;
+    }
+    return 0;
+}
+
+/* Imports the index of rs: 0 (also when there is none), -1 with err. */
+static int import_one(engine_t *e, kiln_rstore_t *rs, kiln_error_t *err)
+{
+    _cleanup_free_ char *body = NULL;
+    kiln_http_t *http = kiln_http_new();
+    layers_job_t j = {.e = e, .rs = rs};
+    json_t *idx = NULL;
+    size_t len = 0, n = 0;
+    double t0 = kiln_engine_now();
+    int r = kiln_rstore_get(rs, http, INDEX_REL, INDEX_MAX, &body, &len, err), ret = -1;
+    kiln_http_free(http);
+    if (r <= 0)
+        return r;
+    idx = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(json_object_get(idx, "kiln.cache.v1")) ||
+        !json_is_array(json_object_get(idx, "layers"))) {
+        kiln_error_set(err, 0, "%s/%s is not a kiln layer cache index", kiln_rstore_name(rs),
+                       INDEX_REL);
+        goto out;
+    }
+    if (missing_layers(e, json_object_get(idx, "layers"), &j, err) < 0 ||
+        kiln_workers_run(j.n, THREADS, fetch_layer, http_new, http_free, &j, err) < 0) {
+        kiln_error_prefix(err, "%s/%s", kiln_rstore_name(rs), INDEX_REL);
+        goto out;
+    }
+    if (kiln_remote_cache_merge(e, json_object_get(idx, "kiln.cache.v1"), &n, err) < 0)
+        goto out;
+    kiln_engine_log(e, "imported %zu cache entries from %s (%zu layers, %.1f MB fetched in %.2fs)",
+                    n, kiln_rstore_name(rs), j.n, (double)j.bytes / 1e6, kiln_engine_now() - t0);
+    ret = 0;
+out:
+    for (size_t i = 0; i < j.n; i++)
+        kiln_descriptor_clear(&j.d[i]);
+    free(j.d);
+    json_decref(idx);
+    return ret;
+}
+
+int kiln_remote_layers_import(engine_t *e, kiln_error_t *err)
+{
+    kiln_rcache_t *rc = e->rcache;
+    (void)err;
+    for (size_t i = 0; rc && i < rc->n_from; i++) {
+        kiln_error_t ierr = {0};
+        if (import_one(e, rc->from[i], &ierr) < 0)
+            kiln_engine_log(e, "WARNING: layer cache not imported: %s", ierr.msg);
+    }
+    return 0;
+}
+
+static int upload_layer(void *ud, void *http, size_t i, kiln_error_t *err)
+{
+    layers_job_t *j = ud;
+    _cleanup_close_ int fd = -1;
+    uint64_t size = 0;
+    int r = kiln_rstore_has_blob(j->rs, http, &j->d[i].digest, err);
+    if (r != 0)
+        return r < 0 ? -1 : 0; /* another writer's upload, or an error */
+    if (kiln_store_open_blob(j->e->store, &j->d[i].digest, &fd, &size, err) < 0)
+        return -1;
+    return kiln_rstore_put_blob(j->rs, http, &j->d[i].digest, NULL, fd, size, err);
+}
+
+/* The digests of the layers an index lists ("sha256:..." strings), as one JSON object. */
+static json_t *listed(const char *body, size_t len)
+{
+    json_t *idx = json_loadb(body, len, 0, NULL), *out = json_object(), *v;
+    size_t i;
+    json_array_foreach(json_object_get(idx, "layers"), i, v)
+    {
+        const char *d = json_string_value(json_object_get(v, "digest"));
+        if (d)
+            json_object_set_new(out, d, json_true());
+    }
+    json_decref(idx);
+    return out;
+}
+
+int kiln_remote_layers_export(engine_t *e, const stage_t *target, kiln_error_t *err)
+{
+    kiln_rcache_t *rc = e->rcache;
+    _cleanup_free_ char *old = NULL;
+    _cleanup_free_ char *text = NULL;
+    kiln_descriptor_t *layers = NULL;
+    kiln_digest_t *diff_ids = NULL;
+    kiln_http_t *http;
+    layers_job_t j = {.e = e};
+    json_t *map, *idx, *list, *have = NULL;
+    size_t nl = 0, old_len = 0;
+    double t0 = kiln_engine_now();
+    int r, ret = -1;
+    if (rc == NULL || rc->to == NULL)
+        return 0;
+    j.rs = rc->to;
+    http = kiln_http_new();
+    map = kiln_remote_cache_entries(e, target, rc->to_mode_max, &layers, &diff_ids, &nl);
+    list = json_array();
+    for (size_t i = 0; i < nl; i++)
+        json_array_append_new(list, kiln_descriptor_to_json(&layers[i]));
+    idx = json_pack("{soso}", "kiln.cache.v1", map, "layers", list);
+    text = json_dumps(idx, JSON_COMPACT | JSON_SORT_KEYS);
+    r = kiln_rstore_get(rc->to, http, INDEX_REL, INDEX_MAX, &old, &old_len, err);
+    if (r < 0)
+        goto out;
+    if (r > 0 && old_len == strlen(text) && memcmp(old, text, old_len) == 0) {
+        kiln_engine_log(e, "layer cache unchanged in %s (%zu entries)", kiln_rstore_name(rc->to),
+                        json_object_size(map));
+        ret = 0;
+        goto out;
+    }
+    have = r > 0 ? listed(old, old_len) : json_object();
+    for (size_t i = 0; i < nl; i++) {
+        char ds[KILN_DIGEST_STR_MAX];
+        if (json_object_get(have, kiln_digest_str(&layers[i].digest, ds)))
+            continue; /* the index there names it: it is there */
+        j.d = kiln_xrealloc(j.d, (j.n + 1) * sizeof(*j.d));
+        j.d[j.n++] = layers[i];
+        j.bytes += (uint64_t)layers[i].size;
+    }
+    if (kiln_workers_run(j.n, THREADS, upload_layer, http_new, http_free, &j, err) < 0 ||
+        kiln_rstore_put(rc->to, http, INDEX_REL, text, strlen(text), err) < 0)
+        goto out;
+    kiln_engine_log(e, "exported %zu cache entries (%zu layers, %zu new, %.1f MB) to %s in %.2fs",
+                    json_object_size(map), nl, j.n, (double)j.bytes / 1e6, kiln_rstore_name(rc->to),
+                    kiln_engine_now() - t0);
+    ret = 0;
+out:
+    for (size_t i = 0; i < nl; i++)
+        kiln_descriptor_clear(&layers[i]);
+    free(layers);
+    free(diff_ids);
+    free(j.d); /* its descriptors are layers' */
+    json_decref(have);
+    json_decref(idx);
+    kiln_http_free(http);
+    if (ret < 0)
+        kiln_error_prefix(err, "exporting the layer cache to %s", kiln_rstore_name(rc->to));
+    return ret;
+}

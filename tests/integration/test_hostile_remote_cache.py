@@ -1,0 +1,141 @@
+"""Hostile remote caches (S3 in fauxqs): a cache mount manifest planted in the bucket is
+untrusted input. Paths with "..", absolute paths and a path through a link are refused, a
+blob whose bytes do not match its digest, a manifest naming a missing blob or one larger
+than max-size is not restored: each is a warning naming the cache id, the S3 location and
+what is wrong, the step runs with an empty cache, and the host marker is neither read nor
+written. A namespaced (tenant) build reads only keys under kiln-ns/<tenant>/ whatever prefix
+it asks for, and a server build may not choose the S3 endpoint."""
+import hashlib
+import json
+import os
+import sys
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "aws"))
+from kilnbuild import HostMarker, make_base, write_tree  # noqa: E402
+from kilntest import T, kiln  # noqa: E402
+import awslib  # noqa: E402
+
+BUCKET = "hcache"
+direct, proxy, ENV = awslib.start_services(T)
+awslib.s3_create_bucket(direct, BUCKET)
+os.chmod(T.tmp, 0o711)
+BASE = make_base(os.path.join(T.tmp, "root-base"))
+HM = HostMarker(prefix="RCACHE-MARKER-")
+N = [0]
+
+
+def put(key, data):
+    req = urllib.request.Request("%s/%s/%s" % (direct, BUCKET, key), data=data, method="PUT",
+                                 headers={"Content-Type": "application/octet-stream"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        r.read()
+
+
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+def plant(prefix, cid, entries, blobs):
+    """A manifest for cache id cid under prefix naming blobs ({bytes: uploaded?})."""
+    table = []
+    for data, upload in blobs:
+        table.append(["sha256:" + sha(data), len(data)])
+        if upload:
+            put("%s/blobs/sha256/%s" % (prefix, sha(data)), data)
+    man = {"kiln.cachemount.v1": 1, "blobs": table, "entries": entries}
+    put("%s/mounts/%s.json" % (prefix, sha(cid.encode())), json.dumps(man).encode())
+
+
+def fentry(path, data, blob=0, off=0):
+    return {"p": path, "t": "f", "m": 420, "u": 0, "g": 0, "mt": 1, "s": len(data),
+            "h": "sha256:" + sha(data), "c": [[blob, off, len(data)]]}
+
+
+def build(prefix, cid, check, *extra, root=None, spec=""):
+    """Builds a step mounting cache cid at /c running check; returns the result."""
+    N[0] += 1
+    d = os.path.join(T.tmp, "ctx%d" % N[0])
+    os.makedirs(d)
+    write_tree(d, {"Dockerfile": "FROM %s\nRUN --mount=type=cache,id=%s,target=/c sh -c '%s'\n"
+                   % (BASE, cid, check)})
+    return kiln("build", "--root", root or os.path.join(T.tmp, "root%d" % N[0]), *extra,
+                "--cache-from", "type=s3,bucket=%s,prefix=%s%s" % (BUCKET, prefix, spec), d, env=ENV)
+
+
+EMPTY = 'test -z "$(ls -A /c)"'
+PAYLOAD = ("planted " + HM.mark + "\n").encode()
+rel_w = os.path.relpath(HM.w, "/")
+cases = [
+    ("dotdot", [fentry("../../../../../../../../%s/planted" % rel_w, PAYLOAD)],
+     '"..\" component'),
+    ("absolute", [fentry("/" + rel_w + "/planted", PAYLOAD)], "is absolute"),
+    ("throughlink", [{"p": "esc", "t": "l", "m": 511, "u": 0, "g": 0, "mt": 1, "l": HM.w},
+                     fentry("esc/planted", PAYLOAD)],
+     "link esc: other entries are under it"),
+]
+for name, entries, want in cases:
+    plant("h-" + name, "evil", entries, [(PAYLOAD, True)])
+    r = build("h-" + name, "evil", EMPTY)
+    msg = "WARNING: cache mount evil from s3://%s/h-%s" % (BUCKET, name)
+    T.check("%s: the build runs with an empty cache" % name, r.returncode == 0, r.stderr[-1500:])
+    T.check("%s: the warning names the cache, the location and the path" % name,
+            msg in r.stderr and want in r.stderr and "runs with the cache empty" in r.stderr,
+            r.stderr[-1500:])
+    T.check("%s: the host marker is neither read nor written" % name,
+            HM.untouched() and HM.mark not in r.stdout + r.stderr, str(HM.state()))
+
+# a blob whose bytes are not its digest's
+plant("h-digest", "evil", [fentry("x", PAYLOAD)], [(PAYLOAD, False)])
+put("h-digest/blobs/sha256/%s" % sha(PAYLOAD), b"other bytes of the same claim....")
+r = build("h-digest", "evil", EMPTY)
+T.check("a blob not matching its digest: warning, empty cache",
+        r.returncode == 0 and "does not match its digest" in r.stderr, r.stderr[-1500:])
+
+# a manifest naming a blob that is missing (a writer that died before its blobs): not used
+plant("h-missing", "evil", [fentry("a", b"aaaa"), fentry("b", PAYLOAD, blob=1)],
+      [(b"aaaa", True), (PAYLOAD, False)])
+r = build("h-missing", "evil", EMPTY)
+T.check("a manifest naming a missing blob: warning naming it, nothing half restored",
+        r.returncode == 0 and "/blobs/sha256/%s: missing" % sha(PAYLOAD) in r.stderr,
+        r.stderr[-1500:])
+
+# sizes: a manifest claiming more than max-size is refused before anything is fetched
+plant("h-big", "evil", [fentry("big", b"x" * 3000)], [(b"x" * 3000, True)])
+proxy.clear()
+r2 = build("h-big", "evil", EMPTY, spec=",max-size=1K")
+T.check("a manifest over max-size=1K is refused naming the bound, nothing fetched",
+        r2.returncode == 0 and "max-size of 1024 bytes" in r2.stderr
+        and not [q for q in proxy.requests()[-3:] if "/blobs/" in q["path"]], r2.stderr[-1500:])
+
+# tenants: a namespaced build reads only kiln-ns/<its name>/...
+plant("shared", "npm", [fentry("stolen", PAYLOAD)], [(PAYLOAD, True)])
+plant("kiln-ns/tenantB/shared", "npm", [fentry("stolen", PAYLOAD)], [(PAYLOAD, True)])
+proxy.clear()
+r = build("shared", "npm", EMPTY, "--cache-namespace", "tenantA")
+paths = [q["path"] for q in proxy.requests()]
+T.check("tenant A with prefix=shared: its step sees an empty cache (not the planted ones)",
+        r.returncode == 0 and HM.mark not in r.stdout + r.stderr, r.stderr[-1500:])
+T.check("tenant A read only keys under kiln-ns/tenantA/",
+        paths and all(p.startswith("/%s/kiln-ns/tenantA/shared/" % BUCKET) for p in paths),
+        str(paths))
+proxy.clear()
+r = build("kiln-ns/tenantB/shared", "npm", EMPTY, "--cache-namespace", "tenantA")
+paths = [q["path"] for q in proxy.requests()]
+T.check("tenant A naming tenant B's prefix still reads under kiln-ns/tenantA/ only",
+        r.returncode == 0 and paths
+        and all(p.startswith("/%s/kiln-ns/tenantA/" % BUCKET) for p in paths), str(paths))
+r = build("shared", "npm", "test -f /c/stolen")
+T.check("(control) a build without a namespace restores the planted cache of prefix=shared",
+        r.returncode == 0 and "cache mount npm: restored" in r.stderr, r.stderr[-1500:])
+
+# the endpoint of a server build is the operator's
+r = kiln("build", "--server-mode", "--root", os.path.join(T.tmp, "root-srv"), "--cache-from",
+         "type=s3,bucket=%s,endpoint=http://127.0.0.1:9" % BUCKET, os.path.join(T.tmp, "ctx1"),
+         env=ENV)
+T.check("server mode: endpoint= is refused naming the option",
+        r.returncode != 0 and "endpoint= is not allowed in a server build" in r.stderr,
+        r.stderr[-800:])
+T.check("the host marker is untouched after every case", HM.untouched())
+T.done()
