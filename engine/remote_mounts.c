@@ -11,7 +11,7 @@
  * with the manifest in --cache-to: files whose content it already holds keep their ranges,
  * the others are packed into new 16 MiB blobs and uploaded, then the manifest is written
  * (one PutObject) unless it is byte for byte the one there: an unchanged cache costs one
- * GET. */
+ * GET and a HEAD per reused blob (one per 16 MiB), no upload. */
 #include "engine/remote_mounts.h"
 
 #include "engine/cachemanifest.h"
@@ -399,6 +399,50 @@ static int upload_pack(void *ud, void *http, size_t i, kiln_error_t *err)
                                 err);
 }
 
+typedef struct checker {
+    kiln_rstore_t *rs;
+    const kiln_cm_t *m;
+    char *gone; /* per blob: 1 when it is not in the bucket */
+} checker_t;
+
+static int check_blob(void *ud, void *http, size_t i, kiln_error_t *err)
+{
+    checker_t *c = ud;
+    int r = kiln_rstore_has_blob(c->rs, http, &c->m->blobs[i].digest, err);
+    if (r < 0)
+        return -1;
+    c->gone[i] = r == 0;
+    return 0;
+}
+
+/* The blobs now reuses from the previous manifest are checked (HEAD, in parallel): a blob
+ * gone from the bucket (a lifecycle rule, a hand) makes its files missing again, so they are
+ * uploaded anew instead of the new manifest naming what is not there. */
+static int recheck_reused(kiln_rstore_t *rs, kiln_cm_t *now, size_t **missing, size_t *n_missing,
+                          kiln_error_t *err)
+{
+    checker_t c = {.rs = rs, .m = now, .gone = kiln_xzalloc(now->nb + 1)};
+    int ret = -1;
+    if (kiln_workers_run(now->nb, UPLOAD_THREADS, check_blob, http_new, http_free, &c, err) < 0)
+        goto out;
+    for (size_t i = 0; i < now->n; i++) {
+        kiln_cm_entry_t *x = &now->e[i];
+        bool lost = false;
+        for (size_t k = 0; k < x->n_segs && !lost; k++)
+            lost = c.gone[x->segs[k].blob];
+        if (!lost)
+            continue;
+        free(x->segs);
+        x->segs = NULL;
+        x->n_segs = 0;
+        (*missing)[(*n_missing)++] = i; /* room for every entry: kiln_cm_diff */
+    }
+    ret = 0;
+out:
+    free(c.gone);
+    return ret;
+}
+
 /* Leaves out the entries marked dropped (type 0) and the blobs no entry uses any more. */
 static void compact(kiln_cm_t *m)
 {
@@ -467,7 +511,8 @@ static int save_one(engine_t *e, const rc_mount_t *mt, kiln_error_t *err)
         kiln_cm_decode(old_body, old_len, UINT64_MAX, "the saved manifest", &old, NULL) < 0)
         memset(&old, 0, sizeof(old)); /* unreadable: replaced whole */
     kiln_cm_diff(&old, &now, &missing, &n_missing);
-    if (pack_missing(&s, missing, n_missing, err) < 0)
+    if (recheck_reused(rc->to, &now, &missing, &n_missing, err) < 0 ||
+        pack_missing(&s, missing, n_missing, err) < 0)
         goto out;
     compact(&now);
     for (size_t i = 0; i < s.n_packs; i++)

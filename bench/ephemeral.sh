@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# An ephemeral worker (a fresh kiln root, as every Fargate task has) building a Node app with
+# real npm dependencies (express, typescript, zod, axios, lodash, dayjs, pino and their
+# dependencies; `npm ci` with an npm cache mount, then `tsc`), one source file changed since
+# the last build, three ways:
+#   nocache  a fresh root, no remote cache (every package downloaded, every step run)
+#   remote   a fresh root with --cache-from/--cache-to type=s3 (fauxqs on 127.0.0.1): the layer
+#            cache and the cache mounts come from S3, the changed file's steps run again, and
+#            the result is saved for the next worker (the save is in the time)
+#   warm     a kiln root kept between rounds (a long-lived machine): the local caches
+# and the same three for a rebuild of an unchanged commit (retries, promotions):
+#   same-nocache / same-remote / same-warm
+# Goals (issue #18): remote <= 0.3x nocache, <= 1.5x warm. Medians of RUNS rounds (the cases
+# in turn, round after round, so a busy shared machine weighs on all alike), min/max, RSS.
+# The base image (kiln's node-build) is unpacked by every fresh root: that is part of the
+# cost measured. The S3 emulator is fauxqs (tests/aws/setup.sh), on loopback: no network
+# latency; the npm registry is the real one.
+# Usage: bench/ephemeral.sh [KILN_BIN]   (env: RUNS=5; KILN_IMAGES_DIR)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/bench_lib.sh
+bench_kiln "${1:-}"
+IMAGES=${KILN_IMAGES_DIR:-/var/cache/kiln/images}
+[ -f "$IMAGES/node-build/oci-layout" ] || { echo "bench/ephemeral.sh: $IMAGES/node-build is missing: run scripts/setup.sh" >&2; exit 2; }
+bench_scratch ephemeral
+FQ=$(bash tests/aws/setup.sh)
+NODE=$(sed -n 's/^NODE=//p' <<<"$FQ")
+FAUXQS_DIR=$(sed -n 's/^FAUXQS_DIR=//p' <<<"$FQ")
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$NODE" tests/aws/serve.mjs "$FAUXQS_DIR" "$PORT" >"$T/fauxqs.log" 2>&1 &
+FQ_PID=$!
+trap 'kill $FQ_PID 2>/dev/null || true; bench_cleanup' EXIT
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.2; done
+curl -s -X PUT "http://127.0.0.1:$PORT/ebench" -o /dev/null
+export AWS_ACCESS_KEY_ID=AKIDKILNBENCH AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 \
+  AWS_ENDPOINT_URL=http://127.0.0.1:$PORT AWS_EC2_METADATA_DISABLED=true
+
+APP=$T/app
+mkdir -p "$APP/src"
+cat >"$APP/package.json" <<'EOF'
+{"name": "ephemeral-bench", "version": "1.0.0", "private": true,
+ "scripts": {"build": "tsc -p ."},
+ "dependencies": {"express": "4.21.2", "zod": "3.24.1", "axios": "1.7.9", "lodash": "4.17.21",
+                  "dayjs": "1.11.13", "pino": "9.6.0"},
+ "devDependencies": {"typescript": "5.7.3", "@types/node": "22.10.7", "@types/express": "5.0.0",
+                     "@types/lodash": "4.17.14"}}
+EOF
+cat >"$APP/tsconfig.json" <<'EOF'
+{"compilerOptions": {"target": "es2022", "module": "commonjs", "outDir": "dist", "strict": true,
+  "esModuleInterop": true},
+ "include": ["src"]}
+EOF
+for i in $(seq 40); do
+  printf 'import _ from "lodash";\nimport { z } from "zod";\nexport const s%d = z.object({ n: z.number() });\nexport function f%d(xs: number[]): number { return _.sum(xs) + %d; }\n' \
+    "$i" "$i" "$i" >"$APP/src/m$i.ts"
+done
+printf 'import express from "express";\nimport { f1 } from "./m1";\nconst app = express();\napp.get("/", (_req, res) => { res.send(String(f1([1, 2]))); });\napp.listen(Number(process.env.PORT || 3000));\n' >"$APP/src/index.ts"
+(cd "$APP" && npm install --package-lock-only --no-audit --no-fund --silent)
+cat >"$APP/Dockerfile" <<EOF
+FROM oci:$IMAGES/node-build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN --mount=type=cache,id=npm,target=/root/.npm npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY src ./src
+RUN npm run build
+EOF
+printf 'node_modules\ndist\n' >"$APP/.dockerignore"
+
+S3="type=s3,bucket=ebench,prefix=app"
+KB="$KILN build --progress plain"
+change() { echo "export const round = $1;" >"$APP/src/round.ts"; }
+# fills S3 and the warm root with the previous commit's build
+change 0
+$KB --root "$T/warm" "$APP" >"$T/prep-warm.log" 2>&1
+$KB --root "$T/prep" --cache-to "$S3,mode=max" "$APP" >"$T/prep-s3.log" 2>&1
+rm -rf "$T/prep"
+
+N=0
+next() { N=$((N + 1)); change "$N"; }
+for ((r = 0; r < RUNS; r++)); do
+  next # one source file changed
+  timed nocache "rm -rf $T/r && $KB --root $T/r $APP"
+  timed remote "rm -rf $T/r && $KB --root $T/r --cache-from $S3 --cache-to $S3,mode=max $APP"
+  timed warm "$KB --root $T/warm $APP"
+  cp "$T/last.log" "$T/warm-$r.log"
+  # the same commit again
+  timed same-nocache "rm -rf $T/r && $KB --root $T/r $APP"
+  timed same-remote "rm -rf $T/r && $KB --root $T/r --cache-from $S3 $APP"
+  timed same-warm "$KB --root $T/warm $APP"
+done
+grep -h "cache mount\|imported\|exported\|layer cache" "$T"/warm-*.log | tail -4 || true
+rm -rf "$T/r"
+
+bench_header
+stats_table
+ratio_line "changed: remote/nocache" remote nocache "(goal <= 0.30)"
+ratio_line "changed: remote/warm" remote warm "(goal <= 1.50)"
+ratio_line "same: remote/nocache" same-remote same-nocache "(goal <= 0.30)"
+ratio_line "same: remote/warm" same-remote same-warm "(goal <= 1.50)"
+bench_footer
