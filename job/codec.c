@@ -326,6 +326,28 @@ static int get_limits(json_t *v, kiln_job_limits_t *l, kiln_error_t *err)
     return kiln_job_limits_from_json(v, "limits", 1, l, err);
 }
 
+/* "type=s3,..." entries of cache.from / cache.to are remote caches (remote_from/remote_to). */
+static void move_remote(kiln_job_spec_t *s)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < s->n_cache_from; i++) {
+        if (strncmp(s->cache_from[i], "type=s3,", 8) == 0) {
+            kiln_job_spec_add_str(&s->remote_cache_from, &s->n_remote_cache_from, s->cache_from[i]);
+            free(s->cache_from[i]);
+        } else {
+            s->cache_from[w++] = s->cache_from[i];
+        }
+    }
+    if (s->cache_from)
+        s->cache_from[w] = NULL;
+    s->n_cache_from = w;
+    if (s->cache_to && strncmp(s->cache_to, "type=s3,", 8) == 0) {
+        free(s->remote_cache_to);
+        s->remote_cache_to = s->cache_to;
+        s->cache_to = NULL;
+    }
+}
+
 static int get_cache(json_t *v, kiln_job_spec_t *s, kiln_error_t *err)
 {
     const char *key;
@@ -333,7 +355,8 @@ static int get_cache(json_t *v, kiln_job_spec_t *s, kiln_error_t *err)
 
     if (!json_is_object(v))
         return field_err(err, "cache",
-                         "must be an object (disabled, from, to, mode, namespace, context_id)");
+                         "must be an object (disabled, from, to, mode, remote_from, remote_to, "
+                         "namespace, context_id)");
     json_object_foreach(v, key, x)
     {
         if (strcmp(key, "disabled") == 0) {
@@ -343,8 +366,17 @@ static int get_cache(json_t *v, kiln_job_spec_t *s, kiln_error_t *err)
         } else if (strcmp(key, "from") == 0) {
             if (get_strv(x, "cache.from", &s->cache_from, &s->n_cache_from, err) < 0)
                 return -1;
+            move_remote(s);
         } else if (strcmp(key, "to") == 0) {
             if (get_str(x, "cache.to", &s->cache_to, err) < 0)
+                return -1;
+            move_remote(s);
+        } else if (strcmp(key, "remote_from") == 0) {
+            if (get_strv(x, "cache.remote_from", &s->remote_cache_from, &s->n_remote_cache_from,
+                         err) < 0)
+                return -1;
+        } else if (strcmp(key, "remote_to") == 0) {
+            if (get_str(x, "cache.remote_to", &s->remote_cache_to, err) < 0)
                 return -1;
         } else if (strcmp(key, "namespace") == 0) {
             if (get_str(x, "cache.namespace", &s->cache_namespace, err) < 0)
@@ -736,7 +768,8 @@ json_t *kiln_job_to_json(const kiln_job_spec_t *s)
     set_str(j, "trigger", s->trigger);
     set_str(j, "plan", s->plan);
     set_str(j, "platform", s->platform);
-    if (s->no_cache || s->n_cache_from || s->cache_to || s->cache_namespace || s->context_id) {
+    if (s->no_cache || s->n_cache_from || s->cache_to || s->cache_namespace || s->context_id ||
+        s->n_remote_cache_from || s->remote_cache_to) {
         json_t *c = json_object();
         if (s->no_cache)
             json_object_set_new(c, "disabled", json_true());
@@ -744,6 +777,8 @@ json_t *kiln_job_to_json(const kiln_job_spec_t *s)
         set_str(c, "to", s->cache_to);
         if (s->cache_to)
             json_object_set_new(c, "mode", json_string(s->cache_to_max ? "max" : "min"));
+        set_strv(c, "remote_from", s->remote_cache_from, s->n_remote_cache_from);
+        set_str(c, "remote_to", s->remote_cache_to);
         set_str(c, "namespace", s->cache_namespace);
         set_str(c, "context_id", s->context_id);
         json_object_set_new(j, "cache", c);

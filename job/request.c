@@ -164,6 +164,9 @@ int kiln_job_request_make(const kiln_job_spec_t *s, const char *secrets_dir,
     q->n_cache_from = s->n_cache_from;
     q->cache_to = s->cache_to;
     q->cache_to_max = s->cache_to_max;
+    q->remote_cache_from = (const char *const *)s->remote_cache_from;
+    q->n_remote_cache_from = s->n_remote_cache_from;
+    q->remote_cache_to = s->remote_cache_to;
     q->source_date_epoch = s->has_source_date_epoch ? (int64_t)s->source_date_epoch : -1;
     q->compression = comp;
     q->compression_level = s->has_compression_level ? s->compression_level : -1;

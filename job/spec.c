@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/remote_store.h"
 #include "job/options.h"
 #include "oci/reference.h"
 #include "utils/aws/notify.h"
@@ -35,10 +36,11 @@ void kiln_job_kv_free(kiln_job_kv_t *kv, size_t n)
 
 void kiln_job_spec_clear(kiln_job_spec_t *s)
 {
-    char **strs[] = {
-        &s->build_id, &s->tenant,   &s->repo,     &s->commit,          &s->branch,     &s->trigger,
-        &s->source,   &s->ref,      &s->subdir,   &s->source_commit,   &s->dockerfile, &s->plan,
-        &s->target,   &s->platform, &s->cache_to, &s->cache_namespace, &s->context_id};
+    char **strs[] = {&s->build_id,   &s->tenant,         &s->repo,       &s->commit,
+                     &s->branch,     &s->trigger,        &s->source,     &s->ref,
+                     &s->subdir,     &s->source_commit,  &s->dockerfile, &s->plan,
+                     &s->target,     &s->platform,       &s->cache_to,   &s->cache_namespace,
+                     &s->context_id, &s->remote_cache_to};
 
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         free(*strs[i]);
@@ -64,6 +66,7 @@ void kiln_job_spec_clear(kiln_job_spec_t *s)
     free_strv(s->tags, s->n_tags);
     free_strv(s->notify, s->n_notify);
     free_strv(s->cache_from, s->n_cache_from);
+    free_strv(s->remote_cache_from, s->n_remote_cache_from);
     memset(s, 0, sizeof(*s));
 }
 
@@ -466,6 +469,24 @@ static int check_reference(const char *ref, const char *field, kiln_error_t *err
     return 0;
 }
 
+/* A remote cache spec (engine/remote_store: type=s3, bucket, prefix, ...). */
+static int check_remote_cache(const char *spec, const char *field, kiln_error_t *err)
+{
+    kiln_rcache_spec_t rs = {0};
+    kiln_error_t e = {0};
+    if (check_text(spec, field, KILN_JOB_STR_MAX, err) < 0)
+        return -1;
+    if (kiln_rcache_spec_parse(spec, 0, &rs, &e) < 0)
+        return field_err(err, field, "%s", e.msg);
+    if (strcmp(rs.type, "s3") != 0) {
+        kiln_rcache_spec_clear(&rs);
+        return field_err(err, field,
+                         "must be type=s3,... (a registry cache goes in cache.from/to)");
+    }
+    kiln_rcache_spec_clear(&rs);
+    return 0;
+}
+
 /* The exporter's own checks of an output (an s3 dest's bucket and options), on a view of the
  * job's options. */
 static int check_exporter(const kiln_job_output_type_t *t, const kiln_job_output_t *o,
@@ -679,6 +700,10 @@ int kiln_job_spec_validate(const kiln_job_spec_t *s, kiln_error_t *err)
         check_list(s->cache_from, s->n_cache_from, "cache.from", check_reference, err) < 0)
         return -1;
     if (s->cache_to && check_reference(s->cache_to, "cache.to", err) < 0)
+        return -1;
+    if (check_list(s->remote_cache_from, s->n_remote_cache_from, "cache.remote_from",
+                   check_remote_cache, err) < 0 ||
+        (s->remote_cache_to && check_remote_cache(s->remote_cache_to, "cache.remote_to", err) < 0))
         return -1;
     if (s->n_outputs > KILN_JOB_OUTPUTS_MAX)
         return field_err(err, "outputs", "has too many entries");

@@ -127,6 +127,12 @@ typedef struct kiln_job_spec {
     size_t n_cache_from;
     char *cache_to;
     int cache_to_max;
+    /* remote caches in S3 ("type=s3,bucket=B,prefix=P,...", engine/remote_store.h): the layer
+     * cache and the RUN cache mounts; JSON "cache.remote_from" / "cache.remote_to" (a
+     * "type=s3,..." string in "cache.from" / "cache.to" lands here too) */
+    char **remote_cache_from; /* NULL-terminated */
+    size_t n_remote_cache_from;
+    char *remote_cache_to;
     /* set by whoever runs the job (the server), never by a tenant: the cache namespace
      * (the tenant's caches are its own) and the stat cache identity of the context (the
      * repository + subdirectory, the same for every checkout of it) */

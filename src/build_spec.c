@@ -140,6 +140,10 @@ int kiln_build_spec_from_opts(const kiln_build_opts_t *o, const char *context, k
         kiln_job_spec_add_str(&s->cache_from, &s->n_cache_from, o->cache_from[i]);
     s->cache_to = o->cache_to ? kiln_xstrdup(o->cache_to) : NULL;
     s->cache_to_max = o->cache_to_max;
+    for (size_t i = 0; i < o->n_remote_cache_from; i++)
+        kiln_job_spec_add_str(&s->remote_cache_from, &s->n_remote_cache_from,
+                              o->remote_cache_from[i]);
+    s->remote_cache_to = o->remote_cache_to ? kiln_xstrdup(o->remote_cache_to) : NULL;
     s->no_cache = o->no_cache;
     for (size_t i = 0; i < o->n_outputs; i++)
         if (kiln_job_spec_add_output_text(s, o->outputs[i], err) < 0)
@@ -196,6 +200,11 @@ int kiln_build_spec_operator(const kiln_build_opts_t *o, kiln_job_spec_t *s, kil
         s->cache_to = kiln_xstrdup(o->cache_to);
         s->cache_to_max = o->cache_to_max;
     }
+    for (size_t i = 0; i < o->n_remote_cache_from; i++)
+        kiln_job_spec_add_str(&s->remote_cache_from, &s->n_remote_cache_from,
+                              o->remote_cache_from[i]);
+    if (s->remote_cache_to == NULL && o->remote_cache_to)
+        s->remote_cache_to = kiln_xstrdup(o->remote_cache_to);
     if (s->cache_namespace == NULL && o->cache_namespace)
         s->cache_namespace = kiln_xstrdup(o->cache_namespace);
     return 0;

@@ -80,7 +80,8 @@ static void test_round_trip(void **state)
         "\"build_args\": {\"FROM_ENV\": null}, \"secrets\": [{\"id\": \"tok\", \"src\": "
         "\"/run/tok\"}, {\"id\": \"key\", \"env\": \"KEY\"}], \"outputs\": [{\"type\": "
         "\"docker\", \"dest\": \"/tmp/img.tar\"}], \"cache\": {\"to\": \"localhost:5000/c:1\", "
-        "\"mode\": \"min\"}}",
+        "\"mode\": \"min\", \"remote_from\": [\"type=s3,bucket=kcache,prefix=app\"], "
+        "\"remote_to\": \"type=s3,bucket=kcache,prefix=app,mode=max,max-size=2G\"}}",
         /* the build options (job/options.h) */
         "{\"source\": {\"dir\": \"/src/app\"}, \"labels\": {\"org.k\": \"v 1\", \"e\": \"\"}, "
         "\"build_contexts\": {\"lib\": \"/w/lib\", \"img\": \"docker-image://alpine:3\"}, "
@@ -186,6 +187,19 @@ static void test_errors(void **state)
          "{\"source\": {\"git\": \"https://h/r\"}, \"outputs\": [{\"type\": \"registry\", "
          "\"name\": \"h/r:1\"}], \"soci_min_layer_size\": -1}",
          "field 'soci_min_layer_size'"},
+        {0,
+         "{\"source\": {\"git\": \"https://h/r\"}, \"cache\": {\"remote_to\": "
+         "\"type=s3,bucket=x\"}}",
+         "field 'cache.remote_to': cache type=s3,bucket=x: bucket=x is not an S3 bucket name"},
+        {0,
+         "{\"source\": {\"git\": \"https://h/r\"}, \"cache\": {\"from\": "
+         "[\"type=s3,bucket=kcache,prefix=a/../b\"]}}",
+         "field 'cache.remote_from[0]': cache type=s3,bucket=kcache,prefix=a/../b: prefix=a/../b: "
+         "path a/../b has a \"..\" component"},
+        {0,
+         "{\"source\": {\"git\": \"https://h/r\"}, \"cache\": {\"remote_from\": "
+         "[\"type=registry,ref=x\"]}}",
+         "field 'cache.remote_from[0]': must be type=s3"},
         {0, "{\"source\": 1}", "field 'source': must be an object with 'git' or 'context'"},
         {0, "{\"source\": {}}", "field 'source': needs exactly one of 'git' or 'context'"},
         {0, "{\"source\": {\"git\": \"https://h/r\", \"context\": \"ctx-1\"}}",
