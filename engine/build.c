@@ -268,9 +268,10 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
         goto out;
     if (kiln_build_finish_image(e, target, res, err) < 0)
         goto out;
-    if (req->cache_to != NULL && kiln_remote_cache_export(e, target, err) < 0)
+    /* the cache mounts first: a registry --cache-to pushes them with its cache image */
+    if (kiln_remote_mounts_save(e, err) < 0 || kiln_remote_layers_export(e, target, err) < 0)
         goto out;
-    if (kiln_remote_layers_export(e, target, err) < 0 || kiln_remote_mounts_save(e, err) < 0)
+    if (req->cache_to != NULL && kiln_remote_cache_export(e, target, err) < 0)
         goto out;
     ret = 0;
 out:

@@ -25,6 +25,8 @@
 #include "oci/digest.h"
 #include "utils/error.h"
 
+/* The media type of a pack as a blob of a registry cache image. */
+#define KILN_CM_PACK_MEDIA_TYPE "application/vnd.kiln.cachemount.pack.v1"
 /* A pack blob holds at most this much (a larger file spans several blobs). */
 #define KILN_CM_PACK_MAX (16u << 20)
 /* The caps of a manifest (and of a scanned directory). */

@@ -4,6 +4,8 @@
 #include "engine/remote_cache.h"
 
 #include "engine/cache.h"
+#include "engine/cachemanifest.h"
+#include "engine/remote_mounts.h"
 
 /* kiln_registry_pull hooks: a blob another namespace stored is fetched again */
 static int pull_may_reuse(void *ud, const kiln_digest_t *d)
@@ -112,6 +114,7 @@ int kiln_remote_cache_import(engine_t *e, const char *ref, kiln_error_t *err)
     }
     kiln_registry_image_clear(&ri);
     cfg = json_loadb(body, len, 0, NULL);
+    kiln_remote_mounts_imported(e, cfg);
     if (kiln_remote_cache_merge(e, json_object_get(cfg, "kiln.cache.v1"), &i, err) < 0) {
         json_decref(cfg);
         return -1;
@@ -190,6 +193,32 @@ int kiln_remote_cache_export(engine_t *e, const stage_t *target, kiln_error_t *e
     for (size_t i = 0; i < nl; i++)
         kiln_image_config_add_diff_id(cfg, &diff_ids[i]);
     json_object_set_new(cfg, "kiln.cache.v1", map);
+    if (e->rcache && json_object_size(e->rcache->reg_new) > 0) {
+        /* the cache mounts: their manifests in the config, their packs as more blobs */
+        json_t *m;
+        const char *key;
+        json_object_set(cfg, "kiln.mounts.v1", e->rcache->reg_new);
+        json_object_foreach(e->rcache->reg_new, key, m)
+        {
+            size_t k;
+            json_t *b;
+            json_array_foreach(json_object_get(m, "blobs"), k, b)
+            {
+                kiln_descriptor_t d = {0};
+                bool dup = false;
+                if (kiln_digest_parse(json_string_value(json_array_get(b, 0)), &d.digest, NULL) < 0)
+                    continue;
+                for (size_t i = 0; i < nl && !dup; i++)
+                    dup = kiln_digest_equal(&layers[i].digest, &d.digest);
+                if (dup)
+                    continue;
+                snprintf(d.media_type, sizeof(d.media_type), "%s", KILN_CM_PACK_MEDIA_TYPE);
+                d.size = (uint64_t)json_integer_value(json_array_get(b, 1));
+                layers = kiln_xrealloc(layers, (nl + 1) * sizeof(*layers));
+                layers[nl++] = d;
+            }
+        }
+    }
     if (kiln_image_store_put(e->store, cfg, KILN_MT_OCI_CONFIG, &cdesc, err) < 0)
         goto out;
     man = kiln_image_manifest_new(&cdesc, layers, nl, NULL);

@@ -14,6 +14,7 @@
  * GET and a HEAD per reused blob (one per 16 MiB), no upload. */
 #include "engine/remote_mounts.h"
 
+#include "engine/cache.h"
 #include "engine/cachemanifest.h"
 #include "utils/workers.h"
 
@@ -61,10 +62,13 @@ int kiln_remote_mounts_init(engine_t *e, kiln_error_t *err)
 {
     const kiln_build_request_t *req = e->req;
     kiln_rcache_t *rc;
-    if (req->n_remote_cache_from == 0 && req->remote_cache_to == NULL)
+    if (req->n_remote_cache_from == 0 && req->remote_cache_to == NULL && req->n_cache_from == 0 &&
+        req->cache_to == NULL)
         return 0;
     rc = e->rcache = kiln_xzalloc(sizeof(*rc));
     pthread_mutex_init(&rc->lock, NULL);
+    rc->reg_old = json_object();
+    rc->reg_new = json_object();
     if (!req->no_cache) {
         rc->from = kiln_xzalloc((req->n_remote_cache_from + 1) * sizeof(*rc->from));
         rc->from_max = kiln_xzalloc((req->n_remote_cache_from + 1) * sizeof(*rc->from_max));
@@ -95,6 +99,8 @@ void kiln_remote_mounts_free(engine_t *e)
     }
     free(rc->mounts);
     strv_clear(&rc->looked);
+    json_decref(rc->reg_old);
+    json_decref(rc->reg_new);
     pthread_mutex_destroy(&rc->lock);
     free(rc);
     e->rcache = NULL;
@@ -171,6 +177,76 @@ static int fetch_blob(void *ud, void *http, const kiln_cm_blob_t *b, char **buf,
     return kiln_rstore_get_blob(ud, http, &b->digest, b->size, buf, err);
 }
 
+/* A pack of a registry cache image: in the store, pulled (and checked) by this namespace. */
+static int fetch_stored(void *ud, void *http, const kiln_cm_blob_t *b, char **buf,
+                        kiln_error_t *err)
+{
+    engine_t *e = ud;
+    size_t len = 0;
+    char ds[KILN_DIGEST_STR_MAX];
+    (void)http;
+    if (!kiln_cache_ns_knows(e, &b->digest))
+        return kiln_error_set(err, 0, "blob %s was not pulled by this build's namespace",
+                              kiln_digest_str(&b->digest, ds));
+    if (kiln_store_read_blob(e->store, &b->digest, KILN_CM_PACK_MAX, buf, &len, err) < 0)
+        return -1;
+    if (len != b->size) {
+        free(*buf);
+        *buf = NULL;
+        return kiln_error_set(err, 0, "blob %s: %zu bytes, not %llu",
+                              kiln_digest_str(&b->digest, ds), len, (unsigned long long)b->size);
+    }
+    return 0;
+}
+
+void kiln_remote_mounts_imported(engine_t *e, json_t *cfg)
+{
+    json_t *map = json_object_get(cfg, "kiln.mounts.v1"), *v;
+    const char *key;
+    if (e->rcache == NULL || !json_is_object(map))
+        return;
+    pthread_mutex_lock(&e->rcache->lock);
+    json_object_foreach(map, key, v)
+    {
+        if (json_object_get(e->rcache->reg_old, key) == NULL)
+            json_object_set(e->rcache->reg_old, key, v);
+    }
+    pthread_mutex_unlock(&e->rcache->lock);
+}
+
+/* Restores id from the registry cache's manifest (its packs in the store): 1, 0 none, -1. */
+static int restore_stored(engine_t *e, const char *id, int fd, kiln_error_t *err)
+{
+    _cleanup_free_ char *rel = manifest_rel(id);
+    _cleanup_free_ char *body = NULL;
+    _cleanup_free_ char *what = kiln_xasprintf("cache mount %s from the registry cache", id);
+    _cleanup_close_ int rootfd = -1;
+    json_t *m = json_object_get(e->rcache->reg_old, rel);
+    kiln_cm_t cm = {0};
+    double t0 = kiln_engine_now();
+    if (m == NULL)
+        return 0;
+    body = json_dumps(m, JSON_COMPACT);
+    if (kiln_cm_decode(body, strlen(body), KILN_CM_DEFAULT_MAX_SIZE, what, &cm, err) < 0)
+        return -1;
+    rootfd = openat(fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0 ||
+        kiln_cm_restore(rootfd, &cm, FETCH_THREADS, fetch_stored, NULL, NULL, e, err) < 0) {
+        if (rootfd < 0)
+            kiln_error_set(err, errno, "open the cache directory");
+        kiln_error_prefix(err, "%s", what);
+        kiln_cm_clear(&cm);
+        empty_dir(fd);
+        return -1;
+    }
+    kiln_engine_log(e,
+                    "cache mount %s: restored %zu entries (%.1f MB) from the registry cache in "
+                    "%.2fs",
+                    id, cm.n, (double)kiln_cm_total(&cm) / 1e6, kiln_engine_now() - t0);
+    kiln_cm_clear(&cm);
+    return 1;
+}
+
 /* Restores the manifest of id from rs into the empty directory fd: 1 done, 0 none there,
  * -1 with err (the directory is emptied again). */
 static int restore_from(engine_t *e, kiln_rstore_t *rs, uint64_t max, const char *id, int fd,
@@ -213,7 +289,7 @@ void kiln_remote_mounts_restore(engine_t *e, const char *dir)
     _cleanup_close_ int fd = -1;
     _cleanup_close_ int lock = -1;
     _cleanup_free_ char *lockpath = NULL;
-    if (rc == NULL || rc->n_from == 0)
+    if (rc == NULL || (rc->n_from == 0 && json_object_size(rc->reg_old) == 0))
         return;
     pthread_mutex_lock(&rc->lock);
     mt = find_mount(rc, dir);
@@ -233,11 +309,11 @@ void kiln_remote_mounts_restore(engine_t *e, const char *dir)
     if (lock >= 0)
         (void)flock(lock, LOCK_EX);
     if (fd >= 0 && dir_empty(fd) == 1) {
-        for (size_t i = 0; i < rc->n_from; i++) {
+        int r = 0;
+        for (size_t i = 0; i <= rc->n_from && r <= 0; i++) {
             kiln_error_t err = {0};
-            int r = restore_from(e, rc->from[i], rc->from_max[i], mt->id, fd, &err);
-            if (r > 0)
-                break;
+            r = i < rc->n_from ? restore_from(e, rc->from[i], rc->from_max[i], mt->id, fd, &err)
+                               : restore_stored(e, mt->id, fd, &err);
             if (r < 0)
                 kiln_engine_log(e, "WARNING: %s (the step runs with the cache empty)", err.msg);
         }
@@ -255,9 +331,26 @@ typedef struct pack {
     uint32_t blob; /* index in the new manifest's table (its digest set when closed) */
 } pack_t;
 
+/* Where a save goes: S3 (an rstore) or the registry cache image (the store, then pushed
+ * with the image by engine/remote_cache). */
+typedef struct mount_dest {
+    const char *name; /* for messages */
+    uint64_t max;     /* max-size */
+    int always_put;   /* put_manifest also when unchanged (the registry image is made anew) */
+    /* the manifest saved last time: 1 with *body (malloc'ed), 0 none, -1 with err */
+    int (*get_old)(engine_t *e, void *ud, kiln_http_t *http, const char *id, char **body,
+                   size_t *len, kiln_error_t *err);
+    int (*has_blob)(engine_t *e, void *ud, void *http, const kiln_digest_t *d, kiln_error_t *err);
+    int (*put_blob)(engine_t *e, void *ud, void *http, const kiln_digest_t *d, int fd,
+                    uint64_t size, kiln_error_t *err);
+    int (*put_manifest)(engine_t *e, void *ud, kiln_http_t *http, const char *id, const char *body,
+                        size_t len, kiln_error_t *err);
+    void *ud;
+} mount_dest_t;
+
 typedef struct saver {
     engine_t *e;
-    kiln_rstore_t *rs;
+    const mount_dest_t *dest;
     kiln_cm_t *now;
     int rootfd;
     pack_t *packs;
@@ -395,12 +488,13 @@ static int upload_pack(void *ud, void *http, size_t i, kiln_error_t *err)
     _cleanup_close_ int fd = open(p->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return kiln_error_set(err, errno, "open %s", p->path);
-    return kiln_rstore_put_blob(s->rs, http, &s->now->blobs[p->blob].digest, NULL, fd, p->size,
-                                err);
+    return s->dest->put_blob(s->e, s->dest->ud, http, &s->now->blobs[p->blob].digest, fd, p->size,
+                             err);
 }
 
 typedef struct checker {
-    kiln_rstore_t *rs;
+    engine_t *e;
+    const mount_dest_t *dest;
     const kiln_cm_t *m;
     char *gone; /* per blob: 1 when it is not in the bucket */
 } checker_t;
@@ -408,7 +502,7 @@ typedef struct checker {
 static int check_blob(void *ud, void *http, size_t i, kiln_error_t *err)
 {
     checker_t *c = ud;
-    int r = kiln_rstore_has_blob(c->rs, http, &c->m->blobs[i].digest, err);
+    int r = c->dest->has_blob(c->e, c->dest->ud, http, &c->m->blobs[i].digest, err);
     if (r < 0)
         return -1;
     c->gone[i] = r == 0;
@@ -418,10 +512,10 @@ static int check_blob(void *ud, void *http, size_t i, kiln_error_t *err)
 /* The blobs now reuses from the previous manifest are checked (HEAD, in parallel): a blob
  * gone from the bucket (a lifecycle rule, a hand) makes its files missing again, so they are
  * uploaded anew instead of the new manifest naming what is not there. */
-static int recheck_reused(kiln_rstore_t *rs, kiln_cm_t *now, size_t **missing, size_t *n_missing,
-                          kiln_error_t *err)
+static int recheck_reused(engine_t *e, const mount_dest_t *dest, kiln_cm_t *now, size_t **missing,
+                          size_t *n_missing, kiln_error_t *err)
 {
-    checker_t c = {.rs = rs, .m = now, .gone = kiln_xzalloc(now->nb + 1)};
+    checker_t c = {.e = e, .dest = dest, .m = now, .gone = kiln_xzalloc(now->nb + 1)};
     int ret = -1;
     if (kiln_workers_run(now->nb, UPLOAD_THREADS, check_blob, http_new, http_free, &c, err) < 0)
         goto out;
@@ -476,17 +570,15 @@ static void compact(kiln_cm_t *m)
 }
 
 /* Saves cache id (directory dir) to --cache-to. */
-static int save_one(engine_t *e, const rc_mount_t *mt, kiln_error_t *err)
+static int save_one(engine_t *e, const rc_mount_t *mt, const mount_dest_t *dest, kiln_error_t *err)
 {
-    kiln_rcache_t *rc = e->rcache;
-    _cleanup_free_ char *rel = manifest_rel(mt->id);
     _cleanup_free_ char *old_body = NULL;
     _cleanup_free_ char *new_body = NULL;
     _cleanup_free_ size_t *missing = NULL;
     _cleanup_close_ int dirfd = open(mt->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     kiln_http_t *http = kiln_http_new();
     kiln_cm_t old = {0}, now = {0};
-    saver_t s = {.e = e, .rs = rc->to, .now = &now, .rootfd = -1};
+    saver_t s = {.e = e, .dest = dest, .now = &now, .rootfd = -1};
     size_t old_len = 0, new_len, n_missing = 0, dropped;
     double t0 = kiln_engine_now();
     int ret = -1, r;
@@ -498,20 +590,20 @@ static int save_one(engine_t *e, const rc_mount_t *mt, kiln_error_t *err)
     s.rootfd = openat(dirfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (s.rootfd < 0 || kiln_cm_scan(dirfd, &now, err) < 0)
         goto out;
-    dropped = kiln_cm_evict(&now, rc->to_max);
+    dropped = kiln_cm_evict(&now, dest->max);
     if (dropped)
         kiln_engine_log(e,
                         "cache mount %s: %zu least recently used files left out (max-size "
                         "%llu bytes)",
-                        mt->id, dropped, (unsigned long long)rc->to_max);
-    r = kiln_rstore_get(rc->to, http, rel, KILN_CM_MANIFEST_MAX, &old_body, &old_len, err);
+                        mt->id, dropped, (unsigned long long)dest->max);
+    r = dest->get_old(e, dest->ud, http, mt->id, &old_body, &old_len, err);
     if (r < 0)
         goto out;
     if (r > 0 &&
         kiln_cm_decode(old_body, old_len, UINT64_MAX, "the saved manifest", &old, NULL) < 0)
         memset(&old, 0, sizeof(old)); /* unreadable: replaced whole */
     kiln_cm_diff(&old, &now, &missing, &n_missing);
-    if (recheck_reused(rc->to, &now, &missing, &n_missing, err) < 0 ||
+    if (recheck_reused(e, dest, &now, &missing, &n_missing, err) < 0 ||
         pack_missing(&s, missing, n_missing, err) < 0)
         goto out;
     compact(&now);
@@ -521,17 +613,20 @@ static int save_one(engine_t *e, const rc_mount_t *mt, kiln_error_t *err)
         goto out;
     new_body = kiln_cm_encode(&now, &new_len);
     if (r > 0 && new_len == old_len && memcmp(new_body, old_body, new_len) == 0) {
-        kiln_engine_log(e, "cache mount %s: unchanged in %s (%zu entries)", mt->id,
-                        kiln_rstore_name(rc->to), now.n);
+        kiln_engine_log(e, "cache mount %s: unchanged in %s (%zu entries)", mt->id, dest->name,
+                        now.n);
+        if (dest->always_put &&
+            dest->put_manifest(e, dest->ud, http, mt->id, new_body, new_len, err) < 0)
+            goto out;
     } else {
         /* written last: every blob it names is there already */
-        if (kiln_rstore_put(rc->to, http, rel, new_body, new_len, err) < 0)
+        if (dest->put_manifest(e, dest->ud, http, mt->id, new_body, new_len, err) < 0)
             goto out;
         kiln_engine_log(e,
                         "cache mount %s: saved %zu entries (%.1f MB) to %s, %zu new blobs "
                         "(%.1f MB) in %.2fs",
-                        mt->id, now.n, (double)kiln_cm_total(&now) / 1e6, kiln_rstore_name(rc->to),
-                        s.n_packs, (double)s.new_bytes / 1e6, kiln_engine_now() - t0);
+                        mt->id, now.n, (double)kiln_cm_total(&now) / 1e6, dest->name, s.n_packs,
+                        (double)s.new_bytes / 1e6, kiln_engine_now() - t0);
     }
     ret = 0;
 out:
@@ -550,20 +645,123 @@ out:
     kiln_cm_clear(&old);
     kiln_cm_clear(&now);
     if (ret < 0)
-        kiln_error_prefix(err, "saving cache mount %s to %s", mt->id, kiln_rstore_name(rc->to));
+        kiln_error_prefix(err, "saving cache mount %s to %s", mt->id, dest->name);
     return ret;
+}
+
+/* ---- the S3 destination */
+
+static int s3_get_old(engine_t *e, void *ud, kiln_http_t *http, const char *id, char **body,
+                      size_t *len, kiln_error_t *err)
+{
+    _cleanup_free_ char *rel = manifest_rel(id);
+    (void)e;
+    return kiln_rstore_get(ud, http, rel, KILN_CM_MANIFEST_MAX, body, len, err);
+}
+
+static int s3_has_blob(engine_t *e, void *ud, void *http, const kiln_digest_t *d, kiln_error_t *err)
+{
+    (void)e;
+    return kiln_rstore_has_blob(ud, http, d, err);
+}
+
+static int s3_put_blob(engine_t *e, void *ud, void *http, const kiln_digest_t *d, int fd,
+                       uint64_t size, kiln_error_t *err)
+{
+    (void)e;
+    return kiln_rstore_put_blob(ud, http, d, NULL, fd, size, err);
+}
+
+static int s3_put_manifest(engine_t *e, void *ud, kiln_http_t *http, const char *id,
+                           const char *body, size_t len, kiln_error_t *err)
+{
+    _cleanup_free_ char *rel = manifest_rel(id);
+    (void)e;
+    return kiln_rstore_put(ud, http, rel, body, len, err);
+}
+
+/* ---- the registry destination: packs into the store, manifests into rc->reg_new */
+
+static int reg_get_old(engine_t *e, void *ud, kiln_http_t *http, const char *id, char **body,
+                       size_t *len, kiln_error_t *err)
+{
+    _cleanup_free_ char *rel = manifest_rel(id);
+    json_t *m = json_object_get(e->rcache->reg_old, rel);
+    (void)ud;
+    (void)http;
+    (void)err;
+    if (m == NULL)
+        return 0;
+    *body = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
+    *len = strlen(*body);
+    return 1;
+}
+
+static int reg_has_blob(engine_t *e, void *ud, void *http, const kiln_digest_t *d,
+                        kiln_error_t *err)
+{
+    (void)ud;
+    (void)http;
+    (void)err;
+    return kiln_store_has(e->store, d, NULL) && kiln_cache_ns_knows(e, d);
+}
+
+static int reg_put_blob(engine_t *e, void *ud, void *http, const kiln_digest_t *d, int fd,
+                        uint64_t size, kiln_error_t *err)
+{
+    (void)ud;
+    (void)http;
+    if (kiln_store_put_fd(e->store, fd, d, (int64_t)size, NULL, NULL, err) < 0)
+        return -1;
+    kiln_cache_ns_note(e, d);
+    return 0;
+}
+
+static int reg_put_manifest(engine_t *e, void *ud, kiln_http_t *http, const char *id,
+                            const char *body, size_t len, kiln_error_t *err)
+{
+    _cleanup_free_ char *rel = manifest_rel(id);
+    json_t *m = json_loadb(body, len, 0, NULL);
+    (void)ud;
+    (void)http;
+    if (m == NULL)
+        return kiln_error_set(err, 0, "cache mount %s: manifest not JSON", id);
+    pthread_mutex_lock(&e->rcache->lock);
+    json_object_set_new(e->rcache->reg_new, rel, m);
+    pthread_mutex_unlock(&e->rcache->lock);
+    return 0;
 }
 
 int kiln_remote_mounts_save(engine_t *e, kiln_error_t *err)
 {
     kiln_rcache_t *rc = e->rcache;
-    if (rc == NULL || rc->to == NULL)
+    if (rc == NULL || (rc->to == NULL && e->req->cache_to == NULL))
         return 0;
+    mount_dest_t s3 = {.max = rc->to_max,
+                       .get_old = s3_get_old,
+                       .has_blob = s3_has_blob,
+                       .put_blob = s3_put_blob,
+                       .put_manifest = s3_put_manifest,
+                       .ud = rc->to};
+    mount_dest_t reg = {.name = e->req->cache_to,
+                        .max = KILN_CM_DEFAULT_MAX_SIZE,
+                        .always_put = 1,
+                        .get_old = reg_get_old,
+                        .has_blob = reg_has_blob,
+                        .put_blob = reg_put_blob,
+                        .put_manifest = reg_put_manifest};
     for (size_t i = 0; i < rc->n_mounts; i++) {
         bool dup = false;
         for (size_t k = 0; k < i && !dup; k++)
             dup = strcmp(rc->mounts[k].id, rc->mounts[i].id) == 0;
-        if (!dup && save_one(e, &rc->mounts[i], err) < 0)
+        if (dup)
+            continue;
+        if (rc->to) {
+            s3.name = kiln_rstore_name(rc->to);
+            if (save_one(e, &rc->mounts[i], &s3, err) < 0)
+                return -1;
+        }
+        if (e->req->cache_to && save_one(e, &rc->mounts[i], &reg, err) < 0)
             return -1;
     }
     return 0;

@@ -24,6 +24,10 @@ typedef struct kiln_rcache {
     size_t n_mounts;
     strv_t looked;        /* directories restored (or found in use) already */
     pthread_mutex_t lock; /* one restore at a time; guards the lists above */
+    /* the registry cache's cache mounts ("kiln.mounts.v1" of the cache image's config:
+     * "mounts/<sha256 of id>.json" -> manifest): imported (--cache-from, the first image
+     * holding an id wins; its packs pulled with the image) and to export (--cache-to) */
+    json_t *reg_old, *reg_new;
 } kiln_rcache_t;
 
 /* Opens the request's remote caches (e->rcache stays NULL without any). -1 with err
@@ -40,7 +44,12 @@ void kiln_remote_mounts_note(engine_t *e, const char *id, const char *dir);
  * an empty cache), never a failure. */
 void kiln_remote_mounts_restore(engine_t *e, const char *dir);
 
-/* Saves every cache id the build mounted to --cache-to (see remote_mounts.c). */
+/* Keeps the cache mount manifests of a registry cache image's config (cfg). */
+void kiln_remote_mounts_imported(engine_t *e, json_t *cfg);
+
+/* Saves every cache id the build mounted to --cache-to (see remote_mounts.c): to S3, and for
+ * a registry --cache-to into the store and rc->reg_new (engine/remote_cache pushes them with
+ * the cache image, so this runs before it). */
 int kiln_remote_mounts_save(engine_t *e, kiln_error_t *err);
 
 #endif

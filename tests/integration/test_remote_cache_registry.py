@@ -1,0 +1,76 @@
+"""Cache mounts in a registry cache (docker-registry on loopback): `--cache-to
+type=registry,ref=R` pushes, with the step cache, every RUN --mount=type=cache id the build
+used (its packs as blobs of the cache image, its manifest in the image's config);
+`--cache-from type=registry,ref=R` on a fresh root restores it before the first step that
+runs with it. A second build with the cache unchanged pushes no new blob; another tenant's
+namespace cannot use the packs it did not pull itself."""
+import os
+import sys
+import urllib.request
+import json
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kilnbuild import make_base, write_tree  # noqa: E402
+from kilntest import T, kiln, start_registry  # noqa: E402
+
+REG = "127.0.0.1:%d" % start_registry()
+BASE = make_base(os.path.join(T.tmp, "root-base"))
+REF = REG + "/app/cache:1"
+N = [0]
+
+
+def ctx(df):
+    N[0] += 1
+    d = os.path.join(T.tmp, "ctx%d" % N[0])
+    os.makedirs(d)
+    write_tree(d, {"Dockerfile": df})
+    return d
+
+
+def build(root, context, *args):
+    return kiln("build", "--root", os.path.join(T.tmp, root), "--insecure-registry", REG, *args,
+                context)
+
+
+FILL = """FROM %s
+RUN --mount=type=cache,id=deps,target=/c sh -c 'cd /c && mkdir -p pkgs && \
+head -c 2500000 /dev/urandom > pkgs/big && echo small > pkgs/small && \
+ln -s pkgs/small link && sha256sum pkgs/big pkgs/small > SUMS'
+""" % BASE
+r = build("rootA", ctx(FILL), "--cache-to", "type=registry,ref=%s,mode=max" % REF)
+T.check("worker A: the build pushes its cache mount with the registry cache",
+        r.returncode == 0 and "cache mount deps: saved" in r.stderr, r.stderr[-2000:])
+
+man = json.load(urllib.request.urlopen(urllib.request.Request(
+    "http://%s/v2/app/cache/manifests/1" % REG,
+    headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})))
+packs = [l for l in man["layers"] if l["mediaType"] == "application/vnd.kiln.cachemount.pack.v1"]
+T.check("the cache image lists the mount's pack as a blob of its own media type",
+        len(packs) == 1 and packs[0]["size"] > 2500000, json.dumps(man)[:1500])
+
+CHECK = """FROM %s
+RUN --mount=type=cache,id=deps,target=/c sh -c 'cd /c && sha256sum -c SUMS && \
+test "$(readlink link)" = pkgs/small'
+""" % BASE
+r = build("rootB", ctx(CHECK), "--cache-from", "type=registry,ref=%s" % REF)
+T.check("worker B (empty root): the cache mount is restored from the registry cache, whole",
+        r.returncode == 0 and "cache mount deps: restored" in r.stderr
+        and "from the registry cache" in r.stderr, r.stderr[-2000:])
+
+# unchanged: worker B saves the same content again, no new pack in the cache image
+r = build("rootB", ctx(CHECK.replace("sha256sum -c", "true && sha256sum -c")),
+          "--cache-from", "type=registry,ref=%s" % REF, "--cache-to", "type=registry,ref=%s" % REF)
+man2 = json.load(urllib.request.urlopen(urllib.request.Request(
+    "http://%s/v2/app/cache/manifests/1" % REG,
+    headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})))
+packs2 = [l for l in man2["layers"] if l["mediaType"] == "application/vnd.kiln.cachemount.pack.v1"]
+T.check("an unchanged cache mount is saved as unchanged, the same pack kept",
+        r.returncode == 0 and "cache mount deps: unchanged" in r.stderr
+        and [p["digest"] for p in packs2] == [p["digest"] for p in packs], r.stderr[-2000:])
+
+# a tenant namespace restores only what it pulled itself: the packs are pulled again for it
+r = build("rootB", ctx(CHECK.replace("sha256sum -c", "true; sha256sum -c")),
+          "--cache-namespace", "tenantA", "--cache-from", "type=registry,ref=%s" % REF)
+T.check("a namespaced build on the same root restores from the packs it pulled",
+        r.returncode == 0 and "cache mount deps: restored" in r.stderr, r.stderr[-2000:])
+T.done()
