@@ -11,10 +11,11 @@
  * curl_easy_strerror says which library is missing. */
 #define CURL_DISABLE_TYPECHECK 1
 #include <curl/curl.h>
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+
+#include "utils/lazylib.h"
 
 #define KILN_LIBCURL "libcurl.so.4"
 
@@ -46,11 +47,23 @@
     X(CURLMsg *, curl_multi_info_read, (CURLM *, int *))                                           \
     X(CURLMcode, curl_multi_setopt, (CURLM *, CURLMoption, ...))
 
-static struct {
+/* The functions, in one array (the order of KILN_CURL_FUNCS) and by name. */
+#define COUNT(ret, name, params) +1
+enum { N_FUNCS = 0 KILN_CURL_FUNCS(COUNT) };
+#undef COUNT
+static union {
+    struct {
 #define X(ret, name, params) ret(*name) params;
+        KILN_CURL_FUNCS(X)
+#undef X
+    };
+    void *ptrs[N_FUNCS];
+} fn;
+static const char *const fn_names[] = {
+#define X(ret, name, params) #name,
     KILN_CURL_FUNCS(X)
 #undef X
-} fn;
+};
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static int loaded;           /* 1: every function was found */
@@ -58,21 +71,8 @@ static char load_error[256]; /* why not, for curl_easy_strerror */
 
 static void load(void)
 {
-    void *h = dlopen(KILN_LIBCURL, RTLD_NOW | RTLD_LOCAL);
-    if (h == NULL) {
-        snprintf(load_error, sizeof(load_error), "%s could not be loaded: %s", KILN_LIBCURL,
-                 dlerror());
-        return;
-    }
-#define X(ret, name, params)                                                                       \
-    *(void **)&fn.name = dlsym(h, #name);                                                          \
-    if (fn.name == NULL) {                                                                         \
-        snprintf(load_error, sizeof(load_error), "%s has no %s", KILN_LIBCURL, #name);             \
-        return;                                                                                    \
-    }
-    KILN_CURL_FUNCS(X)
-#undef X
-    loaded = 1;
+    loaded = kiln_lazylib_load(KILN_LIBCURL, fn_names, fn.ptrs, N_FUNCS, load_error,
+                               sizeof(load_error)) == 0;
 }
 
 /* Loads libcurl once (thread-safe); 0 when every function is there. */

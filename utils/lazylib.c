@@ -1,0 +1,24 @@
+/* kiln — loading a shared library on first use (see lazylib.h). */
+#include "utils/lazylib.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+
+int kiln_lazylib_load(const char *soname, const char *const *names, void **fns, size_t n,
+                      char *errbuf, size_t errlen)
+{
+    /* RTLD_LOCAL: its symbols never resolve anyone else's (kiln defines the same names). */
+    void *h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+    if (h == NULL) {
+        snprintf(errbuf, errlen, "%s could not be loaded: %s", soname, dlerror());
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        fns[i] = dlsym(h, names[i]);
+        if (fns[i] == NULL) {
+            snprintf(errbuf, errlen, "%s has no %s", soname, names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
