@@ -62,7 +62,9 @@ bah_fresh_cmd() {
   echo "$(BAH_CMD) rmi -a -f; $(BAH_CMD) rm -a; umount -R $T/broot/overlay 2>/dev/null; rm -rf $T/broot $T/brun $T/btmp"
 }
 
-# Runs `bash -c CMD` under /usr/bin/time -v; appends "name secs rss_kib" to $T/times.
+# Runs `bash -c CMD` under /usr/bin/time -v; appends "name secs rss_kib cpu_secs" to $T/times
+# (cpu = user + system of the command and its children: on a loaded shared machine it moves far
+# less than wall time does).
 timed() { # name cmd
   /usr/bin/time -v -o "$T/tv" bash -c "$2" >"$T/last.log" 2>&1 ||
     { echo "$1 failed:" >&2; tail -20 "$T/last.log" >&2; exit 1; }
@@ -70,7 +72,8 @@ timed() { # name cmd
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, p, ":"); s = 0;
     for (i = 1; i <= n; i++) s = s * 60 + p[i]; printf "%.3f", s}' "$T/tv")
   rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$T/tv")
-  echo "$1 $wall $rss" >>"$T/times"
+  cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.3f", s}' "$T/tv")
+  echo "$1 $wall $rss $cpu" >>"$T/times"
 }
 # Rounds of (name, prepare, command) triples run in turn, RUNS rounds, so a busy shared
 # machine weighs on all alike. PEER_RUNS (default RUNS) bounds the rounds of names starting
@@ -96,14 +99,20 @@ stats() {
       printf "%.2f %.2f %.2f %.0f\n", med, v[1], v[NR], m / 1024}'
 }
 med() { stats "$1" | cut -d' ' -f1; }
+# median CPU seconds (user + system) of a name
+cpu_med() {
+  awk -v n="$1" '$1 == n && NF >= 4 {print $4}' "$T/times" | sort -g |
+    awk '{v[NR] = $1} END {if (NR == 0) {print 0; exit}
+      printf "%.2f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
 ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / max(float(sys.argv[2]), 1e-9)))" "$1" "$2"; }
 # The table of every name timed: runs, median, min, max, peak RSS.
 stats_table() {
   local name
-  printf '%-24s %4s %9s %9s %9s %9s\n' run n median min max "RSS MiB"
+  printf '%-24s %4s %9s %9s %9s %9s %9s\n' run n median min max "RSS MiB" "CPU s"
   for name in $(awk '{print $1}' "$T/times" | awk '!seen[$0]++'); do
-    printf '%-24s %4s %9s %9s %9s %9s\n' "$name" "$(awk -v n="$name" '$1 == n' "$T/times" | wc -l)" \
-      $(stats "$name")
+    printf '%-24s %4s %9s %9s %9s %9s %9s\n' "$name" "$(awk -v n="$name" '$1 == n' "$T/times" | wc -l)" \
+      $(stats "$name") "$(cpu_med "$name")"
   done
 }
 # One ratio line: "CASE  A med  B med  A/B ratio" (medians).
