@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Registry benchmark: a 1 GiB image of 4 layers pushed to and pulled from a
-# local docker-registry by kiln and by skopeo (+ umoci for unpacking), side by
-# side. The registry's own ingest speed bounds both. Prints wall times, the
-# kiln/peer ratios and kiln's peak RSS.
+# Registry benchmark: an image of 4 layers (1 GiB by default) pushed to and pulled from a
+# local docker-registry by kiln and by skopeo (+ umoci for unpacking), and kiln's pull +
+# unpack against the floor: `tar -xf` of the same files from plain tars on the same disk.
+# RUNS rounds (default 5), the commands interleaved; medians, min/max, peak RSS and CPU
+# seconds (bench_lib.sh), one ratio line per case. The registry's own speed bounds the pulls.
 #
 #   KILN_BIN         the kiln binary (default build/src/kiln, the README's; built if absent)
 #   BENCH_LAYER_MIB  size of each of the 4 layers (default 256)
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 bench_kiln
 MIB=${BENCH_LAYER_MIB:-256}
 CACHE=/var/cache/kiln/bench-registry-$MIB
-W=$(mktemp -d /tmp/kiln-bench-registry.XXXXXX)
+W=$(mktemp -d /var/tmp/kiln-bench-registry.XXXXXX)
 # start_registry runs in $(…), a subshell: its pids are kept in files, not in an array.
 cleanup() { for p in "$W"/reg-*/pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done; rm -rf "$W"; }
 trap cleanup EXIT
@@ -66,43 +67,47 @@ start_registry() { # name -> echoes port
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
   echo "$port"
 }
-# timed NAME command... -> sets T_<NAME> (seconds) and R_<NAME> (peak RSS KiB)
-timed() {
-  local name=$1; shift
-  sync
-  /usr/bin/time -f '%e %M' -o "$W/time" "$@" >"$W/$name.out" 2>"$W/$name.err" || {
-    echo "FAILED: $name"; tail -5 "$W/$name.err"; exit 1; }
-  read -r t r <"$W/time"
-  printf -v "T_$name" '%s' "$t"; printf -v "R_$name" '%s' "$r"
-  printf '%-22s %8.2f s  %8d KiB peak RSS\n' "$name" "$t" "$r"
-}
-ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
-
 PS=$(start_registry skopeo); PK=$(start_registry kiln)
 SK="skopeo --insecure-policy"
-echo "# push (oci layout -> registry)"
-timed skopeo_push $SK copy --dest-tls-verify=false "oci:$CACHE:bench" "docker://127.0.0.1:$PS/bench/img:1"
-timed kiln_push "$KILN" push --progress=none --insecure-registry "127.0.0.1:$PK" "oci:$CACHE:bench" "127.0.0.1:$PK/bench/img:1"
-echo "# pull (registry -> oci layout)"
-timed skopeo_pull $SK copy --src-tls-verify=false "docker://127.0.0.1:$PK/bench/img:1" "oci:$W/skopeo-oci:bench"
-timed kiln_pull "$KILN" pull --progress=none --root "$W/store1" --insecure-registry "127.0.0.1:$PK" \
-  -o "type=oci,dest=$W/kiln-oci:bench" "127.0.0.1:$PK/bench/img:1"
-echo "# pull + unpack (registry -> rootfs)"
-unpack_peer() {
-  $SK copy --src-tls-verify=false "docker://127.0.0.1:$PK/bench/img:1" "oci:$W/peer-oci:bench" &&
-    umoci unpack --rootless --image "$W/peer-oci:bench" "$W/peer-bundle"
-}
-[ -f "$W/kiln-oci/index.json" ] || { echo "kiln pull wrote no OCI layout"; exit 1; }
-export -f unpack_peer; export SK W PK
-timed peer_unpack bash -c unpack_peer
-timed kiln_unpack "$KILN" pull --progress=none --root "$W/store2" --insecure-registry "127.0.0.1:$PK" \
-  -o "type=local,dest=$W/kiln-rootfs" "127.0.0.1:$PK/bench/img:1"
+# One push of each, so that the pulls below have an image (and a warm registry) to read.
+$SK copy -q --dest-tls-verify=false "oci:$CACHE:bench" "docker://127.0.0.1:$PS/bench/img:1"
+"$KILN" push --progress=none --insecure-registry "127.0.0.1:$PK" "oci:$CACHE:bench" \
+  "127.0.0.1:$PK/bench/img:1" >/dev/null
+# The floor of pull + unpack: `tar -xf` of the same files from plain (uncompressed) tars on the
+# same disk, one per layer, in order.
+python3 - "$CACHE" "$W/plain" <<'PY'
+import gzip, json, os, shutil, sys
+d, out = sys.argv[1], sys.argv[2]
+os.makedirs(out)
+blob = lambda dg: os.path.join(d, "blobs", *dg.split(":"))
+idx = json.load(open(os.path.join(d, "index.json")))
+m = json.load(open(blob(idx["manifests"][0]["digest"])))
+for i, l in enumerate(m["layers"]):
+    with gzip.open(blob(l["digest"])) as src, open(os.path.join(out, "%d.tar" % i), "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+PY
+T=$W # bench_lib keeps its times under $T
+: >"$T/times"
+REG="--insecure-registry 127.0.0.1:$PK"
+IMG=127.0.0.1:$PK/bench/img:1
+rounds \
+  skopeo-push "" "$SK copy -q --dest-tls-verify=false oci:$CACHE:bench docker://127.0.0.1:$PS/bench/img:2" \
+  kiln-push "" "$KILN push --progress=none $REG oci:$CACHE:bench 127.0.0.1:$PK/bench/img:2" \
+  skopeo-pull "rm -rf $W/skopeo-oci" "$SK copy -q --src-tls-verify=false docker://$IMG oci:$W/skopeo-oci:bench" \
+  kiln-pull "rm -rf $W/store1 $W/kiln-oci" "$KILN pull --progress=none --root $W/store1 $REG -o type=oci,dest=$W/kiln-oci:bench $IMG" \
+  tar-xf "rm -rf $W/floor; mkdir $W/floor" "for f in $W/plain/*.tar; do tar -xf \$f -C $W/floor || exit 1; done" \
+  skopeo-umoci "rm -rf $W/peer-oci $W/peer-bundle" "$SK copy -q --src-tls-verify=false docker://$IMG oci:$W/peer-oci:bench && umoci unpack --rootless --image $W/peer-oci:bench $W/peer-bundle >/dev/null" \
+  kiln-unpack "rm -rf $W/store2 $W/kiln-rootfs" "$KILN pull --progress=none --root $W/store2 $REG -o type=local,dest=$W/kiln-rootfs $IMG"
 want=$((4 * (MIB / 16)))
 got=$(find "$W/kiln-rootfs" -type f | wc -l)
 [ "$got" = "$want" ] || { echo "kiln unpacked $got files, expected $want"; exit 1; }
+
+bench_header
+echo "image: 4 layers of $MIB MiB (half random, half text, gzip -1), docker-registry on loopback, $W on $(df --output=fstype "$W" | tail -1)"
+stats_table
 echo
-echo "kiln push / skopeo copy oci->docker:          $(ratio "$T_kiln_push" "$T_skopeo_push")  (target <= 1.0)"
-echo "kiln pull / skopeo copy docker->oci:          $(ratio "$T_kiln_pull" "$T_skopeo_pull")  (target <= 1.0)"
-echo "kiln pull type=local / skopeo + umoci unpack: $(ratio "$T_kiln_unpack" "$T_peer_unpack")  (target <= 0.4)"
-peak=$(printf '%s\n' "$R_kiln_push" "$R_kiln_pull" "$R_kiln_unpack" | sort -n | tail -1)
-echo "kiln peak RSS: $((peak / 1024)) MiB  (target <= 64)"
+ratio_line push kiln-push skopeo-push "(target <= 1.0)"
+ratio_line pull kiln-pull skopeo-pull "(target <= 1.0)"
+ratio_line pull+unpack kiln-unpack skopeo-umoci "(target <= 0.4)"
+ratio_line unpack-floor kiln-unpack tar-xf "(target <= 1.1: plain tar -xf of the same files)"
+bench_footer
