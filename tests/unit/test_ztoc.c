@@ -437,7 +437,8 @@ static void test_not_gzip(void **state)
     close(fd);
 }
 
-/* KILN_ZTOC_SEED_DIR=DIR: writes a small zTOC and its tar there (the fuzz seeds). */
+/* KILN_ZTOC_SEED_DIR=DIR: writes the fuzz seeds there: a small layer and its zTOC (the
+ * fuzz target's LEN + layer + zTOC form) and the layer's tar. */
 static void write_seeds(const char *dir)
 {
     tarbuf_t t;
@@ -445,7 +446,7 @@ static void write_seeds(const char *dir)
     size_t keep = big_len, len;
     kiln_ztoc_t *z;
     kiln_error_t err = {0};
-    uint8_t *buf;
+    uint8_t *buf, *gz, n4[4];
     char path[4096];
     FILE *f;
     int fd;
@@ -454,14 +455,21 @@ static void write_seeds(const char *dir)
     fd = make_layer(&t, &size);
     z = build(fd, size);
     assert_int_equal(kiln_ztoc_encode(z, &buf, &len, &err), 0);
-    snprintf(path, sizeof(path), "%s/ztoc-small", dir);
+    gz = kiln_xmalloc(size);
+    assert_int_equal(pread(fd, gz, size, 0), (ssize_t)size);
+    for (int i = 0; i < 4; i++)
+        n4[i] = (uint8_t)(size >> (8 * i));
+    snprintf(path, sizeof(path), "%s/layer-and-ztoc", dir);
     assert_non_null(f = fopen(path, "we"));
+    assert_int_equal(fwrite(n4, 1, 4, f), 4);
+    assert_int_equal(fwrite(gz, 1, size, f), size);
     assert_int_equal(fwrite(buf, 1, len, f), len);
     fclose(f);
     snprintf(path, sizeof(path), "%s/tar-pax-links", dir);
     assert_non_null(f = fopen(path, "we"));
     assert_int_equal(fwrite(t.b, 1, t.len, f), t.len);
     fclose(f);
+    free(gz);
     free(buf);
     kiln_ztoc_free(z);
     free(t.b);
