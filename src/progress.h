@@ -49,10 +49,8 @@ typedef struct kiln_progress_opts {
     /* The clock in seconds (NULL: CLOCK_MONOTONIC). */
     double (*now)(void *ud);
     void *now_ud;
-    /* The Dockerfile's name for FILE:LINE ("Dockerfile" when NULL); generated: the Dockerfile
-     * is kiln's own (an auto build), so no FILE:LINE and the error's text is the user's. */
+    /* The Dockerfile's name for FILE:LINE ("Dockerfile" when NULL). */
     const char *dockerfile;
-    int generated;
     /* tty: a thread draws a frame every 100 ms until kiln_progress_finish. */
     int ticker;
 } kiln_progress_opts_t;

@@ -366,7 +366,7 @@ void kiln_progress_tty_finish(kiln_progress_t *p, const kiln_progress_result_t *
             kiln_buf_appendf(&b, NULL, " => size %s\n", size);
         }
     } else {
-        if (p->failed_step > 0 && !p->o.generated && !res->user_terms)
+        if (p->failed_step > 0 && !res->user_terms)
             s = &p->steps[p->failed_step];
         if (s) {
             /* the failing step: its instruction, FILE:LINE and its output, once */
