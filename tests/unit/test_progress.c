@@ -4,6 +4,7 @@
  * erased and redrawn), the summary, a failure's output once with FILE:LINE, escape sequences
  * from a step never reaching the terminal, and the plain and JSON forms. */
 #include <jansson.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +30,19 @@ typedef struct fixture {
 static void sink(void *ud, const char *data, size_t len)
 {
     kiln_buf_append(&((fixture_t *)ud)->out, data, len, NULL);
+}
+
+typedef struct sink_ctx {
+    kiln_buf_t *out;
+    pthread_mutex_t *lock;
+} sink_ctx_t;
+
+static void sink_locked(void *ud, const char *data, size_t len)
+{
+    sink_ctx_t *c = ud;
+    pthread_mutex_lock(c->lock);
+    kiln_buf_append(c->out, data, len, NULL);
+    pthread_mutex_unlock(c->lock);
 }
 
 static double fake_now(void *ud)
@@ -437,6 +451,64 @@ static void test_tail_bounded(void **state)
     fx_free(f);
 }
 
+/* With its ticker thread (as kiln build runs it): events from several threads while the ticker
+ * draws, then the summary once the ticker has stopped (nothing drawn after it). */
+typedef struct {
+    kiln_progress_t *p;
+    int base;
+} feeder_t;
+
+static void *feed(void *arg)
+{
+    feeder_t *fd = arg;
+    for (int i = 0; i < 50; i++) {
+        kiln_step_event_t s = {.step = fd->base + i, .kind = KILN_STEP_EVENT_START, .text = "x"};
+        kiln_step_event_t l = {.step = fd->base + i, .kind = KILN_STEP_EVENT_LOG, .text = "out"};
+        kiln_step_event_t d = {.step = fd->base + i, .kind = KILN_STEP_EVENT_DONE, .seconds = 0};
+        kiln_progress_step(fd->p, &s);
+        kiln_progress_step(fd->p, &l);
+        kiln_progress_step(fd->p, &d);
+    }
+    return NULL;
+}
+
+static void test_tty_ticker_threads(void **state)
+{
+    kiln_buf_t out;
+    pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    kiln_progress_opts_t o = {.mode = KILN_PROGRESS_TTY,
+                              .write = sink_locked,
+                              .write_ud = &(sink_ctx_t){.out = &out, .lock = &lock},
+                              .width = 80,
+                              .height = 24,
+                              .ticker = 1};
+    kiln_progress_result_t res = {.ok = 1, .digest = "sha256:ab"};
+    kiln_progress_t *p;
+    pthread_t t[2];
+    feeder_t fd[2];
+
+    kiln_buf_init(&out, 0);
+    p = kiln_progress_new(&o);
+    for (int i = 0; i < 2; i++) {
+        fd[i] = (feeder_t){.p = p, .base = 1 + i * 50};
+        assert_int_equal(pthread_create(&t[i], NULL, feed, &fd[i]), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    kiln_progress_finish(p, &res);
+    pthread_mutex_lock(&lock);
+    {
+        size_t len = out.len;
+        pthread_mutex_unlock(&lock);
+        kiln_progress_tick(p); /* after the summary: nothing */
+        assert_int_equal(out.len, len);
+    }
+    assert_non_null(strstr(out.data, "FINISHED\n => 100 steps, 0 cached\n"));
+    assert_non_null(strstr(out.data, " => image sha256:ab\n"));
+    kiln_progress_free(p);
+    kiln_buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -454,6 +526,7 @@ int main(void)
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_quiet),
         cmocka_unit_test(test_tail_bounded),
+        cmocka_unit_test(test_tty_ticker_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
