@@ -122,13 +122,15 @@ static int do_tag(kiln_imagestore_index_t *ix, void *ud, kiln_error_t *err)
 {
     tag_job_t *t = ud;
 
-    for (size_t i = 0; i < t->n; i++) {
-        t->entry.name = t->names[i];
+    int r = 1;
+
+    for (size_t i = 0; i < t->n && r > 0; i++) {
+        t->entry.name = t->names[i]; /* borrowed: index_set copies it */
         if (kiln_imagestore_index_set(ix, &t->entry, err) < 0)
-            return -1;
+            r = -1;
     }
     t->entry.name = NULL;
-    return 1;
+    return r;
 }
 
 /* The created time and unpacked size of the image of manifest d, for `kiln images`. */
