@@ -303,8 +303,10 @@ out:
     if (ret < 0) {
         /* what kind of failure it was outlives the rest of the result */
         const char *code = res->fail_code;
+        int status = res->fail_exit_status;
         kiln_build_result_clear(res);
         res->fail_code = code;
+        res->fail_exit_status = status;
     }
     return ret;
 }

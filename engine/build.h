@@ -149,6 +149,8 @@ typedef struct kiln_build_result {
     /* after a failure, what kind it was when the engine knows (else NULL):
      * KILN_BUILD_FAIL_DISK_LIMIT, KILN_BUILD_FAIL_NO_SPACE */
     const char *fail_code;
+    /* after a failure: the exit status of the RUN step that failed, or 0 */
+    int fail_exit_status;
 } kiln_build_result_t;
 
 /* A step wrote more than the request's disk_limit. */

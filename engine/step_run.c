@@ -426,6 +426,10 @@ int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
          * lack of space, whatever its own message */
         if (fs_full(upper))
             set_fail_code(e, KILN_BUILD_FAIL_NO_SPACE);
+        pthread_mutex_lock(&e->lock);
+        if (e->res->fail_exit_status == 0)
+            e->res->fail_exit_status = res.exit_code;
+        pthread_mutex_unlock(&e->lock);
         kiln_buf_init(&b, 0);
         for (size_t i = 0; i < st->tail_n; i++)
             kiln_buf_appendf(&b, NULL, "\n  %s", st->tail[i]);

@@ -10,6 +10,7 @@
 #include "job/auto.h"
 #include "job/event.h"
 #include "job/explain.h"
+#include "job/failure.h"
 #include "job/request.h"
 #include "job/stream.h"
 #include "oci/imagesize.h"
@@ -27,6 +28,7 @@ typedef struct run {
     const kiln_job_run_opts_t *o;
     json_t *ev;
     uint64_t pushed;
+    kiln_job_failure_t *fail; /* the failing step, from the step events */
 } run_t;
 
 static void emit(const run_t *r, kiln_job_run_kind_t kind, const char *text)
@@ -59,13 +61,26 @@ static void engine_line(void *ud, const char *line)
     emit(ud, KILN_JOB_RUN_LOG, line);
 }
 
+/* A step event: noted for the failure's details, then handed on typed, or as the line the
+ * engine would have written itself (progress decides its form; tty leaves out output). */
 static void engine_step(void *ud, const kiln_step_event_t *step)
 {
     const run_t *r = ud;
     kiln_job_run_event_t e = {.kind = KILN_JOB_RUN_STEP, .step = step};
+    _cleanup_free_ char *line = NULL;
 
-    if (r->o->event)
-        r->o->event(r->o->ud, &e);
+    kiln_job_failure_step(r->fail, step);
+    if (r->o->typed_steps) {
+        if (r->o->event)
+            r->o->event(r->o->ud, &e);
+        return;
+    }
+    if (step->kind == KILN_STEP_EVENT_LOG && r->o->progress == KILN_PROGRESS_TTY)
+        return;
+    line = r->o->progress == KILN_PROGRESS_JSON ? kiln_step_event_json(step)
+                                                : kiln_step_event_plain(step);
+    if (line)
+        emit(r, KILN_JOB_RUN_LOG, line);
 }
 
 static void output_phase(void *ud, const char *phase)
@@ -397,7 +412,7 @@ static int finish(run_t *r, int rc, const kiln_build_result_t *res, int built,
 int kiln_job_run(const kiln_job_spec_t *s, const kiln_job_run_opts_t *o, kiln_job_run_result_t *out,
                  kiln_error_t *err)
 {
-    run_t r = {.spec = s, .o = o};
+    run_t r = {.spec = s, .o = o, .fail = kiln_job_failure_new()};
     kiln_job_request_t jr = {0};
     kiln_git_policy_t gitpol = {.server_mode = o->server_mode,
                                 .allow_http = o->allow_http_git,
@@ -409,6 +424,7 @@ int kiln_job_run(const kiln_job_spec_t *s, const kiln_job_run_opts_t *o, kiln_jo
     _cleanup_free_ char *root = NULL, *build_id = NULL, *git_dockerfile = NULL, *user_msg = NULL;
     struct timespec t0, t1 = {0};
     int built = 0, rc = -1, in_build = 0;
+    json_t *failure = NULL;
 
     memset(out, 0, sizeof(*out));
     build_id = s->build_id ? kiln_xstrdup(s->build_id)
@@ -434,7 +450,7 @@ int kiln_job_run(const kiln_job_spec_t *s, const kiln_job_run_opts_t *o, kiln_jo
     jr.req.registry_config = o->registry_config;
     jr.req.progress = o->progress;
     jr.req.log = engine_line;
-    jr.req.event = o->typed_steps ? engine_step : NULL;
+    jr.req.event = engine_step;
     jr.req.log_ctx = &r;
     jr.req.env = o->env;
     jr.req.allow_addresses = o->allow_addresses;
@@ -469,6 +485,14 @@ int kiln_job_run(const kiln_job_spec_t *s, const kiln_job_run_opts_t *o, kiln_jo
         user_msg = ab.dockerfile ? kiln_explain_step_failure(ab.plan, ab.src.dir, err->msg) : NULL;
         out->code = fail_code(&res, err);
         in_build = 1;
+        /* where it failed, for the record and the completion event */
+        failure = kiln_job_failure_json(r.fail,
+                                        ab.dockerfile   ? "Dockerfile (generated from the plan)"
+                                        : s->dockerfile ? s->dockerfile
+                                                        : "Dockerfile",
+                                        res.fail_exit_status);
+        if (failure)
+            json_object_set(r.ev, "failure", failure);
         goto done;
     }
     built = out->built = 1;
@@ -488,6 +512,7 @@ done:
                                   .code = out->code,
                                   .text = err->msg,
                                   .explained = user_msg,
+                                  .failure = failure,
                                   .in_build = in_build};
         if (o->event)
             o->event(o->ud, &e);
@@ -496,6 +521,8 @@ done:
     if (rc < 0 && out->code == NULL)
         out->code = KILN_JOB_ERR_INTERNAL;
     json_decref(r.ev);
+    json_decref(failure);
+    kiln_job_failure_free(r.fail);
     kiln_job_request_clear(&jr);
     kiln_auto_build_release(&ab);
     kiln_build_result_clear(&res);

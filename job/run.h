@@ -13,6 +13,7 @@
 #ifndef KILN_JOB_RUN_H
 #define KILN_JOB_RUN_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,6 +42,10 @@ typedef struct kiln_job_run_event {
     const char *code;
     int in_build;
     const char *explained;
+    /* a step's failure: {"step", "name", "instruction", "file", "line", "exit_status",
+     * "error", "log": [last lines]} (job/failure.h), also the completion event's "failure";
+     * NULL when no step failed */
+    const json_t *failure;
     const kiln_step_event_t *step;
 } kiln_job_run_event_t;
 

@@ -102,17 +102,25 @@ static void send_phase(run_t *r, const char *phase)
     send_ev(r, ev);
 }
 
-/* An error event, then the result: the end of a failed job. */
-static void send_failure(run_t *r, const char *code, const char *message)
+/* An error event (with the failing step's details when a step failed: job/failure.h),
+ * then the result: the end of a failed job. */
+static void send_failure_at(run_t *r, const char *code, const char *message, json_t *failure)
 {
     json_t *ev = kiln_job_event_new(r->spec, "error");
     json_object_set_new(ev, "code", json_string(code));
     json_object_set_new(ev, "message", json_string(message));
+    if (json_is_object(failure))
+        json_object_set(ev, "failure", failure);
     send_ev(r, ev);
     ev = kiln_job_event_new(r->spec, "result");
     json_object_set_new(ev, "status", json_string("failed"));
     json_object_set_new(ev, "code", json_string(code));
     send_ev(r, ev);
+}
+
+static void send_failure(run_t *r, const char *code, const char *message)
+{
+    send_failure_at(r, code, message, NULL);
 }
 
 /* One line of the build's stderr/stdout: a log event, whatever it says (nothing the build
@@ -631,11 +639,12 @@ static int job_run(int argc, char **argv)
             r.build_msg
                 ? r.build_msg
                 : json_string_value(json_object_get(json_object_get(meta, "kiln.event"), "error"));
-        send_failure(&r,
-                     rc == KILN_EXIT_USAGE ? KILN_JOB_ERR_INVALID_SPEC
-                     : r.build_code[0]     ? r.build_code
-                                           : KILN_JOB_ERR_BUILD_FAILED,
-                     msg ? msg : "the build failed (see its log events)");
+        send_failure_at(&r,
+                        rc == KILN_EXIT_USAGE ? KILN_JOB_ERR_INVALID_SPEC
+                        : r.build_code[0]     ? r.build_code
+                                              : KILN_JOB_ERR_BUILD_FAILED,
+                        msg ? msg : "the build failed (see its log events)",
+                        json_object_get(json_object_get(meta, "kiln.event"), "failure"));
     }
     goto out;
 internal:

@@ -141,6 +141,9 @@ static void on_event(void *opaque, json_t *ev)
         json_object_set(x, "code", json_object_get(ev, "code"));
         if (strcmp(type, "error") == 0) {
             json_object_set(x, "message", json_object_get(ev, "message"));
+            /* the failing step: instruction, file:line, exit status, its last lines */
+            if (json_is_object(json_object_get(ev, "failure")))
+                json_object_set(x, "failure", json_object_get(ev, "failure"));
         } else {
             json_object_set(x, "status", json_object_get(ev, "status"));
             json_object_set(x, "digest", json_object_get(ev, "digest"));

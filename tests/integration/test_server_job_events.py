@@ -7,7 +7,9 @@ fetches as a tarball and the job unpacks).
 A tenant's build of a private git repository (its token in the URL) announces its completion
 on an emulated SQS queue (fauxqs) with the API's build id, the repository without the token,
 the full commit SHA, the branch, the tenant and the trigger; the build record keeps the
-events (phases, the result); the token is on no command line and in no event. A cancel
+events (phases, the result); the token is on no command line and in no event. A build whose
+RUN step fails carries the failing step (instruction, Dockerfile:line), its exit status and its
+last 20 output lines in the build record and its completion event. A cancel
 through the API ends the running job: kiln job run and its sandboxed step are gone."""
 import json
 import os
@@ -124,6 +126,36 @@ T.check("the build's statuses came from the job's phase events: cloning, buildin
         (b or {}).get("phases"))
 T.check("... and the pushed digest", [x.get("ref") for x in jev.get("pushed") or []] ==
         [reg + "/acme/app:1"], jev)
+
+# --- a failing step: where and why, in the record and the completion event ---
+bad_df = ("FROM oci:%s:1\nRUN echo fine > /f\n"
+          "RUN for i in $(seq 1 30); do echo out-$i; done; exit 3\n" % layout)
+st, body = srv.request("POST", "/v1/contexts", body=tar_gz({"Dockerfile": bad_df.encode()}),
+                       token=ACME)
+st, body = srv.request("POST", "/v1/builds", {"source": {"context": body.get("context", "")},
+                                              "notify": ["sqs://" + events]}, token=ACME)
+fid = (body or {}).get("id", "b-x")
+fb = {}
+end = time.time() + 300
+while st == 202 and time.time() < end and fb.get("status") not in ("succeeded", "failed"):
+    fb = srv.request("GET", "/v1/builds/" + fid, token=ACME)[1] or {}
+    time.sleep(0.2)
+fres = fb.get("result") or {}
+fail = ((fres.get("events") or {}).get("error") or {}).get("failure") or {}
+want_log = ["out-%d" % i for i in range(11, 31)]
+T.check("a failing RUN: the record's error names the failing step, its instruction and "
+        "Dockerfile:3", fb.get("status") == "failed" and fail.get("file") == "Dockerfile"
+        and fail.get("line") == 3 and fail.get("instruction", "").startswith("RUN for i in")
+        and "RUN for i in" in fail.get("name", ""), (fb, fail))
+T.check("... its exit status (3) and its last 20 output lines",
+        fail.get("exit_status") == 3 and fail.get("log") == want_log, fail)
+msgs = awslib.sqs_receive(endpoint, events, wait=5)
+fev = next((json.loads(m["Body"]) for m in msgs
+            if json.loads(m["Body"]).get("build_id") == fid), {})
+T.check("... the completion event on the queue carries the same failure",
+        fev.get("status") == "failed" and fev.get("failure") == fail, fev)
+T.check("... and so does the record's completion event",
+        (fres.get("kiln.event") or {}).get("failure") == fail, fres.get("kiln.event"))
 
 # --- cancel through the API ends the running job ---
 st, body = srv.request("POST", "/v1/contexts", body=tar_gz(

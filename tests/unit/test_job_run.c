@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <cmocka.h>
 
 #include "job/codec.h"
+#include "job/failure.h"
 #include "job/run.h"
 #include "job/stream.h"
 #include "tmpdir.h"
@@ -186,8 +188,67 @@ static void test_run_failed(void **state)
         json_string_value(json_object_get(json_object_get(meta, "kiln.event"), "status")),
         "failed");
     assert_null(json_object_get(meta, "containerimage.digest"));
+    /* where it failed: the step, its instruction, Dockerfile:2; no exit status (not a RUN) */
+    {
+        json_t *f = json_object_get(json_object_get(meta, "kiln.event"), "failure");
+        assert_non_null(f);
+        assert_int_equal(json_integer_value(json_object_get(f, "step")), 2);
+        assert_string_equal(json_string_value(json_object_get(f, "instruction")),
+                            "COPY missing /m");
+        assert_string_equal(json_string_value(json_object_get(f, "file")), "Dockerfile");
+        assert_int_equal(json_integer_value(json_object_get(f, "line")), 2);
+        assert_null(json_object_get(f, "exit_status"));
+    }
     json_decref(meta);
     kiln_fs_rm_rf(dir, NULL);
+}
+
+/* The failing step from step events: two steps running at once, the failing one's last
+ * KILN_JOB_FAILURE_TAIL lines only (its own, not the other's), the first failure wins. */
+static void test_failure_tracker(void **state)
+{
+    kiln_job_failure_t *f = kiln_job_failure_new();
+    kiln_step_event_t a = {.step = 1,
+                           .kind = KILN_STEP_EVENT_START,
+                           .text = "[a 1/2] RUN x",
+                           .line = 4,
+                           .seconds = -1};
+    kiln_step_event_t b = {.step = 2,
+                           .kind = KILN_STEP_EVENT_START,
+                           .text = "[b 1/1] RUN y",
+                           .line = 9,
+                           .seconds = -1};
+    char text[32];
+    json_t *j;
+
+    (void)state;
+    assert_null(kiln_job_failure_json(f, "Dockerfile", 0));
+    kiln_job_failure_step(f, &a);
+    kiln_job_failure_step(f, &b);
+    for (int i = 1; i <= 25; i++) {
+        kiln_step_event_t la = {.step = 1, .kind = KILN_STEP_EVENT_LOG, .text = text};
+        kiln_step_event_t lb = {.step = 2, .kind = KILN_STEP_EVENT_LOG, .text = "other\xff"};
+        snprintf(text, sizeof(text), "line %d", i);
+        kiln_job_failure_step(f, &la);
+        kiln_job_failure_step(f, &lb);
+    }
+    b.kind = KILN_STEP_EVENT_DONE;
+    kiln_job_failure_step(f, &b);
+    a.kind = KILN_STEP_EVENT_ERROR;
+    a.text = "Dockerfile:4: exit code: 7";
+    kiln_job_failure_step(f, &a);
+    j = kiln_job_failure_json(f, "app/Dockerfile", 7);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "instruction")), "RUN x");
+    assert_string_equal(json_string_value(json_object_get(j, "file")), "app/Dockerfile");
+    assert_int_equal(json_integer_value(json_object_get(j, "line")), 4);
+    assert_int_equal(json_integer_value(json_object_get(j, "exit_status")), 7);
+    assert_int_equal(json_array_size(json_object_get(j, "log")), KILN_JOB_FAILURE_TAIL);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(j, "log"), 0)), "line 6");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(j, "log"), 19)),
+                        "line 25");
+    json_decref(j);
+    kiln_job_failure_free(f);
 }
 
 int main(void)
@@ -195,6 +256,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_run_good),
         cmocka_unit_test(test_run_failed),
+        cmocka_unit_test(test_failure_tracker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
