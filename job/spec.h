@@ -145,7 +145,7 @@ typedef struct kiln_job_spec {
     kiln_job_kv_t *contexts; /* named build contexts: DIR (local only) or docker-image://REF */
     size_t n_contexts;
     char *compression;     /* "gzip" (NULL: the default), "zstd", "none" */
-    int compression_level; /* when has_compression_level: gzip 0..3, zstd 1..19 */
+    int compression_level; /* when has_compression_level: gzip 0..12, zstd 1..19 */
     int has_compression_level;
     long long source_date_epoch; /* when has_source_date_epoch: timestamps of the image */
     int has_source_date_epoch;
