@@ -42,6 +42,30 @@ bench_cleanup() {
   rm -rf "$T"
 }
 
+# kiln's Node images with the Node release kiln's plan resolves for an app, for a peer's
+# hand-written Dockerfile: OCI layouts DIR/node-build (tag build: the whole toolchain under
+# /opt/node) and DIR/node-run (tag run: bin/node only, as kiln's run stage copies it), made
+# by kiln from IMAGES' node-build and node-run. The toolchain is fetched once, into
+# $KILN_TOOLCHAIN_CACHE when set (kiln's own builds then reuse it too). Sets NODE_VERSION.
+bench_node_bases() { # dir app images
+  local tc dir i
+  tc=$("$KILN" plan --fetch-toolchain --root "$1/tcroot" "$2" 2>&1 >/dev/null |
+    sed -n 's/^kiln: toolchain node \([^ ]*\) in \(.*\)$/\1 \2/p')
+  NODE_VERSION=${tc%% *}
+  dir=${tc#* }
+  [ -d "$dir" ] || { echo "bench: no Node toolchain ($tc)" >&2; exit 1; }
+  for i in build run; do
+    mkdir -p "$1/base-$i"
+    { echo "FROM oci:$3/node-$i"
+      if [ $i = build ]; then echo "COPY --from=node / /opt/node"; else echo "COPY --from=node /bin/node /opt/node/bin/node"; fi
+      echo "ENV PATH=/opt/node/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    } >"$1/base-$i/Dockerfile"
+    "$KILN" build --root "$1/baseroot" --progress quiet --build-context "node=$dir" -t "node:$i" \
+      -o "type=oci,dest=$1/node-$i" "$1/base-$i" >/dev/null
+  done
+  rm -rf "$1/baseroot" # the disk the builds need: only the two layouts stay
+}
+
 # buildah with the overlay driver (not vfs, which copies every layer) and a private TMPDIR:
 # buildah keeps RUN cache mounts under $TMPDIR/buildah-cache-UID whatever its --root, so a
 # shared TMPDIR would make a "cold" build warm.

@@ -16,22 +16,26 @@ bench_kiln
 IMAGES=$(KILN_BIN=$KILN bash images/build.sh node-build node-run | tail -1)
 export KILN_IMAGE_PREFIX=oci:$IMAGES
 bench_scratch handlers
+# the Node release kiln's plan picks, fetched once (kiln's builds reuse it), and the peer's
+# bases with it: kiln's node-build + the toolchain, node-run + bin/node
+export KILN_TOOLCHAIN_CACHE=$T/toolchains
+bench_node_bases "$T" examples/node-express "$IMAGES"
 
 cat >"$T/Dockerfile" <<DOCKERFILE
-FROM oci:$IMAGES/node-build AS deps
+FROM oci:$T/node-build:build AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci
 FROM deps AS build
 COPY . .
 RUN rm -rf node_modules
-FROM oci:$IMAGES/node-run
+FROM oci:$T/node-run:run
 WORKDIR /app
 ENV PORT=8080
 COPY --from=deps /app/node_modules /app/node_modules
 COPY --from=build /app /app
 EXPOSE 8080
-CMD ["/bin/sh", "-c", "npm start"]
+CMD ["/bin/sh", "-c", "node server.js"]
 DOCKERFILE
 
 bench_src() { cp -a examples/node-express "$1"; }

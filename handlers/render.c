@@ -185,6 +185,13 @@ static int append_toolchain(kiln_buf_t *b, const kiln_plan_t *p, bool build, kil
     if (check_word("toolchain", p->toolchain.name, err) < 0 ||
         check_word("toolchain prefix", p->toolchain.prefix, err) < 0)
         return -1;
+    /* the run image takes only what runs the app (Node's binary, not its 67 MB of headers) */
+    if (!build && p->toolchain.run_path != NULL)
+        return check_subdir("toolchain run path", p->toolchain.run_path, err) < 0
+                   ? -1
+                   : kiln_buf_appendf(b, err, "COPY --from=%s /%s %s/%s\n", p->toolchain.name,
+                                      p->toolchain.run_path, p->toolchain.prefix,
+                                      p->toolchain.run_path);
     return kiln_buf_appendf(b, err, "COPY --from=%s / %s\n", p->toolchain.name,
                             p->toolchain.prefix);
 }
@@ -357,7 +364,8 @@ static int render_run(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
 
     if (check_word("run image", p->run_image, err) < 0 ||
         kiln_buf_appendf(b, err, "\nFROM %s AS run\nWORKDIR %s\n", p->run_image, p->workdir) < 0 ||
-        append_toolchain(b, p, false, err) < 0 || append_env(b, p, false, err) < 0)
+        append_toolchain(b, p, false, err) < 0 || append_env(b, p, false, err) < 0 ||
+        append_env_list(b, p->run_env, p->n_run_env, err) < 0)
         return -1;
     if (p->n_run_files > 0) {
         /* the framework's server output carries what it needs (its own node_modules) */

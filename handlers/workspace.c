@@ -597,6 +597,14 @@ int kiln_workspace_apply(const char *root, const char *subdir, const kiln_detect
         free(plan->start);
         plan->start = s;
     }
+    /* the app's own executables first on the run image's PATH, then the root's hoisted ones */
+    for (size_t i = 0; i < plan->n_run_env; i++)
+        if (strncmp(plan->run_env[i], "PATH=", 5) == 0) {
+            char *e = kiln_xasprintf("PATH=%s/%s/node_modules/.bin:%s", plan->workdir, sub,
+                                     plan->run_env[i] + 5);
+            free(plan->run_env[i]);
+            plan->run_env[i] = e;
+        }
     cache_prefix = kiln_xasprintf("%s/", plan->workdir);
     for (size_t i = 0; i < plan->n_caches; i++) {
         size_t cl = strlen(cache_prefix);

@@ -3,9 +3,12 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +29,30 @@
 #define METADATA_CAP (16u * 1024 * 1024)
 #define TARBALL_CAP (256u * 1024 * 1024)
 #define VERSION_FILE ".kiln-version"
+#define INTEGRITY_FILE ".kiln-integrity"
+
+/* The cache directory name of an npm package: "@oven/bun-linux-x64" → "oven-bun-linux-x64". */
+static char *cache_name(const char *package)
+{
+    char *n = kiln_xstrdup(package + (package[0] == '@'));
+    for (char *p = n; *p; p++)
+        if (*p == '/')
+            *p = '-';
+    return n;
+}
+
+/* An npm package name kiln fetches: lowercase [a-z0-9-._], with one optional "@scope/". */
+static bool package_name_ok(const char *p)
+{
+    const char *slash = p[0] == '@' ? strchr(p, '/') : NULL;
+    if (p[0] == '@' && (slash == NULL || slash == p + 1))
+        return false;
+    for (const char *c = p + (p[0] == '@'); *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-' ||
+              (*c == '.' && c[-1] != '.' && c[-1] != '/') || *c == '_' || (c == slash)))
+            return false;
+    return p[p[0] == '@'] != '.' && (slash == NULL || slash[1] != '\0');
+}
 
 static void http_freep(kiln_http_t **h)
 {
@@ -182,12 +209,14 @@ static int publish(const char *tmp, const char *final, const char *ver, kiln_err
  * satisfying release); reuses <cache>/<package>-<release> when it is
  * unpacked, else downloads, verifies and unpacks into a temp dir renamed to
  * it. Sets *dir and *version. */
-static int download(const kiln_plan_toolchain_t *tc, const char *registry, const char *cache,
-                    const kiln_netpolicy_t *policy, char **dir, char **version, kiln_error_t *err)
+static int download(const char *package, const char *range, const char *pin, const char *registry,
+                    const char *cache, const kiln_netpolicy_t *policy, char **dir, char **version,
+                    kiln_error_t *err)
 {
     _cleanup_(http_freep) kiln_http_t *h = kiln_http_new();
     kiln_netpolicy_t *fallback = policy ? NULL : kiln_netpolicy_new(KILN_NETPOLICY_NO_LINK_LOCAL);
-    _cleanup_free_ char *meta_url = kiln_xasprintf("%s/%s", registry, tc->package);
+    _cleanup_free_ char *meta_url = kiln_xasprintf("%s/%s", registry, package);
+    _cleanup_free_ char *dirname = cache_name(package), *ifile = NULL;
     _cleanup_free_ char *tmp = NULL, *what = NULL, *vfile = NULL, *final = NULL;
     kiln_http_response_t meta = {0}, tar = {0};
     json_t *doc = NULL, *dist;
@@ -203,13 +232,13 @@ static int download(const kiln_plan_toolchain_t *tc, const char *registry, const
         kiln_error_set(err, 0, "%s: the registry's metadata is not JSON", meta_url);
         goto out;
     }
-    ver = pick_version(doc, tc->version, NULL);
+    ver = pick_version(doc, range, NULL);
     if (ver == NULL) {
         /* the range was checked before: none of the releases satisfies it */
         kiln_error_set(err, 0, "no release satisfies the range (in %s)", meta_url);
         goto out;
     }
-    final = kiln_xasprintf("%s/%s-%s", cache, tc->package, ver);
+    final = kiln_xasprintf("%s/%s-%s", cache, dirname, ver);
     vfile = kiln_xasprintf("%s/" VERSION_FILE, final);
     if (access(vfile, F_OK) == 0) {
         /* this release is unpacked already (another build, another range) */
@@ -221,9 +250,17 @@ static int download(const kiln_plan_toolchain_t *tc, const char *registry, const
     dist = json_object_get(json_object_get(json_object_get(doc, "versions"), ver), "dist");
     url = json_string_value(json_object_get(dist, "tarball"));
     integrity = json_string_value(json_object_get(dist, "integrity"));
-    what = kiln_xasprintf("%s@%s", tc->package, ver);
+    what = kiln_xasprintf("%s@%s", package, ver);
     if (url == NULL) {
         kiln_error_set(err, 0, "%s: no tarball in the registry's metadata", what);
+        goto out;
+    }
+    /* a pinned release: the registry must list kiln's very checksum (and the bytes match it) */
+    if (pin != NULL && (integrity == NULL || strcmp(integrity, pin) != 0)) {
+        kiln_error_set(err, 0,
+                       "%s: the registry lists integrity %.100s, kiln pins %.100s (a changed or "
+                       "tampered release)",
+                       what, integrity ? integrity : "(none)", pin);
         goto out;
     }
     free(vfile);
@@ -231,7 +268,11 @@ static int download(const kiln_plan_toolchain_t *tc, const char *registry, const
     if (http_get(h, url, "application/octet-stream", TARBALL_CAP, &tar, err) < 0 ||
         check_integrity(integrity, tar.body, tar.body_len, what, err) < 0 ||
         kiln_fs_mkdtemp(cache, ".unpack-", &tmp, err) < 0 ||
-        unpack(tar.body, tar.body_len, "package/", tmp, what, err) < 0 ||
+        unpack(tar.body, tar.body_len, "package/", tmp, what, err) < 0)
+        goto out;
+    /* the checksum the copy was verified with, recorded beside it (checked on reuse) */
+    ifile = kiln_xasprintf("%s/" INTEGRITY_FILE, tmp);
+    if (kiln_fs_write_file_atomic(ifile, integrity, strlen(integrity), 0644, err) < 0 ||
         publish(tmp, final, ver, err) < 0)
         goto out;
     *version = kiln_xstrdup(ver);
@@ -352,6 +393,159 @@ out:
     return ret;
 }
 
+/* An npm package at `range` into <cache>/<name>-<release>: an exact release already
+ * unpacked is reused without the registry (its recorded checksum must be the pin, when
+ * there is one), else the registry resolves the range and the tarball is verified. */
+static int fetch_npm(const char *label, const char *package, const char *range, const char *pin,
+                     const char *registry, const char *cache, const kiln_netpolicy_t *policy,
+                     char **dir, char **version, kiln_error_t *err)
+{
+    _cleanup_free_ char *final = NULL, *vfile = NULL, *ver = NULL, *name = NULL, *rec = NULL;
+    kiln_semver_t exact;
+
+    if (kiln_semver_range_check(range, err) < 0)
+        return kiln_error_prefix(err, "toolchain %s", label);
+    if (!package_name_ok(package))
+        return kiln_error_set(err, 0, "toolchain %s: bad package name", label);
+    name = cache_name(package);
+    if (kiln_semver_parse(range, &exact, NULL) == 0 && exact.pre[0] == '\0') {
+        final =
+            kiln_xasprintf("%s/%s-%lu.%lu.%lu", cache, name, exact.major, exact.minor, exact.patch);
+        vfile = kiln_xasprintf("%s/" VERSION_FILE, final);
+        if (kiln_fs_read_file(vfile, 64, &ver, NULL, NULL) == 0) {
+            free(vfile);
+            vfile = kiln_xasprintf("%s/" INTEGRITY_FILE, final);
+            if (pin != NULL &&
+                (kiln_fs_read_file(vfile, 256, &rec, NULL, NULL) < 0 || strcmp(rec, pin) != 0))
+                return kiln_error_set(err, 0,
+                                      "toolchain %s %s: the copy in %s was not verified with "
+                                      "kiln's pinned checksum (remove it to fetch it again)",
+                                      label, range, final);
+            *dir = steal_pointer(&final);
+            *version = steal_pointer(&ver);
+            return 0;
+        }
+    }
+    if (download(package, range, pin, registry, cache, policy, dir, version, err) < 0)
+        return kiln_error_prefix(err, "toolchain %s %s", label, range);
+    return 0;
+}
+
+/* Makes dst a tree of hard links to src's files (directories made, symbolic links
+ * copied): a toolchain composed of two without copying either. */
+static int link_tree(int sfd, int dfd, const char *what, kiln_error_t *err)
+{
+    DIR *d = fdopendir(sfd);
+    struct dirent *e;
+    int r = 0;
+
+    if (d == NULL) {
+        close(sfd);
+        return kiln_error_set(err, errno, "%s: opendir", what);
+    }
+    while (r == 0 && (errno = 0, e = readdir(d)) != NULL) {
+        struct stat st;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            r = kiln_error_set(err, errno, "%s: stat %s", what, e->d_name);
+        } else if (S_ISDIR(st.st_mode)) {
+            int s2, d2;
+            if (mkdirat(dfd, e->d_name, st.st_mode & 07777) < 0 && errno != EEXIST)
+                r = kiln_error_set(err, errno, "%s: mkdir %s", what, e->d_name);
+            else if ((s2 = openat(dirfd(d), e->d_name,
+                                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+                r = kiln_error_set(err, errno, "%s: open %s", what, e->d_name);
+            else if ((d2 = openat(dfd, e->d_name,
+                                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+                close(s2);
+                r = kiln_error_set(err, errno, "%s: open %s", what, e->d_name);
+            } else {
+                r = link_tree(s2, d2, what, err);
+                close(d2);
+            }
+        } else if (S_ISLNK(st.st_mode)) {
+            char target[4096];
+            ssize_t n = readlinkat(dirfd(d), e->d_name, target, sizeof(target) - 1);
+            if (n < 0)
+                r = kiln_error_set(err, errno, "%s: readlink %s", what, e->d_name);
+            else if ((target[n] = '\0', symlinkat(target, dfd, e->d_name)) < 0)
+                r = kiln_error_set(err, errno, "%s: symlink %s", what, e->d_name);
+        } else if (S_ISREG(st.st_mode)) {
+            (void)unlinkat(dfd, e->d_name, 0); /* the second tree's file wins */
+            if (linkat(dirfd(d), e->d_name, dfd, e->d_name, 0) < 0)
+                r = kiln_error_set(err, errno, "%s: link %s", what, e->d_name);
+        }
+    }
+    if (r == 0 && errno != 0)
+        r = kiln_error_set(err, errno, "%s: readdir", what);
+    closedir(d);
+    return r;
+}
+
+/* <base>+<with's dir name>: base's tree with the second package's bin/ added (node's
+ * bin/node beside bun's bin/bun), made once of hard links and published atomically. */
+static int compose(const char *base, const char *with, const char *cache, char **dir,
+                   kiln_error_t *err)
+{
+    const char *wname = strrchr(with, '/') ? strrchr(with, '/') + 1 : with;
+    _cleanup_free_ char *final = kiln_xasprintf("%s+%s", base, wname), *tmp = NULL;
+    _cleanup_free_ char *vfile = kiln_xasprintf("%s/" VERSION_FILE, final);
+    _cleanup_free_ char *wbin = kiln_xasprintf("%s/bin", with), *tbin = NULL;
+    _cleanup_close_ int tfd = -1;
+    int r = -1;
+
+    if (access(vfile, F_OK) == 0) {
+        *dir = steal_pointer(&final);
+        return 0;
+    }
+    if (kiln_fs_mkdtemp(cache, ".compose-", &tmp, err) < 0)
+        return -1;
+    tbin = kiln_xasprintf("%s/bin", tmp);
+    tfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (tfd < 0) {
+        kiln_error_set(err, errno, "open %s", tmp);
+        goto out;
+    }
+    {
+        int sfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC), bfd = -1, wfd = -1;
+        if (sfd < 0 || link_tree(sfd, tfd, base, err) < 0) {
+            if (sfd < 0)
+                kiln_error_set(err, errno, "open %s", base);
+            goto out;
+        }
+        if (kiln_fs_mkdir_p(tbin, 0755, err) < 0)
+            goto out;
+        wfd = open(wbin, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        bfd = open(tbin, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (wfd < 0 || bfd < 0) {
+            kiln_error_set(err, errno, "open %s", wfd < 0 ? wbin : tbin);
+            if (wfd >= 0)
+                close(wfd);
+            if (bfd >= 0)
+                close(bfd);
+            goto out;
+        }
+        r = link_tree(wfd, bfd, with, err);
+        close(bfd);
+        if (r < 0)
+            goto out;
+        r = -1;
+    }
+    if (unlinkat(tfd, VERSION_FILE, 0) < 0 && errno != ENOENT) {
+        kiln_error_set(err, errno, "unlink %s/" VERSION_FILE, tmp);
+        goto out;
+    }
+    (void)unlinkat(tfd, INTEGRITY_FILE, 0);
+    if (publish(tmp, final, wname, err) < 0)
+        goto out;
+    *dir = steal_pointer(&final);
+    r = 0;
+out:
+    kiln_fs_rm_rf(tmp, NULL); /* gone after a successful rename */
+    return r;
+}
+
 int kiln_toolchain_fetch(const kiln_plan_toolchain_t *tc, const char *root, char *const *env,
                          const kiln_netpolicy_t *policy, char **dir, char **version,
                          kiln_error_t *err)
@@ -360,40 +554,37 @@ int kiln_toolchain_fetch(const kiln_plan_toolchain_t *tc, const char *root, char
     const char *cache_env = kiln_env_get(env, "KILN_TOOLCHAIN_CACHE");
     _cleanup_free_ char *cache =
         cache_env ? kiln_xstrdup(cache_env) : kiln_xasprintf("%s/toolchains", root);
-    _cleanup_free_ char *final = NULL, *vfile = NULL, *ver = NULL, *reg = NULL;
-    kiln_semver_t exact;
+    _cleanup_free_ char *reg = NULL, *base = NULL, *ver = NULL, *wdir = NULL, *wver = NULL;
+    _cleanup_free_ char *label = NULL;
     size_t n;
 
     if (tc->name == NULL || tc->package == NULL || tc->version == NULL)
         return kiln_error_set(err, 0, "toolchain: the plan names no package and version");
-    if (strcmp(tc->name, "go") == 0) {
-        if (kiln_fs_mkdir_p(cache, 0755, err) < 0)
-            return -1;
+    if (kiln_fs_mkdir_p(cache, 0755, err) < 0)
+        return -1;
+    if (strcmp(tc->name, "go") == 0)
         return fetch_go(tc, cache, env, policy, dir, version, err);
-    }
-    if (kiln_semver_range_check(tc->version, err) < 0)
-        return kiln_error_prefix(err, "toolchain %s", tc->name);
-    for (const char *p = tc->package; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
-            return kiln_error_set(err, 0, "toolchain %s: bad package name", tc->name);
     reg = kiln_xstrdup(registry ? registry : KILN_DEFAULT_NPM_REGISTRY);
     n = strlen(reg);
     while (n > 0 && reg[n - 1] == '/')
         reg[--n] = '\0';
-    if (kiln_fs_mkdir_p(cache, 0755, err) < 0)
+    if (fetch_npm(tc->name, tc->package, tc->version, NULL, reg, cache, policy, &base, &ver, err) <
+        0)
         return -1;
-    /* an exact release that is unpacked needs no registry */
-    if (kiln_semver_parse(tc->version, &exact, NULL) == 0 && exact.pre[0] == '\0') {
-        final = kiln_xasprintf("%s/%s-%lu.%lu.%lu", cache, tc->package, exact.major, exact.minor,
-                               exact.patch);
-        vfile = kiln_xasprintf("%s/" VERSION_FILE, final);
-        if (kiln_fs_read_file(vfile, 64, &ver, NULL, NULL) == 0) {
-            *dir = steal_pointer(&final);
-            *version = steal_pointer(&ver);
-            return 0;
-        }
+    if (tc->with_package != NULL) {
+        /* the second package is an exact release (bun's), beside the first's bin/ */
+        label = kiln_xstrdup(tc->with_package);
+        if (tc->with_version == NULL ||
+            fetch_npm(label, tc->with_package, tc->with_version, tc->with_integrity, reg, cache,
+                      policy, &wdir, &wver, err) < 0 ||
+            compose(base, wdir, cache, dir, err) < 0)
+            return kiln_error_is_set(err)
+                       ? -1
+                       : kiln_error_set(err, 0, "toolchain %s: no version", tc->with_package);
+        *version = steal_pointer(&ver);
+        return 0;
     }
-    if (download(tc, reg, cache, policy, dir, version, err) < 0)
-        return kiln_error_prefix(err, "toolchain %s %s", tc->name, tc->version);
+    *dir = steal_pointer(&base);
+    *version = steal_pointer(&ver);
     return 0;
 }

