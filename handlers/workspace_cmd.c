@@ -155,20 +155,38 @@ fail:
     return NULL;
 }
 
+/* Appends the node one-liner that narrows the root package.json's workspaces to the
+ * needed packages (an array, or the packages of a {packages, nohoist} object), so that a
+ * manager without a focus command (yarn 1, bun) installs the production dependencies of
+ * the app and its workspace packages only. */
+static void narrow_workspaces(kiln_buf_t *b, const kiln_ws_t *w)
+{
+    kiln_buf_appendf(
+        b, NULL,
+        "node -e 'const f=require(\"fs\"),p=JSON.parse(f.readFileSync(\"package.json\"))"
+        ",w=[");
+    for (size_t i = 0, n = 0; i < w->n; i++)
+        if (w->p[i].needed)
+            kiln_buf_appendf(b, NULL, "%s\"%s\"", n++ ? "," : "", w->p[i].path);
+    kiln_buf_appendf(b, NULL,
+                     "];p.workspaces=Array.isArray(p.workspaces)?w:Object.assign(p.workspaces,"
+                     "{packages:w});f.writeFileSync(\"package.json\",JSON.stringify(p))' && ");
+}
+
 char *kiln_ws_prune_command(const kiln_ws_t *w, const kiln_ws_pkg_t *app, const char *pm,
                             const kiln_plan_t *plan)
 {
     kiln_buf_t b;
     bool frozen = plan->install &&
                   (strstr(plan->install, "--frozen-lockfile") || strstr(plan->install, "npm ci"));
+    bool narrow = strcmp(pm, "yarn") == 0 || strcmp(pm, "bun") == 0;
 
-    (void)w;
-    if (!(strcmp(pm, "npm") == 0 || (strcmp(pm, "pnpm") == 0 && app->name) ||
+    if (!(strcmp(pm, "npm") == 0 || narrow || (strcmp(pm, "pnpm") == 0 && app->name) ||
           (strcmp(pm, "yarn-berry") == 0 && app->name)))
         return NULL;
     kiln_buf_init(&b, 0);
-    /* yarn's focus rewrites node_modules in place; npm and pnpm install afresh, so the dev
-     * deps of the full install go first */
+    /* yarn's focus rewrites node_modules in place; npm, pnpm, yarn 1 and bun install
+     * afresh, so the dev deps of the full install go first */
     if (strcmp(pm, "yarn-berry") != 0) {
         kiln_buf_appendf(&b, NULL, "rm -rf");
         for (size_t i = 0; i < plan->n_deps; i++)
@@ -176,14 +194,30 @@ char *kiln_ws_prune_command(const kiln_ws_t *w, const kiln_ws_pkg_t *app, const 
                 kiln_buf_appendf(&b, NULL, " %s", plan->deps[i]);
         kiln_buf_appendf(&b, NULL, " && ");
     }
+    /* yarn 1 and bun have no focus: the workspace is narrowed to the needed packages
+     * (the lockfile then holds more than they need: it is not frozen for this install) */
+    if (narrow)
+        narrow_workspaces(&b, w);
     if (strcmp(pm, "npm") == 0)
         kiln_buf_appendf(&b, NULL,
                          "npm %s --omit=dev --include-workspace-root --no-audit --no-fund "
                          "--prefer-offline -w %s",
                          frozen ? "ci" : "install", app->path);
-    else if (strcmp(pm, "pnpm") == 0)
+    else if (strcmp(pm, "pnpm") == 0) {
         kiln_buf_appendf(&b, NULL, "pnpm install --prod%s --prefer-offline --filter %s...",
                          frozen ? " --frozen-lockfile" : "", app->name);
+        /* pnpm links every workspace package into its hoisted .pnpm/node_modules: the
+         * links to the packages left out would dangle in the image */
+        for (size_t i = 0; i < w->n; i++)
+            if (!w->p[i].needed && w->p[i].name)
+                kiln_buf_appendf(&b, NULL, " && rm -f node_modules/.pnpm/node_modules/%s",
+                                 w->p[i].name);
+    } else if (strcmp(pm, "yarn") == 0)
+        kiln_buf_appendf(&b, NULL,
+                         "yarn install --production --ignore-scripts --prefer-offline "
+                         "--non-interactive");
+    else if (strcmp(pm, "bun") == 0)
+        kiln_buf_appendf(&b, NULL, "bun install --production --ignore-scripts");
     else
         kiln_buf_appendf(&b, NULL, "yarn workspaces focus --production %s", app->name);
     return kiln_buf_steal(&b, NULL);

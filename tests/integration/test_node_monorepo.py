@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""End to end: monorepos (tests/fixtures/monorepo: npm, pnpm and yarn Berry workspaces and a
-Turborepo over npm workspaces, each with apps/web depending on the workspace package
-packages/lib, and an apps/docs whose build fails). `kiln build --subdir apps/web ROOT`
+"""End to end: monorepos (tests/fixtures/monorepo: npm, pnpm, yarn 1, yarn Berry and bun
+workspaces and a Turborepo and an Nx workspace (nx run @mono/web:build, lib first by nx.json's
+dependsOn ^build) over npm workspaces, each with apps/web depending on the workspace
+package packages/lib, and an apps/docs whose build fails). `kiln build --subdir apps/web ROOT`
 takes the repository root as the context, installs there with the root lockfile, builds
 lib then web (never docs; Turborepo through turbo run build --filter), and the image
 answers over loopback using the built lib and its dependency ms. The run image holds the
 production dependencies of web and lib only: no devDependency (is-number in berry/turbo),
-no dependency of docs (is-number in npm/pnpm, escape-html in berry/turbo), no apps/docs,
-no build cache (.turbo). Berry's root .nvmrc (20.20.2) picks the Node of an app without
+no dependency of docs (is-number in npm/pnpm/classic/bun, escape-html in berry/turbo), no
+apps/docs, no build cache (.turbo), no link left dangling (pnpm's hoisted link to docs); yarn 1
+and bun, which have no focus command, install with the root's workspaces narrowed to web and
+lib (web's devDependency escape-html stays out). Berry's root .nvmrc (20.20.2) picks the Node of an app without
 one. The build record (--metadata-file: the completion event) carries the image's
 compressed and uncompressed size. The server API's source.subdir goes through the same
 path (job/auto)."""
@@ -29,9 +32,9 @@ def source(name, copy=""):
     return fixture("monorepo", name, copy)
 
 
-def image_files(layout):
+def image_files(layout, links=None):
     """The paths under /app of the image, read from its layers (nothing unpacked: the
-    run image's /app is only ever added to)."""
+    run image's /app is only ever added to); links gets {path: target} of its symlinks."""
     out = set()
     for digest in manifest_layers(layout):
         with tarfile.open(os.path.join(layout, "blobs", "sha256", digest.split(":", 1)[1])) as tf:
@@ -39,7 +42,15 @@ def image_files(layout):
                 n = m.name.lstrip("./")
                 if n.startswith("app/") and len(n) > 4:
                     out.add(n[4:].rstrip("/"))
+                    if m.issym() and links is not None:
+                        links[n[4:].rstrip("/")] = m.linkname
     return sorted(out)
+
+
+def dangling(files, links):
+    """The symlinks under /app whose relative target is not in the image."""
+    return [f"{p} -> {t}" for p, t in links.items() if not t.startswith("/")
+            and os.path.normpath(os.path.join(os.path.dirname(p), t)) not in files]
 
 
 TURBO = ("npx --no-install turbo run build --filter=@mono/web... --cache-dir=/root/.cache/turbo "
@@ -50,10 +61,17 @@ CASES = [
     ("npm", "npm", "package-lock.json", "npm run build -w packages/lib && npm run build -w apps/web",
      "npm ci --omit=dev --include-workspace-root --no-audit --no-fund --prefer-offline -w apps/web"),
     ("pnpm", "pnpm", "pnpm-lock.yaml", "pnpm --filter @mono/web... run build",
-     "pnpm install --prod --frozen-lockfile --prefer-offline --filter @mono/web..."),
+     "pnpm install --prod --frozen-lockfile --prefer-offline --filter @mono/web... "
+     "&& rm -f node_modules/.pnpm/node_modules/@mono/docs"),
+    ("classic", "yarn", "yarn.lock", "yarn workspace @mono/lib run build && yarn workspace @mono/web run build",
+     "yarn install --production --ignore-scripts --prefer-offline --non-interactive"),
+    ("bun", "bun", "bun.lock", "(cd packages/lib && bun run build) && (cd apps/web && bun run build)",
+     "bun install --production --ignore-scripts"),
     ("berry", "yarn-berry", "yarn.lock",
      "yarn workspace @mono/lib run build && yarn workspace @mono/web run build",
      "yarn workspaces focus --production @mono/web"),
+    ("nx", "npm", "package-lock.json", "npx --no-install nx run @mono/web:build --outputStyle=static && rm -rf .nx",
+     "npm ci --omit=dev --include-workspace-root --no-audit --no-fund --prefer-offline -w apps/web"),
     ("turbo", "npm", "package-lock.json", TURBO,
      "npm ci --omit=dev --include-workspace-root --no-audit --no-fund --prefer-offline -w apps/web"),
 ]
@@ -68,7 +86,10 @@ for name, pm, lock, buildcmd, prune in CASES:
             and "packages/lib/package.json" in man, json.dumps(p))
     T.check(f"{name}: the plan builds lib and web only, then leaves apps/docs out",
             cmds.get("build") == buildcmd + " && rm -rf apps/docs"
-            and cmds.get("start") == "cd apps/web && npm start", json.dumps(cmds))
+            and cmds.get("start") == "cd apps/web && node index.js", json.dumps(cmds))
+    T.check(f"{name}: the run image's PATH has the app's executables, then the root's (no npm there)",
+            p.get("runEnv", {}).get("PATH", "").startswith("/app/apps/web/node_modules/.bin:/app/node_modules/.bin:"),
+            json.dumps(p.get("runEnv")))
     T.check(f"{name}: the run image's dependencies are the production install of web and lib only",
             cmds.get("prune", "").endswith(prune)
             and p.get("deps") == ["node_modules", "packages/lib/node_modules", "apps/web/node_modules"],
@@ -92,13 +113,17 @@ for name, pm, lock, buildcmd, prune in CASES:
     if name == "berry":
         T.check("berry: the app without a version of its own runs the root .nvmrc's Node 20.20.2",
                 body.strip().endswith(" v20.20.2") and p.get("versions", {}).get("node") == "20.20.2", body)
-    files = image_files(out)
+    links = {}
+    files = image_files(out, links)
+    T.check(f"{name}: no symbolic link under /app dangles (none to the packages left out)",
+            not dangling(set(files), links), str(dangling(set(files), links)))
     T.check(f"{name}: the image holds apps/web and packages/lib but not apps/docs",
             "apps/web/index.js" in files and "packages/lib/index.js" in files
             and not any(f.startswith("apps/docs") for f in files), str(sorted(files)[:60]))
     T.check(f"{name}: the image holds no devDependency, no dependency of docs and no build cache",
             any(f.endswith("node_modules/ms/package.json") for f in files)
-            and not any(f.split("/")[-1] in ("is-number", "escape-html", ".turbo") for f in files), str(sorted(files)))
+            and not any(f.split("/")[-1] in ("is-number", "escape-html", ".turbo", "nx", ".nx") for f in files),
+            str(sorted(files)))
     try:
         size = json.load(open(meta))["kiln.event"]["image_size"]
     except (OSError, ValueError, KeyError) as e:
@@ -152,6 +177,7 @@ T.check("KILN_INSTALL_CMD and KILN_BUILD_CMD stay the user's in a monorepo (run 
 p = variant("bun", {"packageManager": "bun@1.2.23"}, {"bun.lock": "{}"})
 T.check("bun workspaces: bun installs at the root, each needed package's build, dependencies first",
         p.get("packageManager") == "bun" and "bun.lock" in p.get("manifests", [])
+        and p.get("toolchain", {}).get("with", {}).get("package") == "@oven/bun-linux-x64"
         and p.get("commands", {}).get("build") == "(cd packages/lib && bun run build) && (cd apps/web && bun run "
         "build) && rm -rf apps/docs", json.dumps(p))
 p = variant("classic", {}, {"yarn.lock": "# yarn lockfile v1\n"})
