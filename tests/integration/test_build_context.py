@@ -55,7 +55,9 @@ def clean(name, files):
     leaks = [p for p, c in files.items() if GIT_MARKER in c or any(m in c for m in IGNORED)]
     T.check(f"{name}: no .git (directory or a submodule's file) in it", not gits, str(gits))
     T.check(f"{name}: no ignored file and no marker in it (secret.env, logs/)",
-            not leaks and "secret.env" not in files and "logs" not in files, str(sorted(files)))
+            not leaks and "secret.env" not in files and "logs/app.log" not in files, str(sorted(files)))
+    T.check(f"{name}: a !pattern re-includes a file of an ignored directory (logs/keep.log)",
+            "logs/keep.log" in files, str(sorted(files)))
     T.check(f"{name}: the rest of the context is there", "index.html" in files
             and "vendor/lib/mod.js" in files, str(sorted(files)))
 
@@ -80,7 +82,7 @@ listing = open(os.path.join(out, "bind-list.txt")).read() if os.path.exists(os.p
 allc = open(os.path.join(out, "bind-all.txt")).read() if os.path.exists(os.path.join(out, "bind-all.txt")) else ""
 T.check("RUN bind mount of the context: no .git and no ignored file listed",
         "index.html" in listing and ".git" not in listing and "secret.env" not in listing
-        and "logs" not in listing, listing)
+        and "logs/app.log" not in listing and "logs/keep.log" in listing, listing)
 T.check("RUN bind mount of the context: no marker readable",
         GIT_MARKER not in allc and not any(m in allc for m in IGNORED) and "kiln context-git" in allc, allc[-2000:])
 
@@ -166,6 +168,8 @@ if os.path.isdir(os.path.join(images, "base")):
     clean("auto build's static output", files)
     T.check("auto build: .kilnignore applies too (draft.html left out)", "draft.html" not in files
             and not any("IGNORED_MARKER_DRAFT" in c for c in files.values()), str(sorted(files)))
+    T.check("auto build: a .kilnignore !pattern re-includes draft-final.html", "draft-final.html" in files,
+            str(sorted(files)))
 
     # --- a git source: the CLI's (file://) and a server build's (http on loopback) ---
     import subprocess
