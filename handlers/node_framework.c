@@ -524,6 +524,8 @@ static const struct {
     {"hono", {"@hono/node-server"}},
 };
 
+static const char *lambda_adapter_of(const char *fw, json_t *pkg);
+
 int kiln_node_framework_plan(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t *plan,
                              kiln_error_t *err)
 {
@@ -538,6 +540,7 @@ int kiln_node_framework_plan(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_pla
                 break;
             }
     kiln_plan_set(&plan->framework, fw);
+    kiln_plan_set(&plan->function_adapter, lambda_adapter_of(fw, pkg));
     if (fw != NULL)
         kiln_plan_why(plan, KILN_WHY_FRAMEWORK, "package.json depends on %s", dep);
     else
@@ -730,23 +733,112 @@ static int function_runtime(kiln_plan_t *plan, kiln_error_t *err)
     return 0;
 }
 
-int kiln_node_function_plan(kiln_plan_t *plan, kiln_error_t *err)
+/* The AWS Lambda adapters kiln knows, one row per framework: the package whose presence
+ * makes the build write a handler (NULL: the framework's own preset), the build command
+ * that asks for it (NULL: the project's), an env var it needs, the directory zipped (it
+ * carries its own node_modules) and the handler in it. `advice` is what a project of the
+ * framework without the adapter should do. The Lambda runtime itself comes from
+ * handlers/node_release's table (function_runtime below). */
+static const struct {
+    const char *framework, *adapter, *build, *env, *dir, *handler, *advice;
+} lambda_adapters[] = {
+    {"nuxt", NULL, NULL, "NITRO_PRESET=aws-lambda", ".output/server", "index.handler", NULL},
+    {"nitro", NULL, NULL, "NITRO_PRESET=aws-lambda", ".output/server", "index.handler", NULL},
+    {"next", "@opennextjs/aws", "npx --no-install open-next build", NULL,
+     ".open-next/server-functions/default", "index.handler",
+     "add OpenNext (@opennextjs/aws) to devDependencies: kiln then builds with open-next build "
+     "and zips .open-next/server-functions/default (index.handler)"},
+    {"sveltekit", NULL, NULL, NULL, NULL, NULL,
+     "no SvelteKit adapter kiln knows writes a Lambda handler (adapter-node makes a server: "
+     "build an image); with an AWS adapter of your own, name its output in kiln.json "
+     "\"function\": {\"dir\", \"handler\"}"},
+    {"astro", NULL, NULL, NULL, NULL, NULL,
+     "no Astro adapter kiln knows writes a Lambda handler (@astrojs/node makes a server: build "
+     "an image); with an AWS adapter of your own, name its output in kiln.json \"function\": "
+     "{\"dir\", \"handler\"}"},
+    {"remix", NULL, NULL, NULL, NULL, NULL,
+     "Remix runs on Lambda through a handler file of your own (@remix-run/architect's "
+     "createRequestHandler): name it in kiln.json \"function\": {\"handler\"}, or build an "
+     "image"},
+    {"react-router", NULL, NULL, NULL, NULL, NULL,
+     "React Router runs on Lambda through a handler file of your own "
+     "(@react-router/architect's createRequestHandler): name it in kiln.json \"function\": "
+     "{\"handler\"}, or build an image"},
+    {"nest", NULL, NULL, NULL, NULL, NULL,
+     "Nest runs on Lambda through a handler file of your own (@codegenie/serverless-express "
+     "around the app): export it and name it in kiln.json \"function\": {\"handler\"}, or "
+     "build an image"},
+};
+
+/* The adapter package of the framework that `pkg` depends on (for the function plan), or
+ * NULL. */
+static const char *lambda_adapter_of(const char *fw, json_t *pkg)
+{
+    for (size_t i = 0; fw && i < sizeof(lambda_adapters) / sizeof(lambda_adapters[0]); i++)
+        if (strcmp(lambda_adapters[i].framework, fw) == 0 && lambda_adapters[i].adapter &&
+            has_dep(pkg, lambda_adapters[i].adapter))
+            return lambda_adapters[i].adapter;
+    return NULL;
+}
+
+/* Applies the framework's Lambda adapter row (its build, env, dir and handler); sets
+ * *advice to the row's advice when the project lacks its adapter. */
+static int apply_adapter(kiln_plan_t *plan, const char **advice, kiln_error_t *err)
 {
     const char *fw = plan->framework;
 
-    if (plan->handler == NULL && fw && (strcmp(fw, "nuxt") == 0 || strcmp(fw, "nitro") == 0)) {
-        /* Nitro's aws-lambda preset: .output/server/index.mjs exports handler, its
-         * node_modules beside it */
-        if (kiln_plan_setenv(plan, "NITRO_PRESET", "aws-lambda", err) < 0)
-            return -1;
-        plan->handler = kiln_xstrdup("index.handler");
-        kiln_plan_set(&plan->function_dir, ".output/server");
+    *advice = NULL;
+    for (size_t i = 0; fw && i < sizeof(lambda_adapters) / sizeof(lambda_adapters[0]); i++) {
+        const typeof(lambda_adapters[0]) *a = &lambda_adapters[i];
+        if (strcmp(a->framework, fw) != 0)
+            continue;
+        if (a->handler == NULL ||
+            (a->adapter &&
+             (plan->function_adapter == NULL || strcmp(plan->function_adapter, a->adapter) != 0))) {
+            *advice = a->advice;
+            return 0;
+        }
+        if (a->env) {
+            const char *eq = strchr(a->env, '=');
+            _cleanup_free_ char *key = kiln_xstrndup(a->env, (size_t)(eq - a->env));
+            if (kiln_plan_setenv(plan, key, eq + 1, err) < 0)
+                return -1;
+        }
+        if (a->build) {
+            kiln_plan_set(&plan->build, a->build);
+            kiln_plan_why(plan, KILN_WHY_BUILD,
+                          "package.json depends on %s: %s writes the Lambda handler", a->adapter,
+                          a->build);
+        }
+        plan->handler = kiln_xstrdup(a->handler);
+        kiln_plan_set(&plan->function_dir, a->dir);
         plan->function_bundled = true;
-        kiln_plan_why(plan, KILN_WHY_HANDLER,
-                      "%s's aws-lambda preset (NITRO_PRESET=aws-lambda for this build): "
-                      ".output/server/index.mjs exports handler, with the node_modules it needs",
-                      fw);
+        if (a->adapter)
+            kiln_plan_why(plan, KILN_WHY_HANDLER,
+                          "package.json depends on %s: %s/%s exports handler, with the "
+                          "node_modules it needs",
+                          a->adapter, a->dir, strchr(a->handler, '.') ? "index.mjs" : a->handler);
+        else
+            kiln_plan_why(plan, KILN_WHY_HANDLER,
+                          "%s's aws-lambda preset (%s for this build): %s/index.mjs exports "
+                          "handler, with the node_modules it needs",
+                          fw, a->env, a->dir);
+        return 0;
     }
+    return 0;
+}
+
+int kiln_node_function_plan(kiln_plan_t *plan, kiln_error_t *err)
+{
+    const char *fw = plan->framework, *advice = NULL;
+
+    if (plan->handler == NULL && apply_adapter(plan, &advice, err) < 0)
+        return -1;
+    if (plan->handler == NULL && advice != NULL)
+        return kiln_error_set(err, 0,
+                              "a function output needs a handler and %s builds no AWS Lambda "
+                              "handler: %s",
+                              fw, advice);
     if (plan->handler == NULL)
         return kiln_error_set(
             err, 0,
