@@ -29,7 +29,10 @@ bench_kiln() { # [path]
 # A scratch directory $T under /var/tmp (disk, like a build root), removed on exit unless the
 # script sets its own trap (it then calls bench_cleanup itself).
 bench_scratch() { # name
-  T=$(mktemp -d "/var/tmp/kiln-bench-$1.XXXXXX")
+  # lowercase only: peers' Dockerfiles name layouts under it (FROM oci:$T/...), and an OCI
+  # reference must be lowercase
+  T=/var/tmp/kiln-bench-$1.$$.$RANDOM
+  mkdir "$T"
   : >"$T/times"
   trap bench_cleanup EXIT
 }

@@ -574,8 +574,15 @@ int kiln_node_start_finish(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln
     pkg = json_loads(text, 0, NULL);
     if (plan->start != NULL) {
         bool bun = false;
-        if (kiln_node_script_expand(pkg, plan->package_manager, plan->start, &start, &bun, err) < 0)
-            return -1;
+        kiln_error_t xerr = {0};
+        if (kiln_node_script_expand(pkg, plan->package_manager, plan->start, &start, &bun, &xerr) <
+            0) {
+            /* no start command an image could run: an image build fails saying why
+             * (kiln_plan_select_output), a function or a site needs none */
+            kiln_plan_set(&plan->start, NULL);
+            kiln_plan_why(plan, KILN_WHY_START, "%s", xerr.msg);
+            return kiln_plan_add(plan->notes, &plan->n_notes, err, "%s", xerr.msg);
+        }
         /* bun runs the server: its binary goes into the run image beside node's */
         if (bun) {
             kiln_plan_set(&plan->toolchain.run_path, "bin");
