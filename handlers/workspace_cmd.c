@@ -156,9 +156,9 @@ fail:
 }
 
 /* Appends the node one-liner that narrows the root package.json's workspaces to the
- * needed packages (an array, or the packages of a {packages, nohoist} object), so that a
- * manager without a focus command (yarn 1, bun) installs the production dependencies of
- * the app and its workspace packages only. */
+ * needed packages (an array, or the packages of a {packages, nohoist} object), so that
+ * yarn 1, which has no focus command, installs the production dependencies of the app
+ * and its workspace packages only. */
 static void narrow_workspaces(kiln_buf_t *b, const kiln_ws_t *w)
 {
     kiln_buf_appendf(
@@ -179,10 +179,10 @@ char *kiln_ws_prune_command(const kiln_ws_t *w, const kiln_ws_pkg_t *app, const 
     kiln_buf_t b;
     bool frozen = plan->install &&
                   (strstr(plan->install, "--frozen-lockfile") || strstr(plan->install, "npm ci"));
-    bool narrow = strcmp(pm, "yarn") == 0 || strcmp(pm, "bun") == 0;
+    bool narrow = strcmp(pm, "yarn") == 0;
 
-    if (!(strcmp(pm, "npm") == 0 || narrow || (strcmp(pm, "pnpm") == 0 && app->name) ||
-          (strcmp(pm, "yarn-berry") == 0 && app->name)))
+    if (!(strcmp(pm, "npm") == 0 || narrow || strcmp(pm, "bun") == 0 ||
+          (strcmp(pm, "pnpm") == 0 && app->name) || (strcmp(pm, "yarn-berry") == 0 && app->name)))
         return NULL;
     kiln_buf_init(&b, 0);
     /* yarn's focus rewrites node_modules in place; npm, pnpm, yarn 1 and bun install
@@ -194,8 +194,8 @@ char *kiln_ws_prune_command(const kiln_ws_t *w, const kiln_ws_pkg_t *app, const 
                 kiln_buf_appendf(&b, NULL, " %s", plan->deps[i]);
         kiln_buf_appendf(&b, NULL, " && ");
     }
-    /* yarn 1 and bun have no focus: the workspace is narrowed to the needed packages
-     * (the lockfile then holds more than they need: it is not frozen for this install) */
+    /* yarn 1 has no focus: the workspace is narrowed to the needed packages (the
+     * lockfile then holds more than they need: it is not frozen for this install) */
     if (narrow)
         narrow_workspaces(&b, w);
     if (strcmp(pm, "npm") == 0)
@@ -216,9 +216,14 @@ char *kiln_ws_prune_command(const kiln_ws_t *w, const kiln_ws_pkg_t *app, const 
         kiln_buf_appendf(&b, NULL,
                          "yarn install --production --ignore-scripts --prefer-offline "
                          "--non-interactive");
-    else if (strcmp(pm, "bun") == 0)
-        kiln_buf_appendf(&b, NULL, "bun install --production --ignore-scripts");
-    else
+    else if (strcmp(pm, "bun") == 0) {
+        /* bun installs the packages its filters select (the root and the needed ones),
+         * from the unchanged lockfile */
+        kiln_buf_appendf(&b, NULL, "bun install --production --ignore-scripts --filter ./");
+        for (size_t i = 0; i < w->n; i++)
+            if (w->p[i].needed)
+                kiln_buf_appendf(&b, NULL, " --filter ./%s", w->p[i].path);
+    } else
         kiln_buf_appendf(&b, NULL, "yarn workspaces focus --production %s", app->name);
     return kiln_buf_steal(&b, NULL);
 }

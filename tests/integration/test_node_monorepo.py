@@ -8,9 +8,9 @@ lib then web (never docs; Turborepo through turbo run build --filter), and the i
 answers over loopback using the built lib and its dependency ms. The run image holds the
 production dependencies of web and lib only: no devDependency (is-number in berry/turbo),
 no dependency of docs (is-number in npm/pnpm/classic/bun, escape-html in berry/turbo), no
-apps/docs, no build cache (.turbo), no link left dangling (pnpm's hoisted link to docs); yarn 1
-and bun, which have no focus command, install with the root's workspaces narrowed to web and
-lib (web's devDependency escape-html stays out). Berry's root .nvmrc (20.20.2) picks the Node of an app without
+apps/docs, no build cache (.turbo), no link left dangling (pnpm's hoisted link to docs); yarn 1,
+which has no focus command, installs with the root's workspaces narrowed to web and
+lib, bun with --filter (web's devDependency escape-html stays out). Berry's root .nvmrc (20.20.2) picks the Node of an app without
 one. The build record (--metadata-file: the completion event) carries the image's
 compressed and uncompressed size. The server API's source.subdir goes through the same
 path (job/auto)."""
@@ -66,7 +66,7 @@ CASES = [
     ("classic", "yarn", "yarn.lock", "yarn workspace @mono/lib run build && yarn workspace @mono/web run build",
      "yarn install --production --ignore-scripts --prefer-offline --non-interactive"),
     ("bun", "bun", "bun.lock", "(cd packages/lib && bun run build) && (cd apps/web && bun run build)",
-     "bun install --production --ignore-scripts"),
+     "bun install --production --ignore-scripts --filter ./ --filter ./apps/web --filter ./packages/lib"),
     ("berry", "yarn-berry", "yarn.lock",
      "yarn workspace @mono/lib run build && yarn workspace @mono/web run build",
      "yarn workspaces focus --production @mono/web"),
