@@ -9,8 +9,13 @@
   .nvmrc 22): the zip holds the handler and its dependency, function.json names
   lib/handler.handler and nodejs22.x, the handler runs.
 
-The plans of Nuxt, SvelteKit (adapter-node), Astro (@astrojs/node), Remix, React Router
-and the function runtimes are in the detection table (tests/fixtures/detect)."""
+- tests/fixtures/frameworks/react-router (React Router 7, SSR): the image runs its start
+  script (react-router-serve from node_modules/.bin, no npm in the run image) and the
+  route's loader answers over loopback;
+- the run image is node-run (no Debian nodejs or npm) with bin/node alone of the toolchain.
+
+The plans of Nuxt, SvelteKit (adapter-node), Astro (@astrojs/node), Remix and the function
+runtimes are in the detection table (tests/fixtures/detect)."""
 import gzip
 import json
 import os
@@ -101,6 +106,10 @@ if T.check("next-standalone: kiln build auto-detects and builds", r.returncode =
                   "app/node_modules/.bin/next"} & files),
             str(sorted(f for f in files if f.startswith("app/") and f.count("/") <= 2)))
     print(f"# next-standalone image: {size / 1e6:.1f} MB compressed", flush=True)
+    T.check("next-standalone: the run image has node alone (no Debian nodejs, npm or the toolchain's headers)",
+            "opt/node/bin/node" in files and not ({"usr/bin/npm", "usr/bin/nodejs", "usr/share/nodejs",
+                                                   "opt/node/include", "usr/bin/apt-get"} & files),
+            str(sorted(f for f in files if f.startswith(("usr/bin/", "opt/")))))
     try:
         body = run_http(out, "latest", "/")
     except Exception as e:  # noqa: BLE001
@@ -113,6 +122,25 @@ if T.check("next-standalone: kiln build auto-detects and builds", r.returncode =
     except Exception as e:  # noqa: BLE001
         pub = f"<{e}>"
     T.check("the standalone server serves public/", "kiln next standalone public file" in pub, pub)
+
+# --- React Router 7 (framework mode, SSR): built for real, started by its start script
+# (react-router-serve from node_modules/.bin: no npm in the run image) and answering
+rr = fixture("react-router")
+out = os.path.join(T.tmp, "oci-rr")
+r = build(rr, "-t", "rr:latest", "--output", f"type=oci,dest={out}")
+if T.check("react-router: kiln build builds the server image", r.returncode == 0, r.stderr[-4000:]):
+    files, size = image_files(out)
+    T.check("react-router: the image holds the server build and the production deps, no dev tooling",
+            {"app/build/server/index.js", "app/node_modules/.bin/react-router-serve", "opt/node/bin/node"} <= files
+            and "app/node_modules/@react-router/dev" not in files and "app/node_modules/vite" not in files
+            and "opt/node/include" not in files, str(sorted(f for f in files if f.count("/") <= 3))[:3000])
+    try:
+        body = run_http(out, "latest", "/")
+    except Exception as e:  # noqa: BLE001
+        body = f"<{e}>"
+    T.check("react-router: react-router-serve renders the route's loader data (node v26)",
+            "hello from kiln react-router (node <!-- -->v26." in body
+            or "hello from kiln react-router (node v26." in body, body[-2000:])
 
 # --- a function: no start script, handler from package.json main, runtime from .nvmrc
 fn = os.path.join(T.tmp, "fn-src")
