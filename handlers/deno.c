@@ -94,6 +94,8 @@ int kiln_deno_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
     tasks = json_object_get(root, "tasks");
     kiln_plan_set(&plan->provider, "deno");
     kiln_plan_set(&plan->package_manager, "deno");
+    kiln_plan_why(plan, KILN_WHY_PACKAGE_MANAGER,
+                  "%s: deno itself (npm: and jsr: imports through its own installer)", file);
     kiln_plan_set(&plan->language, "deno");
     kiln_plan_set(&plan->version, DENO_MAJOR);
     kiln_plan_set(&plan->version_source, "default");

@@ -120,7 +120,7 @@ static int plan_jdk(const kiln_detect_ctx_t *ctx, jdk_req_t *req, kiln_plan_t *p
         kiln_plan_set(&plan->version_source, "default");
         kiln_plan_why(plan, KILN_WHY_VERSION,
                       "nothing names a Java version (maven.compiler.release, java.version, "
-                      "toolchains): OpenJDK %d, the build image's (Debian 12)",
+                      "toolchains): OpenJDK %d, the JDK of kiln's jvm-build image (Debian 12)",
                       JDK_MAJOR);
         return 0;
     }
@@ -305,6 +305,10 @@ static void plan_boot(const char *ver, kiln_buf_t *b, kiln_plan_t *plan)
         kiln_plan_add(plan->layers, &plan->n_layers, NULL, LAYERS "/%s", layers[i]);
     }
     kiln_plan_set(&plan->framework, "spring-boot");
+    kiln_plan_why(plan, KILN_WHY_FRAMEWORK,
+                  "pom.xml names Spring Boot%s%s (the starter parent, its BOM, its plugin or a "
+                  "starter)",
+                  ver && ver[0] ? " " : "", ver ? ver : "");
     plan->start = kiln_xasprintf("exec java $JAVA_OPTS -Dserver.port=$PORT -cp %s %s",
                                  plan->workdir ? plan->workdir : "/app", launcher);
     kiln_plan_why(plan, KILN_WHY_START,
@@ -329,6 +333,7 @@ static void plan_quarkus(const char *dir, kiln_buf_t *b, kiln_plan_t *plan)
     kiln_plan_add(plan->layers, &plan->n_layers, NULL, LAYERS "/dependencies");
     kiln_plan_add(plan->layers, &plan->n_layers, NULL, LAYERS "/application");
     kiln_plan_set(&plan->framework, "quarkus");
+    kiln_plan_why(plan, KILN_WHY_FRAMEWORK, "pom.xml has the quarkus-maven-plugin");
     plan->start = kiln_xstrdup("exec java $JAVA_OPTS -Dquarkus.http.host=0.0.0.0 "
                                "-Dquarkus.http.port=$PORT -jar quarkus-run.jar");
     kiln_plan_why(plan, KILN_WHY_START,
@@ -427,8 +432,9 @@ static int maven_plan(const kiln_detect_ctx_t *ctx, const char *text, kiln_plan_
                               module ? module : "", module ? "/" : "", app->packaging);
     kiln_plan_set(&plan->provider, "java");
     kiln_plan_set(&plan->package_manager, "maven");
-    kiln_plan_why(plan, KILN_WHY_PACKAGE_MANAGER,
-                  "pom.xml: Maven (the build image's 3.8, dependencies from Maven Central)");
+    kiln_plan_why(
+        plan, KILN_WHY_PACKAGE_MANAGER,
+        "pom.xml: Maven (3.8, in kiln's jvm-build image; dependencies from Maven Central)");
     if (plan->project == NULL && kiln_words_plain(app->artifact_id))
         plan->project = kiln_detect_project_name(app->artifact_id);
     pom_jdk(app, module ? "module pom.xml" : "pom.xml", &req);
@@ -538,9 +544,11 @@ static int gradle_plan(const kiln_detect_ctx_t *ctx, const char *file, const cha
     if (boot) {
         task = "bootJar -x test";
         kiln_plan_set(&plan->framework, "spring-boot");
+        kiln_plan_why(plan, KILN_WHY_FRAMEWORK, "%s names org.springframework.boot", file);
     } else if (quarkus) {
         task = "quarkusBuild -x test";
         kiln_plan_set(&plan->framework, "quarkus");
+        kiln_plan_why(plan, KILN_WHY_FRAMEWORK, "%s names io.quarkus", file);
     }
     kiln_plan_set(&plan->workdir, "/app");
     if (!kiln_tree_is_file(ctx->tree, "gradlew") || dist == NULL ||

@@ -48,8 +48,8 @@ static int plan_php_version(json_t *req, kiln_plan_t *plan, kiln_error_t *err)
     kiln_plan_set(&plan->version_source, "default");
     if (c == NULL || !constraint_floor(c, &major, &minor)) {
         kiln_plan_why(plan, KILN_WHY_VERSION,
-                      "composer.json require.php names no version: PHP %d.%d, the build image's "
-                      "(Debian 12)",
+                      "composer.json require.php names no version: PHP %d.%d, that of kiln's "
+                      "php-build image (Debian 12)",
                       PHP_MAJOR, PHP_MINOR);
         return 0;
     }
@@ -97,8 +97,16 @@ int kiln_php_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_
         docroot = "public";
     }
     kiln_plan_set(&plan->framework, fw);
+    if (fw)
+        kiln_plan_why(plan, KILN_WHY_FRAMEWORK, "composer.json require names %s",
+                      strcmp(fw, "laravel") == 0 ? "laravel/framework"
+                                                 : "symfony/framework-bundle or symfony/runtime");
     if (text) {
         kiln_plan_set(&plan->package_manager, "composer");
+        kiln_plan_why(plan, KILN_WHY_PACKAGE_MANAGER, "composer.json: Composer (Debian 12's)%s",
+                      kiln_tree_is_file(ctx->tree, "composer.lock")
+                          ? ", versions from composer.lock"
+                          : " (no composer.lock: it resolves the newest matching versions)");
         kiln_plan_add(plan->manifests, &plan->n_manifests, err, "composer.json");
         if (kiln_tree_is_file(ctx->tree, "composer.lock"))
             kiln_plan_add(plan->manifests, &plan->n_manifests, err, "composer.lock");

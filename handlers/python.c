@@ -22,6 +22,25 @@
 #define DEBIAN_PYTHON_FULL "3.11.2"
 #define VENV "/opt/venv"
 #define MKVENV "python3 -m venv " VENV
+/* The last part of every build step: what the run image and a function zip must not carry.
+ * pip, setuptools and wheel (the venv's own, and whatever a build backend pulled in) leave
+ * the venv unless an installed distribution requires them (outside an extra); build/ and
+ * *.egg-info that the
+ * build made in the app dir go ($KILN_PRE lists those the source had). */
+#define PRUNE_PRE "KILN_PRE=\"$(ls -d build *.egg-info 2>/dev/null)\"; "
+#define PRUNE                                                                                      \
+    VENV "/bin/python -c 'import importlib.metadata as m, os, re, shutil, sys; "                   \
+         "pre = set(sys.argv[1].split()); "                                                        \
+         "[shutil.rmtree(n) for n in os.listdir(\".\") if (n == \"build\" or "                     \
+         "n.endswith(\".egg-info\")) and n not in pre and os.path.isdir(n)]; "                     \
+         "ds = list(m.distributions()); "                                                          \
+         "need = {re.split(\"[^A-Za-z0-9._-]\", r, 1)[0].lower().replace(\"_\", \"-\") "           \
+         "for d in ds for r in d.requires or [] if \"extra\" not in r.partition(\";\")[2]}; "      \
+         "rm = lambda p: shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) "          \
+         "else os.path.lexists(p) and os.unlink(p); "                                              \
+         "[rm(str(d.locate_file(t))) for d in ds if (d.metadata[\"Name\"] or \"\").lower() in "    \
+         "{\"pip\", \"setuptools\", \"wheel\"} - need for t in {f.parts[0] if f.parts[0] != "      \
+         "\"..\" else str(f) for f in d.files or []}]' \"$KILN_PRE\""
 #define SITE_PACKAGES VENV "/lib/python" DEBIAN_PYTHON "/site-packages"
 /* the project's own wheel, built in the build stage and installed without its deps */
 #define PIP_SELF VENV "/bin/pip install --no-deps ."
@@ -452,6 +471,22 @@ int kiln_python_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_err
         kiln_python_app(ctx, &c.pp, c.deps_file, plan, &add, err) < 0 ||
         plan_commands(&c, plan, err) < 0)
         goto out;
+    {
+        char *b = kiln_xasprintf(PRUNE_PRE "%s%s" PRUNE, plan->build ? plan->build : "",
+                                 plan->build ? " && " : "");
+        if (plan->build == NULL && plan->why[KILN_WHY_BUILD] == NULL)
+            kiln_plan_why(plan, KILN_WHY_BUILD,
+                          "nothing to build: the step only takes pip, setuptools and wheel out of "
+                          "the venv (unless a dependency needs them), so the run image and a "
+                          "function zip carry the runtime dependencies and the app alone");
+        else if (plan->build == NULL)
+            kiln_plan_why(plan, KILN_WHY_BUILD,
+                          "%s; the step takes pip, setuptools and wheel out of the venv (unless a "
+                          "dependency needs them)",
+                          plan->why[KILN_WHY_BUILD]);
+        free(plan->build);
+        plan->build = b;
+    }
     if (add != NULL) {
         /* the server the framework needs, pinned, into the venv (uv is in the build image;
          * a uv venv has no pip) */

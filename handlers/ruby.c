@@ -92,7 +92,8 @@ static int plan_ruby_version(const kiln_detect_ctx_t *ctx, const char *gemfile, 
     }
     if (from == NULL) {
         kiln_plan_why(plan, KILN_WHY_VERSION,
-                      "nothing names a Ruby version: Ruby %d.%d, the build image's (Debian 12)",
+                      "nothing names a Ruby version: Ruby %d.%d, that of kiln's ruby-build image "
+                      "(Debian 12)",
                       RUBY_MAJOR, RUBY_MINOR);
         return 0;
     }
@@ -123,6 +124,9 @@ int kiln_ruby_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
         return r;
     kiln_plan_set(&plan->provider, "ruby");
     kiln_plan_set(&plan->package_manager, "bundler");
+    kiln_plan_why(plan, KILN_WHY_PACKAGE_MANAGER, "Gemfile: Bundler (Debian 12's)%s",
+                  kiln_tree_is_file(ctx->tree, "Gemfile.lock") ? ", versions from Gemfile.lock"
+                                                               : " (no Gemfile.lock)");
     if (plan_ruby_version(ctx, gemfile, plan, err) < 0)
         return -1;
     gemfile_word(gemfile, "source", source, sizeof(source));
@@ -155,6 +159,9 @@ int kiln_ruby_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
                              "(the step then says so)");
     if (rails) {
         kiln_plan_set(&plan->framework, "rails");
+        kiln_plan_why(plan, KILN_WHY_FRAMEWORK, "%s",
+                      gemfile_has(gemfile, "rails") ? "Gemfile: the rails gem"
+                                                    : "config/application.rb is there");
         if (kiln_tree_is_dir(ctx->tree, "app/assets") ||
             kiln_tree_is_dir(ctx->tree, "app/javascript")) {
             kiln_plan_set(&plan->build, "SECRET_KEY_BASE_DUMMY=1 bundle exec rails "
@@ -174,6 +181,7 @@ int kiln_ruby_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
         kiln_plan_setenv(plan, "RAILS_SERVE_STATIC_FILES", "1", err);
     } else if (rack) {
         kiln_plan_set(&plan->framework, "rack");
+        kiln_plan_why(plan, KILN_WHY_FRAMEWORK, "config.ru is there (a Rack app)");
         plan->start = kiln_xstrdup(puma ? "exec bundle exec puma -b tcp://0.0.0.0:$PORT config.ru"
                                         : "exec bundle exec rackup -o 0.0.0.0 -p $PORT config.ru");
         kiln_plan_why(plan, KILN_WHY_START, "config.ru (Rack)%s: %s",

@@ -4,11 +4,14 @@
  * members; default-run or KILN_RUST_BIN when there are several) is the run
  * image's only layer on kiln's minimal base.
  *
- * The toolchain is the build image's Debian rustc-web (RUST_MINOR below): the
+ * The toolchain is the build image's Debian rustc-web (KILN_RUSTC_VERSION): the
  * upstream toolchains cannot be downloaded by builds. rust-toolchain(.toml)
- * and package.rust-version are checked against it: an older stable release is
- * built with it (Rust keeps old code compiling), a newer one or a nightly/beta
- * channel is an error saying what the image has. Every path the manifests name
+ * and package.rust-version are checked against it: the same release is honoured, an
+ * older stable release is built with it (Rust keeps old code compiling; the plan and
+ * the build step say so and what would provide the pin), a newer one or a nightly/beta
+ * channel is an error saying what would provide it. With a build image of the user's
+ * (kiln.json images.build) the pin is that image's to honour: the build step checks
+ * its rustc and stops naming both when they differ. Every path the manifests name
  * must stay inside the source. */
 #include <ctype.h>
 #include <stdio.h>
@@ -19,12 +22,14 @@
 #include "handlers/detect.h"
 #include "handlers/kiln_json.h"
 #include "handlers/words.h"
+#include "kiln_rustc_version.h"
 #include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
 
-/* The build image's rustc-web (images/rust-build): keep in step with it. */
-#define RUST_MINOR 96
+/* The build image's rustc (images/rust-build/rustc-version, read by meson: the one place
+ * that says it) */
+#define RUST_MINOR KILN_RUSTC_MINOR
 #define LAYERS "/opt/kiln/layers"
 #define MAX_CANDIDATES 64
 #define MAX_MEMBERS 64
@@ -197,10 +202,25 @@ static long rust_minor(const char *v)
     return strtol(end + 1, NULL, 10);
 }
 
+/* What would provide a toolchain kiln's build image does not have (no quote: the build
+ * step echoes it). */
+#define PROVIDE                                                                                    \
+    "a build image with that toolchain (kiln.json images.build, e.g. one FROM rust:%s) or a "      \
+    "Dockerfile would provide it"
+
+/* Whether the channel "1.96" / "1.96.0" is the build image's release. */
+static bool is_image_release(const char *channel)
+{
+    size_t n = strlen(KILN_RUSTC_VERSION);
+    return strncmp(channel, KILN_RUSTC_VERSION, n) == 0 &&
+           (channel[n] == '\0' || (channel[n] == '.' && isdigit((unsigned char)channel[n + 1])));
+}
+
 /* The toolchain: rust-toolchain.toml / rust-toolchain, then package.rust-version,
- * each checked against the image's rustc. */
+ * each checked against the image's rustc. *check gets a shell prefix for the build
+ * command (a notice, or the check of a user's build image), or stays NULL. */
 static int plan_toolchain(const kiln_detect_ctx_t *ctx, const kiln_cargo_t *root, kiln_plan_t *plan,
-                          kiln_error_t *err)
+                          char **check, kiln_error_t *err)
 {
     static const struct {
         const char *file;
@@ -208,11 +228,10 @@ static int plan_toolchain(const kiln_detect_ctx_t *ctx, const kiln_cargo_t *root
     } files[] = {{"rust-toolchain.toml", 1}, {"rust-toolchain", 0}};
     _cleanup_free_ char *channel = NULL;
     const char *from = NULL;
-    char ver[16];
+    bool own_image = ctx->overrides && ctx->overrides->build_image;
 
-    snprintf(ver, sizeof(ver), "1.%d", RUST_MINOR);
     kiln_plan_set(&plan->language, "rust");
-    kiln_plan_set(&plan->version, ver);
+    kiln_plan_set(&plan->version, KILN_RUSTC_VERSION);
     kiln_plan_set(&plan->version_source, "default");
     for (size_t i = 0; channel == NULL && i < sizeof(files) / sizeof(files[0]); i++) {
         _cleanup_free_ char *text = NULL;
@@ -225,55 +244,79 @@ static int plan_toolchain(const kiln_detect_ctx_t *ctx, const kiln_cargo_t *root
         if (channel)
             from = files[i].file;
     }
-    if (channel) {
+    if (channel && !kiln_words_plain(channel))
+        return kiln_error_set(err, 0, "%s: the toolchain \"%.64s\" is not a toolchain name", from,
+                              channel);
+    if (channel && own_image) {
+        /* the user's image is to carry it: the build step checks, naming both */
+        kiln_plan_set(&plan->version, channel);
+        kiln_plan_set(&plan->version_source, from);
+        kiln_plan_why(plan, KILN_WHY_VERSION,
+                      "%s asks for %s: the build image kiln.json images.build names is to carry "
+                      "it (the build step checks rustc --version)",
+                      from, channel);
+        if (rust_minor(channel) >= 0)
+            *check = kiln_xasprintf(
+                "v=$(rustc --version | cut -d' ' -f2) && case \"$v\" in %s|%s.*) ;; *) echo "
+                "\"kiln: %s asks for rustc %s but the build image's is $v: kiln.json images.build "
+                "must name an image with that toolchain\" >&2; exit 1;; esac && ",
+                channel, channel, from, channel);
+    } else if (channel) {
         long minor = rust_minor(channel);
         if (strncmp(channel, "stable", 6) == 0) {
             kiln_plan_why(plan, KILN_WHY_VERSION,
-                          "%s asks for stable: rustc 1.%d, the newest Debian 12 has "
+                          "%s asks for stable: rustc %s, the newest Debian 12 has "
                           "(rustc-web from bookworm-security)",
-                          from, RUST_MINOR);
+                          from, KILN_RUSTC_VERSION);
+        } else if (is_image_release(channel)) {
+            kiln_plan_why(plan, KILN_WHY_VERSION,
+                          "%s asks for %s: the rustc %s of kiln's rust-build image (Debian 12's "
+                          "rustc-web) is "
+                          "that release",
+                          from, channel, KILN_RUSTC_VERSION);
         } else if (minor < 0 || minor > RUST_MINOR) {
             return kiln_error_set(err, 0,
                                   "%s asks for the Rust toolchain \"%.64s\", which kiln cannot "
                                   "get: builds cannot download upstream Rust toolchains, and the "
-                                  "build image has rustc 1.%d "
-                                  "(Debian 12's rustc-web); ask for \"stable\" or 1.%d or older, "
-                                  "or build with a Dockerfile",
-                                  from, channel, RUST_MINOR, RUST_MINOR);
+                                  "build image has rustc %s (Debian 12's rustc-web); ask for "
+                                  "\"stable\" or %s or older, or build elsewhere: " PROVIDE,
+                                  from, channel, KILN_RUSTC_VERSION, KILN_RUSTC_VERSION, channel);
         } else {
+            _cleanup_free_ char *msg = kiln_xasprintf(
+                "%s pins %s: built with rustc %s instead (the pinned toolchain cannot be "
+                "downloaded by builds); " PROVIDE,
+                from, channel, KILN_RUSTC_VERSION, channel);
             kiln_plan_why(plan, KILN_WHY_VERSION,
                           "%s asks for %s; that exact release cannot be downloaded here, so "
-                          "rustc 1.%d (Debian 12's newest) builds it: a newer stable rustc "
+                          "rustc %s (Debian 12's newest) builds it: a newer stable rustc "
                           "compiles code written for an older one",
-                          from, channel, RUST_MINOR);
-            kiln_plan_add(plan->notes, &plan->n_notes, NULL,
-                          "%s pins %s: built with rustc 1.%d instead (the pinned toolchain "
-                          "cannot be downloaded by builds)",
-                          from, channel, RUST_MINOR);
+                          from, channel, KILN_RUSTC_VERSION);
+            kiln_plan_add(plan->notes, &plan->n_notes, NULL, "%s", msg);
+            *check = kiln_xasprintf("echo \"kiln: %s\" >&2 && ", msg);
         }
         kiln_plan_set(&plan->version_source, from);
     }
-    if (root->rust_version) {
+    if (root->rust_version && !own_image) {
         long minor = rust_minor(root->rust_version);
         if (minor < 0 || minor > RUST_MINOR)
             return kiln_error_set(err, 0,
                                   "Cargo.toml package.rust-version \"%.32s\" needs a newer rustc "
-                                  "than the build image's 1.%d (Debian 12's newest); lower it or "
-                                  "build with a Dockerfile",
-                                  root->rust_version, RUST_MINOR);
+                                  "than the build image's %s (Debian 12's newest); lower it or "
+                                  "build elsewhere: " PROVIDE,
+                                  root->rust_version, KILN_RUSTC_VERSION, root->rust_version);
         if (channel == NULL) {
             kiln_plan_set(&plan->version_source, "Cargo.toml package.rust-version");
             kiln_plan_why(plan, KILN_WHY_VERSION,
-                          "Cargo.toml package.rust-version %s: rustc 1.%d (Debian 12's newest, "
+                          "Cargo.toml package.rust-version %s: rustc %s (Debian 12's newest, "
                           "rustc-web) satisfies it",
-                          root->rust_version, RUST_MINOR);
+                          root->rust_version, KILN_RUSTC_VERSION);
         }
     }
-    if (channel == NULL && root->rust_version == NULL)
+    if (channel == NULL && (root->rust_version == NULL || own_image))
         kiln_plan_why(plan, KILN_WHY_VERSION,
                       "nothing pins a toolchain (rust-toolchain.toml, package.rust-version): "
-                      "rustc 1.%d, the newest Debian 12 has (rustc-web)",
-                      RUST_MINOR);
+                      "rustc %s, the newest Debian 12 has (rustc-web)",
+                      KILN_RUSTC_VERSION);
     return 0;
 }
 
@@ -364,7 +407,7 @@ int kiln_rust_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
     const cand_t *bin = NULL;
     const char *bin_why = NULL;
     char bin_src[64];
-    _cleanup_free_ char *sys_crate = NULL;
+    _cleanup_free_ char *sys_crate = NULL, *check = NULL;
     int r = kiln_tree_read(ctx->tree, "Cargo.toml", &text, err), ret = -1;
 
     if (r <= 0)
@@ -398,7 +441,7 @@ int kiln_rust_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
     }
     kiln_plan_set(&plan->provider, "rust");
     kiln_plan_set(&plan->package_manager, "cargo");
-    if (plan_toolchain(ctx, &root, plan, err) < 0 ||
+    if (plan_toolchain(ctx, &root, plan, &check, err) < 0 ||
         pick_bin(ctx, &root, &cs, &bin, &bin_why, bin_src, sizeof(bin_src), err) < 0)
         goto out;
     if (plan->project == NULL)
@@ -414,10 +457,11 @@ int kiln_rust_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
          * binary runs on the minimal image, which has no libc; --target keeps
          * RUSTFLAGS off build scripts and proc macros */
         plan->build = kiln_xasprintf(
-            "RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target " TRIPLE
+            "%sRUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target " TRIPLE
             "%s%s --bin %s && rm -rf " LAYERS " && install -D -m 0755 target/" TRIPLE
             "/release/%s " LAYERS "/application/%s",
-            n_members ? " -p " : "", n_members ? bin->pkg : "", bin->bin, bin->bin, bin->bin);
+            check ? check : "", n_members ? " -p " : "", n_members ? bin->pkg : "", bin->bin,
+            bin->bin, bin->bin);
         plan->run_image = kiln_detect_image(ctx, "minimal-run");
         kiln_plan_why(plan, KILN_WHY_START,
                       "the release binary %s, statically linked (Cargo.lock has no -sys crate "
@@ -425,10 +469,11 @@ int kiln_rust_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
                       "no libc, nonroot)",
                       bin->bin);
     } else {
-        plan->build = kiln_xasprintf(
-            "cargo build --release%s%s --bin %s && rm -rf " LAYERS
-            " && install -D -m 0755 target/release/%s " LAYERS "/application/%s",
-            n_members ? " -p " : "", n_members ? bin->pkg : "", bin->bin, bin->bin, bin->bin);
+        plan->build =
+            kiln_xasprintf("%scargo build --release%s%s --bin %s && rm -rf " LAYERS
+                           " && install -D -m 0755 target/release/%s " LAYERS "/application/%s",
+                           check ? check : "", n_members ? " -p " : "", n_members ? bin->pkg : "",
+                           bin->bin, bin->bin, bin->bin);
         plan->run_image = kiln_detect_image(ctx, "base");
         kiln_plan_why(plan, KILN_WHY_START,
                       "the release binary %s, dynamically linked since %s, on kiln's base image "

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """kiln plan explains every choice it makes, in the source's terms: for a fixture of each
-provider and framework, `kiln plan --explain` gives every choice it prints a reason, no reason
+provider (Node, Python, Go, JVM, Rust, Deno, PHP, Ruby, static) and framework, `kiln plan --explain` gives every choice it prints a reason, no reason
 is a provider's placeholder ("the node provider's install step"), and the reasons name the file
 that decided (which file set the Node version, why this start command)."""
 import os
@@ -42,6 +42,18 @@ CASES = [
     ("python-pyproject", None, {"package manager": "pyproject.toml"}),
     ("go-basic", None, {"version": "go.mod line 3", "start command": "main package"}),
     ("go-cmd-dir", None, {"start command": "./cmd/apiserver"}),
+    ("java-quarkus", None, {"framework": "quarkus-maven-plugin", "version": "pom.xml maven.compiler.release",
+                            "package manager": "pom.xml"}),
+    ("java-multi-module", None, {"build command": "module web (the first module with the Spring Boot plugin)",
+                                 "framework": "Spring Boot 3.1.5"}),
+    ("java-gradle-no-wrapper", None, {"build command": "build.gradle.kts without a whole Gradle wrapper",
+                                      "framework": "build.gradle.kts names io.quarkus"}),
+    ("rust-workspace", None, {"version": "rust-toolchain.toml asks for 1.80.0", "package manager": "Cargo.toml"}),
+    ("rust-kiln-json-bin", None, {"build command": "chosen by kiln.json rust.bin"}),
+    ("rust-default-run", None, {"build command": "Cargo.toml package.default-run"}),
+    ("deno-tasks", None, {"start command": "tasks.start", "package manager": "deno.jsonc"}),
+    ("php-laravel", None, {"framework": "laravel/framework", "package manager": "composer.json"}),
+    ("ruby-rails", None, {"framework": "rails", "package manager": "Gemfile"}),
 ]
 
 

@@ -10,6 +10,7 @@ test_hostile_python.py)."""
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,6 +45,20 @@ def check_run_image(name, have, want, dev):
     caches = sorted(p for p in have if "/.cache/" in p + "/" and p.split("/")[0] in ("root", "app", "opt", "tmp"))
     T.check(f"{name}: no pip/uv/poetry/pdm/pipenv cache in the run image", not caches, caches[:10])
     T.check(f"{name}: no kiln tool in the run image", not any(p.startswith("opt/kiln-tools") for p in have))
+    tools = build_tools([p[len(SITE):] for p in have if p.startswith(SITE)] + [p for p in have if p.startswith("app/")])
+    T.check(f"{name}: no pip, setuptools or wheel in the venv, no build/ or egg-info in app/", not tools, tools[:10])
+
+
+SITE = "opt/venv/lib/python3.11/site-packages/"
+
+
+def build_tools(names):
+    """The names (site-packages or zip paths) that are a build tool or what a build left: pip,
+    setuptools, wheel and their dist-info, setuptools' import hooks, build/ and *.egg-info."""
+    tops = ("pip", "setuptools", "wheel", "_distutils_hack", "pkg_resources", "distutils-precedence.pth",
+            "build", "app/build")
+    return sorted(n for n in names if n.split("/")[0] in tops or "/".join(n.split("/")[:2]) in tops
+                  or re.match(r"(pip|setuptools|wheel)-[^/]*\.dist-info(/|$)", n) or ".egg-info" in n)
 
 
 ok, log = ensure_images("python-build", "python-run")
@@ -130,6 +145,8 @@ if T.check("pip-function: the function build succeeds", r.returncode == 0, r.std
     T.check("pip-function: no venv paths, dev extras or caches in the zip",
             not any(n.startswith(("opt/", "bin/", "root/", "iniconfig")) or "/.cache/" in n for n in names),
             sorted(n for n in names if n.startswith(("opt/", "bin/", "root/", "iniconfig"))))
+    T.check("pip-function: no pip, setuptools, wheel or their hooks, no build/ or egg-info in the zip",
+            not build_tools(names), build_tools(names)[:20])
     ex = os.path.join(T.tmp, "fn-unzipped")
     z.extractall(ex)
     r2 = subprocess.run([sys.executable, "-I", "-c",
