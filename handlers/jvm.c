@@ -35,6 +35,9 @@
 #define LAYERS "/opt/kiln/layers"
 #define M2 "/root/.m2/repository"
 #define DEPS "/opt/kiln/deps"
+/* Maven's and the jar tools' JVMs live seconds: C1 only and the serial GC (C2 compiling
+ * Maven's own code costs more than it saves; a warm Spring Boot rebuild took half the time) */
+#define QUICK_JVM "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 #define TOUCH_LAYERS "find " LAYERS " -exec touch -h -d @0 {} +"
 
 /* A JDK requirement and the file/setting it came from. */
@@ -288,11 +291,12 @@ static void plan_boot(const char *ver, kiln_buf_t *b, kiln_plan_t *plan)
     kiln_buf_appendf(b, NULL, " && rm -rf " LAYERS " && mkdir -p " LAYERS " && { ");
     if (v == 0 || v >= 303)
         kiln_buf_appendf(b, NULL,
-                         "java -Djarmode=tools -jar \"$JAR\" extract --layers --launcher "
+                         "java " QUICK_JVM
+                         " -Djarmode=tools -jar \"$JAR\" extract --layers --launcher "
                          "--destination " LAYERS);
     else
         kiln_buf_appendf(b, NULL,
-                         "(cd " LAYERS " && java -Djarmode=layertools -jar \"$JAR\" "
+                         "(cd " LAYERS " && java " QUICK_JVM " -Djarmode=layertools -jar \"$JAR\" "
                          "extract)");
     /* a jar built with layers disabled: exploded, the launcher runs it the same way */
     kiln_buf_appendf(b, NULL,
@@ -475,6 +479,7 @@ static int maven_plan(const kiln_detect_ctx_t *ctx, const char *text, kiln_plan_
                   module ? ", module " : "", module ? module : "", module ? " (" : "",
                   module ? mwhy : "", module ? ")" : "", M2);
     if (kiln_plan_add_cache(plan, "m2", M2, err) < 0 ||
+        kiln_plan_setenv_build(plan, "MAVEN_OPTS", QUICK_JVM, err) < 0 ||
         kiln_plan_setenv(plan, "JAVA_OPTS", "-XX:MaxRAMPercentage=75", err) < 0)
         return -1;
     return 0;

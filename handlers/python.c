@@ -23,10 +23,12 @@
 #define VENV "/opt/venv"
 #define MKVENV "python3 -m venv " VENV
 /* The last part of every build step: what the run image and a function zip must not carry.
- * pip, setuptools and wheel (the venv's own, and whatever a build backend pulled in) leave
- * the venv unless an installed distribution requires them (outside an extra); build/ and
- * *.egg-info that the
- * build made in the app dir go ($KILN_PRE lists those the source had). */
+ * The files pip, setuptools and wheel installed (the venv's own, and whatever a build
+ * backend pulled in) leave the venv unless an installed distribution requires them (outside
+ * an extra): each file of their RECORD that resolves inside the venv (never a directory
+ * whole: a RECORD is the package's word, not kiln's), then the directories left empty;
+ * build/ and *.egg-info that the build made in the app dir go ($KILN_PRE lists those the
+ * source had). */
 #define PRUNE_PRE "KILN_PRE=\"$(ls -d build *.egg-info 2>/dev/null)\"; "
 #define PRUNE                                                                                      \
     VENV "/bin/python -c 'import importlib.metadata as m, os, re, shutil, sys; "                   \
@@ -36,11 +38,14 @@
          "ds = list(m.distributions()); "                                                          \
          "need = {re.split(\"[^A-Za-z0-9._-]\", r, 1)[0].lower().replace(\"_\", \"-\") "           \
          "for d in ds for r in d.requires or [] if \"extra\" not in r.partition(\";\")[2]}; "      \
-         "rm = lambda p: shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) "          \
-         "else os.path.lexists(p) and os.unlink(p); "                                              \
-         "[rm(str(d.locate_file(t))) for d in ds if (d.metadata[\"Name\"] or \"\").lower() in "    \
-         "{\"pip\", \"setuptools\", \"wheel\"} - need for t in {f.parts[0] if f.parts[0] != "      \
-         "\"..\" else str(f) for f in d.files or []}]' \"$KILN_PRE\""
+         "fs = [p for p in (os.path.realpath(d.locate_file(f)) for d in ds if "                    \
+         "(d.metadata[\"Name\"] or \"\").lower() in {\"pip\", \"setuptools\", \"wheel\"} - need "  \
+         "for f in d.files or []) if p.startswith(sys.prefix + os.sep)]; "                         \
+         "[os.unlink(p) for p in fs if os.path.isfile(p) or os.path.islink(p)]; "                  \
+         "dirs = sorted({os.path.dirname(p) for p in fs}, key=len, reverse=True); "                \
+         "[shutil.rmtree(os.path.join(d, \"__pycache__\"), ignore_errors=True) for d in dirs]; "   \
+         "[os.rmdir(d) for d in dirs if os.path.isdir(d) and not os.listdir(d)]' "                 \
+         "\"$KILN_PRE\""
 #define SITE_PACKAGES VENV "/lib/python" DEBIAN_PYTHON "/site-packages"
 /* the project's own wheel, built in the build stage and installed without its deps */
 #define PIP_SELF VENV "/bin/pip install --no-deps ."

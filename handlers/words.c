@@ -2,7 +2,10 @@
 #include "handlers/words.h"
 
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "utils/mem.h"
 
 #define WORD_MAX 128
 #define PATH_MAX_LEN 512
@@ -41,4 +44,22 @@ bool kiln_words_relpath(const char *s)
         i += n + 1;
     }
     return true;
+}
+
+char *kiln_words_subdir(const char *subdir)
+{
+    char *sub;
+    size_t n;
+
+    while (subdir[0] == '/' || (subdir[0] == '.' && subdir[1] == '/'))
+        subdir += subdir[0] == '/' ? 1 : 2;
+    sub = kiln_xstrdup(subdir);
+    n = strlen(sub);
+    while (n > 0 && sub[n - 1] == '/')
+        sub[--n] = '\0';
+    if (n == 0 || strcmp(sub, ".") == 0) {
+        free(sub);
+        return NULL;
+    }
+    return sub;
 }

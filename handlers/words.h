@@ -15,4 +15,8 @@ bool kiln_words_plain(const char *s);
  * alone, no empty component, not absolute; a trailing '/' is allowed). */
 bool kiln_words_relpath(const char *s);
 
+/* A --subdir as a path of the source: leading "/" and "./" and trailing "/" dropped
+ * (malloc'ed); NULL when nothing is left or it is ".". */
+char *kiln_words_subdir(const char *subdir);
+
 #endif

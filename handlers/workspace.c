@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "handlers/kiln_json.h"
+#include "handlers/words.h"
 #include "handlers/workspace_int.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
@@ -521,18 +522,11 @@ int kiln_workspace_apply(const char *root, const char *subdir, const kiln_detect
     kiln_tree_t t = {.fd = -1};
     kiln_ws_t *w __attribute__((cleanup(ws_freep))) = NULL;
     kiln_ws_pkg_t *app = NULL;
-    size_t n;
     int r;
 
     if (subdir == NULL || plan->provider == NULL || strcmp(plan->provider, "node") != 0)
         return 0;
-    while (subdir[0] == '/' || (subdir[0] == '.' && subdir[1] == '/'))
-        subdir += subdir[0] == '/' ? 1 : 2;
-    sub = kiln_xstrdup(subdir);
-    n = strlen(sub);
-    while (n > 0 && sub[n - 1] == '/')
-        sub[--n] = '\0';
-    if (n == 0 || strcmp(sub, ".") == 0)
+    if ((sub = kiln_words_subdir(subdir)) == NULL)
         return 0;
     if (kiln_tree_open(root, &t, err) < 0)
         return -1;

@@ -15,6 +15,7 @@
 
 #include "engine/build.h"
 #include "handlers/detect.h"
+#include "handlers/python_workspace.h"
 #include "handlers/render.h"
 #include "handlers/workspace.h"
 #include "job/toolchain.h"
@@ -295,6 +296,8 @@ int kiln_auto_detect(kiln_auto_source_t *src, const kiln_detect_opts_t *d, kiln_
     if (kiln_plan_detect(src->dir, d, &p, err) < 0)
         return -1;
     r = src->subdir ? kiln_workspace_apply(src->top, src->subdir, d, p, err) : 0;
+    if (r == 0 && src->subdir)
+        r = kiln_python_workspace_apply(src->top, src->subdir, d, p, err);
     if (r < 0) {
         kiln_plan_free(p);
         return -1;

@@ -2,7 +2,7 @@
 """Hostile Python manifests, refused at plan time before any step runs, each naming the file,
 the dependency and the path: path dependencies out of the source (Poetry `path`, uv sources,
 PEP 508 file: URLs, requirements -e and -r), a pyproject.toml that is a link out of the
-source, a huge one, a deeply nested one. A marker beside the source (a setup.py that would
+source, a huge one, a deeply nested one, uv workspace member patterns out of the source. A marker beside the source (a setup.py that would
 write a file if run) is neither read nor written."""
 import os
 import sys
@@ -28,7 +28,7 @@ open(marker, "w").write(f"# {secret}\nopen('/tmp/kiln-py-marker-written', 'w').w
 before = os.stat(marker)
 
 
-def hostile(name, files, want, env=None):
+def hostile(name, files, want, env=None, args=()):
     t = os.path.join(T.tmp, "hostile-" + name)
     os.makedirs(t)
     for p, content in files.items():
@@ -38,7 +38,7 @@ def hostile(name, files, want, env=None):
             os.symlink(content[0], full)
         else:
             open(full, "w").write(content)
-    r = build(t, "--output", f"type=oci,dest={T.tmp}/h-{name}.oci", env=env)
+    r = build(t, *args, "--output", f"type=oci,dest={T.tmp}/h-{name}.oci", env=env)
     after = os.stat(marker)
     T.check(f"hostile {name}: fails with \"{want}\"", r.returncode != 0 and want in r.stderr, r.stderr[-1500:])
     T.check(f"hostile {name}: the marker outside is neither read nor written",
@@ -65,6 +65,13 @@ hostile("requirements-include", {"requirements.txt": f"-r {rel}/setup.py\n", "ma
 # a symlinked manifest is resolved inside the source: the marker is never read as pyproject.toml
 hostile("symlink-pyproject", {"pyproject.toml": (marker,), "uv.lock": "version = 1\n", "main.py": "print(1)\n"},
         "uv.lock is there but pyproject.toml is not a file inside the source")
+# a uv workspace whose member patterns leave the source: refused naming the pattern
+for pat in (rel, rel + "/*", outside + "/*"):
+    hostile("uv-workspace-" + str(len(pat)), {
+        "pyproject.toml": f'[tool.uv.workspace]\nmembers = ["packages/*", "{pat}"]\n', "uv.lock": "version = 1\n",
+        "packages/web/pyproject.toml": '[project]\nname = "web"\nversion = "1"\n', "packages/web/main.py": "print(1)\n"},
+        f'pyproject.toml: workspace member "{pat}" is not a relative path inside the source',
+        args=("--subdir", "packages/web"))
 hostile("huge-pyproject", {"pyproject.toml": "# " + "x" * (5 * 1024 * 1024) + "\n", "main.py": "print(1)\n"},
         "file larger than 4194304 bytes")
 hostile("deep-pyproject", {"pyproject.toml": "a = " + "[" * 100000 + "\n", "main.py": "print(1)\n"},

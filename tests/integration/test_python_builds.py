@@ -17,7 +17,7 @@ import sys
 import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from examples_lib import build, ensure_images, layout_files as files, run_http  # noqa: E402
+from examples_lib import answer, build, ensure_images, layout_files as files, run_http  # noqa: E402
 from kilntest import SRC, T, kiln  # noqa: E402
 
 FIX = os.path.join(SRC, "tests", "fixtures", "python")
@@ -45,11 +45,9 @@ def check_run_image(name, have, want, dev):
     caches = sorted(p for p in have if "/.cache/" in p + "/" and p.split("/")[0] in ("root", "app", "opt", "tmp"))
     T.check(f"{name}: no pip/uv/poetry/pdm/pipenv cache in the run image", not caches, caches[:10])
     T.check(f"{name}: no kiln tool in the run image", not any(p.startswith("opt/kiln-tools") for p in have))
-    tools = build_tools([p[len(SITE):] for p in have if p.startswith(SITE)] + [p for p in have if p.startswith("app/")])
+    tools = build_tools([p[len(SITE) + 1:] for p in have if p.startswith(SITE + "/")]
+                        + [p for p in have if p.startswith("app/")])
     T.check(f"{name}: no pip, setuptools or wheel in the venv, no build/ or egg-info in app/", not tools, tools[:10])
-
-
-SITE = "opt/venv/lib/python3.11/site-packages/"
 
 
 def build_tools(names):
@@ -155,6 +153,30 @@ if T.check("pip-function: the function build succeeds", r.returncode == 0, r.std
                         cwd=ex, capture_output=True, text=True, timeout=60)
     T.check("pip-function: the unzipped package imports and its handler answers",
             r2.returncode == 0 and "'body': 'hello kiln.example'" in r2.stdout, r2.stdout + r2.stderr)
+
+# A uv workspace built with --subdir of its member: the root is the context, uv installs the
+# member's locked dependencies and the workspace package it uses (greeting), not the other one.
+src = fixture("uv-workspace")
+r = kiln("plan", "--subdir", "packages/web", src)
+plan = json.loads(r.stdout) if r.returncode == 0 else {}
+T.check("uv-workspace: the plan installs the member from the root's uv.lock with all member manifests",
+        plan.get("packageManager") == "uv" and "--package web --no-install-workspace" in plan["commands"]["install"]
+        and plan.get("manifests", [])[:2] == ["uv.lock", "pyproject.toml"]
+        and "packages/greeting/pyproject.toml" in plan.get("manifests", [])
+        and plan["commands"]["start"].startswith("cd packages/web && ")
+        and "uv workspace: the context is the repository root; packages/web (package web) is the app"
+        in plan.get("notes", []), r.stdout + r.stderr)
+out = os.path.join(T.tmp, "uv-workspace.oci")
+r = build(src, "--subdir", "packages/web", "-t", "uvws:latest", "--output", f"type=oci,dest={out}")
+if T.check("uv-workspace: the --subdir build of the member succeeds", r.returncode == 0, r.stderr[-3000:]):
+    body = answer(out)
+    T.check("uv-workspace: the member answers over loopback with the workspace package's text",
+            body == "uv workspace ok\n", body)
+    have = files(out)
+    pk = top_packages(have)
+    T.check("uv-workspace: the venv holds flask and the workspace package, not the other member or its deps",
+            {"flask", "greeting"} <= pk and "other" not in pk and "idna" not in pk, sorted(pk))
+    check_run_image("uv-workspace", have, ("flask", "gunicorn"), "iniconfig")
 
 # A version these machines cannot provide: named before any step runs.
 src = fixture("uv-flask", "uv-flask-312")

@@ -76,7 +76,7 @@ if T.check("rust-build and minimal-run images are built (rustc " + RUSTC + ", im
     own = json.dumps({"rust": {"bin": "api-server"}, "images": {"build": f"oci:{IMAGES}/rust-build"}})
     open(KJSON, "w").write(own)
     r = build(src, "--progress", "plain", "--output", f"type=oci,dest={os.path.join(T.tmp, 'own-image')}")
-    m = re.search(r"kiln: rust-toolchain.toml asks for rustc 1\.80\.0 but the build image's is (\S+): kiln.json "
+    m = re.search(r"kiln: rust-toolchain.toml asks for rustc 1\.80\.0 but the build image's is (\d[^\s:]*): kiln.json "
                   r"images.build must name an image with that toolchain", r.stderr)
     T.check("an own build image without the pinned rustc: the build step stops naming both versions",
             r.returncode != 0 and m is not None and m.group(1).startswith(RUSTC), r.stderr[-3000:])
