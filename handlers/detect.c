@@ -72,28 +72,38 @@ static int dockerfile_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, ki
     return 1;
 }
 
-/* The documented order, and what made each one match. */
+/* The documented order, what made each one match, and the files it looks for (the
+ * no-match error lists them: a new provider is one line here and its own file). */
 static const struct {
     const char *name;
     provider_fn fn;
     const char *why;
+    const char *files;
 } providers[] = {
-    {"dockerfile", dockerfile_detect, "a Dockerfile is at the top of the source: it is used as is"},
+    {"dockerfile", dockerfile_detect, "a Dockerfile is at the top of the source: it is used as is",
+     "a Dockerfile"},
     {"deno", kiln_deno_detect,
      "deno.json or deno.jsonc is there (before package.json: a Deno "
-     "project may have one too)"},
-    {"ruby", kiln_ruby_detect, "a Gemfile is there (before package.json: Rails apps have one too)"},
+     "project may have one too)",
+     "deno.json"},
+    {"ruby", kiln_ruby_detect, "a Gemfile is there (before package.json: Rails apps have one too)",
+     "a Gemfile"},
     {"php", kiln_php_detect,
-     "composer.json or index.php is there (before package.json: Laravel apps have one too)"},
-    {"node", kiln_node_detect, "package.json is there (no Dockerfile)"},
+     "composer.json or index.php is there (before package.json: Laravel apps have one too)",
+     "composer.json"},
+    {"node", kiln_node_detect, "package.json is there (no Dockerfile)", "a package.json"},
     {"python", kiln_python_detect,
      "a Python lockfile or manifest is there (uv.lock, poetry.lock, pdm.lock, Pipfile(.lock), "
-     "requirements*.txt, pyproject.toml or setup.py)"},
-    {"go", kiln_go_detect, "go.mod is there"},
-    {"java", kiln_jvm_detect, "a JVM build file is there (pom.xml, else build.gradle[.kts])"},
-    {"rust", kiln_rust_detect, "Cargo.toml is there"},
-    {"static", kiln_static_detect, "an index.html is there and no language manifest"},
-    {"procfile", kiln_procfile_detect, "a Procfile is there and nothing else matched"},
+     "requirements*.txt, pyproject.toml or setup.py)",
+     "requirements.txt or pyproject.toml"},
+    {"go", kiln_go_detect, "go.mod is there", "go.mod"},
+    {"java", kiln_jvm_detect, "a JVM build file is there (pom.xml, else build.gradle[.kts])",
+     "pom.xml or build.gradle"},
+    {"rust", kiln_rust_detect, "Cargo.toml is there", "Cargo.toml"},
+    {"static", kiln_static_detect, "an index.html is there and no language manifest",
+     "an index.html"},
+    {"procfile", kiln_procfile_detect, "a Procfile is there and nothing else matched",
+     "a Procfile"},
 };
 
 bool kiln_detect_provider_known(const char *name)
@@ -119,19 +129,20 @@ static int no_match(const kiln_detect_ctx_t *ctx, kiln_error_t *err)
     kiln_error_t lerr = {0};
     _cleanup_strv_ char **names = kiln_tree_list(ctx->tree, ".", SEEN_MAX, &lerr);
     kiln_buf_t b;
-    _cleanup_free_ char *seen = NULL;
+    _cleanup_free_ char *seen = NULL, *files = NULL;
 
     kiln_buf_init(&b, 4096);
     for (size_t i = 0; names && names[i]; i++)
         kiln_buf_appendf(&b, NULL, "%s%s", i ? ", " : "", names[i]);
     seen = kiln_buf_steal(&b, NULL);
+    kiln_buf_init(&b, 4096);
+    for (size_t i = 0; i < sizeof(providers) / sizeof(providers[0]); i++)
+        kiln_buf_appendf(&b, NULL, "%s, ", providers[i].files);
+    files = kiln_buf_steal(&b, NULL);
     return kiln_error_set(err, 0,
-                          "cannot detect how to build %s: saw %s; add a Dockerfile, a "
-                          "package.json, requirements.txt or pyproject.toml, go.mod, pom.xml or "
-                          "build.gradle, Cargo.toml, a Gemfile, composer.json, deno.json, an "
-                          "index.html, a Procfile, or a kiln.json naming the \"provider\" and "
-                          "its \"install\"/\"build\"/\"start\" commands",
-                          ctx->tree->path, seen[0] ? seen : "no files");
+                          "cannot detect how to build %s: saw %s; add %sor a kiln.json naming "
+                          "the \"provider\" and its \"install\"/\"build\"/\"start\" commands",
+                          ctx->tree->path, seen[0] ? seen : "no files", files ? files : "");
 }
 
 /* Runs the providers (or the forced one). Returns 0 with the plan filled. */
