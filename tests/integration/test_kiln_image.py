@@ -7,6 +7,7 @@ root persists under /var/cache/kiln (apt layers and the ccache cache mount carry
 after a source change recompiles only what changed)."""
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -18,6 +19,17 @@ ROOT = os.environ.get("KILN_IMAGE_ROOT", "/var/cache/kiln/kiln-image-root")
 if not os.path.isfile(os.path.join(IMAGES, "base", "index.json")):
     T.skip("kiln image", f"kiln's base image is not built ({IMAGES}/base: images/build.sh)")
     T.done()
+
+# the build stage installs every build package scripts/install-deps.sh has, but the test-only
+# ones (a dependency added to meson.build goes there first)
+deps = open(os.path.join(SRC, "scripts", "install-deps.sh")).read()
+build_pkgs = re.search(r"BUILD_PKGS=\((.*?)\)", deps, re.S).group(1).split()
+dockerfile = open(os.path.join(SRC, "images", "kiln", "Dockerfile")).read()
+TEST_ONLY = {"clang", "clang-format", "libcmocka-dev", "libclang-rt-14-dev", "libfuzzer-14-dev"}
+missing = [p for p in build_pkgs if p not in TEST_ONLY and not re.search(r"\s%s\s" % re.escape(p),
+                                                                         dockerfile)]
+T.check("images/kiln: the build stage installs every build package of scripts/install-deps.sh",
+        build_pkgs and not missing, missing)
 
 env = dict(os.environ, KILN_BIN=KILN, KILN_IMAGES_DIR=IMAGES)
 r = subprocess.run(["bash", os.path.join(SRC, "scripts", "release.sh"), "kiln"], env=env,
