@@ -257,11 +257,14 @@ T.check("kiln soci verify checks both platforms' indexes",
         r.stdout + r.stderr[-800:])
 
 
-def push_tampered(tag, ztoc_bytes):
-    """The SOCI image again with ztoc_bytes as its zTOC, every link rewritten to match."""
+def push_tampered(tag, ztoc_bytes, edit_sidx=None, edit_index=None):
+    """The SOCI image again with ztoc_bytes as its zTOC, every link rewritten to match; then
+    edit_sidx(SOCI index doc) and edit_index(image index doc) tamper with the documents."""
     zd = push_blob("app", ztoc_bytes)
     doc = json.loads(json.dumps(sidx))
     doc["layers"][0].update(digest=zd, size=len(ztoc_bytes))
+    if edit_sidx:
+        edit_sidx(doc)
     sd, ss = push_json("app", f"sidx-{tag}", doc, OCI_MANIFEST)
     im = json.loads(json.dumps(image))
     im["annotations"]["com.amazon.soci.index-digest"] = sd
@@ -269,8 +272,9 @@ def push_tampered(tag, ztoc_bytes):
     ix = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
         dict(img_d, digest=imd, size=ims, annotations={"com.amazon.soci.index-digest": sd}),
         dict(soci_d, digest=sd, size=ss, annotations={"com.amazon.soci.image-manifest-digest": imd})]}
+    if edit_index:
+        edit_index(ix)
     push_json("app", tag, ix, OCI_INDEX)
-
 
 if zb:
     # a span digest changed inside the flatbuffer (same length: the layout stays valid)
@@ -279,6 +283,27 @@ if zb:
     bad = zb[:pos + 10] + (b"0" if zb[pos + 10:pos + 11] != b"0" else b"1") + zb[pos + 11:]
     push_tampered("bad-digest", bad)
     push_tampered("truncated", zb[:len(zb) // 3])
+    # links: the zTOC names the other (small) layer; the SOCI index's config type; the index
+    # entries pointing elsewhere; the platforms disagreeing
+    push_tampered("other-layer", zb, edit_sidx=lambda d: d["layers"][0]["annotations"].update(
+        {"com.amazon.soci.image-layer-digest": layers[2]["digest"]}))
+    push_tampered("config-type", zb, edit_sidx=lambda d: d["config"].update(
+        mediaType="application/vnd.amazon.soci.index.v1+json"))
+    push_tampered("unlinked", zb, edit_index=lambda ix: ix["manifests"][1]["annotations"].update(
+        {"com.amazon.soci.image-manifest-digest": layers[0]["digest"]}))
+    push_tampered("platform", zb, edit_index=lambda ix: ix["manifests"][1].update(
+        platform={"architecture": "arm64", "os": "linux"}))
+    push_tampered("foreign-layer", zb, edit_sidx=lambda d: d["layers"][0]["annotations"].update(
+        {"com.amazon.soci.image-layer-digest": "sha256:" + "ab" * 32}))
+for tag, words in (("other-layer", "the zTOC is for a "),
+                   ("config-type", "config media type 'application/vnd.amazon.soci.index.v1+json' is not "
+                    "application/vnd.amazon.soci.index.v2+json"),
+                   ("unlinked", "annotation com.amazon.soci.image-manifest-digest is 'sha256:"),
+                   ("platform", "are for different platforms"),
+                   ("foreign-layer", "indexes layer sha256:" + "ab" * 32 + ", which the image does not have")):
+    r = kiln("soci", "verify", "--root", os.path.join(T.tmp, "vroot"), *INS, f"{host}/app:{tag}")
+    T.check(f"hostile: a SOCI image with its links tampered ({tag}) is refused naming the link",
+            r.returncode == 1 and words in r.stderr, r.stderr[-1500:])
 for tag, words in (("bad-digest", f"span 3: digest of bytes "),
                    ("truncated", "runs past the end")):
     r = kiln("soci", "verify", "--root", os.path.join(T.tmp, "vroot"), *INS, f"{host}/app:{tag}")
