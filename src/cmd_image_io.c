@@ -97,12 +97,33 @@ out:
     return r;
 }
 
+/* Copies the file at path to stdout. */
+static int copy_to_stdout(const char *path, kiln_error_t *err)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    char buf[65536];
+    ssize_t n;
+
+    if (fd < 0)
+        return kiln_error_set(err, errno, "opening %s", path);
+    while ((n = read(fd, buf, sizeof(buf))) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return kiln_error_set(err, errno, "reading %s", path);
+        if (kiln_fs_write_all(STDOUT_FILENO, buf, (size_t)n, err) < 0)
+            return kiln_error_prefix(err, "writing the archive to stdout");
+    }
+    return 0;
+}
+
 static void save_usage(FILE *out)
 {
-    fprintf(out, "Usage: kiln save [OPTIONS] -o FILE NAME[:TAG]...\n\n"
+    fprintf(out, "Usage: kiln save [OPTIONS] [-o FILE] NAME[:TAG]...\n\n"
                  "Writes the images of kiln's store NAME names to FILE (several images share\n"
                  "their common layers), named as given.\n\n"
-                 "  -o, --output FILE     the archive (written whole, then renamed into place)\n"
+                 "  -o, --output FILE     the archive (written whole, then renamed into place;\n"
+                 "                        default: stdout when it is not a terminal)\n"
                  "      --format FORMAT   docker (default: docker load's tarball, also an OCI\n"
                  "                        archive) or oci (an OCI image layout archive)\n"
                  "      --root DIR        kiln root (default: kiln's store)\n");
@@ -116,6 +137,7 @@ int kiln_cmd_save(int argc, char **argv)
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *root = NULL, *out = NULL, *format = "docker";
+    _cleanup_free_ char *store_tmp = NULL, *tmpdir = NULL, *tmp_out = NULL;
     kiln_store_t *s = NULL;
     kiln_error_t err = {0};
     int c, rc;
@@ -142,16 +164,27 @@ int kiln_cmd_save(int argc, char **argv)
             return kiln_cli_bad_option("save", c, argv, opts);
         }
     }
-    if (out == NULL)
-        return kiln_cli_usage_error("save", "-o FILE is needed (the archive to write)");
+    if (out == NULL && isatty(STDOUT_FILENO))
+        return kiln_cli_usage_error("save", "-o FILE is needed (or stdout redirected to a file)");
     if (optind >= argc)
         return kiln_cli_usage_error("save", "expected at least one image NAME");
     if (kiln_cli_image_store_open(root, &s, &err) < 0)
         return kiln_cli_fail(&err);
+    /* docker save > FILE: written whole in the store's tmp/, then copied to stdout */
+    store_tmp = kiln_xasprintf("%s/tmp", kiln_store_root(s));
+    if (out == NULL && kiln_fs_mkdtemp(store_tmp, "save-", &tmpdir, &err) < 0) {
+        kiln_store_close(s);
+        return kiln_cli_fail(&err);
+    }
+    if (tmpdir != NULL)
+        out = tmp_out = kiln_xasprintf("%s/image.tar", tmpdir);
     rc = save_images(s, (const char *const *)argv + optind, (size_t)(argc - optind),
-                     strcmp(format, "oci") == 0, out, &err) < 0
+                     strcmp(format, "oci") == 0, out, &err) < 0 ||
+                 (tmp_out != NULL && copy_to_stdout(tmp_out, &err) < 0)
              ? kiln_cli_fail(&err)
              : KILN_EXIT_OK;
+    if (tmpdir != NULL)
+        kiln_fs_rm_rf(tmpdir, NULL);
     kiln_store_close(s);
     return rc;
 }

@@ -166,6 +166,14 @@ r = kiln("load", "--root", os.path.join(T.tmp, "root-sk"), "-i", sk_out + ".tar"
 T.check("kiln load of skopeo's docker-archive: named as skopeo wrote it",
         sk.returncode == 0 and r.returncode == 0 and "skopeo/made:7" in by_name(os.path.join(T.tmp, "root-sk")),
         sk.stderr + r.stderr)
+piped = os.path.join(T.tmp, "piped.tar")
+with open(piped, "wb") as f:
+    r = subprocess.run([os.environ["KILN_BIN"], "save", *R, "app:1"], stdout=f, stderr=subprocess.PIPE)
+sk = subprocess.run(["skopeo", "inspect", f"docker-archive:{piped}"], capture_output=True, text=True)
+T.check("kiln save > FILE: the archive on stdout, nothing left in the store's tmp/",
+        r.returncode == 0 and sk.returncode == 0 and os.listdir(os.path.join(ROOT, "tmp")) == [],
+        r.stderr.decode()[-500:] + sk.stderr)
+
 # the OCI archive unpacked is an OCI layout directory skopeo reads as oci:DIR:TAG
 lay = os.path.join(T.tmp, "oci-dir")
 os.makedirs(lay)
