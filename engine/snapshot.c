@@ -6,6 +6,7 @@
 
 #include "engine/cache.h"
 #include "engine/step_meta.h"
+#include "oci/imagesize.h"
 
 /* Whether steps run in chroot isolation (no user namespace). */
 bool kiln_snapshot_is_chroot(const kiln_build_request_t *req)
@@ -92,6 +93,8 @@ static int add_layer(engine_t *e, stage_t *st, kiln_store_writer_t *w,
     if (kiln_store_writer_commit(w, &l.desc.digest, &l.desc.size, err) < 0)
         return -1;
     kiln_cache_ns_note(e, &l.desc.digest);
+    kiln_image_size_note(e->store, &l.desc.digest,
+                         info->diff_size); /* never re-inflated to measure */
     snprintf(l.desc.media_type, sizeof(l.desc.media_type), "%s", info->media_type);
     l.diff_id = info->diff_id;
     st->layers = kiln_xrealloc(st->layers, (st->n_layers + 1) * sizeof(layer_t));

@@ -50,6 +50,21 @@ static int measure(int fd, const kiln_digest_t *d, uint64_t *out, kiln_error_t *
     return 0;
 }
 
+/* Keeps usize on the blob open at fd (see memo_get). */
+static void memo_set(int fd, uint64_t usize)
+{
+    char num[32];
+    snprintf(num, sizeof(num), "%llu", (unsigned long long)usize);
+    (void)fsetxattr(fd, USIZE_XATTR, num, strlen(num), 0);
+}
+
+void kiln_image_size_note(kiln_store_t *store, const kiln_digest_t *layer, uint64_t usize)
+{
+    _cleanup_close_ int fd = -1;
+    if (usize > 0 && kiln_store_open_blob(store, layer, &fd, NULL, NULL) == 0)
+        memo_set(fd, usize);
+}
+
 int kiln_image_size(kiln_store_t *store, const kiln_descriptor_t *manifest,
                     const kiln_digest_t *config, const kiln_descriptor_t *layers, size_t n_layers,
                     kiln_image_size_t *out, kiln_error_t *err)
@@ -67,12 +82,10 @@ int kiln_image_size(kiln_store_t *store, const kiln_descriptor_t *manifest,
             return -1;
         usize = memo_get(fd);
         if (usize == 0) {
-            char num[32];
             if (measure(fd, &layers[i].digest, &usize, err) < 0)
                 return -1;
             /* a store on a file system without user xattrs measures again next time */
-            snprintf(num, sizeof(num), "%llu", (unsigned long long)usize);
-            (void)fsetxattr(fd, USIZE_XATTR, num, strlen(num), 0);
+            memo_set(fd, usize);
         }
         s.uncompressed += usize;
     }

@@ -24,4 +24,9 @@ int kiln_image_size(kiln_store_t *store, const kiln_descriptor_t *manifest,
                     const kiln_digest_t *config, const kiln_descriptor_t *layers, size_t n_layers,
                     kiln_image_size_t *out, kiln_error_t *err);
 
+/* Notes the uncompressed size of a layer blob kiln has just written (the layer writer
+ * counted it), so kiln_image_size never decompresses it to measure it. Best effort: a
+ * store whose file system has no user xattrs measures later instead. */
+void kiln_image_size_note(kiln_store_t *store, const kiln_digest_t *layer, uint64_t usize);
+
 #endif

@@ -15,6 +15,7 @@
 
 #include "export/export.h"
 #include "oci/image.h"
+#include "oci/imagesize.h"
 #include "oci/imagestore.h"
 #include "oci/layer_write.h"
 #include "oci/layout.h"
@@ -184,7 +185,10 @@ static int make_layer(kiln_store_t *s, const import_args_t *a, kiln_layer_info_t
         kiln_store_writer_abort(sw);
         return -1;
     }
-    return kiln_store_writer_commit(sw, NULL, NULL, err);
+    if (kiln_store_writer_commit(sw, NULL, NULL, err) < 0)
+        return -1;
+    kiln_image_size_note(s, &info->digest, info->diff_size); /* not decompressed to be measured */
+    return 0;
 }
 
 /* Builds and stores the config and manifest; *mdesc is the manifest's. */
