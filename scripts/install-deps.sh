@@ -45,6 +45,10 @@ fi
 if ! command -v npm >/dev/null 2>&1; then
   apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
+# playwright-core (pinned, driver only) drives Debian's chromium in the dashboard's browser test,
+# which is skipped without it
+bash "$(dirname "$0")/../tests/browser/install.sh" >/dev/null 2>&1 ||
+  echo "install-deps: playwright-core not installed (test_server_dashboard_browser will be skipped)" >&2
 # moto's server answers STS AssumeRole (fauxqs does not) in the per-tenant credentials test,
 # which is skipped without it
 if ! python3 -c 'import moto.server, boto3' >/dev/null 2>&1; then

@@ -63,9 +63,9 @@ static const char *get_path(json_t *o, const char *a, const char *b)
     return json_string_value(json_object_get(b ? json_object_get(o, a) : o, b ? b : a));
 }
 
-/* GitLab: the author of the pushed commit (checkout_sha) among the payload's commits, else
- * of the last one listed. */
-static const char *gitlab_author(json_t *payload)
+/* GitLab: the pushed commit (checkout_sha) among the payload's commits, else the last one
+ * listed (NULL when none is). */
+static json_t *gitlab_commit(json_t *payload)
 {
     json_t *commits = json_object_get(payload, "commits"), *c, *last = NULL;
     const char *sha = json_string_value(json_object_get(payload, "checkout_sha"));
@@ -77,22 +77,25 @@ static const char *gitlab_author(json_t *payload)
         if (sha && strcmp(get_path(c, "id", NULL) ?: "", sha) == 0)
             break;
     }
-    return get_path(json_object_get(last, "author"), "name", NULL);
+    return last;
 }
 
 json_t *kiln_audit_webhook(const char *via, const char *tenant, const char *project,
                            const char *delivery, const char *event, json_t *payload)
 {
     json_t *o = json_pack("{s:s}", "via", via);
-    const char *pusher, *author;
+    const char *pusher, *author, *message;
 
     if (strcmp(via, "github") == 0) {
         json_t *head = json_object_get(json_object_get(payload, "head_commit"), "author");
         pusher = get_path(payload, "pusher", "name") ?: get_path(payload, "sender", "login");
         author = get_path(head, "username", NULL) ?: get_path(head, "name", NULL);
+        message = get_path(payload, "head_commit", "message");
     } else {
+        json_t *c = gitlab_commit(payload);
         pusher = get_path(payload, "user_username", NULL) ?: get_path(payload, "user_name", NULL);
-        author = gitlab_author(payload);
+        author = get_path(json_object_get(c, "author"), "name", NULL);
+        message = get_path(c, "message", NULL);
     }
     set_str(o, "tenant", tenant);
     set_str(o, "project", project);
@@ -100,6 +103,8 @@ json_t *kiln_audit_webhook(const char *via, const char *tenant, const char *proj
     set_str(o, "event", event);
     set_str(o, "pusher", pusher);
     set_str(o, "commit_author", author);
+    /* the commit's message as the pusher wrote it (cut): the dashboard shows it as text */
+    set_str(o, "commit_message", message);
     return o;
 }
 

@@ -24,8 +24,9 @@ char *kiln_audit_token_id(const char *authorization);
 json_t *kiln_audit_api(const char *tenant, const char *authorization, const char *idem_key);
 
 /* A build started by a push webhook (via "github" or "gitlab"): {"via", "tenant", "project",
- * "delivery", "event", "pusher", "commit_author"} with the pusher and the pushed commit's
- * author taken from the payload when it names them (strings capped). */
+ * "delivery", "event", "pusher", "commit_author", "commit_message"} with the pusher and the
+ * pushed commit's author and message taken from the payload when it names them (strings
+ * capped). */
 json_t *kiln_audit_webhook(const char *via, const char *tenant, const char *project,
                            const char *delivery, const char *event, json_t *payload);
 

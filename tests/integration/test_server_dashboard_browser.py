@@ -1,0 +1,141 @@
+"""kiln serve's dashboard in headless Chromium driven by Playwright (playwright-core from the
+npm registry, pinned, cached under /var/cache/kiln; Debian's chromium): real builds of a
+busybox Dockerfile (one that succeeds, one whose RUN fails) and a GitHub push whose branch
+name and commit message are HTML/script payloads. The list shows each build's repository,
+branch, commit (short SHA + message), author, trigger, queued/started/finished times,
+duration, status and tenant; the status and branch filters narrow it; the failing build's
+page shows its log and the failing step (instruction, Dockerfile:line, exit status, its last
+lines); the good build's page its steps with times and the image digest; the payloads are
+shown as text and run nothing. Screenshots are left in the test log dir."""
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import subprocess
+
+from kilntest import SRC, T, start_registry  # noqa: F401
+from server_common import TOKEN, Server, busybox_layout, tar_gz
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+NODE = shutil.which("node")
+if not CHROMIUM or not NODE or not shutil.which("npm"):
+    T.skip("dashboard in Playwright", "chromium, node or npm is not installed")
+    T.done()
+inst = subprocess.run(["bash", os.path.join(SRC, "tests", "browser", "install.sh")],
+                      capture_output=True, text=True, timeout=600)
+if inst.returncode != 0:
+    T.skip("dashboard in Playwright", "playwright-core could not be installed: " +
+           inst.stderr.strip()[-300:])
+    T.done()
+modules = inst.stdout.strip()
+shots = os.environ.get("KILN_TEST_LOGS") or os.path.join(SRC, "build", "test-logs")
+os.makedirs(shots, exist_ok=True)
+
+layout = busybox_layout(T.tmp)
+if layout is None:
+    T.done()
+GH_SECRET = "gh-secret-dashboard-1"
+config = {"tokens": [TOKEN],
+          "policy": {"allow_addresses": ["127.0.0.0/8"], "oci_dirs": [layout],
+                     "allow_http_git": True},
+          "projects": [{"name": "app", "github": "acme/app", "secret": GH_SECRET}]}
+srv = Server(os.path.join(T.tmp, "root"), workers=2, config=config,
+             extra=["--kiln-root=" + os.path.join(T.tmp, "kiln-root")]).start()
+
+
+def submit_dockerfile(text):
+    ctx = srv.upload_dockerfile(text)
+    st, b = srv.submit({"source": {"context": ctx}})
+    assert st == 202, b
+    return b["id"]
+
+
+good = submit_dockerfile("FROM oci:%s:1\nRUN echo dash-good-line\nRUN echo two > /two\n" % layout)
+fail = submit_dockerfile("FROM oci:%s:1\nRUN echo dash-fail-out-1 && echo dash-fail-out-2 "
+                         "&& exit 3\n" % layout)
+# a push whose branch and commit message are markup; its clone (a closed port) fails
+BRANCH = "x<img/src=x/onerror=window.__kiln_xss=1>"
+MESSAGE = "<script>window.__kiln_xss=2</script><img src=x onerror=\"window.__kiln_xss=3\"> fix"
+AUTHOR = "<b>mallory</b>"
+push = {"ref": "refs/heads/" + BRANCH, "after": "c" * 40, "pusher": {"name": "pusher-p"},
+        "head_commit": {"id": "c" * 40, "message": MESSAGE,
+                        "author": {"name": AUTHOR, "username": AUTHOR}},
+        "repository": {"full_name": "acme/app", "clone_url": "http://127.0.0.1:9/acme/app.git"}}
+raw = json.dumps(push).encode()
+sig = "sha256=" + hmac.new(GH_SECRET.encode(), raw, hashlib.sha256).hexdigest()
+st, body, _ = srv.request("POST", "/v1/hooks/github", body=raw, token=None, raw=True,
+                          headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": sig,
+                                   "Content-Type": "application/json"})
+T.check("the push webhook queued a build", st == 202, body)
+xss = json.loads(body)["id"] if st == 202 else "none"
+for bid in (good, fail, xss):
+    srv.wait_status(bid, ["succeeded", "failed", "canceled"], timeout=120)
+rec_fail = srv.get(fail)
+T.check("the webhook's commit message is on the record (triggered_by)",
+        (srv.get(xss) or {}).get("triggered_by", {}).get("commit_message") == MESSAGE,
+        srv.get(xss))
+
+args = {"base": "http://127.0.0.1:%d" % srv.port, "token": TOKEN, "good": good, "fail": fail,
+        "xss": xss, "shots": shots}
+r = subprocess.run([NODE, os.path.join(SRC, "tests", "browser", "dashboard.js"), modules,
+                    CHROMIUM, json.dumps(args)], capture_output=True, text=True, timeout=300)
+try:
+    o = json.loads(r.stdout.strip().splitlines()[-1])
+except (ValueError, IndexError):
+    o = {"failure": "no result: " + r.stdout[-500:] + r.stderr[-1500:]}
+T.check("the browser ran the page to the end", "failure" not in o and not o.get("errors"),
+        o.get("failure") or o.get("errors"))
+rows = o.get("rows", {})
+T.check("the list's columns", o.get("headers") == [
+    "build", "status", "repository", "branch", "commit", "author", "trigger", "queued",
+    "started", "finished", "duration", "tenant"], o.get("headers"))
+g, f, x = rows.get("good", {}), rows.get("fail", {}), rows.get("xss", {})
+T.check("the good build's row: status, upload source, api trigger, times, duration, tenant",
+        g.get("status") == "succeeded" and g.get("repository") == "upload" and
+        g.get("trigger") == "api" and g.get("author", "").startswith("token sha256:") and
+        g.get("queued", "").endswith("Z") and g.get("started", "").endswith("Z") and
+        g.get("finished", "").endswith("Z") and g.get("duration", "").endswith(" s") and
+        g.get("tenant") == "default", g)
+T.check("the failing build's row says failed", f.get("status") == "failed", f)
+T.check("the push's row: repository, branch, short SHA + message, author, trigger",
+        x.get("repository") == "http://127.0.0.1:9/acme/app" and x.get("branch") == BRANCH and
+        x.get("commit") == "c" * 12 + " " + MESSAGE and x.get("author") == AUTHOR and
+        x.get("trigger") == "github push", x)
+T.check("payloads in branch, message and author are text: no element made, nothing ran",
+        o.get("xss_elements") == 0 and o.get("xss_flag") is None and
+        o.get("xss_flag_end") is None and not o.get("dialogs") and
+        (o.get("xss_page") or {}).get("elements") == 0 and
+        (o.get("xss_page") or {}).get("fields", {}).get("branch") == BRANCH and
+        (o.get("xss_page") or {}).get("fields", {}).get("message") == MESSAGE,
+        {k: o.get(k) for k in ("xss_elements", "xss_flag", "xss_flag_end", "dialogs", "xss_page")})
+T.check("filter by status: only failed builds, kept in the URL",
+        fail in o.get("status_filtered", []) and good not in o.get("status_filtered", [good]) and
+        o.get("hash_after_filter") == "#?status=failed",
+        (o.get("status_filtered"), o.get("hash_after_filter")))
+T.check("filter by branch: only the matching build", o.get("branch_filtered") == [xss],
+        o.get("branch_filtered"))
+fp = o.get("fail_page") or {}
+T.check("the failing build's page shows its log lines",
+        fp.get("status") == "failed" and "dash-fail-out-1" in fp.get("log", ""), fp)
+failure = ((rec_fail.get("result") or {}).get("events") or {}).get("error", {}).get("failure", {})
+T.check("the failing build's page shows the failing step, file:line, exit status, last lines",
+        fp.get("fields", {}).get("exit status") == "3" and
+        fp.get("fields", {}).get("at") == "Dockerfile:2" and
+        "RUN echo dash-fail-out-1" in fp.get("fields", {}).get("instruction", "") and
+        fp.get("failure_log", "").splitlines()[-1:] == ["dash-fail-out-2"],
+        (fp, failure))
+gp = o.get("good_page") or {}
+steps = gp.get("steps", [])
+digest = ((srv.get(good) or {}).get("result") or {}).get("containerimage.digest")
+T.check("the good build's page: its RUN steps with times, the image digest, no error",
+        gp.get("status") == "succeeded" and
+        any("echo dash-good-line" in s[0] and s[2].endswith(" s") for s in steps) and
+        digest and digest in gp.get("outputs", "") and not gp.get("error_shown"), (gp, digest))
+T.check("screenshots saved in the test log dir",
+        all(os.path.getsize(os.path.join(shots, n)) > 1000 for n in
+            ("dashboard-list.png", "dashboard-failed-build.png", "dashboard-xss-build.png")
+            if os.path.exists(os.path.join(shots, n))) and
+        os.path.exists(os.path.join(shots, "dashboard-list.png")), shots)
+srv.term()
+T.done()
