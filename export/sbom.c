@@ -1,0 +1,836 @@
+/* kiln — the SPDX 2.3 SBOM of an image from its package databases (see sbom.h). */
+#include "export/sbom.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "oci/digest.h"
+#include "oci/layer_read.h"
+#include "oci/tar_reader.h"
+#include "utils/cleanup.h"
+#include "utils/json.h"
+#include "utils/mem.h"
+
+/* everything read from every layer together: a hostile image cannot make kiln hold more */
+#define TOTAL_MAX (256u << 20)
+#define LOCK_DEPTH_MAX 64
+
+typedef struct pkg {
+    char *purl; /* the identity a package is listed once by */
+    char *type; /* deb, npm, pypi */
+    char *name, *version, *license, *source;
+} pkg_t;
+
+/* One database file of the image so far (the last layer's copy wins). */
+typedef struct dbfile {
+    char *path;
+    char *data;
+    size_t len;
+    size_t seq; /* order seen: a later copy replaces an earlier one */
+} dbfile_t;
+
+struct kiln_sbom {
+    pkg_t *pkgs;
+    size_t n, cap;
+    char *distro; /* os-release ID, the namespace of deb purls */
+};
+
+kiln_sbom_t *kiln_sbom_new(void)
+{
+    return kiln_xzalloc(sizeof(kiln_sbom_t));
+}
+
+void kiln_sbom_free(kiln_sbom_t *sb)
+{
+    if (sb == NULL)
+        return;
+    for (size_t i = 0; i < sb->n; i++) {
+        pkg_t *p = &sb->pkgs[i];
+        free(p->purl);
+        free(p->type);
+        free(p->name);
+        free(p->version);
+        free(p->license);
+        free(p->source);
+    }
+    free(sb->pkgs);
+    free(sb->distro);
+    free(sb);
+}
+
+size_t kiln_sbom_count(const kiln_sbom_t *sb)
+{
+    return sb->n;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* The file name of path (after its last '/'). */
+static const char *base_name(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+/* 1 when a path component is "node_modules". */
+static int in_node_modules(const char *path)
+{
+    return strncmp(path, "node_modules/", 13) == 0 || strstr(path, "/node_modules/") != NULL;
+}
+
+/* What follows the last node_modules/ component of path (a package-lock key
+ * "node_modules/a/node_modules/@s/b" names @s/b), or NULL. */
+static const char *lock_key_name(const char *key)
+{
+    const char *p = key, *last = NULL;
+
+    while ((p = strstr(p, "node_modules/")) != NULL) {
+        if (p == key || p[-1] == '/')
+            last = p + 13;
+        p += 13;
+    }
+    return last;
+}
+
+/* What follows the last node_modules/ of path when it is [@scope/]NAME/package.json (an
+ * installed package's manifest, not one of its inner files), else NULL. */
+static const char *node_module_rest(const char *path)
+{
+    const char *last = lock_key_name(path);
+
+    if (last == NULL || last[0] == '.')
+        return NULL;
+    const char *slash = strchr(last, '/');
+    if (slash == NULL)
+        return NULL;
+    if (last[0] == '@') {
+        slash = strchr(slash + 1, '/');
+        if (slash == NULL)
+            return NULL;
+    }
+    return strcmp(slash + 1, "package.json") == 0 ? last : NULL;
+}
+
+int kiln_sbom_wanted(const char *path)
+{
+    const char *b = base_name(path);
+
+    if (strcmp(path, "var/lib/dpkg/status") == 0 || strcmp(path, "etc/os-release") == 0 ||
+        strcmp(path, "usr/lib/os-release") == 0)
+        return 1;
+    if (strcmp(b, "package.json") == 0)
+        return node_module_rest(path) != NULL;
+    if (strcmp(b, "package-lock.json") == 0 || strcmp(b, "pnpm-lock.yaml") == 0 ||
+        strcmp(b, "yarn.lock") == 0)
+        return !in_node_modules(path);
+    if (strcmp(b, ".package-lock.json") == 0) /* npm's record of the top node_modules */
+        return b - path >= 13 && strstr(path, "node_modules/") == b - 13 &&
+               (b - path == 13 || b[-14] == '/');
+    return strcmp(b, "METADATA") == 0 && ends_with(path, ".dist-info/METADATA");
+}
+
+/* purl's percent-encoding of a name or version segment. */
+static char *purl_escape(const char *s)
+{
+    size_t n = strlen(s);
+    char *out = kiln_xmalloc(n * 3 + 1), *o = out;
+
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (isalnum(c) || c == '.' || c == '-' || c == '_' || c == '~' || c == '+')
+            *o++ = (char)c;
+        else
+            o += sprintf(o, "%%%02X", c);
+    }
+    *o = '\0';
+    return out;
+}
+
+/* A license as an SPDX expression when it reads as one (ids joined by AND/OR/WITH), else
+ * NULL (listed as NOASSERTION: free text is not a valid licenseDeclared). */
+static char *license_expr(const char *s)
+{
+    int want_id = 1;
+    const char *p = s;
+
+    if (s == NULL || *s == '\0' || strlen(s) > 256)
+        return NULL;
+    while (*p) {
+        size_t n = strcspn(p, " ");
+        if (n == 0)
+            return NULL;
+        if (want_id) {
+            for (size_t i = 0; i < n; i++)
+                if (!isalnum((unsigned char)p[i]) && p[i] != '.' && p[i] != '-' && p[i] != '+')
+                    return NULL;
+        } else if (!((n == 3 && strncmp(p, "AND", 3) == 0) ||
+                     (n == 2 && strncmp(p, "OR", 2) == 0) ||
+                     (n == 4 && strncmp(p, "WITH", 4) == 0))) {
+            return NULL;
+        }
+        want_id = !want_id;
+        p += n;
+        if (*p == ' ')
+            p++;
+    }
+    return want_id ? NULL : kiln_xstrdup(s);
+}
+
+/* Adds a package (listed once per purl); -1 past the cap. */
+static int add_pkg(kiln_sbom_t *sb, const char *type, const char *name, const char *version,
+                   const char *license, const char *arch, const char *source, kiln_error_t *err)
+{
+    _cleanup_free_ char *en = NULL, *ev = NULL, *purl = NULL;
+
+    if (name == NULL || *name == '\0' || version == NULL || *version == '\0')
+        return 0;
+    ev = purl_escape(version);
+    if (strcmp(type, "npm") == 0 && name[0] == '@' && strchr(name, '/')) {
+        /* a scope is the purl's namespace: pkg:npm/%40scope/name */
+        const char *slash = strchr(name, '/');
+        _cleanup_free_ char *scope = kiln_xstrndup(name, (size_t)(slash - name));
+        _cleanup_free_ char *es = purl_escape(scope);
+        _cleanup_free_ char *eb = purl_escape(slash + 1);
+        purl = kiln_xasprintf("pkg:npm/%s/%s@%s", es, eb, ev);
+    } else if (strcmp(type, "deb") == 0) {
+        en = purl_escape(name);
+        purl = kiln_xasprintf("pkg:deb/%s/%s@%s%s%s", sb->distro ? sb->distro : "debian", en, ev,
+                              arch ? "?arch=" : "", arch ? arch : "");
+    } else {
+        en = purl_escape(name);
+        purl = kiln_xasprintf("pkg:%s/%s@%s", type, en, ev);
+    }
+    for (size_t i = 0; i < sb->n; i++)
+        if (strcmp(sb->pkgs[i].purl, purl) == 0)
+            return 0;
+    if (sb->n >= KILN_SBOM_PACKAGES_MAX)
+        return kiln_error_set(err, E2BIG, "%s: more than %u packages in the image", source,
+                              KILN_SBOM_PACKAGES_MAX);
+    if (sb->n == sb->cap) {
+        sb->cap = sb->cap ? sb->cap * 2 : 64;
+        sb->pkgs = kiln_xrealloc(sb->pkgs, sb->cap * sizeof(pkg_t));
+    }
+    sb->pkgs[sb->n++] = (pkg_t){.purl = steal_pointer(&purl),
+                                .type = kiln_xstrdup(type),
+                                .name = kiln_xstrdup(name),
+                                .version = kiln_xstrdup(version),
+                                .license = license_expr(license),
+                                .source = kiln_xstrdup(source)};
+    return 0;
+}
+
+/* The next line of [*p, end) (without its newline) into line/len; 0 at the end. */
+static int next_line(const char **p, const char *end, const char **line, size_t *len)
+{
+    const char *nl;
+
+    if (*p >= end)
+        return 0;
+    nl = memchr(*p, '\n', (size_t)(end - *p));
+    *line = *p;
+    *len = (size_t)((nl ? nl : end) - *p);
+    *p = nl ? nl + 1 : end;
+    return 1;
+}
+
+/* The value of "Key: value" when line is that field of an RFC 822-style paragraph. */
+static char *field_value(const char *line, size_t len, const char *key)
+{
+    size_t k = strlen(key);
+
+    if (len <= k || strncasecmp(line, key, k) != 0 || line[k] != ':')
+        return NULL;
+    line += k + 1;
+    len -= k + 1;
+    while (len && (*line == ' ' || *line == '\t'))
+        line++, len--;
+    while (len && (line[len - 1] == ' ' || line[len - 1] == '\r'))
+        len--;
+    return kiln_xstrndup(line, len);
+}
+
+/* Sets *slot to the field's value when line is that field. */
+static void take_field(char **slot, const char *line, size_t len, const char *key)
+{
+    char *v = field_value(line, len, key);
+    if (v) {
+        free(*slot);
+        *slot = v;
+    }
+}
+
+/* dpkg's status: one paragraph per package; those whose Status says installed are listed. */
+static int parse_dpkg(kiln_sbom_t *sb, const char *path, const char *data, size_t len,
+                      kiln_error_t *err)
+{
+    const char *p = data, *end = data + len, *line;
+    size_t n;
+    int done = 0;
+
+    while (!done) {
+        _cleanup_free_ char *name = NULL, *version = NULL, *arch = NULL, *status = NULL;
+        while (!(done = !next_line(&p, end, &line, &n)) && n > 0 && !(n == 1 && *line == '\r')) {
+            take_field(&name, line, n, "Package");
+            take_field(&version, line, n, "Version");
+            take_field(&arch, line, n, "Architecture");
+            take_field(&status, line, n, "Status");
+        }
+        if (name && status && ends_with(status, " installed") &&
+            add_pkg(sb, "deb", name, version, NULL, arch, path, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* os-release's ID names the distribution of the deb purls. */
+static void parse_os_release(kiln_sbom_t *sb, const char *data, size_t len)
+{
+    const char *p = data, *end = data + len, *line;
+    size_t n;
+
+    while (next_line(&p, end, &line, &n))
+        if (n > 3 && strncmp(line, "ID=", 3) == 0) {
+            _cleanup_free_ char *id = kiln_xstrndup(line + 3, n - 3);
+            char *s = id;
+            size_t l;
+            if (*s == '"')
+                s++;
+            l = strcspn(s, "\"");
+            s[l] = '\0';
+            if (l == 0 || l > 32)
+                return;
+            for (char *c = s; *c; c++)
+                if (!islower((unsigned char)*c) && !isdigit((unsigned char)*c) && *c != '-' &&
+                    *c != '.' && *c != '_')
+                    return;
+            free(sb->distro);
+            sb->distro = kiln_xstrdup(s);
+            return;
+        }
+}
+
+/* package.json's license: a string, or the old {"type": ...} form. */
+static const char *json_license(const json_t *j)
+{
+    const json_t *l = json_object_get(j, "license");
+    if (json_is_object(l))
+        l = json_object_get(l, "type");
+    return json_string_value(l);
+}
+
+/* An installed package's package.json. */
+static int parse_package_json(kiln_sbom_t *sb, const char *path, const char *data, size_t len,
+                              kiln_error_t *err)
+{
+    _cleanup_json_ json_t *j = json_loadb(data, len, 0, NULL);
+
+    if (!json_is_object(j))
+        return 0;
+    return add_pkg(sb, "npm", json_string_value(json_object_get(j, "name")),
+                   json_string_value(json_object_get(j, "version")), json_license(j), NULL, path,
+                   err);
+}
+
+/* package-lock v1's nested "dependencies". */
+static int lock_v1_deps(kiln_sbom_t *sb, const char *path, const json_t *deps, int depth,
+                        kiln_error_t *err)
+{
+    const char *name;
+    json_t *d;
+
+    if (!json_is_object(deps) || depth > LOCK_DEPTH_MAX)
+        return 0;
+    json_object_foreach((json_t *)deps, name, d)
+    {
+        if (json_is_true(json_object_get(d, "bundled")) && json_object_get(d, "version") == NULL)
+            continue;
+        if (add_pkg(sb, "npm", name, json_string_value(json_object_get(d, "version")), NULL, NULL,
+                    path, err) < 0 ||
+            lock_v1_deps(sb, path, json_object_get(d, "dependencies"), depth + 1, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* package-lock.json (v1 to v3) and node_modules/.package-lock.json. */
+static int parse_package_lock(kiln_sbom_t *sb, const char *path, const char *data, size_t len,
+                              kiln_error_t *err)
+{
+    _cleanup_json_ json_t *j = json_loadb(data, len, 0, NULL);
+    const json_t *pkgs = json_object_get(j, "packages");
+    const char *key;
+    json_t *v;
+
+    if (!json_is_object(j))
+        return 0;
+    if (!json_is_object(pkgs))
+        return lock_v1_deps(sb, path, json_object_get(j, "dependencies"), 0, err);
+    json_object_foreach((json_t *)pkgs, key, v)
+    {
+        const char *name = json_string_value(json_object_get(v, "name"));
+        /* the root project and workspace links are the user's own code */
+        if (*key == '\0' || json_is_true(json_object_get(v, "link")))
+            continue;
+        if (name == NULL)
+            name = lock_key_name(key);
+        if (name && add_pkg(sb, "npm", name, json_string_value(json_object_get(v, "version")),
+                            json_license(v), NULL, path, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* "name@version" (npm's spelling, a scope's '@' first) split at the version's '@'. */
+static int split_at_version(char *spec, char **version)
+{
+    char *at = strchr(spec + (spec[0] == '@'), '@');
+    if (at == NULL)
+        return -1;
+    *at = '\0';
+    *version = at + 1;
+    return 0;
+}
+
+/* The key of a pnpm-lock packages: entry (v5 "/name/1.0.0", v6 "/name@1.0.0(peer)", v9
+ * "name@1.0.0") as a package. */
+static int pnpm_key(kiln_sbom_t *sb, const char *path, char *key, kiln_error_t *err)
+{
+    char *version = NULL;
+
+    if (*key == '/')
+        key++;
+    key[strcspn(key, "(")] = '\0';
+    if (split_at_version(key, &version) < 0) {
+        char *slash = strrchr(key, '/');
+        if (slash == NULL)
+            return 0;
+        *slash = '\0';
+        version = slash + 1;
+    }
+    /* a tarball or git dependency names no registry version */
+    if (strchr(version, ':') || strchr(version, '/'))
+        return 0;
+    return add_pkg(sb, "npm", key, version, NULL, NULL, path, err);
+}
+
+/* pnpm-lock.yaml: the keys of the top-level packages: map (two-space indent). */
+static int parse_pnpm_lock(kiln_sbom_t *sb, const char *path, const char *data, size_t len,
+                           kiln_error_t *err)
+{
+    const char *p = data, *end = data + len, *line;
+    size_t n;
+    int in = 0;
+
+    while (next_line(&p, end, &line, &n)) {
+        if (n > 0 && line[0] != ' ' && line[0] != '#') {
+            in = n >= 9 && strncmp(line, "packages:", 9) == 0;
+            continue;
+        }
+        if (!in || n < 4 || line[0] != ' ' || line[1] != ' ' || line[2] == ' ')
+            continue;
+        while (n && (line[n - 1] == '\r' || line[n - 1] == ' '))
+            n--;
+        if (n < 4 || line[n - 1] != ':')
+            continue;
+        _cleanup_free_ char *key = kiln_xstrndup(line + 2, n - 3);
+        char *k = key;
+        if (*k == '\'' || *k == '"') {
+            k++;
+            k[strcspn(k, "'\"")] = '\0';
+        }
+        if (pnpm_key(sb, path, k, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* yarn.lock (v1 and Berry): an entry's first spec "name@range" at column 0, its version in
+ * an indented `version "X"` (v1) or `version: X` (Berry) line. */
+static int parse_yarn_lock(kiln_sbom_t *sb, const char *path, const char *data, size_t len,
+                           kiln_error_t *err)
+{
+    const char *p = data, *end = data + len, *line;
+    _cleanup_free_ char *name = NULL;
+    size_t n;
+
+    while (next_line(&p, end, &line, &n)) {
+        if (n > 0 && line[0] != ' ' && line[0] != '#') {
+            char *range = NULL;
+            free(name);
+            name = kiln_xstrndup(line + (line[0] == '"'), n - (line[0] == '"'));
+            /* the first spec ends at a quote or comma, else the line's ':' */
+            size_t k = strcspn(name, "\",");
+            if (name[k] == '\0')
+                k = strcspn(name, "\r") > 0 && name[strcspn(name, "\r") - 1] == ':'
+                        ? strcspn(name, "\r") - 1
+                        : strcspn(name, "\r");
+            name[k] = '\0';
+            if (strcmp(name, "__metadata") == 0 || split_at_version(name, &range) < 0 ||
+                strncmp(range, "workspace:", 10) == 0 || strncmp(range, "link:", 5) == 0 ||
+                strncmp(range, "portal:", 7) == 0) {
+                free(name);
+                name = NULL;
+            }
+            continue;
+        }
+        if (name == NULL)
+            continue;
+        const char *s = line;
+        size_t m = n;
+        while (m && *s == ' ')
+            s++, m--;
+        if (m > 8 && strncmp(s, "version", 7) == 0 && (s[7] == ' ' || s[7] == ':')) {
+            s += 8, m -= 8;
+            while (m && (*s == ' ' || *s == '"'))
+                s++, m--;
+            while (m && (s[m - 1] == '"' || s[m - 1] == '\r' || s[m - 1] == ' '))
+                m--;
+            _cleanup_free_ char *version = kiln_xstrndup(s, m);
+            int r = add_pkg(sb, "npm", name, version, NULL, NULL, path, err);
+            free(name);
+            name = NULL;
+            if (r < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* A Python distribution's METADATA headers; the name normalised as PyPI's purl wants. */
+static int parse_dist_info(kiln_sbom_t *sb, const char *path, const char *data, size_t len,
+                           kiln_error_t *err)
+{
+    const char *p = data, *end = data + len, *line;
+    _cleanup_free_ char *name = NULL, *version = NULL, *license = NULL, *expr = NULL;
+    size_t n;
+
+    while (next_line(&p, end, &line, &n) && n > 0 && !(n == 1 && *line == '\r')) {
+        take_field(&name, line, n, "Name");
+        take_field(&version, line, n, "Version");
+        take_field(&license, line, n, "License");
+        take_field(&expr, line, n, "License-Expression");
+    }
+    if (name == NULL)
+        return 0;
+    for (char *c = name; *c; c++)
+        *c = *c == '_' || *c == '.' ? '-' : (char)tolower((unsigned char)*c);
+    return add_pkg(sb, "pypi", name, version, expr ? expr : license, NULL, path, err);
+}
+
+int kiln_sbom_add_file(kiln_sbom_t *sb, const char *path, const char *data, size_t len,
+                       kiln_error_t *err)
+{
+    const char *b = base_name(path);
+
+    if (len > KILN_SBOM_FILE_MAX)
+        return kiln_error_set(err, EFBIG, "%s: larger than %u MiB", path, KILN_SBOM_FILE_MAX >> 20);
+    if (!kiln_sbom_wanted(path))
+        return 0;
+    if (strcmp(path, "var/lib/dpkg/status") == 0)
+        return parse_dpkg(sb, path, data, len, err);
+    if (strcmp(b, "os-release") == 0) {
+        parse_os_release(sb, data, len);
+        return 0;
+    }
+    if (strcmp(b, "package.json") == 0)
+        return parse_package_json(sb, path, data, len, err);
+    if (strcmp(b, "package-lock.json") == 0 || strcmp(b, ".package-lock.json") == 0)
+        return parse_package_lock(sb, path, data, len, err);
+    if (strcmp(b, "pnpm-lock.yaml") == 0)
+        return parse_pnpm_lock(sb, path, data, len, err);
+    if (strcmp(b, "yarn.lock") == 0)
+        return parse_yarn_lock(sb, path, data, len, err);
+    return parse_dist_info(sb, path, data, len, err);
+}
+
+/* ---- the layers ---- */
+
+typedef struct files {
+    dbfile_t *v;
+    size_t n, cap, seq;
+    size_t total; /* bytes held */
+} files_t;
+
+static void files_clear(files_t *f)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        free(f->v[i].path);
+        free(f->v[i].data);
+    }
+    free(f->v);
+    memset(f, 0, sizeof(*f));
+}
+
+/* Drops the files at prefix or under prefix/ ("" = everything). */
+static void files_remove(files_t *f, const char *prefix)
+{
+    size_t k = strlen(prefix), j = 0;
+
+    for (size_t i = 0; i < f->n; i++) {
+        const char *p = f->v[i].path;
+        if (k == 0 || (strncmp(p, prefix, k) == 0 && (p[k] == '\0' || p[k] == '/'))) {
+            f->total -= f->v[i].len;
+            free(f->v[i].path);
+            free(f->v[i].data);
+        } else {
+            f->v[j++] = f->v[i];
+        }
+    }
+    f->n = j;
+}
+
+static void files_add(files_t *f, char *path, char *data, size_t len)
+{
+    if (f->n == f->cap) {
+        f->cap = f->cap ? f->cap * 2 : 64;
+        f->v = kiln_xrealloc(f->v, f->cap * sizeof(dbfile_t));
+    }
+    f->v[f->n++] = (dbfile_t){.path = path, .data = data, .len = len, .seq = f->seq++};
+    f->total += len;
+}
+
+static const dbfile_t *files_find(const files_t *f, const char *path)
+{
+    for (size_t i = f->n; i-- > 0;)
+        if (strcmp(f->v[i].path, path) == 0)
+            return &f->v[i];
+    return NULL;
+}
+
+static int by_path_then_seq(const void *a, const void *b)
+{
+    const dbfile_t *x = a, *y = b;
+    int c = strcmp(x->path, y->path);
+    return c ? c : (x->seq < y->seq ? -1 : x->seq > y->seq);
+}
+
+/* Keeps the last copy of each path. */
+static void files_dedupe(files_t *f)
+{
+    size_t j = 0;
+
+    qsort(f->v, f->n, sizeof(dbfile_t), by_path_then_seq);
+    for (size_t i = 0; i < f->n; i++) {
+        if (i + 1 < f->n && strcmp(f->v[i].path, f->v[i + 1].path) == 0) {
+            f->total -= f->v[i].len;
+            free(f->v[i].path);
+            free(f->v[i].data);
+            continue;
+        }
+        f->v[j++] = f->v[i];
+    }
+    f->n = j;
+}
+
+/* Reads the current entry's data (at most KILN_SBOM_FILE_MAX bytes). */
+static int read_entry(kiln_tar_reader_t *t, const char *path, char **out, size_t *len,
+                      kiln_error_t *err)
+{
+    _cleanup_free_ char *buf = NULL;
+    size_t n = 0, cap = 0;
+    ssize_t r;
+
+    for (;;) {
+        if (cap - n < 65536) {
+            cap = cap ? cap * 2 : 65536;
+            buf = kiln_xrealloc(buf, cap + 1);
+        }
+        r = kiln_tar_reader_data(t, buf + n, cap - n, err);
+        if (r < 0)
+            return kiln_error_prefix(err, "%s", path);
+        if (r == 0)
+            break;
+        n += (size_t)r;
+        if (n > KILN_SBOM_FILE_MAX)
+            return kiln_error_set(err, EFBIG, "%s: larger than %u MiB", path,
+                                  KILN_SBOM_FILE_MAX >> 20);
+    }
+    buf[n] = '\0';
+    *len = n;
+    *out = steal_pointer(&buf);
+    return 0;
+}
+
+/* One layer onto files: its whiteouts, opaque directories and non-directory entries hide what
+ * the lower layers had there; its database files (regular files, or hard links to one
+ * earlier in the layer) join. Symlinks are never followed: they only hide. */
+static int scan_layer(kiln_tar_reader_t *t, files_t *files, const char *what, kiln_error_t *err)
+{
+    files_t added = {0};
+    char **hide = NULL;
+    size_t n_hide = 0;
+    struct archive_entry *e;
+    int r, ret = -1;
+
+    while ((r = kiln_tar_reader_next(t, &e, err)) == 1) {
+        _cleanup_free_ char *path = kiln_xstrdup(archive_entry_pathname(e));
+        const char *link = archive_entry_hardlink(e);
+        const char *b;
+        mode_t type = archive_entry_filetype(e);
+
+        if (kiln_layer_clean_path(path, "its name", archive_entry_pathname(e), err) < 0)
+            goto out;
+        b = base_name(path);
+        if (strncmp(b, ".wh.", 4) == 0) {
+            /* ".wh..wh..opq": the directory's lower contents; ".wh.NAME": NAME */
+            char *h = strcmp(b, ".wh..wh..opq") == 0
+                          ? kiln_xstrndup(path, b > path ? (size_t)(b - path - 1) : 0)
+                          : kiln_xasprintf("%.*s%s", (int)(b - path), path, b + 4);
+            hide = kiln_xrealloc(hide, (n_hide + 1) * sizeof(char *));
+            hide[n_hide++] = h;
+            continue;
+        }
+        if (type != AE_IFDIR) {
+            hide = kiln_xrealloc(hide, (n_hide + 1) * sizeof(char *));
+            hide[n_hide++] = kiln_xstrdup(path);
+        }
+        if (!kiln_sbom_wanted(path))
+            continue;
+        if (link != NULL) {
+            _cleanup_free_ char *target = kiln_xstrdup(link);
+            const dbfile_t *src;
+            if (kiln_layer_clean_path(target, "its hardlink target", link, err) < 0)
+                goto out;
+            src = files_find(&added, target);
+            if (src)
+                files_add(&added, steal_pointer(&path), kiln_xstrndup(src->data, src->len),
+                          src->len);
+        } else if (type == AE_IFREG) {
+            char *data = NULL;
+            size_t len = 0;
+            if (read_entry(t, path, &data, &len, err) < 0)
+                goto out;
+            files_add(&added, steal_pointer(&path), data, len);
+        }
+        if (files->total + added.total > TOTAL_MAX) {
+            kiln_error_set(err, EFBIG, "%s: package databases larger than %u MiB in all", what,
+                           TOTAL_MAX >> 20);
+            goto out;
+        }
+    }
+    if (r < 0)
+        goto out;
+    for (size_t i = 0; i < n_hide; i++)
+        files_remove(files, hide[i]);
+    for (size_t i = 0; i < added.n; i++)
+        files_add(files, added.v[i].path, added.v[i].data, added.v[i].len);
+    added.n = 0;
+    files_dedupe(files);
+    ret = 0;
+out:
+    for (size_t i = 0; i < n_hide; i++)
+        free(hide[i]);
+    free(hide);
+    files_clear(&added);
+    return ret;
+}
+
+int kiln_sbom_scan_layers(kiln_sbom_t *sb, kiln_store_t *store, const kiln_descriptor_t *layers,
+                          size_t n, kiln_error_t *err)
+{
+    files_t files = {0};
+    int ret = -1;
+
+    for (size_t i = 0; i < n; i++) {
+        char ds[KILN_DIGEST_STR_MAX];
+        _cleanup_close_ int fd = -1;
+        kiln_tar_reader_t *t = NULL;
+        int r;
+
+        kiln_digest_str(&layers[i].digest, ds);
+        if (kiln_store_open_blob(store, &layers[i].digest, &fd, NULL, err) < 0)
+            goto out;
+        if (kiln_tar_reader_open(fd, NULL, NULL, NULL, &t, err) < 0) {
+            kiln_error_prefix(err, "layer %s", ds);
+            goto out;
+        }
+        r = scan_layer(t, &files, ds, err);
+        kiln_tar_reader_free(t);
+        if (r < 0) {
+            kiln_error_prefix(err, "layer %s", ds);
+            goto out;
+        }
+    }
+    /* os-release first: it names the distribution of the deb packages */
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < files.n; i++)
+            if ((strcmp(base_name(files.v[i].path), "os-release") == 0) == (pass == 0) &&
+                kiln_sbom_add_file(sb, files.v[i].path, files.v[i].data, files.v[i].len, err) < 0)
+                goto out;
+    ret = 0;
+out:
+    files_clear(&files);
+    return ret;
+}
+
+/* ---- the document ---- */
+
+static int by_purl(const void *a, const void *b)
+{
+    return strcmp(((const pkg_t *)a)->purl, ((const pkg_t *)b)->purl);
+}
+
+json_t *kiln_sbom_spdx(const kiln_sbom_t *sb, const char *name, const char *digest,
+                       const char *created)
+{
+    _cleanup_free_ pkg_t *sorted = kiln_xmalloc((sb->n + 1) * sizeof(pkg_t));
+    json_t *pkgs = json_array(), *rels = json_array(), *image, *doc;
+    kiln_sha256_t h;
+    kiln_digest_t id;
+    char ids[KILN_DIGEST_STR_MAX];
+    _cleanup_free_ char *ns = NULL;
+
+    if (sb->n)
+        memcpy(sorted, sb->pkgs, sb->n * sizeof(pkg_t));
+    qsort(sorted, sb->n, sizeof(pkg_t), by_purl);
+    /* the namespace: unique per image and package list, the same for the same image */
+    if (kiln_sha256_init(&h, NULL) == 0) {
+        kiln_sha256_update(&h, name, strlen(name));
+        if (digest)
+            kiln_sha256_update(&h, digest, strlen(digest));
+        for (size_t i = 0; i < sb->n; i++)
+            kiln_sha256_update(&h, sorted[i].purl, strlen(sorted[i].purl) + 1);
+        kiln_sha256_final(&h, &id);
+        kiln_digest_str(&id, ids);
+    } else {
+        snprintf(ids, sizeof(ids), "sha256:unknown");
+    }
+    ns = kiln_xasprintf("https://kiln.dev/spdx/image/%s", strchr(ids, ':') + 1);
+    image = json_pack("{s:s, s:s, s:s, s:s, s:b, s:s, s:s, s:s}", "name", name, "SPDXID",
+                      "SPDXRef-Image", "versionInfo", digest ? digest : "NOASSERTION",
+                      "downloadLocation", "NOASSERTION", "filesAnalyzed", 0, "licenseConcluded",
+                      "NOASSERTION", "licenseDeclared", "NOASSERTION", "primaryPackagePurpose",
+                      "CONTAINER");
+    json_array_append_new(pkgs, image);
+    json_array_append_new(rels, json_pack("{s:s, s:s, s:s}", "spdxElementId", "SPDXRef-DOCUMENT",
+                                          "relationshipType", "DESCRIBES", "relatedSpdxElement",
+                                          "SPDXRef-Image"));
+    for (size_t i = 0; i < sb->n; i++) {
+        const pkg_t *p = &sorted[i];
+        _cleanup_free_ char *spdxid = kiln_xasprintf("SPDXRef-Package-%s-%zu", p->type, i + 1);
+        _cleanup_free_ char *info = kiln_xasprintf("acquired package info from %s", p->source);
+        json_array_append_new(
+            pkgs,
+            json_pack("{s:s, s:s, s:s, s:s, s:b, s:s, s:s, s:s, s:[{s:s, s:s, s:s}]}", "name",
+                      p->name, "SPDXID", spdxid, "versionInfo", p->version, "downloadLocation",
+                      "NOASSERTION", "filesAnalyzed", 0, "licenseConcluded", "NOASSERTION",
+                      "licenseDeclared", p->license ? p->license : "NOASSERTION", "sourceInfo",
+                      info, "externalRefs", "referenceCategory", "PACKAGE-MANAGER", "referenceType",
+                      "purl", "referenceLocator", p->purl));
+        json_array_append_new(rels, json_pack("{s:s, s:s, s:s}", "spdxElementId", "SPDXRef-Image",
+                                              "relationshipType", "CONTAINS", "relatedSpdxElement",
+                                              spdxid));
+    }
+    doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:s, s:[s]}, s:o, s:o}", "spdxVersion",
+                    "SPDX-2.3", "dataLicense", "CC0-1.0", "SPDXID", "SPDXRef-DOCUMENT", "name",
+                    name, "documentNamespace", ns, "creationInfo", "created", created, "creators",
+                    "Tool: kiln-" KILN_VERSION, "packages", pkgs, "relationships", rels);
+    return doc;
+}
