@@ -135,6 +135,8 @@ static enum MHD_Result send_resp(conn_state_t *st, struct MHD_Connection *c, kil
             MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
     }
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    if (resp->csp)
+        MHD_add_response_header(r, "Content-Security-Policy", resp->csp);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(r, "X-Request-Id", st->request_id);
     ret = MHD_queue_response(c, resp->status ? resp->status : 500, r);
@@ -144,6 +146,8 @@ static enum MHD_Result send_resp(conn_state_t *st, struct MHD_Connection *c, kil
     }
     MHD_destroy_response(r);
     free(resp->body);
+    free(resp->csp);
+    resp->csp = NULL;
     return ret;
 }
 

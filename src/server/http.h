@@ -39,6 +39,7 @@ typedef struct kiln_http_resp {
     size_t len;
     struct MHD_Response *custom; /* a streaming response, sent as is (len: its size if known) */
     const char *tenant; /* the tenant a route found for an open route (a webhook's project) */
+    char *csp;          /* a Content-Security-Policy header (malloc'ed) or NULL */
 } kiln_http_resp_t;
 
 /* Starts listening on "HOST:PORT". */

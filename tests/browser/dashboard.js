@@ -39,6 +39,14 @@ const rowIds = (page) => page.$$eval("#builds tr.build", (rs) => rs.map((r) => r
     // the XSS row: the payloads are text; nothing they carry became an element or ran
     out.xss_elements = await page.$$eval("#builds img, #builds script, #builds svg", (e) => e.length);
     out.xss_flag = await page.evaluate(() => window.__kiln_xss || null);
+    // the page's CSP: a script element added to it (as markup that became one would be) is
+    // not run
+    out.csp_injected = await page.evaluate(() => {
+      const sc = document.createElement("script");
+      sc.textContent = "window.__kiln_csp = 1";
+      document.body.appendChild(sc);
+      return window.__kiln_csp || null;
+    });
 
     // filter by status (asked of the server), then by branch (matched in the page)
     await page.selectOption("#f-status", "failed");
@@ -76,6 +84,11 @@ const rowIds = (page) => page.$$eval("#builds tr.build", (rs) => rs.map((r) => r
       error_shown: document.getElementById("error").style.display !== "none",
       fields: Object.fromEntries([...document.querySelectorAll("#build dd")].map((d) => [d.dataset.field, d.textContent])),
     }));
+
+    // the same Dockerfile built again: its steps are cache hits
+    await page.goto(`${a.base}/#build/${a.again}`);
+    await page.waitForSelector("#steps tr.step");
+    out.again_steps = await page.$$eval("#steps tr.step", (rs) => rs.map((r) => [...r.children].map((c) => c.textContent)));
 
     // the XSS build's page: the branch and message shown as text there too
     await page.goto(`${a.base}/#build/${a.xss}`);

@@ -51,7 +51,8 @@ def submit_dockerfile(text):
     return b["id"]
 
 
-good = submit_dockerfile("FROM oci:%s:1\nRUN echo dash-good-line\nRUN echo two > /two\n" % layout)
+GOOD = "FROM oci:%s:1\nRUN echo dash-good-line\nRUN echo two > /two\n" % layout
+good = submit_dockerfile(GOOD)
 fail = submit_dockerfile("FROM oci:%s:1\nRUN echo dash-fail-out-1 && echo dash-fail-out-2 "
                          "&& exit 3\n" % layout)
 # a push whose branch and commit message are markup; its clone (a closed port) fails
@@ -71,13 +72,20 @@ T.check("the push webhook queued a build", st == 202, body)
 xss = json.loads(body)["id"] if st == 202 else "none"
 for bid in (good, fail, xss):
     srv.wait_status(bid, ["succeeded", "failed", "canceled"], timeout=120)
+again = submit_dockerfile(GOOD)  # the same steps again: cache hits
+srv.wait_status(again, ["succeeded", "failed", "canceled"], timeout=120)
+st, _, hdrs = srv.request("GET", "/", token=None, raw=True)
+T.check("the page is served with a CSP allowing its own script by hash only",
+        st == 200 and "script-src 'sha256-" in hdrs.get("Content-Security-Policy", "") and
+        "unsafe-inline'; connect" in hdrs.get("Content-Security-Policy", "") and
+        "script-src 'unsafe" not in hdrs.get("Content-Security-Policy", ""), hdrs)
 rec_fail = srv.get(fail)
 T.check("the webhook's commit message is on the record (triggered_by)",
         (srv.get(xss) or {}).get("triggered_by", {}).get("commit_message") == MESSAGE,
         srv.get(xss))
 
 args = {"base": "http://127.0.0.1:%d" % srv.port, "token": TOKEN, "good": good, "fail": fail,
-        "xss": xss, "shots": shots}
+        "xss": xss, "again": again, "shots": shots}
 r = subprocess.run([NODE, os.path.join(SRC, "tests", "browser", "dashboard.js"), modules,
                     CHROMIUM, json.dumps(args)], capture_output=True, text=True, timeout=300)
 try:
@@ -132,6 +140,12 @@ T.check("the good build's page: its RUN steps with times, the image digest, no e
         gp.get("status") == "succeeded" and
         any("echo dash-good-line" in s[0] and s[2].endswith(" s") for s in steps) and
         digest and digest in gp.get("outputs", "") and not gp.get("error_shown"), (gp, digest))
+T.check("a script element added to the page does not run (CSP)",
+        "csp_injected" in o and o["csp_injected"] is None, o.get("csp_injected"))
+again_steps = o.get("again_steps", [])
+T.check("the same build again: its RUN steps shown as cache hits",
+        len([s for s in again_steps if s[0].find("RUN ") >= 0 and s[1] == "cached"]) == 2,
+        again_steps)
 T.check("screenshots saved in the test log dir",
         all(os.path.getsize(os.path.join(shots, n)) > 1000 for n in
             ("dashboard-list.png", "dashboard-failed-build.png", "dashboard-xss-build.png")
