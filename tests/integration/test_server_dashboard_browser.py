@@ -14,7 +14,7 @@ import os
 import shutil
 import subprocess
 
-from kilntest import SRC, T, start_registry  # noqa: F401
+from kilntest import SRC, T, start_registry
 from server_common import TOKEN, Server, busybox_layout, tar_gz
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -40,19 +40,22 @@ config = {"tokens": [TOKEN],
           "policy": {"allow_addresses": ["127.0.0.0/8"], "oci_dirs": [layout],
                      "allow_http_git": True},
           "projects": [{"name": "app", "github": "acme/app", "secret": GH_SECRET}]}
+reg = "127.0.0.1:%d" % start_registry()
 srv = Server(os.path.join(T.tmp, "root"), workers=2, config=config,
-             extra=["--kiln-root=" + os.path.join(T.tmp, "kiln-root")]).start()
+             extra=["--kiln-root=" + os.path.join(T.tmp, "kiln-root"),
+                    "--build-option=--insecure-registry=" + reg]).start()
+PUSHED = "%s/dash/app:1" % reg
 
 
-def submit_dockerfile(text):
+def submit_dockerfile(text, outputs=()):
     ctx = srv.upload_dockerfile(text)
-    st, b = srv.submit({"source": {"context": ctx}})
+    st, b = srv.submit({"source": {"context": ctx}, "outputs": list(outputs)})
     assert st == 202, b
     return b["id"]
 
 
 GOOD = "FROM oci:%s:1\nRUN echo dash-good-line\nRUN echo two > /two\n" % layout
-good = submit_dockerfile(GOOD)
+good = submit_dockerfile(GOOD, [{"type": "registry", "name": PUSHED}])
 fail = submit_dockerfile("FROM oci:%s:1\nRUN echo dash-fail-out-1 && echo dash-fail-out-2 "
                          "&& exit 3\n" % layout)
 # a push whose branch and commit message are markup; its clone (a closed port) fails
@@ -140,6 +143,8 @@ T.check("the good build's page: its RUN steps with times, the image digest, no e
         gp.get("status") == "succeeded" and
         any("echo dash-good-line" in s[0] and s[2].endswith(" s") for s in steps) and
         digest and digest in gp.get("outputs", "") and not gp.get("error_shown"), (gp, digest))
+T.check("the good build's page: the registry output it pushed, with its digest",
+        "registry %s @ %s" % (PUSHED, digest) in gp.get("outputs", ""), gp.get("outputs"))
 T.check("a script element added to the page does not run (CSP)",
         "csp_injected" in o and o["csp_injected"] is None, o.get("csp_injected"))
 again_steps = o.get("again_steps", [])
