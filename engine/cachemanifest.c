@@ -299,7 +299,30 @@ static int hash_file(int fd, kiln_digest_t *out, kiln_error_t *err)
     return 0;
 }
 
-static int scan_dir(int dfd, const char *rel, int depth, kiln_cm_t *m, kiln_error_t *err)
+static int64_t ns_of(struct timespec t)
+{
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* The entry of known at path, or NULL (known is sorted by path). */
+static const kiln_cm_entry_t *find_known(const kiln_cm_t *known, const char *path)
+{
+    size_t lo = 0, hi = known ? known->n : 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(known->e[mid].path, path);
+        if (c == 0)
+            return &known->e[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static int scan_dir(int dfd, const char *rel, int depth, const kiln_cm_t *known, kiln_cm_t *m,
+                    kiln_error_t *err)
 {
     _cleanup_closedir_ DIR *d = NULL;
     struct dirent *de;
@@ -359,9 +382,19 @@ static int scan_dir(int dfd, const char *rel, int depth, kiln_cm_t *m, kiln_erro
             buf[n] = '\0';
             x->link = kiln_xstrdup(buf);
         } else if (S_ISREG(sb.st_mode)) {
-            _cleanup_close_ int fd = openat(dfd, names[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+            const kiln_cm_entry_t *k = find_known(known, path);
+            _cleanup_close_ int fd = -1;
             x->type = 'f';
             x->size = (uint64_t)sb.st_size;
+            x->ino = (uint64_t)sb.st_ino;
+            x->mtime_ns = ns_of(sb.st_mtim);
+            x->ctime_ns = ns_of(sb.st_ctim);
+            if (k && k->type == 'f' && k->ino == x->ino && k->size == x->size &&
+                k->mtime_ns == x->mtime_ns && k->ctime_ns == x->ctime_ns && k->ctime_ns != 0) {
+                x->hash = k->hash; /* unchanged since its hash was taken */
+                continue;
+            }
+            fd = openat(dfd, names[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
             if (fd < 0 || hash_file(fd, &x->hash, err) < 0) {
                 kiln_error_set(err, errno, "read %s", path);
                 goto out;
@@ -374,7 +407,7 @@ static int scan_dir(int dfd, const char *rel, int depth, kiln_cm_t *m, kiln_erro
                 kiln_error_set(err, errno, "open %s", path);
                 goto out;
             }
-            if (scan_dir(sub, path, depth + 1, m, err) < 0)
+            if (scan_dir(sub, path, depth + 1, known, m, err) < 0)
                 goto out;
         }
     }
@@ -391,10 +424,10 @@ static int cmp_entry(const void *a, const void *b)
     return strcmp(((const kiln_cm_entry_t *)a)->path, ((const kiln_cm_entry_t *)b)->path);
 }
 
-int kiln_cm_scan(int dirfd, kiln_cm_t *out, kiln_error_t *err)
+int kiln_cm_scan(int dirfd, const kiln_cm_t *known, kiln_cm_t *out, kiln_error_t *err)
 {
     kiln_cm_t m = {0};
-    if (scan_dir(dirfd, "", 0, &m, err) < 0) {
+    if (scan_dir(dirfd, "", 0, known, &m, err) < 0) {
         kiln_cm_clear(&m);
         return -1;
     }
@@ -572,7 +605,7 @@ static int make_entries(int rootfd, const kiln_cm_t *m, char type, kiln_error_t 
 }
 
 /* Owner, mode (set-id bits dropped) and time of entry x. */
-static int finish_entry(int rootfd, const kiln_cm_entry_t *x, bool root, kiln_error_t *err)
+static int finish_entry(int rootfd, kiln_cm_entry_t *x, bool root, kiln_error_t *err)
 {
     struct timespec ts[2] = {{x->mtime, 0}, {x->mtime, 0}};
     mode_t mode = x->mode & 01777;
@@ -595,17 +628,24 @@ static int finish_entry(int rootfd, const kiln_cm_entry_t *x, bool root, kiln_er
             rootfd, x->path, O_RDONLY | O_NOFOLLOW | (x->type == 'd' ? O_DIRECTORY : 0));
         if (fd < 0)
             return kiln_error_set(err, errno, "open %s", x->path);
+        struct stat sb;
         if (root && fchown(fd, x->uid, x->gid) < 0)
             return kiln_error_set(err, errno, "chown %s", x->path);
         if (fchmod(fd, mode) < 0 || futimens(fd, ts) < 0)
             return kiln_error_set(err, errno, "chmod %s", x->path);
+        if (x->type == 'f' && fstat(fd, &sb) == 0) {
+            /* the identity the hash is known for: the save's scan need not read it again */
+            x->ino = (uint64_t)sb.st_ino;
+            x->mtime_ns = ns_of(sb.st_mtim);
+            x->ctime_ns = ns_of(sb.st_ctim);
+        }
     }
     return 0;
 }
 
 /* Every entry's owner, mode and time: directories last and deepest first, so writing into
  * them does not change their times again. */
-static int finish_entries(int rootfd, const kiln_cm_t *m, kiln_error_t *err)
+static int finish_entries(int rootfd, kiln_cm_t *m, kiln_error_t *err)
 {
     bool root = geteuid() == 0;
     for (size_t i = 0; i < m->n; i++)
@@ -617,7 +657,7 @@ static int finish_entries(int rootfd, const kiln_cm_t *m, kiln_error_t *err)
     return 0;
 }
 
-int kiln_cm_restore(int rootfd, const kiln_cm_t *m, unsigned threads, kiln_cm_fetch_fn fetch,
+int kiln_cm_restore(int rootfd, kiln_cm_t *m, unsigned threads, kiln_cm_fetch_fn fetch,
                     void *(*new_http)(void), void (*free_http)(void *), void *ud, kiln_error_t *err)
 {
     restore_t r = {.rootfd = rootfd, .m = m, .fetch = fetch, .ud = ud};

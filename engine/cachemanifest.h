@@ -53,6 +53,10 @@ typedef struct kiln_cm_entry {
     kiln_cm_seg_t *segs;
     size_t n_segs;
     int64_t used; /* scan only (not encoded): max(atime, mtime), for eviction */
+    /* scan and restore only (not encoded): the file's identity on disk when its hash was
+     * taken; a later scan finding the same one reuses the hash (ctime cannot be set back) */
+    uint64_t ino;
+    int64_t mtime_ns, ctime_ns;
 } kiln_cm_entry_t;
 
 typedef struct kiln_cm_blob {
@@ -83,9 +87,11 @@ int kiln_cm_decode(const char *buf, size_t len, uint64_t max_size, const char *w
 int kiln_cm_check_path(const char *path, kiln_error_t *err);
 
 /* Lists the directory dirfd (not followed out of: symbolic links are entries, special
- * files skipped) with every file's hash, sorted by path, no segments yet. At most
- * KILN_CM_ENTRIES_MAX entries. -1 with err naming the path. */
-int kiln_cm_scan(int dirfd, kiln_cm_t *out, kiln_error_t *err);
+ * files skipped) with every file's hash, sorted by path, no segments yet. A file that known
+ * (a restore's or an earlier scan's entries, sorted; may be NULL) lists at the same path with
+ * the same inode, size, mtime and ctime keeps that hash unread. At most KILN_CM_ENTRIES_MAX
+ * entries. -1 with err naming the path. */
+int kiln_cm_scan(int dirfd, const kiln_cm_t *known, kiln_cm_t *out, kiln_error_t *err);
 
 /* Drops the least recently used files (max(atime, mtime) of the scan) until the files
  * total max_size at most. Returns the number of files dropped. */
@@ -111,9 +117,10 @@ typedef int (*kiln_cm_fetch_fn)(void *ud, void *http, const kiln_cm_blob_t *b, c
 
 /* Recreates m's tree under the empty directory rootfd: directories, then every file's
  * bytes from the blobs (fetch, with threads workers each given its own new_http()), then
- * symbolic links, then modes and times. Nothing is created outside rootfd. -1 with err
- * naming the entry; what is half made is the caller's to remove. */
-int kiln_cm_restore(int rootfd, const kiln_cm_t *m, unsigned threads, kiln_cm_fetch_fn fetch,
+ * symbolic links, then modes and times. Nothing is created outside rootfd. Each file's
+ * identity on disk is noted in m (for kiln_cm_scan's known). -1 with err naming the entry;
+ * what is half made is the caller's to remove. */
+int kiln_cm_restore(int rootfd, kiln_cm_t *m, unsigned threads, kiln_cm_fetch_fn fetch,
                     void *(*new_http)(void), void (*free_http)(void *), void *ud,
                     kiln_error_t *err);
 

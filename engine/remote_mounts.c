@@ -96,6 +96,9 @@ void kiln_remote_mounts_free(engine_t *e)
     for (size_t i = 0; i < rc->n_mounts; i++) {
         free(rc->mounts[i].id);
         free(rc->mounts[i].dir);
+        if (rc->mounts[i].known)
+            kiln_cm_clear(rc->mounts[i].known);
+        free(rc->mounts[i].known);
     }
     free(rc->mounts);
     strv_clear(&rc->looked);
@@ -124,7 +127,7 @@ void kiln_remote_mounts_note(engine_t *e, const char *id, const char *dir)
 }
 
 /* The noted mount whose directory dir is (or is a private instance "<dir>.pN" of). */
-static const rc_mount_t *find_mount(const kiln_rcache_t *rc, const char *dir)
+static rc_mount_t *find_mount(kiln_rcache_t *rc, const char *dir)
 {
     for (size_t i = 0; i < rc->n_mounts; i++) {
         size_t n = strlen(rc->mounts[i].dir);
@@ -214,78 +217,76 @@ void kiln_remote_mounts_imported(engine_t *e, json_t *cfg)
     pthread_mutex_unlock(&e->rcache->lock);
 }
 
-/* Restores id from the registry cache's manifest (its packs in the store): 1, 0 none, -1. */
-static int restore_stored(engine_t *e, const char *id, int fd, kiln_error_t *err)
+/* Restores the manifest body (what names it, from names its source) into the empty
+ * directory fd, fetching blobs with fetch; the restored entries (with their identities on
+ * disk) go to *keep for the save's scan. 1, or -1 with err (the directory emptied again). */
+static int restore_body(engine_t *e, const char *body, size_t len, uint64_t max, const char *id,
+                        const char *from, int fd, kiln_cm_fetch_fn fetch, bool remote, void *ud,
+                        kiln_cm_t **keep, kiln_error_t *err)
 {
-    _cleanup_free_ char *rel = manifest_rel(id);
-    _cleanup_free_ char *body = NULL;
-    _cleanup_free_ char *what = kiln_xasprintf("cache mount %s from the registry cache", id);
+    _cleanup_free_ char *what = kiln_xasprintf("cache mount %s from %s", id, from);
     _cleanup_close_ int rootfd = -1;
-    json_t *m = json_object_get(e->rcache->reg_old, rel);
-    kiln_cm_t cm = {0};
+    kiln_cm_t *m = kiln_xzalloc(sizeof(*m));
     double t0 = kiln_engine_now();
-    if (m == NULL)
-        return 0;
-    body = json_dumps(m, JSON_COMPACT);
-    if (kiln_cm_decode(body, strlen(body), KILN_CM_DEFAULT_MAX_SIZE, what, &cm, err) < 0)
+    if (kiln_cm_decode(body, len, max, what, m, err) < 0) {
+        free(m);
         return -1;
+    }
     rootfd = openat(fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (rootfd < 0 ||
-        kiln_cm_restore(rootfd, &cm, FETCH_THREADS, fetch_stored, NULL, NULL, e, err) < 0) {
+    if (rootfd < 0 || kiln_cm_restore(rootfd, m, FETCH_THREADS, fetch, remote ? http_new : NULL,
+                                      remote ? http_free : NULL, ud, err) < 0) {
         if (rootfd < 0)
             kiln_error_set(err, errno, "open the cache directory");
         kiln_error_prefix(err, "%s", what);
-        kiln_cm_clear(&cm);
+        kiln_cm_clear(m);
+        free(m);
         empty_dir(fd);
         return -1;
     }
-    kiln_engine_log(e,
-                    "cache mount %s: restored %zu entries (%.1f MB) from the registry cache in "
-                    "%.2fs",
-                    id, cm.n, (double)kiln_cm_total(&cm) / 1e6, kiln_engine_now() - t0);
-    kiln_cm_clear(&cm);
+    kiln_engine_log(e, "cache mount %s: restored %zu entries (%.1f MB) from %s in %.2fs", id, m->n,
+                    (double)kiln_cm_total(m) / 1e6, from, kiln_engine_now() - t0);
+    if (*keep) {
+        kiln_cm_clear(*keep);
+        free(*keep);
+    }
+    *keep = m;
     return 1;
+}
+
+/* Restores id from the registry cache's manifest (its packs in the store): 1, 0 none, -1. */
+static int restore_stored(engine_t *e, rc_mount_t *mt, int fd, kiln_error_t *err)
+{
+    _cleanup_free_ char *rel = manifest_rel(mt->id);
+    _cleanup_free_ char *body = NULL;
+    json_t *m = json_object_get(e->rcache->reg_old, rel);
+    if (m == NULL)
+        return 0;
+    body = json_dumps(m, JSON_COMPACT);
+    return restore_body(e, body, strlen(body), KILN_CM_DEFAULT_MAX_SIZE, mt->id,
+                        "the registry cache", fd, fetch_stored, false, e, &mt->known, err);
 }
 
 /* Restores the manifest of id from rs into the empty directory fd: 1 done, 0 none there,
  * -1 with err (the directory is emptied again). */
-static int restore_from(engine_t *e, kiln_rstore_t *rs, uint64_t max, const char *id, int fd,
+static int restore_from(engine_t *e, kiln_rstore_t *rs, uint64_t max, rc_mount_t *mt, int fd,
                         kiln_error_t *err)
 {
-    _cleanup_free_ char *rel = manifest_rel(id);
+    _cleanup_free_ char *rel = manifest_rel(mt->id);
     _cleanup_free_ char *body = NULL;
-    _cleanup_free_ char *what = kiln_xasprintf("cache mount %s from %s", id, kiln_rstore_name(rs));
-    _cleanup_close_ int rootfd = -1;
     kiln_http_t *http = kiln_http_new();
-    kiln_cm_t m = {0};
     size_t len = 0;
-    double t0 = kiln_engine_now();
     int r = kiln_rstore_get(rs, http, rel, KILN_CM_MANIFEST_MAX, &body, &len, err);
     kiln_http_free(http);
     if (r <= 0)
         return r;
-    if (kiln_cm_decode(body, len, max, what, &m, err) < 0)
-        return -1;
-    rootfd = openat(fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (rootfd < 0 ||
-        kiln_cm_restore(rootfd, &m, FETCH_THREADS, fetch_blob, http_new, http_free, rs, err) < 0) {
-        if (rootfd < 0)
-            kiln_error_set(err, errno, "open the cache directory");
-        kiln_error_prefix(err, "%s", what);
-        kiln_cm_clear(&m);
-        empty_dir(fd);
-        return -1;
-    }
-    kiln_engine_log(e, "cache mount %s: restored %zu entries (%.1f MB) from %s in %.2fs", id, m.n,
-                    (double)kiln_cm_total(&m) / 1e6, kiln_rstore_name(rs), kiln_engine_now() - t0);
-    kiln_cm_clear(&m);
-    return 1;
+    return restore_body(e, body, len, max, mt->id, kiln_rstore_name(rs), fd, fetch_blob, true, rs,
+                        &mt->known, err);
 }
 
 void kiln_remote_mounts_restore(engine_t *e, const char *dir)
 {
     kiln_rcache_t *rc = e->rcache;
-    const rc_mount_t *mt;
+    rc_mount_t *mt;
     _cleanup_close_ int fd = -1;
     _cleanup_close_ int lock = -1;
     _cleanup_free_ char *lockpath = NULL;
@@ -312,8 +313,8 @@ void kiln_remote_mounts_restore(engine_t *e, const char *dir)
         int r = 0;
         for (size_t i = 0; i <= rc->n_from && r <= 0; i++) {
             kiln_error_t err = {0};
-            r = i < rc->n_from ? restore_from(e, rc->from[i], rc->from_max[i], mt->id, fd, &err)
-                               : restore_stored(e, mt->id, fd, &err);
+            r = i < rc->n_from ? restore_from(e, rc->from[i], rc->from_max[i], mt, fd, &err)
+                               : restore_stored(e, mt, fd, &err);
             if (r < 0)
                 kiln_engine_log(e, "WARNING: %s (the step runs with the cache empty)", err.msg);
         }
@@ -588,7 +589,8 @@ static int save_one(engine_t *e, const rc_mount_t *mt, const mount_dest_t *dest,
         goto out;
     }
     s.rootfd = openat(dirfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (s.rootfd < 0 || kiln_cm_scan(dirfd, &now, err) < 0)
+    /* files restored by this build and not changed since keep their hashes unread */
+    if (s.rootfd < 0 || kiln_cm_scan(dirfd, mt->known, &now, err) < 0)
         goto out;
     dropped = kiln_cm_evict(&now, dest->max);
     if (dropped)

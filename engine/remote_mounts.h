@@ -9,8 +9,9 @@
 #include "engine/remote_store.h"
 
 typedef struct rc_mount {
-    char *id;  /* the cache id as written */
-    char *dir; /* its directory in the namespace's cache mounts */
+    char *id;              /* the cache id as written */
+    char *dir;             /* its directory in the namespace's cache mounts */
+    struct kiln_cm *known; /* what was restored into dir (engine/cachemanifest), or NULL */
 } rc_mount_t;
 
 typedef struct kiln_rcache {

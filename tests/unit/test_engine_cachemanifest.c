@@ -46,7 +46,7 @@ static void scan_path(const char *d, kiln_cm_t *m)
     _cleanup_close_ int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     kiln_error_t err = {0};
     assert_true(fd >= 0);
-    assert_int_equal(kiln_cm_scan(fd, m, &err), 0);
+    assert_int_equal(kiln_cm_scan(fd, NULL, m, &err), 0);
 }
 
 static void test_scan_sorted(void **state)
@@ -246,6 +246,35 @@ static void test_restore(void **state)
     assert_int_equal(ln, 11);
     lbuf[ln] = '\0';
     assert_string_equal(lbuf, "a/b/one.txt");
+    {
+        /* the save's scan reuses the hash of a file restored and not changed since (a marker
+         * hash shows it was not read), and reads one that changed */
+        kiln_cm_t again = {0}, again2 = {0};
+        kiln_digest_t marker, real;
+        kiln_digest_bytes("marker", 6, &marker);
+        m.e[3].hash = marker; /* a/b/one.txt */
+        m.e[4].hash = marker; /* a/two.bin */
+        assert_true(m.e[4].ctime_ns != 0);
+        scan_path(out, &again);
+        assert_true(kiln_digest_equal(&again.e[4].hash, &m.e[4].hash) == 0); /* no known */
+        kiln_cm_clear(&again);
+        {
+            _cleanup_close_ int fd = open(out, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            assert_int_equal(kiln_cm_scan(fd, &m, &again, &err), 0);
+        }
+        assert_true(kiln_digest_equal(&again.e[3].hash, &marker));
+        assert_true(kiln_digest_equal(&again.e[4].hash, &marker));
+        assert_int_equal(tmpdir_put(out, "a/two.bin", "two two\n", 0600), 0); /* new ctime */
+        {
+            _cleanup_close_ int fd = open(out, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            assert_int_equal(kiln_cm_scan(fd, &m, &again2, &err), 0);
+        }
+        kiln_digest_bytes("two two\n", 8, &real);
+        assert_true(kiln_digest_equal(&again2.e[4].hash, &real));
+        assert_true(kiln_digest_equal(&again2.e[3].hash, &marker));
+        kiln_cm_clear(&again);
+        kiln_cm_clear(&again2);
+    }
     kiln_cm_clear(&m);
     kiln_fs_rm_rf(d, NULL);
     kiln_fs_rm_rf(out, NULL);
