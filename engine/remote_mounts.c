@@ -121,6 +121,7 @@ void kiln_remote_mounts_note(engine_t *e, const char *id, const char *dir)
             return;
         }
     rc->mounts = kiln_xrealloc(rc->mounts, (rc->n_mounts + 1) * sizeof(*rc->mounts));
+    memset(&rc->mounts[rc->n_mounts], 0, sizeof(*rc->mounts));
     rc->mounts[rc->n_mounts].id = kiln_xstrdup(id);
     rc->mounts[rc->n_mounts++].dir = kiln_xstrdup(dir);
     pthread_mutex_unlock(&rc->lock);
