@@ -78,17 +78,27 @@ rm -rf "$T/prep"
 
 N=0
 next() { N=$((N + 1)); change "$N"; }
+# A fresh root is removed before its run, outside the clock; each run's log is kept.
+run() { # name root-is-fresh(1/0) kiln-args...
+  local name=$1 fresh=$2
+  shift 2
+  [ "$fresh" = 0 ] || rm -rf "$T/r"
+  timed "$name" "$KB $* $APP"
+  cp "$T/last.log" "$T/$name-$r.log"
+}
 for ((r = 0; r < RUNS; r++)); do
   next # one source file changed
-  timed nocache "rm -rf $T/r && $KB --root $T/r $APP"
-  timed remote "rm -rf $T/r && $KB --root $T/r --cache-from $S3 --cache-to $S3,mode=max $APP"
-  timed warm "$KB --root $T/warm $APP"
-  cp "$T/last.log" "$T/warm-$r.log"
+  run nocache 1 --root "$T/r"
+  run remote 1 --root "$T/r" --cache-from "$S3" --cache-to "$S3,mode=max"
+  run warm 0 --root "$T/warm"
   # the same commit again
-  timed same-remote "rm -rf $T/r && $KB --root $T/r --cache-from $S3 $APP"
-  timed same-warm "$KB --root $T/warm $APP"
+  run same-remote 1 --root "$T/r" --cache-from "$S3"
+  run same-warm 0 --root "$T/warm"
 done
-grep -h "cache mount\|imported\|exported\|layer cache" "$T"/warm-*.log | tail -4 || true
+echo "what a remote run did (round 1):"
+grep -h "cache mount\|imported\|exported\|CACHED\|DONE" "$T/remote-1.log" | head -20 || true
+echo "what a same-commit remote run did (round 1):"
+grep -h "cache mount\|imported\|CACHED\|DONE" "$T/same-remote-1.log" | head -20 || true
 rm -rf "$T/r"
 
 bench_header
