@@ -351,11 +351,12 @@ static void test_audit_webhook(void **state)
     (void)state;
     json_t *gh =
         json_loads("{\"pusher\":{\"name\":\"alice\"},\"sender\":{\"login\":\"alice-gh\"},"
-                   "\"head_commit\":{\"author\":{\"name\":\"Bob B\",\"username\":\"bob\"}}}",
+                   "\"head_commit\":{\"message\":\"fix <b>it</b>\",\"author\":{\"name\":\"Bob "
+                   "B\",\"username\":\"bob\"}}}",
                    0, NULL);
     json_t *gl = json_loads("{\"user_username\":\"carol\",\"checkout_sha\":\"c2\",\"commits\":["
                             "{\"id\":\"c1\",\"author\":{\"name\":\"Dan\"}},"
-                            "{\"id\":\"c2\",\"author\":{\"name\":\"Eve\"}},"
+                            "{\"id\":\"c2\",\"message\":\"m2\",\"author\":{\"name\":\"Eve\"}},"
                             "{\"id\":\"c3\",\"author\":{\"name\":\"Fay\"}}]}",
                             0, NULL);
     json_t *a = kiln_audit_webhook("github", "acme", "app", "d-1", "push", gh);
@@ -368,10 +369,13 @@ static void test_audit_webhook(void **state)
     assert_string_equal(json_string_value(json_object_get(a, "event")), "push");
     assert_string_equal(json_string_value(json_object_get(a, "pusher")), "alice");
     assert_string_equal(json_string_value(json_object_get(a, "commit_author")), "bob");
+    /* the message as pushed: the dashboard shows it as text */
+    assert_string_equal(json_string_value(json_object_get(a, "commit_message")), "fix <b>it</b>");
     json_decref(a);
     a = kiln_audit_webhook("gitlab", "acme", "app", NULL, "Push Hook", gl);
     assert_string_equal(json_string_value(json_object_get(a, "pusher")), "carol");
     assert_string_equal(json_string_value(json_object_get(a, "commit_author")), "Eve");
+    assert_string_equal(json_string_value(json_object_get(a, "commit_message")), "m2");
     assert_null(json_object_get(a, "delivery"));
     json_decref(a);
 
