@@ -476,22 +476,6 @@ int kiln_python_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_err
         kiln_python_app(ctx, &c.pp, c.deps_file, plan, &add, err) < 0 ||
         plan_commands(&c, plan, err) < 0)
         goto out;
-    {
-        char *b = kiln_xasprintf(PRUNE_PRE "%s%s" PRUNE, plan->build ? plan->build : "",
-                                 plan->build ? " && " : "");
-        if (plan->build == NULL && plan->why[KILN_WHY_BUILD] == NULL)
-            kiln_plan_why(plan, KILN_WHY_BUILD,
-                          "nothing to build: the step only takes pip, setuptools and wheel out of "
-                          "the venv (unless a dependency needs them), so the run image and a "
-                          "function zip carry the runtime dependencies and the app alone");
-        else if (plan->build == NULL)
-            kiln_plan_why(plan, KILN_WHY_BUILD,
-                          "%s; the step takes pip, setuptools and wheel out of the venv (unless a "
-                          "dependency needs them)",
-                          plan->why[KILN_WHY_BUILD]);
-        free(plan->build);
-        plan->build = b;
-    }
     if (add != NULL) {
         /* the server the framework needs, pinned, into the venv (uv is in the build image;
          * a uv venv has no pip) */
@@ -501,6 +485,23 @@ int kiln_python_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_err
         plan->install = both;
         if (c.pm != PM_UV && kiln_plan_add_cache(plan, "uv", "/root/.cache/uv", err) < 0)
             goto out;
+    }
+    if (plan->build != NULL) {
+        /* a build step: it ends by removing what the run image must not carry */
+        char *b = kiln_xasprintf(PRUNE_PRE "%s && " PRUNE, plan->build);
+        free(plan->build);
+        plan->build = b;
+    } else {
+        /* no build step: the install step does it (the deps stage stays cached across
+         * changes of the app, so a warm build runs nothing) */
+        char *i = kiln_xasprintf("%s && " PRUNE, plan->install ? plan->install : "true");
+        free(plan->install);
+        plan->install = i;
+        if (plan->why[KILN_WHY_INSTALL])
+            kiln_plan_why(plan, KILN_WHY_INSTALL,
+                          "%s; pip, setuptools and wheel then leave the venv (unless a dependency "
+                          "needs them)",
+                          plan->why[KILN_WHY_INSTALL]);
     }
     if (kiln_plan_add(plan->deps, &plan->n_deps, err, VENV) < 0 ||
         kiln_plan_setenv(plan, "PYTHONUNBUFFERED", "1", err) < 0 ||

@@ -157,8 +157,11 @@ int kiln_python_workspace_apply(const char *root, const char *subdir,
         goto out;
     kiln_plan_set(&plan->package_manager, "uv");
     {
-        /* a server the framework needs, added by the provider, stays */
+        /* a server the framework needs, added by the provider, and the provider's closing
+         * step (what the venv must not keep) stay */
         const char *add = plan->install ? strstr(plan->install, " && uv pip install ") : NULL;
+        if (add == NULL && plan->install)
+            add = strstr(plan->install, " && " VENV "/bin/python -c ");
         char *i = kiln_xasprintf(UV " --frozen --package %s --no-install-workspace%s", name,
                                  add ? add : "");
         bool uv_cache = false;
