@@ -8,6 +8,8 @@
 #             into a new directory + kiln build, both with the repo's context id, as kiln serve
 #             runs them) vs the CLI's warm rebuild of the same tree in place with one file
 #             changed                                                        target <= 2x
+#   jobrun    the same rebuild as the server runs it: `kiln job run` of a git spec (its own
+#             checkout, noted in the stat cache, then the build, in one job)     target <= 2x
 #   nochange  the CLI rebuild of the 100k context with nothing changed (all stat cache hits)
 # Usage: bench/statcache.sh [KILN_BIN]   (env: RUNS=5; PARTS="cold server" to run only some;
 # trees are cached under /var/cache/kiln/bench-statcache-<N>)
@@ -77,14 +79,13 @@ interleave() {
 }
 ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / max(float(sys.argv[2]), 1e-9)))" "$1" "$2"; }
 
-C10=$(tree 10000)
-C100=$(tree 100000)
+want cold && C10=$(tree 10000) && C100=$(tree 100000)
 C30=$(tree 30000)
 floor() { echo "tar -cf - -C $1 . | gzip -1 | sha256sum >/dev/null"; }
 cold() { echo "$KILN build --root $T/root --progress quiet -o type=oci,dest=$T/out $1"; }
 fresh="rm -rf $T/root $T/out"
 
-f100=0 k100=0 nc100=0 f10=0 k10=0 cli=0 srv=0
+f100=0 k100=0 nc100=0 f10=0 k10=0 cli=0 srv=0 job=0
 if want cold; then
 { read -r f100; read -r k100; } < <(interleave floor100k "" "$(floor "$C100")" \
   cold100k "$fresh" "$(cold "$C100")")
@@ -113,14 +114,26 @@ srv_build="$KILN checkout --root $T/sroot --context-id '$ID' file://$T/repo.git 
 bash -c "$srv_build" >/dev/null 2>&1
 rm -rf "$T/w"
 "$KILN" build --root "$T/croot" --progress quiet -o "type=oci,dest=$T/cout" "$R" >/dev/null 2>&1
-{ read -r cli; read -r srv; } < <(interleave cli30k "$(change)" \
+# kiln serve's own path: kiln job run checks the repository out itself (under its root's work
+# directory, removed after the job) and builds it in the same job
+printf '{"source": {"git": "file://%s/repo.git", "ref": "main"}, "outputs": [{"type": "oci", "dest": "%s/jout"}]}\n' \
+  "$T" "$T" >"$T/job.json"
+job_build="$KILN job run --spec $T/job.json --root $T/jroot --events /dev/null"
+bash -c "$job_build" >/dev/null 2>&1
+{ read -r cli; read -r srv; read -r job; } < <(interleave cli30k "$(change)" \
   "$KILN build --root $T/croot --progress quiet -o type=oci,dest=$T/cout $R" \
-  server30k "$(change) && rm -rf $T/w" "$srv_build")
+  server30k "$(change) && rm -rf $T/w" "$srv_build" \
+  jobrun30k "$(change)" "$job_build")
 fi
 
-printf '%-9s %-58s %8ss  vs %8ss  ratio %s (target <= %s)\n' \
-  cold100k "kiln cold build, 100k files  vs  tar | gzip -1 | sha256sum" "$k100" "$f100" "$(ratio "$k100" "$f100")" 1.5 \
-  scaling "kiln cold 100k files  vs  cold 10k files" "$k100" "$k10" "$(ratio "$k100" "$k10")" 13 \
-  server "server rebuild 30k, 1 file changed  vs  CLI warm rebuild" "$srv" "$cli" "$(ratio "$srv" "$cli")" 2 \
-  nochange "kiln rebuild 100k, nothing changed  vs  tar | gzip floor" "$nc100" "$f100" "$(ratio "$nc100" "$f100")" "-"
-printf 'floor 10k: %ss (kiln cold 10k / floor 10k: %s)\n' "$f10" "$(ratio "$k10" "$f10")"
+line() { printf '%-9s %-58s %8ss  vs %8ss  ratio %s (target <= %s)\n' "$1" "$2" "$3" "$4" "$(ratio "$3" "$4")" "$5"; }
+if want cold; then
+  line cold100k "kiln cold build, 100k files  vs  tar | gzip -1 | sha256sum" "$k100" "$f100" 1.5
+  line scaling "kiln cold 100k files  vs  cold 10k files" "$k100" "$k10" 13
+  line nochange "kiln rebuild 100k, nothing changed  vs  tar | gzip floor" "$nc100" "$f100" "-"
+  printf 'floor 10k: %ss (kiln cold 10k / floor 10k: %s)\n' "$f10" "$(ratio "$k10" "$f10")"
+fi
+if want server; then
+  line server "server rebuild 30k, 1 file changed  vs  CLI warm rebuild" "$srv" "$cli" 2
+  line jobrun "kiln job run 30k, 1 file changed  vs  CLI warm rebuild" "$job" "$cli" 2
+fi
