@@ -282,7 +282,11 @@ def no_leftovers(before):
 
 st, body = srv3.request("POST", "/v1/contexts", body=tar_gz({"Dockerfile": b"FROM scratch\n"}))
 T.check("a small context under the caps => 201", st == 201 and "context" in body, body)
-before = [body.get("context")]  # the accepted one only
+# The accepted one only: its tree and the notes file of its files' content ids.
+ctx = body.get("context")
+before = sorted([ctx, ctx + ".notes"]) if ctx else []
+T.check("the accepted upload left its context and its notes only", ctx_leftovers() == before,
+        ctx_leftovers())
 bomb = zeros_bomb(64 << 20)
 T.diag("zeros bomb: %d bytes compressed, 64 MiB unpacked" % len(bomb))
 st, body = srv3.request("POST", "/v1/contexts", body=bomb)
