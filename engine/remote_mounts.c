@@ -291,10 +291,14 @@ void kiln_remote_mounts_restore(engine_t *e, const char *dir)
     _cleanup_close_ int fd = -1;
     _cleanup_close_ int lock = -1;
     _cleanup_free_ char *lockpath = NULL;
-    if (rc == NULL || (rc->n_from == 0 && json_object_size(rc->reg_old) == 0))
+    if (rc == NULL)
         return;
     pthread_mutex_lock(&rc->lock);
     mt = find_mount(rc, dir);
+    if (mt)
+        mt->ran = 1; /* a step ran with it mounted: it is saved */
+    if (rc->n_from == 0 && json_object_size(rc->reg_old) == 0)
+        mt = NULL;
     for (size_t i = 0; mt && i < rc->looked.n; i++)
         if (strcmp(rc->looked.v[i], dir) == 0)
             mt = NULL;
@@ -756,8 +760,10 @@ int kiln_remote_mounts_save(engine_t *e, kiln_error_t *err)
     for (size_t i = 0; i < rc->n_mounts; i++) {
         bool dup = false;
         for (size_t k = 0; k < i && !dup; k++)
-            dup = strcmp(rc->mounts[k].id, rc->mounts[i].id) == 0;
-        if (dup)
+            dup = strcmp(rc->mounts[k].id, rc->mounts[i].id) == 0 && rc->mounts[k].ran;
+        /* a cache id only cached steps mounted was not used: its local directory (empty on
+         * a fresh root) must not replace the saved one */
+        if (dup || !rc->mounts[i].ran)
             continue;
         if (rc->to) {
             s3.name = kiln_rstore_name(rc->to);
@@ -766,6 +772,17 @@ int kiln_remote_mounts_save(engine_t *e, kiln_error_t *err)
         }
         if (e->req->cache_to && save_one(e, &rc->mounts[i], &reg, err) < 0)
             return -1;
+    }
+    if (e->req->cache_to) {
+        /* the registry image is made anew: cache ids this build did not use keep the
+         * manifests (and packs, pulled with the image) it imported */
+        json_t *v;
+        const char *key;
+        json_object_foreach(rc->reg_old, key, v)
+        {
+            if (json_object_get(rc->reg_new, key) == NULL)
+                json_object_set(rc->reg_new, key, v);
+        }
     }
     return 0;
 }

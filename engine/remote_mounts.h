@@ -12,6 +12,7 @@ typedef struct rc_mount {
     char *id;              /* the cache id as written */
     char *dir;             /* its directory in the namespace's cache mounts */
     struct kiln_cm *known; /* what was restored into dir (engine/cachemanifest), or NULL */
+    int ran;               /* a step that ran mounted it (a cached step mounts nothing) */
 } rc_mount_t;
 
 typedef struct kiln_rcache {
@@ -39,10 +40,10 @@ void kiln_remote_mounts_free(engine_t *e);
 /* RUN --mount=type=cache,id=ID mounts dir (engine/mounts.c): remembered for the save. */
 void kiln_remote_mounts_note(engine_t *e, const char *id, const char *dir);
 
-/* A step is about to run with cache directory dir (or a private instance of it) mounted:
- * the first time, when dir is empty, it is filled from the first --cache-from holding its
- * id. A remote cache that cannot be read or is refused is a warning (the step runs with
- * an empty cache), never a failure. */
+/* A step is about to run with cache directory dir (or a private instance of it) mounted
+ * (only such a cache id is saved): the first time, when dir is empty, it is filled from the first
+ * --cache-from holding its id. A remote cache that cannot be read or is refused is a warning (the
+ * step runs with an empty cache), never a failure. */
 void kiln_remote_mounts_restore(engine_t *e, const char *dir);
 
 /* Keeps the cache mount manifests of a registry cache image's config (cfg). */

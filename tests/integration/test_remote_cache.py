@@ -103,10 +103,12 @@ T.check("worker B: nothing was written to S3 without --cache-to",
 
 # the layer cache: a fresh root with the same build takes every step from S3, mounts nothing
 proxy.clear()
-r = build("rootB2", npm_a, "--cache-from", s3("npm"))
+r = build("rootB2", npm_a, "--cache-from", s3("npm"), "--cache-to", s3("npm"))
 T.check("layer cache: a fresh root imports the step cache from S3 and the install step is cached",
         r.returncode == 0 and "imported" in out(r) and "#5 CACHED" in out(r)
         and "cache mount npm: restored" not in out(r), out(r)[-2500:])
+T.check("the cache mount a cached step did not use is not saved (the saved one is not replaced)",
+        not puts("npm", "mounts/") and "cache mount npm: saved" not in out(r), out(r)[-1500:])
 T.check("layer cache: its layers came from blobs/ under the prefix, the index from layers.json",
         any(q["path"].startswith("/%s/npm/layers.json" % BUCKET) for q in proxy.requests())
         and any(q["method"] == "GET" and "/npm/blobs/sha256/" in q["path"] for q in proxy.requests()),

@@ -68,6 +68,19 @@ T.check("an unchanged cache mount is saved as unchanged, the same pack kept",
         r.returncode == 0 and "cache mount deps: unchanged" in r.stderr
         and [p["digest"] for p in packs2] == [p["digest"] for p in packs], r.stderr[-2000:])
 
+# a fresh root whose mounting step is a cache hit uses no cache mount: the pushed image keeps
+# the imported mount (its manifest and pack), it is not replaced by an empty one
+again = ctx(CHECK.replace("sha256sum -c", "true && sha256sum -c"))
+r = build("rootC", again, "--cache-from", "type=registry,ref=%s" % REF,
+          "--cache-to", "type=registry,ref=%s" % REF)
+man3 = json.load(urllib.request.urlopen(urllib.request.Request(
+    "http://%s/v2/app/cache/manifests/1" % REG,
+    headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})))
+packs3 = [l for l in man3["layers"] if l["mediaType"] == "application/vnd.kiln.cachemount.pack.v1"]
+T.check("a build that did not use the cache mount pushes the imported one again, unchanged",
+        r.returncode == 0 and "#2 CACHED" in r.stderr and "cache mount deps" not in r.stderr
+        and [p["digest"] for p in packs3] == [p["digest"] for p in packs], r.stderr[-1500:])
+
 # a tenant namespace restores only what it pulled itself: the packs are pulled again for it
 r = build("rootB", ctx(CHECK.replace("sha256sum -c", "true; sha256sum -c")),
           "--cache-namespace", "tenantA", "--cache-from", "type=registry,ref=%s" % REF)
