@@ -35,6 +35,17 @@ int kiln_step_workdir(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_er
     full = kiln_df_workdir(st->config, w);
     kiln_image_config_set_string(st->config, "WorkingDir", full);
     hist = kiln_xasprintf("WORKDIR %s", full);
+    kiln_cache_key_step(&key, hist, "mkdir");
+    if (strcmp(full, "/") != 0) {
+        /* whether the directory exists depends on the parent's tree only, which its key
+         * names: a cached answer (the mkdir layer, or "it exists") spares unpacking the
+         * parent's layers to look (a fresh root with a remote cache) */
+        kiln_digest_t k_exists = st->key;
+        kiln_cache_key_step(&k_exists, hist, NULL);
+        if ((r = kiln_cache_lookup(e, st, &key, err)) != 0 ||
+            (r = kiln_cache_lookup(e, st, &k_exists, err)) != 0)
+            return r; /* a hit (1) or an error */
+    }
     /* the directory as the image sees it (links followed inside its tree) */
     if (strcmp(full, "/") != 0 &&
         kiln_snapshot_resolve(e, st, full, KILN_PATHRES_MISSING_OK, &canon, &dir, err) < 0)
@@ -43,11 +54,9 @@ int kiln_step_workdir(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_er
     if (exists || strcmp(full, "/") == 0) {
         kiln_step_history(e, st, hist, 1);
         kiln_cache_key_step(&st->key, hist, NULL);
-        return 0;
+        /* "it exists", as an entry without a layer (see above) */
+        return strcmp(full, "/") != 0 ? kiln_cache_store(e, st, &st->key, NULL, err) : 0;
     }
-    kiln_cache_key_step(&key, hist, "mkdir");
-    if ((r = kiln_cache_lookup(e, st, &key, err)) != 0)
-        return r; /* a hit (1) or an error */
     if (kiln_fs_mkdtemp(e->work, "wd-", &staging, err) < 0)
         return -1;
     if (kiln_step_copy_mkdirs_in(staging, canon, NULL, err) < 0 ||
