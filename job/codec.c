@@ -460,6 +460,10 @@ static int get_option(const char *key, json_t *v, unsigned flags, kiln_job_spec_
         r = get_int(v, key, 0, 253402300799LL, &n, err);
         s->source_date_epoch = n;
         s->has_source_date_epoch = 1;
+    } else if (strcmp(key, "sbom") == 0 || strcmp(key, "provenance") == 0) {
+        if (!json_is_boolean(v))
+            return field_err(err, key, "must be true or false");
+        *(key[0] == 's' ? &s->sbom : &s->provenance) = json_is_true(v);
     } else if (strcmp(key, "soci") == 0) {
         if (!json_is_boolean(v))
             return field_err(err, key, "must be true or false");
@@ -723,6 +727,10 @@ static void options_json(const kiln_job_spec_t *s, json_t *j)
     set_strv(j, "ulimits", s->ulimits, s->n_ulimits);
     if (s->shm_size > 0)
         json_object_set_new(j, "shm_size", json_integer(s->shm_size));
+    if (s->sbom)
+        json_object_set_new(j, "sbom", json_true());
+    if (s->provenance)
+        json_object_set_new(j, "provenance", json_true());
     if (s->soci)
         json_object_set_new(j, "soci", json_true());
     if (s->has_soci_min_layer_size)

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "job/attest.h"
 #include "job/auto.h"
 #include "job/event.h"
 #include "job/explain.h"
@@ -172,6 +173,36 @@ static int do_outputs(run_t *r, const kiln_job_request_t *jr, const char *root, 
     r->pushed += ctx.pushed;
     kiln_export_ctx_clear(&ctx);
     kiln_netpolicy_free(policy);
+    return ret;
+}
+
+/* --sbom / --provenance: the documents made from the image and written beside each file
+ * output, each said in a note. */
+static int do_attest(const run_t *r, const kiln_job_request_t *jr, kiln_store_t *store,
+                     const kiln_build_result_t *res, const kiln_auto_build_t *ab,
+                     const char *build_id, const char *started, kiln_error_t *err)
+{
+    kiln_job_attest_in_t in = {.spec = r->spec,
+                               .store = store,
+                               .res = res,
+                               .build_id = build_id,
+                               .repo = ab->src.commit ? ab->src.display : NULL,
+                               .commit = ab->src.commit,
+                               .started = started};
+    kiln_job_attest_t a;
+    int ret = 0;
+
+    if (kiln_job_attest_make(&in, &a, err) < 0)
+        return -1;
+    if (a.sbom)
+        emitf(r, KILN_JOB_RUN_NOTE, "sbom: %zu packages", a.packages);
+    for (size_t i = 0; i < jr->n_outputs && ret == 0; i++) {
+        _cleanup_free_ char *path = NULL;
+        ret = kiln_job_attest_write(&a, jr->outputs[i], &path, err);
+        if (ret == 0 && path)
+            emitf(r, KILN_JOB_RUN_NOTE, "sbom written to %s", path);
+    }
+    kiln_job_attest_clear(&a);
     return ret;
 }
 
@@ -423,6 +454,7 @@ int kiln_job_run(const kiln_job_spec_t *s, const kiln_job_run_opts_t *o, kiln_jo
     kiln_auto_build_t ab = {0};
     _cleanup_free_ char *root = NULL, *build_id = NULL, *git_dockerfile = NULL, *user_msg = NULL;
     struct timespec t0, t1 = {0};
+    char started[32];
     int built = 0, rc = -1, in_build = 0;
     json_t *failure = NULL;
 
@@ -431,6 +463,7 @@ int kiln_job_run(const kiln_job_spec_t *s, const kiln_job_run_opts_t *o, kiln_jo
                            : kiln_event_build_id(kiln_env_get(o->env, "KILN_BUILD_ID"));
     r.ev = kiln_event_new(build_id);
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    kiln_job_attest_time(s, started);
     if (kiln_job_request_make(s, o->secrets_dir, &jr, err) < 0) {
         out->code = KILN_JOB_ERR_INVALID_SPEC;
         goto done;
@@ -503,6 +536,11 @@ int kiln_job_run(const kiln_job_spec_t *s, const kiln_job_run_opts_t *o, kiln_jo
     if (do_outputs(&r, &jr, root, store, &res, &ab, err) < 0) {
         out->code =
             kiln_fs_errno_no_space(err->code) ? KILN_JOB_ERR_NO_SPACE : KILN_JOB_ERR_BUILD_FAILED;
+        goto done;
+    }
+    if ((s->sbom || s->provenance) &&
+        do_attest(&r, &jr, store, &res, &ab, build_id, started, err) < 0) {
+        out->code = KILN_JOB_ERR_BUILD_FAILED;
         goto done;
     }
     rc = 0;

@@ -158,6 +158,8 @@ typedef struct kiln_job_spec {
     char **ulimits; /* "NAME=SOFT[:HARD]" set in each RUN step */
     size_t n_ulimits;
     long long shm_size; /* bytes of the RUN steps' /dev/shm; 0: 64 MiB */
+    int sbom;           /* an SPDX SBOM beside the file outputs (job/attest.h) */
+    int provenance;     /* an in-toto SLSA provenance beside the file outputs */
     int soci;           /* every output that pushes pushes a SOCI-enabled image (oci/soci.h) */
     long long soci_min_layer_size; /* when has_soci_min_layer_size: layers smaller get no zTOC */
     int has_soci_min_layer_size;

@@ -48,6 +48,7 @@ typedef struct kiln_build_opts {
     int events_fd;         /* internal (kiln job run): typed events as JSON lines here; -1 none */
     unsigned entitlements; /* --allow */
     int push, no_cache, ecr_create;
+    int sbom, provenance;     /* --sbom, --provenance */
     int soci;                 /* --soci: soci=true on every output that pushes */
     long long soci_min_layer; /* --soci-min-layer-size SIZE (-1: not given) */
     kiln_limit_values_t limits;

@@ -150,6 +150,8 @@ int kiln_build_spec_from_opts(const kiln_build_opts_t *o, const char *context, k
             return kiln_error_prefix(err, "field 'outputs[%zu]'", i);
     if (o->push)
         kiln_job_spec_add_output(s, "registry");
+    s->sbom = o->sbom;
+    s->provenance = o->provenance;
     s->soci = o->soci; /* without a push: refused by the validation, naming the field */
     if (o->soci_min_layer >= 0) {
         s->soci_min_layer_size = o->soci_min_layer;

@@ -72,6 +72,10 @@ static void usage(FILE *out)
         "  -o, --output SPEC          type=oci,dest=DIR|type=docker,dest=FILE|"
         "type=local,dest=DIR|type=tar,dest=FILE|type=registry\n"
         "      --push                 push every -t name (same as --output type=registry)\n"
+        "      --sbom[=BOOL]          an SPDX 2.3 SBOM of the image's packages (dpkg, npm,\n"
+        "                             pnpm, yarn, Python) beside file outputs\n"
+        "      --provenance[=BOOL|mode=min|mode=max]  an in-toto SLSA v1 provenance\n"
+        "                             (build args named like credentials by name only)\n"
         "      --soci                 push a SOCI-enabled image (SOCI index v2: lazy loading\n"
         "                             on Fargate; gzip layers); or soci=true on an output\n"
         "      --soci-min-layer-size SIZE  layers smaller get no zTOC (default 10MiB)\n"
@@ -148,6 +152,8 @@ int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
         O_CTX,
         O_SECRET,
         O_PUSH,
+        O_SBOM,
+        O_PROVENANCE,
         O_SOCI,
         O_SOCI_MIN,
         O_ROOT,
@@ -206,6 +212,8 @@ int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
         {"build-context", required_argument, NULL, O_CTX},
         {"secret", required_argument, NULL, O_SECRET},
         {"push", no_argument, NULL, O_PUSH},
+        {"sbom", optional_argument, NULL, O_SBOM},
+        {"provenance", optional_argument, NULL, O_PROVENANCE},
         {"soci", no_argument, NULL, O_SOCI},
         {"soci-min-layer-size", required_argument, NULL, O_SOCI_MIN},
         {"root", required_argument, NULL, O_ROOT},
@@ -308,6 +316,19 @@ int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
         case O_PUSH:
             o.push = 1;
             break;
+        case O_SBOM:
+        case O_PROVENANCE: {
+            /* buildx's spellings: --sbom, --sbom=true|false, --provenance=mode=min|max */
+            int on = optarg == NULL || strcmp(optarg, "true") == 0 || strcmp(optarg, "1") == 0 ||
+                     (c == O_PROVENANCE &&
+                      (strcmp(optarg, "mode=min") == 0 || strcmp(optarg, "mode=max") == 0));
+            if (!on && strcmp(optarg, "false") != 0 && strcmp(optarg, "0") != 0)
+                return kiln_cli_usage_error("build", "--%s=%s: want true or false%s",
+                                            c == O_SBOM ? "sbom" : "provenance", optarg,
+                                            c == O_SBOM ? "" : ", mode=min or mode=max");
+            *(c == O_SBOM ? &o.sbom : &o.provenance) = on;
+            break;
+        }
         case O_SOCI:
             o.soci = 1;
             break;

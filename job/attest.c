@@ -1,0 +1,140 @@
+/* kiln — a build's SBOM and provenance, written beside its file outputs (see attest.h). */
+#include "job/attest.h"
+
+#include <string.h>
+#include <time.h>
+
+#include "export/export.h"
+#include "export/provenance.h"
+#include "export/sbom.h"
+#include "job/options.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+
+void kiln_job_attest_time(const kiln_job_spec_t *s, char buf[32])
+{
+    time_t t = s->has_source_date_epoch ? (time_t)s->source_date_epoch : time(NULL);
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The build args of the spec and the API's env (both are build arguments) as "K=V". */
+static char **all_args(const kiln_job_spec_t *s, size_t *n)
+{
+    char **a = kiln_job_kv_strv(s->build_args, s->n_build_args);
+    char **b = kiln_job_kv_strv(s->env, s->n_env);
+    size_t na = 0, nb = 0;
+
+    while (a && a[na])
+        na++;
+    while (b && b[nb])
+        nb++;
+    a = kiln_xrealloc(a, (na + nb + 1) * sizeof(char *));
+    for (size_t i = 0; i < nb; i++)
+        a[na + i] = b[i];
+    a[na + nb] = NULL;
+    free(b);
+    *n = na + nb;
+    return a;
+}
+
+int kiln_job_attest_make(const kiln_job_attest_in_t *in, kiln_job_attest_t *out, kiln_error_t *err)
+{
+    const kiln_job_spec_t *s = in->spec;
+    char ds[KILN_DIGEST_STR_MAX], now[32];
+    const char *name = s->n_tags ? s->tags[0] : "image";
+
+    memset(out, 0, sizeof(*out));
+    kiln_digest_str(&in->res->manifest.digest, ds);
+    kiln_job_attest_time(s, now);
+    if (s->sbom) {
+        kiln_sbom_t *sb = kiln_sbom_new();
+        if (kiln_sbom_scan_layers(sb, in->store, in->res->layers, in->res->n_layers, err) < 0) {
+            kiln_sbom_free(sb);
+            return kiln_error_prefix(err, "sbom");
+        }
+        out->packages = kiln_sbom_count(sb);
+        out->sbom = kiln_sbom_spdx(sb, name, ds, now);
+        kiln_sbom_free(sb);
+    }
+    if (s->provenance) {
+        size_t n_args = 0;
+        _cleanup_(kiln_strv_freep) char **args = all_args(s, &n_args);
+        _cleanup_free_ const char **ids = kiln_xmalloc((s->n_secrets + 1) * sizeof(char *));
+        for (size_t i = 0; i < s->n_secrets; i++)
+            ids[i] = s->secrets[i].id;
+        kiln_provenance_in_t p = {.name = name,
+                                  .digest = ds,
+                                  .source = s->source,
+                                  .repo = in->repo ? in->repo : s->repo,
+                                  .commit = in->commit ? in->commit : s->commit,
+                                  .dockerfile = s->dockerfile,
+                                  .target = s->target,
+                                  .build_args = (const char *const *)args,
+                                  .n_build_args = n_args,
+                                  .secret_ids = ids,
+                                  .n_secret_ids = s->n_secrets,
+                                  .invocation_id = in->build_id,
+                                  .started = in->started,
+                                  .finished = now};
+        out->provenance = kiln_provenance_statement(&p);
+    }
+    return 0;
+}
+
+/* Writes doc as path (whole or absent: a temp file renamed, so a link already at path is
+ * replaced, never written through). */
+static int write_doc(const json_t *doc, const char *path, kiln_error_t *err)
+{
+    _cleanup_free_ char *text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+
+    if (text == NULL)
+        return kiln_error_set(err, 0, "%s: cannot encode", path);
+    return kiln_fs_write_file_atomic(path, text, strlen(text), 0644, err);
+}
+
+int kiln_job_attest_write(const kiln_job_attest_t *a, const char *output, char **written,
+                          kiln_error_t *err)
+{
+    kiln_export_opts_t o = {0};
+    const kiln_exporter_t *x;
+    const char *dest;
+    int inside, ret = -1;
+
+    *written = NULL;
+    if (kiln_export_parse(output, &o, err) < 0)
+        return -1;
+    x = kiln_exporter_find(o.type);
+    dest = kiln_export_opts_get(&o, "dest");
+    if (x == NULL || !x->file || dest == NULL || strcmp(dest, "-") == 0 ||
+        strcmp(o.type, "function") == 0 || (a->sbom == NULL && a->provenance == NULL)) {
+        ret = 0;
+        goto out;
+    }
+    inside = strcmp(o.type, "local") == 0;
+    {
+        _cleanup_free_ char *sp =
+            kiln_xasprintf("%s%s%s", dest, inside ? "/" : ".", KILN_ATTEST_SBOM_FILE);
+        _cleanup_free_ char *pp =
+            kiln_xasprintf("%s%s%s", dest, inside ? "/" : ".", KILN_ATTEST_PROVENANCE_FILE);
+        if ((a->sbom && write_doc(a->sbom, sp, err) < 0) ||
+            (a->provenance && write_doc(a->provenance, pp, err) < 0))
+            goto out;
+        if (a->sbom)
+            *written = steal_pointer(&sp);
+    }
+    ret = 0;
+out:
+    kiln_export_opts_free(&o);
+    return ret;
+}
+
+void kiln_job_attest_clear(kiln_job_attest_t *a)
+{
+    json_decref(a->sbom);
+    json_decref(a->provenance);
+    memset(a, 0, sizeof(*a));
+}
