@@ -8,6 +8,8 @@
 #include "export/provenance.h"
 #include "export/sbom.h"
 #include "job/options.h"
+#include "oci/reference.h"
+#include "oci/registry.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
@@ -129,6 +131,91 @@ int kiln_job_attest_write(const kiln_job_attest_t *a, const char *output, char *
     ret = 0;
 out:
     kiln_export_opts_free(&o);
+    return ret;
+}
+
+#define MT_EMPTY "application/vnd.oci.empty.v1+json"
+#define MT_SPDX "application/spdx+json"
+#define MT_INTOTO "application/vnd.in-toto+json"
+
+/* One document as an artifact manifest whose subject is the image, put in the store. */
+static int put_artifact(kiln_store_t *st, const json_t *doc, const char *type,
+                        const kiln_descriptor_t *subject, kiln_descriptor_t *out, kiln_error_t *err)
+{
+    kiln_descriptor_t empty = {0}, layer = {0};
+    json_t *e = json_object(), *m;
+    char ds[KILN_DIGEST_STR_MAX];
+    int r;
+
+    kiln_digest_str(&subject->digest, ds);
+    r = kiln_image_store_put(st, e, MT_EMPTY, &empty, err); /* "{}": OCI's empty blob */
+    json_decref(e);
+    if (r < 0 || kiln_image_store_put(st, doc, type, &layer, err) < 0)
+        return -1;
+    m = kiln_image_manifest_new(&empty, &layer, 1, NULL);
+    json_object_set_new(m, "artifactType", json_string(type));
+    json_object_set_new(m, "subject",
+                        json_pack("{s:s, s:s, s:I}", "mediaType", subject->media_type, "digest", ds,
+                                  "size", (json_int_t)subject->size));
+    r = kiln_image_store_put(st, m, KILN_MT_OCI_MANIFEST, out, err);
+    json_decref(m);
+    kiln_descriptor_clear(&empty);
+    kiln_descriptor_clear(&layer);
+    return r;
+}
+
+int kiln_job_attest_push(const kiln_job_attest_t *a, kiln_store_t *store,
+                         const kiln_descriptor_t *subject, const char *const *refs, size_t n,
+                         const struct kiln_registry_opts *ro, char **tag_ref, kiln_error_t *err)
+{
+    const json_t *docs[2] = {a->sbom, a->provenance};
+    const char *types[2] = {MT_SPDX, MT_INTOTO};
+    kiln_descriptor_t idx = {0};
+    kiln_registry_t *reg = NULL;
+    json_t *index = kiln_image_index_new();
+    char ds[KILN_DIGEST_STR_MAX];
+    int ret = -1;
+
+    *tag_ref = NULL;
+    kiln_digest_str(&subject->digest, ds);
+    for (int i = 0; i < 2; i++) {
+        kiln_descriptor_t m = {0};
+        json_t *list = json_object_get(index, "manifests");
+        if (docs[i] == NULL)
+            continue;
+        if (put_artifact(store, docs[i], types[i], subject, &m, err) < 0)
+            goto out;
+        kiln_image_index_add(index, &m);
+        json_object_set_new(json_array_get(list, json_array_size(list) - 1), "artifactType",
+                            json_string(types[i]));
+        kiln_descriptor_clear(&m);
+    }
+    if (kiln_image_store_put(store, index, KILN_MT_OCI_INDEX, &idx, err) < 0 ||
+        kiln_registry_new(ro, &reg, err) < 0)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        kiln_reference_t ref = {0};
+        kiln_blob_source_t src = kiln_registry_source_store(store);
+        _cleanup_free_ char *name = NULL, *tag = NULL;
+        if (kiln_reference_parse(refs[i], &ref, err) < 0)
+            goto out;
+        name = kiln_reference_name(&ref);
+        kiln_reference_free(&ref);
+        /* the fallback tag scheme: sha256-HEX names the subject's referrers */
+        tag = kiln_xasprintf("%s:sha256-%s", name, strchr(ds, ':') + 1);
+        if (kiln_registry_push(reg, &src, &idx, (const char *const *)&tag, 1, NULL, NULL, err) <
+            0) {
+            kiln_error_prefix(err, "attestations of %s", refs[i]);
+            goto out;
+        }
+        free(*tag_ref);
+        *tag_ref = steal_pointer(&tag);
+    }
+    ret = 0;
+out:
+    kiln_registry_free(reg);
+    kiln_descriptor_clear(&idx);
+    json_decref(index);
     return ret;
 }
 

@@ -40,6 +40,18 @@ int kiln_job_attest_make(const kiln_job_attest_in_t *in, kiln_job_attest_t *out,
 int kiln_job_attest_write(const kiln_job_attest_t *a, const char *output, char **written,
                           kiln_error_t *err);
 
+/* Attaches the documents to the image (manifest subject) in each pushed reference's
+ * repository as OCI 1.1 referrers: one artifact manifest per document (artifactType
+ * application/spdx+json, application/vnd.in-toto+json; an empty config; subject the image),
+ * pushed with the fallback tag scheme's index REPO:sha256-HEX listing them, which a registry
+ * without the referrers API (docker-registry 2.8) serves and one with it ignores. An index
+ * already at that tag is replaced. ro: the registry client's options. *tag_ref: the last
+ * index reference pushed (malloc'ed). Fails naming the reference. */
+struct kiln_registry_opts;
+int kiln_job_attest_push(const kiln_job_attest_t *a, kiln_store_t *store,
+                         const kiln_descriptor_t *subject, const char *const *refs, size_t n,
+                         const struct kiln_registry_opts *ro, char **tag_ref, kiln_error_t *err);
+
 void kiln_job_attest_clear(kiln_job_attest_t *a);
 
 /* now, or SOURCE_DATE_EPOCH's time when set, as RFC 3339 UTC into buf */

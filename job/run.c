@@ -16,11 +16,13 @@
 #include "job/stream.h"
 #include "oci/imagesize.h"
 #include "oci/imagestore.h"
+#include "oci/registry.h"
 #include "oci/store.h"
 #include "utils/cleanup.h"
 #include "utils/env.h"
 #include "utils/fs.h"
 #include "utils/git.h"
+#include "utils/json.h"
 #include "utils/mem.h"
 
 /* One run: the options, the completion event and what the outputs pushed. */
@@ -176,6 +178,40 @@ static int do_outputs(run_t *r, const kiln_job_request_t *jr, const char *root, 
     return ret;
 }
 
+/* The documents attached to each pushed image as referrers (job/attest.h). */
+static int attest_push(const run_t *r, const kiln_job_request_t *jr, const kiln_job_attest_t *a,
+                       kiln_store_t *store, const kiln_build_result_t *res, kiln_error_t *err)
+{
+    json_t *images = json_object_get(json_object_get(r->ev, "outputs"), "images"), *it;
+    _cleanup_free_ const char **refs = kiln_xmalloc((json_array_size(images) + 1) * sizeof(char *));
+    _cleanup_free_ char *tag = NULL;
+    kiln_netpolicy_t *policy = NULL;
+    kiln_registry_opts_t ro;
+    size_t i, n = 0;
+    int ret;
+
+    json_array_foreach(images, i, it)
+    {
+        if (strcmp(kiln_json_get_string(it, "type"), "registry") == 0)
+            refs[n++] = kiln_json_get_string(it, "ref");
+    }
+    if (n == 0)
+        return 0;
+    if (kiln_build_netpolicy(&jr->req, KILN_BUILD_FETCH_REGISTRY, &policy, err) < 0)
+        return -1;
+    kiln_registry_opts_init(&ro);
+    ro.insecure = (const char *const *)r->spec->insecure_registries;
+    if (r->o->registry_config)
+        ro.config_file = r->o->registry_config;
+    ro.policy = policy;
+    emit(r, KILN_JOB_RUN_PHASE, "pushing");
+    ret = kiln_job_attest_push(a, store, &res->manifest, refs, n, &ro, &tag, err);
+    if (ret == 0)
+        emitf(r, KILN_JOB_RUN_NOTE, "attestations attached as referrers (%s)", tag);
+    kiln_netpolicy_free(policy);
+    return ret;
+}
+
 /* --sbom / --provenance: the documents made from the image and written beside each file
  * output, each said in a note. */
 static int do_attest(const run_t *r, const kiln_job_request_t *jr, kiln_store_t *store,
@@ -202,6 +238,8 @@ static int do_attest(const run_t *r, const kiln_job_request_t *jr, kiln_store_t 
         if (ret == 0 && path)
             emitf(r, KILN_JOB_RUN_NOTE, "sbom written to %s", path);
     }
+    if (ret == 0)
+        ret = attest_push(r, jr, &a, store, res, err);
     kiln_job_attest_clear(&a);
     return ret;
 }

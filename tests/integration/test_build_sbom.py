@@ -5,14 +5,19 @@ statement written inside a type=local dest and beside a type=oci one; the packag
 credential-looking build arg's value in neither document nor the output; the image's own
 links (a package.json and the sbom.spdx.json name itself pointing at a host file) never
 followed: the host file neither read into the SBOM nor written; bad flag values refused by
-name. Schemas: validated when ../shared/corpora has SPDX / in-toto schemas, else skipped."""
+name; the same build pushed to docker-registry: both documents attached as OCI 1.1 referrers
+under the fallback tag sha256-HEX (subject the image), readable over HTTP and by skopeo.
+Schemas: validated when ../shared/corpora has SPDX / in-toto schemas, else skipped."""
 import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kilnbuild import make_base, write_tree  # noqa: E402
-from kilntest import T, kiln  # noqa: E402
+import subprocess  # noqa: E402
+import urllib.request  # noqa: E402
+
+from kilntest import T, kiln, start_registry  # noqa: E402
 
 ROOT = os.path.join(T.tmp, "root")
 BASE = make_base(ROOT)
@@ -114,6 +119,58 @@ for what, path in schemas.items():
     doc = sbom if what.startswith("SPDX") else prov
     errors = [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(doc)]
     T.check(f"the document validates against the {what} schema", not errors, errors[:5])
+
+# the same build pushed: the documents attached as OCI 1.1 referrers, through the fallback
+# tag scheme (docker-registry 2.8 has no referrers API)
+reg = "127.0.0.1:%d" % start_registry()
+r = kiln("build", "--root", ROOT, "--progress", "plain", "--sbom", "--provenance",
+         "--insecure-registry", reg, "--build-arg", f"NPM_TOKEN={SECRET}",
+         "-o", f"type=registry,name={reg}/app:v1", ctx)
+T.check("kiln build --sbom --provenance pushes", r.returncode == 0, r.stderr[-1500:])
+OCI_ACCEPT = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json"
+
+
+def get(path, accept=OCI_ACCEPT):
+    req = urllib.request.Request(f"http://{reg}/v2/app/{path}", headers={"Accept": accept})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.read()
+    except OSError as e:
+        return str(e).encode()
+
+
+subject = get("manifests/v1")
+import hashlib  # noqa: E402
+sub_digest = "sha256:" + hashlib.sha256(subject).hexdigest()
+try:
+    idx = json.loads(get("manifests/" + sub_digest.replace(":", "-")))
+except ValueError:
+    idx = {}
+types = sorted(m.get("artifactType", "") for m in idx.get("manifests", []))
+T.check("the fallback tag sha256-HEX lists an SPDX and an in-toto referrer",
+        types == ["application/spdx+json", "application/vnd.in-toto+json"], idx)
+docs = {}
+for m in idx.get("manifests", []):
+    try:
+        art = json.loads(get("manifests/" + m["digest"]))
+        docs[m.get("artifactType")] = (art, json.loads(get("blobs/" + art["layers"][0]["digest"], "*/*")))
+    except (ValueError, KeyError, IndexError) as e:
+        docs[m.get("artifactType")] = ({}, {"error": str(e)})
+T.check("each referrer's subject is the pushed image",
+        len(docs) == 2 and all(a.get("subject", {}).get("digest") == sub_digest for a, _ in docs.values()),
+        [a.get("subject") for a, _ in docs.values()])
+spdx_doc = docs.get("application/spdx+json", ({}, {}))[1]
+prov_doc = docs.get("application/vnd.in-toto+json", ({}, {}))[1]
+T.check("the SPDX referrer: spdxVersion SPDX-2.3 with the image's packages",
+        spdx_doc.get("spdxVersion") == "SPDX-2.3" and "pkg:npm/left-pad@1.3.0" in json.dumps(spdx_doc),
+        str(spdx_doc)[:300])
+T.check("the in-toto referrer: SLSA v1, without the secret build arg's value",
+        prov_doc.get("predicateType") == "https://slsa.dev/provenance/v1"
+        and SECRET not in json.dumps(prov_doc), str(prov_doc)[:300])
+sk = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
+                     f"docker://{reg}/app:{sub_digest.replace(':', '-')}"], capture_output=True, text=True)
+T.check("skopeo reads the referrers index at the fallback tag",
+        sk.returncode == 0 and "application/spdx+json" in sk.stdout, sk.stderr[-400:])
 
 for flag, msg in [("--sbom=maybe", "--sbom=maybe: want true or false"),
                   ("--provenance=mode=all",
