@@ -73,7 +73,7 @@ static void test_round_trip(void **state)
         "\"webhook\", \"platform\": \"linux/amd64\", \"cache\": {\"disabled\": true, \"from\": "
         "[\"ghcr.io/acme/app:cache\"], \"to\": \"ghcr.io/acme/app:cache\", \"mode\": \"max\", "
         "\"namespace\": \"acme\", \"context_id\": \"git https://example.com/acme/app svc/api\"}, "
-        "\"soci\": true, \"soci_min_layer_size\": 1048576}",
+        "\"soci\": true, \"soci_min_layer_size\": 1048576, \"sbom\": true, \"provenance\": true}",
         "{\"source\": {\"context\": \"ctx-0123abcd\"}}",
         "{\"source\": {\"dir\": \"/src/app\"}, \"dockerfile\": \"-\", \"plan\": "
         "\"/tmp/plan.json\", "
@@ -183,6 +183,10 @@ static void test_errors(void **state)
          "field 'soci': indexes the image a push writes: needs an output of type registry"},
         {0, "{\"source\": {\"git\": \"https://h/r\"}, \"soci\": \"yes\"}",
          "field 'soci': must be true or false"},
+        {0, "{\"source\": {\"git\": \"https://h/r\"}, \"sbom\": \"yes\"}",
+         "field 'sbom': must be true or false"},
+        {0, "{\"source\": {\"git\": \"https://h/r\"}, \"provenance\": 1}",
+         "field 'provenance': must be true or false"},
         {0,
          "{\"source\": {\"git\": \"https://h/r\"}, \"outputs\": [{\"type\": \"registry\", "
          "\"name\": \"h/r:1\"}], \"soci_min_layer_size\": -1}",
