@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include "handlers/render.h"
 #include "handlers/workspace.h"
 #include "job/toolchain.h"
+#include "oci/digest.h"
 #include "utils/buf.h"
 #include "utils/cachens.h"
 #include "utils/cleanup.h"
@@ -95,7 +97,8 @@ int kiln_auto_notes_finish(kiln_auto_notes_t *n, kiln_statcache_stats_t *st, kil
 
     if (n->sc == NULL)
         return 0;
-    kiln_statcache_scanned(n->sc, "");
+    if (!n->partial)
+        kiln_statcache_scanned(n->sc, "");
     r = kiln_statcache_save(n->sc, err);
     if (st)
         kiln_statcache_stats(n->sc, st);
@@ -108,6 +111,69 @@ void kiln_auto_notes_free(kiln_auto_notes_t *n)
     kiln_statcache_free(n->sc);
     free(n->prefix);
     memset(n, 0, sizeof(*n));
+}
+
+/* The kept work tree of a repository for a namespace: ROOT/build/worktrees/HEX, HEX the
+ * sha256 of the namespace and the URL (userinfo redacted), so tenants never share one. */
+static char *kept_dir(const char *root, const char *ns, const char *url)
+{
+    _cleanup_free_ char *red = kiln_git_redact(url);
+    kiln_sha256_t h;
+    kiln_digest_t d;
+
+    if (kiln_sha256_init(&h, NULL) < 0)
+        return NULL;
+    kiln_sha256_update(&h, ns ? ns : "", strlen(ns ? ns : "") + 1);
+    kiln_sha256_update(&h, red, strlen(red));
+    kiln_sha256_final(&h, &d);
+    return kiln_xasprintf("%s/" KILN_AUTO_WORKTREES "/%s", root, d.hex);
+}
+
+/* Checks a git source out in place into its kept tree (DIR/tree, index DIR/index), holding
+ * DIR/lock for the whole build (released by kiln_auto_source_release). 1 when the tree is
+ * held by another build or the commit has submodules: the caller checks out afresh. -1
+ * with err naming the source; a tree a failed checkout half-updated is removed. */
+static int checkout_kept(const char *root, const char *ns, const char *url, const char *ref,
+                         const char *subdir, int64_t max, const kiln_git_opts_t *g,
+                         kiln_auto_source_t *s, kiln_error_t *err)
+{
+    kiln_git_opts_t gn = *g;
+    kiln_auto_notes_t notes = {0};
+    _cleanup_free_ char *dir = kept_dir(root, ns, url), *lock = NULL, *tree = NULL, *idx = NULL;
+    _cleanup_close_ int fd = -1;
+    int r;
+
+    if (dir == NULL)
+        return 1;
+    lock = kiln_xasprintf("%s/lock", dir);
+    tree = kiln_xasprintf("%s/tree", dir);
+    idx = kiln_xasprintf("%s/index", dir);
+    if (kiln_fs_mkdir_p(dir, 0700, err) < 0)
+        return -1;
+    fd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return kiln_error_set(err, errno, "open %s", lock);
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+        return errno == EWOULDBLOCK ? 1 : kiln_error_set(err, errno, "lock %s", lock);
+    futimens(fd, NULL); /* its age is the tree's last use (kiln gc) */
+    /* the files it writes are noted (a cache that cannot be used only costs hashing) */
+    if (kiln_auto_notes_start(&notes, root, ns, s->context_id, max, tree, subdir, &gn, NULL) < 0)
+        kiln_auto_notes_free(&notes);
+    notes.partial = true;
+    r = kiln_git_checkout_kept(url, ref, &gn, tree, idx, &s->commit, err);
+    if (r == 0)
+        kiln_auto_notes_finish(&notes, &s->notes, NULL);
+    else
+        kiln_auto_notes_free(&notes);
+    if (r != 0) {
+        /* a half-updated tree or index is not trusted by the next build */
+        kiln_fs_rm_rf(tree, NULL);
+        unlink(idx);
+        return r;
+    }
+    s->top = steal_pointer(&tree);
+    s->kept_lock = steal_fd(&fd) + 1;
+    return 0;
 }
 
 /* Applies --subdir: a relative path without "..", naming a directory that
@@ -196,11 +262,26 @@ int kiln_auto_source_prepare(const char *spec, const kiln_auto_source_opts_t *op
                 subdir = url_subdir;
         }
         s.display = kiln_git_redact(spec);
+        s.context_id = kiln_auto_git_context_id(url, subdir);
+        if (opts && opts->keep_tree) {
+            int r = checkout_kept(root, opts->cache_namespace, url, ref, subdir,
+                                  opts->stat_cache_max, &g, &s, err);
+            if (r < 0)
+                goto fail;
+            if (r == 0) {
+                /* the build's stat cache finds the unchanged files as they were */
+                if (apply_subdir(s.top, subdir, &s.dir, err) < 0)
+                    goto fail;
+                if (subdir != NULL && subdir[0] != '\0')
+                    s.subdir = kiln_xstrdup(subdir);
+                *src = s;
+                return 0;
+            }
+        }
         if (kiln_fs_mkdir_p(work, 0700, err) < 0 ||
             kiln_fs_mkdtemp(work, "src-", &s.checkout, err) < 0)
             goto fail;
         tree = kiln_xasprintf("%s/tree", s.checkout);
-        s.context_id = kiln_auto_git_context_id(url, subdir);
         /* a cache that cannot be used only costs hashing every file */
         if (kiln_auto_notes_start(&notes, root, opts ? opts->cache_namespace : NULL, s.context_id,
                                   opts ? opts->stat_cache_max : 0, tree, subdir, &g, NULL) < 0)
@@ -229,6 +310,8 @@ void kiln_auto_source_release(kiln_auto_source_t *src)
 {
     if (src->checkout)
         kiln_fs_rm_rf(src->checkout, NULL);
+    if (src->kept_lock > 0)
+        close(src->kept_lock - 1); /* the kept tree stays for the next build */
     free(src->checkout);
     free(src->dir);
     free(src->top);

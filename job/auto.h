@@ -14,6 +14,9 @@
 #include "utils/error.h"
 #include "utils/git.h"
 
+/* Where kept work trees live under the kiln root (kiln_auto_source_opts_t.keep_tree). */
+#define KILN_AUTO_WORKTREES "build/worktrees"
+
 typedef struct kiln_auto_source_opts {
     const char *root; /* kiln root (mirror cache, work dirs); NULL = $KILN_ROOT or /var/lib/kiln */
     const char *subdir;                  /* path inside the source to build, or NULL */
@@ -25,6 +28,10 @@ typedef struct kiln_auto_source_opts {
      * server hands a URL's userinfo over (read from a file, never on a command line) */
     const char *credential;
     unsigned checkout_timeout; /* a git checkout's bound in seconds (utils/git), 0 none */
+    /* a git source is checked out in place into a tree kept per (namespace, repository)
+     * under ROOT/build/worktrees (a server's builds: only changed files are written); one
+     * held by another build at the moment is checked out afresh instead */
+    bool keep_tree;
 } kiln_auto_source_opts_t;
 
 typedef struct kiln_auto_source {
@@ -40,6 +47,8 @@ typedef struct kiln_auto_source {
     /* git: what the checkout did to that stat cache (noted files, hashes kept by blob id);
      * noted is 0 when the cache could not be used */
     kiln_statcache_stats_t notes;
+    /* the kept tree's lock (held until release) + 1, or 0 when the tree is not a kept one */
+    int kept_lock;
 } kiln_auto_source_t;
 
 /* The stat cache identity of a git source's build context: the repository (userinfo
@@ -53,6 +62,9 @@ typedef struct kiln_auto_notes {
     kiln_statcache_t *sc;
     char *prefix; /* DEST[/SUBDIR]: files under it are noted by their path below it */
     size_t plen;
+    /* an in-place checkout of a kept tree wrote only the changed files: the others keep
+     * their entries (no entry is dropped at finish; the build's own walk drops the gone) */
+    bool partial;
 } kiln_auto_notes_t;
 
 /* Opens the stat cache of context_id in the namespace ns (NULL: the CLI's) under the kiln

@@ -56,6 +56,7 @@ static int fetch_git(const kiln_job_spec_t *s, const kiln_job_source_opts_t *o,
         .git_policy = o->git_policy,
         .cache_namespace = s->cache_namespace,
         .stat_cache_max = o->stat_cache_max,
+        .keep_tree = true,
         .checkout_timeout =
             (unsigned)(s->source_timeout ? s->source_timeout : KILN_JOB_CHECKOUT_TIMEOUT)};
     int ret;

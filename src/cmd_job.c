@@ -378,9 +378,14 @@ static int place_source(run_t *r, kiln_job_spec_t *spec, const kiln_job_source_o
         spec->context_id = kiln_xstrdup(src->context_id);
     if (src->context_id) {
         json_t *ev = kiln_job_event_new(spec, "log");
-        _cleanup_free_ char *line = kiln_xasprintf(
-            "stat cache: %llu files noted, %llu kept their hash",
-            (unsigned long long)src->notes.noted, (unsigned long long)src->notes.kept);
+        /* a kept tree wrote only the changed files: the stat cache finds the others */
+        _cleanup_free_ char *line =
+            src->kept_lock ? kiln_xasprintf("checkout: the kept work tree updated in place (%llu "
+                                            "files written)",
+                                            (unsigned long long)src->notes.noted)
+                           : kiln_xasprintf("stat cache: %llu files noted, %llu kept their hash",
+                                            (unsigned long long)src->notes.noted,
+                                            (unsigned long long)src->notes.kept);
         json_object_set_new(ev, "text", json_string(line));
         send_ev(r, ev);
     }

@@ -93,4 +93,14 @@ char *kiln_git_redact(const char *url);
 int kiln_git_checkout(const char *url, const char *ref, const kiln_git_opts_t *opts,
                       const char *dest, char **commit, kiln_error_t *err);
 
+/* Like kiln_git_checkout, but brings `dest`, a tree kept across builds (it may exist, with
+ * a previous commit's files), to `ref` in place: only files whose content differs are
+ * written, everything untracked or ignored is removed (whatever a previous build left), and
+ * the index (index_path, outside dest) records what was written. The caller holds the
+ * tree's lock. 1 when the commit has submodules (check out afresh instead); -1 with err
+ * naming the redacted URL and the ref (the tree may then be half-updated: remove it). */
+int kiln_git_checkout_kept(const char *url, const char *ref, const kiln_git_opts_t *opts,
+                           const char *dest, const char *index_path, char **commit,
+                           kiln_error_t *err);
+
 #endif

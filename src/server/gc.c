@@ -11,11 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "job/auto.h"
 #include "src/server/accesslog.h"
 #include "src/server/runner.h"
 #include "src/server/tenantcreds.h"
@@ -248,6 +250,18 @@ static int keep_context(const kiln_gc_opts_t *o, const char *name)
     return kiln_db_context_in_use(o->db, name) != 0;
 }
 
+/* A kept work tree (job/auto) a build holds (its lock taken) stays. */
+static int keep_worktree(const kiln_gc_opts_t *o, const char *name)
+{
+    _cleanup_free_ char *lock =
+        kiln_xasprintf("%s/" KILN_AUTO_WORKTREES "/%s/lock", o->kiln_root, name);
+    _cleanup_close_ int fd = open(lock, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+    if (fd < 0)
+        return errno != ENOENT;
+    return flock(fd, LOCK_EX | LOCK_NB) < 0; /* released when fd closes */
+}
+
 /* Runs `kiln prune` on the blob store; returns its exit status. */
 static int prune_store(const kiln_gc_opts_t *o, kiln_error_t *err)
 {
@@ -293,7 +307,10 @@ int kiln_gc_run(const kiln_gc_opts_t *o, kiln_gc_stats_t *st, kiln_error_t *err)
                              err) < 0)
         return -1;
     if (o->kiln_root) {
-        if (prune_kind(o, "git", "git", o->git_max, false, &s, err) < 0 ||
+        _cleanup_free_ char *wt = kiln_xasprintf("%s/" KILN_AUTO_WORKTREES, o->kiln_root);
+        /* kept work trees go by age like the contexts (each is rebuilt by its next build) */
+        if (prune_dir(o, wt, o->max_age_s, 0, keep_worktree, &s, err) < 0 ||
+            prune_kind(o, "git", "git", o->git_max, false, &s, err) < 0 ||
             prune_kind(o, "build/cache-mounts", "cache-mounts", o->cache_max, true, &s, err) < 0 ||
             prune_kind(o, NULL, "blobs", 0, false, &s, err) < 0 ||
             /* per-context stat cache files (engine/statcache) by age; each directory

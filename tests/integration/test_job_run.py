@@ -3,6 +3,8 @@
 (--events-fd): phases, steps with their cache hits, outputs with digests, pushes, errors with a
 code, the result last; every event carries the spec's build id, tenant, repo (credentials and
 query cut), commit, branch and trigger. A bad spec runs nothing."""
+import fcntl
+import glob
 import json
 import os
 import socket
@@ -246,9 +248,9 @@ T.check("... every event after the checkout carries the full commit and the repo
         after_checkout[:3])
 T.check("... the step read the file of the checked-out subdirectory",
         any("hello from git" in e.get("text", "") for e in kinds(ev, "log")), kinds(ev, "log"))
-T.check("... the checkout noted its files in the stat cache (repository + subdirectory)",
-        any(e.get("text", "").startswith("stat cache: 2 files noted") for e in kinds(ev, "log")),
-        kinds(ev, "log"))
+T.check("... the checkout went into the repository's kept work tree",
+        any(e.get("text", "").startswith("checkout: the kept work tree updated in place (2 files")
+            for e in kinds(ev, "log")), kinds(ev, "log"))
 T.check("... the token is in no event and not on stderr",
         GIT_TOKEN not in json.dumps(ev) and GIT_TOKEN not in err, err)
 rc, ev, err = run(dict(gspec, secrets=[]), extra=("--build-option=--allow-http-git",))
@@ -304,6 +306,94 @@ T.check("hostile: a repository whose Dockerfile links to a host file: refused na
         "Dockerfile, the host file not read",
         r.returncode != 0 and "reading the Dockerfile" in r.stderr and "HOST-MARKER" not in r.stderr
         and not os.path.exists(os.path.join(T.tmp, "cli-out2", "index.json")), r.stderr[-2000:])
+# kept work tree: two builds of one repository, the second with one file changed and one
+# deleted, check the commit out into the same tree in place (an unchanged file keeps its
+# inode); a tree left modified (an untracked file, a tracked file replaced by a link to a host
+# file) is reset; a build finding the tree held by another checks out afresh; kiln gc removes
+# a tree unused for --max-age
+krepo = os.path.join(T.tmp, "keptrepo")
+os.makedirs(os.path.join(krepo, "kept"))
+for name, text in (("Dockerfile", "FROM oci:%s:1\nCOPY . /ctx/\nRUN ls /ctx && cat /ctx/*.txt\n"
+                    % layout), ("a.txt", "A-one\n"), ("b.txt", "B-same\n"), ("c.txt", "C-gone\n")):
+    with open(os.path.join(krepo, "kept", name), "w") as f:
+        f.write(text)
+kgit = ["git", "-C", krepo, "-c", "user.name=t", "-c", "user.email=t@example.test"]
+subprocess.run(["git", "init", "-q", "-b", "main", krepo], check=True)
+subprocess.run(kgit + ["add", "-A"], check=True)
+subprocess.run(kgit + ["commit", "-q", "-m", "one"], check=True)
+kbare = os.path.join(T.tmp, "served", "kept.git")
+subprocess.run(["git", "clone", "-q", "--bare", krepo, kbare], check=True)
+kspec = {"build_id": "b-kept", "source": {"git": git_base + "/kept.git", "ref": "main",
+                                          "subdir": "kept"},
+         "outputs": [{"type": "oci", "dest": os.path.join(T.tmp, "kept-out")}]}
+kextra = ("--build-option=--allow-http-git", "--build-option=--oci-dir=" + layout)
+KEPT_NOTE = "checkout: the kept work tree updated in place"
+
+
+def logtext(events):
+    return "\n".join(e.get("text", "") for e in kinds(events, "log"))
+
+
+rc, ev, err = run(kspec, extra=kextra)
+trees = [d for d in glob.glob(os.path.join(ROOT, "build", "worktrees", "*"))
+         if os.path.isdir(os.path.join(d, "tree", "kept"))]
+ktree = os.path.join(trees[0], "tree", "kept") if len(trees) == 1 else "/nonexistent"
+ino_b = os.stat(os.path.join(ktree, "b.txt")).st_ino if trees else None
+T.check("kept tree: the first build of a repository checks it out into ROOT/build/worktrees/HASH",
+        rc == 0 and len(trees) == 1 and KEPT_NOTE in logtext(ev) and "C-gone" in logtext(ev),
+        f"{trees}\n{ev}\n{err}")
+with open(os.path.join(krepo, "kept", "a.txt"), "w") as f:
+    f.write("A-two\n")
+os.unlink(os.path.join(krepo, "kept", "c.txt"))
+subprocess.run(kgit + ["commit", "-q", "-am", "two"], check=True)
+subprocess.run(kgit + ["push", "-q", kbare, "main"], check=True)
+# what a previous step could have left: an untracked file and a tracked file now a link
+# to a host file
+kmarker = os.path.join(T.tmp, "kept-host-marker")
+with open(kmarker, "w") as f:
+    f.write("KEPT-HOST-MARKER\n")
+with open(os.path.join(ktree, "junk.txt"), "w") as f:
+    f.write("JUNK-LEFT\n")
+if trees:
+    os.unlink(os.path.join(ktree, "Dockerfile"))
+    os.symlink(kmarker, os.path.join(ktree, "Dockerfile"))
+rc, ev, err = run(dict(kspec, build_id="b-kept2"), extra=kextra)
+log = logtext(ev)
+T.check("... the second build (one file changed, one deleted, junk and a link planted): the "
+        "image has the change, neither the deleted file nor the junk",
+        rc == 0 and KEPT_NOTE in log and "A-two" in log and "A-one" not in log
+        and "C-gone" not in log and "c.txt" not in log and "JUNK-LEFT" not in log
+        and "junk.txt" not in log, f"{ev}\n{err}")
+T.check("... in the same tree, reset: an unchanged file kept its inode, the planted link is the "
+        "repository's Dockerfile again, the host file neither read nor written",
+        trees and os.stat(os.path.join(ktree, "b.txt")).st_ino == ino_b
+        and not os.path.islink(os.path.join(ktree, "Dockerfile"))
+        and not os.path.exists(os.path.join(ktree, "c.txt"))
+        and not os.path.exists(os.path.join(ktree, "junk.txt"))
+        and "KEPT-HOST-MARKER" not in log + err
+        and open(kmarker).read() == "KEPT-HOST-MARKER\n", f"{ev}\n{err}")
+# another build holding the tree: this one checks out afresh and still builds
+klock = open(os.path.join(trees[0] if trees else T.tmp, "lock"), "a")
+fcntl.flock(klock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+rc, ev, err = run(dict(kspec, build_id="b-kept3"), extra=kextra)
+log = logtext(ev)
+T.check("... a build while the kept tree is held checks out afresh (the commit's 3 files noted) "
+        "and builds it",
+        rc == 0 and KEPT_NOTE not in log and "stat cache: 3 files noted" in log
+        and ev[-1].get("status") == "succeeded", f"{ev}\n{err}")
+gcroot = os.path.join(T.tmp, "gc-root")
+os.makedirs(gcroot)
+old = os.path.getmtime(trees[0]) - 3 * 3600 if trees else 0
+for p in [os.path.join(trees[0], n) for n in os.listdir(trees[0])] + trees[:1] if trees else ():
+    os.utime(p, (old, old))
+r = kiln("gc", "--root", gcroot, "--kiln-root", ROOT, "--max-age", "1")
+T.check("... kiln gc --max-age keeps a tree a build holds", r.returncode == 0
+        and os.path.isdir(ktree), r.stderr)
+klock.close()
+r = kiln("gc", "--root", gcroot, "--kiln-root", ROOT, "--max-age", "1")
+T.check("... and removes it once unused for longer", r.returncode == 0
+        and trees and not os.path.exists(trees[0]), r.stdout + r.stderr)
+
 # a git server that accepts and then never answers (loopback): the checkout's own timeout
 # (source.timeout_seconds) ends it, not the job's wall time; error source_failed naming it
 hang = socket.socket()
