@@ -289,15 +289,12 @@ out:
     return ret;
 }
 
-int kiln_git_checkout(const char *url, const char *ref, const kiln_git_opts_t *opts,
-                      const char *dest, char **commit, kiln_error_t *err)
+int kiln_git_session(const char *url, const kiln_git_opts_t *opts, kiln_git_session_fn fn,
+                     void *ctx, kiln_error_t *err)
 {
     kiln_netpolicy_t *policy = NULL;
-    struct stat st;
     int ret;
 
-    if (stat(dest, &st) == 0)
-        return kiln_error_set(err, EEXIST, "git checkout destination %s", dest);
     if (kiln_git_check_url(&opts->policy, url, NULL, NULL, false, err) < 0 ||
         kiln_git_url_policy(&opts->policy, true, &policy, err) < 0)
         return -1;
@@ -305,10 +302,36 @@ int kiln_git_checkout(const char *url, const char *ref, const kiln_git_opts_t *o
     ret = kiln_git_stream_register(err);
     kiln_git_deadline_set(opts->timeout_s);
     if (ret == 0)
-        ret = checkout_at(url, ref, opts, policy, dest, 0, commit, err);
+        ret = fn(ctx, policy, err);
     kiln_git_deadline_set(0);
     git_libgit2_shutdown();
     kiln_netpolicy_free(policy);
+    return ret;
+}
+
+/* kiln_git_checkout's arguments, through kiln_git_session. */
+typedef struct fresh {
+    const char *url, *ref, *dest;
+    const kiln_git_opts_t *opts;
+    char **commit;
+} fresh_t;
+
+static int fresh_checkout(void *ctx, const kiln_netpolicy_t *policy, kiln_error_t *err)
+{
+    fresh_t *f = ctx;
+    return checkout_at(f->url, f->ref, f->opts, policy, f->dest, 0, f->commit, err);
+}
+
+int kiln_git_checkout(const char *url, const char *ref, const kiln_git_opts_t *opts,
+                      const char *dest, char **commit, kiln_error_t *err)
+{
+    fresh_t f = {.url = url, .ref = ref, .dest = dest, .opts = opts, .commit = commit};
+    struct stat st;
+    int ret;
+
+    if (stat(dest, &st) == 0)
+        return kiln_error_set(err, EEXIST, "git checkout destination %s", dest);
+    ret = kiln_git_session(url, opts, fresh_checkout, &f, err);
     if (ret < 0)
         kiln_fs_rm_rf(dest, NULL); /* nothing half-written is left */
     return ret;

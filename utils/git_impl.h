@@ -54,4 +54,13 @@ int kiln_git_mirror_open(const char *url, const kiln_git_opts_t *opts,
 int kiln_git_resolve_ref(git_repository *repo, const char *url, const char *ref, git_commit **out,
                          kiln_error_t *err);
 
+/* What a checkout does once its session is open (see kiln_git_session). */
+typedef int (*kiln_git_session_fn)(void *ctx, const kiln_netpolicy_t *policy, kiln_error_t *err);
+
+/* Checks url against opts' source policy, then runs fn with libgit2 initialised, kiln's
+ * policed transports registered and opts->timeout_s's deadline set; fn's result (its
+ * positive one too), or -1 with err naming the URL when the policy refuses it. */
+int kiln_git_session(const char *url, const kiln_git_opts_t *opts, kiln_git_session_fn fn,
+                     void *ctx, kiln_error_t *err);
+
 #endif

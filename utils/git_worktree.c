@@ -150,23 +150,29 @@ out:
     return ret;
 }
 
+/* kiln_git_checkout_kept's arguments, through kiln_git_session. */
+typedef struct kept {
+    const char *url, *ref, *dest, *index_path;
+    const kiln_git_opts_t *opts;
+    char **commit;
+} kept_t;
+
+static int kept_checkout(void *ctx, const kiln_netpolicy_t *policy, kiln_error_t *err)
+{
+    kept_t *k = ctx;
+    return checkout_kept_at(k->url, k->ref, k->opts, policy, k->dest, k->index_path, k->commit,
+                            err);
+}
+
 int kiln_git_checkout_kept(const char *url, const char *ref, const kiln_git_opts_t *opts,
                            const char *dest, const char *index_path, char **commit,
                            kiln_error_t *err)
 {
-    kiln_netpolicy_t *policy = NULL;
-    int ret;
-
-    if (kiln_git_check_url(&opts->policy, url, NULL, NULL, false, err) < 0 ||
-        kiln_git_url_policy(&opts->policy, true, &policy, err) < 0)
-        return -1;
-    git_libgit2_init();
-    ret = kiln_git_stream_register(err);
-    kiln_git_deadline_set(opts->timeout_s);
-    if (ret == 0)
-        ret = checkout_kept_at(url, ref, opts, policy, dest, index_path, commit, err);
-    kiln_git_deadline_set(0);
-    git_libgit2_shutdown();
-    kiln_netpolicy_free(policy);
-    return ret;
+    kept_t k = {.url = url,
+                .ref = ref,
+                .dest = dest,
+                .index_path = index_path,
+                .opts = opts,
+                .commit = commit};
+    return kiln_git_session(url, opts, kept_checkout, &k, err);
 }
