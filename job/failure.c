@@ -1,6 +1,7 @@
 /* kiln — the failing step of a build (see failure.h). */
 #include "job/failure.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,7 +15,9 @@ typedef struct track {
     size_t head, n; /* ring: the oldest at head */
 } track_t;
 
+/* Step events come from every stage's thread at once (parallel stages): lock guards all. */
 struct kiln_job_failure {
+    pthread_mutex_t lock;
     track_t *v; /* the running steps */
     size_t n;
     track_t failed; /* the first step that failed (step 0: none) */
@@ -23,7 +26,10 @@ struct kiln_job_failure {
 
 kiln_job_failure_t *kiln_job_failure_new(void)
 {
-    return kiln_xzalloc(sizeof(kiln_job_failure_t));
+    kiln_job_failure_t *f = kiln_xzalloc(sizeof(kiln_job_failure_t));
+
+    pthread_mutex_init(&f->lock, NULL);
+    return f;
 }
 
 static void track_clear(track_t *t)
@@ -43,6 +49,7 @@ void kiln_job_failure_free(kiln_job_failure_t *f)
     free(f->v);
     track_clear(&f->failed);
     free(f->error);
+    pthread_mutex_destroy(&f->lock);
     free(f);
 }
 
@@ -67,7 +74,8 @@ static void drop(kiln_job_failure_t *f, size_t at, int failed)
     f->v[at] = f->v[--f->n];
 }
 
-void kiln_job_failure_step(kiln_job_failure_t *f, const kiln_step_event_t *ev)
+/* kiln_job_failure_step with f->lock held. */
+static void step_locked(kiln_job_failure_t *f, const kiln_step_event_t *ev)
 {
     size_t at = 0;
     track_t *t = find(f, ev->step, &at);
@@ -115,6 +123,13 @@ void kiln_job_failure_step(kiln_job_failure_t *f, const kiln_step_event_t *ev)
         drop(f, at, 1);
         break;
     }
+}
+
+void kiln_job_failure_step(kiln_job_failure_t *f, const kiln_step_event_t *ev)
+{
+    pthread_mutex_lock(&f->lock);
+    step_locked(f, ev);
+    pthread_mutex_unlock(&f->lock);
 }
 
 /* s as a JSON string: when it is not valid UTF-8 (a step prints any bytes), with every

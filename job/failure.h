@@ -20,7 +20,8 @@ kiln_job_failure_t *kiln_job_failure_new(void);
 void kiln_job_failure_free(kiln_job_failure_t *f);
 
 /* Takes one step event (start: name and line; log: a line of output; cached/done: the step
- * ended well; error: the step failed, the first such one is the build's failing step). */
+ * ended well; error: the step failed, the first such one is the build's failing step). Safe from
+ * several threads at once (parallel stages each report their steps). */
 void kiln_job_failure_step(kiln_job_failure_t *f, const kiln_step_event_t *ev);
 
 /* The failing step as JSON (new reference): {"step": N, "name", "instruction", "file",
