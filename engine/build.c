@@ -320,5 +320,10 @@ void kiln_build_result_clear(kiln_build_result_t *res)
     for (size_t i = 0; i < res->n_steps; i++)
         free(res->steps[i].name);
     free(res->steps);
+    for (size_t i = 0; i < res->n_bases; i++) {
+        free(res->bases[i].ref);
+        free(res->bases[i].digest);
+    }
+    free(res->bases);
     memset(res, 0, sizeof(*res));
 }

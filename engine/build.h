@@ -138,6 +138,19 @@ typedef struct kiln_build_step_time {
     int cached;
 } kiln_build_step_time_t;
 
+/* What a FROM (or COPY --from=IMAGE) image resolved to: a registry image as its normalised
+ * reference "registry/repository[:tag]" or an "oci:DIR[:TAG]" layout as written, and the
+ * digest of what that named ("sha256:HEX": the index of a multi-platform image, as buildx
+ * records it, else the manifest). */
+typedef struct kiln_build_base {
+    char *ref;
+    char *digest;
+} kiln_build_base_t;
+
+/* At most this many distinct base images are recorded (a Dockerfile has at most
+ * MAX_STAGES FROMs, plus COPY --from images). */
+#define KILN_BUILD_BASES_MAX 256
+
 typedef struct kiln_build_result {
     kiln_descriptor_t manifest; /* the image manifest, in the store */
     kiln_digest_t config_digest;
@@ -146,6 +159,10 @@ typedef struct kiln_build_result {
     size_t n_layers;
     kiln_build_step_time_t *steps;
     size_t n_steps;
+    /* every image a FROM or COPY --from of the build resolved, once each, in the order
+     * first resolved (its provenance's resolvedDependencies) */
+    kiln_build_base_t *bases;
+    size_t n_bases;
     /* after a failure, what kind it was when the engine knows (else NULL):
      * KILN_BUILD_FAIL_DISK_LIMIT, KILN_BUILD_FAIL_NO_SPACE */
     const char *fail_code;

@@ -5,6 +5,7 @@
 #include "engine/expand.h"
 #include "engine/remote_cache.h"
 #include "engine/solve.h"
+#include "oci/reference.h"
 #include "utils/suggest.h"
 
 static void stage_take_layers_of(stage_t *st, const kiln_descriptor_t *layers, size_t n,
@@ -109,6 +110,40 @@ static int expanded_note(const char *ref, kiln_error_t *err)
                           msg, ref, full, ref);
 }
 
+/* Records what ref resolved to (digest) in the build's result, once per (ref, digest); the
+ * step's progress says it too. Stages resolve in parallel: under the engine's lock. */
+static void note_base(engine_t *e, stage_t *st, const char *ref, const kiln_digest_t *d)
+{
+    kiln_build_result_t *res = e->res;
+    char ds[KILN_DIGEST_STR_MAX];
+    _cleanup_free_ char *name = NULL, *msg = NULL;
+    kiln_reference_t r = {0};
+
+    kiln_digest_str(d, ds);
+    if (strncmp(ref, "oci:", 4) != 0 && kiln_reference_parse(ref, &r, NULL) == 0) {
+        /* the name as pulled, without a digest it was given (ds says it) */
+        name = kiln_xasprintf("%s/%s%s%s", r.registry, r.repository, r.tag ? ":" : "",
+                              r.tag ? r.tag : "");
+        kiln_reference_free(&r);
+    } else {
+        name = kiln_xstrdup(ref);
+    }
+    msg = kiln_xasprintf("resolved %s to %s", name, ds);
+    if (st->step > 0) /* a COPY --from image's throwaway stage has no step of its own */
+        kiln_engine_event(e, st->step, "log", msg, -1);
+    pthread_mutex_lock(&e->lock);
+    for (size_t i = 0; i < res->n_bases; i++)
+        if (strcmp(res->bases[i].ref, name) == 0 && strcmp(res->bases[i].digest, ds) == 0)
+            goto out;
+    if (res->n_bases < KILN_BUILD_BASES_MAX) {
+        res->bases = kiln_xrealloc(res->bases, (res->n_bases + 1) * sizeof(*res->bases));
+        res->bases[res->n_bases].ref = steal_pointer(&name);
+        res->bases[res->n_bases++].digest = kiln_xstrdup(ds);
+    }
+out:
+    pthread_mutex_unlock(&e->lock);
+}
+
 int kiln_step_from_image(engine_t *e, stage_t *st, const char *ref, kiln_error_t *err)
 {
     _cleanup_free_ char *body = NULL;
@@ -130,6 +165,7 @@ int kiln_step_from_image(engine_t *e, stage_t *st, const char *ref, kiln_error_t
         }
         cfg = json_deep_copy(img->config);
         top = img->manifest_desc.digest;
+        note_base(e, st, ref, &top);
         stage_take_layers_of(st, img->manifest->layers, img->manifest->n_layers, cfg);
         kiln_layout_image_free(img);
     } else {
@@ -149,6 +185,7 @@ int kiln_step_from_image(engine_t *e, stage_t *st, const char *ref, kiln_error_t
             return -1;
         }
         top = ri.manifest.digest;
+        note_base(e, st, ref, &ri.top.digest);
         stage_take_layers_of(st, ri.parsed->layers, ri.parsed->n_layers, cfg);
         kiln_registry_image_clear(&ri);
     }

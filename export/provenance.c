@@ -36,14 +36,35 @@ static json_t *build_args(const kiln_provenance_in_t *in, json_t **redacted)
     return args;
 }
 
-/* The digest part of "REF@sha256:HEX" as {"sha256": HEX}, or NULL. */
-static json_t *ref_digest(const char *ref)
+/* A base image "REF@sha256:HEX" as a resolvedDependencies entry, as BuildKit writes it:
+ * a registry image's uri a purl pkg:docker/NAME@TAG?platform=linux%2Famd64 (Docker Hub names
+ * in their short form), an oci: layout's uri the reference as written; digest {"sha256": HEX}. */
+static json_t *base_dep(const char *image)
 {
-    const char *at = strrchr(ref, '@');
+    const char *at = strrchr(image, '@');
+    _cleanup_free_ char *ref =
+        at ? kiln_xstrndup(image, (size_t)(at - image)) : kiln_xstrdup(image);
+    _cleanup_free_ char *uri = NULL;
+    json_t *d;
 
-    if (at == NULL || strncmp(at + 1, "sha256:", 7) != 0)
-        return NULL;
-    return json_pack("{s:s}", "sha256", at + 8);
+    if (strncmp(ref, "oci:", 4) == 0) {
+        uri = kiln_xstrdup(ref);
+    } else {
+        const char *name = ref, *colon, *slash = strrchr(ref, '/');
+        _cleanup_free_ char *repo = NULL;
+        if (strncmp(name, "docker.io/", 10) == 0)
+            name += strncmp(name, "docker.io/library/", 18) == 0 ? 18 : 10;
+        colon = strrchr(name, ':');
+        if (colon && slash && colon < slash) /* a registry's port, not a tag */
+            colon = NULL;
+        repo = colon ? kiln_xstrndup(name, (size_t)(colon - name)) : kiln_xstrdup(name);
+        uri = kiln_xasprintf("pkg:docker/%s%s%s?platform=linux%%2Famd64", repo, colon ? "@" : "",
+                             colon ? colon + 1 : "");
+    }
+    d = json_pack("{s:s}", "uri", uri);
+    if (at && strncmp(at + 1, "sha256:", 7) == 0)
+        json_object_set_new(d, "digest", json_pack("{s:s}", "sha256", at + 8));
+    return d;
 }
 
 json_t *kiln_provenance_statement(const kiln_provenance_in_t *in)
@@ -75,13 +96,8 @@ json_t *kiln_provenance_statement(const kiln_provenance_in_t *in)
             json_object_set_new(d, "digest", json_pack("{s:s}", "gitCommit", in->commit));
         json_array_append_new(deps, d);
     }
-    for (size_t i = 0; i < in->n_base_images; i++) {
-        _cleanup_free_ char *uri = kiln_xasprintf("docker-image://%s", in->base_images[i]);
-        json_t *d = json_pack("{s:s}", "uri", uri), *dg = ref_digest(in->base_images[i]);
-        if (dg)
-            json_object_set_new(d, "digest", dg);
-        json_array_append_new(deps, d);
-    }
+    for (size_t i = 0; i < in->n_base_images; i++)
+        json_array_append_new(deps, base_dep(in->base_images[i]));
     meta = json_object();
     if (in->invocation_id)
         json_object_set_new(meta, "invocationId", json_string(in->invocation_id));

@@ -23,7 +23,8 @@ typedef struct kiln_provenance_in {
     size_t n_build_args;
     const char *const *secret_ids; /* --secret ids: never their values */
     size_t n_secret_ids;
-    const char *const *base_images; /* "REF@sha256:HEX" of each FROM image */
+    /* "REF@sha256:HEX" of each FROM image: REF "registry/repository[:tag]" or "oci:DIR[:TAG]" */
+    const char *const *base_images;
     size_t n_base_images;
     const char *invocation_id;      /* the build id */
     const char *started, *finished; /* RFC 3339 UTC, or NULL */

@@ -66,8 +66,12 @@ int kiln_job_attest_make(const kiln_job_attest_in_t *in, kiln_job_attest_t *out,
         size_t n_args = 0;
         _cleanup_(kiln_strv_freep) char **args = all_args(s, &n_args);
         _cleanup_free_ const char **ids = kiln_xmalloc((s->n_secrets + 1) * sizeof(char *));
+        _cleanup_(kiln_strv_freep) char **bases =
+            kiln_xzalloc((in->res->n_bases + 1) * sizeof(char *));
         for (size_t i = 0; i < s->n_secrets; i++)
             ids[i] = s->secrets[i].id;
+        for (size_t i = 0; i < in->res->n_bases; i++)
+            bases[i] = kiln_xasprintf("%s@%s", in->res->bases[i].ref, in->res->bases[i].digest);
         kiln_provenance_in_t p = {.name = name,
                                   .digest = ds,
                                   .source = s->source,
@@ -79,6 +83,8 @@ int kiln_job_attest_make(const kiln_job_attest_in_t *in, kiln_job_attest_t *out,
                                   .n_build_args = n_args,
                                   .secret_ids = ids,
                                   .n_secret_ids = s->n_secrets,
+                                  .base_images = (const char *const *)bases,
+                                  .n_base_images = in->res->n_bases,
                                   .invocation_id = in->build_id,
                                   .started = in->started,
                                   .finished = now};

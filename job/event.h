@@ -5,7 +5,7 @@
  *    "commit"}, "outputs": {"images": [...], "s3": [...], "local": [...],
  *    "functions": [...]}, "timings": {"build_ms", "outputs_ms", "total_ms"},
  *    "isolation": "sandbox"|"chroot"|"none", "entitlements": ["network.host", …],
- *    "error"}
+ *    "base_images": [{"ref", "digest"}] (what each FROM resolved to), "error"}
  */
 #ifndef KILN_JOB_EVENT_H
 #define KILN_JOB_EVENT_H

@@ -441,6 +441,19 @@ static int prepare_source(run_t *r, kiln_job_request_t *jr, const kiln_git_polic
     return 0;
 }
 
+/* What each base image resolved to, in the completion event ("base_images": [{"ref",
+ * "digest"}]), so a record says which bytes the image was built on (the FROM step's
+ * progress says it too). */
+static void event_bases(const run_t *r, const kiln_build_result_t *res)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; i < res->n_bases; i++)
+        json_array_append_new(
+            a, json_pack("{s:s, s:s}", "ref", res->bases[i].ref, "digest", res->bases[i].digest));
+    json_object_set_new(r->ev, "base_images", a);
+}
+
 /* The end of every run, good or failed: timings, status, the failure event, notifications,
  * the metadata file. Returns rc, or -1 when the metadata file could not be written. */
 static int finish(run_t *r, int rc, const kiln_build_result_t *res, int built,
@@ -568,6 +581,7 @@ int kiln_job_run(const kiln_job_spec_t *s, const kiln_job_run_opts_t *o, kiln_jo
     }
     built = out->built = 1;
     kiln_digest_str(&res.manifest.digest, out->digest);
+    event_bases(&r, &res);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     kiln_event_set_timing(r.ev, "build_ms", elapsed(&t0, &t1));
     note_size(&r, store, &res, out);

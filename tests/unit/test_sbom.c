@@ -243,8 +243,13 @@ static void test_provenance(void **state)
     const char *args[] = {"NODE_ENV=production", "NPM_TOKEN=s3cr3t-value", "api_key=k3y-value",
                           "FROM_ENV"};
     const char *secrets[] = {"npmrc"};
-    const char *bases[] = {"docker.io/library/debian:12@sha256:"
-                           "1111111111111111111111111111111111111111111111111111111111111111"};
+    const char *bases[] = {
+        "docker.io/library/debian:12@sha256:"
+        "1111111111111111111111111111111111111111111111111111111111111111",
+        "127.0.0.1:5000/ns/base@sha256:"
+        "2222222222222222222222222222222222222222222222222222222222222222",
+        "oci:/srv/"
+        "layout:1@sha256:3333333333333333333333333333333333333333333333333333333333333333"};
     kiln_provenance_in_t in = {.name = "localhost:5000/app:v1",
                                .digest = "sha256:abcd",
                                .source = "https://example.test/app.git",
@@ -256,7 +261,7 @@ static void test_provenance(void **state)
                                .secret_ids = secrets,
                                .n_secret_ids = 1,
                                .base_images = bases,
-                               .n_base_images = 1,
+                               .n_base_images = 3,
                                .invocation_id = "b-1"};
     json_t *st = kiln_provenance_statement(&in);
     json_t *pred = json_object_get(st, "predicate");
@@ -287,6 +292,13 @@ static void test_provenance(void **state)
     assert_string_equal(json_string_value(json_object_get(
                             json_object_get(json_array_get(deps, 1), "digest"), "sha256")),
                         "1111111111111111111111111111111111111111111111111111111111111111");
+    /* BuildKit's form: a purl, Docker Hub's official images by their short name */
+    assert_string_equal(json_string_value(json_object_get(json_array_get(deps, 1), "uri")),
+                        "pkg:docker/debian@12?platform=linux%2Famd64");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(deps, 2), "uri")),
+                        "pkg:docker/127.0.0.1:5000/ns/base?platform=linux%2Famd64");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(deps, 3), "uri")),
+                        "oci:/srv/layout:1");
     assert_string_equal(json_string_value(json_object_get(
                             json_object_get(json_object_get(pred, "runDetails"), "builder"), "id")),
                         KILN_PROVENANCE_BUILDER);
