@@ -9,9 +9,9 @@
 #include <unistd.h>
 
 #include "export/exporters.h"
-#include "oci/layer_read.h"
 #include "oci/layer_write.h"
 #include "oci/sink.h"
+#include "oci/unpack.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"

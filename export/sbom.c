@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "oci/digest.h"
-#include "oci/layer_read.h"
 #include "oci/tar_reader.h"
+#include "oci/unpack.h"
 #include "utils/cleanup.h"
 #include "utils/json.h"
 #include "utils/mem.h"

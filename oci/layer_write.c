@@ -13,8 +13,8 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include "oci/layer_read.h"
 #include "oci/tar_reader.h"
+#include "oci/unpack.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
 

@@ -3,7 +3,7 @@
 
 #include <unistd.h>
 
-#include "oci/layer_read.h"
+#include "oci/unpack.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"

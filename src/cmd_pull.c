@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include "oci/imagestore.h"
-#include "oci/layer_read.h"
 #include "oci/layout.h"
 #include "oci/registry.h"
+#include "oci/unpack.h"
 #include "src/cli_registry.h"
 #include "src/commands.h"
 #include "utils/cleanup.h"

@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include "oci/digest.h"
-#include "oci/layer_read.h"
 #include "oci/layer_write.h"
+#include "oci/unpack.h"
 #include "utils/fs.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -21,8 +21,8 @@
 
 #include "oci/compress.h"
 #include "oci/digest.h"
-#include "oci/layer_read.h"
 #include "oci/layer_write.h"
+#include "oci/unpack.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"

@@ -1,5 +1,5 @@
 /* kiln — apply a layer tar stream onto a rootfs, never writing outside it. */
-#include "oci/layer_read.h"
+#include "oci/unpack.h"
 
 #include <errno.h>
 #include <fcntl.h>

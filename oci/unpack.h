@@ -12,8 +12,8 @@
  * (from this or a lower layer) pointing out of the rootfs resolve inside it.
  * Device nodes are rejected unless allowed. A failed unpack leaves the rootfs
  * partially written: the caller discards it. */
-#ifndef KILN_OCI_LAYER_READ_H
-#define KILN_OCI_LAYER_READ_H
+#ifndef KILN_OCI_UNPACK_H
+#define KILN_OCI_UNPACK_H
 
 #include <stdint.h>
 
