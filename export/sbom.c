@@ -695,8 +695,10 @@ static int scan_layer(kiln_tar_reader_t *t, files_t *files, const char *what, ki
             continue;
         if (link != NULL) {
             _cleanup_free_ char *target = kiln_xstrdup(link);
+            _cleanup_free_ char *named = kiln_xasprintf("its hardlink target '%.512s'", link);
             const dbfile_t *src;
-            if (kiln_layer_clean_path(target, "its hardlink target", link, err) < 0)
+            /* named as the unpack names it: the entry, then its target */
+            if (kiln_layer_clean_path(target, named, archive_entry_pathname(e), err) < 0)
                 goto out;
             src = files_find(&added, target);
             if (src)

@@ -2,6 +2,7 @@
 #include "job/attest.h"
 
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "export/export.h"
@@ -98,9 +99,16 @@ int kiln_job_attest_make(const kiln_job_attest_in_t *in, kiln_job_attest_t *out,
 static int write_doc(const json_t *doc, const char *path, kiln_error_t *err)
 {
     _cleanup_free_ char *text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+    struct stat st;
 
     if (text == NULL)
         return kiln_error_set(err, 0, "%s: cannot encode", path);
+    /* the image's own tree is in a local dest: a directory there is never replaced */
+    if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return kiln_error_set(err, 0,
+                              "%s: the image has a directory where the document goes (remove "
+                              "it from the image, or use an output of type oci, docker or tar)",
+                              path);
     return kiln_fs_write_file_atomic(path, text, strlen(text), 0644, err);
 }
 

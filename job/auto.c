@@ -319,6 +319,7 @@ void kiln_auto_source_release(kiln_auto_source_t *src)
     free(src->commit);
     free(src->display);
     free(src->context_id);
+    free(src->warning);
     memset(src, 0, sizeof(*src));
 }
 

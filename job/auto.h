@@ -49,6 +49,9 @@ typedef struct kiln_auto_source {
     kiln_statcache_stats_t notes;
     /* the kept tree's lock (held until release) + 1, or 0 when the tree is not a kept one */
     int kept_lock;
+    /* a line for the build log on what was refused on the way (an upload's notes file that
+     * could not be used), or NULL */
+    char *warning;
 } kiln_auto_source_t;
 
 /* The stat cache identity of a git source's build context: the repository (userinfo

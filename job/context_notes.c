@@ -4,6 +4,7 @@
 #include "job/context_notes.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,14 +84,24 @@ int kiln_context_notes_load(const char *path, uint64_t max_entries, kiln_context
                             kiln_error_t *err)
 {
     _cleanup_free_ char *text = NULL;
+    _cleanup_close_ int fd = -1;
     kiln_context_notes_t n = {0};
     size_t len = 0, off = strlen(MAGIC);
+    struct stat fst;
 
     memset(out, 0, sizeof(*out));
     if (max_entries == 0)
         max_entries = KILN_CONTEXT_MAX_ENTRIES;
-    if (kiln_fs_read_file(path, FILE_MAX, &text, &len, err) < 0)
-        return -1;
+    /* the file is the server's own, but never through a link, nor a fifo that blocks */
+    fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 && errno == ELOOP)
+        return kiln_error_set(err, 0, "%s: a symbolic link, not a context notes file", path);
+    if (fd < 0)
+        return kiln_error_set(err, errno, "open %s", path);
+    if (fstat(fd, &fst) < 0 || !S_ISREG(fst.st_mode))
+        return kiln_error_set(err, 0, "%s: not a regular file, not a context notes file", path);
+    if (kiln_fs_read_fd(fd, FILE_MAX, &text, &len, err) < 0)
+        return kiln_error_prefix(err, "%s", path);
     if (len < off || memcmp(text, MAGIC, off) != 0)
         return kiln_error_set(err, 0, "%s: not a context notes file", path);
     while (off < len) {

@@ -143,6 +143,7 @@ static int fetch_context(const kiln_job_spec_t *s, const kiln_job_source_opts_t 
                          kiln_auto_source_t *out, kiln_error_t *err)
 {
     _cleanup_free_ char *dir = NULL, *tar = NULL, *root = NULL, *work = NULL, *tmp = NULL;
+    _cleanup_free_ char *warning = NULL;
     kiln_auto_source_opts_t so = {.root = o->root, .subdir = s->subdir, .env = o->env};
     kiln_context_notes_t notes = {0};
     struct stat st;
@@ -153,11 +154,16 @@ static int fetch_context(const kiln_job_spec_t *s, const kiln_job_source_opts_t 
                               "(kiln job run --contexts-dir)");
     dir = kiln_xasprintf("%s/%s", o->contexts_dir, s->source);
     if (lstat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
-        /* notes that cannot be read only cost hashing every file */
+        /* notes that cannot be read only cost hashing every file (said in the log) */
         _cleanup_free_ char *kept = kiln_xasprintf("%s/%s.notes", o->contexts_dir, s->source);
+        kiln_error_t nerr = {0};
         root = kiln_auto_root(o->root, o->env);
-        if (kiln_context_notes_load(kept, 0, &notes, NULL) < 0)
+        if (kiln_context_notes_load(kept, 0, &notes, &nerr) < 0) {
             kiln_context_notes_clear(&notes);
+            warning = kiln_xasprintf("stat cache: the upload's notes refused (%s): every "
+                                     "file is hashed",
+                                     nerr.msg);
+        }
     } else {
         tar = kiln_xasprintf("%s/%s.tar", o->contexts_dir, s->source);
         if (lstat(tar, &st) < 0 || !S_ISREG(st.st_mode))
@@ -187,6 +193,7 @@ static int fetch_context(const kiln_job_spec_t *s, const kiln_job_source_opts_t 
     free(out->display);
     out->display = kiln_xstrdup(s->source);
     out->checkout = steal_pointer(&tmp);
+    out->warning = steal_pointer(&warning);
     return 0;
 }
 

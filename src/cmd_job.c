@@ -377,7 +377,6 @@ static int place_source(run_t *r, kiln_job_spec_t *spec, const kiln_job_source_o
     if (spec->context_id == NULL && src->context_id)
         spec->context_id = kiln_xstrdup(src->context_id);
     if (src->context_id) {
-        json_t *ev = kiln_job_event_new(spec, "log");
         /* a kept tree wrote only the changed files: the stat cache finds the others */
         _cleanup_free_ char *line =
             src->kept_lock ? kiln_xasprintf("checkout: the kept work tree updated in place (%llu "
@@ -386,9 +385,10 @@ static int place_source(run_t *r, kiln_job_spec_t *spec, const kiln_job_source_o
                            : kiln_xasprintf("stat cache: %llu files noted, %llu kept their hash",
                                             (unsigned long long)src->notes.noted,
                                             (unsigned long long)src->notes.kept);
-        json_object_set_new(ev, "text", json_string(line));
-        send_ev(r, ev);
+        relay_log(r, line);
     }
+    if (src->warning)
+        relay_log(r, src->warning);
     kiln_job_source_drop_credential(spec);
     /* an auto build of a subdirectory sees the whole tree (a workspace package is built
      * from the repository's root); any other build's context is the subdirectory */

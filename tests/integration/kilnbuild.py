@@ -1,8 +1,10 @@
 """Helpers for the `kiln build` integration tests (standard library only)."""
+import io
 import json
 import os
 import shutil
 import subprocess
+import tarfile
 
 from kilntest import T, kiln
 
@@ -58,6 +60,30 @@ def write_tree(base, files):
     return base
 
 
+def read_json(path):
+    """A JSON file's value, or {"error": why} when it cannot be read or parsed."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        return {"error": str(e)}
+
+
+def tar_write(fileobj, entries):
+    """Writes a tar of entries to fileobj: (name, bytes) files, (name, ("sym", target))
+    symbolic links, (name, ("hard", target)) hard links."""
+    with tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for n, v in entries:
+            ti = tarfile.TarInfo(n)
+            if isinstance(v, tuple):
+                ti.type = tarfile.SYMTYPE if v[0] == "sym" else tarfile.LNKTYPE
+                ti.linkname = v[1]
+                t.addfile(ti)
+            else:
+                ti.size = len(v)
+                t.addfile(ti, io.BytesIO(v))
+
+
 def read_text(path):
     """A file's text, or None when it cannot be read."""
     try:
@@ -107,6 +133,28 @@ class HostMarker:
 
     def untouched(self):
         return self.state() == self.planted
+
+    def _files(self):
+        return [os.path.join(d, n) for d, _, names in os.walk(self.dir) for n in names
+                if not os.path.islink(os.path.join(d, n))]
+
+    def watch_reads(self):
+        """Sets each planted file's atime to 1 (mtime kept): a read under relatime moves it.
+        Returns False where this filesystem does not record reads (noatime)."""
+        probe = os.path.join(T.tmp, "atime-probe")
+        with open(probe, "w") as f:
+            f.write("probe\n")
+        for p in self._files() + [probe]:
+            st = os.stat(p)
+            os.utime(p, ns=(1_000_000_000, st.st_mtime_ns))
+        with open(probe) as f:
+            f.read()
+        return os.stat(probe).st_atime_ns != 1_000_000_000
+
+    def unread(self):
+        """True while no planted file was opened for reading since watch_reads() (call it
+        before untouched(), which reads them; then watch_reads() again)."""
+        return all(os.stat(p).st_atime_ns == 1_000_000_000 for p in self._files())
 
     def reset_w(self):
         """Empties w (so that the next case starts clean)."""

@@ -3,6 +3,7 @@ import http.client
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -184,6 +185,18 @@ class Server:
                 k, v = line.rsplit(" ", 1)
                 out[k] = float(v)
         return out
+
+
+def stat_line(log):
+    """(unchanged, total, hashed) of a build log's COPY stat cache line, or None."""
+    m = re.search(r"(?m)^#\d+ stat cache: (\d+) of (\d+) files unchanged, (\d+) hashed$", log)
+    return tuple(int(x) for x in m.groups()) if m else None
+
+
+def noted_line(log):
+    """(noted, kept) of the stat cache line of a fresh checkout or an upload, or None."""
+    m = re.search(r"(?m)^stat cache: (\d+) files noted, (\d+) kept their hash$", log)
+    return tuple(int(x) for x in m.groups()) if m else None
 
 
 def tar_gz(files):

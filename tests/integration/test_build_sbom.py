@@ -2,18 +2,16 @@
 """kiln build --sbom / --provenance on one real build of a busybox image holding a dpkg status,
 an installed npm package and a package-lock: the SPDX 2.3 document and the in-toto SLSA v1
 statement written inside a type=local dest and beside a type=oci one; the packages found; a
-credential-looking build arg's value in neither document nor the output; the image's own
-links (a package.json and the sbom.spdx.json name itself pointing at a host file) never
-followed: the host file neither read into the SBOM nor written; bad flag values refused by
-name; the same build pushed to docker-registry: both documents attached as OCI 1.1 referrers
-under the fallback tag sha256-HEX (subject the image), readable over HTTP and by skopeo.
+credential-looking build arg's value in neither document nor the output (the image's links
+to host files: test_hostile_sbom.py); bad flag values refused by name; the same build pushed
+to docker-registry: both documents attached as OCI 1.1 referrers under the fallback tag sha256-HEX (subject the image), readable over HTTP and by skopeo.
 Schemas: validated when ../shared/corpora has SPDX / in-toto schemas, else skipped."""
 import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kilnbuild import make_base, write_tree  # noqa: E402
+from kilnbuild import make_base, read_json, write_tree  # noqa: E402
 import subprocess  # noqa: E402
 import urllib.request  # noqa: E402
 
@@ -21,10 +19,6 @@ from kilntest import T, kiln, start_registry  # noqa: E402
 
 ROOT = os.path.join(T.tmp, "root")
 BASE = make_base(ROOT)
-MARKER = os.path.join(T.tmp, "host-marker")
-MARKER_TEXT = '{"name":"host-marker","version":"6.6.6"}\n'
-with open(MARKER, "w") as f:
-    f.write(MARKER_TEXT)
 SECRET = "s3cr3t-npm-token-value"
 
 STATUS = """Package: busybox
@@ -43,11 +37,9 @@ ARG MODE
 COPY status /var/lib/dpkg/status
 COPY node_modules /app/node_modules
 COPY package-lock.json /app/package-lock.json
-RUN ln -s {MARKER} /app/node_modules/evil-link/package.json && ln -s {MARKER} /sbom.spdx.json
 """,
     "status": STATUS,
     "node_modules/left-pad/package.json": '{"name":"left-pad","version":"1.3.0","license":"WTFPL"}',
-    "node_modules/evil-link/index.js": "",
     "package-lock.json": json.dumps({"lockfileVersion": 3, "packages": {
         "": {"name": "app"}, "node_modules/left-pad": {"version": "1.3.0"},
         "node_modules/ms": {"version": "2.1.3", "license": "MIT"}}}),
@@ -60,16 +52,8 @@ r = kiln("build", "--root", ROOT, "--progress", "plain", "--sbom", "--provenance
 T.check("kiln build --sbom --provenance succeeds", r.returncode == 0, r.stderr[-1500:])
 
 
-def load(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
-        return {"error": str(e)}
-
-
-sbom = load(os.path.join(out, "sbom.spdx.json"))
-prov = load(os.path.join(out, "provenance.json"))
+sbom = read_json(os.path.join(out, "sbom.spdx.json"))
+prov = read_json(os.path.join(out, "provenance.json"))
 T.check("the SPDX document inside the local dest: spdxVersion SPDX-2.3",
         sbom.get("spdxVersion") == "SPDX-2.3" and sbom.get("dataLicense") == "CC0-1.0", str(sbom)[:500])
 purls = sorted(ref["referenceLocator"] for p in sbom.get("packages", [])
@@ -77,14 +61,6 @@ purls = sorted(ref["referenceLocator"] for p in sbom.get("packages", [])
 T.check("the packages of the dpkg status, node_modules and the package-lock, once each",
         purls == ["pkg:deb/debian/busybox@1%3A1.35.0-4+b3?arch=amd64", "pkg:npm/left-pad@1.3.0",
                   "pkg:npm/ms@2.1.3"], purls)
-T.check("the image's link to a host file is not followed (no host-marker package)",
-        "host-marker" not in json.dumps(sbom), purls)
-with open(MARKER) as f:
-    T.check("the host file behind the image's sbom.spdx.json link is untouched",
-            f.read() == MARKER_TEXT)
-T.check("the SBOM replaced the image's link in the dest (a file now, not a link)",
-        os.path.isfile(os.path.join(out, "sbom.spdx.json"))
-        and not os.path.islink(os.path.join(out, "sbom.spdx.json")))
 T.check("the provenance: an in-toto v1 statement with a SLSA v1 predicate",
         prov.get("_type") == "https://in-toto.io/Statement/v1"
         and prov.get("predicateType") == "https://slsa.dev/provenance/v1", str(prov)[:500])
@@ -102,7 +78,7 @@ T.check("the builder is kiln with its version",
         prov.get("predicate", {}).get("runDetails", {}).get("builder", {}).get("id", "")
         .startswith("https://kiln.dev/kiln@"), prov.get("predicate", {}).get("runDetails"))
 T.check("beside the OCI layout: layout.sbom.spdx.json and layout.provenance.json",
-        load(layout + ".sbom.spdx.json") == sbom and load(layout + ".provenance.json") == prov)
+        read_json(layout + ".sbom.spdx.json") == sbom and read_json(layout + ".provenance.json") == prov)
 
 corpora = os.environ.get("KILN_CORPORA", "")
 schemas = {"SPDX 2.3": os.path.join(corpora, "spdx", "spdx-schema-v2.3.json"),

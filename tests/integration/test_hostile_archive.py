@@ -6,14 +6,13 @@ archive whose blobs are links. Each is refused with a message naming the entry a
 wrong (or, for entries nothing reads, loaded without anything written outside the store);
 the host marker is neither read (its text is in no blob of the store) nor written, and a
 refused archive names nothing in the store."""
-import io
 import json
 import os
 import sys
 import tarfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kilnbuild import HostMarker, write_tree  # noqa: E402
+from kilnbuild import HostMarker, tar_write, write_tree  # noqa: E402
 from kilntest import T, kiln  # noqa: E402
 
 host = HostMarker(prefix="HOSTILE-ARCHIVE-")
@@ -42,17 +41,10 @@ LAYER, CONFIG = MANIFEST["Layers"][0], MANIFEST["Config"]
 
 
 def write(name, entries):
-    """An archive of entries: (name, bytes) files, (name, ("sym", target)) links."""
+    """An archive of entries (kilnbuild.tar_write's kinds)."""
     path = os.path.join(T.tmp, name + ".tar")
-    with tarfile.open(path, "w") as t:
-        for n, v in entries:
-            ti = tarfile.TarInfo(n)
-            if isinstance(v, tuple):
-                ti.type, ti.linkname = tarfile.SYMTYPE, v[1]
-                t.addfile(ti)
-            else:
-                ti.size = len(v)
-                t.addfile(ti, io.BytesIO(v))
+    with open(path, "wb") as f:
+        tar_write(f, entries)
     return path
 
 

@@ -12,7 +12,7 @@ import subprocess
 
 from gitserve import serve_git
 from kilntest import T
-from server_common import Server, tar_gz
+from server_common import Server, noted_line, stat_line, tar_gz
 
 N = 25
 repo = os.path.join(T.tmp, "mono")
@@ -53,18 +53,6 @@ def build(tenant):
     """One server build of mono.git's app/ as tenant: (record, log text)."""
     req = {"source": {"git": git_base + "/mono.git", "ref": "main", "subdir": "app"}}
     return srv.build_to_end(req, token=TOKENS[tenant])
-
-
-def stat_line(log):
-    """(unchanged, total, hashed) from the COPY step's stat cache line, or None."""
-    m = re.search(r"(?m)^#\d+ stat cache: (\d+) of (\d+) files unchanged, (\d+) hashed$", log)
-    return tuple(int(x) for x in m.groups()) if m else None
-
-
-def noted_line(log):
-    """(noted, kept) from the stat cache line of a fresh checkout or an upload, or None."""
-    m = re.search(r"(?m)^stat cache: (\d+) files noted, (\d+) kept their hash$", log)
-    return tuple(int(x) for x in m.groups()) if m else None
 
 
 def written(log):

@@ -194,6 +194,20 @@ static void test_context_notes(void **state)
     assert_int_equal(kiln_fs_write_file_atomic(path, "hello", 5, 0600, NULL), 0);
     assert_int_equal(kiln_context_notes_load(path, 0, &back, &err), -1);
     assert_non_null(strstr(err.msg, "not a context notes file"));
+    /* a link (even to a good notes file) and a fifo are not opened through / waited on */
+    {
+        _cleanup_free_ char *good = kiln_xasprintf("%s/good.notes", dir);
+        _cleanup_free_ char *fifo = kiln_xasprintf("%s/fifo.notes", dir);
+        assert_int_equal(kiln_context_notes_save(&n, good, &err), 0);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(symlink(good, path), 0);
+        assert_int_equal(kiln_context_notes_load(path, 0, &back, &err), -1);
+        assert_non_null(strstr(err.msg, "ctx.notes: a symbolic link, not a context notes file"));
+        assert_int_equal(back.n, 0);
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        assert_int_equal(kiln_context_notes_load(fifo, 0, &back, &err), -1);
+        assert_non_null(strstr(err.msg, "fifo.notes: not a regular file"));
+    }
     free(text);
     kiln_context_notes_clear(&n);
     kiln_fs_rm_rf(dir, NULL);
