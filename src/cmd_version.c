@@ -32,8 +32,10 @@ int kiln_cmd_version(int argc, char **argv)
         return kiln_cli_usage_error("version", "unexpected argument '%s'", argv[optind]);
 
     printf("kiln %s\n", KILN_VERSION);
-    git_libgit2_version(&major, &minor, &rev);
-    printf("libgit2 %d.%d.%d\n", major, minor, rev);
+    if (git_libgit2_version(&major, &minor, &rev) < 0) /* loaded on first use: missing */
+        printf("libgit2: %s\n", git_error_last()->message);
+    else
+        printf("libgit2 %d.%d.%d\n", major, minor, rev);
     printf("%s\n", archive_version_details());
     printf("%s\n", OpenSSL_version(OPENSSL_VERSION));
     printf("%s\n", curl_version());

@@ -6,9 +6,11 @@
  * librtmp, Kerberos, LDAP, nghttp2, ...) whose loading, relocation and
  * constructors were most of the start-up of every kiln command: `kiln run`
  * and the commands that never talk HTTP no longer pay for them
- * (bench/sandbox.sh). When the library cannot be loaded, every call fails the
- * way libcurl reports an unusable handle (NULL, CURLE_FAILED_INIT, ...) and
- * curl_easy_strerror says which library is missing. */
+ * (bench/sandbox.sh). When the library cannot be loaded, the constructors
+ * return a handle that is never dereferenced (not NULL: callers take NULL for
+ * out-of-memory and abort), every call fails the way libcurl reports an
+ * unusable handle (CURLE_FAILED_INIT, ...) and curl_easy_strerror says which
+ * library is missing and what needs it. */
 #define CURL_DISABLE_TYPECHECK 1
 #include <curl/curl.h>
 #include <pthread.h>
@@ -65,14 +67,18 @@ static const char *const fn_names[] = {
 #undef X
 };
 
+/* What the constructors hand out when libcurl is missing: an address no
+ * function here ever follows (each checks the library first). */
+static char unloaded_handle;
+
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static int loaded;           /* 1: every function was found */
 static char load_error[256]; /* why not, for curl_easy_strerror */
 
 static void load(void)
 {
-    loaded = kiln_lazylib_load(KILN_LIBCURL, fn_names, fn.ptrs, N_FUNCS, load_error,
-                               sizeof(load_error)) == 0;
+    loaded = kiln_lazylib_load(KILN_LIBCURL, "to talk HTTP(S): registries, S3, SQS, downloads",
+                               fn_names, fn.ptrs, N_FUNCS, load_error, sizeof(load_error)) == 0;
 }
 
 /* Loads libcurl once (thread-safe); 0 when every function is there. */
@@ -123,7 +129,7 @@ void curl_free(void *p)
 
 CURL *curl_easy_init(void)
 {
-    return ready() < 0 ? NULL : fn.curl_easy_init();
+    return ready() < 0 ? (CURL *)&unloaded_handle : fn.curl_easy_init();
 }
 
 void curl_easy_cleanup(CURL *h)
@@ -184,7 +190,7 @@ void curl_slist_free_all(struct curl_slist *l)
 
 CURLU *curl_url(void)
 {
-    return ready() < 0 ? NULL : fn.curl_url();
+    return ready() < 0 ? (CURLU *)&unloaded_handle : fn.curl_url();
 }
 
 void curl_url_cleanup(CURLU *u)
@@ -205,7 +211,7 @@ CURLUcode curl_url_set(CURLU *u, CURLUPart what, const char *part, unsigned int 
 
 CURLM *curl_multi_init(void)
 {
-    return ready() < 0 ? NULL : fn.curl_multi_init();
+    return ready() < 0 ? (CURLM *)&unloaded_handle : fn.curl_multi_init();
 }
 
 CURLMcode curl_multi_cleanup(CURLM *m)

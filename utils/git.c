@@ -298,7 +298,11 @@ int kiln_git_session(const char *url, const kiln_git_opts_t *opts, kiln_git_sess
     if (kiln_git_check_url(&opts->policy, url, NULL, NULL, false, err) < 0 ||
         kiln_git_url_policy(&opts->policy, true, &policy, err) < 0)
         return -1;
-    git_libgit2_init();
+    if (git_libgit2_init() < 0) {
+        /* libgit2 is loaded on first use (utils/git_lazy): its message names it */
+        kiln_netpolicy_free(policy);
+        return kiln_error_set(err, 0, "git: %s", git_error_last()->message);
+    }
     ret = kiln_git_stream_register(err);
     kiln_git_deadline_set(opts->timeout_s);
     if (ret == 0)

@@ -4,19 +4,19 @@
 #include <dlfcn.h>
 #include <stdio.h>
 
-int kiln_lazylib_load(const char *soname, const char *const *names, void **fns, size_t n,
-                      char *errbuf, size_t errlen)
+int kiln_lazylib_load(const char *soname, const char *need, const char *const *names, void **fns,
+                      size_t n, char *errbuf, size_t errlen)
 {
     /* RTLD_LOCAL: its symbols never resolve anyone else's (kiln defines the same names). */
     void *h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
     if (h == NULL) {
-        snprintf(errbuf, errlen, "%s could not be loaded: %s", soname, dlerror());
+        snprintf(errbuf, errlen, "%s (needed %s) could not be loaded: %s", soname, need, dlerror());
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
         fns[i] = dlsym(h, names[i]);
         if (fns[i] == NULL) {
-            snprintf(errbuf, errlen, "%s has no %s", soname, names[i]);
+            snprintf(errbuf, errlen, "%s (needed %s) has no %s", soname, need, names[i]);
             return -1;
         }
     }

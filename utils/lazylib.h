@@ -1,18 +1,84 @@
 /* kiln — a shared library loaded on first use (dlopen) instead of at start-up.
  *
  * Each library kiln loads this way has a file of definitions of the functions
- * kiln calls (utils/curl_lazy.c, src/server/mhd_lazy.c) that forward to the
- * library found here; commands that never call them never map it, nor the
- * libraries it needs (their loading, relocation and constructors were most of
- * kiln's start-up). */
+ * kiln calls (utils/curl_lazy.c, src/server/mhd_lazy.c, utils/git_lazy.c,
+ * utils/archive_lazy.c) that forward to the library found here; commands that
+ * never call them never map it, nor the libraries it needs (their loading,
+ * relocation and constructors were most of kiln's start-up: `kiln run` and
+ * each build step's process must not pay for libraries they do not use). */
 #ifndef KILN_UTILS_LAZYLIB_H
 #define KILN_UTILS_LAZYLIB_H
 
+#include <pthread.h>
 #include <stddef.h>
 
 /* Loads soname and looks up the n symbols names[i] into fns[i]. Returns 0, or
- * -1 with a message naming the library (and the missing symbol) in errbuf. */
-int kiln_lazylib_load(const char *soname, const char *const *names, void **fns, size_t n,
-                      char *errbuf, size_t errlen);
+ * -1 with a message naming the library, what kiln needs it for (`need`) and
+ * the missing file or symbol in errbuf. */
+int kiln_lazylib_load(const char *soname, const char *need, const char *const *names, void **fns,
+                      size_t n, char *errbuf, size_t errlen);
+
+/* One lazily loaded library from a list of its functions:
+ *   #define LIST(F, V) F(ret, name, (params with names), (args), value if unloadable)
+ *                      V(name, (params with names), (args))   (void functions)
+ *   KILN_LAZYLIB_DEFINE(LIST, "libfoo.so.1", "what kiln needs it for")
+ * defines each function (its prototype checked against the library's header)
+ * to load the library once (thread-safe) and forward to it; when it cannot be
+ * loaded, a function returns its listed value (void ones do nothing) and
+ * lazy_error holds why. Variadic functions are written by hand with
+ * lazy_ready() and lazy_fn.NAME, listed with KILN_LAZYLIB_SKIP as F/V (their
+ * pointer is looked up, no forwarder made). */
+#define KILN_LAZYLIB_PTR_F(ret, name, params, args, fail) ret(*name) params;
+#define KILN_LAZYLIB_PTR_V(name, params, args) void(*name) params;
+#define KILN_LAZYLIB_NAME_F(ret, name, params, args, fail) #name,
+#define KILN_LAZYLIB_NAME_V(name, params, args) #name,
+#define KILN_LAZYLIB_COUNT_F(ret, name, params, args, fail) +1
+#define KILN_LAZYLIB_COUNT_V(name, params, args) +1
+#define KILN_LAZYLIB_FWD_F(ret, name, params, args, fail)                                          \
+    ret name params                                                                                \
+    {                                                                                              \
+        if (lazy_ready() < 0)                                                                      \
+            return fail;                                                                           \
+        return lazy_fn.name args;                                                                  \
+    }
+#define KILN_LAZYLIB_FWD_V(name, params, args)                                                     \
+    void name params                                                                               \
+    {                                                                                              \
+        if (lazy_ready() == 0)                                                                     \
+            lazy_fn.name args;                                                                     \
+    }
+#define KILN_LAZYLIB_SKIP_F(ret, name, params, args, fail)
+#define KILN_LAZYLIB_SKIP_V(name, params, args)
+
+#define KILN_LAZYLIB_DEFINE(LIST, VARIADIC, soname, need)                                          \
+    enum {                                                                                         \
+        LAZY_N = 0 LIST(KILN_LAZYLIB_COUNT_F, KILN_LAZYLIB_COUNT_V)                                \
+            VARIADIC(KILN_LAZYLIB_COUNT_F, KILN_LAZYLIB_COUNT_V)                                   \
+    };                                                                                             \
+    static union {                                                                                 \
+        struct {                                                                                   \
+            LIST(KILN_LAZYLIB_PTR_F, KILN_LAZYLIB_PTR_V)                                           \
+            VARIADIC(KILN_LAZYLIB_PTR_F, KILN_LAZYLIB_PTR_V)                                       \
+        };                                                                                         \
+        void *ptrs[LAZY_N];                                                                        \
+    } lazy_fn;                                                                                     \
+    static const char *const lazy_names[] = {                                                      \
+        LIST(KILN_LAZYLIB_NAME_F, KILN_LAZYLIB_NAME_V)                                             \
+            VARIADIC(KILN_LAZYLIB_NAME_F, KILN_LAZYLIB_NAME_V)};                                   \
+    static pthread_once_t lazy_once = PTHREAD_ONCE_INIT;                                           \
+    static int lazy_loaded;                                                                        \
+    static char lazy_error[512];                                                                   \
+    static void lazy_load(void)                                                                    \
+    {                                                                                              \
+        lazy_loaded = kiln_lazylib_load(soname, need, lazy_names, lazy_fn.ptrs, LAZY_N,            \
+                                        lazy_error, sizeof(lazy_error)) == 0;                      \
+    }                                                                                              \
+    /* Loads the library once; 0 when every function was found. */                                 \
+    static int lazy_ready(void)                                                                    \
+    {                                                                                              \
+        pthread_once(&lazy_once, lazy_load);                                                       \
+        return lazy_loaded ? 0 : -1;                                                               \
+    }                                                                                              \
+    LIST(KILN_LAZYLIB_FWD_F, KILN_LAZYLIB_FWD_V)
 
 #endif

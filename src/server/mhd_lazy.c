@@ -60,8 +60,8 @@ static char load_error[256];
 
 static void load(void)
 {
-    loaded = kiln_lazylib_load(KILN_LIBMHD, fn_names, fn.ptrs, N_FUNCS, load_error,
-                               sizeof(load_error)) == 0;
+    loaded = kiln_lazylib_load(KILN_LIBMHD, "by kiln serve's HTTP API", fn_names, fn.ptrs, N_FUNCS,
+                               load_error, sizeof(load_error)) == 0;
 }
 
 /* Loads the library once (thread-safe); 0 when every function is there. */
