@@ -19,6 +19,7 @@
 #include "handlers/python_workspace.h"
 #include "handlers/render.h"
 #include "handlers/workspace.h"
+#include "job/kept_tree.h"
 #include "job/toolchain.h"
 #include "oci/digest.h"
 #include "utils/buf.h"
@@ -139,23 +140,17 @@ static int checkout_kept(const char *root, const char *ns, const char *url, cons
 {
     kiln_git_opts_t gn = *g;
     kiln_auto_notes_t notes = {0};
-    _cleanup_free_ char *dir = kept_dir(root, ns, url), *lock = NULL, *tree = NULL, *idx = NULL;
+    _cleanup_free_ char *dir = kept_dir(root, ns, url), *tree = NULL, *idx = NULL;
     _cleanup_close_ int fd = -1;
     int r;
 
     if (dir == NULL)
         return 1;
-    lock = kiln_xasprintf("%s/lock", dir);
     tree = kiln_xasprintf("%s/tree", dir);
     idx = kiln_xasprintf("%s/index", dir);
-    if (kiln_fs_mkdir_p(dir, 0700, err) < 0)
-        return -1;
-    fd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return kiln_error_set(err, errno, "open %s", lock);
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0)
-        return errno == EWOULDBLOCK ? 1 : kiln_error_set(err, errno, "lock %s", lock);
-    futimens(fd, NULL); /* its age is the tree's last use (kiln gc) */
+    r = kiln_kept_tree_lock(dir, &fd, err);
+    if (r != 0)
+        return r;
     /* the files it writes are noted (a cache that cannot be used only costs hashing) */
     if (kiln_auto_notes_start(&notes, root, ns, s->context_id, max, tree, subdir, &gn, NULL) < 0)
         kiln_auto_notes_free(&notes);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "job/auto.h"
+#include "job/kept_tree.h"
 #include "src/server/accesslog.h"
 #include "src/server/runner.h"
 #include "src/server/tenantcreds.h"
@@ -250,16 +251,59 @@ static int keep_context(const kiln_gc_opts_t *o, const char *name)
     return kiln_db_context_in_use(o->db, name) != 0;
 }
 
-/* A kept work tree (job/auto) a build holds (its lock taken) stays. */
-static int keep_worktree(const kiln_gc_opts_t *o, const char *name)
+/* Kept work trees (job/kept_tree) unused for the age limit go, each moved away while gc holds
+ * its lock (never deleted under a build that took the lock since gc looked); a tree a build
+ * holds stays. A .gc-NAME left by a gc that stopped half-way goes too. */
+static int prune_worktrees(const kiln_gc_opts_t *o, const char *wt, kiln_gc_stats_t *st,
+                           kiln_error_t *err)
 {
-    _cleanup_free_ char *lock =
-        kiln_xasprintf("%s/" KILN_AUTO_WORKTREES "/%s/lock", o->kiln_root, name);
-    _cleanup_close_ int fd = open(lock, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    _cleanup_close_ int fd = open(wt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_closedir_ DIR *d = NULL;
+    char **names = NULL;
+    size_t n = 0;
+    struct dirent *e;
+    int ret = 0;
 
     if (fd < 0)
-        return errno != ENOENT;
-    return flock(fd, LOCK_EX | LOCK_NB) < 0; /* released when fd closes */
+        return errno == ENOENT ? 0 : kiln_error_set(err, errno, "gc: open %s", wt);
+    if (o->max_age_s <= 0)
+        return 0;
+    {
+        int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0 || (d = fdopendir(dfd)) == NULL) {
+            if (dfd >= 0)
+                close(dfd);
+            return kiln_error_set(err, errno, "gc: open %s", wt);
+        }
+    }
+    /* names first: the renames below would show up in the same listing */
+    while ((e = readdir(d)) != NULL && n < MAX_ENTRIES) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        names = kiln_xrealloc(names, (n + 1) * sizeof(char *));
+        names[n++] = kiln_xstrdup(e->d_name);
+    }
+    for (size_t i = 0; i < n && ret == 0; i++) {
+        _cleanup_free_ char *gone = NULL;
+        uint64_t size;
+        int r =
+            strncmp(names[i], ".gc-", 4) == 0
+                ? 1
+                : kiln_kept_tree_claim(fd, names[i], o->max_age_s, o->dry_run ? NULL : &gone, err);
+        if (r < 0)
+            ret = -1;
+        if (r != 1)
+            continue;
+        size = tree_size(fd, gone ? gone : names[i], NULL, 0);
+        if (o->dry_run || kiln_fs_rm_rf_at(fd, gone ? gone : names[i], NULL) == 0) {
+            st->freed_bytes += size;
+            st->removed++;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return ret;
 }
 
 /* Runs `kiln prune` on the blob store; returns its exit status. */
@@ -309,7 +353,7 @@ int kiln_gc_run(const kiln_gc_opts_t *o, kiln_gc_stats_t *st, kiln_error_t *err)
     if (o->kiln_root) {
         _cleanup_free_ char *wt = kiln_xasprintf("%s/" KILN_AUTO_WORKTREES, o->kiln_root);
         /* kept work trees go by age like the contexts (each is rebuilt by its next build) */
-        if (prune_dir(o, wt, o->max_age_s, 0, keep_worktree, &s, err) < 0 ||
+        if (prune_worktrees(o, wt, &s, err) < 0 ||
             prune_kind(o, "git", "git", o->git_max, false, &s, err) < 0 ||
             prune_kind(o, "build/cache-mounts", "cache-mounts", o->cache_max, true, &s, err) < 0 ||
             prune_kind(o, NULL, "blobs", 0, false, &s, err) < 0 ||
