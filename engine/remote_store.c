@@ -211,6 +211,16 @@ const char *kiln_rstore_name(const kiln_rstore_t *rs)
     return rs->name;
 }
 
+const char *kiln_rstore_base(const kiln_rstore_t *rs)
+{
+    return rs->base;
+}
+
+const kiln_s3_target_t *kiln_rstore_target(const kiln_rstore_t *rs)
+{
+    return &rs->t;
+}
+
 static char *blob_rel(const kiln_digest_t *d)
 {
     return kiln_xasprintf("blobs/sha256/%s", d->hex);

@@ -11,10 +11,10 @@
  *   <base>/mounts/<sha256 of id>.json the manifest of cache mount `id` (engine/cachemanifest)
  *   <base>/layers.json               the layer cache: step cache entries and their layers
  *
- * Blobs are written before the manifest or index naming them and never changed or deleted
- * by kiln, and each manifest is one PutObject (atomic in S3): a reader sees the previous
- * or the next complete manifest, never one whose blobs are missing; of two writers of one
- * cache id the last complete one wins. */
+ * Blobs are written before the manifest or index naming them and never changed by kiln (only
+ * `kiln cache gc` deletes blobs nothing names, see engine/remote_gc.h), and each manifest is one
+ * PutObject (atomic in S3): a reader sees the previous or the next complete manifest, never one
+ * whose blobs are missing; of two writers of one cache id the last complete one wins. */
 #ifndef KILN_ENGINE_REMOTE_STORE_H
 #define KILN_ENGINE_REMOTE_STORE_H
 
@@ -51,6 +51,9 @@ int kiln_rstore_open(const kiln_rcache_spec_t *spec, const char *ns, kiln_rstore
 void kiln_rstore_free(kiln_rstore_t *rs);
 /* "s3://B/<base>" (valid while rs is). */
 const char *kiln_rstore_name(const kiln_rstore_t *rs);
+/* The key prefix <base> ("" or "a/b") and the bucket's addressing (valid while rs is). */
+const char *kiln_rstore_base(const kiln_rstore_t *rs);
+const kiln_s3_target_t *kiln_rstore_target(const kiln_rstore_t *rs);
 
 /* The object <base>/rel: 1 and *buf (at most cap bytes), 0 when missing, -1 with err. */
 int kiln_rstore_get(kiln_rstore_t *rs, kiln_http_t *http, const char *rel, size_t cap, char **buf,

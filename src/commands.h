@@ -28,6 +28,7 @@ int kiln_cmd_prune(int argc, char **argv);
 int kiln_cmd_run(int argc, char **argv);
 int kiln_cmd_serve(int argc, char **argv);
 int kiln_cmd_gc(int argc, char **argv);
+int kiln_cmd_cache(int argc, char **argv);
 int kiln_cmd_worker(int argc, char **argv);
 int kiln_cmd_upload(int argc, char **argv);
 int kiln_cmd_notify(int argc, char **argv);

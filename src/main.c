@@ -29,6 +29,7 @@ static const kiln_command_t commands[] = {
     {"serve", kiln_cmd_serve, "run the build server (HTTP API, queue, workers)"},
     {"worker", kiln_cmd_worker, "run build jobs from an SQS queue (ECS task mode)"},
     {"gc", kiln_cmd_gc, "remove old build logs, contexts, mirrors, caches and blobs"},
+    {"cache", kiln_cmd_cache, "remote build caches: gc deletes S3 cache blobs nothing names"},
     {"upload", kiln_cmd_upload, "upload a directory or file to S3 (incremental static deploys)"},
     {"notify", kiln_cmd_notify, "send a build event to SQS queues and SNS topics"},
     {"aws-sign", kiln_cmd_aws_sign, "debug: sign one request with SigV4 and print the result"},

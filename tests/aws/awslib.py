@@ -233,3 +233,11 @@ def s3_create_bucket(endpoint, bucket):
     req = urllib.request.Request("%s/%s" % (endpoint, bucket), method="PUT")
     with urllib.request.urlopen(req, timeout=30) as r:
         r.read()
+
+
+def s3_put(endpoint, bucket, key, data):
+    """PUTs data (bytes) at bucket/key, unsigned (fauxqs accepts it)."""
+    req = urllib.request.Request("%s/%s/%s" % (endpoint, bucket, key), data=data, method="PUT",
+                                 headers={"Content-Type": "application/octet-stream"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        r.read()

@@ -84,6 +84,17 @@ def tar_write(fileobj, entries):
                 t.addfile(ti, io.BytesIO(v))
 
 
+_CONTEXTS = [0]
+
+
+def new_context(tmp, df, files=None):
+    """A new directory under tmp holding the Dockerfile df and files ({path: text})."""
+    _CONTEXTS[0] += 1
+    d = os.path.join(tmp, "ctx%d" % _CONTEXTS[0])
+    os.makedirs(d)
+    return write_tree(d, dict(files or {}, Dockerfile=df))
+
+
 def read_text(path):
     """A file's text, or None when it cannot be read."""
     try:

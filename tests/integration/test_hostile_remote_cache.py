@@ -27,10 +27,7 @@ N = [0]
 
 
 def put(key, data):
-    req = urllib.request.Request("%s/%s/%s" % (direct, BUCKET, key), data=data, method="PUT",
-                                 headers={"Content-Type": "application/octet-stream"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        r.read()
+    awslib.s3_put(direct, BUCKET, key, data)
 
 
 def sha(b):

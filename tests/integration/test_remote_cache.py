@@ -18,7 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "aws"))
-from kilnbuild import make_base, write_tree  # noqa: E402
+from kilnbuild import make_base, new_context  # noqa: E402
 from kilntest import KILN, T, kiln  # noqa: E402
 import awslib  # noqa: E402
 from examples_lib import IMAGES, need_node_images  # noqa: E402
@@ -27,7 +27,6 @@ BUCKET = "kcache"
 direct, proxy, ENV = awslib.start_services(T)
 awslib.s3_create_bucket(direct, BUCKET)
 BASE = make_base(os.path.join(T.tmp, "root-base"))
-N = [0]
 
 
 def s3(prefix, **extra):
@@ -38,11 +37,7 @@ def s3(prefix, **extra):
 
 
 def ctx(df, files=None):
-    N[0] += 1
-    d = os.path.join(T.tmp, "ctx%d" % N[0])
-    os.makedirs(d)
-    write_tree(d, dict(files or {}, Dockerfile=df))
-    return d
+    return new_context(T.tmp, df, files)
 
 
 def build(root, context, *args):

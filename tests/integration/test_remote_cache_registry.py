@@ -10,21 +10,16 @@ import urllib.request
 import json
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kilnbuild import make_base, write_tree  # noqa: E402
+from kilnbuild import make_base, new_context  # noqa: E402
 from kilntest import T, kiln, start_registry  # noqa: E402
 
 REG = "127.0.0.1:%d" % start_registry()
 BASE = make_base(os.path.join(T.tmp, "root-base"))
 REF = REG + "/app/cache:1"
-N = [0]
 
 
-def ctx(df):
-    N[0] += 1
-    d = os.path.join(T.tmp, "ctx%d" % N[0])
-    os.makedirs(d)
-    write_tree(d, {"Dockerfile": df})
-    return d
+def ctx(df, files=None):
+    return new_context(T.tmp, df, files)
 
 
 def build(root, context, *args):

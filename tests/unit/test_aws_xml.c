@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "utils/aws/s3_list.h"
 #include "utils/aws/xml.h"
 #include "utils/buf.h"
 #include "utils/cleanup.h"
@@ -216,6 +217,94 @@ static void test_not_terminated(void **state)
     assert_non_null(strstr(err.msg, "no element found"));
 }
 
+typedef struct listed {
+    char keys[4][64];
+    uint64_t sizes[4];
+    time_t times[4];
+    size_t n;
+} listed_t;
+
+static int on_obj(void *ud, const kiln_s3_listed_t *o, kiln_error_t *err)
+{
+    listed_t *l = ud;
+    (void)err;
+    if (l->n == 4)
+        return -1;
+    snprintf(l->keys[l->n], sizeof(l->keys[0]), "%s", o->key);
+    l->sizes[l->n] = o->size;
+    l->times[l->n++] = o->last_modified;
+    return 0;
+}
+
+/* ListObjectsV2 pages: every Contents element (key, size, time), the continuation token of a
+ * truncated page, and hostile pages refused whole. */
+static void test_s3_list(void **state)
+{
+    const char *page =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        "<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+        "<Name>b</Name><Prefix>p/</Prefix><KeyCount>2</KeyCount><IsTruncated>true</IsTruncated>"
+        "<Contents><Key>p/blobs/sha256/aa</Key><LastModified>2026-12-03T16:20:00.000Z"
+        "</LastModified><ETag>&quot;x&quot;</ETag><Size>12</Size></Contents>"
+        "<Contents><Key>p/a&amp;b</Key><Size>0</Size></Contents>"
+        "<NextContinuationToken>tok/+=</NextContinuationToken></ListBucketResult>";
+    listed_t l = {0};
+    int truncated = 0;
+    char *token = NULL;
+    kiln_error_t err = {0};
+    (void)state;
+    assert_int_equal(kiln_s3_list_parse(page, strlen(page), on_obj, &l, &truncated, &token, &err),
+                     0);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.keys[0], "p/blobs/sha256/aa");
+    assert_int_equal(l.sizes[0], 12);
+    assert_int_equal(l.times[0], 1796314800); /* 2026-12-03T16:20:00Z */
+    assert_string_equal(l.keys[1], "p/a&b");
+    assert_int_equal(l.times[1], 0); /* no time: the collector keeps such a blob */
+    assert_int_equal(truncated, 1);
+    assert_string_equal(token, "tok/+=");
+    free(token);
+
+    const char *last = "<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>";
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(kiln_s3_list_parse(last, strlen(last), on_obj, &l, &truncated, &token, &err),
+                     0);
+    assert_int_equal(l.n, 0);
+    assert_int_equal(truncated, 0);
+    assert_null(token);
+
+    const char *bad[] = {
+        "<Error><Code>AccessDenied</Code></Error>",
+        "<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>",
+        "<ListBucketResult><Contents><Key>k</Key><Size>x1</Size></Contents></ListBucketResult>",
+        "<ListBucketResult><Contents><Size>1</Size></Contents></ListBucketResult>",
+        "<!DOCTYPE x [<!ENTITY a \"b\">]><ListBucketResult></ListBucketResult>",
+        "<ListBucketResult><Contents><Key>k",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&l, 0, sizeof(l));
+        kiln_error_clear(&err);
+        assert_int_equal(
+            kiln_s3_list_parse(bad[i], strlen(bad[i]), on_obj, &l, &truncated, &token, &err), -1);
+        assert_null(token);
+        assert_true(err.msg[0] != '\0');
+    }
+    /* a key over the cap is refused, never cut */
+    {
+        kiln_buf_t b;
+        kiln_buf_init(&b, 0);
+        kiln_buf_appendf(&b, NULL, "<ListBucketResult><Contents><Key>");
+        for (int i = 0; i < 3000; i++)
+            kiln_buf_append(&b, "k", 1, NULL);
+        kiln_buf_appendf(&b, NULL, "</Key><Size>1</Size></Contents></ListBucketResult>");
+        memset(&l, 0, sizeof(l));
+        assert_int_equal(kiln_s3_list_parse(b.data, b.len, on_obj, &l, &truncated, &token, &err),
+                         -1);
+        assert_int_equal(l.n, 0);
+        kiln_buf_free(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -224,6 +313,7 @@ int main(void)
         cmocka_unit_test(test_sns),
         cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_not_terminated),
+        cmocka_unit_test(test_s3_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
