@@ -9,9 +9,9 @@
 #include "sandbox/sandbox.h"
 #include "utils/error.h"
 
-/* Builds the filter for `profile` (the chroot variant when strict) once per
- * process (as a BPF program kept in memory), so a step only pays for
- * installing it. Thread-safe. Returns negative on failure. */
+/* Readies the filter for `profile` (the chroot variant when strict): nothing
+ * since the programs are compiled at build time (sandbox/seccomp_rules.h), kept
+ * so callers need not know. Thread-safe. Returns negative on failure. */
 int kiln_seccomp_prepare(kiln_seccomp_profile_t profile, int strict, kiln_error_t *err);
 
 /* Installs the prepared filter in the calling process (after no_new_privs).

@@ -6,16 +6,15 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <openssl/crypto.h>
-#include <seccomp.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <zstd.h>
 
+#include "sandbox/seccomp_bpf.h"
 #include "src/commands.h"
 
 int kiln_cmd_version(int argc, char **argv)
 {
-    const struct scmp_version *sv;
     int major = 0, minor = 0, rev = 0;
     int c;
     static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
@@ -40,8 +39,8 @@ int kiln_cmd_version(int argc, char **argv)
     printf("%s\n", OpenSSL_version(OPENSSL_VERSION));
     printf("%s\n", curl_version());
     printf("jansson %s\n", jansson_version_str());
-    sv = seccomp_version();
-    printf("libseccomp %u.%u.%u\n", sv->major, sv->minor, sv->micro);
+    printf("libseccomp %s (the step filter, compiled at build time)\n",
+           kiln_seccomp_bpf_libseccomp);
     printf("libmicrohttpd %s\n", MHD_get_version());
     printf("sqlite %s\n", sqlite3_libversion());
     printf("zstd %s\n", ZSTD_versionString());
