@@ -3,6 +3,8 @@
 
 #include <dlfcn.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 int kiln_lazylib_load(const char *soname, const char *need, const char *const *names, void **fns,
                       size_t n, char *errbuf, size_t errlen)
@@ -21,4 +23,14 @@ int kiln_lazylib_load(const char *soname, const char *need, const char *const *n
         }
     }
     return 0;
+}
+
+void kiln_lazylib_fatal(const char *msg)
+{
+    /* write(2), not stdio: any thread, any state, as the loader itself reports */
+    ssize_t r = write(STDERR_FILENO, "kiln: ", 6);
+    r = write(STDERR_FILENO, msg, strlen(msg));
+    r = write(STDERR_FILENO, "\n", 1);
+    (void)r;
+    _exit(127);
 }

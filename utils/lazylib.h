@@ -50,7 +50,7 @@ int kiln_lazylib_load(const char *soname, const char *need, const char *const *n
 #define KILN_LAZYLIB_SKIP_F(ret, name, params, args, fail)
 #define KILN_LAZYLIB_SKIP_V(name, params, args)
 
-#define KILN_LAZYLIB_DEFINE(LIST, VARIADIC, soname, need)                                          \
+#define KILN_LAZYLIB_TABLE(LIST, VARIADIC, soname, need)                                           \
     enum {                                                                                         \
         LAZY_N = 0 LIST(KILN_LAZYLIB_COUNT_F, KILN_LAZYLIB_COUNT_V)                                \
             VARIADIC(KILN_LAZYLIB_COUNT_F, KILN_LAZYLIB_COUNT_V)                                   \
@@ -78,7 +78,39 @@ int kiln_lazylib_load(const char *soname, const char *need, const char *const *n
     {                                                                                              \
         pthread_once(&lazy_once, lazy_load);                                                       \
         return lazy_loaded ? 0 : -1;                                                               \
-    }                                                                                              \
+    }
+
+#define KILN_LAZYLIB_DEFINE(LIST, VARIADIC, soname, need)                                          \
+    KILN_LAZYLIB_TABLE(LIST, VARIADIC, soname, need)                                               \
     LIST(KILN_LAZYLIB_FWD_F, KILN_LAZYLIB_FWD_V)
+
+/* For a library whose callers take its functions as infallible (a digest
+ * whose return value is not checked would be garbage, a key not wiped): a
+ * missing library ends kiln with the message, as the dynamic loader ends a
+ * program whose linked library is missing (status 127), only at first use
+ * instead of at start-up. The listed values are unused. */
+#define KILN_LAZYLIB_FWD_REQ_F(ret, name, params, args, fail)                                      \
+    ret name params                                                                                \
+    {                                                                                              \
+        lazy_require();                                                                            \
+        return lazy_fn.name args;                                                                  \
+    }
+#define KILN_LAZYLIB_FWD_REQ_V(name, params, args)                                                 \
+    void name params                                                                               \
+    {                                                                                              \
+        lazy_require();                                                                            \
+        lazy_fn.name args;                                                                         \
+    }
+#define KILN_LAZYLIB_DEFINE_REQUIRED(LIST, VARIADIC, soname, need)                                 \
+    KILN_LAZYLIB_TABLE(LIST, VARIADIC, soname, need)                                               \
+    static void lazy_require(void)                                                                 \
+    {                                                                                              \
+        if (lazy_ready() < 0)                                                                      \
+            kiln_lazylib_fatal(lazy_error);                                                        \
+    }                                                                                              \
+    LIST(KILN_LAZYLIB_FWD_REQ_F, KILN_LAZYLIB_FWD_REQ_V)
+
+/* Writes "kiln: MSG" to stderr and ends the process with status 127. */
+__attribute__((noreturn)) void kiln_lazylib_fatal(const char *msg);
 
 #endif

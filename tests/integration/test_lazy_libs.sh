@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Libraries loaded on first use (utils/lazylib): kiln is not linked against
-# libgit2, libarchive, libcurl, libmicrohttpd or libseccomp (the step filter is
-# compiled at build time); `kiln run` never loads them;
+# libgit2, libarchive, libcurl, libmicrohttpd, OpenSSL or libseccomp (the step
+# filter is compiled at build time); `kiln run` never loads them;
 # where one is missing, the commands that need it fail naming the library and
 # what needs it, and `kiln run` still works (in a private mount namespace where
 # each library file is hidden behind an empty file).
 . "$(dirname "$0")/lib.sh"
 
-LAZY="libgit2.so libarchive.so libcurl.so libmicrohttpd.so libseccomp.so"
+LAZY="libgit2.so libarchive.so libcurl.so libmicrohttpd.so libseccomp.so libcrypto.so libssl.so"
 needed=$(readelf -d "$KILN" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
 for l in $LAZY; do
   check "kiln is not linked against $l" bash -c "! grep -q '^$l' <<<'$needed'"
@@ -33,9 +33,10 @@ check "kiln version loads libarchive on first use" grep -q 'file=libarchive.so' 
 # The same commands with each library file hidden (private mount namespace).
 LIBDIR=$(dirname "$(readlink -f /lib/x86_64-linux-gnu/libc.so.6)")
 : >"$T/empty"
-hidden() { # command... : runs it with the lazy libraries unloadable
-  unshare -m bash -c 'for f in "$0"/libgit2.so.1.5 "$0"/libarchive.so.13 "$0"/libcurl.so.4; do
-      mount --bind "$1" "$f" || exit 99; done; shift; exec "$@"' "$LIBDIR" "$T/empty" "$@"
+HIDE="libgit2.so.1.5 libarchive.so.13 libcurl.so.4"
+hidden() { # command... : runs it with the libraries $HIDE unloadable
+  unshare -m bash -c 'for f in $2; do mount --bind "$1" "$0/$f" || exit 99; done
+      shift 2; exec "$@"' "$LIBDIR" "$T/empty" "$HIDE" "$@"
 }
 out=$(hidden "$KILN" run --rootfs "$R" --network none -- sh -c 'echo still-runs' 2>&1)
 check "kiln run works without libgit2, libarchive and libcurl" test "$out" = still-runs
@@ -60,3 +61,13 @@ out=$(hidden "$KILN" version 2>&1)
 check "kiln version names the missing libgit2" grep -q '^libgit2: libgit2.so.1.5 (needed' <<<"$out"
 out=$(hidden "$KILN" pull --root "$T/root" 127.0.0.1:1/none:latest 2>&1)
 check "kiln pull names the missing libcurl" grep -q 'libcurl.so.4 (needed to talk HTTP' <<<"$out"
+
+# OpenSSL: its callers take a digest as infallible, so kiln ends as the loader would
+HIDE="libcrypto.so.3 libssl.so.3"
+out=$(hidden "$KILN" run --rootfs "$R" --network none -- sh -c 'echo still-runs' 2>&1)
+check "kiln run works without OpenSSL" test "$out" = still-runs
+out=$(hidden "$KILN" import "$T/ctx" -t lazy/t:1 --root "$T/root" 2>&1)
+check "kiln import without libcrypto exits 127, as the loader would" test $? = 127
+check "the error names libcrypto and what needs it" \
+  grep -q '^kiln: libcrypto.so.3 (needed for SHA-256 digests.*) could not be loaded' <<<"$out"
+check "nothing named in the store" bash -c "! $KILN images --root $T/root 2>/dev/null | grep -q lazy/t"
