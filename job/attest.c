@@ -1,6 +1,7 @@
 /* kiln — a build's SBOM and provenance, written beside its file outputs (see attest.h). */
 #include "job/attest.h"
 
+#include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -13,6 +14,7 @@
 #include "oci/registry.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
+#include "utils/json.h"
 #include "utils/mem.h"
 
 void kiln_job_attest_time(const kiln_job_spec_t *s, char buf[32])
@@ -178,15 +180,75 @@ static int put_artifact(kiln_store_t *st, const json_t *doc, const char *type,
     return r;
 }
 
+/* 1 when index.manifests lists digest. */
+static int index_has(const json_t *index, const char *digest)
+{
+    size_t i;
+    json_t *m;
+
+    json_array_foreach(json_object_get(index, "manifests"), i, m)
+    {
+        const char *d = kiln_json_get_string(m, "digest");
+        if (d && digest && strcmp(d, digest) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* The referrers already listed at tag (the fallback scheme's index, as another build or tool
+ * left it) appended to index, each once, their manifests fetched into the store (verified by
+ * digest) so the push can send the whole index again (their blobs are in the repository
+ * already: skipped). Nothing at the tag, or something there that is not an index: nothing
+ * kept. Fails naming the tag when the registry fails otherwise. */
+static int merge_existing(kiln_registry_t *reg, kiln_store_t *store, const char *name,
+                          const char *tag, json_t *index, kiln_error_t *err)
+{
+    _cleanup_free_ char *body = NULL;
+    _cleanup_json_ json_t *old = NULL;
+    char mt[256];
+    kiln_digest_t d;
+    kiln_error_t gerr = {0};
+    size_t len = 0, i;
+    json_t *m;
+
+    if (kiln_registry_get_manifest(reg, tag, &body, &len, mt, &d, &gerr) < 0) {
+        if (gerr.code == ENOENT)
+            return 0;
+        *err = gerr;
+        return kiln_error_prefix(err, "the referrers index %s", tag);
+    }
+    old = json_loadb(body, len, 0, NULL);
+    if (!json_is_array(json_object_get(old, "manifests")))
+        return 0;
+    json_array_foreach(json_object_get(old, "manifests"), i, m)
+    {
+        const char *dg = kiln_json_get_string(m, "digest");
+        _cleanup_free_ char *child = NULL, *cbody = NULL;
+        char cmt[256];
+        kiln_digest_t cd, check;
+        size_t clen = 0;
+        if (dg == NULL || kiln_digest_parse(dg, &cd, NULL) < 0 || index_has(index, dg))
+            continue;
+        if (json_array_size(json_object_get(index, "manifests")) >= KILN_ATTEST_REFERRERS_MAX)
+            return kiln_error_set(err, 0, "the referrers index %s: more than %u referrers", tag,
+                                  KILN_ATTEST_REFERRERS_MAX);
+        child = kiln_xasprintf("%s@%s", name, dg);
+        if (kiln_registry_get_manifest(reg, child, &cbody, &clen, cmt, &check, err) < 0 ||
+            kiln_store_put_bytes(store, cbody, clen, &check, err) < 0)
+            return kiln_error_prefix(err, "the referrers index %s", tag);
+        json_array_append(json_object_get(index, "manifests"), m);
+    }
+    return 0;
+}
+
 int kiln_job_attest_push(const kiln_job_attest_t *a, kiln_store_t *store,
                          const kiln_descriptor_t *subject, const char *const *refs, size_t n,
                          const struct kiln_registry_opts *ro, char **tag_ref, kiln_error_t *err)
 {
     const json_t *docs[2] = {a->sbom, a->provenance};
     const char *types[2] = {MT_SPDX, MT_INTOTO};
-    kiln_descriptor_t idx = {0};
     kiln_registry_t *reg = NULL;
-    json_t *index = kiln_image_index_new();
+    json_t *fresh = kiln_image_index_new();
     char ds[KILN_DIGEST_STR_MAX];
     int ret = -1;
 
@@ -194,31 +256,46 @@ int kiln_job_attest_push(const kiln_job_attest_t *a, kiln_store_t *store,
     kiln_digest_str(&subject->digest, ds);
     for (int i = 0; i < 2; i++) {
         kiln_descriptor_t m = {0};
-        json_t *list = json_object_get(index, "manifests");
+        json_t *list = json_object_get(fresh, "manifests");
         if (docs[i] == NULL)
             continue;
         if (put_artifact(store, docs[i], types[i], subject, &m, err) < 0)
             goto out;
-        kiln_image_index_add(index, &m);
+        kiln_image_index_add(fresh, &m);
         json_object_set_new(json_array_get(list, json_array_size(list) - 1), "artifactType",
                             json_string(types[i]));
         kiln_descriptor_clear(&m);
     }
-    if (kiln_image_store_put(store, index, KILN_MT_OCI_INDEX, &idx, err) < 0 ||
-        kiln_registry_new(ro, &reg, err) < 0)
+    if (kiln_registry_new(ro, &reg, err) < 0)
         goto out;
     for (size_t i = 0; i < n; i++) {
         kiln_reference_t ref = {0};
         kiln_blob_source_t src = kiln_registry_source_store(store);
+        kiln_descriptor_t idx = {0};
+        _cleanup_json_ json_t *index = kiln_image_index_new();
         _cleanup_free_ char *name = NULL, *tag = NULL;
+        size_t k;
+        json_t *m;
+        int r;
         if (kiln_reference_parse(refs[i], &ref, err) < 0)
             goto out;
         name = kiln_reference_name(&ref);
         kiln_reference_free(&ref);
-        /* the fallback tag scheme: sha256-HEX names the subject's referrers */
+        /* the fallback tag scheme: sha256-HEX names the subject's referrers; what is listed
+         * there already stays (another document, a signature), this build's added once */
         tag = kiln_xasprintf("%s:sha256-%s", name, strchr(ds, ':') + 1);
-        if (kiln_registry_push(reg, &src, &idx, (const char *const *)&tag, 1, NULL, NULL, err) <
-            0) {
+        if (merge_existing(reg, store, name, tag, index, err) < 0)
+            goto out;
+        json_array_foreach(json_object_get(fresh, "manifests"), k, m)
+        {
+            if (!index_has(index, kiln_json_get_string(m, "digest")))
+                json_array_append(json_object_get(index, "manifests"), m);
+        }
+        r = kiln_image_store_put(store, index, KILN_MT_OCI_INDEX, &idx, err);
+        if (r == 0)
+            r = kiln_registry_push(reg, &src, &idx, (const char *const *)&tag, 1, NULL, NULL, err);
+        kiln_descriptor_clear(&idx);
+        if (r < 0) {
             kiln_error_prefix(err, "attestations of %s", refs[i]);
             goto out;
         }
@@ -228,8 +305,7 @@ int kiln_job_attest_push(const kiln_job_attest_t *a, kiln_store_t *store,
     ret = 0;
 out:
     kiln_registry_free(reg);
-    kiln_descriptor_clear(&idx);
-    json_decref(index);
+    json_decref(fresh);
     return ret;
 }
 

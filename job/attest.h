@@ -15,6 +15,8 @@
 
 #define KILN_ATTEST_SBOM_FILE "sbom.spdx.json"
 #define KILN_ATTEST_PROVENANCE_FILE "provenance.json"
+/* the most referrers one fallback tag's index lists (a subject's referrers, merged) */
+#define KILN_ATTEST_REFERRERS_MAX 256u
 
 typedef struct kiln_job_attest {
     json_t *sbom;       /* or NULL when not asked */
@@ -45,8 +47,10 @@ int kiln_job_attest_write(const kiln_job_attest_t *a, const char *output, char *
  * application/spdx+json, application/vnd.in-toto+json; an empty config; subject the image),
  * pushed with the fallback tag scheme's index REPO:sha256-HEX listing them, which a registry
  * without the referrers API (docker-registry 2.8) serves and one with it ignores. An index
- * already at that tag is replaced. ro: the registry client's options. *tag_ref: the last
- * index reference pushed (malloc'ed). Fails naming the reference. */
+ * already at that tag is merged: its descriptors stay (their manifests fetched back, at most
+ * KILN_ATTEST_REFERRERS_MAX in all), this build's are added, each digest listed once. ro: the
+ * registry client's options. *tag_ref: the last index reference pushed (malloc'ed). Fails naming
+ * the reference. */
 struct kiln_registry_opts;
 int kiln_job_attest_push(const kiln_job_attest_t *a, kiln_store_t *store,
                          const kiln_descriptor_t *subject, const char *const *refs, size_t n,

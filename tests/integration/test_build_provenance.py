@@ -15,7 +15,7 @@ import sys
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kilnbuild import make_base  # noqa: E402
+from kilnbuild import make_base, write_tree  # noqa: E402
 
 from kilntest import T, kiln, start_registry  # noqa: E402
 
@@ -45,12 +45,9 @@ base_digest = "sha256:" + hashlib.sha256(get("base", "manifests/1")).hexdigest()
 with open(os.path.join(BASE[4:-2], "index.json")) as f:
     layout_digest = json.load(f)["manifests"][0]["digest"]
 
-repo = os.path.join(T.tmp, "repo")
-os.makedirs(repo)
-with open(os.path.join(repo, "Dockerfile"), "w") as f:
-    f.write(f"FROM {reg}/base:1\nCOPY --from={BASE} /etc/passwd /passwd\nCOPY hello /hello\n")
-with open(os.path.join(repo, "hello"), "w") as f:
-    f.write("hi\n")
+repo = write_tree(os.path.join(T.tmp, "repo"), {
+    "Dockerfile": f"FROM {reg}/base:1\nCOPY --from={BASE} /etc/passwd /passwd\nCOPY hello /hello\n",
+    "hello": "hi\n"})
 g = ["git", "-C", repo, "-c", "user.name=Ada Lovelace", "-c", "user.email=ada@example.test"]
 subprocess.run(["git", "init", "-q", "-b", "main", repo], check=True)
 subprocess.run(g + ["add", "-A"], check=True)
@@ -88,4 +85,73 @@ T.check("the completion event's base_images: reference and digest of each",
         ev.get("base_images") == [{"ref": f"{reg}/base:1", "digest": base_digest},
                                   {"ref": BASE, "digest": layout_digest}], ev.get("base_images"))
 
+# --- the fallback referrers tag is merged, not replaced -----------------------------------------
+ctx = write_tree(os.path.join(T.tmp, "ctx"), {
+    "Dockerfile": f"FROM {reg}/base:1\nCOPY status /var/lib/dpkg/status\n",
+    "status": "Package: busybox\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.35\n"})
+
+
+def push(*flags):
+    return kiln("build", "--root", ROOT, "--progress", "plain", "--insecure-registry", reg,
+                "--source-date-epoch", "0", *flags, "-o", f"type=registry,name={reg}/app:v1", ctx)
+
+
+def listed():
+    sub = get("app", "manifests/v1")
+    tag = "sha256-" + hashlib.sha256(sub).hexdigest()
+    try:
+        return tag, json.loads(get("app", "manifests/" + tag)).get("manifests", [])
+    except ValueError:
+        return tag, []
+
+
+r = push("--sbom")
+tag1, first = listed()
+T.check("an --sbom push lists the SPDX referrer at the fallback tag",
+        r.returncode == 0 and [m.get("artifactType") for m in first] == ["application/spdx+json"],
+        r.stderr[-1500:] + str(first))
+# another tool's referrer (a signature-like artifact) added to the tag's index by hand
+empty = b"{}"
+empty_d = "sha256:" + hashlib.sha256(empty).hexdigest()
+loc = urllib.request.urlopen(urllib.request.Request(f"http://{reg}/v2/app/blobs/uploads/", method="POST"),
+                             timeout=30).headers["Location"]
+urllib.request.urlopen(urllib.request.Request(
+    loc + ("&" if "?" in loc else "?") + "digest=" + empty_d, data=empty, method="PUT",
+    headers={"Content-Type": "application/octet-stream"}), timeout=30)
+sub_body = get("app", "manifests/v1")
+sig = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                  "artifactType": "application/vnd.example.signature",
+                  "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty_d, "size": 2},
+                  "layers": [{"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty_d, "size": 2}],
+                  "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                              "digest": "sha256:" + hashlib.sha256(sub_body).hexdigest(),
+                              "size": len(sub_body)}}).encode()
+sig_d = "sha256:" + hashlib.sha256(sig).hexdigest()
+get("app", "manifests/" + sig_d, data=sig, ctype="application/vnd.oci.image.manifest.v1+json")
+idx = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+       "manifests": first + [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sig_d,
+                              "size": len(sig), "artifactType": "application/vnd.example.signature"}]}
+get("app", "manifests/" + tag1, data=json.dumps(idx).encode(), ctype="application/vnd.oci.image.index.v1+json")
+
+r = push("--provenance")
+tag2, second = listed()
+types = sorted(m.get("artifactType") for m in second)
+T.check("a later --provenance push of the same image: SBOM, the other tool's referrer and the provenance "
+        "all listed", r.returncode == 0 and tag2 == tag1
+        and types == ["application/spdx+json", "application/vnd.example.signature",
+                      "application/vnd.in-toto+json"], r.stderr[-1500:] + str(second))
+r = push("--sbom")
+tag3, third = listed()
+T.check("the same SBOM pushed again is listed once (duplicates dropped), the rest kept",
+        r.returncode == 0 and tag3 == tag1 and len(third) == 3 and len({m["digest"] for m in third}) == 3
+        and sorted(m.get("artifactType") for m in third) == types, str(third))
+arts = {}
+for m in third:
+    try:
+        arts[m.get("artifactType")] = json.loads(get("app", "manifests/" + m["digest"]))
+    except ValueError:
+        arts[m.get("artifactType")] = {}
+T.check("every listed referrer is served and names the image as its subject",
+        len(arts) == 3 and all(a.get("subject", {}).get("digest") == "sha256:" + tag1[7:]
+                               for a in arts.values()), arts)
 T.done()
