@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "export/sbom_go.h"
 #include "oci/digest.h"
 #include "oci/tar_reader.h"
 #include "oci/unpack.h"
@@ -20,8 +21,9 @@
 
 typedef struct pkg {
     char *purl; /* the identity a package is listed once by */
-    char *type; /* deb, npm, pypi */
+    char *type; /* deb, npm, pypi, golang */
     char *name, *version, *license, *source;
+    char *sha256; /* a checksum of the package (hex), or NULL */
 } pkg_t;
 
 /* One database file of the image so far (the last layer's copy wins). */
@@ -30,6 +32,7 @@ typedef struct dbfile {
     char *data;
     size_t len;
     size_t seq; /* order seen: a later copy replaces an earlier one */
+    int go;     /* a Go binary's build information blob (export/sbom_go), not a database */
 } dbfile_t;
 
 struct kiln_sbom {
@@ -55,6 +58,7 @@ void kiln_sbom_free(kiln_sbom_t *sb)
         free(p->version);
         free(p->license);
         free(p->source);
+        free(p->sha256);
     }
     free(sb->pkgs);
     free(sb->distro);
@@ -153,6 +157,25 @@ static char *purl_escape(const char *s)
     return out;
 }
 
+/* purl_escape of each '/'-separated segment of a Go module path, the '/' kept. */
+static char *purl_path_escape(const char *s)
+{
+    _cleanup_free_ char *out = kiln_xstrdup("");
+
+    for (const char *seg = s;;) {
+        const char *slash = strchr(seg, '/');
+        _cleanup_free_ char *part = kiln_xstrndup(seg, slash ? (size_t)(slash - seg) : strlen(seg));
+        _cleanup_free_ char *esc = purl_escape(part);
+        char *next = kiln_xasprintf("%s%s%s", out, *out ? "/" : "", esc);
+        free(out);
+        out = next;
+        if (slash == NULL)
+            break;
+        seg = slash + 1;
+    }
+    return steal_pointer(&out);
+}
+
 /* A license as an SPDX expression when it reads as one (ids joined by AND/OR/WITH), else
  * NULL (listed as NOASSERTION: free text is not a valid licenseDeclared). */
 static char *license_expr(const char *s)
@@ -183,9 +206,11 @@ static char *license_expr(const char *s)
     return want_id ? NULL : kiln_xstrdup(s);
 }
 
-/* Adds a package (listed once per purl); -1 past the cap. */
-static int add_pkg(kiln_sbom_t *sb, const char *type, const char *name, const char *version,
-                   const char *license, const char *arch, const char *source, kiln_error_t *err)
+/* Adds a package (listed once per purl) with its checksum (hex SHA-256, or NULL); -1 past
+ * the cap. */
+static int add_pkg_sum(kiln_sbom_t *sb, const char *type, const char *name, const char *version,
+                       const char *license, const char *arch, const char *source,
+                       const char *sha256, kiln_error_t *err)
 {
     _cleanup_free_ char *en = NULL, *ev = NULL, *purl = NULL;
 
@@ -203,6 +228,12 @@ static int add_pkg(kiln_sbom_t *sb, const char *type, const char *name, const ch
         en = purl_escape(name);
         purl = kiln_xasprintf("pkg:deb/%s/%s@%s%s%s", sb->distro ? sb->distro : "debian", en, ev,
                               arch ? "?arch=" : "", arch ? arch : "");
+    } else if (strcmp(type, "golang") == 0) {
+        /* pkg:golang/github.com/a/b@v1.2.3; the standard library as pkg:golang/stdlib@1.23.4 */
+        en = purl_path_escape(name);
+        purl =
+            kiln_xasprintf("pkg:golang/%s@%s", en,
+                           strcmp(name, "stdlib") == 0 && strncmp(ev, "go", 2) == 0 ? ev + 2 : ev);
     } else {
         en = purl_escape(name);
         purl = kiln_xasprintf("pkg:%s/%s@%s", type, en, ev);
@@ -222,8 +253,16 @@ static int add_pkg(kiln_sbom_t *sb, const char *type, const char *name, const ch
                                 .name = kiln_xstrdup(name),
                                 .version = kiln_xstrdup(version),
                                 .license = license_expr(license),
-                                .source = kiln_xstrdup(source)};
+                                .source = kiln_xstrdup(source),
+                                .sha256 = sha256 ? kiln_xstrdup(sha256) : NULL};
     return 0;
+}
+
+/* Adds a package (listed once per purl); -1 past the cap. */
+static int add_pkg(kiln_sbom_t *sb, const char *type, const char *name, const char *version,
+                   const char *license, const char *arch, const char *source, kiln_error_t *err)
+{
+    return add_pkg_sum(sb, type, name, version, license, arch, source, NULL, err);
 }
 
 /* The next line of [*p, end) (without its newline) into line/len; 0 at the end. */
@@ -550,6 +589,27 @@ int kiln_sbom_add_file(kiln_sbom_t *sb, const char *path, const char *data, size
     return parse_dist_info(sb, path, data, len, err);
 }
 
+int kiln_sbom_add_go(kiln_sbom_t *sb, const char *path, const unsigned char *blob, size_t len,
+                     kiln_error_t *err)
+{
+    kiln_go_buildinfo_t bi;
+    kiln_error_t perr = {0};
+    int r = 0;
+
+    /* a blob that does not parse is skipped, as a malformed database is */
+    if (kiln_go_buildinfo_parse(blob, len, &bi, &perr) != 1)
+        return 0;
+    r = add_pkg(sb, "golang", "stdlib", bi.go_version, "BSD-3-Clause", NULL, path, err);
+    for (size_t i = 0; i <= bi.n_deps && r == 0; i++) {
+        const kiln_go_module_t *m = i == 0 ? &bi.main : &bi.deps[i - 1];
+        _cleanup_free_ char *hex = kiln_go_sum_hex(m->sum);
+        if (m->path)
+            r = add_pkg_sum(sb, "golang", m->path, m->version, NULL, NULL, path, hex, err);
+    }
+    kiln_go_buildinfo_clear(&bi);
+    return r;
+}
+
 /* ---- the layers ---- */
 
 typedef struct files {
@@ -586,13 +646,13 @@ static void files_remove(files_t *f, const char *prefix)
     f->n = j;
 }
 
-static void files_add(files_t *f, char *path, char *data, size_t len)
+static void files_add(files_t *f, char *path, char *data, size_t len, int go)
 {
     if (f->n == f->cap) {
         f->cap = f->cap ? f->cap * 2 : 64;
         f->v = kiln_xrealloc(f->v, f->cap * sizeof(dbfile_t));
     }
-    f->v[f->n++] = (dbfile_t){.path = path, .data = data, .len = len, .seq = f->seq++};
+    f->v[f->n++] = (dbfile_t){.path = path, .data = data, .len = len, .seq = f->seq++, .go = go};
     f->total += len;
 }
 
@@ -658,6 +718,32 @@ static int read_entry(kiln_tar_reader_t *t, const char *path, char **out, size_t
     return 0;
 }
 
+/* The current entry (an executable) streamed past the Go build information scanner: *blob
+ * (malloc'ed, *len bytes) is its blob when it is a Go binary, else NULL. */
+static int read_go(kiln_tar_reader_t *t, const char *path, char **blob, size_t *len,
+                   kiln_error_t *err)
+{
+    kiln_go_scan_t sc = {0};
+    char buf[65536];
+    ssize_t r;
+
+    *blob = NULL;
+    while (!kiln_go_scan_done(&sc) && (r = kiln_tar_reader_data(t, buf, sizeof(buf), err)) != 0) {
+        if (r < 0) {
+            kiln_go_scan_clear(&sc);
+            return kiln_error_prefix(err, "%s", path);
+        }
+        kiln_go_scan_feed(&sc, buf, (size_t)r, err);
+    }
+    if (kiln_go_scan_finish(&sc, err) == 1) {
+        *len = sc.info.len;
+        *blob = kiln_xmalloc(*len + 1);
+        memcpy(*blob, sc.buf, *len);
+    }
+    kiln_go_scan_clear(&sc);
+    return 0;
+}
+
 /* One layer onto files: its whiteouts, opaque directories and non-directory entries hide what
  * the lower layers had there; its database files (regular files, or hard links to one
  * earlier in the layer) join. Symlinks are never followed: they only hide. */
@@ -691,8 +777,6 @@ static int scan_layer(kiln_tar_reader_t *t, files_t *files, const char *what, ki
             hide = kiln_xrealloc(hide, (n_hide + 1) * sizeof(char *));
             hide[n_hide++] = kiln_xstrdup(path);
         }
-        if (!kiln_sbom_wanted(path))
-            continue;
         if (link != NULL) {
             _cleanup_free_ char *target = kiln_xstrdup(link);
             _cleanup_free_ char *named = kiln_xasprintf("its hardlink target '%.512s'", link);
@@ -701,15 +785,24 @@ static int scan_layer(kiln_tar_reader_t *t, files_t *files, const char *what, ki
             if (kiln_layer_clean_path(target, named, archive_entry_pathname(e), err) < 0)
                 goto out;
             src = files_find(&added, target);
-            if (src)
+            if (src && (src->go || kiln_sbom_wanted(path)))
                 files_add(&added, steal_pointer(&path), kiln_xstrndup(src->data, src->len),
-                          src->len);
-        } else if (type == AE_IFREG) {
+                          src->len, src->go);
+        } else if (type == AE_IFREG && kiln_sbom_wanted(path)) {
             char *data = NULL;
             size_t len = 0;
             if (read_entry(t, path, &data, &len, err) < 0)
                 goto out;
-            files_add(&added, steal_pointer(&path), data, len);
+            files_add(&added, steal_pointer(&path), data, len, 0);
+        } else if (type == AE_IFREG && (archive_entry_perm(e) & 0111) &&
+                   archive_entry_size(e) >= KILN_GO_BUILDINFO_HEADER) {
+            /* an executable: a Go binary says its modules in its build information */
+            char *blob = NULL;
+            size_t len = 0;
+            if (read_go(t, path, &blob, &len, err) < 0)
+                goto out;
+            if (blob)
+                files_add(&added, steal_pointer(&path), blob, len, 1);
         }
         if (files->total + added.total > TOTAL_MAX) {
             kiln_error_set(err, EFBIG, "%s: package databases larger than %u MiB in all", what,
@@ -722,7 +815,7 @@ static int scan_layer(kiln_tar_reader_t *t, files_t *files, const char *what, ki
     for (size_t i = 0; i < n_hide; i++)
         files_remove(files, hide[i]);
     for (size_t i = 0; i < added.n; i++)
-        files_add(files, added.v[i].path, added.v[i].data, added.v[i].len);
+        files_add(files, added.v[i].path, added.v[i].data, added.v[i].len, added.v[i].go);
     added.n = 0;
     files_dedupe(files);
     ret = 0;
@@ -763,8 +856,13 @@ int kiln_sbom_scan_layers(kiln_sbom_t *sb, kiln_store_t *store, const kiln_descr
     /* os-release first: it names the distribution of the deb packages */
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < files.n; i++)
-            if ((strcmp(base_name(files.v[i].path), "os-release") == 0) == (pass == 0) &&
-                kiln_sbom_add_file(sb, files.v[i].path, files.v[i].data, files.v[i].len, err) < 0)
+            if (files.v[i].go
+                    ? pass == 1 && kiln_sbom_add_go(sb, files.v[i].path,
+                                                    (const unsigned char *)files.v[i].data,
+                                                    files.v[i].len, err) < 0
+                    : (strcmp(base_name(files.v[i].path), "os-release") == 0) == (pass == 0) &&
+                          kiln_sbom_add_file(sb, files.v[i].path, files.v[i].data, files.v[i].len,
+                                             err) < 0)
                 goto out;
     ret = 0;
 out:
@@ -818,14 +916,19 @@ json_t *kiln_sbom_spdx(const kiln_sbom_t *sb, const char *name, const char *dige
         const pkg_t *p = &sorted[i];
         _cleanup_free_ char *spdxid = kiln_xasprintf("SPDXRef-Package-%s-%zu", p->type, i + 1);
         _cleanup_free_ char *info = kiln_xasprintf("acquired package info from %s", p->source);
+        json_t *pj;
         json_array_append_new(
             pkgs,
-            json_pack("{s:s, s:s, s:s, s:s, s:b, s:s, s:s, s:s, s:[{s:s, s:s, s:s}]}", "name",
-                      p->name, "SPDXID", spdxid, "versionInfo", p->version, "downloadLocation",
-                      "NOASSERTION", "filesAnalyzed", 0, "licenseConcluded", "NOASSERTION",
-                      "licenseDeclared", p->license ? p->license : "NOASSERTION", "sourceInfo",
-                      info, "externalRefs", "referenceCategory", "PACKAGE-MANAGER", "referenceType",
-                      "purl", "referenceLocator", p->purl));
+            pj = json_pack("{s:s, s:s, s:s, s:s, s:b, s:s, s:s, s:s, s:[{s:s, s:s, s:s}]}", "name",
+                           p->name, "SPDXID", spdxid, "versionInfo", p->version, "downloadLocation",
+                           "NOASSERTION", "filesAnalyzed", 0, "licenseConcluded", "NOASSERTION",
+                           "licenseDeclared", p->license ? p->license : "NOASSERTION", "sourceInfo",
+                           info, "externalRefs", "referenceCategory", "PACKAGE-MANAGER",
+                           "referenceType", "purl", "referenceLocator", p->purl));
+        if (p->sha256) /* a Go module's h1 dirhash, as syft lists it */
+            json_object_set_new(
+                pj, "checksums",
+                json_pack("[{s:s, s:s}]", "algorithm", "SHA256", "checksumValue", p->sha256));
         json_array_append_new(rels, json_pack("{s:s, s:s, s:s}", "spdxElementId", "SPDXRef-Image",
                                               "relationshipType", "CONTAINS", "relatedSpdxElement",
                                               spdxid));

@@ -6,6 +6,8 @@
  *   .../node_modules/[@scope/]NAME/package.json  npm packages as installed
  *   .../package-lock.json, pnpm-lock.yaml, yarn.lock (outside node_modules)
  *   .../NAME-VER.dist-info/METADATA              Python distributions
+ *   any executable that is a Go binary            its build information (export/sbom_go):
+ *                                                 the Go release, main module and deps
  * Layers apply in order with OCI whiteouts; a package is listed once per purl. */
 #ifndef KILN_EXPORT_SBOM_H
 #define KILN_EXPORT_SBOM_H
@@ -34,6 +36,13 @@ int kiln_sbom_wanted(const char *path);
  * anything); -1 only when a cap is exceeded, naming the path. */
 int kiln_sbom_add_file(kiln_sbom_t *sb, const char *path, const char *data, size_t len,
                        kiln_error_t *err);
+
+/* Adds the packages of a Go binary at path from its build information blob (as
+ * export/sbom_go finds it: from the magic on): pkg:golang/stdlib@VERSION, the main module and
+ * each dependency (a replaced one as its replacement) with its h1 sum as a SHA256 checksum.
+ * A blob that does not parse is skipped; -1 only past the package cap. */
+int kiln_sbom_add_go(kiln_sbom_t *sb, const char *path, const unsigned char *blob, size_t len,
+                     kiln_error_t *err);
 
 /* Reads the package databases of the image whose layers (bottom first) are in store.
  * Fails naming the layer that cannot be read. */

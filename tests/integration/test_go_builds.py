@@ -11,6 +11,7 @@ run image.
 - tests/fixtures/go/multi-main: two mains under cmd/: the one named like the module
   is built (the plan says why); goMain / KILN_GO_MAIN pick the other.
 - a go.mod asking for a Go release that is not available fails, word for word."""
+import base64
 import gzip
 import io
 import json
@@ -85,8 +86,25 @@ T.check("chi-service: go mod download through the proxy, GOTOOLCHAIN=local, cach
         and [c["target"] for c in p.get("caches", [])] == ["/root/go/pkg/mod", "/root/.cache/go-build"],
         r.stdout)
 out = os.path.join(T.tmp, "oci-chi")
-r = build(src, "-t", "chi:latest", "--output", f"type=oci,dest={out}")
+r = build(src, "-t", "chi:latest", "--sbom", "--output", f"type=oci,dest={out}")
 if T.check("chi-service: kiln build fetches the toolchain and builds", r.returncode == 0, r.stderr[-3000:]):
+    # --sbom reads the binary's Go build information (the .go.buildinfo blob)
+    try:
+        sbom = json.load(open(out + ".sbom.spdx.json"))
+    except (OSError, ValueError) as e:
+        sbom = {"error": str(e)}
+    gopkgs = {ref["referenceLocator"]: p for p in sbom.get("packages", [])
+              for ref in p.get("externalRefs", []) if ref["referenceLocator"].startswith("pkg:golang/")}
+    T.check("chi-service --sbom: the Go release, the main module and chi from the binary's build info",
+            sorted(gopkgs) == ["pkg:golang/example.com/kiln/chi-service@%28devel%29",
+                               "pkg:golang/github.com/go-chi/chi/v5@v5.2.3",
+                               "pkg:golang/stdlib@" + DEFAULT], sorted(gopkgs) or sbom)
+    chi = gopkgs.get("pkg:golang/github.com/go-chi/chi/v5@v5.2.3", {})
+    T.check("chi-service --sbom: chi's checksum is the go.sum h1 hash (as SHA256), read from "
+            "usr/local/bin/chi-service",
+            chi.get("checksums") == [{"algorithm": "SHA256", "checksumValue": base64.b64decode(
+                "WQIt9uxdsAbgIYgid+BpYc+liqQZGMHRaUwp0JUcvdE=").hex()}]
+            and chi.get("sourceInfo") == "acquired package info from usr/local/bin/chi-service", chi)
     T.check("chi-service: the build downloads the module and compiles with the fetched Go",
             "go mod download" in r.stderr and "-trimpath -buildvcs=false" in r.stderr, r.stderr[-3000:])
     T.check("the toolchain is unpacked once in the kiln root, with its version",
