@@ -270,6 +270,30 @@ void kiln_progress_size_text(const kiln_progress_result_t *res, char *buf, size_
     json_decref(ev);
 }
 
+/* plain: the failure's end. The failing step's output was printed as it ran ("#N …"), so it
+ * is not printed again: its instruction with FILE:LINE (it may be far above, between other
+ * stages' lines), then the error without the output lines it carries. */
+static void plain_failure(kiln_progress_t *p, const kiln_progress_result_t *res)
+{
+    const pstep_t *s = p->failed_step > 0 ? &p->steps[p->failed_step] : NULL;
+    kiln_buf_t b;
+
+    kiln_buf_init(&b, 0);
+    if (s && !res->user_terms) {
+        kiln_buf_append(&b, "------\n > ", 10, NULL);
+        kiln_progress_sanitize(&b, s->title ? s->title : "", 0);
+        if (s->line > 0)
+            kiln_buf_appendf(&b, NULL, " (%s:%d)", p->o.dockerfile ? p->o.dockerfile : "Dockerfile",
+                             s->line);
+        if (s->n_out > 0)
+            kiln_buf_appendf(&b, NULL, ": its output is above (#%d)", p->failed_step);
+        kiln_buf_append(&b, "\n------\n", 8, NULL);
+    }
+    kiln_progress_error_message(p, &b, s, res->error ? res->error : "the build failed");
+    kiln_progress_out(p, b.data, b.len);
+    kiln_buf_free(&b);
+}
+
 void kiln_progress_finish(kiln_progress_t *p, const kiln_progress_result_t *res)
 {
     char size[96] = "";
@@ -312,7 +336,7 @@ void kiln_progress_finish(kiln_progress_t *p, const kiln_progress_result_t *res)
                                           (json_int_t)res->size_uncompressed));
         out_json(p, j);
     } else if (!res->ok) {
-        outf(p, "ERROR: %s\n", res->error ? res->error : "the build failed");
+        plain_failure(p, res);
     } else {
         if (has_size)
             outf(p, "image size: %s\n", size);

@@ -57,6 +57,13 @@ void kiln_progress_tty_finish(kiln_progress_t *p, const kiln_progress_result_t *
 /* Appends text as a terminal shows it safely: control characters and escape sequences
  * dropped, what a carriage return overwrote dropped, at most cols columns (0: no limit). */
 void kiln_progress_sanitize(kiln_buf_t *b, const char *text, size_t cols);
+/* How job/explain introduces a failing step's last lines in the user's terms. */
+#define KILN_PROGRESS_TAIL_HEADING "the last lines of its output:"
+/* "ERROR: message\n" into b, each line made safe; the failing step's output lines left out
+ * when they were printed before (s != NULL: its kept lines, and the heading above them said
+ * as "its output is above (#N)"), and the engine's "Dockerfile:" named as the user's file. */
+void kiln_progress_error_message(kiln_progress_t *p, kiln_buf_t *b, const pstep_t *s,
+                                 const char *msg);
 /* The columns text takes on a terminal (wide characters count 2). */
 size_t kiln_progress_cols(const char *text);
 

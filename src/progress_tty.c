@@ -285,10 +285,8 @@ static bool is_tail_line(const pstep_t *s, const char *line, size_t len)
     return false;
 }
 
-/* "ERROR: message", each line made safe; the failing step's output lines left out when
- * they were printed above (s != NULL), and the engine's "Dockerfile:" named as the user's
- * file. */
-static void error_message(kiln_progress_t *p, kiln_buf_t *b, const pstep_t *s, const char *msg)
+void kiln_progress_error_message(kiln_progress_t *p, kiln_buf_t *b, const pstep_t *s,
+                                 const char *msg)
 {
     const char *line = msg;
     bool first = true;
@@ -301,7 +299,10 @@ static void error_message(kiln_progress_t *p, kiln_buf_t *b, const pstep_t *s, c
     while (*line) {
         size_t len = strcspn(line, "\n");
         _cleanup_free_ char *one = kiln_xstrndup(line, len);
-        if (first || s == NULL || !is_tail_line(s, line, len)) {
+        if (s && strcmp(one, KILN_PROGRESS_TAIL_HEADING) == 0) {
+            /* an auto build's message in the user's terms: its lines were printed above */
+            kiln_buf_appendf(b, NULL, "\nits output is above (#%d)", p->failed_step);
+        } else if (first || s == NULL || !is_tail_line(s, line, len)) {
             if (!first)
                 kiln_buf_append(b, "\n", 1, NULL);
             sanitize(b, one, 0);
@@ -384,7 +385,7 @@ void kiln_progress_tty_finish(kiln_progress_t *p, const kiln_progress_result_t *
             }
             kiln_buf_append(&b, "------\n", 7, NULL);
         }
-        error_message(p, &b, s, res->error ? res->error : "the build failed");
+        kiln_progress_error_message(p, &b, s, res->error ? res->error : "the build failed");
     }
     kiln_progress_out(p, b.data, b.len);
     kiln_buf_free(&b);

@@ -3,7 +3,8 @@
 shows each step's line with its time, parallel stages running at once, the running step's last
 output lines, CACHED on the second build and a summary (steps, slowest, image digest and size);
 a failing RUN's output is on the screen exactly once, after its instruction and its
-Dockerfile FILE:LINE; escape sequences a step prints never reach the terminal;
+Dockerfile FILE:LINE (and, with --progress=plain, once as it streams: the end names the
+instruction and FILE:LINE without it); escape sequences a step prints never reach the terminal;
 --progress=json is one JSON object per line (step events with their Dockerfile line, a last
 result with the digest); --progress=quiet prints nothing. The screen is replayed from the bytes
 written (cursor up, clear to the end) as a terminal would show it."""
@@ -153,6 +154,21 @@ T.check("tty failure: each output line on the screen exactly once",
 T.check("tty failure: the error names the file and line once, with the exit code",
         scr3.count(f"ERROR: {bad}/Dockerfile:4: process ") == 1
         and "did not complete successfully: exit code: 7" in scr3, scr3)
+
+# plain (as piped to a log): the output streams once as "#N line"; the end names the
+# instruction and FILE:LINE and the error without the output again
+r = kiln("build", "--root", ROOT, "--progress=plain", bad)
+T.check("plain failure: each output line printed once, as the step ran",
+        r.returncode == 1 and r.stderr.count("OUT-first-line") == 1 and r.stderr.count("OUT-last-line") == 1
+        and re.search(r"^#(\d+) OUT-first-line\n#\1 OUT-last-line\n#\1 ERROR\n", r.stderr, re.M),
+        r.stderr[-2000:])
+T.check("plain failure: the instruction with FILE:LINE, then the error once, word for word",
+        r.stderr.endswith(
+            "------\n > [stage-0 3/3] RUN printf 'OUT-%s\\n' first-line && printf 'OUT-%s\\n' last-line >&2 "
+            f"&& exit 7 ({bad}/Dockerfile:4): its output is above (#3)\n------\n"
+            f"ERROR: {bad}/Dockerfile:4: process \"RUN /bin/sh -c printf 'OUT-%s\\n' first-line && "
+            "printf 'OUT-%s\\n' last-line >&2 && exit 7 # buildkit\" did not complete successfully: "
+            "exit code: 7\n"), r.stderr[-2000:])
 
 # --- json and quiet ---
 r = kiln("build", "--root", ROOT, "--progress=json", "--build-arg", f"BASE={BASE}", ctx)
