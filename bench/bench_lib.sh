@@ -45,6 +45,18 @@ bench_cleanup() {
   rm -rf "$T"
 }
 
+# Starts Debian's docker-registry on a free loopback port with its storage under DIR; sets
+# REG_PORT and REG_PID (the caller's EXIT trap kills it).
+bench_registry() { # dir
+  REG_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  mkdir -p "$1"
+  printf 'version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: 127.0.0.1:%s}\n' \
+    "$1/data" "$REG_PORT" >"$1/config.yml"
+  /usr/bin/docker-registry serve "$1/config.yml" >"$1/log" 2>&1 &
+  REG_PID=$!
+  for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/$REG_PORT") 2>/dev/null && break; sleep 0.2; done
+}
+
 # kiln's Node images with the Node release kiln's plan resolves for an app, for a peer's
 # hand-written Dockerfile: OCI layouts DIR/node-build (tag build: the whole toolchain under
 # /opt/node) and DIR/node-run (tag run: bin/node only, as kiln's run stage copies it), made

@@ -19,14 +19,9 @@ SRC=${1:-/usr/lib/x86_64-linux-gnu}
 bench_scratch soci
 bench_header
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkdir -p "$T/reg"
-printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s/reg/data\nhttp:\n  addr: 127.0.0.1:%s\n' \
-  "$T" "$port" >"$T/reg/config.yml"
-/usr/bin/docker-registry serve "$T/reg/config.yml" >"$T/reg/log" 2>&1 &
-reg_pid=$!
-trap 'kill "$reg_pid" 2>/dev/null || true; bench_cleanup' EXIT
-for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
+bench_registry "$T/reg"
+port=$REG_PORT
+trap 'kill "$REG_PID" 2>/dev/null || true; bench_cleanup' EXIT
 H=127.0.0.1:$port
 printf 'FROM scratch\nCOPY . /x\n' >"$T/Dockerfile"
 B="$KILN build --root $T/root --insecure-registry $H -f $T/Dockerfile -q"

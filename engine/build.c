@@ -5,6 +5,7 @@
 #include "engine/build.h"
 
 #include "engine/engine.h"
+#include "engine/remote_base.h"
 #include "engine/remote_cache.h"
 #include "engine/remote_layers.h"
 #include "engine/remote_mounts.h"
@@ -266,6 +267,9 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
             goto out;
     if (kiln_solve_run(e, target, err) < 0)
         goto out;
+    /* the FROM images' layers still downloading are the image's too */
+    if (kiln_remote_base_join(e, err) < 0)
+        goto out;
     if (kiln_build_finish_image(e, target, res, err) < 0)
         goto out;
     /* the cache mounts first: a registry --cache-to pushes them with its cache image */
@@ -283,6 +287,7 @@ out:
     free(e->statcache_path);
     free(e->cache_prefix);
     kiln_remote_mounts_free(e);
+    kiln_remote_base_free(e);
     if (e->known_fd >= 0)
         close(e->known_fd);
     for (size_t i = 0; i < e->n_stages; i++)

@@ -109,7 +109,8 @@ typedef struct engine {
     pthread_cond_t cond;  /* a stage finished */
     /* cache entries this build used or made: "<stage index> <entry digest> <key hex>" */
     strv_t cache_used;
-    struct kiln_rcache *rcache; /* type=s3 remote caches (engine/remote_mounts), or NULL */
+    struct kiln_rcache *rcache;    /* type=s3 remote caches (engine/remote_mounts), or NULL */
+    struct base_pulls *base_pulls; /* FROM layers still downloading (engine/remote_base) */
 } engine_t;
 
 typedef struct used_args {

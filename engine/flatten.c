@@ -55,16 +55,7 @@ static char *flat_path(const engine_t *e, const stage_t *st, size_t count)
  * v[0..to-from). -1 with err (the ones made are freed). */
 static int layer_dirs(engine_t *e, stage_t *st, size_t from, size_t to, char **v, kiln_error_t *err)
 {
-    for (size_t i = from; i < to; i++) {
-        if (kiln_snapshot_lower_dir(e, &st->layers[i], &v[to - 1 - i], err) < 0) {
-            for (size_t k = i; k-- > from;) {
-                free(v[to - 1 - k]);
-                v[to - 1 - k] = NULL;
-            }
-            return -1;
-        }
-    }
-    return 0;
+    return kiln_snapshot_lower_dirs(e, st->layers, from, to, v, err);
 }
 
 /* The snapshot of the stage's bottom `count` layers (a multiple of CHUNK),

@@ -5,8 +5,10 @@
 #include "engine/snapshot.h"
 
 #include "engine/cache.h"
+#include "engine/remote_base.h"
 #include "engine/step_meta.h"
 #include "oci/imagesize.h"
+#include "utils/workers.h"
 
 /* Whether steps run in chroot isolation (no user namespace). */
 bool kiln_snapshot_is_chroot(const kiln_build_request_t *req)
@@ -52,6 +54,9 @@ int kiln_snapshot_lower_dir(engine_t *e, const layer_t *l, char **out, kiln_erro
         *out = steal_pointer(&dir);
         return 0;
     }
+    /* a FROM image's layer may still be downloading (engine/remote_base) */
+    if (kiln_remote_base_wait(e, &l->desc.digest, err) < 0)
+        return kiln_error_prefix(err, "unpacking layer %s", ds);
     if (kiln_fs_mkdtemp(e->lowers_dir, ".tmp-", &tmp, err) < 0)
         return -1;
     if (kiln_store_open_blob(e->store, &l->desc.digest, &fd, NULL, err) < 0)
@@ -201,18 +206,49 @@ int kiln_snapshot_commit_step(engine_t *e, stage_t *st, const char *dir, int ove
     return kiln_cache_store(e, st, key, &l, err);
 }
 
+typedef struct lowers_job {
+    engine_t *e;
+    const layer_t *layers;
+    size_t from, to;
+    char **v;
+} lowers_job_t;
+
+static int lower_one(void *ud, void *local, size_t i, kiln_error_t *err)
+{
+    lowers_job_t *j = ud;
+    size_t li = j->from + i;
+    (void)local;
+    return kiln_snapshot_lower_dir(j->e, &j->layers[li], &j->v[j->to - 1 - li], err);
+}
+
+int kiln_snapshot_lower_dirs(engine_t *e, const layer_t *layers, size_t from, size_t to, char **v,
+                             kiln_error_t *err)
+{
+    /* A fresh worker unpacks a whole base image here: one layer per CPU (at least two, so
+     * a layer still downloading does not hold the others up). */
+    lowers_job_t j = {e, layers, from, to, v};
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned threads = cpus < 2 ? 2 : cpus > 8 ? 8 : (unsigned)cpus;
+    if (to <= from)
+        return 0;
+    if (kiln_workers_run(to - from, threads, lower_one, NULL, NULL, &j, err) < 0) {
+        for (size_t k = 0; k < to - from; k++) {
+            free(v[k]);
+            v[k] = NULL;
+        }
+        return -1;
+    }
+    return 0;
+}
+
 /* The stage's unpacked layer dirs (made when missing), top-most first:
  * *out has st->n_layers entries (+ a NULL), freed with free_lowers. */
 static int stage_lowers(engine_t *e, stage_t *st, char ***out, kiln_error_t *err)
 {
     char **lowers = kiln_xzalloc((st->n_layers + 1) * sizeof(char *));
-    for (size_t i = 0; i < st->n_layers; i++) {
-        if (kiln_snapshot_lower_dir(e, &st->layers[i], &lowers[st->n_layers - 1 - i], err) < 0) {
-            for (size_t k = 0; k < st->n_layers; k++)
-                free(lowers[k]);
-            free(lowers);
-            return -1;
-        }
+    if (kiln_snapshot_lower_dirs(e, st->layers, 0, st->n_layers, lowers, err) < 0) {
+        free(lowers);
+        return -1;
     }
     *out = lowers;
     return 0;

@@ -7,6 +7,11 @@
 
 bool kiln_snapshot_is_chroot(const kiln_build_request_t *req);
 int kiln_snapshot_lower_dir(engine_t *e, const layer_t *l, char **out, kiln_error_t *err);
+/* The unpacked dirs of layers [from, to), top-most first, into v[0..to-from): the missing
+ * ones unpacked in parallel (each as soon as its blob is in the store). -1 with err (none
+ * left in v). */
+int kiln_snapshot_lower_dirs(engine_t *e, const layer_t *layers, size_t from, size_t to, char **v,
+                             kiln_error_t *err);
 int kiln_snapshot_commit_layer(engine_t *e, stage_t *st, const char *dir, int overlay, layer_t *out,
                                kiln_error_t *err);
 int kiln_snapshot_commit_step(engine_t *e, stage_t *st, const char *dir, int overlay,

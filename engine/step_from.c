@@ -3,6 +3,7 @@
 #include "engine/step_from.h"
 
 #include "engine/expand.h"
+#include "engine/remote_base.h"
 #include "engine/remote_cache.h"
 #include "engine/solve.h"
 #include "oci/reference.h"
@@ -176,11 +177,10 @@ int kiln_step_from_image(engine_t *e, stage_t *st, const char *ref, kiln_error_t
             _cleanup_free_ char *msg = kiln_xasprintf("resolve image %s", ref);
             kiln_engine_event(e, st->step, "log", msg, -1);
         }
-        if (kiln_remote_cache_pull(e, ref, &ri, err) < 0)
+        /* the layers download while the build goes on (engine/remote_base) */
+        if (kiln_remote_base_start(e, ref, &ri, &body, &len, err) < 0)
             return expanded_note(ref, err);
-        if (kiln_store_read_blob(e->store, &ri.parsed->config.digest, KILN_IMAGE_CONFIG_MAX, &body,
-                                 &len, err) < 0 ||
-            kiln_image_parse_config(body, len, &cfg, err) < 0) {
+        if (kiln_image_parse_config(body, len, &cfg, err) < 0) {
             kiln_registry_image_clear(&ri);
             return -1;
         }

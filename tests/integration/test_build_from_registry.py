@@ -1,0 +1,89 @@
+"""FROM a registry image on a fresh root (an ephemeral worker): the manifest and config are
+fetched at once, the layers in the background while the build goes on (engine/remote_base),
+each unpacked as soon as it has arrived, several at once.
+
+- a RUN over a 4-layer image pulled from docker-registry sees every layer's files; the OCI
+  output holds every layer blob
+- a fully cached build on a fresh root (registry cache) unpacks no layer (no tree under
+  build/lowers) and still ends with every blob of the image in the store (its OCI output)
+- a layer the registry no longer serves: the RUN fails naming the layer, and so does a
+  fully cached build (its image could not be complete); nothing hangs"""
+import glob
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kilnbuild import make_base, new_context, read_image  # noqa: E402
+from kilntest import T, kiln, start_registry  # noqa: E402
+
+os.chmod(T.tmp, 0o711)
+BASE = make_base(os.path.join(T.tmp, "root-base"))
+port = start_registry()
+REG = "127.0.0.1:%d" % port
+IMG = REG + "/t/img:1"
+
+
+def build(root, df, *args):
+    return kiln("build", "--root", os.path.join(T.tmp, root), "--progress", "plain",
+                "--insecure-registry", REG, *args, new_context(T.tmp, df), timeout=600)
+
+
+def out(r):
+    return r.stdout + r.stderr
+
+
+r = build("root-push", """FROM %s
+RUN echo a > /la
+RUN echo b > /lb
+RUN head -c 3000000 /dev/urandom > /big
+""" % BASE, "-t", IMG, "--push")
+T.check("a 4-layer image pushed to docker-registry", r.returncode == 0, out(r)[-1500:])
+
+USE = """FROM %s
+RUN cat /la /lb > /out && wc -c < /big >> /out
+""" % IMG
+lay1 = os.path.join(T.tmp, "lay1")
+r = build("root1", USE, "-o", "type=oci,dest=" + lay1, "--cache-to",
+          "type=registry,ref=%s/t/cache:1,mode=max" % REG)
+ok = r.returncode == 0
+if ok:
+    man, cfg = read_image(lay1)
+    missing = [l["digest"] for l in man["layers"]
+               if not os.path.exists(os.path.join(lay1, "blobs", "sha256", l["digest"][7:]))]
+T.check("fresh root: a RUN over the pulled image sees every layer", ok and not missing
+        and len(man["layers"]) == 5, out(r)[-2000:])
+r2 = kiln("build", "--root", os.path.join(T.tmp, "root1"), "--progress", "plain",
+          "--insecure-registry", REG, "-o", "type=local,dest=" + os.path.join(T.tmp, "fs1"),
+          new_context(T.tmp, USE))
+T.check("the RUN's output has both small layers' files and the big one's size",
+        r2.returncode == 0 and open(os.path.join(T.tmp, "fs1", "out")).read() == "a\nb\n3000000\n",
+        out(r2)[-1500:])
+
+# a fully cached build on a fresh root: nothing unpacked, every blob there at the end
+lay2 = os.path.join(T.tmp, "lay2")
+r = build("root2", USE, "--cache-from", "type=registry,ref=%s/t/cache:1" % REG,
+          "-o", "type=oci,dest=" + lay2)
+trees = [p for p in glob.glob(os.path.join(T.tmp, "root2", "build", "lowers", "*"))
+         if os.path.isdir(p)]
+ok = r.returncode == 0 and "#2 CACHED" in r.stderr
+if ok:
+    man2, _ = read_image(lay2)
+    ok = man2["layers"] == man["layers"] and all(
+        os.path.exists(os.path.join(lay2, "blobs", "sha256", l["digest"][7:])) for l in man2["layers"])
+T.check("fresh root, every step cached: no layer unpacked, every blob in the output",
+        ok and not trees, out(r)[-2000:] + str(trees))
+
+# the registry loses a layer of the base
+victim = man["layers"][3]["digest"][7:]  # the image's own 3 MB layer (below the RUN's)
+files = glob.glob(os.path.join(T.tmp, "registry.*", "data", "docker", "registry", "v2", "blobs",
+                               "sha256", victim[:2], victim, "data"))
+T.check("the layer's file is found in the registry's storage", len(files) == 1, str(files))
+for f in files:
+    os.remove(f)
+r = build("root3", USE.replace("/out", "/out2"))
+T.check("fresh root, a layer the registry lost: the RUN fails naming the layer",
+        r.returncode != 0 and victim[:12] in r.stderr and "RUN" in r.stderr, out(r)[-2000:])
+r = build("root4", USE, "--cache-from", "type=registry,ref=%s/t/cache:1" % REG)
+T.check("fresh root, every step cached, a base layer lost: the build fails naming it",
+        r.returncode != 0 and victim[:12] in r.stderr, out(r)[-2000:])
+T.done()
