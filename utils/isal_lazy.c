@@ -1,0 +1,17 @@
+/* kiln — ISA-L loaded on first use (utils/lazylib): gzip layers are
+ * inflated with it by pulls, unpacks and builds, never by `kiln run` or a
+ * step's sandbox, which paid its ~200 symbol bindings at every start. A
+ * missing library ends kiln at first use naming it, as the loader did when it
+ * was linked: a layer is never half read. */
+#include <isa-l/igzip_lib.h>
+
+#include "utils/lazylib.h"
+
+#define ISAL_FUNCS(F, V)                                                                           \
+    V(isal_inflate_init, (struct inflate_state * s), (s))                                          \
+    V(isal_inflate_reset, (struct inflate_state * s), (s))                                         \
+    F(int, isal_inflate, (struct inflate_state * s), (s), 0)
+
+#define ISAL_HANDWRITTEN(F, V)
+
+KILN_LAZYLIB_DEFINE_REQUIRED(ISAL_FUNCS, ISAL_HANDWRITTEN, "libisal.so.2", "to inflate gzip layers")
