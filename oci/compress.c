@@ -127,6 +127,14 @@ int kiln_compressor_new(kiln_compression_t type, int level, int threaded, kiln_s
     return 0;
 }
 
+int kiln_compressor_hash_input(kiln_compressor_t *c, kiln_sha256_t *h)
+{
+    if (c->type != KILN_COMPRESSION_GZIP)
+        return 0;
+    kiln_pgzip_hash_input(c->gz, h);
+    return 1;
+}
+
 int kiln_compressor_write(kiln_compressor_t *c, const void *buf, size_t len, kiln_error_t *err)
 {
     switch (c->type) {

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "oci/digest.h"
 #include "oci/sink.h"
 #include "utils/error.h"
 
@@ -48,6 +49,11 @@ typedef struct kiln_compressor kiln_compressor_t;
  * bad level, an allocation or a thread that cannot start. */
 int kiln_compressor_new(kiln_compression_t c, int level, int threaded, kiln_sink_t *out,
                         kiln_compressor_t **res, kiln_error_t *err);
+/* Lets the compressor hash its input, in order, into h (initialised, outliving
+ * it) where that costs the caller's thread nothing: gzip does it in the
+ * thread writing its output. Returns 1 when it will, 0 when the caller must
+ * hash the input itself (zstd, none). Call before the first write. */
+int kiln_compressor_hash_input(kiln_compressor_t *c, kiln_sha256_t *h);
 /* Feeds raw bytes. Fails when the sink failed (the error names it). */
 int kiln_compressor_write(kiln_compressor_t *c, const void *buf, size_t len, kiln_error_t *err);
 /* Ends the stream (trailer, last frame) and waits until the sink has it all. */

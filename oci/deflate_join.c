@@ -1,156 +1,302 @@
-/* kiln — walking DEFLATE blocks to find the final one (see deflate_join.h). */
+/* kiln — walking DEFLATE blocks to find the final one (see deflate_join.h).
+ *
+ * The walk decodes every Huffman symbol of the stream without producing any
+ * output, so its speed is that of table lookups: each code is a two-level
+ * table (a root indexed by the next ROOT bits, a subtable for longer codes)
+ * whose entry already says how many bits the symbol takes *with* its extra
+ * bits, so a literal costs one lookup and a match two (length, distance), both
+ * from one 57-bit peek. */
 #include "oci/deflate_join.h"
 
 #include <stdint.h>
 #include <string.h>
 
-#define FAST_BITS 10
 #define MAX_BITS 15
+#define LIT_ROOT 11
+#define DIST_ROOT 8
+#define CL_ROOT 7
+/* Room for a root table plus subtables: each subtable belongs to one root
+ * prefix of a code longer than the root, at most 2^(15 - root) entries, and
+ * there are at most as many such prefixes as symbols. */
+#define LIT_SIZE ((1 << LIT_ROOT) + 288 * (1 << (MAX_BITS - LIT_ROOT)))
+#define DIST_SIZE ((1 << DIST_ROOT) + 32 * (1 << (MAX_BITS - DIST_ROOT)))
 
-/* A canonical Huffman code: a FAST_BITS lookup (symbol << 4 | length, 0 =
- * longer code) and the counts and sorted symbols for the longer codes. */
-struct huff {
-    uint16_t fast[1 << FAST_BITS];
-    uint16_t count[MAX_BITS + 1];
-    uint16_t symbol[320];
-};
+/* An entry: bits 0-7 the bits to take (code length plus the symbol's extra
+ * bits; in a subtable, those past the root), bits 8-11 its kind, bits 12-15 a
+ * subtable's index width, bits 16-31 the symbol or the subtable's offset. 0
+ * (KIND_BAD) is a code the stream's lengths left unassigned. */
+enum { KIND_BAD, KIND_LIT, KIND_LEN, KIND_EOB, KIND_DIST, KIND_SUB };
+#define E_TAKE(e) ((e)&0xffu)
+#define E_KIND(e) (((e) >> 8) & 0xfu)
+#define E_SUBW(e) (((e) >> 12) & 0xfu)
+#define E_VAL(e) ((e) >> 16)
+#define ENTRY(take, kind, subw, val)                                                               \
+    ((uint32_t)(take) | (uint32_t)(kind) << 8 | (uint32_t)(subw) << 12 | (uint32_t)(val) << 16)
 
-/* A bit reader over buf[0..n): the position in bits. */
-struct bits {
-    const unsigned char *buf;
-    size_t n;
-    size_t pos;
-};
-
-/* The next 57 bits or more at the position (zeros past the end). */
-static inline uint64_t peek(const struct bits *b)
-{
-    size_t byte = b->pos >> 3;
-    uint64_t v = 0;
-    if (byte + 8 <= b->n) {
-        memcpy(&v, b->buf + byte, 8);
-    } else if (byte < b->n) {
-        unsigned char tmp[8] = {0};
-        memcpy(tmp, b->buf + byte, b->n - byte);
-        memcpy(&v, tmp, 8);
-    }
-    return v >> (b->pos & 7); /* little-endian machines only (x86-64, arm64) */
-}
-
-static inline unsigned take(struct bits *b, unsigned count)
-{
-    unsigned v = count ? (unsigned)(peek(b) & ((1u << count) - 1)) : 0;
-    b->pos += count;
-    return v;
-}
-
-/* Builds a code from the lengths of n symbols. -1 on an over-subscribed set. */
-static int build(struct huff *h, const unsigned char *lens, unsigned n)
-{
-    uint16_t offs[MAX_BITS + 2];
-    memset(h->count, 0, sizeof(h->count));
-    memset(h->fast, 0, sizeof(h->fast));
-    for (unsigned s = 0; s < n; s++)
-        h->count[lens[s]]++;
-    int left = 1;
-    for (unsigned l = 1; l <= MAX_BITS; l++) {
-        left = left * 2 - h->count[l];
-        if (left < 0)
-            return -1;
-    }
-    offs[1] = 0;
-    for (unsigned l = 1; l <= MAX_BITS; l++)
-        offs[l + 1] = (uint16_t)(offs[l] + h->count[l]);
-    for (unsigned s = 0; s < n; s++)
-        if (lens[s])
-            h->symbol[offs[lens[s]]++] = (uint16_t)s;
-    /* The fast table: codes are sent MSB first, so its index is the code reversed. */
-    unsigned code = 0, k = 0;
-    for (unsigned l = 1; l <= FAST_BITS; l++) {
-        for (unsigned i = 0; i < h->count[l]; i++, k++, code++) {
-            unsigned rev = 0;
-            for (unsigned j = 0; j < l; j++)
-                rev |= ((code >> j) & 1u) << (l - 1 - j);
-            for (unsigned e = rev; e < (1u << FAST_BITS); e += 1u << l)
-                h->fast[e] = (uint16_t)(h->symbol[k] << 4 | l);
-        }
-        code <<= 1;
-    }
-    h->count[0] = 0;
-    return 0;
-}
-
-/* Decodes one symbol; -1 when no code matches. */
-static inline int decode(struct bits *b, const struct huff *h)
-{
-    uint64_t v = peek(b);
-    uint16_t e = h->fast[v & ((1u << FAST_BITS) - 1)];
-    if (e != 0) {
-        b->pos += e & 15;
-        return e >> 4;
-    }
-    /* A longer code: canonical decoding bit by bit (as zlib's puff). */
-    int code = 0, first = 0, index = 0;
-    for (unsigned l = 1; l <= MAX_BITS; l++) {
-        code |= (int)((v >> (l - 1)) & 1);
-        int count = h->count[l];
-        if (code - count < first) {
-            b->pos += l;
-            return h->symbol[index + (code - first)];
-        }
-        index += count;
-        first = (first + count) << 1;
-        code <<= 1;
-    }
-    return -1;
-}
+enum code_type { CODE_LIT, CODE_DIST, CODE_CL };
 
 static const unsigned char len_extra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
                                             2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
 static const unsigned char dist_extra[30] = {0, 0, 0, 0, 1, 1, 2, 2,  3,  3,  4,  4,  5,  5,  6,
                                              6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
 
-/* Skips a compressed block's symbols up to its end-of-block code. */
-static int skip_codes(struct bits *b, const struct huff *lit, const struct huff *dist)
+/* What symbol s of a code of type t is, and its extra bits. */
+static unsigned sym_kind(enum code_type t, unsigned s, unsigned *extra)
 {
-    for (;;) {
-        if (b->pos > b->n * 8)
+    *extra = 0;
+    if (t == CODE_CL)
+        return KIND_LIT;
+    if (t == CODE_DIST) {
+        if (s >= 30)
+            return KIND_BAD;
+        *extra = dist_extra[s];
+        return KIND_DIST;
+    }
+    if (s < 256)
+        return KIND_LIT;
+    if (s == 256)
+        return KIND_EOB;
+    if (s > 285)
+        return KIND_BAD;
+    *extra = len_extra[s - 257];
+    return KIND_LEN;
+}
+
+/* The low `len` (<= 16) bits of code, reversed (codes are sent MSB first). */
+static inline unsigned reverse(unsigned code, unsigned len)
+{
+    unsigned r = code & 0xffffu;
+    r = (r & 0x5555u) << 1 | (r >> 1 & 0x5555u);
+    r = (r & 0x3333u) << 2 | (r >> 2 & 0x3333u);
+    r = (r & 0x0f0fu) << 4 | (r >> 4 & 0x0f0fu);
+    r = (r & 0x00ffu) << 8 | (r >> 8 & 0x00ffu);
+    return r >> (16 - len);
+}
+
+/* Builds the two-level table of a canonical code from the lengths of its n
+ * symbols into t (room for `size` entries). -1 on an over-subscribed set
+ * (an incomplete one leaves KIND_BAD entries, refused when met). */
+static int build(uint32_t *t, size_t size, unsigned root, enum code_type type,
+                 const unsigned char *lens, unsigned n)
+{
+    unsigned count[MAX_BITS + 1] = {0}, next[MAX_BITS + 2];
+    for (unsigned s = 0; s < n; s++)
+        count[lens[s]]++;
+    count[0] = 0;
+    int left = 1;
+    for (unsigned l = 1; l <= MAX_BITS; l++) {
+        left = left * 2 - (int)count[l];
+        if (left < 0)
             return -1;
-        int s = decode(b, lit);
-        if (s < 0 || s > 285)
-            return -1;
-        if (s < 256)
+    }
+    next[1] = 0;
+    for (unsigned l = 1; l <= MAX_BITS; l++)
+        next[l + 1] = (next[l] + count[l]) << 1;
+
+    /* The longest code under each root prefix sizes that prefix's subtable. */
+    unsigned char longest[1 << LIT_ROOT];
+    unsigned code_of[320];
+    memset(longest, 0, (size_t)1 << root);
+    for (unsigned s = 0; s < n; s++) {
+        unsigned l = lens[s];
+        if (l == 0)
             continue;
-        if (s == 256)
-            return 0;
-        b->pos += len_extra[s - 257];
-        int d = decode(b, dist);
-        if (d < 0 || d > 29)
+        code_of[s] = reverse(next[l]++, l);
+        if (l > root) {
+            unsigned p = code_of[s] & ((1u << root) - 1);
+            if (l > longest[p])
+                longest[p] = (unsigned char)l;
+        }
+    }
+    if (left > 0) /* incomplete: the codes left out must read as KIND_BAD */
+        memset(t, 0, (size_t)1 << root << 2);
+    size_t used = (size_t)1 << root;
+    for (unsigned p = 0; p < (1u << root); p++) {
+        if (longest[p] == 0)
+            continue;
+        unsigned w = longest[p] - root;
+        if (used + ((size_t)1 << w) > size)
             return -1;
-        b->pos += dist_extra[d];
+        t[p] = ENTRY(root, KIND_SUB, w, used);
+        memset(t + used, 0, (size_t)1 << w << 2);
+        used += (size_t)1 << w;
+    }
+    for (unsigned s = 0; s < n; s++) {
+        unsigned l = lens[s], extra;
+        if (l == 0)
+            continue;
+        unsigned kind = sym_kind(type, s, &extra);
+        unsigned rev = code_of[s];
+        if (l <= root) {
+            for (unsigned i = rev; i < (1u << root); i += 1u << l)
+                t[i] = ENTRY(l + extra, kind, 0, s);
+        } else {
+            uint32_t sub = t[rev & ((1u << root) - 1)];
+            unsigned w = E_SUBW(sub), sl = l - root;
+            for (unsigned i = rev >> root; i < (1u << w); i += 1u << sl)
+                t[E_VAL(sub) + i] = ENTRY(sl + extra, kind, 0, s);
+        }
+    }
+    return 0;
+}
+
+/* The next 57 bits or more at bit position pos (zeros past the end). */
+static inline uint64_t peek(const unsigned char *buf, size_t n, size_t pos)
+{
+    size_t byte = pos >> 3;
+    uint64_t v = 0;
+    if (byte + 8 <= n) {
+        memcpy(&v, buf + byte, 8);
+    } else if (byte < n) {
+        unsigned char tmp[8] = {0};
+        memcpy(tmp, buf + byte, n - byte);
+        memcpy(&v, tmp, 8);
+    }
+    return v >> (pos & 7); /* little-endian machines only (x86-64, arm64) */
+}
+
+/* Looks up the entry of the bits v in table t of root width root, following a
+ * subtable; *take gets the bits the symbol uses in all. */
+static inline uint32_t lookup(const uint32_t *t, unsigned root, uint64_t v, unsigned *take)
+{
+    uint32_t e = t[v & ((1u << root) - 1)];
+    if (E_KIND(e) != KIND_SUB) {
+        *take = E_TAKE(e);
+        return e;
+    }
+    uint32_t s = t[E_VAL(e) + ((v >> root) & ((1u << E_SUBW(e)) - 1))];
+    *take = root + E_TAKE(s);
+    return s;
+}
+
+/* A bit reader holding up to 63 bits in a register: refilled 8 bytes at a
+ * time (the bits above `left` are the stream's next bits, so OR-ing the same
+ * bytes in again changes nothing), with zero bytes past the end counted in
+ * `at` so that running off the end is seen. */
+struct reader {
+    const unsigned char *buf;
+    size_t n;
+    size_t at; /* the next byte to load */
+    uint64_t bits;
+    unsigned left;
+};
+
+static inline void refill(struct reader *r)
+{
+    if (r->at + 8 <= r->n) {
+        uint64_t w;
+        memcpy(&w, r->buf + r->at, 8); /* little-endian machines only (x86-64, arm64) */
+        r->bits |= w << r->left;
+        r->at += (63 - r->left) >> 3;
+        r->left |= 56;
+        return;
+    }
+    while (r->left <= 56) {
+        if (r->at < r->n)
+            r->bits |= (uint64_t)r->buf[r->at] << r->left;
+        r->at++;
+        r->left += 8;
     }
 }
 
+static inline void consume(struct reader *r, unsigned count)
+{
+    r->bits >>= count;
+    r->left -= count;
+}
+
+/* The stream position in bits. */
+static inline size_t reader_pos(const struct reader *r)
+{
+    return r->at * 8 - r->left;
+}
+
+/* Skips a compressed block's symbols up to its end-of-block code. A literal's
+ * or length's entry takes at most 15 + 5 bits and a distance's 15 + 13, so a
+ * refill (56 bits or more) covers a whole match. The next symbol's root entry
+ * is looked up before the refill, which only adds bits above the 41 or more
+ * still held: the lookups do not wait for the loads of the input. */
+static int skip_codes(const unsigned char *buf, size_t n, size_t *pos, const uint32_t *lit,
+                      const uint32_t *dist)
+{
+    const uint32_t lmask = (1u << LIT_ROOT) - 1;
+    struct reader r = {buf, n, *pos / 8, 0, 0};
+    size_t nbits = n * 8;
+    refill(&r);
+    consume(&r, *pos % 8);
+    refill(&r);
+    uint32_t e = lit[r.bits & lmask];
+    for (;;) {
+        if (r.at > n + 8) /* 8 bytes of zeros past the end were read */
+            return -1;
+        if (E_KIND(e) == KIND_LIT) {
+            consume(&r, E_TAKE(e));
+            e = lit[r.bits & lmask];
+            refill(&r);
+            continue;
+        }
+        unsigned take = E_TAKE(e);
+        if (E_KIND(e) == KIND_SUB) {
+            e = lit[E_VAL(e) + ((r.bits >> LIT_ROOT) & ((1u << E_SUBW(e)) - 1))];
+            take = LIT_ROOT + E_TAKE(e);
+        }
+        unsigned kind = E_KIND(e);
+        consume(&r, take);
+        if (kind == KIND_LEN) {
+            unsigned dtake;
+            uint32_t d = lookup(dist, DIST_ROOT, r.bits, &dtake);
+            if (E_KIND(d) != KIND_DIST)
+                return -1;
+            consume(&r, dtake);
+        } else if (kind != KIND_LIT) {
+            if (kind != KIND_EOB)
+                return -1;
+            *pos = reader_pos(&r);
+            return *pos <= nbits ? 0 : -1;
+        }
+        refill(&r);
+        e = lit[r.bits & lmask];
+    }
+}
+
+/* Takes count (<= 16) bits at *pos. */
+static inline unsigned take_bits(const unsigned char *buf, size_t n, size_t *pos, unsigned count)
+{
+    unsigned v = (unsigned)(peek(buf, n, *pos) & ((1u << count) - 1));
+    *pos += count;
+    return v;
+}
+
+/* The tables of one block's codes. */
+struct codes {
+    uint32_t lit[LIT_SIZE];
+    uint32_t dist[DIST_SIZE];
+};
+
 /* Reads a dynamic block's code lengths and builds its two codes. */
-static int read_dynamic(struct bits *b, struct huff *lit, struct huff *dist)
+static int read_dynamic(const unsigned char *buf, size_t n, size_t *pos, struct codes *c)
 {
     static const unsigned char order[19] = {16, 17, 18, 0, 8,  7, 9,  6, 10, 5,
                                             11, 4,  12, 3, 13, 2, 14, 1, 15};
     unsigned char lens[320] = {0};
-    unsigned nlit = take(b, 5) + 257, ndist = take(b, 5) + 1, ncode = take(b, 4) + 4;
+    unsigned nlit = take_bits(buf, n, pos, 5) + 257, ndist = take_bits(buf, n, pos, 5) + 1;
+    unsigned ncode = take_bits(buf, n, pos, 4) + 4;
     if (nlit > 286 || ndist > 30)
         return -1;
     for (unsigned i = 0; i < ncode; i++)
-        lens[order[i]] = (unsigned char)take(b, 3);
-    struct huff cl;
-    if (build(&cl, lens, 19) < 0)
+        lens[order[i]] = (unsigned char)take_bits(buf, n, pos, 3);
+    uint32_t cl[1 << CL_ROOT];
+    if (build(cl, 1 << CL_ROOT, CL_ROOT, CODE_CL, lens, 19) < 0)
         return -1;
     memset(lens, 0, sizeof(lens));
     for (unsigned i = 0; i < nlit + ndist;) {
-        int s = decode(b, &cl);
-        unsigned rep, val = 0;
-        if (s < 0)
+        if (*pos > n * 8)
             return -1;
+        uint32_t e = cl[peek(buf, n, *pos) & ((1u << CL_ROOT) - 1)];
+        if (E_KIND(e) != KIND_LIT)
+            return -1;
+        *pos += E_TAKE(e);
+        unsigned s = E_VAL(e), rep, val = 0;
         if (s < 16) {
             lens[i++] = (unsigned char)s;
             continue;
@@ -159,26 +305,28 @@ static int read_dynamic(struct bits *b, struct huff *lit, struct huff *dist)
             if (i == 0)
                 return -1;
             val = lens[i - 1];
-            rep = 3 + take(b, 2);
+            rep = 3 + take_bits(buf, n, pos, 2);
         } else if (s == 17) {
-            rep = 3 + take(b, 3);
+            rep = 3 + take_bits(buf, n, pos, 3);
         } else {
-            rep = 11 + take(b, 7);
+            rep = 11 + take_bits(buf, n, pos, 7);
         }
         if (i + rep > nlit + ndist)
             return -1;
         while (rep--)
             lens[i++] = (unsigned char)val;
     }
-    if (lens[256] == 0 || b->pos > b->n * 8)
+    if (lens[256] == 0 || *pos > n * 8)
         return -1;
-    if (build(lit, lens, nlit) < 0 || build(dist, lens + nlit, ndist) < 0)
+    if (build(c->lit, LIT_SIZE, LIT_ROOT, CODE_LIT, lens, nlit) < 0 ||
+        build(c->dist, DIST_SIZE, DIST_ROOT, CODE_DIST, lens + nlit, ndist) < 0)
         return -1;
     return 0;
 }
 
-/* The fixed codes of RFC 1951 3.2.6, built once per call (cheap, rare). */
-static void fixed_codes(struct huff *lit, struct huff *dist)
+/* The fixed codes of RFC 1951 3.2.6 (rare in a compressor's output: built
+ * when a block uses them). */
+static void fixed_codes(struct codes *c)
 {
     unsigned char lens[320];
     unsigned i = 0;
@@ -190,48 +338,48 @@ static void fixed_codes(struct huff *lit, struct huff *dist)
         lens[i] = 7;
     for (; i < 288; i++)
         lens[i] = 8;
-    build(lit, lens, 288);
+    build(c->lit, LIT_SIZE, LIT_ROOT, CODE_LIT, lens, 288);
     memset(lens, 5, 30);
-    build(dist, lens, 30);
+    build(c->dist, DIST_SIZE, DIST_ROOT, CODE_DIST, lens, 30);
 }
 
 /* Finds the bit where the final block starts and the bit after its end. */
 static int find_final(const unsigned char *buf, size_t n, size_t *start, size_t *end)
 {
-    struct bits b = {buf, n, 0};
-    struct huff lit, dist;
+    struct codes c;
+    size_t pos = 0;
     int have_fixed = 0;
     for (;;) {
-        size_t at = b.pos;
+        size_t at = pos;
         if (at + 3 > n * 8)
             return -1;
-        unsigned final = take(&b, 1), type = take(&b, 2);
+        unsigned final = take_bits(buf, n, &pos, 1), type = take_bits(buf, n, &pos, 2);
         if (type == 0) {
-            b.pos = (b.pos + 7) & ~(size_t)7;
-            if (b.pos / 8 + 4 > n)
+            pos = (pos + 7) & ~(size_t)7;
+            if (pos / 8 + 4 > n)
                 return -1;
-            unsigned len = take(&b, 16), nlen = take(&b, 16);
+            unsigned len = take_bits(buf, n, &pos, 16), nlen = take_bits(buf, n, &pos, 16);
             if ((len ^ 0xffffu) != nlen)
                 return -1;
-            b.pos += (size_t)len * 8;
+            pos += (size_t)len * 8;
         } else if (type == 1) {
             if (!have_fixed)
-                fixed_codes(&lit, &dist);
+                fixed_codes(&c);
             have_fixed = 1;
-            if (skip_codes(&b, &lit, &dist) < 0)
+            if (skip_codes(buf, n, &pos, c.lit, c.dist) < 0)
                 return -1;
         } else if (type == 2) {
             have_fixed = 0;
-            if (read_dynamic(&b, &lit, &dist) < 0 || skip_codes(&b, &lit, &dist) < 0)
+            if (read_dynamic(buf, n, &pos, &c) < 0 || skip_codes(buf, n, &pos, c.lit, c.dist) < 0)
                 return -1;
         } else {
             return -1;
         }
-        if (b.pos > n * 8)
+        if (pos > n * 8)
             return -1;
         if (final) {
             *start = at;
-            *end = b.pos;
+            *end = pos;
             return 0;
         }
     }

@@ -47,6 +47,7 @@ struct kiln_layer_writer {
     struct hash_tee tee; /* compressed stream → caller's sink */
     kiln_sink_t tee_sink;
     kiln_sha256_t diff; /* uncompressed tar */
+    int diff_by_comp;   /* the compressor hashes the tar into diff (in its writer thread) */
     uint64_t diff_bytes;
     kiln_error_t cb_err; /* error raised inside the libarchive callback */
     int cb_failed;
@@ -95,7 +96,8 @@ static la_ssize_t archive_cb_write(struct archive *a, void *ctx, const void *buf
     kiln_layer_writer_t *w = ctx;
     if (w->discard)
         return (la_ssize_t)len;
-    kiln_sha256_update(&w->diff, buf, len);
+    if (!w->diff_by_comp)
+        kiln_sha256_update(&w->diff, buf, len);
     w->diff_bytes += len;
     if (kiln_compressor_write(w->comp, buf, len, &w->cb_err) < 0) {
         w->cb_failed = 1;
@@ -197,6 +199,7 @@ int kiln_layer_writer_new(const kiln_layer_opts_t *opts, kiln_sink_t *out,
         kiln_layer_writer_free(w);
         return kiln_error_prefix(err, "layer writer");
     }
+    w->diff_by_comp = kiln_compressor_hash_input(w->comp, &w->diff);
     w->rbuf = kiln_xmalloc(READ_BUF_SIZE);
     w->e = archive_entry_new();
     w->a = archive_write_new();

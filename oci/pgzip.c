@@ -32,7 +32,8 @@ struct slot {
 struct kiln_pgzip {
     int level;
     kiln_sink_t *out;
-    size_t out_cap; /* libdeflate's bound for one block, plus the joining bytes */
+    kiln_sha256_t *in_hash; /* NULL, or hashed with each block's input as it is written */
+    size_t out_cap;         /* libdeflate's bound for one block, plus the joining bytes */
     struct libdeflate_compressor *inline_comp;
     struct slot *slots;
     unsigned nslots;
@@ -100,6 +101,8 @@ static int write_piece(kiln_pgzip_t *p, uint64_t b, struct slot *s, kiln_error_t
     }
     if (kiln_sink_write(p->out, start, len, err) < 0)
         return -1;
+    if (p->in_hash != NULL)
+        kiln_sha256_update(p->in_hash, s->in, s->in_len);
     p->crc = (uint32_t)crc32_combine(p->crc, s->crc, (z_off_t)s->in_len);
     p->isize += s->in_len;
     return 0;
@@ -268,6 +271,11 @@ static int submit_slot(kiln_pgzip_t *p, kiln_error_t *err)
     int failed = p->failed;
     pthread_mutex_unlock(&p->mu);
     return failed ? failed_err(p, err) : 0;
+}
+
+void kiln_pgzip_hash_input(kiln_pgzip_t *p, kiln_sha256_t *h)
+{
+    p->in_hash = h;
 }
 
 int kiln_pgzip_write(kiln_pgzip_t *p, const void *buf, size_t len, kiln_error_t *err)

@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 
+#include "oci/digest.h"
 #include "oci/sink.h"
 #include "utils/error.h"
 
@@ -41,6 +42,11 @@ int kiln_pgzip_auto_workers(void);
  * KILN_PGZIP_AUTO as kiln_pgzip_auto_workers(). Fails on a level outside
  * 0..KILN_PGZIP_MAX_LEVEL, an allocation or a thread that cannot start. */
 int kiln_pgzip_new(int level, int workers, kiln_sink_t *out, kiln_pgzip_t **res, kiln_error_t *err);
+/* Makes the compressor hash every input byte, in input order, into h (the
+ * caller's, initialised, outliving it): done by the thread that writes the
+ * pieces out, so the producer spends no time on it. Call before the first
+ * write. */
+void kiln_pgzip_hash_input(kiln_pgzip_t *p, kiln_sha256_t *h);
 /* Feeds raw bytes. Fails when the sink failed (its error). */
 int kiln_pgzip_write(kiln_pgzip_t *p, const void *buf, size_t len, kiln_error_t *err);
 /* Compresses what is left, waits until the sink has every piece and writes the

@@ -2,8 +2,9 @@
  * thread count and the write sizes, one gzip member (zlib reads it whole in
  * one go, as the SOCI snapshotter's raw inflate needs), a valid stream for
  * gzip(1) and kiln's own reader (empty input, exact multiples of a block),
- * joined libdeflate pieces at every level, levels out of range, and a failing
- * sink reported without a hang. */
+ * joined libdeflate pieces at every level (long codes, streams cut short),
+ * levels out of range, a failing sink reported without a hang, and the input
+ * digest the writing thread computes equal to the input's. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -98,11 +99,23 @@ static struct membuf compress_with(const unsigned char *in, size_t len, int leve
     kiln_error_t err = {0};
     kiln_pgzip_t *p = NULL;
     assert_int_equal(kiln_pgzip_new(level, workers, &s, &p, &err), 0);
+    /* The input hashed by the writing thread, in order: the digest of in. */
+    kiln_sha256_t h, want;
+    kiln_digest_t got_d, want_d;
+    assert_int_equal(kiln_sha256_init(&h, &err), 0);
+    assert_int_equal(kiln_sha256_init(&want, &err), 0);
+    kiln_pgzip_hash_input(p, &h);
     for (size_t off = 0; off < len; off += step)
         assert_int_equal(kiln_pgzip_write(p, in + off, len - off < step ? len - off : step, &err),
                          0);
     assert_int_equal(kiln_pgzip_finish(p, &err), 0);
     kiln_pgzip_free(p);
+    kiln_sha256_update(&want, in, len);
+    kiln_sha256_final(&h, &got_d);
+    kiln_sha256_final(&want, &want_d);
+    assert_string_equal(got_d.hex, want_d.hex);
+    kiln_sha256_dispose(&h);
+    kiln_sha256_dispose(&want);
     return m;
 }
 
@@ -265,6 +278,77 @@ static void test_deflate_join(void **state)
     assert_int_equal(kiln_deflate_make_nonfinal(junk, &n), -1);
 }
 
+static unsigned char *memdup(const void *p, size_t n)
+{
+    unsigned char *b = kiln_xmalloc(n);
+    memcpy(b, p, n);
+    return b;
+}
+
+/* Bytes of a steep distribution (byte k about twice as rare as byte k-1):
+ * Huffman codes as long as DEFLATE allows, past the walker's root tables. */
+static unsigned char *make_skewed(size_t len)
+{
+    unsigned char *b = kiln_xmalloc(len);
+    uint32_t x = 88172645u;
+    for (size_t i = 0; i < len; i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        b[i] = (unsigned char)(x == 0 ? 31 : __builtin_ctz(x) + (x >> 27 & 1) * 32);
+    }
+    return b;
+}
+
+/* Long codes (subtables) and streams cut short: a joined stream of skewed
+ * input inflates back at several levels, and every cut of a piece's last 64
+ * bytes (and a byte in the middle) is refused without touching the piece. */
+static void test_deflate_join_long_codes(void **state)
+{
+    const size_t len = 300000;
+    _cleanup_free_ unsigned char *in = make_skewed(len);
+    const int levels[] = {1, 3, 6, 12};
+    for (size_t li = 0; li < 4; li++) {
+        struct libdeflate_compressor *c = libdeflate_alloc_compressor(levels[li]);
+        size_t cap = libdeflate_deflate_compress_bound(c, len) + KILN_DEFLATE_JOIN_EXTRA;
+        _cleanup_free_ unsigned char *out = kiln_xmalloc(2 * cap + 2);
+        size_t n1 = libdeflate_deflate_compress(c, in, len / 2, out, cap);
+        _cleanup_free_ unsigned char *whole = memdup(out, n1);
+        for (size_t cut = n1 > 64 ? n1 - 64 : 1; cut < n1; cut++) {
+            size_t n = cut;
+            assert_int_equal(kiln_deflate_make_nonfinal(out, &n), -1);
+            assert_int_equal(n, cut);
+            assert_memory_equal(out, whole, n1);
+        }
+        size_t n = n1 / 2;
+        assert_int_equal(kiln_deflate_make_nonfinal(out, &n), -1);
+        assert_int_equal(kiln_deflate_make_nonfinal(out, &n1), 0);
+        size_t n2 = libdeflate_deflate_compress(c, in + len / 2, len - len / 2, out + n1, cap);
+        assert_int_equal(kiln_deflate_make_nonfinal(out + n1, &n2), 0);
+        memcpy(out + n1 + n2, KILN_DEFLATE_EMPTY_FINAL, 2);
+        libdeflate_free_compressor(c);
+
+        struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
+        _cleanup_free_ unsigned char *got = kiln_xmalloc(len);
+        size_t got_len = 0;
+        assert_int_equal(libdeflate_deflate_decompress(d, out, n1 + n2 + 2, got, len, &got_len), 0);
+        libdeflate_free_decompressor(d);
+        assert_int_equal(got_len, len);
+        assert_memory_equal(got, in, len);
+    }
+    /* Random bytes: refused or parsed, never read past the end (ASan). */
+    uint32_t x = 2463534242u;
+    for (int i = 0; i < 2000; i++) {
+        unsigned char junk[64 + KILN_DEFLATE_JOIN_EXTRA];
+        size_t n = (size_t)(i % 64);
+        for (size_t j = 0; j < sizeof(junk); j++) {
+            x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+            junk[j] = (unsigned char)x;
+        }
+        unsigned char *heap = memdup(junk, sizeof(junk));
+        kiln_deflate_make_nonfinal(heap, &n);
+        free(heap);
+    }
+}
+
 /* An empty input is a valid empty stream; an exact multiple of the block
  * size reads back whole. */
 static void test_empty_and_exact_blocks(void **state)
@@ -358,6 +442,7 @@ int main(void)
         cmocka_unit_test(test_same_bytes_any_threads),
         cmocka_unit_test(test_one_member),
         cmocka_unit_test(test_deflate_join),
+        cmocka_unit_test(test_deflate_join_long_codes),
         cmocka_unit_test(test_empty_and_exact_blocks),
         cmocka_unit_test(test_levels),
         cmocka_unit_test(test_failing_sink),
