@@ -91,8 +91,74 @@ int kiln_remote_cache_merge(engine_t *e, json_t *map, size_t *n, kiln_error_t *e
     return 0;
 }
 
+/* A cache mount pack of a registry cache image: not pulled with the image, fetched when a
+ * step mounts its cache id (kiln_remote_cache_fetch_pack). */
+static int skip_pack(void *ud, const kiln_descriptor_t *d)
+{
+    (void)ud;
+    return strcmp(d->media_type, KILN_CM_PACK_MEDIA_TYPE) == 0;
+}
+
+int kiln_remote_cache_fetch_pack(engine_t *e, const kiln_digest_t *d, uint64_t size, char **buf,
+                                 kiln_error_t *err)
+{
+    char ds[KILN_DIGEST_STR_MAX];
+    kiln_digest_str(d, ds);
+    if (size > KILN_CM_PACK_MAX)
+        return kiln_error_set(err, 0, "pack %s: %llu bytes", ds, (unsigned long long)size);
+    if (kiln_remote_cache_registry(e, err) < 0)
+        return -1;
+    for (size_t i = 0; i < e->req->n_cache_from; i++) {
+        kiln_error_t ferr = {0};
+        kiln_digest_t got;
+        size_t len = 0;
+        /* the first cache image's repository serving it; the digest checked by the fetch */
+        if (kiln_registry_get_blob(e->registry, e->req->cache_from[i], d, (size_t)size, buf, &len,
+                                   &ferr) < 0) {
+            kiln_error_set(err, ferr.code, "%s", ferr.msg);
+            continue;
+        }
+        if (len != size) {
+            free(*buf);
+            *buf = NULL;
+            return kiln_error_set(err, 0, "pack %s: %zu bytes, not %llu", ds, len,
+                                  (unsigned long long)size);
+        }
+        /* kept for a later build and a registry --cache-to; now this namespace's own */
+        if (kiln_store_put_bytes(e->store, *buf, len, &got, NULL) == 0)
+            kiln_cache_ns_note(e, d);
+        return 0;
+    }
+    if (e->req->n_cache_from == 0)
+        kiln_error_set(err, 0, "pack %s: no registry --cache-from to fetch it from", ds);
+    return -1;
+}
+
+/* The blob source of the cache image's push: the store, and a pack of an imported cache
+ * mount this build did not use (never pulled) from the registry cache it came from, only
+ * when the destination lacks it (the push asks the source only then). */
+static int export_open(void *ctx, const kiln_digest_t *d, int *fd, uint64_t *size,
+                       kiln_error_t *err)
+{
+    engine_t *e = ctx;
+    kiln_blob_source_t st = kiln_registry_source_store(e->store);
+    _cleanup_free_ char *buf = NULL;
+    kiln_error_t serr = {0};
+    uint64_t want = 0;
+    if (st.open(st.ctx, d, fd, size, &serr) == 0)
+        return 0;
+    if (!kiln_remote_mounts_pack_size(e, d, &want)) {
+        *err = serr;
+        return -1;
+    }
+    if (kiln_remote_cache_fetch_pack(e, d, want, &buf, err) < 0)
+        return -1;
+    return st.open(st.ctx, d, fd, size, err);
+}
+
 /* Imports the cache entries of a registry cache image (pulled into the store
- * with all its layers) as local entries. A missing image is not an error. */
+ * with its layers; its cache mount packs are fetched when a step mounts them) as local
+ * entries. A missing image is not an error. */
 int kiln_remote_cache_import(engine_t *e, const char *ref, kiln_error_t *err)
 {
     kiln_registry_image_t ri = {0};
@@ -100,10 +166,14 @@ int kiln_remote_cache_import(engine_t *e, const char *ref, kiln_error_t *err)
     _cleanup_free_ char *body = NULL;
     size_t len, i = 0;
     json_t *cfg;
+    kiln_registry_pull_opts_t po = {.may_reuse = pull_may_reuse,
+                                    .on_blob = pull_on_blob,
+                                    .skip_layer = skip_pack,
+                                    .hook_ud = e};
 
     if (kiln_remote_cache_registry(e, err) < 0)
         return -1;
-    if (kiln_remote_cache_pull(e, ref, &ri, &perr) < 0) {
+    if (kiln_registry_pull(e->registry, e->store, ref, &po, &ri, &perr) < 0) {
         kiln_engine_log(e, "WARNING: cache from %s not imported: %s", ref, perr.msg);
         return 0;
     }
@@ -227,7 +297,7 @@ int kiln_remote_cache_export(engine_t *e, const stage_t *target, kiln_error_t *e
     if (kiln_remote_cache_registry(e, err) < 0)
         goto out;
     {
-        kiln_blob_source_t src = kiln_registry_source_store(e->store);
+        kiln_blob_source_t src = {.open = export_open, .ctx = e};
         if (kiln_registry_push(e->registry, &src, &mdesc, refs, 1, NULL, NULL, err) < 0)
             goto out;
     }

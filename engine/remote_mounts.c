@@ -16,6 +16,7 @@
 
 #include "engine/cache.h"
 #include "engine/cachemanifest.h"
+#include "engine/remote_cache.h"
 #include "utils/workers.h"
 
 #define FETCH_THREADS 8
@@ -181,7 +182,8 @@ static int fetch_blob(void *ud, void *http, const kiln_cm_blob_t *b, char **buf,
     return kiln_rstore_get_blob(ud, http, &b->digest, b->size, buf, err);
 }
 
-/* A pack of a registry cache image: in the store, pulled (and checked) by this namespace. */
+/* A pack of a registry cache image: in the store when this namespace pulled or made it
+ * (checked then), else fetched now from the registry cache (the import pulls no pack). */
 static int fetch_stored(void *ud, void *http, const kiln_cm_blob_t *b, char **buf,
                         kiln_error_t *err)
 {
@@ -189,9 +191,8 @@ static int fetch_stored(void *ud, void *http, const kiln_cm_blob_t *b, char **bu
     size_t len = 0;
     char ds[KILN_DIGEST_STR_MAX];
     (void)http;
-    if (!kiln_cache_ns_knows(e, &b->digest))
-        return kiln_error_set(err, 0, "blob %s was not pulled by this build's namespace",
-                              kiln_digest_str(&b->digest, ds));
+    if (!kiln_cache_ns_knows(e, &b->digest) || kiln_store_has(e->store, &b->digest, NULL) != 1)
+        return kiln_remote_cache_fetch_pack(e, &b->digest, b->size, buf, err);
     if (kiln_store_read_blob(e->store, &b->digest, KILN_CM_PACK_MAX, buf, &len, err) < 0)
         return -1;
     if (len != b->size) {
@@ -201,6 +202,34 @@ static int fetch_stored(void *ud, void *http, const kiln_cm_blob_t *b, char **bu
                               kiln_digest_str(&b->digest, ds), len, (unsigned long long)b->size);
     }
     return 0;
+}
+
+bool kiln_remote_mounts_pack_size(engine_t *e, const kiln_digest_t *d, uint64_t *size)
+{
+    char ds[KILN_DIGEST_STR_MAX];
+    json_t *m;
+    const char *key;
+    bool found = false;
+    if (e->rcache == NULL)
+        return false;
+    kiln_digest_str(d, ds);
+    pthread_mutex_lock(&e->rcache->lock);
+    json_object_foreach(e->rcache->reg_new, key, m)
+    {
+        size_t i;
+        json_t *b;
+        json_array_foreach(json_object_get(m, "blobs"), i, b)
+        {
+            const char *s = json_string_value(json_array_get(b, 0));
+            json_int_t n = json_integer_value(json_array_get(b, 1));
+            if (!found && s && strcmp(s, ds) == 0 && n > 0) {
+                *size = (uint64_t)n;
+                found = true;
+            }
+        }
+    }
+    pthread_mutex_unlock(&e->rcache->lock);
+    return found;
 }
 
 void kiln_remote_mounts_imported(engine_t *e, json_t *cfg)

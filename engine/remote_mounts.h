@@ -46,7 +46,12 @@ void kiln_remote_mounts_note(engine_t *e, const char *id, const char *dir);
  * step runs with an empty cache), never a failure. */
 void kiln_remote_mounts_restore(engine_t *e, const char *dir);
 
-/* Keeps the cache mount manifests of a registry cache image's config (cfg). */
+/* Whether d is a pack of a cache mount manifest the registry --cache-to will name (*size
+ * then its size). */
+bool kiln_remote_mounts_pack_size(engine_t *e, const kiln_digest_t *d, uint64_t *size);
+
+/* Keeps the cache mount manifests of a registry cache image's config (cfg); their packs are
+ * fetched when a step mounts the id (the import pulls none). */
 void kiln_remote_mounts_imported(engine_t *e, json_t *cfg);
 
 /* Saves every cache id the build mounted to --cache-to (see remote_mounts.c): to S3, and for

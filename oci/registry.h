@@ -127,6 +127,9 @@ typedef struct kiln_registry_pull_opts {
      * again: the registry has to serve its bytes (how a build of one tenant
      * shows it may use a blob another tenant's build stored). */
     int (*may_reuse)(void *ud, const kiln_digest_t *d);
+    /* A layer it returns nonzero for is not fetched (NULL: every layer is), e.g. a registry
+     * cache's cache mount packs, fetched only when a step mounts them. */
+    int (*skip_layer)(void *ud, const kiln_descriptor_t *d);
     void *hook_ud;
 } kiln_registry_pull_opts_t;
 

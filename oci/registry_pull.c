@@ -469,7 +469,9 @@ int kiln_registry_pull(kiln_registry_t *r, kiln_store_t *s, const char *refstr,
     for (size_t i = 0; i < nman; i++) {
         add_want(&want, &nwant, &mans[i].m->config);
         for (size_t l = 0; l < mans[i].m->n_layers; l++)
-            add_want(&want, &nwant, &mans[i].m->layers[l]);
+            if (po == NULL || po->skip_layer == NULL ||
+                !po->skip_layer(po->hook_ud, &mans[i].m->layers[l]))
+                add_want(&want, &nwant, &mans[i].m->layers[l]);
     }
     if (po != NULL && po->on_manifest != NULL)
         po->on_manifest(po->hook_ud, mans[selected].m);

@@ -3,17 +3,23 @@ type=registry,ref=R` pushes, with the step cache, every RUN --mount=type=cache i
 used (its packs as blobs of the cache image, its manifest in the image's config);
 `--cache-from type=registry,ref=R` on a fresh root restores it before the first step that
 runs with it. A second build with the cache unchanged pushes no new blob; another tenant's
-namespace cannot use the packs it did not pull itself."""
+namespace cannot use the packs it did not pull itself. Packs are fetched lazily (counted
+through a recording proxy in front of the registry): a fresh root whose mounting step is
+cached fetches no pack, one whose step runs fetches each pack once, and a push of the cache
+to another repository fetches the unused id's packs only because that repository lacks them."""
 import os
 import sys
 import urllib.request
 import json
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "aws"))
 from kilnbuild import make_base, new_context  # noqa: E402
 from kilntest import T, kiln, start_registry  # noqa: E402
+import awslib  # noqa: E402
 
-REG = "127.0.0.1:%d" % start_registry()
+RPORT = start_registry()
+REG = "127.0.0.1:%d" % RPORT
 BASE = make_base(os.path.join(T.tmp, "root-base"))
 REF = REG + "/app/cache:1"
 
@@ -81,4 +87,46 @@ r = build("rootB", ctx(CHECK.replace("sha256sum -c", "true; sha256sum -c")),
           "--cache-namespace", "tenantA", "--cache-from", "type=registry,ref=%s" % REF)
 T.check("a namespaced build on the same root restores from the packs it pulled",
         r.returncode == 0 and "cache mount deps: restored" in r.stderr, r.stderr[-2000:])
+
+# ---- lazy packs, counted through a recording proxy in front of the registry
+proxy = awslib.Proxy(RPORT)
+PREG = "127.0.0.1:%d" % proxy.port
+PREF = PREG + "/app/cache:1"
+PACK = packs[0]["digest"]
+
+
+def pack_gets(path_part=PACK):
+    return [q for q in proxy.requests() if q["method"] == "GET" and path_part in q["path"]]
+
+
+def pbuild(root, context, *args):
+    return kiln("build", "--root", os.path.join(T.tmp, root), "--insecure-registry", REG,
+                "--insecure-registry", PREG, "--progress", "plain", *args, context)
+
+
+proxy.clear()
+r = pbuild("rootP1", again, "--cache-from", "type=registry,ref=" + PREF)
+T.check("fresh root, the mounting step cached: the cache image is read, its pack never fetched",
+        r.returncode == 0 and "#2 CACHED" in r.stderr and pack_gets("/manifests/")
+        and not pack_gets(), str([(q["method"], q["path"]) for q in proxy.requests()]))
+proxy.clear()
+r = pbuild("rootP2", ctx(CHECK.replace("sha256sum -c", "true  && sha256sum -c")),
+           "--cache-from", "type=registry,ref=" + PREF)
+T.check("fresh root, the mounting step runs: its pack fetched once, the mount restored whole",
+        r.returncode == 0 and "cache mount deps: restored" in r.stderr and len(pack_gets()) == 1,
+        r.stderr[-1500:] + str([(q["method"], q["path"]) for q in proxy.requests()]))
+proxy.clear()
+REF2 = REG + "/app/cache2:1"
+r = pbuild("rootP3", again, "--cache-from", "type=registry,ref=" + PREF,
+           "--cache-to", "type=registry,ref=" + REF2)
+man4 = json.load(urllib.request.urlopen(urllib.request.Request(
+    "http://%s/v2/app/cache2/manifests/1" % REG,
+    headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})))
+T.check("a cache pushed to another repository carries the unused id's pack, fetched once for it",
+        r.returncode == 0 and PACK in [l["digest"] for l in man4["layers"]]
+        and len(pack_gets()) == 1, r.stderr[-1500:])
+r = build("rootP4", ctx(CHECK.replace("sha256sum -c", "true   && sha256sum -c")),
+          "--cache-from", "type=registry,ref=" + REF2)
+T.check("that cache restores the mount whole on a fresh root",
+        r.returncode == 0 and "cache mount deps: restored" in r.stderr, r.stderr[-1500:])
 T.done()
