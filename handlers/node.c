@@ -12,34 +12,20 @@
 #include "handlers/detect.h"
 #include "handlers/kiln_json.h"
 #include "handlers/node_framework.h"
+#include "handlers/node_pm.h"
 #include "handlers/node_release.h"
 #include "handlers/node_script.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
 #include "utils/semver.h"
 
-/* "name@version" of the packageManager field → the manager's name. */
-static const char *manager_from_field(const char *field)
-{
-    if (strncmp(field, "pnpm@", 5) == 0)
-        return "pnpm";
-    if (strncmp(field, "yarn@", 5) == 0)
-        return (field[5] == '1' && field[6] == '.') ? "yarn" : "yarn-berry";
-    if (strncmp(field, "bun@", 4) == 0)
-        return "bun";
-    if (strncmp(field, "npm@", 4) == 0)
-        return "npm";
-    return NULL;
-}
-
 /* The package manager: packageManager field, then pnpm-lock.yaml, yarn.lock
  * (+ .yarnrc.yml = Berry), bun.lock(b), package-lock.json, else npm. */
-static const char *detect_manager(const kiln_detect_ctx_t *ctx, json_t *pkg, const char **lockfile)
+static const char *detect_manager(const kiln_detect_ctx_t *ctx, const char *m,
+                                  const char **lockfile)
 {
     const kiln_tree_t *t = ctx->tree;
-    json_t *f = json_object_get(pkg, "packageManager");
     bool berry = kiln_tree_is_file(t, ".yarnrc.yml");
-    const char *m = json_is_string(f) ? manager_from_field(json_string_value(f)) : NULL;
 
     *lockfile = NULL;
     if (kiln_tree_is_file(t, "pnpm-lock.yaml") && (m == NULL || strcmp(m, "pnpm") == 0)) {
@@ -77,12 +63,8 @@ static char *run_script(const char *pm, const char *name)
     return kiln_xasprintf("npm run %s", name);
 }
 
-/* Default releases of the package managers that neither the build image nor
- * the Node toolchain carries (no corepack there): fetched from the npm
- * registry by the install step into the step's npm cache. */
-#define PNPM_DEFAULT "9.15.9"
-#define YARN_CLASSIC_DEFAULT "1.22.22"
-#define YARN_BERRY_DEFAULT "4.5.3"
+/* bun's default release (an exact one: its binary's checksum is pinned below). pnpm and
+ * yarn default to the newest release of the line the lockfile implies (handlers/node_pm). */
 #define BUN_DEFAULT "1.2.23"
 
 /* bun's npm registry package carrying the Linux x64 binary, and the releases whose
@@ -121,87 +103,38 @@ static int plan_bun(kiln_plan_t *plan, const char *version, kiln_error_t *err)
     for (size_t i = 0; i < sizeof(bun_pins) / sizeof(bun_pins[0]); i++)
         if (strcmp(bun_pins[i].version, version) == 0)
             pin = bun_pins[i].integrity;
-    kiln_plan_set(&plan->toolchain.with_package, BUN_PACKAGE);
-    kiln_plan_set(&plan->toolchain.with_version, version);
-    kiln_plan_set(&plan->toolchain.with_integrity, pin);
+    kiln_plan_set(&plan->toolchain.with.name, "bun");
+    kiln_plan_set(&plan->toolchain.with.package, BUN_PACKAGE);
+    kiln_plan_set(&plan->toolchain.with.version, version);
+    kiln_plan_set(&plan->toolchain.with.integrity, pin);
     return kiln_plan_add(plan->notes, &plan->n_notes, err,
                          "bun %s from the npm registry (" BUN_PACKAGE "), beside node: %s", version,
                          pin ? "its sha512 pinned by kiln" : "the registry's sha512, recorded");
 }
 
-/* The exact release the packageManager field pins for `pm` ("pnpm@9.1.0+sha512.…"
- * ⇒ "9.1.0"), else the default; NULL when the field names a version that is
- * not a plain semver (it is refused rather than passed to a shell). */
-static char *manager_version(json_t *pkg, const char *pm, const char *def)
-{
-    const char *f = json_string_value(json_object_get(pkg, "packageManager")), *v, *m;
-    size_t n;
-
-    if (f == NULL || (m = manager_from_field(f)) == NULL || strcmp(m, pm) != 0)
-        return kiln_xstrdup(def);
-    v = strchr(f, '@') + 1;
-    n = strcspn(v, "+");
-    if (n == 0 || n > 64)
-        return NULL;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)v[i]) && v[i] != '.' && v[i] != '-')
-            return NULL;
-    return kiln_xstrndup(v, n);
-}
-
-/* The hash a packageManager field pins ("pnpm@9.15.0+sha512.<hex>", corepack's
- * form): sets *algo ("sha512", "sha256", "sha224", "sha1") and *hex (malloc'ed)
- * when there is one. Returns -1 when the part after '+' is not such a hash
- * (refused rather than passed to a shell or ignored). */
-static int manager_hash(json_t *pkg, const char *pm, const char **algo, char **hex,
+/* The value of a top-level `key: value` line of .yarnrc.yml (quotes dropped, malloc'ed),
+ * NULL when there is none; -1 on a read error. */
+static int yarnrc_value(const kiln_detect_ctx_t *ctx, const char *key, char **out,
                         kiln_error_t *err)
 {
-    static const struct {
-        const char *name;
-        size_t hexlen;
-    } algos[] = {{"sha512", 128}, {"sha256", 64}, {"sha224", 56}, {"sha1", 40}};
-    const char *f = json_string_value(json_object_get(pkg, "packageManager")), *m, *h;
+    _cleanup_free_ char *rc = NULL;
+    size_t kl = strlen(key);
+    int r = kiln_tree_read(ctx->tree, ".yarnrc.yml", &rc, err);
 
-    *algo = NULL;
-    *hex = NULL;
-    if (f == NULL || (m = manager_from_field(f)) == NULL || strcmp(m, pm) != 0 ||
-        (h = strchr(f, '+')) == NULL)
+    *out = NULL;
+    for (const char *l = rc; r > 0 && l && *l; l += strcspn(l, "\n"), l += *l == '\n') {
+        const char *v = l + kl + 1;
+        size_t n;
+        if (strncmp(l, key, kl) != 0 || l[kl] != ':')
+            continue;
+        v += strspn(v, " \t\"'");
+        n = strcspn(v, "\"'\r\n#");
+        while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+            n--;
+        *out = kiln_xstrndup(v, n);
         return 0;
-    h++;
-    for (size_t i = 0; i < sizeof(algos) / sizeof(algos[0]); i++) {
-        size_t n = strlen(algos[i].name);
-        if (strncmp(h, algos[i].name, n) == 0 && h[n] == '.' &&
-            strlen(h + n + 1) == algos[i].hexlen &&
-            strspn(h + n + 1, "0123456789abcdef") == algos[i].hexlen) {
-            *algo = algos[i].name;
-            *hex = kiln_xstrdup(h + n + 1);
-            return 0;
-        }
     }
-    return kiln_error_set(err, 0,
-                          "package.json: packageManager \"%.80s\": the part after '+' is not a "
-                          "hash (sha512.<hex>, sha256.<hex>, sha224.<hex> or sha1.<hex>)",
-                          f);
-}
-
-/* The shell words that put the package manager (npm package `npmpkg` at
- * `version`) on PATH: npm installs it globally from its cache or the
- * registry, which checks the tarball's integrity. With a packageManager hash
- * (corepack semantics: the hash of the release's npm tarball), the tarball is
- * fetched with `npm pack`, checked against it, and that very file installed.
- * `algo` and `hex` were checked to be a known algorithm and lowercase hex. */
-static char *manager_setup(const char *npmpkg, const char *version, const char *algo,
-                           const char *hex)
-{
-    if (algo == NULL)
-        return kiln_xasprintf("npm install -g --prefer-offline --no-audit --no-fund "
-                              "--loglevel=error %s@%s",
-                              npmpkg, version);
-    return kiln_xasprintf("t=$(cd /tmp && npm pack --silent --prefer-offline %s@%s) && "
-                          "echo \"%s  /tmp/$t\" | %ssum -c --quiet - && "
-                          "npm install -g --prefer-offline --no-audit --no-fund --loglevel=error "
-                          "\"/tmp/$t\" && rm -f \"/tmp/$t\"",
-                          npmpkg, version, hex, algo);
+    return r < 0 ? -1 : 0;
 }
 
 /* Yarn 2+ defaults to Plug'n'Play, whose packages live in the (global, mounted) cache
@@ -209,29 +142,98 @@ static char *manager_setup(const char *npmpkg, const char *version, const char *
  * asked for, so that the run image carries its production dependencies as a directory. */
 static int berry_linker(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err)
 {
-    _cleanup_free_ char *rc = NULL;
-    int r = kiln_tree_read(ctx->tree, ".yarnrc.yml", &rc, err);
+    _cleanup_free_ char *linker = NULL;
 
-    if (r < 0)
+    if (yarnrc_value(ctx, "nodeLinker", &linker, err) < 0)
         return -1;
-    for (const char *l = rc; r > 0 && l && *l; l += strcspn(l, "\n"), l += *l == '\n')
-        if (strncmp(l, "nodeLinker:", 11) == 0)
-            return 0;
+    if (linker != NULL)
+        return 0;
     kiln_plan_add(plan->notes, &plan->n_notes, NULL,
                   "yarn: nodeLinker node-modules (.yarnrc.yml names none; Plug'n'Play's packages "
                   "would stay in the build's cache)");
     return kiln_plan_setenv(plan, "YARN_NODE_LINKER", "node-modules", err);
 }
 
-/* Install command, manifests and caches for the package manager. pnpm,
- * yarn and bun come from the npm registry at the version of packageManager (cached
- * in the project's npm cache); their own stores are cache mounts too. */
-static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
-                        const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_error_t *err)
+/* A Yarn 2+ project's own release (.yarnrc.yml yarnPath, checked in under .yarn/releases):
+ * it runs as `yarn` (a two-line shim the install step writes), and no yarn is fetched.
+ * Returns 1 when the project has one, 0 when not. */
+static int berry_yarnpath(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err)
 {
-    const char *install, *cache, *prune, *npmpkg = NULL, *def = NULL;
-    _cleanup_free_ char *version = NULL, *setup = NULL, *hex = NULL;
-    const char *algo = NULL;
+    _cleanup_free_ char *path = NULL, *setup = NULL;
+
+    if (yarnrc_value(ctx, "yarnPath", &path, err) < 0)
+        return -1;
+    if (path == NULL || path[0] == '\0')
+        return 0;
+    /* it goes into a shell command: a relative path of plain characters, inside the tree */
+    if (path[0] == '/' || strstr(path, "..") != NULL ||
+        strspn(path, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-") !=
+            strlen(path) ||
+        !kiln_tree_is_file(ctx->tree, path))
+        return kiln_error_set(err, 0,
+                              ".yarnrc.yml: yarnPath \"%.80s\" is not a file of the project (a "
+                              "relative path of letters, digits, '.', '_', '-' and '/'); check it "
+                              "in or remove the line to have kiln fetch yarn",
+                              path);
+    setup = kiln_xasprintf("printf '#!/bin/sh\\nexec node %%s/%s \"$@\"\\n' \"$PWD\" > "
+                           "/usr/local/bin/yarn && chmod 755 /usr/local/bin/yarn",
+                           path);
+    kiln_plan_set(&plan->setup, setup);
+    if (kiln_plan_add(plan->manifests, &plan->n_manifests, err, "%s", path) < 0)
+        return -1;
+    kiln_plan_add(plan->notes, &plan->n_notes, NULL,
+                  "yarn: the project's own release %.80s (.yarnrc.yml yarnPath), not fetched",
+                  path);
+    return 1;
+}
+
+/* pnpm or yarn from the npm registry through job/toolchain (beside node, as `npm -g`
+ * lays it out), at packageManager's release (its corepack hash checked) or the newest
+ * of the line the lockfile implies. */
+static int plan_js_manager(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, const char *pm,
+                           const kiln_node_pm_field_t *f, const char *lockfile, kiln_error_t *err)
+{
+    kiln_plan_tool_t *t = &plan->toolchain.with;
+    bool pinned = f->manager != NULL && strcmp(f->manager, pm) == 0;
+    _cleanup_free_ char *lock = NULL;
+    const char *line = "1", *from = lockfile ? "yarn.lock v1" : "no lockfile";
+
+    if (!pinned && lockfile != NULL && strcmp(pm, "yarn") != 0 &&
+        kiln_tree_read(ctx->tree, lockfile, &lock, err) < 0)
+        return -1;
+    if (strcmp(pm, "pnpm") == 0) {
+        line = kiln_node_pm_pnpm_line(lock);
+        from = lock ? "pnpm-lock.yaml's lockfileVersion" : "no lockfile";
+    } else if (strcmp(pm, "yarn-berry") == 0) {
+        line = kiln_node_pm_berry_line(lock);
+        from = lock ? "yarn.lock's __metadata version" : "no lockfile";
+    }
+    kiln_plan_set(&t->name, strcmp(pm, "pnpm") == 0 ? "pnpm" : "yarn");
+    kiln_plan_set(&t->package, strcmp(pm, "yarn-berry") == 0 ? "@yarnpkg/cli-dist" : pm);
+    kiln_plan_set(&t->version, pinned ? f->version : line);
+    kiln_plan_set(&t->hash, pinned ? f->hash : NULL);
+    /* corepack hashes Yarn 2+'s single release file, pnpm's and yarn 1's npm tarball */
+    kiln_plan_set(&t->hash_file, strcmp(pm, "yarn-berry") == 0 ? "bin/yarn.js" : NULL);
+    t->lib = true;
+    if (pinned)
+        return kiln_plan_add(plan->notes, &plan->n_notes, err,
+                             "%s %s (package.json packageManager) from the npm registry (%s)%s%s",
+                             t->name, f->version, t->package,
+                             f->hash ? ": checked against packageManager's " : "",
+                             f->hash ? f->hash : "");
+    return kiln_plan_add(plan->notes, &plan->n_notes, err,
+                         "%s %s: the newest release of line %s (%s), from the npm registry (%s)",
+                         t->name, line, line, from, t->package);
+}
+
+/* Install command, manifests and caches for the package manager. pnpm, yarn and bun
+ * join the Node toolchain (job/toolchain: from the npm registry, checksum-verified,
+ * unpacked once per release); their own stores are cache mounts. */
+static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
+                        const kiln_detect_ctx_t *ctx, const kiln_node_pm_field_t *f,
+                        kiln_error_t *err)
+{
+    const char *install, *cache, *prune;
 
     if (kiln_plan_add(plan->manifests, &plan->n_manifests, err, "package.json") < 0)
         return -1;
@@ -244,21 +246,20 @@ static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
         install = lockfile ? "pnpm install --frozen-lockfile" : "pnpm install";
         cache = "/root/.local/share/pnpm/store";
         prune = "pnpm prune --prod";
-        npmpkg = "pnpm";
-        def = PNPM_DEFAULT;
+        if (plan_js_manager(ctx, plan, pm, f, lockfile, err) < 0)
+            return -1;
     } else if (strcmp(pm, "yarn") == 0) {
         install = lockfile ? "yarn install --frozen-lockfile" : "yarn install";
         cache = "/usr/local/share/.cache/yarn";
         prune = lockfile ? "yarn install --production --frozen-lockfile --ignore-scripts"
                          : "yarn install --production --ignore-scripts";
-        npmpkg = "yarn";
-        def = YARN_CLASSIC_DEFAULT;
+        if (plan_js_manager(ctx, plan, pm, f, lockfile, err) < 0)
+            return -1;
     } else if (strcmp(pm, "yarn-berry") == 0) {
+        int own;
         install = lockfile ? "yarn install --immutable" : "yarn install";
         cache = "/root/.yarn/berry/cache";
         prune = "yarn workspaces focus --all --production";
-        npmpkg = "@yarnpkg/cli-dist";
-        def = YARN_BERRY_DEFAULT;
         if (kiln_tree_is_file(ctx->tree, ".yarnrc.yml") &&
             kiln_plan_add(plan->manifests, &plan->n_manifests, err, ".yarnrc.yml") < 0)
             return -1;
@@ -266,46 +267,20 @@ static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
          * one), and no telemetry leaves the sandbox */
         if (kiln_plan_setenv(plan, "YARN_ENABLE_GLOBAL_CACHE", "true", err) < 0 ||
             kiln_plan_setenv(plan, "YARN_ENABLE_TELEMETRY", "0", err) < 0 ||
-            berry_linker(ctx, plan, err) < 0)
+            berry_linker(ctx, plan, err) < 0 || (own = berry_yarnpath(ctx, plan, err)) < 0 ||
+            (own == 0 && plan_js_manager(ctx, plan, pm, f, lockfile, err) < 0))
             return -1;
     } else if (strcmp(pm, "bun") == 0) {
         install = lockfile ? "bun install --frozen-lockfile" : "bun install";
         cache = "/root/.bun/install/cache";
         prune = "rm -rf node_modules && bun install --production --ignore-scripts";
-        version = manager_version(pkg, pm, BUN_DEFAULT);
-        if (version == NULL || plan_bun(plan, version, err) < 0)
-            return kiln_error_is_set(err)
-                       ? -1
-                       : kiln_error_set(err, 0,
-                                        "package.json: packageManager \"%.80s\" "
-                                        "names no plain version",
-                                        json_string_value(json_object_get(pkg, "packageManager")));
+        if (plan_bun(plan, f->manager && strcmp(f->manager, "bun") == 0 ? f->version : BUN_DEFAULT,
+                     err) < 0)
+            return -1;
     } else {
         install = lockfile ? "npm ci" : "npm install";
         cache = "/root/.npm";
         prune = "npm prune --omit=dev";
-    }
-    if (npmpkg != NULL) {
-        version = manager_version(pkg, pm, def);
-        if (version == NULL)
-            return kiln_error_set(err, 0,
-                                  "package.json: packageManager \"%.80s\" names no plain version",
-                                  json_string_value(json_object_get(pkg, "packageManager")));
-        /* corepack's hash is of the npm tarball for pnpm and yarn 1; for
-         * Yarn 2+ it is of the release file corepack fetches from
-         * repo.yarnpkg.com, which is not what is installed here */
-        if (strcmp(pm, "yarn-berry") != 0 && manager_hash(pkg, pm, &algo, &hex, err) < 0)
-            return -1;
-        setup = manager_setup(npmpkg, version, algo, hex);
-        if (algo != NULL)
-            kiln_plan_add(plan->notes, &plan->n_notes, err,
-                          "%s %s: the tarball is checked against packageManager's %s", pm, version,
-                          algo);
-        kiln_plan_set(&plan->setup, setup);
-        if (kiln_plan_add(plan->notes, &plan->n_notes, err, "%s %s from the npm registry (%s)", pm,
-                          version, npmpkg) < 0 ||
-            kiln_plan_add_cache(plan, "npm", "/root/.npm", err) < 0)
-            return -1;
     }
     kiln_plan_set(&plan->install, install);
     kiln_plan_set(&plan->prune, prune);
@@ -525,7 +500,8 @@ int kiln_node_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
     _cleanup_free_ char *text = NULL;
     json_auto_t *pkg = NULL;
     json_error_t jerr;
-    const char *pm, *lockfile;
+    const char *pm, *lockfile, *field;
+    kiln_node_pm_field_t pmf __attribute__((cleanup(kiln_node_pm_field_release))) = {0};
     json_t *name;
     int r;
 
@@ -542,8 +518,12 @@ int kiln_node_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
         const char *n = json_string_value(name), *slash = strrchr(n, '/');
         plan->project = kiln_detect_project_name(slash ? slash + 1 : n);
     }
-    pm = detect_manager(ctx, pkg, &lockfile);
-    if (plan_manager(plan, pm, lockfile, ctx, pkg, err) < 0 ||
+    /* corepack's packageManager (npm's own entry is npm's business, never refused) */
+    field = json_string_value(json_object_get(pkg, "packageManager"));
+    if (field != NULL && strncmp(field, "npm@", 4) != 0 && kiln_node_pm_parse(field, &pmf, err) < 0)
+        return -1;
+    pm = detect_manager(ctx, pmf.manager, &lockfile);
+    if (plan_manager(plan, pm, lockfile, ctx, &pmf, err) < 0 ||
         plan_version(ctx, pkg, plan, err) < 0)
         return -1;
     explain_node(plan, pkg, pm, lockfile);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,9 +59,7 @@ void kiln_plan_free(kiln_plan_t *p)
     free(p->toolchain.package);
     free(p->toolchain.prefix);
     free(p->toolchain.run_path);
-    free(p->toolchain.with_package);
-    free(p->toolchain.with_version);
-    free(p->toolchain.with_integrity);
+    kiln_plan_tool_set(&p->toolchain.with, NULL);
     free(p->output_dir);
     free(p->function_dir);
     free(p->handler);
@@ -174,6 +173,21 @@ void kiln_plan_set(char **field, const char *value)
     char *v = value ? kiln_xstrdup(value) : NULL;
     free(*field);
     *field = v;
+}
+
+void kiln_plan_tool_set(kiln_plan_tool_t *dst, const kiln_plan_tool_t *src)
+{
+    static const kiln_plan_tool_t none = {0};
+
+    if (src == NULL)
+        src = &none;
+    kiln_plan_set(&dst->name, src->name);
+    kiln_plan_set(&dst->package, src->package);
+    kiln_plan_set(&dst->version, src->version);
+    kiln_plan_set(&dst->integrity, src->integrity);
+    kiln_plan_set(&dst->hash, src->hash);
+    kiln_plan_set(&dst->hash_file, src->hash_file);
+    dst->lib = src->lib;
 }
 
 int kiln_plan_add_capped(char **list, size_t *n, size_t cap, kiln_error_t *err, const char *fmt,
@@ -310,6 +324,19 @@ static json_t *env_object(char *const *env, size_t n)
     return o;
 }
 
+/* The string fields of a plan's toolchain.with and their JSON keys. */
+static const struct {
+    const char *key;
+    size_t offset;
+} tool_keys[] = {
+    {"name", offsetof(kiln_plan_tool_t, name)},
+    {"package", offsetof(kiln_plan_tool_t, package)},
+    {"version", offsetof(kiln_plan_tool_t, version)},
+    {"integrity", offsetof(kiln_plan_tool_t, integrity)},
+    {"hash", offsetof(kiln_plan_tool_t, hash)},
+    {"hashFile", offsetof(kiln_plan_tool_t, hash_file)},
+};
+
 int kiln_plan_to_json(const kiln_plan_t *p, char **out, kiln_error_t *err)
 {
     json_t *root = json_object(), *o, *a;
@@ -332,11 +359,14 @@ int kiln_plan_to_json(const kiln_plan_t *p, char **out, kiln_error_t *err)
         put_str(o, "package", p->toolchain.package);
         put_str(o, "prefix", p->toolchain.prefix);
         put_str(o, "runPath", p->toolchain.run_path);
-        if (p->toolchain.with_package != NULL) {
+        if (p->toolchain.with.package != NULL) {
+            const kiln_plan_tool_t *t = &p->toolchain.with;
             json_t *w = json_object();
-            put_str(w, "package", p->toolchain.with_package);
-            put_str(w, "version", p->toolchain.with_version);
-            put_str(w, "integrity", p->toolchain.with_integrity);
+            for (size_t i = 0; i < sizeof(tool_keys) / sizeof(tool_keys[0]); i++)
+                put_str(w, tool_keys[i].key,
+                        *(char *const *)((const char *)t + tool_keys[i].offset));
+            if (t->lib)
+                json_object_set_new(w, "lib", json_true());
             json_object_set_new(o, "with", w);
         }
         if (p->toolchain.build_only)
@@ -490,15 +520,18 @@ static int plan_from_object(json_t *root, kiln_plan_t *p, kiln_error_t *err)
     }
     o = json_object_get(root, "toolchain");
     if (json_is_object(o)) {
+        json_t *w = json_object_get(o, "with");
         if (get_str(o, "name", &p->toolchain.name, err) < 0 ||
             get_str(o, "version", &p->toolchain.version, err) < 0 ||
             get_str(o, "package", &p->toolchain.package, err) < 0 ||
             get_str(o, "prefix", &p->toolchain.prefix, err) < 0 ||
-            get_str(o, "runPath", &p->toolchain.run_path, err) < 0 ||
-            get_str(json_object_get(o, "with"), "package", &p->toolchain.with_package, err) < 0 ||
-            get_str(json_object_get(o, "with"), "version", &p->toolchain.with_version, err) < 0 ||
-            get_str(json_object_get(o, "with"), "integrity", &p->toolchain.with_integrity, err) < 0)
+            get_str(o, "runPath", &p->toolchain.run_path, err) < 0)
             return kiln_error_prefix(err, "toolchain");
+        for (size_t t = 0; t < sizeof(tool_keys) / sizeof(tool_keys[0]); t++)
+            if (get_str(w, tool_keys[t].key,
+                        (char **)((char *)&p->toolchain.with + tool_keys[t].offset), err) < 0)
+                return kiln_error_prefix(err, "toolchain.with");
+        p->toolchain.with.lib = json_is_true(json_object_get(w, "lib"));
         p->toolchain.build_only = json_is_true(json_object_get(o, "buildOnly"));
     }
     if (get_str_array(root, "manifests", p->manifests, &p->n_manifests, KILN_PLAN_MAX_PATHS, err) <

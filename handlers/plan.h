@@ -26,6 +26,23 @@ typedef struct kiln_plan_cache {
                    * caches: Go's module and build caches): the id is not prefixed */
 } kiln_plan_cache_t;
 
+/* A package manager that joins a toolchain (bun's binary, pnpm, yarn), from the npm
+ * registry through job/toolchain, never `npm install -g` in a step. */
+typedef struct kiln_plan_tool {
+    char *name;      /* what messages call it: "bun", "pnpm", "yarn" */
+    char *package;   /* npm registry package: "@oven/bun-linux-x64", "pnpm", "@yarnpkg/cli-dist" */
+    char *version;   /* an exact release, or a range whose newest release is taken ("9") */
+    char *integrity; /* the sha512 integrity kiln pins for it (NULL: the registry's, recorded
+                      * beside the unpacked copy) */
+    char *hash;      /* package.json packageManager's hash ("sha512.<hex>", corepack's): the
+                      * release is refused unless it matches */
+    char *hash_file; /* what that hash is of: a file of the package ("bin/yarn.js", Yarn 2+),
+                      * NULL: the registry's tarball (pnpm, yarn 1) */
+    bool lib;        /* a JavaScript package: lib/node_modules/<package> with its package.json
+                      * "bin" entries linked in bin/, as npm -g lays it out; else (bun) its
+                      * bin/ joins the toolchain's */
+} kiln_plan_tool_t;
+
 /* A toolchain fetched into the kiln root and mounted into the build (e.g. a
  * Node major other than the build image's). */
 typedef struct kiln_plan_toolchain {
@@ -36,10 +53,7 @@ typedef struct kiln_plan_toolchain {
     bool build_only; /* mounted in the build stages only (a compiler: Go), not the run image */
     char *run_path;  /* the part of it the run image needs ("bin/node": no headers or
                       * docs; "bin": node and bun), NULL: all of it */
-    /* A second npm registry package whose bin/ joins the toolchain's (bun's
-     * "@oven/bun-linux-x64"): an exact version, and the sha512 integrity kiln pins for
-     * it (NULL: the registry's, recorded beside the unpacked copy). */
-    char *with_package, *with_version, *with_integrity;
+    kiln_plan_tool_t with; /* package NULL: none */
 } kiln_plan_toolchain_t;
 
 #define KILN_PLAN_MAX_ITEMS 16
@@ -144,6 +158,8 @@ static inline void kiln_plan_freep(kiln_plan_t **p)
 
 /* Replaces a string field with a copy of `value` (NULL clears it). */
 void kiln_plan_set(char **field, const char *value);
+/* Copies src's fields into dst (NULL: clears dst). */
+void kiln_plan_tool_set(kiln_plan_tool_t *dst, const kiln_plan_tool_t *src);
 /* Appends a formatted item to a list field of `cap` entries; fails (ENOBUFS) when it is
  * full. kiln_plan_add: the lists of KILN_PLAN_MAX_ITEMS; kiln_plan_add_path: the path
  * lists (manifests, deps) of KILN_PLAN_MAX_PATHS. */

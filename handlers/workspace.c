@@ -364,10 +364,9 @@ static int take_root(const kiln_tree_t *t, const kiln_ws_t *w, const kiln_plan_t
         kiln_plan_why(plan, KILN_WHY_PACKAGE_MANAGER, "at the workspace root: %s",
                       rp->why[KILN_WHY_PACKAGE_MANAGER]);
     kiln_plan_set(&plan->setup, rp->setup);
-    /* the root's manager binary (bun) joins the toolchain as it would for the root */
-    kiln_plan_set(&plan->toolchain.with_package, rp->toolchain.with_package);
-    kiln_plan_set(&plan->toolchain.with_version, rp->toolchain.with_version);
-    kiln_plan_set(&plan->toolchain.with_integrity, rp->toolchain.with_integrity);
+    /* the root's package manager (bun, pnpm, yarn) joins the toolchain as it would for the
+     * root */
+    kiln_plan_tool_set(&plan->toolchain.with, &rp->toolchain.with);
     kiln_plan_set(&plan->install, rp->install);
     kiln_plan_set(&plan->prune, rp->prune);
     for (size_t i = 0; i < plan->n_manifests; i++)

@@ -1,5 +1,6 @@
 /* kiln — toolchains from the npm registry (see toolchain.h). */
 #include "job/toolchain.h"
+#include "job/toolchain_int.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -28,8 +29,9 @@
 /* Registry metadata of one package (abbreviated form) and one tarball. */
 #define METADATA_CAP (16u * 1024 * 1024)
 #define TARBALL_CAP (256u * 1024 * 1024)
-#define VERSION_FILE ".kiln-version"
-#define INTEGRITY_FILE ".kiln-integrity"
+#define VERSION_FILE KILN_TC_VERSION_FILE
+#define INTEGRITY_FILE KILN_TC_INTEGRITY_FILE
+#define HASHES_FILE KILN_TC_HASHES_FILE
 
 /* The cache directory name of an npm package: "@oven/bun-linux-x64" → "oven-bun-linux-x64". */
 static char *cache_name(const char *package)
@@ -194,7 +196,7 @@ out:
 
 /* Renames the unpacked copy `tmp` (given its version file) to `final`; a
  * concurrent build may have renamed its copy first: then this one is dropped. */
-static int publish(const char *tmp, const char *final, const char *ver, kiln_error_t *err)
+int kiln_tc_publish(const char *tmp, const char *final, const char *ver, kiln_error_t *err)
 {
     _cleanup_free_ char *vfile = kiln_xasprintf("%s/" VERSION_FILE, tmp);
 
@@ -205,19 +207,54 @@ static int publish(const char *tmp, const char *final, const char *ver, kiln_err
     return 0;
 }
 
+/* The corepack hashes of what a package manager's packageManager hash is of: its file
+ * (tool->hash_file, read from the tarball in memory) or the tarball itself. */
+static int tool_hashes(const kiln_plan_tool_t *tool, const kiln_http_response_t *tar, char **out,
+                       kiln_error_t *err)
+{
+    _cleanup_free_ char *data = NULL;
+    size_t len = 0;
+
+    if (tool->hash_file == NULL) {
+        *out = kiln_toolchain_hashes(tar->body, tar->body_len);
+        return 0;
+    }
+    if (kiln_toolchain_tar_file(tar->body, tar->body_len, tool->hash_file, &data, &len, err) < 0)
+        return kiln_error_prefix(err, "toolchain %s", tool->package);
+    *out = kiln_toolchain_hashes(data, len);
+    return 0;
+}
+
+/* packageManager's hash against the hashes recorded beside an unpacked copy. */
+static int reused_hash_check(const kiln_plan_tool_t *tool, const char *final, const char *ver,
+                             kiln_error_t *err)
+{
+    _cleanup_free_ char *file = kiln_xasprintf("%s/" HASHES_FILE, final), *rec = NULL;
+
+    if (tool->hash == NULL)
+        return 0;
+    if (kiln_fs_read_file(file, 4096, &rec, NULL, NULL) < 0)
+        return kiln_error_set(err, 0,
+                              "toolchain %s %s: the copy in %s has no recorded hashes to check "
+                              "packageManager's against (remove it to fetch it again)",
+                              tool->package, ver, final);
+    return kiln_toolchain_hash_check(tool, ver, rec, err);
+}
+
 /* Resolves the plan's range against the registry's metadata (the highest
  * satisfying release); reuses <cache>/<package>-<release> when it is
  * unpacked, else downloads, verifies and unpacks into a temp dir renamed to
  * it. Sets *dir and *version. */
-static int download(const char *package, const char *range, const char *pin, const char *registry,
-                    const char *cache, const kiln_netpolicy_t *policy, char **dir, char **version,
-                    kiln_error_t *err)
+static int download(const char *package, const char *range, const char *pin,
+                    const kiln_plan_tool_t *tool, const char *registry, const char *cache,
+                    const kiln_netpolicy_t *policy, char **dir, char **version, kiln_error_t *err)
 {
     _cleanup_(http_freep) kiln_http_t *h = kiln_http_new();
     kiln_netpolicy_t *fallback = policy ? NULL : kiln_netpolicy_new(KILN_NETPOLICY_NO_LINK_LOCAL);
     _cleanup_free_ char *meta_url = kiln_xasprintf("%s/%s", registry, package);
     _cleanup_free_ char *dirname = cache_name(package), *ifile = NULL;
     _cleanup_free_ char *tmp = NULL, *what = NULL, *vfile = NULL, *final = NULL;
+    _cleanup_free_ char *hashes = NULL;
     kiln_http_response_t meta = {0}, tar = {0};
     json_t *doc = NULL, *dist;
     const char *ver, *url, *integrity;
@@ -242,6 +279,8 @@ static int download(const char *package, const char *range, const char *pin, con
     vfile = kiln_xasprintf("%s/" VERSION_FILE, final);
     if (access(vfile, F_OK) == 0) {
         /* this release is unpacked already (another build, another range) */
+        if (tool != NULL && reused_hash_check(tool, final, ver, err) < 0)
+            goto out;
         *version = kiln_xstrdup(ver);
         *dir = steal_pointer(&final);
         ret = 0;
@@ -266,14 +305,25 @@ static int download(const char *package, const char *range, const char *pin, con
     free(vfile);
     vfile = NULL;
     if (http_get(h, url, "application/octet-stream", TARBALL_CAP, &tar, err) < 0 ||
-        check_integrity(integrity, tar.body, tar.body_len, what, err) < 0 ||
-        kiln_fs_mkdtemp(cache, ".unpack-", &tmp, err) < 0 ||
+        check_integrity(integrity, tar.body, tar.body_len, what, err) < 0)
+        goto out;
+    /* a package manager: packageManager's hash is checked before anything is unpacked */
+    if (tool != NULL && (tool_hashes(tool, &tar, &hashes, err) < 0 ||
+                         kiln_toolchain_hash_check(tool, ver, hashes, err) < 0))
+        goto out;
+    if (kiln_fs_mkdtemp(cache, ".unpack-", &tmp, err) < 0 ||
         unpack(tar.body, tar.body_len, "package/", tmp, what, err) < 0)
         goto out;
+    if (hashes != NULL) {
+        ifile = kiln_xasprintf("%s/" HASHES_FILE, tmp);
+        if (kiln_fs_write_file_atomic(ifile, hashes, strlen(hashes), 0644, err) < 0)
+            goto out;
+        free(ifile);
+    }
     /* the checksum the copy was verified with, recorded beside it (checked on reuse) */
     ifile = kiln_xasprintf("%s/" INTEGRITY_FILE, tmp);
     if (kiln_fs_write_file_atomic(ifile, integrity, strlen(integrity), 0644, err) < 0 ||
-        publish(tmp, final, ver, err) < 0)
+        kiln_tc_publish(tmp, final, ver, err) < 0)
         goto out;
     *version = kiln_xstrdup(ver);
     *dir = steal_pointer(&final);
@@ -381,7 +431,7 @@ static int fetch_go(const kiln_plan_toolchain_t *tc, const char *cache, char *co
     }
     if (kiln_fs_mkdtemp(cache, ".unpack-", &tmp, err) < 0 ||
         unpack(zip.body, zip.body_len, prefix, tmp, what, err) < 0 ||
-        publish(tmp, final, tc->version, err) < 0)
+        kiln_tc_publish(tmp, final, tc->version, err) < 0)
         goto out;
     *dir = steal_pointer(&final);
     *version = kiln_xstrdup(tc->version);
@@ -397,8 +447,8 @@ out:
  * unpacked is reused without the registry (its recorded checksum must be the pin, when
  * there is one), else the registry resolves the range and the tarball is verified. */
 static int fetch_npm(const char *label, const char *package, const char *range, const char *pin,
-                     const char *registry, const char *cache, const kiln_netpolicy_t *policy,
-                     char **dir, char **version, kiln_error_t *err)
+                     const kiln_plan_tool_t *tool, const char *registry, const char *cache,
+                     const kiln_netpolicy_t *policy, char **dir, char **version, kiln_error_t *err)
 {
     _cleanup_free_ char *final = NULL, *vfile = NULL, *ver = NULL, *name = NULL, *rec = NULL;
     kiln_semver_t exact;
@@ -421,19 +471,21 @@ static int fetch_npm(const char *label, const char *package, const char *range, 
                                       "toolchain %s %s: the copy in %s was not verified with "
                                       "kiln's pinned checksum (remove it to fetch it again)",
                                       label, range, final);
+            if (tool != NULL && reused_hash_check(tool, final, ver, err) < 0)
+                return -1;
             *dir = steal_pointer(&final);
             *version = steal_pointer(&ver);
             return 0;
         }
     }
-    if (download(package, range, pin, registry, cache, policy, dir, version, err) < 0)
+    if (download(package, range, pin, tool, registry, cache, policy, dir, version, err) < 0)
         return kiln_error_prefix(err, "toolchain %s %s", label, range);
     return 0;
 }
 
 /* Makes dst a tree of hard links to src's files (directories made, symbolic links
  * copied): a toolchain composed of two without copying either. */
-static int link_tree(int sfd, int dfd, const char *what, kiln_error_t *err)
+int kiln_tc_link_tree(int sfd, int dfd, const char *what, kiln_error_t *err)
 {
     DIR *d = fdopendir(sfd);
     struct dirent *e;
@@ -461,7 +513,7 @@ static int link_tree(int sfd, int dfd, const char *what, kiln_error_t *err)
                 close(s2);
                 r = kiln_error_set(err, errno, "%s: open %s", what, e->d_name);
             } else {
-                r = link_tree(s2, d2, what, err);
+                r = kiln_tc_link_tree(s2, d2, what, err);
                 close(d2);
             }
         } else if (S_ISLNK(st.st_mode)) {
@@ -483,6 +535,45 @@ static int link_tree(int sfd, int dfd, const char *what, kiln_error_t *err)
     return r;
 }
 
+int kiln_tc_link_dir(const char *src, const char *dst, kiln_error_t *err)
+{
+    int sfd, dfd, r;
+
+    if (kiln_fs_mkdir_p(dst, 0755, err) < 0)
+        return -1;
+    sfd = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (sfd < 0)
+        return kiln_error_set(err, errno, "open %s", src);
+    dfd = open(dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        close(sfd);
+        return kiln_error_set(err, errno, "open %s", dst);
+    }
+    r = kiln_tc_link_tree(sfd, dfd, src, err); /* closes sfd */
+    close(dfd);
+    return r;
+}
+
+int kiln_tc_compose_start(const char *base, const char *cache, char **tmp, kiln_error_t *err)
+{
+    static const char *const own[] = {VERSION_FILE, INTEGRITY_FILE, HASHES_FILE};
+
+    if (kiln_fs_mkdtemp(cache, ".compose-", tmp, err) < 0)
+        return -1;
+    if (kiln_tc_link_dir(base, *tmp, err) < 0) {
+        kiln_fs_rm_rf(*tmp, NULL);
+        free(*tmp);
+        *tmp = NULL;
+        return -1;
+    }
+    /* base's records are not the composition's (publish writes its own version file) */
+    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
+        _cleanup_free_ char *f = kiln_xasprintf("%s/%s", *tmp, own[i]);
+        (void)unlink(f);
+    }
+    return 0;
+}
+
 /* <base>+<with's dir name>: base's tree with the second package's bin/ added (node's
  * bin/node beside bun's bin/bun), made once of hard links and published atomically. */
 static int compose(const char *base, const char *with, const char *cache, char **dir,
@@ -492,52 +583,16 @@ static int compose(const char *base, const char *with, const char *cache, char *
     _cleanup_free_ char *final = kiln_xasprintf("%s+%s", base, wname), *tmp = NULL;
     _cleanup_free_ char *vfile = kiln_xasprintf("%s/" VERSION_FILE, final);
     _cleanup_free_ char *wbin = kiln_xasprintf("%s/bin", with), *tbin = NULL;
-    _cleanup_close_ int tfd = -1;
     int r = -1;
 
     if (access(vfile, F_OK) == 0) {
         *dir = steal_pointer(&final);
         return 0;
     }
-    if (kiln_fs_mkdtemp(cache, ".compose-", &tmp, err) < 0)
+    if (kiln_tc_compose_start(base, cache, &tmp, err) < 0)
         return -1;
     tbin = kiln_xasprintf("%s/bin", tmp);
-    tfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (tfd < 0) {
-        kiln_error_set(err, errno, "open %s", tmp);
-        goto out;
-    }
-    {
-        int sfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC), bfd = -1, wfd = -1;
-        if (sfd < 0 || link_tree(sfd, tfd, base, err) < 0) {
-            if (sfd < 0)
-                kiln_error_set(err, errno, "open %s", base);
-            goto out;
-        }
-        if (kiln_fs_mkdir_p(tbin, 0755, err) < 0)
-            goto out;
-        wfd = open(wbin, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        bfd = open(tbin, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (wfd < 0 || bfd < 0) {
-            kiln_error_set(err, errno, "open %s", wfd < 0 ? wbin : tbin);
-            if (wfd >= 0)
-                close(wfd);
-            if (bfd >= 0)
-                close(bfd);
-            goto out;
-        }
-        r = link_tree(wfd, bfd, with, err);
-        close(bfd);
-        if (r < 0)
-            goto out;
-        r = -1;
-    }
-    if (unlinkat(tfd, VERSION_FILE, 0) < 0 && errno != ENOENT) {
-        kiln_error_set(err, errno, "unlink %s/" VERSION_FILE, tmp);
-        goto out;
-    }
-    (void)unlinkat(tfd, INTEGRITY_FILE, 0);
-    if (publish(tmp, final, wname, err) < 0)
+    if (kiln_tc_link_dir(wbin, tbin, err) < 0 || kiln_tc_publish(tmp, final, wname, err) < 0)
         goto out;
     *dir = steal_pointer(&final);
     r = 0;
@@ -555,7 +610,6 @@ int kiln_toolchain_fetch(const kiln_plan_toolchain_t *tc, const char *root, char
     _cleanup_free_ char *cache =
         cache_env ? kiln_xstrdup(cache_env) : kiln_xasprintf("%s/toolchains", root);
     _cleanup_free_ char *reg = NULL, *base = NULL, *ver = NULL, *wdir = NULL, *wver = NULL;
-    _cleanup_free_ char *label = NULL;
     size_t n;
 
     if (tc->name == NULL || tc->package == NULL || tc->version == NULL)
@@ -568,19 +622,19 @@ int kiln_toolchain_fetch(const kiln_plan_toolchain_t *tc, const char *root, char
     n = strlen(reg);
     while (n > 0 && reg[n - 1] == '/')
         reg[--n] = '\0';
-    if (fetch_npm(tc->name, tc->package, tc->version, NULL, reg, cache, policy, &base, &ver, err) <
-        0)
+    if (fetch_npm(tc->name, tc->package, tc->version, NULL, NULL, reg, cache, policy, &base, &ver,
+                  err) < 0)
         return -1;
-    if (tc->with_package != NULL) {
-        /* the second package is an exact release (bun's), beside the first's bin/ */
-        label = kiln_xstrdup(tc->with_package);
-        if (tc->with_version == NULL ||
-            fetch_npm(label, tc->with_package, tc->with_version, tc->with_integrity, reg, cache,
-                      policy, &wdir, &wver, err) < 0 ||
-            compose(base, wdir, cache, dir, err) < 0)
-            return kiln_error_is_set(err)
-                       ? -1
-                       : kiln_error_set(err, 0, "toolchain %s: no version", tc->with_package);
+    if (tc->with.package != NULL) {
+        /* the package manager (bun's binary, pnpm, yarn) beside node */
+        const kiln_plan_tool_t *w = &tc->with;
+        if (w->version == NULL)
+            return kiln_error_set(err, 0, "toolchain %s: no version", w->package);
+        if (fetch_npm(w->package, w->package, w->version, w->integrity, w, reg, cache, policy,
+                      &wdir, &wver, err) < 0 ||
+            (w->lib ? kiln_toolchain_compose_lib(base, wdir, w->package, cache, dir, err)
+                    : compose(base, wdir, cache, dir, err)) < 0)
+            return -1;
         *version = steal_pointer(&ver);
         return 0;
     }

