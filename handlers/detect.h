@@ -26,6 +26,7 @@
 #ifndef KILN_HANDLERS_DETECT_H
 #define KILN_HANDLERS_DETECT_H
 
+#include <jansson.h>
 #include <stdbool.h>
 
 #include "handlers/plan.h"
@@ -95,6 +96,11 @@ int kiln_node_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
  * package manager calls expanded (handlers/node_script: the run image has node only), and
  * node_modules/.bin on the run image's PATH. Returns 0 or -1 naming the script. */
 int kiln_node_start_finish(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err);
+/* The start command (plan->start_script, as planned) expanded again under the plan's
+ * package manager, which changed since (a monorepo app takes its workspace root's): the
+ * first expansion's notes are replaced; `pkg` is the app's package.json and `dir` its
+ * directory in the image. Returns 0 or -1. */
+int kiln_node_start_redo(json_t *pkg, const char *dir, kiln_plan_t *plan, kiln_error_t *err);
 int kiln_python_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err);
 int kiln_go_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err);
 int kiln_jvm_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err);

@@ -543,42 +543,124 @@ int kiln_node_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
     return 1;
 }
 
+/* A package.json string field as an environment value npm would set (npm_package_name,
+ * npm_package_version): printable ASCII without quotes, backslashes, '$' or '`' (it goes
+ * into the image's ENV line), at most 214 characters (npm's name limit); else NULL. */
+static const char *npm_field(json_t *pkg, const char *key)
+{
+    const char *v = json_string_value(json_object_get(pkg, key));
+    size_t n = v ? strlen(v) : 0;
+
+    if (n == 0 || n > 214)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (v[i] < 0x21 || v[i] > 0x7e || strchr("\"'\\$`", v[i]) != NULL)
+            return NULL;
+    return v;
+}
+
+/* What npm, pnpm, yarn and bun set for a script they run, set in the run image for the
+ * script's text run without them: npm_lifecycle_event (the script's name), npm_package_name,
+ * npm_package_version and npm_package_json (cheap string fields only; npm 7+ sets no other
+ * npm_package_* field). `dir` is the app dir in the image. */
+static int npm_env(json_t *pkg, const char *event, const char *dir, kiln_plan_t *plan,
+                   kiln_error_t *err)
+{
+    static const char *const fields[] = {"name", "version"};
+    _cleanup_free_ char *pj = kiln_xasprintf("%s/package.json", dir);
+
+    if (kiln_plan_setenv_run(plan, "npm_lifecycle_event", event, err) < 0 ||
+        kiln_plan_setenv_run(plan, "npm_package_json", pj, err) < 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        _cleanup_free_ char *key = kiln_xasprintf("npm_package_%s", fields[i]);
+        const char *v = npm_field(pkg, fields[i]);
+        if (v != NULL && kiln_plan_setenv_run(plan, key, v, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The start command with its package manager calls expanded (plan->start_script, under
+ * plan->package_manager), the npm variables of the script it runs, bun in the image when
+ * it runs bun. `dir` is the app dir in the image. */
+static int expand_start(json_t *pkg, const char *dir, kiln_plan_t *plan, kiln_error_t *err)
+{
+    _cleanup_free_ char *start = NULL, *event = NULL;
+    const char *raw = plan->start_script;
+    bool bun = false;
+    kiln_error_t xerr = {0};
+
+    if (kiln_node_script_expand(pkg, plan->package_manager, raw, &start, &bun, &event, &xerr) < 0) {
+        /* no start command an image could run: an image build fails saying why
+         * (kiln_plan_select_output), a function or a site needs none */
+        kiln_plan_set(&plan->start, NULL);
+        kiln_plan_why(plan, KILN_WHY_START, "%s", xerr.msg);
+        return kiln_plan_add(plan->notes, &plan->n_notes, err, "%s", xerr.msg);
+    }
+    /* bun runs the server: its binary goes into the run image beside node's */
+    if (bun) {
+        kiln_plan_set(&plan->toolchain.run_path, "bin");
+        kiln_plan_add(plan->notes, &plan->n_notes, NULL,
+                      "the start command runs bun: the image carries bun beside node");
+    }
+    if (strcmp(start, raw) != 0)
+        kiln_plan_add(plan->notes, &plan->n_notes, NULL,
+                      "start: `%.80s` runs as `%.200s` (the run image has node, no package "
+                      "manager%s)",
+                      raw, start, event ? ", npm_lifecycle_event and npm_package_* set" : "");
+    kiln_plan_set(&plan->start, start);
+    return event ? npm_env(pkg, event, dir, plan, err) : 0;
+}
+
 int kiln_node_start_finish(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err)
 {
-    _cleanup_free_ char *text = NULL, *start = NULL, *path = NULL;
+    _cleanup_free_ char *text = NULL, *path = NULL;
     json_auto_t *pkg = NULL;
     const char *base = kiln_plan_getenv(plan, "PATH");
+    const char *dir = plan->workdir ? plan->workdir : "/app";
 
     if (kiln_tree_read(ctx->tree, "package.json", &text, err) <= 0)
         return kiln_error_is_set(err) ? -1 : 0;
     pkg = json_loads(text, 0, NULL);
-    if (plan->start != NULL) {
-        bool bun = false;
-        kiln_error_t xerr = {0};
-        if (kiln_node_script_expand(pkg, plan->package_manager, plan->start, &start, &bun, &xerr) <
-            0) {
-            /* no start command an image could run: an image build fails saying why
-             * (kiln_plan_select_output), a function or a site needs none */
-            kiln_plan_set(&plan->start, NULL);
-            kiln_plan_why(plan, KILN_WHY_START, "%s", xerr.msg);
-            return kiln_plan_add(plan->notes, &plan->n_notes, err, "%s", xerr.msg);
-        }
-        /* bun runs the server: its binary goes into the run image beside node's */
-        if (bun) {
-            kiln_plan_set(&plan->toolchain.run_path, "bin");
-            kiln_plan_add(plan->notes, &plan->n_notes, NULL,
-                          "the start command runs bun: the image carries bun beside node");
-        }
-        if (strcmp(start, plan->start) != 0) {
-            kiln_plan_add(plan->notes, &plan->n_notes, NULL,
-                          "start: `%.80s` runs as `%.200s` (the run image has node, no package "
-                          "manager)",
-                          plan->start, start);
-            kiln_plan_set(&plan->start, start);
-        }
-    }
+    /* the command as planned, kept: a monorepo re-expands it under the root's manager */
+    kiln_plan_set(&plan->start_script, plan->start);
+    if (plan->start != NULL && expand_start(pkg, dir, plan, err) < 0)
+        return -1;
     /* what npm run puts first on PATH: the app's executables (next, remix-serve) */
-    path = kiln_xasprintf("%s/node_modules/.bin:%s", plan->workdir ? plan->workdir : "/app",
+    path = kiln_xasprintf("%s/node_modules/.bin:%s", dir,
                           base ? base : "/usr/local/bin:/usr/bin:/bin");
     return kiln_plan_setenv_run(plan, "PATH", path, err);
+}
+
+int kiln_node_start_redo(json_t *pkg, const char *dir, kiln_plan_t *plan, kiln_error_t *err)
+{
+    static const char *const mine[] = {"start: `", "start command `", "the start command runs bun"};
+    const char *why = plan->why[KILN_WHY_START];
+    bool refused = why != NULL && strncmp(why, "start command `", 15) == 0;
+    size_t k = 0;
+
+    if (plan->start_script == NULL)
+        return 0;
+    /* the first expansion's notes and bun go: they were under another manager */
+    for (size_t i = 0; i < plan->n_notes; i++) {
+        bool drop = false;
+        for (size_t j = 0; j < sizeof(mine) / sizeof(mine[0]); j++)
+            drop |= strncmp(plan->notes[i], mine[j], strlen(mine[j])) == 0;
+        if (drop)
+            free(plan->notes[i]);
+        else
+            plan->notes[k++] = plan->notes[i];
+    }
+    plan->n_notes = k;
+    if (plan->toolchain.run_path != NULL && strcmp(plan->toolchain.run_path, "bin") == 0)
+        kiln_plan_set(&plan->toolchain.run_path, "bin/node");
+    if (expand_start(pkg, dir, plan, err) < 0)
+        return -1;
+    /* the first expansion's refusal is no reason any more */
+    if (refused && plan->start != NULL)
+        kiln_plan_why(plan, KILN_WHY_START,
+                      "`%.80s` runs as `%.200s` under the workspace root's %s", plan->start_script,
+                      plan->start, plan->package_manager);
+    return 0;
 }

@@ -20,6 +20,7 @@ typedef struct {
     json_t *pkg;
     bool hooks;     /* pre/post scripts run (not under yarn Berry) */
     bool *used_bun; /* set when a call runs bun itself; NULL: the run image has no bun */
+    char **event;   /* the first script the command runs (npm_lifecycle_event), or NULL */
 } script_ctx_t;
 
 /* One simple command split into words (unquoted words are what is looked at). */
@@ -278,6 +279,8 @@ static int expand_command(const script_ctx_t *c, const char *s, size_t n, int de
     if (resolve_call(c, &ws, k, chain, call + strspn(call, " \t"), &script, &args, &cmd, err) < 0)
         goto out;
     if (script != NULL) {
+        if (c->event != NULL && *c->event == NULL)
+            *c->event = kiln_xstrdup(script);
         if (expand_script(c, script, depth, chain, &sub, err) < 0)
             goto out;
         if (args < ws.n && has_op(sub.data ? sub.data : "")) {
@@ -342,18 +345,25 @@ static int expand_text(const script_ctx_t *c, const char *text, int depth, const
 }
 
 int kiln_node_script_expand(json_t *pkg, const char *pm, const char *cmd, char **out,
-                            bool *needs_bun, kiln_error_t *err)
+                            bool *needs_bun, char **event, kiln_error_t *err)
 {
     bool bun = pm != NULL && strcmp(pm, "bun") == 0;
     script_ctx_t c = {.pkg = pkg,
                       .hooks = pm == NULL || strcmp(pm, "yarn-berry") != 0,
-                      .used_bun = bun ? needs_bun : NULL};
+                      .used_bun = bun ? needs_bun : NULL,
+                      .event = event};
     _cleanup_free_ char *chain = kiln_xasprintf("start command `%.120s`", cmd);
     kiln_buf_t b;
 
     kiln_buf_init(&b, EXPAND_CAP);
+    if (event != NULL)
+        *event = NULL;
     if (expand_text(&c, cmd, 0, chain, &b, err) < 0) {
         kiln_buf_free(&b);
+        if (event != NULL) {
+            free(*event);
+            *event = NULL;
+        }
         return -1;
     }
     if (needs_bun != NULL && !bun)

@@ -28,8 +28,11 @@
  * `pkg` (malloc'ed in *out; a copy when there are none). `pm` is the plan's package
  * manager ("npm", "pnpm", "yarn", "yarn-berry", "bun"). Under bun, whose binary the run
  * image can carry, a call of bun itself (`bun run index.ts`) is kept and sets
- * *needs_bun (when needs_bun is not NULL; else it is refused). Returns 0 or -1. */
+ * *needs_bun (when needs_bun is not NULL; else it is refused). *event (when event is not
+ * NULL) is the first script the command runs (malloc'ed: "start" for `npm start`,
+ * "start:prod" for `npm run start:prod`; NULL when it runs none), the npm_lifecycle_event
+ * the manager would have set. Returns 0 or -1. */
 int kiln_node_script_expand(json_t *pkg, const char *pm, const char *cmd, char **out,
-                            bool *needs_bun, kiln_error_t *err);
+                            bool *needs_bun, char **event, kiln_error_t *err);
 
 #endif

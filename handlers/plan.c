@@ -47,6 +47,7 @@ void kiln_plan_free(kiln_plan_t *p)
     free(p->install);
     free(p->build);
     free(p->start);
+    free(p->start_script);
     free(p->prune);
     for (size_t i = 0; i < p->n_caches; i++) {
         free(p->caches[i].id);

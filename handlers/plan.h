@@ -103,7 +103,9 @@ typedef struct kiln_plan {
     char *install; /* shell commands or NULL */
     char *build;
     char *start;
-    char *prune; /* function outputs: leaves production deps only (npm prune --omit=dev) */
+    char *start_script; /* node: the start command as planned, before handlers/node_script
+                         * expanded its package manager calls (not in the JSON) */
+    char *prune;        /* function outputs: leaves production deps only (npm prune --omit=dev) */
 
     kiln_plan_cache_t caches[KILN_PLAN_MAX_ITEMS];
     size_t n_caches;

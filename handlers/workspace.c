@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "handlers/detect.h"
 #include "handlers/kiln_json.h"
 #include "handlers/words.h"
 #include "handlers/workspace_int.h"
@@ -408,6 +409,22 @@ static int take_root(const kiln_tree_t *t, const kiln_ws_t *w, const kiln_plan_t
     return 0;
 }
 
+/* The app's start command expanded again now that the root's package manager runs it (a
+ * bun workspace's app whose start script runs bun keeps bun), with the npm variables of
+ * the app's package.json at its directory. */
+static int app_start(const kiln_tree_t *t, const char *sub, kiln_plan_t *plan, kiln_error_t *err)
+{
+    _cleanup_free_ char *path = kiln_xasprintf("%s/package.json", sub), *text = NULL;
+    _cleanup_free_ char *dir = kiln_xasprintf("%s/%s", plan->workdir, sub);
+    json_auto_t *pkg = NULL;
+    int r = kiln_tree_read(t, path, &text, err);
+
+    if (r <= 0)
+        return r;
+    pkg = json_loads(text, 0, NULL);
+    return kiln_node_start_redo(pkg, dir, plan, err);
+}
+
 /* True when `src` (a plan's version_source) is a version manager's pin file. */
 static bool pin_file(const char *src)
 {
@@ -557,7 +574,8 @@ int kiln_workspace_apply(const char *root, const char *subdir, const kiln_detect
             goto out;
         }
     }
-    if (take_root(&t, w, rp, plan, err) < 0 || add_package_deps(w, plan, err) < 0)
+    if (take_root(&t, w, rp, plan, err) < 0 || add_package_deps(w, plan, err) < 0 ||
+        app_start(&t, sub, plan, err) < 0)
         goto out;
     take_root_version(rp, plan);
     /* Turborepo's and Nx's commands give their own reason */

@@ -25,13 +25,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         kiln_error_t err = {0};
         char *out = NULL;
         bool bun = false;
-        if (kiln_node_script_expand(pkg, pms[i], "npm start", &out, &bun, &err) == 0)
+        char *event = NULL;
+        if (kiln_node_script_expand(pkg, pms[i], "npm start", &out, &bun, &event, &err) == 0) {
             free(out);
+            free(event);
+        }
         json_object_foreach(json_object_get(pkg, "scripts"), k, v)
         {
             out = NULL;
-            if (json_is_string(v) &&
-                kiln_node_script_expand(pkg, pms[i], json_string_value(v), &out, &bun, &err) == 0)
+            if (json_is_string(v) && kiln_node_script_expand(pkg, pms[i], json_string_value(v),
+                                                             &out, &bun, NULL, &err) == 0)
                 free(out);
         }
     }

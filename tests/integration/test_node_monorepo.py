@@ -155,6 +155,39 @@ for name, pm, lock, buildcmd, prune in CASES:
             and "image size: " in r.stderr, f"{size} layout {layout}")
     shutil.rmtree(out, ignore_errors=True)  # hundreds of MB each (the Node runtime)
 
+# A bun workspace app whose start script runs bun itself: under the root's bun the script's
+# text keeps its bun call, the image carries bun beside node and answers through it, with
+# the variables bun would set for `bun run start` (the app's package.json).
+src = source("bun", "-bunstart")
+web = os.path.join(src, "apps", "web")
+pj = json.load(open(os.path.join(web, "package.json")))
+pj["scripts"]["start"] = "bun index.js"
+json.dump(pj, open(os.path.join(web, "package.json"), "w"))
+with open(os.path.join(web, "index.js"), "w") as f:
+    f.write('const http = require("http"), fs = require("fs"), lib = require("@mono/lib"), e = process.env;\n'
+            'http.createServer((q, r) => r.end(["web", lib(), fs.readFileSync(__dirname + "/built.txt", "utf8"),\n'
+            '  "bun=" + (typeof Bun === "undefined" ? "none" : Bun.version),\n'
+            '  e.npm_lifecycle_event + ":" + e.npm_package_name + "@" + e.npm_package_version].join(" ") + "\\n"))\n'
+            '  .listen(e.PORT || 3000);\n')
+p = plan_of(src, "--subdir", "apps/web")
+tc = p.get("toolchain", {})
+T.check("bun workspace, start script `bun index.js`: the plan starts it with bun (root's manager), bun in the image",
+        p.get("commands", {}).get("start") == "cd apps/web && bun index.js" and tc.get("runPath") == "bin"
+        and tc.get("with", {}).get("package") == "@oven/bun-linux-x64"
+        and "needs bun" not in p.get("why", {}).get("start", "")
+        and p.get("runEnv", {}).get("npm_package_json") == "/app/apps/web/package.json", json.dumps(p))
+out = os.path.join(T.tmp, "oci-bunstart")
+r = build(src, "--subdir", "apps/web", "-t", "mono-bunstart:latest", "--output", f"type=oci,dest={out}")
+if T.check("bun workspace, bun start: kiln build --subdir apps/web builds", r.returncode == 0, r.stderr[-3000:]):
+    try:
+        body = run_http(out, "latest")
+    except Exception as e:  # noqa: BLE001
+        body = f"<{e}>"
+    T.check("bun workspace, bun start: the image answers through bun 1.2.23, with npm_lifecycle_event start and "
+            "the app's npm_package_name/version",
+            body.strip() == "web lib 2m lib-built web-built bun=1.2.23 start:@mono/web@1.0.0", body)
+shutil.rmtree(out, ignore_errors=True)
+
 # A subdir that is not one of the workspace's packages keeps the old behaviour: it is the
 # whole context (here a directory with its own package.json).
 src = source("npm", "-solo")

@@ -84,6 +84,10 @@ for name, pm, package, release, install, cache in CASES:
         body = f"<{e}>"
     T.check(f"{name}: the image answers over loopback, using the dependency {pm} installed",
             f"{pm} ms=2m" in body, body)
+    T.check(f"{name}: the start script sees what {pm} would set: npm_lifecycle_event start, "
+            "npm_package_name and npm_package_version from package.json",
+            f" start:pm-{name}@1.0.0" in body and p.get("runEnv", {}).get("npm_package_json") == "/app/package.json",
+            body + json.dumps(p.get("runEnv")))
 
     if name == "pnpm":
         # The release is unpacked once under the kiln root, laid out as npm -g would.
@@ -240,8 +244,9 @@ os.makedirs(os.path.join(src, ".yarn", "releases"))
 with open(os.path.join(TOOLCHAINS, "yarnpkg-cli-dist-4.5.3", "bin", "yarn.js")) as f:
     first, rest = f.read().split("\n", 1)
 with open(os.path.join(src, ".yarn", "releases", "yarn-4.5.3.cjs"), "w") as f:
-    f.write(first + "\nprocess.stderr.write('KILN-CHECKED-IN-YARN ' + process.argv.slice(2).join(' ') + '\\n');\n"
-            + rest)
+    # a token of this run: the install step runs again rather than being a cached layer
+    token = "KILN-CHECKED-IN-YARN-" + os.urandom(4).hex()
+    f.write(first + f"\nprocess.stderr.write('{token} ' + process.argv.slice(2).join(' ') + '\\n');\n" + rest)
 with open(os.path.join(src, ".yarnrc.yml"), "w") as f:
     f.write("yarnPath: .yarn/releases/yarn-4.5.3.cjs\nnodeLinker: node-modules\n")
 p = plan_of(src)
@@ -251,7 +256,7 @@ T.check("yarnPath: the plan runs the checked-in release (copied with the manifes
 out = os.path.join(T.tmp, "oci-berry-yarnpath")
 r = build(src, "-t", "pm-berry-yarnpath:latest", "--output", f"type=oci,dest={out}")
 T.check("yarnPath: the build's yarn install ran the checked-in release",
-        r.returncode == 0 and "KILN-CHECKED-IN-YARN install --immutable" in r.stderr, r.stderr[-3000:])
+        r.returncode == 0 and f"{token} install --immutable" in r.stderr, r.stderr[-3000:])
 if r.returncode == 0:
     try:
         body = run_http(out, "latest")

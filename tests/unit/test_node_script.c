@@ -31,7 +31,7 @@ static void expands(const char *pm, const char *cmd, const char *want, const cha
     kiln_error_t err = {0};
     _cleanup_free_ char *out = NULL;
     bool bun = false;
-    int r = kiln_node_script_expand(pkg, pm, cmd, &out, &bun, &err);
+    int r = kiln_node_script_expand(pkg, pm, cmd, &out, &bun, NULL, &err);
 
     json_decref(pkg);
     if (want == NULL) {
@@ -96,17 +96,20 @@ static void test_bun(void **state)
     bool bun = false;
 
     (void)state;
-    assert_int_equal(kiln_node_script_expand(pkg, "bun", "bun run bunny", &out, &bun, &err), 0);
+    assert_int_equal(kiln_node_script_expand(pkg, "bun", "bun run bunny", &out, &bun, NULL, &err),
+                     0);
     assert_string_equal(out, "bun server.ts");
     assert_true(bun);
     free(out);
     bun = false;
-    assert_int_equal(kiln_node_script_expand(pkg, "bun", "bun run serve", &out, &bun, &err), 0);
+    assert_int_equal(kiln_node_script_expand(pkg, "bun", "bun run serve", &out, &bun, NULL, &err),
+                     0);
     assert_string_equal(out, "next start");
     assert_false(bun);
     free(out);
     /* without a bun run image, the same call is refused */
-    assert_int_equal(kiln_node_script_expand(pkg, "bun", "bun run bunny", &out, NULL, &err), -1);
+    assert_int_equal(kiln_node_script_expand(pkg, "bun", "bun run bunny", &out, NULL, NULL, &err),
+                     -1);
     json_decref(pkg);
 }
 
@@ -123,12 +126,50 @@ static void test_refused(void **state)
     expands("npm", "npm start", "node migrate.js && node server.js", NULL);
 }
 
+/* `cmd`'s npm_lifecycle_event: the first script it runs (NULL: none). */
+static void event_of(const char *pm, const char *cmd, const char *want)
+{
+    json_t *pkg = json_loads(PKG, 0, NULL);
+    kiln_error_t err = {0};
+    _cleanup_free_ char *out = NULL, *event = NULL;
+    bool bun = false;
+
+    if (kiln_node_script_expand(pkg, pm, cmd, &out, &bun, &event, &err) < 0)
+        fail_msg("\"%s\": %s", cmd, err.msg);
+    json_decref(pkg);
+    if (want == NULL)
+        assert_null(event);
+    else
+        assert_string_equal(event, want);
+}
+
+static void test_event(void **state)
+{
+    json_t *pkg = json_loads(PKG, 0, NULL);
+    kiln_error_t err = {0};
+    char *out = NULL, *event = (char *)"stale";
+    (void)state;
+
+    event_of("npm", "npm start", "start");
+    event_of("npm", "npm run start:prod", "start:prod");
+    event_of("yarn", "yarn serve", "serve");
+    event_of("pnpm", "pnpm run nested", "nested"); /* the outer script's, as npm sets it */
+    event_of("npm", "PORT=1 npm run serve", "serve");
+    event_of("npm", "node server.js", NULL);
+    event_of("npm", "npx next start", NULL);
+    /* a refused command leaves none */
+    assert_int_equal(kiln_node_script_expand(pkg, "npm", "npm run loop", &out, NULL, &event, &err),
+                     -1);
+    assert_null(event);
+    json_decref(pkg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain),       cmocka_unit_test(test_scripts),
         cmocka_unit_test(test_executables), cmocka_unit_test(test_bun),
-        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_refused),     cmocka_unit_test(test_event),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
