@@ -30,15 +30,21 @@
 
 char *kiln_toolchain_hashes(const void *data, size_t len)
 {
-    static const char *const algos[] = {"sha1", "sha224", "sha256", "sha512"};
+    const struct {
+        const char *name;
+        const EVP_MD *md;
+    } algos[] = {{"sha1", EVP_sha1()},
+                 {"sha224", EVP_sha224()},
+                 {"sha256", EVP_sha256()},
+                 {"sha512", EVP_sha512()}};
     kiln_buf_t b;
 
     kiln_buf_init(&b, 0);
     for (size_t i = 0; i < sizeof(algos) / sizeof(algos[0]); i++) {
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned int n = 0;
-        EVP_Digest(data, len, md, &n, EVP_get_digestbyname(algos[i]), NULL);
-        kiln_buf_appendf(&b, NULL, "%s.", algos[i]);
+        EVP_Digest(data, len, md, &n, algos[i].md, NULL);
+        kiln_buf_appendf(&b, NULL, "%s.", algos[i].name);
         for (unsigned int j = 0; j < n; j++)
             kiln_buf_appendf(&b, NULL, "%02x", md[j]);
         kiln_buf_appendf(&b, NULL, "\n");

@@ -31,6 +31,8 @@ typedef unsigned char U;
     F(const EVP_MD *, EVP_md5, (void), (), 0)                                                      \
     F(const EVP_MD *, EVP_sha256, (void), (), 0)                                                   \
     F(const EVP_MD *, EVP_sha512, (void), (), 0)                                                   \
+    F(const EVP_MD *, EVP_sha1, (void), (), 0)                                                     \
+    F(const EVP_MD *, EVP_sha224, (void), (), 0)                                                   \
     F(const EVP_CIPHER *, EVP_aes_256_gcm, (void), (), 0)                                          \
     F(EVP_MD_CTX *, EVP_MD_CTX_new, (void), (), 0)                                                 \
     V(EVP_MD_CTX_free, (EVP_MD_CTX * c), (c))                                                      \
