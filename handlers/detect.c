@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "handlers/kiln_json.h"
-#include "handlers/node_framework.h"
+#include "handlers/node_lambda.h"
 #include "handlers/procfile.h"
 #include "handlers/render.h"
 #include "utils/buf.h"
@@ -262,6 +262,31 @@ static int shell_start(const kiln_detect_ctx_t *ctx, const kiln_overrides_t *ov,
                          "minimal-run)");
 }
 
+/* A built static site (a Vite, Astro or SvelteKit adapter-static build) asked for as an
+ * image is served the way the static provider serves plain files: busybox httpd in kiln's
+ * static-run image, holding the site alone (no toolchain, no node_modules). Left alone
+ * when the plan already has a start command (Procfile, kiln.json) or a run image of the
+ * user's. */
+static void serve_site(const kiln_detect_ctx_t *ctx, const kiln_overrides_t *ov, kiln_plan_t *plan)
+{
+    if (plan->outputs != KILN_PLAN_OUT_STATIC || plan->start != NULL || ov->run_image != NULL ||
+        plan->output_dir == NULL || strcmp(plan->provider, "static") == 0 || plan->n_run_files > 0)
+        return;
+    plan->start =
+        kiln_xasprintf("busybox httpd -f -p $PORT -h %s", plan->workdir ? plan->workdir : "/app");
+    free(plan->run_image);
+    plan->run_image = kiln_detect_image(ctx, "static-run");
+    plan->toolchain.build_only = true;
+    kiln_plan_add(plan->run_files, &plan->n_run_files, NULL, "%s:.", plan->output_dir);
+    kiln_plan_why(plan, KILN_WHY_START,
+                  "as an image, busybox httpd (in kiln's static-run image) serves the site, "
+                  "%s/ alone",
+                  plan->output_dir);
+    kiln_plan_why(plan, KILN_WHY_PORT,
+                  "httpd listens on $PORT: kiln sets it to 8080, its server port (kiln.json "
+                  "\"port\" or KILN_PORT change it)");
+}
+
 /* Fills what every plan needs after its provider: start from the Procfile, the
  * overrides and the reasons. What an output kind needs (a start command, a handler) is
  * checked once the kind is known (kiln_plan_select_output). */
@@ -289,6 +314,7 @@ static int finish_plan(const kiln_detect_ctx_t *ctx, const kiln_overrides_t *ov,
     explain_defaults(plan);
     if (strcmp(plan->provider, "node") == 0 && kiln_node_start_finish(ctx, plan, err) < 0)
         return -1;
+    serve_site(ctx, ov, plan);
     return shell_start(ctx, ov, plan);
 }
 

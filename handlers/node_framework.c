@@ -6,19 +6,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "handlers/node_release.h"
-#include "utils/buf.h"
+#include "handlers/node_lambda.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
-#include "utils/semver.h"
 
 /* Longest config value read (a dir name, a mode, a preset). */
 #define CONFIG_VALUE_MAX 128
 
-/* True when the package lists `name` in dependencies or devDependencies. */
-static bool has_dep(json_t *pkg, const char *name)
+bool kiln_node_has_dep(json_t *pkg, const char *name)
 {
     return json_object_get(json_object_get(pkg, "dependencies"), name) != NULL ||
            json_object_get(json_object_get(pkg, "devDependencies"), name) != NULL;
@@ -159,6 +155,22 @@ static void as_server(kiln_plan_t *plan, const char *start, const char *why)
     kiln_plan_why(plan, KILN_WHY_START, "%s", why);
     kiln_plan_why(plan, KILN_WHY_OUTPUT, "%s builds a server: an image runs it",
                   plan->framework ? plan->framework : "the app");
+}
+
+/* The run image of a server build that imports its production dependencies from
+ * node_modules: the build's output directory `dir` (and `more`, when the tree has it),
+ * package.json (its "type": "module" and name) and the pruned node_modules, nothing else
+ * of the app dir (no source, no lockfile, no build cache). Returns 0 or -1. */
+static int output_and_deps(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, const char *dir,
+                           const char *more, kiln_error_t *err)
+{
+    if (kiln_plan_add(plan->run_files, &plan->n_run_files, err, "%s", dir) < 0 ||
+        (more != NULL && kiln_tree_is_dir(ctx->tree, more) &&
+         kiln_plan_add(plan->run_files, &plan->n_run_files, err, "%s", more) < 0) ||
+        kiln_plan_add(plan->run_files, &plan->n_run_files, err, "package.json") < 0)
+        return -1;
+    plan->run_deps = true;
+    return 0;
 }
 
 /* The port's reason for a server `what` that reads $PORT (NULL: an app that should), and
@@ -343,8 +355,9 @@ static int fw_nuxt(json_t *pkg, kiln_plan_t *plan, kiln_error_t *err)
 static int fw_remix(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t *plan, kiln_error_t *err)
 {
     bool rr = strcmp(plan->framework, "react-router") == 0;
-    const char *conf = NULL, *serve = rr ? "@react-router/serve" : "@remix-run/serve";
-    const char *entry = rr || has_dep(pkg, "vite") ? "build/server/index.js" : "build/index.js";
+    const char *conf = NULL, *serve = rr ? "@react-router/serve" : "@remix-run/serve", *start;
+    const char *entry =
+        rr || kiln_node_has_dep(pkg, "vite") ? "build/server/index.js" : "build/index.js";
     int rc = 0;
     _cleanup_free_ char *ssr =
         rr ? config_option(ctx, "react-router.config", "ssr", &conf, &rc, err) : NULL;
@@ -360,7 +373,7 @@ static int fw_remix(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t *plan
         return 0;
     }
     if (!start_script(pkg, plan)) {
-        if (has_dep(pkg, serve)) {
+        if (kiln_node_has_dep(pkg, serve)) {
             cmd = kiln_xasprintf("node_modules/.bin/%s %s",
                                  rr ? "react-router-serve" : "remix-serve", entry);
             why = kiln_xasprintf("no scripts.start: %s (package.json depends on %s) serves the "
@@ -372,20 +385,44 @@ static int fw_remix(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t *plan
         }
         as_server(plan, cmd, why);
     }
+    /* the serve CLI needs the build, package.json and the production deps (Remix's classic
+     * compiler also serves public/build); a start script of the app's own (a custom
+     * server.js) may need any of its files: the app dir stays whole */
+    start = kiln_node_script(pkg, "start");
+    if (plan->start != NULL &&
+        (start == NULL ||
+         strncmp(start, rr ? "react-router-serve " : "remix-serve ", rr ? 19 : 12) == 0) &&
+        output_and_deps(ctx, plan, "build", rr ? NULL : "public", err) < 0)
+        return -1;
     return listens_on_port(plan, rr ? "react-router-serve" : "remix-serve", "HOST", err);
+}
+
+/* The adapter option `key` of a SvelteKit project: svelte.config.* (SvelteKit 2), else
+ * vite.config.* (SvelteKit 3 takes its options in the sveltekit() Vite plugin). */
+static char *svelte_option(const kiln_detect_ctx_t *ctx, const char *key, int *rc,
+                           kiln_error_t *err)
+{
+    const char *conf = NULL;
+    char *v = config_option(ctx, "svelte.config", key, &conf, rc, err);
+
+    if (v != NULL || *rc < 0)
+        return v;
+    v = config_option(ctx, "vite.config", key, &conf, rc, err);
+    if (v != NULL && strncmp(v, "./", 2) == 0)
+        memmove(v, v + 2, strlen(v + 2) + 1);
+    return v;
 }
 
 /* SvelteKit: adapter-node (a server in build/ or its `out`), adapter-static (a site). */
 static int fw_sveltekit(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t *plan,
                         kiln_error_t *err)
 {
-    const char *conf = NULL;
     int rc = 0;
     _cleanup_free_ char *why = NULL, *cmd = NULL, *dir = NULL;
 
     default_build(plan, "vite build");
-    if (has_dep(pkg, "@sveltejs/adapter-static")) {
-        dir = config_option(ctx, "svelte.config", "pages", &conf, &rc, err);
+    if (kiln_node_has_dep(pkg, "@sveltejs/adapter-static")) {
+        dir = svelte_option(ctx, "pages", &rc, err);
         if (rc < 0)
             return -1;
         why = kiln_xasprintf("package.json depends on @sveltejs/adapter-static: a static site in "
@@ -394,15 +431,18 @@ static int fw_sveltekit(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t *
         as_static(plan, dir ? dir : "build", why);
         return 0;
     }
-    if (has_dep(pkg, "@sveltejs/adapter-node")) {
-        dir = config_option(ctx, "svelte.config", "out", &conf, &rc, err);
+    if (kiln_node_has_dep(pkg, "@sveltejs/adapter-node")) {
+        dir = svelte_option(ctx, "out", &rc, err);
         if (rc < 0)
             return -1;
         cmd = kiln_xasprintf("node %s", dir ? dir : "build");
         why = kiln_xasprintf("package.json depends on @sveltejs/adapter-node: vite build writes "
-                             "a server to %s/%s",
+                             "a server to %s/%s; the image holds it, package.json and the "
+                             "production dependencies it imports",
                              dir ? dir : "build", dir ? " (its out option)" : "");
         as_server(plan, cmd, why);
+        if (output_and_deps(ctx, plan, dir ? dir : "build", NULL, err) < 0)
+            return -1;
         return listens_on_port(plan, "adapter-node's server", "HOST", err);
     }
     if (!start_script(pkg, plan))
@@ -416,36 +456,42 @@ static int fw_sveltekit(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t *
 /* Astro: a static site in dist/ (or its outDir), or with @astrojs/node a server. */
 static int fw_astro(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t *plan, kiln_error_t *err)
 {
-    const char *conf = NULL;
+    const char *conf = NULL, *out;
     int rc = 0;
-    _cleanup_free_ char *why = NULL, *v = NULL;
+    _cleanup_free_ char *why = NULL, *v = NULL, *mode = NULL, *cmd = NULL;
 
     default_build(plan, "astro build");
-    if (!has_dep(pkg, "@astrojs/node")) {
-        v = config_option(ctx, "astro.config", "outDir", &conf, &rc, err);
-        if (rc < 0)
-            return -1;
-        if (v != NULL && (strncmp(v, "./", 2) == 0))
-            memmove(v, v + 2, strlen(v + 2) + 1);
-        why = kiln_xasprintf("no server adapter (@astrojs/node): astro build writes a static "
-                             "site to %s/",
-                             v ? v : "dist");
-        as_static(plan, v ? v : "dist", why);
-        return 0;
-    }
-    v = config_option(ctx, "astro.config", "mode", &conf, &rc, err);
+    v = config_option(ctx, "astro.config", "outDir", &conf, &rc, err);
     if (rc < 0)
         return -1;
-    if (v && strcmp(v, "middleware") == 0) {
+    if (v != NULL && (strncmp(v, "./", 2) == 0))
+        memmove(v, v + 2, strlen(v + 2) + 1);
+    out = v ? v : "dist";
+    if (!kiln_node_has_dep(pkg, "@astrojs/node")) {
+        why = kiln_xasprintf("no server adapter (@astrojs/node): astro build writes a static "
+                             "site to %s/",
+                             out);
+        as_static(plan, out, why);
+        return 0;
+    }
+    mode = config_option(ctx, "astro.config", "mode", &conf, &rc, err);
+    if (rc < 0)
+        return -1;
+    if (mode && strcmp(mode, "middleware") == 0) {
         if (!start_script(pkg, plan))
             as_server(plan, NULL,
                       "@astrojs/node in middleware mode makes a handler for your own server, "
                       "and package.json has no scripts.start to run that server");
         return listens_on_port(plan, NULL, NULL, err);
     }
-    as_server(plan, "node dist/server/entry.mjs",
-              "package.json depends on @astrojs/node (standalone): astro build writes a server "
-              "to dist/server/entry.mjs, serving dist/client");
+    cmd = kiln_xasprintf("node %s/server/entry.mjs", out);
+    why = kiln_xasprintf("package.json depends on @astrojs/node (standalone): astro build writes "
+                         "a server to %s/server/entry.mjs, serving %s/client; the image holds "
+                         "%s/, package.json and the production dependencies",
+                         out, out, out);
+    as_server(plan, cmd, why);
+    if (output_and_deps(ctx, plan, out, NULL, err) < 0)
+        return -1;
     return listens_on_port(plan, "the @astrojs/node server", "HOST", err);
 }
 
@@ -496,8 +542,7 @@ static int fw_spa(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t *plan, 
     return 0;
 }
 
-/* True for the frameworks that do not say how to start or package the app themselves. */
-static bool generic_fw(const char *fw)
+bool kiln_node_framework_generic(const char *fw)
 {
     return fw == NULL || strcmp(fw, "express") == 0 || strcmp(fw, "fastify") == 0 ||
            strcmp(fw, "koa") == 0 || strcmp(fw, "hono") == 0;
@@ -524,8 +569,6 @@ static const struct {
     {"hono", {"@hono/node-server"}},
 };
 
-static const char *lambda_adapter_of(const char *fw, json_t *pkg);
-
 int kiln_node_framework_plan(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t *plan,
                              kiln_error_t *err)
 {
@@ -534,13 +577,13 @@ int kiln_node_framework_plan(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_pla
 
     for (size_t i = 0; fw == NULL && i < sizeof(frameworks) / sizeof(frameworks[0]); i++)
         for (size_t j = 0; j < 3 && frameworks[i].deps[j]; j++)
-            if (has_dep(pkg, frameworks[i].deps[j])) {
+            if (kiln_node_has_dep(pkg, frameworks[i].deps[j])) {
                 fw = frameworks[i].name;
                 dep = frameworks[i].deps[j];
                 break;
             }
     kiln_plan_set(&plan->framework, fw);
-    kiln_plan_set(&plan->function_adapter, lambda_adapter_of(fw, pkg));
+    kiln_plan_set(&plan->function_adapter, kiln_node_lambda_adapter(fw, pkg));
     if (fw != NULL)
         kiln_plan_why(plan, KILN_WHY_FRAMEWORK, "package.json depends on %s", dep);
     else
@@ -548,7 +591,7 @@ int kiln_node_framework_plan(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_pla
                       "package.json depends on none of the frameworks kiln knows (Next.js, "
                       "Nuxt, Remix, React Router, SvelteKit, Astro, Nest, Vite, CRA, Express, "
                       "Fastify, Koa, Hono)");
-    if (generic_fw(fw)) {
+    if (kiln_node_framework_generic(fw)) {
         generic_start(ctx, pkg, plan);
         if (plan->start != NULL)
             r = listens_on_port(plan, NULL, NULL, err);
@@ -570,283 +613,7 @@ int kiln_node_framework_plan(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_pla
     if (r < 0)
         return -1;
     /* the handler a function output would take (only a function plan shows it) */
-    if (generic_fw(fw))
+    if (kiln_node_framework_generic(fw))
         function_handler(ctx, pkg, plan);
     return 0;
-}
-
-/* True when some release of `major` satisfies `range` (probed over the minors and
- * patches Node lines reach). */
-static bool range_meets_major(const char *range, int major)
-{
-    char v[48];
-
-    for (int mi = 0; mi <= 60; mi++)
-        for (int pa = 0; pa <= 40; pa++) {
-            snprintf(v, sizeof(v), "%d.%d.%d", major, mi, pa);
-            if (kiln_semver_satisfies(range, v) == 1)
-                return true;
-        }
-    return false;
-}
-
-/* True when `range` meets a Node major (1..60) other than the n majors `m`. */
-static bool meets_other_major(const char *range, const int *m, int n)
-{
-    for (int major = 1; major <= 60; major++) {
-        bool listed = false;
-        for (int i = 0; i < n; i++)
-            listed |= m[i] == major;
-        if (!listed && range_meets_major(range, major))
-            return true;
-    }
-    return false;
-}
-
-/* `range` narrowed to the majors `m` (each set of the range intersected with each
- * major's x-range), malloc'ed; NULL when the result does not fit a range. */
-static char *narrow_range(const char *range, const int *m, int n)
-{
-    kiln_buf_t b;
-    _cleanup_free_ char *copy = kiln_xstrdup(range);
-    char *save = NULL, *res;
-    bool first = true;
-
-    kiln_buf_init(&b, KILN_SEMVER_RANGE_MAX);
-    for (char *set = copy; set; set = save) {
-        char *bar = strstr(set, "||");
-        save = bar ? bar + 2 : NULL;
-        if (bar)
-            *bar = '\0';
-        while (*set == ' ')
-            set++;
-        for (size_t l = strlen(set); l > 0 && set[l - 1] == ' '; l--)
-            set[l - 1] = '\0';
-        for (int i = 0; i < n; i++) {
-            if (kiln_buf_appendf(&b, NULL, "%s%s%s%d.x", first ? "" : " || ", set,
-                                 set[0] ? " " : "", m[i]) < 0) {
-                kiln_buf_free(&b);
-                return NULL;
-            }
-            first = false;
-        }
-    }
-    res = kiln_buf_steal(&b, NULL);
-    if (res == NULL || strlen(res) >= KILN_SEMVER_RANGE_MAX ||
-        kiln_semver_range_check(res, NULL) < 0) {
-        free(res);
-        return NULL;
-    }
-    return res;
-}
-
-/* "nodejs22.x, nodejs24.x" for the majors `m`, malloc'ed. */
-static char *runtime_list(const int *m, int n)
-{
-    kiln_buf_t b;
-
-    kiln_buf_init(&b, 0);
-    for (int i = 0; i < n; i++)
-        kiln_buf_appendf(&b, NULL, "%snodejs%d.x", i ? ", " : "", m[i]);
-    return kiln_buf_steal(&b, NULL);
-}
-
-/* The runtime and the toolchain range narrowed to the Lambda majors (see header). */
-static int function_runtime(kiln_plan_t *plan, kiln_error_t *err)
-{
-    int all[16], fit[16], n, nf = 0, pinned = 0;
-    const char *range = plan->toolchain.version, *src = plan->version_source;
-    _cleanup_free_ char *list = NULL, *narrowed = NULL, *req = NULL;
-
-    if (plan->runtime != NULL && strncmp(plan->runtime, "nodejs", 6) != 0) {
-        kiln_plan_why(plan, KILN_WHY_RUNTIME,
-                      "kiln.json function.runtime %s (not a Lambda Node runtime: the Node "
-                      "version is not matched to it)",
-                      plan->runtime);
-        return 0;
-    }
-    if (plan->runtime != NULL) {
-        char *end;
-        pinned = (int)strtol(plan->runtime + 6, &end, 10);
-        if (pinned <= 0 || strcmp(end, ".x") != 0)
-            return kiln_error_set(err, 0,
-                                  "kiln.json function.runtime \"%.40s\" is not a Lambda Node "
-                                  "runtime (nodejs<major>.x)",
-                                  plan->runtime);
-        all[0] = pinned;
-        n = 1;
-    } else {
-        n = kiln_node_lambda_majors(time(NULL), all, 16);
-    }
-    list = runtime_list(all, n);
-    if (range == NULL || plan->toolchain.name == NULL)
-        return kiln_error_set(err, 0, "plan: a Node function has no Node toolchain");
-    req = kiln_xstrdup(range);
-    if (!pinned && src != NULL && strcmp(src, "default") == 0 && n > 0) {
-        /* nothing asked for a version: the newest line Lambda runs */
-        fit[nf++] = all[n - 1];
-    } else {
-        for (int i = 0; i < n; i++)
-            if (range_meets_major(range, all[i]))
-                fit[nf++] = all[i];
-    }
-    if (nf == 0)
-        return kiln_error_set(
-            err, 0,
-            "Node %.64s (from %s) has no AWS Lambda runtime: %s %s; pin %s (.nvmrc, "
-            "engines.node or kiln.json \"nodeVersion\"), or name a custom runtime in kiln.json "
-            "\"function\": {\"runtime\": ...}",
-            range, src ? src : "the plan", pinned ? "kiln.json function.runtime is" : "Lambda runs",
-            list, pinned ? "a version of that line" : "one of those lines");
-    if (src != NULL && strcmp(src, "default") == 0)
-        narrowed = kiln_xasprintf("%d", fit[0]);
-    else if (!meets_other_major(range, fit, nf))
-        narrowed = kiln_xstrdup(range); /* only Lambda's lines satisfy it already */
-    else
-        narrowed = narrow_range(range, fit, nf);
-    if (narrowed == NULL)
-        narrowed = kiln_xasprintf("%d", fit[nf - 1]);
-    kiln_plan_set(&plan->toolchain.version, narrowed);
-    kiln_plan_set(&plan->version, narrowed);
-    free(plan->runtime);
-    plan->runtime = kiln_xasprintf("nodejs%d.x", fit[nf - 1]);
-    if (pinned)
-        kiln_plan_why(plan, KILN_WHY_RUNTIME,
-                      "kiln.json function.runtime %s: the build uses Node %d to match it",
-                      plan->runtime, pinned);
-    else if (src != NULL && strcmp(src, "default") == 0)
-        kiln_plan_why(plan, KILN_WHY_RUNTIME,
-                      "nothing in the source names a Node version: Node %d, the newest line AWS "
-                      "Lambda runs (%s)%s",
-                      fit[0], list,
-                      strcmp(req, narrowed) != 0 ? "; the default LTS line has no Lambda runtime"
-                                                 : "");
-    else if (strcmp(req, narrowed) == 0)
-        kiln_plan_why(plan, KILN_WHY_RUNTIME, "Node %.64s from %s: AWS Lambda runs it as %s", req,
-                      src ? src : "the plan", plan->runtime);
-    else
-        kiln_plan_why(plan, KILN_WHY_RUNTIME,
-                      "Node %.64s from %s, narrowed to the lines AWS Lambda runs (%s): the "
-                      "runtime of the major the build resolves to (the highest, %d, when the "
-                      "registry has one)",
-                      req, src ? src : "the plan", list, fit[nf - 1]);
-    return 0;
-}
-
-/* The AWS Lambda adapters kiln knows, one row per framework: the package whose presence
- * makes the build write a handler (NULL: the framework's own preset), the build command
- * that asks for it (NULL: the project's), an env var it needs, the directory zipped (it
- * carries its own node_modules) and the handler in it. `advice` is what a project of the
- * framework without the adapter should do. The Lambda runtime itself comes from
- * handlers/node_release's table (function_runtime below). */
-static const struct {
-    const char *framework, *adapter, *build, *env, *dir, *handler, *advice;
-} lambda_adapters[] = {
-    {"nuxt", NULL, NULL, "NITRO_PRESET=aws-lambda", ".output/server", "index.handler", NULL},
-    {"nitro", NULL, NULL, "NITRO_PRESET=aws-lambda", ".output/server", "index.handler", NULL},
-    {"next", "@opennextjs/aws", "npx --no-install open-next build", NULL,
-     ".open-next/server-functions/default", "index.handler",
-     "add OpenNext (@opennextjs/aws) to devDependencies: kiln then builds with open-next build "
-     "and zips .open-next/server-functions/default (index.handler)"},
-    {"sveltekit", NULL, NULL, NULL, NULL, NULL,
-     "no SvelteKit adapter kiln knows writes a Lambda handler (adapter-node makes a server: "
-     "build an image); with an AWS adapter of your own, name its output in kiln.json "
-     "\"function\": {\"dir\", \"handler\"}"},
-    {"astro", NULL, NULL, NULL, NULL, NULL,
-     "no Astro adapter kiln knows writes a Lambda handler (@astrojs/node makes a server: build "
-     "an image); with an AWS adapter of your own, name its output in kiln.json \"function\": "
-     "{\"dir\", \"handler\"}"},
-    {"remix", NULL, NULL, NULL, NULL, NULL,
-     "Remix runs on Lambda through a handler file of your own (@remix-run/architect's "
-     "createRequestHandler): name it in kiln.json \"function\": {\"handler\"}, or build an "
-     "image"},
-    {"react-router", NULL, NULL, NULL, NULL, NULL,
-     "React Router runs on Lambda through a handler file of your own "
-     "(@react-router/architect's createRequestHandler): name it in kiln.json \"function\": "
-     "{\"handler\"}, or build an image"},
-    {"nest", NULL, NULL, NULL, NULL, NULL,
-     "Nest runs on Lambda through a handler file of your own (@codegenie/serverless-express "
-     "around the app): export it and name it in kiln.json \"function\": {\"handler\"}, or "
-     "build an image"},
-};
-
-/* The adapter package of the framework that `pkg` depends on (for the function plan), or
- * NULL. */
-static const char *lambda_adapter_of(const char *fw, json_t *pkg)
-{
-    for (size_t i = 0; fw && i < sizeof(lambda_adapters) / sizeof(lambda_adapters[0]); i++)
-        if (strcmp(lambda_adapters[i].framework, fw) == 0 && lambda_adapters[i].adapter &&
-            has_dep(pkg, lambda_adapters[i].adapter))
-            return lambda_adapters[i].adapter;
-    return NULL;
-}
-
-/* Applies the framework's Lambda adapter row (its build, env, dir and handler); sets
- * *advice to the row's advice when the project lacks its adapter. */
-static int apply_adapter(kiln_plan_t *plan, const char **advice, kiln_error_t *err)
-{
-    const char *fw = plan->framework;
-
-    *advice = NULL;
-    for (size_t i = 0; fw && i < sizeof(lambda_adapters) / sizeof(lambda_adapters[0]); i++) {
-        const typeof(lambda_adapters[0]) *a = &lambda_adapters[i];
-        if (strcmp(a->framework, fw) != 0)
-            continue;
-        if (a->handler == NULL ||
-            (a->adapter &&
-             (plan->function_adapter == NULL || strcmp(plan->function_adapter, a->adapter) != 0))) {
-            *advice = a->advice;
-            return 0;
-        }
-        if (a->env) {
-            const char *eq = strchr(a->env, '=');
-            _cleanup_free_ char *key = kiln_xstrndup(a->env, (size_t)(eq - a->env));
-            if (kiln_plan_setenv(plan, key, eq + 1, err) < 0)
-                return -1;
-        }
-        if (a->build) {
-            kiln_plan_set(&plan->build, a->build);
-            kiln_plan_why(plan, KILN_WHY_BUILD,
-                          "package.json depends on %s: %s writes the Lambda handler", a->adapter,
-                          a->build);
-        }
-        plan->handler = kiln_xstrdup(a->handler);
-        kiln_plan_set(&plan->function_dir, a->dir);
-        plan->function_bundled = true;
-        if (a->adapter)
-            kiln_plan_why(plan, KILN_WHY_HANDLER,
-                          "package.json depends on %s: %s/%s exports handler, with the "
-                          "node_modules it needs",
-                          a->adapter, a->dir, strchr(a->handler, '.') ? "index.mjs" : a->handler);
-        else
-            kiln_plan_why(plan, KILN_WHY_HANDLER,
-                          "%s's aws-lambda preset (%s for this build): %s/index.mjs exports "
-                          "handler, with the node_modules it needs",
-                          fw, a->env, a->dir);
-        return 0;
-    }
-    return 0;
-}
-
-int kiln_node_function_plan(kiln_plan_t *plan, kiln_error_t *err)
-{
-    const char *fw = plan->framework, *advice = NULL;
-
-    if (plan->handler == NULL && apply_adapter(plan, &advice, err) < 0)
-        return -1;
-    if (plan->handler == NULL && advice != NULL)
-        return kiln_error_set(err, 0,
-                              "a function output needs a handler and %s builds no AWS Lambda "
-                              "handler: %s",
-                              fw, advice);
-    if (plan->handler == NULL)
-        return kiln_error_set(
-            err, 0,
-            "a function output needs a handler and %s%s: set \"function\": {\"handler\": "
-            "\"FILE.EXPORT\"} in kiln.json (and build what it names), or build an image",
-            generic_fw(fw) ? "package.json has no main and there is no index.js or handler.js" : fw,
-            generic_fw(fw) ? "" : " builds no AWS Lambda handler");
-    if (plan->function_dir == NULL)
-        plan->function_dir = kiln_xstrdup(".");
-    return function_runtime(plan, err);
 }

@@ -7,7 +7,8 @@
  *              copied beside it, nothing else); otherwise `next start`
  *   nuxt/nitro `nuxt generate` → static .output/public; otherwise an image running
  *              `node .output/server/index.mjs` (.output only: Nitro bundles its deps);
- *              a function: the aws-lambda preset's .output/server (index.handler)
+ *              a function: the aws-lambda preset's .output/server (index.handler,
+ *              handlers/node_lambda)
  *   remix, react-router  `remix-serve` / `react-router-serve` of the server build;
  *              React Router with ssr: false → static build/client
  *   sveltekit  adapter-node → `node build` (or its `out`); adapter-static → static
@@ -21,6 +22,7 @@
 #define KILN_HANDLERS_NODE_FRAMEWORK_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "handlers/detect.h"
 
@@ -31,13 +33,12 @@
 int kiln_node_framework_plan(const kiln_detect_ctx_t *ctx, json_t *pkg, kiln_plan_t *plan,
                              kiln_error_t *err);
 
-/* Shapes a Node plan for a function output: the framework's handler (Nitro's aws-lambda
- * preset) or the one detection found, and the Lambda runtime of the Node major the build
- * uses: the toolchain's range is narrowed to the majors AWS Lambda runs (handlers/
- * node_release), so a range such as ">=20" builds with the newest of them; a request no
- * Lambda runtime satisfies fails naming the runtimes and how to pin one. A runtime named
- * in kiln.json ("nodejs22.x") pins the toolchain to its major. Returns 0 or -1. */
-int kiln_node_function_plan(kiln_plan_t *plan, kiln_error_t *err);
+/* True when package.json `pkg` lists `name` in dependencies or devDependencies. */
+bool kiln_node_has_dep(json_t *pkg, const char *name);
+
+/* True for the frameworks (or none, NULL) that do not say how to start or package the app
+ * themselves: Express, Fastify, Koa, Hono. */
+bool kiln_node_framework_generic(const char *fw);
 
 /* scripts.NAME of package.json, or NULL. */
 const char *kiln_node_script(json_t *pkg, const char *name);

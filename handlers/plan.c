@@ -392,6 +392,8 @@ int kiln_plan_to_json(const kiln_plan_t *p, char **out, kiln_error_t *err)
         json_object_set_new(root, "layers", str_array(p->layers, p->n_layers));
     if (p->n_run_files > 0)
         json_object_set_new(root, "runFiles", str_array(p->run_files, p->n_run_files));
+    if (p->run_deps)
+        json_object_set_new(root, "runDeps", json_true());
     a = json_array();
     for (size_t i = 0; i < sizeof(output_names) / sizeof(output_names[0]); i++) {
         if (!(p->outputs & output_names[i].bit))
@@ -543,6 +545,10 @@ static int plan_from_object(json_t *root, kiln_plan_t *p, kiln_error_t *err)
             0 ||
         get_str_array(root, "notes", p->notes, &p->n_notes, KILN_PLAN_MAX_ITEMS, err) < 0)
         return -1;
+    v = json_object_get(root, "runDeps");
+    if (v != NULL && !json_is_boolean(v))
+        return kiln_error_set(err, 0, "plan: \"runDeps\" must be a boolean");
+    p->run_deps = json_is_true(v);
     o = json_object_get(root, "why");
     if (o != NULL && !json_is_object(o))
         return kiln_error_set(err, 0, "plan: \"why\" must be an object");

@@ -122,6 +122,10 @@ typedef struct kiln_plan {
      * framework's self-contained server output, e.g. Next.js's .next/standalone:.) */
     char *run_files[KILN_PLAN_MAX_ITEMS];
     size_t n_run_files;
+    /* image with run files: the production deps layer goes in too (a server build that
+     * imports its "dependencies" from node_modules: SvelteKit's adapter-node, Astro's
+     * @astrojs/node), before the run files so that an app change keeps its digest */
+    bool run_deps;
     kiln_plan_toolchain_t toolchain; /* name NULL when none is needed */
 
     unsigned outputs;       /* kiln_plan_output_t bits */

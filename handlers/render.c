@@ -285,8 +285,9 @@ static int render_build(kiln_buf_t *b, const kiln_plan_t *p, const kiln_render_o
     /* Relative deps leave the app dir (one step for them all: a monorepo has one per
      * package): the run stage takes them from "deps" or "prod-deps", so that an app
      * change does not make a new deps layer and the build's dev deps stay behind. An
-     * image of run files copies none of the app dir: nothing to remove. */
-    if ((p->outputs & KILN_PLAN_OUT_FUNCTION) ||
+     * image of run files or a bundled function dir copies none of the app dir: nothing
+     * to remove (removing a large node_modules costs seconds). */
+    if (((p->outputs & KILN_PLAN_OUT_FUNCTION) && !p->function_bundled) ||
         ((p->outputs & KILN_PLAN_OUT_IMAGE) && p->n_run_files == 0)) {
         bool any = false;
         for (size_t i = 0; i < p->n_deps; i++) {
@@ -368,8 +369,11 @@ static int render_run(kiln_buf_t *b, const kiln_plan_t *p, kiln_error_t *err)
         append_env_list(b, p->run_env, p->n_run_env, err) < 0)
         return -1;
     if (p->n_run_files > 0) {
-        /* the framework's server output carries what it needs (its own node_modules) */
-        if (append_run_files(b, p, err) < 0)
+        /* the framework's server output carries what it needs (its own node_modules), or
+         * takes the production deps beside it (run_deps) */
+        if ((p->run_deps &&
+             append_deps(b, p, p->prune ? "prod-deps" : "deps", p->workdir, err) < 0) ||
+            append_run_files(b, p, err) < 0)
             return -1;
         app_layer = false;
     } else if (append_deps(b, p, p->prune ? "prod-deps" : "deps", p->workdir, err) < 0 ||
@@ -431,7 +435,7 @@ int kiln_render_dockerfile(const kiln_plan_t *p, const kiln_render_opts_t *o, ch
         goto fail;
     /* production deps only, for the run image and the function alike (not for a
      * framework's self-contained server output or a bundled function dir) */
-    if ((((p->outputs & KILN_PLAN_OUT_IMAGE) && p->n_run_files == 0) ||
+    if ((((p->outputs & KILN_PLAN_OUT_IMAGE) && (p->n_run_files == 0 || p->run_deps)) ||
          ((p->outputs & KILN_PLAN_OUT_FUNCTION) && !p->function_bundled &&
           p->function_deps == NULL)) &&
         render_prod_deps(&b, p, err) < 0)

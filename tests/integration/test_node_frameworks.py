@@ -134,6 +134,10 @@ if T.check("react-router: kiln build builds the server image", r.returncode == 0
             {"app/build/server/index.js", "app/node_modules/.bin/react-router-serve", "opt/node/bin/node"} <= files
             and "app/node_modules/@react-router/dev" not in files and "app/node_modules/vite" not in files
             and "opt/node/include" not in files, str(sorted(f for f in files if f.count("/") <= 3))[:3000])
+    T.check("react-router: the image holds build/, package.json and node_modules, no source or lockfile",
+            "app/package.json" in files and not ({"app/app/root.jsx", "app/app", "app/vite.config.js",
+                                                  "app/package-lock.json", "app/react-router.config.js"} & files),
+            str(sorted(f for f in files if f.startswith("app/") and f.count("/") <= 1)))
     try:
         body = run_http(out, "latest", "/")
     except Exception as e:  # noqa: BLE001

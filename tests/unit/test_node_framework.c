@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "handlers/node_framework.h"
+#include "handlers/node_lambda.h"
 #include "handlers/node_release.h"
 #include "handlers/plan.h"
 #include "handlers/render.h"
@@ -182,12 +183,60 @@ static void test_run_files(void **state)
     }
 }
 
+/* run files with the production deps (SvelteKit's adapter-node, Astro's @astrojs/node): the
+ * prune stage, the deps layer before the output, nothing else of the app dir; a bundled
+ * function does not remove node_modules it never copies */
+static void test_run_deps(void **state)
+{
+    _cleanup_plan_ kiln_plan_t *p = kiln_plan_new(), *q = NULL;
+    _cleanup_free_ char *json = NULL, *df = NULL, *fn = NULL;
+    const char *deps, *out;
+    kiln_error_t err = {0};
+    (void)state;
+    kiln_plan_set(&p->provider, "node");
+    kiln_plan_set(&p->build_image, "b");
+    kiln_plan_set(&p->run_image, "r");
+    kiln_plan_set(&p->start, "node build");
+    kiln_plan_set(&p->prune, "npm prune --omit=dev");
+    kiln_plan_add(p->deps, &p->n_deps, NULL, "node_modules");
+    kiln_plan_add(p->run_files, &p->n_run_files, NULL, "build");
+    kiln_plan_add(p->run_files, &p->n_run_files, NULL, "package.json");
+    p->run_deps = true;
+    p->outputs = KILN_PLAN_OUT_IMAGE;
+    assert_int_equal(kiln_plan_to_json(p, &json, &err), 0);
+    assert_non_null(strstr(json, "\"runDeps\": true"));
+    assert_int_equal(kiln_plan_from_json(json, strlen(json), &q, &err), 0);
+    assert_true(q->run_deps);
+    assert_int_equal(kiln_render_dockerfile(q, NULL, &df, &err), 0);
+    assert_non_null(strstr(df, "FROM deps AS prod-deps\n"));
+    deps = strstr(df, "COPY --from=prod-deps /app/node_modules /app/node_modules\n");
+    out = strstr(df, "COPY --from=build /app/build /app/build\n");
+    assert_non_null(deps);
+    assert_non_null(out);
+    assert_true(deps < out); /* the deps layer first: an app change keeps its digest */
+    assert_non_null(strstr(df, "COPY --from=build /app/package.json /app/package.json\n"));
+    assert_null(strstr(df, "COPY --from=build /app/. /app"));
+    /* a bundled function (Nitro's .output/server) copies its dir alone */
+    q->outputs = KILN_PLAN_OUT_FUNCTION;
+    q->function_bundled = true;
+    kiln_plan_set(&q->function_dir, ".output/server");
+    assert_int_equal(kiln_render_dockerfile(q, NULL, &fn, &err), 0);
+    assert_null(strstr(fn, "rm -rf node_modules"));
+    assert_non_null(strstr(fn, "COPY --from=build /app/.output/server /\n"));
+    {
+        static const char bad[] = "{\"provider\":\"node\",\"runDeps\":\"yes\"}";
+        kiln_plan_t *r = NULL;
+        assert_int_equal(kiln_plan_from_json(bad, strlen(bad), &r, &err), -1);
+        assert_non_null(strstr(err.msg, "\"runDeps\" must be a boolean"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_option),    cmocka_unit_test(test_lambda_majors),
         cmocka_unit_test(test_function_runtime), cmocka_unit_test(test_function_handler),
-        cmocka_unit_test(test_run_files),
+        cmocka_unit_test(test_run_files),        cmocka_unit_test(test_run_deps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
