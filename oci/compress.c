@@ -183,7 +183,8 @@ kiln_sink_t kiln_compressor_sink(kiln_compressor_t *c)
 /* -------------------------------------------------------------- decompressor */
 
 struct kiln_decompressor {
-    int fd;
+    kiln_read_fn read;
+    void *read_ctx;
     kiln_compression_t type;
     kiln_hash_fn raw_hash, out_hash;
     void *raw_ctx, *out_ctx;
@@ -205,11 +206,9 @@ static int refill(kiln_decompressor_t *d, kiln_error_t *err)
         d->ipos = 0;
     }
     while (d->ilen < IN_SIZE && !d->eof) {
-        ssize_t n = read(d->fd, d->ibuf + d->ilen, IN_SIZE - d->ilen);
-        if (n < 0 && errno == EINTR)
-            continue;
+        ssize_t n = d->read(d->read_ctx, d->ibuf + d->ilen, IN_SIZE - d->ilen, err);
         if (n < 0)
-            return kiln_error_set(err, errno, "reading the layer stream");
+            return -1;
         if (n == 0) {
             d->eof = 1;
             break;
@@ -222,11 +221,32 @@ static int refill(kiln_decompressor_t *d, kiln_error_t *err)
     return 0;
 }
 
+/* The reader of a plain fd (ctx holds the fd number). */
+static ssize_t fd_read(void *ctx, void *buf, size_t len, kiln_error_t *err)
+{
+    for (;;) {
+        ssize_t n = read((int)(intptr_t)ctx, buf, len);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR)
+            return kiln_error_set(err, errno, "reading the layer stream");
+    }
+}
+
 int kiln_decompressor_new(int fd, kiln_hash_fn raw_hash, void *raw_ctx, kiln_hash_fn out_hash,
                           void *out_ctx, kiln_decompressor_t **res, kiln_error_t *err)
 {
+    return kiln_decompressor_new_reader(fd_read, (void *)(intptr_t)fd, raw_hash, raw_ctx, out_hash,
+                                        out_ctx, res, err);
+}
+
+int kiln_decompressor_new_reader(kiln_read_fn fn, void *ctx, kiln_hash_fn raw_hash, void *raw_ctx,
+                                 kiln_hash_fn out_hash, void *out_ctx, kiln_decompressor_t **res,
+                                 kiln_error_t *err)
+{
     kiln_decompressor_t *d = kiln_xzalloc(sizeof(*d));
-    d->fd = fd;
+    d->read = fn;
+    d->read_ctx = ctx;
     d->raw_hash = raw_hash;
     d->raw_ctx = raw_ctx;
     d->out_hash = out_hash;

@@ -72,6 +72,13 @@ typedef struct kiln_decompressor kiln_decompressor_t;
 typedef void (*kiln_hash_fn)(void *ctx, const void *buf, size_t len);
 int kiln_decompressor_new(int fd, kiln_hash_fn raw_hash, void *raw_ctx, kiln_hash_fn out_hash,
                           void *out_ctx, kiln_decompressor_t **res, kiln_error_t *err);
+/* Where a decompressor can read its input from besides an fd (e.g. a blob
+ * still downloading): up to len bytes, 0 at the end, -1 with err. */
+typedef ssize_t (*kiln_read_fn)(void *ctx, void *buf, size_t len, kiln_error_t *err);
+/* The same reading the compressed stream through fn(ctx, ...). */
+int kiln_decompressor_new_reader(kiln_read_fn fn, void *ctx, kiln_hash_fn raw_hash, void *raw_ctx,
+                                 kiln_hash_fn out_hash, void *out_ctx, kiln_decompressor_t **res,
+                                 kiln_error_t *err);
 /* Reads up to len decompressed bytes; 0 at the clean end of the stream. A
  * stream that ends early ("truncated"), corrupt data or trailing garbage fails
  * with a message saying so. */

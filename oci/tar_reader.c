@@ -44,11 +44,16 @@ static int fail(kiln_tar_reader_t *t, const char *what, kiln_error_t *err)
 int kiln_tar_reader_open(int fd, kiln_hash_fn raw_hash, kiln_hash_fn out_hash, void *hash_ctx,
                          kiln_tar_reader_t **res, kiln_error_t *err)
 {
-    kiln_tar_reader_t *t = kiln_xzalloc(sizeof(*t));
-    if (kiln_decompressor_new(fd, raw_hash, hash_ctx, out_hash, hash_ctx, &t->dec, err) < 0) {
-        free(t);
+    kiln_decompressor_t *dec;
+    if (kiln_decompressor_new(fd, raw_hash, hash_ctx, out_hash, hash_ctx, &dec, err) < 0)
         return -1;
-    }
+    return kiln_tar_reader_open_dec(dec, res, err);
+}
+
+int kiln_tar_reader_open_dec(kiln_decompressor_t *dec, kiln_tar_reader_t **res, kiln_error_t *err)
+{
+    kiln_tar_reader_t *t = kiln_xzalloc(sizeof(*t));
+    t->dec = dec;
     t->buf = kiln_xmalloc(READ_CHUNK);
     t->a = archive_read_new();
     if (t->a == NULL) {
@@ -81,6 +86,19 @@ ssize_t kiln_tar_reader_data(kiln_tar_reader_t *t, void *buf, size_t len, kiln_e
     if (n < 0)
         return fail(t, "reading entry data", err);
     return n;
+}
+
+int kiln_tar_reader_data_block(kiln_tar_reader_t *t, const void **buf, size_t *len, int64_t *offset,
+                               kiln_error_t *err)
+{
+    la_int64_t off = 0;
+    int r = archive_read_data_block(t->a, buf, len, &off);
+    if (r == ARCHIVE_EOF)
+        return 0;
+    if (r < ARCHIVE_WARN)
+        return fail(t, "reading entry data", err);
+    *offset = off;
+    return 1;
 }
 
 int kiln_tar_reader_finish(kiln_tar_reader_t *t, kiln_error_t *err)

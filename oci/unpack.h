@@ -54,6 +54,12 @@ void kiln_unpack_opts_init(kiln_unpack_opts_t *opts);
 int kiln_layer_unpack(int fd, const char *rootfs, const kiln_unpack_opts_t *opts,
                       kiln_unpack_stats_t *stats, kiln_error_t *err);
 
+/* The same reading the layer through fn(ctx, ...) (e.g. a blob still
+ * downloading: kiln_blob_stream_read); fn's error ends the unpack. */
+int kiln_unpack_reader(kiln_read_fn fn, void *ctx, const char *rootfs,
+                       const kiln_unpack_opts_t *opts, kiln_unpack_stats_t *stats,
+                       kiln_error_t *err);
+
 /* Normalises a path of a tar entry in place: drops leading "./", "."
  * components, repeated and trailing slashes. Rejects absolute paths and ".."
  * components with an error naming the entry (orig) and what is wrong with
