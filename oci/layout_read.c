@@ -358,17 +358,29 @@ void kiln_layout_image_free(kiln_layout_image_t *img)
     free(img);
 }
 
-/* Copies one blob of the layout into the store, verifying digest and size. */
+/* Copies one blob of the layout into the store, verifying digest and size. The layout
+ * still has it after a crash: no fsync, and a blob in the store of another size (cut short
+ * by a crash) is copied again. */
 static int import_blob(kiln_store_t *s, const char *dir, const kiln_descriptor_t *d,
                        kiln_error_t *err)
 {
     _cleanup_close_ int fd = -1;
+    kiln_store_writer_t *w;
+    kiln_sink_t sink;
+    uint64_t have = 0;
 
-    if (kiln_store_has(s, &d->digest, NULL))
+    if (kiln_store_has(s, &d->digest, &have) && have == d->size)
         return 0;
-    if (kiln_layout_open_blob(dir, &d->digest, &fd, NULL, err) < 0)
+    if (kiln_layout_open_blob(dir, &d->digest, &fd, NULL, err) < 0 ||
+        kiln_store_writer_new(s, &d->digest, (int64_t)d->size, &w, err) < 0)
         return -1;
-    if (kiln_store_put_fd(s, fd, &d->digest, (int64_t)d->size, NULL, NULL, err) < 0)
+    kiln_store_writer_no_sync(w);
+    sink = kiln_store_writer_sink(w);
+    if (kiln_sink_copy_fd(&sink, fd, err) < 0) {
+        kiln_store_writer_abort(w);
+        return kiln_error_prefix(err, "OCI layout %s", dir);
+    }
+    if (kiln_store_writer_commit(w, NULL, NULL, err) < 0)
         return kiln_error_prefix(err, "OCI layout %s", dir);
     return 0;
 }
@@ -403,6 +415,7 @@ static int import_archive(kiln_store_t *s, const kiln_layout_image_t *img, kiln_
             if (!kiln_store_has(s, &want[i]->digest, NULL)) {
                 if (kiln_store_writer_new(s, &want[i]->digest, (int64_t)want[i]->size, &w, err) < 0)
                     goto out;
+                kiln_store_writer_no_sync(w); /* the archive still has it */
                 while ((k = archive_read_data(a, buf, sizeof(buf))) > 0)
                     if (kiln_store_writer_write(w, buf, (size_t)k, err) < 0)
                         break;

@@ -32,6 +32,7 @@
 
 #include "oci/docker_config.h"
 #include "oci/image.h"
+#include "oci/pull_stream.h"
 #include "oci/reference.h"
 #include "oci/store.h"
 #include "utils/error.h"
@@ -130,6 +131,11 @@ typedef struct kiln_registry_pull_opts {
     /* A layer it returns nonzero for is not fetched (NULL: every layer is), e.g. a registry
      * cache's cache mount packs, fetched only when a step mounts them. */
     int (*skip_layer)(void *ud, const kiln_descriptor_t *d);
+    /* Optional: called (on the download thread) for each blob that is fetched, before its
+     * first byte, with a stream of its bytes as they arrive (oci/pull_stream: take a
+     * reference to keep it), so it can be unpacked while it downloads. Pulled blobs are
+     * committed without fsync (they can be fetched again). */
+    void (*on_blob_stream)(void *ud, kiln_blob_stream_t *bs);
     void *hook_ud;
 } kiln_registry_pull_opts_t;
 

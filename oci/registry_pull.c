@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "oci/pull_stream.h"
 #include "oci/registry.h"
 #include "oci/registry_http.h"
 #include "utils/cleanup.h"
@@ -28,6 +29,9 @@ void kiln_registry_image_clear(kiln_registry_image_t *img)
 typedef struct {
     kiln_digest_t digest;
     uint64_t size;
+    /* its bytes for a reader while it downloads (po->on_blob_stream), released by
+     * whoever ends the download */
+    kiln_blob_stream_t *bs;
 } want_blob_t;
 
 typedef struct {
@@ -41,13 +45,57 @@ typedef struct {
 
 typedef struct {
     pull_ctx_t *pc;
-    const want_blob_t *b;
+    want_blob_t *b;
     kiln_store_writer_t *w;
     uint64_t got;
     uint64_t next_event;
     int attempt_started;
     char ds[KILN_DIGEST_STR_MAX];
 } dl_t;
+
+/* A new store writer for the blob (a pulled blob can be fetched again: no fsync), its
+ * stream (when one is read) pointed at the new file. */
+static int dl_new_writer(dl_t *d, kiln_error_t *err)
+{
+    if (kiln_store_writer_new(d->pc->s, &d->b->digest, (int64_t)d->b->size, &d->w, err) < 0)
+        return -1;
+    kiln_store_writer_no_sync(d->w);
+    if (d->b->bs != NULL) {
+        int fd = kiln_store_writer_open_read(d->w, err);
+        if (fd < 0)
+            return -1;
+        kiln_blob_stream_restart(d->b->bs, fd);
+    }
+    return 0;
+}
+
+/* Drops the blob written so far (the download starts over). */
+static void dl_drop_writer(dl_t *d)
+{
+    kiln_store_writer_abort(d->w);
+    d->w = NULL;
+    d->got = 0;
+}
+
+/* Verifies and publishes the blob; its readers learn the verdict. */
+static int dl_commit(dl_t *d, kiln_error_t *err)
+{
+    int rc = kiln_store_writer_commit(d->w, NULL, NULL, err);
+    d->w = NULL;
+    if (d->b->bs != NULL)
+        kiln_blob_stream_finish(d->b->bs, rc == 0, d->got, err);
+    return rc;
+}
+
+/* Ends blob b's stream (a failure unless it was committed) and drops it. */
+static void dl_end_stream(want_blob_t *b, const kiln_error_t *err)
+{
+    if (b->bs == NULL)
+        return;
+    kiln_blob_stream_finish(b->bs, 0, 0, err);
+    kiln_blob_stream_unref(b->bs);
+    b->bs = NULL;
+}
 
 /* Streams the body into the store writer; restarts when the server ignored Range. */
 static int dl_sink(void *ud, const void *buf, size_t len, long status, kiln_error_t *err)
@@ -56,16 +104,16 @@ static int dl_sink(void *ud, const void *buf, size_t len, long status, kiln_erro
     if (!d->attempt_started) {
         d->attempt_started = 1;
         if (status == 200 && d->got > 0) {
-            kiln_store_writer_abort(d->w);
-            d->w = NULL;
-            d->got = 0;
-            if (kiln_store_writer_new(d->pc->s, &d->b->digest, (int64_t)d->b->size, &d->w, err) < 0)
+            dl_drop_writer(d);
+            if (dl_new_writer(d, err) < 0)
                 return -1;
         }
     }
     if (kiln_store_writer_write(d->w, buf, len, err) < 0)
         return kiln_error_prefix(err, "blob %s", d->ds);
     d->got += len;
+    if (d->b->bs != NULL)
+        kiln_blob_stream_grow(d->b->bs, kiln_store_writer_flushed(d->w));
     if (d->got >= d->next_event) {
         kiln_reg_event(d->pc->r, KILN_REGISTRY_EV_BLOB_PROGRESS, NULL, d->ds, d->pc->ep->host, NULL,
                        d->b->size, d->got);
@@ -86,8 +134,11 @@ static int pull_blob(size_t i, void *ud, CURL *h, kiln_error_t *err)
     kiln_digest_str(&d.b->digest, d.ds);
     kiln_reg_event(pc->r, KILN_REGISTRY_EV_BLOB_START, NULL, d.ds, pc->ep->host, NULL, d.b->size,
                    0);
-    if (kiln_store_writer_new(pc->s, &d.b->digest, (int64_t)d.b->size, &d.w, err) < 0)
+    if (dl_new_writer(&d, err) < 0) {
+        kiln_store_writer_abort(d.w);
+        dl_end_stream(d.b, err);
         return -1;
+    }
     kiln_reg_repo_init(&repo, pc->r, pc->ep, pc->repository, "pull", NULL);
     for (;;) {
         kiln_reg_req_t q;
@@ -114,8 +165,7 @@ static int pull_blob(size_t i, void *ud, CURL *h, kiln_error_t *err)
                                (unsigned long long)d.got, (unsigned long long)d.b->size);
                 break;
             }
-            rc = kiln_store_writer_commit(d.w, NULL, NULL, err);
-            d.w = NULL;
+            rc = dl_commit(&d, err);
             if (rc < 0)
                 kiln_error_prefix(err, "blob %s from %s/%s", d.ds, pc->ep->host, repo.repository);
             break;
@@ -123,10 +173,8 @@ static int pull_blob(size_t i, void *ud, CURL *h, kiln_error_t *err)
         if (ok == 0 && q.status == 416 && d.got > 0) {
             /* range not satisfiable: start over */
             kiln_reg_req_free(&q);
-            kiln_store_writer_abort(d.w);
-            d.w = NULL;
-            d.got = 0;
-            if (kiln_store_writer_new(pc->s, &d.b->digest, (int64_t)d.b->size, &d.w, err) < 0)
+            dl_drop_writer(&d);
+            if (dl_new_writer(&d, err) < 0)
                 break;
             continue;
         }
@@ -152,6 +200,7 @@ static int pull_blob(size_t i, void *ud, CURL *h, kiln_error_t *err)
         break;
     }
     kiln_store_writer_abort(d.w);
+    dl_end_stream(d.b, err);
     kiln_reg_repo_clear(&repo);
     if (rc == 0) {
         kiln_reg_event(pc->r, KILN_REGISTRY_EV_BLOB_DONE, NULL, d.ds, pc->ep->host, NULL, d.b->size,
@@ -223,8 +272,7 @@ static int xfer_done(pull_ctx_t *pc, kiln_reg_repo_t *repo, xfer_t *x, CURLcode 
         rc = -1;
     } else if (cc == CURLE_OK && (q->status == 200 || q->status == 206) &&
                x->d.got == x->d.b->size) {
-        rc = kiln_store_writer_commit(x->d.w, NULL, NULL, err);
-        x->d.w = NULL;
+        rc = dl_commit(&x->d, err);
         if (rc < 0) {
             kiln_error_prefix(err, "blob %s from %s/%s", x->d.ds, pc->ep->host, repo->repository);
         } else {
@@ -237,11 +285,9 @@ static int xfer_done(pull_ctx_t *pc, kiln_reg_repo_t *repo, xfer_t *x, CURLcode 
     } else if (cc == CURLE_OK && q->status == 401) {
         x->state = X_SYNC;
     } else if (cc == CURLE_OK && q->status == 416 && x->d.got > 0) {
-        kiln_store_writer_abort(x->d.w);
-        x->d.w = NULL;
-        x->d.got = 0;
+        dl_drop_writer(&x->d);
         x->state = X_PENDING;
-        rc = kiln_store_writer_new(pc->s, &x->d.b->digest, (int64_t)x->d.b->size, &x->d.w, err);
+        rc = dl_new_writer(&x->d, err);
     } else if (x->attempt < pc->r->o.retries &&
                ((cc != CURLE_OK && kiln_reg_retryable_curl(cc)) ||
                 (cc == CURLE_OK && (q->status == 408 || q->status == 429 || q->status >= 500 ||
@@ -309,8 +355,11 @@ static int pull_blobs_multi(pull_ctx_t *pc, size_t n, kiln_error_t *err)
         xs[i].d.next_event = PROGRESS_STEP;
         kiln_digest_str(&xs[i].d.b->digest, xs[i].d.ds);
         xs[i].h = kiln_reg_handle();
-        rc = kiln_store_writer_new(pc->s, &xs[i].d.b->digest, (int64_t)xs[i].d.b->size, &xs[i].d.w,
-                                   err);
+        if (pc->po != NULL && pc->po->on_blob_stream != NULL) {
+            xs[i].d.b->bs = kiln_blob_stream_new(&xs[i].d.b->digest);
+            pc->po->on_blob_stream(pc->po->hook_ud, xs[i].d.b->bs);
+        }
+        rc = dl_new_writer(&xs[i].d, err);
     }
     while (rc == 0 && done < n) {
         CURLMsg *msg;
@@ -342,9 +391,11 @@ static int pull_blobs_multi(pull_ctx_t *pc, size_t n, kiln_error_t *err)
             curl_multi_remove_handle(m, xs[i].h);
             kiln_reg_req_free(&xs[i].q);
         }
-        if (rc == 0 && xs[i].state == X_SYNC)
-            pc->blobs[nsync++] = pc->blobs[i];
         kiln_store_writer_abort(xs[i].d.w);
+        if (rc == 0 && xs[i].state == X_SYNC)
+            pc->blobs[nsync++] = pc->blobs[i]; /* its stream goes along */
+        else
+            dl_end_stream(&pc->blobs[i], rc < 0 ? err : NULL);
         curl_easy_cleanup(xs[i].h);
         free(xs[i].range);
     }
@@ -364,6 +415,7 @@ static void add_want(want_blob_t **v, size_t *n, const kiln_descriptor_t *d)
     *v = kiln_xrealloc(*v, (*n + 1) * sizeof(**v));
     (*v)[*n].digest = d->digest;
     (*v)[*n].size = d->size;
+    (*v)[*n].bs = NULL;
     (*n)++;
 }
 

@@ -104,6 +104,18 @@ int kiln_store_writer_commit(kiln_store_writer_t *w, kiln_digest_t *digest, uint
                              kiln_error_t *err);
 /* Drops a write in progress (removes its temp file) and frees w. NULL is fine. */
 void kiln_store_writer_abort(kiln_store_writer_t *w);
+/* A blob that can be fetched again (a pull, a layout import): its commit does
+ * not fsync. After a crash it may be short or missing, which its users notice
+ * (the pull and the import compare sizes; an unpack checks the digest or
+ * diff_id): it is fetched again. Never for a blob only kiln has (a layer it
+ * built). */
+void kiln_store_writer_no_sync(kiln_store_writer_t *w);
+/* A new read-only fd of the blob being written (its temp file), for a reader
+ * following the write: the bytes up to kiln_store_writer_flushed are in it;
+ * it keeps the bytes after commit or abort. -1 with err. */
+int kiln_store_writer_open_read(kiln_store_writer_t *w, kiln_error_t *err);
+/* How many bytes are in the temp file (written past the writer's buffer). */
+uint64_t kiln_store_writer_flushed(const kiln_store_writer_t *w);
 
 /* Copies everything readable from fd into the store (expected may be NULL). */
 int kiln_store_put_fd(kiln_store_t *s, int fd, const kiln_digest_t *expected, int64_t expected_size,

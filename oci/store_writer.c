@@ -1,5 +1,6 @@
 /* kiln — blobs written into the store (see store.h): streamed into a temp file while hashed,
- * checked against the expected digest and size, fsynced and renamed into blobs/ on commit;
+ * checked against the expected digest and size, fsynced (unless it can be fetched again) and
+ * renamed into blobs/ on commit;
  * an aborted or failed write leaves no blob. */
 #include "oci/store.h"
 
@@ -27,6 +28,7 @@ struct kiln_store_writer {
     int has_expected;
     kiln_digest_t expected;
     int64_t expected_size;
+    int no_sync; /* the blob can be fetched again: no fsync at commit */
     size_t used;
     unsigned char buf[WRITER_BUF];
 };
@@ -113,6 +115,25 @@ kiln_sink_t kiln_store_writer_sink(kiln_store_writer_t *w)
     return s;
 }
 
+void kiln_store_writer_no_sync(kiln_store_writer_t *w)
+{
+    w->no_sync = 1;
+}
+
+int kiln_store_writer_open_read(kiln_store_writer_t *w, kiln_error_t *err)
+{
+    int fd = openat(w->store->tmp_fd, w->tmp_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return kiln_error_set(err, errno, "blob store %s: open temp file %s", w->store->root,
+                              w->tmp_name);
+    return fd;
+}
+
+uint64_t kiln_store_writer_flushed(const kiln_store_writer_t *w)
+{
+    return w->written - w->used;
+}
+
 void kiln_store_writer_abort(kiln_store_writer_t *w)
 {
     if (w == NULL)
@@ -145,7 +166,7 @@ int kiln_store_writer_commit(kiln_store_writer_t *w, kiln_digest_t *digest, uint
         goto fail;
     }
     if (!kiln_store_has(s, &got, NULL)) {
-        if (fchmod(w->fd, 0444) < 0 || fsync(w->fd) < 0) {
+        if (fchmod(w->fd, 0444) < 0 || (!w->no_sync && fsync(w->fd) < 0)) {
             kiln_error_set(err, errno, "blob store %s: sync temp file", s->root);
             goto fail;
         }
@@ -154,7 +175,8 @@ int kiln_store_writer_commit(kiln_store_writer_t *w, kiln_digest_t *digest, uint
                            got.hex);
             goto fail;
         }
-        fsync(s->blobs_fd);
+        if (!w->no_sync)
+            fsync(s->blobs_fd);
     }
     kiln_store_writer_abort(w); /* closes, drops the temp name if still there */
     if (digest != NULL)

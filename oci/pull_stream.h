@@ -1,0 +1,48 @@
+/* kiln — a blob read while it downloads: the pull writes each blob into its store temp file
+ * and says how far it got; a reader (an unpacker) follows the file, waiting for more bytes,
+ * and learns at the end whether the blob was published (its digest and size verified) or
+ * failed. The reader's last read returns 0 only once the blob is in the store, so whatever
+ * it built from the bytes is kept only for a verified blob.
+ *
+ * One stream per blob download, shared by reference between the download and its readers;
+ * every reader has its own position (a layer named twice is read twice). */
+#ifndef KILN_OCI_PULL_STREAM_H
+#define KILN_OCI_PULL_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "oci/digest.h"
+#include "utils/error.h"
+
+typedef struct kiln_blob_stream kiln_blob_stream_t;
+
+/* A stream of blob d (refcount 1), with no file yet. */
+kiln_blob_stream_t *kiln_blob_stream_new(const kiln_digest_t *d);
+kiln_blob_stream_t *kiln_blob_stream_ref(kiln_blob_stream_t *bs);
+void kiln_blob_stream_unref(kiln_blob_stream_t *bs);
+const kiln_digest_t *kiln_blob_stream_digest(const kiln_blob_stream_t *bs);
+
+/* Producer side (the download). The blob's bytes are (again) written from the start into
+ * the file read through fd (taken over; a download that starts over gives a new one). */
+void kiln_blob_stream_restart(kiln_blob_stream_t *bs, int fd);
+/* The first `avail` bytes are in the file. */
+void kiln_blob_stream_grow(kiln_blob_stream_t *bs, uint64_t avail);
+/* The end: ok (the blob, of `avail` bytes, is verified and in the store) or failed with e
+ * (NULL: a generic message). Only the first call counts. */
+void kiln_blob_stream_finish(kiln_blob_stream_t *bs, int ok, uint64_t avail, const kiln_error_t *e);
+
+/* Reader side. */
+typedef struct kiln_blob_reader {
+    kiln_blob_stream_t *bs;
+    uint64_t pos;
+} kiln_blob_reader_t;
+
+/* A kiln_read_fn over a kiln_blob_reader_t: up to len bytes (waiting until they are
+ * written), 0 once the blob is verified and read to its end, -1 with the download's error. */
+ssize_t kiln_blob_stream_read(void *reader, void *buf, size_t len, kiln_error_t *err);
+/* Waits for the end: 0 when the blob was verified and published, -1 with its error. */
+int kiln_blob_stream_wait(kiln_blob_stream_t *bs, kiln_error_t *err);
+
+#endif
