@@ -469,7 +469,7 @@ static int make_entry(struct unpack *u, struct archive_entry *e, mode_t type, in
         dir_time_add(u, path, e);
         /* a new directory made with its own mode and owner needs no more */
         if (!exists && !need_chown(u, e, 1) && !need_chmod(u, e, 1, made & u->create_mask) &&
-            archive_entry_xattr_count(e) == 0)
+            archive_entry_xattr_reset(e) == 0)
             return 0;
         _cleanup_close_ int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
