@@ -157,7 +157,8 @@ static int berry_linker(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_er
 /* A Yarn 2+ project's own release (.yarnrc.yml yarnPath, checked in under .yarn/releases):
  * it runs as `yarn` (a two-line shim the install step writes), and no yarn is fetched.
  * Returns 1 when the project has one, 0 when not. */
-static int berry_yarnpath(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error_t *err)
+static int berry_yarnpath(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan,
+                          const kiln_node_pm_field_t *f, kiln_error_t *err)
 {
     _cleanup_free_ char *path = NULL, *setup = NULL;
 
@@ -181,9 +182,10 @@ static int berry_yarnpath(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_
     kiln_plan_set(&plan->setup, setup);
     if (kiln_plan_add(plan->manifests, &plan->n_manifests, err, "%s", path) < 0)
         return -1;
-    kiln_plan_add(plan->notes, &plan->n_notes, NULL,
-                  "yarn: the project's own release %.80s (.yarnrc.yml yarnPath), not fetched",
-                  path);
+    kiln_plan_add(
+        plan->notes, &plan->n_notes, NULL,
+        "yarn: the project's own release %.80s (.yarnrc.yml yarnPath), not fetched%s", path,
+        f->hash ? " (packageManager's hash is of the registry's release: not checked)" : "");
     return 1;
 }
 
@@ -267,7 +269,7 @@ static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
          * one), and no telemetry leaves the sandbox */
         if (kiln_plan_setenv(plan, "YARN_ENABLE_GLOBAL_CACHE", "true", err) < 0 ||
             kiln_plan_setenv(plan, "YARN_ENABLE_TELEMETRY", "0", err) < 0 ||
-            berry_linker(ctx, plan, err) < 0 || (own = berry_yarnpath(ctx, plan, err)) < 0 ||
+            berry_linker(ctx, plan, err) < 0 || (own = berry_yarnpath(ctx, plan, f, err)) < 0 ||
             (own == 0 && plan_js_manager(ctx, plan, pm, f, lockfile, err) < 0))
             return -1;
     } else if (strcmp(pm, "bun") == 0) {

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "handlers/node_pm.h"
+#include "handlers/plan.h"
 #include "job/toolchain.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
@@ -224,12 +225,46 @@ static void test_tar_file(void **state)
     assert_int_equal(kiln_toolchain_tar_file("junk", 4, "bin/yarn.js", &out, &n, &err), -1);
 }
 
+/* A plan's toolchain.with goes through its JSON form and back (a --plan file is read back). */
+static void test_plan_json(void **state)
+{
+    _cleanup_plan_ kiln_plan_t *p = kiln_plan_new(), *q = NULL;
+    _cleanup_free_ char *json = NULL;
+    kiln_plan_tool_t t = {.name = "yarn",
+                          .package = "@yarnpkg/cli-dist",
+                          .version = "4.5.3",
+                          .hash = "sha512." SHA512_ABC,
+                          .hash_file = "bin/yarn.js",
+                          .lib = true};
+    kiln_error_t err = {0};
+    (void)state;
+
+    kiln_plan_set(&p->provider, "node");
+    kiln_plan_set(&p->toolchain.name, "node");
+    kiln_plan_set(&p->toolchain.version, "26");
+    kiln_plan_tool_set(&p->toolchain.with, &t);
+    assert_int_equal(kiln_plan_to_json(p, &json, &err), 0);
+    assert_int_equal(kiln_plan_from_json(json, strlen(json), &q, &err), 0);
+    assert_string_equal(q->toolchain.with.name, "yarn");
+    assert_string_equal(q->toolchain.with.package, "@yarnpkg/cli-dist");
+    assert_string_equal(q->toolchain.with.version, "4.5.3");
+    assert_string_equal(q->toolchain.with.hash, "sha512." SHA512_ABC);
+    assert_string_equal(q->toolchain.with.hash_file, "bin/yarn.js");
+    assert_null(q->toolchain.with.integrity);
+    assert_true(q->toolchain.with.lib);
+    /* cleared: nothing of it left */
+    kiln_plan_tool_set(&q->toolchain.with, NULL);
+    assert_null(q->toolchain.with.package);
+    assert_false(q->toolchain.with.lib);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),          cmocka_unit_test(test_parse_refused),
         cmocka_unit_test(test_lockfile_lines), cmocka_unit_test(test_hashes),
         cmocka_unit_test(test_hash_check),     cmocka_unit_test(test_tar_file),
+        cmocka_unit_test(test_plan_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
