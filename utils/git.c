@@ -249,43 +249,28 @@ static int checkout_at(const char *url, const char *ref, const kiln_git_opts_t *
                        const kiln_netpolicy_t *policy, const char *dest, int depth, char **commit,
                        kiln_error_t *err)
 {
-    git_repository *repo = NULL;
-    git_commit *c = NULL;
-    git_tree *tree = NULL;
-    _cleanup_close_ int lockfd = -1;
-    char sha[GIT_OID_HEXSZ + 1];
+    kiln_git_target_t t;
     int ret = -1;
 
-    if (mkdir(dest, 0755) < 0 && errno != EEXIST)
-        return kiln_error_set(err, errno, "mkdir %s", dest);
-    if (kiln_git_mirror_open(url, opts, policy, &repo, &lockfd, err) < 0)
+    if (kiln_git_target_open(url, ref, opts, policy, dest, &t, err) < 0)
         return -1;
-    if (kiln_git_resolve_ref(repo, url, ref, &c, err) < 0)
-        goto out;
-    if (git_commit_tree(&tree, c) < 0) {
-        kiln_git_fail(err, "read tree of", url, ref);
-        goto out;
-    }
     {
         _cleanup_close_ int dfd = open(dest, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (dfd < 0) {
             kiln_error_set(err, errno, "open %s", dest);
             goto out;
         }
-        if (write_tree(repo, tree, dfd, dest, opts, err) < 0) {
+        if (write_tree(t.repo, t.tree, dfd, dest, opts, err) < 0) {
             kiln_error_prefix(err, "git checkout %s", ref ? ref : "HEAD");
             goto out;
         }
     }
-    git_oid_tostr(sha, sizeof(sha), git_commit_id(c));
-    if (checkout_submodules(repo, tree, url, opts, dest, depth, err) < 0)
+    if (checkout_submodules(t.repo, t.tree, url, opts, dest, depth, err) < 0)
         goto out;
-    *commit = kiln_xstrdup(sha);
+    *commit = kiln_xstrdup(t.sha);
     ret = 0;
 out:
-    git_tree_free(tree);
-    git_commit_free(c);
-    git_repository_free(repo);
+    kiln_git_target_close(&t);
     return ret;
 }
 

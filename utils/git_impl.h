@@ -49,10 +49,25 @@ int kiln_git_deadline_error(const char *what);
 int kiln_git_mirror_open(const char *url, const kiln_git_opts_t *opts,
                          const kiln_netpolicy_t *policy, git_repository **out, int *lockfd,
                          kiln_error_t *err);
-/* Resolves a ref in the mirror: NULL = HEAD, then refs/heads/REF, refs/tags/REF, then a
- * commit SHA (full or abbreviated). -1 naming the ref and the URL (redacted). */
-int kiln_git_resolve_ref(git_repository *repo, const char *url, const char *ref, git_commit **out,
+
+/* A commit to check out: the mirror it is in (its lock held), the commit, its tree, its id. */
+typedef struct kiln_git_target {
+    git_repository *repo;
+    git_commit *commit;
+    git_tree *tree;
+    int lockfd;
+    char sha[GIT_OID_HEXSZ + 1];
+} kiln_git_target_t;
+
+/* What both checkouts (fresh and kept) start with: dest made (0755, may exist), the mirror of
+ * url opened and fetched into under policy, ref resolved (NULL = HEAD, then refs/heads/REF,
+ * refs/tags/REF, then a commit SHA, full or abbreviated) to its commit and tree. -1 with err
+ * naming dest, or the ref and the URL (redacted); *t is then empty. */
+int kiln_git_target_open(const char *url, const char *ref, const kiln_git_opts_t *opts,
+                         const kiln_netpolicy_t *policy, const char *dest, kiln_git_target_t *t,
                          kiln_error_t *err);
+/* Frees the target and releases the mirror's lock. */
+void kiln_git_target_close(kiln_git_target_t *t);
 
 /* What a checkout does once its session is open (see kiln_git_session). */
 typedef int (*kiln_git_session_fn)(void *ctx, const kiln_netpolicy_t *policy, kiln_error_t *err);

@@ -239,8 +239,9 @@ int kiln_git_mirror_open(const char *url, const kiln_git_opts_t *opts,
 
 /* Resolves a ref in the mirror: NULL = HEAD, then refs/heads/REF, refs/tags/REF,
  * then a commit SHA (full or abbreviated). */
-int kiln_git_resolve_ref(git_repository *repo, const char *url, const char *ref, git_commit **out,
-                         kiln_error_t *err)
+/* Resolves a ref in the mirror (see kiln_git_target_open). -1 naming the ref and the URL. */
+static int resolve_ref(git_repository *repo, const char *url, const char *ref, git_commit **out,
+                       kiln_error_t *err)
 {
     git_object *obj = NULL;
     bool hex = ref != NULL && strlen(ref) >= 4 && strlen(ref) <= 40;
@@ -268,4 +269,38 @@ int kiln_git_resolve_ref(git_repository *repo, const char *url, const char *ref,
     }
     *out = (git_commit *)obj;
     return 0;
+}
+
+int kiln_git_target_open(const char *url, const char *ref, const kiln_git_opts_t *opts,
+                         const kiln_netpolicy_t *policy, const char *dest, kiln_git_target_t *t,
+                         kiln_error_t *err)
+{
+    memset(t, 0, sizeof(*t));
+    t->lockfd = -1;
+    if (mkdir(dest, 0755) < 0 && errno != EEXIST)
+        return kiln_error_set(err, errno, "mkdir %s", dest);
+    if (kiln_git_mirror_open(url, opts, policy, &t->repo, &t->lockfd, err) < 0)
+        return -1;
+    if (resolve_ref(t->repo, url, ref, &t->commit, err) < 0)
+        goto fail;
+    if (git_commit_tree(&t->tree, t->commit) < 0) {
+        kiln_git_fail(err, "read tree of", url, ref);
+        goto fail;
+    }
+    git_oid_tostr(t->sha, sizeof(t->sha), git_commit_id(t->commit));
+    return 0;
+fail:
+    kiln_git_target_close(t);
+    return -1;
+}
+
+void kiln_git_target_close(kiln_git_target_t *t)
+{
+    git_tree_free(t->tree);
+    git_commit_free(t->commit);
+    git_repository_free(t->repo);
+    if (t->lockfd >= 0)
+        close(t->lockfd);
+    memset(t, 0, sizeof(*t));
+    t->lockfd = -1;
 }

@@ -95,36 +95,25 @@ static int checkout_kept_at(const char *url, const char *ref, const kiln_git_opt
                             const kiln_netpolicy_t *policy, const char *dest,
                             const char *index_path, char **commit, kiln_error_t *err)
 {
-    git_repository *repo = NULL;
-    git_commit *c = NULL;
-    git_tree *tree = NULL;
+    kiln_git_target_t t;
     git_index *idx = NULL;
-    int lockfd = -1, ret = -1;
-    char sha[GIT_OID_HEXSZ + 1];
+    int ret = -1;
     git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
 
-    if (mkdir(dest, 0755) < 0 && errno != EEXIST)
-        return kiln_error_set(err, errno, "mkdir %s", dest);
-    if (kiln_git_mirror_open(url, opts, policy, &repo, &lockfd, err) < 0)
+    if (kiln_git_target_open(url, ref, opts, policy, dest, &t, err) < 0)
         return -1;
-    if (kiln_git_resolve_ref(repo, url, ref, &c, err) < 0)
-        goto out;
-    if (git_commit_tree(&tree, c) < 0) {
-        kiln_git_fail(err, "read tree of", url, ref);
-        goto out;
-    }
-    if (git_tree_entry_byname(tree, ".gitmodules") != NULL) {
+    if (git_tree_entry_byname(t.tree, ".gitmodules") != NULL) {
         ret = 1; /* submodules are checked out by the fresh path only */
         goto out;
     }
     /* in memory only: the shared mirror's config is not touched */
-    if (git_repository_set_workdir(repo, dest, 0) < 0 || git_index_open(&idx, index_path) < 0 ||
-        git_repository_set_index(repo, idx) < 0) {
+    if (git_repository_set_workdir(t.repo, dest, 0) < 0 || git_index_open(&idx, index_path) < 0 ||
+        git_repository_set_index(t.repo, idx) < 0) {
         kiln_git_fail(err, "open the kept tree for", url, ref);
         goto out;
     }
     scrub_kept(idx, dest);
-    written_t w = {.opts = opts, .tree = tree, .dest = dest};
+    written_t w = {.opts = opts, .tree = t.tree, .dest = dest};
     co.progress_cb = on_written;
     co.progress_payload = &w;
     co.checkout_strategy =
@@ -133,20 +122,16 @@ static int checkout_kept_at(const char *url, const char *ref, const kiln_git_opt
     /* what the tree held is what the kept index says (not the mirror's HEAD, which the
      * fetch moved): a file changed or replaced since (a link planted) is rewritten */
     co.baseline_index = idx;
-    if (git_checkout_tree(repo, (const git_object *)tree, &co) < 0 || git_index_write(idx) < 0) {
+    if (git_checkout_tree(t.repo, (const git_object *)t.tree, &co) < 0 ||
+        git_index_write(idx) < 0) {
         kiln_git_fail(err, "check out (kept tree)", url, ref);
         goto out;
     }
-    git_oid_tostr(sha, sizeof(sha), git_commit_id(c));
-    *commit = kiln_xstrdup(sha);
+    *commit = kiln_xstrdup(t.sha);
     ret = 0;
 out:
     git_index_free(idx);
-    git_tree_free(tree);
-    git_commit_free(c);
-    git_repository_free(repo);
-    if (lockfd >= 0)
-        close(lockfd);
+    kiln_git_target_close(&t);
     return ret;
 }
 
