@@ -44,6 +44,14 @@ void kiln_cli_registry_free(kiln_cli_registry_t *cr)
     cr->mirrors = cr->insecure = NULL;
 }
 
+int kiln_cli_registry_end(kiln_cli_registry_t *cr, kiln_registry_t *r, kiln_store_t *s, int rc)
+{
+    kiln_store_close(s);
+    kiln_registry_free(r);
+    kiln_cli_registry_free(cr);
+    return rc;
+}
+
 static int parse_num(const char *cmd, const char *flag, const char *arg, long min, long max,
                      long *out)
 {

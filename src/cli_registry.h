@@ -93,6 +93,9 @@ typedef struct kiln_cli_registry {
 /* Defaults (environment included). */
 void kiln_cli_registry_init(kiln_cli_registry_t *cr);
 void kiln_cli_registry_free(kiln_cli_registry_t *cr);
+/* The end of a registry command: its store closed, its client and options freed (any may
+ * be NULL / unset); returns rc. */
+int kiln_cli_registry_end(kiln_cli_registry_t *cr, kiln_registry_t *r, kiln_store_t *s, int rc);
 
 /* Handles one registry option; returns 1 when it was one, 0 when not, -1 on a
  * bad value (message printed for command cmd). */

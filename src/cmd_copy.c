@@ -110,10 +110,8 @@ int kiln_cmd_copy(int argc, char **argv)
     kiln_cli_registry_init(&cr);
     c = kiln_cli_registry_getopt(&cr, "copy", argc, argv, "h", opts, usage, copy_opt, &f);
     ecr_create = f.ecr_create;
-    if (c == 1) {
-        kiln_cli_registry_free(&cr);
-        return KILN_EXIT_OK;
-    }
+    if (c == 1)
+        return kiln_cli_registry_end(&cr, NULL, NULL, KILN_EXIT_OK);
     if (c != 0)
         goto usage_fail;
     if (argc - optind != 2) {
@@ -214,15 +212,11 @@ done:
     rc = KILN_EXIT_OK;
     goto cleanup;
 usage_fail:
-    kiln_cli_registry_free(&cr);
-    return KILN_EXIT_USAGE;
+    return kiln_cli_registry_end(&cr, r, s, KILN_EXIT_USAGE);
 fail:
     rc = kiln_cli_fail(&err);
 cleanup:
     kiln_descriptor_clear(&top);
     kiln_descriptor_clear(&man);
-    kiln_store_close(s);
-    kiln_registry_free(r);
-    kiln_cli_registry_free(&cr);
-    return rc;
+    return kiln_cli_registry_end(&cr, r, s, rc);
 }

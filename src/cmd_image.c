@@ -24,6 +24,52 @@ int kiln_cli_image_store_open(const char *opt_root, kiln_store_t **s, kiln_error
     return kiln_store_open(root, s, err);
 }
 
+int kiln_cli_image_getopt(kiln_cli_image_opts_t *o, int argc, char **argv)
+{
+    struct option opts[6] = {{"root", required_argument, NULL, 'R'},
+                             {"help", no_argument, NULL, 'h'}};
+    char shorts[8] = ":h", *sp = shorts + 2;
+    size_t n = 2;
+    int c;
+
+    if (o->formats)
+        opts[n++] = (struct option){"format", required_argument, NULL, 'F'};
+    if (o->flag) {
+        opts[n++] = (struct option){o->flag, no_argument, NULL, o->flag[0]};
+        *sp++ = o->flag[0];
+    }
+    if (o->value) {
+        opts[n++] = (struct option){o->value, required_argument, NULL, o->value[0]};
+        *sp++ = o->value[0];
+        *sp++ = ':';
+    }
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
+        if (c == 'R') {
+            o->root = optarg;
+        } else if (c == 'h') {
+            o->usage(stdout);
+            return KILN_EXIT_OK;
+        } else if (c == 'F' && o->formats) {
+            const char *const *f = o->formats;
+            while (*f && strcmp(*f, optarg) != 0)
+                f++;
+            if (*f == NULL)
+                return kiln_cli_usage_error(o->cmd, "--format %s: %s or %s", optarg, o->formats[0],
+                                            o->formats[1]);
+            o->format = *f;
+        } else if (o->flag && c == o->flag[0]) {
+            o->flag_set = 1;
+        } else if (o->value && c == o->value[0]) {
+            o->value_arg = optarg;
+        } else {
+            return kiln_cli_bad_option(o->cmd, c, argv, opts);
+        }
+    }
+    return -1;
+}
+
 /* docker's SIZE: decimal units, three significant digits ("7.81MB"). */
 static void human_size(uint64_t n, char *buf, size_t len)
 {
@@ -92,39 +138,19 @@ static void images_usage(FILE *out)
 
 int kiln_cmd_images(int argc, char **argv)
 {
-    static const struct option opts[] = {{"quiet", no_argument, NULL, 'q'},
-                                         {"format", required_argument, NULL, 'F'},
-                                         {"root", required_argument, NULL, 'R'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    const char *root = NULL, *format = "table";
+    static const char *const formats[] = {"table", "json", NULL};
+    kiln_cli_image_opts_t o = {.cmd = "images",
+                               .usage = images_usage,
+                               .flag = "quiet",
+                               .formats = formats,
+                               .format = "table"};
     _cleanup_free_ char *store_root = NULL, *filter_full = NULL, *filter_repo = NULL;
     kiln_imagestore_index_t ix = {0};
     kiln_error_t err = {0};
-    int c, quiet = 0;
+    int r = kiln_cli_image_getopt(&o, argc, argv);
 
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":qh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'q':
-            quiet = 1;
-            break;
-        case 'F':
-            if (strcmp(optarg, "json") != 0 && strcmp(optarg, "table") != 0)
-                return kiln_cli_usage_error("images", "--format %s: table or json", optarg);
-            format = optarg;
-            break;
-        case 'R':
-            root = optarg;
-            break;
-        case 'h':
-            images_usage(stdout);
-            return KILN_EXIT_OK;
-        default:
-            return kiln_cli_bad_option("images", c, argv, opts);
-        }
-    }
+    if (r >= 0)
+        return r;
     if (argc - optind > 1)
         return kiln_cli_usage_error("images", "at most one REPOSITORY[:TAG]");
     if (optind < argc) {
@@ -138,10 +164,10 @@ int kiln_cmd_images(int argc, char **argv)
             free(steal_pointer(&filter_full));
         }
     }
-    if (kiln_cli_store_root(root, &store_root, &err) < 0 ||
+    if (kiln_cli_store_root(o.root, &store_root, &err) < 0 ||
         kiln_imagestore_load(store_root, &ix, &err) < 0)
         return kiln_cli_fail(&err);
-    if (!quiet && strcmp(format, "table") == 0)
+    if (!o.flag_set && strcmp(o.format, "table") == 0)
         printf("%-40s %-20s %-71s %-10s %s\n", "REPOSITORY", "TAG", "DIGEST", "SIZE", "CREATED");
     for (size_t i = 0; i < ix.n; i++) {
         const kiln_imagestore_entry_t *e = &ix.entries[i];
@@ -151,14 +177,14 @@ int kiln_cmd_images(int argc, char **argv)
         if (!matches(filter_full, filter_repo, e->name))
             continue;
         kiln_digest_str(&e->digest, ds);
-        if (quiet) {
+        if (o.flag_set) {
             printf("%s\n", ds);
             continue;
         }
         kiln_imagestore_familiar(e->name, &repo, &tag);
         human_size(e->size, size, sizeof(size));
         human_since(e->created, since, sizeof(since));
-        if (strcmp(format, "json") == 0) {
+        if (strcmp(o.format, "json") == 0) {
             json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:s,s:s}", "Repository", repo, "Tag",
                                   tag, "Name", e->name, "Digest", ds, "Size", size, "SizeBytes",
                                   (json_int_t)e->size, "CreatedAt", e->created ? e->created : "",
@@ -175,34 +201,11 @@ int kiln_cmd_images(int argc, char **argv)
     return KILN_EXIT_OK;
 }
 
-/* --root DIR and -h of tag and rmi; the remaining arguments start at optind. */
-static int root_opts(const char *cmd, int argc, char **argv, const char **root, void (*usage)(void))
+static void tag_usage(FILE *out)
 {
-    static const struct option opts[] = {{"root", required_argument, NULL, 'R'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    int c;
-
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        if (c == 'R') {
-            *root = optarg;
-        } else if (c == 'h') {
-            usage();
-            return 1;
-        } else {
-            return -kiln_cli_bad_option(cmd, c, argv, opts);
-        }
-    }
-    return 0;
-}
-
-static void tag_usage(void)
-{
-    printf("Usage: kiln tag [--root DIR] SOURCE[:TAG] TARGET[:TAG]\n\n"
-           "Names the image SOURCE (a name in kiln's store, or a digest it lists)\n"
-           "TARGET too. Nothing is pushed.\n");
+    fprintf(out, "Usage: kiln tag [--root DIR] SOURCE[:TAG] TARGET[:TAG]\n\n"
+                 "Names the image SOURCE (a name in kiln's store, or a digest it lists)\n"
+                 "TARGET too. Nothing is pushed.\n");
 }
 
 int kiln_cli_image_resolve(kiln_store_t *s, const char *name, kiln_digest_t *d, kiln_error_t *err)
@@ -231,17 +234,17 @@ int kiln_cli_image_resolve(kiln_store_t *s, const char *name, kiln_digest_t *d, 
 
 int kiln_cmd_tag(int argc, char **argv)
 {
-    const char *root = NULL;
     kiln_store_t *s = NULL;
     kiln_error_t err = {0};
     kiln_digest_t d;
-    int r = root_opts("tag", argc, argv, &root, tag_usage);
+    kiln_cli_image_opts_t o = {.cmd = "tag", .usage = tag_usage};
+    int r = kiln_cli_image_getopt(&o, argc, argv);
 
-    if (r != 0)
-        return r > 0 ? KILN_EXIT_OK : -r;
+    if (r >= 0)
+        return r;
     if (argc - optind != 2)
         return kiln_cli_usage_error("tag", "expected SOURCE and TARGET");
-    if (kiln_cli_image_store_open(root, &s, &err) < 0 ||
+    if (kiln_cli_image_store_open(o.root, &s, &err) < 0 ||
         kiln_cli_image_resolve(s, argv[optind], &d, &err) < 0 ||
         kiln_imagestore_tag(s, (const char *const *)&argv[optind + 1], 1, &d, &err) < 0) {
         kiln_store_close(s);
@@ -251,27 +254,27 @@ int kiln_cmd_tag(int argc, char **argv)
     return KILN_EXIT_OK;
 }
 
-static void rmi_usage(void)
+static void rmi_usage(FILE *out)
 {
-    printf("Usage: kiln rmi [--root DIR] NAME[:TAG]...\n\n"
-           "Removes the names from kiln's store (all or none: an unknown name fails).\n"
-           "The image's blobs stay until `kiln prune` finds nothing else using them.\n");
+    fprintf(out, "Usage: kiln rmi [--root DIR] NAME[:TAG]...\n\n"
+                 "Removes the names from kiln's store (all or none: an unknown name fails).\n"
+                 "The image's blobs stay until `kiln prune` finds nothing else using them.\n");
 }
 
 int kiln_cmd_rmi(int argc, char **argv)
 {
-    const char *root = NULL;
     kiln_store_t *s = NULL;
     kiln_error_t err = {0};
     kiln_digest_t *ds = NULL;
-    int r = root_opts("rmi", argc, argv, &root, rmi_usage);
+    kiln_cli_image_opts_t o = {.cmd = "rmi", .usage = rmi_usage};
+    int r = kiln_cli_image_getopt(&o, argc, argv);
 
-    if (r != 0)
-        return r > 0 ? KILN_EXIT_OK : -r;
+    if (r >= 0)
+        return r;
     if (argc - optind < 1)
         return kiln_cli_usage_error("rmi", "expected at least one NAME");
     ds = kiln_xzalloc((size_t)(argc - optind) * sizeof(*ds));
-    if (kiln_cli_image_store_open(root, &s, &err) < 0 ||
+    if (kiln_cli_image_store_open(o.root, &s, &err) < 0 ||
         kiln_imagestore_untag(s, (const char *const *)argv + optind, (size_t)(argc - optind), ds,
                               &err) < 0) {
         kiln_store_close(s);

@@ -131,44 +131,26 @@ static void save_usage(FILE *out)
 
 int kiln_cmd_save(int argc, char **argv)
 {
-    static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
-                                         {"format", required_argument, NULL, 'F'},
-                                         {"root", required_argument, NULL, 'R'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    const char *root = NULL, *out = NULL, *format = "docker";
+    static const char *const formats[] = {"docker", "oci", NULL};
+    kiln_cli_image_opts_t o = {.cmd = "save",
+                               .usage = save_usage,
+                               .value = "output",
+                               .formats = formats,
+                               .format = "docker"};
     _cleanup_free_ char *store_tmp = NULL, *tmpdir = NULL, *tmp_out = NULL;
     kiln_store_t *s = NULL;
     kiln_error_t err = {0};
-    int c, rc;
+    const char *out;
+    int rc = kiln_cli_image_getopt(&o, argc, argv);
 
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'o':
-            out = optarg;
-            break;
-        case 'F':
-            if (strcmp(optarg, "docker") != 0 && strcmp(optarg, "oci") != 0)
-                return kiln_cli_usage_error("save", "--format %s: docker or oci", optarg);
-            format = optarg;
-            break;
-        case 'R':
-            root = optarg;
-            break;
-        case 'h':
-            save_usage(stdout);
-            return KILN_EXIT_OK;
-        default:
-            return kiln_cli_bad_option("save", c, argv, opts);
-        }
-    }
+    if (rc >= 0)
+        return rc;
+    out = o.value_arg;
     if (out == NULL && isatty(STDOUT_FILENO))
         return kiln_cli_usage_error("save", "-o FILE is needed (or stdout redirected to a file)");
     if (optind >= argc)
         return kiln_cli_usage_error("save", "expected at least one image NAME");
-    if (kiln_cli_image_store_open(root, &s, &err) < 0)
+    if (kiln_cli_image_store_open(o.root, &s, &err) < 0)
         return kiln_cli_fail(&err);
     /* docker save > FILE: written whole in the store's tmp/, then copied to stdout */
     store_tmp = kiln_xasprintf("%s/tmp", kiln_store_root(s));
@@ -179,7 +161,7 @@ int kiln_cmd_save(int argc, char **argv)
     if (tmpdir != NULL)
         out = tmp_out = kiln_xasprintf("%s/image.tar", tmpdir);
     rc = save_images(s, (const char *const *)argv + optind, (size_t)(argc - optind),
-                     strcmp(format, "oci") == 0, out, &err) < 0 ||
+                     strcmp(o.format, "oci") == 0, out, &err) < 0 ||
                  (tmp_out != NULL && copy_to_stdout(tmp_out, &err) < 0)
              ? kiln_cli_fail(&err)
              : KILN_EXIT_OK;
@@ -347,36 +329,19 @@ static void load_usage(FILE *out)
 
 int kiln_cmd_load(int argc, char **argv)
 {
-    static const struct option opts[] = {{"input", required_argument, NULL, 'i'},
-                                         {"root", required_argument, NULL, 'R'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    const char *root = NULL, *in = NULL;
+    kiln_cli_image_opts_t o = {.cmd = "load", .usage = load_usage, .value = "input"};
     _cleanup_free_ char *tmp = NULL;
     kiln_store_t *s = NULL;
     kiln_error_t err = {0};
-    int c, docker, rc;
+    const char *in;
+    int docker, rc = kiln_cli_image_getopt(&o, argc, argv);
 
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":i:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'i':
-            in = optarg;
-            break;
-        case 'R':
-            root = optarg;
-            break;
-        case 'h':
-            load_usage(stdout);
-            return KILN_EXIT_OK;
-        default:
-            return kiln_cli_bad_option("load", c, argv, opts);
-        }
-    }
+    if (rc >= 0)
+        return rc;
+    in = o.value_arg;
     if (optind != argc)
         return kiln_cli_usage_error("load", "expected -i FILE (or the archive on stdin) only");
-    if (kiln_cli_image_store_open(root, &s, &err) < 0)
+    if (kiln_cli_image_store_open(o.root, &s, &err) < 0)
         return kiln_cli_fail(&err);
     /* docker load < FILE: stdin is kept in a temp file of the store (read in several passes) */
     if ((in == NULL || strcmp(in, "-") == 0) && stdin_to_file(s, &tmp, &err) < 0) {

@@ -82,10 +82,8 @@ int kiln_cmd_pull(int argc, char **argv)
     {
         char **out[2] = {&otype, &odest};
         c = kiln_cli_registry_getopt(&cr, "pull", argc, argv, "o:h", opts, usage, output_opt, out);
-        if (c == 1) {
-            kiln_cli_registry_free(&cr);
-            return KILN_EXIT_OK;
-        }
+        if (c == 1)
+            return kiln_cli_registry_end(&cr, NULL, NULL, KILN_EXIT_OK);
         if (c != 0)
             goto usage_fail;
     }
@@ -127,14 +125,10 @@ int kiln_cmd_pull(int argc, char **argv)
     rc = KILN_EXIT_OK;
     goto out;
 usage_fail:
-    kiln_cli_registry_free(&cr);
-    return KILN_EXIT_USAGE;
+    return kiln_cli_registry_end(&cr, r, s, KILN_EXIT_USAGE);
 fail:
     rc = kiln_cli_fail(&err);
 out:
     kiln_registry_image_clear(&img);
-    kiln_store_close(s);
-    kiln_registry_free(r);
-    kiln_cli_registry_free(&cr);
-    return rc;
+    return kiln_cli_registry_end(&cr, r, s, rc);
 }

@@ -44,10 +44,8 @@ int kiln_cmd_push(int argc, char **argv)
     kiln_cli_registry_init(&cr);
     c = kiln_cli_registry_getopt(&cr, "push", argc, argv, "h", opts, usage, kiln_cli_ecr_create_opt,
                                  &ecr_create);
-    if (c == 1) {
-        kiln_cli_registry_free(&cr);
-        return KILN_EXIT_OK;
-    }
+    if (c == 1)
+        return kiln_cli_registry_end(&cr, NULL, NULL, KILN_EXIT_OK);
     if (c != 0)
         goto usage_fail;
     if (argc - optind < 1) {
@@ -79,10 +77,8 @@ int kiln_cmd_push(int argc, char **argv)
         kiln_reference_t ref = {0};
         if (strncmp(argv[i], "docker://", 9) == 0)
             argv[i] += 9;
-        if (kiln_reference_parse(argv[i], &ref, &err) < 0) {
-            kiln_cli_registry_free(&cr);
-            return kiln_cli_fail(&err);
-        }
+        if (kiln_reference_parse(argv[i], &ref, &err) < 0)
+            goto fail; /* the store a bare name opened is closed too */
         kiln_reference_free(&ref);
     }
     if (kiln_cli_registry_client(&cr, &r, &err) < 0)
@@ -114,14 +110,10 @@ int kiln_cmd_push(int argc, char **argv)
     rc = KILN_EXIT_OK;
     goto out;
 usage_fail:
-    kiln_cli_registry_free(&cr);
-    return KILN_EXIT_USAGE;
+    return kiln_cli_registry_end(&cr, r, s, KILN_EXIT_USAGE);
 fail:
     rc = kiln_cli_fail(&err);
 out:
     kiln_descriptor_clear(&top);
-    kiln_store_close(s);
-    kiln_registry_free(r);
-    kiln_cli_registry_free(&cr);
-    return rc;
+    return kiln_cli_registry_end(&cr, r, s, rc);
 }

@@ -48,15 +48,12 @@ int kiln_cmd_soci(int argc, char **argv)
     argv++;
     kiln_cli_registry_init(&cr);
     c = kiln_cli_registry_getopt(&cr, "soci verify", argc, argv, "h", opts, usage, NULL, NULL);
-    if (c == 1) {
-        kiln_cli_registry_free(&cr);
-        return KILN_EXIT_OK;
-    }
+    if (c == 1)
+        return kiln_cli_registry_end(&cr, NULL, NULL, KILN_EXIT_OK);
     if (c != 0 || argc - optind != 1) {
         if (c == 0)
             kiln_cli_usage_error("soci verify", "expected one image");
-        kiln_cli_registry_free(&cr);
-        return KILN_EXIT_USAGE;
+        return kiln_cli_registry_end(&cr, NULL, NULL, KILN_EXIT_USAGE);
     }
     if (kiln_cli_registry_client(&cr, &r, &err) < 0 || kiln_cli_registry_store(&cr, &s, &err) < 0 ||
         kiln_cli_source_to_store(&cr, r, s, argv[optind], 0, &top, &from, &err) < 0)
@@ -77,8 +74,5 @@ fail:
     rc = kiln_cli_fail(&err);
 out:
     kiln_descriptor_clear(&top);
-    kiln_store_close(s);
-    kiln_registry_free(r);
-    kiln_cli_registry_free(&cr);
-    return rc;
+    return kiln_cli_registry_end(&cr, r, s, rc);
 }
