@@ -153,3 +153,23 @@ def answer(layout, timeout=60):
         return run_http(layout, "latest", timeout=timeout)
     except Exception as e:  # noqa: BLE001
         return repr(e)
+
+
+def build_answering(src, name, expect, built, answers, timeout=60):
+    """The stack tests' build-and-answer: an auto build of src tagged NAME:latest into the OCI
+    layout T.tmp/NAME-image, checked to succeed (check `built`), then run and checked to answer
+    `expect` over loopback (check `answers`). (layout, [files of each layer], every file) for
+    more checks, or None when the build failed."""
+    out = os.path.join(T.tmp, name + "-image")
+    r = build(src, "-t", name + ":latest", "--output", f"type=oci,dest={out}")
+    if not T.check(built, r.returncode == 0, r.stderr[-3000:]):
+        return None
+    body = answer(out, timeout)
+    T.check(answers, body == expect, body)
+    layers = layer_files(out)
+    return out, layers, set().union(*layers)
+
+
+def no_build_tools(flat):
+    """No compiler, JDK or build tool among an image's files."""
+    return not any(p.endswith(("bin/javac", "bin/mvn", "bin/gradle", "bin/gcc", "bin/cc")) for p in flat)

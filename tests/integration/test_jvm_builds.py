@@ -12,17 +12,10 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from examples_lib import ENV, answer, build, ensure_images, layer_files  # noqa: E402
-from kilntest import SRC, T, kiln  # noqa: E402
+from examples_lib import ENV, build, build_answering, ensure_images, fixture, no_build_tools  # noqa: E402
+from kilntest import T, kiln  # noqa: E402
 
-FIX = os.path.join(SRC, "tests", "fixtures")
 GRADLE_DIST = "https://services.gradle.org/distributions/gradle-9.4.1-bin.zip"
-
-
-def copy(name):
-    dst = os.path.join(T.tmp, name)
-    shutil.copytree(os.path.join(FIX, name), dst)
-    return dst
 
 
 def plan(src, env=None):
@@ -32,12 +25,8 @@ def plan(src, env=None):
     return (json.loads(r.stdout) if r.returncode == 0 else None), r
 
 
-def no_build_tools(flat):
-    return not any(p.endswith(("bin/javac", "bin/mvn", "bin/gradle", "bin/gcc", "bin/cc")) for p in flat)
-
-
 # --- plans: kiln.json "java" settings, module selection, the errors naming them ---------------
-multi = copy("jvm-multi")
+multi = fixture("", "jvm-multi")
 p, r = plan(multi)
 T.check("multi-module: the plan builds the last jar module (server) with -pl server -am and says why",
         p is not None and " -pl server -am" in p["commands"]["build"]
@@ -71,7 +60,7 @@ for body, msg in [
     T.check(f"kiln.json {body}: refused naming it", p is None and msg in r.stderr, r.stderr)
 os.unlink(os.path.join(multi, "kiln.json"))
 
-gradle = copy("jvm-gradle")
+gradle = fixture("", "jvm-gradle")
 p, r = plan(gradle)
 note = (f"the Gradle wrapper fetches its distribution {GRADLE_DIST} in the build step: Gradle distributions "
         "are not on Maven Central, and kiln's builds reach only the package registries, so unless that URL is "
@@ -83,15 +72,11 @@ T.check("gradle: the plan says the wrapper's distribution is not reachable, nami
 ok, log = ensure_images("jvm-build", "jvm-run")
 if T.check("jvm-build and jvm-run images are built (images/build.sh)", ok, log[-3000:]):
     # --- Quarkus: fast-jar, lib/ its own layer, answering on $PORT --------------------------
-    src = copy("jvm-quarkus")
-    out = os.path.join(T.tmp, "quarkus-image")
-    r = build(src, "-t", "quarkus:latest", "--output", f"type=oci,dest={out}")
-    if T.check("quarkus: the auto build succeeds (Maven Central, ~/.m2 cache mount)", r.returncode == 0,
-               r.stderr[-3000:]):
-        body = answer(out, 120)
-        T.check("quarkus: the image answers over loopback on $PORT", body == "quarkus ok\n", body)
-        layers = layer_files(out)
-        flat = set().union(*layers)
+    got = build_answering(fixture("", "jvm-quarkus"), "quarkus", "quarkus ok\n",
+                          "quarkus: the auto build succeeds (Maven Central, ~/.m2 cache mount)",
+                          "quarkus: the image answers over loopback on $PORT", 120)
+    if got:
+        _, layers, flat = got
         dep = [i for i, f in enumerate(layers) if any(x.startswith("app/lib/main/io.quarkus.quarkus-rest") for x in f)]
         app = [i for i, f in enumerate(layers) if "app/quarkus-run.jar" in f]
         T.check("quarkus: lib/ (the dependencies) and the application are separate layers, lib/ first",
@@ -102,15 +87,11 @@ if T.check("jvm-build and jvm-run images are built (images/build.sh)", ok, log[-
                 sorted(x for x in flat if "bin/" in x)[:40])
 
     # --- multi-module: the server module, its reactor dependency in lib/ ----------------------
-    out = os.path.join(T.tmp, "multi-image")
-    r = build(multi, "-t", "multi:latest", "--output", f"type=oci,dest={out}")
-    if T.check("multi-module: the auto build succeeds (mvn package -pl server -am)", r.returncode == 0,
-               r.stderr[-3000:]):
-        body = answer(out, 120)
-        T.check("multi-module: the server module answers with the greeting module's text", body == "multi-module ok\n",
-                body)
-        layers = layer_files(out)
-        flat = set().union(*layers)
+    got = build_answering(multi, "multi", "multi-module ok\n",
+                          "multi-module: the auto build succeeds (mvn package -pl server -am)",
+                          "multi-module: the server module answers with the greeting module's text", 120)
+    if got:
+        _, layers, flat = got
         T.check("multi-module: the reactor dependency is in lib/ (its own layer), the app jar after it",
                 "app/lib/greeting-0.1.0.jar" in flat and "app/app.jar" in layers[-1]
                 and "app/lib/greeting-0.1.0.jar" not in layers[-1], sorted(x for x in flat if x.startswith("app/")))

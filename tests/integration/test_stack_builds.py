@@ -8,38 +8,24 @@ minimal-run; a Deno server (tests/fixtures/deno-http) with Deno from the npm reg
 deno task start; a Rack app whose bundle install stops with a message naming the gem source
 builds cannot reach. One build per stack (plus the Boot rebuild); caches and images persist
 under /var/cache/kiln."""
-import json
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from examples_lib import answer, build, ensure_images, layer_files, manifest_layers  # noqa: E402
-from kilntest import SRC, T  # noqa: E402
-
-FIX = os.path.join(SRC, "tests", "fixtures")
-
-
-def copy(name):
-    dst = os.path.join(T.tmp, name)
-    shutil.copytree(os.path.join(FIX, name), dst)
-    return dst
+from examples_lib import build, build_answering, ensure_images, fixture, manifest_layers, no_build_tools  # noqa: E402
+from kilntest import T  # noqa: E402
 
 
 # --- JVM: Spring Boot through Maven -------------------------------------------------------
 ok, log = ensure_images("jvm-build", "jvm-run")
 if T.check("jvm-build and jvm-run images are built (images/build.sh)", ok, log[-3000:]):
-    src = copy("jvm-spring")
-    out = os.path.join(T.tmp, "spring-image")
-    r = build(src, "-t", "spring:latest", "--output", f"type=oci,dest={out}")
-    if T.check("spring boot: the auto build succeeds (Maven Central, ~/.m2 cache mount)", r.returncode == 0,
-               r.stderr[-3000:]):
-        body = answer(out, 120)
-        T.check("spring boot: the image answers over loopback on $PORT", body == "spring boot ok\n", body)
-        layers = layer_files(out)
-        flat = set().union(*layers)
-        T.check("spring boot: no javac, mvn or compiler in the run image",
-                not any(p.endswith(("bin/javac", "bin/mvn", "bin/gcc", "bin/cc")) for p in flat),
+    src = fixture("", "jvm-spring")
+    got = build_answering(src, "spring", "spring boot ok\n",
+                          "spring boot: the auto build succeeds (Maven Central, ~/.m2 cache mount)",
+                          "spring boot: the image answers over loopback on $PORT", 120)
+    if got:
+        out, layers, flat = got
+        T.check("spring boot: no javac, mvn or compiler in the run image", no_build_tools(flat),
                 sorted(p for p in flat if "bin/" in p)[:40])
         dep = [i for i, files in enumerate(layers) if any(p.startswith("app/BOOT-INF/lib/spring-web") for p in files)]
         app = [i for i, files in enumerate(layers) if "app/BOOT-INF/classes/dev/kiln/demo/App.class" in files]
@@ -62,15 +48,11 @@ if T.check("jvm-build and jvm-run images are built (images/build.sh)", ok, log[-
 # --- Rust: one crates.io crate, release build, the static binary alone on minimal-run -------
 ok, log = ensure_images("rust-build", "minimal-run")
 if T.check("rust-build and minimal-run images are built (Debian 12's newest rustc)", ok, log[-3000:]):
-    src = copy("rust-http")
-    out = os.path.join(T.tmp, "rust-image")
-    r = build(src, "-t", "rusthttp:latest", "--output", f"type=oci,dest={out}")
-    if T.check("rust: the auto build succeeds (crates.io, registry and target cache mounts)", r.returncode == 0,
-               r.stderr[-3000:]):
-        body = answer(out)
-        T.check("rust: the image answers over loopback with the crate's output", body == "rust ok 42\n", body)
-        layers = layer_files(out)
-        flat = set().union(*layers)
+    got = build_answering(fixture("", "rust-http"), "rusthttp", "rust ok 42\n",
+                          "rust: the auto build succeeds (crates.io, registry and target cache mounts)",
+                          "rust: the image answers over loopback with the crate's output")
+    if got:
+        _, layers, flat = got
         T.check("rust: the last layer holds only the binary", layers[-1] - {"app"} == {"app/rust-http"},
                 sorted(layers[-1]))
         T.check("rust: no rustc, cargo or compiler in the run image, no source or target dir",
@@ -82,13 +64,11 @@ if T.check("rust-build and minimal-run images are built (Debian 12's newest rust
 # --- Deno: the binary from the npm registry's deno package, deno task start ------------------
 ok, log = ensure_images("node-build")
 if T.check("node-build image is built (Deno's build image: npm fetches deno)", ok, log[-3000:]):
-    src = copy("deno-http")
-    out = os.path.join(T.tmp, "deno-image")
-    r = build(src, "-t", "denohttp:latest", "--output", f"type=oci,dest={out}")
-    if T.check("deno: the auto build succeeds (deno from the npm registry)", r.returncode == 0, r.stderr[-3000:]):
-        body = answer(out)
-        T.check("deno: the image answers over loopback through deno task start", body == "deno ok 2\n", body)
-        flat = set().union(*layer_files(out))
+    got = build_answering(fixture("", "deno-http"), "denohttp", "deno ok 2\n",
+                          "deno: the auto build succeeds (deno from the npm registry)",
+                          "deno: the image answers over loopback through deno task start")
+    if got:
+        flat = got[2]
         T.check("deno: the binary is in the run image, npm and node are not",
                 "opt/kiln/deno/bin/deno" in flat and not any(p.endswith(("bin/npm", "bin/node", "bin/gcc"))
                                                                for p in flat), "")
