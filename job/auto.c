@@ -130,6 +130,16 @@ static char *kept_dir(const char *root, const char *ns, const char *url)
     return kiln_xasprintf("%s/" KILN_AUTO_WORKTREES "/%s", root, d.hex);
 }
 
+/* The checked-out commit's author and message, for the build's record: a commit that
+ * cannot be read leaves them unknown (the build goes on). */
+static void commit_info(kiln_auto_source_t *s, const char *url, const kiln_git_opts_t *g)
+{
+    if (s->commit && kiln_git_commit_info(url, g, s->commit, &s->author, &s->message, NULL) < 0) {
+        s->author = NULL;
+        s->message = NULL;
+    }
+}
+
 /* Checks a git source out in place into its kept tree (DIR/tree, index DIR/index), holding
  * DIR/lock for the whole build (released by kiln_auto_source_release). 1 when the tree is
  * held by another build or the commit has submodules: the caller checks out afresh. -1
@@ -269,6 +279,7 @@ int kiln_auto_source_prepare(const char *spec, const kiln_auto_source_opts_t *op
                     goto fail;
                 if (subdir != NULL && subdir[0] != '\0')
                     s.subdir = kiln_xstrdup(subdir);
+                commit_info(&s, url, &g);
                 *src = s;
                 return 0;
             }
@@ -287,6 +298,7 @@ int kiln_auto_source_prepare(const char *spec, const kiln_auto_source_opts_t *op
             goto fail;
         }
         kiln_auto_notes_finish(&notes, &s.notes, NULL);
+        commit_info(&s, url, &g);
         s.top = steal_pointer(&tree);
         /* url_subdir is freed with this block */
         if (subdir != NULL && subdir[0] != '\0')
@@ -312,6 +324,8 @@ void kiln_auto_source_release(kiln_auto_source_t *src)
     free(src->top);
     free(src->subdir);
     free(src->commit);
+    free(src->author);
+    free(src->message);
     free(src->display);
     free(src->context_id);
     free(src->warning);

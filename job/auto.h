@@ -40,7 +40,9 @@ typedef struct kiln_auto_source {
     char *subdir;   /* the subdir applied, or NULL */
     char *checkout; /* temp checkout removed by release, or NULL for a local dir */
     char *commit;   /* git: the exact commit checked out, else NULL */
-    char *display;  /* the source as it may be shown (URL userinfo redacted) */
+    /* git: that commit's author (name) and message as utils/git reads them (capped), or NULL */
+    char *author, *message;
+    char *display; /* the source as it may be shown (URL userinfo redacted) */
     /* git: the stat cache identity of the tree ("git REPO SUBDIR"), whose entries the
      * checkout brought up to date (kiln_auto_notes_start); else NULL */
     char *context_id;

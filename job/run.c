@@ -343,7 +343,7 @@ static double elapsed(const struct timespec *a, const struct timespec *b)
 }
 
 /* The completion event's ids: the job's, as whoever accepted it set them. */
-static void event_ids(run_t *r, const char *context)
+static void event_ids(run_t *r, const char *context, const char *author, const char *message)
 {
     const kiln_job_spec_t *s = r->spec;
     json_t *src = json_object_get(r->ev, "source");
@@ -355,6 +355,11 @@ static void event_ids(run_t *r, const char *context)
         json_object_set_new(src, "commit", json_string(s->commit));
     if (s->branch)
         json_object_set_new(src, "branch", json_string(s->branch));
+    /* the checked-out commit's author and message (utils/git, capped) */
+    if (author)
+        json_object_set_new(src, "author", json_string(author));
+    if (message)
+        json_object_set_new(src, "message", json_string(message));
     if (s->tenant)
         json_object_set_new(r->ev, "tenant", json_string(s->tenant));
     json_object_set_new(r->ev, "trigger", json_string(s->trigger ? s->trigger : "cli"));
@@ -554,9 +559,12 @@ int kiln_job_run(const kiln_job_spec_t *s, const kiln_job_run_opts_t *o, kiln_jo
         out->code = KILN_JOB_ERR_INTERNAL;
         goto done;
     }
-    event_ids(&r, ab.src.display       ? ab.src.display
-                  : o->context_display ? o->context_display
-                                       : s->source);
+    event_ids(&r,
+              ab.src.display       ? ab.src.display
+              : o->context_display ? o->context_display
+                                   : s->source,
+              ab.src.commit ? ab.src.author : o->source_author,
+              ab.src.commit ? ab.src.message : o->source_message);
     /* the registry cache is pushed during the build: create its repository first */
     if (o->ecr_create && s->cache_to && o->ecr_create_fn &&
         o->ecr_create_fn((const char *const *)&s->cache_to, 1, err) < 0) {

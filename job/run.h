@@ -59,6 +59,10 @@ typedef struct kiln_job_run_opts {
     const char *secrets_dir;        /* secrets named without a source: DIR/ID */
     /* how the source was given, for the completion event (NULL: the spec's source) */
     const char *context_display;
+    /* the commit's author and message when the caller checked the source out itself (kiln job
+     * run), for the completion event's source; NULL: unknown (a git source checked out here
+     * reports its own) */
+    const char *source_author, *source_message;
     /* the context was unpacked for this build only (a tarball on stdin): no stat cache
      * unless the spec names the context's identity */
     int scratch_context;

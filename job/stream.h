@@ -8,6 +8,8 @@
  *               source checked out), planning (an auto build's
  *               detection), building, exporting | pushing | uploading (each output: files,
  *               a registry, S3), notifying, done
+ *   source      {"author", "message"} once a git source is checked out (the commit's, read
+ *               from it: capped, each absent when empty)
  *   step_start  {"step": N, "name": "[stage-0 2/3] RUN make"}
  *   step_end    {"step": N, "cache_hit": BOOL, "seconds": S} or {"step": N, "error": TEXT}
  *   log         {"text": LINE} and, for a step's output, {"step": N}

@@ -374,6 +374,15 @@ static int place_source(run_t *r, kiln_job_spec_t *spec, const kiln_job_source_o
         spec->commit = kiln_xstrdup(src->commit);
     if (spec->repo == NULL && spec->source_kind == KILN_JOB_SOURCE_GIT)
         spec->repo = kiln_job_redact_url(spec->source);
+    if (src->commit) {
+        /* who wrote the commit checked out and what it says, for the build's record */
+        json_t *ev = kiln_job_event_new(spec, "source");
+        if (src->author)
+            json_object_set_new(ev, "author", json_string(src->author));
+        if (src->message)
+            json_object_set_new(ev, "message", json_string(src->message));
+        send_ev(r, ev);
+    }
     if (spec->context_id == NULL && src->context_id)
         spec->context_id = kiln_xstrdup(src->context_id);
     if (src->context_id) {
@@ -616,6 +625,8 @@ static int job_run(int argc, char **argv)
     op.metadata_file = meta_path;
     kiln_build_run_opts(&op, &ro);
     ro.secrets_dir = secrets_dir;
+    ro.source_author = src.author;
+    ro.source_message = src.message;
     rc = run_build(&r, &spec, &ro, bev);
     if (rc < 0) {
         kiln_error_set(&err, errno, "starting the build");

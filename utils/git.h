@@ -86,6 +86,18 @@ void kiln_git_split_ref(const char *spec, char **url, char **ref);
  * unchanged when it has none). Use it wherever a URL may be shown. */
 char *kiln_git_redact(const char *url);
 
+/* Caps on what kiln_git_commit_info copies from a commit (bytes). */
+#define KILN_GIT_AUTHOR_MAX 200
+#define KILN_GIT_MESSAGE_MAX 1000
+
+/* The author's name and the message of commit sha (40 hex) of url, read from the mirror a
+ * checkout of url (with the same opts->cache_dir) fetched it into: nothing is fetched. Each
+ * cut at a character boundary to KILN_GIT_AUTHOR_MAX / KILN_GIT_MESSAGE_MAX bytes, trailing
+ * newlines dropped; NULL when empty. Both malloc'ed. -1 naming the commit and the URL
+ * (redacted) when it cannot be read. */
+int kiln_git_commit_info(const char *url, const kiln_git_opts_t *opts, const char *sha,
+                         char **author, char **message, kiln_error_t *err);
+
 /* Fetches `url` into its mirror and checks out `ref` (branch, tag, full or
  * abbreviated commit SHA; NULL = the remote's default branch) into `dest`,
  * which must not exist yet, with submodules. Sets *commit (40 hex, malloc'ed)

@@ -44,6 +44,9 @@ int kiln_git_deadline_left_ms(void);
 /* The libgit2 error of an operation (what: "read from HOST") that hit the deadline; -1. */
 int kiln_git_deadline_error(const char *what);
 
+/* The mirror directory for a URL: <cache>/<sha256 of the URL without userinfo>.git */
+char *kiln_git_mirror_path(const char *cache, const char *url);
+
 /* Opens (or creates, temp + rename) the mirror of url in opts->cache_dir and fetches into it
  * under policy; *lockfd receives the held lock on the mirror. */
 int kiln_git_mirror_open(const char *url, const kiln_git_opts_t *opts,

@@ -50,6 +50,11 @@ typedef const git_remote_callbacks CB;
     V(git_commit_free, (git_commit * c), (c))                                                      \
     F(const git_oid *, git_commit_id, (const git_commit *c), (c), NULL)                            \
     F(int, git_commit_tree, (git_tree * *out, const git_commit *c), (out, c), -1)                  \
+    F(int, git_commit_lookup, (git_commit * *out, R * repo, const git_oid *id), (out, repo, id),   \
+      -1)                                                                                          \
+    F(const git_signature *, git_commit_author, (const git_commit *c), (c), NULL)                  \
+    F(const char *, git_commit_message, (const git_commit *c), (c), NULL)                          \
+    F(int, git_oid_fromstr, (git_oid * out, const char *str), (out, str), -1)                      \
     V(git_blob_free, (git_blob * b), (b))                                                          \
     F(const git_oid *, git_blob_id, (const git_blob *b), (b), NULL)                                \
     F(int, git_blob_lookup, (git_blob * *out, R * repo, const git_oid *id), (out, repo, id), -1)   \

@@ -105,8 +105,7 @@ static int credentials_cb(git_credential **out, const char *url, const char *use
         out, user_from_url && *user_from_url ? user_from_url : "x-access-token", secret);
 }
 
-/* The mirror directory for a URL: <cache>/<sha256 of the URL without userinfo>.git */
-static char *mirror_path(const char *cache, const char *url)
+char *kiln_git_mirror_path(const char *cache, const char *url)
 {
     _cleanup_free_ char *key = kiln_git_scrub_userinfo(url, NULL);
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -176,7 +175,7 @@ int kiln_git_mirror_open(const char *url, const kiln_git_opts_t *opts,
                          const kiln_netpolicy_t *policy, git_repository **out, int *lockfd,
                          kiln_error_t *err)
 {
-    _cleanup_free_ char *path = mirror_path(opts->cache_dir, url);
+    _cleanup_free_ char *path = kiln_git_mirror_path(opts->cache_dir, url);
     _cleanup_free_ char *lock = kiln_xasprintf("%s.lock", path);
     _cleanup_free_ char *tmp = NULL;
     _cleanup_close_ int fd = -1;

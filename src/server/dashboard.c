@@ -2,9 +2,10 @@
  * CDN. It reads the API with the token from the URL fragment (#token=…, never sent to the
  * server in a URL) or from localStorage. The list shows each build's repository, branch,
  * commit (short SHA and message), author, trigger, times, duration, status and tenant, with
- * filters by status (asked of the API), repository and branch; a build's page follows its
- * log and shows its steps (cache hits, times), outputs and the failing step. Every value
- * from a build goes into the page as text (textContent), never as markup. */
+ * filters by status, repository and branch (all asked of the API: the beginning of a
+ * repository or branch name, GET /v1/builds?repo=PREFIX*&branch=PREFIX*); a build's page follows
+ * its log and shows its steps (cache hits, times), outputs and the failing step. Every value from a
+ * build goes into the page as text (textContent), never as markup. */
 #include "src/server/server.h"
 
 const char kiln_dashboard_html[] =
@@ -73,7 +74,11 @@ const char kiln_dashboard_html[] =
     "function branchOf(b) { return str(src(b).ref); }\n"
     "function shaOf(b) { return str(b.commit) || str(src(b).commit); }\n"
     "function trig(b) { return b.triggered_by || {}; }\n"
-    "function authorOf(b) { var t = trig(b); return str(t.commit_author) || str(t.pusher) || "
+    "// the commit's author and message as the checkout read them (every git build), else as a\n"
+    "// webhook's payload said\n"
+    "function messageOf(b) { return str(b.commit_message) || str(trig(b).commit_message); }\n"
+    "function authorOf(b) { var t = trig(b); return str(b.commit_author) || str(t.commit_author) "
+    "|| str(t.pusher) || "
     "(t.via === \"api\" ? \"token \" + str(t.token) : \"\"); }\n"
     "function triggerOf(b) { var t = trig(b); return str(t.via) + (t.event ? \" \" + str(t.event) "
     ": \"\"); }\n"
@@ -87,7 +92,7 @@ const char kiln_dashboard_html[] =
     "function when(v) { return str(v).replace(\"T\", \" \").replace(/\\.\\d+Z$/, \"Z\"); }\n"
     "function commitCell(b) {\n"
     "  var td = el(\"td\", undefined, \"col-commit\"), sha = shaOf(b), msg = "
-    "str(trig(b).commit_message);\n"
+    "messageOf(b).split(\"\\n\")[0];\n"
     "  if (sha) { var s = el(\"span\", sha.slice(0, 12), \"sha\"); s.title = sha; "
     "td.appendChild(s); }\n"
     "  if (msg) { if (sha) td.appendChild(document.createTextNode(\" \")); "
@@ -114,15 +119,17 @@ const char kiln_dashboard_html[] =
     "  tr.appendChild(el(\"td\", b.tenant, \"col-tenant\"));\n"
     "  return tr;\n"
     "}\n"
-    "// The filters: status asked of the server, repository and branch matched here (a part of\n"
-    "// the name is enough); their values live in the URL fragment so a filtered list is a link.\n"
+    "// The filters, all asked of the server (GET /v1/builds: status; repo and branch by the\n"
+    "// beginning of the name, through the database's indexes); their values live in the URL\n"
+    "// fragment so a filtered list is a link.\n"
     "function filters() {\n"
     "  var f = el(\"form\"); f.id = \"filters\";\n"
     "  var st = el(\"select\"); st.id = \"f-status\"; st.appendChild(el(\"option\", \"any "
     "status\")).value = \"\";\n"
     "  STATUSES.forEach(function (s) { st.appendChild(el(\"option\", s)).value = s; });\n"
-    "  var repo = el(\"input\"); repo.id = \"f-repo\"; repo.placeholder = \"repository\";\n"
-    "  var br = el(\"input\"); br.id = \"f-branch\"; br.placeholder = \"branch\";\n"
+    "  var repo = el(\"input\"); repo.id = \"f-repo\"; repo.placeholder = \"repository (its "
+    "beginning)\";\n"
+    "  var br = el(\"input\"); br.id = \"f-branch\"; br.placeholder = \"branch (its beginning)\";\n"
     "  st.value = hashParam(\"status\"); repo.value = hashParam(\"repo\"); br.value = "
     "hashParam(\"branch\");\n"
     "  [[\"status \", st], [\"repository \", repo], [\"branch \", br]].forEach(function (p) { var "
@@ -141,17 +148,15 @@ const char kiln_dashboard_html[] =
     "function renderRows() {\n"
     "  var st = document.getElementById(\"f-status\"), repo = "
     "document.getElementById(\"f-repo\").value, br = document.getElementById(\"f-branch\").value;\n"
-    "  var q = \"/v1/builds?limit=200\" + (st.value ? \"&status=\" + encodeURIComponent(st.value) "
-    ": \"\");\n"
+    "  var q = \"/v1/builds?limit=100\" + (st.value ? \"&status=\" + encodeURIComponent(st.value) "
+    ": \"\") +\n"
+    "    (repo ? \"&repo=\" + encodeURIComponent(repo + \"*\") : \"\") + (br ? \"&branch=\" + "
+    "encodeURIComponent(br + \"*\") : \"\");\n"
     "  api(q).then(function (r) { return r.json(); }).then(function (d) {\n"
     "    var t = el(\"table\"); t.id = \"builds\";\n"
     "    var h = el(\"tr\"); COLUMNS.forEach(function (x) { h.appendChild(el(\"th\", x)); }); "
     "t.appendChild(h);\n"
-    "    (d.builds || []).forEach(function (b) {\n"
-    "      if (repo && repoOf(b).indexOf(repo) < 0) return;\n"
-    "      if (br && branchOf(b).indexOf(br) < 0) return;\n"
-    "      t.appendChild(buildRow(b));\n"
-    "    });\n"
+    "    (d.builds || []).forEach(function (b) { t.appendChild(buildRow(b)); });\n"
     "    if (listBox) listBox.replaceChildren(t);\n"
     "  }).catch(function () {});\n"
     "}\n"
@@ -249,8 +254,8 @@ const char kiln_dashboard_html[] =
     "str(b.status).replace(/[^a-z]/g, \"\")), dl);\n"
     "      head.dataset.status = str(b.status);\n"
     "      field(dl, \"repository\", repoOf(b)); field(dl, \"branch\", branchOf(b));\n"
-    "      field(dl, \"commit\", shaOf(b), \"sha\"); field(dl, \"message\", "
-    "str(trig(b).commit_message), \"msg\");\n"
+    "      field(dl, \"commit\", shaOf(b), \"sha\"); field(dl, \"message\", messageOf(b), "
+    "\"msg\");\n"
     "      field(dl, \"author\", authorOf(b)); field(dl, \"trigger\", triggerOf(b)); field(dl, "
     "\"tenant\", str(b.tenant));\n"
     "      field(dl, \"queued\", when(b.created_at)); field(dl, \"started\", when(b.started_at)); "

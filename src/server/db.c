@@ -35,7 +35,8 @@ static const char schema[] =
     " attempts INTEGER NOT NULL DEFAULT 0,"
     " pgid INTEGER, pstart INTEGER,"
     " result TEXT, bytes_pushed INTEGER NOT NULL DEFAULT 0, audit TEXT,"
-    " tenant TEXT NOT NULL DEFAULT 'default');"
+    " tenant TEXT NOT NULL DEFAULT 'default',"
+    " branch TEXT, commit_author TEXT, commit_message TEXT);"
     "CREATE INDEX IF NOT EXISTS builds_status ON builds(status, seq);"
     "CREATE INDEX IF NOT EXISTS builds_repo ON builds(repo, status);"
     "CREATE TABLE IF NOT EXISTS phases("
@@ -155,6 +156,27 @@ static int migrate_tenant(kiln_db_t *db, kiln_error_t *err)
                         err);
 }
 
+/* The branch (the request's source.ref, what the dashboard shows and filters by) and the
+ * checked-out commit's author and message in a database made before them; then the
+ * indexes of the list's repository and branch filters (per tenant, newest first). */
+static int migrate_filters(kiln_db_t *db, kiln_error_t *err)
+{
+    int added = add_column(db, "branch", "TEXT", err);
+    if (added < 0 ||
+        (added > 0 &&
+         kiln_db_exec(db, "UPDATE builds SET branch = json_extract(request, '$.source.ref')", err) <
+             0) ||
+        add_column(db, "commit_author", "TEXT", err) < 0 ||
+        add_column(db, "commit_message", "TEXT", err) < 0)
+        return -1;
+    return kiln_db_exec(db,
+                        "CREATE INDEX IF NOT EXISTS builds_tenant_repo ON builds(tenant, repo, "
+                        "seq);"
+                        "CREATE INDEX IF NOT EXISTS builds_tenant_branch ON builds(tenant, branch, "
+                        "seq);",
+                        err);
+}
+
 static void reader_free(void *p)
 {
     db_reader_t *r = p;
@@ -214,12 +236,14 @@ int kiln_db_open(const char *path, kiln_db_t **out, kiln_error_t *err)
     /* WAL + synchronous=NORMAL: a process crash loses nothing that was committed. */
     if (kiln_db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err) < 0 ||
         kiln_db_exec(db, schema, err) < 0 || add_column(db, "audit", "TEXT", err) < 0 ||
-        migrate_tenant(db, err) < 0 || kiln_db_prepare(db, get_sql, &db->get, err) < 0 ||
+        migrate_tenant(db, err) < 0 || migrate_filters(db, err) < 0 ||
+        kiln_db_prepare(db, get_sql, &db->get, err) < 0 ||
         kiln_db_prepare(db, phases_sql, &db->phases, err) < 0 ||
         kiln_db_prepare(db,
-                        "INSERT INTO builds(id, repo, status, request, created, audit, tenant) "
-                        "VALUES(?1, ?2, 'queued', ?3, ?4, ?5, "
-                        "coalesce(json_extract(?3, '$.tenant'), 'default'))",
+                        "INSERT INTO builds(id, repo, status, request, created, audit, tenant, "
+                        "branch) VALUES(?1, ?2, 'queued', ?3, ?4, ?5, "
+                        "coalesce(json_extract(?3, '$.tenant'), 'default'), "
+                        "json_extract(?3, '$.source.ref'))",
                         &db->insert, err) < 0 ||
         kiln_db_prepare(db, status_sql, &db->status, err) < 0) {
         kiln_error_prefix(err, "database %s", path);

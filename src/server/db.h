@@ -90,10 +90,16 @@ int kiln_db_build_status(kiln_db_t *db, const char *id, char *buf, size_t len, k
  * *next is the cursor of the next page, 0 when this is the last one. */
 int kiln_db_build_list(kiln_db_t *db, const char *status, const char *repo, int64_t before,
                        int limit, json_t **out, int64_t *next, kiln_error_t *err);
-/* The same among tenant's builds only (NULL: every tenant's). */
-int kiln_db_build_list_tenant(kiln_db_t *db, const char *tenant, const char *status,
-                              const char *repo, int64_t before, int limit, json_t **out,
-                              int64_t *next, kiln_error_t *err);
+/* What a list is narrowed to (NULL: anything). repo and branch match exactly, or, ending
+ * with '*', as a prefix (the part before it): both through an index on (tenant, column,
+ * seq), never a scan of every build. */
+typedef struct kiln_db_build_filter {
+    const char *tenant; /* NULL: every tenant's */
+    const char *status, *repo, *branch;
+} kiln_db_build_filter_t;
+
+int kiln_db_build_list_filtered(kiln_db_t *db, const kiln_db_build_filter_t *f, int64_t before,
+                                int limit, json_t **out, int64_t *next, kiln_error_t *err);
 
 /* Takes the next queued build, fair across repositories (the repo with the fewest running
  * builds first, then oldest), and marks it `first_status` (NULL: "cloning" for a git source,
@@ -122,6 +128,9 @@ int kiln_db_phase(kiln_db_t *db, const char *id, const char *status, kiln_error_
 
 /* Sets the commit a build resolved to. */
 int kiln_db_set_commit(kiln_db_t *db, const char *id, const char *commit, kiln_error_t *err);
+/* Sets the author and message of that commit as the job read them (either may be NULL). */
+int kiln_db_set_commit_info(kiln_db_t *db, const char *id, const char *author, const char *message,
+                            kiln_error_t *err);
 
 /* Finishes a build: final status, reason/error text (may be NULL), result JSON (may be NULL).
  * A build already canceled stays canceled. */

@@ -9,8 +9,10 @@
 #include <string.h>
 
 #include "src/server/db_impl.h"
+#include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/git.h"
+#include "utils/mem.h"
 
 static void set_time(json_t *o, const char *key, sqlite3_stmt *st, int col)
 {
@@ -54,6 +56,9 @@ static json_t *row_to_json(sqlite3_stmt *phases_st, sqlite3_stmt *st)
     set_text(o, "tenant", st, 14);
     set_redacted(o, "repo", st, 2);
     set_text(o, "commit", st, 7);
+    /* the checked-out commit's author and message (read from the commit, capped) */
+    set_text(o, "commit_author", st, 15);
+    set_text(o, "commit_message", st, 16);
     set_text(o, "reason", st, 4);
     set_redacted(o, "error", st, 5);
     set_time(o, "created_at", st, 8);
@@ -188,37 +193,63 @@ int kiln_db_build_status(kiln_db_t *db, const char *id, char *buf, size_t len, k
 int kiln_db_build_list(kiln_db_t *db, const char *status, const char *repo, int64_t before,
                        int limit, json_t **out, int64_t *next, kiln_error_t *err)
 {
-    return kiln_db_build_list_tenant(db, NULL, status, repo, before, limit, out, next, err);
+    kiln_db_build_filter_t f = {.status = status, .repo = repo};
+    return kiln_db_build_list_filtered(db, &f, before, limit, out, next, err);
 }
 
-int kiln_db_build_list_tenant(kiln_db_t *db, const char *tenant, const char *status,
-                              const char *repo, int64_t before, int limit, json_t **out,
-                              int64_t *next, kiln_error_t *err)
+/* The condition on column for a filter value v into sql: exact, or a prefix before a final
+ * '*' (a range an index answers); its value bound as ?(*n + 2) (?1 is the cursor), *n
+ * counted. Nothing for NULL. */
+static void filter_cond(kiln_buf_t *sql, const char *column, const char *v, const char **vals,
+                        size_t *n, char **owned)
+{
+    size_t len;
+
+    if (v == NULL)
+        return;
+    len = strlen(v);
+    if (owned && len > 0 && v[len - 1] == '*') {
+        /* [prefix, prefix + U+10FFFF): every text starting with it, in byte order */
+        *owned = kiln_xstrndup(v, len - 1);
+        vals[(*n)++] = *owned;
+        kiln_buf_appendf(sql, NULL, " AND %s >= ?%zu AND %s < ?%zu || char(1114111)", column,
+                         *n + 1, column, *n + 1);
+    } else {
+        vals[(*n)++] = v;
+        kiln_buf_appendf(sql, NULL, " AND %s = ?%zu", column, *n + 1);
+    }
+}
+
+int kiln_db_build_list_filtered(kiln_db_t *db, const kiln_db_build_filter_t *f, int64_t before,
+                                int limit, json_t **out, int64_t *next, kiln_error_t *err)
 {
     sqlite3_stmt *st = NULL;
     json_t *arr = json_array();
     int64_t last = 0;
     int n = 0, more = 0, rc;
+    const char *vals[4];
+    _cleanup_free_ char *repo_prefix = NULL, *branch_prefix = NULL;
+    size_t nv = 0;
+    kiln_buf_t sql;
 
+    kiln_buf_init(&sql, 0);
+    kiln_buf_appendf(&sql, NULL, "SELECT " ROW_COLUMNS " FROM builds WHERE (?1 = 0 OR seq < ?1)");
+    filter_cond(&sql, "tenant", f->tenant, vals, &nv, NULL);
+    filter_cond(&sql, "status", f->status, vals, &nv, NULL);
+    filter_cond(&sql, "repo", f->repo, vals, &nv, &repo_prefix);
+    filter_cond(&sql, "branch", f->branch, vals, &nv, &branch_prefix);
+    kiln_buf_appendf(&sql, NULL, " ORDER BY seq DESC LIMIT %d", limit + 1);
     pthread_mutex_lock(&db->lock);
-    if (kiln_db_prepare(
-            db,
-            "SELECT " ROW_COLUMNS " FROM builds WHERE (?1 IS NULL OR status = ?1) AND (?2 IS "
-            "NULL OR repo = ?2) AND (?3 = 0 OR seq < ?3) AND (?5 IS NULL OR tenant = ?5) "
-            "ORDER BY seq DESC LIMIT ?4",
-            &st, err) < 0) {
+    rc = kiln_db_prepare(db, sql.data, &st, err);
+    kiln_buf_free(&sql);
+    if (rc < 0) {
         pthread_mutex_unlock(&db->lock);
         json_decref(arr);
         return -1;
     }
-    if (status)
-        sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
-    if (repo)
-        sqlite3_bind_text(st, 2, repo, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, before);
-    sqlite3_bind_int(st, 4, limit + 1);
-    if (tenant)
-        sqlite3_bind_text(st, 5, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 1, before);
+    for (size_t i = 0; i < nv; i++)
+        sqlite3_bind_text(st, (int)i + 2, vals[i], -1, SQLITE_STATIC);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (n == limit) {
             more = 1;

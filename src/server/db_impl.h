@@ -39,7 +39,7 @@ struct kiln_db {
 /* The columns row_to_json reads, in its order. */
 #define ROW_COLUMNS                                                                                \
     "seq, id, repo, status, reason, error, request, commit_sha, created, started, finished, "      \
-    "attempts, result, audit, tenant"
+    "attempts, result, audit, tenant, commit_author, commit_message"
 
 /* The tenant owning a build. */
 #define KILN_DB_OWNER_SQL "SELECT tenant FROM builds WHERE id = ?1"

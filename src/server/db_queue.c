@@ -160,6 +160,18 @@ int kiln_db_set_commit(kiln_db_t *db, const char *id, const char *commit, kiln_e
     return rc < 0 ? -1 : 0;
 }
 
+int kiln_db_set_commit_info(kiln_db_t *db, const char *id, const char *author, const char *message,
+                            kiln_error_t *err)
+{
+    int rc;
+    pthread_mutex_lock(&db->lock);
+    rc = kiln_db_run(db, err,
+                     "UPDATE builds SET commit_author = ?1, commit_message = ?2 WHERE id = ?3",
+                     "ttt", author, message, id);
+    pthread_mutex_unlock(&db->lock);
+    return rc < 0 ? -1 : 0;
+}
+
 int kiln_db_finish(kiln_db_t *db, const char *id, const char *status, const char *reason,
                    const char *error, const char *result_json, int64_t bytes_pushed,
                    kiln_error_t *err)

@@ -17,6 +17,7 @@
 #include "src/server/runner.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
+#include "utils/git.h"
 #include "utils/mem.h"
 #include "utils/size.h"
 
@@ -122,6 +123,13 @@ static void on_event(void *opaque, json_t *ev)
         }
         if (p && c->hooks->phase)
             c->hooks->phase(c->hooks->opaque, p);
+    } else if (strcmp(type, "source") == 0) {
+        const char *author = json_string_value(json_object_get(ev, "author"));
+        const char *message = json_string_value(json_object_get(ev, "message"));
+        /* the job caps them; a job that did not is cut here (the record's columns) */
+        if (c->hooks->source && (author == NULL || strlen(author) <= KILN_GIT_AUTHOR_MAX) &&
+            (message == NULL || strlen(message) <= KILN_GIT_MESSAGE_MAX))
+            c->hooks->source(c->hooks->opaque, author, message);
     } else if (strcmp(type, "pushed") == 0) {
         x = json_object();
         json_object_set(x, "ref", json_object_get(ev, "ref"));

@@ -37,6 +37,8 @@ typedef struct kiln_job_hooks {
     void (*started)(void *opaque, pid_t pgid, uint64_t start_ticks);
     void (*phase)(void *opaque, const char *status);
     void (*commit)(void *opaque, const char *sha);
+    /* the checked-out commit's author and message (either NULL), once read */
+    void (*source)(void *opaque, const char *author, const char *message);
     int (*should_stop)(void *opaque); /* cancel, drain, … */
     void *opaque;
 } kiln_job_hooks_t;

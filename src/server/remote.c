@@ -20,6 +20,7 @@
 #include "utils/aws/sqs.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
+#include "utils/git.h"
 #include "utils/mem.h"
 
 struct kiln_remote {
@@ -238,6 +239,13 @@ int kiln_remote_apply_event(kiln_server_t *s, const char *body, kiln_error_t *er
         const char *c = json_string_value(json_object_get(ev, "commit"));
         if (c)
             ret = kiln_db_set_commit(s->db, id, c, err);
+    } else if (strcmp(type, "source") == 0) {
+        /* a worker's: capped like the job's own (the columns never hold more) */
+        const char *a = json_string_value(json_object_get(ev, "author"));
+        const char *m = json_string_value(json_object_get(ev, "message"));
+        if ((a == NULL || strlen(a) <= KILN_GIT_AUTHOR_MAX) &&
+            (m == NULL || strlen(m) <= KILN_GIT_MESSAGE_MAX))
+            ret = kiln_db_set_commit_info(s->db, id, a, m, err);
     } else if (strcmp(type, "requeued") == 0) {
         ret = kiln_db_requeue(s->db, id, err);
     } else if (strcmp(type, "finished") == 0 && kiln_db_status_final(status)) {

@@ -246,10 +246,14 @@ void kiln_routes_submit(kiln_server_t *s, const char *tenant, json_t *body, json
     kiln_http_json(resp, status, o);
 }
 
+/* The longest repo or branch filter of GET /v1/builds. */
+#define KILN_LIST_FILTER_MAX 1024
+
 static void list_builds(const kiln_http_req_t *r, kiln_http_resp_t *resp)
 {
     const char *status = kiln_http_query(r, "status");
     const char *repo = kiln_http_query(r, "repo");
+    const char *branch = kiln_http_query(r, "branch");
     const char *limit_s = kiln_http_query(r, "limit");
     const char *cursor = kiln_http_query(r, "cursor");
     int64_t before = 0, next = 0;
@@ -259,6 +263,14 @@ static void list_builds(const kiln_http_req_t *r, kiln_http_resp_t *resp)
 
     if (status && !kiln_db_status_valid(status)) {
         kiln_http_error(resp, 400, "query 'status': unknown status '%.64s'", status);
+        return;
+    }
+    /* repo and branch: the exact name, or its beginning followed by '*' */
+    if ((repo && strlen(repo) > KILN_LIST_FILTER_MAX) ||
+        (branch && strlen(branch) > KILN_LIST_FILTER_MAX)) {
+        kiln_http_error(resp, 400, "query '%s': longer than %d bytes",
+                        repo && strlen(repo) > KILN_LIST_FILTER_MAX ? "repo" : "branch",
+                        KILN_LIST_FILTER_MAX);
         return;
     }
     if (limit_s) {
@@ -273,8 +285,11 @@ static void list_builds(const kiln_http_req_t *r, kiln_http_resp_t *resp)
         kiln_http_error(resp, 400, "query 'cursor': %s", err.msg);
         return;
     }
-    if (kiln_db_build_list_tenant(r->srv->db, r->tenant, status, repo, before, (int)limit, &items,
-                                  &next, &err) < 0) {
+    if (kiln_db_build_list_filtered(
+            r->srv->db,
+            &(kiln_db_build_filter_t){
+                .tenant = r->tenant, .status = status, .repo = repo, .branch = branch},
+            before, (int)limit, &items, &next, &err) < 0) {
         kiln_http_error(resp, 500, "%s", err.msg);
         return;
     }

@@ -144,6 +144,17 @@ static void on_commit(void *opaque, const char *sha)
     send_event(j, json_pack("{s:s,s:s}", "type", "commit", "commit", sha));
 }
 
+static void on_source(void *opaque, const char *author, const char *message)
+{
+    job_state_t *j = opaque;
+    json_t *ev = json_pack("{s:s}", "type", "source");
+    if (author)
+        json_object_set_new(ev, "author", json_string(author));
+    if (message)
+        json_object_set_new(ev, "message", json_string(message));
+    send_event(j, ev);
+}
+
 /* Stops builds when a drain ran out of time or the build was canceled. */
 static int on_should_stop(void *opaque)
 {
@@ -333,6 +344,7 @@ static void handle(kiln_sqs_worker_t *w, int slot, kiln_aws_t *aws, kiln_sqs_rec
     kiln_job_hooks_t hooks = {.started = on_started,
                               .phase = on_phase,
                               .commit = on_commit,
+                              .source = on_source,
                               .should_stop = on_should_stop,
                               .opaque = &j};
     struct stat sb;

@@ -102,6 +102,12 @@ static void on_commit(void *opaque, const char *sha)
     kiln_db_set_commit(c->pool->srv->db, c->id, sha, NULL);
 }
 
+static void on_source(void *opaque, const char *author, const char *message)
+{
+    job_ctx_t *c = opaque;
+    kiln_db_set_commit_info(c->pool->srv->db, c->id, author, message, NULL);
+}
+
 static int on_should_stop(void *opaque)
 {
     job_ctx_t *c = opaque;
@@ -147,6 +153,7 @@ static void run_job(kiln_worker_pool_t *p, int slot, kiln_db_job_t *job)
     kiln_job_hooks_t hooks = {.started = on_started,
                               .phase = on_phase,
                               .commit = on_commit,
+                              .source = on_source,
                               .should_stop = on_should_stop,
                               .opaque = &ctx};
     kiln_job_env_t env = {.build_cmd = p->build_cmd,

@@ -27,13 +27,18 @@ const rowIds = (page) => page.$$eval("#builds tr.build", (rs) => rs.map((r) => r
     page.setDefaultTimeout(20000);
     page.on("dialog", (d) => { out.dialogs.push(d.message()); d.dismiss(); });
     page.on("pageerror", (e) => out.errors.push(String(e)));
+    // the list's API queries, to see the filters asked of the server
+    let lastListQuery = "";
+    page.on("request", (r) => { if (r.url().includes("/v1/builds?")) lastListQuery = r.url(); });
     await page.goto(`${a.base}/#token=${a.token}`);
     for (const id of [a.good, a.fail, a.xss])
       await page.waitForSelector(`tr.build[data-id="${id}"] td.status:is(.succeeded,.failed)`);
     out.headers = await page.$$eval("#builds th", (ths) => ths.map((t) => t.textContent));
     out.rows = {};
-    for (const [k, id] of [["good", a.good], ["fail", a.fail], ["xss", a.xss]])
-      out.rows[k] = await cells(page, id);
+    if (a.git)
+      await page.waitForSelector(`tr.build[data-id="${a.git}"] td.status:is(.succeeded,.failed)`);
+    for (const [k, id] of [["good", a.good], ["fail", a.fail], ["xss", a.xss], ["git", a.git]])
+      if (id) out.rows[k] = await cells(page, id);
     out.all_ids = await rowIds(page);
     await page.screenshot({ path: a.shots + "/dashboard-list.png", fullPage: true });
     // the XSS row: the payloads are text; nothing they carry became an element or ran
@@ -48,16 +53,27 @@ const rowIds = (page) => page.$$eval("#builds tr.build", (rs) => rs.map((r) => r
       return window.__kiln_csp || null;
     });
 
-    // filter by status (asked of the server), then by branch (matched in the page)
+    // filter by status, then by the beginning of a branch (both asked of the server)
     await page.selectOption("#f-status", "failed");
     await page.waitForFunction((good) => !document.querySelector(`tr.build[data-id="${good}"]`) &&
       document.querySelectorAll("#builds tr.build").length > 0, a.good);
     out.status_filtered = await rowIds(page);
     out.hash_after_filter = await page.evaluate(() => location.hash);
-    await page.fill("#f-branch", "onerror");
+    await page.fill("#f-branch", "x<img/src");
     await page.waitForFunction((fail) => !document.querySelector(`tr.build[data-id="${fail}"]`), a.fail);
     out.branch_filtered = await rowIds(page);
     await page.selectOption("#f-status", "");
+    out.branch_query = lastListQuery;
+    // the repository filter alone: the beginning of the git build's URL
+    if (a.git_repo) {
+      await page.fill("#f-branch", "");
+      await page.fill("#f-repo", a.git_repo.slice(0, -4));
+      await page.waitForFunction((good) => !document.querySelector(`tr.build[data-id="${good}"]`) &&
+        document.querySelectorAll("#builds tr.build").length > 0, a.good);
+      out.repo_filtered = await rowIds(page);
+      out.repo_query = lastListQuery;
+      await page.fill("#f-repo", "");
+    }
     await page.fill("#f-branch", "");
 
     // the failing build's page: its log and the failing step

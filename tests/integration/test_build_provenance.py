@@ -81,6 +81,10 @@ try:
         ev = json.load(f).get("kiln.event", {})
 except (OSError, ValueError) as e:
     ev = {"error": str(e)}
+T.check("kiln build <git URL>: the completion event names the commit's author and message",
+        ev.get("source", {}).get("author") == "Ada Lovelace"
+        and ev.get("source", {}).get("message") == "first build\n\nbody line"
+        and ev.get("source", {}).get("commit") in (None, commit), ev.get("source"))
 T.check("the completion event's base_images: reference and digest of each",
         ev.get("base_images") == [{"ref": f"{reg}/base:1", "digest": base_digest},
                                   {"ref": BASE, "digest": layout_digest}], ev.get("base_images"))

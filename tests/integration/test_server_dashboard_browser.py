@@ -77,6 +77,54 @@ for bid in (good, fail, xss):
     srv.wait_status(bid, ["succeeded", "failed", "canceled"], timeout=120)
 again = submit_dockerfile(GOOD)  # the same steps again: cache hits
 srv.wait_status(again, ["succeeded", "failed", "canceled"], timeout=120)
+
+# an API build of a git source: the checkout reads the commit's author and message
+repo = os.path.join(T.tmp, "gitrepo")
+os.makedirs(repo)
+with open(os.path.join(repo, "Dockerfile"), "w") as f:
+    f.write("FROM oci:%s:1\nRUN echo from-git\n" % layout)
+GIT_MSG = "feat: the git build <i>x</i>\n\nthe body line"
+g = ["git", "-C", repo, "-c", "user.name=Ada Lovelace", "-c", "user.email=ada@example.test"]
+subprocess.run(["git", "init", "-q", "-b", "main", repo], check=True)
+subprocess.run(g + ["add", "-A"], check=True)
+subprocess.run(g + ["commit", "-q", "-m", GIT_MSG], check=True)
+serve = os.path.join(T.tmp, "gitsrv")
+os.makedirs(serve)
+subprocess.run(["git", "clone", "-q", "--bare", repo, os.path.join(serve, "site.git")], check=True)
+from gitserve import serve_git  # noqa: E402
+gitsrv, git_base = serve_git(serve)
+GIT_URL = git_base + "/site.git"
+st, b = srv.submit({"source": {"git": GIT_URL, "ref": "main"}})
+T.check("an API build of a git source is accepted", st == 202, b)
+gbid = b.get("id", "none")
+srv.wait_status(gbid, ["succeeded", "failed", "canceled"], timeout=180)
+grec = srv.get(gbid) or {}
+T.check("the git build's record: the commit's author and message, read from the checkout",
+        grec.get("status") == "succeeded" and grec.get("commit_author") == "Ada Lovelace"
+        and grec.get("commit_message") == GIT_MSG, {k: grec.get(k) for k in (
+            "status", "error", "commit_author", "commit_message")})
+ev = ((grec.get("result") or {}).get("kiln.event") or {}).get("source", {})
+T.check("the git build's completion event: source.author and source.message",
+        ev.get("author") == "Ada Lovelace" and ev.get("message") == GIT_MSG, ev)
+
+
+def listed(query):
+    st, body = srv.request("GET", "/v1/builds?" + query)
+    return st, [b["id"] for b in (body or {}).get("builds", [])] if st == 200 else body
+
+
+T.check("GET /v1/builds?branch=main: the git build only (exact)",
+        listed("branch=main") == (200, [gbid]), listed("branch=main"))
+T.check("GET /v1/builds?branch=mai: nothing (exact unless it ends with *)",
+        listed("branch=mai") == (200, []), listed("branch=mai"))
+T.check("GET /v1/builds?branch=x%3Cimg*: the push's build (a prefix)",
+        listed("branch=x%3Cimg*") == (200, [xss]), listed("branch=x%3Cimg*"))
+T.check("GET /v1/builds?repo=<git URL prefix>*&status=succeeded: the git build",
+        listed("repo=" + GIT_URL[:-4].replace(":", "%3A").replace("/", "%2F") + "*&status=succeeded")
+        == (200, [gbid]), listed("repo=" + GIT_URL[:-4] + "*"))
+st, body = srv.request("GET", "/v1/builds?branch=" + "b" * 1025)
+T.check("a branch filter over 1024 bytes: refused naming it, word for word",
+        st == 400 and (body or {}).get("error") == "query 'branch': longer than 1024 bytes", (st, body))
 st, _, hdrs = srv.request("GET", "/", token=None, raw=True)
 T.check("the page is served with a CSP allowing its own script by hash only",
         st == 200 and "script-src 'sha256-" in hdrs.get("Content-Security-Policy", "") and
@@ -88,7 +136,7 @@ T.check("the webhook's commit message is on the record (triggered_by)",
         srv.get(xss))
 
 args = {"base": "http://127.0.0.1:%d" % srv.port, "token": TOKEN, "good": good, "fail": fail,
-        "xss": xss, "again": again, "shots": shots}
+        "xss": xss, "again": again, "shots": shots, "git": gbid, "git_repo": GIT_URL}
 r = subprocess.run([NODE, os.path.join(SRC, "tests", "browser", "dashboard.js"), modules,
                     CHROMIUM, json.dumps(args)], capture_output=True, text=True, timeout=300)
 try:
@@ -124,8 +172,16 @@ T.check("filter by status: only failed builds, kept in the URL",
         fail in o.get("status_filtered", []) and good not in o.get("status_filtered", [good]) and
         o.get("hash_after_filter") == "#?status=failed",
         (o.get("status_filtered"), o.get("hash_after_filter")))
-T.check("filter by branch: only the matching build", o.get("branch_filtered") == [xss],
-        o.get("branch_filtered"))
+T.check("filter by the beginning of a branch: only the matching build, asked of the server",
+        o.get("branch_filtered") == [xss] and "branch=x%3Cimg%2Fsrc*" in o.get("branch_query", ""),
+        (o.get("branch_filtered"), o.get("branch_query")))
+T.check("filter by the beginning of a repository: the git build, asked of the server",
+        o.get("repo_filtered") == [gbid] and "&repo=" in o.get("repo_query", ""),
+        (o.get("repo_filtered"), o.get("repo_query")))
+gr = rows.get("git", {})
+T.check("the git build's row: author and the message's first line from the commit",
+        gr.get("author") == "Ada Lovelace"
+        and gr.get("commit", "").endswith(" feat: the git build <i>x</i>"), gr)
 fp = o.get("fail_page") or {}
 T.check("the failing build's page shows its log lines",
         fp.get("status") == "failed" and "dash-fail-out-1" in fp.get("log", ""), fp)

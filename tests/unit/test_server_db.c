@@ -300,7 +300,8 @@ static void test_db_deliveries(void **state)
 
 /* Opens a kiln.db (in a fresh directory, dir a mkdtemp template) made with the schema before
  * the audit and tenant columns, holding build id in status. */
-static kiln_db_t *old_schema_db(char *dir, const char *id, const char *status)
+static kiln_db_t *old_schema_db_req(char *dir, const char *id, const char *status,
+                                    const char *request)
 {
     _cleanup_free_ char *path = NULL, *sql = NULL;
     kiln_error_t err = {0};
@@ -316,13 +317,127 @@ static kiln_db_t *old_schema_db(char *dir, const char *id, const char *status)
                          "DEFAULT 0, pgid INTEGER, pstart INTEGER, result TEXT, bytes_pushed "
                          "INTEGER NOT NULL DEFAULT 0);"
                          "INSERT INTO builds(id, repo, status, request, created) "
-                         "VALUES('%s', 'r', '%s', '{}', 1);",
-                         id, status);
+                         "VALUES('%s', 'r', '%s', '%s', 1);",
+                         id, status, request);
     assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
     assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(h);
     assert_int_equal(kiln_db_open(path, &db, &err), 0);
     return db;
+}
+
+static kiln_db_t *old_schema_db(char *dir, const char *id, const char *status)
+{
+    return old_schema_db_req(dir, id, status, "{}");
+}
+
+/* The ids of a filtered list, comma-joined (malloc'ed). */
+static char *list_ids(kiln_db_t *db, const kiln_db_build_filter_t *f)
+{
+    kiln_error_t err = {0};
+    json_t *list = NULL, *b;
+    int64_t next = 0;
+    size_t i;
+    char *all = kiln_xstrdup("");
+
+    assert_int_equal(kiln_db_build_list_filtered(db, f, 0, 10, &list, &next, &err), 0);
+    json_array_foreach(list, i, b)
+    {
+        char *n = kiln_xasprintf("%s%s%s", all, *all ? "," : "",
+                                 json_string_value(json_object_get(b, "id")));
+        free(all);
+        all = n;
+    }
+    json_decref(list);
+    return all;
+}
+
+/* A kiln.db made before the branch column gets it from each request's source.ref; lists are
+ * narrowed by repo and branch, exactly or by a prefix ending in '*', per tenant, through
+ * the (tenant, column, seq) indexes; the commit's author and message are on the record. */
+static void test_db_filters(void **state)
+{
+    char dir[] = "/tmp/kiln-filter-db-XXXXXX";
+    kiln_db_t *db = old_schema_db_req(dir, "b-old", "succeeded", "{\"source\":{\"ref\":\"main\"}}");
+    _cleanup_free_ char *path = kiln_xasprintf("%s/kiln.db", dir);
+    kiln_error_t err = {0};
+    json_t *o = NULL;
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL;
+    const char *reqs[][3] = {
+        {"b-1", "https://git.test/acme/app", "{\"source\":{\"ref\":\"main\"}}"},
+        {"b-2", "https://git.test/acme/app", "{\"source\":{\"ref\":\"feature/x\"}}"},
+        {"b-3", "https://git.test/acme/lib", "{\"source\":{\"ref\":\"feature/y\"}}"},
+        {"b-4", "https://git.test/acme/app",
+         "{\"tenant\":\"globex\",\"source\":{\"ref\":\"main\"}}"},
+    };
+    (void)state;
+
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(
+            kiln_db_build_insert(db, reqs[i][0], reqs[i][1], reqs[i][2], NULL, NULL, &err), 0);
+    {
+        _cleanup_free_ char *a = list_ids(db, &(kiln_db_build_filter_t){.branch = "main"});
+        assert_string_equal(a, "b-4,b-1,b-old"); /* the old build's branch from its request */
+    }
+    {
+        _cleanup_free_ char *a =
+            list_ids(db, &(kiln_db_build_filter_t){.tenant = "default", .branch = "main"});
+        assert_string_equal(a, "b-1,b-old");
+    }
+    {
+        _cleanup_free_ char *a = list_ids(db, &(kiln_db_build_filter_t){.branch = "feature/*"});
+        assert_string_equal(a, "b-3,b-2");
+    }
+    {
+        _cleanup_free_ char *a = list_ids(db, &(kiln_db_build_filter_t){.branch = "feature"});
+        assert_string_equal(a, ""); /* exact unless it ends with '*' */
+    }
+    {
+        _cleanup_free_ char *a = list_ids(
+            db, &(kiln_db_build_filter_t){.repo = "https://git.test/acme/a*", .branch = "f*"});
+        assert_string_equal(a, "b-2");
+    }
+    {
+        _cleanup_free_ char *a = list_ids(db, &(kiln_db_build_filter_t){.repo = "*"});
+        assert_string_equal(a, "b-4,b-3,b-2,b-1,b-old");
+    }
+    /* the commit's author and message */
+    assert_int_equal(kiln_db_set_commit_info(db, "b-1", "Ada Lovelace", "fix: it", &err), 0);
+    assert_int_equal(kiln_db_build_get(db, "b-1", &o, &err), 0);
+    assert_string_equal(json_string_value(json_object_get(o, "commit_author")), "Ada Lovelace");
+    assert_string_equal(json_string_value(json_object_get(o, "commit_message")), "fix: it");
+    json_decref(o);
+    kiln_db_close(db);
+    /* the filters are answered by the indexes, not a scan of every build */
+    assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
+    {
+        static const char *const plans[][2] = {
+            {"SELECT id FROM builds WHERE tenant = 'default' AND branch = 'main' ORDER BY seq "
+             "DESC",
+             "builds_tenant_branch"},
+            {"SELECT id FROM builds WHERE tenant = 'default' AND repo = 'r' ORDER BY seq DESC",
+             "builds_tenant_repo"},
+            {"SELECT id FROM builds WHERE tenant = 'default' AND branch >= 'f' AND branch < 'f' || "
+             "char(1114111) ORDER BY seq DESC",
+             "INDEX"},
+        };
+        for (size_t i = 0; i < 3; i++) {
+            _cleanup_free_ char *q = kiln_xasprintf("EXPLAIN QUERY PLAN %s", plans[i][0]);
+            int seen = 0;
+            assert_int_equal(sqlite3_prepare_v2(h, q, -1, &st, NULL), SQLITE_OK);
+            while (sqlite3_step(st) == SQLITE_ROW) {
+                const char *d = (const char *)sqlite3_column_text(st, 3);
+                assert_string_not_equal(d, "SCAN builds"); /* never a plain table scan */
+                if (strstr(d, plans[i][1]))
+                    seen = 1;
+            }
+            sqlite3_finalize(st);
+            assert_true(seen);
+        }
+    }
+    sqlite3_close(h);
+    kiln_fs_rm_rf(dir, NULL);
 }
 
 /* A kiln.db made before the audit column existed opens (the column is added) and keeps its
@@ -370,13 +485,16 @@ static void test_db_tenants(void **state)
     assert_int_equal(kiln_db_build_owned(db, "b-none", "acme", &err), 0);
     assert_int_equal(kiln_db_build_owned(db, "b-old", "default", &err), 1);
 
-    assert_int_equal(kiln_db_build_list_tenant(db, "acme", NULL, NULL, 0, 10, &list, &next, &err),
+    assert_int_equal(kiln_db_build_list_filtered(db, &(kiln_db_build_filter_t){.tenant = "acme"}, 0,
+                                                 10, &list, &next, &err),
                      0);
     assert_int_equal(json_array_size(list), 2);
     assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "id")), "b-a2");
     assert_string_equal(json_string_value(json_object_get(json_array_get(list, 1), "id")), "b-a1");
     json_decref(list);
-    assert_int_equal(kiln_db_build_list_tenant(db, NULL, NULL, NULL, 0, 10, &list, &next, &err), 0);
+    assert_int_equal(
+        kiln_db_build_list_filtered(db, &(kiln_db_build_filter_t){0}, 0, 10, &list, &next, &err),
+        0);
     assert_int_equal(json_array_size(list), 4);
     json_decref(list);
 
@@ -407,7 +525,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_db_lifecycle),  cmocka_unit_test(test_db_finish_write_fails),
         cmocka_unit_test(test_db_deliveries), cmocka_unit_test(test_db_old_schema),
-        cmocka_unit_test(test_db_tenants),
+        cmocka_unit_test(test_db_tenants),    cmocka_unit_test(test_db_filters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
