@@ -1,5 +1,6 @@
 /* kiln — a job spec's build options, checked (see options.h). Pure: no I/O. */
 #include "job/options.h"
+#include "job/request.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,7 +120,7 @@ static int check_step_flags(const kiln_job_spec_t *s, kiln_error_t *err)
     for (size_t i = 0; i < s->n_add_hosts; i++) {
         _cleanup_free_ char *line = NULL;
         snprintf(f, sizeof(f), "add_hosts[%zu]", i);
-        if (kiln_add_host_parse(s->add_hosts[i], &line, &e) < 0)
+        if (kiln_job_add_host_line(s->add_hosts[i], s->network, &line, &e) < 0)
             return field_err(err, f, "%s", e.msg);
     }
     for (size_t i = 0; i < s->n_ulimits; i++) {

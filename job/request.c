@@ -72,6 +72,25 @@ fail:
     return -1;
 }
 
+int kiln_job_add_host_line(const char *spec, const char *network, char **line, kiln_error_t *err)
+{
+    const char *colon = strrchr(spec, ':');
+    _cleanup_free_ char *mapped = NULL;
+
+    if (colon == NULL || strcmp(colon + 1, "host-gateway") != 0)
+        return kiln_add_host_parse(spec, line, err);
+    if (network && strcmp(network, "none") == 0)
+        return kiln_error_set(err, 0,
+                              "--add-host %s: a step on --network none reaches no host; use the "
+                              "default network (with --allow-address 127.0.0.1:PORT) or --network "
+                              "host",
+                              spec);
+    mapped = kiln_xasprintf("%.*s:%s", (int)(colon - spec), spec,
+                            network && strcmp(network, "host") == 0 ? KILN_JOB_HOST_GATEWAY_HOST
+                                                                    : KILN_JOB_HOST_GATEWAY_NAT);
+    return kiln_add_host_parse(mapped, line, err);
+}
+
 /* The spec's --add-host and --ulimit as the sandbox takes them, and --shm-size. */
 static int step_flags(const kiln_job_spec_t *s, kiln_job_request_t *r, kiln_error_t *err)
 {
@@ -79,7 +98,7 @@ static int step_flags(const kiln_job_spec_t *s, kiln_job_request_t *r, kiln_erro
 
     r->hosts = kiln_xzalloc((s->n_add_hosts + 1) * sizeof(char *));
     for (size_t i = 0; i < s->n_add_hosts; i++)
-        if (kiln_add_host_parse(s->add_hosts[i], &r->hosts[i], err) < 0)
+        if (kiln_job_add_host_line(s->add_hosts[i], s->network, &r->hosts[i], err) < 0)
             return kiln_error_prefix(err, "field 'add_hosts[%zu]'", i);
     r->ulimits = kiln_xzalloc((s->n_ulimits + 1) * sizeof(*r->ulimits));
     for (size_t i = 0; i < s->n_ulimits; i++)

@@ -27,6 +27,16 @@ typedef struct kiln_job_request {
 int kiln_job_request_make(const kiln_job_spec_t *s, const char *secrets_dir,
                           kiln_job_request_t *out, kiln_error_t *err);
 
+/* The host as a RUN step on network sees it (docker's host-gateway): "127.0.0.1" with
+ * network "host", slirp's alias of the host's loopback "10.0.2.2" on the default (nat)
+ * network, where a step reaches it only on what --allow-address 127.0.0.1[:PORT] opens. */
+#define KILN_JOB_HOST_GATEWAY_NAT "10.0.2.2"
+#define KILN_JOB_HOST_GATEWAY_HOST "127.0.0.1"
+
+/* --add-host HOST:IP (sandbox/stepopts.h) as an /etc/hosts line (malloc'ed), HOST:host-gateway
+ * naming the host as a step on network (NULL: "default") sees it. -1 naming the flag. */
+int kiln_job_add_host_line(const char *spec, const char *network, char **line, kiln_error_t *err);
+
 /* Adds an output text (an auto build's default output). */
 void kiln_job_request_add_output(kiln_job_request_t *r, const char *text);
 

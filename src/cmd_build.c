@@ -17,6 +17,7 @@
 #include "engine/secrets.h"
 #include "engine/statcache.h"
 #include "export/export.h"
+#include "job/request.h"
 #include "job/run.h"
 #include "job/spec.h"
 #include "sandbox/sandbox.h"
@@ -57,7 +58,8 @@ static void usage(FILE *out)
         "      --secret id=ID,src=FILE|env=VAR  a secret for RUN --mount=type=secret\n"
         "      --ssh default[=SOCKET]  forward the SSH agent to RUN --mount=type=ssh\n"
         "      --add-host HOST:IP     a line of the RUN steps' /etc/hosts (repeatable; not\n"
-        "                             for server builds)\n"
+        "                             for server builds); HOST:host-gateway is the host\n"
+        "                             (reached on what --allow-address 127.0.0.1:PORT opens)\n"
         "      --ulimit NAME=SOFT[:HARD]  a resource limit of the RUN steps, as docker's\n"
         "                             (nofile, nproc, core, stack, ...; repeatable)\n"
         "      --shm-size SIZE        size of the RUN steps' /dev/shm (default 64m)\n"
@@ -497,7 +499,7 @@ int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
             /* checked as the sandbox takes them (sandbox/stepopts.h) */
             _cleanup_free_ char *line = NULL;
             kiln_ulimit_t u;
-            if ((c == O_ADD_HOST ? kiln_add_host_parse(optarg, &line, &err)
+            if ((c == O_ADD_HOST ? kiln_job_add_host_line(optarg, NULL, &line, &err)
                                  : kiln_ulimit_parse(optarg, &u, &err)) < 0)
                 return kiln_cli_usage_error("build", "%s", err.msg);
             if (c == O_ADD_HOST ? add(o.add_hosts, &o.n_add_hosts, optarg)
@@ -617,6 +619,12 @@ int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
     if (o.server_mode && o.n_add_hosts)
         return kiln_cli_usage_error("build", "--add-host is refused for a server build: it would "
                                              "point a tenant's steps at any address");
+    for (size_t i = 0; i < o.n_add_hosts; i++) {
+        /* host-gateway depends on --network, known only now */
+        _cleanup_free_ char *line = NULL;
+        if (kiln_job_add_host_line(o.add_hosts[i], o.network, &line, &err) < 0)
+            return kiln_cli_usage_error("build", "%s", err.msg);
+    }
     *o_out = o;
     return KILN_EXIT_OK;
 }

@@ -74,6 +74,74 @@ r = build(ctx, "--server-mode", "--add-host", "db.test:10.9.8.7")
 T.check("--add-host in a server build: refused, saying why",
         r.returncode == 2 and "--add-host is refused for a server build" in r.stderr, r.stderr[-600:])
 
+# --add-host NAME:host-gateway: the host as the step's network sees it. On the default (nat)
+# network that is slirp's alias of the host's loopback, reached only where --allow-address
+# opens it: a server on the host's 127.0.0.1 answers the step at the address the name has
+# (looked up in /etc/hosts by the step: a static binary cannot load glibc's NSS there)
+import http.server  # noqa: E402
+import threading  # noqa: E402
+
+
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"hello-from-the-host\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+threading.Thread(target=httpd.serve_forever, daemon=True).start()
+port = httpd.server_address[1]
+gctx = write_tree(os.path.join(T.tmp, "gw"), {"Dockerfile": f"""FROM {BASE}
+COPY fetch /fetch
+RUN grep hostbox /etc/hosts > /gw-line; \\
+    ip=$(busybox awk '$2 == "hostbox" {{print $1}}' /etc/hosts); \\
+    (/fetch "$ip" {port} / | grep hello || echo unreachable) > /gw-got
+"""})
+# the static HTTP probe of the hostile suite (busybox's static wget crashes in getaddrinfo)
+from kilntest import SRC  # noqa: E402
+fr = subprocess.run(["gcc", "-static", "-O1", "-I" + os.path.join(SRC, "tests/sandbox/hostile"), "-o",
+                     os.path.join(gctx, "fetch"), os.path.join(SRC, "tests/sandbox/hostile/fetch.c")],
+                    capture_output=True, text=True)
+T.check("the static fetch probe builds", fr.returncode == 0, fr.stderr)
+gout = os.path.join(T.tmp, "gw-out")
+r = build(gctx, "--add-host", "hostbox:host-gateway", "--allow-address", f"127.0.0.1:{port}",
+          "-o", f"type=local,dest={gout}")
+T.check("--add-host hostbox:host-gateway (nat): the host's alias 10.0.2.2 in the step's /etc/hosts",
+        r.returncode == 0 and read(os.path.join(gout, "gw-line")).split() == ["10.0.2.2", "hostbox"],
+        r.stderr[-1500:] + read(os.path.join(gout, "gw-line")))
+T.check("--add-host hostbox:host-gateway + --allow-address 127.0.0.1:PORT: the host's server answers "
+        "the step at that name's address", read(os.path.join(gout, "gw-got")) == "hello-from-the-host\n",
+        read(os.path.join(gout, "gw-got")))
+gout2 = os.path.join(T.tmp, "gw-out2")
+# (the address policy is no part of a step's cache key, as docker's --network is not)
+r = build(gctx, "--no-cache", "--add-host", "hostbox:host-gateway", "-o", f"type=local,dest={gout2}")
+T.check("host-gateway without --allow-address: the name is there, the host's loopback is not reached",
+        r.returncode == 0 and read(os.path.join(gout2, "gw-got")) == "unreachable\n"
+        and read(os.path.join(gout2, "gw-line")).split() == ["10.0.2.2", "hostbox"],
+        r.stderr[-1500:] + read(os.path.join(gout2, "gw-got")))
+gout3 = os.path.join(T.tmp, "gw-out3")
+r = build(gctx, "--no-cache", "--network", "host", "--add-host", "hostbox:host-gateway", "-o",
+          f"type=local,dest={gout3}")
+T.check("--network host --add-host hostbox:host-gateway: 127.0.0.1, and the server answers",
+        r.returncode == 0 and read(os.path.join(gout3, "gw-line")).split() == ["127.0.0.1", "hostbox"]
+        and read(os.path.join(gout3, "gw-got")) == "hello-from-the-host\n",
+        r.stderr[-1500:] + read(os.path.join(gout3, "gw-line")))
+r = build(gctx, "--network", "none", "--add-host", "hostbox:host-gateway")
+T.check("--network none --add-host hostbox:host-gateway: refused before any step, word for word",
+        r.returncode == 2 and r.stderr.startswith("kiln build: --add-host hostbox:host-gateway: a step on "
+        "--network none reaches no host; use the default network (with --allow-address 127.0.0.1:PORT) "
+        "or --network host\n"), r.stderr[-600:])
+r = build(gctx, "--server-mode", "--add-host", "hostbox:host-gateway")
+T.check("host-gateway in a server build: refused, saying why",
+        r.returncode == 2 and "--add-host is refused for a server build" in r.stderr, r.stderr[-600:])
+httpd.shutdown()
+
 spec = {"build_id": "b-1", "tenant": "acme", "source": {"git": "https://127.0.0.1:1/a.git"},
         "add_hosts": ["db.test:10.9.8.7"]}
 bad_root = os.path.join(T.tmp, "never")
@@ -82,6 +150,11 @@ T.check("a tenant's spec with add_hosts: invalid_spec naming the field, nothing 
         r.returncode == 2 and "field 'add_hosts': is refused for a build that is not local (a tenant's): "
         "it would point the steps' names at any address" in r.stdout and not os.path.exists(bad_root),
         r.stdout + r.stderr)
+spec["add_hosts"] = ["hostbox:host-gateway"]
+r = kiln("job", "run", "--untrusted", "--root", bad_root, "--spec", "-", input=json.dumps(spec))
+T.check("a tenant's spec with add_hosts NAME:host-gateway: refused the same, nothing run",
+        r.returncode == 2 and "field 'add_hosts': is refused for a build that is not local" in r.stdout
+        and not os.path.exists(bad_root), r.stdout + r.stderr)
 
 # --ssh: the agent in RUN --mount=type=ssh steps only, never in a layer or the cache key
 sock_dir = os.path.join(T.tmp, "agent")
