@@ -187,8 +187,10 @@ int kiln_pgzip_new(int level, int workers, kiln_sink_t *out, kiln_pgzip_t **res,
     p->out_cap = GZIP_HEADER_SIZE +
                  libdeflate_deflate_compress_bound(p->inline_comp, KILN_PGZIP_BLOCK) +
                  KILN_DEFLATE_JOIN_EXTRA;
-    /* One slot filling, one per worker compressing, one written meanwhile. */
-    p->nslots = workers == 0 ? 1 : (unsigned)workers + 2;
+    /* One slot filling, one written meanwhile, and three per worker: with one
+     * per worker the producer and the workers took turns waiting for each
+     * other (a quarter more context switches on a busy machine). */
+    p->nslots = workers == 0 ? 1 : 3 * (unsigned)workers + 2;
     p->slots = kiln_xzalloc(p->nslots * sizeof(*p->slots));
     for (unsigned i = 0; i < p->nslots; i++) {
         p->slots[i].in = kiln_xmalloc(KILN_PGZIP_BLOCK);

@@ -15,7 +15,8 @@
  * A block loses the 32 KiB of history before it (libdeflate takes no
  * dictionary): about 0.3% of output on a mixed tree at 1 MiB blocks, against
  * libdeflate's far better matching than ISA-L's at the same speed. Memory:
- * (workers + 2) slots of a block plus its compression bound, and one
+ * (3 * workers + 2) slots of a block plus its compression bound (about 17 MiB
+ * with two workers), and one
  * libdeflate compressor per thread. */
 #ifndef KILN_OCI_PGZIP_H
 #define KILN_OCI_PGZIP_H
