@@ -2,6 +2,7 @@
  * the Node major of the build (see node_lambda.h). */
 #include "handlers/node_lambda.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,28 @@ static char *runtime_list(const int *m, int n)
     return kiln_buf_steal(&b, NULL);
 }
 
+/* The version note detection wrote for Node `req` ("Node 26: the current LTS line ...")
+ * says what the function build uses instead, `narrowed` (the plan would contradict itself). */
+static void renote_version(kiln_plan_t *plan, const char *req, const char *narrowed, bool def)
+{
+    size_t rl = strlen(req);
+
+    for (size_t i = 0; i < plan->n_notes; i++) {
+        const char *n = plan->notes[i];
+        if (strncmp(n, "Node ", 5) != 0 || strncmp(n + 5, req, rl) != 0 ||
+            (n[5 + rl] != ':' && n[5 + rl] != ' '))
+            continue;
+        free(plan->notes[i]);
+        plan->notes[i] =
+            def ? kiln_xasprintf("Node %.64s for the function: the default LTS line (%.64s) has no "
+                                 "AWS Lambda runtime; %s is the newest Lambda runs",
+                                 narrowed, req, plan->runtime)
+                : kiln_xasprintf("Node %.64s, narrowed for the function to the lines AWS Lambda "
+                                 "runs: %.64s (%s)",
+                                 req, narrowed, plan->runtime);
+    }
+}
+
 /* The runtime and the toolchain range narrowed to the Lambda majors (see header). */
 static int function_runtime(kiln_plan_t *plan, kiln_error_t *err)
 {
@@ -149,6 +172,8 @@ static int function_runtime(kiln_plan_t *plan, kiln_error_t *err)
     kiln_plan_set(&plan->version, narrowed);
     free(plan->runtime);
     plan->runtime = kiln_xasprintf("nodejs%d.x", fit[nf - 1]);
+    if (strcmp(req, narrowed) != 0)
+        renote_version(plan, req, narrowed, src != NULL && strcmp(src, "default") == 0);
     if (pinned)
         kiln_plan_why(plan, KILN_WHY_RUNTIME,
                       "kiln.json function.runtime %s: the build uses Node %d to match it",

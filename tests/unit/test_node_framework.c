@@ -121,6 +121,17 @@ static void test_function_runtime(void **state)
         assert_string_equal(p->runtime, cases[i].want_runtime);
         assert_non_null(p->why[KILN_WHY_RUNTIME]);
     }
+    {
+        /* the version note of detection says what the function build uses */
+        _cleanup_plan_ kiln_plan_t *p = fn_plan("26", "default", NULL);
+        kiln_error_t err = {0};
+        kiln_plan_add(p->notes, &p->n_notes, NULL, "Node 26: the current LTS line");
+        kiln_plan_add(p->notes, &p->n_notes, NULL, "Node 260 is no note of it");
+        assert_int_equal(kiln_node_function_plan(p, &err), 0);
+        assert_non_null(strstr(p->notes[0], "Node 24 for the function: the default LTS line (26) "
+                                            "has no AWS Lambda runtime"));
+        assert_string_equal(p->notes[1], "Node 260 is no note of it");
+    }
 }
 
 static void test_function_handler(void **state)
