@@ -12,7 +12,10 @@
 - tests/fixtures/frameworks/react-router (React Router 7, SSR): the image runs its start
   script (react-router-serve from node_modules/.bin, no npm in the run image) and the
   route's loader answers over loopback;
-- the run image is node-run (no Debian nodejs or npm) with bin/node alone of the toolchain.
+- the run image is node-run (no Debian nodejs or npm) with bin/node alone of the toolchain;
+- the same Next.js app with OpenNext (tests/fixtures/frameworks/next-opennext's package.json
+  and lockfile): a function output built with open-next build whose handler answers an API
+  Gateway event.
 
 The plans of Nuxt, SvelteKit (adapter-node), Astro (@astrojs/node), Remix and the function
 runtimes are in the detection table (tests/fixtures/detect)."""
@@ -26,14 +29,15 @@ import tarfile
 import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from examples_lib import ENV, build, ensure_images, run_http  # noqa: E402
+from examples_lib import ENV, ROOT, build, ensure_images, run_http  # noqa: E402
 from kilntest import SRC, T, kiln  # noqa: E402
+from node_fw_lib import invoke, toolchain_node  # noqa: E402
 
 FIX = os.path.join(SRC, "tests", "fixtures", "frameworks")
 
 
-def fixture(name):
-    dst = os.path.join(T.tmp, "src-" + name)
+def fixture(name, copy=""):
+    dst = os.path.join(T.tmp, "src-" + name + copy)
     shutil.copytree(os.path.join(FIX, name), dst, symlinks=True)
     return dst
 
@@ -145,6 +149,38 @@ if T.check("react-router: kiln build builds the server image", r.returncode == 0
     T.check("react-router: react-router-serve renders the route's loader data (node v26)",
             "hello from kiln react-router (node <!-- -->v26." in body
             or "hello from kiln react-router (node v26." in body, body[-2000:])
+
+# --- Next.js as a function through OpenNext (@opennextjs/aws in devDependencies): open-next
+# build bundles the server; the zip is .open-next/server-functions/default, its index.mjs
+# exports function.json's handler and answers an API Gateway event on the runtime's Node
+on = fixture("next-standalone", "-opennext")
+for f in ("package.json", "package-lock.json"):
+    shutil.copy(os.path.join(FIX, "next-opennext", f), on)
+r = kiln("plan", "--explain", "-o", "type=function", on, env=ENV)
+T.check("opennext: the function plan builds with open-next build, handler index.handler, nodejs24.x",
+        r.returncode == 0 and "build command    npx --no-install open-next build" in r.stdout
+        and "handler          index.handler" in r.stdout and "runtime          nodejs24.x" in r.stdout
+        and "Node 24 for the function: the default LTS line (26) has no AWS Lambda runtime" in r.stdout,
+        r.stdout + r.stderr)
+zpath = os.path.join(T.tmp, "fn-on", "function.zip")
+r = build(on, "--output", f"type=function,dest={zpath}")
+if T.check("opennext: kiln build runs open-next build and writes the zip", r.returncode == 0 and os.path.exists(zpath),
+           r.stderr[-4000:]):
+    meta = json.load(open(os.path.join(T.tmp, "fn-on", "function.json")))
+    names = zipfile.ZipFile(zpath).namelist()
+    T.check("opennext: the zip is the server function (index.mjs, its traced node_modules/next), no source",
+            meta.get("handler") == "index.handler" and "index.mjs" in names
+            and any(n.startswith("node_modules/next/") for n in names)
+            and not any(n.startswith(("app/", ".git", "package-lock.json", "node_modules/@opennextjs/"))
+                        for n in names), f"{meta} {names[:20]}")
+    print(f"# opennext function.zip: {os.path.getsize(zpath) / 1e6:.1f} MB, {len(names)} entries", flush=True)
+    x = os.path.join(T.tmp, "fn-on-x")
+    zipfile.ZipFile(zpath).extractall(x)
+    node = toolchain_node(ROOT, meta.get("runtime", "nodejsX.x")[6:-2])
+    res, log = invoke(node, x, meta.get("handler", ""), "/") if node else ({}, "no toolchain")
+    T.check("opennext: the handler renders the page for an API Gateway event on the runtime's Node (v24)",
+            res.get("statusCode") == 200 and meta.get("runtime") == "nodejs24.x"
+            and "hello from kiln next-standalone (node <!-- -->v24." in res.get("body", ""), log[-2000:])
 
 # --- a function: no start script, handler from package.json main, runtime from .nvmrc
 fn = os.path.join(T.tmp, "fn-src")

