@@ -10,22 +10,29 @@
 # 2. A step writing 50,000 files / 1 GiB over a 1 GiB lower: time to write the
 #    layer (overlay path: the upper dir only) against `kiln import` packing the
 #    same upper dir alone (target ≤ 1.1×: the lower tree is not walked).
+# 3. Each RUN step of a build: a 50-RUN Dockerfile (FROM scratch, the busybox
+#    rootfs, 50 × `RUN true N`) built with --no-cache against `buildah bud
+#    --layers --no-cache` (overlay, each step committed as kiln caches each step)
+#    and 50 bare `bwrap` runs (the floor of 50 sandboxes); RUNS rounds
+#    (default 5), medians, min/max, CPU, peak RSS, per step.
 #
-#   KILN_BIN=path/to/kiln bash bench/sandbox.sh [N] [PARTS]   (PARTS: 12, 1 or 2)
+#   KILN_BIN=path/to/kiln bash bench/sandbox.sh [N] [PARTS]   (PARTS: any of 1, 2, 3; default 13)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/bench_lib.sh # the README's binary (build/src/kiln, built if absent), timing helpers
 bench_kiln
 N=${1:-30}
-PARTS=${2:-12}
+PARTS=${2:-13}
 W=$(mktemp -d /var/tmp/kiln-bench.XXXXXX)
-trap 'rm -rf "$W"' EXIT
+trap 'umount -R "$W/broot/overlay" 2>/dev/null; rm -rf "$W"' EXIT
 
 now_ns() { date +%s%N; }
 # median_ms FILE: median of the ns values in FILE, in ms (3 decimals)
 median_ms() {
   sort -n "$1" | awk '{a[NR] = $1} END {m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.3f\n", m / 1e6}'
 }
+# range_ms FILE: "min-max" of the ns values in FILE, in ms
+range_ms() { sort -n "$1" | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "min %.1f max %.1f", lo / 1e6, hi / 1e6}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 
 R=$W/rootfs
@@ -78,9 +85,9 @@ t_version=$(median_ms "$W/t-version")
 t_kiln=$(median_ms "$W/t-kiln")
 t_bwrap=$(median_ms "$W/t-bwrap")
 cost=$(awk -v a="$t_kiln" -v b="$t_version" 'BEGIN {printf "%.3f", a - b}')
-echo "kiln --help (start-up)                ${t_version} ms"
-echo "kiln run --network none /bin/true    ${t_kiln} ms  (sandbox cost ${cost} ms)"
-echo "bwrap --unshare-all /bin/true        ${t_bwrap} ms"
+echo "kiln --help (start-up)                ${t_version} ms  ($(range_ms "$W/t-version"))"
+echo "kiln run --network none /bin/true    ${t_kiln} ms  (sandbox cost ${cost} ms; $(range_ms "$W/t-kiln"))"
+echo "bwrap --unshare-all /bin/true        ${t_bwrap} ms  ($(range_ms "$W/t-bwrap"))"
 echo "sandbox cost / bwrap                 $(ratio "$cost" "$t_bwrap")"
 echo "end to end: kiln run / bwrap         $(ratio "$t_kiln" "$t_bwrap")  (target <= 1.2)"
 if [ -n "${CMD[runc]:-}" ]; then
@@ -110,6 +117,33 @@ fi
 if [[ $PARTS == *1* ]] && command -v /usr/bin/time >/dev/null; then
   rss=$(/usr/bin/time -f %M "$KILN" run --rootfs "$R" --network none -- /bin/true 2>&1 >/dev/null | tail -n 1)
   echo "kiln run peak RSS                    ${rss} KiB"
+fi
+
+if [[ $PARTS == *3* ]]; then
+  echo "== 3. each RUN step of a build: 50 x RUN true, --no-cache (RUNS=$RUNS; load average: $(cut -d' ' -f1 /proc/loadavg))"
+  T=$W # bench_lib's timing helpers (rounds, stats, bah) keep their files under $T
+  : >"$T/times"
+  mkdir -p "$W/ctx50"
+  cp -a "$R" "$W/ctx50/rootfs"
+  { echo 'FROM scratch'; echo 'COPY rootfs/ /'; for i in $(seq 50); do echo "RUN true $i"; done; } >"$W/ctx50/Dockerfile"
+  b50='for i in $(seq 50); do bwrap --unshare-all --ro-bind '"$R"' / --proc /proc --dev /dev /bin/true; done'
+  args=(kiln-50run "rm -rf $W/kroot" "$KILN build --root $W/kroot --no-cache --network none --progress quiet $W/ctx50"
+    bwrap-50 "" "$b50")
+  if command -v buildah >/dev/null; then
+    args+=(buildah-50run "" "$(BAH_CMD) bud --layers --no-cache --network none -q -t b50 $W/ctx50")
+  fi
+  rounds "${args[@]}"
+  stats_table
+  for n in kiln-50run bwrap-50 buildah-50run; do
+    [ "$(med $n)" != 0 ] || continue
+    printf '%-14s per step: wall %6.1f ms  CPU %5.1f ms\n' "$n" \
+      "$(awk -v s="$(med $n)" 'BEGIN {print s * 1000 / 50}')" \
+      "$(awk -v s="$(cpu_med $n)" 'BEGIN {print s * 1000 / 50}')"
+  done
+  echo "kiln / bare bwrap (50 sandboxes): wall $(ratio "$(med kiln-50run)" "$(med bwrap-50)"), CPU $(ratio "$(cpu_med kiln-50run)" "$(cpu_med bwrap-50)")"
+  [ "$(med buildah-50run)" = 0 ] ||
+    echo "kiln / buildah --layers: wall $(ratio "$(med kiln-50run)" "$(med buildah-50run)"), CPU $(ratio "$(cpu_med kiln-50run)" "$(cpu_med buildah-50run)")"
+  if [ -d "$W/broot" ]; then bah rmi -a -f >/dev/null 2>&1; umount -R "$W/broot/overlay" 2>/dev/null; fi
 fi
 
 [[ $PARTS == *2* ]] || exit 0

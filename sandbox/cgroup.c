@@ -38,13 +38,35 @@ static int has_token(const char *list, const char *tok, char sep)
  * cgroup2 (controller NULL) or the v1 hierarchy holding `controller`. Fills
  * *mnt (mount point) and *root (the cgroup mounted there). Returns 0, or -1
  * when there is no such mount. */
-static int find_mount(const char *controller, int index, char **mnt, char **root)
+/* /proc/self/cgroup and /proc/self/mountinfo, each read once per lookup (a
+ * sweep asks for three hierarchies: it read them six times before each run). */
+typedef struct proc_tables {
+    char *cgroup, *mountinfo;
+} proc_tables_t;
+
+/* A private copy of the file at path, read into *slot the first time. */
+static char *table_copy(char **slot, const char *path, size_t cap)
 {
-    _cleanup_free_ char *data = NULL;
-    char *save = NULL, *line;
     size_t len;
 
-    if (kiln_fs_read_file("/proc/self/mountinfo", 1 << 20, &data, &len, NULL) < 0)
+    if (*slot == NULL && kiln_fs_read_file(path, cap, slot, &len, NULL) < 0)
+        return NULL;
+    return kiln_xstrdup(*slot);
+}
+
+static void proc_tables_free(proc_tables_t *t)
+{
+    free(t->cgroup);
+    free(t->mountinfo);
+}
+
+static int find_mount(proc_tables_t *tabs, const char *controller, int index, char **mnt,
+                      char **root)
+{
+    _cleanup_free_ char *data = table_copy(&tabs->mountinfo, "/proc/self/mountinfo", 1 << 20);
+    char *save = NULL, *line;
+
+    if (data == NULL)
         return -1;
     for (line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char *f[5], *s2 = NULL, *dash = strstr(line, " - "), *fstype, *opts;
@@ -73,13 +95,12 @@ static int find_mount(const char *controller, int index, char **mnt, char **root
 
 /* kiln's own cgroup path in the v2 hierarchy (controller NULL) or the v1
  * hierarchy of `controller`, from /proc/self/cgroup. Malloc'ed, or NULL. */
-static char *own_path(const char *controller)
+static char *own_path(proc_tables_t *t, const char *controller)
 {
-    _cleanup_free_ char *data = NULL;
+    _cleanup_free_ char *data = table_copy(&t->cgroup, "/proc/self/cgroup", 1 << 16);
     char *save = NULL, *line;
-    size_t len;
 
-    if (kiln_fs_read_file("/proc/self/cgroup", 1 << 16, &data, &len, NULL) < 0)
+    if (data == NULL)
         return NULL;
     for (line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
@@ -97,9 +118,9 @@ static char *own_path(const char *controller)
  * own_path); on v2, the parent of SELF_LEAF when kiln moved itself there.
  * A mount hidden under another one (listed, but not what the path shows)
  * is skipped for the next. Malloc'ed, or NULL. */
-static char *own_dir(const char *controller)
+static char *own_dir_in(proc_tables_t *t, const char *controller)
 {
-    _cleanup_free_ char *own = own_path(controller);
+    _cleanup_free_ char *own = own_path(t, controller);
 
     for (int i = 0; own != NULL && i < 16; i++) {
         _cleanup_free_ char *mnt = NULL, *root = NULL;
@@ -108,7 +129,7 @@ static char *own_dir(const char *controller)
         struct statfs sf;
         char *dir, *slash;
 
-        if (find_mount(controller, i, &mnt, &root) < 0)
+        if (find_mount(t, controller, i, &mnt, &root) < 0)
             return NULL;
         rlen = strlen(root);
         if (strcmp(root, "/") == 0)
@@ -130,6 +151,16 @@ static char *own_dir(const char *controller)
         free(dir);
     }
     return NULL;
+}
+
+/* own_dir_in with the tables read for this one lookup. */
+static char *own_dir(const char *controller)
+{
+    proc_tables_t t = {0};
+    char *dir = own_dir_in(&t, controller);
+
+    proc_tables_free(&t);
+    return dir;
 }
 
 /* Writes val to dir/file. Returns 0 or -errno. */
@@ -435,11 +466,14 @@ int kiln_cgroup_sweep(kiln_error_t *err)
     static const char *const ctrls[] = {NULL, "memory", "pids"};
     int n = 0;
 
+    proc_tables_t t = {0};
+
     (void)err;
     for (size_t i = 0; i < 3; i++) {
-        _cleanup_free_ char *p = own_dir(ctrls[i]);
+        _cleanup_free_ char *p = own_dir_in(&t, ctrls[i]);
         if (p)
             n += sweep_parent(p);
     }
+    proc_tables_free(&t);
     return n;
 }
