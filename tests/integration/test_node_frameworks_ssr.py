@@ -26,11 +26,14 @@ import tarfile
 import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from examples_lib import ENV, ROOT, build, fixture, need_node_images, run_http  # noqa: E402
+from examples_lib import ENV, ROOT, build, ensure_images, fixture, need_node_images, run_http  # noqa: E402
 from kilntest import T, kiln  # noqa: E402
 from node_fw_lib import invoke, toolchain_node  # noqa: E402
 
 need_node_images()
+ok, log = ensure_images("static-run")
+if not T.check("kiln's static-run image is built (images/build.sh)", ok, log):
+    T.done()
 
 
 def copy(name):
@@ -213,6 +216,9 @@ out, files = build_image("sveltekit-static", ss)
 if out:
     shipped_only("sveltekit-static", files, {"app/index.html", "app/_app"},
                  ("app/node_modules", "app/build", "app/package.json", "opt/node"))
+    T.check("sveltekit-static: the image is the site and a static busybox alone (no libc, apt or Node)",
+            "bin/busybox" in files and not any(f.startswith(("usr/", "lib", "opt/", "var/")) for f in files),
+            str(sorted(f for f in files if not f.startswith("app/"))))
     T.check("sveltekit-static: the image runs busybox httpd", image_config(out).get("Cmd", [])[-1:]
             == ["busybox httpd -f -p $PORT -h /app"], str(image_config(out).get("Cmd")))
     body = answer(out)
