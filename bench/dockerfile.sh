@@ -5,6 +5,8 @@
 #   big    COPY of a ~1.1 GB tree + RUN, gzip            target kiln <= 0.25x buildah
 #   again  the big build with nothing changed            target kiln <= 0.1x buildah --layers
 #   peak RSS of kiln in each                             target <= 100 MiB
+# RUNS rounds (default 5) of the six commands in turn: median/min/max, CPU and peak RSS, one
+# ratio line per case (bench_lib.sh).
 # Usage: bench/dockerfile.sh [KILN_BIN]   (env: BIG_MB=1100; the tree is cached
 # under /var/cache/kiln/bench-tree-<MB>)
 set -euo pipefail
@@ -80,43 +82,38 @@ cp -al "$TREE" "$T/big/tree" 2>/dev/null || cp -a "$TREE" "$T/big/tree"
 rm -f "$T/big/tree/.complete"
 
 # --- runners -----------------------------------------------------------------
-# Prints "seconds maxrss_kb" for a command.
-measure() {
-  /usr/bin/time -f "%e %M" -o "$T/time" "$@" >"$T/out.log" 2>&1 || { tail -20 "$T/out.log" >&2; return 1; }
-  cat "$T/time"
+# bench_lib's rounds: the six commands in turn, RUNS rounds; cold builds start from an empty
+# kiln root / empty buildah storage (prepared outside the clock), "again" reuses the root the
+# big build just filled.
+: >"$T/times"
+kiln_cmd() { # root ctx dest
+  echo "rm -rf $3 && \"$KILN\" build --root $1 --progress quiet --compression-level $KILN_GZIP_LEVEL \
+    --build-arg BASE=$BASE -o type=oci,dest=$3 $2"
 }
-kiln_build() { # ctx dest [extra…]
-  local ctx=$1 dest=$2; shift 2
-  measure "$KILN" build --root "$T/kiln-root" --progress quiet --compression-level "$KILN_GZIP_LEVEL" --build-arg "BASE=$BASE" \
-    -o "type=oci,dest=$dest" "$@" "$ctx"
+B="env TMPDIR=$T/bah-tmp buildah --root $T/bah-root --runroot $T/bah-run --storage-driver overlay"
+bah_cmd() { # ctx dest [extra]: private TMPDIR (buildah keeps cache mounts under TMPDIR)
+  echo "rm -rf $2 && mkdir -p $T/bah-tmp && $B bud --isolation chroot --format docker \
+    --identity-label=false --build-arg BASE=$BASE ${3:-} -t localhost/bench:1 $1 >/dev/null &&
+    $B push -q --compression-format gzip --compression-level $KILN_GZIP_LEVEL localhost/bench:1 oci:$2:1 >/dev/null"
 }
-buildah_build() { # ctx dest [extra…]
-  local ctx=$1 dest=$2; shift 2
-  cat >"$T/bah.sh" <<EOF
-set -e
-export TMPDIR=$T/bah-tmp # private: buildah's cache mounts live under TMPDIR, not --root
-mkdir -p "\$TMPDIR"
-buildah --root "$T/bah-root" --runroot "$T/bah-run" --storage-driver overlay bud --isolation chroot \
-  --format docker --identity-label=false --build-arg "BASE=$BASE" $* -t localhost/bench:1 "$ctx" >/dev/null
-buildah --root "$T/bah-root" --runroot "$T/bah-run" --storage-driver overlay push --compression-format gzip --compression-level $KILN_GZIP_LEVEL localhost/bench:1 "oci:$dest:1" >/dev/null
-EOF
-  measure bash "$T/bah.sh"
-}
-ratio() { python3 -c "import sys; print('%.3f' % (float(sys.argv[1]) / max(float(sys.argv[2]), 1e-9)))" "$1" "$2"; }
-
-report() { # name kiln_s kiln_rss buildah_s target
-  printf '%-6s kiln %7.2fs (peak RSS %4d MiB)   buildah %7.2fs   ratio %s (target <= %s)\n' \
-    "$1" "$2" $(($3 / 1024)) "$4" "$(ratio "$2" "$4")" "$5"
-}
-
-read -r kt kr < <(kiln_build "$T/tiny" "$T/out-kiln-tiny")
-read -r bt _ < <(buildah_build "$T/tiny" "$T/out-bah-tiny")
-report tiny "$kt" "$kr" "$bt" 0.3
-
-read -r kt kr < <(kiln_build "$T/big" "$T/out-kiln-big")
-read -r bt _ < <(buildah_build "$T/big" "$T/out-bah-big" --layers)
-report big "$kt" "$kr" "$bt" 0.25
-
-read -r kt kr < <(kiln_build "$T/big" "$T/out-kiln-big2")
-read -r bt _ < <(buildah_build "$T/big" "$T/out-bah-big2" --layers)
-report again "$kt" "$kr" "$bt" 0.1
+BAH_FRESH="$B rmi -a -f; $B rm -a; umount -R $T/bah-root/overlay; rm -rf $T/bah-root $T/bah-run $T/bah-tmp"
+mkdir -p "$T/o"
+bench_header
+echo "big tree: $TREE ($(du -sb "$TREE" | cut -f1) bytes)"
+rounds \
+  kiln-tiny "rm -rf $T/kr" "$(kiln_cmd "$T/kr" "$T/tiny" "$T/o/kt")" \
+  buildah-tiny "$BAH_FRESH" "$(bah_cmd "$T/tiny" "$T/o/bt")" \
+  kiln-big "rm -rf $T/kr" "$(kiln_cmd "$T/kr" "$T/big" "$T/o/kb")" \
+  buildah-big "$BAH_FRESH" "$(bah_cmd "$T/big" "$T/o/bb" --layers)" \
+  kiln-again "" "$(kiln_cmd "$T/kr" "$T/big" "$T/o/kb2")" \
+  buildah-again "" "$(bah_cmd "$T/big" "$T/o/bb2" --layers)"
+stats_table
+echo
+ratio_line tiny kiln-tiny buildah-tiny "(target <= 0.3)"
+ratio_line big kiln-big buildah-big "(target <= 0.25)"
+ratio_line again kiln-again buildah-again "(target <= 0.1)"
+echo "peak RSS of kiln (target <= 100 MiB): tiny $(stats kiln-tiny | cut -d' ' -f4), big $(stats kiln-big | cut -d' ' -f4), again $(stats kiln-again | cut -d' ' -f4) MiB"
+read -r kc ku < <(layers_size "$T/o/kb")
+read -r bc bu < <(layers_size "$T/o/bb")
+echo "big image layers: kiln $kc bytes gzip ($ku tar), buildah $bc ($bu): kiln/buildah $(ratio "$kc" "$bc") compressed"
+bench_footer
