@@ -207,7 +207,7 @@ static int cmp_xattr(const void *a, const void *b)
     return strcmp(((const kiln_ztoc_xattr_t *)a)->key, ((const kiln_ztoc_xattr_t *)b)->key);
 }
 
-static const char *type_name(int flag)
+const char *kiln_ztoc_tar_type_name(int flag)
 {
     switch (flag) {
     case '0':
@@ -331,14 +331,14 @@ static int entry_header(kiln_ztoc_tar_t *t, const uint8_t *b, kiln_error_t *err)
     }
     if (b[156] == 0 && f.name[0] && f.name[strlen(f.name) - 1] == '/')
         flag = '5';
-    if (type_name(flag) == NULL) {
+    if (kiln_ztoc_tar_type_name(flag) == NULL) {
         kiln_error_set(err, 0,
                        "tar entry '%.200s': type '%c' cannot be indexed by SOCI (regular files, "
                        "links, directories, devices and fifos only)",
                        f.name, flag > 32 && flag < 127 ? flag : '?');
         goto fail;
     }
-    f.type = kiln_xstrdup(type_name(flag));
+    f.type = kiln_xstrdup(kiln_ztoc_tar_type_name(flag));
     f.mod_time = format_time(mtime, nsec);
     f.offset = t->pos; /* the data starts right after this header block */
     if (t->n_pax) {

@@ -46,4 +46,8 @@ void kiln_ztoc_tar_clear(kiln_ztoc_tar_t *t);
 /* Compares two entries field by field; on a difference fills err naming the field. */
 int kiln_ztoc_file_compare(const kiln_ztoc_file_t *a, const kiln_ztoc_file_t *b, kiln_error_t *err);
 
+/* The TOC type of a tar entry's type flag ("reg", "hardlink", "symlink", "char", "block",
+ * "dir", "fifo"; as SOCI and zstd:chunked name them), NULL for other flags. */
+const char *kiln_ztoc_tar_type_name(int flag);
+
 #endif

@@ -8,6 +8,7 @@
 #include "oci/layout.h"
 #include "oci/registry.h"
 #include "oci/soci.h"
+#include "oci/zstd_chunked.h"
 #include "src/cli_registry.h"
 #include "src/commands.h"
 #include "src/ecr_login.h"
@@ -27,13 +28,17 @@ static void usage(FILE *out)
             "                                       (SOCI index v2, every platform; lazy\n"
             "                                       loading on Fargate; the digest changes)\n"
             "  --soci-min-layer-size SIZE           layers smaller get no zTOC "
-            "(10MiB)\n" KILN_CLI_REGISTRY_HELP);
+            "(10MiB)\n"
+            "  --zstd-chunked                       the --platform image with every layer\n"
+            "                                       zstd:chunked (TOC + annotations: podman,\n"
+            "                                       CRI-O partial pulls; the digest "
+            "changes)\n" KILN_CLI_REGISTRY_HELP);
 }
 
-enum { O_SOCI = 2000, O_SOCI_MIN };
+enum { O_SOCI = 2000, O_SOCI_MIN, O_ZSTD_CHUNKED };
 
 typedef struct copy_flags {
-    int ecr_create, soci;
+    int ecr_create, soci, zstd_chunked;
     kiln_soci_opts_t so;
 } copy_flags_t;
 
@@ -46,6 +51,10 @@ static int copy_opt(int c, const char *arg, void *ud)
 
     if (c == O_SOCI) {
         f->soci = 1;
+        return 0;
+    }
+    if (c == O_ZSTD_CHUNKED) {
+        f->zstd_chunked = 1;
         return 0;
     }
     if (c == O_SOCI_MIN) {
@@ -91,6 +100,7 @@ int kiln_cmd_copy(int argc, char **argv)
         KILN_CLI_ECR_CREATE_LONGOPT,
         {"soci", no_argument, NULL, O_SOCI},
         {"soci-min-layer-size", required_argument, NULL, O_SOCI_MIN},
+        {"zstd-chunked", no_argument, NULL, O_ZSTD_CHUNKED},
         KILN_CLI_REGISTRY_LONGOPTS,
         {NULL, 0, NULL, 0}};
     kiln_cli_registry_t cr;
@@ -130,9 +140,14 @@ int kiln_cmd_copy(int argc, char **argv)
         kiln_cli_usage_error("copy", "--soci needs a registry destination");
         goto usage_fail;
     }
+    if (f.soci && f.zstd_chunked) {
+        kiln_cli_usage_error("copy", "--soci indexes gzip layers only: choose --soci (gzip, "
+                                     "Fargate's lazy loading) or --zstd-chunked");
+        goto usage_fail;
+    }
     if (kiln_cli_registry_client(&cr, &r, &err) < 0)
         goto fail;
-    if (sk == KILN_LOC_OCI && dk == KILN_LOC_REGISTRY && !f.soci) {
+    if (sk == KILN_LOC_OCI && dk == KILN_LOC_REGISTRY && !f.soci && !f.zstd_chunked) {
         _cleanup_free_ char *dir = NULL;
         _cleanup_free_ char *tag = NULL;
         kiln_blob_source_t bs;
@@ -149,6 +164,17 @@ int kiln_cmd_copy(int argc, char **argv)
     if (kiln_cli_registry_store(&cr, &s, &err) < 0 ||
         kiln_cli_source_to_store(&cr, r, s, src, 0, &top, &from, &err) < 0)
         goto fail;
+    if (f.zstd_chunked) { /* the platform's image, every layer rewritten: a new digest */
+        kiln_descriptor_t pm = {0}, conv = {0};
+        if (platform_manifest(s, &cr, &top, &pm, &err) < 0 ||
+            kiln_zstd_chunked_convert(s, &pm, 0, &conv, &err) < 0) {
+            kiln_descriptor_clear(&pm);
+            goto fail;
+        }
+        kiln_descriptor_clear(&pm);
+        kiln_descriptor_clear(&top);
+        top = conv;
+    }
     if (dk == KILN_LOC_REGISTRY) {
         kiln_blob_source_t bs = kiln_registry_source_store(s);
         if (ecr_create && kiln_cli_ecr_create_repositories(&drest, 1, &err) < 0)
