@@ -471,6 +471,11 @@ static int get_option(const char *key, json_t *v, unsigned flags, kiln_job_spec_
     } else if (strcmp(key, "soci_min_layer_size") == 0) {
         r = get_int(v, key, 0, 1LL << 40, &s->soci_min_layer_size, err);
         s->has_soci_min_layer_size = 1;
+    } else if (strcmp(key, "ulimits") == 0) {
+        /* a request's too: the server caps them (its config's max_ulimits, max_shm_size) */
+        r = get_strv(v, key, &s->ulimits, &s->n_ulimits, err);
+    } else if (strcmp(key, "shm_size") == 0) {
+        r = get_int(v, key, 1, 1LL << 40, &s->shm_size, err);
     } else if (flags & KILN_JOB_JSON_REQUEST)
         return 0;
     else if (strcmp(key, "build_contexts") == 0)
@@ -483,10 +488,6 @@ static int get_option(const char *key, json_t *v, unsigned flags, kiln_job_spec_
         r = get_str(v, key, &s->ssh, err);
     else if (strcmp(key, "add_hosts") == 0)
         r = get_strv(v, key, &s->add_hosts, &s->n_add_hosts, err);
-    else if (strcmp(key, "ulimits") == 0)
-        r = get_strv(v, key, &s->ulimits, &s->n_ulimits, err);
-    else if (strcmp(key, "shm_size") == 0)
-        r = get_int(v, key, 1, 1LL << 40, &s->shm_size, err);
     else
         return 0;
     return r < 0 ? -1 : 1;

@@ -167,6 +167,9 @@ static int load_limits(json_t *root, kiln_config_t *c, kiln_error_t *err)
 
     c->limits = json_incref(json_object_get(root, "limits"));
     c->max_limits = json_incref(json_object_get(root, "max_limits"));
+    if (kiln_stepcaps_config(&c->stepcaps, json_object_get(root, "max_shm_size"),
+                             json_object_get(root, "max_ulimits"), err) < 0)
+        return -1;
     return kiln_limits_policy_config(&scratch, c->limits, c->max_limits, err);
 }
 
@@ -280,6 +283,9 @@ int kiln_config_load(const char *path, kiln_config_t **out, kiln_error_t *err)
         if (load_root(c, root, legacy, err) < 0)
             goto fail_named;
     }
+    /* no config (or one without the keys): the step options' default caps */
+    if (c->stepcaps.ulimits == NULL && kiln_stepcaps_config(&c->stepcaps, NULL, NULL, err) < 0)
+        goto fail;
     if (env && *env) {
         _cleanup_free_ char *copy = kiln_xstrdup(env);
         char *save = NULL;
@@ -312,6 +318,7 @@ void kiln_config_free(kiln_config_t *c)
     json_decref(c->policy);
     json_decref(c->limits);
     json_decref(c->max_limits);
+    kiln_stepcaps_clear(&c->stepcaps);
     free(c);
 }
 

@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 
+#include "src/server/limits.h"
 #include "utils/error.h"
 
 /* Request and connection bounds (top-level numeric keys; defaults when absent). */
@@ -30,6 +31,7 @@ typedef struct kiln_config {
     kiln_config_bounds_t bounds;
     json_t *limits;              /* "limits": default build limits (validated), or NULL */
     json_t *max_limits;          /* "max_limits": the most a tenant or request may set, or NULL */
+    kiln_stepcaps_t stepcaps;    /* "max_shm_size", "max_ulimits" (src/server/limits.h) */
     struct kiln_tenant *tenants; /* src/server/tenant.h; at least one */
     size_t n_tenants;
 } kiln_config_t;

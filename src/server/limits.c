@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sandbox/stepopts.h"
+#include "utils/cleanup.h"
+#include "utils/mem.h"
 #include "utils/size.h"
 
 /* The command-line options that set each limit's default and maximum (job/limits.h order). */
@@ -175,4 +178,87 @@ int kiln_limits_wall_time(json_t *stored, int cap)
     if (t > 0 && (w == 0 || t < w))
         w = (int)t;
     return w;
+}
+
+int kiln_stepcaps_config(kiln_stepcaps_t *c, json_t *max_shm, json_t *max_ulimits,
+                         kiln_error_t *err)
+{
+    const char *k;
+    json_t *v;
+
+    c->shm_size = KILN_STEPCAPS_SHM_DEFAULT;
+    if (json_is_integer(max_shm) && json_integer_value(max_shm) > 0) {
+        c->shm_size = (uint64_t)json_integer_value(max_shm);
+    } else if (json_is_string(max_shm)) {
+        /* a size as the memory limit reads one ("256m") */
+        if (kiln_job_limit_parse(0, json_string_value(max_shm), &c->shm_size, err) < 0)
+            return kiln_error_prefix(err, "max_shm_size");
+    } else if (max_shm) {
+        return kiln_error_set(err, 0, "max_shm_size: must be a size (\"256m\") or bytes above 0");
+    }
+    if (max_ulimits == NULL) {
+        c->ulimits = json_pack("{s:i, s:i}", "nofile", KILN_STEPCAPS_NOFILE_DEFAULT, "nproc",
+                               KILN_STEPCAPS_NPROC_DEFAULT);
+        return 0;
+    }
+    if (!json_is_object(max_ulimits))
+        return kiln_error_set(err, 0, "max_ulimits: must be an object of limit names to counts");
+    json_object_foreach(max_ulimits, k, v)
+    {
+        _cleanup_free_ char *probe = kiln_xasprintf("%s=0", k);
+        kiln_ulimit_t u;
+        kiln_error_t e = {0};
+        if (kiln_ulimit_parse(probe, &u, &e) < 0)
+            return kiln_error_set(err, 0, "max_ulimits.%s: not a limit name (%s)", k, e.msg);
+        if (!json_is_integer(v) || json_integer_value(v) < -1)
+            return kiln_error_set(err, 0, "max_ulimits.%s: must be a count (or -1: unlimited)", k);
+    }
+    c->ulimits = json_incref(max_ulimits);
+    return 0;
+}
+
+int kiln_stepcaps_check(const kiln_stepcaps_t *c, json_t *stored, kiln_error_t *err)
+{
+    json_t *shm = json_object_get(stored, "shm_size"), *v;
+    size_t i;
+
+    if (json_is_integer(shm) && (uint64_t)json_integer_value(shm) > c->shm_size) {
+        char a[32], b[32];
+        kiln_job_limit_show(0, (uint64_t)json_integer_value(shm), a, sizeof(a));
+        kiln_job_limit_show(0, c->shm_size, b, sizeof(b));
+        return kiln_error_set(err, 0,
+                              "field 'shm_size': %s is above the server's maximum %s "
+                              "(max_shm_size)",
+                              a, b);
+    }
+    json_array_foreach(json_object_get(stored, "ulimits"), i, v)
+    {
+        const char *spec = json_string_value(v);
+        kiln_ulimit_t u;
+        kiln_error_t e = {0};
+        const char *name;
+        json_t *cap;
+        if (spec == NULL || kiln_ulimit_parse(spec, &u, &e) < 0)
+            return kiln_error_set(err, 0, "field 'ulimits[%zu]': %s", i,
+                                  spec ? e.msg : "must be a string");
+        name = kiln_ulimit_name(u.resource);
+        cap = json_object_get(c->ulimits, name);
+        if (cap == NULL)
+            return kiln_error_set(err, 0,
+                                  "field 'ulimits[%zu]': %s is not allowed by the server "
+                                  "(max_ulimits names no %s)",
+                                  i, spec, name);
+        if (json_integer_value(cap) >= 0 && u.hard > (uint64_t)json_integer_value(cap))
+            return kiln_error_set(err, 0,
+                                  "field 'ulimits[%zu]': %s is above the server's maximum "
+                                  "%s=%lld (max_ulimits.%s)",
+                                  i, spec, name, (long long)json_integer_value(cap), name);
+    }
+    return 0;
+}
+
+void kiln_stepcaps_clear(kiln_stepcaps_t *c)
+{
+    json_decref(c->ulimits);
+    c->ulimits = NULL;
 }

@@ -87,6 +87,31 @@ void kiln_limits_values(json_t *limits, kiln_limit_values_t *out);
  * request asks for more than a maximum. */
 int kiln_limits_apply(json_t *stored, const kiln_limits_policy_t *p, kiln_error_t *err);
 
+/* The caps of a request's docker step options (the config's "max_shm_size" and
+ * "max_ulimits"): shm_size at most shm_size bytes; each ulimit only for a resource ulimits
+ * names ({"nofile": N, …}), its hard value (soft ≤ hard) at most N. */
+typedef struct kiln_stepcaps {
+    uint64_t shm_size;
+    json_t *ulimits; /* owned; never NULL once configured */
+} kiln_stepcaps_t;
+
+/* Without a config's keys: docker's default /dev/shm (64m), nofile 65536 and nproc 4096. */
+#define KILN_STEPCAPS_SHM_DEFAULT (64ULL << 20)
+#define KILN_STEPCAPS_NOFILE_DEFAULT 65536
+#define KILN_STEPCAPS_NPROC_DEFAULT 4096
+
+/* Reads the config's "max_shm_size" (a size) and "max_ulimits" (known names to counts; a
+ * count may be -1: unlimited) into c, either NULL for its default. Fails naming the key. */
+int kiln_stepcaps_config(kiln_stepcaps_t *c, json_t *max_shm, json_t *max_ulimits,
+                         kiln_error_t *err);
+
+/* Checks the stored request's "shm_size" and "ulimits" against c; fails naming the field,
+ * the value and the cap ("field 'shm_size': 128m is above the server's maximum 64m
+ * (max_shm_size)"). */
+int kiln_stepcaps_check(const kiln_stepcaps_t *c, json_t *stored, kiln_error_t *err);
+
+void kiln_stepcaps_clear(kiln_stepcaps_t *c);
+
 /* The wall time of a build: the smallest of cap and the stored request's limits.wall_time
  * and timeout_seconds that are set (0 = none). */
 int kiln_limits_wall_time(json_t *stored, int cap);

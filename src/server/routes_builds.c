@@ -135,6 +135,7 @@ int kiln_routes_enqueue(kiln_server_t *s, const char *tenant, json_t *body, json
     /* the server's default limits, the tenant's in their place, within the maxima */
     if (kiln_limits_policy_tenant(&s->limits, t->limits, &policy, err) < 0 ||
         kiln_limits_apply(req.stored, &policy, err) < 0 ||
+        kiln_stepcaps_check(&s->config->stepcaps, req.stored, err) < 0 ||
         kiln_request_check_allow(req.stored, t->entitlements, err) < 0 ||
         check_context(s, t->name, req.stored, status, err) < 0) {
         kiln_request_free(&req);
