@@ -143,7 +143,7 @@ if [[ $PARTS == *3* ]]; then
   echo "kiln / bare bwrap (50 sandboxes): wall $(ratio "$(med kiln-50run)" "$(med bwrap-50)"), CPU $(ratio "$(cpu_med kiln-50run)" "$(cpu_med bwrap-50)")"
   [ "$(med buildah-50run)" = 0 ] ||
     echo "kiln / buildah --layers: wall $(ratio "$(med kiln-50run)" "$(med buildah-50run)"), CPU $(ratio "$(cpu_med kiln-50run)" "$(cpu_med buildah-50run)")"
-  if [ -d "$W/broot" ]; then bah rmi -a -f >/dev/null 2>&1; umount -R "$W/broot/overlay" 2>/dev/null; fi
+  if [ -d "$W/broot" ]; then bah rmi -a -f >/dev/null 2>&1 || true; umount -R "$W/broot/overlay" 2>/dev/null || true; fi
 fi
 
 [[ $PARTS == *2* ]] || exit 0
