@@ -180,7 +180,9 @@ static int berry_yarnpath(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan,
                            "/usr/local/bin/yarn && chmod 755 /usr/local/bin/yarn",
                            path);
     kiln_plan_set(&plan->setup, setup);
-    if (kiln_plan_add(plan->manifests, &plan->n_manifests, err, "%s", path) < 0)
+    /* .yarn/releases/ is copied whole (kiln_node_pm_config_files) */
+    if (strncmp(path, ".yarn/releases/", 15) != 0 &&
+        kiln_plan_add(plan->manifests, &plan->n_manifests, err, "%s", path) < 0)
         return -1;
     kiln_plan_add(
         plan->notes, &plan->n_notes, NULL,
@@ -241,9 +243,14 @@ static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
         return -1;
     if (lockfile && kiln_plan_add(plan->manifests, &plan->n_manifests, err, "%s", lockfile) < 0)
         return -1;
-    if (kiln_tree_is_file(ctx->tree, ".npmrc") &&
-        kiln_plan_add(plan->manifests, &plan->n_manifests, err, ".npmrc") < 0)
-        return -1;
+    for (const char *const *c = kiln_node_pm_config_files; *c; c++) {
+        size_t n = strlen(*c);
+        bool dir = (*c)[n - 1] == '/';
+        _cleanup_free_ char *bare = kiln_xstrndup(*c, n - dir);
+        if ((dir ? kiln_tree_is_dir(ctx->tree, bare) : kiln_tree_is_file(ctx->tree, bare)) &&
+            kiln_plan_add(plan->manifests, &plan->n_manifests, err, "%s", *c) < 0)
+            return -1;
+    }
     if (strcmp(pm, "pnpm") == 0) {
         install = lockfile ? "pnpm install --frozen-lockfile" : "pnpm install";
         cache = "/root/.local/share/pnpm/store";
@@ -262,9 +269,6 @@ static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
         install = lockfile ? "yarn install --immutable" : "yarn install";
         cache = "/root/.yarn/berry/cache";
         prune = "yarn workspaces focus --all --production";
-        if (kiln_tree_is_file(ctx->tree, ".yarnrc.yml") &&
-            kiln_plan_add(plan->manifests, &plan->n_manifests, err, ".yarnrc.yml") < 0)
-            return -1;
         /* the shared cache is the mount (Yarn 3 defaults to a per-project
          * one), and no telemetry leaves the sandbox */
         if (kiln_plan_setenv(plan, "YARN_ENABLE_GLOBAL_CACHE", "true", err) < 0 ||

@@ -9,6 +9,18 @@
 #include "utils/mem.h"
 #include "utils/semver.h"
 
+const char *const kiln_node_pm_config_files[] = {".npmrc",
+                                                 "pnpm-workspace.yaml",
+                                                 ".pnpmfile.cjs",
+                                                 ".yarnrc",
+                                                 ".yarnrc.yml",
+                                                 ".yarn/releases/",
+                                                 ".yarn/plugins/",
+                                                 ".yarn/patches/",
+                                                 "patches/",
+                                                 "bunfig.toml",
+                                                 NULL};
+
 void kiln_node_pm_field_release(kiln_node_pm_field_t *f)
 {
     free(f->manager);

@@ -25,6 +25,13 @@ typedef struct kiln_node_pm_field {
 int kiln_node_pm_parse(const char *field, kiln_node_pm_field_t *out, kiln_error_t *err);
 void kiln_node_pm_field_release(kiln_node_pm_field_t *f);
 
+/* The package managers' own configuration a project may hold besides package.json and the
+ * lockfile, which the install needs (copied into the deps stage when present): pnpm's
+ * workspace settings and pnpmfile, yarn's rc files, Berry's releases, plugins and patches, a
+ * patches/ dir (pnpm patchedDependencies, patch-package), .npmrc, bunfig.toml. A directory
+ * ends with '/' (copied to its own path). NULL-terminated. */
+extern const char *const kiln_node_pm_config_files[];
+
 /* The pnpm major (a range, static string) of pnpm-lock.yaml's text; "9" when it names
  * none kiln knows. */
 const char *kiln_node_pm_pnpm_line(const char *lock);

@@ -356,9 +356,8 @@ static void under_app(char **field, const char *sub, const char *dflt)
 static int take_root(const kiln_tree_t *t, const kiln_ws_t *w, const kiln_plan_t *rp,
                      kiln_plan_t *plan, kiln_error_t *err)
 {
-    static const char *const extra[] = {
-        "pnpm-workspace.yaml", ".pnpmfile.cjs", ".yarnrc.yml", ".yarn/releases", ".yarn/plugins",
-        ".yarn/patches",       "patches/",      ".npmrc",      "turbo.json",     "nx.json"};
+    /* the package managers' config files came with the root's plan (handlers/node_pm) */
+    static const char *const extra[] = {"turbo.json", "nx.json"};
 
     kiln_plan_set(&plan->package_manager, rp->package_manager);
     if (rp->why[KILN_WHY_PACKAGE_MANAGER])

@@ -251,7 +251,7 @@ with open(os.path.join(src, ".yarnrc.yml"), "w") as f:
     f.write("yarnPath: .yarn/releases/yarn-4.5.3.cjs\nnodeLinker: node-modules\n")
 p = plan_of(src)
 T.check("yarnPath: the plan runs the checked-in release (copied with the manifests), fetches no yarn",
-        "with" not in p.get("toolchain", {}) and ".yarn/releases/yarn-4.5.3.cjs" in p.get("manifests", [])
+        "with" not in p.get("toolchain", {}) and ".yarn/releases/" in p.get("manifests", [])
         and ".yarn/releases/yarn-4.5.3.cjs" in p.get("commands", {}).get("setup", ""), json.dumps(p))
 out = os.path.join(T.tmp, "oci-berry-yarnpath")
 r = build(src, "-t", "pm-berry-yarnpath:latest", "--output", f"type=oci,dest={out}")
@@ -270,6 +270,32 @@ for bad in ("../../host/yarn.cjs", "/etc/passwd", ".yarn/releases/missing.cjs", 
     r = kiln("plan", src, env=ENV)
     T.check(f"yarnPath {bad}: refused naming it and what to do",
             r.returncode != 0 and f'yarnPath "{bad}" is not a file of the project' in r.stderr, r.stderr)
+
+# The managers' own files reach the install step: a patches/ dir (pnpm patchedDependencies,
+# patch-package) read by the project's postinstall, pnpm-workspace.yaml, .npmrc.
+src = source("pnpm", "-patches")
+token = "KILN-PATCH-" + os.urandom(4).hex()
+os.makedirs(os.path.join(src, "patches"))
+with open(os.path.join(src, "patches", "ms+2.1.3.patch"), "w") as f:
+    f.write(token + "\n")
+pkg = json.load(open(os.path.join(src, "package.json")))
+pkg["scripts"]["postinstall"] = "node -e \"console.log('read ' + require('fs').readFileSync('patches/ms+2.1.3.patch', 'utf8'))\""
+json.dump(pkg, open(os.path.join(src, "package.json"), "w"))
+p = plan_of(src)
+T.check("pnpm: patches/ is copied with the manifests (before the install step)",
+        "patches/" in p.get("manifests", []), json.dumps(p))
+r = build(src, "-t", "pm-patches:latest", "--output", f"type=oci,dest={T.tmp}/oci-patches")
+T.check("pnpm: the install step's postinstall reads patches/ (it is there before the app is copied)",
+        r.returncode == 0 and f"read {token}" in r.stderr, r.stderr[-2500:])
+
+cfg = source("pnpm", "-configs")
+for path in ("pnpm-workspace.yaml", ".pnpmfile.cjs", ".yarnrc", "bunfig.toml", ".yarn/plugins/p.cjs"):
+    os.makedirs(os.path.dirname(os.path.join(cfg, path)), exist_ok=True)
+    open(os.path.join(cfg, path), "w").write("\n")
+man = plan_of(cfg).get("manifests", [])
+T.check("pnpm-workspace.yaml, .pnpmfile.cjs, .yarnrc, bunfig.toml and .yarn/plugins/ go with the manifests",
+        all(x in man for x in ("pnpm-workspace.yaml", ".pnpmfile.cjs", ".yarnrc", "bunfig.toml", ".yarn/plugins/")),
+        str(man))
 
 # A packageManager that is not a plain version is refused before any shell sees it.
 bad = source("pnpm", "-bad")
