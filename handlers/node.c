@@ -192,15 +192,18 @@ static int berry_yarnpath(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan,
 }
 
 /* pnpm or yarn from the npm registry through job/toolchain (beside node, as `npm -g`
- * lays it out), at packageManager's release (its corepack hash checked) or the newest
- * of the line the lockfile implies. */
+ * lays it out), at packageManager's release (its corepack hash checked), else the newest
+ * release that satisfies package.json engines.pnpm / engines.yarn, else the newest of the line
+ * the lockfile implies. */
 static int plan_js_manager(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, const char *pm,
-                           const kiln_node_pm_field_t *f, const char *lockfile, kiln_error_t *err)
+                           json_t *pkg, const kiln_node_pm_field_t *f, const char *lockfile,
+                           kiln_error_t *err)
 {
     kiln_plan_tool_t *t = &plan->toolchain.with;
     bool pinned = f->manager != NULL && strcmp(f->manager, pm) == 0;
     _cleanup_free_ char *lock = NULL;
-    const char *line = "1", *from = lockfile ? "yarn.lock v1" : "no lockfile";
+    const char *line = "1", *from = lockfile ? "yarn.lock v1" : "no lockfile", *engines;
+    const char *t_name = strcmp(pm, "pnpm") == 0 ? "pnpm" : "yarn";
 
     if (!pinned && lockfile != NULL && strcmp(pm, "yarn") != 0 &&
         kiln_tree_read(ctx->tree, lockfile, &lock, err) < 0)
@@ -212,8 +215,16 @@ static int plan_js_manager(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, cons
         line = kiln_node_pm_berry_line(lock);
         from = lock ? "yarn.lock's __metadata version" : "no lockfile";
     }
-    kiln_plan_set(&t->name, strcmp(pm, "pnpm") == 0 ? "pnpm" : "yarn");
+    kiln_plan_set(&t->name, t_name);
     kiln_plan_set(&t->package, strcmp(pm, "yarn-berry") == 0 ? "@yarnpkg/cli-dist" : pm);
+    /* engines.pnpm / engines.yarn (a compatibility range) beats the lockfile's line */
+    engines = json_string_value(json_object_get(json_object_get(pkg, "engines"), t_name));
+    if (!pinned && engines != NULL && kiln_semver_range_check(engines, NULL) == 0 &&
+        strlen(engines) <= 64) {
+        line = engines;
+        from =
+            strcmp(t_name, "pnpm") == 0 ? "package.json engines.pnpm" : "package.json engines.yarn";
+    }
     kiln_plan_set(&t->version, pinned ? f->version : line);
     kiln_plan_set(&t->hash, pinned ? f->hash : NULL);
     /* corepack hashes Yarn 2+'s single release file, pnpm's and yarn 1's npm tarball */
@@ -226,7 +237,8 @@ static int plan_js_manager(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, cons
                              f->hash ? ": checked against packageManager's " : "",
                              f->hash ? f->hash : "");
     return kiln_plan_add(plan->notes, &plan->n_notes, err,
-                         "%s %s: the newest release of line %s (%s), from the npm registry (%s)",
+                         "%s %s: the newest release that satisfies %s (%s), from the npm registry "
+                         "(%s)",
                          t->name, line, line, from, t->package);
 }
 
@@ -234,7 +246,7 @@ static int plan_js_manager(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, cons
  * join the Node toolchain (job/toolchain: from the npm registry, checksum-verified,
  * unpacked once per release); their own stores are cache mounts. */
 static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
-                        const kiln_detect_ctx_t *ctx, const kiln_node_pm_field_t *f,
+                        const kiln_detect_ctx_t *ctx, json_t *pkg, const kiln_node_pm_field_t *f,
                         kiln_error_t *err)
 {
     const char *install, *cache, *prune;
@@ -255,14 +267,14 @@ static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
         install = lockfile ? "pnpm install --frozen-lockfile" : "pnpm install";
         cache = "/root/.local/share/pnpm/store";
         prune = "pnpm prune --prod";
-        if (plan_js_manager(ctx, plan, pm, f, lockfile, err) < 0)
+        if (plan_js_manager(ctx, plan, pm, pkg, f, lockfile, err) < 0)
             return -1;
     } else if (strcmp(pm, "yarn") == 0) {
         install = lockfile ? "yarn install --frozen-lockfile" : "yarn install";
         cache = "/usr/local/share/.cache/yarn";
         prune = lockfile ? "yarn install --production --frozen-lockfile --ignore-scripts"
                          : "yarn install --production --ignore-scripts";
-        if (plan_js_manager(ctx, plan, pm, f, lockfile, err) < 0)
+        if (plan_js_manager(ctx, plan, pm, pkg, f, lockfile, err) < 0)
             return -1;
     } else if (strcmp(pm, "yarn-berry") == 0) {
         int own;
@@ -274,7 +286,7 @@ static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
         if (kiln_plan_setenv(plan, "YARN_ENABLE_GLOBAL_CACHE", "true", err) < 0 ||
             kiln_plan_setenv(plan, "YARN_ENABLE_TELEMETRY", "0", err) < 0 ||
             berry_linker(ctx, plan, err) < 0 || (own = berry_yarnpath(ctx, plan, f, err)) < 0 ||
-            (own == 0 && plan_js_manager(ctx, plan, pm, f, lockfile, err) < 0))
+            (own == 0 && plan_js_manager(ctx, plan, pm, pkg, f, lockfile, err) < 0))
             return -1;
     } else if (strcmp(pm, "bun") == 0) {
         install = lockfile ? "bun install --frozen-lockfile" : "bun install";
@@ -529,7 +541,7 @@ int kiln_node_detect(const kiln_detect_ctx_t *ctx, kiln_plan_t *plan, kiln_error
     if (field != NULL && strncmp(field, "npm@", 4) != 0 && kiln_node_pm_parse(field, &pmf, err) < 0)
         return -1;
     pm = detect_manager(ctx, pmf.manager, &lockfile);
-    if (plan_manager(plan, pm, lockfile, ctx, &pmf, err) < 0 ||
+    if (plan_manager(plan, pm, lockfile, ctx, pkg, &pmf, err) < 0 ||
         plan_version(ctx, pkg, plan, err) < 0)
         return -1;
     explain_node(plan, pkg, pm, lockfile);

