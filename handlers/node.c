@@ -292,9 +292,11 @@ static int plan_manager(kiln_plan_t *plan, const char *pm, const char *lockfile,
         install = lockfile ? "bun install --frozen-lockfile" : "bun install";
         cache = "/root/.bun/install/cache";
         prune = "rm -rf node_modules && bun install --production --ignore-scripts";
-        if (plan_bun(plan, f->manager && strcmp(f->manager, "bun") == 0 ? f->version : BUN_DEFAULT,
-                     err) < 0)
+        bool own = f->manager != NULL && strcmp(f->manager, "bun") == 0;
+        if (plan_bun(plan, own ? f->version : BUN_DEFAULT, err) < 0)
             return -1;
+        /* a hash in packageManager is checked as for pnpm: against the npm tarball */
+        kiln_plan_set(&plan->toolchain.with.hash, own ? f->hash : NULL);
     } else {
         install = lockfile ? "npm ci" : "npm install";
         cache = "/root/.npm";

@@ -184,9 +184,10 @@ os.makedirs(bunapp)
 open(os.path.join(bunapp, "bun.lock"), "w").write("{}\n")
 
 
-def fetch_bun(version):
+def fetch_bun(version, hash=""):
     with open(os.path.join(bunapp, "package.json"), "w") as f:
-        json.dump({"name": "b", "packageManager": f"bun@{version}", "scripts": {"start": "bun run index.ts"}}, f)
+        json.dump({"name": "b", "packageManager": f"bun@{version}{hash}", "scripts": {"start": "bun run index.ts"}},
+                  f)
     return kiln("plan", "--fetch-toolchain", bunapp, env=dict(ENV, KILN_NODE_VERSION="20.10.0"))
 
 
@@ -209,6 +210,12 @@ n = len(hits)
 r = fetch_bun("1.3.0")
 T.check("bun: the composed toolchain is reused without the registry", r.returncode == 0 and len(hits) == n,
         str(hits[n:]) + r.stderr)
+r = fetch_bun("1.3.0", "+sha256." + hashlib.sha256(bun_good).hexdigest())
+T.check("bun: a packageManager hash of the tarball is checked like pnpm's (matches)", r.returncode == 0, r.stderr)
+r = fetch_bun("1.3.0", "+sha256." + "2" * 64)
+T.check("bun: a packageManager hash that does not match is refused naming bun 1.3.0 and both hashes",
+        r.returncode == 1 and "packageManager bun@1.3.0" in r.stderr and "names sha256." + "2" * 64 in r.stderr
+        and "hashes to sha256." + hashlib.sha256(bun_good).hexdigest() in r.stderr, r.stderr)
 r = fetch_bun("1.2.23")
 T.check("bun: a pinned release the registry lists with another checksum is refused naming both",
         r.returncode == 1 and "@oven/bun-linux-x64@1.2.23: the registry lists integrity" in r.stderr
