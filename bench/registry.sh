@@ -4,9 +4,13 @@
 # unpack against the floor: `tar -xf` of the same files from plain tars on the same disk.
 # RUNS rounds (default 5), the commands interleaved; medians, min/max, peak RSS and CPU
 # seconds (bench_lib.sh), one ratio line per case. The registry's own speed bounds the pulls.
+# Then the same pull + unpack of a real base image (kiln's node-build: ~46,000 files, what a
+# build's FROM unpacks on a fresh worker) against `tar -xf` of its layers.
 #
 #   KILN_BIN         the kiln binary (default build/src/kiln, the README's; built if absent)
 #   BENCH_LAYER_MIB  size of each of the 4 layers (default 256)
+#   BENCH_BASE       an OCI layout of a real image (default /var/cache/kiln/images/node-build,
+#                    skipped when absent or set to "none")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/bench_lib.sh # the README's binary (build/src/kiln, built if absent), timing helpers
@@ -75,7 +79,8 @@ $SK copy -q --dest-tls-verify=false "oci:$CACHE:bench" "docker://127.0.0.1:$PS/b
   "127.0.0.1:$PK/bench/img:1" >/dev/null
 # The floor of pull + unpack: `tar -xf` of the same files from plain (uncompressed) tars on the
 # same disk, one per layer, in order.
-python3 - "$CACHE" "$W/plain" <<'PY'
+plain_tars() { # layout dir
+python3 - "$1" "$2" <<'PY'
 import gzip, json, os, shutil, sys
 d, out = sys.argv[1], sys.argv[2]
 os.makedirs(out)
@@ -86,6 +91,8 @@ for i, l in enumerate(m["layers"]):
     with gzip.open(blob(l["digest"])) as src, open(os.path.join(out, "%d.tar" % i), "wb") as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
 PY
+}
+plain_tars "$CACHE" "$W/plain"
 T=$W # bench_lib keeps its times under $T
 : >"$T/times"
 REG="--insecure-registry 127.0.0.1:$PK"
@@ -98,6 +105,21 @@ rounds \
   tar-xf "rm -rf $W/floor; mkdir $W/floor" "for f in $W/plain/*.tar; do tar -xf \$f -C $W/floor || exit 1; done" \
   skopeo-umoci "rm -rf $W/peer-oci $W/peer-bundle" "$SK copy -q --src-tls-verify=false docker://$IMG oci:$W/peer-oci:bench && umoci unpack --rootless --image $W/peer-oci:bench $W/peer-bundle >/dev/null" \
   kiln-unpack "rm -rf $W/store2 $W/kiln-rootfs" "$KILN pull --progress=none --root $W/store2 $REG -o type=local,dest=$W/kiln-rootfs $IMG"
+BASE=${BENCH_BASE:-/var/cache/kiln/images/node-build}
+if [ "$BASE" != none ] && [ -f "$BASE/index.json" ]; then
+  "$KILN" push --progress=none $REG "oci:$BASE" "127.0.0.1:$PK/bench/base:1" >/dev/null
+  plain_tars "$BASE" "$W/plain-base"
+  # tar's own warnings (PAX keywords it does not know) are not failures
+  rounds \
+    tar-xf-base "rm -rf $W/floor-base; mkdir $W/floor-base" "for f in $W/plain-base/*.tar; do tar -xf \$f -C $W/floor-base 2>/dev/null || exit 1; done" \
+    kiln-unpack-base "rm -rf $W/store3 $W/kiln-base" "$KILN pull --progress=none --root $W/store3 $REG -o type=local,dest=$W/kiln-base 127.0.0.1:$PK/bench/base:1"
+  # tar writes whiteouts (.wh.NAME) as files where kiln applies them (removing NAME)
+  a=$(cd "$W/floor-base" && find . ! -name '.wh.*' | wc -l); b=$(cd "$W/kiln-base" && find . | wc -l)
+  [ "$b" -le "$a" ] && [ $((b * 100)) -ge $((a * 95)) ] ||
+    { echo "kiln unpacked $b entries of the base image, tar $a (whiteouts aside)"; exit 1; }
+  echo "$b" >"$T/base-entries"
+  rm -rf "$W/plain-base" "$W/floor-base" "$W/kiln-base" "$W/store3"
+fi
 want=$((4 * (MIB / 16)))
 got=$(find "$W/kiln-rootfs" -type f | wc -l)
 [ "$got" = "$want" ] || { echo "kiln unpacked $got files, expected $want"; exit 1; }
@@ -110,4 +132,8 @@ ratio_line push kiln-push skopeo-push "(target <= 1.0)"
 ratio_line pull kiln-pull skopeo-pull "(target <= 1.0)"
 ratio_line pull+unpack kiln-unpack skopeo-umoci "(target <= 0.4)"
 ratio_line unpack-floor kiln-unpack tar-xf "(target <= 1.1: plain tar -xf of the same files)"
+if grep -q '^kiln-unpack-base ' "$T/times"; then
+  echo "base image: $BASE ($(du -sh "$BASE" | cut -f1) of layers, $(cat "$T/base-entries" 2>/dev/null) entries)"
+  ratio_line base-unpack kiln-unpack-base tar-xf-base "(target <= 1.1: plain tar -xf of its layers)"
+fi
 bench_footer
