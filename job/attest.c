@@ -198,8 +198,9 @@ static int index_has(const json_t *index, const char *digest)
 /* The referrers already listed at tag (the fallback scheme's index, as another build or tool
  * left it) appended to index, each once, their manifests fetched into the store (verified by
  * digest) so the push can send the whole index again (their blobs are in the repository
- * already: skipped). Nothing at the tag, or something there that is not an index: nothing
- * kept. Fails naming the tag when the registry fails otherwise. */
+ * already: skipped); one the registry no longer has is dropped. Nothing at the tag, or
+ * something there that is not an index: nothing kept. Fails naming the tag when it lists
+ * more than KILN_ATTEST_REFERRERS_MAX, or the registry fails otherwise. */
 static int merge_existing(kiln_registry_t *reg, kiln_store_t *store, const char *name,
                           const char *tag, json_t *index, kiln_error_t *err)
 {
@@ -220,6 +221,10 @@ static int merge_existing(kiln_registry_t *reg, kiln_store_t *store, const char 
     old = json_loadb(body, len, 0, NULL);
     if (!json_is_array(json_object_get(old, "manifests")))
         return 0;
+    /* each listed referrer costs a fetch: a registry's index is bounded before any */
+    if (json_array_size(json_object_get(old, "manifests")) > KILN_ATTEST_REFERRERS_MAX)
+        return kiln_error_set(err, 0, "the referrers index %s lists more than %u referrers", tag,
+                              KILN_ATTEST_REFERRERS_MAX);
     json_array_foreach(json_object_get(old, "manifests"), i, m)
     {
         const char *dg = kiln_json_get_string(m, "digest");
@@ -230,11 +235,17 @@ static int merge_existing(kiln_registry_t *reg, kiln_store_t *store, const char 
         if (dg == NULL || kiln_digest_parse(dg, &cd, NULL) < 0 || index_has(index, dg))
             continue;
         if (json_array_size(json_object_get(index, "manifests")) >= KILN_ATTEST_REFERRERS_MAX)
-            return kiln_error_set(err, 0, "the referrers index %s: more than %u referrers", tag,
-                                  KILN_ATTEST_REFERRERS_MAX);
+            return kiln_error_set(err, 0, "the referrers index %s lists more than %u referrers",
+                                  tag, KILN_ATTEST_REFERRERS_MAX);
         child = kiln_xasprintf("%s@%s", name, dg);
-        if (kiln_registry_get_manifest(reg, child, &cbody, &clen, cmt, &check, err) < 0 ||
-            kiln_store_put_bytes(store, cbody, clen, &check, err) < 0)
+        gerr = (kiln_error_t){0};
+        if (kiln_registry_get_manifest(reg, child, &cbody, &clen, cmt, &check, &gerr) < 0) {
+            if (gerr.code == ENOENT)
+                continue; /* gone from the registry: a dangling entry is dropped */
+            *err = gerr;
+            return kiln_error_prefix(err, "the referrers index %s", tag);
+        }
+        if (kiln_store_put_bytes(store, cbody, clen, &check, err) < 0)
             return kiln_error_prefix(err, "the referrers index %s", tag);
         json_array_append(json_object_get(index, "manifests"), m);
     }

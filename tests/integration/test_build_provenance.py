@@ -158,4 +158,46 @@ for m in third:
 T.check("every listed referrer is served and names the image as its subject",
         len(arts) == 3 and all(a.get("subject", {}).get("digest") == "sha256:" + tag1[7:]
                                for a in arts.values()), arts)
+
+
+def sig_manifest(note):
+    """A signature-like artifact of the image (distinct per note), PUT by digest; its digest."""
+    body = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "artifactType": "application/vnd.example.signature",
+                       "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty_d,
+                                  "size": 2},
+                       "layers": [{"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty_d,
+                                   "size": 2}],
+                       "annotations": {"note": note},
+                       "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                   "digest": "sha256:" + tag1[7:], "size": len(sub_body)}}).encode()
+    d = "sha256:" + hashlib.sha256(body).hexdigest()
+    get("app", "manifests/" + d, data=body, ctype="application/vnd.oci.image.manifest.v1+json")
+    return {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d, "size": len(body),
+            "artifactType": "application/vnd.example.signature"}
+
+
+def put_index(descs):
+    get("app", "manifests/" + tag1, data=json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": descs}).encode(), ctype="application/vnd.oci.image.index.v1+json")
+
+
+# a referrer the registry no longer has (deleted after it was listed) is dropped, not fatal
+gone = sig_manifest("gone")
+put_index(third + [gone])
+urllib.request.urlopen(urllib.request.Request(f"http://{reg}/v2/app/manifests/{gone['digest']}",
+                                              method="DELETE"), timeout=30)
+r = push("--sbom")
+_, fourth = listed()
+T.check("a listed referrer the registry deleted is dropped from the merged index; the rest kept",
+        r.returncode == 0 and gone["digest"] not in [m["digest"] for m in fourth]
+        and sorted(m["digest"] for m in fourth) == sorted(m["digest"] for m in third), r.stderr[-800:])
+# an index listing more referrers than kiln merges: refused naming the tag and the cap, before
+# fetching any of them
+put_index([sig_manifest("n%d" % i) for i in range(257)])
+r = push("--sbom")
+T.check("a fallback tag listing more than 256 referrers: the push fails naming it, word for word",
+        r.returncode != 0 and f"the referrers index {reg}/app:{tag1} lists more than 256 referrers"
+        in r.stderr, r.stderr[-800:])
 T.done()
