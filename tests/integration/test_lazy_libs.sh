@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Libraries loaded on first use (utils/lazylib): kiln is not linked against
-# libgit2, libarchive, libcurl, libmicrohttpd, OpenSSL, SQLite, zstd, ISA-L or
-# libseccomp (the step filter is compiled at build time); `kiln run` never
-# loads them;
+# libgit2, libarchive, libcurl, libmicrohttpd, OpenSSL, SQLite, zstd, ISA-L,
+# jansson, zlib, libdeflate, expat or libseccomp (the step filter is compiled
+# at build time): only libc and libinih; `kiln run` never loads them;
 # where one is missing, the commands that need it fail naming the library and
 # what needs it, and `kiln run` still works (in a private mount namespace where
 # each library file is hidden behind an empty file).
 . "$(dirname "$0")/lib.sh"
 
 LAZY="libgit2.so libarchive.so libcurl.so libmicrohttpd.so libseccomp.so libcrypto.so libssl.so
-  libsqlite3.so libzstd.so libisal.so"
+  libsqlite3.so libzstd.so libisal.so libjansson.so libz.so libdeflate.so libexpat.so"
 needed=$(readelf -d "$KILN" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+check "kiln links libc and libinih only" test "$(echo $needed)" = "libinih.so.1 libc.so.6 ld-linux-x86-64.so.2"
 for l in $LAZY; do
   check "kiln is not linked against $l" bash -c "! grep -q '^$l' <<<'$needed'"
 done
