@@ -9,7 +9,9 @@
 #            the result is saved for the next worker (the save is in the time)
 #   warm     a kiln root kept between rounds (a long-lived machine): the local caches
 # and for a rebuild of an unchanged commit (retries, promotions): same-remote / same-warm
-# (same-nocache would be nocache again: the ratio is taken against nocache)
+# (same-nocache would be nocache again: the ratio is taken against nocache), and the floor:
+# plain `tar -xzf` of the base image's layers into an empty directory (what any fresh worker
+# must at least do before a RUN step; no download, no digest checks)
 # Goals (issue #18): remote <= 0.3x nocache, <= 1.5x warm. Medians of RUNS rounds (the cases
 # in turn, round after round, so a busy shared machine weighs on all alike), min/max, RSS.
 # The base image (kiln's node-build, 444 MB of gzip layers, 950 MB unpacked) comes from a
@@ -82,6 +84,10 @@ $KB --root "$T/warm" "$APP" >"$T/prep-warm.log" 2>&1
 $KB --root "$T/prep" --cache-to "$S3,mode=max" "$APP" >"$T/prep-s3.log" 2>&1
 rm -rf "$T/prep"
 
+LAYERS=$(python3 -c 'import json, sys
+d = sys.argv[1]
+i = json.load(open(d + "/index.json"))["manifests"][0]["digest"][7:]
+print(" ".join(l["digest"][7:] for l in json.load(open(d + "/blobs/sha256/" + i))["layers"]))' "$IMAGES/node-build")
 N=0
 next() { N=$((N + 1)); change "$N"; }
 # A fresh root is removed before its run, outside the clock; each run's log is kept.
@@ -100,6 +106,11 @@ for ((r = 0; r < RUNS; r++)); do
   # the same commit again
   run same-remote 1 --root "$T/r" --cache-from "$S3"
   run same-warm 0 --root "$T/warm"
+  # the floor of what a fresh worker must do for the changed commit: unpack the base image's
+  # layers with plain tar (no download, no checks), one after the other as tar would
+  rm -rf "$T/floor"
+  timed floor "mkdir $T/floor && for b in $LAYERS; do tar -xzf $IMAGES/node-build/blobs/sha256/\$b -C $T/floor; done"
+  rm -rf "$T/floor"
 done
 echo "what a remote run did (round 1):"
 grep -h "cache mount\|imported\|exported\|CACHED\|DONE\|^#.*\[" "$T/remote-1.log" | head -30 || true
@@ -115,4 +126,5 @@ ratio_line "changed: remote/nocache" remote nocache "(goal <= 0.30)"
 ratio_line "changed: remote/warm" remote warm "(goal <= 1.50)"
 ratio_line "same: remote/nocache" same-remote nocache "(goal <= 0.30)"
 ratio_line "same: remote/warm" same-remote same-warm "(goal <= 1.50)"
+ratio_line "base unpack floor/warm" floor warm "(tar -xzf of the base alone, vs the whole warm build)"
 bench_footer
