@@ -199,11 +199,14 @@ static int index_has(const json_t *index, const char *digest)
  * left it) appended to index, each once, their manifests fetched into the store (verified by
  * digest) so the push can send the whole index again (their blobs are in the repository
  * already: skipped); one the registry no longer has is dropped. Nothing at the tag, or
- * something there that is not an index: nothing kept. Fails naming the tag when it lists
- * more than KILN_ATTEST_REFERRERS_MAX, or the registry fails otherwise. */
+ * something there that is not an index: nothing kept. The merged list stays within
+ * KILN_ATTEST_REFERRERS_MAX: with n_fresh documents of this build to come, the oldest (first
+ * listed) are left out as needed (a rebuild of the same image adds a provenance each time).
+ * Fails naming the tag when it lists more than the cap, or the registry fails otherwise. */
 static int merge_existing(kiln_registry_t *reg, kiln_store_t *store, const char *name,
-                          const char *tag, json_t *index, kiln_error_t *err)
+                          const char *tag, size_t n_fresh, json_t *index, kiln_error_t *err)
 {
+    size_t skip = 0;
     _cleanup_free_ char *body = NULL;
     _cleanup_json_ json_t *old = NULL;
     char mt[256];
@@ -225,6 +228,9 @@ static int merge_existing(kiln_registry_t *reg, kiln_store_t *store, const char 
     if (json_array_size(json_object_get(old, "manifests")) > KILN_ATTEST_REFERRERS_MAX)
         return kiln_error_set(err, 0, "the referrers index %s lists more than %u referrers", tag,
                               KILN_ATTEST_REFERRERS_MAX);
+    if (json_array_size(json_object_get(old, "manifests")) + n_fresh > KILN_ATTEST_REFERRERS_MAX)
+        skip = json_array_size(json_object_get(old, "manifests")) + n_fresh -
+               KILN_ATTEST_REFERRERS_MAX;
     json_array_foreach(json_object_get(old, "manifests"), i, m)
     {
         const char *dg = kiln_json_get_string(m, "digest");
@@ -232,11 +238,8 @@ static int merge_existing(kiln_registry_t *reg, kiln_store_t *store, const char 
         char cmt[256];
         kiln_digest_t cd, check;
         size_t clen = 0;
-        if (dg == NULL || kiln_digest_parse(dg, &cd, NULL) < 0 || index_has(index, dg))
+        if (i < skip || dg == NULL || kiln_digest_parse(dg, &cd, NULL) < 0 || index_has(index, dg))
             continue;
-        if (json_array_size(json_object_get(index, "manifests")) >= KILN_ATTEST_REFERRERS_MAX)
-            return kiln_error_set(err, 0, "the referrers index %s lists more than %u referrers",
-                                  tag, KILN_ATTEST_REFERRERS_MAX);
         child = kiln_xasprintf("%s@%s", name, dg);
         gerr = (kiln_error_t){0};
         if (kiln_registry_get_manifest(reg, child, &cbody, &clen, cmt, &check, &gerr) < 0) {
@@ -295,7 +298,8 @@ int kiln_job_attest_push(const kiln_job_attest_t *a, kiln_store_t *store,
         /* the fallback tag scheme: sha256-HEX names the subject's referrers; what is listed
          * there already stays (another document, a signature), this build's added once */
         tag = kiln_xasprintf("%s:sha256-%s", name, strchr(ds, ':') + 1);
-        if (merge_existing(reg, store, name, tag, index, err) < 0)
+        if (merge_existing(reg, store, name, tag,
+                           json_array_size(json_object_get(fresh, "manifests")), index, err) < 0)
             goto out;
         json_array_foreach(json_object_get(fresh, "manifests"), k, m)
         {

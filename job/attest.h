@@ -48,7 +48,8 @@ int kiln_job_attest_write(const kiln_job_attest_t *a, const char *output, char *
  * pushed with the fallback tag scheme's index REPO:sha256-HEX listing them, which a registry
  * without the referrers API (docker-registry 2.8) serves and one with it ignores. An index
  * already at that tag is merged: its descriptors stay (their manifests fetched back, at most
- * KILN_ATTEST_REFERRERS_MAX in all), this build's are added, each digest listed once. ro: the
+ * KILN_ATTEST_REFERRERS_MAX in all: the oldest left out past it; an index listing more is
+ * refused), this build's are added, each digest listed once. ro: the
  * registry client's options. *tag_ref: the last index reference pushed (malloc'ed). Fails naming
  * the reference. */
 struct kiln_registry_opts;

@@ -193,9 +193,18 @@ _, fourth = listed()
 T.check("a listed referrer the registry deleted is dropped from the merged index; the rest kept",
         r.returncode == 0 and gone["digest"] not in [m["digest"] for m in fourth]
         and sorted(m["digest"] for m in fourth) == sorted(m["digest"] for m in third), r.stderr[-800:])
+# a full index (256 listed, the SBOM not among them): the oldest listed is left out for it
+sigs = [sig_manifest("n%d" % i) for i in range(257)]
+put_index(sigs[:256])
+r = push("--sbom")
+_, full = listed()
+T.check("a full index: the new SBOM added, the oldest referrer left out, 256 listed",
+        r.returncode == 0 and len(full) == 256 and sigs[0]["digest"] not in [m["digest"] for m in full]
+        and full[-1].get("artifactType") == "application/spdx+json"
+        and [m["digest"] for m in full[:255]] == [m["digest"] for m in sigs[1:256]], r.stderr[-800:])
 # an index listing more referrers than kiln merges: refused naming the tag and the cap, before
 # fetching any of them
-put_index([sig_manifest("n%d" % i) for i in range(257)])
+put_index(sigs)
 r = push("--sbom")
 T.check("a fallback tag listing more than 256 referrers: the push fails naming it, word for word",
         r.returncode != 0 and f"the referrers index {reg}/app:{tag1} lists more than 256 referrers"
