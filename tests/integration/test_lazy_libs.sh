@@ -13,7 +13,7 @@ LAZY="libgit2.so libarchive.so libcurl.so libmicrohttpd.so libseccomp.so libcryp
 needed=$(readelf -d "$KILN" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
 check "kiln links libc and libinih only" test "$(echo $needed)" = "libinih.so.1 libc.so.6 ld-linux-x86-64.so.2"
 for l in $LAZY; do
-  check "kiln is not linked against $l" bash -c "! grep -q '^$l' <<<'$needed'"
+  check "kiln is not linked against $l (else a function kiln calls is missing from utils/*_lazy.c)" bash -c "! grep -q '^$l' <<<'$needed'"
 done
 
 if [ "$(id -u)" != 0 ] || ! command -v unshare >/dev/null; then
