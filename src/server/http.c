@@ -554,6 +554,8 @@ int kiln_http_start(kiln_server_t *srv, const char *listen, kiln_http_t **out, k
     if (h->d == NULL) {
         int e = errno;
         free(h);
+        if (e == ENOSYS) /* libmicrohttpd could not be loaded (mhd_lazy): its error names it */
+            return kiln_error_set(err, 0, "listen on %s: %s", listen, MHD_get_version());
         return kiln_error_set(err, e, "listen on %s", listen);
     }
     h->reaper_started = pthread_create(&h->reaper, NULL, reaper_main, h) == 0;

@@ -36,7 +36,7 @@ check "kiln version loads libarchive on first use" grep -q 'file=libarchive.so' 
 # The same commands with each library file hidden (private mount namespace).
 LIBDIR=$(dirname "$(readlink -f /lib/x86_64-linux-gnu/libc.so.6)")
 : >"$T/empty"
-HIDE="libgit2.so.1.5 libarchive.so.13 libcurl.so.4"
+HIDE="libgit2.so.1.5 libarchive.so.13 libcurl.so.4 libmicrohttpd.so.12"
 hidden() { # command... : runs it with the libraries $HIDE unloadable
   unshare -m bash -c 'for f in $2; do mount --bind "$1" "$0/$f" || exit 99; done
       shift 2; exec "$@"' "$LIBDIR" "$T/empty" "$HIDE" "$@"
@@ -64,6 +64,8 @@ out=$(hidden "$KILN" version 2>&1)
 check "kiln version names the missing libgit2" grep -q '^libgit2: libgit2.so.1.5 (needed' <<<"$out"
 out=$(hidden "$KILN" pull --root "$T/root" 127.0.0.1:1/none:latest 2>&1)
 check "kiln pull names the missing libcurl" grep -q 'libcurl.so.4 (needed to talk HTTP' <<<"$out"
+out=$(hidden timeout 20 "$KILN" serve --no-auth --root "$T/sroot" --listen "127.0.0.1:$(free_port)" 2>&1)
+check "kiln serve names the missing libmicrohttpd" grep -q "libmicrohttpd.so.12 (needed by kiln serve's HTTP API) could not be loaded" <<<"$out"
 
 # OpenSSL: its callers take a digest as infallible, so kiln ends as the loader would
 HIDE="libcrypto.so.3 libssl.so.3"
