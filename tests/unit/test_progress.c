@@ -329,8 +329,9 @@ static void test_tty_summary(void **state)
     fx_free(f);
 }
 
-/* Plain: the log lines of engine/events.h, an error marked where it happens and its message
- * once at the end (with its lines: a log read later has them there). */
+/* Plain: the log lines of engine/events.h, an error marked where it happens, the failing
+ * instruction named at the end and the message without its output lines (printed once, as
+ * they streamed). */
 static void test_plain(void **state)
 {
     fixture_t *f = fx_new(KILN_PROGRESS_PLAIN, 0, NULL);
@@ -351,7 +352,10 @@ static void test_plain(void **state)
                            "#2 [s 2/2] RUN false\n"
                            "#2 bad\n"
                            "#2 ERROR\n"
-                           "ERROR: Dockerfile:2: exit code: 1\n  bad\n");
+                           "------\n"
+                           " > [s 2/2] RUN false (Dockerfile:2): its output is above (#2)\n"
+                           "------\n"
+                           "ERROR: Dockerfile:2: exit code: 1\n");
     fx_free(f);
 }
 
