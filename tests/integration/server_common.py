@@ -50,7 +50,8 @@ case "$spec" in
       ev '"result","status":"failed","code":"source_failed"'
       exit 1
     fi
-    commit=',"commit":"0123456789abcdef0123456789abcdef01234567"' ;;
+    commit=',"commit":"0123456789abcdef0123456789abcdef01234567"'
+    ev '"source","author":"Fake Author","message":"fake: the commit message"' ;;
 esac
 ev '"phase","phase":"building"'
 ev "\"log\",\"text\":\"#1 resolving $ctx\""

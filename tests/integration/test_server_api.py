@@ -76,7 +76,9 @@ T.check("status succeeded after the followed log ended", b["status"] == "succeed
 names = [p["name"] for p in b["phases"]]
 T.check("phases recorded in order, from the job's phase events (checkout is cloning)",
         names == ["cloning", "building", "pushing", "uploading"], names)
-T.check("commit from the job's events after its checkout recorded", b["commit"] == "0123456789abcdef0123456789abcdef01234567", b)
+T.check("commit from the job's events after its checkout recorded, with its author and message",
+        b["commit"] == "0123456789abcdef0123456789abcdef01234567" and b.get("commit_author") == "Fake Author"
+        and b.get("commit_message") == "fake: the commit message", b)
 T.check("phases have timings", all(p["seconds"] is not None for p in b["phases"]), b["phases"])
 T.check("secret value not in the record", "TOPSECRET" not in json.dumps(b), b)
 T.check("secret value not in the log", "TOPSECRET" not in log, log)

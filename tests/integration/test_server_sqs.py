@@ -72,10 +72,11 @@ T.check("each job was built exactly once", all(len(r.get(i, [])) == 1 for i in i
         {i: r.get(i) for i in ids})
 T.check("both workers took jobs", {w for i in ids for w in r.get(i, [])} == {"w1", "w2"}, r)
 b = final.get(ids[0], {})
-T.check("the server has the phases, the commit the checkout resolved and the result from the "
-        "job's events",
+T.check("the server has the phases, the commit the checkout resolved (its author and message "
+        "through the worker's source event) and the result from the job's events",
         [p["name"] for p in b.get("phases", [])][:2] == ["cloning", "building"] and
         b.get("commit") == "0123456789abcdef0123456789abcdef01234567" and
+        b.get("commit_author") == "Fake Author" and b.get("commit_message") == "fake: the commit message" and
         (b.get("result") or {}).get("image.name") == "example/app:1", b)
 specs = [json.loads(line) for line in open(argslog).read().splitlines() if line.startswith("{")]
 spec = next((x for x in specs if x.get("build_id") == ids[0]), {})
