@@ -218,6 +218,7 @@ static int do_attest(const run_t *r, const kiln_job_request_t *jr, kiln_store_t 
                      const kiln_build_result_t *res, const kiln_auto_build_t *ab,
                      const char *build_id, const char *started, kiln_error_t *err)
 {
+    _cleanup_free_ char *dir_url = NULL, *dir_commit = NULL;
     kiln_job_attest_in_t in = {.spec = r->spec,
                                .store = store,
                                .res = res,
@@ -228,6 +229,15 @@ static int do_attest(const run_t *r, const kiln_job_request_t *jr, kiln_store_t 
     kiln_job_attest_t a;
     int ret = 0;
 
+    /* an operator's build of a local directory in a git working tree: its HEAD and origin,
+     * as buildx records a context's git information (a server's sources are checkouts or
+     * uploads: theirs come from the spec) */
+    if (r->spec->provenance && !r->o->server_mode && ab->src.commit == NULL &&
+        r->spec->repo == NULL && r->spec->commit == NULL && jr->req.context_dir &&
+        kiln_git_dir_info(jr->req.context_dir, &dir_url, &dir_commit) == 1) {
+        in.repo = dir_url;
+        in.commit = dir_commit;
+    }
     if (kiln_job_attest_make(&in, &a, err) < 0)
         return -1;
     if (a.sbom)

@@ -98,6 +98,13 @@ char *kiln_git_redact(const char *url);
 int kiln_git_commit_info(const char *url, const kiln_git_opts_t *opts, const char *sha,
                          char **author, char **message, kiln_error_t *err);
 
+/* The git working tree dir is in (dir or a parent): its HEAD commit (40 hex) and its
+ * "origin" remote's URL, credentials redacted (NULL when it has none), both malloc'ed, for
+ * the provenance of a build of a local directory (as buildx records a context's git
+ * information). 0 when dir is in no repository or HEAD names no commit (nothing set), 1 when
+ * found. Never fetches. */
+int kiln_git_dir_info(const char *dir, char **url, char **commit);
+
 /* Fetches `url` into its mirror and checks out `ref` (branch, tag, full or
  * abbreviated commit SHA; NULL = the remote's default branch) into `dest`,
  * which must not exist yet, with submodules. Sets *commit (40 hex, malloc'ed)

@@ -1,4 +1,5 @@
-/* kiln — who wrote the commit a checkout resolved, and what it says (see git.h). */
+/* kiln — who wrote the commit a checkout resolved, and what it says; a local directory's
+ * repository, HEAD and origin (see git.h). */
 #include <string.h>
 
 #include "utils/cleanup.h"
@@ -43,6 +44,31 @@ int kiln_git_commit_info(const char *url, const kiln_git_opts_t *opts, const cha
     ret = 0;
 out:
     git_commit_free(c);
+    git_repository_free(repo);
+    git_libgit2_shutdown();
+    return ret;
+}
+
+int kiln_git_dir_info(const char *dir, char **url, char **commit)
+{
+    git_repository *repo = NULL;
+    git_remote *origin = NULL;
+    git_oid oid;
+    char sha[GIT_OID_HEXSZ + 1];
+    int ret = 0;
+
+    *url = *commit = NULL;
+    git_libgit2_init();
+    if (git_repository_open_ext(&repo, dir, 0, NULL) < 0 ||
+        git_reference_name_to_id(&oid, repo, "HEAD") < 0)
+        goto out;
+    git_oid_tostr(sha, sizeof(sha), &oid);
+    *commit = kiln_xstrdup(sha);
+    if (git_remote_lookup(&origin, repo, "origin") == 0 && git_remote_url(origin))
+        *url = kiln_git_redact(git_remote_url(origin));
+    ret = 1;
+out:
+    git_remote_free(origin);
     git_repository_free(repo);
     git_libgit2_shutdown();
     return ret;

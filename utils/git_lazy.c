@@ -55,6 +55,13 @@ typedef const git_remote_callbacks CB;
     F(const git_signature *, git_commit_author, (const git_commit *c), (c), NULL)                  \
     F(const char *, git_commit_message, (const git_commit *c), (c), NULL)                          \
     F(int, git_oid_fromstr, (git_oid * out, const char *str), (out, str), -1)                      \
+    F(int, git_repository_open_ext,                                                                \
+      (R * *out, const char *path, unsigned int flags, const char *ceiling),                       \
+      (out, path, flags, ceiling), -1)                                                             \
+    F(int, git_reference_name_to_id, (git_oid * out, R * repo, const char *name),                  \
+      (out, repo, name), -1)                                                                       \
+    F(int, git_remote_lookup, (Rm * *out, R * repo, const char *name), (out, repo, name), -1)      \
+    F(const char *, git_remote_url, (const Rm *r), (r), NULL)                                      \
     V(git_blob_free, (git_blob * b), (b))                                                          \
     F(const git_oid *, git_blob_id, (const git_blob *b), (b), NULL)                                \
     F(int, git_blob_lookup, (git_blob * *out, R * repo, const git_oid *id), (out, repo, id), -1)   \

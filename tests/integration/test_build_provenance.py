@@ -81,6 +81,25 @@ try:
         ev = json.load(f).get("kiln.event", {})
 except (OSError, ValueError) as e:
     ev = {"error": str(e)}
+# the same repository built as a local directory: its HEAD and origin (credentials redacted),
+# as buildx records a context's git information
+subprocess.run(["git", "-C", repo, "remote", "add", "origin",
+                "https://ci-user:s3cr3t-origin-token@git.example.test/acme/app.git"], check=True)
+out_dir = os.path.join(T.tmp, "out-dir")
+r2 = kiln("build", "--root", ROOT, "--progress", "plain", "--provenance", "--insecure-registry", reg,
+          "-o", f"type=local,dest={out_dir}", repo)
+try:
+    with open(os.path.join(out_dir, "provenance.json")) as f:
+        prov_dir = json.load(f)
+except (OSError, ValueError) as e:
+    prov_dir = {"error": str(e)}
+deps_dir = prov_dir.get("predicate", {}).get("buildDefinition", {}).get("resolvedDependencies", [])
+git_deps = [d for d in deps_dir if d.get("uri", "").startswith("git+")]
+T.check("a local directory in a git working tree: its HEAD commit and origin URL in the provenance",
+        r2.returncode == 0 and len(git_deps) == 1 and git_deps[0].get("digest") == {"gitCommit": commit}
+        and "git.example.test/acme/app.git@" + commit in git_deps[0]["uri"], (r2.stderr[-800:], deps_dir))
+T.check("the origin URL's credentials are in no document or output",
+        "s3cr3t-origin-token" not in json.dumps(prov_dir) + r2.stdout + r2.stderr, git_deps)
 T.check("kiln build <git URL>: the completion event names the commit's author and message",
         ev.get("source", {}).get("author") == "Ada Lovelace"
         and ev.get("source", {}).get("message") == "first build\n\nbody line"
