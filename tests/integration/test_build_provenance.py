@@ -15,7 +15,7 @@ import sys
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kilnbuild import make_base, write_tree  # noqa: E402
+from kilnbuild import make_base, read_json, write_tree  # noqa: E402
 
 from kilntest import T, kiln, start_registry  # noqa: E402
 
@@ -60,11 +60,7 @@ r = kiln("build", "--root", ROOT, "--progress", "plain", "--provenance", "--inse
          "--metadata-file", meta, "-o", f"type=local,dest={out}", "file://" + repo)
 T.check("kiln build --provenance of a git source FROM a registry base succeeds", r.returncode == 0,
         r.stderr[-2000:])
-try:
-    with open(os.path.join(out, "provenance.json")) as f:
-        prov = json.load(f)
-except (OSError, ValueError) as e:
-    prov = {"error": str(e)}
+prov = read_json(os.path.join(out, "provenance.json"))
 deps = prov.get("predicate", {}).get("buildDefinition", {}).get("resolvedDependencies", [])
 T.check("resolvedDependencies: the git source with its commit",
         {"uri": f"git+file://{repo}@{commit}", "digest": {"gitCommit": commit}} in deps, deps)
@@ -76,11 +72,7 @@ T.check("resolvedDependencies: the COPY --from oci: layout with its manifest dig
 T.check("each base once (3 dependencies)", len(deps) == 3, deps)
 T.check("the FROM step's progress says what the base resolved to",
         f"resolved {reg}/base:1 to {base_digest}" in r.stderr, r.stderr[-2000:])
-try:
-    with open(meta) as f:
-        ev = json.load(f).get("kiln.event", {})
-except (OSError, ValueError) as e:
-    ev = {"error": str(e)}
+ev = read_json(meta).get("kiln.event", {})
 # the same repository built as a local directory: its HEAD and origin (credentials redacted),
 # as buildx records a context's git information
 subprocess.run(["git", "-C", repo, "remote", "add", "origin",
@@ -88,11 +80,7 @@ subprocess.run(["git", "-C", repo, "remote", "add", "origin",
 out_dir = os.path.join(T.tmp, "out-dir")
 r2 = kiln("build", "--root", ROOT, "--progress", "plain", "--provenance", "--insecure-registry", reg,
           "-o", f"type=local,dest={out_dir}", repo)
-try:
-    with open(os.path.join(out_dir, "provenance.json")) as f:
-        prov_dir = json.load(f)
-except (OSError, ValueError) as e:
-    prov_dir = {"error": str(e)}
+prov_dir = read_json(os.path.join(out_dir, "provenance.json"))
 deps_dir = prov_dir.get("predicate", {}).get("buildDefinition", {}).get("resolvedDependencies", [])
 git_deps = [d for d in deps_dir if d.get("uri", "").startswith("git+")]
 T.check("a local directory in a git working tree: its HEAD commit and origin URL in the provenance",
