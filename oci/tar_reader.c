@@ -11,6 +11,8 @@
 struct kiln_tar_reader {
     struct archive *a;
     kiln_decompressor_t *dec;
+    kiln_block_fn block; /* or blocks of plain tar from here */
+    void *block_ctx;
     unsigned char *buf;
     kiln_error_t err; /* error raised inside the read callback */
     int failed;
@@ -19,6 +21,17 @@ struct kiln_tar_reader {
 static la_ssize_t read_cb(struct archive *a, void *ctx, const void **buf)
 {
     kiln_tar_reader_t *t = ctx;
+    if (t->block != NULL) {
+        size_t len = 0;
+        const void *b = t->block(t->block_ctx, &len, &t->err);
+        if (b == NULL) {
+            t->failed = 1;
+            archive_set_error(a, EIO, "%s", t->err.msg);
+            return -1;
+        }
+        *buf = b;
+        return (la_ssize_t)len;
+    }
     ssize_t n = kiln_decompressor_read(t->dec, t->buf, READ_CHUNK, &t->err);
     if (n < 0) {
         t->failed = 1;
@@ -41,6 +54,8 @@ static int fail(kiln_tar_reader_t *t, const char *what, kiln_error_t *err)
     return kiln_error_set(err, 0, "%s: %s", what, m ? m : "invalid tar data");
 }
 
+static int tar_open(kiln_tar_reader_t *t, kiln_tar_reader_t **res, kiln_error_t *err);
+
 int kiln_tar_reader_open(int fd, kiln_hash_fn raw_hash, kiln_hash_fn out_hash, void *hash_ctx,
                          kiln_tar_reader_t **res, kiln_error_t *err)
 {
@@ -54,6 +69,21 @@ int kiln_tar_reader_open_dec(kiln_decompressor_t *dec, kiln_tar_reader_t **res, 
 {
     kiln_tar_reader_t *t = kiln_xzalloc(sizeof(*t));
     t->dec = dec;
+    return tar_open(t, res, err);
+}
+
+int kiln_tar_reader_open_blocks(kiln_block_fn fn, void *ctx, kiln_tar_reader_t **res,
+                                kiln_error_t *err)
+{
+    kiln_tar_reader_t *t = kiln_xzalloc(sizeof(*t));
+    t->block = fn;
+    t->block_ctx = ctx;
+    return tar_open(t, res, err);
+}
+
+/* Opens the archive over t's input (freeing t on failure). */
+static int tar_open(kiln_tar_reader_t *t, kiln_tar_reader_t **res, kiln_error_t *err)
+{
     t->buf = kiln_xmalloc(READ_CHUNK);
     t->a = archive_read_new();
     if (t->a == NULL) {
@@ -103,12 +133,20 @@ int kiln_tar_reader_data_block(kiln_tar_reader_t *t, const void **buf, size_t *l
 
 int kiln_tar_reader_finish(kiln_tar_reader_t *t, kiln_error_t *err)
 {
-    return kiln_decompressor_drain(t->dec, err);
+    if (t->dec != NULL)
+        return kiln_decompressor_drain(t->dec, err);
+    for (;;) {
+        size_t len = 0;
+        if (t->block(t->block_ctx, &len, err) == NULL)
+            return -1;
+        if (len == 0)
+            return 0;
+    }
 }
 
 kiln_compression_t kiln_tar_reader_format(const kiln_tar_reader_t *t)
 {
-    return kiln_decompressor_format(t->dec);
+    return t->dec != NULL ? kiln_decompressor_format(t->dec) : KILN_COMPRESSION_NONE;
 }
 
 void kiln_tar_reader_free(kiln_tar_reader_t *t)

@@ -23,6 +23,12 @@ int kiln_tar_reader_open(int fd, kiln_hash_fn raw_hash, kiln_hash_fn out_hash, v
 /* The same over a decompressor made by the caller (any input source); the
  * reader owns dec from here on, also when it fails. */
 int kiln_tar_reader_open_dec(kiln_decompressor_t *dec, kiln_tar_reader_t **res, kiln_error_t *err);
+/* Where plain tar bytes can come from in blocks: the next block (valid until the next
+ * call) and its length in *len (0 at the end), or NULL with err. */
+typedef const void *(*kiln_block_fn)(void *ctx, size_t *len, kiln_error_t *err);
+/* The same over blocks of plain (already decompressed) tar; the format reported is none. */
+int kiln_tar_reader_open_blocks(kiln_block_fn fn, void *ctx, kiln_tar_reader_t **res,
+                                kiln_error_t *err);
 /* The next entry: 1 and *entry (owned by the reader, valid until the next
  * call), 0 at the end of the archive, <0 on error. */
 int kiln_tar_reader_next(kiln_tar_reader_t *t, struct archive_entry **entry, kiln_error_t *err);

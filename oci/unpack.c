@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,123 @@
 
 #define WHITEOUT_PREFIX ".wh."
 #define OPAQUE_MARKER ".wh..wh..opq"
+
+/* Inflating in a thread of its own: a compressed layer's decompression (and its digests)
+ * runs beside the tar parsing and file writing, on another CPU; the plain tar passes in
+ * SLOTS buffers handed over without a copy. */
+#define SLOTS 8
+#define SLOT_SIZE (1024 * 1024)
+
+struct inflater {
+    pthread_t th;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    kiln_decompressor_t *dec;
+    unsigned char *buf[SLOTS];
+    size_t len[SLOTS];
+    uint64_t head, tail; /* slots [tail, head) are filled */
+    int held;            /* the consumer holds slot tail */
+    int end, failed, stop;
+    kiln_error_t err;
+};
+
+static void *inflate_main(void *arg)
+{
+    struct inflater *f = arg;
+    for (;;) {
+        pthread_mutex_lock(&f->lock);
+        while (!f->stop && f->head - f->tail == SLOTS)
+            pthread_cond_wait(&f->cond, &f->lock);
+        int stop = f->stop;
+        unsigned char *b = f->buf[f->head % SLOTS];
+        pthread_mutex_unlock(&f->lock);
+        if (stop)
+            return NULL;
+        size_t fill = 0;
+        ssize_t n = 1;
+        kiln_error_t e = {0};
+        /* one read: what the input had so far is handed over at once (a layer still
+         * downloading is unpacked as far as it arrived) */
+        if ((n = kiln_decompressor_read(f->dec, b, SLOT_SIZE, &e)) > 0)
+            fill = (size_t)n;
+        pthread_mutex_lock(&f->lock);
+        if (n < 0) {
+            f->failed = 1;
+            f->err = e;
+        } else if (fill > 0) {
+            f->len[f->head % SLOTS] = fill;
+            f->head++;
+        }
+        if (n == 0)
+            f->end = 1;
+        pthread_cond_broadcast(&f->cond);
+        pthread_mutex_unlock(&f->lock);
+        if (n <= 0)
+            return NULL;
+    }
+}
+
+/* kiln_block_fn of the tar reader: the next filled slot (the previous one given back). */
+static const void *inflate_block(void *ctx, size_t *len, kiln_error_t *err)
+{
+    struct inflater *f = ctx;
+    const void *r = NULL;
+    pthread_mutex_lock(&f->lock);
+    if (f->held) {
+        f->tail++;
+        f->held = 0;
+        pthread_cond_broadcast(&f->cond);
+    }
+    while (!f->failed && !f->end && f->head == f->tail)
+        pthread_cond_wait(&f->cond, &f->lock);
+    if (f->failed) {
+        if (err != NULL)
+            *err = f->err;
+    } else if (f->head != f->tail) {
+        f->held = 1;
+        *len = f->len[f->tail % SLOTS];
+        r = f->buf[f->tail % SLOTS];
+    } else {
+        *len = 0;
+        r = "";
+    }
+    pthread_mutex_unlock(&f->lock);
+    return r;
+}
+
+/* Starts inflating dec (taken over on success) in a thread; -1 when none can start. */
+static int inflater_start(struct inflater *f, kiln_decompressor_t *dec)
+{
+    memset(f, 0, sizeof(*f));
+    f->dec = dec;
+    pthread_mutex_init(&f->lock, NULL);
+    pthread_cond_init(&f->cond, NULL);
+    for (int i = 0; i < SLOTS; i++)
+        f->buf[i] = kiln_xmalloc(SLOT_SIZE);
+    if (pthread_create(&f->th, NULL, inflate_main, f) != 0) {
+        for (int i = 0; i < SLOTS; i++)
+            free(f->buf[i]);
+        pthread_cond_destroy(&f->cond);
+        pthread_mutex_destroy(&f->lock);
+        return -1;
+    }
+    return 0;
+}
+
+/* Stops (a thread blocked reading its input ends once that read returns) and frees. */
+static void inflater_stop(struct inflater *f)
+{
+    pthread_mutex_lock(&f->lock);
+    f->stop = 1;
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+    pthread_join(f->th, NULL);
+    kiln_decompressor_free(f->dec);
+    for (int i = 0; i < SLOTS; i++)
+        free(f->buf[i]);
+    pthread_cond_destroy(&f->cond);
+    pthread_mutex_destroy(&f->lock);
+}
 
 /* A directory whose mtime is set once all its children are in place. */
 struct dir_time {
@@ -52,6 +170,9 @@ struct unpack {
     int cached_fd;
     /* it is not setgid: a new entry there is owned by euid:egid */
     int cached_plain;
+    kiln_compression_t format;
+    struct inflater inf; /* when inflating */
+    int inflating;
 };
 
 /* The process umask's complement (0 when unknown), read without changing it
@@ -607,6 +728,8 @@ static void unpack_free(struct unpack *u)
 {
     invalidate_parent(u);
     kiln_tar_reader_free(u->tr);
+    if (u->inflating)
+        inflater_stop(&u->inf);
     kiln_sha256_dispose(&u->raw);
     kiln_sha256_dispose(&u->out);
     for (size_t i = 0; i < u->created_alloc; i++)
@@ -652,9 +775,16 @@ static int unpack_run(struct unpack *u, const struct unpack_src *src, kiln_unpac
              ? kiln_decompressor_new_reader(src->fn, src->ctx, want_raw ? raw_hash : NULL, u,
                                             want_out ? out_hash : NULL, u, &dec, err)
              : kiln_decompressor_new(src->fd, want_raw ? raw_hash : NULL, u,
-                                     want_out ? out_hash : NULL, u, &dec, err)) < 0 ||
-        kiln_tar_reader_open_dec(dec, &u->tr, err) < 0)
+                                     want_out ? out_hash : NULL, u, &dec, err)) < 0)
         return -1;
+    u->format = kiln_decompressor_format(dec);
+    if (u->format != KILN_COMPRESSION_NONE && inflater_start(&u->inf, dec) == 0) {
+        u->inflating = 1; /* the digests are the inflater's until it is stopped */
+        if (kiln_tar_reader_open_blocks(inflate_block, &u->inf, &u->tr, err) < 0)
+            return -1;
+    } else if (kiln_tar_reader_open_dec(dec, &u->tr, err) < 0) {
+        return -1;
+    }
     uint64_t entries = 0;
     for (;;) {
         struct archive_entry *e;
@@ -669,9 +799,13 @@ static int unpack_run(struct unpack *u, const struct unpack_src *src, kiln_unpac
     }
     if (kiln_tar_reader_finish(u->tr, err) < 0 || apply_dir_times(u, err) < 0)
         return -1;
+    if (u->inflating) { /* it read its input to the end: the digests are complete */
+        inflater_stop(&u->inf);
+        u->inflating = 0;
+    }
     kiln_unpack_stats_t res;
     memset(&res, 0, sizeof(res));
-    res.format = kiln_tar_reader_format(u->tr);
+    res.format = u->format;
     res.entries = entries;
     res.size = u->raw_bytes;
     res.diff_size = u->out_bytes;
