@@ -24,7 +24,7 @@ bench_kiln
 N=${1:-30}
 PARTS=${2:-13}
 W=$(mktemp -d /var/tmp/kiln-bench.XXXXXX)
-trap 'umount -R "$W/broot/overlay" 2>/dev/null; rm -rf "$W"' EXIT
+trap 'umount -R "$W/broot/overlay" 2>/dev/null || true; rm -rf "$W"' EXIT
 
 now_ns() { date +%s%N; }
 # median_ms FILE: median of the ns values in FILE, in ms (3 decimals)
