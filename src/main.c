@@ -6,6 +6,7 @@
 
 #include "src/commands.h"
 #include "src/ecr_login.h"
+#include "utils/lazylib.h"
 #include "utils/suggest.h"
 
 static const kiln_command_t commands[] = {
@@ -136,6 +137,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "--version") == 0)
         return kiln_cmd_version(1, argv + 1);
+    /* The server and the queue worker run each job in a forked child while their threads
+     * run: their libraries are loaded before, so that no child loads one (utils/lazylib.h). */
+    if (strcmp(argv[1], "serve") == 0 || strcmp(argv[1], "worker") == 0)
+        kiln_lazylib_preload_all();
     kiln_cli_ecr_register(); /* credHelpers "ecr-login" → kiln's own ECR helper */
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strcmp(argv[1], commands[i].name) == 0)

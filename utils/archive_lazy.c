@@ -122,6 +122,7 @@ typedef struct archive_entry E;
 KILN_LAZYLIB_DEFINE(ARCHIVE_FUNCS, ARCHIVE_VARIADIC, "libarchive.so.13",
                     "to read and write tar and zip archives: image layers and archives, build "
                     "contexts, toolchains, function zips")
+KILN_LAZYLIB_PRELOADER(archive)
 
 void archive_set_error(A *a, int e, const char *fmt, ...)
 {

@@ -94,6 +94,7 @@ typedef unsigned char U;
 
 KILN_LAZYLIB_DEFINE_REQUIRED(CRYPTO_FUNCS, CRYPTO_HANDWRITTEN, "libcrypto.so.3",
                              "for SHA-256 digests, HMAC, AES-GCM, Ed25519 and base64")
+KILN_LAZYLIB_PRELOADER(crypto)
 
 /* Wiping memory needs no library: libc's explicit_bzero is the same promise
  * (not optimised away), and freeing a credential never loads libcrypto. */

@@ -88,6 +88,11 @@ static int ready(void)
     return loaded ? 0 : -1;
 }
 
+int kiln_lazylib_preload_curl(void)
+{
+    return ready();
+}
+
 /* The one argument after a setopt option, by the option's type range. Every
  * option kiln passes is a long, a pointer (data, string, list, callback) or a
  * curl_off_t, as the option's number says. */

@@ -26,3 +26,4 @@ typedef struct libdeflate_compressor C;
 
 KILN_LAZYLIB_DEFINE_REQUIRED(DEFLATE_FUNCS, DEFLATE_HANDWRITTEN, "libdeflate.so.0",
                              "to compress gzip layers")
+KILN_LAZYLIB_PRELOADER(deflate)

@@ -33,3 +33,4 @@ typedef XML_Parser P;
 
 KILN_LAZYLIB_DEFINE_REQUIRED(EXPAT_FUNCS, EXPAT_HANDWRITTEN, "libexpat.so.1",
                              "to read XML (AWS replies, Maven POMs)")
+KILN_LAZYLIB_PRELOADER(expat)

@@ -127,6 +127,7 @@ typedef const git_remote_callbacks CB;
 
 KILN_LAZYLIB_DEFINE(GIT_FUNCS, GIT_HANDWRITTEN, "libgit2.so.1.5",
                     "for git sources: clone, fetch, checkout and the mirror cache")
+KILN_LAZYLIB_PRELOADER(git)
 
 const git_error *git_error_last(void)
 {

@@ -59,6 +59,7 @@ typedef json_t J;
 
 KILN_LAZYLIB_DEFINE_REQUIRED(JANSSON_FUNCS, JANSSON_HANDWRITTEN, "libjansson.so.4",
                              "to read and write JSON (images, jobs, the API)")
+KILN_LAZYLIB_PRELOADER(jansson)
 
 J *json_pack(const char *fmt, ...)
 {

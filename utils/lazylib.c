@@ -34,3 +34,10 @@ void kiln_lazylib_fatal(const char *msg)
     (void)r;
     _exit(127);
 }
+
+void kiln_lazylib_preload_all(void)
+{
+#define PRELOAD(name) (void)kiln_lazylib_preload_##name();
+    KILN_LAZYLIB_ALL(PRELOAD)
+#undef PRELOAD
+}

@@ -110,6 +110,27 @@ int kiln_lazylib_load(const char *soname, const char *need, const char *const *n
     }                                                                                              \
     LIST(KILN_LAZYLIB_FWD_REQ_F, KILN_LAZYLIB_FWD_REQ_V)
 
+/* Every library of utils/ loaded this way, by the name of its file (NAME_lazy.c). */
+#define KILN_LAZYLIB_ALL(X)                                                                        \
+    X(curl)                                                                                        \
+    X(git) X(archive) X(crypto) X(ssl) X(sqlite) X(zstd) X(isal) X(jansson) X(zlib) X(deflate)     \
+        X(expat)
+/* kiln_lazylib_preload_NAME: loads that library now; 0, or -1 when it cannot be (its functions
+ * then fail or end kiln as at first use). */
+#define KILN_LAZYLIB_PRELOAD_DECL(name) int kiln_lazylib_preload_##name(void);
+KILN_LAZYLIB_ALL(KILN_LAZYLIB_PRELOAD_DECL)
+#define KILN_LAZYLIB_PRELOADER(name)                                                               \
+    int kiln_lazylib_preload_##name(void)                                                          \
+    {                                                                                              \
+        return lazy_ready();                                                                       \
+    }
+
+/* Loads every library above now. For a process that forks children which do not exec while
+ * its own threads run (kiln serve, kiln worker: each job in a forked child): a library
+ * first used in a child would be dlopen'ed there, where another thread of the parent may have
+ * held the loader's state at the fork. Loaded in the parent first, a child never loads one. */
+void kiln_lazylib_preload_all(void);
+
 /* Writes "kiln: MSG" to stderr and ends the process with status 127. */
 __attribute__((noreturn)) void kiln_lazylib_fatal(const char *msg);
 

@@ -46,3 +46,4 @@ typedef sqlite3_stmt S;
 
 KILN_LAZYLIB_DEFINE_REQUIRED(SQLITE_FUNCS, SQLITE_HANDWRITTEN, "libsqlite3.so.0",
                              "for the build server's database and access log")
+KILN_LAZYLIB_PRELOADER(sqlite)

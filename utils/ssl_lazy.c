@@ -15,3 +15,4 @@
 
 KILN_LAZYLIB_DEFINE_REQUIRED(SSL_FUNCS, SSL_HANDWRITTEN, "libssl.so.3",
                              "for TLS client certificates and extra CAs of registries")
+KILN_LAZYLIB_PRELOADER(ssl)

@@ -30,3 +30,4 @@
 
 KILN_LAZYLIB_DEFINE_REQUIRED(ZLIB_FUNCS, ZLIB_HANDWRITTEN, "libz.so.1",
                              "to inflate gzip streams (layers, SOCI checkpoints)")
+KILN_LAZYLIB_PRELOADER(zlib)

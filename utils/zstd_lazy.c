@@ -27,3 +27,4 @@
 
 KILN_LAZYLIB_DEFINE_REQUIRED(ZSTD_FUNCS, ZSTD_HANDWRITTEN, "libzstd.so.1",
                              "to compress and read zstd layers and caches")
+KILN_LAZYLIB_PRELOADER(zstd)

@@ -32,6 +32,11 @@ for l in $LAZY; do
 done
 libs=$(loaded "$KILN" version)
 check "kiln version loads libarchive on first use" grep -q 'file=libarchive.so' <<<"$libs"
+# kiln serve runs each job in a forked child while its threads run: it loads them all first
+libs=$(loaded timeout 3 "$KILN" serve --no-auth --root "$T/preroot" --listen "127.0.0.1:$(free_port)")
+for l in libgit2.so libarchive.so libcurl.so libzstd.so libisal.so libcrypto.so; do
+  check "kiln serve loads $l before any job (no child loads a library)" grep -q "file=$l" <<<"$libs"
+done
 
 # The same commands with each library file hidden (private mount namespace).
 LIBDIR=$(dirname "$(readlink -f /lib/x86_64-linux-gnu/libc.so.6)")
