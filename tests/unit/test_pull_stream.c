@@ -1,0 +1,168 @@
+/* Unit tests for oci/pull_stream: a reader following a blob while it is written, a download
+ * that starts over in a new file, and a failed download ending the reader with its error. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "oci/pull_stream.h"
+#include "utils/error.h"
+
+#define SIZE (300 * 1024)
+
+static unsigned char data[SIZE];
+
+/* A temp file (unlinked) and a read-only fd of it. */
+static void temp_pair(int *wfd, int *rfd)
+{
+    char path[] = "/tmp/kiln-test-pull-stream.XXXXXX";
+    *wfd = mkstemp(path);
+    assert_true(*wfd >= 0);
+    *rfd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(*rfd >= 0);
+    unlink(path);
+}
+
+typedef struct {
+    kiln_blob_stream_t *bs;
+    int wfd;
+    int fail;    /* end with a failure instead of success */
+    int restart; /* start over in a new file halfway */
+} producer_t;
+
+/* Writes data in small chunks, growing the stream after each, then ends it. */
+static void *producer(void *arg)
+{
+    producer_t *p = arg;
+    size_t done = 0;
+    while (done < SIZE) {
+        size_t n = SIZE - done < 7000 ? SIZE - done : 7000;
+        assert_int_equal(write(p->wfd, data + done, n), (ssize_t)n);
+        done += n;
+        kiln_blob_stream_grow(p->bs, done);
+        if (p->restart && done >= SIZE / 2) {
+            int w, r;
+            p->restart = 0;
+            temp_pair(&w, &r);
+            close(p->wfd);
+            p->wfd = w;
+            kiln_blob_stream_restart(p->bs, r);
+            done = 0; /* the same bytes again, from the start */
+        }
+        usleep(200);
+    }
+    close(p->wfd);
+    if (p->fail) {
+        kiln_error_t e = {0};
+        kiln_error_set(&e, EIO, "blob sha256:%064d: content does not match its digest", 0);
+        kiln_blob_stream_finish(p->bs, 0, 0, &e);
+    } else {
+        kiln_blob_stream_finish(p->bs, 1, SIZE, NULL);
+    }
+    return NULL;
+}
+
+/* Reads the whole stream through kiln_blob_stream_read; returns its last result. */
+static ssize_t read_all(kiln_blob_stream_t *bs, unsigned char *out, size_t *got, kiln_error_t *err)
+{
+    kiln_blob_reader_t rd = {bs, 0};
+    ssize_t n;
+    *got = 0;
+    while ((n = kiln_blob_stream_read(&rd, out + *got, 4096, err)) > 0)
+        *got += (size_t)n;
+    return n;
+}
+
+static void run(int fail, int restart)
+{
+    kiln_digest_t d;
+    memset(&d, 0, sizeof(d));
+    kiln_blob_stream_t *bs = kiln_blob_stream_new(&d);
+    int wfd, rfd;
+    temp_pair(&wfd, &rfd);
+    kiln_blob_stream_restart(bs, rfd);
+    producer_t p = {bs, wfd, fail, restart};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, producer, &p), 0);
+    unsigned char *out = calloc(1, SIZE);
+    size_t got;
+    kiln_error_t err = {0};
+    ssize_t last = read_all(bs, out, &got, &err);
+    pthread_join(th, NULL);
+    if (fail) {
+        assert_int_equal(last, -1);
+        assert_non_null(strstr(err.msg, "does not match its digest"));
+        assert_int_equal(kiln_blob_stream_wait(bs, NULL), -1);
+    } else {
+        assert_int_equal(last, 0);
+        assert_int_equal(got, SIZE);
+        assert_memory_equal(out, data, SIZE);
+        assert_int_equal(kiln_blob_stream_wait(bs, NULL), 0);
+    }
+    free(out);
+    kiln_blob_stream_unref(bs);
+}
+
+static void test_follows_the_write(void **state)
+{
+    (void)state;
+    run(0, 0);
+}
+
+static void test_restart_same_bytes(void **state)
+{
+    (void)state;
+    run(0, 1);
+}
+
+static void test_failure_ends_reader(void **state)
+{
+    (void)state;
+    run(1, 0);
+}
+
+/* A second reader of the same stream (a layer named twice) reads it from the start. */
+static void test_second_reader(void **state)
+{
+    (void)state;
+    kiln_digest_t d;
+    memset(&d, 0, sizeof(d));
+    kiln_blob_stream_t *bs = kiln_blob_stream_new(&d);
+    int wfd, rfd;
+    temp_pair(&wfd, &rfd);
+    kiln_blob_stream_restart(bs, rfd);
+    assert_int_equal(write(wfd, data, SIZE), SIZE);
+    close(wfd);
+    kiln_blob_stream_finish(bs, 1, SIZE, NULL);
+    unsigned char *out = calloc(1, SIZE);
+    size_t got;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(read_all(bs, out, &got, NULL), 0);
+        assert_int_equal(got, SIZE);
+        assert_memory_equal(out, data, SIZE);
+    }
+    free(out);
+    kiln_blob_stream_unref(bs);
+}
+
+int main(void)
+{
+    for (size_t i = 0; i < SIZE; i++)
+        data[i] = (unsigned char)(i * 2654435761u >> 13);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_follows_the_write),
+        cmocka_unit_test(test_restart_same_bytes),
+        cmocka_unit_test(test_failure_ends_reader),
+        cmocka_unit_test(test_second_reader),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
