@@ -32,6 +32,18 @@ static void temp_pair(int *wfd, int *rfd)
     unlink(path);
 }
 
+/* A stream reading a new temp file; *wfd writes it. */
+static kiln_blob_stream_t *new_stream(int *wfd)
+{
+    kiln_digest_t d;
+    int rfd;
+    memset(&d, 0, sizeof(d));
+    kiln_blob_stream_t *bs = kiln_blob_stream_new(&d);
+    temp_pair(wfd, &rfd);
+    kiln_blob_stream_restart(bs, rfd);
+    return bs;
+}
+
 typedef struct {
     kiln_blob_stream_t *bs;
     int wfd;
@@ -84,12 +96,8 @@ static ssize_t read_all(kiln_blob_stream_t *bs, unsigned char *out, size_t *got,
 
 static void run(int fail, int restart)
 {
-    kiln_digest_t d;
-    memset(&d, 0, sizeof(d));
-    kiln_blob_stream_t *bs = kiln_blob_stream_new(&d);
-    int wfd, rfd;
-    temp_pair(&wfd, &rfd);
-    kiln_blob_stream_restart(bs, rfd);
+    int wfd;
+    kiln_blob_stream_t *bs = new_stream(&wfd);
     producer_t p = {bs, wfd, fail, restart};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, producer, &p), 0);
@@ -134,12 +142,8 @@ static void test_failure_ends_reader(void **state)
 static void test_second_reader(void **state)
 {
     (void)state;
-    kiln_digest_t d;
-    memset(&d, 0, sizeof(d));
-    kiln_blob_stream_t *bs = kiln_blob_stream_new(&d);
-    int wfd, rfd;
-    temp_pair(&wfd, &rfd);
-    kiln_blob_stream_restart(bs, rfd);
+    int wfd;
+    kiln_blob_stream_t *bs = new_stream(&wfd);
     assert_int_equal(write(wfd, data, SIZE), SIZE);
     close(wfd);
     kiln_blob_stream_finish(bs, 1, SIZE, NULL);
