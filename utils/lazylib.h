@@ -113,8 +113,8 @@ int kiln_lazylib_load(const char *soname, const char *need, const char *const *n
 /* Every library of utils/ loaded this way, by the name of its file (NAME_lazy.c). */
 #define KILN_LAZYLIB_ALL(X)                                                                        \
     X(curl)                                                                                        \
-    X(git) X(archive) X(crypto) X(ssl) X(sqlite) X(zstd) X(isal) X(jansson) X(zlib) X(deflate)     \
-        X(expat)
+    X(git)                                                                                         \
+    X(archive) X(crypto) X(ssl) X(sqlite) X(zstd) X(isal) X(jansson) X(zlib) X(deflate) X(expat)
 /* kiln_lazylib_preload_NAME: loads that library now; 0, or -1 when it cannot be (its functions
  * then fail or end kiln as at first use). */
 #define KILN_LAZYLIB_PRELOAD_DECL(name) int kiln_lazylib_preload_##name(void);

@@ -26,6 +26,11 @@ def build(dockerfile, *args, timeout=120):
     return kiln("build", "--root", ROOT, *args, ctx, timeout=timeout)
 
 
+# the failing step's message names the Dockerfile as the build was given it (as tty and plain
+# progress print it)
+DF = os.path.join(ctx, "Dockerfile")
+
+
 def error_line(r):
     return next((ln for ln in r.stderr.splitlines() if ln.startswith("ERROR: ")), r.stderr[-500:])
 
@@ -51,25 +56,25 @@ host = f"127.0.0.1:{port}"
 r = build(f"FROM {host}/busybox:1\n")
 T.check("plain-HTTP registry without --insecure-registry: the host and the flag that allows it",
         r.returncode == 1 and error_line(r).startswith(
-            f"ERROR: Dockerfile:1: FROM {host}/busybox:1: GET {host}: TLS handshake failed (")
+            f"ERROR: {DF}:1: FROM {host}/busybox:1: GET {host}: TLS handshake failed (")
         and error_line(r).endswith(
             f"; if {host} serves plain HTTP, allow it with --insecure-registry {host}"), r.stderr[-1500:])
 
 r = build(f"FROM {base} AS builder\nRUN true\nFROM {base}\nCOPY --from=buildr /x /x\n")
 T.check("COPY --from with a stage typo: the closest stage is suggested, no registry asked",
-        r.returncode == 1 and error_line(r) == "ERROR: Dockerfile:4: COPY --from=buildr: no stage named "
+        r.returncode == 1 and error_line(r) == f"ERROR: {DF}:4: COPY --from=buildr: no stage named "
         "buildr; did you mean builder? (for the image, write docker.io/library/buildr)"
         and "docker.io:" not in r.stderr and "resolve image" not in r.stderr, r.stderr[-1500:])
 r = build(f"FROM {base} AS builder\nFROM buildr\n")
 T.check("FROM with a stage typo: the closest stage is suggested, no registry asked",
-        r.returncode == 1 and error_line(r) == "ERROR: Dockerfile:2: FROM buildr: no stage named "
+        r.returncode == 1 and error_line(r) == f"ERROR: {DF}:2: FROM buildr: no stage named "
         "buildr; did you mean builder? (for the image, write docker.io/library/buildr)"
         and "resolve image" not in r.stderr, r.stderr[-1500:])
 
 r = build("FROM 127.0.0.1:1/busybox:1\n")
 T.check("an unreachable registry named in full: no word of docker.io",
         r.returncode == 1 and error_line(r).startswith(
-            "ERROR: Dockerfile:1: FROM 127.0.0.1:1/busybox:1: GET 127.0.0.1:1: ")
+            f"ERROR: {DF}:1: FROM 127.0.0.1:1/busybox:1: GET 127.0.0.1:1: ")
         and "docker.io" not in r.stderr, r.stderr[-1500:])
 
 if shutil.which("unshare"):
@@ -79,7 +84,7 @@ if shutil.which("unshare"):
                        text=True, timeout=120)
     T.check("an unreachable Docker Hub: the error says the name was expanded to docker.io",
             r.returncode == 1 and error_line(r).startswith(
-                "ERROR: Dockerfile:1: FROM busyboxx: GET registry-1.docker.io: ")
+                f"ERROR: {DF}:1: FROM busyboxx: GET registry-1.docker.io: ")
             and error_line(r).endswith(
                 " (busyboxx names no registry, so it was expanded to docker.io/library/busyboxx:latest; "
                 "write HOST[:PORT]/busyboxx for another registry)"), r.stderr[-1500:])
