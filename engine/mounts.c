@@ -3,6 +3,7 @@
  * context or a stage, resolved in its root; private copies for an insecure step). */
 #include "engine/mounts.h"
 
+#include "engine/expand.h"
 #include "engine/remote_mounts.h"
 #include "engine/secrets.h"
 
@@ -74,6 +75,23 @@ static char *mount_target(const stage_t *st, const char *target)
     return kiln_xasprintf("%s/%s", wd && *wd && strcmp(wd, "/") != 0 ? wd : "", target);
 }
 
+/* Whether a mount target names the step's root once joined to WORKDIR and cleaned ("",
+ * "/", "a/..", "$UNSET"): BuildKit refuses it (a mount there would hide the rootfs). */
+static bool target_is_root(const stage_t *st, const char *target)
+{
+    _cleanup_free_ char *t = mount_target(st, target);
+    size_t depth = 0;
+    for (const char *p = t; *p;) {
+        size_t n = strcspn(p, "/");
+        if (n == 2 && p[0] == '.' && p[1] == '.')
+            depth -= depth > 0; /* ".." stops at the root */
+        else if (n > 0 && !(n == 1 && p[0] == '.'))
+            depth++;
+        p += n + (p[n] == '/');
+    }
+    return depth == 0;
+}
+
 /* The canonical path of a bind mount's source src inside rootfd (links
  * followed inside it, ".." stopping at it), which must be a directory or a
  * regular file; what names the root in messages. -1 with err. */
@@ -132,10 +150,36 @@ void kiln_mounts_use_copy(char **src, char **view, char *dir)
     *view = dir;
 }
 
+/* An option's value with the stage's ARG and ENV variables expanded, as BuildKit expands
+ * every --mount value (an unset variable is empty); the expansion then meets exactly the
+ * checks a literal value does. from= names a stage before any variable is known: BuildKit
+ * refuses a variable there, so does this. *v is replaced by the expansion (held in keep).
+ * -1 with err naming the option. */
+static int expand_value(engine_t *e, const stage_t *st, const char *key, char **v, strv_t *keep,
+                        kiln_error_t *err)
+{
+    char *x = NULL;
+    if (strcmp(key, "from") == 0) {
+        const char *d = strchr(*v, '$');
+        if (d != NULL && d[1] != '\0')
+            return kiln_error_set(err, 0,
+                                  "mount from=%s: from= does not expand variables; name the "
+                                  "stage, or define an alias stage (FROM ... AS NAME)",
+                                  *v);
+        return 0;
+    }
+    if (kiln_expand_word(e, st, *v, NULL, &x, err) < 0)
+        return kiln_error_prefix(err, "mount option %s=%s", key, *v);
+    strv_add(keep, x);
+    *v = x;
+    return 0;
+}
+
 int kiln_mounts_parse(engine_t *e, stage_t *st, const char *spec, kiln_mount_t *m, char **owned,
                       int *lock_fd, bind_src_t *bs, kiln_error_t *err)
 {
     _cleanup_free_ char *s = kiln_xstrdup(spec);
+    _cleanup_(strv_clear) strv_t expanded = {0};
     char *save = NULL, *type = "bind", *target = NULL, *id = NULL, *src = NULL, *from = NULL;
     char *sharing = NULL, *uid = NULL, *gid = NULL, *mode = NULL;
     bool ro = false;
@@ -143,6 +187,8 @@ int kiln_mounts_parse(engine_t *e, stage_t *st, const char *spec, kiln_mount_t *
         char *v = strchr(kv, '=');
         if (v)
             *v++ = '\0';
+        if (v != NULL && expand_value(e, st, kv, &v, &expanded, err) < 0)
+            return -1;
         if (strcmp(kv, "type") == 0)
             type = v;
         else if (strcmp(kv, "target") == 0 || strcmp(kv, "dst") == 0 ||
@@ -167,12 +213,15 @@ int kiln_mounts_parse(engine_t *e, stage_t *st, const char *spec, kiln_mount_t *
     }
     if (type == NULL)
         return kiln_error_set(err, 0, "mount type missing in %s", spec);
+    if (target != NULL && target_is_root(st, target))
+        return kiln_error_set(err, 0, "invalid mount target \"%s\" (the root /) in %s", target,
+                              spec);
     memset(m, 0, sizeof(*m));
     if (strcmp(type, "cache") == 0) {
         kiln_digest_t d;
         char ds[KILN_DIGEST_STR_MAX];
-        const char *cid = id ? id : target;
-        _cleanup_free_ char *base = NULL; /* the id's directory (not a private instance) */
+        const char *cid = id && *id ? id : target; /* id=$UNSET: the target's cache */
+        _cleanup_free_ char *base = NULL;          /* the id's directory (not a private instance) */
         if (target == NULL)
             return kiln_error_set(err, 0, "cache mount needs a target: %s", spec);
         kiln_digest_bytes(cid, strlen(cid), &d);
@@ -211,7 +260,7 @@ int kiln_mounts_parse(engine_t *e, stage_t *st, const char *spec, kiln_mount_t *
     }
     if (strcmp(type, "secret") == 0) {
         const char *slash = target ? strrchr(target, '/') : NULL;
-        const char *sid = id ? id : (slash ? slash + 1 : target);
+        const char *sid = id && *id ? id : (slash ? slash + 1 : target);
         _cleanup_free_ char *file = NULL;
         _cleanup_free_ char *envname = NULL;
         if (sid == NULL || secret_source(e, sid, &file, &envname) < 0)

@@ -152,6 +152,49 @@ perm = open(f"{T.tmp}/cmo-fs/c-perm").read().split() if r.returncode == 0 else [
 T.check("cache mount uid/gid/mode/sharing=locked", perm[:1] == ["drwxr-x---"] and
         perm[2:4] == ["1000", "1000"], r.stderr + " ".join(perm))
 
+# --- --mount options expand ARG and ENV (as BuildKit) ----------------------------
+# id=$CID (an ARG) shares the cache a later step names id=npm; target=$CDIR is an ENV;
+# --build-arg CID=yarn moves the first step to the yarn cache (and misses the step cache).
+cma = ctx_dir("cachemount-arg", {"Dockerfile": """ARG BASE
+FROM ${BASE}
+ARG CID=npm
+ENV CDIR=/c
+RUN --mount=type=cache,id=$CID,target=$CDIR echo "$CID" >> /c/log
+RUN --mount=type=cache,id=npm,target=/n --mount=type=cache,id=yarn,target=/y \
+    cat /n/log > /seen-npm; cat /y/log > /seen-yarn 2>/dev/null; true
+"""})
+
+
+def seen(dest):
+    return [open(f"{dest}/seen-{k}").read().split() for k in ("npm", "yarn")]
+
+
+r = build(cma, "-o", f"type=local,dest={T.tmp}/cma1")
+got = seen(f"{T.tmp}/cma1") if r.returncode == 0 else None
+T.check("cache mount id=$ARG (ENV target=$CDIR): shared with a later id=npm step",
+        got == [["npm"], []] and not os.path.exists(f"{T.tmp}/cma1/c/log"),
+        f"{got} {r.stderr[-800:]}")
+r = build(cma, "--build-arg", "CID=yarn", "-o", f"type=local,dest={T.tmp}/cma2")
+got = seen(f"{T.tmp}/cma2") if r.returncode == 0 else None
+T.check("cache mount id=$ARG: --build-arg CID=yarn uses the yarn cache, npm's untouched",
+        got == [["npm"], ["yarn"]], f"{got} {r.stderr[-800:]}")
+cmf = ctx_dir("mount-from-var", {"Dockerfile": """ARG BASE
+FROM ${BASE} AS tools
+FROM ${BASE}
+ARG S=tools
+RUN --mount=type=bind,from=$S,target=/t true
+"""})
+r = build(cmf)
+T.check("RUN --mount from=$VAR is refused naming it (as BuildKit)", r.returncode == 1 and
+        "from=$S" in r.stderr and "alias stage" in r.stderr, r.stderr[-500:])
+cmu = ctx_dir("mount-unset-target", {"Dockerfile": """ARG BASE
+FROM ${BASE}
+RUN --mount=type=cache,target=$UNSET/sub/.. true
+"""})
+r = build(cmu)
+T.check("RUN --mount target=$UNSET (empty: the root /) is refused (as BuildKit)",
+        r.returncode == 1 and 'invalid mount target "/sub/.."' in r.stderr, r.stderr[-500:])
+
 # --- independent stages run in parallel ---------------------------------------
 # Each stage waits (up to 20 s) for the other's marker in a shared cache mount:
 # run one after the other, the first would give up and fail.

@@ -241,6 +241,24 @@ r, out = build(f"RUN ln -s {HOSTW} /s\nRUN --mount=type=secret,id=tok,target=/s/
 check("RUN secret mount target through a link (made inside the rootfs)", r, out, True)
 T.check("  ... the secret is there", "tok-value" in r.stderr, r.stderr[-1000:])
 
+# --mount values expanded from ARG/ENV/--build-arg meet the checks literal ones do
+r, out = build("ARG S=sub\nRUN --mount=type=bind,source=$S,target=/m cat /m/ok\n",
+               {"sub/ok": "bound-ok\n"})
+check("RUN bind source=$S (S=sub, a context directory)", r, out, True)
+T.check("  ... its files are mounted", "bound-ok" in r.stderr, r.stderr[-1000:])
+for src, links, extra in (("hd", {"hd": HOST}, ()), ("../../../../.." + HOST, {}, ()),
+                          ("", {}, ("--build-arg", f"S={HOST}"))):
+    r, out = build(f"ARG S{'=' + src if src else ''}\n"
+                   "RUN --mount=type=bind,source=$S,target=/m cat /m/secret\n",
+                   links=links, extra=extra)
+    check(f"RUN bind source=$S ({src or 'build arg ' + HOST})", r, out, False, "not found")
+for tgt in ("../../../../.." + HOSTW, "$T"):
+    r, out = build(f"ARG T=../../../../..{HOSTW}\nRUN --mount=type=cache,id={tgt},target={tgt} "
+                   f"touch {HOSTW}/x\n")
+    check(f"RUN cache mount id and target {tgt} (.. out of the root)", r, out, True)
+    T.check("  ... the cache is mounted inside the rootfs (not in the layer)",
+            not os.path.exists(inside(out, HOSTW + "/x")), r.stderr[-1000:])
+
 # --- the Dockerfile and .dockerignore -------------------------------------------
 r, out = build(None, links={"Dockerfile": SECRET})
 check("a Dockerfile that is a link to a host file", r, out, False, "Dockerfile")
