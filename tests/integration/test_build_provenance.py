@@ -6,7 +6,8 @@ commit) and each base image as BuildKit writes it (pkg:docker purl + the sha256 
 serves); the metadata file's completion event names what each FROM resolved to. Then the
 fallback referrers tag (REPO:sha256-HEX, docker-registry has no referrers API) is merged: an
 --sbom push and a later --provenance push of the same image leave both listed, the same SBOM
-pushed again is listed once, and a descriptor another tool put there stays."""
+pushed again is listed once, and a descriptor another tool put there stays. The provenance
+passes the in-toto project's validator (validators_lib.py)."""
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kilnbuild import make_base, read_json, write_tree  # noqa: E402
 
 from kilntest import T, kiln, start_registry  # noqa: E402
+from validators_lib import check_valid  # noqa: E402
 
 ROOT = os.path.join(T.tmp, "root")
 BASE = make_base(ROOT)  # oci:DIR:1
@@ -70,6 +72,7 @@ T.check("resolvedDependencies: the registry base as a pkg:docker purl with the d
 T.check("resolvedDependencies: the COPY --from oci: layout with its manifest digest",
         {"uri": BASE, "digest": {"sha256": layout_digest.split(":")[1]}} in deps, deps)
 T.check("each base once (3 dependencies)", len(deps) == 3, deps)
+check_valid(T, "in-toto", prov, "the provenance of the git build")
 T.check("the FROM step's progress says what the base resolved to",
         f"resolved {reg}/base:1 to {base_digest}" in r.stderr, r.stderr[-2000:])
 ev = read_json(meta).get("kiln.event", {})

@@ -5,7 +5,9 @@ statement written inside a type=local dest and beside a type=oci one; the packag
 credential-looking build arg's value in neither document nor the output (the image's links
 to host files: test_hostile_sbom.py); bad flag values refused by name; the same build pushed
 to docker-registry: both documents attached as OCI 1.1 referrers under the fallback tag sha256-HEX (subject the image), readable over HTTP and by skopeo.
-Schemas: validated when ../shared/corpora has SPDX / in-toto schemas, else skipped."""
+Validated by the SPDX and in-toto projects' own Python tools (spdx-tools, in-toto-attestation:
+validators_lib.py, installed from PyPI), and against the JSON schemas when ../shared/corpora
+has them (else those two checks are skipped)."""
 import json
 import os
 import sys
@@ -16,6 +18,7 @@ import subprocess  # noqa: E402
 import urllib.request  # noqa: E402
 
 from kilntest import T, kiln, start_registry  # noqa: E402
+from validators_lib import check_valid  # noqa: E402
 
 ROOT = os.path.join(T.tmp, "root")
 BASE = make_base(ROOT)
@@ -79,6 +82,9 @@ T.check("the builder is kiln with its version",
         .startswith("https://kiln.dev/kiln@"), prov.get("predicate", {}).get("runDetails"))
 T.check("beside the OCI layout: layout.sbom.spdx.json and layout.provenance.json",
         read_json(layout + ".sbom.spdx.json") == sbom and read_json(layout + ".provenance.json") == prov)
+
+check_valid(T, "spdx", sbom, "the SBOM")
+check_valid(T, "in-toto", prov, "the provenance")
 
 corpora = os.environ.get("KILN_CORPORA", "")
 schemas = {"SPDX 2.3": os.path.join(corpora, "spdx", "spdx-schema-v2.3.json"),
