@@ -30,6 +30,18 @@ static int secret_source(engine_t *e, const char *sid, char **file, char **envna
     return -1;
 }
 
+/* dir/<prefix><32 hex digits of the id's sha256>: a file or directory named by an id that
+ * is never used as a path itself. */
+static char *id_path(const char *dir, const char *prefix, const char *id)
+{
+    kiln_digest_t d;
+    char ds[KILN_DIGEST_STR_MAX];
+
+    kiln_digest_bytes(id, strlen(id), &d);
+    kiln_digest_str(&d, ds);
+    return kiln_xasprintf("%s/%s%.32s", dir, prefix, strchr(ds, ':') + 1);
+}
+
 /* Parses "--mount=k=v,k=v" into a sandbox mount. */
 
 /* sharing=private (BuildKit): a writer that finds the cache in use gets an
@@ -218,15 +230,11 @@ int kiln_mounts_parse(engine_t *e, stage_t *st, const char *spec, kiln_mount_t *
                               spec);
     memset(m, 0, sizeof(*m));
     if (strcmp(type, "cache") == 0) {
-        kiln_digest_t d;
-        char ds[KILN_DIGEST_STR_MAX];
         const char *cid = id && *id ? id : target; /* id=$UNSET: the target's cache */
         _cleanup_free_ char *base = NULL;          /* the id's directory (not a private instance) */
         if (target == NULL)
             return kiln_error_set(err, 0, "cache mount needs a target: %s", spec);
-        kiln_digest_bytes(cid, strlen(cid), &d);
-        kiln_digest_str(&d, ds);
-        owned[0] = kiln_xasprintf("%s/%.32s", e->mounts_dir, strchr(ds, ':') + 1);
+        owned[0] = id_path(e->mounts_dir, "", cid);
         base = kiln_xstrdup(owned[0]);
         if (access(owned[0], F_OK) != 0) {
             /* a new cache dir gets the uid/gid/mode asked for (BuildKit: 0:0 0755) */
@@ -273,7 +281,9 @@ int kiln_mounts_parse(engine_t *e, stage_t *st, const char *spec, kiln_mount_t *
         {
             _cleanup_free_ char *text = NULL;
             size_t len = 0;
-            owned[0] = kiln_xasprintf("%s/secret-%s", e->work, sid);
+            /* named by the id's digest: an id is an opaque name (BuildKit's map key), never
+             * a path ("../x", "a/b" stay in the work dir) */
+            owned[0] = id_path(e->work, "secret-", sid);
             if (file != NULL) {
                 if (kiln_fs_read_file(file, 1u << 20, &text, &len, err) < 0)
                     return kiln_error_prefix(err, "secret %s", sid);

@@ -424,8 +424,11 @@ static int check_secrets(const kiln_job_spec_t *s, kiln_error_t *err)
     for (size_t i = 0; i < s->n_secrets; i++) {
         const kiln_job_secret_t *x = &s->secrets[i];
         snprintf(f, sizeof(f), "secrets.%.128s", x->id);
+        /* ids name files of the server's secrets directory: no '/', no "..", no controls */
         if (!name_ok(x->id, "-.") && strcmp(x->id, KILN_JOB_GIT_SECRET) != 0)
-            return field_err(err, f, "is not a valid name");
+            return field_err(err, f,
+                             "is not a valid secret id (letters, digits, '_', '-' and '.', "
+                             "starting with a letter or '_')");
         for (size_t k = 0; k < i; k++)
             if (strcmp(s->secrets[k].id, x->id) == 0)
                 return field_err(err, f, "is given twice");

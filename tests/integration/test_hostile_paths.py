@@ -240,6 +240,22 @@ r, out = build(f"RUN ln -s {HOSTW} /s\nRUN --mount=type=secret,id=tok,target=/s/
                extra=("--secret", f"id=tok,src={sf}"))
 check("RUN secret mount target through a link (made inside the rootfs)", r, out, True)
 T.check("  ... the secret is there", "tok-value" in r.stderr, r.stderr[-1000:])
+# a secret id is an opaque name, never a path: one with '/' or ".." given by --secret is
+# refused; one only in the Dockerfile is not provided; the step's copy is named by a digest
+for sid in ("../../../../../../.." + HOSTW + "/x", "a/b"):
+    r, out = build(f"RUN --mount=type=secret,id={sid} cat /run/secrets/x\n",
+                   extra=("--secret", f"id={sid},src={sf}"))
+    check(f"--secret and RUN secret id {sid}", r, out, False,
+          f"field 'secrets.{sid}': is not a valid secret id (letters, digits, '_', '-' and '.', "
+          "starting with a letter or '_')")
+    r, out = build(f"RUN --mount=type=secret,id={sid},target=/t cat /t\n",
+                   extra=("--secret", f"id=tok,src={sf}"))
+    check(f"RUN secret id {sid} (only in the Dockerfile)", r, out, False,
+          f"secret {sid} not provided (--secret id={sid},src=FILE or env=VAR)")
+r, out = build("RUN --mount=type=secret,id=t.. cat /run/secrets/t..\n",
+               extra=("--secret", f"id=t..,src={sf}"))
+check("RUN secret id t.. (dots in an opaque id)", r, out, True)
+T.check("  ... mounted at /run/secrets/t..", "tok-value" in r.stderr, r.stderr[-1000:])
 
 # --mount values expanded from ARG/ENV/--build-arg meet the checks literal ones do
 r, out = build("ARG S=sub\nRUN --mount=type=bind,source=$S,target=/m cat /m/ok\n",

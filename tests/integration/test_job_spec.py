@@ -30,7 +30,7 @@ bad = [
     (["--cache-from", "type=registry,ref=UPPER/x"], "field 'cache.from[0]': invalid image reference"),
     (["--cache-to", "type=registry,ref=a..b"], "field 'cache.to': invalid image reference"),
     (["--pids-limit", "99999999"], "field 'limits.pids': 99999999 is too large"),
-    (["--secret", "id=bad id,src=/dev/null"], "field 'secrets.bad id': is not a valid name"),
+    (["--secret", "id=bad id,src=/dev/null"], "field 'secrets.bad id': is not a valid secret id"),
     (["--secret", "id=tok,src=/dev/null,env=HOME"], "field 'secrets.tok': takes a file or a variable"),
     (["--build-arg", "1BAD=x"], "field 'build_args.1BAD': is not a valid name"),
     (["--subdir", "../up"], "field 'source.subdir': must not contain '..'"),
