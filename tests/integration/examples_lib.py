@@ -113,6 +113,9 @@ def manifest_layers(layout):
     return [layer["digest"] for layer in m["layers"]]
 
 
+_LAYER_PATHS = {}  # layer digest -> its paths: a base layer shared by images is read once
+
+
 def layout_files(layout):
     """Paths in the single image of an OCI layout (no leading ./ or /), whiteouts applied."""
     idx = json.load(open(os.path.join(layout, "index.json")))
@@ -120,16 +123,17 @@ def layout_files(layout):
     man = json.load(open(blob(idx["manifests"][0]["digest"])))
     have = set()
     for layer in man["layers"]:
-        with open(blob(layer["digest"]), "rb") as f:
-            src = gzip.GzipFile(fileobj=f) if "gzip" in layer["mediaType"] else f
-            with tarfile.open(fileobj=src, mode="r|*") as t:
-                for m in t:
-                    p = m.name.lstrip("./").rstrip("/")
-                    base = os.path.basename(p)
-                    if base.startswith(".wh."):
-                        have.discard(os.path.join(os.path.dirname(p), base[4:]))
-                    else:
-                        have.add(p)
+        if layer["digest"] not in _LAYER_PATHS:
+            with open(blob(layer["digest"]), "rb") as f:
+                src = gzip.GzipFile(fileobj=f) if "gzip" in layer["mediaType"] else f
+                with tarfile.open(fileobj=src, mode="r|*") as t:
+                    _LAYER_PATHS[layer["digest"]] = [m.name.lstrip("./").rstrip("/") for m in t]
+        for p in _LAYER_PATHS[layer["digest"]]:
+            base = os.path.basename(p)
+            if base.startswith(".wh."):
+                have.discard(os.path.join(os.path.dirname(p), base[4:]))
+            else:
+                have.add(p)
     return have
 
 

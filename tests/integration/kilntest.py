@@ -7,6 +7,7 @@ Prints TAP lines: ok N - name / not ok N - name. Use:
     T.done()
 """
 import atexit
+import json
 import os
 import shutil
 import socket
@@ -92,6 +93,18 @@ def kiln(*args, check=False, input=None, env=None, timeout=600):
         e.update(env)
     return subprocess.run([KILN, *args], capture_output=True, text=input is None or isinstance(input, str),
                           input=input, env=e, timeout=timeout, check=check)
+
+
+def write_tree(root, files, links=None):
+    """Writes files {path: text, or a dict written as JSON} and symlinks {path: target} under root."""
+    for p, v in files.items():
+        path = os.path.join(root, p)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(json.dumps(v) if isinstance(v, dict) else v)
+    for p, t in (links or {}).items():
+        os.makedirs(os.path.dirname(os.path.join(root, p)), exist_ok=True)
+        os.symlink(t, os.path.join(root, p))
 
 
 def free_port():

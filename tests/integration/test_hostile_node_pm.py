@@ -12,7 +12,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kilntest import T, kiln  # noqa: E402
+from kilntest import T, kiln, write_tree  # noqa: E402
 
 MARK = "HOSTILE-PM-MARKER-" + os.urandom(6).hex()
 HOST = os.path.join(T.tmp, "host")  # the host: nothing here may be read or written
@@ -42,14 +42,7 @@ def project(pkg, files=None, links=None):
     tree = {"package.json": dict({"name": "app", "scripts": {"start": "node ."}}, **pkg),
             "yarn.lock": "__metadata:\n  version: 8\n"}
     tree.update(files or {})
-    for p, v in tree.items():
-        path = os.path.join(root, p)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            f.write(json.dumps(v) if isinstance(v, dict) else v)
-    for p, t in (links or {}).items():
-        os.makedirs(os.path.dirname(os.path.join(root, p)), exist_ok=True)
-        os.symlink(t, os.path.join(root, p))
+    write_tree(root, tree, links)
     return root
 
 

@@ -11,7 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kilntest import T, kiln  # noqa: E402
+from kilntest import T, kiln, write_tree  # noqa: E402
 
 MARK = "HOSTILE-WS-MARKER-" + os.urandom(6).hex()
 HOST = os.path.join(T.tmp, "host")  # the host: nothing here may be read or written
@@ -37,14 +37,7 @@ def repo(workspaces, files=None, links=None):
         "packages/lib/package.json": {"name": "@m/lib", "scripts": {"build": "true"}},
     }
     tree.update(files or {})
-    for p, v in tree.items():
-        path = os.path.join(root, p)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            f.write(json.dumps(v) if isinstance(v, dict) else v)
-    for p, t in (links or {}).items():
-        os.makedirs(os.path.dirname(os.path.join(root, p)), exist_ok=True)
-        os.symlink(t, os.path.join(root, p))
+    write_tree(root, tree, links)
     return root
 
 

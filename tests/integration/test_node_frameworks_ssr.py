@@ -17,16 +17,15 @@ checks:
   production deps; astro-static: the dist/ site.
 Every image and site holds no source, lockfile, dev dependency or .git (each copy has a
 .git with a marker), and the build reports the image's size."""
-import gzip
 import json
 import os
 import re
 import sys
-import tarfile
 import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from examples_lib import ENV, ROOT, build, ensure_images, fixture, need_node_images, run_http  # noqa: E402
+from examples_lib import (ENV, ROOT, build, ensure_images, fixture, layout_files,  # noqa: E402
+                          need_node_images, run_http)
 from kilntest import T, kiln  # noqa: E402
 from node_fw_lib import invoke, toolchain_node  # noqa: E402
 
@@ -56,29 +55,6 @@ def explain(src, lines, *args):
 def plan_json(src, *args):
     r = kiln("plan", *args, src, env=ENV)
     return json.loads(r.stdout) if r.returncode == 0 else {"error": r.stderr}
-
-
-LAYERS = {}  # layer digest -> its paths: the base and Node layers are read once for all images
-
-
-def layout_files(layout):
-    """Paths in the single image of an OCI layout (no leading ./ or /), whiteouts applied."""
-    blob = lambda dg: os.path.join(layout, "blobs", *dg.split(":"))  # noqa: E731
-    idx = json.load(open(os.path.join(layout, "index.json")))
-    have = set()
-    for layer in json.load(open(blob(idx["manifests"][0]["digest"])))["layers"]:
-        if layer["digest"] not in LAYERS:
-            with open(blob(layer["digest"]), "rb") as f, \
-                    tarfile.open(fileobj=gzip.GzipFile(fileobj=f) if "gzip" in layer["mediaType"] else f,
-                                 mode="r|*") as t:
-                LAYERS[layer["digest"]] = [m.name.lstrip("./").rstrip("/") for m in t]
-        for p in LAYERS[layer["digest"]]:
-            base = os.path.basename(p)
-            if base.startswith(".wh."):
-                have.discard(os.path.join(os.path.dirname(p), base[4:]))
-            else:
-                have.add(p)
-    return have
 
 
 def image_config(layout):
