@@ -6,7 +6,9 @@
 #    = t(kiln run) − t(kiln --help) (the process start-up: loading kiln and its
 #    shared libraries; `kiln version` would load libcurl and libmicrohttpd, which
 #    kiln otherwise loads only when used) against bwrap and runc run (target
-#    ≤ 0.3×). Medians of N runs (default 30), wall and CPU time.
+#    ≤ 0.3×). Medians of N runs (default 30) with min/max, wall and CPU time
+#    (timed here in ns: /usr/bin/time's wall clock has 10 ms steps), and the peak RSS
+#    of each command over RUNS more runs under /usr/bin/time -v.
 # 2. A step writing 50,000 files / 1 GiB over a 1 GiB lower: time to write the
 #    layer (overlay path: the upper dir only) against `kiln import` packing the
 #    same upper dir alone (target ≤ 1.1×: the lower tree is not walked).
@@ -31,8 +33,11 @@ now_ns() { date +%s%N; }
 median_ms() {
   sort -n "$1" | awk '{a[NR] = $1} END {m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.3f\n", m / 1e6}'
 }
-# range_ms FILE: "min-max" of the ns values in FILE, in ms
-range_ms() { sort -n "$1" | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "min %.1f max %.1f", lo / 1e6, hi / 1e6}'; }
+# range_ms NAME: "min A max B" of NAME's wall times (ns in $W/t-NAME) in ms, and its peak RSS
+range_ms() {
+  sort -n "$W/t-$1" | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "min %.1f max %.1f", lo / 1e6, hi / 1e6}'
+  [ ! -s "$W/rss-$1" ] || printf ', peak RSS %s KiB' "$(sort -n "$W/rss-$1" | tail -n 1)"
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 
 R=$W/rootfs
@@ -78,6 +83,17 @@ for ((i = 0; i < N; i++)); do
     echo $((t1 - t0)) >>"$W/t-$n"
   done
 done
+# Peak RSS of every command (/usr/bin/time -v: the largest of its processes), RUNS rounds in
+# turn, apart from the timed runs above: time's own fork and exec would add to each wall time.
+for ((i = 0; i < RUNS; i++)); do
+  [[ $PARTS == *1* ]] || break
+  for n in "${NAMES[@]}"; do
+    c=${CMD[$n]}
+    [ "$n" != runc ] || c="runc run -b $B kiln-bench-$$-$RANDOM$RANDOM"
+    /usr/bin/time -v -o "$W/tv" $c >/dev/null 2>&1 </dev/null
+    awk -F': ' '/Maximum resident set size/ {print $2}' "$W/tv" >>"$W/rss-$n"
+  done
+done
 
 if [[ $PARTS == *1* ]]; then
 echo "== 1. sandbox cost of one step (median of $N, interleaved; load average: $(cut -d' ' -f1 /proc/loadavg))"
@@ -85,14 +101,14 @@ t_version=$(median_ms "$W/t-version")
 t_kiln=$(median_ms "$W/t-kiln")
 t_bwrap=$(median_ms "$W/t-bwrap")
 cost=$(awk -v a="$t_kiln" -v b="$t_version" 'BEGIN {printf "%.3f", a - b}')
-echo "kiln --help (start-up)                ${t_version} ms  ($(range_ms "$W/t-version"))"
-echo "kiln run --network none /bin/true    ${t_kiln} ms  (sandbox cost ${cost} ms; $(range_ms "$W/t-kiln"))"
-echo "bwrap --unshare-all /bin/true        ${t_bwrap} ms  ($(range_ms "$W/t-bwrap"))"
+echo "kiln --help (start-up)                ${t_version} ms  ($(range_ms version))"
+echo "kiln run --network none /bin/true    ${t_kiln} ms  (sandbox cost ${cost} ms; $(range_ms kiln))"
+echo "bwrap --unshare-all /bin/true        ${t_bwrap} ms  ($(range_ms bwrap))"
 echo "sandbox cost / bwrap                 $(ratio "$cost" "$t_bwrap")"
 echo "end to end: kiln run / bwrap         $(ratio "$t_kiln" "$t_bwrap")  (target <= 1.2)"
 if [ -n "${CMD[runc]:-}" ]; then
   t_runc=$(median_ms "$W/t-runc")
-  echo "runc run /bin/true                   ${t_runc} ms"
+  echo "runc run /bin/true                   ${t_runc} ms  ($(range_ms runc))"
   echo "sandbox cost / runc                  $(ratio "$cost" "$t_runc")  (target <= 0.3)"
 fi
 # CPU time (user+sys of the whole process tree) is steadier than wall time on
@@ -113,10 +129,6 @@ if command -v perf >/dev/null; then
   echo "CPU: sandbox cost / bwrap             $(ratio "$c_cost" "$c_bwrap")"
   echo "CPU: end to end kiln run / bwrap      $(ratio "$c_kiln" "$c_bwrap")  (target <= 1.2)"
 fi
-fi
-if [[ $PARTS == *1* ]] && command -v /usr/bin/time >/dev/null; then
-  rss=$(/usr/bin/time -f %M "$KILN" run --rootfs "$R" --network none -- /bin/true 2>&1 >/dev/null | tail -n 1)
-  echo "kiln run peak RSS                    ${rss} KiB"
 fi
 
 if [[ $PARTS == *3* ]]; then
