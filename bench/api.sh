@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Benchmarks kiln serve's API on loopback with wrk:
+# Benchmarks kiln serve's API on loopback with wrk, RUNS rounds (default 5), each on a fresh
+# server and root (the POSTs of one round queue thousands of builds: a later round must not
+# read while they drain):
 #   GET /v1/builds/{id}   target >= 5,000 req/s with p99 < 10 ms
 #   POST /v1/builds       target >= 1,000 enqueues/s
 #   idle RssAnon          target <= 20 MiB
-# Usage: bench/api.sh [KILN_BIN]   (env: DURATION=10s CONNS=32 THREADS=2)
+# Each wrk run under /usr/bin/time -v (bench_lib's timed: wrk's own CPU and RSS) and its
+# figures kept per round: requests/s, p50/p90/p99/p99.9 and max latency, the server's CPU and
+# peak RSS during the run; printed as median, min and max over the rounds, then one line per
+# goal.
+# Usage: bench/api.sh [KILN_BIN]   (env: RUNS=5 DURATION=10s CONNS=32 THREADS=2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/bench_lib.sh # the README's binary (build/src/kiln, built if absent), timing helpers
@@ -12,51 +18,59 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
-T=$(mktemp -d /tmp/kiln-bench.XXXXXX)
+bench_scratch api
 PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 TOKEN=bench-token-0123456789
-cleanup() { [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"; }
-trap cleanup EXIT
+PID=""
+stop() { [ -z "$PID" ] || { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null || true; PID=""; }; }
+trap 'stop; bench_cleanup' EXIT
 
-# Builds run /bin/true: the benchmark measures the API and the queue, not building.
-KILN_API_TOKENS=$TOKEN "$KILN" serve --listen 127.0.0.1:$PORT --root "$T/root" --workers 2 \
-  --build-command /bin/true >"$T/serve.log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+# A fresh server on a fresh root; builds run /bin/true: the benchmark measures the API and the
+# queue, not building. Sets PID and ID (a build to read).
+start() {
+  rm -rf "$T/root"
+  KILN_API_TOKENS=$TOKEN "$KILN" serve --listen 127.0.0.1:$PORT --root "$T/root" --workers 2 \
+    --build-command /bin/true >"$T/serve.log" 2>&1 &
+  PID=$!
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+  ID=$(curl -sf -H "Authorization: Bearer $TOKEN" -d '{"source":{"git":"https://git.example.test/a.git"}}' \
+    "http://127.0.0.1:$PORT/v1/builds" | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])')
+  sleep 0.5
+}
+rss_anon_mib() { awk '/RssAnon/ {printf "%.1f", $2 / 1024}' "/proc/$PID/status"; }
 
-rss() { awk '/RssAnon/ {print $2}' "/proc/$PID/status"; }
-IDLE_KB=$(rss)
-
-ID=$(curl -sf -H "Authorization: Bearer $TOKEN" -d '{"source":{"git":"https://git.example.test/a.git"}}' \
-  "http://127.0.0.1:$PORT/v1/builds" | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])')
-sleep 0.5
-
-cat >"$T/get.lua" <<LUA
-wrk.headers["Authorization"] = "Bearer $TOKEN"
-LUA
-cat >"$T/post.lua" <<LUA
+{ echo "wrk.headers[\"Authorization\"] = \"Bearer $TOKEN\""; wrk_metrics_lua; } >"$T/get.lua"
+{ cat <<LUA
 wrk.method = "POST"
 wrk.headers["Authorization"] = "Bearer $TOKEN"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"source":{"git":"https://git.example.test/app.git","ref":"main"},"outputs":[{"type":"registry","name":"r.example.test/app:1"}]}'
 LUA
+  wrk_metrics_lua; } >"$T/post.lua"
+wrk_cmd() { # lua path
+  echo "bench_serving $PID wrk -t$THREADS -c$CONNS -d$DURATION --latency -s $T/$1 http://127.0.0.1:$PORT$2"
+}
 
-echo "== GET /v1/builds/$ID ($DURATION, $CONNS connections)"
-wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$T/get.lua" \
-  "http://127.0.0.1:$PORT/v1/builds/$ID" | tee "$T/get.out"
-echo "== POST /v1/builds ($DURATION, $CONNS connections)"
-wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$T/post.lua" \
-  "http://127.0.0.1:$PORT/v1/builds" | tee "$T/post.out"
-BUSY_KB=$(rss)
+bench_header
+echo "wrk $DURATION, $CONNS connections, $THREADS threads; a fresh server each round"
+for ((r = 0; r < RUNS; r++)); do
+  start
+  bench_metric server idle_rssanon_mib "$(rss_anon_mib)"
+  timed get "$(wrk_cmd get.lua "/v1/builds/$ID")"
+  timed post "$(wrk_cmd post.lua /v1/builds)"
+  bench_metric server load_rssanon_mib "$(rss_anon_mib)"
+  stop
+done
 
-get_rps=$(awk '/Requests\/sec/ {print $2}' "$T/get.out")
-get_p99=$(awk '$1 == "99%" {print $2}' "$T/get.out")
-post_rps=$(awk '/Requests\/sec/ {print $2}' "$T/post.out")
-non2xx=$(grep -h 'Non-2xx' "$T/get.out" "$T/post.out" || true)
 echo
-echo "summary:"
-echo "  GET  /v1/builds/{id}: $get_rps req/s, p99 $get_p99 (target >= 5000 req/s, p99 < 10ms)"
-echo "  POST /v1/builds:      $post_rps enqueues/s (target >= 1000)"
-echo "  RssAnon idle: $((IDLE_KB / 1024)) MiB ($IDLE_KB kB; target <= 20 MiB), after load: $((BUSY_KB / 1024)) MiB"
-[ -n "$non2xx" ] && echo "  WARNING: $non2xx"
-exit 0
+stats_table
+echo
+metric_table
+echo
+goal_line "GET /v1/builds/{id}" get rps ">=" 5000 " req/s"
+goal_line "GET /v1/builds/{id}" get p99_ms "<=" 10 " ms"
+goal_line "POST /v1/builds" post rps ">=" 1000 " enqueues/s"
+goal_line "idle RssAnon" server idle_rssanon_mib "<=" 20 " MiB"
+non2xx=$(awk '$2 == "non2xx" || $2 == "errors" {s += $3} END {print s + 0}' "$T/metrics")
+[ "$non2xx" = 0 ] || echo "WARNING: $non2xx non-2xx answers or socket errors"
+bench_footer

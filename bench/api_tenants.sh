@@ -3,9 +3,13 @@
 # held open (connected, no request sent, from 8 loopback addresses: many clients, each under
 # the per-address cap). The load is GET /v1/builds/{id}, each request alternating between the
 # two tenants, each reading its own build with its own token. The access log is on (stderr)
-#   target: GET p99 < 10 ms in both runs (the idle connections change nothing: ratio ~1)
+#   target: GET p99 < 10 ms in both cases (the idle connections change nothing: ratio ~1)
+# RUNS rounds (default 5) of the two cases in turn, each wrk run under /usr/bin/time -v
+# (bench_lib's timed) with its figures kept per round (requests/s, p50/p90/p99/p99.9 and max
+# latency, the server's CPU and peak RSS); printed as median, min and max over the rounds, then
+# one ratio line per case.
 # Usage: bench/api_tenants.sh [KILN_BIN]
-#   (env: DURATION=10s CONNS=16 THREADS=2 IDLE=200 ROUNDS=3; ACCESS_LOG=off: --no-access-log)
+#   (env: RUNS=5 DURATION=10s CONNS=16 THREADS=2 IDLE=200; ACCESS_LOG=off: --no-access-log)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/bench_lib.sh # the README's binary (build/src/kiln, built if absent), timing helpers
@@ -14,11 +18,10 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-16}
 THREADS=${THREADS:-2}
 IDLE=${IDLE:-200}
-ROUNDS=${ROUNDS:-3}
 LOG_OPT=()
 [ "${ACCESS_LOG:-on}" = off ] && LOG_OPT=(--no-access-log)
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
-T=$(mktemp -d /tmp/kiln-bench.XXXXXX)
+bench_scratch api-tenants
 PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 TOKEN_A=bench-acme-token-0123456789
 TOKEN_B=bench-globex-token-0123456789
@@ -27,7 +30,7 @@ cleanup() {
   [ -n "$IDLE_PID" ] && kill "$IDLE_PID" 2>/dev/null
   [ -n "$PID" ] && kill "$PID" 2>/dev/null
   wait 2>/dev/null
-  rm -rf "$T"
+  bench_cleanup
 }
 trap cleanup EXIT
 
@@ -82,22 +85,10 @@ request = function()
   n = n + 1
   return reqs[n % 2 + 1]
 end
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT requests=%d non2xx=%d errors=%d rps=%.0f p50=%d p90=%d p99=%d p999=%d max=%d\n",
-    summary.requests, summary.errors.status,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    summary.requests / (summary.duration / 1e6),
-    latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency:percentile(99.9), latency.max))
-end
 LUA
 
-run() { # label => RESULT line in $T/$label.out
-  echo "== $1: GET /v1/builds/{id}, 2 tenants ($DURATION, $CONNS connections)"
-  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -s "$T/get.lua" "http://127.0.0.1:$PORT/" >"$T/$1.out"
-  grep '^RESULT' "$T/$1.out"
-}
-field() { sed -n "s/.* $2=\([0-9]*\).*/\1/p" "$T/$1.out"; }
+wrk_metrics_lua >>"$T/get.lua"
+wrk_cmd="bench_serving $PID wrk -t$THREADS -c$CONNS -d$DURATION -s $T/get.lua http://127.0.0.1:$PORT/"
 
 # The idle connections: opened from 127.0.0.2..9, then only held; on exit, the number still
 # open (the server closed none of them) is written out.
@@ -131,36 +122,38 @@ while True:
 PY
 
 # Rounds alternate (without, with): on a shared machine the load of other processes moves
-# the tail, so each round's pair is compared and the medians are reported.
-for r in $(seq "$ROUNDS"); do
-  run "base$r"
+# the tail, so both cases see the same share of it.
+bench_header
+echo "wrk $DURATION, $CONNS connections, $THREADS threads; $IDLE idle connections in the second case"
+for ((r = 0; r < RUNS; r++)); do
+  timed without "$wrk_cmd"
   rm -f "$T/idle.count" "$T/idle.count.ready"
   python3 "$T/idle.py" "$PORT" "$IDLE" "$T/idle.count" &
   IDLE_PID=$!
   for _ in $(seq 100); do [ -s "$T/idle.count.ready" ] && break; sleep 0.1; done
   sleep 1
-  THREADS_SRV=$(awk '/^Threads/ {print $2}' "/proc/$PID/status")
-  run "idle$r"
+  bench_metric idle server_threads "$(awk '/^Threads/ {print $2}' "/proc/$PID/status")"
+  timed with-idle "$wrk_cmd"
   kill "$IDLE_PID"
   wait "$IDLE_PID" 2>/dev/null || true
   IDLE_PID=""
-  echo "   idle connections open at start / end: $(cat "$T/idle.count.ready") / $(cat "$T/idle.count"); server threads: $THREADS_SRV"
+  bench_metric idle open_at_start "$(cat "$T/idle.count.ready")"
+  bench_metric idle open_at_end "$(cat "$T/idle.count")"
   sleep 1
 done
 
-median() { # label-prefix field
-  for r in $(seq "$ROUNDS"); do field "$1$r" "$2"; done | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
-}
-b99=$(median base p99)
-i99=$(median idle p99)
 echo
-echo "summary over $ROUNDS rounds (medians; latencies in microseconds):"
-printf '  without idle connections: %s req/s, p50 %s, p90 %s, p99 %s\n' \
-  "$(median base rps)" "$(median base p50)" "$(median base p90)" "$b99"
-printf '  with %s idle connections: %s req/s, p50 %s, p90 %s, p99 %s\n' \
-  "$IDLE" "$(median idle rps)" "$(median idle p50)" "$(median idle p90)" "$i99"
-echo "  p99 ratio (with / without): $(python3 -c "print('%.2f' % ($i99 / max($b99, 1)))")"
-echo "  non-2xx answers: $(cat "$T"/*.out | sed -n 's/.* non2xx=\([0-9]*\).*/\1/p' | paste -sd+ | bc)"
-echo "  target: p99 < 10000 us with and without: $([ "$b99" -lt 10000 ] && [ "$i99" -lt 10000 ] && echo met || echo NOT met)"
-echo "  load average during the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+stats_table
+echo
+metric_table
+echo
+goal_line "without idle" without p99_ms "<=" 10 " ms"
+goal_line "with $IDLE idle" with-idle p99_ms "<=" 10 " ms"
+printf '%-22s with-idle/without: p99 %s, p50 %s, req/s %s (medians)\n' "idle connections" \
+  "$(ratio "$(metric_med with-idle p99_ms)" "$(metric_med without p99_ms)")" \
+  "$(ratio "$(metric_med with-idle p50_ms)" "$(metric_med without p50_ms)")" \
+  "$(ratio "$(metric_med with-idle rps)" "$(metric_med without rps)")"
+non2xx=$(awk '$2 == "non2xx" || $2 == "errors" {s += $3} END {print s + 0}' "$T/metrics")
+[ "$non2xx" = 0 ] || echo "WARNING: $non2xx non-2xx answers or socket errors"
+bench_footer
 exit 0

@@ -113,6 +113,16 @@ timed() { # name cmd
   rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$T/tv")
   cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.3f", s}' "$T/tv")
   echo "$1 $wall $rss $cpu" >>"$T/times"
+  # figures the command printed itself ("METRIC key=value ...": see bench_metric)
+  sed -n 's/^METRIC //p' "$T/last.log" | tr ' ' '\n' |
+    awk -F= -v n="$1" 'NF == 2 && $2 != "" {print n, $1, $2}' >>"$T/metrics"
+}
+# A figure of this round that is not the wall time of one command (a wrk run's requests/s and
+# latency percentiles, a server's CPU and RSS): kept as "name key value" in $T/metrics, one per
+# round, and summed up by metric_table (median, min, max over the rounds) like the wall times.
+# A timed command gives them by printing a line "METRIC key=value [key=value ...]".
+bench_metric() { # name key value
+  echo "$1 $2 $3" >>"$T/metrics"
 }
 # Rounds of (name, prepare, command) triples run in turn, RUNS rounds, so a busy shared
 # machine weighs on all alike. PEER_RUNS (default RUNS) bounds the rounds of names starting
@@ -129,20 +139,45 @@ rounds() {
     done
   done
 }
+# "median min max" of the numbers on stdin (one a line; "0 0 0" when there are none), with
+# printf format FMT for each
+med_min_max() { # [fmt]
+  sort -g | awk -v f="${1:-%.2f}" '{v[NR] = $1} END {
+    if (NR == 0) { print "0 0 0"; exit }
+    med = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
+    printf f " " f " " f "\n", med, v[1], v[NR]}'
+}
 # "median min max rss_mib" of a name (seconds; peak RSS over the rounds and the processes)
 stats() {
-  awk -v n="$1" '$1 == n {print $2, $3}' "$T/times" | sort -g |
-    awk '{v[NR] = $1; if ($2 > m) m = $2} END {
-      if (NR == 0) { print "0 0 0 0"; exit }
-      med = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
-      printf "%.2f %.2f %.2f %.0f\n", med, v[1], v[NR], m / 1024}'
+  echo "$(awk -v n="$1" '$1 == n {print $2}' "$T/times" | med_min_max)" \
+    "$(awk -v n="$1" '$1 == n && $3 > m {m = $3} END {printf "%.0f", m / 1024}' "$T/times")"
 }
 med() { stats "$1" | cut -d' ' -f1; }
 # median CPU seconds (user + system) of a name
-cpu_med() {
-  awk -v n="$1" '$1 == n && NF >= 4 {print $4}' "$T/times" | sort -g |
-    awk '{v[NR] = $1} END {if (NR == 0) {print 0; exit}
-      printf "%.2f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+cpu_med() { awk -v n="$1" '$1 == n && NF >= 4 {print $4}' "$T/times" | med_min_max | cut -d' ' -f1; }
+# "median min max" of a name's figure KEY over the rounds (bench_metric)
+metric_stats() { # name key [fmt]
+  [ -f "$T/metrics" ] || { echo "0 0 0"; return; }
+  awk -v n="$1" -v k="$2" '$1 == n && $2 == k {print $3}' "$T/metrics" | med_min_max "${3:-%.2f}"
+}
+metric_med() { metric_stats "$@" | cut -d' ' -f1; }
+# The table of every figure kept by bench_metric: name, key, rounds, median, min, max.
+metric_table() {
+  [ -s "$T/metrics" ] || return 0
+  printf '%-24s %-16s %4s %11s %11s %11s\n' run figure n median min max
+  awk '!seen[$1 " " $2]++ {print $1, $2}' "$T/metrics" | while read -r n k; do
+    printf '%-24s %-16s %4s %11s %11s %11s\n' "$n" "$k" \
+      "$(awk -v n="$n" -v k="$k" '$1 == n && $2 == k' "$T/metrics" | wc -l)" $(metric_stats "$n" "$k")
+  done
+}
+# One line for a figure against an absolute goal: "CASE name key median (min-max) goal ratio".
+# CMP is "<=" or ">=" (what meets the goal); the ratio is median / goal.
+goal_line() { # case name key cmp goal [unit]
+  local m lo hi met
+  read -r m lo hi < <(metric_stats "$2" "$3")
+  met=$(awk -v m="$m" -v g="$5" -v c="$4" 'BEGIN {print ((c == "<=" ? m <= g : m >= g) ? "met" : "NOT met")}')
+  printf '%-22s %s %s %s%s (%s-%s)  goal %s %s%s  ratio %s  %s\n' "$1" "$2" "$3" "$m" "${6:-}" \
+    "$lo" "$hi" "$4" "$5" "${6:-}" "$(ratio "$m" "$5")" "$met"
 }
 ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / max(float(sys.argv[2]), 1e-9)))" "$1" "$2"; }
 # The table of every name timed: runs, median, min, max, peak RSS.
@@ -188,4 +223,32 @@ for l in m["layers"]:
             raw += len(b)
 print(sum(l["size"] for l in m["layers"]), raw)
 PY
+}
+
+# Runs CMD..., then prints "METRIC server_cpu_s=S server_rss_mib=M" for the server process PID:
+# the CPU seconds (user + system, its threads and reaped children) it used while CMD ran and
+# its peak RSS so far (VmHWM): what a client command's own CPU and RSS do not show. Exported:
+# timed runs its commands with `bash -c`.
+bench_serving() { # pid cmd...
+  local pid=$1 t0 t1
+  shift
+  t0=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pid/stat")
+  "$@" || return
+  t1=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pid/stat")
+  awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" -v m="$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")" \
+    'BEGIN {printf "METRIC server_cpu_s=%.2f server_rss_mib=%.1f\n", (b - a) / hz, m / 1024}'
+}
+export -f bench_serving
+# A wrk script's done(): one METRIC line of the run's requests/s and latency percentiles (ms),
+# non-2xx answers and socket errors, for timed to keep (append to a wrk -s script).
+wrk_metrics_lua() {
+  cat <<'LUA'
+done = function(summary, latency, requests)
+  local ms = function(p) return latency:percentile(p) / 1000 end
+  io.write(string.format("METRIC rps=%.0f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f non2xx=%d errors=%d\n",
+    summary.requests / (summary.duration / 1e6), ms(50), ms(90), ms(99), ms(99.9), latency.max / 1000,
+    summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+LUA
 }
