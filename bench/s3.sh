@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # S3 upload benchmark against fauxqs on loopback, kiln vs awscli side by side:
 #   1. a static site of 1,000 files, 10 MB in all: `kiln upload` vs `aws s3 sync`
-#   2. one 1 GiB file in 8 MiB parts: `kiln upload` vs `aws s3 cp`
-# Each run goes to a fresh prefix (nothing is skipped as unchanged). Prints the
-# median wall times of BENCH_RUNS runs, the kiln/aws ratios, peak RSS, the
-# client's CPU time and the CPU time fauxqs itself spent on each run.
+#   2. one big file (BENCH_BIG_MIB, default 1 GiB) in 8 MiB parts: `kiln upload` vs `aws s3 cp`
+# Each run goes to a fresh prefix (nothing is skipped as unchanged). RUNS rounds (default 5)
+# of the cases in turn, each command under /usr/bin/time -v (bench_lib's timed): median, min
+# and max wall time, the client's CPU and peak RSS, and the CPU and peak RSS fauxqs itself
+# spent on each run; then one ratio line per case.
 # Targets: site time ratio <= 0.5; big-file throughput ratio >= 1.5.
 #
 # fauxqs (one Node thread) does the same work per byte whoever uploads: an MD5
@@ -14,19 +15,20 @@
 # reach against it; the big-file lines print that ceiling next to the ratio.
 #
 #   KILN_BIN           the kiln binary (default build/src/kiln, the README's; built if absent)
-#   BENCH_RUNS         runs per tool and case (default 5)
+#   RUNS               rounds (default 5; BENCH_RUNS is read too)
 #   BENCH_BIG_MIB      size of the big file (default 1024)
 #   BENCH_FAUXQS_PROF  a directory: run fauxqs under `node --cpu-prof` there
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/bench_lib.sh # the README's binary (build/src/kiln, built if absent), timing helpers
 bench_kiln
-RUNS=${BENCH_RUNS:-5}
+RUNS=${BENCH_RUNS:-$RUNS}
 BIG_MIB=${BENCH_BIG_MIB:-1024}
 CACHE=/var/cache/kiln/bench-s3
-W=$(mktemp -d /tmp/kiln-bench-s3.XXXXXX)
+bench_scratch s3
+W=$T
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; bench_cleanup; }
 trap cleanup EXIT
 
 eval "$(bash tests/aws/setup.sh | sed 's/^/export /')"
@@ -65,47 +67,30 @@ PY
   touch "$CACHE/.done-$BIG_MIB"
 fi
 
-# CPU time (user+system, clock ticks) fauxqs has used so far.
-fauxqs_ticks() { awk '{print $14 + $15}' "/proc/${PIDS[0]}/stat"; }
+bench_header
+echo "fauxqs on $EP (a fresh one for each round's site uploads and for each big upload)"
+for ((r = 0; r < RUNS; r++)); do
+  start_fauxqs
+  # each run: a fresh random prefix (\$RANDOM is expanded by the inner shell)
+  timed kiln-site "bench_serving ${PIDS[0]} $KILN upload $CACHE/site --output type=s3,dest=s3://bench/k-site-\$RANDOM\$RANDOM"
+  timed aws-site "bench_serving ${PIDS[0]} /usr/bin/aws --endpoint-url $EP s3 sync --only-show-errors $CACHE/site s3://bench/a-site-\$RANDOM\$RANDOM"
+  # big file: a fresh fauxqs per upload so that memory from the one before does not slow it
+  start_fauxqs
+  timed kiln-big "bench_serving ${PIDS[0]} $KILN upload $CACHE/big/big.bin --output type=s3,dest=s3://bench/k-big-\$RANDOM/ --part-size 8M"
+  start_fauxqs
+  timed aws-big "bench_serving ${PIDS[0]} /usr/bin/aws --endpoint-url $EP s3 cp --only-show-errors $CACHE/big/big.bin s3://bench/a-big-\$RANDOM/big.bin"
+done
 
-# Runs "$@" RUNS times; prints the medians "wall_s client_cpu_s fauxqs_cpu_s"
-# and the highest peak RSS (KiB). A failing run stops the benchmark (a fast
-# failure must not pass for a fast upload).
-measure() {
-  local i m=0 line f0 f1 hz
-  hz=$(getconf CLK_TCK)
-  : >"$W/runs"
-  for i in $(seq 1 "$RUNS"); do
-    f0=$(fauxqs_ticks)
-    if ! /usr/bin/time -o "$W/time" -f '%e %U %S %M' "$@" >/dev/null 2>"$W/err"; then
-      echo "benchmark command failed: $*" >&2; tail -n 5 "$W/err" >&2; exit 1
-    fi
-    f1=$(fauxqs_ticks)
-    line=$(tail -n1 "$W/time")
-    echo "$line" | awk -v f=$((f1 - f0)) -v hz="$hz" '{printf "%s %.2f %.2f\n", $1, $2 + $3, f / hz}' >>"$W/runs"
-    m=$(echo "$line" | awk -v m="$m" '{print ($4 > m ? $4 : m)}')
-  done
-  med() { cut -d' ' -f"$1" "$W/runs" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-  echo "$(med 1) $(med 2) $(med 3) $m"
-}
-
-echo "# fauxqs on $EP; $RUNS runs each, median wall time"
-start_fauxqs
-# each run: a fresh random prefix (\$RANDOM is expanded by the inner shell)
-read -r ks kc kf kr < <(measure bash -c "$KILN upload $CACHE/site --output type=s3,dest=s3://bench/k-site-\$RANDOM\$RANDOM")
-read -r as ac af ar < <(measure bash -c "/usr/bin/aws --endpoint-url $EP s3 sync --only-show-errors $CACHE/site s3://bench/a-site-\$RANDOM\$RANDOM")
-[ -n "${ks:-}" ] && [ -n "${as:-}" ] || exit 1
-echo "site 1,000 files / 10 MB: kiln ${ks}s (CPU ${kc}s, peak RSS ${kr} KiB; fauxqs CPU ${kf}s)," \
-  "aws s3 sync ${as}s (CPU ${ac}s, peak RSS ${ar} KiB; fauxqs CPU ${af}s)"
-awk -v k="$ks" -v a="$as" 'BEGIN {r=k/a; printf "site time ratio kiln/aws = %.2f (target <= 0.5): %s\n", r, (r <= 0.5 ? "PASS" : "FAIL")}'
-
-# big file: a fresh fauxqs per tool so that memory from the first does not slow the second
-start_fauxqs
-read -r kb kbc kbf kbr < <(measure bash -c "$KILN upload $CACHE/big/big.bin --output type=s3,dest=s3://bench/k-big-\$RANDOM/ --part-size 8M")
-start_fauxqs
-read -r ab abc abf abr < <(measure bash -c "/usr/bin/aws --endpoint-url $EP s3 cp --only-show-errors $CACHE/big/big.bin s3://bench/a-big-\$RANDOM/big.bin")
-[ -n "${kb:-}" ] && [ -n "${ab:-}" ] || exit 1
-echo "${BIG_MIB} MiB file, 8 MiB parts: kiln ${kb}s (CPU ${kbc}s, peak RSS ${kbr} KiB; fauxqs CPU ${kbf}s)," \
-  "aws s3 cp ${ab}s (CPU ${abc}s, peak RSS ${abr} KiB; fauxqs CPU ${abf}s)"
-awk -v k="$kb" -v a="$ab" -v m="$BIG_MIB" 'BEGIN {r=a/k; printf "throughput kiln %.0f MiB/s, aws %.0f MiB/s, ratio %.2f (target >= 1.5): %s\n", m/k, m/a, r, (r >= 1.5 ? "PASS" : "FAIL")}'
-awk -v k="$kb" -v a="$ab" -v f="$kbf" 'BEGIN {printf "fauxqs-bound ceiling aws wall / fauxqs CPU = %.2f; kiln wall / fauxqs CPU = %.2f (1.00 = fauxqs never waited for kiln)\n", a/f, k/f}'
+echo
+stats_table
+echo
+metric_table
+echo
+ratio_line "site 1,000 files" kiln-site aws-site "(goal <= 0.5)"
+ratio_line "big ${BIG_MIB} MiB" kiln-big aws-big "(goal: throughput >= 1.5x aws, this <= 0.67)"
+awk -v k="$(med kiln-big)" -v a="$(med aws-big)" -v m="$BIG_MIB" 'BEGIN {
+  printf "%-22s kiln %.0f MiB/s, aws %.0f MiB/s: kiln/aws %.2f (goal >= 1.5)\n", "big throughput", m / k, m / a, a / k}'
+awk -v k="$(med kiln-big)" -v a="$(med aws-big)" -v fk="$(metric_med kiln-big server_cpu_s)" \
+  -v fa="$(metric_med aws-big server_cpu_s)" 'BEGIN {
+  printf "%-22s wall / fauxqs CPU: kiln %.2f, aws %.2f (1.00 = fauxqs never waited for the client)\n", "big fauxqs-bound", k / fk, a / fa}'
+bench_footer

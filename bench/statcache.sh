@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The stat cache and COPY of big contexts (medians of RUNS runs; the cases compared run in
-# turn, round after round, so a busy shared machine weighs on both alike), printed as ratios:
+# The stat cache and COPY of big contexts: bench_lib's rounds (RUNS, default 5; the cases
+# compared run in turn, round after round, so a busy shared machine weighs on both alike; each
+# command under /usr/bin/time -v: median, min, max, CPU, peak RSS), then one ratio line a case:
 #   cold100k  cold build (fresh kiln root) of `FROM scratch / COPY . /src/` over a 100k-file
 #             context vs `tar -cf - | gzip -1 | sha256sum` of the same tree   target <= 1.5x
 #   scaling   cold 100k files / cold 10k files                                target <= 13x
@@ -17,12 +18,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/bench_lib.sh # the README's binary (build/src/kiln, built if absent), timing helpers
 bench_kiln "${1:-}"
-RUNS=${RUNS:-5}
 PARTS=${PARTS:-cold server}
 want() { [[ " $PARTS " == *" $1 "* ]]; }
-T=/tmp/kiln-bench-statcache-$$
-mkdir -p "$T"
-trap 'rm -rf "$T"' EXIT
+bench_scratch statcache
 
 # A tree of n source-like files (120 B to 9 KB of text, 50 per directory), made once.
 tree() { # n -> prints the context directory
@@ -52,46 +50,17 @@ PY
   echo "$dir/ctx"
 }
 
-# Wall seconds of one shell command (its output discarded; a failure stops the bench).
-secs() {
-  local t0 t1
-  t0=$(date +%s.%N)
-  bash -c "$1" >"$T/last.log" 2>&1 || { tail -20 "$T/last.log" >&2; exit 1; }
-  t1=$(date +%s.%N)
-  python3 -c "import sys; print('%.3f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$t0" "$t1"
-}
-# Runs the pairs (prepare, command) of several cases in turn, RUNS rounds, so that each case
-# sees the same share of whatever else the machine is doing; prints the median of each.
-# Arguments: name prepare command [name prepare command]...
-interleave() {
-  local -a names=() preps=() cmds=()
-  while [ $# -gt 0 ]; do names+=("$1"); preps+=("$2"); cmds+=("$3"); shift 3; done
-  for ((r = 0; r < RUNS; r++)); do
-    for i in "${!names[@]}"; do
-      [ -z "${preps[$i]}" ] || bash -c "${preps[$i]}" >/dev/null 2>&1
-      echo "${names[$i]} $(secs "${cmds[$i]}")" >>"$T/times"
-    done
-  done
-  for i in "${!names[@]}"; do
-    awk -v n="${names[$i]}" '$1 == n {print $2}' "$T/times" | sort -n |
-      awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
-  done
-}
-ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / max(float(sys.argv[2]), 1e-9)))" "$1" "$2"; }
-
 want cold && C10=$(tree 10000) && C100=$(tree 100000)
 C30=$(tree 30000)
 floor() { echo "tar -cf - -C $1 . | gzip -1 | sha256sum >/dev/null"; }
 cold() { echo "$KILN build --root $T/root --progress quiet -o type=oci,dest=$T/out $1"; }
 fresh="rm -rf $T/root $T/out"
 
-f100=0 k100=0 nc100=0 f10=0 k10=0 cli=0 srv=0 job=0
+bench_header
 if want cold; then
-{ read -r f100; read -r k100; } < <(interleave floor100k "" "$(floor "$C100")" \
-  cold100k "$fresh" "$(cold "$C100")")
-nc100=$(interleave nochange100k "" "$(cold "$C100")")
-{ read -r f10; read -r k10; } < <(interleave floor10k "" "$(floor "$C10")" cold10k "$fresh" \
-  "$(cold "$C10")")
+  rounds floor100k "" "$(floor "$C100")" cold100k "$fresh" "$(cold "$C100")"
+  rounds nochange100k "" "$(cold "$C100")"
+  rounds floor10k "" "$(floor "$C10")" cold10k "$fresh" "$(cold "$C10")"
 fi
 
 if want server; then
@@ -120,20 +89,22 @@ printf '{"source": {"git": "file://%s/repo.git", "ref": "main"}, "outputs": [{"t
   "$T" "$T" >"$T/job.json"
 job_build="$KILN job run --spec $T/job.json --root $T/jroot --events /dev/null"
 bash -c "$job_build" >/dev/null 2>&1
-{ read -r cli; read -r srv; read -r job; } < <(interleave cli30k "$(change)" \
-  "$KILN build --root $T/croot --progress quiet -o type=oci,dest=$T/cout $R" \
+rounds cli30k "$(change)" "$KILN build --root $T/croot --progress quiet -o type=oci,dest=$T/cout $R" \
   server30k "$(change) && rm -rf $T/w" "$srv_build" \
-  jobrun30k "$(change)" "$job_build")
+  jobrun30k "$(change)" "$job_build"
 fi
 
-line() { printf '%-9s %-58s %8ss  vs %8ss  ratio %s (target <= %s)\n' "$1" "$2" "$3" "$4" "$(ratio "$3" "$4")" "$5"; }
+echo
+stats_table
+echo
 if want cold; then
-  line cold100k "kiln cold build, 100k files  vs  tar | gzip -1 | sha256sum" "$k100" "$f100" 1.5
-  line scaling "kiln cold 100k files  vs  cold 10k files" "$k100" "$k10" 13
-  line nochange "kiln rebuild 100k, nothing changed  vs  tar | gzip floor" "$nc100" "$f100" "-"
-  printf 'floor 10k: %ss (kiln cold 10k / floor 10k: %s)\n' "$f10" "$(ratio "$k10" "$f10")"
+  ratio_line cold100k cold100k floor100k "(goal <= 1.5: tar | gzip -1 | sha256sum of the tree)"
+  ratio_line scaling cold100k cold10k "(goal <= 13: 10x the files)"
+  ratio_line nochange100k nochange100k floor100k "(nothing changed: stat cache hits)"
+  ratio_line cold10k cold10k floor10k
 fi
 if want server; then
-  line server "server rebuild 30k, 1 file changed  vs  CLI warm rebuild" "$srv" "$cli" 2
-  line jobrun "kiln job run 30k, 1 file changed  vs  CLI warm rebuild" "$job" "$cli" 2
+  ratio_line server server30k cli30k "(goal <= 2: kiln checkout + build by hand vs the CLI's warm rebuild)"
+  ratio_line jobrun jobrun30k cli30k "(goal <= 2: kiln job run, the server's path)"
 fi
+bench_footer
