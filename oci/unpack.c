@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "oci/inflate_thread.h"
 #include "oci/tar_reader.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
@@ -21,123 +21,6 @@
 
 #define WHITEOUT_PREFIX ".wh."
 #define OPAQUE_MARKER ".wh..wh..opq"
-
-/* Inflating in a thread of its own: a compressed layer's decompression (and its digests)
- * runs beside the tar parsing and file writing, on another CPU; the plain tar passes in
- * SLOTS buffers handed over without a copy. */
-#define SLOTS 8
-#define SLOT_SIZE (1024 * 1024)
-
-struct inflater {
-    pthread_t th;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    kiln_decompressor_t *dec;
-    unsigned char *buf[SLOTS];
-    size_t len[SLOTS];
-    uint64_t head, tail; /* slots [tail, head) are filled */
-    int held;            /* the consumer holds slot tail */
-    int end, failed, stop;
-    kiln_error_t err;
-};
-
-static void *inflate_main(void *arg)
-{
-    struct inflater *f = arg;
-    for (;;) {
-        pthread_mutex_lock(&f->lock);
-        while (!f->stop && f->head - f->tail == SLOTS)
-            pthread_cond_wait(&f->cond, &f->lock);
-        int stop = f->stop;
-        unsigned char *b = f->buf[f->head % SLOTS];
-        pthread_mutex_unlock(&f->lock);
-        if (stop)
-            return NULL;
-        size_t fill = 0;
-        ssize_t n = 1;
-        kiln_error_t e = {0};
-        /* one read: what the input had so far is handed over at once (a layer still
-         * downloading is unpacked as far as it arrived) */
-        if ((n = kiln_decompressor_read(f->dec, b, SLOT_SIZE, &e)) > 0)
-            fill = (size_t)n;
-        pthread_mutex_lock(&f->lock);
-        if (n < 0) {
-            f->failed = 1;
-            f->err = e;
-        } else if (fill > 0) {
-            f->len[f->head % SLOTS] = fill;
-            f->head++;
-        }
-        if (n == 0)
-            f->end = 1;
-        pthread_cond_broadcast(&f->cond);
-        pthread_mutex_unlock(&f->lock);
-        if (n <= 0)
-            return NULL;
-    }
-}
-
-/* kiln_block_fn of the tar reader: the next filled slot (the previous one given back). */
-static const void *inflate_block(void *ctx, size_t *len, kiln_error_t *err)
-{
-    struct inflater *f = ctx;
-    const void *r = NULL;
-    pthread_mutex_lock(&f->lock);
-    if (f->held) {
-        f->tail++;
-        f->held = 0;
-        pthread_cond_broadcast(&f->cond);
-    }
-    while (!f->failed && !f->end && f->head == f->tail)
-        pthread_cond_wait(&f->cond, &f->lock);
-    if (f->failed) {
-        if (err != NULL)
-            *err = f->err;
-    } else if (f->head != f->tail) {
-        f->held = 1;
-        *len = f->len[f->tail % SLOTS];
-        r = f->buf[f->tail % SLOTS];
-    } else {
-        *len = 0;
-        r = "";
-    }
-    pthread_mutex_unlock(&f->lock);
-    return r;
-}
-
-/* Starts inflating dec (taken over on success) in a thread; -1 when none can start. */
-static int inflater_start(struct inflater *f, kiln_decompressor_t *dec)
-{
-    memset(f, 0, sizeof(*f));
-    f->dec = dec;
-    pthread_mutex_init(&f->lock, NULL);
-    pthread_cond_init(&f->cond, NULL);
-    for (int i = 0; i < SLOTS; i++)
-        f->buf[i] = kiln_xmalloc(SLOT_SIZE);
-    if (pthread_create(&f->th, NULL, inflate_main, f) != 0) {
-        for (int i = 0; i < SLOTS; i++)
-            free(f->buf[i]);
-        pthread_cond_destroy(&f->cond);
-        pthread_mutex_destroy(&f->lock);
-        return -1;
-    }
-    return 0;
-}
-
-/* Stops (a thread blocked reading its input ends once that read returns) and frees. */
-static void inflater_stop(struct inflater *f)
-{
-    pthread_mutex_lock(&f->lock);
-    f->stop = 1;
-    pthread_cond_broadcast(&f->cond);
-    pthread_mutex_unlock(&f->lock);
-    pthread_join(f->th, NULL);
-    kiln_decompressor_free(f->dec);
-    for (int i = 0; i < SLOTS; i++)
-        free(f->buf[i]);
-    pthread_cond_destroy(&f->cond);
-    pthread_mutex_destroy(&f->lock);
-}
 
 /* A directory whose mtime is set once all its children are in place. */
 struct dir_time {
@@ -171,8 +54,7 @@ struct unpack {
     /* it is not setgid: a new entry there is owned by euid:egid */
     int cached_plain;
     kiln_compression_t format;
-    struct inflater inf; /* when inflating */
-    int inflating;
+    kiln_inflate_thread_t *inf; /* when inflating: the digests are its until stopped */
 };
 
 /* The process umask's complement (0 when unknown), read without changing it
@@ -728,8 +610,7 @@ static void unpack_free(struct unpack *u)
 {
     invalidate_parent(u);
     kiln_tar_reader_free(u->tr);
-    if (u->inflating)
-        inflater_stop(&u->inf);
+    kiln_inflate_thread_stop(u->inf);
     kiln_sha256_dispose(&u->raw);
     kiln_sha256_dispose(&u->out);
     for (size_t i = 0; i < u->created_alloc; i++)
@@ -778,9 +659,8 @@ static int unpack_run(struct unpack *u, const struct unpack_src *src, kiln_unpac
                                      want_out ? out_hash : NULL, u, &dec, err)) < 0)
         return -1;
     u->format = kiln_decompressor_format(dec);
-    if (u->format != KILN_COMPRESSION_NONE && inflater_start(&u->inf, dec) == 0) {
-        u->inflating = 1; /* the digests are the inflater's until it is stopped */
-        if (kiln_tar_reader_open_blocks(inflate_block, &u->inf, &u->tr, err) < 0)
+    if (u->format != KILN_COMPRESSION_NONE && (u->inf = kiln_inflate_thread_start(dec)) != NULL) {
+        if (kiln_tar_reader_open_blocks(kiln_inflate_thread_block, u->inf, &u->tr, err) < 0)
             return -1;
     } else if (kiln_tar_reader_open_dec(dec, &u->tr, err) < 0) {
         return -1;
@@ -799,10 +679,9 @@ static int unpack_run(struct unpack *u, const struct unpack_src *src, kiln_unpac
     }
     if (kiln_tar_reader_finish(u->tr, err) < 0 || apply_dir_times(u, err) < 0)
         return -1;
-    if (u->inflating) { /* it read its input to the end: the digests are complete */
-        inflater_stop(&u->inf);
-        u->inflating = 0;
-    }
+    /* it read its input to the end: the digests are complete */
+    kiln_inflate_thread_stop(u->inf);
+    u->inf = NULL;
     kiln_unpack_stats_t res;
     memset(&res, 0, sizeof(res));
     res.format = u->format;

@@ -1,0 +1,127 @@
+/* kiln — inflating a compressed layer in a thread of its own (see inflate_thread.h). */
+#include "oci/inflate_thread.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "utils/mem.h"
+
+#define SLOTS 8
+#define SLOT_SIZE (1024 * 1024)
+
+struct kiln_inflate_thread {
+    pthread_t th;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    kiln_decompressor_t *dec;
+    unsigned char *buf[SLOTS];
+    size_t len[SLOTS];
+    uint64_t head, tail; /* slots [tail, head) are filled */
+    int held;            /* the consumer holds slot tail */
+    int end, failed, stop;
+    kiln_error_t err;
+};
+
+/* The thread: fills free slots until the input ends, fails or the consumer stops it. */
+static void *inflate_main(void *arg)
+{
+    kiln_inflate_thread_t *f = arg;
+    for (;;) {
+        pthread_mutex_lock(&f->lock);
+        while (!f->stop && f->head - f->tail == SLOTS)
+            pthread_cond_wait(&f->cond, &f->lock);
+        int stop = f->stop;
+        unsigned char *b = f->buf[f->head % SLOTS];
+        pthread_mutex_unlock(&f->lock);
+        if (stop)
+            return NULL;
+        size_t fill = 0;
+        ssize_t n;
+        kiln_error_t e = {0};
+        /* one read: what the input had so far is handed over at once (a layer still
+         * downloading is unpacked as far as it arrived) */
+        if ((n = kiln_decompressor_read(f->dec, b, SLOT_SIZE, &e)) > 0)
+            fill = (size_t)n;
+        pthread_mutex_lock(&f->lock);
+        if (n < 0) {
+            f->failed = 1;
+            f->err = e;
+        } else if (fill > 0) {
+            f->len[f->head % SLOTS] = fill;
+            f->head++;
+        }
+        if (n == 0)
+            f->end = 1;
+        pthread_cond_broadcast(&f->cond);
+        pthread_mutex_unlock(&f->lock);
+        if (n <= 0)
+            return NULL;
+    }
+}
+
+const void *kiln_inflate_thread_block(void *ctx, size_t *len, kiln_error_t *err)
+{
+    kiln_inflate_thread_t *f = ctx;
+    const void *r = NULL;
+    pthread_mutex_lock(&f->lock);
+    if (f->held) {
+        f->tail++;
+        f->held = 0;
+        pthread_cond_broadcast(&f->cond);
+    }
+    while (!f->failed && !f->end && f->head == f->tail)
+        pthread_cond_wait(&f->cond, &f->lock);
+    if (f->failed) {
+        if (err != NULL)
+            *err = f->err;
+    } else if (f->head != f->tail) {
+        f->held = 1;
+        *len = f->len[f->tail % SLOTS];
+        r = f->buf[f->tail % SLOTS];
+    } else {
+        *len = 0;
+        r = "";
+    }
+    pthread_mutex_unlock(&f->lock);
+    return r;
+}
+
+/* Frees the slots, the lock and f (not the decompressor). */
+static void inflate_free(kiln_inflate_thread_t *f)
+{
+    for (int i = 0; i < SLOTS; i++)
+        free(f->buf[i]);
+    pthread_cond_destroy(&f->cond);
+    pthread_mutex_destroy(&f->lock);
+    free(f);
+}
+
+kiln_inflate_thread_t *kiln_inflate_thread_start(kiln_decompressor_t *dec)
+{
+    kiln_inflate_thread_t *f = kiln_xzalloc(sizeof(*f));
+    f->dec = dec;
+    pthread_mutex_init(&f->lock, NULL);
+    pthread_cond_init(&f->cond, NULL);
+    for (int i = 0; i < SLOTS; i++)
+        f->buf[i] = kiln_xmalloc(SLOT_SIZE);
+    if (pthread_create(&f->th, NULL, inflate_main, f) != 0) {
+        inflate_free(f);
+        return NULL;
+    }
+    return f;
+}
+
+void kiln_inflate_thread_stop(kiln_inflate_thread_t *f)
+{
+    if (f == NULL)
+        return;
+    pthread_mutex_lock(&f->lock);
+    f->stop = 1;
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+    pthread_join(f->th, NULL);
+    kiln_decompressor_free(f->dec);
+    inflate_free(f);
+}

@@ -1,0 +1,30 @@
+/* kiln — inflating a compressed layer in a thread of its own: the decompression (and the
+ * digests its hooks compute) runs beside the tar parsing and file writing, on another CPU.
+ * The plain tar passes in a few slots of up to 1 MiB, handed to the reader without a copy;
+ * each slot holds what one read of the input gave (a layer still downloading is unpacked as
+ * far as it arrived). Used by the layer unpacker (oci/unpack) as its tar reader's blocks. */
+#ifndef KILN_OCI_INFLATE_THREAD_H
+#define KILN_OCI_INFLATE_THREAD_H
+
+#include <stddef.h>
+
+#include "oci/compress.h"
+#include "utils/error.h"
+
+typedef struct kiln_inflate_thread kiln_inflate_thread_t;
+
+/* Starts inflating dec in a new thread; dec is taken over on success (freed by
+ * kiln_inflate_thread_stop). NULL when no thread can start (dec is then still the
+ * caller's). */
+kiln_inflate_thread_t *kiln_inflate_thread_start(kiln_decompressor_t *dec);
+
+/* A kiln_block_fn (oci/tar_reader) over t: the next block of plain tar (the previous one
+ * given back), *len 0 at the end, NULL with the decompressor's error. */
+const void *kiln_inflate_thread_block(void *t, size_t *len, kiln_error_t *err);
+
+/* Stops the thread (one blocked reading its input ends once that read returns) and frees
+ * t and its decompressor. After the reader saw the end, the decompressor's hooks have seen
+ * every byte: the digests they computed are complete. NULL is ignored. */
+void kiln_inflate_thread_stop(kiln_inflate_thread_t *t);
+
+#endif
