@@ -62,11 +62,7 @@ for ((r = 0; r < RUNS; r++)); do
   stop
 done
 
-echo
-stats_table
-echo
-metric_table
-echo
+bench_tables
 goal_line "GET /v1/builds/{id}" get rps ">=" 5000 " req/s"
 goal_line "GET /v1/builds/{id}" get p99_ms "<=" 10 " ms"
 goal_line "POST /v1/builds" post rps ">=" 1000 " enqueues/s"

@@ -142,11 +142,7 @@ for ((r = 0; r < RUNS; r++)); do
   sleep 1
 done
 
-echo
-stats_table
-echo
-metric_table
-echo
+bench_tables
 goal_line "without idle" without p99_ms "<=" 10 " ms"
 goal_line "with $IDLE idle" with-idle p99_ms "<=" 10 " ms"
 printf '%-22s with-idle/without: p99 %s, p50 %s, req/s %s (medians)\n' "idle connections" \

@@ -170,6 +170,14 @@ metric_table() {
       "$(awk -v n="$n" -v k="$k" '$1 == n && $2 == k' "$T/metrics" | wc -l)" $(metric_stats "$n" "$k")
   done
 }
+# Both tables (wall times, then the figures), set apart by blank lines.
+bench_tables() {
+  echo
+  stats_table
+  echo
+  metric_table
+  echo
+}
 # One line for a figure against an absolute goal: "CASE name key median (min-max) goal ratio".
 # CMP is "<=" or ">=" (what meets the goal); the ratio is median / goal.
 goal_line() { # case name key cmp goal [unit]

@@ -81,11 +81,7 @@ for ((r = 0; r < RUNS; r++)); do
   timed aws-big "bench_serving ${PIDS[0]} /usr/bin/aws --endpoint-url $EP s3 cp --only-show-errors $CACHE/big/big.bin s3://bench/a-big-\$RANDOM/big.bin"
 done
 
-echo
-stats_table
-echo
-metric_table
-echo
+bench_tables
 ratio_line "site 1,000 files" kiln-site aws-site "(goal <= 0.5)"
 ratio_line "big ${BIG_MIB} MiB" kiln-big aws-big "(goal: throughput >= 1.5x aws, this <= 0.67)"
 awk -v k="$(med kiln-big)" -v a="$(med aws-big)" -v m="$BIG_MIB" 'BEGIN {
