@@ -295,6 +295,7 @@ out:
     strv_clear(&e->meta_args);
     strv_clear(&e->build_args);
     strv_clear(&e->cache_used);
+    strv_clear(&e->astore_noted);
     kiln_dockerfile_free(e->df);
     kiln_dockerignore_free(e->ignore);
     kiln_dockerignore_free(e->no_git);

@@ -111,6 +111,7 @@ typedef struct engine {
     strv_t cache_used;
     struct kiln_rcache *rcache;    /* type=s3 remote caches (engine/remote_mounts), or NULL */
     struct base_pulls *base_pulls; /* FROM layers still downloading (engine/remote_base) */
+    strv_t astore_noted;           /* chains of additional stores logged (engine/base_store) */
 } engine_t;
 
 typedef struct used_args {

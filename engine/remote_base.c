@@ -43,10 +43,12 @@ static base_pulls_t *pulls_of(engine_t *e)
     return e->base_pulls;
 }
 
+/* A blob of the shared store is reused when the build's namespace knows it; one of an
+ * additional store (the operator's, for every build: engine/base_store) always. */
 static int may_reuse(void *ud, const kiln_digest_t *d)
 {
     base_pull_t *p = ud;
-    return kiln_cache_ns_knows(p->e, d);
+    return kiln_cache_ns_knows(p->e, d) || kiln_store_in_additional(p->e->store, d);
 }
 
 static void on_blob(void *ud, const kiln_digest_t *d)

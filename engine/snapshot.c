@@ -4,6 +4,7 @@
  * in-stage path resolution through the overlay rules. */
 #include "engine/snapshot.h"
 
+#include "engine/base_store.h"
 #include "engine/cache.h"
 #include "engine/remote_base.h"
 #include "engine/step_meta.h"
@@ -231,7 +232,14 @@ int kiln_snapshot_lower_dirs(engine_t *e, const layer_t *layers, size_t from, si
     unsigned threads = cpus < 2 ? 2 : cpus > 8 ? 8 : (unsigned)cpus;
     if (to <= from)
         return 0;
-    if (kiln_workers_run(to - from, threads, lower_one, NULL, NULL, &j, err) < 0) {
+    /* the bottom of the stack may be in an additional store (engine/base_store): the rest
+     * only is unpacked; v holds the layers top-most first */
+    if (from == 0) {
+        j.from = kiln_base_store_lowers(e, layers, to, v);
+        if (j.from == to)
+            return 0;
+    }
+    if (kiln_workers_run(to - j.from, threads, lower_one, NULL, NULL, &j, err) < 0) {
         for (size_t k = 0; k < to - from; k++) {
             free(v[k]);
             v[k] = NULL;

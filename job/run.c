@@ -569,6 +569,11 @@ int kiln_job_run(const kiln_job_spec_t *s, const kiln_job_run_opts_t *o, kiln_jo
         out->code = KILN_JOB_ERR_INTERNAL;
         goto done;
     }
+    for (size_t i = 0; i < o->n_additional_stores; i++) {
+        kiln_error_t aerr = {0};
+        if (kiln_store_attach_additional(store, o->additional_stores[i], &aerr) < 0)
+            emitf(&r, KILN_JOB_RUN_NOTE, "WARNING: %s; building without it", aerr.msg);
+    }
     event_ids(&r,
               ab.src.display       ? ab.src.display
               : o->context_display ? o->context_display

@@ -73,6 +73,10 @@ typedef struct kiln_job_run_opts {
     int server_mode, allow_http_git;
     const char *const *oci_dirs;
     size_t n_oci_dirs;
+    /* additional (read-only) image stores (oci/additional_store.h), the operator's: the root
+     * finds blobs and unpacked base layers there; one that cannot be used is warned about */
+    const char *const *additional_stores;
+    size_t n_additional_stores;
     const char *const *allow_addresses;
     size_t n_allow_addresses;
     int64_t stat_cache_max; /* engine/statcache: 0 the default, <0 none */

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "oci/additional_store.h"
 #include "oci/image.h"
 #include "oci/store_impl.h"
 #include "utils/cleanup.h"
@@ -162,6 +163,8 @@ void kiln_store_close(kiln_store_t *s)
     kiln_closep(&s->lock_fd); /* closing drops the flock */
     if (s->counted)
         held_count(s->lock_dev, s->lock_ino, -1);
+    for (size_t i = 0; i < s->n_additional; i++)
+        kiln_astore_free(s->additional[i]);
     free(s->root);
     free(s);
 }
@@ -176,12 +179,59 @@ char *kiln_store_blob_path(const kiln_store_t *s, const kiln_digest_t *d)
     return kiln_xasprintf("%s/blobs/sha256/%s", s->root, d->hex);
 }
 
+int kiln_store_attach_additional(kiln_store_t *s, const char *dir, kiln_error_t *err)
+{
+    kiln_astore_t *a = NULL;
+
+    if (s->n_additional >= sizeof(s->additional) / sizeof(s->additional[0]))
+        return kiln_error_set(err, E2BIG, "additional store %s: at most %zu stores", dir,
+                              sizeof(s->additional) / sizeof(s->additional[0]));
+    if (kiln_astore_open(dir, &a, err) < 0)
+        return -1;
+    s->additional[s->n_additional++] = a;
+    return 0;
+}
+
+kiln_astore_t *const *kiln_store_additional(const kiln_store_t *s, size_t *n)
+{
+    *n = s->n_additional;
+    return s->additional;
+}
+
+/* Blob d from the first additional store holding it: 1 with *fd, else 0. */
+static int additional_blob(kiln_store_t *s, const kiln_digest_t *d, int *fd, uint64_t *size)
+{
+    for (size_t i = 0; i < s->n_additional; i++)
+        if (kiln_astore_open_blob(s->additional[i], d, fd, size, NULL) == 1)
+            return 1;
+    return 0;
+}
+
+int kiln_store_in_additional(kiln_store_t *s, const kiln_digest_t *d)
+{
+    struct stat st;
+    int fd;
+
+    if (s->n_additional == 0 ||
+        (fstatat(s->blobs_fd, d->hex, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)))
+        return 0;
+    if (additional_blob(s, d, &fd, NULL) == 0)
+        return 0;
+    close(fd);
+    return 1;
+}
+
 int kiln_store_has(kiln_store_t *s, const kiln_digest_t *d, uint64_t *size)
 {
     struct stat st;
+    int fd;
 
-    if (fstatat(s->blobs_fd, d->hex, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
-        return 0;
+    if (fstatat(s->blobs_fd, d->hex, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) {
+        if (additional_blob(s, d, &fd, size) == 0)
+            return 0;
+        close(fd);
+        return 1;
+    }
     if (size != NULL)
         *size = (uint64_t)st.st_size;
     return 1;
@@ -193,8 +243,12 @@ int kiln_store_open_blob(kiln_store_t *s, const kiln_digest_t *d, int *fd, uint6
     struct stat st;
     _cleanup_close_ int f = openat(s->blobs_fd, d->hex, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 
-    if (f < 0)
-        return kiln_error_set(err, errno, "blob sha256:%s not in store %s", d->hex, s->root);
+    if (f < 0) {
+        int e = errno;
+        if (additional_blob(s, d, fd, size) == 1)
+            return 0;
+        return kiln_error_set(err, e, "blob sha256:%s not in store %s", d->hex, s->root);
+    }
     if (fstat(f, &st) < 0)
         return kiln_error_set(err, errno, "blob sha256:%s: stat", d->hex);
     if (size != NULL)

@@ -49,6 +49,7 @@
 
 typedef struct kiln_store kiln_store_t;
 typedef struct kiln_store_writer kiln_store_writer_t;
+struct kiln_astore;
 
 /* Largest blob kiln_store_read_blob reads into memory when cap is 0. */
 #define KILN_STORE_READ_DEFAULT_CAP (16u * 1024 * 1024)
@@ -120,6 +121,17 @@ uint64_t kiln_store_writer_flushed(const kiln_store_writer_t *w);
 /* Copies everything readable from fd into the store (expected may be NULL). */
 int kiln_store_put_fd(kiln_store_t *s, int fd, const kiln_digest_t *expected, int64_t expected_size,
                       kiln_digest_t *out, uint64_t *size, kiln_error_t *err);
+
+/* Additional stores (oci/additional_store.h): read-only stores whose blobs kiln_store_has,
+ * kiln_store_open_blob and kiln_store_read_blob find when the root lacks them (nothing is
+ * ever written there). Opens dir (its ownership and permissions checked) and adds it to the
+ * handle (freed with it). -1 with err naming the store and what would allow it: the caller
+ * warns and goes on without it. */
+int kiln_store_attach_additional(kiln_store_t *s, const char *dir, kiln_error_t *err);
+/* The additional stores of the handle (n in *n). */
+struct kiln_astore *const *kiln_store_additional(const kiln_store_t *s, size_t *n);
+/* Whether blob d is found in an additional store only (not in the root). */
+int kiln_store_in_additional(kiln_store_t *s, const kiln_digest_t *d);
 
 /* Named pins. A name is 1..1024 bytes of printable ASCII without newline, by
  * convention "image/<full reference>" or "cache/<key>". Setting an existing

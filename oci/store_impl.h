@@ -18,6 +18,9 @@ struct kiln_store {
     dev_t lock_dev; /* identity of <root>/lock (see held_count) */
     ino_t lock_ino;
     int counted;
+    /* read-only stores consulted for blobs the root lacks (oci/additional_store) */
+    struct kiln_astore *additional[16];
+    size_t n_additional;
 };
 
 /* Opens (creating) directory `name` under root as a directory fd. */

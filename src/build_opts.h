@@ -33,9 +33,9 @@ typedef struct kiln_build_opts {
     const char *remote_cache_to;
     const char *tags[MAX_LIST], *args[MAX_LIST], *contexts[MAX_LIST], *secrets[MAX_LIST],
         *outputs[MAX_LIST], *insecure[MAX_LIST + 1], *notify[MAX_LIST], *allow_addrs[MAX_LIST],
-        *oci_dirs[MAX_LIST];
+        *oci_dirs[MAX_LIST], *additional_stores[MAX_LIST];
     size_t n_tags, n_args, n_contexts, n_secrets, n_outputs, n_insecure, n_notify, n_allow_addrs,
-        n_oci_dirs;
+        n_oci_dirs, n_additional_stores;
     int server_mode, allow_http_git;
     const char *cache_namespace; /* internal: the tenant's caches (utils/cachens) */
     const char *context_id;      /* internal: the stat cache identity of the context */

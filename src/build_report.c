@@ -109,6 +109,9 @@ void kiln_build_run_opts(const kiln_build_opts_t *o, kiln_job_run_opts_t *ro)
                                 .allow_http_git = o->allow_http_git,
                                 .oci_dirs = o->n_oci_dirs ? o->oci_dirs : NULL,
                                 .n_oci_dirs = o->n_oci_dirs,
+                                .additional_stores =
+                                    o->n_additional_stores ? o->additional_stores : NULL,
+                                .n_additional_stores = o->n_additional_stores,
                                 .allow_addresses = o->n_allow_addrs ? o->allow_addrs : NULL,
                                 .n_allow_addresses = o->n_allow_addrs,
                                 .stat_cache_max = o->stat_cache_max,

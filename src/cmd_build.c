@@ -84,6 +84,9 @@ static void usage(FILE *out)
         "      --ecr-create-repository  create missing ECR repositories (outputs,\n"
         "                             --cache-to) first; or ecr-create-repository=true\n"
         "      --root DIR             kiln root (blob store and build cache)\n"
+        "      --additional-store DIR  a read-only image store (kiln store add) whose\n"
+        "                             blobs and unpacked base layers the root uses\n"
+        "                             (repeatable; or $KILN_ADDITIONAL_STORES DIR[:DIR])\n"
         "      --no-cache             do not use the build cache\n"
         "      --source-date-epoch N  timestamps for reproducible images (or "
         "$SOURCE_DATE_EPOCH)\n"
@@ -194,6 +197,7 @@ int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
         O_SERVER_MODE,
         O_HTTP_GIT,
         O_OCI_DIR,
+        O_ASTORE,
         O_ALLOW_ENT,
         O_CACHE_NS,
         O_CONTEXT_ID,
@@ -259,6 +263,7 @@ int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
         {"allow-http-git", no_argument, NULL, O_HTTP_GIT},
         /* internal: the server's policy.oci_dirs, where FROM oci: may read in server mode */
         {"oci-dir", required_argument, NULL, O_OCI_DIR},
+        {"additional-store", required_argument, NULL, O_ASTORE},
         /* internal: the build's tenant, whose caches alone it uses (utils/cachens) */
         {"cache-namespace", required_argument, NULL, O_CACHE_NS},
         /* internal: the stat cache identity of the context (kiln serve: "git REPO SUBDIR") */
@@ -280,6 +285,12 @@ int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
     kiln_error_t err = {0};
     int c;
 
+    /* the operator's additional stores ($KILN_ADDITIONAL_STORES, `kiln --additional-store`)
+     * before those of the flags */
+    if (o.n_additional_stores == 0 &&
+        kiln_cli_additional_stores_env(o.additional_stores, &o.n_additional_stores, MAX_LIST) < 0)
+        return kiln_cli_usage_error("build", "KILN_ADDITIONAL_STORES: each store must be an "
+                                             "absolute path (DIR[:DIR...])");
     optind = 1;
     opterr = 0; /* unknown flags are reported with a suggestion (kiln_cli_bad_option) */
     while ((c = getopt_long(argc, argv, ":f:t:o:m:qh", lopts, NULL)) != -1) {
@@ -538,6 +549,13 @@ int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
                 return kiln_cli_usage_error("build", "--oci-dir %s: must be an absolute path",
                                             optarg);
             if (add(o.oci_dirs, &o.n_oci_dirs, optarg))
+                return KILN_EXIT_USAGE;
+            break;
+        case O_ASTORE:
+            if (optarg[0] != '/')
+                return kiln_cli_usage_error(
+                    "build", "--additional-store %s: must be an absolute path", optarg);
+            if (add(o.additional_stores, &o.n_additional_stores, optarg))
                 return KILN_EXIT_USAGE;
             break;
         case O_SERVER_MODE:

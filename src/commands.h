@@ -38,6 +38,15 @@ int kiln_cmd_dockerfile(int argc, char **argv);
 int kiln_cmd_build(int argc, char **argv);
 int kiln_cmd_job(int argc, char **argv);
 int kiln_cmd_plan(int argc, char **argv);
+int kiln_cmd_store(int argc, char **argv);
+
+/* The operator's additional image stores (src/cmd_store.c): `kiln --additional-store DIR`
+ * appends DIR (absolute, without ':') to $KILN_ADDITIONAL_STORES, which the builds of the
+ * command and of the jobs it starts read; -1 when DIR is not such a path. */
+int kiln_cli_additional_store_push(const char *dir);
+/* Appends the entries of $KILN_ADDITIONAL_STORES (DIR[:DIR...]) to list (*n of max); -1 when
+ * one is not absolute or there are too many. */
+int kiln_cli_additional_stores_env(const char **list, size_t *n, size_t max);
 int kiln_cmd_checkout(int argc, char **argv);
 int kiln_cmd_images(int argc, char **argv);
 int kiln_cmd_tag(int argc, char **argv);

@@ -40,6 +40,7 @@ static const kiln_command_t commands[] = {
     {"job", kiln_cmd_job, "run a job spec (JSON in, JSON-lines events out)"},
     {"plan", kiln_cmd_plan, "print how a directory or git repository would be built (JSON)"},
     {"checkout", kiln_cmd_checkout, "fetch a git source (mirror cache) into a directory"},
+    {"store", kiln_cmd_store, "additional read-only image stores: add images, list them"},
     {"soci", kiln_cmd_soci, "verify an image's SOCI index v2 (lazy loading on Fargate)"},
 };
 
@@ -137,6 +138,16 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "--version") == 0)
         return kiln_cmd_version(1, argv + 1);
+    /* kiln --additional-store DIR CMD ...: for every build of CMD and the jobs it starts */
+    while (argc > 2 && strncmp(argv[1], "--additional-store", 18) == 0) {
+        int used = argv[1][18] == '=' ? 1 : argv[1][18] == '\0' ? 2 : 0;
+        if (used == 0 || argc <= used + 1 ||
+            kiln_cli_additional_store_push(used == 1 ? argv[1] + 19 : argv[2]) < 0)
+            return kiln_cli_usage_error("kiln", "--additional-store DIR (an absolute path) "
+                                                "before the command");
+        argc -= used;
+        argv += used;
+    }
     /* The server and the queue worker run each job in a forked child while their threads
      * run: their libraries are loaded before, so that no child loads one (utils/lazylib.h). */
     if (strcmp(argv[1], "serve") == 0 || strcmp(argv[1], "worker") == 0)

@@ -80,6 +80,11 @@ void kiln_server_policy_options(const json_t *policy, char ***opts, unsigned *n)
 
     if (json_is_true(json_object_get(policy, "allow_http_git")))
         kiln_server_strv_add(opts, n, "--allow-http-git");
+    json_array_foreach(json_object_get(policy, "additional_stores"), i, v)
+    {
+        _cleanup_free_ char *opt = kiln_xasprintf("--additional-store=%s", json_string_value(v));
+        kiln_server_strv_add(opts, n, opt);
+    }
     if (dirs == NULL) {
         const char *env = getenv("KILN_IMAGES_DIR");
         _cleanup_free_ char *opt =

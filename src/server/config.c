@@ -101,6 +101,16 @@ static int check_policy(json_t *policy, kiln_error_t *err)
         if (!json_is_string(v) || json_string_value(v)[0] != '/')
             return kiln_error_set(err, 0, "policy.oci_dirs[%zu]: must be an absolute path", i);
     }
+    list = json_object_get(policy, "additional_stores");
+    if (list != NULL && !json_is_array(list))
+        return kiln_error_set(err, 0,
+                              "policy.additional_stores: must be an array of absolute paths");
+    json_array_foreach(list, i, v)
+    {
+        if (!json_is_string(v) || json_string_value(v)[0] != '/')
+            return kiln_error_set(err, 0, "policy.additional_stores[%zu]: must be an absolute path",
+                                  i);
+    }
     list = json_object_get(policy, "allow_addresses");
     if (list == NULL)
         return 0;

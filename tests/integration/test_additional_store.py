@@ -1,0 +1,138 @@
+"""Additional (read-only) image stores (oci/additional_store, engine/base_store): `kiln store
+add DIR IMAGE` unpacks an image's layers into one tree of DIR with its blobs and metadata; a
+build on an empty root given DIR (--additional-store, $KILN_ADDITIONAL_STORES, `kiln
+--additional-store DIR build`) takes its base from there.
+
+- store add from a registry: the chain id printed, `kiln store ls` lists it, the tree holds the
+  image's files with its whiteouts applied
+- a build FROM the registry image on an empty root with the store: no layer blob fetched
+  (requests counted through a recording proxy), the RUN sees the base's files, the image digest
+  the same as the same build without the store (which fetched the layers), the OCI output
+  holds every layer blob
+- the store is byte for byte, mode and owner the same after the builds (hashed)
+- $KILN_ADDITIONAL_STORES and `kiln --additional-store DIR build` work the same"""
+import hashlib
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kilnbuild import make_base, new_context, read_image  # noqa: E402
+from kilntest import T, kiln, start_registry  # noqa: E402
+from registry_fixtures import FaultProxy  # noqa: E402
+
+os.chmod(T.tmp, 0o755)
+BASE = make_base(os.path.join(T.tmp, "root-base"))
+port = start_registry()
+REG = "127.0.0.1:%d" % port
+proxy = FaultProxy(port)
+PREG = "127.0.0.1:%d" % proxy.port
+STORE = os.path.join(T.tmp, "store")
+
+
+def out(r):
+    return r.stdout + r.stderr
+
+
+def build(root, df, *args, env=None, pre=()):
+    return kiln(*pre, "build", "--root", os.path.join(T.tmp, root), "--progress", "plain",
+                "--insecure-registry", REG, "--insecure-registry", PREG,
+                "--source-date-epoch", "1700000000", *args,
+                new_context(T.tmp, df), env=env, timeout=600)
+
+
+def tree_hash(d):
+    """Every entry's path, kind, mode, owner, size, content and link target (not times)."""
+    h = hashlib.sha256()
+    for top, dirs, files in os.walk(d):
+        dirs.sort()
+        for n in sorted(dirs + files):
+            p = os.path.join(top, n)
+            st = os.lstat(p)
+            h.update(("%s %o %d %d %d\n" % (os.path.relpath(p, d), st.st_mode, st.st_uid,
+                                             st.st_gid, st.st_size)).encode())
+            if os.path.islink(p):
+                h.update(os.readlink(p).encode())
+            elif os.path.isfile(p):
+                with open(p, "rb") as f:
+                    h.update(f.read())
+    return h.hexdigest()
+
+
+# a 3-layer base: busybox, a file added, a file of the first layer deleted (a whiteout)
+IMG = REG + "/t/base:1"
+r = build("root-push", """FROM %s
+RUN echo base-file > /added && echo gone > /gone
+RUN rm /gone && echo two > /second
+""" % BASE, "-t", IMG, "--push")
+T.check("a 3-layer base with a whiteout pushed to docker-registry", r.returncode == 0,
+        out(r)[-1500:])
+
+r = kiln("store", "add", "--root", os.path.join(T.tmp, "root-add"), "--insecure-registry", REG,
+         STORE, IMG)
+m = re.match(r"sha256:([0-9a-f]{64}) ", r.stdout)
+T.check("kiln store add DIR IMAGE: exit 0, prints the chain id", r.returncode == 0 and m, out(r))
+chain = os.path.join(STORE, "chains", m.group(1) if m else "x")
+T.check("the chain's tree holds the base's files, whiteouts applied",
+        os.path.isfile(os.path.join(chain, "added")) and os.path.isfile(os.path.join(chain, "second"))
+        and os.path.isfile(os.path.join(chain, "bin", "busybox"))
+        and not os.path.lexists(os.path.join(chain, "gone"))
+        and not any(n.startswith(".wh.") for n in os.listdir(chain)), str(os.listdir(chain)))
+r = kiln("store", "ls", STORE)
+T.check("kiln store ls lists the image with its chain", r.returncode == 0 and IMG in r.stdout
+        and (m.group(1) if m else "?") in r.stdout, out(r))
+before = tree_hash(STORE)
+
+USE = """FROM %s/t/base:1
+RUN cat /added /second > /out && test ! -e /gone && echo ok >> /out
+""" % PREG
+
+
+def layer_gets(since):
+    return [p for (meth, p, _) in proxy.log[since:] if meth == "GET" and "/blobs/" in p]
+
+
+lay_s = os.path.join(T.tmp, "lay-store")
+n0 = len(proxy.log)
+r = build("root-store", USE, "--additional-store", STORE, "-o", "type=oci,dest=" + lay_s)
+got = layer_gets(n0)
+T.check("empty root with the store: the build succeeds and says the layers came from it",
+        r.returncode == 0 and "layers from additional store " + STORE in r.stderr, out(r)[-2000:])
+man_s = read_image(lay_s)[0] if r.returncode == 0 else {"layers": []}
+base_layers = [l["digest"] for l in man_s["layers"][:3]]
+T.check("empty root with the store: no layer blob fetched from the registry",
+        not [p for p in got if any(d in p for d in base_layers)] and len(base_layers) == 3,
+        str(got) + str(base_layers))
+digest_s = r.stdout.strip()
+T.check("the store's tree was not copied into the root (no base layer under build/lowers)",
+        not [n for n in os.listdir(os.path.join(T.tmp, "root-store", "build", "lowers"))
+             if n.endswith(tuple(d[7:] for d in base_layers))], "")
+T.check("the OCI output holds every layer blob (read from the store)",
+        all(os.path.exists(os.path.join(lay_s, "blobs", "sha256", l["digest"][7:]))
+            for l in man_s["layers"]) and len(man_s["layers"]) == 4, str(man_s))
+
+n1 = len(proxy.log)
+r = build("root-plain", USE)
+got = layer_gets(n1)
+T.check("the same build without the store fetches the base's layers",
+        r.returncode == 0 and len([p for p in got if any(d in p for d in base_layers)]) == 3,
+        out(r)[-1500:] + str(got))
+T.check("the same image digest with and without the store",
+        r.returncode == 0 and digest_s.startswith("sha256:") and r.stdout.strip() == digest_s,
+        digest_s + " " + r.stdout)
+
+n2 = len(proxy.log)
+r = build("root-env", USE, env={"KILN_ADDITIONAL_STORES": "/nonexistent-store:" + STORE})
+T.check("$KILN_ADDITIONAL_STORES: a missing store warned about, the next one used, same digest",
+        r.returncode == 0 and r.stdout.strip() == digest_s and "/nonexistent-store" in r.stderr
+        and not [p for p in layer_gets(n2) if any(d in p for d in base_layers)], out(r)[-1500:])
+n3 = len(proxy.log)
+r = build("root-global", USE, pre=("--additional-store", STORE))
+T.check("kiln --additional-store DIR build: the same",
+        r.returncode == 0 and r.stdout.strip() == digest_s
+        and not [p for p in layer_gets(n3) if any(d in p for d in base_layers)],
+        digest_s + " " + str(layer_gets(n3)) + out(r)[-1500:])
+
+T.check("the store is unchanged by the builds (every entry hashed)", tree_hash(STORE) == before, "")
+proxy.close()
+T.done()
