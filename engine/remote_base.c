@@ -5,7 +5,10 @@
  * kiln_registry_pull in a background thread while the cached steps, the remote cache import
  * and the unpacking of the layers already there go on; kiln_snapshot_lower_dir waits only for
  * the blob it unpacks (kiln_remote_base_wait), so each layer is unpacked as soon as it has
- * arrived, in parallel with the download of the next (engine/snapshot). */
+ * arrived, in parallel with the download of the next (engine/snapshot). A layer still
+ * downloading is unpacked as its bytes arrive: the pull's on_blob_stream hook hands over
+ * each blob's stream (oci/pull_stream), whose last read waits for the digest-checked commit
+ * (kiln_remote_base_stream). */
 #include "engine/remote_base.h"
 
 #include "engine/cache.h"
@@ -17,6 +20,7 @@ typedef struct base_pull {
     size_t n_layers;
     kiln_digest_t *have; /* blobs complete in the store (on_blob) */
     size_t n_have;
+    kiln_blob_stream_t **streams; /* per layer: its download's stream (on_blob_stream) */
     pthread_t thread;
     int done, failed;
     kiln_error_t err;
@@ -63,11 +67,22 @@ static void on_blob(void *ud, const kiln_digest_t *d)
     pthread_mutex_unlock(&ps->lock);
 }
 
+static void on_blob_stream(void *ud, kiln_blob_stream_t *bs)
+{
+    base_pull_t *p = ud;
+    base_pulls_t *ps = p->e->base_pulls;
+    pthread_mutex_lock(&ps->lock);
+    kiln_blob_stream_adopt(p->streams, p->layers, p->n_layers, bs);
+    pthread_cond_broadcast(&ps->cond);
+    pthread_mutex_unlock(&ps->lock);
+}
+
 static void *pull_main(void *arg)
 {
     base_pull_t *p = arg;
     base_pulls_t *ps = p->e->base_pulls;
-    kiln_registry_pull_opts_t po = {.may_reuse = may_reuse, .on_blob = on_blob, .hook_ud = p};
+    kiln_registry_pull_opts_t po = {
+        .may_reuse = may_reuse, .on_blob = on_blob, .on_blob_stream = on_blob_stream, .hook_ud = p};
     kiln_registry_image_t ri = {0};
     kiln_error_t err = {0};
     int r = kiln_registry_pull(p->e->registry, p->e->store, p->ref, &po, &ri, &err);
@@ -154,6 +169,7 @@ int kiln_remote_base_start(engine_t *e, const char *ref, kiln_registry_image_t *
     p->ref = steal_pointer(&pinned);
     p->n_layers = m->n_layers;
     p->layers = kiln_xzalloc((m->n_layers + 1) * sizeof(*p->layers));
+    p->streams = kiln_xzalloc((m->n_layers + 1) * sizeof(*p->streams));
     for (size_t i = 0; i < m->n_layers; i++)
         p->layers[i] = m->layers[i].digest;
     pthread_mutex_lock(&ps->lock);
@@ -179,19 +195,33 @@ static bool has(const kiln_digest_t *v, size_t n, const kiln_digest_t *d)
     return false;
 }
 
-int kiln_remote_base_wait(engine_t *e, const kiln_digest_t *d, kiln_error_t *err)
+/* The stream of blob d in pull p (a new reference), or NULL. Called with the lock held. */
+static kiln_blob_stream_t *stream_of(const base_pull_t *p, const kiln_digest_t *d)
+{
+    for (size_t i = 0; i < p->n_layers; i++)
+        if (p->streams[i] != NULL && kiln_digest_equal(&p->layers[i], d))
+            return kiln_blob_stream_ref(p->streams[i]);
+    return NULL;
+}
+
+/* Waits until blob d is in the store or (with bs) its download has started. */
+static int wait_blob(engine_t *e, const kiln_digest_t *d, kiln_blob_stream_t **bs,
+                     kiln_error_t *err)
 {
     base_pulls_t *ps = e->base_pulls;
     int ret = 0;
+    if (bs != NULL)
+        *bs = NULL;
     if (ps == NULL)
         return 0;
     pthread_mutex_lock(&ps->lock);
     for (base_pull_t *p = ps->list; p && ret == 0; p = p->next) {
         if (!has(p->layers, p->n_layers, d))
             continue;
-        while (!p->done && !has(p->have, p->n_have, d))
+        while (!p->done && !has(p->have, p->n_have, d) &&
+               (bs == NULL || (*bs = stream_of(p, d)) == NULL))
             pthread_cond_wait(&ps->cond, &ps->lock);
-        if (has(p->have, p->n_have, d))
+        if (has(p->have, p->n_have, d) || (bs != NULL && *bs != NULL))
             break;
         ret = p->failed ? -1 : 0;
         if (ret < 0)
@@ -199,6 +229,17 @@ int kiln_remote_base_wait(engine_t *e, const kiln_digest_t *d, kiln_error_t *err
     }
     pthread_mutex_unlock(&ps->lock);
     return ret;
+}
+
+int kiln_remote_base_wait(engine_t *e, const kiln_digest_t *d, kiln_error_t *err)
+{
+    return wait_blob(e, d, NULL, err);
+}
+
+int kiln_remote_base_stream(engine_t *e, const kiln_digest_t *d, kiln_blob_stream_t **bs,
+                            kiln_error_t *err)
+{
+    return wait_blob(e, d, bs, err);
 }
 
 int kiln_remote_base_join(engine_t *e, kiln_error_t *err)
@@ -232,6 +273,9 @@ void kiln_remote_base_free(engine_t *e)
         free(p->ref);
         free(p->layers);
         free(p->have);
+        for (size_t i = 0; i < p->n_layers; i++)
+            kiln_blob_stream_unref(p->streams[i]);
+        free(p->streams);
         free(p);
     }
     pthread_mutex_destroy(&ps->lock);

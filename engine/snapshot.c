@@ -47,6 +47,7 @@ int kiln_snapshot_lower_dir(engine_t *e, const layer_t *l, char **out, kiln_erro
     _cleanup_free_ char *proof = lower_proof(e, l);
     _cleanup_close_ int fd = -1;
     kiln_unpack_opts_t o;
+    kiln_blob_stream_t *bs = NULL;
     struct stat st;
 
     kiln_digest_str(&l->diff_id, ds);
@@ -55,29 +56,41 @@ int kiln_snapshot_lower_dir(engine_t *e, const layer_t *l, char **out, kiln_erro
         *out = steal_pointer(&dir);
         return 0;
     }
-    /* a FROM image's layer may still be downloading (engine/remote_base) */
-    if (kiln_remote_base_wait(e, &l->desc.digest, err) < 0)
+    /* a FROM image's layer may still be downloading (engine/remote_base): then it is
+     * unpacked as its bytes arrive, the stream's last read waiting for the blob's
+     * digest-checked commit */
+    if (kiln_remote_base_stream(e, &l->desc.digest, &bs, err) < 0)
         return kiln_error_prefix(err, "unpacking layer %s", ds);
     if (kiln_fs_mkdtemp(e->lowers_dir, ".tmp-", &tmp, err) < 0)
-        return -1;
-    if (kiln_store_open_blob(e->store, &l->desc.digest, &fd, NULL, err) < 0)
         goto fail;
     kiln_unpack_opts_init(&o);
     o.overlay_form = 1;
     o.expect_diff_id = &l->diff_id;
-    if (kiln_layer_unpack(fd, tmp, &o, NULL, err) < 0)
-        goto fail;
+    if (bs != NULL) {
+        kiln_blob_reader_t rd = {bs, 0};
+        if (kiln_unpack_reader(kiln_blob_stream_read, &rd, tmp, &o, NULL, err) < 0 ||
+            kiln_blob_stream_wait(bs, err) < 0)
+            goto fail;
+    } else {
+        if (kiln_store_open_blob(e->store, &l->desc.digest, &fd, NULL, err) < 0)
+            goto fail;
+        if (kiln_layer_unpack(fd, tmp, &o, NULL, err) < 0)
+            goto fail;
+    }
     /* an existing tree of this diff_id is the same tree (the diff_id just checked) */
     if (rename(tmp, dir) < 0 && errno != EEXIST && errno != ENOTEMPTY) {
         kiln_error_set(err, errno, "rename %s", dir);
         goto fail;
     }
     kiln_fs_rm_rf(tmp, NULL);
+    kiln_blob_stream_unref(bs);
     lower_prove(e, l);
     *out = steal_pointer(&dir);
     return 0;
 fail:
-    kiln_fs_rm_rf(tmp, NULL);
+    if (tmp != NULL)
+        kiln_fs_rm_rf(tmp, NULL);
+    kiln_blob_stream_unref(bs);
     return kiln_error_prefix(err, "unpacking layer %s", ds);
 }
 

@@ -67,6 +67,18 @@ const kiln_digest_t *kiln_blob_stream_digest(const kiln_blob_stream_t *bs)
     return &bs->digest;
 }
 
+size_t kiln_blob_stream_adopt(kiln_blob_stream_t **slots, const kiln_digest_t *digests, size_t n,
+                              kiln_blob_stream_t *bs)
+{
+    size_t got = 0;
+    for (size_t i = 0; i < n; i++)
+        if (slots[i] == NULL && kiln_digest_equal(&digests[i], &bs->digest)) {
+            slots[i] = kiln_blob_stream_ref(bs);
+            got++;
+        }
+    return got;
+}
+
 void kiln_blob_stream_restart(kiln_blob_stream_t *bs, int fd)
 {
     pthread_mutex_lock(&bs->lock);

@@ -24,6 +24,11 @@ kiln_blob_stream_t *kiln_blob_stream_ref(kiln_blob_stream_t *bs);
 void kiln_blob_stream_unref(kiln_blob_stream_t *bs);
 const kiln_digest_t *kiln_blob_stream_digest(const kiln_blob_stream_t *bs);
 
+/* For hooks tracking several blobs: a reference to bs into each empty slots[i] whose
+ * digests[i] is its blob (a layer named twice gets it twice); the number stored. */
+size_t kiln_blob_stream_adopt(kiln_blob_stream_t **slots, const kiln_digest_t *digests, size_t n,
+                              kiln_blob_stream_t *bs);
+
 /* Producer side (the download). The blob's bytes are (again) written from the start into
  * the file read through fd (taken over; a download that starts over gives a new one). */
 void kiln_blob_stream_restart(kiln_blob_stream_t *bs, int fd);

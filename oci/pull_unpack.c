@@ -65,9 +65,7 @@ static void pipe_on_stream(void *ud, kiln_blob_stream_t *bs)
 {
     unpack_pipe_t *p = ud;
     pthread_mutex_lock(&p->lock);
-    for (size_t i = 0; i < p->n; i++)
-        if (p->streams[i] == NULL && kiln_digest_equal(&p->layers[i], kiln_blob_stream_digest(bs)))
-            p->streams[i] = kiln_blob_stream_ref(bs);
+    kiln_blob_stream_adopt(p->streams, p->layers, p->n, bs);
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
 }

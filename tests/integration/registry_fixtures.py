@@ -175,7 +175,9 @@ class FaultProxy:
     rules: list of dicts {"method": "GET", "path": regex, "action": ..., "count": N}
     actions: "reset" (close without answering), "status:CODE" (answer CODE, with
     Retry-After: 1 for 429/503), "cut" (forward, send half the body, close),
-    "stall" (forward, send half the body, sleep `stall` seconds), "corrupt" (flip a
+    "stall" (forward, send half the body, sleep `stall` seconds), "hold" (forward half the
+    body, the rest once the rule's "until" callable is true: "held" says whether it was, or
+    after `hold` seconds), "corrupt" (flip a
     body byte), ("body", content_type, bytes) (answer 200 with that body),
     ("header", name, value) (forward, replacing a response header).
     count is how many matching requests the rule hits (-1: all). Matches are
@@ -256,6 +258,17 @@ class FaultProxy:
                     return
                 if act == "corrupt" and data:
                     data = bytes([data[0] ^ 0xFF]) + data[1:]
+                if act == "hold" and len(data) > 1:
+                    # half the body, then the rest once r["until"]() is true (r["held"]: it
+                    # was) or after r["hold"] seconds
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    end = time.time() + r.get("hold", 120)
+                    while not r["until"]() and time.time() < end:
+                        time.sleep(0.05)
+                    r["held"] = r["until"]()
+                    self.wfile.write(data[len(data) // 2:])
+                    return
                 if act in ("cut", "stall") and len(data) > 1:
                     self.wfile.write(data[: len(data) // 2])
                     self.wfile.flush()

@@ -6,15 +6,20 @@ each unpacked as soon as it has arrived, several at once.
   output holds every layer blob
 - a fully cached build on a fresh root (registry cache) unpacks no layer (no tree under
   build/lowers) and still ends with every blob of the image in the store (its OCI output)
+- a base layer still downloading is unpacked as its bytes arrive (the pull's on_blob_stream):
+  through a proxy holding back the second half of the big layer's blob until the first file
+  of that layer is being written in the build's lower dir; the RUN then sees it whole
 - a layer the registry no longer serves: the RUN fails naming the layer, and so does a
   fully cached build (its image could not be complete); nothing hangs"""
 import glob
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kilnbuild import make_base, new_context, read_image  # noqa: E402
 from kilntest import T, kiln, start_registry  # noqa: E402
+from registry_fixtures import FaultProxy  # noqa: E402
 
 os.chmod(T.tmp, 0o711)
 BASE = make_base(os.path.join(T.tmp, "root-base"))
@@ -72,6 +77,27 @@ if ok:
         os.path.exists(os.path.join(lay2, "blobs", "sha256", l["digest"][7:])) for l in man2["layers"])
 T.check("fresh root, every step cached: no layer unpacked, every blob in the output",
         ok and not trees, out(r)[-2000:] + str(trees))
+
+# a base layer unpacked while it downloads: its blob's second half held back until the
+# layer's file is being written under build/lowers (a build that waited for the whole blob
+# would never get there: the proxy then sends the rest after its 120 s and says so)
+proxy = FaultProxy(port)
+PX = "127.0.0.1:%d" % proxy.port
+big = man["layers"][3]["digest"][7:]
+partial = os.path.join(T.tmp, "root5", "build", "lowers", ".tmp-*", "big")
+rule = {"method": "GET", "path": big, "action": "hold", "count": 1,
+        "until": lambda: any(os.path.getsize(f) > 0 for f in glob.glob(partial))}
+proxy.rules = [rule]
+t0 = time.time()
+r = kiln("build", "--root", os.path.join(T.tmp, "root5"), "--progress", "plain",
+         "--insecure-registry", PX, "-o", "type=local,dest=" + os.path.join(T.tmp, "fs5"),
+         new_context(T.tmp, USE.replace(REG, PX)), timeout=600)
+T.check("fresh root: a base layer is unpacked while its blob still downloads (the first file "
+        "written before the second half of the blob was sent), the RUN sees it whole",
+        r.returncode == 0 and rule.get("held") is True and
+        open(os.path.join(T.tmp, "fs5", "out")).read() == "a\nb\n3000000\n",
+        out(r)[-1500:] + " held=%s after %.1fs" % (rule.get("held"), time.time() - t0))
+proxy.close()
 
 # the registry loses a layer of the base
 victim = man["layers"][3]["digest"][7:]  # the image's own 3 MB layer (below the RUN's)
