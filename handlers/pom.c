@@ -1,15 +1,11 @@
-/* kiln — the planning parts of a Maven pom.xml, read with expat (see pom.h).
+/* kiln — the planning parts of a Maven pom.xml, read with utils/xmlread (see pom.h).
  *
- * The parser keeps the path of the current element ("project/build/finalName",
- * local names) and the text directly inside it; at each end tag the path says
- * where the text goes. A dependency or plugin element starts a new record that
- * its child elements fill. */
+ * At each end tag the element's path ("project/build/finalName", local names) says where its
+ * text goes. A dependency or plugin element starts a new record that its child elements fill. */
 #include "handlers/pom.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <expat.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,36 +15,21 @@
 #include "utils/buf.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
-#include "utils/xmlpath.h"
+#include "utils/xmlread.h"
 
 #define EXPAND_DEPTH 8
 #define EXPAND_CAP 4096
 
 typedef struct pom_ctx {
-    kiln_xml_path_t at; /* where the parser is; first: kiln_xml_refuse_dtd's handlers need it */
-    XML_Parser parser;
+    kiln_xml_reader_t *r; /* the reader, while in one of its callbacks */
     kiln_pom_t *pom;
-    char *text; /* text directly inside the current element */
-    size_t text_len, text_alloc;
     char **plugin_release, **plugin_jdk; /* per plugin record */
     size_t n_slots;                      /* entries of plugin_release / plugin_jdk */
     size_t alloc_deps, alloc_managed, alloc_plugins, alloc_props, alloc_modules;
-    int failed;
-    char msg[256];
 } pom_ctx_t;
 
-static void stop(pom_ctx_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void stop(pom_ctx_t *c, const char *fmt, ...)
-{
-    va_list ap;
-    if (!c->failed) {
-        c->failed = 1;
-        va_start(ap, fmt);
-        vsnprintf(c->msg, sizeof(c->msg), fmt, ap);
-        va_end(ap);
-    }
-    XML_StopParser(c->parser, XML_FALSE);
-}
+/* Stops the parse naming why (not an OS error: no errno text follows). */
+#define stop(c, ...) kiln_xml_reader_stop((c)->r, 0, __VA_ARGS__)
 
 static void artifact_clear(kiln_pom_artifact_t *a)
 {
@@ -121,30 +102,39 @@ static void new_record(pom_ctx_t *c, kiln_pom_artifact_t **list, size_t *n, size
     (*n)++;
 }
 
-static void XMLCALL on_start(void *data, const XML_Char *name, const XML_Char **attrs)
-{
-    pom_ctx_t *c = data;
-    kiln_pom_t *p = c->pom;
-    const char *path = c->at.path;
-    int r;
+/* Elements whose own text is only the layout between their children: not kept, so a long list's
+ * indentation never counts against the text cap. */
+static const char *const containers[] = {
+    "project",
+    "project/parent",
+    "project/modules",
+    "project/properties",
+    "project/dependencies",
+    "project/dependencies/dependency",
+    "project/dependencyManagement",
+    "project/dependencyManagement/dependencies",
+    "project/dependencyManagement/dependencies/dependency",
+    "project/build",
+    "project/build/plugins",
+    "project/build/plugins/plugin",
+    "project/build/plugins/plugin/configuration",
+    "project/build/plugins/plugin/configuration/toolchains",
+    "project/build/plugins/plugin/configuration/toolchains/jdk",
+};
 
-    (void)attrs;
-    if (c->failed)
-        return;
-    if (c->at.depth == 0 && strcmp(kiln_xml_local_name(name), "project") != 0) {
-        stop(c, "the root element is <%.64s>, not <project>", kiln_xml_local_name(name));
-        return;
+static size_t on_open(kiln_xml_reader_t *r, void *ud, const char *path, const char *local,
+                      unsigned depth)
+{
+    pom_ctx_t *c = ud;
+    kiln_pom_t *p = c->pom;
+
+    c->r = r;
+    if (depth == 1 && strcmp(local, "project") != 0) {
+        stop(c, "the root element is <%.64s>, not <project>", local);
+        return 0;
     }
-    if ((r = kiln_xml_path_push(&c->at, name)) < 0) {
-        if (r == KILN_XML_PATH_TOO_MANY)
-            stop(c, "more than %d elements", KILN_POM_MAX_ELEMENTS);
-        else
-            stop(c, "elements nested deeper than %d", KILN_POM_MAX_DEPTH);
-        return;
-    }
-    c->text_len = 0;
-    if (!kiln_xml_path_valid(&c->at))
-        return;
+    if (path == NULL)
+        return 0;
     if (strcmp(path, "project/dependencies/dependency") == 0)
         new_record(c, &p->deps, &p->n_deps, &c->alloc_deps, KILN_POM_MAX_DEPS, "dependencies");
     else if (strcmp(path, "project/dependencyManagement/dependencies/dependency") == 0)
@@ -153,13 +143,15 @@ static void XMLCALL on_start(void *data, const XML_Char *name, const XML_Char **
     else if (strcmp(path, "project/build/plugins/plugin") == 0)
         new_record(c, &p->plugins, &p->n_plugins, &c->alloc_plugins, KILN_POM_MAX_PLUGINS,
                    "plugins");
+    for (size_t i = 0; i < sizeof(containers) / sizeof(containers[0]); i++)
+        if (strcmp(path, containers[i]) == 0)
+            return 0;
+    return KILN_POM_MAX_TEXT;
 }
 
-/* The element text without surrounding whitespace (malloc'ed). */
-static char *trimmed(const pom_ctx_t *c)
+/* The text s (n bytes) without surrounding whitespace (malloc'ed). */
+static char *trimmed(const char *s, size_t n)
 {
-    const char *s = c->text ? c->text : "";
-    size_t n = c->text_len;
     while (n > 0 && isspace((unsigned char)*s))
         s++, n--;
     while (n > 0 && isspace((unsigned char)s[n - 1]))
@@ -201,8 +193,8 @@ static bool record_field(const char *path, const char *prefix, kiln_pom_artifact
     return true;
 }
 
-/* Where the text of the element that ends goes. */
-static void take(pom_ctx_t *c, char *text)
+/* Where the text of the element at path that ends goes. */
+static void take(pom_ctx_t *c, const char *path, char *text)
 {
     static const struct {
         const char *path;
@@ -218,7 +210,6 @@ static void take(pom_ctx_t *c, char *text)
         {"project/parent/version", offsetof(kiln_pom_t, parent.version)},
     };
     kiln_pom_t *p = c->pom;
-    const char *path = c->at.path;
 
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
         if (strcmp(path, fields[i].path) == 0) {
@@ -266,49 +257,47 @@ static void take(pom_ctx_t *c, char *text)
     free(text);
 }
 
-static void XMLCALL on_end(void *data, const XML_Char *name)
+static void on_close(kiln_xml_reader_t *r, void *ud, const char *path, unsigned depth,
+                     const char *text, size_t len)
 {
-    pom_ctx_t *c = data;
-    (void)name;
-    if (c->failed || c->at.depth == 0)
-        return;
-    if (kiln_xml_path_valid(&c->at))
-        take(c, trimmed(c));
-    c->text_len = 0;
-    kiln_xml_path_pop(&c->at);
+    pom_ctx_t *c = ud;
+    (void)depth;
+    c->r = r;
+    if (path)
+        take(c, path, trimmed(text, len));
 }
 
-static void XMLCALL on_text(void *data, const XML_Char *s, int len)
+static void on_refuse(kiln_xml_reader_t *r, void *ud, kiln_xml_refusal_t why, const char *path,
+                      size_t cap)
 {
-    pom_ctx_t *c = data;
-    size_t n = (size_t)len;
-    if (c->failed)
-        return;
-    if (n > KILN_POM_MAX_TEXT - c->text_len) {
-        stop(c, "the text of <%s> is over %d bytes", c->at.path, KILN_POM_MAX_TEXT);
-        return;
+    pom_ctx_t *c = ud;
+    c->r = r;
+    switch (why) {
+    case KILN_XML_TOO_MANY:
+        stop(c, "more than %d elements", KILN_POM_MAX_ELEMENTS);
+        break;
+    case KILN_XML_TOO_DEEP:
+        stop(c, "elements nested deeper than %d", KILN_POM_MAX_DEPTH);
+        break;
+    case KILN_XML_TEXT_OVER:
+        stop(c, "the text of <%s> is over %zu bytes", path, cap);
+        break;
+    case KILN_XML_DOCTYPE:
+        /* a pom never needs a DTD */
+        stop(c, "a DOCTYPE is not allowed in a pom");
+        break;
+    case KILN_XML_ENTITY:
+        stop(c, "an entity declaration is not allowed in a pom");
+        break;
     }
-    if (c->text_len + n + 1 > c->text_alloc) {
-        size_t want = c->text_alloc ? c->text_alloc : 256;
-        while (want < c->text_len + n + 1)
-            want *= 2;
-        c->text = kiln_xrealloc(c->text, want);
-        c->text_alloc = want;
-    }
-    memcpy(c->text + c->text_len, s, n);
-    c->text_len += n;
-    c->text[c->text_len] = '\0';
 }
 
-/* A pom never needs a DTD: refusing it leaves no entity to expand (billion
- * laughs) and nothing external to resolve. */
-static void refuse(void *data, bool doctype)
-{
-    if (doctype)
-        stop(data, "a DOCTYPE is not allowed in a pom");
-    else
-        stop(data, "an entity declaration is not allowed in a pom");
-}
+/* the document's own encoding: a pom may declare ISO-8859-1 */
+static const kiln_xml_reader_ops_t pom_ops = {
+    .open = on_open,
+    .close = on_close,
+    .refuse = on_refuse,
+};
 
 const kiln_pom_artifact_t *kiln_pom_find(const kiln_pom_artifact_t *list, size_t n,
                                          const char *group_id, const char *artifact_id)
@@ -326,26 +315,9 @@ int kiln_pom_parse(const char *xml, size_t len, const char *what, kiln_pom_t **o
     pom_ctx_t c = {0};
     int ret = -1;
 
-    if (len > (size_t)INT32_MAX)
-        return kiln_error_set(err, EFBIG, "%s: too big", what);
-    c.parser = XML_ParserCreateNS(NULL, KILN_XML_NS_SEP);
-    if (c.parser == NULL)
-        return kiln_error_set(err, ENOMEM, "%s: XML parser", what);
     c.pom = kiln_xzalloc(sizeof(*c.pom));
-    XML_SetUserData(c.parser, &c);
-    XML_SetElementHandler(c.parser, on_start, on_end);
-    XML_SetCharacterDataHandler(c.parser, on_text);
-    kiln_xml_refuse_dtd(c.parser, &c.at, refuse);
-    if (XML_Parse(c.parser, xml ? xml : "", (int)len, XML_TRUE) != XML_STATUS_OK) {
-        if (c.failed)
-            kiln_error_set(err, 0, "%s: %s", what, c.msg);
-        else
-            kiln_error_set(err, 0, "%s is not valid XML (line %lu, column %lu: %s)", what,
-                           (unsigned long)XML_GetCurrentLineNumber(c.parser),
-                           (unsigned long)XML_GetCurrentColumnNumber(c.parser),
-                           XML_ErrorString(XML_GetErrorCode(c.parser)));
+    if (kiln_xml_read(xml, len, &pom_ops, &c, what, err) < 0)
         goto out;
-    }
     for (size_t i = 0; i < c.pom->n_plugins; i++) {
         const char *a = c.pom->plugins[i].artifact_id;
         if (a && strcmp(a, "maven-compiler-plugin") == 0 && c.plugin_release[i])
@@ -362,9 +334,7 @@ out:
     }
     free(c.plugin_release);
     free(c.plugin_jdk);
-    free(c.text);
     kiln_pom_free(c.pom);
-    XML_ParserFree(c.parser);
     return ret;
 }
 
