@@ -12,6 +12,11 @@
 # (same-nocache would be nocache again: the ratio is taken against nocache), and the floor:
 # plain `tar -xzf` of the base image's layers into an empty directory (what any fresh worker
 # must at least do before a RUN step; no download, no digest checks)
+# Each of nocache / remote / warm / same-remote also runs on a worker whose image carries the
+# base image unpacked in an additional store (`kiln store add`, made once before the rounds:
+# what the worker image would hold): s-nocache, s-remote, s-warm, s-same-remote. Both set-ups
+# save to and restore from their own S3 prefix, so each remote run restores the previous
+# commit's cache of its own set-up.
 # Goals (issue #18): remote <= 0.3x nocache, <= 1.5x warm. Medians of RUNS rounds (the cases
 # in turn, round after round, so a busy shared machine weighs on all alike), min/max, RSS.
 # The base image (kiln's node-build, 444 MB of gzip layers, 950 MB unpacked) comes from a
@@ -76,12 +81,22 @@ EOF
 printf 'node_modules\ndist\n' >"$APP/.dockerignore"
 
 S3="type=s3,bucket=ebench,prefix=app"
+S3S="type=s3,bucket=ebench,prefix=app-store"
+# the worker image's additional store: the base unpacked once (kiln store add), outside the clock
+STORE=$T/store
+"$KILN" store add --progress none --root "$T/store-root" --insecure-registry "127.0.0.1:$RPORT" \
+  "$STORE" "$BASE" >"$T/store-add.log" 2>&1 || { cat "$T/store-add.log" >&2; exit 1; }
+rm -rf "$T/store-root"
+AS="--additional-store $STORE"
 KB="$KILN build --progress plain --insecure-registry 127.0.0.1:$RPORT"
 change() { echo "export const round = $1;" >"$APP/src/round.ts"; }
 # fills S3 and the warm root with the previous commit's build
 change 0
 $KB --root "$T/warm" "$APP" >"$T/prep-warm.log" 2>&1
 $KB --root "$T/prep" --cache-to "$S3,mode=max" "$APP" >"$T/prep-s3.log" 2>&1
+rm -rf "$T/prep"
+$KB --root "$T/swarm" $AS "$APP" >"$T/prep-swarm.log" 2>&1
+$KB --root "$T/prep" $AS --cache-to "$S3S,mode=max" "$APP" >"$T/prep-s3s.log" 2>&1
 rm -rf "$T/prep"
 
 LAYERS=$(python3 -c 'import json, sys
@@ -106,6 +121,11 @@ for ((r = 0; r < RUNS; r++)); do
   # the same commit again
   run same-remote 1 --root "$T/r" --cache-from "$S3"
   run same-warm 0 --root "$T/warm"
+  # the same on a worker carrying the base in an additional store
+  run s-nocache 1 --root "$T/r" $AS
+  run s-remote 1 --root "$T/r" $AS --cache-from "$S3S" --cache-to "$S3S,mode=max"
+  run s-warm 0 --root "$T/swarm" $AS
+  run s-same-remote 1 --root "$T/r" $AS --cache-from "$S3S"
   # the floor of what a fresh worker must do for the changed commit: unpack the base image's
   # layers with plain tar (no download, no checks), one after the other as tar would
   rm -rf "$T/floor"
@@ -116,6 +136,8 @@ echo "what a remote run did (round 1):"
 grep -h "cache mount\|imported\|exported\|CACHED\|DONE\|^#.*\[" "$T/remote-1.log" | head -30 || true
 echo "what a same-commit remote run did (round 1):"
 grep -h "cache mount\|imported\|CACHED\|DONE\|^#.*\[" "$T/same-remote-1.log" | head -30 || true
+echo "what a remote run with the base in an additional store did (round 1):"
+grep -h "cache mount\|imported\|exported\|additional store\|CACHED\|DONE\|^#.*\[" "$T/s-remote-1.log" | head -30 || true
 echo "what a nocache run did (round 1):"
 grep -h "DONE\|^#.*\[" "$T/nocache-1.log" | head -30 || true
 rm -rf "$T/r"
@@ -127,4 +149,11 @@ ratio_line "changed: remote/warm" remote warm "(goal <= 1.50)"
 ratio_line "same: remote/nocache" same-remote nocache "(goal <= 0.30)"
 ratio_line "same: remote/warm" same-remote same-warm "(goal <= 1.50)"
 ratio_line "base unpack floor/warm" floor warm "(tar -xzf of the base alone, vs the whole warm build)"
+echo "with the base in an additional store (the worker image carries it unpacked):"
+ratio_line "store changed: remote/nocache" s-remote s-nocache "(goal <= 0.30)"
+ratio_line "store changed: remote/warm" s-remote s-warm "(goal <= 1.50)"
+ratio_line "store changed: remote/registry warm" s-remote warm "(goal <= 1.50; a warm root of the registry set-up)"
+ratio_line "store same: remote/nocache" s-same-remote s-nocache "(goal <= 0.30)"
+ratio_line "store vs registry: nocache" s-nocache nocache
+ratio_line "store vs registry: remote" s-remote remote
 bench_footer
