@@ -24,7 +24,7 @@
 # pushed once; every fresh root downloads and unpacks it, which is part of the cost measured
 # (a warm root has it). The S3 emulator is fauxqs (tests/aws/setup.sh), on loopback: no
 # network latency; the npm registry is the real one.
-# Usage: bench/ephemeral.sh [KILN_BIN]   (env: RUNS=5; KILN_IMAGES_DIR)
+# Usage: bench/ephemeral.sh [KILN_BIN]   (env: RUNS=5; KILN_IMAGES_DIR; BENCH_KEEP=DIR: the logs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/bench_lib.sh
@@ -141,6 +141,8 @@ grep -h "cache mount\|imported\|exported\|additional store\|CACHED\|DONE\|^#.*\[
 echo "what a nocache run did (round 1):"
 grep -h "DONE\|^#.*\[" "$T/nocache-1.log" | head -30 || true
 rm -rf "$T/r"
+# every run's log kept for a closer look (BENCH_KEEP=DIR)
+[ -z "${BENCH_KEEP:-}" ] || { mkdir -p "$BENCH_KEEP" && cp "$T"/*.log "$BENCH_KEEP"/; }
 
 bench_header
 stats_table

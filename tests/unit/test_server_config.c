@@ -217,6 +217,27 @@ static void test_config_source_policy(void **state)
     assert_int_equal(load_config("{\"policy\": {\"oci_dirs\": \"/x\"}}", &c, &err), -1);
     assert_non_null(strstr(err.msg, "policy.oci_dirs"));
     assert_null(c);
+
+    /* policy.additional_stores: the operator's read-only image stores for every build */
+    assert_int_equal(load_config("{\"policy\": {\"additional_stores\": [\"/srv/store\"], "
+                                 "\"oci_dirs\": [\"/srv/images\"]}}",
+                                 &c, &err),
+                     0);
+    opts = NULL;
+    n = 0;
+    kiln_server_policy_options(c->policy, &opts, &n);
+    assert_int_equal(n, 2);
+    assert_string_equal(opts[0], "--additional-store=/srv/store");
+    assert_string_equal(opts[1], "--oci-dir=/srv/images");
+    kiln_strv_free(opts);
+    kiln_config_free(c);
+    c = NULL;
+    assert_int_equal(
+        load_config("{\"policy\": {\"additional_stores\": [\"/ok\", \"store\"]}}", &c, &err), -1);
+    assert_non_null(strstr(err.msg, "policy.additional_stores[1]: must be an absolute path"));
+    assert_int_equal(load_config("{\"policy\": {\"additional_stores\": \"/x\"}}", &c, &err), -1);
+    assert_non_null(strstr(err.msg, "policy.additional_stores: must be an array"));
+    assert_null(c);
 }
 
 /* "policy": entitlements and isolation; chroot only through the policy. */
