@@ -52,6 +52,14 @@ int kiln_cli_registry_end(kiln_cli_registry_t *cr, kiln_registry_t *r, kiln_stor
     return rc;
 }
 
+int kiln_cli_registry_finish(kiln_cli_registry_t *cr, kiln_registry_t *r, kiln_store_t *s, int rc,
+                             const kiln_error_t *err)
+{
+    if (rc == KILN_EXIT_FAIL)
+        rc = kiln_cli_fail(err);
+    return kiln_cli_registry_end(cr, r, s, rc);
+}
+
 static int parse_num(const char *cmd, const char *flag, const char *arg, long min, long max,
                      long *out)
 {

@@ -96,6 +96,10 @@ void kiln_cli_registry_free(kiln_cli_registry_t *cr);
 /* The end of a registry command: its store closed, its client and options freed (any may
  * be NULL / unset); returns rc. */
 int kiln_cli_registry_end(kiln_cli_registry_t *cr, kiln_registry_t *r, kiln_store_t *s, int rc);
+/* kiln_cli_registry_end of a command that ran: rc KILN_EXIT_FAIL reports err first
+ * (kiln_cli_fail), KILN_EXIT_USAGE was reported where it was found. Returns rc. */
+int kiln_cli_registry_finish(kiln_cli_registry_t *cr, kiln_registry_t *r, kiln_store_t *s, int rc,
+                             const kiln_error_t *err);
 
 /* Handles one registry option; returns 1 when it was one, 0 when not, -1 on a
  * bad value (message printed for command cmd). */

@@ -108,14 +108,14 @@ int kiln_cmd_copy(int argc, char **argv)
     kiln_store_t *s = NULL;
     kiln_error_t err = {0};
     kiln_descriptor_t top = {0}, man = {0};
-    kiln_digest_t out;
+    kiln_digest_t written;
     _cleanup_free_ char *from = NULL;
     char ds[KILN_DIGEST_STR_MAX];
     const char *src, *dst, *srest, *drest;
     kiln_loc_kind_t sk, dk;
     copy_flags_t f = {.so = {.min_layer = -1, .build_tool = "kiln " KILN_VERSION}};
     kiln_soci_result_t sr = {0};
-    int c, rc = KILN_EXIT_FAIL, ecr_create;
+    int c, rc = KILN_EXIT_USAGE, ecr_create; /* usage until the operands are checked */
 
     kiln_cli_registry_init(&cr);
     c = kiln_cli_registry_getopt(&cr, "copy", argc, argv, "h", opts, usage, copy_opt, &f);
@@ -123,10 +123,10 @@ int kiln_cmd_copy(int argc, char **argv)
     if (c == 1)
         return kiln_cli_registry_end(&cr, NULL, NULL, KILN_EXIT_OK);
     if (c != 0)
-        goto usage_fail;
+        goto out;
     if (argc - optind != 2) {
         kiln_cli_usage_error("copy", "expected SOURCE and DEST");
-        goto usage_fail;
+        goto out;
     }
     src = argv[optind];
     dst = argv[optind + 1];
@@ -134,42 +134,43 @@ int kiln_cmd_copy(int argc, char **argv)
     dk = kiln_cli_location(dst, &drest);
     if (ecr_create && dk != KILN_LOC_REGISTRY) {
         kiln_cli_usage_error("copy", "--ecr-create-repository needs a registry destination");
-        goto usage_fail;
+        goto out;
     }
     if (f.soci && dk != KILN_LOC_REGISTRY) {
         kiln_cli_usage_error("copy", "--soci needs a registry destination");
-        goto usage_fail;
+        goto out;
     }
     if (f.soci && f.zstd_chunked) {
         kiln_cli_usage_error("copy", "--soci indexes gzip layers only: choose --soci (gzip, "
                                      "Fargate's lazy loading) or --zstd-chunked");
-        goto usage_fail;
+        goto out;
     }
+    rc = KILN_EXIT_FAIL;
     if (kiln_cli_registry_client(&cr, &r, &err) < 0)
-        goto fail;
+        goto out;
     if (sk == KILN_LOC_OCI && dk == KILN_LOC_REGISTRY && !f.soci && !f.zstd_chunked) {
         _cleanup_free_ char *dir = NULL;
         _cleanup_free_ char *tag = NULL;
         kiln_blob_source_t bs;
         if (kiln_layout_parse_ref(src, &dir, &tag, &err) < 0 ||
             kiln_cli_layout_top(dir, tag, &top, &err) < 0)
-            goto fail;
+            goto out;
         bs = kiln_registry_source_layout(dir);
         if (ecr_create && kiln_cli_ecr_create_repositories(&drest, 1, &err) < 0)
-            goto fail;
-        if (kiln_registry_push(r, &bs, &top, &drest, 1, NULL, &out, &err) < 0)
-            goto fail;
+            goto out;
+        if (kiln_registry_push(r, &bs, &top, &drest, 1, NULL, &written, &err) < 0)
+            goto out;
         goto done;
     }
     if (kiln_cli_registry_store(&cr, &s, &err) < 0 ||
         kiln_cli_source_to_store(&cr, r, s, src, 0, &top, &from, &err) < 0)
-        goto fail;
+        goto out;
     if (f.zstd_chunked) { /* the platform's image, every layer rewritten: a new digest */
         kiln_descriptor_t pm = {0}, conv = {0};
         if (platform_manifest(s, &cr, &top, &pm, &err) < 0 ||
             kiln_zstd_chunked_convert(s, &pm, 0, &conv, &err) < 0) {
             kiln_descriptor_clear(&pm);
-            goto fail;
+            goto out;
         }
         kiln_descriptor_clear(&pm);
         kiln_descriptor_clear(&top);
@@ -178,10 +179,10 @@ int kiln_cmd_copy(int argc, char **argv)
     if (dk == KILN_LOC_REGISTRY) {
         kiln_blob_source_t bs = kiln_registry_source_store(s);
         if (ecr_create && kiln_cli_ecr_create_repositories(&drest, 1, &err) < 0)
-            goto fail;
+            goto out;
         if (f.soci) { /* the SOCI-enabled image is what goes (a new digest) */
             if (kiln_soci_convert(s, &top, &f.so, &sr, &err) < 0)
-                goto fail;
+                goto out;
             if (sr.ztocs)
                 fprintf(stderr,
                         "%s: SOCI index v2 with %zu zTOC%s (%zu layer%s below the "
@@ -193,14 +194,14 @@ int kiln_cmd_copy(int argc, char **argv)
             kiln_descriptor_clear(&top);
             top = sr.top;
         }
-        if (kiln_registry_push(r, &bs, &top, &drest, 1, from, &out, &err) < 0)
-            goto fail;
+        if (kiln_registry_push(r, &bs, &top, &drest, 1, from, &written, &err) < 0)
+            goto out;
     } else if (dk == KILN_LOC_OCI) {
         _cleanup_free_ char *dir = NULL;
         _cleanup_free_ char *tag = NULL;
         _cleanup_free_ char *name = NULL;
         if (kiln_layout_parse_ref(dst, &dir, &tag, &err) < 0)
-            goto fail;
+            goto out;
         if (from != NULL) {
             kiln_reference_t ref = {0};
             kiln_reference_parse(srest, &ref, NULL);
@@ -213,11 +214,11 @@ int kiln_cmd_copy(int argc, char **argv)
         if (from != NULL) {
             kiln_descriptor_copy(&man, &top);
         } else if (platform_manifest(s, &cr, &top, &man, &err) < 0) {
-            goto fail;
+            goto out;
         }
         if (kiln_layout_write(s, dir, 0, &man, name, &err) < 0)
-            goto fail;
-        out = man.digest;
+            goto out;
+        written = man.digest;
     } else {
         const char *tags[2] = {NULL, NULL};
         _cleanup_free_ char *tagname = NULL;
@@ -230,19 +231,14 @@ int kiln_cmd_copy(int argc, char **argv)
         }
         if (platform_manifest(s, &cr, &top, &man, &err) < 0 ||
             kiln_docker_archive_write(s, drest, &man, tags, &err) < 0)
-            goto fail;
-        out = man.digest;
+            goto out;
+        written = man.digest;
     }
 done:
-    printf("%s\n", kiln_digest_str(&out, ds));
+    printf("%s\n", kiln_digest_str(&written, ds));
     rc = KILN_EXIT_OK;
-    goto cleanup;
-usage_fail:
-    return kiln_cli_registry_end(&cr, r, s, KILN_EXIT_USAGE);
-fail:
-    rc = kiln_cli_fail(&err);
-cleanup:
+out:
     kiln_descriptor_clear(&top);
     kiln_descriptor_clear(&man);
-    return kiln_cli_registry_end(&cr, r, s, rc);
+    return kiln_cli_registry_finish(&cr, r, s, rc, &err);
 }

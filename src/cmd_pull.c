@@ -76,7 +76,7 @@ int kiln_cmd_pull(int argc, char **argv)
     _cleanup_free_ char *otype = NULL;
     _cleanup_free_ char *odest = NULL;
     char ds[KILN_DIGEST_STR_MAX];
-    int c, rc = KILN_EXIT_FAIL;
+    int c, rc = KILN_EXIT_USAGE; /* until the operands are checked */
 
     kiln_cli_registry_init(&cr);
     {
@@ -85,20 +85,21 @@ int kiln_cmd_pull(int argc, char **argv)
         if (c == 1)
             return kiln_cli_registry_end(&cr, NULL, NULL, KILN_EXIT_OK);
         if (c != 0)
-            goto usage_fail;
+            goto out;
     }
     if (optind != argc - 1) {
         kiln_cli_usage_error("pull", "expected exactly one image reference");
-        goto usage_fail;
+        goto out;
     }
+    rc = KILN_EXIT_FAIL;
     if (kiln_cli_registry_client(&cr, &r, &err) < 0 || kiln_cli_registry_store(&cr, &s, &err) < 0)
-        goto fail;
+        goto out;
     kiln_cli_registry_pull_opts(&cr, &po);
     if (otype != NULL && strcmp(otype, "local") == 0) {
         if (kiln_pull_unpacked(r, s, argv[optind], &po, &img, odest, &err) < 0)
-            goto fail;
+            goto out;
     } else if (kiln_registry_pull(r, s, argv[optind], &po, &img, &err) < 0) {
-        goto fail;
+        goto out;
     }
     if (otype != NULL && strcmp(otype, "oci") == 0) {
         _cleanup_free_ char *dir = NULL;
@@ -106,7 +107,7 @@ int kiln_cmd_pull(int argc, char **argv)
         _cleanup_free_ char *name = NULL;
         kiln_reference_t ref = {0};
         if (kiln_layout_parse_ref(odest, &dir, &tag, &err) < 0)
-            goto fail;
+            goto out;
         kiln_reference_parse(argv[optind], &ref, NULL);
         name = kiln_xasprintf("%s/%s:%s", ref.registry, ref.repository,
                               tag       ? tag
@@ -115,20 +116,15 @@ int kiln_cmd_pull(int argc, char **argv)
         kiln_reference_free(&ref);
         /* a layout gets the selected platform's manifest: that is what was fetched */
         if (kiln_layout_write(s, dir, 0, &img.manifest, name, &err) < 0)
-            goto fail;
+            goto out;
     }
     if (strchr(argv[optind], '@') == NULL &&
         kiln_imagestore_tag(s, (const char *const *)&argv[optind], 1, &img.manifest.digest, &err) <
             0) /* docker pull NAME: the platform's image is named NAME in kiln's store */
-        goto fail;
+        goto out;
     printf("%s\n", kiln_digest_str(&img.top.digest, ds));
     rc = KILN_EXIT_OK;
-    goto out;
-usage_fail:
-    return kiln_cli_registry_end(&cr, r, s, KILN_EXIT_USAGE);
-fail:
-    rc = kiln_cli_fail(&err);
 out:
     kiln_registry_image_clear(&img);
-    return kiln_cli_registry_end(&cr, r, s, rc);
+    return kiln_cli_registry_finish(&cr, r, s, rc, &err);
 }

@@ -39,7 +39,7 @@ int kiln_cmd_push(int argc, char **argv)
     char ds[KILN_DIGEST_STR_MAX];
     const char *rest;
     char *single[2];
-    int c, rc = KILN_EXIT_FAIL, ecr_create = 0;
+    int c, rc = KILN_EXIT_USAGE, ecr_create = 0; /* usage until the operands are checked */
 
     kiln_cli_registry_init(&cr);
     c = kiln_cli_registry_getopt(&cr, "push", argc, argv, "h", opts, usage, kiln_cli_ecr_create_opt,
@@ -47,25 +47,26 @@ int kiln_cmd_push(int argc, char **argv)
     if (c == 1)
         return kiln_cli_registry_end(&cr, NULL, NULL, KILN_EXIT_OK);
     if (c != 0)
-        goto usage_fail;
+        goto out;
     if (argc - optind < 1) {
         kiln_cli_usage_error("push", "expected an image (and destination references)");
-        goto usage_fail;
+        goto out;
     }
+    rc = KILN_EXIT_FAIL;
     if (argc - optind == 1) {
         /* docker push NAME: an image named in kiln's store goes to the registry its name says */
         kiln_imagestore_entry_t e = {0};
         int found;
         if (kiln_cli_registry_store(&cr, &s, &err) < 0 ||
             (found = kiln_imagestore_lookup(s, argv[optind], &e, &err)) < 0)
-            goto fail;
+            goto out;
         kiln_imagestore_entry_clear(&e);
         if (found == 0) {
             kiln_error_set(&err, 0,
                            "no image named %s in kiln's store (kiln images lists them; kiln push "
                            "SOURCE REF pushes an OCI layout, archive or registry image)",
                            argv[optind]);
-            goto fail;
+            goto out;
         }
         single[0] = argv[optind];
         single[1] = argv[optind];
@@ -78,42 +79,37 @@ int kiln_cmd_push(int argc, char **argv)
         if (strncmp(argv[i], "docker://", 9) == 0)
             argv[i] += 9;
         if (kiln_reference_parse(argv[i], &ref, &err) < 0)
-            goto fail; /* the store a bare name opened is closed too */
+            goto out; /* the store a bare name opened is closed too */
         kiln_reference_free(&ref);
     }
     if (kiln_cli_registry_client(&cr, &r, &err) < 0)
-        goto fail;
+        goto out;
     if (ecr_create && kiln_cli_ecr_create_repositories((const char *const *)argv + optind + 1,
                                                        (size_t)(argc - optind - 1), &err) < 0)
-        goto fail;
+        goto out;
     if (kiln_cli_location(argv[optind], &rest) == KILN_LOC_OCI) {
         /* straight from the layout: nothing is copied into the store */
         kiln_blob_source_t src;
         if (kiln_layout_parse_ref(argv[optind], &dir, &tag, &err) < 0 ||
             kiln_cli_layout_top(dir, tag, &top, &err) < 0)
-            goto fail;
+            goto out;
         src = kiln_registry_source_layout(dir);
         if (kiln_registry_push(r, &src, &top, (const char *const *)argv + optind + 1,
                                (size_t)(argc - optind - 1), NULL, &pushed, &err) < 0)
-            goto fail;
+            goto out;
     } else {
         kiln_blob_source_t src;
         if ((s == NULL && kiln_cli_registry_store(&cr, &s, &err) < 0) ||
             kiln_cli_source_to_store(&cr, r, s, argv[optind], 1, &top, &from, &err) < 0)
-            goto fail;
+            goto out;
         src = kiln_registry_source_store(s);
         if (kiln_registry_push(r, &src, &top, (const char *const *)argv + optind + 1,
                                (size_t)(argc - optind - 1), from, &pushed, &err) < 0)
-            goto fail;
+            goto out;
     }
     printf("%s\n", kiln_digest_str(&pushed, ds));
     rc = KILN_EXIT_OK;
-    goto out;
-usage_fail:
-    return kiln_cli_registry_end(&cr, r, s, KILN_EXIT_USAGE);
-fail:
-    rc = kiln_cli_fail(&err);
 out:
     kiln_descriptor_clear(&top);
-    return kiln_cli_registry_end(&cr, r, s, rc);
+    return kiln_cli_registry_finish(&cr, r, s, rc, &err);
 }
