@@ -13,85 +13,57 @@
  * library is missing and what needs it. */
 #define CURL_DISABLE_TYPECHECK 1
 #include <curl/curl.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 
 #include "utils/lazylib.h"
 
-#define KILN_LIBCURL "libcurl.so.4"
-
-/* X(return type, name, parameters): every function kiln calls, in one list. */
-#define KILN_CURL_FUNCS(X)                                                                         \
-    X(CURLcode, curl_global_init, (long))                                                          \
-    X(char *, curl_version, (void))                                                                \
-    X(void, curl_free, (void *))                                                                   \
-    X(CURL *, curl_easy_init, (void))                                                              \
-    X(void, curl_easy_cleanup, (CURL *))                                                           \
-    X(void, curl_easy_reset, (CURL *))                                                             \
-    X(CURLcode, curl_easy_perform, (CURL *))                                                       \
-    X(CURLcode, curl_easy_setopt, (CURL *, CURLoption, ...))                                       \
-    X(CURLcode, curl_easy_getinfo, (CURL *, CURLINFO, ...))                                        \
-    X(const char *, curl_easy_strerror, (CURLcode))                                                \
-    X(char *, curl_easy_escape, (CURL *, const char *, int))                                       \
-    X(struct curl_slist *, curl_slist_append, (struct curl_slist *, const char *))                 \
-    X(void, curl_slist_free_all, (struct curl_slist *))                                            \
-    X(CURLU *, curl_url, (void))                                                                   \
-    X(void, curl_url_cleanup, (CURLU *))                                                           \
-    X(CURLUcode, curl_url_get, (CURLU *, CURLUPart, char **, unsigned int))                        \
-    X(CURLUcode, curl_url_set, (CURLU *, CURLUPart, const char *, unsigned int))                   \
-    X(CURLM *, curl_multi_init, (void))                                                            \
-    X(CURLMcode, curl_multi_cleanup, (CURLM *))                                                    \
-    X(CURLMcode, curl_multi_add_handle, (CURLM *, CURL *))                                         \
-    X(CURLMcode, curl_multi_remove_handle, (CURLM *, CURL *))                                      \
-    X(CURLMcode, curl_multi_perform, (CURLM *, int *))                                             \
-    X(CURLMcode, curl_multi_poll, (CURLM *, struct curl_waitfd[], unsigned int, int, int *))       \
-    X(CURLMsg *, curl_multi_info_read, (CURLM *, int *))                                           \
-    X(CURLMcode, curl_multi_setopt, (CURLM *, CURLMoption, ...))
-
-/* The functions, in one array (the order of KILN_CURL_FUNCS) and by name. */
-#define COUNT(ret, name, params) +1
-enum { N_FUNCS = 0 KILN_CURL_FUNCS(COUNT) };
-#undef COUNT
-static union {
-    struct {
-#define X(ret, name, params) ret(*name) params;
-        KILN_CURL_FUNCS(X)
-#undef X
-    };
-    void *ptrs[N_FUNCS];
-} fn;
-static const char *const fn_names[] = {
-#define X(ret, name, params) #name,
-    KILN_CURL_FUNCS(X)
-#undef X
-};
-
 /* What the constructors hand out when libcurl is missing: an address no
  * function here ever follows (each checks the library first). */
 static char unloaded_handle;
 
-static pthread_once_t load_once = PTHREAD_ONCE_INIT;
-static int loaded;           /* 1: every function was found */
-static char load_error[256]; /* why not, for curl_easy_strerror */
+/* Every function kiln calls (F: returns a value, then the value when libcurl is missing: the
+ * way libcurl reports an unusable handle; V: void). */
+#define CURL_FUNCS(F, V)                                                                           \
+    F(CURLcode, curl_global_init, (long flags), (flags), CURLE_FAILED_INIT)                        \
+    F(char *, curl_version, (void), (), unloaded_version)                                          \
+    V(curl_free, (void *p), (p))                                                                   \
+    F(CURL *, curl_easy_init, (void), (), (CURL *)&unloaded_handle)                                \
+    V(curl_easy_cleanup, (CURL * h), (h))                                                          \
+    V(curl_easy_reset, (CURL * h), (h))                                                            \
+    F(CURLcode, curl_easy_perform, (CURL * h), (h), CURLE_FAILED_INIT)                             \
+    F(const char *, curl_easy_strerror, (CURLcode code), (code), lazy_error)                       \
+    F(char *, curl_easy_escape, (CURL * h, const char *s, int len), (h, s, len), NULL)             \
+    F(struct curl_slist *, curl_slist_append, (struct curl_slist * l, const char *s), (l, s),      \
+      NULL)                                                                                        \
+    V(curl_slist_free_all, (struct curl_slist * l), (l))                                           \
+    F(CURLU *, curl_url, (void), (), (CURLU *)&unloaded_handle)                                    \
+    V(curl_url_cleanup, (CURLU * u), (u))                                                          \
+    F(CURLUcode, curl_url_get, (CURLU * u, CURLUPart what, char **part, unsigned int flags),       \
+      (u, what, part, flags), CURLUE_OUT_OF_MEMORY)                                                \
+    F(CURLUcode, curl_url_set, (CURLU * u, CURLUPart what, const char *part, unsigned int flags),  \
+      (u, what, part, flags), CURLUE_OUT_OF_MEMORY)                                                \
+    F(CURLM *, curl_multi_init, (void), (), (CURLM *)&unloaded_handle)                             \
+    F(CURLMcode, curl_multi_cleanup, (CURLM * m), (m), CURLM_BAD_HANDLE)                           \
+    F(CURLMcode, curl_multi_add_handle, (CURLM * m, CURL * h), (m, h), CURLM_BAD_HANDLE)           \
+    F(CURLMcode, curl_multi_remove_handle, (CURLM * m, CURL * h), (m, h), CURLM_BAD_HANDLE)        \
+    F(CURLMcode, curl_multi_perform, (CURLM * m, int *running), (m, running), CURLM_BAD_HANDLE)    \
+    F(CURLMcode, curl_multi_poll,                                                                  \
+      (CURLM * m, struct curl_waitfd extra[], unsigned int n, int ms, int *ret),                   \
+      (m, extra, n, ms, ret), CURLM_BAD_HANDLE)                                                    \
+    F(CURLMsg *, curl_multi_info_read, (CURLM * m, int *left), (m, left), NULL)
 
-static void load(void)
-{
-    loaded = kiln_lazylib_load(KILN_LIBCURL, "to talk HTTP(S): registries, S3, SQS, downloads",
-                               fn_names, fn.ptrs, N_FUNCS, load_error, sizeof(load_error)) == 0;
-}
+/* The variadic ones, written out below. */
+#define CURL_VARIADIC(F, V)                                                                        \
+    F(CURLcode, curl_easy_setopt, (CURL * h, CURLoption opt, ...), (), CURLE_FAILED_INIT)          \
+    F(CURLcode, curl_easy_getinfo, (CURL * h, CURLINFO info, ...), (), CURLE_FAILED_INIT)          \
+    F(CURLMcode, curl_multi_setopt, (CURLM * m, CURLMoption opt, ...), (), CURLM_BAD_HANDLE)
 
-/* Loads libcurl once (thread-safe); 0 when every function is there. */
-static int ready(void)
-{
-    pthread_once(&load_once, load);
-    return loaded ? 0 : -1;
-}
+static char unloaded_version[] = "libcurl (not loadable)";
 
-int kiln_lazylib_preload_curl(void)
-{
-    return ready();
-}
+KILN_LAZYLIB_DEFINE(CURL_FUNCS, CURL_VARIADIC, "libcurl.so.4",
+                    "to talk HTTP(S): registries, S3, SQS, downloads")
+KILN_LAZYLIB_PRELOADER(curl)
 
 /* The one argument after a setopt option, by the option's type range. Every
  * option kiln passes is a long, a pointer (data, string, list, callback) or a
@@ -115,143 +87,27 @@ int kiln_lazylib_preload_curl(void)
         return call(obj, opt, v);                                                                  \
     } while (0)
 
-CURLcode curl_global_init(long flags)
-{
-    return ready() < 0 ? CURLE_FAILED_INIT : fn.curl_global_init(flags);
-}
-
-char *curl_version(void)
-{
-    static char none[] = "libcurl (not loadable)";
-    return ready() < 0 ? none : fn.curl_version();
-}
-
-void curl_free(void *p)
-{
-    if (ready() == 0)
-        fn.curl_free(p);
-}
-
-CURL *curl_easy_init(void)
-{
-    return ready() < 0 ? (CURL *)&unloaded_handle : fn.curl_easy_init();
-}
-
-void curl_easy_cleanup(CURL *h)
-{
-    if (ready() == 0)
-        fn.curl_easy_cleanup(h);
-}
-
-void curl_easy_reset(CURL *h)
-{
-    if (ready() == 0)
-        fn.curl_easy_reset(h);
-}
-
-CURLcode curl_easy_perform(CURL *h)
-{
-    return ready() < 0 ? CURLE_FAILED_INIT : fn.curl_easy_perform(h);
-}
-
 CURLcode curl_easy_setopt(CURL *h, CURLoption opt, ...)
 {
-    if (ready() < 0)
+    if (lazy_ready() < 0)
         return CURLE_FAILED_INIT;
-    FORWARD_OPT(fn.curl_easy_setopt, h, opt);
+    FORWARD_OPT(lazy_fn.curl_easy_setopt, h, opt);
 }
 
 CURLcode curl_easy_getinfo(CURL *h, CURLINFO info, ...)
 {
-    if (ready() < 0)
+    if (lazy_ready() < 0)
         return CURLE_FAILED_INIT;
     va_list ap;
     va_start(ap, info);
     void *out = va_arg(ap, void *); /* every CURLINFO_* takes a pointer */
     va_end(ap);
-    return fn.curl_easy_getinfo(h, info, out);
-}
-
-const char *curl_easy_strerror(CURLcode code)
-{
-    return ready() < 0 ? load_error : fn.curl_easy_strerror(code);
-}
-
-char *curl_easy_escape(CURL *h, const char *s, int len)
-{
-    return ready() < 0 ? NULL : fn.curl_easy_escape(h, s, len);
-}
-
-struct curl_slist *curl_slist_append(struct curl_slist *l, const char *s)
-{
-    return ready() < 0 ? NULL : fn.curl_slist_append(l, s);
-}
-
-void curl_slist_free_all(struct curl_slist *l)
-{
-    if (ready() == 0)
-        fn.curl_slist_free_all(l);
-}
-
-CURLU *curl_url(void)
-{
-    return ready() < 0 ? (CURLU *)&unloaded_handle : fn.curl_url();
-}
-
-void curl_url_cleanup(CURLU *u)
-{
-    if (ready() == 0)
-        fn.curl_url_cleanup(u);
-}
-
-CURLUcode curl_url_get(CURLU *u, CURLUPart what, char **part, unsigned int flags)
-{
-    return ready() < 0 ? CURLUE_OUT_OF_MEMORY : fn.curl_url_get(u, what, part, flags);
-}
-
-CURLUcode curl_url_set(CURLU *u, CURLUPart what, const char *part, unsigned int flags)
-{
-    return ready() < 0 ? CURLUE_OUT_OF_MEMORY : fn.curl_url_set(u, what, part, flags);
-}
-
-CURLM *curl_multi_init(void)
-{
-    return ready() < 0 ? (CURLM *)&unloaded_handle : fn.curl_multi_init();
-}
-
-CURLMcode curl_multi_cleanup(CURLM *m)
-{
-    return ready() < 0 ? CURLM_BAD_HANDLE : fn.curl_multi_cleanup(m);
-}
-
-CURLMcode curl_multi_add_handle(CURLM *m, CURL *h)
-{
-    return ready() < 0 ? CURLM_BAD_HANDLE : fn.curl_multi_add_handle(m, h);
-}
-
-CURLMcode curl_multi_remove_handle(CURLM *m, CURL *h)
-{
-    return ready() < 0 ? CURLM_BAD_HANDLE : fn.curl_multi_remove_handle(m, h);
-}
-
-CURLMcode curl_multi_perform(CURLM *m, int *running)
-{
-    return ready() < 0 ? CURLM_BAD_HANDLE : fn.curl_multi_perform(m, running);
-}
-
-CURLMcode curl_multi_poll(CURLM *m, struct curl_waitfd extra[], unsigned int n, int ms, int *ret)
-{
-    return ready() < 0 ? CURLM_BAD_HANDLE : fn.curl_multi_poll(m, extra, n, ms, ret);
-}
-
-CURLMsg *curl_multi_info_read(CURLM *m, int *left)
-{
-    return ready() < 0 ? NULL : fn.curl_multi_info_read(m, left);
+    return lazy_fn.curl_easy_getinfo(h, info, out);
 }
 
 CURLMcode curl_multi_setopt(CURLM *m, CURLMoption opt, ...)
 {
-    if (ready() < 0)
+    if (lazy_ready() < 0)
         return CURLM_BAD_HANDLE;
-    FORWARD_OPT(fn.curl_multi_setopt, m, opt);
+    FORWARD_OPT(lazy_fn.curl_multi_setopt, m, opt);
 }
