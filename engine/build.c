@@ -4,6 +4,7 @@
  * policies of a build; the local export of a built image. */
 #include "engine/build.h"
 
+#include "engine/cache.h"
 #include "engine/engine.h"
 #include "engine/remote_base.h"
 #include "engine/remote_cache.h"
@@ -171,6 +172,9 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
     e->known_fd = -1;
     e->req = req;
     e->store = store;
+    /* the blobs of steps are synced in groups, before the refs that name them */
+    kiln_store_defer_sync(store, 1);
+    kiln_cache_init(e);
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->cond, NULL);
     e->res = res;
@@ -279,6 +283,10 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
         goto out;
     ret = 0;
 out:
+    /* the steps that completed keep their cache entries, the build failed or not */
+    if (kiln_cache_finish(e, ret == 0 ? err : NULL) < 0)
+        ret = -1;
+    kiln_store_defer_sync(store, 0);
     if (e->work)
         kiln_fs_rm_rf(e->work, NULL);
     free(e->work);

@@ -77,6 +77,8 @@ typedef struct stage {
     size_t tail_n;
     kiln_error_t err;  /* a failure while running in a worker thread */
     pthread_t builder; /* the thread building it (state 1) */
+    /* a RUN's upper dir left empty and its work dir, kept for the next RUN (step_run.c) */
+    char *spare_upper, *spare_work;
 } stage_t;
 
 typedef struct engine {
@@ -109,6 +111,15 @@ typedef struct engine {
     pthread_cond_t cond;  /* a stage finished */
     /* cache entries this build used or made: "<stage index> <entry digest> <key hex>" */
     strv_t cache_used;
+    /* step cache refs made but not written yet (engine/cache.c): "<ref name>\t<digest>",
+     * queued and being written by the flusher thread, when the oldest queued was made
+     * (CLOCK_MONOTONIC ms), the flusher, its wake-up and its first failure; under lock */
+    strv_t cache_pending, cache_writing;
+    uint64_t cache_pending_since;
+    pthread_t cache_flusher;
+    bool cache_flusher_on, cache_flusher_stop;
+    pthread_cond_t cache_flush_cond;
+    kiln_error_t cache_flush_err;
     struct kiln_rcache *rcache;    /* type=s3 remote caches (engine/remote_mounts), or NULL */
     struct base_pulls *base_pulls; /* FROM layers still downloading (engine/remote_base) */
     strv_t astore_noted;           /* chains of additional stores logged (engine/base_store) */

@@ -39,23 +39,32 @@ static void lower_prove(const engine_t *e, const layer_t *l)
  * (lower_prove): an image whose config names someone else's diff_id next to a
  * blob of its own gets its own blob unpacked (and refused for the mismatch),
  * never the other tree. */
+/* The lower dir of layer l when it is there already (NULL when it must be unpacked). */
+static char *lower_ready(const engine_t *e, const layer_t *l)
+{
+    _cleanup_free_ char *proof = lower_proof(e, l);
+    char *dir = kiln_xasprintf("%s/%s", e->lowers_dir, l->diff_id.hex);
+    struct stat st;
+
+    if (stat(dir, &st) == 0 && access(proof, F_OK) == 0)
+        return dir;
+    free(dir);
+    return NULL;
+}
+
 int kiln_snapshot_lower_dir(engine_t *e, const layer_t *l, char **out, kiln_error_t *err)
 {
     char ds[KILN_DIGEST_STR_MAX];
     _cleanup_free_ char *dir = NULL;
     _cleanup_free_ char *tmp = NULL;
-    _cleanup_free_ char *proof = lower_proof(e, l);
     _cleanup_close_ int fd = -1;
     kiln_unpack_opts_t o;
     kiln_blob_stream_t *bs = NULL;
-    struct stat st;
 
+    if ((*out = lower_ready(e, l)) != NULL)
+        return 0;
     kiln_digest_str(&l->diff_id, ds);
     dir = kiln_xasprintf("%s/%s", e->lowers_dir, strchr(ds, ':') + 1);
-    if (stat(dir, &st) == 0 && access(proof, F_OK) == 0) {
-        *out = steal_pointer(&dir);
-        return 0;
-    }
     /* a FROM image's layer may still be downloading (engine/remote_base): then it is
      * unpacked as its bytes arrive, the stream's last read waiting for the blob's
      * digest-checked commit */
@@ -206,18 +215,36 @@ int kiln_snapshot_layer_commit_step(engine_t *e, stage_t *st, kiln_snapshot_laye
     return kiln_cache_store(e, st, key, &l, err);
 }
 
+/* Whether the directory holds no entry (1), some (0), or cannot be read (-1 with err). */
+static int dir_empty(const char *dir, kiln_error_t *err)
+{
+    _cleanup_closedir_ DIR *d = opendir(dir);
+    struct dirent *de;
+
+    if (d == NULL)
+        return kiln_error_set(err, errno, "open %s", dir);
+    errno = 0;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            return 0;
+    return errno ? kiln_error_set(err, errno, "read %s", dir) : 1;
+}
+
 /* A step that made a layer: commit `dir` as the layer, add its history entry,
- * advance the stage's cache key and record the cache entry. */
+ * advance the stage's cache key and record the cache entry. An overlay upper dir left
+ * empty (a RUN that changed no file) makes no layer, as in BuildKit: the history entry
+ * says empty_layer, the cache entry names the config alone. */
 int kiln_snapshot_commit_step(engine_t *e, stage_t *st, const char *dir, int overlay,
                               const char *created_by, const kiln_digest_t *key, kiln_error_t *err)
 {
     layer_t l;
+    int empty = overlay ? dir_empty(dir, err) : 0;
 
-    if (kiln_snapshot_commit_layer(e, st, dir, overlay, &l, err) < 0)
+    if (empty < 0 || (!empty && kiln_snapshot_commit_layer(e, st, dir, overlay, &l, err) < 0))
         return -1;
-    kiln_step_history(e, st, created_by, 0);
+    kiln_step_history(e, st, created_by, empty);
     st->key = *key;
-    return kiln_cache_store(e, st, key, &l, err);
+    return kiln_cache_store(e, st, key, empty ? NULL : &l, err);
 }
 
 typedef struct lowers_job {
@@ -243,6 +270,7 @@ int kiln_snapshot_lower_dirs(engine_t *e, const layer_t *layers, size_t from, si
     lowers_job_t j = {e, layers, from, to, v};
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned threads = cpus < 2 ? 2 : cpus > 8 ? 8 : (unsigned)cpus;
+    size_t ready = 0;
     if (to <= from)
         return 0;
     /* the bottom of the stack may be in an additional store (engine/base_store): the rest
@@ -251,6 +279,16 @@ int kiln_snapshot_lower_dirs(engine_t *e, const layer_t *layers, size_t from, si
         j.from = kiln_base_store_lowers(e, layers, to, v);
         if (j.from == to)
             return 0;
+    }
+    /* every later step of a stage finds them all there: no threads started for that */
+    for (size_t li = j.from; li < to; li++)
+        if ((v[to - 1 - li] = lower_ready(e, &layers[li])) != NULL)
+            ready++;
+    if (ready == to - j.from)
+        return 0;
+    for (size_t li = j.from; li < to; li++) {
+        free(v[to - 1 - li]);
+        v[to - 1 - li] = NULL;
     }
     if (kiln_workers_run(to - j.from, threads, lower_one, NULL, NULL, &j, err) < 0) {
         for (size_t k = 0; k < to - from; k++) {

@@ -433,4 +433,6 @@ void kiln_solve_stage_clear(stage_t *st)
     free(st->rootfs);
     for (size_t i = 0; i < st->tail_n; i++)
         free(st->tail[i]);
+    free(st->spare_upper); /* under the build's work dir, removed with it */
+    free(st->spare_work);
 }

@@ -4,6 +4,7 @@
 #include "engine/step_run.h"
 
 #include <sys/statvfs.h>
+#include <sys/xattr.h>
 
 #include "engine/cache.h"
 #include "engine/flatten.h"
@@ -83,6 +84,41 @@ static const char *limits_note(const kiln_build_request_t *req, const kiln_step_
              req->memory_limit ? mem : "none", req->pids_limit ? pids : "none",
              req->cpu_time_limit ? cpu : "none", req->disk_limit ? disk : "none");
     return note;
+}
+
+/* A step's upper or work dir: the stage's spare when the last RUN left one, else a new one. */
+static int take_dir(engine_t *e, char **spare, const char *prefix, char **out, kiln_error_t *err)
+{
+    if (*spare != NULL) {
+        *out = steal_pointer(spare);
+        return 0;
+    }
+    return kiln_fs_mkdtemp(e->work, prefix, out, err);
+}
+
+/* Keeps the dirs of a step that succeeded for the stage's next RUN: each one made and removed
+ * costs the build's disk a synchronous trip (a discard on such mounts). The work dir once
+ * overlay's "volatile" marker is gone (a mount refuses a work dir that has it); the upper
+ * dir when the step left it as it was made: empty, kiln's, 0755, no extended attribute. */
+static void keep_dirs(stage_t *st, char **upper, char **work)
+{
+    _cleanup_free_ char *incompat = kiln_xasprintf("%s/work/incompat", *work);
+    struct stat sb;
+    DIR *d;
+    struct dirent *de;
+    int empty = 1;
+
+    if (kiln_fs_rm_rf(incompat, NULL) == 0 && st->spare_work == NULL)
+        st->spare_work = steal_pointer(work);
+    if (*upper == NULL || st->spare_upper != NULL || lstat(*upper, &sb) < 0 ||
+        !S_ISDIR(sb.st_mode) || (sb.st_mode & 07777) != 0755 || sb.st_uid != geteuid() ||
+        sb.st_gid != getegid() || llistxattr(*upper, NULL, 0) != 0 || (d = opendir(*upper)) == NULL)
+        return;
+    while (empty && (de = readdir(d)) != NULL)
+        empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
+    closedir(d);
+    if (empty)
+        st->spare_upper = steal_pointer(upper);
 }
 
 int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_t *err)
@@ -351,8 +387,8 @@ int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
         kiln_error_prefix(err, "Dockerfile:%d: RUN", n->start_line);
         goto out;
     }
-    if (kiln_fs_mkdtemp(e->work, "upper-", &upper, err) < 0 ||
-        kiln_fs_mkdtemp(e->work, "work-", &work, err) < 0)
+    if (take_dir(e, &st->spare_upper, "upper-", &upper, err) < 0 ||
+        take_dir(e, &st->spare_work, "work-", &work, err) < 0)
         goto out;
     /* the upper dir is the root inode of the step: any user must traverse it */
     if (chmod(upper, 0755) < 0) {
@@ -443,6 +479,9 @@ int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     }
     if (kiln_snapshot_commit_step(e, st, upper, 1, created_by, &key, err) < 0)
         goto out;
+    if (access(upper, F_OK) != 0) /* renamed: the layer's lower dir now */
+        upper = (free(upper), NULL);
+    keep_dirs(st, &upper, &work);
     ret = 0;
 out:
     if (lowers) {

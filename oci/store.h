@@ -100,7 +100,8 @@ kiln_sink_t kiln_store_writer_sink(kiln_store_writer_t *w);
 /* Verifies, fsyncs and renames the blob into place; digest/size of what was
  * written in *digest / *size (either may be NULL). ALWAYS frees w; on failure
  * (digest or size mismatch, I/O error) nothing is left in the store. When the
- * blob already exists the temp file is simply dropped. */
+ * blob already exists with that size the temp file is simply dropped (another size: a blob
+ * cut short, replaced). */
 int kiln_store_writer_commit(kiln_store_writer_t *w, kiln_digest_t *digest, uint64_t *size,
                              kiln_error_t *err);
 /* Drops a write in progress (removes its temp file) and frees w. NULL is fine. */
@@ -111,6 +112,16 @@ void kiln_store_writer_abort(kiln_store_writer_t *w);
  * diff_id): it is fetched again. Never for a blob only kiln has (a layer it
  * built). */
 void kiln_store_writer_no_sync(kiln_store_writer_t *w);
+/* Deferred durability (on: +1, off: -1; nested calls count): while on, a blob written
+ * through this handle (not kiln_store_writer_no_sync) is renamed into place without an
+ * fsync, and the next kiln_store_ref_set / kiln_store_ref_set_volatile first makes every
+ * such blob durable at once (kiln_store_sync): a ref never names a blob a crash could cut
+ * short. A build writes dozens of small blobs (a layer and a cache entry per step), each of
+ * which cost a file and a directory fsync before. */
+void kiln_store_defer_sync(kiln_store_t *s, int on);
+/* Makes the deferred blobs written so far durable: one syncfs(2) of the store's filesystem
+ * (nothing when none is pending). -1 with err. */
+int kiln_store_sync(kiln_store_t *s, kiln_error_t *err);
 /* A new read-only fd of the blob being written (its temp file), for a reader
  * following the write: the bytes up to kiln_store_writer_flushed are in it;
  * it keeps the bytes after commit or abort. -1 with err. */
@@ -138,6 +149,12 @@ int kiln_store_in_additional(kiln_store_t *s, const kiln_digest_t *d);
  * name replaces its target atomically. */
 int kiln_store_ref_set(kiln_store_t *s, const char *name, const kiln_digest_t *d,
                        kiln_error_t *err);
+/* As kiln_store_ref_set, for a ref whose loss costs only work done again (a step cache
+ * entry): the blobs it names are made durable first (kiln_store_sync), the ref file itself is
+ * not fsynced: after a crash it may be missing or unreadable (kiln_store_ref_get fails,
+ * kiln_store_ref_foreach skips it), never naming a blob cut short. */
+int kiln_store_ref_set_volatile(kiln_store_t *s, const char *name, const kiln_digest_t *d,
+                                kiln_error_t *err);
 /* 1 and *d filled when the name exists, 0 when it does not, <0 on error. */
 int kiln_store_ref_get(kiln_store_t *s, const char *name, kiln_digest_t *d, kiln_error_t *err);
 /* Removes a pin; a missing name is not an error. */

@@ -21,6 +21,8 @@ struct kiln_store {
     /* read-only stores consulted for blobs the root lacks (oci/additional_store) */
     struct kiln_astore *additional[16];
     size_t n_additional;
+    int defer_sync;   /* > 0: blob writes are not fsynced one by one (kiln_store_defer_sync) */
+    int pending_sync; /* a deferred blob was written since the last kiln_store_sync */
 };
 
 /* Opens (creating) directory `name` under root as a directory fd. */

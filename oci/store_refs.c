@@ -34,18 +34,57 @@ static int ref_file(const char *name, kiln_digest_t *file, kiln_error_t *err)
     return 0;
 }
 
+/* The ref file's name and body for name -> d. */
+static int ref_body(const char *name, const kiln_digest_t *d, kiln_digest_t *file, char **body,
+                    kiln_error_t *err)
+{
+    if (ref_file(name, file, err) < 0)
+        return -1;
+    *body = kiln_xasprintf("sha256:%s\n%s\n", d->hex, name);
+    return 0;
+}
+
 int kiln_store_ref_set(kiln_store_t *s, const char *name, const kiln_digest_t *d, kiln_error_t *err)
 {
     kiln_digest_t f;
     _cleanup_free_ char *path = NULL;
     _cleanup_free_ char *body = NULL;
 
-    if (ref_file(name, &f, err) < 0)
+    if (ref_body(name, d, &f, &body, err) < 0)
         return -1;
+    if (kiln_store_sync(s, err) < 0)
+        return kiln_error_prefix(err, "ref %s", name);
     path = kiln_xasprintf("%s/refs/%s", s->root, f.hex);
-    body = kiln_xasprintf("sha256:%s\n%s\n", d->hex, name);
     if (kiln_fs_write_file_atomic(path, body, strlen(body), 0644, err) < 0)
         return kiln_error_prefix(err, "ref %s", name);
+    return 0;
+}
+
+int kiln_store_ref_set_volatile(kiln_store_t *s, const char *name, const kiln_digest_t *d,
+                                kiln_error_t *err)
+{
+    kiln_digest_t f;
+    _cleanup_free_ char *body = NULL;
+    _cleanup_close_ int fd = -1;
+    char tmp[96];
+    size_t len;
+
+    if (ref_body(name, d, &f, &body, err) < 0)
+        return -1;
+    if (kiln_store_sync(s, err) < 0)
+        return kiln_error_prefix(err, "ref %s", name);
+    /* a dot name: walks skip it; the pid and a random part keep writers apart */
+    snprintf(tmp, sizeof(tmp), ".%.16s-%d-%lx", f.hex, (int)getpid(), (unsigned long)random());
+    fd = openat(s->refs_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return kiln_error_set(err, errno, "ref %s: create temp file", name);
+    len = strlen(body);
+    if (kiln_fs_write_all(fd, body, len, err) < 0 ||
+        (renameat(s->refs_fd, tmp, s->refs_fd, f.hex) < 0 &&
+         kiln_error_set(err, errno, "ref %s: rename into place", name) < 0)) {
+        unlinkat(s->refs_fd, tmp, 0);
+        return kiln_error_prefix(err, "ref %s", name);
+    }
     return 0;
 }
 
@@ -135,8 +174,15 @@ int kiln_store_refs_walk(int refs_fd, int (*fn)(const char *name, const kiln_dig
 
         if (de->d_name[0] == '.' || strlen(de->d_name) != 64)
             continue; /* temp files of atomic writes, stray names */
-        if (ref_read(refs_fd, de->d_name, &name, &d, err) < 0)
+        kiln_error_t rerr = {0};
+        if (ref_read(refs_fd, de->d_name, &name, &d, &rerr) < 0) {
+            /* gone meanwhile, or a volatile ref a crash left empty or cut: it names nothing */
+            if (rerr.code == ENOENT || rerr.code == 0 || rerr.code == EINVAL)
+                continue;
+            if (err != NULL)
+                *err = rerr;
             return -1;
+        }
         r = fn(name, &d, ud);
         if (r < 0)
             return r;

@@ -1,7 +1,7 @@
 /* kiln — blobs written into the store (see store.h): streamed into a temp file while hashed,
- * checked against the expected digest and size, fsynced (unless it can be fetched again) and
- * renamed into blobs/ on commit;
- * an aborted or failed write leaves no blob. */
+ * checked against the expected digest and size, fsynced (unless it can be fetched again, or
+ * the store defers syncs to the next ref: kiln_store_defer_sync) and renamed into blobs/ on
+ * commit; an aborted or failed write leaves no blob. */
 #include "oci/store.h"
 
 #include <errno.h>
@@ -165,18 +165,28 @@ int kiln_store_writer_commit(kiln_store_writer_t *w, kiln_digest_t *digest, uint
                        got.hex, (unsigned long long)n, (long long)w->expected_size);
         goto fail;
     }
-    if (!kiln_store_has(s, &got, NULL)) {
-        if (fchmod(w->fd, 0444) < 0 || (!w->no_sync && fsync(w->fd) < 0)) {
-            kiln_error_set(err, errno, "blob store %s: sync temp file", s->root);
-            goto fail;
+    {
+        /* deferred: synced with the others before any ref names it (kiln_store_sync) */
+        int defer = !w->no_sync && __atomic_load_n(&s->defer_sync, __ATOMIC_ACQUIRE) > 0;
+        uint64_t have_size = 0;
+        /* a blob of another size under this name was cut short (a crash before the sync of
+         * a deferred write, or a pulled blob's): these complete bytes replace it */
+        int have = kiln_store_has(s, &got, &have_size) && have_size == n;
+        if (!have) {
+            if (fchmod(w->fd, 0444) < 0 || (!w->no_sync && !defer && fsync(w->fd) < 0)) {
+                kiln_error_set(err, errno, "blob store %s: sync temp file", s->root);
+                goto fail;
+            }
+            if (renameat(s->tmp_fd, w->tmp_name, s->blobs_fd, got.hex) < 0) {
+                kiln_error_set(err, errno, "blob store %s: rename blob sha256:%s into place",
+                               s->root, got.hex);
+                goto fail;
+            }
+            if (defer)
+                __atomic_store_n(&s->pending_sync, 1, __ATOMIC_RELEASE);
+            else if (!w->no_sync)
+                fsync(s->blobs_fd);
         }
-        if (renameat(s->tmp_fd, w->tmp_name, s->blobs_fd, got.hex) < 0) {
-            kiln_error_set(err, errno, "blob store %s: rename blob sha256:%s into place", s->root,
-                           got.hex);
-            goto fail;
-        }
-        if (!w->no_sync)
-            fsync(s->blobs_fd);
     }
     kiln_store_writer_abort(w); /* closes, drops the temp name if still there */
     if (digest != NULL)
@@ -189,14 +199,33 @@ fail:
     return -1;
 }
 
+void kiln_store_defer_sync(kiln_store_t *s, int on)
+{
+    __atomic_add_fetch(&s->defer_sync, on ? 1 : -1, __ATOMIC_ACQ_REL);
+}
+
+int kiln_store_sync(kiln_store_t *s, kiln_error_t *err)
+{
+    /* cleared first: a blob committed while syncfs runs marks the store again */
+    if (!__atomic_exchange_n(&s->pending_sync, 0, __ATOMIC_ACQ_REL))
+        return 0;
+    if (syncfs(s->blobs_fd) < 0) {
+        __atomic_store_n(&s->pending_sync, 1, __ATOMIC_RELEASE);
+        return kiln_error_set(err, errno, "blob store %s: syncfs", s->root);
+    }
+    return 0;
+}
+
 int kiln_store_put_bytes(kiln_store_t *s, const void *buf, size_t len, kiln_digest_t *out,
                          kiln_error_t *err)
 {
     kiln_store_writer_t *w;
     kiln_digest_t d;
+    uint64_t have = 0;
 
     kiln_digest_bytes(buf, len, &d);
-    if (kiln_store_has(s, &d, NULL)) {
+    /* one of another size was cut short: written again (kiln_store_writer_commit) */
+    if (kiln_store_has(s, &d, &have) && have == len) {
         if (out != NULL)
             *out = d;
         return 0;

@@ -363,6 +363,29 @@ static int write_etc(const char *const *texts, kiln_error_t *err)
     return 0;
 }
 
+/* The overlay's bottom lower, in the tmpfs of the step: the mount points kiln_mounts_setup
+ * needs (/proc, /dev, /sys and the /etc files), empty, where no layer has them. The image's
+ * own entries hide them; without it each step made them in its upper dir and removed them
+ * after (clean_one), each a file made and deleted on the build's disk. No allocation. */
+static int write_stub(kiln_error_t *err)
+{
+    static const char *const dirs[] = {"stub", "stub/etc", "stub/proc", "stub/dev", "stub/sys"};
+
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+        if (mkdir(dirs[i], 0755) < 0)
+            return kiln_error_set(err, errno, "creating the step's /%s", dirs[i]);
+    for (size_t i = 0; i < ETC_FILES; i++) {
+        char p[64];
+        int fd;
+        snprintf(p, sizeof(p), "stub/etc/%s", etc_files[i]);
+        fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return kiln_error_set(err, errno, "creating the step's /%s", p);
+        close(fd);
+    }
+    return 0;
+}
+
 int kiln_mounts_overlay(const kiln_step_t *step, const char *rundir, const char *const *etc_texts,
                         const int *fds, int userxattr, kiln_error_t *err)
 {
@@ -416,12 +439,16 @@ int kiln_mounts_overlay(const kiln_step_t *step, const char *rundir, const char 
         if (mkdir("rw/upper", 0755) < 0 || mkdir("rw/work", 0700) < 0)
             return kiln_error_set(err, errno, "creating the step's upper dir");
     }
+    if (write_stub(err) < 0)
+        return -1;
     n = snprintf(opts, sizeof(opts), "lowerdir=");
     len = (size_t)n;
     for (size_t i = 0; i < step->n_lowers && len < sizeof(opts); i++) {
-        n = snprintf(opts + len, sizeof(opts) - len, "%sl%zu", i ? ":" : "", i);
+        n = snprintf(opts + len, sizeof(opts) - len, "l%zu:", i);
         len += (size_t)n;
     }
+    if (len < sizeof(opts))
+        len += (size_t)snprintf(opts + len, sizeof(opts) - len, "stub");
     if (len < sizeof(opts))
         len += (size_t)snprintf(opts + len, sizeof(opts) - len, ",upperdir=rw/%s,workdir=rw/%s%s",
                                 upper, work, userxattr ? ",userxattr,volatile" : ",volatile");
