@@ -9,14 +9,15 @@
  * Save (after a successful build): every cache id the build mounted is listed (hashes of
  * every file), bounded to max-size (least recently used files left out), and compared
  * with the manifest in --cache-to: files whose content it already holds keep their ranges,
- * the others are packed into new 16 MiB blobs and uploaded, then the manifest is written
- * (one PutObject) unless it is byte for byte the one there: an unchanged cache costs one
- * GET and a HEAD per reused blob (one per 16 MiB), no upload. */
+ * the others are packed into new 16 MiB blobs (engine/remote_mounts_pack) and uploaded, then the
+ * manifest is written (one PutObject) unless it is byte for byte the one there: an unchanged cache
+ * costs one GET and a HEAD per reused blob (one per 16 MiB), no upload. */
 #include "engine/remote_mounts.h"
 
 #include "engine/cache.h"
 #include "engine/cachemanifest.h"
 #include "engine/remote_cache.h"
+#include "engine/remote_mounts_pack.h"
 #include "utils/workers.h"
 
 #define FETCH_THREADS 8
@@ -358,14 +359,6 @@ void kiln_remote_mounts_restore(engine_t *e, const char *dir)
 
 /* ---- save */
 
-typedef struct pack {
-    char *path;
-    int fd;
-    uint64_t size;
-    kiln_sha256_t h;
-    uint32_t blob; /* index in the new manifest's table (its digest set when closed) */
-} pack_t;
-
 /* Where a save goes: S3 (an rstore) or the registry cache image (the store, then pushed
  * with the image by engine/remote_cache). */
 typedef struct mount_dest {
@@ -386,145 +379,18 @@ typedef struct mount_dest {
 typedef struct saver {
     engine_t *e;
     const mount_dest_t *dest;
-    kiln_cm_t *now;
-    int rootfd;
-    pack_t *packs;
-    size_t n_packs;
-    uint64_t new_bytes;
+    kiln_mount_packer_t pk;
 } saver_t;
-
-static int pack_close(saver_t *s, kiln_error_t *err)
-{
-    pack_t *p = s->n_packs ? &s->packs[s->n_packs - 1] : NULL;
-    if (p == NULL || p->fd < 0)
-        return 0;
-    kiln_sha256_final(&p->h, &s->now->blobs[p->blob].digest);
-    s->now->blobs[p->blob].size = p->size;
-    if (close(p->fd) < 0) {
-        p->fd = -1;
-        return kiln_error_set(err, errno, "write %s", p->path);
-    }
-    p->fd = -1;
-    return 0;
-}
-
-/* The pack being filled, a new one when there is none or it is full. */
-static pack_t *pack_current(saver_t *s, kiln_error_t *err)
-{
-    pack_t *p = s->n_packs ? &s->packs[s->n_packs - 1] : NULL;
-    kiln_digest_t pending = {{0}};
-    if (p && p->fd >= 0 && p->size < KILN_CM_PACK_MAX)
-        return p;
-    if (pack_close(s, err) < 0)
-        return NULL;
-    s->packs = kiln_xrealloc(s->packs, (s->n_packs + 1) * sizeof(*s->packs));
-    p = &s->packs[s->n_packs++];
-    memset(p, 0, sizeof(*p));
-    p->path = kiln_xasprintf("%s/pack-%zu", s->e->work, s->n_packs);
-    p->fd = open(p->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (p->fd < 0) {
-        kiln_error_set(err, errno, "create %s", p->path);
-        return NULL;
-    }
-    if (kiln_sha256_init(&p->h, err) < 0)
-        return NULL;
-    /* a placeholder digest no blob has, unique per pack, replaced when the pack is closed */
-    snprintf(pending.hex, sizeof(pending.hex), "%064zx", s->n_packs);
-    pending.hex[0] = 'z';
-    p->blob = kiln_cm_add_blob(s->now, &pending, 0);
-    return p;
-}
-
-/* Appends file i's content to the packs: 1 done, 0 when it changed since the scan (it is
- * left out), -1 with err. */
-static int pack_file(saver_t *s, size_t i, kiln_error_t *err)
-{
-    kiln_cm_entry_t *x = &s->now->e[i];
-    _cleanup_close_ int fd = kiln_pathres_openat(s->rootfd, x->path, O_RDONLY | O_NOFOLLOW);
-    _cleanup_free_ char *buf = kiln_xmalloc(1u << 20);
-    kiln_sha256_t h;
-    kiln_digest_t got;
-    uint64_t done = 0;
-    if (fd < 0)
-        return 0;
-    if (kiln_sha256_init(&h, err) < 0)
-        return -1;
-    while (done < x->size) {
-        pack_t *p = pack_current(s, err);
-        uint64_t room, want;
-        ssize_t n;
-        if (p == NULL) {
-            kiln_sha256_dispose(&h);
-            return -1;
-        }
-        room = KILN_CM_PACK_MAX - p->size;
-        want = x->size - done < room ? x->size - done : room;
-        if (want > (1u << 20))
-            want = 1u << 20;
-        n = read(fd, buf, (size_t)want);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            kiln_sha256_dispose(&h);
-            return 0; /* shorter than at the scan */
-        }
-        if (write(p->fd, buf, (size_t)n) != n) {
-            kiln_sha256_dispose(&h);
-            return kiln_error_set(err, errno ? errno : EIO, "write %s", p->path);
-        }
-        kiln_sha256_update(&h, buf, (size_t)n);
-        kiln_sha256_update(&p->h, buf, (size_t)n);
-        if (x->n_segs && x->segs[x->n_segs - 1].blob == p->blob)
-            x->segs[x->n_segs - 1].len += (uint64_t)n;
-        else
-            kiln_cm_add_seg(s->now, i, p->blob, p->size, (uint64_t)n);
-        p->size += (uint64_t)n;
-        done += (uint64_t)n;
-    }
-    kiln_sha256_final(&h, &got);
-    return kiln_digest_equal(&got, &x->hash) ? 1 : 0;
-}
-
-static int cmp_missing(const void *a, const void *b, void *ud)
-{
-    const kiln_cm_t *m = ud;
-    return memcmp(m->e[*(const size_t *)a].hash.hex, m->e[*(const size_t *)b].hash.hex, 64);
-}
-
-/* Packs the files the remote cache lacks (each content once). */
-static int pack_missing(saver_t *s, size_t *missing, size_t n, kiln_error_t *err)
-{
-    kiln_cm_t *m = s->now;
-    qsort_r(missing, n, sizeof(*missing), cmp_missing, m);
-    for (size_t k = 0; k < n; k++) {
-        kiln_cm_entry_t *x = &m->e[missing[k]];
-        int r;
-        if (k > 0 && m->e[missing[k - 1]].type == 'f' &&
-            memcmp(m->e[missing[k - 1]].hash.hex, x->hash.hex, 64) == 0) {
-            const kiln_cm_entry_t *same = &m->e[missing[k - 1]];
-            for (size_t j = 0; j < same->n_segs; j++)
-                kiln_cm_add_seg(m, missing[k], same->segs[j].blob, same->segs[j].off,
-                                same->segs[j].len);
-            continue;
-        }
-        r = pack_file(s, missing[k], err);
-        if (r < 0)
-            return kiln_error_prefix(err, "%s", x->path);
-        if (r == 0)
-            x->type = 0; /* changed under us: left out */
-    }
-    return pack_close(s, err);
-}
 
 static int upload_pack(void *ud, void *http, size_t i, kiln_error_t *err)
 {
     saver_t *s = ud;
-    pack_t *p = &s->packs[i];
+    kiln_mount_pack_t *p = &s->pk.packs[i];
     _cleanup_close_ int fd = open(p->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return kiln_error_set(err, errno, "open %s", p->path);
-    return s->dest->put_blob(s->e, s->dest->ud, http, &s->now->blobs[p->blob].digest, fd, p->size,
-                             err);
+    return s->dest->put_blob(s->e, s->dest->ud, http, &s->pk.now->blobs[p->blob].digest, fd,
+                             p->size, err);
 }
 
 typedef struct checker {
@@ -572,38 +438,6 @@ out:
     return ret;
 }
 
-/* Leaves out the entries marked dropped (type 0) and the blobs no entry uses any more. */
-static void compact(kiln_cm_t *m)
-{
-    size_t w = 0;
-    uint32_t *remap = kiln_xmalloc((m->nb + 1) * sizeof(*remap));
-    kiln_cm_t nb = {0};
-    for (size_t i = 0; i < m->n; i++) {
-        if (m->e[i].type == 0) {
-            free(m->e[i].path);
-            free(m->e[i].link);
-            free(m->e[i].segs);
-            continue;
-        }
-        m->e[w++] = m->e[i];
-    }
-    m->n = w;
-    for (size_t b = 0; b < m->nb; b++)
-        remap[b] = UINT32_MAX;
-    for (size_t i = 0; i < m->n; i++)
-        for (size_t k = 0; k < m->e[i].n_segs; k++) {
-            uint32_t *b = &m->e[i].segs[k].blob;
-            if (remap[*b] == UINT32_MAX)
-                remap[*b] = kiln_cm_add_blob(&nb, &m->blobs[*b].digest, m->blobs[*b].size);
-            *b = remap[*b];
-        }
-    free(m->blobs);
-    m->blobs = nb.blobs;
-    m->nb = nb.nb;
-    m->capb = nb.capb;
-    free(remap);
-}
-
 /* Saves cache id (directory dir) to --cache-to. */
 static int save_one(engine_t *e, const rc_mount_t *mt, const mount_dest_t *dest, kiln_error_t *err)
 {
@@ -613,7 +447,7 @@ static int save_one(engine_t *e, const rc_mount_t *mt, const mount_dest_t *dest,
     _cleanup_close_ int dirfd = open(mt->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     kiln_http_t *http = kiln_http_new();
     kiln_cm_t old = {0}, now = {0};
-    saver_t s = {.e = e, .dest = dest, .now = &now, .rootfd = -1};
+    saver_t s = {.e = e, .dest = dest, .pk = {.now = &now, .rootfd = -1, .work = e->work}};
     size_t old_len = 0, new_len, n_missing = 0, dropped;
     double t0 = kiln_engine_now();
     int ret = -1, r;
@@ -622,9 +456,9 @@ static int save_one(engine_t *e, const rc_mount_t *mt, const mount_dest_t *dest,
         kiln_error_set(err, errno, "open %s", mt->dir);
         goto out;
     }
-    s.rootfd = openat(dirfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    s.pk.rootfd = openat(dirfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
     /* files restored by this build and not changed since keep their hashes unread */
-    if (s.rootfd < 0 || kiln_cm_scan(dirfd, mt->known, &now, err) < 0)
+    if (s.pk.rootfd < 0 || kiln_cm_scan(dirfd, mt->known, &now, err) < 0)
         goto out;
     dropped = kiln_cm_evict(&now, dest->max);
     if (dropped)
@@ -640,12 +474,11 @@ static int save_one(engine_t *e, const rc_mount_t *mt, const mount_dest_t *dest,
         memset(&old, 0, sizeof(old)); /* unreadable: replaced whole */
     kiln_cm_diff(&old, &now, &missing, &n_missing);
     if (recheck_reused(e, dest, &now, &missing, &n_missing, err) < 0 ||
-        pack_missing(&s, missing, n_missing, err) < 0)
+        kiln_mount_packs_write(&s.pk, missing, n_missing, err) < 0)
         goto out;
-    compact(&now);
-    for (size_t i = 0; i < s.n_packs; i++)
-        s.new_bytes += s.packs[i].size;
-    if (kiln_workers_run(s.n_packs, UPLOAD_THREADS, upload_pack, http_new, http_free, &s, err) < 0)
+    kiln_mount_packs_compact(&now);
+    if (kiln_workers_run(s.pk.n_packs, UPLOAD_THREADS, upload_pack, http_new, http_free, &s, err) <
+        0)
         goto out;
     new_body = kiln_cm_encode(&now, &new_len);
     if (r > 0 && new_len == old_len && memcmp(new_body, old_body, new_len) == 0) {
@@ -661,22 +494,14 @@ static int save_one(engine_t *e, const rc_mount_t *mt, const mount_dest_t *dest,
         kiln_engine_log(e,
                         "cache mount %s: saved %zu entries (%.1f MB) to %s, %zu new blobs "
                         "(%.1f MB) in %.2fs",
-                        mt->id, now.n, (double)kiln_cm_total(&now) / 1e6, dest->name, s.n_packs,
-                        (double)s.new_bytes / 1e6, kiln_engine_now() - t0);
+                        mt->id, now.n, (double)kiln_cm_total(&now) / 1e6, dest->name, s.pk.n_packs,
+                        (double)kiln_mount_packs_bytes(&s.pk) / 1e6, kiln_engine_now() - t0);
     }
     ret = 0;
 out:
-    for (size_t i = 0; i < s.n_packs; i++) {
-        if (s.packs[i].fd >= 0) {
-            close(s.packs[i].fd);
-            kiln_sha256_dispose(&s.packs[i].h);
-        }
-        unlink(s.packs[i].path);
-        free(s.packs[i].path);
-    }
-    free(s.packs);
-    if (s.rootfd >= 0)
-        close(s.rootfd);
+    kiln_mount_packs_clear(&s.pk);
+    if (s.pk.rootfd >= 0)
+        close(s.pk.rootfd);
     kiln_http_free(http);
     kiln_cm_clear(&old);
     kiln_cm_clear(&now);
