@@ -1,11 +1,12 @@
 /* kiln — walking DEFLATE blocks to find the final one (see deflate_join.h).
  *
  * The walk decodes every Huffman symbol of the stream without producing any
- * output, so its speed is that of table lookups: each code is a two-level
- * table (a root indexed by the next ROOT bits, a subtable for longer codes)
- * whose entry already says how many bits the symbol takes *with* its extra
- * bits, so a literal costs one lookup and a match two (length, distance), both
- * from one 57-bit peek. */
+ * output, so its speed is that of dependent table lookups: each code is a
+ * two-level table (a root indexed by the next ROOT bits, a subtable for longer
+ * codes) whose entry already says how many bits the symbol takes *with* its
+ * extra bits and which table the next symbol is looked up in, so a literal
+ * costs one lookup and a match two (length, distance), with no branch on
+ * which it was. */
 #include "oci/deflate_join.h"
 
 #include <stdint.h>
@@ -13,25 +14,37 @@
 
 #define MAX_BITS 15
 #define LIT_ROOT 11
-#define DIST_ROOT 8
+#define DIST_ROOT 10
 #define CL_ROOT 7
-/* Room for a root table plus subtables: each subtable belongs to one root
- * prefix of a code longer than the root, at most 2^(15 - root) entries, and
- * there are at most as many such prefixes as symbols. */
-#define LIT_SIZE ((1 << LIT_ROOT) + 288 * (1 << (MAX_BITS - LIT_ROOT)))
-#define DIST_SIZE ((1 << DIST_ROOT) + 32 * (1 << (MAX_BITS - DIST_ROOT)))
+/* One array holds both codes: the literal/length root table at 0, the
+ * distance root table at DIST_BASE, then the subtables of both. Each
+ * subtable belongs to one root prefix of a code longer than the root, at most
+ * 2^(15 - root) entries, and there are at most as many such prefixes as
+ * symbols. */
+#define DIST_BASE (1u << LIT_ROOT)
+#define TAB_SIZE                                                                                   \
+    ((1 << LIT_ROOT) + (1 << DIST_ROOT) + 288 * (1 << (MAX_BITS - LIT_ROOT)) +                     \
+     32 * (1 << (MAX_BITS - DIST_ROOT)))
 
 /* An entry: bits 0-7 the bits to take (code length plus the symbol's extra
- * bits; in a subtable, those past the root), bits 8-11 its kind, bits 12-15 a
- * subtable's index width, bits 16-31 the symbol or the subtable's offset. 0
- * (KIND_BAD) is a code the stream's lengths left unassigned. */
+ * bits; in a subtable, those past the root), bit 8 set on an entry the walk
+ * passes without a branch (a literal, a length or a distance), bits 9-11 its
+ * kind, bits 12-15 a subtable's index width, bits 16-31 a value: for a
+ * passing entry the "next table" field NEXT_LIT or NEXT_DIST (see skip_codes),
+ * for a subtable link its offset, for a code-length code's symbol the symbol.
+ * 0 (KIND_BAD, not passing) is a code the stream's lengths left unassigned. */
 enum { KIND_BAD, KIND_LIT, KIND_LEN, KIND_EOB, KIND_DIST, KIND_SUB };
+#define E_PASS 0x100u
 #define E_TAKE(e) ((e)&0xffu)
-#define E_KIND(e) (((e) >> 8) & 0xfu)
+#define E_KIND(e) (((e) >> 9) & 0x7u)
 #define E_SUBW(e) (((e) >> 12) & 0xfu)
 #define E_VAL(e) ((e) >> 16)
 #define ENTRY(take, kind, subw, val)                                                               \
-    ((uint32_t)(take) | (uint32_t)(kind) << 8 | (uint32_t)(subw) << 12 | (uint32_t)(val) << 16)
+    ((uint32_t)(take) | (uint32_t)(kind) << 9 | (uint32_t)(subw) << 12 | (uint32_t)(val) << 16)
+/* The next lookup's index is (bits | DIST_BASE) & next: the low LIT_ROOT bits
+ * in the literal/length root, or DIST_BASE plus the low DIST_ROOT bits. */
+#define NEXT_LIT ((1u << LIT_ROOT) - 1)
+#define NEXT_DIST (DIST_BASE | ((1u << DIST_ROOT) - 1))
 
 enum code_type { CODE_LIT, CODE_DIST, CODE_CL };
 
@@ -40,26 +53,24 @@ static const unsigned char len_extra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 
 static const unsigned char dist_extra[30] = {0, 0, 0, 0, 1, 1, 2, 2,  3,  3,  4,  4,  5,  5,  6,
                                              6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
 
-/* What symbol s of a code of type t is, and its extra bits. */
-static unsigned sym_kind(enum code_type t, unsigned s, unsigned *extra)
+/* The entry of symbol s of a code of type t whose code and extra bits take
+ * `take` bits. */
+static uint32_t sym_entry(enum code_type t, unsigned s, unsigned take)
 {
-    *extra = 0;
     if (t == CODE_CL)
-        return KIND_LIT;
+        return ENTRY(take, KIND_LIT, 0, s) | E_PASS;
     if (t == CODE_DIST) {
         if (s >= 30)
             return KIND_BAD;
-        *extra = dist_extra[s];
-        return KIND_DIST;
+        return ENTRY(take + dist_extra[s], KIND_DIST, 0, NEXT_LIT) | E_PASS;
     }
     if (s < 256)
-        return KIND_LIT;
+        return ENTRY(take, KIND_LIT, 0, NEXT_LIT) | E_PASS;
     if (s == 256)
-        return KIND_EOB;
+        return ENTRY(take, KIND_EOB, 0, 0);
     if (s > 285)
         return KIND_BAD;
-    *extra = len_extra[s - 257];
-    return KIND_LEN;
+    return ENTRY(take + len_extra[s - 257], KIND_LEN, 0, NEXT_DIST) | E_PASS;
 }
 
 /* The low `len` (<= 16) bits of code, reversed (codes are sent MSB first). */
@@ -74,10 +85,12 @@ static inline unsigned reverse(unsigned code, unsigned len)
 }
 
 /* Builds the two-level table of a canonical code from the lengths of its n
- * symbols into t (room for `size` entries). -1 on an over-subscribed set
- * (an incomplete one leaves KIND_BAD entries, refused when met). */
-static int build(uint32_t *t, size_t size, unsigned root, enum code_type type,
-                 const unsigned char *lens, unsigned n)
+ * symbols: its root of 2^root entries at t + base, its subtables from *used
+ * on (which is advanced; t has room for `size` entries). -1 on an
+ * over-subscribed set (an incomplete one leaves KIND_BAD entries, refused
+ * when met). */
+static int build(uint32_t *t, size_t base, size_t *used, size_t size, unsigned root,
+                 enum code_type type, const unsigned char *lens, unsigned n)
 {
     unsigned count[MAX_BITS + 1] = {0}, next[MAX_BITS + 2];
     for (unsigned s = 0; s < n; s++)
@@ -96,6 +109,7 @@ static int build(uint32_t *t, size_t size, unsigned root, enum code_type type,
     /* The longest code under each root prefix sizes that prefix's subtable. */
     unsigned char longest[1 << LIT_ROOT];
     unsigned code_of[320];
+    uint32_t *r = t + base;
     memset(longest, 0, (size_t)1 << root);
     for (unsigned s = 0; s < n; s++) {
         unsigned l = lens[s];
@@ -109,32 +123,32 @@ static int build(uint32_t *t, size_t size, unsigned root, enum code_type type,
         }
     }
     if (left > 0) /* incomplete: the codes left out must read as KIND_BAD */
-        memset(t, 0, (size_t)1 << root << 2);
-    size_t used = (size_t)1 << root;
+        memset(r, 0, (size_t)1 << root << 2);
     for (unsigned p = 0; p < (1u << root); p++) {
         if (longest[p] == 0)
             continue;
         unsigned w = longest[p] - root;
-        if (used + ((size_t)1 << w) > size)
+        if (*used + ((size_t)1 << w) > size)
             return -1;
-        t[p] = ENTRY(root, KIND_SUB, w, used);
-        memset(t + used, 0, (size_t)1 << w << 2);
-        used += (size_t)1 << w;
+        r[p] = ENTRY(root, KIND_SUB, w, *used);
+        memset(t + *used, 0, (size_t)1 << w << 2);
+        *used += (size_t)1 << w;
     }
     for (unsigned s = 0; s < n; s++) {
-        unsigned l = lens[s], extra;
+        unsigned l = lens[s];
         if (l == 0)
             continue;
-        unsigned kind = sym_kind(type, s, &extra);
         unsigned rev = code_of[s];
         if (l <= root) {
+            uint32_t e = sym_entry(type, s, l);
             for (unsigned i = rev; i < (1u << root); i += 1u << l)
-                t[i] = ENTRY(l + extra, kind, 0, s);
+                r[i] = e;
         } else {
-            uint32_t sub = t[rev & ((1u << root) - 1)];
+            uint32_t sub = r[rev & ((1u << root) - 1)];
             unsigned w = E_SUBW(sub), sl = l - root;
+            uint32_t e = sym_entry(type, s, sl);
             for (unsigned i = rev >> root; i < (1u << w); i += 1u << sl)
-                t[E_VAL(sub) + i] = ENTRY(sl + extra, kind, 0, s);
+                t[E_VAL(sub) + i] = e;
         }
     }
     return 0;
@@ -153,20 +167,6 @@ static inline uint64_t peek(const unsigned char *buf, size_t n, size_t pos)
         memcpy(&v, tmp, 8);
     }
     return v >> (pos & 7); /* little-endian machines only (x86-64, arm64) */
-}
-
-/* Looks up the entry of the bits v in table t of root width root, following a
- * subtable; *take gets the bits the symbol uses in all. */
-static inline uint32_t lookup(const uint32_t *t, unsigned root, uint64_t v, unsigned *take)
-{
-    uint32_t e = t[v & ((1u << root) - 1)];
-    if (E_KIND(e) != KIND_SUB) {
-        *take = E_TAKE(e);
-        return e;
-    }
-    uint32_t s = t[E_VAL(e) + ((v >> root) & ((1u << E_SUBW(e)) - 1))];
-    *take = root + E_TAKE(s);
-    return s;
 }
 
 /* A bit reader holding up to 63 bits in a register: refilled 8 bytes at a
@@ -211,51 +211,61 @@ static inline size_t reader_pos(const struct reader *r)
     return r->at * 8 - r->left;
 }
 
-/* Skips a compressed block's symbols up to its end-of-block code. A literal's
- * or length's entry takes at most 15 + 5 bits and a distance's 15 + 13, so a
- * refill (56 bits or more) covers a whole match. The next symbol's root entry
- * is looked up before the refill, which only adds bits above the 41 or more
- * still held: the lookups do not wait for the loads of the input. */
-static int skip_codes(const unsigned char *buf, size_t n, size_t *pos, const uint32_t *lit,
-                      const uint32_t *dist)
+/* Skips a compressed block's symbols up to its end-of-block code. Literals,
+ * lengths and distances are all "passing" entries: take their bits, and look
+ * the next symbol up in the table their entry names (a length is followed by
+ * a distance, everything else by a literal/length), with no branch on what
+ * the symbol was (literals and matches alternate unpredictably: a branch on
+ * the kind mispredicts often). Only a code longer than its root, the end of
+ * the block and an invalid code leave the loop's straight path (slow_entry).
+ *
+ * A literal's root entry takes at most 11 bits, a length's 11 + 5 and a
+ * distance's 10 + 13, and two passing entries in a row take at most 39 (a
+ * length then a distance); a refill leaves 56 bits or more. So two symbols
+ * are passed per refill and the next root entry is still looked up from the
+ * bits held (17 or more), and a subtable entry (15 + 13 bits at most) is read
+ * from the 33 or more held after one symbol. */
+#define PASS_ONE()                                                                                 \
+    do {                                                                                           \
+        if (__builtin_expect(!(e & E_PASS), 0))                                                    \
+            goto slow;                                                                             \
+        consume(&r, E_TAKE(e));                                                                    \
+        e = t[(r.bits | DIST_BASE) & E_VAL(e)];                                                    \
+    } while (0)
+
+static int skip_codes(const unsigned char *buf, size_t n, size_t *pos, const uint32_t *t)
 {
-    const uint32_t lmask = (1u << LIT_ROOT) - 1;
     struct reader r = {buf, n, *pos / 8, 0, 0};
     size_t nbits = n * 8;
     refill(&r);
     consume(&r, *pos % 8);
     refill(&r);
-    uint32_t e = lit[r.bits & lmask];
+    uint32_t e = t[r.bits & NEXT_LIT];
     for (;;) {
         if (r.at > n + 8) /* 8 bytes of zeros past the end were read */
             return -1;
-        if (E_KIND(e) == KIND_LIT) {
-            consume(&r, E_TAKE(e));
-            e = lit[r.bits & lmask];
-            refill(&r);
-            continue;
-        }
+        PASS_ONE();
+        PASS_ONE();
+        refill(&r);
+        continue;
+    slow:;
         unsigned take = E_TAKE(e);
         if (E_KIND(e) == KIND_SUB) {
-            e = lit[E_VAL(e) + ((r.bits >> LIT_ROOT) & ((1u << E_SUBW(e)) - 1))];
-            take = LIT_ROOT + E_TAKE(e);
+            /* A link takes its root's bits; the subtable is indexed by the
+             * bits after them. */
+            unsigned sub = (unsigned)(r.bits >> take) & ((1u << E_SUBW(e)) - 1);
+            e = t[E_VAL(e) + sub];
+            take += E_TAKE(e);
         }
-        unsigned kind = E_KIND(e);
         consume(&r, take);
-        if (kind == KIND_LEN) {
-            unsigned dtake;
-            uint32_t d = lookup(dist, DIST_ROOT, r.bits, &dtake);
-            if (E_KIND(d) != KIND_DIST)
-                return -1;
-            consume(&r, dtake);
-        } else if (kind != KIND_LIT) {
-            if (kind != KIND_EOB)
-                return -1;
+        if (E_KIND(e) == KIND_EOB) {
             *pos = reader_pos(&r);
             return *pos <= nbits ? 0 : -1;
         }
+        if (!(e & E_PASS))
+            return -1;
+        e = t[(r.bits | DIST_BASE) & E_VAL(e)];
         refill(&r);
-        e = lit[r.bits & lmask];
     }
 }
 
@@ -269,9 +279,19 @@ static inline unsigned take_bits(const unsigned char *buf, size_t n, size_t *pos
 
 /* The tables of one block's codes. */
 struct codes {
-    uint32_t lit[LIT_SIZE];
-    uint32_t dist[DIST_SIZE];
+    uint32_t t[TAB_SIZE];
 };
+
+/* Builds a block's literal/length and distance tables. */
+static int build_codes(struct codes *c, const unsigned char *lit, unsigned nlit,
+                       const unsigned char *dist, unsigned ndist)
+{
+    size_t used = DIST_BASE + (1u << DIST_ROOT);
+    if (build(c->t, 0, &used, TAB_SIZE, LIT_ROOT, CODE_LIT, lit, nlit) < 0 ||
+        build(c->t, DIST_BASE, &used, TAB_SIZE, DIST_ROOT, CODE_DIST, dist, ndist) < 0)
+        return -1;
+    return 0;
+}
 
 /* Reads a dynamic block's code lengths and builds its two codes. */
 static int read_dynamic(const unsigned char *buf, size_t n, size_t *pos, struct codes *c)
@@ -286,7 +306,8 @@ static int read_dynamic(const unsigned char *buf, size_t n, size_t *pos, struct 
     for (unsigned i = 0; i < ncode; i++)
         lens[order[i]] = (unsigned char)take_bits(buf, n, pos, 3);
     uint32_t cl[1 << CL_ROOT];
-    if (build(cl, 1 << CL_ROOT, CL_ROOT, CODE_CL, lens, 19) < 0)
+    size_t used = 1 << CL_ROOT;
+    if (build(cl, 0, &used, 1 << CL_ROOT, CL_ROOT, CODE_CL, lens, 19) < 0)
         return -1;
     memset(lens, 0, sizeof(lens));
     for (unsigned i = 0; i < nlit + ndist;) {
@@ -318,10 +339,7 @@ static int read_dynamic(const unsigned char *buf, size_t n, size_t *pos, struct 
     }
     if (lens[256] == 0 || *pos > n * 8)
         return -1;
-    if (build(c->lit, LIT_SIZE, LIT_ROOT, CODE_LIT, lens, nlit) < 0 ||
-        build(c->dist, DIST_SIZE, DIST_ROOT, CODE_DIST, lens + nlit, ndist) < 0)
-        return -1;
-    return 0;
+    return build_codes(c, lens, nlit, lens + nlit, ndist);
 }
 
 /* The fixed codes of RFC 1951 3.2.6 (rare in a compressor's output: built
@@ -338,9 +356,9 @@ static void fixed_codes(struct codes *c)
         lens[i] = 7;
     for (; i < 288; i++)
         lens[i] = 8;
-    build(c->lit, LIT_SIZE, LIT_ROOT, CODE_LIT, lens, 288);
-    memset(lens, 5, 30);
-    build(c->dist, DIST_SIZE, DIST_ROOT, CODE_DIST, lens, 30);
+    unsigned char dist[30];
+    memset(dist, 5, sizeof(dist));
+    build_codes(c, lens, 288, dist, 30);
 }
 
 /* Finds the bit where the final block starts and the bit after its end. */
@@ -366,11 +384,11 @@ static int find_final(const unsigned char *buf, size_t n, size_t *start, size_t 
             if (!have_fixed)
                 fixed_codes(&c);
             have_fixed = 1;
-            if (skip_codes(buf, n, &pos, c.lit, c.dist) < 0)
+            if (skip_codes(buf, n, &pos, c.t) < 0)
                 return -1;
         } else if (type == 2) {
             have_fixed = 0;
-            if (read_dynamic(buf, n, &pos, &c) < 0 || skip_codes(buf, n, &pos, c.lit, c.dist) < 0)
+            if (read_dynamic(buf, n, &pos, &c) < 0 || skip_codes(buf, n, &pos, c.t) < 0)
                 return -1;
         } else {
             return -1;
