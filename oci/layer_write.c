@@ -35,7 +35,7 @@ struct hash_tee {
     kiln_sha256_t h;
     uint64_t bytes;
     kiln_sink_t *next;
-    int hash; /* 0: only count and forward */
+    int hash; /* 0: only count and forward (no compression, or next hashes it) */
 };
 
 struct kiln_layer_writer {
@@ -48,6 +48,7 @@ struct kiln_layer_writer {
     kiln_sink_t tee_sink;
     kiln_sha256_t diff; /* uncompressed tar */
     int diff_by_comp;   /* the compressor hashes the tar into diff (in its writer thread) */
+    int diff_by_sink;   /* uncompressed into a sink that hashes it: its digest is the diff_id */
     uint64_t diff_bytes;
     kiln_error_t cb_err; /* error raised inside the libarchive callback */
     int cb_failed;
@@ -96,7 +97,7 @@ static la_ssize_t archive_cb_write(struct archive *a, void *ctx, const void *buf
     kiln_layer_writer_t *w = ctx;
     if (w->discard)
         return (la_ssize_t)len;
-    if (!w->diff_by_comp)
+    if (!w->diff_by_comp && !w->diff_by_sink)
         kiln_sha256_update(&w->diff, buf, len);
     w->diff_bytes += len;
     if (kiln_compressor_write(w->comp, buf, len, &w->cb_err) < 0) {
@@ -189,7 +190,9 @@ int kiln_layer_writer_new(const kiln_layer_opts_t *opts, kiln_sink_t *out,
     w->opts = *opts;
     w->prefix = normalise_prefix(opts->prefix);
     w->tee.next = out;
-    w->tee.hash = opts->compression != KILN_COMPRESSION_NONE;
+    /* A sink that hashes what it gets (a store blob) gives the blob's
+     * digest: the compressed stream is not hashed twice. */
+    w->tee.hash = opts->compression != KILN_COMPRESSION_NONE && out->digest == NULL;
     w->tee_sink.write = tee_write;
     w->tee_sink.ctx = &w->tee;
     if (kiln_sha256_init(&w->diff, err) < 0 ||
@@ -199,7 +202,8 @@ int kiln_layer_writer_new(const kiln_layer_opts_t *opts, kiln_sink_t *out,
         kiln_layer_writer_free(w);
         return kiln_error_prefix(err, "layer writer");
     }
-    w->diff_by_comp = kiln_compressor_hash_input(w->comp, &w->diff);
+    w->diff_by_sink = opts->compression == KILN_COMPRESSION_NONE && out->digest != NULL;
+    w->diff_by_comp = !w->diff_by_sink && kiln_compressor_hash_input(w->comp, &w->diff);
     w->rbuf = kiln_xmalloc(READ_BUF_SIZE);
     w->e = archive_entry_new();
     w->a = archive_write_new();
@@ -696,10 +700,15 @@ int kiln_layer_writer_finish(kiln_layer_writer_t *w, kiln_layer_info_t *info, ki
         return kiln_error_prefix(err, "finishing the layer");
     kiln_layer_info_t res;
     memset(&res, 0, sizeof(res));
-    kiln_sha256_final(&w->diff, &res.diff_id);
+    if (w->diff_by_sink)
+        w->tee.next->digest(w->tee.next->ctx, &res.diff_id);
+    else
+        kiln_sha256_final(&w->diff, &res.diff_id);
     res.diff_size = w->diff_bytes;
     if (w->tee.hash)
         kiln_sha256_final(&w->tee.h, &res.digest);
+    else if (w->opts.compression != KILN_COMPRESSION_NONE)
+        w->tee.next->digest(w->tee.next->ctx, &res.digest);
     else
         res.digest = res.diff_id;
     res.size = w->tee.bytes;

@@ -8,10 +8,17 @@
 
 #include "utils/error.h"
 
+struct kiln_digest;
+
 typedef struct kiln_sink {
     /* Consumes all len bytes or fails (<0, err filled). Never a short write. */
     int (*write)(void *ctx, const void *buf, size_t len, kiln_error_t *err);
     void *ctx;
+    /* NULL, or: the sink hashes every byte written into it (SHA-256) anyway,
+     * and this gives that digest once the last byte was written (no write
+     * may follow), so that a producer need not hash its output a second
+     * time. */
+    void (*digest)(void *ctx, struct kiln_digest *out);
 } kiln_sink_t;
 
 /* Writes len bytes to the sink. */
@@ -26,7 +33,7 @@ int kiln_sink_fd_write(void *ctx, const void *buf, size_t len, kiln_error_t *err
 
 static inline kiln_sink_t kiln_sink_fd(int *fd)
 {
-    kiln_sink_t s = {kiln_sink_fd_write, fd};
+    kiln_sink_t s = {kiln_sink_fd_write, fd, NULL};
     return s;
 }
 

@@ -22,6 +22,7 @@
 #include "oci/compress.h"
 #include "oci/digest.h"
 #include "oci/layer_write.h"
+#include "oci/store.h"
 #include "oci/unpack.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
@@ -566,6 +567,60 @@ static int failing_write(void *ctx, const void *buf, size_t len, kiln_error_t *e
 }
 
 /* A failing sink is reported (through the compression thread too). */
+/* Into a store blob (a sink that hashes what it gets) the writer takes the
+ * blob's digest from the store writer instead of hashing the stream again:
+ * the digest, diff_id and sizes are those of the same layer written to a
+ * plain file, and the digest is the one the blob is stored under (for an
+ * uncompressed layer the diff_id too); a write after the digest was taken
+ * is refused. */
+static void test_store_sink_digest(void **state)
+{
+    _cleanup_free_ char *src = sub("sd-src");
+    _cleanup_free_ char *root = sub("sd-store");
+    make_tree(src);
+    kiln_error_t err = {0};
+    kiln_store_t *s = NULL;
+    assert_int_equal(kiln_store_open(root, &s, &err), 0);
+    const kiln_compression_t cs[] = {KILN_COMPRESSION_GZIP, KILN_COMPRESSION_ZSTD,
+                                     KILN_COMPRESSION_NONE};
+    for (size_t i = 0; i < 3; i++) {
+        kiln_layer_opts_t o;
+        kiln_layer_opts_init(&o);
+        o.compression = cs[i];
+        _cleanup_free_ char *file = kiln_xasprintf("%s/sd-%zu", tmpdir, i);
+        kiln_layer_info_t plain, stored;
+        write_layer(src, &o, file, &plain);
+
+        kiln_store_writer_t *w = NULL;
+        assert_int_equal(kiln_store_writer_new(s, NULL, -1, &w, &err), 0);
+        kiln_sink_t sink = kiln_store_writer_sink(w);
+        assert_non_null(sink.digest);
+        assert_int_equal(kiln_layer_write_dir(src, &o, &sink, &stored, &err), 0);
+        assert_int_equal(kiln_sink_write(&sink, "x", 1, &err), -1);
+        assert_non_null(strstr(err.msg, "after the digest"));
+        kiln_digest_t committed;
+        uint64_t size = 0;
+        assert_int_equal(kiln_store_writer_commit(w, &committed, &size, &err), 0);
+        assert_string_equal(stored.digest.hex, plain.digest.hex);
+        assert_string_equal(stored.diff_id.hex, plain.diff_id.hex);
+        assert_string_equal(committed.hex, plain.digest.hex);
+        assert_int_equal(size, plain.size);
+        assert_int_equal(stored.size, plain.size);
+        assert_int_equal(stored.diff_size, plain.diff_size);
+        if (cs[i] == KILN_COMPRESSION_NONE)
+            assert_string_equal(stored.diff_id.hex, committed.hex);
+        else
+            assert_string_not_equal(stored.diff_id.hex, committed.hex);
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        assert_int_equal(kiln_fs_read_file(file, 1 << 24, &data, &len, &err), 0);
+        kiln_digest_t d;
+        kiln_digest_bytes(data, len, &d);
+        assert_string_equal(d.hex, committed.hex);
+    }
+    kiln_store_close(s);
+}
+
 static void test_sink_failure(void **state)
 {
     _cleanup_free_ char *src = sub("sinkfail");
@@ -585,12 +640,19 @@ static void test_sink_failure(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_compress_api),   cmocka_unit_test(test_roundtrip_gzip),
-        cmocka_unit_test(test_roundtrip_zstd), cmocka_unit_test(test_roundtrip_none),
-        cmocka_unit_test(test_reproducible),   cmocka_unit_test(test_whiteouts),
-        cmocka_unit_test(test_prefix),         cmocka_unit_test(test_bad_streams),
-        cmocka_unit_test(test_unpack_hostile), cmocka_unit_test(test_copy_tar),
-        cmocka_unit_test(test_sink_failure),   cmocka_unit_test(test_large_file),
+        cmocka_unit_test(test_compress_api),
+        cmocka_unit_test(test_roundtrip_gzip),
+        cmocka_unit_test(test_roundtrip_zstd),
+        cmocka_unit_test(test_roundtrip_none),
+        cmocka_unit_test(test_reproducible),
+        cmocka_unit_test(test_whiteouts),
+        cmocka_unit_test(test_prefix),
+        cmocka_unit_test(test_bad_streams),
+        cmocka_unit_test(test_unpack_hostile),
+        cmocka_unit_test(test_copy_tar),
+        cmocka_unit_test(test_sink_failure),
+        cmocka_unit_test(test_large_file),
+        cmocka_unit_test(test_store_sink_digest),
     };
     size_t n = sizeof(tests) / sizeof(tests[0]);
     /* test_large_file (last) streams 8 GiB: far too slow under the sanitizers.
