@@ -12,23 +12,36 @@
 #include <unistd.h>
 
 #include "oci/unpack.h"
+#include "oci/unpack_merge.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
 
 #define TMP_PREFIX ".kiln-unpack-"
 
-/* The download hooks and the unpack thread: layer i is applied once its stream exists (its
- * download started) or its blob is in the store, in order. */
+/* Layers unpacked at once (each with its inflate thread): the first into the tree itself,
+ * each later one into a directory of its own, merged onto the tree in order. */
+#define PARALLEL 3
+
+enum { L_WAITING, L_RUNNING, L_DONE, L_FAILED };
+
+/* The download hooks, the unpack workers and the merge thread: layer i is unpacked once its
+ * stream exists (its download started) or its blob is in the store; layers are merged in
+ * order. */
 typedef struct {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     kiln_store_t *s;
-    const char *rootfs;
+    const char *work;   /* the locked temp directory */
+    const char *rootfs; /* work/root: the tree */
     kiln_digest_t *layers;
     kiln_blob_stream_t **streams;
     int *ready;
+    int *state;
+    kiln_unpack_record_t *recs;
+    kiln_error_t *errs;
     size_t n;
+    size_t next; /* the next layer a worker takes */
     int have_manifest;
     int aborted;
     int failed;
@@ -42,6 +55,9 @@ static void pipe_on_manifest(void *ud, const kiln_manifest_t *m)
     p->layers = kiln_xzalloc((m->n_layers + 1) * sizeof(*p->layers));
     p->streams = kiln_xzalloc((m->n_layers + 1) * sizeof(*p->streams));
     p->ready = kiln_xzalloc((m->n_layers + 1) * sizeof(*p->ready));
+    p->state = kiln_xzalloc((m->n_layers + 1) * sizeof(*p->state));
+    p->recs = kiln_xzalloc((m->n_layers + 1) * sizeof(*p->recs));
+    p->errs = kiln_xzalloc((m->n_layers + 1) * sizeof(*p->errs));
     for (size_t i = 0; i < m->n_layers; i++)
         p->layers[i] = m->layers[i].digest;
     p->n = m->n_layers;
@@ -70,46 +86,129 @@ static void pipe_on_stream(void *ud, kiln_blob_stream_t *bs)
     pthread_mutex_unlock(&p->lock);
 }
 
-/* Applies layer d: from its download while it streams (verified by the download's commit:
- * the stream's last read waits for it), or from the store (its digest checked). */
+/* Applies layer d onto dir (uo: the mode): from its download while it streams (verified by
+ * the download's commit: the stream's last read waits for it), or from the store (its
+ * digest checked). */
 static int apply_layer(unpack_pipe_t *p, const kiln_digest_t *d, kiln_blob_stream_t *bs,
-                       kiln_error_t *err)
+                       const char *dir, kiln_unpack_opts_t *uo, kiln_error_t *err)
 {
-    kiln_unpack_opts_t uo;
-    kiln_unpack_opts_init(&uo);
     if (bs != NULL) {
         kiln_blob_reader_t rd = {bs, 0};
-        if (kiln_unpack_reader(kiln_blob_stream_read, &rd, p->rootfs, &uo, NULL, err) < 0)
+        if (kiln_unpack_reader(kiln_blob_stream_read, &rd, dir, uo, NULL, err) < 0)
             return -1;
         return kiln_blob_stream_wait(bs, err);
     }
     _cleanup_close_ int fd = -1;
-    uo.expect_digest = d;
+    uo->expect_digest = d;
     if (kiln_store_open_blob(p->s, d, &fd, NULL, err) < 0)
         return -1;
-    return kiln_layer_unpack(fd, p->rootfs, &uo, NULL, err);
+    return kiln_layer_unpack(fd, dir, uo, NULL, err);
 }
 
+/* The directory layer i (> 0) is unpacked into before its merge. */
+static char *layer_dir(const unpack_pipe_t *p, size_t i)
+{
+    return kiln_xasprintf("%s/layer-%zu", p->work, i);
+}
+
+/* A worker: takes the next layer, waits for its bytes, unpacks it (the first into the tree,
+ * a later one into its own directory, its whiteouts recorded), until none is left. */
 static void *pipe_worker(void *arg)
 {
     unpack_pipe_t *p = arg;
-    char ds[KILN_DIGEST_STR_MAX];
+    for (;;) {
+        pthread_mutex_lock(&p->lock);
+        while (!p->aborted && !p->have_manifest)
+            pthread_cond_wait(&p->cond, &p->lock);
+        size_t i = p->next;
+        if (p->aborted || p->failed || i >= p->n) {
+            pthread_mutex_unlock(&p->lock);
+            return NULL;
+        }
+        p->next++;
+        while (!p->aborted && p->streams[i] == NULL && !p->ready[i])
+            pthread_cond_wait(&p->cond, &p->lock);
+        if (p->aborted) {
+            pthread_mutex_unlock(&p->lock);
+            return NULL;
+        }
+        kiln_digest_t d = p->layers[i];
+        kiln_blob_stream_t *bs = p->streams[i] ? kiln_blob_stream_ref(p->streams[i]) : NULL;
+        p->state[i] = L_RUNNING;
+        pthread_mutex_unlock(&p->lock);
 
+        kiln_unpack_opts_t uo;
+        kiln_unpack_opts_init(&uo);
+        kiln_error_t e = {0};
+        int r;
+        if (i == 0) {
+            r = apply_layer(p, &d, bs, p->rootfs, &uo, &e);
+        } else {
+            _cleanup_free_ char *dir = layer_dir(p, i);
+            uo.record = &p->recs[i];
+            r = mkdir(dir, 0755) < 0 ? kiln_error_set(&e, errno, "mkdir %s", dir)
+                                     : apply_layer(p, &d, bs, dir, &uo, &e);
+        }
+        kiln_blob_stream_unref(bs);
+        pthread_mutex_lock(&p->lock);
+        p->state[i] = r < 0 ? L_FAILED : L_DONE;
+        p->errs[i] = e;
+        pthread_cond_broadcast(&p->cond);
+        pthread_mutex_unlock(&p->lock);
+    }
+}
+
+/* Layer i that could not be unpacked on its own (e.g. a hardlink to a lower layer's file):
+ * applied in place once its blob is in the store (its digest checked again). */
+static int apply_in_place(unpack_pipe_t *p, size_t i, kiln_error_t *err)
+{
+    pthread_mutex_lock(&p->lock);
+    while (!p->aborted && !p->ready[i])
+        pthread_cond_wait(&p->cond, &p->lock);
+    int aborted = p->aborted;
+    pthread_mutex_unlock(&p->lock);
+    if (aborted)
+        return kiln_error_set(err, ECANCELED, "the pull failed");
+    kiln_unpack_opts_t uo;
+    kiln_unpack_opts_init(&uo);
+    return apply_layer(p, &p->layers[i], NULL, p->rootfs, &uo, err);
+}
+
+/* The merge thread: layer by layer in order, once unpacked, onto the tree. */
+static void *pipe_merger(void *arg)
+{
+    unpack_pipe_t *p = arg;
+    char ds[KILN_DIGEST_STR_MAX];
     for (size_t i = 0;; i++) {
         pthread_mutex_lock(&p->lock);
-        while (!p->aborted &&
-               (!p->have_manifest || (i < p->n && p->streams[i] == NULL && !p->ready[i])))
+        while (!p->aborted && (!p->have_manifest || (i < p->n && p->state[i] < L_DONE)))
             pthread_cond_wait(&p->cond, &p->lock);
         if (p->aborted || i >= p->n) {
             pthread_mutex_unlock(&p->lock);
             return NULL;
         }
-        kiln_digest_t d = p->layers[i];
-        kiln_blob_stream_t *bs = p->streams[i];
+        int ok = p->state[i] == L_DONE;
+        kiln_error_t err = p->errs[i];
         pthread_mutex_unlock(&p->lock);
-        if (apply_layer(p, &d, bs, &p->err) < 0) {
-            kiln_error_prefix(&p->err, "unpacking layer %zu (%s)", i, kiln_digest_str(&d, ds));
+        int r = 0;
+        if (i > 0) {
+            _cleanup_free_ char *dir = layer_dir(p, i);
+            if (ok)
+                r = kiln_unpack_merge(p->rootfs, dir, &p->recs[i], &err);
+            else /* its own error is the stream's (then the pull fails) or needs the tree */
+                r = apply_in_place(p, i, &err);
+            kiln_fs_rm_rf(dir, NULL);
+        } else if (!ok) {
+            r = -1;
+        }
+        if (r < 0) {
+            pthread_mutex_lock(&p->lock);
+            p->err = err;
+            kiln_error_prefix(&p->err, "unpacking layer %zu (%s)", i,
+                              kiln_digest_str(&p->layers[i], ds));
             p->failed = 1;
+            pthread_cond_broadcast(&p->cond);
+            pthread_mutex_unlock(&p->lock);
             return NULL;
         }
     }
@@ -142,10 +241,12 @@ int kiln_pull_unpacked(kiln_registry_t *r, kiln_store_t *s, const char *ref,
 {
     _cleanup_free_ char *parent = kiln_xstrdup(dest);
     _cleanup_free_ char *tmp = NULL;
+    _cleanup_free_ char *tree = NULL;
     _cleanup_close_ int lockfd = -1;
     char *slash = strrchr(parent, '/');
     unpack_pipe_t p = {.s = s};
-    pthread_t th;
+    pthread_t merger, workers[PARALLEL];
+    size_t started = 0;
     struct stat st;
     int rc;
 
@@ -171,43 +272,73 @@ int kiln_pull_unpacked(kiln_registry_t *r, kiln_store_t *s, const char *ref,
         kiln_fs_rm_rf(tmp, NULL);
         return rc;
     }
-    chmod(tmp, 0755);
-    p.rootfs = tmp;
+    /* the tree and the later layers' own directories side by side in it (one filesystem:
+     * a merge renames) */
+    tree = kiln_xasprintf("%s/root", tmp);
+    if (mkdir(tree, 0755) < 0) {
+        rc = kiln_error_set(err, errno, "mkdir %s", tree);
+        kiln_fs_rm_rf(tmp, NULL);
+        return rc;
+    }
+    chmod(tree, 0755);
+    p.work = tmp;
+    p.rootfs = tree;
     pthread_mutex_init(&p.lock, NULL);
     pthread_cond_init(&p.cond, NULL);
     po->on_manifest = pipe_on_manifest;
     po->on_blob = pipe_on_blob;
     po->on_blob_stream = pipe_on_stream;
     po->hook_ud = &p;
-    if (pthread_create(&th, NULL, pipe_worker, &p) != 0) {
-        kiln_fs_rm_rf(tmp, NULL);
-        return kiln_error_set(err, EAGAIN, "starting the unpack thread");
-    }
-    rc = kiln_registry_pull(r, s, ref, po, img, err);
-    pthread_mutex_lock(&p.lock);
-    if (rc < 0)
+    rc = pthread_create(&merger, NULL, pipe_merger, &p) == 0 ? 0 : -1;
+    for (; rc == 0 && started < PARALLEL; started++)
+        if (pthread_create(&workers[started], NULL, pipe_worker, &p) != 0)
+            break;
+    if (rc < 0 || started == 0) {
+        pthread_mutex_lock(&p.lock);
         p.aborted = 1;
-    else /* everything is in the store now, whatever the hooks saw */
-        for (size_t i = 0; i < p.n; i++)
-            p.ready[i] = 1;
-    pthread_cond_broadcast(&p.cond);
-    pthread_mutex_unlock(&p.lock);
-    pthread_join(th, NULL);
+        pthread_cond_broadcast(&p.cond);
+        pthread_mutex_unlock(&p.lock);
+        if (rc == 0)
+            pthread_join(merger, NULL);
+        rc = kiln_error_set(err, EAGAIN, "starting the unpack threads");
+    } else {
+        rc = kiln_registry_pull(r, s, ref, po, img, err);
+        pthread_mutex_lock(&p.lock);
+        if (rc < 0)
+            p.aborted = 1;
+        else /* everything is in the store now, whatever the hooks saw */
+            for (size_t i = 0; i < p.n; i++)
+                p.ready[i] = 1;
+        pthread_cond_broadcast(&p.cond);
+        pthread_mutex_unlock(&p.lock);
+        pthread_join(merger, NULL);
+        /* a worker still in a layer the merge no longer waits for (it failed) */
+        pthread_mutex_lock(&p.lock);
+        p.aborted = 1;
+        pthread_cond_broadcast(&p.cond);
+        pthread_mutex_unlock(&p.lock);
+    }
+    for (size_t i = 0; i < started; i++)
+        pthread_join(workers[i], NULL);
     if (rc == 0 && p.failed) {
         if (err != NULL)
             *err = p.err;
         rc = -1;
     }
-    if (rc == 0 && rename(tmp, dest) < 0)
-        rc = kiln_error_set(err, errno, "rename %s to %s", tmp, dest);
-    if (rc < 0)
-        kiln_fs_rm_rf(tmp, NULL);
-    for (size_t i = 0; i < p.n; i++)
+    if (rc == 0 && rename(tree, dest) < 0)
+        rc = kiln_error_set(err, errno, "rename %s to %s", tree, dest);
+    kiln_fs_rm_rf(tmp, NULL);
+    for (size_t i = 0; i < p.n; i++) {
         kiln_blob_stream_unref(p.streams[i]);
+        kiln_unpack_record_free(&p.recs[i]);
+    }
     pthread_cond_destroy(&p.cond);
     pthread_mutex_destroy(&p.lock);
     free(p.layers);
     free(p.streams);
     free(p.ready);
+    free(p.state);
+    free(p.recs);
+    free(p.errs);
     return rc;
 }

@@ -101,6 +101,31 @@ static uint64_t hash_str(const char *s)
     return h;
 }
 
+/* Appends a copy of s to *v (*n entries). */
+static void strv_push(char ***v, size_t *n, const char *s)
+{
+    if ((*n & (*n - 1)) == 0) /* 0, 1, 2, 4, ...: grown by doubling */
+        *v = kiln_xrealloc(*v, (*n ? *n * 2 : 1) * sizeof(**v));
+    (*v)[(*n)++] = kiln_xstrdup(s);
+}
+
+static void strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void kiln_unpack_record_free(kiln_unpack_record_t *rec)
+{
+    if (rec == NULL)
+        return;
+    strv_free(rec->whiteouts, rec->n_whiteouts);
+    strv_free(rec->opaques, rec->n_opaques);
+    strv_free(rec->implicit, rec->n_implicit);
+    memset(rec, 0, sizeof(*rec));
+}
+
 /* Records a path created by this layer. */
 static void created_add(struct unpack *u, const char *path)
 {
@@ -196,9 +221,13 @@ static int open_dir_create(struct unpack *u, const char *dir, const char *entry,
     _cleanup_close_ int pfd = open_dir_create(u, parent, entry, err);
     if (pfd < 0)
         return -1;
-    if (mkdirat(pfd, base, 0755) < 0 && errno != EEXIST)
+    if (mkdirat(pfd, base, 0755) == 0) {
+        if (u->opts->record != NULL) /* (an entry of its own may come later: see record_end) */
+            strv_push(&u->opts->record->implicit, &u->opts->record->n_implicit, dir);
+    } else if (errno != EEXIST) {
         return kiln_error_set(err, errno, "layer entry '%.512s': creating directory '%.512s'",
                               entry, dir);
+    }
     fd = openat(pfd, base, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return kiln_error_set(err, errno, "layer entry '%.512s': opening directory '%.512s'", entry,
@@ -342,6 +371,10 @@ static int apply_opaque(struct unpack *u, const char *dir, const char *entry, ki
     _cleanup_close_ int pfd = open_dir_create(u, dir, entry, err);
     if (pfd < 0)
         return -1;
+    if (u->opts->record != NULL) { /* the lower layers are elsewhere: emptied at the merge */
+        strv_push(&u->opts->record->opaques, &u->opts->record->n_opaques, dir);
+        return 0;
+    }
     if (u->opts->overlay_form) {
         const char *x =
             u->opts->overlay_user_xattr ? "user.overlay.opaque" : "trusted.overlay.opaque";
@@ -385,6 +418,12 @@ static int apply_whiteout(struct unpack *u, const char *parent, const char *name
     int pfd = parent_fd(u, parent, entry, err);
     if (pfd < 0)
         return -1;
+    if (u->opts->record != NULL) { /* the lower layers are elsewhere: removed at the merge */
+        _cleanup_free_ char *p =
+            parent[0] ? kiln_xasprintf("%s/%s", parent, name) : kiln_xstrdup(name);
+        strv_push(&u->opts->record->whiteouts, &u->opts->record->n_whiteouts, p);
+        return 0;
+    }
     if (remove_existing(u, pfd, name, entry, err) < 0)
         return -1;
     if (!u->opts->overlay_form)
@@ -591,6 +630,26 @@ static int apply_entry(struct unpack *u, struct archive_entry *e, kiln_error_t *
     }
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The record's implicit directories: those no entry of the layer named, sorted. */
+static void record_end(struct unpack *u)
+{
+    kiln_unpack_record_t *rec = u->opts->record;
+    size_t k = 0;
+    for (size_t i = 0; i < rec->n_implicit; i++) {
+        if (created_has(u, rec->implicit[i]))
+            free(rec->implicit[i]);
+        else
+            rec->implicit[k++] = rec->implicit[i];
+    }
+    rec->n_implicit = k;
+    qsort(rec->implicit, k, sizeof(*rec->implicit), cmp_str);
+}
+
 /* Sets the directories' mtimes, deepest last-created first. */
 static int apply_dir_times(struct unpack *u, kiln_error_t *err)
 {
@@ -679,6 +738,8 @@ static int unpack_run(struct unpack *u, const struct unpack_src *src, kiln_unpac
     }
     if (kiln_tar_reader_finish(u->tr, err) < 0 || apply_dir_times(u, err) < 0)
         return -1;
+    if (u->opts->record != NULL)
+        record_end(u);
     /* it read its input to the end: the digests are complete */
     kiln_inflate_thread_stop(u->inf);
     u->inf = NULL;

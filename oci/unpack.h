@@ -21,6 +21,22 @@
 #include "oci/digest.h"
 #include "utils/error.h"
 
+/* What a layer unpacked into a directory of its own (kiln_unpack_opts_t.record) leaves for
+ * kiln_unpack_merge to apply onto the layers below it: paths cleaned, relative to the root. */
+typedef struct kiln_unpack_record {
+    char **whiteouts; /* "dir/name" (".wh.name" entries): removed from the lower layers */
+    size_t n_whiteouts;
+    char **opaques; /* directories (".wh..wh..opq"): emptied of the lower layers' entries */
+    size_t n_opaques;
+    /* directories made only to hold entries (no entry of their own): they take the lower
+     * layers' directory there, symlinks followed inside the root, as a layer applied in
+     * place would; sorted (strcmp) */
+    char **implicit;
+    size_t n_implicit;
+} kiln_unpack_record_t;
+
+void kiln_unpack_record_free(kiln_unpack_record_t *rec);
+
 typedef struct kiln_unpack_opts {
     /* Store whiteouts as 0:0 character devices and opaque directories as the
      * overlay opaque xattr, so that the rootfs can be an overlayfs lower dir. */
@@ -36,6 +52,11 @@ typedef struct kiln_unpack_opts {
     /* When not NULL: the stream must hash to these (checked at the end). */
     const kiln_digest_t *expect_digest;  /* of the compressed blob as read */
     const kiln_digest_t *expect_diff_id; /* of the uncompressed tar */
+    /* When not NULL (an empty record; not with overlay_form): the layer is unpacked into an
+     * empty directory of its own, its whiteouts and opaque directories recorded here instead
+     * of applied, for kiln_unpack_merge onto the layers below (oci/unpack_merge). Filled on
+     * success (free it with kiln_unpack_record_free either way). */
+    kiln_unpack_record_t *record;
 } kiln_unpack_opts_t;
 
 typedef struct kiln_unpack_stats {
