@@ -99,6 +99,25 @@ static int skip_pack(void *ud, const kiln_descriptor_t *d)
     return strcmp(d->media_type, KILN_CM_PACK_MEDIA_TYPE) == 0;
 }
 
+/* Notes why cache image ref did not give pack ds: the message as the fetch made it (its
+ * system error text once), prefixed with the pack and ref when it names neither (an answer
+ * refused before the blob was asked for: "answered 401 without a WWW-Authenticate header");
+ * after the first cache image's reason, "; " and the next one's. */
+static void fetch_failed(kiln_error_t *err, kiln_error_t *why, const char *ds, const char *ref,
+                         bool first)
+{
+    if (strstr(why->msg, ds) == NULL)
+        kiln_error_prefix(why, "blob %s from %s", ds, ref);
+    if (err == NULL)
+        return;
+    if (first || err->msg[0] == '\0') {
+        *err = *why;
+        return;
+    }
+    size_t n = strlen(err->msg);
+    snprintf(err->msg + n, sizeof(err->msg) - n, "; %s", why->msg);
+}
+
 int kiln_remote_cache_fetch_pack(engine_t *e, const kiln_digest_t *d, uint64_t size, char **buf,
                                  kiln_error_t *err)
 {
@@ -115,7 +134,7 @@ int kiln_remote_cache_fetch_pack(engine_t *e, const kiln_digest_t *d, uint64_t s
         /* the first cache image's repository serving it; the digest checked by the fetch */
         if (kiln_registry_get_blob(e->registry, e->req->cache_from[i], d, (size_t)size, buf, &len,
                                    &ferr) < 0) {
-            kiln_error_set(err, ferr.code, "%s", ferr.msg);
+            fetch_failed(err, &ferr, ds, e->req->cache_from[i], i == 0);
             continue;
         }
         if (len != size) {

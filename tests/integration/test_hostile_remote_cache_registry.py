@@ -3,11 +3,14 @@ registry when a step mounts the id (not at --cache-from import), through a proxy
 answers the pack's GET with other bytes of the same size (not its digest) or with bytes of
 another size. Either is a warning naming the cache id, the registry cache and the pack, the
 step runs with an empty cache (a longer answer is cut at the pack's size), nothing of the bad bytes is kept in the root (store or
-mount) and the host marker is neither read nor written. (A manifest naming paths with ".."
+mount) and the host marker is neither read nor written. A pack answered with an error status
+(500, 404, 401) is the same warning naming the status; a second --cache-from is tried when the
+first is unreachable or cannot give the pack, and the cache then comes from the second. (A manifest naming paths with ".."
 or through a link goes through the same decode and restore as the S3 cache's, covered by
 test_hostile_remote_cache.)"""
 import json
 import os
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -45,14 +48,21 @@ EMPTY = 'test -z "$(ls -A /c)"'
 N = [0]
 
 
-def build(check):
+def build_from(registries, check):
+    """A build on a fresh root with a --cache-from of the cache image at each registry, in
+    order, whose step mounts the cache id and runs check."""
     N[0] += 1
     root = os.path.join(T.tmp, "rootP%d" % N[0])
     df = "FROM %s\nRUN --mount=type=cache,id=deps,target=/c sh -c '%s'\n" % (BASE, check)
-    r = kiln("build", "--root", root, "--insecure-registry", PREG, "--progress", "plain",
-             "--cache-from", "type=registry,ref=%s/hostile/cache:1" % PREG,
-             new_context(T.tmp, df))
-    return r, root
+    args = ["build", "--root", root, "--progress", "plain"]
+    for reg in registries:
+        args += ["--insecure-registry", reg,
+                 "--cache-from", "type=registry,ref=%s/hostile/cache:1" % reg]
+    return kiln(*args, new_context(T.tmp, df)), root
+
+
+def build(check):
+    return build_from([PREG], check)
 
 
 def kept(root, needle):
@@ -83,10 +93,77 @@ for name, body, want in cases:
     T.check("%s: the warning names the cache id, the registry cache and what is wrong" % name,
             [l for l in r.stderr.splitlines() if l.startswith(want)
              and l.endswith(" (the step runs with the cache empty)")], r.stderr[-1500:])
+    if want == LARGER:  # the system error text once, not "File too large: File too large"
+        warn = [l for l in r.stderr.splitlines() if l.startswith(LARGER)]
+        T.check("%s: the warning gives the system error once" % name,
+                len(warn) == 1 and warn[0].count("File too large") == 1, str(warn))
     T.check("%s: nothing of the bad bytes is kept in the root" % name,
             not kept(root, HM.mark), str(kept(root, HM.mark)))
     T.check("%s: the host marker is neither read nor written" % name,
             HM.untouched() and HM.mark not in r.stdout, str(HM.state()))
+
+# an error status for the pack (a registry that lost it, broke, or wants other credentials):
+# the step runs with the cache empty, the warning names the pack, where from and the status
+ERRBODY = "planted-error-" + os.urandom(6).hex()
+for status in (500, 404, 401):
+    proxy.clear()
+    proxy.add_rule(lambda m, p, h: m == "GET" and PACK in p, status,
+                   '{"errors":[{"code":"X","message":"%s"}]}' % ERRBODY)
+    r, root = build(EMPTY)
+    name = "pack answered %d" % status
+    warn = [l for l in r.stderr.splitlines() if l.startswith(W)]
+    T.check("%s: the build runs, the step with an empty cache" % name, r.returncode == 0,
+            r.stderr[-1500:])
+    T.check("%s: one warning naming the pack, the registry cache and the status" % name,
+            len(warn) == 1 and PACK in warn[0] and "%s/hostile/cache" % PREG in warn[0]
+            and str(status) in warn[0]
+            and warn[0].endswith(" (the step runs with the cache empty)"), r.stderr[-1500:])
+    print("# " + " | ".join(warn))
+    T.check("%s: the warning says no system error twice" % name,
+            all(l.count(": ") < 2 or l.split(": ")[-1] != l.split(": ")[-2] for l in warn),
+            str(warn))
+    T.check("%s: nothing of the answer is kept in the root" % name,
+            not kept(root, ERRBODY), str(kept(root, ERRBODY)))
+    T.check("%s: the host marker is neither read nor written" % name,
+            HM.untouched() and HM.mark not in r.stdout, str(HM.state()))
+
+# a second --cache-from is tried when the first cannot give the pack: the first unreachable
+# (nothing listens), or the first broken (its pack answered 500); the cache then comes from
+# the second, seen passing through a proxy of its own
+proxy2 = awslib.Proxy(RPORT)
+PREG2 = "127.0.0.1:%d" % proxy2.port
+_s = socket.socket()  # a port that was free: nothing listens there
+_s.bind(("127.0.0.1", 0))
+DEAD = "127.0.0.1:%d" % _s.getsockname()[1]
+_s.close()
+for name, first in (("first unreachable", DEAD), ("first answers the pack 500", PREG)):
+    proxy.clear()
+    proxy.add_rule(lambda m, p, h: m == "GET" and PACK in p, 500, "broken")
+    proxy2.clear()
+    r, root = build_from([first, PREG2], "grep -qx %s /c/f" % GOOD)
+    got2 = [q for q in proxy2.requests() if q["method"] == "GET" and PACK in q["path"]]
+    T.check("%s: the build runs with the cache restored from the second --cache-from" % name,
+            r.returncode == 0 and "cache mount deps: restored" in r.stderr and got2,
+            r.stderr[-1500:])
+    T.check("%s: no warning about the pack (the second served it)" % name,
+            not [l for l in r.stderr.splitlines() if l.startswith(W)], r.stderr[-1500:])
+    if first == PREG:
+        got1 = [q for q in proxy.requests() if q["method"] == "GET" and PACK in q["path"]]
+        T.check("%s: the first was asked for the pack before the second" % name, got1,
+                str(proxy.requests()))
+
+# neither can give it: one warning naming both cache images and why, the step runs empty
+proxy.clear()
+proxy.add_rule(lambda m, p, h: m == "GET" and PACK in p, 500, "broken")
+proxy2.clear()
+proxy2.add_rule(lambda m, p, h: m == "GET" and PACK in p, 404, "gone")
+r, root = build_from([PREG2, PREG], EMPTY)
+warn = [l for l in r.stderr.splitlines() if l.startswith(W)]
+print("# " + " | ".join(warn))
+T.check("both fail: the build runs, one warning naming the pack from each cache image",
+        r.returncode == 0 and len(warn) == 1 and warn[0].count(PACK) >= 2
+        and PREG2 + "/hostile/cache" in warn[0] and PREG + "/hostile/cache" in warn[0]
+        and "404" in warn[0] and "500" in warn[0], r.stderr[-1500:])
 
 # control: the same proxy without the rule serves the real pack, restored whole
 proxy.clear()
