@@ -16,7 +16,8 @@ checks:
 - astro-node (Astro 7, @astrojs/node standalone): dist/, package.json and the
   production deps; astro-static: the dist/ site.
 Every image and site holds no source, lockfile, dev dependency or .git (each copy has a
-.git with a marker), and the build reports the image's size."""
+.git with a marker), and the build reports the image's size. Output dirs pointing outside
+the app dir: test_hostile_node_frameworks."""
 import json
 import os
 import re
@@ -220,23 +221,4 @@ explain(ast, ["output           static site (dist/)",
               "why: no server adapter (@astrojs/node): astro build writes a static site to dist/"])
 write_site("astro-static", ast, {"index.html"})
 
-# --- hostile config options: an output dir outside the app dir is refused before any step,
-# naming it; nothing of the host (a marker beside the source) reaches an output
-marker = os.path.join(T.tmp, "host-marker")
-open(marker, "w").write("host secret\n")
-for name, conf, opt, want in (
-        ("astro-node", "astro.config.mjs", "export default { outDir: '../../../tmp', adapter: 1 };\n",
-         "run file ../../../tmp leaves the app dir"),
-        ("sveltekit-static", "vite.config.js", "export default { plugins: [sveltekit({ pages: '../..' })] };\n",
-         "output dir \"../..\" must be a relative path inside the source")):
-    src = fixture("frameworks", name, copy="-hostile")
-    open(os.path.join(src, conf), "w").write(opt)
-    dest = os.path.join(T.tmp, "hostile-" + name)
-    args = ("--output", f"type=local,dest={dest}") if name == "sveltekit-static" else \
-        ("--output", f"type=oci,dest={dest}")
-    r = build(src, *args)
-    T.check(f"hostile {name}: an output dir outside the source is refused naming it ({want})",
-            r.returncode != 0 and want in r.stderr and "#1 [deps" not in r.stderr, r.stderr[-2000:])
-    T.check(f"hostile {name}: nothing written, the host marker untouched",
-            not os.path.exists(dest) and open(marker).read() == "host secret\n")
 T.done()
