@@ -97,6 +97,38 @@ static void pom_fails(const char *xml, size_t len, const char *want)
         fail_msg("message \"%s\" lacks \"%s\"", err.msg, want);
 }
 
+/* What utils/xmlread gives the pom reader: the encoding a pom declares (ISO-8859-1 text comes
+ * out as UTF-8), an element's text around a comment joined, and a long list's indentation (the
+ * text of a container, over the per-text cap in total) not counted against the cap. */
+static void test_pom_reader(void **state)
+{
+    _cleanup_pom_ kiln_pom_t *latin = NULL;
+    _cleanup_pom_ kiln_pom_t *big = NULL;
+    kiln_error_t err = {0};
+    kiln_buf_t b;
+    _cleanup_free_ char *doc = NULL;
+    size_t len;
+    static const char l1[] = "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n"
+                             "<project><artifactId>caf\xe9</artifactId>"
+                             "<version>1.<!-- c -->0</version></project>";
+
+    (void)state;
+    assert_int_equal(kiln_pom_parse(l1, sizeof(l1) - 1, "pom.xml", &latin, &err), 0);
+    assert_string_equal(latin->artifact_id, "caf\xc3\xa9");
+    assert_string_equal(latin->version, "1.0");
+    kiln_buf_init(&b, 0);
+    kiln_buf_appendf(&b, NULL, "<project><dependencies>");
+    for (int i = 0; i < KILN_POM_MAX_DEPS; i++)
+        kiln_buf_appendf(&b, NULL, "\n%80s<dependency><artifactId>d%d</artifactId></dependency>",
+                         "", i);
+    kiln_buf_appendf(&b, NULL, "\n</dependencies></project>");
+    doc = kiln_buf_steal(&b, &len);
+    assert_true(len > 80 * KILN_POM_MAX_DEPS && 80 * KILN_POM_MAX_DEPS > KILN_POM_MAX_TEXT);
+    assert_int_equal(kiln_pom_parse(doc, len, "pom.xml", &big, &err), 0);
+    assert_int_equal(big->n_deps, KILN_POM_MAX_DEPS);
+    assert_string_equal(big->deps[KILN_POM_MAX_DEPS - 1].artifact_id, "d1023");
+}
+
 static void test_pom_hostile(void **state)
 {
     kiln_buf_t b;
@@ -311,6 +343,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pom_fields),
         cmocka_unit_test(test_pom_hostile),
+        cmocka_unit_test(test_pom_reader),
         cmocka_unit_test(test_cargo),
         cmocka_unit_test(test_words),
         cmocka_unit_test(test_gemfile_composer_deno),
