@@ -268,8 +268,8 @@ int kiln_snapshot_lower_dirs(engine_t *e, const layer_t *layers, size_t from, si
     /* A fresh worker unpacks a whole base image here: one layer per CPU (at least two, so
      * a layer still downloading does not hold the others up). */
     lowers_job_t j = {e, layers, from, to, v};
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned threads = cpus < 2 ? 2 : cpus > 8 ? 8 : (unsigned)cpus;
+    long cpus;
+    unsigned threads;
     size_t ready = 0;
     if (to <= from)
         return 0;
@@ -290,6 +290,8 @@ int kiln_snapshot_lower_dirs(engine_t *e, const layer_t *layers, size_t from, si
         free(v[to - 1 - li]);
         v[to - 1 - li] = NULL;
     }
+    cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = cpus < 2 ? 2 : cpus > 8 ? 8 : (unsigned)cpus;
     if (kiln_workers_run(to - j.from, threads, lower_one, NULL, NULL, &j, err) < 0) {
         for (size_t k = 0; k < to - from; k++) {
             free(v[k]);

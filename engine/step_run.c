@@ -96,23 +96,44 @@ static int take_dir(engine_t *e, char **spare, const char *prefix, char **out, k
     return kiln_fs_mkdtemp(e->work, prefix, out, err);
 }
 
+/* Whether every extended attribute of path is overlay's own (e.g. overlay.uuid, which a
+ * mount sets on its upper dir): 1 yes (or none), 0 another one or unreadable. */
+static int only_overlay_xattrs(const char *path)
+{
+    char names[1024];
+    ssize_t n = llistxattr(path, names, sizeof(names));
+
+    if (n < 0)
+        return 0;
+    for (ssize_t i = 0; i < n; i += (ssize_t)strlen(names + i) + 1)
+        if (strncmp(names + i, "user.overlay.", 13) != 0 &&
+            strncmp(names + i, "trusted.overlay.", 16) != 0)
+            return 0;
+    return 1;
+}
+
 /* Keeps the dirs of a step that succeeded for the stage's next RUN: each one made and removed
  * costs the build's disk a synchronous trip (a discard on such mounts). The work dir once
- * overlay's "volatile" marker is gone (a mount refuses a work dir that has it); the upper
- * dir when the step left it as it was made: empty, kiln's, 0755, no extended attribute. */
+ * overlay's "volatile" marker (work/incompat/volatile/dirty) is gone: a mount refuses a work
+ * dir that has it, and makes it again; the upper dir when the step left it as it was made:
+ * empty, kiln's, 0755, no extended attribute but overlay's own. */
 static void keep_dirs(stage_t *st, char **upper, char **work)
 {
-    _cleanup_free_ char *incompat = kiln_xasprintf("%s/work/incompat", *work);
+    _cleanup_free_ char *dirty = kiln_xasprintf("%s/work/incompat/volatile/dirty", *work);
+    char *volatile_dir = kiln_xstrndup(dirty, strlen(dirty) - strlen("/dirty"));
     struct stat sb;
     DIR *d;
     struct dirent *de;
     int empty = 1;
 
-    if (kiln_fs_rm_rf(incompat, NULL) == 0 && st->spare_work == NULL)
+    if ((unlink(dirty) == 0 || errno == ENOENT) &&
+        (rmdir(volatile_dir) == 0 || errno == ENOENT || kiln_fs_rm_rf(volatile_dir, NULL) == 0) &&
+        st->spare_work == NULL)
         st->spare_work = steal_pointer(work);
+    free(volatile_dir);
     if (*upper == NULL || st->spare_upper != NULL || lstat(*upper, &sb) < 0 ||
         !S_ISDIR(sb.st_mode) || (sb.st_mode & 07777) != 0755 || sb.st_uid != geteuid() ||
-        sb.st_gid != getegid() || llistxattr(*upper, NULL, 0) != 0 || (d = opendir(*upper)) == NULL)
+        sb.st_gid != getegid() || !only_overlay_xattrs(*upper) || (d = opendir(*upper)) == NULL)
         return;
     while (empty && (de = readdir(d)) != NULL)
         empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
