@@ -16,7 +16,9 @@
 #    rootfs, 50 × `RUN true N`) built with --no-cache against `buildah bud
 #    --layers --no-cache` (overlay, each step committed as kiln caches each step)
 #    and 50 bare `bwrap` runs (the floor of 50 sandboxes); RUNS rounds
-#    (default 5), medians, min/max, CPU, peak RSS, per step.
+#    (default 5), medians, min/max, CPU, peak RSS, per step. The same build
+#    without its RUNs (kiln-0run: FROM, COPY of the rootfs, the image) is timed
+#    in the same rounds, and the per-step figures are also given net of it.
 #
 #   KILN_BIN=path/to/kiln bash bench/sandbox.sh [N] [PARTS]   (PARTS: any of 1, 2, 3; default 13)
 set -euo pipefail
@@ -138,8 +140,12 @@ if [[ $PARTS == *3* ]]; then
   mkdir -p "$W/ctx50"
   cp -a "$R" "$W/ctx50/rootfs"
   { echo 'FROM scratch'; echo 'COPY rootfs/ /'; for i in $(seq 50); do echo "RUN true $i"; done; } >"$W/ctx50/Dockerfile"
+  mkdir -p "$W/ctx0"
+  cp -a "$R" "$W/ctx0/rootfs"
+  printf 'FROM scratch\nCOPY rootfs/ /\n' >"$W/ctx0/Dockerfile"
   b50='for i in $(seq 50); do bwrap --unshare-all --ro-bind '"$R"' / --proc /proc --dev /dev /bin/true; done'
   args=(kiln-50run "rm -rf $W/kroot" "$KILN build --root $W/kroot --no-cache --network none --progress quiet $W/ctx50"
+    kiln-0run "rm -rf $W/kroot" "$KILN build --root $W/kroot --no-cache --network none --progress quiet $W/ctx0"
     bwrap-50 "" "$b50")
   if command -v buildah >/dev/null; then
     args+=(buildah-50run "" "$(BAH_CMD) bud --layers --no-cache --network none -q -t b50 $W/ctx50")
@@ -153,6 +159,12 @@ if [[ $PARTS == *3* ]]; then
       "$(awk -v s="$(cpu_med $n)" 'BEGIN {print s * 1000 / 50}')"
   done
   echo "kiln / bare bwrap (50 sandboxes): wall $(ratio "$(med kiln-50run)" "$(med bwrap-50)"), CPU $(ratio "$(cpu_med kiln-50run)" "$(cpu_med bwrap-50)")"
+  # the 50 RUNs alone: the build less the same build without them (FROM, COPY, the image)
+  net_w=$(awk -v a="$(med kiln-50run)" -v b="$(med kiln-0run)" 'BEGIN {print a - b}')
+  net_c=$(awk -v a="$(cpu_med kiln-50run)" -v b="$(cpu_med kiln-0run)" 'BEGIN {print a - b}')
+  printf '%-14s per step: wall %6.1f ms  CPU %5.1f ms  (kiln-50run less kiln-0run)\n' "kiln RUN" \
+    "$(awk -v s="$net_w" 'BEGIN {print s * 1000 / 50}')" "$(awk -v s="$net_c" 'BEGIN {print s * 1000 / 50}')"
+  echo "kiln RUN steps / bare bwrap: wall $(ratio "$net_w" "$(med bwrap-50)"), CPU $(ratio "$net_c" "$(cpu_med bwrap-50)")  (target <= 1.2)"
   [ "$(med buildah-50run)" = 0 ] ||
     echo "kiln / buildah --layers: wall $(ratio "$(med kiln-50run)" "$(med buildah-50run)"), CPU $(ratio "$(cpu_med kiln-50run)" "$(cpu_med buildah-50run)")"
   if [ -d "$W/broot" ]; then bah rmi -a -f >/dev/null 2>&1 || true; umount -R "$W/broot/overlay" 2>/dev/null || true; fi

@@ -121,6 +121,7 @@ int kiln_store_open(const char *root, kiln_store_t **out, kiln_error_t *err)
     s = kiln_xzalloc(sizeof(*s));
     s->root = kiln_xstrdup(root);
     s->lock_fd = s->blobs_fd = s->tmp_fd = s->refs_fd = -1;
+    pthread_mutex_init(&s->sync_mu, NULL);
     gate = kiln_store_open_lock(root, "gate", err);
     if (gate < 0)
         goto fail;
@@ -165,6 +166,11 @@ void kiln_store_close(kiln_store_t *s)
         held_count(s->lock_dev, s->lock_ino, -1);
     for (size_t i = 0; i < s->n_additional; i++)
         kiln_astore_free(s->additional[i]);
+    /* blobs written deferred that no ref names: nothing needs them durable */
+    for (size_t i = 0; i < s->n_pending; i++)
+        close(s->pending[i]);
+    free(s->pending);
+    pthread_mutex_destroy(&s->sync_mu);
     free(s->root);
     free(s);
 }

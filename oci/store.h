@@ -114,13 +114,16 @@ void kiln_store_writer_abort(kiln_store_writer_t *w);
 void kiln_store_writer_no_sync(kiln_store_writer_t *w);
 /* Deferred durability (on: +1, off: -1; nested calls count): while on, a blob written
  * through this handle (not kiln_store_writer_no_sync) is renamed into place without an
- * fsync, and the next kiln_store_ref_set / kiln_store_ref_set_volatile first makes every
- * such blob durable at once (kiln_store_sync): a ref never names a blob a crash could cut
- * short. A build writes dozens of small blobs (a layer and a cache entry per step), each of
- * which cost a file and a directory fsync before. */
+ * fsync (its fd kept, at most 256), and the next kiln_store_ref_set /
+ * kiln_store_ref_set_volatile first makes every such blob durable (kiln_store_sync): a ref
+ * never names a blob a crash could cut short. A build writes dozens of small blobs (a layer
+ * and a cache entry per step), each of which cost a file and a directory fsync on the step's
+ * path before; now a flusher thread pays them, once per group. */
 void kiln_store_defer_sync(kiln_store_t *s, int on);
-/* Makes the deferred blobs written so far durable: one syncfs(2) of the store's filesystem
- * (nothing when none is pending). -1 with err. */
+/* Makes the deferred blobs written so far durable: an fsync of each (their fds were kept
+ * open), then one of the blobs directory; nothing when none is pending. Not a syncfs, which
+ * would wait for every other writer of the filesystem. -1 with err (the next call then
+ * syncs the whole filesystem). */
 int kiln_store_sync(kiln_store_t *s, kiln_error_t *err);
 /* A new read-only fd of the blob being written (its temp file), for a reader
  * following the write: the bytes up to kiln_store_writer_flushed are in it;

@@ -5,6 +5,7 @@
 #define KILN_OCI_STORE_IMPL_H
 
 #include <dirent.h>
+#include <pthread.h>
 #include <sys/types.h>
 
 #include "oci/store.h"
@@ -21,8 +22,13 @@ struct kiln_store {
     /* read-only stores consulted for blobs the root lacks (oci/additional_store) */
     struct kiln_astore *additional[16];
     size_t n_additional;
-    int defer_sync;   /* > 0: blob writes are not fsynced one by one (kiln_store_defer_sync) */
-    int pending_sync; /* a deferred blob was written since the last kiln_store_sync */
+    int defer_sync; /* > 0: blob writes are not fsynced one by one (kiln_store_defer_sync) */
+    /* the open fds of blobs written deferred since the last kiln_store_sync, which fsyncs
+     * them (sync_all: a sync failed, the next one is a syncfs); under sync_mu */
+    pthread_mutex_t sync_mu;
+    int *pending;
+    size_t n_pending;
+    int sync_all;
 };
 
 /* Opens (creating) directory `name` under root as a directory fd. */

@@ -179,6 +179,25 @@ void kiln_store_writer_abort(kiln_store_writer_t *w)
     free(w);
 }
 
+/* At most this many blobs wait for a sync: past it, the writer syncs them first. */
+#define PENDING_MAX 256
+
+/* Hands the fd of a blob written deferred to the next kiln_store_sync. */
+static int pending_add(kiln_store_t *s, int fd, kiln_error_t *err)
+{
+    pthread_mutex_lock(&s->sync_mu);
+    while (s->n_pending >= PENDING_MAX) {
+        pthread_mutex_unlock(&s->sync_mu);
+        if (kiln_store_sync(s, err) < 0)
+            return -1;
+        pthread_mutex_lock(&s->sync_mu);
+    }
+    s->pending = kiln_xrealloc(s->pending, (s->n_pending + 1) * sizeof(int));
+    s->pending[s->n_pending++] = fd;
+    pthread_mutex_unlock(&s->sync_mu);
+    return 0;
+}
+
 int kiln_store_writer_commit(kiln_store_writer_t *w, kiln_digest_t *digest, uint64_t *size,
                              kiln_error_t *err)
 {
@@ -217,10 +236,14 @@ int kiln_store_writer_commit(kiln_store_writer_t *w, kiln_digest_t *digest, uint
                                s->root, got.hex);
                 goto fail;
             }
-            if (defer)
-                __atomic_store_n(&s->pending_sync, 1, __ATOMIC_RELEASE);
-            else if (!w->no_sync)
+            if (defer) {
+                /* kept open: kiln_store_sync fsyncs it with the others */
+                if (pending_add(s, w->fd, err) < 0)
+                    goto fail;
+                w->fd = -1;
+            } else if (!w->no_sync) {
                 fsync(s->blobs_fd);
+            }
         }
     }
     kiln_store_writer_abort(w); /* closes, drops the temp name if still there */
@@ -241,12 +264,36 @@ void kiln_store_defer_sync(kiln_store_t *s, int on)
 
 int kiln_store_sync(kiln_store_t *s, kiln_error_t *err)
 {
-    /* cleared first: a blob committed while syncfs runs marks the store again */
-    if (!__atomic_exchange_n(&s->pending_sync, 0, __ATOMIC_ACQ_REL))
-        return 0;
-    if (syncfs(s->blobs_fd) < 0) {
-        __atomic_store_n(&s->pending_sync, 1, __ATOMIC_RELEASE);
-        return kiln_error_set(err, errno, "blob store %s: syncfs", s->root);
+    int *fds;
+    size_t n;
+    int all, r = 0, e = 0;
+
+    pthread_mutex_lock(&s->sync_mu);
+    fds = s->pending;
+    n = s->n_pending;
+    all = s->sync_all;
+    s->pending = NULL;
+    s->n_pending = 0;
+    s->sync_all = 0;
+    pthread_mutex_unlock(&s->sync_mu);
+    /* each blob's own fsync, not a syncfs: that would wait for every other writer's data on
+     * the filesystem too */
+    for (size_t i = 0; i < n; i++) {
+        if (!all && fsync(fds[i]) < 0 && r == 0)
+            r = -1, e = errno;
+        close(fds[i]);
+    }
+    free(fds);
+    if (r == 0 && all && syncfs(s->blobs_fd) < 0)
+        r = -1, e = errno;
+    if (r == 0 && (n > 0 || all) && fsync(s->blobs_fd) < 0)
+        r = -1, e = errno;
+    if (r < 0) {
+        /* those blobs are not known durable: the next sync makes everything so */
+        pthread_mutex_lock(&s->sync_mu);
+        s->sync_all = 1;
+        pthread_mutex_unlock(&s->sync_mu);
+        return kiln_error_set(err, e, "blob store %s: sync", s->root);
     }
     return 0;
 }
