@@ -147,6 +147,16 @@ int kiln_compressor_write(kiln_compressor_t *c, const void *buf, size_t len, kil
     }
 }
 
+int kiln_compressor_buffer(kiln_compressor_t *c, void **buf, size_t *room, kiln_error_t *err)
+{
+    *buf = NULL;
+    *room = 0;
+    if (c->type != KILN_COMPRESSION_GZIP)
+        return 0;
+    *buf = kiln_pgzip_buffer(c->gz, room, err);
+    return *buf == NULL ? -1 : 0;
+}
+
 int kiln_compressor_finish(kiln_compressor_t *c, kiln_error_t *err)
 {
     switch (c->type) {

@@ -56,6 +56,11 @@ int kiln_compressor_new(kiln_compression_t c, int level, int threaded, kiln_sink
 int kiln_compressor_hash_input(kiln_compressor_t *c, kiln_sha256_t *h);
 /* Feeds raw bytes. Fails when the sink failed (the error names it). */
 int kiln_compressor_write(kiln_compressor_t *c, const void *buf, size_t len, kiln_error_t *err);
+/* Where the producer may put its next input bytes to save a copy (see
+ * kiln_pgzip_buffer: a kiln_compressor_write of exactly those bytes, no other
+ * write between, takes them in place): *buf and *room, or *buf = NULL when
+ * the compressor has no such buffer (zstd, none). -1 when the stream failed. */
+int kiln_compressor_buffer(kiln_compressor_t *c, void **buf, size_t *room, kiln_error_t *err);
 /* Ends the stream (trailer, last frame) and waits until the sink has it all. */
 int kiln_compressor_finish(kiln_compressor_t *c, kiln_error_t *err);
 /* Frees (stopping the worker). NULL is fine. */

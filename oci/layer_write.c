@@ -19,6 +19,7 @@
 #include "utils/mem.h"
 
 #define READ_BUF_SIZE (1024 * 1024)
+#define READAHEAD_HINT_MIN (256 * 1024)
 #define XATTR_LIST_MAX_BYTES (64 * 1024)
 #define XATTR_VALUE_MAX_BYTES (64 * 1024)
 #define MAX_DEPTH 512
@@ -324,15 +325,27 @@ static const char *link_lookup(kiln_layer_writer_t *w, const struct stat *st, co
     return NULL;
 }
 
-/* Streams the content of a regular file (exactly size bytes). */
+/* Streams the content of a regular file (exactly size bytes): read straight
+ * into the compressor's block where it has one (gzip: no copy of the data
+ * between the read and the compression), else into rbuf. */
 static int write_data(kiln_layer_writer_t *w, int fd, const char *path, uint64_t size,
                       kiln_sha256_t *tee, kiln_error_t *err)
 {
     uint64_t left = size;
-    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    /* A larger read-ahead pays off only past the default window. */
+    if (size > READAHEAD_HINT_MIN)
+        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     while (left > 0) {
-        size_t want = left < READ_BUF_SIZE ? (size_t)left : READ_BUF_SIZE;
-        ssize_t n = read(fd, w->rbuf, want);
+        void *dst;
+        size_t room;
+        if (kiln_compressor_buffer(w->comp, &dst, &room, err) < 0)
+            return kiln_error_prefix(err, "layer entry %s", path);
+        if (dst == NULL) {
+            dst = w->rbuf;
+            room = READ_BUF_SIZE;
+        }
+        size_t want = left < room ? (size_t)left : room;
+        ssize_t n = read(fd, dst, want);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
@@ -340,8 +353,8 @@ static int write_data(kiln_layer_writer_t *w, int fd, const char *path, uint64_t
         if (n == 0)
             return kiln_error_set(err, 0, "%s shrank while it was being read", path);
         if (tee != NULL)
-            kiln_sha256_update(tee, w->rbuf, (size_t)n);
-        if (archive_write_data(w->a, w->rbuf, (size_t)n) < 0)
+            kiln_sha256_update(tee, dst, (size_t)n);
+        if (archive_write_data(w->a, dst, (size_t)n) < 0)
             return archive_fail(w, path, err);
         left -= (uint64_t)n;
     }

@@ -280,9 +280,25 @@ void kiln_pgzip_hash_input(kiln_pgzip_t *p, kiln_sha256_t *h)
     p->in_hash = h;
 }
 
+void *kiln_pgzip_buffer(kiln_pgzip_t *p, size_t *room, kiln_error_t *err)
+{
+    if (p->cur == NULL && take_slot(p, err) < 0)
+        return NULL;
+    *room = KILN_PGZIP_BLOCK - p->cur->in_len;
+    return p->cur->in + p->cur->in_len;
+}
+
 int kiln_pgzip_write(kiln_pgzip_t *p, const void *buf, size_t len, kiln_error_t *err)
 {
     const unsigned char *b = buf;
+    if (p->cur != NULL && b == p->cur->in + p->cur->in_len &&
+        len <= KILN_PGZIP_BLOCK - p->cur->in_len) {
+        /* Read into the block by the producer (kiln_pgzip_buffer). */
+        p->cur->in_len += len;
+        if (p->cur->in_len == KILN_PGZIP_BLOCK && submit_slot(p, err) < 0)
+            return -1;
+        return 0;
+    }
     while (len > 0) {
         if (p->cur == NULL && take_slot(p, err) < 0)
             return -1;

@@ -50,6 +50,13 @@ int kiln_pgzip_new(int level, int workers, kiln_sink_t *out, kiln_pgzip_t **res,
 void kiln_pgzip_hash_input(kiln_pgzip_t *p, kiln_sha256_t *h);
 /* Feeds raw bytes. Fails when the sink failed (its error). */
 int kiln_pgzip_write(kiln_pgzip_t *p, const void *buf, size_t len, kiln_error_t *err);
+/* Where the next input bytes go in the block being filled (taking the next
+ * block's slot first, waiting while all are in flight), with *room bytes of
+ * space: a producer may read its input there, and a kiln_pgzip_write of those
+ * bytes (buf = the pointer returned, len <= *room, no other write between)
+ * takes them in place instead of copying them. NULL when the stream failed
+ * (the sink's error). */
+void *kiln_pgzip_buffer(kiln_pgzip_t *p, size_t *room, kiln_error_t *err);
 /* Compresses what is left, waits until the sink has every piece and writes the
  * trailer. An empty input gives a valid empty gzip stream. */
 int kiln_pgzip_finish(kiln_pgzip_t *p, kiln_error_t *err);

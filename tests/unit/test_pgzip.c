@@ -189,6 +189,50 @@ static void test_same_bytes_any_threads(void **state)
     free(ref.buf);
 }
 
+/* Input read straight into the compressor's block (kiln_pgzip_buffer, as
+ * the layer writer reads files), mixed with ordinary writes of other sizes:
+ * the same bytes as ordinary writes, with and without threads. */
+static void test_buffer_in_place(void **state)
+{
+    const size_t len = 3 * KILN_PGZIP_BLOCK + 777;
+    _cleanup_free_ unsigned char *in = make_input(len);
+    struct membuf ref = compress_with(in, len, 3, 0, 4096);
+    const int workers[] = {0, 2};
+    for (size_t w = 0; w < 2; w++) {
+        struct membuf m = {.fail_after = -1};
+        kiln_sink_t s = {mem_write, &m};
+        kiln_error_t err = {0};
+        kiln_pgzip_t *p = NULL;
+        assert_int_equal(kiln_pgzip_new(3, workers[w], &s, &p, &err), 0);
+        size_t off = 0, i = 0;
+        while (off < len) {
+            size_t want = (i * 77777 + 1000) % 300000 + 1;
+            if (want > len - off)
+                want = len - off;
+            if (i++ % 3 == 2) { /* an ordinary write between */
+                assert_int_equal(kiln_pgzip_write(p, in + off, want, &err), 0);
+                off += want;
+                continue;
+            }
+            size_t room = 0;
+            unsigned char *b = kiln_pgzip_buffer(p, &room, &err);
+            assert_non_null(b);
+            assert_true(room > 0 && room <= KILN_PGZIP_BLOCK);
+            if (want > room)
+                want = room;
+            memcpy(b, in + off, want);
+            assert_int_equal(kiln_pgzip_write(p, b, want, &err), 0);
+            off += want;
+        }
+        assert_int_equal(kiln_pgzip_finish(p, &err), 0);
+        kiln_pgzip_free(p);
+        assert_int_equal(m.len, ref.len);
+        assert_memory_equal(m.buf, ref.buf, ref.len);
+        free(m.buf);
+    }
+    free(ref.buf);
+}
+
 /* zlib's inflate in gzip mode reads the whole stream as ONE member: it ends
  * exactly at the end of the buffer with nothing left over, giving the input. */
 static void assert_one_member(const struct membuf *m, const unsigned char *want, size_t len)
@@ -441,6 +485,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_bytes_any_threads),
         cmocka_unit_test(test_one_member),
+        cmocka_unit_test(test_buffer_in_place),
         cmocka_unit_test(test_deflate_join),
         cmocka_unit_test(test_deflate_join_long_codes),
         cmocka_unit_test(test_empty_and_exact_blocks),
