@@ -90,6 +90,26 @@ T.check("the step's writes are its layers: /f, then its whiteout",
 leaked = [n for ls in names[1:] for n in ls if n.startswith(("etc/", "proc", "dev", "sys"))]
 T.check("no mount point kiln adds reaches a layer", leaked == [], leaked)
 
+# 1b. a step that changes / itself (mode, owner) leaves nothing for the next step: each RUN sees
+#     the root as a fresh upper dir makes it (the dir it left is not reused)
+ctxb = os.path.join(T.tmp, "ctx1b")
+os.makedirs(ctxb)
+with open(os.path.join(ctxb, "Dockerfile"), "w") as f:
+    f.write(f"FROM {base}\n"
+            "RUN chmod 700 / && chown 1000:1000 /\n"
+            "RUN stat -c '%a %u %g' / > /seen\n")
+outb = os.path.join(T.tmp, "out1b")
+r = build(ctxb, outb, "--no-cache")
+seen = ""
+if r.returncode == 0:
+    manb, _ = read_image(outb)
+    with open(os.path.join(outb, "blobs", "sha256", manb["layers"][-1]["digest"].split(":")[1]), "rb") as f:
+        with tarfile.open(fileobj=io.BytesIO(f.read()), mode="r:*") as t:
+            m = next((m for m in t.getmembers() if m.name.endswith("seen")), None)
+            seen = t.extractfile(m).read().decode().strip() if m else ""
+T.check("a RUN after one that chmods and chowns / sees / as 0755 root:root again",
+        r.returncode == 0 and seen == "755 0 0", r.stderr + seen)
+
 # 2. a rebuild hits every step, config-only entries included, and makes the same image
 out2 = os.path.join(T.tmp, "out2")
 r = build(ctx, out2)
