@@ -57,10 +57,10 @@ int kiln_cmd_soci(int argc, char **argv)
     }
     if (kiln_cli_registry_client(&cr, &r, &err) < 0 || kiln_cli_registry_store(&cr, &s, &err) < 0 ||
         kiln_cli_source_to_store(&cr, r, s, argv[optind], 0, &top, &from, &err) < 0)
-        goto fail;
+        goto out;
     if (kiln_soci_verify(s, &top.digest, &st, &err) < 0) {
         kiln_error_prefix(&err, "%s", argv[optind]);
-        goto fail;
+        goto out;
     }
     printf("%s %s: SOCI index v2 verified: %zu index%s, %zu zTOC%s, %zu span%s, %zu tar "
            "entr%s; %zu layer%s without a zTOC\n",
@@ -69,10 +69,7 @@ int kiln_cmd_soci(int argc, char **argv)
            st.files == 1 ? "y" : "ies", st.layers_without_ztoc,
            st.layers_without_ztoc == 1 ? "" : "s");
     rc = KILN_EXIT_OK;
-    goto out;
-fail:
-    rc = kiln_cli_fail(&err);
 out:
     kiln_descriptor_clear(&top);
-    return kiln_cli_registry_end(&cr, r, s, rc);
+    return kiln_cli_registry_finish(&cr, r, s, rc, &err);
 }
