@@ -28,6 +28,16 @@ struct dir_time {
     struct timespec mtime;
 };
 
+/* The most parent directory fds kept open by one unpack. */
+#define PARENT_SLOTS 8
+
+struct parent_slot {
+    char *path; /* NULL: free */
+    int fd;
+    int plain; /* not setgid */
+    uint64_t used;
+};
+
 struct unpack {
     const kiln_unpack_opts_t *opts;
     int rootfd;
@@ -48,10 +58,12 @@ struct unpack {
     size_t ncreated, created_alloc;
     struct dir_time *dirs;
     size_t ndirs, dirs_alloc;
-    /* cached parent directory (opened O_RDONLY: fstat and xattrs work on it) */
-    char *cached_parent;
-    int cached_fd;
-    /* it is not setgid: a new entry there is owned by euid:egid */
+    /* the last parent directories used (a tar walks back up to a directory after its
+     * subdirectories): looked up by path, the least recently used replaced */
+    struct parent_slot parents[PARENT_SLOTS];
+    uint64_t tick;
+    /* the parent of the entry being made: it is not setgid (a new entry there is owned
+     * by euid:egid) */
     int cached_plain;
     kiln_compression_t format;
     kiln_inflate_thread_t *inf; /* when inflating: the digests are its until stopped */
@@ -195,13 +207,20 @@ int kiln_layer_clean_path(char *p, const char *what, const char *orig, kiln_erro
     return 0;
 }
 
+static void slot_clear(struct parent_slot *sl)
+{
+    free(sl->path);
+    sl->path = NULL;
+    if (sl->fd >= 0)
+        close(sl->fd);
+    sl->fd = -1;
+}
+
+/* Forgets every cached parent (after a removal, or a directory's mode changed). */
 static void invalidate_parent(struct unpack *u)
 {
-    free(u->cached_parent);
-    u->cached_parent = NULL;
-    if (u->cached_fd >= 0)
-        close(u->cached_fd);
-    u->cached_fd = -1;
+    for (int i = 0; i < PARENT_SLOTS; i++)
+        slot_clear(&u->parents[i]);
 }
 
 /* Opens (O_PATH) directory `dir` inside the root, creating missing
@@ -238,18 +257,28 @@ static int open_dir_create(struct unpack *u, const char *dir, const char *entry,
 /* The (cached) fd of the parent directory of an entry. Not to be closed. */
 static int parent_fd(struct unpack *u, const char *parent, const char *entry, kiln_error_t *err)
 {
-    if (u->cached_parent != NULL && strcmp(u->cached_parent, parent) == 0)
-        return u->cached_fd;
-    invalidate_parent(u);
+    struct parent_slot *lru = &u->parents[0];
+    for (int i = 0; i < PARENT_SLOTS; i++) {
+        struct parent_slot *sl = &u->parents[i];
+        if (sl->path != NULL && strcmp(sl->path, parent) == 0) {
+            sl->used = ++u->tick;
+            u->cached_plain = sl->plain;
+            return sl->fd;
+        }
+        if (sl->path == NULL || (lru->path != NULL && sl->used < lru->used))
+            lru = sl;
+    }
     int fd = open_dir_create(u, parent, entry, err);
     if (fd < 0)
         return -1;
-    u->cached_parent = kiln_xstrdup(parent);
-    u->cached_fd = fd;
+    slot_clear(lru);
+    lru->path = kiln_xstrdup(parent);
+    lru->fd = fd;
+    lru->used = ++u->tick;
     /* entries made under a setgid directory take its group (and directories
      * its setgid bit): their owner and mode then always get set explicitly */
     struct stat st;
-    u->cached_plain = fstat(fd, &st) == 0 && !(st.st_mode & S_ISGID);
+    lru->plain = u->cached_plain = fstat(fd, &st) == 0 && !(st.st_mode & S_ISGID);
     return fd;
 }
 
@@ -516,6 +545,8 @@ static int make_entry(struct unpack *u, struct archive_entry *e, mode_t type, in
         _cleanup_close_ int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
             return kiln_error_set(err, errno, "layer entry '%.512s': opening the directory", orig);
+        if (exists && (archive_entry_mode(e) & S_ISGID))
+            invalidate_parent(u); /* a cached parent may become setgid here */
         return apply_meta_fd(u, fd, e, orig, 0, !exists, made & u->create_mask, err);
     }
     case AE_IFLNK: {
@@ -774,7 +805,8 @@ static int unpack_from(const struct unpack_src *src, const char *rootfs,
     struct unpack u;
     memset(&u, 0, sizeof(u));
     u.opts = opts;
-    u.cached_fd = -1;
+    for (int i = 0; i < PARENT_SLOTS; i++)
+        u.parents[i].fd = -1;
     u.euid = geteuid();
     u.egid = getegid();
     u.create_mask = read_create_mask();
