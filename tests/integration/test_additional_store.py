@@ -10,15 +10,19 @@ build on an empty root given DIR (--additional-store, $KILN_ADDITIONAL_STORES, `
   the same as the same build without the store (which fetched the layers), the OCI output
   holds every layer blob
 - the store is byte for byte, mode and owner the same after the builds (hashed)
-- $KILN_ADDITIONAL_STORES and `kiln --additional-store DIR build` work the same"""
+- $KILN_ADDITIONAL_STORES and `kiln --additional-store DIR build` work the same
+- the store carried in an image by images/kiln/worker.sh (Dockerfile.worker: ADD store.tar, ENV
+  KILN_ADDITIONAL_STORES) keeps its tree (owners, modes, contents), and a build on an empty root
+  using the image's copy of it fetches no layer and gives the same digest"""
 import hashlib
 import os
 import re
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kilnbuild import make_base, new_context, read_image  # noqa: E402
-from kilntest import T, kiln, start_registry  # noqa: E402
+from kilntest import KILN, SRC, T, kiln, start_registry  # noqa: E402
 from registry_fixtures import FaultProxy  # noqa: E402
 
 os.chmod(T.tmp, 0o755)
@@ -134,5 +138,32 @@ T.check("kiln --additional-store DIR build: the same",
         digest_s + " " + str(layer_gets(n3)) + out(r)[-1500:])
 
 T.check("the store is unchanged by the builds (every entry hashed)", tree_hash(STORE) == before, "")
+
+# the store carried in a worker image (images/kiln/worker.sh + Dockerfile.worker, here on the
+# busybox base instead of kiln's image): a build on an empty root uses the image's store
+W = os.path.join(T.tmp, "worker-fs")
+WL = os.path.join(T.tmp, "worker-oci")
+env = dict(os.environ, KILN_BIN=KILN, KILN_STORE_FLAGS="--insecure-registry " + REG,
+           TMPDIR=T.tmp)
+p = subprocess.run(["bash", os.path.join(SRC, "images", "kiln", "worker.sh"), BASE, IMG, "--",
+                    "--root", os.path.join(T.tmp, "root-worker"), "--progress", "plain",
+                    "-o", "type=local,dest=" + W, "-o", "type=oci,dest=" + WL], env=env,
+                   capture_output=True, text=True, timeout=600)
+WS = os.path.join(W, "var", "lib", "kiln-store")
+ok = p.returncode == 0 and os.path.isfile(os.path.join(WS, "kiln-additional-store"))
+T.check("worker.sh: an image with the store at /var/lib/kiln-store", ok, p.stdout + p.stderr[-2000:])
+wcfg = read_image(WL)[1] if p.returncode == 0 else {}
+T.check("the worker image sets KILN_ADDITIONAL_STORES=/var/lib/kiln-store",
+        "KILN_ADDITIONAL_STORES=/var/lib/kiln-store" in wcfg.get("config", {}).get("Env", []),
+        str(wcfg.get("config")))
+T.check("the image's store holds the same tree (owners, modes, contents) as the one made",
+        ok and tree_hash(os.path.join(WS, "chains")) == tree_hash(os.path.join(STORE, "chains")), "")
+n4 = len(proxy.log)
+r = build("root-worker-use", USE, "--additional-store", WS)
+T.check("a build on an empty root with the worker image's store: layers from it, none fetched, "
+        "the same digest",
+        r.returncode == 0 and r.stdout.strip() == digest_s and "layers from additional store " + WS
+        in r.stderr and not [p for p in layer_gets(n4) if any(d in p for d in base_layers)],
+        out(r)[-1500:])
 proxy.close()
 T.done()
