@@ -333,7 +333,7 @@ int kiln_cli_registry_store(kiln_cli_registry_t *cr, kiln_store_t **out, kiln_er
     _cleanup_free_ char *root = cr->root ? kiln_xstrdup(cr->root) : kiln_store_default_root();
     if (root == NULL)
         return kiln_error_set(err, 0, "no store root: pass --root DIR or set HOME");
-    return kiln_store_open(root, out, err);
+    return kiln_cli_store_open(root, out, err);
 }
 
 void kiln_cli_registry_pull_opts(const kiln_cli_registry_t *cr, kiln_registry_pull_opts_t *po)

@@ -21,7 +21,7 @@ int kiln_cli_image_store_open(const char *opt_root, kiln_store_t **s, kiln_error
 
     if (kiln_cli_store_root(opt_root, &root, err) < 0)
         return -1;
-    return kiln_store_open(root, s, err);
+    return kiln_cli_store_open(root, s, err);
 }
 
 int kiln_cli_image_getopt(kiln_cli_image_opts_t *o, int argc, char **argv)

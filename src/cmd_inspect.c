@@ -146,7 +146,7 @@ static int inspect_store(const char *ref, const char *opt_root, kiln_error_t *er
     size_t len = 0, clen = 0;
     int r;
 
-    if (kiln_cli_store_root(opt_root, &root, err) < 0 || kiln_store_open(root, &s, err) < 0)
+    if (kiln_cli_store_root(opt_root, &root, err) < 0 || kiln_cli_store_open(root, &s, err) < 0)
         return kiln_cli_fail(err);
     r = kiln_store_ref_get(s, ref + strlen("store:"), &md.digest, err);
     if (r == 0) {

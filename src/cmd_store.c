@@ -32,18 +32,34 @@ int kiln_cli_additional_store_push(const char *dir)
 
 int kiln_cli_additional_stores_env(const char **list, size_t *n, size_t max)
 {
-    static char *copy; /* the list points into it for the life of the process */
     const char *env = getenv(ENV_NAME);
-    char *save = NULL;
+    char *save = NULL, *copy;
 
     if (env == NULL || *env == '\0')
         return 0;
-    free(copy);
-    copy = kiln_xstrdup(env);
+    copy = kiln_xstrdup(env); /* the list points into it for the life of the process */
     for (char *p = strtok_r(copy, ":", &save); p != NULL; p = strtok_r(NULL, ":", &save)) {
         if (p[0] != '/' || *n >= max)
             return -1;
         list[(*n)++] = p;
+    }
+    return 0;
+}
+
+int kiln_cli_store_open(const char *root, kiln_store_t **out, kiln_error_t *err)
+{
+    const char *list[KILN_ASTORE_MAX];
+    size_t n = 0;
+
+    if (kiln_store_open(root, out, err) < 0)
+        return -1;
+    if (kiln_cli_additional_stores_env(list, &n, KILN_ASTORE_MAX) < 0)
+        fprintf(stderr, "kiln: WARNING: KILN_ADDITIONAL_STORES: each store must be an absolute "
+                        "path (DIR[:DIR...]); the others are used\n");
+    for (size_t i = 0; i < n; i++) {
+        kiln_error_t aerr = {0};
+        if (kiln_store_attach_additional(*out, list[i], &aerr) < 0)
+            fprintf(stderr, "kiln: WARNING: %s; going on without it\n", aerr.msg);
     }
     return 0;
 }

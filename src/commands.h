@@ -47,6 +47,11 @@ int kiln_cli_additional_store_push(const char *dir);
 /* Appends the entries of $KILN_ADDITIONAL_STORES (DIR[:DIR...]) to list (*n of max); -1 when
  * one is not absolute or there are too many. */
 int kiln_cli_additional_stores_env(const char **list, size_t *n, size_t max);
+struct kiln_store;
+/* Opens the store at root with the operator's additional stores ($KILN_ADDITIONAL_STORES)
+ * attached, so that an image a build made from one can be pushed, saved, run or inspected:
+ * one that cannot be used is warned about on stderr and left out. */
+int kiln_cli_store_open(const char *root, struct kiln_store **out, kiln_error_t *err);
 int kiln_cmd_checkout(int argc, char **argv);
 int kiln_cmd_images(int argc, char **argv);
 int kiln_cmd_tag(int argc, char **argv);

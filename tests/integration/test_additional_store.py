@@ -137,6 +137,17 @@ T.check("kiln --additional-store DIR build: the same",
         and not [p for p in layer_gets(n3) if any(d in p for d in base_layers)],
         digest_s + " " + str(layer_gets(n3)) + out(r)[-1500:])
 
+# an image a build made from the store, named in the root, pushed later by another command
+r = build("root-tag", USE, "--additional-store", STORE, "-t", "app:1")
+p1 = kiln("push", "--root", os.path.join(T.tmp, "root-tag"), "--insecure-registry", REG, "app:1",
+          REG + "/t/app:1")
+T.check("kiln push of it without the store: fails naming the base blob the root lacks",
+        r.returncode == 0 and p1.returncode != 0 and "not in store" in p1.stderr, out(r)[-500:] + out(p1))
+p2 = kiln("--additional-store", STORE, "push", "--root", os.path.join(T.tmp, "root-tag"),
+          "--insecure-registry", REG, "app:1", REG + "/t/app:1")
+T.check("kiln --additional-store DIR push: pushed, the base's blobs read from the store",
+        p2.returncode == 0, out(p2))
+
 T.check("the store is unchanged by the builds (every entry hashed)", tree_hash(STORE) == before, "")
 
 # the store carried in a worker image (images/kiln/worker.sh + Dockerfile.worker, here on the
