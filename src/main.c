@@ -122,6 +122,9 @@ static void usage(FILE *out)
     fprintf(out, "Usage: kiln <command> [options]\n\nCommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nGlobal option (before the command): --additional-store DIR  a read-only image\n"
+                 "store every build and image command of the command uses (repeatable; sets\n"
+                 "$KILN_ADDITIONAL_STORES for it and the jobs it starts)\n");
     fprintf(out, "\nRun 'kiln <command> -h' for a command's options.\n");
 }
 
