@@ -11,6 +11,9 @@ warns naming the store and what would allow it, and pulls as without the store.
   used (the warning names both diff_ids), the layers pulled, the tree's planted marker never
   reaches the build
 - an entry whose tree is missing: warned about, pulled
+- a build that writes, deletes, chmods, chowns and hardlinks the base's files, copies them with
+  COPY --from --chown/--chmod and writes through a bind mount of the base stage: the store is
+  unchanged (contents, modes, owners)
 - a tenant cannot name a store: a job spec with additional_stores is refused naming the field;
   a server-mode FROM oci:STORE is refused (not in oci_dirs); the marker is neither read nor
   written"""
@@ -48,6 +51,20 @@ def build(root, df, *args):
 
 r = build("root-push", "FROM %s\nRUN echo base > /added\n" % BASE, "-t", IMG, "--push")
 T.check("a 2-layer base pushed", r.returncode == 0, out(r)[-1500:])
+
+
+def store_state(d):
+    """{path: (mode, uid, gid, content or link target)} of every entry (not times, not links'
+    counts: a COPY --from view hardlinks from the tree)."""
+    st = {}
+    for top, dirs, files in os.walk(d):
+        for n in dirs + files:
+            p = os.path.join(top, n)
+            s = os.lstat(p)
+            body = os.readlink(p) if os.path.islink(p) else (
+                open(p, "rb").read() if os.path.isfile(p) else None)
+            st[os.path.relpath(p, d)] = (s.st_mode, s.st_uid, s.st_gid, body)
+    return st
 
 
 def make_store(name):
@@ -166,6 +183,28 @@ shutil.rmtree(os.path.join(d, "chains", chain))
 got = use(d, "no tree")
 pulled_ok("an entry whose tree is missing", got[0], got,
           "%s/chains/%s is missing (its metadata is there)" % (d, chain), downloaded=False)
+
+# a build that writes, deletes, chmods and chowns the base's files, links and copies them with
+# COPY --from (the view hardlinks from the tree) and writes through a bind mount of the base stage:
+# the store is byte for byte, mode and owner what it was
+d, chain = make_store("s-writes")
+before = store_state(d)
+WRITES = """FROM %s/t/base:1 AS base
+FROM %s/t/base:1
+RUN echo pwn >> /added && chmod 777 /added && chown 1000:1000 /added /bin/busybox && \\
+    ln /added /added-link && echo more >> /added-link && rm -rf /bin/true /etc/group /home && touch /new
+COPY --from=base --chown=1000:1000 --chmod=777 /added /copied
+RUN --mount=type=bind,from=base,target=/b,rw (echo x >> /b/added; chmod 777 /b/added) 2>&1; true
+RUN cat /added /copied > /out
+""" % (PREG, PREG)
+n_root[0] += 1
+dest = os.path.join(T.tmp, "fs%d" % n_root[0])
+r = build("r%d" % n_root[0], WRITES, "--additional-store", d, "-o", "type=local,dest=" + dest)
+T.check("a build writing over the base's files: it sees its own changes",
+        r.returncode == 0 and "layers from additional store " + d in r.stderr
+        and open(os.path.join(dest, "out")).read() == "base\npwn\nmore\nbase\n", out(r)[-1500:])
+T.check("...and the store is unchanged: contents, modes and owners of every entry",
+        store_state(d) == before and host.untouched(), "")
 
 # a tenant cannot name a store
 store, _ = make_store("s-tenant")
