@@ -144,18 +144,22 @@ rm -rf "$T/r"
 # every run's log kept for a closer look (BENCH_KEEP=DIR)
 [ -z "${BENCH_KEEP:-}" ] || { mkdir -p "$BENCH_KEEP" && cp "$T"/*.log "$BENCH_KEEP"/; }
 
+# the ratio of the medians of wall time, and of CPU time (the steadier figure on a shared machine)
+rline() { # case a b goal-text
+  ratio_line "$1" "$2" "$3" "$4 (CPU $(ratio "$(cpu_med "$2")" "$(cpu_med "$3")"))"
+}
 bench_header
 stats_table
-ratio_line "changed: remote/nocache" remote nocache "(goal <= 0.30)"
-ratio_line "changed: remote/warm" remote warm "(goal <= 1.50)"
+rline "changed: remote/nocache" remote nocache "(goal <= 0.30)"
+rline "changed: remote/warm" remote warm "(goal <= 1.50)"
 ratio_line "same: remote/nocache" same-remote nocache "(goal <= 0.30)"
 ratio_line "same: remote/warm" same-remote same-warm "(goal <= 1.50)"
 ratio_line "base unpack floor/warm" floor warm "(tar -xzf of the base alone, vs the whole warm build)"
 echo "with the base in an additional store (the worker image carries it unpacked):"
-ratio_line "store changed: remote/nocache" s-remote s-nocache "(goal <= 0.30)"
-ratio_line "store changed: remote/warm" s-remote s-warm "(goal <= 1.50)"
-ratio_line "store changed: remote/registry warm" s-remote warm "(goal <= 1.50; a warm root of the registry set-up)"
-ratio_line "store same: remote/nocache" s-same-remote s-nocache "(goal <= 0.30)"
-ratio_line "store vs registry: nocache" s-nocache nocache
-ratio_line "store vs registry: remote" s-remote remote
+rline "store changed: remote/nocache" s-remote s-nocache "(goal <= 0.30)"
+rline "store changed: remote/warm" s-remote s-warm "(goal <= 1.50)"
+rline "store changed: remote/registry warm" s-remote warm "(goal <= 1.50; a warm root of the registry set-up)"
+rline "store same: remote/nocache" s-same-remote s-nocache "(goal <= 0.30)"
+rline "store vs registry: nocache" s-nocache nocache ""
+rline "store vs registry: remote" s-remote remote ""
 bench_footer

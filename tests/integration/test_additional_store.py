@@ -10,11 +10,15 @@ build on an empty root given DIR (--additional-store, $KILN_ADDITIONAL_STORES, `
   the same as the same build without the store (which fetched the layers), the OCI output
   holds every layer blob
 - the store is byte for byte, mode and owner the same after the builds (hashed)
-- $KILN_ADDITIONAL_STORES and `kiln --additional-store DIR build` work the same
+- $KILN_ADDITIONAL_STORES, `kiln --additional-store DIR build` and a job's operator option
+  (`kiln job run --build-option=--additional-store=DIR`, what policy.additional_stores gives a
+  server's builds) work the same; an image built from the store is pushed by `kiln
+  --additional-store DIR push` (without the store the push names the blob the root lacks)
 - the store carried in an image by images/kiln/worker.sh (Dockerfile.worker: ADD store.tar, ENV
   KILN_ADDITIONAL_STORES) keeps its tree (owners, modes, contents), and a build on an empty root
   using the image's copy of it fetches no layer and gives the same digest"""
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -136,6 +140,20 @@ T.check("kiln --additional-store DIR build: the same",
         r.returncode == 0 and r.stdout.strip() == digest_s
         and not [p for p in layer_gets(n3) if any(d in p for d in base_layers)],
         digest_s + " " + str(layer_gets(n3)) + out(r)[-1500:])
+
+# a server's or worker's build (kiln job run, the operator's --build-option as policy.
+# additional_stores gives it): the store used, no layer fetched
+jctx = new_context(T.tmp, USE)
+n5 = len(proxy.log)
+spec = {"source": {"dir": jctx}, "build_id": "b-store", "tenant": "acme"}
+p = subprocess.run([KILN, "job", "run", "--spec", "-", "--root", os.path.join(T.tmp, "root-job"),
+                    "--build-option=--insecure-registry=" + PREG,
+                    "--build-option=--additional-store=" + STORE], input=json.dumps(spec),
+                   text=True, capture_output=True, timeout=600)
+T.check("kiln job run --build-option=--additional-store=DIR: built with the store, no layer fetched",
+        p.returncode == 0 and "layers from additional store " + STORE in p.stdout + p.stderr
+        and not [q for q in layer_gets(n5) if any(d in q for d in base_layers)],
+        (p.stdout + p.stderr)[-1500:])
 
 # an image a build made from the store, named in the root, pushed later by another command
 r = build("root-tag", USE, "--additional-store", STORE, "-t", "app:1")
