@@ -4,8 +4,8 @@ dir (Astro's outDir, SvelteKit adapter-static's pages) is refused before any ste
 nothing is written and the host marker (beside the source) is neither read nor written.
 Moved from test_node_frameworks_ssr, which builds the same fixtures for real. A source that
 ships the output dir itself (adapter-static's build/) as a link to the host marker's directory
-builds: the link never reaches the build (the output dir is not part of the context), the site
-is what the build wrote, nothing of the host is in it and the host is untouched."""
+builds: the site is what the build wrote, nothing of the host is in it and the host is
+untouched."""
 import os
 import subprocess
 import sys
