@@ -36,14 +36,16 @@ typedef struct kiln_xml_reader_ops {
      * valid XML (...)"); NULL: "pom.xml is not valid XML (...)" */
     const char *noun;
     /* An element opens at depth (1: the root); path is NULL when too long to match anything,
-     * local its local name. Returns the most bytes of its own text to keep (0: not kept). */
+     * local its local name. Returns the most bytes of its own text to keep (0: not kept).
+     * Required. */
     size_t (*open)(kiln_xml_reader_t *r, void *ud, const char *path, const char *local,
                    unsigned depth);
     /* The element at path (NULL as above) closes; text is its own text (len bytes,
      * NUL-terminated; "" when open kept none). Optional. */
     void (*close)(kiln_xml_reader_t *r, void *ud, const char *path, unsigned depth,
                   const char *text, size_t len);
-    /* Words a refusal with kiln_xml_reader_stop (path and cap only for KILN_XML_TEXT_OVER). */
+    /* Words a refusal with kiln_xml_reader_stop (path and cap only for KILN_XML_TEXT_OVER).
+     * Required. */
     void (*refuse)(kiln_xml_reader_t *r, void *ud, kiln_xml_refusal_t why, const char *path,
                    size_t cap);
 } kiln_xml_reader_ops_t;
