@@ -5,6 +5,11 @@
 #   GET /v1/builds/{id}   target >= 5,000 req/s with p99 < 10 ms
 #   POST /v1/builds       target >= 1,000 enqueues/s
 #   idle RssAnon          target <= 20 MiB
+# The GET's peer is its floor: bench/api_floor.c, libmicrohttpd in kiln serve's threading mode
+# (a thread per connection) answering the same bytes with no other work, under the same wrk
+# load in the same rounds: what any server built like kiln's gets from this machine at its
+# load (the p99 here is mostly the run queue of a busy 2-CPU machine); kiln / floor is kiln's
+# own share.
 # Each wrk run under /usr/bin/time -v (bench_lib's timed: wrk's own CPU and RSS) and its
 # figures kept per round: requests/s, p50/p90/p99/p99.9 and max latency, the server's CPU and
 # peak RSS during the run; printed as median, min and max over the rounds, then one line per
@@ -23,7 +28,6 @@ PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print
 TOKEN=bench-token-0123456789
 PID=""
 stop() { [ -z "$PID" ] || { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null || true; PID=""; }; }
-trap 'stop; bench_cleanup' EXIT
 
 # A fresh server on a fresh root; builds run /bin/true: the benchmark measures the API and the
 # queue, not building. Sets PID and ID (a build to read).
@@ -37,6 +41,11 @@ start() {
     "http://127.0.0.1:$PORT/v1/builds" | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])')
   sleep 0.5
 }
+# the floor: built here (cc, libmicrohttpd's header), serving the body of a GET kiln gave
+cc -O2 -o "$T/api_floor" bench/api_floor.c -lmicrohttpd -lpthread
+FPORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+FPID=""
+trap 'stop; [ -z "$FPID" ] || kill "$FPID" 2>/dev/null; bench_cleanup' EXIT
 rss_anon_mib() { awk '/RssAnon/ {printf "%.1f", $2 / 1024}' "/proc/$PID/status"; }
 
 { echo "wrk.headers[\"Authorization\"] = \"Bearer $TOKEN\""; wrk_metrics_lua; } >"$T/get.lua"
@@ -55,6 +64,13 @@ bench_header
 echo "wrk $DURATION, $CONNS connections, $THREADS threads; a fresh server each round"
 for ((r = 0; r < RUNS; r++)); do
   start
+  if [ -z "$FPID" ]; then
+    curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/v1/builds/$ID" >"$T/body.json"
+    "$T/api_floor" "$FPORT" "$T/body.json" &
+    FPID=$!
+    for _ in $(seq 50); do curl -sf "http://127.0.0.1:$FPORT/" >/dev/null && break; sleep 0.1; done
+  fi
+  timed get-floor "bench_serving $FPID wrk -t$THREADS -c$CONNS -d$DURATION --latency -s $T/get.lua http://127.0.0.1:$FPORT/v1/builds/$ID"
   bench_metric server idle_rssanon_mib "$(rss_anon_mib)"
   timed get "$(wrk_cmd get.lua "/v1/builds/$ID")"
   timed post "$(wrk_cmd post.lua /v1/builds)"
@@ -65,6 +81,10 @@ done
 bench_tables
 goal_line "GET /v1/builds/{id}" get rps ">=" 5000 " req/s"
 goal_line "GET /v1/builds/{id}" get p99_ms "<=" 10 " ms"
+printf '%-22s kiln/floor: p50 %s, p99 %s, req/s %s (medians)\n' "GET vs floor" \
+  "$(ratio "$(metric_med get p50_ms)" "$(metric_med get-floor p50_ms)")" \
+  "$(ratio "$(metric_med get p99_ms)" "$(metric_med get-floor p99_ms)")" \
+  "$(ratio "$(metric_med get rps)" "$(metric_med get-floor rps)")"
 goal_line "POST /v1/builds" post rps ">=" 1000 " enqueues/s"
 goal_line "idle RssAnon" server idle_rssanon_mib "<=" 20 " MiB"
 non2xx=$(awk '$2 == "non2xx" || $2 == "errors" {s += $3} END {print s + 0}' "$T/metrics")

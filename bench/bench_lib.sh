@@ -208,9 +208,14 @@ bench_header() {
     "$(nproc)" "$(free -g | awk '/Mem:/ {print $2}')" "$(cut -d' ' -f1-3 /proc/loadavg)"
   printf '%s (%s); gzip level %s for kiln and its peers; RUNS=%s\n' \
     "$("$KILN" version 2>/dev/null | head -1)" "$KILN" "$KILN_GZIP_LEVEL" "$RUNS"
+  printf 'started %s; source at commit %s%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')" \
+    "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" \
+    "$(git diff --quiet HEAD -- 2>/dev/null || echo ' (with uncommitted changes)')"
   ! command -v buildah >/dev/null || buildah --version
 }
-bench_footer() { echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs)"; }
+bench_footer() {
+  echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs); ended $(date -u '+%H:%M UTC')"
+}
 
 # "COMPRESSED UNCOMPRESSED" bytes of the layers of the one image in an OCI layout
 layers_size() {
