@@ -11,9 +11,6 @@ typedef sqlite3_stmt S;
 
 #define SQLITE_FUNCS(F, V)                                                                         \
     F(const char *, sqlite3_libversion, (void), (), 0)                                             \
-    F(int, sqlite3_open, (const char *name, sqlite3 **db), (name, db), 0)                          \
-    F(int, sqlite3_open_v2, (const char *name, sqlite3 **db, int flags, const char *vfs),          \
-      (name, db, flags, vfs), 0)                                                                   \
     F(int, sqlite3_close, (sqlite3 * db), (db), 0)                                                 \
     F(int, sqlite3_busy_timeout, (sqlite3 * db, int ms), (db, ms), 0)                              \
     F(int, sqlite3_changes, (sqlite3 * db), (db), 0)                                               \
@@ -42,8 +39,37 @@ typedef sqlite3_stmt S;
     F(const unsigned char *, sqlite3_column_text, (S * s, int i), (s, i), 0)                       \
     F(int, sqlite3_column_type, (S * s, int i), (s, i), 0)
 
-#define SQLITE_HANDWRITTEN(F, V)
+/* the opens are written by hand below (they set SQLite up first); sqlite3_config is variadic */
+#define SQLITE_HANDWRITTEN(F, V)                                                                   \
+    F(int, sqlite3_open, (const char *name, sqlite3 **db), (name, db), 0)                          \
+    F(int, sqlite3_open_v2, (const char *name, sqlite3 **db, int flags, const char *vfs),          \
+      (name, db, flags, vfs), 0)                                                                   \
+    F(int, sqlite3_config, (int op, ...), (op), 0)
 
 KILN_LAZYLIB_DEFINE_REQUIRED(SQLITE_FUNCS, SQLITE_HANDWRITTEN, "libsqlite3.so.0",
                              "for the build server's database and access log")
 KILN_LAZYLIB_PRELOADER(sqlite)
+
+static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
+
+/* Before SQLite initialises (its first open): no memory statistics. They take one
+ * process-wide mutex around every allocation SQLite makes, which the server's connection
+ * threads, each reading on its own connection, would otherwise all queue on (kiln reads no
+ * statistics and sets no heap limit). */
+static void setup(void)
+{
+    lazy_require();
+    lazy_fn.sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
+int sqlite3_open(const char *name, sqlite3 **db)
+{
+    pthread_once(&setup_once, setup);
+    return lazy_fn.sqlite3_open(name, db);
+}
+
+int sqlite3_open_v2(const char *name, sqlite3 **db, int flags, const char *vfs)
+{
+    pthread_once(&setup_once, setup);
+    return lazy_fn.sqlite3_open_v2(name, db, flags, vfs);
+}
