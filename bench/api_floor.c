@@ -23,7 +23,13 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
     struct MHD_Response *r;
     enum MHD_Result ret;
 
-    (void)cls, (void)url, (void)method, (void)version, (void)upload, (void)con_cls;
+    (void)cls, (void)url, (void)method, (void)version, (void)upload;
+    /* the answer goes on the second call, once the request is read, as kiln serve's does:
+     * queued on the first, MHD would close the connection after it (no keep-alive) */
+    if (*con_cls == NULL) {
+        *con_cls = body;
+        return MHD_YES;
+    }
     if (*upload_size) {
         *upload_size = 0;
         return MHD_YES;
@@ -55,11 +61,10 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
-    d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                             MHD_USE_POLL,
-                         0, NULL, NULL, answer, NULL, MHD_OPTION_SOCK_ADDR, &sa,
-                         MHD_OPTION_CONNECTION_LIMIT, 1024u, MHD_OPTION_THREAD_STACK_SIZE,
-                         (size_t)(256 * 1024), MHD_OPTION_END);
+    d = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL,
+        NULL, answer, NULL, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_CONNECTION_LIMIT, 1024u,
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(256 * 1024), MHD_OPTION_END);
     if (d == NULL) {
         fprintf(stderr, "api_floor: cannot listen on 127.0.0.1:%s\n", argv[1]);
         return 1;
