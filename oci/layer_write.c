@@ -191,7 +191,7 @@ int kiln_layer_writer_new(const kiln_layer_opts_t *opts, kiln_sink_t *out,
     w->opts = *opts;
     w->prefix = normalise_prefix(opts->prefix);
     w->tee.next = out;
-    /* A sink that hashes what it gets (a store blob) gives the blob's
+    /* A sink that hashes what it receives (a store blob) gives the blob's
      * digest: the compressed stream is not hashed twice. */
     w->tee.hash = opts->compression != KILN_COMPRESSION_NONE && out->digest == NULL;
     w->tee_sink.write = tee_write;
