@@ -87,8 +87,13 @@ const char *kiln_astore_empty_dir(const kiln_astore_t *a);
  * checked), metadata written, all in temp files and directories renamed into place under
  * DIR/lock, so a reader never sees a half-written entry and a failed add leaves nothing.
  * name (may be NULL) is listed in images.json. An image whose chain is there already is
- * only listed. *chain (may be NULL) gets its ChainID. -1 with err naming the image. */
+ * only listed. *chain (may be NULL) gets its ChainID. -1 with err naming the image.
+ * With KILN_ASTORE_NO_BLOBS the layer blobs are left out (the manifest and config are kept):
+ * a store half the size, whose builds still download the layer blobs (in the background, for
+ * the image they write) but never unpack them. */
+#define KILN_ASTORE_NO_BLOBS 1u
 int kiln_astore_add_image(const char *dir, kiln_store_t *s, const kiln_digest_t *md,
-                          const char *name, kiln_digest_t *chain, kiln_error_t *err);
+                          const char *name, unsigned flags, kiln_digest_t *chain,
+                          kiln_error_t *err);
 
 #endif

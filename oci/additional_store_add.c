@@ -117,10 +117,10 @@ static int image_layers(const kiln_manifest_t *m, const char *cfg, size_t cfg_le
     return 0;
 }
 
-/* Unpacks the layers (bottom up, each diff_id checked) from DIR's blobs into one tree,
+/* Unpacks the layers (bottom up, each diff_id checked) from the blobs of s into one tree,
  * renamed to DIR/chains/<id>, then writes its metadata. */
-static int add_chain(const char *dir, const kiln_manifest_t *m, const kiln_astore_layer_t *layers,
-                     const kiln_digest_t *id, kiln_error_t *err)
+static int add_chain(const char *dir, kiln_store_t *s, const kiln_manifest_t *m,
+                     const kiln_astore_layer_t *layers, const kiln_digest_t *id, kiln_error_t *err)
 {
     _cleanup_free_ char *tmpdir = kiln_xasprintf("%s/tmp", dir);
     _cleanup_free_ char *tree = kiln_xasprintf("%s/chains/%s", dir, id->hex);
@@ -138,13 +138,10 @@ static int add_chain(const char *dir, const kiln_manifest_t *m, const kiln_astor
         goto fail;
     }
     for (size_t i = 0; i < m->n_layers; i++) {
-        _cleanup_free_ char *blob = kiln_xasprintf("%s/blobs/sha256/%s", dir, layers[i].digest.hex);
-        _cleanup_close_ int fd = open(blob, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        _cleanup_close_ int fd = -1;
         kiln_unpack_opts_t o;
-        if (fd < 0) {
-            kiln_error_set(err, errno, "open %s", blob);
+        if (kiln_store_open_blob(s, &layers[i].digest, &fd, NULL, err) < 0)
             goto fail;
-        }
         kiln_unpack_opts_init(&o);
         o.expect_diff_id = &layers[i].diff_id;
         o.allow_devices = 1; /* the operator's image, as a pull -o type=local */
@@ -231,7 +228,7 @@ static int list_image(const char *dir, const char *name, const kiln_digest_t *md
 }
 
 int kiln_astore_add_image(const char *dir, kiln_store_t *s, const kiln_digest_t *md,
-                          const char *name, kiln_digest_t *chain, kiln_error_t *err)
+                          const char *name, unsigned flags, kiln_digest_t *chain, kiln_error_t *err)
 {
     _cleanup_free_ char *mbody = NULL, *cbody = NULL, *lockp = NULL;
     _cleanup_close_ int lock = -1;
@@ -268,14 +265,14 @@ int kiln_astore_add_image(const char *dir, kiln_store_t *s, const kiln_digest_t 
     kiln_astore_chain_id(layers, m->n_layers, &id);
     if (copy_blob(s, kiln_astore_dir(a), &m->config.digest, err) < 0)
         goto out;
-    for (size_t i = 0; i < m->n_layers; i++)
+    for (size_t i = 0; i < m->n_layers && !(flags & KILN_ASTORE_NO_BLOBS); i++)
         if (copy_blob(s, kiln_astore_dir(a), &layers[i].digest, err) < 0)
             goto out;
     if (copy_blob(s, kiln_astore_dir(a), md, err) < 0)
         goto out;
     r = kiln_astore_chain(a, layers, m->n_layers, &probe, NULL);
     free(probe);
-    if (r != 1 && add_chain(kiln_astore_dir(a), m, layers, &id, err) < 0)
+    if (r != 1 && add_chain(kiln_astore_dir(a), s, m, layers, &id, err) < 0)
         goto out;
     if (list_image(kiln_astore_dir(a), name ? name : ds, md, &id, err) < 0)
         goto out;

@@ -81,7 +81,11 @@ static void usage(FILE *out)
             "     (--root) and adds its blobs and layers (unpacked into one tree, each\n"
             "     diff_id checked) to DIR, atomically; prints each image's chain id.\n"
             "ls:  checks DIR as a build does and lists its images.\n\n"
-            "Options:\n" KILN_CLI_REGISTRY_HELP);
+            "Options:\n"
+            "  --no-blobs                           leave the layer blobs out (a store half\n"
+            "                                       the size; builds download them in the\n"
+            "                                       background for the image they write,\n"
+            "                                       never unpack them)\n" KILN_CLI_REGISTRY_HELP);
 }
 
 /* The platform manifest of image into the store (pulled or imported): *md. */
@@ -119,19 +123,33 @@ static int fetch(kiln_cli_registry_t *cr, kiln_registry_t **r, kiln_store_t *s, 
     return 0;
 }
 
+/* --no-blobs for kiln_cli_registry_getopt (ud: the add's flags). */
+static int no_blobs_opt(int c, const char *arg, void *ud)
+{
+    (void)arg;
+    if (c != 'B')
+        return -1;
+    *(unsigned *)ud |= KILN_ASTORE_NO_BLOBS;
+    return 0;
+}
+
 static int store_add(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"help", no_argument, NULL, 'h'}, KILN_CLI_REGISTRY_LONGOPTS, {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
+                                         {"no-blobs", no_argument, NULL, 'B'},
+                                         KILN_CLI_REGISTRY_LONGOPTS,
+                                         {NULL, 0, NULL, 0}};
     kiln_cli_registry_t cr;
     kiln_registry_t *r = NULL;
     kiln_store_t *s = NULL;
     kiln_error_t err = {0};
+    unsigned flags = 0;
     const char *dir;
     int c;
 
     kiln_cli_registry_init(&cr);
-    c = kiln_cli_registry_getopt(&cr, "store add", argc, argv, "h", opts, usage, NULL, NULL);
+    c = kiln_cli_registry_getopt(&cr, "store add", argc, argv, "h", opts, usage, no_blobs_opt,
+                                 &flags);
     if (c == 1)
         return kiln_cli_registry_end(&cr, NULL, NULL, KILN_EXIT_OK);
     if (c != 0)
@@ -151,7 +169,7 @@ static int store_add(int argc, char **argv)
         kiln_digest_t md, id;
         char ds[KILN_DIGEST_STR_MAX];
         if (fetch(&cr, &r, s, argv[i], &md, &err) < 0 ||
-            kiln_astore_add_image(dir, s, &md, argv[i], &id, &err) < 0)
+            kiln_astore_add_image(dir, s, &md, argv[i], flags, &id, &err) < 0)
             goto fail;
         printf("%s %s\n", kiln_digest_str(&id, ds), argv[i]);
     }

@@ -10,7 +10,8 @@
 #        -- -t 123456789012.dkr.ecr.eu-west-1.amazonaws.com/kiln-worker:0.1.0 --push
 # The flags after -- go to `kiln build` (outputs, tags, --root, --insecure-registry ...); they
 # are also given to `kiln store add` when they are registry flags it knows
-# (KILN_STORE_FLAGS, e.g. "--insecure-registry 127.0.0.1:5000"). KILN_BIN: the kiln to use
+# (KILN_STORE_FLAGS, e.g. "--insecure-registry 127.0.0.1:5000"; "--no-blobs": the image holds
+# the unpacked trees only, the builds download the layer blobs for the images they write). KILN_BIN: the kiln to use
 # (default build/src/kiln). The store is made in a temp dir under $TMPDIR (default /var/tmp)
 # and removed at the end.
 set -euo pipefail

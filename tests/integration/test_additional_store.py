@@ -14,6 +14,8 @@ build on an empty root given DIR (--additional-store, $KILN_ADDITIONAL_STORES, `
   (`kiln job run --build-option=--additional-store=DIR`, what policy.additional_stores gives a
   server's builds) work the same; an image built from the store is pushed by `kiln
   --additional-store DIR push` (without the store the push names the blob the root lacks)
+- a store made with --no-blobs: the trees used (nothing of the base unpacked in the root), the
+  layer blobs downloaded for the image, the same digest
 - the store carried in an image by images/kiln/worker.sh (Dockerfile.worker: ADD store.tar, ENV
   KILN_ADDITIONAL_STORES) keeps its tree (owners, modes, contents), and a build on an empty root
   using the image's copy of it fetches no layer and gives the same digest"""
@@ -140,6 +142,25 @@ T.check("kiln --additional-store DIR build: the same",
         r.returncode == 0 and r.stdout.strip() == digest_s
         and not [p for p in layer_gets(n3) if any(d in p for d in base_layers)],
         digest_s + " " + str(layer_gets(n3)) + out(r)[-1500:])
+
+# a store without the layer blobs (--no-blobs): the trees used, the blobs downloaded for the image
+NB = os.path.join(T.tmp, "store-noblobs")
+r = kiln("store", "add", "--no-blobs", "--root", os.path.join(T.tmp, "root-add"),
+         "--insecure-registry", REG, NB, IMG)
+T.check("kiln store add --no-blobs: the manifest and config only in its blobs",
+        r.returncode == 0 and len(os.listdir(os.path.join(NB, "blobs", "sha256"))) == 2, out(r))
+n6 = len(proxy.log)
+r = build("root-noblobs", USE, "--additional-store", NB)
+lowers = os.listdir(os.path.join(T.tmp, "root-noblobs", "build", "lowers"))
+with open(os.path.join(NB, "images.json")) as f:
+    nb_chain = json.load(f)["images"][0]["chain_id"][7:]
+with open(os.path.join(NB, "chains", nb_chain + ".json")) as f:
+    nb_diffs = [l["diff_id"][7:] for l in json.load(f)["layers"]]
+T.check("a build with it: the base's trees from the store (none unpacked in the root), its layer "
+        "blobs downloaded for the image, the same digest",
+        r.returncode == 0 and r.stdout.strip() == digest_s and "layers from additional store " + NB
+        in r.stderr and len([p for p in layer_gets(n6) if any(d in p for d in base_layers)]) == 3
+        and not [n for n in lowers if n[:64] in nb_diffs], out(r)[-1500:] + str(lowers))
 
 # a server's or worker's build (kiln job run, the operator's --build-option as policy.
 # additional_stores gives it): the store used, no layer fetched
