@@ -114,7 +114,7 @@ void kiln_store_writer_abort(kiln_store_writer_t *w);
 void kiln_store_writer_no_sync(kiln_store_writer_t *w);
 /* Deferred durability (on: +1, off: -1; nested calls count): while on, a blob written
  * through this handle (not kiln_store_writer_no_sync) is renamed into place without an
- * fsync (its fd kept, at most 256), and the next kiln_store_ref_set /
+ * fsync (its fd kept, at most 64), and the next kiln_store_ref_set /
  * kiln_store_ref_set_volatile first makes every such blob durable (kiln_store_sync): a ref
  * never names a blob a crash could cut short. A build writes dozens of small blobs (a layer
  * and a cache entry per step), each of which cost a file and a directory fsync on the step's

@@ -180,7 +180,7 @@ void kiln_store_writer_abort(kiln_store_writer_t *w)
 }
 
 /* At most this many blobs wait for a sync: past it, the writer syncs them first. */
-#define PENDING_MAX 256
+#define PENDING_MAX 64
 
 /* Hands the fd of a blob written deferred to the next kiln_store_sync. */
 static int pending_add(kiln_store_t *s, int fd, kiln_error_t *err)

@@ -494,6 +494,13 @@ static void test_deferred_sync(void **state)
     }
     assert_true(kiln_store_has(s, &d, &size));
     assert_int_equal(size, 14);
+    /* more blobs than may wait for a sync: the writer syncs the first ones itself */
+    for (int i = 0; i < 70; i++) {
+        char b[32];
+        int bl = snprintf(b, sizeof(b), "blob %d", i);
+        assert_int_equal(kiln_store_put_bytes(s, b, (size_t)bl, &got, &err), 0);
+        assert_true(kiln_store_has(s, &got, &size));
+    }
     assert_int_equal(kiln_store_sync(s, &err), 0);
     assert_int_equal(kiln_store_sync(s, &err), 0); /* nothing pending: nothing to do */
     /* a volatile ref reads back like any */
