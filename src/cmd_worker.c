@@ -48,7 +48,8 @@ static void worker_usage(void)
         "it\n"
         "  --config FILE            the tenants' credentials, outputs and entitlements (the\n"
         "                           \"tenants\" of kiln serve's --config; its \"limits\" and\n"
-        "                           \"max_limits\" too; other keys are checked, not used). A\n"
+        "                           \"max_limits\" and \"policy\": {\"additional_stores\"} too;\n"
+        "                           other keys are checked, not used). A\n"
         "                           job may \"allow\" only what its tenant and --allow grant;\n"
         "                           a tenant's max_concurrent holds across all workers (leases\n"
         "                           in kiln serve's --context-store).\n"
@@ -237,6 +238,8 @@ int kiln_cmd_worker(int argc, char **argv)
     /* every job is a tenant's build: the policy of untrusted input */
     kiln_server_strv_add(&build_opts, &n_build_opts, "--server-mode");
     kiln_server_policy_options(NULL, &build_opts, &n_build_opts);
+    /* the operator's read-only image stores (the worker image's, oci/additional_store) */
+    kiln_server_store_options(config ? config->policy : NULL, &build_opts, &n_build_opts);
     if (kiln_server_isolation(&build_opts, &n_build_opts, isolation,
                               "kiln worker --isolation chroot", &err) < 0) {
         kiln_jobkey_free(job_key);

@@ -73,6 +73,18 @@ int kiln_server_isolation(char ***opts, unsigned *n, const char *isolation, cons
     return 0;
 }
 
+void kiln_server_store_options(const json_t *policy, char ***opts, unsigned *n)
+{
+    const json_t *v;
+    size_t i;
+
+    json_array_foreach(json_object_get(policy, "additional_stores"), i, v)
+    {
+        _cleanup_free_ char *opt = kiln_xasprintf("--additional-store=%s", json_string_value(v));
+        kiln_server_strv_add(opts, n, opt);
+    }
+}
+
 void kiln_server_policy_options(const json_t *policy, char ***opts, unsigned *n)
 {
     const json_t *dirs = json_object_get(policy, "oci_dirs"), *v;
@@ -80,11 +92,7 @@ void kiln_server_policy_options(const json_t *policy, char ***opts, unsigned *n)
 
     if (json_is_true(json_object_get(policy, "allow_http_git")))
         kiln_server_strv_add(opts, n, "--allow-http-git");
-    json_array_foreach(json_object_get(policy, "additional_stores"), i, v)
-    {
-        _cleanup_free_ char *opt = kiln_xasprintf("--additional-store=%s", json_string_value(v));
-        kiln_server_strv_add(opts, n, opt);
-    }
+    kiln_server_store_options(policy, opts, n);
     if (dirs == NULL) {
         const char *env = getenv("KILN_IMAGES_DIR");
         _cleanup_free_ char *opt =

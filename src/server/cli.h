@@ -39,6 +39,9 @@ int kiln_server_isolation(char ***opts, unsigned *n, const char *isolation, cons
  * "--oci-dir=DIR" for each policy.oci_dirs entry (the default directory when
  * there is no such key), "--additional-store=DIR" for each policy.additional_stores entry. */
 void kiln_server_policy_options(const json_t *policy, char ***opts, unsigned *n);
+/* "--additional-store=DIR" for each policy.additional_stores entry (policy may be NULL): what
+ * `kiln worker --config` takes of the policy. */
+void kiln_server_store_options(const json_t *policy, char ***opts, unsigned *n);
 
 /* Completes the build limits policy of a server or worker: p holds the command line's
  * --build-* and --max-build-* values; limits and max_limits are the config's (may be NULL);

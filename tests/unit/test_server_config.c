@@ -230,6 +230,13 @@ static void test_config_source_policy(void **state)
     assert_string_equal(opts[0], "--additional-store=/srv/store");
     assert_string_equal(opts[1], "--oci-dir=/srv/images");
     kiln_strv_free(opts);
+    /* kiln worker --config takes the stores only */
+    opts = NULL;
+    n = 0;
+    kiln_server_store_options(c->policy, &opts, &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(opts[0], "--additional-store=/srv/store");
+    kiln_strv_free(opts);
     kiln_config_free(c);
     c = NULL;
     assert_int_equal(
