@@ -11,7 +11,8 @@
 #    of each command over RUNS more runs under /usr/bin/time -v.
 # 2. A step writing 50,000 files / 1 GiB over a 1 GiB lower: time to write the
 #    layer (overlay path: the upper dir only) against `kiln import` packing the
-#    same upper dir alone (target ≤ 1.1×: the lower tree is not walked).
+#    same upper dir alone (target ≤ 1.1×: the lower tree is not walked); RUNS rounds of
+#    both in turn, the step's layer time as kiln run reports it, medians, min/max, peak RSS.
 # 3. Each RUN step of a build: a 50-RUN Dockerfile (FROM scratch, the busybox
 #    rootfs, 50 × `RUN true N`) built with --no-cache against `buildah bud
 #    --layers --no-cache` (overlay, each step committed as kiln caches each step)
@@ -208,12 +209,19 @@ int main(void)
 C
 gcc -static -O2 -o "$L/bin/writer" "$W/writer.c"
 sync
-out=$("$KILN" run -v --rootfs "$L" --network none --keep-upper "$W/upper" --diff-output "$W/layer.tar.gz" -- /bin/writer 2>&1)
-t_layer=$(sed -n 's/.*layer written in \([0-9.]*\) ms.*/\1/p' <<<"$out")
-t0=$(now_ns)
-"$KILN" import "$W/upper" -t bench/upper:1 --root "$W/store" --compression gzip >/dev/null
-t1=$(now_ns)
-t_pack=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", (b - a) / 1e6}')
-echo "layer from the step (overlay upper)   ${t_layer} ms   [$(grep -o '([0-9]* entries[^)]*)' <<<"$out")]"
-echo "kiln import of the upper dir alone    ${t_pack} ms"
+# RUNS rounds of both in turn (bench_lib's timed: wall, CPU, peak RSS); the step's own
+# figure is the time kiln run reports for writing the layer, kept per round (METRIC)
+T=$W
+: >"$T/times"
+: >"$T/metrics"
+rounds step-layer "rm -rf $W/upper $W/layer.tar.gz" \
+  "set -o pipefail; $KILN run -v --rootfs $L --network none --keep-upper $W/upper --diff-output $W/layer.tar.gz -- /bin/writer 2>&1 |
+    sed -n 's/.*layer written in \\([0-9.]*\\) ms (\\([0-9]*\\) entries.*/METRIC layer_ms=\\1 entries=\\2/p'" \
+  import "rm -rf $W/store" "$KILN import $W/upper -t bench/upper:1 --root $W/store --compression gzip"
+stats_table
+metric_table
+t_layer=$(metric_med step-layer layer_ms)
+t_pack=$(awk -v s="$(med import)" 'BEGIN {printf "%.1f", s * 1000}')
+echo "layer from the step (overlay upper)   ${t_layer} ms (median; $(metric_med step-layer entries %.0f) entries)"
+echo "kiln import of the upper dir alone    ${t_pack} ms (median wall)"
 echo "layer / pack alone                    $(ratio "$t_layer" "$t_pack")  (target <= 1.1)"
