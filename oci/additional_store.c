@@ -249,6 +249,8 @@ void kiln_astore_chain_id(const kiln_astore_layer_t *layers, size_t n, kiln_dige
 static int meta_matches(const json_t *j, const kiln_digest_t *id, const kiln_astore_layer_t *layers,
                         size_t n, const char *path, kiln_error_t *err)
 {
+    if (!json_is_object(j))
+        return kiln_error_set(err, EINVAL, "%s is not a JSON object", path);
     const json_t *ls = json_object_get(j, "layers");
     kiln_digest_t d;
     char ds[KILN_DIGEST_STR_MAX], ws[KILN_DIGEST_STR_MAX];
@@ -277,16 +279,31 @@ static int meta_matches(const json_t *j, const kiln_digest_t *id, const kiln_ast
     return 0;
 }
 
+int kiln_astore_meta_check(const char *buf, size_t len, const kiln_astore_layer_t *layers, size_t n,
+                           const char *what, kiln_error_t *err)
+{
+    kiln_digest_t id;
+    json_t *j = NULL;
+    int r;
+
+    if (n == 0)
+        return kiln_error_set(err, EINVAL, "%s: no layers asked for", what);
+    kiln_astore_chain_id(layers, n, &id);
+    if (kiln_json_loadb(buf, len, CHAIN_META_MAX, what, &j, err) < 0)
+        return -1;
+    r = meta_matches(j, &id, layers, n, what, err);
+    json_decref(j);
+    return r;
+}
+
 int kiln_astore_chain(const kiln_astore_t *a, const kiln_astore_layer_t *layers, size_t n,
                       char **path, kiln_error_t *err)
 {
     kiln_digest_t id;
     _cleanup_free_ char *meta = NULL, *data = NULL, *tree = NULL;
     _cleanup_close_ int f = -1;
-    json_t *j = NULL;
     struct stat st;
     size_t len;
-    int r;
 
     if (n == 0)
         return 0;
@@ -306,11 +323,7 @@ int kiln_astore_chain(const kiln_astore_t *a, const kiln_astore_layer_t *layers,
         return kiln_error_set(err, EINVAL, "%s is not a regular file", meta);
     if (trusted(&st, meta, false, err) < 0 ||
         kiln_fs_read_fd(f, CHAIN_META_MAX, &data, &len, err) < 0 ||
-        kiln_json_loadb(data, len, CHAIN_META_MAX, meta, &j, err) < 0)
-        return -1;
-    r = meta_matches(j, &id, layers, n, meta, err);
-    json_decref(j);
-    if (r < 0)
+        kiln_astore_meta_check(data, len, layers, n, meta, err) < 0)
         return -1;
     if (fstatat(a->chains_fd, id.hex, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
         return kiln_error_set(err, ENOENT, "%s is missing (its metadata is there)", tree);

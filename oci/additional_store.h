@@ -78,6 +78,12 @@ void kiln_astore_chain_id(const kiln_astore_layer_t *layers, size_t n, kiln_dige
 int kiln_astore_chain(const kiln_astore_t *a, const kiln_astore_layer_t *layers, size_t n,
                       char **path, kiln_error_t *err);
 
+/* Checks a chain's metadata (buf, len: the JSON of DIR/chains/<hex>.json, at most 1 MiB) names
+ * exactly layers[0..n) (n >= 1) as the chain of their ChainID: 0, or -1 with err naming `what`
+ * and the first difference. */
+int kiln_astore_meta_check(const char *buf, size_t len, const kiln_astore_layer_t *layers, size_t n,
+                           const char *what, kiln_error_t *err);
+
 /* "DIR/empty": the lower dir of the layers a chain's tree stands for below its top. */
 const char *kiln_astore_empty_dir(const kiln_astore_t *a);
 
