@@ -1,8 +1,8 @@
 # Shared by every bench/ script: the kiln binary, timing under /usr/bin/time -v, the statistics
 # printed (median, min, max of the rounds, peak RSS), one ratio line per case, and buildah on
 # its fastest sensible setting. Source it after `cd "$(dirname "$0")/.."`; it sets
-#   KILN   the README's binary, build/src/kiln (what scripts/setup.sh builds; built here if
-#          absent), or $KILN_BIN / the first argument given to bench_kiln
+#   KILN   the README's binary, build/src/kiln (what scripts/setup.sh builds; built or brought
+#          up to date here), or $KILN_BIN / the first argument given to bench_kiln
 #   RUNS   rounds per case (default 5: medians of fewer runs are not reported as figures)
 #   T      a scratch directory removed on exit (bench_scratch NAME)
 # kiln compresses layers with ISA-L gzip level 3 by default (`--compression-level`); the peers
@@ -10,17 +10,16 @@
 KILN_GZIP_LEVEL=${KILN_GZIP_LEVEL:-3}
 RUNS=${RUNS:-5}
 
-# Sets KILN to the binary to measure, building build/src/kiln the way scripts/setup.sh does
-# when it is absent.
+# Sets KILN to the binary to measure, building build/src/kiln the way scripts/setup.sh does.
 bench_kiln() { # [path]
   local want=${1:-${KILN_BIN:-}}
   if [ -z "$want" ]; then
     want=build/src/kiln
-    if [ ! -x "$want" ]; then
-      echo "building $want (meson + ninja, as scripts/setup.sh does)" >&2
-      [ -f build/build.ninja ] || meson setup build >/dev/null
-      ninja -C build >/dev/null
-    fi
+    # built (or brought up to date with the source: the header names the source commit) the
+    # way scripts/setup.sh does; a no-op when nothing changed
+    [ -x "$want" ] || echo "building $want (meson + ninja, as scripts/setup.sh does)" >&2
+    [ -f build/build.ninja ] || meson setup build >/dev/null
+    ninja -C build >/dev/null
   fi
   [ -x "$want" ] || { echo "kiln binary not found at $want (set KILN_BIN)" >&2; exit 1; }
   KILN=$(realpath "$want")
