@@ -9,6 +9,8 @@ each unpacked as soon as it has arrived, several at once.
 - a base layer still downloading is unpacked as its bytes arrive (the pull's on_blob_stream):
   through a proxy holding back the second half of the big layer's blob until the first file
   of that layer is being written in the build's lower dir; the RUN then sees it whole
+- the same layer answered with other bytes of its size: the build fails, no lower dir of it
+  (nor its temp tree) and no blob kept
 - a layer the registry no longer serves: the RUN fails naming the layer, and so does a
   fully cached build (its image could not be complete); nothing hangs"""
 import glob
@@ -97,6 +99,23 @@ T.check("fresh root: a base layer is unpacked while its blob still downloads (th
         r.returncode == 0 and rule.get("held") is True and
         open(os.path.join(T.tmp, "fs5", "out")).read() == "a\nb\n3000000\n",
         out(r)[-1500:] + " held=%s after %.1fs" % (rule.get("held"), time.time() - t0))
+
+# the same layer answered with other bytes of its size: the stream's unpack fails (inflate or
+# the digest at the commit) and no lower dir of it is kept, not even its temp tree
+with open(os.path.join(lay1, "blobs", "sha256", big), "rb") as f:
+    bad = bytearray(f.read())
+bad[len(bad) // 2] ^= 0xFF
+proxy.rules = [{"method": "GET", "path": big, "count": -1,
+                "action": ("body", "application/octet-stream", bytes(bad))}]
+r = kiln("build", "--root", os.path.join(T.tmp, "root6"), "--progress", "plain",
+         "--insecure-registry", PX, new_context(T.tmp, USE.replace(REG, PX).replace("/out", "/out6")),
+         timeout=600)
+lowers = os.path.join(T.tmp, "root6", "build", "lowers")
+kept = [p for p in glob.glob(os.path.join(lowers, "*")) + glob.glob(os.path.join(lowers, ".tmp-*"))
+        if os.path.isdir(p) and os.path.exists(os.path.join(p, "big"))]
+T.check("a streamed base layer with other bytes of its size fails the build; nothing of it is kept",
+        r.returncode != 0 and big[:12] in r.stderr and not kept and
+        not os.path.exists(os.path.join(T.tmp, "root6", "blobs", "sha256", big)), out(r)[-1500:] + str(kept))
 proxy.close()
 
 # the registry loses a layer of the base
