@@ -106,9 +106,11 @@ static int build(uint32_t *t, size_t base, size_t *used, size_t size, unsigned r
     for (unsigned l = 1; l <= MAX_BITS; l++)
         next[l + 1] = (next[l] + count[l]) << 1;
 
-    /* The longest code under each root prefix sizes that prefix's subtable. */
+    /* The longest code under each root prefix sizes that prefix's subtable;
+     * the prefixes that have one are listed (a few per block: walking all
+     * 2^root prefixes for them cost more than the rest of the build). */
     unsigned char longest[1 << LIT_ROOT];
-    unsigned code_of[320];
+    unsigned code_of[320], prefixes[320], np = 0;
     uint32_t *r = t + base;
     memset(longest, 0, (size_t)1 << root);
     for (unsigned s = 0; s < n; s++) {
@@ -118,15 +120,16 @@ static int build(uint32_t *t, size_t base, size_t *used, size_t size, unsigned r
         code_of[s] = reverse(next[l]++, l);
         if (l > root) {
             unsigned p = code_of[s] & ((1u << root) - 1);
+            if (longest[p] == 0)
+                prefixes[np++] = p;
             if (l > longest[p])
                 longest[p] = (unsigned char)l;
         }
     }
     if (left > 0) /* incomplete: the codes left out must read as KIND_BAD */
         memset(r, 0, (size_t)1 << root << 2);
-    for (unsigned p = 0; p < (1u << root); p++) {
-        if (longest[p] == 0)
-            continue;
+    for (unsigned i = 0; i < np; i++) {
+        unsigned p = prefixes[i];
         unsigned w = longest[p] - root;
         if (*used + ((size_t)1 << w) > size)
             return -1;
