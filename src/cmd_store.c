@@ -145,7 +145,7 @@ static int store_add(int argc, char **argv)
     kiln_error_t err = {0};
     unsigned flags = 0;
     const char *dir;
-    int c;
+    int c, rc = KILN_EXIT_USAGE; /* until the operands are checked */
 
     kiln_cli_registry_init(&cr);
     c = kiln_cli_registry_getopt(&cr, "store add", argc, argv, "h", opts, usage, no_blobs_opt,
@@ -153,29 +153,30 @@ static int store_add(int argc, char **argv)
     if (c == 1)
         return kiln_cli_registry_end(&cr, NULL, NULL, KILN_EXIT_OK);
     if (c != 0)
-        return kiln_cli_registry_end(&cr, NULL, NULL, KILN_EXIT_USAGE);
+        goto out;
     if (argc - optind < 2) {
         kiln_cli_usage_error("store add", "expected DIR and at least one IMAGE");
-        return kiln_cli_registry_end(&cr, NULL, NULL, KILN_EXIT_USAGE);
+        goto out;
     }
     dir = argv[optind];
     if (dir[0] != '/') {
         kiln_cli_usage_error("store add", "%s: DIR must be an absolute path", dir);
-        return kiln_cli_registry_end(&cr, NULL, NULL, KILN_EXIT_USAGE);
+        goto out;
     }
+    rc = KILN_EXIT_FAIL;
     if (kiln_cli_registry_store(&cr, &s, &err) < 0)
-        goto fail;
+        goto out;
     for (int i = optind + 1; i < argc; i++) {
         kiln_digest_t md, id;
         char ds[KILN_DIGEST_STR_MAX];
         if (fetch(&cr, &r, s, argv[i], &md, &err) < 0 ||
             kiln_astore_add_image(dir, s, &md, argv[i], flags, &id, &err) < 0)
-            goto fail;
+            goto out;
         printf("%s %s\n", kiln_digest_str(&id, ds), argv[i]);
     }
-    return kiln_cli_registry_end(&cr, r, s, KILN_EXIT_OK);
-fail:
-    return kiln_cli_registry_end(&cr, r, s, kiln_cli_fail(&err));
+    rc = KILN_EXIT_OK;
+out:
+    return kiln_cli_registry_finish(&cr, r, s, rc, &err);
 }
 
 static int store_ls(int argc, char **argv)
