@@ -33,23 +33,30 @@ struct kiln_accesslog {
  * terminal escape; at most max bytes of s, "..." marking a cut. */
 static void put_string(kiln_buf_t *b, const char *s, size_t max)
 {
-    size_t n;
+    size_t n, run = 0;
 
     if (s == NULL) {
         kiln_buf_append(b, "null", 4, NULL);
         return;
     }
-    n = strlen(s);
+    n = strnlen(s, max + 1);
     kiln_buf_append(b, "\"", 1, NULL);
     for (size_t i = 0; i < n && i < max; i++) {
         unsigned char c = (unsigned char)s[i];
+        char esc[8];
+        if (c != '"' && c != '\\' && c >= 0x20 && c < 0x7f) {
+            run++; /* plain bytes go out in one append */
+            continue;
+        }
+        kiln_buf_append(b, s + i - run, run, NULL);
+        run = 0;
         if (c == '"' || c == '\\')
-            kiln_buf_appendf(b, NULL, "\\%c", c);
-        else if (c < 0x20 || c >= 0x7f)
-            kiln_buf_appendf(b, NULL, "\\u%04x", c);
+            snprintf(esc, sizeof(esc), "\\%c", c);
         else
-            kiln_buf_append(b, &s[i], 1, NULL);
+            snprintf(esc, sizeof(esc), "\\u%04x", c);
+        kiln_buf_append(b, esc, strlen(esc), NULL);
     }
+    kiln_buf_append(b, s + (n < max ? n : max) - run, run, NULL);
     if (n > max)
         kiln_buf_append(b, "...", 3, NULL);
     kiln_buf_append(b, "\"", 1, NULL);
@@ -58,7 +65,7 @@ static void put_string(kiln_buf_t *b, const char *s, size_t max)
 char *kiln_accesslog_format(const kiln_access_entry_t *e)
 {
     kiln_buf_t b;
-    char when[40];
+    char when[40], num[96];
     size_t route_len = 0;
     _cleanup_free_ char *route = NULL;
 
@@ -69,7 +76,9 @@ char *kiln_accesslog_format(const kiln_access_entry_t *e)
     }
     kiln_db_format_time(e->time, when, sizeof(when));
     kiln_buf_init(&b, 0);
-    kiln_buf_appendf(&b, NULL, "{\"time\":\"%s\",\"request_id\":", when);
+    kiln_buf_append(&b, "{\"time\":\"", 9, NULL);
+    kiln_buf_append(&b, when, strlen(when), NULL);
+    kiln_buf_append(&b, "\",\"request_id\":", 15, NULL);
     put_string(&b, e->request_id, 64);
     kiln_buf_append(&b, ",\"remote\":", 10, NULL);
     put_string(&b, e->remote, 64);
@@ -79,12 +88,15 @@ char *kiln_accesslog_format(const kiln_access_entry_t *e)
     put_string(&b, e->method, 16);
     kiln_buf_append(&b, ",\"route\":", 9, NULL);
     put_string(&b, route, KILN_ACCESSLOG_ROUTE_MAX);
+    /* the numbers formatted on the stack: no allocation per field */
     if (e->status)
-        kiln_buf_appendf(&b, NULL, ",\"status\":%u", e->status);
+        snprintf(num, sizeof(num), ",\"status\":%u", e->status);
     else
-        kiln_buf_append(&b, ",\"status\":null", 14, NULL);
-    kiln_buf_appendf(&b, NULL, ",\"bytes\":%llu,\"duration_ms\":%.3f", (unsigned long long)e->bytes,
-                     e->duration > 0 ? e->duration * 1000.0 : 0.0);
+        snprintf(num, sizeof(num), ",\"status\":null");
+    kiln_buf_append(&b, num, strlen(num), NULL);
+    snprintf(num, sizeof(num), ",\"bytes\":%llu,\"duration_ms\":%.3f", (unsigned long long)e->bytes,
+             e->duration > 0 ? e->duration * 1000.0 : 0.0);
+    kiln_buf_append(&b, num, strlen(num), NULL);
     if (e->aborted)
         kiln_buf_append(&b, ",\"aborted\":true", 15, NULL);
     kiln_buf_append(&b, "}\n", 2, NULL);

@@ -3,6 +3,7 @@
  * mutex: SQLite in WAL mode answers a point query in microseconds, so one writer/reader is
  * enough and keeps "claim the next build" trivially atomic. */
 #include "src/server/db.h"
+#include "src/server/bodymemo.h"
 #include "src/server/db_impl.h"
 
 #include <errno.h>
@@ -65,14 +66,20 @@ double kiln_db_now(void)
 
 void kiln_db_format_time(double t, char *buf, size_t len)
 {
-    struct tm tm;
+    /* the last second formatted on this thread: an access-log line and a build's times ask
+     * for the same few seconds over and over (gmtime_r + strftime are most of the cost) */
+    static __thread time_t last = (time_t)-1;
+    static __thread char last_text[32];
     time_t s = (time_t)t;
     int ms = (int)((t - (double)s) * 1000.0);
-    char tmp[32];
 
-    gmtime_r(&s, &tm);
-    strftime(tmp, sizeof(tmp), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, len, "%s.%03dZ", tmp, ms < 0 ? 0 : ms > 999 ? 999 : ms);
+    if (s != last) {
+        struct tm tm;
+        gmtime_r(&s, &tm);
+        strftime(last_text, sizeof(last_text), "%Y-%m-%dT%H:%M:%S", &tm);
+        last = s;
+    }
+    snprintf(buf, len, "%s.%03dZ", last_text, ms < 0 ? 0 : ms > 999 ? 999 : ms);
 }
 
 int kiln_db_status_running(const char *s)
@@ -222,6 +229,7 @@ int kiln_db_open(const char *path, kiln_db_t **out, kiln_error_t *err)
     pthread_mutex_init(&db->lock, NULL);
     pthread_mutex_init(&db->mem_lock, NULL);
     db->unrecorded = json_object();
+    db->memo = kiln_bodymemo_new();
     pthread_key_create(&db->readers, reader_free);
     db->path = kiln_xstrdup(path);
     if (sqlite3_open_v2(path, &db->h,
@@ -269,6 +277,7 @@ void kiln_db_close(kiln_db_t *db)
     pthread_key_delete(db->readers);
     free(db->path);
     json_decref(db->unrecorded);
+    kiln_bodymemo_free(db->memo);
     pthread_mutex_destroy(&db->mem_lock);
     pthread_mutex_destroy(&db->lock);
     free(db);

@@ -83,6 +83,13 @@ int kiln_db_context_forget(kiln_db_t *db, const char *id, kiln_error_t *err);
 /* Fetches a build as its API JSON object. Fails with code ENOENT for an unknown id. */
 int kiln_db_build_get(kiln_db_t *db, const char *id, json_t **out, kiln_error_t *err);
 
+/* The API body (JSON and a newline) of build id for tenant: 1 and *body (malloc'ed, *len
+ * bytes), 0 when the build is unknown or another tenant's (the caller answers both alike; the
+ * owner is read from the very row answered), -1 on a store error. Unchanged rows reuse the
+ * body made last time (src/server/bodymemo.h). */
+int kiln_db_build_body(kiln_db_t *db, const char *id, const char *tenant, char **body, size_t *len,
+                       kiln_error_t *err);
+
 /* Reads only the status (into buf). ENOENT for an unknown id. */
 int kiln_db_build_status(kiln_db_t *db, const char *id, char *buf, size_t len, kiln_error_t *err);
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "src/server/bodymemo.h"
 #include "src/server/db_impl.h"
 #include "utils/buf.h"
 #include "utils/cleanup.h"
@@ -40,8 +41,33 @@ static void set_redacted(json_t *o, const char *key, sqlite3_stmt *st, int col)
     json_object_set_new(o, key, r ? json_string(r) : json_null());
 }
 
-/* Builds the API object for the row `st` is on (columns as get_sql); caller holds the lock. */
-static json_t *row_to_json(sqlite3_stmt *phases_st, sqlite3_stmt *st)
+/* Appends the columns of the row st is on to the memo key: each its type, then its 8 bytes
+ * (numbers) or length and bytes (text, blobs), so two different rows never give one key. */
+static void key_row(kiln_buf_t *k, sqlite3_stmt *st)
+{
+    int n = sqlite3_column_count(st);
+    for (int i = 0; i < n; i++) {
+        unsigned char type = (unsigned char)sqlite3_column_type(st, i);
+        kiln_buf_append(k, &type, 1, NULL);
+        if (type == SQLITE_INTEGER) {
+            int64_t v = sqlite3_column_int64(st, i);
+            kiln_buf_append(k, &v, sizeof(v), NULL);
+        } else if (type == SQLITE_FLOAT) {
+            double v = sqlite3_column_double(st, i);
+            kiln_buf_append(k, &v, sizeof(v), NULL);
+        } else if (type != SQLITE_NULL) {
+            const void *b = type == SQLITE_BLOB ? sqlite3_column_blob(st, i)
+                                                : (const void *)sqlite3_column_text(st, i);
+            uint32_t len = (uint32_t)sqlite3_column_bytes(st, i);
+            kiln_buf_append(k, &len, sizeof(len), NULL);
+            kiln_buf_append(k, b, len, NULL);
+        }
+    }
+}
+
+/* Builds the API object for the row `st` is on (columns as get_sql); caller holds the lock.
+ * The phases it reads are appended to key (unless NULL). */
+static json_t *row_to_json(sqlite3_stmt *phases_st, sqlite3_stmt *st, kiln_buf_t *key)
 {
     json_t *o = json_object(), *phases = json_array();
     const char *id = (const char *)sqlite3_column_text(st, 1);
@@ -105,6 +131,8 @@ static json_t *row_to_json(sqlite3_stmt *phases_st, sqlite3_stmt *st)
     sqlite3_bind_int64(phases_st, 1, sqlite3_column_int64(st, 0));
     while (sqlite3_step(phases_st) == SQLITE_ROW) {
         json_t *p = json_object();
+        if (key)
+            key_row(key, phases_st);
         set_text(p, "name", phases_st, 0);
         set_time(p, "started_at", phases_st, 1);
         set_time(p, "finished_at", phases_st, 2);
@@ -121,8 +149,9 @@ static json_t *row_to_json(sqlite3_stmt *phases_st, sqlite3_stmt *st)
 }
 
 /* Overlays the in-memory final state of a build whose final write failed: the API shows the
- * build ended (status, reason, error) even though kiln.db still says it is running. */
-static void overlay_unrecorded(kiln_db_t *db, json_t *o)
+ * build ended (status, reason, error) even though kiln.db still says it is running. Whether
+ * there was one. */
+static bool overlay_unrecorded(kiln_db_t *db, json_t *o)
 {
     json_t *m;
 
@@ -131,6 +160,7 @@ static void overlay_unrecorded(kiln_db_t *db, json_t *o)
     if (m)
         json_object_update(o, m);
     pthread_mutex_unlock(&db->mem_lock);
+    return m != NULL;
 }
 
 int kiln_db_build_get(kiln_db_t *db, const char *id, json_t **out, kiln_error_t *err)
@@ -143,7 +173,7 @@ int kiln_db_build_get(kiln_db_t *db, const char *id, json_t **out, kiln_error_t 
         pthread_mutex_lock(&db->lock);
     sqlite3_bind_text(get, 1, id, -1, SQLITE_STATIC);
     if (sqlite3_step(get) == SQLITE_ROW)
-        o = row_to_json(phases, get);
+        o = row_to_json(phases, get, NULL);
     sqlite3_reset(get);
     sqlite3_clear_bindings(get);
     if (r == NULL)
@@ -157,6 +187,88 @@ int kiln_db_build_get(kiln_db_t *db, const char *id, json_t **out, kiln_error_t 
     overlay_unrecorded(db, o);
     *out = o;
     return 0;
+}
+
+/* Whether the in-memory final state covers build id (its body is then not memoized). */
+static bool is_unrecorded(kiln_db_t *db, const char *id)
+{
+    bool r;
+    pthread_mutex_lock(&db->mem_lock);
+    r = json_object_size(db->unrecorded) > 0 && json_object_get(db->unrecorded, id) != NULL;
+    pthread_mutex_unlock(&db->mem_lock);
+    return r;
+}
+
+int kiln_db_build_body(kiln_db_t *db, const char *id, const char *tenant, char **body, size_t *len,
+                       kiln_error_t *err)
+{
+    db_reader_t *r = kiln_db_reader(db);
+    sqlite3_stmt *get = r ? r->get : db->get, *phases = r ? r->phases : db->phases;
+    json_t *o = NULL;
+    kiln_buf_t key;
+    char *text = NULL;
+    int found = 0, rc;
+
+    if (tenant == NULL)
+        return 0;
+    kiln_buf_init(&key, 0);
+    if (r == NULL)
+        pthread_mutex_lock(&db->lock);
+    sqlite3_bind_text(get, 1, id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(get);
+    if (rc == SQLITE_ROW) {
+        const char *owner = (const char *)sqlite3_column_text(get, 14);
+        /* the owner read from the very row answered: another tenant's build is unknown */
+        found = owner != NULL && strcmp(owner, tenant) == 0;
+    } else if (rc != SQLITE_DONE) {
+        kiln_error_set(err, EIO, "database: build %s: %s", id,
+                       sqlite3_errmsg(sqlite3_db_handle(get)));
+        found = -1;
+    }
+    if (found == 1) {
+        size_t row_len;
+        key_row(&key, get);
+        row_len = key.len;
+        if (!is_unrecorded(db, id)) {
+            sqlite3_reset(phases);
+            sqlite3_bind_int64(phases, 1, sqlite3_column_int64(get, 0));
+            while (sqlite3_step(phases) == SQLITE_ROW)
+                key_row(&key, phases);
+            sqlite3_reset(phases);
+            kiln_bodymemo_get(db->memo, id, key.data, key.len, &text, len);
+        }
+        if (text == NULL) {
+            /* the key again from the phases the body is made of (they may have grown) */
+            key.len = row_len;
+            o = row_to_json(phases, get, &key);
+        }
+    }
+    sqlite3_reset(get);
+    sqlite3_clear_bindings(get);
+    if (r == NULL)
+        pthread_mutex_unlock(&db->lock);
+    if (o != NULL) {
+        size_t n;
+        char *s;
+        bool overlaid = overlay_unrecorded(db, o);
+        s = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        if (s == NULL) {
+            kiln_buf_free(&key);
+            return kiln_error_set(err, ENOMEM, "build %s: formatting its record", id);
+        }
+        n = strlen(s);
+        text = kiln_xrealloc(s, n + 2);
+        text[n] = '\n';
+        text[n + 1] = '\0';
+        *len = n + 1;
+        if (!overlaid)
+            kiln_bodymemo_put(db->memo, id, key.data, key.len, text, *len);
+    }
+    kiln_buf_free(&key);
+    if (found == 1)
+        *body = text;
+    return found;
 }
 
 int kiln_db_build_status(kiln_db_t *db, const char *id, char *buf, size_t len, kiln_error_t *err)
@@ -255,7 +367,7 @@ int kiln_db_build_list_filtered(kiln_db_t *db, const kiln_db_build_filter_t *f, 
             more = 1;
             break;
         }
-        json_t *o = row_to_json(db->phases, st);
+        json_t *o = row_to_json(db->phases, st, NULL);
         overlay_unrecorded(db, o);
         json_array_append_new(arr, o);
         last = sqlite3_column_int64(st, 0);

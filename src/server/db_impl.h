@@ -32,8 +32,9 @@ struct kiln_db {
     sqlite3_stmt *phases;
     sqlite3_stmt *insert;
     sqlite3_stmt *status;
-    pthread_mutex_t mem_lock; /* guards unrecorded */
-    json_t *unrecorded;       /* id -> {status, reason, error}: finals the file refused */
+    pthread_mutex_t mem_lock;   /* guards unrecorded */
+    json_t *unrecorded;         /* id -> {status, reason, error}: finals the file refused */
+    struct kiln_bodymemo *memo; /* the last API bodies, by the rows they were made from */
 };
 
 /* The columns row_to_json reads, in its order. */

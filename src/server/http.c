@@ -107,6 +107,15 @@ void kiln_http_json(kiln_http_resp_t *resp, unsigned int status, json_t *o)
     resp->content_type = "application/json";
 }
 
+void kiln_http_json_text(kiln_http_resp_t *resp, unsigned int status, char *text, size_t len)
+{
+    free(resp->body);
+    resp->body = text;
+    resp->len = len;
+    resp->status = status;
+    resp->content_type = "application/json";
+}
+
 void kiln_http_error(kiln_http_resp_t *resp, unsigned int status, const char *fmt, ...)
 {
     char msg[1024];

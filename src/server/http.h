@@ -52,6 +52,8 @@ const char *kiln_http_query(const kiln_http_req_t *r, const char *name);
 
 /* Sets a JSON response (takes the reference to o). */
 void kiln_http_json(kiln_http_resp_t *resp, unsigned int status, json_t *o);
+/* Sets a JSON response from text already made (malloc'ed, len bytes; taken). */
+void kiln_http_json_text(kiln_http_resp_t *resp, unsigned int status, char *text, size_t len);
 /* Sets {"error": message} with the status. */
 void kiln_http_error(kiln_http_resp_t *resp, unsigned int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -691,6 +691,21 @@ void kiln_routes_builds(const kiln_http_req_t *r, kiln_http_resp_t *resp)
     }
     memcpy(id, rest, n);
     id[n] = '\0';
+    if (slash == NULL && strcmp(r->method, "GET") == 0) {
+        /* the hot path: the owner is checked on the row the body is made from (one read);
+         * another tenant's build is answered exactly like one that does not exist */
+        kiln_error_t err = {0};
+        char *body = NULL;
+        size_t len = 0;
+        int found = kiln_db_build_body(r->srv->db, id, r->tenant, &body, &len, &err);
+        if (found < 0)
+            kiln_http_error(resp, 500, "%s", err.msg);
+        else if (found == 0)
+            kiln_http_error(resp, 404, "no build with id '%s'", id);
+        else
+            kiln_http_json_text(resp, 200, body, len);
+        return;
+    }
     {
         /* Another tenant's build is answered exactly like one that does not exist, on every
          * route below (and any added later). */

@@ -520,12 +520,82 @@ static void test_db_tenants(void **state)
     kiln_fs_rm_rf(dir, NULL);
 }
 
+/* GET's body: the owner read from the row answered (another tenant's build and an unknown
+ * one both 0), the same bytes as the API object, and never stale: a phase, a status change
+ * made on another connection (another process), and the in-memory final state each show at
+ * once although the body before was kept. */
+static void test_db_build_body(void **state)
+{
+    char dir[] = "/tmp/kiln-body-db-XXXXXX";
+    kiln_db_t *db = scratch_db(dir);
+    _cleanup_free_ char *path = kiln_xasprintf("%s/kiln.db", dir);
+    kiln_error_t err = {0};
+    kiln_db_job_t job = {0};
+    char *body = NULL, *again = NULL;
+    size_t len = 0, len2 = 0;
+    json_t *o = NULL, *b = NULL;
+    (void)state;
+
+    assert_int_equal(kiln_db_build_insert(db, "b-a1", "r",
+                                          "{\"tenant\": \"acme\", \"source\": {\"git\": "
+                                          "\"https://u:secret@x.test/a\"}}",
+                                          NULL, NULL, &err),
+                     0);
+    assert_int_equal(kiln_db_build_body(db, "b-a1", "globex", &body, &len, &err), 0);
+    assert_int_equal(kiln_db_build_body(db, "b-none", "acme", &body, &len, &err), 0);
+    assert_int_equal(kiln_db_build_body(db, "b-a1", NULL, &body, &len, &err), 0);
+    assert_int_equal(kiln_db_build_body(db, "b-a1", "acme", &body, &len, &err), 1);
+    assert_int_equal(len, strlen(body));
+    assert_int_equal(body[len - 1], '\n');
+    assert_null(strstr(body, "secret"));
+    assert_int_equal(kiln_db_build_get(db, "b-a1", &o, &err), 0);
+    b = json_loads(body, 0, NULL);
+    assert_true(json_equal(o, b));
+    json_decref(o);
+    json_decref(b);
+    /* kept: the same bytes again; still not globex's */
+    assert_int_equal(kiln_db_build_body(db, "b-a1", "acme", &again, &len2, &err), 1);
+    assert_int_equal(len2, len);
+    assert_memory_equal(again, body, len);
+    free(again);
+    assert_int_equal(kiln_db_build_body(db, "b-a1", "globex", &again, &len2, &err), 0);
+
+    assert_int_equal(kiln_db_claim(db, NULL, &job, &err), 1);
+    kiln_db_job_free(&job);
+    assert_int_equal(kiln_db_phase(db, "b-a1", "building", &err), 0);
+    assert_int_equal(kiln_db_build_body(db, "b-a1", "acme", &again, &len2, &err), 1);
+    assert_non_null(strstr(again, "\"status\":\"building\""));
+    assert_non_null(strstr(again, "\"name\":\"building\""));
+    free(again);
+    side_sql(path, "UPDATE builds SET commit_sha = 'c0ffee' WHERE id = 'b-a1'");
+    assert_int_equal(kiln_db_build_body(db, "b-a1", "acme", &again, &len2, &err), 1);
+    assert_non_null(strstr(again, "\"commit\":\"c0ffee\""));
+    free(again);
+
+    /* every write refused: the final state kept in memory shows, and is not kept as the body */
+    side_sql(path, "CREATE TRIGGER no_write BEFORE UPDATE ON builds BEGIN "
+                   "SELECT RAISE(FAIL, 'database or disk is full'); END;");
+    assert_int_equal(kiln_db_finish_or_fail(db, "b-a1", "failed", "error", "x", NULL, 0, &err), -1);
+    assert_int_equal(kiln_db_build_body(db, "b-a1", "acme", &again, &len2, &err), 1);
+    assert_non_null(strstr(again, "state_write_failed"));
+    free(again);
+    side_sql(path, "DROP TRIGGER no_write;");
+    kiln_db_flush_unrecorded(db);
+    assert_int_equal(kiln_db_build_body(db, "b-a1", "acme", &again, &len2, &err), 1);
+    assert_non_null(strstr(again, "\"status\":\"failed\""));
+    free(again);
+    free(body);
+    kiln_db_close(db);
+    kiln_fs_rm_rf(dir, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_db_lifecycle),  cmocka_unit_test(test_db_finish_write_fails),
         cmocka_unit_test(test_db_deliveries), cmocka_unit_test(test_db_old_schema),
         cmocka_unit_test(test_db_tenants),    cmocka_unit_test(test_db_filters),
+        cmocka_unit_test(test_db_build_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
