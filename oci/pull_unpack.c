@@ -158,7 +158,8 @@ static void *pipe_worker(void *arg)
     }
 }
 
-/* Layer i that could not be unpacked on its own (e.g. a hardlink to a lower layer's file):
+/* Layer i that could not be unpacked on its own (e.g. a hardlink to a lower layer's file) or
+ * whose merge could differ from applying it in place (oci/unpack_merge returned 1):
  * applied in place once its blob is in the store (its digest checked again). */
 static int apply_in_place(unpack_pipe_t *p, size_t i, kiln_error_t *err)
 {
@@ -193,9 +194,10 @@ static void *pipe_merger(void *arg)
         int r = 0;
         if (i > 0) {
             _cleanup_free_ char *dir = layer_dir(p, i);
-            if (ok)
+            if (ok) /* 1: its result depends on the tree (nothing merged) */
                 r = kiln_unpack_merge(p->rootfs, dir, &p->recs[i], &err);
-            else /* its own error is the stream's (then the pull fails) or needs the tree */
+            if (!ok ||
+                r > 0) /* its own error is the stream's (then the pull fails) or needs the tree */
                 r = apply_in_place(p, i, &err);
             kiln_fs_rm_rf(dir, NULL);
         } else if (!ok) {

@@ -12,8 +12,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "oci/inflate_thread.h"
-#include "oci/tar_reader.h"
+#include "oci/unpack_impl.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
@@ -21,53 +20,6 @@
 
 #define WHITEOUT_PREFIX ".wh."
 #define OPAQUE_MARKER ".wh..wh..opq"
-
-/* A directory whose mtime is set once all its children are in place. */
-struct dir_time {
-    char *path;
-    struct timespec mtime;
-};
-
-/* The most parent directory fds kept open by one unpack. */
-#define PARENT_SLOTS 8
-
-struct parent_slot {
-    char *path; /* NULL: free */
-    int fd;
-    int plain; /* not setgid */
-    uint64_t used;
-};
-
-struct unpack {
-    const kiln_unpack_opts_t *opts;
-    int rootfd;
-    int do_chown;
-    uid_t euid;
-    gid_t egid;
-    /* the mode bits open/mkdir leave (~umask), or 0 when unknown: then every
-     * entry gets its fchmod */
-    mode_t create_mask;
-    /* a default ACL was seen (on the root or set by an xattr): creation modes
-     * are then not ~umask, so every entry gets its fchmod */
-    int acl_seen;
-    kiln_tar_reader_t *tr;
-    kiln_sha256_t raw, out;
-    uint64_t raw_bytes, out_bytes;
-    /* paths created by this layer (for opaque directories) */
-    char **created;
-    size_t ncreated, created_alloc;
-    struct dir_time *dirs;
-    size_t ndirs, dirs_alloc;
-    /* the last parent directories used (a tar walks back up to a directory after its
-     * subdirectories): looked up by path, the least recently used replaced */
-    struct parent_slot parents[PARENT_SLOTS];
-    uint64_t tick;
-    /* the parent of the entry being made: it is not setgid (a new entry there is owned
-     * by euid:egid) */
-    int cached_plain;
-    kiln_compression_t format;
-    kiln_inflate_thread_t *inf; /* when inflating: the digests are its until stopped */
-};
 
 /* The process umask's complement (0 when unknown), read without changing it
  * (umask(2) would race with other threads creating files); read at each
@@ -103,80 +55,6 @@ static void out_hash(void *ctx, const void *buf, size_t len)
     struct unpack *u = ctx;
     kiln_sha256_update(&u->out, buf, len);
     u->out_bytes += len;
-}
-
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-/* Appends a copy of s to *v (*n entries). */
-static void strv_push(char ***v, size_t *n, const char *s)
-{
-    if ((*n & (*n - 1)) == 0) /* 0, 1, 2, 4, ...: grown by doubling */
-        *v = kiln_xrealloc(*v, (*n ? *n * 2 : 1) * sizeof(**v));
-    (*v)[(*n)++] = kiln_xstrdup(s);
-}
-
-static void strv_free(char **v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
-void kiln_unpack_record_free(kiln_unpack_record_t *rec)
-{
-    if (rec == NULL)
-        return;
-    strv_free(rec->whiteouts, rec->n_whiteouts);
-    strv_free(rec->opaques, rec->n_opaques);
-    strv_free(rec->implicit, rec->n_implicit);
-    memset(rec, 0, sizeof(*rec));
-}
-
-/* Records a path created by this layer. */
-static void created_add(struct unpack *u, const char *path)
-{
-    if ((u->ncreated + 1) * 2 > u->created_alloc) {
-        size_t nalloc = u->created_alloc ? u->created_alloc * 2 : 1024;
-        char **nt = kiln_xzalloc(nalloc * sizeof(*nt));
-        for (size_t j = 0; j < u->created_alloc; j++) {
-            if (u->created[j] == NULL)
-                continue;
-            size_t i = hash_str(u->created[j]) % nalloc;
-            while (nt[i] != NULL)
-                i = (i + 1) % nalloc;
-            nt[i] = u->created[j];
-        }
-        free(u->created);
-        u->created = nt;
-        u->created_alloc = nalloc;
-    }
-    size_t i = hash_str(path) % u->created_alloc;
-    while (u->created[i] != NULL) {
-        if (strcmp(u->created[i], path) == 0)
-            return;
-        i = (i + 1) % u->created_alloc;
-    }
-    u->created[i] = kiln_xstrdup(path);
-    u->ncreated++;
-}
-
-static int created_has(const struct unpack *u, const char *path)
-{
-    if (u->created_alloc == 0)
-        return 0;
-    size_t i = hash_str(path) % u->created_alloc;
-    while (u->created[i] != NULL) {
-        if (strcmp(u->created[i], path) == 0)
-            return 1;
-        i = (i + 1) % u->created_alloc;
-    }
-    return 0;
 }
 
 int kiln_layer_clean_path(char *p, const char *what, const char *orig, kiln_error_t *err)
@@ -225,7 +103,7 @@ static void invalidate_parent(struct unpack *u)
 
 /* Opens (O_PATH) directory `dir` inside the root, creating missing
  * components (0755). Returns a new fd or -1. */
-static int open_dir_create(struct unpack *u, const char *dir, const char *entry, kiln_error_t *err)
+int kiln_unpack_open_dir(struct unpack *u, const char *dir, const char *entry, kiln_error_t *err)
 {
     int fd = kiln_pathres_openat(u->rootfd, dir, O_PATH | O_DIRECTORY);
     if (fd >= 0)
@@ -237,12 +115,18 @@ static int open_dir_create(struct unpack *u, const char *dir, const char *entry,
     _cleanup_free_ char *parent =
         slash ? kiln_xstrndup(dir, (size_t)(slash - dir)) : kiln_xstrdup("");
     const char *base = slash ? slash + 1 : dir;
-    _cleanup_close_ int pfd = open_dir_create(u, parent, entry, err);
+    _cleanup_close_ int pfd = kiln_unpack_open_dir(u, parent, entry, err);
     if (pfd < 0)
         return -1;
     if (mkdirat(pfd, base, 0755) == 0) {
-        if (u->opts->record != NULL) /* (an entry of its own may come later: see record_end) */
-            strv_push(&u->opts->record->implicit, &u->opts->record->n_implicit, dir);
+        /* recorded where it is (a link of this layer on the way followed), as the merge sees
+         * it; an entry of its own later makes the layer one to apply in place */
+        _cleanup_free_ char *at = NULL;
+        if (u->opts->record != NULL)
+            kiln_unpack_strv_push(&u->opts->record->implicit, &u->opts->record->n_implicit,
+                                  kiln_pathres_resolve(u->rootfd, dir, 0, &at, NULL) == 0
+                                      ? at + (at[0] == '/')
+                                      : dir);
     } else if (errno != EEXIST) {
         return kiln_error_set(err, errno, "layer entry '%.512s': creating directory '%.512s'",
                               entry, dir);
@@ -255,7 +139,8 @@ static int open_dir_create(struct unpack *u, const char *dir, const char *entry,
 }
 
 /* The (cached) fd of the parent directory of an entry. Not to be closed. */
-static int parent_fd(struct unpack *u, const char *parent, const char *entry, kiln_error_t *err)
+int kiln_unpack_parent_fd(struct unpack *u, const char *parent, const char *entry,
+                          kiln_error_t *err)
 {
     struct parent_slot *lru = &u->parents[0];
     for (int i = 0; i < PARENT_SLOTS; i++) {
@@ -268,7 +153,7 @@ static int parent_fd(struct unpack *u, const char *parent, const char *entry, ki
         if (sl->path == NULL || (lru->path != NULL && sl->used < lru->used))
             lru = sl;
     }
-    int fd = open_dir_create(u, parent, entry, err);
+    int fd = kiln_unpack_open_dir(u, parent, entry, err);
     if (fd < 0)
         return -1;
     slot_clear(lru);
@@ -283,8 +168,8 @@ static int parent_fd(struct unpack *u, const char *parent, const char *entry, ki
 }
 
 /* Removes dirfd/name (recursively) when it exists. */
-static int remove_existing(struct unpack *u, int dirfd, const char *name, const char *entry,
-                           kiln_error_t *err)
+int kiln_unpack_remove(struct unpack *u, int dirfd, const char *name, const char *entry,
+                       kiln_error_t *err)
 {
     int r = kiln_fs_rm_rf_at(dirfd, name, err);
     invalidate_parent(u); /* the cached parent may have been (under) what was removed */
@@ -392,78 +277,6 @@ static int copy_data(struct unpack *u, int fd, struct archive_entry *e, const ch
     if (pos < archive_entry_size(e) && ftruncate(fd, (off_t)archive_entry_size(e)) < 0)
         return kiln_error_set(err, errno, "layer entry '%.512s': setting its size", entry);
     return 0;
-}
-
-/* Removes from directory `dir` everything this layer did not create. */
-static int apply_opaque(struct unpack *u, const char *dir, const char *entry, kiln_error_t *err)
-{
-    _cleanup_close_ int pfd = open_dir_create(u, dir, entry, err);
-    if (pfd < 0)
-        return -1;
-    if (u->opts->record != NULL) { /* the lower layers are elsewhere: emptied at the merge */
-        strv_push(&u->opts->record->opaques, &u->opts->record->n_opaques, dir);
-        return 0;
-    }
-    if (u->opts->overlay_form) {
-        const char *x =
-            u->opts->overlay_user_xattr ? "user.overlay.opaque" : "trusted.overlay.opaque";
-        _cleanup_close_ int fd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0 || fsetxattr(fd, x, "y", 1, 0) < 0)
-            return kiln_error_set(err, errno, "layer entry '%.512s': setting %s", entry, x);
-        return 0;
-    }
-    int dfd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return kiln_error_set(err, errno, "layer entry '%.512s': opening '%.512s'", entry, dir);
-    DIR *d = fdopendir(dfd);
-    if (d == NULL) {
-        close(dfd);
-        return kiln_error_set(err, errno, "layer entry '%.512s': listing '%.512s'", entry, dir);
-    }
-    struct dirent *de;
-    int ret = 0;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        _cleanup_free_ char *p =
-            dir[0] ? kiln_xasprintf("%s/%s", dir, de->d_name) : kiln_xstrdup(de->d_name);
-        if (created_has(u, p))
-            continue;
-        if (remove_existing(u, dirfd(d), de->d_name, entry, err) < 0) {
-            ret = -1;
-            break;
-        }
-    }
-    closedir(d);
-    return ret;
-}
-
-/* Applies a whiteout for parent/name. */
-static int apply_whiteout(struct unpack *u, const char *parent, const char *name, const char *entry,
-                          kiln_error_t *err)
-{
-    if (name[0] == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-        return kiln_error_set(err, EINVAL, "layer entry '%.512s': invalid whiteout", entry);
-    int pfd = parent_fd(u, parent, entry, err);
-    if (pfd < 0)
-        return -1;
-    if (u->opts->record != NULL) { /* the lower layers are elsewhere: removed at the merge */
-        _cleanup_free_ char *p =
-            parent[0] ? kiln_xasprintf("%s/%s", parent, name) : kiln_xstrdup(name);
-        strv_push(&u->opts->record->whiteouts, &u->opts->record->n_whiteouts, p);
-        return 0;
-    }
-    if (remove_existing(u, pfd, name, entry, err) < 0)
-        return -1;
-    if (!u->opts->overlay_form)
-        return 0;
-    pfd = parent_fd(u, parent, entry, err);
-    if (pfd < 0)
-        return -1;
-    if (mknodat(pfd, name, S_IFCHR | 0600, makedev(0, 0)) < 0)
-        return kiln_error_set(err, errno, "layer entry '%.512s': creating the overlay whiteout",
-                              entry);
-    return 0; /* (the overlay form's opaque directories never ask what was created) */
 }
 
 /* Creates a hardlink parent/name → target (a path inside the root): 0, 1
@@ -615,19 +428,19 @@ static int apply_entry(struct unpack *u, struct archive_entry *e, kiln_error_t *
     const char *name = slash ? slash + 1 : path;
 
     if (strcmp(name, OPAQUE_MARKER) == 0)
-        return apply_opaque(u, parent, orig, err);
+        return kiln_unpack_opaque(u, parent, orig, err);
     if (strncmp(name, WHITEOUT_PREFIX, strlen(WHITEOUT_PREFIX)) == 0)
-        return apply_whiteout(u, parent, name + strlen(WHITEOUT_PREFIX), orig, err);
+        return kiln_unpack_whiteout(u, parent, name + strlen(WHITEOUT_PREFIX), orig, err);
 
     mode_t type = archive_entry_filetype(e);
     if ((type == AE_IFCHR || type == AE_IFBLK) && !u->opts->allow_devices)
         return kiln_error_set(
             err, EPERM, "layer entry '%.512s': device nodes are not allowed in a layer", orig);
-    int pfd = parent_fd(u, parent, orig, err);
+    int pfd = kiln_unpack_parent_fd(u, parent, orig, err);
     if (pfd < 0)
         return -1;
-    if (!u->opts->overlay_form)
-        created_add(u, path); /* only an opaque directory's walk asks */
+    int was = kiln_strset_has(&u->created, path);
+    kiln_unpack_created_add(u, path);
 
     /* Created without looking first (a fresh tree has nothing there); an
      * entry in the way is removed and the creation tried once more, an
@@ -647,38 +460,21 @@ static int apply_entry(struct unpack *u, struct archive_entry *e, kiln_error_t *
         if (attempt > 0)
             return kiln_error_set(err, EEXIST, "layer entry '%.512s': still exists once removed",
                                   orig);
+        int is_dir = hardlink == NULL && type == AE_IFDIR;
+        if (u->opts->record != NULL &&
+            kiln_unpack_record_replace(u, pfd, name, orig, is_dir, was, err) < 0)
+            return -1;
         struct stat st;
-        if (hardlink == NULL && type == AE_IFDIR &&
-            fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+        if (is_dir && fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
             exists = 1;
             continue;
         }
-        if (remove_existing(u, pfd, name, orig, err) < 0)
+        if (kiln_unpack_remove(u, pfd, name, orig, err) < 0)
             return -1;
-        pfd = parent_fd(u, parent, orig, err);
+        pfd = kiln_unpack_parent_fd(u, parent, orig, err);
         if (pfd < 0)
             return -1;
     }
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* The record's implicit directories: those no entry of the layer named, sorted. */
-static void record_end(struct unpack *u)
-{
-    kiln_unpack_record_t *rec = u->opts->record;
-    size_t k = 0;
-    for (size_t i = 0; i < rec->n_implicit; i++) {
-        if (created_has(u, rec->implicit[i]))
-            free(rec->implicit[i]);
-        else
-            rec->implicit[k++] = rec->implicit[i];
-    }
-    rec->n_implicit = k;
-    qsort(rec->implicit, k, sizeof(*rec->implicit), cmp_str);
 }
 
 /* Sets the directories' mtimes, deepest last-created first. */
@@ -703,9 +499,8 @@ static void unpack_free(struct unpack *u)
     kiln_inflate_thread_stop(u->inf);
     kiln_sha256_dispose(&u->raw);
     kiln_sha256_dispose(&u->out);
-    for (size_t i = 0; i < u->created_alloc; i++)
-        free(u->created[i]);
-    free(u->created);
+    kiln_strset_free(&u->created);
+    kiln_strset_free(&u->held);
     for (size_t i = 0; i < u->ndirs; i++)
         free(u->dirs[i].path);
     free(u->dirs);
@@ -770,7 +565,7 @@ static int unpack_run(struct unpack *u, const struct unpack_src *src, kiln_unpac
     if (kiln_tar_reader_finish(u->tr, err) < 0 || apply_dir_times(u, err) < 0)
         return -1;
     if (u->opts->record != NULL)
-        record_end(u);
+        kiln_unpack_record_end(u);
     /* it read its input to the end: the digests are complete */
     kiln_inflate_thread_stop(u->inf);
     u->inf = NULL;

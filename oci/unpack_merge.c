@@ -14,7 +14,6 @@
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
-#include "utils/pathres.h"
 
 /* The most directory levels a merge walks (a tar's path is shorter than PATH_MAX). */
 #define MAX_DEPTH 2048
@@ -56,29 +55,86 @@ static int empty_dir(int fd, const char *path, kiln_error_t *err)
     return ret < 0 ? kiln_error_prefix(err, "emptying '%.512s'", path) : 0;
 }
 
-/* The layer's opaque directories and whiteouts, applied to the lower layers' tree. */
+/* Walks path (a directory of the layer) in the tree component by component, never following a
+ * link: 0 with *out the tree's directory there; 2 when the tree has nothing of it (a component
+ * missing, or a non-directory the layer's own directory entry replaced before anything of the
+ * layer went below it); 1 when a component the layer only implied is a link or a
+ * non-directory in the tree (applied in place the layer's entries go through that link, or
+ * fail: the layer is applied in place); -1 with err. */
+static int walk_tree(const struct merge *m, const char *path, int *out, kiln_error_t *err)
+{
+    _cleanup_close_ int fd = fcntl(m->rootfd, F_DUPFD_CLOEXEC, 3);
+    _cleanup_free_ char *q = kiln_xstrdup(path);
+    if (fd < 0)
+        return kiln_error_set(err, errno, "'%.512s'", path);
+    for (char *c = q, *end; *c != '\0'; c = end + (*end == '/')) {
+        end = c + strcspn(c, "/");
+        char keep = *end;
+        *end = '\0';
+        struct stat st;
+        if (fstatat(fd, c, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            return errno == ENOENT ? 2 : kiln_error_set(err, errno, "'%.512s': stat", q);
+        if (!S_ISDIR(st.st_mode))
+            return implicit(m, q) ? 1 : 2;
+        int next = openat(fd, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0)
+            return kiln_error_set(err, errno, "'%.512s': opening the directory", q);
+        close(fd);
+        fd = next;
+        *end = keep;
+    }
+    *out = steal_fd(&fd);
+    return 0;
+}
+
+/* Whether the layer can be merged as applied in place: 1 when one of its implicit directories
+ * or the directory of a removal meets a link or a non-directory of the tree (walk_tree). */
+static int needs_in_place(const struct merge *m, kiln_error_t *err)
+{
+    const kiln_unpack_record_t *rec = m->rec;
+    for (size_t i = 0; i < rec->n_implicit + rec->n_opaques + rec->n_whiteouts; i++) {
+        _cleanup_free_ char *dir = NULL;
+        if (i < rec->n_implicit)
+            dir = kiln_xstrdup(rec->implicit[i]);
+        else if (i < rec->n_implicit + rec->n_opaques)
+            dir = kiln_xstrdup(rec->opaques[i - rec->n_implicit]);
+        else
+            dir = kiln_xstrdup(rec->whiteouts[i - rec->n_implicit - rec->n_opaques]);
+        char *slash = strrchr(dir, '/');
+        if (i >= rec->n_implicit + rec->n_opaques) /* a whiteout's directory */
+            *(slash ? slash : dir) = '\0';
+        _cleanup_close_ int fd = -1;
+        int r = walk_tree(m, dir, &fd, err);
+        if (r != 0 && r != 2)
+            return r;
+    }
+    return 0;
+}
+
+/* The layer's opaque directories and whiteouts, applied to the lower layers' tree (where
+ * the layer's own directory replaced a link or a file on the way, they have nothing to
+ * remove: applied in place they came after it). */
 static int apply_removals(const struct merge *m, kiln_error_t *err)
 {
     for (size_t i = 0; i < m->rec->n_opaques; i++) {
-        _cleanup_close_ int fd =
-            kiln_pathres_openat(m->rootfd, m->rec->opaques[i], O_RDONLY | O_DIRECTORY);
-        if (fd < 0 && errno != ENOENT)
+        _cleanup_close_ int fd = -1, dfd = -1;
+        int r = walk_tree(m, m->rec->opaques[i], &fd, err);
+        if (r < 0)
+            return kiln_error_prefix(err, "opaque directory '%.512s'", m->rec->opaques[i]);
+        if (r == 0 && (dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
             return kiln_error_set(err, errno, "opaque directory '%.512s'", m->rec->opaques[i]);
-        if (fd >= 0 && empty_dir(fd, m->rec->opaques[i], err) < 0)
+        if (r == 0 && empty_dir(dfd, m->rec->opaques[i], err) < 0)
             return -1;
     }
     for (size_t i = 0; i < m->rec->n_whiteouts; i++) {
         const char *w = m->rec->whiteouts[i];
         const char *slash = strrchr(w, '/');
-        _cleanup_free_ char *parent = slash ? kiln_xstrndup(w, (size_t)(slash - w)) : NULL;
-        _cleanup_close_ int pfd =
-            parent ? kiln_pathres_openat(m->rootfd, parent, O_PATH | O_DIRECTORY) : -1;
-        if (parent != NULL && pfd < 0) {
-            if (errno == ENOENT || errno == ENOTDIR)
-                continue; /* nothing below to remove */
-            return kiln_error_set(err, errno, "whiteout '%.512s'", w);
-        }
-        if (kiln_fs_rm_rf_at(parent ? pfd : m->rootfd, slash ? slash + 1 : w, err) < 0)
+        _cleanup_free_ char *parent = kiln_xstrndup(w, slash ? (size_t)(slash - w) : 0);
+        _cleanup_close_ int pfd = -1;
+        int r = walk_tree(m, parent, &pfd, err);
+        if (r < 0)
+            return kiln_error_prefix(err, "whiteout '%.512s'", w);
+        if (r == 0 && kiln_fs_rm_rf_at(pfd, slash ? slash + 1 : w, err) < 0)
             return kiln_error_prefix(err, "whiteout '%.512s'", w);
     }
     return 0;
@@ -126,42 +182,27 @@ static int merge_entry(const struct merge *m, int lfd, int bfd, const char *name
     int here = fstatat(bfd, name, &bs, AT_SYMLINK_NOFOLLOW) == 0;
     if (!here && errno != ENOENT)
         return kiln_error_set(err, errno, "'%.512s': stat", bpath);
-    if (S_ISDIR(ls.st_mode) && here) {
-        int imp = implicit(m, lpath);
-        _cleanup_close_ int cfd = -1;
-        _cleanup_free_ char *canon = NULL;
-        if (S_ISDIR(bs.st_mode)) {
-            cfd = openat(bfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        } else if (imp && S_ISLNK(bs.st_mode)) {
-            /* entries under a directory the layer only implied go where the link leads,
-             * inside the root, as when the layer is applied in place */
-            if (kiln_pathres_resolve(m->rootfd, bpath, 0, &canon, err) < 0)
-                return kiln_error_prefix(err, "layer entries under '%.512s'", lpath);
-            cfd = kiln_pathres_openat(m->rootfd, canon, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-        } else if (imp) {
-            return kiln_error_set(err, ENOTDIR, "layer entries under '%.512s': not a directory",
-                                  lpath);
-        }
-        if (cfd < 0 && (S_ISDIR(bs.st_mode) || imp))
+    if (S_ISDIR(ls.st_mode) && here && S_ISDIR(bs.st_mode)) {
+        _cleanup_close_ int cfd =
+            openat(bfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        _cleanup_close_ int lcfd =
+            openat(lfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (cfd < 0 || lcfd < 0)
             return kiln_error_set(err, errno, "'%.512s': opening the directory", bpath);
-        if (cfd >= 0) {
-            _cleanup_close_ int lcfd =
-                openat(lfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (lcfd < 0)
-                return kiln_error_set(err, errno, "'%.512s': opening the directory", lpath);
-            if (merge_dir(m, lcfd, cfd, canon ? canon : bpath, lpath, depth + 1, err) < 0)
-                return -1;
-            if (imp)
-                return 0;
-            /* the layer's own directory entry: its metadata, its mtime once filled */
-            struct timespec ts[2] = {ls.st_mtim, ls.st_mtim};
-            if (copy_dir_meta(cfd, lcfd, &ls, bpath, err) < 0)
-                return -1;
-            if (futimens(cfd, ts) < 0)
-                return kiln_error_set(err, errno, "'%.512s': setting the mtime", bpath);
-            return 0;
-        }
+        if (merge_dir(m, lcfd, cfd, bpath, lpath, depth + 1, err) < 0)
+            return -1;
+        if (implicit(m, lpath))
+            return 0; /* the tree's directory as it is, as in place */
+        /* the layer's own directory entry: its metadata, its mtime once filled */
+        struct timespec ts[2] = {ls.st_mtim, ls.st_mtim};
+        if (copy_dir_meta(cfd, lcfd, &ls, bpath, err) < 0)
+            return -1;
+        if (futimens(cfd, ts) < 0)
+            return kiln_error_set(err, errno, "'%.512s': setting the mtime", bpath);
+        return 0;
     }
+    if (S_ISDIR(ls.st_mode) && here && implicit(m, lpath)) /* (needs_in_place said not) */
+        return kiln_error_set(err, ENOTDIR, "layer entries under '%.512s': not a directory", lpath);
     if (here && kiln_fs_rm_rf_at(bfd, name, err) < 0)
         return kiln_error_prefix(err, "replacing '%.512s'", bpath);
     if (renameat2(lfd, name, bfd, name, RENAME_NOREPLACE) < 0)
@@ -219,7 +260,10 @@ int kiln_unpack_merge(const char *rootfs, const char *layerdir, const kiln_unpac
     if (lfd < 0)
         return kiln_error_set(err, errno, "opening the layer tree %s", layerdir);
     struct merge m = {.rootfd = rootfd, .rec = rec};
-    if (apply_removals(&m, err) < 0 || merge_dir(&m, lfd, rootfd, "", "", 0, err) < 0)
+    int r = needs_in_place(&m, err);
+    if (r == 0 && (apply_removals(&m, err) < 0 || merge_dir(&m, lfd, rootfd, "", "", 0, err) < 0))
+        r = -1;
+    if (r < 0)
         return kiln_error_prefix(err, "merging a layer into %s", rootfs);
-    return 0;
+    return r;
 }

@@ -4,13 +4,24 @@
  * directories remove the lower layers' entries first, then its entries are renamed in —
  * a whole subtree at once where the tree has nothing of that name, a directory the tree has
  * merged child by child (the layer's own directory entry gives it its owner, mode, xattrs
- * and mtime; a directory the layer made only to hold entries takes the tree's, a symlink
- * there followed inside the root), anything else in the way removed first.
+ * and mtime; a directory the layer made only to hold entries takes the tree's), anything
+ * else in the way removed first.
  *
- * Safety: every path in the tree is resolved inside it (openat2 RESOLVE_IN_ROOT through
- * utils/pathres for whiteouts, opaque and implicit directories; an entry's own name opened
- * without following under its parent's fd); the layer's directory is walked without
- * following a symlink. */
+ * Exactly as in place: whatever the tar's order, the result is the one of applying the layer
+ * entry by entry on the tree. Where that result depends on the tree in a way the merge cannot
+ * see from the layer's own directory, the layer is applied in place instead: the record-mode
+ * unpack fails (EAGAIN) when an entry replaces a path the same layer made before (`dir/x`
+ * before `dir/`, a directory replaced by a file or back) or a whiteout / opaque directory
+ * comes after entries of the same layer under it or is reached through a link of the same
+ * layer; kiln_unpack_merge returns 1 when a directory the layer only implied (or holding one
+ * of its removals) is a symlink or a non-directory in the tree below (applied in place its
+ * entries would go through that link). Implicit directories are recorded where they are
+ * (through the layer's own links), so entries under a link of the same layer land where in
+ * place they would.
+ *
+ * Safety: the merge never follows a symlink: every path of the tree is walked component by
+ * component with O_NOFOLLOW under its parent's fd (whiteouts, opaque and implicit
+ * directories, each entry's name); the layer's directory is walked the same way. */
 #ifndef KILN_OCI_UNPACK_MERGE_H
 #define KILN_OCI_UNPACK_MERGE_H
 
@@ -19,8 +30,9 @@
 
 /* Moves the layer unpacked in layerdir (with its record rec) onto rootfs (both on one
  * filesystem). layerdir is left with what could not be moved (directories merged into the
- * tree's, emptied): the caller removes it. -1 with err naming the path on failure (rootfs
- * then partly merged: the caller discards it). */
+ * tree's, emptied): the caller removes it. 1 (nothing changed) when the layer must be applied
+ * in place instead; -1 with err naming the path on failure (rootfs then partly merged: the
+ * caller discards it). */
 int kiln_unpack_merge(const char *rootfs, const char *layerdir, const kiln_unpack_record_t *rec,
                       kiln_error_t *err);
 

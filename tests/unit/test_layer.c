@@ -26,11 +26,12 @@
 #include "oci/layer_write.h"
 #include "oci/store.h"
 #include "oci/unpack.h"
-#include "oci/unpack_merge.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
 #include "utils/pathres.h"
+
+#include "layer_tar.h"
 
 static char *tmpdir;
 
@@ -431,43 +432,6 @@ static void test_large_file(void **state)
 }
 
 /* One entry of a hand-made tar: type AE_IF*, linkname for symlinks/hardlinks. */
-struct tentry {
-    const char *name;
-    unsigned type;
-    const char *link;
-    const char *data;
-    int hardlink;
-};
-
-/* Writes a plain tar with libarchive (names taken verbatim, even hostile ones). */
-static void make_tar(const char *path, const struct tentry *e, size_t n)
-{
-    struct archive *a = archive_write_new();
-    assert_non_null(a);
-    archive_write_set_format_pax(a);
-    assert_int_equal(archive_write_open_filename(a, path), ARCHIVE_OK);
-    for (size_t i = 0; i < n; i++) {
-        struct archive_entry *ae = archive_entry_new();
-        archive_entry_copy_pathname(ae, e[i].name);
-        archive_entry_set_mode(ae, e[i].type | 0644);
-        archive_entry_set_mtime(ae, 1700000000, 0);
-        if (e[i].hardlink)
-            archive_entry_copy_hardlink(ae, e[i].link);
-        else if (e[i].type == AE_IFLNK)
-            archive_entry_copy_symlink(ae, e[i].link);
-        if (e[i].type == AE_IFCHR || e[i].type == AE_IFBLK)
-            archive_entry_set_rdev(ae, makedev(8, 1));
-        size_t len = e[i].data ? strlen(e[i].data) : 0;
-        archive_entry_set_size(ae, (la_int64_t)len);
-        assert_true(archive_write_header(a, ae) >= ARCHIVE_WARN);
-        if (len > 0)
-            assert_int_equal(archive_write_data(a, e[i].data, len), (la_ssize_t)len);
-        archive_entry_free(ae);
-    }
-    archive_write_close(a);
-    archive_write_free(a);
-}
-
 /* Unpacks a hand-made tar into a fresh root; returns the unpack result. */
 static int unpack_entries(const char *name, const struct tentry *e, size_t n,
                           const kiln_unpack_opts_t *uo, char **rootp, kiln_error_t *err)
@@ -521,113 +485,6 @@ static void test_unpack_hostile(void **state)
         fail_msg("unpack: %s", err.msg);
     _cleanup_free_ char *h = get(r6, "d/h");
     assert_string_equal(h, "f");
-}
-
-/* A listing of the tree under dir (names sorted; type, permission bits, content or link
- * target), appended to *out. Links are not followed. */
-static void dump_tree(const char *dir, const char *rel, char **out)
-{
-    _cleanup_free_ char *p = rel[0] ? kiln_xasprintf("%s/%s", dir, rel) : kiln_xstrdup(dir);
-    struct dirent **names = NULL;
-    int n = scandir(p, &names, NULL, alphasort);
-    assert_true(n >= 0);
-    for (int i = 0; i < n; i++) {
-        const char *nm = names[i]->d_name;
-        if (strcmp(nm, ".") != 0 && strcmp(nm, "..") != 0) {
-            _cleanup_free_ char *r = rel[0] ? kiln_xasprintf("%s/%s", rel, nm) : kiln_xstrdup(nm);
-            _cleanup_free_ char *full = kiln_xasprintf("%s/%s", dir, r);
-            struct stat st;
-            char what[256] = "";
-            assert_int_equal(lstat(full, &st), 0);
-            if (S_ISLNK(st.st_mode)) {
-                ssize_t k = readlink(full, what, sizeof(what) - 1);
-                what[k < 0 ? 0 : k] = '\0';
-            } else if (S_ISREG(st.st_mode)) {
-                _cleanup_free_ char *c = get(dir, r);
-                snprintf(what, sizeof(what), "%s nlink=%lu", c ? c : "?",
-                         (unsigned long)st.st_nlink);
-            }
-            char *line = kiln_xasprintf("%s%s %o %s\n", *out, r, (unsigned)st.st_mode, what);
-            free(*out);
-            *out = line;
-            if (S_ISDIR(st.st_mode))
-                dump_tree(dir, r, out);
-        }
-        free(names[i]);
-    }
-    free(names);
-}
-
-/* A later layer unpacked on its own and merged (oci/unpack_merge) gives the tree applying it
- * in place gives: whiteouts and an opaque directory of the lower layer, an implied
- * directory through the lower layer's link (absolute, out of the root: inside it), a
- * directory entry replacing a link, a file replacing a directory, a new subtree. */
-static void test_merge(void **state)
-{
-    kiln_error_t err = {0};
-    const struct tentry lower[] = {
-        {"usr", AE_IFDIR, NULL, NULL, 0},         {"usr/lib", AE_IFDIR, NULL, NULL, 0},
-        {"usr/lib/old", AE_IFREG, NULL, "o", 0},  {"lib", AE_IFLNK, "/usr/lib", NULL, 0},
-        {"up", AE_IFLNK, "../../../..", NULL, 0}, {"gone", AE_IFREG, NULL, "g", 0},
-        {"opq", AE_IFDIR, NULL, NULL, 0},         {"opq/a", AE_IFREG, NULL, "a", 0},
-        {"opq/sub", AE_IFDIR, NULL, NULL, 0},     {"opq/sub/b", AE_IFREG, NULL, "b", 0},
-        {"lnk", AE_IFLNK, "usr", NULL, 0},        {"dir2file", AE_IFDIR, NULL, NULL, 0},
-        {"dir2file/x", AE_IFREG, NULL, "x", 0}};
-    const struct tentry upper[] = {{".wh.gone", AE_IFREG, NULL, NULL, 0},
-                                   {"opq/.wh..wh..opq", AE_IFREG, NULL, NULL, 0},
-                                   {"opq/c", AE_IFREG, NULL, "c", 0},
-                                   {"lib/new.so", AE_IFREG, NULL, "n", 0},
-                                   {"up/top", AE_IFREG, NULL, "t", 0},
-                                   {"lnk", AE_IFDIR, NULL, NULL, 0},
-                                   {"lnk/in", AE_IFREG, NULL, "i", 0},
-                                   {"dir2file", AE_IFREG, NULL, "now a file", 0},
-                                   {"new", AE_IFDIR, NULL, NULL, 0},
-                                   {"new/deep/f", AE_IFREG, NULL, "f", 0},
-                                   {"usr/lib/.wh.old", AE_IFREG, NULL, NULL, 0},
-                                   {"hl", AE_IFREG, "new/deep/f", NULL, 1}};
-    const size_t nl = sizeof(lower) / sizeof(lower[0]), nu = sizeof(upper) / sizeof(upper[0]);
-    for (int walk = 0; walk < 2; walk++) {
-        kiln_pathres_force_walk(walk);
-        char d[32];
-        snprintf(d, sizeof(d), "m%d", walk);
-        _cleanup_free_ char *dir = sub(d);
-        _cleanup_free_ char *lt = kiln_xasprintf("%s/lower.tar", dir);
-        _cleanup_free_ char *ut = kiln_xasprintf("%s/upper.tar", dir);
-        make_tar(lt, lower, nl);
-        make_tar(ut, upper, nu);
-        _cleanup_free_ char *seq = kiln_xasprintf("%s/seq", dir);
-        _cleanup_free_ char *par = kiln_xasprintf("%s/par", dir);
-        _cleanup_free_ char *lay = kiln_xasprintf("%s/layer", dir);
-        assert_int_equal(mkdir(seq, 0755), 0);
-        assert_int_equal(mkdir(par, 0755), 0);
-        assert_int_equal(mkdir(lay, 0755), 0);
-        if (unpack_file(lt, seq, NULL, NULL, &err) < 0 ||
-            unpack_file(ut, seq, NULL, NULL, &err) < 0 ||
-            unpack_file(lt, par, NULL, NULL, &err) < 0)
-            fail_msg("unpack: %s", err.msg);
-        kiln_unpack_opts_t uo;
-        kiln_unpack_opts_init(&uo);
-        kiln_unpack_record_t rec = {0};
-        uo.record = &rec;
-        if (unpack_file(ut, lay, &uo, NULL, &err) < 0)
-            fail_msg("unpack on its own: %s", err.msg);
-        assert_int_equal(rec.n_whiteouts, 2);
-        assert_int_equal(rec.n_opaques, 1);
-        if (kiln_unpack_merge(par, lay, &rec, &err) < 0)
-            fail_msg("merge: %s", err.msg);
-        kiln_unpack_record_free(&rec);
-        _cleanup_free_ char *a = kiln_xstrdup(""), *b = kiln_xstrdup("");
-        dump_tree(seq, "", &a);
-        dump_tree(par, "", &b);
-        assert_string_equal(a, b);
-        assert_non_null(strstr(b, "usr/lib/new.so"));
-        assert_non_null(strstr(b, "\ntop "));
-        assert_null(strstr(b, "opq/sub"));
-        /* nothing beside the trees: the links out of the root led inside it */
-        _cleanup_free_ char *top = kiln_xasprintf("%s/top", dir);
-        assert_int_equal(access(top, F_OK), -1);
-    }
-    kiln_pathres_force_walk(false);
 }
 
 /* The tar copier of kiln import: normalises names, rejects hostile ones. */
@@ -751,13 +608,19 @@ static void test_sink_failure(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_compress_api),   cmocka_unit_test(test_roundtrip_gzip),
-        cmocka_unit_test(test_roundtrip_zstd), cmocka_unit_test(test_roundtrip_none),
-        cmocka_unit_test(test_reproducible),   cmocka_unit_test(test_whiteouts),
-        cmocka_unit_test(test_prefix),         cmocka_unit_test(test_bad_streams),
-        cmocka_unit_test(test_unpack_hostile), cmocka_unit_test(test_merge),
-        cmocka_unit_test(test_copy_tar),       cmocka_unit_test(test_sink_failure),
-        cmocka_unit_test(test_large_file),     cmocka_unit_test(test_store_sink_digest),
+        cmocka_unit_test(test_compress_api),
+        cmocka_unit_test(test_roundtrip_gzip),
+        cmocka_unit_test(test_roundtrip_zstd),
+        cmocka_unit_test(test_roundtrip_none),
+        cmocka_unit_test(test_reproducible),
+        cmocka_unit_test(test_whiteouts),
+        cmocka_unit_test(test_prefix),
+        cmocka_unit_test(test_bad_streams),
+        cmocka_unit_test(test_unpack_hostile),
+        cmocka_unit_test(test_copy_tar),
+        cmocka_unit_test(test_sink_failure),
+        cmocka_unit_test(test_large_file),
+        cmocka_unit_test(test_store_sink_digest),
     };
     size_t n = sizeof(tests) / sizeof(tests[0]);
     /* test_large_file (last) streams 8 GiB: far too slow under the sanitizers.

@@ -1,0 +1,319 @@
+/* Unit tests for oci/unpack_merge: a later layer unpacked on its own and merged onto the lower
+ * layers gives the tree applying it in place gives, for ordinary layers and for the tar shapes
+ * whose result depends on the tree below (those are applied in place: the record-mode unpack
+ * or the merge says so, as oci/pull_unpack does). Whiteouts hide the lower layers only. */
+#include <dirent.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <fcntl.h>
+
+#include "oci/unpack.h"
+#include "oci/unpack_merge.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+#include "utils/pathres.h"
+
+#include "layer_tar.h"
+
+static char *tmpdir;
+
+static int setup(void **state)
+{
+    kiln_error_t err = {0};
+    return kiln_fs_mkdtemp("/tmp", "kiln-test-merge-", &tmpdir, &err);
+}
+
+static int teardown(void **state)
+{
+    kiln_fs_rm_rf(tmpdir, NULL);
+    free(tmpdir);
+    return 0;
+}
+
+/* How the upper layer got onto the lower one. */
+enum how { MERGED, AT_UNPACK, AT_MERGE };
+
+static int unpack_tar(const char *tar, const char *root, const kiln_unpack_opts_t *uo,
+                      kiln_error_t *err)
+{
+    _cleanup_close_ int fd = open(tar, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    return kiln_layer_unpack(fd, root, uo, NULL, err);
+}
+
+/* Applies lower then upper in place, and upper on its own merged onto lower (applied in place
+ * where the record-mode unpack fails with EAGAIN or the merge returns 1); both ways under both
+ * path resolutions: the trees are the same, the way is `how`, and nothing appears beside them
+ * (links out of the root led inside it). Returns the tree's listing. */
+static char *check_merge(const char *name, const struct tentry *lower, size_t nl,
+                         const struct tentry *upper, size_t nu, enum how how)
+{
+    char *tree = NULL;
+    for (int walk = 0; walk < 2; walk++) {
+        kiln_pathres_force_walk(walk);
+        kiln_error_t err = {0};
+        _cleanup_free_ char *dir = kiln_xasprintf("%s/%s-%d", tmpdir, name, walk);
+        _cleanup_free_ char *lt = kiln_xasprintf("%s/lower.tar", dir);
+        _cleanup_free_ char *ut = kiln_xasprintf("%s/upper.tar", dir);
+        _cleanup_free_ char *seq = kiln_xasprintf("%s/seq", dir);
+        _cleanup_free_ char *par = kiln_xasprintf("%s/par", dir);
+        _cleanup_free_ char *lay = kiln_xasprintf("%s/layer", dir);
+        assert_int_equal(mkdir(dir, 0755), 0);
+        assert_int_equal(mkdir(seq, 0755), 0);
+        assert_int_equal(mkdir(par, 0755), 0);
+        assert_int_equal(mkdir(lay, 0755), 0);
+        make_tar(lt, lower, nl);
+        make_tar(ut, upper, nu);
+        if (unpack_tar(lt, seq, NULL, &err) < 0 || unpack_tar(ut, seq, NULL, &err) < 0 ||
+            unpack_tar(lt, par, NULL, &err) < 0)
+            fail_msg("%s: in place: %s", name, err.msg);
+        kiln_unpack_opts_t uo;
+        kiln_unpack_opts_init(&uo);
+        kiln_unpack_record_t rec = {0};
+        uo.record = &rec;
+        enum how got = MERGED;
+        int r = unpack_tar(ut, lay, &uo, &err);
+        if (r < 0) {
+            if (err.code != EAGAIN)
+                fail_msg("%s: unpack on its own: %s", name, err.msg);
+            assert_non_null(strstr(err.msg, "applied onto them in place"));
+            got = AT_UNPACK;
+        } else if ((r = kiln_unpack_merge(par, lay, &rec, &err)) < 0) {
+            fail_msg("%s: merge: %s", name, err.msg);
+        } else if (r == 1) {
+            got = AT_MERGE;
+        }
+        kiln_unpack_record_free(&rec);
+        if (got != MERGED && unpack_tar(ut, par, NULL, &err) < 0)
+            fail_msg("%s: in place after the merge refused: %s", name, err.msg);
+        _cleanup_free_ char *a = kiln_xstrdup(""), *b = kiln_xstrdup("");
+        dump_tree(seq, "", &a);
+        dump_tree(par, "", &b);
+        if (strcmp(a, b) != 0)
+            fail_msg("%s: in place:\n%s\nmerged:\n%s", name, a, b);
+        /* (after the trees: a merge that differs says so first) */
+        if (got != how)
+            fail_msg("%s: applied %d, expected %d", name, got, how);
+        _cleanup_free_ char *beside = kiln_xstrdup("");
+        dump_tree(dir, "", &beside);
+        struct dirent **names = NULL;
+        int n = scandir(dir, &names, NULL, alphasort);
+        assert_int_equal(n, 7); /* . .. layer lower.tar par seq upper.tar */
+        for (int i = 0; i < n; i++)
+            free(names[i]);
+        free(names);
+        free(tree);
+        tree = kiln_xasprintf("\n%s", b);
+    }
+    kiln_pathres_force_walk(false);
+    return tree;
+}
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+#define DIR_(p)                                                                                    \
+    {                                                                                              \
+        p, AE_IFDIR, NULL, NULL, 0                                                                 \
+    }
+#define REG(p, d)                                                                                  \
+    {                                                                                              \
+        p, AE_IFREG, NULL, d, 0                                                                    \
+    }
+#define SYM(p, t)                                                                                  \
+    {                                                                                              \
+        p, AE_IFLNK, t, NULL, 0                                                                    \
+    }
+#define WH(p)                                                                                      \
+    {                                                                                              \
+        p, AE_IFREG, NULL, NULL, 0                                                                 \
+    }
+
+static const struct tentry base[] = {DIR_("usr"),
+                                     DIR_("usr/lib"),
+                                     REG("usr/lib/old", "o"),
+                                     SYM("lib", "/usr/lib"),
+                                     SYM("up", "../../.."),
+                                     REG("gone", "g"),
+                                     DIR_("opq"),
+                                     REG("opq/a", "a"),
+                                     DIR_("opq/sub"),
+                                     REG("opq/sub/b", "b"),
+                                     SYM("lnk", "usr"),
+                                     DIR_("dir2file"),
+                                     REG("dir2file/x", "x")};
+
+/* An ordinary layer is merged: whiteouts and an opaque directory of the lower layer, a
+ * directory entry replacing a link, a file replacing a directory, a new subtree, a hardlink
+ * to a file of its own. */
+static void test_merge(void **state)
+{
+    const struct tentry upper[] = {WH(".wh.gone"),        WH("opq/.wh..wh..opq"),
+                                   REG("opq/c", "c"),     DIR_("lnk"),
+                                   REG("lnk/in", "i"),    REG("dir2file", "now a file"),
+                                   DIR_("new"),           REG("new/deep/f", "f"),
+                                   WH("usr/lib/.wh.old"), {"hl", AE_IFREG, "new/deep/f", NULL, 1}};
+    _cleanup_free_ char *t = check_merge("plain", base, N(base), upper, N(upper), MERGED);
+    assert_null(strstr(t, "\ngone "));
+    assert_null(strstr(t, "opq/sub"));
+    assert_null(strstr(t, "usr/lib/old"));
+    assert_non_null(strstr(t, "\nlnk/in "));
+    assert_non_null(strstr(t, "f nlink=2"));
+}
+
+/* A directory the layer only implies that is a lower layer's link (absolute, or out of the
+ * root by ..): in place its entries go where the link leads, inside the root; applied so. */
+static void test_merge_lower_link(void **state)
+{
+    const struct tentry upper[] = {REG("lib/new.so", "n"), REG("up/top", "t")};
+    _cleanup_free_ char *t = check_merge("lowerlink", base, N(base), upper, N(upper), AT_MERGE);
+    assert_non_null(strstr(t, "\nusr/lib/new.so "));
+    assert_non_null(strstr(t, "\ntop "));
+    assert_non_null(strstr(t, "\nlib 120"));
+}
+
+/* `dir/x` before `dir/`: x goes where the tree's dir leads (a lower link: its target), then
+ * the directory entry replaces the link. The usual order replaces the link first. */
+static void test_merge_child_before_dir(void **state)
+{
+    const struct tentry lower[] = {DIR_("usr"), SYM("dir", "usr"), DIR_("real"),
+                                   REG("real/old", "o")};
+    const struct tentry late[] = {REG("dir/x", "x"), DIR_("dir"), REG("real/y", "y"), DIR_("real")};
+    _cleanup_free_ char *t = check_merge("late", lower, N(lower), late, N(late), AT_UNPACK);
+    assert_non_null(strstr(t, "\nusr/x "));
+    assert_null(strstr(t, "\ndir/x "));
+    assert_non_null(strstr(t, "\nreal/old "));
+    const struct tentry usual[] = {DIR_("dir"), REG("dir/x", "x")};
+    _cleanup_free_ char *u = check_merge("usual", lower, N(lower), usual, N(usual), MERGED);
+    assert_non_null(strstr(u, "\ndir/x "));
+    assert_null(strstr(u, "\nusr/x "));
+}
+
+/* A whiteout and an entry of the same name in one layer, both orders: the whiteout hides the
+ * lower layers' entry only, the layer's own entry stays (a directory of its own keeps only its
+ * own entries). */
+static void test_merge_whiteout_same_layer(void **state)
+{
+    const struct tentry lower[] = {REG("foo", "lower"), DIR_("d"), REG("d/old", "o"), DIR_("d/sub"),
+                                   REG("d/sub/deep", "o")};
+    const struct tentry first[] = {WH(".wh.foo"), REG("foo", "mine"), WH(".wh.d"), DIR_("d"),
+                                   REG("d/new", "n")};
+    _cleanup_free_ char *a = check_merge("wh-first", lower, N(lower), first, N(first), MERGED);
+    assert_non_null(strstr(a, "\nfoo 100644 mine "));
+    assert_null(strstr(a, "d/old"));
+    const struct tentry after[] = {REG("foo", "mine"), WH(".wh.foo")};
+    _cleanup_free_ char *b = check_merge("wh-after", lower, N(lower), after, N(after), AT_UNPACK);
+    assert_non_null(strstr(b, "\nfoo 100644 mine "));
+    const struct tentry dir_after[] = {DIR_("d"), REG("d/new", "n"), REG("d/sub/mine", "m"),
+                                       WH(".wh.d")};
+    _cleanup_free_ char *c =
+        check_merge("wh-dir-after", lower, N(lower), dir_after, N(dir_after), AT_UNPACK);
+    assert_non_null(strstr(c, "\nd/new "));
+    assert_non_null(strstr(c, "\nd/sub/mine "));
+    assert_null(strstr(c, "d/old"));
+    assert_null(strstr(c, "d/sub/deep"));
+}
+
+/* Directories implied through a link of the same layer: they are where the link leads, so a
+ * lower link there is followed as in place (the merge says so), a lower directory there
+ * keeps its own mode. */
+static void test_merge_implied_through_own_link(void **state)
+{
+    const struct tentry lower[] = {DIR_("d"),
+                                   SYM("d/sub", "/target"),
+                                   DIR_("target"),
+                                   DIR_("e"),
+                                   {"e/sub", AE_IFDIR, NULL, NULL, 0},
+                                   REG("e/sub/old", "o")};
+    const struct tentry upper[] = {DIR_("d"), SYM("l", "d"), REG("l/sub/y", "y")};
+    _cleanup_free_ char *t = check_merge("ownlink", lower, N(lower), upper, N(upper), AT_MERGE);
+    assert_non_null(strstr(t, "\ntarget/y "));
+    const struct tentry upper2[] = {DIR_("e"), SYM("m", "/e"), REG("m/sub/y", "y")};
+    _cleanup_free_ char *u = check_merge("ownlink2", lower, N(lower), upper2, N(upper2), MERGED);
+    assert_non_null(strstr(u, "\ne/sub 40644 \n"));
+    assert_non_null(strstr(u, "\ne/sub/y "));
+    assert_non_null(strstr(u, "\ne/sub/old "));
+}
+
+/* Opaque directories: after the directory's own entry over a lower link (merged: the link's
+ * target untouched), after entries of the same layer in it (those stay), through a lower
+ * link (in place: the link's target emptied). */
+static void test_merge_opaque(void **state)
+{
+    const struct tentry lower[] = {
+        DIR_("real"),      REG("real/keep", "k"), SYM("d", "real"),      DIR_("o"),
+        REG("o/old", "o"), DIR_("o/sub"),         REG("o/sub/deep", "d")};
+    const struct tentry own[] = {DIR_("d"), WH("d/.wh..wh..opq"), REG("d/new", "n"),
+                                 DIR_("o"), WH("o/.wh..wh..opq"), REG("o/new", "n")};
+    _cleanup_free_ char *a = check_merge("opq-own", lower, N(lower), own, N(own), MERGED);
+    assert_non_null(strstr(a, "\nreal/keep "));
+    assert_non_null(strstr(a, "\nd/new "));
+    assert_null(strstr(a, "o/old"));
+    const struct tentry after[] = {REG("o/new", "n"), REG("o/sub/mine", "m"), WH("o/.wh..wh..opq")};
+    _cleanup_free_ char *b = check_merge("opq-after", lower, N(lower), after, N(after), AT_UNPACK);
+    assert_non_null(strstr(b, "\no/new "));
+    assert_non_null(strstr(b, "\no/sub/mine "));
+    assert_null(strstr(b, "o/old"));
+    assert_null(strstr(b, "o/sub/deep"));
+    const struct tentry through[] = {WH("d/.wh..wh..opq"), REG("d/x", "x")};
+    _cleanup_free_ char *c =
+        check_merge("opq-link", lower, N(lower), through, N(through), AT_MERGE);
+    assert_null(strstr(c, "real/keep"));
+    assert_non_null(strstr(c, "\nreal/x "));
+}
+
+/* A layer that replaces its own directory by a file and back (or a file by a directory): in
+ * place the lower layers' entries there are gone with the first replacement. */
+static void test_merge_replace_own(void **state)
+{
+    const struct tentry lower[] = {DIR_("d"), REG("d/old", "o")};
+    const struct tentry back[] = {DIR_("d"), REG("d/x", "x"), REG("d", "file"), DIR_("d"),
+                                  REG("d/y", "y")};
+    _cleanup_free_ char *a = check_merge("dir-file-dir", lower, N(lower), back, N(back), AT_UNPACK);
+    assert_null(strstr(a, "d/old"));
+    assert_null(strstr(a, "d/x"));
+    assert_non_null(strstr(a, "\nd/y "));
+    const struct tentry f2d[] = {REG("d", "file"), DIR_("d"), REG("d/y", "y")};
+    _cleanup_free_ char *b = check_merge("file-dir", lower, N(lower), f2d, N(f2d), AT_UNPACK);
+    assert_null(strstr(b, "d/old"));
+    const struct tentry twice[] = {DIR_("d"), REG("d/y", "1"), DIR_("d"), REG("d/y", "2")};
+    _cleanup_free_ char *c = check_merge("twice", lower, N(lower), twice, N(twice), MERGED);
+    assert_non_null(strstr(c, "\nd/old "));
+    assert_non_null(strstr(c, "\nd/y 100644 2 "));
+}
+
+/* The shape of real layers: a directory entry, then a whiteout in it. Where the lower layer
+ * has a link of that name, the directory entry replaced it before the whiteout: nothing is
+ * removed where the link led. */
+static void test_merge_whiteout_under_own_dir(void **state)
+{
+    const struct tentry lower[] = {DIR_("real"), REG("real/foo", "f"), SYM("etc", "real")};
+    const struct tentry upper[] = {DIR_("etc"), WH("etc/.wh.foo"), REG("etc/bar", "b")};
+    _cleanup_free_ char *t = check_merge("real", lower, N(lower), upper, N(upper), MERGED);
+    assert_non_null(strstr(t, "\nreal/foo "));
+    assert_non_null(strstr(t, "\netc/bar "));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_merge),
+        cmocka_unit_test(test_merge_lower_link),
+        cmocka_unit_test(test_merge_child_before_dir),
+        cmocka_unit_test(test_merge_whiteout_same_layer),
+        cmocka_unit_test(test_merge_implied_through_own_link),
+        cmocka_unit_test(test_merge_opaque),
+        cmocka_unit_test(test_merge_replace_own),
+        cmocka_unit_test(test_merge_whiteout_under_own_dir),
+    };
+    return cmocka_run_group_tests_name("unpack_merge", tests, setup, teardown);
+}
