@@ -111,6 +111,40 @@ def make_multiarch_layout(layout, tag):
     return d, per
 
 
+def tar_of(entries):
+    """entries: list of (path, bytes | "dir" | ("dir", mode) | ("sym", target) | ("link", target));
+    a stored (level 0) gzip blob and its diff_id."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for path, data in entries:
+            ti = tarfile.TarInfo(path)
+            ti.mtime = 1700000000
+            if data == "dir" or isinstance(data, tuple) and data[0] == "dir":
+                ti.type, ti.mode = tarfile.DIRTYPE, data[1] if isinstance(data, tuple) else 0o755
+                tf.addfile(ti)
+            elif isinstance(data, tuple):  # ("sym", target) or ("link", target)
+                ti.type = tarfile.SYMTYPE if data[0] == "sym" else tarfile.LNKTYPE
+                ti.linkname, ti.mode = data[1], 0o777 if data[0] == "sym" else 0o644
+                tf.addfile(ti)
+            else:
+                ti.size, ti.mode = len(data), 0o644
+                tf.addfile(ti, io.BytesIO(data))
+    tar = raw.getvalue()
+    return gzip.compress(tar, compresslevel=0, mtime=0), sha(tar)
+
+
+def layout(path, layers):
+    """An OCI layout of the given (gzip, diff_id) layers, tagged v1."""
+    os.makedirs(os.path.join(path, "blobs", "sha256"), exist_ok=True)
+    cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                      "rootfs": {"type": "layers", "diff_ids": [d for _, d in layers]}}).encode()
+    man = json.dumps({"schemaVersion": 2, "mediaType": MT_MANIFEST,
+                      "config": {"mediaType": MT_CONFIG, "digest": _put_blob(path, cfg), "size": len(cfg)},
+                      "layers": [{"mediaType": MT_LAYER_GZ, "digest": _put_blob(path, gz), "size": len(gz)}
+                                 for gz, _ in layers]}).encode()
+    write_index(path, [({"mediaType": MT_MANIFEST, "digest": _put_blob(path, man), "size": len(man)}, "v1")])
+
+
 def skopeo(*args, timeout=300):
     return subprocess.run(["skopeo", "--insecure-policy", *args], capture_output=True, text=True,
                           timeout=timeout)

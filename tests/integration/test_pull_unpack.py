@@ -7,60 +7,22 @@ killed mid-download (its first files already unpacked: the unpack follows the do
 leaves no destination, and the next pull removes its temp tree and succeeds."""
 import glob
 import gzip
-import io
-import json
 import os
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kilntest import KILN, T, kiln, start_registry  # noqa: E402
-from registry_fixtures import (MT_CONFIG, MT_LAYER_GZ, MT_MANIFEST, FaultProxy, _put_blob,  # noqa: E402
-                               sha, write_index)
+from registry_fixtures import FaultProxy, layout, sha, tar_of  # noqa: E402
 
 os.environ.update({"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9",
                    "no_proxy": "127.0.0.1,localhost", "KILN_REGISTRY_BACKOFF_MS": "50",
                    "KILN_REGISTRY_MAX_BACKOFF_MS": "500"})
 MARK = b"KILN-PULL-UNPACK-MARK-ORIGINAL"
 EVIL = b"KILN-PULL-UNPACK-MARK-REPLACED"
-
-
-def tar_of(entries):
-    """entries: list of (path, bytes | "dir" | ("dir", mode) | ("sym", target) | ("link", target));
-    a stored (level 0) gzip blob and its diff_id."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for path, data in entries:
-            ti = tarfile.TarInfo(path)
-            ti.mtime = 1700000000
-            if data == "dir" or isinstance(data, tuple) and data[0] == "dir":
-                ti.type, ti.mode = tarfile.DIRTYPE, data[1] if isinstance(data, tuple) else 0o755
-                tf.addfile(ti)
-            elif isinstance(data, tuple):  # ("sym", target) or ("link", target)
-                ti.type = tarfile.SYMTYPE if data[0] == "sym" else tarfile.LNKTYPE
-                ti.linkname, ti.mode = data[1], 0o777 if data[0] == "sym" else 0o644
-                tf.addfile(ti)
-            else:
-                ti.size, ti.mode = len(data), 0o644
-                tf.addfile(ti, io.BytesIO(data))
-    tar = raw.getvalue()
-    return gzip.compress(tar, compresslevel=0, mtime=0), sha(tar)
-
-
-def layout(path, layers):
-    """An OCI layout of the given (gzip, diff_id) layers, tagged v1."""
-    os.makedirs(os.path.join(path, "blobs", "sha256"), exist_ok=True)
-    cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                      "rootfs": {"type": "layers", "diff_ids": [d for _, d in layers]}}).encode()
-    man = json.dumps({"schemaVersion": 2, "mediaType": MT_MANIFEST,
-                      "config": {"mediaType": MT_CONFIG, "digest": _put_blob(path, cfg), "size": len(cfg)},
-                      "layers": [{"mediaType": MT_LAYER_GZ, "digest": _put_blob(path, gz), "size": len(gz)}
-                                 for gz, _ in layers]}).encode()
-    write_index(path, [({"mediaType": MT_MANIFEST, "digest": _put_blob(path, man), "size": len(man)}, "v1")])
 
 
 A = start_registry()
@@ -181,52 +143,4 @@ T.check("the next pull into the same directory succeeds and removes the killed p
         p.returncode == 0 and read(os.path.join(dest, "data", "z.bin")) == rnd[3] and
         not os.path.lexists(stale[0] if stale else "/nonexistent-kiln"), p.stderr)
 proxy.close()
-
-# --- layers unpacked side by side and merged in order (oci/unpack_merge) ---
-# A host directory with a marker that links in the layers point at (absolute, and by ..).
-HOST = os.path.join(T.tmp, "hostdir")
-os.makedirs(HOST)
-with open(os.path.join(HOST, "marker"), "wb") as f:
-    f.write(MARK)
-comps = HOST.strip("/").split("/")
-l1 = tar_of([(("/".join(comps[:k + 1])), "dir") for k in range(len(comps))] +  # HOST inside the root
-            [("esc", ("sym", HOST)), ("up", ("sym", "../../../../../../../..")),
-             ("lnk", ("sym", HOST)), ("usr", "dir"), ("usr/lib", "dir"), ("lib", ("sym", "usr/lib")),
-             ("keep", ("dir", 0o700)), ("keep/a", b"a\n"), ("shared", b"linked from layer 2\n"),
-             ("dropdir", "dir"), ("dropdir/x", b"x\n")])
-l2 = tar_of([("esc/marker", EVIL), ("up/marker2", EVIL), ("lnk", ("dir", 0o750)), ("lnk/inside", b"in\n"),
-             ("lib/libz.so", b"z\n"), ("keep/b", b"b\n"), ("hard", ("link", "shared")),
-             ("mid", b"from layer 2\n"), (".wh.dropdir", b"")])
-l3 = tar_of([(".wh.mid", b""), ("keep", ("dir", 0o711)), ("keep/c", b"c\n")])
-P = os.path.join(T.tmp, "P")
-layout(P, [l1, l2, l3])
-p = kiln("push", "--root", os.path.join(T.tmp, "s0"), "--insecure-registry", a, "oci:%s:v1" % P, "%s/t/par:v1" % a)
-T.check("setup: push the 3-layer image", p.returncode == 0, p.stderr)
-dest = os.path.join(T.tmp, "out", "par")
-p = kiln("pull", "--root", os.path.join(T.tmp, "store-par"), "--insecure-registry", a,
-         "-o", "type=local,dest=" + dest, "%s/t/par:v1" % a)
-T.check("a pull whose later layers are unpacked on their own and merged succeeds", p.returncode == 0, p.stderr)
-inroot = os.path.join(dest, *comps)
-T.check("links of layer 1 to a host path (absolute, by ..) lead inside the root for layer 2's files",
-        read(os.path.join(inroot, "marker")) == EVIL and read(os.path.join(dest, "marker2")) == EVIL)
-T.check("the host directory is neither read through nor written: its marker and listing unchanged",
-        read(os.path.join(HOST, "marker")) == MARK and os.listdir(HOST) == ["marker"])
-T.check("layer 2's directory entry replaces layer 1's link of that name (its own mode)",
-        not os.path.islink(os.path.join(dest, "lnk")) and
-        os.stat(os.path.join(dest, "lnk")).st_mode & 0o7777 == 0o750 and
-        read(os.path.join(dest, "lnk", "inside")) == b"in\n")
-T.check("a file under a directory layer 2 only implies goes through layer 1's link (lib -> usr/lib)",
-        os.path.islink(os.path.join(dest, "lib")) and
-        read(os.path.join(dest, "usr", "lib", "libz.so")) == b"z\n")
-T.check("a hardlink in layer 2 to layer 1's file (applied in place) shares its inode",
-        os.stat(os.path.join(dest, "hard")).st_ino == os.stat(os.path.join(dest, "shared")).st_ino and
-        read(os.path.join(dest, "hard")) == b"linked from layer 2\n")
-T.check("a whiteout in layer 2 removes layer 1's directory; one in layer 3 removes layer 2's file",
-        not os.path.lexists(os.path.join(dest, "dropdir")) and not os.path.lexists(os.path.join(dest, "mid")))
-st = os.stat(os.path.join(dest, "keep"))
-T.check("a directory in three layers: every layer's files, the last directory entry's mode and mtime",
-        sorted(os.listdir(os.path.join(dest, "keep"))) == ["a", "b", "c"] and st.st_mode & 0o7777 == 0o711 and
-        st.st_mtime == 1700000000, (oct(st.st_mode), st.st_mtime))
-T.check("no layer directory or whiteout left", not glob.glob(os.path.join(T.tmp, "out", ".kiln-unpack-*")) and
-        not [f for _, ds, fs in os.walk(dest) for f in ds + fs if f.startswith(".wh.")])  # links not followed
 T.done()
