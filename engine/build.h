@@ -59,6 +59,8 @@ typedef struct kiln_build_request {
     size_t n_cache_from;
     const char *cache_to;
     int cache_to_max;
+    /* the registry cache's bound (engine/regcache.h), 0: KILN_REGCACHE_DEFAULT_MAX */
+    uint64_t cache_to_max_size;
     /* Remote caches in S3 ("type=s3,bucket=B[,prefix=P][,region=R][,endpoint=URL]
      * [,max-size=N][,mode=max]", engine/remote_store.h): the layer cache and every RUN
      * --mount=type=cache id are restored from the first of remote_cache_from holding them

@@ -5,6 +5,7 @@
 
 #include "engine/cache.h"
 #include "engine/cachemanifest.h"
+#include "engine/regcache.h"
 #include "engine/remote_mounts.h"
 
 /* kiln_registry_pull hooks: a blob another namespace stored is fetched again */
@@ -287,6 +288,8 @@ int kiln_remote_cache_export(engine_t *e, const stage_t *target, kiln_error_t *e
         json_t *m;
         const char *key;
         json_object_set(cfg, "kiln.mounts.v1", e->rcache->reg_new);
+        json_object_set_new(cfg, KILN_REGCACHE_SAVED_KEY,
+                            kiln_regcache_saved_of(e->rcache->reg_new, e->rcache->reg_saved));
         json_object_foreach(e->rcache->reg_new, key, m)
         {
             size_t k;

@@ -16,6 +16,7 @@
 
 #include "engine/cache.h"
 #include "engine/cachemanifest.h"
+#include "engine/regcache.h"
 #include "engine/remote_cache.h"
 #include "engine/remote_mounts_pack.h"
 #include "utils/workers.h"
@@ -71,6 +72,7 @@ int kiln_remote_mounts_init(engine_t *e, kiln_error_t *err)
     pthread_mutex_init(&rc->lock, NULL);
     rc->reg_old = json_object();
     rc->reg_new = json_object();
+    rc->reg_saved = json_object();
     if (!req->no_cache) {
         rc->from = kiln_xzalloc((req->n_remote_cache_from + 1) * sizeof(*rc->from));
         rc->from_max = kiln_xzalloc((req->n_remote_cache_from + 1) * sizeof(*rc->from_max));
@@ -106,6 +108,7 @@ void kiln_remote_mounts_free(engine_t *e)
     strv_clear(&rc->looked);
     json_decref(rc->reg_old);
     json_decref(rc->reg_new);
+    json_decref(rc->reg_saved);
     pthread_mutex_destroy(&rc->lock);
     free(rc);
     e->rcache = NULL;
@@ -242,8 +245,12 @@ void kiln_remote_mounts_imported(engine_t *e, json_t *cfg)
     pthread_mutex_lock(&e->rcache->lock);
     json_object_foreach(map, key, v)
     {
-        if (json_object_get(e->rcache->reg_old, key) == NULL)
-            json_object_set(e->rcache->reg_old, key, v);
+        json_t *t = json_object_get(json_object_get(cfg, KILN_REGCACHE_SAVED_KEY), key);
+        if (json_object_get(e->rcache->reg_old, key) != NULL)
+            continue;
+        json_object_set(e->rcache->reg_old, key, v);
+        if (json_is_integer(t) && json_integer_value(t) >= 0)
+            json_object_set(e->rcache->reg_saved, key, t);
     }
     pthread_mutex_unlock(&e->rcache->lock);
 }
@@ -589,8 +596,24 @@ static int reg_put_manifest(engine_t *e, void *ud, kiln_http_t *http, const char
         return kiln_error_set(err, 0, "cache mount %s: manifest not JSON", id);
     pthread_mutex_lock(&e->rcache->lock);
     json_object_set_new(e->rcache->reg_new, rel, m);
+    json_object_set_new(e->rcache->reg_saved, rel, json_integer((json_int_t)time(NULL)));
     pthread_mutex_unlock(&e->rcache->lock);
     return 0;
+}
+
+/* The registry cache image's bound (engine/regcache.h): whole ids, least recently saved first,
+ * until their packs fit max-size. */
+static void bound_registry(engine_t *e)
+{
+    uint64_t max =
+        e->req->cache_to_max_size ? e->req->cache_to_max_size : KILN_REGCACHE_DEFAULT_MAX;
+    uint64_t left = 0;
+    size_t n = kiln_regcache_evict(e->rcache->reg_new, e->rcache->reg_saved, max, &left);
+    if (n)
+        kiln_engine_log(e,
+                        "registry cache %s: %zu least recently saved cache mounts left out "
+                        "(max-size %llu bytes; %.1f MB kept)",
+                        e->req->cache_to, n, (unsigned long long)max, (double)left / 1e6);
 }
 
 int kiln_remote_mounts_save(engine_t *e, kiln_error_t *err)
@@ -604,13 +627,15 @@ int kiln_remote_mounts_save(engine_t *e, kiln_error_t *err)
                        .put_blob = s3_put_blob,
                        .put_manifest = s3_put_manifest,
                        .ud = rc->to};
-    mount_dest_t reg = {.name = e->req->cache_to,
-                        .max = KILN_CM_DEFAULT_MAX_SIZE,
-                        .always_put = 1,
-                        .get_old = reg_get_old,
-                        .has_blob = reg_has_blob,
-                        .put_blob = reg_put_blob,
-                        .put_manifest = reg_put_manifest};
+    uint64_t reg_max = e->req->cache_to_max_size;
+    mount_dest_t reg = {
+        .name = e->req->cache_to,
+        .max = reg_max && reg_max < KILN_CM_DEFAULT_MAX_SIZE ? reg_max : KILN_CM_DEFAULT_MAX_SIZE,
+        .always_put = 1,
+        .get_old = reg_get_old,
+        .has_blob = reg_has_blob,
+        .put_blob = reg_put_blob,
+        .put_manifest = reg_put_manifest};
     for (size_t i = 0; i < rc->n_mounts; i++) {
         bool dup = false;
         for (size_t k = 0; k < i && !dup; k++)
@@ -637,6 +662,7 @@ int kiln_remote_mounts_save(engine_t *e, kiln_error_t *err)
             if (json_object_get(rc->reg_new, key) == NULL)
                 json_object_set(rc->reg_new, key, v);
         }
+        bound_registry(e);
     }
     return 0;
 }

@@ -30,6 +30,7 @@ typedef struct kiln_rcache {
      * "mounts/<sha256 of id>.json" -> manifest): imported (--cache-from, the first image
      * holding an id wins; its packs pulled with the image) and to export (--cache-to) */
     json_t *reg_old, *reg_new;
+    json_t *reg_saved; /* "kiln.mounts.saved.v1": when each id was saved (engine/regcache) */
 } kiln_rcache_t;
 
 /* Opens the request's remote caches (e->rcache stays NULL without any). -1 with err

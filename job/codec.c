@@ -389,6 +389,11 @@ static int get_cache(json_t *v, kiln_job_spec_t *s, kiln_error_t *err)
             if (m == NULL || (strcmp(m, "max") && strcmp(m, "min")))
                 return field_err(err, "cache.mode", "must be \"max\" or \"min\"");
             s->cache_to_max = strcmp(m, "max") == 0;
+        } else if (strcmp(key, "max_size") == 0) {
+            json_int_t n = json_integer_value(x);
+            if (!json_is_integer(x) || n <= 0)
+                return field_err(err, "cache.max_size", "must be a positive number of bytes");
+            s->cache_to_max_size = (uint64_t)n;
         } else {
             char f[100];
             snprintf(f, sizeof(f), "cache.%.64s", key);
@@ -786,6 +791,8 @@ json_t *kiln_job_to_json(const kiln_job_spec_t *s)
         set_str(c, "to", s->cache_to);
         if (s->cache_to)
             json_object_set_new(c, "mode", json_string(s->cache_to_max ? "max" : "min"));
+        if (s->cache_to && s->cache_to_max_size)
+            json_object_set_new(c, "max_size", json_integer((json_int_t)s->cache_to_max_size));
         set_strv(c, "remote_from", s->remote_cache_from, s->n_remote_cache_from);
         set_str(c, "remote_to", s->remote_cache_to);
         set_str(c, "namespace", s->cache_namespace);

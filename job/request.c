@@ -183,6 +183,7 @@ int kiln_job_request_make(const kiln_job_spec_t *s, const char *secrets_dir,
     q->n_cache_from = s->n_cache_from;
     q->cache_to = s->cache_to;
     q->cache_to_max = s->cache_to_max;
+    q->cache_to_max_size = s->cache_to_max_size;
     q->remote_cache_from = (const char *const *)s->remote_cache_from;
     q->n_remote_cache_from = s->n_remote_cache_from;
     q->remote_cache_to = s->remote_cache_to;

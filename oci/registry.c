@@ -558,6 +558,51 @@ int kiln_registry_get_manifest(kiln_registry_t *r, const char *refs, char **body
     return rc;
 }
 
+/* Frees what one exchange with an endpoint of its own (endpoint_set) took. */
+static void one_exchange_end(kiln_reg_req_t *q, kiln_reg_repo_t *repo, kiln_reg_endpoint_t *ep,
+                             CURL *h)
+{
+    kiln_reg_req_free(q);
+    kiln_reg_repo_clear(repo);
+    free(ep->registry);
+    free(ep->host);
+    free(ep->prefix);
+    curl_easy_cleanup(h);
+}
+
+int kiln_registry_delete_manifest(kiln_registry_t *r, const char *refs, const kiln_digest_t *digest,
+                                  kiln_error_t *err)
+{
+    kiln_reference_t ref = {0};
+    kiln_reg_endpoint_t ep = {0};
+    kiln_reg_repo_t repo;
+    kiln_reg_req_t q;
+    char ds[KILN_DIGEST_STR_MAX];
+    CURL *h;
+    int rc = -1;
+
+    if (kiln_reference_parse(refs, &ref, err) < 0)
+        return -1;
+    kiln_digest_str(digest, ds);
+    h = kiln_reg_handle();
+    /* the source itself, never a mirror: a mirror holds no copy to delete */
+    endpoint_set(&ep, r, ref.registry, kiln_reference_endpoint(ref.registry), 0);
+    kiln_reg_repo_init(&repo, r, &ep, ref.repository, "pull,push,delete", NULL);
+    kiln_reg_req_init(&q, "DELETE", kiln_reg_url(&repo, h, "manifests/%s", ds));
+    if (kiln_reg_do(&repo, h, &q, err) == 0) {
+        if (q.status == 202 || q.status == 200)
+            rc = 1;
+        else if (q.status == 405 || q.status == 404 || q.status == 400 || q.status == 403 ||
+                 q.status == 401)
+            rc = 0; /* deletes turned off or refused: the registry's own gc is left to it */
+        else
+            kiln_reg_fail(&q, err, "deleting manifest %s of %s/%s", ds, ep.host, ref.repository);
+    }
+    one_exchange_end(&q, &repo, &ep, h);
+    kiln_reference_free(&ref);
+    return rc;
+}
+
 int kiln_reg_resolve(kiln_registry_t *r, CURL *h, const kiln_reference_t *ref,
                      kiln_reg_endpoint_t **eps, size_t *neps, kiln_reg_repo_t *repo, char **body,
                      size_t *len, char media_type[256], kiln_digest_t *got, kiln_error_t *err)
@@ -603,11 +648,6 @@ int kiln_registry_check_login(kiln_registry_t *r, const char *registry, const ch
         else
             kiln_reg_fail(&q, err, "login to %s as %s", registry, user);
     }
-    kiln_reg_req_free(&q);
-    kiln_reg_repo_clear(&repo);
-    free(ep.registry);
-    free(ep.host);
-    free(ep.prefix);
-    curl_easy_cleanup(h);
+    one_exchange_end(&q, &repo, &ep, h);
     return rc;
 }

@@ -172,6 +172,13 @@ int kiln_registry_push(kiln_registry_t *r, const kiln_blob_source_t *src,
 int kiln_registry_get_manifest(kiln_registry_t *r, const char *ref, char **body, size_t *len,
                                char media_type[256], kiln_digest_t *digest, kiln_error_t *err);
 
+/* Deletes the manifest digest from the repository of ref (DELETE /v2/NAME/manifests/DIGEST,
+ * on the source registry, not a mirror): 1 deleted, 0 when the registry does not allow it
+ * (405 with deletes turned off, 401/403, 404), -1 with err on anything else. Its blobs stay
+ * until the registry's own garbage collection. */
+int kiln_registry_delete_manifest(kiln_registry_t *r, const char *ref, const kiln_digest_t *digest,
+                                  kiln_error_t *err);
+
 /* Fetches a blob (e.g. a config) into memory, verified, at most cap bytes. */
 int kiln_registry_get_blob(kiln_registry_t *r, const char *ref, const kiln_digest_t *d, size_t cap,
                            char **body, size_t *len, kiln_error_t *err);

@@ -26,6 +26,7 @@ typedef struct kiln_build_opts {
     size_t n_cache_from;
     char *cache_to;
     int cache_to_max;
+    uint64_t cache_to_max_size; /* registry cache: max-size=, 0: the default */
     char *cache_repo_ref;
     /* type=s3 --cache-from / --cache-to (engine/remote_store.h), as given */
     const char *remote_cache_from[MAX_LIST];

@@ -140,6 +140,7 @@ int kiln_build_spec_from_opts(const kiln_build_opts_t *o, const char *context, k
         kiln_job_spec_add_str(&s->cache_from, &s->n_cache_from, o->cache_from[i]);
     s->cache_to = o->cache_to ? kiln_xstrdup(o->cache_to) : NULL;
     s->cache_to_max = o->cache_to_max;
+    s->cache_to_max_size = o->cache_to_max_size;
     for (size_t i = 0; i < o->n_remote_cache_from; i++)
         kiln_job_spec_add_str(&s->remote_cache_from, &s->n_remote_cache_from,
                               o->remote_cache_from[i]);
@@ -201,6 +202,7 @@ int kiln_build_spec_operator(const kiln_build_opts_t *o, kiln_job_spec_t *s, kil
     if (s->cache_to == NULL && o->cache_to) {
         s->cache_to = kiln_xstrdup(o->cache_to);
         s->cache_to_max = o->cache_to_max;
+    s->cache_to_max_size = o->cache_to_max_size;
     }
     for (size_t i = 0; i < o->n_remote_cache_from; i++)
         kiln_job_spec_add_str(&s->remote_cache_from, &s->n_remote_cache_from,

@@ -30,6 +30,7 @@
 #include "src/commands.h"
 #include "src/progress.h"
 #include "utils/aws/notify.h"
+#include "utils/aws/s3.h"
 #include "utils/cachens.h"
 #include "utils/cleanup.h"
 #include "utils/env.h"
@@ -464,6 +465,19 @@ int kiln_build_opts_parse(int argc, char **argv, kiln_build_opts_t *o_out)
                 free(o.cache_to);
                 o.cache_to = kiln_xstrdup(ref);
                 o.cache_to_max = mode && strcmp(mode, "max") == 0;
+                o.cache_to_max_size = 0;
+                if (kiln_export_opts_get(&co, "max-size") != NULL) {
+                    size_t sz = 0;
+                    if (kiln_s3_parse_size(kiln_export_opts_get(&co, "max-size"), &sz) < 0 ||
+                        sz == 0) {
+                        kiln_export_opts_free(&co);
+                        return kiln_cli_usage_error("build",
+                                                    "--cache-to: max-size= wants a size (K/M/G "
+                                                    "suffixes), got '%s'",
+                                                    optarg);
+                    }
+                    o.cache_to_max_size = sz;
+                }
             }
             kiln_export_opts_free(&co);
             break;

@@ -126,14 +126,16 @@ def wait_port(port, timeout=15.0):
     return False
 
 
-def start_registry(extra_config="", tls=None):
-    """Starts Debian's docker-registry on a free 127.0.0.1 port; returns the port."""
+def start_registry(extra_config="", tls=None, delete=True):
+    """Starts Debian's docker-registry on a free 127.0.0.1 port; returns the port. delete:
+    whether it takes DELETE of manifests."""
     port = free_port()
     d = tempfile.mkdtemp(prefix="registry.", dir=T.tmp)
     cfg = os.path.join(d, "config.yml")
     with open(cfg, "w") as f:
         f.write("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s/data\n"
-                "  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:%d\n" % (d, port))
+                "  delete:\n    enabled: %s\nhttp:\n  addr: 127.0.0.1:%d\n"
+                % (d, "true" if delete else "false", port))
         if tls:
             f.write("  tls:\n    certificate: %s\n    key: %s\n" % tls)
         f.write(extra_config)

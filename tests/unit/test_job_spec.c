@@ -476,7 +476,8 @@ static void test_build_request(void **state)
         "\"disk\": \"2g\"}, \"tags\": [\"h/r:1\"], \"outputs\": [{\"type\": \"local\", "
         "\"dest\": \"a,b\"}, {\"type\": \"image\", \"push\": true, \"name\": \"h/r:2\"}], "
         "\"notify\": [\"sqs://q/1\"], \"cache\": {\"disabled\": true, \"from\": [\"h/c:1\"], "
-        "\"to\": \"h/c:1\", \"mode\": \"max\", \"namespace\": \"acme\", \"context_id\": \"git "
+        "\"to\": \"h/c:1\", \"mode\": \"max\", \"max_size\": 3000, \"namespace\": \"acme\", "
+        "\"context_id\": \"git "
         "h/r app\"}, \"labels\": {\"org.k\": \"v 1\"}, \"build_contexts\": {\"lib\": \"/w/lib\"}, "
         "\"compression\": \"zstd\", \"compression_level\": 5, \"source_date_epoch\": 0, "
         "\"network\": \"none\", \"isolation\": \"chroot\", \"ssh\": \"/run/agent.sock\", "
@@ -514,6 +515,7 @@ static void test_build_request(void **state)
     assert_string_equal(r.req.cache_from[0], "h/c:1");
     assert_string_equal(r.req.cache_to, "h/c:1");
     assert_true(r.req.cache_to_max);
+    assert_int_equal(r.req.cache_to_max_size, 3000);
     assert_string_equal(r.req.cache_namespace, "acme");
     assert_string_equal(r.req.context_id, "git h/r app");
     assert_int_equal(r.req.compression, KILN_COMPRESSION_ZSTD);
