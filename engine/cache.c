@@ -7,6 +7,8 @@
  * step neither fsyncs nor waits for a sync. */
 #include "engine/cache.h"
 
+#include "oci/store_lazy.h"
+
 /* A group of entries is written once its oldest is this old (and at the end of the build):
  * a crash loses at most about this much of steps' work, which the next build does again. */
 #define CACHE_FLUSH_MS 1000
@@ -230,7 +232,8 @@ int kiln_cache_lookup(engine_t *e, stage_t *st, const kiln_digest_t *key, kiln_e
         const char *diff = json_string_value(json_object_get(j, "diff_id"));
         if (kiln_descriptor_from_json(layer, "layer", &l.desc, NULL) < 0 || diff == NULL ||
             kiln_digest_parse(diff, &l.diff_id, NULL) < 0 ||
-            !kiln_store_has(e->store, &l.desc.digest, NULL) ||
+            (!kiln_store_has(e->store, &l.desc.digest, NULL) &&
+             kiln_store_lazy_get(e->store, &l.desc.digest, &(kiln_store_lazy_t){0}, NULL) != 1) ||
             !kiln_cache_ns_knows(e, &l.desc.digest)) {
             kiln_descriptor_clear(&l.desc);
             json_decref(j);

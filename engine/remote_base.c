@@ -12,12 +12,17 @@
 #include "engine/remote_base.h"
 
 #include "engine/cache.h"
+#include "engine/remote_lazy.h"
+#include "oci/store_lazy.h"
 
 typedef struct base_pull {
     engine_t *e;
     char *ref; /* name@digest of the platform manifest */
     kiln_digest_t *layers;
+    int64_t *sizes;
     size_t n_layers;
+    int started;         /* the thread runs (or ran): a lower dir needed a layer */
+    bool insecure;       /* the registry was reached over plain HTTP (for a lazy blob's source) */
     kiln_digest_t *have; /* blobs complete in the store (on_blob) */
     size_t n_have;
     kiln_blob_stream_t **streams; /* per layer: its download's stream (on_blob_stream) */
@@ -97,6 +102,21 @@ static void *pull_main(void *arg)
     return NULL;
 }
 
+/* Starts p's download (with ps->lock held): the first time a step needs one of its layers. */
+static void start_locked(base_pulls_t *ps, base_pull_t *p)
+{
+    if (p->started)
+        return;
+    p->started = 1;
+    if (pthread_create(&p->thread, NULL, pull_main, p) != 0) {
+        /* no thread: the pull runs here */
+        p->thread = 0;
+        pthread_mutex_unlock(&ps->lock);
+        pull_main(p);
+        pthread_mutex_lock(&ps->lock);
+    }
+}
+
 /* The platform manifest ref names (an index's linux/amd64 entry): its body and descriptor,
  * and name@digest in *pinned. */
 static int resolve(engine_t *e, const char *ref, char **body, size_t *len, kiln_descriptor_t *top,
@@ -172,14 +192,16 @@ int kiln_remote_base_start(engine_t *e, const char *ref, kiln_registry_image_t *
     p->streams = kiln_xzalloc((m->n_layers + 1) * sizeof(*p->streams));
     for (size_t i = 0; i < m->n_layers; i++)
         p->layers[i] = m->layers[i].digest;
+    p->sizes = kiln_xzalloc((m->n_layers + 1) * sizeof(*p->sizes));
+    for (size_t i = 0; i < m->n_layers; i++)
+        p->sizes[i] = m->layers[i].size;
+    p->insecure = kiln_registry_is_insecure(e->registry, p->ref);
     pthread_mutex_lock(&ps->lock);
-    if (pthread_create(&p->thread, NULL, pull_main, p) != 0) {
-        pthread_mutex_unlock(&ps->lock);
-        /* no thread: the pull runs here */
-        p->thread = 0;
-        pull_main(p);
-        pthread_mutex_lock(&ps->lock);
-    }
+    /* a namespaced build downloads now (its image's blobs are fetched before it is written);
+     * another when a step first needs a layer, or never: a fully cached build names them as
+     * lazy blobs (kiln_remote_base_join) */
+    if (e->known_fd >= 0)
+        start_locked(ps, p);
     p->next = ps->list;
     ps->list = p;
     pthread_mutex_unlock(&ps->lock);
@@ -218,6 +240,7 @@ static int wait_blob(engine_t *e, const kiln_digest_t *d, kiln_blob_stream_t **b
     for (base_pull_t *p = ps->list; p && ret == 0; p = p->next) {
         if (!has(p->layers, p->n_layers, d))
             continue;
+        start_locked(ps, p);
         while (!p->done && !has(p->have, p->n_have, d) &&
                (bs == NULL || (*bs = stream_of(p, d)) == NULL))
             pthread_cond_wait(&ps->cond, &ps->lock);
@@ -242,6 +265,16 @@ int kiln_remote_base_stream(engine_t *e, const kiln_digest_t *d, kiln_blob_strea
     return wait_blob(e, d, bs, err);
 }
 
+/* The layers of p, never downloaded, recorded as lazy blobs of its registry image. */
+static int note_lazy(engine_t *e, base_pull_t *p, kiln_error_t *err)
+{
+    _cleanup_free_ char *src = kiln_remote_lazy_registry_source(p->ref, p->insecure);
+    for (size_t i = 0; i < p->n_layers; i++)
+        if (kiln_store_lazy_note(e->store, &p->layers[i], (uint64_t)p->sizes[i], 0, src, err) < 0)
+            return -1;
+    return 0;
+}
+
 int kiln_remote_base_join(engine_t *e, kiln_error_t *err)
 {
     base_pulls_t *ps = e->base_pulls;
@@ -249,6 +282,11 @@ int kiln_remote_base_join(engine_t *e, kiln_error_t *err)
     if (ps == NULL)
         return 0;
     for (base_pull_t *p = ps->list; p; p = p->next) {
+        if (!p->started && err != NULL) {
+            if (note_lazy(e, p, err) < 0)
+                return -1;
+            continue;
+        }
         if (p->thread)
             pthread_join(p->thread, NULL);
         p->thread = 0;
@@ -272,6 +310,7 @@ void kiln_remote_base_free(engine_t *e)
         ps->list = p->next;
         free(p->ref);
         free(p->layers);
+        free(p->sizes);
         free(p->have);
         for (size_t i = 0; i < p->n_layers; i++)
             kiln_blob_stream_unref(p->streams[i]);

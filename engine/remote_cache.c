@@ -48,48 +48,65 @@ int kiln_remote_cache_registry(engine_t *e, kiln_error_t *err)
 
 /* Merges the cache entries of map (key hex -> entry, from a remote cache) into the local
  * cache: an entry whose layer this namespace has not fetched or built is left out, a local
- * entry wins. *n counts those merged. */
+ * entry wins. *n counts those merged. The entries' blobs (and the import's lazy blob records)
+ * are made durable in one sync, then the refs written without one: an imported entry lost in
+ * a crash is imported again. */
 int kiln_remote_cache_merge(engine_t *e, json_t *map, size_t *n, kiln_error_t *err)
 {
     json_t *entry;
     const char *key;
+    strv_t names = {0};
+    kiln_digest_t *targets = NULL;
+    size_t nt = 0;
+    int ret = -1;
     json_object_foreach(map, key, entry)
     {
         kiln_digest_t kd, have;
         kiln_descriptor_t desc = {0};
         _cleanup_free_ char *name = NULL;
+        kiln_descriptor_t ld = {0};
+        json_t *layer = json_object_get(entry, "layer");
+        bool has_layer = false;
         if (kiln_digest_parse_hex(key, &kd, NULL) < 0)
             continue;
         name = kiln_cache_ref(e, &kd);
         if (kiln_store_ref_get(e->store, name, &have, NULL) == 1)
             continue; /* a local entry wins */
-        {
-            kiln_descriptor_t ld = {0};
-            json_t *layer = json_object_get(entry, "layer");
-            bool foreign = false;
-            if (json_is_object(layer) &&
-                kiln_descriptor_from_json(layer, "layer", &ld, NULL) == 0) {
-                _cleanup_free_ char *lref = kiln_xasprintf("%s.layer", name);
-                /* an entry may only name a layer this namespace fetched (the cache
-                 * image's own) or built, not any blob of the shared store */
-                foreign = !kiln_cache_ns_knows(e, &ld.digest);
-                if (!foreign)
-                    kiln_store_ref_set(e->store, lref, &ld.digest, NULL);
-            }
-            kiln_descriptor_clear(&ld);
-            if (foreign)
+        if (json_is_object(layer) && kiln_descriptor_from_json(layer, "layer", &ld, NULL) == 0) {
+            /* an entry may only name a layer this namespace fetched (the cache image's own)
+             * or built, not any blob of the shared store */
+            if (!kiln_cache_ns_knows(e, &ld.digest)) {
+                kiln_descriptor_clear(&ld);
                 continue;
+            }
+            has_layer = true;
         }
         if (kiln_image_store_put(e->store, entry, "application/vnd.kiln.cache.v1+json", &desc,
-                                 err) < 0 ||
-            kiln_store_ref_set(e->store, name, &desc.digest, err) < 0) {
-            kiln_descriptor_clear(&desc);
-            return -1;
+                                 err) < 0) {
+            kiln_descriptor_clear(&ld);
+            goto out;
         }
+        targets = kiln_xrealloc(targets, (nt + 2) * sizeof(*targets));
+        if (has_layer) {
+            strv_add(&names, kiln_xasprintf("%s.layer", name));
+            targets[nt++] = ld.digest;
+        }
+        strv_add(&names, steal_pointer(&name));
+        targets[nt++] = desc.digest;
+        kiln_descriptor_clear(&ld);
         kiln_descriptor_clear(&desc);
         (*n)++;
     }
-    return 0;
+    if (nt > 0 && kiln_store_sync(e->store, err) < 0)
+        goto out;
+    for (size_t i = 0; i < nt; i++)
+        if (kiln_store_ref_set_volatile(e->store, names.v[i], &targets[i], err) < 0)
+            goto out;
+    ret = 0;
+out:
+    strv_clear(&names);
+    free(targets);
+    return ret;
 }
 
 /* A cache mount pack of a registry cache image: not pulled with the image, fetched when a

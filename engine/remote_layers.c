@@ -14,7 +14,10 @@
 
 #include "engine/cache.h"
 #include "engine/remote_cache.h"
+#include "engine/remote_lazy.h"
 #include "engine/remote_mounts.h"
+#include "oci/imagesize.h"
+#include "oci/store_lazy.h"
 #include "utils/workers.h"
 
 #define INDEX_REL "layers.json"
@@ -38,6 +41,7 @@ typedef struct layers_job {
     kiln_descriptor_t *d;
     size_t n;
     uint64_t bytes;
+    size_t n_lazy; /* layers recorded as lazy (not fetched) */
 } layers_job_t;
 
 static int fetch_layer(void *ud, void *http, size_t i, kiln_error_t *err)
@@ -50,8 +54,11 @@ static int fetch_layer(void *ud, void *http, size_t i, kiln_error_t *err)
     return 0;
 }
 
-/* The layers of index that the namespace lacks, parsed (each checked a digest and a size). */
-static int missing_layers(engine_t *e, json_t *list, layers_job_t *j, kiln_error_t *err)
+/* The layers of index that the namespace lacks, parsed (each checked a digest and a size),
+ * to fetch; with lazy (their source) recorded as lazy blobs instead, their uncompressed sizes
+ * from usize (digest -> bytes, as the export writes it). */
+static int missing_layers(engine_t *e, json_t *list, json_t *usize, const char *lazy,
+                          layers_job_t *j, kiln_error_t *err)
 {
     size_t i;
     json_t *v;
@@ -68,6 +75,21 @@ static int missing_layers(engine_t *e, json_t *list, layers_job_t *j, kiln_error
             kiln_descriptor_clear(&d);
             continue;
         }
+        if (lazy != NULL) {
+            /* named, fetched when something needs its bytes (oci/store_lazy) */
+            char ds[KILN_DIGEST_STR_MAX];
+            json_t *u = json_object_get(usize, kiln_digest_str(&d.digest, ds));
+            int r = kiln_store_lazy_note(e->store, &d.digest, (uint64_t)d.size,
+                                         json_is_integer(u) && json_integer_value(u) > 0
+                                             ? (uint64_t)json_integer_value(u)
+                                             : 0,
+                                         lazy, err);
+            kiln_descriptor_clear(&d);
+            if (r < 0)
+                return -1;
+            j->n_lazy++;
+            continue;
+        }
         j->d = kiln_xrealloc(j->d, (j->n + 1) * sizeof(*j->d));
         j->bytes += (uint64_t)d.size;
         j->d[j->n++] = d;
@@ -81,6 +103,7 @@ static int import_one(engine_t *e, kiln_rstore_t *rs, kiln_error_t *err)
     _cleanup_free_ char *body = NULL;
     kiln_http_t *http = kiln_http_new();
     layers_job_t j = {.e = e, .rs = rs};
+    _cleanup_free_ char *lazy = NULL;
     json_t *idx = NULL;
     size_t len = 0, n = 0;
     double t0 = kiln_engine_now();
@@ -95,15 +118,22 @@ static int import_one(engine_t *e, kiln_rstore_t *rs, kiln_error_t *err)
                        INDEX_REL);
         goto out;
     }
-    if (missing_layers(e, json_object_get(idx, "layers"), &j, err) < 0 ||
+    /* a namespaced build fetches every layer its namespace lacks now (it shows that its
+     * cache serves the bytes); another names them and fetches one only when needed */
+    lazy = kiln_remote_lazy_s3_source(rs);
+    if (missing_layers(e, json_object_get(idx, "layers"), json_object_get(idx, "usize"), lazy, &j,
+                       err) < 0 ||
         kiln_workers_run(j.n, THREADS, fetch_layer, http_new, http_free, &j, err) < 0) {
         kiln_error_prefix(err, "%s/%s", kiln_rstore_name(rs), INDEX_REL);
         goto out;
     }
     if (kiln_remote_cache_merge(e, json_object_get(idx, "kiln.cache.v1"), &n, err) < 0)
         goto out;
-    kiln_engine_log(e, "imported %zu cache entries from %s (%zu layers, %.1f MB fetched in %.2fs)",
-                    n, kiln_rstore_name(rs), j.n, (double)j.bytes / 1e6, kiln_engine_now() - t0);
+    kiln_engine_log(e,
+                    "imported %zu cache entries from %s (%zu layers, %.1f MB fetched, %zu named "
+                    "to fetch when needed, in %.2fs)",
+                    n, kiln_rstore_name(rs), j.n, (double)j.bytes / 1e6, j.n_lazy,
+                    kiln_engine_now() - t0);
     ret = 0;
 out:
     for (size_t i = 0; i < j.n; i++)
@@ -174,7 +204,19 @@ int kiln_remote_layers_export(engine_t *e, const stage_t *target, kiln_error_t *
     list = json_array();
     for (size_t i = 0; i < nl; i++)
         json_array_append_new(list, kiln_descriptor_to_json(&layers[i]));
-    idx = json_pack("{soso}", "kiln.cache.v1", map, "layers", list);
+    /* each layer's uncompressed size when known: an import that leaves a layer lazy still
+     * tells the image's size without fetching it */
+    {
+        json_t *us = json_object();
+        for (size_t i = 0; i < nl; i++) {
+            char ds[KILN_DIGEST_STR_MAX];
+            uint64_t u = kiln_image_size_known(e->store, &layers[i].digest);
+            if (u > 0)
+                json_object_set_new(us, kiln_digest_str(&layers[i].digest, ds),
+                                    json_integer((json_int_t)u));
+        }
+        idx = json_pack("{sososo}", "kiln.cache.v1", map, "layers", list, "usize", us);
+    }
     text = json_dumps(idx, JSON_COMPACT | JSON_SORT_KEYS);
     r = kiln_rstore_get(rc->to, http, INDEX_REL, INDEX_MAX, &old, &old_len, err);
     if (r < 0)

@@ -93,7 +93,12 @@ void kiln_event_set_image_size(json_t *ev, uint64_t compressed, uint64_t uncompr
                                   "uncompressed", (json_int_t)uncompressed));
     human(compressed, c, sizeof(c));
     human(uncompressed, u, sizeof(u));
-    snprintf(text, len, "%s compressed, %s uncompressed", c, u);
+    /* 0: not known, a layer was not downloaded (a lazy blob, oci/store_lazy) */
+    if (uncompressed == 0 && compressed > 0)
+        snprintf(text, len, "%s compressed (uncompressed size not known: layers not downloaded)",
+                 c);
+    else
+        snprintf(text, len, "%s compressed, %s uncompressed", c, u);
 }
 
 void kiln_event_set_security(json_t *ev, const char *isolation, unsigned entitlements)

@@ -1,6 +1,8 @@
 /* kiln — compressed and uncompressed size of a built image (see imagesize.h). */
 #include "oci/imagesize.h"
 
+#include "oci/store_lazy.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +60,17 @@ static void memo_set(int fd, uint64_t usize)
     (void)fsetxattr(fd, USIZE_XATTR, num, strlen(num), 0);
 }
 
+uint64_t kiln_image_size_known(kiln_store_t *store, const kiln_digest_t *d)
+{
+    _cleanup_close_ int fd = -1;
+    kiln_store_lazy_t lz;
+    if (kiln_store_has(store, d, NULL) != 1)
+        return kiln_store_lazy_get(store, d, &lz, NULL) == 1 ? lz.usize : 0;
+    if (kiln_store_open_blob(store, d, &fd, NULL, NULL) < 0)
+        return 0;
+    return memo_get(fd);
+}
+
 void kiln_image_size_note(kiln_store_t *store, const kiln_digest_t *layer, uint64_t usize)
 {
     _cleanup_close_ int fd = -1;
@@ -76,8 +89,16 @@ int kiln_image_size(kiln_store_t *store, const kiln_descriptor_t *manifest,
         s.compressed += csize;
     for (size_t i = 0; i < n_layers; i++) {
         _cleanup_close_ int fd = -1;
+        kiln_store_lazy_t lz;
         uint64_t usize;
         s.compressed += layers[i].size;
+        if (kiln_store_has(store, &layers[i].digest, NULL) != 1 &&
+            kiln_store_lazy_get(store, &layers[i].digest, &lz, NULL) == 1) {
+            /* not downloaded: measuring it would fetch it */
+            s.uncompressed += lz.usize;
+            s.unmeasured += lz.usize == 0;
+            continue;
+        }
         if (kiln_store_open_blob(store, &layers[i].digest, &fd, NULL, err) < 0)
             return -1;
         usize = memo_get(fd);

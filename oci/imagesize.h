@@ -13,16 +13,22 @@
 
 typedef struct kiln_image_size {
     uint64_t compressed;
-    uint64_t uncompressed;
+    uint64_t uncompressed; /* of the layers measured */
+    size_t unmeasured;     /* lazy layers (oci/store_lazy) of unknown uncompressed size */
 } kiln_image_size_t;
 
-/* Measures the image of `manifest` whose layers are `layers` (all in the store). A
+/* Measures the image of `manifest` whose layers are `layers` (in the store, or lazy: a lazy
+ * layer is not fetched, its size is its record's or counted in `unmeasured`). A
  * layer's uncompressed size is read by decompressing it once and kept on its blob
  * (extended attribute user.kiln.usize), so a layer shared by many builds is measured
  * once. Fails naming the layer that cannot be read. */
 int kiln_image_size(kiln_store_t *store, const kiln_descriptor_t *manifest,
                     const kiln_digest_t *config, const kiln_descriptor_t *layers, size_t n_layers,
                     kiln_image_size_t *out, kiln_error_t *err);
+
+/* The uncompressed size of layer blob d when known without reading it (its memo, or its
+ * lazy blob record), else 0. */
+uint64_t kiln_image_size_known(kiln_store_t *store, const kiln_digest_t *d);
 
 /* Notes the uncompressed size of a layer blob kiln has just written (the layer writer
  * counted it), so kiln_image_size never decompresses it to measure it. Best effort: a

@@ -280,6 +280,16 @@ int kiln_reg_host_insecure(kiln_registry_t *r, const char *host)
     return 0;
 }
 
+int kiln_registry_is_insecure(kiln_registry_t *r, const char *ref)
+{
+    kiln_reference_t rr = {0};
+    int v = 0;
+    if (kiln_reference_parse(ref, &rr, NULL) == 0)
+        v = kiln_reg_host_insecure(r, rr.registry);
+    kiln_reference_free(&rr);
+    return v;
+}
+
 static void endpoint_set(kiln_reg_endpoint_t *ep, kiln_registry_t *r, const char *registry,
                          const char *hostpath, int is_mirror)
 {

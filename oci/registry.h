@@ -167,6 +167,10 @@ int kiln_registry_push(kiln_registry_t *r, const kiln_blob_source_t *src,
                        const kiln_descriptor_t *top, const char *const *refs, size_t n,
                        const char *mount_from, kiln_digest_t *pushed, kiln_error_t *err);
 
+/* Whether the registry of reference ref is one of r's insecure ones (plain HTTP allowed): 1
+ * or 0 (also for a reference that does not parse). */
+int kiln_registry_is_insecure(kiln_registry_t *r, const char *ref);
+
 /* Fetches the manifest or index `ref` names (mirrors first), verified against
  * the digest asked for / announced. *body malloc'ed; media type and digest out. */
 int kiln_registry_get_manifest(kiln_registry_t *r, const char *ref, char **body, size_t *len,

@@ -15,6 +15,7 @@
 #include "oci/additional_store.h"
 #include "oci/image.h"
 #include "oci/store_impl.h"
+#include "oci/store_lazy.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/json.h"
@@ -251,9 +252,17 @@ int kiln_store_open_blob(kiln_store_t *s, const kiln_digest_t *d, int *fd, uint6
 
     if (f < 0) {
         int e = errno;
+        int r;
         if (additional_blob(s, d, fd, size) == 1)
             return 0;
-        return kiln_error_set(err, e, "blob sha256:%s not in store %s", d->hex, s->root);
+        /* a lazy blob (store_lazy.h) is fetched now, its digest checked by the store */
+        r = kiln_store_lazy_fetch(s, d, err);
+        if (r < 0)
+            return -1;
+        if (r == 1)
+            f = openat(s->blobs_fd, d->hex, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (f < 0)
+            return kiln_error_set(err, e, "blob sha256:%s not in store %s", d->hex, s->root);
     }
     if (fstat(f, &st) < 0)
         return kiln_error_set(err, errno, "blob sha256:%s: stat", d->hex);

@@ -179,8 +179,11 @@ typedef struct kiln_store_prune_stats {
     uint64_t blobs_removed;
     uint64_t bytes_freed;
     uint64_t tmp_removed;
-    uint64_t refs_dangling;  /* refs whose target blob is missing */
-    uint64_t lowers_removed; /* unpacked layer trees under build/lowers no kept config lists */
+    uint64_t refs_dangling;       /* refs whose target blob is missing (not lazy, in no store) */
+    uint64_t blobs_lazy;          /* reachable lazy blobs (oci/store_lazy): fetched when needed */
+    uint64_t blobs_in_additional; /* reachable blobs found in an additional store only */
+    uint64_t lazy_removed;        /* lazy blob records dropped (unreachable, or fetched since) */
+    uint64_t lowers_removed;      /* unpacked layer trees under build/lowers no kept config lists */
 } kiln_store_prune_stats_t;
 
 /* Removes every blob no ref reaches, all stale temp files, and the unpacked layer trees
@@ -192,5 +195,11 @@ typedef struct kiln_store_prune_stats {
  * stats->refs_dangling, not an error. When dry_run, nothing is removed. */
 int kiln_store_prune(const char *root, int wait, int dry_run, kiln_store_prune_stats_t *stats,
                      kiln_error_t *err);
+/* As kiln_store_prune, knowing the operator's additional stores (n of them, opened): a
+ * reachable blob the root lacks but one of them holds is counted in blobs_in_additional, not
+ * as dangling, and what it names is kept too. Nothing in a store is ever changed. */
+int kiln_store_prune_with(const char *root, struct kiln_astore *const *additional,
+                          size_t n_additional, int wait, int dry_run,
+                          kiln_store_prune_stats_t *stats, kiln_error_t *err);
 
 #endif

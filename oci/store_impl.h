@@ -29,7 +29,12 @@ struct kiln_store {
     int *pending;
     size_t n_pending;
     int sync_all;
+    int lazy_dirty; /* a lazy blob record written deferred: the next sync fsyncs <root>/lazy */
 };
+
+/* Hands the fd of a file written deferred (a blob, a lazy record) to the next
+ * kiln_store_sync, which fsyncs it and closes it. */
+int kiln_store_pending_add(kiln_store_t *s, int fd, kiln_error_t *err);
 
 /* Opens (creating) directory `name` under root as a directory fd. */
 int kiln_store_open_subdir(const char *root, const char *name, kiln_error_t *err);

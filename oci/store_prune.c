@@ -14,9 +14,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "oci/additional_store.h"
 #include "oci/image.h"
 #include "oci/imagestore.h"
 #include "oci/store_impl.h"
+#include "oci/store_lazy.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/json.h"
@@ -105,11 +107,11 @@ static void mark_diff_ids(mark_set_t *lowers, json_t *cfg)
         lowers->stack_n = 0; /* a set only: nothing to walk */
 }
 
-/* Marks what blob d (a manifest or index, or anything else) refers to; the diff_ids of a
- * config go to lowers. */
-static void mark_children(mark_set_t *m, mark_set_t *lowers, int blobs_fd, const kiln_digest_t *d)
+/* Marks what the blob open on fd (a manifest or index, or anything else; fd closed) refers
+ * to; the diff_ids of a config go to lowers. */
+static void mark_children(mark_set_t *m, mark_set_t *lowers, int fd_in)
 {
-    _cleanup_close_ int fd = openat(blobs_fd, d->hex, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    _cleanup_close_ int fd = fd_in;
     _cleanup_free_ char *data = NULL;
     _cleanup_json_ json_t *doc = NULL;
     char head[64];
@@ -208,6 +210,33 @@ static int prune_lowers(const char *root, const mark_set_t *lowers, int dry_run,
     return 0;
 }
 
+/* Removes the lazy blob records (oci/store_lazy) of blobs no ref reaches or that are in the
+ * root now (fetched), and stale temp records; a missing directory is fine. */
+static int prune_lazy(int root_fd, int blobs_fd, const mark_set_t *m, int dry_run,
+                      kiln_store_prune_stats_t *st, kiln_error_t *err)
+{
+    _cleanup_close_ int fd =
+        openat(root_fd, "lazy", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    _cleanup_closedir_ DIR *dir = NULL;
+    struct dirent *de;
+    if (fd < 0)
+        return errno == ENOENT ? 0 : kiln_error_set(err, errno, "open lazy blob records");
+    if ((dir = kiln_store_opendir(fd, "lazy blob records", err)) == NULL)
+        return -1;
+    while ((de = readdir(dir)) != NULL) {
+        kiln_digest_t d;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (kiln_digest_parse_hex(de->d_name, &d, NULL) == 0 && mark_contains(m, &d) &&
+            faccessat(blobs_fd, d.hex, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if (!dry_run && unlinkat(fd, de->d_name, 0) < 0 && errno != ENOENT)
+            return kiln_error_set(err, errno, "remove lazy blob record %s", de->d_name);
+        st->lazy_removed++;
+    }
+    return 0;
+}
+
 /* Removes unmarked blobs. */
 static int prune_blobs(int blobs_fd, const mark_set_t *m, int dry_run, kiln_store_prune_stats_t *st,
                        kiln_error_t *err)
@@ -239,6 +268,23 @@ static int prune_blobs(int blobs_fd, const mark_set_t *m, int dry_run, kiln_stor
 int kiln_store_prune(const char *root, int wait, int dry_run, kiln_store_prune_stats_t *stats,
                      kiln_error_t *err)
 {
+    return kiln_store_prune_with(root, NULL, 0, wait, dry_run, stats, err);
+}
+
+/* A blob the root lacks: 1 with *fd when an additional store has it (read-only: prune never
+ * changes a store), else 0. */
+static int in_additional(kiln_astore_t *const *as, size_t n, const kiln_digest_t *d, int *fd)
+{
+    for (size_t i = 0; i < n; i++)
+        if (kiln_astore_open_blob(as[i], d, fd, NULL, NULL) == 1)
+            return 1;
+    return 0;
+}
+
+int kiln_store_prune_with(const char *root, kiln_astore_t *const *additional, size_t n_additional,
+                          int wait, int dry_run, kiln_store_prune_stats_t *stats, kiln_error_t *err)
+{
+    _cleanup_close_ int root_fd = -1;
     kiln_store_prune_stats_t st = {0};
     mark_set_t m = {0};
     mark_set_t lowers = {0};
@@ -269,6 +315,9 @@ int kiln_store_prune(const char *root, int wait, int dry_run, kiln_store_prune_s
                                   root);
         return kiln_error_set(err, errno, "blob store %s: lock", root);
     }
+    root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (root_fd < 0)
+        return kiln_error_set(err, errno, "blob store %s", root);
     if ((blobs_fd = kiln_store_open_subdir(root, "blobs/sha256", err)) < 0 ||
         (tmp_fd = kiln_store_open_subdir(root, "tmp", err)) < 0 ||
         (refs_fd = kiln_store_open_subdir(root, "refs", err)) < 0)
@@ -286,13 +335,21 @@ int kiln_store_prune(const char *root, int wait, int dry_run, kiln_store_prune_s
         goto out;
     while (m.stack_n > 0) {
         kiln_digest_t d = m.stack[--m.stack_n];
-        if (faccessat(blobs_fd, d.hex, F_OK, AT_SYMLINK_NOFOLLOW) < 0) {
-            st.refs_dangling++;
+        kiln_store_lazy_t lz;
+        int fd = openat(blobs_fd, d.hex, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 && in_additional(additional, n_additional, &d, &fd) == 1) {
+            st.blobs_in_additional++; /* its children may be anywhere too */
+        } else if (fd < 0) {
+            if (kiln_store_lazy_get_at(root_fd, &d, &lz, NULL) == 1)
+                st.blobs_lazy++; /* fetched when needed: not missing */
+            else
+                st.refs_dangling++;
             continue;
         }
-        mark_children(&m, &lowers, blobs_fd, &d);
+        mark_children(&m, &lowers, fd);
     }
     if (prune_tmp(tmp_fd, dry_run, &st, err) < 0 ||
+        prune_lazy(root_fd, blobs_fd, &m, dry_run, &st, err) < 0 ||
         prune_blobs(blobs_fd, &m, dry_run, &st, err) < 0 ||
         prune_lowers(root, &lowers, dry_run, &st, err) < 0)
         goto out;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "oci/store_impl.h"
+#include "oci/store_lazy.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
@@ -183,7 +184,7 @@ void kiln_store_writer_abort(kiln_store_writer_t *w)
 #define PENDING_MAX 64
 
 /* Hands the fd of a blob written deferred to the next kiln_store_sync. */
-static int pending_add(kiln_store_t *s, int fd, kiln_error_t *err)
+int kiln_store_pending_add(kiln_store_t *s, int fd, kiln_error_t *err)
 {
     pthread_mutex_lock(&s->sync_mu);
     while (s->n_pending >= PENDING_MAX) {
@@ -238,7 +239,7 @@ int kiln_store_writer_commit(kiln_store_writer_t *w, kiln_digest_t *digest, uint
             }
             if (defer) {
                 /* kept open: kiln_store_sync fsyncs it with the others */
-                if (pending_add(s, w->fd, err) < 0)
+                if (kiln_store_pending_add(s, w->fd, err) < 0)
                     goto fail;
                 w->fd = -1;
             } else if (!w->no_sync) {
@@ -287,6 +288,10 @@ int kiln_store_sync(kiln_store_t *s, kiln_error_t *err)
     if (r == 0 && all && syncfs(s->blobs_fd) < 0)
         r = -1, e = errno;
     if (r == 0 && (n > 0 || all) && fsync(s->blobs_fd) < 0)
+        r = -1, e = errno;
+    /* lazy blob records renamed into <root>/lazy since the last sync (oci/store_lazy) */
+    if (r == 0 && __atomic_exchange_n(&s->lazy_dirty, 0, __ATOMIC_ACQ_REL) &&
+        kiln_store_lazy_sync_dir(s) < 0)
         r = -1, e = errno;
     if (r < 0) {
         /* those blobs are not known durable: the next sync makes everything so */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "oci/additional_store.h"
 #include "oci/store.h"
 #include "src/cli_output.h"
 #include "src/commands.h"
@@ -12,6 +13,7 @@
 static void usage(FILE *out)
 {
     fprintf(out, "Usage: kiln prune [--root DIR] [--cache-max-age HOURS] [--dry-run] [--no-wait]\n"
+                 "                  [--additional-store DIR]...\n"
                  "\n"
                  "Removes every blob of the store that no ref (image or cache entry) reaches,\n"
                  "stale temp files, and the unpacked layer trees builds keep for layers no\n"
@@ -27,15 +29,25 @@ static void usage(FILE *out)
                  "               kiln's store, kiln images, stay until kiln rmi)\n"
                  "  --dry-run    only report what would be removed\n"
                  "  --no-wait    fail at once when a build holds the store\n"
+                 "  --additional-store DIR\n"
+                 "               an additional image store the root's images use (repeatable;\n"
+                 "               also $KILN_ADDITIONAL_STORES): blobs found there are not\n"
+                 "               missing; nothing in a store is ever removed\n"
                  "  -h, --help   this help\n");
 }
 
 int kiln_cmd_prune(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"root", required_argument, NULL, 'r'}, {"dry-run", no_argument, NULL, 'n'},
-        {"no-wait", no_argument, NULL, 'W'},    {"cache-max-age", required_argument, NULL, 'A'},
-        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"root", required_argument, NULL, 'r'},
+                                         {"dry-run", no_argument, NULL, 'n'},
+                                         {"no-wait", no_argument, NULL, 'W'},
+                                         {"cache-max-age", required_argument, NULL, 'A'},
+                                         {"additional-store", required_argument, NULL, 'S'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *stores[KILN_ASTORE_MAX];
+    kiln_astore_t *as[KILN_ASTORE_MAX];
+    size_t n_stores = 0, n_as = 0;
     _cleanup_free_ char *root = NULL;
     const char *opt_root = NULL;
     kiln_store_prune_stats_t st = {0};
@@ -63,6 +75,14 @@ int kiln_cmd_prune(int argc, char **argv)
             if (errno || end == optarg || *end || cache_age < 0 || cache_age > 1e6)
                 return kiln_cli_usage_error(
                     "prune", "--cache-max-age: '%s' is not a number of hours", optarg);
+            break;
+        case 'S':
+            if (optarg[0] != '/' || n_stores >= KILN_ASTORE_MAX)
+                return kiln_cli_usage_error("prune",
+                                            "--additional-store: an absolute path (at "
+                                            "most %d stores)",
+                                            KILN_ASTORE_MAX);
+            stores[n_stores++] = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -93,15 +113,37 @@ int kiln_cmd_prune(int argc, char **argv)
         fprintf(stderr, "%s %u build result pin(s) older than %g hour(s) (named images stay)\n",
                 dry ? "would drop" : "dropped", results, cache_age);
     }
-    if (kiln_store_prune(root, wait, dry, &st, &err) < 0)
+    /* the operator's stores, as builds see them: an image built from one names its blobs */
+    if (n_stores == 0 && kiln_cli_additional_stores_env(stores, &n_stores, KILN_ASTORE_MAX) < 0)
+        return kiln_cli_usage_error("prune", "KILN_ADDITIONAL_STORES: each store must be an "
+                                             "absolute path (DIR[:DIR...])");
+    for (size_t i = 0; i < n_stores; i++) {
+        kiln_error_t aerr = {0};
+        if (kiln_astore_open(stores[i], &as[n_as], &aerr) < 0)
+            fprintf(stderr, "kiln: WARNING: %s; its blobs count as missing\n", aerr.msg);
+        else
+            n_as++;
+    }
+    c = kiln_store_prune_with(root, as, n_as, wait, dry, &st, &err);
+    for (size_t i = 0; i < n_as; i++)
+        kiln_astore_free(as[i]);
+    if (c < 0)
         return kiln_cli_fail(&err);
-    fprintf(stderr,
-            "%s %llu blob(s), %llu bytes; kept %llu blob(s); %s %llu temp file(s); %s %llu "
-            "unpacked layer tree(s)%s\n",
-            dry ? "would remove" : "removed", (unsigned long long)st.blobs_removed,
-            (unsigned long long)st.bytes_freed, (unsigned long long)st.blobs_kept,
-            dry ? "would remove" : "removed", (unsigned long long)st.tmp_removed,
-            dry ? "would remove" : "removed", (unsigned long long)st.lowers_removed,
-            st.refs_dangling ? "; some refs point at missing blobs" : "");
+    {
+        char extra[200] = "";
+        if (st.blobs_lazy || st.blobs_in_additional)
+            snprintf(extra, sizeof(extra),
+                     "; %llu blob(s) not downloaded (fetched when needed), %llu in additional "
+                     "stores",
+                     (unsigned long long)st.blobs_lazy, (unsigned long long)st.blobs_in_additional);
+        fprintf(stderr,
+                "%s %llu blob(s), %llu bytes; kept %llu blob(s); %s %llu temp file(s); %s %llu "
+                "unpacked layer tree(s)%s%s\n",
+                dry ? "would remove" : "removed", (unsigned long long)st.blobs_removed,
+                (unsigned long long)st.bytes_freed, (unsigned long long)st.blobs_kept,
+                dry ? "would remove" : "removed", (unsigned long long)st.tmp_removed,
+                dry ? "would remove" : "removed", (unsigned long long)st.lowers_removed,
+                st.refs_dangling ? "; some refs point at missing blobs" : "", extra);
+    }
     return KILN_EXIT_OK;
 }

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/remote_lazy.h"
+#include "oci/store_lazy.h"
 #include "src/commands.h"
 #include "src/ecr_login.h"
 #include "utils/lazylib.h"
@@ -156,6 +158,8 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "serve") == 0 || strcmp(argv[1], "worker") == 0)
         kiln_lazylib_preload_all();
     kiln_cli_ecr_register(); /* credHelpers "ecr-login" → kiln's own ECR helper */
+    /* a lazy blob (oci/store_lazy) is downloaded by whichever command needs its bytes */
+    kiln_store_set_fetcher(kiln_remote_lazy_fetch);
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strcmp(argv[1], commands[i].name) == 0)
             return commands[i].run(argc - 1, argv + 1);

@@ -15,7 +15,11 @@ build on an empty root given DIR (--additional-store, $KILN_ADDITIONAL_STORES, `
   server's builds) work the same; an image built from the store is pushed by `kiln
   --additional-store DIR push` (without the store the push names the blob the root lacks)
 - a store made with --no-blobs: the trees used (nothing of the base unpacked in the root), the
-  layer blobs downloaded for the image, the same digest
+  layer blobs not downloaded (lazy blobs of the registry image, oci/store_lazy) until an OCI
+  output needs them, the same digest
+- kiln prune knows the stores (--additional-store, `kiln --additional-store DIR prune`): a
+  root's image whose base blobs are in a store has no missing blob, lazy blobs are counted as
+  not downloaded and their records dropped once nothing names them; nothing in a store changes
 - the store carried in an image by images/kiln/worker.sh (Dockerfile.worker: ADD store.tar, ENV
   KILN_ADDITIONAL_STORES) keeps its tree (owners, modes, contents), and a build on an empty root
   using the image's copy of it fetches no layer and gives the same digest"""
@@ -25,6 +29,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kilnbuild import make_base, new_context, read_image  # noqa: E402
@@ -149,6 +154,7 @@ r = kiln("store", "add", "--no-blobs", "--root", os.path.join(T.tmp, "root-add")
          "--insecure-registry", REG, NB, IMG)
 T.check("kiln store add --no-blobs: the manifest and config only in its blobs",
         r.returncode == 0 and len(os.listdir(os.path.join(NB, "blobs", "sha256"))) == 2, out(r))
+nb_before = tree_hash(NB)
 n6 = len(proxy.log)
 r = build("root-noblobs", USE, "--additional-store", NB)
 lowers = os.listdir(os.path.join(T.tmp, "root-noblobs", "build", "lowers"))
@@ -156,11 +162,21 @@ with open(os.path.join(NB, "images.json")) as f:
     nb_chain = json.load(f)["images"][0]["chain_id"][7:]
 with open(os.path.join(NB, "chains", nb_chain + ".json")) as f:
     nb_diffs = [l["diff_id"][7:] for l in json.load(f)["layers"]]
+lazy = os.listdir(os.path.join(T.tmp, "root-noblobs", "lazy")) if r.returncode == 0 else []
 T.check("a build with it: the base's trees from the store (none unpacked in the root), its layer "
-        "blobs downloaded for the image, the same digest",
+        "blobs not downloaded (named as lazy blobs of the registry image), the same digest",
         r.returncode == 0 and r.stdout.strip() == digest_s and "layers from additional store " + NB
-        in r.stderr and len([p for p in layer_gets(n6) if any(d in p for d in base_layers)]) == 3
+        in r.stderr and not [p for p in layer_gets(n6) if any(d in p for d in base_layers)]
+        and sorted(lazy) == sorted(d[7:] for d in base_layers)
         and not [n for n in lowers if n[:64] in nb_diffs], out(r)[-1500:] + str(lowers))
+n7 = len(proxy.log)
+lay_nb = os.path.join(T.tmp, "lay-noblobs")
+r = build("root-noblobs", USE, "--additional-store", NB, "-o", "type=oci,dest=" + lay_nb)
+T.check("its OCI output (which needs the bytes) downloads the 3 layer blobs once, the same digest",
+        r.returncode == 0 and r.stdout.strip() == digest_s
+        and len([p for p in layer_gets(n7) if any(d in p for d in base_layers)]) == 3
+        and all(os.path.exists(os.path.join(lay_nb, "blobs", "sha256", d[7:])) for d in base_layers),
+        out(r)[-1500:] + str(layer_gets(n7)))
 
 # a server's or worker's build (kiln job run, the operator's --build-option as policy.
 # additional_stores gives it): the store used, no layer fetched
@@ -187,7 +203,42 @@ p2 = kiln("--additional-store", STORE, "push", "--root", os.path.join(T.tmp, "ro
 T.check("kiln --additional-store DIR push: pushed, the base's blobs read from the store",
         p2.returncode == 0, out(p2))
 
-T.check("the store is unchanged by the builds (every entry hashed)", tree_hash(STORE) == before, "")
+# kiln prune knows the stores: an image whose base blobs live in a store is not missing them
+root_tag = os.path.join(T.tmp, "root-tag")
+blobs_tag = sorted(os.listdir(os.path.join(root_tag, "blobs", "sha256")))
+p1 = kiln("prune", "--root", root_tag)
+T.check("kiln prune without the store: says refs point at missing blobs (the base's)",
+        p1.returncode == 0 and "missing blobs" in p1.stderr, out(p1))
+p2 = kiln("prune", "--root", root_tag, "--additional-store", STORE)
+p3 = kiln("--additional-store", STORE, "prune", "--root", root_tag)
+T.check("kiln prune --additional-store DIR (and kiln --additional-store DIR prune): no missing-blob "
+        "warning, the 3 base blobs counted in the store, nothing of the root's image removed",
+        p2.returncode == 0 and p3.returncode == 0 and "missing" not in p2.stderr + p3.stderr
+        and "3 in additional stores" in p2.stderr and "3 in additional stores" in p3.stderr
+        and sorted(os.listdir(os.path.join(root_tag, "blobs", "sha256"))) == blobs_tag,
+        out(p2) + out(p3))
+p4 = kiln("--additional-store", STORE, "push", "--root", root_tag, "--insecure-registry", REG,
+          "app:1", REG + "/t/app:2")
+T.check("after the prunes the image still pushes with the store", p4.returncode == 0, out(p4))
+# a root whose image names lazy base blobs (the --no-blobs store's build): kept, not missing;
+# once nothing names them their records go
+root_nb = os.path.join(T.tmp, "root-nb2")
+r = build("root-nb2", USE, "--additional-store", NB, "-t", "nb:1")
+p5 = kiln("prune", "--root", root_nb, "--additional-store", NB)
+T.check("kiln prune of a root naming lazy blobs: no missing-blob warning, the 3 counted as not "
+        "downloaded, their records kept",
+        r.returncode == 0 and p5.returncode == 0 and "missing" not in p5.stderr
+        and "3 blob(s) not downloaded" in p5.stderr
+        and len(os.listdir(os.path.join(root_nb, "lazy"))) == 3, out(r)[-800:] + out(p5))
+p6 = kiln("rmi", "--root", root_nb, "nb:1")
+time.sleep(1.2)  # the cache entries and the build's pin older than the age given
+p7 = kiln("prune", "--root", root_nb, "--cache-max-age", "0.0002")
+T.check("the image and its pins removed: prune drops the lazy records nothing names",
+        p6.returncode == 0 and p7.returncode == 0 and os.listdir(os.path.join(root_nb, "lazy")) == [],
+        out(p6) + out(p7) + str(os.listdir(os.path.join(root_nb, "lazy"))))
+
+T.check("the store is unchanged by the builds and prunes (every entry hashed)",
+        tree_hash(STORE) == before and tree_hash(NB) == nb_before, "")
 
 # the store carried in a worker image (images/kiln/worker.sh + Dockerfile.worker, here on the
 # busybox base instead of kiln's image): a build on an empty root uses the image's store

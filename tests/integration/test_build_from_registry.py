@@ -5,14 +5,18 @@ each unpacked as soon as it has arrived, several at once.
 - a RUN over a 4-layer image pulled from docker-registry sees every layer's files; the OCI
   output holds every layer blob
 - a fully cached build on a fresh root (registry cache) unpacks no layer (no tree under
-  build/lowers) and still ends with every blob of the image in the store (its OCI output)
+  build/lowers) and its OCI output has every blob of the image (fetched for the export)
+- a fully cached build writing only to the store downloads no base layer: each is a lazy
+  blob of the registry image (oci/store_lazy); `kiln save` fetches them, and fails naming
+  the blob when the registry answers it with other bytes (nothing kept, no archive)
 - a base layer still downloading is unpacked as its bytes arrive (the pull's on_blob_stream):
   through a proxy holding back the second half of the big layer's blob until the first file
   of that layer is being written in the build's lower dir; the RUN then sees it whole
 - the same layer answered with other bytes of its size: the build fails, no lower dir of it
   (nor its temp tree) and no blob kept
-- a layer the registry no longer serves: the RUN fails naming the layer, and so does a
-  fully cached build (its image could not be complete); nothing hangs"""
+- a layer the registry no longer serves: the RUN fails naming the layer; a fully cached build
+  into the store succeeds (it needs no layer), its OCI export and `kiln save` fail naming the
+  layer; nothing hangs"""
 import glob
 import os
 import sys
@@ -116,6 +120,33 @@ kept = [p for p in glob.glob(os.path.join(lowers, "*")) + glob.glob(os.path.join
 T.check("a streamed base layer with other bytes of its size fails the build; nothing of it is kept",
         r.returncode != 0 and big[:12] in r.stderr and not kept and
         not os.path.exists(os.path.join(T.tmp, "root6", "blobs", "sha256", big)), out(r)[-1500:] + str(kept))
+
+# a fully cached build on a fresh root downloads no base layer: it names them as lazy blobs
+# of the registry image (oci/store_lazy). The registry then answers the big layer with other
+# bytes of its size: `kiln save` (which needs them) fails naming the blob, and keeps nothing
+proxy.hits.clear()
+r = build("root7", USE.replace(REG, PX), "--insecure-registry", PX, "--cache-from",
+          "type=registry,ref=%s/t/cache:1" % REG, "-t", "lazy:7")
+lazy = sorted(os.listdir(os.path.join(T.tmp, "root7", "lazy"))) if r.returncode == 0 else []
+T.check("fresh root, every step cached: the build downloads no base layer (each named as a lazy "
+        "blob of the registry image)", r.returncode == 0 and not proxy.hits and big in lazy
+        and not os.path.exists(os.path.join(T.tmp, "root7", "blobs", "sha256", big))
+        and "layers not downloaded" in r.stderr, out(r)[-1500:] + str(lazy) + str(proxy.hits))
+sv = kiln("save", "--root", os.path.join(T.tmp, "root7"), "-o", os.path.join(T.tmp, "s7.tar"),
+          "lazy:7", timeout=600)
+T.check("kiln save of that image fetches its layers: the one answered with other bytes fails "
+        "naming the blob and its source; nothing of it kept, no archive written",
+        sv.returncode != 0 and "sha256:" + big in sv.stderr and "does not match" in sv.stderr
+        and "t/img@sha256:" in sv.stderr
+        and not os.path.exists(os.path.join(T.tmp, "root7", "blobs", "sha256", big))
+        and not os.path.exists(os.path.join(T.tmp, "s7.tar")), sv.stderr[-1500:])
+print("# " + sv.stderr.strip().splitlines()[-1][:400])
+proxy.rules = []
+sv = kiln("save", "--root", os.path.join(T.tmp, "root7"), "-o", os.path.join(T.tmp, "s7.tar"),
+          "lazy:7", timeout=600)
+T.check("the registry answering right again: kiln save fetches the lazy layers and writes the "
+        "archive", sv.returncode == 0 and os.path.getsize(os.path.join(T.tmp, "s7.tar")) > 3000000
+        and os.path.exists(os.path.join(T.tmp, "root7", "blobs", "sha256", big)), sv.stderr[-1500:])
 proxy.close()
 
 # the registry loses a layer of the base
@@ -128,7 +159,16 @@ for f in files:
 r = build("root3", USE.replace("/out", "/out2"))
 T.check("fresh root, a layer the registry lost: the RUN fails naming the layer",
         r.returncode != 0 and victim[:12] in r.stderr and "RUN" in r.stderr, out(r)[-2000:])
-r = build("root4", USE, "--cache-from", "type=registry,ref=%s/t/cache:1" % REG)
-T.check("fresh root, every step cached, a base layer lost: the build fails naming it",
+r = build("root4", USE, "--cache-from", "type=registry,ref=%s/t/cache:1" % REG, "-t", "lazy:4")
+T.check("fresh root, every step cached, a base layer lost: the build needs no layer and succeeds",
+        r.returncode == 0, out(r)[-2000:])
+r = build("root4", USE, "--cache-from", "type=registry,ref=%s/t/cache:1" % REG, "-o",
+          "type=oci,dest=" + os.path.join(T.tmp, "lay4"))
+T.check("the same with an OCI output (which needs every blob): fails naming the lost layer",
         r.returncode != 0 and victim[:12] in r.stderr, out(r)[-2000:])
+sv = kiln("save", "--root", os.path.join(T.tmp, "root4"), "-o", os.path.join(T.tmp, "s4.tar"),
+          "lazy:4", timeout=600)
+T.check("kiln save of the lazy image fails naming the lost layer (no archive written)",
+        sv.returncode != 0 and victim[:12] in sv.stderr
+        and not os.path.exists(os.path.join(T.tmp, "s4.tar")), sv.stderr[-1500:])
 T.done()

@@ -4,7 +4,10 @@ blob whose bytes do not match its digest, a manifest naming a missing blob or on
 than max-size is not restored: each is a warning naming the cache id, the S3 location and
 what is wrong, the step runs with an empty cache, and the host marker is neither read nor
 written. A namespaced (tenant) build reads only keys under kiln-ns/<tenant>/ whatever prefix
-it asks for, and a server build may not choose the S3 endpoint."""
+it asks for, and a server build may not choose the S3 endpoint. The layer cache: a layer a fully
+cached build names without fetching (a lazy blob) that S3 answers with other bytes fails the
+export needing it, naming the blob and its source; a tenant's index naming another tenant's
+layer is not imported even when the shared root holds that layer."""
 import hashlib
 import json
 import os
@@ -126,6 +129,59 @@ T.check("tenant A naming tenant B's prefix still reads under kiln-ns/tenantA/ on
 r = build("shared", "npm", "test -f /c/stolen")
 T.check("(control) a build without a namespace restores the planted cache of prefix=shared",
         r.returncode == 0 and "cache mount npm: restored" in r.stderr, r.stderr[-1500:])
+
+# the layer cache: a fully cached build leaves the layers it names in S3 (lazy blobs); their
+# bytes are checked when something needs them, and a tenant's index never reaches another's
+def get(key):
+    with urllib.request.urlopen("%s/%s/%s" % (direct, BUCKET, key), timeout=30) as resp:
+        return resp.read()
+
+
+LDF = "FROM %s\nRUN echo layer-%s > /f && cat /f\n"
+
+
+def lbuild(root, tag, *extra):
+    d = os.path.join(T.tmp, "lctx-" + tag)
+    if not os.path.isdir(d):
+        os.makedirs(d)
+        write_tree(d, {"Dockerfile": LDF % (BASE, tag)})
+    return kiln("build", "--root", os.path.join(T.tmp, root), "--progress", "plain", *extra, d,
+                env=ENV)
+
+
+r = lbuild("lroot1", "x", "--cache-to", "type=s3,bucket=%s,prefix=lz" % BUCKET)
+idx = json.loads(get("lz/layers.json")) if r.returncode == 0 else {"layers": [{"digest": "x:"}]}
+lhex = idx["layers"][0]["digest"].split(":")[1]
+good = get("lz/blobs/sha256/" + lhex) if r.returncode == 0 else b""
+bad = bytearray(good)
+bad[len(bad) // 2] ^= 0xFF
+put("lz/blobs/sha256/" + lhex, bytes(bad))
+r = lbuild("lroot2", "x", "--cache-from", "type=s3,bucket=%s,prefix=lz" % BUCKET)
+T.check("layer cache whose layer S3 answers with other bytes: the fully cached build names it "
+        "without fetching it (a lazy blob)", r.returncode == 0 and "#2 CACHED" in r.stderr and
+        os.path.exists(os.path.join(T.tmp, "lroot2", "lazy", lhex)), r.stderr[-1500:])
+r = lbuild("lroot2", "x", "-o", "type=oci,dest=" + os.path.join(T.tmp, "lout2"))
+T.check("an OCI output of it fetches the layer: fails naming the blob, its S3 source and the "
+        "mismatch; nothing of it kept",
+        r.returncode != 0 and "sha256:" + lhex in r.stderr and "does not match" in r.stderr
+        and "bucket=%s,prefix=lz" % BUCKET in r.stderr
+        and not os.path.exists(os.path.join(T.tmp, "lroot2", "blobs", "sha256", lhex)),
+        r.stderr[-1500:])
+# tenant B's layer cache; tenant A's index (under its own keys) names B's layers, which the
+# shared root already holds (B built there): A's build must not use them without A's prefix
+# serving their bytes
+r = lbuild("lshared", "b", "--cache-namespace", "tenantB", "--cache-to",
+           "type=s3,bucket=%s,prefix=p" % BUCKET)
+bidx = get("kiln-ns/tenantB/p/layers.json") if r.returncode == 0 else b"{}"
+bhex = json.loads(bidx).get("layers", [{"digest": "x:"}])[0]["digest"].split(":")[1]
+put("kiln-ns/tenantA/p/layers.json", bidx)
+r = lbuild("lshared", "b", "--cache-namespace", "tenantA", "--cache-from",
+           "type=s3,bucket=%s,prefix=p" % BUCKET)
+T.check("tenant A's index naming tenant B's layer (in the shared root, not in A's prefix): not "
+        "imported (a warning naming the blob), A's step runs, no lazy record made",
+        r.returncode == 0 and "WARNING: layer cache not imported" in r.stderr and bhex in r.stderr
+        and "#2 CACHED" not in r.stderr
+        and not os.path.exists(os.path.join(T.tmp, "lshared", "lazy", bhex)), r.stderr[-1500:])
 
 # the endpoint of a server build is the operator's
 r = kiln("build", "--server-mode", "--root", os.path.join(T.tmp, "root-srv"), "--cache-from",

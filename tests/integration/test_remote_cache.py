@@ -10,7 +10,9 @@ kiln root before the first step that mounts it.
 - two concurrent saves of one cache id leave a cache a third root restores whole (the
   SHA256SUMS written by either writer verifies)
 - max-size: a cache larger than it is saved without its least recently used files
-- a cache hit of the step that mounts a cache fetches nothing"""
+- a cache hit of the step that mounts a cache fetches nothing
+- the layer cache: a fully cached fresh root reads layers.json and downloads no layer (lazy
+  blobs, oci/store_lazy); an OCI export then fetches them from blobs/ under the prefix"""
 import hashlib
 import os
 import subprocess
@@ -104,10 +106,20 @@ T.check("layer cache: a fresh root imports the step cache from S3 and the instal
         and "cache mount npm: restored" not in out(r), out(r)[-2500:])
 T.check("the cache mount a cached step did not use is not saved (the saved one is not replaced)",
         not puts("npm", "mounts/") and "cache mount npm: saved" not in out(r), out(r)[-1500:])
-T.check("layer cache: its layers came from blobs/ under the prefix, the index from layers.json",
+T.check("layer cache: the index came from layers.json; a fully cached build downloads no layer "
+        "(each named as a lazy blob of the prefix)",
         any(q["path"].startswith("/%s/npm/layers.json" % BUCKET) for q in proxy.requests())
-        and any(q["method"] == "GET" and "/npm/blobs/sha256/" in q["path"] for q in proxy.requests()),
+        and not any(q["method"] == "GET" and "/npm/blobs/sha256/" in q["path"]
+                    for q in proxy.requests())
+        and len(os.listdir(os.path.join(T.tmp, "rootB2", "lazy"))) > 0,
         str([(q["method"], q["path"]) for q in proxy.requests()][:20]))
+# an export needs the layers' bytes: they come from blobs/ under the prefix, checked
+proxy.clear()
+r = build("rootB2", npm_a, "-o", "type=oci,dest=" + os.path.join(T.tmp, "layB2"))
+T.check("layer cache: an OCI export of that build fetches its layers from blobs/ under the prefix",
+        r.returncode == 0 and any(q["method"] == "GET" and "/npm/blobs/sha256/" in q["path"]
+                                  for q in proxy.requests()),
+        out(r)[-1500:] + str([(q["method"], q["path"]) for q in proxy.requests()][:20]))
 
 # ---- unchanged and changed saves (busybox)
 DATA_DF = """FROM %s

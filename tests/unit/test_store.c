@@ -19,6 +19,7 @@
 
 #include "oci/image.h"
 #include "oci/store.h"
+#include "oci/store_lazy.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
@@ -524,6 +525,96 @@ static void test_deferred_sync(void **state)
     kiln_fs_rm_rf(root, NULL);
 }
 
+/* The test fetcher: "good" writes the blob's bytes (LAZY_BYTES), "bad" other bytes of its
+ * size; counts its calls. */
+#define LAZY_BYTES "lazy layer bytes"
+static int fetches;
+static int test_fetch(kiln_store_t *s, const kiln_digest_t *d, uint64_t size, const char *source,
+                      kiln_error_t *err)
+{
+    const char *bytes = strcmp(source, "good") == 0 ? LAZY_BYTES : "LAZY LAYER BYTES";
+    kiln_store_writer_t *w = NULL;
+    fetches++;
+    if (kiln_store_writer_new(s, d, (int64_t)size, &w, err) < 0)
+        return -1;
+    if (kiln_store_writer_write(w, bytes, strlen(bytes), err) < 0) {
+        kiln_store_writer_abort(w);
+        return -1;
+    }
+    return kiln_store_writer_commit(w, NULL, NULL, err);
+}
+
+/* Lazy blobs: recorded without their bytes, has() says 0, an open fetches them (digest checked:
+ * other bytes fail naming the blob and leave nothing), without a fetcher the open fails saying
+ * what fetches it; prune keeps the record of a reachable one (not a dangling ref) and drops
+ * those nothing names or that were fetched. */
+static void test_lazy_blobs(void **state)
+{
+    _cleanup_free_ char *root = make_root();
+    kiln_store_t *s = NULL;
+    kiln_error_t err = {0};
+    kiln_store_lazy_t lz;
+    kiln_store_prune_stats_t st = {0};
+    kiln_digest_t d, other, nobody;
+    uint64_t size = 0;
+    int fd = -1;
+    (void)state;
+
+    kiln_digest_bytes(LAZY_BYTES, strlen(LAZY_BYTES), &d);
+    kiln_digest_bytes("x", 1, &other);
+    kiln_digest_bytes("y", 1, &nobody);
+    assert_int_equal(kiln_store_open(root, &s, &err), 0);
+    assert_int_equal(kiln_store_lazy_note(s, &d, strlen(LAZY_BYTES), 99, "bad", &err), 0);
+    assert_int_equal(kiln_store_lazy_note(s, &nobody, 1, 0, "good", &err), 0);
+    assert_int_equal(kiln_store_has(s, &d, NULL), 0);
+    assert_int_equal(kiln_store_lazy_get(s, &d, &lz, &err), 1);
+    assert_int_equal(lz.size, strlen(LAZY_BYTES));
+    assert_int_equal(lz.usize, 99);
+    assert_string_equal(lz.source, "bad");
+    assert_int_equal(kiln_store_lazy_get(s, &other, &lz, &err), 0);
+    /* no fetcher: the error names the blob and its source */
+    kiln_store_set_fetcher(NULL);
+    assert_int_equal(kiln_store_open_blob(s, &d, &fd, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, d.hex));
+    assert_non_null(strstr(err.msg, "lazy blob of bad"));
+    /* other bytes: the store writer refuses them, nothing kept */
+    kiln_store_set_fetcher(test_fetch);
+    fetches = 0;
+    assert_int_equal(kiln_store_open_blob(s, &d, &fd, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "fetching lazy blob sha256:"));
+    assert_non_null(strstr(err.msg, "does not match its digest"));
+    assert_int_equal(kiln_store_has(s, &d, NULL), 0);
+    assert_int_equal(fetches, 1);
+    /* the right bytes: fetched once, then opened like any blob */
+    assert_int_equal(kiln_store_lazy_note(s, &d, strlen(LAZY_BYTES), 99, "good", &err), 0);
+    assert_int_equal(kiln_store_open_blob(s, &d, &fd, &size, &err), 0);
+    close(fd);
+    assert_int_equal(size, strlen(LAZY_BYTES));
+    assert_int_equal(kiln_store_has(s, &d, NULL), 1);
+    assert_int_equal(kiln_store_open_blob(s, &d, &fd, NULL, &err), 0);
+    close(fd);
+    assert_int_equal(fetches, 2);
+    /* a blob in the store is never recorded */
+    assert_int_equal(kiln_store_lazy_note(s, &d, strlen(LAZY_BYTES), 0, "bad", &err), 0);
+    assert_int_equal(kiln_store_lazy_get(s, &d, &lz, &err), 1);
+    assert_string_equal(lz.source, "good");
+    /* prune: a ref to a lazy blob is not dangling; records of unreachable or fetched blobs go */
+    assert_int_equal(kiln_store_lazy_note(s, &other, 1, 0, "good", &err), 0);
+    assert_int_equal(kiln_store_ref_set(s, "cache/lazy", &other, &err), 0);
+    assert_int_equal(kiln_store_ref_set(s, "cache/fetched", &d, &err), 0);
+    kiln_store_close(s);
+    assert_int_equal(kiln_store_prune(root, 1, 0, &st, &err), 0);
+    assert_int_equal(st.refs_dangling, 0);
+    assert_int_equal(st.blobs_lazy, 1);
+    assert_int_equal(st.lazy_removed, 2); /* nobody's, and d's (fetched) */
+    assert_int_equal(count_entries(root, "lazy"), 1);
+    assert_int_equal(kiln_store_open(root, &s, &err), 0);
+    assert_int_equal(kiln_store_lazy_get(s, &other, &lz, &err), 1);
+    kiln_store_close(s);
+    kiln_store_set_fetcher(NULL);
+    kiln_fs_rm_rf(root, NULL);
+}
+
 static void test_default_root(void **state)
 {
     char *r = kiln_store_default_root();
@@ -546,6 +637,7 @@ int main(void)
         cmocka_unit_test(test_nested_open_while_prune_waits),
         cmocka_unit_test(test_prune_whitespace_manifest),
         cmocka_unit_test(test_deferred_sync),
+        cmocka_unit_test(test_lazy_blobs),
         cmocka_unit_test(test_default_root),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,131 @@
+/* kiln — lazy blobs (see store_lazy.h): the records under <root>/lazy and the fetch that
+ * kiln_store_open_blob falls back to. */
+#include "oci/store_lazy.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "oci/store_impl.h"
+#include "utils/cleanup.h"
+#include "utils/fs.h"
+#include "utils/mem.h"
+
+#define RECORD_MAX 4096
+
+static kiln_store_fetch_fn fetcher;
+/* one fetch at a time per process: two readers of one lazy blob download it once */
+static pthread_mutex_t fetch_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void kiln_store_set_fetcher(kiln_store_fetch_fn fn)
+{
+    fetcher = fn;
+}
+
+/* Opens (creating) <root>/lazy. */
+static int lazy_dir(kiln_store_t *s, kiln_error_t *err)
+{
+    return kiln_store_open_subdir(kiln_store_root(s), "lazy", err);
+}
+
+int kiln_store_lazy_sync_dir(kiln_store_t *s)
+{
+    _cleanup_close_ int dfd = lazy_dir(s, NULL);
+    return dfd < 0 || fsync(dfd) < 0 ? -1 : 0;
+}
+
+int kiln_store_lazy_note(kiln_store_t *s, const kiln_digest_t *d, uint64_t size, uint64_t usize,
+                         const char *source, kiln_error_t *err)
+{
+    _cleanup_close_ int dfd = -1;
+    _cleanup_close_ int fd = -1;
+    _cleanup_free_ char *text = NULL;
+    char tmp[KILN_DIGEST_STR_MAX + 24];
+    json_t *j;
+    int defer = __atomic_load_n(&s->defer_sync, __ATOMIC_ACQUIRE) > 0;
+    if (kiln_store_has(s, d, NULL) == 1)
+        return 0;
+    if (strlen(source) >= KILN_STORE_LAZY_SOURCE_MAX)
+        return kiln_error_set(err, E2BIG, "blob sha256:%s: source too long", d->hex);
+    if ((dfd = lazy_dir(s, err)) < 0)
+        return -1;
+    j = json_pack("{sIsIss}", "size", (json_int_t)size, "usize", (json_int_t)usize, "source",
+                  source);
+    text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    snprintf(tmp, sizeof(tmp), "%s.tmp-%d", d->hex, (int)getpid());
+    fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return kiln_error_set(err, errno, "recording lazy blob sha256:%s", d->hex);
+    if (kiln_fs_write_all(fd, text, strlen(text), err) < 0 || (!defer && fsync(fd) < 0) ||
+        renameat(dfd, tmp, dfd, d->hex) < 0) {
+        int e = errno;
+        unlinkat(dfd, tmp, 0);
+        return kiln_error_set(err, e, "recording lazy blob sha256:%s", d->hex);
+    }
+    if (!defer)
+        return fsync(dfd) < 0 ? kiln_error_set(err, errno, "recording lazy blob sha256:%s", d->hex)
+                              : 0;
+    /* synced with the build's blobs before any ref names it (kiln_store_sync) */
+    __atomic_store_n(&s->lazy_dirty, 1, __ATOMIC_RELEASE);
+    return kiln_store_pending_add(s, steal_fd(&fd), err);
+}
+
+int kiln_store_lazy_get_at(int root_fd, const kiln_digest_t *d, kiln_store_lazy_t *out,
+                           kiln_error_t *err)
+{
+    _cleanup_free_ char *rel = kiln_xasprintf("lazy/%s", d->hex);
+    _cleanup_close_ int fd = openat(root_fd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    _cleanup_free_ char *body = NULL;
+    size_t len = 0;
+    json_t *j, *src, *size;
+    if (fd < 0)
+        return errno == ENOENT ? 0
+                               : kiln_error_set(err, errno, "lazy blob record sha256:%s", d->hex);
+    if (kiln_fs_read_fd(fd, RECORD_MAX, &body, &len, err) < 0)
+        return kiln_error_prefix(err, "lazy blob record sha256:%s", d->hex);
+    j = json_loadb(body, len, 0, NULL);
+    src = json_object_get(j, "source");
+    size = json_object_get(j, "size");
+    if (!json_is_string(src) || !json_is_integer(size) || json_integer_value(size) <= 0 ||
+        strlen(json_string_value(src)) >= sizeof(out->source)) {
+        json_decref(j);
+        return kiln_error_set(err, EINVAL, "lazy blob record sha256:%s is not readable", d->hex);
+    }
+    out->size = (uint64_t)json_integer_value(size);
+    out->usize = (uint64_t)json_integer_value(json_object_get(j, "usize"));
+    snprintf(out->source, sizeof(out->source), "%s", json_string_value(src));
+    json_decref(j);
+    return 1;
+}
+
+int kiln_store_lazy_get(kiln_store_t *s, const kiln_digest_t *d, kiln_store_lazy_t *out,
+                        kiln_error_t *err)
+{
+    _cleanup_close_ int root = open(kiln_store_root(s), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0)
+        return kiln_error_set(err, errno, "blob store %s", kiln_store_root(s));
+    return kiln_store_lazy_get_at(root, d, out, err);
+}
+
+int kiln_store_lazy_fetch(kiln_store_t *s, const kiln_digest_t *d, kiln_error_t *err)
+{
+    kiln_store_lazy_t l;
+    int r = kiln_store_lazy_get(s, d, &l, err);
+    if (r <= 0)
+        return r;
+    if (fetcher == NULL)
+        return kiln_error_set(err, ENOENT,
+                              "blob sha256:%s is not in store %s yet (a lazy blob of %s: kiln "
+                              "build, push, save and run fetch it when they need it)",
+                              d->hex, kiln_store_root(s), l.source);
+    pthread_mutex_lock(&fetch_mu);
+    r = kiln_store_has(s, d, NULL) == 1 ? 0 : fetcher(s, d, l.size, l.source, err);
+    pthread_mutex_unlock(&fetch_mu);
+    if (r < 0)
+        return kiln_error_prefix(err, "fetching lazy blob sha256:%s from %s", d->hex, l.source);
+    return 1;
+}

@@ -1,0 +1,64 @@
+/* kiln — lazy blobs: a blob an image or cache entry of the store names, not downloaded yet,
+ * with where it comes from (containerd's distribution-source labels, kept per blob).
+ *
+ *   <root>/lazy/<hex>  {"size": N, "usize": U, "source": "s3 ..." | "registry ..."}
+ *
+ * A fully cached build on a fresh root names layers of its remote layer cache and of a
+ * registry base image without fetching their bytes; it records each such blob here. When
+ * anything needs the bytes (kiln_store_open_blob / kiln_store_read_blob: an unpack, a push
+ * to a registry that lacks it, `kiln save`, `kiln run`, an export) the process's fetcher
+ * (kiln_store_set_fetcher; kiln's is engine/remote_lazy) downloads the blob into the store,
+ * its digest and size checked by the store writer, before the open returns. kiln_store_has
+ * says 0 for a lazy blob (its bytes are not here); kiln_store_lazy_get tells it is named.
+ * Prune keeps the record of every reachable lazy blob (and counts it, not as a dangling
+ * ref) and drops the others. Only kiln writes here (the root is 0700). */
+#ifndef KILN_OCI_STORE_LAZY_H
+#define KILN_OCI_STORE_LAZY_H
+
+#include <stdint.h>
+
+#include "oci/digest.h"
+#include "oci/store.h"
+#include "utils/error.h"
+
+/* Longest source string a record keeps. */
+#define KILN_STORE_LAZY_SOURCE_MAX 2048
+
+typedef struct kiln_store_lazy {
+    uint64_t size;  /* the blob's size (checked when fetched) */
+    uint64_t usize; /* a layer's uncompressed size when known, else 0 */
+    char source[KILN_STORE_LAZY_SOURCE_MAX];
+} kiln_store_lazy_t;
+
+/* Records blob d (size bytes) as fetchable from source; nothing when the blob is in the store
+ * already. The record is durable before any ref names the blob: fsynced at once, or, while
+ * the store defers syncs (kiln_store_defer_sync), by the next kiln_store_sync with the build's
+ * blobs. -1 with err. */
+int kiln_store_lazy_note(kiln_store_t *s, const kiln_digest_t *d, uint64_t size, uint64_t usize,
+                         const char *source, kiln_error_t *err);
+
+/* Fsyncs <root>/lazy (kiln_store_sync, after deferred records): 0 or -1 with errno. */
+int kiln_store_lazy_sync_dir(kiln_store_t *s);
+
+/* 1 and *out when d is recorded as lazy (whether or not it has been fetched since), 0 when
+ * not, -1 with err for a record that cannot be read. */
+int kiln_store_lazy_get(kiln_store_t *s, const kiln_digest_t *d, kiln_store_lazy_t *out,
+                        kiln_error_t *err);
+/* The same for a root directory fd (prune). */
+int kiln_store_lazy_get_at(int root_fd, const kiln_digest_t *d, kiln_store_lazy_t *out,
+                           kiln_error_t *err);
+
+/* Fetches blob d of size bytes from source into store s (kiln_store_writer_new with the
+ * digest and size expected); -1 with err naming the blob and the source. */
+typedef int (*kiln_store_fetch_fn)(kiln_store_t *s, const kiln_digest_t *d, uint64_t size,
+                                   const char *source, kiln_error_t *err);
+/* Sets the process's fetcher (NULL: lazy blobs cannot be opened; the error says so). */
+void kiln_store_set_fetcher(kiln_store_fetch_fn fn);
+
+/* Called by kiln_store_open_blob when d is neither in the root nor in an additional store:
+ * 1 when it was lazy and is now fetched into the store, 0 when it is not lazy, -1 with err
+ * (the fetch failed, or no fetcher: the message names the blob, its source and what
+ * fetches it). */
+int kiln_store_lazy_fetch(kiln_store_t *s, const kiln_digest_t *d, kiln_error_t *err);
+
+#endif
