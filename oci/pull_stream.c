@@ -4,11 +4,18 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "utils/mem.h"
 
 enum { BS_RUNNING, BS_DONE, BS_FAILED };
+
+/* Memory mode: a waiting reader is woken once this much is there (not for every piece the
+ * network gives: a download comes in pieces of a few KiB), a paused producer once a
+ * `cap / RESUME_DIV` is free. */
+#define READER_BATCH (256u * 1024)
+#define RESUME_DIV 2
 
 struct kiln_blob_stream {
     pthread_mutex_t lock;
@@ -22,6 +29,18 @@ struct kiln_blob_stream {
     /* files of earlier attempts, closed with the stream (a reader may still be in a pread) */
     int *old_fds;
     size_t n_old;
+    /* memory mode (kiln_blob_stream_memory): bytes [taken, avail) wait in ring (cap bytes,
+     * offset = stream position % cap) for the one reader */
+    unsigned char *ring;
+    size_t cap;
+    uint64_t taken;
+    int blocked;        /* a push found no room: wake once there is `need` */
+    int rwaiting;       /* the reader waits for bytes */
+    size_t need;        /* (the producer holds its bytes meanwhile) */
+    int abandoned;      /* the reader stopped: later bytes are hashed and dropped */
+    kiln_sha256_t hash; /* of every byte pushed */
+    void (*wake)(void *ud);
+    void *wake_ud;
 };
 
 kiln_blob_stream_t *kiln_blob_stream_new(const kiln_digest_t *d)
@@ -57,6 +76,9 @@ void kiln_blob_stream_unref(kiln_blob_stream_t *bs)
     for (size_t i = 0; i < bs->n_old; i++)
         close(bs->old_fds[i]);
     free(bs->old_fds);
+    if (bs->ring != NULL)
+        kiln_sha256_dispose(&bs->hash);
+    free(bs->ring);
     pthread_cond_destroy(&bs->cond);
     pthread_mutex_destroy(&bs->lock);
     free(bs);
@@ -118,6 +140,41 @@ void kiln_blob_stream_finish(kiln_blob_stream_t *bs, int ok, uint64_t avail, con
     pthread_mutex_unlock(&bs->lock);
 }
 
+/* Copies len bytes at stream position pos between the ring and buf (out: from the ring). */
+static void ring_copy(kiln_blob_stream_t *bs, uint64_t pos, void *buf, size_t len, int out)
+{
+    size_t off = (size_t)(pos % bs->cap), first = bs->cap - off < len ? bs->cap - off : len;
+    unsigned char *b = buf;
+    if (out) {
+        memcpy(b, bs->ring + off, first);
+        memcpy(b + first, bs->ring, len - first);
+    } else {
+        memcpy(bs->ring + off, b, first);
+        memcpy(bs->ring, b + first, len - first);
+    }
+}
+
+/* The producer waiting for room (locked): woken once `need` bytes are free (the wake-up
+ * under the lock: kiln_blob_stream_set_wake may be ending it). */
+static void room_made(kiln_blob_stream_t *bs)
+{
+    size_t room = bs->cap - (size_t)(bs->avail - bs->taken);
+    if (!bs->blocked || ((room < bs->need || room < bs->cap / RESUME_DIV) && !bs->abandoned))
+        return;
+    bs->blocked = 0;
+    pthread_cond_broadcast(&bs->cond);
+    if (bs->wake != NULL)
+        bs->wake(bs->wake_ud);
+}
+
+void kiln_blob_stream_set_wake(kiln_blob_stream_t *bs, void (*wake)(void *ud), void *ud)
+{
+    pthread_mutex_lock(&bs->lock);
+    bs->wake = wake;
+    bs->wake_ud = ud;
+    pthread_mutex_unlock(&bs->lock);
+}
+
 ssize_t kiln_blob_stream_read(void *reader, void *buf, size_t len, kiln_error_t *err)
 {
     kiln_blob_reader_t *r = reader;
@@ -126,8 +183,11 @@ ssize_t kiln_blob_stream_read(void *reader, void *buf, size_t len, kiln_error_t 
     size_t n;
 
     pthread_mutex_lock(&bs->lock);
-    while (bs->state == BS_RUNNING && (bs->fd < 0 || r->pos >= bs->avail))
+    while (bs->state == BS_RUNNING && ((bs->fd < 0 && bs->ring == NULL) || r->pos >= bs->avail)) {
+        bs->rwaiting = 1;
         pthread_cond_wait(&bs->cond, &bs->lock);
+    }
+    bs->rwaiting = 0;
     if (bs->state == BS_FAILED) {
         if (err != NULL)
             *err = bs->err;
@@ -138,10 +198,18 @@ ssize_t kiln_blob_stream_read(void *reader, void *buf, size_t len, kiln_error_t 
         pthread_mutex_unlock(&bs->lock);
         return 0;
     }
+    n = bs->avail - r->pos < len ? (size_t)(bs->avail - r->pos) : len;
+    if (bs->ring != NULL) { /* the one reader: what it takes leaves the ring */
+        ring_copy(bs, r->pos, buf, n, 1);
+        r->pos += n;
+        bs->taken = r->pos;
+        room_made(bs);
+        pthread_mutex_unlock(&bs->lock);
+        return (ssize_t)n;
+    }
     /* the fd stays open while the stream lives (a restart keeps the old one), and a
      * restarted download writes the same blob's bytes */
     fd = bs->fd;
-    n = bs->avail - r->pos < len ? (size_t)(bs->avail - r->pos) : len;
     pthread_mutex_unlock(&bs->lock);
     ssize_t got;
     do
@@ -152,6 +220,109 @@ ssize_t kiln_blob_stream_read(void *reader, void *buf, size_t len, kiln_error_t 
                               "blob sha256:%s: reading it while it downloads", bs->digest.hex);
     r->pos += (uint64_t)got;
     return got;
+}
+
+int kiln_blob_stream_memory(kiln_blob_stream_t *bs, size_t cap, void (*wake)(void *ud), void *ud,
+                            kiln_error_t *err)
+{
+    if (kiln_sha256_init(&bs->hash, err) < 0)
+        return -1;
+    pthread_mutex_lock(&bs->lock);
+    bs->ring = kiln_xmalloc(cap);
+    bs->cap = cap;
+    bs->wake = wake;
+    bs->wake_ud = ud;
+    pthread_cond_broadcast(&bs->cond);
+    pthread_mutex_unlock(&bs->lock);
+    return 0;
+}
+
+int kiln_blob_stream_push(kiln_blob_stream_t *bs, const void *buf, size_t len, int wait)
+{
+    pthread_mutex_lock(&bs->lock);
+    if (len > bs->cap && !bs->abandoned) { /* never in one piece: a larger ring */
+        while (bs->avail != bs->taken && !bs->abandoned && wait)
+            pthread_cond_wait(&bs->cond, &bs->lock);
+        if (bs->avail != bs->taken && !bs->abandoned) {
+            bs->blocked = 1;
+            bs->need = 0;
+            pthread_mutex_unlock(&bs->lock);
+            return 0;
+        }
+        free(bs->ring);
+        bs->ring = kiln_xmalloc(len);
+        bs->cap = len;
+    }
+    while (!bs->abandoned && bs->cap - (size_t)(bs->avail - bs->taken) < len) {
+        if (!wait) {
+            bs->blocked = 1;
+            bs->need = len;
+            pthread_mutex_unlock(&bs->lock);
+            return 0;
+        }
+        bs->blocked = 1;
+        bs->need = len;
+        pthread_cond_wait(&bs->cond, &bs->lock);
+    }
+    if (!bs->abandoned)
+        ring_copy(bs, bs->avail, (void *)buf, len, 0);
+    bs->avail += len;
+    if (bs->abandoned)
+        bs->taken = bs->avail;
+    /* (the end wakes the reader for the last bytes: kiln_blob_stream_finish) */
+    if (bs->rwaiting && bs->avail - bs->taken >= READER_BATCH)
+        pthread_cond_broadcast(&bs->cond);
+    pthread_mutex_unlock(&bs->lock);
+    kiln_sha256_update(&bs->hash, buf, len); /* the producer's alone */
+    return 1;
+}
+
+int kiln_blob_stream_blocked(kiln_blob_stream_t *bs)
+{
+    pthread_mutex_lock(&bs->lock);
+    int b = bs->blocked;
+    pthread_mutex_unlock(&bs->lock);
+    return b;
+}
+
+uint64_t kiln_blob_stream_pushed(kiln_blob_stream_t *bs)
+{
+    pthread_mutex_lock(&bs->lock);
+    uint64_t n = bs->avail;
+    pthread_mutex_unlock(&bs->lock);
+    return n;
+}
+
+void kiln_blob_stream_abandon(kiln_blob_stream_t *bs)
+{
+    if (bs == NULL)
+        return;
+    pthread_mutex_lock(&bs->lock);
+    bs->abandoned = 1;
+    bs->taken = bs->avail;
+    room_made(bs);
+    pthread_mutex_unlock(&bs->lock);
+}
+
+int kiln_blob_stream_commit(kiln_blob_stream_t *bs, uint64_t size, kiln_error_t *err)
+{
+    kiln_digest_t got;
+    uint64_t n = kiln_blob_stream_pushed(bs);
+    kiln_error_t e = {0};
+    kiln_sha256_final(&bs->hash, &got); /* (disposes it: a second dispose is a no-op) */
+    if (!kiln_digest_equal(&got, &bs->digest))
+        kiln_error_set(&e, EIO, "blob sha256:%s: content does not match its digest (got sha256:%s)",
+                       bs->digest.hex, got.hex);
+    else if (n != size)
+        kiln_error_set(&e, EIO, "blob sha256:%s: size %llu does not match the expected %llu",
+                       bs->digest.hex, (unsigned long long)n, (unsigned long long)size);
+    kiln_blob_stream_finish(bs, e.msg[0] == '\0', n, &e);
+    if (e.msg[0] != '\0') {
+        if (err != NULL)
+            *err = e;
+        return -1;
+    }
+    return 0;
 }
 
 int kiln_blob_stream_wait(kiln_blob_stream_t *bs, kiln_error_t *err)

@@ -38,6 +38,29 @@ void kiln_blob_stream_grow(kiln_blob_stream_t *bs, uint64_t avail);
  * (NULL: a generic message). Only the first call counts. */
 void kiln_blob_stream_finish(kiln_blob_stream_t *bs, int ok, uint64_t avail, const kiln_error_t *e);
 
+/* Memory mode (instead of restart/grow: no file): the producer pushes the bytes, hashed on the
+ * way, into a ring of cap bytes that the one reader empties; a push that finds no room either
+ * waits or (wait 0) returns 0 and has the reader call wake(ud) (from its thread) once there
+ * is. The blob is never on disk: a download that starts over cannot be read again. Call
+ * before the first push; -1 when no hash context can be made. */
+int kiln_blob_stream_memory(kiln_blob_stream_t *bs, size_t cap, void (*wake)(void *ud), void *ud,
+                            kiln_error_t *err);
+/* Changes the wake-up (NULL: none; e.g. before what it wakes goes away). */
+void kiln_blob_stream_set_wake(kiln_blob_stream_t *bs, void (*wake)(void *ud), void *ud);
+/* 1: buf taken (copied and hashed); 0: no room (only when !wait; nothing taken). */
+int kiln_blob_stream_push(kiln_blob_stream_t *bs, const void *buf, size_t len, int wait);
+/* Whether the last push found no room and the reader has not made it yet. */
+int kiln_blob_stream_blocked(kiln_blob_stream_t *bs);
+/* The bytes pushed so far (where a resumed download continues). */
+uint64_t kiln_blob_stream_pushed(kiln_blob_stream_t *bs);
+/* The end of a memory-mode download: finishes the stream, ok when the bytes pushed hash to
+ * its digest and are `size` bytes; else -1 with the error naming the blob (the stream
+ * fails with it too). */
+int kiln_blob_stream_commit(kiln_blob_stream_t *bs, uint64_t size, kiln_error_t *err);
+/* The reader stops reading (it failed): later pushes are only hashed, so the download
+ * still ends and says whether the blob was good. NULL is ignored. */
+void kiln_blob_stream_abandon(kiln_blob_stream_t *bs);
+
 /* Reader side. */
 typedef struct kiln_blob_reader {
     kiln_blob_stream_t *bs;

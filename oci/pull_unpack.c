@@ -11,6 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "oci/image.h"
+#include "oci/imagesize.h"
 #include "oci/unpack.h"
 #include "oci/unpack_merge.h"
 #include "utils/cleanup.h"
@@ -31,10 +35,17 @@ enum { L_WAITING, L_RUNNING, L_DONE, L_FAILED };
 typedef struct {
     pthread_mutex_t lock;
     pthread_cond_t cond;
+    kiln_registry_t *r;
+    const char *ref;
     kiln_store_t *s;
+    int keep; /* the layers' blobs go into the store (else streamed only) */
+    kiln_digest_t config;
+    kiln_digest_t *diff_ids; /* the config's, once read (have_config) */
+    int have_config;
     const char *work;   /* the locked temp directory */
     const char *rootfs; /* work/root: the tree */
     kiln_digest_t *layers;
+    uint64_t *sizes;
     kiln_blob_stream_t **streams;
     int *ready;
     int *state;
@@ -53,23 +64,85 @@ static void pipe_on_manifest(void *ud, const kiln_manifest_t *m)
     unpack_pipe_t *p = ud;
     pthread_mutex_lock(&p->lock);
     p->layers = kiln_xzalloc((m->n_layers + 1) * sizeof(*p->layers));
+    p->sizes = kiln_xzalloc((m->n_layers + 1) * sizeof(*p->sizes));
     p->streams = kiln_xzalloc((m->n_layers + 1) * sizeof(*p->streams));
     p->ready = kiln_xzalloc((m->n_layers + 1) * sizeof(*p->ready));
     p->state = kiln_xzalloc((m->n_layers + 1) * sizeof(*p->state));
     p->recs = kiln_xzalloc((m->n_layers + 1) * sizeof(*p->recs));
     p->errs = kiln_xzalloc((m->n_layers + 1) * sizeof(*p->errs));
     for (size_t i = 0; i < m->n_layers; i++)
-        p->layers[i] = m->layers[i].digest;
+        p->layers[i] = m->layers[i].digest, p->sizes[i] = m->layers[i].size;
     p->n = m->n_layers;
+    p->config = m->config.digest;
     p->have_manifest = 1;
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
 }
 
+/* Fails the pipe with e (locked; the first error is kept): no layer is read any more, so
+ * every stream is let go (a streamed-only download waits for its reader otherwise). */
+static void pipe_fail(unpack_pipe_t *p, const kiln_error_t *e)
+{
+    if (!p->failed && e != NULL)
+        p->err = *e;
+    p->failed = 1;
+    for (size_t i = 0; i < p->n; i++)
+        kiln_blob_stream_abandon(p->streams[i]);
+    pthread_cond_broadcast(&p->cond);
+}
+
+/* The diff_ids of config blob d (n of them, one per layer) from the store: *out. */
+static int read_diff_ids(kiln_store_t *s, const kiln_digest_t *d, size_t n, kiln_digest_t **out,
+                         kiln_error_t *err)
+{
+    _cleanup_free_ char *body = NULL;
+    size_t len = 0;
+    json_t *cfg = NULL, *ids;
+    char ds[KILN_DIGEST_STR_MAX];
+    int rc = -1;
+
+    if (kiln_store_read_blob(s, d, KILN_IMAGE_CONFIG_MAX, &body, &len, err) < 0 ||
+        kiln_image_parse_config(body, len, &cfg, err) < 0)
+        return kiln_error_prefix(err, "config %s", kiln_digest_str(d, ds));
+    ids = json_object_get(json_object_get(cfg, "rootfs"), "diff_ids");
+    if (json_array_size(ids) != n) {
+        kiln_error_set(err, EINVAL, "config %s lists %zu diff_ids for the manifest's %zu layers",
+                       kiln_digest_str(d, ds), json_array_size(ids), n);
+        goto out;
+    }
+    *out = kiln_xzalloc((n + 1) * sizeof(**out));
+    for (size_t i = 0; i < n; i++)
+        if (kiln_digest_parse(json_string_value(json_array_get(ids, i)), &(*out)[i], err) < 0) {
+            free(*out);
+            *out = NULL;
+            goto out;
+        }
+    rc = 0;
+out:
+    json_decref(cfg);
+    return rc;
+}
+
 static void pipe_on_blob(void *ud, const kiln_digest_t *d)
 {
     unpack_pipe_t *p = ud;
+    kiln_digest_t *ids = NULL;
+    kiln_error_t e = {0};
+    int is_config;
+
     pthread_mutex_lock(&p->lock);
+    is_config = !p->have_config && kiln_digest_equal(&p->config, d);
+    pthread_mutex_unlock(&p->lock);
+    /* the layers are checked against it: no layer is unpacked before (its blob is tiny and
+     * fetched first) */
+    int rc = is_config ? read_diff_ids(p->s, d, p->n, &ids, &e) : 0;
+    pthread_mutex_lock(&p->lock);
+    if (is_config) {
+        p->diff_ids = ids;
+        p->have_config = 1;
+        if (rc < 0)
+            pipe_fail(p, &e);
+    }
     for (size_t i = 0; i < p->n; i++)
         if (kiln_digest_equal(&p->layers[i], d))
             p->ready[i] = 1;
@@ -82,27 +155,46 @@ static void pipe_on_stream(void *ud, kiln_blob_stream_t *bs)
     unpack_pipe_t *p = ud;
     pthread_mutex_lock(&p->lock);
     kiln_blob_stream_adopt(p->streams, p->layers, p->n, bs);
+    if (p->failed)
+        kiln_blob_stream_abandon(bs);
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
 }
 
-/* Applies layer d onto dir (uo: the mode): from its download while it streams (verified by
- * the download's commit: the stream's last read waits for it), or from the store (its
- * digest checked). */
+/* stream_only: without keep, a layer's blob is only streamed. */
+static int pipe_stream_only(void *ud, const kiln_descriptor_t *d)
+{
+    const unpack_pipe_t *p = ud;
+    return !p->keep;
+}
+
+/* Applies layer d onto dir (uo: the mode, its diff_id to check): from its download while it
+ * streams (verified by the download's commit: the stream's last read waits for it; a failed
+ * unpack lets the download run to its end), or from the store (its digest checked). A blob
+ * in the store gets its uncompressed size noted (naming the image then reads no layer). */
 static int apply_layer(unpack_pipe_t *p, const kiln_digest_t *d, kiln_blob_stream_t *bs,
                        const char *dir, kiln_unpack_opts_t *uo, kiln_error_t *err)
 {
+    kiln_unpack_stats_t st;
+    uo->stats_no_digest = 1;
     if (bs != NULL) {
         kiln_blob_reader_t rd = {bs, 0};
-        if (kiln_unpack_reader(kiln_blob_stream_read, &rd, dir, uo, NULL, err) < 0)
+        if (kiln_unpack_reader(kiln_blob_stream_read, &rd, dir, uo, &st, err) < 0) {
+            kiln_blob_stream_abandon(bs);
             return -1;
-        return kiln_blob_stream_wait(bs, err);
+        }
+        if (kiln_blob_stream_wait(bs, err) < 0)
+            return -1;
+    } else {
+        _cleanup_close_ int fd = -1;
+        uo->expect_digest = d;
+        if (kiln_store_open_blob(p->s, d, &fd, NULL, err) < 0 ||
+            kiln_layer_unpack(fd, dir, uo, &st, err) < 0)
+            return -1;
     }
-    _cleanup_close_ int fd = -1;
-    uo->expect_digest = d;
-    if (kiln_store_open_blob(p->s, d, &fd, NULL, err) < 0)
-        return -1;
-    return kiln_layer_unpack(fd, dir, uo, NULL, err);
+    if (p->keep || bs == NULL)
+        kiln_image_size_note(p->s, d, st.diff_size);
+    return 0;
 }
 
 /* The directory layer i (> 0) is unpacked into before its merge. */
@@ -126,19 +218,22 @@ static void *pipe_worker(void *arg)
             return NULL;
         }
         p->next++;
-        while (!p->aborted && p->streams[i] == NULL && !p->ready[i])
+        while (!p->aborted && !p->failed &&
+               ((p->streams[i] == NULL && !p->ready[i]) || !p->have_config))
             pthread_cond_wait(&p->cond, &p->lock);
-        if (p->aborted) {
+        if (p->aborted || p->failed) {
             pthread_mutex_unlock(&p->lock);
             return NULL;
         }
         kiln_digest_t d = p->layers[i];
+        kiln_digest_t diff_id = p->diff_ids[i];
         kiln_blob_stream_t *bs = p->streams[i] ? kiln_blob_stream_ref(p->streams[i]) : NULL;
         p->state[i] = L_RUNNING;
         pthread_mutex_unlock(&p->lock);
 
         kiln_unpack_opts_t uo;
         kiln_unpack_opts_init(&uo);
+        uo.expect_diff_id = &diff_id;
         kiln_error_t e = {0};
         int r;
         if (i == 0) {
@@ -160,18 +255,25 @@ static void *pipe_worker(void *arg)
 
 /* Layer i that could not be unpacked on its own (e.g. a hardlink to a lower layer's file) or
  * whose merge could differ from applying it in place (oci/unpack_merge returned 1):
- * applied in place once its blob is in the store (its digest checked again). */
+ * applied in place once its blob is in the store (its digest checked again; a blob that
+ * was only streamed is fetched into the store once more). */
 static int apply_in_place(unpack_pipe_t *p, size_t i, kiln_error_t *err)
 {
     pthread_mutex_lock(&p->lock);
     while (!p->aborted && !p->ready[i])
         pthread_cond_wait(&p->cond, &p->lock);
     int aborted = p->aborted;
+    kiln_digest_t diff_id = p->diff_ids[i];
     pthread_mutex_unlock(&p->lock);
     if (aborted)
         return kiln_error_set(err, ECANCELED, "the pull failed");
+    kiln_descriptor_t d = {.digest = p->layers[i], .size = p->sizes[i]};
+    if (kiln_store_has(p->s, &d.digest, NULL) != 1 &&
+        kiln_registry_pull_blob(p->r, p->s, p->ref, &d, err) < 0)
+        return -1;
     kiln_unpack_opts_t uo;
     kiln_unpack_opts_init(&uo);
+    uo.expect_diff_id = &diff_id;
     return apply_layer(p, &p->layers[i], NULL, p->rootfs, &uo, err);
 }
 
@@ -182,9 +284,10 @@ static void *pipe_merger(void *arg)
     char ds[KILN_DIGEST_STR_MAX];
     for (size_t i = 0;; i++) {
         pthread_mutex_lock(&p->lock);
-        while (!p->aborted && (!p->have_manifest || (i < p->n && p->state[i] < L_DONE)))
+        while (!p->aborted && !p->failed &&
+               (!p->have_manifest || (i < p->n && p->state[i] < L_DONE)))
             pthread_cond_wait(&p->cond, &p->lock);
-        if (p->aborted || i >= p->n) {
+        if (p->aborted || p->failed || i >= p->n) {
             pthread_mutex_unlock(&p->lock);
             return NULL;
         }
@@ -196,20 +299,20 @@ static void *pipe_merger(void *arg)
             _cleanup_free_ char *dir = layer_dir(p, i);
             if (ok) /* 1: its result depends on the tree (nothing merged) */
                 r = kiln_unpack_merge(p->rootfs, dir, &p->recs[i], &err);
-            if (!ok ||
-                r > 0) /* its own error is the stream's (then the pull fails) or needs the tree */
+            if (!ok && err.code == EBADMSG) /* a digest or diff_id mismatch: so it is anywhere */
+                r = -1;
+            else if (!ok || r > 0) /* its own error is the stream's (then the pull fails) or it
+                                      needs the tree */
                 r = apply_in_place(p, i, &err);
             kiln_fs_rm_rf(dir, NULL);
         } else if (!ok) {
             r = -1;
         }
         if (r < 0) {
-            pthread_mutex_lock(&p->lock);
-            p->err = err;
-            kiln_error_prefix(&p->err, "unpacking layer %zu (%s)", i,
+            kiln_error_prefix(&err, "unpacking layer %zu (%s)", i,
                               kiln_digest_str(&p->layers[i], ds));
-            p->failed = 1;
-            pthread_cond_broadcast(&p->cond);
+            pthread_mutex_lock(&p->lock);
+            pipe_fail(p, &err);
             pthread_mutex_unlock(&p->lock);
             return NULL;
         }
@@ -239,14 +342,14 @@ static void remove_stale(const char *dir)
 
 int kiln_pull_unpacked(kiln_registry_t *r, kiln_store_t *s, const char *ref,
                        kiln_registry_pull_opts_t *po, kiln_registry_image_t *img, const char *dest,
-                       kiln_error_t *err)
+                       int keep, kiln_error_t *err)
 {
     _cleanup_free_ char *parent = kiln_xstrdup(dest);
     _cleanup_free_ char *tmp = NULL;
     _cleanup_free_ char *tree = NULL;
     _cleanup_close_ int lockfd = -1;
     char *slash = strrchr(parent, '/');
-    unpack_pipe_t p = {.s = s};
+    unpack_pipe_t p = {.r = r, .ref = ref, .s = s, .keep = keep};
     pthread_t merger, workers[PARALLEL];
     size_t started = 0;
     struct stat st;
@@ -290,6 +393,7 @@ int kiln_pull_unpacked(kiln_registry_t *r, kiln_store_t *s, const char *ref,
     po->on_manifest = pipe_on_manifest;
     po->on_blob = pipe_on_blob;
     po->on_blob_stream = pipe_on_stream;
+    po->stream_only = pipe_stream_only;
     po->hook_ud = &p;
     rc = pthread_create(&merger, NULL, pipe_merger, &p) == 0 ? 0 : -1;
     for (; rc == 0 && started < PARALLEL; started++)
@@ -337,10 +441,12 @@ int kiln_pull_unpacked(kiln_registry_t *r, kiln_store_t *s, const char *ref,
     pthread_cond_destroy(&p.cond);
     pthread_mutex_destroy(&p.lock);
     free(p.layers);
+    free(p.sizes);
     free(p.streams);
     free(p.ready);
     free(p.state);
     free(p.recs);
     free(p.errs);
+    free(p.diff_ids);
     return rc;
 }

@@ -108,6 +108,7 @@ typedef struct kiln_registry_image {
     kiln_manifest_t *parsed;    /* its config and layer descriptors */
     char *name;                 /* "registry/repository" of the source */
     char *host;                 /* the endpoint that served it (a mirror or the source) */
+    size_t streamed; /* layers streamed only (po->stream_only): the image is not in the store */
 } kiln_registry_image_t;
 
 void kiln_registry_image_clear(kiln_registry_image_t *img);
@@ -136,6 +137,13 @@ typedef struct kiln_registry_pull_opts {
      * reference to keep it), so it can be unpacked while it downloads. Pulled blobs are
      * committed without fsync (they can be fetched again). */
     void (*on_blob_stream)(void *ud, kiln_blob_stream_t *bs);
+    /* Optional, with on_blob_stream: a layer to fetch it returns nonzero for is streamed only:
+     * its stream is in memory (kiln_blob_stream_memory: the download pauses while its one
+     * reader is behind; it must read it to the end or abandon it), hashed on the way and
+     * never written to the store; the stream's end says whether its digest and size matched
+     * (on_blob is not called for it). The image is then not in the store: its manifests are
+     * not stored nor its reference pinned (out->streamed counts those layers). */
+    int (*stream_only)(void *ud, const kiln_descriptor_t *d);
     void *hook_ud;
 } kiln_registry_pull_opts_t;
 
@@ -182,6 +190,11 @@ int kiln_registry_get_manifest(kiln_registry_t *r, const char *ref, char **body,
  * until the registry's own garbage collection. */
 int kiln_registry_delete_manifest(kiln_registry_t *r, const char *ref, const kiln_digest_t *digest,
                                   kiln_error_t *err);
+
+/* Fetches blob d (its digest and size) of ref's repository into the store (verified;
+ * mirrors first). */
+int kiln_registry_pull_blob(kiln_registry_t *r, kiln_store_t *s, const char *ref,
+                            const kiln_descriptor_t *d, kiln_error_t *err);
 
 /* Fetches a blob (e.g. a config) into memory, verified, at most cap bytes. */
 int kiln_registry_get_blob(kiln_registry_t *r, const char *ref, const kiln_digest_t *d, size_t cap,

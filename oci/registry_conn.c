@@ -179,11 +179,12 @@ static size_t write_cb(char *buf, size_t size, size_t nmemb, void *ud)
     size_t n = size * nmemb;
     long status = q->status;
     if (q->sink != NULL && status >= 200 && status < 300) {
-        if (q->sink(q->sink_ud, buf, n, status, &q->sink_err) < 0) {
+        int r = q->sink(q->sink_ud, buf, n, status, &q->sink_err);
+        if (r < 0) {
             q->sink_failed = 1;
             return 0;
         }
-        return n;
+        return r > 0 ? CURL_WRITEFUNC_PAUSE : n;
     }
     if (kiln_buf_append(&q->resp, buf, n, NULL) < 0) {
         if (status >= 200 && status < 300) {

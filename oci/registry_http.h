@@ -69,6 +69,8 @@ typedef struct kiln_reg_req {
     int has_body;
     /* response body: into resp (capped) unless sink is set */
     size_t resp_cap;
+    /* 0 taken, -1 failed (err), 1: pause the transfer (multi handle only: it gets the same
+     * bytes again once resumed) */
     int (*sink)(void *ud, const void *buf, size_t len, long status, kiln_error_t *err);
     void *sink_ud;
     const char *range;        /* "Range: bytes=N-" header value or NULL */

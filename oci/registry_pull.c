@@ -12,6 +12,9 @@
 #include "utils/mem.h"
 
 #define PROGRESS_STEP (8u << 20)
+/* The bytes of a streamed-only blob held for its reader (po->stream_only): the download
+ * pauses while they are all unread. */
+#define STREAM_RING (4u << 20)
 
 void kiln_registry_image_clear(kiln_registry_image_t *img)
 {
@@ -32,6 +35,7 @@ typedef struct {
     /* its bytes for a reader while it downloads (po->on_blob_stream), released by
      * whoever ends the download */
     kiln_blob_stream_t *bs;
+    int mem; /* streamed only (po->stream_only): never in the store */
 } want_blob_t;
 
 typedef struct {
@@ -50,6 +54,9 @@ typedef struct {
     uint64_t got;
     uint64_t next_event;
     int attempt_started;
+    int multi;     /* on the multi handle: a full stream pauses the transfer (else waits) */
+    int paused;    /* the transfer is paused until the stream has room */
+    uint64_t skip; /* bytes of this response already pushed (a 200 answering a Range) */
     char ds[KILN_DIGEST_STR_MAX];
 } dl_t;
 
@@ -57,6 +64,10 @@ typedef struct {
  * stream (when one is read) pointed at the new file. */
 static int dl_new_writer(dl_t *d, kiln_error_t *err)
 {
+    if (d->b->mem) { /* no file: a download resumes where its stream is */
+        d->got = kiln_blob_stream_pushed(d->b->bs);
+        return 0;
+    }
     if (kiln_store_writer_new(d->pc->s, &d->b->digest, (int64_t)d->b->size, &d->w, err) < 0)
         return -1;
     kiln_store_writer_no_sync(d->w);
@@ -80,6 +91,8 @@ static void dl_drop_writer(dl_t *d)
 /* Verifies and publishes the blob; its readers learn the verdict. */
 static int dl_commit(dl_t *d, kiln_error_t *err)
 {
+    if (d->b->mem)
+        return kiln_blob_stream_commit(d->b->bs, d->b->size, err);
     int rc = kiln_store_writer_commit(d->w, NULL, NULL, err);
     d->w = NULL;
     if (d->b->bs != NULL)
@@ -97,22 +110,43 @@ static void dl_end_stream(want_blob_t *b, const kiln_error_t *err)
     b->bs = NULL;
 }
 
-/* Streams the body into the store writer; restarts when the server ignored Range. */
+/* A streamed-only blob's bytes into its stream (those a 200 repeats skipped): 0, or 1 when
+ * the stream has no room (the transfer pauses and gets the same bytes again). */
+static int dl_push(dl_t *d, const char *buf, size_t len)
+{
+    size_t k = d->skip < len ? (size_t)d->skip : len;
+    if (len > k && !kiln_blob_stream_push(d->b->bs, buf + k, len - k, !d->multi)) {
+        d->paused = 1;
+        return 1;
+    }
+    d->skip -= k;
+    d->got += len - k;
+    return 0;
+}
+
+/* Streams the body into the store writer (or a streamed-only blob's stream); restarts when
+ * the server ignored Range (a stream skips what it has). 1: pause the transfer. */
 static int dl_sink(void *ud, const void *buf, size_t len, long status, kiln_error_t *err)
 {
     dl_t *d = ud;
     if (!d->attempt_started) {
         d->attempt_started = 1;
-        if (status == 200 && d->got > 0) {
+        d->skip = status == 200 && d->b->mem ? d->got : 0;
+        if (status == 200 && d->got > 0 && !d->b->mem) {
             dl_drop_writer(d);
             if (dl_new_writer(d, err) < 0)
                 return -1;
         }
     }
-    if (kiln_store_writer_write(d->w, buf, len, err) < 0)
+    if (d->b->mem) {
+        if (dl_push(d, buf, len))
+            return 1;
+    } else if (kiln_store_writer_write(d->w, buf, len, err) < 0) {
         return kiln_error_prefix(err, "blob %s", d->ds);
-    d->got += len;
-    if (d->b->bs != NULL)
+    } else {
+        d->got += len;
+    }
+    if (d->b->bs != NULL && !d->b->mem)
         kiln_blob_stream_grow(d->b->bs, kiln_store_writer_flushed(d->w));
     if (d->got >= d->next_event) {
         kiln_reg_event(d->pc->r, KILN_REGISTRY_EV_BLOB_PROGRESS, NULL, d->ds, d->pc->ep->host, NULL,
@@ -170,7 +204,7 @@ static int pull_blob(size_t i, void *ud, CURL *h, kiln_error_t *err)
                 kiln_error_prefix(err, "blob %s from %s/%s", d.ds, pc->ep->host, repo.repository);
             break;
         }
-        if (ok == 0 && q.status == 416 && d.got > 0) {
+        if (ok == 0 && q.status == 416 && d.got > 0 && !d.b->mem) {
             /* range not satisfiable: start over */
             kiln_reg_req_free(&q);
             dl_drop_writer(&d);
@@ -205,7 +239,7 @@ static int pull_blob(size_t i, void *ud, CURL *h, kiln_error_t *err)
     if (rc == 0) {
         kiln_reg_event(pc->r, KILN_REGISTRY_EV_BLOB_DONE, NULL, d.ds, pc->ep->host, NULL, d.b->size,
                        d.b->size);
-        if (pc->po != NULL && pc->po->on_blob != NULL)
+        if (pc->po != NULL && pc->po->on_blob != NULL && !d.b->mem)
             pc->po->on_blob(pc->po->hook_ud, &d.b->digest);
     }
     return rc;
@@ -279,12 +313,12 @@ static int xfer_done(pull_ctx_t *pc, kiln_reg_repo_t *repo, xfer_t *x, CURLcode 
             x->state = X_DONE;
             kiln_reg_event(pc->r, KILN_REGISTRY_EV_BLOB_DONE, NULL, x->d.ds, pc->ep->host, NULL,
                            x->d.b->size, x->d.b->size);
-            if (pc->po != NULL && pc->po->on_blob != NULL)
+            if (pc->po != NULL && pc->po->on_blob != NULL && !x->d.b->mem)
                 pc->po->on_blob(pc->po->hook_ud, &x->d.b->digest);
         }
     } else if (cc == CURLE_OK && q->status == 401) {
         x->state = X_SYNC;
-    } else if (cc == CURLE_OK && q->status == 416 && x->d.got > 0) {
+    } else if (cc == CURLE_OK && q->status == 416 && x->d.got > 0 && !x->d.b->mem) {
         dl_drop_writer(&x->d);
         x->state = X_PENDING;
         rc = dl_new_writer(&x->d, err);
@@ -313,6 +347,22 @@ static int xfer_done(pull_ctx_t *pc, kiln_reg_repo_t *repo, xfer_t *x, CURLcode 
     }
     kiln_reg_req_free(q);
     return rc;
+}
+
+/* A streamed-only blob's reader made room: the multi loop resumes its transfer. */
+static void wake_multi(void *m)
+{
+    curl_multi_wakeup(m);
+}
+
+/* Resumes the transfers paused for a full stream whose reader has made room. */
+static void resume_paused(xfer_t *xs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (xs[i].state == X_ACTIVE && xs[i].d.paused && !kiln_blob_stream_blocked(xs[i].d.b->bs)) {
+            xs[i].d.paused = 0; /* before: the resumed write may pause it again */
+            curl_easy_pause(xs[i].h, CURLPAUSE_CONT);
+        }
 }
 
 /* Downloads blobs [0, n) of pc with at most `parallel` transfers in flight on
@@ -353,10 +403,16 @@ static int pull_blobs_multi(pull_ctx_t *pc, size_t n, kiln_error_t *err)
         xs[i].d.pc = pc;
         xs[i].d.b = &pc->blobs[i];
         xs[i].d.next_event = PROGRESS_STEP;
+        xs[i].d.multi = 1;
         kiln_digest_str(&xs[i].d.b->digest, xs[i].d.ds);
         xs[i].h = kiln_reg_handle();
         if (pc->po != NULL && pc->po->on_blob_stream != NULL) {
             xs[i].d.b->bs = kiln_blob_stream_new(&xs[i].d.b->digest);
+            if (xs[i].d.b->mem &&
+                kiln_blob_stream_memory(xs[i].d.b->bs, STREAM_RING, wake_multi, m, err) < 0) {
+                rc = -1;
+                break;
+            }
             pc->po->on_blob_stream(pc->po->hook_ud, xs[i].d.b->bs);
         }
         rc = dl_new_writer(&xs[i].d, err);
@@ -371,6 +427,7 @@ static int pull_blobs_multi(pull_ctx_t *pc, size_t n, kiln_error_t *err)
                 active++;
             }
         }
+        resume_paused(xs, n);
         curl_multi_perform(m, &running);
         while (rc == 0 && (msg = curl_multi_info_read(m, &left)) != NULL) {
             xfer_t *x = NULL;
@@ -392,6 +449,8 @@ static int pull_blobs_multi(pull_ctx_t *pc, size_t n, kiln_error_t *err)
             kiln_reg_req_free(&xs[i].q);
         }
         kiln_store_writer_abort(xs[i].d.w);
+        if (pc->blobs[i].mem && pc->blobs[i].bs != NULL) /* the multi handle goes away */
+            kiln_blob_stream_set_wake(pc->blobs[i].bs, NULL, NULL);
         if (rc == 0 && xs[i].state == X_SYNC)
             pc->blobs[nsync++] = pc->blobs[i]; /* its stream goes along */
         else
@@ -407,15 +466,20 @@ static int pull_blobs_multi(pull_ctx_t *pc, size_t n, kiln_error_t *err)
     return rc;
 }
 
-static void add_want(want_blob_t **v, size_t *n, const kiln_descriptor_t *d)
+/* Adds blob d to the list (once); mem: it may be streamed only (a blob named twice is not:
+ * its stream has one reader). */
+static void add_want(want_blob_t **v, size_t *n, const kiln_descriptor_t *d, int mem)
 {
     for (size_t i = 0; i < *n; i++)
-        if (kiln_digest_equal(&(*v)[i].digest, &d->digest))
+        if (kiln_digest_equal(&(*v)[i].digest, &d->digest)) {
+            (*v)[i].mem = 0;
             return;
+        }
     *v = kiln_xrealloc(*v, (*n + 1) * sizeof(**v));
     (*v)[*n].digest = d->digest;
     (*v)[*n].size = d->size;
     (*v)[*n].bs = NULL;
+    (*v)[*n].mem = mem;
     (*n)++;
 }
 
@@ -433,7 +497,7 @@ int kiln_registry_pull(kiln_registry_t *r, kiln_store_t *s, const char *refstr,
 {
     kiln_reference_t ref = {0};
     kiln_reg_endpoint_t *eps = NULL;
-    size_t neps = 0, nman = 0, nwant = 0, nfetch = 0;
+    size_t neps = 0, nman = 0, nwant = 0, nfetch = 0, nmem = 0;
     kiln_reg_repo_t repo = {0};
     _cleanup_free_ char *top_body = NULL;
     _cleanup_free_ char *name = NULL;
@@ -519,11 +583,13 @@ int kiln_registry_pull(kiln_registry_t *r, kiln_store_t *s, const char *refstr,
     }
 
     for (size_t i = 0; i < nman; i++) {
-        add_want(&want, &nwant, &mans[i].m->config);
+        add_want(&want, &nwant, &mans[i].m->config, 0);
         for (size_t l = 0; l < mans[i].m->n_layers; l++)
             if (po == NULL || po->skip_layer == NULL ||
                 !po->skip_layer(po->hook_ud, &mans[i].m->layers[l]))
-                add_want(&want, &nwant, &mans[i].m->layers[l]);
+                add_want(&want, &nwant, &mans[i].m->layers[l],
+                         po != NULL && po->on_blob_stream != NULL && po->stream_only != NULL &&
+                             po->stream_only(po->hook_ud, &mans[i].m->layers[l]));
     }
     if (po != NULL && po->on_manifest != NULL)
         po->on_manifest(po->hook_ud, mans[selected].m);
@@ -540,6 +606,7 @@ int kiln_registry_pull(kiln_registry_t *r, kiln_store_t *s, const char *refstr,
             continue;
         }
         want[nfetch++] = want[i];
+        nmem += want[i].mem;
     }
     {
         pull_ctx_t pc = {r, s, repo.ep, ref.repository, want, po};
@@ -548,18 +615,19 @@ int kiln_registry_pull(kiln_registry_t *r, kiln_store_t *s, const char *refstr,
             goto out;
         }
     }
-    /* manifests after their blobs, the top-level document last */
-    for (size_t i = 0; i < nman; i++) {
+    /* manifests after their blobs, the top-level document last; none when a layer was only
+     * streamed: the store does not have the image */
+    for (size_t i = 0; i < nman && nmem == 0; i++) {
         kiln_digest_t d;
         if (kiln_store_put_bytes(s, mans[i].body, mans[i].len, &d, err) < 0)
             goto out;
     }
-    if (ix != NULL) {
+    if (ix != NULL && nmem == 0) {
         kiln_digest_t d;
         if (kiln_store_put_bytes(s, top_body, top_len, &d, err) < 0)
             goto out;
     }
-    {
+    if (nmem == 0) {
         _cleanup_free_ char *pin = kiln_xasprintf("image/%s", full);
         if (kiln_store_ref_set(s, pin, &top_digest, err) < 0)
             goto out;
@@ -573,6 +641,7 @@ int kiln_registry_pull(kiln_registry_t *r, kiln_store_t *s, const char *refstr,
     out->parsed = steal_pointer(&mans[selected].m);
     out->name = steal_pointer(&name);
     out->host = kiln_xstrdup(repo.ep->host);
+    out->streamed = nmem;
     rc = 0;
 out:
     for (size_t i = 0; i < nman; i++) {
@@ -592,49 +661,94 @@ out:
     return rc;
 }
 
-int kiln_registry_get_blob(kiln_registry_t *r, const char *refstr, const kiln_digest_t *d,
-                           size_t cap, char **body, size_t *len, kiln_error_t *err)
+/* Runs fn on each endpoint of ref's registry (mirrors first) until one succeeds. */
+static int on_endpoints(kiln_registry_t *r, const char *refstr,
+                        int (*fn)(kiln_reg_repo_t *repo, CURL *h, void *ud, kiln_error_t *err),
+                        void *ud, kiln_error_t *err)
 {
     kiln_reference_t ref = {0};
     kiln_reg_endpoint_t *eps = NULL;
     size_t neps = 0;
-    char ds[KILN_DIGEST_STR_MAX];
     CURL *h;
     int rc = -1;
 
     if (kiln_reference_parse(refstr, &ref, err) < 0)
         return -1;
-    kiln_digest_str(d, ds);
     h = kiln_reg_handle();
     kiln_reg_endpoints(r, ref.registry, &eps, &neps, err);
     for (size_t i = 0; i < neps && rc < 0; i++) {
         kiln_reg_repo_t repo;
-        kiln_reg_req_t q;
-        kiln_digest_t got;
         kiln_reg_repo_init(&repo, r, &eps[i], ref.repository, "pull", NULL);
-        kiln_reg_req_init(&q, "GET", kiln_reg_url(&repo, h, "blobs/%s", ds));
-        q.resp_cap = cap;
         kiln_error_clear(err);
-        if (kiln_reg_do(&repo, h, &q, err) == 0) {
-            if (q.status != 200) {
-                kiln_reg_fail(&q, err, "blob %s from %s/%s", ds, eps[i].host, repo.repository);
-            } else {
-                kiln_digest_bytes(q.resp.data ? q.resp.data : "", q.resp.len, &got);
-                if (!kiln_digest_equal(&got, d)) {
-                    kiln_error_set(err, 0, "blob %s from %s/%s: content does not match its digest",
-                                   ds, eps[i].host, repo.repository);
-                } else {
-                    *len = q.resp.len;
-                    *body = q.resp.data ? kiln_buf_steal(&q.resp, NULL) : kiln_xstrdup("");
-                    rc = 0;
-                }
-            }
-        }
-        kiln_reg_req_free(&q);
+        rc = fn(&repo, h, ud, err);
         kiln_reg_repo_clear(&repo);
     }
     kiln_reg_endpoints_free(eps, neps);
     curl_easy_cleanup(h);
     kiln_reference_free(&ref);
     return rc;
+}
+
+typedef struct {
+    kiln_store_t *s;
+    const kiln_descriptor_t *d;
+} pull_one_t;
+
+static int pull_one(kiln_reg_repo_t *repo, CURL *h, void *ud, kiln_error_t *err)
+{
+    pull_one_t *o = ud;
+    want_blob_t b = {.digest = o->d->digest, .size = o->d->size};
+    pull_ctx_t pc = {repo->r, o->s, repo->ep, repo->repository, &b, NULL};
+    return pull_blob(0, &pc, h, err);
+}
+
+int kiln_registry_pull_blob(kiln_registry_t *r, kiln_store_t *s, const char *refstr,
+                            const kiln_descriptor_t *d, kiln_error_t *err)
+{
+    pull_one_t o = {s, d};
+    return on_endpoints(r, refstr, pull_one, &o, err);
+}
+
+typedef struct {
+    const kiln_digest_t *d;
+    size_t cap;
+    char **body;
+    size_t *len;
+} get_one_t;
+
+static int get_one(kiln_reg_repo_t *repo, CURL *h, void *ud, kiln_error_t *err)
+{
+    get_one_t *o = ud;
+    kiln_reg_req_t q;
+    kiln_digest_t got;
+    char ds[KILN_DIGEST_STR_MAX];
+    int rc = -1;
+
+    kiln_digest_str(o->d, ds);
+    kiln_reg_req_init(&q, "GET", kiln_reg_url(repo, h, "blobs/%s", ds));
+    q.resp_cap = o->cap;
+    if (kiln_reg_do(repo, h, &q, err) == 0) {
+        if (q.status != 200) {
+            kiln_reg_fail(&q, err, "blob %s from %s/%s", ds, repo->ep->host, repo->repository);
+        } else {
+            kiln_digest_bytes(q.resp.data ? q.resp.data : "", q.resp.len, &got);
+            if (!kiln_digest_equal(&got, o->d)) {
+                kiln_error_set(err, 0, "blob %s from %s/%s: content does not match its digest", ds,
+                               repo->ep->host, repo->repository);
+            } else {
+                *o->len = q.resp.len;
+                *o->body = q.resp.data ? kiln_buf_steal(&q.resp, NULL) : kiln_xstrdup("");
+                rc = 0;
+            }
+        }
+    }
+    kiln_reg_req_free(&q);
+    return rc;
+}
+
+int kiln_registry_get_blob(kiln_registry_t *r, const char *refstr, const kiln_digest_t *d,
+                           size_t cap, char **body, size_t *len, kiln_error_t *err)
+{
+    get_one_t o = {d, cap, body, len};
+    return on_endpoints(r, refstr, get_one, &o, err);
 }

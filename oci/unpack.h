@@ -52,6 +52,9 @@ typedef struct kiln_unpack_opts {
     /* When not NULL: the stream must hash to these (checked at the end). */
     const kiln_digest_t *expect_digest;  /* of the compressed blob as read */
     const kiln_digest_t *expect_diff_id; /* of the uncompressed tar */
+    /* With stats but no expect_digest: the blob's digest is not computed (its reader
+     * checks it), only the sizes and diff_id. */
+    int stats_no_digest;
     /* When not NULL (an empty record; not with overlay_form): the layer is unpacked into an
      * empty directory of its own, its whiteouts and opaque directories recorded here instead
      * of applied, for kiln_unpack_merge onto the layers below (oci/unpack_merge). Filled on

@@ -51,7 +51,9 @@ static char unloaded_handle;
     F(CURLMcode, curl_multi_poll,                                                                  \
       (CURLM * m, struct curl_waitfd extra[], unsigned int n, int ms, int *ret),                   \
       (m, extra, n, ms, ret), CURLM_BAD_HANDLE)                                                    \
-    F(CURLMsg *, curl_multi_info_read, (CURLM * m, int *left), (m, left), NULL)
+    F(CURLMsg *, curl_multi_info_read, (CURLM * m, int *left), (m, left), NULL)                    \
+    F(CURLMcode, curl_multi_wakeup, (CURLM * m), (m), CURLM_BAD_HANDLE)                            \
+    F(CURLcode, curl_easy_pause, (CURL * h, int mask), (h, mask), CURLE_FAILED_INIT)
 
 /* The variadic ones, written out below. */
 #define CURL_VARIADIC(F, V)                                                                        \

@@ -1,5 +1,7 @@
 /* Unit tests for oci/pull_stream: a reader following a blob while it is written, a download
- * that starts over in a new file, and a failed download ending the reader with its error. */
+ * that starts over in a new file, and a failed download ending the reader with its error;
+ * memory mode: a push finding no room is refused until the reader makes room (and wakes the
+ * producer), a reader that gives up lets the rest through, the digest checked at the end. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -14,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "oci/digest.h"
 #include "oci/pull_stream.h"
 #include "utils/error.h"
 
@@ -158,6 +161,93 @@ static void test_second_reader(void **state)
     kiln_blob_stream_unref(bs);
 }
 
+static int wakes;
+static void count_wake(void *ud)
+{
+    (void)ud;
+    wakes++;
+}
+
+/* A memory-mode stream of data[0, SIZE) (its real digest) with a ring of cap bytes. */
+static kiln_blob_stream_t *mem_stream(size_t cap)
+{
+    kiln_digest_t d;
+    kiln_digest_bytes(data, SIZE, &d);
+    kiln_blob_stream_t *bs = kiln_blob_stream_new(&d);
+    assert_int_equal(kiln_blob_stream_memory(bs, cap, count_wake, NULL, NULL), 0);
+    return bs;
+}
+
+/* Pushes without waiting, reading whenever a push is refused: the bytes come out whole, each
+ * refusal ends with a wake-up once the reader has made room, the digest checks out. */
+static void test_memory_pause_and_resume(void **state)
+{
+    (void)state;
+    kiln_blob_stream_t *bs = mem_stream(64 * 1024);
+    kiln_blob_reader_t rd = {bs, 0};
+    static unsigned char out[SIZE];
+    size_t got = 0, done = 0;
+    int refused = 0;
+    wakes = 0;
+    while (done < SIZE) {
+        size_t n = SIZE - done < 5000 ? SIZE - done : 5000;
+        if (kiln_blob_stream_push(bs, data + done, n, 0)) {
+            done += n;
+            continue;
+        }
+        refused++;
+        assert_true(kiln_blob_stream_blocked(bs));
+        while (kiln_blob_stream_blocked(bs)) {
+            ssize_t r = kiln_blob_stream_read(&rd, out + got, 3000, NULL);
+            assert_true(r > 0);
+            got += (size_t)r;
+        }
+    }
+    assert_true(refused > 0);
+    assert_int_equal(wakes, refused);
+    assert_int_equal(kiln_blob_stream_pushed(bs), SIZE);
+    assert_int_equal(kiln_blob_stream_commit(bs, SIZE, NULL), 0);
+    for (;;) {
+        ssize_t r = kiln_blob_stream_read(&rd, out + got, SIZE - got + 1, NULL);
+        assert_true(r >= 0);
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    assert_int_equal(got, SIZE);
+    assert_memory_equal(out, data, SIZE);
+    assert_int_equal(kiln_blob_stream_wait(bs, NULL), 0);
+    kiln_blob_stream_unref(bs);
+}
+
+/* A reader that gives up: the producer is not held (its bytes still hashed), and other bytes
+ * than the digest's fail the stream naming the blob. */
+static void test_memory_abandon_and_mismatch(void **state)
+{
+    (void)state;
+    kiln_blob_stream_t *bs = mem_stream(16 * 1024);
+    kiln_blob_reader_t rd = {bs, 0};
+    unsigned char buf[1000];
+    kiln_error_t err = {0};
+    assert_int_equal(kiln_blob_stream_push(bs, data, 10000, 0), 1);
+    assert_int_equal(kiln_blob_stream_push(bs, data + 10000, 10000, 0), 0);
+    assert_true(kiln_blob_stream_read(&rd, buf, sizeof(buf), NULL) > 0);
+    kiln_blob_stream_abandon(bs);
+    assert_false(kiln_blob_stream_blocked(bs));
+    for (size_t done = 10000; done < SIZE; done += 10000) {
+        unsigned char chunk[10000];
+        size_t n = SIZE - done < sizeof(chunk) ? SIZE - done : sizeof(chunk);
+        memcpy(chunk, data + done, n);
+        if (done == 50000)
+            chunk[0] ^= 1; /* one byte other than the blob's */
+        assert_int_equal(kiln_blob_stream_push(bs, chunk, n, 0), 1);
+    }
+    assert_int_equal(kiln_blob_stream_commit(bs, SIZE, &err), -1);
+    assert_non_null(strstr(err.msg, "does not match its digest"));
+    assert_int_equal(kiln_blob_stream_wait(bs, NULL), -1);
+    kiln_blob_stream_unref(bs);
+}
+
 int main(void)
 {
     for (size_t i = 0; i < SIZE; i++)
@@ -167,6 +257,8 @@ int main(void)
         cmocka_unit_test(test_restart_same_bytes),
         cmocka_unit_test(test_failure_ends_reader),
         cmocka_unit_test(test_second_reader),
+        cmocka_unit_test(test_memory_pause_and_resume),
+        cmocka_unit_test(test_memory_abandon_and_mismatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
