@@ -14,6 +14,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include "oci/layer_walk.h"
 #include "oci/tar_reader.h"
 #include "oci/unpack.h"
 #include "utils/cleanup.h"
@@ -21,10 +22,8 @@
 
 #define READ_BUF_SIZE (1024 * 1024)
 #define READAHEAD_HINT_MIN (256 * 1024)
-#define DIRENT_BUF_SIZE (32 * 1024)
 #define XATTR_LIST_MAX_BYTES (64 * 1024)
 #define XATTR_VALUE_MAX_BYTES (64 * 1024)
-#define MAX_DEPTH 512
 
 /* A (dev, ino) → first layer path seen, for files with several links. */
 struct link_slot {
@@ -70,6 +69,7 @@ void kiln_layer_opts_init(kiln_layer_opts_t *opts)
     opts->level = -1;
     opts->source_date_epoch = -1;
     opts->threaded = 1;
+    opts->readahead = 1;
 }
 
 const char *kiln_layer_media_type(kiln_compression_t c)
@@ -155,13 +155,7 @@ static uint32_t shift_id(const kiln_layer_writer_t *w, uint32_t id)
 /* "<prefix>/<path>" (or path alone); malloc'ed. */
 static char *full_path(const kiln_layer_writer_t *w, const char *path)
 {
-    while (*path == '/')
-        path++;
-    if (w->prefix[0] == '\0')
-        return kiln_xstrdup(path);
-    if (path[0] == '\0')
-        return kiln_xstrdup(w->prefix);
-    return kiln_xasprintf("%s/%s", w->prefix, path);
+    return kiln_layer_join_prefix(w->prefix, path);
 }
 
 /* Writes a header-only entry (directory, empty marker file). */
@@ -179,6 +173,14 @@ static int write_synthetic(kiln_layer_writer_t *w, const char *path, mode_t mode
         return archive_fail(w, path, err);
     w->entries++;
     return 0;
+}
+
+/* Writes the overlay opaque marker ".wh..wh..opq" of directory lpath. */
+static int write_opaque(kiln_layer_writer_t *w, const char *lpath, int64_t mtime, kiln_error_t *err)
+{
+    _cleanup_free_ char *opq =
+        lpath[0] ? kiln_xasprintf("%s/.wh..wh..opq", lpath) : kiln_xstrdup(".wh..wh..opq");
+    return write_synthetic(w, opq, AE_IFREG | 0644, mtime, err);
 }
 
 int kiln_layer_writer_new(const kiln_layer_opts_t *opts, kiln_sink_t *out,
@@ -439,142 +441,39 @@ static int is_overlay_whiteout(const kiln_layer_writer_t *w, const struct stat *
     return w->opts.overlay_upper && S_ISCHR(st->st_mode) && st->st_rdev == makedev(0, 0);
 }
 
-/* Names in a listing carry their d_type in front (one byte) so that a
- * regular file can be opened without a stat first; sorting skips it. */
-static int cmp_names(const void *a, const void *b)
+/* Writes one item of the walk (oci/layer_walk): an entry (a whiteout in
+ * overlay mode; a directory's opaque marker after its entry), or a
+ * directory's end. Takes the item. */
+static int write_item(void *ctx, kiln_layer_item_t *it, kiln_error_t *err)
 {
-    return strcmp(*(char *const *)a + 1, *(char *const *)b + 1);
+    kiln_layer_writer_t *w = ctx;
+    int r = 0;
+    if (it->kind == KILN_LAYER_ITEM_ENTRY && is_overlay_whiteout(w, &it->st)) {
+        _cleanup_free_ char *wh = whiteout_path(it->lpath);
+        r = write_synthetic(w, wh, AE_IFREG | 0644, it->st.st_mtim.tv_sec, err);
+    } else if (it->kind == KILN_LAYER_ITEM_ENTRY) {
+        int opaque = 0;
+        r = write_entry_stat(w, it->lpath, &it->st, it->fd, it->target, it->fd, &opaque, NULL, err);
+        if (r >= 0 && opaque)
+            r = write_opaque(w, it->lpath, it->st.st_mtim.tv_sec, err);
+    }
+    kiln_layer_item_release(it);
+    return r < 0 ? -1 : 0;
 }
 
-/* Reads the names in a directory (without . and ..), sorted bytewise, each
- * preceded by its d_type byte (DT_UNKNOWN where the filesystem gives none).
- * Read with getdents64 on fd itself (freshly opened, read from its start):
- * no dup, fdopendir and closedir per directory. */
-static int list_dir(int fd, const char *lpath, char ***out, size_t *count, kiln_error_t *err)
+/* Writes dirfd/name (and what is below it) through the walk. */
+static int add_tree(kiln_layer_writer_t *w, int dirfd, const char *name, const char *rel,
+                    int skip_self, kiln_error_t *err)
 {
-    _cleanup_free_ char *buf = kiln_xmalloc(DIRENT_BUF_SIZE);
-    char **names = NULL;
-    size_t n = 0, alloc = 0;
-    for (;;) {
-        ssize_t got = getdents64(fd, buf, DIRENT_BUF_SIZE);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0) {
-            int saved = errno;
-            for (size_t i = 0; i < n; i++)
-                free(names[i]);
-            free(names);
-            return kiln_error_set(err, saved, "reading directory %s", lpath);
-        }
-        if (got == 0)
-            break;
-        for (ssize_t off = 0; off < got;) {
-            struct dirent64 *de = (struct dirent64 *)(buf + off);
-            off += de->d_reclen;
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                continue;
-            if (n + 1 >= alloc) {
-                alloc = alloc ? alloc * 2 : 32;
-                names = kiln_xrealloc(names, alloc * sizeof(*names));
-            }
-            size_t len = strlen(de->d_name);
-            char *e = kiln_xmalloc(len + 2);
-            e[0] = (char)de->d_type;
-            memcpy(e + 1, de->d_name, len + 1);
-            names[n++] = e;
-        }
-    }
-    if (n > 1)
-        qsort(names, n, sizeof(*names), cmp_names);
-    if (names == NULL)
-        names = kiln_xzalloc(sizeof(*names));
-    names[n] = NULL;
-    *out = names;
-    *count = n;
-    return 0;
-}
-
-/* Opens dirfd/name that its directory listing says is a regular file or a
- * directory (dtype), and stats the open file: one system call less than a
- * stat then an open. -1 when it is not that after all (or cannot be opened):
- * the caller stats it first. */
-static int open_listed(int dirfd, const char *name, unsigned char dtype, struct stat *st)
-{
-    int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
-    int fd = openat(dirfd, name, dtype == DT_DIR ? flags | O_DIRECTORY : flags);
-    if (fd < 0)
-        return -1;
-    if (fstat(fd, st) < 0 || (dtype == DT_DIR ? !S_ISDIR(st->st_mode) : !S_ISREG(st->st_mode))) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-/* The recursive walk: dirfd/name as relative path rel ("" for the root of a
- * write_dir), written as layer path lpath. dtype: name's d_type from its
- * directory's listing (DT_UNKNOWN when there is none). */
-static int add_tree(kiln_layer_writer_t *w, int dirfd, const char *name, const char *rel, int depth,
-                    int skip_self, unsigned char dtype, kiln_error_t *err)
-{
-    struct stat st;
-    _cleanup_close_ int fd = -1;
-    if ((dtype == DT_REG || dtype == DT_DIR) && !skip_self)
-        fd = open_listed(dirfd, name, dtype, &st);
-    if (fd < 0 && fstatat(dirfd, name, &st, skip_self ? 0 : AT_SYMLINK_NOFOLLOW) < 0)
-        return kiln_error_set(err, errno, "stat %s", rel[0] ? rel : name);
-    if (skip_self && !S_ISDIR(st.st_mode))
-        return kiln_error_set(err, ENOTDIR, "%s", name);
-    if (depth > MAX_DEPTH)
-        return kiln_error_set(err, ELOOP, "%s: directories nested deeper than %d", rel, MAX_DEPTH);
-    if (!skip_self && w->opts.filter != NULL) {
-        int keep = w->opts.filter(w->opts.filter_ctx, rel, &st, err);
-        if (keep < 0)
-            return -1;
-        if (keep == 0)
-            return 0;
-    }
-    _cleanup_free_ char *lpath = full_path(w, rel);
-    if (is_overlay_whiteout(w, &st)) {
-        _cleanup_free_ char *wh = whiteout_path(lpath);
-        return write_synthetic(w, wh, AE_IFREG | 0644, st.st_mtim.tv_sec, err);
-    }
-    if (fd < 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
-        /* The root given by the caller may be a symlink to a directory. */
-        int flags = O_RDONLY | (skip_self ? 0 : O_NOFOLLOW) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
-        if (S_ISDIR(st.st_mode))
-            flags |= O_DIRECTORY;
-        fd = openat(dirfd, name, flags);
-        if (fd < 0)
-            return kiln_error_set(err, errno, "opening %s", lpath[0] ? lpath : name);
-        struct stat st2;
-        if (fstat(fd, &st2) < 0 || st2.st_ino != st.st_ino || st2.st_dev != st.st_dev)
-            return kiln_error_set(err, EAGAIN, "%s changed while the layer was written", lpath);
-    }
-    int opaque = 0;
-    if (!skip_self) {
-        if (write_entry(w, dirfd, name, lpath, &st, fd, &opaque, err) < 0)
-            return -1;
-    }
-    if (!S_ISDIR(st.st_mode))
-        return 0;
-    if (opaque) {
-        _cleanup_free_ char *opq =
-            lpath[0] ? kiln_xasprintf("%s/.wh..wh..opq", lpath) : kiln_xstrdup(".wh..wh..opq");
-        if (write_synthetic(w, opq, AE_IFREG | 0644, st.st_mtim.tv_sec, err) < 0)
-            return -1;
-    }
-    _cleanup_strv_ char **names = NULL;
-    size_t count = 0;
-    if (list_dir(fd, lpath[0] ? lpath : name, &names, &count, err) < 0)
-        return -1;
-    for (size_t i = 0; i < count; i++) {
-        _cleanup_free_ char *crel =
-            rel[0] ? kiln_xasprintf("%s/%s", rel, names[i] + 1) : kiln_xstrdup(names[i] + 1);
-        if (add_tree(w, fd, names[i] + 1, crel, depth + 1, 0, (unsigned char)names[i][0], err) < 0)
-            return -1;
-    }
-    return 0;
+    kiln_layer_walk_t cfg = {
+        .prefix = w->prefix,
+        .filter = w->opts.filter,
+        .filter_ctx = w->opts.filter_ctx,
+        .emit = write_item,
+        .emit_ctx = w,
+        .readahead = w->opts.readahead,
+    };
+    return kiln_layer_walk(&cfg, dirfd, name, rel, skip_self, err);
 }
 
 int kiln_layer_writer_add(kiln_layer_writer_t *w, int dirfd, const char *name, const char *path,
@@ -597,11 +496,7 @@ int kiln_layer_writer_add(kiln_layer_writer_t *w, int dirfd, const char *name, c
     int opaque = 0;
     if (write_entry(w, dirfd, name, lpath, &st, fd, &opaque, err) < 0)
         return -1;
-    if (opaque) {
-        _cleanup_free_ char *opq = kiln_xasprintf("%s/.wh..wh..opq", lpath);
-        return write_synthetic(w, opq, AE_IFREG | 0644, st.st_mtim.tv_sec, err);
-    }
-    return 0;
+    return opaque ? write_opaque(w, lpath, st.st_mtim.tv_sec, err) : 0;
 }
 
 int kiln_layer_writer_add_stat(kiln_layer_writer_t *w, const char *path, const struct stat *st,
@@ -619,7 +514,15 @@ int kiln_layer_writer_add_stat(kiln_layer_writer_t *w, const char *path, const s
 int kiln_layer_writer_add_tree(kiln_layer_writer_t *w, int dirfd, const char *name,
                                const char *path, kiln_error_t *err)
 {
-    return add_tree(w, dirfd, name, path, 0, 0, DT_UNKNOWN, err);
+    /* A walk thread pays off for a directory only: a single file or link
+     * (a change list adds many) is written in this thread. */
+    struct stat st;
+    int ra = w->opts.readahead;
+    if (ra && (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode)))
+        w->opts.readahead = 0;
+    int r = add_tree(w, dirfd, name, path, 0, err);
+    w->opts.readahead = ra;
+    return r;
 }
 
 int kiln_layer_writer_add_whiteout(kiln_layer_writer_t *w, const char *path, kiln_error_t *err)
@@ -633,10 +536,8 @@ int kiln_layer_writer_add_whiteout(kiln_layer_writer_t *w, const char *path, kil
 int kiln_layer_writer_add_opaque(kiln_layer_writer_t *w, const char *dir, kiln_error_t *err)
 {
     _cleanup_free_ char *lpath = full_path(w, dir);
-    _cleanup_free_ char *opq =
-        lpath[0] ? kiln_xasprintf("%s/.wh..wh..opq", lpath) : kiln_xstrdup(".wh..wh..opq");
     int64_t t = w->opts.source_date_epoch >= 0 ? w->opts.source_date_epoch : 0;
-    return write_synthetic(w, opq, AE_IFREG | 0644, t, err);
+    return write_opaque(w, lpath, t, err);
 }
 
 /* Cleans an entry path (and a hardlink target) and puts the prefix in front. */
@@ -790,7 +691,7 @@ int kiln_layer_write_dir(const char *dir, const kiln_layer_opts_t *opts, kiln_si
     kiln_layer_writer_t *w = NULL;
     if (kiln_layer_writer_new(opts, out, &w, err) < 0)
         return -1;
-    int r = add_tree(w, AT_FDCWD, dir, "", 0, 1, DT_UNKNOWN, err);
+    int r = add_tree(w, AT_FDCWD, dir, "", 1, err);
     if (r == 0)
         r = kiln_layer_writer_finish(w, info, err);
     kiln_layer_writer_free(w);

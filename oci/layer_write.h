@@ -50,6 +50,10 @@ typedef struct kiln_layer_opts {
     kiln_layer_filter_fn filter; /* NULL = everything */
     void *filter_ctx;
     int threaded; /* 1 (default): compress in a second thread */
+    /* 1 (default): a walk thread opens, stats and lists the tree ahead of the
+     * tar and asks for the next files' data (oci/layer_walk); the same bytes
+     * as 0, which walks in the writer's thread. */
+    int readahead;
 } kiln_layer_opts_t;
 
 typedef struct kiln_layer_info {
@@ -61,7 +65,7 @@ typedef struct kiln_layer_info {
     uint64_t entries;       /* tar entries written */
 } kiln_layer_info_t;
 
-/* Fills the defaults: gzip, default level, no epoch, no overlay, threaded. */
+/* Fills the defaults: gzip, default level, no epoch, no overlay, threaded, read-ahead. */
 void kiln_layer_opts_init(kiln_layer_opts_t *opts);
 
 /* The OCI media type of a layer compressed with c. */
