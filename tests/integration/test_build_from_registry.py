@@ -8,7 +8,8 @@ each unpacked as soon as it has arrived, several at once.
   build/lowers) and its OCI output has every blob of the image (fetched for the export)
 - a fully cached build writing only to the store downloads no base layer: each is a lazy
   blob of the registry image (oci/store_lazy); `kiln save` fetches them, and fails naming
-  the blob when the registry answers it with other bytes (nothing kept, no archive)
+  the blob when the registry answers it with other bytes (nothing kept, no archive); `kiln
+  push` of such an image to another repository fetches and pushes its layers
 - a base layer still downloading is unpacked as its bytes arrive (the pull's on_blob_stream):
   through a proxy holding back the second half of the big layer's blob until the first file
   of that layer is being written in the build's lower dir; the RUN then sees it whole
@@ -147,6 +148,23 @@ sv = kiln("save", "--root", os.path.join(T.tmp, "root7"), "-o", os.path.join(T.t
 T.check("the registry answering right again: kiln save fetches the lazy layers and writes the "
         "archive", sv.returncode == 0 and os.path.getsize(os.path.join(T.tmp, "s7.tar")) > 3000000
         and os.path.exists(os.path.join(T.tmp, "root7", "blobs", "sha256", big)), sv.stderr[-1500:])
+# kiln push of a lazy image: the blobs the destination lacks are fetched from their sources
+# (the base's from the registry, through the proxy again) and pushed; the pushed image reads back
+# whole
+r = build("root8", USE.replace(REG, PX), "--insecure-registry", PX, "--cache-from",
+          "type=registry,ref=%s/t/cache:1" % REG, "-t", "lazy:8")
+pu = kiln("push", "--root", os.path.join(T.tmp, "root8"), "--insecure-registry", REG, "lazy:8",
+          REG + "/t/pushed:1", timeout=600)
+lay8 = os.path.join(T.tmp, "lay8")
+pl = kiln("pull", "--root", os.path.join(T.tmp, "root8b"), "--insecure-registry", REG,
+          "-o", "type=oci,dest=" + lay8, REG + "/t/pushed:1", timeout=600)
+ok = r.returncode == 0 and pu.returncode == 0 and pl.returncode == 0
+if ok:
+    man8, _ = read_image(lay8)
+    ok = man8["layers"] == man["layers"] and all(
+        os.path.exists(os.path.join(lay8, "blobs", "sha256", l["digest"][7:])) for l in man8["layers"])
+T.check("kiln push of a lazy image to another repository: its layers fetched and pushed; pulled "
+        "back whole", ok, out(r)[-800:] + out(pu)[-800:] + out(pl)[-800:])
 proxy.close()
 
 # the registry loses a layer of the base
