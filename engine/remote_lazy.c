@@ -5,12 +5,13 @@
 
 #include "oci/reference.h"
 #include "oci/registry.h"
+#include "oci/store_lazy.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
 
 #define S3_PREFIX "s3 "
-#define REG_PREFIX "registry "
-#define REG_INSECURE_PREFIX "registry-insecure "
+#define REG_PREFIX KILN_STORE_LAZY_REGISTRY
+#define REG_INSECURE_PREFIX KILN_STORE_LAZY_REGISTRY_INSECURE
 
 char *kiln_remote_lazy_s3_source(const kiln_rstore_t *rs)
 {

@@ -159,6 +159,10 @@ int kiln_registry_pull(kiln_registry_t *r, kiln_store_t *s, const char *ref,
 typedef struct kiln_blob_source {
     int (*open)(void *ctx, const kiln_digest_t *d, int *fd, uint64_t *size, kiln_error_t *err);
     void *ctx;
+    /* Optional: 1 and the "registry/repository" blob d can be mounted from without reading it
+     * (a lazy blob of the store, oci/store_lazy), else 0; a push to that registry tries a
+     * cross-repository mount before open fetches it. */
+    int (*origin)(void *ctx, const kiln_digest_t *d, char *name, size_t len);
 } kiln_blob_source_t;
 
 kiln_blob_source_t kiln_registry_source_store(kiln_store_t *s);

@@ -6,6 +6,7 @@
 #include "oci/layout.h"
 #include "oci/registry.h"
 #include "oci/registry_http.h"
+#include "oci/store_lazy.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/json.h"
@@ -23,9 +24,14 @@ static int layout_open_cb(void *ctx, const kiln_digest_t *d, int *fd, uint64_t *
     return kiln_layout_open_blob(ctx, d, fd, size, err);
 }
 
+static int store_origin_cb(void *ctx, const kiln_digest_t *d, char *name, size_t len)
+{
+    return kiln_store_lazy_registry_name(ctx, d, name, len);
+}
+
 kiln_blob_source_t kiln_registry_source_store(kiln_store_t *s)
 {
-    kiln_blob_source_t src = {store_open_cb, s};
+    kiln_blob_source_t src = {store_open_cb, s, store_origin_cb};
     return src;
 }
 
@@ -197,6 +203,48 @@ out:
     return rc;
 }
 
+/* A lazy blob of the source (not read yet) whose image is on the destination's registry in
+ * another repository: 1 when that registry mounted it from there (nothing fetched), else 0
+ * (the blob is then read and uploaded as any other). */
+static int mount_lazy(push_ctx_t *pc, CURL *h, const kiln_descriptor_t *b, const char *ds)
+{
+    char name[KILN_STORE_LAZY_SOURCE_MAX];
+    _cleanup_free_ char *tmp = NULL;
+    kiln_reference_t from = {0};
+    kiln_reg_repo_t repo;
+    kiln_reg_req_t q;
+    char *esc, *fr;
+    int mounted = 0;
+    if (pc->src->origin == NULL ||
+        pc->src->origin(pc->src->ctx, &b->digest, name, sizeof(name)) != 1)
+        return 0;
+    tmp = kiln_xasprintf("%s:x", name);
+    if (kiln_reference_parse(tmp, &from, NULL) < 0 ||
+        strcmp(from.registry, pc->ep->registry) != 0 ||
+        strcmp(from.repository, pc->repository) == 0) {
+        kiln_reference_free(&from);
+        return 0;
+    }
+    kiln_reg_repo_init(&repo, pc->r, pc->ep, pc->repository, "pull,push", from.repository);
+    esc = curl_easy_escape(h, ds, 0);
+    fr = curl_easy_escape(h, from.repository, 0);
+    kiln_reg_req_init(&q, "POST",
+                      kiln_reg_url(&repo, h, "blobs/uploads/?mount=%s&from=%s", esc, fr));
+    curl_free(esc);
+    curl_free(fr);
+    q.no_retry = 1;
+    /* 202 (an upload started instead) or an error: the upload below */
+    if (kiln_reg_do(&repo, h, &q, NULL) == 0 && q.status == 201) {
+        mounted = 1;
+        kiln_reg_event(pc->r, KILN_REGISTRY_EV_BLOB_MOUNTED, pc->refname, ds, pc->ep->host,
+                       from.repository, b->size, b->size);
+    }
+    kiln_reg_req_free(&q);
+    kiln_reg_repo_clear(&repo);
+    kiln_reference_free(&from);
+    return mounted;
+}
+
 /* Makes sure the registry has blob i: HEAD, else mount, else upload (restarted
  * from scratch on transient failures, within the retry budget). */
 static int push_blob(size_t i, void *ud, CURL *h, kiln_error_t *err)
@@ -223,6 +271,10 @@ static int push_blob(size_t i, void *ud, CURL *h, kiln_error_t *err)
     }
     if (q.status != 404) {
         kiln_reg_fail(&q, err, "checking blob %s on %s/%s", ds, pc->ep->host, repo.repository);
+        goto out;
+    }
+    if (mount_lazy(pc, h, b, ds) == 1) {
+        rc = 0;
         goto out;
     }
     if (pc->src->open(pc->src->ctx, &b->digest, &fd, &size, err) < 0)

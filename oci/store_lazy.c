@@ -111,6 +111,26 @@ int kiln_store_lazy_get(kiln_store_t *s, const kiln_digest_t *d, kiln_store_lazy
     return kiln_store_lazy_get_at(root, d, out, err);
 }
 
+int kiln_store_lazy_registry_name(kiln_store_t *s, const kiln_digest_t *d, char *name, size_t len)
+{
+    kiln_store_lazy_t l;
+    const char *src, *at;
+    if (kiln_store_has(s, d, NULL) == 1 || kiln_store_lazy_get(s, d, &l, NULL) != 1)
+        return 0;
+    if (strncmp(l.source, KILN_STORE_LAZY_REGISTRY, strlen(KILN_STORE_LAZY_REGISTRY)) == 0)
+        src = l.source + strlen(KILN_STORE_LAZY_REGISTRY);
+    else if (strncmp(l.source, KILN_STORE_LAZY_REGISTRY_INSECURE,
+                     strlen(KILN_STORE_LAZY_REGISTRY_INSECURE)) == 0)
+        src = l.source + strlen(KILN_STORE_LAZY_REGISTRY_INSECURE);
+    else
+        return 0;
+    at = strchr(src, '@');
+    if (at == NULL || (size_t)(at - src) >= len)
+        return 0;
+    snprintf(name, len, "%.*s", (int)(at - src), src);
+    return 1;
+}
+
 int kiln_store_lazy_fetch(kiln_store_t *s, const kiln_digest_t *d, kiln_error_t *err)
 {
     kiln_store_lazy_t l;

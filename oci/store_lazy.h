@@ -21,6 +21,11 @@
 #include "oci/store.h"
 #include "utils/error.h"
 
+/* A registry source: "registry NAME@DIGEST" (or "registry-insecure ...": plain HTTP allowed
+ * for its host), NAME = "registry/repository". */
+#define KILN_STORE_LAZY_REGISTRY "registry "
+#define KILN_STORE_LAZY_REGISTRY_INSECURE "registry-insecure "
+
 /* Longest source string a record keeps. */
 #define KILN_STORE_LAZY_SOURCE_MAX 2048
 
@@ -47,6 +52,11 @@ int kiln_store_lazy_get(kiln_store_t *s, const kiln_digest_t *d, kiln_store_lazy
 /* The same for a root directory fd (prune). */
 int kiln_store_lazy_get_at(int root_fd, const kiln_digest_t *d, kiln_store_lazy_t *out,
                            kiln_error_t *err);
+
+/* When d is lazy (not in the root) with a registry source: 1 and its image's NAME
+ * ("registry/repository") in name (len bytes), so a push to that registry can mount it from
+ * there without reading it; else 0. */
+int kiln_store_lazy_registry_name(kiln_store_t *s, const kiln_digest_t *d, char *name, size_t len);
 
 /* Fetches blob d of size bytes from source into store s (kiln_store_writer_new with the
  * digest and size expected); -1 with err naming the blob and the source. */

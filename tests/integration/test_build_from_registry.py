@@ -9,7 +9,8 @@ each unpacked as soon as it has arrived, several at once.
 - a fully cached build writing only to the store downloads no base layer: each is a lazy
   blob of the registry image (oci/store_lazy); `kiln save` fetches them, and fails naming
   the blob when the registry answers it with other bytes (nothing kept, no archive); `kiln
-  push` of such an image to another repository fetches and pushes its layers
+  push` of such an image to another repository fetches and pushes its layers, or mounts them
+  (cross-repository) when the destination is the base's registry
 - a base layer still downloading is unpacked as its bytes arrive (the pull's on_blob_stream):
   through a proxy holding back the second half of the big layer's blob until the first file
   of that layer is being written in the build's lower dir; the RUN then sees it whole
@@ -165,6 +166,23 @@ if ok:
         os.path.exists(os.path.join(lay8, "blobs", "sha256", l["digest"][7:])) for l in man8["layers"])
 T.check("kiln push of a lazy image to another repository: its layers fetched and pushed; pulled "
         "back whole", ok, out(r)[-800:] + out(pu)[-800:] + out(pl)[-800:])
+# the same image built straight from the registry, pushed to another repository of that
+# registry: its lazy base layers are mounted from the base's repository, never downloaded
+r = build("root9", USE, "--cache-from", "type=registry,ref=%s/t/cache:1" % REG, "-t", "lazy:9")
+pu = kiln("push", "--root", os.path.join(T.tmp, "root9"), "--insecure-registry", REG, "lazy:9",
+          REG + "/t/pushed:2", timeout=600)
+lay9 = os.path.join(T.tmp, "lay9")
+pl = kiln("pull", "--root", os.path.join(T.tmp, "root9b"), "--insecure-registry", REG,
+          "-o", "type=oci,dest=" + lay9, REG + "/t/pushed:2", timeout=600)
+base_hex = [l["digest"][7:] for l in man["layers"][:4]]
+fetched = [h for h in base_hex if os.path.exists(os.path.join(T.tmp, "root9", "blobs", "sha256", h))]
+ok = r.returncode == 0 and pu.returncode == 0 and pl.returncode == 0 and not fetched
+if ok:
+    man9, _ = read_image(lay9)
+    ok = man9["layers"] == man["layers"]
+T.check("kiln push of a lazy image to another repository of its base's registry: the base's "
+        "layers mounted from there (none downloaded); pulled back whole",
+        ok, out(r)[-600:] + out(pu)[-800:] + out(pl)[-600:] + " fetched=" + str(fetched))
 proxy.close()
 
 # the registry loses a layer of the base
