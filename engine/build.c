@@ -12,6 +12,7 @@
 #include "engine/remote_mounts.h"
 #include "engine/snapshot.h"
 #include "engine/solve.h"
+#include "sandbox/netns.h"
 
 int kiln_build_finish_image(engine_t *e, stage_t *st, kiln_build_result_t *res, kiln_error_t *err)
 {
@@ -177,6 +178,7 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
     kiln_cache_init(e);
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->cond, NULL);
+    e->netns = kiln_netns_pool_new();
     e->res = res;
     if (kiln_build_netpolicy(req, KILN_BUILD_FETCH_URL, &e->fetch_policy, err) < 0 ||
         kiln_build_netpolicy(req, KILN_BUILD_FETCH_REGISTRY, &e->registry_policy, err) < 0)
@@ -311,6 +313,7 @@ out:
         kiln_registry_free(e->registry);
     kiln_netpolicy_free(e->fetch_policy);
     kiln_netpolicy_free(e->registry_policy);
+    kiln_netns_pool_free(e->netns);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->cond);
     free(e);

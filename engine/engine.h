@@ -123,6 +123,7 @@ typedef struct engine {
     struct kiln_rcache *rcache;    /* type=s3 remote caches (engine/remote_mounts), or NULL */
     struct base_pulls *base_pulls; /* FROM layers still downloading (engine/remote_base) */
     strv_t astore_noted;           /* chains of additional stores logged (engine/base_store) */
+    struct kiln_netns_pool *netns; /* the --network none steps' namespaces (sandbox/netns) */
 } engine_t;
 
 typedef struct used_args {

@@ -460,6 +460,7 @@ int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     step.shm_size = e->req->shm_size;
     step.log = run_log;
     step.log_opaque = st;
+    step.netns_pool = e->netns;
     for (size_t i = 0; i < st->tail_n; i++)
         free(st->tail[i]);
     st->tail_n = 0;

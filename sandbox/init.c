@@ -235,7 +235,7 @@ static int setup(const kiln_sandbox_plan_t *plan, const int *fds, int n_fds, kil
                               err) < 0)
             return -1;
     }
-    if (plan->have_netns && step->network != KILN_NET_HOST) {
+    if (plan->have_netns && !plan->pooled_netns && step->network != KILN_NET_HOST) {
         if (kiln_net_loopback_up(err) < 0)
             return -1;
         if (step->network == KILN_NET_NAT && kiln_net_block_routes(plan->nat_policy, err) < 0)

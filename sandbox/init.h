@@ -19,6 +19,7 @@ typedef struct kiln_sandbox_plan {
     kiln_isolation_t isolation; /* sandbox, chroot or none (never auto) */
     int have_mntns;             /* the init runs in its own mount namespace */
     int have_netns;
+    int pooled_netns; /* the netns is kiln's, already set up (sandbox/netns.h) */
     int have_pidns;
     const char *rundir; /* where init mounts a private tmpfs for l0.., rw, root */
     const char *root;   /* host path the root is mounted on: rundir/root */

@@ -25,6 +25,7 @@
 #include "sandbox/init.h"
 #include "sandbox/mounts.h"
 #include "sandbox/net.h"
+#include "sandbox/netns.h"
 #include "sandbox/seccomp.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
@@ -234,6 +235,7 @@ static void take_ready(run_t *r);
 
 /* Everything a run holds, released in one place. */
 struct run {
+    const kiln_step_t *step;
     int out[2], errs[2], status[2], sync[2];
     int in_fd, userns_fd, cg_fd;
     int trees[KILN_IDMAP_MAX_LOWERS + 1 + KILN_SANDBOX_MAX_MOUNTS];
@@ -246,7 +248,8 @@ struct run {
     kiln_cgroup_t cg;
     kiln_slirp_t slirp;
     kiln_netpolicy_t *nat_policy;
-    int netlog[2]; /* the egress supervisor's refusals (nat) */
+    int netlog[2];  /* the egress supervisor's refusals (nat) */
+    int netns_slot; /* the step's namespace of step->netns_pool, or -1 */
 };
 
 /* The step's writes under a disk limit: the trees it may write (its upper dir or rw_root
@@ -458,6 +461,9 @@ static void run_release(run_t *r)
         waitpid(r->init, NULL, 0);
         r->init = 0;
     }
+    if (r->netns_slot >= 0)
+        kiln_netns_give(r->step->netns_pool, r->netns_slot);
+    r->netns_slot = -1;
     kiln_net_slirp_stop(&r->slirp);
     kiln_netpolicy_free(r->nat_policy);
     r->nat_policy = NULL;
@@ -497,21 +503,57 @@ static int ns_refused(int e)
     return e == EPERM || e == EINVAL || e == ENOSPC || e == EUSERS || e == ENOSYS;
 }
 
+/* Whether the step runs in a namespace of its build's pool (sandbox/netns.h): loopback only,
+ * in the sandbox, without a capability that counts in a network namespace it does not
+ * own (CAP_NET_ADMIN, CAP_NET_RAW: such a step gets its own). */
+static int pooled_netns(const kiln_step_t *step, kiln_isolation_t iso, unsigned long flags)
+{
+    uint64_t caps = step->caps ? step->caps : KILN_CAPS_DEFAULT;
+
+    return step->netns_pool != NULL && iso == KILN_ISOLATION_SANDBOX &&
+           step->network == KILN_NET_NONE && (flags & CLONE_NEWNET) &&
+           !(caps & ((1ull << 12) | (1ull << 13)));
+}
+
 /* Clones the step's init with `flags` (the plan is copied into the child as
- * it is now). KILN_SANDBOX_NO_NAMESPACES=1 makes every namespace refused, to
- * test the paths of hosts without them. */
-static pid_t clone_init(kiln_sandbox_plan_t *plan, unsigned long flags)
+ * it is now); with a pooled namespace (r->netns_slot), from inside it instead of a new
+ * one. KILN_SANDBOX_NO_NAMESPACES=1 makes every namespace refused, to test the paths of
+ * hosts without them. */
+static pid_t clone_init(run_t *r, kiln_sandbox_plan_t *plan, unsigned long flags)
 {
     const char *no_ns = getenv("KILN_SANDBOX_NO_NAMESPACES");
+    int ns_fd, host_fd = -1;
+    pid_t pid;
 
     plan->have_mntns = (flags & CLONE_NEWNS) != 0;
     plan->have_netns = (flags & CLONE_NEWNET) != 0;
     plan->have_pidns = (flags & CLONE_NEWPID) != 0;
+    plan->pooled_netns = 0;
     if (flags != 0 && no_ns != NULL && strcmp(no_ns, "1") == 0) {
         errno = EPERM;
         return -1;
     }
-    return raw_clone(flags, plan->cgroup_fd);
+    if (pooled_netns(r->step, plan->isolation, flags)) {
+        kiln_error_t ignored = {0};
+        /* none free or none can be made (a read-only /proc/sys): a namespace of its own */
+        r->netns_slot = kiln_netns_take(r->step->netns_pool, &ns_fd, &ignored);
+        if (r->netns_slot >= 0 && kiln_netns_enter(ns_fd, &host_fd) < 0) {
+            kiln_netns_give(r->step->netns_pool, r->netns_slot);
+            r->netns_slot = -1;
+        }
+    }
+    if (host_fd < 0)
+        return raw_clone(flags, plan->cgroup_fd);
+    plan->pooled_netns = 1;
+    plan->close_fds[7] = host_fd; /* the child has no business with kiln's namespace */
+    pid = raw_clone(flags & ~(unsigned long)CLONE_NEWNET, plan->cgroup_fd);
+    if (pid != 0) {
+        int e = errno;
+        kiln_netns_leave(host_fd);
+        plan->close_fds[7] = -1;
+        errno = e;
+    }
+    return pid;
 }
 
 /* Parent side after clone: ids, cgroup, root, network, go. */
@@ -561,7 +603,9 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
                .in_fd = -1,
                .userns_fd = -1,
                .cg_fd = -1,
-               .netlog = {-1, -1}};
+               .netlog = {-1, -1},
+               .netns_slot = -1,
+               .step = step};
     kiln_sandbox_plan_t plan;
     kiln_isolation_t iso = step->isolation;
     static const char *const default_env[] = {DEFAULT_PATH, "HOME=/root", NULL};
@@ -675,7 +719,7 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     plan.pids_by_rlimit = !r.cg.has_pids;
 
     flags = ns_flags(iso, step->network);
-    r.init = clone_init(&plan, flags);
+    r.init = clone_init(&r, &plan, flags);
     if (r.init < 0 && iso == KILN_ISOLATION_SANDBOX && ns_refused(errno)) {
         kiln_error_set(err, errno,
                        "user namespaces are unavailable on this host (clone of the step's "
@@ -693,7 +737,7 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
                       "by process group and subreaper only");
         flags = 0;
         plan.root = step->rw_root;
-        r.init = clone_init(&plan, flags);
+        r.init = clone_init(&r, &plan, flags);
     }
     if (auto_pending && r.init > 0 && !__atomic_exchange_n(&auto_logged, 1, __ATOMIC_RELAXED))
         sys_log(step, "isolation: %s (auto)", kiln_isolation_name(iso));

@@ -151,6 +151,10 @@ typedef struct kiln_step {
     kiln_isolation_t isolation;
     int stdin_fd; /* the step's stdin; -1 = /dev/null (kiln_step_init sets -1) */
 
+    /* --network none steps in sandbox isolation take their network namespace from it
+     * (sandbox/netns.h: one build's steps reuse empty ones); NULL: a new one each */
+    struct kiln_netns_pool *netns_pool;
+
     kiln_log_sink_fn log;
     void *log_opaque;
 } kiln_step_t;
