@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -17,7 +18,10 @@
 #define RECORD_MAX 4096
 
 static kiln_store_fetch_fn fetcher;
-/* one fetch at a time per process: two readers of one lazy blob download it once */
+/* A registry source's fetch pulls its whole image (every lazy layer of it at once): one at a
+ * time per process, so that the readers of its other layers wait for it instead of pulling
+ * it again. Other fetches (an S3 cache's, one blob each) run in parallel: the layers a stage
+ * unpacks at once download at once. */
 static pthread_mutex_t fetch_mu = PTHREAD_MUTEX_INITIALIZER;
 
 void kiln_store_set_fetcher(kiln_store_fetch_fn fn)
@@ -134,6 +138,7 @@ int kiln_store_lazy_registry_name(kiln_store_t *s, const kiln_digest_t *d, char 
 int kiln_store_lazy_fetch(kiln_store_t *s, const kiln_digest_t *d, kiln_error_t *err)
 {
     kiln_store_lazy_t l;
+    bool whole;
     int r = kiln_store_lazy_get(s, d, &l, err);
     if (r <= 0)
         return r;
@@ -142,9 +147,14 @@ int kiln_store_lazy_fetch(kiln_store_t *s, const kiln_digest_t *d, kiln_error_t 
                               "blob sha256:%s is not in store %s yet (a lazy blob of %s: kiln "
                               "build, push, save and run fetch it when they need it)",
                               d->hex, kiln_store_root(s), l.source);
-    pthread_mutex_lock(&fetch_mu);
+    whole = strncmp(l.source, KILN_STORE_LAZY_REGISTRY, strlen(KILN_STORE_LAZY_REGISTRY)) == 0 ||
+            strncmp(l.source, KILN_STORE_LAZY_REGISTRY_INSECURE,
+                    strlen(KILN_STORE_LAZY_REGISTRY_INSECURE)) == 0;
+    if (whole)
+        pthread_mutex_lock(&fetch_mu);
     r = kiln_store_has(s, d, NULL) == 1 ? 0 : fetcher(s, d, l.size, l.source, err);
-    pthread_mutex_unlock(&fetch_mu);
+    if (whole)
+        pthread_mutex_unlock(&fetch_mu);
     if (r < 0)
         return kiln_error_prefix(err, "fetching lazy blob sha256:%s from %s", d->hex, l.source);
     return 1;

@@ -12,7 +12,8 @@ kiln root before the first step that mounts it.
 - max-size: a cache larger than it is saved without its least recently used files
 - a cache hit of the step that mounts a cache fetches nothing
 - the layer cache: a fully cached fresh root reads layers.json and downloads no layer (lazy
-  blobs, oci/store_lazy); an OCI export then fetches them from blobs/ under the prefix"""
+  blobs, oci/store_lazy); an OCI export then fetches them from blobs/ under the prefix; a
+  changed commit fetches the cached layers its changed step stands on"""
 import hashlib
 import os
 import subprocess
@@ -184,6 +185,24 @@ T.check("max-size=500K: the older of two 400 KB files is left out of the save",
 r = build("rootE2", ctx("FROM %s\nRUN --mount=type=cache,id=ev,target=/c sh -c 'ls -l /c; "
                         "test ! -e /c/old && test -e /c/new'\n" % BASE), "--cache-from", s3("ev"))
 T.check("the restored cache has the newer file only", r.returncode == 0, out(r)[-1500:])
+
+# a changed commit on a fresh root: the cached steps' layers are lazy until the changed step
+# needs them as lower dirs; they are fetched then (in parallel) and the step sees them
+CHG_DF = """FROM %s
+RUN echo layer-a > /a
+RUN echo layer-b > /b
+COPY f /f
+RUN cat /a /b /f > /out
+""" % BASE
+r = build("rootC1", ctx(CHG_DF, {"f": "one\n"}), "--progress", "plain", "--cache-to", s3("chg"))
+T.check("changed commit: the first build saves its layer cache", r.returncode == 0, out(r)[-1500:])
+fsC = os.path.join(T.tmp, "fsC")
+r = build("rootC2", ctx(CHG_DF, {"f": "two\n"}), "--progress", "plain", "--cache-from", s3("chg"),
+          "-o", "type=local,dest=" + fsC)
+T.check("changed commit on a fresh root: the two cached RUNs' layers named lazily, fetched for the "
+        "COPY's lower dirs, the last RUN sees both and the new file",
+        r.returncode == 0 and "named to fetch when needed" in out(r) and "#3 CACHED" in out(r)
+        and open(os.path.join(fsC, "out")).read() == "layer-a\nlayer-b\ntwo\n", out(r)[-2000:])
 
 r = kiln("build", "--cache-to", "type=s3,bucket=kcache,prefix=../x", T.tmp, env=ENV)
 T.check("a prefix with .. is refused naming it",
