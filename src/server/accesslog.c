@@ -1,5 +1,5 @@
 /* kiln server — the access log (see accesslog.h): one JSON line per HTTP request, no query
- * string or header in it, written whole under a mutex, the file reopened on SIGHUP. */
+ * string or header in it, each written whole by one write(), the file reopened on SIGHUP. */
 #include "src/server/accesslog.h"
 
 #include <dirent.h>
@@ -20,12 +20,17 @@
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
+#include "utils/rwlock.h"
 
 struct kiln_accesslog {
     char *path; /* NULL: stderr */
     int fd;
-    pthread_mutex_t lock; /* guards fd across a reopen */
-    uint64_t dropped;     /* atomic */
+    /* keeps fd valid across a reopen: writers share it, a reopen takes it alone. Lines need
+     * no lock against each other: each is one write() to an O_APPEND file (or stderr), which
+     * the kernel places whole; a writer preempted while holding a mutex here stalled every
+     * other connection thread behind it */
+    pthread_rwlock_t lock;
+    uint64_t dropped; /* atomic */
 };
 
 /* Appends s as a JSON string (or null): quotes, backslashes and every byte outside printable
@@ -151,7 +156,7 @@ int kiln_accesslog_open(const char *path, kiln_accesslog_t **out, kiln_error_t *
     l = kiln_xzalloc(sizeof(*l));
     l->fd = fd;
     l->path = path && strcmp(path, "-") != 0 ? kiln_xstrdup(path) : NULL;
-    pthread_mutex_init(&l->lock, NULL);
+    kiln_rwlock_init_writer_first(&l->lock);
     *out = l;
     return 0;
 }
@@ -164,10 +169,10 @@ int kiln_accesslog_reopen(kiln_accesslog_t *l, kiln_error_t *err)
         return 0;
     if ((fd = open_log(l->path, err)) < 0)
         return -1;
-    pthread_mutex_lock(&l->lock);
+    pthread_rwlock_wrlock(&l->lock);
     old = l->fd;
     l->fd = fd;
-    pthread_mutex_unlock(&l->lock);
+    pthread_rwlock_unlock(&l->lock);
     close(old);
     return 0;
 }
@@ -270,9 +275,9 @@ void kiln_accesslog_write(kiln_accesslog_t *l, const kiln_access_entry_t *e)
     if (l == NULL)
         return;
     line = kiln_accesslog_format(e);
-    pthread_mutex_lock(&l->lock);
+    pthread_rwlock_rdlock(&l->lock);
     failed = kiln_fs_write_all(l->fd, line, strlen(line), NULL) < 0;
-    pthread_mutex_unlock(&l->lock);
+    pthread_rwlock_unlock(&l->lock);
     if (failed)
         __atomic_add_fetch(&l->dropped, 1, __ATOMIC_RELAXED);
 }
@@ -288,7 +293,7 @@ void kiln_accesslog_close(kiln_accesslog_t *l)
         return;
     if (l->path)
         close(l->fd);
-    pthread_mutex_destroy(&l->lock);
+    pthread_rwlock_destroy(&l->lock);
     free(l->path);
     free(l);
 }

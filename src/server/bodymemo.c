@@ -1,5 +1,7 @@
-/* kiln server — the API body memo (see bodymemo.h): a direct-mapped table by id, one lock per
- * slot so GETs of different builds do not wait for each other. */
+/* kiln server — the API body memo (see bodymemo.h): a direct-mapped table by id, one
+ * reader-writer lock per slot: GETs of one build read it side by side (a reader preempted
+ * while holding a mutex stalled every other reader of that build), a new body takes it alone,
+ * only to swap pointers. */
 #include "src/server/bodymemo.h"
 
 #include <pthread.h>
@@ -8,9 +10,10 @@
 #include <string.h>
 
 #include "utils/mem.h"
+#include "utils/rwlock.h"
 
 typedef struct slot {
-    pthread_mutex_t lock;
+    pthread_rwlock_t lock;
     char *id, *key, *body; /* NULL when empty */
     size_t klen, len;
 } slot_t;
@@ -40,7 +43,7 @@ kiln_bodymemo_t *kiln_bodymemo_new(void)
 {
     kiln_bodymemo_t *m = kiln_xzalloc(sizeof(*m));
     for (size_t i = 0; i < KILN_BODYMEMO_SLOTS; i++)
-        pthread_mutex_init(&m->s[i].lock, NULL);
+        kiln_rwlock_init_writer_first(&m->s[i].lock);
     return m;
 }
 
@@ -50,7 +53,7 @@ void kiln_bodymemo_free(kiln_bodymemo_t *m)
         return;
     for (size_t i = 0; i < KILN_BODYMEMO_SLOTS; i++) {
         slot_clear(&m->s[i]);
-        pthread_mutex_destroy(&m->s[i].lock);
+        pthread_rwlock_destroy(&m->s[i].lock);
     }
     free(m);
 }
@@ -61,14 +64,14 @@ int kiln_bodymemo_get(kiln_bodymemo_t *m, const char *id, const void *key, size_
     slot_t *s = slot_of(m, id);
     int found = 0;
 
-    pthread_mutex_lock(&s->lock);
+    pthread_rwlock_rdlock(&s->lock);
     if (s->id && strcmp(s->id, id) == 0 && s->klen == klen && memcmp(s->key, key, klen) == 0) {
         *body = kiln_xmalloc(s->len + 1);
         memcpy(*body, s->body, s->len + 1);
         *len = s->len;
         found = 1;
     }
-    pthread_mutex_unlock(&s->lock);
+    pthread_rwlock_unlock(&s->lock);
     return found;
 }
 
@@ -77,6 +80,7 @@ void kiln_bodymemo_put(kiln_bodymemo_t *m, const char *id, const void *key, size
 {
     slot_t *s = slot_of(m, id);
     char *nid, *nkey, *nbody;
+    slot_t old;
 
     if (klen > KILN_BODYMEMO_MAX || len > KILN_BODYMEMO_MAX)
         return;
@@ -87,12 +91,13 @@ void kiln_bodymemo_put(kiln_bodymemo_t *m, const char *id, const void *key, size
     nbody = kiln_xmalloc(len + 1);
     memcpy(nbody, body, len);
     nbody[len] = '\0';
-    pthread_mutex_lock(&s->lock);
-    slot_clear(s);
+    pthread_rwlock_wrlock(&s->lock);
+    old = *s;
     s->id = nid;
     s->key = nkey;
     s->klen = klen;
     s->body = nbody;
     s->len = len;
-    pthread_mutex_unlock(&s->lock);
+    pthread_rwlock_unlock(&s->lock);
+    slot_clear(&old); /* freed outside the lock */
 }

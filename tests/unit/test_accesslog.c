@@ -11,6 +11,7 @@
 
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,6 +242,68 @@ static void test_log_file(void **state)
     kiln_fs_rm_rf(dir, NULL);
 }
 
+/* Lines written by many threads at once while the file is reopened (rotated) never interleave:
+ * every line of both files is one whole JSON object, none lost. */
+typedef struct {
+    kiln_accesslog_t *l;
+    const char *path;
+} writer_arg_t;
+
+static void *writer(void *p)
+{
+    writer_arg_t *a = p;
+    kiln_access_entry_t e = {.request_id = "r", .method = "GET", .path = a->path, .status = 200};
+    for (int i = 0; i < 2000; i++)
+        kiln_accesslog_write(a->l, &e);
+    return NULL;
+}
+
+static size_t whole_lines(const char *path)
+{
+    _cleanup_free_ char *data = NULL;
+    size_t len = 0, n = 0;
+    char *line, *save = NULL;
+    assert_int_equal(kiln_fs_read_file(path, 64u << 20, &data, &len, NULL), 0);
+    for (line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        json_t *o = json_loads(line, 0, NULL);
+        assert_non_null(o);
+        json_decref(o);
+        n++;
+    }
+    return n;
+}
+
+static void test_log_threads(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kiln-accesslog-thr-XXXXXX";
+    _cleanup_free_ char *path = NULL, *rotated = NULL, *longpath = NULL;
+    kiln_accesslog_t *l = NULL;
+    kiln_error_t err = {0};
+    pthread_t t[8];
+    writer_arg_t a;
+
+    assert_non_null(mkdtemp(dir));
+    path = kiln_xasprintf("%s/access.log", dir);
+    rotated = kiln_xasprintf("%s/access.log.1", dir);
+    longpath = kiln_xmalloc(1500);
+    memset(longpath, 'p', 1499);
+    longpath[0] = '/';
+    longpath[1499] = '\0';
+    assert_int_equal(kiln_accesslog_open(path, &l, &err), 0);
+    a = (writer_arg_t){l, longpath};
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, writer, &a), 0);
+    usleep(2000);
+    assert_int_equal(rename(path, rotated), 0);
+    assert_int_equal(kiln_accesslog_reopen(l, &err), 0);
+    for (int i = 0; i < 8; i++)
+        pthread_join(t[i], NULL);
+    kiln_accesslog_close(l);
+    assert_int_equal(whole_lines(rotated) + whole_lines(path), 8 * 2000);
+    kiln_fs_rm_rf(dir, NULL);
+}
+
 /* The retention sweep: a file whose first line is older than half the retention is rotated to
  * PATH.<stamp> and PATH opened afresh (later lines go there); rotated files older than the
  * retention go, and nothing else in the directory (other names, a link, a younger rotation). */
@@ -421,8 +484,9 @@ int main(void)
         cmocka_unit_test(test_format_fields),   cmocka_unit_test(test_format_no_query),
         cmocka_unit_test(test_format_escaping), cmocka_unit_test(test_format_long_path),
         cmocka_unit_test(test_request_ids),     cmocka_unit_test(test_log_file),
-        cmocka_unit_test(test_audit_token),     cmocka_unit_test(test_audit_webhook),
-        cmocka_unit_test(test_audit_keys),      cmocka_unit_test(test_retention_sweep),
+        cmocka_unit_test(test_log_threads),     cmocka_unit_test(test_audit_token),
+        cmocka_unit_test(test_audit_webhook),   cmocka_unit_test(test_audit_keys),
+        cmocka_unit_test(test_retention_sweep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
