@@ -461,6 +461,7 @@ int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     step.log = run_log;
     step.log_opaque = st;
     step.netns_pool = e->netns;
+    step.defer_reap = 1; /* the step's teardown overlaps its commit */
     for (size_t i = 0; i < st->tail_n; i++)
         free(st->tail[i]);
     st->tail_n = 0;
@@ -501,11 +502,15 @@ int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     }
     if (kiln_snapshot_commit_step(e, st, upper, 1, created_by, &key, err) < 0)
         goto out;
+    /* the overlay is gone before its dirs are reused (a mount would find them in use) */
+    kiln_sandbox_reap(res.reap);
+    res.reap = NULL;
     if (access(upper, F_OK) != 0) /* renamed: the layer's lower dir now */
         upper = (free(upper), NULL);
     keep_dirs(st, &upper, &work);
     ret = 0;
 out:
+    kiln_sandbox_reap(res.reap);
     if (lowers) {
         for (size_t i = 0; i < n_lowers; i++)
             free((char *)lowers[i]);

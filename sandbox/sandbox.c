@@ -485,6 +485,18 @@ static void run_release(run_t *r)
     r->in_fd = r->userns_fd = r->cg_fd = -1;
 }
 
+struct kiln_sandbox_reap {
+    run_t r;
+};
+
+void kiln_sandbox_reap(struct kiln_sandbox_reap *reap)
+{
+    if (reap == NULL)
+        return;
+    run_release(&reap->r);
+    free(reap);
+}
+
 static unsigned long ns_flags(kiln_isolation_t iso, kiln_net_mode_t net)
 {
     unsigned long f = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
@@ -613,7 +625,7 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     stream_t so, se, sn;
     disk_watch_t dw = {0};
     unsigned long flags;
-    int status = 0, got_status = 0, timed_out = 0, ret = -1, auto_pending = 0;
+    int status = 0, got_status = 0, timed_out = 0, ret = -1, auto_pending = 0, defer = 0;
 
     if (step->argv == NULL || step->argv[0] == NULL)
         return kiln_error_set(err, EINVAL, "a step needs a command");
@@ -791,8 +803,12 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
             timed_out = 1;
     }
     kill_step(&r);
-    waitpid(r.init, NULL, 0);
-    r.init = 0;
+    /* with a pid namespace, init reported after reaping every other process of the step */
+    defer = step->defer_reap && r.have_pidns && got_status && step->network != KILN_NET_NAT;
+    if (!defer) {
+        waitpid(r.init, NULL, 0);
+        r.init = 0;
+    }
     /* the egress supervisor's last refusals: its pipe closes when it ends
      * (and kiln's own end when no slirp4netns took it: no net namespace) */
     kiln_net_slirp_stop(&r.slirp);
@@ -829,7 +845,12 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
                 (unsigned long long)step->limits.disk, dw.why.msg[0] ? ": " : "", dw.why.msg);
     ret = 0;
 out:
-    run_release(&r);
+    if (ret == 0 && defer) {
+        res->reap = kiln_xmalloc(sizeof(*res->reap));
+        res->reap->r = r; /* released by kiln_sandbox_reap */
+    } else {
+        run_release(&r);
+    }
     for (size_t i = 0; i < 3; i++)
         free(plan.etc_text[i]);
     if (iso != KILN_ISOLATION_NONE && (step->upper || step->rw_root))

@@ -151,6 +151,13 @@ typedef struct kiln_step {
     kiln_isolation_t isolation;
     int stdin_fd; /* the step's stdin; -1 = /dev/null (kiln_step_init sets -1) */
 
+    /* Non-zero: kiln_sandbox_run returns once the step's status is known, its init (alone,
+     * every process of the step reaped) left to exit — the teardown of its namespaces, the
+     * kernel's unmount of ~30 mounts and an RCU grace period, overlaps the caller's commit
+     * of the upper dir — and res->reap says what to wait for (kiln_sandbox_reap) before
+     * the upper or work dir is removed, reused or mounted again. Only where a pid namespace
+     * holds the step and without nat (else it is waited for as before, res->reap NULL). */
+    int defer_reap;
     /* --network none steps in sandbox isolation take their network namespace from it
      * (sandbox/netns.h: one build's steps reuse empty ones); NULL: a new one each */
     struct kiln_netns_pool *netns_pool;
@@ -160,13 +167,14 @@ typedef struct kiln_step {
 } kiln_step_t;
 
 typedef struct kiln_step_result {
-    int exit_code;              /* the step's exit status; 128+signal when killed */
-    int signal;                 /* signal that killed the step, 0 if it exited */
-    int timed_out;              /* killed by the wall-clock timeout */
-    int oom_killed;             /* memory cgroup reported an OOM kill */
-    int disk_exceeded;          /* wrote more than limits.disk (killed, or found at the end:
-                                   the step failed whatever its exit code) */
-    kiln_isolation_t isolation; /* the isolation actually used */
+    int exit_code;                  /* the step's exit status; 128+signal when killed */
+    int signal;                     /* signal that killed the step, 0 if it exited */
+    int timed_out;                  /* killed by the wall-clock timeout */
+    int oom_killed;                 /* memory cgroup reported an OOM kill */
+    int disk_exceeded;              /* wrote more than limits.disk (killed, or found at the end:
+                                       the step failed whatever its exit code) */
+    kiln_isolation_t isolation;     /* the isolation actually used */
+    struct kiln_sandbox_reap *reap; /* step->defer_reap: the init still exiting, or NULL */
 } kiln_step_result_t;
 
 /* Fills a step with defaults (network nat, seccomp default, Docker caps,
@@ -177,6 +185,11 @@ void kiln_step_init(kiln_step_t *step);
  * Returns 0 when the step ran (whatever its exit status: see res), negative
  * with err set when it could not be started. */
 int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_error_t *err);
+
+/* Waits for the init of a step run with defer_reap (its namespaces gone: the overlay
+ * unmounted) and releases what the step held (cgroup, pipes, network namespace). NULL is
+ * ignored. */
+void kiln_sandbox_reap(struct kiln_sandbox_reap *reap);
 
 /* The strongest isolation this host allows (sandbox, then chroot), for
  * reports; `auto` does not use it. Never none. Cached for the process. */
