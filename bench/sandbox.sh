@@ -21,6 +21,9 @@
 #    without its RUNs (kiln-0run: FROM, COPY of the rootfs, the image) is timed
 #    in the same rounds, and the per-step figures are also given net of it.
 #
+#    With KILN_BEFORE=path/to/another/kiln, part 3 also times that binary's 50-RUN build in
+#    the same rounds (before-50run), for a change's before/after side by side.
+#
 #   KILN_BIN=path/to/kiln bash bench/sandbox.sh [N] [PARTS]   (PARTS: any of 1, 2, 3; default 13)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -148,12 +151,15 @@ if [[ $PARTS == *3* ]]; then
   args=(kiln-50run "rm -rf $W/kroot" "$KILN build --root $W/kroot --no-cache --network none --progress quiet $W/ctx50"
     kiln-0run "rm -rf $W/kroot" "$KILN build --root $W/kroot --no-cache --network none --progress quiet $W/ctx0"
     bwrap-50 "" "$b50")
+  if [ -n "${KILN_BEFORE:-}" ]; then
+    args+=(before-50run "rm -rf $W/kroot" "$KILN_BEFORE build --root $W/kroot --no-cache --network none --progress quiet $W/ctx50")
+  fi
   if command -v buildah >/dev/null; then
     args+=(buildah-50run "" "$(BAH_CMD) bud --layers --no-cache --network none -q -t b50 $W/ctx50")
   fi
   rounds "${args[@]}"
   stats_table
-  for n in kiln-50run bwrap-50 buildah-50run; do
+  for n in kiln-50run before-50run bwrap-50 buildah-50run; do
     [ "$(med $n)" != 0 ] || continue
     printf '%-14s per step: wall %6.1f ms  CPU %5.1f ms\n' "$n" \
       "$(awk -v s="$(med $n)" 'BEGIN {print s * 1000 / 50}')" \
@@ -166,6 +172,8 @@ if [[ $PARTS == *3* ]]; then
   printf '%-14s per step: wall %6.1f ms  CPU %5.1f ms  (kiln-50run less kiln-0run)\n' "kiln RUN" \
     "$(awk -v s="$net_w" 'BEGIN {print s * 1000 / 50}')" "$(awk -v s="$net_c" 'BEGIN {print s * 1000 / 50}')"
   echo "kiln RUN steps / bare bwrap: wall $(ratio "$net_w" "$(med bwrap-50)"), CPU $(ratio "$net_c" "$(cpu_med bwrap-50)")  (target <= 1.2)"
+  [ "$(med before-50run)" = 0 ] ||
+    echo "before ($KILN_BEFORE) / bare bwrap: wall $(ratio "$(med before-50run)" "$(med bwrap-50)"), CPU $(ratio "$(cpu_med before-50run)" "$(cpu_med bwrap-50)"); kiln / before: wall $(ratio "$(med kiln-50run)" "$(med before-50run)"), CPU $(ratio "$(cpu_med kiln-50run)" "$(cpu_med before-50run)")"
   [ "$(med buildah-50run)" = 0 ] ||
     echo "kiln / buildah --layers: wall $(ratio "$(med kiln-50run)" "$(med buildah-50run)"), CPU $(ratio "$(cpu_med kiln-50run)" "$(cpu_med buildah-50run)")"
   if [ -d "$W/broot" ]; then bah rmi -a -f >/dev/null 2>&1 || true; umount -R "$W/broot/overlay" 2>/dev/null || true; fi

@@ -10,6 +10,7 @@
 #include "engine/remote_cache.h"
 #include "engine/remote_layers.h"
 #include "engine/remote_mounts.h"
+#include "engine/run_trash.h"
 #include "engine/snapshot.h"
 #include "engine/solve.h"
 #include "sandbox/netns.h"
@@ -179,6 +180,7 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->cond, NULL);
     e->netns = kiln_netns_pool_new();
+    e->trash = kiln_run_trash_new();
     e->res = res;
     if (kiln_build_netpolicy(req, KILN_BUILD_FETCH_URL, &e->fetch_policy, err) < 0 ||
         kiln_build_netpolicy(req, KILN_BUILD_FETCH_REGISTRY, &e->registry_policy, err) < 0)
@@ -289,6 +291,8 @@ out:
     if (kiln_cache_finish(e, ret == 0 ? err : NULL) < 0)
         ret = -1;
     kiln_store_defer_sync(store, 0);
+    kiln_run_trash_free(e->trash); /* its entries are inside e->work */
+    e->trash = NULL;
     if (e->work)
         kiln_fs_rm_rf(e->work, NULL);
     free(e->work);

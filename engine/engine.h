@@ -124,6 +124,8 @@ typedef struct engine {
     struct base_pulls *base_pulls; /* FROM layers still downloading (engine/remote_base) */
     strv_t astore_noted;           /* chains of additional stores logged (engine/base_store) */
     struct kiln_netns_pool *netns; /* the --network none steps' namespaces (sandbox/netns) */
+    struct kiln_run_trash *trash;  /* spent overlay work dirs being removed (engine/run_trash) */
+    unsigned trash_seq;            /* names them in work (atomic) */
 } engine_t;
 
 typedef struct used_args {

@@ -10,6 +10,7 @@
 #include "engine/flatten.h"
 #include "engine/mounts.h"
 #include "engine/remote_mounts.h"
+#include "engine/run_trash.h"
 #include "engine/snapshot.h"
 #include "engine/step_copy.h"
 #include "engine/user.h"
@@ -117,17 +118,24 @@ static int only_overlay_xattrs(const char *path)
  * overlay's "volatile" marker (work/incompat/volatile/dirty) is gone: a mount refuses a work
  * dir that has it, and makes it again; the upper dir when the step left it as it was made:
  * empty, kiln's, 0755, no extended attribute but overlay's own. */
-static void keep_dirs(stage_t *st, char **upper, char **work)
+static void keep_dirs(engine_t *e, stage_t *st, char **upper, char **work)
 {
-    _cleanup_free_ char *dirty = kiln_xasprintf("%s/work/incompat/volatile/dirty", *work);
+    _cleanup_free_ char *spent = kiln_xasprintf("%s/work", *work);
+    _cleanup_free_ char *trash = kiln_xasprintf(
+        "%s/trash-%u", e->work, __atomic_fetch_add(&e->trash_seq, 1, __ATOMIC_RELAXED));
+    _cleanup_free_ char *dirty = kiln_xasprintf("%s/incompat/volatile/dirty", spent);
     char *volatile_dir = kiln_xstrndup(dirty, strlen(dirty) - strlen("/dirty"));
     struct stat sb;
     DIR *d;
     struct dirent *de;
     int empty = 1;
 
-    if ((unlink(dirty) == 0 || errno == ENOENT) &&
-        (rmdir(volatile_dir) == 0 || errno == ENOENT || kiln_fs_rm_rf(volatile_dir, NULL) == 0) &&
+    /* the spent work/work (and the marker in it) goes whole to engine/run_trash: the next
+     * mount makes a new one without removing the old (each directory removed is a discard
+     * on such disks); where it cannot be moved, the marker is removed here */
+    if ((kiln_run_trash_move(e->trash, spent, trash) == 0 ||
+         ((unlink(dirty) == 0 || errno == ENOENT) && (rmdir(volatile_dir) == 0 || errno == ENOENT ||
+                                                      kiln_fs_rm_rf(volatile_dir, NULL) == 0))) &&
         st->spare_work == NULL)
         st->spare_work = steal_pointer(work);
     free(volatile_dir);
@@ -507,7 +515,7 @@ int kiln_step_run(engine_t *e, stage_t *st, const kiln_df_node_t *n, kiln_error_
     res.reap = NULL;
     if (access(upper, F_OK) != 0) /* renamed: the layer's lower dir now */
         upper = (free(upper), NULL);
-    keep_dirs(st, &upper, &work);
+    keep_dirs(e, st, &upper, &work);
     ret = 0;
 out:
     kiln_sandbox_reap(res.reap);
