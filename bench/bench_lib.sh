@@ -123,6 +123,17 @@ timed() { # name cmd
 bench_metric() { # name key value
   echo "$1 $2 $3" >>"$T/metrics"
 }
+# A command dropping DIR's files from the page cache (posix_fadvise DONTNEED on each; never a
+# global drop_caches that would disturb the machine's other users): a rounds() prepare step for
+# runs that read from the disk ("cold").
+evict_cmd() { # dir
+  printf '%s' "python3 -c 'import os, sys
+for r, _, fs in os.walk(sys.argv[1]):
+    for f in fs:
+        try: fd = os.open(os.path.join(r, f), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError: continue
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)' \"$1\""
+}
 # Rounds of (name, prepare, command) triples run in turn, RUNS rounds, so a busy shared
 # machine weighs on all alike. PEER_RUNS (default RUNS) bounds the rounds of names starting
 # with "buildah-" (one of its big builds can take minutes).

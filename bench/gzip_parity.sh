@@ -9,6 +9,10 @@
 # RUNS rounds (default 5), the commands interleaved round by round; medians with min/max
 # and peak RSS; then one line per kiln level: size / buildah's (goal <= 1.02x) and
 # `tar | gzip -6` time / kiln's (goal >= 6x).
+#   KILN_BASE=BIN  also times BIN (e.g. kiln built from an earlier commit) at its default,
+#                  side by side: a "kiln-base" case and a base / kiln line
+#   COLD=1         each command reads the tree from the disk: its files are dropped from the
+#                  page cache (posix_fadvise DONTNEED, untimed) before every run; default: warm
 #
 #   bash bench/gzip_parity.sh [TREE_DIR]        (KILN_BIN=... to measure another binary)
 set -euo pipefail
@@ -41,32 +45,40 @@ echo "tree: $files files, $bytes bytes"
 c=$(bah from scratch)
 bah copy "$c" "$TREE" / >/dev/null
 # the size of the one layer blob kiln's import reports on stderr
-kiln_cmd() { # size-file [flags]
-  echo "rm -rf $T/st; \"$KILN\" import \"$TREE\" -t b/l:1 --root $T/st ${2:-} 2>&1 >/dev/null |
+kiln_cmd() { # size-file [flags] [binary]
+  echo "rm -rf $T/st; \"${3:-$KILN}\" import \"$TREE\" -t b/l:1 --root $T/st ${2:-} 2>&1 >/dev/null |
     sed -n 's/.*layer sha256:[0-9a-f]*, \([0-9]*\) bytes.*/\1/p' >$T/s.$1"
 }
+prep=""
+[ "${COLD:-0}" != 1 ] || { prep=$(evict_cmd "$TREE"); echo "cold: the tree's pages dropped before each run"; }
 args=(
-  gzip6 "" "tar -C \"$TREE\" -cf - . | gzip -6 | wc -c >$T/s.gzip6"
+  gzip6 "$prep" "tar -C \"$TREE\" -cf - . | gzip -6 | wc -c >$T/s.gzip6"
   buildah-commit "" "rm -rf $T/boci; $(BAH_CMD) commit -q --disable-compression=false --format oci $c \
     oci:$T/boci:x >/dev/null && find $T/boci/blobs -type f -printf '%s\n' | sort -n | tail -1 >$T/s.buildah-commit"
-  kiln-default "" "$(kiln_cmd kiln-default)"
+  kiln-default "$prep" "$(kiln_cmd kiln-default)"
 )
+[ -z "${KILN_BASE:-}" ] || args+=(kiln-base "$prep" "$(kiln_cmd kiln-base "" "$(realpath "$KILN_BASE")")")
 for l in $LEVELS; do
-  args+=("kiln-$l" "" "$(kiln_cmd "kiln-$l" "--compression gzip --compression-level $l")")
+  args+=("kiln-$l" "$prep" "$(kiln_cmd "kiln-$l" "--compression gzip --compression-level $l")")
 done
 rounds "${args[@]}"
 
 stats_table
 echo
 printf '%-22s %12s\n' output bytes
-for n in gzip6 buildah-commit kiln-default $(for l in $LEVELS; do echo "kiln-$l"; done); do
+bases=${KILN_BASE:+kiln-base}
+for n in gzip6 buildah-commit kiln-default $bases $(for l in $LEVELS; do echo "kiln-$l"; done); do
   printf '%-22s %12s\n' "$n" "$(cat "$T/s.$n")"
 done
 echo
 s_b=$(cat "$T/s.buildah-commit")
-for n in kiln-default $(for l in $LEVELS; do echo "kiln-$l"; done); do
+for n in kiln-default $bases $(for l in $LEVELS; do echo "kiln-$l"; done); do
   printf '%-14s size %s / buildah %.3fx (goal <= 1.02x)  speed tar|gzip -6 / kiln: wall %s (goal >= 6x), CPU %s\n' \
     "$n" "$(cat "$T/s.$n")" "$(echo "$(cat "$T/s.$n") / $s_b" | bc -l)" "$(ratio "$(med gzip6)" "$(med "$n")")" \
     "$(ratio "$(cpu_med gzip6)" "$(cpu_med "$n")")"
 done
+[ -z "${KILN_BASE:-}" ] ||
+  printf 'kiln-base / kiln-default: wall %s, CPU %s (%s against %s)\n' \
+    "$(ratio "$(med kiln-base)" "$(med kiln-default)")" \
+    "$(ratio "$(cpu_med kiln-base)" "$(cpu_med kiln-default)")" "$KILN_BASE" "$KILN"
 bench_footer

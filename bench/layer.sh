@@ -11,6 +11,8 @@
 # case for wall and CPU time, and the output sizes.
 #
 #   bash bench/layer.sh [SOURCE_DIR]        (KILN_BIN=... to measure another binary)
+# KILN_BASE=BIN also times BIN's gzip layer (e.g. kiln built from an earlier commit) side by
+# side: a "kiln-base-gzip" case and a base / kiln line.
 # Bytes against buildah (goal <= 1.02x) are gzip_parity.sh's part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,11 +28,13 @@ tar -C "$SRC" -cf - . | cat >/dev/null
 bench_header
 echo "tree: $SRC, $files files, $bytes bytes"
 # a fresh store each run (the blob is really written); its size from kiln's report
-kiln_cmd() { # compression
-  echo "rm -rf $T/st; \"$KILN\" import \"$SRC\" -t b/l:1 --root $T/st --compression $1 2>&1 >/dev/null |
-    sed -n 's/.*layer sha256:[0-9a-f]*, \([0-9]*\) bytes.*/\1/p' >$T/s.kiln-$1"
+kiln_cmd() { # compression [binary] [case]
+  echo "rm -rf $T/st; \"${2:-$KILN}\" import \"$SRC\" -t b/l:1 --root $T/st --compression $1 2>&1 >/dev/null |
+    sed -n 's/.*layer sha256:[0-9a-f]*, \([0-9]*\) bytes.*/\1/p' >$T/s.${3:-kiln-$1}"
 }
-rounds \
+base=()
+[ -z "${KILN_BASE:-}" ] || base=(kiln-base-gzip "" "$(kiln_cmd gzip "$(realpath "$KILN_BASE")" kiln-base-gzip)")
+rounds "${base[@]}" \
   gzip6 "" "tar -C \"$SRC\" -cf - . | gzip -6 | tee >(wc -c >$T/s.gzip6) | sha256sum >/dev/null" \
   kiln-gzip "" "$(kiln_cmd gzip)" \
   zstd3 "" "tar -C \"$SRC\" -cf - . | tee >(sha256sum >/dev/null) | zstd -3 -T0 -q |
@@ -40,7 +44,7 @@ rounds \
 stats_table
 echo
 printf '%-12s %12s\n' output bytes
-for n in gzip6 kiln-gzip zstd3 kiln-zstd; do printf '%-12s %12s\n' "$n" "$(cat "$T/s.$n")"; done
+for n in gzip6 kiln-gzip ${KILN_BASE:+kiln-base-gzip} zstd3 kiln-zstd; do printf '%-12s %12s\n' "$n" "$(cat "$T/s.$n")"; done
 echo
 speed() { # case peer kiln goal
   printf '%-6s wall %s/%s %5s  CPU %5s  size kiln/peer %s  (%s)\n' "$1" "$2" "$3" \
@@ -49,4 +53,8 @@ speed() { # case peer kiln goal
 }
 speed gzip gzip6 kiln-gzip "peer/kiln: goal >= 6x"
 speed zstd zstd3 kiln-zstd "peer/kiln: goal >= 0.9x"
+[ -z "${KILN_BASE:-}" ] ||
+  printf 'kiln-base-gzip / kiln-gzip: wall %s, CPU %s (%s against %s)\n' \
+    "$(ratio "$(med kiln-base-gzip)" "$(med kiln-gzip)")" \
+    "$(ratio "$(cpu_med kiln-base-gzip)" "$(cpu_med kiln-gzip)")" "$KILN_BASE" "$KILN"
 bench_footer
