@@ -2,6 +2,11 @@
 # Registry benchmark: an image of 4 layers (1 GiB by default) pushed to and pulled from a
 # local docker-registry by kiln and by skopeo (+ umoci for unpacking), and kiln's pull +
 # unpack against the floor: `tar -xf` of the same files from plain tars on the same disk.
+# The floor of the download itself is measured too: curl of the same blobs from the same
+# registry to /dev/null, and curl | gzip -dc | tar -x of each; the registry's own CPU seconds
+# during each registry case are reported as the figure reg_cpu (it shares the machine's CPUs).
+# kiln-unpack is `kiln pull -o type=local` (layers streamed only, never stored),
+# kiln-unpack-store the same with store=true (blobs written to the store and read back).
 # RUNS rounds (default 5), the commands interleaved; medians, min/max, peak RSS and CPU
 # seconds (bench_lib.sh), one ratio line per case. The registry's own speed bounds the pulls.
 # Then the same pull + unpack of a real base image (kiln's node-build: ~46,000 files, what a
@@ -11,6 +16,8 @@
 #   BENCH_LAYER_MIB  size of each of the 4 layers (default 256)
 #   BENCH_BASE       an OCI layout of a real image (default /var/cache/kiln/images/node-build,
 #                    skipped when absent or set to "none")
+#   KILN_BASELINE    another kiln binary (e.g. an older commit's): its pull + unpack runs in
+#                    the same rounds as "old-unpack" / "old-unpack-base", with a ratio line
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/bench_lib.sh # the README's binary (build/src/kiln, built if absent), timing helpers
@@ -97,6 +104,24 @@ T=$W # bench_lib keeps its times under $T
 : >"$T/times"
 REG="--insecure-registry 127.0.0.1:$PK"
 IMG=127.0.0.1:$PK/bench/img:1
+# The registry's CPU seconds while CMD runs, as the round's figure reg_cpu (METRIC line).
+reg_cpu() { # cmd -> a command string
+  local pid
+  pid=$(cat "$W/reg-kiln/pid")
+  echo "c0=\$(awk '{print \$14 + \$15}' /proc/$pid/stat); $1; rc=\$?;" \
+    "awk -v a=\$c0 -v t=$(getconf CLK_TCK) '{printf \"METRIC reg_cpu=%.2f\\n\", (\$14 + \$15 - a) / t}' /proc/$pid/stat; exit \$rc"
+}
+# The layer blobs of the image in $CACHE, as URLs on the kiln registry.
+URLS=$(python3 - "$CACHE" "$PK" <<'PY'
+import json, os, sys
+d, port = sys.argv[1], sys.argv[2]
+idx = json.load(open(os.path.join(d, "index.json")))
+m = json.load(open(os.path.join(d, "blobs", *idx["manifests"][0]["digest"].split(":"))))
+print(" ".join("http://127.0.0.1:%s/v2/bench/img/blobs/%s" % (port, l["digest"]) for l in m["layers"]))
+PY
+)
+CURL_NULL="curl -sf $(for u in $URLS; do printf -- '-o /dev/null %s ' "$u"; done)"
+CURL_TAR="for u in $URLS; do curl -sf \$u | gzip -dc | tar -x -C $W/curl-floor || exit 1; done"
 rounds \
   skopeo-push "" "$SK copy -q --dest-tls-verify=false oci:$CACHE:bench docker://127.0.0.1:$PS/bench/img:2" \
   kiln-push "" "$KILN push --progress=none $REG oci:$CACHE:bench 127.0.0.1:$PK/bench/img:2" \
@@ -104,7 +129,11 @@ rounds \
   kiln-pull "rm -rf $W/store1 $W/kiln-oci" "$KILN pull --progress=none --root $W/store1 $REG -o type=oci,dest=$W/kiln-oci:bench $IMG" \
   tar-xf "rm -rf $W/floor; mkdir $W/floor" "for f in $W/plain/*.tar; do tar -xf \$f -C $W/floor || exit 1; done" \
   skopeo-umoci "rm -rf $W/peer-oci $W/peer-bundle" "$SK copy -q --src-tls-verify=false docker://$IMG oci:$W/peer-oci:bench && umoci unpack --rootless --image $W/peer-oci:bench $W/peer-bundle >/dev/null" \
-  kiln-unpack "rm -rf $W/store2 $W/kiln-rootfs" "$KILN pull --progress=none --root $W/store2 $REG -o type=local,dest=$W/kiln-rootfs $IMG"
+  kiln-unpack "rm -rf $W/store2 $W/kiln-rootfs" "$(reg_cpu "$KILN pull --progress=none --root $W/store2 $REG -o type=local,dest=$W/kiln-rootfs $IMG")" \
+  kiln-unpack-store "rm -rf $W/store4 $W/kiln-rootfs4" "$(reg_cpu "$KILN pull --progress=none --root $W/store4 $REG -o type=local,dest=$W/kiln-rootfs4,store=true $IMG")" \
+  curl-null "" "$(reg_cpu "$CURL_NULL")" \
+  curl-gunzip-tar "rm -rf $W/curl-floor; mkdir $W/curl-floor" "$(reg_cpu "$CURL_TAR")" \
+  ${KILN_BASELINE:+old-unpack "rm -rf $W/store5 $W/old-rootfs" "$KILN_BASELINE pull --progress=none --root $W/store5 $REG -o type=local,dest=$W/old-rootfs $IMG"}
 BASE=${BENCH_BASE:-/var/cache/kiln/images/node-build}
 if [ "$BASE" != none ] && [ -f "$BASE/index.json" ]; then
   "$KILN" push --progress=none $REG "oci:$BASE" "127.0.0.1:$PK/bench/base:1" >/dev/null
@@ -112,13 +141,14 @@ if [ "$BASE" != none ] && [ -f "$BASE/index.json" ]; then
   # tar's own warnings (PAX keywords it does not know) are not failures
   rounds \
     tar-xf-base "rm -rf $W/floor-base; mkdir $W/floor-base" "for f in $W/plain-base/*.tar; do tar -xf \$f -C $W/floor-base 2>/dev/null || exit 1; done" \
-    kiln-unpack-base "rm -rf $W/store3 $W/kiln-base" "$KILN pull --progress=none --root $W/store3 $REG -o type=local,dest=$W/kiln-base 127.0.0.1:$PK/bench/base:1"
+    kiln-unpack-base "rm -rf $W/store3 $W/kiln-base" "$(reg_cpu "$KILN pull --progress=none --root $W/store3 $REG -o type=local,dest=$W/kiln-base 127.0.0.1:$PK/bench/base:1")" \
+    ${KILN_BASELINE:+old-unpack-base "rm -rf $W/store6 $W/old-base" "$KILN_BASELINE pull --progress=none --root $W/store6 $REG -o type=local,dest=$W/old-base 127.0.0.1:$PK/bench/base:1"}
   # tar writes whiteouts (.wh.NAME) as files where kiln applies them (removing NAME)
   a=$(cd "$W/floor-base" && find . ! -name '.wh.*' | wc -l); b=$(cd "$W/kiln-base" && find . | wc -l)
   [ "$b" -le "$a" ] && [ $((b * 100)) -ge $((a * 95)) ] ||
     { echo "kiln unpacked $b entries of the base image, tar $a (whiteouts aside)"; exit 1; }
   echo "$b" >"$T/base-entries"
-  rm -rf "$W/plain-base" "$W/floor-base" "$W/kiln-base" "$W/store3"
+  rm -rf "$W/plain-base" "$W/floor-base" "$W/kiln-base" "$W/store3" "$W/old-base" "$W/store6"
 fi
 want=$((4 * (MIB / 16)))
 got=$(find "$W/kiln-rootfs" -type f | wc -l)
@@ -128,12 +158,25 @@ bench_header
 echo "image: 4 layers of $MIB MiB (half random, half text, gzip -1), docker-registry on loopback, $W on $(df --output=fstype "$W" | tail -1)"
 stats_table
 echo
+metric_table
+echo
 ratio_line push kiln-push skopeo-push "(target <= 1.0)"
 ratio_line pull kiln-pull skopeo-pull "(target <= 1.0)"
 ratio_line pull+unpack kiln-unpack skopeo-umoci "(target <= 0.4)"
 ratio_line unpack-floor kiln-unpack tar-xf "(target <= 1.1: plain tar -xf of the same files)"
+ratio_line unpack-store kiln-unpack-store tar-xf "(store=true: blobs kept)"
+ratio_line curl-floor curl-null tar-xf "(the download alone: curl of the blobs to /dev/null)"
+ratio_line curl-pipe kiln-unpack curl-gunzip-tar "(curl | gzip -dc | tar -x of each blob)"
+printf '%-22s kiln-unpack %s s  tar-xf %s s  curl-null %s s  ratio %s  (kiln-unpack CPU / tar-xf CPU)\n' cpu \
+  "$(cpu_med kiln-unpack)" "$(cpu_med tar-xf)" "$(cpu_med curl-null)" "$(ratio "$(cpu_med kiln-unpack)" "$(cpu_med tar-xf)")"
+[ -z "${KILN_BASELINE:-}" ] || ratio_line unpack-vs-old kiln-unpack old-unpack "($KILN_BASELINE; CPU $(cpu_med kiln-unpack) vs $(cpu_med old-unpack) s)"
+printf '%-22s registry CPU during kiln-unpack %s s, curl-null %s s (on the same %s CPUs)\n' reg-cpu \
+  "$(metric_med kiln-unpack reg_cpu)" "$(metric_med curl-null reg_cpu)" "$(nproc)"
 if grep -q '^kiln-unpack-base ' "$T/times"; then
   echo "base image: $BASE ($(du -sh "$BASE" | cut -f1) of layers, $(cat "$T/base-entries" 2>/dev/null) entries)"
   ratio_line base-unpack kiln-unpack-base tar-xf-base "(target <= 1.1: plain tar -xf of its layers)"
+  printf '%-22s kiln-unpack-base %s s  tar-xf-base %s s  ratio %s  (CPU)\n' base-cpu "$(cpu_med kiln-unpack-base)" \
+    "$(cpu_med tar-xf-base)" "$(ratio "$(cpu_med kiln-unpack-base)" "$(cpu_med tar-xf-base)")"
+  [ -z "${KILN_BASELINE:-}" ] || ratio_line base-vs-old kiln-unpack-base old-unpack-base "($KILN_BASELINE)"
 fi
 bench_footer
