@@ -60,7 +60,7 @@ static int empty_dir(int fd, const char *path, kiln_error_t *err)
  * missing, or a non-directory the layer's own directory entry replaced before anything of the
  * layer went below it); 1 when a component the layer only implied is a link or a
  * non-directory in the tree (applied in place the layer's entries go through that link, or
- * fail: the layer is applied in place); -1 with err. */
+ * fail) or is missing under a setgid directory: the layer is applied in place; -1 with err. */
 static int walk_tree(const struct merge *m, const char *path, int *out, kiln_error_t *err)
 {
     _cleanup_close_ int fd = fcntl(m->rootfd, F_DUPFD_CLOEXEC, 3);
@@ -71,9 +71,14 @@ static int walk_tree(const struct merge *m, const char *path, int *out, kiln_err
         end = c + strcspn(c, "/");
         char keep = *end;
         *end = '\0';
-        struct stat st;
-        if (fstatat(fd, c, &st, AT_SYMLINK_NOFOLLOW) < 0)
-            return errno == ENOENT ? 2 : kiln_error_set(err, errno, "'%.512s': stat", q);
+        struct stat st, pst;
+        if (fstatat(fd, c, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno != ENOENT)
+                return kiln_error_set(err, errno, "'%.512s': stat", q);
+            /* a directory made only to hold entries under a setgid one takes its group and
+             * setgid bit in place (one with an entry of its own gets that entry's mode) */
+            return implicit(m, q) && fstat(fd, &pst) == 0 && (pst.st_mode & S_ISGID) ? 1 : 2;
+        }
         if (!S_ISDIR(st.st_mode))
             return implicit(m, q) ? 1 : 2;
         int next = openat(fd, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

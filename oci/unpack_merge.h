@@ -15,8 +15,9 @@
  * comes after entries of the same layer under it or is reached through a link of the same
  * layer; kiln_unpack_merge returns 1 when a directory the layer only implied (or holding one
  * of its removals) is a symlink or a non-directory in the tree below (applied in place its
- * entries would go through that link). Implicit directories are recorded where they are
- * (through the layer's own links), so entries under a link of the same layer land where in
+ * entries would go through that link), or is missing there under a setgid directory (in place
+ * it would take that directory's group and setgid bit). Implicit directories are recorded where
+ * they are (through the layer's own links), so entries under a link of the same layer land where in
  * place they would.
  *
  * Safety: the merge never follows a symlink: every path of the tree is walked component by

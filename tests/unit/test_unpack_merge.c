@@ -41,6 +41,9 @@ static int teardown(void **state)
     return 0;
 }
 
+/* Directories of the lower layer made setgid before the upper one is applied (NULL-ended). */
+static const char *const *setgid_dirs;
+
 /* How the upper layer got onto the lower one. */
 enum how { MERGED, AT_UNPACK, AT_MERGE };
 
@@ -75,8 +78,15 @@ static char *check_merge(const char *name, const struct tentry *lower, size_t nl
         assert_int_equal(mkdir(lay, 0755), 0);
         make_tar(lt, lower, nl);
         make_tar(ut, upper, nu);
-        if (unpack_tar(lt, seq, NULL, &err) < 0 || unpack_tar(ut, seq, NULL, &err) < 0 ||
-            unpack_tar(lt, par, NULL, &err) < 0)
+        if (unpack_tar(lt, seq, NULL, &err) < 0 || unpack_tar(lt, par, NULL, &err) < 0)
+            fail_msg("%s: in place: %s", name, err.msg);
+        for (const char *const *s = setgid_dirs; s != NULL && *s != NULL; s++) {
+            _cleanup_free_ char *a = kiln_xasprintf("%s/%s", seq, *s);
+            _cleanup_free_ char *b = kiln_xasprintf("%s/%s", par, *s);
+            assert_int_equal(chmod(a, 02755), 0);
+            assert_int_equal(chmod(b, 02755), 0);
+        }
+        if (unpack_tar(ut, seq, NULL, &err) < 0)
             fail_msg("%s: in place: %s", name, err.msg);
         kiln_unpack_opts_t uo;
         kiln_unpack_opts_init(&uo);
@@ -303,6 +313,22 @@ static void test_merge_whiteout_under_own_dir(void **state)
     assert_non_null(strstr(t, "\netc/bar "));
 }
 
+/* A directory the layer only implies, under a lower setgid directory: in place it takes the
+ * setgid bit (applied so); one with an entry of its own gets that entry's mode (merged). */
+static void test_merge_setgid_parent(void **state)
+{
+    const struct tentry lower[] = {DIR_("s"), REG("s/old", "o")};
+    const struct tentry imp[] = {REG("s/new/f", "f")};
+    static const char *const sg[] = {"s", NULL};
+    setgid_dirs = sg;
+    _cleanup_free_ char *a = check_merge("setgid-implied", lower, N(lower), imp, N(imp), AT_MERGE);
+    assert_non_null(strstr(a, "\ns/new 42755 "));
+    const struct tentry own[] = {DIR_("s/new"), REG("s/new/f", "f")};
+    _cleanup_free_ char *b = check_merge("setgid-own", lower, N(lower), own, N(own), MERGED);
+    assert_non_null(strstr(b, "\ns/new 40644 "));
+    setgid_dirs = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -314,6 +340,7 @@ int main(void)
         cmocka_unit_test(test_merge_opaque),
         cmocka_unit_test(test_merge_replace_own),
         cmocka_unit_test(test_merge_whiteout_under_own_dir),
+        cmocka_unit_test(test_merge_setgid_parent),
     };
     return cmocka_run_group_tests_name("unpack_merge", tests, setup, teardown);
 }
