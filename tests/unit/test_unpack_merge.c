@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -329,6 +331,43 @@ static void test_merge_setgid_parent(void **state)
     setgid_dirs = NULL;
 }
 
+/* The overlay form (a build's lower dirs) hides the same way: a whiteout after the layer's own
+ * file leaves it, one of the layer's own directory makes it opaque (the lower layers' entries
+ * hidden, its own kept), one of anything else is a 0:0 device. */
+static void test_overlay_form_same_layer(void **state)
+{
+    const struct tentry layer[] = {REG("foo", "mine"), WH(".wh.foo"), DIR_("d"),
+                                   REG("d/x", "x"),    WH(".wh.d"),   REG("e/y", "y"),
+                                   WH(".wh.e"),        WH(".wh.bar")};
+    _cleanup_free_ char *dir = kiln_xasprintf("%s/overlay", tmpdir);
+    _cleanup_free_ char *tar = kiln_xasprintf("%s/overlay.tar", tmpdir);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    make_tar(tar, layer, N(layer));
+    kiln_unpack_opts_t uo;
+    kiln_unpack_opts_init(&uo);
+    uo.overlay_form = 1;
+    kiln_error_t err = {0};
+    if (unpack_tar(tar, dir, &uo, &err) < 0)
+        fail_msg("unpack: %s", err.msg);
+    char v[4];
+    struct stat st;
+    const char *opaque[] = {"d", "e"};
+    for (size_t i = 0; i < N(opaque); i++) {
+        _cleanup_free_ char *p = kiln_xasprintf("%s/%s", dir, opaque[i]);
+        assert_int_equal(getxattr(p, "trusted.overlay.opaque", v, sizeof(v)), 1);
+    }
+    _cleanup_free_ char *foo = kiln_xasprintf("%s/foo", dir);
+    _cleanup_free_ char *x = kiln_xasprintf("%s/d/x", dir);
+    _cleanup_free_ char *y = kiln_xasprintf("%s/e/y", dir);
+    _cleanup_free_ char *bar = kiln_xasprintf("%s/bar", dir);
+    assert_int_equal(lstat(foo, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(access(x, F_OK), 0);
+    assert_int_equal(access(y, F_OK), 0);
+    assert_int_equal(lstat(bar, &st), 0);
+    assert_true(S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -341,6 +380,7 @@ int main(void)
         cmocka_unit_test(test_merge_replace_own),
         cmocka_unit_test(test_merge_whiteout_under_own_dir),
         cmocka_unit_test(test_merge_setgid_parent),
+        cmocka_unit_test(test_overlay_form_same_layer),
     };
     return cmocka_run_group_tests_name("unpack_merge", tests, setup, teardown);
 }
