@@ -38,6 +38,17 @@ struct walk {
     struct rq *q; /* NULL: plain */
 };
 
+/* "a/b", malloc'ed: two per entry, so not through a printf. */
+static char *join2(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *r = kiln_xmalloc(la + lb + 2);
+    memcpy(r, a, la);
+    r[la] = '/';
+    memcpy(r + la + 1, b, lb + 1);
+    return r;
+}
+
 char *kiln_layer_join_prefix(const char *prefix, const char *path)
 {
     while (*path == '/')
@@ -46,7 +57,7 @@ char *kiln_layer_join_prefix(const char *prefix, const char *path)
         return kiln_xstrdup(path);
     if (path[0] == '\0')
         return kiln_xstrdup(prefix);
-    return kiln_xasprintf("%s/%s", prefix, path);
+    return join2(prefix, path);
 }
 
 void kiln_layer_item_release(kiln_layer_item_t *it)
@@ -190,8 +201,7 @@ static int visit_children(struct walk *wk, int fd, const char *name, const char 
     if (list_dir(fd, lpath[0] ? lpath : name, &names, &count, err) < 0)
         return -1;
     for (size_t i = 0; i < count; i++) {
-        _cleanup_free_ char *crel =
-            rel[0] ? kiln_xasprintf("%s/%s", rel, names[i] + 1) : kiln_xstrdup(names[i] + 1);
+        _cleanup_free_ char *crel = rel[0] ? join2(rel, names[i] + 1) : kiln_xstrdup(names[i] + 1);
         if (visit(wk, fd, names[i] + 1, crel, depth + 1, 0, (unsigned char)names[i][0], err) < 0)
             return -1;
     }
