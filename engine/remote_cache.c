@@ -46,11 +46,34 @@ int kiln_remote_cache_registry(engine_t *e, kiln_error_t *err)
     return r;
 }
 
+/* Stores an imported cache entry without an fsync: it can be imported again, and a ref
+ * naming an entry a crash cut short is a miss (kiln_cache_lookup checks the digest). */
+static int put_entry(kiln_store_t *s, json_t *entry, kiln_descriptor_t *desc, kiln_error_t *err)
+{
+    _cleanup_free_ char *buf = NULL;
+    kiln_store_writer_t *w = NULL;
+    size_t len;
+    memset(desc, 0, sizeof(*desc));
+    if (kiln_image_serialize(entry, &buf, &len, &desc->digest, err) < 0 ||
+        kiln_store_writer_new(s, &desc->digest, (int64_t)len, &w, err) < 0)
+        return -1;
+    kiln_store_writer_no_sync(w);
+    if (kiln_store_writer_write(w, buf, len, err) < 0) {
+        kiln_store_writer_abort(w);
+        return -1;
+    }
+    if (kiln_store_writer_commit(w, NULL, NULL, err) < 0)
+        return -1;
+    snprintf(desc->media_type, sizeof(desc->media_type), "application/vnd.kiln.cache.v1+json");
+    desc->size = (int64_t)len;
+    return 0;
+}
+
 /* Merges the cache entries of map (key hex -> entry, from a remote cache) into the local
  * cache: an entry whose layer this namespace has not fetched or built is left out, a local
- * entry wins. *n counts those merged. The entries' blobs (and the import's lazy blob records)
- * are made durable in one sync, then the refs written without one: an imported entry lost in
- * a crash is imported again. */
+ * entry wins. *n counts those merged. The entries are written without an fsync (put_entry),
+ * the import's lazy blob records made durable in one sync, then the refs written without one:
+ * an imported entry lost in a crash is imported again (or its step runs again). */
 int kiln_remote_cache_merge(engine_t *e, json_t *map, size_t *n, kiln_error_t *err)
 {
     json_t *entry;
@@ -81,8 +104,7 @@ int kiln_remote_cache_merge(engine_t *e, json_t *map, size_t *n, kiln_error_t *e
             }
             has_layer = true;
         }
-        if (kiln_image_store_put(e->store, entry, "application/vnd.kiln.cache.v1+json", &desc,
-                                 err) < 0) {
+        if (put_entry(e->store, entry, &desc, err) < 0) {
             kiln_descriptor_clear(&ld);
             goto out;
         }
