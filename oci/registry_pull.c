@@ -110,11 +110,15 @@ static void dl_end_stream(want_blob_t *b, const kiln_error_t *err)
     b->bs = NULL;
 }
 
-/* A streamed-only blob's bytes into its stream (those a 200 repeats skipped): 0, or 1 when
- * the stream has no room (the transfer pauses and gets the same bytes again). */
-static int dl_push(dl_t *d, const char *buf, size_t len)
+/* A streamed-only blob's bytes into its stream (those a 200 repeats skipped): 0, 1 when
+ * the stream has no room (the transfer pauses and gets the same bytes again), -1 past the
+ * blob's size. */
+static int dl_push(dl_t *d, const char *buf, size_t len, kiln_error_t *err)
 {
     size_t k = d->skip < len ? (size_t)d->skip : len;
+    if (d->got + (len - k) > d->b->size) /* never more than its size reaches the unpacker */
+        return kiln_error_set(err, EFBIG, "blob %s: more than the expected %llu bytes", d->ds,
+                              (unsigned long long)d->b->size);
     if (len > k && !kiln_blob_stream_push(d->b->bs, buf + k, len - k, !d->multi)) {
         d->paused = 1;
         return 1;
@@ -139,8 +143,9 @@ static int dl_sink(void *ud, const void *buf, size_t len, long status, kiln_erro
         }
     }
     if (d->b->mem) {
-        if (dl_push(d, buf, len))
-            return 1;
+        int r = dl_push(d, buf, len, err);
+        if (r != 0)
+            return r;
     } else if (kiln_store_writer_write(d->w, buf, len, err) < 0) {
         return kiln_error_prefix(err, "blob %s", d->ds);
     } else {

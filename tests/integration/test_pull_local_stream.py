@@ -4,8 +4,9 @@ fault-injecting proxy in front of a real docker-registry. A layer larger than th
 download may run ahead by (the download pauses and resumes); a download cut halfway resumes
 with Range, and a registry answering that Range with the whole blob (200) has its repeated
 bytes skipped; a layer named twice in the manifest; store=true keeps the blobs and names the
-image. A blob answered with other bytes, and a layer whose tar is not the config's diff_id, fail
-naming the blob / the diff_id and leave nothing at the destination, beside it or in the store."""
+image. A blob answered with other bytes or with more bytes than its size, and a layer whose tar
+is not the config's diff_id, fail naming the blob / the diff_id and leave nothing at the
+destination, beside it or in the store."""
 import glob
 import gzip
 import hashlib
@@ -162,6 +163,15 @@ p, root, dest = pull()
 T.check("a blob answered with other bytes fails the pull naming it", p.returncode != 0 and
         "does not match its digest" in p.stderr and big_digest[7:] in p.stderr, p.stderr)
 T.check("other bytes: nothing at the destination, beside it or in the store",
+        left_behind(root, dest, big_digest) == [], left_behind(root, dest, big_digest))
+
+# --- more bytes than the blob's size: stopped at its size (the unpacker never sees more) ---
+rules({"method": "GET", "path": big_digest[7:],
+       "action": ("body", "application/octet-stream", big[0] + os.urandom(8 << 20)), "count": -1})
+p, root, dest = pull()
+T.check("a blob answered with more bytes than its size fails naming it", p.returncode != 0 and
+        "more than the expected" in p.stderr and big_digest[7:] in p.stderr, p.stderr)
+T.check("more bytes: nothing at the destination, beside it or in the store",
         left_behind(root, dest, big_digest) == [], left_behind(root, dest, big_digest))
 
 # --- a layer that is not the config's diff_id ---
