@@ -33,6 +33,9 @@ typedef struct kiln_unpack_record {
      * place would; sorted (strcmp) */
     char **implicit;
     size_t n_implicit;
+    /* its entries keep the creator's owner (no chown): in place, those made in a setgid
+     * directory would take its group */
+    int no_chown;
 } kiln_unpack_record_t;
 
 void kiln_unpack_record_free(kiln_unpack_record_t *rec);

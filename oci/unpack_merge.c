@@ -92,10 +92,55 @@ static int walk_tree(const struct merge *m, const char *path, int *out, kiln_err
     return 0;
 }
 
-/* Whether the layer can be merged as applied in place: 1 when one of its implicit directories
- * or the directory of a removal meets a link or a non-directory of the tree (walk_tree). */
-static int needs_in_place(const struct merge *m, kiln_error_t *err)
+/* Whether an entry of the layer's directory lfd would be moved into a setgid directory of the
+ * tree (bfd, or below it where both have a directory): 1, else 0; -1 with err. */
+static int setgid_receiver(int lfd, int bfd, const char *lpath, unsigned depth, kiln_error_t *err)
 {
+    struct stat bst;
+    if (depth > MAX_DEPTH)
+        return kiln_error_set(err, ELOOP, "'%.512s': more than %d levels", lpath, MAX_DEPTH);
+    if (fstat(bfd, &bst) < 0)
+        return kiln_error_set(err, errno, "'%.512s': stat", lpath);
+    int dfd = openat(lfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
+    if (d == NULL) {
+        if (dfd >= 0)
+            close(dfd);
+        return kiln_error_set(err, errno, "listing '%.512s'", lpath);
+    }
+    struct dirent *de;
+    int r = 0;
+    while (r == 0 && (de = readdir(d)) != NULL) {
+        struct stat ls, bs;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (bst.st_mode & S_ISGID)
+            r = 1;
+        else if (fstatat(lfd, de->d_name, &ls, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(ls.st_mode) &&
+                 fstatat(bfd, de->d_name, &bs, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(bs.st_mode)) {
+            _cleanup_close_ int lc =
+                openat(lfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            _cleanup_close_ int bc =
+                openat(bfd, de->d_name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            r = lc < 0 || bc < 0 ? kiln_error_set(err, errno, "'%.512s/%.256s'", lpath, de->d_name)
+                                 : setgid_receiver(lc, bc, lpath, depth + 1, err);
+        }
+    }
+    closedir(d);
+    return r;
+}
+
+/* Whether the layer can be merged as applied in place: 1 when one of its implicit directories
+ * or the directory of a removal meets a link or a non-directory of the tree (walk_tree), or
+ * when, not chowned, an entry would move into a setgid directory (in place it takes that
+ * directory's group). */
+static int needs_in_place(const struct merge *m, int lfd, kiln_error_t *err)
+{
+    if (m->rec->no_chown) {
+        int r = setgid_receiver(lfd, m->rootfd, "", 0, err);
+        if (r != 0)
+            return r;
+    }
     const kiln_unpack_record_t *rec = m->rec;
     for (size_t i = 0; i < rec->n_implicit + rec->n_opaques + rec->n_whiteouts; i++) {
         _cleanup_free_ char *dir = NULL;
@@ -265,7 +310,7 @@ int kiln_unpack_merge(const char *rootfs, const char *layerdir, const kiln_unpac
     if (lfd < 0)
         return kiln_error_set(err, errno, "opening the layer tree %s", layerdir);
     struct merge m = {.rootfd = rootfd, .rec = rec};
-    int r = needs_in_place(&m, err);
+    int r = needs_in_place(&m, lfd, err);
     if (r == 0 && (apply_removals(&m, err) < 0 || merge_dir(&m, lfd, rootfd, "", "", 0, err) < 0))
         r = -1;
     if (r < 0)

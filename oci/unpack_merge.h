@@ -16,9 +16,10 @@
  * layer; kiln_unpack_merge returns 1 when a directory the layer only implied (or holding one
  * of its removals) is a symlink or a non-directory in the tree below (applied in place its
  * entries would go through that link), or is missing there under a setgid directory (in place
- * it would take that directory's group and setgid bit). Implicit directories are recorded where
- * they are (through the layer's own links), so entries under a link of the same layer land where in
- * place they would.
+ * it would take that directory's group and setgid bit), or when the layer was not chowned
+ * (rec->no_chown) and an entry would move into a setgid directory (the group again). Implicit
+ * directories are recorded where they are (through the layer's own links), so entries under a link
+ * of the same layer land where in place they would.
  *
  * Safety: the merge never follows a symlink: every path of the tree is walked component by
  * component with O_NOFOLLOW under its parent's fd (whiteouts, opaque and implicit

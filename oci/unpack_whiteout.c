@@ -62,6 +62,7 @@ static int cmp_str(const void *a, const void *b)
 void kiln_unpack_record_end(struct unpack *u)
 {
     kiln_unpack_record_t *rec = u->opts->record;
+    rec->no_chown = !u->do_chown;
     qsort(rec->implicit, rec->n_implicit, sizeof(*rec->implicit), cmp_str);
 }
 

@@ -46,6 +46,9 @@ static int teardown(void **state)
 /* Directories of the lower layer made setgid before the upper one is applied (NULL-ended). */
 static const char *const *setgid_dirs;
 
+/* The upper layer applied without chown (as a pull by a user other than root). */
+static int no_chown;
+
 /* How the upper layer got onto the lower one. */
 enum how { MERGED, AT_UNPACK, AT_MERGE };
 
@@ -87,11 +90,14 @@ static char *check_merge(const char *name, const struct tentry *lower, size_t nl
             _cleanup_free_ char *b = kiln_xasprintf("%s/%s", par, *s);
             assert_int_equal(chmod(a, 02755), 0);
             assert_int_equal(chmod(b, 02755), 0);
+            assert_int_equal(chown(a, (uid_t)-1, 4242), 0);
+            assert_int_equal(chown(b, (uid_t)-1, 4242), 0);
         }
-        if (unpack_tar(ut, seq, NULL, &err) < 0)
-            fail_msg("%s: in place: %s", name, err.msg);
         kiln_unpack_opts_t uo;
         kiln_unpack_opts_init(&uo);
+        uo.chown = no_chown ? 0 : -1;
+        if (unpack_tar(ut, seq, &uo, &err) < 0)
+            fail_msg("%s: in place: %s", name, err.msg);
         kiln_unpack_record_t rec = {0};
         uo.record = &rec;
         enum how got = MERGED;
@@ -107,7 +113,8 @@ static char *check_merge(const char *name, const struct tentry *lower, size_t nl
             got = AT_MERGE;
         }
         kiln_unpack_record_free(&rec);
-        if (got != MERGED && unpack_tar(ut, par, NULL, &err) < 0)
+        uo.record = NULL;
+        if (got != MERGED && unpack_tar(ut, par, &uo, &err) < 0)
             fail_msg("%s: in place after the merge refused: %s", name, err.msg);
         _cleanup_free_ char *a = kiln_xstrdup(""), *b = kiln_xstrdup("");
         dump_tree(seq, "", &a);
@@ -316,7 +323,8 @@ static void test_merge_whiteout_under_own_dir(void **state)
 }
 
 /* A directory the layer only implies, under a lower setgid directory: in place it takes the
- * setgid bit (applied so); one with an entry of its own gets that entry's mode (merged). */
+ * setgid bit (applied so); one with an entry of its own gets that entry's mode (merged); not
+ * chowned, entries made in a setgid directory take its group (applied in place). */
 static void test_merge_setgid_parent(void **state)
 {
     const struct tentry lower[] = {DIR_("s"), REG("s/old", "o")};
@@ -328,6 +336,17 @@ static void test_merge_setgid_parent(void **state)
     const struct tentry own[] = {DIR_("s/new"), REG("s/new/f", "f")};
     _cleanup_free_ char *b = check_merge("setgid-own", lower, N(lower), own, N(own), MERGED);
     assert_non_null(strstr(b, "\ns/new 40644 "));
+    /* without chown (a pull by another user), what is made in it takes its group */
+    no_chown = 1;
+    _cleanup_free_ char *c = check_merge("setgid-nochown", lower, N(lower), own, N(own), AT_MERGE);
+    const char *files[] = {"seq/s/new", "par/s/new"};
+    for (size_t i = 0; i < N(files); i++) {
+        _cleanup_free_ char *p = kiln_xasprintf("%s/setgid-nochown-1/%s", tmpdir, files[i]);
+        struct stat st;
+        assert_int_equal(stat(p, &st), 0);
+        assert_int_equal(st.st_gid, 4242);
+    }
+    no_chown = 0;
     setgid_dirs = NULL;
 }
 
