@@ -16,6 +16,7 @@
 #define DIRENT_BUF_SIZE (32 * 1024)
 #define MAX_DEPTH 512
 #define SYMLINK_MAX 4096
+#define WALK_STACK (4 * 1024 * 1024)
 
 /* The queue between the walk thread and the writer: a ring of items. */
 struct rq {
@@ -222,6 +223,33 @@ static int open_entry(int dirfd, const char *name, const char *rel, int skip_sel
     return 0;
 }
 
+/* A symlink's target, malloc'ed; NULL with err. Not inlined: its buffer stays
+ * off the recursion's frames (512 levels deep at most). */
+static __attribute__((noinline)) char *read_target(int dirfd, const char *name, const char *lpath,
+                                                   kiln_error_t *err)
+{
+    char target[SYMLINK_MAX];
+    ssize_t n = readlinkat(dirfd, name, target, sizeof(target) - 1);
+    if (n < 0) {
+        kiln_error_set(err, errno, "reading symlink %s", lpath);
+        return NULL;
+    }
+    return kiln_xstrndup(target, (size_t)n);
+}
+
+/* Emits the end of directory fd (r: how its walk went; its error is kept).
+ * The writer may still read the directory's xattrs through fd: its DIR_END,
+ * after every entry of the directory, closes it. Not inlined: the error it
+ * may drop stays off the recursion's frames. */
+static __attribute__((noinline)) int emit_dir_end(struct walk *wk, int fd, int r, kiln_error_t *err)
+{
+    kiln_layer_item_t end = {.kind = KILN_LAYER_ITEM_DIR_END, .fd = fd};
+    kiln_error_t end_err = {0};
+    if (emit(wk, &end, r < 0 ? &end_err : err) < 0 && r == 0)
+        r = -1;
+    return r;
+}
+
 /* The recursive walk: dirfd/name as relative path rel ("" for the root of a
  * write_dir). dtype: name's d_type from its directory's listing (DT_UNKNOWN
  * when there is none). */
@@ -255,13 +283,8 @@ static int visit(struct walk *wk, int dirfd, const char *name, const char *rel, 
     }
     int is_dir = S_ISDIR(it.st.st_mode);
     if (!skip_self) {
-        if (S_ISLNK(it.st.st_mode)) {
-            char target[SYMLINK_MAX];
-            ssize_t n = readlinkat(dirfd, name, target, sizeof(target) - 1);
-            if (n < 0)
-                return kiln_error_set(err, errno, "reading symlink %s", lpath);
-            it.target = kiln_xstrndup(target, (size_t)n);
-        }
+        if (S_ISLNK(it.st.st_mode) && (it.target = read_target(dirfd, name, lpath, err)) == NULL)
+            return -1;
         /* A directory's fd is lent to its entry (xattrs) and kept for the listing. */
         it.fd = is_dir ? fd : steal_fd(&fd);
         it.lpath = steal_pointer(&lpath);
@@ -272,13 +295,7 @@ static int visit(struct walk *wk, int dirfd, const char *name, const char *rel, 
         lpath = kiln_layer_join_prefix(cfg->prefix, rel);
     }
     int r = visit_children(wk, fd, name, rel, lpath, depth, err);
-    /* The writer may still read the directory's xattrs through fd: its
-     * DIR_END, after every entry of the directory, closes it. */
-    kiln_layer_item_t end = {.kind = KILN_LAYER_ITEM_DIR_END, .fd = steal_fd(&fd)};
-    kiln_error_t end_err = {0};
-    if (emit(wk, &end, r < 0 ? &end_err : err) < 0 && r == 0)
-        r = -1;
-    return r;
+    return emit_dir_end(wk, steal_fd(&fd), r, err);
 }
 
 /* The walk thread: the whole walk into the queue; its error, if any, after
@@ -349,10 +366,16 @@ static int walk_readahead(const kiln_layer_walk_t *cfg, int dirfd, const char *n
                          .rel = rel,
                          .skip_self = skip_self};
     pthread_t th;
-    int r = pthread_create(&th, NULL, walk_main, &a);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    /* The recursion's frames are a few hundred bytes a level, 512 levels at most. */
+    pthread_attr_setstacksize(&attr, WALK_STACK);
+    int r = pthread_create(&th, &attr, walk_main, &a);
+    pthread_attr_destroy(&attr);
     if (r != 0) {
-        kiln_error_set(err, r, "layer writer: cannot start the walk thread");
-        r = -1;
+        /* No thread (a process at its limit): the same walk in this thread. */
+        a.wk.q = NULL;
+        r = visit(&a.wk, dirfd, name, rel, 0, skip_self, DT_UNKNOWN, err);
         goto out;
     }
     kiln_layer_item_t it;

@@ -4,7 +4,8 @@
  * byte cap, hardlinks, symlinks, empty files and directories, a fifo, xattrs,
  * deep nesting and overlay whiteouts; files that grow, shrink, vanish or
  * change type while the tree is walked give the same layer or the same error
- * either way; no fd is left open, and the fds held stay under the cap. */
+ * either way; the deepest tree taken (512 levels) and one level more alike;
+ * no fd is left open, and the fds held stay under the cap. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -223,7 +224,6 @@ static char *make_tree_n(const char *name, int nfiles, size_t big)
     return d;
 }
 
-
 static const char *make_tree(void)
 {
     if (shared == NULL)
@@ -420,6 +420,51 @@ static void test_overlay(void **state)
     assert_int_equal(ra.r, 0);
 }
 
+/* A chain of n nested directories under dir/name (each "d", a file and a
+ * link in the last). */
+static void make_chain(const char *dir, const char *name, int n)
+{
+    mkdirs(dir, name);
+    _cleanup_free_ char *top = path_of(dir, name);
+    int fd = open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(mkdirat(fd, "d", 0755), 0);
+        int nfd = openat(fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(nfd >= 0);
+        close(fd);
+        fd = nfd;
+    }
+    int f = openat(fd, "leaf", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    assert_true(f >= 0);
+    close(f);
+    assert_int_equal(symlinkat("../../..", fd, "up"), 0);
+    close(fd);
+}
+
+/* The deepest tree the walk takes (512 levels below the root) gives the same
+ * layer either way, one level more the same error: the recursion's frames fit
+ * the walk thread's stack. */
+static void test_depth(void **state)
+{
+    _cleanup_free_ char *d = path_of(tmpdir, "depth");
+    mkdirs(d, "");
+    make_chain(d, "ok", 511);
+    make_chain(d, "deep", 600);
+    _cleanup_free_ char *ok = path_of(d, "ok");
+    _cleanup_free_ char *deep = path_of(d, "deep");
+    kiln_layer_opts_t o;
+    kiln_layer_opts_init(&o);
+    struct outcome ra;
+    assert_same(ok, &o, &ra);
+    if (ra.r != 0)
+        fail_msg("%s", ra.msg);
+    assert_int_equal(ra.info.entries, 511 + 2);
+    assert_same(deep, &o, &ra);
+    assert_int_equal(ra.r, -1);
+    assert_non_null(strstr(ra.msg, "directories nested deeper than 512"));
+}
+
 /* The fds the walk holds stay under its cap (an eighth of RLIMIT_NOFILE here)
  * while the writer is slowed down so that the walk runs ahead. */
 static void test_fd_bound(void **state)
@@ -460,6 +505,7 @@ int main(void)
         cmocka_unit_test(test_add_tree),
         cmocka_unit_test(test_changes_during_walk),
         cmocka_unit_test(test_overlay),
+        cmocka_unit_test(test_depth),
         cmocka_unit_test(test_fd_bound),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
