@@ -63,7 +63,8 @@ void kiln_unpack_record_end(struct unpack *u)
 {
     kiln_unpack_record_t *rec = u->opts->record;
     rec->no_chown = !u->do_chown;
-    qsort(rec->implicit, rec->n_implicit, sizeof(*rec->implicit), cmp_str);
+    if (rec->n_implicit > 1) /* (qsort of NULL is undefined, even for 0 items: UBSan) */
+        qsort(rec->implicit, rec->n_implicit, sizeof(*rec->implicit), cmp_str);
 }
 
 /* The error that sends a layer unpacked on its own back to be applied in place. */
