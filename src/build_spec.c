@@ -202,7 +202,7 @@ int kiln_build_spec_operator(const kiln_build_opts_t *o, kiln_job_spec_t *s, kil
     if (s->cache_to == NULL && o->cache_to) {
         s->cache_to = kiln_xstrdup(o->cache_to);
         s->cache_to_max = o->cache_to_max;
-    s->cache_to_max_size = o->cache_to_max_size;
+        s->cache_to_max_size = o->cache_to_max_size;
     }
     for (size_t i = 0; i < o->n_remote_cache_from; i++)
         kiln_job_spec_add_str(&s->remote_cache_from, &s->n_remote_cache_from,
