@@ -127,8 +127,8 @@ typedef struct kiln_job_spec {
     size_t n_cache_from;
     char *cache_to;
     int cache_to_max;
-    uint64_t
-        cache_to_max_size; /* a registry cache's max-size= (JSON "cache.max_size"), 0: default */
+    /* a registry cache's max-size= (JSON "cache.max_size"), 0: the default */
+    uint64_t cache_to_max_size;
     /* remote caches in S3 ("type=s3,bucket=B,prefix=P,...", engine/remote_store.h): the layer
      * cache and the RUN cache mounts; JSON "cache.remote_from" / "cache.remote_to" (a
      * "type=s3,..." string in "cache.from" / "cache.to" lands here too) */
