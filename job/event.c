@@ -88,17 +88,20 @@ void kiln_event_set_image_size(json_t *ev, uint64_t compressed, uint64_t uncompr
 {
     char c[32], u[32];
 
+    human(compressed, c, sizeof(c));
+    /* not known: a layer was not downloaded (a lazy blob, oci/store_lazy); the key left out */
+    if (uncompressed == KILN_EVENT_SIZE_UNKNOWN) {
+        json_object_set_new(ev, "image_size",
+                            json_pack("{s:I}", "compressed", (json_int_t)compressed));
+        snprintf(text, len, "%s compressed (uncompressed size not known: layers not downloaded)",
+                 c);
+        return;
+    }
     json_object_set_new(ev, "image_size",
                         json_pack("{s:I, s:I}", "compressed", (json_int_t)compressed,
                                   "uncompressed", (json_int_t)uncompressed));
-    human(compressed, c, sizeof(c));
     human(uncompressed, u, sizeof(u));
-    /* 0: not known, a layer was not downloaded (a lazy blob, oci/store_lazy) */
-    if (uncompressed == 0 && compressed > 0)
-        snprintf(text, len, "%s compressed (uncompressed size not known: layers not downloaded)",
-                 c);
-    else
-        snprintf(text, len, "%s compressed, %s uncompressed", c, u);
+    snprintf(text, len, "%s compressed, %s uncompressed", c, u);
 }
 
 void kiln_event_set_security(json_t *ev, const char *isolation, unsigned entitlements)

@@ -32,7 +32,9 @@ void kiln_event_set_timing(json_t *ev, const char *name, double seconds);
 
 /* Sets "image_size": {"compressed", "uncompressed"} (bytes) on the event, and writes
  * the same in words ("41.2 MB compressed, 112.3 MB uncompressed") into text. */
-/* uncompressed 0 with compressed > 0: not known (a layer not downloaded), said so in text */
+/* An uncompressed size that is not known (a layer not downloaded: oci/store_lazy). */
+#define KILN_EVENT_SIZE_UNKNOWN UINT64_MAX
+/* uncompressed KILN_EVENT_SIZE_UNKNOWN: left out of the event, said so in text */
 void kiln_event_set_image_size(json_t *ev, uint64_t compressed, uint64_t uncompressed, char *text,
                                size_t len);
 

@@ -311,8 +311,8 @@ static void note_size(const run_t *r, kiln_store_t *store, const kiln_build_resu
         emitf(r, KILN_JOB_RUN_WARNING, "image size: %s", e.msg);
         return;
     }
-    if (sz.unmeasured > 0)
-        sz.uncompressed = 0; /* not known: a lazy layer (oci/store_lazy) was not downloaded */
+    if (sz.unmeasured > 0) /* a lazy layer (oci/store_lazy) was not downloaded */
+        sz.uncompressed = KILN_EVENT_SIZE_UNKNOWN;
     kiln_event_set_image_size(r->ev, sz.compressed, sz.uncompressed, text, sizeof(text));
     out->size_compressed = sz.compressed;
     out->size_uncompressed = sz.uncompressed;

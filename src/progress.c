@@ -329,7 +329,10 @@ void kiln_progress_finish(kiln_progress_t *p, const kiln_progress_result_t *res)
             json_object_set_new(j, "digest", json_string(res->digest));
         if (!res->ok && res->error)
             json_object_set_new(j, "error", json_string(res->error));
-        if (has_size)
+        if (has_size && res->size_uncompressed == KILN_EVENT_SIZE_UNKNOWN)
+            json_object_set_new(j, "image_size",
+                                json_pack("{s:I}", "compressed", (json_int_t)res->size_compressed));
+        else if (has_size)
             json_object_set_new(j, "image_size",
                                 json_pack("{s:I,s:I}", "compressed",
                                           (json_int_t)res->size_compressed, "uncompressed",
