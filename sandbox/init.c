@@ -107,6 +107,17 @@ static void make_cwd(const char *cwd)
     mkdir(buf, 0755);
 }
 
+/* The capabilities the step's command keeps: the step's set (Docker's by default), without
+ * mknod and chroot where no user namespace holds the step. */
+static uint64_t command_caps(const kiln_sandbox_plan_t *plan)
+{
+    uint64_t caps = plan->step->caps ? plan->step->caps : KILN_CAPS_DEFAULT;
+
+    if (plan->isolation != KILN_ISOLATION_SANDBOX)
+        caps &= ~((1ull << 27) | (1ull << 18)); /* no mknod, no chroot without a userns */
+    return caps;
+}
+
 /* Becomes the step's command. Never returns. */
 __attribute__((noreturn)) static void exec_command(const kiln_sandbox_plan_t *plan)
 {
@@ -115,7 +126,7 @@ __attribute__((noreturn)) static void exec_command(const kiln_sandbox_plan_t *pl
     /* under a disk limit no file may be larger than it (the walk may miss a fast one) */
     uint64_t fsize =
         lim->disk && (!lim->file_size || lim->disk < lim->file_size) ? lim->disk : lim->file_size;
-    uint64_t caps = step->caps ? step->caps : KILN_CAPS_DEFAULT;
+    uint64_t caps = command_caps(plan);
     int strict = plan->isolation != KILN_ISOLATION_SANDBOX;
     const char *what = "setting up";
     int r = 0;
@@ -145,12 +156,9 @@ __attribute__((noreturn)) static void exec_command(const kiln_sandbox_plan_t *pl
         if (setrlimit(u->resource, &rl) < 0)
             what = "--ulimit", r = -errno;
     }
-    if (!r && plan->isolation != KILN_ISOLATION_NONE) {
-        if (strict)
-            caps &= ~((1ull << 27) | (1ull << 18)); /* no mknod, no chroot without a userns */
-        if ((r = kiln_caps_restrict(caps)) < 0)
-            what = "restricting capabilities";
-    }
+    /* the bounding set was lowered by init, before its setup (kiln_sandbox_init_main) */
+    if (!r && plan->isolation != KILN_ISOLATION_NONE && (r = kiln_caps_restrict(caps)) < 0)
+        what = "restricting capabilities";
     if (!r && (raw_setgroups0() < 0 && errno != EPERM))
         what = "setgroups", r = -errno;
     if (!r && raw_setresgid(step->gid) < 0)
@@ -317,7 +325,8 @@ static void kill_children(int proc_fd)
 void kiln_sandbox_init_main(const kiln_sandbox_plan_t *plan)
 {
     kiln_error_t err = {0};
-    int fds[KILN_IDMAP_MAX_LOWERS + 1 + KILN_SANDBOX_MAX_MOUNTS], n_fds, status = 0, proc_fd = -1;
+    int fds[KILN_IDMAP_MAX_LOWERS + 1 + KILN_SANDBOX_MAX_MOUNTS], n_fds, status = 0, proc_fd = -1,
+                                                                         bset = 0;
     pid_t cmd, w;
 
     /* Dies with kiln (if kiln died before this line, recv_go fails). */
@@ -334,9 +343,19 @@ void kiln_sandbox_init_main(const kiln_sandbox_plan_t *plan)
         prctl(PR_SET_CHILD_SUBREAPER, 1);
         proc_fd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
     }
+    /* The command's bounding set, lowered here while kiln writes the id maps (one credential
+     * change per capability): init keeps its own effective set for the setup, and the
+     * command inherits the bounding set; nothing init execs could regain a dropped one. */
+    if (plan->isolation != KILN_ISOLATION_NONE)
+        bset = kiln_caps_drop_bounding(command_caps(plan));
     n_fds = recv_go(plan->sync_fd, fds, KILN_IDMAP_MAX_LOWERS + 1 + KILN_SANDBOX_MAX_MOUNTS);
     if (n_fds < 0)
         _exit(1);
+    if (bset < 0) {
+        kiln_error_set(&err, -bset, "lowering the step's capability bounding set");
+        send_error(plan->sync_fd, &err);
+        _exit(1);
+    }
     if (setup(plan, fds, n_fds, &err) < 0) {
         send_error(plan->sync_fd, &err);
         _exit(1);

@@ -33,10 +33,8 @@ int kiln_seccomp_install(kiln_seccomp_profile_t profile, int strict)
     return 0;
 }
 
-int kiln_caps_restrict(uint64_t caps)
+int kiln_caps_drop_bounding(uint64_t caps)
 {
-    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
-    struct __user_cap_data_struct data[2];
     int last = CAP_LAST_CAP;
 
     for (int c = 0; c <= last + 8 && c < 64; c++) {
@@ -45,6 +43,14 @@ int kiln_caps_restrict(uint64_t caps)
         if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
             return -errno;
     }
+    return 0;
+}
+
+int kiln_caps_restrict(uint64_t caps)
+{
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
         return -errno;
     memset(data, 0, sizeof(data));

@@ -20,9 +20,14 @@ int kiln_seccomp_prepare(kiln_seccomp_profile_t profile, int strict, kiln_error_
  * meant for a freshly forked child. Returns -errno. */
 int kiln_seccomp_install(kiln_seccomp_profile_t profile, int strict);
 
-/* Bounds the capability sets to `caps` (bit mask of CAP_*): drops the rest
- * from the bounding set, sets effective/permitted/inheritable, clears the
- * ambient set. Returns -errno. Async-signal-safe. */
+/* Drops every capability not in `caps` (bit mask of CAP_*) from the calling
+ * process's bounding set (what a later execve can hold). Returns -errno.
+ * Async-signal-safe. */
+int kiln_caps_drop_bounding(uint64_t caps);
+
+/* Bounds the capability sets to `caps`: sets effective/permitted/inheritable,
+ * clears the ambient set (the bounding set is kiln_caps_drop_bounding's, done
+ * before). Returns -errno. Async-signal-safe. */
 int kiln_caps_restrict(uint64_t caps);
 
 #endif
