@@ -30,6 +30,8 @@ typedef unsigned char U;
     F(int, RAND_bytes, (U * buf, int n), (buf, n), 0)                                              \
     F(const EVP_MD *, EVP_md5, (void), (), 0)                                                      \
     F(const EVP_MD *, EVP_sha256, (void), (), 0)                                                   \
+    F(EVP_MD *, EVP_MD_fetch, (OSSL_LIB_CTX * l, const char *alg, const char *props),              \
+      (l, alg, props), 0)                                                                          \
     F(const EVP_MD *, EVP_sha512, (void), (), 0)                                                   \
     F(const EVP_MD *, EVP_sha1, (void), (), 0)                                                     \
     F(const EVP_MD *, EVP_sha224, (void), (), 0)                                                   \

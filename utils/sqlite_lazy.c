@@ -37,7 +37,11 @@ typedef sqlite3_stmt S;
     F(int, sqlite3_column_int, (S * s, int i), (s, i), 0)                                          \
     F(sqlite3_int64, sqlite3_column_int64, (S * s, int i), (s, i), 0)                              \
     F(const unsigned char *, sqlite3_column_text, (S * s, int i), (s, i), 0)                       \
-    F(int, sqlite3_column_type, (S * s, int i), (s, i), 0)
+    F(int, sqlite3_column_type, (S * s, int i), (s, i), 0)                                         \
+    F(const void *, sqlite3_column_blob, (S * s, int i), (s, i), 0)                                \
+    F(int, sqlite3_column_bytes, (S * s, int i), (s, i), 0)                                        \
+    F(int, sqlite3_column_count, (S * s), (s), 0)                                                  \
+    F(sqlite3 *, sqlite3_db_handle, (S * s), (s), 0)
 
 /* the opens are written by hand below (they set SQLite up first); sqlite3_config is variadic */
 #define SQLITE_HANDWRITTEN(F, V)                                                                   \
