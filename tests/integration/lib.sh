@@ -13,6 +13,8 @@ at_exit() { _CLEANUPS+=("$*"); }
 _run_cleanups() {
   local i
   for ((i = ${#_CLEANUPS[@]} - 1; i >= 0; i--)); do eval "${_CLEANUPS[$i]}" >/dev/null 2>&1 || true; done
+  local p
+  for p in "$T"/registry.*/pid; do [ -f "$p" ] && kill "$(cat "$p")" >/dev/null 2>&1; done
   rm -rf "$T"
   echo "1..$_TAP_N"
 }
@@ -63,7 +65,9 @@ storage: {filesystem: {rootdirectory: $dir/data}, delete: {enabled: true}}
 http: {addr: 127.0.0.1:$port}
 YML
   /usr/bin/docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
-  at_exit "kill $!"
+  # called as port=$(start_registry): an at_exit here would be lost with the subshell, so the
+  # pid is kept beside the registry and _run_cleanups stops it
+  echo $! >"$dir/pid"
   wait_port "$port" || return 1
   echo "$port"
 }
