@@ -15,6 +15,7 @@
 
 #include "oci/unpack_impl.h"
 #include "utils/cleanup.h"
+#include "utils/fs.h"
 #include "utils/mem.h"
 #include "utils/pathres.h"
 
@@ -130,14 +131,40 @@ static int record_removal(struct unpack *u, int pfd, const char *dir, const char
     return 0;
 }
 
-static int drop_lower(struct unpack *u, int dirfd, const char *name, const char *path,
-                      const char *entry, kiln_error_t *err);
+/* The most directory fds one removal walk keeps open (one per level down to here): below,
+ * each level re-opens its directory from where the walk started, so a layer nested as deep
+ * as its paths allow (PATH_MAX) never runs out of fds. */
+#define DROP_FDS 16
 
-/* Removes from directory fd (path) what the lower layers put there (drop_lower of each). */
-static int drop_children(struct unpack *u, int fd, const char *path, const char *entry,
-                         kiln_error_t *err)
+/* Where a removal walk started: the directory fd `anchor` is the path's first `skip` bytes. */
+struct drop_walk {
+    int anchor;
+    size_t skip;
+};
+
+/* Directory `path` re-opened below the walk's start, each component O_NOFOLLOW (the walk only
+ * went down through directories opened so); a new O_PATH fd, or -1 with err. */
+static int drop_reopen(const struct drop_walk *w, const char *path, const char *entry,
+                       kiln_error_t *err)
 {
-    DIR *d = list_dir(fd, path, entry, err);
+    const char *rel = strlen(path) > w->skip ? path + w->skip : "";
+    int fd = kiln_fs_open_below(w->anchor, rel, O_PATH | O_DIRECTORY);
+    if (fd < 0)
+        return kiln_error_set(err, errno, "layer entry '%.512s': opening '%.512s'", entry, path);
+    return fd;
+}
+
+static int drop_lower(struct unpack *u, const struct drop_walk *w, int *dirfd, int owned,
+                      const char *name, const char *path, const char *entry, unsigned depth,
+                      kiln_error_t *err);
+
+/* Removes from directory *fd (path, `depth` levels below the walk's start) what the lower
+ * layers put there (drop_lower of each). Below DROP_FDS levels *fd is closed (set to -1)
+ * once listed and re-opened for each child. */
+static int drop_children(struct unpack *u, const struct drop_walk *w, int *fd, const char *path,
+                         const char *entry, unsigned depth, kiln_error_t *err)
+{
+    DIR *d = list_dir(*fd, path, entry, err);
     if (d == NULL)
         return -1;
     /* the names first: removing entries while reading the directory could skip some */
@@ -147,35 +174,61 @@ static int drop_children(struct unpack *u, int fd, const char *path, const char 
     while ((de = readdir(d)) != NULL)
         if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
             kiln_unpack_strv_push(&names, &n, de->d_name);
+    closedir(d);
+    int deep = depth >= DROP_FDS;
+    if (deep) {
+        close(*fd);
+        *fd = -1;
+    }
     int ret = 0;
     for (size_t i = 0; i < n && ret == 0; i++) {
         _cleanup_free_ char *p =
             path[0] ? kiln_xasprintf("%s/%s", path, names[i]) : kiln_xstrdup(names[i]);
-        ret = drop_lower(u, dirfd(d), names[i], p, entry, err);
+        _cleanup_close_ int re = deep ? drop_reopen(w, path, entry, err) : -1;
+        if (deep && re < 0)
+            ret = -1;
+        else
+            ret = drop_lower(u, w, deep ? &re : fd, deep, names[i], p, entry, depth, err);
     }
     strv_free(names, n);
-    closedir(d);
     return ret;
 }
 
-/* Removes dirfd/name (path) as far as the lower layers put it there: an entry of this layer
+/* Removes *dirfd/name (path) as far as the lower layers put it there: an entry of this layer
  * stays (a directory of its own walked for the lower layers' entries in it), a directory
- * holding some is walked, anything else is removed whole. */
-static int drop_lower(struct unpack *u, int dirfd, const char *name, const char *path,
-                      const char *entry, kiln_error_t *err)
+ * holding some is walked, anything else is removed whole. An owned *dirfd is closed (set to
+ * -1) before walking down, so the levels below DROP_FDS hold none. */
+static int drop_lower(struct unpack *u, const struct drop_walk *w, int *dirfd, int owned,
+                      const char *name, const char *path, const char *entry, unsigned depth,
+                      kiln_error_t *err)
 {
     int mine = kiln_strset_has(&u->created, path);
     struct stat st;
     if (!mine && !kiln_strset_has(&u->held, path))
-        return kiln_unpack_remove(u, dirfd, name, entry, err);
-    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return kiln_unpack_remove(u, *dirfd, name, entry, err);
+    if (fstatat(*dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
         return errno == ENOENT ? 0 : kiln_error_set(err, errno, "layer entry '%.512s'", entry);
     if (!S_ISDIR(st.st_mode)) /* held: a lower layer's link this layer's entries went through */
-        return mine ? 0 : kiln_unpack_remove(u, dirfd, name, entry, err);
-    _cleanup_close_ int fd = openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        return mine ? 0 : kiln_unpack_remove(u, *dirfd, name, entry, err);
+    _cleanup_close_ int fd = openat(*dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return kiln_error_set(err, errno, "layer entry '%.512s': opening '%.512s'", entry, path);
-    return drop_children(u, fd, path, entry, err);
+    if (owned) {
+        close(*dirfd);
+        *dirfd = -1;
+    }
+    return drop_children(u, w, &fd, path, entry, depth + 1, err);
+}
+
+/* drop_children of directory fd (path), the start of the walk. */
+static int drop_all(struct unpack *u, int fd, const char *path, const char *entry,
+                    kiln_error_t *err)
+{
+    struct drop_walk w = {fd, path[0] ? strlen(path) + 1 : 0};
+    _cleanup_close_ int own = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (own < 0)
+        return kiln_error_set(err, errno, "layer entry '%.512s'", entry);
+    return drop_children(u, &w, &own, path, entry, 0, err);
 }
 
 /* Overlay form: directory fd hides the lower layers' directory of its name. */
@@ -201,7 +254,7 @@ int kiln_unpack_opaque(struct unpack *u, const char *dir, const char *entry, kil
     }
     if (u->opts->overlay_form)
         return overlay_opaque(u, pfd, entry, err);
-    return drop_children(u, pfd, dir, entry, err);
+    return drop_all(u, pfd, dir, entry, err);
 }
 
 int kiln_unpack_whiteout(struct unpack *u, const char *parent, const char *name, const char *entry,
@@ -233,7 +286,9 @@ int kiln_unpack_whiteout(struct unpack *u, const char *parent, const char *name,
     _cleanup_close_ int dfd = fcntl(pfd, F_DUPFD_CLOEXEC, 3);
     if (dfd < 0)
         return kiln_error_set(err, errno, "layer entry '%.512s'", entry);
-    if (drop_lower(u, dfd, name, p, entry, err) < 0)
+    struct drop_walk w = {dfd, parent[0] ? strlen(parent) + 1 : 0};
+    int at = dfd; /* shared with the walk's anchor: not closed by it */
+    if (drop_lower(u, &w, &at, 0, name, p, entry, 0, err) < 0)
         return -1;
     if (!u->opts->overlay_form)
         return 0;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,53 +37,164 @@ int kiln_fs_mkdir_p(const char *path, mode_t mode, kiln_error_t *err)
     return 0;
 }
 
-/* Removes everything inside the directory fd (consumed). */
-static int rm_dir_contents(int dfd, const char *what, kiln_error_t *err)
+/* The most directory fds one removal keeps open (one per level down to here): deeper, a
+ * level lets go of its parent's and comes back up by "..", checked to be the same
+ * directory, so no tree a process could make runs it out of fds. */
+#define RM_FDS 16
+/* The deepest tree removed: the walk recurses once per level (a few hundred bytes of stack
+ * each); a layer's paths (PATH_MAX) nest at most 2048 deep. */
+#define RM_MAX_DEPTH 4096
+
+static int rm_tree(int *dirfd, const char *name, unsigned depth, kiln_error_t *err);
+
+/* A listing of directory fd on an fd of its own, or NULL with err. */
+static DIR *rm_list(int fd, const char *what, kiln_error_t *err)
 {
-    DIR *d = fdopendir(dfd);
+    int dup = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = dup < 0 ? NULL : fdopendir(dup);
+    if (d == NULL) {
+        kiln_error_set(err, errno, "opendir %s", what);
+        if (dup >= 0)
+            close(dup);
+    }
+    return d;
+}
+
+/* The name of a directory (or an entry of unknown type) in directory fd to remove next into
+ * out, "" when none is left; the other entries read on the way are unlinked. -1 with err. */
+static int rm_next(int fd, const char *what, char out[NAME_MAX + 1], kiln_error_t *err)
+{
+    DIR *d = rm_list(fd, what, err);
+    if (d == NULL)
+        return -1;
+    out[0] = '\0';
     struct dirent *de;
     int ret = 0;
-
-    if (d == NULL) {
-        close(dfd);
-        return kiln_error_set(err, errno, "opendir %s", what);
-    }
-    while ((de = readdir(d)) != NULL) {
+    while (ret == 0 && out[0] == '\0' && (de = readdir(d)) != NULL) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
-        ret = kiln_fs_rm_rf_at(dirfd(d), de->d_name, err);
-        if (ret < 0)
-            break;
+        if (de->d_type == DT_DIR || de->d_type == DT_UNKNOWN)
+            snprintf(out, NAME_MAX + 1, "%s", de->d_name);
+        else if (unlinkat(fd, de->d_name, 0) < 0 && errno != ENOENT)
+            ret = kiln_error_set(err, errno, "unlink %s", de->d_name);
     }
     closedir(d);
     return ret;
 }
 
-int kiln_fs_rm_rf_at(int dirfd, const char *name, kiln_error_t *err)
+/* Removes everything inside directory *fd (`depth` levels below the removal's start). From
+ * RM_FDS levels down, the entries' walks close *fd and re-open it by ".." when done, so the
+ * directory is listed afresh after each. */
+static int rm_dir_contents(int *fd, const char *what, unsigned depth, kiln_error_t *err)
+{
+    if (depth >= RM_FDS) {
+        _cleanup_free_ char *name = kiln_xmalloc(NAME_MAX + 1); /* (not on the stack) */
+        for (;;) {
+            if (rm_next(*fd, what, name, err) < 0)
+                return -1;
+            if (name[0] == '\0')
+                return 0;
+            if (rm_tree(fd, name, depth + 1, err) < 0)
+                return -1;
+        }
+    }
+    DIR *d = rm_list(*fd, what, err);
+    if (d == NULL)
+        return -1;
+    struct dirent *de;
+    int ret = 0;
+    while (ret == 0 && (de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        ret = rm_tree(fd, de->d_name, depth + 1, err);
+    }
+    closedir(d);
+    return ret;
+}
+
+/* Removes *dirfd/name (`depth` levels below the start) without following links. Deeper than
+ * RM_FDS, *dirfd is closed while below and re-opened by ".." (its device and inode checked:
+ * a directory moved meanwhile fails). 0, or -1 with err naming the entry. */
+static int rm_tree(int *dirfd, const char *name, unsigned depth, kiln_error_t *err)
 {
     struct stat st;
-    int fd;
-
-    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+    if (fstatat(*dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
         if (errno == ENOENT)
             return 0;
         return kiln_error_set(err, errno, "stat %s", name);
     }
-    if (S_ISDIR(st.st_mode)) {
-        fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-            return kiln_error_set(err, errno, "open %s", name);
-        /* Make sure we can list and unlink inside even if modes say otherwise. */
-        (void)fchmod(fd, 0700);
-        if (rm_dir_contents(fd, name, err) < 0)
-            return -1;
-        if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-            return kiln_error_set(err, errno, "rmdir %s", name);
+    if (!S_ISDIR(st.st_mode)) {
+        if (unlinkat(*dirfd, name, 0) < 0 && errno != ENOENT)
+            return kiln_error_set(err, errno, "unlink %s", name);
         return 0;
     }
-    if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
-        return kiln_error_set(err, errno, "unlink %s", name);
+    if (depth > RM_MAX_DEPTH)
+        return kiln_error_set(err, ELOOP, "rmdir %s: directories nested more than %u deep", name,
+                              RM_MAX_DEPTH);
+    _cleanup_close_ int fd = openat(*dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return kiln_error_set(err, errno, "open %s", name);
+    /* Make sure we can list and unlink inside even if modes say otherwise. */
+    (void)fchmod(fd, 0700);
+    int let_go = depth > RM_FDS;
+    if (let_go) { /* st: now the directory's, to check it is the one come back to */
+        if (fstat(*dirfd, &st) < 0)
+            return kiln_error_set(err, errno, "stat the directory of %s", name);
+        close(*dirfd);
+        *dirfd = -1;
+    }
+    dev_t up_dev = st.st_dev;
+    ino_t up_ino = st.st_ino;
+    int ret = rm_dir_contents(&fd, name, depth, err);
+    if (let_go) {
+        *dirfd = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (*dirfd < 0)
+            return kiln_error_set(err, errno, "open the directory of %s", name);
+        if (fstat(*dirfd, &st) < 0 || st.st_dev != up_dev || st.st_ino != up_ino)
+            return kiln_error_set(err, EXDEV, "rmdir %s: its directory moved during the removal",
+                                  name);
+    }
+    if (ret < 0)
+        return -1;
+    if (unlinkat(*dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+        return kiln_error_set(err, errno, "rmdir %s", name);
     return 0;
+}
+
+int kiln_fs_rm_rf_at(int dirfd, const char *name, kiln_error_t *err)
+{
+    int at = dirfd; /* depth 0: never closed */
+    return rm_tree(&at, name, 0, err);
+}
+
+int kiln_fs_open_below(int dirfd, const char *rel, int oflags)
+{
+    int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+    while (fd >= 0 && *rel != '\0') {
+        while (*rel == '/')
+            rel++;
+        size_t n = strcspn(rel, "/");
+        if (n == 0)
+            break;
+        if (n >= NAME_MAX + 1) {
+            close(fd);
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        char name[NAME_MAX + 1];
+        memcpy(name, rel, n);
+        name[n] = '\0';
+        rel += n;
+        while (*rel == '/')
+            rel++;
+        int flags = *rel == '\0' ? oflags : O_PATH | O_DIRECTORY;
+        int next = openat(fd, name, flags | O_NOFOLLOW | O_CLOEXEC);
+        int e = errno;
+        close(fd);
+        errno = e;
+        fd = next;
+    }
+    return fd;
 }
 
 /* kiln_fs_usage_at below `depth` levels, adding to *total. */

@@ -17,6 +17,11 @@ int kiln_fs_rm_rf(const char *path, kiln_error_t *err);
 /* Same, for `name` under the directory fd `dirfd`. */
 int kiln_fs_rm_rf_at(int dirfd, const char *name, kiln_error_t *err);
 
+/* Opens `rel` ("a/b/c", "" for dirfd itself) below the directory dirfd one component at a
+ * time, none followed when a symlink (O_NOFOLLOW), the last with oflags (| O_CLOEXEC); at
+ * most two fds open meanwhile, whatever the depth. A new fd, or -1 with errno. */
+int kiln_fs_open_below(int dirfd, const char *rel, int oflags);
+
 /* Disk space the tree `name` under dirfd takes (allocated blocks of every entry, the
  * directory itself included; no symlink followed; a hard link counted at each name, so
  * never less than the truth). Stops as soon as the total passes `stop` (0: never). Entries

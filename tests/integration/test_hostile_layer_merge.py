@@ -6,15 +6,18 @@ file (type, mode, content, link target). The shapes whose result depends on the 
 `dir/x` before `dir/` where dir is a lower layer's link, a whiteout and its same-named entry in
 one layer (both orders: the whiteout hides the lower layers only), directories implied through
 a link of the same layer, opaque directories after their own entries or through a lower link,
-a layer replacing its own directory by a file and back. Links of one layer to a host
+a layer replacing its own directory by a file and back, an opaque directory and a whiteout over
+trees 1,000 levels deep (under the usual 1024 open files: the walk keeps a bounded number). Links of one layer to a host
 directory (absolute, and by ..) with the next layers' files, whiteouts, opaque directories
 and hardlinks through them: every path lands inside the root, the host's markers are neither
 read nor written."""
 import os
 import re
+import resource
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.setrecursionlimit(10000)  # shutil.rmtree of the 1,000-deep trees at exit recurses
 from kilntest import T, kiln, start_registry  # noqa: E402
 from registry_fixtures import layout, tar_of  # noqa: E402
 
@@ -60,14 +63,19 @@ def ls(*path):
 
 
 def listing(root):
-    """Every path under root (links not followed): type, permission bits, content or target."""
+    """Every path under root (links not followed): type, permission bits, content or target.
+    Walked with a list, not os.walk (recursive: deeper than Python's recursion limit)."""
     out = {"(missing)": root} if not os.path.isdir(root) else {}
-    for top, dirs, files in os.walk(root):
-        for n in dirs + files:
+    todo = [root] if os.path.isdir(root) else []
+    while todo:
+        top = todo.pop()
+        for n in sorted(os.listdir(top)):
             p = os.path.join(top, n)
             st = os.lstat(p)
             what = os.readlink(p) if os.path.islink(p) else read(p) if os.path.isfile(p) else None
             out[os.path.relpath(p, root)] = (st.st_mode, what)
+            if os.path.isdir(p) and not os.path.islink(p):
+                todo.append(p)
     return out
 
 
@@ -206,6 +214,23 @@ d = same("replace", [
 T.check("a directory replaced by a file and back in one layer: only what came after",
         ls(d, "d") == ["y"] and ls(d, "g") == ["y"])
 
+# --- an opaque directory and a whiteout over trees 1,000 levels deep, under 1024 open files ---
+DEEP = "/".join(["d"] * 1000)  # 2,000 bytes: well inside the unpacker's PATH_MAX
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(512, hard), hard))  # kiln inherits half the usual limit
+try:
+    d = same("deep", [
+        [("deep/%s/old" % DEEP, b"o"), ("deep/%s/sub/old2" % DEEP, b"o"), ("gone/%s/x" % DEEP, b"x"),
+         ("keep/%s/y" % DEEP, b"y")],
+        [("deep/%s/new" % DEEP, b"n"), ("deep/.wh..wh..opq", b""), ("gone/.wh..wh..opq", b""),
+         ("keep/%s/.wh.y" % DEEP, b""), ("keep/%s/z" % DEEP, b"z")]])
+finally:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+T.check("an opaque directory over the layer's own tree 1,000 deep: its file kept, the lower layer's gone",
+        ls(d, "deep", DEEP) == ["new"])
+T.check("an opaque directory over a lower tree 1,000 deep empties it; a whiteout at the bottom of one removes "
+        "the file", ls(d, "gone") == [] and ls(d, "keep", DEEP) == ["z"])
+
 # --- entries under a lower layer's file: both ways fail naming the entry ---
 pull, dest, add, _ = both("under-file", [[("f", b"file")], [("f/x", b"x")]])
 T.check("entries under a lower layer's file: the pull fails naming the entry and why",
@@ -214,7 +239,7 @@ T.check("entries under a lower layer's file: the pull fails naming the entry and
 T.check("... as the store add does, and nothing is left at the destination",
         add.returncode != 0 and "layer entry 'f/x'" in add.stderr and not os.path.lexists(dest), add.stderr)
 T.check("nothing was written beside the destinations (temp trees gone)",
-        ls(OUT) == ["host-shapes", "links", "opaque", "own-link", "replace", "same-name"],
+        ls(OUT) == ["deep", "host-shapes", "links", "opaque", "own-link", "replace", "same-name"],
         ls(OUT))
 T.check("all cases: the host directories are neither read nor written", host_untouched())
 T.done()

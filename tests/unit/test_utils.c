@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -107,13 +108,79 @@ static void test_fs_usage(void **state)
     assert_int_equal(kiln_fs_rm_rf(dir, &err), 0);
 }
 
+/* A directory chain `depth` levels deep under dirfd ("d/d/..."), with a file and a link at
+ * every level and, at the bottom, `wide` sibling directories holding a file each. */
+static void make_chain(int dirfd, unsigned depth, unsigned wide)
+{
+    int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+    for (unsigned i = 0; i < depth; i++) {
+        assert_int_equal(mkdirat(fd, "d", 0755), 0);
+        int f = openat(fd, "f", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        assert_true(f >= 0);
+        close(f);
+        assert_int_equal(symlinkat("/", fd, "l"), 0);
+        int next = openat(fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(next >= 0);
+        close(fd);
+        fd = next;
+    }
+    for (unsigned i = 0; i < wide; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "w%u", i);
+        assert_int_equal(mkdirat(fd, name, 0500), 0); /* no write bit: rm_rf fixes that */
+        snprintf(name, sizeof(name), "w%u/x", i);
+        int f = openat(fd, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (f >= 0) /* (not as root without CAP_DAC_OVERRIDE: the directory is 0500) */
+            close(f);
+    }
+    close(fd);
+}
+
+/* Removal and kiln_fs_open_below keep a bounded number of fds: a tree 3,000 levels deep (more
+ * than PATH_MAX allows by name) goes under a limit of 64 open files; a link is not followed. */
+static void test_fs_deep_bounded_fds(void **state)
+{
+    kiln_error_t err = {0};
+    _cleanup_free_ char *dir = NULL, *rel = NULL;
+    struct rlimit old, low;
+    (void)state;
+
+    assert_int_equal(kiln_fs_mkdtemp("/tmp", "kiln-test-", &dir, &err), 0);
+    int top = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(top >= 0);
+    make_chain(top, 3000, 40);
+    rel = kiln_xmalloc(3000 * 2 + 8);
+    rel[0] = '\0';
+    for (int i = 0; i < 3000; i++)
+        strcat(rel, i ? "/d" : "d");
+
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = 64;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int fd = kiln_fs_open_below(top, rel, O_PATH | O_DIRECTORY);
+    assert_true(fd >= 0);
+    assert_int_equal(faccessat(fd, "w39", F_OK, 0), 0);
+    close(fd);
+    assert_int_equal(kiln_fs_open_below(top, "d/l/tmp", O_PATH | O_DIRECTORY), -1);
+    assert_true(errno == ENOTDIR || errno == ELOOP); /* (O_NOFOLLOW with O_DIRECTORY) */
+    int rm = kiln_fs_rm_rf_at(top, "d", &err);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_int_equal(rm, 0);
+    assert_int_equal(faccessat(top, "d", F_OK, AT_SYMLINK_NOFOLLOW), -1);
+    assert_int_equal(faccessat(top, "f", F_OK, AT_SYMLINK_NOFOLLOW), 0);
+
+    close(top);
+    assert_int_equal(kiln_fs_rm_rf(dir, &err), 0);
+    assert_int_equal(access(dir, F_OK), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_error_set_and_prefix),
-        cmocka_unit_test(test_buf_cap),
-        cmocka_unit_test(test_fs_roundtrip),
-        cmocka_unit_test(test_fs_usage),
+        cmocka_unit_test(test_error_set_and_prefix), cmocka_unit_test(test_buf_cap),
+        cmocka_unit_test(test_fs_roundtrip),         cmocka_unit_test(test_fs_usage),
+        cmocka_unit_test(test_fs_deep_bounded_fds),
     };
     return cmocka_run_group_tests_name("utils", tests, NULL, NULL);
 }
