@@ -1,4 +1,5 @@
-/* kiln — the job spec's JSON form: read (then validated completely, job/spec.h) and written.
+/* kiln — the job spec's JSON form: read (then validated completely, job/spec.h); written by
+ * job/codec_write.
  *
  * The JSON form is a superset of the API's POST /v1/builds body:
  *   {"source": {"git": URL, "ref": R, "commit": SHA, "subdir": DIR, "token": T} |
@@ -50,9 +51,5 @@ json_t *kiln_job_json_load(const char *text, size_t len, kiln_error_t *err);
 /* kiln_job_from_json from len bytes of JSON text (duplicate keys refused). */
 int kiln_job_parse(const char *text, size_t len, unsigned flags, kiln_job_spec_t *out,
                    json_t **secrets, kiln_error_t *err);
-
-/* The JSON form of a spec (new reference): only what is set, limits normalised ("512m"),
- * secrets by name, never a value. kiln_job_from_json reads it back to an equal spec. */
-json_t *kiln_job_to_json(const kiln_job_spec_t *s);
 
 #endif

@@ -6,6 +6,7 @@
 
 #include "engine/entitlement.h"
 #include "job/codec.h"
+#include "job/codec_write.h"
 #include "src/server/outconf.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "job/codec.h"
+#include "job/codec_write.h"
 #include "utils/cleanup.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "job/codec.h"
+#include "job/codec_write.h"
 #include "job/request.h"
 #include "job/stream.h"
 #include "utils/cleanup.h"
