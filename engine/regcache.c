@@ -11,6 +11,8 @@
 #include "engine/cachemanifest.h"
 #include "oci/digest.h"
 #include "oci/image.h"
+#include "oci/reference.h"
+#include "oci/registry.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
@@ -363,7 +365,28 @@ int kiln_regcache_gc(kiln_registry_t *r, const char *ref, uint64_t max, int dry_
     snprintf(top.media_type, sizeof(top.media_type), "%s", mt);
     kiln_digest_bytes(nman, nlen, &top.digest);
     top.size = nlen;
-    /* a save since the read would be lost: nothing written then */
+    {
+        /* the new documents pushed by digest first (untagged: no reader of the tag sees them),
+         * so that only two requests remain between the check below and the tag's move */
+        memsrc_t ms = {
+            .d = {top.digest, cd}, .body = {nman, ncfg}, .len = {nlen, nclen}, .ref = ref};
+        kiln_blob_source_t src = {.open = memsrc_open, .ctx = &ms};
+        kiln_reference_t pr = {0};
+        char ds[KILN_DIGEST_STR_MAX];
+        if (kiln_reference_parse(ref, &pr, err) < 0)
+            goto out;
+        _cleanup_free_ char *by_digest = kiln_xasprintf("%s/%s@%s", pr.registry, pr.repository,
+                                                        kiln_digest_str(&top.digest, ds));
+        kiln_reference_free(&pr);
+        const char *refs[1] = {by_digest};
+        if (kiln_registry_push(r, &src, &top, refs, 1, NULL, NULL, err) < 0)
+            goto out;
+    }
+    /* a save since the read would be lost: nothing written then. The distribution API has no
+     * conditional manifest PUT (no If-Match on PUT /v2/NAME/manifests/TAG: a tag's PUT always
+     * replaces it), so a save whose PUT lands between this GET and the PUT below is replaced
+     * by the collected image: that save's new ids are lost (the next build saves them
+     * again); the image left is always one complete document (docs/remote-cache.md) */
     if (kiln_registry_get_manifest(r, ref, &again, &len, mt2, &md2, err) < 0)
         goto out;
     if (!kiln_digest_equal(&md, &md2)) {
@@ -373,14 +396,8 @@ int kiln_regcache_gc(kiln_registry_t *r, const char *ref, uint64_t max, int dry_
                        ref);
         goto out;
     }
-    {
-        memsrc_t ms = {
-            .d = {top.digest, cd}, .body = {nman, ncfg}, .len = {nlen, nclen}, .ref = ref};
-        kiln_blob_source_t src = {.open = memsrc_open, .ctx = &ms};
-        const char *refs[1] = {ref};
-        if (kiln_registry_push(r, &src, &top, refs, 1, NULL, NULL, err) < 0)
-            goto out;
-    }
+    if (kiln_registry_put_manifest(r, ref, nman, nlen, mt, err) < 0)
+        goto out;
     st->rewritten = 1;
     st->old_deleted = kiln_registry_delete_manifest(r, ref, &md, err);
     if (st->old_deleted < 0)

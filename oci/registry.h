@@ -179,6 +179,12 @@ int kiln_registry_push(kiln_registry_t *r, const kiln_blob_source_t *src,
                        const kiln_descriptor_t *top, const char *const *refs, size_t n,
                        const char *mount_from, kiln_digest_t *pushed, kiln_error_t *err);
 
+/* PUTs the manifest (or index) bytes as ref (a tag, or its own digest), one request, to the
+ * destination itself (never a mirror); everything it names must be in the repository already
+ * (pushed by digest before: kiln_registry_push to NAME@DIGEST). -1 with err naming ref. */
+int kiln_registry_put_manifest(kiln_registry_t *r, const char *ref, const char *body, size_t len,
+                               const char *media_type, kiln_error_t *err);
+
 /* Whether the registry of reference ref is one of r's insecure ones (plain HTTP allowed): 1
  * or 0 (also for a reference that does not parse). */
 int kiln_registry_is_insecure(kiln_registry_t *r, const char *ref);

@@ -409,6 +409,45 @@ static int push_doc(push_ctx_t *pc, CURL *h, const kiln_descriptor_t *d, const c
     return put_manifest(pc, h, tag ? tag : ds, body, len, mt, &d->digest, err);
 }
 
+/* The endpoint a push to reference ref goes to: never a mirror, the destination itself. */
+static void dest_endpoint(kiln_registry_t *r, const kiln_reference_t *ref, kiln_reg_endpoint_t *ep)
+{
+    kiln_reg_endpoint_t *eps = NULL;
+    size_t neps = 0;
+    ep->registry = ref->registry;
+    ep->host = (char *)kiln_reference_endpoint(ref->registry);
+    ep->prefix = (char *)"";
+    kiln_reg_endpoints(r, ref->registry, &eps, &neps, NULL);
+    ep->insecure = eps[neps - 1].insecure;
+    kiln_reg_endpoints_free(eps, neps);
+}
+
+int kiln_registry_put_manifest(kiln_registry_t *r, const char *ref, const char *body, size_t len,
+                               const char *media_type, kiln_error_t *err)
+{
+    kiln_reference_t parsed = {0};
+    kiln_reg_endpoint_t ep = {0};
+    kiln_digest_t d;
+    char ds[KILN_DIGEST_STR_MAX];
+    if (kiln_reference_parse(ref, &parsed, err) < 0)
+        return -1;
+    kiln_digest_bytes(body, len, &d);
+    kiln_digest_str(&d, ds);
+    if (parsed.digest != NULL && strcmp(parsed.digest, ds) != 0) {
+        kiln_error_set(err, EINVAL, "push to %s: the manifest's digest is %s", ref, ds);
+        kiln_reference_free(&parsed);
+        return -1;
+    }
+    dest_endpoint(r, &parsed, &ep);
+    _cleanup_free_ char *full = kiln_reference_format(&parsed);
+    push_ctx_t pc = {r, NULL, &ep, parsed.repository, NULL, full, NULL};
+    CURL *h = kiln_reg_handle();
+    int rc = put_manifest(&pc, h, parsed.tag ? parsed.tag : ds, body, len, media_type, &d, err);
+    curl_easy_cleanup(h);
+    kiln_reference_free(&parsed);
+    return rc;
+}
+
 int kiln_registry_push(kiln_registry_t *r, const kiln_blob_source_t *src,
                        const kiln_descriptor_t *top, const char *const *refs, size_t n,
                        const char *mount_from, kiln_digest_t *pushed, kiln_error_t *err)
@@ -446,18 +485,7 @@ int kiln_registry_push(kiln_registry_t *r, const kiln_blob_source_t *src,
         size_t j;
         int done = 0;
 
-        /* pushing is never done to a mirror: the destination itself */
-        ep.registry = parsed[i].registry;
-        ep.host = (char *)kiln_reference_endpoint(parsed[i].registry);
-        ep.prefix = (char *)"";
-        ep.insecure = 0;
-        {
-            kiln_reg_endpoint_t *eps = NULL;
-            size_t neps = 0;
-            kiln_reg_endpoints(r, parsed[i].registry, &eps, &neps, NULL);
-            ep.insecure = eps[neps - 1].insecure;
-            kiln_reg_endpoints_free(eps, neps);
-        }
+        dest_endpoint(r, &parsed[i], &ep);
         /* an earlier destination in the same repository: only tag it */
         for (j = 0; j < i; j++)
             if (strcmp(parsed[j].registry, parsed[i].registry) == 0 &&

@@ -3,7 +3,9 @@ type=registry,ref=R,max-size=S` leaves out the least recently saved cache mounts
 packs of every id the image carries pass S (the oldest first, its packs out of the image);
 `kiln cache gc --cache-to type=registry,ref=R,max-size=S` rewrites the image the same way
 and deletes the old manifest (a registry with deletes off keeps it, and the output says its
-blobs go at the registry's own garbage collection); a build on a fresh root after gc still
+blobs go at the registry's own garbage collection; gc pushes the rewritten image by digest,
+re-reads the tag and moves it with the next request, and writes no tag when the re-read
+finds another image); a build on a fresh root after gc still
 restores what was kept and hits the layer cache; two concurrent saves to one ref leave a
 readable cache image (every blob its config names is in the registry, a build restores from
 it)."""
@@ -17,6 +19,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kilnbuild import make_base, new_context  # noqa: E402
 from kilntest import T, kiln, start_registry  # noqa: E402
+from registry_fixtures import FaultProxy  # noqa: E402
 
 RPORT = start_registry()
 REG = "127.0.0.1:%d" % RPORT
@@ -137,13 +140,37 @@ for cid in ("x", "y"):
     T.check("no-delete registry: build %s saves" % cid, r.returncode == 0, r.stderr[-1500:])
     time.sleep(1.1)
 _, _, nd1 = image(NREG)
-r = kiln("cache", "gc", "--insecure-registry", NREG, "--cache-to",
-         "type=registry,ref=%s,max-size=1200K" % NREF)
+# gc through a proxy logging its requests; first with the tag answered as another image at its
+# re-read (a save that landed meanwhile): nothing may be tagged then
+proxy = FaultProxy(NPORT)
+PX = "127.0.0.1:%d" % proxy.port
+cur = get("http://%s/v2/app/cache/manifests/1" % NREG).read()
+TAG_GET = r"/v2/app/cache/manifests/1$"
+proxy.rules = [{"method": "GET", "path": TAG_GET, "action": ("header", "X-Kiln-Test", "1"), "count": 1},
+               {"method": "GET", "path": TAG_GET, "action": ("body", ACCEPT, cur + b" "), "count": 1}]
+r = kiln("cache", "gc", "--insecure-registry", PX, "--cache-to",
+         "type=registry,ref=%s/app/cache:1,max-size=1200K" % PX)
+T.check("a save between gc's read and its re-read of the tag: gc fails saying so, the tag unchanged",
+        r.returncode != 0 and "changed while it was collected" in r.stderr and image(NREG)[2] == nd1,
+        r.stdout + r.stderr)
+T.check("...and it never PUT the tag (the rewritten image went by digest only)",
+        not [q for q in proxy.log if q[0] == "PUT" and q[1].endswith("/manifests/1")], proxy.log[-6:])
+proxy.rules, proxy.log[:] = [], []
+r = kiln("cache", "gc", "--insecure-registry", PX, "--cache-to",
+         "type=registry,ref=%s/app/cache:1,max-size=1200K" % PX)
+proxy.close()
 _, ncfg, nd2 = image(NREG)
 kept_old = get("http://%s/v2/app/cache/manifests/%s" % (NREG, nd1)).status == 200
 T.check("deletes off: the image rewritten, the old manifest left with the registry's own gc named",
         r.returncode == 0 and nd2 != nd1 and len(ids(ncfg)) == 1 and kept_old
         and "registry's own garbage collection" in r.stdout, r.stdout + r.stderr)
+log = [q[:2] for q in proxy.log]
+by_digest = [i for i, q in enumerate(log) if q == ("PUT", "/v2/app/cache/manifests/" + nd2)]
+tag_put = [i for i, q in enumerate(log) if q == ("PUT", "/v2/app/cache/manifests/1")]
+T.check("gc pushes the rewritten image by digest, then re-reads the tag and moves it with the very "
+        "next request (one PUT)",
+        len(by_digest) == 1 and len(tag_put) == 1 and by_digest[0] < tag_put[0] - 1 and
+        log[tag_put[0] - 1] == ("GET", "/v2/app/cache/manifests/1"), log)
 
 # ---- two concurrent saves of one ref
 CREF = REG + "/app/conc:1"
