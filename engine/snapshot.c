@@ -59,6 +59,7 @@ int kiln_snapshot_lower_dir(engine_t *e, const layer_t *l, char **out, kiln_erro
     _cleanup_free_ char *tmp = NULL;
     _cleanup_close_ int fd = -1;
     kiln_unpack_opts_t o;
+    kiln_unpack_stats_t st;
     kiln_blob_stream_t *bs = NULL;
 
     if ((*out = lower_ready(e, l)) != NULL)
@@ -75,17 +76,21 @@ int kiln_snapshot_lower_dir(engine_t *e, const layer_t *l, char **out, kiln_erro
     kiln_unpack_opts_init(&o);
     o.overlay_form = 1;
     o.expect_diff_id = &l->diff_id;
+    /* the sizes only: the blob's digest is the download's or the store's to check */
+    o.stats_no_digest = 1;
     if (bs != NULL) {
         kiln_blob_reader_t rd = {bs, 0};
-        if (kiln_unpack_reader(kiln_blob_stream_read, &rd, tmp, &o, NULL, err) < 0 ||
+        if (kiln_unpack_reader(kiln_blob_stream_read, &rd, tmp, &o, &st, err) < 0 ||
             kiln_blob_stream_wait(bs, err) < 0)
             goto fail;
     } else {
         if (kiln_store_open_blob(e->store, &l->desc.digest, &fd, NULL, err) < 0)
             goto fail;
-        if (kiln_layer_unpack(fd, tmp, &o, NULL, err) < 0)
+        if (kiln_layer_unpack(fd, tmp, &o, &st, err) < 0)
             goto fail;
     }
+    /* the image's size (oci/imagesize) then never inflates this layer again to measure it */
+    kiln_image_size_note(e->store, &l->desc.digest, st.diff_size);
     /* an existing tree of this diff_id is the same tree (the diff_id just checked) */
     if (rename(tmp, dir) < 0 && errno != EEXIST && errno != ENOTEMPTY) {
         kiln_error_set(err, errno, "rename %s", dir);
@@ -265,8 +270,9 @@ static int lower_one(void *ud, void *local, size_t i, kiln_error_t *err)
 int kiln_snapshot_lower_dirs(engine_t *e, const layer_t *layers, size_t from, size_t to, char **v,
                              kiln_error_t *err)
 {
-    /* A fresh worker unpacks a whole base image here: one layer per CPU (at least two, so
-     * a layer still downloading does not hold the others up). */
+    /* A fresh worker unpacks a whole base image here: one layer per CPU, at least three (as
+     * `kiln pull -o type=local`, oci/pull_unpack: each layer's inflate has a thread of its
+     * own), so a big layer or one still downloading does not hold the others up. */
     lowers_job_t j = {e, layers, from, to, v};
     long cpus;
     unsigned threads;
@@ -291,7 +297,7 @@ int kiln_snapshot_lower_dirs(engine_t *e, const layer_t *layers, size_t from, si
         v[to - 1 - li] = NULL;
     }
     cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    threads = cpus < 2 ? 2 : cpus > 8 ? 8 : (unsigned)cpus;
+    threads = cpus < 3 ? 3 : cpus > 8 ? 8 : (unsigned)cpus;
     if (kiln_workers_run(to - j.from, threads, lower_one, NULL, NULL, &j, err) < 0) {
         for (size_t k = 0; k < to - from; k++) {
             free(v[k]);

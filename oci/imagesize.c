@@ -74,7 +74,11 @@ uint64_t kiln_image_size_known(kiln_store_t *store, const kiln_digest_t *d)
 void kiln_image_size_note(kiln_store_t *store, const kiln_digest_t *layer, uint64_t usize)
 {
     _cleanup_close_ int fd = -1;
-    if (usize > 0 && kiln_store_open_blob(store, layer, &fd, NULL, NULL) == 0)
+    /* only on the root's own blob: never fetched for this (a lazy one), never written on an
+     * additional store's (the operator's) */
+    if (usize > 0 && kiln_store_has(store, layer, NULL) == 1 &&
+        !kiln_store_in_additional(store, layer) &&
+        kiln_store_open_blob(store, layer, &fd, NULL, NULL) == 0)
         memo_set(fd, usize);
 }
 

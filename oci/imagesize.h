@@ -30,8 +30,9 @@ int kiln_image_size(kiln_store_t *store, const kiln_descriptor_t *manifest,
  * lazy blob record), else 0. */
 uint64_t kiln_image_size_known(kiln_store_t *store, const kiln_digest_t *d);
 
-/* Notes the uncompressed size of a layer blob kiln has just written (the layer writer
- * counted it), so kiln_image_size never decompresses it to measure it. Best effort: a
+/* Notes the uncompressed size of a layer blob kiln has just written or unpacked (the layer
+ * writer or the unpack counted it), so kiln_image_size never decompresses it to measure it.
+ * Only a blob of the root itself (not a lazy one, not an additional store's). Best effort: a
  * store whose file system has no user xattrs measures later instead. */
 void kiln_image_size_note(kiln_store_t *store, const kiln_digest_t *layer, uint64_t usize);
 

@@ -3,7 +3,8 @@ fetched at once, the layers in the background while the build goes on (engine/re
 each unpacked as soon as it has arrived, several at once.
 
 - a RUN over a 4-layer image pulled from docker-registry sees every layer's files; the OCI
-  output holds every layer blob
+  output holds every layer blob; each base layer's blob has its uncompressed size noted from
+  its unpack (the image's size never inflates it again)
 - a fully cached build on a fresh root (registry cache) unpacks no layer (no tree under
   build/lowers) and its OCI output has every blob of the image (fetched for the export)
 - a fully cached build writing only to the store downloads no base layer: each is a lazy
@@ -20,6 +21,7 @@ each unpacked as soon as it has arrived, several at once.
   into the store succeeds (it needs no layer), its OCI export and `kiln save` fail naming the
   layer; nothing hangs"""
 import glob
+import gzip
 import os
 import sys
 import time
@@ -65,6 +67,39 @@ if ok:
                if not os.path.exists(os.path.join(lay1, "blobs", "sha256", l["digest"][7:]))]
 T.check("fresh root: a RUN over the pulled image sees every layer", ok and not missing
         and len(man["layers"]) == 5, out(r)[-2000:])
+
+def usize_memos(root, layers):
+    """(layer blob, its user.kiln.usize memo, its uncompressed size) of each gzip layer blob in
+    root's store."""
+    res = []
+    for l in layers:
+        p = os.path.join(T.tmp, root, "blobs", "sha256", l["digest"][7:])
+        with open(p, "rb") as f:
+            if f.read(2) != b"\x1f\x8b":
+                continue
+        try:
+            memo = int(os.getxattr(p, "user.kiln.usize"))
+        except OSError:
+            memo = None
+        with gzip.open(p, "rb") as f:
+            n = 0
+            while True:
+                b = f.read(1 << 20)
+                if not b:
+                    break
+                n += len(b)
+        res.append((l["digest"], memo, n))
+    return res
+
+
+# each base layer unpacked for a RUN has its uncompressed size noted by the unpack, so the
+# image's size at the end of the build inflates no base layer a second time: seen on a build
+# whose RUN fails (no image, so nothing measured the layers afterwards)
+r3 = build("root-memo", "FROM %s\nRUN false\n" % IMG)
+memos = usize_memos("root-memo", man["layers"][:4]) if ok else []
+T.check("fresh root: every base layer unpacked for a RUN has its uncompressed size noted",
+        r3.returncode != 0 and len(memos) == 4 and all(m == n for _, m, n in memos),
+        repr(memos) + out(r3)[-1000:])
 r2 = kiln("build", "--root", os.path.join(T.tmp, "root1"), "--progress", "plain",
           "--insecure-registry", REG, "-o", "type=local,dest=" + os.path.join(T.tmp, "fs1"),
           new_context(T.tmp, USE))
