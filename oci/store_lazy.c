@@ -78,6 +78,23 @@ int kiln_store_lazy_note(kiln_store_t *s, const kiln_digest_t *d, uint64_t size,
     return kiln_store_pending_add(s, steal_fd(&fd), err);
 }
 
+int kiln_store_lazy_parse(const char *body, size_t len, kiln_store_lazy_t *out)
+{
+    json_t *j = json_loadb(body, len, 0, NULL);
+    json_t *src = json_object_get(j, "source"), *size = json_object_get(j, "size");
+    json_t *usize = json_object_get(j, "usize");
+    int ok = json_is_string(src) && json_is_integer(size) && json_integer_value(size) > 0 &&
+             strlen(json_string_value(src)) < sizeof(out->source) &&
+             (usize == NULL || (json_is_integer(usize) && json_integer_value(usize) >= 0));
+    if (ok) {
+        out->size = (uint64_t)json_integer_value(size);
+        out->usize = (uint64_t)json_integer_value(usize);
+        snprintf(out->source, sizeof(out->source), "%s", json_string_value(src));
+    }
+    json_decref(j);
+    return ok ? 0 : -1;
+}
+
 int kiln_store_lazy_get_at(int root_fd, const kiln_digest_t *d, kiln_store_lazy_t *out,
                            kiln_error_t *err)
 {
@@ -85,24 +102,13 @@ int kiln_store_lazy_get_at(int root_fd, const kiln_digest_t *d, kiln_store_lazy_
     _cleanup_close_ int fd = openat(root_fd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     _cleanup_free_ char *body = NULL;
     size_t len = 0;
-    json_t *j, *src, *size;
     if (fd < 0)
         return errno == ENOENT ? 0
                                : kiln_error_set(err, errno, "lazy blob record sha256:%s", d->hex);
     if (kiln_fs_read_fd(fd, RECORD_MAX, &body, &len, err) < 0)
         return kiln_error_prefix(err, "lazy blob record sha256:%s", d->hex);
-    j = json_loadb(body, len, 0, NULL);
-    src = json_object_get(j, "source");
-    size = json_object_get(j, "size");
-    if (!json_is_string(src) || !json_is_integer(size) || json_integer_value(size) <= 0 ||
-        strlen(json_string_value(src)) >= sizeof(out->source)) {
-        json_decref(j);
+    if (kiln_store_lazy_parse(body, len, out) < 0)
         return kiln_error_set(err, EINVAL, "lazy blob record sha256:%s is not readable", d->hex);
-    }
-    out->size = (uint64_t)json_integer_value(size);
-    out->usize = (uint64_t)json_integer_value(json_object_get(j, "usize"));
-    snprintf(out->source, sizeof(out->source), "%s", json_string_value(src));
-    json_decref(j);
     return 1;
 }
 
@@ -115,24 +121,38 @@ int kiln_store_lazy_get(kiln_store_t *s, const kiln_digest_t *d, kiln_store_lazy
     return kiln_store_lazy_get_at(root, d, out, err);
 }
 
-int kiln_store_lazy_registry_name(kiln_store_t *s, const kiln_digest_t *d, char *name, size_t len)
+/* The source's registry image NAME after prefix (KILN_STORE_LAZY_REGISTRY[_INSECURE]), or
+ * NULL when the source does not start with it. */
+static const char *after_prefix(const char *source, const char *prefix)
 {
-    kiln_store_lazy_t l;
-    const char *src, *at;
-    if (kiln_store_has(s, d, NULL) == 1 || kiln_store_lazy_get(s, d, &l, NULL) != 1)
-        return 0;
-    if (strncmp(l.source, KILN_STORE_LAZY_REGISTRY, strlen(KILN_STORE_LAZY_REGISTRY)) == 0)
-        src = l.source + strlen(KILN_STORE_LAZY_REGISTRY);
-    else if (strncmp(l.source, KILN_STORE_LAZY_REGISTRY_INSECURE,
-                     strlen(KILN_STORE_LAZY_REGISTRY_INSECURE)) == 0)
-        src = l.source + strlen(KILN_STORE_LAZY_REGISTRY_INSECURE);
-    else
-        return 0;
-    at = strchr(src, '@');
+    return strncmp(source, prefix, strlen(prefix)) == 0 ? source + strlen(prefix) : NULL;
+}
+
+/* Whether the source is a registry's (its fetch pulls a whole image). */
+static bool registry_source(const char *source)
+{
+    return after_prefix(source, KILN_STORE_LAZY_REGISTRY) != NULL ||
+           after_prefix(source, KILN_STORE_LAZY_REGISTRY_INSECURE) != NULL;
+}
+
+int kiln_store_lazy_source_name(const char *source, char *name, size_t len)
+{
+    const char *src = after_prefix(source, KILN_STORE_LAZY_REGISTRY);
+    if (src == NULL)
+        src = after_prefix(source, KILN_STORE_LAZY_REGISTRY_INSECURE);
+    const char *at = src ? strchr(src, '@') : NULL;
     if (at == NULL || (size_t)(at - src) >= len)
         return 0;
     snprintf(name, len, "%.*s", (int)(at - src), src);
     return 1;
+}
+
+int kiln_store_lazy_registry_name(kiln_store_t *s, const kiln_digest_t *d, char *name, size_t len)
+{
+    kiln_store_lazy_t l;
+    if (kiln_store_has(s, d, NULL) == 1 || kiln_store_lazy_get(s, d, &l, NULL) != 1)
+        return 0;
+    return kiln_store_lazy_source_name(l.source, name, len);
 }
 
 int kiln_store_lazy_fetch(kiln_store_t *s, const kiln_digest_t *d, kiln_error_t *err)
@@ -147,9 +167,7 @@ int kiln_store_lazy_fetch(kiln_store_t *s, const kiln_digest_t *d, kiln_error_t 
                               "blob sha256:%s is not in store %s yet (a lazy blob of %s: kiln "
                               "build, push, save and run fetch it when they need it)",
                               d->hex, kiln_store_root(s), l.source);
-    whole = strncmp(l.source, KILN_STORE_LAZY_REGISTRY, strlen(KILN_STORE_LAZY_REGISTRY)) == 0 ||
-            strncmp(l.source, KILN_STORE_LAZY_REGISTRY_INSECURE,
-                    strlen(KILN_STORE_LAZY_REGISTRY_INSECURE)) == 0;
+    whole = registry_source(l.source);
     if (whole)
         pthread_mutex_lock(&fetch_mu);
     r = kiln_store_has(s, d, NULL) == 1 ? 0 : fetcher(s, d, l.size, l.source, err);

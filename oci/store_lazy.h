@@ -52,11 +52,18 @@ int kiln_store_lazy_get(kiln_store_t *s, const kiln_digest_t *d, kiln_store_lazy
 /* The same for a root directory fd (prune). */
 int kiln_store_lazy_get_at(int root_fd, const kiln_digest_t *d, kiln_store_lazy_t *out,
                            kiln_error_t *err);
+/* Parses a record's len bytes (a positive integer "size", an optional non-negative integer
+ * "usize", a "source" string shorter than KILN_STORE_LAZY_SOURCE_MAX) into *out, written only
+ * on success: 0, or -1 when it is not such a record. */
+int kiln_store_lazy_parse(const char *body, size_t len, kiln_store_lazy_t *out);
 
 /* When d is lazy (not in the root) with a registry source: 1 and its image's NAME
  * ("registry/repository") in name (len bytes), so a push to that registry can mount it from
  * there without reading it; else 0. */
 int kiln_store_lazy_registry_name(kiln_store_t *s, const kiln_digest_t *d, char *name, size_t len);
+/* The same for a source string: 1 and NAME (shorter than len) when it is a registry's source
+ * "registry[-insecure] NAME@DIGEST", else 0. */
+int kiln_store_lazy_source_name(const char *source, char *name, size_t len);
 
 /* Fetches blob d of size bytes from source into store s (kiln_store_writer_new with the
  * digest and size expected); -1 with err naming the blob and the source. */

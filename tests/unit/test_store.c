@@ -544,6 +544,40 @@ static int test_fetch(kiln_store_t *s, const kiln_digest_t *d, uint64_t size, co
     return kiln_store_writer_commit(w, NULL, NULL, err);
 }
 
+/* A lazy record parsed: size positive, usize absent or non-negative, a source that fits; out
+ * untouched on a refusal. A registry source's image name is what lies between its prefix and
+ * the first '@', when it fits the buffer. */
+static void test_lazy_parse(void **state)
+{
+    kiln_store_lazy_t l = {.size = 7};
+    char name[16];
+    (void)state;
+#define P(s) kiln_store_lazy_parse(s, strlen(s), &l)
+    assert_int_equal(P("{\"size\":5,\"source\":\"s3 b/k\"}"), 0);
+    assert_int_equal(l.size, 5);
+    assert_int_equal(l.usize, 0);
+    assert_string_equal(l.source, "s3 b/k");
+    assert_int_equal(P("{\"size\":6,\"usize\":9,\"source\":\"x\"}"), 0);
+    assert_int_equal(l.usize, 9);
+    assert_int_equal(P("{\"size\":1,\"usize\":-1,\"source\":\"x\"}"), -1);
+    assert_int_equal(P("{\"size\":1,\"usize\":\"9\",\"source\":\"x\"}"), -1);
+    assert_int_equal(P("{\"size\":0,\"source\":\"x\"}"), -1);
+    assert_int_equal(P("{\"size\":1}"), -1);
+    assert_int_equal(P("[1]"), -1);
+    assert_int_equal(l.size, 6); /* the refusals left it as it was */
+#undef P
+    assert_int_equal(kiln_store_lazy_source_name("registry r.io/a/b@sha256:x", name, sizeof(name)),
+                     1);
+    assert_string_equal(name, "r.io/a/b");
+    assert_int_equal(
+        kiln_store_lazy_source_name("registry-insecure h:5/n@sha256:x", name, sizeof(name)), 1);
+    assert_string_equal(name, "h:5/n");
+    assert_int_equal(kiln_store_lazy_source_name("registry no-digest", name, sizeof(name)), 0);
+    assert_int_equal(kiln_store_lazy_source_name("s3 b@k", name, sizeof(name)), 0);
+    assert_int_equal(
+        kiln_store_lazy_source_name("registry a-name-too-long/for/16@d", name, sizeof(name)), 0);
+}
+
 /* Lazy blobs: recorded without their bytes, has() says 0, an open fetches them (digest checked:
  * other bytes fail naming the blob and leave nothing), without a fetcher the open fails saying
  * what fetches it; prune keeps the record of a reachable one (not a dangling ref) and drops
@@ -638,6 +672,7 @@ int main(void)
         cmocka_unit_test(test_prune_whitespace_manifest),
         cmocka_unit_test(test_deferred_sync),
         cmocka_unit_test(test_lazy_blobs),
+        cmocka_unit_test(test_lazy_parse),
         cmocka_unit_test(test_default_root),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
