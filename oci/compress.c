@@ -195,21 +195,72 @@ kiln_sink_t kiln_compressor_sink(kiln_compressor_t *c)
 struct kiln_decompressor {
     kiln_read_fn read;
     void *read_ctx;
+    /* block mode (kiln_decompressor_new_blocks): the input taken where it is, no copy */
+    kiln_block_fn block;
+    void *block_ctx;
+    const unsigned char *bp; /* the block held: bytes [boff, blen) not yet in `in` */
+    size_t blen, boff;
     kiln_compression_t type;
     kiln_hash_fn raw_hash, out_hash;
     void *raw_ctx, *out_ctx;
     unsigned char *ibuf;
-    size_t ipos, ilen; /* unconsumed input: ibuf[ipos..ilen) */
-    int eof;           /* fd reached its end */
-    int done;          /* the stream ended cleanly */
-    int in_frame;      /* inside a gzip member / zstd frame */
+    const unsigned char *in; /* the input: ibuf, or the block held (block mode) */
+    size_t ipos, ilen;       /* unconsumed input: in[ipos..ilen) */
+    int eof;                 /* fd reached its end */
+    int done;                /* the stream ended cleanly */
+    int in_frame;            /* inside a gzip member / zstd frame */
     struct inflate_state *is;
     ZSTD_DCtx *zd;
 };
 
+/* Block mode's refill: the next block's bytes used in place when nothing is left over (a
+ * block is given back only once every byte of it was consumed or copied out); bytes left
+ * over (e.g. the start of a gzip member's magic at a block's end) are copied into ibuf with
+ * what follows them. 0 at the end is fine. */
+static int refill_block(kiln_decompressor_t *d, kiln_error_t *err)
+{
+    size_t rest = d->ilen - d->ipos;
+    if (rest >= IN_SIZE) /* (callers refill with at most a few bytes left) */
+        return 0;
+    if (rest > 0)
+        memmove(d->ibuf, d->in + d->ipos, rest);
+    d->in = d->ibuf; /* (never pointing at a block that is given back below) */
+    d->ipos = 0;
+    d->ilen = rest;
+    if (d->boff == d->blen) {
+        if (d->eof)
+            return 0;
+        size_t n = 0;
+        const void *b = d->block(d->block_ctx, &n, err);
+        if (b == NULL)
+            return -1;
+        d->bp = b;
+        d->blen = n;
+        d->boff = 0;
+        if (n == 0) {
+            d->eof = 1;
+            return 0;
+        }
+    }
+    size_t take = d->blen - d->boff;
+    if (rest == 0) {
+        d->in = d->bp + d->boff;
+    } else {
+        take = take < IN_SIZE - rest ? take : IN_SIZE - rest;
+        memcpy(d->ibuf + rest, d->bp + d->boff, take);
+    }
+    if (d->raw_hash)
+        d->raw_hash(d->raw_ctx, d->in + rest, take);
+    d->boff += take;
+    d->ilen = rest + take;
+    return 0;
+}
+
 /* Refills the input buffer (keeping unconsumed bytes). 0 at EOF is fine. */
 static int refill(kiln_decompressor_t *d, kiln_error_t *err)
 {
+    if (d->block != NULL)
+        return refill_block(d, err);
     if (d->ipos > 0) {
         memmove(d->ibuf, d->ibuf + d->ipos, d->ilen - d->ipos);
         d->ilen -= d->ipos;
@@ -250,18 +301,24 @@ int kiln_decompressor_new(int fd, kiln_hash_fn raw_hash, void *raw_ctx, kiln_has
                                         out_ctx, res, err);
 }
 
-int kiln_decompressor_new_reader(kiln_read_fn fn, void *ctx, kiln_hash_fn raw_hash, void *raw_ctx,
-                                 kiln_hash_fn out_hash, void *out_ctx, kiln_decompressor_t **res,
-                                 kiln_error_t *err)
+/* A decompressor reading its input through read_fn, or (when set) taking it as blocks from
+ * block_fn; its format detected from the first bytes. */
+static int decompressor_new(kiln_read_fn read_fn, void *read_ctx, kiln_block_fn block_fn,
+                            void *block_ctx, kiln_hash_fn raw_hash, void *raw_ctx,
+                            kiln_hash_fn out_hash, void *out_ctx, kiln_decompressor_t **res,
+                            kiln_error_t *err)
 {
     kiln_decompressor_t *d = kiln_xzalloc(sizeof(*d));
-    d->read = fn;
-    d->read_ctx = ctx;
+    d->read = read_fn;
+    d->read_ctx = read_ctx;
+    d->block = block_fn;
+    d->block_ctx = block_ctx;
     d->raw_hash = raw_hash;
     d->raw_ctx = raw_ctx;
     d->out_hash = out_hash;
     d->out_ctx = out_ctx;
     d->ibuf = kiln_xmalloc(IN_SIZE);
+    d->in = d->ibuf;
     /* Enough bytes for the magic (a stream shorter than 4 bytes is tested as is). */
     while (d->ilen < 4 && !d->eof) {
         if (refill(d, err) < 0) {
@@ -269,7 +326,7 @@ int kiln_decompressor_new_reader(kiln_read_fn fn, void *ctx, kiln_hash_fn raw_ha
             return -1;
         }
     }
-    d->type = kiln_compression_detect(d->ibuf, d->ilen);
+    d->type = kiln_compression_detect(d->in, d->ilen);
     if (d->type == KILN_COMPRESSION_GZIP) {
         d->is = kiln_xmalloc(sizeof(*d->is));
         isal_inflate_init(d->is);
@@ -287,6 +344,20 @@ int kiln_decompressor_new_reader(kiln_read_fn fn, void *ctx, kiln_hash_fn raw_ha
     return 0;
 }
 
+int kiln_decompressor_new_reader(kiln_read_fn fn, void *ctx, kiln_hash_fn raw_hash, void *raw_ctx,
+                                 kiln_hash_fn out_hash, void *out_ctx, kiln_decompressor_t **res,
+                                 kiln_error_t *err)
+{
+    return decompressor_new(fn, ctx, NULL, NULL, raw_hash, raw_ctx, out_hash, out_ctx, res, err);
+}
+
+int kiln_decompressor_new_blocks(kiln_block_fn fn, void *ctx, kiln_hash_fn raw_hash, void *raw_ctx,
+                                 kiln_hash_fn out_hash, void *out_ctx, kiln_decompressor_t **res,
+                                 kiln_error_t *err)
+{
+    return decompressor_new(NULL, NULL, fn, ctx, raw_hash, raw_ctx, out_hash, out_ctx, res, err);
+}
+
 kiln_compression_t kiln_decompressor_format(const kiln_decompressor_t *d)
 {
     return d->type;
@@ -298,13 +369,14 @@ static ssize_t read_gzip(kiln_decompressor_t *d, unsigned char *buf, size_t len,
     for (;;) {
         if (!d->in_frame) {
             /* Between members: the end, or another member must start here. */
-            if (d->ilen - d->ipos < 2 && refill(d, err) < 0)
-                return -1;
+            while (d->ilen - d->ipos < 2 && !d->eof) /* (the magic may come in pieces) */
+                if (refill(d, err) < 0)
+                    return -1;
             if (d->ilen == d->ipos && d->eof) {
                 d->done = 1;
                 return 0;
             }
-            if (d->ilen - d->ipos < 2 || d->ibuf[d->ipos] != 0x1f || d->ibuf[d->ipos + 1] != 0x8b)
+            if (d->ilen - d->ipos < 2 || d->in[d->ipos] != 0x1f || d->in[d->ipos + 1] != 0x8b)
                 return kiln_error_set(err, 0,
                                       "gzip stream: unexpected data after the end of the "
                                       "compressed stream");
@@ -321,13 +393,13 @@ static ssize_t read_gzip(kiln_decompressor_t *d, unsigned char *buf, size_t len,
                 return -1;
             continue;
         }
-        d->is->next_in = d->ibuf + d->ipos;
+        d->is->next_in = (uint8_t *)(d->in + d->ipos); /* (ISA-L only reads it) */
         d->is->avail_in = (uint32_t)(d->ilen - d->ipos);
         d->is->next_out = buf;
         d->is->avail_out = (uint32_t)(len > UINT32_MAX ? UINT32_MAX : len);
         uint32_t before_out = d->is->avail_out;
         int r = isal_inflate(d->is);
-        d->ipos = (size_t)(d->is->next_in - d->ibuf);
+        d->ipos = (size_t)(d->is->next_in - d->in);
         if (r != ISAL_DECOMP_OK)
             return kiln_error_set(err, 0, "gzip stream is corrupt (%s)",
                                   r == ISAL_INCORRECT_CHECKSUM ? "checksum mismatch"
@@ -361,7 +433,7 @@ static ssize_t read_zstd(kiln_decompressor_t *d, unsigned char *buf, size_t len,
                 return -1;
             continue;
         }
-        ZSTD_inBuffer in = {d->ibuf, d->ilen, d->ipos};
+        ZSTD_inBuffer in = {d->in, d->ilen, d->ipos};
         ZSTD_outBuffer o = {buf, len, 0};
         size_t r = ZSTD_decompressStream(d->zd, &o, &in);
         d->ipos = in.pos;
@@ -391,7 +463,7 @@ ssize_t kiln_decompressor_read(kiln_decompressor_t *d, void *buf, size_t len, ki
         n = (ssize_t)(d->ilen - d->ipos);
         if ((size_t)n > len)
             n = (ssize_t)len;
-        memcpy(buf, d->ibuf + d->ipos, (size_t)n);
+        memcpy(buf, d->in + d->ipos, (size_t)n);
         d->ipos += (size_t)n;
         if (n == 0)
             d->done = 1;

@@ -84,6 +84,14 @@ typedef ssize_t (*kiln_read_fn)(void *ctx, void *buf, size_t len, kiln_error_t *
 int kiln_decompressor_new_reader(kiln_read_fn fn, void *ctx, kiln_hash_fn raw_hash, void *raw_ctx,
                                  kiln_hash_fn out_hash, void *out_ctx, kiln_decompressor_t **res,
                                  kiln_error_t *err);
+/* Where input can come from in blocks: the next block (the previous one given back; valid
+ * until the next call) and its length in *len (0 at the end), or NULL with err. */
+typedef const void *(*kiln_block_fn)(void *ctx, size_t *len, kiln_error_t *err);
+/* The same taking the compressed stream as blocks from fn(ctx, ...), decompressed where they
+ * are (no copy into a buffer of its own: e.g. a streamed blob's bytes in its ring). */
+int kiln_decompressor_new_blocks(kiln_block_fn fn, void *ctx, kiln_hash_fn raw_hash, void *raw_ctx,
+                                 kiln_hash_fn out_hash, void *out_ctx, kiln_decompressor_t **res,
+                                 kiln_error_t *err);
 /* Reads up to len decompressed bytes; 0 at the clean end of the stream. A
  * stream that ends early ("truncated"), corrupt data or trailing garbage fails
  * with a message saying so. */

@@ -9,7 +9,7 @@
 #include "utils/mem.h"
 
 #define SLOTS 8
-#define SLOT_SIZE (1024 * 1024)
+#define SLOT_SIZE (256 * 1024)
 
 struct kiln_inflate_thread {
     pthread_t th;

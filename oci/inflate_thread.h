@@ -1,6 +1,6 @@
 /* kiln — inflating a compressed layer in a thread of its own: the decompression (and the
  * digests its hooks compute) runs beside the tar parsing and file writing, on another CPU.
- * The plain tar passes in a few slots of up to 1 MiB, handed to the reader without a copy;
+ * The plain tar passes in a few slots of up to 256 KiB, handed to the reader without a copy;
  * each slot holds what one read of the input gave (a layer still downloading is unpacked as
  * far as it arrived). Used by the layer unpacker (oci/unpack) as its tar reader's blocks. */
 #ifndef KILN_OCI_INFLATE_THREAD_H

@@ -15,6 +15,9 @@ enum { BS_RUNNING, BS_DONE, BS_FAILED };
  * network gives: a download comes in pieces of a few KiB), a paused producer once a
  * `cap / RESUME_DIV` is free. */
 #define READER_BATCH (256u * 1024)
+/* The most bytes of the ring one block (kiln_blob_stream_block) holds: the producer keeps the
+ * rest of the ring to fill meanwhile. */
+#define BLOCK_MAX (256u * 1024)
 #define RESUME_DIV 2
 
 struct kiln_blob_stream {
@@ -222,6 +225,51 @@ ssize_t kiln_blob_stream_read(void *reader, void *buf, size_t len, kiln_error_t 
     return got;
 }
 
+const void *kiln_blob_stream_block(void *reader, size_t *len, kiln_error_t *err)
+{
+    kiln_blob_reader_t *r = reader;
+    kiln_blob_stream_t *bs = r->bs;
+    const void *p = NULL;
+
+    pthread_mutex_lock(&bs->lock);
+    if (bs->ring != NULL && r->pos > bs->taken) { /* the previous block given back */
+        bs->taken = r->pos;
+        room_made(bs);
+    }
+    while (bs->state == BS_RUNNING && (bs->ring == NULL || r->pos >= bs->avail)) {
+        if (bs->fd >= 0) /* (a stream in memory mode never gets a file) */
+            break;
+        bs->rwaiting = 1;
+        pthread_cond_wait(&bs->cond, &bs->lock);
+    }
+    bs->rwaiting = 0;
+    if (bs->state == BS_FAILED) {
+        if (err != NULL)
+            *err = bs->err;
+    } else if (bs->ring == NULL) {
+        kiln_error_set(err, EINVAL, "blob sha256:%s: not streamed in memory", bs->digest.hex);
+    } else if (r->pos >= bs->avail) { /* done and read to the end */
+        *len = 0;
+        p = "";
+    } else {
+        size_t off = (size_t)(r->pos % bs->cap), n = (size_t)(bs->avail - r->pos);
+        n = n < bs->cap - off ? n : bs->cap - off;
+        *len = n < BLOCK_MAX ? n : BLOCK_MAX;
+        p = bs->ring + off;
+        r->pos += *len;
+    }
+    pthread_mutex_unlock(&bs->lock);
+    return p;
+}
+
+int kiln_blob_stream_in_memory(kiln_blob_stream_t *bs)
+{
+    pthread_mutex_lock(&bs->lock);
+    int m = bs->ring != NULL;
+    pthread_mutex_unlock(&bs->lock);
+    return m;
+}
+
 int kiln_blob_stream_memory(kiln_blob_stream_t *bs, size_t cap, void (*wake)(void *ud), void *ud,
                             kiln_error_t *err)
 {
@@ -254,6 +302,8 @@ int kiln_blob_stream_push(kiln_blob_stream_t *bs, const void *buf, size_t len, i
         bs->cap = len;
     }
     while (!bs->abandoned && bs->cap - (size_t)(bs->avail - bs->taken) < len) {
+        if (bs->rwaiting) /* a full ring wakes its reader (a ring smaller than a batch too) */
+            pthread_cond_broadcast(&bs->cond);
         if (!wait) {
             bs->blocked = 1;
             bs->need = len;

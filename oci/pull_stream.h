@@ -70,6 +70,13 @@ typedef struct kiln_blob_reader {
 /* A kiln_read_fn over a kiln_blob_reader_t: up to len bytes (waiting until they are
  * written), 0 once the blob is verified and read to its end, -1 with the download's error. */
 ssize_t kiln_blob_stream_read(void *reader, void *buf, size_t len, kiln_error_t *err);
+/* A kiln_block_fn (oci/compress.h) over a kiln_blob_reader_t of a stream in memory mode, its
+ * one reader: the next bytes where they are in the ring (no copy; up to 256 KiB, held until
+ * the next call, which gives them back), *len 0 once the blob is verified and read to its
+ * end, NULL with the download's error. */
+const void *kiln_blob_stream_block(void *reader, size_t *len, kiln_error_t *err);
+/* Whether bs is in memory mode (kiln_blob_stream_memory was called). */
+int kiln_blob_stream_in_memory(kiln_blob_stream_t *bs);
 /* Waits for the end: 0 when the blob was verified and published, -1 with its error. */
 int kiln_blob_stream_wait(kiln_blob_stream_t *bs, kiln_error_t *err);
 

@@ -179,7 +179,11 @@ static int apply_layer(unpack_pipe_t *p, const kiln_digest_t *d, kiln_blob_strea
     uo->stats_no_digest = 1;
     if (bs != NULL) {
         kiln_blob_reader_t rd = {bs, 0};
-        if (kiln_unpack_reader(kiln_blob_stream_read, &rd, dir, uo, &st, err) < 0) {
+        /* a blob streamed in memory is inflated where it is in the stream's ring */
+        int r = kiln_blob_stream_in_memory(bs)
+                    ? kiln_unpack_blocks(kiln_blob_stream_block, &rd, dir, uo, &st, err)
+                    : kiln_unpack_reader(kiln_blob_stream_read, &rd, dir, uo, &st, err);
+        if (r < 0) {
             kiln_blob_stream_abandon(bs);
             return -1;
         }

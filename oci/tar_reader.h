@@ -23,10 +23,8 @@ int kiln_tar_reader_open(int fd, kiln_hash_fn raw_hash, kiln_hash_fn out_hash, v
 /* The same over a decompressor made by the caller (any input source); the
  * reader owns dec from here on, also when it fails. */
 int kiln_tar_reader_open_dec(kiln_decompressor_t *dec, kiln_tar_reader_t **res, kiln_error_t *err);
-/* Where plain tar bytes can come from in blocks: the next block (valid until the next
- * call) and its length in *len (0 at the end), or NULL with err. */
-typedef const void *(*kiln_block_fn)(void *ctx, size_t *len, kiln_error_t *err);
-/* The same over blocks of plain (already decompressed) tar; the format reported is none. */
+/* The same over blocks (kiln_block_fn, oci/compress.h) of plain (already decompressed) tar; the
+ * format reported is none. */
 int kiln_tar_reader_open_blocks(kiln_block_fn fn, void *ctx, kiln_tar_reader_t **res,
                                 kiln_error_t *err);
 /* The next entry: 1 and *entry (owned by the reader, valid until the next

@@ -522,12 +522,25 @@ static int check_digest(const kiln_digest_t *want, const kiln_digest_t *got, con
     return -1;
 }
 
-/* Where a layer is read from: fd, or fn(ctx) when fn is set. */
+/* Where a layer is read from: fd, or fn(ctx) when fn is set, or blocks from block(ctx). */
 struct unpack_src {
     int fd;
     kiln_read_fn fn;
+    kiln_block_fn block;
     void *ctx;
 };
+
+/* The decompressor of src, hashing what unpack_run asks for. */
+static int src_decompressor(const struct unpack_src *src, struct unpack *u, int want_raw,
+                            int want_out, kiln_decompressor_t **dec, kiln_error_t *err)
+{
+    kiln_hash_fn rh = want_raw ? raw_hash : NULL, oh = want_out ? out_hash : NULL;
+    if (src->block != NULL)
+        return kiln_decompressor_new_blocks(src->block, src->ctx, rh, u, oh, u, dec, err);
+    if (src->fn != NULL)
+        return kiln_decompressor_new_reader(src->fn, src->ctx, rh, u, oh, u, dec, err);
+    return kiln_decompressor_new(src->fd, rh, u, oh, u, dec, err);
+}
 
 /* The body of an unpack once the state is set up. Digests are computed only
  * when checked or asked for (stats): hashing is most of an unpack's CPU. */
@@ -540,11 +553,7 @@ static int unpack_run(struct unpack *u, const struct unpack_src *src, kiln_unpac
     if ((want_raw && kiln_sha256_init(&u->raw, err) < 0) ||
         (want_out && kiln_sha256_init(&u->out, err) < 0))
         return -1;
-    if ((src->fn != NULL
-             ? kiln_decompressor_new_reader(src->fn, src->ctx, want_raw ? raw_hash : NULL, u,
-                                            want_out ? out_hash : NULL, u, &dec, err)
-             : kiln_decompressor_new(src->fd, want_raw ? raw_hash : NULL, u,
-                                     want_out ? out_hash : NULL, u, &dec, err)) < 0)
+    if (src_decompressor(src, u, want_raw, want_out, &dec, err) < 0)
         return -1;
     u->format = kiln_decompressor_format(dec);
     if (u->format != KILN_COMPRESSION_NONE && (u->inf = kiln_inflate_thread_start(dec)) != NULL) {
@@ -635,5 +644,13 @@ int kiln_unpack_reader(kiln_read_fn fn, void *ctx, const char *rootfs,
                        kiln_error_t *err)
 {
     struct unpack_src src = {.fd = -1, .fn = fn, .ctx = ctx};
+    return unpack_from(&src, rootfs, opts, stats, err);
+}
+
+int kiln_unpack_blocks(kiln_block_fn fn, void *ctx, const char *rootfs,
+                       const kiln_unpack_opts_t *opts, kiln_unpack_stats_t *stats,
+                       kiln_error_t *err)
+{
+    struct unpack_src src = {.fd = -1, .block = fn, .ctx = ctx};
     return unpack_from(&src, rootfs, opts, stats, err);
 }

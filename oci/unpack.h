@@ -87,6 +87,12 @@ int kiln_unpack_reader(kiln_read_fn fn, void *ctx, const char *rootfs,
                        const kiln_unpack_opts_t *opts, kiln_unpack_stats_t *stats,
                        kiln_error_t *err);
 
+/* The same taking the layer as blocks from fn(ctx, ...), inflated where they are (e.g. a
+ * blob streamed in memory: kiln_blob_stream_block); fn's error ends the unpack. */
+int kiln_unpack_blocks(kiln_block_fn fn, void *ctx, const char *rootfs,
+                       const kiln_unpack_opts_t *opts, kiln_unpack_stats_t *stats,
+                       kiln_error_t *err);
+
 /* Normalises a path of a tar entry in place: drops leading "./", "."
  * components, repeated and trailing slashes. Rejects absolute paths and ".."
  * components with an error naming the entry (orig) and what is wrong with

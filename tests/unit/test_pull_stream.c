@@ -1,7 +1,10 @@
 /* Unit tests for oci/pull_stream: a reader following a blob while it is written, a download
  * that starts over in a new file, and a failed download ending the reader with its error;
  * memory mode: a push finding no room is refused until the reader makes room (and wakes the
- * producer), a reader that gives up lets the rest through, the digest checked at the end. */
+ * producer), a reader that gives up lets the rest through, the digest checked at the end;
+ * the zero-copy reader (kiln_blob_stream_block): blocks never past the ring's end nor over
+ * 256 KiB, held until the next call (the producer never writes over them), the end only
+ * once the blob is verified, a failed blob's error instead. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -248,6 +251,95 @@ static void test_memory_abandon_and_mismatch(void **state)
     kiln_blob_stream_unref(bs);
 }
 
+typedef struct {
+    kiln_blob_stream_t *bs;
+    uint64_t size; /* what the commit says (SIZE: the blob's) */
+    int rc;
+} mem_producer_t;
+
+/* Pushes data[0, SIZE) in uneven pieces, waiting for room, then commits. */
+static void *mem_producer(void *arg)
+{
+    mem_producer_t *p = arg;
+    for (size_t done = 0, k = 0; done < SIZE; k++) {
+        size_t n = 1000 + (k * 7919) % 9000;
+        n = SIZE - done < n ? SIZE - done : n;
+        assert_int_equal(kiln_blob_stream_push(p->bs, data + done, n, 1), 1);
+        done += n;
+    }
+    p->rc = kiln_blob_stream_commit(p->bs, p->size, NULL);
+    return NULL;
+}
+
+/* Reads bs through its blocks into out (room for SIZE): the bytes, or -1 with err. */
+static ssize_t read_blocks(kiln_blob_stream_t *bs, unsigned char *out, kiln_error_t *err)
+{
+    kiln_blob_reader_t rd = {bs, 0};
+    size_t got = 0, len = 0;
+    for (;;) {
+        const unsigned char *b = kiln_blob_stream_block(&rd, &len, err);
+        if (b == NULL)
+            return -1;
+        if (len == 0)
+            return (ssize_t)got;
+        assert_true(len <= 256 * 1024);
+        assert_true(got + len <= SIZE);
+        /* held until the next call: the same bytes now as after a pause of the producer */
+        memcpy(out + got, b, len);
+        usleep(got % 7 == 0 ? 200 : 0);
+        assert_memory_equal(out + got, b, len);
+        got += len;
+        assert_int_equal(rd.pos, got);
+    }
+}
+
+/* The zero-copy reader over a small ring (it wraps many times) while a thread pushes. */
+static void test_memory_blocks(void **state)
+{
+    (void)state;
+    static unsigned char out[SIZE];
+    kiln_blob_stream_t *bs = mem_stream(24 * 1024);
+    assert_true(kiln_blob_stream_in_memory(bs));
+    mem_producer_t p = {bs, SIZE, -2};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, mem_producer, &p), 0);
+    ssize_t got = read_blocks(bs, out, NULL);
+    pthread_join(th, NULL);
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(got, SIZE);
+    assert_memory_equal(out, data, SIZE);
+    kiln_blob_stream_unref(bs);
+}
+
+/* A blob whose size is not the expected one: the reader gets the download's error, never
+ * the end; a stream not in memory mode is refused by name. */
+static void test_memory_blocks_failure(void **state)
+{
+    (void)state;
+    static unsigned char out[SIZE];
+    kiln_error_t err = {0};
+    kiln_blob_stream_t *bs = mem_stream(64 * 1024);
+    mem_producer_t p = {bs, SIZE + 1, -2};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, mem_producer, &p), 0);
+    assert_int_equal(read_blocks(bs, out, &err), -1);
+    pthread_join(th, NULL);
+    assert_int_equal(p.rc, -1);
+    assert_non_null(strstr(err.msg, "does not match the expected"));
+    kiln_blob_stream_unref(bs);
+
+    int wfd;
+    size_t len = 0;
+    bs = new_stream(&wfd);
+    kiln_blob_reader_t rd = {bs, 0};
+    assert_false(kiln_blob_stream_in_memory(bs));
+    memset(&err, 0, sizeof(err));
+    assert_null(kiln_blob_stream_block(&rd, &len, &err));
+    assert_non_null(strstr(err.msg, "not streamed in memory"));
+    close(wfd);
+    kiln_blob_stream_unref(bs);
+}
+
 int main(void)
 {
     for (size_t i = 0; i < SIZE; i++)
@@ -259,6 +351,8 @@ int main(void)
         cmocka_unit_test(test_second_reader),
         cmocka_unit_test(test_memory_pause_and_resume),
         cmocka_unit_test(test_memory_abandon_and_mismatch),
+        cmocka_unit_test(test_memory_blocks),
+        cmocka_unit_test(test_memory_blocks_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
