@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 
 #include "oci/unpack.h"
 #include "oci/unpack_merge.h"
@@ -52,12 +53,23 @@ static int no_chown;
 /* How the upper layer got onto the lower one. */
 enum how { MERGED, AT_UNPACK, AT_MERGE };
 
+/* When set, the soft limit of open files each unpack runs under (then restored). */
+static rlim_t unpack_fd_limit;
+
 static int unpack_tar(const char *tar, const char *root, const kiln_unpack_opts_t *uo,
                       kiln_error_t *err)
 {
     _cleanup_close_ int fd = open(tar, O_RDONLY | O_CLOEXEC);
+    struct rlimit old, low;
     assert_true(fd >= 0);
-    return kiln_layer_unpack(fd, root, uo, NULL, err);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    if (unpack_fd_limit)
+        low.rlim_cur = unpack_fd_limit;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int r = kiln_layer_unpack(fd, root, uo, NULL, err);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    return r;
 }
 
 /* Applies lower then upper in place, and upper on its own merged onto lower (applied in place
@@ -387,6 +399,31 @@ static void test_overlay_form_same_layer(void **state)
     assert_true(S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0));
 }
 
+/* An opaque directory and a whiteout over trees 400 levels deep, unpacked under 128 open
+ * files: the removal walks keep a bounded number of fds (they kept two a level). */
+static void test_merge_deep_bounded_fds(void **state)
+{
+    char chain[400 * 2] = "d";
+    for (int i = 1; i < 400; i++)
+        strcat(chain, "/d"); /* "d/d/.../d" */
+    _cleanup_free_ char *old = kiln_xasprintf("o/%s/old", chain);
+    _cleanup_free_ char *new = kiln_xasprintf("o/%s/new", chain);
+    _cleanup_free_ char *y = kiln_xasprintf("k/%s/y", chain);
+    _cleanup_free_ char *why = kiln_xasprintf("k/%s/.wh.y", chain);
+    _cleanup_free_ char *z = kiln_xasprintf("k/%s/z", chain);
+    const struct tentry lower[] = {REG(old, "o"), REG(y, "y")};
+    const struct tentry upper[] = {REG(new, "n"), WH("o/.wh..wh..opq"), WH(why), REG(z, "z")};
+    unpack_fd_limit = 128;
+    _cleanup_free_ char *t = check_merge("deep", lower, N(lower), upper, N(upper), AT_UNPACK);
+    unpack_fd_limit = 0;
+    _cleanup_free_ char *want_new = kiln_xasprintf("\n%s ", new);
+    _cleanup_free_ char *want_z = kiln_xasprintf("\n%s ", z);
+    assert_non_null(strstr(t, want_new));
+    assert_non_null(strstr(t, want_z));
+    assert_null(strstr(t, "/old "));
+    assert_null(strstr(t, "/y "));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -400,6 +437,7 @@ int main(void)
         cmocka_unit_test(test_merge_whiteout_under_own_dir),
         cmocka_unit_test(test_merge_setgid_parent),
         cmocka_unit_test(test_overlay_form_same_layer),
+        cmocka_unit_test(test_merge_deep_bounded_fds),
     };
     return cmocka_run_group_tests_name("unpack_merge", tests, setup, teardown);
 }
