@@ -13,6 +13,7 @@
 #include "engine/run_trash.h"
 #include "engine/snapshot.h"
 #include "engine/solve.h"
+#include "oci/store_lazy.h"
 #include "sandbox/netns.h"
 
 int kiln_build_finish_image(engine_t *e, stage_t *st, kiln_build_result_t *res, kiln_error_t *err)
@@ -171,7 +172,6 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
     const char *sde = kiln_env_lookup(req->env, "SOURCE_DATE_EPOCH");
 
     memset(res, 0, sizeof(*res));
-    e->known_fd = -1;
     e->req = req;
     e->store = store;
     /* the blobs of steps are synced in groups, before the refs that name them */
@@ -225,18 +225,10 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
                           &e->statcache_path, err) < 0)
         goto out;
     e->cache_prefix = kiln_cachens_ref_prefix(req->cache_namespace);
-    if (req->cache_namespace != NULL) {
-        _cleanup_free_ char *known = NULL;
-        if (kiln_cachens_path(kiln_store_root(store), req->cache_namespace, KILN_CACHENS_BLOBS,
-                              &known, err) < 0)
-            goto out;
-        /* checked link-free just above; only kiln writes there */
-        e->known_fd = open(known, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (e->known_fd < 0) {
-            kiln_error_set(err, errno, "open %s", known);
-            goto out;
-        }
-    }
+    /* the blobs the namespace may use and its lazy blob records (oci/store_lazy): kept by
+     * the store handle, so the outputs written after the build honour them too */
+    if (kiln_store_set_namespace(store, req->cache_namespace, err) < 0)
+        goto out;
     /* Mount sources (cache dirs, secrets) are opened by the step as its mapped
      * root: the directories above them must be traversable (not listable). */
     {
@@ -302,8 +294,6 @@ out:
     free(e->cache_prefix);
     kiln_remote_mounts_free(e);
     kiln_remote_base_free(e);
-    if (e->known_fd >= 0)
-        close(e->known_fd);
     for (size_t i = 0; i < e->n_stages; i++)
         kiln_solve_stage_clear(&e->stages[i]);
     strv_clear(&e->meta_args);

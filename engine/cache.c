@@ -165,25 +165,25 @@ char *kiln_cache_ref(const engine_t *e, const kiln_digest_t *key)
 
 /* Whether the build's namespace may use blob d of the shared store: always
  * without a namespace, else only when it fetched or built d itself (a digest
- * alone, learnt from another tenant's manifest, does not give its bytes). A
- * use keeps the mark fresh for gc. */
+ * alone, learnt from another tenant's manifest, does not give its bytes; the
+ * marks are the store handle's: oci/store_lazy). */
 bool kiln_cache_ns_knows(engine_t *e, const kiln_digest_t *d)
 {
-    if (e->known_fd < 0)
-        return true;
-    return utimensat(e->known_fd, d->hex, NULL, AT_SYMLINK_NOFOLLOW) == 0;
+    return kiln_store_ns_knows(e->store, d);
 }
 
 /* Records that the build's namespace fetched (verified) or built blob d. */
 void kiln_cache_ns_note(engine_t *e, const kiln_digest_t *d)
 {
-    int fd;
-    if (e->known_fd < 0)
-        return;
-    fd = openat(e->known_fd, d->hex, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd >= 0)
-        close(fd);
-    (void)utimensat(e->known_fd, d->hex, NULL, AT_SYMLINK_NOFOLLOW);
+    kiln_store_ns_note(e->store, d);
+}
+
+/* Whether an entry may name layer d: in the store and the namespace's own, or a lazy blob
+ * (the namespace's own record: fetched from its source before its bytes are used). */
+bool kiln_cache_layer_usable(engine_t *e, const kiln_digest_t *d)
+{
+    return (kiln_store_has(e->store, d, NULL) == 1 && kiln_cache_ns_knows(e, d)) ||
+           kiln_store_lazy_get(e->store, d, &(kiln_store_lazy_t){0}, NULL) == 1;
 }
 
 static void note_cache_entry(engine_t *e, const stage_t *st, const kiln_digest_t *key,
@@ -232,9 +232,7 @@ int kiln_cache_lookup(engine_t *e, stage_t *st, const kiln_digest_t *key, kiln_e
         const char *diff = json_string_value(json_object_get(j, "diff_id"));
         if (kiln_descriptor_from_json(layer, "layer", &l.desc, NULL) < 0 || diff == NULL ||
             kiln_digest_parse(diff, &l.diff_id, NULL) < 0 ||
-            (!kiln_store_has(e->store, &l.desc.digest, NULL) &&
-             kiln_store_lazy_get(e->store, &l.desc.digest, &(kiln_store_lazy_t){0}, NULL) != 1) ||
-            !kiln_cache_ns_knows(e, &l.desc.digest)) {
+            !kiln_cache_layer_usable(e, &l.desc.digest)) {
             kiln_descriptor_clear(&l.desc);
             json_decref(j);
             return 0;

@@ -9,6 +9,7 @@ void kiln_cache_key_step(kiln_digest_t *key, const char *what, const char *extra
 char *kiln_cache_ref(const engine_t *e, const kiln_digest_t *key);
 bool kiln_cache_ns_knows(engine_t *e, const kiln_digest_t *d);
 void kiln_cache_ns_note(engine_t *e, const kiln_digest_t *d);
+bool kiln_cache_layer_usable(engine_t *e, const kiln_digest_t *d);
 int kiln_cache_lookup(engine_t *e, stage_t *st, const kiln_digest_t *key, kiln_error_t *err);
 int kiln_cache_store(engine_t *e, stage_t *st, const kiln_digest_t *key, const layer_t *l,
                      kiln_error_t *err);

@@ -98,7 +98,6 @@ typedef struct engine {
     char *mounts_dir;
     char *statcache_path;
     char *cache_prefix;
-    int known_fd; /* <root>/ns/NAME/blobs (blobs the namespace may use), -1 without one */
     int step_no;
     time_t created; /* SOURCE_DATE_EPOCH, or the build's start */
     int have_sde;

@@ -197,11 +197,9 @@ int kiln_remote_base_start(engine_t *e, const char *ref, kiln_registry_image_t *
         p->sizes[i] = m->layers[i].size;
     p->insecure = kiln_registry_is_insecure(e->registry, p->ref);
     pthread_mutex_lock(&ps->lock);
-    /* a namespaced build downloads now (its image's blobs are fetched before it is written);
-     * another when a step first needs a layer, or never: a fully cached build names them as
-     * lazy blobs (kiln_remote_base_join) */
-    if (e->known_fd >= 0)
-        start_locked(ps, p);
+    /* downloaded when a step first needs a layer, or never: a fully cached build names them
+     * as lazy blobs (kiln_remote_base_join; a namespaced build's are its own records, fetched
+     * with its credentials before their bytes are used: oci/store_lazy) */
     p->next = ps->list;
     ps->list = p;
     pthread_mutex_unlock(&ps->lock);

@@ -6,7 +6,9 @@
 #include "engine/cache.h"
 #include "engine/cachemanifest.h"
 #include "engine/regcache.h"
+#include "engine/remote_lazy.h"
 #include "engine/remote_mounts.h"
+#include "oci/store_lazy.h"
 
 /* kiln_registry_pull hooks: a blob another namespace stored is fetched again */
 static int pull_may_reuse(void *ud, const kiln_digest_t *d)
@@ -96,9 +98,11 @@ int kiln_remote_cache_merge(engine_t *e, json_t *map, size_t *n, kiln_error_t *e
         if (kiln_store_ref_get(e->store, name, &have, NULL) == 1)
             continue; /* a local entry wins */
         if (json_is_object(layer) && kiln_descriptor_from_json(layer, "layer", &ld, NULL) == 0) {
-            /* an entry may only name a layer this namespace fetched (the cache image's own)
-             * or built, not any blob of the shared store */
-            if (!kiln_cache_ns_knows(e, &ld.digest)) {
+            /* an entry may only name a layer this namespace fetched (the cache image's own),
+             * built or named lazily (its own record, fetched from its own source before its
+             * bytes are used), not any blob of the shared store */
+            if (!kiln_cache_ns_knows(e, &ld.digest) &&
+                kiln_store_lazy_get(e->store, &ld.digest, &(kiln_store_lazy_t){0}, NULL) != 1) {
                 kiln_descriptor_clear(&ld);
                 continue;
             }
@@ -215,19 +219,52 @@ static int export_open(void *ctx, const kiln_digest_t *d, int *fd, uint64_t *siz
     return st.open(st.ctx, d, fd, size, err);
 }
 
-/* Imports the cache entries of a registry cache image (pulled into the store
- * with its layers; its cache mount packs are fetched when a step mounts them) as local
- * entries. A missing image is not an error. */
+/* A layer of a registry cache image left out of its import's pull: a cache mount pack
+ * (fetched when a step mounts its id) or a layer the namespace cannot use from the store yet
+ * (named lazily by note_lazy). */
+static int skip_import(void *ud, const kiln_descriptor_t *d)
+{
+    engine_t *e = ud;
+    return skip_pack(NULL, d) || kiln_store_has(e->store, &d->digest, NULL) != 1 ||
+           !kiln_cache_ns_knows(e, &d->digest);
+}
+
+/* Records the layers of cache image ri that the pull left out (not the packs) as lazy blobs of
+ * it, pinned to its manifest: fetched, digest and size checked, when their bytes are needed. */
+static int note_lazy(engine_t *e, const kiln_registry_image_t *ri, size_t *n, kiln_error_t *err)
+{
+    char ds[KILN_DIGEST_STR_MAX];
+    _cleanup_free_ char *pinned =
+        kiln_xasprintf("%s@%s", ri->name, kiln_digest_str(&ri->manifest.digest, ds));
+    _cleanup_free_ char *src =
+        kiln_remote_lazy_registry_source(pinned, kiln_registry_is_insecure(e->registry, pinned));
+    for (size_t i = 0; i < ri->parsed->n_layers; i++) {
+        const kiln_descriptor_t *l = &ri->parsed->layers[i];
+        if (skip_pack(NULL, l) || !skip_import(e, l))
+            continue;
+        if (l->size <= 0)
+            return kiln_error_set(err, 0, "%s: layer %s of size %lld", pinned,
+                                  kiln_digest_str(&l->digest, ds), (long long)l->size);
+        if (kiln_store_lazy_note(e->store, &l->digest, (uint64_t)l->size, 0, src, err) < 0)
+            return -1;
+        (*n)++;
+    }
+    return 0;
+}
+
+/* Imports the cache entries of a registry cache image (pulled into the store without its
+ * layers: each is named lazily; its cache mount packs are fetched when a step mounts them) as
+ * local entries. A missing image is not an error. */
 int kiln_remote_cache_import(engine_t *e, const char *ref, kiln_error_t *err)
 {
     kiln_registry_image_t ri = {0};
     kiln_error_t perr = {0};
     _cleanup_free_ char *body = NULL;
-    size_t len, i = 0;
+    size_t len, i = 0, n_lazy = 0;
     json_t *cfg;
     kiln_registry_pull_opts_t po = {.may_reuse = pull_may_reuse,
                                     .on_blob = pull_on_blob,
-                                    .skip_layer = skip_pack,
+                                    .skip_layer = skip_import,
                                     .hook_ud = e};
 
     if (kiln_remote_cache_registry(e, err) < 0)
@@ -236,10 +273,11 @@ int kiln_remote_cache_import(engine_t *e, const char *ref, kiln_error_t *err)
         kiln_engine_log(e, "WARNING: cache from %s not imported: %s", ref, perr.msg);
         return 0;
     }
-    if (kiln_store_read_blob(e->store, &ri.parsed->config.digest, KILN_IMAGE_CONFIG_MAX, &body,
+    if (note_lazy(e, &ri, &n_lazy, err) < 0 ||
+        kiln_store_read_blob(e->store, &ri.parsed->config.digest, KILN_IMAGE_CONFIG_MAX, &body,
                              &len, err) < 0) {
         kiln_registry_image_clear(&ri);
-        return -1;
+        return kiln_error_prefix(err, "cache from %s", ref);
     }
     kiln_registry_image_clear(&ri);
     cfg = json_loadb(body, len, 0, NULL);
@@ -249,7 +287,8 @@ int kiln_remote_cache_import(engine_t *e, const char *ref, kiln_error_t *err)
         return -1;
     }
     json_decref(cfg);
-    kiln_engine_log(e, "imported %zu cache entries from %s", i, ref);
+    kiln_engine_log(e, "imported %zu cache entries from %s (%zu layers named to fetch when needed)",
+                    i, ref, n_lazy);
     return 0;
 }
 

@@ -5,9 +5,10 @@
  *   <base>/blobs/sha256/<hex>  each layer, uploaded once (the previous index's layers and a
  *                              HEAD tell what is there already)
  *
- * Import fetches the layers the namespace does not have yet into the store (in ranges, the
- * digest checked by the store), notes them as the namespace's own, then merges the entries
- * as a registry cache import does (engine/remote_cache). A source that cannot be read is a
+ * Import records the layers the namespace does not have yet as lazy blobs of the cache
+ * (oci/store_lazy: a namespace's records are its own, fetched from its own prefix, in ranges
+ * with the digest checked, before their bytes are used), then merges the entries as a
+ * registry cache import does (engine/remote_cache). A source that cannot be read is a
  * warning. The index is written after the layers, in one PutObject, and not at all when
  * unchanged. */
 #include "engine/remote_layers.h"
@@ -44,19 +45,9 @@ typedef struct layers_job {
     size_t n_lazy; /* layers recorded as lazy (not fetched) */
 } layers_job_t;
 
-static int fetch_layer(void *ud, void *http, size_t i, kiln_error_t *err)
-{
-    layers_job_t *j = ud;
-    if (kiln_rstore_blob_to_store(j->rs, http, &j->d[i].digest, (uint64_t)j->d[i].size, j->e->store,
-                                  err) < 0)
-        return -1;
-    kiln_cache_ns_note(j->e, &j->d[i].digest);
-    return 0;
-}
-
-/* The layers of index that the namespace lacks, parsed (each checked a digest and a size),
- * to fetch; with lazy (their source) recorded as lazy blobs instead, their uncompressed sizes
- * from usize (digest -> bytes, as the export writes it). */
+/* Records the layers of index that the namespace lacks (each checked a digest and a size) as
+ * lazy blobs of source lazy, their uncompressed sizes from usize (digest -> bytes, as the
+ * export writes it). */
 static int missing_layers(engine_t *e, json_t *list, json_t *usize, const char *lazy,
                           layers_job_t *j, kiln_error_t *err)
 {
@@ -65,6 +56,9 @@ static int missing_layers(engine_t *e, json_t *list, json_t *usize, const char *
     json_array_foreach(list, i, v)
     {
         kiln_descriptor_t d = {0};
+        char ds[KILN_DIGEST_STR_MAX];
+        json_t *u;
+        int r;
         if (kiln_descriptor_from_json(v, "layer", &d, err) < 0)
             return -1;
         if (d.size <= 0 || (uint64_t)d.size > LAYER_MAX) {
@@ -75,24 +69,16 @@ static int missing_layers(engine_t *e, json_t *list, json_t *usize, const char *
             kiln_descriptor_clear(&d);
             continue;
         }
-        if (lazy != NULL) {
-            /* named, fetched when something needs its bytes (oci/store_lazy) */
-            char ds[KILN_DIGEST_STR_MAX];
-            json_t *u = json_object_get(usize, kiln_digest_str(&d.digest, ds));
-            int r = kiln_store_lazy_note(e->store, &d.digest, (uint64_t)d.size,
-                                         json_is_integer(u) && json_integer_value(u) > 0
-                                             ? (uint64_t)json_integer_value(u)
-                                             : 0,
-                                         lazy, err);
-            kiln_descriptor_clear(&d);
-            if (r < 0)
-                return -1;
-            j->n_lazy++;
-            continue;
-        }
-        j->d = kiln_xrealloc(j->d, (j->n + 1) * sizeof(*j->d));
-        j->bytes += (uint64_t)d.size;
-        j->d[j->n++] = d;
+        /* named, fetched when something needs its bytes */
+        u = json_object_get(usize, kiln_digest_str(&d.digest, ds));
+        r = kiln_store_lazy_note(
+            e->store, &d.digest, (uint64_t)d.size,
+            json_is_integer(u) && json_integer_value(u) > 0 ? (uint64_t)json_integer_value(u) : 0,
+            lazy, err);
+        kiln_descriptor_clear(&d);
+        if (r < 0)
+            return -1;
+        j->n_lazy++;
     }
     return 0;
 }
@@ -118,27 +104,20 @@ static int import_one(engine_t *e, kiln_rstore_t *rs, kiln_error_t *err)
                        INDEX_REL);
         goto out;
     }
-    /* a namespaced build fetches every layer its namespace lacks now (it shows that its
-     * cache serves the bytes); another names them and fetches one only when needed */
     lazy = kiln_remote_lazy_s3_source(rs);
     if (missing_layers(e, json_object_get(idx, "layers"), json_object_get(idx, "usize"), lazy, &j,
-                       err) < 0 ||
-        kiln_workers_run(j.n, THREADS, fetch_layer, http_new, http_free, &j, err) < 0) {
+                       err) < 0) {
         kiln_error_prefix(err, "%s/%s", kiln_rstore_name(rs), INDEX_REL);
         goto out;
     }
     if (kiln_remote_cache_merge(e, json_object_get(idx, "kiln.cache.v1"), &n, err) < 0)
         goto out;
     kiln_engine_log(e,
-                    "imported %zu cache entries from %s (%zu layers, %.1f MB fetched, %zu named "
-                    "to fetch when needed, in %.2fs)",
-                    n, kiln_rstore_name(rs), j.n, (double)j.bytes / 1e6, j.n_lazy,
-                    kiln_engine_now() - t0);
+                    "imported %zu cache entries from %s (%zu layers named to fetch when needed, "
+                    "in %.2fs)",
+                    n, kiln_rstore_name(rs), j.n_lazy, kiln_engine_now() - t0);
     ret = 0;
 out:
-    for (size_t i = 0; i < j.n; i++)
-        kiln_descriptor_clear(&j.d[i]);
-    free(j.d);
     json_decref(idx);
     return ret;
 }

@@ -10,9 +10,9 @@
 #include "engine/remote_store.h"
 #include "oci/store.h"
 
-/* The source of a layer of S3 cache rs ("s3 <spec>"), malloc'ed; NULL for a namespaced
- * cache, whose layers are fetched at import (a tenant shows it may use a blob by serving
- * its bytes). */
+/* The source of a layer of S3 cache rs, malloc'ed: "s3 <spec>", or "s3-ns NAME <spec>" for
+ * a namespace's cache (its prefix under kiln-ns/NAME; the record is that namespace's own and
+ * its fetch refuses a store handle of another: oci/store_lazy). */
 char *kiln_remote_lazy_s3_source(const kiln_rstore_t *rs);
 /* The source of a layer of registry image pinned ("NAME@sha256:..."): "registry PINNED", or
  * "registry-insecure PINNED" when its host was reached over plain HTTP. malloc'ed. */

@@ -19,7 +19,8 @@ struct kiln_rstore {
     kiln_s3_target_t t;
     char *base; /* "" or "a/b" */
     char *name; /* s3://B/base */
-    char *spec; /* the spec that opens it again (no namespace), or NULL */
+    char *spec; /* the spec that opens it again (with ns) */
+    char *ns;   /* the cache namespace it was opened for, or NULL */
 };
 
 void kiln_rcache_spec_clear(kiln_rcache_spec_t *s)
@@ -189,11 +190,12 @@ int kiln_rstore_open(const kiln_rcache_spec_t *spec, const char *ns, kiln_rstore
     else
         rs->base = kiln_xstrdup(spec->prefix);
     rs->name = kiln_xasprintf("s3://%s%s%s", spec->bucket, rs->base[0] ? "/" : "", rs->base);
-    if (ns == NULL) /* a lazy blob's source (engine/remote_lazy) */
-        rs->spec = kiln_xasprintf(
-            "type=s3,bucket=%s%s%s%s%s%s%s", spec->bucket, spec->prefix[0] ? ",prefix=" : "",
-            spec->prefix, spec->region ? ",region=" : "", spec->region ? spec->region : "",
-            spec->endpoint ? ",endpoint=" : "", spec->endpoint ? spec->endpoint : "");
+    rs->ns = ns ? kiln_xstrdup(ns) : NULL;
+    /* a lazy blob's source (engine/remote_lazy) */
+    rs->spec = kiln_xasprintf(
+        "type=s3,bucket=%s%s%s%s%s%s%s", spec->bucket, spec->prefix[0] ? ",prefix=" : "",
+        spec->prefix, spec->region ? ",region=" : "", spec->region ? spec->region : "",
+        spec->endpoint ? ",endpoint=" : "", spec->endpoint ? spec->endpoint : "");
     *out = rs;
     return 0;
 bad:
@@ -210,12 +212,18 @@ void kiln_rstore_free(kiln_rstore_t *rs)
     free(rs->base);
     free(rs->name);
     free(rs->spec);
+    free(rs->ns);
     free(rs);
 }
 
 const char *kiln_rstore_spec(const kiln_rstore_t *rs)
 {
     return rs->spec;
+}
+
+const char *kiln_rstore_ns(const kiln_rstore_t *rs)
+{
+    return rs->ns;
 }
 
 const char *kiln_rstore_name(const kiln_rstore_t *rs)

@@ -51,9 +51,11 @@ int kiln_rstore_open(const kiln_rcache_spec_t *spec, const char *ns, kiln_rstore
 void kiln_rstore_free(kiln_rstore_t *rs);
 /* "s3://B/<base>" (valid while rs is). */
 const char *kiln_rstore_name(const kiln_rstore_t *rs);
-/* The spec that opens rs again ("type=s3,bucket=B,prefix=P[,region=R][,endpoint=URL]"; valid
- * while rs is), NULL for a namespaced cache (its blobs are never lazy: engine/remote_lazy). */
+/* The spec that opens rs again with its namespace ("type=s3,bucket=B,prefix=P[,region=R]
+ * [,endpoint=URL]"; valid while rs is): a lazy blob's source (engine/remote_lazy). */
 const char *kiln_rstore_spec(const kiln_rstore_t *rs);
+/* The cache namespace rs was opened for (valid while rs is), or NULL. */
+const char *kiln_rstore_ns(const kiln_rstore_t *rs);
 /* The key prefix <base> ("" or "a/b") and the bucket's addressing (valid while rs is). */
 const char *kiln_rstore_base(const kiln_rstore_t *rs);
 const kiln_s3_target_t *kiln_rstore_target(const kiln_rstore_t *rs);

@@ -9,6 +9,7 @@
 #include "engine/remote_base.h"
 #include "engine/step_meta.h"
 #include "oci/imagesize.h"
+#include "oci/store_lazy.h"
 #include "utils/workers.h"
 
 /* Whether steps run in chroot isolation (no user namespace). */
@@ -52,6 +53,25 @@ static char *lower_ready(const engine_t *e, const layer_t *l)
     return NULL;
 }
 
+/* A tree unpacked already (maybe by another namespace's build) stands for the namespace's
+ * layer only once the namespace may use its blob: a base layer of this build is waited for
+ * (its pull fetches it again), a lazy blob of the namespace's own is fetched from its source
+ * (oci/store_lazy), so a tenant never reads through a shared tree the bytes it could not have
+ * fetched itself. 0, or -1 with err naming the blob. */
+static int lower_entitled(engine_t *e, const layer_t *l, kiln_error_t *err)
+{
+    _cleanup_close_ int fd = -1;
+    kiln_store_lazy_t lz;
+    if (kiln_cache_ns_knows(e, &l->desc.digest))
+        return 0;
+    if (kiln_remote_base_wait(e, &l->desc.digest, err) < 0)
+        return -1;
+    if (kiln_cache_ns_knows(e, &l->desc.digest) ||
+        kiln_store_lazy_get(e->store, &l->desc.digest, &lz, NULL) != 1)
+        return 0;
+    return kiln_store_open_blob(e->store, &l->desc.digest, &fd, NULL, err);
+}
+
 int kiln_snapshot_lower_dir(engine_t *e, const layer_t *l, char **out, kiln_error_t *err)
 {
     char ds[KILN_DIGEST_STR_MAX];
@@ -62,8 +82,14 @@ int kiln_snapshot_lower_dir(engine_t *e, const layer_t *l, char **out, kiln_erro
     kiln_unpack_stats_t st;
     kiln_blob_stream_t *bs = NULL;
 
-    if ((*out = lower_ready(e, l)) != NULL)
+    if ((*out = lower_ready(e, l)) != NULL) {
+        if (lower_entitled(e, l, err) < 0) {
+            free(*out);
+            *out = NULL;
+            return -1;
+        }
         return 0;
+    }
     kiln_digest_str(&l->diff_id, ds);
     dir = kiln_xasprintf("%s/%s", e->lowers_dir, strchr(ds, ':') + 1);
     /* a FROM image's layer may still be downloading (engine/remote_base): then it is
@@ -286,9 +312,11 @@ int kiln_snapshot_lower_dirs(engine_t *e, const layer_t *layers, size_t from, si
         if (j.from == to)
             return 0;
     }
-    /* every later step of a stage finds them all there: no threads started for that */
+    /* every later step of a stage finds them all there: no threads started for that (a
+     * layer the namespace has yet to fetch goes through kiln_snapshot_lower_dir) */
     for (size_t li = j.from; li < to; li++)
-        if ((v[to - 1 - li] = lower_ready(e, &layers[li])) != NULL)
+        if (kiln_cache_ns_knows(e, &layers[li].desc.digest) &&
+            (v[to - 1 - li] = lower_ready(e, &layers[li])) != NULL)
             ready++;
     if (ready == to - j.from)
         return 0;

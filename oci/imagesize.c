@@ -64,8 +64,10 @@ uint64_t kiln_image_size_known(kiln_store_t *store, const kiln_digest_t *d)
 {
     _cleanup_close_ int fd = -1;
     kiln_store_lazy_t lz;
+    if (kiln_store_lazy_pending(store, d, &lz))
+        return lz.usize;
     if (kiln_store_has(store, d, NULL) != 1)
-        return kiln_store_lazy_get(store, d, &lz, NULL) == 1 ? lz.usize : 0;
+        return 0;
     if (kiln_store_open_blob(store, d, &fd, NULL, NULL) < 0)
         return 0;
     return memo_get(fd);
@@ -96,8 +98,7 @@ int kiln_image_size(kiln_store_t *store, const kiln_descriptor_t *manifest,
         kiln_store_lazy_t lz;
         uint64_t usize;
         s.compressed += layers[i].size;
-        if (kiln_store_has(store, &layers[i].digest, NULL) != 1 &&
-            kiln_store_lazy_get(store, &layers[i].digest, &lz, NULL) == 1) {
+        if (kiln_store_lazy_pending(store, &layers[i].digest, &lz)) {
             /* not downloaded: measuring it would fetch it */
             s.uncompressed += lz.usize;
             s.unmeasured += lz.usize == 0;

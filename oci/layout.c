@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "oci/store_lazy.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/json.h"
@@ -193,6 +194,10 @@ static int place_blob(kiln_store_t *s, const kiln_digest_t *d, const char *dst_d
     _cleanup_free_ char *dst = kiln_xasprintf("%s/%s", dst_dir, d->hex);
     struct stat st;
 
+    /* a cache namespace's lazy blob is fetched from its own source first, even when the
+     * store holds the bytes (another namespace's): oci/store_lazy */
+    if (kiln_store_lazy_prove(s, d, err) < 0)
+        return -1;
     if (lstat(dst, &st) == 0 && S_ISREG(st.st_mode)) {
         uint64_t size;
         if (kiln_store_has(s, d, &size) && (uint64_t)st.st_size == size)

@@ -122,6 +122,7 @@ int kiln_store_open(const char *root, kiln_store_t **out, kiln_error_t *err)
     s = kiln_xzalloc(sizeof(*s));
     s->root = kiln_xstrdup(root);
     s->lock_fd = s->blobs_fd = s->tmp_fd = s->refs_fd = -1;
+    s->ns_lazy_fd = s->ns_blobs_fd = -1;
     pthread_mutex_init(&s->sync_mu, NULL);
     gate = kiln_store_open_lock(root, "gate", err);
     if (gate < 0)
@@ -162,6 +163,9 @@ void kiln_store_close(kiln_store_t *s)
     kiln_closep(&s->blobs_fd);
     kiln_closep(&s->tmp_fd);
     kiln_closep(&s->refs_fd);
+    kiln_closep(&s->ns_lazy_fd);
+    kiln_closep(&s->ns_blobs_fd);
+    free(s->ns);
     kiln_closep(&s->lock_fd); /* closing drops the flock */
     if (s->counted)
         held_count(s->lock_dev, s->lock_ino, -1);
@@ -248,8 +252,13 @@ int kiln_store_open_blob(kiln_store_t *s, const kiln_digest_t *d, int *fd, uint6
                          kiln_error_t *err)
 {
     struct stat st;
-    _cleanup_close_ int f = openat(s->blobs_fd, d->hex, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    _cleanup_close_ int f = -1;
 
+    /* a namespace's lazy blob is fetched from its own source before its first use, even when
+     * the bytes are here already (another namespace's): store_lazy.h */
+    if (s->ns != NULL && kiln_store_lazy_prove(s, d, err) < 0)
+        return -1;
+    f = openat(s->blobs_fd, d->hex, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (f < 0) {
         int e = errno;
         int r;

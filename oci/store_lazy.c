@@ -8,9 +8,11 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "oci/store_impl.h"
+#include "utils/cachens.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
@@ -29,10 +31,77 @@ void kiln_store_set_fetcher(kiln_store_fetch_fn fn)
     fetcher = fn;
 }
 
-/* Opens (creating) <root>/lazy. */
+/* Opens (creating) <root>/lazy, or the namespace's lazy dir (a new fd). */
 static int lazy_dir(kiln_store_t *s, kiln_error_t *err)
 {
+    if (s->ns != NULL) {
+        int fd = fcntl(s->ns_lazy_fd, F_DUPFD_CLOEXEC, 0);
+        return fd < 0 ? kiln_error_set(err, errno, "lazy blob records of namespace %s", s->ns) : fd;
+    }
     return kiln_store_open_subdir(kiln_store_root(s), "lazy", err);
+}
+
+/* Opens the directory of namespace ns's cache of kind under root (made and checked by
+ * utils/cachens): the fd or -1 with err. */
+static int ns_dir(const char *root, const char *ns, kiln_cachens_kind_t kind, kiln_error_t *err)
+{
+    _cleanup_free_ char *path = NULL;
+    int fd;
+    if (kiln_cachens_path(root, ns, kind, &path, err) < 0)
+        return -1;
+    /* checked link-free by kiln_cachens_path; only kiln writes there */
+    fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    return fd < 0 ? kiln_error_set(err, errno, "open %s", path) : fd;
+}
+
+int kiln_store_set_namespace(kiln_store_t *s, const char *ns, kiln_error_t *err)
+{
+    _cleanup_close_ int lazy = -1, blobs = -1;
+    if (ns == NULL || (s->ns != NULL && strcmp(s->ns, ns) == 0))
+        return 0;
+    if (s->ns != NULL)
+        return kiln_error_set(err, EINVAL, "blob store %s: used for namespace %s already, not %s",
+                              s->root, s->ns, ns);
+    if ((lazy = ns_dir(s->root, ns, KILN_CACHENS_LAZY, err)) < 0 ||
+        (blobs = ns_dir(s->root, ns, KILN_CACHENS_BLOBS, err)) < 0)
+        return -1;
+    s->ns_lazy_fd = steal_fd(&lazy);
+    s->ns_blobs_fd = steal_fd(&blobs);
+    s->ns = kiln_xstrdup(ns);
+    return 0;
+}
+
+const char *kiln_store_namespace(const kiln_store_t *s)
+{
+    return s->ns;
+}
+
+bool kiln_store_ns_knows(kiln_store_t *s, const kiln_digest_t *d)
+{
+    if (s->ns == NULL)
+        return true;
+    /* a use keeps the mark fresh for gc */
+    return utimensat(s->ns_blobs_fd, d->hex, NULL, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+void kiln_store_ns_note(kiln_store_t *s, const kiln_digest_t *d)
+{
+    int fd;
+    if (s->ns == NULL)
+        return;
+    fd = openat(s->ns_blobs_fd, d->hex, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd);
+    (void)utimensat(s->ns_blobs_fd, d->hex, NULL, AT_SYMLINK_NOFOLLOW);
+}
+
+/* Whether the bytes of d are here for the store's namespace: in the root (and, with a
+ * namespace, fetched or built by it) or in an additional store (the operator's, for every
+ * namespace). */
+static bool usable(kiln_store_t *s, const kiln_digest_t *d)
+{
+    return kiln_store_has(s, d, NULL) == 1 &&
+           (kiln_store_ns_knows(s, d) || kiln_store_in_additional(s, d));
 }
 
 int kiln_store_lazy_sync_dir(kiln_store_t *s)
@@ -50,7 +119,7 @@ int kiln_store_lazy_note(kiln_store_t *s, const kiln_digest_t *d, uint64_t size,
     char tmp[KILN_DIGEST_STR_MAX + 24];
     json_t *j;
     int defer = __atomic_load_n(&s->defer_sync, __ATOMIC_ACQUIRE) > 0;
-    if (kiln_store_has(s, d, NULL) == 1)
+    if (usable(s, d))
         return 0;
     if (strlen(source) >= KILN_STORE_LAZY_SOURCE_MAX)
         return kiln_error_set(err, E2BIG, "blob sha256:%s: source too long", d->hex);
@@ -95,11 +164,11 @@ int kiln_store_lazy_parse(const char *body, size_t len, kiln_store_lazy_t *out)
     return ok ? 0 : -1;
 }
 
-int kiln_store_lazy_get_at(int root_fd, const kiln_digest_t *d, kiln_store_lazy_t *out,
-                           kiln_error_t *err)
+/* Reads the record rel under the directory fd at: 1 and *out, 0 when there is none, -1. */
+static int lazy_read(int at, const char *rel, const kiln_digest_t *d, kiln_store_lazy_t *out,
+                     kiln_error_t *err)
 {
-    _cleanup_free_ char *rel = kiln_xasprintf("lazy/%s", d->hex);
-    _cleanup_close_ int fd = openat(root_fd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    _cleanup_close_ int fd = openat(at, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     _cleanup_free_ char *body = NULL;
     size_t len = 0;
     if (fd < 0)
@@ -112,10 +181,20 @@ int kiln_store_lazy_get_at(int root_fd, const kiln_digest_t *d, kiln_store_lazy_
     return 1;
 }
 
+int kiln_store_lazy_get_at(int root_fd, const kiln_digest_t *d, kiln_store_lazy_t *out,
+                           kiln_error_t *err)
+{
+    _cleanup_free_ char *rel = kiln_xasprintf("lazy/%s", d->hex);
+    return lazy_read(root_fd, rel, d, out, err);
+}
+
 int kiln_store_lazy_get(kiln_store_t *s, const kiln_digest_t *d, kiln_store_lazy_t *out,
                         kiln_error_t *err)
 {
-    _cleanup_close_ int root = open(kiln_store_root(s), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_close_ int root = -1;
+    if (s->ns != NULL) /* a namespace sees its own records only */
+        return lazy_read(s->ns_lazy_fd, d->hex, d, out, err);
+    root = open(kiln_store_root(s), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (root < 0)
         return kiln_error_set(err, errno, "blob store %s", kiln_store_root(s));
     return kiln_store_lazy_get_at(root, d, out, err);
@@ -147,33 +226,57 @@ int kiln_store_lazy_source_name(const char *source, char *name, size_t len)
     return 1;
 }
 
+int kiln_store_lazy_pending(kiln_store_t *s, const kiln_digest_t *d, kiln_store_lazy_t *out)
+{
+    return !usable(s, d) && kiln_store_lazy_get(s, d, out, NULL) == 1;
+}
+
 int kiln_store_lazy_registry_name(kiln_store_t *s, const kiln_digest_t *d, char *name, size_t len)
 {
     kiln_store_lazy_t l;
-    if (kiln_store_has(s, d, NULL) == 1 || kiln_store_lazy_get(s, d, &l, NULL) != 1)
+    if (usable(s, d) || kiln_store_lazy_get(s, d, &l, NULL) != 1)
         return 0;
     return kiln_store_lazy_source_name(l.source, name, len);
+}
+
+/* Fetches lazy blob d (record l) unless it became usable meanwhile, then notes it as the
+ * namespace's: 1, or -1 with err naming the blob and its source. */
+static int fetch(kiln_store_t *s, const kiln_digest_t *d, const kiln_store_lazy_t *l,
+                 kiln_error_t *err)
+{
+    bool whole = registry_source(l->source);
+    int r;
+    if (fetcher == NULL)
+        return kiln_error_set(err, ENOENT,
+                              "blob sha256:%s is not in store %s yet (a lazy blob of %s: kiln "
+                              "build, push, save and run fetch it when they need it)",
+                              d->hex, kiln_store_root(s), l->source);
+    if (whole)
+        pthread_mutex_lock(&fetch_mu);
+    r = usable(s, d) ? 0 : fetcher(s, d, l->size, l->source, err);
+    if (r == 0)
+        kiln_store_ns_note(s, d);
+    if (whole)
+        pthread_mutex_unlock(&fetch_mu);
+    if (r < 0)
+        return kiln_error_prefix(err, "fetching lazy blob sha256:%s from %s", d->hex, l->source);
+    return 1;
 }
 
 int kiln_store_lazy_fetch(kiln_store_t *s, const kiln_digest_t *d, kiln_error_t *err)
 {
     kiln_store_lazy_t l;
-    bool whole;
     int r = kiln_store_lazy_get(s, d, &l, err);
-    if (r <= 0)
-        return r;
-    if (fetcher == NULL)
-        return kiln_error_set(err, ENOENT,
-                              "blob sha256:%s is not in store %s yet (a lazy blob of %s: kiln "
-                              "build, push, save and run fetch it when they need it)",
-                              d->hex, kiln_store_root(s), l.source);
-    whole = registry_source(l.source);
-    if (whole)
-        pthread_mutex_lock(&fetch_mu);
-    r = kiln_store_has(s, d, NULL) == 1 ? 0 : fetcher(s, d, l.size, l.source, err);
-    if (whole)
-        pthread_mutex_unlock(&fetch_mu);
-    if (r < 0)
-        return kiln_error_prefix(err, "fetching lazy blob sha256:%s from %s", d->hex, l.source);
-    return 1;
+    return r <= 0 ? r : fetch(s, d, &l, err);
+}
+
+int kiln_store_lazy_prove(kiln_store_t *s, const kiln_digest_t *d, kiln_error_t *err)
+{
+    kiln_store_lazy_t l;
+    int r;
+    /* not here at all: kiln_store_open_blob's fallback fetches it */
+    if (s->ns == NULL || kiln_store_has(s, d, NULL) != 1 || usable(s, d))
+        return 0;
+    r = kiln_store_lazy_get(s, d, &l, err);
+    return r <= 0 ? r : fetch(s, d, &l, err);
 }

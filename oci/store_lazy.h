@@ -11,10 +11,21 @@
  * its digest and size checked by the store writer, before the open returns. kiln_store_has
  * says 0 for a lazy blob (its bytes are not here); kiln_store_lazy_get tells it is named.
  * Prune keeps the record of every reachable lazy blob (and counts it, not as a dangling
- * ref) and drops the others. Only kiln writes here (the root is 0700). */
+ * ref) and drops the others. Only kiln writes here (the root is 0700).
+ *
+ * Cache namespaces (tenants sharing one root; utils/cachens): a store handle given the
+ * build's namespace (kiln_store_set_namespace) keeps that namespace's records apart, in
+ * <root>/ns/NAME/lazy/<hex>, each with the namespace's own source (its S3 prefix, its
+ * registry image read with its credentials), and sees no other record. Such a record lets the
+ * namespace name the blob (a cache hit, an image written); its bytes are used only once
+ * fetched from that source, digest and size checked, and the blob marked as the namespace's
+ * (<root>/ns/NAME/blobs/<hex>): kiln_store_open_blob fetches it first even when the shared
+ * store holds the bytes already (another namespace's), so one tenant's record never gives
+ * another tenant bytes it could not have fetched itself. */
 #ifndef KILN_OCI_STORE_LAZY_H
 #define KILN_OCI_STORE_LAZY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "oci/digest.h"
@@ -36,11 +47,23 @@ typedef struct kiln_store_lazy {
 } kiln_store_lazy_t;
 
 /* Records blob d (size bytes) as fetchable from source; nothing when the blob is in the store
- * already. The record is durable before any ref names the blob: fsynced at once, or, while
- * the store defers syncs (kiln_store_defer_sync), by the next kiln_store_sync with the build's
- * blobs. -1 with err. */
+ * already (for a namespace: and its own). The record is durable before any ref names the blob:
+ * fsynced at once, or, while the store defers syncs (kiln_store_defer_sync), by the next
+ * kiln_store_sync with the build's blobs. -1 with err. */
 int kiln_store_lazy_note(kiln_store_t *s, const kiln_digest_t *d, uint64_t size, uint64_t usize,
                          const char *source, kiln_error_t *err);
+
+/* Makes the handle's lazy records and blob uses those of cache namespace ns (NULL: nothing):
+ * opens <root>/ns/NS/lazy and <root>/ns/NS/blobs (utils/cachens). -1 with err (also for a
+ * handle given another namespace already). */
+int kiln_store_set_namespace(kiln_store_t *s, const char *ns, kiln_error_t *err);
+/* The handle's namespace, or NULL. */
+const char *kiln_store_namespace(const kiln_store_t *s);
+/* Whether the handle's namespace fetched (verified) or built blob d: true without a
+ * namespace. A use keeps the mark fresh for gc. */
+bool kiln_store_ns_knows(kiln_store_t *s, const kiln_digest_t *d);
+/* Marks blob d as fetched (verified) or built by the handle's namespace (nothing without). */
+void kiln_store_ns_note(kiln_store_t *s, const kiln_digest_t *d);
 
 /* Fsyncs <root>/lazy (kiln_store_sync, after deferred records): 0 or -1 with errno. */
 int kiln_store_lazy_sync_dir(kiln_store_t *s);
@@ -56,6 +79,10 @@ int kiln_store_lazy_get_at(int root_fd, const kiln_digest_t *d, kiln_store_lazy_
  * "usize", a "source" string shorter than KILN_STORE_LAZY_SOURCE_MAX) into *out, written only
  * on success: 0, or -1 when it is not such a record. */
 int kiln_store_lazy_parse(const char *body, size_t len, kiln_store_lazy_t *out);
+
+/* 1 and *out when d is lazy and its bytes are not usable yet by the handle (not in the root,
+ * or, for a namespace, not fetched by it: an open would fetch it); else 0. */
+int kiln_store_lazy_pending(kiln_store_t *s, const kiln_digest_t *d, kiln_store_lazy_t *out);
 
 /* When d is lazy (not in the root) with a registry source: 1 and its image's NAME
  * ("registry/repository") in name (len bytes), so a push to that registry can mount it from
@@ -77,5 +104,11 @@ void kiln_store_set_fetcher(kiln_store_fetch_fn fn);
  * (the fetch failed, or no fetcher: the message names the blob, its source and what
  * fetches it). */
 int kiln_store_lazy_fetch(kiln_store_t *s, const kiln_digest_t *d, kiln_error_t *err);
+
+/* Called by kiln_store_open_blob for a handle with a namespace: when d is in the root but
+ * not the namespace's and the namespace records it as lazy, fetches it from the record's
+ * source (the bytes here are not proof that the namespace may read them) and marks it: 1;
+ * 0 when there is nothing to prove, -1 with err naming the blob and its source. */
+int kiln_store_lazy_prove(kiln_store_t *s, const kiln_digest_t *d, kiln_error_t *err);
 
 #endif

@@ -61,12 +61,13 @@ static int own_dir(int at, const char *name, const char *shown, kiln_error_t *er
 int kiln_cachens_path(const char *root, const char *ns, kiln_cachens_kind_t kind, char **out,
                       kiln_error_t *err)
 {
-    static const char *const legacy[] = {"build/cache-mounts", "git", "build/statcache", NULL};
-    static const char *const names[] = {"cache-mounts", "git", "statcache", "blobs"};
+    static const char *const legacy[] = {"build/cache-mounts", "git", "build/statcache", NULL,
+                                         NULL};
+    static const char *const names[] = {"cache-mounts", "git", "statcache", "blobs", "lazy"};
     _cleanup_close_ int rootfd = -1, nsfd = -1, fd = -1;
     _cleanup_free_ char *shown = NULL;
 
-    if ((unsigned)kind > KILN_CACHENS_BLOBS)
+    if ((unsigned)kind > KILN_CACHENS_LAZY)
         return kiln_error_set(err, EINVAL, "unknown cache kind %d", (int)kind);
     if (ns == NULL) {
         *out = legacy[kind] ? kiln_xasprintf("%s/%s", root, legacy[kind]) : NULL;

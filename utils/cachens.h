@@ -10,7 +10,9 @@
  * (each directory 0700, owned by kiln), and step cache entries are the store
  * refs "cache/ns/<NAME>/<key>". <root>/ns/<NAME>/blobs/ lists the blobs of the
  * shared store the namespace fetched or built itself: a blob another namespace
- * stored is fetched and verified once before this one may use it. Without a namespace (a CLI build)
+ * stored is fetched and verified once before this one may use it; <root>/ns/<NAME>/lazy/
+ * records the blobs it named without fetching them yet, each with the namespace's own source
+ * (oci/store_lazy). Without a namespace (a CLI build)
  * the paths are the historical ones (<root>/build/cache-mounts, <root>/build/statcache, <root>/git,
  * refs "cache/<key>"), so CLI users keep their caches.
  *
@@ -31,6 +33,8 @@ typedef enum kiln_cachens_kind {
     KILN_CACHENS_STATCACHE,  /* a file: content hashes of context files */
     KILN_CACHENS_BLOBS,      /* a directory: the store blobs the namespace has shown it may use
                               * (one empty file per digest hex; no historical path: NULL) */
+    KILN_CACHENS_LAZY,       /* a directory: the namespace's lazy blob records (oci/store_lazy;
+                              * the historical path is the store's own <root>/lazy: NULL) */
 } kiln_cachens_kind_t;
 
 /* Checks that name can be a namespace: 1..KILN_CACHENS_NAME_MAX characters of
@@ -40,7 +44,7 @@ int kiln_cachens_check(const char *name, kiln_error_t *err);
 
 /* The path of the cache of kind `kind` for namespace ns under the kiln root:
  * the historical path when ns is NULL (nothing is created; NULL for
- * KILN_CACHENS_BLOBS, which has none), else
+ * KILN_CACHENS_BLOBS and KILN_CACHENS_LAZY, which have none), else
  * <root>/ns/<ns>/<kind> with <root>/ns, <root>/ns/<ns> (and a directory kind's
  * own directory) made 0700 when missing. Each of them is opened without
  * following symbolic links and must be a directory owned by kiln's user (a

@@ -6,8 +6,12 @@ what is wrong, the step runs with an empty cache, and the host marker is neither
 written. A namespaced (tenant) build reads only keys under kiln-ns/<tenant>/ whatever prefix
 it asks for, and a server build may not choose the S3 endpoint. The layer cache: a layer a fully
 cached build names without fetching (a lazy blob) that S3 answers with other bytes fails the
-export needing it, naming the blob and its source; a tenant's index naming another tenant's
-layer is not imported even when the shared root holds that layer."""
+export needing it, naming the blob and its source. A tenant's (cache namespace's) lazy
+blobs are its own records with its own source: a tenant's index naming another tenant's layer
+is named lazily, but its bytes (an export, a RUN step on the unpacked tree) are fetched from
+that tenant's own prefix even when the shared root holds them, and fail naming the blob when
+the prefix lacks them; a fully cached tenant build on a fresh root downloads no layer; a lazy
+fetch whose source is gone fails naming the blob, leaving nothing half-written."""
 import hashlib
 import json
 import os
@@ -137,6 +141,33 @@ def get(key):
         return resp.read()
 
 
+def delete(key):
+    req = urllib.request.Request("%s/%s/%s" % (direct, BUCKET, key), method="DELETE")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        resp.read()
+
+
+def no_layout(name):
+    """Whether T.tmp/name holds no file (a failed OCI output: no layout, no blob)."""
+    return not any(files for _, _, files in os.walk(os.path.join(T.tmp, name)))
+
+
+def refused(r, hexd, source, out, root, ns):
+    """Whether build r failed naming blob hexd and source, wrote no output out and did not
+    make the blob namespace ns's."""
+    return (r.returncode != 0 and "sha256:" + hexd in r.stderr and source in r.stderr
+            and no_layout(out) and not os.path.exists(os.path.join(root, "ns", ns, "blobs", hexd)))
+
+
+def read_lazy(root, ns, hexd):
+    """The lazy blob record of namespace ns for blob hexd under root, or ""."""
+    try:
+        with open(os.path.join(root, "ns", ns, "lazy", hexd)) as f:
+            return json.load(f).get("source", "")
+    except (OSError, ValueError):
+        return ""
+
+
 LDF = "FROM %s\nRUN echo layer-%s > /f && cat /f\n"
 
 
@@ -177,11 +208,81 @@ bhex = json.loads(bidx).get("layers", [{"digest": "x:"}])[0]["digest"].split(":"
 put("kiln-ns/tenantA/p/layers.json", bidx)
 r = lbuild("lshared", "b", "--cache-namespace", "tenantA", "--cache-from",
            "type=s3,bucket=%s,prefix=p" % BUCKET)
-T.check("tenant A's index naming tenant B's layer (in the shared root, not in A's prefix): not "
-        "imported (a warning naming the blob), A's step runs, no lazy record made",
-        r.returncode == 0 and "WARNING: layer cache not imported" in r.stderr and bhex in r.stderr
-        and "#2 CACHED" not in r.stderr
-        and not os.path.exists(os.path.join(T.tmp, "lshared", "lazy", bhex)), r.stderr[-1500:])
+LSH = os.path.join(T.tmp, "lshared")
+T.check("tenant A's index naming tenant B's layer (in the shared root, not in A's prefix): A's "
+        "fully cached build names it as A's own lazy blob (A's source), not as A's blob",
+        r.returncode == 0 and "#2 CACHED" in r.stderr
+        and "s3-ns tenantA" in read_lazy(LSH, "tenantA", bhex)
+        and not os.path.exists(os.path.join(LSH, "lazy", bhex))
+        and not os.path.exists(os.path.join(LSH, "ns", "tenantA", "blobs", bhex))
+        and os.path.exists(os.path.join(LSH, "blobs", "sha256", bhex)), r.stderr[-1500:])
+r = lbuild("lshared", "b", "--cache-namespace", "tenantA", "--cache-from",
+           "type=s3,bucket=%s,prefix=p" % BUCKET, "-o", "type=oci,dest=" + os.path.join(T.tmp, "lA"))
+T.check("an OCI output of A's build needs the layer: the shared root's bytes are not A's, A's "
+        "prefix lacks them: fails naming the blob and A's prefix, no output, A not given the blob",
+        refused(r, bhex, "kiln-ns/tenantA/p", "lA", LSH, "tenantA"), r.stderr[-1500:])
+d = os.path.join(T.tmp, "lctx-b-run")
+write_tree(d, {"Dockerfile": LDF % (BASE, "b") + "RUN cat /f > /g\n"})
+r = kiln("build", "--root", LSH, "--progress", "plain", "--cache-namespace", "tenantA",
+         "--cache-from", "type=s3,bucket=%s,prefix=p" % BUCKET, d, env=ENV)
+T.check("a RUN step of A's on top of it (B's unpacked tree is in the shared root): fails naming "
+        "the blob, never mounts B's tree",
+        r.returncode != 0 and "sha256:" + bhex in r.stderr and "#3 DONE" not in r.stderr
+        and not os.path.exists(os.path.join(LSH, "ns", "tenantA", "blobs", bhex)), r.stderr[-1500:])
+r = lbuild("lshared", "b", "--cache-namespace", "tenantB", "-o",
+           "type=oci,dest=" + os.path.join(T.tmp, "lB"))
+T.check("(control) tenant B's own build of it exports its layer",
+        r.returncode == 0 and os.path.exists(os.path.join(T.tmp, "lB", "blobs", "sha256", bhex)),
+        r.stderr[-1500:])
+
+# two tenants on a fresh root (an ephemeral worker): A's fully cached build downloads no layer
+# (A's own lazy records); B's index naming A's layer digest never reaches A's record or bytes
+r = lbuild("lA0", "a", "--cache-namespace", "tenantA", "--cache-to",
+           "type=s3,bucket=%s,prefix=q" % BUCKET)
+aidx = get("kiln-ns/tenantA/q/layers.json") if r.returncode == 0 else b"{}"
+ahex = json.loads(aidx).get("layers", [{"digest": "x:"}])[0]["digest"].split(":")[1]
+FR = os.path.join(T.tmp, "lfresh")
+r = lbuild("lfresh", "a", "--cache-namespace", "tenantA", "--cache-from",
+           "type=s3,bucket=%s,prefix=q" % BUCKET)
+T.check("tenant A's fully cached build on a fresh root downloads no layer: A's own lazy record",
+        r.returncode == 0 and "#2 CACHED" in r.stderr and "1 layers named to fetch" in r.stderr
+        and not os.path.exists(os.path.join(FR, "blobs", "sha256", ahex))
+        and "kiln-ns/tenantA" not in read_lazy(FR, "tenantA", ahex)  # the spec, not the key
+        and "s3-ns tenantA type=s3,bucket=%s,prefix=q" % BUCKET in read_lazy(FR, "tenantA", ahex),
+        r.stderr[-1500:])
+put("kiln-ns/tenantB/q/layers.json", aidx)
+r = lbuild("lfresh", "a", "--cache-namespace", "tenantB", "--cache-from",
+           "type=s3,bucket=%s,prefix=q" % BUCKET, "-o", "type=oci,dest=" + os.path.join(T.tmp, "fB1"))
+T.check("tenant B's index naming A's layer digest: B's export fetches from B's prefix only, fails "
+        "naming the blob; A's record gives B nothing (no blob in the root, A's record unchanged)",
+        refused(r, ahex, "kiln-ns/tenantB/q", "fB1", FR, "tenantB")
+        and not os.path.exists(os.path.join(FR, "blobs", "sha256", ahex))
+        and "s3-ns tenantA" in read_lazy(FR, "tenantA", ahex)
+        and "s3-ns tenantB" in read_lazy(FR, "tenantB", ahex), r.stderr[-1500:])
+r = lbuild("lfresh", "a", "--cache-namespace", "tenantA", "-o",
+           "type=oci,dest=" + os.path.join(T.tmp, "fA"))
+T.check("A's export fetches A's layer from A's prefix (digest checked): A's blob now",
+        r.returncode == 0 and os.path.exists(os.path.join(T.tmp, "fA", "blobs", "sha256", ahex))
+        and os.path.exists(os.path.join(FR, "ns", "tenantA", "blobs", ahex)), r.stderr[-1500:])
+r = lbuild("lfresh", "a", "--cache-namespace", "tenantB", "-o",
+           "type=oci,dest=" + os.path.join(T.tmp, "fB2"))
+T.check("B again, A's bytes now in the shared root: still fails naming the blob (B's prefix must "
+        "serve them), no output",
+        refused(r, ahex, "kiln-ns/tenantB/q", "fB2", FR, "tenantB"), r.stderr[-1500:])
+# the source gone: A's layer deleted from A's prefix after a fully cached build named it
+r = lbuild("lgone", "a", "--cache-namespace", "tenantA", "--cache-from",
+           "type=s3,bucket=%s,prefix=q" % BUCKET)
+delete("kiln-ns/tenantA/q/blobs/sha256/" + ahex)
+GR = os.path.join(T.tmp, "lgone")
+r2 = lbuild("lgone", "a", "--cache-namespace", "tenantA", "-o",
+            "type=oci,dest=" + os.path.join(T.tmp, "gA"))
+T.check("a lazy fetch whose source is gone fails naming the blob and the source; nothing "
+        "half-written (no output, no blob, no temp file)",
+        r.returncode == 0 and r2.returncode != 0 and "sha256:" + ahex in r2.stderr
+        and "missing" in r2.stderr and "kiln-ns/tenantA/q" in r2.stderr
+        and no_layout("gA")
+        and not os.path.exists(os.path.join(GR, "blobs", "sha256", ahex))
+        and os.listdir(os.path.join(GR, "tmp")) == [], r.stderr[-800:] + r2.stderr[-1500:])
 
 # the endpoint of a server build is the operator's
 r = kiln("build", "--server-mode", "--root", os.path.join(T.tmp, "root-srv"), "--cache-from",

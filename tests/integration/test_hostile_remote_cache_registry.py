@@ -7,7 +7,10 @@ mount) and the host marker is neither read nor written. A pack answered with an 
 (500, 404, 401) is the same warning naming the status; a second --cache-from is tried when the
 first is unreachable or cannot give the pack, and the cache then comes from the second. (A manifest naming paths with ".."
 or through a link goes through the same decode and restore as the S3 cache's, covered by
-test_hostile_remote_cache.)"""
+test_hostile_remote_cache.) The cache image's layers are named at import (lazy blobs): a layer
+answered with other bytes fails the output needing it naming the blob, nothing of it kept; a
+tenant's output fetches the layer itself even when another tenant's fetch put its bytes in the
+shared root."""
 import json
 import os
 import socket
@@ -171,4 +174,60 @@ r, root = build("grep -qx %s /c/f" % GOOD)
 T.check("(control) the real pack through the same proxy restores the mount, found in the root",
         r.returncode == 0 and "cache mount deps: restored" in r.stderr and kept(root, GOOD),
         r.stderr[-1500:])
+
+# ---- the cache image's layers, named at import (lazy blobs): a layer the registry answers
+# with other bytes fails the output that needs it, naming the blob; per tenant, the bytes
+# another tenant fetched into the shared root are not used: each fetches (and checks) them
+LREF = "hostile/lz:1"
+r = kiln("build", "--root", os.path.join(T.tmp, "rootL0"), "--insecure-registry", REG,
+         "--cache-to", "type=registry,ref=%s/%s,mode=max" % (REG, LREF),
+         new_context(T.tmp, "FROM %s\nRUN head -c 200000 /dev/urandom > /big\n" % BASE))
+lman = json.load(urllib.request.urlopen(urllib.request.Request(
+    "http://%s/v2/hostile/lz/manifests/1" % REG,
+    headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})))
+LAYER = [l for l in lman["layers"]
+         if l["mediaType"] != "application/vnd.kiln.cachemount.pack.v1"][0]
+LCTX = new_context(T.tmp, "FROM %s\nRUN head -c 200000 /dev/urandom > /big\n" % BASE)
+
+
+def lbuild(root, *extra):
+    return kiln("build", "--root", os.path.join(T.tmp, root), "--progress", "plain",
+                "--insecure-registry", PREG, "--cache-from",
+                "type=registry,ref=%s/%s" % (PREG, LREF), *extra, LCTX)
+
+
+def layer_gets():
+    return [q for q in proxy.requests() if q["method"] == "GET" and LAYER["digest"] in q["path"]]
+
+
+LBAD = ("planted " + HM.mark + " ").ljust(LAYER["size"], "x")
+proxy.clear()
+proxy.add_rule(lambda m, p, h: m == "GET" and LAYER["digest"] in p, 200, LBAD)
+r = lbuild("rootL1")
+T.check("a cache image whose layer the registry answers with other bytes: the fully cached "
+        "build names it without fetching it", r.returncode == 0 and "#2 CACHED" in r.stderr
+        and not layer_gets(), r.stderr[-1500:])
+r = lbuild("rootL1", "-o", "type=oci,dest=" + os.path.join(T.tmp, "lout1"))
+T.check("an OCI output of it fetches the layer: fails naming the blob, the cache image and the "
+        "mismatch; nothing of the bad bytes kept in the root",
+        r.returncode != 0 and LAYER["digest"] in r.stderr and "does not match" in r.stderr
+        and "%s/hostile/lz@sha256:" % PREG in r.stderr and not kept(os.path.join(T.tmp, "rootL1"), HM.mark)
+        and not os.path.exists(os.path.join(T.tmp, "rootL1", "blobs", "sha256",
+                                            LAYER["digest"].split(":")[1])), r.stderr[-1500:])
+proxy.clear()
+r = lbuild("rootNS", "--cache-namespace", "tenantA", "-o",
+           "type=oci,dest=" + os.path.join(T.tmp, "loutA"))
+T.check("tenant A on a fresh root: its output fetches the layer once (its own lazy record)",
+        r.returncode == 0 and len(layer_gets()) == 1, r.stderr[-1500:])
+proxy.clear()
+proxy.add_rule(lambda m, p, h: m == "GET" and LAYER["digest"] in p, 200, LBAD)
+r = lbuild("rootNS", "--cache-namespace", "tenantB", "-o",
+           "type=oci,dest=" + os.path.join(T.tmp, "loutB"))
+T.check("tenant B on that root (A's bytes in the shared store): B's output fetches the layer "
+        "itself, and the registry's other bytes fail it naming the blob",
+        r.returncode != 0 and len(layer_gets()) >= 1 and LAYER["digest"] in r.stderr
+        and "does not match" in r.stderr
+        and not os.path.exists(os.path.join(T.tmp, "rootNS", "ns", "tenantB", "blobs",
+                                            LAYER["digest"].split(":")[1])), r.stderr[-1500:])
+T.check("the host marker is untouched by the layer cases", HM.untouched(), str(HM.state()))
 T.done()

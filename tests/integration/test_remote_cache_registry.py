@@ -6,7 +6,9 @@ runs with it. A second build with the cache unchanged pushes no new blob; anothe
 namespace cannot use the packs it did not pull itself. Packs are fetched lazily (counted
 through a recording proxy in front of the registry): a fresh root whose mounting step is
 cached fetches no pack, one whose step runs fetches each pack once, and a push of the cache
-to another repository fetches the unused id's packs only because that repository lacks them."""
+to another repository fetches the unused id's packs only because that repository lacks them.
+The cache image's layers are not downloaded at import either: a fully cached build on a fresh
+root names them (lazy blobs of the cache image), an OCI output then fetches each once."""
 import os
 import sys
 import urllib.request
@@ -129,4 +131,34 @@ r = build("rootP4", ctx(CHECK.replace("sha256sum -c", "true   && sha256sum -c"))
           "--cache-from", "type=registry,ref=" + REF2)
 T.check("that cache restores the mount whole on a fresh root",
         r.returncode == 0 and "cache mount deps: restored" in r.stderr, r.stderr[-1500:])
+
+# ---- the cache image's layers are named at import, fetched (digest-checked) when needed
+LZ = ctx("FROM %s\nRUN head -c 300000 /dev/urandom > /big && echo lz > /f\n" % BASE)
+r = build("rootL0", LZ, "--cache-to", "type=registry,ref=%s/app/lz:1,mode=max" % REG)
+lman = json.load(urllib.request.urlopen(urllib.request.Request(
+    "http://%s/v2/app/lz/manifests/1" % REG,
+    headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})))
+LAY = [l["digest"] for l in lman["layers"]
+       if l["mediaType"] != "application/vnd.kiln.cachemount.pack.v1"]
+L1 = os.path.join(T.tmp, "rootL1")
+
+
+def in_root(root, d, sub="blobs/sha256"):
+    return os.path.exists(os.path.join(root, sub, d.split(":")[1]))
+
+
+proxy.clear()
+r = pbuild("rootL1", LZ, "--cache-from", "type=registry,ref=%s/app/lz:1" % PREG)
+T.check("fresh root fully cached from a registry cache: its layers named, none downloaded",
+        r.returncode == 0 and LAY and "#2 CACHED" in r.stderr
+        and "%d layers named to fetch when needed" % len(LAY) in r.stderr
+        and not any(pack_gets(d) for d in LAY)
+        and all(in_root(L1, d, "lazy") and not in_root(L1, d) for d in LAY),
+        r.stderr[-1500:] + str([(q["method"], q["path"]) for q in proxy.requests()]))
+proxy.clear()
+r = pbuild("rootL1", LZ, "-o", "type=oci,dest=" + os.path.join(T.tmp, "lzout"))
+T.check("an OCI output of that build fetches each layer once from the cache image",
+        r.returncode == 0 and all(len(pack_gets(d)) == 1 for d in LAY)
+        and all(in_root(L1, d) and in_root(os.path.join(T.tmp, "lzout"), d) for d in LAY),
+        r.stderr[-1500:] + str([(q["method"], q["path"]) for q in proxy.requests()]))
 T.done()

@@ -649,6 +649,84 @@ static void test_lazy_blobs(void **state)
     kiln_fs_rm_rf(root, NULL);
 }
 
+/* Lazy blobs of cache namespaces sharing one root: each namespace sees its own records only
+ * (not the shared ones, nor another's); a blob in the store that the namespace has not fetched
+ * itself is fetched again from its own record's source before an open returns it (other
+ * bytes: refused naming the blob, the blob not marked as the namespace's); a handle keeps
+ * one namespace. */
+static void test_lazy_namespaces(void **state)
+{
+    _cleanup_free_ char *root = make_root();
+    _cleanup_free_ char *mark_a = NULL, *mark_b = NULL, *shared = NULL;
+    kiln_store_t *sa = NULL, *sb = NULL, *s0 = NULL;
+    kiln_error_t err = {0};
+    kiln_store_lazy_t lz;
+    kiln_digest_t d;
+    int fd = -1;
+    (void)state;
+
+    kiln_digest_bytes(LAZY_BYTES, strlen(LAZY_BYTES), &d);
+    mark_a = kiln_xasprintf("%s/ns/a/blobs/%s", root, d.hex);
+    mark_b = kiln_xasprintf("%s/ns/b/blobs/%s", root, d.hex);
+    shared = kiln_xasprintf("%s/lazy/%s", root, d.hex);
+    kiln_store_set_fetcher(test_fetch);
+    fetches = 0;
+    assert_int_equal(kiln_store_open(root, &sa, &err), 0);
+    assert_int_equal(kiln_store_open(root, &sb, &err), 0);
+    assert_int_equal(kiln_store_open(root, &s0, &err), 0);
+    assert_int_equal(kiln_store_set_namespace(sa, "a", &err), 0);
+    assert_int_equal(kiln_store_set_namespace(sa, "a", &err), 0);
+    assert_int_equal(kiln_store_set_namespace(sa, "b", &err), -1);
+    assert_non_null(strstr(err.msg, "namespace a already"));
+    assert_int_equal(kiln_store_set_namespace(sb, "b", &err), 0);
+    assert_string_equal(kiln_store_namespace(sb), "b");
+    assert_null(kiln_store_namespace(s0));
+    /* a's record is a's: not shared, not b's, not the CLI's */
+    assert_int_equal(kiln_store_lazy_note(sa, &d, strlen(LAZY_BYTES), 7, "good", &err), 0);
+    assert_int_equal(access(shared, F_OK), -1);
+    assert_int_equal(kiln_store_lazy_get(sa, &d, &lz, &err), 1);
+    assert_int_equal(kiln_store_lazy_get(sb, &d, &lz, &err), 0);
+    assert_int_equal(kiln_store_lazy_get(s0, &d, &lz, &err), 0);
+    assert_int_equal(kiln_store_open_blob(sb, &d, &fd, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "not in store"));
+    assert_int_equal(fetches, 0);
+    /* a's open fetches it from a's source and marks it a's */
+    assert_false(kiln_store_ns_knows(sa, &d));
+    assert_int_equal(kiln_store_open_blob(sa, &d, &fd, NULL, &err), 0);
+    close(fd);
+    assert_int_equal(fetches, 1);
+    assert_true(kiln_store_ns_knows(sa, &d));
+    assert_int_equal(access(mark_a, F_OK), 0);
+    /* the bytes are here now, but not b's: b's record whose source serves other bytes fails
+     * naming the blob, and b is not given them */
+    assert_false(kiln_store_ns_knows(sb, &d));
+    assert_int_equal(kiln_store_lazy_note(sb, &d, strlen(LAZY_BYTES), 0, "bad", &err), 0);
+    assert_int_equal(kiln_store_open_blob(sb, &d, &fd, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, d.hex));
+    assert_non_null(strstr(err.msg, "does not match its digest"));
+    assert_int_equal(fetches, 2);
+    assert_int_equal(access(mark_b, F_OK), -1);
+    assert_int_equal(kiln_store_has(sb, &d, NULL), 1); /* a's blob is untouched */
+    /* b's own source serving the bytes: fetched again (proof), then b's */
+    assert_int_equal(kiln_store_lazy_note(sb, &d, strlen(LAZY_BYTES), 0, "good", &err), 0);
+    assert_int_equal(kiln_store_open_blob(sb, &d, &fd, NULL, &err), 0);
+    close(fd);
+    assert_int_equal(fetches, 3);
+    assert_int_equal(access(mark_b, F_OK), 0);
+    assert_int_equal(kiln_store_open_blob(sb, &d, &fd, NULL, &err), 0);
+    close(fd);
+    assert_int_equal(fetches, 3);
+    /* a blob the namespace has is never recorded again */
+    assert_int_equal(kiln_store_lazy_note(sa, &d, strlen(LAZY_BYTES), 0, "bad", &err), 0);
+    assert_int_equal(kiln_store_lazy_get(sa, &d, &lz, &err), 1);
+    assert_string_equal(lz.source, "good");
+    kiln_store_close(sa);
+    kiln_store_close(sb);
+    kiln_store_close(s0);
+    kiln_store_set_fetcher(NULL);
+    kiln_fs_rm_rf(root, NULL);
+}
+
 static void test_default_root(void **state)
 {
     char *r = kiln_store_default_root();
@@ -673,6 +751,7 @@ int main(void)
         cmocka_unit_test(test_deferred_sync),
         cmocka_unit_test(test_lazy_blobs),
         cmocka_unit_test(test_lazy_parse),
+        cmocka_unit_test(test_lazy_namespaces),
         cmocka_unit_test(test_default_root),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
