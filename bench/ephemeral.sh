@@ -28,7 +28,8 @@
 # (a warm root has it). The S3 emulator is fauxqs (tests/aws/setup.sh), on loopback: no
 # network latency; the npm registry is the real one.
 # Usage: bench/ephemeral.sh [KILN_BIN]   (env: RUNS=5; SAME_RUNS=15: the same-commit cases
-# again, interleaved and timed in ms; KILN_IMAGES_DIR; BENCH_KEEP=DIR: the logs)
+# again, interleaved and timed in ms; KILN_IMAGES_DIR; BENCH_KEEP=DIR: the logs; CASES=tenant
+# BEFORE=KILN_BIN: the tenant and registry cache cases only, see below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/bench_lib.sh
@@ -86,6 +87,48 @@ printf 'node_modules\ndist\n' >"$APP/.dockerignore"
 
 S3="type=s3,bucket=ebench,prefix=app"
 S3S="type=s3,bucket=ebench,prefix=app-store"
+# CASES=tenant: only a fully cached build of the same commit on a fresh root, for a tenant
+# (--cache-namespace bench: a server build; the cache under kiln-ns/bench/) and through a
+# registry cache, each with this kiln and with BEFORE=KILN_BIN (an older kiln: main before
+# lazy tenant blobs) in the same rounds, and the MB each downloaded into its root:
+#   t-same[-before]  --cache-namespace bench --cache-from type=s3 (the tenant's prefix)
+#   r-same[-before]  --cache-from type=registry,ref=REG/bench/cache:1 (no namespace)
+if [ "${CASES:-}" = tenant ]; then
+  [ -x "${BEFORE:-}" ] || { echo "bench/ephemeral.sh: CASES=tenant needs BEFORE=KILN_BIN" >&2; exit 2; }
+  RC=127.0.0.1:$RPORT/bench/cache:1
+  KBB="$BEFORE build --progress plain --insecure-registry 127.0.0.1:$RPORT"
+  change 0
+  $KB --root "$T/prep" --cache-namespace bench --cache-to "$S3,mode=max" "$APP" >"$T/prep-t.log" 2>&1
+  $KB --root "$T/prep" --cache-namespace bench --cache-to "type=registry,ref=$RC,mode=max" \
+    "$APP" >"$T/prep-r.log" 2>&1
+  rm -rf "$T/prep"
+  trun() { # name kiln-build-command args...
+    local name=$1
+    shift
+    rm -rf "$T/r"
+    timed "$name" "$* $APP"
+    cp "$T/last.log" "$T/$name-$r.log"
+    bench_metric "$name" downloaded_MB "$(du -sm "$T/r/blobs" | cut -f1)"
+  }
+  for ((r = 0; r < RUNS; r++)); do
+    trun t-same "$KB" --root "$T/r" --cache-namespace bench --cache-from "$S3"
+    trun t-same-before "$KBB" --root "$T/r" --cache-namespace bench --cache-from "$S3"
+    trun r-same "$KB" --root "$T/r" --cache-from "type=registry,ref=$RC"
+    trun r-same-before "$KBB" --root "$T/r" --cache-from "type=registry,ref=$RC"
+  done
+  rm -rf "$T/r"
+  echo "what a tenant run did, after and before (round 1):"
+  grep -h "imported\|CACHED" "$T/t-same-1.log" "$T/t-same-before-1.log" | head -20 || true
+  echo "what a registry cache run did, after and before (round 1):"
+  grep -h "imported\|CACHED" "$T/r-same-1.log" "$T/r-same-before-1.log" | head -20 || true
+  bench_header
+  echo "before: $BEFORE ($("$BEFORE" version 2>/dev/null | head -1))"
+  bench_tables
+  ratio_line "tenant same: after/before" t-same t-same-before ""
+  ratio_line "registry cache same: after/before" r-same r-same-before ""
+  bench_footer
+  exit 0
+fi
 # the worker image's additional store: the base unpacked once (kiln store add), outside the clock
 STORE=$T/store
 "$KILN" store add --progress none --root "$T/store-root" --insecure-registry "127.0.0.1:$RPORT" \

@@ -357,6 +357,9 @@ int kiln_gc_run(const kiln_gc_opts_t *o, kiln_gc_stats_t *st, kiln_error_t *err)
             prune_kind(o, "git", "git", o->git_max, false, &s, err) < 0 ||
             prune_kind(o, "build/cache-mounts", "cache-mounts", o->cache_max, true, &s, err) < 0 ||
             prune_kind(o, NULL, "blobs", 0, false, &s, err) < 0 ||
+            /* a namespace's lazy blob records (oci/store_lazy): one that goes makes the
+             * step cache entries naming its blob misses */
+            prune_kind(o, NULL, "lazy", 0, false, &s, err) < 0 ||
             /* per-context stat cache files (engine/statcache) by age; each directory
              * keeps itself under its own cap */
             prune_kind(o, "build/statcache", "statcache", 0, false, &s, err) < 0)
