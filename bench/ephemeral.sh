@@ -87,6 +87,8 @@ printf 'node_modules\ndist\n' >"$APP/.dockerignore"
 
 S3="type=s3,bucket=ebench,prefix=app"
 S3S="type=s3,bucket=ebench,prefix=app-store"
+KB="$KILN build --progress plain --insecure-registry 127.0.0.1:$RPORT"
+change() { echo "export const round = $1;" >"$APP/src/round.ts"; }
 # CASES=tenant: only a fully cached build of the same commit on a fresh root, for a tenant
 # (--cache-namespace bench: a server build; the cache under kiln-ns/bench/) and through a
 # registry cache, each with this kiln and with BEFORE=KILN_BIN (an older kiln: main before
@@ -135,8 +137,6 @@ STORE=$T/store
   "$STORE" "$BASE" >"$T/store-add.log" 2>&1 || { cat "$T/store-add.log" >&2; exit 1; }
 rm -rf "$T/store-root"
 AS="--additional-store $STORE"
-KB="$KILN build --progress plain --insecure-registry 127.0.0.1:$RPORT"
-change() { echo "export const round = $1;" >"$APP/src/round.ts"; }
 # fills S3 and the warm root with the previous commit's build
 change 0
 $KB --root "$T/warm" "$APP" >"$T/prep-warm.log" 2>&1
