@@ -76,10 +76,12 @@ uint64_t kiln_image_size_known(kiln_store_t *store, const kiln_digest_t *d)
 void kiln_image_size_note(kiln_store_t *store, const kiln_digest_t *layer, uint64_t usize)
 {
     _cleanup_close_ int fd = -1;
-    /* only on the root's own blob: never fetched for this (a lazy one), never written on an
-     * additional store's (the operator's) */
+    kiln_store_lazy_t lz;
+    /* only on the root's own blob: never fetched for this (a lazy one, also one of the
+     * namespace's whose bytes another namespace stored), never written on an additional
+     * store's (the operator's) */
     if (usize > 0 && kiln_store_has(store, layer, NULL) == 1 &&
-        !kiln_store_in_additional(store, layer) &&
+        !kiln_store_in_additional(store, layer) && !kiln_store_lazy_pending(store, layer, &lz) &&
         kiln_store_open_blob(store, layer, &fd, NULL, NULL) == 0)
         memo_set(fd, usize);
 }
