@@ -19,7 +19,10 @@ each unpacked as soon as it has arrived, several at once.
   (nor its temp tree) and no blob kept
 - a layer the registry no longer serves: the RUN fails naming the layer; a fully cached build
   into the store succeeds (it needs no layer), its OCI export and `kiln save` fail naming the
-  layer; nothing hangs"""
+  layer; nothing hangs
+- tenants (--cache-namespace): a fully cached build on a fresh root downloads no base layer
+  (its own lazy records); its output fetches them; another tenant's output on the same root
+  fetches them again itself, although the shared store holds the bytes"""
 import glob
 import gzip
 import os
@@ -218,6 +221,42 @@ if ok:
 T.check("kiln push of a lazy image to another repository of its base's registry: the base's "
         "layers mounted from there (none downloaded); pulled back whole",
         ok, out(r)[-600:] + out(pu)[-800:] + out(pl)[-600:] + " fetched=" + str(fetched))
+# tenants (--cache-namespace, every server build): a fully cached build on a fresh root
+# downloads no base layer either (the namespace's own lazy records); its output fetches them;
+# another tenant's output on that root fetches the layers itself although the root holds them
+proxy.rules = []
+TR = os.path.join(T.tmp, "rootT")
+TUSE = USE.replace(REG, PX)
+
+
+def big_gets():
+    return [q for q in proxy.log if q[0] == "GET" and big in q[1]]
+
+
+def tbuild(ns, *extra):
+    return build("rootT", TUSE, "--insecure-registry", PX, "--cache-namespace", ns,
+                 "--cache-from", "type=registry,ref=%s/t/cache:1" % REG, *extra)
+
+
+proxy.log.clear()
+r = tbuild("tenantA")
+tlazy = os.listdir(os.path.join(TR, "ns", "tenantA", "lazy")) if r.returncode == 0 else []
+T.check("a tenant's fully cached build on a fresh root downloads no base layer (each its own "
+        "lazy record, none shared)", r.returncode == 0 and not big_gets() and big in tlazy
+        and not os.path.exists(os.path.join(TR, "lazy", big))
+        and not os.path.exists(os.path.join(TR, "blobs", "sha256", big)),
+        out(r)[-1500:] + str(tlazy) + str(big_gets()))
+r = tbuild("tenantA", "-o", "type=oci,dest=" + os.path.join(T.tmp, "layTA"))
+T.check("its OCI output fetches the base's layers (the big one once), now the tenant's",
+        r.returncode == 0 and len(big_gets()) == 1
+        and os.path.exists(os.path.join(T.tmp, "layTA", "blobs", "sha256", big))
+        and os.path.exists(os.path.join(TR, "ns", "tenantA", "blobs", big)), out(r)[-1500:])
+proxy.log.clear()
+r = tbuild("tenantB", "-o", "type=oci,dest=" + os.path.join(T.tmp, "layTB"))
+T.check("tenant B's output on that root (A's bytes in the shared store) fetches the layer itself "
+        "(B's registry must serve it)", r.returncode == 0 and len(big_gets()) == 1
+        and os.path.exists(os.path.join(TR, "ns", "tenantB", "blobs", big)),
+        out(r)[-1500:] + str(big_gets()))
 proxy.close()
 
 # the registry loses a layer of the base
