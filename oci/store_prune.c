@@ -210,29 +210,78 @@ static int prune_lowers(const char *root, const mark_set_t *lowers, int dry_run,
     return 0;
 }
 
-/* Removes the lazy blob records (oci/store_lazy) of blobs no ref reaches or that are in the
- * root now (fetched), and stale temp records; a missing directory is fine. */
-static int prune_lazy(int root_fd, int blobs_fd, const mark_set_t *m, int dry_run,
-                      kiln_store_prune_stats_t *st, kiln_error_t *err)
+/* Removes the lazy blob records (oci/store_lazy) in the directory fd of blobs no ref reaches,
+ * of those in the root now (fetched) when fetched_goes (not for a namespace's: the bytes of
+ * another namespace are no proof for it), and stale temp records. */
+static int prune_lazy_dir(int fd, int blobs_fd, const mark_set_t *m, bool fetched_goes, int dry_run,
+                          kiln_store_prune_stats_t *st, kiln_error_t *err)
 {
-    _cleanup_close_ int fd =
-        openat(root_fd, "lazy", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    _cleanup_closedir_ DIR *dir = NULL;
+    _cleanup_closedir_ DIR *dir = kiln_store_opendir(fd, "lazy blob records", err);
     struct dirent *de;
-    if (fd < 0)
-        return errno == ENOENT ? 0 : kiln_error_set(err, errno, "open lazy blob records");
-    if ((dir = kiln_store_opendir(fd, "lazy blob records", err)) == NULL)
+    if (dir == NULL)
         return -1;
     while ((de = readdir(dir)) != NULL) {
         kiln_digest_t d;
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
         if (kiln_digest_parse_hex(de->d_name, &d, NULL) == 0 && mark_contains(m, &d) &&
-            faccessat(blobs_fd, d.hex, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+            (!fetched_goes || faccessat(blobs_fd, d.hex, F_OK, AT_SYMLINK_NOFOLLOW) < 0))
             continue;
         if (!dry_run && unlinkat(fd, de->d_name, 0) < 0 && errno != ENOENT)
             return kiln_error_set(err, errno, "remove lazy blob record %s", de->d_name);
         st->lazy_removed++;
+    }
+    return 0;
+}
+
+/* Opens <root>/ns (the cache namespaces, utils/cachens) without following a link: the fd, or
+ * -1 when there is none. */
+static int open_ns(int root_fd)
+{
+    return openat(root_fd, "ns", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/* Whether a cache namespace records d as lazy (<root>/ns/NAME/lazy/<hex>). */
+static bool ns_lazy_has(int root_fd, const kiln_digest_t *d)
+{
+    _cleanup_close_ int nsfd = open_ns(root_fd);
+    _cleanup_closedir_ DIR *dir = nsfd < 0 ? NULL : kiln_store_opendir(nsfd, "namespaces", NULL);
+    struct dirent *de;
+    while (dir != NULL && (de = readdir(dir)) != NULL) {
+        _cleanup_free_ char *rel = NULL;
+        if (de->d_name[0] == '.')
+            continue;
+        rel = kiln_xasprintf("%s/lazy/%s", de->d_name, d->hex);
+        if (faccessat(nsfd, rel, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* prune_lazy_dir on <root>/lazy and on every namespace's records; a missing directory is
+ * fine. */
+static int prune_lazy(int root_fd, int blobs_fd, const mark_set_t *m, int dry_run,
+                      kiln_store_prune_stats_t *st, kiln_error_t *err)
+{
+    _cleanup_close_ int fd =
+        openat(root_fd, "lazy", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    _cleanup_close_ int nsfd = open_ns(root_fd);
+    _cleanup_closedir_ DIR *dir = NULL;
+    struct dirent *de;
+    if (fd < 0 && errno != ENOENT)
+        return kiln_error_set(err, errno, "open lazy blob records");
+    if (fd >= 0 && prune_lazy_dir(fd, blobs_fd, m, true, dry_run, st, err) < 0)
+        return -1;
+    if (nsfd < 0 || (dir = kiln_store_opendir(nsfd, "namespaces", err)) == NULL)
+        return nsfd < 0 ? 0 : -1;
+    while ((de = readdir(dir)) != NULL) {
+        _cleanup_close_ int ns = -1, lz = -1;
+        if (de->d_name[0] == '.')
+            continue;
+        ns = openat(nsfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        lz = ns < 0 ? -1 : openat(ns, "lazy", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (lz >= 0 && prune_lazy_dir(lz, blobs_fd, m, false, dry_run, st, err) < 0)
+            return kiln_error_prefix(err, "namespace %s", de->d_name);
     }
     return 0;
 }
@@ -340,7 +389,7 @@ int kiln_store_prune_with(const char *root, kiln_astore_t *const *additional, si
         if (fd < 0 && in_additional(additional, n_additional, &d, &fd) == 1) {
             st.blobs_in_additional++; /* its children may be anywhere too */
         } else if (fd < 0) {
-            if (kiln_store_lazy_get_at(root_fd, &d, &lz, NULL) == 1)
+            if (kiln_store_lazy_get_at(root_fd, &d, &lz, NULL) == 1 || ns_lazy_has(root_fd, &d))
                 st.blobs_lazy++; /* fetched when needed: not missing */
             else
                 st.refs_dangling++;

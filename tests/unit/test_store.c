@@ -653,7 +653,8 @@ static void test_lazy_blobs(void **state)
  * (not the shared ones, nor another's); a blob in the store that the namespace has not fetched
  * itself is fetched again from its own record's source before an open returns it (other
  * bytes: refused naming the blob, the blob not marked as the namespace's); a handle keeps
- * one namespace. */
+ * one namespace; prune counts a blob a namespace records as lazy, not dangling, and drops the
+ * namespaces' records of unreachable blobs. */
 static void test_lazy_namespaces(void **state)
 {
     _cleanup_free_ char *root = make_root();
@@ -661,7 +662,8 @@ static void test_lazy_namespaces(void **state)
     kiln_store_t *sa = NULL, *sb = NULL, *s0 = NULL;
     kiln_error_t err = {0};
     kiln_store_lazy_t lz;
-    kiln_digest_t d;
+    kiln_store_prune_stats_t st = {0};
+    kiln_digest_t d, other;
     int fd = -1;
     (void)state;
 
@@ -720,9 +722,20 @@ static void test_lazy_namespaces(void **state)
     assert_int_equal(kiln_store_lazy_note(sa, &d, strlen(LAZY_BYTES), 0, "bad", &err), 0);
     assert_int_equal(kiln_store_lazy_get(sa, &d, &lz, &err), 1);
     assert_string_equal(lz.source, "good");
+    /* prune: a ref to a blob only a namespace records is not dangling; the namespaces' records
+     * of unreachable blobs go (d's, fetched, goes as unreachable), a reachable one stays */
+    kiln_digest_bytes("x", 1, &other);
+    assert_int_equal(kiln_store_lazy_note(sa, &other, 1, 0, "good", &err), 0);
+    assert_int_equal(kiln_store_ref_set(sa, "cache/ns/a/x", &other, &err), 0);
     kiln_store_close(sa);
     kiln_store_close(sb);
     kiln_store_close(s0);
+    assert_int_equal(kiln_store_prune(root, 1, 0, &st, &err), 0);
+    assert_int_equal(st.refs_dangling, 0);
+    assert_int_equal(st.blobs_lazy, 1);
+    assert_int_equal(st.lazy_removed, 2); /* d's record in a and in b */
+    assert_int_equal(count_entries(root, "ns/a/lazy"), 1);
+    assert_int_equal(count_entries(root, "ns/b/lazy"), 0);
     kiln_store_set_fetcher(NULL);
     kiln_fs_rm_rf(root, NULL);
 }
