@@ -11,7 +11,8 @@ blobs are its own records with its own source: a tenant's index naming another t
 is named lazily, but its bytes (an export, a RUN step on the unpacked tree) are fetched from
 that tenant's own prefix even when the shared root holds them, and fail naming the blob when
 the prefix lacks them; a fully cached tenant build on a fresh root downloads no layer; a lazy
-fetch whose source is gone fails naming the blob, leaving nothing half-written."""
+fetch whose source is gone fails naming the blob, leaving nothing half-written; a namespace's
+record naming another namespace's source is refused."""
 import hashlib
 import json
 import os
@@ -269,6 +270,17 @@ r = lbuild("lfresh", "a", "--cache-namespace", "tenantB", "-o",
 T.check("B again, A's bytes now in the shared root: still fails naming the blob (B's prefix must "
         "serve them), no output",
         refused(r, ahex, "kiln-ns/tenantB/q", "fB2", FR, "tenantB"), r.stderr[-1500:])
+# a record of B's naming A's source (planted: only kiln writes there): the fetch refuses a
+# source of another namespace, naming both, and never reads A's prefix for B
+with open(os.path.join(FR, "ns", "tenantA", "lazy", ahex)) as f:
+    arec = f.read()
+with open(os.path.join(FR, "ns", "tenantB", "lazy", ahex), "w") as f:
+    f.write(arec)
+r = lbuild("lfresh", "a", "--cache-namespace", "tenantB", "-o",
+           "type=oci,dest=" + os.path.join(T.tmp, "fB3"))
+T.check("a record of tenant B's naming tenant A's source: refused naming the blob and both "
+        "namespaces, no output", refused(r, ahex, "s3-ns tenantA", "fB3", FR, "tenantB")
+        and "a source of cache namespace tenantA, not of tenantB" in r.stderr, r.stderr[-1500:])
 # the source gone: A's layer deleted from A's prefix after a fully cached build named it
 r = lbuild("lgone", "a", "--cache-namespace", "tenantA", "--cache-from",
            "type=s3,bucket=%s,prefix=q" % BUCKET)
