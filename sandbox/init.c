@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,8 +25,6 @@
 #include "sandbox/net.h"
 #include "sandbox/seccomp.h"
 #include "utils/error.h"
-
-extern char **environ;
 
 /* Raw id changes: this process was cloned without libc's fork handling, so
  * libc's setxid (which signals every thread it knows of) must not run. */
@@ -118,6 +117,49 @@ static uint64_t command_caps(const kiln_sandbox_plan_t *plan)
     return caps;
 }
 
+/* execvp with the PATH of envp (the step's, as execvp with the step's environ would use):
+ * kiln's own environ is never changed, as this process shares kiln's memory until its exec
+ * (sandbox/spawn.h). Returns the errno of the failure (EACCES when a candidate was found but
+ * refused, as execvp). */
+static int exec_path(const char *file, char *const *argv, char *const *envp)
+{
+    const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    char buf[4096];
+    size_t flen = strlen(file);
+    int seen_eacces = 0;
+
+    if (strchr(file, '/') != NULL) {
+        execve(file, argv, envp);
+        return errno;
+    }
+    for (size_t i = 0; envp != NULL && envp[i] != NULL; i++)
+        if (strncmp(envp[i], "PATH=", 5) == 0)
+            path = envp[i] + 5;
+    if (flen == 0)
+        return ENOENT;
+    for (const char *p = path;; p++) {
+        const char *end = strchr(p, ':');
+        size_t dlen = end ? (size_t)(end - p) : strlen(p);
+        if (dlen + 1 + flen < sizeof(buf)) {
+            /* an empty entry is the working directory, as execvp reads it */
+            memcpy(buf, dlen ? p : ".", dlen ? dlen : 1);
+            dlen = dlen ? dlen : 1;
+            buf[dlen] = '/';
+            memcpy(buf + dlen + 1, file, flen + 1);
+            execve(buf, argv, envp);
+            if (errno == EACCES)
+                seen_eacces = 1;
+            else if (errno != ENOENT && errno != ENOTDIR && errno != ESTALE && errno != ENODEV &&
+                     errno != ETIMEDOUT)
+                return errno;
+        }
+        if (end == NULL)
+            break;
+        p = end;
+    }
+    return seen_eacces ? EACCES : ENOENT;
+}
+
 /* Becomes the step's command. Never returns. */
 __attribute__((noreturn)) static void exec_command(const kiln_sandbox_plan_t *plan)
 {
@@ -179,9 +221,7 @@ __attribute__((noreturn)) static void exec_command(const kiln_sandbox_plan_t *pl
     /* Without a pid namespace nothing else ends the command with kiln
      * (set after the id change, which clears it). */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    environ = (char **)plan->envp;
-    execvp(step->argv[0], (char *const *)step->argv);
-    r = errno;
+    r = exec_path(step->argv[0], (char *const *)step->argv, (char *const *)plan->envp);
     dprintf(2, "kiln: step: cannot run %s: %s\n", step->argv[0], strerror(r));
     _exit(r == ENOENT ? 127 : 126);
 }
@@ -351,6 +391,12 @@ void kiln_sandbox_init_main(const kiln_sandbox_plan_t *plan)
     n_fds = recv_go(plan->sync_fd, fds, KILN_IDMAP_MAX_LOWERS + 1 + KILN_SANDBOX_MAX_MOUNTS);
     if (n_fds < 0)
         _exit(1);
+    /* kiln has moved us into the step's cgroup: the step's view of cgroups is rooted there */
+    if (plan->unshare_cgroupns && unshare(CLONE_NEWCGROUP) < 0) {
+        kiln_error_set(&err, errno, "making the step's cgroup namespace");
+        send_error(plan->sync_fd, &err);
+        _exit(1);
+    }
     if (bset < 0) {
         kiln_error_set(&err, -bset, "lowering the step's capability bounding set");
         send_error(plan->sync_fd, &err);

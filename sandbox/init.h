@@ -21,9 +21,10 @@ typedef struct kiln_sandbox_plan {
     int have_netns;
     int pooled_netns; /* the netns is kiln's, already set up (sandbox/netns.h) */
     int have_pidns;
-    const char *rundir; /* where init mounts a private tmpfs for l0.., rw, root */
-    const char *root;   /* host path the root is mounted on: rundir/root */
-    char *etc_text[3];  /* resolv.conf, hosts, hostname (see kiln_mounts_overlay) */
+    int unshare_cgroupns; /* cloned without one (sandbox/spawn.h): made after kiln's go */
+    const char *rundir;   /* where init mounts a private tmpfs for l0.., rw, root */
+    const char *root;     /* host path the root is mounted on: rundir/root */
+    char *etc_text[3];    /* resolv.conf, hosts, hostname (see kiln_mounts_overlay) */
     const char *const *envp;
     pid_t parent;
     int sync_fd;   /* SOCK_SEQPACKET to kiln: go + overlay fd in, "ok"/error out */

@@ -5,7 +5,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/sched.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -15,7 +14,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +25,7 @@
 #include "sandbox/net.h"
 #include "sandbox/netns.h"
 #include "sandbox/seccomp.h"
+#include "sandbox/spawn.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
@@ -78,45 +77,6 @@ int kiln_net_mode_parse(const char *s, kiln_net_mode_t *out)
         }
     }
     return -1;
-}
-
-/* clone(2) without libc's fork handling. With cgroup_fd >= 0 (a cgroup v2
- * dir), the child starts in that cgroup (clone3 CLONE_INTO_CGROUP, Linux
- * 5.7): nothing of it runs or is charged outside, and its cgroup namespace
- * is rooted there. Falls back to plain clone where clone3 refuses. */
-static pid_t raw_clone(unsigned long flags, int cgroup_fd)
-{
-    if (cgroup_fd >= 0) {
-        struct clone_args a;
-        pid_t pid;
-        memset(&a, 0, sizeof(a));
-        a.flags = flags | CLONE_INTO_CGROUP;
-        a.exit_signal = SIGCHLD;
-        a.cgroup = (uint64_t)cgroup_fd;
-        pid = (pid_t)syscall(SYS_clone3, &a, sizeof(a));
-        if (pid >= 0)
-            return pid;
-    }
-    return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
-}
-
-kiln_isolation_t kiln_sandbox_probe(void)
-{
-    static kiln_isolation_t cached = KILN_ISOLATION_AUTO;
-    pid_t pid;
-    int st;
-
-    if (cached != KILN_ISOLATION_AUTO)
-        return cached;
-    pid = raw_clone(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID, -1);
-    if (pid == 0)
-        _exit(0);
-    if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0 &&
-        access("/proc/self/ns/user", F_OK) == 0)
-        cached = KILN_ISOLATION_SANDBOX;
-    else
-        cached = KILN_ISOLATION_CHROOT;
-    return cached;
 }
 
 #define RUN_DIR "/run/kiln"
@@ -497,77 +457,6 @@ void kiln_sandbox_reap(struct kiln_sandbox_reap *reap)
     free(reap);
 }
 
-static unsigned long ns_flags(kiln_isolation_t iso, kiln_net_mode_t net)
-{
-    unsigned long f = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
-
-    if (iso == KILN_ISOLATION_NONE)
-        return 0;
-    if (net != KILN_NET_HOST)
-        f |= CLONE_NEWNET;
-    if (iso == KILN_ISOLATION_SANDBOX)
-        f |= CLONE_NEWUSER | CLONE_NEWCGROUP;
-    return f;
-}
-
-static int ns_refused(int e)
-{
-    return e == EPERM || e == EINVAL || e == ENOSPC || e == EUSERS || e == ENOSYS;
-}
-
-/* Whether the step runs in a namespace of its build's pool (sandbox/netns.h): loopback only,
- * in the sandbox, without a capability that counts in a network namespace it does not
- * own (CAP_NET_ADMIN, CAP_NET_RAW: such a step gets its own). */
-static int pooled_netns(const kiln_step_t *step, kiln_isolation_t iso, unsigned long flags)
-{
-    uint64_t caps = step->caps ? step->caps : KILN_CAPS_DEFAULT;
-
-    return step->netns_pool != NULL && iso == KILN_ISOLATION_SANDBOX &&
-           step->network == KILN_NET_NONE && (flags & CLONE_NEWNET) &&
-           !(caps & ((1ull << 12) | (1ull << 13)));
-}
-
-/* Clones the step's init with `flags` (the plan is copied into the child as
- * it is now); with a pooled namespace (r->netns_slot), from inside it instead of a new
- * one. KILN_SANDBOX_NO_NAMESPACES=1 makes every namespace refused, to test the paths of
- * hosts without them. */
-static pid_t clone_init(run_t *r, kiln_sandbox_plan_t *plan, unsigned long flags)
-{
-    const char *no_ns = getenv("KILN_SANDBOX_NO_NAMESPACES");
-    int ns_fd, host_fd = -1;
-    pid_t pid;
-
-    plan->have_mntns = (flags & CLONE_NEWNS) != 0;
-    plan->have_netns = (flags & CLONE_NEWNET) != 0;
-    plan->have_pidns = (flags & CLONE_NEWPID) != 0;
-    plan->pooled_netns = 0;
-    if (flags != 0 && no_ns != NULL && strcmp(no_ns, "1") == 0) {
-        errno = EPERM;
-        return -1;
-    }
-    if (pooled_netns(r->step, plan->isolation, flags)) {
-        kiln_error_t ignored = {0};
-        /* none free or none can be made (a read-only /proc/sys): a namespace of its own */
-        r->netns_slot = kiln_netns_take(r->step->netns_pool, &ns_fd, &ignored);
-        if (r->netns_slot >= 0 && kiln_netns_enter(ns_fd, &host_fd) < 0) {
-            kiln_netns_give(r->step->netns_pool, r->netns_slot);
-            r->netns_slot = -1;
-        }
-    }
-    if (host_fd < 0)
-        return raw_clone(flags, plan->cgroup_fd);
-    plan->pooled_netns = 1;
-    plan->close_fds[7] = host_fd; /* the child has no business with kiln's namespace */
-    pid = raw_clone(flags & ~(unsigned long)CLONE_NEWNET, plan->cgroup_fd);
-    if (pid != 0) {
-        int e = errno;
-        kiln_netns_leave(host_fd);
-        plan->close_fds[7] = -1;
-        errno = e;
-    }
-    return pid;
-}
-
 /* Parent side after clone: ids, cgroup, root, network, go. */
 static int start_init(const kiln_step_t *step, run_t *r, kiln_isolation_t iso, unsigned long flags,
                       kiln_error_t *err)
@@ -730,9 +619,9 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
     plan.memory_by_rlimit = !r.cg.has_memory;
     plan.pids_by_rlimit = !r.cg.has_pids;
 
-    flags = ns_flags(iso, step->network);
-    r.init = clone_init(&r, &plan, flags);
-    if (r.init < 0 && iso == KILN_ISOLATION_SANDBOX && ns_refused(errno)) {
+    flags = kiln_spawn_ns_flags(iso, step->network);
+    r.init = kiln_spawn_init(&plan, flags, &r.netns_slot);
+    if (r.init < 0 && iso == KILN_ISOLATION_SANDBOX && kiln_spawn_ns_refused(errno)) {
         kiln_error_set(err, errno,
                        "user namespaces are unavailable on this host (clone of the step's "
                        "namespaces refused): isolation %s needs them; `--isolation chroot` "
@@ -741,7 +630,8 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
                        auto_pending ? "auto" : "sandbox");
         goto out;
     }
-    if (r.init < 0 && iso == KILN_ISOLATION_CHROOT && ns_refused(errno) && step->rw_root) {
+    if (r.init < 0 && iso == KILN_ISOLATION_CHROOT && kiln_spawn_ns_refused(errno) &&
+        step->rw_root) {
         /* No namespaces at all (e.g. a container without CAP_SYS_ADMIN):
          * chroot into the step's own copy, process-group kill. */
         sys_log(step, "isolation chroot without namespaces: the step shares the host's "
@@ -749,7 +639,7 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
                       "by process group and subreaper only");
         flags = 0;
         plan.root = step->rw_root;
-        r.init = clone_init(&r, &plan, flags);
+        r.init = kiln_spawn_init(&plan, flags, &r.netns_slot);
     }
     if (auto_pending && r.init > 0 && !__atomic_exchange_n(&auto_logged, 1, __ATOMIC_RELAXED))
         sys_log(step, "isolation: %s (auto)", kiln_isolation_name(iso));
@@ -763,8 +653,6 @@ int kiln_sandbox_run(const kiln_step_t *step, kiln_step_result_t *res, kiln_erro
         kiln_error_set(err, errno, "starting the step (clone with namespaces)");
         goto out;
     }
-    if (r.init == 0)
-        kiln_sandbox_init_main(&plan);
 
     close(r.out[1]);
     close(r.errs[1]);

@@ -171,3 +171,18 @@ class HostMarker:
         """Empties w (so that the next case starts clean)."""
         for n in os.listdir(self.w):
             subprocess.run(["rm", "-rf", os.path.join(self.w, n)], check=False)
+
+
+def build_none(root, ctx, dockerfile, *extra):
+    """`kiln build --network none --no-cache --progress plain` of dockerfile written into ctx."""
+    os.makedirs(ctx, exist_ok=True)
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write(dockerfile)
+    return kiln("build", "--root", root, "--network", "none", "--no-cache", "--progress", "plain",
+                *extra, ctx)
+
+
+def step_out(text, n):
+    """The output lines of step #n of a plain progress log (not its title: the command)."""
+    return "\n".join(l[len(f"#{n} "):] for l in text.splitlines()
+                     if l.startswith(f"#{n} ") and not l.startswith(f"#{n} ["))

@@ -8,8 +8,8 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kilnbuild import make_base  # noqa: E402
-from kilntest import T, kiln  # noqa: E402
+from kilnbuild import build_none, make_base, step_out  # noqa: E402
+from kilntest import T  # noqa: E402
 
 root = os.path.join(T.tmp, "root")
 base = make_base(root)
@@ -21,17 +21,7 @@ BB = "/bin/busybox"
 
 
 def build(ctx, dockerfile, *extra):
-    os.makedirs(ctx, exist_ok=True)
-    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
-        f.write(dockerfile)
-    return kiln("build", "--root", root, "--network", "none", "--no-cache", "--progress", "plain",
-                *extra, ctx)
-
-
-def step_out(text, n):
-    """The output lines of step #n of a plain progress log (not its title: the command)."""
-    return "\n".join(l[len(f"#{n} "):] for l in text.splitlines()
-                     if l.startswith(f"#{n} ") and not l.startswith(f"#{n} ["))
+    return build_none(root, ctx, dockerfile, *extra)
 
 
 # One build; each step's output is read from the plain progress log (#2 = the first RUN).
