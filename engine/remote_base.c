@@ -267,8 +267,11 @@ int kiln_remote_base_stream(engine_t *e, const kiln_digest_t *d, kiln_blob_strea
 static int note_lazy(engine_t *e, base_pull_t *p, kiln_error_t *err)
 {
     _cleanup_free_ char *src = kiln_remote_lazy_registry_source(p->ref, p->insecure);
+    /* how this build reached the registry (a mirror, a CA): the fetch goes the same way */
+    _cleanup_free_ char *via = kiln_remote_lazy_registry_via(e->registry, p->ref);
     for (size_t i = 0; i < p->n_layers; i++)
-        if (kiln_store_lazy_note(e->store, &p->layers[i], (uint64_t)p->sizes[i], 0, src, err) < 0)
+        if (kiln_store_lazy_note(e->store, &p->layers[i], (uint64_t)p->sizes[i], 0, src, via, err) <
+            0)
             return -1;
     return 0;
 }

@@ -238,6 +238,8 @@ static int note_lazy(engine_t *e, const kiln_registry_image_t *ri, size_t *n, ki
         kiln_xasprintf("%s@%s", ri->name, kiln_digest_str(&ri->manifest.digest, ds));
     _cleanup_free_ char *src =
         kiln_remote_lazy_registry_source(pinned, kiln_registry_is_insecure(e->registry, pinned));
+    /* reached later the way this build reached the cache (its mirrors, plain HTTP, CA) */
+    _cleanup_free_ char *via = kiln_remote_lazy_registry_via(e->registry, pinned);
     for (size_t i = 0; i < ri->parsed->n_layers; i++) {
         const kiln_descriptor_t *l = &ri->parsed->layers[i];
         if (skip_pack(NULL, l) || !skip_import(e, l))
@@ -245,7 +247,7 @@ static int note_lazy(engine_t *e, const kiln_registry_image_t *ri, size_t *n, ki
         if (l->size <= 0)
             return kiln_error_set(err, 0, "%s: layer %s of size %lld", pinned,
                                   kiln_digest_str(&l->digest, ds), (long long)l->size);
-        if (kiln_store_lazy_note(e->store, &l->digest, (uint64_t)l->size, 0, src, err) < 0)
+        if (kiln_store_lazy_note(e->store, &l->digest, (uint64_t)l->size, 0, src, via, err) < 0)
             return -1;
         (*n)++;
     }

@@ -74,7 +74,7 @@ static int missing_layers(engine_t *e, json_t *list, json_t *usize, const char *
         r = kiln_store_lazy_note(
             e->store, &d.digest, (uint64_t)d.size,
             json_is_integer(u) && json_integer_value(u) > 0 ? (uint64_t)json_integer_value(u) : 0,
-            lazy, err);
+            lazy, NULL, err);
         kiln_descriptor_clear(&d);
         if (r < 0)
             return -1;

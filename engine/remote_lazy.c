@@ -1,10 +1,13 @@
 /* kiln — lazy blobs' sources and fetch (see remote_lazy.h). */
 #include "engine/remote_lazy.h"
 
+#include <errno.h>
+#include <jansson.h>
 #include <string.h>
 
 #include "oci/reference.h"
 #include "oci/registry.h"
+#include "oci/registry_settings.h"
 #include "oci/store_lazy.h"
 #include "utils/cleanup.h"
 #include "utils/mem.h"
@@ -25,6 +28,20 @@ char *kiln_remote_lazy_s3_source(const kiln_rstore_t *rs)
 char *kiln_remote_lazy_registry_source(const char *pinned, bool insecure)
 {
     return kiln_xasprintf("%s%s", insecure ? REG_INSECURE_PREFIX : REG_PREFIX, pinned);
+}
+
+char *kiln_remote_lazy_registry_via(kiln_registry_t *reg, const char *pinned)
+{
+    kiln_reference_t ref = {0};
+    json_t *j = NULL;
+    char *text = NULL;
+    if (kiln_reference_parse(pinned, &ref, NULL) == 0)
+        j = kiln_registry_settings_for(reg, ref.registry);
+    if (j != NULL)
+        text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    kiln_reference_free(&ref);
+    return text;
 }
 
 /* Blob d of the S3 cache spec (of namespace ns, or NULL) into s. */
@@ -85,11 +102,14 @@ static int pull_skip(void *ud, const kiln_descriptor_t *d)
 }
 
 /* Pulls the image pinned (its blobs the store lacks: every lazy layer of it at once, as a
- * push, save or run needs them all) and checks that it gave d. */
+ * push, save or run needs them all) through the recording build's settings (via, or "") and
+ * checks that it gave d. */
 static int fetch_registry(kiln_store_t *s, const kiln_digest_t *d, const char *pinned,
-                          bool insecure, kiln_error_t *err)
+                          bool insecure, const char *via, kiln_error_t *err)
 {
     kiln_reference_t ref = {0};
+    kiln_registry_settings_t st = {0};
+    json_t *vj = NULL;
     kiln_registry_opts_t o;
     kiln_registry_t *reg = NULL;
     kiln_registry_image_t ri = {0};
@@ -105,8 +125,14 @@ static int fetch_registry(kiln_store_t *s, const kiln_digest_t *d, const char *p
         goto out;
     }
     kiln_registry_opts_init(&o);
+    if (*via != '\0' && ((vj = json_loads(via, 0, NULL)) == NULL ||
+                         kiln_registry_settings_opts(vj, ref.registry, &o, &st, err) < 0)) {
+        if (vj == NULL)
+            kiln_error_set(err, EINVAL, "registry settings: not JSON");
+        goto out;
+    }
     hosts[0] = ref.registry;
-    if (insecure)
+    if (insecure && o.insecure == NULL)
         o.insecure = hosts;
     if (kiln_registry_new(&o, &reg, err) < 0 ||
         kiln_registry_pull(reg, s, pinned, &po, &ri, err) < 0)
@@ -119,20 +145,23 @@ static int fetch_registry(kiln_store_t *s, const kiln_digest_t *d, const char *p
 out:
     kiln_registry_image_clear(&ri);
     kiln_registry_free(reg);
+    kiln_registry_settings_clear(&st);
+    json_decref(vj);
     kiln_reference_free(&ref);
     return r;
 }
 
-int kiln_remote_lazy_fetch(kiln_store_t *s, const kiln_digest_t *d, uint64_t size,
-                           const char *source, kiln_error_t *err)
+int kiln_remote_lazy_fetch(kiln_store_t *s, const kiln_digest_t *d, const kiln_store_lazy_t *l,
+                           kiln_error_t *err)
 {
+    const char *source = l->source;
     if (strncmp(source, S3_PREFIX, strlen(S3_PREFIX)) == 0)
-        return fetch_s3(s, d, size, NULL, source + strlen(S3_PREFIX), err);
+        return fetch_s3(s, d, l->size, NULL, source + strlen(S3_PREFIX), err);
     if (strncmp(source, S3_NS_PREFIX, strlen(S3_NS_PREFIX)) == 0)
-        return fetch_s3_ns(s, d, size, source + strlen(S3_NS_PREFIX), err);
+        return fetch_s3_ns(s, d, l->size, source + strlen(S3_NS_PREFIX), err);
     if (strncmp(source, REG_INSECURE_PREFIX, strlen(REG_INSECURE_PREFIX)) == 0)
-        return fetch_registry(s, d, source + strlen(REG_INSECURE_PREFIX), true, err);
+        return fetch_registry(s, d, source + strlen(REG_INSECURE_PREFIX), true, l->via, err);
     if (strncmp(source, REG_PREFIX, strlen(REG_PREFIX)) == 0)
-        return fetch_registry(s, d, source + strlen(REG_PREFIX), false, err);
+        return fetch_registry(s, d, source + strlen(REG_PREFIX), false, l->via, err);
     return kiln_error_set(err, 0, "unknown source \"%s\"", source);
 }

@@ -8,7 +8,9 @@
 #include <stdbool.h>
 
 #include "engine/remote_store.h"
+#include "oci/registry.h"
 #include "oci/store.h"
+#include "oci/store_lazy.h"
 
 /* The source of a layer of S3 cache rs, malloc'ed: "s3 <spec>", or "s3-ns NAME <spec>" for
  * a namespace's cache (its prefix under kiln-ns/NAME; the record is that namespace's own and
@@ -18,11 +20,18 @@ char *kiln_remote_lazy_s3_source(const kiln_rstore_t *rs);
  * "registry-insecure PINNED" when its host was reached over plain HTTP. malloc'ed. */
 char *kiln_remote_lazy_registry_source(const char *pinned, bool insecure);
 
-/* kiln_store_fetch_fn: blob d (size bytes) from source into s, digest and size checked by
- * the store; an S3 source is read with the process's AWS credentials, a registry one with
- * the default registries config (and plain HTTP when the source says so). -1 with err naming
- * the blob and the source. */
-int kiln_remote_lazy_fetch(kiln_store_t *s, const kiln_digest_t *d, uint64_t size,
-                           const char *source, kiln_error_t *err);
+/* The registry settings to record with a lazy blob of registry image pinned that reg reached
+ * (oci/registry_settings: its mirrors, plain-HTTP hosts, CAs; never credentials), compact
+ * JSON, malloc'ed; NULL when reg uses the defaults for that registry. */
+char *kiln_remote_lazy_registry_via(kiln_registry_t *reg, const char *pinned);
+
+/* kiln_store_fetch_fn: blob d (l->size bytes) from l->source into s, digest and size checked
+ * by the store; an S3 source is read with the process's AWS credentials, a registry one with
+ * the settings the recording build used (l->via: its mirrors, plain-HTTP hosts and CAs, over
+ * the default registries config; plain HTTP also when the source says so) and the
+ * credentials the process finds for those hosts. -1 with err naming the blob and the source
+ * (or what in the settings is refused). */
+int kiln_remote_lazy_fetch(kiln_store_t *s, const kiln_digest_t *d, const kiln_store_lazy_t *l,
+                           kiln_error_t *err);
 
 #endif

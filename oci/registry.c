@@ -15,7 +15,7 @@
 #include "utils/json.h"
 #include "utils/mem.h"
 
-#define DEFAULT_CERTS_DIR "/etc/docker/certs.d"
+#define DEFAULT_CERTS_DIR KILN_REGISTRY_DEFAULT_CERTS_DIR
 #define DEFAULT_CONFIG "/etc/kiln/registries.json"
 
 const char kiln_reg_manifest_accept[] = KILN_MT_OCI_MANIFEST

@@ -64,6 +64,9 @@ typedef struct kiln_registry_event {
 
 typedef void (*kiln_registry_progress_fn)(void *ud, const kiln_registry_event_t *ev);
 
+/* Per-host CAs when KILN_CERTS_DIR is not set: DIR/HOST[:PORT]/ca.crt. */
+#define KILN_REGISTRY_DEFAULT_CERTS_DIR "/etc/docker/certs.d"
+
 typedef struct kiln_registry_opts {
     int retries;             /* extra attempts per request (KILN_REGISTRY_RETRIES, 4) */
     unsigned backoff_ms;     /* first backoff (KILN_REGISTRY_BACKOFF_MS, 500) */

@@ -17,7 +17,7 @@
 #include "utils/fs.h"
 #include "utils/mem.h"
 
-#define RECORD_MAX 4096
+#define RECORD_MAX 8192
 
 static kiln_store_fetch_fn fetcher;
 /* A registry source's fetch pulls its whole image (every lazy layer of it at once): one at a
@@ -111,22 +111,32 @@ int kiln_store_lazy_sync_dir(kiln_store_t *s)
 }
 
 int kiln_store_lazy_note(kiln_store_t *s, const kiln_digest_t *d, uint64_t size, uint64_t usize,
-                         const char *source, kiln_error_t *err)
+                         const char *source, const char *via, kiln_error_t *err)
 {
     _cleanup_close_ int dfd = -1;
     _cleanup_close_ int fd = -1;
     _cleanup_free_ char *text = NULL;
     char tmp[KILN_DIGEST_STR_MAX + 24];
-    json_t *j;
+    json_t *j, *v = NULL;
     int defer = __atomic_load_n(&s->defer_sync, __ATOMIC_ACQUIRE) > 0;
     if (usable(s, d))
         return 0;
     if (strlen(source) >= KILN_STORE_LAZY_SOURCE_MAX)
         return kiln_error_set(err, E2BIG, "blob sha256:%s: source too long", d->hex);
-    if ((dfd = lazy_dir(s, err)) < 0)
+    if (via != NULL &&
+        (strlen(via) >= KILN_STORE_LAZY_VIA_MAX || !json_is_object(v = json_loads(via, 0, NULL)))) {
+        json_decref(v);
+        return kiln_error_set(err, E2BIG, "blob sha256:%s: registry settings not recordable",
+                              d->hex);
+    }
+    if ((dfd = lazy_dir(s, err)) < 0) {
+        json_decref(v);
         return -1;
+    }
     j = json_pack("{sIsIss}", "size", (json_int_t)size, "usize", (json_int_t)usize, "source",
                   source);
+    if (v != NULL)
+        json_object_set_new(j, "registry", v);
     text = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     snprintf(tmp, sizeof(tmp), "%s.tmp-%d", d->hex, (int)getpid());
@@ -151,14 +161,17 @@ int kiln_store_lazy_parse(const char *body, size_t len, kiln_store_lazy_t *out)
 {
     json_t *j = json_loadb(body, len, 0, NULL);
     json_t *src = json_object_get(j, "source"), *size = json_object_get(j, "size");
-    json_t *usize = json_object_get(j, "usize");
+    json_t *usize = json_object_get(j, "usize"), *reg = json_object_get(j, "registry");
+    _cleanup_free_ char *via = json_is_object(reg) ? json_dumps(reg, JSON_COMPACT) : NULL;
     int ok = json_is_string(src) && json_is_integer(size) && json_integer_value(size) > 0 &&
              strlen(json_string_value(src)) < sizeof(out->source) &&
-             (usize == NULL || (json_is_integer(usize) && json_integer_value(usize) >= 0));
+             (usize == NULL || (json_is_integer(usize) && json_integer_value(usize) >= 0)) &&
+             (reg == NULL || (via != NULL && strlen(via) < sizeof(out->via)));
     if (ok) {
         out->size = (uint64_t)json_integer_value(size);
         out->usize = (uint64_t)json_integer_value(usize);
         snprintf(out->source, sizeof(out->source), "%s", json_string_value(src));
+        snprintf(out->via, sizeof(out->via), "%s", via ? via : "");
     }
     json_decref(j);
     return ok ? 0 : -1;
@@ -253,7 +266,7 @@ static int fetch(kiln_store_t *s, const kiln_digest_t *d, const kiln_store_lazy_
                               d->hex, kiln_store_root(s), l->source);
     if (whole)
         pthread_mutex_lock(&fetch_mu);
-    r = usable(s, d) ? 0 : fetcher(s, d, l->size, l->source, err);
+    r = usable(s, d) ? 0 : fetcher(s, d, l, err);
     if (r == 0)
         kiln_store_ns_note(s, d);
     if (whole)

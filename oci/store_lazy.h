@@ -1,7 +1,11 @@
 /* kiln — lazy blobs: a blob an image or cache entry of the store names, not downloaded yet,
  * with where it comes from (containerd's distribution-source labels, kept per blob).
  *
- *   <root>/lazy/<hex>  {"size": N, "usize": U, "source": "s3 ..." | "registry ..."}
+ *   <root>/lazy/<hex>  {"size": N, "usize": U, "source": "s3 ..." | "registry ...",
+ *                       "registry": {...}}
+ *
+ * ("registry": how the recording build reached a registry source, oci/registry_settings:
+ * its mirrors, plain-HTTP hosts and CAs, never credentials.)
  *
  * A fully cached build on a fresh root names layers of its remote layer cache and of a
  * registry base image without fetching their bytes; it records each such blob here. When
@@ -37,21 +41,24 @@
 #define KILN_STORE_LAZY_REGISTRY "registry "
 #define KILN_STORE_LAZY_REGISTRY_INSECURE "registry-insecure "
 
-/* Longest source string a record keeps. */
+/* Longest source string a record keeps, and longest registry settings (compact JSON). */
 #define KILN_STORE_LAZY_SOURCE_MAX 2048
+#define KILN_STORE_LAZY_VIA_MAX 4096
 
 typedef struct kiln_store_lazy {
     uint64_t size;  /* the blob's size (checked when fetched) */
     uint64_t usize; /* a layer's uncompressed size when known, else 0 */
     char source[KILN_STORE_LAZY_SOURCE_MAX];
+    char via[KILN_STORE_LAZY_VIA_MAX]; /* the registry settings (compact JSON), or "" */
 } kiln_store_lazy_t;
 
-/* Records blob d (size bytes) as fetchable from source; nothing when the blob is in the store
- * already (for a namespace: and its own). The record is durable before any ref names the blob:
- * fsynced at once, or, while the store defers syncs (kiln_store_defer_sync), by the next
- * kiln_store_sync with the build's blobs. -1 with err. */
+/* Records blob d (size bytes) as fetchable from source (via: the registry settings to reach
+ * it with, a compact JSON object from oci/registry_settings, or NULL); nothing when the blob
+ * is in the store already (for a namespace: and its own). The record is durable before any ref
+ * names the blob: fsynced at once, or, while the store defers syncs (kiln_store_defer_sync), by
+ * the next kiln_store_sync with the build's blobs. -1 with err. */
 int kiln_store_lazy_note(kiln_store_t *s, const kiln_digest_t *d, uint64_t size, uint64_t usize,
-                         const char *source, kiln_error_t *err);
+                         const char *source, const char *via, kiln_error_t *err);
 
 /* Makes the handle's lazy records and blob uses those of cache namespace ns (NULL: nothing):
  * opens <root>/ns/NS/lazy and <root>/ns/NS/blobs (utils/cachens). -1 with err (also for a
@@ -76,8 +83,9 @@ int kiln_store_lazy_get(kiln_store_t *s, const kiln_digest_t *d, kiln_store_lazy
 int kiln_store_lazy_get_at(int root_fd, const kiln_digest_t *d, kiln_store_lazy_t *out,
                            kiln_error_t *err);
 /* Parses a record's len bytes (a positive integer "size", an optional non-negative integer
- * "usize", a "source" string shorter than KILN_STORE_LAZY_SOURCE_MAX) into *out, written only
- * on success: 0, or -1 when it is not such a record. */
+ * "usize", a "source" string shorter than KILN_STORE_LAZY_SOURCE_MAX, an optional "registry"
+ * object shorter than KILN_STORE_LAZY_VIA_MAX as compact JSON) into *out, written only on
+ * success: 0, or -1 when it is not such a record. */
 int kiln_store_lazy_parse(const char *body, size_t len, kiln_store_lazy_t *out);
 
 /* 1 and *out when d is lazy and its bytes are not usable yet by the handle (not in the root,
@@ -92,10 +100,11 @@ int kiln_store_lazy_registry_name(kiln_store_t *s, const kiln_digest_t *d, char 
  * "registry[-insecure] NAME@DIGEST", else 0. */
 int kiln_store_lazy_source_name(const char *source, char *name, size_t len);
 
-/* Fetches blob d of size bytes from source into store s (kiln_store_writer_new with the
- * digest and size expected); -1 with err naming the blob and the source. */
-typedef int (*kiln_store_fetch_fn)(kiln_store_t *s, const kiln_digest_t *d, uint64_t size,
-                                   const char *source, kiln_error_t *err);
+/* Fetches blob d of l->size bytes from l->source (reached through l->via) into store s
+ * (kiln_store_writer_new with the digest and size expected); -1 with err naming the blob and
+ * the source. */
+typedef int (*kiln_store_fetch_fn)(kiln_store_t *s, const kiln_digest_t *d,
+                                   const kiln_store_lazy_t *l, kiln_error_t *err);
 /* Sets the process's fetcher (NULL: lazy blobs cannot be opened; the error says so). */
 void kiln_store_set_fetcher(kiln_store_fetch_fn fn);
 

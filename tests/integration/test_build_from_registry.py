@@ -12,6 +12,9 @@ each unpacked as soon as it has arrived, several at once.
   the blob when the registry answers it with other bytes (nothing kept, no archive); `kiln
   push` of such an image to another repository fetches and pushes its layers, or mounts them
   (cross-repository) when the destination is the base's registry
+- a base reachable only through the build's --registry-mirror (its own registry is not
+  listening): the lazy record keeps the mirror (no credentials), and a later `kiln save`
+  without any registry flag fetches the layers through that mirror
 - a base layer still downloading is unpacked as its bytes arrive (the pull's on_blob_stream):
   through a proxy holding back the second half of the big layer's blob until the first file
   of that layer is being written in the build's lower dir; the RUN then sees it whole
@@ -25,13 +28,14 @@ each unpacked as soon as it has arrived, several at once.
   fetches them again itself, although the shared store holds the bytes"""
 import glob
 import gzip
+import json
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kilnbuild import make_base, new_context, read_image  # noqa: E402
-from kilntest import T, kiln, start_registry  # noqa: E402
+from kilntest import T, free_port, kiln, start_registry  # noqa: E402
 from registry_fixtures import FaultProxy  # noqa: E402
 
 os.chmod(T.tmp, 0o711)
@@ -257,6 +261,34 @@ T.check("tenant B's output on that root (A's bytes in the shared store) fetches 
         "(B's registry must serve it)", r.returncode == 0 and len(big_gets()) == 1
         and os.path.exists(os.path.join(TR, "ns", "tenantB", "blobs", big)),
         out(r)[-1500:] + str(big_gets()))
+
+# a base reached only through the build's mirror: FROM names a registry nothing listens on,
+# --registry-mirror sends it to the proxy before REG. The lazy layers' records keep that mirror,
+# so a later `kiln save` with no registry flag fetches them through it (the default settings
+# would try the dead registry and fail)
+DEAD = "127.0.0.1:%d" % free_port()
+r = build("root10", USE.replace(REG, DEAD), "--registry-mirror", "%s=%s" % (DEAD, PX),
+          "--insecure-registry", PX, "--cache-from", "type=registry,ref=%s/t/cache:1" % REG,
+          "-t", "lazy:10")
+rec = {}
+if r.returncode == 0 and os.path.exists(os.path.join(T.tmp, "root10", "lazy", big)):
+    with open(os.path.join(T.tmp, "root10", "lazy", big)) as f:
+        rec = json.load(f)
+records = "".join(open(p).read() for p in glob.glob(os.path.join(T.tmp, "root10", "lazy", "*")))
+T.check("fresh root, FROM through a mirror, every step cached: the lazy record names the "
+        "image's own registry and keeps the mirror and its plain HTTP (no credentials)",
+        r.returncode == 0 and rec.get("source", "").startswith("registry %s/t/img@" % DEAD)
+        and rec.get("registry", {}).get("mirrors") == ["%s=%s" % (DEAD, PX)]
+        and rec["registry"].get("insecure") == [PX] and "auth" not in records,
+        out(r)[-1500:] + json.dumps(rec))
+proxy.log.clear()
+sv = kiln("save", "--root", os.path.join(T.tmp, "root10"), "-o", os.path.join(T.tmp, "s10.tar"),
+          "lazy:10", timeout=600)
+T.check("kiln save with no registry flag fetches the lazy layers through the build's mirror",
+        sv.returncode == 0 and os.path.getsize(os.path.join(T.tmp, "s10.tar")) > 3000000
+        and any(big in path for _, path, _ in proxy.log)
+        and os.path.exists(os.path.join(T.tmp, "root10", "blobs", "sha256", big)),
+        sv.stderr[-1500:] + str(proxy.log[-5:]))
 proxy.close()
 
 # the registry loses a layer of the base

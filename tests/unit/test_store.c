@@ -529,10 +529,11 @@ static void test_deferred_sync(void **state)
  * size; counts its calls. */
 #define LAZY_BYTES "lazy layer bytes"
 static int fetches;
-static int test_fetch(kiln_store_t *s, const kiln_digest_t *d, uint64_t size, const char *source,
+static int test_fetch(kiln_store_t *s, const kiln_digest_t *d, const kiln_store_lazy_t *l,
                       kiln_error_t *err)
 {
-    const char *bytes = strcmp(source, "good") == 0 ? LAZY_BYTES : "LAZY LAYER BYTES";
+    const char *bytes = strcmp(l->source, "good") == 0 ? LAZY_BYTES : "LAZY LAYER BYTES";
+    uint64_t size = l->size;
     kiln_store_writer_t *w = NULL;
     fetches++;
     if (kiln_store_writer_new(s, d, (int64_t)size, &w, err) < 0)
@@ -598,13 +599,20 @@ static void test_lazy_blobs(void **state)
     kiln_digest_bytes("x", 1, &other);
     kiln_digest_bytes("y", 1, &nobody);
     assert_int_equal(kiln_store_open(root, &s, &err), 0);
-    assert_int_equal(kiln_store_lazy_note(s, &d, strlen(LAZY_BYTES), 99, "bad", &err), 0);
-    assert_int_equal(kiln_store_lazy_note(s, &nobody, 1, 0, "good", &err), 0);
+    assert_int_equal(kiln_store_lazy_note(s, &d, strlen(LAZY_BYTES), 99, "bad", NULL, &err), 0);
+    /* registry settings ride along, as given; one that is not an object is refused */
+    assert_int_equal(kiln_store_lazy_note(s, &nobody, 1, 0, "good", "{\"ca\":\"/x.pem\"}", &err),
+                     0);
+    assert_int_equal(kiln_store_lazy_get(s, &nobody, &lz, &err), 1);
+    assert_string_equal(lz.via, "{\"ca\":\"/x.pem\"}");
+    assert_int_equal(kiln_store_lazy_note(s, &nobody, 1, 0, "good", "[1]", &err), -1);
+    assert_non_null(strstr(err.msg, nobody.hex));
     assert_int_equal(kiln_store_has(s, &d, NULL), 0);
     assert_int_equal(kiln_store_lazy_get(s, &d, &lz, &err), 1);
     assert_int_equal(lz.size, strlen(LAZY_BYTES));
     assert_int_equal(lz.usize, 99);
     assert_string_equal(lz.source, "bad");
+    assert_string_equal(lz.via, "");
     assert_int_equal(kiln_store_lazy_get(s, &other, &lz, &err), 0);
     /* no fetcher: the error names the blob and its source */
     kiln_store_set_fetcher(NULL);
@@ -620,7 +628,7 @@ static void test_lazy_blobs(void **state)
     assert_int_equal(kiln_store_has(s, &d, NULL), 0);
     assert_int_equal(fetches, 1);
     /* the right bytes: fetched once, then opened like any blob */
-    assert_int_equal(kiln_store_lazy_note(s, &d, strlen(LAZY_BYTES), 99, "good", &err), 0);
+    assert_int_equal(kiln_store_lazy_note(s, &d, strlen(LAZY_BYTES), 99, "good", NULL, &err), 0);
     assert_int_equal(kiln_store_open_blob(s, &d, &fd, &size, &err), 0);
     close(fd);
     assert_int_equal(size, strlen(LAZY_BYTES));
@@ -629,11 +637,11 @@ static void test_lazy_blobs(void **state)
     close(fd);
     assert_int_equal(fetches, 2);
     /* a blob in the store is never recorded */
-    assert_int_equal(kiln_store_lazy_note(s, &d, strlen(LAZY_BYTES), 0, "bad", &err), 0);
+    assert_int_equal(kiln_store_lazy_note(s, &d, strlen(LAZY_BYTES), 0, "bad", NULL, &err), 0);
     assert_int_equal(kiln_store_lazy_get(s, &d, &lz, &err), 1);
     assert_string_equal(lz.source, "good");
     /* prune: a ref to a lazy blob is not dangling; records of unreachable or fetched blobs go */
-    assert_int_equal(kiln_store_lazy_note(s, &other, 1, 0, "good", &err), 0);
+    assert_int_equal(kiln_store_lazy_note(s, &other, 1, 0, "good", NULL, &err), 0);
     assert_int_equal(kiln_store_ref_set(s, "cache/lazy", &other, &err), 0);
     assert_int_equal(kiln_store_ref_set(s, "cache/fetched", &d, &err), 0);
     kiln_store_close(s);
@@ -684,7 +692,7 @@ static void test_lazy_namespaces(void **state)
     assert_string_equal(kiln_store_namespace(sb), "b");
     assert_null(kiln_store_namespace(s0));
     /* a's record is a's: not shared, not b's, not the CLI's */
-    assert_int_equal(kiln_store_lazy_note(sa, &d, strlen(LAZY_BYTES), 7, "good", &err), 0);
+    assert_int_equal(kiln_store_lazy_note(sa, &d, strlen(LAZY_BYTES), 7, "good", NULL, &err), 0);
     assert_int_equal(access(shared, F_OK), -1);
     assert_int_equal(kiln_store_lazy_get(sa, &d, &lz, &err), 1);
     assert_int_equal(kiln_store_lazy_get(sb, &d, &lz, &err), 0);
@@ -702,7 +710,7 @@ static void test_lazy_namespaces(void **state)
     /* the bytes are here now, but not b's: b's record whose source serves other bytes fails
      * naming the blob, and b is not given them */
     assert_false(kiln_store_ns_knows(sb, &d));
-    assert_int_equal(kiln_store_lazy_note(sb, &d, strlen(LAZY_BYTES), 0, "bad", &err), 0);
+    assert_int_equal(kiln_store_lazy_note(sb, &d, strlen(LAZY_BYTES), 0, "bad", NULL, &err), 0);
     assert_int_equal(kiln_store_open_blob(sb, &d, &fd, NULL, &err), -1);
     assert_non_null(strstr(err.msg, d.hex));
     assert_non_null(strstr(err.msg, "does not match its digest"));
@@ -710,7 +718,7 @@ static void test_lazy_namespaces(void **state)
     assert_int_equal(access(mark_b, F_OK), -1);
     assert_int_equal(kiln_store_has(sb, &d, NULL), 1); /* a's blob is untouched */
     /* b's own source serving the bytes: fetched again (proof), then b's */
-    assert_int_equal(kiln_store_lazy_note(sb, &d, strlen(LAZY_BYTES), 0, "good", &err), 0);
+    assert_int_equal(kiln_store_lazy_note(sb, &d, strlen(LAZY_BYTES), 0, "good", NULL, &err), 0);
     assert_int_equal(kiln_store_open_blob(sb, &d, &fd, NULL, &err), 0);
     close(fd);
     assert_int_equal(fetches, 3);
@@ -719,13 +727,13 @@ static void test_lazy_namespaces(void **state)
     close(fd);
     assert_int_equal(fetches, 3);
     /* a blob the namespace has is never recorded again */
-    assert_int_equal(kiln_store_lazy_note(sa, &d, strlen(LAZY_BYTES), 0, "bad", &err), 0);
+    assert_int_equal(kiln_store_lazy_note(sa, &d, strlen(LAZY_BYTES), 0, "bad", NULL, &err), 0);
     assert_int_equal(kiln_store_lazy_get(sa, &d, &lz, &err), 1);
     assert_string_equal(lz.source, "good");
     /* prune: a ref to a blob only a namespace records is not dangling; the namespaces' records
      * of unreachable blobs go (d's, fetched, goes as unreachable), a reachable one stays */
     kiln_digest_bytes("x", 1, &other);
-    assert_int_equal(kiln_store_lazy_note(sa, &other, 1, 0, "good", &err), 0);
+    assert_int_equal(kiln_store_lazy_note(sa, &other, 1, 0, "good", NULL, &err), 0);
     assert_int_equal(kiln_store_ref_set(sa, "cache/ns/a/x", &other, &err), 0);
     kiln_store_close(sa);
     kiln_store_close(sb);
