@@ -29,7 +29,6 @@ struct kiln_store {
     int *pending;
     size_t n_pending;
     int sync_all;
-    int lazy_dirty; /* a lazy blob record written deferred: the next sync fsyncs <root>/lazy */
     /* the cache namespace of the build using the handle (kiln_store_set_namespace): its lazy
      * records (<root>/ns/NAME/lazy) and the marks of the blobs it may use (<root>/ns/NAME/blobs),
      * -1 and NULL without one */

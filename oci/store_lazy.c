@@ -104,12 +104,22 @@ static bool usable(kiln_store_t *s, const kiln_digest_t *d)
            (kiln_store_ns_knows(s, d) || kiln_store_in_additional(s, d));
 }
 
-int kiln_store_lazy_sync_dir(kiln_store_t *s)
-{
-    _cleanup_close_ int dfd = lazy_dir(s, NULL);
-    return dfd < 0 || fsync(dfd) < 0 ? -1 : 0;
-}
-
+/* Writes the record with no fsync, neither of it nor of <root>/lazy: a record can be lost in
+ * a crash, never be wrong, and is made again by the next build that names the blob, so a
+ * fully cached build on a fresh root pays no sync for it (it was 5-11 fsyncs, the first of
+ * them committing the whole new root's metadata: most of what separated it from a warm root).
+ * After a crash the record is (1) the one written: complete, since it is renamed into place
+ * whole; (2) absent, or an older record of the same blob; or (3) empty or cut short (the
+ * rename reached the disk before the bytes). A cut record never parses: its JSON object's
+ * closing brace is its last byte, and kiln_store_lazy_get refuses it as not readable. So the
+ * blob is either not lazy, lazy from a source that served it before, or unreadable; and
+ * whatever a record names, the fetch goes through the store writer with the blob's digest and
+ * size, so no record can put other bytes under a digest. A step cache entry whose layer is
+ * neither in the store nor readably lazy is a miss (engine/cache), so the next build runs
+ * the step or imports the entry again and records the blob anew (the layer cache's import,
+ * the FROM's kiln_remote_base_join); an image ref that names such a blob fails the command
+ * that needs its bytes (push, save, an export) naming the blob, and the rebuild of the same
+ * commit records it again. */
 int kiln_store_lazy_note(kiln_store_t *s, const kiln_digest_t *d, uint64_t size, uint64_t usize,
                          const char *source, const char *via, kiln_error_t *err)
 {
@@ -118,7 +128,6 @@ int kiln_store_lazy_note(kiln_store_t *s, const kiln_digest_t *d, uint64_t size,
     _cleanup_free_ char *text = NULL;
     char tmp[KILN_DIGEST_STR_MAX + 24];
     json_t *j, *v = NULL;
-    int defer = __atomic_load_n(&s->defer_sync, __ATOMIC_ACQUIRE) > 0;
     if (usable(s, d))
         return 0;
     if (strlen(source) >= KILN_STORE_LAZY_SOURCE_MAX)
@@ -143,18 +152,12 @@ int kiln_store_lazy_note(kiln_store_t *s, const kiln_digest_t *d, uint64_t size,
     fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return kiln_error_set(err, errno, "recording lazy blob sha256:%s", d->hex);
-    if (kiln_fs_write_all(fd, text, strlen(text), err) < 0 || (!defer && fsync(fd) < 0) ||
-        renameat(dfd, tmp, dfd, d->hex) < 0) {
+    if (kiln_fs_write_all(fd, text, strlen(text), err) < 0 || renameat(dfd, tmp, dfd, d->hex) < 0) {
         int e = errno;
         unlinkat(dfd, tmp, 0);
         return kiln_error_set(err, e, "recording lazy blob sha256:%s", d->hex);
     }
-    if (!defer)
-        return fsync(dfd) < 0 ? kiln_error_set(err, errno, "recording lazy blob sha256:%s", d->hex)
-                              : 0;
-    /* synced with the build's blobs before any ref names it (kiln_store_sync) */
-    __atomic_store_n(&s->lazy_dirty, 1, __ATOMIC_RELEASE);
-    return kiln_store_pending_add(s, steal_fd(&fd), err);
+    return 0;
 }
 
 int kiln_store_lazy_parse(const char *body, size_t len, kiln_store_lazy_t *out)

@@ -54,9 +54,9 @@ typedef struct kiln_store_lazy {
 
 /* Records blob d (size bytes) as fetchable from source (via: the registry settings to reach
  * it with, a compact JSON object from oci/registry_settings, or NULL); nothing when the blob
- * is in the store already (for a namespace: and its own). The record is durable before any ref
- * names the blob: fsynced at once, or, while the store defers syncs (kiln_store_defer_sync), by
- * the next kiln_store_sync with the build's blobs. -1 with err. */
+ * is in the store already (for a namespace: and its own). Not synced: a crash may lose the
+ * record or leave it unreadable, never make it name other bytes (see store_lazy.c); the next
+ * build naming the blob records it again. -1 with err. */
 int kiln_store_lazy_note(kiln_store_t *s, const kiln_digest_t *d, uint64_t size, uint64_t usize,
                          const char *source, const char *via, kiln_error_t *err);
 
@@ -71,9 +71,6 @@ const char *kiln_store_namespace(const kiln_store_t *s);
 bool kiln_store_ns_knows(kiln_store_t *s, const kiln_digest_t *d);
 /* Marks blob d as fetched (verified) or built by the handle's namespace (nothing without). */
 void kiln_store_ns_note(kiln_store_t *s, const kiln_digest_t *d);
-
-/* Fsyncs <root>/lazy (kiln_store_sync, after deferred records): 0 or -1 with errno. */
-int kiln_store_lazy_sync_dir(kiln_store_t *s);
 
 /* 1 and *out when d is recorded as lazy (whether or not it has been fetched since), 0 when
  * not, -1 with err for a record that cannot be read. */

@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include "oci/store_impl.h"
-#include "oci/store_lazy.h"
 #include "utils/cleanup.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
@@ -288,10 +287,6 @@ int kiln_store_sync(kiln_store_t *s, kiln_error_t *err)
     if (r == 0 && all && syncfs(s->blobs_fd) < 0)
         r = -1, e = errno;
     if (r == 0 && (n > 0 || all) && fsync(s->blobs_fd) < 0)
-        r = -1, e = errno;
-    /* lazy blob records renamed into <root>/lazy since the last sync (oci/store_lazy) */
-    if (r == 0 && __atomic_exchange_n(&s->lazy_dirty, 0, __ATOMIC_ACQ_REL) &&
-        kiln_store_lazy_sync_dir(s) < 0)
         r = -1, e = errno;
     if (r < 0) {
         /* those blobs are not known durable: the next sync makes everything so */

@@ -7,7 +7,12 @@ plain HTTP for a host that is neither the source nor one of its mirrors, a relat
 an unknown key. `kiln save` then fails naming the blob and what in the settings is wrong,
 contacts no host the record names (a listener counts connections), writes no archive and
 keeps no blob; the untouched records fetch fine. Records never hold credentials: the build's
-docker config auth for the registry does not appear in them."""
+docker config auth for the registry does not appear in them.
+
+Records are written without an fsync (a crash may lose one or cut it short, never make it
+name other bytes): records cut short (as a crash before their bytes reached the disk leaves
+them) make `kiln save` fail naming the record as not readable; records lost or cut are made
+again, complete, by the next build of the same commit, and the image then saves."""
 import base64
 import glob
 import json
@@ -111,5 +116,41 @@ for p in recs:
 sv = kiln("save", "--root", os.path.join(T.tmp, "rootB"), "-o", tar, "lazy:1", timeout=300)
 T.check("the records as the build wrote them: kiln save fetches the layers and writes the archive",
         sv.returncode == 0 and os.path.getsize(tar) > 100000 and not hits, sv.stderr[-800:])
+
+
+def rebuild_records(what):
+    r = build("rootB", USE, "--cache-from", CACHE, "-t", "lazy:1")
+    now = {p: open(p).read() for p in recs if os.path.exists(p)}
+    sv = kiln("save", "--root", os.path.join(T.tmp, "rootB"), "-o", tar, "lazy:1", timeout=300)
+    T.check("records %s: the next build of the same commit writes them again, complete, and "
+            "the image saves" % what, r.returncode == 0 and now == orig and sv.returncode == 0
+            and os.path.getsize(tar) > 100000, r.stderr[-600:] + sv.stderr[-600:])
+
+
+# a crash before the records' bytes reached the disk: each cut short (or empty)
+os.remove(tar)
+for p in [q for q in glob.glob(os.path.join(T.tmp, "rootB", "blobs", "sha256", "*"))
+          if os.path.basename(q) in [os.path.basename(r) for r in recs]]:
+    os.remove(p)
+for i, p in enumerate(recs):
+    with open(p, "w") as f:
+        f.write(orig[p][:len(orig[p]) * (i % 2) // 2])
+sv = kiln("save", "--root", os.path.join(T.tmp, "rootB"), "-o", tar, "lazy:1", timeout=300)
+T.check("lazy records cut short: kiln save fails naming a record as not readable, writes nothing",
+        sv.returncode != 0 and "lazy blob record sha256:" in sv.stderr and "not readable" in sv.stderr
+        and not os.path.exists(tar), sv.stderr[-800:])
+rebuild_records("cut short")
+# records lost: the blobs fetched by the save above dropped with them
+for p in recs:
+    os.remove(p)
+    b = os.path.join(T.tmp, "rootB", "blobs", "sha256", os.path.basename(p))
+    if os.path.exists(b):
+        os.chmod(b, 0o644)
+        os.remove(b)
+sv = kiln("save", "--root", os.path.join(T.tmp, "rootB"), "-o", tar + "2", "lazy:1", timeout=300)
+T.check("lazy records lost: kiln save fails naming the missing blob, writes nothing",
+        sv.returncode != 0 and "sha256:" in sv.stderr and not os.path.exists(tar + "2"),
+        sv.stderr[-800:])
+rebuild_records("lost")
 trap.close()
 T.done()
