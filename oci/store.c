@@ -121,7 +121,7 @@ int kiln_store_open(const char *root, kiln_store_t **out, kiln_error_t *err)
         return kiln_error_prefix(err, "blob store %s", root);
     s = kiln_xzalloc(sizeof(*s));
     s->root = kiln_xstrdup(root);
-    s->lock_fd = s->blobs_fd = s->tmp_fd = s->refs_fd = -1;
+    s->lock_fd = s->blobs_fd = s->tmp_fd = s->refs_fd = s->lazy_fd = -1;
     s->ns_lazy_fd = s->ns_blobs_fd = -1;
     pthread_mutex_init(&s->sync_mu, NULL);
     gate = kiln_store_open_lock(root, "gate", err);
@@ -163,6 +163,7 @@ void kiln_store_close(kiln_store_t *s)
     kiln_closep(&s->blobs_fd);
     kiln_closep(&s->tmp_fd);
     kiln_closep(&s->refs_fd);
+    kiln_closep(&s->lazy_fd);
     kiln_closep(&s->ns_lazy_fd);
     kiln_closep(&s->ns_blobs_fd);
     free(s->ns);

@@ -16,6 +16,7 @@ struct kiln_store {
     int blobs_fd;   /* <root>/blobs/sha256 */
     int tmp_fd;     /* <root>/tmp */
     int refs_fd;    /* <root>/refs */
+    int lazy_fd;    /* <root>/lazy once a lazy blob was recorded (oci/store_lazy), or -1 */
     dev_t lock_dev; /* identity of <root>/lock (see held_count) */
     ino_t lock_ino;
     int counted;

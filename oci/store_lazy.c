@@ -31,14 +31,24 @@ void kiln_store_set_fetcher(kiln_store_fetch_fn fn)
     fetcher = fn;
 }
 
-/* Opens (creating) <root>/lazy, or the namespace's lazy dir (a new fd). */
+/* The directory the handle's records go to: the namespace's, or <root>/lazy, made and opened
+ * once per handle (a fully cached build records a dozen blobs, each a mkdir -p and an open
+ * before). The fd is the store's, not the caller's. */
 static int lazy_dir(kiln_store_t *s, kiln_error_t *err)
 {
-    if (s->ns != NULL) {
-        int fd = fcntl(s->ns_lazy_fd, F_DUPFD_CLOEXEC, 0);
-        return fd < 0 ? kiln_error_set(err, errno, "lazy blob records of namespace %s", s->ns) : fd;
+    int fd = __atomic_load_n(&s->lazy_fd, __ATOMIC_ACQUIRE), old = -1;
+    if (s->ns != NULL)
+        return s->ns_lazy_fd;
+    if (fd >= 0)
+        return fd;
+    if ((fd = kiln_store_open_subdir(kiln_store_root(s), "lazy", err)) < 0)
+        return -1;
+    if (!__atomic_compare_exchange_n(&s->lazy_fd, &old, fd, false, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE)) {
+        close(fd); /* another thread's came first */
+        return old;
     }
-    return kiln_store_open_subdir(kiln_store_root(s), "lazy", err);
+    return fd;
 }
 
 /* Opens the directory of namespace ns's cache of kind under root (made and checked by
@@ -123,7 +133,7 @@ static bool usable(kiln_store_t *s, const kiln_digest_t *d)
 int kiln_store_lazy_note(kiln_store_t *s, const kiln_digest_t *d, uint64_t size, uint64_t usize,
                          const char *source, const char *via, kiln_error_t *err)
 {
-    _cleanup_close_ int dfd = -1;
+    int dfd;
     _cleanup_close_ int fd = -1;
     _cleanup_free_ char *text = NULL;
     char tmp[KILN_DIGEST_STR_MAX + 24];
