@@ -4,6 +4,11 @@
  * policies of a build; the local export of a built image. */
 #include "engine/build.h"
 
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
 #include "engine/cache.h"
 #include "engine/engine.h"
 #include "engine/remote_base.h"
@@ -159,6 +164,28 @@ int kiln_build_netpolicy(const kiln_build_request_t *req, kiln_build_fetch_t wha
                                req->allow_addresses, req->n_allow_addresses, out, err);
 }
 
+/* Marks the build's work dir as a top of directory trees for ext4 (FS_TOPDIR_FL, what
+ * `chattr +T` sets): the step's upper and work dirs made in it are spread over the block
+ * groups (by name) as top-level dirs are, instead of all going to the group the rest of the
+ * disk's churn goes to. Each overlay mount allocates 7 inodes in its work dir, and on ext4
+ * without a journal an allocation walks every free inode of its group deleted in the last
+ * 60-360 s (a buffer lookup each): in a busy group, milliseconds a step. Best effort: other
+ * filesystems refuse the flag, and it changes nothing but where inodes go. */
+static void spread_step_dirs(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), flags = 0;
+
+    if (fd < 0)
+        return;
+    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && !(flags & FS_TOPDIR_FL)) {
+        flags |= FS_TOPDIR_FL;
+        if (ioctl(fd, FS_IOC_SETFLAGS, &flags) < 0) {
+            /* not ext2/3/4, or not allowed: the default placement */
+        }
+    }
+    close(fd);
+}
+
 int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_build_result_t *res,
                    kiln_error_t *err)
 {
@@ -218,6 +245,7 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
     if (kiln_fs_mkdir_p(tmproot, 0711, err) < 0 || kiln_fs_mkdir_p(e->lowers_dir, 0755, err) < 0 ||
         kiln_fs_mkdtemp(tmproot, "b-", &e->work, err) < 0)
         goto out;
+    spread_step_dirs(e->work);
     /* what a build can write and a later one trusts is kept per namespace */
     if (kiln_cachens_path(kiln_store_root(store), req->cache_namespace, KILN_CACHENS_MOUNTS,
                           &e->mounts_dir, err) < 0 ||
