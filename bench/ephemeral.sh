@@ -181,13 +181,13 @@ for ((r = 0; r < RUNS; r++)); do
   rm -rf "$T/floor"
 done
 echo "what a remote run did (round 1):"
-grep -h "cache mount\|imported\|exported\|CACHED\|DONE\|^#.*\[" "$T/remote-1.log" | head -30 || true
+grep -h "cache mount\|imported\|exported\|CACHED\|DONE\|^#.*\[" "$T/remote-0.log" | head -30 || true
 echo "what a same-commit remote run did (round 1):"
-grep -h "cache mount\|imported\|CACHED\|DONE\|^#.*\[" "$T/same-remote-1.log" | head -30 || true
+grep -h "cache mount\|imported\|CACHED\|DONE\|^#.*\[" "$T/same-remote-0.log" | head -30 || true
 echo "what a remote run with the base in an additional store did (round 1):"
-grep -h "cache mount\|imported\|exported\|additional store\|CACHED\|DONE\|^#.*\[" "$T/s-remote-1.log" | head -30 || true
+grep -h "cache mount\|imported\|exported\|additional store\|CACHED\|DONE\|^#.*\[" "$T/s-remote-0.log" | head -30 || true
 echo "what a nocache run did (round 1):"
-grep -h "DONE\|^#.*\[" "$T/nocache-1.log" | head -30 || true
+grep -h "DONE\|^#.*\[" "$T/nocache-0.log" | head -30 || true
 rm -rf "$T/r"
 # every run's log kept for a closer look (BENCH_KEEP=DIR)
 [ -z "${BENCH_KEEP:-}" ] || { mkdir -p "$BENCH_KEEP" && cp "$T"/*.log "$BENCH_KEEP"/; }
