@@ -142,8 +142,10 @@ int kiln_store_lazy_note(kiln_store_t *s, const kiln_digest_t *d, uint64_t size,
         return 0;
     if (strlen(source) >= KILN_STORE_LAZY_SOURCE_MAX)
         return kiln_error_set(err, E2BIG, "blob sha256:%s: source too long", d->hex);
-    if (via != NULL &&
-        (strlen(via) >= KILN_STORE_LAZY_VIA_MAX || !json_is_object(v = json_loads(via, 0, NULL)))) {
+    /* json_is_object evaluates its argument twice: load first, then test */
+    if (via != NULL && strlen(via) < KILN_STORE_LAZY_VIA_MAX)
+        v = json_loads(via, 0, NULL);
+    if (via != NULL && !json_is_object(v)) {
         json_decref(v);
         return kiln_error_set(err, E2BIG, "blob sha256:%s: registry settings not recordable",
                               d->hex);
