@@ -257,6 +257,9 @@ int kiln_build_run(const kiln_build_request_t *req, kiln_store_t *store, kiln_bu
      * the store handle, so the outputs written after the build honour them too */
     if (kiln_store_set_namespace(store, req->cache_namespace, err) < 0)
         goto out;
+    /* a lazy blob's registry fetch goes where this build's own FROM may go, not where the
+     * recording build could (oci/store_lazy.h); set before any step thread uses the handle */
+    kiln_store_set_fetch_policy(store, e->registry_policy);
     /* Mount sources (cache dirs, secrets) are opened by the step as its mapped
      * root: the directories above them must be traversable (not listable). */
     {

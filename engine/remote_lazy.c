@@ -44,7 +44,9 @@ char *kiln_remote_lazy_registry_via(kiln_registry_t *reg, const char *pinned)
     return text;
 }
 
-/* Blob d of the S3 cache spec (of namespace ns, or NULL) into s. */
+/* Blob d of the S3 cache spec (of namespace ns, or NULL) into s. The endpoint is the
+ * operator's (the remote cache kiln was configured with), not a tenant's input: the HTTP
+ * client's own policy applies, not the handle's fetch policy. */
 static int fetch_s3(kiln_store_t *s, const kiln_digest_t *d, uint64_t size, const char *ns,
                     const char *spec, kiln_error_t *err)
 {
@@ -103,7 +105,9 @@ static int pull_skip(void *ud, const kiln_descriptor_t *d)
 
 /* Pulls the image pinned (its blobs the store lacks: every lazy layer of it at once, as a
  * push, save or run needs them all) through the recording build's settings (via, or "") and
- * checks that it gave d. */
+ * checks that it gave d. Every connection, to a recorded mirror too, follows the handle's
+ * fetch policy (the asker's, not the recorder's: a refused address fails the fetch naming
+ * it, and the store writer leaves no partial blob). */
 static int fetch_registry(kiln_store_t *s, const kiln_digest_t *d, const char *pinned,
                           bool insecure, const char *via, kiln_error_t *err)
 {
@@ -131,6 +135,7 @@ static int fetch_registry(kiln_store_t *s, const kiln_digest_t *d, const char *p
             kiln_error_set(err, EINVAL, "registry settings: not JSON");
         goto out;
     }
+    o.policy = kiln_store_fetch_policy(s); /* NULL: the client's default */
     hosts[0] = ref.registry;
     if (insecure && o.insecure == NULL)
         o.insecure = hosts;

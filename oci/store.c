@@ -20,6 +20,7 @@
 #include "utils/fs.h"
 #include "utils/json.h"
 #include "utils/mem.h"
+#include "utils/netpolicy.h"
 
 char *kiln_store_default_root(void)
 {
@@ -167,6 +168,7 @@ void kiln_store_close(kiln_store_t *s)
     kiln_closep(&s->ns_lazy_fd);
     kiln_closep(&s->ns_blobs_fd);
     free(s->ns);
+    kiln_netpolicy_free(s->fetch_policy);
     kiln_closep(&s->lock_fd); /* closing drops the flock */
     if (s->counted)
         held_count(s->lock_dev, s->lock_ino, -1);

@@ -36,6 +36,9 @@ struct kiln_store {
     char *ns;
     int ns_lazy_fd;
     int ns_blobs_fd;
+    /* the address policy of a lazy blob's registry fetch (kiln_store_set_fetch_policy): the
+     * handle's own copy, NULL for the registry client's default */
+    struct kiln_netpolicy *fetch_policy;
 };
 
 /* Hands the fd of a file written deferred (a blob, a lazy record) to the next

@@ -31,6 +31,17 @@ void kiln_store_set_fetcher(kiln_store_fetch_fn fn)
     fetcher = fn;
 }
 
+void kiln_store_set_fetch_policy(kiln_store_t *s, const kiln_netpolicy_t *p)
+{
+    kiln_netpolicy_free(s->fetch_policy);
+    s->fetch_policy = p ? kiln_netpolicy_dup(p) : NULL;
+}
+
+const kiln_netpolicy_t *kiln_store_fetch_policy(const kiln_store_t *s)
+{
+    return s->fetch_policy;
+}
+
 /* The directory the handle's records go to: the namespace's, or <root>/lazy, made and opened
  * once per handle (a fully cached build records a dozen blobs, each a mkdir -p and an open
  * before). The fd is the store's, not the caller's. */

@@ -35,6 +35,7 @@
 #include "oci/digest.h"
 #include "oci/store.h"
 #include "utils/error.h"
+#include "utils/netpolicy.h"
 
 /* A registry source: "registry NAME@DIGEST" (or "registry-insecure ...": plain HTTP allowed
  * for its host), NAME = "registry/repository". */
@@ -104,6 +105,17 @@ typedef int (*kiln_store_fetch_fn)(kiln_store_t *s, const kiln_digest_t *d,
                                    const kiln_store_lazy_t *l, kiln_error_t *err);
 /* Sets the process's fetcher (NULL: lazy blobs cannot be opened; the error says so). */
 void kiln_store_set_fetcher(kiln_store_fetch_fn fn);
+/* The address policy of the handle's lazy fetches from a registry source (the source and
+ * the mirrors of the record's settings alike): whoever asks for the bytes decides where they
+ * may come from, not the build that recorded them (a host that resolved to a public address
+ * then may resolve to a private one now; an --allow-address of the recording build is not
+ * the next one's). A build sets its registry policy (engine/build.c), kept for the outputs
+ * written with the handle after it; without one the registry client's default applies, as
+ * for the CLI's own registry access. The handle keeps a copy of p (NULL: the default). Set it
+ * before the handle is shared with other threads: the fetches read it unlocked. */
+void kiln_store_set_fetch_policy(kiln_store_t *s, const kiln_netpolicy_t *p);
+/* The handle's fetch policy, or NULL for the default. Valid until the next set or the close. */
+const kiln_netpolicy_t *kiln_store_fetch_policy(const kiln_store_t *s);
 
 /* Called by kiln_store_open_blob when d is neither in the root nor in an additional store:
  * 1 when it was lazy and is now fetched into the store, 0 when it is not lazy, -1 with err

@@ -12,7 +12,13 @@ docker config auth for the registry does not appear in them.
 Records are written without an fsync (a crash may lose one or cut it short, never make it
 name other bytes): records cut short (as a crash before their bytes reached the disk leaves
 them) make `kiln save` fail naming the record as not readable; records lost or cut are made
-again, complete, by the next build of the same commit, and the image then saves."""
+again, complete, by the next build of the same commit, and the image then saves.
+
+The fetch follows the address policy of whoever needs the bytes, not the recording build's
+(oci/store_lazy kiln_store_set_fetch_policy): a server-mode build with --allow-address for the
+loopback registry records a layer; the next server-mode build on the root without the allowance
+is refused naming the blob, the registry and the address, keeps no blob and no temp file; with
+it the build fetches and succeeds; a recorded mirror its policy refuses is not contacted."""
 import base64
 import glob
 import json
@@ -152,5 +158,79 @@ T.check("lazy records lost: kiln save fails naming the missing blob, writes noth
         sv.returncode != 0 and "sha256:" in sv.stderr and not os.path.exists(tar + "2"),
         sv.stderr[-800:])
 rebuild_records("lost")
+
+# The fetch follows the address policy of whoever asks for the bytes, not the recording
+# build's: a server-mode build (public addresses only, plus its --allow-address) records the
+# layers of a loopback registry cache with the allowance; the next build on the root that needs
+# their bytes without it is refused (as its own FROM would be), with it fetches them, and a
+# mirror its policy refuses is never contacted. The base is a local layout, so nothing but the
+# lazy fetch reaches a registry in the second build.
+LAYOUT = BASE.split(":")[1]
+SRV = ["--server-mode", "--oci-dir", LAYOUT]
+ALLOW = ["--allow-address", "127.0.0.1/32"]
+PCACHE = "type=registry,ref=%s/h/pcache:1" % REG
+STEP = "FROM %s\nRUN head -c 100000 /dev/urandom > /big\n" % BASE
+NEXT = STEP + "RUN wc -c < /big > /n\n"
+r = build("rootP0", STEP, "--cache-to", PCACHE + ",mode=max")
+T.check("policy: the step's cache pushed to the loopback registry", r.returncode == 0,
+        r.stderr[-1500:])
+
+
+def recorded(root):
+    """A server-mode build allowed loopback, every step cached from the registry: the step's
+    layer is a lazy record of the cache image (its path list)."""
+    r = build(root, STEP, *SRV, *ALLOW, "--cache-from", PCACHE)
+    recs = sorted(glob.glob(os.path.join(T.tmp, root, "lazy", "*")))
+    T.check("policy (%s): a server-mode build with --allow-address 127.0.0.1/32 records the "
+            "cached layer as a lazy blob of the registry" % root,
+            r.returncode == 0 and recs
+            and all(REG in json.loads(open(p).read())["source"] for p in recs),
+            r.stderr[-1500:] + str(recs))
+    return recs
+
+
+def held(root, recs):
+    """The recorded blobs whose bytes are in root's store."""
+    return [p for p in recs
+            if os.path.exists(os.path.join(T.tmp, root, "blobs", "sha256", os.path.basename(p)))]
+
+
+recs = recorded("rootPa")
+r = build("rootPa", NEXT, *SRV)
+tmpdir = os.path.join(T.tmp, "rootPa", "tmp")
+T.check("policy: the next server-mode build without the allowance is refused the lazy fetch, "
+        "naming the blob, the registry and the address; no blob, no temp file left",
+        r.returncode != 0 and "fetching lazy blob sha256:" in r.stderr and REG in r.stderr
+        and "refused by the address policy" in r.stderr
+        and any(os.path.basename(p) in r.stderr for p in recs)
+        and not held("rootPa", recs) and not os.listdir(tmpdir),
+        r.stderr[-1500:] + str(os.listdir(tmpdir)))
+r = build("rootPa", NEXT, *SRV, *ALLOW)
+T.check("policy: the same build with --allow-address 127.0.0.1/32 fetches the blob and builds",
+        r.returncode == 0 and len(held("rootPa", recs)) == len(recs), r.stderr[-1500:])
+
+
+def mirrored(root):
+    """Records whose settings send the fetch through a mirror: the trap (counting)."""
+    recs = recorded(root)
+    for p in recs:
+        j = json.loads(open(p).read())
+        j["registry"] = {"insecure": [REG, TRAP], "mirrors": ["%s=%s" % (REG, TRAP)]}
+        with open(p, "w") as f:
+            json.dump(j, f)
+    del hits[:]
+    return recs
+
+
+recs = mirrored("rootPc")
+r = build("rootPc", NEXT, *SRV, "--allow-address", REG)
+T.check("policy: a recorded mirror the build's policy refuses (only the registry's port is "
+        "allowed) is not contacted; the fetch goes to the registry itself",
+        r.returncode == 0 and not hits and len(held("rootPc", recs)) == len(recs),
+        r.stderr[-1500:] + " hits=%d" % len(hits))
+recs = mirrored("rootPd")
+r = build("rootPd", NEXT, *SRV, *ALLOW)
+T.check("policy: the same records under a policy that allows the mirror do go to it (so the "
+        "case above is the policy's doing)", r.returncode == 0 and hits, r.stderr[-1500:])
 trap.close()
 T.done()
