@@ -13,8 +13,8 @@ made here by openssl, which no system store trusts.
   record keeps the dir (`certs`), and a later `kiln save` without $KILN_CERTS_DIR fetches the
   layers through it
 - hostile: the CA file removed, or replaced by another CA, after recording; a record whose `ca`
-  is edited to a relative path, to a non-PEM file (/etc/passwd, a file holding a marker), or to
-  a CA that did not sign the server's certificate: `kiln save` fails naming the registry and
+  is edited to a relative path, to a non-PEM file (/etc/passwd, a file holding a marker,
+  /dev/zero), or to a CA that did not sign the server's certificate: `kiln save` fails naming the registry and
   the TLS problem (or the settings), writes no archive, keeps no blob of the layers and nothing
   in the store's tmp; the content of the file the record names never appears in kiln's output;
   the fetch never falls back to an unverified connection (which would succeed)"""
@@ -224,6 +224,9 @@ save_fails("a record whose CA is a non-PEM file holding a marker: fails, the fil
 set_ca("/etc/passwd")
 save_fails("a record whose CA is /etc/passwd: fails, no line of the file in kiln's output",
            TLS_WORDS, leaked=[ln for ln in PASSWD if len(ln) > 12])
+set_ca("/dev/zero")
+save_fails("a record whose CA is /dev/zero: fails on TLS verification (the read of it ends)",
+           TLS_WORDS)
 set_ca(OTHER_AT)
 save_fails("a record whose CA did not sign the server's certificate: the fetch fails verifying "
            "it, never falls back to an unverified connection", TLS_WORDS)
