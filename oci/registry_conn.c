@@ -7,6 +7,7 @@
 #include "oci/registry.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,12 +29,22 @@
 #define ERROR_BODY_CAP (64u * 1024)
 #define RETRY_AFTER_MAX_S 60
 
+/* Adds the certificates of the PEM file path to st; a file that cannot be read adds none (the
+ * handshake then fails verifying the server). Only a regular file is read: a FIFO (a lazy
+ * record's CA, an operator's typo) would block the handshake forever, so it is opened without
+ * blocking and left out. */
 static void add_ca_file(X509_STORE *st, const char *path)
 {
-    FILE *f = fopen(path, "re");
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat sb;
+    FILE *f;
     X509 *x;
-    if (f == NULL)
+    if (fd < 0)
         return;
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (f = fdopen(fd, "re")) == NULL) {
+        close(fd);
+        return;
+    }
     while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
         X509_STORE_add_cert(st, x);
         X509_free(x);
