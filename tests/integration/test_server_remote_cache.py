@@ -8,7 +8,7 @@ tenant's cache under `kiln-ns/TENANT/P/`, read and written with the tenant's own
   values; its layer cache lands under kiln-ns/acme/P/ (layers.json + blobs), signed with
   acme's key
 - server 2 (a fresh kiln root R2, same config: a new ECS worker): acme builds the same
-  context: every step is a cache hit (the same random values), no layer is downloaded (no
+  context: every step is a cache hit (nothing runs: no new values), no layer is downloaded (no
   blob GET at all; the cached layers are acme's lazy records under R2/ns/acme/lazy, source
   "s3-ns acme SPEC", not blobs of R2)
 - acme's build of it with a registry output on R2: the push fetches the lazy layers from
@@ -18,7 +18,10 @@ tenant's cache under `kiln-ns/TENANT/P/`, read and written with the tenant's own
   values), no record under R2/ns/globex naming acme's source, nothing of acme's prefix read
   with globex's key
 - a request cannot name a cache: "cache" (remote_from naming acme's prefix, namespace acme) and
-  "cache_namespace" are 400 naming the field, and no build is made"""
+  "cache_namespace" are 400 naming the field, and no build is made
+- queue mode: `kiln worker --config` on a fresh kiln root R3 builds acme's job from a
+  `kiln serve --queue`: every RUN a cache hit, acme's layers.json read with acme's key, no blob
+  GET, the layers acme's lazy records under R3/ns/acme/lazy"""
 import json
 import os
 import re
@@ -29,7 +32,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "aws"))
 import awslib  # noqa: E402
-from kilntest import T, start_registry  # noqa: E402
+from kilntest import KILN, T, start_registry  # noqa: E402
 from server_common import Server, busybox_layout, tar_gz  # noqa: E402
 
 BUCKET, PREFIX = "kcache", "layers"
@@ -214,16 +217,19 @@ def layer_files():
 
 files = layer_files() if cp.returncode == 0 else {}
 T.check("the pushed layers hold server 1's values: the bytes came from S3",
-        files.get("a") == ("A=%s\n" % v1[0]).encode() and files.get("b") == ("B=%s\n" % v1[1]).encode(),
+        files.get("a") == ("A=%s\n" % v1[0]).encode()
+        and files.get("b") == ("B=%s\n" % v1[1]).encode(),
         (sorted(files), files.get("a"), files.get("b"), v1))
 T.check("R2 now holds the fetched layers as blobs",
-        layer_hex and all(os.path.exists(os.path.join(R2, "blobs", "sha256", h)) for h in layer_hex),
+        layer_hex
+        and all(os.path.exists(os.path.join(R2, "blobs", "sha256", h)) for h in layer_hex),
         layer_hex)
 
 # ---- 4. globex on R2: no hit of acme's cache
 rec4, log4, reqs4 = build(s2, "globex")
 v4 = values(log4)
-T.check("globex's build of the same context on R2 misses acme's cache: its steps run (other values)",
+T.check("globex's build of the same context on R2 misses acme's cache: its steps run (other "
+        "values)",
         ok(rec4) and None not in v4 and v4 != v1, (rec4, log4[-2000:], v1))
 T.check("globex's build read and wrote only under kiln-ns/globex/, with globex's key",
         reqs4 and all(p.startswith("/%s/kiln-ns/globex/" % BUCKET) for p in paths(reqs4))
@@ -249,4 +255,41 @@ st1, listed1 = s2.request("GET", "/v1/builds", token=TOKENS["globex"])
 T.check("the refused requests made no build", st0 == st1 == 200 and listed0 == listed1,
         (listed0, listed1))
 s2.term()
+
+# ---- queue mode: a `kiln worker --config` on a fresh kiln root R3 (a new ECS worker) builds
+# acme's job from the queue of a `kiln serve --queue`: all cache hits, no layer downloaded
+jobs = awslib.sqs_create_queue(direct, "kiln-lazy-jobs", {"VisibilityTimeout": "30"})
+events = awslib.sqs_create_queue(direct, "kiln-lazy-events")
+awslib.s3_create_bucket(direct, "kstage")
+# the server's and the worker's own keys (queues, context store): never the tenants'
+OWN = dict(ENV, AWS_ACCESS_KEY_ID=awslib.TEST_KEY_ID, AWS_SECRET_ACCESS_KEY=awslib.TEST_SECRET)
+s3q = Server(os.path.join(T.tmp, "root3"), workers=1, config=config, env=OWN,
+             extra=["--queue", jobs, "--events-queue", events,
+                    "--context-store", "s3://kstage/staged/"]).start()
+wcfg = os.path.join(T.tmp, "root3.config.json")
+R3 = os.path.join(T.tmp, "kroot3")
+wlog = open(os.path.join(T.tmp, "worker.log"), "w")
+worker = T.spawn([KILN, "worker", "--queue", jobs, "--events-queue", events, "--config", wcfg,
+                  "--root", os.path.join(T.tmp, "wroot"), "--kiln-root", R3,
+                  "--allow-address", "127.0.0.0/8", "--wait-seconds", "1",
+                  "--build-option=--cache-to=" + SPEC, "--build-option=--cache-from=" + SPEC],
+                 stdout=wlog, stderr=subprocess.STDOUT,
+                 env=dict(os.environ, KILN_IMAGES_DIR=layout, **OWN))
+rec5, log5, reqs5 = build(s3q, "acme")
+cache5 = [r for r in reqs5 if r["path"].startswith("/%s/" % BUCKET)]
+T.check("queue mode: the worker on a fresh root builds acme's job with every RUN a cache hit",
+        ok(rec5) and rec5.get("tenant") == "acme" and values(log5) == (None, None)
+        and "#2 CACHED" in log5 and "#3 CACHED" in log5, (rec5, log5[-2000:]))
+T.check("queue mode: the worker read acme's layers.json, no blob, with acme's key",
+        ACME_KEYS + "layers.json" in paths(cache5, "GET")
+        and not [p for p in paths(cache5, "GET") if "/blobs/" in p]
+        and all(key_of(r) == KEYS["acme"] for r in cache5), str(paths(cache5)))
+recs5 = lazy_records(R3, "acme")
+T.check("queue mode: the cached layers are acme's lazy records under R3/ns/acme/lazy, not blobs",
+        layer_hex and all(recs5.get(h) == "s3-ns acme " + SPEC for h in layer_hex)
+        and not any(os.path.exists(os.path.join(R3, "blobs", "sha256", h)) for h in layer_hex),
+        (recs5, layer_hex))
+worker.terminate()
+worker.wait(timeout=120)
+s3q.term()
 T.done()
