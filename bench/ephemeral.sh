@@ -27,6 +27,15 @@
 # pushed once; every fresh root downloads and unpacks it, which is part of the cost measured
 # (a warm root has it). The S3 emulator is fauxqs (tests/aws/setup.sh), on loopback: no
 # network latency; the npm registry is the real one.
+# File systems (FRESH_FS=1, the default): every fresh root (and the floor's directory) is a new
+# ext4 file system (journaled, mkfs'd and loop-mounted outside the clock, 8 GiB sparse), as a
+# Fargate task's ephemeral storage is new; the warm roots live on one such file system kept for
+# the whole run. Without it (FRESH_FS=0) the roots are plain directories under /var/tmp: on this
+# VM's journal-less ext4 every inode allocation then skips the free inodes deleted in the last
+# 1-6 minutes (ext4's recently_deleted(), checked only without a journal), and each fresh root is
+# made right after the previous one is deleted: a fresh root then spends most of its system time
+# in ext4's inode allocator (perf: ~30% of a store-backed remote run's samples), a cost no new
+# worker has and a warm root (which creates few files) escapes.
 # Usage: bench/ephemeral.sh [KILN_BIN]   (env: RUNS=5; SAME_RUNS=15: the same-commit cases
 # again, interleaved and timed in ms; KILN_IMAGES_DIR; BENCH_KEEP=DIR: the logs; CASES=tenant
 # BEFORE=KILN_BIN: the tenant and registry cache cases only, see below)
@@ -45,7 +54,26 @@ PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 FQ_PID=$!
 bench_registry "$T/reg"
 RPORT=$REG_PORT
-trap 'kill $FQ_PID $REG_PID 2>/dev/null || true; bench_cleanup' EXIT
+FRESH_FS=${FRESH_FS:-1}
+if [ "$FRESH_FS" = 1 ] && { [ "$(id -u)" != 0 ] || ! command -v mkfs.ext4 >/dev/null || ! losetup -f >/dev/null 2>&1; }; then
+  echo "bench/ephemeral.sh: FRESH_FS=1 needs root, mkfs.ext4 and a free loop device: roots are plain directories" >&2
+  FRESH_FS=0
+fi
+# newfs DIR: DIR empty on a new file system (FRESH_FS=1: a new journaled ext4, its inode tables
+# written by mkfs, not by ext4lazyinit during a timed run), else a plain new directory
+newfs() {
+  dropfs "$1"
+  mkdir -p "$1"
+  [ "$FRESH_FS" = 1 ] || return 0
+  truncate -s 8G "$1.img"
+  mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$1.img"
+  mount -o loop "$1.img" "$1"
+}
+dropfs() { # DIR: unmounted and removed with its image
+  if mountpoint -q "$1"; then umount "$1"; fi
+  rm -rf "$1" "$1.img"
+}
+trap 'kill $FQ_PID $REG_PID 2>/dev/null || true; for m in r floor wfs; do dropfs "$T/$m" 2>/dev/null || true; done; bench_cleanup' EXIT
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.2; done
 BASE=127.0.0.1:$RPORT/kiln/node-build:latest
 "$KILN" push --progress=none --insecure-registry "127.0.0.1:$RPORT" "oci:$IMAGES/node-build" "$BASE" >/dev/null
@@ -107,7 +135,7 @@ if [ "${CASES:-}" = tenant ]; then
   trun() { # name kiln-build-command args...
     local name=$1
     shift
-    rm -rf "$T/r"
+    newfs "$T/r"
     timed "$name" "$* $APP"
     cp "$T/last.log" "$T/$name-$r.log"
     bench_metric "$name" downloaded_MB "$(du -sm "$T/r/blobs" | cut -f1)"
@@ -118,7 +146,7 @@ if [ "${CASES:-}" = tenant ]; then
     trun r-same "$KB" --root "$T/r" --cache-from "type=registry,ref=$RC"
     trun r-same-before "$KBB" --root "$T/r" --cache-from "type=registry,ref=$RC"
   done
-  rm -rf "$T/r"
+  dropfs "$T/r"
   echo "what a tenant run did, after and before (round 1):"
   grep -h "imported\|CACHED" "$T/t-same-1.log" "$T/t-same-before-1.log" | head -20 || true
   echo "what a registry cache run did, after and before (round 1):"
@@ -139,10 +167,11 @@ rm -rf "$T/store-root"
 AS="--additional-store $STORE"
 # fills S3 and the warm root with the previous commit's build
 change 0
-$KB --root "$T/warm" "$APP" >"$T/prep-warm.log" 2>&1
+newfs "$T/wfs"
+$KB --root "$T/wfs/warm" "$APP" >"$T/prep-warm.log" 2>&1
 $KB --root "$T/prep" --cache-to "$S3,mode=max" "$APP" >"$T/prep-s3.log" 2>&1
 rm -rf "$T/prep"
-$KB --root "$T/swarm" $AS "$APP" >"$T/prep-swarm.log" 2>&1
+$KB --root "$T/wfs/swarm" $AS "$APP" >"$T/prep-swarm.log" 2>&1
 $KB --root "$T/prep" $AS --cache-to "$S3S,mode=max" "$APP" >"$T/prep-s3s.log" 2>&1
 rm -rf "$T/prep"
 
@@ -156,7 +185,7 @@ next() { N=$((N + 1)); change "$N"; }
 run() { # name root-is-fresh(1/0) kiln-args...
   local name=$1 fresh=$2
   shift 2
-  [ "$fresh" = 0 ] || rm -rf "$T/r"
+  [ "$fresh" = 0 ] || newfs "$T/r"
   timed "$name" "$KB $* $APP"
   cp "$T/last.log" "$T/$name-$r.log"
 }
@@ -164,21 +193,21 @@ for ((r = 0; r < RUNS; r++)); do
   next # one source file changed
   run nocache 1 --root "$T/r"
   run remote 1 --root "$T/r" --cache-from "$S3" --cache-to "$S3,mode=max"
-  run warm 0 --root "$T/warm"
+  run warm 0 --root "$T/wfs/warm"
   # the same commit again
   run same-remote 1 --root "$T/r" --cache-from "$S3"
-  run same-warm 0 --root "$T/warm"
+  run same-warm 0 --root "$T/wfs/warm"
   # the same on a worker carrying the base in an additional store
   run s-nocache 1 --root "$T/r" $AS
   run s-remote 1 --root "$T/r" $AS --cache-from "$S3S" --cache-to "$S3S,mode=max"
-  run s-warm 0 --root "$T/swarm" $AS
+  run s-warm 0 --root "$T/wfs/swarm" $AS
   run s-same-remote 1 --root "$T/r" $AS --cache-from "$S3S"
-  run s-same-warm 0 --root "$T/swarm" $AS
+  run s-same-warm 0 --root "$T/wfs/swarm" $AS
   # the floor of what a fresh worker must do for the changed commit: unpack the base image's
   # layers with plain tar (no download, no checks), one after the other as tar would
-  rm -rf "$T/floor"
-  timed floor "mkdir $T/floor && for b in $LAYERS; do tar -xzf $IMAGES/node-build/blobs/sha256/\$b -C $T/floor; done"
-  rm -rf "$T/floor"
+  newfs "$T/floor"
+  timed floor "for b in $LAYERS; do tar -xzf $IMAGES/node-build/blobs/sha256/\$b -C $T/floor; done"
+  dropfs "$T/floor"
 done
 echo "what a remote run did (round 1):"
 grep -h "cache mount\|imported\|exported\|CACHED\|DONE\|^#.*\[" "$T/remote-0.log" | head -30 || true
@@ -188,7 +217,7 @@ echo "what a remote run with the base in an additional store did (round 1):"
 grep -h "cache mount\|imported\|exported\|additional store\|CACHED\|DONE\|^#.*\[" "$T/s-remote-0.log" | head -30 || true
 echo "what a nocache run did (round 1):"
 grep -h "DONE\|^#.*\[" "$T/nocache-0.log" | head -30 || true
-rm -rf "$T/r"
+dropfs "$T/r"
 # every run's log kept for a closer look (BENCH_KEEP=DIR)
 [ -z "${BENCH_KEEP:-}" ] || { mkdir -p "$BENCH_KEEP" && cp "$T"/*.log "$BENCH_KEEP"/; }
 
@@ -226,10 +255,10 @@ import os, resource, shutil, statistics as st, subprocess, sys, time
 kiln, t, rport, app, s3, s3s, store, n = sys.argv[1:]
 base = [kiln, "build", "--progress", "plain", "--insecure-registry", "127.0.0.1:" + rport]
 cases = {"same-remote": (True, ["--root", t + "/r", "--cache-from", s3]),
-         "same-warm": (False, ["--root", t + "/warm"]),
+         "same-warm": (False, ["--root", t + "/wfs/warm"]),
          "s-same-remote": (True, ["--root", t + "/r", "--additional-store", store,
                                   "--cache-from", s3s]),
-         "s-same-warm": (False, ["--root", t + "/swarm", "--additional-store", store])}
+         "s-same-warm": (False, ["--root", t + "/wfs/swarm", "--additional-store", store])}
 res = {k: [] for k in cases}
 for _ in range(int(n)):
     for k, (fresh, args) in cases.items():
@@ -253,5 +282,5 @@ for name, a, b in (("same: remote/warm (ms)", "same-remote", "same-warm"),
           % (name, a, med[a][0] * 1000, b, med[b][0] * 1000, r, med[a][1] / max(med[b][1], 1e-9),
              "met" if r <= 1.5 else "NOT MET"))
 PY
-rm -rf "$T/r"
+dropfs "$T/r"
 bench_footer
