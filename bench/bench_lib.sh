@@ -134,6 +134,32 @@ for r, _, fs in os.walk(sys.argv[1]):
         except OSError: continue
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)' \"$1\""
 }
+# Fresh file systems (FRESH_FS=1, the default, where the machine allows it): bench_newfs DIR
+# makes DIR an empty new journaled ext4 (8 GiB sparse image beside it, loop-mounted; inode tables
+# written by mkfs, not by ext4lazyinit during a timed run), as a new worker's storage is new.
+# Without it DIR is a plain new directory: on this VM's journal-less ext4 a tree made right after
+# another was deleted pays for the deletion in the inode allocator (ext4's recently_deleted(),
+# checked only without a journal; 1-6 minutes), whichever command comes next. Both are exported
+# for rounds()' prepare commands (bash -c); bench_dropfs DIR unmounts and removes it.
+FRESH_FS=${FRESH_FS:-1}
+if [ "$FRESH_FS" = 1 ] && { [ "$(id -u)" != 0 ] || ! command -v mkfs.ext4 >/dev/null || ! losetup -f >/dev/null 2>&1; }; then
+  echo "bench: FRESH_FS=1 needs root, mkfs.ext4 and a free loop device: plain directories" >&2
+  FRESH_FS=0
+fi
+export FRESH_FS
+bench_dropfs() { # dir
+  if mountpoint -q "$1"; then umount "$1"; fi
+  rm -rf "$1" "$1.img"
+}
+bench_newfs() { # dir
+  bench_dropfs "$1"
+  mkdir -p "$1"
+  [ "$FRESH_FS" = 1 ] || return 0
+  truncate -s 8G "$1.img"
+  mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$1.img"
+  mount -o loop "$1.img" "$1"
+}
+export -f bench_dropfs bench_newfs
 # Rounds of (name, prepare, command) triples run in turn, RUNS rounds, so a busy shared
 # machine weighs on all alike. PEER_RUNS (default RUNS) bounds the rounds of names starting
 # with "buildah-" (one of its big builds can take minutes).

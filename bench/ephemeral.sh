@@ -54,26 +54,7 @@ PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 FQ_PID=$!
 bench_registry "$T/reg"
 RPORT=$REG_PORT
-FRESH_FS=${FRESH_FS:-1}
-if [ "$FRESH_FS" = 1 ] && { [ "$(id -u)" != 0 ] || ! command -v mkfs.ext4 >/dev/null || ! losetup -f >/dev/null 2>&1; }; then
-  echo "bench/ephemeral.sh: FRESH_FS=1 needs root, mkfs.ext4 and a free loop device: roots are plain directories" >&2
-  FRESH_FS=0
-fi
-# newfs DIR: DIR empty on a new file system (FRESH_FS=1: a new journaled ext4, its inode tables
-# written by mkfs, not by ext4lazyinit during a timed run), else a plain new directory
-newfs() {
-  dropfs "$1"
-  mkdir -p "$1"
-  [ "$FRESH_FS" = 1 ] || return 0
-  truncate -s 8G "$1.img"
-  mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$1.img"
-  mount -o loop "$1.img" "$1"
-}
-dropfs() { # DIR: unmounted and removed with its image
-  if mountpoint -q "$1"; then umount "$1"; fi
-  rm -rf "$1" "$1.img"
-}
-trap 'kill $FQ_PID $REG_PID 2>/dev/null || true; for m in r floor wfs; do dropfs "$T/$m" 2>/dev/null || true; done; bench_cleanup' EXIT
+trap 'kill $FQ_PID $REG_PID 2>/dev/null || true; for m in r floor wfs; do bench_dropfs "$T/$m" 2>/dev/null || true; done; bench_cleanup' EXIT
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.2; done
 BASE=127.0.0.1:$RPORT/kiln/node-build:latest
 "$KILN" push --progress=none --insecure-registry "127.0.0.1:$RPORT" "oci:$IMAGES/node-build" "$BASE" >/dev/null
@@ -135,7 +116,7 @@ if [ "${CASES:-}" = tenant ]; then
   trun() { # name kiln-build-command args...
     local name=$1
     shift
-    newfs "$T/r"
+    bench_newfs "$T/r"
     timed "$name" "$* $APP"
     cp "$T/last.log" "$T/$name-$r.log"
     bench_metric "$name" downloaded_MB "$(du -sm "$T/r/blobs" | cut -f1)"
@@ -146,7 +127,7 @@ if [ "${CASES:-}" = tenant ]; then
     trun r-same "$KB" --root "$T/r" --cache-from "type=registry,ref=$RC"
     trun r-same-before "$KBB" --root "$T/r" --cache-from "type=registry,ref=$RC"
   done
-  dropfs "$T/r"
+  bench_dropfs "$T/r"
   echo "what a tenant run did, after and before (round 1):"
   grep -h "imported\|CACHED" "$T/t-same-1.log" "$T/t-same-before-1.log" | head -20 || true
   echo "what a registry cache run did, after and before (round 1):"
@@ -167,7 +148,7 @@ rm -rf "$T/store-root"
 AS="--additional-store $STORE"
 # fills S3 and the warm root with the previous commit's build
 change 0
-newfs "$T/wfs"
+bench_newfs "$T/wfs"
 $KB --root "$T/wfs/warm" "$APP" >"$T/prep-warm.log" 2>&1
 $KB --root "$T/prep" --cache-to "$S3,mode=max" "$APP" >"$T/prep-s3.log" 2>&1
 rm -rf "$T/prep"
@@ -185,7 +166,7 @@ next() { N=$((N + 1)); change "$N"; }
 run() { # name root-is-fresh(1/0) kiln-args...
   local name=$1 fresh=$2
   shift 2
-  [ "$fresh" = 0 ] || newfs "$T/r"
+  [ "$fresh" = 0 ] || bench_newfs "$T/r"
   timed "$name" "$KB $* $APP"
   cp "$T/last.log" "$T/$name-$r.log"
 }
@@ -205,9 +186,9 @@ for ((r = 0; r < RUNS; r++)); do
   run s-same-warm 0 --root "$T/wfs/swarm" $AS
   # the floor of what a fresh worker must do for the changed commit: unpack the base image's
   # layers with plain tar (no download, no checks), one after the other as tar would
-  newfs "$T/floor"
+  bench_newfs "$T/floor"
   timed floor "for b in $LAYERS; do tar -xzf $IMAGES/node-build/blobs/sha256/\$b -C $T/floor; done"
-  dropfs "$T/floor"
+  bench_dropfs "$T/floor"
 done
 echo "what a remote run did (round 1):"
 grep -h "cache mount\|imported\|exported\|CACHED\|DONE\|^#.*\[" "$T/remote-0.log" | head -30 || true
@@ -217,7 +198,7 @@ echo "what a remote run with the base in an additional store did (round 1):"
 grep -h "cache mount\|imported\|exported\|additional store\|CACHED\|DONE\|^#.*\[" "$T/s-remote-0.log" | head -30 || true
 echo "what a nocache run did (round 1):"
 grep -h "DONE\|^#.*\[" "$T/nocache-0.log" | head -30 || true
-dropfs "$T/r"
+bench_dropfs "$T/r"
 # every run's log kept for a closer look (BENCH_KEEP=DIR)
 [ -z "${BENCH_KEEP:-}" ] || { mkdir -p "$BENCH_KEEP" && cp "$T"/*.log "$BENCH_KEEP"/; }
 
@@ -282,5 +263,5 @@ for name, a, b in (("same: remote/warm (ms)", "same-remote", "same-warm"),
           % (name, a, med[a][0] * 1000, b, med[b][0] * 1000, r, med[a][1] / max(med[b][1], 1e-9),
              "met" if r <= 1.5 else "NOT MET"))
 PY
-dropfs "$T/r"
+bench_dropfs "$T/r"
 bench_footer

@@ -26,7 +26,11 @@ MIB=${BENCH_LAYER_MIB:-256}
 CACHE=/var/cache/kiln/bench-registry-$MIB
 W=$(mktemp -d /var/tmp/kiln-bench-registry.XXXXXX)
 # start_registry runs in $(…), a subshell: its pids are kept in files, not in an array.
-cleanup() { for p in "$W"/reg-*/pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done; rm -rf "$W"; }
+cleanup() {
+  for p in "$W"/reg-*/pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done
+  for d in floor-base nb3 nb6; do bench_dropfs "$W/$d" 2>/dev/null; done
+  rm -rf "$W"
+}
 trap cleanup EXIT
 export https_proxy=http://127.0.0.1:9 http_proxy=http://127.0.0.1:9 no_proxy=127.0.0.1,localhost
 
@@ -138,25 +142,23 @@ BASE=${BENCH_BASE:-/var/cache/kiln/images/node-build}
 if [ "$BASE" != none ] && [ -f "$BASE/index.json" ]; then
   "$KILN" push --progress=none $REG "oci:$BASE" "127.0.0.1:$PK/bench/base:1" >/dev/null
   plain_tars "$BASE" "$W/plain-base"
-  # Each round's trees are moved aside, not deleted, until all rounds are done: this VM's ext4
-  # has no journal, and there a new inode skips every free one deleted in the last 60 s (or
-  # while its inode table block is dirty: ext4's recently_deleted(), one buffer lookup each),
-  # so creating 47,000 files right after deleting the previous round's 47,000 cost several
-  # seconds of system time in the inode allocator (perf: find_inode_bit → recently_deleted),
-  # whichever command came next; a fresh worker has no such deletions behind it.
-  mkdir -p "$W/grave"
-  aside() { echo "[ ! -e $1 ] || mv $1 \$(mktemp -d -p $W/grave)/"; } # dir -> a prepare command
+  # Each run's tree goes to a new file system (bench_newfs; FRESH_FS=0: a plain directory):
+  # this VM's ext4 has no journal, and there a new inode skips every free one deleted in the
+  # last 1-6 minutes (ext4's recently_deleted(), one buffer lookup each), so creating 47,000
+  # files after deleting the previous round's cost seconds of system time in the inode
+  # allocator, whichever command came next; a fresh worker has no such deletions behind it.
   # tar's own warnings (PAX keywords it does not know) are not failures
   rounds \
-    tar-xf-base "$(aside $W/floor-base); mkdir $W/floor-base" "for f in $W/plain-base/*.tar; do tar -xf \$f -C $W/floor-base 2>/dev/null || exit 1; done" \
-    kiln-unpack-base "rm -rf $W/store3; $(aside $W/kiln-base)" "$(reg_cpu "$KILN pull --progress=none --root $W/store3 $REG -o type=local,dest=$W/kiln-base 127.0.0.1:$PK/bench/base:1")" \
-    ${KILN_BASELINE:+old-unpack-base "rm -rf $W/store6; $(aside $W/old-base)" "$KILN_BASELINE pull --progress=none --root $W/store6 $REG -o type=local,dest=$W/old-base 127.0.0.1:$PK/bench/base:1"}
+    tar-xf-base "bench_newfs $W/floor-base" "for f in $W/plain-base/*.tar; do tar -xf \$f -C $W/floor-base 2>/dev/null || exit 1; done" \
+    kiln-unpack-base "bench_newfs $W/nb3" "$(reg_cpu "$KILN pull --progress=none --root $W/nb3/store $REG -o type=local,dest=$W/nb3/out 127.0.0.1:$PK/bench/base:1")" \
+    ${KILN_BASELINE:+old-unpack-base "bench_newfs $W/nb6" "$KILN_BASELINE pull --progress=none --root $W/nb6/store $REG -o type=local,dest=$W/nb6/out 127.0.0.1:$PK/bench/base:1"}
   # tar writes whiteouts (.wh.NAME) as files where kiln applies them (removing NAME)
-  a=$(cd "$W/floor-base" && find . ! -name '.wh.*' | wc -l); b=$(cd "$W/kiln-base" && find . | wc -l)
+  a=$(cd "$W/floor-base" && find . ! -name '.wh.*' ! -name lost+found | wc -l); b=$(cd "$W/nb3/out" && find . | wc -l)
   [ "$b" -le "$a" ] && [ $((b * 100)) -ge $((a * 95)) ] ||
     { echo "kiln unpacked $b entries of the base image, tar $a (whiteouts aside)"; exit 1; }
   echo "$b" >"$T/base-entries"
-  rm -rf "$W/plain-base" "$W/floor-base" "$W/kiln-base" "$W/store3" "$W/old-base" "$W/store6" "$W/grave"
+  for d in floor-base nb3 nb6; do bench_dropfs "$W/$d"; done
+  rm -rf "$W/plain-base"
 fi
 want=$((4 * (MIB / 16)))
 got=$(find "$W/kiln-rootfs" -type f | wc -l)
