@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -29,27 +30,80 @@
 #define ERROR_BODY_CAP (64u * 1024)
 #define RETRY_AFTER_MAX_S 60
 
-/* Adds the certificates of the PEM file path to st; a file that cannot be read adds none (the
- * handshake then fails verifying the server). Only a regular file is read: a FIFO (a lazy
- * record's CA, an operator's typo) would block the handshake forever, so it is opened without
- * blocking and left out. */
-static void add_ca_file(X509_STORE *st, const char *path)
+/* The file at path opened for reading when it is a regular file, else NULL. Opened without
+ * blocking: a FIFO (a lazy record's CA, an operator's typo, a certs.d entry) would block the
+ * TLS handshake forever. */
+static FILE *open_regular(const char *path)
 {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     struct stat sb;
     FILE *f;
-    X509 *x;
     if (fd < 0)
-        return;
+        return NULL;
     if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (f = fdopen(fd, "re")) == NULL) {
         close(fd);
-        return;
+        return NULL;
     }
+    return f;
+}
+
+/* Adds the certificates of the PEM file path to st; a file that cannot be read or is not a
+ * regular file adds none (the handshake then fails verifying the server). */
+static void add_ca_file(X509_STORE *st, const char *path)
+{
+    FILE *f = open_regular(path);
+    X509 *x;
+    if (f == NULL)
+        return;
     while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
         X509_STORE_add_cert(st, x);
         X509_free(x);
     }
     fclose(f);
+    ERR_clear_error(); /* the end of the file is an error to PEM_read */
+}
+
+/* A key's passphrase: none (an encrypted client.key fails to load; kiln never prompts). */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf, (void)size, (void)rwflag, (void)u;
+    return -1;
+}
+
+/* Loads certs.d's client certificate (cert: the certificate, then its chain) and key into
+ * ctx, as docker does: 0 when either is absent or not a regular file (no client certificate
+ * is sent), -1 when they do not load. */
+static int use_client_pair(SSL_CTX *ctx, const char *cert, const char *key)
+{
+    FILE *cf = open_regular(cert), *kf = cf ? open_regular(key) : NULL;
+    X509 *x = NULL;
+    EVP_PKEY *pk = NULL;
+    int r = -1;
+    if (kf == NULL) {
+        if (cf != NULL)
+            fclose(cf);
+        return 0;
+    }
+    if ((x = PEM_read_X509_AUX(cf, NULL, no_passphrase, NULL)) == NULL ||
+        SSL_CTX_use_certificate(ctx, x) != 1)
+        goto out;
+    X509_free(x);
+    SSL_CTX_clear_chain_certs(ctx);
+    while ((x = PEM_read_X509(cf, NULL, no_passphrase, NULL)) != NULL) {
+        if (SSL_CTX_add0_chain_cert(ctx, x) != 1) /* add0: ctx owns x on success only */
+            goto out;
+    }
+    ERR_clear_error();
+    if ((pk = PEM_read_PrivateKey(kf, NULL, no_passphrase, NULL)) == NULL ||
+        SSL_CTX_use_PrivateKey(ctx, pk) != 1)
+        goto out;
+    r = 0;
+out:
+    X509_free(x);
+    EVP_PKEY_free(pk);
+    fclose(cf);
+    fclose(kf);
+    return r;
 }
 
 /* Adds the extra CAs (--registry-ca, certs.d/HOST/ca.crt) to the verifier. */
@@ -68,10 +122,12 @@ static CURLcode ssl_ctx_cb(CURL *h, void *sslctx, void *ud)
             kiln_xasprintf("%s/%s/client.cert", q->tls_r->certs_dir, q->tls_host);
         _cleanup_free_ char *key =
             kiln_xasprintf("%s/%s/client.key", q->tls_r->certs_dir, q->tls_host);
-        if (access(cert, R_OK) == 0 && access(key, R_OK) == 0 &&
-            (SSL_CTX_use_certificate_chain_file((SSL_CTX *)sslctx, cert) != 1 ||
-             SSL_CTX_use_PrivateKey_file((SSL_CTX *)sslctx, key, SSL_FILETYPE_PEM) != 1))
+        if (use_client_pair((SSL_CTX *)sslctx, cert, key) < 0) {
+            snprintf(q->tls_problem, sizeof(q->tls_problem),
+                     "client certificate %s with key %s does not load (PEM, key not encrypted)",
+                     cert, key);
             return CURLE_SSL_CERTPROBLEM;
+        }
     }
     return CURLE_OK;
 }
@@ -409,6 +465,8 @@ static void finish_easy(CURL *h, kiln_reg_req_t *q, CURLcode cc)
     cc = kiln_curlguard_result(&q->guard, cc);
     if (cc == CURLE_REMOTE_ACCESS_DENIED && q->errbuf != NULL) /* the policy's words, not curl's */
         snprintf(q->errbuf, CURL_ERROR_SIZE, "%s", q->guard.msg);
+    else if (cc == CURLE_SSL_CERTPROBLEM && q->tls_problem[0] != '\0' && q->errbuf != NULL)
+        snprintf(q->errbuf, CURL_ERROR_SIZE, "%s", q->tls_problem);
     q->curl_code = cc;
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
     curl_slist_free_all(q->hdrs);

@@ -95,6 +95,7 @@ typedef struct kiln_reg_req {
     kiln_error_t sink_err;
     int sink_failed;
     kiln_curlguard_t guard; /* the registry's address policy on this exchange */
+    char tls_problem[512];  /* why the TLS set-up refused (a client certificate), or "" */
     char *errbuf;           /* curl's error buffer for this exchange */
 } kiln_reg_req_t;
 

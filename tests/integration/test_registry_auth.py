@@ -6,6 +6,7 @@ appear in kiln's output."""
 import base64
 import json
 import os
+import subprocess
 import stat
 import sys
 
@@ -123,6 +124,28 @@ shutil.copy(ccrt, os.path.join(certs, mh, "client.cert"))
 shutil.copy(ckey, os.path.join(certs, mh, "client.key"))
 p = k("push", "oci:%s:v1" % L, "%s/t/app:v1" % mh, env={"KILN_CERTS_DIR": certs})
 T.check("mutual TLS with client.cert/client.key from certs.d", p.returncode == 0, p.stderr)
+# hostile certs.d entries: a FIFO is never opened blocking (it hung the handshake), a bad
+# pair fails naming the certificate problem; neither falls back to another identity
+cpath = os.path.join(certs, mh, "client.cert")
+os.rename(cpath, cpath + ".good")
+os.mkfifo(cpath)
+try:
+    p = kiln("push", "--root", root, "oci:%s:v1" % L, "%s/t/app:v1" % mh,
+             env={"KILN_CERTS_DIR": certs}, timeout=120)
+    T.check("mutual TLS: a FIFO as client.cert is not read (no hang), no certificate is sent",
+            p.returncode != 0, p.stderr)
+except subprocess.TimeoutExpired:
+    T.check("mutual TLS: a FIFO as client.cert is not read (no hang), no certificate is sent",
+            False, "kiln hung on the FIFO")
+os.unlink(cpath)
+with open(cpath, "w") as f:
+    f.write("not a certificate\n")
+p = k("push", "oci:%s:v1" % L, "%s/t/app:v1" % mh, env={"KILN_CERTS_DIR": certs})
+T.check("mutual TLS: a client.cert that is not PEM fails naming the certificate problem",
+        p.returncode != 0 and "certificate" in p.stderr.lower(), p.stderr)
+os.replace(cpath + ".good", cpath)
+p = k("push", "oci:%s:v1" % L, "%s/t/app:v1" % mh, env={"KILN_CERTS_DIR": certs})
+T.check("mutual TLS works again with the pair restored", p.returncode == 0, p.stderr)
 
 # --- Bearer tokens ---
 iss = TokenIssuer(T.tmp, users={"bob": SECRET})
