@@ -10,6 +10,7 @@
  * leave a garbage digest), so a missing library ends kiln naming it, as the
  * dynamic loader would have at start-up (KILN_LAZYLIB_DEFINE_REQUIRED). */
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/params.h>
@@ -90,7 +91,12 @@ typedef unsigned char U;
     F(X509 *, PEM_read_X509, (FILE * f, X509 * *x, pem_password_cb * cb, void *u), (f, x, cb, u),  \
       0)                                                                                           \
     V(X509_free, (X509 * x), (x))                                                                  \
-    F(int, X509_STORE_add_cert, (X509_STORE * s, X509 * x), (s, x), 0)
+    F(int, X509_STORE_add_cert, (X509_STORE * s, X509 * x), (s, x), 0)                             \
+    F(X509 *, PEM_read_X509_AUX, (FILE * f, X509 * *x, pem_password_cb * cb, void *u),             \
+      (f, x, cb, u), 0)                                                                            \
+    F(EVP_PKEY *, PEM_read_PrivateKey, (FILE * f, EVP_PKEY * *x, pem_password_cb * cb, void *u),   \
+      (f, x, cb, u), 0)                                                                            \
+    V(ERR_clear_error, (void), ())
 
 #define CRYPTO_HANDWRITTEN(F, V)
 
