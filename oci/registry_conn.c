@@ -30,37 +30,58 @@
 #define ERROR_BODY_CAP (64u * 1024)
 #define RETRY_AFTER_MAX_S 60
 
-/* The file at path opened for reading when it is a regular file, else NULL. Opened without
- * blocking: a FIFO (a lazy record's CA, an operator's typo, a certs.d entry) would block the
- * TLS handshake forever. */
+/* The file at path opened for reading when it is a regular file, else NULL with errno set
+ * (EINVAL: not a regular file). Opened without blocking: a FIFO (a lazy record's CA, an
+ * operator's typo, a certs.d entry) would block the TLS handshake forever. */
 static FILE *open_regular(const char *path)
 {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     struct stat sb;
     FILE *f;
+    int e;
     if (fd < 0)
         return NULL;
-    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (f = fdopen(fd, "re")) == NULL) {
-        close(fd);
-        return NULL;
-    }
-    return f;
+    if (fstat(fd, &sb) < 0)
+        e = errno;
+    else if (!S_ISREG(sb.st_mode))
+        e = EINVAL;
+    else if ((f = fdopen(fd, "re")) == NULL)
+        e = errno;
+    else
+        return f;
+    close(fd);
+    errno = e;
+    return NULL;
 }
 
-/* Adds the certificates of the PEM file path to st; a file that cannot be read or is not a
- * regular file adds none (the handshake then fails verifying the server). */
-static void add_ca_file(X509_STORE *st, const char *path)
+/* Adds the certificates of the PEM file path to st: 0, or -1 with why (naming the file,
+ * never its content) in problem when it cannot be opened, is not a regular file or holds
+ * no certificate. A file that is absent is 0 when optional (certs.d's ca.crt). */
+static int add_ca_file(X509_STORE *st, const char *path, int optional, char *problem,
+                       size_t problem_len)
 {
     FILE *f = open_regular(path);
     X509 *x;
-    if (f == NULL)
-        return;
+    size_t n = 0;
+    if (f == NULL) {
+        if (optional && errno == ENOENT)
+            return 0;
+        snprintf(problem, problem_len, "TLS CA certificate file %s: %s", path,
+                 errno == EINVAL ? "not a regular file" : strerror(errno));
+        return -1;
+    }
     while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
         X509_STORE_add_cert(st, x);
         X509_free(x);
+        n++;
     }
     fclose(f);
     ERR_clear_error(); /* the end of the file is an error to PEM_read */
+    if (n == 0) {
+        snprintf(problem, problem_len, "TLS CA certificate file %s holds no PEM certificate", path);
+        return -1;
+    }
+    return 0;
 }
 
 /* A key's passphrase: none (an encrypted client.key fails to load; kiln never prompts). */
@@ -112,10 +133,14 @@ static CURLcode ssl_ctx_cb(CURL *h, void *sslctx, void *ud)
     kiln_reg_req_t *q = ud;
     X509_STORE *st = SSL_CTX_get_cert_store((SSL_CTX *)sslctx);
     _cleanup_free_ char *p = NULL;
-    if (q->tls_r->ca_file != NULL)
-        add_ca_file(st, q->tls_r->ca_file);
+    /* a CA that cannot be used fails here naming the file: the handshake would only say
+     * that the server's certificate does not verify */
+    if (q->tls_r->ca_file != NULL &&
+        add_ca_file(st, q->tls_r->ca_file, 0, q->tls_problem, sizeof(q->tls_problem)) < 0)
+        return CURLE_SSL_CERTPROBLEM;
     p = kiln_xasprintf("%s/%s/ca.crt", q->tls_r->certs_dir, q->tls_host);
-    add_ca_file(st, p);
+    if (add_ca_file(st, p, 1, q->tls_problem, sizeof(q->tls_problem)) < 0)
+        return CURLE_SSL_CERTPROBLEM;
     /* a client certificate for mutual TLS, as docker reads it from certs.d */
     {
         _cleanup_free_ char *cert =

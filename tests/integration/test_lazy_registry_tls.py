@@ -213,6 +213,7 @@ os.rename(CA, CA + ".away")
 o = save_fails("the recorded CA file removed: kiln save fails naming the registry and the TLS "
                "verification, nothing written", TLS_WORDS)
 T.check("... and names the registry", TLS in o, o[-800:])
+T.check("... and names the missing CA file", CA in o and "No such file" in o, o[-800:])
 shutil.copy(OTHER_CA, CA)
 o = save_fails("the recorded CA file replaced by another CA: kiln save fails verifying the "
                "registry's certificate, nothing written", TLS_WORDS)
@@ -223,14 +224,18 @@ set_ca("ca.pem")
 save_fails("a record whose CA is a relative path: refused naming the settings, nothing written",
            ("absolute path",))
 set_ca(NOT_PEM)
-save_fails("a record whose CA is a non-PEM file holding a marker: fails, the file's content "
-           "never in kiln's output", TLS_WORDS, leaked=(MARK,))
+o = save_fails("a record whose CA is a non-PEM file holding a marker: fails, the file's "
+               "content never in kiln's output", TLS_WORDS, leaked=(MARK,))
+T.check("... and names the file, holding no PEM certificate",
+        NOT_PEM in o and "no PEM certificate" in o, o[-800:])
 set_ca("/etc/passwd")
 save_fails("a record whose CA is /etc/passwd: fails, no line of the file in kiln's output",
            TLS_WORDS, leaked=[ln for ln in PASSWD if len(ln) > 12])
 set_ca("/dev/zero")
-save_fails("a record whose CA is /dev/zero: fails on TLS verification (not read: not a regular "
-           "file)", TLS_WORDS)
+o = save_fails("a record whose CA is /dev/zero: fails on TLS verification (not read: not a "
+               "regular file)", TLS_WORDS)
+T.check("... and says it is not a regular file", "/dev/zero" in o and "not a regular file" in o,
+        o[-800:])
 FIFO = os.path.join(T.tmp, "ca.fifo")
 os.mkfifo(FIFO)
 set_ca(FIFO)

@@ -110,6 +110,31 @@ p = k("pull", "%s/t/app:v1" % b, env={"KILN_CERTS_DIR": certs})
 T.check("TLS with the CA from certs.d/HOST:PORT/ca.crt", p.returncode == 0, p.stderr)
 p = k("pull", "--insecure-registry", b, "%s/t/app:v1" % b)
 T.check("--insecure-registry accepts an unverified certificate", p.returncode == 0, p.stderr)
+# a CA that cannot be used fails naming the file (it was skipped, and the handshake only
+# said that the registry's certificate did not verify); the file's content is never shown
+missing = os.path.join(T.tmp, "no-such-ca.pem")
+p = k("push", "--registry-ca", missing, "oci:%s:v1" % L, "%s/t/app:v1" % b)
+T.check("--registry-ca naming a missing file fails naming it",
+        p.returncode != 0 and missing in p.stderr and "No such file" in p.stderr, p.stderr)
+notpem = os.path.join(T.tmp, "notpem-ca.pem")
+with open(notpem, "w") as f:
+    f.write("SECRET-MARKER-in-a-ca-file\n")
+p = k("push", "--registry-ca", notpem, "oci:%s:v1" % L, "%s/t/app:v1" % b)
+T.check("--registry-ca naming a non-PEM file fails naming it, its content not shown",
+        p.returncode != 0 and notpem in p.stderr and "no PEM certificate" in p.stderr
+        and "SECRET-MARKER" not in p.stderr, p.stderr)
+p = k("push", "--registry-ca", "/dev/null", "oci:%s:v1" % L, "%s/t/app:v1" % b)
+T.check("--registry-ca naming a device fails: not a regular file",
+        p.returncode != 0 and "/dev/null" in p.stderr and "not a regular file" in p.stderr,
+        p.stderr)
+good_ca = os.path.join(certs, b, "ca.crt")
+os.rename(good_ca, good_ca + ".good")
+with open(good_ca, "w") as f:
+    f.write("not a certificate\n")
+p = k("pull", "%s/t/app:v1" % b, env={"KILN_CERTS_DIR": certs})
+T.check("a non-PEM certs.d/HOST/ca.crt fails naming it",
+        p.returncode != 0 and good_ca in p.stderr and "no PEM certificate" in p.stderr, p.stderr)
+os.replace(good_ca + ".good", good_ca)
 
 # mutual TLS: the registry asks for a client certificate signed by the CA
 import shutil  # noqa: E402
