@@ -86,9 +86,10 @@ void kiln_image_size_note(kiln_store_t *store, const kiln_digest_t *layer, uint6
         memo_set(fd, usize);
 }
 
-int kiln_image_size(kiln_store_t *store, const kiln_descriptor_t *manifest,
-                    const kiln_digest_t *config, const kiln_descriptor_t *layers, size_t n_layers,
-                    kiln_image_size_t *out, kiln_error_t *err)
+/* kiln_image_size (measure: a layer of no memo is decompressed) or kiln_image_size_noted. */
+static int image_size(kiln_store_t *store, const kiln_descriptor_t *manifest,
+                      const kiln_digest_t *config, const kiln_descriptor_t *layers, size_t n_layers,
+                      int measure_missing, kiln_image_size_t *out, kiln_error_t *err)
 {
     kiln_image_size_t s = {.compressed = manifest ? manifest->size : 0};
     uint64_t csize = 0;
@@ -109,6 +110,10 @@ int kiln_image_size(kiln_store_t *store, const kiln_descriptor_t *manifest,
         if (kiln_store_open_blob(store, &layers[i].digest, &fd, NULL, err) < 0)
             return -1;
         usize = memo_get(fd);
+        if (usize == 0 && !measure_missing) {
+            s.unmemoized++;
+            continue;
+        }
         if (usize == 0) {
             if (measure(fd, &layers[i].digest, &usize, err) < 0)
                 return -1;
@@ -119,4 +124,18 @@ int kiln_image_size(kiln_store_t *store, const kiln_descriptor_t *manifest,
     }
     *out = s;
     return 0;
+}
+
+int kiln_image_size(kiln_store_t *store, const kiln_descriptor_t *manifest,
+                    const kiln_digest_t *config, const kiln_descriptor_t *layers, size_t n_layers,
+                    kiln_image_size_t *out, kiln_error_t *err)
+{
+    return image_size(store, manifest, config, layers, n_layers, 1, out, err);
+}
+
+int kiln_image_size_noted(kiln_store_t *store, const kiln_descriptor_t *manifest,
+                          const kiln_digest_t *config, const kiln_descriptor_t *layers,
+                          size_t n_layers, kiln_image_size_t *out, kiln_error_t *err)
+{
+    return image_size(store, manifest, config, layers, n_layers, 0, out, err);
 }

@@ -15,6 +15,7 @@ typedef struct kiln_image_size {
     uint64_t compressed;
     uint64_t uncompressed; /* of the layers measured */
     size_t unmeasured;     /* lazy layers (oci/store_lazy) of unknown uncompressed size */
+    size_t unmemoized;     /* kiln_image_size_noted: layers in the store not measured yet */
 } kiln_image_size_t;
 
 /* Measures the image of `manifest` whose layers are `layers` (in the store, or lazy: a lazy
@@ -25,6 +26,14 @@ typedef struct kiln_image_size {
 int kiln_image_size(kiln_store_t *store, const kiln_descriptor_t *manifest,
                     const kiln_digest_t *config, const kiln_descriptor_t *layers, size_t n_layers,
                     kiln_image_size_t *out, kiln_error_t *err);
+
+/* kiln_image_size without decompressing anything: a layer in the store whose size was never
+ * noted (a blob a plain `kiln pull` downloaded) is counted in `unmemoized` instead (naming a
+ * pulled image then costs no second inflate of its layers; `kiln images` measures it when
+ * it lists the image). Fails like kiln_image_size. */
+int kiln_image_size_noted(kiln_store_t *store, const kiln_descriptor_t *manifest,
+                          const kiln_digest_t *config, const kiln_descriptor_t *layers,
+                          size_t n_layers, kiln_image_size_t *out, kiln_error_t *err);
 
 /* The uncompressed size of layer blob d when known without reading it (its memo, or its
  * lazy blob record), else 0. */

@@ -104,6 +104,7 @@ int kiln_imagestore_lookup(kiln_store_t *s, const char *name, kiln_imagestore_en
         *out = (kiln_imagestore_entry_t){.name = kiln_xstrdup(e->name),
                                          .digest = e->digest,
                                          .size = e->size,
+                                         .size_unknown = e->size_unknown,
                                          .created = e->created ? kiln_xstrdup(e->created) : NULL,
                                          .tagged = e->tagged};
     }
@@ -133,43 +134,97 @@ static int do_tag(kiln_imagestore_index_t *ix, void *ud, kiln_error_t *err)
     return r;
 }
 
-/* The created time and unpacked size of the image of manifest d, for `kiln images`. */
+/* The manifest d in the store, parsed (*m, *config: its config's JSON). */
+static int read_image(kiln_store_t *s, const kiln_digest_t *d, kiln_manifest_t **m, json_t **config,
+                      size_t *mlen, kiln_error_t *err)
+{
+    _cleanup_free_ char *body = NULL, *cfg = NULL;
+    size_t len = 0, clen = 0;
+    char ds[KILN_DIGEST_STR_MAX];
+
+    if (kiln_store_read_blob(s, d, KILN_IMAGE_MANIFEST_MAX, &body, &len, err) < 0)
+        return -1;
+    if (kiln_image_parse_manifest(body, len, m, err) < 0)
+        return kiln_error_prefix(err, "image %s", kiln_digest_str(d, ds));
+    if (kiln_store_read_blob(s, &(*m)->config.digest, KILN_IMAGE_CONFIG_MAX, &cfg, &clen, err) <
+            0 ||
+        kiln_image_parse_config(cfg, clen, config, err) < 0) {
+        kiln_manifest_free(*m);
+        *m = NULL;
+        return kiln_error_prefix(err, "image %s", kiln_digest_str(d, ds));
+    }
+    *mlen = len;
+    return 0;
+}
+
+/* The created time and unpacked size of the image of manifest d, for `kiln images`: the
+ * size only when every layer's is known without decompressing it. */
 static int describe(kiln_store_t *s, const kiln_digest_t *d, kiln_imagestore_entry_t *e,
                     kiln_error_t *err)
 {
-    _cleanup_free_ char *body = NULL, *cfg = NULL;
     _cleanup_json_ json_t *config = NULL;
     kiln_manifest_t *m = NULL;
     kiln_image_size_t sz;
     kiln_descriptor_t md = {.digest = *d};
-    size_t len = 0, clen = 0;
     const char *created;
-    char ds[KILN_DIGEST_STR_MAX];
-    int r = -1;
 
-    if (kiln_store_read_blob(s, d, KILN_IMAGE_MANIFEST_MAX, &body, &len, err) < 0)
+    if (read_image(s, d, &m, &config, &md.size, err) < 0)
         return -1;
-    if (kiln_image_parse_manifest(body, len, &m, err) < 0)
-        return kiln_error_prefix(err, "image %s", kiln_digest_str(d, ds));
-    md.size = len;
-    if (kiln_store_read_blob(s, &m->config.digest, KILN_IMAGE_CONFIG_MAX, &cfg, &clen, err) < 0 ||
-        kiln_image_parse_config(cfg, clen, &config, err) < 0) {
-        kiln_error_prefix(err, "image %s", kiln_digest_str(d, ds));
-        goto out;
-    }
     /* a layer that cannot be measured (not a tar stream) still lets the image be named: its
      * size is shown as 0 */
-    if (kiln_image_size(s, &md, &m->config.digest, m->layers, m->n_layers, &sz, NULL) < 0)
-        sz.uncompressed = 0;
+    if (kiln_image_size_noted(s, &md, &m->config.digest, m->layers, m->n_layers, &sz, NULL) < 0)
+        sz = (kiln_image_size_t){0};
     created = kiln_json_get_string(config, "created");
     e->digest = *d;
     e->size = sz.uncompressed;
+    e->size_unknown = sz.unmemoized > 0;
     e->created = created ? kiln_xstrdup(created) : NULL;
     e->tagged = (int64_t)time(NULL);
-    r = 0;
-out:
     kiln_manifest_free(m);
-    return r;
+    return 0;
+}
+
+/* What kiln_imagestore_measure writes: the size of the entries naming digest with none. */
+typedef struct size_job {
+    kiln_digest_t digest;
+    uint64_t size;
+} size_job_t;
+
+static int do_size(kiln_imagestore_index_t *ix, void *ud, kiln_error_t *err)
+{
+    size_job_t *j = ud;
+    int changed = 0;
+    (void)err;
+    for (size_t i = 0; i < ix->n; i++)
+        if (ix->entries[i].size_unknown && kiln_digest_equal(&ix->entries[i].digest, &j->digest)) {
+            ix->entries[i].size = j->size;
+            ix->entries[i].size_unknown = 0;
+            changed = 1;
+        }
+    return changed;
+}
+
+int kiln_imagestore_measure(kiln_store_t *s, const kiln_digest_t *d, uint64_t *size,
+                            kiln_error_t *err)
+{
+    _cleanup_json_ json_t *config = NULL;
+    kiln_manifest_t *m = NULL;
+    kiln_image_size_t sz;
+    kiln_descriptor_t md = {.digest = *d};
+    size_job_t j = {.digest = *d};
+    int r;
+
+    if (read_image(s, d, &m, &config, &md.size, err) < 0)
+        return -1;
+    r = kiln_image_size(s, &md, &m->config.digest, m->layers, m->n_layers, &sz, err);
+    kiln_manifest_free(m);
+    if (r < 0)
+        return -1;
+    j.size = sz.uncompressed;
+    if (update(s, do_size, &j, err) < 0)
+        return -1;
+    *size = sz.uncompressed;
+    return 0;
 }
 
 int kiln_imagestore_tag(kiln_store_t *s, const char *const *names, size_t n,

@@ -35,6 +35,7 @@ typedef struct kiln_imagestore_entry {
     char *name;           /* full normalised reference with a tag */
     kiln_digest_t digest; /* the manifest's */
     uint64_t size;        /* the layers unpacked (docker images' SIZE) */
+    int size_unknown;     /* not measured yet (a pulled image's layers): no "size" in the file */
     char *created;        /* the config's "created" (may be NULL) */
     int64_t tagged;       /* when the name was set (unix seconds) */
 } kiln_imagestore_entry_t;
@@ -82,9 +83,17 @@ int kiln_imagestore_lookup(kiln_store_t *s, const char *name, kiln_imagestore_en
 
 /* Names the image whose manifest is in the store: each of names (as people write them)
  * points at it, under the lock, in one index write. The manifest must be a manifest (not an
- * index) in the store; its size and created time are recorded with the names. */
+ * index) in the store; its size and created time are recorded with the names (the size
+ * when every layer's is known without decompressing it: else it is left to
+ * kiln_imagestore_measure, so naming a pulled image inflates nothing). */
 int kiln_imagestore_tag(kiln_store_t *s, const char *const *names, size_t n,
                         const kiln_digest_t *manifest, kiln_error_t *err);
+
+/* The unpacked size of the image of manifest d in the store, measuring (decompressing) each
+ * layer whose size was never noted: *size. The index's entries naming d with no size get it
+ * (under the lock). A layer that cannot be read fails naming it. */
+int kiln_imagestore_measure(kiln_store_t *s, const kiln_digest_t *d, uint64_t *size,
+                            kiln_error_t *err);
 
 /* Removes names (as people write them) from the index in one write. Every name must be
  * there: an unknown one fails naming it and nothing is removed. The blobs stay until prune.

@@ -121,6 +121,7 @@ int kiln_imagestore_index_set(kiln_imagestore_index_t *ix, const kiln_imagestore
     kiln_imagestore_entry_t copy = {.name = kiln_xstrdup(e->name),
                                     .digest = e->digest,
                                     .size = e->size,
+                                    .size_unknown = e->size_unknown,
                                     .created = e->created ? kiln_xstrdup(e->created) : NULL,
                                     .tagged = e->tagged};
 
@@ -178,6 +179,7 @@ static int parse_entry(const char *name, json_t *v, kiln_imagestore_entry_t *e, 
         return kiln_error_set(err, EINVAL, "image %s: created is not an RFC 3339 time", name);
     e->name = (char *)name;
     e->size = size ? (uint64_t)json_integer_value(size) : 0;
+    e->size_unknown = size == NULL;
     e->tagged = tagged ? (int64_t)json_integer_value(tagged) : 0;
     e->created = created ? (char *)json_string_value(created) : NULL;
     return 0;
@@ -236,7 +238,8 @@ char *kiln_imagestore_index_dump(const kiln_imagestore_index_t *ix)
         const kiln_imagestore_entry_t *e = &ix->entries[i];
         json_t *v = json_object();
         json_object_set_new(v, "digest", json_string(kiln_digest_str(&e->digest, ds)));
-        json_object_set_new(v, "size", json_integer((json_int_t)e->size));
+        if (!e->size_unknown)
+            json_object_set_new(v, "size", json_integer((json_int_t)e->size));
         if (e->created)
             json_object_set_new(v, "created", json_string(e->created));
         json_object_set_new(v, "tagged", json_integer((json_int_t)e->tagged));

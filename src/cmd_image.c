@@ -146,6 +146,8 @@ int kiln_cmd_images(int argc, char **argv)
                                .format = "table"};
     _cleanup_free_ char *store_root = NULL, *filter_full = NULL, *filter_repo = NULL;
     kiln_imagestore_index_t ix = {0};
+    kiln_store_t *s = NULL;
+    int store_failed = 0;
     kiln_error_t err = {0};
     int r = kiln_cli_image_getopt(&o, argc, argv);
 
@@ -182,12 +184,27 @@ int kiln_cmd_images(int argc, char **argv)
             continue;
         }
         kiln_imagestore_familiar(e->name, &repo, &tag);
-        human_size(e->size, size, sizeof(size));
+        uint64_t bytes = e->size;
+        if (e->size_unknown) {
+            /* a pulled image's layers are measured here, once (kept with each blob and in
+             * the index), not by the pull; one that cannot be read shows as 0 */
+            kiln_error_t me = {0};
+            if (s == NULL && !store_failed)
+                store_failed = kiln_cli_store_open(store_root, &s, &me) < 0;
+            if (s == NULL || kiln_imagestore_measure(s, &e->digest, &bytes, &me) < 0)
+                bytes = 0;
+            for (size_t k = i; k < ix.n; k++) /* its other names: measured now */
+                if (kiln_digest_equal(&ix.entries[k].digest, &e->digest)) {
+                    ix.entries[k].size = bytes;
+                    ix.entries[k].size_unknown = 0;
+                }
+        }
+        human_size(bytes, size, sizeof(size));
         human_since(e->created, since, sizeof(since));
         if (strcmp(o.format, "json") == 0) {
             json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:s,s:s}", "Repository", repo, "Tag",
                                   tag, "Name", e->name, "Digest", ds, "Size", size, "SizeBytes",
-                                  (json_int_t)e->size, "CreatedAt", e->created ? e->created : "",
+                                  (json_int_t)bytes, "CreatedAt", e->created ? e->created : "",
                                   "CreatedSince", since);
             char *line = json_dumps(j, JSON_COMPACT);
             printf("%s\n", line);
@@ -198,6 +215,8 @@ int kiln_cmd_images(int argc, char **argv)
         }
     }
     kiln_imagestore_index_clear(&ix);
+    if (s != NULL)
+        kiln_store_close(s);
     return KILN_EXIT_OK;
 }
 

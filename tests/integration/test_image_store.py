@@ -127,12 +127,57 @@ r = kiln("push", *R, *INS, f"{host}/missing:1")
 T.check("kiln push of a name not in the store: refused, nothing asked of the registry",
         r.returncode == 1 and f"no image named {host}/missing:1 in kiln's store" in r.stderr, r.stderr)
 
+
+def unpacked_size(root, mdigest):
+    """The image's layers decompressed, byte count (what kiln images' SIZE counts)."""
+    import gzip
+    blob = lambda d: open(os.path.join(root, "blobs", "sha256", d.split(":")[1]), "rb").read()
+    man = json.loads(blob(mdigest))
+    total = 0
+    for layer in man["layers"]:
+        b = blob(layer["digest"])
+        total += len(gzip.decompress(b) if b[:2] == b"\x1f\x8b" else b)
+    return total
+
+
+def memos(root, mdigest):
+    man = json.load(open(os.path.join(root, "blobs", "sha256", mdigest.split(":")[1])))
+    out = []
+    for layer in man["layers"]:
+        try:
+            out.append(os.getxattr(os.path.join(root, "blobs", "sha256", layer["digest"][7:]),
+                                   "user.kiln.usize"))
+        except OSError:
+            out.append(None)
+    return out
+
+
 # kiln pull NAME names the pulled image too (docker pull)
 proot = os.path.join(T.tmp, "root-pull")
 r = kiln("pull", "--root", proot, *INS, f"{host}/own:1")
+with open(os.path.join(proot, "images", "index.json")) as f:
+    pulled_entry = json.load(f)["images"].get(f"{host}/own:1", {})
+pulled_memos = memos(proot, digest) if r.returncode == 0 else []
 T.check("kiln pull NAME: named in the store with the registry's digest",
         r.returncode == 0 and by_name(proot).get(f"{host}/own:1", {}).get("Digest") == digest,
         r.stderr[-800:] + str(by_name(proot)))
+# naming a pulled image decompresses none of its layers (the pull's cost was a second
+# inflate of every layer): its size is measured by kiln images (above), once
+T.check("kiln pull NAME: the name was recorded with no size, no layer measured",
+        r.returncode == 0 and "size" not in pulled_entry and pulled_entry.get("digest") == digest
+        and pulled_memos and all(m is None for m in pulled_memos),
+        str(pulled_entry) + str(pulled_memos))
+want = unpacked_size(proot, digest)
+got = by_name(proot).get(f"{host}/own:1", {})
+T.check("kiln images measures the pulled image: SizeBytes is its layers decompressed",
+        got.get("SizeBytes") == want and want > 0, "%s want %d" % (got, want))
+with open(os.path.join(proot, "images", "index.json")) as f:
+    entry = json.load(f)["images"].get(f"{host}/own:1", {})
+T.check("... and keeps it: the index has the size, each layer its memo",
+        entry.get("size") == want and all(m is not None for m in memos(proot, digest)),
+        str(entry) + str(memos(proot, digest)))
+T.check("... the same size as the built image's in the builder's store",
+        by_name().get("app:1", {}).get("SizeBytes") == want, by_name().get("app:1"))
 
 r = kiln("inspect", *R, "store:app:1")
 T.check("kiln inspect store:NAME: the image store's name", r.returncode == 0

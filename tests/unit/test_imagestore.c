@@ -35,6 +35,7 @@ static void test_roundtrip(void **state)
 {
     const char *text = "{\"version\":1,\"images\":{"
                        "\"ghcr.io/o/app:2\":{\"digest\":\"" D2 "\",\"size\":5,\"tagged\":7},"
+                       "\"ghcr.io/o/pulled:1\":{\"digest\":\"" D2 "\",\"tagged\":8},"
                        "\"docker.io/library/app:latest\":{\"digest\":\"" D1
                        "\",\"size\":1234,\"created\":\"2026-12-03T10:00:00Z\",\"tagged\":9}}}";
     kiln_imagestore_index_t ix = {0}, again = {0};
@@ -44,10 +45,13 @@ static void test_roundtrip(void **state)
 
     (void)state;
     assert_int_equal(kiln_imagestore_index_parse(text, strlen(text), &ix, &err), 0);
-    assert_int_equal(ix.n, 2);
+    assert_int_equal(ix.n, 3);
     /* sorted by name whatever the file's order */
     assert_string_equal(ix.entries[0].name, "docker.io/library/app:latest");
     assert_string_equal(ix.entries[1].name, "ghcr.io/o/app:2");
+    /* no size: not measured yet (a pulled image), and kept so */
+    assert_int_equal(ix.entries[1].size_unknown, 0);
+    assert_int_equal(ix.entries[2].size_unknown, 1);
     assert_string_equal(kiln_digest_str(&ix.entries[0].digest, ds), D1);
     assert_int_equal(ix.entries[0].size, 1234);
     assert_string_equal(ix.entries[0].created, "2026-12-03T10:00:00Z");
@@ -57,6 +61,8 @@ static void test_roundtrip(void **state)
     assert_int_equal(kiln_imagestore_index_parse(dump, strlen(dump), &again, &err), 0);
     dump2 = kiln_imagestore_index_dump(&again);
     assert_string_equal(dump, dump2);
+    assert_int_equal(again.entries[2].size_unknown, 1);
+    assert_int_equal(again.entries[1].size, 5);
     kiln_imagestore_index_clear(&ix);
     kiln_imagestore_index_clear(&again);
 }
@@ -254,6 +260,10 @@ static void test_size_note(void **state)
     assert_int_equal(kiln_store_open(root, &s, &err), 0);
     assert_int_equal(kiln_store_put_bytes(s, blob, strlen(blob), &layer.digest, &err), 0);
     layer.size = strlen(blob);
+    /* naming a pulled image: nothing decompressed, the layer counted as not measured */
+    assert_int_equal(kiln_image_size_noted(s, NULL, NULL, &layer, 1, &sz, &err), 0);
+    assert_int_equal(sz.unmemoized, 1);
+    assert_int_equal(sz.uncompressed, 0);
     assert_int_equal(kiln_image_size(s, NULL, NULL, &layer, 1, &sz, &err), -1);
     assert_non_null(strstr(err.msg, "measuring layer sha256:"));
     kiln_image_size_note(s, &layer.digest, 12345);
@@ -266,6 +276,9 @@ static void test_size_note(void **state)
     }
     assert_int_equal(kiln_image_size(s, NULL, NULL, &layer, 1, &sz, &err), 0);
     assert_int_equal(sz.uncompressed, 12345);
+    assert_int_equal(kiln_image_size_noted(s, NULL, NULL, &layer, 1, &sz, &err), 0);
+    assert_int_equal(sz.uncompressed, 12345);
+    assert_int_equal(sz.unmemoized, 0);
     assert_int_equal(sz.compressed, strlen(blob));
     kiln_store_close(s);
     kiln_fs_rm_rf(root, NULL);
