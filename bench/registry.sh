@@ -10,7 +10,8 @@
 # RUNS rounds (default 5), the commands interleaved; medians, min/max, peak RSS and CPU
 # seconds (bench_lib.sh), one ratio line per case. The registry's own speed bounds the pulls.
 # Then the same pull + unpack of a real base image (kiln's node-build: ~46,000 files, what a
-# build's FROM unpacks on a fresh worker) against `tar -xf` of its layers.
+# build's FROM unpacks on a fresh worker) against `tar -xf` of its layers, and its plain pull
+# (`kiln pull NAME` into kiln's store, as docker pull) against skopeo copy to a layout.
 #
 #   KILN_BIN         the kiln binary (default build/src/kiln, the README's; built if absent)
 #   BENCH_LAYER_MIB  size of each of the 4 layers (default 256)
@@ -28,7 +29,7 @@ W=$(mktemp -d /var/tmp/kiln-bench-registry.XXXXXX)
 # start_registry runs in $(…), a subshell: its pids are kept in files, not in an array.
 cleanup() {
   for p in "$W"/reg-*/pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done
-  for d in floor-base nb3 nb6; do bench_dropfs "$W/$d" 2>/dev/null; done
+  for d in floor-base nb3 nb6 nb7 nb8 nb9; do bench_dropfs "$W/$d" 2>/dev/null; done
   rm -rf "$W"
 }
 trap cleanup EXIT
@@ -151,13 +152,16 @@ if [ "$BASE" != none ] && [ -f "$BASE/index.json" ]; then
   rounds \
     tar-xf-base "bench_newfs $W/floor-base" "for f in $W/plain-base/*.tar; do tar -xf \$f -C $W/floor-base 2>/dev/null || exit 1; done" \
     kiln-unpack-base "bench_newfs $W/nb3" "$(reg_cpu "$KILN pull --progress=none --root $W/nb3/store $REG -o type=local,dest=$W/nb3/out 127.0.0.1:$PK/bench/base:1")" \
-    ${KILN_BASELINE:+old-unpack-base "bench_newfs $W/nb6" "$KILN_BASELINE pull --progress=none --root $W/nb6/store $REG -o type=local,dest=$W/nb6/out 127.0.0.1:$PK/bench/base:1"}
+    ${KILN_BASELINE:+old-unpack-base "bench_newfs $W/nb6" "$KILN_BASELINE pull --progress=none --root $W/nb6/store $REG -o type=local,dest=$W/nb6/out 127.0.0.1:$PK/bench/base:1"} \
+    skopeo-pull-base "bench_newfs $W/nb7" "$SK copy -q --src-tls-verify=false docker://127.0.0.1:$PK/bench/base:1 oci:$W/nb7/oci:bench" \
+    kiln-pull-base "bench_newfs $W/nb8" "$KILN pull --progress=none --root $W/nb8/store $REG 127.0.0.1:$PK/bench/base:1" \
+    ${KILN_BASELINE:+old-pull-base "bench_newfs $W/nb9" "$KILN_BASELINE pull --progress=none --root $W/nb9/store $REG 127.0.0.1:$PK/bench/base:1"}
   # tar writes whiteouts (.wh.NAME) as files where kiln applies them (removing NAME)
   a=$(cd "$W/floor-base" && find . ! -name '.wh.*' ! -name lost+found | wc -l); b=$(cd "$W/nb3/out" && find . | wc -l)
   [ "$b" -le "$a" ] && [ $((b * 100)) -ge $((a * 95)) ] ||
     { echo "kiln unpacked $b entries of the base image, tar $a (whiteouts aside)"; exit 1; }
   echo "$b" >"$T/base-entries"
-  for d in floor-base nb3 nb6; do bench_dropfs "$W/$d"; done
+  for d in floor-base nb3 nb6 nb7 nb8 nb9; do bench_dropfs "$W/$d"; done
   rm -rf "$W/plain-base"
 fi
 want=$((4 * (MIB / 16)))
@@ -188,5 +192,7 @@ if grep -q '^kiln-unpack-base ' "$T/times"; then
   printf '%-22s kiln-unpack-base %s s  tar-xf-base %s s  ratio %s  (CPU)\n' base-cpu "$(cpu_med kiln-unpack-base)" \
     "$(cpu_med tar-xf-base)" "$(ratio "$(cpu_med kiln-unpack-base)" "$(cpu_med tar-xf-base)")"
   [ -z "${KILN_BASELINE:-}" ] || ratio_line base-vs-old kiln-unpack-base old-unpack-base "($KILN_BASELINE)"
+  ratio_line base-pull kiln-pull-base skopeo-pull-base "(target <= 1.0: kiln pull into its store, as docker pull)"
+  [ -z "${KILN_BASELINE:-}" ] || ratio_line base-pull-vs-old kiln-pull-base old-pull-base "($KILN_BASELINE)"
 fi
 bench_footer
