@@ -48,8 +48,10 @@ static void worker_usage(void)
         "it\n"
         "  --config FILE            the tenants' credentials, outputs and entitlements (the\n"
         "                           \"tenants\" of kiln serve's --config; its \"limits\" and\n"
-        "                           \"max_limits\" and \"policy\": {\"additional_stores\"} too;\n"
-        "                           other keys are checked, not used). A\n"
+        "                           \"max_limits\" and \"policy\": {\"allow_addresses\",\n"
+        "                           \"allow_http_git\", \"oci_dirs\", \"additional_stores\"} too;\n"
+        "                           policy.isolation is --isolation's here; other keys are\n"
+        "                           checked, not used). A\n"
         "                           job may \"allow\" only what its tenant and --allow grant;\n"
         "                           a tenant's max_concurrent holds across all workers (leases\n"
         "                           in kiln serve's --context-store).\n"
@@ -235,11 +237,18 @@ int kiln_cmd_worker(int argc, char **argv)
     o.job_key = job_key;
     cmd = kiln_server_build_cmd(cmd_opt);
     o.build_cmd = cmd;
-    /* every job is a tenant's build: the policy of untrusted input */
+    /* every job is a tenant's build: the policy of untrusted input, with what the
+     * operator's config allows as kiln serve reads it (policy.allow_addresses besides
+     * --allow-address, allow_http_git, oci_dirs, and the read-only image stores of the
+     * worker image, oci/additional_store) */
+    if (config != NULL) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(kiln_config_allow_addresses(config), i, v)
+            kiln_server_allow_address(&build_opts, &n_build_opts, json_string_value(v), NULL);
+    }
     kiln_server_strv_add(&build_opts, &n_build_opts, "--server-mode");
-    kiln_server_policy_options(NULL, &build_opts, &n_build_opts);
-    /* the operator's read-only image stores (the worker image's, oci/additional_store) */
-    kiln_server_store_options(config ? config->policy : NULL, &build_opts, &n_build_opts);
+    kiln_server_policy_options(config ? config->policy : NULL, &build_opts, &n_build_opts);
     if (kiln_server_isolation(&build_opts, &n_build_opts, isolation,
                               "kiln worker --isolation chroot", &err) < 0) {
         kiln_jobkey_free(job_key);

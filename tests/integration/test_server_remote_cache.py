@@ -25,6 +25,7 @@ tenant's cache under `kiln-ns/TENANT/P/`, read and written with the tenant's own
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -269,12 +270,15 @@ s3q = Server(os.path.join(T.tmp, "root3"), workers=1, config=config, env=OWN,
 wcfg = os.path.join(T.tmp, "root3.config.json")
 R3 = os.path.join(T.tmp, "kroot3")
 wlog = open(os.path.join(T.tmp, "worker.log"), "w")
+# the worker's policy is the config's (allow_addresses, oci_dirs): no --allow-address and no
+# KILN_IMAGES_DIR here, which is where FROM oci: could read otherwise
+wenv = dict(os.environ, **OWN)
+wenv.pop("KILN_IMAGES_DIR", None)
 worker = T.spawn([KILN, "worker", "--queue", jobs, "--events-queue", events, "--config", wcfg,
                   "--root", os.path.join(T.tmp, "wroot"), "--kiln-root", R3,
-                  "--allow-address", "127.0.0.0/8", "--wait-seconds", "1",
+                  "--wait-seconds", "1",
                   "--build-option=--cache-to=" + SPEC, "--build-option=--cache-from=" + SPEC],
-                 stdout=wlog, stderr=subprocess.STDOUT,
-                 env=dict(os.environ, KILN_IMAGES_DIR=layout, **OWN))
+                 stdout=wlog, stderr=subprocess.STDOUT, env=wenv)
 rec5, log5, reqs5 = build(s3q, "acme")
 cache5 = [r for r in reqs5 if r["path"].startswith("/%s/" % BUCKET)]
 T.check("queue mode: the worker on a fresh root builds acme's job with every RUN a cache hit",
@@ -289,6 +293,19 @@ T.check("queue mode: the cached layers are acme's lazy records under R3/ns/acme/
         layer_hex and all(recs5.get(h) == "s3-ns acme " + SPEC for h in layer_hex)
         and not any(os.path.exists(os.path.join(R3, "blobs", "sha256", h)) for h in layer_hex),
         (recs5, layer_hex))
+# a layout outside the config's oci_dirs: refused by the worker's build, naming the allowed
+# directory (the worker read policy.oci_dirs; before, it allowed KILN_IMAGES_DIR or kiln's
+# own image directory whatever the config said)
+other = os.path.join(T.tmp, "other-layout")
+shutil.copytree(layout, other)
+st, body = s3q.request("POST", "/v1/contexts", token=TOKENS["acme"],
+                       body=tar_gz({"Dockerfile": ("FROM oci:%s:1\nRUN true\n" % other).encode()}))
+rec6, log6 = s3q.build_to_end({"source": {"context": body.get("context") if st == 201 else ""}},
+                              token=TOKENS["acme"]) if st == 201 else ({"status": st}, "")
+T.check("queue mode: FROM oci: outside the config's oci_dirs is refused by the worker, naming "
+        "the allowed directory", rec6.get("status") == "failed"
+        and "is not in a directory server builds may read OCI layouts from" in log6
+        and layout in log6, (rec6, log6[-1500:]))
 worker.terminate()
 worker.wait(timeout=120)
 s3q.term()
