@@ -91,7 +91,8 @@ int kiln_imagestore_tag(kiln_store_t *s, const char *const *names, size_t n,
 
 /* The unpacked size of the image of manifest d in the store, measuring (decompressing) each
  * layer whose size was never noted: *size. The index's entries naming d with no size get it
- * (under the lock). A layer that cannot be read fails naming it. */
+ * (under the lock; best effort: a root this user cannot write still gets *size). A layer
+ * that cannot be read fails naming it. */
 int kiln_imagestore_measure(kiln_store_t *s, const kiln_digest_t *d, uint64_t *size,
                             kiln_error_t *err);
 
