@@ -363,6 +363,20 @@ kiln_compression_t kiln_decompressor_format(const kiln_decompressor_t *d)
     return d->type;
 }
 
+void kiln_decompressor_take_out_hash(kiln_decompressor_t *d, kiln_hash_fn *fn, void **ctx)
+{
+    *fn = d->out_hash;
+    *ctx = d->out_ctx;
+    d->out_hash = NULL;
+    d->out_ctx = NULL;
+}
+
+void kiln_decompressor_set_out_hash(kiln_decompressor_t *d, kiln_hash_fn fn, void *ctx)
+{
+    d->out_hash = fn;
+    d->out_ctx = ctx;
+}
+
 /* One step of gzip decoding; returns bytes produced (0 with done set at the end). */
 static ssize_t read_gzip(kiln_decompressor_t *d, unsigned char *buf, size_t len, kiln_error_t *err)
 {

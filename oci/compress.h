@@ -98,6 +98,13 @@ int kiln_decompressor_new_blocks(kiln_block_fn fn, void *ctx, kiln_hash_fn raw_h
 ssize_t kiln_decompressor_read(kiln_decompressor_t *d, void *buf, size_t len, kiln_error_t *err);
 /* The detected format. */
 kiln_compression_t kiln_decompressor_format(const kiln_decompressor_t *d);
+
+/* Takes d's output hook (kiln_hash_fn and its context) off d: *fn, *ctx (NULL when none).
+ * The caller hashes the output itself from then on (oci/inflate_thread's hasher). */
+void kiln_decompressor_take_out_hash(kiln_decompressor_t *d, kiln_hash_fn *fn, void **ctx);
+
+/* Puts an output hook (back) on d. */
+void kiln_decompressor_set_out_hash(kiln_decompressor_t *d, kiln_hash_fn fn, void *ctx);
 /* Reads and discards the rest of the decompressed stream (so that digests
  * cover it all, e.g. tar padding after the end-of-archive marker). */
 int kiln_decompressor_drain(kiln_decompressor_t *d, kiln_error_t *err);

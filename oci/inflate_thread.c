@@ -12,7 +12,11 @@
 #define SLOT_SIZE (256 * 1024)
 
 struct kiln_inflate_thread {
-    pthread_t th;
+    pthread_t th, hasher;
+    int has_hasher;
+    kiln_hash_fn hash;
+    void *hash_ctx;
+    uint64_t htail; /* the hasher's next slot: slots [htail, head) are not hashed yet */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     kiln_decompressor_t *dec;
@@ -30,7 +34,8 @@ static void *inflate_main(void *arg)
     kiln_inflate_thread_t *f = arg;
     for (;;) {
         pthread_mutex_lock(&f->lock);
-        while (!f->stop && f->head - f->tail == SLOTS)
+        /* a slot is free once the reader gave it back and the hasher hashed it */
+        while (!f->stop && f->head - (f->htail < f->tail ? f->htail : f->tail) == SLOTS)
             pthread_cond_wait(&f->cond, &f->lock);
         int stop = f->stop;
         unsigned char *b = f->buf[f->head % SLOTS];
@@ -59,6 +64,30 @@ static void *inflate_main(void *arg)
         if (n <= 0)
             return NULL;
     }
+}
+
+/* The hasher: the output's digest, slot by slot in order, beside the reader (the inflate
+ * and the tar's SHA-256 were one serial chain: the longest of a big layer's unpack). Ends
+ * at the end of the output, on a failure or when stopped. */
+static void *hasher_main(void *arg)
+{
+    kiln_inflate_thread_t *f = arg;
+    pthread_mutex_lock(&f->lock);
+    for (;;) {
+        while (!f->stop && !f->failed && !f->end && f->htail == f->head)
+            pthread_cond_wait(&f->cond, &f->lock);
+        if (f->stop || f->failed || f->htail == f->head)
+            break;
+        const unsigned char *b = f->buf[f->htail % SLOTS];
+        size_t n = f->len[f->htail % SLOTS];
+        pthread_mutex_unlock(&f->lock);
+        f->hash(f->hash_ctx, b, n);
+        pthread_mutex_lock(&f->lock);
+        f->htail++;
+        pthread_cond_broadcast(&f->cond);
+    }
+    pthread_mutex_unlock(&f->lock);
+    return NULL;
 }
 
 const void *kiln_inflate_thread_block(void *ctx, size_t *len, kiln_error_t *err)
@@ -106,7 +135,26 @@ kiln_inflate_thread_t *kiln_inflate_thread_start(kiln_decompressor_t *dec)
     pthread_cond_init(&f->cond, NULL);
     for (int i = 0; i < SLOTS; i++)
         f->buf[i] = kiln_xmalloc(SLOT_SIZE);
+    /* the output's hook moves to a hasher thread of its own; without one, the inflate
+     * thread keeps calling it */
+    kiln_decompressor_take_out_hash(dec, &f->hash, &f->hash_ctx);
+    if (f->hash != NULL) {
+        f->has_hasher = pthread_create(&f->hasher, NULL, hasher_main, f) == 0;
+        if (!f->has_hasher) {
+            kiln_decompressor_set_out_hash(dec, f->hash, f->hash_ctx);
+            f->hash = NULL;
+        }
+    }
     if (pthread_create(&f->th, NULL, inflate_main, f) != 0) {
+        if (f->has_hasher) {
+            pthread_mutex_lock(&f->lock);
+            f->stop = 1;
+            pthread_cond_broadcast(&f->cond);
+            pthread_mutex_unlock(&f->lock);
+            pthread_join(f->hasher, NULL);
+        }
+        if (f->hash != NULL)
+            kiln_decompressor_set_out_hash(dec, f->hash, f->hash_ctx);
         inflate_free(f);
         return NULL;
     }
@@ -117,6 +165,15 @@ void kiln_inflate_thread_stop(kiln_inflate_thread_t *f)
 {
     if (f == NULL)
         return;
+    pthread_mutex_lock(&f->lock);
+    /* after the reader saw the end, the hasher finishes the slots it has not hashed (the
+     * digest is then complete); else it stops where it is */
+    if (!(f->end && !f->failed))
+        f->stop = 1;
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+    if (f->has_hasher)
+        pthread_join(f->hasher, NULL);
     pthread_mutex_lock(&f->lock);
     f->stop = 1;
     pthread_cond_broadcast(&f->cond);

@@ -2,7 +2,9 @@
  * digests its hooks compute) runs beside the tar parsing and file writing, on another CPU.
  * The plain tar passes in a few slots of up to 256 KiB, handed to the reader without a copy;
  * each slot holds what one read of the input gave (a layer still downloading is unpacked as
- * far as it arrived). Used by the layer unpacker (oci/unpack) as its tar reader's blocks. */
+ * far as it arrived). The decompressor's output hook (the diff_id's SHA-256) runs in a
+ * hasher thread of its own over the same slots, in order. Used by the layer unpacker
+ * (oci/unpack) as its tar reader's blocks. */
 #ifndef KILN_OCI_INFLATE_THREAD_H
 #define KILN_OCI_INFLATE_THREAD_H
 
@@ -13,18 +15,19 @@
 
 typedef struct kiln_inflate_thread kiln_inflate_thread_t;
 
-/* Starts inflating dec in a new thread; dec is taken over on success (freed by
- * kiln_inflate_thread_stop). NULL when no thread can start (dec is then still the
- * caller's). */
+/* Starts inflating dec in a new thread (its output hook moved to a hasher thread when one
+ * starts); dec is taken over on success (freed by kiln_inflate_thread_stop). NULL when no
+ * thread can start (dec is then still the caller's, its hook back on it). */
 kiln_inflate_thread_t *kiln_inflate_thread_start(kiln_decompressor_t *dec);
 
 /* A kiln_block_fn (oci/tar_reader) over t: the next block of plain tar (the previous one
  * given back), *len 0 at the end, NULL with the decompressor's error. */
 const void *kiln_inflate_thread_block(void *t, size_t *len, kiln_error_t *err);
 
-/* Stops the thread (one blocked reading its input ends once that read returns) and frees
- * t and its decompressor. After the reader saw the end, the decompressor's hooks have seen
- * every byte: the digests they computed are complete. NULL is ignored. */
+/* Stops the threads (one blocked reading its input ends once that read returns) and frees
+ * t and its decompressor. After the reader saw the end, the hasher finishes first: the
+ * hooks have then seen every byte, and the digests they computed are complete. NULL is
+ * ignored. */
 void kiln_inflate_thread_stop(kiln_inflate_thread_t *t);
 
 #endif

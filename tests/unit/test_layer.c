@@ -431,6 +431,65 @@ static void test_large_file(void **state)
     unlink(p);
 }
 
+/* A gzip layer of many inflate slots (oci/inflate_thread: its diff_id hashed by a hasher
+ * thread beside the tar reader): the diff_id and size are the writer's; a wrong expected
+ * diff_id fails naming it; a stream cut short fails (the hasher stops, nothing hangs). */
+static void test_hasher_diff_id(void **state)
+{
+    _cleanup_free_ char *src = sub("hasher-src");
+    _cleanup_free_ char *blob = kiln_xasprintf("%s/hasher.tgz", tmpdir);
+    kiln_layer_opts_t o;
+    kiln_layer_info_t info;
+    kiln_unpack_opts_t uo;
+    kiln_unpack_stats_t us;
+    kiln_error_t err = {0};
+    kiln_digest_t wrong;
+    (void)state;
+    /* 12 files of 768 KiB: random halves (stored blocks) and text halves (inflated) */
+    unsigned char *data = kiln_xmalloc(768 * 1024);
+    uint32_t x = 12345;
+    for (int f = 0; f < 12; f++) {
+        for (size_t i = 0; i < 768 * 1024; i++) {
+            x = x * 1103515245u + 12345u;
+            data[i] = i < 384 * 1024 ? (unsigned char)(x >> 24) : (unsigned char)('a' + i % 23);
+        }
+        _cleanup_free_ char *p = kiln_xasprintf("%s/f%02d", src, f);
+        int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, data, 768 * 1024), 768 * 1024);
+        close(fd);
+    }
+    free(data);
+    kiln_layer_opts_init(&o);
+    o.compression = KILN_COMPRESSION_GZIP;
+    write_layer(src, &o, blob, &info);
+    for (int round = 0; round < 3; round++) {
+        _cleanup_free_ char *dst = kiln_xasprintf("hasher-dst%d", round);
+        _cleanup_free_ char *root = sub(dst);
+        kiln_unpack_opts_init(&uo);
+        uo.expect_diff_id = &info.diff_id;
+        kiln_error_clear(&err);
+        if (unpack_file(blob, root, &uo, &us, &err) < 0)
+            fail_msg("unpack: %s", err.msg);
+        assert_true(kiln_digest_equal(&us.diff_id, &info.diff_id));
+        assert_int_equal(us.diff_size, info.diff_size);
+    }
+    _cleanup_free_ char *r1 = sub("hasher-wrong");
+    kiln_digest_bytes("x", 1, &wrong);
+    kiln_unpack_opts_init(&uo);
+    uo.expect_diff_id = &wrong;
+    kiln_error_clear(&err);
+    assert_int_equal(unpack_file(blob, r1, &uo, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "layer diff_id mismatch"));
+    _cleanup_free_ char *r2 = sub("hasher-cut");
+    assert_int_equal(truncate(blob, (off_t)info.size / 2), 0);
+    kiln_unpack_opts_init(&uo);
+    uo.expect_diff_id = &info.diff_id;
+    kiln_error_clear(&err);
+    assert_int_equal(unpack_file(blob, r2, &uo, NULL, &err), -1);
+    assert_null(strstr(err.msg, "mismatch"));
+}
+
 /* One entry of a hand-made tar: type AE_IF*, linkname for symlinks/hardlinks. */
 /* Unpacks a hand-made tar into a fresh root; returns the unpack result. */
 static int unpack_entries(const char *name, const struct tentry *e, size_t n,
@@ -608,19 +667,13 @@ static void test_sink_failure(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_compress_api),
-        cmocka_unit_test(test_roundtrip_gzip),
-        cmocka_unit_test(test_roundtrip_zstd),
-        cmocka_unit_test(test_roundtrip_none),
-        cmocka_unit_test(test_reproducible),
-        cmocka_unit_test(test_whiteouts),
-        cmocka_unit_test(test_prefix),
-        cmocka_unit_test(test_bad_streams),
-        cmocka_unit_test(test_unpack_hostile),
-        cmocka_unit_test(test_copy_tar),
-        cmocka_unit_test(test_sink_failure),
-        cmocka_unit_test(test_large_file),
-        cmocka_unit_test(test_store_sink_digest),
+        cmocka_unit_test(test_compress_api),   cmocka_unit_test(test_roundtrip_gzip),
+        cmocka_unit_test(test_roundtrip_zstd), cmocka_unit_test(test_roundtrip_none),
+        cmocka_unit_test(test_reproducible),   cmocka_unit_test(test_whiteouts),
+        cmocka_unit_test(test_prefix),         cmocka_unit_test(test_bad_streams),
+        cmocka_unit_test(test_unpack_hostile), cmocka_unit_test(test_copy_tar),
+        cmocka_unit_test(test_sink_failure),   cmocka_unit_test(test_large_file),
+        cmocka_unit_test(test_hasher_diff_id), cmocka_unit_test(test_store_sink_digest),
     };
     size_t n = sizeof(tests) / sizeof(tests[0]);
     /* test_large_file (last) streams 8 GiB: far too slow under the sanitizers.
