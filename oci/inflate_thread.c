@@ -28,6 +28,12 @@ struct kiln_inflate_thread {
     kiln_error_t err;
 };
 
+/* The first slot not free yet (locked): the reader's, or the hasher's when it is behind. */
+static uint64_t freed(const kiln_inflate_thread_t *f)
+{
+    return f->has_hasher && f->htail < f->tail ? f->htail : f->tail;
+}
+
 /* The thread: fills free slots until the input ends, fails or the consumer stops it. */
 static void *inflate_main(void *arg)
 {
@@ -35,7 +41,7 @@ static void *inflate_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&f->lock);
         /* a slot is free once the reader gave it back and the hasher hashed it */
-        while (!f->stop && f->head - (f->htail < f->tail ? f->htail : f->tail) == SLOTS)
+        while (!f->stop && f->head - freed(f) == SLOTS)
             pthread_cond_wait(&f->cond, &f->lock);
         int stop = f->stop;
         unsigned char *b = f->buf[f->head % SLOTS];

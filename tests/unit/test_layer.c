@@ -432,8 +432,9 @@ static void test_large_file(void **state)
 }
 
 /* A gzip layer of many inflate slots (oci/inflate_thread: its diff_id hashed by a hasher
- * thread beside the tar reader): the diff_id and size are the writer's; a wrong expected
- * diff_id fails naming it; a stream cut short fails (the hasher stops, nothing hangs). */
+ * thread beside the tar reader): the diff_id and size are the writer's; with no digest
+ * asked for it unpacks too (no hasher); a wrong expected diff_id fails naming it; a stream
+ * cut short fails (the hasher stops, nothing hangs). */
 static void test_hasher_diff_id(void **state)
 {
     _cleanup_free_ char *src = sub("hasher-src");
@@ -474,6 +475,12 @@ static void test_hasher_diff_id(void **state)
         assert_true(kiln_digest_equal(&us.diff_id, &info.diff_id));
         assert_int_equal(us.diff_size, info.diff_size);
     }
+    /* no digest asked for: no hasher, the reader alone frees the slots (it waited for a
+     * hasher that never ran: the unpack hung after 8 slots) */
+    _cleanup_free_ char *r0 = sub("hasher-none");
+    kiln_error_clear(&err);
+    if (unpack_file(blob, r0, NULL, NULL, &err) < 0)
+        fail_msg("unpack without digests: %s", err.msg);
     _cleanup_free_ char *r1 = sub("hasher-wrong");
     kiln_digest_bytes("x", 1, &wrong);
     kiln_unpack_opts_init(&uo);
