@@ -13,8 +13,7 @@
 
 struct kiln_inflate_thread {
     pthread_t th, hasher;
-    int has_hasher;
-    kiln_hash_fn hash;
+    kiln_hash_fn hash; /* the output's hook, when a hasher thread runs it */
     void *hash_ctx;
     uint64_t htail; /* the hasher's next slot: slots [htail, head) are not hashed yet */
     pthread_mutex_t lock;
@@ -31,7 +30,16 @@ struct kiln_inflate_thread {
 /* The first slot not free yet (locked): the reader's, or the hasher's when it is behind. */
 static uint64_t freed(const kiln_inflate_thread_t *f)
 {
-    return f->has_hasher && f->htail < f->tail ? f->htail : f->tail;
+    return f->hash != NULL && f->htail < f->tail ? f->htail : f->tail;
+}
+
+/* Tells the threads to stop. */
+static void set_stop(kiln_inflate_thread_t *f)
+{
+    pthread_mutex_lock(&f->lock);
+    f->stop = 1;
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->lock);
 }
 
 /* The thread: fills free slots until the input ends, fails or the consumer stops it. */
@@ -144,23 +152,16 @@ kiln_inflate_thread_t *kiln_inflate_thread_start(kiln_decompressor_t *dec)
     /* the output's hook moves to a hasher thread of its own; without one, the inflate
      * thread keeps calling it */
     kiln_decompressor_take_out_hash(dec, &f->hash, &f->hash_ctx);
-    if (f->hash != NULL) {
-        f->has_hasher = pthread_create(&f->hasher, NULL, hasher_main, f) == 0;
-        if (!f->has_hasher) {
-            kiln_decompressor_set_out_hash(dec, f->hash, f->hash_ctx);
-            f->hash = NULL;
-        }
+    if (f->hash != NULL && pthread_create(&f->hasher, NULL, hasher_main, f) != 0) {
+        kiln_decompressor_set_out_hash(dec, f->hash, f->hash_ctx);
+        f->hash = NULL;
     }
     if (pthread_create(&f->th, NULL, inflate_main, f) != 0) {
-        if (f->has_hasher) {
-            pthread_mutex_lock(&f->lock);
-            f->stop = 1;
-            pthread_cond_broadcast(&f->cond);
-            pthread_mutex_unlock(&f->lock);
+        if (f->hash != NULL) {
+            set_stop(f);
             pthread_join(f->hasher, NULL);
-        }
-        if (f->hash != NULL)
             kiln_decompressor_set_out_hash(dec, f->hash, f->hash_ctx);
+        }
         inflate_free(f);
         return NULL;
     }
@@ -178,12 +179,9 @@ void kiln_inflate_thread_stop(kiln_inflate_thread_t *f)
         f->stop = 1;
     pthread_cond_broadcast(&f->cond);
     pthread_mutex_unlock(&f->lock);
-    if (f->has_hasher)
+    if (f->hash != NULL)
         pthread_join(f->hasher, NULL);
-    pthread_mutex_lock(&f->lock);
-    f->stop = 1;
-    pthread_cond_broadcast(&f->cond);
-    pthread_mutex_unlock(&f->lock);
+    set_stop(f);
     pthread_join(f->th, NULL);
     kiln_decompressor_free(f->dec);
     inflate_free(f);

@@ -292,11 +292,7 @@ int kiln_cmd_serve(int argc, char **argv)
     srv.no_auth = no_auth && kiln_config_token_count(srv.config) == 0;
     {
         /* every build the server runs is a tenant's: the policy of untrusted
-         * input (server mode) plus the operator's address allowlist */
-        size_t i;
-        json_t *v;
-        json_array_foreach(kiln_config_allow_addresses(srv.config), i, v)
-            kiln_server_allow_address(&build_opts, &n_build_opts, json_string_value(v), NULL);
+         * input (server mode) plus the operator's policy (address allowlist, ...) */
         kiln_server_strv_add(&build_opts, &n_build_opts, "--server-mode");
         kiln_server_policy_options(srv.config->policy, &build_opts, &n_build_opts);
     }

@@ -241,12 +241,6 @@ int kiln_cmd_worker(int argc, char **argv)
      * operator's config allows as kiln serve reads it (policy.allow_addresses besides
      * --allow-address, allow_http_git, oci_dirs, and the read-only image stores of the
      * worker image, oci/additional_store) */
-    if (config != NULL) {
-        size_t i;
-        json_t *v;
-        json_array_foreach(kiln_config_allow_addresses(config), i, v)
-            kiln_server_allow_address(&build_opts, &n_build_opts, json_string_value(v), NULL);
-    }
     kiln_server_strv_add(&build_opts, &n_build_opts, "--server-mode");
     kiln_server_policy_options(config ? config->policy : NULL, &build_opts, &n_build_opts);
     if (kiln_server_isolation(&build_opts, &n_build_opts, isolation,

@@ -90,6 +90,8 @@ void kiln_server_policy_options(const json_t *policy, char ***opts, unsigned *n)
     const json_t *dirs = json_object_get(policy, "oci_dirs"), *v;
     size_t i;
 
+    json_array_foreach(json_object_get(policy, "allow_addresses"), i, v)
+        kiln_server_allow_address(opts, n, json_string_value(v), NULL);
     if (json_is_true(json_object_get(policy, "allow_http_git")))
         kiln_server_strv_add(opts, n, "--allow-http-git");
     kiln_server_store_options(policy, opts, n);

@@ -35,7 +35,9 @@ int kiln_server_isolation(char ***opts, unsigned *n, const char *isolation, cons
                           kiln_error_t *err);
 
 /* The build options of the server config's source policy (policy may be
- * NULL): "--allow-http-git" when policy.allow_http_git is true, and
+ * NULL; kiln serve and kiln worker --config alike): "--allow-address=" for each
+ * policy.allow_addresses entry (checked at load), "--allow-http-git" when
+ * policy.allow_http_git is true, and
  * "--oci-dir=DIR" for each policy.oci_dirs entry (the default directory when
  * there is no such key), "--additional-store=DIR" for each policy.additional_stores entry. */
 void kiln_server_policy_options(const json_t *policy, char ***opts, unsigned *n);

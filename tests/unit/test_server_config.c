@@ -230,12 +230,29 @@ static void test_config_source_policy(void **state)
     assert_string_equal(opts[0], "--additional-store=/srv/store");
     assert_string_equal(opts[1], "--oci-dir=/srv/images");
     kiln_strv_free(opts);
-    /* kiln worker --config takes the stores only */
+    /* the stores alone */
     opts = NULL;
     n = 0;
     kiln_server_store_options(c->policy, &opts, &n);
     assert_int_equal(n, 1);
     assert_string_equal(opts[0], "--additional-store=/srv/store");
+    kiln_strv_free(opts);
+    kiln_config_free(c);
+    c = NULL;
+
+    /* policy.allow_addresses: an --allow-address= for each (kiln serve and kiln worker
+     * --config alike) */
+    assert_int_equal(load_config("{\"policy\": {\"allow_addresses\": [\"10.8.0.0/16\", "
+                                 "\"127.0.0.1:3128\"], \"oci_dirs\": [\"/srv/images\"]}}",
+                                 &c, &err),
+                     0);
+    opts = NULL;
+    n = 0;
+    kiln_server_policy_options(c->policy, &opts, &n);
+    assert_int_equal(n, 3);
+    assert_string_equal(opts[0], "--allow-address=10.8.0.0/16");
+    assert_string_equal(opts[1], "--allow-address=127.0.0.1:3128");
+    assert_string_equal(opts[2], "--oci-dir=/srv/images");
     kiln_strv_free(opts);
     kiln_config_free(c);
     c = NULL;
