@@ -46,6 +46,7 @@ static void set_stop(kiln_inflate_thread_t *f)
 static void *inflate_main(void *arg)
 {
     kiln_inflate_thread_t *f = arg;
+    pthread_setname_np(pthread_self(), "kiln-inflate"); /* as ps and perf show it */
     for (;;) {
         pthread_mutex_lock(&f->lock);
         /* a slot is free once the reader gave it back and the hasher hashed it */
@@ -86,6 +87,7 @@ static void *inflate_main(void *arg)
 static void *hasher_main(void *arg)
 {
     kiln_inflate_thread_t *f = arg;
+    pthread_setname_np(pthread_self(), "kiln-hash"); /* as ps and perf show it */
     pthread_mutex_lock(&f->lock);
     for (;;) {
         while (!f->stop && !f->failed && !f->end && f->htail == f->head)

@@ -212,6 +212,7 @@ static char *layer_dir(const unpack_pipe_t *p, size_t i)
 static void *pipe_worker(void *arg)
 {
     unpack_pipe_t *p = arg;
+    pthread_setname_np(pthread_self(), "kiln-unpack"); /* as ps and perf show it */
     for (;;) {
         pthread_mutex_lock(&p->lock);
         while (!p->aborted && !p->have_manifest)
@@ -285,6 +286,7 @@ static int apply_in_place(unpack_pipe_t *p, size_t i, kiln_error_t *err)
 static void *pipe_merger(void *arg)
 {
     unpack_pipe_t *p = arg;
+    pthread_setname_np(pthread_self(), "kiln-merge"); /* as ps and perf show it */
     char ds[KILN_DIGEST_STR_MAX];
     for (size_t i = 0;; i++) {
         pthread_mutex_lock(&p->lock);

@@ -85,12 +85,15 @@ int kiln_layer_clean_path(char *p, const char *what, const char *orig, kiln_erro
     return 0;
 }
 
-static void slot_clear(struct parent_slot *sl)
+/* Closes a cached parent (the pool told: the fd's number may come back for another). */
+static void slot_clear(struct unpack *u, struct parent_slot *sl)
 {
     free(sl->path);
     sl->path = NULL;
-    if (sl->fd >= 0)
+    if (sl->fd >= 0) {
+        kiln_unpack_pool_forget_dir(u->pool);
         close(sl->fd);
+    }
     sl->fd = -1;
 }
 
@@ -98,7 +101,7 @@ static void slot_clear(struct parent_slot *sl)
 static void invalidate_parent(struct unpack *u)
 {
     for (int i = 0; i < PARENT_SLOTS; i++)
-        slot_clear(&u->parents[i]);
+        slot_clear(u, &u->parents[i]);
 }
 
 /* Opens (O_PATH) directory `dir` inside the root, creating missing
@@ -156,7 +159,7 @@ int kiln_unpack_parent_fd(struct unpack *u, const char *parent, const char *entr
     int fd = kiln_unpack_open_dir(u, parent, entry, err);
     if (fd < 0)
         return -1;
-    slot_clear(lru);
+    slot_clear(u, lru);
     lru->path = kiln_xstrdup(parent);
     lru->fd = fd;
     lru->used = ++u->tick;
@@ -279,6 +282,57 @@ static int copy_data(struct unpack *u, int fd, struct archive_entry *e, const ch
     return 0;
 }
 
+/* Hands a new regular file to the pool, its data copied out of the reader's blocks: 0
+ * queued, 1 not one for the pool (big, sparse, with xattrs: made here), -1 with err. */
+static int pool_file(struct unpack *u, struct archive_entry *e, int pfd, const char *name,
+                     const char *path, const char *orig, mode_t made, kiln_error_t *err)
+{
+    int64_t size = archive_entry_size(e);
+    if (size < 0 || size > KILN_UNPACK_POOL_FILE_MAX || archive_entry_sparse_count(e) != 0 ||
+        archive_entry_xattr_count(e) != 0 || kiln_unpack_pool_behind(u->pool))
+        return 1;
+    kiln_unpack_pool_file_t f = {.name = name,
+                                 .entry = orig,
+                                 .made = made,
+                                 .chown = -1,
+                                 .chmod = need_chmod(u, e, 1, made & u->create_mask),
+                                 .mode = archive_entry_mode(e) & 07777,
+                                 .mtime = {archive_entry_mtime(e), archive_entry_mtime_nsec(e)},
+                                 .len = (size_t)size};
+    if (need_chown(u, e, 1)) {
+        f.chown = u->opts->chown == -1 ? 0 : 1;
+        f.uid = (uid_t)(archive_entry_uid(e) + u->opts->id_shift);
+        f.gid = (gid_t)(archive_entry_gid(e) + u->opts->id_shift);
+    }
+    unsigned char *buf = kiln_unpack_pool_reserve(u->pool, &f, err);
+    if (buf == NULL)
+        return -1;
+    size_t pos = 0; /* what is filled: the bytes after it are zeros, as in a file's hole */
+    for (;;) {
+        const void *b;
+        size_t n;
+        int64_t off;
+        int r = kiln_tar_reader_data_block(u->tr, &b, &n, &off, err);
+        if (r < 0)
+            return kiln_error_prefix(err, "layer entry '%.512s'", orig);
+        if (r == 0)
+            break;
+        if (off < 0 || (uint64_t)off > f.len || n > f.len - (size_t)off)
+            return kiln_error_set(err, EINVAL, "layer entry '%.512s': data beyond its size %zu",
+                                  orig, f.len);
+        if ((size_t)off > pos)
+            memset(buf + pos, 0, (size_t)off - pos);
+        memcpy(buf + off, b, n);
+        if ((size_t)off + n > pos)
+            pos = (size_t)off + n;
+    }
+    memset(buf + pos, 0, f.len - pos);
+    if (kiln_unpack_pool_add(u->pool, pfd, err) < 0)
+        return -1;
+    kiln_strset_add(&u->pooled, path);
+    return 0;
+}
+
 /* Creates a hardlink parent/name → target (a path inside the root): 0, 1
  * when something is in the way at name, -1 with err. */
 static int apply_hardlink(struct unpack *u, int pfd, const char *name, char *target,
@@ -333,6 +387,11 @@ static int make_entry(struct unpack *u, struct archive_entry *e, mode_t type, in
     switch (type) {
     case AE_IFREG: {
         mode_t made = create_mode(u, e, 0600);
+        if (u->pool_ok) {
+            int r = pool_file(u, e, pfd, name, path, orig, made, err);
+            if (r <= 0)
+                return r;
+        }
         _cleanup_close_ int fd =
             openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, made);
         if (fd < 0)
@@ -371,6 +430,8 @@ static int make_entry(struct unpack *u, struct archive_entry *e, mode_t type, in
             return errno == EEXIST
                        ? 1
                        : kiln_error_set(err, errno, "layer entry '%.512s': symlink", orig);
+        if (u->pool != NULL)
+            kiln_strset_add(&u->links, path);
         if (need_chown(u, e, 1)) {
             uid_t uid = (uid_t)(archive_entry_uid(e) + u->opts->id_shift);
             gid_t gid = (gid_t)(archive_entry_gid(e) + u->opts->id_shift);
@@ -409,6 +470,16 @@ static int make_entry(struct unpack *u, struct archive_entry *e, mode_t type, in
     }
 }
 
+/* Waits for the queued files (when there is a pool): 0, or -1 with the first failure. */
+static int pool_drain(struct unpack *u, kiln_error_t *err)
+{
+    if (u->pool == NULL)
+        return 0;
+    kiln_strset_free(&u->pooled);
+    memset(&u->pooled, 0, sizeof(u->pooled));
+    return kiln_unpack_pool_drain(u->pool, err);
+}
+
 /* Applies one tar entry. */
 static int apply_entry(struct unpack *u, struct archive_entry *e, kiln_error_t *err)
 {
@@ -427,6 +498,11 @@ static int apply_entry(struct unpack *u, struct archive_entry *e, kiln_error_t *
         slash ? kiln_xstrndup(path, (size_t)(slash - path)) : kiln_xstrdup("");
     const char *name = slash ? slash + 1 : path;
 
+    /* whiteouts remove, hardlinks name what may still be queued */
+    const char *hardlink = archive_entry_hardlink(e);
+    if ((hardlink != NULL || strncmp(name, WHITEOUT_PREFIX, strlen(WHITEOUT_PREFIX)) == 0) &&
+        pool_drain(u, err) < 0)
+        return -1;
     if (strcmp(name, OPAQUE_MARKER) == 0)
         return kiln_unpack_opaque(u, parent, orig, err);
     if (strncmp(name, WHITEOUT_PREFIX, strlen(WHITEOUT_PREFIX)) == 0)
@@ -436,16 +512,24 @@ static int apply_entry(struct unpack *u, struct archive_entry *e, kiln_error_t *
     if ((type == AE_IFCHR || type == AE_IFBLK) && !u->opts->allow_devices)
         return kiln_error_set(
             err, EPERM, "layer entry '%.512s': device nodes are not allowed in a layer", orig);
+    int was = kiln_strset_has(&u->created, path);
+    /* new to this layer's empty directory: nothing can be in its way (a path under one of
+     * its symlinks may name one made before); any other entry, or one under a queued file,
+     * waits for the queued files first */
+    int fresh = hardlink == NULL && !was && !kiln_strset_has(&u->held, path) &&
+                !kiln_strset_has_dir_of(&u->links, parent);
+    if (u->pool != NULL && (!fresh || kiln_strset_has_dir_of(&u->pooled, parent)) &&
+        pool_drain(u, err) < 0)
+        return -1;
+    u->pool_ok = u->pool != NULL && fresh;
     int pfd = kiln_unpack_parent_fd(u, parent, orig, err);
     if (pfd < 0)
         return -1;
-    int was = kiln_strset_has(&u->created, path);
     kiln_unpack_created_add(u, path);
 
     /* Created without looking first (a fresh tree has nothing there); an
      * entry in the way is removed and the creation tried once more, an
      * existing directory kept for a directory entry. */
-    const char *hardlink = archive_entry_hardlink(e);
     int exists = 0;
     for (int attempt = 0;; attempt++) {
         int r;
@@ -460,6 +544,10 @@ static int apply_entry(struct unpack *u, struct archive_entry *e, kiln_error_t *
         if (attempt > 0)
             return kiln_error_set(err, EEXIST, "layer entry '%.512s': still exists once removed",
                                   orig);
+        /* what is in the way may be a queued file: made before it is looked at */
+        u->pool_ok = 0;
+        if (pool_drain(u, err) < 0)
+            return -1;
         int is_dir = hardlink == NULL && type == AE_IFDIR;
         if (u->opts->record != NULL &&
             kiln_unpack_record_replace(u, pfd, name, orig, is_dir, was, err) < 0)
@@ -494,6 +582,10 @@ static int apply_dir_times(struct unpack *u, kiln_error_t *err)
 
 static void unpack_free(struct unpack *u)
 {
+    kiln_unpack_pool_free(u->pool); /* before the fds its files are made under */
+    u->pool = NULL;
+    kiln_strset_free(&u->links);
+    kiln_strset_free(&u->pooled);
     invalidate_parent(u);
     kiln_tar_reader_free(u->tr);
     kiln_inflate_thread_stop(u->inf);
@@ -574,7 +666,10 @@ static int unpack_run(struct unpack *u, const struct unpack_src *src, kiln_unpac
             return -1;
         entries++;
     }
-    if (kiln_tar_reader_finish(u->tr, err) < 0 || apply_dir_times(u, err) < 0)
+    /* every file made before the directories' times (and before the digests say the layer
+     * is whole) */
+    if (kiln_tar_reader_finish(u->tr, err) < 0 || pool_drain(u, err) < 0 ||
+        apply_dir_times(u, err) < 0)
         return -1;
     if (u->opts->record != NULL)
         kiln_unpack_record_end(u);
@@ -625,6 +720,9 @@ static int unpack_from(const struct unpack_src *src, const char *rootfs,
     if (fgetxattr(u.rootfd, "system.posix_acl_default", NULL, 0) >= 0 ||
         (errno != ENODATA && errno != ENOTSUP))
         u.acl_seen = 1;
+    /* a layer in an empty directory: its new small files go to writer threads */
+    if (opts->record != NULL || kiln_fs_dir_empty_at(u.rootfd))
+        u.pool = kiln_unpack_pool_new(kiln_unpack_pool_auto_threads());
     int r = unpack_run(&u, src, stats, err);
     unpack_free(&u);
     if (r < 0)

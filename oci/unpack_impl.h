@@ -10,6 +10,7 @@
 #include "oci/inflate_thread.h"
 #include "oci/tar_reader.h"
 #include "oci/unpack.h"
+#include "oci/unpack_pool.h"
 #include "utils/strset.h"
 
 /* A directory whose mtime is set once all its children are in place. */
@@ -57,6 +58,12 @@ struct unpack {
     int cached_plain;
     kiln_compression_t format;
     kiln_inflate_thread_t *inf; /* when inflating: the digests are its until stopped */
+    /* the writers of small regular files, when nothing can be in the way of a new entry but
+     * this layer's own (an empty directory); NULL: every file written by the reader */
+    kiln_unpack_pool_t *pool;
+    int pool_ok;          /* the entry being made may go to the pool */
+    kiln_strset_t links;  /* with a pool: this layer's symlinks (a path under one is not new) */
+    kiln_strset_t pooled; /* the files queued since the pool was last drained */
 };
 
 /* The (cached) fd of directory `parent` inside the root, missing components created (0755);

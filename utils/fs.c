@@ -345,3 +345,20 @@ int kiln_fs_mkdtemp(const char *parent, const char *prefix, char **out, kiln_err
     *out = p;
     return 0;
 }
+
+bool kiln_fs_dir_empty_at(int fd)
+{
+    int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return false;
+    DIR *d = fdopendir(dfd);
+    if (d == NULL) {
+        close(dfd);
+        return false;
+    }
+    bool empty = true;
+    for (struct dirent *de; empty && (de = readdir(d)) != NULL;)
+        empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
+    closedir(d);
+    return empty;
+}

@@ -3,6 +3,7 @@
 #define KILN_UTILS_FS_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -16,6 +17,9 @@ int kiln_fs_mkdir_p(const char *path, mode_t mode, kiln_error_t *err);
 int kiln_fs_rm_rf(const char *path, kiln_error_t *err);
 /* Same, for `name` under the directory fd `dirfd`. */
 int kiln_fs_rm_rf_at(int dirfd, const char *name, kiln_error_t *err);
+
+/* Whether directory fd holds no entry; false when it cannot be read. */
+bool kiln_fs_dir_empty_at(int fd);
 
 /* Opens `rel` ("a/b/c", "" for dirfd itself) below the directory dirfd one component at a
  * time, none followed when a symlink (O_NOFOLLOW), the last with oflags (| O_CLOEXEC); at

@@ -1,6 +1,7 @@
 /* kiln — a set of strings (see strset.h). */
 #include "utils/strset.h"
 
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,4 +54,26 @@ void kiln_strset_free(kiln_strset_t *set)
         free(set->slots[i]);
     free(set->slots);
     memset(set, 0, sizeof(*set));
+}
+
+bool kiln_strset_has_dir_of(const kiln_strset_t *set, const char *path)
+{
+    if (set->n == 0 || path[0] == '\0')
+        return false;
+    char buf[PATH_MAX];
+    size_t len = strlen(path);
+    if (len >= sizeof(buf))
+        return true;
+    memcpy(buf, path, len + 1);
+    for (size_t i = 0; i <= len; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        bool hit = kiln_strset_has(set, buf);
+        buf[i] = c;
+        if (hit)
+            return true;
+    }
+    return false;
 }

@@ -16,6 +16,10 @@ void kiln_strset_add(kiln_strset_t *set, const char *s);
 
 bool kiln_strset_has(const kiln_strset_t *set, const char *s);
 
+/* Whether path, or a directory above it (a '/'-separated prefix of it), is in the set. A
+ * path longer than PATH_MAX is taken as in it. */
+bool kiln_strset_has_dir_of(const kiln_strset_t *set, const char *path);
+
 void kiln_strset_free(kiln_strset_t *set);
 
 #endif

@@ -6,7 +6,9 @@ file (type, mode, content, link target). The shapes whose result depends on the 
 `dir/x` before `dir/` where dir is a lower layer's link, a whiteout and its same-named entry in
 one layer (both orders: the whiteout hides the lower layers only), directories implied through
 a link of the same layer, opaque directories after their own entries or through a lower link,
-a layer replacing its own directory by a file and back, an opaque directory and a whiteout over
+a layer replacing its own directory by a file and back, a layer's small files (made by writer
+threads) met by its own later entries (the same path again and through its own link, a file
+replaced by a directory and back, a hardlink to it), an opaque directory and a whiteout over
 trees 1,000 levels deep (under the usual 1024 open files: the walk keeps a bounded number). Links of one layer to a host
 directory (absolute, and by ..) with the next layers' files, whiteouts, opaque directories
 and hardlinks through them: every path lands inside the root, the host's markers are neither
@@ -231,6 +233,26 @@ T.check("an opaque directory over the layer's own tree 1,000 deep: its file kept
 T.check("an opaque directory over a lower tree 1,000 deep empties it; a whiteout at the bottom of one removes "
         "the file", ls(d, "gone") == [] and ls(d, "keep", DEEP) == ["z"])
 
+# --- a layer's small files, made by writer threads, met by its own later entries ---
+def queued(tag):
+    return mirror_dirs(HOST) + [("real", "dir"), ("real/f", b"first " + tag), ("alias", ("sym", "real")),
+            ("alias/f", b"second " + tag), ("alias/g", b"g"), ("esc", ("sym", HOST)), ("esc/new", EVIL),
+            ("x", b"file"), ("x", "dir"), ("x/y", b"y " + tag), ("z", "dir"), ("z/w", b"w"),
+            ("z", b"now a file " + tag), ("h", b"data " + tag), ("h2", ("link", "h")),
+            ("m", b"1"), ("m", b"2 " + tag), ("late/a", b"a"), ("late", ("dir", 0o750))] + \
+        [("n/p%d/f%d" % (i // 20, i), b"%d" % i) for i in range(400)]
+
+
+d = same("queued", [queued(b"L0"), queued(b"L1")])
+T.check("queued files met by later entries of their layer: the last entry of each path, as in place",
+        read(os.path.join(d, "real", "f")) == b"second L1" and read(os.path.join(d, "x", "y")) == b"y L1" and
+        read(os.path.join(d, "z")) == b"now a file L1" and read(os.path.join(d, "m")) == b"2 L1" and
+        stat(d, "h2").st_ino == stat(d, "h").st_ino and read(os.path.join(d, "h2")) == b"data L1" and
+        stat(d, "late").st_mode & 0o7777 == 0o750 and ls(d, "late") == ["a"] and
+        len(ls(d, "n", "p19") or []) == 20)
+T.check("queued files: a file through the layer's link to a host path lands inside the root",
+        read(os.path.join(d, HOST.strip("/"), "new")) == EVIL and host_untouched())
+
 # --- entries under a lower layer's file: both ways fail naming the entry ---
 pull, dest, add, _ = both("under-file", [[("f", b"file")], [("f/x", b"x")]])
 T.check("entries under a lower layer's file: the pull fails naming the entry and why",
@@ -239,7 +261,7 @@ T.check("entries under a lower layer's file: the pull fails naming the entry and
 T.check("... as the store add does, and nothing is left at the destination",
         add.returncode != 0 and "layer entry 'f/x'" in add.stderr and not os.path.lexists(dest), add.stderr)
 T.check("nothing was written beside the destinations (temp trees gone)",
-        ls(OUT) == ["deep", "host-shapes", "links", "opaque", "own-link", "replace", "same-name"],
+        ls(OUT) == ["deep", "host-shapes", "links", "opaque", "own-link", "queued", "replace", "same-name"],
         ls(OUT))
 T.check("all cases: the host directories are neither read nor written", host_untouched())
 T.done()

@@ -14,6 +14,21 @@ struct tentry {
     int hardlink;
 };
 
+/* Entries of a tentry array. */
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+#define DIR_(p)                                                                                    \
+    {                                                                                              \
+        p, AE_IFDIR, NULL, NULL, 0                                                                 \
+    }
+#define REG(p, d)                                                                                  \
+    {                                                                                              \
+        p, AE_IFREG, NULL, d, 0                                                                    \
+    }
+#define SYM(p, t)                                                                                  \
+    {                                                                                              \
+        p, AE_IFLNK, t, NULL, 0                                                                    \
+    }
+
 /* Writes a plain tar with libarchive (names taken verbatim, even hostile ones). */
 void make_tar(const char *path, const struct tentry *e, size_t n);
 

@@ -151,19 +151,6 @@ static char *check_merge(const char *name, const struct tentry *lower, size_t nl
     return tree;
 }
 
-#define N(a) (sizeof(a) / sizeof((a)[0]))
-#define DIR_(p)                                                                                    \
-    {                                                                                              \
-        p, AE_IFDIR, NULL, NULL, 0                                                                 \
-    }
-#define REG(p, d)                                                                                  \
-    {                                                                                              \
-        p, AE_IFREG, NULL, d, 0                                                                    \
-    }
-#define SYM(p, t)                                                                                  \
-    {                                                                                              \
-        p, AE_IFLNK, t, NULL, 0                                                                    \
-    }
 #define WH(p)                                                                                      \
     {                                                                                              \
         p, AE_IFREG, NULL, NULL, 0                                                                 \

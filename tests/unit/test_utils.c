@@ -1,6 +1,7 @@
 /* Unit tests for utils/: errors, buffers, filesystem helpers. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 #include "utils/error.h"
 #include "utils/fs.h"
 #include "utils/mem.h"
+#include "utils/strset.h"
 
 static void test_error_set_and_prefix(void **state)
 {
@@ -65,8 +67,37 @@ static void test_fs_roundtrip(void **state)
     assert_int_equal(kiln_fs_read_file(path, 4, &data, &len, &err), -1);
     assert_non_null(strstr(err.msg, "file"));
     assert_null(data);
+    _cleanup_close_ int dfd = open(deep, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_close_ int efd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    assert_false(kiln_fs_dir_empty_at(dfd)); /* holds "file" */
+    assert_int_equal(unlink(path), 0);
+    assert_true(kiln_fs_dir_empty_at(dfd));
+    assert_false(kiln_fs_dir_empty_at(efd));
+    assert_false(kiln_fs_dir_empty_at(-1));
     assert_int_equal(kiln_fs_rm_rf(dir, &err), 0);
     assert_int_equal(access(dir, F_OK), -1);
+}
+
+/* A path or a directory above it in a set of paths. */
+static void test_strset_dir_of(void **state)
+{
+    kiln_strset_t s = {0};
+    assert_false(kiln_strset_has_dir_of(&s, "a/b"));
+    kiln_strset_add(&s, "a/b");
+    kiln_strset_add(&s, "x");
+    assert_true(kiln_strset_has_dir_of(&s, "a/b"));
+    assert_true(kiln_strset_has_dir_of(&s, "a/b/c/d"));
+    assert_true(kiln_strset_has_dir_of(&s, "x/y"));
+    assert_false(kiln_strset_has_dir_of(&s, "a"));
+    assert_false(kiln_strset_has_dir_of(&s, "a/bc"));
+    assert_false(kiln_strset_has_dir_of(&s, "xy/z"));
+    assert_false(kiln_strset_has_dir_of(&s, ""));
+    char *long_path = kiln_xmalloc(PATH_MAX + 10);
+    memset(long_path, 'q', PATH_MAX + 9);
+    long_path[PATH_MAX + 9] = '\0';
+    assert_true(kiln_strset_has_dir_of(&s, long_path)); /* too long to tell: taken as in it */
+    free(long_path);
+    kiln_strset_free(&s);
 }
 
 /* Disk usage of a tree: allocated blocks counted, a sparse file's hole not; a missing tree is
@@ -180,7 +211,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_set_and_prefix), cmocka_unit_test(test_buf_cap),
         cmocka_unit_test(test_fs_roundtrip),         cmocka_unit_test(test_fs_usage),
-        cmocka_unit_test(test_fs_deep_bounded_fds),
+        cmocka_unit_test(test_fs_deep_bounded_fds),  cmocka_unit_test(test_strset_dir_of),
     };
     return cmocka_run_group_tests_name("utils", tests, NULL, NULL);
 }
