@@ -50,8 +50,8 @@ static void worker_usage(void)
         "                           \"tenants\" of kiln serve's --config; its \"limits\" and\n"
         "                           \"max_limits\" and \"policy\": {\"allow_addresses\",\n"
         "                           \"allow_http_git\", \"oci_dirs\", \"additional_stores\"} too;\n"
-        "                           policy.isolation is --isolation's here; other keys are\n"
-        "                           checked, not used). A\n"
+        "                           policy.isolation where --isolation is not given; other\n"
+        "                           keys are checked, not used). A\n"
         "                           job may \"allow\" only what its tenant and --allow grant;\n"
         "                           a tenant's max_concurrent holds across all workers (leases\n"
         "                           in kiln serve's --context-store).\n"
@@ -243,12 +243,19 @@ int kiln_cmd_worker(int argc, char **argv)
      * worker image, oci/additional_store) */
     kiln_server_strv_add(&build_opts, &n_build_opts, "--server-mode");
     kiln_server_policy_options(config ? config->policy : NULL, &build_opts, &n_build_opts);
+    /* --isolation, else the config's policy.isolation (as kiln serve reads it) */
+    if (isolation == NULL && config != NULL)
+        isolation = kiln_config_isolation(config);
     if (kiln_server_isolation(&build_opts, &n_build_opts, isolation,
-                              "kiln worker --isolation chroot", &err) < 0) {
+                              "kiln worker --isolation chroot, or policy.isolation in --config",
+                              &err) < 0) {
         kiln_jobkey_free(job_key);
         kiln_config_free(config);
         return kiln_cli_usage_error("worker", "%s", err.msg);
     }
+    if (isolation != NULL && strcmp(isolation, "chroot") == 0)
+        fprintf(stderr, "kiln worker: isolation chroot: build steps run as real root, without a "
+                        "user namespace\n");
     o.build_options = build_opts;
     o.concurrency = (int)conc;
     o.visibility_s = (int)vis;

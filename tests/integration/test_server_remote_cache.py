@@ -308,5 +308,33 @@ T.check("queue mode: FROM oci: outside the config's oci_dirs is refused by the w
         and layout in log6, (rec6, log6[-1500:]))
 worker.terminate()
 worker.wait(timeout=120)
+# policy.isolation of the worker's config, with no --isolation: its steps run as kiln serve's
+# would, here chroot (host uid 0, no user namespace: the step's uid_map is the host's whole
+# range); before, a worker took it from --isolation only and ran the sandbox
+with open(wcfg) as f:
+    cfg2 = json.load(f)
+cfg2.setdefault("policy", {})["isolation"] = "chroot"
+wcfg2 = os.path.join(T.tmp, "worker-chroot.config.json")
+with open(wcfg2, "w") as f:
+    json.dump(cfg2, f)
+wlog2 = os.path.join(T.tmp, "worker2.log")
+with open(wlog2, "w") as wl2:
+    worker2 = T.spawn([KILN, "worker", "--queue", jobs, "--events-queue", events, "--config", wcfg2,
+                       "--root", os.path.join(T.tmp, "wroot2"), "--kiln-root", R3, "--wait-seconds", "1"],
+                      stdout=wl2, stderr=subprocess.STDOUT, env=wenv)
+st, body = s3q.request("POST", "/v1/contexts", token=TOKENS["acme"],
+                       body=tar_gz({"Dockerfile": ("FROM oci:%s:1\nRUN cat /proc/self/uid_map\n" % layout)
+                                    .encode()}))
+rec7, log7 = s3q.build_to_end({"source": {"context": body.get("context") if st == 201 else ""}},
+                              token=TOKENS["acme"]) if st == 201 else ({"status": st}, "")
+worker2.terminate()
+worker2.wait(timeout=120)
+with open(wlog2) as f:
+    wtext2 = f.read()
+T.check("queue mode: a worker without --isolation runs its steps with its config's policy.isolation "
+        "(chroot: no user namespace, the host's whole uid range)",
+        ok(rec7) and re.search(r"\b0\s+0\s+4294967295\b", log7) is not None, (rec7, log7[-1500:]))
+T.check("queue mode: the worker says at start that its config's isolation is chroot",
+        "isolation chroot: build steps run as real root" in wtext2, wtext2[-1500:])
 s3q.term()
 T.done()
