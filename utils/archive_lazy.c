@@ -100,6 +100,8 @@ typedef struct archive_entry E;
     V(archive_entry_xattr_add_entry, (E * e, const char *name, const void *v, size_t n),           \
       (e, name, v, n))                                                                             \
     F(int, archive_entry_xattr_reset, (E * e), (e), 0)                                             \
+    F(int, archive_entry_xattr_count, (E * e), (e), 0)                                             \
+    F(int, archive_entry_sparse_count, (E * e), (e), 0)                                            \
     F(int, archive_entry_xattr_next, (E * e, const char **name, const void **v, size_t *n),        \
       (e, name, v, n), ARCHIVE_WARN)                                                               \
     F(mode_t, archive_entry_filetype, (E * e), (e), 0)                                             \
