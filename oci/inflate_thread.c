@@ -188,3 +188,11 @@ void kiln_inflate_thread_stop(kiln_inflate_thread_t *f)
     kiln_decompressor_free(f->dec);
     inflate_free(f);
 }
+
+int kiln_inflate_thread_ahead(kiln_inflate_thread_t *f)
+{
+    pthread_mutex_lock(&f->lock);
+    int ahead = f->end || f->head - f->tail >= SLOTS / 2;
+    pthread_mutex_unlock(&f->lock);
+    return ahead;
+}

@@ -29,5 +29,8 @@ const void *kiln_inflate_thread_block(void *t, size_t *len, kiln_error_t *err);
  * hooks have then seen every byte, and the digests they computed are complete. NULL is
  * ignored. */
 void kiln_inflate_thread_stop(kiln_inflate_thread_t *t);
+/* Whether the inflate is ahead of the reader (at least half its slots filled and waiting):
+ * the reader, not the inflate, is then what the unpack waits for. */
+int kiln_inflate_thread_ahead(kiln_inflate_thread_t *t);
 
 #endif

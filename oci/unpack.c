@@ -291,6 +291,9 @@ static int pool_file(struct unpack *u, struct archive_entry *e, int pfd, const c
     if (size < 0 || size > KILN_UNPACK_POOL_FILE_MAX || archive_entry_sparse_count(e) != 0 ||
         archive_entry_xattr_count(e) != 0 || kiln_unpack_pool_behind(u->pool))
         return 1;
+    /* while the reader waits for the inflate, writers would only take CPU from it */
+    if (u->inf != NULL && !kiln_inflate_thread_ahead(u->inf))
+        return 1;
     kiln_unpack_pool_file_t f = {.name = name,
                                  .entry = orig,
                                  .made = made,

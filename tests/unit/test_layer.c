@@ -23,6 +23,7 @@
 
 #include "oci/compress.h"
 #include "oci/digest.h"
+#include "oci/inflate_thread.h"
 #include "oci/layer_write.h"
 #include "oci/store.h"
 #include "oci/unpack.h"
@@ -497,6 +498,57 @@ static void test_hasher_diff_id(void **state)
     assert_null(strstr(err.msg, "mismatch"));
 }
 
+/* The inflate thread is "ahead" (the unpack's writer threads are worth their CPU) only once
+ * half its slots wait for the reader or its input ended: not while its input trickles in. */
+static void test_inflate_ahead(void **state)
+{
+    (void)state;
+    /* 4 MiB of text, gzip: 16 slots of output */
+    size_t n = 4u << 20;
+    unsigned char *plain = kiln_xmalloc(n);
+    for (size_t i = 0; i < n; i++)
+        plain[i] = (unsigned char)('a' + i % 19);
+    _cleanup_free_ char *gz = kiln_xasprintf("%s/ahead.gz", tmpdir);
+    kiln_error_t err = {0};
+    struct archive *a = archive_write_new(); /* a raw gzip stream of the bytes */
+    assert_int_equal(archive_write_add_filter_gzip(a), ARCHIVE_OK);
+    assert_int_equal(archive_write_set_format_raw(a), ARCHIVE_OK);
+    assert_int_equal(archive_write_open_filename(a, gz), ARCHIVE_OK);
+    struct archive_entry *ae = archive_entry_new();
+    archive_entry_set_filetype(ae, AE_IFREG);
+    archive_entry_set_size(ae, (la_int64_t)n);
+    assert_int_equal(archive_write_header(a, ae), ARCHIVE_OK);
+    assert_int_equal(archive_write_data(a, plain, n), (la_ssize_t)n);
+    archive_entry_free(ae);
+    assert_int_equal(archive_write_close(a), ARCHIVE_OK);
+    archive_write_free(a);
+    free(plain);
+    _cleanup_free_ char *data = NULL;
+    size_t len = 0;
+    assert_int_equal(kiln_fs_read_file(gz, 64u << 20, &data, &len, &err), 0);
+    assert_true(len > 64);
+    /* the first 64 bytes in a pipe, the rest held back */
+    int fds[2];
+    assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+    assert_int_equal(write(fds[1], data, 64), 64);
+    kiln_decompressor_t *dec = NULL;
+    assert_int_equal(kiln_decompressor_new(fds[0], NULL, NULL, NULL, NULL, &dec, &err), 0);
+    kiln_inflate_thread_t *t = kiln_inflate_thread_start(dec);
+    assert_non_null(t);
+    assert_false(kiln_inflate_thread_ahead(t)); /* waiting for its input: not ahead */
+    assert_int_equal(write(fds[1], data + 64, len - 64), (ssize_t)(len - 64));
+    close(fds[1]);
+    int ahead = 0;
+    for (int i = 0; i < 10000 && !ahead; i++) { /* it fills its slots, the reader takes none */
+        ahead = kiln_inflate_thread_ahead(t);
+        if (!ahead)
+            usleep(1000);
+    }
+    assert_true(ahead);
+    kiln_inflate_thread_stop(t);
+    close(fds[0]);
+}
+
 /* One entry of a hand-made tar: type AE_IF*, linkname for symlinks/hardlinks. */
 /* Unpacks a hand-made tar into a fresh root; returns the unpack result. */
 static int unpack_entries(const char *name, const struct tentry *e, size_t n,
@@ -674,13 +726,21 @@ static void test_sink_failure(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_compress_api),   cmocka_unit_test(test_roundtrip_gzip),
-        cmocka_unit_test(test_roundtrip_zstd), cmocka_unit_test(test_roundtrip_none),
-        cmocka_unit_test(test_reproducible),   cmocka_unit_test(test_whiteouts),
-        cmocka_unit_test(test_prefix),         cmocka_unit_test(test_bad_streams),
-        cmocka_unit_test(test_unpack_hostile), cmocka_unit_test(test_copy_tar),
-        cmocka_unit_test(test_sink_failure),   cmocka_unit_test(test_large_file),
-        cmocka_unit_test(test_hasher_diff_id), cmocka_unit_test(test_store_sink_digest),
+        cmocka_unit_test(test_compress_api),
+        cmocka_unit_test(test_roundtrip_gzip),
+        cmocka_unit_test(test_roundtrip_zstd),
+        cmocka_unit_test(test_roundtrip_none),
+        cmocka_unit_test(test_reproducible),
+        cmocka_unit_test(test_whiteouts),
+        cmocka_unit_test(test_prefix),
+        cmocka_unit_test(test_bad_streams),
+        cmocka_unit_test(test_unpack_hostile),
+        cmocka_unit_test(test_copy_tar),
+        cmocka_unit_test(test_sink_failure),
+        cmocka_unit_test(test_large_file),
+        cmocka_unit_test(test_hasher_diff_id),
+        cmocka_unit_test(test_inflate_ahead),
+        cmocka_unit_test(test_store_sink_digest),
     };
     size_t n = sizeof(tests) / sizeof(tests[0]);
     /* test_large_file (last) streams 8 GiB: far too slow under the sanitizers.
