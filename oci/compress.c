@@ -488,6 +488,21 @@ ssize_t kiln_decompressor_read(kiln_decompressor_t *d, void *buf, size_t len, ki
     return n;
 }
 
+ssize_t kiln_decompressor_read_input(kiln_decompressor_t *d, void *buf, size_t len,
+                                     kiln_error_t *err)
+{
+    while (d->ipos == d->ilen) {
+        if (d->eof)
+            return 0;
+        if (refill(d, err) < 0)
+            return -1;
+    }
+    size_t n = d->ilen - d->ipos < len ? d->ilen - d->ipos : len;
+    memcpy(buf, d->in + d->ipos, n);
+    d->ipos += n;
+    return (ssize_t)n;
+}
+
 int kiln_decompressor_drain(kiln_decompressor_t *d, kiln_error_t *err)
 {
     _cleanup_free_ unsigned char *buf = kiln_xmalloc(64 * 1024);

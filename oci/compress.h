@@ -105,6 +105,11 @@ void kiln_decompressor_take_out_hash(kiln_decompressor_t *d, kiln_hash_fn *fn, v
 
 /* Puts an output hook (back) on d. */
 void kiln_decompressor_set_out_hash(kiln_decompressor_t *d, kiln_hash_fn fn, void *ctx);
+/* Reads up to len bytes of the compressed stream itself, from where decoding would go on
+ * (its input hook sees them as usual); 0 at its end. For a reader that decodes the stream on
+ * its own (oci/pinflate): d is not read with kiln_decompressor_read afterwards. */
+ssize_t kiln_decompressor_read_input(kiln_decompressor_t *d, void *buf, size_t len,
+                                     kiln_error_t *err);
 /* Reads and discards the rest of the decompressed stream (so that digests
  * cover it all, e.g. tar padding after the end-of-archive marker). */
 int kiln_decompressor_drain(kiln_decompressor_t *d, kiln_error_t *err);

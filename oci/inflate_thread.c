@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "oci/pinflate.h"
 #include "utils/mem.h"
 
 #define SLOTS 8
@@ -19,7 +20,11 @@ struct kiln_inflate_thread {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     kiln_decompressor_t *dec;
+    kiln_pinflate_t *pf; /* a gzip layer: decoded on several threads where it allows */
     unsigned char *buf[SLOTS];
+    const unsigned char *at[SLOTS]; /* where a slot's bytes are: its buf, or pinflate's */
+    int viewed[SLOTS];              /* at is a pinflate view, given back once the slot is */
+    uint64_t released;              /* the inflate thread's next slot to give back */
     size_t len[SLOTS];
     uint64_t head, tail; /* slots [tail, head) are filled */
     int held;            /* the consumer holds slot tail */
@@ -54,15 +59,21 @@ static void *inflate_main(void *arg)
             pthread_cond_wait(&f->cond, &f->lock);
         int stop = f->stop;
         unsigned char *b = f->buf[f->head % SLOTS];
+        uint64_t fr = freed(f);
         pthread_mutex_unlock(&f->lock);
         if (stop)
             return NULL;
+        for (; f->released < fr; f->released++) /* (in order, as pinflate wants them) */
+            if (f->viewed[f->released % SLOTS])
+                kiln_pinflate_release(f->pf);
+        const void *at = b;
         size_t fill = 0;
         ssize_t n;
         kiln_error_t e = {0};
         /* one read: what the input had so far is handed over at once (a layer still
          * downloading is unpacked as far as it arrived) */
-        if ((n = kiln_decompressor_read(f->dec, b, SLOT_SIZE, &e)) > 0)
+        if ((n = f->pf != NULL ? kiln_pinflate_read_view(f->pf, b, SLOT_SIZE, &at, &e)
+                               : kiln_decompressor_read(f->dec, b, SLOT_SIZE, &e)) > 0)
             fill = (size_t)n;
         pthread_mutex_lock(&f->lock);
         if (n < 0) {
@@ -70,6 +81,8 @@ static void *inflate_main(void *arg)
             f->err = e;
         } else if (fill > 0) {
             f->len[f->head % SLOTS] = fill;
+            f->at[f->head % SLOTS] = at;
+            f->viewed[f->head % SLOTS] = at != b;
             f->head++;
         }
         if (n == 0)
@@ -94,7 +107,7 @@ static void *hasher_main(void *arg)
             pthread_cond_wait(&f->cond, &f->lock);
         if (f->stop || f->failed || f->htail == f->head)
             break;
-        const unsigned char *b = f->buf[f->htail % SLOTS];
+        const unsigned char *b = f->at[f->htail % SLOTS];
         size_t n = f->len[f->htail % SLOTS];
         pthread_mutex_unlock(&f->lock);
         f->hash(f->hash_ctx, b, n);
@@ -124,7 +137,7 @@ const void *kiln_inflate_thread_block(void *ctx, size_t *len, kiln_error_t *err)
     } else if (f->head != f->tail) {
         f->held = 1;
         *len = f->len[f->tail % SLOTS];
-        r = f->buf[f->tail % SLOTS];
+        r = f->at[f->tail % SLOTS];
     } else {
         *len = 0;
         r = "";
@@ -154,16 +167,23 @@ kiln_inflate_thread_t *kiln_inflate_thread_start(kiln_decompressor_t *dec)
     /* the output's hook moves to a hasher thread of its own; without one, the inflate
      * thread keeps calling it */
     kiln_decompressor_take_out_hash(dec, &f->hash, &f->hash_ctx);
+    int hooked = 0;
     if (f->hash != NULL && pthread_create(&f->hasher, NULL, hasher_main, f) != 0) {
         kiln_decompressor_set_out_hash(dec, f->hash, f->hash_ctx);
         f->hash = NULL;
+        hooked = 1;
     }
+    /* (the parallel decoder calls no output hook: only with the hook off the decompressor) */
+    int workers = kiln_pinflate_auto_workers();
+    if (!hooked && workers > 0 && kiln_decompressor_format(dec) == KILN_COMPRESSION_GZIP)
+        f->pf = kiln_pinflate_new(dec, workers);
     if (pthread_create(&f->th, NULL, inflate_main, f) != 0) {
         if (f->hash != NULL) {
             set_stop(f);
             pthread_join(f->hasher, NULL);
             kiln_decompressor_set_out_hash(dec, f->hash, f->hash_ctx);
         }
+        kiln_pinflate_free(f->pf);
         inflate_free(f);
         return NULL;
     }
@@ -185,6 +205,7 @@ void kiln_inflate_thread_stop(kiln_inflate_thread_t *f)
         pthread_join(f->hasher, NULL);
     set_stop(f);
     pthread_join(f->th, NULL);
+    kiln_pinflate_free(f->pf);
     kiln_decompressor_free(f->dec);
     inflate_free(f);
 }

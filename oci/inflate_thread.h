@@ -3,8 +3,10 @@
  * The plain tar passes in a few slots of up to 256 KiB, handed to the reader without a copy;
  * each slot holds what one read of the input gave (a layer still downloading is unpacked as
  * far as it arrived). The decompressor's output hook (the diff_id's SHA-256) runs in a
- * hasher thread of its own over the same slots, in order. Used by the layer unpacker
- * (oci/unpack) as its tar reader's blocks. */
+ * hasher thread of its own over the same slots, in order. A gzip layer is decoded through
+ * oci/pinflate (its chunks decoded ahead by worker threads where the stream allows it) when
+ * kiln_pinflate_auto_workers gives any. Used by the layer unpacker (oci/unpack) as its tar
+ * reader's blocks. */
 #ifndef KILN_OCI_INFLATE_THREAD_H
 #define KILN_OCI_INFLATE_THREAD_H
 

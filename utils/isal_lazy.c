@@ -3,6 +3,7 @@
  * step's sandbox, which paid its ~200 symbol bindings at every start. A
  * missing library ends kiln at first use naming it, as the loader did when it
  * was linked: a layer is never half read. */
+#include <isa-l/crc.h>
 #include <isa-l/igzip_lib.h>
 
 #include "utils/lazylib.h"
@@ -10,7 +11,11 @@
 #define ISAL_FUNCS(F, V)                                                                           \
     V(isal_inflate_init, (struct inflate_state * s), (s))                                          \
     V(isal_inflate_reset, (struct inflate_state * s), (s))                                         \
-    F(int, isal_inflate, (struct inflate_state * s), (s), 0)
+    F(int, isal_inflate, (struct inflate_state * s), (s), 0)                                       \
+    F(int, isal_inflate_set_dict, (struct inflate_state * s, uint8_t * d, uint32_t n), (s, d, n),  \
+      ISAL_INVALID_STATE)                                                                          \
+    F(uint32_t, crc32_gzip_refl, (uint32_t crc, const unsigned char *buf, uint64_t n),             \
+      (crc, buf, n), 0)
 
 #define ISAL_HANDWRITTEN(F, V)
 
