@@ -365,6 +365,10 @@ static int take_ahead(kiln_pinflate_t *p, chunk_t *c)
         if (c->job == J_QUEUED)
             c->job = J_NONE; /* (never needed) */
         pthread_mutex_unlock(&p->lock);
+        /* a candidate that was no boundary: work done or queued for nothing, which a crafted
+         * stream would repeat (decoding ahead stops as after failures) */
+        if (++p->fails >= FAIL_STOP)
+            p->ahead_on = 0;
         return 0;
     }
     pthread_mutex_lock(&p->lock);
