@@ -10,13 +10,18 @@
 #   KILN_BIN       the kiln binary (default build/src/kiln, the README's; built if absent)
 #   KILN_BASELINE  another kiln binary, in the same rounds as "old-unpack"
 #   BENCH_BASE     the OCI layout (default /var/cache/kiln/images/node-build)
+#   BENCH_TREE=DIR instead: a one-layer image of DIR made by `kiln import` (kiln's own gzip, as
+#                  kiln writes its layers), e.g. a directory of big binaries
+#   SEQ=1          also the same kiln with KILN_INFLATE_THREADS=0 (no chunk decoded ahead by
+#                  oci/pinflate's workers: one inflate thread per layer), as "seq-unpack"
 #   BUSY=1         a busy loop beside each command
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/bench_lib.sh
 bench_kiln
 BASE=${BENCH_BASE:-/var/cache/kiln/images/node-build}
-[ -f "$BASE/index.json" ] || { echo "no OCI layout at $BASE (set BENCH_BASE)" >&2; exit 1; }
+[ -n "${BENCH_TREE:-}" ] || [ -f "$BASE/index.json" ] ||
+  { echo "no OCI layout at $BASE (set BENCH_BASE)" >&2; exit 1; }
 W=$(mktemp -d /var/tmp/kiln-bench-unpack.XXXXXX)
 T=$W
 : >"$T/times"
@@ -35,7 +40,15 @@ echo $! >"$W/reg.pid"
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 REG="--insecure-registry 127.0.0.1:$port"
 IMG=127.0.0.1:$port/bench/base:1
-"$KILN" push --progress=none $REG "oci:$BASE" "$IMG" >/dev/null
+if [ -n "${BENCH_TREE:-}" ]; then # kiln's own layer of the tree, and its layout for tar -xf
+  "$KILN" import "$BENCH_TREE" -t "$IMG" --root "$W/istore" >/dev/null 2>&1
+  "$KILN" push --progress=none --root "$W/istore" $REG "$IMG" >/dev/null
+  rm -rf "$W/istore"
+  BASE=$W/tree
+  "$KILN" copy $REG "$IMG" "oci:$BASE" >/dev/null
+else
+  "$KILN" push --progress=none $REG "oci:$BASE" "$IMG" >/dev/null
+fi
 python3 - "$BASE" "$W/plain" <<'PY'
 import gzip, json, os, shutil, sys
 d, out = sys.argv[1], sys.argv[2]
@@ -54,7 +67,8 @@ pause="sync; sleep 2"
 rounds \
   tar-xf "bench_newfs $W/fs-tar; $pause" "for f in $W/plain/*.tar; do tar -xf \$f -C $W/fs-tar 2>/dev/null || exit 1; done" \
   kiln-unpack "bench_newfs $W/fs-kiln; $pause" "$KILN pull --progress=none --root $W/fs-kiln/store $REG -o type=local,dest=$W/fs-kiln/out $IMG" \
-  ${KILN_BASELINE:+old-unpack "bench_newfs $W/fs-old; $pause" "$KILN_BASELINE pull --progress=none --root $W/fs-old/store $REG -o type=local,dest=$W/fs-old/out $IMG"}
+  ${KILN_BASELINE:+old-unpack "bench_newfs $W/fs-old; $pause" "$KILN_BASELINE pull --progress=none --root $W/fs-old/store $REG -o type=local,dest=$W/fs-old/out $IMG"} \
+  ${SEQ:+seq-unpack "bench_newfs $W/fs-seq; $pause" "KILN_INFLATE_THREADS=0 $KILN pull --progress=none --root $W/fs-seq/store $REG -o type=local,dest=$W/fs-seq/out $IMG"}
 a=$(cd "$W/fs-tar" && find . ! -name '.wh.*' ! -name lost+found | wc -l)
 b=$(cd "$W/fs-kiln/out" && find . | wc -l)
 [ "$b" -le "$a" ] && [ $((b * 100)) -ge $((a * 95)) ] || { echo "kiln unpacked $b entries, tar $a"; exit 1; }
@@ -65,4 +79,5 @@ stats_table
 echo
 ratio_line unpack-floor kiln-unpack tar-xf "(target <= 1.1: plain tar -xf of its layers)"
 [ -z "${KILN_BASELINE:-}" ] || ratio_line unpack-vs-old kiln-unpack old-unpack "($KILN_BASELINE)"
+[ -z "${SEQ:-}" ] || ratio_line unpack-vs-seq kiln-unpack seq-unpack "(KILN_INFLATE_THREADS=0: no chunk decoded ahead)"
 bench_footer

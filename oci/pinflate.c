@@ -28,8 +28,10 @@ enum { J_NONE, J_QUEUED, J_RUNNING, J_OK, J_FAIL };
 enum { P_HEADER, P_BODY, P_TRAILER, P_END };
 
 typedef struct chunk {
-    unsigned char *in;  /* in_cap bytes, len of them the chunk's */
+    unsigned char *in;  /* in_cap bytes, len of them the chunk's so far (under the lock) */
     size_t len, pos;    /* pos: the sequential decoder's next byte */
+    int closed;         /* len is final: the reader cut the chunk (under the lock) */
+    int seq;            /* the decoder began it before it was closed: never queued */
     int job;            /* J_* (under the lock) */
     unsigned char *out; /* a worker's output (J_OK): olen bytes, their CRC-32 */
     size_t olen;
@@ -42,16 +44,16 @@ struct kiln_pinflate {
     size_t chunk_min, chunk_max, in_cap; /* in_cap: a chunk's buffer */
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    pthread_t th[KILN_PINFLATE_MAX_WORKERS];
-    int nth, stop;
-    chunk_t *head, *tail; /* the chunks read and not done with, in order */
+    pthread_t th[KILN_PINFLATE_MAX_WORKERS], reader;
+    int nth, stop, rstarted;
+    chunk_t *head, *tail; /* the chunks read (the last maybe still being read), in order */
     size_t queued, maxq;
-    unsigned char *carry; /* input read past the last cut: the next chunk's start */
+    unsigned char *carry; /* the reader's: input read past the last cut */
     size_t carry_len;
-    int in_eof;
-    int ahead_on;  /* chunks are still given to the workers */
-    int candidate; /* the next chunk starts after a candidate */
-    int fails, bare;
+    int in_done, in_failed; /* the reader is done (its input ended, or failed with in_err) */
+    kiln_error_t in_err;
+    int ahead_on; /* chunks are still given to the workers (under the lock) */
+    int fails;
     unsigned char *free_in[2 * KILN_PINFLATE_MAX_WORKERS + 2]; /* buffers to reuse */
     unsigned char *free_out[2 * KILN_PINFLATE_MAX_WORKERS + 2];
     size_t n_in, n_out;
@@ -172,11 +174,10 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Drops the first chunk (waiting for a worker still decoding it). */
-static void pop_chunk(kiln_pinflate_t *p)
+/* Drops the first chunk (locked; waiting for a worker still decoding it). */
+static void pop_locked(kiln_pinflate_t *p)
 {
     chunk_t *c = p->head;
-    pthread_mutex_lock(&p->lock);
     if (c->job == J_QUEUED)
         c->job = J_NONE;
     while (c->job == J_RUNNING)
@@ -187,78 +188,149 @@ static void pop_chunk(kiln_pinflate_t *p)
     p->queued--;
     pool_put(p->free_out, &p->n_out, p->maxq, c->out);
     pool_put(p->free_in, &p->n_in, p->maxq, c->in);
-    pthread_mutex_unlock(&p->lock);
+    pthread_cond_broadcast(&p->cond); /* (the reader waits for room) */
     free(c);
 }
 
-/* Reads the input up to the next cut (a candidate at least chunk_min in, or chunk_max) and
- * queues it as a chunk, for a worker when it starts after a candidate. 1 when a chunk was
- * queued, 0 at the end of the input, -1 with err. */
-static int read_chunk(kiln_pinflate_t *p, kiln_error_t *err)
+static void pop_chunk(kiln_pinflate_t *p)
 {
-    if (p->in_eof && p->carry_len == 0)
-        return 0;
+    pthread_mutex_lock(&p->lock);
+    pop_locked(p);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Makes c's first `len` bytes visible to the decoder (locked by the caller or not). */
+static void publish(kiln_pinflate_t *p, chunk_t *c, size_t len)
+{
+    pthread_mutex_lock(&p->lock);
+    c->len = len;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Reads one chunk: from the carry on, up to the next cut (a candidate at least chunk_min
+ * in, or chunk_max, or the end), publishing its bytes as they come (never past where the cut
+ * may fall: a candidate may still be found from `from` on); then closes it, queued for a
+ * worker when it starts after a candidate. 1 when the input goes on, 0 at its end, -1 with
+ * err. */
+static int read_chunk(kiln_pinflate_t *p, int *candidate, int *bare, kiln_error_t *err)
+{
     chunk_t *c = kiln_xzalloc(sizeof(*c));
     pthread_mutex_lock(&p->lock);
     c->in = pool_get(p->free_in, &p->n_in, p->in_cap);
-    pthread_mutex_unlock(&p->lock);
-    memcpy(c->in, p->carry, p->carry_len);
-    c->len = p->carry_len;
-    p->carry_len = 0;
-    size_t from = p->chunk_min, cut = 0;
-    int at_candidate = 0;
-    for (;;) {
-        if (c->len >= from + 4) {
-            const unsigned char *m = memmem(c->in + from, c->len - from, MARKER, 4);
-            if (m != NULL) {
-                cut = (size_t)(m - c->in) + 4;
-                at_candidate = 1;
-                break;
-            }
-            from = c->len - 3; /* (a marker may straddle two reads) */
-        }
-        if (c->len >= p->chunk_max) {
-            cut = p->chunk_max;
-            break;
-        }
-        if (p->in_eof) {
-            cut = c->len;
-            break;
-        }
-        ssize_t n = kiln_decompressor_read_input(p->d, c->in + c->len, READ_PIECE, err);
-        if (n < 0) {
-            free(c->in);
-            free(c);
-            return -1;
-        }
-        if (n == 0)
-            p->in_eof = 1;
-        c->len += (size_t)n;
-    }
-    if (c->len == 0) {
-        free(c->in);
-        free(c);
-        return 0;
-    }
-    p->carry_len = c->len - cut; /* (at most one read: <= READ_PIECE) */
-    memcpy(p->carry, c->in + cut, p->carry_len);
-    c->len = cut;
-    p->bare = at_candidate ? 0 : p->bare + 1;
-    if (p->bare >= BARE_STOP)
-        p->ahead_on = 0;
-    pthread_mutex_lock(&p->lock);
-    c->job = p->candidate && p->ahead_on && p->nth > 0 ? J_QUEUED : J_NONE;
+    memcpy(c->in, p->carry, p->carry_len); /* (published below: a cut may fall inside) */
     if (p->tail != NULL)
         p->tail->next = c;
     else
         p->head = c;
     p->tail = c;
     p->queued++;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    size_t len = p->carry_len, from = p->chunk_min, cut = 0;
+    int at_candidate = 0, eof = 0, rc = 1;
+    p->carry_len = 0;
+    for (;;) {
+        if (len >= from + 4) {
+            const unsigned char *m = memmem(c->in + from, len - from, MARKER, 4);
+            if (m != NULL) {
+                cut = (size_t)(m - c->in) + 4;
+                at_candidate = 1;
+                break;
+            }
+            from = len - 3; /* (a marker may straddle two reads) */
+        }
+        if (len >= p->chunk_max) {
+            cut = p->chunk_max;
+            break;
+        }
+        if (eof || __atomic_load_n(&p->stop, __ATOMIC_RELAXED)) {
+            cut = len;
+            break;
+        }
+        publish(p, c, len < p->chunk_min + 4 ? len : from);
+        ssize_t n = kiln_decompressor_read_input(p->d, c->in + len, READ_PIECE, err);
+        if (n < 0) {
+            cut = len < p->chunk_min + 4 ? len : from; /* (what was published) */
+            rc = -1;
+            break;
+        }
+        eof = n == 0;
+        len += (size_t)n;
+    }
+    p->carry_len = rc < 0 ? 0 : len - cut; /* (at most one read: <= READ_PIECE) */
+    memcpy(p->carry, c->in + cut, p->carry_len);
+    *bare = at_candidate ? 0 : *bare + 1;
+    pthread_mutex_lock(&p->lock);
+    if (*bare >= BARE_STOP)
+        p->ahead_on = 0;
+    c->len = cut;
+    c->closed = 1;
+    c->job = *candidate && p->ahead_on && p->nth > 0 && !c->seq && rc > 0 ? J_QUEUED : J_NONE;
     p->n_chunks++;
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
-    p->candidate = at_candidate;
-    return 1;
+    *candidate = at_candidate;
+    return rc < 0 ? -1 : eof && p->carry_len == 0 ? 0 : 1;
+}
+
+/* The reader thread: cuts the input into chunks while fewer than maxq wait, until the input
+ * ends or fails, or p stops. */
+static void *reader_main(void *arg)
+{
+    kiln_pinflate_t *p = arg;
+    kiln_error_t e = {0};
+    int candidate = 0, bare = 0, r = 1;
+    pthread_setname_np(pthread_self(), "kiln-pinflate"); /* as ps and perf show it */
+    while (r > 0) {
+        pthread_mutex_lock(&p->lock);
+        while (!p->stop && p->queued >= p->maxq)
+            pthread_cond_wait(&p->cond, &p->lock);
+        int stop = p->stop;
+        pthread_mutex_unlock(&p->lock);
+        if (stop)
+            break;
+        r = read_chunk(p, &candidate, &bare, &e);
+    }
+    pthread_mutex_lock(&p->lock);
+    p->in_done = 1;
+    if (r < 0) {
+        p->in_failed = 1;
+        p->in_err = e;
+    }
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* The chunk the decoder is in, once it has bytes the decoder has not taken (or st holds
+ * output back): waits for the reader, dropping chunks done with; *avail: its bytes so far.
+ * NULL at the end of the input (*rc 0), or when reading it failed (*rc -1, err). */
+static chunk_t *cur_chunk(kiln_pinflate_t *p, size_t *avail, int *rc, kiln_error_t *err)
+{
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        chunk_t *c = p->head;
+        if (c != NULL && (c->pos < c->len || p->full)) {
+            *avail = c->len;
+            if (c->pos == 0 && !c->closed)
+                c->seq = 1; /* (decoded as it comes: no worker's decode of it is waited for) */
+            pthread_mutex_unlock(&p->lock);
+            return c;
+        }
+        if (c != NULL && c->closed) {
+            pop_locked(p);
+            continue;
+        }
+        if (c == NULL && p->in_done) {
+            *rc = p->in_failed ? -1 : 0;
+            if (p->in_failed && err != NULL)
+                *err = p->in_err;
+            pthread_mutex_unlock(&p->lock);
+            return NULL;
+        }
+        pthread_cond_wait(&p->cond, &p->lock);
+    }
 }
 
 /* The stream's next byte outside the DEFLATE data (headers, trailers): -1 at the end of the
@@ -267,18 +339,12 @@ static int next_byte(kiln_pinflate_t *p, kiln_error_t *err)
 {
     if (p->back_pos < p->back_len)
         return p->back[p->back_pos++];
-    for (;;) {
-        chunk_t *c = p->head;
-        if (c != NULL && c->pos < c->len)
-            return c->in[c->pos++];
-        if (c != NULL) {
-            pop_chunk(p);
-            continue;
-        }
-        int r = read_chunk(p, err);
-        if (r <= 0)
-            return r < 0 ? -2 : -1;
-    }
+    size_t avail;
+    int rc = 0;
+    chunk_t *c = cur_chunk(p, &avail, &rc, err);
+    if (c == NULL)
+        return rc < 0 ? -2 : -1;
+    return c->in[c->pos++];
 }
 
 /* Reads n bytes of a header or trailer into b (b NULL: skipped); a header's go into *hcrc. */
@@ -356,19 +422,29 @@ static int read_header(kiln_pinflate_t *p, kiln_error_t *err)
     return 0;
 }
 
-/* Takes the first chunk's worker output when the decoder is at its start on a block
- * boundary: 1 when it is being handed out now, 0 when the decoder decodes the chunk. */
+/* Counts a chunk decoded ahead for nothing; after FAIL_STOP in a row none is any more. */
+static void ahead_failed(kiln_pinflate_t *p)
+{
+    if (++p->fails < FAIL_STOP)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->ahead_on = 0;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Takes chunk c's worker output (c closed, queued for a worker) when the decoder is at its
+ * start on a block boundary: 1 when it is being handed out now, 0 when the decoder decodes
+ * the chunk itself. */
 static int take_ahead(kiln_pinflate_t *p, chunk_t *c)
 {
-    if (c->pos != 0 || (!p->reinit && (p->full || !at_boundary(p->st)))) {
+    if (!p->reinit && (p->full || !at_boundary(p->st))) {
         pthread_mutex_lock(&p->lock);
         if (c->job == J_QUEUED)
             c->job = J_NONE; /* (never needed) */
         pthread_mutex_unlock(&p->lock);
         /* a candidate that was no boundary: work done or queued for nothing, which a crafted
          * stream would repeat (decoding ahead stops as after failures) */
-        if (++p->fails >= FAIL_STOP)
-            p->ahead_on = 0;
+        ahead_failed(p);
         return 0;
     }
     pthread_mutex_lock(&p->lock);
@@ -376,11 +452,8 @@ static int take_ahead(kiln_pinflate_t *p, chunk_t *c)
         pthread_cond_wait(&p->cond, &p->lock);
     int job = c->job;
     pthread_mutex_unlock(&p->lock);
-    if (job == J_NONE)
-        return 0;
     if (job != J_OK) {
-        if (++p->fails >= FAIL_STOP)
-            p->ahead_on = 0;
+        ahead_failed(p);
         return 0;
     }
     p->fails = 0;
@@ -414,23 +487,21 @@ static ssize_t read_body(kiln_pinflate_t *p, unsigned char *buf, size_t len, kil
 {
     struct inflate_state *st = p->st;
     for (;;) {
-        chunk_t *c = p->head;
-        if (c == NULL || (c->pos == c->len && !p->full)) {
-            if (c != NULL) {
-                pop_chunk(p);
-                continue;
-            }
-            int r = read_chunk(p, err);
-            if (r < 0)
-                return -1;
-            if (r == 0)
-                return kiln_error_set(err, 0,
-                                      "gzip stream is truncated (ends inside the compressed "
-                                      "data)");
-            continue;
+        size_t avail = 0;
+        int rc = 0;
+        chunk_t *c = cur_chunk(p, &avail, &rc, err);
+        if (c == NULL)
+            return rc < 0 ? -1
+                          : kiln_error_set(err, 0,
+                                           "gzip stream is truncated (ends inside the "
+                                           "compressed data)");
+        if (c->pos == 0 && !p->full) {
+            pthread_mutex_lock(&p->lock);
+            int job = c->closed ? c->job : J_NONE;
+            pthread_mutex_unlock(&p->lock);
+            if (job != J_NONE && take_ahead(p, c))
+                return HANDED_OUT;
         }
-        if (c->pos == 0 && c->job != J_NONE && take_ahead(p, c))
-            return HANDED_OUT;
         if (p->reinit) {
             isal_inflate_init(st);
             st->crc_flag = ISAL_DEFLATE;
@@ -439,7 +510,7 @@ static ssize_t read_body(kiln_pinflate_t *p, unsigned char *buf, size_t len, kil
             p->reinit = 0;
         }
         st->next_in = c->in + c->pos;
-        st->avail_in = (uint32_t)(c->len - c->pos);
+        st->avail_in = (uint32_t)(avail - c->pos);
         st->next_out = buf;
         st->avail_out = (uint32_t)(len > UINT32_MAX ? UINT32_MAX : len);
         uint32_t before = st->avail_out;
@@ -521,9 +592,6 @@ ssize_t kiln_pinflate_read_view(kiln_pinflate_t *p, void *buf, size_t len, const
         }
         if (p->phase == P_END)
             break;
-        if (p->ahead_on && p->queued < p->maxq && !(p->in_eof && p->carry_len == 0) &&
-            read_chunk(p, &e) < 0)
-            goto fail;
         if (p->phase == P_HEADER) {
             if (read_header(p, &e) < 0)
                 goto fail;
@@ -583,7 +651,7 @@ kiln_pinflate_t *kiln_pinflate_new_sized(kiln_decompressor_t *d, int workers, si
     kiln_pinflate_t *p = kiln_xzalloc(sizeof(*p));
     p->d = d;
     p->chunk_min = chunk_min;
-    p->chunk_max = chunk_max > chunk_min ? chunk_max : chunk_min + 1;
+    p->chunk_max = chunk_max >= chunk_min + 4 ? chunk_max : chunk_min + 4;
     p->in_cap = p->chunk_max + READ_PIECE;
     p->st = kiln_xmalloc(sizeof(*p->st));
     p->carry = kiln_xmalloc(READ_PIECE + 4);
@@ -597,12 +665,19 @@ kiln_pinflate_t *kiln_pinflate_new_sized(kiln_decompressor_t *d, int workers, si
             break;
     p->maxq = 2 * (size_t)p->nth + 2;
     p->ahead_on = p->nth > 0;
+    if (pthread_create(&p->reader, NULL, reader_main, p) != 0) {
+        kiln_pinflate_free(p);
+        return NULL;
+    }
+    p->rstarted = 1;
     return p;
 }
 
 void kiln_pinflate_stats(kiln_pinflate_t *p, uint64_t *chunks, uint64_t *ahead)
 {
+    pthread_mutex_lock(&p->lock);
     *chunks = p->n_chunks;
+    pthread_mutex_unlock(&p->lock);
     *ahead = p->n_ahead;
 }
 
@@ -616,6 +691,8 @@ void kiln_pinflate_free(kiln_pinflate_t *p)
     pthread_mutex_unlock(&p->lock);
     for (int i = 0; i < p->nth; i++)
         pthread_join(p->th[i], NULL);
+    if (p->rstarted) /* (once a read it is blocked in returns) */
+        pthread_join(p->reader, NULL);
     while (p->head != NULL) {
         chunk_t *c = p->head;
         p->head = c->next;

@@ -41,9 +41,11 @@ typedef struct kiln_pinflate kiln_pinflate_t;
 int kiln_pinflate_auto_workers(void);
 
 /* Starts decoding the gzip stream d (detected as gzip, nothing decoded from it yet; d must
- * outlive p, which reads its input through kiln_decompressor_read_input) with up to
- * `workers` threads decoding ahead (fewer when a thread cannot start; none is fine).
- * Cannot fail. */
+ * outlive p). A reader thread of p's reads d's input (kiln_decompressor_read_input) and cuts
+ * it into chunks, up to 2 x workers + 2 of them ahead, each visible to the decoder as its
+ * bytes arrive (a layer still downloading is decoded as far as it came); up to `workers`
+ * threads decode chunks ahead (fewer when a thread cannot start; none is fine). NULL when
+ * the reader thread cannot start (d untouched). */
 kiln_pinflate_t *kiln_pinflate_new(kiln_decompressor_t *d, int workers);
 
 /* The same cutting chunks at the first candidate chunk_min bytes in, or at chunk_max (the

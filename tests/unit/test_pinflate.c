@@ -21,7 +21,9 @@
 #include <string.h>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -500,6 +502,84 @@ static void test_errors(void **state)
     free(in);
 }
 
+/* A source that gives its first `hold_at` bytes, then waits (up to 20 s) until the reader of
+ * the output has seen some: as a download whose rest comes later. */
+struct held_src {
+    struct src s;
+    size_t hold_at;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int seen, waited_out;
+};
+
+static const void *held_block(void *ctx, size_t *len, kiln_error_t *err)
+{
+    struct held_src *h = ctx;
+    if (h->s.pos >= h->hold_at) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 20;
+        pthread_mutex_lock(&h->lock);
+        while (!h->seen && !h->waited_out)
+            if (pthread_cond_timedwait(&h->cond, &h->lock, &until) != 0)
+                h->waited_out = 1;
+        pthread_mutex_unlock(&h->lock);
+    } else if (h->s.pos + h->s.step > h->hold_at) {
+        size_t n = h->hold_at - h->s.pos; /* (the piece up to the hold) */
+        const void *r = h->s.buf + h->s.pos;
+        h->s.pos += n;
+        *len = n;
+        return r;
+    }
+    return src_block(&h->s, len, err);
+}
+
+/* Output comes as the input arrives: with the rest of the stream held back until some output
+ * was read, the decoder (and its reader thread, which waits for that rest) still gives the
+ * bytes of what came; then the whole, with workers and without. */
+static void test_streams_as_it_arrives(void **state)
+{
+    (void)state;
+    size_t len = 6 << 20;
+    unsigned char *in = make_input(len, 8, 40);
+    struct membuf gz = {0};
+    pgzip_member(&gz, in, len);
+    for (int workers = 0; workers <= 2; workers += 2) {
+        struct held_src h = {.s = {.buf = gz.buf, .len = gz.len, .step = 100000},
+                             .hold_at = gz.len * 2 / 5};
+        pthread_mutex_init(&h.lock, NULL);
+        pthread_cond_init(&h.cond, NULL);
+        kiln_decompressor_t *d = NULL;
+        kiln_error_t err = {0};
+        assert_int_equal(
+            kiln_decompressor_new_blocks(held_block, &h, NULL, NULL, NULL, NULL, &d, &err), 0);
+        kiln_pinflate_t *p = kiln_pinflate_new(d, workers);
+        assert_non_null(p);
+        struct membuf out = {0};
+        unsigned char *buf = kiln_xmalloc(1 << 16);
+        ssize_t n;
+        while ((n = kiln_pinflate_read(p, buf, 1 << 16, &err)) > 0) {
+            mem_put(&out, buf, (size_t)n);
+            pthread_mutex_lock(&h.lock);
+            h.seen = 1;
+            pthread_cond_broadcast(&h.cond);
+            pthread_mutex_unlock(&h.lock);
+        }
+        assert_int_equal(n, 0);
+        assert_int_equal(h.waited_out, 0); /* output came before the rest of the input */
+        assert_int_equal(out.len, len);
+        assert_memory_equal(out.buf, in, len);
+        kiln_pinflate_free(p);
+        kiln_decompressor_free(d);
+        pthread_cond_destroy(&h.cond);
+        pthread_mutex_destroy(&h.lock);
+        free(buf);
+        free(out.buf);
+    }
+    free(gz.buf);
+    free(in);
+}
+
 /* A kiln-compressed layer of many files unpacked with workers (views of chunks decoded ahead
  * handed to the tar reader and the hasher) and without: the same tree. */
 static void test_unpack_layer(void **state)
@@ -571,6 +651,7 @@ int main(void)
         cmocka_unit_test(test_high_ratio),
         cmocka_unit_test(test_members),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_streams_as_it_arrives),
         cmocka_unit_test(test_unpack_layer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
