@@ -663,7 +663,7 @@ kiln_pinflate_t *kiln_pinflate_new_sized(kiln_decompressor_t *d, int workers, si
     for (; p->nth < workers; p->nth++)
         if (pthread_create(&p->th[p->nth], NULL, worker_main, p) != 0)
             break;
-    p->maxq = 2 * (size_t)p->nth + 2;
+    p->maxq = (size_t)p->nth + 2; /* (one chunk per worker, the one decoded, the next) */
     p->ahead_on = p->nth > 0;
     if (pthread_create(&p->reader, NULL, reader_main, p) != 0) {
         kiln_pinflate_free(p);

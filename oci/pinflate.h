@@ -42,7 +42,7 @@ int kiln_pinflate_auto_workers(void);
 
 /* Starts decoding the gzip stream d (detected as gzip, nothing decoded from it yet; d must
  * outlive p). A reader thread of p's reads d's input (kiln_decompressor_read_input) and cuts
- * it into chunks, up to 2 x workers + 2 of them ahead, each visible to the decoder as its
+ * it into chunks, up to workers + 2 of them ahead, each visible to the decoder as its
  * bytes arrive (a layer still downloading is decoded as far as it came); up to `workers`
  * threads decode chunks ahead (fewer when a thread cannot start; none is fine). NULL when
  * the reader thread cannot start (d untouched). */
