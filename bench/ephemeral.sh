@@ -38,7 +38,10 @@
 # worker has and a warm root (which creates few files) escapes.
 # Usage: bench/ephemeral.sh [KILN_BIN]   (env: RUNS=5; SAME_RUNS=15: the same-commit cases
 # again, interleaved and timed in ms; KILN_IMAGES_DIR; BENCH_KEEP=DIR: the logs; CASES=tenant
-# BEFORE=KILN_BIN: the tenant and registry cache cases only, see below)
+# BEFORE=KILN_BIN: the tenant and registry cache cases only, see below; BENCH_APP=service: a
+# typical TypeScript API service instead of the small app, ~630 packages (web framework, AWS SDK,
+# database and cache clients, auth; compiler, types, test runner, linter), its `npm ci` then
+# the larger part of a no-cache build, as in most real services)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/bench_lib.sh
@@ -64,7 +67,51 @@ export AWS_ACCESS_KEY_ID=AKIDKILNBENCH AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us
 
 APP=$T/app
 mkdir -p "$APP/src"
-cat >"$APP/package.json" <<'EOF'
+if [ "${BENCH_APP:-small}" = service ]; then
+  # a typical TypeScript API service: its runtime dependencies (web framework, AWS SDK, database
+  # and cache clients, auth) and its dev tooling (compiler, types, test runner, linter), ~600
+  # packages; the same Dockerfile; its source imports what it depends on
+  cat >"$APP/package.json" <<'EOF'
+{"name": "ephemeral-bench-service", "version": "1.0.0", "private": true,
+ "scripts": {"build": "tsc -p .", "test": "jest", "lint": "eslint src"},
+ "dependencies": {"express": "4.21.2", "helmet": "8.0.0", "cors": "2.8.5", "pino": "9.6.0",
+                  "zod": "3.24.1", "axios": "1.7.9", "pg": "8.13.1", "ioredis": "5.4.2",
+                  "jsonwebtoken": "9.0.2", "bcryptjs": "2.4.3", "dotenv": "16.4.7",
+                  "uuid": "11.0.5", "date-fns": "4.1.0", "lodash": "4.17.21",
+                  "@aws-sdk/client-s3": "3.730.0"},
+ "devDependencies": {"typescript": "5.7.3", "@types/node": "22.10.7", "@types/express": "5.0.0",
+                     "@types/lodash": "4.17.14", "@types/cors": "2.8.17", "@types/pg": "8.11.10",
+                     "@types/jsonwebtoken": "9.0.7", "@types/bcryptjs": "2.4.6",
+                     "jest": "29.7.0", "ts-jest": "29.2.5", "@types/jest": "29.5.14",
+                     "supertest": "7.0.0", "@types/supertest": "6.0.2", "eslint": "9.18.0",
+                     "typescript-eslint": "8.20.0", "prettier": "3.4.2"}}
+EOF
+  printf 'import { S3Client, PutObjectCommand } from "@aws-sdk/client-s3";
+const s3 = new S3Client({});
+export async function put(key: string, body: string): Promise<void> {
+  await s3.send(new PutObjectCommand({ Bucket: process.env.BUCKET, Key: key, Body: body }));
+}
+' >"$APP/src/store.ts"
+  printf 'import { Pool } from "pg";
+import Redis from "ioredis";
+export const db = new Pool();
+export const cache = new Redis({ lazyConnect: true });
+export async function count(): Promise<number> {
+  const r = await db.query("select count(*) as n from items");
+  return Number(r.rows[0].n);
+}
+' >"$APP/src/db.ts"
+  printf 'import jwt from "jsonwebtoken";
+import bcrypt from "bcryptjs";
+import { v4 } from "uuid";
+import { addDays } from "date-fns";
+export function token(user: string): string {
+  return jwt.sign({ sub: user, jti: v4(), exp: Math.floor(addDays(new Date(), 1).getTime() / 1000) }, process.env.SECRET || "x");
+}
+export const hash = (p: string): string => bcrypt.hashSync(p, 8);
+' >"$APP/src/auth.ts"
+else
+  cat >"$APP/package.json" <<'EOF'
 {"name": "ephemeral-bench", "version": "1.0.0", "private": true,
  "scripts": {"build": "tsc -p ."},
  "dependencies": {"express": "4.21.2", "zod": "3.24.1", "axios": "1.7.9", "lodash": "4.17.21",
@@ -72,6 +119,7 @@ cat >"$APP/package.json" <<'EOF'
  "devDependencies": {"typescript": "5.7.3", "@types/node": "22.10.7", "@types/express": "5.0.0",
                      "@types/lodash": "4.17.14"}}
 EOF
+fi
 cat >"$APP/tsconfig.json" <<'EOF'
 {"compilerOptions": {"target": "es2022", "module": "commonjs", "outDir": "dist", "strict": true,
   "esModuleInterop": true, "skipLibCheck": true},
@@ -81,7 +129,11 @@ for i in $(seq 12); do
   printf 'import _ from "lodash";\nimport { z } from "zod";\nexport const s%d = z.object({ n: z.number() });\nexport function f%d(xs: number[]): number { return _.sum(xs) + %d; }\n' \
     "$i" "$i" "$i" >"$APP/src/m$i.ts"
 done
-printf 'import express from "express";\nimport { f1 } from "./m1";\nconst app = express();\napp.get("/", (_req, res) => { res.send(String(f1([1, 2]))); });\napp.listen(Number(process.env.PORT || 3000));\n' >"$APP/src/index.ts"
+if [ "${BENCH_APP:-small}" = service ]; then
+  printf 'import express from "express";\nimport helmet from "helmet";\nimport cors from "cors";\nimport pino from "pino";\nimport { f1 } from "./m1";\nimport { count } from "./db";\nimport { token } from "./auth";\nimport { put } from "./store";\nconst log = pino();\nconst app = express();\napp.use(helmet());\napp.use(cors());\napp.get("/", (_req, res) => { res.send(String(f1([1, 2]))); });\napp.get("/n", async (_req, res) => { res.json({ n: await count() }); });\napp.post("/t", async (_req, res) => { const t = token("u"); await put("t", t); res.send(t); });\napp.listen(Number(process.env.PORT || 3000), () => log.info("up"));\n' >"$APP/src/index.ts"
+else
+  printf 'import express from "express";\nimport { f1 } from "./m1";\nconst app = express();\napp.get("/", (_req, res) => { res.send(String(f1([1, 2]))); });\napp.listen(Number(process.env.PORT || 3000));\n' >"$APP/src/index.ts"
+fi
 (cd "$APP" && npm install --package-lock-only --no-audit --no-fund --silent)
 cat >"$APP/Dockerfile" <<EOF
 FROM $BASE

@@ -15,6 +15,10 @@
 #   SEQ=1          also the same kiln with KILN_INFLATE_THREADS=0 (no chunk decoded ahead by
 #                  oci/pinflate's workers: one inflate thread per layer), as "seq-unpack"
 #   BUSY=1         a busy loop beside each command
+#   FLOOR=1        also "igzip-tar": every layer at once, `curl | igzip -dc | tar -x` from the
+#                  same registry into a directory of its own (ISA-L's inflate, as kiln's; no
+#                  digest checked, no layer merged): the least any pull + unpack that must
+#                  inflate does, on the same CPUs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/bench_lib.sh
@@ -55,6 +59,8 @@ d, out = sys.argv[1], sys.argv[2]
 os.makedirs(out)
 blob = lambda dg: os.path.join(d, "blobs", *dg.split(":"))
 m = json.load(open(blob(json.load(open(os.path.join(d, "index.json")))["manifests"][0]["digest"])))
+with open(os.path.join(out, "layers"), "w") as f:
+    f.write(" ".join(l["digest"] for l in m["layers"]))
 for i, l in enumerate(m["layers"]):
     with gzip.open(blob(l["digest"])) as src, open(os.path.join(out, "%d.tar" % i), "wb") as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
@@ -64,10 +70,21 @@ if [ "${BUSY:-0}" = 1 ]; then
   echo $! >"$W/busy.pid"
 fi
 pause="sync; sleep 2"
+if [ -n "${FLOOR:-}" ]; then
+  command -v igzip >/dev/null || { echo "FLOOR=1 needs igzip (Debian's isal)" >&2; exit 2; }
+  { echo '#!/bin/bash'; echo 'set -eo pipefail; n=0'
+    for d in $(cat "$W/plain/layers"); do
+      echo "mkdir -p $W/fs-floor/\$n; { curl -sf http://127.0.0.1:$port/v2/bench/base/blobs/$d | igzip -dc | tar -x -C $W/fs-floor/\$n; } & n=\$((n + 1))"
+    done
+    echo 'for p in $(jobs -p); do wait $p; done'
+  } >"$W/floor.sh"
+  chmod +x "$W/floor.sh"
+fi
 rounds \
   tar-xf "bench_newfs $W/fs-tar; $pause" "for f in $W/plain/*.tar; do tar -xf \$f -C $W/fs-tar 2>/dev/null || exit 1; done" \
   kiln-unpack "bench_newfs $W/fs-kiln; $pause" "$KILN pull --progress=none --root $W/fs-kiln/store $REG -o type=local,dest=$W/fs-kiln/out $IMG" \
   ${KILN_BASELINE:+old-unpack "bench_newfs $W/fs-old; $pause" "$KILN_BASELINE pull --progress=none --root $W/fs-old/store $REG -o type=local,dest=$W/fs-old/out $IMG"} \
+  ${FLOOR:+igzip-tar "bench_newfs $W/fs-floor; $pause" "$W/floor.sh"} \
   ${SEQ:+seq-unpack "bench_newfs $W/fs-seq; $pause" "KILN_INFLATE_THREADS=0 $KILN pull --progress=none --root $W/fs-seq/store $REG -o type=local,dest=$W/fs-seq/out $IMG"}
 a=$(cd "$W/fs-tar" && find . ! -name '.wh.*' ! -name lost+found | wc -l)
 b=$(cd "$W/fs-kiln/out" && find . | wc -l)
@@ -79,5 +96,6 @@ stats_table
 echo
 ratio_line unpack-floor kiln-unpack tar-xf "(target <= 1.1: plain tar -xf of its layers)"
 [ -z "${KILN_BASELINE:-}" ] || ratio_line unpack-vs-old kiln-unpack old-unpack "($KILN_BASELINE)"
+[ -z "${FLOOR:-}" ] || ratio_line unpack-vs-igzip kiln-unpack igzip-tar "(curl | igzip -dc | tar -x, every layer at once, nothing checked)"
 [ -z "${SEQ:-}" ] || ratio_line unpack-vs-seq kiln-unpack seq-unpack "(KILN_INFLATE_THREADS=0: no chunk decoded ahead)"
 bench_footer

@@ -15,7 +15,7 @@ RUN_PKGS=(
   debootstrap zstd time
 )
 PEER_PKGS=(
-  docker-registry skopeo umoci runc buildah apache2-utils bubblewrap hyperfine
+  docker-registry skopeo umoci runc buildah apache2-utils bubblewrap hyperfine isal
   awscli
   wrk chromium
 )
