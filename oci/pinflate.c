@@ -52,7 +52,8 @@ struct kiln_pinflate {
     size_t carry_len;
     int in_done, in_failed; /* the reader is done (its input ended, or failed with in_err) */
     kiln_error_t in_err;
-    int ahead_on; /* chunks are still given to the workers (under the lock) */
+    int ahead_on;  /* chunks are still given to the workers (under the lock) */
+    int wait_cuts; /* the decoder waits for each chunk's cut (kiln_pinflate_wait_cuts) */
     int fails;
     unsigned char *free_in[2 * KILN_PINFLATE_MAX_WORKERS + 2]; /* buffers to reuse */
     unsigned char *free_out[2 * KILN_PINFLATE_MAX_WORKERS + 2];
@@ -313,6 +314,10 @@ static chunk_t *cur_chunk(kiln_pinflate_t *p, size_t *avail, int *rc, kiln_error
         chunk_t *c = p->head;
         if (c != NULL && (c->pos < c->len || p->full)) {
             *avail = c->len;
+            if (c->pos == 0 && !c->closed && p->wait_cuts) {
+                pthread_cond_wait(&p->cond, &p->lock); /* (every chunk is closed in the end) */
+                continue;
+            }
             if (c->pos == 0 && !c->closed)
                 c->seq = 1; /* (decoded as it comes: no worker's decode of it is waited for) */
             pthread_mutex_unlock(&p->lock);
@@ -671,6 +676,13 @@ kiln_pinflate_t *kiln_pinflate_new_sized(kiln_decompressor_t *d, int workers, si
     }
     p->rstarted = 1;
     return p;
+}
+
+void kiln_pinflate_wait_cuts(kiln_pinflate_t *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->wait_cuts = 1;
+    pthread_mutex_unlock(&p->lock);
 }
 
 void kiln_pinflate_stats(kiln_pinflate_t *p, uint64_t *chunks, uint64_t *ahead)

@@ -67,6 +67,13 @@ ssize_t kiln_pinflate_read_view(kiln_pinflate_t *p, void *buf, size_t len, const
 /* Gives back the oldest view read_view put outside its buf. */
 void kiln_pinflate_release(kiln_pinflate_t *p);
 
+/* For tests, before the first read: the decoder waits for the reader to cut each chunk
+ * before it starts on it (never decoding a chunk as it arrives), so which chunks come from a
+ * worker's decode depends on the bytes only, not on how the threads are scheduled. Only for
+ * an input that is all there: with one held back until output is read, reads would wait
+ * forever. */
+void kiln_pinflate_wait_cuts(kiln_pinflate_t *p);
+
 /* How many chunks the input was cut into, and how many of them came from a worker's decode
  * (for tests and benches). */
 void kiln_pinflate_stats(kiln_pinflate_t *p, uint64_t *chunks, uint64_t *ahead);
