@@ -9,6 +9,10 @@
 # are given the same level: buildah `push --compression-format gzip --compression-level 3`.
 KILN_GZIP_LEVEL=${KILN_GZIP_LEVEL:-3}
 RUNS=${RUNS:-5}
+# When the script began: bench_header may print after the rounds, and must still tell the load
+# and the time they started at.
+BENCH_START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+BENCH_START_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 
 # Sets KILN to the binary to measure, building build/src/kiln the way scripts/setup.sh does.
 bench_kiln() { # [path]
@@ -241,10 +245,10 @@ ratio_line() { # case a b [goal text]
 # What the figures came from: the machine, the binaries, the load (the machine may be shared).
 bench_header() {
   printf 'machine: %s, %s CPUs, %s GiB RAM; load average at start: %s\n' "$(uname -srm)" \
-    "$(nproc)" "$(free -g | awk '/Mem:/ {print $2}')" "$(cut -d' ' -f1-3 /proc/loadavg)"
+    "$(nproc)" "$(free -g | awk '/Mem:/ {print $2}')" "$BENCH_START_LOAD"
   printf '%s (%s); gzip level %s for kiln and its peers; RUNS=%s\n' \
     "$("$KILN" version 2>/dev/null | head -1)" "$KILN" "$KILN_GZIP_LEVEL" "$RUNS"
-  printf 'started %s; source at commit %s%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')" \
+  printf 'started %s; source at commit %s%s\n' "$BENCH_START_DATE" \
     "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" \
     "$(git diff --quiet HEAD -- 2>/dev/null || echo ' (with uncommitted changes)')"
   ! command -v buildah >/dev/null || buildah --version
