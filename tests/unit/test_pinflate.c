@@ -263,6 +263,19 @@ static struct result run_seq(const struct membuf *gz)
     return r;
 }
 
+/* Decodes gz with 2 workers, cuts of cmin to cmax, and checks it gives want: the chunks
+ * decoded ahead. */
+static uint64_t check_cuts(const struct membuf *gz, const unsigned char *want, size_t want_len,
+                           size_t cmin, size_t cmax, int patient)
+{
+    struct result r = run_par(gz, 2, cmin, cmax, 1 << 18, 0, 1 << 18, 0, patient);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.out.len, want_len);
+    assert_memory_equal(r.out.buf, want, want_len);
+    free(r.out.buf);
+    return r.ahead;
+}
+
 /* Decodes gz every way (2 and 1 workers, small and default cuts, input and output in several
  * piece sizes) and checks each gives want (want NULL: fails as the sequential decoder does).
  * Returns the most chunks decoded ahead in one of the ways at even indexes, which wait for
@@ -286,8 +299,9 @@ static uint64_t check_all(const struct membuf *gz, const unsigned char *want, si
     assert_int_equal(seq.rc, want != NULL ? 0 : -1);
     uint64_t most = 0;
     for (size_t i = 0; i < sizeof(ways) / sizeof(ways[0]); i++) {
+        int patient = i % 2 == 0; /* (the others' counts depend on how the threads ran) */
         struct result r = run_par(gz, ways[i].workers, ways[i].cmin, ways[i].cmax, ways[i].step,
-                                  ways[i].vary, ways[i].rd, ways[i].hold, i % 2 == 0);
+                                  ways[i].vary, ways[i].rd, ways[i].hold, patient);
         if (want != NULL) {
             if (r.rc != 0)
                 fail_msg("way %zu failed: %s", i, r.err.msg);
@@ -299,7 +313,7 @@ static uint64_t check_all(const struct membuf *gz, const unsigned char *want, si
         }
         if (ways[i].workers == 0)
             assert_int_equal(r.ahead, 0);
-        if (i % 2 == 0) /* (the others' counts depend on how the threads ran) */
+        if (patient)
             most = r.ahead > most ? r.ahead : most;
         free(r.out.buf);
     }
@@ -323,12 +337,7 @@ static void test_independent_pieces(void **state)
     /* its 1 MiB pieces compress to about 275 KiB, past CUT_MAX (cut there without a marker,
      * decoding ahead stops) and two to a default cut: cuts of 64 KiB to 1 MiB fall after each
      * piece, and every piece but the first is decoded ahead */
-    struct result r = run_par(&gz, 2, CUT_MIN, 1 << 20, 1 << 18, 0, 1 << 18, 0, 1);
-    assert_int_equal(r.rc, 0);
-    assert_int_equal(r.out.len, len);
-    assert_memory_equal(r.out.buf, in, len);
-    assert_true(r.ahead >= 3);
-    free(r.out.buf);
+    assert_true(check_cuts(&gz, in, len, CUT_MIN, 1 << 20, 1) >= 3);
     free(gz.buf);
     free(in);
 }
@@ -402,13 +411,8 @@ static void test_false_candidate(void **state)
     struct membuf gz = {0};
     gz_member(&gz, in, len, 0, Z_FULL_FLUSH, 60000, HDR_PLAIN);
     check_all(&gz, in, len);
-    for (size_t cmin = 512; cmin <= 4096; cmin *= 2) {
-        struct result r = run_par(&gz, 2, cmin, 1 << 16, 1 << 18, 0, 1 << 18, 0, 0);
-        assert_int_equal(r.rc, 0);
-        assert_int_equal(r.out.len, len);
-        assert_memory_equal(r.out.buf, in, len);
-        free(r.out.buf);
-    }
+    for (size_t cmin = 512; cmin <= 4096; cmin *= 2)
+        check_cuts(&gz, in, len, cmin, 1 << 16, 0);
     free(gz.buf);
     free(piece.buf);
     free(in);
